@@ -1,0 +1,136 @@
+"""The action model: what an agent wants to do, in one canonical shape.
+
+An :class:`ActionSpec` is exactly the JSON of the seed's raw-HTTP example::
+
+    {"type": "github.pr.merge",
+     "resource": {"provider": "github", "account": "acme",
+                  "target": "acme/api", "environment": "production"},
+     "parameters": {"pull_number": 42},
+     "risk_hints": {"irreversible": true}}
+
+Action types are dotted lowercase names, ``provider.resource.verb`` (two or more
+segments; each segment is ``[a-z0-9_-]``). The canonical form is sorted, compact
+JSON of the normalised spec; its SHA-256 is the ``action_hash`` that approvals and
+decision tokens are bound to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import ValidationError as PydanticValidationError
+
+from agentfirewall.errors import ActionSpecError
+
+__all__ = [
+    "ACTION_TYPE_PATTERN",
+    "ActionSpec",
+    "ActionType",
+    "Resource",
+    "Risk",
+    "action_hash",
+    "canonical_json",
+    "is_action_type",
+    "parse_action_spec",
+    "validate_action_type",
+]
+
+#: Dotted lowercase: at least two segments of letters, digits, ``_`` or ``-``.
+ACTION_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}(?:\.[a-z0-9_-]{1,63}){1,7}$"
+_ACTION_TYPE_RE = re.compile(ACTION_TYPE_PATTERN)
+
+#: Static risk label a connector route carries.
+Risk = Literal["low", "medium", "high"]
+
+
+def is_action_type(value: str) -> bool:
+    """True when `value` follows the action type grammar."""
+    return bool(_ACTION_TYPE_RE.fullmatch(value))
+
+
+def validate_action_type(value: str) -> str:
+    """Return `value` when it is a well-formed action type, else raise ActionSpecError."""
+    if not isinstance(value, str) or not is_action_type(value):
+        raise ActionSpecError(
+            f"invalid action type `{value}`: expected dotted lowercase like "
+            "`github.pr.merge` (2-8 segments of a-z, 0-9, _ or -)",
+            field="type",
+        )
+    return value
+
+
+ActionType = Annotated[str, AfterValidator(validate_action_type)]
+
+_NAME = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class Resource(BaseModel):
+    """What the action touches. Every field is optional; unknown fields are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: _NAME | None = None
+    account: _NAME | None = None
+    target: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    environment: _NAME | None = None
+
+
+class ActionSpec(BaseModel):
+    """One action an agent asks to perform."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: ActionType
+    resource: Resource = Field(default_factory=Resource)
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    risk_hints: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @property
+    def provider(self) -> str:
+        """The resource's provider, else the action type's first segment."""
+        return self.resource.provider or self.type.split(".", 1)[0]
+
+    def canonical(self) -> bytes:
+        """Sorted, compact JSON of the normalised spec (None fields dropped)."""
+        return canonical_json(self.to_dict())
+
+    @property
+    def action_hash(self) -> str:
+        """Hex SHA-256 of the canonical form."""
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON data, without empty resource fields."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def canonical_json(value: object) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: equal data gives equal bytes."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def action_hash(spec: ActionSpec | dict[str, Any]) -> str:
+    """Hex SHA-256 of the canonical form of `spec` (a model or its JSON data)."""
+    model = spec if isinstance(spec, ActionSpec) else parse_action_spec(spec)
+    return model.action_hash
+
+
+def parse_action_spec(data: object) -> ActionSpec:
+    """Validate JSON data (dict or JSON text) into an ActionSpec or raise ActionSpecError."""
+    try:
+        if isinstance(data, str | bytes):
+            return ActionSpec.model_validate_json(data)
+        return ActionSpec.model_validate(data)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "action_spec"
+        ctx = first.get("ctx") or {}
+        inner = ctx.get("error")
+        message = str(inner) if isinstance(inner, ActionSpecError) else first["msg"]
+        raise ActionSpecError(f"invalid action spec: `{loc}`: {message}", field=loc) from None

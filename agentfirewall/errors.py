@@ -1,0 +1,200 @@
+"""Every error TameFlare raises, under one root.
+
+::
+
+    AgentFirewallError
+    ├── ActionSpecError          an action spec or action type is malformed (caller's fault)
+    ├── ConnectorError           an HTTP request cannot be turned into an action
+    ├── PolicyError              a policy document is invalid (file, line, field)
+    ├── TokenError               a decision token is invalid, expired, replayed or for another action
+    ├── VaultError               a credential cannot be encrypted or decrypted (wrong key)
+    ├── ActionDenied             the firewall said no (carries the Decision)
+    ├── ApprovalError            an approval was denied, expired or timed out
+    └── APIError                 the control plane answered with an error (status_code, body)
+        ├── AuthenticationError  401: missing, wrong, suspended or revoked key
+        ├── PermissionDeniedError 403: role too low (required_role, your_role)
+        ├── NotFoundError        404
+        ├── ConflictError        409: e.g. a decision token already used
+        ├── ValidationError      400/422: the server's message says what is wrong
+        ├── RateLimitError       429: retry_after seconds
+        ├── ServerError          5xx
+        └── TransportError       the server could not be reached
+
+Messages follow one style: lowercase, no final period, user input in backticks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentfirewall.decisions import Decision
+
+__all__ = [
+    "APIError",
+    "ActionDenied",
+    "ActionSpecError",
+    "AgentFirewallError",
+    "ApprovalError",
+    "AuthenticationError",
+    "ConflictError",
+    "ConnectorError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PolicyError",
+    "RateLimitError",
+    "ServerError",
+    "TokenError",
+    "TransportError",
+    "ValidationError",
+    "VaultError",
+]
+
+
+class AgentFirewallError(Exception):
+    """Root of every error raised by agentfirewall."""
+
+
+class ActionSpecError(AgentFirewallError, ValueError):
+    """An action spec or action type is malformed."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ConnectorError(AgentFirewallError):
+    """An HTTP request cannot be turned into an action by its connector."""
+
+    def __init__(self, message: str, *, connector: str | None = None) -> None:
+        super().__init__(message)
+        self.connector = connector
+
+
+class PolicyError(AgentFirewallError, ValueError):
+    """A policy document is invalid; names the file, line and field when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ":".join(str(p) for p in (self.file, self.line) if p is not None)
+        parts = [p for p in (where, f"`{self.field}`" if self.field else None, self.message) if p]
+        return ": ".join(parts)
+
+
+class TokenError(AgentFirewallError):
+    """A decision token was rejected; `code` says why (expired, replayed, mismatch...)."""
+
+    def __init__(self, message: str, *, code: str = "invalid_token") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class VaultError(AgentFirewallError):
+    """A credential could not be encrypted or decrypted."""
+
+
+class ActionDenied(AgentFirewallError):
+    """The firewall denied an action; `decision` holds the reasons."""
+
+    def __init__(self, decision: Decision, *, action_type: str | None = None) -> None:
+        self.decision = decision
+        self.action_type = action_type
+        what = f"`{action_type}` " if action_type else ""
+        super().__init__(f"action {what}denied: {decision.reason}")
+
+
+class ApprovalError(AgentFirewallError):
+    """An approval did not come through: denied, expired or timed out."""
+
+    def __init__(self, message: str, *, status: str, action_request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.action_request_id = action_request_id
+
+
+class APIError(AgentFirewallError):
+    """The control plane answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        body: object = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+        self.code = code
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing, wrong, suspended or revoked."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the caller's role is below the one the endpoint needs."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 403,
+        body: object = None,
+        code: str | None = None,
+        required_role: str | None = None,
+        your_role: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, body=body, code=code)
+        self.required_role = required_role
+        self.your_role = your_role
+
+
+class NotFoundError(APIError):
+    """404: no such action, approval, agent or resource."""
+
+
+class ConflictError(APIError):
+    """409: the request conflicts with the current state (token used, approval decided)."""
+
+
+class ValidationError(APIError):
+    """400/413/422: the request was malformed; the message is the server's."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests; retry after `retry_after` seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 429,
+        body: object = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, body=body, code=code)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: the control plane failed."""
+
+
+class TransportError(APIError):
+    """The control plane could not be reached (connection refused, timeout)."""

@@ -1,0 +1,1 @@
+"""TameFlare gateway proxy (data plane) and the `tf` CLI."""

@@ -1,0 +1,1 @@
+"""TameFlare control plane: API, store, vault, approvals, audit, dashboard."""
