@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from agentfirewall.errors import ActionSpecError
@@ -89,6 +90,12 @@ class ActionSpec(BaseModel):
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
     risk_hints: dict[str, JsonValue] = Field(default_factory=dict)
 
+    @field_validator("parameters", "risk_hints")
+    @classmethod
+    def _finite_numbers(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        _check_finite(value)
+        return value
+
     @property
     def provider(self) -> str:
         """The resource's provider, else the action type's first segment."""
@@ -106,6 +113,18 @@ class ActionSpec(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON data, without empty resource fields."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def _check_finite(value: object) -> None:
+    """JSON has no NaN or Infinity: refuse them so every spec has a canonical form."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_finite(item)
 
 
 def canonical_json(value: object) -> bytes:

@@ -6,7 +6,7 @@
     ├── ActionSpecError          an action spec or action type is malformed (caller's fault)
     ├── ConnectorError           an HTTP request cannot be turned into an action
     ├── PolicyError              a policy document is invalid (file, line, field)
-    ├── TokenError               a decision token is invalid, expired, replayed or for another action
+    ├── TokenError               a decision token is invalid, expired, replayed or misbound
     ├── VaultError               a credential cannot be encrypted or decrypted (wrong key)
     ├── ActionDenied             the firewall said no (carries the Decision)
     ├── ApprovalError            an approval was denied, expired or timed out

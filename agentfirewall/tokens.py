@@ -103,8 +103,9 @@ def load_signing_key(data: bytes | str) -> SigningKey:
     try:
         key = serialization.load_pem_private_key(raw, password=None)
     except (ValueError, TypeError):
-        raise TokenError("signing key could not be loaded: not a PEM private key",
-                         code="bad_key") from None
+        raise TokenError(
+            "signing key could not be loaded: not a PEM private key", code="bad_key"
+        ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise TokenError("signing key must be an EC P-256 key (ES256)", code="bad_key")
     return SigningKey(key)
@@ -181,8 +182,7 @@ def verify_decision_token(
             code="wrong_action",
         )
     if action_hash is not None and not secrets.compare_digest(result.action_hash, action_hash):
-        raise TokenError("decision token does not match this action's content",
-                         code="wrong_action")
+        raise TokenError("decision token does not match this action's content", code="wrong_action")
     return result
 
 
@@ -211,8 +211,13 @@ def _decode_with_any(token: str, keys: list[ec.EllipticCurvePublicKey]) -> dict[
                 token,
                 key,
                 algorithms=[_ALGORITHM],
-                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                         "verify_aud": False, "verify_iss": False},
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
             )
             return decoded
         except jwt.InvalidSignatureError:
@@ -227,8 +232,7 @@ def _check_times(claims: dict[str, Any], *, now: int, leeway: int) -> None:
     if not isinstance(exp, int):
         raise TokenError("decision token has no expiry", code="missing_claim")
     if now > exp + leeway:
-        raise TokenError("decision token has expired: request the action again",
-                         code="expired")
+        raise TokenError("decision token has expired: request the action again", code="expired")
     if isinstance(nbf, int) and now + leeway < nbf:
         raise TokenError("decision token is not valid yet", code="not_yet_valid")
 
@@ -245,8 +249,9 @@ def _claims(claims: dict[str, Any]) -> DecisionClaims:
             expires_at=int(claims["exp"]),
         )
     except KeyError as exc:
-        raise TokenError(f"decision token lacks the `{exc.args[0]}` claim",
-                         code="missing_claim") from None
+        raise TokenError(
+            f"decision token lacks the `{exc.args[0]}` claim", code="missing_claim"
+        ) from None
 
 
 def _public_jwk(pub: ec.EllipticCurvePublicKey) -> dict[str, str]:
@@ -264,10 +269,15 @@ def _public_jwk(pub: ec.EllipticCurvePublicKey) -> dict[str, str]:
 
 def _thumbprint(pub: ec.EllipticCurvePublicKey) -> str:
     n = pub.public_numbers()
-    members = {"crv": "P-256", "kty": "EC", "x": _b64e(n.x.to_bytes(32, "big")),
-               "y": _b64e(n.y.to_bytes(32, "big"))}
-    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"),
-                                       sort_keys=True).encode()).digest()
+    members = {
+        "crv": "P-256",
+        "kty": "EC",
+        "x": _b64e(n.x.to_bytes(32, "big")),
+        "y": _b64e(n.y.to_bytes(32, "big")),
+    }
+    digest = hashlib.sha256(
+        json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    ).digest()
     return _b64e(digest)
 
 
