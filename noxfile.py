@@ -1,0 +1,37 @@
+"""nox sessions: tests, lint, typing, benchmarks.
+
+With CI=true nox fails on a missing interpreter: name the installed one (`nox -s tests-3.11`).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typing", "tests"]
+PYTHONS = ["3.11", "3.12"]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    session.install("-e", ".[dev,bench]")
+    for script in ("engine.py", "connectors.py", "server.py", "sdk.py", "proxy.py", "held.py"):
+        session.run("python", f"benchmarks/{script}", "--quick")
