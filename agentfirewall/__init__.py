@@ -6,6 +6,8 @@ TameFlare server before an agent acts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentfirewall.actions import ActionSpec, Resource, action_hash, parse_action_spec
 from agentfirewall.decisions import ApprovalRequirement, Decision
 from agentfirewall.errors import (
@@ -28,20 +30,61 @@ from agentfirewall.errors import (
     VaultError,
 )
 
+if TYPE_CHECKING:
+    from agentfirewall.client import (
+        ActionResult,
+        AgentFirewall,
+        Approved,
+        AsyncAgentFirewall,
+        DryRunResult,
+        ExecutionResult,
+        NotApproved,
+    )
+
 __version__ = "0.1.0"
+
+# The SDK clients load httpx; they are imported on first use so that importing the pure
+# core (``agentfirewall.actions``...) loads no network stack.
+_LAZY = frozenset(
+    {
+        "ActionResult",
+        "AgentFirewall",
+        "Approved",
+        "AsyncAgentFirewall",
+        "DryRunResult",
+        "ExecutionResult",
+        "NotApproved",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from agentfirewall import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module `agentfirewall` has no attribute `{name}`")
+
 
 __all__ = [
     "APIError",
     "ActionDenied",
+    "ActionResult",
     "ActionSpec",
     "ActionSpecError",
+    "AgentFirewall",
     "AgentFirewallError",
     "ApprovalError",
     "ApprovalRequirement",
+    "Approved",
+    "AsyncAgentFirewall",
     "AuthenticationError",
     "ConflictError",
     "ConnectorError",
     "Decision",
+    "DryRunResult",
+    "ExecutionResult",
+    "NotApproved",
     "NotFoundError",
     "PermissionDeniedError",
     "PolicyError",

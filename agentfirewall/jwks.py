@@ -1,0 +1,92 @@
+"""Offline verification of decision tokens against a server's JWKS.
+
+The server publishes its ES256 public keys at ``/.well-known/jwks.json`` (at the server's
+root, beside ``/api``). A tool that wants to check a decision token before acting fetches
+that document once (the clients cache it), then verifies locally with
+:func:`agentfirewall.tokens.verify_decision_token`: signature, issuer, audience, expiry and,
+when given, the binding to one action request id and action hash. Replay (single use) is
+only enforced by the server at ``execute``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agentfirewall.errors import TokenError
+from agentfirewall.tokens import DecisionClaims, public_key_from_jwk, verify_decision_token
+
+__all__ = ["JWKSCache", "jwks_url_for", "keys_from_jwks", "verify_with_jwks"]
+
+#: How long fetched keys are trusted before the next fetch.
+DEFAULT_TTL_SECONDS = 300.0
+#: The soonest a cache refetches after an unknown signature (key rotation).
+REFRESH_AFTER_SECONDS = 10.0
+
+
+def jwks_url_for(base_url: str) -> str:
+    """``http://h:3000/api`` -> ``http://h:3000/.well-known/jwks.json``."""
+    parts = urlsplit(base_url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/api"):
+        path = path[: -len("/api")]
+    return urlunsplit((parts.scheme, parts.netloc, f"{path}/.well-known/jwks.json", "", ""))
+
+
+def keys_from_jwks(document: object) -> list[ec.EllipticCurvePublicKey]:
+    """The P-256 signing keys of a JWKS document; other key types are skipped."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise TokenError("JWKS document has no `keys` list", code="bad_key")
+    keys = []
+    for jwk in document["keys"]:
+        if isinstance(jwk, dict) and jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+            keys.append(public_key_from_jwk(jwk))
+    if not keys:
+        raise TokenError("JWKS document holds no EC P-256 key", code="bad_key")
+    return keys
+
+
+def verify_with_jwks(
+    token: str,
+    document: object,
+    *,
+    now: int,
+    action_request_id: str | None = None,
+    action_hash: str | None = None,
+) -> DecisionClaims:
+    """Verify `token` with the keys of a JWKS document (raises TokenError)."""
+    return verify_decision_token(
+        token,
+        keys_from_jwks(document),
+        now=now,
+        action_request_id=action_request_id,
+        action_hash=action_hash,
+    )
+
+
+@dataclass(slots=True)
+class JWKSCache:
+    """The last JWKS document fetched and when (monotonic seconds)."""
+
+    ttl_seconds: float = DEFAULT_TTL_SECONDS
+    document: dict[str, Any] | None = None
+    fetched_at: float = field(default=float("-inf"))
+
+    def current(self, now: float) -> dict[str, Any] | None:
+        """The cached document while fresh, else None (fetch again)."""
+        if self.document is not None and now - self.fetched_at < self.ttl_seconds:
+            return self.document
+        return None
+
+    def store(self, document: object, now: float) -> dict[str, Any]:
+        keys_from_jwks(document)  # refuse a document without usable keys
+        assert isinstance(document, dict)
+        self.document, self.fetched_at = document, now
+        return document
+
+    def may_refresh(self, now: float) -> bool:
+        """After a bad signature: refetch unless the keys are very recent."""
+        return now - self.fetched_at >= REFRESH_AFTER_SECONDS
