@@ -1,0 +1,243 @@
+"""The policy engine: compile once, then decide in microseconds.
+
+Evaluation order, always (DESIGN.md section 3)::
+
+    1 kill switch    all / connector / agent        -> deny `kill_switch_active`
+    2 access rules   most specific rule wins        -> deny ends here
+                     none: proxy mode denies; SDK mode leaves it to the policies
+    3 policies       in scope, by priority           deny > require_approval > allow
+                     a rule that raises counts as a deny (fail closed)
+    4 enforcement    monitor / soft_enforce / full_enforce (kill switch always enforced)
+
+Steps 2 and 3 combine: the stricter outcome wins (an allowed permission still needs the
+policies not to deny or hold). In SDK mode with no access rule and no policy rule, the
+agent's ``sdk_default`` answers: allow, "No deny rules matched", or deny.
+
+``Decision.matched_rules[0]`` is the rule that decided (when one did), followed by the
+other rules that matched. ``matched_policies`` lists the policies in scope.
+The engine is pure: the time comes in ``EvaluationContext.now``; nothing is read or
+written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Literal
+
+from agentfirewall.actions import ActionSpec, Risk
+from agentfirewall.decisions import (
+    ENFORCEMENT_LEVELS,
+    ApprovalRequirement,
+    Decision,
+    EnforcementLevel,
+    Outcome,
+    apply_enforcement,
+    normalize_level,
+)
+from agentfirewall.policy.explain import Explanation, Step
+from agentfirewall.policy.globs import dot_prefixes
+from agentfirewall.policy.index import PolicyIndex
+from agentfirewall.policy.models import Policy
+from agentfirewall.policy.permissions import AccessIndex, AccessRule, KillSwitch, KillSwitchIndex
+from agentfirewall.policy.run import PolicyRun, run_policies
+
+__all__ = ["KILL_SWITCH_REASON", "NO_DENY_REASON", "Engine", "EvaluationContext", "Mode"]
+
+Mode = Literal["proxy", "sdk"]
+KILL_SWITCH_REASON = "kill_switch_active"
+NO_DENY_REASON = "No deny rules matched"
+ROUTE_RISK: dict[str, float] = {"low": 10.0, "medium": 50.0, "high": 80.0}
+_STRICTNESS: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
+_DEFAULT_APPROVAL = ApprovalRequirement()
+_EMPTY: Mapping[str, object] = MappingProxyType({})
+_PREFIX_CACHE_LIMIT = 16_384
+
+
+def _empty() -> Mapping[str, object]:
+    return _EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationContext:
+    """Who asks, how, and when. `now` must be timezone-aware."""
+
+    agent: str
+    mode: Mode
+    now: datetime
+    connector: str | None = None
+    enforcement_level: EnforcementLevel = "full_enforce"
+    sdk_default: Outcome = "allow"
+    risk: Risk | None = None
+    attributes: Mapping[str, object] = field(default_factory=_empty)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("proxy", "sdk"):
+            raise ValueError(f"unknown mode `{self.mode}`: expected proxy or sdk")
+        if self.now.tzinfo is None:
+            raise ValueError("`now` must be timezone-aware (e.g. datetime.now(UTC))")
+        if self.enforcement_level not in ENFORCEMENT_LEVELS:
+            level = normalize_level(self.enforcement_level)
+            object.__setattr__(self, "enforcement_level", level)
+        if self.sdk_default not in ("allow", "deny"):
+            raise ValueError(f"unknown sdk default `{self.sdk_default}`: expected allow or deny")
+        if self.risk is not None and self.risk not in ROUTE_RISK:
+            raise ValueError(f"unknown risk `{self.risk}`: expected low, medium or high")
+
+
+def _where(ctx: EvaluationContext, connector: str) -> str:
+    return f"(agent `{ctx.agent}`, connector `{connector}`)"
+
+
+class Engine:
+    """Compiled access rules, policies and kill switches; `evaluate` is the hot path."""
+
+    def __init__(
+        self,
+        access_rules: Iterable[AccessRule] = (),
+        policies: Iterable[Policy] = (),
+        kill_switches: Iterable[KillSwitch] = (),
+    ) -> None:
+        self.access_rules = tuple(access_rules)
+        self.policies = tuple(policies)
+        self.kill_switches = tuple(kill_switches)
+        self._access = AccessIndex(self.access_rules)
+        self._index = PolicyIndex(self.policies)
+        self._kill = KillSwitchIndex(self.kill_switches)
+        self._prefixes: dict[str, tuple[str, ...]] = {}
+
+    def evaluate(self, spec: ActionSpec, ctx: EvaluationContext) -> Decision:
+        """Decide on one action."""
+        return self._decide(spec, ctx, None)
+
+    def explain(self, spec: ActionSpec, ctx: EvaluationContext) -> Explanation:
+        """Decide on one action and record every step (same result as `evaluate`)."""
+        steps: list[Step] = []
+        decision = self._decide(spec, ctx, steps)
+        return Explanation(decision, steps)
+
+    def _prefixes_of(self, action: str) -> tuple[str, ...]:
+        prefixes = self._prefixes.get(action)
+        if prefixes is None:
+            if len(self._prefixes) >= _PREFIX_CACHE_LIMIT:
+                self._prefixes.clear()
+            prefixes = self._prefixes[action] = dot_prefixes(action)
+        return prefixes
+
+    def _decide(
+        self, spec: ActionSpec, ctx: EvaluationContext, trace: list[Step] | None
+    ) -> Decision:
+        action = spec.type
+        connector = ctx.connector or spec.provider
+        risk = ROUTE_RISK[ctx.risk] if ctx.risk is not None else 0.0
+        if self._kill.active:
+            switch = self._kill.find(ctx.agent, (connector, spec.provider))
+            if switch is not None:
+                if trace is not None:
+                    trace.append(Step("kill_switch", "active", f"{switch.label}: {switch.reason}"))
+                decision = Decision(
+                    "deny", KILL_SWITCH_REASON, risk_score=risk, matched_rules=(switch.label,),
+                    kill_switch=True, decided_outcome="deny",
+                )  # fmt: skip
+                return self._enforce(decision, ctx, trace)
+        if trace is not None:
+            trace.append(Step("kill_switch", "inactive", "no kill switch covers this action"))
+        prefixes = self._prefixes_of(action)
+        rule = (
+            self._access.lookup(ctx.agent, connector, action, prefixes)
+            if self._access.size
+            else None
+        )
+        where = _where(ctx, connector)
+        if rule is None and ctx.mode == "proxy":
+            reason = f"no permission for `{action}` {where}: add one with `tf permissions set`"
+            if trace is not None:
+                trace.append(Step("access_rules", "deny (default)", reason))
+            decision = Decision(
+                "deny", reason, risk_score=risk, default_applied=True, decided_outcome="deny"
+            )
+            return self._enforce(decision, ctx, trace)
+        if trace is not None:
+            self._trace_access(trace, rule, action, where)
+        if rule is not None and rule.decision == "deny":
+            reason = f"denied by permission `{rule.action_pattern}` {where}"
+            decision = Decision(
+                "deny", reason, risk_score=risk, matched_rules=(rule.label,), decided_outcome="deny"
+            )
+            return self._enforce(decision, ctx, trace)
+        candidates = self._index.candidates(ctx.agent, action, prefixes)
+        run = run_policies(candidates, spec, ctx, risk, trace) if candidates else None
+        decision = self._combine(rule, run, ctx, action, where, risk)
+        return self._enforce(decision, ctx, trace)
+
+    @staticmethod
+    def _trace_access(trace: list[Step], rule: AccessRule | None, action: str, where: str) -> None:
+        if rule is None:
+            detail = f"no permission matches `{action}` {where}; sdk mode: the policies decide"
+            trace.append(Step("access_rules", "no match", detail))
+        else:
+            detail = f"most specific permission: `{rule.label}` ({rule.decision})"
+            trace.append(Step("access_rules", rule.decision, detail))
+
+    @staticmethod
+    def _combine(
+        rule: AccessRule | None,
+        run: PolicyRun | None,
+        ctx: EvaluationContext,
+        action: str,
+        where: str,
+        risk: float,
+    ) -> Decision:
+        outcome = run.outcome if run is not None else None
+        policies = run.policies if run is not None else ()
+        matched = run.matched if run is not None else ()
+        errors = run.errors if run is not None else ()
+        if run is not None:
+            risk = run.risk
+        if (
+            outcome is not None
+            and run is not None
+            and (rule is None or _STRICTNESS[outcome] >= _STRICTNESS[rule.decision])
+        ):
+            first = run.deciding
+            rules = (first, *(label for label in matched if label != first))
+            if rule is not None:
+                rules = (*rules, rule.label)
+            return Decision(
+                outcome, run.reason, risk_score=risk, matched_policies=policies,
+                matched_rules=rules, errors=errors, approval=run.approval, decided_outcome=outcome,
+            )  # fmt: skip
+        if rule is not None:
+            if rule.decision == "allow":
+                reason = f"allowed by permission `{rule.action_pattern}` {where}"
+            else:
+                reason = f"permission `{rule.action_pattern}` requires approval {where}"
+            approval = _DEFAULT_APPROVAL if rule.decision == "require_approval" else None
+            return Decision(
+                rule.decision, reason, risk_score=risk, matched_policies=policies,
+                matched_rules=(rule.label, *matched), errors=errors, approval=approval,
+                decided_outcome=rule.decision,
+            )  # fmt: skip
+        if ctx.sdk_default == "allow":
+            reason = NO_DENY_REASON
+        else:
+            reason = f"no rule allows `{action}` {where} and the agent's sdk default is deny"
+        return Decision(
+            ctx.sdk_default, reason, risk_score=risk, matched_policies=policies,
+            default_applied=True, errors=errors, decided_outcome=ctx.sdk_default,
+        )  # fmt: skip
+
+    @staticmethod
+    def _enforce(decision: Decision, ctx: EvaluationContext, trace: list[Step] | None) -> Decision:
+        level = ctx.enforcement_level
+        if level == "full_enforce" and trace is None:
+            return decision  # built with decided_outcome set: nothing to change
+        decision = apply_enforcement(decision, level)
+        if trace is not None:
+            detail = f"{level}: decided {decision.decided_outcome}, enforced {decision.outcome}"
+            if decision.kill_switch:
+                detail += " (the kill switch is enforced at every level)"
+            trace.append(Step("enforcement", decision.outcome, detail))
+        return decision

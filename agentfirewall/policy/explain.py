@@ -1,0 +1,56 @@
+"""Explanations: the steps of one evaluation, in order, each with its result and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agentfirewall.decisions import Decision
+
+__all__ = ["Explanation", "Step", "StepName"]
+
+StepName = Literal["kill_switch", "access_rules", "policies", "enforcement"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One evaluation step: which stage, what it concluded, and the details."""
+
+    step: StepName
+    result: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"step": self.step, "result": self.result, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A decision together with the steps that produced it."""
+
+    decision: Decision
+    steps: list[Step]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"decision": {...}, "explanation": [{"step", "result", "detail"}, ...]}``."""
+        return {
+            "decision": self.decision.to_dict(),
+            "explanation": [step.to_dict() for step in self.steps],
+        }
+
+    def render(self) -> str:
+        """Plain text, one line per step, then the decision."""
+        lines = []
+        for number, step in enumerate(self.steps, 1):
+            lines.append(f"{number}. {step.step}: {step.result}")
+            lines.extend(f"     {line}" for line in step.detail.splitlines() if line)
+        decision = self.decision
+        lines.append(f"=> {decision.outcome}: {decision.reason}")
+        if decision.would_outcome:
+            lines.append(f"   ({decision.would_outcome} under {decision.enforcement_level})")
+        if decision.matched_rules:
+            lines.append(f"   rules: {', '.join(decision.matched_rules)}")
+        if decision.errors:
+            lines.append(f"   errors: {'; '.join(decision.errors)}")
+        lines.append(f"   risk score: {decision.risk_score:g}")
+        return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""Field paths: what a condition looks at, compiled to small getter closures.
+
+Addressable fields (``action_spec.`` is optional in front of the action's own fields)::
+
+    action_spec.type                    the action type
+    action_spec.parameters.<path>       a parameter; dotted paths walk nested objects and
+                                        lists (``parameters.files.0.path``)
+    action_spec.resource.<name>         provider, account, target, environment
+    action_spec.risk_hints.<path>       a risk hint sent by the caller
+    context.agent                       the agent's name
+    context.time                        the evaluation time (EvaluationContext.now)
+    context.mode / connector / risk / enforcement_level
+    context.<attribute>                 any other key of EvaluationContext.attributes
+
+A getter returns :data:`MISSING` when the field is absent, so every operator can
+answer false instead of raising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from agentfirewall.actions import ActionSpec
+
+if TYPE_CHECKING:
+    from agentfirewall.policy.engine import EvaluationContext
+
+__all__ = ["FIELD_ROOTS", "MISSING", "Getter", "compile_field"]
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+#: Marker for an absent field (distinct from JSON null).
+MISSING: Final = _Missing()
+
+Getter = Callable[[ActionSpec, "EvaluationContext"], object]
+
+FIELD_ROOTS = (
+    "action_spec.type",
+    "action_spec.parameters.<path>",
+    "action_spec.resource.<name>",
+    "action_spec.risk_hints.<path>",
+    "context.agent",
+    "context.time",
+    "context.<attribute>",
+)
+_RESOURCE_NAMES = ("provider", "account", "target", "environment")
+_CONTEXT_ATTRS = ("agent", "mode", "connector", "risk", "enforcement_level")
+_MAX_PATH = 16
+
+
+def _walk(value: object, path: tuple[str, ...]) -> object:
+    for key in path:
+        if type(value) is dict:
+            value = value.get(key, MISSING)
+        elif type(value) is list and key.isdigit():
+            index = int(key)
+            value = value[index] if index < len(value) else MISSING
+        else:
+            return MISSING
+        if value is MISSING:
+            return MISSING
+    return value
+
+
+def _path_getter(root: str, path: tuple[str, ...]) -> Getter:
+    if root == "parameters":
+        if len(path) == 1:
+            key = path[0]
+            return lambda spec, ctx: spec.parameters.get(key, MISSING)
+        return lambda spec, ctx: _walk(spec.parameters, path)
+    if len(path) == 1:
+        key = path[0]
+        return lambda spec, ctx: spec.risk_hints.get(key, MISSING)
+    return lambda spec, ctx: _walk(spec.risk_hints, path)
+
+
+def _resource_getter(name: str) -> Getter:
+    def get(spec: ActionSpec, ctx: EvaluationContext) -> object:
+        value = getattr(spec.resource, name)
+        return MISSING if value is None else value
+
+    return get
+
+
+def _context_getter(name: str) -> Getter:
+    if name == "time":
+        return lambda spec, ctx: ctx.now
+    if name in _CONTEXT_ATTRS:
+
+        def get(spec: ActionSpec, ctx: EvaluationContext) -> object:
+            value = getattr(ctx, name)
+            return MISSING if value is None else value
+
+        return get
+    return lambda spec, ctx: ctx.attributes.get(name, MISSING)
+
+
+def compile_field(field: str) -> Getter:
+    """Compile a field path into a getter; raise ValueError naming the field when unknown."""
+    if not isinstance(field, str) or not field:
+        raise ValueError("a field must be a non-empty string like `action_spec.type`")
+    parts = tuple(field.split("."))
+    if len(parts) > _MAX_PATH or any(not p for p in parts):
+        raise ValueError(f"invalid field path `{field}`")
+    if parts[0] == "context":
+        if len(parts) != 2:
+            raise ValueError(f"unknown field `{field}`: context fields are `context.<name>`")
+        return _context_getter(parts[1])
+    rest = parts[1:] if parts[0] == "action_spec" else parts
+    if rest == ("type",):
+        return lambda spec, ctx: spec.type
+    if len(rest) >= 2 and rest[0] in ("parameters", "risk_hints"):
+        return _path_getter(rest[0], rest[1:])
+    if len(rest) == 2 and rest[0] == "resource" and rest[1] in _RESOURCE_NAMES:
+        return _resource_getter(rest[1])
+    raise ValueError(f"unknown field `{field}`: expected one of {', '.join(FIELD_ROOTS)}")

@@ -1,0 +1,155 @@
+"""Compiled policies, indexed by agent and by action-type prefix.
+
+Each enabled policy is compiled once: its rules' conditions become closures
+(conditions.py) and its scope is split into index keys. A policy scoped to agent ``Bot``
+and actions ``github.pr.*`` is stored under ``Bot`` → prefix ``github.pr.``; one scoped
+to ``*`` agents goes to the shared bucket. Finding the policies that apply to
+(agent, action) probes a few dicts, and the answer is memoised per (agent, action) in a
+bounded cache, so the policies that cannot match cost nothing per decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agentfirewall.decisions import ApprovalRequirement, Outcome
+from agentfirewall.policy.conditions import Predicate, compile_condition
+from agentfirewall.policy.globs import Glob, compile_glob
+from agentfirewall.policy.models import Policy
+
+__all__ = ["CompiledPolicy", "CompiledRule", "PolicyIndex"]
+
+_CACHE_LIMIT = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """One rule ready to run; `label` is ``policy/rule``."""
+
+    label: str
+    decision: Outcome
+    reason: str
+    risk_score: float
+    approval: ApprovalRequirement | None
+    test: Predicate
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    """One policy ready to run, with the scope checks left for evaluation time."""
+
+    name: str
+    priority: int
+    order: int
+    environments: frozenset[str] | None
+    rules: tuple[CompiledRule, ...]
+
+
+def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
+    """Compile a validated policy (conditions to closures)."""
+    rules = []
+    for rule in policy.rules:
+        approval = None
+        if rule.approval is not None:
+            approval = ApprovalRequirement(
+                timeout_seconds=rule.approval.timeout_seconds,
+                approver_roles=tuple(rule.approval.approver_roles),
+            )
+        elif rule.decision == "require_approval":
+            approval = ApprovalRequirement()
+        rules.append(
+            CompiledRule(
+                label=f"{policy.name}/{rule.name}",
+                decision=rule.decision,
+                reason=rule.reason,
+                risk_score=float(rule.risk_score),
+                approval=approval,
+                test=compile_condition(rule.conditions),
+            )
+        )
+    environments = frozenset(policy.scope.environments) or None
+    return CompiledPolicy(policy.name, policy.priority, order, environments, tuple(rules))
+
+
+@dataclass(slots=True)
+class _ActionIndex:
+    exact: dict[str, list[CompiledPolicy]]
+    prefix: dict[str, list[CompiledPolicy]]
+    complex: list[tuple[Glob, CompiledPolicy]]
+
+    def add(self, glob: Glob, policy: CompiledPolicy) -> None:
+        if glob.kind == "exact":
+            self.exact.setdefault(glob.pattern, []).append(policy)
+        elif glob.kind == "prefix":
+            self.prefix.setdefault(glob.literal, []).append(policy)
+        else:
+            self.complex.append((glob, policy))
+
+    def collect(
+        self, action: str, prefixes: tuple[str, ...], out: dict[int, CompiledPolicy]
+    ) -> None:
+        for policy in self.exact.get(action, ()):
+            out[policy.order] = policy
+        for prefix in prefixes:
+            for policy in self.prefix.get(prefix, ()):
+                out[policy.order] = policy
+        for glob, policy in self.complex:
+            if glob.matches(action):
+                out[policy.order] = policy
+
+
+def _new_index() -> _ActionIndex:
+    return _ActionIndex({}, {}, [])
+
+
+class PolicyIndex:
+    """Enabled policies by agent and action prefix; `candidates` is memoised."""
+
+    def __init__(self, policies: Iterable[Policy]) -> None:
+        self._by_agent: dict[str, _ActionIndex] = {}
+        self._shared = _new_index()
+        self._agent_globs: list[tuple[Glob, _ActionIndex]] = []
+        self._cache: dict[tuple[str, str], tuple[CompiledPolicy, ...]] = {}
+        self.compiled: list[CompiledPolicy] = []
+        for order, policy in enumerate(policies):
+            if policy.enabled:
+                self._add(policy, order)
+
+    def _add(self, policy: Policy, order: int) -> None:
+        compiled = compile_policy(policy, order)
+        self.compiled.append(compiled)
+        globs = [compile_glob(p) for p in policy.scope.action_types]
+        for agent in dict.fromkeys(policy.scope.agents):
+            agent_glob = compile_glob(agent, action=False)
+            if agent == "*":
+                target = self._shared
+            elif agent_glob.kind == "exact":
+                target = self._by_agent.setdefault(agent, _new_index())
+            else:
+                target = _new_index()
+                self._agent_globs.append((agent_glob, target))
+            for glob in globs:
+                target.add(glob, compiled)
+
+    def candidates(
+        self, agent: str, action: str, prefixes: tuple[str, ...]
+    ) -> tuple[CompiledPolicy, ...]:
+        """Policies whose agent and action scope cover (agent, action), by priority."""
+        key = (agent, action)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        found: dict[int, CompiledPolicy] = {}
+        self._shared.collect(action, prefixes, found)
+        own = self._by_agent.get(agent)
+        if own is not None:
+            own.collect(action, prefixes, found)
+        for glob, index in self._agent_globs:
+            if glob.matches(agent):
+                index.collect(action, prefixes, found)
+        result = tuple(sorted(found.values(), key=lambda p: (p.priority, p.order)))
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = result
+        return result

@@ -1,0 +1,233 @@
+"""Load policy documents from YAML or JSON text, with errors that name file, line and field.
+
+YAML is parsed with PyYAML's safe loader in two steps: ``compose`` keeps the line of
+every node, ``construct`` builds the data. A validation error's location (``rules.0.
+decision``) is then mapped back to the line it came from. The loader refuses what could
+hide a rule or blow up: duplicate keys, anchors and aliases, documents over 1 MiB. It
+also turns off YAML 1.1's surprises that would corrupt policy values: ``22:00`` stays
+a string (not the sexagesimal number 1320) and ``2024-01-01`` stays a string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError as PydanticValidationError
+
+from agentfirewall.errors import PolicyError
+from agentfirewall.policy.models import Policy
+
+__all__ = ["load_policy", "load_policy_file", "parse_document", "validate_policy_text"]
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+Path_ = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader without sexagesimal numbers and timestamps."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _INT,
+    re.compile(
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
+    ),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)"
+        r"(?:[eE][-+]?[0-9]+)|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _index_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str | None) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
+            if name in seen:
+                raise PolicyError(
+                    "duplicate key", file=source, line=key.start_mark.line + 1, field=name
+                )
+            seen.add(name)
+            lines[(*path, name)] = key.start_mark.line + 1
+            _index_lines(value, (*path, name), lines, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_lines(item, (*path, index), lines, source)
+
+
+def _no_aliases(text: str, source: str | None) -> None:
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            mark = event.start_mark
+            line = mark.line + 1 if mark is not None else None
+            raise PolicyError("anchors and aliases are not allowed", file=source, line=line)
+
+
+def parse_document(
+    text: str | bytes, *, source: str | None = None
+) -> tuple[object, dict[Path_, int]]:
+    """Parse YAML or JSON text into data plus a map from data path to line number."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_DOCUMENT_BYTES:
+            raise PolicyError("document larger than 1 MiB", file=source)
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PolicyError("document is not valid UTF-8", file=source) from None
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise PolicyError("document larger than 1 MiB", file=source)
+    try:
+        _no_aliases(text, source)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise PolicyError("empty document", file=source, line=1)
+            lines: dict[Path_, int] = {}
+            _index_lines(node, (), lines, source)
+            data = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise PolicyError(f"invalid YAML: {exc.problem or exc}", file=source, line=line) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"invalid YAML: {exc}", file=source) from None
+    for path, line in list(lines.items()):
+        if path[:2] == ("metadata", "scope"):
+            lines.setdefault(("scope", *path[2:]), line)
+    return data, lines
+
+
+def _child(current: object, part: str | int) -> tuple[bool, object]:
+    if isinstance(current, dict) and part in current:
+        return True, current[part]
+    if isinstance(current, list) and isinstance(part, int) and part < len(current):
+        return True, current[part]
+    return False, None
+
+
+def _field_name(loc: tuple[str | int, ...], data: object) -> tuple[Path_, str]:
+    """Drop union tags from a pydantic location by walking the data alongside it."""
+    path: list[str | int] = []
+    current = data
+    for position, part in enumerate(loc):
+        following = loc[position + 1] if position + 1 < len(loc) else None
+        if part == "leaf" or (part in _TAGS and following in (part, "not_")):
+            continue  # a union tag, not a key
+        if isinstance(current, list) and part == "all":
+            continue  # a list of conditions read as `all`
+        found, child = _child(current, part)
+        if found:
+            current = child
+        elif part == "not_" and isinstance(current, dict) and "not" in current:
+            part, current = "not", current["not"]
+        else:
+            if not isinstance(current, dict | list):
+                break
+            path.append(part)
+            break
+        path.append(part)
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return tuple(path), text
+
+
+_TAGS = ("all", "any", "not")
+
+
+def _message(error: Mapping[str, object]) -> str:
+    kind = error.get("type")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    message = str(error.get("msg", "invalid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message[:1].lower() + message[1:]
+
+
+def _errors(
+    exc: PydanticValidationError, data: object, lines: dict[Path_, int], source: str | None
+) -> list[PolicyError]:
+    found = []
+    raw = exc.errors()
+    for error in raw:
+        loc = tuple(error["loc"])
+        if error["type"] == "too_short" and any(
+            tuple(other["loc"])[: len(loc)] == loc and other is not error for other in raw
+        ):
+            continue  # a tuple "too short" only because its items failed
+        path, name = _field_name(loc, data)
+        line = None
+        for end in range(len(path), -1, -1):
+            if path[:end] in lines:
+                line = lines[path[:end]]
+                break
+        found.append(PolicyError(_message(error), file=source, line=line, field=name or None))
+    return found
+
+
+def _validate(
+    data: object, lines: dict[Path_, int], source: str | None
+) -> tuple[Policy | None, list[PolicyError]]:
+    if not isinstance(data, dict):
+        return None, [PolicyError("a policy document must be a mapping", file=source, line=1)]
+    try:
+        return Policy.model_validate(data), []
+    except PydanticValidationError as exc:
+        return None, _errors(exc, data, lines, source)
+
+
+def validate_policy_text(text: str | bytes, *, source: str | None = None) -> list[PolicyError]:
+    """Every error in a document (empty when it is valid)."""
+    try:
+        data, lines = parse_document(text, source=source)
+    except PolicyError as exc:
+        return [exc]
+    return _validate(data, lines, source)[1]
+
+
+def load_policy(
+    document: str | bytes | Mapping[str, object], *, source: str | None = None
+) -> Policy:
+    """Load one policy from YAML/JSON text or from already parsed data; raise PolicyError."""
+    if isinstance(document, Mapping):
+        data: object = dict(document)
+        lines: dict[Path_, int] = {}
+    else:
+        data, lines = parse_document(document, source=source)
+    policy, errors = _validate(data, lines, source)
+    if policy is None:
+        raise errors[0]
+    return policy
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    """Read and load one policy file (YAML or JSON)."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"cannot read file: {exc.strerror}", file=str(file)) from None
+    return load_policy(raw, source=str(file))

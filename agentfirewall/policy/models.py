@@ -1,0 +1,250 @@
+"""The policy document: TameFlare's format, as frozen pydantic models.
+
+::
+
+    name: protect-main
+    scope: {action_types: ["github.pr.*"], environments: [production], agents: ["*"]}
+    priority: 10
+    enabled: true
+    rules:
+      - name: merge-to-main
+        conditions:
+          all:
+            - {field: action_spec.type, operator: equals, value: github.pr.merge}
+            - any:
+                - {field: action_spec.parameters.base, operator: equals, value: main}
+                - not: {field: action_spec.parameters.base, operator: exists}
+        decision: requires_approval
+        reason: merges to main need a human
+        risk_score: 70
+        approval: {timeout_seconds: 3600, approver_roles: [admin, owner]}
+
+Conditions are a tree of ``all`` / ``any`` / ``not`` over leaves ``{field, operator,
+value}``; a plain list of conditions means ``all``. Every leaf is checked when the
+document loads (field path, operator, value shape, regex safety), so a policy that
+loads can always be compiled.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from agentfirewall.decisions import Outcome, normalize_outcome
+from agentfirewall.policy.fields import compile_field
+from agentfirewall.policy.globs import compile_glob
+from agentfirewall.policy.operators import OPERATORS, compile_operator
+
+__all__ = [
+    "AllCondition",
+    "AnyCondition",
+    "ApprovalSettings",
+    "Condition",
+    "FieldCondition",
+    "NotCondition",
+    "Policy",
+    "Rule",
+    "Scope",
+]
+
+DEFAULT_APPROVER_ROLES = ("owner", "admin", "member")
+_Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class FieldCondition(_Frozen):
+    """A leaf: compare one field with a value."""
+
+    field: Annotated[str, Field(min_length=1, max_length=300)]
+    operator: str
+    value: JsonValue = None
+
+    @field_validator("field")
+    @classmethod
+    def _known_field(cls, value: str) -> str:
+        compile_field(value)
+        return value
+
+    @field_validator("operator")
+    @classmethod
+    def _known_operator(cls, value: str) -> str:
+        if value not in OPERATORS:
+            raise ValueError(f"unknown operator `{value}`: expected one of {', '.join(OPERATORS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _valid_value(self) -> FieldCondition:
+        if self.operator in ("exists", "not_exists"):
+            if self.value not in (None, True):
+                raise ValueError(f"`{self.operator}` takes no value")
+            return self
+        if "value" not in self.model_fields_set:
+            raise ValueError(f"`{self.operator}` needs a `value`")
+        compile_operator(self.operator, self.value)
+        return self
+
+
+class AllCondition(_Frozen):
+    """True when every child is true."""
+
+    all: Annotated[tuple[Condition, ...], Field(min_length=1, max_length=1000)]
+
+
+class AnyCondition(_Frozen):
+    """True when at least one child is true."""
+
+    any: Annotated[tuple[Condition, ...], Field(min_length=1, max_length=1000)]
+
+
+class NotCondition(_Frozen):
+    """True when its child is false (a missing field makes the child false)."""
+
+    not_: Condition = Field(alias="not")
+
+
+def _condition_kind(value: object) -> str | None:
+    if isinstance(value, dict):
+        if "field" in value or "operator" in value:
+            return "leaf"
+        for key in ("all", "any", "not"):
+            if key in value:
+                return key
+        return None
+    kinds: dict[type, str] = {
+        FieldCondition: "leaf",
+        AllCondition: "all",
+        AnyCondition: "any",
+        NotCondition: "not",
+    }
+    return kinds.get(type(value))
+
+
+def _list_means_all(value: object) -> object:
+    return {"all": value} if isinstance(value, list) else value
+
+
+Condition = Annotated[
+    Annotated[FieldCondition, Tag("leaf")]
+    | Annotated[AllCondition, Tag("all")]
+    | Annotated[AnyCondition, Tag("any")]
+    | Annotated[NotCondition, Tag("not")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="invalid_condition",
+        custom_error_message=(
+            "a condition is `{field, operator, value}` or one of `all`, `any`, `not`"
+        ),
+    ),
+]
+
+AllCondition.model_rebuild()
+AnyCondition.model_rebuild()
+NotCondition.model_rebuild()
+
+
+def _outcome(value: object) -> Outcome:
+    if not isinstance(value, str):
+        raise ValueError("expected allow, deny or require_approval")
+    return normalize_outcome(value)
+
+
+OutcomeField = Annotated[Outcome, BeforeValidator(_outcome)]
+
+
+class ApprovalSettings(_Frozen):
+    """How a held action is approved."""
+
+    timeout_seconds: int = Field(300, ge=1, le=30 * 86400)
+    approver_roles: tuple[_Name, ...] = DEFAULT_APPROVER_ROLES
+
+
+class Rule(_Frozen):
+    """One rule: when the conditions hold, the decision applies."""
+
+    name: _Name
+    description: str = ""
+    conditions: Annotated[Condition | None, BeforeValidator(_list_means_all)] = None
+    decision: OutcomeField
+    reason: Annotated[str, Field(max_length=2000)] = ""
+    risk_score: float = Field(0, ge=0, le=100)
+    approval: ApprovalSettings | None = None
+
+
+def _globs(values: tuple[str, ...], *, action: bool) -> tuple[str, ...]:
+    for value in values:
+        compile_glob(value, action=action)
+    return values
+
+
+class Scope(_Frozen):
+    """Which actions a policy looks at. Empty environments mean every environment."""
+
+    action_types: tuple[str, ...] = Field(("*",), min_length=1)
+    environments: tuple[_Name, ...] = ()
+    agents: tuple[_Name, ...] = Field(("*",), min_length=1)
+
+    @field_validator("action_types")
+    @classmethod
+    def _action_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _globs(value, action=True)
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _globs(value, action=False)
+
+
+class Policy(_Frozen):
+    """A policy document."""
+
+    version: Literal[1] | None = None
+    name: _Name
+    description: Annotated[str, Field(max_length=2000)] = ""
+    scope: Scope = Field(default_factory=Scope)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    priority: int = Field(100, ge=-1_000_000, le=1_000_000)
+    enabled: bool = True
+    rules: Annotated[tuple[Rule, ...], Field(min_length=1, max_length=10_000)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_metadata_scope(cls, data: Any) -> Any:
+        """Some TameFlare examples nest ``scope`` under ``metadata``."""
+        if isinstance(data, dict):
+            metadata = data.get("metadata")
+            if isinstance(metadata, dict) and "scope" in metadata:
+                if "scope" in data:
+                    raise ValueError("`scope` is given twice (top level and under `metadata`)")
+                data = dict(data)
+                rest = dict(metadata)
+                data["scope"] = rest.pop("scope")
+                data["metadata"] = rest
+        return data
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"duplicate rule name `{rule.name}`")
+            seen.add(rule.name)
+        return rules
+
+    def to_document(self) -> dict[str, Any]:
+        """The policy as plain JSON data that loads back into an equal Policy."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,270 @@
+"""Condition operators, each compiled once into a test over a field's value.
+
+Every test answers ``False`` for a value of the wrong type (a number where a string is
+expected, a list where a number is expected...), so a policy never crashes on odd
+input. Numbers are compared exactly (Python ints are unbounded); a string that spells
+a plain decimal number (``"15000"``, ``"-2.5"``) counts as that number, because
+connectors read form bodies and query strings as text. Booleans are never numbers.
+
+``exists``/``not_exists`` are decided before any operator runs (see conditions.py), and
+a missing field makes every other operator false.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import math
+import re
+from collections.abc import Callable
+
+from agentfirewall.policy.regexguard import MAX_INPUT, compile_safe_regex
+from agentfirewall.policy.timewindow import compile_time_window
+
+__all__ = ["OPERATORS", "EvaluationError", "Test", "compile_operator"]
+
+Test = Callable[[object], bool]
+
+OPERATORS = (
+    "equals",
+    "not_equals",
+    "in",
+    "not_in",
+    "contains",
+    "not_contains",
+    "starts_with",
+    "ends_with",
+    "matches",
+    "glob",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "between",
+    "exists",
+    "not_exists",
+    "cidr",
+    "time_window",
+)
+_NUMBER_RE = re.compile(r"^-?\d{1,100}(?:\.\d{1,100})?$")
+
+
+class EvaluationError(Exception):
+    """A condition cannot be decided on this input; the rule fails closed."""
+
+
+def _number(value: object) -> int | float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str) and _NUMBER_RE.fullmatch(value):
+        return float(value) if "." in value else int(value)
+    return None
+
+
+def _check_json(value: object) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    if isinstance(value, list):
+        for item in value:
+            _check_json(item)
+
+
+def _equals_test(expected: object) -> Test:
+    """Equality that keeps booleans, numbers and strings apart."""
+    if isinstance(expected, bool) or expected is None:
+        return lambda v: v is expected
+    if isinstance(expected, int | float):
+        number = expected
+        return lambda v: type(v) is not bool and _number(v) == number
+    if isinstance(expected, str):
+        text = expected
+        return lambda v: type(v) is str and v == text
+    return lambda v: type(v) is type(expected) and v == expected
+
+
+def _kind_test(expected: object) -> Test:
+    """True when a value is of the kind `expected` can be compared with."""
+    if isinstance(expected, bool):
+        return lambda v: type(v) is bool
+    if expected is None:
+        return lambda v: v is None
+    if isinstance(expected, int | float):
+        return lambda v: type(v) is not bool and _number(v) is not None
+    kind = type(expected)
+    return lambda v: type(v) is kind
+
+
+def _list_value(value: object, op: str) -> list[object]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"`{op}` needs a non-empty list value")
+    return value
+
+
+def _strings(value: object, op: str) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"`{op}` needs a string or a list of strings")
+    return tuple(items)  # type: ignore[arg-type]
+
+
+def _membership(value: object, op: str) -> Test:
+    tests = [_equals_test(item) for item in _list_value(value, op)]
+    items = _list_value(value, op)
+    plain = {item for item in items if isinstance(item, str)}
+    if len(plain) == len(tests):  # all strings: a set lookup
+        return lambda v: type(v) is str and v in plain
+    return lambda v: any(t(v) for t in tests)
+
+
+def _not(test: Test, kinds: list[Test]) -> Test:
+    """Negate `test`, but stay false for a value no operand could be compared with."""
+    if len(kinds) == 1:
+        kind = kinds[0]
+        return lambda v: kind(v) and not test(v)
+    return lambda v: any(k(v) for k in kinds) and not test(v)
+
+
+def _contains(value: object) -> Test:
+    element = _equals_test(value)
+    text = value if isinstance(value, str) else None
+
+    def test(v: object) -> bool:
+        if type(v) is str:
+            return text is not None and text in v  # type: ignore[operator]
+        if type(v) is list:
+            return any(element(item) for item in v)  # type: ignore[attr-defined]
+        return False
+
+    return test
+
+
+def _compare(value: object, op: str) -> Test:
+    bound = _number(value)
+    if bound is None or isinstance(value, bool):
+        raise ValueError(f"`{op}` needs a number, got `{value}`")
+    checks: dict[str, Test] = {
+        "gt": lambda n: n > bound,  # type: ignore[operator]
+        "gte": lambda n: n >= bound,  # type: ignore[operator]
+        "lt": lambda n: n < bound,  # type: ignore[operator]
+        "lte": lambda n: n <= bound,  # type: ignore[operator]
+    }
+    check = checks[op]
+
+    def test(v: object) -> bool:
+        n = _number(v)
+        return n is not None and check(n)
+
+    return test
+
+
+def _between(value: object) -> Test:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError("`between` needs a list of two numbers `[low, high]`")
+    low, high = _number(value[0]), _number(value[1])
+    if low is None or high is None or any(isinstance(b, bool) for b in value):
+        raise ValueError("`between` needs a list of two numbers `[low, high]`")
+    if low > high:
+        raise ValueError(f"`between` bounds are reversed: `{low}` > `{high}`")
+
+    def test(v: object) -> bool:
+        n = _number(v)
+        return n is not None and low <= n <= high
+
+    return test
+
+
+def _matches(value: object) -> Test:
+    search = compile_safe_regex(value).search
+
+    def test(v: object) -> bool:
+        if type(v) is not str:
+            return False
+        if len(v) > MAX_INPUT:  # type: ignore[arg-type]
+            raise EvaluationError(f"value longer than {MAX_INPUT} characters for `matches`")
+        return search(v) is not None  # type: ignore[arg-type]
+
+    return test
+
+
+def _glob(value: object) -> Test:
+    regexes = [re.compile(fnmatch.translate(p)) for p in _strings(value, "glob")]
+
+    def test(v: object) -> bool:
+        if type(v) is not str:
+            return False
+        if len(v) > MAX_INPUT:  # type: ignore[arg-type]
+            raise EvaluationError(f"value longer than {MAX_INPUT} characters for `glob`")
+        return any(r.match(v) for r in regexes)  # type: ignore[arg-type]
+
+    return test
+
+
+def _cidr(value: object) -> Test:
+    networks = []
+    for text in _strings(value, "cidr"):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(f"invalid network `{text}`: expected CIDR like `10.0.0.0/8`") from None
+
+    def test(v: object) -> bool:
+        if type(v) is not str or len(v) > 64:  # type: ignore[arg-type]
+            return False
+        try:
+            address = ipaddress.ip_address(v)  # type: ignore[arg-type]
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in networks)
+
+    return test
+
+
+def _string_test(value: object, op: str) -> Test:
+    items = _strings(value, op)
+    if op == "starts_with":
+        return lambda v: type(v) is str and v.startswith(items)  # type: ignore[attr-defined]
+    return lambda v: type(v) is str and v.endswith(items)  # type: ignore[attr-defined]
+
+
+def _is_list(v: object) -> bool:
+    return type(v) is list
+
+
+def _is_text_or_list(v: object) -> bool:
+    return type(v) is str or type(v) is list
+
+
+def compile_operator(op: str, value: object) -> Test:
+    """Compile operator `op` with its policy `value`; ValueError when either is invalid."""
+    _check_json(value)
+    if op in ("equals", "not_equals"):
+        test = _equals_test(value)
+        return test if op == "equals" else _not(test, [_kind_test(value)])
+    if op in ("in", "not_in"):
+        test = _membership(value, op)
+        kinds = [_kind_test(item) for item in value]  # type: ignore[attr-defined]
+        return test if op == "in" else _not(test, kinds)
+    if op in ("contains", "not_contains"):
+        test = _contains(value)
+        kind = _is_text_or_list if isinstance(value, str) else _is_list
+        return test if op == "contains" else _not(test, [kind])
+    if op in ("starts_with", "ends_with"):
+        return _string_test(value, op)
+    if op in ("gt", "gte", "lt", "lte"):
+        return _compare(value, op)
+    builders: dict[str, Callable[[object], Test]] = {
+        "between": _between,
+        "matches": _matches,
+        "glob": _glob,
+        "cidr": _cidr,
+        "time_window": compile_time_window,
+    }
+    if op in builders:
+        return builders[op](value)
+    raise ValueError(f"unknown operator `{op}`: expected one of {', '.join(OPERATORS)}")
