@@ -158,6 +158,8 @@ class AsyncAgentFirewall(BaseClient):
         while True:
             remaining = deadline - time.monotonic()
             seconds = self._poll_seconds(remaining)
+            if seconds == 0 and remaining > 0:  # the last fraction of a second
+                await anyio.sleep(remaining)
             started = time.monotonic()
             response = await self._send(self._wait_call(action_request_id, seconds))
             outcome = parse_wait(decode_json(response))

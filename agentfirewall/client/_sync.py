@@ -157,6 +157,8 @@ class AgentFirewall(BaseClient):
         while True:
             remaining = deadline - time.monotonic()
             seconds = self._poll_seconds(remaining)
+            if seconds == 0 and remaining > 0:  # the last fraction of a second
+                time.sleep(remaining)
             started = time.monotonic()
             outcome = parse_wait(
                 decode_json(self._send(self._wait_call(action_request_id, seconds)))

@@ -1,0 +1,72 @@
+"""The LangChain tool that asks the firewall before its wrapped tool runs.
+
+Imported only by :mod:`agentfirewall.integrations.langchain`, after it checked that
+langchain-core is installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+from langchain_core.tools import BaseTool
+
+from agentfirewall.integrations._common import ToolGuard
+
+__all__ = ["GuardedTool", "guard_tool"]
+
+
+def _tool_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | dict[str, Any]:
+    """What the wrapped tool is called with: its keyword arguments, or a single string."""
+    if kwargs or not args:
+        return kwargs
+    return args[0] if len(args) == 1 and isinstance(args[0], str) else {"args": list(args)}
+
+
+def _firewall_args(tool_input: str | dict[str, Any]) -> dict[str, Any]:
+    return tool_input if isinstance(tool_input, dict) else {"input": tool_input}
+
+
+class GuardedTool(BaseTool):
+    """A LangChain tool whose every call first asks TameFlare.
+
+    Name, description, argument schema and ``return_direct`` are the wrapped tool's.
+    """
+
+    inner: BaseTool
+    guard: ToolGuard
+
+    def _run(
+        self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any
+    ) -> Any:
+        tool_input = _tool_input(args, kwargs)
+        verdict = self.guard.decide(_firewall_args(tool_input))
+        if verdict.answer is not None:
+            return verdict.answer
+        callbacks = run_manager.get_child() if run_manager else None
+        return self.inner.run(tool_input, callbacks=callbacks)
+
+    async def _arun(
+        self,
+        *args: Any,
+        run_manager: AsyncCallbackManagerForToolRun | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        tool_input = _tool_input(args, kwargs)
+        verdict = await self.guard.adecide(_firewall_args(tool_input))
+        if verdict.answer is not None:
+            return verdict.answer
+        callbacks = run_manager.get_child() if run_manager else None
+        return await self.inner.arun(tool_input, callbacks=callbacks)
+
+
+def guard_tool(inner: BaseTool, guard: ToolGuard) -> GuardedTool:
+    """Wrap one tool, keeping what the model sees of it."""
+    return GuardedTool(
+        name=inner.name,
+        description=inner.description,
+        args_schema=inner.args_schema,
+        return_direct=inner.return_direct,
+        inner=inner,
+        guard=guard,
+    )
