@@ -1,0 +1,59 @@
+// A small stacked bar chart drawn as inline SVG: requests per hour by decision.
+const SVG = "http://www.w3.org/2000/svg";
+export const SERIES = [
+  { key: "allow", label: "allow", cls: "bar-allow" },
+  { key: "require_approval", label: "require approval", cls: "bar-hold" },
+  { key: "deny", label: "deny", cls: "bar-deny" },
+];
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  return node;
+}
+
+// records: [{created_at, decision}] → 24 hourly buckets ending now.
+export function bucketByHour(records, now = Date.now(), hours = 24) {
+  const hour = 3600 * 1000;
+  const end = Math.floor(now / hour) * hour + hour;
+  const buckets = Array.from({ length: hours }, (_, i) => ({
+    start: end - (hours - i) * hour, allow: 0, deny: 0, require_approval: 0,
+  }));
+  for (const record of records) {
+    const at = Date.parse(record.created_at);
+    const index = Math.floor((at - (end - hours * hour)) / hour);
+    const key = record.decision === "requires_approval" ? "require_approval" : record.decision;
+    if (index >= 0 && index < hours && key in buckets[index]) buckets[index][key] += 1;
+  }
+  return buckets;
+}
+
+export function drawChart(container, buckets) {
+  const width = 720, height = 180, pad = 24;
+  const max = Math.max(1, ...buckets.map((b) => b.allow + b.deny + b.require_approval));
+  const barWidth = (width - pad * 2) / buckets.length;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart-svg", "aria-hidden": "true" });
+  root.append(svg("line", { x1: pad, y1: height - pad, x2: width - pad, y2: height - pad, class: "axis" }));
+  const top = svg("text", { x: 2, y: pad - 6, class: "tick" });
+  top.textContent = String(max);
+  root.append(top);
+  buckets.forEach((bucket, i) => {
+    let y = height - pad;
+    for (const series of SERIES) {
+      const h = ((height - pad * 2) * bucket[series.key]) / max;
+      if (h <= 0) continue;
+      y -= h;
+      const rect = svg("rect", { x: pad + i * barWidth + 1, y, width: Math.max(1, barWidth - 2), height: h, class: series.cls });
+      const title = svg("title", {});
+      title.textContent = `${new Date(bucket.start).getHours()}:00 — ${bucket[series.key]} ${series.label}`;
+      rect.append(title);
+      root.append(rect);
+    }
+    if (i % 6 === 0) {
+      const tick = svg("text", { x: pad + i * barWidth, y: height - 6, class: "tick" });
+      tick.textContent = `${String(new Date(bucket.start).getHours()).padStart(2, "0")}:00`;
+      root.append(tick);
+    }
+  });
+  container.replaceChildren(root);
+}

@@ -1,0 +1,95 @@
+// DOM helpers. Data only ever reaches the page as text (textContent), never as HTML.
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = String(value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(node, children);
+  return node;
+}
+
+export function append(node, children) {
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function $(selector, root = document) {
+  return root.querySelector(selector);
+}
+
+export function clear(node) {
+  node.replaceChildren();
+  return node;
+}
+
+export function setText(selector, value) {
+  const node = typeof selector === "string" ? $(selector) : selector;
+  if (node) node.textContent = value === undefined || value === null ? "" : String(value);
+}
+
+export function show(node, visible) {
+  const target = typeof node === "string" ? $(node) : node;
+  if (target) target.hidden = !visible;
+}
+
+export function formatTime(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return String(iso);
+  return date.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
+}
+
+export function timeCell(iso) {
+  return el("td", {}, el("time", { datetime: iso || "", text: formatTime(iso) }));
+}
+
+const OUTCOME_CLASS = {
+  allow: "badge-allow", allowed: "badge-allow", approved: "badge-allow", active: "badge-allow",
+  executed: "badge-allow", deny: "badge-deny", denied: "badge-deny", revoked: "badge-deny",
+  require_approval: "badge-hold", pending_approval: "badge-hold", pending: "badge-hold",
+  suspended: "badge-hold", expired: "badge-muted",
+};
+
+export function badge(value) {
+  const text = value === undefined || value === null ? "" : String(value);
+  return el("span", { class: `badge ${OUTCOME_CLASS[text] || ""}`, text });
+}
+
+export function formToObject(form) {
+  const data = {};
+  for (const [key, value] of new FormData(form).entries()) {
+    if (typeof value === "string") data[key] = value.trim();
+  }
+  return data;
+}
+
+let noticeTimer = null;
+
+export function notify(message, kind = "info") {
+  const box = $("#notice");
+  if (!box) return;
+  box.textContent = message;
+  box.className = `notice notice-${kind}`;
+  box.hidden = false;
+  window.clearTimeout(noticeTimer);
+  noticeTimer = window.setTimeout(() => { box.hidden = true; }, kind === "error" ? 10000 : 5000);
+}
+
+export function errorMessage(error) {
+  if (error && error.data && error.data.error === "forbidden") {
+    return `${error.message} (needs ${error.data.required_role}, you are ${error.data.your_role})`;
+  }
+  return (error && error.message) || String(error);
+}
+
+export function fail(error) {
+  notify(errorMessage(error), "error");
+}

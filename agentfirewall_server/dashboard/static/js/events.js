@@ -1,0 +1,38 @@
+// Live updates: one EventSource on GET /api/v1/events, handlers per event type.
+import { API } from "./api.js";
+
+const handlers = new Map();
+let source = null;
+
+function connect() {
+  if (source || typeof EventSource === "undefined") return;
+  source = new EventSource(`${API}/events`, { withCredentials: true });
+  for (const type of handlers.keys()) listen(type);
+}
+
+function listen(type) {
+  source.addEventListener(type, (event) => {
+    let data = null;
+    try { data = JSON.parse(event.data); } catch { data = event.data; }
+    for (const handler of handlers.get(type) || []) handler(data);
+  });
+}
+
+export function onEvent(type, handler) {
+  const first = !handlers.has(type);
+  if (first) handlers.set(type, []);
+  handlers.get(type).push(handler);
+  if (source && first) listen(type);
+  connect();
+}
+
+// Calls `refresh` at most once per `wait` ms however many events arrive.
+export function throttled(refresh, wait = 500) {
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = window.setTimeout(() => { timer = null; refresh(); }, wait);
+  };
+}
+
+window.addEventListener("pagehide", () => { if (source) source.close(); });

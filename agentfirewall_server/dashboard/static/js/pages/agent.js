@@ -1,0 +1,95 @@
+import { api } from "../api.js";
+import { $, badge, clear, el, fail, formatTime, formToObject, notify, show } from "../dom.js";
+import { onEvent, throttled } from "../events.js";
+import { showKey, wireKeyBox } from "../key-box.js";
+import { can, startPage } from "../session.js";
+import { trafficRow } from "../traffic-row.js";
+
+const name = document.body.dataset.agent;
+const path = `/agents/${encodeURIComponent(name)}`;
+
+function showAgent(agent) {
+  const facts = clear($("#agent-facts"));
+  const rows = [["Status", badge(agent.status)], ["Environment", agent.environment],
+    ["Key", el("code", { text: `${agent.key_prefix}…` })], ["Proxy port", agent.proxy_port ?? "—"],
+    ["Created", formatTime(agent.created_at)], ["Id", el("code", { text: agent.id })]];
+  for (const [label, value] of rows) facts.append(el("dt", { text: label }), el("dd", {}, value));
+  $("#enf-level").value = agent.enforcement_level;
+  $("#enf-default").value = agent.sdk_default;
+  $("#enf-rate").value = agent.rate_limit_per_minute;
+  $("#suspend").hidden = agent.status !== "active";
+  $("#activate").hidden = agent.status !== "suspended";
+  for (const id of ["#rotate", "#revoke"]) $(id).hidden = agent.status === "revoked";
+}
+
+function showPermissions(permissions) {
+  const body = clear($("#perm-table tbody"));
+  for (const rule of permissions) {
+    const remove = can("admin") ? el("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove rule ${rule.action_pattern}`, onclick: () => removeRule(rule) }) : null;
+    body.append(el("tr", {}, el("td", { text: rule.connector }), el("td", {}, el("code", { text: rule.action_pattern })),
+      el("td", {}, badge(rule.decision)), el("td", {}, remove)));
+  }
+  show("#perm-empty", permissions.length === 0);
+}
+
+async function removeRule(rule) {
+  try { await api(`/permissions/${encodeURIComponent(rule.id)}`, { method: "DELETE" }); } catch (error) { fail(error); }
+  await refresh();
+}
+
+async function refresh() {
+  const [agent, perms, traffic] = await Promise.all([
+    api(path), api("/permissions", { query: { agent: name } }), api("/traffic", { query: { agent: name, limit: 20 } }),
+  ]);
+  showAgent(agent);
+  showPermissions(perms.permissions);
+  const body = clear($("#agent-traffic tbody"));
+  for (const record of traffic.traffic) body.append(trafficRow(record, { withAgent: false }));
+}
+
+async function loadConnectorTypes() {
+  const [{ connectors }, catalogue] = await Promise.all([api("/connectors"), api("/connectors/catalogue")]);
+  const types = new Set(connectors.map((c) => c.type));
+  for (const entry of catalogue.connectors || []) types.add(entry.type);
+  for (const select of [$("#preset-connector"), $("#rule-connector")]) {
+    clear(select);
+    for (const type of [...types].sort()) select.append(el("option", { value: type, text: type }));
+  }
+}
+
+async function post(url, json, done) {
+  try { const data = await api(url, { method: "POST", json }); notify(done); return data; } catch (error) { fail(error); return null; }
+}
+
+$("#enforcement-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const data = formToObject(event.currentTarget);
+  data.rate_limit_per_minute = Number(data.rate_limit_per_minute);
+  try { await api(path, { method: "PATCH", json: data }); notify("Saved."); } catch (error) { fail(error); }
+  await refresh();
+});
+$("#preset-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  await post("/permissions/preset", { agent: name, ...formToObject(event.currentTarget) }, "Preset applied.");
+  await refresh();
+});
+$("#rule-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  await post("/permissions", { agent: name, ...formToObject(event.currentTarget) }, "Rule saved.");
+  await refresh();
+});
+for (const verb of ["suspend", "activate", "rotate", "revoke"]) {
+  $(`#${verb}`).addEventListener("click", async () => {
+    if (verb === "revoke" && !window.confirm(`Revoke ${name}? Its key stops working for good.`)) return;
+    const data = await post(`${path}/${verb}`, undefined, `${verb} done`);
+    if (data && data.api_key) showKey(data.api_key);
+    await refresh();
+  });
+}
+wireKeyBox();
+
+startPage(async () => {
+  await Promise.all([refresh(), loadConnectorTypes()]);
+  onEvent("traffic", throttled(() => refresh().catch(() => {}), 1000));
+  onEvent("config", throttled(() => refresh().catch(() => {}), 500));
+});

@@ -1,0 +1,90 @@
+import { api } from "../api.js";
+import { $, badge, clear, el, fail, notify, show, timeCell } from "../dom.js";
+import { onEvent, throttled } from "../events.js";
+import { maskSecrets } from "../secrets.js";
+import { can, startPage } from "../session.js";
+
+const cards = new Map(); // approval id -> countdown node + expiry
+
+function countdown(expiresAt) {
+  const left = Math.round((Date.parse(expiresAt) - Date.now()) / 1000);
+  if (Number.isNaN(left)) return "no expiry";
+  if (left <= 0) return "expired";
+  const minutes = Math.floor(left / 60), seconds = left % 60;
+  return `${minutes}:${String(seconds).padStart(2, "0")}`;
+}
+
+function riskLabel(score) {
+  const n = Number(score) || 0;
+  return n >= 70 ? ["high", "badge-deny"] : n >= 30 ? ["medium", "badge-hold"] : ["low", "badge-allow"];
+}
+
+async function decide(approval, decision, note) {
+  try {
+    await api(`/approvals/${encodeURIComponent(approval.id)}/${decision}`, { method: "POST", json: note ? { note } : {} });
+    notify(`${decision === "approve" ? "Approved" : "Denied"} ${approval.action_spec.type} for ${approval.agent}`);
+  } catch (error) {
+    fail(error);
+  }
+  await refresh();
+}
+
+function card(approval) {
+  const node = $("#approval-card").content.firstElementChild.cloneNode(true);
+  node.dataset.approvalId = approval.id;
+  node.querySelector(".a-action").textContent = approval.action_spec.type;
+  const [label, cls] = riskLabel(approval.risk_score);
+  const risk = node.querySelector(".a-risk");
+  risk.textContent = `risk ${approval.risk_score ?? 0} (${label})`;
+  risk.classList.add(cls);
+  node.querySelector(".a-agent").textContent = approval.agent;
+  node.querySelector(".a-source").textContent = approval.source;
+  const req = approval.request;
+  node.querySelector(".a-request").textContent = req ? `${req.method} ${req.host}${req.path}` : "SDK action";
+  node.querySelector(".a-reason").textContent = approval.reason || "";
+  node.querySelector(".a-params").textContent = JSON.stringify(maskSecrets(approval.action_spec.parameters || {}), null, 2);
+  const noteId = `note-${approval.id}`;
+  node.querySelector(".a-note-label").setAttribute("for", noteId);
+  node.querySelector(".a-note").id = noteId;
+  const form = node.querySelector("form");
+  if (!can("member")) form.remove();
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    for (const button of form.querySelectorAll("button")) button.disabled = true;
+    decide(approval, event.submitter ? event.submitter.value : "approve", form.note.value.trim());
+  });
+  cards.set(approval.id, { node: node.querySelector(".a-countdown"), expires: approval.expires_at });
+  return node;
+}
+
+function tick() {
+  for (const { node, expires } of cards.values()) node.textContent = countdown(expires);
+}
+
+async function refresh() {
+  const [pending, recent] = await Promise.all([
+    api("/approvals", { query: { status: "pending" } }), api("/approvals", { query: { status: "recent" } }),
+  ]);
+  cards.clear();
+  const list = clear($("#pending"));
+  for (const approval of pending.approvals) list.append(card(approval));
+  tick();
+  $("#pending-count").textContent = String(pending.approvals.length);
+  show("#pending-empty", pending.approvals.length === 0);
+  const body = clear($("#recent-table tbody"));
+  for (const a of recent.approvals.filter((x) => x.status !== "pending")) {
+    body.append(el("tr", { dataset: { approvalId: a.id } }, timeCell(a.decided_at || a.created_at), el("td", { text: a.agent }),
+      el("td", {}, el("code", { text: a.action_spec.type })), el("td", {}, badge(a.status)),
+      el("td", { text: a.decided_by || "" }), el("td", { class: "wrap", text: a.note || "" })));
+  }
+}
+
+startPage(async () => {
+  show("#viewer-note", !can("member"));
+  await refresh();
+  window.setInterval(tick, 1000);
+  const again = throttled(() => refresh().catch(() => {}), 300);
+  onEvent("approval.created", again);
+  onEvent("approval.decided", again);
+  onEvent("kill_switch", again);
+});

@@ -1,0 +1,88 @@
+import { api } from "../api.js";
+import { $, badge, clear, el, fail, formatTime, formToObject, notify, show } from "../dom.js";
+import { onEvent, throttled } from "../events.js";
+import { can, startPage } from "../session.js";
+
+let catalogue = [];
+
+function actionList(type) {
+  const entry = catalogue.find((c) => c.type === type);
+  const actions = (entry && entry.actions) || [];
+  const list = el("ul", { class: "action-list" });
+  for (const a of actions) {
+    list.append(el("li", {}, el("code", { text: a.type }), " ", el("span", { class: "muted small", text: `${a.method || ""} ${a.path || ""}` }), " ", badge(a.risk)));
+  }
+  return el("details", {}, el("summary", { text: `${actions.length} actions` }), list);
+}
+
+async function remove(connector) {
+  if (!window.confirm(`Remove ${connector.id}? Its credential is deleted.`)) return;
+  try { await api(`/connectors/${encodeURIComponent(connector.id)}`, { method: "DELETE" }); notify(`${connector.id} removed`); } catch (error) { fail(error); }
+  await refresh();
+}
+
+function connectorCard(connector, online) {
+  return el("article", { class: "card connector", dataset: { connector: connector.id } },
+    el("header", {}, el("strong", { text: connector.name || connector.type }), " ", el("code", { text: connector.id }), " ",
+      el("span", { class: `badge ${online ? "badge-allow" : "badge-muted"}`, text: online ? "Gateway online" : "Gateway offline" })),
+    el("dl", { class: "facts" },
+      el("dt", { text: "Type" }), el("dd", { text: connector.type }),
+      el("dt", { text: "Domains" }), el("dd", { class: "wrap", text: (connector.domains || []).join(", ") }),
+      el("dt", { text: "Credential" }), el("dd", { text: connector.has_credential ? "stored (hidden)" : "none" }),
+      el("dt", { text: "Added" }), el("dd", { text: formatTime(connector.created_at) })),
+    actionList(connector.type),
+    can("admin") ? el("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${connector.id}`, onclick: () => remove(connector) }) : null);
+}
+
+async function refresh() {
+  const [{ connectors }, status] = await Promise.all([api("/connectors"), api("/status")]);
+  const online = Boolean(status.gateway && status.gateway.online);
+  const gateway = $("#gateway-badge");
+  gateway.textContent = online ? "Gateway online" : "Gateway offline";
+  gateway.className = `badge ${online ? "badge-allow" : "badge-deny"}`;
+  $("#gateway-detail").textContent = status.gateway && status.gateway.last_heartbeat ? `last heartbeat ${formatTime(status.gateway.last_heartbeat)}` : "no heartbeat yet";
+  const list = clear($("#connectors"));
+  for (const connector of connectors) list.append(connectorCard(connector, online));
+  show("#connectors-empty", connectors.length === 0);
+}
+
+async function loadCatalogue() {
+  const data = await api("/connectors/catalogue");
+  catalogue = data.connectors || [];
+  const select = clear($("#c-type"));
+  const box = clear($("#catalogue"));
+  for (const entry of catalogue) {
+    select.append(el("option", { value: entry.type, text: entry.type }));
+    box.append(el("details", { class: "catalogue-entry" },
+      el("summary", {}, el("strong", { text: entry.type }), " ", el("span", { class: "muted small", text: (entry.domains || []).join(", ") })),
+      actionList(entry.type).querySelector("ul")));
+  }
+}
+
+$("#connector-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const data = formToObject(form);
+  const body = { type: data.type };
+  if (data.name) body.name = data.name;
+  if (data.token) body.token = data.token;
+  if (data.domains) body.domains = data.domains.split(",").map((d) => d.trim()).filter(Boolean);
+  if (data.auth_type) body.auth_type = data.auth_type;
+  if (data.auth_header) body.auth_header = data.auth_header;
+  try {
+    const created = await api("/connectors", { method: "POST", json: body });
+    notify(`Added ${created.id}`);
+    form.reset();
+  } catch (error) {
+    fail(error);
+  } finally {
+    form.token.value = "";
+  }
+  await refresh();
+});
+
+startPage(async () => {
+  await loadCatalogue();
+  await refresh();
+  onEvent("config", throttled(() => refresh().catch(() => {}), 500));
+});

@@ -1,0 +1,50 @@
+import { api, BASE } from "../api.js";
+import { bucketByHour, drawChart, SERIES } from "../chart.js";
+import { $, badge, clear, el, formatTime, setText } from "../dom.js";
+import { onEvent, throttled } from "../events.js";
+import { startPage } from "../session.js";
+
+function showStatus(status) {
+  const gateway = status.gateway || {};
+  const state = $("#gateway-state");
+  state.replaceChildren(badge(gateway.online ? "online" : "offline"));
+  state.firstChild.classList.add(gateway.online ? "badge-allow" : "badge-deny");
+  setText("#gateway-detail", gateway.last_heartbeat ? `Last heartbeat ${formatTime(gateway.last_heartbeat)}` : "No heartbeat yet");
+  setText("#agents-count", status.agents.total);
+  setText("#agents-detail", `${status.agents.active} active`);
+  setText("#approvals-count", status.approvals_pending);
+  const kills = status.kill_switches || [];
+  setText("#kill-state", kills.length ? "ACTIVE" : "off");
+  $("#kill-state").className = kills.length ? "big text-deny" : "big";
+  setText("#kill-detail", kills.map((k) => `scope: ${k.target || k.scope}`).join(", "));
+  const d = status.decisions || {};
+  setText("#decision-totals", `${d.allow || 0} allowed · ${d.require_approval || 0} held for approval · ${d.deny || 0} denied`);
+}
+
+function showAgents(agents) {
+  const body = clear($("#agents-table tbody"));
+  for (const agent of agents) {
+    body.append(el("tr", {},
+      el("td", {}, el("a", { href: `${BASE}/agents/${encodeURIComponent(agent.name)}`, text: agent.name })),
+      el("td", {}, badge(agent.status)), el("td", { text: agent.enforcement_level }),
+      el("td", {}, el("code", { text: `${agent.key_prefix}…` }))));
+  }
+}
+
+async function refresh() {
+  const [status, agents, traffic] = await Promise.all([
+    api("/status"), api("/agents"), api("/traffic", { query: { limit: 500 } }),
+  ]);
+  showStatus(status);
+  showAgents(agents.agents);
+  drawChart($("#chart"), bucketByHour(traffic.traffic));
+}
+
+const legend = $("#chart-legend");
+for (const series of SERIES) legend.append(el("li", {}, el("span", { class: `swatch ${series.cls}` }), series.label));
+
+startPage(async () => {
+  await refresh();
+  const again = throttled(() => refresh().catch(() => {}), 1000);
+  for (const type of ["traffic", "approval.created", "approval.decided", "kill_switch", "config"]) onEvent(type, again);
+});

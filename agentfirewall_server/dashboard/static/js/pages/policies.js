@@ -1,0 +1,147 @@
+import { api } from "../api.js";
+import { $, badge, clear, el, fail, formatTime, notify, setText, show } from "../dom.js";
+import { renderDiff } from "../diff.js";
+import { onEvent, throttled } from "../events.js";
+import { can, startPage } from "../session.js";
+
+const TEMPLATE = `name: my-policy
+description: what this policy is for
+scope: {action_types: ["github.*"], environments: [production], agents: ["*"]}
+priority: 100
+enabled: true
+rules:
+  - name: block-repo-delete
+    conditions:
+      all:
+        - {field: action_spec.type, operator: equals, value: github.repo.delete}
+    decision: deny
+    reason: repositories are never deleted by agents
+    risk_score: 95
+`;
+const state = { editing: null, timer: null, seq: 0 };
+
+export function documentText(document) {
+  return typeof document === "string" ? document : JSON.stringify(document, null, 2);
+}
+
+function showValidation(result) {
+  const box = clear($("#validation"));
+  const area = $("#policy-doc");
+  area.setAttribute("aria-invalid", result.valid ? "false" : "true");
+  box.className = `validation ${result.valid ? "valid" : "invalid"}`;
+  if (result.valid) return box.append(el("span", { text: "✓ Valid policy" }));
+  const list = el("ul", {});
+  for (const error of result.errors || []) {
+    const where = [error.line ? `line ${error.line}` : "", error.field ? `field ${error.field}` : ""].filter(Boolean).join(", ");
+    list.append(el("li", { text: where ? `${where}: ${error.message}` : error.message }));
+  }
+  box.append(el("span", { text: "✗ Not valid" }), list);
+}
+
+async function validateNow() {
+  const seq = ++state.seq;
+  const document = $("#policy-doc").value;
+  if (!document.trim()) return clear($("#validation"));
+  try {
+    const result = await api("/policies/validate", { method: "POST", json: { document } });
+    if (seq === state.seq) showValidation(result);
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function edit(policy) {
+  state.editing = policy;
+  $("#policy-doc").value = policy ? documentText(policy.document) : TEMPLATE;
+  setText("#editing", policy ? `— ${policy.name} v${policy.version}` : "— new policy");
+  validateNow();
+  if (policy) loadVersions(policy).catch(fail);
+  else { clear($("#versions")); show("#history-empty", true); show("#diff-wrap", false); }
+}
+
+async function loadVersions(policy) {
+  const { versions } = await api(`/policies/${encodeURIComponent(policy.id)}/versions`);
+  const list = clear($("#versions"));
+  const sorted = [...versions].sort((a, b) => b.version - a.version);
+  sorted.forEach((version, i) => {
+    const previous = sorted[i + 1];
+    const button = el("button", { type: "button", class: "link-button", text: previous ? `diff with v${previous.version}` : "show",
+      onclick: () => {
+        setText("#diff-title", previous ? `${policy.name}: v${previous.version} → v${version.version}` : `${policy.name}: v${version.version}`);
+        renderDiff($("#diff"), previous ? documentText(previous.document) : "", documentText(version.document));
+        show("#diff-wrap", true);
+      } });
+    list.append(el("li", {}, el("strong", { text: `v${version.version}` }), " ", formatTime(version.created_at), " ",
+      el("span", { class: "muted", text: version.created_by ? `by ${version.created_by}` : "" }), " ", button));
+  });
+  show("#history-empty", versions.length === 0);
+}
+
+async function toggle(policy) {
+  try {
+    await api(`/policies/${encodeURIComponent(policy.id)}/${policy.enabled ? "disable" : "enable"}`, { method: "POST" });
+    notify(`${policy.name} ${policy.enabled ? "disabled" : "enabled"}`);
+  } catch (error) { fail(error); }
+  await refresh();
+}
+
+async function refresh() {
+  const { policies } = await api("/policies");
+  const body = clear($("#policies-table tbody"));
+  for (const policy of policies) {
+    const toggleButton = can("admin") ? el("button", { type: "button", text: policy.enabled ? "Disable" : "Enable", "aria-label": `${policy.enabled ? "Disable" : "Enable"} ${policy.name}`, onclick: () => toggle(policy) }) : null;
+    body.append(el("tr", { dataset: { policy: policy.name } },
+      el("td", {}, el("button", { type: "button", class: "link-button", text: policy.name, onclick: () => edit(policy) })),
+      el("td", { text: policy.priority }), el("td", { text: `v${policy.version}` }),
+      el("td", {}, badge(policy.enabled ? "enabled" : "disabled")), el("td", {}, toggleButton)));
+    if (state.editing && state.editing.id === policy.id) state.editing = policy;
+  }
+  show("#policies-empty", policies.length === 0);
+}
+
+async function save(event) {
+  event.preventDefault();
+  const document = $("#policy-doc").value;
+  try {
+    const policy = state.editing
+      ? await api(`/policies/${encodeURIComponent(state.editing.id)}`, { method: "PUT", json: { document } })
+      : await api("/policies", { method: "POST", json: { document } });
+    notify(`Saved ${policy.name} v${policy.version}`);
+    await refresh();
+    edit(policy);
+  } catch (error) {
+    if (error.status === 422) showValidation({ valid: false, errors: [{ message: error.message, line: error.data.line, field: error.data.field }] });
+    else fail(error);
+  }
+}
+
+async function loadPacks() {
+  const { packs } = await api("/policy-packs");
+  const select = clear($("#pack"));
+  for (const pack of packs) select.append(el("option", { value: pack.name, text: pack.name }));
+  const describe = () => setText("#pack-description", (packs.find((p) => p.name === select.value) || {}).description || "");
+  select.addEventListener("change", describe);
+  describe();
+}
+
+$("#policy-doc").addEventListener("input", () => {
+  window.clearTimeout(state.timer);
+  state.timer = window.setTimeout(validateNow, 300);
+});
+$("#policy-form").addEventListener("submit", save);
+$("#new-policy").addEventListener("click", () => edit(null));
+$("#pack-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const policy = await api(`/policy-packs/${encodeURIComponent($("#pack").value)}/install`, { method: "POST" });
+    notify(`Installed ${policy.name}`);
+  } catch (error) { fail(error); }
+  await refresh();
+});
+
+startPage(async () => {
+  if (!can("admin")) $("#policy-doc").readOnly = true;
+  await Promise.all([refresh(), loadPacks()]);
+  edit(null);
+  onEvent("config", throttled(() => refresh().catch(() => {}), 500));
+});

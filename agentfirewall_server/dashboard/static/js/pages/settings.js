@@ -1,0 +1,112 @@
+import { api } from "../api.js";
+import { $, clear, el, fail, formatTime, formToObject, notify, setText, show, timeCell } from "../dom.js";
+import { onEvent, throttled } from "../events.js";
+import { can, session, startPage } from "../session.js";
+
+function confirmDialog(text) {
+  const dialog = $("#confirm");
+  setText("#confirm-text", text);
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.returnValue = "cancel";
+    dialog.showModal();
+  });
+}
+
+async function setKillSwitch(body, question) {
+  if (!(await confirmDialog(question))) return;
+  try {
+    await api("/kill-switch", { method: "POST", json: body });
+    notify(body.active ? "Kill switch activated." : "Kill switch deactivated.");
+  } catch (error) { fail(error); }
+  await loadKillSwitch();
+}
+
+async function loadKillSwitch() {
+  const { active } = await api("/kill-switch");
+  const body = clear($("#kill-table tbody"));
+  for (const k of active) {
+    const target = k.target || "all";
+    const off = can("owner") ? el("button", { type: "button", text: "Deactivate", "aria-label": `Deactivate kill switch ${target}`,
+      onclick: () => setKillSwitch({ active: false, scope: target }, `Deactivate the kill switch for “${target}”? Matching traffic flows again.`) }) : null;
+    body.append(el("tr", { dataset: { scope: target } }, el("td", { text: k.scope }), el("td", { text: target }), el("td", { class: "wrap", text: k.reason || "" }),
+      el("td", { text: k.activated_by || "" }), timeCell(k.activated_at), el("td", {}, off)));
+  }
+  show("#kill-table", active.length > 0);
+  show("#kill-none", active.length === 0);
+  if (can("owner")) show("#kill-clear", active.length > 0);
+}
+
+async function loadScopes() {
+  const [{ connectors }, { agents }] = await Promise.all([api("/connectors"), api("/agents")]);
+  const select = clear($("#kill-scope"));
+  select.append(el("option", { value: "all", text: "All traffic" }));
+  const types = [...new Set(connectors.map((c) => c.type))].sort();
+  if (types.length) select.append(el("optgroup", { label: "Connector" }, types.map((t) => el("option", { value: t, text: t }))));
+  if (agents.length) select.append(el("optgroup", { label: "Agent" }, agents.map((a) => el("option", { value: a.name, text: a.name }))));
+}
+
+async function loadSettings() {
+  const settings = await api("/settings");
+  $("#s-level").value = settings.default_enforcement_level;
+  $("#s-timeout").value = settings.approval_timeout_seconds;
+  $("#s-slack-channel").value = (settings.slack && settings.slack.channel) || "";
+  $("#s-gateway").value = settings.gateway_url || "";
+  setText("#slack-state", settings.slack && settings.slack.configured ? "Slack is configured: bot token and signing secret are stored (hidden). Leave the fields empty to keep them." : "Slack is not configured.");
+}
+
+async function loadUsers() {
+  const { users } = await api("/users");
+  const body = clear($("#users-table tbody"));
+  for (const user of users) {
+    const select = el("select", { "aria-label": `Role of ${user.email}`, disabled: user.id === session.user.id,
+      onchange: async (event) => {
+        try { await api(`/users/${encodeURIComponent(user.id)}`, { method: "PATCH", json: { role: event.target.value } }); notify(`${user.email} is now ${event.target.value}`); } catch (error) { fail(error); }
+        await loadUsers();
+      } }, ["viewer", "member", "admin", "owner"].map((r) => el("option", { value: r, text: r, selected: r === user.role })));
+    body.append(el("tr", {}, el("td", { text: user.email }), el("td", {}, select), el("td", { text: formatTime(user.created_at) })));
+  }
+}
+
+$("#kill-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const { scope, reason } = formToObject(event.currentTarget);
+  const label = scope === "all" ? "ALL traffic" : `“${scope}”`;
+  setKillSwitch({ active: true, scope, ...(reason ? { reason } : {}) }, `Activate the kill switch for ${label}? Matching requests are denied at once and matching pending approvals are denied.`);
+});
+$("#kill-clear").addEventListener("click", () => setKillSwitch({ active: false }, "Deactivate every kill switch?"));
+
+async function patchSettings(body, done) {
+  try { await api("/settings", { method: "PATCH", json: body }); notify(done); } catch (error) { fail(error); }
+  await loadSettings();
+}
+
+$("#defaults-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const data = formToObject(event.currentTarget);
+  patchSettings({ default_enforcement_level: data.default_enforcement_level, approval_timeout_seconds: Number(data.approval_timeout_seconds) }, "Enforcement defaults saved.");
+});
+$("#integrations-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const data = formToObject(form);
+  const body = { slack_channel: data.slack_channel, gateway_url: data.gateway_url };
+  if (data.slack_bot_token) body.slack_bot_token = data.slack_bot_token;
+  if (data.slack_signing_secret) body.slack_signing_secret = data.slack_signing_secret;
+  form.slack_bot_token.value = "";
+  form.slack_signing_secret.value = "";
+  patchSettings(body, "Integrations saved.");
+});
+$("#user-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  try { const user = await api("/users", { method: "POST", json: formToObject(form) }); notify(`Added ${user.email || "user"}`); form.reset(); } catch (error) { fail(error); }
+  await loadUsers();
+});
+
+startPage(async () => {
+  const work = [loadKillSwitch(), loadScopes(), loadSettings()];
+  if (can("owner")) work.push(loadUsers());
+  await Promise.all(work);
+  onEvent("kill_switch", throttled(() => loadKillSwitch().catch(() => {}), 300));
+});

@@ -1,0 +1,47 @@
+import { api } from "../api.js";
+import { $, clear, fail, formToObject, show } from "../dom.js";
+import { onEvent, throttled } from "../events.js";
+import { startPage } from "../session.js";
+import { trafficRow } from "../traffic-row.js";
+
+const PAGE_SIZE = 50;
+const state = { filters: {}, before: null, next: null };
+
+async function load() {
+  const data = await api("/traffic", { query: { ...state.filters, limit: PAGE_SIZE, before: state.before } });
+  const body = clear($("#traffic-table tbody"));
+  for (const record of data.traffic) body.append(trafficRow(record));
+  show("#traffic-empty", data.traffic.length === 0);
+  state.next = data.next_before || null;
+  $("#older").disabled = !state.next;
+  $("#newest").disabled = !state.before;
+}
+
+function readFiltersFromUrl() {
+  const params = new URLSearchParams(window.location.search);
+  for (const name of ["agent", "connector", "action", "decision", "status"]) {
+    const value = params.get(name);
+    if (value) { state.filters[name] = value; $(`#f-${name}`).value = value; }
+  }
+}
+
+$("#traffic-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.filters = formToObject(event.currentTarget);
+  state.before = null;
+  const url = new URL(window.location.href);
+  url.search = new URLSearchParams(Object.entries(state.filters).filter(([, v]) => v)).toString();
+  window.history.replaceState(null, "", url);
+  load().catch(fail);
+});
+$("#older").addEventListener("click", () => { state.before = state.next; load().catch(fail); });
+$("#newest").addEventListener("click", () => { state.before = null; load().catch(fail); });
+
+startPage(async () => {
+  readFiltersFromUrl();
+  await load();
+  // Live: new records appear while looking at the newest page.
+  onEvent("traffic", throttled(() => {
+    if ($("#live").checked && !state.before) load().catch(() => {});
+  }, 700));
+});

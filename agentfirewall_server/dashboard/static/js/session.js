@@ -1,0 +1,64 @@
+// Every signed-in page starts here: who am I, my role, the header, role gating.
+import { api, BASE, setCsrfToken, signInUrl } from "./api.js";
+import { $, fail, setText } from "./dom.js";
+import { onEvent } from "./events.js";
+
+export const ROLE_RANK = { viewer: 1, member: 2, admin: 3, owner: 4 };
+
+export const session = { user: null, role: "viewer" };
+
+export function can(role) {
+  return (ROLE_RANK[session.role] || 0) >= (ROLE_RANK[role] || 99);
+}
+
+// Hides what the role may not use; the server refuses it anyway.
+export function applyRoles(root = document) {
+  for (const node of root.querySelectorAll("[data-min-role]")) {
+    const allowed = can(node.dataset.minRole);
+    node.hidden = !allowed;
+    for (const control of node.querySelectorAll("button, input, select, textarea")) {
+      if (!allowed) control.disabled = true;
+    }
+  }
+}
+
+async function showKillSwitch() {
+  const data = await api("/kill-switch");
+  const active = data.active || [];
+  const badge = $("#kill-indicator");
+  badge.hidden = active.length === 0;
+  badge.textContent = active.length ? `Kill switch active (${active.map((k) => k.target || k.scope).join(", ")})` : "";
+  return active;
+}
+
+async function logout() {
+  try {
+    await api("/auth/logout", { method: "POST" });
+  } catch (error) {
+    if (error.status !== 401) fail(error);
+  }
+  window.location.assign(`${BASE}/login`);
+}
+
+export async function startPage(main) {
+  let me;
+  try {
+    me = await api("/auth/me");
+  } catch (error) {
+    if (error.status !== 401) window.location.assign(signInUrl());
+    return;
+  }
+  session.user = me.user;
+  session.role = me.user.role;
+  setCsrfToken(me.csrf_token);
+  setText("#who", `${me.user.email} · ${me.user.role}`);
+  $("#logout").addEventListener("click", logout);
+  applyRoles();
+  onEvent("kill_switch", () => showKillSwitch().catch(fail));
+  try {
+    await Promise.all([showKillSwitch(), main()]);
+  } catch (error) {
+    fail(error);
+  }
+  document.body.dataset.ready = "yes";
+}

@@ -1,0 +1,18 @@
+// One row of the traffic table, shared by the traffic and agent pages.
+import { BASE } from "./api.js";
+import { badge, el, timeCell } from "./dom.js";
+
+export function trafficRow(record, { withAgent = true } = {}) {
+  const request = [record.method, record.host, record.path].filter(Boolean).join(" ");
+  const agentCell = el("td", {}, el("a", { href: `${BASE}/agents/${encodeURIComponent(record.agent || "")}`, text: record.agent || "" }));
+  return el("tr", {},
+    timeCell(record.created_at),
+    withAgent ? agentCell : null,
+    withAgent ? el("td", { text: record.connector || "" }) : null,
+    el("td", {}, el("code", { text: record.action || "" })),
+    el("td", { class: "wrap", text: request }),
+    el("td", {}, badge(record.decision), record.would_outcome ? el("span", { class: "muted small", text: ` would ${record.would_outcome}` }) : null),
+    el("td", { text: record.status_code ?? "" }),
+    withAgent ? el("td", { text: record.latency_ms != null ? `${record.latency_ms} ms` : "" }) : null,
+    withAgent ? el("td", { class: "wrap", text: record.reason || "" }) : null);
+}
