@@ -20,7 +20,13 @@ from pydantic import ValidationError as PydanticValidationError
 from agentfirewall.errors import PolicyError
 from agentfirewall.policy.models import Policy
 
-__all__ = ["load_policy", "load_policy_file", "parse_document", "validate_policy_text"]
+__all__ = [
+    "YamlLoader",
+    "load_policy",
+    "load_policy_file",
+    "parse_document",
+    "validate_policy_text",
+]
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 _INT = "tag:yaml.org,2002:int"
@@ -29,22 +35,22 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 Path_ = tuple[str | int, ...]
 
 
-class _Loader(yaml.SafeLoader):
+class YamlLoader(yaml.SafeLoader):
     """Safe loader without sexagesimal numbers and timestamps."""
 
 
-_Loader.yaml_implicit_resolvers = {
+YamlLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(
+YamlLoader.add_implicit_resolver(
     _INT,
     re.compile(
         r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
     ),
     list("-+0123456789"),
 )
-_Loader.add_implicit_resolver(
+YamlLoader.add_implicit_resolver(
     _FLOAT,
     re.compile(
         r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)"
@@ -73,7 +79,7 @@ def _index_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: 
 
 
 def _no_aliases(text: str, source: str | None) -> None:
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in yaml.parse(text, Loader=YamlLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             mark = event.start_mark
             line = mark.line + 1 if mark is not None else None
@@ -95,7 +101,7 @@ def parse_document(
         raise PolicyError("document larger than 1 MiB", file=source)
     try:
         _no_aliases(text, source)
-        loader = _Loader(text)
+        loader = YamlLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:
