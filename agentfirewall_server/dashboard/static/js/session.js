@@ -32,6 +32,7 @@ async function showKillSwitch() {
 }
 
 async function logout() {
+  window.sessionStorage.removeItem("tf_login");
   try {
     await api("/auth/logout", { method: "POST" });
   } catch (error) {
@@ -40,10 +41,26 @@ async function logout() {
   window.location.assign(`${BASE}/login`);
 }
 
+// The login answer, kept for this tab in case the server has no GET /auth/me.
+export function rememberLogin(answer) {
+  window.sessionStorage.setItem("tf_login", JSON.stringify({ user: answer.user, csrf_token: answer.csrf_token }));
+}
+
+async function whoAmI() {
+  try {
+    return await api("/auth/me");
+  } catch (error) {
+    const stored = window.sessionStorage.getItem("tf_login");
+    if (error.status !== 404 || !stored) throw error;
+    await api("/status"); // still signed in? (401 sends the browser to the sign-in page)
+    return JSON.parse(stored);
+  }
+}
+
 export async function startPage(main) {
   let me;
   try {
-    me = await api("/auth/me");
+    me = await whoAmI();
   } catch (error) {
     if (error.status !== 401) window.location.assign(signInUrl());
     return;

@@ -1,5 +1,6 @@
 import { api, BASE } from "../api.js";
 import { $, errorMessage, formToObject } from "../dom.js";
+import { rememberLogin } from "../session.js";
 
 function nextPage() {
   const next = new URLSearchParams(window.location.search).get("next") || "";
@@ -20,7 +21,7 @@ $("#login-form").addEventListener("submit", async (event) => {
   }
   form.querySelector("button").disabled = true;
   try {
-    await api("/auth/login", { method: "POST", json: { email, password } });
+    rememberLogin(await api("/auth/login", { method: "POST", json: { email, password } }));
     window.location.assign(nextPage());
   } catch (failure) {
     error.textContent = failure.status === 401 ? "Wrong email or password." : errorMessage(failure);
