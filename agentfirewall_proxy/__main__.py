@@ -1,0 +1,3 @@
+from agentfirewall_proxy.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,298 @@
+"""The gateway's only link to state: a client of the control plane's Gateway API.
+
+:class:`HttpControl` speaks ``docs/api.md`` "Gateway API" over an ``httpx.AsyncClient``
+whose transport is injectable (``tf up`` passes ``httpx.ASGITransport(app)``: same code
+path, no socket). :class:`StaticControl` serves a snapshot from a JSON/YAML file (or a dict)
+for air-gapped runs and tests: approvals, traffic and heartbeats then live in memory.
+
+Both satisfy :class:`Control`. Snapshots are plain JSON data; ``snapshot.py`` compiles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import os
+import threading
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import yaml
+
+__all__ = ["Control", "ControlError", "HttpControl", "StaticControl", "load_snapshot_file"]
+
+JSON = dict[str, Any]
+
+
+class ControlError(Exception):
+    """The control plane could not be reached or answered an error."""
+
+
+class Control(Protocol):
+    async def fetch_config(self, since: int | None, wait: float) -> JSON | None: ...
+    async def send_traffic(self, records: list[JSON]) -> None: ...
+    async def create_approval(self, payload: JSON) -> JSON: ...
+    async def wait_approval(self, approval_id: str, wait: float) -> JSON: ...
+    async def consume_approval(self, approval_id: str) -> JSON: ...
+    async def heartbeat(self, payload: JSON) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+def _api_base(url: str) -> str:
+    base = url.rstrip("/")
+    return base if base.endswith("/api") else base + "/api"
+
+
+class HttpControl:
+    """The Gateway API over HTTP (or ASGI, through the injected transport)."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=_api_base(url),
+            headers={"Authorization": f"Bearer {token}"},
+            transport=transport,
+            timeout=httpx.Timeout(30.0, connect=5.0, pool=None),
+            limits=httpx.Limits(max_connections=128, max_keepalive_connections=32),
+            trust_env=False,
+        )
+
+    async def _call(
+        self, method: str, path: str, *, json_body: object = None, **params: object
+    ) -> httpx.Response:
+        timeout = float(str(params.get("wait") or params.get("timeout") or 0)) + 15.0
+        try:
+            response = await self._client.request(
+                method,
+                path,
+                json=json_body,
+                params={k: v for k, v in params.items() if v is not None},
+                timeout=timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise ControlError(f"control plane unreachable: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise ControlError(f"control plane answered {response.status_code} to {path}")
+        return response
+
+    async def fetch_config(self, since: int | None, wait: float) -> JSON | None:
+        response = await self._call(
+            "GET", "/v1/gateway/config", since=since, wait=int(wait) if since is not None else None
+        )
+        if response.status_code == 304:
+            return None
+        data: JSON = response.json()
+        return data
+
+    async def send_traffic(self, records: list[JSON]) -> None:
+        await self._call("POST", "/v1/gateway/traffic", json_body={"records": records})
+
+    async def create_approval(self, payload: JSON) -> JSON:
+        data: JSON = (await self._call("POST", "/v1/gateway/approvals", json_body=payload)).json()
+        return data
+
+    async def wait_approval(self, approval_id: str, wait: float) -> JSON:
+        response = await self._call(
+            "GET", f"/v1/gateway/approvals/{approval_id}/wait", timeout=int(wait)
+        )
+        data: JSON = response.json()
+        return data
+
+    async def consume_approval(self, approval_id: str) -> JSON:
+        path = f"/v1/gateway/approvals/{approval_id}/consume"
+        data: JSON = (await self._call("POST", path, json_body={})).json()
+        return data
+
+    async def heartbeat(self, payload: JSON) -> None:
+        await self._call("POST", "/v1/gateway/heartbeat", json_body=payload)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def normalize_snapshot(data: JSON) -> JSON:
+    """Accept file conveniences: ``api_keys`` (plain) and ``credential_env`` per connector."""
+    snapshot = dict(data)
+    agents = []
+    for agent in snapshot.get("agents", []):
+        agent = dict(agent)
+        hashes = list(agent.get("key_hashes", []))
+        hashes += [_key_hash(k) for k in agent.pop("api_keys", [])]
+        agent["key_hashes"] = hashes
+        agents.append(agent)
+    snapshot["agents"] = agents
+    connectors = []
+    for connector in snapshot.get("connectors", []):
+        connector = dict(connector)
+        env = connector.pop("credential_env", None)
+        if env and not connector.get("credential"):
+            connector["credential"] = os.environ.get(env)
+        connectors.append(connector)
+    snapshot["connectors"] = connectors
+    snapshot.setdefault("version", 1)
+    return snapshot
+
+
+def load_snapshot_file(path: Path) -> JSON:
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ControlError(f"config file `{path}`: expected a mapping at the top level")
+    return normalize_snapshot(data)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class StaticControl:
+    """A control plane in memory: a snapshot (file or dict), local approvals and traffic.
+
+    Thread-safe for tests: :meth:`update`, :meth:`approve` and :meth:`deny` may be called
+    from any thread while the gateway runs on its own loop.
+    """
+
+    def __init__(self, snapshot: JSON | Path) -> None:
+        self._path = snapshot if isinstance(snapshot, Path) else None
+        self._mtime = self._path.stat().st_mtime if self._path else 0.0
+        self._snapshot = (
+            load_snapshot_file(snapshot)
+            if isinstance(snapshot, Path)
+            else normalize_snapshot(snapshot)
+        )
+        self._changed = threading.Event()
+        self._lock = threading.Lock()
+        self.traffic: deque[JSON] = deque(maxlen=100_000)
+        self.heartbeats: list[JSON] = []
+        self.approvals: dict[str, JSON] = {}
+        self._ids = itertools.count(1)
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+
+    @property
+    def snapshot(self) -> JSON:
+        return self._snapshot
+
+    def update(self, snapshot: JSON) -> None:
+        """Replace the snapshot (version bumped); gateways see it within a second."""
+        with self._lock:
+            fresh = normalize_snapshot(snapshot)
+            fresh["version"] = int(self._snapshot.get("version", 0)) + 1
+            self._snapshot = fresh
+        self._changed.set()
+
+    async def fetch_config(self, since: int | None, wait: float) -> JSON | None:
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            self._reload_file()
+            with self._lock:
+                if since is None or self._snapshot.get("version") != since:
+                    self._changed.clear()
+                    return self._snapshot
+            if asyncio.get_running_loop().time() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
+
+    def _reload_file(self) -> None:
+        if self._path is None:
+            return
+        try:
+            mtime = self._path.stat().st_mtime
+        except OSError:
+            return
+        if mtime != self._mtime:
+            self._mtime = mtime
+            self.update(load_snapshot_file(self._path))
+
+    async def send_traffic(self, records: list[JSON]) -> None:
+        self.traffic.extend(records)
+
+    async def create_approval(self, payload: JSON) -> JSON:
+        with self._lock:
+            for approval in self.approvals.values():
+                same = (approval["agent"], approval["action_hash"]) == (
+                    payload["agent"],
+                    payload["action_hash"],
+                )
+                if same and approval["status"] == "approved" and not approval["used"]:
+                    approval["used"] = True
+                    return dict(approval, reused=True)
+            now = datetime.now(UTC)
+            timeout = int(payload.get("timeout_seconds") or 300)
+            approval = dict(
+                payload,
+                id=f"apv_local{next(self._ids)}",
+                status="pending",
+                source="proxy",
+                used=False,
+                created_at=now.isoformat(),
+                expires_at=(now + timedelta(seconds=timeout)).isoformat(),
+            )
+            self.approvals[approval["id"]] = approval
+            return dict(approval)
+
+    def pending(self) -> list[JSON]:
+        with self._lock:
+            return [dict(a) for a in self.approvals.values() if a["status"] == "pending"]
+
+    def approve(self, approval_id: str) -> None:
+        self._decide(approval_id, "approved")
+
+    def deny(self, approval_id: str) -> None:
+        self._decide(approval_id, "denied")
+
+    def _decide(self, approval_id: str, status: str) -> None:
+        with self._lock:
+            approval = self.approvals[approval_id]
+            if approval["status"] != "pending":
+                raise ControlError(f"approval `{approval_id}` is already {approval['status']}")
+            approval["status"] = status
+            waiters = self._waiters.pop(approval_id, [])
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_wake, future)
+
+    async def wait_approval(self, approval_id: str, wait: float) -> JSON:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            approval = dict(self.approvals[approval_id])
+            if approval["status"] != "pending":
+                return approval
+            self._waiters.setdefault(approval_id, []).append((loop, future))
+        try:
+            await asyncio.wait_for(future, wait)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                entries = self._waiters.get(approval_id, [])
+                if (loop, future) in entries:
+                    entries.remove((loop, future))
+        with self._lock:
+            return dict(self.approvals[approval_id])
+
+    async def consume_approval(self, approval_id: str) -> JSON:
+        with self._lock:
+            approval = self.approvals[approval_id]
+            approval["used"] = True
+            return dict(approval)
+
+    async def heartbeat(self, payload: JSON) -> None:
+        self.heartbeats.append(payload)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,345 @@
+"""One request/response exchange: decide, then hold, refuse or forward and stream back.
+
+Bodies are streamed, never buffered: only the first ``connector.body_limit`` bytes are read
+before deciding. Both directions are re-framed by the gateway (``Content-Length`` or fresh
+chunks), so what the upstream sees is exactly what was decided on. Server-sent events pass
+chunk by chunk as they arrive.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agentfirewall_proxy.http1 import (
+    END,
+    Head,
+    ParseError,
+    ResponseHead,
+    Upgrade,
+    serialize_request_head,
+    serialize_response_head,
+)
+from agentfirewall_proxy.pipeline import (
+    Flow,
+    Refusal,
+    authenticate,
+    check_host_header,
+    clean_path,
+    decide,
+    http_request,
+    target_of,
+    upstream_headers,
+)
+from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.gateway import Gateway
+    from agentfirewall_proxy.server import ClientConnection, Tunnel
+
+__all__ = ["exchange"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DROP_DOWN = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+     b"content-length", b"trailer", b"upgrade", b"te"}
+)  # fmt: skip
+
+
+async def exchange(
+    gateway: Gateway, conn: ClientConnection, head: Head, tunnel: Tunnel | None
+) -> bool:
+    """Handle one request on `conn`; True when the connection may carry another."""
+    flow = Flow(request_id=gateway.new_request_id(), method=head.method)
+    upgrade = None
+    body: list[bytes] = []
+    try:
+        _identify(gateway, conn, flow, head, tunnel)
+        upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None
+        prefix, complete = await _body_prefix(conn, head, flow)
+        body.append(prefix)
+        request = http_request(flow, head, prefix, complete)
+        decision = decide(gateway.require_config(), flow, request)
+        gateway.begin(flow, conn)
+        if decision.outcome == "deny":
+            kill = decision.kill_switch
+            raise Refusal(403, "kill_switch" if kill else "denied", decision.reason)
+        if decision.outcome == "require_approval":
+            await _hold(gateway, conn, flow)
+        if not complete:
+            conn.clean = False  # the rest of the body is streamed below
+        return await _forward(gateway, conn, head, flow, prefix, complete, upgrade)
+    except Refusal as exc:
+        flow.status, flow.reason = exc.status, exc.message
+        if head.has_body and conn.clean:
+            conn.clean = await _drain_small(conn)
+        await conn.refuse(exc.status, gateway.refusal_body(flow, exc),
+                          kill_switch=exc.error == "kill_switch",
+                          close=not (conn.clean and head.keep_alive))  # fmt: skip
+        return conn.clean and head.keep_alive
+    except UpstreamError as exc:
+        flow.status, flow.reason = exc.status, str(exc)
+        if flow.bytes_in == 0 and not conn.writer.transport.is_closing():
+            await conn.refuse(
+                exc.status,
+                gateway.refusal_body(flow, Refusal(exc.status, "upstream_error", str(exc))),
+                close=True,
+            )
+        return False
+    finally:
+        gateway.end(flow)
+
+
+def _identify(
+    gateway: Gateway, conn: ClientConnection, flow: Flow, head: Head, tunnel: Tunnel | None
+) -> None:
+    """Target, agent and connector of the request (refusing mismatches)."""
+    config = gateway.require_config()
+    if tunnel is not None:
+        flow.scheme, flow.host, flow.port = "https", tunnel.host, tunnel.port
+        target = head.target.decode("latin-1")
+        if not target.startswith("/"):
+            raise Refusal(400, "bad_request", "expected an origin-form request inside the tunnel")
+        check_host_header(head, tunnel.host, tunnel.port, "https")
+        flow.agent, flow.connector = tunnel.agent, tunnel.connector
+    else:
+        flow.scheme, flow.host, flow.port, target = target_of(head)
+        flow.agent = authenticate(config, head.get(b"proxy-authorization"))
+        gateway.check_port_agent(conn, flow.agent)
+        flow.connector = config.route(flow.host)
+    flow.path, flow.query = clean_path(target)
+    gateway.check_kill_switch(flow)
+    if flow.connector is None:
+        raise Refusal(403, "no_connector", f"no connector for `{flow.host}`: deny-all default")
+
+
+async def _body_prefix(conn: ClientConnection, head: Head, flow: Flow) -> tuple[bytes, bool]:
+    """Up to the connector's body limit; (bytes, whether that is the whole body)."""
+    if not head.has_body:
+        await _expect_end(conn)
+        return b"", True
+    assert flow.connector is not None
+    expect = head.get(b"expect")
+    if expect is not None and expect.lower() == b"100-continue":
+        conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    limit = flow.connector.body_limit
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        event = await conn.next_event(head=False)
+        if event is END:
+            return b"".join(chunks), True
+        if not isinstance(event, bytes):
+            raise Refusal(400, "bad_request", "request body ended early")
+        chunks.append(event)
+        size += len(event)
+    events = conn.parser.events
+    if events and events[0] is END:
+        events.popleft()
+        return b"".join(chunks), True
+    return b"".join(chunks), False
+
+
+async def _expect_end(conn: ClientConnection) -> None:
+    event = await conn.next_event(head=False)
+    if event is not END:
+        raise Refusal(400, "bad_request", "unexpected data after the request head")
+
+
+async def _drain_small(conn: ClientConnection, limit: int = 65536) -> bool:
+    """Read and drop a refused request's small remaining body; False when it is too big."""
+    seen = 0
+    while seen <= limit:
+        if not conn.parser.events and conn.reader.at_eof():
+            return False
+        event = await conn.next_event(head=False)
+        if event is END:
+            return True
+        if not isinstance(event, bytes):
+            return False
+        seen += len(event)
+    return False
+
+
+async def _hold(gateway: Gateway, conn: ClientConnection, flow: Flow) -> None:
+    outcome = await gateway.holds.hold(flow, gateway.approval_timeout(flow), conn.closed())
+    if outcome == "approved":
+        flow.reason = "approved"
+        return
+    if outcome == "denied":
+        raise Refusal(403, "approval_denied", "the approval was denied")
+    if outcome == "timeout":
+        raise Refusal(408, "approval_timeout", "no decision before the approval timed out")
+    if outcome == "killed":
+        raise Refusal(403, "kill_switch", "kill_switch_active")
+    if outcome == "gone":
+        raise Refusal(499, "client_closed", "the client left while its request was held")
+    raise Refusal(503, "control_plane_unavailable", "the approval could not be recorded")
+
+
+def _authority(flow: Flow) -> bytes:
+    host = f"[{flow.host}]" if ":" in flow.host else flow.host
+    if flow.port != _DEFAULT_PORTS[flow.scheme]:
+        host = f"{host}:{flow.port}"
+    return host.encode("idna") if not host.isascii() else host.encode("ascii")
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+
+
+async def _forward(
+    gateway: Gateway,
+    conn: ClientConnection,
+    head: Head,
+    flow: Flow,
+    prefix: bytes,
+    complete: bool,
+    upgrade: Upgrade | None,
+) -> bool:
+    """Send the decided request upstream and stream the response back."""
+    chunked = head.chunked and not complete
+    length = len(prefix) if complete and head.has_body else None
+    headers = upstream_headers(head, flow, _authority(flow), length)
+    if chunked:
+        headers.append((b"Transfer-Encoding", b"chunked"))
+    if upgrade is not None:
+        headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade") or b"")]
+    target = flow.path + ("?" + flow.query if flow.query else "")
+    first = serialize_request_head(flow.method, target.encode("latin-1"), headers)
+    first += _chunk(prefix) if chunked else prefix
+    flow.bytes_out = len(prefix)
+    for attempt in (0, 1):
+        up = await gateway.pool.acquire(flow.scheme, flow.host, flow.port)
+        gateway.attach(flow, up)
+        try:
+            up.writer.write(first)
+            if not complete:
+                await _stream_request_body(conn, up, flow, chunked)
+            response = await _response_head(gateway, up)
+        except UpstreamError:
+            up.abort()
+            if attempt == 0 and up.reused and complete:
+                continue  # a pooled connection the upstream had closed: once more, fresh
+            raise
+        except BaseException:
+            up.abort()
+            raise
+        break
+    try:
+        return await _respond(gateway, conn, head, flow, up, response, upgrade)
+    except BaseException:
+        up.abort()
+        raise
+
+
+async def _stream_request_body(
+    conn: ClientConnection, up: UpstreamConnection, flow: Flow, chunked: bool
+) -> None:
+    while True:
+        event = await conn.next_event(head=False)
+        if event is END:
+            break
+        if not isinstance(event, bytes):
+            raise Refusal(400, "bad_request", "request body ended early")
+        flow.bytes_out += len(event)
+        up.writer.write(_chunk(event) if chunked else event)
+        if up.writer.transport.get_write_buffer_size() > 262144:
+            await up.writer.drain()
+    if chunked:
+        up.writer.write(b"0\r\n\r\n")
+    conn.clean = True
+
+
+async def _response_head(gateway: Gateway, up: UpstreamConnection) -> ResponseHead:
+    timeout = gateway.options.upstream_timeout
+    while True:
+        try:
+            event = await up.next_event(timeout)
+        except TimeoutError:
+            raise UpstreamError(504, "the upstream did not answer in time") from None
+        except OSError:
+            raise UpstreamError(502, "the upstream closed the connection") from None
+        if event is EOF:
+            raise UpstreamError(502, "the upstream closed the connection")
+        if isinstance(event, ParseError):
+            raise UpstreamError(502, event.message)
+        if isinstance(event, ResponseHead):
+            if 100 <= event.status < 200 and event.status != 101:
+                continue  # interim answers are not relayed (END follows, skipped below)
+            return event
+
+
+async def _respond(
+    gateway: Gateway,
+    conn: ClientConnection,
+    head: Head,
+    flow: Flow,
+    up: UpstreamConnection,
+    response: ResponseHead,
+    upgrade: Upgrade | None,
+) -> bool:
+    from agentfirewall_proxy.server import relay
+
+    flow.status = response.status
+    if response.status == 101 and upgrade is not None:
+        conn.write(serialize_response_head(101, response.reason, response.headers))
+        if upgrade.tail:
+            up.writer.write(upgrade.tail)
+        await relay(conn.reader, conn.writer, up.reader, up.writer, flow)
+        up.abort()
+        return False
+    no_body = head.method == "HEAD" or response.status in (204, 304)
+    headers = [(k, v) for k, v in response.headers if k.lower() not in _DROP_DOWN]
+    close_delimited = not no_body and response.content_length is None and not response.chunked
+    if response.content_length is not None and (not no_body or head.method == "HEAD"):
+        headers.append((b"Content-Length", b"%d" % response.content_length))
+    chunk_out = not no_body and response.content_length is None and head.version == "1.1"
+    if chunk_out:
+        headers.append((b"Transfer-Encoding", b"chunked"))
+    keep = head.keep_alive and conn.clean and (chunk_out or not close_delimited)
+    if not keep:
+        headers.append((b"Connection", b"close"))
+    conn.write(serialize_response_head(response.status, response.reason, headers))
+    reusable = response.keep_alive
+    if no_body:
+        if head.method == "HEAD":
+            up.reset_parser()
+        elif await up.next_event(gateway.options.io_timeout) is not END:
+            reusable = False
+    else:
+        reusable = await _stream_response_body(gateway, conn, up, flow, chunk_out, close_delimited)
+        if reusable is None:
+            conn.abort()
+            up.abort()
+            return False
+        reusable = reusable and response.keep_alive
+    await conn.flush()
+    if reusable:
+        gateway.pool.release(up)
+    else:
+        up.abort()
+    return keep
+
+
+async def _stream_response_body(
+    gateway: Gateway,
+    conn: ClientConnection,
+    up: UpstreamConnection,
+    flow: Flow,
+    chunk_out: bool,
+    close_delimited: bool,
+) -> bool | None:
+    """Relay the body as it arrives: True when the upstream may be reused, None if broken."""
+    timeout = gateway.options.io_timeout
+    while True:
+        event = await up.next_event(timeout)
+        if isinstance(event, bytes):
+            flow.bytes_in += len(event)
+            conn.write(_chunk(event) if chunk_out else event)
+            await conn.flush()
+            continue
+        if event is END or (event is EOF and close_delimited):
+            if chunk_out:
+                conn.write(b"0\r\n\r\n")
+            return event is END
+        return None

@@ -1,0 +1,237 @@
+"""The running gateway: config in memory, listeners, holds, traffic, heartbeats.
+
+:class:`Gateway` ties the pieces together and is what tests start in-process::
+
+    gateway = Gateway(options, StaticControl(snapshot))
+    task = asyncio.create_task(gateway.run())
+    await gateway.ready.wait()          # first config loaded, listener bound
+    gateway.port                        # the bound port (``--listen 127.0.0.1:0`` works)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from agentfirewall_proxy import agentports
+from agentfirewall_proxy.approvals import Holds
+from agentfirewall_proxy.certs import CertStore, load_or_create_ca
+from agentfirewall_proxy.control import Control, ControlError
+from agentfirewall_proxy.exchange import exchange
+from agentfirewall_proxy.http1 import Head
+from agentfirewall_proxy.options import Options
+from agentfirewall_proxy.pipeline import Flow, Refusal, traffic_record
+from agentfirewall_proxy.server import ClientConnection, Tunnel, handle_client
+from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
+from agentfirewall_proxy.traffic import TrafficShipper
+from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamPool
+
+__all__ = ["Gateway"]
+
+VERSION = "0.1.0"
+
+
+class Gateway:
+    def __init__(self, options: Options, control: Control) -> None:
+        self.options = options
+        self.control = control
+        self.config: CompiledConfig | None = None
+        self.certs = CertStore(load_or_create_ca(options.ca_dir))
+        self.pool = UpstreamPool(options)
+        self.holds = Holds(control)
+        self.shipper = TrafficShipper(
+            control, batch=options.traffic_batch, interval=options.traffic_interval
+        )
+        self.active: dict[Flow, tuple[ClientConnection, UpstreamConnection | None]] = {}
+        self.ready = asyncio.Event()
+        self.port: int | None = None
+        self.agent_ports = agentports.AgentPorts(self)
+        self.gateway_id = options.gateway_id or f"gw_{secrets.token_hex(6)}"
+        self.started_at = datetime.now(UTC)
+        self.stats: dict[str, int] = {"requests": 0, "denied": 0, "held": 0, "errors": 0}
+        self._prefix = f"req_{secrets.token_hex(4)}"
+        self._counter = 0
+        self._servers: list[asyncio.Server] = []
+
+    # -- identity and decisions -------------------------------------------------------
+
+    def new_request_id(self) -> str:
+        self._counter += 1
+        return f"{self._prefix}{self._counter:x}"
+
+    def require_config(self) -> CompiledConfig:
+        if self.config is None:
+            raise Refusal(503, "not_ready", "the gateway has no configuration yet")
+        return self.config
+
+    def check_port_agent(self, conn: ClientConnection, agent: AgentEntry) -> None:
+        if conn.port_agent is not None and conn.port_agent != agent.name:
+            raise Refusal(407, "proxy_auth_required", "this port belongs to another agent")
+
+    def is_passthrough(self, host: str) -> bool:
+        return any(host == d or host.endswith("." + d) for d in self.options.passthrough)
+
+    def check_kill_switch(self, flow: Flow) -> None:
+        if flow.agent is None:
+            return
+        switch = self.require_config().kill_switch_for(flow.agent, flow.connector)
+        if switch is not None:
+            raise Refusal(403, "kill_switch", "kill_switch_active")
+
+    def approval_timeout(self, flow: Flow) -> float:
+        decision = flow.decision
+        if decision is not None and decision.approval is not None:
+            return float(decision.approval.timeout_seconds)
+        return self.require_config().approval_timeout
+
+    def refusal_body(self, flow: Flow, exc: Refusal) -> dict[str, Any]:
+        decision = flow.decision
+        rule = None
+        if decision is not None:
+            names = decision.matched_rules or decision.matched_policies
+            rule = names[0] if names else ("default_deny" if decision.default_applied else None)
+        if exc.error == "kill_switch":
+            rule = rule or "kill_switch"
+        return {
+            "error": exc.error,
+            "action": flow.parsed.spec.type if flow.parsed else None,
+            "rule": rule,
+            "reason": exc.message,
+            "request_id": flow.request_id,
+        }
+
+    # -- flows in progress (for the kill switch) ---------------------------------------
+
+    async def exchange(self, conn: ClientConnection, head: Head, tunnel: Tunnel | None) -> bool:
+        return await exchange(self, conn, head, tunnel)
+
+    def begin(self, flow: Flow, conn: ClientConnection) -> None:
+        self.active[flow] = (conn, None)
+
+    def attach(self, flow: Flow, up: UpstreamConnection) -> None:
+        found = self.active.get(flow)
+        if found is not None:
+            self.active[flow] = (found[0], up)
+
+    def end(self, flow: Flow) -> None:
+        self.active.pop(flow, None)
+        self.record(flow)
+
+    def record(self, flow: Flow) -> None:
+        self.stats["requests"] += 1
+        if flow.status in (403, 407):
+            self.stats["denied"] += 1
+        self.shipper.record(traffic_record(flow))
+        if self.options.access_log:
+            print(
+                f"{flow.request_id} {flow.agent.name if flow.agent else '-'} {flow.method} "
+                f"{flow.host}{flow.path} {flow.status} {flow.reason}",
+                file=sys.stderr,
+            )
+
+    # -- config --------------------------------------------------------------------------
+
+    def apply(self, snapshot: dict[str, Any]) -> None:
+        """Swap in a new config and cut the flows a kill switch now covers."""
+        config = compile_snapshot(snapshot)
+        self.config = config
+        if not config.kill.active:
+            return
+        for flow, (conn, up) in list(self.active.items()):
+            if flow.agent is None or config.kill_switch_for(flow.agent, flow.connector) is None:
+                continue
+            flow.killed = True
+            if flow in self.holds.held:
+                self.holds.kill(flow)
+                continue
+            conn.abort()
+            if up is not None:
+                up.abort()
+
+    async def follow_config(self) -> None:
+        version: int | None = self.config.version if self.config else None
+        while True:
+            try:
+                snapshot = await self.control.fetch_config(version, self.options.config_wait)
+            except ControlError:
+                await asyncio.sleep(1.0)
+                continue
+            if snapshot is not None:
+                self.apply(snapshot)
+                version = self.config.version if self.config else None
+                await self.agent_ports.sync()
+
+    async def _first_config(self) -> None:
+        while self.config is None:
+            try:
+                snapshot = await self.control.fetch_config(None, 0)
+            except ControlError as exc:
+                print(f"agentfirewall_proxy: waiting for the control plane: {exc}", file=sys.stderr)
+                await asyncio.sleep(1.0)
+                continue
+            if snapshot is not None:
+                self.apply(snapshot)
+
+    # -- running -------------------------------------------------------------------------
+
+    def heartbeat_payload(self) -> dict[str, Any]:
+        return {
+            "gateway_id": self.gateway_id,
+            "version": VERSION,
+            "listen": f"{self.options.listen_host}:{self.port}",
+            "agent_ports": dict(self.agent_ports.ports),
+            "started_at": self.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "stats": {
+                **self.stats,
+                "held_now": len(self.holds),
+                "in_flight": len(self.active),
+                "traffic_dropped": self.shipper.dropped,
+                "pid": os.getpid(),
+                "uptime_seconds": int(time.time() - self.started_at.timestamp()),
+            },
+        }
+
+    async def heartbeats(self) -> None:
+        while True:
+            with contextlib.suppress(ControlError):
+                await self.control.heartbeat(self.heartbeat_payload())
+            await asyncio.sleep(self.options.heartbeat_interval)
+
+    async def listen(self, host: str, port: int, port_agent: str | None = None) -> asyncio.Server:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await handle_client(self, reader, writer, port_agent)
+
+        server = await asyncio.start_server(handler, host, port, backlog=1024)
+        self._servers.append(server)
+        return server
+
+    async def run(self) -> None:
+        """Serve until cancelled."""
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._first_config()
+            server = await self.listen(self.options.listen_host, self.options.listen_port)
+            self.port = server.sockets[0].getsockname()[1]
+            await self.agent_ports.sync()
+            tasks = [
+                asyncio.ensure_future(self.follow_config()),
+                asyncio.ensure_future(self.shipper.run()),
+                asyncio.ensure_future(self.heartbeats()),
+            ]
+            self.ready.set()
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for server in self._servers:
+                server.close()
+            self.pool.close()
+            self.certs.close()
+            await self.control.aclose()

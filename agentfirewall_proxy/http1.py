@@ -1,0 +1,280 @@
+"""HTTP/1.1 as data: pull parsers over httptools and head serialisation (no sockets here).
+
+httptools (llhttp) is strict and we keep it strict: conflicting ``Content-Length`` /
+``Transfer-Encoding``, duplicate lengths, obs-fold, bare LF and bad characters are parse
+errors, and the connection ends with 400. On top of that we refuse any
+``Transfer-Encoding`` other than exactly ``chunked`` (501), and we re-frame every body we
+forward ourselves (``Content-Length`` or fresh chunks): the bytes the upstream sees are
+never the client's framing, so nothing can be smuggled past the decision.
+
+A parser is fed by its owner (``server.py``) and yields events: ``Head``, body ``bytes``,
+``END``, ``Upgrade(tail)`` (``CONNECT`` and ``Upgrade:`` requests) or ``ParseError``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import httptools
+
+__all__ = [
+    "END",
+    "Head",
+    "ParseError",
+    "RequestParser",
+    "ResponseHead",
+    "ResponseParser",
+    "Upgrade",
+    "reason_phrase",
+    "serialize_request_head",
+    "serialize_response_head",
+]
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Head:
+    """A request head as received."""
+
+    method: str
+    target: bytes
+    headers: Headers
+    version: str
+    keep_alive: bool
+    chunked: bool
+    content_length: int | None
+
+    def get(self, name: bytes) -> bytes | None:
+        """First value of header `name` (give it lowercase)."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    reason: bytes
+    headers: Headers
+    version: str
+    keep_alive: bool
+    chunked: bool
+    content_length: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """The head before was a CONNECT or an Upgrade request; `tail` is what followed it."""
+
+    tail: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ParseError:
+    status: int
+    message: str
+
+
+class _End:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END"
+
+
+END = _End()
+Event = Head | ResponseHead | bytes | _End | Upgrade | ParseError
+
+
+def _framing(headers: Headers) -> tuple[bool, int | None, str | None]:
+    """(chunked, content_length, problem) from already llhttp-validated headers."""
+    chunked, length, problem = False, None, None
+    for key, value in headers:
+        lowered = key.lower()
+        if lowered == b"transfer-encoding":
+            if value.strip().lower() != b"chunked" or chunked:
+                problem = "unsupported transfer-encoding"
+            chunked = True
+        elif lowered == b"content-length":
+            length = int(value)
+    return chunked, length, problem
+
+
+class _Base:
+    def __init__(self, max_head: int) -> None:
+        self.events: deque[Event] = deque()
+        self.max_head = max_head
+        self._headers: Headers = []
+        self._head_size = 0
+        self._in_head = False
+        self.failed = False
+
+    @property
+    def in_head(self) -> bool:
+        """True between the first byte of a message and the end of its head."""
+        return self._in_head
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._head_size = 0
+        self._in_head = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        self._headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.events.append(body)
+
+    def on_message_complete(self) -> None:
+        self.events.append(END)
+
+
+class RequestParser(_Base):
+    """Request parser; call :meth:`feed` with bytes, then pop :attr:`events`."""
+
+    def __init__(self, max_head: int = 65536) -> None:
+        super().__init__(max_head)
+        self._url = b""
+        self._parser = httptools.HttpRequestParser(self)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        chunked, length, problem = _framing(self._headers)
+        if problem:
+            raise _Refused(501, problem)
+        self.events.append(
+            Head(
+                method=parser.get_method().decode("ascii"),
+                target=self._url,
+                headers=self._headers,
+                version=parser.get_http_version(),
+                keep_alive=parser.should_keep_alive(),
+                chunked=chunked,
+                content_length=length,
+            )
+        )
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`; an oversized head or a parse error becomes a ParseError event."""
+        if self.failed:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.events.append(Upgrade(data[exc.args[0] :]))
+            self.failed = True
+        except _Refused as exc:
+            self._fail(exc.status, exc.message)
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Refused):
+                self._fail(cause.status, cause.message)
+            else:
+                self._fail(400, f"malformed request: {exc}")
+        if self._in_head and self._head_size > self.max_head:
+            self._fail(431, "request header fields too large")
+
+    def _fail(self, status: int, message: str) -> None:
+        self.events.append(ParseError(status, message))
+        self.failed = True
+
+
+class ResponseParser(_Base):
+    """Response parser for one upstream connection."""
+
+    def __init__(self, max_head: int = 65536) -> None:
+        super().__init__(max_head)
+        self._reason = b""
+        self._parser = httptools.HttpResponseParser(self)
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reason = b""
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        chunked, length, _ = _framing(self._headers)
+        self.events.append(
+            ResponseHead(
+                status=parser.get_status_code(),
+                reason=self._reason,
+                headers=self._headers,
+                version=parser.get_http_version(),
+                keep_alive=parser.should_keep_alive(),
+                chunked=chunked,
+                content_length=length,
+            )
+        )
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.events.append(Upgrade(data[exc.args[0] :]))
+        except httptools.HttpParserError as exc:
+            self.events.append(ParseError(502, f"malformed upstream response: {exc}"))
+            self.failed = True
+        if self._in_head and self._head_size > self.max_head:
+            self.events.append(ParseError(502, "upstream response head too large"))
+            self.failed = True
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    407: b"Proxy Authentication Required",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    421: b"Misdirected Request",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+def reason_phrase(status: int) -> bytes:
+    return _REASONS.get(status, b"Status")
+
+
+def serialize_request_head(method: str, target: bytes, headers: Headers) -> bytes:
+    lines = [method.encode("ascii") + b" " + target + b" HTTP/1.1"]
+    lines.extend(k + b": " + v for k, v in headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def serialize_response_head(status: int, reason: bytes, headers: Headers) -> bytes:
+    lines = [b"HTTP/1.1 %d " % status + (reason or reason_phrase(status))]
+    lines.extend(k + b": " + v for k, v in headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n"

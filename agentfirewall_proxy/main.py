@@ -1,0 +1,143 @@
+"""``python -m agentfirewall_proxy``: options from the command line, then :func:`serve`.
+
+``serve(options, control_transport=...)`` is what ``tf up`` awaits in uvicorn's loop: the
+gateway then reaches the control plane through ``httpx.ASGITransport(app)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from agentfirewall_proxy.control import Control, HttpControl, StaticControl
+from agentfirewall_proxy.gateway import Gateway
+from agentfirewall_proxy.options import Options, parse_listen, parse_port_range, parse_resolve
+
+__all__ = ["build_gateway", "main", "parse_args", "serve"]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m agentfirewall_proxy",
+        description="TameFlare gateway: the forward proxy that names, decides and holds "
+        "every HTTP(S) call your agents make.",
+    )
+    parser.add_argument("--control-plane", metavar="URL", help="e.g. http://127.0.0.1:3000")
+    parser.add_argument(
+        "--token", help="gateway token (tfg_...); default $AGENTFIREWALL_GATEWAY_TOKEN"
+    )
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8443", help="HOST:PORT (default %(default)s)"
+    )
+    parser.add_argument(
+        "--ca-dir", default=".tf", help="holds ca.crt / ca.key (default %(default)s)"
+    )
+    parser.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]=IP:PORT",
+        help="send connections for HOST to IP:PORT (repeatable)",
+    )
+    parser.add_argument("--upstream-ca", metavar="FILE", help="extra CA bundle for upstream TLS")
+    parser.add_argument("--upstream-proxy", metavar="URL", help="chain through this HTTP proxy")
+    parser.add_argument(
+        "--passthrough",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="tunnel DOMAIN (and its subdomains) without interception (repeatable)",
+    )
+    parser.add_argument("--config-file", metavar="FILE", help="serve a snapshot from a file")
+    parser.add_argument("--agent-ports", metavar="FIRST-LAST", help="dedicated per-agent ports")
+    parser.add_argument("--header-timeout", type=float, default=10.0)
+    parser.add_argument("--idle-timeout", type=float, default=60.0)
+    parser.add_argument("--access-log", action="store_true", help="one line per request on stderr")
+    args = parser.parse_args(argv)
+    token = args.token or os.environ.get("AGENTFIREWALL_GATEWAY_TOKEN")
+    if not args.config_file and not (args.control_plane and token):
+        parser.error("give --control-plane URL and --token T, or --config-file FILE")
+    host, port = parse_listen(args.listen)
+    try:
+        resolve = parse_resolve(args.resolve)
+        ports = parse_port_range(args.agent_ports) if args.agent_ports else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    return Options(
+        control_plane=args.control_plane,
+        token=token,
+        listen_host=host,
+        listen_port=port,
+        ca_dir=Path(args.ca_dir),
+        resolve=resolve,
+        upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
+        upstream_proxy=args.upstream_proxy,
+        passthrough=tuple(d.lower().rstrip(".") for d in args.passthrough),
+        config_file=Path(args.config_file) if args.config_file else None,
+        agent_ports=ports,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        access_log=args.access_log,
+    )
+
+
+def make_control(
+    options: Options, control_transport: httpx.AsyncBaseTransport | None = None
+) -> Control:
+    if options.config_file is not None:
+        return StaticControl(options.config_file)
+    if not options.control_plane or not options.token:
+        raise ValueError("a control plane URL and a gateway token are required")
+    return HttpControl(options.control_plane, options.token, transport=control_transport)
+
+
+def build_gateway(
+    options: Options,
+    *,
+    control: Control | None = None,
+    control_transport: httpx.AsyncBaseTransport | None = None,
+) -> Gateway:
+    """A gateway ready to ``run()`` (tests pass a StaticControl or an ASGI transport)."""
+    return Gateway(options, control or make_control(options, control_transport))
+
+
+async def serve(
+    options: Options, *, control_transport: httpx.AsyncBaseTransport | None = None
+) -> None:
+    """Run a gateway until cancelled."""
+    await build_gateway(options, control_transport=control_transport).run()
+
+
+async def _main(options: Options) -> None:
+    gateway = build_gateway(options)
+    task = asyncio.ensure_future(gateway.run())
+    ready = asyncio.ensure_future(gateway.ready.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if gateway.ready.is_set():
+        print(
+            f"agentfirewall_proxy listening on {options.listen_host}:{gateway.port} "
+            f"(CA: {options.ca_dir / 'ca.crt'})",
+            file=sys.stderr,
+            flush=True,
+        )
+    ready.cancel()
+    await task
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.run(_main(options))
+    except ImportError:
+        asyncio.run(_main(options))
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,82 @@
+"""Gateway options: what ``python -m agentfirewall_proxy`` takes, as one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Options", "parse_listen", "parse_port_range", "parse_resolve"]
+
+
+@dataclass(frozen=True)
+class Options:
+    control_plane: str | None = None
+    token: str | None = None
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8443
+    ca_dir: Path = Path(".tf")
+    #: ``(host, port or None) -> (ip, port)``: point real hostnames at local servers.
+    resolve: dict[tuple[str, int | None], tuple[str, int]] = field(default_factory=dict)
+    upstream_ca: Path | None = None
+    upstream_proxy: str | None = None
+    passthrough: tuple[str, ...] = ()
+    config_file: Path | None = None
+    agent_ports: tuple[int, int] | None = None
+    gateway_id: str | None = None
+    #: Seconds a client may take to send a whole request head (slowloris guard).
+    header_timeout: float = 10.0
+    #: Seconds an idle keep-alive client connection is kept.
+    idle_timeout: float = 60.0
+    #: Seconds one body read or one blocked write to a client may take.
+    io_timeout: float = 60.0
+    #: Seconds to connect to an upstream (TCP + TLS).
+    connect_timeout: float = 10.0
+    #: Seconds to wait for an upstream's response head.
+    upstream_timeout: float = 300.0
+    max_head_bytes: int = 65536
+    #: Idle pooled upstream connections kept per (scheme, host, port).
+    pool_size: int = 64
+    traffic_batch: int = 500
+    traffic_interval: float = 1.0
+    heartbeat_interval: float = 10.0
+    #: Long-poll wait asked of the control plane for config changes.
+    config_wait: float = 25.0
+    access_log: bool = False
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``127.0.0.1:8443`` / ``:8443`` / ``8443`` -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"invalid listen address `{value}`: expected HOST:PORT") from None
+    return (host.strip("[]") or "127.0.0.1"), number
+
+
+def parse_resolve(entries: list[str]) -> dict[tuple[str, int | None], tuple[str, int]]:
+    """``api.github.com=127.0.0.1:9443`` or ``api.github.com:80=127.0.0.1:9080``."""
+    mapping: dict[tuple[str, int | None], tuple[str, int]] = {}
+    for entry in entries:
+        name, sep, target = entry.partition("=")
+        ip, colon, port = target.rpartition(":")
+        if not sep or not colon or not port.isdigit():
+            raise ValueError(f"invalid resolve entry `{entry}`: expected HOST[:PORT]=IP:PORT")
+        host, hcolon, hport = name.rpartition(":")
+        key = (host.lower(), int(hport)) if hcolon and hport.isdigit() else (name.lower(), None)
+        mapping[key] = (ip.strip("[]"), int(port))
+    return mapping
+
+
+def parse_port_range(value: str) -> tuple[int, int]:
+    """``10001-10100`` -> (10001, 10100)."""
+    low, _, high = value.partition("-")
+    try:
+        first, last = int(low), int(high or low)
+    except ValueError:
+        raise ValueError(f"invalid port range `{value}`: expected FIRST-LAST") from None
+    if not 0 < first <= last < 65536:
+        raise ValueError(f"invalid port range `{value}`: expected FIRST-LAST within 1-65535")
+    return first, last

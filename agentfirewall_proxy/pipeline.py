@@ -1,0 +1,329 @@
+"""The per-request lifecycle as plain functions over a :class:`Flow` (no sockets here).
+
+``server.py`` calls these in order::
+
+    target_of / tunnel_target   where the request goes (refuses host mismatches)
+    authenticate                which agent (407 when no valid proxy credential)
+    snapshot.route              which connector (none: deny, the seed's deny-all)
+    clean_path                  one canonical path (dot-segments, %2e, control bytes)
+    decide                      connector.parse -> engine.evaluate (fail closed)
+    upstream_headers            agent auth replaced by the connector credential, X-TameFlare-*
+    refusal                     the JSON answer for 403/407/408/4xx
+    traffic_record              what is shipped to the control plane (no secrets, no bodies)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from agentfirewall.connectors import HttpRequest
+from agentfirewall_proxy.http1 import Head
+
+if TYPE_CHECKING:
+    from agentfirewall.connectors import ParsedAction
+    from agentfirewall.decisions import Decision
+    from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry
+
+__all__ = [
+    "Flow",
+    "Refusal",
+    "authenticate",
+    "clean_path",
+    "decide",
+    "normalize_host",
+    "refusal",
+    "split_authority",
+    "target_of",
+    "traffic_record",
+    "upstream_headers",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Hop-by-hop and proxy headers never forwarded upstream.
+_DROP_UP = frozenset(
+    {
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"content-length",
+        b"upgrade",
+        b"expect",
+        b"host",
+        b"x-tameflare-agent",
+        b"x-tameflare-request-id",
+    }
+)
+
+
+class Refusal(Exception):
+    """A request refused before it reached any upstream (status, error code, message)."""
+
+    def __init__(self, status: int, error: str, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.extra = extra
+
+
+@dataclass(slots=True, eq=False)
+class Flow:
+    """One request through the gateway: what was asked, decided, and answered."""
+
+    request_id: str
+    method: str
+    scheme: str = "http"
+    host: str = ""
+    port: int = 0
+    path: str = "/"
+    query: str = ""
+    agent: AgentEntry | None = None
+    connector: ConnectorEntry | None = None
+    parsed: ParsedAction | None = None
+    decision: Decision | None = None
+    status: int = 0
+    reason: str = ""
+    bytes_in: int = 0
+    bytes_out: int = 0
+    started: float = field(default_factory=time.monotonic)
+    #: Set by the kill switch: a held flow is answered 403, a forwarding one is cut.
+    killed: bool = False
+
+
+def normalize_host(host: str) -> str:
+    """Lowercase, no brackets, no trailing dot: ``API.GitHub.com.`` -> ``api.github.com``."""
+    host = host.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host[:-1] if host.endswith(".") else host
+
+
+def split_authority(authority: str, default_port: int) -> tuple[str, int]:
+    """``host[:port]`` (IPv6 in brackets) -> (normalized host, port); Refusal if malformed."""
+    host, port = authority, default_port
+    if authority.startswith("["):
+        end = authority.find("]")
+        rest = authority[end + 1 :]
+        host = authority[: end + 1]
+        if rest:
+            if not rest.startswith(":"):
+                raise Refusal(400, "bad_request", f"invalid authority `{authority}`")
+            port = _port(rest[1:], authority)
+    elif ":" in authority:
+        host, _, text = authority.rpartition(":")
+        port = _port(text, authority)
+    host = normalize_host(host)
+    if not host or any(c in host for c in "/\\@?#% \t") or "[" in host:
+        raise Refusal(400, "bad_request", f"invalid host `{authority}`")
+    return host, port
+
+
+def _port(text: str, authority: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise Refusal(400, "bad_request", f"invalid port in `{authority}`")
+    return int(text)
+
+
+def target_of(head: Head) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path-and-query) of an absolute-form proxy request.
+
+    The ``Host`` header, when present, must name the same authority as the URL: a request
+    may not be decided for one host and delivered to another.
+    """
+    target = head.target.decode("latin-1")
+    scheme, sep, rest = target.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme != "http":
+        raise Refusal(
+            400,
+            "bad_request",
+            "expected an absolute http:// url (use CONNECT for https)",
+        )
+    slash = rest.find("/")
+    authority, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+    if "@" in authority:
+        raise Refusal(400, "bad_request", "credentials in the request url are refused")
+    host, port = split_authority(authority, 80)
+    check_host_header(head, host, port, "http")
+    return scheme, host, port, path
+
+
+def check_host_header(head: Head, host: str, port: int, scheme: str) -> None:
+    """Refuse (421) a Host header naming another authority than the one decided on."""
+    values = [v for k, v in head.headers if k.lower() == b"host"]
+    if len(values) > 1:
+        raise Refusal(400, "bad_request", "more than one Host header")
+    if not values:
+        return
+    try:
+        got_host, got_port = split_authority(values[0].decode("latin-1"), _DEFAULT_PORTS[scheme])
+    except Refusal:
+        raise Refusal(421, "misdirected_request", "invalid Host header") from None
+    if (got_host, got_port) != (host, port):
+        raise Refusal(
+            421,
+            "misdirected_request",
+            f"Host header `{values[0].decode('latin-1')}` does not match `{host}:{port}`",
+        )
+
+
+_PCT_DOT = ("%2e", "%2E")
+
+
+def clean_path(target: str) -> tuple[str, str]:
+    """(path, query) with dot-segments resolved; refuses what upstreams might read otherwise.
+
+    ``%2e`` is decoded to ``.`` before resolving (so ``/a/%2e%2e/b`` is ``/b``), and the
+    cleaned path is what is both decided on and forwarded. Backslashes, NUL/control
+    bytes, fragments and an encoded ``/`` or ``\\`` inside ``..`` tricks are refused.
+    """
+    path, _, query = target.partition("?")
+    if not path.startswith("/"):
+        raise Refusal(400, "bad_request", "expected an origin-form path starting with `/`")
+    if "#" in target or "\\" in path or any(ord(c) < 0x21 or ord(c) == 0x7F for c in path):
+        raise Refusal(400, "bad_request", "invalid characters in the request path")
+    lowered = path.lower()
+    if "%5c" in lowered or "%00" in lowered:
+        raise Refusal(400, "bad_request", "encoded backslash or NUL in the request path")
+    for token in _PCT_DOT:
+        path = path.replace(token, ".")
+    if "/." in path:
+        path = _remove_dot_segments(path)
+    return path, query
+
+
+def _remove_dot_segments(path: str) -> str:
+    output: list[str] = []
+    segments = path.split("/")[1:]
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == "..":
+            if output:
+                output.pop()
+            if last:
+                output.append("")
+        elif segment == ".":
+            if last:
+                output.append("")
+        else:
+            output.append(segment)
+    return "/" + "/".join(output)
+
+
+def authenticate(config: CompiledConfig, value: bytes | None) -> AgentEntry:
+    """The agent whose API key is in ``Proxy-Authorization: Basic`` (password part)."""
+    if not value:
+        raise Refusal(407, "proxy_auth_required", "proxy credential required")
+    scheme, _, encoded = value.partition(b" ")
+    if scheme.lower() != b"basic":
+        raise Refusal(407, "proxy_auth_required", "expected Basic proxy credentials")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise Refusal(407, "proxy_auth_required", "malformed proxy credentials") from None
+    _, _, key = decoded.partition(b":")
+    agent = config.agent_for_key(hashlib.sha256(key).hexdigest())
+    if agent is None:
+        raise Refusal(407, "proxy_auth_required", "invalid proxy credential")
+    if agent.status != "active":
+        raise Refusal(407, "proxy_auth_required", f"agent `{agent.name}` is {agent.status}")
+    return agent
+
+
+def http_request(flow: Flow, head: Head, body: bytes, complete: bool) -> HttpRequest:
+    """The connector's view of the request (secret-bearing headers included: parse only)."""
+    return HttpRequest(
+        method=flow.method,
+        scheme=flow.scheme,
+        host=flow.host,
+        port=flow.port,
+        path=flow.path,
+        query=flow.query,
+        headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers),
+        body=body,
+        body_complete=complete,
+    )
+
+
+def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision:
+    """Parse the action and evaluate it; any failure is a deny (fail closed)."""
+    assert flow.agent is not None and flow.connector is not None
+    decision = config.decide(flow.agent, flow.connector, request, datetime.now(UTC))
+    flow.parsed, flow.decision = decision
+    return flow.decision
+
+
+def upstream_headers(
+    head: Head, flow: Flow, host_header: bytes, content_length: int | None
+) -> list[tuple[bytes, bytes]]:
+    """Forwarded headers: hop-by-hop and proxy headers dropped, agent auth replaced."""
+    assert flow.connector is not None and flow.agent is not None
+    drop = flow.connector.auth_header_names
+    headers = [(b"Host", host_header)]
+    headers.extend(
+        (k, v) for k, v in head.headers if (low := k.lower()) not in _DROP_UP and low not in drop
+    )
+    headers.extend(flow.connector.auth_headers)
+    headers.append((b"X-TameFlare-Agent", flow.agent.name_header))
+    headers.append((b"X-TameFlare-Request-Id", flow.request_id.encode("ascii")))
+    if content_length is not None:
+        headers.append((b"Content-Length", b"%d" % content_length))
+    elif head.chunked:
+        headers.append((b"Transfer-Encoding", b"chunked"))
+    return headers
+
+
+def refusal(
+    status: int, body: dict[str, Any], *, kill_switch: bool = False, close: bool = False
+) -> bytes:
+    """A complete JSON response (head and body) the gateway answers itself."""
+    from agentfirewall_proxy.http1 import serialize_response_head
+
+    payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    headers = [
+        (b"Content-Type", b"application/json"),
+        (b"Content-Length", b"%d" % len(payload)),
+        (b"Cache-Control", b"no-store"),
+    ]
+    if status == 407:
+        headers.append((b"Proxy-Authenticate", b'Basic realm="TameFlare"'))
+    if kill_switch:
+        headers.append((b"X-TameFlare-Kill-Switch", b"active"))
+    if "request_id" in body:
+        headers.append((b"X-TameFlare-Request-Id", str(body["request_id"]).encode("ascii")))
+    if close:
+        headers.append((b"Connection", b"close"))
+    return serialize_response_head(status, b"", headers) + payload
+
+
+def traffic_record(flow: Flow) -> dict[str, Any]:
+    """The Traffic row for `flow` (docs/api.md): never a header value, never a body."""
+    decision = flow.decision
+    return {
+        "request_id": flow.request_id,
+        "agent": flow.agent.name if flow.agent else None,
+        "connector": flow.connector.type if flow.connector else None,
+        "action": flow.parsed.spec.type if flow.parsed else None,
+        "method": flow.method,
+        "host": flow.host,
+        "path": flow.path,
+        "decision": decision.outcome if decision else "deny",
+        "would_outcome": decision.would_outcome if decision else None,
+        "status_code": flow.status,
+        "latency_ms": round((time.monotonic() - flow.started) * 1000, 3),
+        "bytes_in": flow.bytes_in,
+        "bytes_out": flow.bytes_out,
+        "reason": flow.reason or (decision.reason if decision else ""),
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }

@@ -1,0 +1,198 @@
+"""A config snapshot compiled once for the hot path.
+
+The control plane's snapshot (docs/api.md, "Config snapshot") becomes a
+:class:`CompiledConfig`: agents indexed by key hash, connectors routed by domain with their
+credential headers prebuilt, and one core :class:`~agentfirewall.policy.Engine`. A new
+snapshot builds a new object that replaces the old one whole (no locks on the hot path).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agentfirewall.connectors import (
+    Connector,
+    ConnectorRouter,
+    HttpRequest,
+    ParsedAction,
+    RoutedConnector,
+    get_connector,
+)
+from agentfirewall.decisions import Decision, EnforcementLevel, normalize_level
+from agentfirewall.errors import AgentFirewallError
+from agentfirewall.policy import AccessRule, Engine, EvaluationContext, KillSwitch, load_policy
+from agentfirewall.policy.permissions import KillSwitchIndex
+from agentfirewall_proxy.aliases import alias_rules
+
+__all__ = ["AgentEntry", "CompiledConfig", "ConnectorEntry", "compile_snapshot"]
+
+
+def _header_safe(value: str) -> bytes:
+    """UTF-8 bytes with control characters replaced: a name can never split a header."""
+    return "".join("?" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in value).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEntry:
+    id: str
+    name: str
+    status: str
+    level: EnforcementLevel
+    proxy_port: int | None
+    name_header: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorEntry:
+    id: str
+    type: str
+    name: str
+    domains: tuple[str, ...]
+    impl: Connector
+    base_url: str | None
+    has_credential: bool
+    #: Headers added to every forwarded request (the connector credential).
+    auth_headers: tuple[tuple[bytes, bytes], ...]
+    #: Lowercase names of the agent's headers removed before forwarding.
+    auth_header_names: frozenset[bytes]
+    body_limit: int
+
+
+def _auth_headers(data: dict[str, Any], impl: Connector) -> list[tuple[str, str]]:
+    credential = data.get("credential")
+    if not credential:
+        return []
+    kind, header = data.get("auth_type"), data.get("auth_header")
+    if kind == "header" and header:
+        return [(str(header), credential)]
+    if kind == "bearer":
+        return [("Authorization", f"Bearer {credential}")]
+    if kind == "token":
+        return [("Authorization", f"token {credential}")]
+    return list(impl.auth_headers(credential))
+
+
+def _connector(data: dict[str, Any]) -> ConnectorEntry:
+    impl = get_connector(str(data["type"]))
+    headers = _auth_headers(data, impl)
+    names = {n.lower() for n in impl.auth_header_names} | {k.lower() for k, _ in headers}
+    if data.get("auth_header"):
+        names.add(str(data["auth_header"]).lower())
+    if headers:
+        names.add("authorization")
+    domains = tuple(str(d).lower().rstrip(".") for d in data.get("domains") or ())
+    return ConnectorEntry(
+        id=str(data["id"]),
+        type=str(data["type"]),
+        name=str(data.get("name") or data["type"]),
+        domains=domains,
+        impl=impl,
+        base_url=data.get("base_url"),
+        has_credential=bool(headers),
+        auth_headers=tuple((k.encode("latin-1"), _header_safe(v)) for k, v in headers),
+        auth_header_names=frozenset(n.encode("latin-1") for n in names) if headers else frozenset(),
+        body_limit=int(impl.body_limit),
+    )
+
+
+@dataclass
+class CompiledConfig:
+    version: int
+    agents: dict[str, AgentEntry]
+    connectors: dict[str, ConnectorEntry]
+    router: ConnectorRouter
+    engine: Engine
+    kill: KillSwitchIndex
+    approval_timeout: float
+    by_port: dict[int, AgentEntry] = field(default_factory=dict)
+
+    def agent_for_key(self, key_hash: str) -> AgentEntry | None:
+        agent = self.agents.get(key_hash)
+        if agent is None:
+            hmac.compare_digest(key_hash, key_hash)  # same work on a miss
+            return None
+        return agent
+
+    def route(self, host: str) -> ConnectorEntry | None:
+        routed = self.router.match(host)
+        return None if routed is None else self.connectors.get(routed.id)
+
+    def kill_switch_for(
+        self, agent: AgentEntry, connector: ConnectorEntry | None
+    ) -> KillSwitch | None:
+        if not self.kill.active:
+            return None
+        names = (connector.type, connector.id, connector.name) if connector else ()
+        return self.kill.find(agent.name, names)
+
+    def decide(
+        self, agent: AgentEntry, connector: ConnectorEntry, request: HttpRequest, now: datetime
+    ) -> tuple[ParsedAction | None, Decision]:
+        """Parse and evaluate; a connector that cannot parse is a deny (fail closed)."""
+        try:
+            parsed = connector.impl.parse(request, base_url=connector.base_url)
+        except AgentFirewallError as exc:
+            reason = f"request not understood by connector `{connector.type}`: {exc}"
+            return None, Decision("deny", reason, decided_outcome="deny", errors=(str(exc),))
+        ctx = EvaluationContext(
+            agent=agent.name,
+            mode="proxy",
+            now=now,
+            connector=connector.type,
+            enforcement_level=agent.level,
+            risk=parsed.risk,
+        )
+        return parsed, self.engine.evaluate(parsed.spec, ctx)
+
+
+def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
+    """Build the hot-path structures from a snapshot (raises on an invalid one)."""
+    settings = data.get("settings") or {}
+    default_level = normalize_level(str(settings.get("default_enforcement_level", "full_enforce")))
+    agents: dict[str, AgentEntry] = {}
+    by_port: dict[int, AgentEntry] = {}
+    for raw in data.get("agents", []):
+        entry = AgentEntry(
+            id=str(raw.get("id") or raw["name"]),
+            name=str(raw["name"]),
+            status=str(raw.get("status", "active")),
+            level=normalize_level(str(raw.get("enforcement_level") or default_level)),
+            proxy_port=raw.get("proxy_port"),
+            name_header=_header_safe(str(raw["name"])),
+        )
+        for key_hash in raw.get("key_hashes", []):
+            agents[str(key_hash).lower()] = entry
+        if entry.proxy_port:
+            by_port[int(entry.proxy_port)] = entry
+    connectors = {c.id: c for c in (_connector(raw) for raw in data.get("connectors", []))}
+    router = ConnectorRouter(
+        [RoutedConnector(c.id, c.type, c.domains, c.base_url) for c in connectors.values()]
+    )
+    rules = [
+        AccessRule(
+            agent=str(r["agent"]),
+            connector=str(r["connector"]),
+            action_pattern=str(r["action_pattern"]),
+            decision=r["decision"],
+            id=r.get("id"),
+        )
+        for r in data.get("permissions", [])
+    ]
+    policies = [load_policy(p["document"], source=p.get("name")) for p in data.get("policies", [])]
+    switches = [
+        KillSwitch(scope=k["scope"], target=k.get("target"), reason=k.get("reason") or "")
+        for k in data.get("kill_switches", [])
+    ]
+    return CompiledConfig(
+        version=int(data.get("version", 0)),
+        agents=agents,
+        connectors=connectors,
+        router=router,
+        engine=Engine(alias_rules(rules), policies, switches),
+        kill=KillSwitchIndex(switches),
+        approval_timeout=float(settings.get("approval_timeout_seconds", 300)),
+        by_port=by_port,
+    )

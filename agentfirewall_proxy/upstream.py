@@ -1,0 +1,178 @@
+"""Upstream connections: opened (resolve map, TLS, upstream proxy), pooled and reused.
+
+Socket code, with ``server.py``: everything here opens or reuses the gateway's outbound
+connections. TLS to upstreams is verified against the system store plus the optional
+``--upstream-ca`` bundle; the SNI and certificate name are the real hostname even when the
+resolve map points it at 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from agentfirewall_proxy.http1 import END, ParseError, ResponseHead, ResponseParser, Upgrade
+from agentfirewall_proxy.options import Options
+
+__all__ = ["EOF", "UpstreamConnection", "UpstreamError", "UpstreamPool", "client_ssl_context"]
+
+Key = tuple[str, str, int]
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or broke the exchange (answered with 502/504)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Eof:
+    __slots__ = ()
+
+
+EOF = _Eof()
+
+
+def client_ssl_context(extra_ca: str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if extra_ca:
+        ctx.load_verify_locations(cafile=extra_ca)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+@dataclass(eq=False)
+class UpstreamConnection:
+    key: Key
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    parser: ResponseParser = field(default_factory=ResponseParser)
+    reused: bool = False
+
+    async def next_event(
+        self, timeout: float
+    ) -> ResponseHead | bytes | object | Upgrade | ParseError | _Eof:
+        events = self.parser.events
+        while not events:
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(65536)
+            if not data:
+                return EOF
+            self.parser.feed(data)
+        return events.popleft()
+
+    def reset_parser(self) -> None:
+        """After a HEAD response: the next message starts fresh (no body is coming)."""
+        self.parser = ResponseParser()
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+    @property
+    def usable(self) -> bool:
+        return not self.writer.transport.is_closing() and not self.reader.at_eof()
+
+
+class UpstreamPool:
+    """Keep-alive upstream connections keyed by (scheme, host, port)."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.tls = client_ssl_context(str(options.upstream_ca) if options.upstream_ca else None)
+        self._idle: dict[Key, deque[UpstreamConnection]] = {}
+        self.opened = 0
+
+    def address(self, host: str, port: int) -> tuple[str, int]:
+        resolve = self.options.resolve
+        return resolve.get((host, port)) or resolve.get((host, None)) or (host, port)
+
+    async def acquire(self, scheme: str, host: str, port: int) -> UpstreamConnection:
+        key = (scheme, host, port)
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.usable:
+                conn.reused = True
+                return conn
+            conn.abort()
+        return await self._open(key)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if not conn.usable or conn.parser.events or conn.parser.in_head:
+            conn.abort()
+            return
+        idle = self._idle.setdefault(conn.key, deque())
+        if len(idle) >= self.options.pool_size:
+            conn.abort()
+            return
+        idle.append(conn)
+
+    async def _open(self, key: Key) -> UpstreamConnection:
+        scheme, host, port = key
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                if self.options.upstream_proxy:
+                    reader, writer = await self._via_proxy(host, port)
+                    if scheme == "https":
+                        await writer.start_tls(self.tls, server_hostname=host)
+                else:
+                    ip, real_port = self.address(host, port)
+                    reader, writer = await asyncio.open_connection(
+                        ip,
+                        real_port,
+                        ssl=self.tls if scheme == "https" else None,
+                        server_hostname=host if scheme == "https" else None,
+                    )
+        except TimeoutError:
+            raise UpstreamError(504, f"connecting to `{host}:{port}` timed out") from None
+        except ssl.SSLError as exc:
+            raise UpstreamError(502, f"TLS to `{host}:{port}` failed: {exc.reason}") from None
+        except OSError as exc:
+            raise UpstreamError(502, f"cannot reach `{host}:{port}`: {exc.strerror}") from None
+        self.opened += 1
+        return UpstreamConnection(key, reader, writer)
+
+    async def open_tunnel(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw TCP connection for passthrough (no TLS of ours)."""
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                if self.options.upstream_proxy:
+                    return await self._via_proxy(host, port)
+                ip, real_port = self.address(host, port)
+                return await asyncio.open_connection(ip, real_port)
+        except (OSError, TimeoutError) as exc:
+            raise UpstreamError(502, f"cannot reach `{host}:{port}`: {exc}") from None
+
+    async def _via_proxy(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a CONNECT tunnel through ``--upstream-proxy`` (credentials from its URL)."""
+        url = urlsplit(self.options.upstream_proxy or "")
+        reader, writer = await asyncio.open_connection(url.hostname, url.port or 3128)
+        lines = [f"CONNECT {host}:{port} HTTP/1.1", f"Host: {host}:{port}"]
+        if url.username:
+            token = base64.b64encode(f"{url.username}:{url.password or ''}".encode()).decode()
+            lines.append(f"Proxy-Authorization: Basic {token}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1] if head.count(b" ") >= 1 else b""
+        if status != b"200":
+            writer.transport.abort()
+            raise OSError(0, f"upstream proxy refused CONNECT ({status.decode('latin-1')})")
+        return reader, writer
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.abort()
+        self._idle.clear()
+
+
+__all__ += ["END"]

@@ -1,0 +1,218 @@
+"""Test support for the gateway suite: snapshots, an in-thread gateway, agent environments.
+
+The gateway runs on its own event loop in a daemon thread (uvloop when available, as in
+production), so sync clients, subprocess clients and anyio tests can all drive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import ssl
+import sys
+import threading
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from agentfirewall_proxy.control import Control, StaticControl
+from agentfirewall_proxy.gateway import Gateway
+from agentfirewall_proxy.main import build_gateway
+from agentfirewall_proxy.options import Options, parse_resolve
+
+from tests.fakes import FakeUpstreams
+
+KEY = "aaf_live_" + "k" * 32
+OTHER_KEY = "aaf_live_" + "o" * 32
+#: What the agent holds instead of real API keys: it must never reach an upstream.
+PLACEHOLDER = "sk-agent-placeholder-never-forwarded"
+
+CREDENTIALS = {
+    "github": "ghp_realGithubToken0000000000000000000",
+    "stripe": "sk_test_realStripeKey000000000000",
+    "slack": "xoxb-real-slack-token-0000",
+    "openai": "sk-realOpenAIKey000000000000000000",
+    "anthropic": "sk-ant-realAnthropicKey0000000000",
+    "mcp": "mcp-real-token-000000",
+}
+DOMAINS = {
+    "github": ["api.github.com"],
+    "stripe": ["api.stripe.com"],
+    "slack": ["slack.com", "api.slack.com"],
+    "openai": ["api.openai.com"],
+    "anthropic": ["api.anthropic.com"],
+    "mcp": ["mcp.example.com"],
+}
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def connector(kind: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": f"conn_{kind}_1",
+        "type": kind,
+        "name": kind,
+        "domains": DOMAINS.get(kind, []),
+        "base_url": None,
+        "auth_type": None,
+        "auth_header": None,
+        "credential": CREDENTIALS.get(kind),
+        **extra,
+    }
+
+
+def rule(action: str, decision: str, connector: str = "*", agent: str = "Bot") -> dict[str, Any]:
+    return {"agent": agent, "connector": connector, "action_pattern": action, "decision": decision}
+
+
+def snapshot(
+    permissions: Iterable[dict[str, Any]] = (),
+    *,
+    connectors: Iterable[dict[str, Any]] | None = None,
+    level: str = "full_enforce",
+    kill_switches: Iterable[dict[str, Any]] = (),
+    agents: Iterable[dict[str, Any]] | None = None,
+    approval_timeout: int = 300,
+    policies: Iterable[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "settings": {
+            "approval_timeout_seconds": approval_timeout,
+            "default_enforcement_level": "full_enforce",
+        },
+        "agents": list(agents)
+        if agents is not None
+        else [
+            {"id": "agt_1", "name": "Bot", "status": "active", "enforcement_level": level,
+             "key_hashes": [key_hash(KEY)], "proxy_port": None},
+            {"id": "agt_2", "name": "Other", "status": "active", "enforcement_level": level,
+             "key_hashes": [key_hash(OTHER_KEY)], "proxy_port": None},
+        ],  # fmt: skip
+        "connectors": list(connectors)
+        if connectors is not None
+        else [connector(k) for k in DOMAINS],
+        "permissions": list(permissions),
+        "policies": list(policies),
+        "kill_switches": list(kill_switches),
+    }
+
+
+class RunningGateway:
+    """A gateway on its own loop and thread; stop() cancels it."""
+
+    def __init__(self, options: Options, control: Control) -> None:
+        self.options = options
+        self.control = control
+        self.gateway: Gateway | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.gateway is not None and self.gateway.port is not None
+        return self.gateway.port
+
+    def proxy_url(self, key: str = KEY, name: str = "Bot") -> str:
+        return f"http://{name}:{key}@127.0.0.1:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.options.ca_dir / "ca.crt"
+
+    def start(self) -> RunningGateway:
+        ready = threading.Event()
+
+        def run() -> None:
+            try:
+                import uvloop
+
+                loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            except ImportError:
+                loop = asyncio.new_event_loop()
+            self._loop = loop
+            self.gateway = build_gateway(self.options, control=self.control)
+
+            async def main() -> None:
+                assert self.gateway is not None
+                self._task = asyncio.ensure_future(self.gateway.run())
+                waiter = asyncio.ensure_future(self.gateway.ready.wait())
+                await asyncio.wait({self._task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                ready.set()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
+                except BaseException as exc:
+                    self._error = exc
+
+            loop.run_until_complete(main())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="tf-gateway", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            self._task.result()
+        return self
+
+    def call(self, fn: Any, *args: Any) -> None:
+        """Run `fn(*args)` on the gateway's loop (thread-safe)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def gateway_options(tmp: Path, fakes: FakeUpstreams | None, **overrides: Any) -> Options:
+    options = Options(
+        listen_port=0,
+        ca_dir=tmp / "ca",
+        resolve=parse_resolve(fakes.resolve_entries()) if fakes else {},
+        upstream_ca=fakes.ca_path if fakes else None,
+        traffic_interval=0.1,
+        heartbeat_interval=0.5,
+        config_wait=1.0,
+    )
+    return replace(options, **overrides)
+
+
+def start_gateway(
+    tmp: Path, fakes: FakeUpstreams | None, snap: dict[str, Any], **overrides: Any
+) -> tuple[RunningGateway, StaticControl]:
+    control = StaticControl(snap)
+    running = RunningGateway(gateway_options(tmp, fakes, **overrides), control).start()
+    return running, control
+
+
+def ca_bundle(gateway_ca: Path, target: Path) -> Path:
+    """System CAs + the gateway's CA, as `tf run` gives agents."""
+    system = Path(ssl.get_default_verify_paths().openssl_cafile)
+    parts = [system.read_bytes()] if system.exists() else []
+    parts.append(gateway_ca.read_bytes())
+    target.write_bytes(b"\n".join(parts))
+    return target
+
+
+def agent_env(running: RunningGateway, bundle: Path, key: str = KEY) -> dict[str, str]:
+    """An agent's environment: only the proxy variables and the CA bundle are ours."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    proxy = running.proxy_url(key)
+    env.update(
+        HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy,
+        SSL_CERT_FILE=str(bundle), REQUESTS_CA_BUNDLE=str(bundle), CURL_CA_BUNDLE=str(bundle),
+        GIT_SSL_CAINFO=str(bundle), NODE_EXTRA_CA_CERTS=str(bundle), NO_PROXY="", no_proxy="",
+        PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+    )  # fmt: skip
+    env.pop("SSL_CERT_DIR", None)
+    return env
