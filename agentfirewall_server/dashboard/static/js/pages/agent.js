@@ -34,7 +34,7 @@ function showPermissions(permissions) {
 
 async function removeRule(rule) {
   try { await api(`/permissions/${encodeURIComponent(rule.id)}`, { method: "DELETE" }); } catch (error) { fail(error); }
-  await refresh();
+  await refresh().catch(fail);
 }
 
 async function refresh() {
@@ -66,24 +66,24 @@ $("#enforcement-form").addEventListener("submit", async (event) => {
   const data = formToObject(event.currentTarget);
   data.rate_limit_per_minute = Number(data.rate_limit_per_minute);
   try { await api(path, { method: "PATCH", json: data }); notify("Saved."); } catch (error) { fail(error); }
-  await refresh();
+  await refresh().catch(fail);
 });
 $("#preset-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   await post("/permissions/preset", { agent: name, ...formToObject(event.currentTarget) }, "Preset applied.");
-  await refresh();
+  await refresh().catch(fail);
 });
 $("#rule-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   await post("/permissions", { agent: name, ...formToObject(event.currentTarget) }, "Rule saved.");
-  await refresh();
+  await refresh().catch(fail);
 });
 for (const verb of ["suspend", "activate", "rotate", "revoke"]) {
   $(`#${verb}`).addEventListener("click", async () => {
     if (verb === "revoke" && !window.confirm(`Revoke ${name}? Its key stops working for good.`)) return;
     const data = await post(`${path}/${verb}`, undefined, `${verb} done`);
     if (data && data.api_key) showKey(data.api_key);
-    await refresh();
+    await refresh().catch(fail);
   });
 }
 wireKeyBox();

@@ -16,7 +16,7 @@ async function act(agent, verb) {
   } catch (error) {
     fail(error);
   }
-  await refresh();
+  await refresh().catch(fail);
 }
 
 function actions(agent) {
@@ -54,11 +54,11 @@ $("#register-form").addEventListener("submit", async (event) => {
   } catch (error) {
     fail(error);
   }
-  await refresh();
+  await refresh().catch(fail);
 });
 wireKeyBox();
 
 startPage(async () => {
-  await refresh();
+  await refresh().catch(fail);
   onEvent("config", throttled(() => refresh().catch(() => {}), 500));
 });

@@ -26,7 +26,7 @@ async function decide(approval, decision, note) {
   } catch (error) {
     fail(error);
   }
-  await refresh();
+  await refresh().catch(fail);
 }
 
 function card(approval) {
@@ -81,7 +81,7 @@ async function refresh() {
 
 startPage(async () => {
   show("#viewer-note", !can("member"));
-  await refresh();
+  await refresh().catch(fail);
   window.setInterval(tick, 1000);
   const again = throttled(() => refresh().catch(() => {}), 300);
   onEvent("approval.created", again);

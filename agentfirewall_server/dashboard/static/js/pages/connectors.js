@@ -18,7 +18,7 @@ function actionList(type) {
 async function remove(connector) {
   if (!window.confirm(`Remove ${connector.id}? Its credential is deleted.`)) return;
   try { await api(`/connectors/${encodeURIComponent(connector.id)}`, { method: "DELETE" }); notify(`${connector.id} removed`); } catch (error) { fail(error); }
-  await refresh();
+  await refresh().catch(fail);
 }
 
 function connectorCard(connector, online) {
@@ -78,11 +78,11 @@ $("#connector-form").addEventListener("submit", async (event) => {
   } finally {
     form.token.value = "";
   }
-  await refresh();
+  await refresh().catch(fail);
 });
 
 startPage(async () => {
   await loadCatalogue();
-  await refresh();
+  await refresh().catch(fail);
   onEvent("config", throttled(() => refresh().catch(() => {}), 500));
 });

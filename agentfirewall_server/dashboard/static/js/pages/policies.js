@@ -82,7 +82,7 @@ async function toggle(policy) {
     await api(`/policies/${encodeURIComponent(policy.id)}/${policy.enabled ? "disable" : "enable"}`, { method: "POST" });
     notify(`${policy.name} ${policy.enabled ? "disabled" : "enabled"}`);
   } catch (error) { fail(error); }
-  await refresh();
+  await refresh().catch(fail);
 }
 
 async function refresh() {
@@ -107,7 +107,7 @@ async function save(event) {
       ? await api(`/policies/${encodeURIComponent(state.editing.id)}`, { method: "PUT", json: { document } })
       : await api("/policies", { method: "POST", json: { document } });
     notify(`Saved ${policy.name} v${policy.version}`);
-    await refresh();
+    await refresh().catch(fail);
     edit(policy);
   } catch (error) {
     if (error.status === 422) showValidation({ valid: false, errors: [{ message: error.message, line: error.data.line, field: error.data.field }] });
@@ -136,7 +136,7 @@ $("#pack-form").addEventListener("submit", async (event) => {
     const policy = await api(`/policy-packs/${encodeURIComponent($("#pack").value)}/install`, { method: "POST" });
     notify(`Installed ${policy.name}`);
   } catch (error) { fail(error); }
-  await refresh();
+  await refresh().catch(fail);
 });
 
 startPage(async () => {

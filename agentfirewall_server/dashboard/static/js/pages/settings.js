@@ -19,7 +19,7 @@ async function setKillSwitch(body, question) {
     await api("/kill-switch", { method: "POST", json: body });
     notify(body.active ? "Kill switch activated." : "Kill switch deactivated.");
   } catch (error) { fail(error); }
-  await loadKillSwitch();
+  await loadKillSwitch().catch(fail);
 }
 
 async function loadKillSwitch() {
@@ -62,7 +62,7 @@ async function loadUsers() {
     const select = el("select", { "aria-label": `Role of ${user.email}`, disabled: user.id === session.user.id,
       onchange: async (event) => {
         try { await api(`/users/${encodeURIComponent(user.id)}`, { method: "PATCH", json: { role: event.target.value } }); notify(`${user.email} is now ${event.target.value}`); } catch (error) { fail(error); }
-        await loadUsers();
+        await loadUsers().catch(fail);
       } }, ["viewer", "member", "admin", "owner"].map((r) => el("option", { value: r, text: r, selected: r === user.role })));
     body.append(el("tr", {}, el("td", { text: user.email }), el("td", {}, select), el("td", { text: formatTime(user.created_at) })));
   }
@@ -78,7 +78,7 @@ $("#kill-clear").addEventListener("click", () => setKillSwitch({ active: false }
 
 async function patchSettings(body, done) {
   try { await api("/settings", { method: "PATCH", json: body }); notify(done); } catch (error) { fail(error); }
-  await loadSettings();
+  await loadSettings().catch(fail);
 }
 
 $("#defaults-form").addEventListener("submit", (event) => {
@@ -101,7 +101,7 @@ $("#user-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   try { const user = await api("/users", { method: "POST", json: formToObject(form) }); notify(`Added ${user.email || "user"}`); form.reset(); } catch (error) { fail(error); }
-  await loadUsers();
+  await loadUsers().catch(fail);
 });
 
 startPage(async () => {

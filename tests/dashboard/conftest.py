@@ -1,0 +1,148 @@
+"""Browser fixtures: Debian's chromium through Playwright (sync API), against a live server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+PASSWORD = "correct horse battery staple"
+USERS = {
+    "owner": "owner@example.com",
+    "member": "member@example.com",
+    "viewer": "viewer@example.com",
+}
+
+
+def artifacts_dir() -> Path:
+    root = Path(os.environ.get("TF_TEST_ARTIFACTS") or Path(__file__).parents[2] / "test-artifacts")
+    path = root / "dashboard"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Watched:
+    """A page and everything that went wrong in it."""
+
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def assert_clean(self, *allowed: str) -> None:
+        unexpected = [e for e in self.errors if not any(a in e for a in allowed)]
+        assert unexpected == [], unexpected
+        assert self.dialogs == [], self.dialogs
+
+
+@dataclass
+class Dashboard:
+    """A live server with an owner, a member and a viewer, and a browser to drive it."""
+
+    url: str
+    admin: httpx.Client
+    browser: Any
+    data_dir: Path
+    contexts: list[Any] = field(default_factory=list)
+
+    def open(self, role: str | None = "owner", viewport: dict[str, int] | None = None) -> Watched:
+        context = self.browser.new_context(viewport=viewport or DESKTOP)
+        self.contexts.append(context)
+        watched = Watched(context.new_page())
+        page = watched.page
+        page.set_default_timeout(15_000)
+        page.on("console", lambda m: m.type == "error" and watched.errors.append(m.text))
+        page.on("pageerror", lambda e: watched.errors.append(f"page error: {e}"))
+
+        def on_dialog(dialog: Any) -> None:
+            watched.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        if role is not None:
+            self.sign_in(page, USERS[role])
+        return watched
+
+    def sign_in(self, page: Any, email: str) -> None:
+        page.goto(f"{self.url}/dashboard/login")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{self.url}/dashboard/overview")
+        wait_ready(page)
+
+    def goto(self, page: Any, path: str) -> None:
+        page.goto(f"{self.url}/dashboard{path}")
+        wait_ready(page)
+
+    def api(self, method: str, path: str, json: Any = None) -> Any:
+        response = self.admin.request(method, f"/api/v1{path}", json=json)
+        assert response.status_code < 300, response.text
+        return response.json() if response.content else None
+
+
+def wait_ready(page: Any) -> None:
+    page.wait_for_selector("body[data-ready='yes']", state="attached")
+
+
+def screenshot(page: Any, name: str) -> Path:
+    path = artifacts_dir() / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def _create_people(url: str, admin: httpx.Client, data_dir: Path) -> None:
+    setup_token = (data_dir / "setup.token").read_text().strip()
+    answer = httpx.post(
+        f"{url}/api/v1/auth/setup",
+        json={"setup_token": setup_token, "email": USERS["owner"], "password": PASSWORD},
+    )
+    assert answer.status_code < 300, answer.text
+    for role in ("member", "viewer"):
+        response = admin.post(
+            "/api/v1/users", json={"email": USERS[role], "password": PASSWORD, "role": role}
+        )
+        assert response.status_code < 300, response.text
+
+
+@pytest.fixture
+def dash(live_server: Any, browser: Any) -> Iterator[Dashboard]:
+    headers = {"Authorization": f"Bearer {live_server.admin_token}"}
+    with httpx.Client(base_url=live_server.url, headers=headers, timeout=30) as admin:
+        _create_people(live_server.url, admin, Path(live_server.data_dir))
+        board = Dashboard(live_server.url, admin, browser, Path(live_server.data_dir))
+        yield board
+        for context in board.contexts:
+            context.close()
