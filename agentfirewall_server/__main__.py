@@ -1,0 +1,3 @@
+from agentfirewall_server.main import main
+
+raise SystemExit(main())

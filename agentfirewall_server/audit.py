@@ -1,0 +1,173 @@
+"""The audit log: append-only, hash-chained, verifiable.
+
+Each event's ``hash`` is the SHA-256 of the canonical JSON of its content plus the previous
+event's hash, and ids are consecutive. ``verify`` walks the chain and names the first
+event that was edited, deleted or inserted. Appends run only in the store's writer
+transaction (one writer per process; an advisory lock on PostgreSQL), so the chain is linear.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from agentfirewall.actions import canonical_json
+from agentfirewall_server.clock import rfc3339
+from agentfirewall_server.store.schema import audit_events
+
+__all__ = [
+    "GENESIS",
+    "VerifyResult",
+    "append_event",
+    "event_to_dict",
+    "export_csv",
+    "export_jsonl",
+    "verify_chain",
+]
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    events_checked: int
+    first_bad_event: int | None
+    problem: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events_checked": self.events_checked,
+            "first_bad_event": self.first_bad_event,
+            "problem": self.problem,
+        }
+
+
+def _digest(row: dict[str, Any]) -> str:
+    content = {
+        "id": row["id"],
+        "event_type": row["event_type"],
+        "actor": row["actor"],
+        "agent": row["agent"],
+        "subject": row["subject"],
+        "data": json.loads(row["data"]),
+        "created_at": row["created_at"],
+        "prev_hash": row["prev_hash"],
+    }
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def append_event(
+    conn: Connection,
+    event_type: str,
+    *,
+    actor: str,
+    now: float,
+    agent: str | None = None,
+    subject: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Append one event after the current head of the chain (inside the writer's transaction)."""
+    head = conn.execute(
+        select(audit_events.c.id, audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
+    ).first()
+    row: dict[str, Any] = {
+        "id": (head.id + 1) if head else 1,
+        "event_type": event_type,
+        "actor": actor,
+        "agent": agent,
+        "subject": subject,
+        "data": canonical_json(data or {}).decode("utf-8"),
+        "created_at": round(now, 6),
+        "prev_hash": head.hash if head else GENESIS,
+    }
+    row["hash"] = _digest(row)
+    conn.execute(audit_events.insert().values(**row))
+    return row
+
+
+def verify_chain(conn: Connection, batch: int = 5000) -> VerifyResult:
+    """Recompute every hash and link; report the first event that does not fit."""
+    prev_hash, expected_id, checked = GENESIS, 1, 0
+    last_id = 0
+    while True:
+        rows = (
+            conn.execute(
+                select(audit_events)
+                .where(audit_events.c.id > last_id)
+                .order_by(audit_events.c.id)
+                .limit(batch)
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return VerifyResult(True, checked, None, None)
+        for row in rows:
+            problem = _check(dict(row), expected_id, prev_hash)
+            if problem:
+                return VerifyResult(False, checked, int(row["id"]), problem)
+            checked += 1
+            prev_hash, expected_id, last_id = row["hash"], row["id"] + 1, row["id"]
+
+
+def _check(row: dict[str, Any], expected_id: int, prev_hash: str) -> str | None:
+    if row["id"] != expected_id:
+        return f"events {expected_id}..{row['id'] - 1} are missing (deleted)"
+    if row["prev_hash"] != prev_hash:
+        return "prev_hash does not match the previous event (an event was deleted or replaced)"
+    try:
+        digest = _digest(row)
+    except (ValueError, TypeError):
+        return "event data is not valid JSON (edited)"
+    if digest != row["hash"]:
+        return "hash does not match the event's content (edited)"
+    return None
+
+
+def event_to_dict(row: Any) -> dict[str, Any]:
+    m = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    return {
+        "id": m["id"],
+        "event_type": m["event_type"],
+        "actor": m["actor"],
+        "agent": m["agent"],
+        "subject": m["subject"],
+        "data": json.loads(m["data"]),
+        "created_at": rfc3339(m["created_at"]),
+        "prev_hash": m["prev_hash"],
+        "hash": m["hash"],
+    }
+
+
+def export_jsonl(events: list[dict[str, Any]]) -> Iterator[str]:
+    for event in events:
+        yield json.dumps(event, sort_keys=True) + "\n"
+
+
+def export_csv(events: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    fields = [
+        "id",
+        "created_at",
+        "event_type",
+        "actor",
+        "agent",
+        "subject",
+        "data",
+        "prev_hash",
+        "hash",
+    ]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for event in events:
+        writer.writerow({**event, "data": json.dumps(event["data"], sort_keys=True)})
+    return out.getvalue()

@@ -1,0 +1,187 @@
+"""Who is calling, and may they? Agent keys, admin tokens, gateway tokens, sessions, RBAC.
+
+Roles form a strict hierarchy (tameflare-facts.md section 5.8)::
+
+    owner 4 > admin 3 > member 2 > viewer 1
+
+A caller below the endpoint's role gets 403 with ``required_role`` and ``your_role``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Connection, select
+from starlette.requests import Request
+
+from agentfirewall_server.clock import now
+from agentfirewall_server.identity import hash_secret, same_hash
+from agentfirewall_server.snapshot import AgentRecord
+from agentfirewall_server.state import AppState
+from agentfirewall_server.store.schema import sessions, users
+from agentfirewall_server.web import ApiError
+
+__all__ = [
+    "ROLES",
+    "SESSION_COOKIE",
+    "Principal",
+    "require_agent",
+    "require_gateway",
+    "require_role",
+    "state_of",
+]
+
+ROLES: dict[str, int] = {"viewer": 1, "member": 2, "admin": 3, "owner": 4}
+SESSION_COOKIE = "tf_session"
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: Literal["agent", "admin", "gateway", "session"]
+    actor: str
+    role: str | None = None
+    user_id: str | None = None
+    agent: AgentRecord | None = None
+
+
+def state_of(request: Request) -> AppState:
+    state: AppState = request.app.state.af
+    return state
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _agent_principal(state: AppState, key: str) -> Principal:
+    agent = state.agent_for_key(key)
+    if agent is None:
+        raise _unauthorized("invalid API key: check AAF_API_KEY")
+    if agent.status != "active":
+        raise _unauthorized(f"agent `{agent.name}` is {agent.status}: its key is not accepted")
+    return Principal("agent", agent.name, agent=agent)
+
+
+def _token_principal(state: AppState, token: str) -> Principal:
+    digest = hash_secret(token)
+    row = state.snapshot.token_index.get(digest)
+    if row is None or not same_hash(row["token_hash"], digest):
+        raise _unauthorized("invalid token: check the admin or gateway token")
+    if row["kind"] == "gateway":
+        return Principal("gateway", "gateway")
+    role = row["role"] or "viewer"
+    if row["user_id"]:
+        return Principal("admin", f"token:{row['name']}", role=role, user_id=row["user_id"])
+    return Principal("admin", "admin-token", role=role)
+
+
+_SessionRow = tuple[str, str, str, str]
+
+
+def _lookup_session(digest: str) -> Callable[[Connection], _SessionRow | None]:
+    def run(conn: Connection) -> _SessionRow | None:
+        row = conn.execute(
+            select(
+                sessions.c.csrf_token,
+                sessions.c.expires_at,
+                users.c.id,
+                users.c.email,
+                users.c.role,
+            )
+            .join(users, users.c.id == sessions.c.user_id)
+            .where(sessions.c.id_hash == digest)
+        ).first()
+        if row is None or row.expires_at < now():
+            return None
+        return (row.csrf_token, row.id, row.email, row.role)
+
+    return run
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller, or 401."""
+    cached = request.scope.get("af.principal")
+    if isinstance(cached, Principal):
+        return cached
+    state = state_of(request)
+    secret = _bearer(request)
+    if secret is not None:
+        if secret.startswith("aaf_"):
+            principal = _agent_principal(state, secret)
+        else:
+            principal = _token_principal(state, secret)
+    else:
+        principal = await _session_principal(request, state)
+    request.scope["af.principal"] = principal
+    return principal
+
+
+async def _session_principal(request: Request, state: AppState) -> Principal:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise _unauthorized("authentication required: send `Authorization: Bearer <key>`")
+    found = await state.db.read(_lookup_session(hash_secret(cookie)))
+    if found is None:
+        raise _unauthorized("session expired or unknown: log in again")
+    csrf, user_id, email, role = found
+    if request.method not in _SAFE_METHODS:
+        sent = request.headers.get("x-csrf-token", "")
+        if not hmac.compare_digest(sent.encode(), str(csrf).encode()):
+            raise ApiError(403, "missing or wrong `X-CSRF-Token` header", code="csrf_failed")
+    return Principal("session", str(email), role=str(role), user_id=str(user_id))
+
+
+def forbidden(required: str, yours: str, message: str | None = None) -> ApiError:
+    return ApiError(
+        403,
+        message or f"this needs the {required} role; you are {yours}",
+        required_role=required,
+        your_role=yours,
+    )
+
+
+async def require_role(request: Request, role: str) -> Principal:
+    """An admin-token or session caller with at least `role`; 401/403 otherwise."""
+    principal = await authenticate(request)
+    if principal.kind in ("agent", "gateway"):
+        raise forbidden(
+            role,
+            principal.kind,
+            f"an {principal.kind} key cannot call the admin API"
+            if principal.kind == "agent"
+            else "the gateway token cannot call the admin API",
+        )
+    mine = principal.role or "viewer"
+    if ROLES.get(mine, 0) < ROLES[role]:
+        raise forbidden(role, mine)
+    return principal
+
+
+async def require_agent(request: Request) -> AgentRecord:
+    principal = await authenticate(request)
+    if principal.agent is None:
+        raise _unauthorized("this endpoint needs an agent key (`aaf_live_...` or `aaf_test_...`)")
+    return principal.agent
+
+
+async def require_gateway(request: Request) -> Principal:
+    principal = await authenticate(request)
+    if principal.kind != "gateway":
+        raise forbidden(
+            "gateway",
+            principal.role or principal.kind,
+            "this endpoint needs the gateway token (`tfg_...`)",
+        )
+    return principal

@@ -1,0 +1,103 @@
+"""First start: the data directory and its secret files, all mode 0600.
+
+``ensure_data_dir`` is idempotent: it creates what is missing and reads what exists.
+``tf init`` calls it too, so the CLI and the server agree on the admin and gateway tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentfirewall.tokens import generate_signing_key
+from agentfirewall_server.settings import Settings
+
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "ENCRYPTION_KEY_FILE",
+    "GATEWAY_TOKEN_FILE",
+    "SETUP_TOKEN_FILE",
+    "SIGNING_KEY_FILE",
+    "Bootstrap",
+    "ensure_data_dir",
+    "new_token",
+    "read_secret_file",
+    "write_secret_file",
+]
+
+SIGNING_KEY_FILE = "signing-key.pem"
+ENCRYPTION_KEY_FILE = "encryption.key"
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
+GATEWAY_TOKEN_FILE = "gateway.token"  # noqa: S105
+SETUP_TOKEN_FILE = "setup.token"  # noqa: S105
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """What the data directory holds for a client of this server."""
+
+    admin_token: str
+    gateway_token: str
+    setup_url: str | None
+    created: bool
+    data_dir: Path
+
+
+def new_token(prefix: str, length: int = 40) -> str:
+    """`prefix` followed by `length` random letters and digits."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def write_secret_file(path: Path, content: bytes) -> None:
+    """Write `content` to `path` created with mode 0600 (never world-readable, even briefly)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def read_secret_file(path: Path) -> str | None:
+    """The stripped text of `path`, or None when it does not exist."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+
+
+def _ensure(path: Path, make: bytes) -> bool:
+    if path.exists():
+        os.chmod(path, 0o600)
+        return False
+    write_secret_file(path, make)
+    return True
+
+
+def ensure_data_dir(settings: Settings) -> Bootstrap:
+    """Create the data directory and every missing secret file; report the tokens."""
+    root = settings.data_dir
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    created = False
+    if settings.signing_key is None:
+        created |= _ensure(root / SIGNING_KEY_FILE, generate_signing_key().to_pem())
+    if settings.encryption_key is None:
+        key = secrets.token_bytes(32).hex().encode()
+        created |= _ensure(root / ENCRYPTION_KEY_FILE, key)
+    created |= _ensure(root / ADMIN_TOKEN_FILE, new_token("tfa_").encode())
+    created |= _ensure(root / GATEWAY_TOKEN_FILE, new_token("tfg_").encode())
+    if created and not (root / SETUP_TOKEN_FILE).exists():
+        write_secret_file(root / SETUP_TOKEN_FILE, secrets.token_urlsafe(24).encode())
+    admin = read_secret_file(root / ADMIN_TOKEN_FILE) or ""
+    gateway = read_secret_file(root / GATEWAY_TOKEN_FILE) or ""
+    setup = read_secret_file(root / SETUP_TOKEN_FILE)
+    url = f"{settings.base_url}/dashboard/setup?token={setup}" if setup else None
+    return Bootstrap(admin, gateway, url, created, root)

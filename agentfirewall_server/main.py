@@ -1,0 +1,102 @@
+"""``python -m agentfirewall_server``: flags, first-start message, uvicorn.
+
+Flags override ``AGENTFIREWALL_*`` environment variables, which override defaults.
+``rotate-key`` re-encrypts every vaulted secret under a new encryption key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+
+from agentfirewall_server.app import create_app
+from agentfirewall_server.bootstrap import Bootstrap, ensure_data_dir
+from agentfirewall_server.settings import Settings
+
+__all__ = ["build_server", "first_start_message", "main", "parse_settings"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agentfirewall_server",
+        description="TameFlare control plane: API, approvals, audit, vault, dashboard",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "rotate-key"],
+        help="serve (default) or rotate-key (re-encrypt the vault)",
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 3000)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)")
+    parser.add_argument("--data-dir", help="directory for the database and keys (default ./.tf)")
+    parser.add_argument("--new-key", help="rotate-key: the new key (default: generate one)")
+    parser.add_argument("--log-level", help="uvicorn log level (default info)")
+    return parser
+
+
+def parse_settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "database_url", "data_dir", "log_level"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def first_start_message(settings: Settings, boot: Bootstrap) -> str:
+    """What a new operator needs: where the data lives, how to log in, how to add an agent.
+
+    Printed only on the start that created the files, so no secret is shown twice.
+    """
+    api = f"{settings.base_url}/api"
+    lines = [
+        f"TameFlare: created {boot.data_dir} (database, signing key, encryption key, tokens; "
+        "files 0600)",
+        f"  create the owner account (one-time link): {boot.setup_url}",
+        f"  admin API token (for `tf` and scripts, also in {boot.data_dir}/admin.token):",
+        f"    {boot.admin_token}",
+        "  register an agent and get its API key (shown once):",
+        f"    curl -X POST {api}/v1/agents -H 'Authorization: Bearer <admin token>' "
+        "-H 'Content-Type: application/json' -d '{\"name\": \"Bot\"}'",
+    ]
+    return "\n".join(lines)
+
+
+def build_server(settings: Settings) -> uvicorn.Server:
+    """An uvicorn server for the app, ready for `server.run()` or `await server.serve()`."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+    )
+    return uvicorn.Server(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = parse_settings(args)
+    except ValueError as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "rotate-key":
+        from agentfirewall_server.rotate import rotate_key
+
+        return rotate_key(settings, args.new_key)
+    boot = ensure_data_dir(settings)
+    if boot.created:
+        print(first_start_message(settings, boot), flush=True)
+    build_server(settings).run()
+    return 0

@@ -1,0 +1,275 @@
+"""Agents: register (key shown once), update, suspend, activate, revoke, rotate, ensure."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import Connection, update
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall.decisions import EnforcementLevel, normalize_level
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.clock import new_id, now
+from agentfirewall_server.identity import hash_secret, new_agent_key, prefix_of
+from agentfirewall_server.snapshot import AgentRecord
+from agentfirewall_server.store.schema import agents, api_keys
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["routes"]
+
+_Level = Literal["monitor", "soft_enforce", "full_enforce", "L0", "L1", "L2", "l0", "l1", "l2"]
+
+
+class NewAgent(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    environment: Literal["live", "test"] = "live"
+    enforcement_level: _Level | None = None
+    sdk_default: Literal["allow", "deny"] = "allow"
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+    description: str = Field(default="", max_length=2000)
+
+
+class AgentPatch(Strict):
+    enforcement_level: _Level | None = None
+    sdk_default: Literal["allow", "deny"] | None = None
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class EnsureAgent(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    enforcement_level: _Level | None = None
+    environment: Literal["live", "test"] = "live"
+
+
+def _level(value: str | None, default: str) -> EnforcementLevel:
+    return normalize_level(value or default)
+
+
+def _issue_key(conn: Connection, agent_id: str, environment: str, kind: str) -> str:
+    key = new_agent_key(environment)
+    conn.execute(
+        api_keys.insert().values(
+            agent_id=agent_id,
+            key_hash=hash_secret(key),
+            prefix=prefix_of(key),
+            kind=kind,
+            created_at=now(),
+        )
+    )
+    return key
+
+
+def _insert_agent(conn: Connection, body: NewAgent, level: str, actor: str) -> tuple[str, str]:
+    agent_id, stamp = new_id("agt_"), now()
+    conn.execute(
+        agents.insert().values(
+            id=agent_id,
+            name=body.name,
+            status="active",
+            environment=body.environment,
+            description=body.description,
+            enforcement_level=level,
+            sdk_default=body.sdk_default,
+            rate_limit_per_minute=body.rate_limit_per_minute,
+            proxy_port=None,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+    )
+    key = _issue_key(conn, agent_id, body.environment, "sdk")
+    append_event(
+        conn,
+        "agent.registered",
+        actor=actor,
+        now=stamp,
+        agent=body.name,
+        subject=agent_id,
+        data={"environment": body.environment, "enforcement_level": level},
+    )
+    return agent_id, key
+
+
+def _find(request: Request) -> AgentRecord:
+    ident = request.path_params["ident"]
+    agent = state_of(request).snapshot.agent(ident)
+    if agent is None:
+        raise ApiError(404, f"no agent `{ident}`")
+    return agent
+
+
+def _agent_json(request: Request, agent_id: str) -> dict[str, Any]:
+    return state_of(request).snapshot.agents_by_id[agent_id].to_dict()
+
+
+async def list_agents(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    snap = state_of(request).snapshot
+    return json_ok({"agents": [a.to_dict() for a in snap.agents_by_id.values()]})
+
+
+async def create_agent(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    body = await read_model(request, NewAgent)
+    state = state_of(request)
+    if body.name in state.snapshot.agents_by_name:
+        raise ApiError(409, f"an agent named `{body.name}` already exists", field="name")
+    level = _level(body.enforcement_level, state.snapshot.settings["default_enforcement_level"])
+    try:
+        agent_id, key = await state.change_config(
+            lambda c: _insert_agent(c, body, level, who.actor)
+        )
+    except IntegrityError:
+        raise ApiError(409, f"an agent named `{body.name}` already exists", field="name") from None
+    return json_ok({"agent": _agent_json(request, agent_id), "api_key": key}, 201)
+
+
+async def get_agent(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    return json_ok(_find(request).to_dict())
+
+
+async def patch_agent(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    agent = _find(request)
+    body = await read_model(request, AgentPatch)
+    values: dict[str, Any] = body.model_dump(exclude_none=True)
+    if "enforcement_level" in values:
+        values["enforcement_level"] = normalize_level(values["enforcement_level"])
+    if not values:
+        raise ApiError(422, "nothing to change: send at least one field")
+
+    def job(conn: Connection) -> None:
+        conn.execute(
+            update(agents).where(agents.c.id == agent.id).values(updated_at=now(), **values)
+        )
+        append_event(
+            conn,
+            "agent.updated",
+            actor=who.actor,
+            now=now(),
+            agent=agent.name,
+            subject=agent.id,
+            data=values,
+        )
+
+    await state_of(request).change_config(job)
+    return json_ok(_agent_json(request, agent.id))
+
+
+def _set_status(agent: AgentRecord, status: str, actor: str) -> Any:
+    def job(conn: Connection) -> None:
+        stamp = now()
+        conn.execute(
+            update(agents).where(agents.c.id == agent.id).values(status=status, updated_at=stamp)
+        )
+        if status == "revoked":
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.agent_id == agent.id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=stamp)
+            )
+        event = {
+            "active": "agent.activated",
+            "suspended": "agent.suspended",
+            "revoked": "agent.revoked",
+        }[status]
+        append_event(conn, event, actor=actor, now=stamp, agent=agent.name, subject=agent.id)
+
+    return job
+
+
+async def _status_endpoint(request: Request, status: str) -> JSONResponse:
+    who = await require_role(request, "admin")
+    agent = _find(request)
+    if agent.status == "revoked" and status != "revoked":
+        raise ApiError(409, f"agent `{agent.name}` is revoked: register a new agent")
+    state = state_of(request)
+    await state.change_config(_set_status(agent, status, who.actor))
+    state.limiter.forget(agent.id)
+    return json_ok(_agent_json(request, agent.id))
+
+
+async def suspend_agent(request: Request) -> JSONResponse:
+    return await _status_endpoint(request, "suspended")
+
+
+async def activate_agent(request: Request) -> JSONResponse:
+    return await _status_endpoint(request, "active")
+
+
+async def revoke_agent(request: Request) -> JSONResponse:
+    return await _status_endpoint(request, "revoked")
+
+
+async def rotate_agent(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    agent = _find(request)
+    if agent.status == "revoked":
+        raise ApiError(409, f"agent `{agent.name}` is revoked: register a new agent")
+
+    def job(conn: Connection) -> str:
+        stamp = now()
+        conn.execute(
+            update(api_keys)
+            .where(api_keys.c.agent_id == agent.id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=stamp)
+        )
+        key = _issue_key(conn, agent.id, agent.environment, "sdk")
+        append_event(
+            conn,
+            "agent.key_rotated",
+            actor=who.actor,
+            now=stamp,
+            agent=agent.name,
+            subject=agent.id,
+            data={"key_prefix": prefix_of(key)},
+        )
+        return key
+
+    key = await state_of(request).change_config(job)
+    return json_ok({"agent": _agent_json(request, agent.id), "api_key": key})
+
+
+async def ensure_agent(request: Request) -> JSONResponse:
+    """Create the agent if new; either way answer a fresh proxy key for it (`tf run`)."""
+    who = await require_role(request, "admin")
+    body = await read_model(request, EnsureAgent)
+    state = state_of(request)
+    existing = state.snapshot.agents_by_name.get(body.name)
+    if existing is not None and existing.status != "active":
+        raise ApiError(409, f"agent `{body.name}` is {existing.status}: activate it first")
+    level = _level(body.enforcement_level, state.snapshot.settings["default_enforcement_level"])
+
+    def job(conn: Connection) -> tuple[str, str]:
+        if existing is None:
+            new = NewAgent(name=body.name, environment=body.environment, enforcement_level=level)
+            return _insert_agent(conn, new, level, who.actor)
+        return existing.id, _issue_key(conn, existing.id, existing.environment, "proxy")
+
+    try:
+        agent_id, key = await state.change_config(job)
+    except IntegrityError:
+        raise ApiError(409, f"agent `{body.name}` was created concurrently: retry") from None
+    status = 201 if existing is None else 200
+    return json_ok({"agent": _agent_json(request, agent_id), "api_key": key}, status)
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1/agents"
+    return [
+        Route(p, list_agents, methods=["GET"]),
+        Route(p, create_agent, methods=["POST"]),
+        Route(p + "/ensure", ensure_agent, methods=["POST"]),
+        Route(p + "/{ident}", get_agent, methods=["GET"]),
+        Route(p + "/{ident}", patch_agent, methods=["PATCH"]),
+        Route(p + "/{ident}/suspend", suspend_agent, methods=["POST"]),
+        Route(p + "/{ident}/activate", activate_agent, methods=["POST"]),
+        Route(p + "/{ident}/revoke", revoke_agent, methods=["POST"]),
+        Route(p + "/{ident}/rotate", rotate_agent, methods=["POST"]),
+    ]

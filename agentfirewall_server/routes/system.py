@@ -1,0 +1,119 @@
+"""Health, JWKS, Prometheus metrics, status and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Connection, func, select, text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+import agentfirewall
+from agentfirewall.tokens import jwks_from_keys
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.clock import now, rfc3339
+from agentfirewall_server.store.schema import action_requests, approvals
+from agentfirewall_server.web import json_ok
+
+__all__ = ["routes"]
+
+GATEWAY_ONLINE_SECONDS = 30.0
+
+
+async def health(request: Request) -> JSONResponse:
+    state = state_of(request)
+    try:
+        await state.db.read(lambda c: c.execute(text("SELECT 1")).scalar())
+        database = "ok"
+    except Exception:
+        database = "unavailable"
+    status = 200 if database == "ok" else 503
+    return json_ok(
+        {
+            "status": "ok" if status == 200 else "degraded",
+            "version": agentfirewall.__version__,
+            "database": database,
+        },
+        status,
+    )
+
+
+async def jwks(request: Request) -> JSONResponse:
+    return json_ok(jwks_from_keys([state_of(request).signing_key]))
+
+
+async def metrics(request: Request) -> Response:
+    registry = state_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _counts(conn: Connection) -> dict[str, Any]:
+    rows = conn.execute(
+        select(action_requests.c.decision, func.count()).group_by(action_requests.c.decision)
+    ).all()
+    outcomes = {"allow": 0, "deny": 0, "require_approval": 0}
+    import json
+
+    for decision, count in rows:
+        outcome = json.loads(decision).get("decided_outcome") or "allow"
+        outcomes[outcome] = outcomes.get(outcome, 0) + int(count)
+    pending = conn.execute(
+        select(func.count()).select_from(approvals).where(approvals.c.status == "pending")
+    ).scalar_one()
+    return {"decisions": outcomes, "approvals_pending": int(pending)}
+
+
+async def status(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    state = state_of(request)
+    snap = state.snapshot
+    counts = await state.db.read(_counts)
+    beats = [g["last_heartbeat"] for g in state.gateways.values()]
+    last = max(beats) if beats else None
+    online = last is not None and now() - last < GATEWAY_ONLINE_SECONDS
+    return json_ok(
+        {
+            "gateway": {
+                "online": online,
+                "last_heartbeat": rfc3339(last),
+                "proxies": [
+                    {**g["info"], "last_heartbeat": rfc3339(g["last_heartbeat"])}
+                    for g in state.gateways.values()
+                ],
+            },
+            "agents": {
+                "total": len(snap.agents_by_id),
+                "active": sum(1 for a in snap.agents_by_id.values() if a.status == "active"),
+            },
+            **counts,
+            "kill_switches": [_kill_json(k) for k in snap.kill_switches],
+        }
+    )
+
+
+def _kill_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "scope": row["scope"],
+        "target": row["target"] or None,
+        "reason": row["reason"],
+        "activated_by": row["activated_by"],
+        "activated_at": rfc3339(row["activated_at"]),
+    }
+
+
+async def openapi(request: Request) -> JSONResponse:
+    from agentfirewall_server.openapi import build_openapi
+
+    return json_ok(build_openapi(request.app.routes))
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/health", health, methods=["GET"]),
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/api/v1/status", status, methods=["GET"]),
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+    ]

@@ -1,0 +1,74 @@
+"""Server settings: flags, ``AGENTFIREWALL_*`` environment variables, defaults.
+
+The two secrets also accept the names TameFlare users already know:
+``SIGNING_KEY_PRIVATE`` (ES256 key, PEM or base64 PEM) and ``SETTINGS_ENCRYPTION_KEY``
+(32 bytes, base64 or hex). When unset, the data directory's generated files are used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the control plane needs to start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTFIREWALL_", populate_by_name=True, extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=0, le=65535)
+    database_url: str | None = None
+    data_dir: Path = Path("./.tf")
+    signing_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "signing_key", "AGENTFIREWALL_SIGNING_KEY", "SIGNING_KEY_PRIVATE"
+        ),
+    )
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "encryption_key", "AGENTFIREWALL_ENCRYPTION_KEY", "SETTINGS_ENCRYPTION_KEY"
+        ),
+    )
+    approval_timeout_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    rate_limit_per_minute: int = Field(default=60, ge=1)
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=MIB, ge=1024)
+    slack_api_url: str = "https://slack.com/api"
+    public_url: str | None = None
+    execute_timeout_seconds: float = Field(default=10.0, gt=0)
+    sqlite_synchronous: str = "FULL"
+    log_level: str = "info"
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to the SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'agentfirewall.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach this server (used in the setup link and Slack messages)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,211 @@
+"""The configuration snapshot: every agent, key, connector, rule and policy, in memory.
+
+The hot paths (agent authentication, evaluation, the gateway's config) read this object,
+never the database. Writes that change configuration bump ``config_version`` in the same
+transaction; the app then reloads. Another instance's changes (PostgreSQL) are picked up
+by a periodic version check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from agentfirewall.policy import AccessRule, Engine, KillSwitch, Policy, load_policy
+from agentfirewall_server.clock import rfc3339
+from agentfirewall_server.store.schema import (
+    agents,
+    api_keys,
+    connectors,
+    credentials,
+    kill_switches,
+    permissions,
+    policies,
+    settings_table,
+    tokens,
+)
+
+__all__ = [
+    "SETTING_DEFAULTS",
+    "AgentRecord",
+    "Snapshot",
+    "bump_version",
+    "get_setting",
+    "load_snapshot",
+    "put_setting",
+    "read_version",
+]
+
+SETTING_DEFAULTS: dict[str, Any] = {
+    "config_version": 1,
+    "default_enforcement_level": "full_enforce",
+    "slack_channel": None,
+    "gateway_url": "http://localhost:8443",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    id: str
+    name: str
+    status: str
+    environment: str
+    description: str
+    enforcement_level: str
+    sdk_default: str
+    rate_limit_per_minute: int | None
+    proxy_port: int | None
+    created_at: float
+    key_prefix: str | None
+    key_hashes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "environment": self.environment,
+            "description": self.description,
+            "key_prefix": self.key_prefix,
+            "enforcement_level": self.enforcement_level,
+            "sdk_default": self.sdk_default,
+            "rate_limit_per_minute": self.rate_limit_per_minute,
+            "proxy_port": self.proxy_port,
+            "created_at": rfc3339(self.created_at),
+        }
+
+
+@dataclass(slots=True)
+class Snapshot:
+    version: int
+    agents_by_id: dict[str, AgentRecord]
+    agents_by_name: dict[str, AgentRecord]
+    key_index: dict[str, str]  # key hash -> agent id
+    token_index: dict[str, dict[str, Any]]  # token hash -> token row
+    connectors: list[dict[str, Any]]
+    credentials: dict[str, str]  # owner -> ciphertext
+    permissions: list[dict[str, Any]]
+    policies: list[dict[str, Any]]
+    kill_switches: list[dict[str, Any]]
+    settings: dict[str, Any]
+    engine: Engine = field(repr=False)
+    loaded_policies: dict[str, Policy] = field(repr=False)
+
+    def agent(self, ident: str) -> AgentRecord | None:
+        return self.agents_by_id.get(ident) or self.agents_by_name.get(ident)
+
+    def connector_types(self) -> set[str]:
+        return {c["type"] for c in self.connectors}
+
+
+def read_version(conn: Connection) -> int:
+    return int(get_setting(conn, "config_version"))
+
+
+def get_setting(conn: Connection, key: str) -> Any:
+    row = conn.execute(
+        select(settings_table.c.value).where(settings_table.c.key == key)
+    ).scalar_one_or_none()
+    return json.loads(row) if row is not None else SETTING_DEFAULTS.get(key)
+
+
+def put_setting(conn: Connection, key: str, value: Any) -> None:
+    text = json.dumps(value)
+    done = conn.execute(
+        update(settings_table).where(settings_table.c.key == key).values(value=text)
+    )
+    if done.rowcount == 0:
+        conn.execute(settings_table.insert().values(key=key, value=text))
+
+
+def bump_version(conn: Connection) -> int:
+    """Mark the configuration changed (in the caller's transaction)."""
+    version = read_version(conn) + 1
+    put_setting(conn, "config_version", version)
+    return version
+
+
+def _agents(conn: Connection) -> tuple[dict[str, AgentRecord], dict[str, str]]:
+    keys: dict[str, list[tuple[str, str, float, str]]] = {}
+    for k in conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None))):
+        keys.setdefault(k.agent_id, []).append((k.key_hash, k.prefix, k.created_at, k.kind))
+    out: dict[str, AgentRecord] = {}
+    index: dict[str, str] = {}
+    for a in conn.execute(select(agents).order_by(agents.c.created_at)):
+        mine = sorted(keys.get(a.id, []), key=lambda k: k[2])
+        sdk = [k for k in mine if k[3] == "sdk"]
+        prefix = sdk[-1][1] if sdk else (mine[-1][1] if mine else None)
+        out[a.id] = AgentRecord(
+            a.id,
+            a.name,
+            a.status,
+            a.environment,
+            a.description or "",
+            a.enforcement_level,
+            a.sdk_default,
+            a.rate_limit_per_minute,
+            a.proxy_port,
+            a.created_at,
+            prefix,
+            tuple(k[0] for k in mine),
+        )
+        for k in mine:
+            index[k[0]] = a.id
+    return out, index
+
+
+def _rows(conn: Connection, table: Any, order: Any) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(select(table).order_by(order))]
+
+
+def _settings(conn: Connection) -> dict[str, Any]:
+    out = dict(SETTING_DEFAULTS)
+    for row in conn.execute(select(settings_table)):
+        out[row.key] = json.loads(row.value)
+    return out
+
+
+def load_snapshot(conn: Connection) -> Snapshot:
+    """Read the whole configuration and compile the policy engine."""
+    by_id, key_index = _agents(conn)
+    perm_rows = _rows(conn, permissions, permissions.c.created_at)
+    pol_rows = _rows(conn, policies, policies.c.priority)
+    ks_rows = _rows(conn, kill_switches, kill_switches.c.activated_at)
+    loaded: dict[str, Policy] = {}
+    for p in pol_rows:
+        try:
+            loaded[p["id"]] = load_policy(p["document"], source=p["name"])
+        except ValueError:
+            continue  # stored documents were validated on write; never crash the reload
+    engine = Engine(
+        access_rules=[
+            AccessRule(p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"])
+            for p in perm_rows
+        ],
+        policies=[loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded],
+        kill_switches=[KillSwitch(k["scope"], k["target"] or None, k["reason"]) for k in ks_rows],
+    )
+    settings = _settings(conn)
+    return Snapshot(
+        version=int(settings["config_version"]),
+        agents_by_id=by_id,
+        agents_by_name={a.name: a for a in by_id.values()},
+        key_index=key_index,
+        token_index={t["token_hash"]: t for t in _rows(conn, tokens, tokens.c.created_at)},
+        connectors=[
+            {**c, "domains": json.loads(c["domains"])}
+            for c in _rows(conn, connectors, connectors.c.created_at)
+        ],
+        credentials={
+            r["owner"]: r["ciphertext"] for r in _rows(conn, credentials, credentials.c.owner)
+        },
+        permissions=perm_rows,
+        policies=pol_rows,
+        kill_switches=ks_rows,
+        settings=settings,
+        engine=engine,
+        loaded_policies=loaded,
+    )

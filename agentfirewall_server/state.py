@@ -1,0 +1,171 @@
+"""Everything a request handler needs, built once per app (``request.app.state.af``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy import Connection, select
+
+from agentfirewall.tokens import SigningKey, generate_signing_key, load_signing_key
+from agentfirewall_server.bootstrap import (
+    ADMIN_TOKEN_FILE,
+    ENCRYPTION_KEY_FILE,
+    GATEWAY_TOKEN_FILE,
+    SIGNING_KEY_FILE,
+    ensure_data_dir,
+    read_secret_file,
+)
+from agentfirewall_server.clock import now
+from agentfirewall_server.hub import Hub
+from agentfirewall_server.identity import hash_secret, prefix_of
+from agentfirewall_server.metrics import Metrics
+from agentfirewall_server.ratelimit import RateLimiter
+from agentfirewall_server.settings import Settings
+from agentfirewall_server.snapshot import (
+    AgentRecord,
+    Snapshot,
+    bump_version,
+    load_snapshot,
+    read_version,
+)
+from agentfirewall_server.store.db import Database
+from agentfirewall_server.store.schema import tokens
+from agentfirewall_server.vault import Vault
+
+__all__ = ["AppState"]
+
+T = TypeVar("T")
+log = logging.getLogger("agentfirewall_server")
+
+
+class AppState:
+    """The server's collaborators; `start`/`stop` run in the app's lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = Hub()
+        self.limiter = RateLimiter()
+        self.metrics = Metrics()
+        self.db: Database = Database(
+            settings.resolved_database_url, synchronous=settings.sqlite_synchronous
+        )
+        self.vault: Vault
+        self.signing_key: SigningKey
+        self.snapshot: Snapshot
+        self.http: httpx.AsyncClient
+        self.gateways: dict[str, dict[str, Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reload_lock = asyncio.Lock()
+
+    # lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        ensure_data_dir(self.settings)
+        self.vault = self._load_vault()
+        self.signing_key = self._load_signing_key()
+        await asyncio.to_thread(self.db.migrate)
+        self.db.start()
+        await self.db.write(self._register_bootstrap_tokens)
+        self.snapshot = await self.db.read(load_snapshot)
+        self._update_gauges()
+        self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        from agentfirewall_server.approvals import expiry_loop
+
+        self._tasks.append(asyncio.create_task(expiry_loop(self)))
+        if not self.db.is_sqlite:
+            self._tasks.append(asyncio.create_task(self._follow_other_instances()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if hasattr(self, "http"):
+            await self.http.aclose()
+        await asyncio.to_thread(self.db.close)
+
+    def _load_vault(self) -> Vault:
+        if self.settings.encryption_key is not None:
+            return Vault.from_text(self.settings.encryption_key.get_secret_value())
+        return Vault.from_file(self.settings.data_dir / ENCRYPTION_KEY_FILE)
+
+    def _load_signing_key(self) -> SigningKey:
+        if self.settings.signing_key is not None:
+            return load_signing_key(self.settings.signing_key.get_secret_value())
+        pem = read_secret_file(self.settings.data_dir / SIGNING_KEY_FILE)
+        return load_signing_key(pem) if pem else generate_signing_key()
+
+    def _register_bootstrap_tokens(self, conn: Connection) -> None:
+        """The data dir's admin token acts as owner; its gateway token as the gateway."""
+        for name, kind, role in (
+            (ADMIN_TOKEN_FILE, "admin", "owner"),
+            (GATEWAY_TOKEN_FILE, "gateway", None),
+        ):
+            secret = read_secret_file(self.settings.data_dir / name)
+            if not secret:
+                continue
+            digest = hash_secret(secret)
+            exists = conn.execute(
+                select(tokens.c.token_hash).where(tokens.c.token_hash == digest)
+            ).first()
+            if exists is None:
+                conn.execute(
+                    tokens.insert().values(
+                        token_hash=digest,
+                        prefix=prefix_of(secret),
+                        kind=kind,
+                        user_id=None,
+                        role=role,
+                        name=f"bootstrap {kind} token",
+                        created_at=now(),
+                    )
+                )
+                bump_version(conn)
+
+    # configuration ---------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        async with self._reload_lock:
+            self.snapshot = await self.db.read(load_snapshot)
+            self._update_gauges()
+
+    async def change_config(self, fn: Callable[[Connection], T]) -> T:
+        """Run a configuration write (bumping the version), then reload and notify."""
+
+        def job(conn: Connection) -> T:
+            result = fn(conn)
+            bump_version(conn)
+            return result
+
+        result = await self.db.write(job)
+        await self.reload()
+        self.hub.publish("config", {"version": self.snapshot.version})
+        return result
+
+    async def _follow_other_instances(self) -> None:
+        while True:
+            await asyncio.sleep(2)
+            try:
+                version = await self.db.read(read_version)
+            except Exception:  # keep serving from the last snapshot
+                log.warning("could not read the configuration version", exc_info=True)
+                continue
+            if version != self.snapshot.version:
+                await self.reload()
+                self.hub.publish("config", {"version": self.snapshot.version})
+
+    def _update_gauges(self) -> None:
+        gauge = self.metrics.kill_switch
+        gauge.clear()
+        for ks in self.snapshot.kill_switches:
+            gauge.labels(scope=ks["scope"] if ks["scope"] == "all" else ks["target"]).set(1)
+
+    def agent_for_key(self, key: str) -> AgentRecord | None:
+        agent_id = self.snapshot.key_index.get(hash_secret(key))
+        return self.snapshot.agents_by_id.get(agent_id) if agent_id else None

@@ -1,0 +1,221 @@
+"""The database: one writer thread with group commit, readers on a thread pool.
+
+SQLite allows one writer at a time, and its busy handler sleeps in whatever thread
+waits. So every write of this process goes through one dedicated thread and one
+connection: jobs queue up, the thread runs as many as are waiting in one transaction
+(each in its own SAVEPOINT, so one failing job rolls back alone), commits once, and
+only then resolves the callers' futures. An acknowledged write is therefore committed.
+PostgreSQL uses the same path; an advisory lock keeps the audit chain linear when
+several server instances share one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.pool import QueuePool
+
+from agentfirewall.errors import AgentFirewallError
+
+__all__ = ["Database", "StoreError", "normalize_url"]
+
+T = TypeVar("T")
+_MAX_BATCH = 512
+_PG_LOCK = 0x7AF1
+
+
+class StoreError(AgentFirewallError):
+    """The database failed (unreachable, closed, or a statement failed)."""
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs that name no driver."""
+    for plain in ("postgres://", "postgresql://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[Connection], Any]
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
+class Database:
+    """Engines for reads and the single writer; `write`/`read` run callables on them."""
+
+    def __init__(self, url: str, *, synchronous: str = "FULL", readers: int = 8) -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self._synchronous = synchronous.upper()
+        self.writer_engine = self._engine(pool_size=1, writer=True)
+        self.reader_engine = self._engine(pool_size=readers, writer=False)
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._limiter = CapacityLimiter(readers)
+        self._closed = False
+
+    def _engine(self, *, pool_size: int, writer: bool) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_size=pool_size, pool_pre_ping=True)
+        path = self.url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # never world-readable
+        engine = create_engine(
+            self.url,
+            poolclass=QueuePool,
+            pool_size=pool_size,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        sync = self._synchronous
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (savepoints work)
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sync}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        if writer:
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    # lifecycle -------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from agentfirewall_server.store.migrate import upgrade
+
+        with self.writer_engine.connect() as conn:
+            upgrade(conn)
+            conn.commit()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="af-writer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+        self.writer_engine.dispose()
+        self.reader_engine.dispose()
+
+    # writes ----------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[[Connection], T]) -> concurrent.futures.Future[T]:
+        if self._closed:
+            raise StoreError("the database is closed")
+        self.start()
+        job = _Job(fn)
+        self._queue.put(job)
+        return job.future
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in the writer's transaction; returns once it is committed."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def write_sync(self, fn: Callable[[Connection], T]) -> T:
+        return self.submit(fn).result()
+
+    def _run(self) -> None:
+        conn = self.writer_engine.connect()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch, stop = self._drain(first)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _drain(self, first: _Job) -> tuple[list[_Job], bool]:
+        batch = [first]
+        while len(batch) < _MAX_BATCH:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                return batch, True
+            batch.append(nxt)
+        return batch, False
+
+    def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with conn.begin():
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+                if len(batch) == 1:
+                    outcomes.append((True, batch[0].fn(conn)))
+                else:
+                    outcomes.extend(self._run_savepoints(conn, batch))
+        except BaseException as exc:  # the transaction (or the only job) failed
+            if conn.invalidated:
+                conn.rollback()
+            failed = [(False, exc)] * len(batch)
+            self._deliver(batch, failed)
+            return
+        self._deliver(batch, outcomes)
+
+    @staticmethod
+    def _run_savepoints(conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        out: list[tuple[bool, Any]] = []
+        for job in batch:
+            savepoint = conn.begin_nested()
+            try:
+                result = job.fn(conn)
+            except Exception as exc:
+                savepoint.rollback()
+                out.append((False, exc))
+            else:
+                savepoint.commit()
+                out.append((True, result))
+        return out
+
+    @staticmethod
+    def _deliver(batch: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if job.future.set_running_or_notify_cancel():
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
+
+    # reads -----------------------------------------------------------------------------
+
+    def read_sync(self, fn: Callable[[Connection], T]) -> T:
+        with self.reader_engine.connect() as conn:
+            return fn(conn)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` on a reader connection in a worker thread."""
+        return await anyio.to_thread.run_sync(self.read_sync, fn, limiter=self._limiter)

@@ -1,0 +1,274 @@
+"""Tables (DESIGN.md section 5). Times are float unix seconds; JSON is stored as text."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "action_requests",
+    "agents",
+    "api_keys",
+    "approvals",
+    "audit_events",
+    "connectors",
+    "credentials",
+    "gateways",
+    "kill_switches",
+    "metadata",
+    "permissions",
+    "policies",
+    "policy_versions",
+    "sessions",
+    "settings_table",
+    "tokens",
+    "traffic",
+    "used_nonces",
+    "users",
+]
+
+metadata = MetaData()
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("status", String(20), nullable=False),
+    Column("environment", String(10), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("enforcement_level", String(20), nullable=False),
+    Column("sdk_default", String(20), nullable=False),
+    Column("rate_limit_per_minute", Integer, nullable=True),
+    Column("proxy_port", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", String(40), ForeignKey("agents.id"), nullable=False, index=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(12), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(10), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("prefix", String(12), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("user_id", String(40), nullable=True),
+    Column("role", String(10), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+connectors = Table(
+    "connectors",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("domains", Text, nullable=False),
+    Column("base_url", Text, nullable=True),
+    Column("auth_type", String(20), nullable=False),
+    Column("auth_header", String(200), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("owner", String(120), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+permissions = Table(
+    "permissions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agent", String(200), nullable=False),
+    Column("connector", String(80), nullable=False),
+    Column("action_pattern", String(300), nullable=False),
+    Column("decision", String(20), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("agent", "connector", "action_pattern", name="uq_permission"),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("policy_id", String(40), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(320), nullable=False),
+)
+
+action_requests = Table(
+    "action_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agent_id", String(40), nullable=False),
+    Column("agent", String(200), nullable=False),
+    Column("action_type", String(600), nullable=False),
+    Column("action_spec", Text, nullable=False),
+    Column("action_hash", String(64), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("risk_score", Float, nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("approval_id", String(40), nullable=True),
+    Column("response", Text, nullable=True),
+    Column("execution", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("agent_id", "idempotency_key", name="uq_idempotency"),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("status", String(20), nullable=False, index=True),
+    Column("agent", String(200), nullable=False),
+    Column("connector", String(80), nullable=True),
+    Column("action_request_id", String(40), nullable=True),
+    Column("source", String(10), nullable=False),
+    Column("action_spec", Text, nullable=False),
+    Column("action_hash", String(64), nullable=False),
+    Column("risk_score", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("request", Text, nullable=True),
+    Column("required_approver_roles", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("decided_at", Float, nullable=True),
+    Column("decided_by", String(320), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("used", Boolean, nullable=False, default=False),
+    Column("slack_channel", String(80), nullable=True),
+    Column("slack_ts", String(80), nullable=True),
+)
+
+used_nonces = Table(
+    "used_nonces",
+    metadata,
+    Column("jti", String(100), primary_key=True),
+    Column("action_request_id", String(40), nullable=False),
+    Column("used_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+traffic = Table(
+    "traffic",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(100), nullable=False),
+    Column("agent", String(200), nullable=True),
+    Column("connector", String(80), nullable=True),
+    Column("action", String(600), nullable=True),
+    Column("method", String(16), nullable=True),
+    Column("host", String(300), nullable=True),
+    Column("path", Text, nullable=True),
+    Column("decision", String(20), nullable=True),
+    Column("would_outcome", String(20), nullable=True),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("bytes_in", Integer, nullable=True),
+    Column("bytes_out", Integer, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("created_at", Float, nullable=False, index=True),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("event_type", String(60), nullable=False),
+    Column("actor", String(320), nullable=False),
+    Column("agent", String(200), nullable=True),
+    Column("subject", String(200), nullable=True),
+    Column("data", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_type_time", audit_events.c.event_type, audit_events.c.created_at)
+
+kill_switches = Table(
+    "kill_switches",
+    metadata,
+    Column("scope", String(20), primary_key=True),
+    Column("target", String(200), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("activated_by", String(320), nullable=False),
+    Column("activated_at", Float, nullable=False),
+)
+
+settings_table = Table(
+    "settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("id", String(120), primary_key=True),
+    Column("info", Text, nullable=False),
+    Column("last_heartbeat", Float, nullable=False),
+)

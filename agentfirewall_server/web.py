@@ -1,0 +1,161 @@
+"""HTTP plumbing shared by every route: JSON errors, bounded bodies, strict models.
+
+Every error leaves as ``{"error": code, "message": ..., ...}`` (docs/api.md).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+__all__ = [
+    "ApiError",
+    "Strict",
+    "error_response",
+    "install_error_handlers",
+    "json_ok",
+    "read_json",
+    "read_model",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "invalid_request",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class Strict(BaseModel):
+    """Base of request bodies: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiError(Exception):
+    """Raised by handlers; rendered as the JSON error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES.get(status, "error")
+        self.message = message
+        self.headers = headers
+        self.extra = extra
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status, headers=headers)
+
+
+def json_ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(data, status, headers=headers)
+
+
+async def _read_body(request: Request) -> bytes:
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, "`Content-Length` is not a number") from None
+        if size > limit:
+            raise ApiError(413, f"request body is larger than the {limit} byte limit")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, f"request body is larger than the {limit} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, *, allow_empty: bool = False) -> Any:
+    """The parsed JSON body; 400 when malformed, 413 when too large."""
+    raw = await _read_body(request)
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise ApiError(400, "request body is empty: expected a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+
+
+def validation_error(exc: PydanticValidationError) -> ApiError:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = f"unknown field `{loc}`"
+    elif kind == "missing":
+        message = f"missing field `{loc}`"
+    else:
+        ctx_error = (first.get("ctx") or {}).get("error")
+        detail = str(ctx_error) if ctx_error else first["msg"]
+        message = f"invalid `{loc}`: {detail}" if loc else detail
+    return ApiError(422, message, field=loc or None)
+
+
+async def read_model(request: Request, model: type[M], *, allow_empty: bool = False) -> M:
+    """Parse and validate the body into `model` (422 with `field` on the first problem)."""
+    data = await read_json(request, allow_empty=allow_empty)
+    if not isinstance(data, dict):
+        raise ApiError(422, "request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def _api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 304:
+        return Response(status_code=304)
+    code = _CODES.get(exc.status_code, "error")
+    message = {
+        404: "no such endpoint: see docs/api.md",
+        405: "method not allowed on this endpoint",
+    }.get(exc.status_code, str(exc.detail).lower())
+    return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+
+async def _internal(_request: Request, _exc: Exception) -> Response:
+    return error_response(500, "internal_error", "the server failed: see its log")
+
+
+def install_error_handlers() -> dict[Any, Any]:
+    return {ApiError: _api_error, HTTPException: _http_error, Exception: _internal}

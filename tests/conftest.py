@@ -1,0 +1,48 @@
+"""Shared fixtures for every test package: a real server in a subprocess, anyio backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.livesrv import LiveServer
+
+StartServer = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def live_server_factory(tmp_path: Path) -> Iterator[StartServer]:
+    """Start servers with custom env/args: `start(env={...}, name="a")`; all stopped after."""
+    started: list[LiveServer] = []
+
+    def start(
+        env: Mapping[str, str] | None = None, args: tuple[str, ...] = (), name: str = "tf"
+    ) -> LiveServer:
+        server = LiveServer.start(tmp_path / name, env=env, args=args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def live_server(live_server_factory: StartServer) -> LiveServer:
+    """A fresh server (own data dir, own port) for one test."""
+    return live_server_factory()
+
+
+@pytest.fixture(scope="session")
+def shared_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server for a whole session: faster, but tests must not assume an empty store."""
+    server = LiveServer.start(tmp_path_factory.mktemp("shared") / "tf")
+    yield server
+    server.stop()
