@@ -1,0 +1,135 @@
+"""What every connector offers, and the pieces all of them share.
+
+A connector turns an :class:`HttpRequest` into a :class:`ParsedAction` (``parse``) and an
+action back into a request (``build_request``), lists its actions for the catalogue and
+says how to carry its credential (``auth_headers`` / ``auth_header_names``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from pydantic import JsonValue
+
+from agentfirewall.actions import ActionSpec, Resource, Risk, is_action_type
+from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
+from agentfirewall.errors import ConnectorError
+
+__all__ = ["Connector", "fallback_risk", "make_spec", "request_method"]
+
+_METHOD_RE = re.compile(r"[A-Za-z]{1,20}")
+_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+_LOW_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def fallback_risk(method: str) -> Risk:
+    """GET/HEAD/OPTIONS low, DELETE high, anything else medium."""
+    if method in _LOW_METHODS:
+        return "low"
+    return "high" if method == "DELETE" else "medium"
+
+
+def request_method(req: HttpRequest, connector: str) -> str:
+    """The upper-cased method, refusing odd tokens and method-override tricks."""
+    if not _METHOD_RE.fullmatch(req.method):
+        raise ConnectorError("refused method: not a plain HTTP method token", connector=connector)
+    for name, _ in req.headers:
+        if name.lower() in _OVERRIDE_HEADERS:
+            raise ConnectorError(f"refused method override header `{name}`", connector=connector)
+    if "_method=" in req.query:
+        raise ConnectorError("refused `_method` override in the query", connector=connector)
+    return req.method.upper()
+
+
+def make_spec(
+    action: str,
+    *,
+    provider: str,
+    account: str | None = None,
+    target: str | None = None,
+    parameters: dict[str, JsonValue] | None = None,
+    risk_hints: dict[str, JsonValue] | None = None,
+    connector: str = "",
+) -> ActionSpec:
+    """Build an ActionSpec without re-validating what the connector already checked.
+
+    Parameters come from strict JSON/form parsing (finite numbers only); the action type
+    was validated when the route table compiled (or is checked here); resource strings
+    are bounded here exactly as :class:`Resource` bounds them.
+    """
+    if not is_action_type(action):
+        raise ConnectorError(f"cannot name action `{action[:100]}`", connector=connector)
+    if account is not None and not 0 < len(account) <= 512:
+        raise ConnectorError("resource account is empty or too long", connector=connector)
+    if target is not None and not 0 < len(target) <= 2048:
+        raise ConnectorError("resource target is empty or too long", connector=connector)
+    resource = Resource.model_construct(
+        provider=provider, account=account, target=target, environment=None
+    )
+    return ActionSpec.model_construct(
+        type=action,
+        resource=resource,
+        parameters=parameters if parameters is not None else {},
+        risk_hints=risk_hints if risk_hints is not None else {},
+    )
+
+
+class Connector:
+    """Base of every connector. Subclasses set the class attributes and override ``parse``,
+    ``build_request`` and ``actions``.
+
+    - `name`: the connector type and the resource provider of its actions;
+    - `default_domains`: hosts it serves when configured without domains;
+    - `body_limit`: how many body bytes ``parse`` may need (0: it never reads bodies);
+    - `auth_header_names`: every header that carries a credential for this upstream
+      (lower-case); the proxy strips them from the agent's request;
+    - `base_url`: the upstream used by ``build_request`` when none is given.
+    """
+
+    name: str = ""
+    description: str = ""
+    default_domains: tuple[str, ...] = ()
+    body_limit: int = 0
+    auth_header_names: tuple[str, ...] = ("authorization",)
+    auth_scheme: str = "Bearer"
+    base_url: str | None = None
+
+    def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
+        """Name the action `req` performs, or raise ConnectorError."""
+        raise NotImplementedError
+
+    def build_request(self, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
+        """The upstream request that performs `spec`, without credentials."""
+        raise NotImplementedError
+
+    def actions(self) -> list[ActionInfo]:
+        """Every action this connector can name, for the catalogue."""
+        raise NotImplementedError
+
+    def auth_headers(self, credential: str) -> list[tuple[str, str]]:
+        """The header(s) that carry `credential` upstream (e.g. ``Authorization: Bearer …``)."""
+        if not credential or any(c in credential for c in "\r\n\0"):
+            raise ConnectorError(
+                "invalid credential: empty or has a line break", connector=self.name
+            )
+        return [("Authorization", f"{self.auth_scheme} {credential}")]
+
+    def fallback(self, method: str, path: str, *, target: str | None = None) -> ParsedAction:
+        """The action for a request on a known domain that no route matches."""
+        spec = make_spec(
+            f"{self.name}.{method.lower()}",
+            provider=self.name,
+            target=target,
+            parameters={"method": method, "path": path[:2048]},
+            connector=self.name,
+        )
+        return ParsedAction(spec, fallback_risk(method), self.name, "fallback")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def json_mapping(value: object) -> Mapping[str, object] | None:
+    """`value` when it is a JSON object, else None."""
+    return value if isinstance(value, dict) else None

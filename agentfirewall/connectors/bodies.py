@@ -1,0 +1,133 @@
+"""Reading request bodies and query strings, strictly and without surprises.
+
+JSON is decoded as strict UTF-8 (no BOM, no UTF-16 guessing) and refuses ``NaN`` and
+``Infinity``; depth and number-size blow-ups become :class:`ConnectorError`. A body
+prefix (``body_complete=False``) yields only the top-level object members that are wholly
+inside it. Forms and query strings are ``&``-separated ``key=value`` pairs, decoded with
+``+`` as space and strict UTF-8; a truncated form loses its last, partial pair.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import math
+from urllib.parse import unquote_plus
+
+from agentfirewall.errors import ConnectorError
+
+__all__ = ["FormData", "parse_form", "parse_json", "parse_json_prefix"]
+
+FormData = dict[str, tuple[str, ...]]
+
+_WHITESPACE = " \t\n\r"
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"`{name}` is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError("number out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _text(body: bytes, *, complete: bool, connector: str) -> str:
+    if body.startswith(codecs.BOM_UTF8):
+        raise ConnectorError("invalid JSON body: byte order mark", connector=connector)
+    try:
+        return codecs.getincrementaldecoder("utf-8")("strict").decode(body, final=complete)
+    except UnicodeDecodeError:
+        raise ConnectorError("invalid JSON body: not UTF-8", connector=connector) from None
+
+
+def parse_json(body: bytes, *, connector: str = "") -> object:
+    """The whole body as JSON; None for an empty body; ConnectorError when invalid."""
+    text = _text(body, complete=True, connector=connector)
+    if not text.strip(_WHITESPACE):
+        return None
+    try:
+        return _DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc).split(":", 1)[0][:80]
+        raise ConnectorError(f"invalid JSON body: {reason}", connector=connector) from None
+
+
+def parse_json_prefix(body: bytes, *, connector: str = "") -> dict[str, object]:
+    """Top-level members of a JSON object that lie wholly inside a body prefix.
+
+    Raises ConnectorError when the prefix already shows the body is not a JSON object.
+    A key seen twice keeps its last value (as most JSON parsers do).
+    """
+    text = _text(body, complete=False, connector=connector)
+    members: dict[str, object] = {}
+    index = _skip(text, 0)
+    if index == len(text):
+        return members
+    if text[index] != "{":
+        raise ConnectorError("invalid JSON body: not an object", connector=connector)
+    index += 1
+    try:
+        while True:
+            index = _skip(text, index)
+            if index >= len(text) or text[index] == "}":
+                return members
+            key, index = _DECODER.raw_decode(text, index)
+            index = _skip(text, index)
+            if not isinstance(key, str) or index >= len(text) or text[index] != ":":
+                return _ended(members, index, len(text), connector)
+            value, index = _DECODER.raw_decode(text, _skip(text, index + 1))
+            index = _skip(text, index)
+            if index >= len(text):
+                return members  # a number at the very end may go on past the prefix
+            members[key] = value
+            if index < len(text) and text[index] == ",":
+                index += 1
+            elif index < len(text):
+                return _ended(members, index, len(text), connector)
+    except (ValueError, RecursionError):
+        # the value runs past the prefix (or is broken): keep what was whole
+        return members
+
+
+def _ended(members: dict[str, object], index: int, size: int, connector: str) -> dict[str, object]:
+    if index < size:
+        raise ConnectorError("invalid JSON body: unexpected character", connector=connector)
+    return members
+
+
+def _skip(text: str, index: int) -> int:
+    while index < len(text) and text[index] in _WHITESPACE:
+        index += 1
+    return index
+
+
+def parse_form(data: bytes | str, *, complete: bool = True, connector: str = "") -> FormData:
+    """``a=1&b=2&a=3`` into ``{"a": ("1", "3"), "b": ("2",)}`` (strict UTF-8)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("ascii")
+        except UnicodeDecodeError:
+            raise ConnectorError(
+                "invalid form body: raw non-ASCII bytes", connector=connector
+            ) from None
+    pairs = data.split("&")
+    if not complete:
+        pairs.pop()
+    form: dict[str, list[str]] = {}
+    for pair in pairs:
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        try:
+            name = unquote_plus(key, errors="strict")
+            text = unquote_plus(value, errors="strict")
+        except UnicodeDecodeError:
+            raise ConnectorError("invalid form encoding: not UTF-8", connector=connector) from None
+        form.setdefault(name, []).append(text)
+    return {name: tuple(values) for name, values in form.items()}

@@ -1,0 +1,548 @@
+"""GitHub: the REST API (api.github.com, or GitHub Enterprise under ``/api/v3``) and git
+smart-HTTP on github.com, so ``git clone`` / ``git push`` through the proxy are named.
+
+Reads are ``github.<resource>.get`` / ``.list``; ``github.pr.close`` and
+``github.issue.close`` are told from ``update`` by the JSON body's ``state``;
+``github.file.update`` from ``create`` by a ``sha`` in the body; making a repository
+public (``visibility: public`` or ``private: false``) is ``github.repo.make_public``.
+"""
+
+from __future__ import annotations
+
+from agentfirewall.connectors.routes import Route as R
+from agentfirewall.connectors.routes import Variant as V
+from agentfirewall.connectors.table import BuildAlias, RouteConnector
+
+__all__ = ["CONNECTOR"]
+
+P = "/repos/{owner}/{repo}"
+PR = P + "/pulls/{pull_number:int}"
+ISSUE = P + "/issues/{issue_number:int}"
+RUN = P + "/actions/runs/{run_id:int}"
+TEAM = "/orgs/{org}/teams/{team_slug}"
+
+_PULLS = (
+    R("GET", P + "/pulls", "github.pr.list", "low", "List pull requests", ("state", "base")),
+    R(
+        "POST",
+        P + "/pulls",
+        "github.pr.create",
+        "low",
+        "Open a pull request",
+        ("title", "head", "base", "draft"),
+    ),
+    R("GET", PR, "github.pr.get", "low", "Get a pull request"),
+    R(
+        "PATCH",
+        PR,
+        "github.pr.update",
+        "low",
+        "Update a pull request",
+        ("state", "title", "base"),
+        (V("state", "github.pr.close", "low", ("closed",)),),
+    ),
+    R(
+        "PUT",
+        PR + "/merge",
+        "github.pr.merge",
+        "medium",
+        "Merge a pull request",
+        ("merge_method", "sha", "commit_title"),
+    ),
+    R("GET", PR + "/merge", "github.pr_merge.get", "low", "Check whether a pull request is merged"),
+    R(
+        "PUT",
+        PR + "/update-branch",
+        "github.pr.update_branch",
+        "low",
+        "Update a pull request branch from its base",
+    ),
+    R("GET", PR + "/files", "github.pr_file.list", "low", "List files of a pull request"),
+    R("GET", PR + "/commits", "github.pr_commit.list", "low", "List commits of a pull request"),
+    R("GET", PR + "/reviews", "github.review.list", "low", "List reviews"),
+    R("POST", PR + "/reviews", "github.pr.review", "low", "Review a pull request", ("event",)),
+    R("GET", PR + "/reviews/{review_id:int}", "github.review.get", "low", "Get a review"),
+    R(
+        "POST",
+        PR + "/requested_reviewers",
+        "github.pr.request_review",
+        "low",
+        "Request reviewers",
+        ("reviewers", "team_reviewers"),
+    ),
+    R("GET", PR + "/comments", "github.review_comment.list", "low", "List review comments"),
+    R(
+        "POST",
+        PR + "/comments",
+        "github.review_comment.create",
+        "low",
+        "Comment on a pull request's diff",
+        ("commit_id", "path"),
+    ),
+)
+
+_ISSUES = (
+    R("GET", P + "/issues", "github.issue.list", "low", "List issues", ("state", "labels")),
+    R(
+        "POST",
+        P + "/issues",
+        "github.issue.create",
+        "low",
+        "Open an issue",
+        ("title", "labels", "assignees"),
+    ),
+    R("GET", ISSUE, "github.issue.get", "low", "Get an issue"),
+    R(
+        "PATCH",
+        ISSUE,
+        "github.issue.update",
+        "low",
+        "Update an issue",
+        ("state", "title"),
+        (V("state", "github.issue.close", "low", ("closed",)),),
+    ),
+    R("GET", ISSUE + "/comments", "github.comment.list", "low", "List comments"),
+    R(
+        "POST",
+        ISSUE + "/comments",
+        "github.issue.comment",
+        "low",
+        "Comment on an issue or pull request",
+    ),
+    R("GET", P + "/issues/comments/{comment_id:int}", "github.comment.get", "low", "Get a comment"),
+    R(
+        "PATCH",
+        P + "/issues/comments/{comment_id:int}",
+        "github.comment.update",
+        "low",
+        "Edit a comment",
+    ),
+    R(
+        "DELETE",
+        P + "/issues/comments/{comment_id:int}",
+        "github.comment.delete",
+        "medium",
+        "Delete a comment",
+    ),
+    R("POST", ISSUE + "/labels", "github.issue.label", "low", "Add labels", ("labels",)),
+    R("PUT", ISSUE + "/lock", "github.issue.lock", "low", "Lock a conversation"),
+    R("DELETE", ISSUE + "/lock", "github.issue.unlock", "low", "Unlock a conversation"),
+)
+
+_BRANCHES = (
+    R("GET", P + "/branches", "github.branch.list", "low", "List branches"),
+    R("GET", P + "/branches/{branch+}", "github.branch.get", "low", "Get a branch"),
+    R(
+        "GET",
+        P + "/branches/{branch}/protection",
+        "github.branch_protection.get",
+        "low",
+        "Get branch protection",
+    ),
+    R(
+        "PUT",
+        P + "/branches/{branch}/protection",
+        "github.branch_protection.update",
+        "high",
+        "Change branch protection",
+    ),
+    R(
+        "DELETE",
+        P + "/branches/{branch}/protection",
+        "github.branch_protection.delete",
+        "high",
+        "Remove branch protection",
+    ),
+    R(
+        "POST",
+        P + "/branches/{branch}/rename",
+        "github.branch.rename",
+        "medium",
+        "Rename a branch",
+        ("new_name",),
+    ),
+    R(
+        "POST",
+        P + "/merges",
+        "github.branch.merge",
+        "medium",
+        "Merge a branch into another",
+        ("base", "head"),
+    ),
+    R(
+        "POST",
+        P + "/git/refs",
+        "github.branch.create",
+        "low",
+        "Create a branch (a git ref)",
+        ("ref", "sha"),
+        (V("ref", "github.tag.create", "low", prefix="refs/tags/"),),
+        derive=(("ref", "refs/heads/{branch_name}"),),
+    ),
+    R("GET", P + "/git/ref/{ref+}", "github.ref.get", "low", "Get a git ref"),
+    R("GET", P + "/git/refs/{ref+}", "github.ref.get", "low", "Get a git ref (legacy path)"),
+    R("GET", P + "/git/matching-refs/{ref+}", "github.ref.list", "low", "List matching refs"),
+    R(
+        "PATCH",
+        P + "/git/refs/{ref+}",
+        "github.ref.update",
+        "medium",
+        "Move a git ref (force-push)",
+        ("sha", "force"),
+    ),
+    R(
+        "DELETE",
+        P + "/git/refs/{ref+}",
+        "github.branch.delete",
+        "high",
+        "Delete a branch",
+        derive=(("ref", "heads/{branch_name}"),),
+    ),
+    R("DELETE", P + "/git/refs/tags/{tag+}", "github.tag.delete", "high", "Delete a tag"),
+    R("GET", P + "/tags", "github.tag.list", "low", "List tags"),
+    R("GET", P + "/commits", "github.commit.list", "low", "List commits", ("sha",)),
+    R("GET", P + "/commits/{ref}", "github.commit.get", "low", "Get a commit"),
+)
+
+_CONTENTS = (
+    R("GET", P + "/contents", "github.file.list", "low", "List the repository root"),
+    R(
+        "GET",
+        P + "/contents/{path+}",
+        "github.file.get",
+        "low",
+        "Get a file or directory",
+        ("ref",),
+    ),
+    R(
+        "PUT",
+        P + "/contents/{path+}",
+        "github.file.create",
+        "low",
+        "Create a file (commit)",
+        ("message", "branch", "sha"),
+        (V("sha", "github.file.update", "low"),),
+    ),
+    R(
+        "DELETE",
+        P + "/contents/{path+}",
+        "github.file.delete",
+        "medium",
+        "Delete a file",
+        ("message", "branch", "sha"),
+    ),
+    R("GET", P + "/readme", "github.readme.get", "low", "Get the README"),
+)
+
+_RELEASES = (
+    R("GET", P + "/releases", "github.release.list", "low", "List releases"),
+    R(
+        "POST",
+        P + "/releases",
+        "github.release.create",
+        "medium",
+        "Publish a release",
+        ("tag_name", "name", "draft", "prerelease", "target_commitish"),
+    ),
+    R("GET", P + "/releases/latest", "github.release.get", "low", "Get the latest release"),
+    R("GET", P + "/releases/tags/{tag}", "github.release.get", "low", "Get a release by tag"),
+    R("GET", P + "/releases/{release_id:int}", "github.release.get", "low", "Get a release"),
+    R(
+        "PATCH",
+        P + "/releases/{release_id:int}",
+        "github.release.update",
+        "medium",
+        "Edit a release",
+        ("tag_name", "draft", "prerelease"),
+    ),
+    R(
+        "DELETE",
+        P + "/releases/{release_id:int}",
+        "github.release.delete",
+        "high",
+        "Delete a release",
+    ),
+)
+
+_REPOS = (
+    R("GET", P, "github.repo.get", "low", "Get a repository"),
+    R(
+        "PATCH",
+        P,
+        "github.repo.update",
+        "low",
+        "Change repository settings",
+        ("name", "visibility", "private", "archived", "default_branch"),
+        (
+            V("visibility", "github.repo.make_public", "high", ("public",)),
+            V("private", "github.repo.make_public", "high", ("false",)),
+            V("archived", "github.repo.archive", "medium", ("true",)),
+        ),
+    ),
+    R("DELETE", P, "github.repo.delete", "high", "Delete a repository"),
+    R(
+        "POST",
+        "/user/repos",
+        "github.repo.create",
+        "medium",
+        "Create a repository",
+        ("name", "private", "visibility"),
+    ),
+    R(
+        "POST",
+        "/orgs/{org}/repos",
+        "github.repo.create",
+        "medium",
+        "Create an organisation repository",
+        ("name", "private", "visibility"),
+    ),
+    R("GET", "/user/repos", "github.repo.list", "low", "List your repositories"),
+    R("GET", "/orgs/{org}/repos", "github.repo.list", "low", "List organisation repositories"),
+    R("GET", "/users/{username}/repos", "github.repo.list", "low", "List a user's repositories"),
+    R("POST", P + "/forks", "github.repo.fork", "low", "Fork a repository", ("organization",)),
+    R(
+        "POST",
+        P + "/transfer",
+        "github.repo.transfer",
+        "high",
+        "Transfer a repository",
+        ("new_owner",),
+    ),
+    R(
+        "POST",
+        P + "/dispatches",
+        "github.repo.dispatch",
+        "medium",
+        "Trigger a repository_dispatch event",
+        ("event_type",),
+    ),
+    R("GET", P + "/collaborators", "github.collaborator.list", "low", "List collaborators"),
+    R(
+        "PUT",
+        P + "/collaborators/{username}",
+        "github.collaborator.add",
+        "high",
+        "Grant a user access",
+        ("permission",),
+    ),
+    R(
+        "DELETE",
+        P + "/collaborators/{username}",
+        "github.collaborator.remove",
+        "high",
+        "Remove a collaborator",
+    ),
+    R("GET", P + "/hooks", "github.webhook.list", "low", "List repository webhooks"),
+    R("POST", P + "/hooks", "github.webhook.create", "high", "Add a repository webhook"),
+    R(
+        "DELETE",
+        P + "/hooks/{hook_id:int}",
+        "github.webhook.delete",
+        "high",
+        "Delete a repository webhook",
+    ),
+    R("GET", P + "/keys", "github.deploy_key.list", "low", "List deploy keys"),
+    R(
+        "POST",
+        P + "/keys",
+        "github.deploy_key.create",
+        "high",
+        "Add a deploy key",
+        ("title", "read_only"),
+    ),
+    R("GET", P + "/actions/secrets", "github.secret.list", "low", "List Actions secrets"),
+    R(
+        "PUT",
+        P + "/actions/secrets/{secret_name}",
+        "github.secret.update",
+        "high",
+        "Create or update an Actions secret",
+    ),
+    R(
+        "DELETE",
+        P + "/actions/secrets/{secret_name}",
+        "github.secret.delete",
+        "high",
+        "Delete an Actions secret",
+    ),
+)
+
+_ORGS = (
+    R("GET", "/user/orgs", "github.org.list", "low", "List your organisations"),
+    R("GET", "/orgs/{org}", "github.org.get", "low", "Get an organisation"),
+    R("PATCH", "/orgs/{org}", "github.org.update", "medium", "Change organisation settings"),
+    R("GET", "/orgs/{org}/members", "github.member.list", "low", "List organisation members"),
+    R(
+        "PUT",
+        "/orgs/{org}/memberships/{username}",
+        "github.member.add",
+        "high",
+        "Add or change an organisation member",
+        ("role",),
+    ),
+    R(
+        "DELETE",
+        "/orgs/{org}/memberships/{username}",
+        "github.member.remove",
+        "high",
+        "Remove an organisation member",
+    ),
+    R(
+        "DELETE",
+        "/orgs/{org}/members/{username}",
+        "github.member.remove",
+        "high",
+        "Remove an organisation member",
+    ),
+    R("GET", "/orgs/{org}/teams", "github.team.list", "low", "List teams"),
+    R(
+        "POST",
+        "/orgs/{org}/teams",
+        "github.team.create",
+        "low",
+        "Create a team",
+        ("name", "privacy"),
+    ),
+    R("GET", TEAM, "github.team.get", "low", "Get a team"),
+    R("PATCH", TEAM, "github.team.update", "low", "Edit a team", ("name", "privacy")),
+    R("DELETE", TEAM, "github.team.delete", "high", "Delete a team"),
+    R(
+        "PUT",
+        TEAM + "/memberships/{username}",
+        "github.team.add_member",
+        "medium",
+        "Add a team member",
+        ("role",),
+    ),
+    R(
+        "DELETE",
+        TEAM + "/memberships/{username}",
+        "github.team.remove_member",
+        "medium",
+        "Remove a team member",
+    ),
+    R(
+        "PUT",
+        TEAM + "/repos/{owner}/{repo}",
+        "github.team.add_repo",
+        "medium",
+        "Give a team access to a repository",
+        ("permission",),
+        target="{owner}/{repo}",
+    ),
+    R("GET", "/user", "github.user.get", "low", "Get the authenticated user"),
+    R("GET", "/users/{username}", "github.user.get", "low", "Get a user"),
+    R(
+        "GET",
+        "/search/{kind}",
+        "github.search.list",
+        "low",
+        "Search code, issues, repositories",
+        ("q",),
+    ),
+)
+
+_ACTIONS = (
+    R("GET", P + "/actions/workflows", "github.workflow.list", "low", "List workflows"),
+    R(
+        "GET",
+        P + "/actions/workflows/{workflow_id}",
+        "github.workflow.get",
+        "low",
+        "Get a workflow",
+    ),
+    R(
+        "POST",
+        P + "/actions/workflows/{workflow_id}/dispatches",
+        "github.workflow.dispatch",
+        "medium",
+        "Run a workflow",
+        ("ref",),
+    ),
+    R(
+        "PUT",
+        P + "/actions/workflows/{workflow_id}/enable",
+        "github.workflow.enable",
+        "low",
+        "Enable a workflow",
+    ),
+    R(
+        "PUT",
+        P + "/actions/workflows/{workflow_id}/disable",
+        "github.workflow.disable",
+        "medium",
+        "Disable a workflow",
+    ),
+    R(
+        "GET",
+        P + "/actions/runs",
+        "github.run.list",
+        "low",
+        "List workflow runs",
+        ("status", "branch"),
+    ),
+    R("GET", RUN, "github.run.get", "low", "Get a workflow run"),
+    R("POST", RUN + "/rerun", "github.run.rerun", "low", "Re-run a workflow run"),
+    R("POST", RUN + "/cancel", "github.run.cancel", "low", "Cancel a workflow run"),
+    R("DELETE", RUN, "github.run.delete", "medium", "Delete a workflow run"),
+    R("GET", RUN + "/logs", "github.run_log.get", "low", "Download workflow run logs"),
+    R("GET", P + "/actions/artifacts", "github.artifact.list", "low", "List artifacts"),
+)
+
+_PUSH = (V("service", "github.repo.push", "high", ("git-receive-pack",)),)
+_GIT = tuple(
+    route
+    for base in ("/{owner}/{repo}.git", "/{owner}/{repo}")
+    for route in (
+        R(
+            "GET",
+            base + "/info/refs",
+            "github.repo.fetch",
+            "low",
+            "git: ref discovery (clone, fetch; a push when service=git-receive-pack)",
+            variants=_PUSH,
+        ),
+        R("POST", base + "/git-upload-pack", "github.repo.fetch", "low", "git: clone or fetch"),
+        R("POST", base + "/git-receive-pack", "github.repo.push", "high", "git: push"),
+    )
+)
+
+CONNECTOR = RouteConnector(
+    name="github",
+    description="GitHub REST API (and GitHub Enterprise under /api/v3), git smart-HTTP",
+    routes=(
+        *_PULLS,
+        *_ISSUES,
+        *_BRANCHES,
+        *_CONTENTS,
+        *_RELEASES,
+        *_REPOS,
+        *_ORGS,
+        *_ACTIONS,
+        *_GIT,
+    ),
+    default_domains=("api.github.com", "github.com"),
+    base_url="https://api.github.com",
+    body_limit=1024 * 1024,
+    truncated="partial",
+    accounts=("{owner}", "{org}"),
+    targets=("{owner}/{repo}", "{org}"),
+    path_prefixes=("/api/v3",),
+    param_aliases={
+        "pull_number": ("pr_number", "number"),
+        "issue_number": ("number",),
+        "release_id": ("id",),
+        "comment_id": ("id",),
+    },
+    build_aliases={
+        "github.pr.comment": BuildAlias(
+            "github.issue.comment", {"pr_number": "issue_number", "pull_number": "issue_number"}
+        ),
+        "github.file.commit": BuildAlias("github.file.create", base64=("content",)),
+    },
+    build_headers=(
+        ("Accept", "application/vnd.github+json"),
+        ("X-GitHub-Api-Version", "2022-11-28"),
+    ),
+    auth_scheme="token",
+)

@@ -1,0 +1,85 @@
+"""Path normalisation: one raw request path into segments a route table can match.
+
+The rule is: resolve exactly as an upstream would, or refuse. A segment may only ever be
+read as *more* dangerous than the upstream reads it, never less. So:
+
+- unreserved characters (``A-Z a-z 0-9 - . _ ~``) that are percent-encoded are decoded
+  (``merg%65`` is ``merge``); every other escape stays encoded, upper-cased;
+- ``%2F``, ``%5C`` (a slash or backslash hidden in a segment), encoded controls, malformed
+  escapes, raw backslashes, NUL, ``;`` parameters, ``#``, spaces and non-ASCII characters
+  are refused: upstreams disagree on what they mean;
+- ``.`` and ``..`` segments (raw or encoded) and empty segments (``//``) are refused;
+- one trailing slash is dropped (``/pulls/1/merge/`` is ``/pulls/1/merge``).
+
+Literals are matched case-insensitively by the matcher, and a last segment with a format
+suffix (``merge.json``, ``merge.``) is retried without it when nothing else matches.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from agentfirewall.errors import ConnectorError
+
+__all__ = ["decode_segment", "split_path"]
+
+# pchar (RFC 3986) without ";" (path parameters), plus "/" as the separator.
+_SAFE_RE = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,=:@%/]*")
+_ESCAPE_RE = re.compile(r"%(..)?")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_REFUSED_ESCAPES = frozenset({0x2F, 0x5C, 0x7F, *range(0x20)})
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def split_path(raw: str, *, connector: str = "") -> tuple[str, ...]:
+    """Split a raw absolute path into normalised segments or raise ConnectorError."""
+    if not _SAFE_RE.fullmatch(raw):
+        raise ConnectorError(
+            f"refused path `{_show(raw)}`: unexpected character", connector=connector
+        )
+    if "%" in raw:
+        raw = _ESCAPE_RE.sub(lambda m: _decode_escape(m, raw, connector), raw)
+    segments = raw[1:].split("/")
+    if len(segments) > 1 and segments[-1] == "":
+        segments.pop()
+    if segments == [""]:
+        return ()
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            raise ConnectorError(
+                f"refused path `{_show(raw)}`: empty or dot segment", connector=connector
+            )
+    return tuple(segments)
+
+
+def _decode_escape(match: re.Match[str], raw: str, connector: str) -> str:
+    hexpair = match.group(1)
+    if hexpair is None or not (hexpair[0] in _HEX and hexpair[1] in _HEX):
+        raise ConnectorError(f"refused path `{_show(raw)}`: malformed escape", connector=connector)
+    code = int(hexpair, 16)
+    if code in _REFUSED_ESCAPES:
+        raise ConnectorError(
+            f"refused path `{_show(raw)}`: encoded `/`, `\\` or control character",
+            connector=connector,
+        )
+    char = chr(code)
+    return char if char in _UNRESERVED else f"%{hexpair.upper()}"
+
+
+def decode_segment(segment: str, *, connector: str = "") -> str:
+    """Fully percent-decode a segment value (strict UTF-8) for use as a parameter."""
+    if "%" not in segment:
+        return segment
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise ConnectorError(
+            f"refused path segment `{_show(segment)}`: invalid UTF-8", connector=connector
+        ) from None
+
+
+def _show(text: str) -> str:
+    """A printable, bounded rendering of untrusted text for error messages."""
+    shown = text[:200].encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if c.isprintable() else "?" for c in shown)

@@ -1,0 +1,46 @@
+"""The explicit registry of connector types.
+
+Each connector module exposes one ``CONNECTOR``; this module lists them by hand, so
+what ships is what is written here.
+"""
+
+from __future__ import annotations
+
+from agentfirewall.connectors import github
+from agentfirewall.connectors.base import Connector
+from agentfirewall.errors import ConnectorError
+
+__all__ = ["action_aliases", "connector_types", "get_connector"]
+
+_REGISTRY: dict[str, Connector] = {connector.name: connector for connector in (github.CONNECTOR,)}
+
+
+def get_connector(type: str) -> Connector:
+    """The connector of `type`, or ConnectorError naming the known types."""
+    try:
+        return _REGISTRY[type]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(_REGISTRY))
+        raise ConnectorError(
+            f"unknown connector type `{str(type)[:100]}`: known types are {known}"
+        ) from None
+
+
+def connector_types() -> list[str]:
+    """Every registered connector type, sorted."""
+    return sorted(_REGISTRY)
+
+
+def action_aliases(action_type: str) -> tuple[str, ...]:
+    """Other names access rules may use for `action_type`.
+
+    The generic connector names its actions ``http.<method>``; the seed's examples grant
+    ``generic.get`` / ``generic.post``. Both spellings name the same action:
+    ``http.get`` → ``("generic.get",)`` and ``generic.get`` → ``("http.get",)``.
+    """
+    provider, _, rest = action_type.partition(".")
+    if provider == "http" and rest:
+        return (f"generic.{rest}",)
+    if provider == "generic" and rest:
+        return (f"http.{rest}",)
+    return ()

@@ -1,0 +1,248 @@
+"""Routes as data and the one shared matcher that reads them.
+
+A :class:`Route` is a row: method, path template, action, risk, and which body/query
+fields become parameters. Templates are ``/``-separated segments, each one of
+
+- ``literal`` — matched case-insensitively;
+- ``{name}`` — any one segment; ``{name:int}`` — ASCII digits only (becomes an int);
+- ``{name}.suffix`` — one segment ending in a literal suffix (``{repo}.git``);
+- ``{name+}`` — the rest of the path, one or more segments (last in a template).
+
+:class:`RouteTable` compiles the rows once into a trie per method (literals before
+suffixed variables before variables before greedy ones) and matches in one walk with
+backtracking. When nothing matches strictly, a *relaxed* walk follows: ``int``
+variables take any segment and the last segment may lose a format suffix
+(``merge.json``), because some upstreams route those to the same action. A relaxed match
+only ever names a request as something it might be, never as something harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agentfirewall.actions import Risk, validate_action_type
+from agentfirewall.connectors.paths import decode_segment
+
+__all__ = ["Match", "Route", "RouteTable", "Variant", "template_vars"]
+
+_LIT, _SUFFIX, _INT, _STR, _GREEDY = range(5)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A body field that changes the action: ``state == "closed"`` makes a close.
+
+    The field is read from the body, else the query. With `values`, its string value
+    (lower-cased; JSON booleans as ``true``/``false``) must be one of them; with
+    `prefix`, it must start with it; with neither, the field must be present and not null.
+    When building a request for `action`, ``values[0]`` is set in the body if missing.
+    """
+
+    field: str
+    action: str
+    risk: Risk
+    values: tuple[str, ...] = ()
+    prefix: str = ""
+
+    def matches(self, fields: Mapping[str, object]) -> bool:
+        value = fields.get(self.field)
+        if value is None:
+            return False
+        if self.values:
+            if isinstance(value, bool):
+                return ("true" if value else "false") in self.values
+            return isinstance(value, str) and value.lower() in self.values
+        if self.prefix:
+            return isinstance(value, str) and value.startswith(self.prefix)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One row of a connector's table.
+
+    `params` names body or query fields copied into the action's parameters
+    (``"amount:int"`` converts to an int). `derive` fills a missing parameter when
+    building a request, from a format over other parameters (``("ref", "heads/{branch_name}")``).
+    `account` / `target` override the connector's resource templates.
+    """
+
+    method: str
+    path: str
+    action: str
+    risk: Risk
+    description: str = ""
+    params: tuple[str, ...] = ()
+    variants: tuple[Variant, ...] = ()
+    derive: tuple[tuple[str, str], ...] = ()
+    account: str | None = None
+    target: str | None = None
+
+    @property
+    def reads_body(self) -> bool:
+        return bool(self.params or self.variants)
+
+    def actions(self) -> tuple[tuple[str, Risk], ...]:
+        """Every action this route can name: its own and its variants'."""
+        return ((self.action, self.risk), *((v.action, v.risk) for v in self.variants))
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: int
+    text: str  # the literal (lower-cased), the suffix, or ""
+    name: str = ""
+
+
+@dataclass(slots=True)
+class _Node:
+    literals: dict[str, _Node] = field(default_factory=dict)
+    variables: dict[tuple[int, str], _Node] = field(default_factory=dict)
+    greedy: _Node | None = None
+    route: tuple[Route, tuple[tuple[str, bool], ...]] | None = None  # route, (name, is_int)s
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A matched route with its path variables (ints converted, values decoded)."""
+
+    route: Route
+    values: dict[str, str | int]
+    relaxed: bool
+
+
+def _parse_template(template: str) -> tuple[_Token, ...]:
+    if not template.startswith("/"):
+        raise ValueError(f"route template `{template}` must start with /")
+    tokens = []
+    parts = template[1:].split("/") if template != "/" else []
+    for index, part in enumerate(parts):
+        tokens.append(_parse_token(part, last=index == len(parts) - 1, template=template))
+    return tuple(tokens)
+
+
+def _parse_token(part: str, *, last: bool, template: str) -> _Token:
+    if not part.startswith("{"):
+        return _Token(_LIT, part.lower())
+    close = part.index("}")
+    inner, suffix = part[1:close], part[close + 1 :]
+    if inner.endswith("+"):
+        if not last or suffix:
+            raise ValueError(f"greedy variable must end template `{template}`")
+        return _Token(_GREEDY, "", inner[:-1])
+    if suffix:
+        return _Token(_SUFFIX, suffix.lower(), inner)
+    if inner.endswith(":int"):
+        return _Token(_INT, "", inner[:-4])
+    return _Token(_STR, "", inner)
+
+
+def template_vars(template: str) -> tuple[str, ...]:
+    """Names of a template's variables, in order."""
+    return tuple(t.name for t in _parse_template(template) if t.kind != _LIT)
+
+
+class RouteTable:
+    """Routes compiled into one trie per method; HEAD uses the GET routes."""
+
+    def __init__(self, routes: tuple[Route, ...], *, connector: str = "") -> None:
+        self.routes = routes
+        self.connector = connector
+        self._tries: dict[str, _Node] = {}
+        for route in routes:
+            validate_action_type(route.action)
+            for variant in route.variants:
+                validate_action_type(variant.action)
+            self._insert(route)
+        for trie in self._tries.values():
+            _order(trie)
+
+    def _insert(self, route: Route) -> None:
+        node = self._tries.setdefault(route.method.upper(), _Node())
+        tokens = _parse_template(route.path)
+        for token in tokens:
+            if token.kind == _LIT:
+                node = node.literals.setdefault(token.text, _Node())
+            elif token.kind == _GREEDY:
+                node.greedy = node.greedy or _Node()
+                node = node.greedy
+            else:
+                node = node.variables.setdefault((token.kind, token.text), _Node())
+        if node.route is not None:
+            raise ValueError(f"duplicate route {route.method} {route.path}")
+        names = tuple((t.name, t.kind == _INT) for t in tokens if t.kind != _LIT)
+        node.route = (route, names)
+
+    def match(self, method: str, segments: tuple[str, ...]) -> Match | None:
+        """The route for `method` and `segments`, strict first, then relaxed."""
+        root = self._tries.get("GET" if method == "HEAD" else method)
+        if root is None:
+            return None
+        found = _walk(root, segments, 0, [], relaxed=False)
+        relaxed = found is None
+        if found is None:
+            found = _walk(root, segments, 0, [], relaxed=True)
+        if found is None and segments and "." in segments[-1][1:]:
+            stem = segments[-1][: segments[-1].index(".", 1)]
+            found = _walk(root, (*segments[:-1], stem), 0, [], relaxed=True)
+        if found is None:
+            return None
+        (route, names), raw_values = found
+        values: dict[str, str | int] = {}
+        for (name, is_int), raw in zip(names, raw_values, strict=True):
+            decoded = decode_segment(raw, connector=self.connector)
+            values[name] = int(decoded) if is_int and _is_digits(decoded) else decoded
+        return Match(route, values, relaxed)
+
+
+def _order(node: _Node) -> None:
+    """Suffixed variables before int ones before plain ones, recursively."""
+    node.variables = dict(sorted(node.variables.items(), key=lambda item: item[0][0]))
+    for child in (*node.literals.values(), *node.variables.values()):
+        _order(child)
+    if node.greedy is not None:
+        _order(node.greedy)
+
+
+_Found = tuple[tuple[Route, tuple[tuple[str, bool], ...]], list[str]]
+
+
+def _walk(
+    node: _Node, segments: tuple[str, ...], index: int, values: list[str], *, relaxed: bool
+) -> _Found | None:
+    """Depth-first walk: literal, then suffixed, int, str and greedy variables."""
+    if index == len(segments):
+        return (node.route, list(values)) if node.route is not None else None
+    segment = segments[index]
+    child = node.literals.get(segment.lower())
+    if child is not None:
+        found = _walk(child, segments, index + 1, values, relaxed=relaxed)
+        if found is not None:
+            return found
+    for (kind, suffix), child in node.variables.items():
+        value = _variable_value(kind, suffix, segment, relaxed=relaxed)
+        if value is None:
+            continue
+        values.append(value)
+        found = _walk(child, segments, index + 1, values, relaxed=relaxed)
+        values.pop()
+        if found is not None:
+            return found
+    if node.greedy is not None and node.greedy.route is not None:
+        return node.greedy.route, [*values, "/".join(segments[index:])]
+    return None
+
+
+def _variable_value(kind: int, suffix: str, segment: str, *, relaxed: bool) -> str | None:
+    if kind == _SUFFIX:
+        if len(segment) > len(suffix) and segment.lower().endswith(suffix):
+            return segment[: -len(suffix)]
+        return None
+    if kind == _INT and not relaxed and not _is_digits(segment):
+        return None
+    return segment
+
+
+def _is_digits(segment: str) -> bool:
+    return len(segment) <= 18 and segment.isascii() and segment.isdigit()

@@ -1,0 +1,251 @@
+"""The table-driven connector: a route table plus a few settings make a connector.
+
+Every REST-style connector (github, openai, anthropic, stripe, slack, sendgrid) is an
+instance of :class:`RouteConnector`; only its data differs.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import JsonValue
+
+from agentfirewall.actions import ActionSpec, Risk
+from agentfirewall.connectors import build
+from agentfirewall.connectors.base import Connector, make_spec, request_method
+from agentfirewall.connectors.bodies import FormData, parse_form, parse_json, parse_json_prefix
+from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
+from agentfirewall.connectors.paths import split_path
+from agentfirewall.connectors.routes import Match, Route, RouteTable, Variant
+from agentfirewall.errors import ConnectorError
+
+__all__ = ["BuildAlias", "RouteConnector"]
+
+_INT_RE = re.compile(r"-?[0-9]{1,18}")
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_Fields = Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildAlias:
+    """Another name an action may be executed under (the seed's v1 SDK names).
+
+    `action` is the catalogue action it builds; `renames` maps the alias's parameter
+    names to the catalogue's; `base64` names parameters to base64-encode (UTF-8 text).
+    """
+
+    action: str
+    renames: Mapping[str, str] = field(default_factory=dict)
+    base64: tuple[str, ...] = ()
+
+
+def format_vars(template: str) -> tuple[str, ...]:
+    """Field names of a ``str.format`` template."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+class RouteConnector(Connector):
+    """A connector whose behaviour is its route table and settings."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str,
+        routes: tuple[Route, ...],
+        default_domains: tuple[str, ...] = (),
+        base_url: str | None = None,
+        body_format: Literal["json", "form", "auto"] = "json",
+        body_limit: int = 64 * 1024,
+        truncated: Literal["error", "partial"] = "partial",
+        accounts: tuple[str, ...] = (),
+        targets: tuple[str, ...] = (),
+        path_prefixes: tuple[str, ...] = (),
+        param_aliases: Mapping[str, tuple[str, ...]] | None = None,
+        build_aliases: Mapping[str, BuildAlias] | None = None,
+        build_headers: tuple[tuple[str, str], ...] = (),
+        auth_scheme: str = "Bearer",
+        auth_header_names: tuple[str, ...] = ("authorization",),
+        account_header: str | None = None,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.default_domains = default_domains
+        self.base_url = base_url
+        self.body_format = body_format
+        self.body_limit = body_limit
+        self.truncated = truncated
+        self.accounts = accounts
+        self.targets = targets
+        self.path_prefixes = tuple(split_path(p) for p in path_prefixes)
+        self.param_aliases = dict(param_aliases or {})
+        self.build_aliases = dict(build_aliases or {})
+        self.build_headers = build_headers
+        self.auth_scheme = auth_scheme
+        self.auth_header_names = auth_header_names
+        self.account_header = account_header
+        self.table = RouteTable(routes, connector=name)
+        self.by_action: dict[str, list[tuple[Route, Variant | None]]] = {}
+        for route in routes:
+            self.by_action.setdefault(route.action, []).append((route, None))
+            for variant in route.variants:
+                self.by_action.setdefault(variant.action, []).append((route, variant))
+        self.resource_vars = frozenset(
+            v for template in (*accounts, *targets) for v in format_vars(template)
+        )
+
+    # -- parsing ---------------------------------------------------------------------
+
+    def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
+        method = request_method(req, self.name)
+        segments = self._strip_prefix(split_path(req.path, connector=self.name), base_url)
+        match = self.table.match(method, segments)
+        if match is None:
+            return self.fallback(method, "/" + "/".join(segments))
+        return self._parsed(req, method, match)
+
+    def _strip_prefix(self, segments: tuple[str, ...], base_url: str | None) -> tuple[str, ...]:
+        prefixes = self.path_prefixes
+        if base_url:
+            prefixes = (build.base_segments(base_url, self.name), *prefixes)
+        lowered = tuple(s.lower() for s in segments[:4])
+        for prefix in prefixes:
+            if prefix and lowered[: len(prefix)] == tuple(p.lower() for p in prefix):
+                return segments[len(prefix) :]
+        return segments
+
+    def _parsed(self, req: HttpRequest, method: str, match: Match) -> ParsedAction:
+        route = match.route
+        values: dict[str, object] = dict(match.values)
+        params: dict[str, JsonValue] = {
+            k: v for k, v in match.values.items() if k not in self.resource_vars
+        }
+        hints: dict[str, JsonValue] = {"path_relaxed": True} if match.relaxed else {}
+        action, risk = route.action, route.risk
+        if route.reads_body:
+            body, truncated = self._body(req, method, route)
+            query = parse_form(req.query, connector=self.name) if req.query else {}
+            for field_spec in route.params:
+                name, value = self._field(field_spec, body, query)
+                if value is not None:
+                    params[name] = value
+            action, risk = self._variant(route, body, query)
+            if truncated:
+                hints["body_truncated"] = True
+        values.update(params)
+        spec = make_spec(
+            action,
+            provider=self.name,
+            account=self._resource(route.account, self.accounts, values, req),
+            target=self._resource(route.target, self.targets, values, None),
+            parameters=params,
+            risk_hints=hints,
+            connector=self.name,
+        )
+        return ParsedAction(spec, risk, self.name, route.path)
+
+    def _body(self, req: HttpRequest, method: str, route: Route) -> tuple[_Fields, bool]:
+        if method in _NO_BODY_METHODS or (not req.body and req.body_complete):
+            return {}, False
+        if not req.body_complete and (self.truncated == "error" or route.variants):
+            raise ConnectorError(
+                f"request body larger than {self.body_limit} bytes: cannot name the action",
+                connector=self.name,
+            )
+        ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
+        if ctype.startswith("multipart/"):
+            raise ConnectorError(f"cannot read a `{ctype}` body here", connector=self.name)
+        fmt = self.body_format
+        if fmt == "auto":
+            fmt = "json" if ctype == "application/json" or ctype.endswith("+json") else "form"
+        if fmt == "form":
+            return parse_form(req.body, complete=req.body_complete, connector=self.name), (
+                not req.body_complete
+            )
+        if not req.body_complete:
+            return parse_json_prefix(req.body, connector=self.name), True
+        data = parse_json(req.body, connector=self.name)
+        return (data if isinstance(data, dict) else {}), False
+
+    def _field(self, spec: str, body: _Fields, query: FormData) -> tuple[str, JsonValue]:
+        name, _, kind = spec.partition(":")
+        value = _single(name, body.get(name), self.name)
+        from_query = _single(name, query.get(name), self.name)
+        if value is None:
+            value = from_query
+        elif from_query is not None and from_query != value:
+            raise ConnectorError(f"conflicting `{name}` in query and body", connector=self.name)
+        if value is not None and kind == "int":
+            value = _as_int(name, value, self.name)
+        return name, value
+
+    def _variant(self, route: Route, body: _Fields, query: FormData) -> tuple[str, Risk]:
+        if not route.variants:
+            return route.action, route.risk
+        flat = {v.field: self._field(v.field, body, query)[1] for v in route.variants}
+        for variant in route.variants:
+            if variant.matches(flat):
+                return variant.action, variant.risk
+        return route.action, route.risk
+
+    def _resource(
+        self,
+        override: str | None,
+        templates: tuple[str, ...],
+        values: Mapping[str, object],
+        req: HttpRequest | None,
+    ) -> str | None:
+        if req is not None and self.account_header:
+            header = req.header(self.account_header)
+            if header:
+                return header.strip()
+        for template in (override,) if override is not None else templates:
+            names = format_vars(template)
+            if all(values.get(n) is not None for n in names):
+                return template.format_map(values)
+        return None
+
+    # -- building and listing --------------------------------------------------------
+
+    def build_request(self, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
+        return build.build_request(self, spec, base_url=base_url)
+
+    def actions(self) -> list[ActionInfo]:
+        rows = []
+        for route in self.table.routes:
+            for action, risk in route.actions():
+                what = route.description
+                if action != route.action:
+                    variant = next(v for v in route.variants if v.action == action)
+                    what = f"{what} ({_variant_text(variant)})"
+                rows.append(ActionInfo(action, route.method, route.path, risk, what))
+        return rows
+
+
+def _variant_text(variant: Variant) -> str:
+    if variant.values:
+        return f"body `{variant.field}` is `{variant.values[0]}`"
+    if variant.prefix:
+        return f"body `{variant.field}` starts with `{variant.prefix}`"
+    return f"body has `{variant.field}`"
+
+
+def _single(name: str, value: object, connector: str) -> JsonValue:
+    """A form field's one value (duplicates must agree), or a JSON value as it is."""
+    if isinstance(value, tuple):  # only forms and queries give tuples
+        if len(set(value)) > 1:
+            raise ConnectorError(f"duplicate `{name}` with different values", connector=connector)
+        return str(value[0])
+    return value  # type: ignore[return-value]
+
+
+def _as_int(name: str, value: JsonValue, connector: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _INT_RE.fullmatch(value):
+        return int(value)
+    raise ConnectorError(f"`{name}` is not an integer", connector=connector)

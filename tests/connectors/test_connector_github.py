@@ -1,0 +1,816 @@
+"""GitHub connector: one row per action, request -> action, parameters, risk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.connectors import ConnectorError, HttpRequest, get_connector
+
+GH = get_connector("github")
+API = "https://api.github.com"
+R = "/repos/acme/api"
+
+
+def req(method: str, path: str, body: object = None, host: str = API) -> HttpRequest:
+    data = b"" if body is None else json.dumps(body).encode()
+    return HttpRequest.from_url(method, host + path, body=data)
+
+
+# (method, path, body, action, risk, parameters)
+ROWS: list[tuple[str, str, object, str, str, dict[str, object]]] = [
+    ("GET", R + "/pulls?state=open", None, "github.pr.list", "low", {"state": "open"}),
+    (
+        "POST",
+        R + "/pulls",
+        {"title": "t", "head": "f", "base": "main", "body": "x"},
+        "github.pr.create",
+        "low",
+        {"title": "t", "head": "f", "base": "main"},
+    ),
+    ("GET", R + "/pulls/7", None, "github.pr.get", "low", {"pull_number": 7}),
+    (
+        "PATCH",
+        R + "/pulls/7",
+        {"title": "n"},
+        "github.pr.update",
+        "low",
+        {"pull_number": 7, "title": "n"},
+    ),
+    (
+        "PATCH",
+        R + "/pulls/7",
+        {"state": "closed"},
+        "github.pr.close",
+        "low",
+        {"pull_number": 7, "state": "closed"},
+    ),
+    (
+        "PUT",
+        R + "/pulls/42/merge",
+        {"merge_method": "squash"},
+        "github.pr.merge",
+        "medium",
+        {"pull_number": 42, "merge_method": "squash"},
+    ),
+    ("GET", R + "/pulls/42/merge", None, "github.pr_merge.get", "low", {"pull_number": 42}),
+    (
+        "PUT",
+        R + "/pulls/42/update-branch",
+        None,
+        "github.pr.update_branch",
+        "low",
+        {"pull_number": 42},
+    ),
+    ("GET", R + "/pulls/42/files", None, "github.pr_file.list", "low", {"pull_number": 42}),
+    ("GET", R + "/pulls/42/commits", None, "github.pr_commit.list", "low", {"pull_number": 42}),
+    ("GET", R + "/pulls/42/reviews", None, "github.review.list", "low", {"pull_number": 42}),
+    (
+        "POST",
+        R + "/pulls/42/reviews",
+        {"event": "APPROVE"},
+        "github.pr.review",
+        "low",
+        {"pull_number": 42, "event": "APPROVE"},
+    ),
+    (
+        "GET",
+        R + "/pulls/42/reviews/3",
+        None,
+        "github.review.get",
+        "low",
+        {"pull_number": 42, "review_id": 3},
+    ),
+    (
+        "POST",
+        R + "/pulls/42/requested_reviewers",
+        {"reviewers": ["bob"]},
+        "github.pr.request_review",
+        "low",
+        {"pull_number": 42, "reviewers": ["bob"]},
+    ),
+    (
+        "GET",
+        R + "/pulls/42/comments",
+        None,
+        "github.review_comment.list",
+        "low",
+        {"pull_number": 42},
+    ),
+    (
+        "POST",
+        R + "/pulls/42/comments",
+        {"path": "a.py", "commit_id": "c"},
+        "github.review_comment.create",
+        "low",
+        {"pull_number": 42, "path": "a.py", "commit_id": "c"},
+    ),
+    ("GET", R + "/issues", None, "github.issue.list", "low", {}),
+    (
+        "POST",
+        R + "/issues",
+        {"title": "bug", "labels": ["x"]},
+        "github.issue.create",
+        "low",
+        {"title": "bug", "labels": ["x"]},
+    ),
+    ("GET", R + "/issues/5", None, "github.issue.get", "low", {"issue_number": 5}),
+    (
+        "PATCH",
+        R + "/issues/5",
+        {"state": "open"},
+        "github.issue.update",
+        "low",
+        {"issue_number": 5, "state": "open"},
+    ),
+    (
+        "PATCH",
+        R + "/issues/5",
+        {"state": "closed"},
+        "github.issue.close",
+        "low",
+        {"issue_number": 5, "state": "closed"},
+    ),
+    ("GET", R + "/issues/5/comments", None, "github.comment.list", "low", {"issue_number": 5}),
+    (
+        "POST",
+        R + "/issues/5/comments",
+        {"body": "hi"},
+        "github.issue.comment",
+        "low",
+        {"issue_number": 5},
+    ),
+    ("GET", R + "/issues/comments/9", None, "github.comment.get", "low", {"comment_id": 9}),
+    (
+        "PATCH",
+        R + "/issues/comments/9",
+        {"body": "x"},
+        "github.comment.update",
+        "low",
+        {"comment_id": 9},
+    ),
+    (
+        "DELETE",
+        R + "/issues/comments/9",
+        None,
+        "github.comment.delete",
+        "medium",
+        {"comment_id": 9},
+    ),
+    (
+        "POST",
+        R + "/issues/5/labels",
+        {"labels": ["a"]},
+        "github.issue.label",
+        "low",
+        {"issue_number": 5, "labels": ["a"]},
+    ),
+    ("PUT", R + "/issues/5/lock", None, "github.issue.lock", "low", {"issue_number": 5}),
+    ("DELETE", R + "/issues/5/lock", None, "github.issue.unlock", "low", {"issue_number": 5}),
+    ("GET", R + "/branches", None, "github.branch.list", "low", {}),
+    ("GET", R + "/branches/feat/x", None, "github.branch.get", "low", {"branch": "feat/x"}),
+    (
+        "GET",
+        R + "/branches/main/protection",
+        None,
+        "github.branch_protection.get",
+        "low",
+        {"branch": "main"},
+    ),
+    (
+        "PUT",
+        R + "/branches/main/protection",
+        {},
+        "github.branch_protection.update",
+        "high",
+        {"branch": "main"},
+    ),
+    (
+        "DELETE",
+        R + "/branches/main/protection",
+        None,
+        "github.branch_protection.delete",
+        "high",
+        {"branch": "main"},
+    ),
+    (
+        "POST",
+        R + "/branches/old/rename",
+        {"new_name": "new"},
+        "github.branch.rename",
+        "medium",
+        {"branch": "old", "new_name": "new"},
+    ),
+    (
+        "POST",
+        R + "/merges",
+        {"base": "main", "head": "f"},
+        "github.branch.merge",
+        "medium",
+        {"base": "main", "head": "f"},
+    ),
+    (
+        "POST",
+        R + "/git/refs",
+        {"ref": "refs/heads/f", "sha": "s"},
+        "github.branch.create",
+        "low",
+        {"ref": "refs/heads/f", "sha": "s"},
+    ),
+    (
+        "POST",
+        R + "/git/refs",
+        {"ref": "refs/tags/v1", "sha": "s"},
+        "github.tag.create",
+        "low",
+        {"ref": "refs/tags/v1", "sha": "s"},
+    ),
+    ("GET", R + "/git/ref/heads/main", None, "github.ref.get", "low", {"ref": "heads/main"}),
+    ("GET", R + "/git/refs/heads/main", None, "github.ref.get", "low", {"ref": "heads/main"}),
+    ("GET", R + "/git/matching-refs/heads/f", None, "github.ref.list", "low", {"ref": "heads/f"}),
+    (
+        "PATCH",
+        R + "/git/refs/heads/main",
+        {"sha": "s", "force": True},
+        "github.ref.update",
+        "medium",
+        {"ref": "heads/main", "sha": "s", "force": True},
+    ),
+    (
+        "DELETE",
+        R + "/git/refs/heads/feat/x",
+        None,
+        "github.branch.delete",
+        "high",
+        {"ref": "heads/feat/x"},
+    ),
+    ("DELETE", R + "/git/refs/tags/v1.0", None, "github.tag.delete", "high", {"tag": "v1.0"}),
+    ("GET", R + "/tags", None, "github.tag.list", "low", {}),
+    ("GET", R + "/commits?sha=main", None, "github.commit.list", "low", {"sha": "main"}),
+    ("GET", R + "/commits/abc", None, "github.commit.get", "low", {"ref": "abc"}),
+    ("GET", R + "/contents", None, "github.file.list", "low", {}),
+    (
+        "GET",
+        R + "/contents/docs/a%20b.md?ref=dev",
+        None,
+        "github.file.get",
+        "low",
+        {"path": "docs/a b.md", "ref": "dev"},
+    ),
+    (
+        "PUT",
+        R + "/contents/a.txt",
+        {"message": "m", "content": "aGk="},
+        "github.file.create",
+        "low",
+        {"path": "a.txt", "message": "m"},
+    ),
+    (
+        "PUT",
+        R + "/contents/a.txt",
+        {"message": "m", "content": "aGk=", "sha": "s"},
+        "github.file.update",
+        "low",
+        {"path": "a.txt", "message": "m", "sha": "s"},
+    ),
+    (
+        "DELETE",
+        R + "/contents/a.txt",
+        {"message": "m", "sha": "s"},
+        "github.file.delete",
+        "medium",
+        {"path": "a.txt", "message": "m", "sha": "s"},
+    ),
+    ("GET", R + "/readme", None, "github.readme.get", "low", {}),
+    ("GET", R + "/releases", None, "github.release.list", "low", {}),
+    (
+        "POST",
+        R + "/releases",
+        {"tag_name": "v1", "draft": False},
+        "github.release.create",
+        "medium",
+        {"tag_name": "v1", "draft": False},
+    ),
+    ("GET", R + "/releases/latest", None, "github.release.get", "low", {}),
+    ("GET", R + "/releases/tags/v1", None, "github.release.get", "low", {"tag": "v1"}),
+    ("GET", R + "/releases/3", None, "github.release.get", "low", {"release_id": 3}),
+    (
+        "PATCH",
+        R + "/releases/3",
+        {"draft": True},
+        "github.release.update",
+        "medium",
+        {"release_id": 3, "draft": True},
+    ),
+    ("DELETE", R + "/releases/3", None, "github.release.delete", "high", {"release_id": 3}),
+    ("GET", R, None, "github.repo.get", "low", {}),
+    ("PATCH", R, {"description": "d"}, "github.repo.update", "low", {}),
+    (
+        "PATCH",
+        R,
+        {"visibility": "public"},
+        "github.repo.make_public",
+        "high",
+        {"visibility": "public"},
+    ),
+    ("PATCH", R, {"private": False}, "github.repo.make_public", "high", {"private": False}),
+    ("PATCH", R, {"archived": True}, "github.repo.archive", "medium", {"archived": True}),
+    ("DELETE", R, None, "github.repo.delete", "high", {}),
+    ("POST", "/user/repos", {"name": "n"}, "github.repo.create", "medium", {"name": "n"}),
+    ("POST", "/orgs/acme/repos", {"name": "n"}, "github.repo.create", "medium", {"name": "n"}),
+    ("GET", "/user/repos", None, "github.repo.list", "low", {}),
+    ("GET", "/orgs/acme/repos", None, "github.repo.list", "low", {}),
+    ("GET", "/users/bob/repos", None, "github.repo.list", "low", {"username": "bob"}),
+    ("POST", R + "/forks", None, "github.repo.fork", "low", {}),
+    (
+        "POST",
+        R + "/transfer",
+        {"new_owner": "x"},
+        "github.repo.transfer",
+        "high",
+        {"new_owner": "x"},
+    ),
+    (
+        "POST",
+        R + "/dispatches",
+        {"event_type": "e"},
+        "github.repo.dispatch",
+        "medium",
+        {"event_type": "e"},
+    ),
+    ("GET", R + "/collaborators", None, "github.collaborator.list", "low", {}),
+    (
+        "PUT",
+        R + "/collaborators/bob",
+        {"permission": "admin"},
+        "github.collaborator.add",
+        "high",
+        {"username": "bob", "permission": "admin"},
+    ),
+    (
+        "DELETE",
+        R + "/collaborators/bob",
+        None,
+        "github.collaborator.remove",
+        "high",
+        {"username": "bob"},
+    ),
+    ("GET", R + "/hooks", None, "github.webhook.list", "low", {}),
+    ("POST", R + "/hooks", {"config": {}}, "github.webhook.create", "high", {}),
+    ("DELETE", R + "/hooks/4", None, "github.webhook.delete", "high", {"hook_id": 4}),
+    ("GET", R + "/keys", None, "github.deploy_key.list", "low", {}),
+    (
+        "POST",
+        R + "/keys",
+        {"title": "k", "key": "ssh-rsa x"},
+        "github.deploy_key.create",
+        "high",
+        {"title": "k"},
+    ),
+    ("GET", R + "/actions/secrets", None, "github.secret.list", "low", {}),
+    (
+        "PUT",
+        R + "/actions/secrets/TOKEN",
+        {},
+        "github.secret.update",
+        "high",
+        {"secret_name": "TOKEN"},
+    ),
+    (
+        "DELETE",
+        R + "/actions/secrets/TOKEN",
+        None,
+        "github.secret.delete",
+        "high",
+        {"secret_name": "TOKEN"},
+    ),
+    ("GET", "/user/orgs", None, "github.org.list", "low", {}),
+    ("GET", "/orgs/acme", None, "github.org.get", "low", {}),
+    ("PATCH", "/orgs/acme", {}, "github.org.update", "medium", {}),
+    ("GET", "/orgs/acme/members", None, "github.member.list", "low", {}),
+    (
+        "PUT",
+        "/orgs/acme/memberships/bob",
+        {"role": "admin"},
+        "github.member.add",
+        "high",
+        {"username": "bob", "role": "admin"},
+    ),
+    (
+        "DELETE",
+        "/orgs/acme/memberships/bob",
+        None,
+        "github.member.remove",
+        "high",
+        {"username": "bob"},
+    ),
+    ("DELETE", "/orgs/acme/members/bob", None, "github.member.remove", "high", {"username": "bob"}),
+    ("GET", "/orgs/acme/teams", None, "github.team.list", "low", {}),
+    ("POST", "/orgs/acme/teams", {"name": "t"}, "github.team.create", "low", {"name": "t"}),
+    ("GET", "/orgs/acme/teams/core", None, "github.team.get", "low", {"team_slug": "core"}),
+    (
+        "PATCH",
+        "/orgs/acme/teams/core",
+        {"privacy": "secret"},
+        "github.team.update",
+        "low",
+        {"team_slug": "core", "privacy": "secret"},
+    ),
+    ("DELETE", "/orgs/acme/teams/core", None, "github.team.delete", "high", {"team_slug": "core"}),
+    (
+        "PUT",
+        "/orgs/acme/teams/core/memberships/bob",
+        None,
+        "github.team.add_member",
+        "medium",
+        {"team_slug": "core", "username": "bob"},
+    ),
+    (
+        "DELETE",
+        "/orgs/acme/teams/core/memberships/bob",
+        None,
+        "github.team.remove_member",
+        "medium",
+        {"team_slug": "core", "username": "bob"},
+    ),
+    (
+        "PUT",
+        "/orgs/acme/teams/core/repos/acme/api",
+        {"permission": "push"},
+        "github.team.add_repo",
+        "medium",
+        {"team_slug": "core", "permission": "push"},
+    ),
+    ("GET", "/user", None, "github.user.get", "low", {}),
+    ("GET", "/users/bob", None, "github.user.get", "low", {"username": "bob"}),
+    ("GET", "/search/code?q=x", None, "github.search.list", "low", {"kind": "code", "q": "x"}),
+    ("GET", R + "/actions/workflows", None, "github.workflow.list", "low", {}),
+    (
+        "GET",
+        R + "/actions/workflows/ci.yml",
+        None,
+        "github.workflow.get",
+        "low",
+        {"workflow_id": "ci.yml"},
+    ),
+    (
+        "POST",
+        R + "/actions/workflows/ci.yml/dispatches",
+        {"ref": "main"},
+        "github.workflow.dispatch",
+        "medium",
+        {"workflow_id": "ci.yml", "ref": "main"},
+    ),
+    (
+        "PUT",
+        R + "/actions/workflows/ci.yml/enable",
+        None,
+        "github.workflow.enable",
+        "low",
+        {"workflow_id": "ci.yml"},
+    ),
+    (
+        "PUT",
+        R + "/actions/workflows/ci.yml/disable",
+        None,
+        "github.workflow.disable",
+        "medium",
+        {"workflow_id": "ci.yml"},
+    ),
+    (
+        "GET",
+        R + "/actions/runs?status=failure",
+        None,
+        "github.run.list",
+        "low",
+        {"status": "failure"},
+    ),
+    ("GET", R + "/actions/runs/8", None, "github.run.get", "low", {"run_id": 8}),
+    ("POST", R + "/actions/runs/8/rerun", None, "github.run.rerun", "low", {"run_id": 8}),
+    ("POST", R + "/actions/runs/8/cancel", None, "github.run.cancel", "low", {"run_id": 8}),
+    ("DELETE", R + "/actions/runs/8", None, "github.run.delete", "medium", {"run_id": 8}),
+    ("GET", R + "/actions/runs/8/logs", None, "github.run_log.get", "low", {"run_id": 8}),
+    ("GET", R + "/actions/artifacts", None, "github.artifact.list", "low", {}),
+]
+
+GIT_ROWS = [
+    ("GET", "/acme/api.git/info/refs?service=git-upload-pack", "github.repo.fetch", "low"),
+    ("GET", "/acme/api.git/info/refs?service=git-receive-pack", "github.repo.push", "high"),
+    ("POST", "/acme/api.git/git-upload-pack", "github.repo.fetch", "low"),
+    ("POST", "/acme/api.git/git-receive-pack", "github.repo.push", "high"),
+    ("GET", "/acme/api/info/refs?service=git-upload-pack", "github.repo.fetch", "low"),
+    ("GET", "/acme/api/info/refs?service=git-receive-pack", "github.repo.push", "high"),
+    ("POST", "/acme/api/git-upload-pack", "github.repo.fetch", "low"),
+    ("POST", "/acme/api/git-receive-pack", "github.repo.push", "high"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "action", "risk", "params"), ROWS)
+def test_github_row(
+    method: str, path: str, body: object, action: str, risk: str, params: dict[str, object]
+) -> None:
+    parsed = GH.parse(req(method, path, body))
+    assert parsed.action_type == action
+    assert parsed.risk == risk
+    assert parsed.spec.parameters == params
+    assert parsed.spec.resource.provider == "github"
+    assert parsed.spec.risk_hints == {}
+    # what the connector builds without validation is a valid spec
+    assert ActionSpec.model_validate(parsed.spec.to_dict()) == parsed.spec
+
+
+def test_every_github_action_has_a_row() -> None:
+    named = {row[3] for row in ROWS} | {row[2] for row in GIT_ROWS}
+    assert named == {info.type for info in GH.actions()}
+    assert len(named) >= 40
+
+
+def test_resource_account_and_target_from_path() -> None:
+    spec = GH.parse(req("PUT", R + "/pulls/42/merge")).spec
+    assert spec.to_dict()["resource"] == {
+        "provider": "github",
+        "account": "acme",
+        "target": "acme/api",
+    }
+    org = GH.parse(req("POST", "/orgs/acme/teams", {"name": "t"})).spec
+    assert (org.resource.account, org.resource.target) == ("acme", "acme")
+
+
+@pytest.mark.parametrize(("method", "path", "action", "risk"), GIT_ROWS)
+def test_git_smart_http(method: str, path: str, action: str, risk: str) -> None:
+    parsed = GH.parse(req(method, path, host="https://github.com"))
+    assert (parsed.action_type, parsed.risk) == (action, risk)
+    assert parsed.spec.resource.target == "acme/api"
+
+
+def test_push_discovery_and_push_share_one_action_hash() -> None:
+    discovery = GH.parse(req("GET", "/acme/api.git/info/refs?service=git-receive-pack"))
+    push = GH.parse(req("POST", "/acme/api.git/git-receive-pack"))
+    assert discovery.spec.action_hash == push.spec.action_hash
+
+
+def test_enterprise_prefix_is_stripped() -> None:
+    parsed = GH.parse(req("PUT", "/api/v3/repos/a/b/pulls/1/merge", host="https://ghe.example.com"))
+    assert parsed.action_type == "github.pr.merge"
+    custom = GH.parse(
+        req("DELETE", "/gh/api/repos/a/b", host="https://ghe.example.com"),
+        base_url="https://ghe.example.com/gh/api",
+    )
+    assert custom.action_type == "github.repo.delete"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "action", "risk"),
+    [
+        ("GET", "/nope", "github.get", "low"),
+        ("HEAD", "/nope", "github.head", "low"),
+        ("OPTIONS", R, "github.options", "low"),
+        ("POST", "/nope", "github.post", "medium"),
+        ("PUT", R + "/pulls/1/other", "github.put", "medium"),
+        ("DELETE", "/gists/1", "github.delete", "high"),
+        ("PROPFIND", "/x", "github.propfind", "medium"),
+    ],
+)
+def test_fallback(method: str, path: str, action: str, risk: str) -> None:
+    parsed = GH.parse(req(method, path))
+    assert (parsed.action_type, parsed.risk, parsed.route) == (action, risk, "fallback")
+
+
+def test_head_reads_like_get() -> None:
+    assert GH.parse(req("HEAD", R + "/pulls/1")).action_type == "github.pr.get"
+
+
+def test_truncated_body_cannot_hide_a_close() -> None:
+    prefix = b'{"title": "x", "state": "op'
+    truncated = HttpRequest.from_url(
+        "PATCH", API + R + "/pulls/1", body=prefix, body_complete=False
+    )
+    with pytest.raises(ConnectorError, match="larger than"):
+        GH.parse(truncated)
+
+
+def test_truncated_body_without_variants_keeps_whole_members() -> None:
+    prefix = b'{"title": "t", "head": "f", "body": "long text that goes o'
+    parsed = GH.parse(
+        HttpRequest.from_url("POST", API + R + "/pulls", body=prefix, body_complete=False)
+    )
+    assert parsed.action_type == "github.pr.create"
+    assert parsed.spec.parameters == {"title": "t", "head": "f"}
+    assert parsed.spec.risk_hints == {"body_truncated": True}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b'{"state": NaN}', b"\xef\xbb\xbf{}", b'{"a": 1e999}', b"[" * 100_000, b"\xff"],
+)
+def test_bad_json_is_a_connector_error(body: bytes) -> None:
+    with pytest.raises(ConnectorError, match="invalid JSON"):
+        GH.parse(HttpRequest.from_url("PATCH", API + R + "/pulls/1", body=body))
+
+
+def test_duplicate_json_key_takes_the_last_like_upstream_parsers() -> None:
+    body = b'{"state": "open", "state": "closed"}'
+    parsed = GH.parse(HttpRequest.from_url("PATCH", API + R + "/pulls/1", body=body))
+    assert parsed.action_type == "github.pr.close"
+
+
+def test_credential_header() -> None:
+    assert GH.auth_headers("ghp_x") == [("Authorization", "token ghp_x")]
+    assert GH.auth_header_names == ("authorization",)
+    with pytest.raises(ConnectorError):
+        GH.auth_headers("a\r\nX-Evil: 1")
+
+
+def build(data: dict[str, object], base_url: str | None = None) -> HttpRequest:
+    return GH.build_request(parse_action_spec(data), base_url=base_url)
+
+
+def test_build_seed_merge_example() -> None:
+    built = build(
+        {
+            "type": "github.pr.merge",
+            "resource": {"provider": "github", "account": "acme", "target": "acme/api"},
+            "parameters": {"pull_number": 42},
+        }
+    )
+    assert (built.method, built.url, built.body) == (
+        "PUT",
+        "https://api.github.com/repos/acme/api/pulls/42/merge",
+        b"",
+    )
+    assert ("Accept", "application/vnd.github+json") in built.headers
+
+
+@pytest.mark.parametrize(
+    ("data", "method", "url", "body"),
+    [
+        (
+            {
+                "type": "github.pr.close",
+                "resource": {"target": "a/b"},
+                "parameters": {"pr_number": 3},
+            },
+            "PATCH",
+            "/repos/a/b/pulls/3",
+            {"state": "closed"},
+        ),
+        (
+            {
+                "type": "github.pr.comment",
+                "resource": {"target": "a/b"},
+                "parameters": {"pr_number": 3, "body": "hi"},
+            },
+            "POST",
+            "/repos/a/b/issues/3/comments",
+            {"body": "hi"},
+        ),
+        (
+            {
+                "type": "github.issue.comment",
+                "resource": {"target": "a/b"},
+                "parameters": {"issue_number": 4, "body": "hi"},
+            },
+            "POST",
+            "/repos/a/b/issues/4/comments",
+            {"body": "hi"},
+        ),
+        (
+            {
+                "type": "github.issue.close",
+                "resource": {"target": "a/b"},
+                "parameters": {"issue_number": 4},
+            },
+            "PATCH",
+            "/repos/a/b/issues/4",
+            {"state": "closed"},
+        ),
+        (
+            {
+                "type": "github.branch.create",
+                "resource": {"target": "a/b"},
+                "parameters": {"branch_name": "f", "sha": "s"},
+            },
+            "POST",
+            "/repos/a/b/git/refs",
+            {"ref": "refs/heads/f", "sha": "s"},
+        ),
+        (
+            {
+                "type": "github.branch.delete",
+                "resource": {"target": "a/b"},
+                "parameters": {"branch_name": "feat/x"},
+            },
+            "DELETE",
+            "/repos/a/b/git/refs/heads/feat/x",
+            None,
+        ),
+        (
+            {
+                "type": "github.file.commit",
+                "resource": {"target": "a/b"},
+                "parameters": {"path": "d/x y.md", "content": "hi", "message": "m"},
+            },
+            "PUT",
+            "/repos/a/b/contents/d/x%20y.md",
+            {"content": "aGk=", "message": "m"},
+        ),
+        (
+            {
+                "type": "github.release.create",
+                "resource": {"target": "a/b"},
+                "parameters": {"tag_name": "v1"},
+            },
+            "POST",
+            "/repos/a/b/releases",
+            {"tag_name": "v1"},
+        ),
+        (
+            {
+                "type": "github.team.create",
+                "resource": {"account": "acme"},
+                "parameters": {"name": "t"},
+            },
+            "POST",
+            "/orgs/acme/teams",
+            {"name": "t"},
+        ),
+        (
+            {
+                "type": "github.pr.list",
+                "resource": {"target": "a/b"},
+                "parameters": {"state": "open"},
+            },
+            "GET",
+            "/repos/a/b/pulls?state=open",
+            None,
+        ),
+    ],
+)
+def test_build(data: dict[str, object], method: str, url: str, body: object) -> None:
+    built = build(data)
+    assert built.method == method
+    assert built.url == "https://api.github.com" + url
+    assert (json.loads(built.body) if built.body else None) == body
+
+
+def test_build_enterprise_base_url() -> None:
+    built = build(
+        {"type": "github.pr.get", "resource": {"target": "a/b"}, "parameters": {"number": 1}},
+        base_url="https://ghe.example.com/api/v3",
+    )
+    assert built.url == "https://ghe.example.com/api/v3/repos/a/b/pulls/1"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"type": "github.pr.merge", "resource": {"target": "a/b"}},
+            "missing parameter `pull_number`",
+        ),
+        (
+            {
+                "type": "github.pr.update",
+                "resource": {"target": "a/b"},
+                "parameters": {"pull_number": 1, "state": "closed"},
+            },
+            "makes? this `github.pr.close`",
+        ),
+        (
+            {
+                "type": "github.file.create",
+                "resource": {"target": "a/b"},
+                "parameters": {"path": "x", "sha": "s"},
+            },
+            "`github.file.update`",
+        ),
+        ({"type": "github.repo.get", "resource": {"target": "../x"}}, "not a valid path part"),
+        ({"type": "github.nothing", "resource": {"target": "a/b"}}, "not an action"),
+        (
+            {
+                "type": "github.pr.get",
+                "resource": {"target": "a/b"},
+                "parameters": {"pull_number": "1/../2"},
+            },
+            "must be an integer",
+        ),
+    ],
+)
+def test_build_refuses(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConnectorError, match=message):
+        build(data)
+
+
+def test_build_then_parse_round_trips_every_row() -> None:
+    for method, path, body, action, _, _ in ROWS:
+        parsed = GH.parse(req(method, path, body))
+        if parsed.spec.resource.target is None and "{" in path:
+            continue
+        try:
+            built = GH.build_request(parsed.spec)
+        except ConnectorError as exc:
+            pytest.fail(f"{action}: {exc}")
+        again = GH.parse(built)
+        assert again.action_type == action, (method, path)
