@@ -39,7 +39,15 @@ from agentfirewall.policy.models import Policy
 from agentfirewall.policy.packs import load_pack
 from agentfirewall.policy.permissions import AccessRule, KillSwitch
 
-__all__ = ["CaseResult", "parse_access_rule", "run_case_file", "run_cases"]
+__all__ = [
+    "Case",
+    "CaseResult",
+    "load_cases",
+    "parse_access_rule",
+    "run_case",
+    "run_case_file",
+    "run_cases",
+]
 
 DEFAULT_NOW = "2026-01-05T12:00:00+00:00"  # a Monday, noon UTC
 _SHARED = ("policies", "packs", "access_rules", "kill_switches", "context")
@@ -53,6 +61,15 @@ class CaseResult:
     name: str
     passed: bool
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One case as written (shared settings merged in), with the file it came from."""
+
+    file: Path
+    name: str
+    data: dict[str, Any]
 
 
 def parse_access_rule(text: str) -> AccessRule:
@@ -179,30 +196,54 @@ def _cases(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield merged
 
 
-def run_case_file(path: str | Path) -> list[CaseResult]:
-    """Run every case of one YAML file."""
-    file = Path(path)
+def _read(file: Path) -> tuple[list[Case], CaseResult | None]:
     try:
         data = yaml.load(file.read_text(encoding="utf-8"), Loader=YamlLoader)  # noqa: S506
     except (OSError, yaml.YAMLError) as exc:
-        return [CaseResult(str(file), file.name, False, f"cannot read case file: {exc}")]
+        return [], CaseResult(str(file), file.name, False, f"cannot read case file: {exc}")
     if not isinstance(data, Mapping):
-        return [CaseResult(str(file), file.name, False, "a case file must be a mapping")]
-    return [_run_one(case, file.parent, str(file)) for case in _cases(data)]
+        return [], CaseResult(str(file), file.name, False, "a case file must be a mapping")
+    cases = [Case(file, str(c.get("name", "unnamed case")), c) for c in _cases(data)]
+    return cases, None
 
 
-def run_cases(path: str | Path) -> list[CaseResult]:
-    """Run one case file, or every ``*.yaml``/``*.yml`` under a directory (sorted).
-
-    Files under a directory whose name starts with ``_`` (e.g. ``_policies/``) are not
-    cases: keep the policies the cases refer to there.
-    """
-    root = Path(path)
+def _files(root: Path) -> list[Path]:
     if root.is_file():
-        return run_case_file(root)
-    files = sorted(
+        return [root]
+    return sorted(
         file
         for file in [*root.rglob("*.yaml"), *root.rglob("*.yml")]
         if not any(part.startswith("_") for part in file.relative_to(root).parts[:-1])
     )
-    return [result for file in files for result in run_case_file(file)]
+
+
+def load_cases(path: str | Path) -> list[Case]:
+    """Every case of a file, or of every ``*.yaml``/``*.yml`` under a directory (sorted).
+
+    Files under a directory whose name starts with ``_`` (e.g. ``_policies/``) are not
+    cases: keep the policies the cases refer to there. Raises ValueError for a case file
+    that cannot be read.
+    """
+    cases: list[Case] = []
+    for file in _files(Path(path)):
+        found, problem = _read(file)
+        if problem is not None:
+            raise ValueError(f"{problem.file}: {problem.message}")
+        cases.extend(found)
+    return cases
+
+
+def run_case(case: Case) -> CaseResult:
+    """Run one case."""
+    return _run_one(case.data, case.file.parent, str(case.file))
+
+
+def run_case_file(path: str | Path) -> list[CaseResult]:
+    """Run every case of one YAML file (an unreadable file is one failed result)."""
+    cases, problem = _read(Path(path))
+    return [problem] if problem is not None else [run_case(case) for case in cases]
+
+
+def run_cases(path: str | Path) -> list[CaseResult]:
+    """Run one case file, or every case file under a directory (see `load_cases`)."""
+    return [result for file in _files(Path(path)) for result in run_case_file(file)]

@@ -4,8 +4,10 @@ YAML is parsed with PyYAML's safe loader in two steps: ``compose`` keeps the lin
 every node, ``construct`` builds the data. A validation error's location (``rules.0.
 decision``) is then mapped back to the line it came from. The loader refuses what could
 hide a rule or blow up: duplicate keys, anchors and aliases, documents over 1 MiB. It
-also turns off YAML 1.1's surprises that would corrupt policy values: ``22:00`` stays
-a string (not the sexagesimal number 1320) and ``2024-01-01`` stays a string.
+also turns off YAML 1.1's surprises that would corrupt policy values, reading scalars
+the YAML 1.2 way: ``22:00`` stays a string (not the sexagesimal number 1320),
+``2024-01-01`` stays a string, and ``no``/``yes``/``on``/``off`` are strings (only
+``true``/``false`` are booleans: a rule named ``no`` or a country code ``NO`` survive).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_BOOL = "tag:yaml.org,2002:bool"
 Path_ = tuple[str | int, ...]
 
 
@@ -40,9 +43,12 @@ class YamlLoader(yaml.SafeLoader):
 
 
 YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP, _BOOL)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+YamlLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 YamlLoader.add_implicit_resolver(
     _INT,
     re.compile(

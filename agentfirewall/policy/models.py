@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -184,28 +185,26 @@ class Rule(_Frozen):
     approval: ApprovalSettings | None = None
 
 
-def _globs(values: tuple[str, ...], *, action: bool) -> tuple[str, ...]:
-    for value in values:
-        compile_glob(value, action=action)
-    return values
+def _action_glob(value: str) -> str:
+    compile_glob(value, action=True)
+    return value
+
+
+def _agent_glob(value: str) -> str:
+    compile_glob(value, action=False)
+    return value
+
+
+ActionGlob = Annotated[str, AfterValidator(_action_glob)]
+AgentGlob = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_agent_glob)]
 
 
 class Scope(_Frozen):
     """Which actions a policy looks at. Empty environments mean every environment."""
 
-    action_types: tuple[str, ...] = Field(("*",), min_length=1)
+    action_types: tuple[ActionGlob, ...] = Field(("*",), min_length=1)
     environments: tuple[_Name, ...] = ()
-    agents: tuple[_Name, ...] = Field(("*",), min_length=1)
-
-    @field_validator("action_types")
-    @classmethod
-    def _action_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _globs(value, action=True)
-
-    @field_validator("agents")
-    @classmethod
-    def _agent_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _globs(value, action=False)
+    agents: tuple[AgentGlob, ...] = Field(("*",), min_length=1)
 
 
 class Policy(_Frozen):
