@@ -66,6 +66,10 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module `agentfirewall` has no attribute `{name}`")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)
+
+
 __all__ = [
     "APIError",
     "ActionDenied",

@@ -24,7 +24,6 @@ from agentfirewall.client._retry import RetryPolicy
 from agentfirewall.client._sync import AgentFirewall, Guard
 
 __all__ = [
-    "DEFAULT_BASE_URL",
     "ActionResult",
     "ActionState",
     "AgentFirewall",
@@ -33,6 +32,7 @@ __all__ = [
     "Approved",
     "AsyncAgentFirewall",
     "AsyncGuard",
+    "DEFAULT_BASE_URL",
     "DryRunResult",
     "ExecutionResult",
     "ExplanationStep",

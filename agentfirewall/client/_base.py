@@ -23,7 +23,7 @@ from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.client._retry import RetryPolicy, transport_error
 from agentfirewall.client._wire import error_for_response
-from agentfirewall.errors import APIError, AuthenticationError, ServerError
+from agentfirewall.errors import APIError, AuthenticationError, ServerError, TokenError
 from agentfirewall.jwks import JWKSCache, jwks_url_for
 
 __all__ = ["DEFAULT_BASE_URL", "BaseClient", "Call", "build_spec"]
@@ -149,7 +149,13 @@ class BaseClient:
         )
 
     @staticmethod
-    def _execute_call(action_request_id: str, decision_token: str) -> Call:
+    def _execute_call(action_request_id: str, decision_token: str | None) -> Call:
+        if not decision_token:
+            raise TokenError(
+                f"no decision token for `{action_request_id}`: only an allowed or approved "
+                "action can be executed",
+                code="missing_token",
+            )
         return Call(
             "POST",
             f"/v1/actions/{_path_id(action_request_id)}/execute",

@@ -172,8 +172,13 @@ class AgentFirewall(BaseClient):
             if time.monotonic() - started < seconds / 2:  # a server that answers early
                 time.sleep(min(MIN_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
 
-    def execute(self, action_request_id: str, decision_token: str) -> ExecutionResult:
-        """Mode A: the server performs the allowed action with its vaulted credential."""
+    def execute(self, action_request_id: str, decision_token: str | None) -> ExecutionResult:
+        """Mode A: the server performs the allowed action with its vaulted credential.
+
+        `decision_token` is the allowed result's (or the approval's); ``None`` raises
+        TokenError without a request, so ``execute(r.action_request_id, r.decision_token)``
+        is safe to write.
+        """
         call = self._execute_call(action_request_id, decision_token)
         return parse_execution(decode_json(self._send(call)))
 
