@@ -8,7 +8,7 @@ add only the I/O, with matching method names.
 from __future__ import annotations
 
 from agentfirewall.client._async import AsyncAgentFirewall, AsyncGuard
-from agentfirewall.client._base import DEFAULT_BASE_URL, build_spec
+from agentfirewall.client._base import build_spec
 from agentfirewall.client._models import (
     ActionResult,
     ActionState,
@@ -32,7 +32,6 @@ __all__ = [
     "Approved",
     "AsyncAgentFirewall",
     "AsyncGuard",
-    "DEFAULT_BASE_URL",
     "DryRunResult",
     "ExecutionResult",
     "ExplanationStep",
