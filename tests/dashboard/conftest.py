@@ -107,6 +107,17 @@ class Dashboard:
         page.goto(f"{self.url}/dashboard{path}")
         wait_ready(page)
 
+    password = PASSWORD
+    phone = PHONE
+
+    @staticmethod
+    def wait_ready(page: Any) -> None:
+        wait_ready(page)
+
+    @staticmethod
+    def screenshot(page: Any, name: str) -> Path:
+        return screenshot(page, name)
+
     def api(self, method: str, path: str, json: Any = None) -> Any:
         response = self.admin.request(method, f"/api/v1{path}", json=json)
         assert response.status_code < 300, response.text
@@ -135,6 +146,12 @@ def _create_people(url: str, admin: httpx.Client, data_dir: Path) -> None:
             "/api/v1/users", json={"email": USERS[role], "password": PASSWORD, "role": role}
         )
         assert response.status_code < 300, response.text
+
+
+@pytest.fixture
+def shots() -> type[Dashboard]:
+    """The screenshot and readiness helpers, for tests without a `dash`."""
+    return Dashboard
 
 
 @pytest.fixture

@@ -6,18 +6,13 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from tests.dashboard.conftest import (
-    PASSWORD,
-    PHONE,
-    Dashboard,
-    screenshot,
-    wait_ready,
-)
+if TYPE_CHECKING:
+    from tests.dashboard.conftest import Dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -72,7 +67,9 @@ def _create_agent(dash: Dashboard, name: str) -> str:
     return key
 
 
-def test_first_run_setup_creates_the_owner_and_signs_in(live_server: Any, browser: Any) -> None:
+def test_first_run_setup_creates_the_owner_and_signs_in(
+    live_server: Any, browser: Any, shots: type[Dashboard]
+) -> None:
     token = (Path(live_server.data_dir) / "setup.token").read_text().strip()
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -80,13 +77,13 @@ def test_first_run_setup_creates_the_owner_and_signs_in(live_server: Any, browse
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
     page.goto(f"{live_server.url}/dashboard/setup?token={token}")
     assert "token=" not in page.url  # the one-time token leaves the address bar at once
-    screenshot(page, "setup-1280")
+    shots.screenshot(page, "setup-1280")
     page.get_by_label("Email").fill("first@example.com")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Repeat the password").fill(PASSWORD)
+    page.get_by_label("Password", exact=True).fill(shots.password)
+    page.get_by_label("Repeat the password").fill(shots.password)
     page.get_by_role("button", name="Create the owner account").click()
     page.wait_for_url(f"{live_server.url}/dashboard/overview")
-    wait_ready(page)
+    shots.wait_ready(page)
     assert "first@example.com · owner" in page.locator("#who").inner_text()
     cookie = next(c for c in context.cookies() if c["name"] == "tf_session")
     assert cookie["httpOnly"] is True
@@ -100,15 +97,15 @@ def test_sign_in_rejects_a_wrong_password_then_signs_in_and_out(dash: Dashboard)
     page = watched.page
     page.goto(f"{dash.url}/dashboard/approvals")
     page.wait_for_url(re.compile(r".*/dashboard/login\?next=.*approvals"))
-    screenshot(page, "login-1280")
+    dash.screenshot(page, "login-1280")
     page.get_by_label("Email").fill("owner@example.com")
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Wrong email or password.").wait_for()
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(dash.password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{dash.url}/dashboard/approvals")  # back where the user was going
-    wait_ready(page)
+    dash.wait_ready(page)
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{dash.url}/dashboard/login")
     assert not [c for c in page.context.cookies() if c["name"] == "tf_session" and c["value"]]
@@ -126,7 +123,7 @@ def test_register_an_agent_and_read_its_key_once(dash: Dashboard) -> None:
     assert re.fullmatch(r"aaf_live_[A-Za-z0-9]{32}", key)
     page.get_by_role("button", name="Copy").click()
     page.get_by_role("row", name=re.compile("DevOps Bot")).wait_for()
-    screenshot(page, "agents-1280")
+    dash.screenshot(page, "agents-1280")
     # The key is real: the agent can use it.
     answer = httpx.post(
         f"{dash.url}/api/v1/actions/dry-run",
@@ -136,7 +133,7 @@ def test_register_an_agent_and_read_its_key_once(dash: Dashboard) -> None:
     assert answer.status_code == 200, answer.text
     # Shown once: after a reload it is nowhere on the page.
     page.reload()
-    wait_ready(page)
+    dash.wait_ready(page)
     assert key not in page.content()
     assert key[:12] in page.content()  # only the prefix
     watched.assert_clean()
@@ -163,7 +160,7 @@ def test_approve_one_held_action_and_deny_another(dash: Dashboard) -> None:
     assert "12000" in params
     assert "sk_live_" not in params  # secrets masked
     assert re.search(r"\d+:\d\d", card.locator(".a-countdown").inner_text())
-    screenshot(page, "approvals-1280")
+    dash.screenshot(page, "approvals-1280")
 
     waited: dict[str, Any] = {}
     waiter = threading.Thread(
@@ -197,7 +194,7 @@ def test_viewer_sees_approvals_but_cannot_approve(dash: Dashboard) -> None:
     card.wait_for()
     assert card.get_by_role("button", name="Approve").count() == 0
     assert page.get_by_text("Your role is viewer").is_visible()
-    screenshot(page, "approvals-viewer-1280")
+    dash.screenshot(page, "approvals-viewer-1280")
     # The server refuses too, even with a valid session and CSRF token.
     answer = page.evaluate(
         """async (id) => {
@@ -241,7 +238,7 @@ def test_policy_editor_shows_a_validation_error_then_saves_a_valid_policy(dash: 
     validation = page.locator("#validation")
     validation.get_by_text("Not valid").wait_for()
     assert editor.get_attribute("aria-invalid") == "true"
-    screenshot(page, "policies-invalid-1280")
+    dash.screenshot(page, "policies-invalid-1280")
     editor.fill(HOLD_POLICY)
     validation.get_by_text("Valid policy").wait_for()
     page.get_by_role("button", name="Save").click()
@@ -255,7 +252,7 @@ def test_policy_editor_shows_a_validation_error_then_saves_a_valid_policy(dash: 
     page.locator("#diff .diff-del", has_text="risk_score: 80").wait_for()
     page.get_by_role("button", name="Disable hold-transfers").click()
     page.get_by_role("button", name="Enable hold-transfers").wait_for()
-    screenshot(page, "policies-1280")
+    dash.screenshot(page, "policies-1280")
     watched.assert_clean()
 
 
@@ -274,7 +271,7 @@ def test_sandbox_explains_a_decision(dash: Dashboard) -> None:
     steps = page.locator("#sb-steps li")
     assert steps.count() >= 3
     assert "policies" in [steps.nth(i).get_attribute("data-step") for i in range(steps.count())]
-    screenshot(page, "sandbox-1280")
+    dash.screenshot(page, "sandbox-1280")
     # Nothing was recorded: no approval is pending.
     assert dash.api("GET", "/approvals?status=pending")["approvals"] == []
     watched.assert_clean()
@@ -291,7 +288,7 @@ def test_kill_switch_activates_and_deactivates(dash: Dashboard) -> None:
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
     page.locator("#kill-table").get_by_text("incident 42").wait_for()
     page.locator("#kill-indicator").wait_for()
-    screenshot(page, "settings-kill-switch-1280")
+    dash.screenshot(page, "settings-kill-switch-1280")
     answer = httpx.post(
         f"{dash.url}/api/v1/actions",
         json={"action_spec": {"type": "email.send", "resource": {"provider": "mail"}}},
@@ -316,7 +313,7 @@ def test_an_agent_named_script_renders_as_text(dash: Dashboard) -> None:
         dash.goto(page, path)
         assert page.get_by_role("link", name=name).first.is_visible()
     page.get_by_role("link", name=name).first.click()
-    wait_ready(page)
+    dash.wait_ready(page)
     assert page.locator("#agent-h").inner_text() == name
     assert page.locator("body").get_attribute("data-agent") == name
     watched.assert_clean()  # no dialog opened, no error
@@ -352,20 +349,22 @@ def _populate(dash: Dashboard) -> str:
 
 def test_every_page_loads_without_console_errors_on_desktop_and_phone(dash: Dashboard) -> None:
     _populate(dash)
-    shots: list[Path] = []
-    for label, viewport in (("1280", None), ("phone", PHONE)):
+    paths: list[Path] = []
+    for label, viewport in (("1280", None), ("phone", dash.phone)):
         watched = dash.open(viewport=viewport)
         page = watched.page
         for name in PAGES:
             dash.goto(page, f"/{name}")
             if name == "audit":
                 page.locator("#verify-result", has_text="Chain intact").wait_for()
-            shots.append(screenshot(page, f"{name}-{label}"))
+            paths.append(dash.screenshot(page, f"{name}-{label}"))
         dash.goto(page, "/agents/DevOps%20Bot")
         page.get_by_role("cell", name="github.*.get").wait_for()
-        shots.append(screenshot(page, f"agent-{label}"))
+        paths.append(dash.screenshot(page, f"agent-{label}"))
         watched.assert_clean()
-        if viewport is PHONE:
+        if viewport is dash.phone:
             width = page.evaluate("document.documentElement.scrollWidth")
-            assert width <= PHONE["width"], f"the page scrolls sideways at phone width: {width}"
-    assert all(path.stat().st_size > 0 for path in shots)
+            assert width <= dash.phone["width"], (
+                f"the page scrolls sideways at phone width: {width}"
+            )
+    assert all(path.stat().st_size > 0 for path in paths)

@@ -1,0 +1,139 @@
+"""The dashboard's JavaScript helpers, run in chromium: secret masking, the diff, the chart."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+import agentfirewall_server.dashboard as dashboard
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def shell_url() -> Iterator[str]:
+    """Only the dashboard's own routes, served by uvicorn on an ephemeral port."""
+    app = Starlette(routes=[Mount("/dashboard", routes=dashboard.routes())])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}/dashboard"
+    server.should_exit = True
+    thread.join(5)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, shell_url: str) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{shell_url}/login")
+    yield page
+    context.close()
+
+
+def _run(page: Any, module: str, body: str, arg: Any = None) -> Any:
+    script = f"async (arg) => {{ const m = await import('/dashboard/static/js/{module}'); {body} }}"
+    return page.evaluate(script, arg)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "masked"),
+    [
+        ("api_token", "x", True),
+        ("Authorization", "Basic abc", True),
+        ("password", 1234, True),
+        ("note", "Bearer abc.def", True),
+        ("note", "sk_live_abcdefghijkl", True),
+        ("note", "ghp_0123456789abcdef", True),
+        ("note", "xoxb-1-2-3", True),
+        ("note", "aaf_live_0123456789abcdef0123456789abcdef", True),
+        ("amount", 12000, False),
+        ("branch", "main", False),
+        ("title", "fix the token refresh bug", False),
+    ],
+)
+def test_secrets_are_masked(page: Any, key: str, value: object, masked: bool) -> None:
+    out = _run(
+        page,
+        "secrets.js",
+        "return m.maskSecrets({outer: {[arg.k]: arg.v}});",
+        {"k": key, "v": value},
+    )
+    assert (out["outer"][key] == "••••••") is masked
+
+
+def test_secrets_are_masked_inside_lists(page: Any) -> None:
+    out = _run(
+        page, "secrets.js", "return m.maskSecrets({headers: [{token: 'a'}, 'sk-abcdefghijkl']});"
+    )
+    assert out == {"headers": [{"token": "••••••"}, "••••••"]}
+
+
+def test_line_diff(page: Any) -> None:
+    ops = _run(page, "diff.js", "return m.diffLines('a\\nb\\nc', 'a\\nB\\nc\\nd');")
+    assert [(o["op"], o["line"]) for o in ops] == [
+        (" ", "a"),
+        ("-", "b"),
+        ("+", "B"),
+        (" ", "c"),
+        ("+", "d"),
+    ]
+
+
+def test_chart_buckets_by_hour_and_decision(page: Any) -> None:
+    now = "2026-11-25T10:30:00Z"
+    records = [
+        {"created_at": "2026-11-25T10:05:00Z", "decision": "allow"},
+        {"created_at": "2026-11-25T10:10:00Z", "decision": "deny"},
+        {"created_at": "2026-11-25T09:59:00Z", "decision": "require_approval"},
+        {"created_at": "2026-11-24T08:00:00Z", "decision": "allow"},  # older than 24 h
+    ]
+    buckets = _run(
+        page,
+        "chart.js",
+        "return m.bucketByHour(arg.records, Date.parse(arg.now));",
+        {"records": records, "now": now},
+    )
+    assert len(buckets) == 24
+    assert (buckets[-1]["allow"], buckets[-1]["deny"]) == (1, 1)
+    assert buckets[-2]["require_approval"] == 1
+    assert sum(b["allow"] + b["deny"] + b["require_approval"] for b in buckets) == 3
+
+
+def test_chart_draws_one_bar_per_non_empty_series(page: Any) -> None:
+    count = _run(
+        page,
+        "chart.js",
+        """
+        const box = document.createElement('div');
+        const buckets = m.bucketByHour([{created_at: new Date().toISOString(), decision: 'allow'},
+                                        {created_at: new Date().toISOString(), decision: 'deny'}]);
+        m.drawChart(box, buckets);
+        return box.querySelectorAll('rect').length;""",
+    )
+    assert count == 2
+
+
+def test_text_helper_never_parses_html(page: Any) -> None:
+    html = _run(
+        page,
+        "dom.js",
+        "const n = m.el('td', {text: arg}); return [n.innerHTML, n.children.length];",
+        "<img src=x onerror=alert(1)>",
+    )
+    assert html == ["&lt;img src=x onerror=alert(1)&gt;", 0]
