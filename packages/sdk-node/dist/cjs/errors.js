@@ -1,0 +1,116 @@
+"use strict";
+/**
+ * Every error the SDK throws, under one root (the same tree as the Python SDK):
+ *
+ * ```
+ * AgentFirewallError
+ * ├── ActionSpecError           the action passed to requestAction/dryRun is malformed (caller's fault)
+ * ├── TokenError                execute() was called without a decision token
+ * └── APIError                  the server answered with an error (statusCode, code, body)
+ *     ├── AuthenticationError   401: missing, wrong, suspended or revoked key; code `invalid_token` on execute
+ *     ├── PermissionDeniedError 403: role too low (requiredRole, yourRole)
+ *     ├── NotFoundError         404
+ *     ├── ConflictError         409: code `token_used` (replayed token) or `not_allowed`
+ *     ├── ValidationError       400/413/422: the server's message says what is wrong (field)
+ *     ├── RateLimitError        429: retryAfter seconds
+ *     ├── ServerError           5xx, or an answer that is not what the API promises
+ *     └── TransportError        the server could not be reached
+ * ```
+ *
+ * Messages are lowercase, without a final period, user input in backticks. No error ever
+ * carries the API key or a request header.
+ */
+Object.defineProperty(exports, "__esModule", { value: true });
+exports.TransportError = exports.ServerError = exports.RateLimitError = exports.ValidationError = exports.ConflictError = exports.NotFoundError = exports.PermissionDeniedError = exports.AuthenticationError = exports.APIError = exports.TokenError = exports.ActionSpecError = exports.AgentFirewallError = void 0;
+/** Root of every error thrown by @agentfirewall/sdk. */
+class AgentFirewallError extends Error {
+    constructor(message, options) {
+        super(message, options);
+        this.name = new.target.name;
+    }
+}
+exports.AgentFirewallError = AgentFirewallError;
+/** The action passed to requestAction or dryRun is malformed; nothing was sent. */
+class ActionSpecError extends AgentFirewallError {
+    field;
+    constructor(message, field) {
+        super(message);
+        this.field = field;
+    }
+}
+exports.ActionSpecError = ActionSpecError;
+/** execute() needs the decision token of an allowed (or approved) action. */
+class TokenError extends AgentFirewallError {
+}
+exports.TokenError = TokenError;
+/** The server answered with an error status (or not at all, for TransportError). */
+class APIError extends AgentFirewallError {
+    /** HTTP status, 0 when no answer came (TransportError). */
+    statusCode;
+    /** The `error` code of the body, e.g. `unauthorized`, `token_used`, `rate_limited`. */
+    code;
+    /** The decoded answer body (JSON value or text). */
+    body;
+    constructor(message, details, options) {
+        super(message, options);
+        this.statusCode = details.statusCode;
+        this.code = details.code;
+        this.body = details.body;
+    }
+}
+exports.APIError = APIError;
+/** 401: the API key is missing, wrong, suspended or revoked, or a decision token is invalid. */
+class AuthenticationError extends APIError {
+}
+exports.AuthenticationError = AuthenticationError;
+/** 403: the caller's role is too low. */
+class PermissionDeniedError extends APIError {
+    requiredRole;
+    yourRole;
+    constructor(message, details) {
+        super(message, details);
+        this.requiredRole = details.requiredRole;
+        this.yourRole = details.yourRole;
+    }
+}
+exports.PermissionDeniedError = PermissionDeniedError;
+/** 404: no such action (an agent only sees its own actions). */
+class NotFoundError extends APIError {
+}
+exports.NotFoundError = NotFoundError;
+/** 409: e.g. a decision token already used (`token_used`) or an action not allowed. */
+class ConflictError extends APIError {
+}
+exports.ConflictError = ConflictError;
+/** 400/413/422: the request was refused as invalid; `field` names the culprit when known. */
+class ValidationError extends APIError {
+    field;
+    constructor(message, details) {
+        super(message, details);
+        this.field = details.field;
+    }
+}
+exports.ValidationError = ValidationError;
+/** 429: over the agent's rate limit; `retryAfter` is the server's wait in seconds. */
+class RateLimitError extends APIError {
+    retryAfter;
+    constructor(message, details) {
+        super(message, details);
+        this.retryAfter = details.retryAfter;
+    }
+}
+exports.RateLimitError = RateLimitError;
+/** 5xx, or a 2xx answer that does not match the API contract. */
+class ServerError extends APIError {
+}
+exports.ServerError = ServerError;
+/** The server could not be reached, or the connection failed before an answer. */
+class TransportError extends APIError {
+    /** True when the request certainly never reached the server (connection refused...). */
+    unsent;
+    constructor(message, options) {
+        super(message, { statusCode: 0 }, { cause: options.cause });
+        this.unsent = options.unsent;
+    }
+}
+exports.TransportError = TransportError;

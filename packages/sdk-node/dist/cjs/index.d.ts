@@ -1,0 +1,14 @@
+/**
+ * @agentfirewall/sdk — the Node.js SDK of TameFlare (agentfirewall).
+ *
+ * ```ts
+ * import { AgentFirewall } from "@agentfirewall/sdk";
+ * const TameFlare = new AgentFirewall({ apiKey: process.env.AAF_API_KEY });
+ * const result = await TameFlare.requestAction({ type: "github.pr.merge", parameters: { pull_number: 42 } });
+ * ```
+ */
+export { AgentFirewall, DEFAULT_BASE_URL, type AgentFirewallOptions } from "./client.js";
+export { APIError, ActionSpecError, AgentFirewallError, AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError, RateLimitError, ServerError, TokenError, TransportError, ValidationError, type APIErrorDetails, } from "./errors.js";
+export { ACTION_TYPE_PATTERN } from "./spec.js";
+export type * from "./types.js";
+export { VERSION } from "./version.js";

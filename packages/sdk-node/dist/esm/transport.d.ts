@@ -1,0 +1,41 @@
+/**
+ * The only I/O: one HTTP call through `fetch`, with a per-attempt timeout, error mapping
+ * and the retry loop of ./retry.ts. Never puts a header (the API key) in an error.
+ */
+import { TransportError } from "./errors.js";
+import { type RetryPolicy } from "./retry.js";
+import type { JsonValue } from "./types.js";
+/** One HTTP call, before any I/O; `replaySafe` governs retries (see ./retry.ts). */
+export interface Call {
+    method: "GET" | "POST";
+    path: string;
+    json?: {
+        [key: string]: JsonValue;
+    };
+    query?: Record<string, string>;
+    headers?: Record<string, string>;
+    replaySafe: boolean;
+    /** Extra seconds on top of the client timeout (long-polls). */
+    extraTimeoutSeconds?: number;
+}
+/** A 2xx answer, decoded. */
+export interface Answer {
+    status: number;
+    headers: Headers;
+    body: unknown;
+}
+export interface TransportOptions {
+    baseUrl: string;
+    headers: Record<string, string>;
+    timeoutSeconds: number;
+    retry: RetryPolicy;
+    fetch: typeof globalThis.fetch;
+}
+export declare class Transport {
+    #private;
+    constructor(options: TransportOptions);
+    /** Send `call`, retrying as the policy allows; resolve to a 2xx answer or throw. */
+    send(call: Call): Promise<Answer>;
+}
+/** Our TransportError for a fetch failure: names the server, never a header. */
+export declare function transportError(error: unknown, baseUrl: string): TransportError;

@@ -1,0 +1,6 @@
+/**
+ * The wire shapes of docs/api.md, as the seed's snippets read them: results keep the
+ * server's snake_case field names (`result.action_request_id`, `result.decision_token`,
+ * `result.decision.reason`); options the caller writes are camelCase.
+ */
+export {};

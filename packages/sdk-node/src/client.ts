@@ -1,0 +1,186 @@
+/**
+ * `AgentFirewall`: the agent's side of TameFlare's SDK mode (docs/sdk-node.md).
+ *
+ * Every method is the same three steps: check and build the call, send it through the
+ * Transport (retries included), parse the answer in ./wire.ts.
+ */
+
+import { randomUUID } from "node:crypto";
+
+import { AuthenticationError, TokenError } from "./errors.js";
+import type { RetryPolicy } from "./retry.js";
+import { buildActionSpec } from "./spec.js";
+import { Transport, type Call } from "./transport.js";
+import type {
+  ActionInput,
+  ActionResult,
+  ActionState,
+  ApprovedResult,
+  DryRunResult,
+  ExecutionResult,
+  RequestActionOptions,
+  WaitOptions,
+  WaitOutcome,
+} from "./types.js";
+import { VERSION } from "./version.js";
+import { parseActionResult, parseActionState, parseDryRun, parseExecution, parseWait } from "./wire.js";
+
+export const DEFAULT_BASE_URL = "http://localhost:3000/api";
+/** The server caps one long-poll at 60 s (docs/api.md). */
+const MAX_POLL_SECONDS = 60;
+/** Seconds to pause before polling again when a server answers a long-poll early. */
+const MIN_POLL_INTERVAL_SECONDS = 1;
+const DEFAULT_APPROVAL_TIMEOUT_SECONDS = 300;
+
+export interface AgentFirewallOptions {
+  /** The agent's key (`aaf_live_…` / `aaf_test_…`); default `process.env.AAF_API_KEY`. */
+  apiKey?: string | undefined;
+  /** The API root; default `process.env.AAF_BASE_URL`, else `http://localhost:3000/api`. */
+  baseUrl?: string | undefined;
+  /** Seconds one HTTP attempt may take (long-polls get their wait on top); default 30. */
+  timeoutSeconds?: number;
+  /** Retries after the first attempt (429, 502/503/504, connection errors); default 3. */
+  maxRetries?: number;
+  /** First backoff in seconds, doubled each retry up to 8; default 0.5. */
+  retryBackoffSeconds?: number;
+  /** A 429 asking to wait longer than this is thrown at once; default 60. */
+  maxRetryWaitSeconds?: number;
+  /** The fetch to use; default the global one (Node 18+). */
+  fetch?: typeof globalThis.fetch;
+}
+
+function pathId(actionRequestId: string): string {
+  return encodeURIComponent(actionRequestId);
+}
+
+function monotonicSeconds(): number {
+  return performance.now() / 1000;
+}
+
+function sleep(seconds: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, seconds) * 1000));
+}
+
+export class AgentFirewall {
+  /** The API root every path is appended to, without a trailing slash. */
+  readonly baseUrl: string;
+  readonly #transport: Transport;
+
+  constructor(options: AgentFirewallOptions = {}) {
+    const apiKey = options.apiKey || process.env["AAF_API_KEY"];
+    if (!apiKey) {
+      throw new AuthenticationError("no API key: pass `apiKey` or set AAF_API_KEY", { statusCode: 0 });
+    }
+    const baseUrl = options.baseUrl || process.env["AAF_BASE_URL"] || DEFAULT_BASE_URL;
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    const retry: RetryPolicy = {
+      maxRetries: options.maxRetries ?? 3,
+      backoffSeconds: options.retryBackoffSeconds ?? 0.5,
+      maxBackoffSeconds: 8,
+      maxWaitSeconds: options.maxRetryWaitSeconds ?? 60,
+    };
+    this.#transport = new Transport({
+      baseUrl: this.baseUrl,
+      headers: {
+        Authorization: `Bearer ${apiKey}`,
+        Accept: "application/json",
+        "User-Agent": `agentfirewall-node/${VERSION}`,
+      },
+      timeoutSeconds: options.timeoutSeconds ?? 30,
+      retry,
+      fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
+    });
+  }
+
+  /** Ask whether the agent may perform `action`; the answer says allowed, denied or pending_approval. */
+  async requestAction(action: ActionInput, options: RequestActionOptions = {}): Promise<ActionResult> {
+    const call: Call = {
+      method: "POST",
+      path: "/v1/actions",
+      json: { action_spec: buildActionSpec(action) },
+      headers: { "Idempotency-Key": options.idempotencyKey ?? randomUUID() },
+      replaySafe: true,
+    };
+    const answer = await this.#transport.send(call);
+    return parseActionResult(answer.body, answer.headers.get("Idempotent-Replayed") === "true");
+  }
+
+  /** Evaluate `action` and explain the decision; nothing is recorded. */
+  async dryRun(action: ActionInput): Promise<DryRunResult> {
+    const json = { action_spec: buildActionSpec(action) };
+    const answer = await this.#transport.send({ method: "POST", path: "/v1/actions/dry-run", json, replaySafe: true });
+    return parseDryRun(answer.body);
+  }
+
+  /** The current state of one of this agent's actions. */
+  async getAction(actionRequestId: string): Promise<ActionState> {
+    const path = `/v1/actions/${pathId(actionRequestId)}`;
+    const answer = await this.#transport.send({ method: "GET", path, replaySafe: true });
+    return parseActionState(answer.body);
+  }
+
+  /**
+   * Mode A: the server performs the allowed action with its vaulted credential.
+   * `decisionToken` is the allowed result's or the approval's; a missing token throws
+   * TokenError without a request. A used token is refused (ConflictError, code `token_used`).
+   */
+  async execute(actionRequestId: string, decisionToken: string | null | undefined): Promise<ExecutionResult> {
+    if (!decisionToken) {
+      throw new TokenError("no decision token: execute needs the token of an allowed or approved action");
+    }
+    const call: Call = {
+      method: "POST",
+      path: `/v1/actions/${pathId(actionRequestId)}/execute`,
+      json: { decision_token: decisionToken },
+      replaySafe: false,
+    };
+    return parseExecution((await this.#transport.send(call)).body);
+  }
+
+  /**
+   * Wait for a human to decide on a pending action. Resolves to an object with a fresh
+   * `decision_token` when approved, and to `null` when denied, expired or not decided
+   * within `timeoutSeconds` (default 300). `waitForDecision` tells which.
+   */
+  async waitForApproval(actionRequestId: string, options: WaitOptions = {}): Promise<ApprovedResult | null> {
+    const outcome = await this.waitForDecision(actionRequestId, options);
+    return outcome.approved ? outcome : null;
+  }
+
+  /** Like waitForApproval, but always resolves to an outcome saying why (`status`). */
+  async waitForDecision(actionRequestId: string, options: WaitOptions = {}): Promise<WaitOutcome> {
+    const timeout = options.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS;
+    const deadline = monotonicSeconds() + timeout;
+    for (;;) {
+      const remaining = deadline - monotonicSeconds();
+      const seconds = Math.max(0, Math.min(MAX_POLL_SECONDS, Math.floor(remaining)));
+      if (seconds === 0 && remaining > 0) await sleep(remaining); // the last fraction of a second
+      const started = monotonicSeconds();
+      const outcome = parseWait((await this.#transport.send(this.#waitCall(actionRequestId, seconds))).body);
+      if (outcome !== null) return outcome;
+      if (seconds === 0 || deadline - monotonicSeconds() <= 0) {
+        const reason = `no decision within ${timeout} seconds`;
+        return { approved: false, action_request_id: actionRequestId, status: "timeout", reason, decision: null };
+      }
+      if (monotonicSeconds() - started < seconds / 2) {
+        // a server (or proxy) that answers long-polls early: do not spin
+        await sleep(Math.min(MIN_POLL_INTERVAL_SECONDS, Math.max(0, deadline - monotonicSeconds())));
+      }
+    }
+  }
+
+  #waitCall(actionRequestId: string, seconds: number): Call {
+    return {
+      method: "GET",
+      path: `/v1/actions/${pathId(actionRequestId)}/wait`,
+      query: { timeout: String(seconds) },
+      replaySafe: true,
+      extraTimeoutSeconds: seconds,
+    };
+  }
+
+  /** Never shows the key. */
+  toString(): string {
+    return `AgentFirewall(baseUrl=${this.baseUrl})`;
+  }
+}

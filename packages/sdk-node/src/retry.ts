@@ -1,0 +1,65 @@
+/**
+ * Retry arithmetic: which failures are retried and how long to wait first. Pure functions;
+ * the same rules as the Python SDK (agentfirewall/client/_retry.py):
+ *
+ * - 429 is always retried (the server refused before doing anything), after the
+ *   `Retry-After` it asked for; a wait longer than `maxRetryWaitSeconds` is not worth it and
+ *   the RateLimitError is thrown at once.
+ * - A connection that never opened (refused, unknown host, connect timeout) is retried:
+ *   the request never reached the server.
+ * - 502/503/504, timeouts and dropped connections may have reached the server, so they are
+ *   retried only for calls safe to replay: reads, and `requestAction`, whose
+ *   `Idempotency-Key` the server de-duplicates on. `execute` is never replayed once it
+ *   may have been sent.
+ * - At most `maxRetries` retries; the backoff doubles from `backoffSeconds` up to
+ *   `maxBackoffSeconds`.
+ */
+
+import { RateLimitError, ServerError, TransportError } from "./errors.js";
+
+export interface RetryPolicy {
+  maxRetries: number;
+  backoffSeconds: number;
+  maxBackoffSeconds: number;
+  maxWaitSeconds: number;
+}
+
+const RETRY_STATUSES: ReadonlySet<number> = new Set([502, 503, 504]);
+
+/** Error codes of a connection that never opened (undici / Node's net). */
+const UNSENT_CODES: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+/** True when a fetch failure shows the request never left this process. */
+export function isUnsent(cause: unknown): boolean {
+  for (let error = cause, depth = 0; error instanceof Error && depth < 5; depth += 1) {
+    const code = (error as Error & { code?: unknown }).code;
+    if (typeof code === "string" && UNSENT_CODES.has(code)) return true;
+    error = error.cause;
+  }
+  return false;
+}
+
+/** Whether to try again after `error`. */
+export function shouldRetry(error: unknown, replaySafe: boolean, policy: RetryPolicy): boolean {
+  if (error instanceof RateLimitError) {
+    return error.retryAfter === undefined || error.retryAfter <= policy.maxWaitSeconds;
+  }
+  if (error instanceof TransportError) return replaySafe || error.unsent;
+  if (error instanceof ServerError) return replaySafe && RETRY_STATUSES.has(error.statusCode);
+  return false;
+}
+
+/** Seconds to sleep after failed attempt number `attempt` (1-based). */
+export function retryDelaySeconds(error: unknown, attempt: number, policy: RetryPolicy): number {
+  if (error instanceof RateLimitError && error.retryAfter !== undefined) {
+    return Math.min(error.retryAfter, policy.maxWaitSeconds);
+  }
+  return Math.min(policy.backoffSeconds * 2 ** (attempt - 1), policy.maxBackoffSeconds);
+}

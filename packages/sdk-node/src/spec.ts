@@ -1,0 +1,79 @@
+/**
+ * The caller's action as the wire's `action_spec`, checked before anything is sent:
+ * the same grammar as the Python core (`agentfirewall.actions`), so a typo fails fast
+ * with ActionSpecError instead of a round trip.
+ */
+
+import { ActionSpecError } from "./errors.js";
+import type { ActionInput, JsonObject, JsonValue } from "./types.js";
+
+/** Dotted lowercase `provider.resource.verb`: 2 to 8 segments (agentfirewall.actions). */
+export const ACTION_TYPE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}(?:\.[a-z0-9_-]{1,63}){1,7}$/;
+
+const RESOURCE_FIELDS = ["provider", "account", "target", "environment"] as const;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** JSON has no NaN, Infinity, undefined or functions: refuse them rather than lose them. */
+function checkJson(value: unknown, path: string): void {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return;
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new ActionSpecError(`\`${path}\`: numbers must be finite`, path);
+    return;
+  }
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => checkJson(item, `${path}[${i}]`));
+    return;
+  }
+  if (isPlainObject(value)) {
+    for (const [key, item] of Object.entries(value)) checkJson(item, `${path}.${key}`);
+    return;
+  }
+  throw new ActionSpecError(`\`${path}\`: not a JSON value (${typeof value})`, path);
+}
+
+function jsonObject(value: unknown, name: string): JsonObject {
+  if (value === undefined || value === null) return {};
+  if (!isPlainObject(value)) throw new ActionSpecError(`\`${name}\` must be an object`, name);
+  checkJson(value, name);
+  return value as JsonObject;
+}
+
+function resource(value: unknown): JsonObject {
+  if (value === undefined || value === null) return {};
+  if (!isPlainObject(value)) throw new ActionSpecError("`resource` must be an object", "resource");
+  const out: JsonObject = {};
+  for (const [key, item] of Object.entries(value)) {
+    if (!(RESOURCE_FIELDS as readonly string[]).includes(key)) {
+      const known = RESOURCE_FIELDS.join(", ");
+      throw new ActionSpecError(`unknown resource field \`${key}\`: expected one of ${known}`, `resource.${key}`);
+    }
+    if (item === undefined || item === null) continue;
+    if (typeof item !== "string") {
+      throw new ActionSpecError(`\`resource.${key}\` must be a string`, `resource.${key}`);
+    }
+    out[key] = item;
+  }
+  return out;
+}
+
+/** `{type, resource, parameters, risk_hints}` for the wire; throws ActionSpecError. */
+export function buildActionSpec(input: ActionInput): { [key: string]: JsonValue } {
+  if (!isPlainObject(input)) throw new ActionSpecError("the action must be an object with a `type`");
+  const type: unknown = input.type;
+  if (typeof type !== "string" || !ACTION_TYPE_PATTERN.test(type)) {
+    const shown = typeof type === "string" ? type : String(type);
+    throw new ActionSpecError(
+      `invalid action type \`${shown}\`: expected dotted lowercase like \`github.pr.merge\``,
+      "type",
+    );
+  }
+  return {
+    type,
+    resource: resource(input.resource),
+    parameters: jsonObject(input.parameters, "parameters"),
+    risk_hints: jsonObject(input.riskHints, "riskHints"),
+  };
+}
