@@ -1,0 +1,165 @@
+"""The child environment of `tf run` (pure parts of agentfirewall_proxy.runenv)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trustme
+
+from agentfirewall_proxy.runenv import (
+    CA_VARIABLES,
+    PLACEHOLDER_KEYS,
+    PROXY_VARIABLES,
+    RunSpec,
+    SupportFiles,
+    build_ca_bundle,
+    build_child_env,
+    proxy_url_for,
+    read_system_ca,
+    write_support_files,
+)
+
+FILES = SupportFiles(
+    ca_bundle=Path("/state/run/ca-bundle.pem"),
+    python_dir=Path("/state/run/python"),
+    node_preload=Path("/state/run/node/tf-preload.js"),
+)
+
+
+def spec(**overrides: object) -> RunSpec:
+    values: dict[str, object] = {
+        "proxy_url": "http://127.0.0.1:8443",
+        "agent_name": "DevOps Bot",
+        "agent_key": "aaf_live_" + "k" * 32,
+        "files": FILES,
+    }
+    values.update(overrides)
+    return RunSpec(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "name", "key", "expected"),
+    [
+        ("http://127.0.0.1:8443", "Bot", "aaf_x", "http://Bot:aaf_x@127.0.0.1:8443"),
+        ("http://127.0.0.1:8443/", "DevOps Bot", "k", "http://DevOps%20Bot:k@127.0.0.1:8443"),
+        ("http://localhost:1", "a:b@c/d", "k/+", "http://a%3Ab%40c%2Fd:k%2F%2B@localhost:1"),
+        ("http://[::1]:9", "Bot", "k", "http://Bot:k@[::1]:9"),
+    ],
+)
+def test_proxy_url_carries_the_agent_credential(
+    url: str, name: str, key: str, expected: str
+) -> None:
+    assert proxy_url_for(url, name, key) == expected
+
+
+def test_proxy_url_rejects_a_non_http_url() -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        proxy_url_for("socks5://127.0.0.1:1080", "Bot", "k")
+
+
+def test_child_env_routes_everything_through_the_gateway() -> None:
+    base = {
+        "PATH": "/usr/bin",
+        "NO_PROXY": "localhost",
+        "no_proxy": "*",
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "HTTP_PROXY": "http://corporate:3128",
+    }
+    env = build_child_env(base, spec())
+    expected_proxy = "http://DevOps%20Bot:aaf_live_" + "k" * 32 + "@127.0.0.1:8443"
+    assert {env[v] for v in PROXY_VARIABLES} == {expected_proxy}
+    assert {env[v] for v in CA_VARIABLES} == {str(FILES.ca_bundle)}
+    assert "NO_PROXY" not in env
+    assert "no_proxy" not in env
+    assert env["NODE_USE_ENV_PROXY"] == "1"
+    assert env["NODE_OPTIONS"] == f"--require {FILES.node_preload}"
+    assert env["PYTHONPATH"] == str(FILES.python_dir)
+    assert env["PATH"] == "/usr/bin"
+    assert base["HTTP_PROXY"] == "http://corporate:3128"  # the input is not mutated
+
+
+def test_child_env_removes_token_env_secrets_and_control_tokens() -> None:
+    base = {
+        "STRIPE_KEY": "sk_live_real",
+        "GITHUB_TOKEN": "ghp_real",
+        "OPENAI_API_KEY": "sk-real",
+        "TF_ADMIN_TOKEN": "tfa_" + "a" * 40,
+        "SETTINGS_ENCRYPTION_KEY": "secret",
+    }
+    env = build_child_env(base, spec(secret_env=("STRIPE_KEY", "GITHUB_TOKEN")))
+    assert "STRIPE_KEY" not in env
+    assert "TF_ADMIN_TOKEN" not in env
+    assert "SETTINGS_ENCRYPTION_KEY" not in env
+    for name, placeholder in PLACEHOLDER_KEYS.items():
+        assert env[name] == placeholder
+    assert not {"sk_live_real", "ghp_real", "sk-real", "secret"} & set(env.values())
+
+
+def test_child_env_keeps_existing_node_options_and_pythonpath() -> None:
+    base = {"NODE_OPTIONS": "--max-old-space-size=512", "PYTHONPATH": "/src"}
+    env = build_child_env(base, spec())
+    assert env["NODE_OPTIONS"] == f"--max-old-space-size=512 --require {FILES.node_preload}"
+    assert env["PYTHONPATH"] == os.pathsep.join([str(FILES.python_dir), "/src"])
+    again = build_child_env(env, spec())
+    assert again["NODE_OPTIONS"] == env["NODE_OPTIONS"]
+
+
+def test_node_preload_path_with_spaces_is_quoted() -> None:
+    files = SupportFiles(Path("/a b/ca.pem"), Path("/a b/py"), Path("/a b/tf-preload.js"))
+    env = build_child_env({}, spec(files=files))
+    assert env["NODE_OPTIONS"] == '--require "/a b/tf-preload.js"'
+
+
+def test_bundle_puts_the_gateway_ca_first_and_dedupes() -> None:
+    gateway = trustme.CA().cert_pem.bytes().decode()
+    system = [trustme.CA().cert_pem.bytes().decode() for _ in range(2)]
+    bundle = build_ca_bundle([system[0], system[1], system[0] + gateway], gateway)
+    assert bundle.startswith(gateway.strip())
+    assert bundle.count("BEGIN CERTIFICATE") == 3
+
+
+def test_bundle_needs_a_gateway_certificate() -> None:
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        build_ca_bundle([], "not a certificate")
+
+
+def test_system_ca_is_read_from_the_machine() -> None:
+    texts = read_system_ca({})
+    assert texts
+    assert all("BEGIN CERTIFICATE" in t for t in texts)
+
+
+def test_support_files_are_private_and_sitecustomize_sets_stripe_bundle(tmp_path: Path) -> None:
+    gateway = trustme.CA().cert_pem.bytes().decode()
+    files = write_support_files(tmp_path / "run", build_ca_bundle([], gateway), "// js\n")
+    for path in (files.ca_bundle, files.node_preload, files.python_dir / "sitecustomize.py"):
+        assert path.stat().st_mode & 0o077 == 0
+    env = dict(os.environ, PYTHONPATH=str(files.python_dir), TF_CA_BUNDLE=str(files.ca_bundle))
+    out = subprocess.run(
+        [sys.executable, "-c", "import stripe; print(stripe.ca_bundle_path)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == str(files.ca_bundle)
+
+
+def test_sitecustomize_chains_to_the_one_it_shadows(tmp_path: Path) -> None:
+    files = write_support_files(tmp_path / "run", trustme.CA().cert_pem.bytes().decode(), "")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import builtins\nbuiltins.TF_CHAINED = True\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(files.python_dir), str(other)]))
+    out = subprocess.run(
+        [sys.executable, "-c", "import builtins; print(getattr(builtins, 'TF_CHAINED', False))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "True"
