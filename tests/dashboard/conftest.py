@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -163,3 +168,77 @@ def dash(live_server: Any, browser: Any) -> Iterator[Dashboard]:
         yield board
         for context in board.contexts:
             context.close()
+
+
+@dataclass
+class GatewayProcess:
+    """`python -m agentfirewall_proxy` against the live server, upstreams pointed at fakes."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    ca_path: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(15)
+
+    def proxy_url(self, name: str, key: str) -> str:
+        return f"http://{quote(name, safe='')}:{key}@127.0.0.1:{self.port}"
+
+
+_LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+
+
+@pytest.fixture(scope="session")
+def github_fake() -> Iterator[Any]:
+    from tests.fakes import start_fakes
+
+    running = start_fakes(["github"])
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _start_gateway(live_server: Any, github_fake: Any, tmp_path: Path) -> GatewayProcess:
+    log_path = tmp_path / "gateway.log"
+    resolve = [arg for entry in github_fake.resolve_entries() for arg in ("--resolve", entry)]
+    command = [
+        sys.executable, "-m", "agentfirewall_proxy",
+        "--control-plane", live_server.url, "--token", live_server.gateway_token,
+        "--listen", "127.0.0.1:0", "--ca-dir", str(tmp_path / "gateway-ca"),
+        "--upstream-ca", str(github_fake.ca_path), *resolve,
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    gateway = GatewayProcess(process, 0, tmp_path / "gateway-ca" / "ca.crt")
+    deadline = time.monotonic() + 30
+    found = None
+    while found is None and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        found = _LISTENING.search(log_path.read_bytes())
+    if found is None:
+        gateway.stop()
+        raise AssertionError(f"the gateway did not start: {log_path.read_text()}")
+    gateway.port = int(found.group(1))
+    return gateway
+
+
+@pytest.fixture
+def start_gateway(
+    live_server: Any, github_fake: Any, tmp_path: Path
+) -> Iterator[Callable[[], GatewayProcess]]:
+    """Start the gateway once the test has configured the server (its first config pull)."""
+    started: list[GatewayProcess] = []
+
+    def start() -> GatewayProcess:
+        started.append(_start_gateway(live_server, github_fake, tmp_path))
+        return started[-1]
+
+    yield start
+    for gateway in started:
+        gateway.stop()

@@ -183,6 +183,53 @@ def test_approve_one_held_action_and_deny_another(dash: Dashboard) -> None:
     watched.assert_clean()
 
 
+GITHUB_TOKEN = "ghp_dashboardTestToken0000000000000000"
+
+
+def _merge_through_gateway(gateway: Any, key: str, out: dict[str, Any]) -> None:
+    proxy = gateway.proxy_url("Merge Bot", key)
+    with httpx.Client(proxy=proxy, verify=str(gateway.ca_path), timeout=90) as client:
+        response = client.put(
+            "https://api.github.com/repos/acme/api/pulls/7/merge",
+            json={"merge_method": "squash"},
+            headers={"Authorization": "token agent-placeholder"},
+        )
+    out.update(status=response.status_code, body=response.text)
+
+
+def test_approve_a_held_proxy_request_and_the_agents_call_completes(
+    dash: Dashboard, start_gateway: Any, github_fake: Any
+) -> None:
+    key = _create_agent(dash, "Merge Bot")
+    dash.api("POST", "/connectors", {"type": "github", "token": GITHUB_TOKEN})
+    rule = {"agent": "Merge Bot", "connector": "github", "decision": "require_approval"}
+    dash.api("POST", "/permissions", {**rule, "action_pattern": "github.pr.merge"})
+    gateway = start_gateway()
+    github = github_fake["github"]
+    github.clear()
+    watched = dash.open("member")
+    page = watched.page
+    dash.goto(page, "/approvals")
+    result: dict[str, Any] = {}
+    agent = threading.Thread(target=_merge_through_gateway, args=(gateway, key, result))
+    agent.start()
+    card = page.locator("article.approval", has_text="github.pr.merge")
+    card.wait_for(timeout=30_000)
+    assert "PUT api.github.com/repos/acme/api/pulls/7/merge" in card.inner_text()
+    assert "Merge Bot" in card.inner_text()
+    assert github.received("PUT") == []  # held: nothing reached GitHub yet
+    dash.screenshot(page, "approvals-proxy-1280")
+    card.get_by_role("button", name="Approve").click()
+    agent.join(60)
+    assert result["status"] == 200, result
+    assert '"merged"' in result["body"]
+    merged = github.received("PUT", "/repos/acme/api/pulls/7/merge")
+    assert len(merged) == 1
+    assert GITHUB_TOKEN in (merged[0].header("authorization") or "")  # the vaulted credential
+    page.locator("#recent-table tbody").get_by_text("github.pr.merge").wait_for()
+    watched.assert_clean()
+
+
 def test_viewer_sees_approvals_but_cannot_approve(dash: Dashboard) -> None:
     key = _create_agent(dash, "Viewer Test Bot")
     dash.api("POST", "/policies", {"document": HOLD_POLICY})
