@@ -155,6 +155,8 @@ class RequestParser(_Base):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._head_size > self.max_head:
+            raise _Refused(431, "request header fields too large")
         parser = self._parser
         chunked, length, problem = _framing(self._headers)
         if problem:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.base import FakeUpstream
@@ -37,7 +38,21 @@ def _echo(fake: FakeUpstream, request: Request) -> Response:
     )
 
 
+def _bytes(size: int) -> Response:
+    """``size`` bytes streamed in 64 KiB chunks (for slow-reader tests)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        sent = 0
+        while sent < size:
+            chunk = min(65536, size - sent)
+            sent += chunk
+            yield b"x" * chunk
+
+    return StreamingResponse(body(), media_type="application/octet-stream")
+
+
 def github() -> FakeUpstream:
+    """api.github.com; also ``GET /fake/bytes/<n>`` streams n bytes."""
     fake = FakeUpstream(name="github", hostnames=("api.github.com",), app=None)  # type: ignore[arg-type]
 
     async def handle(request: Request) -> Response:
@@ -46,6 +61,8 @@ def github() -> FakeUpstream:
             return found
         path, method = request.url.path, request.method
         parts = path.strip("/").split("/")
+        if parts[:2] == ["fake", "bytes"] and len(parts) == 3:
+            return _bytes(int(parts[2]))
         if path == "/user":
             return JSONResponse({"login": "fake-user", "id": 1})
         if parts[:1] == ["repos"] and len(parts) == 4 and parts[3] == "pulls":

@@ -88,10 +88,22 @@ def snapshot(
         "agents": list(agents)
         if agents is not None
         else [
-            {"id": "agt_1", "name": "Bot", "status": "active", "enforcement_level": level,
-             "key_hashes": [key_hash(KEY)], "proxy_port": None},
-            {"id": "agt_2", "name": "Other", "status": "active", "enforcement_level": level,
-             "key_hashes": [key_hash(OTHER_KEY)], "proxy_port": None},
+            {
+                "id": "agt_1",
+                "name": "Bot",
+                "status": "active",
+                "enforcement_level": level,
+                "key_hashes": [key_hash(KEY)],
+                "proxy_port": None,
+            },
+            {
+                "id": "agt_2",
+                "name": "Other",
+                "status": "active",
+                "enforcement_level": level,
+                "key_hashes": [key_hash(OTHER_KEY)],
+                "proxy_port": None,
+            },
         ],  # fmt: skip
         "connectors": list(connectors)
         if connectors is not None
