@@ -1,10 +1,14 @@
-"""SDK tests: async tests run on asyncio through anyio's plugin."""
+"""SDK tests: each gets its own agent on the shared live server."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.livesrv import LiveServer
+from tests.sdk.liveagent import LiveAgent, new_agent
+
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def agent(shared_live_server: LiveServer) -> LiveAgent:
+    """A new agent on the session's live server."""
+    return new_agent(shared_live_server)
