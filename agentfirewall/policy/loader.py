@@ -184,6 +184,9 @@ def _errors(
 ) -> list[PolicyError]:
     found = []
     raw = exc.errors()
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    if isinstance(data, dict) and isinstance(metadata, dict) and "scope" in metadata:
+        data = {**data, "scope": metadata["scope"]}  # as the model saw it
     for error in raw:
         loc = tuple(error["loc"])
         if error["type"] == "too_short" and any(

@@ -1,0 +1,160 @@
+"""Loading policy documents: the format, JSON, errors with file/line/field, YAML traps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentfirewall.errors import PolicyError
+from agentfirewall.policy import load_policy, load_policy_file, validate_policy_text
+from agentfirewall.policy.models import AllCondition, FieldCondition, NotCondition
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "policies"
+DESIGN_EXAMPLE = (EXAMPLES / "protect-main.yaml").read_text(encoding="utf-8")
+
+
+def test_the_design_example_loads() -> None:
+    policy = load_policy(DESIGN_EXAMPLE)
+    assert policy.name == "protect-main"
+    assert policy.priority == 10
+    assert policy.scope.environments == ("production",)
+    rule = policy.rules[0]
+    assert rule.decision == "require_approval"  # `requires_approval` accepted
+    assert rule.approval is not None
+    assert rule.approval.approver_roles == ("admin", "owner")
+    assert isinstance(rule.conditions, AllCondition)
+    inner = rule.conditions.all[1].any[1]  # type: ignore[union-attr]
+    assert isinstance(inner, NotCondition)
+    assert isinstance(inner.not_, FieldCondition)
+    assert inner.not_.operator == "exists"
+
+
+def test_json_and_round_trip() -> None:
+    policy = load_policy(DESIGN_EXAMPLE)
+    document = policy.to_document()
+    assert load_policy(json.dumps(document)) == policy
+    assert load_policy(document) == policy
+    assert document["rules"][0]["conditions"]["all"][1]["any"][1]["not"]["operator"] == "exists"
+
+
+def test_defaults_and_both_spellings() -> None:
+    policy = load_policy("name: p\nrules:\n  - {name: a, decision: require_approval}\n")
+    assert policy.version is None
+    assert policy.enabled
+    assert policy.priority == 100
+    assert policy.scope.action_types == ("*",)
+    assert policy.scope.agents == ("*",)
+    assert policy.rules[0].decision == "require_approval"
+    assert load_policy("version: 1\nname: p\nrules: [{name: a, decision: allow}]").version == 1
+
+
+def test_scope_under_metadata() -> None:
+    text = (
+        "name: p\nmetadata:\n  owner: sec\n  scope: {action_types: ['stripe.*']}\n"
+        "rules: [{name: a, decision: deny}]\n"
+    )
+    policy = load_policy(text)
+    assert policy.scope.action_types == ("stripe.*",)
+    assert policy.metadata == {"owner": "sec"}
+    errors = validate_policy_text(text.replace("stripe.*", "Stripe"), source="m.yaml")
+    assert errors[0].line == 4
+    assert errors[0].field == "scope.action_types[0]"
+
+
+def test_a_list_of_conditions_means_all() -> None:
+    policy = load_policy(
+        "name: p\nrules:\n - name: r\n   decision: deny\n   conditions:\n"
+        "    - {field: action_spec.type, operator: exists}\n"
+    )
+    assert isinstance(policy.rules[0].conditions, AllCondition)
+
+
+def test_errors_carry_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(DESIGN_EXAMPLE.replace("operator: exists", "operator: exist"), "utf-8")
+    with pytest.raises(PolicyError) as caught:
+        load_policy_file(path)
+    error = caught.value
+    assert error.file == str(path)
+    assert error.line == 18
+    assert error.field == "rules[0].conditions.all[1].any[1].not.operator"
+    assert str(error).startswith(f"{path}:18: `rules[0].conditions.all[1].any[1].not.operator`: ")
+
+
+def test_all_errors_are_reported() -> None:
+    text = (
+        "name: p\nrules:\n  - {name: a, decision: maybe}\n"
+        "  - {name: b, decision: deny, risk_score: -1}\n"
+    )
+    errors = validate_policy_text(text)
+    assert [(e.line, e.field) for e in errors] == [
+        (3, "rules[0].decision"),
+        (4, "rules[1].risk_score"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty document"),
+        ("- a\n- b\n", "must be a mapping"),
+        (
+            "name: p\nrules: [{name: a, decision: deny}, {name: a, decision: allow}]\n",
+            "duplicate rule name",
+        ),
+        ("base: &b {name: r, decision: deny}\nname: p\nrules: [*b]\n", "anchors and aliases"),
+        ("name: p\nrules: []\n", "at least 1 item"),
+        ("name: p\nversion: 2\nrules: [{name: a, decision: deny}]\n", "input should be 1"),
+        (
+            "name: p\nrules: [{name: a, decision: deny,\n"
+            "  conditions: {field: x.y, operator: exists}}]",
+            "unknown field",
+        ),
+        ("name: p\nrules: [{name: a, decision: deny, conditions: {color: red}}]", "a condition is"),
+        (
+            "name: p\nrules: [{name: a, decision: deny, conditions: {field: type, operator: gt}}]",
+            "needs a `value`",
+        ),
+        (
+            "name: p\nrules: [{name: a, decision: deny,\n"
+            "  conditions: {field: type, operator: exists, value: 3}}]",
+            "takes no value",
+        ),
+    ],
+)
+def test_invalid_documents(text: str, message: str) -> None:
+    errors = validate_policy_text(text, source="t.yaml")
+    assert errors, text
+    assert message in str(errors[0])
+    with pytest.raises(PolicyError):
+        load_policy(text)
+
+
+def test_yaml_1_1_traps_are_off() -> None:
+    policy = load_policy(
+        "name: p\nrules:\n - name: no\n   decision: deny\n   conditions:\n"
+        "    - {field: parameters.country, operator: in, value: [NO, on, yes]}\n"
+        "    - {field: parameters.date, operator: equals, value: 2024-01-01}\n"
+        "    - {field: context.time, operator: time_window, value: {start: 22:00, end: 06:00}}\n"
+    )
+    rule = policy.rules[0]
+    assert rule.name == "no"
+    assert isinstance(rule.conditions, AllCondition)
+    values = [c.value for c in rule.conditions.all if isinstance(c, FieldCondition)]
+    assert values == [["NO", "on", "yes"], "2024-01-01", {"start": "22:00", "end": "06:00"}]
+
+
+def test_bytes_size_and_encoding_limits() -> None:
+    assert load_policy(DESIGN_EXAMPLE.encode()).name == "protect-main"
+    with pytest.raises(PolicyError, match="UTF-8"):
+        load_policy(b"name: \xff\n")
+    with pytest.raises(PolicyError, match="1 MiB"):
+        load_policy("name: p\n" + "#" * (1024 * 1024))
+
+
+def test_missing_file() -> None:
+    with pytest.raises(PolicyError, match="cannot read file") as caught:
+        load_policy_file("/nonexistent/policy.yaml")
+    assert caught.value.file == "/nonexistent/policy.yaml"

@@ -1,0 +1,261 @@
+"""Operators, field paths, the regex guard and time windows, edge case by edge case."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from agentfirewall.actions import parse_action_spec
+from agentfirewall.policy.fields import MISSING, compile_field
+from agentfirewall.policy.operators import OPERATORS, EvaluationError, compile_operator
+from agentfirewall.policy.regexguard import MAX_INPUT, compile_safe_regex
+from agentfirewall.policy.timewindow import compile_time_window
+from tests.core.conftest import MakeContext
+
+HUGE = 10**40
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "field_value", "expected"),
+    [
+        ("equals", "main", "main", True),
+        ("equals", "main", "MAIN", False),
+        ("equals", 1, True, False),
+        ("equals", True, 1, False),
+        ("equals", 42, "42", True),
+        ("equals", HUGE, HUGE, True),
+        ("equals", HUGE, HUGE + 1, False),
+        ("equals", None, None, True),
+        ("equals", "日本", "日本", True),
+        ("not_equals", "main", "dev", True),
+        ("not_equals", "main", 5, False),
+        ("in", ["a", "b"], "b", True),
+        ("in", ["a", 2], 2.0, True),
+        ("in", [1, 2], True, False),
+        ("not_in", ["a", "b"], "c", True),
+        ("not_in", ["a", "b"], 3, False),
+        ("contains", "ü", "grüße", True),
+        ("contains", "x", ["y", "x"], True),
+        ("contains", 5, "abc5", False),
+        ("not_contains", "secret", "public", True),
+        ("not_contains", "secret", 12, False),
+        ("starts_with", ["release/", "hotfix/"], "hotfix/1", True),
+        ("ends_with", ".exe", b"a.exe", False),
+        ("gt", 10_000, "10000.5", True),
+        ("gt", 10_000, HUGE, True),
+        ("gt", 10_000, "1e9", False),
+        ("gt", 10_000, float("inf"), False),
+        ("gte", -HUGE, -HUGE, True),
+        ("lt", 0, -1e-300, True),
+        ("lte", 1.5, 1.5, True),
+        ("between", [1, 10], 10, True),
+        ("between", [1, 10], "5", True),
+        ("between", [1, 10], 11, False),
+        ("glob", ["prod-*", "live-?"], "live-1", True),
+        ("glob", "prod-*", "staging", False),
+        ("matches", r"^\d{3}$", "123", True),
+        ("matches", r"é+", "café", True),
+        ("cidr", "10.0.0.0/8", "10.255.0.1", True),
+        ("cidr", "10.0.0.0/8", "11.0.0.1", False),
+        ("cidr", "2001:db8::/32", "2001:db8::1", True),
+        ("cidr", "10.0.0.0/8", "::ffff:10.0.0.1", True),
+        ("cidr", "10.0.0.0/8", "not an ip", False),
+    ],
+)
+def test_operator_cases(op: str, value: object, field_value: object, expected: bool) -> None:
+    assert compile_operator(op, value)(field_value) is expected
+
+
+@pytest.mark.parametrize(
+    ("op", "value"),
+    [
+        ("equals", "x"),
+        ("in", ["x"]),
+        ("contains", "x"),
+        ("starts_with", "x"),
+        ("ends_with", "x"),
+        ("matches", "x"),
+        ("glob", "x*"),
+        ("gt", 0),
+        ("gte", 0),
+        ("lt", 0),
+        ("lte", 0),
+        ("between", [0, 1]),
+        ("cidr", "10.0.0.0/8"),
+        ("time_window", {"start": "09:00", "end": "17:00"}),
+    ],
+)
+def test_positive_operators_are_false_for_wrong_types(op: str, value: object) -> None:
+    test = compile_operator(op, value)
+    numeric = op in ("gt", "gte", "lt", "lte", "between")
+    wrong: list[object] = [True, [], {}, b"x"]
+    wrong += ["text", None] if numeric else [3.5]
+    if op == "contains":
+        wrong.remove([])  # an empty list does not contain "x": false anyway
+    for item in wrong:
+        assert test(item) is False, item
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "message"),
+    [
+        ("nope", 1, "unknown operator"),
+        ("in", "not a list", "non-empty list"),
+        ("in", [], "non-empty list"),
+        ("gt", "ten", "needs a number"),
+        ("gt", True, "needs a number"),
+        ("between", [1], "two numbers"),
+        ("between", [5, 1], "reversed"),
+        ("starts_with", 5, "string or a list of strings"),
+        ("cidr", "10.0.0.0/33", "invalid network"),
+        ("equals", float("nan"), "finite"),
+        ("matches", "(", "invalid regular expression"),
+        ("time_window", "22:00-06:00", "mapping"),
+    ],
+)
+def test_invalid_operator_values(op: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        compile_operator(op, value)
+
+
+def test_the_operator_list_is_complete() -> None:
+    required = {
+        "equals", "not_equals", "in", "not_in", "contains", "not_contains", "starts_with",
+        "ends_with", "matches", "glob", "gt", "gte", "lt", "lte", "between", "exists",
+        "not_exists", "cidr", "time_window",
+    }  # fmt: skip
+    assert required <= set(OPERATORS)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("(a+)+$", "nested quantifiers"),
+        ("(a*)*", "nested quantifiers"),
+        (r"(\w+\s?)*$", "nested quantifiers"),
+        ("(a|ab)*c", "repeated alternation"),
+        (r"(a)\1", "backreferences"),
+        ("a*b*c*d*e*", "more than 4"),
+        ("x" * 1001, "longer than"),
+    ],
+)
+def test_regex_guard_rejects_catastrophic_patterns(pattern: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        compile_safe_regex(pattern)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"^DROP\s+TABLE", "(foo|bar)+", r"^[a-z]+(\.[a-z]+){1,7}$", "a{2,5}b", r"\d+-\d+"],
+)
+def test_regex_guard_accepts_ordinary_patterns(pattern: str) -> None:
+    assert compile_safe_regex(pattern).pattern == pattern
+
+
+def test_matches_caps_its_input() -> None:
+    test = compile_operator("matches", "x$")
+    assert test("a" * (MAX_INPUT - 1) + "x") is True
+    with pytest.raises(EvaluationError, match="longer than"):
+        test("a" * (MAX_INPUT + 1))
+
+
+def test_a_guarded_regex_stays_fast_on_hostile_input() -> None:
+    test = compile_operator("matches", r"^(\w+)\s(\d+)$")
+    started = time.perf_counter()
+    assert test("a" * (MAX_INPUT - 1) + "!") is False
+    # not a timing assertion on the engine: a bound that only catastrophic backtracking breaks
+    assert time.perf_counter() - started < 5
+
+
+class TestTimeWindow:
+    window = staticmethod(compile_time_window)
+
+    def test_plain_window(self) -> None:
+        test = self.window({"start": "09:00", "end": "17:00"})
+        assert test(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+        assert not test(datetime(2026, 1, 5, 17, 0, tzinfo=UTC))
+
+    def test_wrapping_window_and_days(self) -> None:
+        test = self.window({"start": "22:00", "end": "06:00", "days": ["fri"]})
+        assert test(datetime(2026, 1, 9, 23, 0, tzinfo=UTC))  # Friday night
+        assert test(datetime(2026, 1, 10, 5, 59, tzinfo=UTC))  # Saturday morning
+        assert not test(datetime(2026, 1, 10, 23, 0, tzinfo=UTC))  # Saturday night
+        assert not test(datetime(2026, 1, 9, 5, 0, tzinfo=UTC))  # Friday morning
+
+    def test_timezones(self) -> None:
+        paris = self.window({"start": "09:00", "end": "10:00", "timezone": "Europe/Paris"})
+        assert paris(datetime(2026, 1, 5, 8, 30, tzinfo=UTC))
+        offset = self.window({"start": "09:00", "end": "10:00", "timezone": "+05:30"})
+        assert offset(datetime(2026, 1, 5, 9, 30, tzinfo=timezone(timedelta(hours=5.5))))
+
+    def test_strings_and_naive_times(self) -> None:
+        test = self.window({"start": "09:00", "end": "17:00"})
+        assert test("2026-01-05T10:00:00+00:00")
+        assert not test("2026-01-05T10:00:00")  # naive: never matches
+        assert not test("yesterday")
+        assert not test(12)
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ({"start": "22:00"}, "`end`"),
+            ({"start": "25:00", "end": "01:00"}, "`start`"),
+            ({"start": "01:00", "end": "01:00"}, "differ"),
+            ({"start": "01:00", "end": "02:00", "days": ["someday"]}, "unknown day"),
+            ({"start": "01:00", "end": "02:00", "timezone": "Mars/Base"}, "unknown timezone"),
+            ({"start": "01:00", "end": "02:00", "at": 1}, "unknown time_window key"),
+        ],
+    )
+    def test_invalid(self, value: object, message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            self.window(value)
+
+
+class TestFields:
+    spec = parse_action_spec(
+        {
+            "type": "github.pr.merge",
+            "resource": {"provider": "github", "environment": "production"},
+            "parameters": {"base": "main", "files": [{"path": "a.py"}], "n": None},
+            "risk_hints": {"irreversible": True},
+        }
+    )
+
+    @pytest.mark.parametrize(
+        ("path", "expected"),
+        [
+            ("action_spec.type", "github.pr.merge"),
+            ("type", "github.pr.merge"),
+            ("action_spec.parameters.base", "main"),
+            ("parameters.files.0.path", "a.py"),
+            ("parameters.files.5.path", MISSING),
+            ("parameters.base.deeper", MISSING),
+            ("parameters.n", None),
+            ("parameters.absent", MISSING),
+            ("resource.environment", "production"),
+            ("action_spec.resource.account", MISSING),
+            ("risk_hints.irreversible", True),
+            ("context.agent", "Bot"),
+            ("context.mode", "sdk"),
+            ("context.connector", MISSING),
+            ("context.source_ip", "10.0.0.1"),
+            ("context.unknown_attr", MISSING),
+        ],
+    )
+    def test_paths(self, make_ctx: MakeContext, path: str, expected: object) -> None:
+        ctx = make_ctx(attributes={"source_ip": "10.0.0.1"})
+        assert compile_field(path)(self.spec, ctx) == expected
+
+    def test_context_time_is_the_given_clock(self, make_ctx: MakeContext) -> None:
+        ctx = make_ctx()
+        assert compile_field("context.time")(self.spec, ctx) is ctx.now
+
+    @pytest.mark.parametrize(
+        "path",
+        ["", "action.type", "resource.color", "context", "context.a.b", "parameters", "a..b"],
+    )
+    def test_unknown_paths(self, path: str) -> None:
+        with pytest.raises(ValueError, match="field"):
+            compile_field(path)
