@@ -21,6 +21,7 @@ __all__ = ["Connector", "fallback_risk", "make_spec", "request_method"]
 _METHOD_RE = re.compile(r"[A-Za-z]{1,20}")
 _OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 _LOW_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_AUTH_SCHEMES = {"bearer": "Bearer", "token": "token"}
 
 
 def fallback_risk(method: str) -> Risk:
@@ -93,6 +94,7 @@ class Connector:
     body_limit: int = 0
     auth_header_names: tuple[str, ...] = ("authorization",)
     auth_scheme: str = "Bearer"
+    auth_header: str = "Authorization"
     base_url: str | None = None
 
     def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
@@ -107,13 +109,31 @@ class Connector:
         """Every action this connector can name, for the catalogue."""
         raise NotImplementedError
 
-    def auth_headers(self, credential: str) -> list[tuple[str, str]]:
-        """The header(s) that carry `credential` upstream (e.g. ``Authorization: Bearer …``)."""
+    def auth_headers(
+        self, credential: str, *, auth_type: str | None = None, header: str | None = None
+    ) -> list[tuple[str, str]]:
+        """The header(s) that carry `credential` upstream.
+
+        By default the connector's own scheme (``Authorization: Bearer …``, GitHub's
+        ``token …``, Anthropic's ``x-api-key``). A configured connector may override it:
+        `auth_type` ``"bearer"`` or ``"token"`` (``Authorization``), or ``"header"`` (the raw
+        credential in `header`, default ``Authorization``).
+        """
         if not credential or any(c in credential for c in "\r\n\0"):
             raise ConnectorError(
                 "invalid credential: empty or has a line break", connector=self.name
             )
-        return [("Authorization", f"{self.auth_scheme} {credential}")]
+        if auth_type is None:
+            name, scheme = self.auth_header, self.auth_scheme
+        elif auth_type in _AUTH_SCHEMES:
+            name, scheme = "Authorization", _AUTH_SCHEMES[auth_type]
+        elif auth_type == "header":
+            name, scheme = header or "Authorization", ""
+        else:
+            raise ConnectorError(f"unknown auth type `{auth_type[:40]}`", connector=self.name)
+        if not name or any(c in name for c in "\r\n\0: "):
+            raise ConnectorError(f"invalid credential header `{name[:80]}`", connector=self.name)
+        return [(name, f"{scheme} {credential}" if scheme else credential)]
 
     def fallback(self, method: str, path: str, *, target: str | None = None) -> ParsedAction:
         """The action for a request on a known domain that no route matches."""

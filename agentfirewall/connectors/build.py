@@ -90,8 +90,12 @@ def _build_one(
             for source in sources:
                 params.pop(source, None)
     path = _VAR_RE.sub(lambda m: _path_value(conn, spec, m, values, params), route.path)
+    declared = {p.partition(":")[0] for p in route.params}
     for name in conn.resource_vars:
-        params.pop(name, None)
+        if name in declared and name in values:
+            params.setdefault(name, values[name])
+        elif name not in declared:
+            params.pop(name, None)
     if variant is not None and variant.values:
         params.setdefault(variant.field, variant.values[0])
     headers = list(conn.build_headers)

@@ -6,7 +6,9 @@ what ships is what is written here.
 
 from __future__ import annotations
 
-from agentfirewall.connectors import github
+from agentfirewall.connectors import (
+    github,
+)
 from agentfirewall.connectors.base import Connector
 from agentfirewall.errors import ConnectorError
 

@@ -18,16 +18,16 @@ from agentfirewall.actions import ActionSpec, Risk
 from agentfirewall.connectors import build
 from agentfirewall.connectors.base import Connector, make_spec, request_method
 from agentfirewall.connectors.bodies import FormData, parse_form, parse_json, parse_json_prefix
-from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
+from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction, risk_rank
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Match, Route, RouteTable, Variant
 from agentfirewall.errors import ConnectorError
 
-__all__ = ["BuildAlias", "RouteConnector"]
+__all__ = ["BuildAlias", "Fields", "RouteConnector"]
 
 _INT_RE = re.compile(r"-?[0-9]{1,18}")
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_Fields = Mapping[str, object]
+Fields = Mapping[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +69,10 @@ class RouteConnector(Connector):
         build_aliases: Mapping[str, BuildAlias] | None = None,
         build_headers: tuple[tuple[str, str], ...] = (),
         auth_scheme: str = "Bearer",
+        auth_header: str = "Authorization",
         auth_header_names: tuple[str, ...] = ("authorization",),
         account_header: str | None = None,
+        fallback_risks: tuple[tuple[str, Risk], ...] = (),
     ) -> None:
         self.name = name
         self.description = description
@@ -86,7 +88,9 @@ class RouteConnector(Connector):
         self.build_aliases = dict(build_aliases or {})
         self.build_headers = build_headers
         self.auth_scheme = auth_scheme
+        self.auth_header = auth_header
         self.auth_header_names = auth_header_names
+        self.fallback_risks = fallback_risks
         self.account_header = account_header
         self.table = RouteTable(routes, connector=name)
         self.by_action: dict[str, list[tuple[Route, Variant | None]]] = {}
@@ -105,8 +109,16 @@ class RouteConnector(Connector):
         segments = self._strip_prefix(split_path(req.path, connector=self.name), base_url)
         match = self.table.match(method, segments)
         if match is None:
-            return self.fallback(method, "/" + "/".join(segments))
+            return self._fallback(method, "/" + "/".join(segments))
         return self._parsed(req, method, match)
+
+    def _fallback(self, method: str, path: str) -> ParsedAction:
+        parsed = self.fallback(method, path)
+        lowered = path.lower()
+        for prefix, risk in self.fallback_risks:
+            if lowered.startswith(prefix) and risk_rank(risk) > risk_rank(parsed.risk):
+                return ParsedAction(parsed.spec, risk, self.name, parsed.route)
+        return parsed
 
     def _strip_prefix(self, segments: tuple[str, ...], base_url: str | None) -> tuple[str, ...]:
         prefixes = self.path_prefixes
@@ -134,6 +146,7 @@ class RouteConnector(Connector):
                 if value is not None:
                     params[name] = value
             action, risk = self._variant(route, body, query)
+            params.update(self.body_parameters(route, body))
             if truncated:
                 hints["body_truncated"] = True
         values.update(params)
@@ -148,7 +161,11 @@ class RouteConnector(Connector):
         )
         return ParsedAction(spec, risk, self.name, route.path)
 
-    def _body(self, req: HttpRequest, method: str, route: Route) -> tuple[_Fields, bool]:
+    def body_parameters(self, route: Route, body: Fields) -> dict[str, JsonValue]:
+        """Parameters too nested for a route's field list; connectors may override."""
+        return {}
+
+    def _body(self, req: HttpRequest, method: str, route: Route) -> tuple[Fields, bool]:
         if method in _NO_BODY_METHODS or (not req.body and req.body_complete):
             return {}, False
         if not req.body_complete and (self.truncated == "error" or route.variants):
@@ -171,7 +188,7 @@ class RouteConnector(Connector):
         data = parse_json(req.body, connector=self.name)
         return (data if isinstance(data, dict) else {}), False
 
-    def _field(self, spec: str, body: _Fields, query: FormData) -> tuple[str, JsonValue]:
+    def _field(self, spec: str, body: Fields, query: FormData) -> tuple[str, JsonValue]:
         name, _, kind = spec.partition(":")
         value = _single(name, body.get(name), self.name)
         from_query = _single(name, query.get(name), self.name)
@@ -183,7 +200,7 @@ class RouteConnector(Connector):
             value = _as_int(name, value, self.name)
         return name, value
 
-    def _variant(self, route: Route, body: _Fields, query: FormData) -> tuple[str, Risk]:
+    def _variant(self, route: Route, body: Fields, query: FormData) -> tuple[str, Risk]:
         if not route.variants:
             return route.action, route.risk
         flat = {v.field: self._field(v.field, body, query)[1] for v in route.variants}
@@ -206,24 +223,32 @@ class RouteConnector(Connector):
         for template in (override,) if override is not None else templates:
             names = format_vars(template)
             if all(values.get(n) is not None for n in names):
-                return template.format_map(values)
+                return template.format_map({n: _resource_text(values[n]) for n in names})
         return None
 
-    # -- building and listing --------------------------------------------------------
+    # -- building, listing, credentials ---------------------------------------------
 
     def build_request(self, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
         return build.build_request(self, spec, base_url=base_url)
 
     def actions(self) -> list[ActionInfo]:
-        rows = []
+        """One row per action and path; methods serving the same action are merged."""
+        rows: dict[tuple[str, str], ActionInfo] = {}
         for route in self.table.routes:
             for action, risk in route.actions():
                 what = route.description
                 if action != route.action:
                     variant = next(v for v in route.variants if v.action == action)
                     what = f"{what} ({_variant_text(variant)})"
-                rows.append(ActionInfo(action, route.method, route.path, risk, what))
-        return rows
+                key = (action, route.path)
+                if key in rows:
+                    old = rows[key]
+                    rows[key] = ActionInfo(
+                        action, f"{old.method}, {route.method}", route.path, risk, old.description
+                    )
+                else:
+                    rows[key] = ActionInfo(action, route.method, route.path, risk, what)
+        return list(rows.values())
 
 
 def _variant_text(variant: Variant) -> str:
@@ -249,3 +274,10 @@ def _as_int(name: str, value: JsonValue, connector: str) -> int:
     if isinstance(value, str) and _INT_RE.fullmatch(value):
         return int(value)
     raise ConnectorError(f"`{name}` is not an integer", connector=connector)
+
+
+def _resource_text(value: object) -> str:
+    """A resource field from a value: lists (several recipients) are comma-joined."""
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)

@@ -1,0 +1,277 @@
+"""MCP over Streamable HTTP: JSON-RPC 2.0 bodies POSTed to a user-configured endpoint.
+
+- ``tools/call`` → ``mcp.tools.<name>``: the tool name lower-cased, every character
+  outside ``a-z 0-9 _ -`` mapped to ``_``; the original name is parameter ``tool`` and
+  the tool's arguments are the other parameters. Risk comes from the words of the name:
+  delete/drop/destroy/exec/execute/run/deploy/shell/remove/kill… high;
+  create/write/update/send/merge/push… medium; read/get/list/search… low; anything
+  else medium. The riskiest word wins (``read_and_delete`` is high).
+- ``tools/list`` → ``mcp.tools.list`` (low); any other method → ``mcp.rpc.<method>`` with
+  ``/`` as ``_`` (``resources/read`` → ``mcp.rpc.resources_read``, low), its params as
+  parameters; a client's JSON-RPC response → ``mcp.rpc.response``; notifications are
+  methods like any other.
+- ``GET`` (open the server-sent event stream) → ``mcp.stream.open``; ``DELETE`` (end the
+  session) → ``mcp.session.close``; both low.
+
+**Batches.** A JSON array of one message is that message. An array of two or more is
+always ``mcp.rpc.batch``, whatever its members, with parameters ``actions`` (every
+member's action, in order) and ``members`` (each member's action and parameters), and
+the risk of its riskiest member. So a dangerous call can never ride behind a harmless
+first member under the harmless name: a batch needs its own permission, and policies can
+look inside it (``action_spec.parameters.actions contains mcp.tools.delete_repo``).
+Batches of more than 100 members, empty batches and malformed members are refused.
+
+Method names are compared case-insensitively and trimmed (``Tools/Call`` is a tool
+call). Bodies must be complete JSON (1 MiB limit); anything else is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import JsonValue
+
+from agentfirewall.actions import ActionSpec, Risk
+from agentfirewall.connectors.base import Connector, make_spec, request_method
+from agentfirewall.connectors.bodies import parse_json
+from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction, risk_rank
+from agentfirewall.connectors.paths import split_path
+from agentfirewall.errors import ConnectorError
+
+__all__ = ["CONNECTOR", "McpConnector", "tool_action", "tool_risk"]
+
+MAX_BATCH = 100
+_HIGH = frozenset(
+    [
+        "delete",
+        "drop",
+        "destroy",
+        "exec",
+        "execute",
+        "run",
+        "deploy",
+        "shell",
+        "remove",
+        "rm",
+        "kill",
+        "terminate",
+        "purge",
+        "wipe",
+        "truncate",
+        "eval",
+        "sudo",
+        "format",
+        "reset",
+        "revoke",
+    ]
+)
+_MEDIUM = frozenset(
+    [
+        "create",
+        "write",
+        "update",
+        "send",
+        "merge",
+        "push",
+        "post",
+        "edit",
+        "modify",
+        "set",
+        "add",
+        "insert",
+        "upload",
+        "move",
+        "rename",
+        "commit",
+        "publish",
+        "comment",
+        "invite",
+        "approve",
+        "close",
+    ]
+)
+_LOW = frozenset(
+    [
+        "read",
+        "get",
+        "list",
+        "search",
+        "fetch",
+        "query",
+        "find",
+        "describe",
+        "show",
+        "view",
+        "lookup",
+        "count",
+    ]
+)
+_WORD_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+_SEGMENT_RE = re.compile(r"[^a-z0-9_-]")
+
+_Member = tuple[str, Risk, dict[str, JsonValue]]
+
+
+def tool_risk(name: str) -> Risk:
+    """Risk of a tool from the words of its name (snake, kebab, camel or dotted)."""
+    words = {w.lower() for w in _WORD_RE.findall(name)}
+    if words & _HIGH:
+        return "high"
+    if words & _MEDIUM:
+        return "medium"
+    return "low" if words & _LOW else "medium"
+
+
+def _segment(name: str) -> str:
+    segment = _SEGMENT_RE.sub("_", name.strip().lower())
+    if not segment or len(segment) > 63:
+        raise ConnectorError(
+            f"cannot name `{name[:80]}`: empty or over 63 characters", connector="mcp"
+        )
+    return segment
+
+
+def tool_action(name: str) -> str:
+    """``mcp.tools.<name>`` for a tool name."""
+    return f"mcp.tools.{_segment(name)}"
+
+
+class McpConnector(Connector):
+    """JSON-RPC over Streamable HTTP; see the module docstring for the naming rules."""
+
+    name = "mcp"
+    description = "MCP servers over Streamable HTTP (JSON-RPC 2.0)"
+    default_domains = ()
+    body_limit = 1024 * 1024
+
+    def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
+        method = request_method(req, self.name)
+        split_path(req.path, connector=self.name)
+        if method == "GET":
+            return self._parsed("mcp.stream.open", "low", {}, req)
+        if method == "DELETE":
+            return self._parsed("mcp.session.close", "low", {}, req)
+        if method != "POST":
+            return self.fallback(method, req.path)
+        if not req.body_complete:
+            raise ConnectorError(
+                f"JSON-RPC body larger than {self.body_limit} bytes", connector=self.name
+            )
+        ctype = (req.header("content-type") or "application/json").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            raise ConnectorError(
+                f"JSON-RPC body with content type `{ctype[:80]}`", connector=self.name
+            )
+        message = parse_json(req.body, connector=self.name)
+        if isinstance(message, list):
+            return self._batch(message, req)
+        action, risk, params = _member(message)
+        return self._parsed(action, risk, params, req)
+
+    def _batch(self, messages: list[object], req: HttpRequest) -> ParsedAction:
+        if not messages or len(messages) > MAX_BATCH:
+            raise ConnectorError(f"JSON-RPC batch of {len(messages)} messages", connector=self.name)
+        members = [_member(m) for m in messages]
+        if len(members) == 1:
+            return self._parsed(*members[0], req)
+        risk = max((m[1] for m in members), key=risk_rank)
+        params: dict[str, JsonValue] = {
+            "actions": [m[0] for m in members],
+            "members": [{"action": m[0], "parameters": m[2]} for m in members],
+        }
+        return self._parsed("mcp.rpc.batch", risk, params, req)
+
+    def _parsed(
+        self, action: str, risk: Risk, params: dict[str, JsonValue], req: HttpRequest
+    ) -> ParsedAction:
+        spec = make_spec(
+            action,
+            provider=self.name,
+            target=req.host or None,
+            parameters=params,
+            connector=self.name,
+        )
+        return ParsedAction(spec, risk, self.name, "jsonrpc")
+
+    def build_request(self, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
+        """A single JSON-RPC request for ``mcp.tools.<name>`` or ``mcp.tools.list``, POSTed to
+        `base_url` (else the resource target when it is a URL). Sessions are the caller's."""
+        url = base_url or spec.resource.target or ""
+        params = dict(spec.parameters)
+        if spec.type == "mcp.tools.list":
+            call: dict[str, JsonValue] = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        elif spec.type.startswith("mcp.tools."):
+            tool = params.pop("tool", spec.type.removeprefix("mcp.tools."))
+            if not isinstance(tool, str) or tool_action(tool) != spec.type:
+                raise ConnectorError(
+                    f"parameter `tool` does not name `{spec.type}`", connector=self.name
+                )
+            call = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": params},
+            }
+        else:
+            raise ConnectorError(
+                f"cannot execute `{spec.type}`: only tool calls and tools/list", connector=self.name
+            )
+        headers = (
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        )
+        body = json.dumps(call, separators=(",", ":")).encode()
+        return HttpRequest.from_url("POST", url, headers=headers, body=body)
+
+    def actions(self) -> list[ActionInfo]:
+        rows = [
+            ("mcp.tools.<name>", "POST", "risk from the tool name (low, medium or high)", "medium"),
+            ("mcp.tools.list", "POST", "List the server's tools", "low"),
+            ("mcp.rpc.<method>", "POST", "Any other JSON-RPC method, `/` as `_`", "low"),
+            ("mcp.rpc.response", "POST", "The client answering a server request", "low"),
+            (
+                "mcp.rpc.batch",
+                "POST",
+                "A JSON-RPC batch of 2+ messages; risk of the riskiest",
+                "high",
+            ),
+            ("mcp.stream.open", "GET", "Open the server-sent event stream", "low"),
+            ("mcp.session.close", "DELETE", "End the MCP session", "low"),
+        ]
+        return [ActionInfo(t, m, "(endpoint)", r, d) for t, m, d, r in rows]  # type: ignore[arg-type]
+
+
+def _member(message: object) -> _Member:
+    """One JSON-RPC message as (action, risk, parameters)."""
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise ConnectorError("not a JSON-RPC 2.0 message", connector="mcp")
+    if "method" not in message:
+        if "result" in message or "error" in message:
+            return "mcp.rpc.response", "low", {}
+        raise ConnectorError("JSON-RPC message without a method", connector="mcp")
+    method = message["method"]
+    params = message.get("params")
+    if not isinstance(method, str) or not (params is None or isinstance(params, dict)):
+        raise ConnectorError(
+            "JSON-RPC method must be a string and params an object", connector="mcp"
+        )
+    params = {k: v for k, v in (params or {}).items() if k != "_meta"}
+    key = method.strip().lower()
+    if key == "tools/call":
+        return _tool_call(params)
+    if key == "tools/list":
+        return "mcp.tools.list", "low", {}
+    return "mcp.rpc." + _segment(key.replace("/", "_")), "low", params
+
+
+def _tool_call(params: dict[str, JsonValue]) -> _Member:
+    name, arguments = params.get("name"), params.get("arguments")
+    if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
+        raise ConnectorError(
+            "tools/call needs a string `name` and object `arguments`", connector="mcp"
+        )
+    return tool_action(name), tool_risk(name), {**(arguments or {}), "tool": name}
+
+
+CONNECTOR = McpConnector()

@@ -1,0 +1,100 @@
+"""SendGrid v3 API (api.sendgrid.com): ``POST /v3/mail/send`` is ``email.send``.
+
+The action type is the seed's ``email.send`` (CrewAI example, provider ``sendgrid``).
+Recipients (``to``: every ``personalizations[].to[].email``) and ``subject`` become
+parameters and the recipients the resource target; a body past 256 KiB is refused, since
+a recipient could hide past it. Building ``email.send`` takes the seed's parameters
+``to`` (one address or a list), ``subject``, ``body`` and ``from``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import JsonValue
+
+from agentfirewall.actions import ActionSpec
+from agentfirewall.connectors.model import HttpRequest
+from agentfirewall.connectors.routes import Route
+from agentfirewall.connectors.table import Fields, RouteConnector
+from agentfirewall.errors import ConnectorError
+
+__all__ = ["CONNECTOR"]
+
+_ROUTES = (
+    Route(
+        "POST", "/v3/mail/send", "email.send", "medium", "Send an email", ("from",), target="{to}"
+    ),
+    Route("GET", "/v3/templates", "sendgrid.template.list", "low", "List templates"),
+    Route("GET", "/v3/templates/{template_id}", "sendgrid.template.get", "low", "Get a template"),
+    Route("GET", "/v3/user/profile", "sendgrid.user.get", "low", "Get the user profile"),
+)
+
+
+class SendGridConnector(RouteConnector):
+    """Route table plus the nested recipient extraction of ``mail/send``."""
+
+    def body_parameters(self, route: Route, body: Fields) -> dict[str, JsonValue]:
+        if route.action != "email.send":
+            return {}
+        recipients: list[JsonValue] = []
+        subject = body.get("subject")
+        personalizations = body.get("personalizations")
+        for item in personalizations if isinstance(personalizations, list) else ():
+            if not isinstance(item, dict):
+                continue
+            for kind in ("to", "cc", "bcc"):
+                for person in item.get(kind) or ():
+                    if isinstance(person, dict) and isinstance(person.get("email"), str):
+                        recipients.append(person["email"])
+            if subject is None and isinstance(item.get("subject"), str):
+                subject = item["subject"]
+        params: dict[str, JsonValue] = {}
+        if recipients:
+            params["to"] = recipients[0] if len(recipients) == 1 else recipients
+        if isinstance(subject, str):
+            params["subject"] = subject
+        sender = body.get("from")
+        if isinstance(sender, dict) and isinstance(sender.get("email"), str):
+            params["from"] = sender["email"]
+        return params
+
+    def build_request(self, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
+        if spec.type != "email.send":
+            return super().build_request(spec, base_url=base_url)
+        params = spec.parameters
+        to = params.get("to", spec.resource.target)
+        addresses = to if isinstance(to, list) else [to]
+        for name, value in (
+            ("to", to),
+            ("from", params.get("from")),
+            ("subject", params.get("subject")),
+        ):
+            if not value:
+                raise ConnectorError(
+                    f"missing parameter `{name}` for `email.send`", connector=self.name
+                )
+        payload = {
+            "personalizations": [{"to": [{"email": str(a)} for a in addresses]}],
+            "from": {"email": params["from"]},
+            "subject": params["subject"],
+            "content": [{"type": "text/plain", "value": str(params.get("body") or "")}],
+        }
+        base = (base_url or self.base_url or "").rstrip("/")
+        return HttpRequest.from_url(
+            "POST",
+            base + "/v3/mail/send",
+            headers=(("Content-Type", "application/json"),),
+            body=json.dumps(payload, separators=(",", ":")).encode(),
+        )
+
+
+CONNECTOR = SendGridConnector(
+    name="sendgrid",
+    description="SendGrid v3 API",
+    routes=_ROUTES,
+    default_domains=("api.sendgrid.com",),
+    base_url="https://api.sendgrid.com",
+    body_limit=256 * 1024,
+    truncated="error",
+)
