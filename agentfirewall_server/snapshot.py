@@ -177,7 +177,8 @@ def load_snapshot(conn: Connection) -> Snapshot:
     loaded: dict[str, Policy] = {}
     for p in pol_rows:
         try:
-            loaded[p["id"]] = load_policy(p["document"], source=p["name"])
+            policy = load_policy(p["document"], source=p["name"])
+            loaded[p["id"]] = policy.model_copy(update={"enabled": bool(p["enabled"])})
         except ValueError:
             continue  # stored documents were validated on write; never crash the reload
     engine = Engine(

@@ -1,0 +1,338 @@
+"""The agent API: request an action, dry-run, status, wait for approval.
+
+``POST /api/v1/actions`` is the hot path: the agent and the compiled engine come from
+memory, and one writer job records the request, its approval (when held) and the audit
+events; the answer leaves only after that job is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from pydantic import JsonValue
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.decisions import Decision
+from agentfirewall.errors import ActionSpecError
+from agentfirewall_server.approvals import approval_json, create_approval
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
+from agentfirewall_server.clock import new_id, now, rfc3339
+from agentfirewall_server.decide import approval_terms, evaluate, explain, issue_token
+from agentfirewall_server.snapshot import AgentRecord
+from agentfirewall_server.state import AppState
+from agentfirewall_server.store.schema import action_requests, approvals
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["load_action", "routes"]
+
+_EVENT = {
+    "allowed": "action.allowed",
+    "denied": "action.denied",
+    "pending_approval": "action.pending_approval",
+}
+_MAX_WAIT = 60.0
+
+
+class ActionBody(Strict):
+    action_spec: dict[str, JsonValue]
+
+
+async def _spec(request: Request) -> ActionSpec:
+    body = await read_model(request, ActionBody)
+    try:
+        return parse_action_spec(body.action_spec)
+    except ActionSpecError as exc:
+        field = f"action_spec.{exc.field}" if exc.field else "action_spec"
+        raise ApiError(422, str(exc), field=field) from None
+
+
+def _rate_limit(state: AppState, agent: AgentRecord) -> None:
+    limit = agent.rate_limit_per_minute or state.settings.rate_limit_per_minute
+    wait = state.limiter.check(agent.id, limit, time.monotonic())
+    if wait is not None:
+        state.metrics.rate_limit_hits.labels(agent=agent.name).inc()
+        raise ApiError(
+            429,
+            f"rate limit of {limit} requests per minute exceeded: retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+            retry_after=wait,
+        )
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200:
+        raise ApiError(
+            400, "`Idempotency-Key` must be 1 to 200 characters", field="Idempotency-Key"
+        )
+    return key
+
+
+async def _replay(
+    state: AppState, agent: AgentRecord, key: str, spec: ActionSpec
+) -> JSONResponse | None:
+    row = await state.db.read(
+        lambda c: c.execute(
+            select(action_requests).where(
+                action_requests.c.agent_id == agent.id, action_requests.c.idempotency_key == key
+            )
+        ).first()
+    )
+    if row is None:
+        return None
+    if row.action_hash != spec.action_hash:
+        raise ApiError(
+            409,
+            f"`Idempotency-Key` `{key}` was used for a different action",
+            field="Idempotency-Key",
+        )
+    body: dict[str, Any] = json.loads(row.response)
+    if row.status == "allowed" and body.get("status") == "allowed":
+        body["decision_token"] = issue_token(state, agent.name, row.id, row.action_hash)
+    return json_ok(body, headers={"Idempotent-Replayed": "true"})
+
+
+def _record(
+    state: AppState,
+    agent: AgentRecord,
+    spec: ActionSpec,
+    decision: Decision,
+    key: str | None,
+    response: dict[str, Any],
+) -> Any:
+    action_id = response["action_request_id"]
+    status = decision.status
+
+    def job(conn: Connection) -> dict[str, Any] | None:
+        stamp = now()
+        approval = None
+        if status == "pending_approval":
+            timeout, roles = approval_terms(state, decision)
+            approval = create_approval(
+                conn,
+                agent=agent.name,
+                connector=spec.provider,
+                action_request_id=action_id,
+                source="sdk",
+                spec=spec.to_dict(),
+                action_hash=spec.action_hash,
+                risk_score=decision.risk_score,
+                reason=decision.reason,
+                request=None,
+                roles=roles,
+                timeout_seconds=timeout,
+                now=stamp,
+            )
+            response["approval"] = {
+                "id": approval["id"],
+                "expires_at": rfc3339(approval["expires_at"]),
+                "required_approver_roles": list(roles),
+            }
+        conn.execute(
+            action_requests.insert().values(
+                id=action_id,
+                agent_id=agent.id,
+                agent=agent.name,
+                action_type=spec.type,
+                action_spec=spec.canonical().decode(),
+                action_hash=spec.action_hash,
+                status=status,
+                decision=json.dumps(decision.to_dict()),
+                risk_score=decision.risk_score,
+                idempotency_key=key,
+                approval_id=approval["id"] if approval else None,
+                response=json.dumps({**response, "decision_token": None}),
+                execution=None,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+        data = {"action_type": spec.type, "action_hash": spec.action_hash}
+        append_event(
+            conn,
+            "action.requested",
+            actor=agent.name,
+            now=stamp,
+            agent=agent.name,
+            subject=action_id,
+            data=data,
+        )
+        append_event(
+            conn,
+            _EVENT[status],
+            actor="policy",
+            now=stamp,
+            agent=agent.name,
+            subject=action_id,
+            data={
+                **data,
+                "reason": decision.reason,
+                "risk_score": decision.risk_score,
+                "would_outcome": decision.would_outcome,
+            },
+        )
+        return approval
+
+    return job
+
+
+def _count(state: AppState, agent: AgentRecord, spec: ActionSpec, decision: Decision) -> None:
+    m = state.metrics
+    decided = decision.decided_outcome or decision.outcome
+    m.requests.labels(
+        agent=agent.name, connector=spec.provider, decision=decided, action_type=spec.type
+    ).inc()
+    if decision.outcome == "deny":
+        reason = "kill_switch_active" if decision.kill_switch else "policy"
+        m.denied.labels(agent=agent.name, connector=spec.provider, reason=reason).inc()
+
+
+async def request_action(request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    agent = await require_agent(request)
+    state = state_of(request)
+    _rate_limit(state, agent)
+    spec = await _spec(request)
+    key = _idempotency_key(request)
+    if key is not None and (replayed := await _replay(state, agent, key, spec)) is not None:
+        return replayed
+    decision = evaluate(state, agent, spec)
+    action_id = new_id("act_")
+    response: dict[str, Any] = {
+        "action_request_id": action_id,
+        "status": decision.status,
+        "decision": decision.to_dict(),
+        "decision_token": None,
+        "approval": None,
+    }
+    try:
+        approval = await state.db.write(_record(state, agent, spec, decision, key, response))
+    except IntegrityError:
+        replayed = await _replay(state, agent, key, spec) if key else None
+        if replayed is None:
+            raise
+        return replayed
+    if decision.status == "allowed":
+        response["decision_token"] = issue_token(state, agent.name, action_id, spec.action_hash)
+    if approval is not None:
+        data = approval_json(approval)
+        state.hub.publish("approval.created", data)
+        state.metrics.approvals_pending.inc()
+        if (slack := getattr(state, "slack", None)) is not None:
+            await slack.on_created(approval)
+    _count(state, agent, spec, decision)
+    state.metrics.duration.observe(time.perf_counter() - started)
+    return json_ok(response)
+
+
+async def dry_run(request: Request) -> JSONResponse:
+    agent = await require_agent(request)
+    state = state_of(request)
+    _rate_limit(state, agent)
+    spec = await _spec(request)
+    result = explain(state, agent, spec)
+    return json_ok(
+        {
+            "status": result.decision.status,
+            "decision": result.decision.to_dict(),
+            "explanation": [s.to_dict() for s in result.steps],
+        }
+    )
+
+
+def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(action_requests).where(action_requests.c.id == action_id)).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["approval_row"] = None
+    if row.approval_id:
+        apv = conn.execute(select(approvals).where(approvals.c.id == row.approval_id)).first()
+        out["approval_row"] = dict(apv._mapping) if apv else None
+    return out
+
+
+def _visible(who: Principal, row: dict[str, Any] | None, action_id: str) -> dict[str, Any]:
+    if row is None or (who.agent is not None and row["agent_id"] != who.agent.id):
+        raise ApiError(404, f"no action request `{action_id}`")
+    if who.kind == "gateway":
+        raise ApiError(404, f"no action request `{action_id}`")
+    return row
+
+
+def action_json(row: dict[str, Any]) -> dict[str, Any]:
+    approval = row["approval_row"]
+    status = row["status"]
+    if status == "pending_approval" and approval and approval["expires_at"] <= now():
+        status = "expired"
+    execution = json.loads(row["execution"]) if row["execution"] else None
+    return {
+        "action_request_id": row["id"],
+        "status": status,
+        "decision": json.loads(row["decision"]),
+        "action_spec": json.loads(row["action_spec"]),
+        "agent": row["agent"],
+        "created_at": rfc3339(row["created_at"]),
+        "approval": approval_json(approval) if approval else None,
+        "executed": execution is not None,
+        "execution": execution,
+    }
+
+
+async def get_action(request: Request) -> JSONResponse:
+    who = await authenticate(request)
+    action_id = request.path_params["id"]
+    row = await state_of(request).db.read(lambda c: load_action(c, action_id))
+    return json_ok(action_json(_visible(who, row, action_id)))
+
+
+def _wait_seconds(request: Request) -> float:
+    raw = request.query_params.get("timeout", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(
+            400, f"`timeout` must be a number of seconds, not `{raw}`", field="timeout"
+        ) from None
+    return max(0.0, min(value, _MAX_WAIT))
+
+
+async def wait_action(request: Request) -> JSONResponse:
+    who = await authenticate(request)
+    state = state_of(request)
+    action_id = request.path_params["id"]
+    deadline = time.monotonic() + _wait_seconds(request)
+    while True:
+        row = _visible(who, await state.db.read(lambda c: load_action(c, action_id)), action_id)
+        body = action_json(row)
+        remaining = deadline - time.monotonic()
+        if body["status"] != "pending_approval" or remaining <= 0:
+            break
+        await state.hub.wait(min(remaining, 1.0))
+    body["decision_token"] = None
+    if body["status"] == "allowed" and who.agent is not None:
+        body["decision_token"] = issue_token(state, row["agent"], row["id"], row["action_hash"])
+    return json_ok(body)
+
+
+def routes() -> list[BaseRoute]:
+    from agentfirewall_server.routes.execute import execute_action
+
+    p = "/api/v1/actions"
+    return [
+        Route(p, request_action, methods=["POST"]),
+        Route(p + "/dry-run", dry_run, methods=["POST"]),
+        Route(p + "/{id}", get_action, methods=["GET"]),
+        Route(p + "/{id}/wait", wait_action, methods=["GET"]),
+        Route(p + "/{id}/execute", execute_action, methods=["POST"]),
+    ]

@@ -1,0 +1,89 @@
+"""Approvals for people: list, show, approve, deny (once, by an allowed role)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall_server.approvals import (
+    approval_json,
+    decide_approval,
+    get_approval,
+    publish_decided,
+)
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.clock import now
+from agentfirewall_server.store.schema import approvals
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["routes"]
+
+_RECENT = 100
+
+
+class DecisionBody(Strict):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+async def list_approvals(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    which = request.query_params.get("status", "pending")
+    query = select(approvals)
+    if which == "pending":
+        query = query.where(approvals.c.status == "pending").order_by(approvals.c.created_at)
+    elif which in ("recent", "all"):
+        query = query.order_by(approvals.c.created_at.desc()).limit(_RECENT)
+    elif which in ("approved", "denied", "expired"):
+        query = (
+            query.where(approvals.c.status == which)
+            .order_by(approvals.c.created_at.desc())
+            .limit(_RECENT)
+        )
+    else:
+        raise ApiError(400, f"unknown status `{which}`: expected pending or recent", field="status")
+    rows = await state_of(request).db.read(lambda c: c.execute(query).all())
+    return json_ok({"approvals": [approval_json(r) for r in rows]})
+
+
+async def show_approval(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    aid = request.path_params["id"]
+    row = await state_of(request).db.read(lambda c: get_approval(c, aid))
+    if row is None:
+        raise ApiError(404, f"no approval `{aid}`")
+    return json_ok(approval_json(row))
+
+
+async def _decide(request: Request, approve: bool) -> JSONResponse:
+    who = await require_role(request, "member")
+    body = await read_model(request, DecisionBody, allow_empty=True)
+    aid = request.path_params["id"]
+    state = state_of(request)
+    row = await state.db.write(
+        lambda c: decide_approval(
+            c, aid, approve=approve, by=who.actor, role=who.role, note=body.note, now=now()
+        )
+    )
+    await publish_decided(state, [row])
+    return json_ok(approval_json(row))
+
+
+async def approve(request: Request) -> JSONResponse:
+    return await _decide(request, True)
+
+
+async def deny(request: Request) -> JSONResponse:
+    return await _decide(request, False)
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1/approvals"
+    return [
+        Route(p, list_approvals, methods=["GET"]),
+        Route(p + "/{id}", show_approval, methods=["GET"]),
+        Route(p + "/{id}/approve", approve, methods=["POST"]),
+        Route(p + "/{id}/deny", deny, methods=["POST"]),
+    ]

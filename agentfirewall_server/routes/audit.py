@@ -1,0 +1,151 @@
+"""Audit log queries, export (CSV, JSON Lines), chain verification; the traffic log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall_server.audit import (
+    append_event,
+    event_to_dict,
+    export_csv,
+    export_jsonl,
+    verify_chain,
+)
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.clock import now, parse_time, rfc3339
+from agentfirewall_server.store.schema import audit_events, traffic
+from agentfirewall_server.web import ApiError, json_ok
+
+__all__ = ["routes", "traffic_json"]
+
+_EXPORT_LIMIT = 1_000_000
+
+
+def _int(request: Request, name: str, default: int | None, high: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"`{name}` must be an integer, not `{raw}`", field=name) from None
+    if value < 1:
+        raise ApiError(400, f"`{name}` must be positive", field=name)
+    return min(value, high)
+
+
+def _time(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError:
+        raise ApiError(400, f"`{name}` must be an RFC 3339 time, not `{raw}`", field=name) from None
+
+
+def _audit_query(request: Request) -> Select[Any]:
+    q = select(audit_events)
+    params = request.query_params
+    if params.get("event_type"):
+        q = q.where(audit_events.c.event_type == params["event_type"])
+    if params.get("agent"):
+        q = q.where(audit_events.c.agent == params["agent"])
+    if (since := _time(request, "since")) is not None:
+        q = q.where(audit_events.c.created_at >= since)
+    if (until := _time(request, "until")) is not None:
+        q = q.where(audit_events.c.created_at <= until)
+    return q
+
+
+async def list_audit(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    q = _audit_query(request)
+    if (before := _int(request, "before", None, 2**62)) is not None:
+        q = q.where(audit_events.c.id < before)
+    limit = _int(request, "limit", 100, 1000) or 100
+    q = q.order_by(audit_events.c.id.desc()).limit(limit)
+    rows = await state_of(request).db.read(lambda c: c.execute(q).all())
+    return json_ok({"events": [event_to_dict(r) for r in rows]})
+
+
+async def export_audit(request: Request) -> Response:
+    who = await require_role(request, "admin")
+    fmt = request.query_params.get("format", "jsonl")
+    if fmt not in ("csv", "jsonl"):
+        raise ApiError(400, f"unknown format `{fmt}`: expected csv or jsonl", field="format")
+    q = _audit_query(request).order_by(audit_events.c.id).limit(_EXPORT_LIMIT)
+    state = state_of(request)
+    rows = await state.db.read(lambda c: c.execute(q).all())
+    events = [event_to_dict(r) for r in rows]
+    await state.db.write(
+        lambda c: append_event(
+            c,
+            "config.exported",
+            actor=who.actor,
+            now=now(),
+            subject="audit",
+            data={"format": fmt, "events": len(events)},
+        )
+    )
+    if fmt == "csv":
+        return Response(
+            export_csv(events),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+        )
+    return Response(
+        "".join(export_jsonl(events)),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'},
+    )
+
+
+async def verify(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    result = await state_of(request).db.read(verify_chain)
+    return json_ok(result.to_dict())
+
+
+def traffic_json(row: Any) -> dict[str, Any]:
+    m = dict(row._mapping)
+    m["created_at"] = rfc3339(m["created_at"])
+    return m
+
+
+async def list_traffic(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    q = select(traffic)
+    params = request.query_params
+    for name, column in (
+        ("agent", traffic.c.agent),
+        ("connector", traffic.c.connector),
+        ("action", traffic.c.action),
+        ("decision", traffic.c.decision),
+    ):
+        if params.get(name):
+            q = q.where(column == params[name])
+    if (status := _int(request, "status", None, 999)) is not None:
+        q = q.where(traffic.c.status_code == status)
+    if (before := _int(request, "before", None, 2**62)) is not None:
+        q = q.where(traffic.c.id < before)
+    limit = _int(request, "limit", 100, 1000) or 100
+    q = q.order_by(traffic.c.id.desc()).limit(limit)
+    rows = await state_of(request).db.read(lambda c: c.execute(q).all())
+    out = [traffic_json(r) for r in rows]
+    next_before = out[-1]["id"] if len(out) == limit else None
+    return json_ok({"traffic": out, "next_before": next_before})
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/v1/audit", list_audit, methods=["GET"]),
+        Route("/api/v1/audit/export", export_audit, methods=["GET"]),
+        Route("/api/v1/audit/verify", verify, methods=["GET"]),
+        Route("/api/v1/traffic", list_traffic, methods=["GET"]),
+    ]

@@ -1,0 +1,209 @@
+"""Connectors: add (credential into the vault, write-only), list, remove, catalogue."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import Connection, delete, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall.connectors import connector_types, get_connector
+from agentfirewall.errors import ConnectorError
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.clock import now, rfc3339
+from agentfirewall_server.store.schema import connectors, credentials
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["DOCUMENTED_TYPES", "connector_json", "routes"]
+
+#: Types the API accepts even before their parser module ships (docs/internals.md).
+DOCUMENTED_TYPES = (
+    "github",
+    "openai",
+    "anthropic",
+    "stripe",
+    "slack",
+    "mcp",
+    "webhook",
+    "generic",
+    "sendgrid",
+)
+_DOMAIN = re.compile(
+    r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+    r"(:\d{1,5})?$"
+)
+
+
+class NewConnector(Strict):
+    type: str = Field(min_length=1, max_length=40)
+    token: str | None = Field(default=None, min_length=1, max_length=16384)
+    domains: list[str] | None = Field(default=None, max_length=100)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    base_url: str | None = Field(default=None, max_length=2048)
+    auth_type: Literal["bearer", "token", "header"] | None = None
+    auth_header: str | None = Field(default=None, max_length=200)
+
+
+def connector_json(row: dict[str, Any], has_credential: bool) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "name": row["name"],
+        "domains": list(row["domains"]),
+        "base_url": row["base_url"],
+        "auth_type": row["auth_type"],
+        "auth_header": row["auth_header"],
+        "has_credential": has_credential,
+        "created_at": rfc3339(row["created_at"]),
+    }
+
+
+def _known_types() -> list[str]:
+    return sorted(set(connector_types()) | set(DOCUMENTED_TYPES))
+
+
+def _defaults(ctype: str) -> tuple[list[str], str]:
+    try:
+        connector = get_connector(ctype)
+    except ConnectorError:
+        return [], ctype
+    return list(connector.default_domains), connector.description or ctype
+
+
+def _validate(body: NewConnector) -> list[str]:
+    if body.type not in _known_types():
+        raise ApiError(
+            422,
+            f"unknown connector type `{body.type}`: expected one of {', '.join(_known_types())}",
+            field="type",
+        )
+    domains = [d.strip().lower() for d in (body.domains or [])]
+    for domain in domains:
+        if not _DOMAIN.match(domain):
+            raise ApiError(422, f"invalid domain `{domain}`", field="domains")
+    if not domains:
+        domains = _defaults(body.type)[0]
+    if body.type == "generic" and not domains:
+        raise ApiError(422, "a generic connector needs `domains`", field="domains")
+    if body.auth_type == "header" and not body.auth_header:
+        raise ApiError(422, "`auth_type` header needs `auth_header`", field="auth_header")
+    if body.base_url and not body.base_url.startswith(("http://", "https://")):
+        raise ApiError(422, "`base_url` must start with http:// or https://", field="base_url")
+    if body.token and any(c in body.token for c in "\r\n\0"):
+        raise ApiError(422, "`token` must not contain line breaks", field="token")
+    return domains
+
+
+def _next_id(conn: Connection, ctype: str) -> str:
+    taken = {r.id for r in conn.execute(select(connectors.c.id).where(connectors.c.type == ctype))}
+    n = 1
+    while f"conn_{ctype}_{n}" in taken:
+        n += 1
+    return f"conn_{ctype}_{n}"
+
+
+async def list_connectors(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    snap = state_of(request).snapshot
+    return json_ok(
+        {"connectors": [connector_json(c, c["id"] in snap.credentials) for c in snap.connectors]}
+    )
+
+
+async def add_connector(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    body = await read_model(request, NewConnector)
+    domains = _validate(body)
+    state = state_of(request)
+
+    def job(conn: Connection) -> dict[str, Any]:
+        stamp = now()
+        cid = _next_id(conn, body.type)
+        row = {
+            "id": cid,
+            "type": body.type,
+            "name": body.name or cid,
+            "domains": json.dumps(domains),
+            "base_url": body.base_url,
+            "auth_type": body.auth_type or "default",
+            "auth_header": body.auth_header,
+            "created_at": stamp,
+        }
+        conn.execute(connectors.insert().values(**row))
+        if body.token:
+            conn.execute(
+                credentials.insert().values(
+                    owner=cid,
+                    ciphertext=state.vault.encrypt(body.token, owner=cid),
+                    created_at=stamp,
+                )
+            )
+        append_event(
+            conn,
+            "connector.created",
+            actor=who.actor,
+            now=stamp,
+            subject=cid,
+            data={"type": body.type, "domains": domains, "has_credential": bool(body.token)},
+        )
+        return {**row, "domains": domains}
+
+    row = await state.change_config(job)
+    return json_ok(connector_json(row, bool(body.token)), 201)
+
+
+async def remove_connector(request: Request) -> Response:
+    who = await require_role(request, "admin")
+    cid = request.path_params["id"]
+    state = state_of(request)
+    if not any(c["id"] == cid for c in state.snapshot.connectors):
+        raise ApiError(404, f"no connector `{cid}`")
+
+    def job(conn: Connection) -> None:
+        conn.execute(delete(credentials).where(credentials.c.owner == cid))
+        conn.execute(delete(connectors).where(connectors.c.id == cid))
+        append_event(conn, "connector.deleted", actor=who.actor, now=now(), subject=cid)
+
+    await state.change_config(job)
+    return Response(status_code=204)
+
+
+async def catalogue(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    out = []
+    for ctype in connector_types():
+        connector = get_connector(ctype)
+        out.append(
+            {
+                "type": ctype,
+                "description": connector.description,
+                "domains": list(connector.default_domains),
+                "actions": [
+                    {
+                        "type": a.type,
+                        "method": a.method,
+                        "path": a.path,
+                        "risk": a.risk,
+                        "description": a.description,
+                    }
+                    for a in connector.actions()
+                ],
+            }
+        )
+    return json_ok({"connectors": out})
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1/connectors"
+    return [
+        Route(p, list_connectors, methods=["GET"]),
+        Route(p, add_connector, methods=["POST"]),
+        Route(p + "/catalogue", catalogue, methods=["GET"]),
+        Route(p + "/{id}", remove_connector, methods=["DELETE"]),
+    ]

@@ -1,0 +1,342 @@
+"""The gateway API (gateway token): config snapshot + long-poll, traffic, approvals, heartbeat.
+
+The snapshot holds decrypted credentials: it is served only to the gateway token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+from pydantic import Field, JsonValue
+from sqlalchemy import Connection, delete, select, update
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall.actions import parse_action_spec
+from agentfirewall.errors import ActionSpecError
+from agentfirewall_server.approvals import (
+    DEFAULT_ROLES,
+    approval_json,
+    create_approval,
+    get_approval,
+)
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.auth import require_gateway, state_of
+from agentfirewall_server.clock import now, parse_time
+from agentfirewall_server.state import AppState
+from agentfirewall_server.store.schema import approvals, gateways, traffic
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["build_config", "routes"]
+
+_MAX_CONFIG_WAIT = 30.0
+_MAX_APPROVAL_WAIT = 60.0
+_MAX_RECORDS = 5000
+
+
+class TrafficRecord(Strict):
+    request_id: str = Field(min_length=1, max_length=100)
+    agent: str | None = Field(default=None, max_length=200)
+    connector: str | None = Field(default=None, max_length=80)
+    action: str | None = Field(default=None, max_length=600)
+    method: str | None = Field(default=None, max_length=16)
+    host: str | None = Field(default=None, max_length=300)
+    path: str | None = Field(default=None, max_length=8192)
+    decision: str | None = Field(default=None, max_length=20)
+    would_outcome: str | None = Field(default=None, max_length=20)
+    status_code: int | None = Field(default=None, ge=0, le=999)
+    latency_ms: float | None = Field(default=None, ge=0)
+    bytes_in: int | None = Field(default=None, ge=0)
+    bytes_out: int | None = Field(default=None, ge=0)
+    reason: str | None = Field(default=None, max_length=2000)
+    created_at: str | float | None = None
+
+
+class TrafficBatch(Strict):
+    records: list[TrafficRecord] = Field(max_length=_MAX_RECORDS)
+
+
+class RequestLine(Strict):
+    method: str = Field(max_length=16)
+    host: str = Field(max_length=300)
+    path: str = Field(max_length=8192)
+
+
+class GatewayApproval(Strict):
+    agent: str = Field(min_length=1, max_length=200)
+    connector: str | None = Field(default=None, max_length=80)
+    action_spec: dict[str, JsonValue]
+    action_hash: str = Field(min_length=64, max_length=64)
+    risk_score: float = Field(default=0.0, ge=0, le=100)
+    reason: str = Field(default="", max_length=2000)
+    request: RequestLine | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    approver_roles: list[Literal["owner", "admin", "member"]] | None = None
+
+
+class Heartbeat(Strict):
+    gateway_id: str = Field(min_length=1, max_length=120)
+    version: str | None = Field(default=None, max_length=100)
+    listen: str | None = Field(default=None, max_length=300)
+    agent_ports: dict[str, int] = Field(default_factory=dict)
+    started_at: str | None = Field(default=None, max_length=60)
+    stats: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+def build_config(state: AppState) -> dict[str, Any]:
+    snap = state.snapshot
+    cached = getattr(state, "_config_cache", None)
+    if cached is not None and cached[0] == snap.version:
+        return dict(cached[1])
+    connectors = []
+    for c in snap.connectors:
+        secret = snap.credentials.get(c["id"])
+        connectors.append(
+            {
+                "id": c["id"],
+                "type": c["type"],
+                "name": c["name"],
+                "domains": c["domains"],
+                "base_url": c["base_url"],
+                "auth_type": c["auth_type"],
+                "auth_header": c["auth_header"],
+                "credential": state.vault.decrypt(secret, owner=c["id"]) if secret else None,
+            }
+        )
+    config = {
+        "version": snap.version,
+        "settings": {
+            "approval_timeout_seconds": int(
+                snap.settings.get("approval_timeout_seconds")
+                or state.settings.approval_timeout_seconds
+            ),
+            "default_enforcement_level": snap.settings["default_enforcement_level"],
+        },
+        "agents": [
+            {
+                "id": a.id,
+                "name": a.name,
+                "status": a.status,
+                "enforcement_level": a.enforcement_level,
+                "sdk_default": a.sdk_default,
+                "key_hashes": list(a.key_hashes),
+                "proxy_port": a.proxy_port,
+            }
+            for a in snap.agents_by_id.values()
+        ],
+        "connectors": connectors,
+        "permissions": [
+            {k: p[k] for k in ("id", "agent", "connector", "action_pattern", "decision")}
+            for p in snap.permissions
+        ],
+        "policies": [
+            {
+                "id": p["id"],
+                "name": p["name"],
+                "document": snap.loaded_policies[p["id"]].to_document(),
+            }
+            for p in snap.policies
+            if p["enabled"] and p["id"] in snap.loaded_policies
+        ],
+        "kill_switches": [
+            {"scope": k["scope"], "target": k["target"] or None, "reason": k["reason"]}
+            for k in snap.kill_switches
+        ],
+    }
+    state._config_cache = (snap.version, config)  # type: ignore[attr-defined]
+    return dict(config)
+
+
+def _number(request: Request, name: str, default: float | None, high: float) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return max(0.0, min(float(raw), high))
+    except ValueError:
+        raise ApiError(400, f"`{name}` must be a number, not `{raw}`", field=name) from None
+
+
+async def config(request: Request) -> Response:
+    await require_gateway(request)
+    state = state_of(request)
+    since = _number(request, "since", None, 2**62)
+    wait = _number(request, "wait", 0.0, _MAX_CONFIG_WAIT) or 0.0
+    deadline = time.monotonic() + wait
+    while since is not None and state.snapshot.version == int(since):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Response(status_code=304)
+        await state.hub.wait(min(remaining, 1.0))
+    return json_ok(build_config(state))
+
+
+def _created(value: str | float | None) -> float:
+    if value is None:
+        return now()
+    try:
+        return parse_time(str(value))
+    except ValueError:
+        return now()
+
+
+async def ingest_traffic(request: Request) -> JSONResponse:
+    await require_gateway(request)
+    body = await read_model(request, TrafficBatch)
+    rows = [
+        {**r.model_dump(exclude={"created_at"}), "created_at": _created(r.created_at)}
+        for r in body.records
+    ]
+    state = state_of(request)
+    if rows:
+        await state.db.write(lambda c: c.execute(traffic.insert(), rows))
+    for row in rows:
+        state.metrics.requests.labels(
+            agent=row["agent"] or "",
+            connector=row["connector"] or "",
+            decision=row["decision"] or "",
+            action_type=row["action"] or "",
+        ).inc()
+        state.hub.publish("traffic", {k: v for k, v in row.items() if k != "created_at"})
+    return json_ok({"accepted": len(rows)})
+
+
+def _reuse_or_create(state: AppState, body: GatewayApproval, spec: dict[str, Any]) -> Any:
+    def job(conn: Connection) -> tuple[dict[str, Any], bool]:
+        stamp = now()
+        found = conn.execute(
+            select(approvals)
+            .where(
+                approvals.c.agent == body.agent,
+                approvals.c.action_hash == body.action_hash,
+                approvals.c.status == "approved",
+                approvals.c.used.is_(False),
+            )
+            .order_by(approvals.c.decided_at.desc())
+            .limit(1)
+        ).first()
+        if found is not None:
+            conn.execute(update(approvals).where(approvals.c.id == found.id).values(used=True))
+            return {**dict(found._mapping), "used": True}, True
+        timeout = body.timeout_seconds or int(
+            state.snapshot.settings.get("approval_timeout_seconds")
+            or state.settings.approval_timeout_seconds
+        )
+        row = create_approval(
+            conn,
+            agent=body.agent,
+            connector=body.connector,
+            action_request_id=None,
+            source="proxy",
+            spec=spec,
+            action_hash=body.action_hash,
+            risk_score=body.risk_score,
+            reason=body.reason,
+            request=body.request.model_dump() if body.request else None,
+            roles=body.approver_roles or list(DEFAULT_ROLES),
+            timeout_seconds=timeout,
+            now=stamp,
+        )
+        append_event(
+            conn,
+            "approval.created",
+            actor="gateway",
+            now=stamp,
+            agent=body.agent,
+            subject=row["id"],
+            data={"action_type": spec["type"], "connector": body.connector},
+        )
+        return row, False
+
+    return job
+
+
+async def create_gateway_approval(request: Request) -> JSONResponse:
+    await require_gateway(request)
+    body = await read_model(request, GatewayApproval)
+    try:
+        spec = parse_action_spec(body.action_spec)
+    except ActionSpecError as exc:
+        raise ApiError(422, str(exc), field=f"action_spec.{exc.field or ''}".rstrip(".")) from None
+    if spec.action_hash != body.action_hash:
+        raise ApiError(422, "`action_hash` does not match `action_spec`", field="action_hash")
+    state = state_of(request)
+    row, reused = await state.db.write(_reuse_or_create(state, body, spec.to_dict()))
+    data = approval_json(row)
+    if not reused:
+        state.hub.publish("approval.created", data)
+        state.metrics.approvals_pending.inc()
+        if (slack := getattr(state, "slack", None)) is not None:
+            await slack.on_created(row)
+    return json_ok({**data, "reused": reused})
+
+
+async def wait_gateway_approval(request: Request) -> JSONResponse:
+    await require_gateway(request)
+    state = state_of(request)
+    aid = request.path_params["id"]
+    deadline = time.monotonic() + (_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0)
+    while True:
+        row = await state.db.read(lambda c: get_approval(c, aid))
+        if row is None:
+            raise ApiError(404, f"no approval `{aid}`")
+        data = approval_json(row)
+        if data["status"] == "pending" and row["expires_at"] <= now():
+            data["status"] = "expired"
+        remaining = deadline - time.monotonic()
+        if data["status"] != "pending" or remaining <= 0:
+            return json_ok(data)
+        await state.hub.wait(min(remaining, 1.0))
+
+
+async def consume(request: Request) -> JSONResponse:
+    await require_gateway(request)
+    aid = request.path_params["id"]
+
+    def job(conn: Connection) -> dict[str, Any]:
+        row = get_approval(conn, aid)
+        if row is None:
+            raise ApiError(404, f"no approval `{aid}`")
+        if row["status"] != "approved":
+            raise ApiError(409, f"approval `{aid}` is {row['status']}, not approved")
+        if row["used"]:
+            raise ApiError(409, f"approval `{aid}` was already used")
+        conn.execute(update(approvals).where(approvals.c.id == aid).values(used=True))
+        return {**row, "used": True}
+
+    return json_ok(approval_json(await state_of(request).db.write(job)))
+
+
+async def heartbeat(request: Request) -> JSONResponse:
+    await require_gateway(request)
+    body = await read_model(request, Heartbeat)
+    state = state_of(request)
+    stamp = now()
+    info = body.model_dump()
+    state.gateways[body.gateway_id] = {"info": info, "last_heartbeat": stamp}
+
+    def job(conn: Connection) -> None:
+        conn.execute(delete(gateways).where(gateways.c.id == body.gateway_id))
+        conn.execute(
+            gateways.insert().values(
+                id=body.gateway_id, info=json.dumps(info), last_heartbeat=stamp
+            )
+        )
+
+    await state.db.write(job)
+    return json_ok({"ok": True})
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1/gateway"
+    return [
+        Route(p + "/config", config, methods=["GET"]),
+        Route(p + "/traffic", ingest_traffic, methods=["POST"]),
+        Route(p + "/approvals", create_gateway_approval, methods=["POST"]),
+        Route(p + "/approvals/{id}/wait", wait_gateway_approval, methods=["GET"]),
+        Route(p + "/approvals/{id}/consume", consume, methods=["POST"]),
+        Route(p + "/heartbeat", heartbeat, methods=["POST"]),
+    ]

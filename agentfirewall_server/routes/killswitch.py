@@ -1,0 +1,141 @@
+"""The kill switch: owner only; scope all, a connector type or an agent name; audited.
+
+Activating it denies every matching pending approval in the same transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import Connection, delete, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall_server.approvals import deny_for_kill_switch, publish_decided
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.clock import now, rfc3339
+from agentfirewall_server.routes.connectors import DOCUMENTED_TYPES
+from agentfirewall_server.state import AppState
+from agentfirewall_server.store.schema import kill_switches
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["kill_json", "routes"]
+
+
+class KillBody(Strict):
+    active: bool
+    scope: str | None = Field(default=None, min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+
+
+def kill_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "scope": row["scope"],
+        "target": row["target"] or None,
+        "reason": row["reason"],
+        "activated_by": row["activated_by"],
+        "activated_at": rfc3339(row["activated_at"]),
+    }
+
+
+def resolve_scope(state: AppState, scope: str | None) -> tuple[str, str]:
+    """`all`, a connector type (known or configured), or an agent name."""
+    if scope is None or scope == "all":
+        return "all", ""
+    if scope in DOCUMENTED_TYPES or scope in state.snapshot.connector_types():
+        return "connector", scope
+    if scope.startswith("agent:"):
+        return "agent", scope.removeprefix("agent:")
+    if scope.startswith("connector:"):
+        return "connector", scope.removeprefix("connector:")
+    return "agent", scope
+
+
+async def list_kill(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    return json_ok({"active": [kill_json(k) for k in state_of(request).snapshot.kill_switches]})
+
+
+async def set_kill(request: Request) -> JSONResponse:
+    who = await require_role(request, "owner")
+    body = await read_model(request, KillBody)
+    state = state_of(request)
+    if body.active:
+        scope, target = resolve_scope(state, body.scope)
+        job = _activate(scope, target, body.reason, who.actor)
+    else:
+        job = _deactivate(state, body.scope, who.actor)
+    denied = await state.change_config(job)
+    await publish_decided(state, denied)
+    active = [kill_json(k) for k in state.snapshot.kill_switches]
+    state.hub.publish("kill_switch", {"active": active})
+    return json_ok({"active": active, "approvals_denied": len(denied)})
+
+
+def _activate(scope: str, target: str, reason: str, actor: str) -> Any:
+    def job(conn: Connection) -> list[dict[str, Any]]:
+        stamp = now()
+        conn.execute(
+            delete(kill_switches).where(
+                kill_switches.c.scope == scope, kill_switches.c.target == target
+            )
+        )
+        conn.execute(
+            kill_switches.insert().values(
+                scope=scope,
+                target=target,
+                reason=reason or "kill switch",
+                activated_by=actor,
+                activated_at=stamp,
+            )
+        )
+        append_event(
+            conn,
+            "kill_switch.activated",
+            actor=actor,
+            now=stamp,
+            agent=target if scope == "agent" else None,
+            subject=scope,
+            data={"scope": scope, "target": target or None, "reason": reason},
+        )
+        return deny_for_kill_switch(conn, scope, target or None, by=actor, now=stamp)
+
+    return job
+
+
+def _deactivate(state: AppState, scope_text: str | None, actor: str) -> Any:
+    where = None if scope_text is None else resolve_scope(state, scope_text)
+
+    def job(conn: Connection) -> list[dict[str, Any]]:
+        rows = conn.execute(select(kill_switches)).all()
+        chosen = [r for r in rows if where is None or (r.scope, r.target) == where]
+        if not chosen and where is not None:
+            raise ApiError(404, f"no active kill switch for `{scope_text}`")
+        for r in chosen:
+            conn.execute(
+                delete(kill_switches).where(
+                    kill_switches.c.scope == r.scope, kill_switches.c.target == r.target
+                )
+            )
+            append_event(
+                conn,
+                "kill_switch.deactivated",
+                actor=actor,
+                now=now(),
+                agent=r.target if r.scope == "agent" else None,
+                subject=r.scope,
+                data={"scope": r.scope, "target": r.target or None},
+            )
+        return []
+
+    return job
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/v1/kill-switch", list_kill, methods=["GET"]),
+        Route("/api/v1/kill-switch", set_kill, methods=["POST"]),
+    ]

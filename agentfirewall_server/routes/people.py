@@ -1,0 +1,317 @@
+"""People: first-run setup, login/logout, sessions, users and roles, admin API tokens."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.auth import SESSION_COOKIE, authenticate, require_role, state_of
+from agentfirewall_server.bootstrap import SETUP_TOKEN_FILE, new_token, read_secret_file
+from agentfirewall_server.clock import new_id, now, rfc3339
+from agentfirewall_server.identity import (
+    dummy_verify,
+    hash_password,
+    hash_secret,
+    new_session_token,
+    prefix_of,
+    verify_password,
+)
+from agentfirewall_server.store.schema import sessions, tokens, users
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["routes"]
+
+SESSION_SECONDS = 12 * 3600
+_Role = Literal["owner", "admin", "member", "viewer"]
+_EMAIL = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+_PASSWORD = Field(min_length=8, max_length=1024)
+
+
+class Login(Strict):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Setup(Strict):
+    setup_token: str = Field(min_length=1, max_length=200)
+    email: str = _EMAIL
+    password: str = _PASSWORD
+
+
+class NewUser(Strict):
+    email: str = _EMAIL
+    password: str = _PASSWORD
+    role: _Role = "viewer"
+
+
+class UserPatch(Strict):
+    role: _Role | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+
+
+class NewToken(Strict):
+    name: str = Field(default="api token", min_length=1, max_length=200)
+
+
+def user_json(row: Any) -> dict[str, Any]:
+    m = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    return {
+        "id": m["id"],
+        "email": m["email"],
+        "role": m["role"],
+        "created_at": rfc3339(m["created_at"]),
+    }
+
+
+def _start_session(conn: Connection, user_id: str) -> tuple[str, str]:
+    token, csrf, stamp = new_session_token(), secrets.token_urlsafe(24), now()
+    conn.execute(
+        sessions.insert().values(
+            id_hash=hash_secret(token),
+            user_id=user_id,
+            csrf_token=csrf,
+            created_at=stamp,
+            expires_at=stamp + SESSION_SECONDS,
+        )
+    )
+    return token, csrf
+
+
+def _with_cookie(request: Request, body: dict[str, Any], token: str) -> JSONResponse:
+    response = json_ok(body)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+async def setup(request: Request) -> JSONResponse:
+    body = await read_model(request, Setup)
+    state = state_of(request)
+    path = state.settings.data_dir / SETUP_TOKEN_FILE
+    expected = read_secret_file(path)
+    if not expected or not hmac.compare_digest(expected.encode(), body.setup_token.encode()):
+        raise ApiError(
+            403,
+            "setup token is wrong or was already used",
+            code="forbidden",
+            required_role="setup",
+            your_role="none",
+        )
+
+    def job(conn: Connection) -> tuple[dict[str, Any], str, str]:
+        if conn.execute(select(func.count()).select_from(users)).scalar_one():
+            raise ApiError(409, "an owner already exists: log in instead")
+        row = {
+            "id": new_id("usr_"),
+            "email": body.email.lower(),
+            "role": "owner",
+            "password_hash": hash_password(body.password),
+            "created_at": now(),
+        }
+        conn.execute(users.insert().values(**row))
+        append_event(
+            conn,
+            "user.created",
+            actor=row["email"],
+            now=now(),
+            subject=row["id"],
+            data={"role": "owner", "via": "setup"},
+        )
+        return row, *_start_session(conn, row["id"])
+
+    row, token, csrf = await state.db.write(job)
+    path.unlink(missing_ok=True)
+    return _with_cookie(request, {"user": user_json(row), "csrf_token": csrf}, token)
+
+
+async def login(request: Request) -> JSONResponse:
+    body = await read_model(request, Login)
+    state = state_of(request)
+    row = await state.db.read(
+        lambda c: c.execute(select(users).where(users.c.email == body.email.lower())).first()
+    )
+    if row is None:
+        dummy_verify(body.password)
+        raise ApiError(401, "wrong email or password")
+    if not verify_password(row.password_hash, body.password):
+        raise ApiError(401, "wrong email or password")
+
+    def job(conn: Connection) -> tuple[str, str]:
+        append_event(conn, "user.login", actor=row.email, now=now(), subject=row.id)
+        return _start_session(conn, row.id)
+
+    token, csrf = await state.db.write(job)
+    return _with_cookie(request, {"user": user_json(row), "csrf_token": csrf}, token)
+
+
+async def logout(request: Request) -> Response:
+    who = await authenticate(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        digest = hash_secret(cookie)
+
+        def job(conn: Connection) -> None:
+            conn.execute(delete(sessions).where(sessions.c.id_hash == digest))
+            append_event(conn, "user.logout", actor=who.actor, now=now(), subject=who.user_id)
+
+        await state_of(request).db.write(job)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def me(request: Request) -> JSONResponse:
+    who = await require_role(request, "viewer")
+    csrf = None
+    user: dict[str, Any] = {"id": who.user_id, "email": who.actor, "role": who.role}
+    if who.user_id:
+        uid = who.user_id
+        row = await state_of(request).db.read(
+            lambda c: c.execute(select(users).where(users.c.id == uid)).first()
+        )
+        if row is not None:
+            user = user_json(row)
+    if who.kind == "session":
+        digest = hash_secret(request.cookies.get(SESSION_COOKIE, ""))
+        csrf = await state_of(request).db.read(
+            lambda c: c.execute(
+                select(sessions.c.csrf_token).where(sessions.c.id_hash == digest)
+            ).scalar()
+        )
+    return json_ok({"user": user, "csrf_token": csrf})
+
+
+async def list_users(request: Request) -> JSONResponse:
+    await require_role(request, "owner")
+    rows = await state_of(request).db.read(
+        lambda c: c.execute(select(users).order_by(users.c.created_at)).all()
+    )
+    return json_ok({"users": [user_json(r) for r in rows]})
+
+
+async def create_user(request: Request) -> JSONResponse:
+    who = await require_role(request, "owner")
+    body = await read_model(request, NewUser)
+    row = {
+        "id": new_id("usr_"),
+        "email": body.email.lower(),
+        "role": body.role,
+        "password_hash": hash_password(body.password),
+        "created_at": now(),
+    }
+
+    def job(conn: Connection) -> None:
+        conn.execute(users.insert().values(**row))
+        append_event(
+            conn,
+            "user.created",
+            actor=who.actor,
+            now=now(),
+            subject=row["id"],
+            data={"role": body.role, "email": row["email"]},
+        )
+
+    try:
+        await state_of(request).db.write(job)
+    except IntegrityError:
+        raise ApiError(409, f"a user `{row['email']}` already exists", field="email") from None
+    return json_ok(user_json(row), 201)
+
+
+async def patch_user(request: Request) -> JSONResponse:
+    who = await require_role(request, "owner")
+    uid = request.path_params["id"]
+    body = await read_model(request, UserPatch)
+    values: dict[str, Any] = {}
+    if body.role:
+        values["role"] = body.role
+    if body.password:
+        values["password_hash"] = hash_password(body.password)
+    if not values:
+        raise ApiError(422, "nothing to change: send `role` or `password`")
+
+    def job(conn: Connection) -> Any:
+        row = conn.execute(select(users).where(users.c.id == uid)).first()
+        if row is None:
+            raise ApiError(404, f"no user `{uid}`")
+        if row.role == "owner" and body.role and body.role != "owner":
+            owners = conn.execute(
+                select(func.count()).select_from(users).where(users.c.role == "owner")
+            ).scalar_one()
+            if owners <= 1:
+                raise ApiError(409, "the last owner cannot be demoted: promote another first")
+        conn.execute(update(users).where(users.c.id == uid).values(**values))
+        if body.role:
+            conn.execute(update(tokens).where(tokens.c.user_id == uid).values(role=body.role))
+        append_event(
+            conn,
+            "user.updated",
+            actor=who.actor,
+            now=now(),
+            subject=uid,
+            data={"role": body.role, "password_changed": bool(body.password)},
+        )
+        return conn.execute(select(users).where(users.c.id == uid)).first()
+
+    row = await state_of(request).change_config(job)
+    return json_ok(user_json(row))
+
+
+async def create_token(request: Request) -> JSONResponse:
+    who = await require_role(request, "owner")
+    body = await read_model(request, NewToken, allow_empty=True)
+    token = new_token("tfa_")
+
+    def job(conn: Connection) -> None:
+        conn.execute(
+            tokens.insert().values(
+                token_hash=hash_secret(token),
+                prefix=prefix_of(token),
+                kind="admin",
+                user_id=who.user_id,
+                role=who.role,
+                name=body.name,
+                created_at=now(),
+            )
+        )
+        append_event(
+            conn,
+            "token.created",
+            actor=who.actor,
+            now=now(),
+            subject=prefix_of(token),
+            data={"name": body.name},
+        )
+
+    await state_of(request).change_config(job)
+    return json_ok({"token": token, "prefix": prefix_of(token), "role": who.role}, 201)
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1"
+    return [
+        Route(p + "/auth/setup", setup, methods=["POST"]),
+        Route(p + "/auth/login", login, methods=["POST"]),
+        Route(p + "/auth/logout", logout, methods=["POST"]),
+        Route(p + "/auth/me", me, methods=["GET"]),
+        Route(p + "/users", list_users, methods=["GET"]),
+        Route(p + "/users", create_user, methods=["POST"]),
+        Route(p + "/users/{id}", patch_user, methods=["PATCH"]),
+        Route(p + "/tokens", create_token, methods=["POST"]),
+    ]

@@ -1,0 +1,290 @@
+"""Policies: create, validate, update (new version), enable/disable, delete, packs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall.errors import PolicyError
+from agentfirewall.policy import Policy, list_packs, load_pack, load_policy, validate_policy_text
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.clock import new_id, now, rfc3339
+from agentfirewall_server.store.schema import policies, policy_versions
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["policy_json", "routes"]
+
+
+class DocumentBody(Strict):
+    document: str = Field(min_length=1, max_length=512 * 1024)
+
+
+def policy_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "enabled": bool(row["enabled"]),
+        "priority": row["priority"],
+        "version": row["version"],
+        "document": row["document"],
+        "created_at": rfc3339(row["created_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
+    }
+
+
+def _load(text: str) -> Policy:
+    try:
+        return load_policy(text)
+    except PolicyError as exc:
+        raise ApiError(422, f"invalid policy: {exc}", line=exc.line, field=exc.field) from None
+
+
+def _find(request: Request) -> dict[str, Any]:
+    pid = request.path_params["id"]
+    for row in state_of(request).snapshot.policies:
+        if pid in (row["id"], row["name"]):
+            return row
+    raise ApiError(404, f"no policy `{pid}`")
+
+
+def _create(text: str, policy: Policy, actor: str) -> Any:
+    def job(conn: Connection) -> dict[str, Any]:
+        stamp = now()
+        row = {
+            "id": new_id("pol_"),
+            "name": policy.name,
+            "enabled": policy.enabled,
+            "priority": policy.priority,
+            "version": 1,
+            "document": text,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        conn.execute(policies.insert().values(**row))
+        conn.execute(
+            policy_versions.insert().values(
+                policy_id=row["id"], version=1, document=text, created_at=stamp, created_by=actor
+            )
+        )
+        append_event(
+            conn,
+            "policy.created",
+            actor=actor,
+            now=stamp,
+            subject=row["id"],
+            data={"name": policy.name, "version": 1},
+        )
+        return row
+
+    return job
+
+
+async def _insert(request: Request, text: str, policy: Policy, actor: str) -> JSONResponse:
+    state = state_of(request)
+    if any(p["name"] == policy.name for p in state.snapshot.policies):
+        raise ApiError(
+            409, f"a policy named `{policy.name}` exists: update it with PUT", field="name"
+        )
+    try:
+        row = await state.change_config(_create(text, policy, actor))
+    except IntegrityError:
+        raise ApiError(409, f"a policy named `{policy.name}` exists", field="name") from None
+    return json_ok(policy_json(row), 201)
+
+
+async def list_policies(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    rows = state_of(request).snapshot.policies
+    return json_ok({"policies": [policy_json(r) for r in rows]})
+
+
+async def create_policy(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    body = await read_model(request, DocumentBody)
+    return await _insert(request, body.document, _load(body.document), who.actor)
+
+
+async def validate(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    body = await read_model(request, DocumentBody)
+    errors = validate_policy_text(body.document)
+    return json_ok(
+        {
+            "valid": not errors,
+            "errors": [{"message": e.message, "line": e.line, "field": e.field} for e in errors],
+        }
+    )
+
+
+async def get_policy(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    return json_ok(policy_json(_find(request)))
+
+
+async def put_policy(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    row = _find(request)
+    body = await read_model(request, DocumentBody)
+    policy = _load(body.document)
+    if policy.name != row["name"] and any(
+        p["name"] == policy.name for p in state_of(request).snapshot.policies
+    ):
+        raise ApiError(409, f"a policy named `{policy.name}` exists", field="name")
+
+    def job(conn: Connection) -> dict[str, Any]:
+        stamp = now()
+        version = (
+            int(
+                conn.execute(
+                    select(policies.c.version).where(policies.c.id == row["id"])
+                ).scalar_one()
+            )
+            + 1
+        )
+        values = {
+            "name": policy.name,
+            "priority": policy.priority,
+            "enabled": policy.enabled,
+            "version": version,
+            "document": body.document,
+            "updated_at": stamp,
+        }
+        conn.execute(update(policies).where(policies.c.id == row["id"]).values(**values))
+        conn.execute(
+            policy_versions.insert().values(
+                policy_id=row["id"],
+                version=version,
+                document=body.document,
+                created_at=stamp,
+                created_by=who.actor,
+            )
+        )
+        append_event(
+            conn,
+            "policy.updated",
+            actor=who.actor,
+            now=stamp,
+            subject=row["id"],
+            data={"name": policy.name, "version": version},
+        )
+        return {**row, **values}
+
+    return json_ok(policy_json(await state_of(request).change_config(job)))
+
+
+async def delete_policy(request: Request) -> Response:
+    who = await require_role(request, "admin")
+    row = _find(request)
+
+    def job(conn: Connection) -> None:
+        conn.execute(delete(policies).where(policies.c.id == row["id"]))
+        append_event(
+            conn,
+            "policy.deleted",
+            actor=who.actor,
+            now=now(),
+            subject=row["id"],
+            data={"name": row["name"]},
+        )
+
+    await state_of(request).change_config(job)
+    return Response(status_code=204)
+
+
+async def _toggle(request: Request, enabled: bool) -> JSONResponse:
+    who = await require_role(request, "admin")
+    row = _find(request)
+
+    def job(conn: Connection) -> dict[str, Any]:
+        stamp = now()
+        conn.execute(
+            update(policies)
+            .where(policies.c.id == row["id"])
+            .values(enabled=enabled, updated_at=stamp)
+        )
+        append_event(
+            conn,
+            "policy.updated",
+            actor=who.actor,
+            now=stamp,
+            subject=row["id"],
+            data={"name": row["name"], "enabled": enabled},
+        )
+        return {**row, "enabled": enabled, "updated_at": stamp}
+
+    return json_ok(policy_json(await state_of(request).change_config(job)))
+
+
+async def enable(request: Request) -> JSONResponse:
+    return await _toggle(request, True)
+
+
+async def disable(request: Request) -> JSONResponse:
+    return await _toggle(request, False)
+
+
+async def versions(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    row = _find(request)
+    rows = await state_of(request).db.read(
+        lambda c: c.execute(
+            select(policy_versions)
+            .where(policy_versions.c.policy_id == row["id"])
+            .order_by(policy_versions.c.version)
+        ).all()
+    )
+    return json_ok(
+        {
+            "versions": [
+                {
+                    "version": r.version,
+                    "document": r.document,
+                    "created_at": rfc3339(r.created_at),
+                    "created_by": r.created_by,
+                }
+                for r in rows
+            ]
+        }
+    )
+
+
+async def packs(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    return json_ok(
+        {"packs": [{"name": p.name, "description": p.description} for p in list_packs()]}
+    )
+
+
+async def install_pack(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    name = request.path_params["name"]
+    if name not in {p.name for p in list_packs()}:
+        raise ApiError(404, f"no policy pack `{name}`: see GET /api/v1/policy-packs")
+    policy = load_pack(name)
+    text = json.dumps(policy.to_document(), indent=2)
+    return await _insert(request, text, policy, who.actor)
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1/policies"
+    return [
+        Route(p, list_policies, methods=["GET"]),
+        Route(p, create_policy, methods=["POST"]),
+        Route(p + "/validate", validate, methods=["POST"]),
+        Route(p + "/{id}", get_policy, methods=["GET"]),
+        Route(p + "/{id}", put_policy, methods=["PUT"]),
+        Route(p + "/{id}", delete_policy, methods=["DELETE"]),
+        Route(p + "/{id}/enable", enable, methods=["POST"]),
+        Route(p + "/{id}/disable", disable, methods=["POST"]),
+        Route(p + "/{id}/versions", versions, methods=["GET"]),
+        Route("/api/v1/policy-packs", packs, methods=["GET"]),
+        Route("/api/v1/policy-packs/{name}/install", install_pack, methods=["POST"]),
+    ]

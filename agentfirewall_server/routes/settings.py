@@ -1,0 +1,108 @@
+"""Org settings: approval timeout, default enforcement level, gateway URL, Slack (write-only)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import Connection, delete
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall.decisions import normalize_level
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.clock import now
+from agentfirewall_server.snapshot import put_setting
+from agentfirewall_server.state import AppState
+from agentfirewall_server.store.schema import credentials
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["SLACK_SECRET_OWNERS", "routes", "settings_json"]
+
+SLACK_SECRET_OWNERS = ("settings:slack_bot_token", "settings:slack_signing_secret")
+_Level = Literal["monitor", "soft_enforce", "full_enforce", "L0", "L1", "L2"]
+
+
+class SettingsPatch(Strict):
+    approval_timeout_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    default_enforcement_level: _Level | None = None
+    gateway_url: str | None = Field(default=None, max_length=2048)
+    slack_channel: str | None = Field(default=None, max_length=80)
+    slack_bot_token: str | None = Field(default=None, max_length=4096)
+    slack_signing_secret: str | None = Field(default=None, max_length=4096)
+
+
+def settings_json(state: AppState) -> dict[str, Any]:
+    snap = state.snapshot
+    configured = all(owner in snap.credentials for owner in SLACK_SECRET_OWNERS)
+    return {
+        "approval_timeout_seconds": int(
+            snap.settings.get("approval_timeout_seconds") or state.settings.approval_timeout_seconds
+        ),
+        "default_enforcement_level": snap.settings["default_enforcement_level"],
+        "gateway_url": snap.settings.get("gateway_url"),
+        "slack": {
+            "channel": snap.settings.get("slack_channel"),
+            "configured": configured and bool(snap.settings.get("slack_channel")),
+        },
+    }
+
+
+async def get_settings(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    return json_ok(settings_json(state_of(request)))
+
+
+async def patch_settings(request: Request) -> JSONResponse:
+    who = await require_role(request, "owner")
+    body = await read_model(request, SettingsPatch)
+    state = state_of(request)
+    plain: dict[str, Any] = body.model_dump(
+        exclude_none=True, exclude={"slack_bot_token", "slack_signing_secret"}
+    )
+    if "default_enforcement_level" in plain:
+        plain["default_enforcement_level"] = normalize_level(plain["default_enforcement_level"])
+    secrets = {
+        "settings:slack_bot_token": body.slack_bot_token,
+        "settings:slack_signing_secret": body.slack_signing_secret,
+    }
+    if not plain and not any(v is not None for v in secrets.values()):
+        raise ApiError(422, "nothing to change: send at least one setting")
+
+    def job(conn: Connection) -> None:
+        stamp = now()
+        for key, value in plain.items():
+            put_setting(conn, key, value)
+        for owner, value in secrets.items():
+            if value is None:
+                continue
+            conn.execute(delete(credentials).where(credentials.c.owner == owner))
+            if value:
+                conn.execute(
+                    credentials.insert().values(
+                        owner=owner,
+                        ciphertext=state.vault.encrypt(value, owner=owner),
+                        created_at=stamp,
+                    )
+                )
+        changed = sorted(plain) + [o.split(":")[1] for o, v in secrets.items() if v is not None]
+        append_event(
+            conn,
+            "settings.updated",
+            actor=who.actor,
+            now=stamp,
+            subject="settings",
+            data={"changed": changed},
+        )
+
+    await state.change_config(job)
+    return json_ok(settings_json(state))
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/v1/settings", get_settings, methods=["GET"]),
+        Route("/api/v1/settings", patch_settings, methods=["PATCH"]),
+    ]
