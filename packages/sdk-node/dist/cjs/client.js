@@ -111,8 +111,8 @@ class AgentFirewall {
     async waitForDecision(actionRequestId, options = {}) {
         const timeout = options.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS;
         const deadline = monotonicSeconds() + timeout;
-        for (;;) {
-            const remaining = deadline - monotonicSeconds();
+        for (let first = true;; first = false) {
+            const remaining = first ? timeout : deadline - monotonicSeconds();
             const seconds = Math.max(0, Math.min(MAX_POLL_SECONDS, Math.floor(remaining)));
             if (seconds === 0 && remaining > 0)
                 await sleep(remaining); // the last fraction of a second

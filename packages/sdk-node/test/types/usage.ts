@@ -1,0 +1,69 @@
+// Uses the API the way the seed's snippets do, through the published typings
+// (dist/esm/index.d.ts via the package name). `npm run typecheck` must pass;
+// each @ts-expect-error line must stay an error.
+import {
+  AgentFirewall,
+  ConflictError,
+  RateLimitError,
+  type ActionResult,
+  type ApprovedResult,
+  type ExecutionResult,
+  type WaitOutcome,
+} from "@agentfirewall/sdk";
+
+export async function seedModeA(): Promise<void> {
+  const TameFlare = new AgentFirewall({
+    apiKey: process.env["AAF_API_KEY"],
+    baseUrl: process.env["AAF_BASE_URL"] ?? "http://localhost:3000/api",
+  });
+  const result: ActionResult = await TameFlare.requestAction({
+    type: "github.pr.merge",
+    resource: { provider: "github", account: "acme", target: "acme/api", environment: "production" },
+    parameters: { pull_number: 42 },
+    riskHints: { irreversible: true },
+  });
+  switch (result.status) {
+    case "allowed":
+      await TameFlare.execute(result.action_request_id, result.decision_token);
+      break;
+    case "pending_approval": {
+      const approved: ApprovedResult | null = await TameFlare.waitForApproval(result.action_request_id);
+      if (approved) await TameFlare.execute(result.action_request_id, approved.decision_token);
+      break;
+    }
+    case "denied":
+      console.log("Blocked:", result.decision.reason, result.decision.risk_score, result.decision.matched_policies);
+      break;
+  }
+}
+
+export async function details(client: AgentFirewall): Promise<void> {
+  const outcome: WaitOutcome = await client.waitForDecision("act_1", { timeoutSeconds: 5 });
+  if (outcome.approved) {
+    const token: string = outcome.decision_token;
+    const done: ExecutionResult = await client.execute(outcome.action_request_id, token);
+    const code: number = done.result.status_code;
+    void code;
+  } else {
+    const why: "denied" | "expired" | "executed" | "timeout" = outcome.status;
+    void why;
+  }
+  try {
+    await client.dryRun({ type: "email.send" });
+  } catch (error) {
+    if (error instanceof RateLimitError) void (error.retryAfter satisfies number | undefined);
+    if (error instanceof ConflictError) void (error.code satisfies string | undefined);
+  }
+}
+
+export async function mistakes(client: AgentFirewall): Promise<void> {
+  // @ts-expect-error the type is required
+  await client.requestAction({ parameters: {} });
+  // @ts-expect-error resource fields are provider, account, target, environment
+  await client.requestAction({ type: "a.b", resource: { repo: "x" } });
+  // @ts-expect-error parameters are JSON
+  await client.requestAction({ type: "a.b", parameters: { when: new Date() } });
+  const result = await client.requestAction({ type: "a.b" });
+  // @ts-expect-error status is a closed set
+  if (result.status === "approved") return;
+}

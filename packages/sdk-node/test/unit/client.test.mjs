@@ -1,0 +1,226 @@
+// AgentFirewall against a scripted HTTP server: what goes on the wire, what comes back.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { inspect } from "node:util";
+
+import {
+  ActionSpecError,
+  AgentFirewall,
+  AuthenticationError,
+  DEFAULT_BASE_URL,
+  ServerError,
+  TokenError,
+  VERSION,
+} from "../../dist/esm/index.js";
+import { actionAnswer, startScriptedServer, stateAnswer } from "../helpers/http-server.mjs";
+
+const KEY = "aaf_test_0123456789abcdef0123456789abcdef";
+const MERGE = {
+  type: "github.pr.merge",
+  resource: { provider: "github", account: "acme", target: "acme/api", environment: "production" },
+  parameters: { pull_number: 42 },
+};
+
+/** Run `body` with the given environment variables, restoring them afterwards. */
+async function withEnv(vars, body) {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  for (const [k, v] of Object.entries(vars)) v === undefined ? delete process.env[k] : (process.env[k] = v);
+  try {
+    return await body();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) v === undefined ? delete process.env[k] : (process.env[k] = v);
+  }
+}
+
+describe("configuration", () => {
+  test("defaults come from AAF_API_KEY and AAF_BASE_URL", () =>
+    withEnv({ AAF_API_KEY: KEY, AAF_BASE_URL: "http://firewall.test:3000/api/" }, () => {
+      const client = new AgentFirewall();
+      assert.equal(client.baseUrl, "http://firewall.test:3000/api");
+    }));
+
+  test("the base URL defaults to localhost:3000/api, as the seed's snippet reads it", () =>
+    withEnv({ AAF_API_KEY: undefined, AAF_BASE_URL: undefined }, () => {
+      const client = new AgentFirewall({ apiKey: KEY, baseUrl: process.env.AAF_BASE_URL ?? "http://localhost:3000/api" });
+      assert.equal(client.baseUrl, DEFAULT_BASE_URL);
+      assert.equal(new AgentFirewall({ apiKey: KEY }).baseUrl, "http://localhost:3000/api");
+    }));
+
+  test("no key anywhere is an AuthenticationError before any request", () =>
+    withEnv({ AAF_API_KEY: undefined }, () => {
+      assert.throws(() => new AgentFirewall({ apiKey: process.env.AAF_API_KEY }), (error) => {
+        assert.ok(error instanceof AuthenticationError);
+        assert.match(error.message, /AAF_API_KEY/);
+        return true;
+      });
+    }));
+
+  test("the key shows nowhere: not in inspect, JSON or toString", () => {
+    const client = new AgentFirewall({ apiKey: KEY, baseUrl: "http://127.0.0.1:9/api" });
+    for (const text of [inspect(client, { showHidden: true, depth: 5 }), JSON.stringify(client), String(client)]) {
+      assert.ok(!text.includes(KEY), text);
+    }
+  });
+});
+
+describe("requestAction", () => {
+  let server;
+  let client;
+  before(async () => {
+    server = await startScriptedServer((request) => ({
+      body: actionAnswer("allowed"),
+      headers: request.headers["idempotency-key"] === "fixed-key" ? { "Idempotent-Replayed": "true" } : {},
+    }));
+    client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
+  });
+  after(() => server.close());
+
+  test("posts the seed's action as action_spec with the key and an idempotency key", async () => {
+    const result = await client.requestAction({ ...MERGE, riskHints: { irreversible: true } });
+    const sent = server.requests.at(-1);
+    assert.equal(sent.method, "POST");
+    assert.equal(sent.url, "/api/v1/actions");
+    assert.equal(sent.headers.authorization, `Bearer ${KEY}`);
+    assert.equal(sent.headers["content-type"], "application/json");
+    assert.equal(sent.headers["user-agent"], `agentfirewall-node/${VERSION}`);
+    assert.match(sent.headers["idempotency-key"], /^[0-9a-f-]{36}$/);
+    assert.deepEqual(sent.body, {
+      action_spec: { ...MERGE, risk_hints: { irreversible: true } },
+    });
+    assert.equal(result.status, "allowed");
+    assert.equal(result.action_request_id, "act_1");
+    assert.equal(result.decision_token, "tok.en.sig");
+    assert.equal(result.decision.outcome, "allow");
+    assert.equal(result.decision.reason, "No deny rules matched");
+    assert.equal(result.decision.risk_score, 0);
+    assert.deepEqual(result.decision.matched_policies, []);
+    assert.equal(result.replayed, false);
+  });
+
+  test("each call has its own idempotency key; a given one is sent and a replay is reported", async () => {
+    await client.requestAction(MERGE);
+    await client.requestAction(MERGE);
+    const [a, b] = server.requests.slice(-2).map((r) => r.headers["idempotency-key"]);
+    assert.notEqual(a, b);
+    const replayed = await client.requestAction(MERGE, { idempotencyKey: "fixed-key" });
+    assert.equal(server.requests.at(-1).headers["idempotency-key"], "fixed-key");
+    assert.equal(replayed.replayed, true);
+  });
+
+  test("a bare type is enough: empty resource, parameters and risk hints", async () => {
+    await client.requestAction({ type: "email.send" });
+    assert.deepEqual(server.requests.at(-1).body, {
+      action_spec: { type: "email.send", resource: {}, parameters: {}, risk_hints: {} },
+    });
+  });
+
+  for (const [name, action, field] of [
+    ["a malformed type", { type: "GitHub PR merge" }, "type"],
+    ["a one-segment type", { type: "merge" }, "type"],
+    ["a missing type", { parameters: {} }, "type"],
+    ["an unknown resource field", { type: "a.b", resource: { repo: "x" } }, "resource.repo"],
+    ["a non-string resource field", { type: "a.b", resource: { target: 42 } }, "resource.target"],
+    ["NaN in parameters", { type: "a.b", parameters: { amount: Number.NaN } }, "parameters.amount"],
+    ["a function in risk hints", { type: "a.b", riskHints: { f: () => 1 } }, "riskHints.f"],
+    ["an array as parameters", { type: "a.b", parameters: [1] }, "parameters"],
+  ]) {
+    test(`${name} is an ActionSpecError and sends nothing`, async () => {
+      const before = server.requests.length;
+      await assert.rejects(client.requestAction(action), (error) => {
+        assert.ok(error instanceof ActionSpecError, String(error));
+        assert.equal(error.field, field);
+        return true;
+      });
+      assert.equal(server.requests.length, before);
+    });
+  }
+});
+
+describe("answers", () => {
+  test("pending_approval carries the approval; denied carries the reason and no token", async () => {
+    const server = await startScriptedServer([{ body: actionAnswer("pending_approval") }, { body: actionAnswer("denied") }]);
+    try {
+      const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
+      const pending = await client.requestAction(MERGE);
+      assert.equal(pending.status, "pending_approval");
+      assert.equal(pending.decision_token, null);
+      assert.deepEqual(pending.approval?.required_approver_roles, ["admin"]);
+      const denied = await client.requestAction(MERGE);
+      assert.equal(denied.status, "denied");
+      assert.equal(denied.decision.reason, "merges need a human");
+      assert.equal(denied.decision_token, null);
+    } finally {
+      await server.close();
+    }
+  });
+
+  for (const [name, answer] of [
+    ["not JSON", { raw: "<html>oops</html>" }],
+    ["an unknown status", { body: { ...actionAnswer(), status: "maybe" } }],
+    ["no decision", { body: { ...actionAnswer(), decision: undefined } }],
+    ["no action id", { body: { ...actionAnswer(), action_request_id: "" } }],
+  ]) {
+    test(`a 200 with ${name} is a ServerError`, async () => {
+      const server = await startScriptedServer([answer]);
+      try {
+        const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
+        await assert.rejects(client.requestAction(MERGE), ServerError);
+      } finally {
+        await server.close();
+      }
+    });
+  }
+
+  test("dryRun posts to /v1/actions/dry-run and returns the explanation", async () => {
+    const explanation = [{ step: "access_rules", result: "no match", detail: "sdk default allow" }];
+    const server = await startScriptedServer([{ body: { status: "allowed", decision: actionAnswer().decision, explanation } }]);
+    try {
+      const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
+      const result = await client.dryRun(MERGE);
+      assert.equal(server.requests[0].url, "/api/v1/actions/dry-run");
+      assert.deepEqual(server.requests[0].body, { action_spec: { ...MERGE, risk_hints: {} } });
+      assert.equal(result.status, "allowed");
+      assert.deepEqual(result.explanation, explanation);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("getAction reads /v1/actions/{id} with the id escaped", async () => {
+    const server = await startScriptedServer([{ body: stateAnswer("executed") }]);
+    try {
+      const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
+      const state = await client.getAction("act_1/../x");
+      assert.equal(server.requests[0].url, "/api/v1/actions/act_1%2F..%2Fx");
+      assert.equal(state.status, "executed");
+      assert.equal(state.agent, "Bot");
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("execute", () => {
+  test("posts the decision token and returns the upstream result", async () => {
+    const result = { status_code: 200, headers: { "content-type": "application/json" }, body: { merged: true } };
+    const server = await startScriptedServer([{ body: { action_request_id: "act_1", status: "executed", result } }]);
+    try {
+      const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
+      const executed = await client.execute("act_1", "tok.en.sig");
+      assert.equal(server.requests[0].url, "/api/v1/actions/act_1/execute");
+      assert.deepEqual(server.requests[0].body, { decision_token: "tok.en.sig" });
+      assert.equal(server.requests[0].headers["idempotency-key"], undefined);
+      assert.equal(executed.status, "executed");
+      assert.deepEqual(executed.result, result);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("without a token it is a TokenError and nothing is sent", async () => {
+    const client = new AgentFirewall({ apiKey: KEY, baseUrl: "http://127.0.0.1:9/api" });
+    for (const token of [null, undefined, ""]) {
+      await assert.rejects(client.execute("act_1", token), TokenError);
+    }
+  });
+});
