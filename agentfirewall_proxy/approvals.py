@@ -14,7 +14,7 @@ the kill-switch header), ``gone`` (the client left; the approval stays on the se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
 from agentfirewall_proxy.control import Control, ControlError
@@ -62,7 +62,9 @@ class Holds:
             body["approver_roles"] = list(decision.approval.approver_roles)
         return body
 
-    async def hold(self, flow: Flow, timeout: float, closed: Awaitable[None]) -> HoldOutcome:
+    async def hold(
+        self, flow: Flow, timeout: float, closed: Callable[[], Awaitable[None]]
+    ) -> HoldOutcome:
         """Create the approval and wait for its outcome (or the client, or the kill switch)."""
         try:
             approval = await self.control.create_approval(self.payload(flow, timeout))
@@ -73,7 +75,7 @@ class Holds:
         loop = asyncio.get_running_loop()
         killed: asyncio.Future[HoldOutcome] = loop.create_future()
         self.held[flow] = killed
-        gone = asyncio.ensure_future(closed)
+        gone = asyncio.ensure_future(closed())
         try:
             return await self._wait(str(approval["id"]), loop.time() + timeout, killed, gone)
         finally:

@@ -51,12 +51,12 @@ async def exchange(
     """Handle one request on `conn`; True when the connection may carry another."""
     flow = Flow(request_id=gateway.new_request_id(), method=head.method)
     upgrade = None
-    body: list[bytes] = []
+    conn.body_pending = True
     try:
         _identify(gateway, conn, flow, head, tunnel)
         upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None
         prefix, complete = await _body_prefix(conn, head, flow)
-        body.append(prefix)
+        conn.body_pending = not complete
         request = http_request(flow, head, prefix, complete)
         decision = decide(gateway.require_config(), flow, request)
         gateway.begin(flow, conn)
@@ -70,7 +70,7 @@ async def exchange(
         return await _forward(gateway, conn, head, flow, prefix, complete, upgrade)
     except Refusal as exc:
         flow.status, flow.reason = exc.status, exc.message
-        if head.has_body and conn.clean:
+        if conn.body_pending and conn.clean:
             conn.clean = await _drain_small(conn)
         await conn.refuse(exc.status, gateway.refusal_body(flow, exc),
                           kill_switch=exc.error == "kill_switch",
@@ -161,7 +161,7 @@ async def _drain_small(conn: ClientConnection, limit: int = 65536) -> bool:
 
 
 async def _hold(gateway: Gateway, conn: ClientConnection, flow: Flow) -> None:
-    outcome = await gateway.holds.hold(flow, gateway.approval_timeout(flow), conn.closed())
+    outcome = await gateway.holds.hold(flow, gateway.approval_timeout(flow), conn.closed)
     if outcome == "approved":
         flow.reason = "approved"
         return
@@ -248,6 +248,7 @@ async def _stream_request_body(
     if chunked:
         up.writer.write(b"0\r\n\r\n")
     conn.clean = True
+    conn.body_pending = False
 
 
 async def _response_head(gateway: Gateway, up: UpstreamConnection) -> ResponseHead:

@@ -19,6 +19,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from agentfirewall.decisions import ApprovalRequirement
+
 from agentfirewall_proxy import agentports
 from agentfirewall_proxy.approvals import Holds
 from agentfirewall_proxy.certs import CertStore, load_or_create_ca
@@ -35,6 +37,7 @@ from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamPool
 __all__ = ["Gateway"]
 
 VERSION = "0.1.0"
+_DEFAULT_APPROVAL = ApprovalRequirement()
 
 
 class Gateway:
@@ -85,9 +88,11 @@ class Gateway:
             raise Refusal(403, "kill_switch", "kill_switch_active")
 
     def approval_timeout(self, flow: Flow) -> float:
+        """A policy rule's own ``approval.timeout_seconds``, else the settings' timeout."""
         decision = flow.decision
-        if decision is not None and decision.approval is not None:
-            return float(decision.approval.timeout_seconds)
+        approval = decision.approval if decision is not None else None
+        if approval is not None and approval != _DEFAULT_APPROVAL:
+            return float(approval.timeout_seconds)
         return self.require_config().approval_timeout
 
     def refusal_body(self, flow: Flow, exc: Refusal) -> dict[str, Any]:

@@ -76,6 +76,8 @@ class ClientConnection:
         self.port_agent = port_agent
         #: False once a request body was left unread: the connection must then close.
         self.clean = True
+        #: True while the current request's body has not been read to its end.
+        self.body_pending = False
 
     async def next_event(self, *, head: bool) -> object:
         """The next parser event; reading under the slowloris / idle / io deadlines."""

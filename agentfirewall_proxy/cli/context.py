@@ -1,0 +1,93 @@
+"""What every command handler receives: parsed flags, output, project, server target."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentfirewall_proxy.cli.client import AdminClient, open_client
+from agentfirewall_proxy.cli.output import CliError, Output
+from agentfirewall_proxy.cli.state import Project, Target, find_project, resolve_target
+
+__all__ = ["Context", "Handler", "add_command"]
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    out: Output
+    cwd: Path
+    env: dict[str, str]
+    _project: Project | None = field(default=None, init=False)
+    _looked: bool = field(default=False, init=False)
+
+    def flag(self, name: str, default: object = None) -> object:
+        return getattr(self.args, name, default)
+
+    @property
+    def project(self) -> Project | None:
+        if not self._looked:
+            self._project = find_project(self.cwd)
+            self._looked = True
+        return self._project
+
+    def require_project(self) -> Project:
+        project = self.project
+        if project is None:
+            raise CliError(
+                f"no TameFlare project in `{self.cwd}` or its parents",
+                hint="run `tf init` (or `tf up`) here first",
+            )
+        return project
+
+    def forget_project(self) -> None:
+        self._looked = False
+
+    def target(self) -> Target:
+        server = self.flag("server")
+        return resolve_target(self.project, str(server) if server else None, self.env)
+
+    @contextlib.contextmanager
+    def client(self, *, offline: bool = False) -> Iterator[AdminClient]:
+        target = self.target()
+        if not target.admin_token:
+            raise CliError(
+                f"no admin token for {target.server_url}",
+                hint="run `tf init` in this directory, or set TF_ADMIN_TOKEN (tfa_...)",
+            )
+        with open_client(target, offline=offline) as client:
+            yield client
+
+
+Handler = Callable[[Context], int]
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def add_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    description: str,
+    examples: str,
+    common: argparse.ArgumentParser,
+    handler: Handler | None = None,
+    aliases: tuple[str, ...] = (),
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help teaches: one line, a paragraph, then examples."""
+    parser = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog="examples:\n" + examples.strip("\n"),
+        formatter_class=_FORMATTER,
+        parents=[common],
+        aliases=list(aliases),
+    )
+    if handler is not None:
+        parser.set_defaults(handler=handler)
+    return parser

@@ -1,0 +1,269 @@
+"""`tf status`, `tf logs`, `tf approvals …`, `tf kill-switch …`: watching and steering."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from agentfirewall_proxy.cli.client import AdminClient, path_id
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
+
+__all__ = ["register"]
+
+_TRAFFIC_COLUMNS = ("time", "agent", "action", "method", "host", "path", "decision", "status", "ms")
+
+
+def _switch_text(switches: list[dict[str, Any]]) -> str:
+    if not switches:
+        return "off"
+    scopes = ", ".join(
+        str(s.get("target") or s.get("scope")) if s.get("scope") != "all" else "all"
+        for s in switches
+    )
+    return f"ACTIVE (scope: {scopes})"
+
+
+def status(ctx: Context) -> int:
+    with ctx.client() as client:
+        data = client.get("/v1/status")
+    gateway = data.get("gateway") or {}
+    decisions = data.get("decisions") or {}
+    agents = data.get("agents") or {}
+
+    def render() -> None:
+        online = "online" if gateway.get("online") else "offline"
+        ctx.out.fields(
+            [
+                ("server", ctx.target().server_url),
+                ("gateway", f"{online} (last heartbeat {gateway.get('last_heartbeat') or '-'})"),
+                ("agents", f"{agents.get('total', 0)} ({agents.get('active', 0)} active)"),
+                (
+                    "decisions",
+                    ", ".join(f"{k} {v}" for k, v in decisions.items()) or "none yet",
+                ),
+                ("approvals pending", data.get("approvals_pending", 0)),
+                ("kill switch", _switch_text(data.get("kill_switches") or [])),
+            ]
+        )
+        if not gateway.get("online"):
+            ctx.out.info("no gateway heartbeat: start one with `tf up`")
+
+    ctx.out.result(data, render)
+    return EXIT_OK
+
+
+def _traffic_row(t: dict[str, Any]) -> tuple[object, ...]:
+    decision = t.get("decision")
+    if t.get("would_outcome"):
+        decision = f"{decision} (would {t['would_outcome']})"
+    return (
+        short_time(t.get("created_at")),
+        t.get("agent"),
+        t.get("action"),
+        t.get("method"),
+        t.get("host"),
+        t.get("path"),
+        decision,
+        t.get("status_code"),
+        t.get("latency_ms"),
+    )
+
+
+def logs(ctx: Context) -> int:
+    args = ctx.args
+    with ctx.client() as client:
+        data = client.get("/v1/traffic", agent=args.agent, limit=args.last)
+        records = list(reversed(data.get("traffic", [])))
+        if not args.follow:
+            ctx.out.result(
+                data,
+                lambda: ctx.out.table(
+                    _TRAFFIC_COLUMNS,
+                    (_traffic_row(t) for t in records),
+                    empty="no traffic yet: run an agent with `tf run --name NAME COMMAND`",
+                ),
+            )
+            return EXIT_OK
+        return _follow(ctx, client, records)
+
+
+def _follow(ctx: Context, client: AdminClient, records: list[dict[str, Any]]) -> int:
+    seen = {str(t.get("id")) for t in records}
+    for record in records:
+        _print_record(ctx, record)
+    ctx.out.info("following new traffic (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(float(ctx.args.interval))
+            fresh = client.get("/v1/traffic", agent=ctx.args.agent, limit=200).get("traffic", [])
+            for record in reversed(fresh):
+                if str(record.get("id")) not in seen:
+                    seen.add(str(record.get("id")))
+                    _print_record(ctx, record)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _print_record(ctx: Context, record: dict[str, Any]) -> None:
+    if ctx.out.json_mode:
+        ctx.out.out.print_json(data=record)
+        return
+    cells = [str(c if c is not None else "-") for c in _traffic_row(record)]
+    style = {"deny": "red", "require_approval": "yellow"}.get(str(record.get("decision")))
+    ctx.out.line("  ".join(cells), style=style)
+
+
+def approvals_list(ctx: Context) -> int:
+    with ctx.client() as client:
+        data = client.get("/v1/approvals", status=ctx.args.status)
+    rows = [
+        (
+            a.get("id"),
+            a.get("agent"),
+            (a.get("action_spec") or {}).get("type"),
+            _request_text(a.get("request")),
+            a.get("status"),
+            a.get("reason"),
+            short_time(a.get("expires_at")),
+        )
+        for a in data.get("approvals", [])
+    ]
+    ctx.out.result(
+        data,
+        lambda: ctx.out.table(
+            ("id", "agent", "action", "request", "status", "reason", "expires"),
+            rows,
+            empty="no pending approvals",
+        ),
+    )
+    return EXIT_OK
+
+
+def _request_text(request: Any) -> str | None:
+    if not isinstance(request, dict):
+        return None
+    return f"{request.get('method')} {request.get('host')}{request.get('path')}"
+
+
+def approvals_decide(ctx: Context) -> int:
+    verb = "approve" if ctx.args.verb == "approve" else "deny"
+    approval_id = str(ctx.args.id)
+    body = {"note": ctx.args.note} if ctx.args.note else {}
+    with ctx.client() as client:
+        result = client.post(f"/v1/approvals/{path_id(approval_id)}/{verb}", body)
+    done = "approved" if verb == "approve" else "denied"
+    ctx.out.result(result, lambda: ctx.out.success(f"{approval_id} {done}"))
+    return EXIT_OK
+
+
+def kill_switch(ctx: Context) -> int:
+    args = ctx.args
+    verb = args.verb or ("activate" if args.activate else "deactivate" if args.deactivate else None)
+    if args.activate and args.deactivate:
+        raise CliError("--activate and --deactivate exclude each other", code=EXIT_USAGE)
+    with ctx.client() as client:
+        if verb is None or verb == "status":
+            data = client.get("/v1/kill-switch")
+            active = data.get("active") or []
+            ctx.out.result(data, lambda: ctx.out.line(f"kill switch: {_switch_text(active)}"))
+            return EXIT_OK
+        body: dict[str, Any] = {"active": verb == "activate"}
+        if args.scope:
+            body["scope"] = args.scope
+        elif verb == "activate":
+            body["scope"] = "all"
+        if args.reason:
+            body["reason"] = args.reason
+        data = client.post("/v1/kill-switch", body)
+    scope = args.scope or "all"
+    if verb == "activate":
+        message = f"kill switch ACTIVE for {scope}: matching traffic gets 403"
+    else:
+        message = f"kill switch cleared for {scope}"
+    ctx.out.result(data, lambda: ctx.out.success(message))
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    add_command(
+        sub,
+        "status",
+        help="gateway, agents, decisions, pending approvals, kill switch",
+        description="One screen: is the gateway online, how many agents, decisions so far, "
+        "pending approvals and the kill-switch state.",
+        examples="  tf status\n  tf status --json",
+        common=common,
+        handler=status,
+    )
+    log = add_command(
+        sub,
+        "logs",
+        help="the traffic log (newest last); --follow for live",
+        description="Traffic through the gateway: agent, action, decision, status, latency. "
+        "Headers with secrets and bodies are never recorded.",
+        examples='  tf logs\n  tf logs --last 50 --agent "Bot"\n  tf logs --follow',
+        common=common,
+        handler=logs,
+    )
+    log.add_argument("--follow", "-f", action="store_true", help="keep printing new traffic")
+    log.add_argument("--last", "-n", type=int, default=20, metavar="N", help="default 20")
+    log.add_argument("--agent", metavar="NAME")
+    log.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    _register_approvals(sub, common)
+    switch = add_command(
+        sub,
+        "kill-switch",
+        help="stop all traffic, or one connector's or one agent's, at once",
+        description="Activating blocks matching traffic at every enforcement level (403 with "
+        "X-TameFlare-Kill-Switch: active) and denies matching pending approvals. Scope: all "
+        "(default), a connector type, or an agent name. Needs the owner role.",
+        examples='  tf kill-switch --activate --scope "Finance Bot" --reason "odd transfers"\n'
+        "  tf kill-switch --activate\n  tf kill-switch --deactivate\n"
+        "  tf kill-switch deactivate\n  tf kill-switch status",
+        common=common,
+        handler=kill_switch,
+    )
+    switch.add_argument("verb", nargs="?", choices=["activate", "deactivate", "status"])
+    switch.add_argument("--activate", action="store_true")
+    switch.add_argument("--deactivate", action="store_true")
+    switch.add_argument("--scope", metavar="S", help="all, a connector type or an agent name")
+    switch.add_argument("--reason", metavar="R")
+
+
+def _register_approvals(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub,
+        "approvals",
+        help="list, approve and deny held requests",
+        description="Requests that need a human are held by the gateway (up to the approval "
+        "timeout, 5 minutes by default) until approved or denied here, in the dashboard or "
+        "in Slack.",
+        examples="  tf approvals list\n  tf approvals approve apv_123 --note 'looks fine'\n"
+        "  tf approvals deny apv_123",
+        common=common,
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="list|approve|deny")
+    lister = add_command(
+        verbs,
+        "list",
+        help="pending approvals (or --status recent)",
+        description="List approvals.",
+        examples="  tf approvals list\n  tf approvals list --status recent --json",
+        common=common,
+        handler=approvals_list,
+    )
+    lister.add_argument("--status", choices=["pending", "recent"], default="pending")
+    for verb, text in (("approve", "release a held request"), ("deny", "refuse it (403)")):
+        cmd = add_command(
+            verbs,
+            verb,
+            help=text,
+            description=f"{verb.capitalize()} one approval by id (see `tf approvals list`).",
+            examples=f"  tf approvals {verb} apv_123\n  tf approvals {verb} apv_123 --note 'ok'",
+            common=common,
+            handler=approvals_decide,
+        )
+        cmd.add_argument("id")
+        cmd.add_argument("--note")

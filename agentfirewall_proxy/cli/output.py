@@ -1,0 +1,151 @@
+"""What `tf` prints: rich tables for people, ``--json`` for scripts, errors that say what next.
+
+Exit codes (the same for every command)::
+
+    0  ok
+    1  error (server unreachable, bad answer, invalid file...)
+    2  usage (bad flags; argparse's own code)
+    3  denied (a deny decision, or the server refused for lack of role)
+    4  approval pending, denied by a human, or timed out
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "EXIT_DENIED",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_PENDING",
+    "EXIT_USAGE",
+    "CliError",
+    "Output",
+    "short_time",
+]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_DENIED = 3
+EXIT_PENDING = 4
+
+
+class CliError(Exception):
+    """A failure the user can act on: `message` says what, `hint` says what to do next."""
+
+    def __init__(self, message: str, *, hint: str | None = None, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+
+def _console(stream: IO[str], *, stderr: bool = False) -> Console:
+    tty = stream.isatty()
+    width = None if tty else int(os.environ.get("COLUMNS", "160"))
+    return Console(
+        file=stream,
+        stderr=stderr,
+        width=width,
+        no_color=not tty or "NO_COLOR" in os.environ,
+        highlight=False,
+        soft_wrap=not tty,
+    )
+
+
+class Output:
+    """One per command run; ``json_mode`` switches every answer to one JSON document."""
+
+    def __init__(
+        self,
+        *,
+        json_mode: bool = False,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+    ) -> None:
+        self.json_mode = json_mode
+        self.out = _console(stdout or sys.stdout)
+        self.err = _console(stderr or sys.stderr, stderr=True)
+
+    # answers ---------------------------------------------------------------------------
+
+    def result(self, payload: object, render: Callable[[], None]) -> None:
+        """`payload` as JSON with ``--json``, else whatever `render` prints."""
+        if self.json_mode:
+            self.out.print_json(json.dumps(payload, default=str))
+        else:
+            render()
+
+    def table(
+        self,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[object]],
+        *,
+        title: str | None = None,
+        empty: str = "nothing to show",
+    ) -> None:
+        materialised = [[_cell(v) for v in row] for row in rows]
+        if not materialised:
+            self.info(empty)
+            return
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in materialised:
+            table.add_row(*row)
+        self.out.print(table)
+
+    def line(self, text: str, style: str | None = None) -> None:
+        self.out.print(Text(text, style=style or ""), soft_wrap=True)
+
+    def fields(self, pairs: Iterable[tuple[str, object]]) -> None:
+        for key, value in pairs:
+            self.out.print(Text.assemble((f"{key}: ", "bold"), _cell(value)), soft_wrap=True)
+
+    def success(self, text: str) -> None:
+        if not self.json_mode:
+            self.out.print(Text("✓ " + text, style="green"), soft_wrap=True)
+
+    def info(self, text: str) -> None:
+        if not self.json_mode:
+            self.out.print(Text(text, style="dim"), soft_wrap=True)
+
+    # problems (always on stderr) ---------------------------------------------------------
+
+    def warn(self, text: str) -> None:
+        self.err.print(Text("warning: " + text, style="yellow"), soft_wrap=True)
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        self.err.print(Text("error: " + message, style="bold red"), soft_wrap=True)
+        if hint:
+            self.err.print(Text("  → " + hint), soft_wrap=True)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def short_time(value: Any) -> str:
+    """``2026-11-25T09:00:00.123Z`` → ``09:00:00`` (dates kept when not today's)."""
+    text = str(value or "")
+    if "T" not in text:
+        return text or "-"
+    date, _, clock = text.partition("T")
+    return f"{date} {clock[:8]}"

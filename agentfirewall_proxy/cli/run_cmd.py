@@ -1,0 +1,195 @@
+"""`tf run --name NAME [--enforcement LEVEL] [--] COMMAND...`: an agent behind the gateway.
+
+Gets the agent's proxy credential (``POST /api/v1/agents/ensure``), writes the CA bundle and
+the client shims into the state directory, builds the child environment
+(:mod:`agentfirewall_proxy.runenv`), runs COMMAND with signals forwarded and returns its exit
+code (128 + N when a signal N ended it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from agentfirewall.decisions import ENFORCEMENT_LEVELS, normalize_level
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
+from agentfirewall_proxy.runenv import (
+    RunSpec,
+    build_ca_bundle,
+    build_child_env,
+    read_system_ca,
+    write_support_files,
+)
+
+__all__ = ["register", "run"]
+
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+NODE_PRELOAD = Path(__file__).with_name("node_preload.js")
+
+
+def _with_port(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, f"{host}:{port}", "", "", ""))
+
+
+def _listening(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), 2.0):
+            return True
+    except OSError:
+        return False
+
+
+def _gateway_ca(ctx: Context) -> Path:
+    explicit = ctx.flag("ca_cert") or ctx.env.get("TF_CA_CERT")
+    if explicit:
+        return Path(str(explicit))
+    project = ctx.project
+    if project is None:
+        raise CliError(
+            "no gateway CA: `tf run` outside a project needs --ca-cert FILE or TF_CA_CERT",
+            hint="copy the gateway's ca.crt from its `.tf/` directory",
+        )
+    return project.state_dir / "ca.crt"
+
+
+def _run_dir(ctx: Context) -> Path:
+    project = ctx.project
+    if project is not None:
+        return project.state_dir / "run"
+    cache = ctx.env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "tameflare" / "run"
+
+
+def _proxy_for(ctx: Context, agent: dict[str, Any]) -> str:
+    url = ctx.target().proxy_url
+    port = agent.get("proxy_port")
+    if isinstance(port, int) and port > 0:
+        dedicated = _with_port(url, port)
+        if _listening(dedicated):
+            return dedicated
+    if not _listening(url):
+        raise CliError(
+            f"no TameFlare gateway listening at {url}",
+            hint="start one with `tf up` in another terminal (in this project's directory)",
+        )
+    return url
+
+
+def _command(ctx: Context) -> list[str]:
+    command = list(ctx.args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise CliError(
+            "nothing to run", hint='e.g. tf run --name "Bot" python my_agent.py', code=EXIT_USAGE
+        )
+    return command
+
+
+def run(ctx: Context) -> int:
+    command = _command(ctx)
+    name = str(ctx.args.name)
+    body: dict[str, Any] = {"name": name}
+    if ctx.args.enforcement:
+        try:
+            body["enforcement_level"] = normalize_level(str(ctx.args.enforcement))
+        except ValueError as exc:
+            raise CliError(str(exc), code=EXIT_USAGE) from None
+    with ctx.client() as client:
+        ensured = client.post("/v1/agents/ensure", body)
+    agent = ensured.get("agent") or {}
+    proxy = _proxy_for(ctx, agent)
+    ca_path = _gateway_ca(ctx)
+    try:
+        ca_pem = ca_path.read_text(encoding="ascii")
+    except OSError as exc:
+        raise CliError(
+            f"cannot read the gateway CA `{ca_path}`: {exc.strerror}",
+            hint="`tf up` creates it on its first start",
+        ) from None
+    run_dir = _run_dir(ctx)
+    bundle = build_ca_bundle(read_system_ca(ctx.env, run_dir / "ca-bundle.pem"), ca_pem)
+    files = write_support_files(run_dir, bundle, NODE_PRELOAD.read_text(encoding="utf-8"))
+    node_modules = run_dir.parent / "node" / "node_modules"
+    project = ctx.project
+    spec = RunSpec(
+        proxy_url=proxy,
+        agent_name=name,
+        agent_key=str(ensured["api_key"]),
+        files=files,
+        secret_env=project.config.secret_env if project else (),
+        node_modules=node_modules if node_modules.is_dir() else None,
+    )
+    env = build_child_env(ctx.env, spec)
+    if not ctx.out.json_mode:
+        level = agent.get("enforcement_level") or "default"
+        ctx.out.err.print(f"tf: {name} ({level}) via {proxy}", style="dim", highlight=False)
+    return spawn(command, env)
+
+
+def _terminal_sent_it() -> bool:
+    """True when our process group owns the terminal: the child got the same signal."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
+
+
+def spawn(command: list[str], env: dict[str, str]) -> int:
+    try:
+        child = subprocess.Popen(command, env=env)
+    except FileNotFoundError:
+        raise CliError(f"command not found: `{command[0]}`", code=127) from None
+    except PermissionError:
+        raise CliError(f"permission denied: `{command[0]}`", code=126) from None
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and _terminal_sent_it():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (*_FORWARDED, signal.SIGINT)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub,
+        "run",
+        help="run an agent with all its HTTP(S) traffic going through the gateway",
+        description="Creates the agent if new, gets its proxy credential and runs COMMAND with "
+        "HTTP_PROXY/HTTPS_PROXY (both cases), the gateway's CA in every common CA variable, "
+        "Node's fetch routed through the proxy, NO_PROXY cleared, --token-env secrets removed "
+        "and placeholder API keys the gateway replaces. Returns COMMAND's exit code.",
+        examples='  tf run --name "Bot" python my_agent.py\n'
+        '  tf run --name "Bot" node my_agent.js\n'
+        '  tf run --name "Bot" --enforcement monitor -- ./my_agent --verbose',
+        common=common,
+        handler=run,
+    )
+    parser.add_argument("--name", required=True, help="the agent (gateway) name")
+    parser.add_argument(
+        "--enforcement", metavar="LEVEL", help=", ".join(ENFORCEMENT_LEVELS) + " (or L0-L2)"
+    )
+    parser.add_argument("--ca-cert", metavar="FILE", help="gateway CA (default .tf/ca.crt)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...")
