@@ -7,14 +7,34 @@ what ships is what is written here.
 from __future__ import annotations
 
 from agentfirewall.connectors import (
+    anthropic,
     github,
+    mcp,
+    methods,
+    openai,
+    sendgrid,
+    slack,
+    stripe,
 )
 from agentfirewall.connectors.base import Connector
 from agentfirewall.errors import ConnectorError
 
 __all__ = ["action_aliases", "connector_types", "get_connector"]
 
-_REGISTRY: dict[str, Connector] = {connector.name: connector for connector in (github.CONNECTOR,)}
+_REGISTRY: dict[str, Connector] = {
+    connector.name: connector
+    for connector in (
+        github.CONNECTOR,
+        openai.CONNECTOR,
+        anthropic.CONNECTOR,
+        stripe.CONNECTOR,
+        slack.CONNECTOR,
+        mcp.CONNECTOR,
+        methods.WEBHOOK,
+        methods.GENERIC,
+        sendgrid.CONNECTOR,
+    )
+}
 
 
 def get_connector(type: str) -> Connector:

@@ -70,6 +70,13 @@ def normalize_host(host: str) -> str | None:
     return host if len(host) <= 253 and _LABELS_RE.fullmatch(host) else None
 
 
+def _domain(pattern: str) -> str | None:
+    """A configured domain: a host name or IP literal, no scheme, port or path."""
+    if "/" in pattern or (":" in pattern and _ip(pattern.strip("[]")) is None):
+        return None
+    return normalize_host(pattern)
+
+
 def _ip(text: str) -> str | None:
     try:
         return "ip:" + str(ipaddress.ip_address(text.split("%", 1)[0]))
@@ -89,7 +96,7 @@ class ConnectorRouter:
             for domain in domains:
                 pattern = domain.strip()
                 wildcard = pattern.startswith("*.")
-                host = normalize_host(pattern[2:] if wildcard else pattern)
+                host = _domain(pattern[2:] if wildcard else pattern)
                 if host is None or (wildcard and host.startswith("ip:")):
                     raise ConnectorError(f"invalid domain `{domain[:200]}`", connector=routed.type)
                 if wildcard:
