@@ -178,10 +178,10 @@ def decide_approval(
         raise ApiError(404, f"no approval `{approval_id}`")
     if row["status"] == "pending" and row["expires_at"] <= now:
         _finish(conn, row, "expired", by=None, note="timed out", now=now, event="approval.expired")
-        raise ApiError(409, f"approval `{approval_id}` has expired", status="expired")
+        raise ApiError(409, f"approval `{approval_id}` has expired", approval_status="expired")
     if row["status"] != "pending":
         raise ApiError(
-            409, f"approval `{approval_id}` was already {row['status']}", status=row["status"]
+            409, f"approval `{approval_id}` was already {row['status']}", approval_status=row["status"]
         )
     _check_role(row, role)
     status = "approved" if approve else "denied"
@@ -241,9 +241,7 @@ async def publish_decided(state: AppState, rows: list[dict[str, Any]]) -> None:
             state.metrics.approved.labels(
                 agent=row["agent"], connector=row["connector"] or ""
             ).inc()
-        notifier = getattr(state, "slack", None)
-        if notifier is not None:
-            await notifier.on_decided(row)
+        await state.slack.on_decided(row)
     if rows:
         await refresh_pending_gauge(state)
 

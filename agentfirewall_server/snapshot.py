@@ -130,8 +130,8 @@ def bump_version(conn: Connection) -> int:
 
 def _agents(conn: Connection) -> tuple[dict[str, AgentRecord], dict[str, str]]:
     keys: dict[str, list[tuple[str, str, float, str]]] = {}
-    for k in conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None))):
-        keys.setdefault(k.agent_id, []).append((k.key_hash, k.prefix, k.created_at, k.kind))
+    for r in conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None))):
+        keys.setdefault(r.agent_id, []).append((r.key_hash, r.prefix, r.created_at, r.kind))
     out: dict[str, AgentRecord] = {}
     index: dict[str, str] = {}
     for a in conn.execute(select(agents).order_by(agents.c.created_at)):

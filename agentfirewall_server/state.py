@@ -24,6 +24,7 @@ from agentfirewall_server.clock import now
 from agentfirewall_server.hub import Hub
 from agentfirewall_server.identity import hash_secret, prefix_of
 from agentfirewall_server.metrics import Metrics
+from agentfirewall_server.notify.slack import SlackNotifier
 from agentfirewall_server.ratelimit import RateLimiter
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.snapshot import (
@@ -59,6 +60,7 @@ class AppState:
         self.snapshot: Snapshot
         self.http: httpx.AsyncClient
         self.gateways: dict[str, dict[str, Any]] = {}
+        self.slack = SlackNotifier(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
 
@@ -81,6 +83,7 @@ class AppState:
             self._tasks.append(asyncio.create_task(self._follow_other_instances()))
 
     async def stop(self) -> None:
+        await self.slack.drain()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -20,6 +20,7 @@ __all__ = [
     "error_response",
     "install_error_handlers",
     "json_ok",
+    "read_body",
     "read_json",
     "read_model",
 ]
@@ -77,7 +78,7 @@ def json_ok(data: Any, status: int = 200, headers: dict[str, str] | None = None)
     return JSONResponse(data, status, headers=headers)
 
 
-async def _read_body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -99,7 +100,7 @@ async def _read_body(request: Request) -> bytes:
 
 async def read_json(request: Request, *, allow_empty: bool = False) -> Any:
     """The parsed JSON body; 400 when malformed, 413 when too large."""
-    raw = await _read_body(request)
+    raw = await read_body(request)
     if not raw.strip():
         if allow_empty:
             return {}

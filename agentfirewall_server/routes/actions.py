@@ -228,8 +228,7 @@ async def request_action(request: Request) -> JSONResponse:
         data = approval_json(approval)
         state.hub.publish("approval.created", data)
         state.metrics.approvals_pending.inc()
-        if (slack := getattr(state, "slack", None)) is not None:
-            await slack.on_created(approval)
+        await state.slack.on_created(approval)
     _count(state, agent, spec, decision)
     state.metrics.duration.observe(time.perf_counter() - started)
     return json_ok(response)

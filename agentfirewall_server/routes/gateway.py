@@ -236,7 +236,7 @@ def _reuse_or_create(state: AppState, body: GatewayApproval, spec: dict[str, Any
             risk_score=body.risk_score,
             reason=body.reason,
             request=body.request.model_dump() if body.request else None,
-            roles=body.approver_roles or list(DEFAULT_ROLES),
+            roles=list(body.approver_roles or DEFAULT_ROLES),
             timeout_seconds=timeout,
             now=stamp,
         )
@@ -269,8 +269,7 @@ async def create_gateway_approval(request: Request) -> JSONResponse:
     if not reused:
         state.hub.publish("approval.created", data)
         state.metrics.approvals_pending.inc()
-        if (slack := getattr(state, "slack", None)) is not None:
-            await slack.on_created(row)
+        await state.slack.on_created(row)
     return json_ok({**data, "reused": reused})
 
 

@@ -117,7 +117,7 @@ async def setup(request: Request) -> JSONResponse:
     def job(conn: Connection) -> tuple[dict[str, Any], str, str]:
         if conn.execute(select(func.count()).select_from(users)).scalar_one():
             raise ApiError(409, "an owner already exists: log in instead")
-        row = {
+        row: dict[str, Any] = {
             "id": new_id("usr_"),
             "email": body.email.lower(),
             "role": "owner",
@@ -208,7 +208,7 @@ async def list_users(request: Request) -> JSONResponse:
 async def create_user(request: Request) -> JSONResponse:
     who = await require_role(request, "owner")
     body = await read_model(request, NewUser)
-    row = {
+    row: dict[str, Any] = {
         "id": new_id("usr_"),
         "email": body.email.lower(),
         "role": body.role,

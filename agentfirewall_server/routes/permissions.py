@@ -67,7 +67,7 @@ def upsert(
         )
     ).first()
     if found is None:
-        row = {
+        row: dict[str, Any] = {
             "id": new_id("perm_"),
             "agent": agent,
             "connector": connector,

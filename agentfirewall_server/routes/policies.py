@@ -58,7 +58,7 @@ def _find(request: Request) -> dict[str, Any]:
 def _create(text: str, policy: Policy, actor: str) -> Any:
     def job(conn: Connection) -> dict[str, Any]:
         stamp = now()
-        row = {
+        row: dict[str, Any] = {
             "id": new_id("pol_"),
             "name": policy.name,
             "enabled": policy.enabled,

@@ -1,0 +1,1 @@
+"""Notifications of pending approvals (Slack)."""
