@@ -6,15 +6,24 @@ each other's actions, approvals or policies (policies are scoped to the agent).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
 from agentfirewall import AgentFirewall, AsyncAgentFirewall
+from tests.fakes import FakeUpstream, FakeUpstreams, github, stripe
 from tests.livesrv import LiveServer
 
-__all__ = ["LiveAgent", "new_agent"]
+__all__ = ["ExecutingServer", "LiveAgent", "executing_server", "new_agent", "sendgrid_fake"]
 
 
 def new_agent(server: LiveServer, prefix: str = "sdk", **fields: Any) -> LiveAgent:
@@ -29,9 +38,17 @@ class LiveAgent:
     server: LiveServer
     name: str
     key: str
+    opened: list[AgentFirewall] = field(default_factory=list)
 
     def firewall(self, **kwargs: Any) -> AgentFirewall:
-        return AgentFirewall(api_key=self.key, base_url=self.server.api_url, **kwargs)
+        """A client for this agent, closed by :meth:`close` (the fixtures call it)."""
+        client = AgentFirewall(api_key=self.key, base_url=self.server.api_url, **kwargs)
+        self.opened.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.opened:
+            client.close()
 
     def async_firewall(self, **kwargs: Any) -> AsyncAgentFirewall:
         return AsyncAgentFirewall(api_key=self.key, base_url=self.server.api_url, **kwargs)
@@ -99,3 +116,61 @@ class LiveAgent:
         return self._ok(
             "POST", "/v1/connectors", {"type": kind, "token": token, "base_url": base_url, **extra}
         )
+
+
+def sendgrid_fake() -> FakeUpstream:
+    """A fake SendGrid v3 (``POST /v3/mail/send`` answers 202, as SendGrid does)."""
+    fake = FakeUpstream(name="sendgrid", hostnames=("api.sendgrid.com",), app=None)  # type: ignore[arg-type]
+
+    async def send(request: Request) -> Response:
+        return Response(status_code=202)
+
+    async def other(request: Request) -> Response:
+        return JSONResponse({"ok": True, "path": request.url.path})
+
+    fake.app = Starlette(
+        routes=[Route("/v3/mail/send", send, methods=["POST"]), Route("/{path:path}", other)]
+    )
+    return fake
+
+
+@dataclass
+class ExecutingServer:
+    """A server whose github, stripe and sendgrid connectors point at fakes (Mode A)."""
+
+    server: LiveServer
+    fakes: FakeUpstreams
+
+    agents: list[LiveAgent] = field(default_factory=list)
+
+    def agent(self, prefix: str = "exec", **fields: Any) -> LiveAgent:
+        made = new_agent(self.server, prefix, **fields)
+        self.agents.append(made)
+        return made
+
+
+@contextlib.contextmanager
+def executing_server(data_dir: Path) -> Iterator[ExecutingServer]:
+    """Start fakes and a server with one connector per fake; stop both after."""
+    with FakeUpstreams([github(), stripe(), sendgrid_fake()]).start() as fakes:
+        server = LiveServer.start(data_dir)
+        running: ExecutingServer | None = None
+        try:
+            tokens = {
+                "github": "ghp_vaulted_github",
+                "stripe": "sk_test_vaulted_stripe",
+                "sendgrid": "SG.vaulted_sendgrid",
+            }
+            for kind, token in tokens.items():
+                response = server.admin(
+                    "POST",
+                    "/v1/connectors",
+                    json={"type": kind, "token": token, "base_url": fakes[kind].http_url},
+                )
+                assert response.status_code == 201, response.text
+            running = ExecutingServer(server, fakes)
+            yield running
+        finally:
+            for made in running.agents if running else ():
+                made.close()
+            server.stop()

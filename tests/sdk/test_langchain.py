@@ -1,0 +1,235 @@
+"""LangChain tools guarded by the firewall, driven by an AgentExecutor, on the live server."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+from langchain.agents import AgentExecutor, create_openai_tools_agent
+from langchain_core.language_models import BaseChatModel
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.tools import BaseTool, tool
+
+from agentfirewall import ActionDenied, AgentFirewall, AgentFirewallError
+from agentfirewall.integrations.langchain import firewall_tool, guard_tools
+from tests.sdk.liveagent import ExecutingServer, LiveAgent
+from tests.sdk.scripted import calls_tool, scripted
+
+PROMPT = ChatPromptTemplate.from_messages(
+    [
+        ("system", "You maintain acme/api."),
+        ("human", "{input}"),
+        MessagesPlaceholder("agent_scratchpad"),
+    ]
+)
+
+
+def executor(llm: BaseChatModel, tools: list[BaseTool]) -> AgentExecutor:
+    agent = create_openai_tools_agent(llm, tools, PROMPT)
+    return AgentExecutor(agent=agent, tools=tools, return_intermediate_steps=True)
+
+
+def merge_tool(firewall: Any, ran: list[int], **options: Any) -> BaseTool:
+    @firewall_tool(
+        firewall,
+        action_type="github.pr.merge",
+        provider="github",
+        account=lambda args: args["repo"].split("/")[0],
+        target=lambda args: args["repo"],
+        environment="production",
+        **options,
+    )
+    def merge_pull_request(repo: str, pull_number: int) -> str:
+        """Merge a pull request of a GitHub repository."""
+        ran.append(pull_number)
+        return f"merged {repo}#{pull_number}"
+
+    return merge_pull_request
+
+
+def test_the_tool_keeps_name_description_and_schema(agent: LiveAgent) -> None:
+    guarded = merge_tool(agent.firewall(), [])
+    assert guarded.name == "merge_pull_request"
+    assert guarded.description == "Merge a pull request of a GitHub repository."
+    assert set(guarded.args) == {"repo", "pull_number"}
+    assert guarded.args["pull_number"]["type"] == "integer"
+
+
+def test_allowed_call_runs_the_tool_and_is_recorded(agent: LiveAgent) -> None:
+    ran: list[int] = []
+    tools = [merge_tool(agent.firewall(), ran)]
+    llm = scripted(calls_tool("merge_pull_request", repo="acme/api", pull_number=42), "Merged.")
+    result = executor(llm, tools).invoke({"input": "Merge PR 42"})
+    assert result["output"] == "Merged."
+    assert result["intermediate_steps"][0][1] == "merged acme/api#42"
+    assert ran == [42]
+
+
+def test_denied_call_answers_the_model_with_the_reason(agent: LiveAgent) -> None:
+    agent.deny("github.pr.merge", "merges are frozen")
+    ran: list[int] = []
+    tools = [merge_tool(agent.firewall(), ran)]
+    llm = scripted(
+        calls_tool("merge_pull_request", repo="acme/api", pull_number=42), "I could not merge it."
+    )
+    result = executor(llm, tools).invoke({"input": "Merge PR 42"})
+    assert result["intermediate_steps"][0][1] == "Action blocked by policy: merges are frozen"
+    assert ran == []
+
+
+def test_deny_can_raise_instead(agent: LiveAgent) -> None:
+    agent.deny("github.pr.merge", "merges are frozen")
+    ran: list[int] = []
+    guarded = merge_tool(agent.firewall(), ran, on_deny="raise")
+    with pytest.raises(ActionDenied, match="merges are frozen"):
+        guarded.invoke({"repo": "acme/api", "pull_number": 1})
+    assert ran == []
+
+
+def test_held_call_waits_for_an_approval_given_through_the_api(agent: LiveAgent) -> None:
+    agent.require_approval("github.pr.merge", "merges need a human")
+    ran: list[int] = []
+    tools = [merge_tool(agent.firewall(), ran, approval_timeout=30)]
+    llm = scripted(calls_tool("merge_pull_request", repo="acme/api", pull_number=7), "Done.")
+    approver = threading.Thread(target=agent.decide_next, args=("approve",), daemon=True)
+    approver.start()
+    result = executor(llm, tools).invoke({"input": "Merge PR 7"})
+    approver.join(10)
+    assert result["intermediate_steps"][0][1] == "merged acme/api#7"
+    assert ran == [7]
+
+
+def test_held_call_refused_answers_not_approved(agent: LiveAgent) -> None:
+    agent.require_approval("github.pr.merge", "merges need a human")
+    ran: list[int] = []
+    guarded = merge_tool(agent.firewall(), ran, approval_timeout=30)
+    approver = threading.Thread(target=agent.decide_next, args=("deny",), daemon=True)
+    approver.start()
+    answer = guarded.invoke({"repo": "acme/api", "pull_number": 8})
+    approver.join(10)
+    assert answer.startswith("Action not approved (denied)")
+    assert ran == []
+
+
+@pytest.mark.anyio
+async def test_async_tool_with_the_async_client_and_an_approval_from_another_task(
+    agent: LiveAgent,
+) -> None:
+    agent.require_approval("github.pr.merge")
+    ran: list[int] = []
+
+    async with agent.async_firewall() as firewall:
+
+        @firewall_tool(firewall, action_type="github.pr.merge", approval_timeout=30)
+        async def merge(repo: str, pull_number: int) -> str:
+            """Merge a pull request."""
+            ran.append(pull_number)
+            return "merged"
+
+        llm = scripted(calls_tool("merge", repo="acme/api", pull_number=9), "Done.")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, agent.decide_next, "approve")
+            result = await executor(llm, [merge]).ainvoke({"input": "Merge PR 9"})
+        assert result["intermediate_steps"][0][1] == "merged"
+        assert ran == [9]
+        with pytest.raises(AgentFirewallError, match="AsyncAgentFirewall"):
+            merge.invoke({"repo": "acme/api", "pull_number": 10})
+
+
+@pytest.mark.anyio
+async def test_sync_tool_under_ainvoke_runs_the_sync_client_in_a_thread(agent: LiveAgent) -> None:
+    agent.deny("github.pr.merge", "frozen")
+    ran: list[int] = []
+    guarded = merge_tool(agent.firewall(), ran)
+    assert await guarded.ainvoke({"repo": "acme/api", "pull_number": 1}) == (
+        "Action blocked by policy: frozen"
+    )
+    assert ran == []
+
+
+def test_guard_tools_wraps_existing_tools_as_langchain_tool_actions(agent: LiveAgent) -> None:
+    agent.deny("langchain.tool.delete_repository", "deleting repositories is not allowed")
+    deleted: list[str] = []
+
+    @tool
+    def delete_repository(name: str) -> str:
+        """Delete a repository."""
+        deleted.append(name)
+        return "deleted"
+
+    @tool
+    def read_file(path: str) -> str:
+        """Read a file."""
+        return f"contents of {path}"
+
+    firewall = agent.firewall()
+    tools = guard_tools([delete_repository, read_file], firewall)
+    assert [t.name for t in tools] == ["delete_repository", "read_file"]
+    assert tools[0].args == delete_repository.args
+    llm = scripted(
+        calls_tool("read_file", path="README.md"),
+        calls_tool("delete_repository", name="acme/api"),
+        "Refused.",
+    )
+    result = executor(llm, tools).invoke({"input": "read, then delete"})
+    observations = [step[1] for step in result["intermediate_steps"]]
+    assert observations == [
+        "contents of README.md",
+        "Action blocked by policy: deleting repositories is not allowed",
+    ]
+    assert deleted == []
+
+
+def test_resource_is_computed_from_the_tool_arguments(agent: LiveAgent) -> None:
+    agent.policy(
+        "  - name: only-acme\n"
+        "    conditions: {all: [{field: action_spec.resource.account, operator: not_equals,"
+        " value: acme}]}\n"
+        "    decision: deny\n"
+        "    reason: only acme repositories\n"
+    )
+    ran: list[int] = []
+    guarded = merge_tool(agent.firewall(), ran)
+    assert guarded.invoke({"repo": "acme/api", "pull_number": 1}) == "merged acme/api#1"
+    assert guarded.invoke({"repo": "evil/api", "pull_number": 2}) == (
+        "Action blocked by policy: only acme repositories"
+    )
+    assert ran == [1]
+
+
+def test_mode_a_lets_the_server_execute(mode_a: ExecutingServer) -> None:
+    agent = mode_a.agent()
+
+    @firewall_tool(
+        agent.firewall(),
+        action_type="github.issue.create",
+        provider="github",
+        account=lambda args: args["repo"].split("/")[0],
+        target=lambda args: args["repo"],
+        environment="production",
+        parameters=lambda args: {"title": args["title"], "body": args["body"]},
+        execute=True,
+        format_result=lambda r: f"Issue created: {r.body['number']}",
+    )
+    def create_github_issue(repo: str, title: str, body: str) -> str:
+        """Create a GitHub issue."""
+        raise AssertionError("Mode A: the server creates the issue")
+
+    answer = create_github_issue.invoke({"repo": "acme/api", "title": "Login bug", "body": "b"})
+    assert answer.startswith("Issue created: ")
+    received = mode_a.fakes["github"].received("POST", "/repos/acme/api/issues")
+    assert len(received) == 1
+    assert received[0].json() == {"title": "Login bug", "body": "b"}
+    assert received[0].header("authorization") == "token ghp_vaulted_github"
+
+
+def test_a_firewall_from_the_environment(agent: LiveAgent, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in agent.env().items():
+        monkeypatch.setenv(name, value)
+    ran: list[int] = []
+    with AgentFirewall() as firewall:
+        assert merge_tool(firewall, ran).invoke({"repo": "acme/api", "pull_number": 3})
+    assert ran == [3]
