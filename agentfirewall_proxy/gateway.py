@@ -167,10 +167,15 @@ class Gateway:
             except ControlError:
                 await asyncio.sleep(1.0)
                 continue
-            if snapshot is not None:
+            if snapshot is None:
+                continue
+            version = int(snapshot.get("version", 0))
+            try:
                 self.apply(snapshot)
-                version = self.config.version if self.config else None
-                await self.agent_ports.sync()
+            except Exception as exc:  # keep enforcing the last good config
+                print(f"agentfirewall_proxy: config {version} rejected: {exc}", file=sys.stderr)
+                continue
+            await self.agent_ports.sync()
 
     async def _first_config(self) -> None:
         while self.config is None:

@@ -153,6 +153,8 @@ async def handle_client(
     except (ConnectionError, TimeoutError, ssl.SSLError, OSError):
         pass
     except Exception:
+        if writer.transport.is_closing():
+            return  # cut (kill switch, timeout) while writing: nothing left to report
         gateway.stats["errors"] += 1
         traceback.print_exc(limit=8, file=sys.stderr)
     finally:

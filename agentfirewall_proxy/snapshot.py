@@ -9,6 +9,7 @@ snapshot builds a new object that replaces the old one whole (no locks on the ho
 from __future__ import annotations
 
 import hmac
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -65,14 +66,9 @@ def _auth_headers(data: dict[str, Any], impl: Connector) -> list[tuple[str, str]
     credential = data.get("credential")
     if not credential:
         return []
-    kind, header = data.get("auth_type"), data.get("auth_header")
-    if kind == "header" and header:
-        return [(str(header), credential)]
-    if kind == "bearer":
-        return [("Authorization", f"Bearer {credential}")]
-    if kind == "token":
-        return [("Authorization", f"token {credential}")]
-    return list(impl.auth_headers(credential))
+    kind = data.get("auth_type")
+    kind = None if kind in (None, "", "default") else str(kind)
+    return list(impl.auth_headers(credential, auth_type=kind, header=data.get("auth_header")))
 
 
 def _connector(data: dict[str, Any]) -> ConnectorEntry:
@@ -167,7 +163,17 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
             agents[str(key_hash).lower()] = entry
         if entry.proxy_port:
             by_port[int(entry.proxy_port)] = entry
-    connectors = {c.id: c for c in (_connector(raw) for raw in data.get("connectors", []))}
+    connectors: dict[str, ConnectorEntry] = {}
+    for raw in data.get("connectors", []):
+        try:
+            entry = _connector(raw)
+        except (AgentFirewallError, KeyError, ValueError) as exc:
+            # One broken connector must not take the others down: its hosts stay unrouted.
+            print(
+                f"agentfirewall_proxy: connector `{raw.get('id')}` skipped: {exc}", file=sys.stderr
+            )
+            continue
+        connectors[entry.id] = entry
     router = ConnectorRouter(
         [RoutedConnector(c.id, c.type, c.domains, c.base_url) for c in connectors.values()]
     )

@@ -159,7 +159,6 @@ def permissions_set(ctx: Context) -> int:
     if not args.preset and not (args.action and args.decision):
         raise CliError("--action and --decision go together", code=2)
     with ctx.client(offline=True) as client:
-        ensure_agent(client, args.gateway)
         if args.preset:
             body = {"agent": args.gateway, "connector": args.connector, "preset": args.preset}
             result = client.post("/v1/permissions/preset", body)

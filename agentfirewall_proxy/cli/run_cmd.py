@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, normalize_level
+from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
 from agentfirewall_proxy.runenv import (
@@ -111,7 +112,10 @@ def run(ctx: Context) -> int:
             raise CliError(str(exc), code=EXIT_USAGE) from None
     with ctx.client() as client:
         ensured = client.post("/v1/agents/ensure", body)
-    agent = ensured.get("agent") or {}
+        agent = ensured.get("agent") or {}
+        level = body.get("enforcement_level")
+        if level and agent.get("enforcement_level") != level:
+            agent = client.patch(f"/v1/agents/{path_id(name)}", {"enforcement_level": level})
     proxy = _proxy_for(ctx, agent)
     ca_path = _gateway_ca(ctx)
     try:

@@ -156,6 +156,7 @@ class RunningGateway:
                 self._task = asyncio.ensure_future(self.gateway.run())
                 waiter = asyncio.ensure_future(self.gateway.ready.wait())
                 await asyncio.wait({self._task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
                 ready.set()
                 try:
                     await self._task
@@ -180,6 +181,8 @@ class RunningGateway:
         self._loop.call_soon_threadsafe(fn, *args)
 
     def stop(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            return
         if self._loop is not None and self._task is not None:
             self._loop.call_soon_threadsafe(self._task.cancel)
         if self._thread is not None:

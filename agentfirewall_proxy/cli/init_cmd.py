@@ -1,0 +1,199 @@
+"""`tf init [--platform P]`: create the project's `.tf/` state (and apply a platform template)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from agentfirewall_proxy.cli.client import AdminClient
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.output import EXIT_OK, CliError
+from agentfirewall_proxy.cli.state import (
+    DEFAULT_PROXY,
+    DEFAULT_SERVER,
+    STATE_DIR,
+    Config,
+    Project,
+    load_config,
+    read_up_file,
+    save_config,
+)
+from agentfirewall_proxy.cli.templates import TEMPLATES, Template
+
+__all__ = ["create_state", "register"]
+
+
+def _url(default: str, host: str | None, port: int | None) -> str:
+    scheme, _, rest = default.partition("://")
+    default_host, _, default_port = rest.rpartition(":")
+    return f"{scheme}://{host or default_host}:{default_port if port is None else port}"
+
+
+def _gitignore(root: Path) -> bool:
+    """Add `.tf/` to the project's .gitignore; True when the file changed."""
+    path = root / ".gitignore"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if any(line.strip() in (".tf", ".tf/", "/.tf", "/.tf/") for line in text.splitlines()):
+        return False
+    prefix = "" if not text or text.endswith("\n") else "\n"
+    path.write_text(f"{text}{prefix}# TameFlare state: keys, tokens, CA, database\n.tf/\n")
+    return True
+
+
+def create_state(root: Path, config: Config) -> Project:
+    """The state directory with every secret file (0600), the CA and config.yaml."""
+    from agentfirewall_proxy.certs import load_or_create_ca
+    from agentfirewall_server.bootstrap import ensure_data_dir
+    from agentfirewall_server.settings import Settings
+
+    state_dir = root / STATE_DIR
+    state_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    ensure_data_dir(Settings(data_dir=state_dir))
+    load_or_create_ca(state_dir)
+    config_path = state_dir / "config.yaml"
+    if not config_path.exists():
+        save_config(config_path, config)
+    for path in state_dir.iterdir():
+        if path.is_file():
+            os.chmod(path, 0o600)
+    _gitignore(root)
+    return Project(state_dir, load_config(config_path))
+
+
+def init(ctx: Context) -> int:
+    args = ctx.args
+    root = ctx.cwd
+    state_dir = root / STATE_DIR
+    existed = (state_dir / "config.yaml").exists() or (state_dir / "admin.token").exists()
+    if existed and args.force:
+        if read_up_file(state_dir) is not None:
+            raise CliError(
+                "`tf up` is running on this state", hint="stop it (Ctrl-C) before `tf init --force`"
+            )
+        shutil.rmtree(state_dir)
+        existed = False
+    config = Config(
+        server_url=_url(DEFAULT_SERVER, args.host, args.port),
+        proxy_url=_url(DEFAULT_PROXY, args.host, args.proxy_port),
+        platform=args.platform,
+    )
+    project = create_state(root, config)
+    if existed and (args.port is not None or args.proxy_port is not None):
+        project = project.save(
+            Config(
+                config.server_url,
+                config.proxy_url,
+                project.config.platform,
+                project.config.secret_env,
+            )
+        )
+    ctx.forget_project()
+    applied: dict[str, Any] = {}
+    if args.platform:
+        template = TEMPLATES[args.platform]
+        agent = args.agent or args.platform
+        with ctx.client(offline=True) as client:
+            applied = _apply(ctx, client, template, agent)
+        project = project.save(
+            Config(
+                project.config.server_url,
+                project.config.proxy_url,
+                args.platform,
+                project.config.secret_env,
+            )
+        )
+    payload = {
+        "state_dir": str(project.state_dir),
+        "created": not existed,
+        "server_url": project.config.server_url,
+        "proxy_url": project.config.proxy_url,
+        "platform": args.platform,
+        **applied,
+    }
+    ctx.out.result(payload, lambda: _render(ctx, project, existed, args.platform))
+    return EXIT_OK
+
+
+def _apply(ctx: Context, client: AdminClient, template: Template, agent: str) -> dict[str, Any]:
+    existing = {c.get("type") for c in client.get("/v1/connectors").get("connectors", [])}
+    connectors = [t for t in template.connectors if t not in existing]
+    for kind in connectors:
+        client.post("/v1/connectors", {"type": kind})
+    rules = 0
+    for rule in template.rules:
+        if rule.preset:
+            body = {"agent": agent, "connector": rule.connector, "preset": rule.preset}
+            rules += len(client.post("/v1/permissions/preset", body).get("permissions", []))
+        else:
+            body = {
+                "agent": agent,
+                "connector": rule.connector,
+                "action_pattern": rule.pattern,
+                "decision": rule.decision,
+            }
+            client.post("/v1/permissions", body)
+            rules += 1
+    installed = [p["name"] for p in client.get("/v1/policies").get("policies", [])]
+    packs = []
+    for pack in template.packs:
+        if pack not in installed:
+            try:
+                client.post(f"/v1/policy-packs/{pack}/install")
+            except CliError as exc:
+                ctx.out.warn(f"policy pack `{pack}` not installed: {exc.message}")
+                continue
+        packs.append(pack)
+    return {"agent": agent, "connectors": connectors, "rules": rules, "packs": packs}
+
+
+def _render(ctx: Context, project: Project, existed: bool, platform: str | None) -> None:
+    where = project.state_dir
+    if existed:
+        ctx.out.success(f"{where} already initialised: database, keys and CA kept")
+        ctx.out.info("`tf init --force` starts over (deletes them)")
+    else:
+        ctx.out.success(f"created {where} (database, keys, tokens, CA; files 0600; git-ignored)")
+    if platform:
+        template = TEMPLATES[platform]
+        agent = ctx.args.agent or platform
+        ctx.out.success(f"platform {platform}: {template.description}")
+        ctx.out.info(
+            f"rules are for the agent `{agent}`; add credentials with "
+            + ", ".join(f"`tf connector add {c} --token ...`" for c in template.connectors)
+        )
+    ctx.out.line("next:")
+    for step in (
+        "tf up                                   # in another terminal, in this directory",
+        "tf connector add github --token ghp_xxx",
+        'tf permissions set --gateway "Bot" --connector github --action "github.pr.*" '
+        "--decision allow",
+        'tf run --name "Bot" python my_agent.py',
+    ):
+        ctx.out.line("  " + step)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub,
+        "init",
+        help="create this project's TameFlare state (.tf/), optionally from a platform template",
+        description="Creates .tf/ here: config.yaml, the SQLite database, signing and "
+        "encryption keys, admin and gateway tokens and the gateway's CA (files 0600), and adds "
+        ".tf/ to .gitignore. Running it again keeps what exists; --force starts over. "
+        "Templates: " + "; ".join(f"{name}: {t.description}" for name, t in TEMPLATES.items()),
+        examples="  tf init\n  tf init --platform langchain\n  tf init --platform n8n\n"
+        "  tf init --platform claude-code --agent claude\n"
+        "  tf init --port 3001 --proxy-port 8444",
+        common=common,
+        handler=init,
+    )
+    parser.add_argument("--platform", choices=sorted(TEMPLATES))
+    parser.add_argument("--agent", metavar="NAME", help="agent the template's rules are for")
+    parser.add_argument("--port", type=int, help="control-plane port (default 3000; 0 = any)")
+    parser.add_argument("--proxy-port", type=int, help="gateway port (default 8443; 0 = any)")
+    parser.add_argument("--host", help="address both listen on (default 127.0.0.1)")
+    parser.add_argument("--force", action="store_true", help="delete the existing state first")

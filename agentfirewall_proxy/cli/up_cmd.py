@@ -1,0 +1,140 @@
+"""`tf up`: the CLI face of :mod:`agentfirewall_proxy.up` (creates `.tf/` on first run)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
+from agentfirewall_proxy.cli.state import Config, read_up_file
+
+__all__ = ["register"]
+
+
+def _port(url: str) -> int:
+    return urlsplit(url).port or 0
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "127.0.0.1"
+
+
+def up(ctx: Context) -> int:
+    from agentfirewall_proxy.cli.init_cmd import create_state
+    from agentfirewall_proxy.options import parse_port_range, parse_resolve
+    from agentfirewall_proxy.up import UpError, UpInfo, UpOptions
+    from agentfirewall_proxy.up import up as run
+
+    args = ctx.args
+    project = ctx.project
+    created = project is None
+    if project is None:
+        project = create_state(ctx.cwd, Config())
+    running = read_up_file(project.state_dir)
+    if running is not None:
+        raise CliError(
+            f"`tf up` already runs for {project.state_dir} (pid {running['pid']}, "
+            f"{running['server_url']})",
+            hint="use it, or stop it first",
+        )
+    config = project.config
+    try:
+        options = UpOptions(
+            state_dir=project.state_dir,
+            host=args.host or _host(config.server_url),
+            port=args.port if args.port is not None else _port(config.server_url),
+            proxy_host=args.host or _host(config.proxy_url),
+            proxy_port=args.proxy_port if args.proxy_port is not None else _port(config.proxy_url),
+            resolve=parse_resolve(args.resolve),
+            upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
+            agent_ports=parse_port_range(args.agent_ports) if args.agent_ports else None,
+            database_url=args.database_url,
+            log_level=args.log_level,
+            access_log=bool(args.access_log),
+        )
+    except ValueError as exc:
+        raise CliError(str(exc), code=EXIT_USAGE) from None
+
+    def ready(info: UpInfo) -> None:
+        _announce(ctx, info, created)
+
+    try:
+        run(options, ready)
+    except UpError as exc:
+        raise CliError(
+            str(exc), hint="another program uses the port: pick others with --port/--proxy-port"
+        ) from None
+    ctx.out.info("TameFlare stopped; every record is saved in " + str(project.state_dir))
+    return EXIT_OK
+
+
+def _announce(ctx: Context, info: Any, created: bool) -> None:
+    payload = {
+        "server_url": info.server_url,
+        "proxy_url": info.proxy_url,
+        "dashboard_url": info.dashboard_url,
+        "setup_url": info.setup_url,
+        "ca_cert": str(info.ca_cert),
+        "state_dir": str(info.state_dir),
+    }
+    if ctx.out.json_mode:
+        ctx.out.out.print_json(data=payload)
+        ctx.out.out.file.flush()
+        return
+    if created:
+        ctx.out.success(f"created {info.state_dir} (keys, tokens, CA; files 0600; git-ignored)")
+    ctx.out.line("TameFlare is up", style="bold green")
+    ctx.out.fields(
+        [
+            ("  dashboard", info.dashboard_url),
+            ("  login link", (info.setup_url or info.dashboard_url + "/login")),
+            ("  API", info.server_url + "/api"),
+            ("  gateway", f"{info.proxy_url} (CA {info.ca_cert})"),
+        ]
+    )
+    if info.setup_url:
+        ctx.out.info("  the login link is one-time: it creates the owner account")
+    ctx.out.line("next, in another terminal in this directory:")
+    for step in (
+        "tf connector add github --token ghp_xxx",
+        'tf permissions set --gateway "Bot" --connector github --action "github.pr.*" '
+        "--decision allow",
+        'tf run --name "Bot" python my_agent.py',
+    ):
+        ctx.out.line("  " + step)
+    ctx.out.info("Ctrl-C stops TameFlare (approvals and records are kept)")
+    ctx.out.out.file.flush()
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub,
+        "up",
+        help="run the control plane, the dashboard and the gateway proxy (one process)",
+        description="Runs everything on this machine with the embedded SQLite store in .tf/ "
+        "(created on the first run, like `tf init`). Prints the dashboard URL and a one-time "
+        "login link. Ctrl-C shuts down cleanly; approvals and records are kept.",
+        examples="  tf up\n  tf up --port 3001 --proxy-port 8444\n"
+        "  tf up --port 0 --proxy-port 0          # any free ports (see .tf/up.json)\n"
+        "  tf up --resolve api.github.com=127.0.0.1:9443 --upstream-ca fake-ca.pem",
+        common=common,
+        handler=up,
+    )
+    parser.add_argument("--port", type=int, help="control plane + dashboard (default 3000)")
+    parser.add_argument("--proxy-port", type=int, help="gateway proxy (default 8443)")
+    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
+    parser.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]=IP:PORT",
+        help="send the gateway's upstream connections for HOST to IP:PORT (testing, staging)",
+    )
+    parser.add_argument("--upstream-ca", metavar="FILE", help="extra CA for upstream TLS")
+    parser.add_argument("--agent-ports", metavar="FIRST-LAST", help="a proxy port per agent")
+    parser.add_argument("--database-url", help="e.g. postgresql://... (default SQLite in .tf/)")
+    parser.add_argument("--log-level", default="warning", help="server log level")
+    parser.add_argument("--access-log", action="store_true", help="one line per proxied request")

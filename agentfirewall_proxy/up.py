@@ -1,0 +1,216 @@
+"""`tf up`: control plane, dashboard and gateway proxy in one process and one event loop.
+
+uvicorn serves the server package's app; the gateway (:func:`agentfirewall_proxy.main`'s
+``build_gateway``) reaches that same app through ``httpx.ASGITransport`` — the code path of a
+remote gateway, without the network hop. While running, ``<state>/up.json`` records the pid and
+the bound addresses (ports may be 0 = any free port), so other `tf` commands find it.
+
+Shutdown (SIGINT/SIGTERM): the gateway stops first and ships its last traffic records into the
+still-running app; then uvicorn runs the app's lifespan shutdown, which closes the store.
+Pending approvals live in the database and survive the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+__all__ = ["UpError", "UpInfo", "UpOptions", "run_up", "up"]
+
+
+class UpError(Exception):
+    """`tf up` could not start (a port in use, an unreadable state directory...)."""
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 3000
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int = 8443
+    resolve: dict[tuple[str, int | None], tuple[str, int]] = field(default_factory=dict)
+    upstream_ca: Path | None = None
+    agent_ports: tuple[int, int] | None = None
+    database_url: str | None = None
+    log_level: str = "warning"
+    access_log: bool = False
+
+
+@dataclass(frozen=True)
+class UpInfo:
+    server_url: str
+    proxy_url: str
+    dashboard_url: str
+    setup_url: str | None
+    ca_cert: Path
+    state_dir: Path
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `tf up` orders the shutdown itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+
+
+async def _first(*aws: asyncio.Future[object] | asyncio.Task[object]) -> None:
+    await asyncio.wait(set(aws), return_when=asyncio.FIRST_COMPLETED)
+
+
+async def run_up(
+    options: UpOptions, on_ready: Callable[[UpInfo], None], stop: asyncio.Event
+) -> None:
+    """Serve until `stop` is set; raise `UpError` when a part cannot start."""
+    from agentfirewall_proxy.main import build_gateway
+    from agentfirewall_proxy.options import Options
+    from agentfirewall_server.app import create_app
+    from agentfirewall_server.bootstrap import SETUP_TOKEN_FILE, ensure_data_dir, read_secret_file
+    from agentfirewall_server.settings import Settings
+
+    settings = Settings(
+        data_dir=options.state_dir,
+        host=options.host,
+        port=options.port,
+        database_url=options.database_url,
+        log_level=options.log_level,
+    )
+    boot = ensure_data_dir(settings)
+    app = create_app(settings)
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=options.host,
+            port=options.port,
+            log_level=options.log_level,
+            access_log=False,
+            lifespan="on",
+            proxy_headers=False,
+            server_header=False,
+        )
+    )
+    server_task: asyncio.Task[object] = asyncio.ensure_future(_serve(server))
+    stopped = asyncio.ensure_future(stop.wait())
+    while not server.started and not server_task.done() and not stopped.done():
+        await asyncio.sleep(0.02)
+    if not server.started:
+        stopped.cancel()
+        await _finish(server, server_task)
+        raise UpError(f"the control plane could not listen on {options.host}:{options.port}")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    server_url = _url(options.host, port)
+    gateway = build_gateway(
+        Options(
+            control_plane=server_url,
+            token=boot.gateway_token,
+            listen_host=options.proxy_host,
+            listen_port=options.proxy_port,
+            ca_dir=options.state_dir,
+            resolve=options.resolve,
+            upstream_ca=options.upstream_ca,
+            agent_ports=options.agent_ports,
+            access_log=options.access_log,
+        ),
+        control_transport=httpx.ASGITransport(app=app),
+    )
+    gateway_task: asyncio.Task[object] = asyncio.ensure_future(_run_gateway(gateway))
+    ready = asyncio.ensure_future(gateway.ready.wait())
+    await _first(ready, gateway_task, stopped)
+    ready.cancel()
+    try:
+        if not gateway.ready.is_set():
+            if gateway_task.done() and gateway_task.exception() is not None:
+                raise UpError(f"the gateway could not start: {gateway_task.exception()}")
+            return
+        setup = read_secret_file(options.state_dir / SETUP_TOKEN_FILE)
+        info = UpInfo(
+            server_url=server_url,
+            proxy_url=_url(options.proxy_host, int(gateway.port or 0)),
+            dashboard_url=server_url + "/dashboard",
+            setup_url=f"{server_url}/dashboard/setup?token={setup}" if setup else None,
+            ca_cert=options.state_dir / "ca.crt",
+            state_dir=options.state_dir,
+        )
+        _write_up_file(info)
+        on_ready(info)
+        await _first(stopped, gateway_task, server_task)
+    finally:
+        stopped.cancel()
+        (options.state_dir / "up.json").unlink(missing_ok=True)
+        gateway_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await gateway_task
+        await _finish(server, server_task)
+
+
+async def _serve(server: uvicorn.Server) -> object:
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn exits when it cannot bind
+        return None
+    return None
+
+
+async def _run_gateway(gateway: object) -> object:
+    await gateway.run()  # type: ignore[attr-defined]
+    return None
+
+
+async def _finish(server: uvicorn.Server, task: asyncio.Task[object]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+def _write_up_file(info: UpInfo) -> None:
+    data = {
+        "pid": os.getpid(),
+        "server_url": info.server_url,
+        "proxy_url": info.proxy_url,
+        "dashboard_url": info.dashboard_url,
+        "started_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    path = info.state_dir / "up.json"
+    tmp = path.with_name("up.json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    tmp.replace(path)
+
+
+def up(options: UpOptions, on_ready: Callable[[UpInfo], None]) -> None:
+    """Run until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await run_up(options, on_ready, stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
