@@ -1,0 +1,22 @@
+"""Examples run against a live server whose connectors point at fake upstreams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.sdk.liveagent import ExecutingServer, LiveAgent, executing_server
+
+
+@pytest.fixture(scope="module")
+def mode_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingServer]:
+    with executing_server(tmp_path_factory.mktemp("examples") / "tf") as running:
+        yield running
+
+
+@pytest.fixture
+def agent(mode_a: ExecutingServer) -> LiveAgent:
+    for fake in mode_a.fakes.fakes.values():
+        fake.clear()
+    return mode_a.agent("example")
