@@ -66,7 +66,7 @@ class _Server(uvicorn.Server):
 
 
 def _url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
 
 
@@ -108,7 +108,8 @@ async def run_up(
     server_task: asyncio.Task[object] = asyncio.ensure_future(_serve(server))
     stopped = asyncio.ensure_future(stop.wait())
     while not server.started and not server_task.done() and not stopped.done():
-        await asyncio.sleep(0.02)
+        # uvicorn exposes `started` as a flag only: look again every 20 ms
+        await asyncio.wait({server_task, stopped}, timeout=0.02)
     if not server.started:
         stopped.cancel()
         await _finish(server, server_task)

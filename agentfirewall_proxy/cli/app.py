@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return EXIT_USAGE if args.command is None else EXIT_OK_HELP
+        return EXIT_USAGE
     out = Output(json_mode=bool(getattr(args, "json", False)))
     ctx = Context(args=args, out=out, cwd=Path.cwd(), env=dict(os.environ))
     try:
@@ -85,6 +85,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return EXIT_ERROR
-
-
-EXIT_OK_HELP = EXIT_USAGE

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -18,9 +18,32 @@ import httpx
 from agentfirewall_proxy.cli.output import EXIT_DENIED, EXIT_ERROR, CliError
 from agentfirewall_proxy.cli.state import Target
 
+
+class _Response(Protocol):
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def is_success(self) -> bool: ...
+    def json(self) -> Any: ...
+
+
+class _Http(Protocol):
+    """httpx.Client, or starlette's TestClient for the in-process app."""
+
+    def request(
+        self, method: str, url: str, *, json: Any = None, params: Any = None, timeout: Any = None
+    ) -> _Response: ...
+
+    def get(self, url: str, *, params: Any = None, timeout: Any = None) -> _Response: ...
+
+
 __all__ = ["AdminClient", "open_client", "path_id", "server_down_hint"]
 
-_TIMEOUT = httpx.Timeout(10.0, read=75.0)
+_TIMEOUT = 75.0  # long enough for the server's 60 s long-polls
 
 
 def path_id(value: str) -> str:
@@ -37,7 +60,7 @@ def server_down_hint(target: Target) -> str:
 class AdminClient:
     """Thin JSON client; methods return the decoded body or raise `CliError`."""
 
-    def __init__(self, http: httpx.Client, target: Target, *, offline: bool = False) -> None:
+    def __init__(self, http: _Http, target: Target, *, offline: bool = False) -> None:
         self.http = http
         self.target = target
         self.offline = offline
@@ -52,14 +75,10 @@ class AdminClient:
         timeout: float | None = None,
     ) -> Any:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
+        # the in-process app has no network to time out on (and TestClient rejects timeouts)
+        extra = {} if self.offline else {"timeout": timeout or _TIMEOUT}
         try:
-            response = self.http.request(
-                method,
-                "/api" + path,
-                json=json,
-                params=clean,
-                timeout=timeout if timeout is not None else _TIMEOUT,
-            )
+            response = self.http.request(method, "/api" + path, json=json, params=clean, **extra)
         except httpx.TransportError as exc:
             raise CliError(
                 f"no TameFlare server at {self.target.server_url}: {type(exc).__name__}",
@@ -67,10 +86,9 @@ class AdminClient:
             ) from None
         return self._decode(response)
 
-    def _decode(self, response: httpx.Response) -> Any:
-        if response.status_code == 204 or not response.content:
-            if response.is_success:
-                return None
+    def _decode(self, response: _Response) -> Any:
+        if response.is_success and (response.status_code == 204 or not response.content):
+            return None
         try:
             body: Any = response.json()
         except ValueError:
@@ -93,7 +111,8 @@ class AdminClient:
 
     def download(self, path: str, **params: Any) -> bytes:
         try:
-            response = self.http.get("/api" + path, params=params, timeout=_TIMEOUT)
+            extra = {} if self.offline else {"timeout": _TIMEOUT}
+            response = self.http.get("/api" + path, params=params, **extra)
         except httpx.TransportError as exc:
             raise CliError(
                 f"no TameFlare server at {self.target.server_url}: {type(exc).__name__}",
@@ -141,11 +160,11 @@ def _auth_headers(target: Target) -> dict[str, str]:
 @contextlib.contextmanager
 def open_client(target: Target, *, offline: bool = False) -> Iterator[AdminClient]:
     """A client for `target`; with `offline`, the local project's app in-process if down."""
-    if offline and target.project is not None and target.source == "config":
-        if not _reachable(target):
-            with _in_process(target) as client:
-                yield client
-            return
+    local = offline and target.project is not None and target.source == "config"
+    if local and not _reachable(target):
+        with _in_process(target) as client:
+            yield client
+        return
     with httpx.Client(
         base_url=target.server_url, headers=_auth_headers(target), trust_env=False
     ) as http:

@@ -106,7 +106,7 @@ def init(ctx: Context) -> int:
                 project.config.secret_env,
             )
         )
-    payload = {
+    payload: dict[str, Any] = {
         "state_dir": str(project.state_dir),
         "created": not existed,
         "server_url": project.config.server_url,
@@ -125,6 +125,7 @@ def _apply(ctx: Context, client: AdminClient, template: Template, agent: str) ->
         client.post("/v1/connectors", {"type": kind})
     rules = 0
     for rule in template.rules:
+        body: dict[str, str | None]
         if rule.preset:
             body = {"agent": agent, "connector": rule.connector, "preset": rule.preset}
             rules += len(client.post("/v1/permissions/preset", body).get("permissions", []))

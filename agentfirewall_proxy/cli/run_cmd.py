@@ -32,7 +32,7 @@ from agentfirewall_proxy.runenv import (
     write_support_files,
 )
 
-__all__ = ["register", "run"]
+__all__ = ["NODE_PRELOAD", "is_listening", "register", "run", "spawn"]
 
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 NODE_PRELOAD = Path(__file__).with_name("node_preload.js")
@@ -45,7 +45,7 @@ def _with_port(url: str, port: int) -> str:
     return urlunsplit((parts.scheme, f"{host}:{port}", "", "", ""))
 
 
-def _listening(url: str) -> bool:
+def is_listening(url: str) -> bool:
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), 2.0):
@@ -80,9 +80,9 @@ def _proxy_for(ctx: Context, agent: dict[str, Any]) -> str:
     port = agent.get("proxy_port")
     if isinstance(port, int) and port > 0:
         dedicated = _with_port(url, port)
-        if _listening(dedicated):
+        if is_listening(dedicated):
             return dedicated
-    if not _listening(url):
+    if not is_listening(url):
         raise CliError(
             f"no TameFlare gateway listening at {url}",
             hint="start one with `tf up` in another terminal (in this project's directory)",

@@ -1,9 +1,9 @@
 """Platform templates for `tf init --platform`: connectors, access rules and policy packs as data.
 
 Connectors are created without a credential (``tf connector add TYPE --token …`` fills one in
-later and replaces the empty one); presets apply in order, so ``read-only`` then
-``require-approval`` means reads pass and every other action is held; rules are for the agent named by ``--agent`` (default: the
-platform's name, e.g. ``tf run --name "langchain" python agent.py``).
+later and replaces the empty one). Presets apply in order, so ``read-only`` then
+``require-approval`` means reads pass and every other action is held. Rules are for the agent
+named by ``--agent`` (default: the platform's name, e.g. ``tf run --name "langchain" …``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,3 @@
+from agentfirewall_proxy.cli import main
+
+raise SystemExit(main())

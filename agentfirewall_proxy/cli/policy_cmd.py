@@ -1,0 +1,317 @@
+"""`tf policy …` (validate, test, explain, list, add, packs, install) and `tf audit …`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agentfirewall.actions import parse_action_spec
+from agentfirewall.decisions import Decision
+from agentfirewall.errors import ActionSpecError, PolicyError
+from agentfirewall.policy import (
+    AccessRule,
+    Engine,
+    EvaluationContext,
+    Explanation,
+    KillSwitch,
+    load_policy,
+    validate_policy_text,
+)
+from agentfirewall_proxy.cli.client import path_id
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.output import (
+    EXIT_DENIED,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PENDING,
+    EXIT_USAGE,
+    CliError,
+)
+
+__all__ = ["register"]
+
+_EXIT_FOR = {"allow": EXIT_OK, "deny": EXIT_DENIED, "require_approval": EXIT_PENDING}
+
+
+def _read(path: str) -> str:
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read `{path}`: {exc.strerror}") from None
+
+
+def validate(ctx: Context) -> int:
+    report = []
+    for path in ctx.args.files:
+        errors = validate_policy_text(_read(path), source=path)
+        report.append({"file": path, "valid": not errors, "errors": [_err(e) for e in errors]})
+
+    def render() -> None:
+        for item in report:
+            if item["valid"]:
+                ctx.out.success(f"{item['file']}: valid")
+            for error in item["errors"]:
+                ctx.out.error(error["text"])
+
+    ctx.out.result(report, render)
+    return EXIT_OK if all(r["valid"] for r in report) else EXIT_ERROR
+
+
+def _err(exc: PolicyError) -> dict[str, Any]:
+    return {"message": exc.message, "line": exc.line, "field": exc.field, "text": str(exc)}
+
+
+def _param(text: str) -> tuple[str, object]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise CliError(f"invalid --param `{text}`: expected KEY=VALUE", code=EXIT_USAGE)
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def _spec(ctx: Context) -> Any:
+    args = ctx.args
+    provider = args.provider or str(args.action).split(".", 1)[0]
+    data = {
+        "type": args.action,
+        "resource": {"provider": provider, "target": args.target, "environment": args.env},
+        "parameters": dict(_param(p) for p in args.param),
+    }
+    data["resource"] = {k: v for k, v in data["resource"].items() if v is not None}
+    try:
+        return parse_action_spec(data)
+    except ActionSpecError as exc:
+        raise CliError(f"invalid action: {exc}", code=EXIT_USAGE) from None
+
+
+def _show(ctx: Context, explanation: Explanation) -> int:
+    decision: Decision = explanation.decision
+
+    def render() -> None:
+        ctx.out.table(
+            ("step", "result", "detail"),
+            ((s.step, s.result, s.detail) for s in explanation.steps),
+        )
+        style = {"allow": "green", "deny": "red"}.get(decision.outcome, "yellow")
+        ctx.out.line(f"decision: {decision.outcome} ({decision.reason})", style=f"bold {style}")
+
+    ctx.out.result(explanation.to_dict(), render)
+    return _EXIT_FOR.get(decision.outcome, EXIT_ERROR)
+
+
+def test(ctx: Context) -> int:
+    policies = []
+    for path in ctx.args.files:
+        try:
+            policies.append(load_policy(_read(path), source=path))
+        except PolicyError as exc:
+            raise CliError(str(exc)) from None
+    engine = Engine(policies=policies)
+    agent = ctx.args.agent or "agent"
+    now = datetime.now(UTC)
+    context = EvaluationContext(agent=agent, mode="sdk", now=now)
+    return _show(ctx, engine.explain(_spec(ctx), context))
+
+
+def explain(ctx: Context) -> int:
+    args = ctx.args
+    with ctx.client() as client:
+        rules = client.get("/v1/permissions", agent=args.gateway).get("permissions", [])
+        policies = client.get("/v1/policies").get("policies", [])
+        switches = client.get("/v1/kill-switch").get("active", [])
+        agent = client.get(f"/v1/agents/{path_id(args.gateway)}")
+    engine = Engine(
+        access_rules=[
+            AccessRule(r["agent"], r["connector"], r["action_pattern"], r["decision"], r["id"])
+            for r in rules
+        ],
+        policies=[load_policy(p["document"]) for p in policies if p.get("enabled", True)],
+        kill_switches=[
+            KillSwitch(s["scope"], s.get("target"), s.get("reason") or "") for s in switches
+        ],
+    )
+    context = EvaluationContext(
+        agent=args.gateway,
+        mode="proxy",
+        now=datetime.now(UTC),
+        connector=args.connector,
+        enforcement_level=agent.get("enforcement_level") or "full_enforce",
+    )
+    return _show(ctx, engine.explain(_spec(ctx), context))
+
+
+def policy_list(ctx: Context) -> int:
+    with ctx.client(offline=True) as client:
+        data = client.get("/v1/policies")
+    rows = [
+        (p.get("id"), p.get("name"), p.get("enabled"), p.get("priority"), p.get("version"))
+        for p in data.get("policies", [])
+    ]
+    ctx.out.result(
+        data,
+        lambda: ctx.out.table(
+            ("id", "name", "enabled", "priority", "version"),
+            rows,
+            empty="no policies: install a pack with `tf policy install github-safe-defaults`",
+        ),
+    )
+    return EXIT_OK
+
+
+def policy_add(ctx: Context) -> int:
+    with ctx.client(offline=True) as client:
+        policy = client.post("/v1/policies", {"document": _read(ctx.args.file)})
+    ctx.out.result(policy, lambda: ctx.out.success(f"policy {policy.get('name')} added"))
+    return EXIT_OK
+
+
+def packs(ctx: Context) -> int:
+    with ctx.client(offline=True) as client:
+        data = client.get("/v1/policy-packs")
+    rows = [(p.get("name"), p.get("description")) for p in data.get("packs", [])]
+    ctx.out.result(data, lambda: ctx.out.table(("pack", "description"), rows))
+    return EXIT_OK
+
+
+def install(ctx: Context) -> int:
+    with ctx.client(offline=True) as client:
+        policy = client.post(f"/v1/policy-packs/{path_id(ctx.args.pack)}/install")
+    ctx.out.result(policy, lambda: ctx.out.success(f"pack {ctx.args.pack} installed"))
+    return EXIT_OK
+
+
+def audit_export(ctx: Context) -> int:
+    with ctx.client() as client:
+        content = client.download("/v1/audit/export", format=ctx.args.format)
+    if ctx.args.output in (None, "-"):
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+    else:
+        Path(ctx.args.output).write_bytes(content)
+        ctx.out.success(f"audit log written to {ctx.args.output} ({len(content)} bytes)")
+    return EXIT_OK
+
+
+def audit_verify(ctx: Context) -> int:
+    with ctx.client() as client:
+        data = client.get("/v1/audit/verify")
+
+    def render() -> None:
+        if data.get("ok"):
+            ctx.out.success(f"audit chain intact ({data.get('events_checked')} events)")
+        else:
+            ctx.out.error(
+                f"audit chain broken at event {data.get('first_bad_event')}: {data.get('problem')}"
+            )
+
+    ctx.out.result(data, render)
+    return EXIT_OK if data.get("ok") else EXIT_ERROR
+
+
+def _action_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--action", required=True, metavar="TYPE", help="e.g. github.pr.merge")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--env", metavar="ENV", help="resource environment, e.g. production")
+    parser.add_argument("--target", help="resource target, e.g. acme/api")
+    parser.add_argument("--provider", help="default: the action's first part")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub,
+        "policy",
+        help="validate, test and explain policies; install packs",
+        description="Policies refine access rules with conditions (YAML or JSON; see "
+        "docs/policies.md). validate and test work on files without a server.",
+        examples="  tf policy validate policies/*.yaml\n"
+        "  tf policy test protect-main.yaml --action github.pr.merge --param base=main\n"
+        '  tf policy explain --gateway "Bot" --connector github --action github.pr.merge\n'
+        "  tf policy install github-safe-defaults",
+        common=common,
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def cmd(name: str, text: str, examples: str, handler: Any) -> argparse.ArgumentParser:
+        return add_command(
+            verbs,
+            name,
+            help=text,
+            description=text,
+            examples=examples,
+            common=common,
+            handler=handler,
+        )
+
+    v = cmd(
+        "validate",
+        "check policy files (exit 1 when one is invalid)",
+        "  tf policy validate protect-main.yaml",
+        validate,
+    )
+    v.add_argument("files", nargs="+", metavar="FILE")
+    t = cmd(
+        "test",
+        "decide one action against policy files (exit 0 allow, 3 deny, 4 approval)",
+        "  tf policy test protect-main.yaml --action github.pr.merge --param base=main "
+        "--env production",
+        test,
+    )
+    t.add_argument("files", nargs="+", metavar="FILE")
+    t.add_argument("--agent", metavar="NAME")
+    _action_flags(t)
+    e = cmd(
+        "explain",
+        "explain what the live gateway would decide for an agent's action",
+        '  tf policy explain --gateway "Bot" --connector github --action github.repo.delete',
+        explain,
+    )
+    e.add_argument("--gateway", "--agent", dest="gateway", required=True, metavar="NAME")
+    e.add_argument("--connector", required=True, metavar="TYPE")
+    _action_flags(e)
+    cmd("list", "installed policies", "  tf policy list", policy_list)
+    a = cmd("add", "add a policy from a file", "  tf policy add protect-main.yaml", policy_add)
+    a.add_argument("file", metavar="FILE")
+    cmd("packs", "built-in policy packs", "  tf policy packs", packs)
+    i = cmd(
+        "install", "install a built-in pack", "  tf policy install github-safe-defaults", install
+    )
+    i.add_argument("pack")
+    _register_audit(sub, common)
+
+
+def _register_audit(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub,
+        "audit",
+        help="export or verify the tamper-evident audit log",
+        description="Every event carries the hash of the one before; verify walks the chain.",
+        examples="  tf audit verify\n  tf audit export --format csv -o audit.csv",
+        common=common,
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="export|verify")
+    export = add_command(
+        verbs,
+        "export",
+        help="download the log",
+        description="Download the audit log.",
+        examples="  tf audit export --format jsonl > audit.jsonl",
+        common=common,
+        handler=audit_export,
+    )
+    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+    export.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
+    add_command(
+        verbs,
+        "verify",
+        help="check the hash chain (exit 1 when broken)",
+        description="Check the audit hash chain.",
+        examples="  tf audit verify",
+        common=common,
+        handler=audit_verify,
+    )
