@@ -38,6 +38,8 @@ __all__ = ["Gateway"]
 
 VERSION = "0.1.0"
 _DEFAULT_APPROVAL = ApprovalRequirement()
+#: Connectors whose official clients need ``error`` to be an object in error bodies.
+_ERROR_OBJECT = frozenset({"stripe"})
 
 
 class Gateway:
@@ -103,13 +105,19 @@ class Gateway:
             rule = names[0] if names else ("default_deny" if decision.default_applied else None)
         if exc.error == "kill_switch":
             rule = rule or "kill_switch"
-        return {
+        body: dict[str, Any] = {
             "error": exc.error,
             "action": flow.parsed.spec.type if flow.parsed else None,
             "rule": rule,
             "reason": exc.message,
             "request_id": flow.request_id,
         }
+        if flow.connector is not None and flow.connector.type in _ERROR_OBJECT:
+            # stripe-python reads `error` as an object and crashes on a string: give it one
+            # (same code and reason inside; the other keys stay at the top level).
+            body["error"] = {"type": "invalid_request_error", "code": exc.error,
+                             "message": f"TameFlare: {exc.message}"}  # fmt: skip
+        return body
 
     # -- flows in progress (for the kill switch) ---------------------------------------
 

@@ -38,7 +38,7 @@ CREDENTIALS = {
     "mcp": "mcp-real-token-000000",
 }
 DOMAINS = {
-    "github": ["api.github.com"],
+    "github": ["api.github.com", "github.com"],
     "stripe": ["api.stripe.com"],
     "slack": ["slack.com", "api.slack.com"],
     "openai": ["api.openai.com"],
