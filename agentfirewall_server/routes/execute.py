@@ -132,6 +132,12 @@ async def execute_action(request: Request) -> JSONResponse:
         raise ApiError(401, "decision token was issued to another agent", code="invalid_token")
     if row["status"] == "executed":
         raise ApiError(409, f"action `{action_id}` was already executed", code="token_used")
+    if row["status"] != "allowed":
+        raise ApiError(
+            409,
+            f"action `{action_id}` is {row['status']}, not allowed: it cannot be executed",
+            code="not_allowed",
+        )
     spec = json.loads(row["action_spec"])
     planned = await plan(state, spec)  # refuse what cannot run before burning the token
     await state.db.write(_consume(claims, action_id))

@@ -121,7 +121,16 @@ def harness(harness_factory: Any) -> Harness:
 
 SPEC = {
     "type": "github.pr.merge",
-    "resource": {"provider": "github", "account": "acme", "target": "acme/api",
-                 "environment": "production"},
+    "resource": {
+        "provider": "github",
+        "account": "acme",
+        "target": "acme/api",
+        "environment": "production",
+    },
     "parameters": {"pull_number": 42},
 }
+
+
+from tests.fakes.fixtures import fakes  # noqa: E402  (re-exported fixture)
+
+__all__ = ["SPEC", "Harness", "fakes", "make_settings"]

@@ -11,15 +11,19 @@ from tests.server.conftest import SPEC, Harness
 
 
 def _request(h: Harness, key: str | None) -> Any:
-    return h.agent(key or "", "POST", "/v1/actions", json={"action_spec": SPEC}) if key else (
-        h.call("POST", "/v1/actions", json={"action_spec": SPEC}))
+    return (
+        h.agent(key or "", "POST", "/v1/actions", json={"action_spec": SPEC})
+        if key
+        else (h.call("POST", "/v1/actions", json={"action_spec": SPEC}))
+    )
 
 
 def test_register_shows_the_key_once_and_stores_only_hash_and_prefix(harness: Harness) -> None:
     r = harness.admin("POST", "/v1/agents", json={"name": "Bot", "environment": "test"})
     assert r.status_code == 201
     key = r.json()["api_key"]
-    assert key.startswith("aaf_test_") and len(key) == len("aaf_test_") + 32
+    assert key.startswith("aaf_test_")
+    assert len(key) == len("aaf_test_") + 32
     agent = r.json()["agent"]
     assert agent["key_prefix"] == key[:12]
     assert "api_key" not in harness.admin("GET", f"/v1/agents/{agent['id']}").json()
@@ -34,7 +38,8 @@ def test_register_shows_the_key_once_and_stores_only_hash_and_prefix(harness: Ha
 def test_duplicate_name_is_409_and_names_are_case_sensitive(harness: Harness) -> None:
     harness.create_agent("Bot")
     r = harness.admin("POST", "/v1/agents", json={"name": "Bot"})
-    assert r.status_code == 409 and r.json()["error"] == "conflict"
+    assert r.status_code == 409
+    assert r.json()["error"] == "conflict"
     assert harness.admin("POST", "/v1/agents", json={"name": "bot"}).status_code == 201
 
 
@@ -45,7 +50,8 @@ def test_missing_wrong_suspended_and_revoked_keys_get_401(harness: Harness) -> N
     assert _request(harness, key).status_code == 200
     assert harness.admin("POST", "/v1/agents/Bot/suspend").json()["status"] == "suspended"
     r = _request(harness, key)
-    assert r.status_code == 401 and "suspended" in r.json()["message"]
+    assert r.status_code == 401
+    assert "suspended" in r.json()["message"]
     assert harness.admin("POST", "/v1/agents/Bot/activate").json()["status"] == "active"
     assert _request(harness, key).status_code == 200
     assert harness.admin("POST", "/v1/agents/Bot/revoke").json()["status"] == "revoked"
@@ -79,17 +85,20 @@ def test_patch_changes_level_and_unknown_fields_are_refused(harness: Harness) ->
     r = harness.admin("PATCH", "/v1/agents/Bot", json={"enforcement_level": "L0"})
     assert r.json()["enforcement_level"] == "monitor"
     bad = harness.admin("PATCH", "/v1/agents/Bot", json={"colour": "red"})
-    assert bad.status_code == 422 and "colour" in bad.json()["message"]
+    assert bad.status_code == 422
+    assert "colour" in bad.json()["message"]
     assert harness.admin("GET", "/v1/agents/nobody").status_code == 404
 
 
 def test_rbac_403_body_is_exact(harness: Harness) -> None:
     owner = harness.admin("POST", "/v1/tokens", json={"name": "me"})
     assert owner.status_code == 201
-    harness.admin("POST", "/v1/users", json={"email": "v@x.io", "password": "password-1",
-                                             "role": "viewer"})
-    login = harness.call("POST", "/v1/auth/login", json={"email": "v@x.io",
-                                                         "password": "password-1"})
+    harness.admin(
+        "POST", "/v1/users", json={"email": "v@x.io", "password": "password-1", "role": "viewer"}
+    )
+    login = harness.call(
+        "POST", "/v1/auth/login", json={"email": "v@x.io", "password": "password-1"}
+    )
     assert login.status_code == 200
     csrf = login.json()["csrf_token"]
     r = harness.call("POST", "/v1/agents", json={"name": "X"}, headers={"X-CSRF-Token": csrf})
@@ -97,9 +106,13 @@ def test_rbac_403_body_is_exact(harness: Harness) -> None:
     body = r.json()
     assert set(body) == {"error", "message", "required_role", "your_role"}
     assert (body["error"], body["required_role"], body["your_role"]) == (
-        "forbidden", "admin", "viewer")
+        "forbidden",
+        "admin",
+        "viewer",
+    )
     assert harness.call("GET", "/v1/agents").status_code == 200
     harness.client.cookies.clear()
     key = harness.create_agent("Bot")
     r = harness.agent(key, "GET", "/v1/agents")
-    assert r.status_code == 403 and r.json()["your_role"] == "agent"
+    assert r.status_code == 403
+    assert r.json()["your_role"] == "agent"
