@@ -1,0 +1,94 @@
+"""The Node.js SDK's own suite (packages/sdk-node, ``node --test``), run under pytest.
+
+One pytest test per Node test file, so a failure names its file and shows the Node
+runner's report. The integration files start the real server themselves with
+``$AAF_TEST_PYTHON -m agentfirewall_server``; this wrapper passes the interpreter running
+pytest. The package's devDependencies (typescript, @types/node, @octokit/rest) are
+installed with ``npm ci`` from its committed lockfile when missing or stale.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "packages" / "sdk-node"
+MIN_NODE = 18
+# below pytest's own 120 s timeout, so a stuck run fails with the Node report attached
+RUN_SECONDS = 110
+INSTALL_SECONDS = 300
+
+pytestmark = pytest.mark.node
+
+
+def _params() -> list[object]:
+    files = sorted((PACKAGE / "test").glob("*/*.test.mjs"))
+    return [
+        pytest.param(
+            path.relative_to(PACKAGE).as_posix(),
+            marks=[pytest.mark.slow] if path.parent.name == "integration" else [],
+            id=path.relative_to(PACKAGE / "test").as_posix(),
+        )
+        for path in files
+    ]
+
+
+def _node_major(node: str) -> int:
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    found = re.match(r"v(\d+)\.", version.strip())
+    return int(found.group(1)) if found else 0
+
+
+def _install_stale(npm: str) -> None:
+    """`npm ci` when node_modules is missing or older than the lockfile."""
+    installed = PACKAGE / "node_modules" / ".package-lock.json"
+    lock = PACKAGE / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=PACKAGE,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, f"npm ci failed:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """Node's path, with the package's devDependencies installed."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("needs Node.js and npm on PATH (Debian: apt-get install nodejs npm)")
+    if _node_major(node) < MIN_NODE:
+        pytest.skip(f"needs Node.js {MIN_NODE} or later")
+    _install_stale(npm)
+    return node
+
+
+@pytest.mark.parametrize("test_file", _params())
+def test_node_suite(node: str, test_file: str) -> None:
+    env = {**os.environ, "AAF_TEST_PYTHON": sys.executable}
+    result = subprocess.run(
+        [node, "--test", "--test-reporter=tap", test_file],
+        cwd=PACKAGE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_SECONDS,
+        check=False,
+    )
+    report = f"{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"node --test {test_file} failed:\n{report}"
+    assert re.search(r"^# pass [1-9]", report, re.MULTILINE), f"no Node test passed:\n{report}"
+    assert re.search(r"^# fail 0$", report, re.MULTILINE), report
