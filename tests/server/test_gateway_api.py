@@ -1,0 +1,162 @@
+"""The gateway API: config snapshot and long-poll, traffic, approvals, heartbeat."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from agentfirewall.actions import parse_action_spec
+from agentfirewall_server.identity import hash_secret
+from tests.server.conftest import SPEC, Harness
+
+
+def test_config_snapshot_holds_agents_credentials_rules_and_switches(harness: Harness) -> None:
+    key = harness.create_agent("Bot")
+    harness.admin("POST", "/v1/connectors", json={"type": "github", "token": "ghp_abc"})
+    harness.admin(
+        "POST",
+        "/v1/permissions",
+        json={
+            "agent": "Bot",
+            "connector": "github",
+            "action_pattern": "github.pr.*",
+            "decision": "allow",
+        },
+    )
+    harness.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "github"})
+    config = harness.gateway("GET", "/v1/gateway/config").json()
+    assert config["agents"][0]["key_hashes"] == [hash_secret(key)]
+    assert config["connectors"][0]["credential"] == "ghp_abc"
+    assert "api.github.com" in config["connectors"][0]["domains"]
+    assert config["permissions"][0]["action_pattern"] == "github.pr.*"
+    assert config["kill_switches"] == [
+        {"scope": "connector", "target": "github", "reason": "kill switch"}
+    ]
+    assert config["settings"]["approval_timeout_seconds"] == 300
+    assert harness.admin("GET", "/v1/gateway/config").status_code == 403
+    assert harness.agent(key, "GET", "/v1/gateway/config").status_code == 403
+    assert harness.call("GET", "/v1/gateway/config").status_code == 401
+
+
+def test_config_long_poll_answers_304_or_wakes_on_change(harness: Harness) -> None:
+    version = harness.gateway("GET", "/v1/gateway/config").json()["version"]
+    r = harness.gateway("GET", f"/v1/gateway/config?since={version}&wait=0")
+    assert r.status_code == 304
+    answer: dict[str, Any] = {}
+
+    def poll() -> None:
+        answer["r"] = harness.gateway("GET", f"/v1/gateway/config?since={version}&wait=20")
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.3)
+    harness.create_agent("New")
+    thread.join(30)
+    assert answer["r"].status_code == 200
+    assert answer["r"].json()["version"] > version
+    assert [a["name"] for a in answer["r"].json()["agents"]] == ["New"]
+
+
+def test_traffic_is_ingested_and_queryable(harness: Harness) -> None:
+    records = [
+        {
+            "request_id": f"r{i}",
+            "agent": "Bot",
+            "connector": "github",
+            "action": "github.pr.merge",
+            "method": "PUT",
+            "host": "api.github.com",
+            "path": "/repos/a/b/pulls/1/merge",
+            "decision": "allow" if i else "deny",
+            "would_outcome": None,
+            "status_code": 200 if i else 403,
+            "latency_ms": 1.5,
+            "bytes_in": 10,
+            "bytes_out": 20,
+            "reason": "ok",
+            "created_at": "2026-11-25T09:00:00.000000Z",
+        }
+        for i in range(3)
+    ]
+    r = harness.gateway("POST", "/v1/gateway/traffic", json={"records": records})
+    assert r.json() == {"accepted": 3}
+    rows = harness.admin("GET", "/v1/traffic?decision=deny").json()["traffic"]
+    assert [t["request_id"] for t in rows] == ["r0"]
+    assert rows[0]["created_at"] == "2026-11-25T09:00:00.000Z"
+    page = harness.admin("GET", "/v1/traffic?limit=2").json()
+    assert len(page["traffic"]) == 2
+    assert page["next_before"] is not None
+    bad = harness.gateway(
+        "POST",
+        "/v1/gateway/traffic",
+        json={"records": [{"request_id": "x", "headers": {"a": "b"}}]},
+    )
+    assert bad.status_code == 422
+    assert len(harness.admin("GET", "/v1/traffic").json()["traffic"]) == 3
+
+
+def _approval_body() -> dict[str, Any]:
+    spec = parse_action_spec(SPEC)
+    return {
+        "agent": "Bot",
+        "connector": "github",
+        "action_spec": spec.to_dict(),
+        "action_hash": spec.action_hash,
+        "risk_score": 50,
+        "reason": "held",
+        "request": {
+            "method": "PUT",
+            "host": "api.github.com",
+            "path": "/repos/acme/api/pulls/42/merge",
+        },
+        "timeout_seconds": 60,
+    }
+
+
+def test_gateway_approvals_wait_consume_and_reuse(harness: Harness) -> None:
+    created = harness.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    assert created["status"] == "pending"
+    assert created["source"] == "proxy"
+    assert created["reused"] is False
+    apv = created["id"]
+    r = harness.gateway("GET", f"/v1/gateway/approvals/{apv}/wait?timeout=0")
+    assert r.json()["status"] == "pending"
+    harness.admin("POST", f"/v1/approvals/{apv}/approve")
+    assert (
+        harness.gateway("GET", f"/v1/gateway/approvals/{apv}/wait").json()["status"] == "approved"
+    )
+    again = harness.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    assert again["id"] == apv
+    assert again["reused"] is True
+    third = harness.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    assert third["id"] != apv
+    assert third["reused"] is False
+    harness.admin("POST", f"/v1/approvals/{third['id']}/approve")
+    used = harness.gateway("POST", f"/v1/gateway/approvals/{third['id']}/consume")
+    assert used.json()["used"] is True
+    assert (
+        harness.gateway("POST", f"/v1/gateway/approvals/{third['id']}/consume").status_code == 409
+    )
+    mismatch = {**_approval_body(), "action_hash": "0" * 64}
+    assert harness.gateway("POST", "/v1/gateway/approvals", json=mismatch).status_code == 422
+
+
+def test_heartbeat_shows_the_gateway_online(harness: Harness) -> None:
+    assert harness.admin("GET", "/v1/status").json()["gateway"]["online"] is False
+    r = harness.gateway(
+        "POST",
+        "/v1/gateway/heartbeat",
+        json={
+            "gateway_id": "gw-1",
+            "version": "0.1.0",
+            "listen": "127.0.0.1:8443",
+            "agent_ports": {"Bot": 10001},
+            "started_at": "2026-11-25T09:00:00Z",
+            "stats": {"requests": 3},
+        },
+    )
+    assert r.json() == {"ok": True}
+    status = harness.admin("GET", "/v1/status").json()
+    assert status["gateway"]["online"] is True
+    assert status["gateway"]["proxies"][0]["gateway_id"] == "gw-1"
