@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any, TypeVar
 
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from agentfirewall.actions import ActionSpec, Resource, Risk, is_action_type
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
@@ -20,6 +21,7 @@ __all__ = ["Connector", "fallback_risk", "make_spec", "request_method"]
 
 _METHOD_RE = re.compile(r"[A-Za-z]{1,20}")
 _OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+_OVERRIDE_QUERY_RE = re.compile(r"(?:^|&)_method(?:=|&|$)", re.IGNORECASE)
 _LOW_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _AUTH_SCHEMES = {"bearer": "Bearer", "token": "token"}
 
@@ -38,7 +40,7 @@ def request_method(req: HttpRequest, connector: str) -> str:
     for name, _ in req.headers:
         if name.lower() in _OVERRIDE_HEADERS:
             raise ConnectorError(f"refused method override header `{name}`", connector=connector)
-    if "_method=" in req.query:
+    if "_method" in req.query and _OVERRIDE_QUERY_RE.search(req.query):
         raise ConnectorError("refused `_method` override in the query", connector=connector)
     return req.method.upper()
 
@@ -52,28 +54,47 @@ def make_spec(
     parameters: dict[str, JsonValue] | None = None,
     risk_hints: dict[str, JsonValue] | None = None,
     connector: str = "",
+    checked: bool = False,
 ) -> ActionSpec:
     """Build an ActionSpec without re-validating what the connector already checked.
 
     Parameters come from strict JSON/form parsing (finite numbers only); the action type
-    was validated when the route table compiled (or is checked here); resource strings
-    are bounded here exactly as :class:`Resource` bounds them.
+    was validated when the route table compiled (`checked`) or is checked here; resource
+    strings are bounded here exactly as :class:`Resource` bounds them. Tests check that
+    every spec built this way equals its validated round trip.
     """
-    if not is_action_type(action):
+    if not checked and not is_action_type(action):
         raise ConnectorError(f"cannot name action `{action[:100]}`", connector=connector)
     if account is not None and not 0 < len(account) <= 512:
         raise ConnectorError("resource account is empty or too long", connector=connector)
     if target is not None and not 0 < len(target) <= 2048:
         raise ConnectorError("resource target is empty or too long", connector=connector)
-    resource = Resource.model_construct(
-        provider=provider, account=account, target=target, environment=None
+    resource = _constructed(
+        Resource, {"provider": provider, "account": account, "target": target, "environment": None}
     )
-    return ActionSpec.model_construct(
-        type=action,
-        resource=resource,
-        parameters=parameters if parameters is not None else {},
-        risk_hints=risk_hints if risk_hints is not None else {},
+    return _constructed(
+        ActionSpec,
+        {
+            "type": action,
+            "resource": resource,
+            "parameters": parameters if parameters is not None else {},
+            "risk_hints": risk_hints if risk_hints is not None else {},
+        },
     )
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _constructed(cls: type[_M], values: dict[str, Any]) -> _M:
+    """``cls.model_construct(**values)`` for a model without defaults to fill, private
+    attributes or extras, minus the generic bookkeeping (the hot path of every parse)."""
+    model = cls.__new__(cls)
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", set(values))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
 
 
 class Connector:

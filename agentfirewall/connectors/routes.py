@@ -179,13 +179,16 @@ class RouteTable:
         root = self._tries.get("GET" if method == "HEAD" else method)
         if root is None:
             return None
-        found = _walk(root, segments, 0, [], relaxed=False)
+        lowered = tuple(s.lower() for s in segments)
+        found = _walk(root, segments, lowered, 0, [], relaxed=False)
         relaxed = found is None
         if found is None:
-            found = _walk(root, segments, 0, [], relaxed=True)
+            found = _walk(root, segments, lowered, 0, [], relaxed=True)
         if found is None and segments and "." in segments[-1][1:]:
             stem = segments[-1][: segments[-1].index(".", 1)]
-            found = _walk(root, (*segments[:-1], stem), 0, [], relaxed=True)
+            segments = (*segments[:-1], stem)
+            lowered = (*lowered[:-1], stem.lower())
+            found = _walk(root, segments, lowered, 0, [], relaxed=True)
         if found is None:
             return None
         (route, names), raw_values = found
@@ -209,15 +212,21 @@ _Found = tuple[tuple[Route, tuple[tuple[str, bool], ...]], list[str]]
 
 
 def _walk(
-    node: _Node, segments: tuple[str, ...], index: int, values: list[str], *, relaxed: bool
+    node: _Node,
+    segments: tuple[str, ...],
+    lowered: tuple[str, ...],
+    index: int,
+    values: list[str],
+    *,
+    relaxed: bool,
 ) -> _Found | None:
     """Depth-first walk: literal, then suffixed, int, str and greedy variables."""
     if index == len(segments):
         return (node.route, list(values)) if node.route is not None else None
     segment = segments[index]
-    child = node.literals.get(segment.lower())
+    child = node.literals.get(lowered[index])
     if child is not None:
-        found = _walk(child, segments, index + 1, values, relaxed=relaxed)
+        found = _walk(child, segments, lowered, index + 1, values, relaxed=relaxed)
         if found is not None:
             return found
     for (kind, suffix), child in node.variables.items():
@@ -225,7 +234,7 @@ def _walk(
         if value is None:
             continue
         values.append(value)
-        found = _walk(child, segments, index + 1, values, relaxed=relaxed)
+        found = _walk(child, segments, lowered, index + 1, values, relaxed=relaxed)
         values.pop()
         if found is not None:
             return found

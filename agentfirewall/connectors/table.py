@@ -6,6 +6,7 @@ instance of :class:`RouteConnector`; only its data differs.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ class BuildAlias:
     base64: tuple[str, ...] = ()
 
 
+@functools.cache
 def format_vars(template: str) -> tuple[str, ...]:
     """Field names of a ``str.format`` template."""
     return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
@@ -124,9 +126,11 @@ class RouteConnector(Connector):
         prefixes = self.path_prefixes
         if base_url:
             prefixes = (build.base_segments(base_url, self.name), *prefixes)
-        lowered = tuple(s.lower() for s in segments[:4])
+        if not segments:
+            return segments
+        first = segments[0].lower()
         for prefix in prefixes:
-            if prefix and lowered[: len(prefix)] == tuple(p.lower() for p in prefix):
+            if prefix and prefix[0].lower() == first and _starts_with(segments, prefix):
                 return segments[len(prefix) :]
         return segments
 
@@ -158,6 +162,7 @@ class RouteConnector(Connector):
             parameters=params,
             risk_hints=hints,
             connector=self.name,
+            checked=True,
         )
         return ParsedAction(spec, risk, self.name, route.path)
 
@@ -172,6 +177,11 @@ class RouteConnector(Connector):
             raise ConnectorError(
                 f"request body larger than {self.body_limit} bytes: cannot name the action",
                 connector=self.name,
+            )
+        encoding = (req.header("content-encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise ConnectorError(
+                f"cannot read a `{encoding[:40]}`-encoded body", connector=self.name
             )
         ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
         if ctype.startswith("multipart/"):
@@ -222,7 +232,7 @@ class RouteConnector(Connector):
                 return header.strip()
         for template in (override,) if override is not None else templates:
             names = format_vars(template)
-            if all(values.get(n) is not None for n in names):
+            if names and all(values.get(n) is not None for n in names):
                 return template.format_map({n: _resource_text(values[n]) for n in names})
         return None
 
@@ -281,3 +291,10 @@ def _resource_text(value: object) -> str:
     if isinstance(value, list):
         return ",".join(str(item) for item in value)
     return str(value)
+
+
+def _starts_with(segments: tuple[str, ...], prefix: tuple[str, ...]) -> bool:
+    """Case-insensitive segment-wise prefix test."""
+    return len(segments) >= len(prefix) and all(
+        a.lower() == b.lower() for a, b in zip(segments, prefix, strict=False)
+    )

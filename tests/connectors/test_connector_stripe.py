@@ -232,3 +232,15 @@ def test_stripe_credentials_and_fallback() -> None:
     assert STRIPE.auth_headers("sk_live_x") == [("Authorization", "Bearer sk_live_x")]
     parsed = STRIPE.parse(HttpRequest.from_url("DELETE", URL + "/v1/terminal/readers/x"))
     assert (parsed.action_type, parsed.risk) == ("stripe.delete", "high")
+
+
+def test_payment_method_query_is_not_a_method_override() -> None:
+    request = HttpRequest.from_url("GET", URL + "/v1/setup_intents?payment_method=pm_1&limit=3")
+    assert STRIPE.parse(request).action_type == "stripe.setup_intent.list"
+
+
+def test_compressed_body_is_refused() -> None:
+    headers = (*FORM, ("Content-Encoding", "gzip"))
+    request = HttpRequest.from_url("POST", URL + "/v1/transfers", headers=headers, body=b"\x1f\x8b")
+    with pytest.raises(ConnectorError, match="`gzip`-encoded"):
+        STRIPE.parse(request)
