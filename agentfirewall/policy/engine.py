@@ -21,7 +21,7 @@ written.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -42,7 +42,7 @@ from agentfirewall.policy.globs import dot_prefixes
 from agentfirewall.policy.index import PolicyIndex
 from agentfirewall.policy.models import Policy
 from agentfirewall.policy.permissions import AccessIndex, AccessRule, KillSwitch, KillSwitchIndex
-from agentfirewall.policy.run import PolicyRun, run_policies
+from agentfirewall.policy.run import PolicyRun, run_policies, trace_policies
 
 __all__ = ["KILL_SWITCH_REASON", "NO_DENY_REASON", "Engine", "EvaluationContext", "Mode"]
 
@@ -54,6 +54,7 @@ _STRICTNESS: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
 _DEFAULT_APPROVAL = ApprovalRequirement()
 _EMPTY: Mapping[str, object] = MappingProxyType({})
 _PREFIX_CACHE_LIMIT = 16_384
+_DECISION_CACHE_LIMIT = 16_384
 
 
 def _empty() -> Mapping[str, object]:
@@ -91,6 +92,32 @@ def _where(ctx: EvaluationContext, connector: str) -> str:
     return f"(agent `{ctx.agent}`, connector `{connector}`)"
 
 
+def _no_permission(ctx: EvaluationContext, action: str, connector: str) -> str:
+    where = _where(ctx, connector)
+    return f"no permission for `{action}` {where}: add one with `tf permissions set`"
+
+
+def _killed(switch: KillSwitch, risk: float) -> Decision:
+    return Decision(
+        "deny", KILL_SWITCH_REASON, risk_score=risk, matched_rules=(switch.label,),
+        kill_switch=True, decided_outcome="deny",
+    )  # fmt: skip
+
+
+def _proxy_default(ctx: EvaluationContext, action: str, connector: str, risk: float) -> Decision:
+    reason = _no_permission(ctx, action, connector)
+    return Decision("deny", reason, risk_score=risk, default_applied=True, decided_outcome="deny")
+
+
+def _permission_deny(
+    rule: AccessRule, ctx: EvaluationContext, connector: str, risk: float
+) -> Decision:
+    reason = f"denied by permission `{rule.action_pattern}` {_where(ctx, connector)}"
+    return Decision(
+        "deny", reason, risk_score=risk, matched_rules=(rule.label,), decided_outcome="deny"
+    )
+
+
 class Engine:
     """Compiled access rules, policies and kill switches; `evaluate` is the hot path."""
 
@@ -107,6 +134,7 @@ class Engine:
         self._index = PolicyIndex(self.policies)
         self._kill = KillSwitchIndex(self.kill_switches)
         self._prefixes: dict[str, tuple[str, ...]] = {}
+        self._decisions: dict[tuple[object, ...], Decision] = {}
 
     def evaluate(self, spec: ActionSpec, ctx: EvaluationContext) -> Decision:
         """Decide on one action."""
@@ -126,51 +154,103 @@ class Engine:
             prefixes = self._prefixes[action] = dot_prefixes(action)
         return prefixes
 
+    def _memo(
+        self,
+        key: tuple[object, ...],
+        build: Callable[[], Decision],
+        ctx: EvaluationContext,
+        trace: list[Step] | None,
+    ) -> Decision:
+        """Build a decision once per distinct key (decisions are immutable)."""
+        if trace is None:
+            found = self._decisions.get(key)
+            if found is not None:
+                return found
+        decision = self._enforce(build(), ctx, trace)
+        if not decision.errors:
+            if len(self._decisions) >= _DECISION_CACHE_LIMIT:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
+
     def _decide(
         self, spec: ActionSpec, ctx: EvaluationContext, trace: list[Step] | None
     ) -> Decision:
         action = spec.type
-        connector = ctx.connector or spec.provider
+        agent = ctx.agent
+        level = ctx.enforcement_level
         risk = ROUTE_RISK[ctx.risk] if ctx.risk is not None else 0.0
+        connector = ctx.connector or spec.provider
         if self._kill.active:
-            switch = self._kill.find(ctx.agent, (connector, spec.provider))
+            switch = self._kill.find(agent, (connector, spec.provider))
             if switch is not None:
                 if trace is not None:
                     trace.append(Step("kill_switch", "active", f"{switch.label}: {switch.reason}"))
-                decision = Decision(
-                    "deny", KILL_SWITCH_REASON, risk_score=risk, matched_rules=(switch.label,),
-                    kill_switch=True, decided_outcome="deny",
-                )  # fmt: skip
-                return self._enforce(decision, ctx, trace)
+                key: tuple[object, ...] = ("kill", switch.label, risk, level)
+                return self._memo(key, lambda: _killed(switch, risk), ctx, trace)
         if trace is not None:
             trace.append(Step("kill_switch", "inactive", "no kill switch covers this action"))
         prefixes = self._prefixes_of(action)
         rule = (
-            self._access.lookup(ctx.agent, connector, action, prefixes)
-            if self._access.size
-            else None
+            self._access.lookup(agent, connector, action, prefixes) if self._access.size else None
         )
-        where = _where(ctx, connector)
         if rule is None and ctx.mode == "proxy":
-            reason = f"no permission for `{action}` {where}: add one with `tf permissions set`"
             if trace is not None:
-                trace.append(Step("access_rules", "deny (default)", reason))
-            decision = Decision(
-                "deny", reason, risk_score=risk, default_applied=True, decided_outcome="deny"
-            )
-            return self._enforce(decision, ctx, trace)
+                trace.append(
+                    Step("access_rules", "deny (default)", _no_permission(ctx, action, connector))
+                )
+            key = ("default", action, agent, connector, risk, level)
+            return self._memo(key, lambda: _proxy_default(ctx, action, connector, risk), ctx, trace)
         if trace is not None:
-            self._trace_access(trace, rule, action, where)
+            self._trace_access(trace, rule, action, _where(ctx, connector))
         if rule is not None and rule.decision == "deny":
-            reason = f"denied by permission `{rule.action_pattern}` {where}"
-            decision = Decision(
-                "deny", reason, risk_score=risk, matched_rules=(rule.label,), decided_outcome="deny"
-            )
-            return self._enforce(decision, ctx, trace)
-        candidates = self._index.candidates(ctx.agent, action, prefixes)
-        run = run_policies(candidates, spec, ctx, risk, trace) if candidates else None
-        decision = self._combine(rule, run, ctx, action, where, risk)
-        return self._enforce(decision, ctx, trace)
+            key = ("permission", id(rule), agent, connector, risk, level)
+            return self._memo(key, lambda: _permission_deny(rule, ctx, connector, risk), ctx, trace)
+        run = None
+        if self._index.compiled:
+            plan = self._index.plan(agent, action, spec.resource.environment, prefixes)
+            if plan.policies:
+                run = run_policies(plan, spec, ctx, risk)
+            if trace is not None:
+                self._trace_policies(trace, spec, ctx, prefixes, run)
+        signature = (
+            (None,)
+            if run is None
+            else (run.outcome, run.deciding, run.matched, run.policies, run.risk)
+        )
+        key = (
+            "combine",
+            id(rule),
+            action,
+            agent,
+            connector,
+            ctx.sdk_default,
+            risk,
+            level,
+            *signature,
+        )
+        return self._memo(
+            key,
+            lambda: self._combine(rule, run, ctx, action, _where(ctx, connector), risk),
+            ctx,
+            trace,
+        )
+
+    def _trace_policies(
+        self,
+        trace: list[Step],
+        spec: ActionSpec,
+        ctx: EvaluationContext,
+        prefixes: tuple[str, ...],
+        run: PolicyRun | None,
+    ) -> None:
+        trace_policies(self._index.candidates(ctx.agent, spec.type, prefixes), spec, ctx, trace)
+        scope = ", ".join(run.policies) if run is not None else "none"
+        summary = run.outcome if run is not None and run.outcome else "no rule matched"
+        detail = f"in scope: {scope}; deny wins, then require_approval, then allow"
+        if run is not None and run.deciding:
+            detail += f"; decided by `{run.deciding}`"
+        trace.append(Step("policies", summary, detail))
 
     @staticmethod
     def _trace_access(trace: list[Step], rule: AccessRule | None, action: str, where: str) -> None:

@@ -26,7 +26,7 @@ from agentfirewall.actions import ActionSpec
 if TYPE_CHECKING:
     from agentfirewall.policy.engine import EvaluationContext
 
-__all__ = ["FIELD_ROOTS", "MISSING", "Getter", "compile_field"]
+__all__ = ["FIELD_ROOTS", "MISSING", "Getter", "compile_field", "direct_key"]
 
 
 class _Missing:
@@ -100,6 +100,20 @@ def _context_getter(name: str) -> Getter:
 
         return get
     return lambda spec, ctx: ctx.attributes.get(name, MISSING)
+
+
+def direct_key(field: str) -> tuple[str, str] | None:
+    """``("parameters", key)``, ``("resource", name)`` or ``("type", "")`` for the fields
+    a condition can read inline (one dict or attribute lookup); None for the rest."""
+    parts = field.split(".")
+    rest = parts[1:] if parts[0] == "action_spec" else parts
+    if rest == ["type"]:
+        return ("type", "")
+    if len(rest) == 2 and rest[0] == "parameters":
+        return ("parameters", rest[1])
+    if len(rest) == 2 and rest[0] == "resource" and rest[1] in _RESOURCE_NAMES:
+        return ("resource", rest[1])
+    return None
 
 
 def compile_field(field: str) -> Getter:

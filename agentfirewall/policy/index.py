@@ -11,14 +11,19 @@ bounded cache, so the policies that cannot match cost nothing per decision.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+from agentfirewall.actions import ActionSpec
 from agentfirewall.decisions import ApprovalRequirement, Outcome
-from agentfirewall.policy.conditions import Predicate, compile_condition
+from agentfirewall.policy.conditions import Predicate, compile_condition, specialize
 from agentfirewall.policy.globs import Glob, compile_glob
-from agentfirewall.policy.models import Policy
+from agentfirewall.policy.models import Condition, Policy
 
-__all__ = ["CompiledPolicy", "CompiledRule", "PolicyIndex"]
+if TYPE_CHECKING:
+    from agentfirewall.policy.engine import EvaluationContext
+
+__all__ = ["CompiledPolicy", "CompiledRule", "Plan", "PolicyIndex"]
 
 _CACHE_LIMIT = 16_384
 
@@ -33,6 +38,53 @@ class CompiledRule:
     risk_score: float
     approval: ApprovalRequirement | None
     test: Predicate
+    condition: Condition | None = None
+
+
+_CLASS = {"deny": 0, "require_approval": 1, "allow": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The rules to run for one (agent, action type, environment), in decision order.
+
+    `rules` holds every rule of the policies in scope sorted by class (deny, then
+    require_approval, then allow), then by policy priority: the first rule that
+    matches decides. `suffix_risk[i]` is the highest risk_score from rule i on, so
+    evaluation can stop once no later rule could raise the risk score.
+    """
+
+    policies: tuple[str, ...]
+    rules: tuple[CompiledRule, ...]
+    suffix_risk: tuple[float, ...]
+
+
+def _specialized(rule: CompiledRule, statics: dict[str, object]) -> CompiledRule | None:
+    """The rule with its static conditions decided; None when it can never match."""
+    test = specialize(rule.condition, statics)
+    if test is False:
+        return None
+    return replace(rule, test=_always if test is True else test)
+
+
+def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: str | None) -> Plan:
+    in_scope = [p for p in candidates if p.environments is None or env in p.environments]
+    statics: dict[str, object] = {"type": action, "agent": agent}
+    if env is not None:
+        statics["environment"] = env
+    keyed = []
+    for policy in in_scope:
+        for position, rule in enumerate(policy.rules):
+            live = _specialized(rule, statics)
+            if live is not None:
+                keyed.append(
+                    ((_CLASS[rule.decision], policy.priority, policy.order, position), live)
+                )
+    rules = tuple(rule for _, rule in sorted(keyed, key=lambda item: item[0]))
+    suffix: list[float] = [0.0] * (len(rules) + 1)
+    for index in range(len(rules) - 1, -1, -1):
+        suffix[index] = max(suffix[index + 1], rules[index].risk_score)
+    return Plan(tuple(p.name for p in in_scope), rules, tuple(suffix))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +96,10 @@ class CompiledPolicy:
     order: int
     environments: frozenset[str] | None
     rules: tuple[CompiledRule, ...]
+
+
+def _always(spec: ActionSpec, ctx: EvaluationContext) -> bool:
+    return True
 
 
 def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
@@ -66,6 +122,7 @@ def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
                 risk_score=float(rule.risk_score),
                 approval=approval,
                 test=compile_condition(rule.conditions),
+                condition=rule.conditions,
             )
         )
     environments = frozenset(policy.scope.environments) or None
@@ -111,6 +168,7 @@ class PolicyIndex:
         self._shared = _new_index()
         self._agent_globs: list[tuple[Glob, _ActionIndex]] = []
         self._cache: dict[tuple[str, str], tuple[CompiledPolicy, ...]] = {}
+        self._plans: dict[tuple[str, str, str | None], Plan] = {}
         self.compiled: list[CompiledPolicy] = []
         for order, policy in enumerate(policies):
             if policy.enabled:
@@ -153,3 +211,14 @@ class PolicyIndex:
             self._cache.clear()
         self._cache[key] = result
         return result
+
+    def plan(self, agent: str, action: str, env: str | None, prefixes: tuple[str, ...]) -> Plan:
+        """The memoised evaluation plan for (agent, action, environment)."""
+        key = (agent, action, env)
+        found = self._plans.get(key)
+        if found is None:
+            found = _plan(self.candidates(agent, action, prefixes), agent, action, env)
+            if len(self._plans) >= _CACHE_LIMIT:
+                self._plans.clear()
+            self._plans[key] = found
+        return found

@@ -15,13 +15,15 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import math
+import operator
 import re
 from collections.abc import Callable
+from typing import Any
 
 from agentfirewall.policy.regexguard import MAX_INPUT, compile_safe_regex
 from agentfirewall.policy.timewindow import compile_time_window
 
-__all__ = ["OPERATORS", "EvaluationError", "Test", "compile_operator"]
+__all__ = ["COMPARATORS", "OPERATORS", "EvaluationError", "Test", "compile_operator"]
 
 Test = Callable[[object], bool]
 
@@ -46,6 +48,12 @@ OPERATORS = (
     "cidr",
     "time_window",
 )
+COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
 _NUMBER_RE = re.compile(r"^-?\d{1,100}(?:\.\d{1,100})?$")
 
 
@@ -146,17 +154,13 @@ def _compare(value: object, op: str) -> Test:
     bound = _number(value)
     if bound is None or isinstance(value, bool):
         raise ValueError(f"`{op}` needs a number, got `{value}`")
-    checks: dict[str, Test] = {
-        "gt": lambda n: n > bound,  # type: ignore[operator]
-        "gte": lambda n: n >= bound,  # type: ignore[operator]
-        "lt": lambda n: n < bound,  # type: ignore[operator]
-        "lte": lambda n: n <= bound,  # type: ignore[operator]
-    }
-    check = checks[op]
+    compare = COMPARATORS[op]
 
     def test(v: object) -> bool:
+        if type(v) is int:  # the common case, without the generic coercion
+            return compare(v, bound)
         n = _number(v)
-        return n is not None and check(n)
+        return n is not None and compare(n, bound)
 
     return test
 

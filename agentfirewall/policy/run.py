@@ -1,11 +1,17 @@
 """Step 3 of an evaluation: run the policies in scope and combine their rules.
 
-Policies run in priority order (lower first). A policy whose ``environments`` do not
-include the action's environment is out of scope (an action without an environment is
-in scope only of policies without an environment list). Every rule of every policy in
-scope is evaluated, so ``matched_rules`` is complete; then deny wins, then
-require_approval, then allow, each time the first such rule in priority order giving
-the reason. A rule that raises counts as a matching deny and is named in ``errors``.
+A policy is in scope when its action globs, agents and environments cover the action
+(an action without an environment is in scope only of policies without an environment
+list). Deny wins, then require_approval, then allow; within a class the policy with the
+lower priority number gives the reason. The plan (index.py) lists the rules in exactly
+that order, so the first rule that matches decides and evaluation stops there — except
+that later rules that could raise the risk score are still evaluated (risk_score is the
+highest of the route risk and every matched rule's score).
+
+A rule that raises counts as a matching deny (fail closed) and is named in ``errors``.
+
+``trace_policies`` is explain()'s view: it evaluates every rule of every policy in
+scope, for display, without changing the decision.
 """
 
 from __future__ import annotations
@@ -16,12 +22,12 @@ from typing import TYPE_CHECKING
 from agentfirewall.actions import ActionSpec
 from agentfirewall.decisions import ApprovalRequirement, Outcome
 from agentfirewall.policy.explain import Step
-from agentfirewall.policy.index import CompiledPolicy, CompiledRule
+from agentfirewall.policy.index import CompiledPolicy, CompiledRule, Plan
 
 if TYPE_CHECKING:
     from agentfirewall.policy.engine import EvaluationContext
 
-__all__ = ["PolicyRun", "run_policies"]
+__all__ = ["PolicyRun", "run_policies", "trace_policies"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,92 +51,82 @@ def _reason(rule: CompiledRule) -> str:
     return f"{verb[rule.decision]} by policy rule `{rule.label}`"
 
 
-def _trace_policy(
-    trace: list[Step], policy: CompiledPolicy, results: list[str], env: str | None
-) -> None:
-    if results is _OUT_OF_SCOPE:
-        envs = ", ".join(sorted(policy.environments or ()))
-        detail = f"environment `{env}` is not one of: {envs}"
-        trace.append(Step("policies", f"{policy.name}: out of scope", detail))
-        return
-    verdict = "no rule matched" if all(r.endswith("no match") for r in results) else "matched"
-    trace.append(Step("policies", f"{policy.name}: {verdict}", "\n".join(results)))
+def _failure(rule: CompiledRule, exc: Exception) -> str:
+    return f"rule `{rule.label}` could not be evaluated: {exc}; failing closed"
 
 
-_OUT_OF_SCOPE: list[str] = []
+def run_policies(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: float) -> PolicyRun:
+    """Decide with the plan's rules (see the module docstring)."""
+    rules = plan.rules
+    deciding: CompiledRule | None = None
+    error = ""
+    index = 0
+    for index, rule in enumerate(rules, 1):  # noqa: B007 (index is used after the loop)
+        try:
+            if rule.test(spec, ctx):
+                deciding = rule
+                break
+        except Exception as exc:  # fail closed
+            deciding, error = rule, _failure(rule, exc)
+            break
+    if deciding is None:
+        return PolicyRun(None, "", "", plan.policies, (), (), min(risk, 100.0), None)
+    outcome: Outcome = "deny" if error else deciding.decision
+    reason = error or _reason(deciding)
+    errors = [error] if error else []
+    risk = max(risk, deciding.risk_score)
+    others: list[str] = []
+    suffix = plan.suffix_risk
+    count = len(rules)
+    while index < count and suffix[index] > risk:
+        rule = rules[index]
+        index += 1
+        try:
+            hit = rule.test(spec, ctx)
+        except Exception as exc:  # a later rule failing still fails closed
+            message = _failure(rule, exc)
+            errors.append(message)
+            if outcome != "deny":
+                outcome, reason, deciding = "deny", message, rule
+            hit = True
+        if hit:
+            others.append(rule.label)
+            risk = max(risk, rule.risk_score)
+    approval = deciding.approval if outcome == "require_approval" else None
+    return PolicyRun(
+        outcome,
+        reason,
+        deciding.label,
+        plan.policies,
+        tuple(label for label in others if label != deciding.label),
+        tuple(errors),
+        min(risk, 100.0),
+        approval,
+    )
 
 
-def run_policies(
+def trace_policies(
     candidates: tuple[CompiledPolicy, ...],
     spec: ActionSpec,
     ctx: EvaluationContext,
-    risk: float,
-    trace: list[Step] | None,
-) -> PolicyRun:
-    """Evaluate every rule of the policies in scope (see the module docstring)."""
+    trace: list[Step],
+) -> None:
+    """Record one step per policy with every rule's result (explain only)."""
     env = spec.resource.environment
-    policies: list[str] = []
-    matched: list[str] = []
-    errors: list[str] = []
-    deny: tuple[str, str] | None = None
-    hold: CompiledRule | None = None
-    allow: CompiledRule | None = None
     for policy in candidates:
         if policy.environments is not None and env not in policy.environments:
-            if trace is not None:
-                _trace_policy(trace, policy, _OUT_OF_SCOPE, env)
+            envs = ", ".join(sorted(policy.environments))
+            detail = f"environment `{env}` is not one of: {envs}"
+            trace.append(Step("policies", f"{policy.name}: out of scope", detail))
             continue
-        policies.append(policy.name)
-        results: list[str] | None = [] if trace is not None else None
+        results = []
         for rule in policy.rules:
             try:
                 hit = rule.test(spec, ctx)
-            except Exception as exc:  # a rule that cannot be evaluated fails closed
-                message = f"rule `{rule.label}` could not be evaluated: {exc}; failing closed"
-                errors.append(message)
-                matched.append(rule.label)
-                risk = max(risk, rule.risk_score)
-                if deny is None:
-                    deny = (rule.label, message)
-                if results is not None:
-                    results.append(f"{rule.label}: error ({exc}) -> deny")
+            except Exception as exc:
+                results.append(f"{rule.label}: error ({exc}) -> deny")
                 continue
-            if results is not None:
-                results.append(f"{rule.label}: {rule.decision if hit else 'no match'}")
-            if not hit:
-                continue
-            matched.append(rule.label)
-            if rule.risk_score > risk:
-                risk = rule.risk_score
-            if rule.decision == "deny":
-                if deny is None:
-                    deny = (rule.label, _reason(rule))
-            elif rule.decision == "require_approval":
-                hold = hold or rule
-            else:
-                allow = allow or rule
-        if results is not None and trace is not None:
-            _trace_policy(trace, policy, results, env)
-    risk = min(max(risk, 0.0), 100.0)
-    outcome: Outcome | None = None
-    reason = deciding = ""
-    approval = None
-    if deny is not None:
-        outcome, (deciding, reason) = "deny", deny
-    elif hold is not None:
-        outcome, deciding, reason, approval = (
-            "require_approval",
-            hold.label,
-            _reason(hold),
-            hold.approval,
-        )
-    elif allow is not None:
-        outcome, deciding, reason = "allow", allow.label, _reason(allow)
-    if trace is not None:
-        summary = outcome or "no rule matched"
-        scope = ", ".join(policies) or "none"
-        detail = f"in scope: {scope}; deny wins, then require_approval, then allow"
-        trace.append(Step("policies", summary, detail))
-    return PolicyRun(
-        outcome, reason, deciding, tuple(policies), tuple(matched), tuple(errors), risk, approval
-    )
+            results.append(f"{rule.label}: {rule.decision if hit else 'no match'}")
+        matched = any(not r.endswith("no match") for r in results)
+        verdict = "matched" if matched else "no rule matched"
+        trace.append(Step("policies", f"{policy.name}: {verdict}", "\n".join(results)))
