@@ -52,3 +52,4 @@ CONNECTOR = RouteConnector(
     auth_header="x-api-key",
     auth_header_names=("x-api-key", "authorization"),
 )
+CONNECTOR.notes = __doc__ or ""

@@ -106,11 +106,13 @@ class Connector:
     - `body_limit`: how many body bytes ``parse`` may need (0: it never reads bodies);
     - `auth_header_names`: every header that carries a credential for this upstream
       (lower-case); the proxy strips them from the agent's request;
-    - `base_url`: the upstream used by ``build_request`` when none is given.
+    - `base_url`: the upstream used by ``build_request`` when none is given;
+    - `notes`: how it names things, for the catalogue (its module docstring).
     """
 
     name: str = ""
     description: str = ""
+    notes: str = ""
     default_domains: tuple[str, ...] = ()
     body_limit: int = 0
     auth_header_names: tuple[str, ...] = ("authorization",)

@@ -6,6 +6,7 @@ test checks the two agree.
 
 from __future__ import annotations
 
+from agentfirewall.connectors import router
 from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.registry import connector_types, get_connector
 
@@ -39,7 +40,10 @@ General rules (every connector):
   parameters wholly inside the limit are kept and `risk_hints.body_truncated` is set.
 - Access rules for the generic connector may use `http.*` or `generic.*`
   (`agentfirewall.connectors.registry.action_aliases`).
-"""
+
+## Which connector serves a host
+
+""" + (router.__doc__ or "").split("\n", 2)[2]
 
 
 def render_catalogue() -> str:
@@ -61,6 +65,7 @@ def _section(connector: Connector) -> str:
         f"Credential headers: {credential}. Body limit: {_size(connector.body_limit)}. "
         f"{len({a.type for a in actions})} actions.",
         "",
+        *_notes(connector.notes),
         "| Action | Method | Path | Risk | Description |",
         "|---|---|---|---|---|",
     ]
@@ -76,3 +81,9 @@ def _size(limit: int) -> str:
     if limit == 0:
         return "none (bodies are not read)"
     return f"{limit // 1024} KiB" if limit < 1024 * 1024 else f"{limit // (1024 * 1024)} MiB"
+
+
+def _notes(text: str) -> list[str]:
+    """A module docstring as Markdown paragraphs (its first line is the title we have)."""
+    body = text.strip().split("\n\n", 1)
+    return [body[1].strip(), ""] if len(body) == 2 else []

@@ -28,7 +28,7 @@ _PULLS = (
       ("title", "head", "base", "draft")),
     R("GET", PR, "github.pr.get", "low", "Get a pull request"),
     R("PATCH", PR, "github.pr.update", "low", "Update a pull request", ("state", "title", "base"),
-      (V("state", "github.pr.close", "low", ("closed",)),)),
+      (V("state", "github.pr.close", "low", ("closed",), description="Close a pull request"),)),
     R("PUT", PR + "/merge", "github.pr.merge", "medium", "Merge a pull request",
       ("merge_method", "sha", "commit_title")),
     R("GET", PR + "/merge", "github.pr_merge.get", "low",
@@ -55,7 +55,7 @@ _ISSUES = (
       ("title", "labels", "assignees")),
     R("GET", ISSUE, "github.issue.get", "low", "Get an issue"),
     R("PATCH", ISSUE, "github.issue.update", "low", "Update an issue", ("state", "title"),
-      (V("state", "github.issue.close", "low", ("closed",)),)),
+      (V("state", "github.issue.close", "low", ("closed",), description="Close an issue"),)),
     R("GET", ISSUE + "/comments", "github.comment.list", "low", "List comments"),
     R("POST", ISSUE + "/comments", "github.issue.comment", "low",
       "Comment on an issue or pull request"),
@@ -86,7 +86,8 @@ _BRANCHES = (
     R("POST", P + "/merges", "github.branch.merge", "medium", "Merge a branch into another",
       ("base", "head")),
     R("POST", P + "/git/refs", "github.branch.create", "low", "Create a branch (a git ref)",
-      ("ref", "sha"), (V("ref", "github.tag.create", "low", prefix="refs/tags/"),),
+      ("ref", "sha"),
+      (V("ref", "github.tag.create", "low", prefix="refs/tags/", description="Create a tag"),),
       derive=(("ref", "refs/heads/{branch_name}"),)),
     R("GET", P + "/git/ref/{ref+}", "github.ref.get", "low", "Get a git ref"),
     R("GET", P + "/git/refs/{ref+}", "github.ref.get", "low", "Get a git ref (legacy path)"),
@@ -108,7 +109,8 @@ _CONTENTS = (
     R("GET", P + "/contents/{path+}", "github.file.get", "low", "Get a file or directory",
       ("ref",)),
     R("PUT", P + "/contents/{path+}", "github.file.create", "low", "Create a file (commit)",
-      ("message", "branch", "sha"), (V("sha", "github.file.update", "low"),)),
+      ("message", "branch", "sha"),
+      (V("sha", "github.file.update", "low", description="Update a file (commit)"),)),
     R("DELETE", P + "/contents/{path+}", "github.file.delete", "medium", "Delete a file",
       ("message", "branch", "sha")),
     R("GET", P + "/readme", "github.readme.get", "low", "Get the README"),
@@ -135,9 +137,12 @@ _REPOS = (
     R("GET", P, "github.repo.get", "low", "Get a repository"),
     R("PATCH", P, "github.repo.update", "low", "Change repository settings",
       ("name", "visibility", "private", "archived", "default_branch"),
-      (V("visibility", "github.repo.make_public", "high", ("public",)),
-       V("private", "github.repo.make_public", "high", ("false",)),
-       V("archived", "github.repo.archive", "medium", ("true",)))),
+      (V("visibility", "github.repo.make_public", "high", ("public",),
+         description="Make a repository public"),
+       V("private", "github.repo.make_public", "high", ("false",),
+         description="Make a repository public"),
+       V("archived", "github.repo.archive", "medium", ("true",),
+         description="Archive a repository"))),
     R("DELETE", P, "github.repo.delete", "high", "Delete a repository"),
     R("POST", "/user/repos", "github.repo.create", "medium", "Create a repository",
       ("name", "private", "visibility")),
@@ -224,7 +229,15 @@ _ACTIONS = (
 )
 # fmt: on
 
-_PUSH = (V("service", "github.repo.push", "high", ("git-receive-pack",)),)
+_PUSH = (
+    V(
+        "service",
+        "github.repo.push",
+        "high",
+        ("git-receive-pack",),
+        description="git: push (ref discovery)",
+    ),
+)
 _GIT = tuple(
     route
     for base in ("/{owner}/{repo}.git", "/{owner}/{repo}")
@@ -281,3 +294,4 @@ CONNECTOR = RouteConnector(
     ),
     auth_scheme="token",
 )
+CONNECTOR.notes = __doc__ or ""

@@ -275,3 +275,4 @@ def _tool_call(params: dict[str, JsonValue]) -> _Member:
 
 
 CONNECTOR = McpConnector()
+CONNECTOR.notes = __doc__ or ""

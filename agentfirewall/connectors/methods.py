@@ -166,3 +166,4 @@ GENERIC = MethodConnector(
     description="Configured domains, named by method (`http.get`; rules may say `generic.get`)",
     bare_host=True,
 )
+WEBHOOK.notes = GENERIC.notes = __doc__ or ""

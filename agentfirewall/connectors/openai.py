@@ -90,3 +90,4 @@ CONNECTOR = RouteConnector(
     truncated="partial",
     account_header="openai-organization",
 )
+CONNECTOR.notes = __doc__ or ""

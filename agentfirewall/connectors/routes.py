@@ -44,6 +44,7 @@ class Variant:
     risk: Risk
     values: tuple[str, ...] = ()
     prefix: str = ""
+    description: str = ""
 
     def matches(self, fields: Mapping[str, object]) -> bool:
         value = fields.get(self.field)

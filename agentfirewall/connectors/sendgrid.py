@@ -98,3 +98,4 @@ CONNECTOR = SendGridConnector(
     body_limit=256 * 1024,
     truncated="error",
 )
+CONNECTOR.notes = __doc__ or ""

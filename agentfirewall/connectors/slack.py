@@ -201,3 +201,4 @@ CONNECTOR = RouteConnector(
     targets=("{channel}", "{channel_id}"),
     fallback_risks=(("/api/admin.", "high"),),
 )
+CONNECTOR.notes = __doc__ or ""

@@ -254,3 +254,4 @@ CONNECTOR = RouteConnector(
     account_header="stripe-account",
     build_aliases={"payment.transfer.initiate": BuildAlias("stripe.transfer.create")},
 )
+CONNECTOR.notes = __doc__ or ""

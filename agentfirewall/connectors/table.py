@@ -249,24 +249,23 @@ class RouteConnector(Connector):
                 what = route.description
                 if action != route.action:
                     variant = next(v for v in route.variants if v.action == action)
-                    what = f"{what} ({_variant_text(variant)})"
+                    what = f"{variant.description or what} ({_variant_text(variant)})"
                 key = (action, route.path)
-                if key in rows:
-                    old = rows[key]
-                    rows[key] = ActionInfo(
-                        action, f"{old.method}, {route.method}", route.path, risk, old.description
-                    )
-                else:
+                old = rows.get(key)
+                if old is None:
                     rows[key] = ActionInfo(action, route.method, route.path, risk, what)
+                elif route.method not in old.method.split(", "):
+                    methods = f"{old.method}, {route.method}"
+                    rows[key] = ActionInfo(action, methods, route.path, risk, old.description)
         return list(rows.values())
 
 
 def _variant_text(variant: Variant) -> str:
     if variant.values:
-        return f"body `{variant.field}` is `{variant.values[0]}`"
+        return f"field `{variant.field}` is `{variant.values[0]}`"
     if variant.prefix:
-        return f"body `{variant.field}` starts with `{variant.prefix}`"
-    return f"body has `{variant.field}`"
+        return f"field `{variant.field}` starts with `{variant.prefix}`"
+    return f"field `{variant.field}` is present"
 
 
 def _single(name: str, value: object, connector: str) -> JsonValue:
