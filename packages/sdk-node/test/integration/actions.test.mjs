@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { AgentFirewall, AuthenticationError, ConflictError, NotFoundError, RateLimitError, TokenError } from "../../dist/esm/index.js";
+import { AgentFirewall, AuthenticationError, ConflictError, NotFoundError, RateLimitError, TokenError, ValidationError } from "../../dist/esm/index.js";
 import { startFakeGitHub } from "../helpers/fake-github.mjs";
 import { FirewallServer } from "../helpers/firewall-server.mjs";
 
@@ -146,6 +146,18 @@ describe("approvals and execution (Mode A)", () => {
     assert.equal(github.requests.length, sent);
   });
 
+  test("no connector for the provider: ValidationError `not_executable`", async () => {
+    const { client } = await firewall();
+    const result = await client.requestAction({ type: "payment.transfer.initiate", resource: { provider: "stripe" }, parameters: { amount: 25000 } });
+    assert.equal(result.status, "allowed");
+    await assert.rejects(client.execute(result.action_request_id, result.decision_token), (error) => {
+      assert.ok(error instanceof ValidationError, `${error}`);
+      assert.equal(error.code, "not_executable");
+      assert.match(error.message, /stripe/);
+      return true;
+    });
+  });
+
   test("a token of another action is rejected", async () => {
     const { client } = await firewall();
     const one = await client.requestAction(MERGE);
@@ -165,23 +177,31 @@ describe("rate limit", () => {
   }
 
   test("429: requestAction waits the Retry-After and succeeds, with one idempotency key", async () => {
-    // 20 a minute: a burst of 20, then one request every 3 s
-    const { agent, client: drain } = await firewall({}, { maxRetries: 0 });
+    // 20 a minute: a burst of 20, then one request every 3 s; calls go faster than that,
+    // so one of the first ~21 calls meets a 429 and must be retried
+    const { agent } = await firewall();
     await server.admin("PATCH", `/v1/agents/${agent.name}`, { rate_limit_per_minute: 20 });
-    let limited;
-    for (let i = 0; i < 40 && limited === undefined; i += 1) {
-      await drain.requestAction(MERGE).catch((error) => (limited = error));
-    }
-    assert.ok(limited instanceof RateLimitError, `${limited}`);
-    assert.equal(limited.code, "rate_limited");
-    assert.ok(limited.retryAfter >= 1 && limited.retryAfter <= 3, `${limited.retryAfter}`);
-
     const seen = [];
     const client = new AgentFirewall({ apiKey: agent.key, baseUrl: server.apiUrl, fetch: recordingFetch(seen) });
-    const result = await client.requestAction(MERGE);
-    assert.equal(result.status, "allowed");
-    assert.equal(seen[0].status, 429, JSON.stringify(seen));
-    assert.equal(seen.at(-1).status, 200);
-    assert.equal(new Set(seen.map((s) => s.key)).size, 1);
+    let retried;
+    for (let i = 0; i < 40 && retried === undefined; i += 1) {
+      seen.length = 0;
+      const result = await client.requestAction(MERGE);
+      assert.equal(result.status, "allowed");
+      if (seen.length > 1) retried = [...seen];
+    }
+    assert.ok(retried, "no call met the rate limit");
+    assert.deepEqual(retried.map((s) => s.status), [429, 200]);
+    assert.ok(Number(retried[0].retryAfter) >= 1 && Number(retried[0].retryAfter) <= 3, retried[0].retryAfter);
+    assert.equal(new Set(retried.map((s) => s.key)).size, 1);
+
+    // the retry spent the token it waited for: without retries the next call is refused
+    const impatient = new AgentFirewall({ apiKey: agent.key, baseUrl: server.apiUrl, maxRetries: 0 });
+    await assert.rejects(impatient.requestAction(MERGE), (error) => {
+      assert.ok(error instanceof RateLimitError, `${error}`);
+      assert.equal(error.code, "rate_limited");
+      assert.ok(error.retryAfter >= 1 && error.retryAfter <= 3, `${error.retryAfter}`);
+      return true;
+    });
   });
 });
