@@ -24,7 +24,8 @@ MIN_NODE = 18
 RUN_SECONDS = 110
 INSTALL_SECONDS = 300
 
-pytestmark = pytest.mark.node
+# the first test also waits for `npm ci` (module fixture) on a fresh checkout
+pytestmark = [pytest.mark.node, pytest.mark.timeout(RUN_SECONDS + INSTALL_SECONDS + 30)]
 
 
 def _params() -> list[object]:
