@@ -17,6 +17,5 @@ def mode_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingServer
 
 @pytest.fixture
 def agent(mode_a: ExecutingServer) -> LiveAgent:
-    for fake in mode_a.fakes.fakes.values():
-        fake.clear()
+    mode_a.clear()
     return mode_a.agent("example")

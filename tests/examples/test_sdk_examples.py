@@ -16,7 +16,7 @@ def test_mode_a_allowed_the_gateway_executes_the_transfer(
 ) -> None:
     done = run_example("sdk_mode_a.py", agent.env())
     assert done.stdout == ""
-    received = mode_a.fakes["stripe"].received("POST", "/v1/transfers")
+    received = mode_a.fake("stripe").received("POST", "/v1/transfers")
     assert len(received) == 1
     assert received[0].form() == TRANSFER
     assert received[0].header("authorization") == "Bearer sk_test_vaulted_stripe"
@@ -30,7 +30,7 @@ def test_mode_a_pending_waits_for_the_approval_then_executes(
     approver.start()
     run_example("sdk_mode_a.py", agent.env())
     approver.join(10)
-    assert len(mode_a.fakes["stripe"].received("POST", "/v1/transfers")) == 1
+    assert len(mode_a.fake("stripe").received("POST", "/v1/transfers")) == 1
 
 
 def test_mode_a_pending_then_refused_executes_nothing(
@@ -42,24 +42,24 @@ def test_mode_a_pending_then_refused_executes_nothing(
     done = run_example("sdk_mode_a.py", agent.env())
     approver.join(10)
     assert done.stdout == ""
-    assert mode_a.fakes["stripe"].received() == []
+    assert mode_a.fake("stripe").received() == []
 
 
 def test_mode_a_denied_prints_the_reason(agent: LiveAgent, mode_a: ExecutingServer) -> None:
     agent.deny("payment.transfer.initiate", "transfers are frozen")
     done = run_example("sdk_mode_a.py", agent.env())
     assert done.stdout == "Blocked: transfers are frozen\n"
-    assert mode_a.fakes["stripe"].received() == []
+    assert mode_a.fake("stripe").received() == []
 
 
 def test_mode_b_the_agent_calls_stripe_itself(agent: LiveAgent, mode_a: ExecutingServer) -> None:
     env = {
         **agent.env(),
         "STRIPE_SECRET_KEY": "sk_test_agent_own",
-        "STRIPE_API_BASE": mode_a.fakes["stripe"].http_url,
+        "STRIPE_API_BASE": mode_a.fake("stripe").http_url,
     }
     run_example("sdk_mode_b.py", env)
-    received = mode_a.fakes["stripe"].received("POST", "/v1/transfers")
+    received = mode_a.fake("stripe").received("POST", "/v1/transfers")
     assert len(received) == 1
     assert received[0].form() == TRANSFER
     assert received[0].header("authorization") == "Bearer sk_test_agent_own"
@@ -70,11 +70,11 @@ def test_mode_b_denied_never_calls_stripe(agent: LiveAgent, mode_a: ExecutingSer
     env = {
         **agent.env(),
         "STRIPE_SECRET_KEY": "sk_test_agent_own",
-        "STRIPE_API_BASE": mode_a.fakes["stripe"].http_url,
+        "STRIPE_API_BASE": mode_a.fake("stripe").http_url,
     }
     done = run_example("sdk_mode_b.py", env)
     assert done.stdout == "Blocked: transfers are frozen\n"
-    assert mode_a.fakes["stripe"].received() == []
+    assert mode_a.fake("stripe").received() == []
 
 
 def seed_answer(text: str) -> dict[str, object]:
@@ -90,7 +90,7 @@ def test_raw_http_python(agent: LiveAgent, mode_a: ExecutingServer) -> None:
     assert answer["status"] == "allowed"
     assert answer["decision"]["reason"] == "No deny rules matched"  # type: ignore[index]
     assert set(answer) >= {"action_request_id", "status", "decision", "decision_token"}
-    assert len(mode_a.fakes["github"].received("PUT", "/repos/acme/api/pulls/42/merge")) == 1
+    assert len(mode_a.fake("github").received("PUT", "/repos/acme/api/pulls/42/merge")) == 1
     assert '"status": "executed"' in done.stdout
 
 
@@ -99,7 +99,7 @@ def test_raw_http_curl(agent: LiveAgent, mode_a: ExecutingServer) -> None:
     answer = seed_answer(done.stdout)
     assert answer["status"] == "allowed"
     assert str(answer["action_request_id"]).startswith("act_")
-    merged = mode_a.fakes["github"].received("PUT", "/repos/acme/api/pulls/42/merge")
+    merged = mode_a.fake("github").received("PUT", "/repos/acme/api/pulls/42/merge")
     assert len(merged) == 1
     assert merged[0].header("authorization") == "token ghp_vaulted_github"
 
@@ -109,4 +109,4 @@ def test_raw_http_denied_is_not_executed(agent: LiveAgent, mode_a: ExecutingServ
     done = run_example("raw_http.sh", agent.env())
     answer = seed_answer(done.stdout)
     assert answer["status"] == "denied"
-    assert mode_a.fakes["github"].received() == []
+    assert mode_a.fake("github").received() == []

@@ -23,3 +23,11 @@ def mode_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingServer
     """A server that can execute actions (Mode A) against fake upstreams."""
     with executing_server(tmp_path_factory.mktemp("mode-a") / "tf") as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def crew_mode_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingServer]:
+    """Mode A for the CrewAI environment: a fake SendGrid only (plain threads)."""
+    path = tmp_path_factory.mktemp("crew-mode-a") / "tf"
+    with executing_server(path, sendgrid_only=True) as running:
+        yield running

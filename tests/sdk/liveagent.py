@@ -7,23 +7,21 @@ each other's actions, approvals or policies (policies are scoped to the agent).
 from __future__ import annotations
 
 import contextlib
+import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from agentfirewall import AgentFirewall, AsyncAgentFirewall
 from tests.fakes import FakeUpstream, FakeUpstreams, github, stripe
 from tests.livesrv import LiveServer
 
-__all__ = ["ExecutingServer", "LiveAgent", "executing_server", "new_agent", "sendgrid_fake"]
+__all__ = ["ExecutingServer", "LiveAgent", "SendGridFake", "executing_server", "new_agent"]
 
 
 def new_agent(server: LiveServer, prefix: str = "sdk", **fields: Any) -> LiveAgent:
@@ -118,20 +116,58 @@ class LiveAgent:
         )
 
 
-def sendgrid_fake() -> FakeUpstream:
-    """A fake SendGrid v3 (``POST /v3/mail/send`` answers 202, as SendGrid does)."""
-    fake = FakeUpstream(name="sendgrid", hostnames=("api.sendgrid.com",), app=None)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
-    async def send(request: Request) -> Response:
-        return Response(status_code=202)
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
-    async def other(request: Request) -> Response:
-        return JSONResponse({"ok": True, "path": request.url.path})
+    def json(self) -> Any:
+        return json.loads(self.body)
 
-    fake.app = Starlette(
-        routes=[Route("/v3/mail/send", send, methods=["POST"]), Route("/{path:path}", other)]
-    )
-    return fake
+
+class SendGridFake:
+    """A fake SendGrid v3 on plain threads (``POST /v3/mail/send`` answers 202)."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                fake.requests.append(Received("POST", self.path, headers, body))
+                self.send_response(202 if self.path == "/v3/mail/send" else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def received(self, method: str | None = None, path: str | None = None) -> list[Received]:
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method) and (path is None or r.path == path)
+        ]
+
+    def clear(self) -> None:
+        self.requests.clear()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
 
 
 @dataclass
@@ -139,7 +175,8 @@ class ExecutingServer:
     """A server whose github, stripe and sendgrid connectors point at fakes (Mode A)."""
 
     server: LiveServer
-    fakes: FakeUpstreams
+    fakes: FakeUpstreams | None
+    sendgrid: SendGridFake
 
     agents: list[LiveAgent] = field(default_factory=list)
 
@@ -148,29 +185,51 @@ class ExecutingServer:
         self.agents.append(made)
         return made
 
+    def fake(self, name: str) -> FakeUpstream:
+        assert self.fakes is not None, "started with sendgrid_only"
+        return self.fakes[name]
+
+    def clear(self) -> None:
+        self.sendgrid.clear()
+        for fake in self.fakes.fakes.values() if self.fakes else ():
+            fake.clear()
+
+    def close_agents(self) -> None:
+        for made in self.agents:
+            made.close()
+
 
 @contextlib.contextmanager
-def executing_server(data_dir: Path) -> Iterator[ExecutingServer]:
-    """Start fakes and a server with one connector per fake; stop both after."""
-    with FakeUpstreams([github(), stripe(), sendgrid_fake()]).start() as fakes:
+def executing_server(data_dir: Path, *, sendgrid_only: bool = False) -> Iterator[ExecutingServer]:
+    """Start fakes and a server with one connector per fake; stop both after.
+
+    `sendgrid_only` skips the asyncio fakes of tests/fakes (for the CrewAI environment).
+    """
+    with contextlib.ExitStack() as stack:
+        fakes = None if sendgrid_only else FakeUpstreams([github(), stripe()]).start()
+        if fakes is not None:
+            stack.callback(fakes.stop)
+        sendgrid = SendGridFake()
+        stack.callback(sendgrid.stop)
         server = LiveServer.start(data_dir)
-        running: ExecutingServer | None = None
-        try:
-            tokens = {
-                "github": "ghp_vaulted_github",
-                "stripe": "sk_test_vaulted_stripe",
-                "sendgrid": "SG.vaulted_sendgrid",
-            }
-            for kind, token in tokens.items():
-                response = server.admin(
-                    "POST",
-                    "/v1/connectors",
-                    json={"type": kind, "token": token, "base_url": fakes[kind].http_url},
-                )
-                assert response.status_code == 201, response.text
-            running = ExecutingServer(server, fakes)
-            yield running
-        finally:
-            for made in running.agents if running else ():
-                made.close()
-            server.stop()
+        stack.callback(server.stop)
+        urls = {"sendgrid": sendgrid.http_url}
+        if fakes is not None:
+            urls |= {"github": fakes["github"].http_url, "stripe": fakes["stripe"].http_url}
+        for kind, url in urls.items():
+            response = server.admin(
+                "POST",
+                "/v1/connectors",
+                json={"type": kind, "token": _TOKENS[kind], "base_url": url},
+            )
+            assert response.status_code == 201, response.text
+        running = ExecutingServer(server, fakes, sendgrid)
+        stack.callback(running.close_agents)
+        yield running
+
+
+_TOKENS = {
+    "github": "ghp_vaulted_github",
+    "stripe": "sk_test_vaulted_stripe",
+    "sendgrid": "SG.vaulted_sendgrid",
+}

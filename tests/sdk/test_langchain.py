@@ -220,7 +220,7 @@ def test_mode_a_lets_the_server_execute(mode_a: ExecutingServer) -> None:
 
     answer = create_github_issue.invoke({"repo": "acme/api", "title": "Login bug", "body": "b"})
     assert answer.startswith("Issue created: ")
-    received = mode_a.fakes["github"].received("POST", "/repos/acme/api/issues")
+    received = mode_a.fake("github").received("POST", "/repos/acme/api/issues")
     assert len(received) == 1
     assert received[0].json() == {"title": "Login bug", "body": "b"}
     assert received[0].header("authorization") == "token ghp_vaulted_github"

@@ -1,0 +1,156 @@
+"""CrewAI tools guarded by the firewall, run by a crew with a scripted LLM (crewai extra)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+pytest.importorskip("crewai")
+
+from crewai import Agent, Crew, Task
+from crewai.tools import tool
+
+from agentfirewall import ActionDenied
+from agentfirewall.integrations.crewai import firewall_tool, guard_tools
+from tests.sdk.liveagent import ExecutingServer, LiveAgent
+from tests.sdk.scripted_crewai import CREWAI_WARNINGS, QUIET_ENV, final, scripted_llm, uses_tool
+
+pytestmark = [pytest.mark.crewai, *CREWAI_WARNINGS]
+
+
+@pytest.fixture(autouse=True)
+def quiet_crewai(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in QUIET_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def crew_run(tools: list[object], *turns: str) -> str:
+    llm = scripted_llm(*turns)
+    agent = Agent(
+        role="Communications Manager",
+        goal="Send project updates",
+        backstory="You keep stakeholders informed.",
+        tools=tools,
+        llm=llm,
+    )
+    task = Task(
+        description="Send the weekly update to bob@example.com",
+        expected_output="what was sent",
+        agent=agent,
+    )
+    return str(Crew(agents=[agent], tasks=[task]).kickoff().raw)
+
+
+def email_tool(firewall: object, sent: list[str], **options: object) -> object:
+    @firewall_tool(
+        firewall,
+        "Send Email",
+        action_type="email.send",
+        provider="sendgrid",  # type: ignore[arg-type]
+        target=lambda args: args["to"],
+        environment="production",
+        **options,
+    )  # type: ignore[arg-type]
+    def send_email(to: str, subject: str, body: str) -> str:
+        """Send an email."""
+        sent.append(to)
+        return f"sent to {to}"
+
+    return send_email
+
+
+SEND = uses_tool("Send Email", to="bob@example.com", subject="Update", body="All good")
+
+
+def test_tool_keeps_name_description_and_schema(agent: LiveAgent) -> None:
+    guarded = email_tool(agent.firewall(), [])
+    assert guarded.name == "Send Email"  # type: ignore[attr-defined]
+    assert "Send an email." in guarded.description  # type: ignore[attr-defined]
+    fields = guarded.args_schema.model_json_schema()["properties"]  # type: ignore[attr-defined]
+    assert set(fields) == {"to", "subject", "body"}
+
+
+def test_allowed_call_runs_the_tool(agent: LiveAgent) -> None:
+    sent: list[str] = []
+    output = crew_run([email_tool(agent.firewall(), sent)], SEND, final("sent it"))
+    assert output == "sent it"
+    assert sent == ["bob@example.com"]
+
+
+def test_denied_call_answers_with_the_reason(agent: LiveAgent) -> None:
+    agent.deny("email.send", "no external email")
+    sent: list[str] = []
+    guarded = email_tool(agent.firewall(), sent)
+    answer = guarded.run(to="bob@example.com", subject="s", body="b")  # type: ignore[attr-defined]
+    assert answer == "Action blocked by policy: no external email"
+    assert crew_run([guarded], SEND, final("blocked")) == "blocked"
+    assert sent == []
+
+
+def test_deny_can_raise(agent: LiveAgent) -> None:
+    agent.deny("email.send", "no external email")
+    guarded = email_tool(agent.firewall(), [], on_deny="raise")
+    with pytest.raises(ActionDenied):
+        guarded.run(to="bob@example.com", subject="s", body="b")  # type: ignore[attr-defined]
+
+
+def test_held_call_waits_for_the_approval(agent: LiveAgent) -> None:
+    agent.require_approval("email.send")
+    sent: list[str] = []
+    approver = threading.Thread(target=agent.decide_next, args=("approve",), daemon=True)
+    approver.start()
+    output = crew_run(
+        [email_tool(agent.firewall(), sent, approval_timeout=30)],
+        SEND,
+        final("sent after approval"),
+    )
+    approver.join(10)
+    assert output == "sent after approval"
+    assert sent == ["bob@example.com"]
+
+
+@pytest.mark.anyio
+async def test_async_run_with_the_async_client(agent: LiveAgent) -> None:
+    agent.deny("email.send", "no email")
+    sent: list[str] = []
+    async with agent.async_firewall() as firewall:
+        guarded = email_tool(firewall, sent)
+        answer = await guarded.arun(to="bob@example.com", subject="s", body="b")  # type: ignore[attr-defined]
+    assert answer == "Action blocked by policy: no email"
+    assert sent == []
+
+
+def test_guard_tools_uses_crewai_tool_actions(agent: LiveAgent) -> None:
+    agent.deny("crewai.tool.delete_file", "no deleting")
+    deleted: list[str] = []
+
+    @tool("Delete File")
+    def delete_file(path: str) -> str:
+        """Delete a file."""
+        deleted.append(path)
+        return "deleted"
+
+    (guarded,) = guard_tools([delete_file], agent.firewall())
+    assert guarded.name == "Delete File"
+    assert guarded.run(path="/etc/passwd") == "Action blocked by policy: no deleting"
+    assert deleted == []
+
+
+def test_mode_a_sends_the_email_through_the_gateway(crew_mode_a: ExecutingServer) -> None:
+    agent = crew_mode_a.agent("crew")
+    # SendGrid needs a sender; the seed's email.send parameters name none (see docs/sdk.md).
+    sender = {"from": "updates@yourcompany.com"}
+    guarded = email_tool(
+        agent.firewall(),
+        [],
+        execute=True,
+        parameters=lambda args: {**args, **sender},
+        format_result=lambda r: f"Email sent: {r.status_code}",
+    )
+    output = crew_run([guarded], SEND, final("done"))
+    assert output == "done"
+    received = crew_mode_a.sendgrid.received("POST", "/v3/mail/send")
+    assert len(received) == 1
+    assert received[0].header("authorization") == "Bearer SG.vaulted_sendgrid"
+    assert received[0].json()["personalizations"][0]["to"][0]["email"] == "bob@example.com"
