@@ -25,6 +25,7 @@ firewall = AgentFirewall()  # AAF_API_KEY, AAF_BASE_URL
     target=lambda args: args["to"],
     environment="production",
     risk_hints=lambda args: {"external_recipient": not args["to"].endswith("@yourcompany.com")},
+    parameters=lambda args: {**args, "from": "updates@yourcompany.com"},  # SendGrid's sender
     execute=True,
     approval_timeout=120,
 )

@@ -19,3 +19,10 @@ def mode_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingServer
 def agent(mode_a: ExecutingServer) -> LiveAgent:
     mode_a.clear()
     return mode_a.agent("example")
+
+
+@pytest.fixture(scope="module")
+def crew_mode_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingServer]:
+    path = tmp_path_factory.mktemp("crew-examples") / "tf"
+    with executing_server(path, sendgrid_only=True) as running:
+        yield running
