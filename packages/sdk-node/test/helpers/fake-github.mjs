@@ -12,11 +12,23 @@ export async function startFakeGitHub() {
     req.on("data", (chunk) => chunks.push(chunk));
     req.on("end", () => {
       const text = Buffer.concat(chunks).toString("utf8");
-      requests.push({ method: req.method, path: req.url, authorization: req.headers.authorization ?? null, body: text });
+      requests.push({
+        method: req.method,
+        path: req.url,
+        authorization: req.headers.authorization ?? null,
+        body: text,
+      });
       const merge = MERGE.exec(req.url ?? "");
       const [status, body] =
         merge && req.method === "PUT"
-          ? [200, { sha: "6dcb09b5b57875f334f61aebed695e2e4193db5e", merged: true, message: "Pull Request successfully merged" }]
+          ? [
+              200,
+              {
+                sha: "6dcb09b5b57875f334f61aebed695e2e4193db5e",
+                merged: true,
+                message: "Pull Request successfully merged",
+              },
+            ]
           : [404, { message: "Not Found", documentation_url: "https://docs.github.com/rest" }];
       res.writeHead(status, { "Content-Type": "application/json; charset=utf-8" });
       res.end(JSON.stringify(body));

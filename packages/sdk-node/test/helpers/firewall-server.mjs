@@ -31,7 +31,18 @@ export class FirewallServer {
   static async start() {
     const dataDir = mkdtempSync(join(tmpdir(), "aaf-node-it-"));
     const python = process.env.AAF_TEST_PYTHON || "python3";
-    const args = ["-m", "agentfirewall_server", "--host", "127.0.0.1", "--port", "0", "--data-dir", dataDir, "--log-level", "info"];
+    const args = [
+      "-m",
+      "agentfirewall_server",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      "--log-level",
+      "info",
+    ];
     const child = spawn(python, args, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
     const server = new FirewallServer(child, dataDir);
     try {

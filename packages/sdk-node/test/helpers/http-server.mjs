@@ -20,9 +20,15 @@ export async function startScriptedServer(answers) {
     req.on("data", (chunk) => chunks.push(chunk));
     req.on("end", () => {
       const text = Buffer.concat(chunks).toString("utf8");
-      const recorded = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: text ? JSON.parse(text) : null };
+      const recorded = {
+        method: req.method ?? "",
+        url: req.url ?? "",
+        headers: req.headers,
+        body: text ? JSON.parse(text) : null,
+      };
       requests.push(recorded);
-      const answer = typeof answers === "function" ? answers(recorded) : answers[Math.min(requests.length, answers.length) - 1];
+      const answer =
+        typeof answers === "function" ? answers(recorded) : answers[Math.min(requests.length, answers.length) - 1];
       const payload = answer.raw ?? JSON.stringify(answer.body ?? {});
       const type = answer.raw === undefined ? "application/json" : "text/plain";
       res.writeHead(answer.status ?? 200, { "Content-Type": type, ...answer.headers });
@@ -65,13 +71,22 @@ export function actionAnswer(status = "allowed", id = "act_1") {
     status,
     decision: decision(outcome, status === "allowed" ? "No deny rules matched" : "merges need a human"),
     decision_token: status === "allowed" ? "tok.en.sig" : null,
-    approval: status === "pending_approval" ? { id: "apv_1", expires_at: "2026-11-25T10:00:00Z", required_approver_roles: ["admin"] } : null,
+    approval:
+      status === "pending_approval"
+        ? { id: "apv_1", expires_at: "2026-11-25T10:00:00Z", required_approver_roles: ["admin"] }
+        : null,
   };
 }
 
 /** A `GET /v1/actions/{id}` or `/wait` answer. */
 export function stateAnswer(status, token = null, id = "act_1") {
-  const outcome = { allowed: "allow", denied: "deny", pending_approval: "require_approval", expired: "require_approval", executed: "allow" }[status];
+  const outcome = {
+    allowed: "allow",
+    denied: "deny",
+    pending_approval: "require_approval",
+    expired: "require_approval",
+    executed: "allow",
+  }[status];
   return {
     action_request_id: id,
     status,

@@ -4,7 +4,15 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { AgentFirewall, AuthenticationError, ConflictError, NotFoundError, RateLimitError, TokenError, ValidationError } from "../../dist/esm/index.js";
+import {
+  AgentFirewall,
+  AuthenticationError,
+  ConflictError,
+  NotFoundError,
+  RateLimitError,
+  TokenError,
+  ValidationError,
+} from "../../dist/esm/index.js";
 import { startFakeGitHub } from "../helpers/fake-github.mjs";
 import { FirewallServer } from "../helpers/firewall-server.mjs";
 
@@ -49,13 +57,20 @@ describe("decisions", () => {
     const steps = dry.explanation.map((step) => step.step);
     assert.ok(steps.includes("kill_switch") && steps.includes("enforcement"), JSON.stringify(steps));
     const recorded = await server.admin("GET", `/v1/audit?agent=${agent.name}`);
-    assert.equal(recorded.events.filter((e) => e.event_type === "action.allowed").length, 1, "the dry run recorded nothing");
+    assert.equal(
+      recorded.events.filter((e) => e.event_type === "action.allowed").length,
+      1,
+      "the dry run recorded nothing",
+    );
   });
 
   test("denied: the policy's reason, no token, and execute refuses locally", async () => {
     const { agent, client } = await firewall();
     await server.rule(agent.name, "github.repo.delete", "deny", "repository deletion is not allowed");
-    const result = await client.requestAction({ type: "github.repo.delete", resource: { provider: "github", target: "acme/api" } });
+    const result = await client.requestAction({
+      type: "github.repo.delete",
+      resource: { provider: "github", target: "acme/api" },
+    });
     assert.equal(result.status, "denied");
     assert.equal(result.decision.outcome, "deny");
     assert.equal(result.decision.reason, "repository deletion is not allowed");
@@ -76,7 +91,10 @@ describe("decisions", () => {
 
   test("a wrong key is an AuthenticationError; another agent's action is not found", async () => {
     const wrong = new AgentFirewall({ apiKey: "aaf_test_00000000000000000000000000000000", baseUrl: server.apiUrl });
-    await assert.rejects(wrong.requestAction(MERGE), (error) => error instanceof AuthenticationError && error.statusCode === 401);
+    await assert.rejects(
+      wrong.requestAction(MERGE),
+      (error) => error instanceof AuthenticationError && error.statusCode === 401,
+    );
     const { client: mine } = await firewall();
     const { client: theirs } = await firewall();
     const result = await mine.requestAction(MERGE);
@@ -148,7 +166,11 @@ describe("approvals and execution (Mode A)", () => {
 
   test("no connector for the provider: ValidationError `not_executable`", async () => {
     const { client } = await firewall();
-    const result = await client.requestAction({ type: "payment.transfer.initiate", resource: { provider: "stripe" }, parameters: { amount: 25000 } });
+    const result = await client.requestAction({
+      type: "payment.transfer.initiate",
+      resource: { provider: "stripe" },
+      parameters: { amount: 25000 },
+    });
     assert.equal(result.status, "allowed");
     await assert.rejects(client.execute(result.action_request_id, result.decision_token), (error) => {
       assert.ok(error instanceof ValidationError, `${error}`);
@@ -162,7 +184,10 @@ describe("approvals and execution (Mode A)", () => {
     const { client } = await firewall();
     const one = await client.requestAction(MERGE);
     const two = await client.requestAction({ ...MERGE, parameters: { pull_number: 43 } });
-    await assert.rejects(client.execute(two.action_request_id, one.decision_token), (error) => error.statusCode === 401 && error.code === "invalid_token");
+    await assert.rejects(
+      client.execute(two.action_request_id, one.decision_token),
+      (error) => error.statusCode === 401 && error.code === "invalid_token",
+    );
   });
 });
 
@@ -171,7 +196,11 @@ describe("rate limit", () => {
   function recordingFetch(seen) {
     return async (url, init) => {
       const response = await fetch(url, init);
-      seen.push({ status: response.status, key: init.headers["Idempotency-Key"], retryAfter: response.headers.get("Retry-After") });
+      seen.push({
+        status: response.status,
+        key: init.headers["Idempotency-Key"],
+        retryAfter: response.headers.get("Retry-After"),
+      });
       return response;
     };
   }
@@ -191,7 +220,10 @@ describe("rate limit", () => {
       if (seen.length > 1) retried = [...seen];
     }
     assert.ok(retried, "no call met the rate limit");
-    assert.deepEqual(retried.map((s) => s.status), [429, 200]);
+    assert.deepEqual(
+      retried.map((s) => s.status),
+      [429, 200],
+    );
     assert.ok(Number(retried[0].retryAfter) >= 1 && Number(retried[0].retryAfter) <= 3, retried[0].retryAfter);
     assert.equal(new Set(retried.map((s) => s.key)).size, 1);
 

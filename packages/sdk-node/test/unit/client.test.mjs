@@ -41,18 +41,24 @@ describe("configuration", () => {
 
   test("the base URL defaults to localhost:3000/api, as the seed's snippet reads it", () =>
     withEnv({ AAF_API_KEY: undefined, AAF_BASE_URL: undefined }, () => {
-      const client = new AgentFirewall({ apiKey: KEY, baseUrl: process.env.AAF_BASE_URL ?? "http://localhost:3000/api" });
+      const client = new AgentFirewall({
+        apiKey: KEY,
+        baseUrl: process.env.AAF_BASE_URL ?? "http://localhost:3000/api",
+      });
       assert.equal(client.baseUrl, DEFAULT_BASE_URL);
       assert.equal(new AgentFirewall({ apiKey: KEY }).baseUrl, "http://localhost:3000/api");
     }));
 
   test("no key anywhere is an AuthenticationError before any request", () =>
     withEnv({ AAF_API_KEY: undefined }, () => {
-      assert.throws(() => new AgentFirewall({ apiKey: process.env.AAF_API_KEY }), (error) => {
-        assert.ok(error instanceof AuthenticationError);
-        assert.match(error.message, /AAF_API_KEY/);
-        return true;
-      });
+      assert.throws(
+        () => new AgentFirewall({ apiKey: process.env.AAF_API_KEY }),
+        (error) => {
+          assert.ok(error instanceof AuthenticationError);
+          assert.match(error.message, /AAF_API_KEY/);
+          return true;
+        },
+      );
     }));
 
   test("the key shows nowhere: not in inspect, JSON or toString", () => {
@@ -138,7 +144,10 @@ describe("requestAction", () => {
 
 describe("answers", () => {
   test("pending_approval carries the approval; denied carries the reason and no token", async () => {
-    const server = await startScriptedServer([{ body: actionAnswer("pending_approval") }, { body: actionAnswer("denied") }]);
+    const server = await startScriptedServer([
+      { body: actionAnswer("pending_approval") },
+      { body: actionAnswer("denied") },
+    ]);
     try {
       const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
       const pending = await client.requestAction(MERGE);
@@ -173,7 +182,9 @@ describe("answers", () => {
 
   test("dryRun posts to /v1/actions/dry-run and returns the explanation", async () => {
     const explanation = [{ step: "access_rules", result: "no match", detail: "sdk default allow" }];
-    const server = await startScriptedServer([{ body: { status: "allowed", decision: actionAnswer().decision, explanation } }]);
+    const server = await startScriptedServer([
+      { body: { status: "allowed", decision: actionAnswer().decision, explanation } },
+    ]);
     try {
       const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
       const result = await client.dryRun(MERGE);

@@ -23,7 +23,11 @@ const ACTION = { type: "github.pr.merge" };
 
 const CASES = [
   [401, { error: "unauthorized", message: "invalid or inactive API key" }, AuthenticationError],
-  [403, { error: "forbidden", message: "role too low", required_role: "admin", your_role: "viewer" }, PermissionDeniedError],
+  [
+    403,
+    { error: "forbidden", message: "role too low", required_role: "admin", your_role: "viewer" },
+    PermissionDeniedError,
+  ],
   [404, { error: "not_found", message: "no action `act_x`" }, NotFoundError],
   [409, { error: "token_used", message: "decision token already used" }, ConflictError],
   [422, { error: "invalid_request", message: "bad type", field: "action_spec.type" }, ValidationError],
@@ -57,7 +61,10 @@ describe("status codes map to typed errors", () => {
   }
 
   test("403 carries the roles, 422 the field", async () => {
-    const server = await startScriptedServer([{ status: CASES[1][0], body: CASES[1][1] }, { status: 422, body: CASES[4][1] }]);
+    const server = await startScriptedServer([
+      { status: CASES[1][0], body: CASES[1][1] },
+      { status: 422, body: CASES[4][1] },
+    ]);
     try {
       const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
       const forbidden = await client.requestAction(ACTION).catch((e) => e);

@@ -59,6 +59,11 @@ describe("package", () => {
     execFileSync(process.execPath, [tsc, "-p", join(root, "test", "types", "tsconfig.json")], { stdio: "pipe" });
   });
 
+  test("sources, tests and scripts are formatted (`npm run format`)", () => {
+    const prettier = join(root, "node_modules", "prettier", "bin", "prettier.cjs");
+    execFileSync(process.execPath, [prettier, "--check", "."], { cwd: root, stdio: "pipe" });
+  });
+
   test("VERSION is package.json's version", () => {
     assert.equal(esm.VERSION, manifest.version);
   });
@@ -89,7 +94,8 @@ describe("package", () => {
       'const { AgentFirewall } = require("@agentfirewall/sdk");\n' +
         'console.log(new AgentFirewall({ apiKey: "aaf_test_x" }).baseUrl);\n',
     );
-    const run = (file) => execFileSync(process.execPath, [file], { cwd: app, encoding: "utf8", env: { PATH: process.env.PATH } });
+    const run = (file) =>
+      execFileSync(process.execPath, [file], { cwd: app, encoding: "utf8", env: { PATH: process.env.PATH } });
     assert.equal(run("check.mjs"), "http://127.0.0.1:9/api function\n");
     assert.equal(run("check.cjs"), "http://localhost:3000/api\n");
   });

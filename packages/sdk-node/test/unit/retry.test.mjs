@@ -58,10 +58,13 @@ describe("over the wire", () => {
     }));
 
   test("429 on execute is retried too: the server refused before doing anything", () =>
-    withServer([limited(0), { body: { action_request_id: "act_1", status: "executed", result: {} } }], async (server, client) => {
-      assert.equal((await client.execute("act_1", "tok")).status, "executed");
-      assert.equal(server.requests.length, 2);
-    }));
+    withServer(
+      [limited(0), { body: { action_request_id: "act_1", status: "executed", result: {} } }],
+      async (server, client) => {
+        assert.equal((await client.execute("act_1", "tok")).status, "executed");
+        assert.equal(server.requests.length, 2);
+      },
+    ));
 
   for (const status of [502, 503, 504]) {
     test(`${status} on requestAction is retried with the same idempotency key`, () =>
@@ -73,7 +76,10 @@ describe("over the wire", () => {
 
     test(`${status} on execute is not replayed`, () =>
       withServer([{ status, raw: "bad gateway" }, { body: {} }], async (server, client) => {
-        await assert.rejects(client.execute("act_1", "tok"), (error) => error instanceof ServerError && error.statusCode === status);
+        await assert.rejects(
+          client.execute("act_1", "tok"),
+          (error) => error instanceof ServerError && error.statusCode === status,
+        );
         assert.equal(server.requests.length, 1);
       }));
   }
@@ -121,14 +127,21 @@ describe("retry arithmetic", () => {
       [new Error("bug"), true, false],
     ];
     for (const [error, replaySafe, expected] of table) {
-      assert.equal(shouldRetry(error, replaySafe, POLICY), expected, `${error.name} ${error.statusCode} replaySafe=${replaySafe}`);
+      assert.equal(
+        shouldRetry(error, replaySafe, POLICY),
+        expected,
+        `${error.name} ${error.statusCode} replaySafe=${replaySafe}`,
+      );
     }
   });
 
   test("Retry-After is honoured; otherwise the backoff doubles up to its cap", () => {
     assert.equal(retryDelaySeconds(rate(7), 1, POLICY), 7);
     assert.equal(retryDelaySeconds(rate(7), 3, POLICY), 7);
-    assert.deepEqual([1, 2, 3, 4, 5, 6].map((n) => retryDelaySeconds(server(503), n, POLICY)), [0.5, 1, 2, 4, 8, 8]);
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 6].map((n) => retryDelaySeconds(server(503), n, POLICY)),
+      [0.5, 1, 2, 4, 8, 8],
+    );
     assert.equal(retryDelaySeconds(rate(undefined), 2, POLICY), 1);
   });
 

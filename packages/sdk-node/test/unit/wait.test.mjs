@@ -54,7 +54,11 @@ describe("waitForApproval", () => {
 
   test("keeps polling while pending, then returns the approval", () =>
     withServer(
-      [{ body: stateAnswer("pending_approval") }, { body: stateAnswer("pending_approval") }, { body: stateAnswer("allowed", "t2") }],
+      [
+        { body: stateAnswer("pending_approval") },
+        { body: stateAnswer("pending_approval") },
+        { body: stateAnswer("allowed", "t2") },
+      ],
       async (server, client) => {
         const approved = await client.waitForApproval("act_1", { timeoutSeconds: 30 });
         assert.equal(approved?.decision_token, "t2");
