@@ -9,10 +9,11 @@ that child. No condition means "always".
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.policy.fields import MISSING, compile_field, direct_key
+from agentfirewall.policy.fields import MISSING, Getter, compile_field, direct_key
 from agentfirewall.policy.models import (
     AllCondition,
     AnyCondition,
@@ -20,12 +21,12 @@ from agentfirewall.policy.models import (
     FieldCondition,
     NotCondition,
 )
-from agentfirewall.policy.operators import COMPARATORS, compile_operator
+from agentfirewall.policy.operators import COMPARATORS, Test, compile_operator
 
 if TYPE_CHECKING:
     from agentfirewall.policy.engine import EvaluationContext
 
-__all__ = ["STATIC_FIELDS", "Predicate", "compile_condition", "specialize"]
+__all__ = ["STATIC_FIELDS", "Node", "Predicate", "compile_condition", "compile_tree", "specialize"]
 
 Predicate = Callable[[ActionSpec, "EvaluationContext"], bool]
 
@@ -34,13 +35,22 @@ def _always(spec: ActionSpec, ctx: EvaluationContext) -> bool:
     return True
 
 
-def _leaf(node: FieldCondition) -> Predicate:
+def _exists(v: object) -> bool:
+    return v is not None
+
+
+def _leaf(node: FieldCondition) -> tuple[Predicate, Test]:
+    """The leaf's predicate, and its test over a field value (for static fields)."""
     get = compile_field(node.field)
     if node.operator == "exists":
-        return lambda spec, ctx: (v := get(spec, ctx)) is not MISSING and v is not None
+        return (lambda spec, ctx: (v := get(spec, ctx)) is not MISSING and v is not None), _exists
     if node.operator == "not_exists":
-        return lambda spec, ctx: (v := get(spec, ctx)) is MISSING or v is None
+        return (lambda spec, ctx: (v := get(spec, ctx)) is MISSING or v is None), _exists
     test = compile_operator(node.operator, node.value)
+    return _leaf_predicate(node, get, test), test
+
+
+def _leaf_predicate(node: FieldCondition, get: Getter, test: Test) -> Predicate:
     compare = None
     if node.operator in COMPARATORS and isinstance(node.value, int | float):
         compare = (COMPARATORS[node.operator], node.value)
@@ -116,20 +126,16 @@ def _any(children: list[Predicate]) -> Predicate:
     return lambda spec, ctx: any(child(spec, ctx) for child in children)
 
 
-def compile_condition(node: Condition | None) -> Predicate:
-    """Compile a validated condition tree (None compiles to "always true")."""
-    if node is None:
-        return _always
-    if isinstance(node, FieldCondition):
-        return _leaf(node)
-    if isinstance(node, AllCondition):
-        return _all([compile_condition(child) for child in node.all])
-    if isinstance(node, AnyCondition):
-        return _any([compile_condition(child) for child in node.any])
-    if isinstance(node, NotCondition):
-        inner = compile_condition(node.not_)
-        return lambda spec, ctx: not inner(spec, ctx)
-    raise TypeError(f"unknown condition node `{type(node).__name__}`")
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A compiled condition: its predicate plus what `specialize` needs to re-plan it."""
+
+    kind: str  # leaf | all | any | not
+    predicate: Predicate
+    children: tuple[Node, ...] = ()
+    static: str | None = None  # a leaf on a STATIC_FIELDS field: its static name
+    operator: str = ""
+    test: Test | None = None
 
 
 #: Fields fixed for one evaluation plan (agent, action type, environment): conditions on
@@ -143,49 +149,79 @@ STATIC_FIELDS = {
 }
 
 
-def _static_leaf(node: FieldCondition, value: object) -> bool | None:
+def compile_tree(node: Condition) -> Node:
+    """Compile a validated condition tree once."""
+    if isinstance(node, FieldCondition):
+        predicate, test = _leaf(node)
+        static = STATIC_FIELDS.get(node.field)
+        return Node("leaf", predicate, (), static, node.operator, test)
+    if isinstance(node, AllCondition | AnyCondition):
+        items = node.all if isinstance(node, AllCondition) else node.any
+        children = tuple(compile_tree(child) for child in items)
+        combine = _all if isinstance(node, AllCondition) else _any
+        kind = "all" if isinstance(node, AllCondition) else "any"
+        return Node(kind, combine([c.predicate for c in children]), children)
+    if isinstance(node, NotCondition):
+        child = compile_tree(node.not_)
+        inner = child.predicate
+        return Node("not", lambda spec, ctx: not inner(spec, ctx), (child,))
+    raise TypeError(f"unknown condition node `{type(node).__name__}`")
+
+
+def compile_condition(node: Condition | None) -> Predicate:
+    """Compile a validated condition tree (None compiles to "always true")."""
+    return _always if node is None else compile_tree(node).predicate
+
+
+def _static_leaf(node: Node, value: object) -> bool | None:
     """Decide a leaf on a known value; None when it must wait for evaluation time."""
     if node.operator == "exists":
         return value is not MISSING and value is not None
     if node.operator == "not_exists":
         return value is MISSING or value is None
-    if value is MISSING:
+    if value is MISSING or node.test is None:
         return False
     try:
-        return bool(compile_operator(node.operator, node.value)(value))
+        return bool(node.test(value))
     except Exception:  # let it raise at evaluation time, where it fails closed
         return None
 
 
-def specialize(node: Condition | None, statics: dict[str, object]) -> bool | Predicate:
+def specialize(node: Node | None, statics: dict[str, object]) -> bool | Predicate:
     """Partially evaluate `node` with the static field values (``STATIC_FIELDS`` names).
 
-    Returns True or False when the condition is decided by them alone, else the
-    predicate of what remains.
+    Returns True or False when the static values decide the condition, else the
+    predicate of what remains (the node's own predicate when nothing was decided).
     """
     if node is None:
         return True
-    if isinstance(node, FieldCondition):
-        name = STATIC_FIELDS.get(node.field)
-        if name is not None:
-            decided = _static_leaf(node, statics.get(name, MISSING))
+    if node.kind == "leaf":
+        if node.static is not None:
+            decided = _static_leaf(node, statics.get(node.static, MISSING))
             if decided is not None:
                 return decided
-        return _leaf(node)
-    if isinstance(node, NotCondition):
-        inner = specialize(node.not_, statics)
+        return node.predicate
+    if node.kind == "not":
+        inner = specialize(node.children[0], statics)
         if isinstance(inner, bool):
             return not inner
+        if inner is node.children[0].predicate:
+            return node.predicate
         return lambda spec, ctx: not inner(spec, ctx)
-    is_all = isinstance(node, AllCondition)
-    children = node.all if isinstance(node, AllCondition) else node.any  # type: ignore[union-attr]
+    is_all = node.kind == "all"
     residual: list[Predicate] = []
-    for child in children:
+    unchanged = True
+    for child in node.children:
         part = specialize(child, statics)
         if part is (not is_all):  # False in `all`, True in `any`: decided
             return part
-        if not isinstance(part, bool):
+        if isinstance(part, bool):
+            unchanged = False
+        else:
+            unchanged = unchanged and part is child.predicate
             residual.append(part)
     if not residual:
         return is_all
+    if unchanged:
+        return node.predicate
     return _all(residual) if is_all else _any(residual)

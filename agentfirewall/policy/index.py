@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.decisions import ApprovalRequirement, Outcome
-from agentfirewall.policy.conditions import Predicate, compile_condition, specialize
+from agentfirewall.policy.conditions import Node, Predicate, compile_tree, specialize
 from agentfirewall.policy.globs import Glob, compile_glob
-from agentfirewall.policy.models import Condition, Policy
+from agentfirewall.policy.models import Policy
 
 if TYPE_CHECKING:
     from agentfirewall.policy.engine import EvaluationContext
@@ -38,7 +38,7 @@ class CompiledRule:
     risk_score: float
     approval: ApprovalRequirement | None
     test: Predicate
-    condition: Condition | None = None
+    tree: Node | None = None
 
 
 _CLASS = {"deny": 0, "require_approval": 1, "allow": 2}
@@ -61,10 +61,12 @@ class Plan:
 
 def _specialized(rule: CompiledRule, statics: dict[str, object]) -> CompiledRule | None:
     """The rule with its static conditions decided; None when it can never match."""
-    test = specialize(rule.condition, statics)
+    test = specialize(rule.tree, statics)
     if test is False:
         return None
-    return replace(rule, test=_always if test is True else test)
+    if test is True:
+        return rule if rule.tree is None else replace(rule, test=_always)
+    return rule if test is rule.test else replace(rule, test=test)
 
 
 def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: str | None) -> Plan:
@@ -106,6 +108,7 @@ def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
     """Compile a validated policy (conditions to closures)."""
     rules = []
     for rule in policy.rules:
+        tree = compile_tree(rule.conditions) if rule.conditions is not None else None
         approval = None
         if rule.approval is not None:
             approval = ApprovalRequirement(
@@ -121,8 +124,8 @@ def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
                 reason=rule.reason,
                 risk_score=float(rule.risk_score),
                 approval=approval,
-                test=compile_condition(rule.conditions),
-                condition=rule.conditions,
+                test=tree.predicate if tree is not None else _always,
+                tree=tree,
             )
         )
     environments = frozenset(policy.scope.environments) or None
