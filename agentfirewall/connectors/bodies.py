@@ -86,10 +86,11 @@ def parse_json_prefix(body: bytes, *, connector: str = "") -> dict[str, object]:
             if index >= len(text):
                 return members  # a number at the very end may go on past the prefix
             members[key] = value
-            if index < len(text) and text[index] == ",":
-                index += 1
-            elif index < len(text):
+            if text[index] == "}":
+                return members
+            if text[index] != ",":
                 return _ended(members, index, len(text), connector)
+            index += 1
     except (ValueError, RecursionError):
         # the value runs past the prefix (or is broken): keep what was whole
         return members

@@ -1,0 +1,153 @@
+"""Body and query readers, and every connector under arbitrary input."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentfirewall.connectors import ConnectorError, HttpRequest, connector_types, get_connector
+from agentfirewall.connectors.bodies import parse_form, parse_json, parse_json_prefix
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+OBJECTS = st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=6)
+
+
+@given(OBJECTS, st.data())
+def test_a_prefix_yields_only_members_of_the_whole(
+    obj: dict[str, object], data: st.DataObject
+) -> None:
+    raw = json.dumps(obj, ensure_ascii=data.draw(st.booleans())).encode()
+    cut = data.draw(st.integers(min_value=0, max_value=len(raw)))
+    members = parse_json_prefix(raw[:cut])
+    for key, value in members.items():
+        assert key in obj
+        assert value == obj[key]
+
+
+@given(OBJECTS)
+def test_a_whole_object_read_as_a_prefix_keeps_all_but_maybe_the_last(
+    obj: dict[str, object],
+) -> None:
+    raw = json.dumps(obj).encode()
+    members = parse_json_prefix(raw)
+    assert len(members) >= len(obj) - 1
+
+
+@given(st.binary(max_size=200))
+def test_readers_never_crash(raw: bytes) -> None:
+    for reader in (parse_json, parse_json_prefix):
+        with contextlib.suppress(ConnectorError):
+            reader(raw)
+    for complete in (True, False):
+        with contextlib.suppress(ConnectorError):
+            parse_form(raw, complete=complete)
+
+
+def test_prefix_drops_a_number_that_may_go_on() -> None:
+    assert parse_json_prefix(b'{"a": 1, "amount": 12') == {"a": 1}
+    assert parse_json_prefix(b'{"a": 1, "amount": 12,') == {"a": 1, "amount": 12}
+    assert parse_json_prefix(b'{"a": "caf\xc3') == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[1, 2", "not an object"),
+        (b'{"a": 1 "b"', "unexpected character"),
+        (b"\xfe{", "not UTF-8"),
+    ],
+)
+def test_prefix_refuses_what_is_already_broken(raw: bytes, message: str) -> None:
+    with pytest.raises(ConnectorError, match=message):
+        parse_json_prefix(raw)
+
+
+def test_form_reader() -> None:
+    assert parse_form(b"a=1&b=x+y&a=2&&c") == {"a": ("1", "2"), "b": ("x y",), "c": ("",)}
+    assert parse_form(b"a=1&b=2", complete=False) == {"a": ("1",)}
+    assert parse_form("k%5Bx%5D=%E2%9C%93") == {"k[x]": ("✓",)}
+
+
+def test_huge_complete_body_is_read_without_trouble() -> None:
+    body = json.dumps({"title": "t", "body": "x" * 5_000_000, "state": "closed"}).encode()
+    parsed = get_connector("github").parse(
+        HttpRequest.from_url("PATCH", "https://api.github.com/repos/a/b/pulls/1", body=body)
+    )
+    assert parsed.action_type == "github.pr.close"
+
+
+HEADERS = st.lists(
+    st.tuples(
+        st.sampled_from(["Content-Type", "content-encoding", "X-A", "Stripe-Account"]),
+        st.sampled_from(
+            [
+                "application/json",
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
+                "identity",
+                "",
+                "acct_1",
+            ]
+        ),
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(connector_types()),
+    st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "get", "BREW"]),
+    st.sampled_from(
+        [
+            "/repos/a/b/pulls/1",
+            "/v1/charges",
+            "/api/chat.postMessage",
+            "/mcp",
+            "/v1/chat/completions",
+            "/v3/mail/send",
+            "/x/../y",
+            "/%2e",
+            "/",
+        ]
+    ),
+    st.text(max_size=30),
+    HEADERS,
+    st.binary(max_size=80) | OBJECTS.map(lambda o: json.dumps(o).encode()),
+    st.booleans(),
+)
+def test_every_connector_answers_an_action_or_a_connector_error(
+    name: str,
+    method: str,
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    complete: bool,
+) -> None:
+    request = HttpRequest(
+        method, "https", "h.example", None, path, query, tuple(headers), body, complete
+    )
+    try:
+        parsed = get_connector(name).parse(request)
+    except ConnectorError:
+        return
+    assert parsed.connector == name
+    assert parsed.risk in ("low", "medium", "high")
+    assert parsed.spec.resource.provider == name
+    parsed.spec.to_dict()  # serialisable
+    assert parsed.spec.action_hash
