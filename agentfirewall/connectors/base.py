@@ -158,6 +158,18 @@ class Connector:
             raise ConnectorError(f"invalid credential header `{name[:80]}`", connector=self.name)
         return [(name, f"{scheme} {credential}" if scheme else credential)]
 
+    def auth_headers_for(
+        self,
+        req: HttpRequest,
+        credential: str,
+        *,
+        auth_type: str | None = None,
+        header: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """The credential header(s) for this particular request; by default
+        :meth:`auth_headers` (GitHub answers git smart-HTTP with Basic auth instead)."""
+        return self.auth_headers(credential, auth_type=auth_type, header=header)
+
     def fallback(self, method: str, path: str, *, target: str | None = None) -> ParsedAction:
         """The action for a request on a known domain that no route matches."""
         spec = make_spec(

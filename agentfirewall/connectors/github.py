@@ -9,11 +9,16 @@ public (``visibility: public`` or ``private: false``) is ``github.repo.make_publ
 
 from __future__ import annotations
 
+import base64
+
+from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.connectors.routes import Route as R
 from agentfirewall.connectors.routes import Variant as V
 from agentfirewall.connectors.table import BuildAlias, RouteConnector
 
-__all__ = ["CONNECTOR"]
+__all__ = ["CONNECTOR", "GitHubConnector"]
+
+_GIT_ENDINGS = ("/info/refs", "/git-upload-pack", "/git-receive-pack")
 
 P = "/repos/{owner}/{repo}"
 PR = P + "/pulls/{pull_number:int}"
@@ -255,7 +260,27 @@ _GIT = tuple(
     )
 )
 
-CONNECTOR = RouteConnector(
+
+class GitHubConnector(RouteConnector):
+    """The GitHub table, plus Basic auth for git smart-HTTP (``x-access-token:<PAT>``),
+    which is what git on github.com accepts instead of ``Authorization: token``."""
+
+    def auth_headers_for(
+        self,
+        req: HttpRequest,
+        credential: str,
+        *,
+        auth_type: str | None = None,
+        header: str | None = None,
+    ) -> list[tuple[str, str]]:
+        headers = self.auth_headers(credential, auth_type=auth_type, header=header)
+        if auth_type is None and req.path.rstrip("/").endswith(_GIT_ENDINGS):
+            basic = base64.b64encode(f"x-access-token:{credential}".encode()).decode("ascii")
+            return [("Authorization", f"Basic {basic}")]
+        return headers
+
+
+CONNECTOR = GitHubConnector(
     name="github",
     description="GitHub REST API (and GitHub Enterprise under /api/v3), git smart-HTTP",
     routes=(

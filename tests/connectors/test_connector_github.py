@@ -814,3 +814,13 @@ def test_build_then_parse_round_trips_every_row() -> None:
             pytest.fail(f"{action}: {exc}")
         again = GH.parse(built)
         assert again.action_type == action, (method, path)
+
+
+def test_git_smart_http_gets_basic_auth() -> None:
+    git = HttpRequest.from_url("POST", "https://github.com/a/b.git/git-receive-pack")
+    assert GH.auth_headers_for(git, "ghp_x") == [
+        ("Authorization", "Basic eC1hY2Nlc3MtdG9rZW46Z2hwX3g=")
+    ]
+    api = req("GET", R)
+    assert GH.auth_headers_for(api, "ghp_x") == [("Authorization", "token ghp_x")]
+    assert GH.auth_headers_for(git, "s", auth_type="bearer") == [("Authorization", "Bearer s")]
