@@ -216,7 +216,7 @@ class Engine:
         signature = (
             (None,)
             if run is None
-            else (run.outcome, run.deciding, run.matched, run.policies, run.risk)
+            else (run.outcome, run.deciding_uid, run.matched, run.policies, run.risk)
         )
         key = (
             "combine",

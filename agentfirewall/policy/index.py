@@ -39,6 +39,7 @@ class CompiledRule:
     approval: ApprovalRequirement | None
     test: Predicate
     tree: Node | None = None
+    uid: tuple[int, int] = (0, 0)  # (policy order, rule position): unique in one engine
 
 
 _CLASS = {"deny": 0, "require_approval": 1, "allow": 2}
@@ -107,7 +108,7 @@ def _always(spec: ActionSpec, ctx: EvaluationContext) -> bool:
 def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
     """Compile a validated policy (conditions to closures)."""
     rules = []
-    for rule in policy.rules:
+    for position, rule in enumerate(policy.rules):
         tree = compile_tree(rule.conditions) if rule.conditions is not None else None
         approval = None
         if rule.approval is not None:
@@ -126,6 +127,7 @@ def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
                 approval=approval,
                 test=tree.predicate if tree is not None else _always,
                 tree=tree,
+                uid=(order, position),
             )
         )
     environments = frozenset(policy.scope.environments) or None

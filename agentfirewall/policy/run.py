@@ -30,13 +30,14 @@ if TYPE_CHECKING:
 __all__ = ["PolicyRun", "run_policies", "trace_policies"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PolicyRun:
     """What the policies in scope concluded; `outcome` is None when no rule matched."""
 
     outcome: Outcome | None
     reason: str
     deciding: str
+    deciding_uid: tuple[int, int]
     policies: tuple[str, ...]
     matched: tuple[str, ...]
     errors: tuple[str, ...]
@@ -70,7 +71,7 @@ def run_policies(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: flo
             deciding, error = rule, _failure(rule, exc)
             break
     if deciding is None:
-        return PolicyRun(None, "", "", plan.policies, (), (), min(risk, 100.0), None)
+        return PolicyRun(None, "", "", (0, 0), plan.policies, (), (), min(risk, 100.0), None)
     outcome: Outcome = "deny" if error else deciding.decision
     reason = error or _reason(deciding)
     errors = [error] if error else []
@@ -97,6 +98,7 @@ def run_policies(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: flo
         outcome,
         reason,
         deciding.label,
+        deciding.uid,
         plan.policies,
         tuple(label for label in others if label != deciding.label),
         tuple(errors),

@@ -219,3 +219,63 @@ def test_evaluation_context_defaults(now: datetime) -> None:
         None,
     )
     assert dict(ctx.attributes) == {}
+
+
+def test_memoised_decisions_never_mix_up_rules(make_ctx: MakeContext) -> None:
+    same_names = [
+        load_policy(
+            {
+                "name": "dup",
+                "scope": {"action_types": [action]},
+                "rules": [{"name": "r", "decision": "deny", "reason": f"no {action}"}],
+            }
+        )
+        for action in ("svc.a.run", "svc.b.run")
+    ]
+    engine = Engine(policies=same_names)
+    ctx = make_ctx()
+    for _ in range(3):
+        for action in ("svc.a.run", "svc.b.run"):
+            decision = engine.evaluate(parse_action_spec({"type": action}), ctx)
+            assert decision.reason == f"no {action}"
+
+
+def test_static_conditions_are_decided_per_plan(make_ctx: MakeContext) -> None:
+    policy = load_policy(
+        {
+            "name": "p",
+            "rules": [
+                {
+                    "name": "prod-merge",
+                    "decision": "deny",
+                    "conditions": {
+                        "all": [
+                            {"field": "action_spec.type", "operator": "equals", "value": "a.b.c"},
+                            {"field": "resource.environment", "operator": "in", "value": ["prod"]},
+                            {"field": "context.agent", "operator": "starts_with", "value": "ci-"},
+                            {"field": "parameters.n", "operator": "gt", "value": 5},
+                        ]
+                    },
+                }
+            ],
+        }
+    )
+    engine = Engine(policies=[policy])
+    spec = parse_action_spec(
+        {"type": "a.b.c", "resource": {"environment": "prod"}, "parameters": {"n": 9}}
+    )
+    assert engine.evaluate(spec, make_ctx(agent="ci-1")).outcome == "deny"
+    assert engine.evaluate(spec, make_ctx(agent="dev")).outcome == "allow"
+    small = parse_action_spec(
+        {"type": "a.b.c", "resource": {"environment": "prod"}, "parameters": {"n": 1}}
+    )
+    assert engine.evaluate(small, make_ctx(agent="ci-1")).outcome == "allow"
+    staging = parse_action_spec(
+        {"type": "a.b.c", "resource": {"environment": "staging"}, "parameters": {"n": 9}}
+    )
+    assert engine.evaluate(staging, make_ctx(agent="ci-1")).outcome == "allow"
+    prefixes = ("a.b.", "a.", "")
+    assert engine._index.plan("dev", "a.b.c", "prod", prefixes).rules == ()  # decided statically
+    live = engine._index.plan("ci-1", "a.b.c", "prod", prefixes).rules
+    assert len(live) == 1
+    assert live[0].test is not engine._index.compiled[0].rules[0].test
