@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { AuthenticationError, TokenError } from "./errors.js";
 import type { RetryPolicy } from "./retry.js";
 import { buildActionSpec } from "./spec.js";
-import { Transport, type Call } from "./transport.js";
+import { sleep, Transport, type Call } from "./transport.js";
 import type {
   ActionInput,
   ActionResult,
@@ -57,8 +57,13 @@ function monotonicSeconds(): number {
   return performance.now() / 1000;
 }
 
-function sleep(seconds: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, seconds) * 1000));
+/** `value` when it is a finite number >= `min` (absent: `fallback`), else a RangeError. */
+function nonNegative(name: string, value: number | undefined, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+    throw new RangeError(`\`${name}\` must be a finite number >= ${min}, not \`${String(value)}\``);
+  }
+  return value;
 }
 
 export class AgentFirewall {
@@ -73,11 +78,13 @@ export class AgentFirewall {
     }
     const baseUrl = options.baseUrl || process.env["AAF_BASE_URL"] || DEFAULT_BASE_URL;
     this.baseUrl = baseUrl.replace(/\/+$/, "");
+    const maxRetries = nonNegative("maxRetries", options.maxRetries, 3);
+    if (!Number.isInteger(maxRetries)) throw new RangeError(`\`maxRetries\` must be an integer, not \`${maxRetries}\``);
     const retry: RetryPolicy = {
-      maxRetries: options.maxRetries ?? 3,
-      backoffSeconds: options.retryBackoffSeconds ?? 0.5,
+      maxRetries,
+      backoffSeconds: nonNegative("retryBackoffSeconds", options.retryBackoffSeconds, 0.5),
       maxBackoffSeconds: 8,
-      maxWaitSeconds: options.maxRetryWaitSeconds ?? 60,
+      maxWaitSeconds: nonNegative("maxRetryWaitSeconds", options.maxRetryWaitSeconds, 60),
     };
     this.#transport = new Transport({
       baseUrl: this.baseUrl,
@@ -86,7 +93,7 @@ export class AgentFirewall {
         Accept: "application/json",
         "User-Agent": `agentfirewall-node/${VERSION}`,
       },
-      timeoutSeconds: options.timeoutSeconds ?? 30,
+      timeoutSeconds: nonNegative("timeoutSeconds", options.timeoutSeconds, 30, 0.001),
       retry,
       fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
     });
@@ -149,20 +156,20 @@ export class AgentFirewall {
 
   /** Like waitForApproval, but always resolves to an outcome saying why (`status`). */
   async waitForDecision(actionRequestId: string, options: WaitOptions = {}): Promise<WaitOutcome> {
-    const timeout = options.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS;
+    const timeout = nonNegative("timeoutSeconds", options.timeoutSeconds, DEFAULT_APPROVAL_TIMEOUT_SECONDS);
     const deadline = monotonicSeconds() + timeout;
     for (let first = true; ; first = false) {
       const remaining = first ? timeout : deadline - monotonicSeconds();
-      const seconds = Math.max(0, Math.min(MAX_POLL_SECONDS, Math.floor(remaining)));
-      if (seconds === 0 && remaining > 0) await sleep(remaining); // the last fraction of a second
+      const poll = Math.max(0, Math.min(MAX_POLL_SECONDS, Math.floor(remaining)));
+      if (poll === 0 && remaining > 0) await sleep(remaining); // the last fraction of a second
       const started = monotonicSeconds();
-      const outcome = parseWait((await this.#transport.send(this.#waitCall(actionRequestId, seconds))).body);
+      const outcome = parseWait((await this.#transport.send(this.#waitCall(actionRequestId, poll))).body);
       if (outcome !== null) return outcome;
-      if (seconds === 0 || deadline - monotonicSeconds() <= 0) {
+      if (poll === 0 || deadline - monotonicSeconds() <= 0) {
         const reason = `no decision within ${timeout} seconds`;
         return { approved: false, action_request_id: actionRequestId, status: "timeout", reason, decision: null };
       }
-      if (monotonicSeconds() - started < seconds / 2) {
+      if (monotonicSeconds() - started < poll / 2) {
         // a server (or proxy) that answers long-polls early: do not spin
         await sleep(Math.min(MIN_POLL_INTERVAL_SECONDS, Math.max(0, deadline - monotonicSeconds())));
       }

@@ -35,7 +35,8 @@ export interface TransportOptions {
   fetch: typeof globalThis.fetch;
 }
 
-function sleep(seconds: number): Promise<void> {
+/** Resolve after `seconds`. */
+export function sleep(seconds: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, seconds) * 1000));
 }
 

@@ -5,10 +5,12 @@
  */
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.Transport = void 0;
+exports.sleep = sleep;
 exports.transportError = transportError;
 const errors_js_1 = require("./errors.js");
 const retry_js_1 = require("./retry.js");
 const wire_js_1 = require("./wire.js");
+/** Resolve after `seconds`. */
 function sleep(seconds) {
     return new Promise((resolve) => setTimeout(resolve, Math.max(0, seconds) * 1000));
 }

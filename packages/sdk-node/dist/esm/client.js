@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { AuthenticationError, TokenError } from "./errors.js";
 import { buildActionSpec } from "./spec.js";
-import { Transport } from "./transport.js";
+import { sleep, Transport } from "./transport.js";
 import { VERSION } from "./version.js";
 import { parseActionResult, parseActionState, parseDryRun, parseExecution, parseWait } from "./wire.js";
 export const DEFAULT_BASE_URL = "http://localhost:3000/api";
@@ -22,8 +22,14 @@ function pathId(actionRequestId) {
 function monotonicSeconds() {
     return performance.now() / 1000;
 }
-function sleep(seconds) {
-    return new Promise((resolve) => setTimeout(resolve, Math.max(0, seconds) * 1000));
+/** `value` when it is a finite number >= `min` (absent: `fallback`), else a RangeError. */
+function nonNegative(name, value, fallback, min = 0) {
+    if (value === undefined)
+        return fallback;
+    if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+        throw new RangeError(`\`${name}\` must be a finite number >= ${min}, not \`${String(value)}\``);
+    }
+    return value;
 }
 export class AgentFirewall {
     /** The API root every path is appended to, without a trailing slash. */
@@ -36,11 +42,14 @@ export class AgentFirewall {
         }
         const baseUrl = options.baseUrl || process.env["AAF_BASE_URL"] || DEFAULT_BASE_URL;
         this.baseUrl = baseUrl.replace(/\/+$/, "");
+        const maxRetries = nonNegative("maxRetries", options.maxRetries, 3);
+        if (!Number.isInteger(maxRetries))
+            throw new RangeError(`\`maxRetries\` must be an integer, not \`${maxRetries}\``);
         const retry = {
-            maxRetries: options.maxRetries ?? 3,
-            backoffSeconds: options.retryBackoffSeconds ?? 0.5,
+            maxRetries,
+            backoffSeconds: nonNegative("retryBackoffSeconds", options.retryBackoffSeconds, 0.5),
             maxBackoffSeconds: 8,
-            maxWaitSeconds: options.maxRetryWaitSeconds ?? 60,
+            maxWaitSeconds: nonNegative("maxRetryWaitSeconds", options.maxRetryWaitSeconds, 60),
         };
         this.#transport = new Transport({
             baseUrl: this.baseUrl,
@@ -49,7 +58,7 @@ export class AgentFirewall {
                 Accept: "application/json",
                 "User-Agent": `agentfirewall-node/${VERSION}`,
             },
-            timeoutSeconds: options.timeoutSeconds ?? 30,
+            timeoutSeconds: nonNegative("timeoutSeconds", options.timeoutSeconds, 30, 0.001),
             retry,
             fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
         });
@@ -106,22 +115,22 @@ export class AgentFirewall {
     }
     /** Like waitForApproval, but always resolves to an outcome saying why (`status`). */
     async waitForDecision(actionRequestId, options = {}) {
-        const timeout = options.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS;
+        const timeout = nonNegative("timeoutSeconds", options.timeoutSeconds, DEFAULT_APPROVAL_TIMEOUT_SECONDS);
         const deadline = monotonicSeconds() + timeout;
         for (let first = true;; first = false) {
             const remaining = first ? timeout : deadline - monotonicSeconds();
-            const seconds = Math.max(0, Math.min(MAX_POLL_SECONDS, Math.floor(remaining)));
-            if (seconds === 0 && remaining > 0)
+            const poll = Math.max(0, Math.min(MAX_POLL_SECONDS, Math.floor(remaining)));
+            if (poll === 0 && remaining > 0)
                 await sleep(remaining); // the last fraction of a second
             const started = monotonicSeconds();
-            const outcome = parseWait((await this.#transport.send(this.#waitCall(actionRequestId, seconds))).body);
+            const outcome = parseWait((await this.#transport.send(this.#waitCall(actionRequestId, poll))).body);
             if (outcome !== null)
                 return outcome;
-            if (seconds === 0 || deadline - monotonicSeconds() <= 0) {
+            if (poll === 0 || deadline - monotonicSeconds() <= 0) {
                 const reason = `no decision within ${timeout} seconds`;
                 return { approved: false, action_request_id: actionRequestId, status: "timeout", reason, decision: null };
             }
-            if (monotonicSeconds() - started < seconds / 2) {
+            if (monotonicSeconds() - started < poll / 2) {
                 // a server (or proxy) that answers long-polls early: do not spin
                 await sleep(Math.min(MIN_POLL_INTERVAL_SECONDS, Math.max(0, deadline - monotonicSeconds())));
             }

@@ -31,6 +31,8 @@ export interface TransportOptions {
     retry: RetryPolicy;
     fetch: typeof globalThis.fetch;
 }
+/** Resolve after `seconds`. */
+export declare function sleep(seconds: number): Promise<void>;
 export declare class Transport {
     #private;
     constructor(options: TransportOptions);

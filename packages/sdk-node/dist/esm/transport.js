@@ -5,7 +5,8 @@
 import { ServerError, TransportError } from "./errors.js";
 import { isUnsent, retryDelaySeconds, shouldRetry } from "./retry.js";
 import { errorForResponse } from "./wire.js";
-function sleep(seconds) {
+/** Resolve after `seconds`. */
+export function sleep(seconds) {
     return new Promise((resolve) => setTimeout(resolve, Math.max(0, seconds) * 1000));
 }
 function decode(text) {

@@ -61,6 +61,19 @@ describe("configuration", () => {
       );
     }));
 
+  for (const [option, value] of [
+    ["timeoutSeconds", 0],
+    ["timeoutSeconds", Number.NaN],
+    ["maxRetries", -1],
+    ["maxRetries", 1.5],
+    ["retryBackoffSeconds", Infinity],
+    ["maxRetryWaitSeconds", "60"],
+  ]) {
+    test(`\`${option}: ${String(value)}\` is a RangeError`, () => {
+      assert.throws(() => new AgentFirewall({ apiKey: KEY, [option]: value }), RangeError);
+    });
+  }
+
   test("the key shows nowhere: not in inspect, JSON or toString", () => {
     const client = new AgentFirewall({ apiKey: KEY, baseUrl: "http://127.0.0.1:9/api" });
     for (const text of [inspect(client, { showHidden: true, depth: 5 }), JSON.stringify(client), String(client)]) {

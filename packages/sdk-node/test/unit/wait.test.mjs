@@ -66,6 +66,14 @@ describe("waitForApproval", () => {
       },
     ));
 
+  test("a negative or NaN timeout is a RangeError, before any request", () =>
+    withServer([{ body: stateAnswer("allowed", "t") }], async (server, client) => {
+      for (const timeoutSeconds of [-1, Number.NaN]) {
+        await assert.rejects(client.waitForApproval("act_1", { timeoutSeconds }), RangeError);
+      }
+      assert.equal(server.requests.length, 0);
+    }));
+
   test("still pending at the deadline: null, and waitForDecision says timeout", () =>
     withServer([{ body: stateAnswer("pending_approval") }], async (server, client) => {
       const outcome = await client.waitForDecision("act_1", { timeoutSeconds: 1 });
