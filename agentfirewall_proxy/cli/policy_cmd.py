@@ -21,6 +21,7 @@ from agentfirewall.policy import (
     load_policy,
     validate_policy_text,
 )
+from agentfirewall_proxy.aliases import alias_rules
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import (
@@ -127,10 +128,12 @@ def explain(ctx: Context) -> int:
         switches = client.get("/v1/kill-switch").get("active", [])
         agent = client.get(f"/v1/agents/{path_id(args.gateway)}")
     engine = Engine(
-        access_rules=[
-            AccessRule(r["agent"], r["connector"], r["action_pattern"], r["decision"], r["id"])
-            for r in rules
-        ],
+        access_rules=alias_rules(
+            [
+                AccessRule(r["agent"], r["connector"], r["action_pattern"], r["decision"], r["id"])
+                for r in rules
+            ]
+        ),
         policies=[load_policy(p["document"]) for p in policies if p.get("enabled", True)],
         kill_switches=[
             KillSwitch(s["scope"], s.get("target"), s.get("reason") or "") for s in switches
