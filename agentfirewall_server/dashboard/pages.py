@@ -19,6 +19,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from agentfirewall_server.dashboard import sandbox
+
 _HERE = Path(__file__).parent
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -112,5 +114,6 @@ def routes() -> list[BaseRoute]:
     table: list[BaseRoute] = [Route("/", _home, methods=["GET"])]
     table += [Route(p.path, _page_endpoint(p), methods=["GET"]) for p in PAGES]
     table.append(Route(_AGENT_PAGE.path, _agent_page, methods=["GET"]))
+    table.append(Route("/sandbox/evaluate", sandbox.evaluate, methods=["POST"]))
     table.append(Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"))
     return table

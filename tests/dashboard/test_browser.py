@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 if TYPE_CHECKING:
     from tests.dashboard.conftest import Dashboard
@@ -119,6 +122,7 @@ def test_register_an_agent_and_read_its_key_once(dash: Dashboard) -> None:
     dash.goto(page, "/agents")
     page.get_by_label("Name").fill("DevOps Bot")
     page.get_by_role("button", name="Register agent").click()
+    expect(page.locator("#new-key-value")).to_have_text(re.compile(r"^aaf_live_"))
     key = page.locator("#new-key-value").inner_text()
     assert re.fullmatch(r"aaf_live_[A-Za-z0-9]{32}", key)
     page.get_by_role("button", name="Copy").click()
@@ -188,7 +192,8 @@ GITHUB_TOKEN = "ghp_dashboardTestToken0000000000000000"
 
 def _merge_through_gateway(gateway: Any, key: str, out: dict[str, Any]) -> None:
     proxy = gateway.proxy_url("Merge Bot", key)
-    with httpx.Client(proxy=proxy, verify=str(gateway.ca_path), timeout=90) as client:
+    trust = ssl.create_default_context(cafile=str(gateway.ca_path))
+    with httpx.Client(proxy=proxy, verify=trust, timeout=90) as client:
         response = client.put(
             "https://api.github.com/repos/acme/api/pulls/7/merge",
             json={"merge_method": "squash"},
@@ -382,7 +387,7 @@ PAGES = (
 def _populate(dash: Dashboard) -> str:
     key = _create_agent(dash, "DevOps Bot")
     _create_agent(dash, "PR Review Agent")
-    dash.api("POST", "/connectors", {"type": "github", "token": "ghp_not_a_real_token_0000"})
+    dash.api("POST", "/connectors", {"type": "github", "token": GITHUB_TOKEN})
     dash.api(
         "POST",
         "/permissions/preset",
@@ -394,8 +399,25 @@ def _populate(dash: Dashboard) -> str:
     return key
 
 
-def test_every_page_loads_without_console_errors_on_desktop_and_phone(dash: Dashboard) -> None:
-    _populate(dash)
+def _proxy_traffic(dash: Dashboard, gateway: Any, key: str) -> None:
+    """A read the preset allows and a merge it denies, through the real gateway."""
+    deadline = time.monotonic() + 30
+    while not dash.api("GET", "/status")["gateway"]["online"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    trust = ssl.create_default_context(cafile=str(gateway.ca_path))
+    proxy = gateway.proxy_url("DevOps Bot", key)
+    with httpx.Client(proxy=proxy, verify=trust, timeout=30) as client:
+        assert client.get("https://api.github.com/repos/acme/api").status_code == 200
+        assert client.put("https://api.github.com/repos/acme/api/pulls/3/merge").status_code == 403
+    while len(dash.api("GET", "/traffic")["traffic"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_every_page_loads_without_console_errors_on_desktop_and_phone(
+    dash: Dashboard, start_gateway: Any
+) -> None:
+    key = _populate(dash)
+    _proxy_traffic(dash, start_gateway(), key)
     paths: list[Path] = []
     for label, viewport in (("1280", None), ("phone", dash.phone)):
         watched = dash.open(viewport=viewport)
@@ -406,7 +428,7 @@ def test_every_page_loads_without_console_errors_on_desktop_and_phone(dash: Dash
                 page.locator("#verify-result", has_text="Chain intact").wait_for()
             paths.append(dash.screenshot(page, f"{name}-{label}"))
         dash.goto(page, "/agents/DevOps%20Bot")
-        page.get_by_role("cell", name="github.*.get").wait_for()
+        page.get_by_role("cell", name="*.get", exact=True).wait_for()
         paths.append(dash.screenshot(page, f"agent-{label}"))
         watched.assert_clean()
         if viewport is dash.phone:

@@ -17,8 +17,8 @@ export class ApiError extends Error {
   }
 }
 
-export function apiUrl(path, query) {
-  const url = new URL(API + path, window.location.origin);
+export function apiUrl(path, query, root = API) {
+  const url = new URL(root + path, window.location.origin);
   for (const [key, value] of Object.entries(query || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
   }
@@ -30,7 +30,8 @@ export function signInUrl() {
   return `${BASE}/login?next=${encodeURIComponent(here)}`;
 }
 
-export async function api(path, { method = "GET", json, query } = {}) {
+// `root` is the API by default; the sandbox's endpoint lives under the dashboard (BASE).
+export async function api(path, { method = "GET", json, query, root = API } = {}) {
   const headers = { Accept: "application/json" };
   const init = { method, headers, credentials: "same-origin", cache: "no-store" };
   if (json !== undefined) {
@@ -38,7 +39,7 @@ export async function api(path, { method = "GET", json, query } = {}) {
     init.body = JSON.stringify(json);
   }
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
-  const response = await fetch(apiUrl(path, query), init);
+  const response = await fetch(apiUrl(path, query, root), init);
   if (response.status === 401 && body.dataset.signedIn === "yes") {
     window.location.assign(signInUrl());
     throw new ApiError(401, { message: "your session has ended: sign in again" });

@@ -29,7 +29,8 @@ export function bucketByHour(records, now = Date.now(), hours = 24) {
 }
 
 export function drawChart(container, buckets) {
-  const width = 720, height = 180, pad = 24;
+  // Drawn at the container's own width so text keeps its size on every screen.
+  const width = Math.max(280, Math.round(container.clientWidth || 720)), height = 180, pad = 24;
   const max = Math.max(1, ...buckets.map((b) => b.allow + b.deny + b.require_approval));
   const barWidth = (width - pad * 2) / buckets.length;
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart-svg", "aria-hidden": "true" });
@@ -49,7 +50,7 @@ export function drawChart(container, buckets) {
       rect.append(title);
       root.append(rect);
     }
-    if (i % 6 === 0) {
+    if (i % (width < 500 ? 8 : 4) === 0) {
       const tick = svg("text", { x: pad + i * barWidth, y: height - 6, class: "tick" });
       tick.textContent = `${String(new Date(bucket.start).getHours()).padStart(2, "0")}:00`;
       root.append(tick);

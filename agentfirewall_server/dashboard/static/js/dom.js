@@ -55,7 +55,8 @@ const OUTCOME_CLASS = {
   allow: "badge-allow", allowed: "badge-allow", approved: "badge-allow", active: "badge-allow",
   executed: "badge-allow", deny: "badge-deny", denied: "badge-deny", revoked: "badge-deny",
   require_approval: "badge-hold", pending_approval: "badge-hold", pending: "badge-hold",
-  suspended: "badge-hold", expired: "badge-muted",
+  suspended: "badge-hold", expired: "badge-muted", enabled: "badge-allow", disabled: "badge-muted",
+  online: "badge-allow", offline: "badge-deny", low: "badge-allow", medium: "badge-hold", high: "badge-deny",
 };
 
 export function badge(value) {

@@ -6,7 +6,14 @@ import { can, startPage } from "../session.js";
 import { trafficRow } from "../traffic-row.js";
 
 const name = document.body.dataset.agent;
-const path = `/agents/${encodeURIComponent(name)}`;
+let path = null; // `/agents/<id>`: names may hold characters a path cannot (`/`)
+
+async function findAgent() {
+  const { agents } = await api("/agents");
+  const agent = agents.find((a) => a.name === name);
+  if (!agent) throw new Error(`no agent named “${name}”`);
+  path = `/agents/${encodeURIComponent(agent.id)}`;
+}
 
 function showAgent(agent) {
   const facts = clear($("#agent-facts"));
@@ -89,6 +96,7 @@ for (const verb of ["suspend", "activate", "rotate", "revoke"]) {
 wireKeyBox();
 
 startPage(async () => {
+  await findAgent();
   await Promise.all([refresh(), loadConnectorTypes()]);
   onEvent("traffic", throttled(() => refresh().catch(() => {}), 1000));
   onEvent("config", throttled(() => refresh().catch(() => {}), 500));

@@ -23,7 +23,8 @@ async function remove(connector) {
 
 function connectorCard(connector, online) {
   return el("article", { class: "card connector", dataset: { connector: connector.id } },
-    el("header", {}, el("strong", { text: connector.name || connector.type }), " ", el("code", { text: connector.id }), " ",
+    el("header", {}, el("strong", { text: connector.name || connector.type }), " ",
+      connector.name && connector.name !== connector.id ? el("code", { text: connector.id }) : null, " ",
       el("span", { class: `badge ${online ? "badge-allow" : "badge-muted"}`, text: online ? "Gateway online" : "Gateway offline" })),
     el("dl", { class: "facts" },
       el("dt", { text: "Type" }), el("dd", { text: connector.type }),

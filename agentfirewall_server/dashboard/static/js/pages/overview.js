@@ -4,11 +4,13 @@ import { $, badge, clear, el, formatTime, setText } from "../dom.js";
 import { onEvent, throttled } from "../events.js";
 import { startPage } from "../session.js";
 
+const SDK_EVENTS = {
+  "action.allowed": "allow", "action.denied": "deny", "action.pending_approval": "require_approval",
+};
+
 function showStatus(status) {
   const gateway = status.gateway || {};
-  const state = $("#gateway-state");
-  state.replaceChildren(badge(gateway.online ? "online" : "offline"));
-  state.firstChild.classList.add(gateway.online ? "badge-allow" : "badge-deny");
+  $("#gateway-state").replaceChildren(badge(gateway.online ? "online" : "offline"));
   setText("#gateway-detail", gateway.last_heartbeat ? `Last heartbeat ${formatTime(gateway.last_heartbeat)}` : "No heartbeat yet");
   setText("#agents-count", status.agents.total);
   setText("#agents-detail", `${status.agents.active} active`);
@@ -32,12 +34,16 @@ function showAgents(agents) {
 }
 
 async function refresh() {
-  const [status, agents, traffic] = await Promise.all([
-    api("/status"), api("/agents"), api("/traffic", { query: { limit: 500 } }),
+  const [status, agents, traffic, audit] = await Promise.all([
+    api("/status"), api("/agents"), api("/traffic", { query: { limit: 1000 } }),
+    api("/audit", { query: { limit: 1000, since: new Date(Date.now() - 864e5).toISOString().replace(/\.\d{3}Z$/, "Z") } }),
   ]);
   showStatus(status);
   showAgents(agents.agents);
-  drawChart($("#chart"), bucketByHour(traffic.traffic));
+  // Proxy requests come from the traffic log, SDK actions from their audit events.
+  const sdk = audit.events.filter((e) => SDK_EVENTS[e.event_type])
+    .map((e) => ({ created_at: e.created_at, decision: SDK_EVENTS[e.event_type] }));
+  drawChart($("#chart"), bucketByHour([...traffic.traffic, ...sdk]));
 }
 
 const legend = $("#chart-legend");

@@ -1,4 +1,4 @@
-import { api } from "../api.js";
+import { api, BASE } from "../api.js";
 import { $, badge, clear, el, errorMessage, show } from "../dom.js";
 import { startPage } from "../session.js";
 
@@ -38,7 +38,7 @@ $("#sandbox-form").addEventListener("submit", async (event) => {
     return;
   }
   try {
-    const result = await api("/sandbox/evaluate", { method: "POST", json: { agent: $("#sb-agent").value, mode: $("#sb-mode").value, action_spec: spec } });
+    const result = await api("/sandbox/evaluate", { method: "POST", root: BASE, json: { agent: $("#sb-agent").value, mode: $("#sb-mode").value, action_spec: spec } });
     showResult(result);
   } catch (failure) {
     error.textContent = errorMessage(failure);
