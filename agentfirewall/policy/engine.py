@@ -14,7 +14,9 @@ policies not to deny or hold). In SDK mode with no access rule and no policy rul
 agent's ``sdk_default`` answers: allow, "No deny rules matched", or deny.
 
 ``Decision.matched_rules[0]`` is the rule that decided (when one did), followed by the
-other rules that matched. ``matched_policies`` lists the policies in scope.
+other rules found matching (run.py). ``matched_policies`` lists the policies in scope.
+Decisions are immutable and memoised per distinct input signature, so equal inputs may
+return the same instance.
 The engine is pure: the time comes in ``EvaluationContext.now``; nothing is read or
 written.
 """

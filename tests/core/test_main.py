@@ -121,3 +121,28 @@ def test_usage_errors_exit_2() -> None:
     with pytest.raises(SystemExit) as caught:
         main(["policy"])
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "policy", "agent", "outcome"),
+    [
+        ("merge-to-main.json", "protect-main.yaml", "Bot", "require_approval"),
+        ("stripe-transfer.json", "transfers-over-10k.yaml", "Finance Bot", "require_approval"),
+    ],
+)
+def test_every_example_explains(
+    spec: str, policy: str, agent: str, outcome: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["policy", "explain", str(EXAMPLES / spec), "--policy", str(EXAMPLES / policy)]
+    assert main([*args, "--agent", agent, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"]["outcome"] == outcome
+
+
+def test_examples_are_all_covered() -> None:
+    names = {p.name for p in EXAMPLES.iterdir()}
+    assert names == {
+        "merge-to-main.json",
+        "protect-main.yaml",
+        "stripe-transfer.json",
+        "transfers-over-10k.yaml",
+    }
