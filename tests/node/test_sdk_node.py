@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -77,19 +78,31 @@ def node() -> str:
     return node
 
 
-@pytest.mark.parametrize("test_file", _params())
-def test_node_suite(node: str, test_file: str) -> None:
+def _run(node: str, test_file: str) -> tuple[int, str]:
+    """Run one Node test file in its own process group; on timeout kill the whole group,
+    so no server it started outlives it."""
     env = {**os.environ, "AAF_TEST_PYTHON": sys.executable}
-    result = subprocess.run(
+    with subprocess.Popen(
         [node, "--test", "--test-reporter=tap", test_file],
         cwd=PACKAGE,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=RUN_SECONDS,
-        check=False,
-    )
-    report = f"{result.stdout}\n{result.stderr}"
-    assert result.returncode == 0, f"node --test {test_file} failed:\n{report}"
+        start_new_session=True,
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=RUN_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            pytest.fail(f"node --test {test_file} took over {RUN_SECONDS} s:\n{output}")
+        return process.returncode, output
+
+
+@pytest.mark.parametrize("test_file", _params())
+def test_node_suite(node: str, test_file: str) -> None:
+    code, report = _run(node, test_file)
+    assert code == 0, f"node --test {test_file} failed:\n{report}"
     assert re.search(r"^# pass [1-9]", report, re.MULTILINE), f"no Node test passed:\n{report}"
     assert re.search(r"^# fail 0$", report, re.MULTILINE), report

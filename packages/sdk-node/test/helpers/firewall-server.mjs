@@ -45,6 +45,8 @@ export class FirewallServer {
     ];
     const child = spawn(python, args, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
     const server = new FirewallServer(child, dataDir);
+    // if this process dies without `stop()`, do not leave the server running
+    process.once("exit", () => child.kill("SIGKILL"));
     try {
       await server.#waitForPort();
       await server.#waitHealthy();
