@@ -136,3 +136,17 @@ def test_tool_action_type_examples() -> None:
     assert tool_action_type("crewai", "Send Email") == "crewai.tool.send_email"
     assert tool_action_type("langchain", "read_file") == "langchain.tool.read_file"
     assert tool_action_type("langchain", "!!!") == "langchain.tool.tool"
+
+
+def test_long_polls_never_pass_the_deadline_nor_the_server_cap() -> None:
+    from agentfirewall.client._base import BaseClient
+
+    assert [BaseClient._poll_seconds(s) for s in (300.0, 60.0, 59.9, 5.2, 0.9, 0.0, -2.0)] == [
+        60,
+        60,
+        59,
+        5,
+        0,
+        0,
+        0,
+    ]
