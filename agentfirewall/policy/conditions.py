@@ -136,6 +136,7 @@ class Node:
     static: str | None = None  # a leaf on a STATIC_FIELDS field: its static name
     operator: str = ""
     test: Test | None = None
+    has_static: bool = False  # some leaf below reads a static field
 
 
 #: Fields fixed for one evaluation plan (agent, action type, environment): conditions on
@@ -154,17 +155,19 @@ def compile_tree(node: Condition) -> Node:
     if isinstance(node, FieldCondition):
         predicate, test = _leaf(node)
         static = STATIC_FIELDS.get(node.field)
-        return Node("leaf", predicate, (), static, node.operator, test)
+        return Node("leaf", predicate, (), static, node.operator, test, static is not None)
     if isinstance(node, AllCondition | AnyCondition):
         items = node.all if isinstance(node, AllCondition) else node.any
         children = tuple(compile_tree(child) for child in items)
         combine = _all if isinstance(node, AllCondition) else _any
         kind = "all" if isinstance(node, AllCondition) else "any"
-        return Node(kind, combine([c.predicate for c in children]), children)
+        has_static = any(c.has_static for c in children)
+        return Node(kind, combine([c.predicate for c in children]), children, has_static=has_static)
     if isinstance(node, NotCondition):
         child = compile_tree(node.not_)
         inner = child.predicate
-        return Node("not", lambda spec, ctx: not inner(spec, ctx), (child,))
+        negated: Predicate = lambda spec, ctx: not inner(spec, ctx)  # noqa: E731
+        return Node("not", negated, (child,), has_static=child.has_static)
     raise TypeError(f"unknown condition node `{type(node).__name__}`")
 
 
@@ -195,6 +198,8 @@ def specialize(node: Node | None, statics: dict[str, object]) -> bool | Predicat
     """
     if node is None:
         return True
+    if not node.has_static:
+        return node.predicate
     if node.kind == "leaf":
         if node.static is not None:
             decided = _static_leaf(node, statics.get(node.static, MISSING))
