@@ -47,7 +47,8 @@ export interface Decision {
   default_applied?: boolean;
   enforcement_level?: string;
   decided_outcome?: Outcome;
-  would_outcome?: Outcome | null;
+  /** Under monitor or soft enforcement, what full enforcement would have done (`would_deny`...). */
+  would_outcome?: string | null;
   kill_switch?: boolean;
   approval?: JsonValue;
 }
