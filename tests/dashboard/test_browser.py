@@ -261,8 +261,23 @@ def test_viewer_sees_approvals_but_cannot_approve(dash: Dashboard) -> None:
     assert answer["status"] == 403
     assert answer["body"]["required_role"] == "member"
     assert answer["body"]["your_role"] == "viewer"
-    watched.assert_clean("403")
     assert dash.api("GET", f"/approvals/{held['approval']['id']}")["status"] == "pending"
+    # Elsewhere too the viewer sees state but no control that changes it.
+    dash.goto(page, "/agents")
+    assert page.get_by_role("button", name="Register agent").count() == 0
+    assert page.get_by_role("button", name=re.compile("^(Suspend|Revoke|Rotate)")).count() == 0
+    dash.goto(page, "/agents/Viewer%20Test%20Bot")
+    expect(page.get_by_label("Enforcement level")).to_be_disabled()
+    expect(page.get_by_label("Enforcement level")).to_have_value("full_enforce")
+    dash.goto(page, "/settings")
+    assert page.get_by_role("button", name="Activate kill switch").count() == 0
+    assert page.get_by_role("heading", name="Users and roles").count() == 0
+    expect(page.get_by_label("Default enforcement level")).to_be_disabled()
+    dash.goto(page, "/policies")
+    expect(page.get_by_label("Policy document (YAML or JSON)")).not_to_be_editable()
+    assert page.get_by_role("button", name="Install pack").count() == 0
+    dash.screenshot(page, "settings-viewer-1280")
+    watched.assert_clean("403")
 
 
 def test_a_write_without_the_csrf_token_is_refused(dash: Dashboard) -> None:

@@ -20,6 +20,12 @@ export function applyRoles(root = document) {
       if (!allowed) control.disabled = true;
     }
   }
+  // Forms that also show current values: read-only below the role, not hidden.
+  for (const node of root.querySelectorAll("[data-lock-role]")) {
+    if (can(node.dataset.lockRole)) continue;
+    for (const control of node.querySelectorAll("input, select, textarea")) control.disabled = true;
+    for (const button of node.querySelectorAll("button")) button.hidden = true;
+  }
 }
 
 async function showKillSwitch() {

@@ -23,7 +23,7 @@ function showAgent(agent) {
   for (const [label, value] of rows) facts.append(el("dt", { text: label }), el("dd", {}, value));
   $("#enf-level").value = agent.enforcement_level;
   $("#enf-default").value = agent.sdk_default;
-  $("#enf-rate").value = agent.rate_limit_per_minute;
+  $("#enf-rate").value = agent.rate_limit_per_minute ?? "";
   $("#suspend").hidden = agent.status !== "active";
   $("#activate").hidden = agent.status !== "suspended";
   for (const id of ["#rotate", "#revoke"]) $(id).hidden = agent.status === "revoked";
@@ -56,11 +56,13 @@ async function refresh() {
 
 async function loadConnectorTypes() {
   const [{ connectors }, catalogue] = await Promise.all([api("/connectors"), api("/connectors/catalogue")]);
-  const types = new Set(connectors.map((c) => c.type));
-  for (const entry of catalogue.connectors || []) types.add(entry.type);
+  // Connectors this server has come first; every other known type after them.
+  const configured = [...new Set(connectors.map((c) => c.type))].sort();
+  const others = (catalogue.connectors || []).map((c) => c.type).filter((t) => !configured.includes(t)).sort();
   for (const select of [$("#preset-connector"), $("#rule-connector")]) {
     clear(select);
-    for (const type of [...types].sort()) select.append(el("option", { value: type, text: type }));
+    if (configured.length) select.append(el("optgroup", { label: "Configured" }, configured.map((t) => el("option", { value: t, text: t }))));
+    select.append(el("optgroup", { label: "Other types" }, others.map((t) => el("option", { value: t, text: t }))));
   }
 }
 
@@ -71,7 +73,8 @@ async function post(url, json, done) {
 $("#enforcement-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const data = formToObject(event.currentTarget);
-  data.rate_limit_per_minute = Number(data.rate_limit_per_minute);
+  if (data.rate_limit_per_minute) data.rate_limit_per_minute = Number(data.rate_limit_per_minute);
+  else delete data.rate_limit_per_minute; // empty: keep the server's default
   try { await api(path, { method: "PATCH", json: data }); notify("Saved."); } catch (error) { fail(error); }
   await refresh().catch(fail);
 });
