@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
-from langchain_core.tools import BaseTool
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForToolRun,
+    CallbackManagerForToolRun,
+    Callbacks,
+)
+from langchain_core.tools import BaseTool, Tool
 
 from agentfirewall.integrations._common import ToolGuard
 
@@ -60,8 +64,34 @@ class GuardedTool(BaseTool):
         return await self.inner.arun(tool_input, callbacks=callbacks)
 
 
-def guard_tool(inner: BaseTool, guard: ToolGuard) -> GuardedTool:
+def _guard_simple(inner: Tool, guard: ToolGuard) -> Tool:
+    """A single-string tool stays a ``Tool``: models see it as LangChain shows simple tools."""
+
+    def run(tool_input: str, callbacks: Callbacks = None) -> Any:
+        verdict = guard.decide({"input": tool_input})
+        if verdict.answer is not None:
+            return verdict.answer
+        return inner.run(tool_input, callbacks=callbacks)
+
+    async def arun(tool_input: str, callbacks: Callbacks = None) -> Any:
+        verdict = await guard.adecide({"input": tool_input})
+        if verdict.answer is not None:
+            return verdict.answer
+        return await inner.arun(tool_input, callbacks=callbacks)
+
+    return Tool(
+        name=inner.name,
+        description=inner.description,
+        func=run,
+        coroutine=arun,
+        return_direct=inner.return_direct,
+    )
+
+
+def guard_tool(inner: BaseTool, guard: ToolGuard) -> BaseTool:
     """Wrap one tool, keeping what the model sees of it."""
+    if isinstance(inner, Tool) and inner.args_schema is None:
+        return _guard_simple(inner, guard)
     return GuardedTool(
         name=inner.name,
         description=inner.description,

@@ -11,7 +11,8 @@ import pytest
 from langchain.agents import AgentExecutor, create_openai_tools_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
-from langchain_core.tools import BaseTool, tool
+from langchain_core.tools import BaseTool, Tool, tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from agentfirewall import ActionDenied, AgentFirewall, AgentFirewallError
 from agentfirewall.integrations.langchain import firewall_tool, guard_tools
@@ -233,3 +234,27 @@ def test_a_firewall_from_the_environment(agent: LiveAgent, monkeypatch: pytest.M
     with AgentFirewall() as firewall:
         assert merge_tool(firewall, ran).invoke({"repo": "acme/api", "pull_number": 3})
     assert ran == [3]
+
+
+def test_guarded_tools_look_the_same_to_the_model(agent: LiveAgent) -> None:
+    agent.policy(
+        "  - name: no-secrets\n"
+        "    conditions: {all: [{field: action_spec.parameters.input, operator: contains,"
+        " value: secret}]}\n"
+        "    decision: deny\n"
+        "    reason: no searching for secrets\n"
+    )
+
+    @tool
+    def lookup(repo: str, path: str) -> str:
+        """Look up a file."""
+        return f"{repo}:{path}"
+
+    search = Tool(name="Search", func=lambda q: f"results for {q}", description="Search.")
+    guarded = guard_tools([lookup, search], agent.firewall())
+    for original, wrapped in zip([lookup, search], guarded, strict=True):
+        assert convert_to_openai_tool(wrapped) == convert_to_openai_tool(original)
+    simple = guarded[1]
+    assert simple.invoke("cats") == "results for cats"
+    assert simple.invoke({"__arg1": "dogs"}) == "results for dogs"
+    assert simple.invoke("the secret key") == "Action blocked by policy: no searching for secrets"
