@@ -73,8 +73,8 @@ def test_devops_and_finance_bots(project: Project) -> None:
     env = {"GITHUB_TOKEN": gh_secret, "STRIPE_KEY": stripe_secret}
     project.env.update(env)  # the user's shell holds the real secrets
     project.tf("init")
+    up = project.up()  # before the setup: the commands then go over HTTP (faster than offline)
     project.bash(SETUP)
-    up = project.up()
     project.agent("probe.py", PROBE)
 
     devops = _run(project, "DevOps Bot", env, gh_secret, stripe_secret)
@@ -132,12 +132,12 @@ def test_node_fetch_goes_through_the_gateway(project: Project) -> None:
     github.clear()
     token = "ghp_node" + secrets.token_hex(10)
     project.tf("init")
+    project.up()
     project.tf("connector", "add", "github", "--token", token)
     project.bash(
         'tf permissions set --gateway "Bot" --connector github '
         '--action "github.pr.*" --decision allow'
     )
-    project.up()
     project.agent(
         "my_agent.js",
         "fetch('https://api.github.com/repos/acme/api/pulls', {method: 'POST',"
