@@ -104,7 +104,7 @@ class _Node:
     route: tuple[Route, tuple[tuple[str, bool], ...]] | None = None  # route, (name, is_int)s
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Match:
     """A matched route with its path variables (ints converted, values decoded)."""
 
@@ -180,8 +180,10 @@ class RouteTable:
         root = self._tries.get("GET" if method == "HEAD" else method)
         if root is None:
             return None
-        lowered = tuple(s.lower() for s in segments)
-        found = _walk(root, segments, lowered, 0, [], relaxed=False)
+        lowered = tuple("/".join(segments).lower().split("/"))
+        found = _first_path(root, segments, lowered) or _walk(
+            root, segments, lowered, 0, [], relaxed=False
+        )
         relaxed = found is None
         if found is None:
             found = _walk(root, segments, lowered, 0, [], relaxed=True)
@@ -210,6 +212,30 @@ def _order(node: _Node) -> None:
 
 
 _Found = tuple[tuple[Route, tuple[tuple[str, bool], ...]], list[str]]
+
+
+def _first_path(node: _Node, segments: tuple[str, ...], lowered: tuple[str, ...]) -> _Found | None:
+    """The walk's first choice at every step, without backtracking (the common case).
+
+    When it succeeds it is exactly what :func:`_walk` returns (the walk tries the same
+    choice first); when it fails the full walk runs.
+    """
+    values: list[str] = []
+    for index, segment in enumerate(segments):
+        child = node.literals.get(lowered[index])
+        if child is None:
+            for (kind, suffix), candidate in node.variables.items():
+                value = _variable_value(kind, suffix, segment, relaxed=False)
+                if value is not None:
+                    values.append(value)
+                    child = candidate
+                    break
+            else:
+                if node.greedy is not None and node.greedy.route is not None:
+                    return node.greedy.route, [*values, "/".join(segments[index:])]
+                return None
+        node = child
+    return (node.route, values) if node.route is not None else None
 
 
 def _walk(

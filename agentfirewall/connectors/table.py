@@ -146,6 +146,8 @@ class RouteConnector(Connector):
             body, truncated = self._body(req, method, route)
             query = parse_form(req.query, connector=self.name) if req.query else {}
             for field_spec in route.params:
+                if field_spec.partition(":")[0] not in body and not query:
+                    continue
                 name, value = self._field(field_spec, body, query)
                 if value is not None:
                     params[name] = value
@@ -232,8 +234,13 @@ class RouteConnector(Connector):
                 return header.strip()
         for template in (override,) if override is not None else templates:
             names = format_vars(template)
-            if names and all(values.get(n) is not None for n in names):
-                return template.format_map({n: _resource_text(values[n]) for n in names})
+            found = [values.get(n) for n in names]
+            if names and None not in found:
+                if isinstance(found[0], str) and template == "{" + names[0] + "}":
+                    return found[0]
+                return template.format_map(
+                    {n: _resource_text(v) for n, v in zip(names, found, strict=True)}
+                )
         return None
 
     # -- building, listing, credentials ---------------------------------------------
