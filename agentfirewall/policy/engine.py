@@ -182,7 +182,7 @@ class Engine:
         agent = ctx.agent
         level = ctx.enforcement_level
         risk = ROUTE_RISK[ctx.risk] if ctx.risk is not None else 0.0
-        connector = ctx.connector or spec.provider
+        connector = ctx.connector or spec.resource.provider or action[: action.index(".")]
         if self._kill.active:
             switch = self._kill.find(agent, (connector, spec.provider))
             if switch is not None:
@@ -192,7 +192,7 @@ class Engine:
                 return self._memo(key, lambda: _killed(switch, risk), ctx, trace)
         if trace is not None:
             trace.append(Step("kill_switch", "inactive", "no kill switch covers this action"))
-        prefixes = self._prefixes_of(action)
+        prefixes = self._prefixes.get(action) or self._prefixes_of(action)
         rule = (
             self._access.lookup(agent, connector, action, prefixes) if self._access.size else None
         )
@@ -210,27 +210,19 @@ class Engine:
             return self._memo(key, lambda: _permission_deny(rule, ctx, connector, risk), ctx, trace)
         run = None
         if self._index.compiled:
-            plan = self._index.plan(agent, action, spec.resource.environment, prefixes)
+            env = spec.resource.environment
+            plan = self._index.plans.get((agent, action, env))
+            if plan is None:
+                plan = self._index.plan(agent, action, env, prefixes)
             if plan.policies:
                 run = run_policies(plan, spec, ctx, risk)
             if trace is not None:
                 self._trace_policies(trace, spec, ctx, prefixes, run)
-        signature = (
-            (None,)
-            if run is None
-            else (run.outcome, run.deciding_uid, run.matched, run.policies, run.risk)
-        )
-        key = (
-            "combine",
-            id(rule),
-            action,
-            agent,
-            connector,
-            ctx.sdk_default,
-            risk,
-            level,
-            *signature,
-        )
+        head = (id(rule), action, agent, connector, ctx.sdk_default, risk, level)
+        if run is None:
+            key = head
+        else:
+            key = (head, run.outcome, run.deciding_uid, run.matched, run.policies, run.risk)
         return self._memo(
             key,
             lambda: self._combine(rule, run, ctx, action, _where(ctx, connector), risk),

@@ -173,7 +173,7 @@ class PolicyIndex:
         self._shared = _new_index()
         self._agent_globs: list[tuple[Glob, _ActionIndex]] = []
         self._cache: dict[tuple[str, str], tuple[CompiledPolicy, ...]] = {}
-        self._plans: dict[tuple[str, str, str | None], Plan] = {}
+        self.plans: dict[tuple[str, str, str | None], Plan] = {}
         self.compiled: list[CompiledPolicy] = []
         for order, policy in enumerate(policies):
             if policy.enabled:
@@ -220,10 +220,10 @@ class PolicyIndex:
     def plan(self, agent: str, action: str, env: str | None, prefixes: tuple[str, ...]) -> Plan:
         """The memoised evaluation plan for (agent, action, environment)."""
         key = (agent, action, env)
-        found = self._plans.get(key)
+        found = self.plans.get(key)
         if found is None:
             found = _plan(self.candidates(agent, action, prefixes), agent, action, env)
-            if len(self._plans) >= _CACHE_LIMIT:
-                self._plans.clear()
-            self._plans[key] = found
+            if len(self.plans) >= _CACHE_LIMIT:
+                self.plans.clear()
+            self.plans[key] = found
         return found
