@@ -238,3 +238,42 @@ def test_matcher_reads_any_pull_number(number: int, slash: str) -> None:
         "PUT", "https", "api.github.com", None, f"/repos/o/r/pulls/{number}/merge{slash}"
     )
     assert GH.parse(request).spec.parameters == {"pull_number": number}
+
+
+WORDS = st.sampled_from(
+    [
+        "repos",
+        "a",
+        "b",
+        "pulls",
+        "1",
+        "merge",
+        "git",
+        "refs",
+        "heads",
+        "x.git",
+        "info",
+        "contents",
+        "orgs",
+        "teams",
+        "issues",
+        "comments",
+        "branches",
+        "protection",
+        "latest",
+    ]
+)
+
+
+@given(st.sampled_from(["GET", "PUT", "PATCH", "POST", "DELETE"]), st.lists(WORDS, max_size=7))
+def test_first_choice_path_agrees_with_the_full_walk(method: str, segments: list[str]) -> None:
+    from agentfirewall.connectors.routes import _first_path, _walk
+
+    root = GH.table._tries.get(method)  # type: ignore[attr-defined]
+    if root is None:
+        return
+    parts = tuple(segments)
+    lowered = tuple(s.lower() for s in parts)
+    fast = _first_path(root, parts, lowered)
+    if fast is not None:
+        assert fast == _walk(root, parts, lowered, 0, [], relaxed=False)
