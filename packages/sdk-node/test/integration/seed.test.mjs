@@ -15,7 +15,8 @@ import { startFakeGitHub } from "../helpers/fake-github.mjs";
 import { FirewallServer } from "../helpers/firewall-server.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const SEED = process.env.AAF_SEED_GUIDE ?? "/work/shared/seed/integration-guide.txt";
+// the seed lives in shared/ beside the repository (the repo is packages/sdk-node/../..)
+const SEED = process.env.AAF_SEED_GUIDE ?? resolve(root, "..", "..", "..", "shared", "seed", "integration-guide.txt");
 const VAULTED = "ghp_vaulted_by_the_firewall";
 const AGENTS_OWN = "ghp_the_agents_own_token";
 const MERGE_PATH = "/repos/acme/api/pulls/42/merge";
