@@ -91,8 +91,9 @@ class HttpRequest:
 class ParsedAction:
     """What a request does: the action spec, its static risk and where it came from.
 
-    `route` is the matched path template, or ``"fallback"`` when the connector knows the
-    domain but no route matched.
+    `route` is the matched path template (``/repos/{owner}/{repo}/pulls/{pull_number:int}``),
+    ``"fallback"`` when the connector knows the domain but no route matched, ``"jsonrpc"``
+    for MCP and ``"*"`` for the method-named connectors (webhook, generic).
     """
 
     spec: ActionSpec
