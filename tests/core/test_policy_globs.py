@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agentfirewall.policy import AccessRule
 from agentfirewall.policy.globs import compile_glob, dot_prefixes
+from agentfirewall.policy.permissions import AccessIndex
 
 _NAME_CHARS = st.sampled_from("ab.-_1")
 names = st.text(_NAME_CHARS, min_size=1, max_size=20)
@@ -75,3 +77,52 @@ def test_agent_globs_allow_free_form_names() -> None:
     glob = compile_glob("Finance *", action=False)
     assert glob.matches("Finance Bot")
     assert not glob.matches("finance bot")
+
+
+_RANK = {"allow": 0, "require_approval": 1, "deny": 2}
+access_rules = st.lists(
+    st.builds(
+        AccessRule,
+        agent=st.sampled_from(["Bot", "*", "Other"]),
+        connector=st.sampled_from(["github", "*"]),
+        action_pattern=st.sampled_from(
+            [
+                "*",
+                "github.*",
+                "github.pr.*",
+                "github.pr.merge",
+                "github.*.get",
+                "*.get",
+                "github.pr*",
+            ]
+        ),
+        decision=st.sampled_from(["allow", "deny", "require_approval"]),
+    ),
+    max_size=12,
+)
+actions = st.sampled_from(["github.pr.merge", "github.pr.get", "github.repo.get", "slack.chat.get"])
+
+
+@given(rules=access_rules, action=actions)
+def test_access_index_picks_the_most_specific_rule(rules: list[AccessRule], action: str) -> None:
+    def key(rule: AccessRule) -> tuple[object, ...]:
+        return (
+            compile_glob(rule.action_pattern).specificity,
+            rule.agent != "*",
+            rule.connector != "*",
+            _RANK[rule.decision],
+        )
+
+    matching = [
+        r
+        for r in rules
+        if r.agent in ("Bot", "*")
+        and r.connector in ("github", "*")
+        and compile_glob(r.action_pattern).matches(action)
+    ]
+    found = AccessIndex(rules).lookup("Bot", "github", action, dot_prefixes(action))
+    if not matching:
+        assert found is None
+    else:
+        assert found is not None
+        assert key(found) == max(key(r) for r in matching)
