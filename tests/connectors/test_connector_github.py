@@ -790,6 +790,22 @@ def test_build_enterprise_base_url() -> None:
         ({"type": "github.nothing", "resource": {"target": "a/b"}}, "not an action"),
         (
             {
+                "type": "github.file.get",
+                "resource": {"target": "a/b"},
+                "parameters": {"path": "docs/../../../orgs/x"},
+            },
+            "not a valid path part",
+        ),
+        (
+            {
+                "type": "github.branch.delete",
+                "resource": {"target": "a/b"},
+                "parameters": {"branch_name": "x//y"},
+            },
+            "not a valid path part",
+        ),
+        (
+            {
                 "type": "github.pr.get",
                 "resource": {"target": "a/b"},
                 "parameters": {"pull_number": "1/../2"},
