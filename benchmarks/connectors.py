@@ -1,6 +1,6 @@
 """Connector parsing throughput: requests parsed per second over a mixed table.
 
-Run: ``python benchmarks/connectors.py [--seconds 2]``. Target: at least 100,000/s.
+Run: ``python benchmarks/connectors.py [--seconds 3] [--quick]``. Target: at least 100,000/s.
 Every request is parsed by its connector exactly as the proxy would (normalise the path,
 match the route, read the body when the route needs it, build the action spec).
 """
@@ -123,8 +123,9 @@ def _regex_ladder() -> list[tuple[re.Pattern[str], str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--quick", action="store_true", help="one short run (0.5 s)")
     args = parser.parse_args()
-    r = run(args.seconds)
+    r = run(0.5 if args.quick else args.seconds)
     print(f"connector parsing: mixed table of {len(MIX)} requests, {r['rounds']:.0f} rounds")
     print(
         f"  parse            median {r['parse']:>10,.0f} req/s  (best {r['parse_best']:,.0f})"
