@@ -6,7 +6,7 @@ Exit codes (the same for every command)::
     1  error (server unreachable, bad answer, invalid file...)
     2  usage (bad flags; argparse's own code)
     3  denied (a deny decision, or the server refused for lack of role)
-    4  approval pending, denied by a human, or timed out
+    4  approval required (`policy test` / `policy explain` decided require_approval)
 """
 
 from __future__ import annotations
