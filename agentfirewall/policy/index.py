@@ -11,7 +11,7 @@ bounded cache, so the policies that cannot match cost nothing per decision.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentfirewall.actions import ActionSpec
@@ -66,8 +66,13 @@ def _specialized(rule: CompiledRule, statics: dict[str, object]) -> CompiledRule
     if test is False:
         return None
     if test is True:
-        return rule if rule.tree is None else replace(rule, test=_always)
-    return rule if test is rule.test else replace(rule, test=test)
+        test = _always
+    if test is rule.test:
+        return rule
+    return CompiledRule(
+        rule.label, rule.decision, rule.reason, rule.risk_score, rule.approval, test, rule.tree,
+        rule.uid,
+    )  # fmt: skip
 
 
 def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: str | None) -> Plan:
@@ -75,15 +80,14 @@ def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: 
     statics: dict[str, object] = {"type": action, "agent": agent}
     if env is not None:
         statics["environment"] = env
-    keyed = []
+    # candidates come sorted by (priority, order): bucketing by class keeps that order
+    buckets: tuple[list[CompiledRule], ...] = ([], [], [])
     for policy in in_scope:
-        for position, rule in enumerate(policy.rules):
+        for rule in policy.rules:
             live = _specialized(rule, statics)
             if live is not None:
-                keyed.append(
-                    ((_CLASS[rule.decision], policy.priority, policy.order, position), live)
-                )
-    rules = tuple(rule for _, rule in sorted(keyed, key=lambda item: item[0]))
+                buckets[_CLASS[rule.decision]].append(live)
+    rules = (*buckets[0], *buckets[1], *buckets[2])
     suffix: list[float] = [0.0] * (len(rules) + 1)
     for index in range(len(rules) - 1, -1, -1):
         suffix[index] = max(suffix[index + 1], rules[index].risk_score)
