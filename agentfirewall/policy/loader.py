@@ -105,6 +105,9 @@ def parse_document(
             raise PolicyError("document is not valid UTF-8", file=source) from None
     if len(text) > MAX_DOCUMENT_BYTES:
         raise PolicyError("document larger than 1 MiB", file=source)
+    if text.lstrip().startswith("{"):
+        # JSON: tabs are whitespace there (never raw inside strings) but not in YAML
+        text = text.replace("\t", " ")
     try:
         _no_aliases(text, source)
         loader = YamlLoader(text)

@@ -158,3 +158,10 @@ def test_missing_file() -> None:
     with pytest.raises(PolicyError, match="cannot read file") as caught:
         load_policy_file("/nonexistent/policy.yaml")
     assert caught.value.file == "/nonexistent/policy.yaml"
+
+
+def test_json_with_tabs_and_line_numbers() -> None:
+    text = '{\n\t"name": "p",\n\t"rules": [\n\t\t{"name": "r", "decision": "perhaps"}\n\t]\n}\n'
+    errors = validate_policy_text(text, source="p.json")
+    assert [(e.line, e.field) for e in errors] == [(4, "rules[0].decision")]
+    assert load_policy(text.replace("perhaps", "deny")).rules[0].decision == "deny"
