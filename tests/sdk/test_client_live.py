@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
+import httpx
 import pytest
 
 from agentfirewall import ActionDenied, AgentFirewall, ApprovalError
@@ -219,3 +220,40 @@ def test_defaults_come_from_the_environment(
         AgentFirewall()
     monkeypatch.delenv("AAF_BASE_URL")
     assert AgentFirewall(api_key="k").base_url == "http://localhost:3000/api"
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """The real transport, counting the requests it sends and the statuses it gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: list[int] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.statuses.append(response.status_code)
+        return response
+
+
+def drain(firewall: AgentFirewall) -> None:
+    """Spend the agent's bucket (60 tokens, refilling 1 per second) until a 429."""
+    for _ in range(200):
+        try:
+            firewall.check("github.pr.merge")
+        except RateLimitError:
+            return
+    pytest.fail("the rate limit never applied")
+
+
+def test_the_sdk_retries_a_429_after_retry_after(shared_live_server: LiveServer) -> None:
+    limited = new_agent(shared_live_server, "burst", rate_limit_per_minute=60)
+    counting = CountingTransport()
+    with limited.firewall(max_retries=0) as once, limited.firewall(transport=counting) as tf:
+        for _ in range(5):  # a slow machine may refill a token between the two calls
+            drain(once)
+            counting.statuses.clear()
+            assert tf.check("github.pr.merge").allowed
+            if counting.statuses[0] == 429:
+                break
+    assert counting.statuses[0] == 429
+    assert counting.statuses[-1] == 200
