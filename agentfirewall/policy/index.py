@@ -109,6 +109,13 @@ def _always(spec: ActionSpec, ctx: EvaluationContext) -> bool:
     return True
 
 
+_VERBS = {"allow": "allowed", "deny": "denied", "require_approval": "held for approval"}
+
+
+def _default_reason(decision: Outcome, label: str) -> str:
+    return f"{_VERBS[decision]} by policy rule `{label}`"
+
+
 def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
     """Compile a validated policy (conditions to closures)."""
     rules = []
@@ -126,7 +133,7 @@ def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
             CompiledRule(
                 label=f"{policy.name}/{rule.name}",
                 decision=rule.decision,
-                reason=rule.reason,
+                reason=rule.reason or _default_reason(rule.decision, f"{policy.name}/{rule.name}"),
                 risk_score=float(rule.risk_score),
                 approval=approval,
                 test=tree.predicate if tree is not None else _always,

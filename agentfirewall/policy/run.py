@@ -45,13 +45,6 @@ class PolicyRun:
     approval: ApprovalRequirement | None
 
 
-def _reason(rule: CompiledRule) -> str:
-    if rule.reason:
-        return rule.reason
-    verb = {"allow": "allowed", "deny": "denied", "require_approval": "held for approval"}
-    return f"{verb[rule.decision]} by policy rule `{rule.label}`"
-
-
 def _failure(rule: CompiledRule, exc: Exception) -> str:
     return f"rule `{rule.label}` could not be evaluated: {exc}; failing closed"
 
@@ -73,7 +66,7 @@ def run_policies(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: flo
     if deciding is None:
         return PolicyRun(None, "", "", (0, 0), plan.policies, (), (), min(risk, 100.0), None)
     outcome: Outcome = "deny" if error else deciding.decision
-    reason = error or _reason(deciding)
+    reason = error or deciding.reason
     errors = [error] if error else []
     risk = max(risk, deciding.risk_score)
     others: list[str] = []
