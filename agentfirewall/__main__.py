@@ -184,11 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
     policy = top.add_parser("policy", help="validate, test and explain policies", epilog=_EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = policy.add_subparsers(dest="policy_command", required=True)
-    validate = sub.add_parser("validate", help="check policy files (errors: file:line: field)")
+    validate = sub.add_parser(
+        "validate",
+        help="check policy files (errors: file:line: field)",
+        description="Check YAML/JSON policy documents; print `file:line: `field`: message` "
+        "for each error and exit 1 when any file is invalid.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     validate.set_defaults(func=_cmd_validate)
-    test = sub.add_parser("test", help="run YAML test cases (a file or a directory)")
+    test = sub.add_parser(
+        "test",
+        help="run YAML test cases (a file or a directory)",
+        description="Run policy test cases (action + context -> expected outcome and rule), "
+        "like `opa test`; the case format is in docs/policies.md. Exit 1 on a failure.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     test.add_argument("paths", nargs="+", metavar="DIR")
     test.add_argument("-q", "--quiet", action="store_true", help="print failures only")
     test.set_defaults(func=_cmd_test)
