@@ -127,7 +127,7 @@ def test_register_an_agent_and_read_its_key_once(dash: Dashboard) -> None:
     assert re.fullmatch(r"aaf_live_[A-Za-z0-9]{32}", key)
     page.get_by_role("button", name="Copy").click()
     page.get_by_role("row", name=re.compile("DevOps Bot")).wait_for()
-    dash.screenshot(page, "agents-1280")
+    dash.screenshot(page, "agents-new-key-1280")
     # The key is real: the agent can use it.
     answer = httpx.post(
         f"{dash.url}/api/v1/actions/dry-run",
@@ -164,7 +164,7 @@ def test_approve_one_held_action_and_deny_another(dash: Dashboard) -> None:
     assert "12000" in params
     assert "sk_live_" not in params  # secrets masked
     assert re.search(r"\d+:\d\d", card.locator(".a-countdown").inner_text())
-    dash.screenshot(page, "approvals-1280")
+    dash.screenshot(page, "approvals-live-1280")
 
     waited: dict[str, Any] = {}
     waiter = threading.Thread(
@@ -319,7 +319,7 @@ def test_policy_editor_shows_a_validation_error_then_saves_a_valid_policy(dash: 
     page.locator("#diff .diff-del", has_text="risk_score: 80").wait_for()
     page.get_by_role("button", name="Disable hold-transfers").click()
     page.get_by_role("button", name="Enable hold-transfers").wait_for()
-    dash.screenshot(page, "policies-1280")
+    dash.screenshot(page, "policies-history-1280")
     watched.assert_clean()
 
 
@@ -338,7 +338,7 @@ def test_sandbox_explains_a_decision(dash: Dashboard) -> None:
     steps = page.locator("#sb-steps li")
     assert steps.count() >= 3
     assert "policies" in [steps.nth(i).get_attribute("data-step") for i in range(steps.count())]
-    dash.screenshot(page, "sandbox-1280")
+    dash.screenshot(page, "sandbox-result-1280")
     # Nothing was recorded: no approval is pending.
     assert dash.api("GET", "/approvals?status=pending")["approvals"] == []
     watched.assert_clean()

@@ -33,12 +33,11 @@ async function showKillSwitch() {
   const active = data.active || [];
   const badge = $("#kill-indicator");
   badge.hidden = active.length === 0;
-  badge.textContent = active.length ? `Kill switch active (${active.map((k) => k.target || k.scope).join(", ")})` : "";
+  badge.textContent = active.length ? `Kill switch: ${active.map((k) => k.target || k.scope).join(", ")}` : "";
   return active;
 }
 
 async function logout() {
-  window.sessionStorage.removeItem("tf_login");
   try {
     await api("/auth/logout", { method: "POST" });
   } catch (error) {
@@ -47,26 +46,10 @@ async function logout() {
   window.location.assign(`${BASE}/login`);
 }
 
-// The login answer, kept for this tab in case the server has no GET /auth/me.
-export function rememberLogin(answer) {
-  window.sessionStorage.setItem("tf_login", JSON.stringify({ user: answer.user, csrf_token: answer.csrf_token }));
-}
-
-async function whoAmI() {
-  try {
-    return await api("/auth/me");
-  } catch (error) {
-    const stored = window.sessionStorage.getItem("tf_login");
-    if (error.status !== 404 || !stored) throw error;
-    await api("/status"); // still signed in? (401 sends the browser to the sign-in page)
-    return JSON.parse(stored);
-  }
-}
-
 export async function startPage(main) {
   let me;
   try {
-    me = await whoAmI();
+    me = await api("/auth/me");
   } catch (error) {
     if (error.status !== 401) window.location.assign(signInUrl());
     return;

@@ -1,6 +1,5 @@
 import { api, BASE } from "../api.js";
 import { $, errorMessage, formToObject } from "../dom.js";
-import { rememberLogin } from "../session.js";
 
 function nextPage() {
   const next = new URLSearchParams(window.location.search).get("next") || "";
@@ -21,7 +20,7 @@ $("#login-form").addEventListener("submit", async (event) => {
   }
   form.querySelector("button").disabled = true;
   try {
-    rememberLogin(await api("/auth/login", { method: "POST", json: { email, password } }));
+    await api("/auth/login", { method: "POST", json: { email, password } });
     window.location.assign(nextPage());
   } catch (failure) {
     error.textContent = failure.status === 401 ? "Wrong email or password." : errorMessage(failure);

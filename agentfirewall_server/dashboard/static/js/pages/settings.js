@@ -18,6 +18,7 @@ async function setKillSwitch(body, question) {
   try {
     await api("/kill-switch", { method: "POST", json: body });
     notify(body.active ? "Kill switch activated." : "Kill switch deactivated.");
+    if (body.active) $("#kill-form").reset();
   } catch (error) { fail(error); }
   await loadKillSwitch().catch(fail);
 }

@@ -1,6 +1,5 @@
 import { api, BASE } from "../api.js";
 import { $, errorMessage, formToObject } from "../dom.js";
-import { rememberLogin } from "../session.js";
 
 // Keep the one-time token out of the address bar, history and any Referer.
 const setupToken = new URLSearchParams(window.location.search).get("token") || "";
@@ -25,7 +24,7 @@ $("#setup-form").addEventListener("submit", async (event) => {
   form.querySelector("button").disabled = true;
   try {
     await api("/auth/setup", { method: "POST", json: { setup_token: setupToken, email, password } });
-    rememberLogin(await api("/auth/login", { method: "POST", json: { email, password } }));
+    await api("/auth/login", { method: "POST", json: { email, password } });
     window.location.assign(`${BASE}/overview`);
   } catch (failure) {
     showError(errorMessage(failure));
