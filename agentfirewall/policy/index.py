@@ -49,7 +49,8 @@ _CLASS = {"deny": 0, "require_approval": 1, "allow": 2}
 class Plan:
     """The rules to run for one (agent, action type, environment), in decision order.
 
-    `rules` holds every rule of the policies in scope sorted by class (deny, then
+    `rules` holds the rules of the policies in scope that can still match once the
+    static fields (type, environment, agent) are known, sorted by class (deny, then
     require_approval, then allow), then by policy priority: the first rule that
     matches decides. `suffix_risk[i]` is the highest risk_score from rule i on, so
     evaluation can stop once no later rule could raise the risk score.
