@@ -23,6 +23,7 @@ _METHOD_RE = re.compile(r"[A-Za-z]{1,20}")
 _OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 _OVERRIDE_QUERY_RE = re.compile(r"(?:^|&)_method(?:=|&|$)", re.IGNORECASE)
 _LOW_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_PLAIN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 _AUTH_SCHEMES = {"bearer": "Bearer", "token": "token"}
 
 
@@ -35,7 +36,7 @@ def fallback_risk(method: str) -> Risk:
 
 def request_method(req: HttpRequest, connector: str) -> str:
     """The upper-cased method, refusing odd tokens and method-override tricks."""
-    if not _METHOD_RE.fullmatch(req.method):
+    if req.method not in _PLAIN_METHODS and not _METHOD_RE.fullmatch(req.method):
         raise ConnectorError("refused method: not a plain HTTP method token", connector=connector)
     for name, _ in req.headers:
         if name.lower() in _OVERRIDE_HEADERS:
@@ -90,11 +91,14 @@ def _constructed(cls: type[_M], values: dict[str, Any]) -> _M:
     """``cls.model_construct(**values)`` for a model without defaults to fill, private
     attributes or extras, minus the generic bookkeeping (the hot path of every parse)."""
     model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", values)
-    object.__setattr__(model, "__pydantic_fields_set__", set(values))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
     return model
+
+
+_set = object.__setattr__
 
 
 class Connector:

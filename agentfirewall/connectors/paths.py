@@ -40,17 +40,13 @@ def split_path(raw: str, *, connector: str = "") -> tuple[str, ...]:
         )
     if "%" in raw:
         raw = _ESCAPE_RE.sub(lambda m: _decode_escape(m, raw, connector), raw)
-    segments = raw[1:].split("/")
-    if len(segments) > 1 and segments[-1] == "":
-        segments.pop()
-    if segments == [""]:
-        return ()
-    for segment in segments:
-        if segment in ("", ".", ".."):
-            raise ConnectorError(
-                f"refused path `{_show(raw)}`: empty or dot segment", connector=connector
-            )
-    return tuple(segments)
+    body = raw[1:-1] if len(raw) > 1 and raw[-1] == "/" else raw[1:]
+    framed = f"/{body}/"
+    if "//" in raw or "/./" in framed or "/../" in framed:
+        raise ConnectorError(
+            f"refused path `{_show(raw)}`: empty or dot segment", connector=connector
+        )
+    return tuple(body.split("/")) if body else ()
 
 
 def _decode_escape(match: re.Match[str], raw: str, connector: str) -> str:

@@ -180,11 +180,12 @@ class RouteTable:
         root = self._tries.get("GET" if method == "HEAD" else method)
         if root is None:
             return None
-        lowered = tuple("/".join(segments).lower().split("/"))
-        found = _first_path(root, segments, lowered) or _walk(
-            root, segments, lowered, 0, [], relaxed=False
-        )
-        relaxed = found is None
+        found = _first_path(root, segments)
+        relaxed = False
+        if found is None:
+            lowered = tuple("/".join(segments).lower().split("/"))
+            found = _walk(root, segments, lowered, 0, [], relaxed=False)
+            relaxed = found is None
         if found is None:
             found = _walk(root, segments, lowered, 0, [], relaxed=True)
         if found is None and segments and "." in segments[-1][1:]:
@@ -197,7 +198,7 @@ class RouteTable:
         (route, names), raw_values = found
         values: dict[str, str | int] = {}
         for (name, is_int), raw in zip(names, raw_values, strict=True):
-            decoded = decode_segment(raw, connector=self.connector)
+            decoded = decode_segment(raw, connector=self.connector) if "%" in raw else raw
             values[name] = int(decoded) if is_int and _is_digits(decoded) else decoded
         return Match(route, values, relaxed)
 
@@ -214,7 +215,7 @@ def _order(node: _Node) -> None:
 _Found = tuple[tuple[Route, tuple[tuple[str, bool], ...]], list[str]]
 
 
-def _first_path(node: _Node, segments: tuple[str, ...], lowered: tuple[str, ...]) -> _Found | None:
+def _first_path(node: _Node, segments: tuple[str, ...]) -> _Found | None:
     """The walk's first choice at every step, without backtracking (the common case).
 
     When it succeeds it is exactly what :func:`_walk` returns (the walk tries the same
@@ -222,7 +223,7 @@ def _first_path(node: _Node, segments: tuple[str, ...], lowered: tuple[str, ...]
     """
     values: list[str] = []
     for index, segment in enumerate(segments):
-        child = node.literals.get(lowered[index])
+        child = node.literals.get(segment.lower())
         if child is None:
             for (kind, suffix), candidate in node.variables.items():
                 value = _variable_value(kind, suffix, segment, relaxed=False)

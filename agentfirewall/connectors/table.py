@@ -21,7 +21,7 @@ from agentfirewall.connectors.base import Connector, make_spec, request_method
 from agentfirewall.connectors.bodies import FormData, parse_form, parse_json, parse_json_prefix
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction, risk_rank
 from agentfirewall.connectors.paths import split_path
-from agentfirewall.connectors.routes import Match, Route, RouteTable, Variant
+from agentfirewall.connectors.routes import Match, Route, RouteTable, Variant, template_vars
 from agentfirewall.errors import ConnectorError
 
 __all__ = ["BuildAlias", "Fields", "RouteConnector"]
@@ -48,6 +48,21 @@ class BuildAlias:
 def format_vars(template: str) -> tuple[str, ...]:
     """Field names of a ``str.format`` template."""
     return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What parsing a route needs, worked out once: which path variables become
+    parameters, which fields to read, and how to name the resource (a template over path
+    variables, None, or ``"dynamic"`` when body fields may decide)."""
+
+    path_params: tuple[str, ...]
+    fields: tuple[tuple[str, bool], ...]
+    account: str | None
+    target: str | None
+
+
+_DYNAMIC = "dynamic"
 
 
 class RouteConnector(Connector):
@@ -103,6 +118,30 @@ class RouteConnector(Connector):
         self.resource_vars = frozenset(
             v for template in (*accounts, *targets) for v in format_vars(template)
         )
+        self.plans = {id(route): self._plan(route) for route in routes}
+
+    def _plan(self, route: Route) -> _Plan:
+        path_vars = set(template_vars(route.path))
+        fields = tuple((f.partition(":")[0], f.endswith(":int")) for f in route.params)
+        maybe = path_vars | {name for name, _ in fields}
+        dynamic = type(self).body_parameters is not RouteConnector.body_parameters
+
+        def choose(override: str | None, templates: tuple[str, ...]) -> str | None:
+            for template in (override,) if override is not None else templates:
+                names = set(format_vars(template))
+                if dynamic or (not names <= path_vars and names <= maybe):
+                    return _DYNAMIC
+                if names <= path_vars:
+                    return template
+            return None
+
+        account = _DYNAMIC if self.account_header else choose(route.account, self.accounts)
+        return _Plan(
+            path_params=tuple(v for v in template_vars(route.path) if v not in self.resource_vars),
+            fields=fields,
+            account=account,
+            target=choose(route.target, self.targets),
+        )
 
     # -- parsing ---------------------------------------------------------------------
 
@@ -136,31 +175,28 @@ class RouteConnector(Connector):
 
     def _parsed(self, req: HttpRequest, method: str, match: Match) -> ParsedAction:
         route = match.route
-        values: dict[str, object] = dict(match.values)
-        params: dict[str, JsonValue] = {
-            k: v for k, v in match.values.items() if k not in self.resource_vars
-        }
+        plan = self.plans[id(route)]
+        path_values = match.values
+        params: dict[str, JsonValue] = {n: path_values[n] for n in plan.path_params}
         hints: dict[str, JsonValue] = {"path_relaxed": True} if match.relaxed else {}
         action, risk = route.action, route.risk
         if route.reads_body:
             body, truncated = self._body(req, method, route)
             query = parse_form(req.query, connector=self.name) if req.query else {}
-            for field_spec in route.params:
-                if field_spec.partition(":")[0] not in body and not query:
-                    continue
-                name, value = self._field(field_spec, body, query)
-                if value is not None:
-                    params[name] = value
+            for name, is_int in plan.fields:
+                if name in body or (query and name in query):
+                    value = self._field(name, is_int, body, query)
+                    if value is not None:
+                        params[name] = value
             action, risk = self._variant(route, body, query)
             params.update(self.body_parameters(route, body))
             if truncated:
                 hints["body_truncated"] = True
-        values.update(params)
         spec = make_spec(
             action,
             provider=self.name,
-            account=self._resource(route.account, self.accounts, values, req),
-            target=self._resource(route.target, self.targets, values, None),
+            account=self._resource(plan.account, route.account, self.accounts, match, params, req),
+            target=self._resource(plan.target, route.target, self.targets, match, params, None),
             parameters=params,
             risk_hints=hints,
             connector=self.name,
@@ -200,22 +236,21 @@ class RouteConnector(Connector):
         data = parse_json(req.body, connector=self.name)
         return (data if isinstance(data, dict) else {}), False
 
-    def _field(self, spec: str, body: Fields, query: FormData) -> tuple[str, JsonValue]:
-        name, _, kind = spec.partition(":")
+    def _field(self, name: str, is_int: bool, body: Fields, query: FormData) -> JsonValue:
         value = _single(name, body.get(name), self.name)
         from_query = _single(name, query.get(name), self.name)
         if value is None:
             value = from_query
         elif from_query is not None and from_query != value:
             raise ConnectorError(f"conflicting `{name}` in query and body", connector=self.name)
-        if value is not None and kind == "int":
+        if value is not None and is_int:
             value = _as_int(name, value, self.name)
-        return name, value
+        return value
 
     def _variant(self, route: Route, body: Fields, query: FormData) -> tuple[str, Risk]:
         if not route.variants:
             return route.action, route.risk
-        flat = {v.field: self._field(v.field, body, query)[1] for v in route.variants}
+        flat = {v.field: self._field(v.field, False, body, query) for v in route.variants}
         for variant in route.variants:
             if variant.matches(flat):
                 return variant.action, variant.risk
@@ -223,15 +258,22 @@ class RouteConnector(Connector):
 
     def _resource(
         self,
+        plan: str | None,
         override: str | None,
         templates: tuple[str, ...],
-        values: Mapping[str, object],
+        match: Match,
+        params: Mapping[str, object],
         req: HttpRequest | None,
     ) -> str | None:
+        if plan is None:
+            return None
+        if plan != _DYNAMIC:
+            return plan.format_map(match.values)
         if req is not None and self.account_header:
             header = req.header(self.account_header)
             if header:
                 return header.strip()
+        values = {**match.values, **params}
         for template in (override,) if override is not None else templates:
             names = format_vars(template)
             found = [values.get(n) for n in names]

@@ -274,6 +274,6 @@ def test_first_choice_path_agrees_with_the_full_walk(method: str, segments: list
         return
     parts = tuple(segments)
     lowered = tuple(s.lower() for s in parts)
-    fast = _first_path(root, parts, lowered)
+    fast = _first_path(root, parts)
     if fast is not None:
         assert fast == _walk(root, parts, lowered, 0, [], relaxed=False)
