@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentfirewall_proxy.control import Control, ControlError
 
@@ -38,15 +38,22 @@ class Holds:
     def __len__(self) -> int:
         return len(self.held)
 
-    def kill(self, flow: Flow) -> None:
+    def kill(self, flow: Flow, outcome: HoldOutcome = "killed") -> None:
         future = self.held.get(flow)
         if future is not None and not future.done():
-            future.set_result("killed")
+            future.set_result(outcome)
+
+    def release_all(self) -> None:
+        """On shutdown: every held request ends (its approval stays on the server)."""
+        for flow in list(self.held):
+            self.kill(flow, "gone")
 
     @staticmethod
     def payload(flow: Flow, timeout: float) -> dict[str, object]:
-        assert flow.parsed is not None and flow.decision is not None
-        assert flow.agent is not None and flow.connector is not None
+        assert flow.parsed is not None
+        assert flow.decision is not None
+        assert flow.agent is not None
+        assert flow.connector is not None
         spec, decision = flow.parsed.spec, flow.decision
         body: dict[str, object] = {
             "agent": flow.agent.name,
@@ -63,11 +70,11 @@ class Holds:
         return body
 
     async def hold(
-        self, flow: Flow, timeout: float, closed: Callable[[], Awaitable[None]]
+        self, flow: Flow, seconds: float, closed: Callable[[], Awaitable[None]]
     ) -> HoldOutcome:
         """Create the approval and wait for its outcome (or the client, or the kill switch)."""
         try:
-            approval = await self.control.create_approval(self.payload(flow, timeout))
+            approval = await self.control.create_approval(self.payload(flow, seconds))
         except ControlError:
             return "unavailable"
         if approval.get("status") == "approved":
@@ -77,7 +84,7 @@ class Holds:
         self.held[flow] = killed
         gone = asyncio.ensure_future(closed())
         try:
-            return await self._wait(str(approval["id"]), loop.time() + timeout, killed, gone)
+            return await self._wait(str(approval["id"]), loop.time() + seconds, killed, gone)
         finally:
             self.held.pop(flow, None)
             gone.cancel()
@@ -90,36 +97,47 @@ class Holds:
         gone: asyncio.Future[None],
     ) -> HoldOutcome:
         loop = asyncio.get_running_loop()
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return "timeout"
-            poll = asyncio.ensure_future(
-                self.control.wait_approval(approval_id, min(_POLL, remaining))
-            )
-            await asyncio.wait(
-                {poll, killed, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-            if not poll.done():
+        poll: asyncio.Future[dict[str, Any]] | None = None
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return "timeout"
+                poll = asyncio.ensure_future(
+                    self.control.wait_approval(approval_id, min(_POLL, remaining))
+                )
+                waiting: set[asyncio.Future[Any]] = {poll, killed, gone}
+                await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                if killed.done():
+                    return killed.result()
+                if gone.done():
+                    return "gone"
+                if not poll.done():
+                    continue
+                outcome = await self._settle(approval_id, poll)
+                if outcome is not None:
+                    return outcome
+        finally:
+            if poll is not None and not poll.done():
                 poll.cancel()
-            if killed.done():
-                return "killed"
-            if gone.done():
-                return "gone"
-            if not poll.done() or poll.cancelled():
-                continue
+
+    async def _settle(
+        self, approval_id: str, poll: asyncio.Future[dict[str, Any]]
+    ) -> HoldOutcome | None:
+        """The outcome a finished long-poll tells, or None to keep waiting."""
+        try:
+            status = str(poll.result().get("status"))
+        except ControlError:
+            await asyncio.sleep(1.0)
+            return None
+        if status == "approved":
             try:
-                status = str(poll.result().get("status"))
+                await self.control.consume_approval(approval_id)
             except ControlError:
-                await asyncio.sleep(1.0)
-                continue
-            if status == "approved":
-                try:
-                    await self.control.consume_approval(approval_id)
-                except ControlError:
-                    return "unavailable"
-                return "approved"
-            if status == "denied":
-                return "denied"
-            if status in ("expired", "used"):
-                return "timeout"
+                return "unavailable"
+            return "approved"
+        if status == "denied":
+            return "denied"
+        if status in ("expired", "used"):
+            return "timeout"
+        return None

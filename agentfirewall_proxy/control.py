@@ -68,7 +68,7 @@ class HttpControl:
         )
 
     async def _call(
-        self, method: str, path: str, *, json_body: object = None, **params: object
+        self, method: str, path: str, *, json_body: object = None, **params: int | None
     ) -> httpx.Response:
         timeout = float(str(params.get("wait") or params.get("timeout") or 0)) + 15.0
         try:

@@ -308,12 +308,12 @@ async def _respond(
         elif await up.next_event(gateway.options.io_timeout) is not END:
             reusable = False
     else:
-        reusable = await _stream_response_body(gateway, conn, up, flow, chunk_out, close_delimited)
-        if reusable is None:
+        ended = await _stream_response_body(gateway, conn, up, flow, chunk_out, close_delimited)
+        if ended is None:
             conn.abort()
             up.abort()
             return False
-        reusable = reusable and response.keep_alive
+        reusable = ended and response.keep_alive
     await conn.flush()
     if reusable:
         gateway.pool.release(up)

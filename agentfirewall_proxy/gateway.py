@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentfirewall.decisions import ApprovalRequirement
-
 from agentfirewall_proxy import agentports
 from agentfirewall_proxy.approvals import Holds
 from agentfirewall_proxy.certs import CertStore, load_or_create_ca
@@ -54,6 +53,7 @@ class Gateway:
             control, batch=options.traffic_batch, interval=options.traffic_interval
         )
         self.active: dict[Flow, tuple[ClientConnection, UpstreamConnection | None]] = {}
+        self.connections: set[ClientConnection] = set()
         self.ready = asyncio.Event()
         self.port: int | None = None
         self.agent_ports = agentports.AgentPorts(self)
@@ -250,6 +250,13 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
             for server in self._servers:
                 server.close()
+            self.holds.release_all()
+            for conn in list(self.connections):
+                conn.abort()
+            for _, up in list(self.active.values()):
+                if up is not None:
+                    up.abort()
             self.pool.close()
+            await asyncio.sleep(0.01)  # let the aborted transports and held flows finish
             self.certs.close()
             await self.control.aclose()

@@ -258,7 +258,8 @@ def http_request(flow: Flow, head: Head, body: bytes, complete: bool) -> HttpReq
 
 def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision:
     """Parse the action and evaluate it; any failure is a deny (fail closed)."""
-    assert flow.agent is not None and flow.connector is not None
+    assert flow.agent is not None
+    assert flow.connector is not None
     decision = config.decide(flow.agent, flow.connector, request, datetime.now(UTC))
     flow.parsed, flow.decision = decision
     return flow.decision
@@ -268,7 +269,8 @@ def upstream_headers(
     head: Head, flow: Flow, host_header: bytes, content_length: int | None
 ) -> list[tuple[bytes, bytes]]:
     """Forwarded headers: hop-by-hop and proxy headers dropped, agent auth replaced."""
-    assert flow.connector is not None and flow.agent is not None
+    assert flow.connector is not None
+    assert flow.agent is not None
     drop = flow.connector.auth_header_names
     headers = [(b"Host", host_header)]
     headers.extend(

@@ -148,6 +148,7 @@ async def handle_client(
     port_agent: str | None = None,
 ) -> None:
     conn = ClientConnection(reader, writer, gateway, port_agent)
+    gateway.connections.add(conn)
     try:
         await _serve(conn, None)
     except (ConnectionError, TimeoutError, ssl.SSLError, OSError):
@@ -158,6 +159,7 @@ async def handle_client(
         gateway.stats["errors"] += 1
         traceback.print_exc(limit=8, file=sys.stderr)
     finally:
+        gateway.connections.discard(conn)
         conn.abort()
 
 
@@ -216,7 +218,8 @@ async def _connect(conn: ClientConnection, head: Head) -> None:
     context = gateway.certs.context_for(flow.host)
     await conn.writer.start_tls(context, ssl_handshake_timeout=conn.options.header_timeout)
     conn.parser = RequestParser(conn.options.max_head_bytes)
-    assert flow.agent is not None and flow.connector is not None
+    assert flow.agent is not None
+    assert flow.connector is not None
     await _serve(conn, Tunnel(flow.host, flow.port, flow.agent, flow.connector))
 
 

@@ -166,14 +166,14 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
     connectors: dict[str, ConnectorEntry] = {}
     for raw in data.get("connectors", []):
         try:
-            entry = _connector(raw)
+            compiled = _connector(raw)
         except (AgentFirewallError, KeyError, ValueError) as exc:
             # One broken connector must not take the others down: its hosts stay unrouted.
             print(
                 f"agentfirewall_proxy: connector `{raw.get('id')}` skipped: {exc}", file=sys.stderr
             )
             continue
-        connectors[entry.id] = entry
+        connectors[compiled.id] = compiled
     router = ConnectorRouter(
         [RoutedConnector(c.id, c.type, c.domains, c.base_url) for c in connectors.values()]
     )

@@ -9,6 +9,7 @@ they are kept (oldest dropped beyond ``limit``, counted in ``dropped``) and retr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from typing import Any
 
@@ -43,10 +44,8 @@ class TrafficShipper:
         """Ship until cancelled; a final flush is attempted on the way out."""
         try:
             while True:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.interval)
-                except TimeoutError:
-                    pass
                 self._full.clear()
                 await self.flush()
         finally:

@@ -55,11 +55,11 @@ class UpstreamConnection:
     reused: bool = False
 
     async def next_event(
-        self, timeout: float
+        self, seconds: float
     ) -> ResponseHead | bytes | object | Upgrade | ParseError | _Eof:
         events = self.parser.events
         while not events:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 data = await self.reader.read(65536)
             if not data:
                 return EOF

@@ -21,7 +21,6 @@ from agentfirewall_proxy.control import Control, StaticControl
 from agentfirewall_proxy.gateway import Gateway
 from agentfirewall_proxy.main import build_gateway
 from agentfirewall_proxy.options import Options, parse_resolve
-
 from tests.fakes import FakeUpstreams
 
 KEY = "aaf_live_" + "k" * 32
@@ -104,7 +103,7 @@ def snapshot(
                 "key_hashes": [key_hash(OTHER_KEY)],
                 "proxy_port": None,
             },
-        ],  # fmt: skip
+        ],
         "connectors": list(connectors)
         if connectors is not None
         else [connector(k) for k in DOMAINS],
@@ -128,7 +127,8 @@ class RunningGateway:
 
     @property
     def port(self) -> int:
-        assert self.gateway is not None and self.gateway.port is not None
+        assert self.gateway is not None
+        assert self.gateway.port is not None
         return self.gateway.port
 
     def proxy_url(self, key: str = KEY, name: str = "Bot") -> str:
@@ -149,6 +149,7 @@ class RunningGateway:
             except ImportError:
                 loop = asyncio.new_event_loop()
             self._loop = loop
+            asyncio.set_event_loop(loop)
             self.gateway = build_gateway(self.options, control=self.control)
 
             async def main() -> None:
@@ -166,6 +167,12 @@ class RunningGateway:
                     self._error = exc
 
             loop.run_until_complete(main())
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(asyncio.sleep(0.05))
             loop.close()
 
         self._thread = threading.Thread(target=run, name="tf-gateway", daemon=True)

@@ -97,7 +97,7 @@ def plain(method: str, url: str, *extra: bytes, host: str = "api.github.com") ->
             403,
         ),
         ("backslash path", plain("GET", "http://api.github.com/user\\..\\x", b"\r\n"), 400),
-    ],  # fmt: skip
+    ],
     ids=lambda value: value if isinstance(value, str) and "\n" not in value else "",
 )
 def test_refused_and_nothing_forwarded(
@@ -116,7 +116,8 @@ def test_denied_body_names_action_rule_reason_and_request_id(gateway: RunningGat
     data = json.loads(body)
     assert data["error"] == "denied"
     assert data["action"] == "github.repo.delete"
-    assert data["rule"] and data["reason"]
+    assert data["rule"]
+    assert data["reason"]
     assert data["request_id"].encode() in head
 
 
@@ -182,7 +183,8 @@ def test_pipelined_inside_tunnel(gateway: RunningGateway, fakes: FakeUpstreams) 
             b"DELETE /repos/acme/api HTTP/1.1\r\nHost: api.github.com\r\nConnection: close\r\n\r\n"
         )
         answer = read_all(tls)
-    assert answer.count(b"HTTP/1.1 200") == 1 and answer.count(b"HTTP/1.1 403") == 1
+    assert answer.count(b"HTTP/1.1 200") == 1
+    assert answer.count(b"HTTP/1.1 403") == 1
     assert [r.method for r in fakes["github"].received()] == ["GET"]
 
 

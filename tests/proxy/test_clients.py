@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (agent scripts are embedded verbatim)
 """Real client stacks through the gateway, each run as an agent process that has only the
 proxy variables and a CA bundle (system CAs + the gateway CA) in its environment, calling
 the real hostnames, which the gateway's resolve map sends to the local fakes on real TLS.
@@ -102,7 +103,8 @@ def assert_credential(fakes: FakeUpstreams, name: str, expected: str) -> None:
     assert received, f"nothing reached {name}"
     for request in received:
         assert request.header("authorization") == expected
-        assert PLACEHOLDER not in request.raw_text() and KEY not in request.raw_text()
+        assert PLACEHOLDER not in request.raw_text()
+        assert KEY not in request.raw_text()
 
 
 GITHUB_SCRIPTS = {
@@ -209,7 +211,8 @@ def test_git_clone_and_ls_remote(agents: Env, fakes: FakeUpstreams, tmp_path: Pa
     assert_credential(fakes, "git", f"token {CREDENTIALS['github']}")
     denied = subprocess.run(["git", "ls-remote", url], env={**env, **agents.env(OTHER_KEY)},
                             capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert denied.returncode != 0 and "403" in denied.stderr
+    assert denied.returncode != 0
+    assert "403" in denied.stderr
 
 
 def test_openai_sdk(agents: Env, fakes: FakeUpstreams) -> None:
@@ -294,5 +297,6 @@ def test_slack_sdk(agents: Env, fakes: FakeUpstreams) -> None:
 
 def test_agent_env_is_self_contained(agents: Env) -> None:
     env = agents.env()
-    assert env["SSL_CERT_FILE"] == str(agents.bundle) and "SSL_CERT_DIR" not in env
+    assert env["SSL_CERT_FILE"] == str(agents.bundle)
+    assert "SSL_CERT_DIR" not in env
     assert os.path.exists(env["SSL_CERT_FILE"])

@@ -95,7 +95,8 @@ def test_allowed_call_gets_the_connector_credential_and_tameflare_headers(
     assert answer.status_code == 200
     seen = fakes["github"].last()
     assert seen.header("authorization") == f"token {CREDENTIALS['github']}"
-    assert PLACEHOLDER not in seen.raw_text() and KEY not in seen.raw_text()
+    assert PLACEHOLDER not in seen.raw_text()
+    assert KEY not in seen.raw_text()
     assert seen.header("x-tameflare-agent") == "Bot"
     assert str(seen.header("x-tameflare-request-id")).startswith("req_")
     assert seen.header("proxy-authorization") is None
@@ -123,11 +124,13 @@ def test_traffic_records_and_heartbeats_hold_no_secret(
         403,
         "DELETE",
     )
-    assert deleted["host"] == "api.github.com" and deleted["agent"] == "Bot"
+    assert deleted["host"] == "api.github.com"
+    assert deleted["agent"] == "Bot"
     text = json.dumps(records) + json.dumps(control.heartbeats)
     for secret in (PLACEHOLDER, KEY, "s3cr3t", CREDENTIALS["github"]):
         assert secret not in text
-    assert control.heartbeats and control.heartbeats[0]["listen"].endswith(str(running.port))
+    assert control.heartbeats
+    assert control.heartbeats[0]["listen"].endswith(str(running.port))
 
 
 def test_monitor_forwards_everything_and_records_would_outcomes(
@@ -153,7 +156,8 @@ def test_soft_enforce_forwards_denies_but_holds_approvals(
     with client(running) as http:
         assert http.delete("https://api.github.com/repos/acme/api").status_code == 204
         assert http.put(MERGE, json={}).status_code == 408
-    assert control.pending() and fakes["github"].received("PUT") == []
+    assert control.pending()
+    assert fakes["github"].received("PUT") == []
 
 
 def test_held_request_completes_after_approval(
@@ -167,7 +171,8 @@ def test_held_request_completes_after_approval(
         assert fakes["github"].received("PUT") == []
         control.approve(approval["id"])
         thread.join(15)
-    assert out[0].status_code == 200 and out[0].json()["merged"] is True
+    assert out[0].status_code == 200
+    assert out[0].json()["merged"] is True
     forwarded = fakes["github"].received("PUT")
     assert len(forwarded) == 1
     assert forwarded[0].header("authorization") == f"token {CREDENTIALS['github']}"
@@ -204,7 +209,8 @@ def test_approval_survives_disconnect_and_an_identical_retry_goes_through_once(
         http.put(MERGE, json={"merge_method": "squash"}, timeout=1.0)
     (approval,) = wait_pending(control)
     time.sleep(0.2)
-    assert running.gateway is not None and len(running.gateway.holds) == 0  # let go of it
+    assert running.gateway is not None
+    assert len(running.gateway.holds) == 0
     control.approve(approval["id"])
     with client(running) as http:
         assert http.put(MERGE, json={"merge_method": "squash"}).status_code == 200
@@ -228,9 +234,10 @@ def test_kill_switch_refuses_new_requests_and_cuts_held_and_in_flight(
         with streaming_client.stream("GET", url) as response:
             chunks = response.iter_raw()
             next(chunks)
-            snap = snapshot(GITHUB_RULES, connectors=[connector("github")],
-                            kill_switches=[{"scope": "all", "target": None, "reason": "stop"}])  # fmt: skip
-            control.update(snap)
+            kill = [{"scope": "all", "target": None, "reason": "stop"}]
+            control.update(
+                snapshot(GITHUB_RULES, connectors=[connector("github")], kill_switches=kill)
+            )
             with pytest.raises(httpx.HTTPError):
                 for _ in chunks:
                     pass

@@ -100,7 +100,8 @@ def test_allow_deny_traffic_and_heartbeat(
     with client(running, setup) as http:
         ok = http.get("https://api.github.com/user", headers={"Authorization": PLACEHOLDER})
         denied = http.delete("https://api.github.com/repos/acme/api")
-    assert ok.status_code == 200 and denied.status_code == 403
+    assert ok.status_code == 200
+    assert denied.status_code == 403
     assert fakes["github"].last().header("authorization") == f"token {CREDENTIALS['github']}"
     rows = poll(lambda: live_server.admin("GET", "/v1/traffic").json()["traffic"])
     rows = poll(lambda: len(live_server.admin("GET", "/v1/traffic").json()["traffic"]) >= 2
@@ -121,7 +122,8 @@ def test_held_request_approved_through_the_api(
         thread = threading.Thread(target=lambda: out.append(http.put(MERGE, json={})))
         thread.start()
         (approval,) = poll(lambda: pending(live_server))
-        assert approval["source"] == "proxy" and approval["request"]["host"] == "api.github.com"
+        assert approval["source"] == "proxy"
+        assert approval["request"]["host"] == "api.github.com"
         answer = live_server.admin("POST", f"/v1/approvals/{approval['id']}/approve", json={})
         assert answer.status_code == 200, answer.text
         thread.join(30)
