@@ -78,7 +78,7 @@ class Request:
     amount: int
 
 
-def generate(n: int, rng: random.Random) -> list[GenRule]:
+def generate(n: int, rng: random.Random, deny_share: float = 0.35) -> list[GenRule]:
     agents = max(1, n // 10)
     rules = []
     globals_left = min(20, n // 10)
@@ -102,7 +102,7 @@ def generate(n: int, rng: random.Random) -> list[GenRule]:
                 amount = 50_000
         else:
             agent = f"agent-{rng.randrange(agents)}"
-        effect = "deny" if rng.random() < 0.35 else "allow"
+        effect = "deny" if rng.random() < deny_share else "allow"
         rules.append(GenRule(agent, pattern, amount, env, effect))
     return rules
 
@@ -364,7 +364,7 @@ def cross_check(
             )
 
 
-def run(sizes: list[int], budget: float, check: int, seed: int) -> list[Row]:
+def run(sizes: list[int], budget: float, check: int, seed: int, deny_share: float) -> list[Row]:
     rows: list[Row] = []
     builders: list[
         tuple[
@@ -381,7 +381,7 @@ def run(sizes: list[int], budget: float, check: int, seed: int) -> list[Row]:
     ]
     for size in sizes:
         rng = random.Random(seed + size)
-        rules = generate(size, rng)
+        rules = generate(size, rng, deny_share)
         requests = requests_for(rules, 2000, rng)
         reference = naive_engine(rules)
         allow_share = sum(reference(r) == "allow" for r in requests[:500]) / 5
@@ -455,13 +455,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--check", type=int, default=300, help="requests cross-checked per engine")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--deny-share", type=float, default=0.35, help="share of deny rules (default 0.35)"
+    )
     args = parser.parse_args(argv)
     sizes = args.sizes or ([10, 100, 1000] if args.quick else [10, 100, 1000, 10_000])
     budget = args.budget or (0.5 if args.quick else 2.0)
     check = min(args.check, 100) if args.quick else args.check
     print(f"python {sys.version.split()[0]}; sizes {sizes}; {budget}s per engine and size")
     started = time.perf_counter()
-    rows = run(sizes, budget, check, args.seed)
+    rows = run(sizes, budget, check, args.seed, args.deny_share)
     print_table(rows)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
