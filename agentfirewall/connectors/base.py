@@ -38,9 +38,12 @@ def request_method(req: HttpRequest, connector: str) -> str:
     """The upper-cased method, refusing odd tokens and method-override tricks."""
     if req.method not in _PLAIN_METHODS and not _METHOD_RE.fullmatch(req.method):
         raise ConnectorError("refused method: not a plain HTTP method token", connector=connector)
-    for name, _ in req.headers:
-        if name.lower() in _OVERRIDE_HEADERS:
-            raise ConnectorError(f"refused method override header `{name}`", connector=connector)
+    if req.headers and "method" in "\n".join([h[0] for h in req.headers]).lower():
+        for name, _ in req.headers:
+            if name.lower() in _OVERRIDE_HEADERS:
+                raise ConnectorError(
+                    f"refused method override header `{name}`", connector=connector
+                )
     if "_method" in req.query and _OVERRIDE_QUERY_RE.search(req.query):
         raise ConnectorError("refused `_method` override in the query", connector=connector)
     return req.method.upper()
@@ -70,9 +73,7 @@ def make_spec(
         raise ConnectorError("resource account is empty or too long", connector=connector)
     if target is not None and not 0 < len(target) <= 2048:
         raise ConnectorError("resource target is empty or too long", connector=connector)
-    resource = _constructed(
-        Resource, {"provider": provider, "account": account, "target": target, "environment": None}
-    )
+    resource = _resource(provider, account, target)
     return _constructed(
         ActionSpec,
         {
@@ -82,6 +83,22 @@ def make_spec(
             "risk_hints": risk_hints if risk_hints is not None else {},
         },
     )
+
+
+_RESOURCES: dict[tuple[str, str | None, str | None], Resource] = {}
+_RESOURCE_CACHE_SIZE = 4096
+
+
+def _resource(provider: str, account: str | None, target: str | None) -> Resource:
+    """Resources are frozen, so equal ones are shared (a bounded cache, reset when full)."""
+    key = (provider, account, target)
+    found = _RESOURCES.get(key)
+    if found is None:
+        if len(_RESOURCES) >= _RESOURCE_CACHE_SIZE:
+            _RESOURCES.clear()
+        values = {"provider": provider, "account": account, "target": target, "environment": None}
+        found = _RESOURCES[key] = _constructed(Resource, values)
+    return found
 
 
 _M = TypeVar("_M", bound=BaseModel)

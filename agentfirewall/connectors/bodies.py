@@ -41,7 +41,9 @@ def _text(body: bytes, *, complete: bool, connector: str) -> str:
     if body.startswith(codecs.BOM_UTF8):
         raise ConnectorError("invalid JSON body: byte order mark", connector=connector)
     try:
-        return codecs.getincrementaldecoder("utf-8")("strict").decode(body, final=complete)
+        if complete:
+            return body.decode("utf-8")
+        return codecs.getincrementaldecoder("utf-8")("strict").decode(body, final=False)
     except UnicodeDecodeError:
         raise ConnectorError("invalid JSON body: not UTF-8", connector=connector) from None
 
@@ -49,11 +51,11 @@ def _text(body: bytes, *, complete: bool, connector: str) -> str:
 def parse_json(body: bytes, *, connector: str = "") -> object:
     """The whole body as JSON; None for an empty body; ConnectorError when invalid."""
     text = _text(body, complete=True, connector=connector)
-    if not text.strip(_WHITESPACE):
-        return None
     try:
         return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
+        if not text.strip(_WHITESPACE):
+            return None
         reason = str(exc).split(":", 1)[0][:80]
         raise ConnectorError(f"invalid JSON body: {reason}", connector=connector) from None
 

@@ -118,13 +118,16 @@ class RouteConnector(Connector):
         self.resource_vars = frozenset(
             v for template in (*accounts, *targets) for v in format_vars(template)
         )
+        self.custom_body_parameters = (
+            type(self).body_parameters is not RouteConnector.body_parameters
+        )
         self.plans = {id(route): self._plan(route) for route in routes}
 
     def _plan(self, route: Route) -> _Plan:
         path_vars = set(template_vars(route.path))
         fields = tuple((f.partition(":")[0], f.endswith(":int")) for f in route.params)
         maybe = path_vars | {name for name, _ in fields}
-        dynamic = type(self).body_parameters is not RouteConnector.body_parameters
+        dynamic = self.custom_body_parameters
 
         def choose(override: str | None, templates: tuple[str, ...]) -> str | None:
             for template in (override,) if override is not None else templates:
@@ -188,8 +191,10 @@ class RouteConnector(Connector):
                     value = self._field(name, is_int, body, query)
                     if value is not None:
                         params[name] = value
-            action, risk = self._variant(route, body, query)
-            params.update(self.body_parameters(route, body))
+            if route.variants:
+                action, risk = self._variant(route, body, query)
+            if self.custom_body_parameters:
+                params.update(self.body_parameters(route, body))
             if truncated:
                 hints["body_truncated"] = True
         spec = make_spec(
