@@ -67,8 +67,12 @@ def _traffic_row(t: dict[str, Any]) -> tuple[object, ...]:
         t.get("path"),
         decision,
         t.get("status_code"),
-        t.get("latency_ms"),
+        _ms(t.get("latency_ms")),
     )
+
+
+def _ms(value: object) -> object:
+    return round(value, 1) if isinstance(value, float) else value
 
 
 def logs(ctx: Context) -> int:

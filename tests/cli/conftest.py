@@ -172,11 +172,15 @@ def project(tmp_path: Path, tf_bin: Path, upstreams: FakeUpstreams) -> Iterator[
 
 
 @pytest.fixture
-def bare_project(tmp_path: Path, tf_bin: Path) -> Project:
+def bare_project(tmp_path: Path, tf_bin: Path) -> Iterator[Project]:
     """A project directory without fakes (for commands that need no upstream)."""
     root = tmp_path / "bare"
     root.mkdir()
-    return Project(root, tf_bin, None)
+    proj = Project(root, tf_bin, None)
+    try:
+        yield proj
+    finally:
+        proj.stop_up()
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:

@@ -105,18 +105,11 @@ def test_offline_configuration_before_the_first_tf_up(bare_project: Project) -> 
     assert "ghp_offline_secret" not in json.dumps(connectors)
     rules = bare_project.tf_json("permissions", "list", "--gateway", "Bot")["permissions"]
     assert [(r["action_pattern"], r["decision"]) for r in rules] == [("github.pr.*", "allow")]
-    again = bare_project.tf("connector", "add", "github", "--token", "ghp_2", check=False)
-    assert again.returncode == 1
-    assert "--replace" in again.stderr
-    bare_project.tf("connector", "add", "github", "--token", "ghp_2", "--replace")
-    bare_project.tf("permissions", "remove", rules[0]["id"])
-    assert bare_project.tf_json("permissions", "list")["permissions"] == []
-    bare_project.tf("connector", "remove", "github")
-    assert bare_project.tf_json("connector", "list")["connectors"] == []
 
 
 def test_platform_template_claude_code(bare_project: Project) -> None:
     bare_project.tf("init", "--platform", "claude-code", "--port", "0", "--proxy-port", "0")
+    bare_project.up()  # what the template wrote offline is what the server serves
     connectors = {c["type"] for c in bare_project.tf_json("connector", "list")["connectors"]}
     assert connectors == {"anthropic", "github"}
     rules = bare_project.tf_json("permissions", "list", "--gateway", "claude-code")
@@ -128,11 +121,24 @@ def test_platform_template_claude_code(bare_project: Project) -> None:
     assert names == ["github-safe-defaults"]
     # a credential added later replaces the template's empty connector
     bare_project.tf("connector", "add", "github", "--token", "ghp_later")
-    github = [
-        c for c in bare_project.tf_json("connector", "list")["connectors"] if c["type"] == "github"
-    ]
+    listed = bare_project.tf_json("connector", "list")["connectors"]
+    github = [c for c in listed if c["type"] == "github"]
     assert len(github) == 1
     assert github[0]["has_credential"] is True
+    again = bare_project.tf("connector", "add", "github", "--token", "ghp_2", check=False)
+    assert again.returncode == 1
+    assert "--replace" in again.stderr
+    bare_project.tf("connector", "add", "github", "--token", "ghp_2", "--replace")
+    merge_rule = next(
+        r["id"] for r in rules["permissions"] if r["action_pattern"] == "github.pr.merge"
+    )
+    bare_project.tf("permissions", "remove", merge_rule)
+    left = bare_project.tf_json("permissions", "list", "--gateway", "claude-code")["permissions"]
+    assert merge_rule not in {r["id"] for r in left}
+    bare_project.tf("connector", "remove", "anthropic")
+    listed = bare_project.tf_json("connector", "list")["connectors"]
+    assert {c["type"] for c in listed} == {"github"}
+    bare_project.stop_up()
 
 
 @pytest.mark.parametrize("platform", ["langchain", "n8n"])
