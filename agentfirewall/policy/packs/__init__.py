@@ -6,6 +6,7 @@ are read with importlib.resources, so they work from a wheel or a zip.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 
@@ -36,6 +37,11 @@ def _files() -> dict[str, str]:
 
 def load_pack(name: str) -> Policy:
     """Load built-in pack `name`; PolicyError when there is no such pack."""
+    return _load(name)
+
+
+@functools.cache
+def _load(name: str) -> Policy:  # packs are immutable data: parse each once
     files = _files()
     if name not in files:
         known = ", ".join(sorted(files))
