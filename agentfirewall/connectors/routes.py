@@ -199,7 +199,10 @@ class RouteTable:
         values: dict[str, str | int] = {}
         for (name, is_int), raw in zip(names, raw_values, strict=True):
             decoded = decode_segment(raw, connector=self.connector) if "%" in raw else raw
-            values[name] = int(decoded) if is_int and _is_digits(decoded) else decoded
+            if is_int and _is_digits(decoded):
+                values[name] = int(decoded)
+            else:
+                values[name] = decoded
         return Match(route, values, relaxed)
 
 
@@ -226,7 +229,10 @@ def _first_path(node: _Node, segments: tuple[str, ...]) -> _Found | None:
         child = node.literals.get(segment.lower())
         if child is None:
             for (kind, suffix), candidate in node.variables.items():
-                value = _variable_value(kind, suffix, segment, relaxed=False)
+                if kind == _STR:  # the common case, inlined
+                    value: str | None = segment
+                else:
+                    value = _variable_value(kind, suffix, segment, relaxed=False)
                 if value is not None:
                     values.append(value)
                     child = candidate

@@ -197,11 +197,24 @@ class RouteConnector(Connector):
                 params.update(self.body_parameters(route, body))
             if truncated:
                 hints["body_truncated"] = True
+        account, target = plan.account, plan.target
+        if account is not None:
+            account = (
+                account.format_map(path_values)
+                if account is not _DYNAMIC
+                else self._resource(route.account, self.accounts, match, params, req)
+            )
+        if target is not None:
+            target = (
+                target.format_map(path_values)
+                if target is not _DYNAMIC
+                else self._resource(route.target, self.targets, match, params, None)
+            )
         spec = make_spec(
             action,
             provider=self.name,
-            account=self._resource(plan.account, route.account, self.accounts, match, params, req),
-            target=self._resource(plan.target, route.target, self.targets, match, params, None),
+            account=account,
+            target=target,
             parameters=params,
             risk_hints=hints,
             connector=self.name,
@@ -263,17 +276,13 @@ class RouteConnector(Connector):
 
     def _resource(
         self,
-        plan: str | None,
         override: str | None,
         templates: tuple[str, ...],
         match: Match,
         params: Mapping[str, object],
         req: HttpRequest | None,
     ) -> str | None:
-        if plan is None:
-            return None
-        if plan != _DYNAMIC:
-            return plan.format_map(match.values)
+        """A resource field that body fields or a header may decide."""
         if req is not None and self.account_header:
             header = req.header(self.account_header)
             if header:
