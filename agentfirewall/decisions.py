@@ -16,7 +16,7 @@ Enforcement levels (``L0``/``L1``/``L2``)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from agentfirewall.errors import ActionDenied
@@ -114,7 +114,6 @@ class Decision:
     decided_outcome: Outcome | None = None
     kill_switch: bool = False
     approval: ApprovalRequirement | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def status(self) -> Status:
