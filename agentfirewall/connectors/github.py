@@ -5,6 +5,9 @@ Reads are ``github.<resource>.get`` / ``.list``; ``github.pr.close`` and
 ``github.issue.close`` are told from ``update`` by the JSON body's ``state``;
 ``github.file.update`` from ``create`` by a ``sha`` in the body; making a repository
 public (``visibility: public`` or ``private: false``) is ``github.repo.make_public``.
+GraphQL (``POST /graphql``) is ``github.graphql.query`` (low) unless the document contains
+the word ``mutation`` anywhere, then ``github.graphql.mutate`` (high): writes cannot hide
+behind the one GraphQL endpoint. A GraphQL body that is not a JSON object is refused.
 """
 
 from __future__ import annotations
@@ -234,6 +237,21 @@ _ACTIONS = (
 )
 # fmt: on
 
+_MUTATION = (
+    V(
+        "query",
+        "github.graphql.mutate",
+        "high",
+        pattern=r"\bmutation\b",
+        description="GraphQL mutation (any write, e.g. deleteRepository)",
+    ),
+)
+_GRAPHQL = tuple(
+    R("POST", path, "github.graphql.query", "low", "GraphQL query (reads only)",
+      ("operationName",), _MUTATION)
+    for path in ("/graphql", "/api/graphql")
+)  # fmt: skip
+
 _PUSH = (
     V(
         "service",
@@ -292,6 +310,7 @@ CONNECTOR = GitHubConnector(
         *_REPOS,
         *_ORGS,
         *_ACTIONS,
+        *_GRAPHQL,
         *_GIT,
     ),
     default_domains=("api.github.com", "github.com"),

@@ -18,6 +18,7 @@ only ever names a request as something it might be, never as something harmless.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +36,8 @@ class Variant:
 
     The field is read from the body, else the query. With `values`, its string value
     (lower-cased; JSON booleans as ``true``/``false``) must be one of them; with
+    `pattern`, a case-insensitive regex must be found in it (a non-string value matches,
+    to be safe); with
     `prefix`, it must start with it; with neither, the field must be present and not null.
     When building a request for `action`, ``values[0]`` is set in the body if missing.
     """
@@ -45,6 +48,7 @@ class Variant:
     values: tuple[str, ...] = ()
     prefix: str = ""
     description: str = ""
+    pattern: str = ""
 
     def matches(self, fields: Mapping[str, object]) -> bool:
         value = fields.get(self.field)
@@ -56,6 +60,8 @@ class Variant:
             return isinstance(value, str) and value.lower() in self.values
         if self.prefix:
             return isinstance(value, str) and value.startswith(self.prefix)
+        if self.pattern:
+            return not isinstance(value, str) or bool(re.search(self.pattern, value, re.I))
         return True
 
 

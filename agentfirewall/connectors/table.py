@@ -252,6 +252,10 @@ class RouteConnector(Connector):
         if not req.body_complete:
             return parse_json_prefix(req.body, connector=self.name), True
         data = parse_json(req.body, connector=self.name)
+        if data is not None and not isinstance(data, dict) and route.variants:
+            raise ConnectorError(
+                "JSON body is not an object: cannot name the action", connector=self.name
+            )
         return (data if isinstance(data, dict) else {}), False
 
     def _field(self, name: str, is_int: bool, body: Fields, query: FormData) -> JsonValue:
@@ -328,6 +332,8 @@ def _variant_text(variant: Variant) -> str:
         return f"field `{variant.field}` is `{variant.values[0]}`"
     if variant.prefix:
         return f"field `{variant.field}` starts with `{variant.prefix}`"
+    if variant.pattern:
+        return f"field `{variant.field}` matches `{variant.pattern}`"
     return f"field `{variant.field}` is present"
 
 

@@ -493,6 +493,15 @@ ROWS: list[tuple[str, str, object, str, str, dict[str, object]]] = [
     ("DELETE", R + "/actions/runs/8", None, "github.run.delete", "medium", {"run_id": 8}),
     ("GET", R + "/actions/runs/8/logs", None, "github.run_log.get", "low", {"run_id": 8}),
     ("GET", R + "/actions/artifacts", None, "github.artifact.list", "low", {}),
+    ("POST", "/graphql", {"query": "{ viewer { login } }"}, "github.graphql.query", "low", {}),
+    (
+        "POST",
+        "/graphql",
+        {"query": "mutation { x }", "operationName": "M"},
+        "github.graphql.mutate",
+        "high",
+        {"operationName": "M"},
+    ),
 ]
 
 GIT_ROWS = [
@@ -822,8 +831,8 @@ def test_build_refuses(data: dict[str, object], message: str) -> None:
 def test_build_then_parse_round_trips_every_row() -> None:
     for method, path, body, action, _, _ in ROWS:
         parsed = GH.parse(req(method, path, body))
-        if parsed.spec.resource.target is None and "{" in path:
-            continue
+        if (parsed.spec.resource.target is None and "{" in path) or "graphql" in action:
+            continue  # graphql: the document is not a parameter (see test_build_graphql)
         try:
             built = GH.build_request(parsed.spec)
         except ConnectorError as exc:
@@ -840,3 +849,45 @@ def test_git_smart_http_gets_basic_auth() -> None:
     api = req("GET", R)
     assert GH.auth_headers_for(api, "ghp_x") == [("Authorization", "token ghp_x")]
     assert GH.auth_headers_for(git, "s", auth_type="bearer") == [("Authorization", "Bearer s")]
+
+
+@pytest.mark.parametrize(
+    ("body", "action", "risk"),
+    [
+        ({"query": "{ viewer { login } }"}, "github.graphql.query", "low"),
+        (
+            {"query": 'query Q { repository(owner: "a", name: "b") { id } }'},
+            "github.graphql.query",
+            "low",
+        ),
+        (
+            {"query": "mutation { deleteRepository(input: {}) { clientMutationId } }"},
+            "github.graphql.mutate",
+            "high",
+        ),
+        (
+            {"query": "query A { viewer { login } }\nMUTATION B { x }", "operationName": "A"},
+            "github.graphql.mutate",
+            "high",
+        ),
+        ({"query": ["mutation"]}, "github.graphql.mutate", "high"),
+    ],
+)
+def test_graphql_writes_cannot_hide(body: object, action: str, risk: str) -> None:
+    for path in ("/graphql", "/api/graphql"):
+        parsed = GH.parse(req("POST", path, body))
+        assert (parsed.action_type, parsed.risk) == (action, risk)
+
+
+def test_graphql_batch_array_is_refused() -> None:
+    with pytest.raises(ConnectorError, match="not an object"):
+        GH.parse(req("POST", "/graphql", [{"query": "mutation { x }"}]))
+
+
+def test_build_graphql() -> None:
+    mutate = build({"type": "github.graphql.mutate", "parameters": {"query": "mutation { x }"}})
+    assert (mutate.method, mutate.url) == ("POST", "https://api.github.com/graphql")
+    with pytest.raises(
+        ConnectorError, match=r"`github\.graphql\.mutate`, not `github\.graphql\.query`"
+    ):
+        build({"type": "github.graphql.query", "parameters": {"query": "mutation { x }"}})
