@@ -57,7 +57,7 @@ def status(ctx: Context) -> int:
 def _traffic_row(t: dict[str, Any]) -> tuple[object, ...]:
     decision = t.get("decision")
     if t.get("would_outcome"):
-        decision = f"{decision} (would {t['would_outcome']})"
+        decision = f"{decision} ({t['would_outcome']})"
     return (
         short_time(t.get("created_at")),
         t.get("agent"),

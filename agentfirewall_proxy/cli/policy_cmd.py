@@ -126,7 +126,10 @@ def explain(ctx: Context) -> int:
         rules = client.get("/v1/permissions", agent=args.gateway).get("permissions", [])
         policies = client.get("/v1/policies").get("policies", [])
         switches = client.get("/v1/kill-switch").get("active", [])
-        agent = client.get(f"/v1/agents/{path_id(args.gateway)}")
+        try:
+            level = client.get(f"/v1/agents/{path_id(args.gateway)}").get("enforcement_level")
+        except CliError:  # not registered yet: `tf run` would create it at the default level
+            level = client.get("/v1/settings").get("default_enforcement_level")
     engine = Engine(
         access_rules=alias_rules(
             [
@@ -144,7 +147,7 @@ def explain(ctx: Context) -> int:
         mode="proxy",
         now=datetime.now(UTC),
         connector=args.connector,
-        enforcement_level=agent.get("enforcement_level") or "full_enforce",
+        enforcement_level=level or "full_enforce",
     )
     return _show(ctx, engine.explain(_spec(ctx), context))
 
