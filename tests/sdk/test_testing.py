@@ -185,3 +185,27 @@ async def test_async_client_over_the_same_transport() -> None:
         )
         assert dry.status == "denied"
         assert dry.explanation[0].step == "kill_switch"
+
+
+def test_users_can_test_their_guarded_tools_without_a_server() -> None:
+    from agentfirewall.integrations.langchain import firewall_tool
+
+    firewall = FirewallTransport(policies=[PAYMENTS])
+    sent: list[int] = []
+    with firewall.client() as tf:
+
+        @firewall_tool(
+            tf, action_type="payment.transfer.initiate", provider="stripe", approval_timeout=5
+        )
+        def transfer_money(amount: int, currency: str) -> str:
+            """Transfer money."""
+            sent.append(amount)
+            return "sent"
+
+        assert transfer_money.invoke({"amount": 5, "currency": "btc"}) == (
+            "Action blocked by policy: no crypto transfers"
+        )
+        threading.Timer(0.2, firewall.approve).start()
+        assert transfer_money.invoke({"amount": 20_000, "currency": "usd"}) == "sent"
+    assert sent == [20_000]
+    assert [a.status for a in firewall.actions] == ["denied", "allowed"]
