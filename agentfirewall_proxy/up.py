@@ -103,6 +103,8 @@ async def run_up(
             lifespan="on",
             proxy_headers=False,
             server_header=False,
+            # open dashboard event streams must not keep Ctrl-C waiting
+            timeout_graceful_shutdown=5,
         )
     )
     server_task: asyncio.Task[object] = asyncio.ensure_future(_serve(server))
@@ -196,13 +198,19 @@ def _write_up_file(info: UpInfo) -> None:
 
 
 def up(options: UpOptions, on_ready: Callable[[UpInfo], None]) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM; a second signal exits at once."""
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():  # a second Ctrl-C: stop now (SQLite's WAL keeps what was written)
+                os._exit(130)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         try:
             await run_up(options, on_ready, stop)
         finally:

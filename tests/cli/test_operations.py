@@ -125,3 +125,23 @@ def test_up_refuses_a_busy_port(bare_project: Project) -> None:
     assert done.returncode == 1
     assert "--port" in done.stderr
     assert not (bare_project.root / ".tf" / "up.json").exists()
+
+
+def test_a_held_approval_survives_a_restart(project: Project) -> None:
+    assert project.fakes is not None
+    github = project.fakes["github"]
+    github.clear()
+    _configure(project)
+    project.agent("merge.py", MERGE)
+    agent = project.spawn(["tf", "run", "--name", "Bot", "python", "merge.py"])
+    pending = wait_for(lambda: project.tf_json("approvals", "list")["approvals"], what="hold")
+    assert project.stop_up() == 0  # Ctrl-C while the call is held: the agent's call fails...
+    agent.communicate(timeout=60)
+    assert agent.returncode != 0
+    project.up()  # ...but the approval is still there after the restart
+    again = project.tf_json("approvals", "list")["approvals"]
+    assert [a["id"] for a in again] == [pending[0]["id"]]
+    project.tf("approvals", "approve", pending[0]["id"])
+    retried = project.tf("run", "--name", "Bot", "python", "merge.py")  # the agent retries
+    assert retried.stdout.split()[0] == "200"
+    assert len(github.received("PUT", "/repos/acme/api/pulls/7/merge")) == 1
