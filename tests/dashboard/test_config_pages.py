@@ -1,0 +1,151 @@
+"""The dashboard in a real browser: policies, the sandbox, the kill switch, connectors, audit."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.dashboard.scenario import (
+    HOLD_POLICY,
+    create_agent,
+    spec,
+)
+
+if TYPE_CHECKING:
+    from tests.dashboard.conftest import Dashboard
+
+pytestmark = pytest.mark.browser
+
+
+def test_policy_editor_shows_a_validation_error_then_saves_a_valid_policy(dash: Dashboard) -> None:
+    watched = dash.open()
+    page = watched.page
+    dash.goto(page, "/policies")
+    editor = page.get_by_label("Policy document (YAML or JSON)")
+    editor.fill("name: broken\nrules:\n  - name: r\n    decision: explode\n")
+    validation = page.locator("#validation")
+    validation.get_by_text("Not valid").wait_for()
+    assert editor.get_attribute("aria-invalid") == "true"
+    dash.screenshot(page, "policies-invalid-1280")
+    editor.fill(HOLD_POLICY)
+    validation.get_by_text("Valid policy").wait_for()
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("row", name=re.compile("hold-transfers")).wait_for()
+    # A second save is a new version, with a diff in the history.
+    editor.fill(HOLD_POLICY.replace("risk_score: 80", "risk_score: 90"))
+    validation.get_by_text("Valid policy").wait_for()
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("diff with v1").click()
+    page.locator("#diff .diff-add", has_text="risk_score: 90").wait_for()
+    page.locator("#diff .diff-del", has_text="risk_score: 80").wait_for()
+    page.get_by_label("Built-in pack").select_option("github-safe-defaults")
+    page.get_by_role("button", name="Install pack").click()
+    page.get_by_role("row", name=re.compile("github-safe-defaults")).wait_for()
+    page.get_by_role("button", name="Disable hold-transfers").click()
+    page.get_by_role("button", name="Enable hold-transfers").wait_for()
+    dash.screenshot(page, "policies-history-1280")
+    watched.assert_clean()
+
+
+def test_sandbox_explains_a_decision(dash: Dashboard) -> None:
+    create_agent(dash, "Sandbox Bot")
+    dash.api("POST", "/policies", {"document": HOLD_POLICY})
+    watched = dash.open()
+    page = watched.page
+    dash.goto(page, "/sandbox")
+    page.get_by_label("Agent").select_option("Sandbox Bot")
+    page.get_by_label("Action spec (JSON)").fill(json.dumps(spec(20_000)))
+    page.get_by_role("button", name="Evaluate").click()
+    page.locator("#sb-result").wait_for()
+    assert page.locator("#sb-outcome").inner_text() == "require_approval"
+    assert "transfers need a human" in page.locator("#sb-reason").inner_text()
+    steps = page.locator("#sb-steps li")
+    assert steps.count() >= 3
+    assert "policies" in [steps.nth(i).get_attribute("data-step") for i in range(steps.count())]
+    dash.screenshot(page, "sandbox-result-1280")
+    # Nothing was recorded: no approval is pending.
+    assert dash.api("GET", "/approvals?status=pending")["approvals"] == []
+    watched.assert_clean()
+
+
+def test_kill_switch_activates_and_deactivates(dash: Dashboard) -> None:
+    key = create_agent(dash, "Kill Test Bot")
+    watched = dash.open()
+    page = watched.page
+    dash.goto(page, "/settings")
+    page.get_by_label("Scope").select_option("all")
+    page.get_by_label("Reason").fill("incident 42")
+    page.get_by_role("button", name="Activate kill switch").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    page.locator("#kill-table").get_by_text("incident 42").wait_for()
+    page.locator("#kill-indicator").wait_for()
+    dash.screenshot(page, "settings-kill-switch-1280")
+    answer = httpx.post(
+        f"{dash.url}/api/v1/actions",
+        json={"action_spec": {"type": "email.send", "resource": {"provider": "mail"}}},
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
+    assert answer["status"] == "denied"
+    assert answer["decision"]["reason"] == "kill_switch_active"
+    page.get_by_role("button", name="Deactivate kill switch all").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    page.get_by_text("No kill switch is active.").wait_for()
+    page.locator("#kill-indicator").wait_for(state="hidden")
+    assert dash.api("GET", "/kill-switch")["active"] == []
+    watched.assert_clean()
+
+
+def test_add_a_connector_with_a_write_only_credential(dash: Dashboard) -> None:
+    secret = "internal-api-secret-0123456789"
+    watched = dash.open()
+    page = watched.page
+    dash.goto(page, "/connectors")
+    page.get_by_label("Type", exact=True).select_option("generic")
+    page.get_by_label("Name (optional)").fill("billing-api")
+    page.get_by_label("Credential (write-only)").fill(secret)
+    page.get_by_label("Domains (comma-separated)").fill(
+        "billing.internal.example, api.billing.example"
+    )
+    page.get_by_role("button", name="Add connector").click()
+    card = page.locator("article.connector", has_text="billing-api")
+    card.wait_for()
+    assert "billing.internal.example, api.billing.example" in card.inner_text()
+    assert "stored (hidden)" in card.inner_text()
+    expect(page.get_by_label("Credential (write-only)")).to_have_value("")
+    assert secret not in page.content()
+    (connector,) = dash.api("GET", "/connectors")["connectors"]
+    assert connector["has_credential"] is True
+    assert secret not in json.dumps(connector)
+    card.locator("summary").click()  # the actions the connector type knows
+    assert card.locator(".action-list li").count() >= 1
+    dash.screenshot(page, "connectors-added-1280")
+    watched.assert_clean()
+
+
+def test_audit_log_verifies_the_chain_and_exports(dash: Dashboard) -> None:
+    create_agent(dash, "Audit Bot")
+    watched = dash.open()
+    page = watched.page
+    dash.goto(page, "/audit")
+    page.locator("#verify-result", has_text="Chain intact").wait_for()
+    page.get_by_label("Event type").fill("agent.registered")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("#audit-table tbody tr")
+    expect(rows).to_have_count(1)
+    assert "Audit Bot" in rows.first.inner_text()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV").click()
+    text = Path(download.value.path()).read_text()
+    assert text.splitlines()[0].startswith(("id,", "\ufeffid,"))
+    assert "agent.registered" in text
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export JSON Lines").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert all(json.loads(line)["event_type"] == "agent.registered" for line in lines)
+    watched.assert_clean()
