@@ -9,7 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agentfirewall.errors import AgentFirewallError
-from agentfirewall_proxy.cli import doctor, init_cmd, manage, monitor, policy_cmd, run_cmd, up_cmd
+from agentfirewall_proxy.cli import (
+    audit_cmd,
+    connectors_cmd,
+    doctor,
+    init_cmd,
+    monitor,
+    permissions_cmd,
+    policy_cmd,
+    run_cmd,
+    up_cmd,
+)
 from agentfirewall_proxy.cli.context import Context
 from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_USAGE, CliError, Output
 
@@ -54,7 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="tf (agentfirewall) 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (init_cmd, up_cmd, manage, run_cmd, monitor, policy_cmd, doctor):
+    for module in (
+        init_cmd,
+        up_cmd,
+        audit_cmd,
+        connectors_cmd,
+        permissions_cmd,
+        run_cmd,
+        monitor,
+        policy_cmd,
+        doctor,
+    ):
         module.register(sub, common)
     return parser
 

@@ -1,0 +1,188 @@
+"""`tf permissions set|list|remove` and `tf enforcement set`: what each agent may do."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agentfirewall.decisions import ENFORCEMENT_LEVELS, OUTCOMES, normalize_level
+from agentfirewall_proxy.cli.client import AdminClient, path_id
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.output import EXIT_OK, CliError, short_time
+
+__all__ = ["ensure_agent", "register"]
+
+PRESETS = ("allow-all", "read-only", "require-approval")
+
+
+def ensure_agent(client: AdminClient, name: str, **extra: object) -> None:
+    """Register `name` if the server does not know it yet (its key is not needed here)."""
+    try:
+        client.get(f"/v1/agents/{path_id(name)}")
+    except CliError:
+        client.post("/v1/agents", {"name": name, **extra})
+
+
+def permissions_set(ctx: Context) -> int:
+    args = ctx.args
+    if bool(args.preset) == bool(args.action or args.decision):
+        raise CliError(
+            "give either --action PATTERN --decision D, or --preset P",
+            hint='e.g. tf permissions set --gateway "Bot" --connector github '
+            '--action "github.pr.*" --decision allow',
+            code=2,
+        )
+    if not args.preset and not (args.action and args.decision):
+        raise CliError("--action and --decision go together", code=2)
+    with ctx.client(offline=True) as client:
+        if args.preset:
+            body = {"agent": args.gateway, "connector": args.connector, "preset": args.preset}
+            result = client.post("/v1/permissions/preset", body)
+            rules = result.get("permissions", [])
+        else:
+            body = {
+                "agent": args.gateway,
+                "connector": args.connector,
+                "action_pattern": args.action,
+                "decision": args.decision,
+            }
+            result = client.post("/v1/permissions", body)
+            rules = [result]
+
+    def render() -> None:
+        for rule in rules:
+            ctx.out.success(
+                f"{rule.get('agent')}: {rule.get('connector')} {rule.get('action_pattern')} → "
+                f"{rule.get('decision')} ({rule.get('id')})"
+            )
+
+    ctx.out.result(result, render)
+    return EXIT_OK
+
+
+def permissions_list(ctx: Context) -> int:
+    with ctx.client(offline=True) as client:
+        data = client.get("/v1/permissions", agent=ctx.args.gateway)
+    rows = [
+        (
+            p.get("id"),
+            p.get("agent"),
+            p.get("connector"),
+            p.get("action_pattern"),
+            p.get("decision"),
+            short_time(p.get("created_at")),
+        )
+        for p in data.get("permissions", [])
+    ]
+    ctx.out.result(
+        data,
+        lambda: ctx.out.table(
+            ("id", "agent", "connector", "action", "decision", "created"),
+            rows,
+            empty="no permissions: everything is denied (deny-all default)",
+        ),
+    )
+    return EXIT_OK
+
+
+def permissions_remove(ctx: Context) -> int:
+    rule_id = str(ctx.args.id)
+    with ctx.client(offline=True) as client:
+        client.delete(f"/v1/permissions/{path_id(rule_id)}")
+    ctx.out.result({"removed": rule_id}, lambda: ctx.out.success(f"permission {rule_id} removed"))
+    return EXIT_OK
+
+
+def enforcement_set(ctx: Context) -> int:
+    try:
+        level = normalize_level(str(ctx.args.level))
+    except ValueError as exc:
+        raise CliError(str(exc), code=2) from None
+    name = str(ctx.args.gateway)
+    with ctx.client(offline=True) as client:
+        ensure_agent(client, name, enforcement_level=level)
+        agent = client.patch(f"/v1/agents/{path_id(name)}", {"enforcement_level": level})
+    ctx.out.result(agent, lambda: ctx.out.success(f"{name}: enforcement {level}"))
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    _register_permissions(sub, common)
+    enforcement = add_command(
+        sub,
+        "enforcement",
+        help="set an agent's enforcement level (monitor, soft_enforce, full_enforce)",
+        description="monitor (L0): nothing blocked, decisions logged as would_*; soft_enforce "
+        "(L1): denies forwarded and logged as would_deny, approvals still hold; full_enforce "
+        "(L2): everything enforced. The kill switch applies at every level.",
+        examples='  tf enforcement set --gateway "Bot" monitor\n'
+        '  tf enforcement set --gateway "Bot" full_enforce',
+        common=common,
+    )
+    verbs = enforcement.add_subparsers(dest="verb", required=True, metavar="set")
+    setter = add_command(
+        verbs,
+        "set",
+        help="set the level",
+        description="Set one agent's enforcement level.",
+        examples='  tf enforcement set --gateway "Bot" soft_enforce',
+        common=common,
+        handler=enforcement_set,
+    )
+    setter.add_argument("--gateway", "--agent", dest="gateway", required=True, metavar="NAME")
+    setter.add_argument("level", metavar="LEVEL", help=", ".join(ENFORCEMENT_LEVELS) + " or L0-L2")
+
+
+def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub,
+        "permissions",
+        help="set, list and remove access rules (agent x connector x action)",
+        description="Access rules decide per agent, connector and action pattern: allow, deny "
+        "or require_approval. The most specific pattern wins; no rule means deny.",
+        examples='  tf permissions set --gateway "Bot" --connector github --action "github.pr.*" '
+        "--decision allow\n"
+        '  tf permissions set --gateway "Bot" --connector github --preset read-only\n'
+        '  tf permissions list --gateway "Bot"\n  tf permissions remove perm_123',
+        common=common,
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="set|list|remove")
+    setter = add_command(
+        verbs,
+        "set",
+        help="add or update one rule (or apply a preset)",
+        description="Upsert the rule for (agent, connector, action pattern). Presets: "
+        "allow-all, read-only (reads only), require-approval (every action held).",
+        examples='  tf permissions set --gateway "Bot" --connector github \\\n'
+        '      --action "github.pr.merge" --decision require_approval\n'
+        '  tf permissions set --gateway "Bot" --connector github \\\n'
+        '      --action "github.repo.delete" --decision deny\n'
+        '  tf permissions set --gateway "Finance Bot" --connector generic --preset read-only',
+        common=common,
+        handler=permissions_set,
+    )
+    setter.add_argument("--gateway", "--agent", dest="gateway", required=True, metavar="NAME")
+    setter.add_argument("--connector", required=True, metavar="TYPE")
+    setter.add_argument("--action", metavar="PATTERN", help='e.g. "github.pr.*"')
+    setter.add_argument("--decision", choices=OUTCOMES)
+    setter.add_argument("--preset", choices=PRESETS)
+    lister = add_command(
+        verbs,
+        "list",
+        help="list rules",
+        description="List access rules, optionally for one agent.",
+        examples='  tf permissions list\n  tf permissions list --gateway "Bot" --json',
+        common=common,
+        handler=permissions_list,
+    )
+    lister.add_argument("--gateway", "--agent", dest="gateway", metavar="NAME")
+    remove = add_command(
+        verbs,
+        "remove",
+        help="remove one rule by id",
+        description="Remove an access rule (ids are in `tf permissions list`).",
+        examples="  tf permissions remove perm_123",
+        common=common,
+        handler=permissions_remove,
+    )
+    remove.add_argument("id")
