@@ -67,12 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (
         init_cmd,
         up_cmd,
-        audit_cmd,
         connectors_cmd,
         permissions_cmd,
         run_cmd,
         monitor,
         policy_cmd,
+        audit_cmd,
         doctor,
     ):
         module.register(sub, common)
