@@ -22,7 +22,9 @@ look inside it (``action_spec.parameters.actions contains mcp.tools.delete_repo`
 Batches of more than 100 members, empty batches and malformed members are refused.
 
 Method names are compared case-insensitively and trimmed (``Tools/Call`` is a tool
-call). Bodies must be complete JSON (1 MiB limit); anything else is refused.
+call), and keys that are case variants of the protocol's (``METHOD``, ``Name``, a long
+s U+017F folding to ``s``) are refused, since Go servers match keys case-insensitively.
+Bodies must be complete JSON (1 MiB limit); anything else is refused.
 """
 
 from __future__ import annotations
@@ -242,8 +244,23 @@ class McpConnector(Connector):
         return [ActionInfo(t, m, "(endpoint)", r, d) for t, m, d, r in rows]  # type: ignore[arg-type]
 
 
+_MESSAGE_KEYS = frozenset({"jsonrpc", "id", "method", "params", "result", "error"})
+_CALL_KEYS = frozenset({"name", "arguments"})
+
+
+def _refuse_case_variants(data: dict[str, object], keys: frozenset[str]) -> None:
+    """Some servers (Go's encoding/json) match keys case-insensitively, with Unicode
+    folding: ``{"method": "tools/list", "METHOD": "tools/call"}`` is a tool call there.
+    A key that folds to a protocol key without being it is refused."""
+    for key in data:
+        if key not in keys and key.casefold() in keys:
+            raise ConnectorError(f"JSON-RPC key `{key[:40]}` is a case variant", connector="mcp")
+
+
 def _member(message: object) -> _Member:
     """One JSON-RPC message as (action, risk, parameters)."""
+    if isinstance(message, dict):
+        _refuse_case_variants(message, _MESSAGE_KEYS)
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
         raise ConnectorError("not a JSON-RPC 2.0 message", connector="mcp")
     if "method" not in message:
@@ -266,6 +283,7 @@ def _member(message: object) -> _Member:
 
 
 def _tool_call(params: dict[str, JsonValue]) -> _Member:
+    _refuse_case_variants(params, _CALL_KEYS)  # type: ignore[arg-type]
     name, arguments = params.get("name"), params.get("arguments")
     if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
         raise ConnectorError(

@@ -249,3 +249,33 @@ def test_build_refuses_mismatched_tool_and_rpc() -> None:
         MCP.build_request(mismatch, base_url=URL)
     with pytest.raises(ConnectorError, match="only tool calls"):
         MCP.build_request(parse_action_spec({"type": "mcp.rpc.initialize"}), base_url=URL)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/list",
+            "METHOD": "tools/call",
+            "params": {"name": "delete_repository"},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "read_file", "Name": "delete_repository"},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "read_file", "argument\u017f": {"path": "/"}},
+        },
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "Params": {}},
+    ],
+)
+def test_case_variant_keys_are_refused(message: dict[str, object]) -> None:
+    with pytest.raises(ConnectorError, match="case variant"):
+        MCP.parse(rpc(message))
