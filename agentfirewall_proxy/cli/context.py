@@ -34,15 +34,6 @@ class Context:
             self._looked = True
         return self._project
 
-    def require_project(self) -> Project:
-        project = self.project
-        if project is None:
-            raise CliError(
-                f"no TameFlare project in `{self.cwd}` or its parents",
-                hint="run `tf init` (or `tf up`) here first",
-            )
-        return project
-
     def forget_project(self) -> None:
         self._looked = False
 

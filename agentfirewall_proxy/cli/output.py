@@ -101,8 +101,12 @@ class Output:
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in materialised:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # cells are data, never markup
         self.out.print(table)
+
+    def note(self, text: str) -> None:
+        """A dim line on stderr (progress, context), kept out of piped output."""
+        self.err.print(Text(text, style="dim"), soft_wrap=True)
 
     def line(self, text: str, style: str | None = None) -> None:
         self.out.print(Text(text, style=style or ""), soft_wrap=True)

@@ -141,7 +141,7 @@ def run(ctx: Context) -> int:
     env = build_child_env(ctx.env, spec)
     if not ctx.out.json_mode:
         level = agent.get("enforcement_level") or "default"
-        ctx.out.err.print(f"tf: {name} ({level}) via {proxy}", style="dim", highlight=False)
+        ctx.out.note(f"tf: {name} ({level}) via {proxy}")
     return spawn(command, env)
 
 

@@ -1,0 +1,42 @@
+"""What `tf` prints: data is never rich markup; --json prints one document; errors on stderr."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from agentfirewall_proxy.cli.output import Output, short_time
+
+
+def _output(*, json_mode: bool = False) -> tuple[Output, io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    return Output(json_mode=json_mode, stdout=out, stderr=err), out, err
+
+
+def test_cells_and_lines_are_data_not_markup() -> None:
+    output, out, err = _output()
+    output.table(("agent", "enabled", "domains"), [("[red]Bot[/red]", True, ["a", "b"])])
+    output.error("no agent `[bold]x`", hint="see `tf permissions list`")
+    assert "[red]Bot[/red]" in out.getvalue()
+    assert "yes" in out.getvalue()
+    assert "a, b" in out.getvalue()
+    assert "error: no agent `[bold]x`" in err.getvalue()
+    assert "see `tf permissions list`" in err.getvalue()
+
+
+def test_json_mode_prints_the_payload_only() -> None:
+    output, out, _ = _output(json_mode=True)
+    output.success("ignored in json mode")
+    output.result({"connectors": []}, lambda: output.line("table"))
+    assert json.loads(out.getvalue()) == {"connectors": []}
+
+
+def test_empty_tables_say_what_to_do() -> None:
+    output, out, _ = _output()
+    output.table(("id",), [], empty="no connectors yet: add one with `tf connector add`")
+    assert "tf connector add" in out.getvalue()
+
+
+def test_short_time() -> None:
+    assert short_time("2026-11-25T09:00:00.123Z") == "2026-11-25 09:00:00"
+    assert short_time(None) == "-"
