@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
+import re
 from urllib.parse import unquote_plus
 
 from agentfirewall.errors import ConnectorError
@@ -48,11 +49,26 @@ def _text(body: bytes, *, complete: bool, connector: str) -> str:
         raise ConnectorError("invalid JSON body: not UTF-8", connector=connector) from None
 
 
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _no_lone_surrogates(text: str, data: object, connector: str) -> None:
+    """``"\\ud800"`` decodes to a string no UTF-8 can carry (the action hash would fail):
+    refuse it. Only checked when the text has such an escape; valid pairs are fine."""
+    if "\\u" in text and _SURROGATE_ESCAPE_RE.search(text):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConnectorError("invalid JSON body: lone surrogate", connector=connector) from None
+
+
 def parse_json(body: bytes, *, connector: str = "") -> object:
     """The whole body as JSON; None for an empty body; ConnectorError when invalid."""
     text = _text(body, complete=True, connector=connector)
     try:
-        return _DECODER.decode(text)
+        data = _DECODER.decode(text)
+        _no_lone_surrogates(text, data, connector)
+        return data
     except (ValueError, RecursionError) as exc:
         if not text.strip(_WHITESPACE):
             return None
@@ -95,7 +111,10 @@ def parse_json_prefix(body: bytes, *, connector: str = "") -> dict[str, object]:
             index += 1
     except (ValueError, RecursionError):
         # the value runs past the prefix (or is broken): keep what was whole
-        return members
+        pass
+    finally:
+        _no_lone_surrogates(text, members, connector)
+    return members
 
 
 def _ended(members: dict[str, object], index: int, size: int, connector: str) -> dict[str, object]:

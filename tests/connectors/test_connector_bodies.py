@@ -151,3 +151,17 @@ def test_every_connector_answers_an_action_or_a_connector_error(
     assert parsed.spec.resource.provider == name
     parsed.spec.to_dict()  # serialisable
     assert parsed.spec.action_hash
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_lone_surrogates_are_refused_but_pairs_are_fine(complete: bool) -> None:
+    reader = parse_json if complete else parse_json_prefix
+    with pytest.raises(ConnectorError, match="lone surrogate"):
+        reader(b'{"title": "\\ud800", "x": 1}')
+    assert reader(b'{"title": "\\ud83d\\ude00", "x": 1}') == {"title": "\U0001f600", "x": 1}
+
+
+def test_a_lone_surrogate_cannot_reach_an_action_hash() -> None:
+    body = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "\\udfff"}}'
+    with pytest.raises(ConnectorError, match="lone surrogate"):
+        get_connector("mcp").parse(HttpRequest.from_url("POST", "https://m.test/mcp", body=body))
