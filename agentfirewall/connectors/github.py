@@ -8,11 +8,14 @@ public (``visibility: public`` or ``private: false``) is ``github.repo.make_publ
 GraphQL (``POST /graphql``) is ``github.graphql.query`` (low) unless the document contains
 the word ``mutation`` anywhere, then ``github.graphql.mutate`` (high): writes cannot hide
 behind the one GraphQL endpoint. A GraphQL body that is not a JSON object is refused.
+Every repository route is also matched under ``/repositories/{repository_id}`` (GitHub's
+by-id spelling) with the same action; the resource target is then the numeric id.
 """
 
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 
 from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.connectors.routes import Route as R
@@ -298,6 +301,19 @@ class GitHubConnector(RouteConnector):
         return headers
 
 
+_REPO_ROUTES = (*_PULLS, *_ISSUES, *_BRANCHES, *_CONTENTS, *_RELEASES, *_REPOS, *_ACTIONS)
+# GitHub also serves every repository route under /repositories/{id}: same actions.
+_BY_ID = tuple(
+    replace(
+        route,
+        path=route.path.replace(P, "/repositories/{repository_id:int}", 1),
+        target="{repository_id}",
+        listed=False,
+    )
+    for route in _REPO_ROUTES
+    if route.path.startswith(P + "/") or route.path == P
+)
+
 CONNECTOR = GitHubConnector(
     name="github",
     description="GitHub REST API (and GitHub Enterprise under /api/v3), git smart-HTTP",
@@ -312,6 +328,7 @@ CONNECTOR = GitHubConnector(
         *_ACTIONS,
         *_GRAPHQL,
         *_GIT,
+        *_BY_ID,
     ),
     default_domains=("api.github.com", "github.com"),
     base_url="https://api.github.com",

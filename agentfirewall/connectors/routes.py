@@ -72,7 +72,8 @@ class Route:
     `params` names body or query fields copied into the action's parameters
     (``"amount:int"`` converts to an int). `derive` fills a missing parameter when
     building a request, from a format over other parameters (``("ref", "heads/{branch_name}")``).
-    `account` / `target` override the connector's resource templates.
+    `account` / `target` override the connector's resource templates. `listed=False`
+    keeps an alternative spelling of a listed route out of the catalogue.
     """
 
     method: str
@@ -85,6 +86,7 @@ class Route:
     derive: tuple[tuple[str, str], ...] = ()
     account: str | None = None
     target: str | None = None
+    listed: bool = True
 
     @property
     def reads_body(self) -> bool:

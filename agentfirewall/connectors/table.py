@@ -312,6 +312,8 @@ class RouteConnector(Connector):
         """One row per action and path; methods serving the same action are merged."""
         rows: dict[tuple[str, str], ActionInfo] = {}
         for route in self.table.routes:
+            if not route.listed:
+                continue
             for action, risk in route.actions():
                 what = route.description
                 if action != route.action:

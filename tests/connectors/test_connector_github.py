@@ -891,3 +891,15 @@ def test_build_graphql() -> None:
         ConnectorError, match=r"`github\.graphql\.mutate`, not `github\.graphql\.query`"
     ):
         build({"type": "github.graphql.query", "parameters": {"query": "mutation { x }"}})
+
+
+@pytest.mark.parametrize(("method", "path", "body", "action", "risk", "params"), ROWS)
+def test_every_repository_route_has_the_same_action_by_repository_id(
+    method: str, path: str, body: object, action: str, risk: str, params: dict[str, object]
+) -> None:
+    if not path.startswith(R):
+        return
+    parsed = GH.parse(req(method, "/repositories/99" + path[len(R) :], body))
+    assert (parsed.action_type, parsed.risk) == (action, risk)
+    assert parsed.spec.parameters == {"repository_id": 99, **params}
+    assert parsed.spec.resource.target == "99"
