@@ -79,12 +79,14 @@ class Holds:
             return "unavailable"
         if approval.get("status") == "approved":
             return "approved"  # an identical retry: the control plane marked it used
+        approval_id = str(approval["id"])
+        del approval  # a held request keeps as little as possible alive
         loop = asyncio.get_running_loop()
         killed: asyncio.Future[HoldOutcome] = loop.create_future()
         self.held[flow] = killed
         gone = asyncio.ensure_future(closed())
         try:
-            return await self._wait(str(approval["id"]), loop.time() + seconds, killed, gone)
+            return await self._wait(approval_id, loop.time() + seconds, killed, gone)
         finally:
             self.held.pop(flow, None)
             gone.cancel()

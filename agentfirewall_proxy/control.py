@@ -181,6 +181,7 @@ class StaticControl:
         self.heartbeats: list[JSON] = []
         self.approvals: dict[str, JSON] = {}
         self._ids = itertools.count(1)
+        self._by_action: dict[tuple[str, str], list[str]] = {}
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
 
     @property
@@ -222,15 +223,13 @@ class StaticControl:
         self.traffic.extend(records)
 
     async def create_approval(self, payload: JSON) -> JSON:
+        key = (str(payload["agent"]), str(payload["action_hash"]))
         with self._lock:
-            for approval in self.approvals.values():
-                same = (approval["agent"], approval["action_hash"]) == (
-                    payload["agent"],
-                    payload["action_hash"],
-                )
-                if same and approval["status"] == "approved" and not approval["used"]:
-                    approval["used"] = True
-                    return dict(approval, reused=True)
+            for found_id in self._by_action.get(key, ()):
+                found = self.approvals[found_id]
+                if found["status"] == "approved" and not found["used"]:
+                    found["used"] = True
+                    return dict(found, reused=True)
             now = datetime.now(UTC)
             timeout = int(payload.get("timeout_seconds") or 300)
             approval = dict(
@@ -243,7 +242,8 @@ class StaticControl:
                 expires_at=(now + timedelta(seconds=timeout)).isoformat(),
             )
             self.approvals[approval["id"]] = approval
-            return dict(approval)
+            self._by_action.setdefault(key, []).append(approval["id"])
+            return {"id": approval["id"], "status": "pending"}
 
     def pending(self) -> list[JSON]:
         with self._lock:

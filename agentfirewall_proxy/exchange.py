@@ -57,8 +57,9 @@ async def exchange(
         upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None
         prefix, complete = await _body_prefix(conn, head, flow)
         conn.body_pending = not complete
-        request = http_request(flow, head, prefix, complete)
-        decision = decide(gateway.require_config(), flow, request)
+        decision = decide(
+            gateway.require_config(), flow, http_request(flow, head, prefix, complete)
+        )
         gateway.begin(flow, conn)
         if decision.outcome == "deny":
             kill = decision.kill_switch

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_BAD_HOST = re.compile(r"[/\\@?#%\s\[]")
 #: Hop-by-hop and proxy headers never forwarded upstream.
 _DROP_UP = frozenset(
     {
@@ -124,7 +126,7 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
         host, _, text = authority.rpartition(":")
         port = _port(text, authority)
     host = normalize_host(host)
-    if not host or any(c in host for c in "/\\@?#% \t") or "[" in host:
+    if not host or _BAD_HOST.search(host):
         raise Refusal(400, "bad_request", f"invalid host `{authority}`")
     return host, port
 

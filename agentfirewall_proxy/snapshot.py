@@ -104,6 +104,7 @@ class CompiledConfig:
     kill: KillSwitchIndex
     approval_timeout: float
     by_port: dict[int, AgentEntry] = field(default_factory=dict)
+    _routes: dict[str, ConnectorEntry | None] = field(default_factory=dict, repr=False)
 
     def agent_for_key(self, key_hash: str) -> AgentEntry | None:
         agent = self.agents.get(key_hash)
@@ -113,8 +114,16 @@ class CompiledConfig:
         return agent
 
     def route(self, host: str) -> ConnectorEntry | None:
+        """The connector serving `host` (memoised: routing is pure for one snapshot)."""
+        cache = self._routes
+        if host in cache:
+            return cache[host]
         routed = self.router.match(host)
-        return None if routed is None else self.connectors.get(routed.id)
+        found = None if routed is None else self.connectors.get(routed.id)
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[host] = found
+        return found
 
     def kill_switch_for(
         self, agent: AgentEntry, connector: ConnectorEntry | None

@@ -1,0 +1,122 @@
+"""Held approvals: N requests parked in one gateway process, and its resident memory.
+
+    python benchmarks/held.py [--count 10000]
+
+The gateway runs in a child process (uvloop, a config snapshot in memory whose only rule
+is `generic.get` -> require_approval, approval timeout one hour). This process opens N
+keep-alive connections and sends one proxied request on each; every request is
+authenticated, parsed, decided, gets an approval created, and is then held by the gateway.
+When the gateway itself reports N held requests, its VmRSS is read from /proc. Target:
+10,000 held under 100 MB. (The sandbox allows about 20,000 open files per process.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import resource
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+KEY = "aaf_live_" + "h" * 32
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, hashlib, resource, sys, tempfile, uvloop
+    from pathlib import Path
+    from agentfirewall_proxy.control import StaticControl
+    from agentfirewall_proxy.gateway import Gateway
+    from agentfirewall_proxy.options import Options
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    key = sys.argv[1]
+    snapshot = {
+        "version": 1, "settings": {"approval_timeout_seconds": 3600},
+        "agents": [{"id": "a", "name": "Held", "status": "active",
+                    "key_hashes": [hashlib.sha256(key.encode()).hexdigest()]}],
+        "connectors": [{"id": "c", "type": "generic", "domains": ["127.0.0.1"]}],
+        "permissions": [{"agent": "Held", "connector": "generic",
+                         "action_pattern": "generic.get", "decision": "require_approval"}],
+    }
+
+    async def main():
+        options = Options(listen_port=0, ca_dir=Path(tempfile.mkdtemp()), traffic_interval=5.0,
+                          idle_timeout=3600, io_timeout=3600)
+        gateway = Gateway(options, StaticControl(snapshot))
+        task = asyncio.ensure_future(gateway.run())
+        await gateway.ready.wait()
+        print("port", gateway.port, flush=True)
+        while True:
+            await asyncio.sleep(0.5)
+            print("held", len(gateway.holds), flush=True)
+
+    uvloop.run(main())
+    """
+)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def hold(count: int) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, KEY, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    port = int((await proc.stdout.readline()).split()[1])
+    await asyncio.sleep(1.0)
+    idle = rss_mib(proc.pid)
+    token = base64.b64encode(b"Held:" + KEY.encode())
+    request = (b"GET http://127.0.0.1:9/item HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"
+               b"Proxy-Authorization: Basic " + token + b"\r\n\r\n")  # fmt: skip
+    writers = []
+    started = time.monotonic()
+    for index in range(count):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        writers.append(writer)
+        if index % 500 == 499:
+            await asyncio.sleep(0)  # let the gateway keep up
+    held = 0
+    deadline = time.monotonic() + 120
+    while held < count and time.monotonic() < deadline:
+        held = int((await proc.stdout.readline()).split()[1])
+    elapsed = time.monotonic() - started
+    rss = rss_mib(proc.pid)
+    print(
+        "| held requests (confirmed by the gateway) | gateway RSS MiB | idle RSS MiB | KiB per held | seconds to hold all |"
+    )
+    print("|---|---|---|---|---|")
+    print(
+        f"| {held:,} / {count:,} | {rss:.1f} | {idle:.1f} | {(rss - idle) * 1024 / max(held, 1):.2f} | {elapsed:.1f} |"
+    )
+    for writer in writers:
+        writer.transport.abort()
+    proc.terminate()
+    await proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        uvloop.run(hold(args.count))
+    except ImportError:
+        asyncio.run(hold(args.count))
+
+
+if __name__ == "__main__":
+    main()

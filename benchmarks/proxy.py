@@ -1,0 +1,283 @@
+"""Gateway overhead: a local upstream reached directly, through this gateway, through mitmdump.
+
+    python benchmarks/proxy.py [--duration 3] [--rounds 1] [--mitmdump /tmp/mitm-venv/bin/mitmdump]
+
+One closed-loop load generator (asyncio + uvloop, in this process) drives every case: plain
+HTTP (absolute-form through a proxy) and HTTPS (CONNECT, then TLS inside the tunnel, which
+both proxies intercept), at 1 and 32 keep-alive connections, plus a new connection per
+request at 1 client. The upstream is a raw asyncio server answering a fixed 50-byte JSON on
+127.0.0.1 (HTTP and HTTPS, a trustme certificate). The gateway runs as a subprocess from a
+config file (agent `Bench`, generic connector for 127.0.0.1, rule `generic.get` allow), so
+every request is authenticated, routed, parsed, decided and recorded. Proxy CPU per request
+is the proxy process's utime+stime from /proc divided by the requests it served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+
+KEY = "aaf_live_" + "b" * 32
+BODY = b'{"ok":true,"data":"0123456789abcdefghijklmnopq"}\n'
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(BODY),
+    BODY,
+)
+
+
+class Upstream(asyncio.Protocol):
+    """Answers every request head with RESPONSE (keep-alive, no body expected)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            _, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            self.transport.write(RESPONSE)  # type: ignore[attr-defined]
+
+
+@dataclass
+class Target:
+    name: str
+    proxy: tuple[str, int] | None
+    auth: bytes = b""
+    pid: int | None = None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def open_client(
+    target: Target, scheme: str, port: int, tls: ssl.SSLContext
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if target.proxy is None:
+        ssl_ctx = tls if scheme == "https" else None
+        return await asyncio.open_connection("127.0.0.1", port, ssl=ssl_ctx)
+    reader, writer = await asyncio.open_connection(*target.proxy)
+    if scheme == "https":
+        writer.write(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n"
+                     % (port, port, target.auth))  # fmt: skip
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"{target.name}: CONNECT refused: {head[:80]!r}")
+        await writer.start_tls(tls, server_hostname="127.0.0.1")
+    return reader, writer
+
+
+def request_bytes(target: Target, scheme: str, port: int) -> bytes:
+    if target.proxy is not None and scheme == "http":
+        return (b"GET http://127.0.0.1:%d/bench HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n"
+                % (port, port, target.auth))  # fmt: skip
+    return b"GET /bench HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port
+
+
+async def read_response(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"unexpected answer: {head[:120]!r}")
+    await reader.readexactly(length)
+
+
+async def run_case(
+    target: Target, scheme: str, port: int, clients: int, seconds: float, new_conn: bool
+) -> dict[str, float]:
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE  # client-side verification cost is not the proxy's
+    raw = request_bytes(target, scheme, port)
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        conn = None if new_conn else await open_client(target, scheme, port, tls)
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            reader, writer = conn or await open_client(target, scheme, port, tls)
+            writer.write(raw)
+            await read_response(reader)
+            latencies.append(time.perf_counter() - start)
+            if new_conn:
+                writer.transport.abort()
+        if conn:
+            conn[1].transport.abort()
+
+    cpu0 = cpu_seconds(target.pid)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(target.pid) - cpu0
+    latencies.sort()
+    count = len(latencies)
+    return {
+        "rps": count / elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[int(count * 0.99) - 1] * 1000,
+        "cpu_ms": cpu * 1000 / count if target.pid else float("nan"),
+    }
+
+
+def write_config(directory: Path) -> Path:
+    digest = __import__("hashlib").sha256(KEY.encode()).hexdigest()
+    snapshot = {
+        "version": 1,
+        "settings": {"approval_timeout_seconds": 300},
+        "agents": [{"id": "agt_b", "name": "Bench", "status": "active",
+                    "enforcement_level": "full_enforce", "key_hashes": [digest]}],
+        "connectors": [{"id": "conn_generic_1", "type": "generic", "name": "bench",
+                        "domains": ["127.0.0.1"], "credential": "upstream-secret",
+                        "auth_type": "bearer"}],
+        "permissions": [{"agent": "Bench", "connector": "generic",
+                         "action_pattern": "generic.get", "decision": "allow"}],
+        "policies": [], "kill_switches": [],
+    }  # fmt: skip
+    path = directory / "bench-config.json"
+    path.write_text(json.dumps(snapshot))
+    return path
+
+
+def start_process(
+    cmd: list[str], pattern: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    if pattern not in line:
+        proc.kill()
+        raise RuntimeError(f"could not start {cmd[0]}: {line}")
+    return proc, int(line.split(pattern, 1)[1].split()[0].rsplit(":", 1)[1])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def main(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    workdir = Path(tempfile.mkdtemp(prefix="tf-bench-"))
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(server_tls)
+    ca_file = workdir / "upstream-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    http = await loop.create_server(Upstream, "127.0.0.1", 0)
+    https = await loop.create_server(Upstream, "127.0.0.1", 0, ssl=server_tls)
+    ports = {"http": http.sockets[0].getsockname()[1], "https": https.sockets[0].getsockname()[1]}
+
+    gateway, gw_port = start_process(
+        [sys.executable, "-m", "agentfirewall_proxy", "--config-file", str(write_config(workdir)),
+         "--listen", "127.0.0.1:0", "--ca-dir", str(workdir / "ca"),
+         "--upstream-ca", str(ca_file)],
+        "listening on ",
+    )  # fmt: skip
+    auth = b"Proxy-Authorization: Basic " + base64.b64encode(b"Bench:" + KEY.encode()) + b"\r\n"
+    targets = [
+        Target("direct", None),
+        Target("tameflare", ("127.0.0.1", gw_port), auth, gateway.pid),
+    ]
+    mitm = None
+    if args.mitmdump and Path(args.mitmdump).exists():
+        mport = free_port()
+        mitm = subprocess.Popen(
+            [args.mitmdump, "--mode", "regular", "-q", "--ssl-insecure", "--listen-host",
+             "127.0.0.1", "--listen-port", str(mport)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        await asyncio.sleep(3.0)
+        targets.append(Target("mitmdump", ("127.0.0.1", mport), b"", mitm.pid))
+    else:
+        print(f"# mitmdump not found at `{args.mitmdump}`: skipped", file=sys.stderr)
+
+    cases = [(s, c, False) for c in (1, 32) for s in ("http", "https")]
+    cases += [("http", 1, True), ("https", 1, True)]
+    rows: list[tuple[str, str, int, bool, dict[str, float]]] = []
+    try:
+        for target in targets:  # warm-up: pools, leaf certificates, imports
+            for scheme in ("http", "https"):
+                await run_case(target, scheme, ports[scheme], 4, 0.5, False)
+        for _ in range(args.rounds):
+            for scheme, clients, new_conn in cases:
+                for target in targets:
+                    result = await run_case(target, scheme, ports[scheme], clients,
+                                            args.duration, new_conn)  # fmt: skip
+                    rows.append((target.name, scheme, clients, new_conn, result))
+    finally:
+        gateway.terminate()
+        if mitm:
+            mitm.terminate()
+    report(rows)
+
+
+Row = tuple[str, str, int, bool, dict[str, float]]
+_HEAD = (
+    "| case | c | connection | req/s | p50 ms | p99 ms | / direct | / mitmdump req/s "
+    "| added p50 ms | proxy CPU ms/req |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _median(rows: list[Row], case: tuple[str, str, int, bool], key: str) -> float:
+    found = [r[key] for n, s, c, new, r in rows if (n, s, c, new) == case]
+    return statistics.median(found) if found else float("nan")
+
+
+def report(rows: list[Row]) -> None:
+    """One Markdown row per case (median over rounds), with ratios to the same-run peers."""
+    print(_HEAD)
+    cases = list(dict.fromkeys((n, s, c, new) for n, s, c, new, _ in rows))
+    for name, scheme, c, new in cases:
+        case = (name, scheme, c, new)
+        rps, p50 = _median(rows, case, "rps"), _median(rows, case, "p50")
+        direct = ("direct", scheme, c, new)
+        mitm = _median(rows, ("mitmdump", scheme, c, new), "rps")
+        added = p50 - _median(rows, direct, "p50")
+        print(
+            f"| {name} {scheme} | {c} | {'new' if new else 'keep-alive'} | {rps:,.0f} | "
+            f"{p50:.3f} | {_median(rows, case, 'p99'):.3f} | "
+            f"{rps / _median(rows, direct, 'rps'):.2f} | {rps / mitm:.1f} | {added:.3f} | "
+            f"{_median(rows, case, 'cpu_ms'):.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--mitmdump", default="/tmp/mitm-venv/bin/mitmdump")
+    arguments = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.run(main(arguments))
+    except ImportError:
+        asyncio.run(main(arguments))
