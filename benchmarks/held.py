@@ -91,13 +91,10 @@ async def hold(count: int) -> None:
         held = int((await proc.stdout.readline()).split()[1])
     elapsed = time.monotonic() - started
     rss = rss_mib(proc.pid)
-    print(
-        "| held requests (confirmed by the gateway) | gateway RSS MiB | idle RSS MiB | KiB per held | seconds to hold all |"
-    )
+    per_held = (rss - idle) * 1024 / max(held, 1)
+    print("| held (confirmed by the gateway) | gateway RSS MiB | idle RSS MiB | KiB per held | s |")
     print("|---|---|---|---|---|")
-    print(
-        f"| {held:,} / {count:,} | {rss:.1f} | {idle:.1f} | {(rss - idle) * 1024 / max(held, 1):.2f} | {elapsed:.1f} |"
-    )
+    print(f"| {held:,} / {count:,} | {rss:.1f} | {idle:.1f} | {per_held:.2f} | {elapsed:.1f} |")
     for writer in writers:
         writer.transport.abort()
     proc.terminate()
