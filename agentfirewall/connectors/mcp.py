@@ -2,8 +2,9 @@
 
 - ``tools/call`` → ``mcp.tools.<name>``: the tool name lower-cased, every character
   outside ``a-z 0-9 _ -`` mapped to ``_``; the original name is parameter ``tool`` and
-  the tool's arguments are the other parameters. Risk comes from the words of the name:
-  delete/drop/destroy/exec/execute/run/deploy/shell/remove/kill… high;
+  the tool's arguments are the other parameters (a tool named ``list`` becomes
+  ``mcp.tools.list_tool``: it cannot pass for ``tools/list``). Risk comes from the
+  words of the name: delete/drop/destroy/exec/execute/run/deploy/shell/remove/kill… high;
   create/write/update/send/merge/push… medium; read/get/list/search… low; anything
   else medium. The riskiest word wins (``read_and_delete`` is high).
 - ``tools/list`` → ``mcp.tools.list`` (low); any other method → ``mcp.rpc.<method>`` with
@@ -135,8 +136,10 @@ def _segment(name: str) -> str:
 
 
 def tool_action(name: str) -> str:
-    """``mcp.tools.<name>`` for a tool name."""
-    return f"mcp.tools.{_segment(name)}"
+    """``mcp.tools.<name>`` for a tool name (a tool called ``list`` is ``list_tool``, so
+    it can never pass for the ``tools/list`` method)."""
+    segment = _segment(name)
+    return f"mcp.tools.{'list_tool' if segment == 'list' else segment}"
 
 
 class McpConnector(Connector):

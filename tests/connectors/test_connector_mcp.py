@@ -279,3 +279,10 @@ def test_build_refuses_mismatched_tool_and_rpc() -> None:
 def test_case_variant_keys_are_refused(message: dict[str, object]) -> None:
     with pytest.raises(ConnectorError, match="case variant"):
         MCP.parse(rpc(message))
+
+
+@pytest.mark.parametrize("name", ["list", "List", " list "])
+def test_a_tool_named_list_cannot_pass_for_tools_list(name: str) -> None:
+    parsed = MCP.parse(rpc(call(name)))
+    assert parsed.action_type == "mcp.tools.list_tool"
+    assert parsed.spec.parameters == {"tool": name}
