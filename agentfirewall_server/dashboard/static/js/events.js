@@ -36,3 +36,14 @@ export function throttled(refresh, wait = 500) {
 }
 
 window.addEventListener("pagehide", () => { if (source) source.close(); });
+
+// Wraps a loader so only the answer of the latest call is used: an older request that
+// finishes last must not paint stale data over newer data. Superseded calls give null.
+export function latestOnly(load) {
+  let seq = 0;
+  return async (...args) => {
+    const mine = ++seq;
+    const data = await load(...args);
+    return mine === seq ? data : null;
+  };
+}

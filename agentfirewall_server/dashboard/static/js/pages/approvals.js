@@ -1,6 +1,6 @@
 import { api } from "../api.js";
 import { $, badge, clear, el, fail, notify, show, timeCell } from "../dom.js";
-import { onEvent, throttled } from "../events.js";
+import { latestOnly, onEvent, throttled } from "../events.js";
 import { maskSecrets } from "../secrets.js";
 import { can, startPage } from "../session.js";
 
@@ -61,10 +61,14 @@ function tick() {
   for (const { node, expires } of cards.values()) node.textContent = countdown(expires);
 }
 
+const fetchApprovals = latestOnly(() => Promise.all([
+  api("/approvals", { query: { status: "pending" } }), api("/approvals", { query: { status: "recent" } }),
+]));
+
 async function refresh() {
-  const [pending, recent] = await Promise.all([
-    api("/approvals", { query: { status: "pending" } }), api("/approvals", { query: { status: "recent" } }),
-  ]);
+  const answer = await fetchApprovals();
+  if (!answer) return;
+  const [pending, recent] = answer;
   cards.clear();
   const list = clear($("#pending"));
   for (const approval of pending.approvals) list.append(card(approval));

@@ -1,7 +1,7 @@
 import { api, BASE } from "../api.js";
 import { bucketByHour, drawChart, SERIES } from "../chart.js";
 import { $, badge, clear, el, formatTime, setText } from "../dom.js";
-import { onEvent, throttled } from "../events.js";
+import { latestOnly, onEvent, throttled } from "../events.js";
 import { startPage } from "../session.js";
 
 const SDK_EVENTS = {
@@ -33,11 +33,16 @@ function showAgents(agents) {
   }
 }
 
+const dayAgo = () => new Date(Date.now() - 864e5).toISOString().replace(/\.\d{3}Z$/, "Z");
+const fetchAll = latestOnly(() => Promise.all([
+  api("/status"), api("/agents"), api("/traffic", { query: { limit: 1000 } }),
+  api("/audit", { query: { limit: 1000, since: dayAgo() } }),
+]));
+
 async function refresh() {
-  const [status, agents, traffic, audit] = await Promise.all([
-    api("/status"), api("/agents"), api("/traffic", { query: { limit: 1000 } }),
-    api("/audit", { query: { limit: 1000, since: new Date(Date.now() - 864e5).toISOString().replace(/\.\d{3}Z$/, "Z") } }),
-  ]);
+  const answer = await fetchAll();
+  if (!answer) return;
+  const [status, agents, traffic, audit] = answer;
   showStatus(status);
   showAgents(agents.agents);
   // Proxy requests come from the traffic log, SDK actions from their audit events.

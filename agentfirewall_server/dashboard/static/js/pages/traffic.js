@@ -1,14 +1,17 @@
 import { api } from "../api.js";
 import { $, clear, fail, formToObject, show } from "../dom.js";
-import { onEvent, throttled } from "../events.js";
+import { latestOnly, onEvent, throttled } from "../events.js";
 import { startPage } from "../session.js";
 import { trafficRow } from "../traffic-row.js";
 
 const PAGE_SIZE = 50;
 const state = { filters: {}, before: null, next: null };
 
+const fetchTraffic = latestOnly((query) => api("/traffic", { query }));
+
 async function load() {
-  const data = await api("/traffic", { query: { ...state.filters, limit: PAGE_SIZE, before: state.before } });
+  const data = await fetchTraffic({ ...state.filters, limit: PAGE_SIZE, before: state.before });
+  if (!data) return;
   const body = clear($("#traffic-table tbody"));
   for (const record of data.traffic) body.append(trafficRow(record));
   show("#traffic-empty", data.traffic.length === 0);
