@@ -229,3 +229,39 @@ def test_an_agent_named_script_renders_as_text(dash: Dashboard) -> None:
     assert page.locator("#agent-h").inner_text() == name
     assert page.locator("body").get_attribute("data-agent") == name
     watched.assert_clean()  # no dialog opened, no error
+
+
+def test_agent_page_sets_enforcement_presets_and_custom_rules(dash: Dashboard) -> None:
+    create_agent(dash, "Rules Bot")
+    dash.api("POST", "/connectors", {"type": "github", "token": "ghp_rulesTest0000000000000"})
+    watched = dash.open()
+    page = watched.page
+    dash.goto(page, "/agents")
+    page.get_by_role("link", name="Rules Bot").click()
+    dash.wait_ready(page)
+    page.get_by_label("Enforcement level").select_option("monitor")
+    page.get_by_label("Rate limit per minute").fill("120")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved.").wait_for()
+    agent = dash.api("GET", "/agents/Rules%20Bot")
+    assert (agent["enforcement_level"], agent["rate_limit_per_minute"]) == ("monitor", 120)
+    expect(page.locator("#preset-connector")).to_have_value("github")  # configured first
+    page.get_by_label("Preset").select_option("require-approval")
+    page.get_by_role("button", name="Apply preset").click()
+    table = page.locator("#perm-table tbody")
+    table.get_by_role("row", name=re.compile(r"github\s+\*\s+require_approval")).wait_for()
+    page.get_by_label("Action pattern").fill("github.repo.delete")
+    page.locator("#rule-decision").select_option("deny")
+    page.get_by_role("button", name="Add custom rule").click()
+    table.get_by_role("cell", name="github.repo.delete", exact=True).wait_for()
+    rules = dash.api("GET", "/permissions?agent=Rules%20Bot")["permissions"]
+    assert {(r["action_pattern"], r["decision"]) for r in rules} == {
+        ("*", "require_approval"),
+        ("github.repo.delete", "deny"),
+    }
+    page.get_by_role("button", name="Remove rule github.repo.delete").click()
+    table.get_by_role("cell", name="github.repo.delete", exact=True).wait_for(state="detached")
+    page.get_by_role("button", name="Suspend").click()
+    page.locator("#agent-facts").get_by_text("suspended").wait_for()
+    dash.screenshot(page, "agent-rules-1280")
+    watched.assert_clean()

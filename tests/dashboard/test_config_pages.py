@@ -149,3 +149,39 @@ def test_audit_log_verifies_the_chain_and_exports(dash: Dashboard) -> None:
     lines = Path(download.value.path()).read_text().splitlines()
     assert all(json.loads(line)["event_type"] == "agent.registered" for line in lines)
     watched.assert_clean()
+
+
+def test_settings_integrations_defaults_and_users(dash: Dashboard) -> None:
+    bot_token = "xoxb-settings-test-0000000000"
+    watched = dash.open()
+    page = watched.page
+    dash.goto(page, "/settings")
+    page.get_by_label("Slack bot token (write-only)").fill(bot_token)
+    page.get_by_label("Slack signing secret (write-only)").fill("signing-secret-0000")
+    page.get_by_label("Slack channel ID").fill("C0123456789")
+    page.get_by_label("Gateway URL").fill("http://gateway.internal:8443")
+    page.locator("#integrations-form").get_by_role("button", name="Save").click()
+    page.get_by_text("Slack is configured").wait_for()
+    expect(page.get_by_label("Slack bot token (write-only)")).to_have_value("")
+    assert bot_token not in page.content()
+    page.get_by_label("Default enforcement level").select_option("soft_enforce")
+    page.get_by_label("Approval timeout (seconds)").fill("600")
+    page.locator("#defaults-form").get_by_role("button", name="Save").click()
+    page.get_by_text("Enforcement defaults saved.").wait_for()
+    settings = dash.api("GET", "/settings")
+    assert settings["slack"] == {"channel": "C0123456789", "configured": True}
+    assert settings["gateway_url"] == "http://gateway.internal:8443"
+    assert settings["default_enforcement_level"] == "soft_enforce"
+    assert settings["approval_timeout_seconds"] == 600
+    assert bot_token not in json.dumps(settings)
+    # Users and roles: add a viewer, then make them a member.
+    page.get_by_label("Email", exact=True).fill("new@example.com")
+    page.get_by_label("Initial password").fill("a long enough password")
+    page.get_by_role("button", name="Add user").click()
+    role = page.get_by_label("Role of new@example.com")
+    expect(role).to_have_value("viewer")
+    role.select_option("member")
+    page.get_by_text("new@example.com is now member").wait_for()
+    users = {u["email"]: u["role"] for u in dash.api("GET", "/users")["users"]}
+    assert users["new@example.com"] == "member"
+    watched.assert_clean()
