@@ -55,7 +55,10 @@ async def exchange(
     try:
         _identify(gateway, conn, flow, head, tunnel)
         upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None
-        prefix, complete = await _body_prefix(conn, head, flow)
+        if upgrade is None:
+            prefix, complete = await _body_prefix(conn, head, flow)
+        else:
+            prefix, complete = b"", True  # an upgrade request has no body of its own
         conn.body_pending = not complete
         decision = decide(
             gateway.require_config(), flow, http_request(flow, head, prefix, complete)

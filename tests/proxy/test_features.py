@@ -1,0 +1,242 @@
+"""Passthrough tunnels, upstream proxy chaining, WebSocket upgrades, dedicated agent ports,
+MCP and the generic connector's `generic.get` alias, through a real gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agentfirewall_proxy.control import StaticControl
+from agentfirewall_proxy.options import parse_resolve
+from tests.fakes import FakeUpstreams
+from tests.proxy.support import (
+    CREDENTIALS,
+    KEY,
+    OTHER_KEY,
+    PLACEHOLDER,
+    RunningGateway,
+    ca_bundle,
+    connector,
+    rule,
+    snapshot,
+    start_gateway,
+)
+
+Start = Callable[..., tuple[RunningGateway, StaticControl]]
+
+
+@pytest.fixture
+def start(fakes: FakeUpstreams, tmp_path: Path) -> Iterator[Start]:
+    started: list[RunningGateway] = []
+
+    def run(snap: dict[str, Any], **options: Any) -> tuple[RunningGateway, StaticControl]:
+        running, control = start_gateway(tmp_path, fakes, snap, **options)
+        started.append(running)
+        return running, control
+
+    yield run
+    for running in started:
+        running.stop()
+
+
+class Background:
+    """A tiny asyncio server on its own thread (an upstream proxy, a WebSocket echo)."""
+
+    def __init__(
+        self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
+    ) -> None:
+        self.port = 0
+        self.writers: list[asyncio.StreamWriter] = []
+        ready = threading.Event()
+
+        async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.writers.append(writer)
+            try:
+                await handler(reader, writer)
+            finally:
+                writer.transport.abort()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self.loop = loop
+            server = loop.run_until_complete(asyncio.start_server(wrapped, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            server.close()
+            for writer in self.writers:
+                writer.transport.abort()
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(
+                asyncio.gather(*tasks, server.wait_closed(), return_exceptions=True)
+            )
+            loop.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def client(
+    running: RunningGateway, key: str = KEY, verify: ssl.SSLContext | None = None
+) -> httpx.Client:
+    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
+    ctx = verify or ssl.create_default_context(cafile=str(bundle))
+    return httpx.Client(proxy=running.proxy_url(key), verify=ctx, trust_env=False, timeout=20)
+
+
+def test_passthrough_tunnels_without_interception(start: Start, fakes: FakeUpstreams) -> None:
+    fakes["github"].clear()
+    running, _ = start(
+        snapshot([], connectors=[connector("github")]), passthrough=("api.github.com",)
+    )
+    # The client sees the upstream's own certificate (the fakes' CA), not the gateway's.
+    with client(running, verify=fakes.ssl_context()) as http:
+        answer = http.get("https://api.github.com/user", headers={"Authorization": PLACEHOLDER})
+    assert answer.status_code == 200
+    assert (
+        fakes["github"].last().header("authorization") == PLACEHOLDER
+    )  # not decided, not injected
+
+
+def test_upstream_proxy_chaining(start: Start, fakes: FakeUpstreams) -> None:
+    tls_port = fakes["github"].tls_port
+    seen: list[bytes] = []
+
+    async def upstream_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", tls_port)
+        relay.writers.append(up_writer)
+        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(
+            pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True
+        )
+
+    relay = Background(upstream_proxy)
+    try:
+        running, _ = start(snapshot([rule("github.*", "allow")], connectors=[connector("github")]),
+                           upstream_proxy=f"http://127.0.0.1:{relay.port}", resolve={})  # fmt: skip
+        with client(running) as http:
+            assert http.get("https://api.github.com/user").status_code == 200
+    finally:
+        relay.stop()
+    assert seen == [b"CONNECT api.github.com:443 HTTP/1.1"]
+    assert fakes["github"].last().header("authorization") == f"token {CREDENTIALS['github']}"
+
+
+def test_websocket_upgrade_is_decided_then_relayed(start: Start) -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"upgrade: websocket" in head.lower()
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n")  # fmt: skip
+        while data := await reader.read(65536):
+            writer.write(data.upper())
+        writer.close()
+
+    upstream = Background(echo)
+    try:
+        ws = connector("generic", domains=["ws.example"], credential=None)
+        snap = snapshot([rule("generic.get", "allow", connector="generic")], connectors=[ws])
+        running, _ = start(
+            snap, resolve=parse_resolve([f"ws.example:80=127.0.0.1:{upstream.port}"])
+        )
+        token = base64.b64encode(f"Bot:{KEY}".encode())
+        import socket
+
+        with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+            sock.sendall(b"GET http://ws.example/chat HTTP/1.1\r\nHost: ws.example\r\n"
+                         b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                         b"Proxy-Authorization: Basic " + token + b"\r\n\r\n")  # fmt: skip
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101")
+            sock.sendall(b"hello frames")
+            assert sock.recv(4096) == b"HELLO FRAMES"
+    finally:
+        upstream.stop()
+
+
+def test_dedicated_agent_ports(start: Start, fakes: FakeUpstreams) -> None:
+    first = random.randrange(30000, 60000)
+    running, control = start(snapshot([rule("github.*", "allow")], connectors=[connector("github")]),
+                             agent_ports=(first, first + 40))  # fmt: skip
+    assert running.gateway is not None
+    ports = running.gateway.agent_ports.ports
+    assert set(ports) == {"Bot", "Other"}
+    assert all(first <= port <= first + 40 for port in ports.values())
+    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
+    ctx = ssl.create_default_context(cafile=str(bundle))
+    own = f"http://Bot:{KEY}@127.0.0.1:{ports['Bot']}"
+    with httpx.Client(proxy=own, verify=ctx, trust_env=False) as http:
+        assert http.get("http://api.github.com/user").status_code == 200
+    stolen = f"http://Other:{OTHER_KEY}@127.0.0.1:{ports['Bot']}"
+    with httpx.Client(proxy=stolen, verify=ctx, trust_env=False) as http:
+        assert http.get("http://api.github.com/user").status_code == 407
+    deadline = time.monotonic() + 5
+    while not any(h["agent_ports"] for h in control.heartbeats) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(h["agent_ports"] == ports for h in control.heartbeats)
+
+
+def test_mcp_tools_are_decided_per_tool(start: Start, fakes: FakeUpstreams) -> None:
+    fakes["mcp"].clear()
+    snap = snapshot([rule("mcp.tools.echo", "allow"), rule("mcp.rpc.*", "allow"),
+                     rule("mcp.tools.delete_everything", "deny")],
+                    connectors=[connector("mcp")])  # fmt: skip
+    running, _ = start(snap)
+
+    def call(http: httpx.Client, tool: str) -> httpx.Response:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": tool, "arguments": {"text": "hi"}}}  # fmt: skip
+        return http.post("https://mcp.example.com/mcp", json=body)
+
+    with client(running) as http:
+        assert call(http, "echo").json()["result"]["content"][0]["text"] == 'echo: {"text": "hi"}'
+        denied = call(http, "delete_everything")
+    assert denied.status_code == 403
+    assert denied.json()["action"] == "mcp.tools.delete_everything"
+    assert [json.loads(r.body)["params"]["name"] for r in fakes["mcp"].received()] == ["echo"]
+
+
+def test_generic_rule_spelled_generic_get_matches_http_get(
+    start: Start, fakes: FakeUpstreams
+) -> None:
+    fakes["stripe"].clear()
+    generic = connector("generic", domains=["api.stripe.com"], credential="sk_generic",
+                        auth_type="bearer")  # fmt: skip
+    snap = snapshot([rule("generic.get", "allow", connector="generic"),
+                     rule("generic.post", "require_approval", connector="generic")],
+                    connectors=[generic], approval_timeout=1)  # fmt: skip
+    running, _ = start(snap)
+    with client(running) as http:
+        assert http.get("https://api.stripe.com/v1/customers").status_code == 200
+        assert (
+            http.post("https://api.stripe.com/v1/charges", data={"amount": "1"}).status_code == 408
+        )
+    assert fakes["stripe"].last().header("authorization") == "Bearer sk_generic"
