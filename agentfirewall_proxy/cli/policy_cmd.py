@@ -21,7 +21,6 @@ from agentfirewall.policy import (
     load_policy,
     validate_policy_text,
 )
-from agentfirewall_proxy.aliases import alias_rules
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import (
@@ -121,6 +120,8 @@ def test(ctx: Context) -> int:
 
 
 def explain(ctx: Context) -> int:
+    from agentfirewall_proxy.aliases import alias_rules  # loads every connector: only here
+
     args = ctx.args
     with ctx.client() as client:
         rules = client.get("/v1/permissions", agent=args.gateway).get("permissions", [])

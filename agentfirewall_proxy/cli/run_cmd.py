@@ -32,7 +32,7 @@ from agentfirewall_proxy.runenv import (
     write_support_files,
 )
 
-__all__ = ["NODE_PRELOAD", "is_listening", "register", "run", "spawn"]
+__all__ = ["NODE_PRELOAD", "dedicated_port", "is_listening", "register", "run", "spawn"]
 
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 NODE_PRELOAD = Path(__file__).with_name("node_preload.js")
@@ -75,10 +75,19 @@ def _run_dir(ctx: Context) -> Path:
     return Path(cache) / "tameflare" / "run"
 
 
-def _proxy_for(ctx: Context, agent: dict[str, Any]) -> str:
-    url = ctx.target().proxy_url
+def dedicated_port(name: str, agent: dict[str, Any], status: dict[str, Any]) -> int | None:
+    """The agent's own proxy port: the gateways' heartbeats, else the agent's record."""
+    for proxy in (status.get("gateway") or {}).get("proxies") or []:
+        port = (proxy.get("agent_ports") or {}).get(name)
+        if isinstance(port, int) and port > 0:
+            return port
     port = agent.get("proxy_port")
-    if isinstance(port, int) and port > 0:
+    return port if isinstance(port, int) and port > 0 else None
+
+
+def _proxy_for(ctx: Context, port: int | None) -> str:
+    url = ctx.target().proxy_url
+    if port is not None:
         dedicated = _with_port(url, port)
         if is_listening(dedicated):
             return dedicated
@@ -116,7 +125,8 @@ def run(ctx: Context) -> int:
         level = body.get("enforcement_level")
         if level and agent.get("enforcement_level") != level:
             agent = client.patch(f"/v1/agents/{path_id(name)}", {"enforcement_level": level})
-    proxy = _proxy_for(ctx, agent)
+        port = dedicated_port(name, agent, client.get("/v1/status"))
+    proxy = _proxy_for(ctx, port)
     ca_path = _gateway_ca(ctx)
     try:
         ca_pem = ca_path.read_text(encoding="ascii")

@@ -1,4 +1,4 @@
-"""What `tf` prints: data is never rich markup; --json prints one document; errors on stderr."""
+"""What `tf` prints (data is never markup; --json prints one document); small pure helpers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import json
 
 from agentfirewall_proxy.cli.output import Output, short_time
+from agentfirewall_proxy.cli.run_cmd import dedicated_port
 
 
 def _output(*, json_mode: bool = False) -> tuple[Output, io.StringIO, io.StringIO]:
@@ -40,3 +41,10 @@ def test_empty_tables_say_what_to_do() -> None:
 def test_short_time() -> None:
     assert short_time("2026-11-25T09:00:00.123Z") == "2026-11-25 09:00:00"
     assert short_time(None) == "-"
+
+
+def test_dedicated_port_comes_from_the_gateway_heartbeat() -> None:
+    status = {"gateway": {"proxies": [{"agent_ports": {"Finance Bot": 10002}}]}}
+    assert dedicated_port("Finance Bot", {"proxy_port": None}, status) == 10002
+    assert dedicated_port("DevOps Bot", {"proxy_port": 10001}, status) == 10001
+    assert dedicated_port("Bot", {"proxy_port": None}, {"gateway": {"proxies": []}}) is None

@@ -127,7 +127,7 @@ def test_token_env_secret_is_removed_from_the_agent(project: Project) -> None:
     stripe = project.fakes["stripe"]
     stripe.clear()
     secret = "sk_live_" + secrets.token_hex(16)
-    project.tf("init")
+    project.tf("init", "--port", "0", "--proxy-port", "0")  # offline writes, then `tf up`
     project.tf(
         "connector", "add", "generic", "--domains", "api.stripe.com", "--token-env",
         "STRIPE_KEY", env={"STRIPE_KEY": secret},
