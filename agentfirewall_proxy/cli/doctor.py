@@ -165,7 +165,8 @@ def doctor(ctx: Context) -> int:
         files = write_support_files(run_dir, bundle, NODE_PRELOAD.read_text(encoding="utf-8"))
         spec = RunSpec(target.proxy_url, DOCTOR_AGENT, str(ensured["api_key"]), files)
         env = build_child_env(dict(os.environ), spec)
-        checks += _client_checks(ctx, env, f"https://{domains[0]}/tameflare-doctor-probe")
+        with ctx.out.progress("running each HTTP client through the gateway"):
+            checks += _client_checks(ctx, env, f"https://{domains[0]}/tameflare-doctor-probe")
     elif listening:
         checks.append(Check("clients", False, "not probed: add a connector first"))
     return _report(ctx, checks)

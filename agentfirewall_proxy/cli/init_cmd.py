@@ -81,8 +81,9 @@ def init(ctx: Context) -> int:
         proxy_url=_url(DEFAULT_PROXY, args.host, args.proxy_port),
         platform=args.platform,
     )
-    project = create_state(root, config)
-    if existed and (args.port is not None or args.proxy_port is not None):
+    with ctx.out.progress("creating keys, tokens and the gateway CA"):
+        project = create_state(root, config)
+    if existed and any(v is not None for v in (args.port, args.proxy_port, args.host)):
         project = project.save(
             Config(
                 config.server_url,
@@ -96,7 +97,10 @@ def init(ctx: Context) -> int:
     if args.platform:
         template = TEMPLATES[args.platform]
         agent = args.agent or args.platform
-        with ctx.client(offline=True) as client:
+        with (
+            ctx.out.progress(f"applying the {args.platform} template"),
+            ctx.client(offline=True) as client,
+        ):
             applied = _apply(ctx, client, template, agent)
         project = project.save(
             Config(

@@ -11,6 +11,7 @@ Exit codes (the same for every command)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -103,6 +104,12 @@ class Output:
         for row in materialised:
             table.add_row(*(Text(cell) for cell in row))  # cells are data, never markup
         self.out.print(table)
+
+    def progress(self, text: str) -> contextlib.AbstractContextManager[object]:
+        """A spinner on a terminal's stderr while slow work runs (nothing when piped)."""
+        if self.err.is_terminal and not self.json_mode:
+            return self.err.status(Text(text), spinner="dots")
+        return contextlib.nullcontext()
 
     def note(self, text: str) -> None:
         """A dim line on stderr (progress, context), kept out of piped output."""

@@ -32,7 +32,8 @@ def up(ctx: Context) -> int:
     project = ctx.project
     created = project is None
     if project is None:
-        project = create_state(ctx.cwd, Config())
+        with ctx.out.progress("creating .tf/ (keys, tokens, gateway CA)"):
+            project = create_state(ctx.cwd, Config())
     running = read_up_file(project.state_dir)
     if running is not None:
         raise CliError(
