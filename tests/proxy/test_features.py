@@ -184,8 +184,8 @@ def test_websocket_upgrade_is_decided_then_relayed(start: Start) -> None:
 
 def test_dedicated_agent_ports(start: Start, fakes: FakeUpstreams) -> None:
     first = random.randrange(30000, 60000)
-    running, control = start(snapshot([rule("github.*", "allow")], connectors=[connector("github")]),
-                             agent_ports=(first, first + 40))  # fmt: skip
+    snap = snapshot([rule("github.*", "allow")], connectors=[connector("github")])
+    running, control = start(snap, agent_ports=(first, first + 40))
     assert running.gateway is not None
     ports = running.gateway.agent_ports.ports
     assert set(ports) == {"Bot", "Other"}
