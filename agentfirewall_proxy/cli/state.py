@@ -180,9 +180,9 @@ def resolve_target(project: Project | None, server_flag: str | None, env: dict[s
     proxy = env.get("TF_PROXY") or None
     explicit = (server_flag, "--server") if server_flag else (env.get("TF_SERVER"), "TF_SERVER")
     if explicit[0]:
-        admin = token or (project.read_token("admin.token") if project else None)
+        # never send this project's admin token to a server named elsewhere
         return Target(
-            explicit[0].rstrip("/"), admin, proxy or _proxy_of(project), project, explicit[1]
+            explicit[0].rstrip("/"), token, proxy or _proxy_of(project), project, explicit[1]
         )
     if project is None:
         return Target(DEFAULT_SERVER, token, proxy or DEFAULT_PROXY, None, "default")

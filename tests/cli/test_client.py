@@ -104,3 +104,5 @@ def test_target_precedence(tmp_path: Path) -> None:
     )
     flag = resolve_target(project, "http://flag:9", env)
     assert (flag.server_url, flag.source) == ("http://flag:9", "--server")
+    # the project's own admin token never goes to a server named by --server / TF_SERVER
+    assert resolve_target(project, "http://flag:9", {}).admin_token is None
