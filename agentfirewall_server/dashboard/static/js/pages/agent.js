@@ -52,6 +52,7 @@ async function refresh() {
   showPermissions(perms.permissions);
   const body = clear($("#agent-traffic tbody"));
   for (const record of traffic.traffic) body.append(trafficRow(record, { withAgent: false }));
+  show("#agent-traffic-empty", traffic.traffic.length === 0);
 }
 
 async function loadConnectorTypes() {
@@ -65,6 +66,8 @@ async function loadConnectorTypes() {
     select.append(el("optgroup", { label: "Other types" }, others.map((t) => el("option", { value: t, text: t }))));
   }
 }
+
+const DONE = { suspend: "suspended", activate: "activated", rotate: "has a new key", revoke: "revoked" };
 
 async function post(url, json, done) {
   try { const data = await api(url, { method: "POST", json }); notify(done); return data; } catch (error) { fail(error); return null; }
@@ -85,13 +88,14 @@ $("#preset-form").addEventListener("submit", async (event) => {
 });
 $("#rule-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  await post("/permissions", { agent: name, ...formToObject(event.currentTarget) }, "Rule saved.");
+  const form = event.currentTarget;
+  if (await post("/permissions", { agent: name, ...formToObject(form) }, "Rule saved.")) form.action_pattern.value = "";
   await refresh().catch(fail);
 });
 for (const verb of ["suspend", "activate", "rotate", "revoke"]) {
   $(`#${verb}`).addEventListener("click", async () => {
     if (verb === "revoke" && !window.confirm(`Revoke ${name}? Its key stops working for good.`)) return;
-    const data = await post(`${path}/${verb}`, undefined, `${verb} done`);
+    const data = await post(`${path}/${verb}`, undefined, `${name} ${DONE[verb]}`);
     if (data && data.api_key) showKey(data.api_key);
     await refresh().catch(fail);
   });

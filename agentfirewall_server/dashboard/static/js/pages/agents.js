@@ -12,7 +12,7 @@ async function act(agent, verb) {
       setText("#new-key-agent", agent.name);
       showKey(data.api_key);
     }
-    notify(`${agent.name}: ${verb} done`);
+    notify(`${agent.name} ${{ suspend: "suspended", activate: "activated", rotate: "has a new key", revoke: "revoked" }[verb]}`);
   } catch (error) {
     fail(error);
   }
