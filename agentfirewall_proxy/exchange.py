@@ -202,7 +202,10 @@ async def _forward(
 ) -> bool:
     """Send the decided request upstream and stream the response back."""
     chunked = head.chunked and not complete
-    length = len(prefix) if complete and head.has_body else None
+    if complete:
+        length = len(prefix) if head.has_body else None
+    else:
+        length = None if head.chunked else head.content_length
     headers = upstream_headers(head, flow, _authority(flow), length)
     if chunked:
         headers.append((b"Transfer-Encoding", b"chunked"))
