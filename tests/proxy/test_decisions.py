@@ -4,6 +4,7 @@ fake GitHub, with a StaticControl as the control plane."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 import threading
@@ -278,3 +279,22 @@ def test_config_changes_apply_within_a_second(
         while status == 403 and time.monotonic() < deadline:
             status = http.get("http://api.github.com/user").status_code
     assert status == 200
+
+
+def test_a_thousand_agents_on_one_port_identified_by_credential(
+    start: Callable[..., tuple[RunningGateway, StaticControl]], fakes: FakeUpstreams
+) -> None:
+    keys = {f"agent-{n}": f"aaf_live_{n:032d}" for n in range(1000)}
+    agents = [
+        {"id": f"agt_{n}", "name": name, "status": "active", "enforcement_level": "full_enforce",
+         "key_hashes": [hashlib.sha256(key.encode()).hexdigest()]}
+        for n, (name, key) in enumerate(keys.items())
+    ]  # fmt: skip
+    rules = [rule("github.user.get", "allow", agent=name) for name in keys]
+    running, _ = start(snapshot(rules, connectors=[connector("github")], agents=agents))
+    for name in ("agent-0", "agent-517", "agent-999"):
+        with client(running, keys[name]) as http:
+            assert http.get("https://api.github.com/user").status_code == 200
+        assert fakes["github"].last().header("x-tameflare-agent") == name
+    with client(running, "aaf_live_" + "9" * 32) as http, pytest.raises(httpx.ProxyError):
+        http.get("https://api.github.com/user")
