@@ -33,6 +33,15 @@ def test_first_run_setup_creates_the_owner_and_signs_in(
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    # A wrong token is refused with a readable message.
+    page.goto(f"{live_server.url}/dashboard/setup?token=not-the-token")
+    page.get_by_label("Email").fill("first@example.com")
+    page.get_by_label("Password", exact=True).fill(shots.password)
+    page.get_by_label("Repeat the password").fill(shots.password)
+    page.get_by_role("button", name="Create the owner account").click()
+    expect(page.locator("#setup-error")).to_be_visible()
+    assert all("status of 40" in e for e in errors), errors
+    errors.clear()
     page.goto(f"{live_server.url}/dashboard/setup?token={token}")
     assert "token=" not in page.url  # the one-time token leaves the address bar at once
     shots.screenshot(page, "setup-1280")

@@ -20,7 +20,7 @@ function showStatus(status) {
   $("#kill-state").className = kills.length ? "big text-deny" : "big";
   setText("#kill-detail", kills.map((k) => `scope: ${k.target || k.scope}`).join(", "));
   const d = status.decisions || {};
-  setText("#decision-totals", `${d.allow || 0} allowed · ${d.require_approval || 0} held for approval · ${d.deny || 0} denied`);
+  setText("#decision-totals", `SDK actions, all time: ${d.allow || 0} allowed · ${d.require_approval || 0} held for approval · ${d.deny || 0} denied`);
 }
 
 function showAgents(agents) {
