@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -74,23 +74,32 @@ def test_sandbox_explains_a_decision(dash: Dashboard) -> None:
     watched.assert_clean()
 
 
+def _send(dash: Dashboard, key: str) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.post(
+        f"{dash.url}/api/v1/actions",
+        json={"action_spec": {"type": "email.send", "resource": {"provider": "mail"}}},
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
+    return answer
+
+
 def test_kill_switch_activates_and_deactivates(dash: Dashboard) -> None:
     key = create_agent(dash, "Kill Test Bot")
+    other = create_agent(dash, "Bystander Bot")
     watched = dash.open()
     page = watched.page
     dash.goto(page, "/settings")
     page.get_by_label("Scope").select_option("all")
     page.get_by_label("Reason").fill("incident 42")
     page.get_by_role("button", name="Activate kill switch").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()  # changed its mind
+    assert dash.api("GET", "/kill-switch")["active"] == []
+    page.get_by_role("button", name="Activate kill switch").click()
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
     page.locator("#kill-table").get_by_text("incident 42").wait_for()
     page.locator("#kill-indicator").wait_for()
     dash.screenshot(page, "settings-kill-switch-1280")
-    answer = httpx.post(
-        f"{dash.url}/api/v1/actions",
-        json={"action_spec": {"type": "email.send", "resource": {"provider": "mail"}}},
-        headers={"Authorization": f"Bearer {key}"},
-    ).json()
+    answer = _send(dash, key)
     assert answer["status"] == "denied"
     assert answer["decision"]["reason"] == "kill_switch_active"
     page.get_by_role("button", name="Deactivate kill switch all").click()
@@ -98,6 +107,17 @@ def test_kill_switch_activates_and_deactivates(dash: Dashboard) -> None:
     page.get_by_text("No kill switch is active.").wait_for()
     page.locator("#kill-indicator").wait_for(state="hidden")
     assert dash.api("GET", "/kill-switch")["active"] == []
+    assert _send(dash, key)["status"] == "allowed"
+    # Scoped to one agent: only that agent stops.
+    page.get_by_label("Scope").select_option("Kill Test Bot")
+    page.get_by_role("button", name="Activate kill switch").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    page.locator("#kill-table tr[data-scope='Kill Test Bot']").wait_for()
+    assert _send(dash, key)["status"] == "denied"
+    assert _send(dash, other)["status"] == "allowed"
+    page.get_by_role("button", name="Deactivate kill switch Kill Test Bot").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    page.get_by_text("No kill switch is active.").wait_for()
     watched.assert_clean()
 
 
