@@ -30,7 +30,11 @@ JSON = dict[str, Any]
 
 
 class ControlError(Exception):
-    """The control plane could not be reached or answered an error."""
+    """The control plane could not be reached (`status` 0) or answered an error status."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Control(Protocol):
@@ -82,7 +86,9 @@ class HttpControl:
         except httpx.HTTPError as exc:
             raise ControlError(f"control plane unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
-            raise ControlError(f"control plane answered {response.status_code} to {path}")
+            raise ControlError(
+                f"control plane answered {response.status_code} to {path}", response.status_code
+            )
         return response
 
     async def fetch_config(self, since: int | None, wait: float) -> JSON | None:

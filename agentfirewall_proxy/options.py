@@ -36,7 +36,7 @@ class Options:
     max_head_bytes: int = 65536
     #: Idle pooled upstream connections kept per (scheme, host, port).
     pool_size: int = 64
-    traffic_batch: int = 500
+    traffic_batch: int = 200
     traffic_interval: float = 1.0
     heartbeat_interval: float = 10.0
     #: Long-poll wait asked of the control plane for config changes.

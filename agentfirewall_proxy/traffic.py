@@ -65,8 +65,11 @@ class TrafficShipper:
             records = [self._queue[i] for i in range(count)]
             try:
                 await self.control.send_traffic(records)
-            except ControlError:
-                return
+            except ControlError as exc:
+                if not 400 <= exc.status < 500 or exc.status in (408, 429):
+                    return  # unreachable or busy: keep the records, retry later
+                self.dropped += count  # refused as invalid: retrying cannot help
+            else:
+                self.sent += count
             for _ in range(count):
                 self._queue.popleft()
-            self.sent += count
