@@ -181,7 +181,9 @@ def decide_approval(
         raise ApiError(409, f"approval `{approval_id}` has expired", approval_status="expired")
     if row["status"] != "pending":
         raise ApiError(
-            409, f"approval `{approval_id}` was already {row['status']}", approval_status=row["status"]
+            409,
+            f"approval `{approval_id}` was already {row['status']}",
+            approval_status=row["status"],
         )
     _check_role(row, role)
     status = "approved" if approve else "denied"

@@ -141,3 +141,12 @@ SPEC = {
 from tests.fakes.fixtures import fakes  # noqa: E402  (re-exported fixture)
 
 __all__ = ["SPEC", "Harness", "fakes", "make_settings"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _collect_stray_connections() -> Iterator[None]:
+    """Finalise leftover driver connections of stopped apps before pytest checks for them."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

@@ -1,0 +1,133 @@
+"""The store on both engines: migrations, the group-commit writer, the audit chain, vault."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from agentfirewall.errors import VaultError
+from agentfirewall_server.audit import append_event, verify_chain
+from agentfirewall_server.main import main
+from agentfirewall_server.settings import Settings
+from agentfirewall_server.store.db import Database
+from agentfirewall_server.store.schema import audit_events, credentials, settings_table
+from agentfirewall_server.vault import Vault, generate_key_text
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    database.migrate()
+    database.start()
+    yield database
+    database.close()
+
+
+def _put(key: str) -> object:
+    def job(conn: Connection) -> str:
+        conn.execute(insert(settings_table).values(key=key, value="1"))
+        return key
+
+    return job
+
+
+def test_migrations_are_idempotent(db: Database) -> None:
+    db.migrate()
+    assert (
+        db.read_sync(lambda c: c.execute(select(func.count()).select_from(audit_events)).scalar())
+        == 0
+    )
+
+
+def test_a_failing_job_rolls_back_alone_inside_a_batch(db: Database) -> None:
+    futures = [db.submit(_put(f"k{i}")) for i in range(50)]  # type: ignore[arg-type]
+    futures.append(db.submit(_put("k3")))  # type: ignore[arg-type]  # duplicate key
+    futures += [db.submit(_put(f"m{i}")) for i in range(50)]  # type: ignore[arg-type]
+    done, _ = concurrent.futures.wait(futures, timeout=60)
+    assert len(done) == 101
+    failed = [f for f in futures if f.exception() is not None]
+    assert len(failed) == 1
+    count = db.read_sync(
+        lambda c: c.execute(select(func.count()).select_from(settings_table)).scalar()
+    )
+    assert count == 100
+
+
+def test_audit_chain_detects_edits_deletions_and_insertions(db: Database) -> None:
+    for i in range(5):
+        db.write_sync(
+            lambda c, i=i: append_event(c, "test.event", actor="t", now=1000.0 + i, data={"i": i})
+        )
+    assert db.read_sync(verify_chain).ok
+    db.write_sync(
+        lambda c: c.execute(
+            update(audit_events).where(audit_events.c.id == 3).values(data='{"i": 99}')
+        )
+    )
+    bad = db.read_sync(verify_chain)
+    assert (bad.ok, bad.first_bad_event) == (False, 3)
+    assert "edited" in (bad.problem or "")
+
+
+def test_audit_chain_detects_a_deleted_row(db: Database) -> None:
+    for i in range(4):
+        db.write_sync(lambda c, i=i: append_event(c, "test.event", actor="t", now=1.0 + i))
+    db.write_sync(lambda c: c.execute(delete(audit_events).where(audit_events.c.id == 2)))
+    bad = db.read_sync(verify_chain)
+    assert bad.ok is False
+    assert bad.first_bad_event == 3
+    assert "missing" in (bad.problem or "")
+
+
+def test_vault_round_trip_binds_the_owner_and_refuses_a_wrong_key() -> None:
+    vault = Vault.from_text(generate_key_text())
+    stored = vault.encrypt("ghp_secret", owner="conn_github_1")
+    assert "ghp_secret" not in stored
+    assert vault.decrypt(stored, owner="conn_github_1") == "ghp_secret"
+    with pytest.raises(VaultError, match="another connector"):
+        vault.decrypt(stored, owner="conn_github_2")
+    other = Vault.from_text(generate_key_text())
+    with pytest.raises(VaultError, match="another key"):
+        other.decrypt(stored, owner="conn_github_1")
+    with pytest.raises(VaultError, match="32 bytes"):
+        Vault.from_text("too short")
+
+
+def test_rotate_key_reencrypts_everything(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "tf"
+    old = generate_key_text()
+    (data).mkdir()
+    (data / "encryption.key").write_text(old)
+    settings = Settings(data_dir=data, database_url=database_url)
+    database = Database(settings.resolved_database_url)
+    database.migrate()
+    vault = Vault.from_text(old)
+    database.write_sync(
+        lambda c: c.execute(
+            insert(credentials).values(
+                owner="conn_x_1",
+                ciphertext=vault.encrypt("s3cret", owner="conn_x_1"),
+                created_at=1.0,
+            )
+        )
+    )
+    database.close()
+    monkeypatch.delenv("SETTINGS_ENCRYPTION_KEY", raising=False)
+    new = generate_key_text()
+    argv = ["rotate-key", "--data-dir", str(data), "--new-key", new]
+    if database_url:
+        argv += ["--database-url", database_url]
+    assert main(argv) == 0
+    assert (data / "encryption.key").read_text() == new
+    database = Database(settings.resolved_database_url)
+    stored = database.read_sync(lambda c: c.execute(select(credentials.c.ciphertext)).scalar())
+    database.close()
+    assert Vault.from_text(new).decrypt(str(stored), owner="conn_x_1") == "s3cret"
+    with pytest.raises(VaultError):
+        vault.decrypt(str(stored), owner="conn_x_1")
