@@ -148,13 +148,16 @@ def test_approve_one_held_action_and_deny_another(dash: Dashboard) -> None:
         target=lambda: waited.update(wait_action(dash, key, first["action_request_id"]))
     )
     waiter.start()
+    # A note typed in one card survives the live update another decision causes.
+    other.get_by_label("Note (optional)").fill("too large")
     card.get_by_label("Note (optional)").fill("checked with finance")
     card.get_by_role("button", name="Approve").click()
     waiter.join(30)
     assert waited["status"] == "allowed"
     assert waited["decision_token"]
 
-    other.get_by_label("Note (optional)").fill("too large")
+    page.locator("#recent-table tbody").get_by_text("checked with finance").wait_for()
+    expect(other.get_by_label("Note (optional)")).to_have_value("too large")
     other.get_by_role("button", name="Deny").click()
     assert wait_action(dash, key, second["action_request_id"])["status"] == "denied"
     other.wait_for(state="detached")

@@ -4,7 +4,7 @@ import { latestOnly, onEvent, throttled } from "../events.js";
 import { maskSecrets } from "../secrets.js";
 import { can, startPage } from "../session.js";
 
-const cards = new Map(); // approval id -> countdown node + expiry
+const cards = new Map(); // approval id -> {card, node (countdown), expires}
 
 function countdown(expiresAt) {
   const left = Math.round((Date.parse(expiresAt) - Date.now()) / 1000);
@@ -53,7 +53,7 @@ function card(approval) {
     for (const button of form.querySelectorAll("button")) button.disabled = true;
     decide(approval, event.submitter ? event.submitter.value : "approve", form.note.value.trim());
   });
-  cards.set(approval.id, { node: node.querySelector(".a-countdown"), expires: approval.expires_at });
+  cards.set(approval.id, { card: node, node: node.querySelector(".a-countdown"), expires: approval.expires_at });
   return node;
 }
 
@@ -69,9 +69,16 @@ async function refresh() {
   const answer = await fetchApprovals();
   if (!answer) return;
   const [pending, recent] = answer;
-  cards.clear();
-  const list = clear($("#pending"));
-  for (const approval of pending.approvals) list.append(card(approval));
+  // Cards still pending stay as they are (a note being typed survives live updates);
+  // decided ones leave, new ones are added in order.
+  const list = $("#pending");
+  const ids = new Set(pending.approvals.map((a) => a.id));
+  for (const [id, entry] of cards) {
+    if (!ids.has(id)) { entry.card.remove(); cards.delete(id); }
+  }
+  for (const approval of pending.approvals) {
+    if (!cards.has(approval.id)) list.append(card(approval)); // never move a card: keeps focus
+  }
   tick();
   $("#pending-count").textContent = String(pending.approvals.length);
   show("#pending-empty", pending.approvals.length === 0);
