@@ -64,6 +64,7 @@ async def exchange(
             gateway.require_config(), flow, http_request(flow, head, prefix, complete)
         )
         gateway.begin(flow, conn)
+        gateway.decided(flow)
         if decision.outcome == "deny":
             kill = decision.kill_switch
             raise Refusal(403, "kill_switch" if kill else "denied", decision.reason)

@@ -16,6 +16,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,9 +26,10 @@ from agentfirewall_proxy.approvals import Holds
 from agentfirewall_proxy.certs import CertStore, load_or_create_ca
 from agentfirewall_proxy.control import Control, ControlError
 from agentfirewall_proxy.exchange import exchange
+from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, default_addons
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.options import Options
-from agentfirewall_proxy.pipeline import Flow, Refusal, traffic_record
+from agentfirewall_proxy.pipeline import Flow, Refusal
 from agentfirewall_proxy.server import ClientConnection, Tunnel, handle_client
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
@@ -42,7 +44,9 @@ _ERROR_OBJECT = frozenset({"stripe"})
 
 
 class Gateway:
-    def __init__(self, options: Options, control: Control) -> None:
+    def __init__(
+        self, options: Options, control: Control, extra_addons: Iterable[object] = ()
+    ) -> None:
         self.options = options
         self.control = control
         self.config: CompiledConfig | None = None
@@ -59,7 +63,12 @@ class Gateway:
         self.agent_ports = agentports.AgentPorts(self)
         self.gateway_id = options.gateway_id or f"gw_{secrets.token_hex(6)}"
         self.started_at = datetime.now(UTC)
-        self.stats: dict[str, int] = {"requests": 0, "denied": 0, "held": 0, "errors": 0}
+        self.counters = Counters()
+        self.stats = self.counters.stats
+        self.addons = Addons(
+            [*default_addons(self.shipper, self.counters, access_log=options.access_log),
+             *extra_addons]
+        )  # fmt: skip
         self._prefix = f"req_{secrets.token_hex(4)}"
         self._counter = 0
         self._servers: list[asyncio.Server] = []
@@ -137,16 +146,11 @@ class Gateway:
         self.record(flow)
 
     def record(self, flow: Flow) -> None:
-        self.stats["requests"] += 1
-        if flow.status in (403, 407):
-            self.stats["denied"] += 1
-        self.shipper.record(traffic_record(flow))
-        if self.options.access_log:
-            print(
-                f"{flow.request_id} {flow.agent.name if flow.agent else '-'} {flow.method} "
-                f"{flow.host}{flow.path} {flow.status} {flow.reason}",
-                file=sys.stderr,
-            )
+        """The flow is over: the ``done`` hook (traffic record, counters, access log)."""
+        self.addons.trigger(DoneHook(flow))
+
+    def decided(self, flow: Flow) -> None:
+        self.addons.trigger(DecidedHook(flow))
 
     # -- config --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import httpx
@@ -102,9 +102,13 @@ def build_gateway(
     *,
     control: Control | None = None,
     control_transport: httpx.AsyncBaseTransport | None = None,
+    addons: Iterable[object] = (),
 ) -> Gateway:
-    """A gateway ready to ``run()`` (tests pass a StaticControl or an ASGI transport)."""
-    return Gateway(options, control or make_control(options, control_transport))
+    """A gateway ready to ``run()`` (tests pass a StaticControl or an ASGI transport).
+
+    `addons` run after the default ones (see ``hooks.py``: methods named after hooks).
+    """
+    return Gateway(options, control or make_control(options, control_transport), addons)
 
 
 async def serve(

@@ -116,9 +116,10 @@ def snapshot(
 class RunningGateway:
     """A gateway on its own loop and thread; stop() cancels it."""
 
-    def __init__(self, options: Options, control: Control) -> None:
+    def __init__(self, options: Options, control: Control, addons: Iterable[object] = ()) -> None:
         self.options = options
         self.control = control
+        self.addons = list(addons)
         self.gateway: Gateway | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -150,7 +151,7 @@ class RunningGateway:
                 loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            self.gateway = build_gateway(self.options, control=self.control)
+            self.gateway = build_gateway(self.options, control=self.control, addons=self.addons)
 
             async def main() -> None:
                 assert self.gateway is not None
@@ -210,10 +211,14 @@ def gateway_options(tmp: Path, fakes: FakeUpstreams | None, **overrides: Any) ->
 
 
 def start_gateway(
-    tmp: Path, fakes: FakeUpstreams | None, snap: dict[str, Any], **overrides: Any
+    tmp: Path,
+    fakes: FakeUpstreams | None,
+    snap: dict[str, Any],
+    addons: Iterable[object] = (),
+    **overrides: Any,
 ) -> tuple[RunningGateway, StaticControl]:
     control = StaticControl(snap)
-    running = RunningGateway(gateway_options(tmp, fakes, **overrides), control).start()
+    running = RunningGateway(gateway_options(tmp, fakes, **overrides), control, addons).start()
     return running, control
 
 

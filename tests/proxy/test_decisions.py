@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from agentfirewall_proxy.control import StaticControl
+from agentfirewall_proxy.pipeline import Flow
 from tests.fakes import FakeUpstreams
 from tests.proxy.support import (
     CREDENTIALS,
@@ -298,3 +299,30 @@ def test_a_thousand_agents_on_one_port_identified_by_credential(
         assert fakes["github"].last().header("x-tameflare-agent") == name
     with client(running, "aaf_live_" + "9" * 32) as http, pytest.raises(httpx.ProxyError):
         http.get("https://api.github.com/user")
+
+
+def test_addons_see_every_flow_decided_and_done(fakes: FakeUpstreams, tmp_path: Path) -> None:
+    class Watcher:
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, str, int]] = []
+
+        def decided(self, flow: Flow) -> None:
+            assert flow.decision is not None
+            self.seen.append(("decided", flow.decision.outcome, flow.status))
+
+        def done(self, flow: Flow) -> None:
+            self.seen.append(("done", flow.parsed.spec.type if flow.parsed else "-", flow.status))
+
+    watcher = Watcher()
+    snap = snapshot(GITHUB_RULES, connectors=[connector("github")])
+    running, _ = start_gateway(tmp_path, fakes, snap, addons=[watcher])
+    try:
+        with client(running) as http:
+            http.get("http://api.github.com/user")
+            http.delete("http://api.github.com/repos/acme/api")
+    finally:
+        running.stop()
+    assert watcher.seen == [
+        ("decided", "allow", 0), ("done", "github.user.get", 200),
+        ("decided", "deny", 0), ("done", "github.repo.delete", 403),
+    ]  # fmt: skip

@@ -1,0 +1,123 @@
+"""Hooks and addons, in mitmproxy's vocabulary.
+
+A hook is a documented dataclass naming a moment of a flow's life; an addon is a plain
+object with a method named after each hook it wants (``decided(flow)``, ``done(flow)``).
+Hooks are synchronous and run on the request path, so addons must be quick: queue work,
+never block. :func:`default_addons` is the explicit list a gateway starts with.
+
+=========  =================================================================  ===========
+hook       when                                                               may change
+=========  =================================================================  ===========
+decided    the engine has decided (``flow.decision``, ``flow.parsed`` set)     nothing
+done       the exchange ended: answered, refused, cut or failed (every flow)   nothing
+=========  =================================================================  ===========
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from agentfirewall_proxy.pipeline import Flow, traffic_record
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.traffic import TrafficShipper
+
+__all__ = [
+    "AccessLog",
+    "Addons",
+    "Counters",
+    "DecidedHook",
+    "DoneHook",
+    "Hook",
+    "TrafficRecorder",
+    "default_addons",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """Base of every hook: the flow it is about."""
+
+    name: ClassVar[str] = ""
+    flow: Flow
+
+
+@dataclass(frozen=True, slots=True)
+class DecidedHook(Hook):
+    """The engine decided on the flow's action (before any hold or forward)."""
+
+    name: ClassVar[str] = "decided"
+
+
+@dataclass(frozen=True, slots=True)
+class DoneHook(Hook):
+    """The flow is over, whatever its outcome; ``flow.status`` is what the agent got."""
+
+    name: ClassVar[str] = "done"
+
+
+class Addons:
+    """Dispatch hooks to the addons that define a method of the hook's name."""
+
+    def __init__(self, addons: Iterable[object]) -> None:
+        self.addons = list(addons)
+        self._methods: dict[str, list[Callable[[Flow], object]]] = {}
+        for hook in (DecidedHook, DoneHook):
+            self._methods[hook.name] = [
+                getattr(addon, hook.name) for addon in self.addons if hasattr(addon, hook.name)
+            ]
+
+    def trigger(self, hook: Hook) -> None:
+        for method in self._methods[hook.name]:
+            method(hook.flow)
+
+
+class TrafficRecorder:
+    """Queue one traffic record per flow for the control plane (no secrets, no bodies)."""
+
+    def __init__(self, shipper: TrafficShipper) -> None:
+        self.shipper = shipper
+
+    def done(self, flow: Flow) -> None:
+        self.shipper.record(traffic_record(flow))
+
+
+class Counters:
+    """The counters heartbeats report."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, int] = {"requests": 0, "denied": 0, "held": 0, "errors": 0}
+
+    def decided(self, flow: Flow) -> None:
+        if flow.decision is not None and flow.decision.outcome == "require_approval":
+            self.stats["held"] += 1
+
+    def done(self, flow: Flow) -> None:
+        self.stats["requests"] += 1
+        if flow.status in (403, 407):
+            self.stats["denied"] += 1
+
+
+class AccessLog:
+    """One line per flow on stderr (``--access-log``): ids, names and status, no values."""
+
+    def done(self, flow: Flow) -> None:
+        agent = flow.agent.name if flow.agent else "-"
+        print(
+            f"{flow.request_id} {agent} {flow.method} {flow.host}{flow.path} "
+            f"{flow.status} {flow.reason}",
+            file=sys.stderr,
+        )
+
+
+def default_addons(
+    shipper: TrafficShipper, counters: Counters, *, access_log: bool = False
+) -> list[object]:
+    """The addons every gateway runs, in order."""
+    addons: list[object] = [counters, TrafficRecorder(shipper)]
+    if access_log:
+        addons.append(AccessLog())
+    return addons
