@@ -326,3 +326,16 @@ def test_addons_see_every_flow_decided_and_done(fakes: FakeUpstreams, tmp_path: 
         ("decided", "allow", 0), ("done", "github.user.get", 200),
         ("decided", "deny", 0), ("done", "github.repo.delete", 403),
     ]  # fmt: skip
+
+
+def test_kill_switch_holds_at_monitor_level(
+    start: Callable[..., tuple[RunningGateway, StaticControl]], fakes: FakeUpstreams
+) -> None:
+    kill = [{"scope": "agent", "target": "Bot", "reason": "incident"}]
+    running, control = start(snapshot(GITHUB_RULES, connectors=[connector("github")],
+                                      level="monitor", kill_switches=kill))  # fmt: skip
+    with client(running) as http:
+        answer = http.get("http://api.github.com/user")
+    assert answer.status_code == 403
+    assert answer.headers["x-tameflare-kill-switch"] == "active"
+    assert fakes["github"].received() == []
