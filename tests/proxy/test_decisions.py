@@ -332,7 +332,7 @@ def test_kill_switch_holds_at_monitor_level(
     start: Callable[..., tuple[RunningGateway, StaticControl]], fakes: FakeUpstreams
 ) -> None:
     kill = [{"scope": "agent", "target": "Bot", "reason": "incident"}]
-    running, control = start(snapshot(GITHUB_RULES, connectors=[connector("github")],
+    running, _ = start(snapshot(GITHUB_RULES, connectors=[connector("github")],
                                       level="monitor", kill_switches=kill))  # fmt: skip
     with client(running) as http:
         answer = http.get("http://api.github.com/user")
