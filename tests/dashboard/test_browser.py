@@ -253,6 +253,14 @@ def test_agent_page_sets_enforcement_presets_and_custom_rules(dash: Dashboard) -
     dash.wait_ready(page)
     page.get_by_label("Enforcement level").select_option("monitor")
     page.get_by_label("Rate limit per minute").fill("120")
+    # A live update (someone adds a rule) leaves the unsaved form alone.
+    rule = {"agent": "Rules Bot", "connector": "github", "decision": "allow"}
+    dash.api("POST", "/permissions", {**rule, "action_pattern": "github.issue.*"})
+    issue_rule = page.locator("#perm-table").get_by_role("cell", name="github.issue.*", exact=True)
+    issue_rule.wait_for()
+    expect(page.get_by_label("Enforcement level")).to_have_value("monitor")
+    page.get_by_role("button", name="Remove rule github.issue.*").click()
+    issue_rule.wait_for(state="detached")
     page.get_by_role("button", name="Save").click()
     page.get_by_text("Saved.").wait_for()
     agent = dash.api("GET", "/agents/Rules%20Bot")

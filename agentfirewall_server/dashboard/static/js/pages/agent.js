@@ -1,6 +1,6 @@
 import { api } from "../api.js";
 import { $, badge, clear, el, fail, formatTime, formToObject, notify, show } from "../dom.js";
-import { onEvent, throttled } from "../events.js";
+import { latestOnly, onEvent, throttled } from "../events.js";
 import { showKey, wireKeyBox } from "../key-box.js";
 import { can, startPage } from "../session.js";
 import { trafficRow } from "../traffic-row.js";
@@ -15,15 +15,19 @@ async function findAgent() {
   path = `/agents/${encodeURIComponent(agent.id)}`;
 }
 
+// The form shows saved values on load and after a save, never under the user's hands.
+function fillEnforcement(agent) {
+  $("#enf-level").value = agent.enforcement_level;
+  $("#enf-default").value = agent.sdk_default;
+  $("#enf-rate").value = agent.rate_limit_per_minute ?? "";
+}
+
 function showAgent(agent) {
   const facts = clear($("#agent-facts"));
   const rows = [["Status", badge(agent.status)], ["Environment", agent.environment],
     ["Key", el("code", { text: `${agent.key_prefix}…` })], ["Proxy port", agent.proxy_port ?? "—"],
     ["Created", formatTime(agent.created_at)], ["Id", el("code", { text: agent.id })]];
   for (const [label, value] of rows) facts.append(el("dt", { text: label }), el("dd", {}, value));
-  $("#enf-level").value = agent.enforcement_level;
-  $("#enf-default").value = agent.sdk_default;
-  $("#enf-rate").value = agent.rate_limit_per_minute ?? "";
   $("#suspend").hidden = agent.status !== "active";
   $("#activate").hidden = agent.status !== "suspended";
   for (const id of ["#rotate", "#revoke"]) $(id).hidden = agent.status === "revoked";
@@ -44,11 +48,16 @@ async function removeRule(rule) {
   await refresh().catch(fail);
 }
 
-async function refresh() {
-  const [agent, perms, traffic] = await Promise.all([
-    api(path), api("/permissions", { query: { agent: name } }), api("/traffic", { query: { agent: name, limit: 20 } }),
-  ]);
+const fetchAgent = latestOnly(() => Promise.all([
+  api(path), api("/permissions", { query: { agent: name } }), api("/traffic", { query: { agent: name, limit: 20 } }),
+]));
+
+async function refresh(fill = false) {
+  const answer = await fetchAgent();
+  if (!answer) return;
+  const [agent, perms, traffic] = answer;
   showAgent(agent);
+  if (fill) fillEnforcement(agent);
   showPermissions(perms.permissions);
   const body = clear($("#agent-traffic tbody"));
   for (const record of traffic.traffic) body.append(trafficRow(record, { withAgent: false }));
@@ -79,7 +88,7 @@ $("#enforcement-form").addEventListener("submit", async (event) => {
   if (data.rate_limit_per_minute) data.rate_limit_per_minute = Number(data.rate_limit_per_minute);
   else delete data.rate_limit_per_minute; // empty: keep the server's default
   try { await api(path, { method: "PATCH", json: data }); notify("Saved."); } catch (error) { fail(error); }
-  await refresh().catch(fail);
+  await refresh(true).catch(fail);
 });
 $("#preset-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -104,7 +113,7 @@ wireKeyBox();
 
 startPage(async () => {
   await findAgent();
-  await Promise.all([refresh(), loadConnectorTypes()]);
+  await Promise.all([refresh(true), loadConnectorTypes()]);
   onEvent("traffic", throttled(() => refresh().catch(() => {}), 1000));
   onEvent("config", throttled(() => refresh().catch(() => {}), 500));
 });
