@@ -205,10 +205,12 @@ def test_viewer_sees_approvals_but_cannot_approve(dash: Dashboard) -> None:
     assert page.get_by_role("button", name="Activate kill switch").count() == 0
     assert page.get_by_role("heading", name="Users and roles").count() == 0
     expect(page.get_by_label("Default enforcement level")).to_be_disabled()
+    dash.screenshot(page, "settings-viewer-1280")
     dash.goto(page, "/policies")
     expect(page.get_by_label("Policy document (YAML or JSON)")).not_to_be_editable()
     assert page.get_by_role("button", name="Install pack").count() == 0
-    dash.screenshot(page, "settings-viewer-1280")
+    expect(page.locator("#editing")).to_have_text("— hold-transfers v1")
+    dash.screenshot(page, "policies-viewer-1280")
     watched.assert_clean("403")
 
 

@@ -97,6 +97,7 @@ async function refresh() {
     if (state.editing && state.editing.id === policy.id) state.editing = policy;
   }
   show("#policies-empty", policies.length === 0);
+  return policies;
 }
 
 async function save(event) {
@@ -141,7 +142,9 @@ $("#pack-form").addEventListener("submit", async (event) => {
 
 startPage(async () => {
   if (!can("admin")) $("#policy-doc").readOnly = true;
-  await Promise.all([refresh(), loadPacks()]);
-  edit(null);
+  const [policies] = await Promise.all([refresh(), loadPacks()]);
+  // Admins start on a template for a new policy; others read the first policy.
+  if (can("admin") || !policies.length) edit(null);
+  else edit(policies[0]);
   onEvent("config", throttled(() => refresh().catch(() => {}), 500));
 });
