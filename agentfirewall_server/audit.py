@@ -26,6 +26,8 @@ __all__ = [
     "GENESIS",
     "VerifyResult",
     "append_event",
+    "append_events",
+    "audit_rows",
     "event_to_dict",
     "export_csv",
     "export_jsonl",
@@ -51,14 +53,14 @@ class VerifyResult:
         }
 
 
-def _digest(row: dict[str, Any]) -> str:
+def _digest(row: dict[str, Any], data: object = None) -> str:
     content = {
         "id": row["id"],
         "event_type": row["event_type"],
         "actor": row["actor"],
         "agent": row["agent"],
         "subject": row["subject"],
-        "data": json.loads(row["data"]),
+        "data": json.loads(row["data"]) if data is None else data,
         "created_at": row["created_at"],
         "prev_hash": row["prev_hash"],
     }
@@ -92,6 +94,36 @@ def append_event(
     row["hash"] = _digest(row)
     conn.execute(audit_events.insert().values(**row))
     return row
+
+
+def append_events(conn: Connection, events: list[dict[str, Any]]) -> None:
+    """Append several events (dicts of `append_event`'s arguments) with one insert."""
+    if events:
+        conn.execute(audit_events.insert(), [row for _, row in audit_rows(conn, events)])
+
+
+def audit_rows(conn: Connection, events: list[dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+    """The chained rows for `events` after the current head (not inserted)."""
+    head = conn.execute(
+        select(audit_events.c.id, audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
+    ).first()
+    last_id, last_hash = (head.id, head.hash) if head else (0, GENESIS)
+    rows = []
+    for event in events:
+        row: dict[str, Any] = {
+            "id": last_id + 1,
+            "event_type": event["event_type"],
+            "actor": event["actor"],
+            "agent": event.get("agent"),
+            "subject": event.get("subject"),
+            "data": canonical_json(event.get("data") or {}).decode("utf-8"),
+            "created_at": round(event["now"], 6),
+            "prev_hash": last_hash,
+        }
+        row["hash"] = _digest(row, event.get("data") or {})
+        rows.append((audit_events, row))
+        last_id, last_hash = row["id"], row["hash"]
+    return rows
 
 
 def verify_chain(conn: Connection, batch: int = 5000) -> VerifyResult:

@@ -42,5 +42,6 @@ def new_id(prefix: str) -> str:
     for _ in range(10):
         stamp = _CROCKFORD[ms & 31] + stamp
         ms >>= 5
-    rand = "".join(secrets.choice(_CROCKFORD) for _ in range(16))
+    bits = int.from_bytes(secrets.token_bytes(10), "big")  # 80 random bits, 16 chars
+    rand = "".join(_CROCKFORD[(bits >> (5 * i)) & 31] for i in range(16))
     return f"{prefix}{stamp}{rand}"

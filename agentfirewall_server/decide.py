@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from agentfirewall.actions import ActionSpec
 from agentfirewall.decisions import ApprovalRequirement, Decision, normalize_level
 from agentfirewall.policy import EvaluationContext, Explanation
-from agentfirewall.tokens import sign_decision_token
 from agentfirewall_server.approvals import DEFAULT_ROLES
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
@@ -48,8 +47,7 @@ def approval_terms(state: AppState, decision: Decision) -> tuple[int, tuple[str,
 
 
 def issue_token(state: AppState, agent: str, action_request_id: str, action_hash: str) -> str:
-    return sign_decision_token(
-        state.signing_key,
+    return state.signer.sign(
         agent=agent,
         action_request_id=action_request_id,
         action_hash=action_hash,

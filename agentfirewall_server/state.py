@@ -27,6 +27,7 @@ from agentfirewall_server.metrics import Metrics
 from agentfirewall_server.notify.slack import SlackNotifier
 from agentfirewall_server.ratelimit import RateLimiter
 from agentfirewall_server.settings import Settings
+from agentfirewall_server.signer import TokenSigner
 from agentfirewall_server.snapshot import (
     AgentRecord,
     Snapshot,
@@ -57,6 +58,7 @@ class AppState:
         )
         self.vault: Vault
         self.signing_key: SigningKey
+        self.signer: TokenSigner
         self.snapshot: Snapshot
         self.http: httpx.AsyncClient
         self.gateways: dict[str, dict[str, Any]] = {}
@@ -70,6 +72,7 @@ class AppState:
         ensure_data_dir(self.settings)
         self.vault = self._load_vault()
         self.signing_key = self._load_signing_key()
+        self.signer = TokenSigner(self.signing_key)
         await asyncio.to_thread(self.db.migrate)
         self.db.start()
         await self.db.write(self._register_bootstrap_tokens)

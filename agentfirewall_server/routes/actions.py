@@ -22,7 +22,7 @@ from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError
 from agentfirewall_server.approvals import approval_json, create_approval
-from agentfirewall_server.audit import append_event
+from agentfirewall_server.audit import append_events
 from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import approval_terms, evaluate, explain, issue_token
@@ -102,7 +102,63 @@ async def _replay(
     return json_ok(body, headers={"Idempotent-Replayed": "true"})
 
 
-def _record(
+def _rows(
+    agent: AgentRecord,
+    spec: ActionSpec,
+    decision: Decision,
+    key: str | None,
+    response: dict[str, Any],
+    approval_id: str | None,
+    stamp: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The action_requests row and its two audit events."""
+    action_id = response["action_request_id"]
+    status = decision.status
+    row = {
+        "id": action_id,
+        "agent_id": agent.id,
+        "agent": agent.name,
+        "action_type": spec.type,
+        "action_spec": spec.canonical().decode(),
+        "action_hash": spec.action_hash,
+        "status": status,
+        "decision": json.dumps(response["decision"]),
+        "risk_score": decision.risk_score,
+        "idempotency_key": key,
+        "approval_id": approval_id,
+        "response": json.dumps({**response, "decision_token": None}),
+        "execution": None,
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+    data = {"action_type": spec.type, "action_hash": spec.action_hash}
+    events = [
+        {
+            "event_type": "action.requested",
+            "actor": agent.name,
+            "now": stamp,
+            "agent": agent.name,
+            "subject": action_id,
+            "data": data,
+        },
+        {
+            "event_type": _EVENT[status],
+            "actor": "policy",
+            "now": stamp,
+            "agent": agent.name,
+            "subject": action_id,
+            "data": {
+                **data,
+                "reason": decision.reason,
+                "risk_score": decision.risk_score,
+                "would_outcome": decision.would_outcome,
+            },
+        },
+    ]
+    return row, events
+
+
+def _record_pending(
     state: AppState,
     agent: AgentRecord,
     spec: ActionSpec,
@@ -110,77 +166,32 @@ def _record(
     key: str | None,
     response: dict[str, Any],
 ) -> Any:
-    action_id = response["action_request_id"]
-    status = decision.status
-
-    def job(conn: Connection) -> dict[str, Any] | None:
+    def job(conn: Connection) -> dict[str, Any]:
         stamp = now()
-        approval = None
-        if status == "pending_approval":
-            timeout, roles = approval_terms(state, decision)
-            approval = create_approval(
-                conn,
-                agent=agent.name,
-                connector=spec.provider,
-                action_request_id=action_id,
-                source="sdk",
-                spec=spec.to_dict(),
-                action_hash=spec.action_hash,
-                risk_score=decision.risk_score,
-                reason=decision.reason,
-                request=None,
-                roles=roles,
-                timeout_seconds=timeout,
-                now=stamp,
-            )
-            response["approval"] = {
-                "id": approval["id"],
-                "expires_at": rfc3339(approval["expires_at"]),
-                "required_approver_roles": list(roles),
-            }
-        conn.execute(
-            action_requests.insert().values(
-                id=action_id,
-                agent_id=agent.id,
-                agent=agent.name,
-                action_type=spec.type,
-                action_spec=spec.canonical().decode(),
-                action_hash=spec.action_hash,
-                status=status,
-                decision=json.dumps(decision.to_dict()),
-                risk_score=decision.risk_score,
-                idempotency_key=key,
-                approval_id=approval["id"] if approval else None,
-                response=json.dumps({**response, "decision_token": None}),
-                execution=None,
-                created_at=stamp,
-                updated_at=stamp,
-            )
-        )
-        data = {"action_type": spec.type, "action_hash": spec.action_hash}
-        append_event(
+        timeout, roles = approval_terms(state, decision)
+        approval = create_approval(
             conn,
-            "action.requested",
-            actor=agent.name,
-            now=stamp,
             agent=agent.name,
-            subject=action_id,
-            data=data,
-        )
-        append_event(
-            conn,
-            _EVENT[status],
-            actor="policy",
+            connector=spec.provider,
+            action_request_id=response["action_request_id"],
+            source="sdk",
+            spec=spec.to_dict(),
+            action_hash=spec.action_hash,
+            risk_score=decision.risk_score,
+            reason=decision.reason,
+            request=None,
+            roles=roles,
+            timeout_seconds=timeout,
             now=stamp,
-            agent=agent.name,
-            subject=action_id,
-            data={
-                **data,
-                "reason": decision.reason,
-                "risk_score": decision.risk_score,
-                "would_outcome": decision.would_outcome,
-            },
         )
+        response["approval"] = {
+            "id": approval["id"],
+            "expires_at": rfc3339(approval["expires_at"]),
+            "required_approver_roles": list(roles),
+        }
+        row, events = _rows(agent, spec, decision, key, response, approval["id"], stamp)
+        conn.execute(action_requests.insert(), [row])
+        append_events(conn, events)
         return approval
 
     return job
@@ -215,8 +226,15 @@ async def request_action(request: Request) -> JSONResponse:
         "decision_token": None,
         "approval": None,
     }
+    approval = None
     try:
-        approval = await state.db.write(_record(state, agent, spec, decision, key, response))
+        if decision.status == "pending_approval":
+            approval = await state.db.write(
+                _record_pending(state, agent, spec, decision, key, response)
+            )
+        else:
+            row, events = _rows(agent, spec, decision, key, response, None, now())
+            await state.db.record([(action_requests, row)], events)
     except IntegrityError:
         replayed = await _replay(state, agent, key, spec) if key else None
         if replayed is None:

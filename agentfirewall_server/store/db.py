@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.pool import QueuePool
 
 from agentfirewall.errors import AgentFirewallError
 
-__all__ = ["Database", "StoreError", "normalize_url"]
+__all__ = ["Database", "Record", "StoreError", "normalize_url"]
 
 T = TypeVar("T")
 _MAX_BATCH = 512
@@ -53,6 +53,18 @@ class _Job:
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
+@dataclass(slots=True)
+class Record:
+    """A write with no logic: rows to insert and audit events to append (the hot path).
+
+    Consecutive records in one batch are written with one executemany per table.
+    """
+
+    inserts: list[tuple[Table, dict[str, Any]]]
+    audit: list[dict[str, Any]]
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
 class Database:
     """Engines for reads and the single writer; `write`/`read` run callables on them."""
 
@@ -62,7 +74,7 @@ class Database:
         self._synchronous = synchronous.upper()
         self.writer_engine = self._engine(pool_size=1, writer=True)
         self.reader_engine = self._engine(pool_size=readers, writer=False)
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | Record | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._limiter = CapacityLimiter(readers)
         self._closed = False
@@ -135,6 +147,17 @@ class Database:
         self._queue.put(job)
         return job.future
 
+    async def record(
+        self, inserts: list[tuple[Table, dict[str, Any]]], audit: list[dict[str, Any]]
+    ) -> None:
+        """Insert rows and append audit events; returns once committed."""
+        if self._closed:
+            raise StoreError("the database is closed")
+        self.start()
+        job = Record(inserts, audit)
+        self._queue.put(job)
+        await asyncio.wrap_future(job.future)
+
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in the writer's transaction; returns once it is committed."""
         return await asyncio.wrap_future(self.submit(fn))
@@ -156,8 +179,8 @@ class Database:
         finally:
             conn.close()
 
-    def _drain(self, first: _Job) -> tuple[list[_Job], bool]:
-        batch = [first]
+    def _drain(self, first: _Job | Record) -> tuple[list[_Job | Record], bool]:
+        batch: list[_Job | Record] = [first]
         while len(batch) < _MAX_BATCH:
             try:
                 nxt = self._queue.get_nowait()
@@ -168,41 +191,25 @@ class Database:
             batch.append(nxt)
         return batch, False
 
-    def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
+    def _run_batch(self, conn: Connection, batch: list[_Job | Record]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
             with conn.begin():
                 if not self.is_sqlite:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
-                if len(batch) == 1:
+                if len(batch) == 1 and isinstance(batch[0], _Job):
                     outcomes.append((True, batch[0].fn(conn)))
                 else:
-                    outcomes.extend(self._run_savepoints(conn, batch))
+                    outcomes.extend(_run_grouped(conn, batch))
         except BaseException as exc:  # the transaction (or the only job) failed
             if conn.invalidated:
                 conn.rollback()
-            failed = [(False, exc)] * len(batch)
-            self._deliver(batch, failed)
+            self._deliver(batch, [(False, exc)] * len(batch))
             return
         self._deliver(batch, outcomes)
 
     @staticmethod
-    def _run_savepoints(conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
-        out: list[tuple[bool, Any]] = []
-        for job in batch:
-            savepoint = conn.begin_nested()
-            try:
-                result = job.fn(conn)
-            except Exception as exc:
-                savepoint.rollback()
-                out.append((False, exc))
-            else:
-                savepoint.commit()
-                out.append((True, result))
-        return out
-
-    @staticmethod
-    def _deliver(batch: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
+    def _deliver(batch: list[_Job | Record], outcomes: list[tuple[bool, Any]]) -> None:
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             if job.future.set_running_or_notify_cancel():
                 if ok:
@@ -219,3 +226,61 @@ class Database:
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on a reader connection in a worker thread."""
         return await anyio.to_thread.run_sync(self.read_sync, fn, limiter=self._limiter)
+
+
+def _in_savepoint(conn: Connection, fn: Callable[[Connection], Any]) -> tuple[bool, Any]:
+    savepoint = conn.begin_nested()
+    try:
+        result = fn(conn)
+    except Exception as exc:
+        savepoint.rollback()
+        return False, exc
+    savepoint.commit()
+    return True, result
+
+
+def _run_grouped(conn: Connection, batch: list[_Job | Record]) -> list[tuple[bool, Any]]:
+    """Jobs one by one (each in a savepoint); runs of records in bulk."""
+    out: list[tuple[bool, Any]] = []
+    i = 0
+    while i < len(batch):
+        item = batch[i]
+        if isinstance(item, _Job):
+            out.append(_in_savepoint(conn, item.fn))
+            i += 1
+            continue
+        j = i
+        while j < len(batch) and isinstance(batch[j], Record):
+            j += 1
+        records = [r for r in batch[i:j] if isinstance(r, Record)]
+        ok, _ = _in_savepoint(conn, lambda c, rs=records: _bulk(c, rs))  # type: ignore[misc]
+        if ok:
+            out.extend([(True, None)] * len(records))
+        else:  # one bad row (e.g. a duplicate idempotency key): find it
+            out.extend(_in_savepoint(conn, lambda c, r=r: _bulk(c, [r])) for r in records)  # type: ignore[misc]
+        i = j
+    return out
+
+
+def _bulk(conn: Connection, records: list[Record]) -> None:
+    """One executemany per table on the driver's cursor (SQLAlchemy's per-row work skipped)."""
+    from agentfirewall_server.audit import audit_rows
+
+    by_table: dict[Table, list[dict[str, Any]]] = {}
+    for record in records:
+        for table, row in record.inserts:
+            by_table.setdefault(table, []).append(row)
+    events = [event for record in records for event in record.audit]
+    if events:
+        rows = audit_rows(conn, events)
+        by_table.setdefault(rows[0][0], []).extend(r for _, r in rows)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for table, rows_of in by_table.items():
+            columns = [c.name for c in table.columns]
+            marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            names, markers = ", ".join(columns), ", ".join([marker] * len(columns))
+            sql = f"INSERT INTO {table.name} ({names}) VALUES ({markers})"  # noqa: S608
+            cursor.executemany(sql, [tuple(r.get(c) for c in columns) for r in rows_of])
+    finally:
+        cursor.close()
