@@ -96,7 +96,14 @@ async def _replay(
             f"`Idempotency-Key` `{key}` was used for a different action",
             field="Idempotency-Key",
         )
-    body: dict[str, Any] = json.loads(row.response)
+    stored = json.loads(row.response)
+    body: dict[str, Any] = {
+        "action_request_id": row.id,
+        "status": stored["status"],
+        "decision": json.loads(row.decision),
+        "decision_token": None,
+        "approval": stored["approval"],
+    }
     if row.status == "allowed" and body.get("status") == "allowed":
         body["decision_token"] = issue_token(state, agent.name, row.id, row.action_hash)
     return json_ok(body, headers={"Idempotent-Replayed": "true"})
@@ -114,24 +121,25 @@ def _rows(
     """The action_requests row and its two audit events."""
     action_id = response["action_request_id"]
     status = decision.status
+    action_hash = response["_hash"]
     row = {
         "id": action_id,
         "agent_id": agent.id,
         "agent": agent.name,
         "action_type": spec.type,
         "action_spec": spec.canonical().decode(),
-        "action_hash": spec.action_hash,
+        "action_hash": action_hash,
         "status": status,
         "decision": json.dumps(response["decision"]),
         "risk_score": decision.risk_score,
         "idempotency_key": key,
         "approval_id": approval_id,
-        "response": json.dumps({**response, "decision_token": None}),
+        "response": json.dumps({"status": status, "approval": response["approval"]}),
         "execution": None,
         "created_at": stamp,
         "updated_at": stamp,
     }
-    data = {"action_type": spec.type, "action_hash": spec.action_hash}
+    data = {"action_type": spec.type, "action_hash": action_hash}
     events = [
         {
             "event_type": "action.requested",
@@ -225,6 +233,7 @@ async def request_action(request: Request) -> JSONResponse:
         "decision": decision.to_dict(),
         "decision_token": None,
         "approval": None,
+        "_hash": spec.action_hash,  # computed once; removed before answering
     }
     approval = None
     try:
@@ -241,7 +250,8 @@ async def request_action(request: Request) -> JSONResponse:
             raise
         return replayed
     if decision.status == "allowed":
-        response["decision_token"] = issue_token(state, agent.name, action_id, spec.action_hash)
+        response["decision_token"] = issue_token(state, agent.name, action_id, response["_hash"])
+    del response["_hash"]
     if approval is not None:
         data = approval_json(approval)
         state.hub.publish("approval.created", data)
