@@ -259,15 +259,30 @@ async def refresh_pending_gauge(state: AppState) -> None:
     state.metrics.approvals_pending.set(count)
 
 
+def prune(conn: Connection, now: float) -> None:
+    """Forget used token nonces and sessions that have expired (a token past `exp` is refused
+    by its signature check anyway, so its nonce is no longer needed)."""
+    from sqlalchemy import delete
+
+    from agentfirewall_server.store.schema import sessions, used_nonces
+
+    conn.execute(delete(used_nonces).where(used_nonces.c.expires_at < now - 3600))
+    conn.execute(delete(sessions).where(sessions.c.expires_at < now))
+
+
 async def expiry_loop(state: AppState, interval: float = 1.0) -> None:
-    """Expire pending approvals past their deadline, about once a second."""
+    """Expire pending approvals past their deadline about once a second; prune hourly."""
     from agentfirewall_server.clock import now
 
     await refresh_pending_gauge(state)
+    ticks = 0
     while True:
         await asyncio.sleep(interval)
+        ticks += 1
         try:
             expired = await state.db.write(lambda c: expire_due(c, now()))
             await publish_decided(state, expired)
+            if ticks % 3600 == 1:
+                await state.db.write(lambda c: prune(c, now()))
         except Exception:
             log.warning("approval expiry sweep failed", exc_info=True)

@@ -131,3 +131,21 @@ def test_rotate_key_reencrypts_everything(
     assert Vault.from_text(new).decrypt(str(stored), owner="conn_x_1") == "s3cret"
     with pytest.raises(VaultError):
         vault.decrypt(str(stored), owner="conn_x_1")
+
+
+def test_prune_forgets_only_long_expired_nonces_and_sessions(db: Database) -> None:
+    from agentfirewall_server.approvals import prune
+    from agentfirewall_server.store.schema import used_nonces
+
+    db.write_sync(
+        lambda c: c.execute(
+            insert(used_nonces),
+            [
+                {"jti": "old", "action_request_id": "a", "used_at": 1.0, "expires_at": 100.0},
+                {"jti": "new", "action_request_id": "b", "used_at": 1.0, "expires_at": 9_000.0},
+            ],
+        )
+    )
+    db.write_sync(lambda c: prune(c, 5_000.0))
+    left = db.read_sync(lambda c: [r.jti for r in c.execute(select(used_nonces))])
+    assert left == ["new"]
