@@ -98,6 +98,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     boot = ensure_data_dir(settings)
     if boot.created:
         print(first_start_message(settings, boot), flush=True)
-    sys.setswitchinterval(0.0005)  # the writer thread must not hold the loop for 5 ms
     build_server(settings).run()
     return 0

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from agentfirewall.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TTL_SECONDS, SigningKey
+from agentfirewall_server.clock import random_bytes
 
 __all__ = ["TokenSigner"]
 
@@ -37,7 +37,7 @@ class TokenSigner:
             "iss": DEFAULT_ISSUER,
             "aud": DEFAULT_AUDIENCE,
             "sub": agent,
-            "jti": secrets.token_urlsafe(16),
+            "jti": _b64(random_bytes(16)).decode("ascii"),
             "iat": now,
             "nbf": now,
             "exp": now + self._ttl,
