@@ -1,7 +1,9 @@
 """The audit log: append-only, hash-chained, verifiable.
 
-Each event's ``hash`` is the SHA-256 of the canonical JSON of its content plus the previous
-event's hash, and ids are consecutive. ``verify`` walks the chain and names the first
+Each event's ``hash`` is ``SHA-256("<id>:<previous hash>:<content digest>")`` where the
+content digest is the SHA-256 of the canonical JSON of what the event says; ids are
+consecutive. The content digest is computed by the caller, off the writer thread.
+``verify`` walks the chain and names the first
 event that was edited, deleted or inserted. Appends run only in the store's writer
 transaction (one writer per process; an advisory lock on PostgreSQL), so the chain is linear.
 """
@@ -27,10 +29,13 @@ __all__ = [
     "VerifyResult",
     "append_event",
     "append_events",
-    "audit_rows",
+    "chain_rows",
+    "content_digest",
     "event_to_dict",
     "export_csv",
     "export_jsonl",
+    "link_hash",
+    "prepare_event",
     "verify_chain",
 ]
 
@@ -53,18 +58,66 @@ class VerifyResult:
         }
 
 
-def _digest(row: dict[str, Any], data: object = None) -> str:
+def content_digest(row: dict[str, Any]) -> str:
+    """SHA-256 of what an event says (everything but its place in the chain)."""
     content = {
-        "id": row["id"],
         "event_type": row["event_type"],
         "actor": row["actor"],
         "agent": row["agent"],
         "subject": row["subject"],
-        "data": json.loads(row["data"]) if data is None else data,
+        "data": row["data"],  # the stored canonical JSON text
         "created_at": row["created_at"],
-        "prev_hash": row["prev_hash"],
     }
     return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def link_hash(event_id: int, prev_hash: str, digest: str) -> str:
+    """An event's hash: its id, the previous event's hash and its content digest."""
+    return hashlib.sha256(f"{event_id}:{prev_hash}:{digest}".encode()).hexdigest()
+
+
+def prepare_event(
+    event_type: str,
+    *,
+    actor: str,
+    now: float,
+    agent: str | None = None,
+    subject: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An event's row without its place in the chain (computable off the writer thread)."""
+    row: dict[str, Any] = {
+        "event_type": event_type,
+        "actor": actor,
+        "agent": agent,
+        "subject": subject,
+        "data": canonical_json(data or {}).decode("utf-8"),
+        "created_at": round(now, 6),
+    }
+    row["_digest"] = content_digest(row)
+    return row
+
+
+def chain_rows(conn: Connection, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give prepared events their ids and hashes after the current head (not inserted)."""
+    head = conn.execute(
+        select(audit_events.c.id, audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
+    ).first()
+    last_id, last_hash = (head.id, head.hash) if head else (0, GENESIS)
+    rows = []
+    for event in prepared:
+        row = {k: v for k, v in event.items() if k != "_digest"}
+        row["id"], row["prev_hash"] = last_id + 1, last_hash
+        row["hash"] = link_hash(row["id"], last_hash, event["_digest"])
+        rows.append(row)
+        last_id, last_hash = row["id"], row["hash"]
+    return rows
+
+
+def append_events(conn: Connection, prepared: list[dict[str, Any]]) -> None:
+    """Append prepared events (see `prepare_event`) with one insert."""
+    if prepared:
+        conn.execute(audit_events.insert(), chain_rows(conn, prepared))
 
 
 def append_event(
@@ -78,52 +131,12 @@ def append_event(
     data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append one event after the current head of the chain (inside the writer's transaction)."""
-    head = conn.execute(
-        select(audit_events.c.id, audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
-    ).first()
-    row: dict[str, Any] = {
-        "id": (head.id + 1) if head else 1,
-        "event_type": event_type,
-        "actor": actor,
-        "agent": agent,
-        "subject": subject,
-        "data": canonical_json(data or {}).decode("utf-8"),
-        "created_at": round(now, 6),
-        "prev_hash": head.hash if head else GENESIS,
-    }
-    row["hash"] = _digest(row)
+    prepared = prepare_event(
+        event_type, actor=actor, now=now, agent=agent, subject=subject, data=data
+    )
+    row = chain_rows(conn, [prepared])[0]
     conn.execute(audit_events.insert().values(**row))
     return row
-
-
-def append_events(conn: Connection, events: list[dict[str, Any]]) -> None:
-    """Append several events (dicts of `append_event`'s arguments) with one insert."""
-    if events:
-        conn.execute(audit_events.insert(), [row for _, row in audit_rows(conn, events)])
-
-
-def audit_rows(conn: Connection, events: list[dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
-    """The chained rows for `events` after the current head (not inserted)."""
-    head = conn.execute(
-        select(audit_events.c.id, audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
-    ).first()
-    last_id, last_hash = (head.id, head.hash) if head else (0, GENESIS)
-    rows = []
-    for event in events:
-        row: dict[str, Any] = {
-            "id": last_id + 1,
-            "event_type": event["event_type"],
-            "actor": event["actor"],
-            "agent": event.get("agent"),
-            "subject": event.get("subject"),
-            "data": canonical_json(event.get("data") or {}).decode("utf-8"),
-            "created_at": round(event["now"], 6),
-            "prev_hash": last_hash,
-        }
-        row["hash"] = _digest(row, event.get("data") or {})
-        rows.append((audit_events, row))
-        last_id, last_hash = row["id"], row["hash"]
-    return rows
 
 
 def verify_chain(conn: Connection, batch: int = 5000) -> VerifyResult:
@@ -156,11 +169,7 @@ def _check(row: dict[str, Any], expected_id: int, prev_hash: str) -> str | None:
         return f"events {expected_id}..{row['id'] - 1} are missing (deleted)"
     if row["prev_hash"] != prev_hash:
         return "prev_hash does not match the previous event (an event was deleted or replaced)"
-    try:
-        digest = _digest(row)
-    except (ValueError, TypeError):
-        return "event data is not valid JSON (edited)"
-    if digest != row["hash"]:
+    if link_hash(row["id"], prev_hash, content_digest(row)) != row["hash"]:
         return "hash does not match the event's content (edited)"
     return None
 

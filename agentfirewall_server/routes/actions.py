@@ -22,7 +22,7 @@ from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError
 from agentfirewall_server.approvals import approval_json, create_approval
-from agentfirewall_server.audit import append_events
+from agentfirewall_server.audit import append_events, prepare_event
 from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import approval_terms, evaluate, explain, issue_token
@@ -141,27 +141,27 @@ def _rows(
     }
     data = {"action_type": spec.type, "action_hash": action_hash}
     events = [
-        {
-            "event_type": "action.requested",
-            "actor": agent.name,
-            "now": stamp,
-            "agent": agent.name,
-            "subject": action_id,
-            "data": data,
-        },
-        {
-            "event_type": _EVENT[status],
-            "actor": "policy",
-            "now": stamp,
-            "agent": agent.name,
-            "subject": action_id,
-            "data": {
+        prepare_event(
+            "action.requested",
+            actor=agent.name,
+            now=stamp,
+            agent=agent.name,
+            subject=action_id,
+            data=data,
+        ),
+        prepare_event(
+            _EVENT[status],
+            actor="policy",
+            now=stamp,
+            agent=agent.name,
+            subject=action_id,
+            data={
                 **data,
                 "reason": decision.reason,
                 "risk_score": decision.risk_score,
                 "would_outcome": decision.would_outcome,
             },
-        },
+        ),
     ]
     return row, events
 

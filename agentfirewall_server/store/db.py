@@ -199,11 +199,18 @@ class Database:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
                 if len(batch) == 1 and isinstance(batch[0], _Job):
                     outcomes.append((True, batch[0].fn(conn)))
+                elif all(isinstance(item, Record) for item in batch):
+                    _bulk(conn, batch)  # type: ignore[arg-type]
+                    outcomes.extend([(True, None)] * len(batch))
                 else:
                     outcomes.extend(_run_grouped(conn, batch))
         except BaseException as exc:  # the transaction (or the only job) failed
             if conn.invalidated:
                 conn.rollback()
+            if len(batch) > 1 and all(isinstance(item, Record) for item in batch):
+                for item in batch:  # find the bad record: each alone, in its own transaction
+                    self._run_batch(conn, [item])
+                return
             self._deliver(batch, [(False, exc)] * len(batch))
             return
         self._deliver(batch, outcomes)
@@ -264,7 +271,7 @@ def _run_grouped(conn: Connection, batch: list[_Job | Record]) -> list[tuple[boo
 
 def _bulk(conn: Connection, records: list[Record]) -> None:
     """One executemany per table on the driver's cursor (SQLAlchemy's per-row work skipped)."""
-    from agentfirewall_server.audit import audit_rows
+    from agentfirewall_server.audit import chain_rows
 
     by_table: dict[Table, list[dict[str, Any]]] = {}
     for record in records:
@@ -272,8 +279,9 @@ def _bulk(conn: Connection, records: list[Record]) -> None:
             by_table.setdefault(table, []).append(row)
     events = [event for record in records for event in record.audit]
     if events:
-        rows = audit_rows(conn, events)
-        by_table.setdefault(rows[0][0], []).extend(r for _, r in rows)
+        from agentfirewall_server.store.schema import audit_events
+
+        by_table.setdefault(audit_events, []).extend(chain_rows(conn, events))
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         for table, rows_of in by_table.items():
