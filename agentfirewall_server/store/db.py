@@ -32,6 +32,7 @@ __all__ = ["Database", "Record", "StoreError", "normalize_url"]
 
 T = TypeVar("T")
 _MAX_BATCH = 512
+_MAX_VARIABLES = 30_000  # below SQLite's 32766 bound parameters per statement
 _PG_LOCK = 0x7AF1
 
 
@@ -283,12 +284,20 @@ def _bulk(conn: Connection, records: list[Record]) -> None:
 
         by_table.setdefault(audit_events, []).extend(chain_rows(conn, events))
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     try:
         for table, rows_of in by_table.items():
             columns = [c.name for c in table.columns]
-            marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            names, markers = ", ".join(columns), ", ".join([marker] * len(columns))
-            sql = f"INSERT INTO {table.name} ({names}) VALUES ({markers})"  # noqa: S608
-            cursor.executemany(sql, [tuple(r.get(c) for c in columns) for r in rows_of])
+            group = "(" + ", ".join([marker] * len(columns)) + ")"
+            per_statement = max(1, _MAX_VARIABLES // len(columns))
+            for start in range(0, len(rows_of), per_statement):
+                chunk = rows_of[start : start + per_statement]
+                # one multi-row INSERT: one statement step, so the writer thread releases
+                # and re-takes the GIL once per table, not once per row
+                sql = (
+                    f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
+                    f"VALUES {', '.join([group] * len(chunk))}"
+                )
+                cursor.execute(sql, [r.get(c) for r in chunk for c in columns])
     finally:
         cursor.close()
