@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import queue
 import threading
@@ -63,7 +64,8 @@ class Record:
 
     inserts: list[tuple[Table, dict[str, Any]]]
     audit: list[dict[str, Any]]
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+    waiter: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
 
 
 class Database:
@@ -155,9 +157,10 @@ class Database:
         if self._closed:
             raise StoreError("the database is closed")
         self.start()
-        job = Record(inserts, audit)
+        loop = asyncio.get_running_loop()
+        job = Record(inserts, audit, loop.create_future(), loop)
         self._queue.put(job)
-        await asyncio.wrap_future(job.future)
+        await job.waiter
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in the writer's transaction; returns once it is committed."""
@@ -218,12 +221,18 @@ class Database:
 
     @staticmethod
     def _deliver(batch: list[_Job | Record], outcomes: list[tuple[bool, Any]]) -> None:
+        waking: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], bool, Any]]] = {}
         for job, (ok, value) in zip(batch, outcomes, strict=True):
-            if job.future.set_running_or_notify_cancel():
+            if isinstance(job, Record):  # one wake-up per event loop for the whole batch
+                waking.setdefault(job.loop, []).append((job.waiter, ok, value))
+            elif job.future.set_running_or_notify_cancel():
                 if ok:
                     job.future.set_result(value)
                 else:
                     job.future.set_exception(value)
+        for loop, items in waking.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+                loop.call_soon_threadsafe(_wake, items)
 
     # reads -----------------------------------------------------------------------------
 
@@ -234,6 +243,16 @@ class Database:
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on a reader connection in a worker thread."""
         return await anyio.to_thread.run_sync(self.read_sync, fn, limiter=self._limiter)
+
+
+def _wake(items: list[tuple[asyncio.Future[None], bool, Any]]) -> None:
+    for waiter, ok, value in items:
+        if waiter.done():
+            continue
+        if ok:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(value)
 
 
 def _in_savepoint(conn: Connection, fn: Callable[[Connection], Any]) -> tuple[bool, Any]:
