@@ -4,6 +4,9 @@
 events rather than slowing the server) and wakes every waiter. Long-polls re-check the
 store after each wake-up, and at least once a second, so changes made by another server
 instance on the same PostgreSQL are seen too.
+
+``close`` (at the start of server shutdown, before uvicorn waits for open requests) ends
+every long-poll and SSE stream at once: waits return False, subscribers get ``None``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 __all__ = ["EVENT_TYPES", "Hub"]
 
@@ -21,24 +27,51 @@ _QUEUE_SIZE = 1000
 
 class Hub:
     def __init__(self) -> None:
-        self._subscribers: set[asyncio.Queue[tuple[str, Any]]] = set()
+        self._subscribers: set[asyncio.Queue[tuple[str, Any] | None]] = set()
         self._changed = asyncio.Event()
+        self._closed = False
 
     def publish(self, event_type: str, data: Any) -> None:
+        if self._closed:
+            return
         for queue in list(self._subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait((event_type, data))
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Return at the next published event or after `timeout` seconds."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+    def close(self) -> None:
+        """Server shutdown: wake every waiter for good and end every subscription."""
+        if self._closed:
+            return
+        self._closed = True
+        self._changed.set()
+        for queue in list(self._subscribers):
+            _put_last(queue)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def wait(self, timeout: float, request: Request | None = None) -> bool:  # noqa: ASYNC109
+        """Return at the next published event or after `timeout` seconds.
+
+        False when the long-poll should answer now: the server is shutting down or the
+        client of `request` has disconnected.
+        """
+        if not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+        if self._closed:
+            return False
+        return request is None or not await request.is_disconnected()
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[tuple[str, Any]]]:
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(_QUEUE_SIZE)
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[tuple[str, Any] | None]]:
+        """A queue of (event type, data); `None` means the server is shutting down."""
+        queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue(_QUEUE_SIZE)
+        if self._closed:
+            queue.put_nowait(None)
         self._subscribers.add(queue)
         try:
             yield queue
@@ -48,3 +81,10 @@ class Hub:
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
+
+
+def _put_last(queue: asyncio.Queue[tuple[str, Any] | None]) -> None:
+    """Queue the end marker, dropping the oldest event if the queue is full."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(None)

@@ -7,6 +7,7 @@ Flags override ``AGENTFIREWALL_*`` environment variables, which override default
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import uvicorn
 from agentfirewall_server.app import create_app
 from agentfirewall_server.bootstrap import Bootstrap, ensure_data_dir
 from agentfirewall_server.settings import Settings
+from agentfirewall_server.state import AppState
 
 __all__ = ["build_server", "first_start_message", "main", "parse_settings"]
 
@@ -69,10 +71,27 @@ def first_start_message(settings: Settings, boot: Bootstrap) -> str:
     return "\n".join(lines)
 
 
+class _Server(uvicorn.Server):
+    """Ends long-polls and SSE streams as shutdown starts.
+
+    uvicorn runs the app's lifespan shutdown only after every open request has finished,
+    so without this a long-poll or an event stream would hold the stop until it times out.
+    """
+
+    def __init__(self, config: uvicorn.Config, state: AppState) -> None:
+        super().__init__(config)
+        self._af_state = state
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._af_state.hub.close()
+        await super().shutdown(sockets)
+
+
 def build_server(settings: Settings) -> uvicorn.Server:
     """An uvicorn server for the app, ready for `server.run()` or `await server.serve()`."""
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -81,7 +100,7 @@ def build_server(settings: Settings) -> uvicorn.Server:
         proxy_headers=False,
         server_header=False,
     )
-    return uvicorn.Server(config)
+    return _Server(config, app.state.af)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

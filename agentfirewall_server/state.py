@@ -86,6 +86,7 @@ class AppState:
             self._tasks.append(asyncio.create_task(self._follow_other_instances()))
 
     async def stop(self) -> None:
+        self.hub.close()
         await self.slack.drain()
         for task in self._tasks:
             task.cancel()

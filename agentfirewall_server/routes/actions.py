@@ -345,7 +345,8 @@ async def wait_action(request: Request) -> JSONResponse:
         remaining = deadline - time.monotonic()
         if body["status"] != "pending_approval" or remaining <= 0:
             break
-        await state.hub.wait(min(remaining, 1.0))
+        if not await state.hub.wait(min(remaining, 1.0), request):
+            break
     body["decision_token"] = None
     if body["status"] == "allowed" and who.agent is not None:
         body["decision_token"] = issue_token(state, row["agent"], row["id"], row["action_hash"])

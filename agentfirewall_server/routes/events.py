@@ -1,7 +1,8 @@
 """``GET /api/v1/events``: server-sent events for the dashboard (viewer and up).
 
 Event types: approval.created, approval.decided, traffic, kill_switch, config. A comment
-line every 15 s keeps proxies from closing an idle stream.
+line every 15 s keeps proxies from closing an idle stream. The stream ends when the
+client disconnects and at once when the server shuts down.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ async def events(request: Request) -> StreamingResponse:
                 yield ": connected\n\n"
                 while True:
                     try:
-                        kind, data = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                        item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
                     except TimeoutError:
                         if await request.is_disconnected():
                             return
                         yield ": keepalive\n\n"
                         continue
+                    if item is None:  # server shutdown
+                        return
+                    kind, data = item
                     yield f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
         finally:
             gauge.dec()

@@ -168,9 +168,8 @@ async def config(request: Request) -> Response:
     deadline = time.monotonic() + wait
     while since is not None and state.snapshot.version == int(since):
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or not await state.hub.wait(min(remaining, 1.0), request):
             return Response(status_code=304)
-        await state.hub.wait(min(remaining, 1.0))
     return json_ok(build_config(state))
 
 
@@ -288,7 +287,8 @@ async def wait_gateway_approval(request: Request) -> JSONResponse:
         remaining = deadline - time.monotonic()
         if data["status"] != "pending" or remaining <= 0:
             return json_ok(data)
-        await state.hub.wait(min(remaining, 1.0))
+        if not await state.hub.wait(min(remaining, 1.0), request):
+            return json_ok(data)
 
 
 async def consume(request: Request) -> JSONResponse:
