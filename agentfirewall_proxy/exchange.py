@@ -192,6 +192,21 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
 
 
+def _body_framing(head: Head, prefix: bytes, complete: bool) -> tuple[int | None, bool]:
+    """(Content-Length, chunked) of the forwarded body, whatever the method.
+
+    A body read whole gets its exact length; a streamed one keeps the client's length or
+    is re-chunked. No body and no client ``Content-Length``: neither header (a bodiless
+    GET/HEAD/DELETE stays bodiless); ``Content-Length: 0`` stays 0.
+    """
+    if complete:
+        has_length = head.has_body or head.content_length is not None
+        return (len(prefix) if has_length else None), False
+    if head.chunked:
+        return None, True
+    return head.content_length, False
+
+
 async def _forward(
     gateway: Gateway,
     conn: ClientConnection,
@@ -202,14 +217,8 @@ async def _forward(
     upgrade: Upgrade | None,
 ) -> bool:
     """Send the decided request upstream and stream the response back."""
-    chunked = head.chunked and not complete
-    if complete:
-        length = len(prefix) if head.has_body else None
-    else:
-        length = None if head.chunked else head.content_length
-    headers = upstream_headers(head, flow, _authority(flow), length)
-    if chunked:
-        headers.append((b"Transfer-Encoding", b"chunked"))
+    length, chunked = _body_framing(head, prefix, complete)
+    headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked)
     if upgrade is not None:
         headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade") or b"")]
     target = flow.path + ("?" + flow.query if flow.query else "")

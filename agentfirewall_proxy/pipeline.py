@@ -268,9 +268,14 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
 
 
 def upstream_headers(
-    head: Head, flow: Flow, host_header: bytes, content_length: int | None
+    head: Head, flow: Flow, host_header: bytes, content_length: int | None, *, chunked: bool
 ) -> list[tuple[bytes, bytes]]:
-    """Forwarded headers: hop-by-hop and proxy headers dropped, agent auth replaced."""
+    """Forwarded headers: hop-by-hop and proxy headers dropped, agent auth replaced.
+
+    The body framing is the caller's (at most one of `content_length` and `chunked`): the
+    client's own ``Content-Length`` / ``Transfer-Encoding`` never pass.
+    """
+    assert content_length is None or not chunked
     assert flow.connector is not None
     assert flow.agent is not None
     drop = flow.connector.auth_header_names
@@ -283,7 +288,7 @@ def upstream_headers(
     headers.append((b"X-TameFlare-Request-Id", flow.request_id.encode("ascii")))
     if content_length is not None:
         headers.append((b"Content-Length", b"%d" % content_length))
-    elif head.chunked:
+    elif chunked:
         headers.append((b"Transfer-Encoding", b"chunked"))
     return headers
 
