@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,7 +15,7 @@ import agentfirewall
 from agentfirewall.tokens import jwks_from_keys
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
-from agentfirewall_server.store.schema import action_requests, approvals
+from agentfirewall_server.store.schema import action_requests, approvals, traffic
 from agentfirewall_server.web import json_ok
 
 __all__ = ["routes"]
@@ -49,20 +50,44 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _counts(conn: Connection) -> dict[str, Any]:
+_OUTCOMES = ("allow", "deny", "require_approval")
+
+
+def _sdk_decisions(conn: Connection) -> dict[str, int]:
     rows = conn.execute(
         select(action_requests.c.decision, func.count()).group_by(action_requests.c.decision)
     ).all()
-    outcomes = {"allow": 0, "deny": 0, "require_approval": 0}
-    import json
-
+    outcomes = dict.fromkeys(_OUTCOMES, 0)
     for decision, count in rows:
         outcome = json.loads(decision).get("decided_outcome") or "allow"
         outcomes[outcome] = outcomes.get(outcome, 0) + int(count)
+    return outcomes
+
+
+def _proxy_decisions(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(
+        select(traffic.c.decision, func.count())
+        .where(traffic.c.decision.is_not(None))
+        .group_by(traffic.c.decision)
+    ).all()
+    outcomes = dict.fromkeys(_OUTCOMES, 0)
+    for decision, count in rows:
+        outcomes[decision] = outcomes.get(decision, 0) + int(count)
+    return outcomes
+
+
+def _counts(conn: Connection) -> dict[str, Any]:
+    """Decisions of SDK action requests and of proxied traffic, total and per source."""
+    sdk, proxy = _sdk_decisions(conn), _proxy_decisions(conn)
+    total = {k: sdk.get(k, 0) + proxy.get(k, 0) for k in {**sdk, **proxy}}
     pending = conn.execute(
         select(func.count()).select_from(approvals).where(approvals.c.status == "pending")
     ).scalar_one()
-    return {"decisions": outcomes, "approvals_pending": int(pending)}
+    return {
+        "decisions": total,
+        "decisions_by_source": {"sdk": sdk, "proxy": proxy},
+        "approvals_pending": int(pending),
+    }
 
 
 async def status(request: Request) -> JSONResponse:

@@ -160,3 +160,20 @@ def test_heartbeat_shows_the_gateway_online(harness: Harness) -> None:
     status = harness.admin("GET", "/v1/status").json()
     assert status["gateway"]["online"] is True
     assert status["gateway"]["proxies"][0]["gateway_id"] == "gw-1"
+
+
+def test_status_counts_proxied_traffic_decisions_with_sdk_ones(harness: Harness) -> None:
+    key = harness.create_agent("Bot")
+    assert harness.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC}).status_code == 200
+    decisions = ["allow", "allow", "deny", "require_approval", None]
+    records = [{"request_id": f"r{i}", "decision": d} for i, d in enumerate(decisions)]
+    r = harness.gateway("POST", "/v1/gateway/traffic", json={"records": records})
+    assert r.json() == {"accepted": 5}
+    status = harness.admin("GET", "/v1/status").json()
+    by_source = status["decisions_by_source"]
+    assert by_source["proxy"] == {"allow": 2, "deny": 1, "require_approval": 1}
+    assert sum(by_source["sdk"].values()) == 1
+    assert status["decisions"] == {
+        k: by_source["sdk"][k] + by_source["proxy"][k]
+        for k in ("allow", "deny", "require_approval")
+    }
