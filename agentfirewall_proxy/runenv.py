@@ -10,6 +10,7 @@ for stripe-python, which ignores every CA variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ __all__ = [
     "SupportFiles",
     "build_ca_bundle",
     "build_child_env",
+    "control_plane_hosts",
     "proxy_url_for",
     "read_system_ca",
     "render_sitecustomize",
@@ -100,6 +102,28 @@ class RunSpec:
     files: SupportFiles
     secret_env: tuple[str, ...] = ()
     node_modules: Path | None = None
+    no_proxy: tuple[str, ...] = ()  # the control plane's host(s): see control_plane_hosts
+
+
+def control_plane_hosts(server_url: str) -> tuple[str, ...]:
+    """What ``NO_PROXY`` exempts: the host of the control plane ``tf`` talks to, nothing else.
+
+    A loopback server is exempt under both usual spellings (``127.0.0.1,localhost``, plus the
+    URL's own when it is another loopback address), since SDK agents name it either way.
+    """
+    host = (urlsplit(server_url).hostname or "").lower().rstrip(".")
+    if not host:
+        return ()
+    if host == "localhost" or host.endswith(".localhost") or _is_loopback_ip(host):
+        return tuple(dict.fromkeys(("127.0.0.1", "localhost", host)))
+    return (host,)
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def proxy_url_for(proxy_url: str, agent_name: str, agent_key: str) -> str:
@@ -139,6 +163,8 @@ def build_child_env(base: Mapping[str, str], spec: RunSpec) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(spec.files.python_dir), python_path) if p)
     env.update(PLACEHOLDER_KEYS)
     env["TF_AGENT_NAME"] = spec.agent_name
+    if spec.no_proxy:
+        env.update(dict.fromkeys(NO_PROXY_VARIABLES, ",".join(spec.no_proxy)))
     return env
 
 

@@ -28,6 +28,7 @@ from agentfirewall_proxy.runenv import (
     RunSpec,
     build_ca_bundle,
     build_child_env,
+    control_plane_hosts,
     read_system_ca,
     write_support_files,
 )
@@ -147,6 +148,7 @@ def run(ctx: Context) -> int:
         files=files,
         secret_env=project.config.secret_env if project else (),
         node_modules=node_modules if node_modules.is_dir() else None,
+        no_proxy=control_plane_hosts(ctx.target().server_url),
     )
     env = build_child_env(ctx.env, spec)
     if not ctx.out.json_mode:
@@ -193,7 +195,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="run an agent with all its HTTP(S) traffic going through the gateway",
         description="Creates the agent if new, gets its proxy credential and runs COMMAND with "
         "HTTP_PROXY/HTTPS_PROXY (both cases), the gateway's CA in every common CA variable, "
-        "Node's fetch routed through the proxy, NO_PROXY cleared, --token-env secrets removed "
+        "Node's fetch routed through the proxy, NO_PROXY set to the control plane's host only "
+        "(SDK calls reach the server directly), --token-env secrets removed "
         "and placeholder API keys the gateway replaces. Returns COMMAND's exit code.",
         examples='  tf run --name "Bot" python my_agent.py\n'
         '  tf run --name "Bot" node my_agent.js\n'

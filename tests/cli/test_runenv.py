@@ -18,6 +18,7 @@ from agentfirewall_proxy.runenv import (
     SupportFiles,
     build_ca_bundle,
     build_child_env,
+    control_plane_hosts,
     proxy_url_for,
     read_system_ca,
     write_support_files,
@@ -80,6 +81,29 @@ def test_child_env_routes_everything_through_the_gateway() -> None:
     assert env["PYTHONPATH"] == str(FILES.python_dir)
     assert env["PATH"] == "/usr/bin"
     assert base["HTTP_PROXY"] == "http://corporate:3128"  # the input is not mutated
+
+
+@pytest.mark.parametrize(
+    ("server", "hosts"),
+    [
+        ("http://127.0.0.1:3000", ("127.0.0.1", "localhost")),
+        ("http://localhost:3000/api", ("127.0.0.1", "localhost")),
+        ("http://[::1]:3000", ("127.0.0.1", "localhost", "::1")),
+        ("https://TF.Example.com./", ("tf.example.com",)),
+        ("https://10.0.0.5:8443", ("10.0.0.5",)),
+        ("not a url", ()),
+    ],
+)
+def test_control_plane_hosts(server: str, hosts: tuple[str, ...]) -> None:
+    assert control_plane_hosts(server) == hosts
+
+
+def test_child_env_exempts_only_the_control_plane() -> None:
+    base = {"NO_PROXY": "*", "no_proxy": "internal.corp,10.0.0.0/8"}
+    env = build_child_env(base, spec(no_proxy=control_plane_hosts("http://127.0.0.1:41234")))
+    assert env["NO_PROXY"] == env["no_proxy"] == "127.0.0.1,localhost"
+    remote = build_child_env(base, spec(no_proxy=control_plane_hosts("https://tf.acme.io")))
+    assert remote["NO_PROXY"] == remote["no_proxy"] == "tf.acme.io"
 
 
 def test_child_env_removes_token_env_secrets_and_control_tokens() -> None:
