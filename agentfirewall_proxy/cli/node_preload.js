@@ -37,6 +37,32 @@
     return current && typeof current.constructor === 'function' ? current.constructor : null;
   }
 
+  // NO_PROXY (tf run sets it to the control plane's host only): those hosts go direct.
+  const noProxy = (process.env.NO_PROXY || process.env.no_proxy || '').split(',')
+    .map((entry) => entry.trim().toLowerCase().replace(/^\*?\./, '')).filter(Boolean);
+
+  function bypassed(hostname) {
+    const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    return noProxy.some((entry) => host === entry || host.endsWith('.' + entry));
+  }
+
+  function direct(host, port, https, opts, callback) {
+    const net = require('net');
+    const tls = require('tls');
+    const bare = host.replace(/^\[|\]$/g, '');
+    const socket = https
+      ? tls.connect({ host: bare, port, servername: opts.servername ||
+        (net.isIP(bare) ? undefined : bare), ALPNProtocols: ['http/1.1'] })
+      : net.connect(port, bare);
+    let settled = false;
+    socket.once(https ? 'secureConnect' : 'connect', () => {
+      if (!settled) { settled = true; callback(null, socket); }
+    });
+    socket.once('error', (err) => {
+      if (!settled) { settled = true; socket.destroy(); callback(err, null); }
+    });
+  }
+
   function tunnelConnector() {
     const net = require('net');
     const tls = require('tls');
@@ -52,6 +78,10 @@
       const https = opts.protocol === 'https:';
       const host = opts.hostname;
       const port = Number(opts.port) || (https ? 443 : 80);
+      if (bypassed(host)) {
+        direct(host, port, https, opts, callback);
+        return;
+      }
       const target = (host.includes(':') ? '[' + host + ']' : host) + ':' + port;
       const socket = net.connect(proxyPort, proxyHost);
       let settled = false;

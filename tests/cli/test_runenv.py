@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import trustme
 
+from agentfirewall_proxy.cli.run_cmd import NODE_PRELOAD
 from agentfirewall_proxy.runenv import (
     CA_VARIABLES,
     PLACEHOLDER_KEYS,
@@ -187,3 +193,52 @@ def test_sitecustomize_chains_to_the_one_it_shadows(tmp_path: Path) -> None:
         check=True,
     )
     assert out.stdout.strip() == "True"
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"hello")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def local_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.node
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_preload_sends_no_proxy_hosts_direct(local_server: int, tmp_path: Path) -> None:
+    """Node's fetch (preload fallback, no undici package) reaches a NO_PROXY host directly;
+    the "gateway" here is a socket that never answers, so a proxied call would time out."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        proxy = f"http://Bot:k@127.0.0.1:{silent.getsockname()[1]}"
+        script = (
+            f"fetch('http://127.0.0.1:{local_server}/', {{signal: AbortSignal.timeout(5000)}})"
+            ".then(async r => console.log(r.status, await r.text()))"
+            ".catch(e => { console.log('error', String(e)); process.exit(3); });"
+        )
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, NO_PROXY="127.0.0.1,localhost")
+        env["NODE_OPTIONS"] = f"--require {NODE_PRELOAD}"
+        done = subprocess.run(
+            ["node", "-e", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+            timeout=30,
+        )  # fmt: skip
+        assert done.stdout.strip() == "200 hello", done.stderr[-2000:]
+        env.update(NO_PROXY="example.com")
+        proxied = subprocess.run(
+            ["node", "-e", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+            timeout=30,
+        )  # fmt: skip
+        assert proxied.returncode == 3, proxied.stdout
