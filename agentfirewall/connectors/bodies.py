@@ -100,6 +100,8 @@ def parse_json_prefix(body: bytes, *, connector: str = "") -> dict[str, object]:
             if not isinstance(key, str) or index >= len(text) or text[index] != ":":
                 return _ended(members, index, len(text), connector)
             value, index = _DECODER.raw_decode(text, _skip(text, index + 1))
+            if _NUMBER_TAIL.fullmatch(text, index) and _is_number(value):
+                return members  # `1.` or `1e+` at the very end: the number goes on past the prefix
             index = _skip(text, index)
             if index >= len(text):
                 return members  # a number at the very end may go on past the prefix
@@ -115,6 +117,14 @@ def parse_json_prefix(body: bytes, *, connector: str = "") -> dict[str, object]:
     finally:
         _no_lone_surrogates(text, members, connector)
     return members
+
+
+#: What may follow a decoded number when the prefix cut it short (`1.`, `1e`, `1E+`).
+_NUMBER_TAIL = re.compile(r"\.|[eE][+-]?|\.[0-9]*[eE][+-]?")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _ended(members: dict[str, object], index: int, size: int, connector: str) -> dict[str, object]:

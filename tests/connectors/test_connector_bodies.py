@@ -165,3 +165,10 @@ def test_a_lone_surrogate_cannot_reach_an_action_hash() -> None:
     body = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "\\udfff"}}'
     with pytest.raises(ConnectorError, match="lone surrogate"):
         get_connector("mcp").parse(HttpRequest.from_url("POST", "https://m.test/mcp", body=body))
+
+
+@pytest.mark.parametrize(
+    "prefix", [b'{"a":1,"b":1.', b'{"a":1,"b":1e', b'{"a":1,"b":1E+', b'{"a":1,"b":1.5e-']
+)
+def test_a_number_cut_by_the_prefix_is_dropped_not_refused(prefix: bytes) -> None:
+    assert parse_json_prefix(prefix) == {"a": 1}
