@@ -1,9 +1,10 @@
 """SDK Mode A: build the upstream request for an action and perform it.
 
 ``plan`` picks the configured connector for the action's provider, builds the request from
-the connector's route table, injects the vaulted credential and, for targets the action
-itself names (webhook, generic), refuses private, loopback, link-local and other
-non-global addresses unless ``webhook_allow_hosts`` permits them (SSRF). Every address the
+the connector's route table (the connector record's ``options`` fill in parameters the
+action leaves out, e.g. sendgrid's ``from``), injects the vaulted credential and, for
+targets the action itself names (webhook, generic), refuses private, loopback, link-local
+and other non-global addresses unless ``webhook_allow_hosts`` permits them (SSRF). Every address the
 host resolves to is checked and the connection is pinned to a checked address (no DNS
 rebinding). ``send`` performs it with httpx: timeouts, no redirects followed.
 """
@@ -110,6 +111,10 @@ def _build(state: AppState, spec: ActionSpec) -> tuple[str, HttpRequest, dict[st
             f"no `{ctype}` connector is configured: add one with "
             f"`tf connector add {ctype} --token ...`"
         )
+    options = row.get("options") or {}
+    missing = {k: v for k, v in options.items() if k not in spec.parameters}
+    if missing:  # connector options are defaults for parameters the action leaves out
+        spec = spec.model_copy(update={"parameters": {**spec.parameters, **missing}})
     try:
         req = connector.build_request(spec, base_url=row.get("base_url"))
     except (ConnectorError, ActionSpecError) as exc:

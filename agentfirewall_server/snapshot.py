@@ -197,7 +197,11 @@ def load_snapshot(conn: Connection) -> Snapshot:
         key_index=key_index,
         token_index={t["token_hash"]: t for t in _rows(conn, tokens, tokens.c.created_at)},
         connectors=[
-            {**c, "domains": json.loads(c["domains"])}
+            {
+                **c,
+                "domains": json.loads(c["domains"]),
+                "options": json.loads(c["options"] or "{}"),
+            }
             for c in _rows(conn, connectors, connectors.c.created_at)
         ],
         credentials={

@@ -4,7 +4,8 @@ The action type is the seed's ``email.send`` (CrewAI example, provider ``sendgri
 Recipients (``to``: every ``personalizations[].to[].email``) and ``subject`` become
 parameters and the recipients the resource target; a body past 256 KiB is refused, since
 a recipient could hide past it. Building ``email.send`` takes the seed's parameters
-``to`` (one address or a list), ``subject``, ``body`` and ``from``.
+``to`` (one address or a list), ``subject``, ``body`` and ``from``; when the server
+executes it, the connector record's ``from`` option fills in a missing ``from``.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ class SendGridConnector(RouteConnector):
             ("subject", params.get("subject")),
         ):
             if not value:
+                hint = " (or set the connector's `from` option)" if name == "from" else ""
                 raise ConnectorError(
-                    f"missing parameter `{name}` for `email.send`", connector=self.name
+                    f"missing parameter `{name}` for `email.send`{hint}", connector=self.name
                 )
         payload = {
             "personalizations": [{"to": [{"email": str(a)} for a in addresses]}],

@@ -20,7 +20,7 @@ from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.store.schema import connectors, credentials
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
-__all__ = ["DOCUMENTED_TYPES", "connector_json", "routes"]
+__all__ = ["CONNECTOR_OPTIONS", "DOCUMENTED_TYPES", "connector_json", "routes"]
 
 #: Types the API accepts even before their parser module ships (docs/internals.md).
 DOCUMENTED_TYPES = (
@@ -34,6 +34,12 @@ DOCUMENTED_TYPES = (
     "generic",
     "sendgrid",
 )
+#: Per type, the options a connector record may hold: defaults for missing parameters
+#: when the server executes an action (SDK Mode A). Values are strings.
+CONNECTOR_OPTIONS: dict[str, dict[str, str]] = {
+    "sendgrid": {"from": "sender address for `email.send` when the action names none"},
+}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _DOMAIN = re.compile(
     r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
     r"(:\d{1,5})?$"
@@ -48,6 +54,7 @@ class NewConnector(Strict):
     base_url: str | None = Field(default=None, max_length=2048)
     auth_type: Literal["bearer", "token", "header"] | None = None
     auth_header: str | None = Field(default=None, max_length=200)
+    options: dict[str, str] | None = Field(default=None, max_length=20)
 
 
 def connector_json(row: dict[str, Any], has_credential: bool) -> dict[str, Any]:
@@ -60,6 +67,7 @@ def connector_json(row: dict[str, Any], has_credential: bool) -> dict[str, Any]:
         "auth_type": row["auth_type"],
         "auth_header": row["auth_header"],
         "has_credential": has_credential,
+        "options": dict(row.get("options") or {}),
         "created_at": rfc3339(row["created_at"]),
     }
 
@@ -97,7 +105,28 @@ def _validate(body: NewConnector) -> list[str]:
         raise ApiError(422, "`base_url` must start with http:// or https://", field="base_url")
     if body.token and any(c in body.token for c in "\r\n\0"):
         raise ApiError(422, "`token` must not contain line breaks", field="token")
+    _validate_options(body.type, body.options or {})
     return domains
+
+
+def _validate_options(ctype: str, options: dict[str, str]) -> None:
+    known = CONNECTOR_OPTIONS.get(ctype, {})
+    for key, value in options.items():
+        if key not in known:
+            expected = ", ".join(f"`{k}`" for k in known) or "none"
+            raise ApiError(
+                422,
+                f"unknown option `{key}` for a `{ctype}` connector: expected {expected}",
+                field=f"options.{key}",
+            )
+        if not value or len(value) > 320 or any(c in value for c in "\r\n\0"):
+            raise ApiError(
+                422, f"option `{key}` must be 1-320 characters on one line", field=f"options.{key}"
+            )
+        if key == "from" and not _EMAIL.match(value):
+            raise ApiError(
+                422, f"option `from` must be an email address, not `{value}`", field="options.from"
+            )
 
 
 def _next_id(conn: Connection, ctype: str) -> str:
@@ -134,6 +163,7 @@ async def add_connector(request: Request) -> JSONResponse:
             "auth_type": body.auth_type or "default",
             "auth_header": body.auth_header,
             "created_at": stamp,
+            "options": json.dumps(body.options or {}),
         }
         conn.execute(connectors.insert().values(**row))
         if body.token:
@@ -152,7 +182,7 @@ async def add_connector(request: Request) -> JSONResponse:
             subject=cid,
             data={"type": body.type, "domains": domains, "has_credential": bool(body.token)},
         )
-        return {**row, "domains": domains}
+        return {**row, "domains": domains, "options": body.options or {}}
 
     row = await state.change_config(job)
     return json_ok(connector_json(row, bool(body.token)), 201)
@@ -184,6 +214,7 @@ async def catalogue(request: Request) -> JSONResponse:
                 "type": ctype,
                 "description": connector.description,
                 "domains": list(connector.default_domains),
+                "options": CONNECTOR_OPTIONS.get(ctype, {}),
                 "actions": [
                     {
                         "type": a.type,

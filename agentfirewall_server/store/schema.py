@@ -111,6 +111,7 @@ connectors = Table(
     Column("auth_type", String(20), nullable=False),
     Column("auth_header", String(200), nullable=True),
     Column("created_at", Float, nullable=False),
+    Column("options", Text, nullable=True),
 )
 
 credentials = Table(
