@@ -6,7 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from agentfirewall_server.snapshot import load_snapshot
+from agentfirewall_server.store.db import Database
+from agentfirewall_server.store.migrate import upgrade
 from tests.sdk.liveagent import SendGridFake
 from tests.server.conftest import Harness
 
@@ -113,3 +117,24 @@ def test_unknown_or_invalid_options_are_422(
     assert r.status_code == 422
     assert r.json()["field"] == field
     assert harness.admin("GET", "/v1/connectors").json()["connectors"] == []
+
+
+def test_migration_0002_keeps_existing_connectors(database_url: str) -> None:
+    database = Database(database_url)
+    try:
+        with database.writer_engine.connect() as conn:
+            upgrade(conn, "0001")
+            conn.execute(
+                text(
+                    "INSERT INTO connectors (id, type, name, domains, base_url, auth_type, "
+                    "auth_header, created_at) VALUES ('conn_sendgrid_1', 'sendgrid', 'mail', "
+                    "'[\"api.sendgrid.com\"]', NULL, 'default', NULL, 1.0)"
+                )
+            )
+            conn.commit()
+        database.migrate()
+        database.start()
+        snap = database.read_sync(load_snapshot)
+        assert [(c["id"], c["options"]) for c in snap.connectors] == [("conn_sendgrid_1", {})]
+    finally:
+        database.close()
