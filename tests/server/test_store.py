@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -27,7 +29,7 @@ def db(database_url: str) -> Iterator[Database]:
     database.close()
 
 
-def _put(key: str) -> object:
+def _put(key: str) -> Callable[[Connection], str]:
     def job(conn: Connection) -> str:
         conn.execute(insert(settings_table).values(key=key, value="1"))
         return key
@@ -43,10 +45,14 @@ def test_migrations_are_idempotent(db: Database) -> None:
     )
 
 
+def _event(conn: Connection, *, now: float, data: dict[str, Any] | None = None) -> Any:
+    return append_event(conn, "test.event", actor="t", now=now, data=data)
+
+
 def test_a_failing_job_rolls_back_alone_inside_a_batch(db: Database) -> None:
-    futures = [db.submit(_put(f"k{i}")) for i in range(50)]  # type: ignore[arg-type]
-    futures.append(db.submit(_put("k3")))  # type: ignore[arg-type]  # duplicate key
-    futures += [db.submit(_put(f"m{i}")) for i in range(50)]  # type: ignore[arg-type]
+    futures = [db.submit(_put(f"k{i}")) for i in range(50)]
+    futures.append(db.submit(_put("k3")))  # duplicate key
+    futures += [db.submit(_put(f"m{i}")) for i in range(50)]
     done, _ = concurrent.futures.wait(futures, timeout=60)
     assert len(done) == 101
     failed = [f for f in futures if f.exception() is not None]
@@ -59,9 +65,7 @@ def test_a_failing_job_rolls_back_alone_inside_a_batch(db: Database) -> None:
 
 def test_audit_chain_detects_edits_deletions_and_insertions(db: Database) -> None:
     for i in range(5):
-        db.write_sync(
-            lambda c, i=i: append_event(c, "test.event", actor="t", now=1000.0 + i, data={"i": i})
-        )
+        db.write_sync(partial(_event, now=1000.0 + i, data={"i": i}))
     assert db.read_sync(verify_chain).ok
     db.write_sync(
         lambda c: c.execute(
@@ -75,7 +79,7 @@ def test_audit_chain_detects_edits_deletions_and_insertions(db: Database) -> Non
 
 def test_audit_chain_detects_a_deleted_row(db: Database) -> None:
     for i in range(4):
-        db.write_sync(lambda c, i=i: append_event(c, "test.event", actor="t", now=1.0 + i))
+        db.write_sync(partial(_event, now=1.0 + i))
     db.write_sync(lambda c: c.execute(delete(audit_events).where(audit_events.c.id == 2)))
     bad = db.read_sync(verify_chain)
     assert bad.ok is False
