@@ -4,8 +4,7 @@ The action type is the seed's ``email.send`` (CrewAI example, provider ``sendgri
 Recipients (``to``: every ``personalizations[].to[].email``) and ``subject`` become
 parameters and the recipients the resource target; a body past 256 KiB is refused, since
 a recipient could hide past it. Building ``email.send`` takes the seed's parameters
-``to`` (one address or a list), ``subject``, ``body`` and ``from``; when the server
-executes it, the connector record's ``from`` option fills in a missing ``from``.
+``to`` (one address or a list), ``subject``, ``body`` and ``from``.
 """
 
 from __future__ import annotations
