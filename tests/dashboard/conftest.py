@@ -44,7 +44,7 @@ def artifacts_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(
@@ -193,7 +193,7 @@ class GatewayProcess:
 _LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def github_fake() -> Iterator[Any]:
     from tests.fakes import start_fakes
 
