@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import anyio.to_thread
 from pydantic import JsonValue
@@ -24,7 +24,15 @@ from agentfirewall.client._guard import ActionFields, approval_error, approved_r
 from agentfirewall.client._models import ApprovalOutcome, NotApproved
 from agentfirewall.errors import AgentFirewallError
 
-__all__ = ["Firewall", "ToolArgs", "ToolGuard", "Value", "Verdict", "tool_action_type"]
+__all__ = [
+    "Firewall",
+    "ToolArgs",
+    "ToolGuard",
+    "Value",
+    "Verdict",
+    "guard_each",
+    "tool_action_type",
+]
 
 ToolArgs = Mapping[str, Any]
 #: A fixed value, or one computed from the tool's arguments.
@@ -151,3 +159,45 @@ class ToolGuard:
             raise approval_error(outcome)
         reason = f": {outcome.reason}" if outcome.reason else ""
         return Verdict(f"Action not approved ({outcome.status}){reason}", result)
+
+
+class _NamedTool(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+ToolT = TypeVar("ToolT", bound=_NamedTool)
+
+
+def guard_each(
+    tools: Iterable[ToolT],
+    framework: str,
+    wrap: Callable[[ToolT, ToolGuard], ToolT],
+    *,
+    firewall: Firewall,
+    action_type: Callable[[ToolT], str] | None,
+    provider: Value,
+    account: Value,
+    target: Value,
+    environment: Value,
+    risk_hints: JsonMap | Callable[[ToolArgs], JsonMap] | None,
+    on_deny: OnDeny,
+    approval_timeout: float,
+) -> list[ToolT]:
+    """`guard_tools` for either framework: one ToolGuard per tool, wrapped by `wrap`."""
+    wrapped: list[ToolT] = []
+    for inner in tools:
+        kind = action_type(inner) if action_type else tool_action_type(framework, inner.name)
+        guard = ToolGuard(
+            firewall=firewall,
+            action_type=kind,
+            provider=provider,
+            account=account,
+            target=target,
+            environment=environment,
+            risk_hints=risk_hints,
+            on_deny=on_deny,
+            approval_timeout=approval_timeout,
+        )
+        wrapped.append(wrap(inner, guard))
+    return wrapped

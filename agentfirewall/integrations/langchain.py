@@ -34,6 +34,7 @@ from agentfirewall.integrations._common import (
     ToolArgs,
     ToolGuard,
     Value,
+    guard_each,
     tool_action_type,
 )
 
@@ -124,19 +125,17 @@ def guard_tools(
     _require_langchain()
     from agentfirewall.integrations._langchain_tool import guard_tool
 
-    wrapped: list[BaseTool] = []
-    for inner in tools:
-        kind = action_type(inner) if action_type else tool_action_type("langchain", inner.name)
-        guard = ToolGuard(
-            firewall=firewall,
-            action_type=kind,
-            provider=provider,
-            account=account,
-            target=target,
-            environment=environment,
-            risk_hints=risk_hints,
-            on_deny=on_deny,
-            approval_timeout=approval_timeout,
-        )
-        wrapped.append(guard_tool(inner, guard))
-    return wrapped
+    return guard_each(
+        tools,
+        "langchain",
+        guard_tool,
+        firewall=firewall,
+        action_type=action_type,
+        provider=provider,
+        account=account,
+        target=target,
+        environment=environment,
+        risk_hints=risk_hints,
+        on_deny=on_deny,
+        approval_timeout=approval_timeout,
+    )
