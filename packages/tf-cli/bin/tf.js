@@ -11,6 +11,7 @@
 
 const { spawn } = require("node:child_process");
 const fs = require("node:fs");
+const os = require("node:os");
 const path = require("node:path");
 
 const MODULE = "agentfirewall_proxy.cli";
@@ -104,6 +105,7 @@ function main() {
     if (signal) {
       for (const sig of [...signals, "SIGINT"]) process.removeAllListeners(sig);
       process.kill(process.pid, signal);
+      setTimeout(() => process.exit(128 + (os.constants.signals[signal] || 0)), 100);
       return;
     }
     process.exit(code === null ? 1 : code);
