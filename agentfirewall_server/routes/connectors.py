@@ -1,4 +1,5 @@
-"""Connectors: add (credential into the vault, write-only), list, remove, catalogue."""
+"""Connectors: add (credential into the vault, write-only), list, change options, remove,
+catalogue."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, update
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -55,6 +56,12 @@ class NewConnector(Strict):
     auth_type: Literal["bearer", "token", "header"] | None = None
     auth_header: str | None = Field(default=None, max_length=200)
     options: dict[str, str] | None = Field(default=None, max_length=20)
+
+
+class ConnectorChange(Strict):
+    """`PATCH`: `options` is merged, a string sets a key, `null` removes it."""
+
+    options: dict[str, str | None] = Field(max_length=20)
 
 
 def connector_json(row: dict[str, Any], has_credential: bool) -> dict[str, Any]:
@@ -188,6 +195,58 @@ async def add_connector(request: Request) -> JSONResponse:
     return json_ok(connector_json(row, bool(body.token)), 201)
 
 
+def _merge_options(
+    ctype: str, current: dict[str, str], change: dict[str, str | None]
+) -> dict[str, str]:
+    """The connector's options after `change`; unknown keys and bad values are 422."""
+    known = CONNECTOR_OPTIONS.get(ctype, {})
+    removed = {k for k, v in change.items() if v is None}
+    for key in removed - set(current) - set(known):
+        _validate_options(ctype, {key: ""})  # an unknown key: refused as on a set
+    sets = {k: v for k, v in change.items() if v is not None}
+    _validate_options(ctype, sets)
+    return {**{k: v for k, v in current.items() if k not in removed}, **sets}
+
+
+async def change_connector(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    cid = request.path_params["id"]
+    body = await read_model(request, ConnectorChange)
+    state = state_of(request)
+    found = next((c for c in state.snapshot.connectors if c["id"] == cid), None)
+    if found is None:
+        raise ApiError(404, f"no connector `{cid}`")
+    _merge_options(found["type"], dict(found.get("options") or {}), body.options)
+
+    def job(conn: Connection) -> bool:
+        row = conn.execute(select(connectors).where(connectors.c.id == cid)).mappings().first()
+        if row is None:
+            return False
+        merged = _merge_options(row["type"], json.loads(row["options"] or "{}"), body.options)
+        conn.execute(
+            update(connectors).where(connectors.c.id == cid).values(options=json.dumps(merged))
+        )
+        append_event(
+            conn,
+            "connector.updated",
+            actor=who.actor,
+            now=now(),
+            subject=cid,
+            data={
+                "options_set": sorted(k for k, v in body.options.items() if v is not None),
+                "options_removed": sorted(k for k, v in body.options.items() if v is None),
+            },
+        )
+        return True
+
+    await state.change_config(job)
+    snap = state.snapshot
+    changed = next((c for c in snap.connectors if c["id"] == cid), None)
+    if changed is None:  # removed meanwhile
+        raise ApiError(404, f"no connector `{cid}`")
+    return json_ok(connector_json(changed, cid in snap.credentials))
+
+
 async def remove_connector(request: Request) -> Response:
     who = await require_role(request, "admin")
     cid = request.path_params["id"]
@@ -236,5 +295,6 @@ def routes() -> list[BaseRoute]:
         Route(p, list_connectors, methods=["GET"]),
         Route(p, add_connector, methods=["POST"]),
         Route(p + "/catalogue", catalogue, methods=["GET"]),
+        Route(p + "/{id}", change_connector, methods=["PATCH"]),
         Route(p + "/{id}", remove_connector, methods=["DELETE"]),
     ]
