@@ -2,8 +2,14 @@ import { api } from "../api.js";
 import { $, badge, clear, el, fail, formatTime, formToObject, notify, show } from "../dom.js";
 import { onEvent, throttled } from "../events.js";
 import { can, startPage } from "../session.js";
+import { clearOptionErrors, editButton, open, optionFields, optionsEditor, optionsText, optionValues, showOptionError } from "../connector-options.js";
 
 let catalogue = [];
+
+function knownOptions(type) {
+  const entry = catalogue.find((c) => c.type === type);
+  return (entry && entry.options) || {};
+}
 
 function actionList(type) {
   const entry = catalogue.find((c) => c.type === type);
@@ -21,7 +27,16 @@ async function remove(connector) {
   await refresh().catch(fail);
 }
 
+function optionsPart(connector) {
+  const known = knownOptions(connector.type);
+  if (!can("admin") || Object.keys(known).length === 0) return [];
+  const form = optionsEditor(connector, known, () => refresh());
+  return [editButton(connector, form), form];
+}
+
 function connectorCard(connector, online) {
+  const hasOptions = Object.keys(knownOptions(connector.type)).length > 0 || Object.keys(connector.options || {}).length > 0;
+  const [toggle, editor] = optionsPart(connector);
   return el("article", { class: "card connector", dataset: { connector: connector.id } },
     el("header", {}, el("strong", { text: connector.name || connector.type }), " ",
       connector.name && connector.name !== connector.id ? el("code", { text: connector.id }) : null, " ",
@@ -30,9 +45,21 @@ function connectorCard(connector, online) {
       el("dt", { text: "Type" }), el("dd", { text: connector.type }),
       el("dt", { text: "Domains" }), el("dd", { class: "wrap", text: (connector.domains || []).join(", ") }),
       el("dt", { text: "Credential" }), el("dd", { text: connector.has_credential ? "stored (hidden)" : "none" }),
+      hasOptions ? [el("dt", { text: "Options" }), el("dd", { class: "wrap connector-options", text: optionsText(connector.options) })] : null,
       el("dt", { text: "Added" }), el("dd", { text: formatTime(connector.created_at) })),
     actionList(connector.type),
-    can("admin") ? el("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${connector.id}`, onclick: () => remove(connector) }) : null);
+    can("admin") ? el("div", { class: "actions" }, toggle || null,
+      el("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${connector.id}`, onclick: () => remove(connector) })) : null,
+    editor || null);
+}
+
+// Option editors open while the list refreshes stay open, with what was typed.
+function openEditors() {
+  const drafts = new Map();
+  for (const form of document.querySelectorAll("#connectors form.options-editor:not([hidden])")) {
+    drafts.set(form.closest("article").dataset.connector, optionValues(form, ""));
+  }
+  return drafts;
 }
 
 async function refresh() {
@@ -42,8 +69,13 @@ async function refresh() {
   gateway.textContent = online ? "Gateway online" : "Gateway offline";
   gateway.className = `badge ${online ? "badge-allow" : "badge-deny"}`;
   $("#gateway-detail").textContent = status.gateway && status.gateway.last_heartbeat ? `last heartbeat ${formatTime(status.gateway.last_heartbeat)}` : "no heartbeat yet";
+  const drafts = openEditors();
   const list = clear($("#connectors"));
   for (const connector of connectors) list.append(connectorCard(connector, online));
+  for (const [id, values] of drafts) {
+    const form = list.querySelector(`article[data-connector="${CSS.escape(id)}"] form.options-editor`);
+    if (form) open(form, values);
+  }
   show("#connectors-empty", connectors.length === 0);
 }
 
@@ -54,11 +86,22 @@ async function loadCatalogue() {
   const box = clear($("#catalogue"));
   for (const entry of catalogue) {
     select.append(el("option", { value: entry.type, text: entry.type }));
+    const options = Object.entries(entry.options || {});
     box.append(el("details", { class: "catalogue-entry" },
       el("summary", {}, el("strong", { text: entry.type }), " ", el("span", { class: "muted small", text: (entry.domains || []).join(", ") })),
+      options.length ? el("p", { class: "small" }, "Options: ", options.flatMap(([key, what], i) => [i ? "; " : "", el("code", { text: key }), ` — ${what}`])) : null,
       actionList(entry.type).querySelector("ul")));
   }
+  showAddOptions();
 }
+
+// The add form shows an input per option of the selected type.
+function showAddOptions() {
+  const box = clear($("#c-options"));
+  box.append(...optionFields("c-opt", knownOptions($("#c-type").value)));
+}
+
+$("#c-type").addEventListener("change", showAddOptions);
 
 $("#connector-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -70,12 +113,16 @@ $("#connector-form").addEventListener("submit", async (event) => {
   if (data.domains) body.domains = data.domains.split(",").map((d) => d.trim()).filter(Boolean);
   if (data.auth_type) body.auth_type = data.auth_type;
   if (data.auth_header) body.auth_header = data.auth_header;
+  const options = optionValues($("#c-options"));
+  if (Object.keys(options).length) body.options = options;
+  clearOptionErrors(form);
   try {
     const created = await api("/connectors", { method: "POST", json: body });
     notify(`Added ${created.id}`);
     form.reset();
+    showAddOptions();
   } catch (error) {
-    fail(error);
+    showOptionError(form, error);
   } finally {
     form.token.value = "";
   }
