@@ -15,13 +15,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, normalize_level
-from agentfirewall_proxy.cli.client import path_id
+from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
 from agentfirewall_proxy.runenv import (
@@ -37,6 +38,8 @@ __all__ = ["NODE_PRELOAD", "dedicated_port", "is_listening", "register", "run", 
 
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 NODE_PRELOAD = Path(__file__).with_name("node_preload.js")
+#: How long `tf run` waits for a gateway to give a new agent its dedicated port.
+_PORT_WAIT_SECONDS = 3.0
 
 
 def _with_port(url: str, port: int) -> str:
@@ -86,6 +89,26 @@ def dedicated_port(name: str, agent: dict[str, Any], status: dict[str, Any]) -> 
     return port if isinstance(port, int) and port > 0 else None
 
 
+def _ports_in_use(status: dict[str, Any]) -> bool:
+    """Whether a gateway gives agents dedicated ports (`--agent-ports`) and reports them."""
+    proxies = (status.get("gateway") or {}).get("proxies") or []
+    return any(proxy.get("agent_ports") for proxy in proxies)
+
+
+def _await_port(client: AdminClient, name: str, agent: dict[str, Any]) -> int | None:
+    """The agent's dedicated port; for an agent the gateway has not seen yet (just created by
+    `ensure`), wait a moment while a gateway allocates and announces it."""
+    status = client.get("/v1/status")
+    port = dedicated_port(name, agent, status)
+    if port is not None or not _ports_in_use(status):
+        return port
+    deadline = time.monotonic() + _PORT_WAIT_SECONDS
+    while port is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        port = _await_port(client, name, agent)
+    return port
+
+
 def _proxy_for(ctx: Context, port: int | None) -> str:
     url = ctx.target().proxy_url
     if port is not None:
@@ -126,7 +149,7 @@ def run(ctx: Context) -> int:
         level = body.get("enforcement_level")
         if level and agent.get("enforcement_level") != level:
             agent = client.patch(f"/v1/agents/{path_id(name)}", {"enforcement_level": level})
-        port = dedicated_port(name, agent, client.get("/v1/status"))
+        port = _await_port(client, name, agent)
     proxy = _proxy_for(ctx, port)
     ca_path = _gateway_ca(ctx)
     try:
