@@ -120,7 +120,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "login link. Ctrl-C shuts down cleanly; approvals and records are kept.",
         examples="  tf up\n  tf up --port 3001 --proxy-port 8444\n"
         "  tf up --port 0 --proxy-port 0          # any free ports (see .tf/up.json)\n"
-        "  tf up --resolve api.github.com=127.0.0.1:9443 --upstream-ca fake-ca.pem",
+        "  tf up --resolve api.github.com=127.0.0.1:9443 --upstream-ca fake-ca.pem\n"
+        "  tf up --agent-ports 10001-10100        # each agent its own proxy port",
         common=common,
         handler=up,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -223,28 +224,43 @@ def test_a_new_agent_gets_a_port_while_running_and_loses_it_when_suspended(
         socket.create_connection(("127.0.0.1", gamma), timeout=5).close()
 
 
-def _tf_run(world: World, name: str) -> tuple[int, str]:
-    """`tf run --name NAME` a Python agent that calls GitHub through its proxy."""
-    agent = (
-        "import os, sys, urllib.parse, urllib.request\n"
-        "proxy = os.environ['HTTPS_PROXY']\n"
-        "print(urllib.parse.urlsplit(proxy).port)\n"
-        "print(urllib.request.urlopen('https://api.github.com/user', timeout=30).status)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env.update(
-        TF_SERVER=world.server.url, TF_ADMIN_TOKEN=world.server.admin_token,
-        TF_PROXY=f"http://127.0.0.1:{world.gateway.port}", TF_CA_CERT=str(world.gateway.ca_path),
-        PYTHONPATH=str(REPO), XDG_CACHE_HOME=str(world.bundle.parent / "cache"),
-    )  # fmt: skip
+AGENT = (
+    "import os, urllib.parse, urllib.request\n"
+    "print(urllib.parse.urlsplit(os.environ['HTTPS_PROXY']).port)\n"
+    "print(urllib.request.urlopen('https://api.github.com/user', timeout=30).status)\n"
+)
+
+
+def tf(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "agentfirewall_proxy.cli", "run", "--name", name,
-         sys.executable, "-c", agent],
-        env=env, capture_output=True, text=True, timeout=90, check=False,
+        [sys.executable, "-m", "agentfirewall_proxy.cli", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0, f"tf {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment less proxies and `TF_*` settings (they would point elsewhere)."""
+    env = {k: v for k, v in os.environ.items()
+           if "proxy" not in k.lower() and not k.startswith("TF_")}  # fmt: skip
+    return {**env, "PYTHONPATH": str(REPO), **extra}
+
+
+def tf_run(name: str, env: dict[str, str], cwd: Path = REPO) -> tuple[int, str]:
+    """`tf run --name NAME` a Python agent that calls GitHub through its proxy: (port, status)."""
+    done = tf("run", "--name", name, sys.executable, "-c", AGENT, env=env, cwd=cwd)
     port, status = done.stdout.split()
     return int(port), status
+
+
+def _tf_run(world: World, name: str) -> tuple[int, str]:
+    env = clean_env(
+        TF_SERVER=world.server.url, TF_ADMIN_TOKEN=world.server.admin_token,
+        TF_PROXY=f"http://127.0.0.1:{world.gateway.port}", TF_CA_CERT=str(world.gateway.ca_path),
+        XDG_CACHE_HOME=str(world.bundle.parent / "cache"),
+    )  # fmt: skip
+    return tf_run(name, env)
 
 
 def test_tf_run_picks_the_agents_port(world: World) -> None:
@@ -261,3 +277,39 @@ def test_tf_run_picks_the_agents_port(world: World) -> None:
     assert first <= port <= last
     assert announced(world.server)["Delta"] == port
     assert poll(lambda: world.traffic("Delta"), what="traffic of Delta")[0]["agent"] == "Delta"
+
+
+def test_tf_up_agent_ports(fakes: FakeUpstreams, tmp_path: Path) -> None:
+    """The same through `tf up --agent-ports` (gateway and server in one process)."""
+    root = tmp_path / "project"
+    root.mkdir()
+    env = clean_env(COLUMNS="200")
+    span = free_span()
+    resolve = [arg for entry in fakes.resolve_entries() for arg in ("--resolve", entry)]
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "agentfirewall_proxy.cli", "up", "--port", "0",
+             "--proxy-port", "0", "--agent-ports", f"{span[0]}-{span[1]}",
+             "--upstream-ca", str(fakes.ca_path), *resolve],
+            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        poll(lambda: (root / ".tf" / "up.json").exists() or up.poll() is not None,
+             timeout=60, what="tf up")  # fmt: skip
+        assert up.poll() is None, log.read_text()
+        tf("connector", "add", "github", "--token", CREDENTIALS["github"], env=env, cwd=root)
+        tf("permissions", "set", "--gateway", "Zeta", "--connector", "github",
+           "--action", "github.*", "--decision", "allow", env=env, cwd=root)  # fmt: skip
+        port, status = tf_run("Zeta", env, cwd=root)
+        assert status == "200"
+        assert span[0] <= port <= span[1]
+        status_json = tf("status", "--json", env=env, cwd=root).stdout
+        assert f'"Zeta": {port}' in status_json
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait(10)
