@@ -24,10 +24,10 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("agentfirewall_server")
 
-_ROUTE_MODULES = (
+_ROUTE_MODULES = (  # actions first: POST /api/v1/actions is the hot path (routes match in order)
+    "actions",
     "system",
     "agents",
-    "actions",
     "approvals",
     "connectors",
     "permissions",

@@ -53,6 +53,7 @@ class AppState:
         self.hub = Hub()
         self.limiter = RateLimiter()
         self.metrics = Metrics()
+        self.request_counters: dict[tuple[str, str, str, str], Any] = {}  # labels -> child
         self.db: Database = Database(
             settings.resolved_database_url, synchronous=settings.sqlite_synchronous
         )

@@ -6,6 +6,7 @@ Every error leaves as ``{"error": code, "message": ..., ...}`` (docs/api.md).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -19,7 +20,11 @@ __all__ = [
     "Strict",
     "error_response",
     "install_error_handlers",
+    "json_fast",
     "json_ok",
+    "json_text",
+    "parse_json",
+    "parse_model",
     "read_body",
     "read_json",
     "read_model",
@@ -78,6 +83,33 @@ def json_ok(data: Any, status: int = 200, headers: dict[str, str] | None = None)
     return JSONResponse(data, status, headers=headers)
 
 
+def _compact(content: Any) -> bytes:
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+try:  # optional: about 20 times faster than the json module for a response body
+    import orjson
+
+    _dumps: Callable[[Any], bytes] = orjson.dumps
+except ImportError:  # pragma: no cover - depends on the environment
+    _dumps = _compact
+
+
+class _FastJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return _dumps(content)
+
+
+def json_text(data: Any) -> str:
+    """Compact JSON text of plain JSON data (orjson when installed)."""
+    return _dumps(data).decode("utf-8")
+
+
+def json_fast(data: dict[str, Any]) -> JSONResponse:
+    """`json_ok` for plain JSON data (str keys, 64-bit ints) on hot paths: orjson encodes."""
+    return _FastJSONResponse(data)
+
+
 async def read_body(request: Request) -> bytes:
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
@@ -100,7 +132,11 @@ async def read_body(request: Request) -> bytes:
 
 async def read_json(request: Request, *, allow_empty: bool = False) -> Any:
     """The parsed JSON body; 400 when malformed, 413 when too large."""
-    raw = await read_body(request)
+    return parse_json(await read_body(request), allow_empty=allow_empty)
+
+
+def parse_json(raw: bytes, *, allow_empty: bool = False) -> Any:
+    """Parse a request body already read; 400 when malformed."""
     if not raw.strip():
         if allow_empty:
             return {}
@@ -128,7 +164,12 @@ def validation_error(exc: PydanticValidationError) -> ApiError:
 
 async def read_model(request: Request, model: type[M], *, allow_empty: bool = False) -> M:
     """Parse and validate the body into `model` (422 with `field` on the first problem)."""
-    data = await read_json(request, allow_empty=allow_empty)
+    return parse_model(await read_body(request), model, allow_empty=allow_empty)
+
+
+def parse_model(raw: bytes, model: type[M], *, allow_empty: bool = False) -> M:
+    """`read_model` for a body already read."""
+    data = parse_json(raw, allow_empty=allow_empty)
     if not isinstance(data, dict):
         raise ApiError(422, "request body must be a JSON object")
     try:

@@ -7,11 +7,14 @@ events; the answer leaves only after that job is committed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from functools import partial
 from typing import Any
 
-from pydantic import JsonValue
+from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
@@ -29,7 +32,15 @@ from agentfirewall_server.decide import approval_terms, evaluate, explain, issue
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import action_requests, approvals
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import (
+    ApiError,
+    Strict,
+    json_fast,
+    json_ok,
+    json_text,
+    parse_model,
+    read_body,
+)
 
 __all__ = ["load_action", "routes"]
 
@@ -45,8 +56,21 @@ class ActionBody(Strict):
     action_spec: dict[str, JsonValue]
 
 
+class _Envelope(BaseModel):
+    """The body parsed straight into an ActionSpec: one validation on the common path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action_spec: ActionSpec
+
+
 async def _spec(request: Request) -> ActionSpec:
-    body = await read_model(request, ActionBody)
+    raw = await read_body(request)
+    try:
+        return _Envelope.model_validate_json(raw).action_spec
+    except (PydanticValidationError, ValueError, ActionSpecError):
+        pass  # the two-step path below names the problem exactly as it always has
+    body = parse_model(raw, ActionBody)
     try:
         return parse_action_spec(body.action_spec)
     except ActionSpecError as exc:
@@ -79,7 +103,7 @@ def _idempotency_key(request: Request) -> str | None:
 
 
 async def _replay(
-    state: AppState, agent: AgentRecord, key: str, spec: ActionSpec
+    state: AppState, agent: AgentRecord, key: str, action_hash: str
 ) -> JSONResponse | None:
     row = await state.db.read(
         lambda c: c.execute(
@@ -90,7 +114,7 @@ async def _replay(
     )
     if row is None:
         return None
-    if row.action_hash != spec.action_hash:
+    if row.action_hash != action_hash:
         raise ApiError(
             409,
             f"`Idempotency-Key` `{key}` was used for a different action",
@@ -127,14 +151,14 @@ def _rows(
         "agent_id": agent.id,
         "agent": agent.name,
         "action_type": spec.type,
-        "action_spec": spec.canonical().decode(),
+        "action_spec": response["_canonical"].decode(),
         "action_hash": action_hash,
         "status": status,
-        "decision": json.dumps(response["decision"]),
+        "decision": json_text(response["decision"]),
         "risk_score": decision.risk_score,
         "idempotency_key": key,
         "approval_id": approval_id,
-        "response": json.dumps({"status": status, "approval": response["approval"]}),
+        "response": json_text({"status": status, "approval": response["approval"]}),
         "execution": None,
         "created_at": stamp,
         "updated_at": stamp,
@@ -184,7 +208,7 @@ def _record_pending(
             action_request_id=response["action_request_id"],
             source="sdk",
             spec=spec.to_dict(),
-            action_hash=spec.action_hash,
+            action_hash=response["_hash"],
             risk_score=decision.risk_score,
             reason=decision.reason,
             request=None,
@@ -208,9 +232,11 @@ def _record_pending(
 def _count(state: AppState, agent: AgentRecord, spec: ActionSpec, decision: Decision) -> None:
     m = state.metrics
     decided = decision.decided_outcome or decision.outcome
-    m.requests.labels(
-        agent=agent.name, connector=spec.provider, decision=decided, action_type=spec.type
-    ).inc()
+    labels = (agent.name, spec.provider, decided, spec.type)
+    counter = state.request_counters.get(labels)
+    if counter is None:  # prometheus' labels() costs more than the increment
+        counter = state.request_counters[labels] = m.requests.labels(*labels)
+    counter.inc()
     if decision.outcome == "deny":
         reason = "kill_switch_active" if decision.kill_switch else "policy"
         m.denied.labels(agent=agent.name, connector=spec.provider, reason=reason).inc()
@@ -223,7 +249,9 @@ async def request_action(request: Request) -> JSONResponse:
     _rate_limit(state, agent)
     spec = await _spec(request)
     key = _idempotency_key(request)
-    if key is not None and (replayed := await _replay(state, agent, key, spec)) is not None:
+    canonical = spec.canonical()
+    action_hash = hashlib.sha256(canonical).hexdigest()  # spec.action_hash, computed once
+    if key is not None and (replayed := await _replay(state, agent, key, action_hash)):
         return replayed
     decision = evaluate(state, agent, spec)
     action_id = new_id("act_")
@@ -233,7 +261,8 @@ async def request_action(request: Request) -> JSONResponse:
         "decision": decision.to_dict(),
         "decision_token": None,
         "approval": None,
-        "_hash": spec.action_hash,  # computed once; removed before answering
+        "_hash": action_hash,  # removed before answering
+        "_canonical": canonical,
     }
     approval = None
     try:
@@ -243,15 +272,18 @@ async def request_action(request: Request) -> JSONResponse:
             )
         else:
             row, events = _rows(agent, spec, decision, key, response, None, now())
-            await state.db.record([(action_requests, row)], events)
+            sign = None
+            if decision.status == "allowed":  # signed right after the commit, batch by batch
+                sign = partial(issue_token, state, agent.name, action_id, action_hash)
+            response["decision_token"] = await state.db.record(
+                [(action_requests, row)], events, then=sign
+            )
     except IntegrityError:
-        replayed = await _replay(state, agent, key, spec) if key else None
+        replayed = await _replay(state, agent, key, action_hash) if key else None
         if replayed is None:
             raise
         return replayed
-    if decision.status == "allowed":
-        response["decision_token"] = issue_token(state, agent.name, action_id, response["_hash"])
-    del response["_hash"]
+    del response["_hash"], response["_canonical"]
     if approval is not None:
         data = approval_json(approval)
         state.hub.publish("approval.created", data)
@@ -259,7 +291,7 @@ async def request_action(request: Request) -> JSONResponse:
         await state.slack.on_created(approval)
     _count(state, agent, spec, decision)
     state.metrics.duration.observe(time.perf_counter() - started)
-    return json_ok(response)
+    return json_fast(response)
 
 
 async def dry_run(request: Request) -> JSONResponse:
