@@ -1,20 +1,24 @@
-"""Holding a request until a human decides, without a thread per held request.
+"""Holding a request until a human decides: no thread and no poll per held request.
 
-The approval is created durably through the control plane (``POST /gateway/approvals``);
-the held coroutine then long-polls ``/gateway/approvals/{id}/wait`` while also watching the
-client connection and the kill switch. The control plane answers an identical request
-(same agent, same action hash) retried after approval with that approval, marked used, so
-the retry goes through once without a second approval, even after a gateway restart.
+The approval is created durably through the control plane (``POST /gateway/approvals``),
+then the held request waits on one small future. A single watcher task serves every held
+request of the gateway: it long-polls ``POST /gateway/approvals/wait`` with the held ids in
+chunks of up to 1,000 (one request per chunk, answered as soon as any of them is decided),
+and once a second it times out overdue holds and releases those whose client has left. The
+control plane answers an identical request (same agent, same action hash) retried after
+approval with that approval, marked used, so the retry goes through once without a second
+approval, even after a gateway restart.
 
 Outcomes: ``approved`` (forward), ``denied`` (403), ``timeout`` (408), ``killed`` (403 with
 the kill-switch header), ``gone`` (the client left; the approval stays on the server),
-``unavailable`` (the control plane could not record the approval: 503, fail closed).
+``unavailable`` (the control plane could not record or confirm the approval: 503, fail
+closed).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentfirewall_proxy.control import Control, ControlError
@@ -25,28 +29,64 @@ if TYPE_CHECKING:
 __all__ = ["HoldOutcome", "Holds"]
 
 HoldOutcome = Literal["approved", "denied", "timeout", "killed", "gone", "unavailable"]
+_SETTLED: dict[str, HoldOutcome] = {
+    "approved": "approved",
+    "denied": "denied",
+    "expired": "timeout",
+    "used": "timeout",
+    "not_found": "unavailable",
+}
 _POLL = 25.0
+_CHUNK = 1000
+#: A chunk whose ids changed is re-polled at most this often (bursts of new holds).
+_DEBOUNCE = 0.2
+_SWEEP = 1.0
+
+
+class _Hold:
+    __slots__ = ("deadline", "flow", "future", "gone")
+
+    def __init__(
+        self,
+        flow: Flow,
+        deadline: float,
+        future: asyncio.Future[HoldOutcome],
+        gone: Callable[[], bool],
+    ) -> None:
+        self.flow = flow
+        self.deadline = deadline
+        self.future = future
+        self.gone = gone
+
+
+class _Chunk:
+    """Up to 1,000 held ids and the long-poll currently covering them."""
+
+    __slots__ = ("ids", "poll", "stale", "started")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.poll: asyncio.Future[list[dict[str, Any]]] | None = None
+        self.started = 0.0
+        self.stale = False
 
 
 class Holds:
-    """Every held flow of one gateway, each with a future the kill switch can resolve."""
+    """Every held request of one gateway, by approval id, and the watcher that settles them."""
 
     def __init__(self, control: Control) -> None:
         self.control = control
-        self.held: dict[Flow, asyncio.Future[HoldOutcome]] = {}
+        self.held: dict[str, _Hold] = {}
+        #: Held ids per long-poll (the control plane accepts up to 1,000).
+        self.chunk = _CHUNK
+        self._chunks: list[_Chunk] = []
+        self._wake: asyncio.Event | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self.held)
 
-    def kill(self, flow: Flow, outcome: HoldOutcome = "killed") -> None:
-        future = self.held.get(flow)
-        if future is not None and not future.done():
-            future.set_result(outcome)
-
-    def release_all(self) -> None:
-        """On shutdown: every held request ends (its approval stays on the server)."""
-        for flow in list(self.held):
-            self.kill(flow, "gone")
+    # -- the held side -----------------------------------------------------------------
 
     @staticmethod
     def payload(flow: Flow, timeout: float) -> dict[str, object]:
@@ -69,77 +109,133 @@ class Holds:
             body["approver_roles"] = list(decision.approval.approver_roles)
         return body
 
-    async def hold(
-        self, flow: Flow, seconds: float, closed: Callable[[], Awaitable[None]]
-    ) -> HoldOutcome:
-        """Create the approval and wait for its outcome (or the client, or the kill switch)."""
+    async def hold(self, flow: Flow, seconds: float, gone: Callable[[], bool]) -> HoldOutcome:
+        """Create the approval and wait for its outcome (`gone()` tells the client left)."""
         try:
             approval = await self.control.create_approval(self.payload(flow, seconds))
         except ControlError:
             return "unavailable"
         if approval.get("status") == "approved":
             return "approved"  # an identical retry: the control plane marked it used
-        approval_id = str(approval["id"])
+        approval_id = flow.approval_id = str(approval["id"])
         del approval  # a held request keeps as little as possible alive
         loop = asyncio.get_running_loop()
-        killed: asyncio.Future[HoldOutcome] = loop.create_future()
-        self.held[flow] = killed
-        gone = asyncio.ensure_future(closed())
+        held = _Hold(flow, loop.time() + seconds, loop.create_future(), gone)
+        self.held[approval_id] = held
+        self._add(approval_id)
         try:
-            return await self._wait(approval_id, loop.time() + seconds, killed, gone)
+            outcome = await held.future
         finally:
-            self.held.pop(flow, None)
-            gone.cancel()
-
-    async def _wait(
-        self,
-        approval_id: str,
-        deadline: float,
-        killed: asyncio.Future[HoldOutcome],
-        gone: asyncio.Future[None],
-    ) -> HoldOutcome:
-        loop = asyncio.get_running_loop()
-        poll: asyncio.Future[dict[str, Any]] | None = None
+            self.held.pop(approval_id, None)
+        if outcome != "approved":
+            return outcome
         try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return "timeout"
-                poll = asyncio.ensure_future(
-                    self.control.wait_approval(approval_id, min(_POLL, remaining))
-                )
-                waiting: set[asyncio.Future[Any]] = {poll, killed, gone}
-                await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                if killed.done():
-                    return killed.result()
-                if gone.done():
-                    return "gone"
-                if not poll.done():
-                    continue
-                outcome = await self._settle(approval_id, poll)
-                if outcome is not None:
-                    return outcome
-        finally:
-            if poll is not None and not poll.done():
-                poll.cancel()
-
-    async def _settle(
-        self, approval_id: str, poll: asyncio.Future[dict[str, Any]]
-    ) -> HoldOutcome | None:
-        """The outcome a finished long-poll tells, or None to keep waiting."""
-        try:
-            status = str(poll.result().get("status"))
+            await self.control.consume_approval(approval_id)
         except ControlError:
+            return "unavailable"
+        return "approved"
+
+    def kill(self, flow: Flow, outcome: HoldOutcome = "killed") -> None:
+        held = self.held.get(flow.approval_id or "")
+        if held is not None:
+            _settle(held, outcome)
+
+    def release_all(self) -> None:
+        """On shutdown: every held request ends (its approval stays on the server)."""
+        for held in list(self.held.values()):
+            _settle(held, "gone")
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    # -- the watcher ---------------------------------------------------------------------
+
+    def _add(self, approval_id: str) -> None:
+        chunk = self._chunks[-1] if self._chunks else None
+        if chunk is None or len(chunk.ids) >= self.chunk:
+            chunk = _Chunk()
+            self._chunks.append(chunk)
+        chunk.ids.append(approval_id)
+        chunk.stale = True
+        if self._watcher is None or self._watcher.done():
+            self._wake = asyncio.Event()
+            self._watcher = asyncio.ensure_future(self._watch())
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        wake = self._wake
+        next_sweep = loop.time() + _SWEEP
+        try:
+            while self._chunks:
+                now = loop.time()
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + _SWEEP
+                self._repoll(now)
+                wake.clear()
+                waiting: set[asyncio.Future[Any]] = {c.poll for c in self._chunks if c.poll}
+                woken = asyncio.ensure_future(wake.wait())
+                timeout = _DEBOUNCE if any(c.stale for c in self._chunks) else _SWEEP
+                try:
+                    await asyncio.wait(
+                        waiting | {woken},
+                        timeout=min(timeout, max(next_sweep - now, 0.0)),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    woken.cancel()
+        finally:
+            for chunk in self._chunks:
+                if chunk.poll is not None:
+                    chunk.poll.cancel()
+
+    def _sweep(self, now: float) -> None:
+        """Overdue holds time out; holds whose client left are released."""
+        for held in list(self.held.values()):
+            if now >= held.deadline:
+                _settle(held, "timeout")
+            elif held.gone():
+                _settle(held, "gone")
+
+    def _repoll(self, now: float) -> None:
+        """Read finished long-polls; (re)start one for every chunk that needs it."""
+        for chunk in list(self._chunks):
+            if chunk.poll is not None and chunk.poll.done():
+                self._read(chunk.poll)
+                chunk.poll = None
+            if chunk.poll is None or chunk.stale:
+                chunk.ids = [i for i in chunk.ids if i in self.held]
+            if not chunk.ids:
+                if chunk.poll is not None:
+                    chunk.poll.cancel()
+                self._chunks.remove(chunk)
+                continue
+            if chunk.poll is not None and not (chunk.stale and now - chunk.started >= _DEBOUNCE):
+                continue
+            if chunk.poll is not None:
+                chunk.poll.cancel()
+            chunk.poll = asyncio.ensure_future(self._poll(list(chunk.ids)))
+            chunk.started, chunk.stale = now, False
+
+    async def _poll(self, ids: list[str]) -> list[dict[str, Any]]:
+        try:
+            return await self.control.wait_approvals(ids, _POLL)
+        except Exception:  # unreachable or a bad answer: ask again in a second
             await asyncio.sleep(1.0)
-            return None
-        if status == "approved":
-            try:
-                await self.control.consume_approval(approval_id)
-            except ControlError:
-                return "unavailable"
-            return "approved"
-        if status == "denied":
-            return "denied"
-        if status in ("expired", "used"):
-            return "timeout"
-        return None
+            return []
+
+    def _read(self, poll: asyncio.Future[list[dict[str, Any]]]) -> None:
+        if poll.cancelled():
+            return
+        for approval in poll.result():
+            held = self.held.get(str(approval.get("id")))
+            outcome = _SETTLED.get(str(approval.get("status")))
+            if held is not None and outcome is not None:
+                _settle(held, outcome)
+
+
+def _settle(held: _Hold, outcome: HoldOutcome) -> None:
+    if not held.future.done():
+        held.future.set_result(outcome)

@@ -11,6 +11,7 @@ Both satisfy :class:`Control`. Snapshots are plain JSON data; ``snapshot.py`` co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -41,7 +42,7 @@ class Control(Protocol):
     async def fetch_config(self, since: int | None, wait: float) -> JSON | None: ...
     async def send_traffic(self, records: list[JSON]) -> None: ...
     async def create_approval(self, payload: JSON) -> JSON: ...
-    async def wait_approval(self, approval_id: str, wait: float) -> JSON: ...
+    async def wait_approvals(self, approval_ids: list[str], wait: float) -> list[JSON]: ...
     async def consume_approval(self, approval_id: str) -> JSON: ...
     async def heartbeat(self, payload: JSON) -> None: ...
     async def aclose(self) -> None: ...
@@ -107,12 +108,16 @@ class HttpControl:
         data: JSON = (await self._call("POST", "/v1/gateway/approvals", json_body=payload)).json()
         return data
 
-    async def wait_approval(self, approval_id: str, wait: float) -> JSON:
+    async def wait_approvals(self, approval_ids: list[str], wait: float) -> list[JSON]:
+        """Long-poll: the approvals among `approval_ids` that are no longer pending."""
         response = await self._call(
-            "GET", f"/v1/gateway/approvals/{approval_id}/wait", timeout=int(wait)
+            "POST",
+            "/v1/gateway/approvals/wait",
+            json_body={"ids": approval_ids},
+            timeout=max(int(wait), 1),
         )
-        data: JSON = response.json()
-        return data
+        settled: list[JSON] = response.json()["approvals"]
+        return settled
 
     async def consume_approval(self, approval_id: str) -> JSON:
         path = f"/v1/gateway/approvals/{approval_id}/consume"
@@ -271,25 +276,39 @@ class StaticControl:
         for loop, future in waiters:
             loop.call_soon_threadsafe(_wake, future)
 
-    async def wait_approval(self, approval_id: str, wait: float) -> JSON:
+    async def wait_approvals(self, approval_ids: list[str], wait: float) -> list[JSON]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            approval = dict(self.approvals[approval_id])
-            if approval["status"] != "pending":
-                return approval
-            self._waiters.setdefault(approval_id, []).append((loop, future))
+        entry = (loop, future)
         try:
-            await asyncio.wait_for(future, wait)
-        except TimeoutError:
-            pass
+            with self._lock:
+                settled = self._settled(approval_ids)
+                if settled:
+                    return settled
+                for approval_id in approval_ids:
+                    self._waiters.setdefault(approval_id, []).append(entry)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, wait)
+            with self._lock:
+                return self._settled(approval_ids)
         finally:
             with self._lock:
-                entries = self._waiters.get(approval_id, [])
-                if (loop, future) in entries:
-                    entries.remove((loop, future))
-        with self._lock:
-            return dict(self.approvals[approval_id])
+                for approval_id in approval_ids:
+                    entries = self._waiters.get(approval_id)
+                    if entries and entry in entries:
+                        entries.remove(entry)
+                        if not entries:
+                            del self._waiters[approval_id]
+
+    def _settled(self, approval_ids: list[str]) -> list[JSON]:
+        found: list[JSON] = []
+        for approval_id in approval_ids:
+            approval = self.approvals.get(approval_id)
+            if approval is None:
+                found.append({"id": approval_id, "status": "not_found"})
+            elif approval["status"] != "pending":
+                found.append(dict(approval))
+        return found
 
     async def consume_approval(self, approval_id: str) -> JSON:
         with self._lock:

@@ -166,7 +166,7 @@ async def _drain_small(conn: ClientConnection, limit: int = 65536) -> bool:
 
 
 async def _hold(gateway: Gateway, conn: ClientConnection, flow: Flow) -> None:
-    outcome = await gateway.holds.hold(flow, gateway.approval_timeout(flow), conn.closed)
+    outcome = await gateway.holds.hold(flow, gateway.approval_timeout(flow), conn.gone)
     if outcome == "approved":
         flow.reason = "approved"
         return

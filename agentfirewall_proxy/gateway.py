@@ -164,7 +164,7 @@ class Gateway:
             if flow.agent is None or config.kill_switch_for(flow.agent, flow.connector) is None:
                 continue
             flow.killed = True
-            if flow in self.holds.held:
+            if flow.approval_id in self.holds.held:
                 self.holds.kill(flow)
                 continue
             conn.abort()

@@ -101,6 +101,8 @@ class Flow:
     started: float = field(default_factory=time.monotonic)
     #: Set by the kill switch: a held flow is answered 403, a forwarding one is cut.
     killed: bool = False
+    #: The approval this flow is held for (``approvals.Holds``).
+    approval_id: str | None = None
 
 
 def normalize_host(host: str) -> str:

@@ -132,10 +132,9 @@ class ClientConnection:
         with contextlib.suppress(Exception):
             await self.flush()
 
-    async def closed(self) -> None:
-        """Resolves when the client's connection is lost (used while a request is held)."""
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
+    def gone(self) -> bool:
+        """The client closed or lost its connection (checked while a request is held)."""
+        return self.writer.transport.is_closing() or self.reader.at_eof()
 
     def abort(self) -> None:
         self.writer.transport.abort()

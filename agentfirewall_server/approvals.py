@@ -110,6 +110,12 @@ def get_approval(conn: Connection, approval_id: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
+def get_approvals(conn: Connection, approval_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The approvals among `approval_ids` that exist, by id (one query)."""
+    rows = conn.execute(select(approvals).where(approvals.c.id.in_(approval_ids)))
+    return {row.id: dict(row._mapping) for row in rows}
+
+
 def _finish(
     conn: Connection,
     row: dict[str, Any],

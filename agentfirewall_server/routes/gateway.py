@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, JsonValue
 from sqlalchemy import Connection, delete, select, update
@@ -22,6 +22,7 @@ from agentfirewall_server.approvals import (
     approval_json,
     create_approval,
     get_approval,
+    get_approvals,
 )
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, state_of
@@ -35,6 +36,7 @@ __all__ = ["build_config", "routes"]
 _MAX_CONFIG_WAIT = 30.0
 _MAX_APPROVAL_WAIT = 60.0
 _MAX_RECORDS = 5000
+_MAX_WAIT_IDS = 1000
 
 
 class TrafficRecord(Strict):
@@ -57,6 +59,12 @@ class TrafficRecord(Strict):
 
 class TrafficBatch(Strict):
     records: list[TrafficRecord] = Field(max_length=_MAX_RECORDS)
+
+
+class ApprovalIds(Strict):
+    ids: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=_MAX_WAIT_IDS
+    )
 
 
 class RequestLine(Strict):
@@ -272,6 +280,14 @@ async def create_gateway_approval(request: Request) -> JSONResponse:
     return json_ok({**data, "reused": reused})
 
 
+def _current(row: dict[str, Any]) -> dict[str, Any]:
+    """The approval as the gateway must see it: a pending one past its expiry is expired."""
+    data = approval_json(row)
+    if data["status"] == "pending" and row["expires_at"] <= now():
+        data["status"] = "expired"
+    return data
+
+
 async def wait_gateway_approval(request: Request) -> JSONResponse:
     await require_gateway(request)
     state = state_of(request)
@@ -281,14 +297,42 @@ async def wait_gateway_approval(request: Request) -> JSONResponse:
         row = await state.db.read(lambda c: get_approval(c, aid))
         if row is None:
             raise ApiError(404, f"no approval `{aid}`")
-        data = approval_json(row)
-        if data["status"] == "pending" and row["expires_at"] <= now():
-            data["status"] = "expired"
+        data = _current(row)
         remaining = deadline - time.monotonic()
         if data["status"] != "pending" or remaining <= 0:
             return json_ok(data)
         if not await state.hub.wait(min(remaining, 1.0), request):
             return json_ok(data)
+
+
+def _settled(ids: list[str], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for aid in ids:
+        row = rows.get(aid)
+        if row is None:
+            found.append({"id": aid, "status": "not_found"})
+        elif (data := _current(row))["status"] != "pending":
+            found.append(data)
+    return found
+
+
+async def wait_gateway_approvals(request: Request) -> JSONResponse:
+    """One long-poll for many held requests: answers once any of `ids` is no longer pending.
+
+    The answer lists only those (`not_found` for an unknown id), or nothing at the timeout.
+    """
+    await require_gateway(request)
+    state = state_of(request)
+    ids = list(dict.fromkeys((await read_model(request, ApprovalIds)).ids))
+    deadline = time.monotonic() + (_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0)
+    while True:
+        rows = await state.db.read(lambda c: get_approvals(c, ids))
+        settled = _settled(ids, rows)
+        remaining = deadline - time.monotonic()
+        if settled or remaining <= 0:
+            return json_ok({"approvals": settled})
+        if not await state.hub.wait(min(remaining, 1.0), request):
+            return json_ok({"approvals": []})
 
 
 async def consume(request: Request) -> JSONResponse:
@@ -335,6 +379,7 @@ def routes() -> list[BaseRoute]:
         Route(p + "/config", config, methods=["GET"]),
         Route(p + "/traffic", ingest_traffic, methods=["POST"]),
         Route(p + "/approvals", create_gateway_approval, methods=["POST"]),
+        Route(p + "/approvals/wait", wait_gateway_approvals, methods=["POST"]),
         Route(p + "/approvals/{id}/wait", wait_gateway_approval, methods=["GET"]),
         Route(p + "/approvals/{id}/consume", consume, methods=["POST"]),
         Route(p + "/heartbeat", heartbeat, methods=["POST"]),

@@ -210,8 +210,10 @@ def test_approval_survives_disconnect_and_an_identical_retry_goes_through_once(
     with client(running) as http, pytest.raises(httpx.ReadTimeout):
         http.put(MERGE, json={"merge_method": "squash"}, timeout=1.0)
     (approval,) = wait_pending(control)
-    time.sleep(0.2)
     assert running.gateway is not None
+    deadline = time.monotonic() + 5  # the holds' watcher sweeps once a second
+    while len(running.gateway.holds) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(running.gateway.holds) == 0
     control.approve(approval["id"])
     with client(running) as http:

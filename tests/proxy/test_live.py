@@ -131,6 +131,34 @@ def test_held_request_approved_through_the_api(
     assert len(fakes["github"].received("PUT")) == 1
 
 
+def test_many_held_requests_share_batched_long_polls(
+    live_server: LiveServer, setup: str, start: Callable[[], RunningGateway], fakes: FakeUpstreams
+) -> None:
+    running = start()
+    assert running.gateway is not None
+    running.gateway.holds.chunk = 4  # 12 held requests: three long-polls of four ids
+    out: dict[int, int] = {}
+
+    def merge(http: httpx.Client, number: int) -> None:
+        url = f"https://api.github.com/repos/acme/api/pulls/{number}/merge"
+        out[number] = http.put(url, json={}).status_code
+
+    with client(running, setup) as http:
+        threads = [threading.Thread(target=merge, args=(http, n)) for n in range(1, 13)]
+        for thread in threads:
+            thread.start()
+        held = poll(lambda: len(found := pending(live_server)) == 12 and found, timeout=20)
+        for approval in held:
+            number = int(approval["action_spec"]["parameters"]["pull_number"])
+            verb = "approve" if number % 2 else "deny"
+            live_server.admin("POST", f"/v1/approvals/{approval['id']}/{verb}", json={})
+        for thread in threads:
+            thread.join(30)
+    assert out == {n: 200 if n % 2 else 403 for n in range(1, 13)}
+    merged = {r.path for r in fakes["github"].received("PUT")}
+    assert merged == {f"/repos/acme/api/pulls/{n}/merge" for n in range(1, 13, 2)}
+
+
 def test_approval_survives_a_gateway_restart_and_the_retry_goes_through_once(
     live_server: LiveServer, setup: str, start: Callable[[], RunningGateway], fakes: FakeUpstreams
 ) -> None:

@@ -142,6 +142,45 @@ def test_gateway_approvals_wait_consume_and_reuse(harness: Harness) -> None:
     assert harness.gateway("POST", "/v1/gateway/approvals", json=mismatch).status_code == 422
 
 
+def test_batched_approval_wait_answers_the_settled_ids_only(harness: Harness) -> None:
+    held = [
+        harness.gateway(
+            "POST", "/v1/gateway/approvals", json={**_approval_body(), "reason": r}
+        ).json()["id"]
+        for r in ("one", "two", "three")
+    ]
+    url = "/v1/gateway/approvals/wait?timeout="
+    assert harness.gateway("POST", url + "0", json={"ids": held}).json() == {"approvals": []}
+    answer: dict[str, Any] = {}
+
+    def poll() -> None:
+        answer["r"] = harness.gateway("POST", url + "20", json={"ids": held})
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.3)
+    harness.admin("POST", f"/v1/approvals/{held[1]}/deny", json={"note": "no"})
+    thread.join(30)
+    settled = answer["r"].json()["approvals"]
+    assert [(a["id"], a["status"]) for a in settled] == [(held[1], "denied")]
+    harness.admin("POST", f"/v1/approvals/{held[2]}/approve")
+    both = harness.gateway("POST", url + "5", json={"ids": [*held, "apv_nope"]}).json()
+    assert {(a["id"], a["status"]) for a in both["approvals"]} == {
+        (held[1], "denied"),
+        (held[2], "approved"),
+        ("apv_nope", "not_found"),
+    }
+
+
+def test_batched_approval_wait_refuses_bad_input(harness: Harness) -> None:
+    url = "/v1/gateway/approvals/wait"
+    assert harness.gateway("POST", url, json={"ids": []}).status_code == 422
+    assert harness.gateway("POST", url, json={"ids": ["a"] * 1001}).status_code == 422
+    assert harness.gateway("POST", url, json={"ids": "apv_1"}).status_code == 422
+    assert harness.gateway("POST", url, json={"ids": ["a"], "x": 1}).status_code == 422
+    assert harness.admin("POST", url, json={"ids": ["a"]}).status_code == 403
+
+
 def test_heartbeat_shows_the_gateway_online(harness: Harness) -> None:
     assert harness.admin("GET", "/v1/status").json()["gateway"]["online"] is False
     r = harness.gateway(
