@@ -76,9 +76,16 @@ class Gateway:
             self.process.wait(10)
 
 
-def start_gateway(server: LiveServer, fakes: FakeUpstreams, tmp: Path) -> Gateway:
-    span = free_span()
-    log = tmp / "gateway.log"
+def start_gateway(
+    server: LiveServer,
+    fakes: FakeUpstreams,
+    tmp: Path,
+    span: tuple[int, int] | None = None,
+    log_name: str = "gateway",
+) -> Gateway:
+    """The gateway in a subprocess; its CA and state in `tmp / "ca"` (kept across restarts)."""
+    span = span or free_span()
+    log = tmp / f"{log_name}.log"
     resolve = [arg for entry in fakes.resolve_entries() for arg in ("--resolve", entry)]
     command = [
         sys.executable, "-m", "agentfirewall_proxy",
@@ -111,12 +118,14 @@ def poll(fn: Callable[[], Any], timeout: float = 15.0, what: str = "condition") 
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def announced(server: LiveServer) -> dict[str, int]:
-    """Agent → port, as the gateways' heartbeats reported them to the control plane."""
+def announced(server: LiveServer, listen_port: int | None = None) -> dict[str, int]:
+    """Agent → port, as the gateways' heartbeats (or the one listening on `listen_port`)
+    reported them to the control plane."""
     status = server.admin("GET", "/v1/status").json()
     ports: dict[str, int] = {}
     for proxy in status["gateway"].get("proxies") or []:
-        ports.update(proxy.get("agent_ports") or {})
+        if listen_port is None or proxy.get("listen") == f"127.0.0.1:{listen_port}":
+            ports.update(proxy.get("agent_ports") or {})
     return ports
 
 
@@ -147,16 +156,17 @@ def world(live_server: LiveServer, fakes: FakeUpstreams, tmp_path: Path) -> Iter
         "POST", "/v1/connectors", json={"type": "github", "token": CREDENTIALS["github"]}
     )
     assert answer.status_code == 201, answer.text
-    for name in ("Alpha", "Beta", "Gamma", "Delta"):
+    for name in ("Alpha", "Beta", "Gamma", "Delta", "Aaron"):
         rule = {"agent": name, "connector": "github", "action_pattern": "github.*",
                 "decision": "allow"}  # fmt: skip
         assert live_server.admin("POST", "/v1/permissions", json=rule).status_code < 300
     gateway = start_gateway(live_server, fakes, tmp_path)
     bundle = ca_bundle(gateway.ca_path, tmp_path / "bundle.pem")
+    world = World(live_server, gateway, keys, bundle)
     try:
-        yield World(live_server, gateway, keys, bundle)
+        yield world
     finally:
-        gateway.stop()
+        world.gateway.stop()
 
 
 def test_each_agent_gets_its_own_port_and_traffic_there_is_its_own(
@@ -198,6 +208,25 @@ def test_another_agents_credential_is_refused_on_a_port(world: World, fakes: Fak
     # Beta's own port and the shared port still serve Beta
     for port in (ports["Beta"], world.gateway.port):
         with world.client(port, "Beta") as http:
+            assert http.get("https://api.github.com/user").status_code == 200
+
+
+def test_each_agent_keeps_its_port_across_a_gateway_restart(
+    world: World, fakes: FakeUpstreams, tmp_path: Path
+) -> None:
+    poll(lambda: announced(world.server).keys() >= {"Alpha", "Beta"}, what="first heartbeat")
+    world.keys["Aaron"] = world.server.create_agent("Aaron")  # sorts before the others
+    before = poll(lambda: (p := announced(world.server)).get("Aaron") and p,
+                  timeout=ANNOUNCED_WITHIN, what="Aaron's port")  # fmt: skip
+    assert (tmp_path / "ca" / "agent-ports.json").exists()
+    world.gateway.stop()
+    span = world.gateway.span
+    world.gateway = start_gateway(world.server, fakes, tmp_path, span, log_name="restarted")
+    after = poll(lambda: (p := announced(world.server, world.gateway.port)).get("Aaron") and p,
+                 what="the restarted gateway's heartbeat")  # fmt: skip
+    assert after == before
+    for name in ("Aaron", "Alpha"):  # an agent still using its old port is served there
+        with world.client(before[name], name) as http:
             assert http.get("https://api.github.com/user").status_code == 200
 
 
@@ -313,3 +342,22 @@ def test_tf_up_agent_ports(fakes: FakeUpstreams, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             up.kill()
             up.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("not json", {}),
+        ("[10001]", {}),
+        ('{"agt_a": "10001", "agt_b": true, "agt_c": 70000, "agt_d": 10001}', {"agt_d": 10001}),
+    ],
+)
+def test_an_unreadable_port_memory_counts_as_none(
+    tmp_path: Path, text: str, kept: dict[str, int]
+) -> None:
+    from agentfirewall_proxy.agentports import MEMORY_FILE, _load
+
+    path = tmp_path / MEMORY_FILE
+    path.write_text(text)
+    assert _load(path) == kept
+    assert _load(tmp_path / "missing.json") == {}
