@@ -111,6 +111,7 @@ class AgentPorts:
         with contextlib.suppress(OSError):  # a read-only state dir: ports are just not kept
             tmp = self._memory_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(self._memory, indent=1) + "\n", encoding="utf-8")
+            tmp.chmod(0o600)  # like every file of the state dir (`tf doctor` checks)
             os.replace(tmp, self._memory_path)
 
     # -- telling the control plane -------------------------------------------------------

@@ -218,7 +218,7 @@ def test_each_agent_keeps_its_port_across_a_gateway_restart(
     world.keys["Aaron"] = world.server.create_agent("Aaron")  # sorts before the others
     before = poll(lambda: (p := announced(world.server)).get("Aaron") and p,
                   timeout=ANNOUNCED_WITHIN, what="Aaron's port")  # fmt: skip
-    assert (tmp_path / "ca" / "agent-ports.json").exists()
+    assert (tmp_path / "ca" / "agent-ports.json").stat().st_mode & 0o777 == 0o600
     world.gateway.stop()
     span = world.gateway.span
     world.gateway = start_gateway(world.server, fakes, tmp_path, span, log_name="restarted")
@@ -335,6 +335,8 @@ def test_tf_up_agent_ports(fakes: FakeUpstreams, tmp_path: Path) -> None:
         assert span[0] <= port <= span[1]
         status_json = tf("status", "--json", env=env, cwd=root).stdout
         assert f'"Zeta": {port}' in status_json
+        memory = root / ".tf" / "agent-ports.json"  # kept in the state dir, 0600 like the rest
+        assert memory.stat().st_mode & 0o777 == 0o600
     finally:
         up.send_signal(signal.SIGINT)
         try:
