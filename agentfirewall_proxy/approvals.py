@@ -111,29 +111,50 @@ class Holds:
 
     async def hold(self, flow: Flow, seconds: float, gone: Callable[[], bool]) -> HoldOutcome:
         """Create the approval and wait for its outcome (`gone()` tells the client left)."""
+        outcome = await self.create(flow, seconds)
+        if outcome is not None:
+            return outcome
+        return await self.finish(flow, await self.wait(flow, seconds, gone))
+
+    async def create(self, flow: Flow, seconds: float) -> HoldOutcome | None:
+        """Record the approval (``flow.approval_id``); an outcome when there is no need to wait.
+
+        ``approved`` for an identical retry the control plane matched to an approval it has
+        just marked used, ``unavailable`` when it could not record one (fail closed).
+        """
         try:
             approval = await self.control.create_approval(self.payload(flow, seconds))
         except ControlError:
             return "unavailable"
         if approval.get("status") == "approved":
-            return "approved"  # an identical retry: the control plane marked it used
-        approval_id = flow.approval_id = str(approval["id"])
-        del approval  # a held request keeps as little as possible alive
+            return "approved"
+        flow.approval_id = str(approval["id"])
+        return None
+
+    def wait(
+        self, flow: Flow, seconds: float, gone: Callable[[], bool]
+    ) -> asyncio.Future[HoldOutcome]:
+        """The outcome of `flow`'s approval, as a future the watcher resolves."""
+        assert flow.approval_id is not None
         loop = asyncio.get_running_loop()
         held = _Hold(flow, loop.time() + seconds, loop.create_future(), gone)
-        self.held[approval_id] = held
-        self._add(approval_id)
-        try:
-            outcome = await held.future
-        finally:
-            self.held.pop(approval_id, None)
-        if outcome != "approved":
+        self.held[flow.approval_id] = held
+        held.future.add_done_callback(lambda _: self.held.pop(held.flow.approval_id or "", None))
+        self._add(flow.approval_id)
+        return held.future
+
+    async def finish(self, flow: Flow, outcome: HoldOutcome) -> HoldOutcome:
+        """An approval is used once: confirm it with the control plane before forwarding."""
+        if outcome != "approved" or flow.approval_id is None:
             return outcome
         try:
-            await self.control.consume_approval(approval_id)
+            await self.control.consume_approval(flow.approval_id)
         except ControlError:
             return "unavailable"
         return "approved"
+
+    def flows(self) -> list[Flow]:
+        return [held.flow for held in self.held.values()]
 
     def kill(self, flow: Flow, outcome: HoldOutcome = "killed") -> None:
         held = self.held.get(flow.approval_id or "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agentfirewall_proxy.approvals import HoldOutcome
 from agentfirewall_proxy.http1 import (
     END,
     Head,
@@ -19,6 +20,7 @@ from agentfirewall_proxy.http1 import (
     serialize_request_head,
     serialize_response_head,
 )
+from agentfirewall_proxy.parking import Parked, park
 from agentfirewall_proxy.pipeline import (
     Flow,
     Refusal,
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.gateway import Gateway
     from agentfirewall_proxy.server import ClientConnection, Tunnel
 
-__all__ = ["exchange"]
+__all__ = ["exchange", "resume_exchange"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _DROP_DOWN = frozenset(
@@ -47,10 +49,15 @@ _DROP_DOWN = frozenset(
 
 async def exchange(
     gateway: Gateway, conn: ClientConnection, head: Head, tunnel: Tunnel | None
-) -> bool:
-    """Handle one request on `conn`; True when the connection may carry another."""
+) -> bool | Parked:
+    """Handle one request on `conn`; True when the connection may carry another.
+
+    A :class:`Parked` answer means the request is held with its socket parked: the
+    connection's coroutine ends, and :func:`resume_exchange` finishes the request later.
+    """
     flow = Flow(request_id=gateway.new_request_id(), method=head.method)
     upgrade = None
+    parked = None
     conn.body_pending = True
     try:
         _identify(gateway, conn, flow, head, tunnel)
@@ -69,29 +76,64 @@ async def exchange(
             kill = decision.kill_switch
             raise Refusal(403, "kill_switch" if kill else "denied", decision.reason)
         if decision.outcome == "require_approval":
-            await _hold(gateway, conn, flow)
+            parkable = complete and tunnel is None and upgrade is None
+            parked = await _hold(gateway, conn, head, flow, prefix if parkable else None)
+            if parked is not None:
+                return parked
         if not complete:
             conn.clean = False  # the rest of the body is streamed below
         return await _forward(gateway, conn, head, flow, prefix, complete, upgrade)
     except Refusal as exc:
-        flow.status, flow.reason = exc.status, exc.message
-        if conn.body_pending and conn.clean:
-            conn.clean = await _drain_small(conn)
-        await conn.refuse(exc.status, gateway.refusal_body(flow, exc),
-                          kill_switch=exc.error == "kill_switch",
-                          close=not (conn.clean and head.keep_alive))  # fmt: skip
-        return conn.clean and head.keep_alive
+        return await _refused(gateway, conn, head, flow, exc)
     except UpstreamError as exc:
-        flow.status, flow.reason = exc.status, str(exc)
-        if flow.bytes_in == 0 and not conn.writer.transport.is_closing():
-            await conn.refuse(
-                exc.status,
-                gateway.refusal_body(flow, Refusal(exc.status, "upstream_error", str(exc))),
-                close=True,
-            )
-        return False
+        return await _upstream_failed(gateway, conn, flow, exc)
+    finally:
+        if parked is None:
+            gateway.end(flow)
+
+
+async def resume_exchange(
+    gateway: Gateway, conn: ClientConnection, parked: Parked, outcome: HoldOutcome
+) -> bool:
+    """Finish a parked exchange on its re-attached connection, once its approval settled."""
+    head, flow = parked.head, parked.flow
+    conn.body_pending = False
+    gateway.begin(flow, conn)
+    try:
+        _raise_unless_approved(await gateway.holds.finish(flow, outcome))
+        flow.reason = "approved"
+        return await _forward(gateway, conn, head, flow, parked.prefix, True, None)
+    except Refusal as exc:
+        return await _refused(gateway, conn, head, flow, exc)
+    except UpstreamError as exc:
+        return await _upstream_failed(gateway, conn, flow, exc)
     finally:
         gateway.end(flow)
+
+
+async def _refused(
+    gateway: Gateway, conn: ClientConnection, head: Head, flow: Flow, exc: Refusal
+) -> bool:
+    flow.status, flow.reason = exc.status, exc.message
+    if conn.body_pending and conn.clean:
+        conn.clean = await _drain_small(conn)
+    await conn.refuse(exc.status, gateway.refusal_body(flow, exc),
+                      kill_switch=exc.error == "kill_switch",
+                      close=not (conn.clean and head.keep_alive))  # fmt: skip
+    return conn.clean and head.keep_alive
+
+
+async def _upstream_failed(
+    gateway: Gateway, conn: ClientConnection, flow: Flow, exc: UpstreamError
+) -> bool:
+    flow.status, flow.reason = exc.status, str(exc)
+    if flow.bytes_in == 0 and not conn.writer.transport.is_closing():
+        await conn.refuse(
+            exc.status,
+            gateway.refusal_body(flow, Refusal(exc.status, "upstream_error", str(exc))),
+            close=True,
+        )
+    return False
 
 
 def _identify(
@@ -165,10 +207,25 @@ async def _drain_small(conn: ClientConnection, limit: int = 65536) -> bool:
     return False
 
 
-async def _hold(gateway: Gateway, conn: ClientConnection, flow: Flow) -> None:
-    outcome = await gateway.holds.hold(flow, gateway.approval_timeout(flow), conn.gone)
+async def _hold(
+    gateway: Gateway, conn: ClientConnection, head: Head, flow: Flow, prefix: bytes | None
+) -> Parked | None:
+    """Wait for the approval; or park the request (`prefix` given: it was read whole)."""
+    holds, seconds = gateway.holds, gateway.approval_timeout(flow)
+    outcome = await holds.create(flow, seconds)
+    if outcome is None:
+        parked = park(conn, head, flow, prefix) if prefix is not None else None
+        if parked is not None:
+            gateway.park(parked, holds.wait(flow, seconds, parked.gone))
+            return parked
+        outcome = await holds.finish(flow, await holds.wait(flow, seconds, conn.gone))
+    _raise_unless_approved(outcome)
+    flow.reason = "approved"
+    return None
+
+
+def _raise_unless_approved(outcome: HoldOutcome) -> None:
     if outcome == "approved":
-        flow.reason = "approved"
         return
     if outcome == "denied":
         raise Refusal(403, "approval_denied", "the approval was denied")

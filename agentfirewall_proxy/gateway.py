@@ -22,15 +22,16 @@ from typing import Any
 
 from agentfirewall.decisions import ApprovalRequirement
 from agentfirewall_proxy import agentports
-from agentfirewall_proxy.approvals import Holds
+from agentfirewall_proxy.approvals import HoldOutcome, Holds
 from agentfirewall_proxy.certs import CertStore, load_or_create_ca
 from agentfirewall_proxy.control import Control, ControlError
 from agentfirewall_proxy.exchange import exchange
 from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, default_addons
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.options import Options
+from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import Flow, Refusal
-from agentfirewall_proxy.server import ClientConnection, Tunnel, handle_client
+from agentfirewall_proxy.server import ClientConnection, Tunnel, handle_client, resume_parked
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
 from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamPool
@@ -72,6 +73,7 @@ class Gateway:
         self._prefix = f"req_{secrets.token_hex(4)}"
         self._counter = 0
         self._servers: list[asyncio.Server] = []
+        self._resumed: set[asyncio.Task[None]] = set()
 
     # -- identity and decisions -------------------------------------------------------
 
@@ -116,7 +118,7 @@ class Gateway:
             rule = rule or "kill_switch"
         body: dict[str, Any] = {
             "error": exc.error,
-            "action": flow.parsed.spec.type if flow.parsed else None,
+            "action": flow.action,
             "rule": rule,
             "reason": exc.message,
             "request_id": flow.request_id,
@@ -130,8 +132,23 @@ class Gateway:
 
     # -- flows in progress (for the kill switch) ---------------------------------------
 
-    async def exchange(self, conn: ClientConnection, head: Head, tunnel: Tunnel | None) -> bool:
+    async def exchange(
+        self, conn: ClientConnection, head: Head, tunnel: Tunnel | None
+    ) -> bool | Parked:
         return await exchange(self, conn, head, tunnel)
+
+    def park(self, parked: Parked, outcome: asyncio.Future[HoldOutcome]) -> None:
+        """Hold `parked` without its connection; resume it once `outcome` is known."""
+        self.active.pop(parked.flow, None)
+        parked.flow.parsed = None  # the approval has the spec; `flow.action` names it
+
+        def resume(done: asyncio.Future[HoldOutcome]) -> None:
+            result: HoldOutcome = "gone" if done.cancelled() else done.result()
+            task = asyncio.ensure_future(resume_parked(self, parked, result))
+            self._resumed.add(task)
+            task.add_done_callback(self._resumed.discard)
+
+        outcome.add_done_callback(resume)
 
     def begin(self, flow: Flow, conn: ClientConnection) -> None:
         self.active[flow] = (conn, None)
@@ -160,13 +177,20 @@ class Gateway:
         self.config = config
         if not config.kill.active:
             return
+
+        def covered(flow: Flow) -> bool:
+            return (
+                flow.agent is not None
+                and config.kill_switch_for(flow.agent, flow.connector) is not None
+            )
+
+        for flow in [f for f in self.holds.flows() if covered(f)]:
+            flow.killed = True
+            self.holds.kill(flow)
         for flow, (conn, up) in list(self.active.items()):
-            if flow.agent is None or config.kill_switch_for(flow.agent, flow.connector) is None:
+            if flow.killed or not covered(flow):
                 continue
             flow.killed = True
-            if flow.approval_id in self.holds.held:
-                self.holds.kill(flow)
-                continue
             conn.abort()
             if up is not None:
                 up.abort()

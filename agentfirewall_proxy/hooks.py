@@ -11,6 +11,9 @@ hook       when                                                               ma
 decided    the engine has decided (``flow.decision``, ``flow.parsed`` set)     nothing
 done       the exchange ended: answered, refused, cut or failed (every flow)   nothing
 =========  =================================================================  ===========
+
+``flow.action`` names the action from ``decided`` on. A request parked while held
+(``parking.py``) drops ``flow.parsed`` to stay small, so at ``done`` read ``flow.action``.
 """
 
 from __future__ import annotations

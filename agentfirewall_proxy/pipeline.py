@@ -103,6 +103,8 @@ class Flow:
     killed: bool = False
     #: The approval this flow is held for (``approvals.Holds``).
     approval_id: str | None = None
+    #: The action type (kept when ``parsed`` is dropped to park a held request).
+    action: str | None = None
 
 
 def normalize_host(host: str) -> str:
@@ -265,7 +267,8 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     assert flow.agent is not None
     assert flow.connector is not None
     decision = config.decide(flow.agent, flow.connector, request, datetime.now(UTC))
-    flow.parsed, flow.decision = decision
+    parsed, flow.decision = decision
+    flow.parsed, flow.action = parsed, parsed.spec.type if parsed else None
     return flow.decision
 
 
@@ -325,7 +328,7 @@ def traffic_record(flow: Flow) -> dict[str, Any]:
         "request_id": flow.request_id,
         "agent": flow.agent.name if flow.agent else None,
         "connector": flow.connector.type if flow.connector else None,
-        "action": flow.parsed.spec.type if flow.parsed else None,
+        "action": flow.action,
         "method": flow.method,
         "host": flow.host,
         "path": flow.path[:2048],

@@ -18,10 +18,12 @@ import contextlib
 import ssl
 import sys
 import traceback
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentfirewall_proxy.http1 import END, Head, ParseError, RequestParser, Upgrade
+from agentfirewall_proxy.parking import Parked, reattach
 from agentfirewall_proxy.pipeline import (
     Flow,
     Refusal,
@@ -33,10 +35,11 @@ from agentfirewall_proxy.pipeline import (
 )
 
 if TYPE_CHECKING:
+    from agentfirewall_proxy.approvals import HoldOutcome
     from agentfirewall_proxy.gateway import Gateway
     from agentfirewall_proxy.snapshot import AgentEntry, ConnectorEntry
 
-__all__ = ["ClientConnection", "Tunnel", "handle_client"]
+__all__ = ["ClientConnection", "Tunnel", "handle_client", "resume_parked"]
 
 _WRITE_HIGH = 256 * 1024
 
@@ -146,20 +149,47 @@ async def handle_client(
     writer: asyncio.StreamWriter,
     port_agent: str | None = None,
 ) -> None:
-    conn = ClientConnection(reader, writer, gateway, port_agent)
+    await _run(ClientConnection(reader, writer, gateway, port_agent), None)
+
+
+async def resume_parked(gateway: Gateway, parked: Parked, outcome: HoldOutcome) -> None:
+    """A parked request's approval settled: answer it on a new transport, then serve on."""
+    from agentfirewall_proxy.exchange import resume_exchange
+
+    flow = parked.flow
+    if outcome == "gone":
+        parked.close()
+        flow.status, flow.reason = 499, "the client left while its request was held"
+        gateway.end(flow)
+        return
+    try:
+        reader, writer = await reattach(parked.sock)
+    except OSError:
+        parked.close()
+        flow.status, flow.reason = 499, "the client left while its request was held"
+        gateway.end(flow)
+        return
+    conn = ClientConnection(reader, writer, gateway, parked.port_agent)
+    await _run(conn, resume_exchange(gateway, conn, parked, outcome))
+
+
+async def _run(conn: ClientConnection, first: Coroutine[Any, Any, bool] | None) -> None:
+    """Serve `conn` (after finishing `first`, a resumed exchange) until it ends."""
+    gateway = conn.gateway
     gateway.connections.add(conn)
     try:
-        await _serve(conn, None)
+        if first is None or (await first and conn.clean):
+            await _serve(conn, None)
     except (ConnectionError, TimeoutError, ssl.SSLError, OSError):
         pass
     except Exception:
-        if writer.transport.is_closing():
+        if conn.writer.transport.is_closing():
             return  # cut (kill switch, timeout) while writing: nothing left to report
         gateway.stats["errors"] += 1
         traceback.print_exc(limit=8, file=sys.stderr)
     finally:
         gateway.connections.discard(conn)
-        conn.abort()
+        conn.abort()  # a parked exchange keeps its own duplicate of the socket
 
 
 async def _serve(conn: ClientConnection, tunnel: Tunnel | None) -> None:
@@ -183,7 +213,7 @@ async def _serve(conn: ClientConnection, tunnel: Tunnel | None) -> None:
             await _connect(conn, event)
             return
         keep_alive = await gateway.exchange(conn, event, tunnel)
-        if not keep_alive or not conn.clean:
+        if isinstance(keep_alive, Parked) or not keep_alive or not conn.clean:
             return
 
 
