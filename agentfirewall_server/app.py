@@ -12,13 +12,15 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.state import AppState
-from agentfirewall_server.web import error_response, install_error_handlers
+from agentfirewall_server.web import ApiError, error_response, install_error_handlers
 
 __all__ = ["create_app"]
 
@@ -73,6 +75,47 @@ def _dashboard() -> list[BaseRoute]:
     return [Mount("/dashboard", routes=make())]
 
 
+class _App(Starlette):
+    """Starlette, with ``POST /api/v1/actions`` (the hot path) dispatched directly.
+
+    Matching the exact path and method skips the router and three layers of exception
+    middleware per request; the same error handlers answer, and an unexpected error is
+    answered with 500 and re-raised, as Starlette's ServerErrorMiddleware does.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/api/v1/actions"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+        ):
+            scope["app"] = self
+            await _request_action(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+async def _request_action(scope: Scope, receive: Receive, send: Send) -> None:
+    from agentfirewall_server.routes.actions import request_action
+
+    request = Request(scope, receive, send)
+    try:
+        response = await request_action(request)
+    except Exception as exc:
+        known = ApiError if isinstance(exc, ApiError) else HTTPException
+        unexpected = not isinstance(exc, known)
+        handler = _HANDLERS[Exception if unexpected else known]
+        await (await handler(request, exc))(scope, receive, send)
+        if unexpected:
+            raise
+        return
+    await response(scope, receive, send)
+
+
+_HANDLERS = install_error_handlers()
+
+
 def create_app(settings: Settings) -> Starlette:
     """A fresh app; its lifespan opens the store, loads keys and starts background tasks."""
     state = AppState(settings)
@@ -85,7 +128,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await state.stop()
 
-    app = Starlette(
+    app = _App(
         routes=[*_api_routes(), *_dashboard()],
         exception_handlers=install_error_handlers(),
         lifespan=lifespan,

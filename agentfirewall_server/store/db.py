@@ -80,7 +80,8 @@ class Database:
         self._synchronous = synchronous.upper()
         self.writer_engine = self._engine(pool_size=1, writer=True)
         self.reader_engine = self._engine(pool_size=readers, writer=False)
-        self._queue: queue.SimpleQueue[_Job | Record | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | list[Record] | None] = queue.SimpleQueue()
+        self._pending: dict[asyncio.AbstractEventLoop, list[Record]] = {}  # per loop tick
         self._thread: threading.Thread | None = None
         self._limiter = CapacityLimiter(readers)
         self._closed = False
@@ -171,9 +172,22 @@ class Database:
         self.start()
         loop = asyncio.get_running_loop()
         job = Record(inserts, audit, loop.create_future(), loop, then)
-        self._queue.put(job)
+        pending = self._pending.get(loop)
+        if pending is None:  # one hand-over (and writer wake-up) per loop iteration
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append(job)
         result: T | None = await job.waiter
         return result
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        records = self._pending.pop(loop, None)
+        if not records:
+            return
+        if self._closed:
+            _wake([(r, False, StoreError("the database is closed")) for r in records])
+            return
+        self._queue.put(records)
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in the writer's transaction; returns once it is committed."""
@@ -196,17 +210,21 @@ class Database:
         finally:
             conn.close()
 
-    def _drain(self, first: _Job | Record) -> tuple[list[_Job | Record], bool]:
-        batch: list[_Job | Record] = [first]
-        while len(batch) < _MAX_BATCH:
+    def _drain(self, first: _Job | list[Record]) -> tuple[list[_Job | Record], bool]:
+        batch: list[_Job | Record] = []
+        nxt: _Job | list[Record] | None = first
+        while nxt is not None:
+            if isinstance(nxt, list):
+                batch.extend(nxt)
+            else:
+                batch.append(nxt)
+            if len(batch) >= _MAX_BATCH:
+                break
             try:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
-                break
-            if nxt is None:
-                return batch, True
-            batch.append(nxt)
-        return batch, False
+                return batch, False
+        return batch, nxt is None
 
     def _run_batch(self, conn: Connection, batch: list[_Job | Record]) -> None:
         if self.is_sqlite and all(isinstance(item, Record) for item in batch):
