@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from agentfirewall_proxy.control import Control, ControlError
 
 if TYPE_CHECKING:
+    from agentfirewall_proxy.parking import Parked
     from agentfirewall_proxy.pipeline import Flow
 
 __all__ = ["HoldOutcome", "Holds"]
@@ -44,19 +45,23 @@ _SWEEP = 1.0
 
 
 class _Hold:
-    __slots__ = ("deadline", "flow", "future", "gone")
+    """One held request: awaited through `future`, or `parked` (then resumed by callback)."""
+
+    __slots__ = ("deadline", "flow", "future", "gone", "parked")
 
     def __init__(
         self,
         flow: Flow,
         deadline: float,
-        future: asyncio.Future[HoldOutcome],
         gone: Callable[[], bool],
+        future: asyncio.Future[HoldOutcome] | None = None,
+        parked: Parked | None = None,
     ) -> None:
         self.flow = flow
         self.deadline = deadline
-        self.future = future
         self.gone = gone
+        self.future = future
+        self.parked = parked
 
 
 class _Chunk:
@@ -74,8 +79,12 @@ class _Chunk:
 class Holds:
     """Every held request of one gateway, by approval id, and the watcher that settles them."""
 
-    def __init__(self, control: Control) -> None:
+    def __init__(
+        self, control: Control, resume: Callable[[Parked, HoldOutcome], None] | None = None
+    ) -> None:
         self.control = control
+        #: Called with each parked request's outcome (the gateway resumes the exchange).
+        self.resume = resume
         self.held: dict[str, _Hold] = {}
         #: Held ids per long-poll (the control plane accepts up to 1,000).
         self.chunk = _CHUNK
@@ -131,17 +140,27 @@ class Holds:
         flow.approval_id = str(approval["id"])
         return None
 
-    def wait(
-        self, flow: Flow, seconds: float, gone: Callable[[], bool]
-    ) -> asyncio.Future[HoldOutcome]:
-        """The outcome of `flow`'s approval, as a future the watcher resolves."""
+    async def wait(self, flow: Flow, seconds: float, gone: Callable[[], bool]) -> HoldOutcome:
+        """The outcome of `flow`'s approval (created by :meth:`create`)."""
         assert flow.approval_id is not None
         loop = asyncio.get_running_loop()
-        held = _Hold(flow, loop.time() + seconds, loop.create_future(), gone)
-        self.held[flow.approval_id] = held
-        held.future.add_done_callback(lambda _: self.held.pop(held.flow.approval_id or "", None))
-        self._add(flow.approval_id)
-        return held.future
+        held = _Hold(flow, loop.time() + seconds, gone, future=loop.create_future())
+        self._register(held)
+        try:
+            assert held.future is not None
+            return await held.future
+        finally:
+            self.held.pop(flow.approval_id, None)
+
+    def park(self, parked: Parked, seconds: float) -> None:
+        """Hold `parked` with no coroutine: :attr:`resume` gets its outcome."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        self._register(_Hold(parked.flow, deadline, parked.gone, parked=parked))
+
+    def _register(self, held: _Hold) -> None:
+        assert held.flow.approval_id is not None
+        self.held[held.flow.approval_id] = held
+        self._add(held.flow.approval_id)
 
     async def finish(self, flow: Flow, outcome: HoldOutcome) -> HoldOutcome:
         """An approval is used once: confirm it with the control plane before forwarding."""
@@ -159,14 +178,24 @@ class Holds:
     def kill(self, flow: Flow, outcome: HoldOutcome = "killed") -> None:
         held = self.held.get(flow.approval_id or "")
         if held is not None:
-            _settle(held, outcome)
+            self._settle(held, outcome)
 
     def release_all(self) -> None:
         """On shutdown: every held request ends (its approval stays on the server)."""
         for held in list(self.held.values()):
-            _settle(held, "gone")
+            self._settle(held, "gone")
         if self._watcher is not None:
             self._watcher.cancel()
+
+    def _settle(self, held: _Hold, outcome: HoldOutcome) -> None:
+        if held.future is not None:
+            if not held.future.done():
+                held.future.set_result(outcome)
+            return
+        if self.held.pop(held.flow.approval_id or "", None) is not None:
+            assert held.parked is not None
+            assert self.resume is not None
+            self.resume(held.parked, outcome)
 
     # -- the watcher ---------------------------------------------------------------------
 
@@ -216,9 +245,9 @@ class Holds:
         """Overdue holds time out; holds whose client left are released."""
         for held in list(self.held.values()):
             if now >= held.deadline:
-                _settle(held, "timeout")
+                self._settle(held, "timeout")
             elif held.gone():
-                _settle(held, "gone")
+                self._settle(held, "gone")
 
     def _repoll(self, now: float) -> None:
         """Read finished long-polls; (re)start one for every chunk that needs it."""
@@ -254,9 +283,4 @@ class Holds:
             held = self.held.get(str(approval.get("id")))
             outcome = _SETTLED.get(str(approval.get("status")))
             if held is not None and outcome is not None:
-                _settle(held, outcome)
-
-
-def _settle(held: _Hold, outcome: HoldOutcome) -> None:
-    if not held.future.done():
-        held.future.set_result(outcome)
+                self._settle(held, outcome)

@@ -216,7 +216,7 @@ async def _hold(
     if outcome is None:
         parked = park(conn, head, flow, prefix) if prefix is not None else None
         if parked is not None:
-            gateway.park(parked, holds.wait(flow, seconds, parked.gone))
+            gateway.park(parked, seconds)
             return parked
         outcome = await holds.finish(flow, await holds.wait(flow, seconds, conn.gone))
     _raise_unless_approved(outcome)

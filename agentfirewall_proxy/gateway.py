@@ -53,7 +53,7 @@ class Gateway:
         self.config: CompiledConfig | None = None
         self.certs = CertStore(load_or_create_ca(options.ca_dir))
         self.pool = UpstreamPool(options)
-        self.holds = Holds(control)
+        self.holds = Holds(control, self.resume)
         self.shipper = TrafficShipper(
             control, batch=options.traffic_batch, interval=options.traffic_interval
         )
@@ -137,18 +137,16 @@ class Gateway:
     ) -> bool | Parked:
         return await exchange(self, conn, head, tunnel)
 
-    def park(self, parked: Parked, outcome: asyncio.Future[HoldOutcome]) -> None:
-        """Hold `parked` without its connection; resume it once `outcome` is known."""
+    def park(self, parked: Parked, seconds: float) -> None:
+        """Hold `parked` without its connection; :meth:`resume` answers it later."""
         self.active.pop(parked.flow, None)
         parked.flow.parsed = None  # the approval has the spec; `flow.action` names it
+        self.holds.park(parked, seconds)
 
-        def resume(done: asyncio.Future[HoldOutcome]) -> None:
-            result: HoldOutcome = "gone" if done.cancelled() else done.result()
-            task = asyncio.ensure_future(resume_parked(self, parked, result))
-            self._resumed.add(task)
-            task.add_done_callback(self._resumed.discard)
-
-        outcome.add_done_callback(resume)
+    def resume(self, parked: Parked, outcome: HoldOutcome) -> None:
+        task = asyncio.ensure_future(resume_parked(self, parked, outcome))
+        self._resumed.add(task)
+        task.add_done_callback(self._resumed.discard)
 
     def begin(self, flow: Flow, conn: ClientConnection) -> None:
         self.active[flow] = (conn, None)
