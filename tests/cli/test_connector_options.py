@@ -165,3 +165,15 @@ def test_patch_api(live_server: LiveServer) -> None:
         refused = session.patch(path, json={"options": {"from": "x@acme.com"}}, headers=csrf)
     assert refused.status_code == 403
     assert records(live_server)[cid]["options"] == {}
+
+
+def test_options_work_before_the_first_tf_up(bare_project: Project) -> None:
+    """Like `connector add`, options are written through the in-process app offline."""
+    bare_project.tf("init", "--port", "0", "--proxy-port", "0")
+    bare_project.tf("connector", "add", "sendgrid", "--token", "SG.k", "--option", "from=a@b.co")
+    bare_project.tf("connector", "update", "sendgrid", "--option", "from=ops@b.co")
+    (record,) = bare_project.tf_json("connector", "list")["connectors"]
+    assert (record["options"], record["has_credential"]) == ({"from": "ops@b.co"}, True)
+    bad = bare_project.tf("connector", "update", "sendgrid", "--option", "from=x", check=False)
+    assert bad.returncode == 1
+    assert "`options.from`" in bad.stderr
