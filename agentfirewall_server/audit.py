@@ -30,6 +30,7 @@ __all__ = [
     "VerifyResult",
     "append_event",
     "append_events",
+    "canonical_text",
     "chain_rows",
     "content_digest",
     "event_to_dict",
@@ -78,6 +79,17 @@ def content_digest(row: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def canonical_text(data: dict[str, Any]) -> str:
+    """`canonical_json(data)` as text; a flat object of scalars is written directly."""
+    parts = []
+    for key in sorted(data):
+        value = data[key]
+        if not isinstance(key, str) or isinstance(value, dict | list | tuple):
+            return canonical_json(data).decode("utf-8")
+        parts.append(f"{_encode_str(key)}:{_scalar(value)}")
+    return "{" + ",".join(parts) + "}"
+
+
 def _scalar(value: object) -> str:
     """`canonical_json(value)` as text, fast for the types events hold."""
     if value is None:
@@ -111,7 +123,7 @@ def prepare_event(
         "actor": actor,
         "agent": agent,
         "subject": subject,
-        "data": canonical_json(data or {}).decode("utf-8"),
+        "data": canonical_text(data or {}),
         "created_at": round(now, 6),
     }
     row["_digest"] = content_digest(row)

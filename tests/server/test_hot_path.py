@@ -1,0 +1,201 @@
+"""The fast paths of ``POST /api/v1/actions`` give the same answers and rows as the slow ones.
+
+Covers the audit digest and data text written without ``json.dumps`` (same bytes), the
+writer's record batches (``then`` after the commit, a bad row failing alone with
+SQLAlchemy's IntegrityError), idempotency under concurrency, and the direct dispatch's
+answer to an unexpected error.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from starlette.testclient import TestClient
+
+from agentfirewall.actions import canonical_json
+from agentfirewall_server.app import create_app
+from agentfirewall_server.audit import (
+    canonical_text,
+    content_digest,
+    prepare_event,
+    verify_chain,
+)
+from agentfirewall_server.store.db import Database
+from agentfirewall_server.store.schema import action_requests, audit_events
+from tests.server.conftest import SPEC, Harness, make_settings
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+TRICKY = ["", 'é\n\t"\\/', "\u2028\u2029\x7f\x00\x1f", "😀", "a" * 300]
+
+
+def _old_digest(row: dict[str, Any]) -> str:
+    fields = ("event_type", "actor", "agent", "subject", "data", "created_at")
+    return hashlib.sha256(canonical_json({k: row[k] for k in fields})).hexdigest()
+
+
+@given(st.dictionaries(st.text(), SCALARS, max_size=6))
+def test_canonical_text_is_canonical_json(data: dict[str, Any]) -> None:
+    assert canonical_text(data) == canonical_json(data).decode("utf-8")
+
+
+@given(
+    st.text() | st.sampled_from(TRICKY),
+    st.none() | st.text(),
+    st.floats(min_value=0, max_value=4e9) | st.integers(min_value=0, max_value=2**40),
+)
+def test_content_digest_hashes_the_canonical_json_of_the_content(
+    actor: str, agent: str | None, created_at: float
+) -> None:
+    row = {
+        "event_type": "action.allowed",
+        "actor": actor,
+        "agent": agent,
+        "subject": None,
+        "data": '{"x":[1,2]}',
+        "created_at": created_at,
+    }
+    assert content_digest(row) == _old_digest(row)
+
+
+def test_nested_data_still_goes_through_canonical_json() -> None:
+    data = {"b": [1, {"y": None}], "a": {"z": 1.5}}
+    assert canonical_text(data) == canonical_json(data).decode("utf-8")
+    with pytest.raises(ValueError):
+        canonical_text({"x": float("nan")})
+
+
+# --- the writer's record batches --------------------------------------------------------
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    database.migrate()
+    database.start()
+    yield database
+    database.close()
+
+
+def _action(action_id: str, key: str | None = None) -> dict[str, Any]:
+    return {
+        "id": action_id,
+        "agent_id": "agt_1",
+        "agent": "Bot",
+        "action_type": "github.pr.merge",
+        "action_spec": "{}",
+        "action_hash": "0" * 64,
+        "status": "allowed",
+        "decision": "{}",
+        "risk_score": 0.0,
+        "idempotency_key": key,
+        "approval_id": None,
+        "response": None,
+        "execution": None,
+        "created_at": 1.0,
+        "updated_at": 1.0,
+    }
+
+
+def _events(action_id: str) -> list[dict[str, Any]]:
+    return [prepare_event("action.requested", actor="Bot", now=1.0, subject=action_id)]
+
+
+def _count(db: Database, table: Any) -> int:
+    return int(
+        db.read_sync(lambda c: c.execute(select(func.count()).select_from(table)).scalar_one())
+    )
+
+
+@pytest.mark.anyio
+async def test_record_returns_what_then_gives_after_the_commit(db: Database) -> None:
+    def then() -> int:  # runs once the row is committed: a reader already sees it
+        return _count(db, action_requests)
+
+    assert await db.record([(action_requests, _action("act_1"))], _events("act_1"), then=then) == 1
+    plain: Awaitable[object] = db.record([(action_requests, _action("act_2"))], _events("act_2"))
+    assert await plain is None  # no `then`: None once committed
+    assert db.read_sync(verify_chain).ok
+
+
+@pytest.mark.anyio
+async def test_a_failing_then_reaches_the_caller_and_the_write_stays(db: Database) -> None:
+    def then() -> None:
+        raise RuntimeError("signing failed")
+
+    with pytest.raises(RuntimeError, match="signing failed"):
+        await db.record([(action_requests, _action("act_1"))], _events("act_1"), then=then)
+    assert _count(db, action_requests) == 1
+
+
+@pytest.mark.anyio
+async def test_a_duplicate_in_a_batch_fails_alone_with_an_integrity_error(db: Database) -> None:
+    import asyncio
+
+    results = await asyncio.gather(
+        db.record([(action_requests, _action("act_1", "k"))], _events("act_1")),
+        db.record([(action_requests, _action("act_2", "k"))], _events("act_2")),  # same key
+        db.record([(action_requests, _action("act_3"))], _events("act_3")),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert results[2] is None
+    assert isinstance(results[1], IntegrityError)
+    assert _count(db, action_requests) == 2
+    assert _count(db, audit_events) == 2  # the failed record's event was not appended
+    assert db.read_sync(verify_chain).ok
+
+
+# --- through the API ----------------------------------------------------------------------
+
+
+def test_concurrent_retries_with_one_idempotency_key_make_one_action(harness: Harness) -> None:
+    key = harness.create_agent("Bot")
+
+    def send(_: int) -> Any:
+        return harness.agent(
+            key,
+            "POST",
+            "/v1/actions",
+            json={"action_spec": SPEC},
+            headers={"Idempotency-Key": "k1"},
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, range(8)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["action_request_id"] for a in answers}) == 1
+    assert all(a.json()["decision_token"] for a in answers)
+    assert _count(harness.state.db, action_requests) == 1
+
+
+def test_an_unexpected_error_answers_500_json(tmp_path: Path, database_url: str) -> None:
+    app = create_app(make_settings(tmp_path / "data", database_url))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        admin = (tmp_path / "data" / "admin.token").read_text().strip()
+        made = client.post(
+            "/api/v1/agents", json={"name": "Bot"}, headers={"Authorization": f"Bearer {admin}"}
+        )
+        api_key = made.json()["api_key"]
+        app.state.af.db.close()  # every write now fails: not an error the route expects
+        r = client.post(
+            "/api/v1/actions",
+            json={"action_spec": SPEC},
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal_error", "message": "the server failed: see its log"}
