@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 from starlette.testclient import TestClient
 
 from agentfirewall.actions import canonical_json
 from agentfirewall_server.app import create_app
 from agentfirewall_server.audit import (
+    append_event,
     canonical_text,
     content_digest,
     prepare_event,
@@ -158,6 +159,28 @@ async def test_a_duplicate_in_a_batch_fails_alone_with_an_integrity_error(db: Da
     assert _count(db, action_requests) == 2
     assert _count(db, audit_events) == 2  # the failed record's event was not appended
     assert db.read_sync(verify_chain).ok
+
+
+@pytest.mark.anyio
+async def test_records_and_jobs_interleaved_keep_one_valid_chain(db: Database) -> None:
+    import asyncio
+
+    def job(n: int) -> Any:
+        def run(conn: Connection) -> None:
+            append_event(conn, "settings.updated", actor="admin", now=2.0, data={"n": n})
+
+        return run
+
+    calls: list[Awaitable[object]] = []
+    for n in range(30):
+        calls.append(db.record([(action_requests, _action(f"act_{n}"))], _events(f"act_{n}")))
+        if n % 3 == 0:
+            calls.append(db.write(job(n)))
+    await asyncio.gather(*calls)
+    assert _count(db, audit_events) == 40
+    result = db.read_sync(verify_chain)
+    assert result.ok
+    assert result.events_checked == 40
 
 
 # --- through the API ----------------------------------------------------------------------
