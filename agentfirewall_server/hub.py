@@ -1,7 +1,9 @@
 """In-process events: SSE subscribers and long-poll waiters.
 
 ``publish`` fans an event out to every subscriber queue (bounded; a slow client loses
-events rather than slowing the server) and wakes every waiter. Long-polls re-check the
+events rather than slowing the server) and wakes every waiter, or only those waiting for
+that event type (the gateway's approval long-polls wake on decisions, not on every
+approval created or traffic batch). Long-polls re-check the
 store after each wake-up, and at least once a second, so changes made by another server
 instance on the same PostgreSQL are seen too.
 
@@ -29,6 +31,7 @@ class Hub:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[tuple[str, Any] | None]] = set()
         self._changed = asyncio.Event()
+        self._typed: dict[str, asyncio.Event] = {}
         self._closed = False
 
     def publish(self, event_type: str, data: Any) -> None:
@@ -39,6 +42,9 @@ class Hub:
                 queue.put_nowait((event_type, data))
         self._changed.set()
         self._changed = asyncio.Event()
+        typed = self._typed.pop(event_type, None)
+        if typed is not None:
+            typed.set()
 
     def close(self) -> None:
         """Server shutdown: wake every waiter for good and end every subscription."""
@@ -46,6 +52,8 @@ class Hub:
             return
         self._closed = True
         self._changed.set()
+        for typed in self._typed.values():
+            typed.set()
         for queue in list(self._subscribers):
             _put_last(queue)
 
@@ -53,15 +61,26 @@ class Hub:
     def closed(self) -> bool:
         return self._closed
 
-    async def wait(self, timeout: float, request: Request | None = None) -> bool:  # noqa: ASYNC109
-        """Return at the next published event or after `timeout` seconds.
+    async def wait(
+        self,
+        timeout: float,  # noqa: ASYNC109
+        request: Request | None = None,
+        *,
+        event_type: str | None = None,
+    ) -> bool:
+        """Return at the next published event (of `event_type`, if given) or after `timeout`.
 
         False when the long-poll should answer now: the server is shutting down or the
         client of `request` has disconnected.
         """
         if not self._closed:
+            event = (
+                self._changed
+                if event_type is None
+                else self._typed.setdefault(event_type, asyncio.Event())
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                await asyncio.wait_for(event.wait(), timeout)
         if self._closed:
             return False
         return request is None or not await request.is_disconnected()

@@ -37,6 +37,8 @@ _MAX_CONFIG_WAIT = 30.0
 _MAX_APPROVAL_WAIT = 60.0
 _MAX_RECORDS = 5000
 _MAX_WAIT_IDS = 1000
+#: Held approvals change only by a decision (approve, deny, expiry, kill switch).
+_DECIDED = "approval.decided"
 
 
 class TrafficRecord(Strict):
@@ -176,7 +178,10 @@ async def config(request: Request) -> Response:
     deadline = time.monotonic() + wait
     while since is not None and state.snapshot.version == int(since):
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not await state.hub.wait(min(remaining, 1.0), request):
+        woken = remaining > 0 and await state.hub.wait(
+            min(remaining, 1.0), request, event_type="config"
+        )
+        if not woken:
             return Response(status_code=304)
     return json_ok(build_config(state))
 
@@ -301,7 +306,7 @@ async def wait_gateway_approval(request: Request) -> JSONResponse:
         remaining = deadline - time.monotonic()
         if data["status"] != "pending" or remaining <= 0:
             return json_ok(data)
-        if not await state.hub.wait(min(remaining, 1.0), request):
+        if not await state.hub.wait(min(remaining, 1.0), request, event_type=_DECIDED):
             return json_ok(data)
 
 
@@ -331,7 +336,7 @@ async def wait_gateway_approvals(request: Request) -> JSONResponse:
         remaining = deadline - time.monotonic()
         if settled or remaining <= 0:
             return json_ok({"approvals": settled})
-        if not await state.hub.wait(min(remaining, 1.0), request):
+        if not await state.hub.wait(min(remaining, 1.0), request, event_type=_DECIDED):
             return json_ok({"approvals": []})
 
 
