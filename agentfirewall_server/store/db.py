@@ -36,6 +36,7 @@ T = TypeVar("T")
 _MAX_BATCH = 512
 _MAX_VARIABLES = 30_000  # below SQLite's 32766 bound parameters per statement
 _PG_LOCK = 0x7AF1
+_SYNCHRONOUS = ("FULL", "EXTRA", "NORMAL")  # OFF would acknowledge writes not yet on disk
 _HEAD = "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
 
 
@@ -78,6 +79,11 @@ class Database:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self._synchronous = synchronous.upper()
+        if self._synchronous not in _SYNCHRONOUS:
+            raise StoreError(
+                f"invalid SQLite synchronous mode `{synchronous}`: use FULL (default, "
+                "survives power loss), EXTRA or NORMAL (survives a crash of the process)"
+            )
         self.writer_engine = self._engine(pool_size=1, writer=True)
         self.reader_engine = self._engine(pool_size=readers, writer=False)
         self._queue: queue.SimpleQueue[_Job | list[Record] | None] = queue.SimpleQueue()

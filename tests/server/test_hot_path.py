@@ -30,7 +30,7 @@ from agentfirewall_server.audit import (
     prepare_event,
     verify_chain,
 )
-from agentfirewall_server.store.db import Database
+from agentfirewall_server.store.db import Database, StoreError
 from agentfirewall_server.store.schema import action_requests, audit_events
 from tests.server.conftest import SPEC, Harness, make_settings
 
@@ -222,3 +222,21 @@ def test_an_unexpected_error_answers_500_json(tmp_path: Path, database_url: str)
         )
     assert r.status_code == 500
     assert r.json() == {"error": "internal_error", "message": "the server failed: see its log"}
+
+
+def test_sqlite_synchronous_is_full_by_default_and_checked(tmp_path: Path) -> None:
+    def mode(database: Database) -> int:
+        with database.writer_engine.connect() as conn:
+            return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+    full = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    normal = Database(f"sqlite:///{tmp_path / 'b.db'}", synchronous="normal")
+    try:
+        assert mode(full) == 2  # FULL: a commit survives power loss
+        assert mode(normal) == 1  # NORMAL: survives a crash of the process
+    finally:
+        full.close()
+        normal.close()
+    for bad in ("OFF", "FULL; DROP TABLE x", "fast"):
+        with pytest.raises(StoreError, match="invalid SQLite synchronous mode"):
+            Database(f"sqlite:///{tmp_path / 'c.db'}", synchronous=bad)
