@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.cli.conftest import Project
+from tests.cli.conftest import Project, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,10 @@ def test_devops_and_finance_bots(project: Project) -> None:
         for path in ("/api/v1/traffic", "/api/v1/connectors", "/api/v1/agents"):
             answer = httpx.get(up["server_url"] + path, headers={"Authorization": f"Bearer {key}"})
             assert answer.status_code in (401, 403), path
-    finance_logs = project.tf_json("logs", "--agent", "Finance Bot", "--last", "100")["traffic"]
+    finance_logs = wait_for(  # traffic reaches the server in batches, about once a second
+        lambda: project.tf_json("logs", "--agent", "Finance Bot", "--last", "100")["traffic"],
+        what="Finance Bot's traffic",
+    )
     assert {t["agent"] for t in finance_logs} == {"Finance Bot"}
 
     # the kill switch scoped to one agent stops only that agent

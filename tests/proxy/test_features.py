@@ -80,9 +80,9 @@ class Background:
             tasks = asyncio.all_tasks(loop)
             for task in tasks:
                 task.cancel()
-            loop.run_until_complete(
-                asyncio.gather(*tasks, server.wait_closed(), return_exceptions=True)
-            )
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(server.wait_closed())
             loop.close()
 
         self.thread = threading.Thread(target=run, daemon=True)
