@@ -71,10 +71,20 @@ def content_digest(row: dict[str, Any]) -> str:
     ``data`` being the stored canonical JSON text; they are written here key by key in
     sorted order, which gives the same bytes at a fraction of the cost.
     """
+    actor, agent, data, kind, subject = (
+        row["actor"],
+        row["agent"],
+        row["data"],
+        row["event_type"],
+        row["subject"],
+    )
     text = (
-        f'{{"actor":{_scalar(row["actor"])},"agent":{_scalar(row["agent"])},'
-        f'"created_at":{_scalar(row["created_at"])},"data":{_scalar(row["data"])},'
-        f'"event_type":{_scalar(row["event_type"])},"subject":{_scalar(row["subject"])}}}'
+        f'{{"actor":{_encode_str(actor) if type(actor) is str else _scalar(actor)},'
+        f'"agent":{_encode_str(agent) if type(agent) is str else _scalar(agent)},'
+        f'"created_at":{_scalar(row["created_at"])},'
+        f'"data":{_encode_str(data) if type(data) is str else _scalar(data)},'
+        f'"event_type":{_encode_str(kind) if type(kind) is str else _scalar(kind)},'
+        f'"subject":{_encode_str(subject) if type(subject) is str else _scalar(subject)}}}'
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -139,13 +149,17 @@ def chain_rows(conn: Connection, prepared: list[dict[str, Any]]) -> list[dict[st
 
 
 def link_events(
-    head: tuple[int, str] | None, prepared: list[dict[str, Any]]
+    head: tuple[int, str] | None, prepared: list[dict[str, Any]], *, in_place: bool = False
 ) -> list[dict[str, Any]]:
-    """Chain prepared events after `head` (the last event's id and hash; None: empty log)."""
+    """Chain prepared events after `head` (the last event's id and hash; None: empty log).
+
+    `in_place` sets the chain fields on the prepared dicts themselves (they keep their
+    ``_digest`` key, which a column-wise insert ignores) instead of copying them.
+    """
     last_id, last_hash = head if head else (0, GENESIS)
     rows = []
     for event in prepared:
-        row = {k: v for k, v in event.items() if k != "_digest"}
+        row = event if in_place else {k: v for k, v in event.items() if k != "_digest"}
         row["id"], row["prev_hash"] = last_id + 1, last_hash
         row["hash"] = link_hash(row["id"], last_hash, event["_digest"])
         rows.append(row)

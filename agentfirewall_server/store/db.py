@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import operator
 import os
 import queue
 import threading
@@ -376,7 +377,7 @@ def _rows_by_table(
             by_table.setdefault(table, []).append(row)
     events = [event for record in records for event in record.audit]
     if events:
-        by_table.setdefault(audit_events, []).extend(link_events(head, events))
+        by_table.setdefault(audit_events, []).extend(link_events(head, events, in_place=True))
     return by_table
 
 
@@ -416,4 +417,18 @@ def _insert(cursor: Any, marker: str, by_table: dict[Table, list[dict[str, Any]]
                 f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
                 f"VALUES {', '.join([group] * len(chunk))}"
             )
-            cursor.execute(sql, [r.get(c) for r in chunk for c in columns])
+            cursor.execute(sql, _values(chunk, columns))
+
+
+def _values(rows: list[dict[str, Any]], columns: list[str]) -> list[Any]:
+    """The rows' values, column by column, flattened (a missing key is NULL)."""
+    if len(columns) == 1:  # itemgetter of one key gives the value, not a tuple
+        return [r.get(columns[0]) for r in rows]
+    values: list[Any] = []
+    pick = operator.itemgetter(*columns)
+    try:
+        for row in rows:
+            values.extend(pick(row))
+    except KeyError:
+        return [r.get(c) for r in rows for c in columns]
+    return values
