@@ -374,7 +374,10 @@ async def _respond(
     keep = head.keep_alive and conn.clean and (chunk_out or not close_delimited)
     if not keep:
         headers.append((b"Connection", b"close"))
-    conn.write(serialize_response_head(response.status, response.reason, headers))
+    first = serialize_response_head(response.status, response.reason, headers)
+    if no_body or not up.parser.events:
+        conn.write(first)  # now: a stream's first bytes may be far off
+        first = b""
     reusable = response.keep_alive
     if no_body:
         if head.method == "HEAD":
@@ -382,7 +385,9 @@ async def _respond(
         elif await up.next_event(gateway.options.io_timeout) is not END:
             reusable = False
     else:
-        ended = await _stream_response_body(gateway, conn, up, flow, chunk_out, close_delimited)
+        ended = await _stream_response_body(
+            gateway, conn, up, flow, (chunk_out, close_delimited), first
+        )
         if ended is None:
             conn.abort()
             up.abort()
@@ -401,20 +406,27 @@ async def _stream_response_body(
     conn: ClientConnection,
     up: UpstreamConnection,
     flow: Flow,
-    chunk_out: bool,
-    close_delimited: bool,
+    framing: tuple[bool, bool],
+    pending: bytes,
 ) -> bool | None:
-    """Relay the body as it arrives: True when the upstream may be reused, None if broken."""
+    """Relay the body as it arrives: True when the upstream may be reused, None if broken.
+
+    What the upstream already sent is written in one go (with the head, in `pending`, when
+    the body came with it); whenever nothing more is at hand, what is pending goes out.
+    """
+    chunk_out, close_delimited = framing
     timeout = gateway.options.io_timeout
     while True:
+        if pending and not up.parser.events:
+            conn.write(pending)
+            pending = b""
+            await conn.flush()
         event = await up.next_event(timeout)
         if isinstance(event, bytes):
             flow.bytes_in += len(event)
-            conn.write(_chunk(event) if chunk_out else event)
-            await conn.flush()
+            pending += _chunk(event) if chunk_out else event
             continue
         if event is END or (event is EOF and close_delimited):
-            if chunk_out:
-                conn.write(b"0\r\n\r\n")
+            conn.write(pending + b"0\r\n\r\n" if chunk_out else pending)
             return event is END
         return None
