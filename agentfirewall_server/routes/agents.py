@@ -16,7 +16,9 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now
 from agentfirewall_server.identity import hash_secret, new_agent_key, prefix_of
+from agentfirewall_server.routes.system import GATEWAY_ONLINE_SECONDS
 from agentfirewall_server.snapshot import AgentRecord
+from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import agents, api_keys
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
@@ -103,14 +105,33 @@ def _find(request: Request) -> AgentRecord:
     return agent
 
 
+def _reported_ports(state: AppState) -> dict[str, int]:
+    """Agent name -> dedicated proxy port, as the online gateways last reported them."""
+    ports: dict[str, int] = {}
+    for beat in sorted(state.gateways.values(), key=lambda g: g["last_heartbeat"]):
+        if now() - beat["last_heartbeat"] < GATEWAY_ONLINE_SECONDS:
+            ports.update(beat["info"].get("agent_ports") or {})
+    return ports
+
+
+def _public(record: AgentRecord, ports: dict[str, int]) -> dict[str, Any]:
+    """An agent as the API shows it: `proxy_port` as configured, else as a gateway runs it."""
+    data = record.to_dict()
+    if data["proxy_port"] is None:
+        data["proxy_port"] = ports.get(record.name)
+    return data
+
+
 def _agent_json(request: Request, agent_id: str) -> dict[str, Any]:
-    return state_of(request).snapshot.agents_by_id[agent_id].to_dict()
+    state = state_of(request)
+    return _public(state.snapshot.agents_by_id[agent_id], _reported_ports(state))
 
 
 async def list_agents(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
-    snap = state_of(request).snapshot
-    return json_ok({"agents": [a.to_dict() for a in snap.agents_by_id.values()]})
+    state = state_of(request)
+    ports = _reported_ports(state)
+    return json_ok({"agents": [_public(a, ports) for a in state.snapshot.agents_by_id.values()]})
 
 
 async def create_agent(request: Request) -> JSONResponse:
@@ -131,7 +152,7 @@ async def create_agent(request: Request) -> JSONResponse:
 
 async def get_agent(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
-    return json_ok(_find(request).to_dict())
+    return json_ok(_agent_json(request, _find(request).id))
 
 
 async def patch_agent(request: Request) -> JSONResponse:

@@ -216,3 +216,25 @@ def test_status_counts_proxied_traffic_decisions_with_sdk_ones(harness: Harness)
         k: by_source["sdk"][k] + by_source["proxy"][k]
         for k in ("allow", "deny", "require_approval")
     }
+
+
+def test_agents_show_the_dedicated_port_an_online_gateway_reports(harness: Harness) -> None:
+    harness.create_agent("Bot")
+    harness.create_agent("Other")
+    assert {a["proxy_port"] for a in harness.admin("GET", "/v1/agents").json()["agents"]} == {None}
+    beat = {
+        "gateway_id": "gw-ports",
+        "version": "0.1.0",
+        "listen": "127.0.0.1:8443",
+        "agent_ports": {"Bot": 10001},
+        "started_at": "2026-11-25T09:00:00Z",
+        "stats": {},
+    }
+    assert harness.gateway("POST", "/v1/gateway/heartbeat", json=beat).status_code == 200
+    ports = {
+        a["name"]: a["proxy_port"] for a in harness.admin("GET", "/v1/agents").json()["agents"]
+    }
+    assert ports == {"Bot": 10001, "Other": None}
+    assert harness.admin("GET", "/v1/agents/Bot").json()["proxy_port"] == 10001
+    harness.state.gateways["gw-ports"]["last_heartbeat"] -= 3600  # that gateway went away
+    assert harness.admin("GET", "/v1/agents/Bot").json()["proxy_port"] is None
