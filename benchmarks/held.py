@@ -1,6 +1,6 @@
 """Held approvals: N requests parked in one gateway process, and its resident memory.
 
-    python benchmarks/held.py [--count 10000] [--control-plane]
+    python benchmarks/held.py [--count 10000] [--in-memory]
 
 The gateway runs in a child process (uvloop, a config snapshot in memory whose only rule
 is `generic.get` -> require_approval, approval timeout one hour). This process opens N
@@ -9,9 +9,9 @@ authenticated, parsed, decided, gets an approval created, and is then held by th
 When the gateway itself reports N held requests, its VmRSS is read from /proc. Target:
 10,000 held under 100 MB. (The sandbox allows about 20,000 open files per process.)
 
-With ``--control-plane`` the approvals are created in a real server process (started here,
-not measured) and the gateway follows it through the Gateway API, as deployed; without it
-the gateway's in-memory control plane holds them, in the measured process.
+By default the approvals are created in a real server process (started here, not
+measured) and the gateway follows it through the Gateway API, as deployed. With
+``--in-memory`` the gateway's in-memory control plane holds them, in the measured process.
 """
 
 from __future__ import annotations
@@ -129,14 +129,14 @@ async def hold(count: int, control: tuple[str, str] | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=10_000)
-    parser.add_argument("--control-plane", action="store_true",
-                        help="approvals in a real server process (as deployed)")  # fmt: skip
+    parser.add_argument("--in-memory", action="store_true",
+                        help="approvals in the gateway's in-memory control plane")  # fmt: skip
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     server, control = None, None
     with tempfile.TemporaryDirectory() as tmp:
-        if args.control_plane:
+        if not args.in_memory:
             server, url, token = start_control_plane(Path(tmp))
             control = (url, token)
         try:
