@@ -7,6 +7,11 @@ connection: jobs queue up, the thread runs as many as are waiting in one transac
 only then resolves the callers' futures. An acknowledged write is therefore committed.
 PostgreSQL uses the same path; an advisory lock keeps the audit chain linear when
 several server instances share one database.
+
+The hot path (`record`) carries rows rather than code: the records an event loop hands
+over in one iteration reach the writer together, and a batch of records is written with
+one multi-row INSERT per table (on SQLite straight on the driver connection, without
+SQLAlchemy), so the writer holds the GIL as little as possible.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ class _Job:
 class Record:
     """A write with no logic: rows to insert and audit events to append (the hot path).
 
-    Consecutive records in one batch are written with one executemany per table.
+    Consecutive records in one batch are written with one multi-row INSERT per table.
     """
 
     inserts: list[tuple[Table, dict[str, Any]]]
