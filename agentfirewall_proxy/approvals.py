@@ -1,7 +1,10 @@
 """Holding a request until a human decides: no thread and no poll per held request.
 
-The approval is created durably through the control plane (``POST /gateway/approvals``),
-then the held request waits on one small future. A single watcher task serves every held
+The approval is created durably through the control plane (``POST /gateway/approvals``,
+:meth:`Holds.create`); the held request then waits on one small future (:meth:`Holds.wait`)
+or, parked (``parking.py``), on nothing at all: the gateway's ``resume`` callback gets its
+outcome (:meth:`Holds.park`). An approval is confirmed used before forwarding
+(:meth:`Holds.finish`). A single watcher task serves every held
 request of the gateway: it long-polls ``POST /gateway/approvals/wait`` with the held ids in
 chunks of up to 1,000 (one request per chunk, answered as soon as any of them is decided),
 and once a second it times out overdue holds and releases those whose client has left. The
@@ -117,13 +120,6 @@ class Holds:
         if decision.approval is not None:
             body["approver_roles"] = list(decision.approval.approver_roles)
         return body
-
-    async def hold(self, flow: Flow, seconds: float, gone: Callable[[], bool]) -> HoldOutcome:
-        """Create the approval and wait for its outcome (`gone()` tells the client left)."""
-        outcome = await self.create(flow, seconds)
-        if outcome is not None:
-            return outcome
-        return await self.finish(flow, await self.wait(flow, seconds, gone))
 
     async def create(self, flow: Flow, seconds: float) -> HoldOutcome | None:
         """Record the approval (``flow.approval_id``); an outcome when there is no need to wait.
