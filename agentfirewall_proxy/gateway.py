@@ -230,6 +230,7 @@ class Gateway:
             "version": VERSION,
             "listen": f"{self.options.listen_host}:{self.port}",
             "agent_ports": dict(self.agent_ports.ports),
+            "agent_port_range": self.options.agent_ports,
             "started_at": self.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "stats": {
                 **self.stats,

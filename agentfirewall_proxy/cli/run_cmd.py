@@ -89,10 +89,10 @@ def dedicated_port(name: str, agent: dict[str, Any], status: dict[str, Any]) -> 
     return port if isinstance(port, int) and port > 0 else None
 
 
-def _ports_in_use(status: dict[str, Any]) -> bool:
+def ports_in_use(status: dict[str, Any]) -> bool:
     """Whether a gateway gives agents dedicated ports (`--agent-ports`) and reports them."""
     proxies = (status.get("gateway") or {}).get("proxies") or []
-    return any(proxy.get("agent_ports") for proxy in proxies)
+    return any(proxy.get("agent_port_range") or proxy.get("agent_ports") for proxy in proxies)
 
 
 def _await_port(client: AdminClient, name: str, agent: dict[str, Any]) -> int | None:
@@ -100,7 +100,7 @@ def _await_port(client: AdminClient, name: str, agent: dict[str, Any]) -> int | 
     `ensure`), wait a moment while a gateway allocates and announces it."""
     status = client.get("/v1/status")
     port = dedicated_port(name, agent, status)
-    if port is not None or not _ports_in_use(status):
+    if port is not None or not ports_in_use(status):
         return port
     deadline = time.monotonic() + _PORT_WAIT_SECONDS
     while port is None and time.monotonic() < deadline:

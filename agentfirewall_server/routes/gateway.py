@@ -92,6 +92,7 @@ class Heartbeat(Strict):
     version: str | None = Field(default=None, max_length=100)
     listen: str | None = Field(default=None, max_length=300)
     agent_ports: dict[str, int] = Field(default_factory=dict)
+    agent_port_range: tuple[int, int] | None = None
     started_at: str | None = Field(default=None, max_length=60)
     stats: dict[str, JsonValue] = Field(default_factory=dict)
 

@@ -6,7 +6,7 @@ import io
 import json
 
 from agentfirewall_proxy.cli.output import Output, short_time
-from agentfirewall_proxy.cli.run_cmd import dedicated_port
+from agentfirewall_proxy.cli.run_cmd import dedicated_port, ports_in_use
 
 
 def _output(*, json_mode: bool = False) -> tuple[Output, io.StringIO, io.StringIO]:
@@ -48,3 +48,13 @@ def test_dedicated_port_comes_from_the_gateway_heartbeat() -> None:
     assert dedicated_port("Finance Bot", {"proxy_port": None}, status) == 10002
     assert dedicated_port("DevOps Bot", {"proxy_port": 10001}, status) == 10001
     assert dedicated_port("Bot", {"proxy_port": None}, {"gateway": {"proxies": []}}) is None
+
+
+def test_a_gateway_with_agent_ports_is_seen_before_any_agent_has_one() -> None:
+    def status(*proxies: dict[str, object]) -> dict[str, object]:
+        return {"gateway": {"proxies": list(proxies)}}
+
+    assert ports_in_use(status({"agent_ports": {}, "agent_port_range": [10001, 10010]}))
+    assert ports_in_use(status({"agent_ports": {"Bot": 10001}}))
+    assert not ports_in_use(status({"agent_ports": {}, "agent_port_range": None}))
+    assert not ports_in_use(status())
