@@ -76,8 +76,8 @@ async def exchange(
             kill = decision.kill_switch
             raise Refusal(403, "kill_switch" if kill else "denied", decision.reason)
         if decision.outcome == "require_approval":
-            parkable = complete and tunnel is None and upgrade is None
-            parked = await _hold(gateway, conn, head, flow, prefix if parkable else None)
+            parkable = complete and upgrade is None
+            parked = await _hold(gateway, conn, head, flow, prefix if parkable else None, tunnel)
             if parked is not None:
                 return parked
         if not complete:
@@ -208,13 +208,18 @@ async def _drain_small(conn: ClientConnection, limit: int = 65536) -> bool:
 
 
 async def _hold(
-    gateway: Gateway, conn: ClientConnection, head: Head, flow: Flow, prefix: bytes | None
+    gateway: Gateway,
+    conn: ClientConnection,
+    head: Head,
+    flow: Flow,
+    prefix: bytes | None,
+    tunnel: Tunnel | None,
 ) -> Parked | None:
     """Wait for the approval; or park the request (`prefix` given: it was read whole)."""
     holds, seconds = gateway.holds, gateway.approval_timeout(flow)
     outcome = await holds.create(flow, seconds)
     if outcome is None:
-        parked = park(conn, head, flow, prefix) if prefix is not None else None
+        parked = park(conn, head, flow, prefix, tunnel) if prefix is not None else None
         if parked is not None:
             gateway.park(parked, seconds)
             return parked

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall_proxy.http1 import END, Head, ParseError, RequestParser, Upgrade
-from agentfirewall_proxy.parking import Parked, reattach
+from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import (
     Flow,
     Refusal,
@@ -81,6 +81,8 @@ class ClientConnection:
         self.clean = True
         #: True while the current request's body has not been read to its end.
         self.body_pending = False
+        #: True once its request is parked with the connection's streams (not closed).
+        self.parked = False
 
     async def next_event(self, *, head: bool) -> object:
         """The next parser event; reading under the slowloris / idle / io deadlines."""
@@ -153,33 +155,34 @@ async def handle_client(
 
 
 async def resume_parked(gateway: Gateway, parked: Parked, outcome: HoldOutcome) -> None:
-    """A parked request's approval settled: answer it on a new transport, then serve on."""
+    """A parked request's approval settled: answer it, then serve the connection on."""
     from agentfirewall_proxy.exchange import resume_exchange
 
     flow = parked.flow
-    if outcome == "gone":
-        parked.close()
-        flow.status, flow.reason = 499, "the client left while its request was held"
-        gateway.end(flow)
-        return
     try:
-        reader, writer = await reattach(parked.sock)
+        if outcome == "gone":
+            raise ConnectionResetError
+        reader, writer = await parked.streams()
     except OSError:
         parked.close()
         flow.status, flow.reason = 499, "the client left while its request was held"
         gateway.end(flow)
         return
     conn = ClientConnection(reader, writer, gateway, parked.port_agent)
-    await _run(conn, resume_exchange(gateway, conn, parked, outcome))
+    await _run(conn, resume_exchange(gateway, conn, parked, outcome), parked.tunnel)
 
 
-async def _run(conn: ClientConnection, first: Coroutine[Any, Any, bool] | None) -> None:
+async def _run(
+    conn: ClientConnection,
+    first: Coroutine[Any, Any, bool] | None,
+    tunnel: Tunnel | None = None,
+) -> None:
     """Serve `conn` (after finishing `first`, a resumed exchange) until it ends."""
     gateway = conn.gateway
     gateway.connections.add(conn)
     try:
         if first is None or (await first and conn.clean):
-            await _serve(conn, None)
+            await _serve(conn, tunnel)
     except (ConnectionError, TimeoutError, ssl.SSLError, OSError):
         pass
     except Exception:
@@ -189,7 +192,8 @@ async def _run(conn: ClientConnection, first: Coroutine[Any, Any, bool] | None) 
         traceback.print_exc(limit=8, file=sys.stderr)
     finally:
         gateway.connections.discard(conn)
-        conn.abort()  # a parked exchange keeps its own duplicate of the socket
+        if not conn.parked:
+            conn.abort()  # a parked plain exchange keeps its own duplicate of the socket
 
 
 async def _serve(conn: ClientConnection, tunnel: Tunnel | None) -> None:

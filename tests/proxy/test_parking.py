@@ -19,7 +19,7 @@ import pytest
 from agentfirewall_proxy.control import StaticControl
 from agentfirewall_proxy.parking import Parked
 from tests.fakes import FakeUpstreams
-from tests.proxy.rawclient import auth_header, read_response, status_of
+from tests.proxy.rawclient import auth_header, read_response, status_of, tunnel
 from tests.proxy.support import (
     CREDENTIALS,
     PLACEHOLDER,
@@ -40,6 +40,14 @@ def merge_request(body: bytes = b'{"merge_method":"squash"}') -> bytes:
         + auth_header() + b"Authorization: Bearer " + PLACEHOLDER.encode() + b"\r\n"
         + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     )  # fmt: skip
+
+
+def in_tunnel(request: bytes) -> bytes:
+    """The same request in origin form, as a client sends it inside a CONNECT tunnel."""
+    line, rest = request.split(b"\r\n", 1)
+    method, target, version = line.split(b" ")
+    origin = b"/" + target.split(b"/", 3)[3]
+    return b" ".join((method, origin, version)) + b"\r\n" + rest.replace(auth_header(), b"")
 
 
 def user_request() -> bytes:
@@ -208,3 +216,36 @@ def test_a_request_with_bytes_pipelined_behind_it_waits_unparked(
         assert status_of(read_response(sock)) == 200
         assert status_of(read_response(sock)) == 200
     assert len(fakes["github"].received("PUT")) == 1
+
+
+def test_a_request_held_inside_an_intercepted_tunnel_is_parked_with_its_tls_connection(
+    start: Callable[..., tuple[RunningGateway, StaticControl]], fakes: FakeUpstreams
+) -> None:
+    running, control = start()
+    assert running.gateway is not None
+    assert running.gateway.port is not None
+    with tunnel(running.gateway.port, "api.github.com", running.ca_path) as tls:
+        tls.sendall(in_tunnel(merge_request()))
+        (approval,) = held_parked(running)
+        control.approve(approval)
+        assert status_of(read_response(tls)) == 200
+        tls.sendall(in_tunnel(user_request() + b"\r\n"))  # the same TLS connection
+        assert status_of(read_response(tls)) == 200
+    (merged,) = fakes["github"].received("PUT")
+    assert merged.header("authorization") == f"token {CREDENTIALS['github']}"
+
+
+def test_a_client_leaving_its_tunnel_releases_the_parked_request(
+    start: Callable[..., tuple[RunningGateway, StaticControl]], fakes: FakeUpstreams
+) -> None:
+    running, control = start()
+    assert running.gateway is not None
+    assert running.gateway.port is not None
+    tls = tunnel(running.gateway.port, "api.github.com", running.ca_path)
+    tls.sendall(in_tunnel(merge_request()))
+    (approval,) = held_parked(running)
+    tls.close()
+    wait_until(lambda: not running.gateway.holds.held)  # type: ignore[union-attr]
+    assert wait_until(lambda: [r for r in control.traffic if r["status_code"] == 499])
+    assert control.approvals[approval]["status"] == "pending"
+    assert fakes["github"].received("PUT") == []
