@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -45,9 +46,7 @@ class TokenSigner:
             "ahs": action_hash,
             "out": "allow",
         }
-        signing_input = (
-            self._header + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
-        )
+        signing_input = self._header + b"." + _b64(orjson.dumps(claims))
         r, s = decode_dss_signature(self._key.sign(signing_input, self._algorithm))
         signature = _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
         return (signing_input + b"." + signature).decode("ascii")

@@ -6,9 +6,9 @@ Every error leaves as ``{"error": code, "message": ..., ...}`` (docs/api.md).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
@@ -83,26 +83,14 @@ def json_ok(data: Any, status: int = 200, headers: dict[str, str] | None = None)
     return JSONResponse(data, status, headers=headers)
 
 
-def _compact(content: Any) -> bytes:
-    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-try:  # optional: about 20 times faster than the json module for a response body
-    import orjson
-
-    _dumps: Callable[[Any], bytes] = orjson.dumps
-except ImportError:  # pragma: no cover - depends on the environment
-    _dumps = _compact
-
-
 class _FastJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return _dumps(content)
+        return orjson.dumps(content)  # about 20 times faster than the json module
 
 
 def json_text(data: Any) -> str:
-    """Compact JSON text of plain JSON data (orjson when installed)."""
-    return _dumps(data).decode("utf-8")
+    """Compact JSON text of plain JSON data."""
+    return orjson.dumps(data).decode("utf-8")
 
 
 def json_fast(data: dict[str, Any]) -> JSONResponse:
