@@ -8,7 +8,7 @@ The two secrets also accept the names TameFlare users already know:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -48,8 +48,13 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api"
     public_url: str | None = None
     execute_timeout_seconds: float = Field(default=10.0, gt=0)
-    sqlite_synchronous: str = "FULL"
+    sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
     log_level: str = "info"
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod

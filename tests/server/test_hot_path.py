@@ -240,3 +240,17 @@ def test_sqlite_synchronous_is_full_by_default_and_checked(tmp_path: Path) -> No
     for bad in ("OFF", "FULL; DROP TABLE x", "fast"):
         with pytest.raises(StoreError, match="invalid SQLite synchronous mode"):
             Database(f"sqlite:///{tmp_path / 'c.db'}", synchronous=bad)
+
+
+def test_the_synchronous_setting_is_checked_before_the_server_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from agentfirewall_server.settings import Settings
+
+    monkeypatch.setenv("AGENTFIREWALL_SQLITE_SYNCHRONOUS", "normal")
+    assert Settings(data_dir=tmp_path).sqlite_synchronous == "NORMAL"
+    monkeypatch.setenv("AGENTFIREWALL_SQLITE_SYNCHRONOUS", "off")
+    with pytest.raises(ValidationError, match="sqlite_synchronous"):
+        Settings(data_dir=tmp_path)
