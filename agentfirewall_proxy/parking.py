@@ -27,9 +27,14 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.pipeline import Flow
     from agentfirewall_proxy.server import ClientConnection, Tunnel
 
-__all__ = ["Parked", "park"]
+__all__ = ["Parked", "park", "streams_gone"]
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+
+def streams_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """The client closed or lost a connection nobody is reading from right now."""
+    return writer.transport.is_closing() or reader.at_eof()
 
 
 class Parked:
@@ -57,8 +62,7 @@ class Parked:
     def gone(self) -> bool:
         """The client closed or reset the connection (bytes it sent since stay unread)."""
         if not isinstance(self.connection, socket.socket):
-            reader, writer = self.connection
-            return writer.transport.is_closing() or reader.at_eof()
+            return streams_gone(*self.connection)
         try:
             return not self.connection.recv(1, _PEEK)
         except BlockingIOError:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall_proxy.http1 import END, Head, ParseError, RequestParser, Upgrade
-from agentfirewall_proxy.parking import Parked
+from agentfirewall_proxy.parking import Parked, streams_gone
 from agentfirewall_proxy.pipeline import (
     Flow,
     Refusal,
@@ -139,7 +139,7 @@ class ClientConnection:
 
     def gone(self) -> bool:
         """The client closed or lost its connection (checked while a request is held)."""
-        return self.writer.transport.is_closing() or self.reader.at_eof()
+        return streams_gone(self.reader, self.writer)
 
     def abort(self) -> None:
         self.writer.transport.abort()
