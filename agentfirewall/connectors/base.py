@@ -14,14 +14,18 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, JsonValue
 
 from agentfirewall.actions import ActionSpec, Resource, Risk, is_action_type
+from agentfirewall.connectors.bodies import parse_form, parse_json, parse_json_prefix
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.errors import ConnectorError
+from agentfirewall.policy.globs import RESERVED_SEGMENT
 
 __all__ = ["Connector", "fallback_risk", "make_spec", "request_method"]
 
 _METHOD_RE = re.compile(r"[A-Za-z]{1,20}")
 _OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 _OVERRIDE_QUERY_RE = re.compile(r"(?:^|&)_method(?:=|&|$)", re.IGNORECASE)
+_BODY_HINT_RE = re.compile(rb"(?i)method|%|\\u")
+_MULTIPART_OVERRIDE_RE = re.compile(rb'(?i)\bname\s*=\s*"?(?:_|%5f)method\b')
 _LOW_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PLAIN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 _AUTH_SCHEMES = {"bearer": "Bearer", "token": "token"}
@@ -46,7 +50,38 @@ def request_method(req: HttpRequest, connector: str) -> str:
                 )
     if "_method" in req.query and _OVERRIDE_QUERY_RE.search(req.query):
         raise ConnectorError("refused `_method` override in the query", connector=connector)
+    if req.body and _BODY_HINT_RE.search(req.body):
+        _refuse_body_override(req, connector)
     return req.method.upper()
+
+
+def _refuse_body_override(req: HttpRequest, connector: str) -> None:
+    """Refuse a ``_method`` field in a form, JSON or multipart body (Rack and Express
+    read it there): the upstream would perform another method than the one named."""
+    ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
+    body = req.body
+    found = False
+    if ctype.startswith("multipart/"):
+        found = _MULTIPART_OVERRIDE_RE.search(body) is not None
+    elif ctype == "application/x-www-form-urlencoded" or (
+        not ctype and not body.lstrip().startswith((b"{", b"["))
+    ):
+        try:
+            form = parse_form(body, complete=req.body_complete, connector=connector)
+        except ConnectorError:
+            if ctype:
+                raise
+            form = {}  # no content type and not a form: upstreams do not read it as one
+        found = any(key.lower() == "_method" for key in form)
+    elif ctype == "application/json" or ctype.endswith("+json") or not ctype:
+        data = (
+            parse_json(body, connector=connector)
+            if req.body_complete
+            else parse_json_prefix(body, connector=connector)
+        )
+        found = isinstance(data, dict) and any(key.lower() == "_method" for key in data)
+    if found:
+        raise ConnectorError("refused `_method` override in the body", connector=connector)
 
 
 def make_spec(
@@ -192,9 +227,11 @@ class Connector:
         return self.auth_headers(credential, auth_type=auth_type, header=header)
 
     def fallback(self, method: str, path: str, *, target: str | None = None) -> ParsedAction:
-        """The action for a request on a known domain that no route matches."""
+        """The action for a request on a known domain that no route matches:
+        ``<connector>.unknown.<method>``, a name no ordinary wildcard grants (``github.*``
+        does not allow ``github.unknown.put``; see agentfirewall/policy/globs.py)."""
         spec = make_spec(
-            f"{self.name}.{method.lower()}",
+            f"{self.name}.{RESERVED_SEGMENT}.{method.lower()}",
             provider=self.name,
             target=target,
             parameters={"method": method, "path": path[:2048]},

@@ -23,16 +23,19 @@ executes an action (SDK Mode A).
 General rules (every connector):
 
 - A request on a connector's domain that matches no route gets the fallback action
-  `<connector>.<method>` (`github.delete`) with parameters `method` and `path`; risk is
-  low for GET/HEAD/OPTIONS, high for DELETE, medium otherwise.
+  `<connector>.unknown.<method>` (`github.unknown.delete`) with parameters `method` and
+  `path`; risk is low for GET/HEAD/OPTIONS, high for DELETE, medium otherwise. `unknown`
+  is a reserved segment: no allow-rule wildcard (`github.*`, `*`) grants such a name, only
+  a rule that names it (`github.unknown.*`, `github.unknown.put`); deny and
+  require_approval wildcards still cover it.
 - Paths are normalised strictly: unreserved percent-escapes are decoded; `%2F`, `%5C`,
   encoded controls, malformed escapes, `.`/`..` and empty segments, `;` parameters,
   backslashes, NUL and non-ASCII characters are refused (`ConnectorError`, the proxy
   denies). Literals match case-insensitively; one trailing slash is ignored; a last
   segment with a format suffix (`merge.json`) and non-numeric ids are matched to the
   route they may reach, with `risk_hints.path_relaxed`.
-- Method-override headers (`X-HTTP-Method-Override` and friends) and a `_method` query
-  field are refused.
+- Method-override headers (`X-HTTP-Method-Override` and friends) and a `_method` field
+  in the query or in a form, JSON or multipart body are refused.
 - Bodies are read only up to the connector's body limit. Invalid JSON, a UTF-8 BOM,
   `NaN`/`Infinity`, invalid UTF-8 in forms and the same field twice with different values
   are refused. Past the limit: if the body decides the action (`github.pr.close`) or the

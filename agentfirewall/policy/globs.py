@@ -10,6 +10,13 @@ Specificity orders the globs that match one name: an exact name beats any wildca
 a longer literal prefix wins, then fewer wildcards, then more literal characters::
 
     github.pr.merge  >  github.pr.*  >  github.*.get  >  github.*  >  *.get  >  *
+
+One segment is reserved: ``unknown``. Connectors name a request they cannot name
+``<connector>.unknown.<method>`` (``github.unknown.put``), and a wildcard never *grants*
+such a name by spanning that segment: only a glob whose literal prefix reaches past it
+(``github.unknown.*``, ``github.unknown.put``) names it. :func:`reserved_floor` gives the
+prefix a glob must start with; access rules (permissions.py) skip allow-rules that do not
+reach it, while deny and require_approval wildcards still cover it (fail closed).
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Glob", "GlobKind", "compile_glob", "dot_prefixes"]
+__all__ = ["RESERVED_SEGMENT", "Glob", "GlobKind", "compile_glob", "dot_prefixes", "reserved_floor"]
 
 GlobKind = Literal["exact", "prefix", "complex"]
+#: The segment of action names a wildcard never grants (see the module docstring).
+RESERVED_SEGMENT = "unknown"
 
 #: Characters an action-type glob may hold: the action grammar plus ``*``.
 _ACTION_GLOB_RE = re.compile(r"^[a-z0-9_.*-]{1,520}$")
@@ -49,6 +58,11 @@ class Glob:
         if self.kind == "prefix":
             return value.startswith(self.literal)
         return _match_parts(self.parts, value)
+
+    def names(self, floor: str) -> bool:
+        """True when this glob names the reserved part `floor` of an action explicitly
+        (see :func:`reserved_floor`): it is exact, or its literal prefix starts with it."""
+        return self.kind == "exact" or self.literal.startswith(floor)
 
 
 def _match_parts(parts: tuple[str, ...], value: str) -> bool:
@@ -109,3 +123,18 @@ def dot_prefixes(name: str) -> tuple[str, ...]:
         index = name.find(".", index + 1)
     prefixes.reverse()
     return tuple(prefixes)
+
+
+def reserved_floor(name: str) -> str:
+    """The prefix of `name` up to and including its reserved segment, else ``""``.
+
+    ``reserved_floor("github.unknown.put") == "github.unknown."``; a wildcard grants the
+    name only when its literal prefix starts with that (``github.unknown.*``).
+    """
+    if RESERVED_SEGMENT not in name:
+        return ""
+    segments = name.split(".")
+    for index, segment in enumerate(segments):
+        if segment == RESERVED_SEGMENT:
+            return ".".join(segments[: index + 1]) + "."
+    return ""

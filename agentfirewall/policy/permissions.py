@@ -9,6 +9,11 @@ specific wins, compared in this order:
 2. a named agent over ``*``, then a named connector over ``*``,
 3. on a full tie, deny over require_approval over allow.
 
+A name with the reserved segment (``github.unknown.put``: a request the connector could
+not name, globs.py) is only *allowed* by a rule that names it: an allow-rule whose
+pattern does not reach past the reserved segment (``github.*``, ``*``) is skipped for it,
+while deny and require_approval wildcards still apply.
+
 The index groups rules by agent, then connector, then pattern kind: a dict of exact
 names, a dict of dot-ended prefixes probed once per dot of the action, and a short list
 of other globs. A lookup therefore costs the same with ten rules or a hundred thousand.
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agentfirewall.decisions import Outcome, normalize_outcome
-from agentfirewall.policy.globs import Glob, compile_glob
+from agentfirewall.policy.globs import Glob, compile_glob, reserved_floor
 
 __all__ = [
     "READ_VERBS",
@@ -70,7 +75,9 @@ class _Table:
     prefix: dict[str, tuple[_Key, AccessRule]]
     complex: list[tuple[Glob, _Key, AccessRule]]
 
-    def best(self, action: str, prefixes: tuple[str, ...]) -> tuple[_Key, AccessRule] | None:
+    def best(
+        self, action: str, prefixes: tuple[str, ...], floor: str = ""
+    ) -> tuple[_Key, AccessRule] | None:
         found = self.exact.get(action)
         if found is not None:
             return found  # exact beats every wildcard
@@ -79,9 +86,14 @@ class _Table:
             for candidate in prefixes:
                 found = prefix.get(candidate)
                 if found is not None:
+                    if floor and found[1].decision == "allow" and not candidate.startswith(floor):
+                        found = None  # an allow wildcard never spans the reserved segment
+                        continue
                     break
         for glob, key, rule in self.complex:
             if (found is None or key > found[0]) and glob.matches(action):
+                if floor and rule.decision == "allow" and not glob.names(floor):
+                    continue
                 found = (key, rule)
         return found
 
@@ -130,6 +142,7 @@ class AccessIndex:
         """The winning rule for `action` by `agent` on `connector`, or None."""
         best: tuple[_Key, AccessRule] | None = None
         tables = self._tables
+        floor = reserved_floor(action)
         for agent_key in (agent, "*"):
             by_connector = tables.get(agent_key)
             if by_connector is None:
@@ -138,7 +151,7 @@ class AccessIndex:
                 table = by_connector.get(connector_key)
                 if table is None:
                     continue
-                found = table.best(action, prefixes)
+                found = table.best(action, prefixes, floor)
                 if found is not None and (best is None or found[0] > best[0]):
                     best = found
             if agent == "*":

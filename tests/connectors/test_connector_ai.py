@@ -333,7 +333,11 @@ def test_json_route_refuses_a_multipart_body() -> None:
 
 def test_openai_fallback_and_credentials() -> None:
     parsed = OPENAI.parse(request("https://api.openai.com", "POST", "/v1/assistants", {}))
-    assert (parsed.action_type, parsed.risk, parsed.route) == ("openai.post", "medium", "fallback")
+    assert (parsed.action_type, parsed.risk, parsed.route) == (
+        "openai.unknown.post",
+        "medium",
+        "fallback",
+    )
     assert OPENAI.auth_headers("sk-x") == [("Authorization", "Bearer sk-x")]
     assert OPENAI.auth_header_names == ("authorization",)
 

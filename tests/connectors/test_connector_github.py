@@ -573,13 +573,13 @@ def test_enterprise_prefix_is_stripped() -> None:
 @pytest.mark.parametrize(
     ("method", "path", "action", "risk"),
     [
-        ("GET", "/nope", "github.get", "low"),
-        ("HEAD", "/nope", "github.head", "low"),
-        ("OPTIONS", R, "github.options", "low"),
-        ("POST", "/nope", "github.post", "medium"),
-        ("PUT", R + "/pulls/1/other", "github.put", "medium"),
-        ("DELETE", "/gists/1", "github.delete", "high"),
-        ("PROPFIND", "/x", "github.propfind", "medium"),
+        ("GET", "/nope", "github.unknown.get", "low"),
+        ("HEAD", "/nope", "github.unknown.head", "low"),
+        ("OPTIONS", R, "github.unknown.options", "low"),
+        ("POST", "/nope", "github.unknown.post", "medium"),
+        ("PUT", R + "/pulls/1/other", "github.unknown.put", "medium"),
+        ("DELETE", "/gists/1", "github.unknown.delete", "high"),
+        ("PROPFIND", "/x", "github.unknown.propfind", "medium"),
     ],
 )
 def test_fallback(method: str, path: str, action: str, risk: str) -> None:

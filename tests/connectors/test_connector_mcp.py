@@ -125,7 +125,7 @@ def test_mcp_row(message: object, action: str, risk: str, params: dict[str, obje
 def test_stream_and_session_requests() -> None:
     assert MCP.parse(HttpRequest.from_url("GET", URL)).action_type == "mcp.stream.open"
     assert MCP.parse(HttpRequest.from_url("DELETE", URL)).action_type == "mcp.session.close"
-    assert MCP.parse(HttpRequest.from_url("PUT", URL)).action_type == "mcp.put"
+    assert MCP.parse(HttpRequest.from_url("PUT", URL)).action_type == "mcp.unknown.put"
 
 
 def test_batch_cannot_hide_a_dangerous_call_behind_a_harmless_one() -> None:

@@ -158,9 +158,13 @@ def test_truncated_body_is_refused() -> None:
 
 def test_unknown_admin_method_falls_back_with_high_risk() -> None:
     parsed = SLACK.parse(HttpRequest.from_url("POST", "https://slack.com/api/admin.teams.create"))
-    assert (parsed.action_type, parsed.risk, parsed.route) == ("slack.post", "high", "fallback")
+    assert (parsed.action_type, parsed.risk, parsed.route) == (
+        "slack.unknown.post",
+        "high",
+        "fallback",
+    )
     other = SLACK.parse(HttpRequest.from_url("POST", "https://slack.com/api/emoji.list"))
-    assert (other.action_type, other.risk) == ("slack.post", "medium")
+    assert (other.action_type, other.risk) == ("slack.unknown.post", "medium")
 
 
 def test_method_name_is_case_insensitive_so_it_cannot_be_disguised() -> None:

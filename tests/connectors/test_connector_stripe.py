@@ -231,7 +231,7 @@ def test_build_refund_by_id_and_list_with_query() -> None:
 def test_stripe_credentials_and_fallback() -> None:
     assert STRIPE.auth_headers("sk_live_x") == [("Authorization", "Bearer sk_live_x")]
     parsed = STRIPE.parse(HttpRequest.from_url("DELETE", URL + "/v1/terminal/readers/x"))
-    assert (parsed.action_type, parsed.risk) == ("stripe.delete", "high")
+    assert (parsed.action_type, parsed.risk) == ("stripe.unknown.delete", "high")
 
 
 def test_payment_method_query_is_not_a_method_override() -> None:

@@ -25,7 +25,11 @@ def gateway(
     fakes: FakeUpstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     snap = snapshot(
-        [rule("github.*", "allow"), rule("github.repo.delete", "deny")],
+        [
+            rule("github.*", "allow"),
+            rule("github.unknown.get", "allow"),  # /fake/bytes: no route names it
+            rule("github.repo.delete", "deny"),
+        ],
         connectors=[connector("github")],
     )
     running, _ = start_gateway(
