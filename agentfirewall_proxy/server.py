@@ -6,9 +6,12 @@ a connection (pipelined or not) are handled strictly one after another.
 
 A connection starts in plain HTTP (absolute-form requests, each carrying the agent's
 ``Proxy-Authorization``). ``CONNECT host:port`` is authenticated and routed before any TLS:
-no connector for the host means 403; a passthrough host is tunnelled blind; any other host
-is intercepted with a leaf certificate for that host (the SNI must name it), and the
-requests inside the tunnel are bound to the CONNECT's agent and host.
+a passthrough host is tunnelled blind; any other host is intercepted with a leaf
+certificate for that host (the SNI must name it), and the requests inside the tunnel are
+bound to the CONNECT's agent and host. A tunnel the gateway would refuse (kill switch, no
+connector for the host) is intercepted too, so the agent reads the same 403 JSON and
+headers inside it as over plain HTTP; only what cannot be intercepted (bad target, proxy
+auth, a passthrough host) is refused at the CONNECT itself.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class Tunnel:
     host: str
     port: int
     agent: AgentEntry
-    connector: ConnectorEntry
+    #: None for a tunnel opened only to answer its requests with the gateway's refusal.
+    connector: ConnectorEntry | None
 
 
 class ClientConnection:
@@ -241,18 +245,26 @@ async def _connect(conn: ClientConnection, head: Head) -> None:
         if flow.connector is None:
             raise Refusal(403, "no_connector", f"no connector for `{flow.host}`: deny-all default")
     except Refusal as exc:
+        if exc.status != 403 or flow.agent is None or gateway.is_passthrough(flow.host):
+            flow.status, flow.reason = exc.status, exc.message
+            gateway.record(flow)
+            await conn.refuse(exc.status, gateway.refusal_body(flow, exc), close=True,
+                              kill_switch=exc.error == "kill_switch")  # fmt: skip
+            return
+        # kill switch or no connector: refused inside the tunnel, request by request, by
+        # the same checks plain HTTP runs (nothing is ever forwarded from such a tunnel)
         flow.status, flow.reason = exc.status, exc.message
-        gateway.record(flow)
-        await conn.refuse(exc.status, gateway.refusal_body(flow, exc), close=True,
-                          kill_switch=exc.error == "kill_switch")  # fmt: skip
-        return
     conn.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
     await conn.flush()
     context = gateway.certs.context_for(flow.host)
-    await conn.writer.start_tls(context, ssl_handshake_timeout=conn.options.header_timeout)
+    try:
+        await conn.writer.start_tls(context, ssl_handshake_timeout=conn.options.header_timeout)
+    except (OSError, TimeoutError):
+        if flow.status:  # a refused tunnel whose client gave up on TLS: keep its record
+            gateway.record(flow)
+        raise
     conn.parser = RequestParser(conn.options.max_head_bytes)
     assert flow.agent is not None
-    assert flow.connector is not None
     await _serve(conn, Tunnel(flow.host, flow.port, flow.agent, flow.connector))
 
 

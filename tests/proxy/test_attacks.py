@@ -136,12 +136,17 @@ def test_trailing_dot_is_the_same_host_and_the_same_action(
     assert [r.path for r in fakes["github"].received()] == ["/user"]
 
 
-def test_connect_to_ip_literal_or_unknown_host_is_refused_before_tls(
-    gateway: RunningGateway,
+def test_connect_to_ip_literal_or_unknown_host_is_refused_inside_the_tunnel(
+    gateway: RunningGateway, fakes: FakeUpstreams
 ) -> None:
+    before = len(fakes["github"].received())
     for host in ("127.0.0.1", "140.82.112.5", "evil.example", "api.github.com.evil.example"):
-        with pytest.raises(ConnectionRefusedError, match="403"):
-            tunnel(gateway.port, host, gateway.ca_path)
+        with tunnel(gateway.port, host, gateway.ca_path) as tls:
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            answer = read_response(tls)
+        assert status_of(answer) == 403, host
+        assert b'"error":"no_connector"' in answer
+    assert len(fakes["github"].received()) == before
 
 
 def test_sni_other_than_connect_host_fails_the_handshake(gateway: RunningGateway) -> None:
