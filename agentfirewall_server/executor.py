@@ -1,37 +1,44 @@
 """SDK Mode A: build the upstream request for an action and perform it.
 
-``plan`` picks the configured connector for the action's provider, builds the request from
-the connector's route table (the connector record's ``options`` fill in parameters the
-action leaves out, e.g. sendgrid's ``from``), injects the vaulted credential and, for
-targets the action itself names (webhook, generic), refuses private, loopback, link-local
-and other non-global addresses unless ``webhook_allow_hosts`` permits them (SSRF). Every address the
-host resolves to is checked and the connection is pinned to a checked address (no DNS
-rebinding). ``send`` performs it with httpx: timeouts, no redirects followed.
+``plan`` picks the configured connector for the action and builds the request from the
+connector's route table (the connector record's ``options`` fill in parameters the action
+leaves out, e.g. sendgrid's ``from``). Webhook and generic actions name their own target:
+the connector is the one whose ``domains`` hold the target host, and a target outside the
+domains of every configured connector of that type is refused (422), so a credential only
+ever goes to its own connector's hosts; with no connector of the type configured a webhook
+is sent without any credential. The method is the one the action type names
+(``webhook.get`` with ``parameters.method`` DELETE is refused). Every request's host is
+checked against its connector's hosts before the credential is attached. For targets the
+action names, the outbound address guard (``netguard``) refuses non-public addresses unless
+``webhook_allow_hosts`` permits them, and the connection is pinned to a checked address (no
+DNS rebinding). ``send`` performs it with httpx: timeouts, no redirects followed; a failure
+to connect (no byte of the request sent) is marked ``retryable``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import json
-import socket
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.connectors import HttpRequest, get_connector
+from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
 from agentfirewall.errors import ActionSpecError, ConnectorError
+from agentfirewall_server.netguard import check_target
 from agentfirewall_server.state import AppState
 from agentfirewall_server.web import ApiError
 
-__all__ = ["Planned", "check_target", "execute", "plan", "send"]
+__all__ = ["Planned", "execute", "plan", "send"]
 
 _USER_TARGETED = ("webhook", "generic")
 _MAX_BODY = 1024 * 1024
 _DROP_HEADERS = {"set-cookie", "authorization", "proxy-authorization", "www-authenticate"}
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Raised before a byte of the request went out: the action may be tried again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,58 +52,69 @@ class Planned:
     sni: str | None = None
 
 
-def _not_executable(message: str) -> ApiError:
-    return ApiError(422, message, code="not_executable")
+def _not_executable(message: str, **extra: Any) -> ApiError:
+    return ApiError(422, message, code="not_executable", **extra)
 
 
-def _webhook_request(spec: ActionSpec) -> HttpRequest:
-    """The seed's webhook shape: target URL, parameters.method/headers/body."""
-    params = spec.parameters
-    method = str(params.get("method") or spec.type.rsplit(".", 1)[-1]).upper()
-    headers_in = params.get("headers") or {}
-    if not isinstance(headers_in, dict):
-        raise _not_executable("`parameters.headers` must be an object of strings")
-    headers = tuple((str(k), str(v)) for k, v in headers_in.items())
-    body = params.get("body")
-    raw = (
-        b""
-        if body is None
-        else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+def _hosts(row: dict[str, Any]) -> tuple[str, ...]:
+    """The hosts a connector's credential may go to: its domains and its base URL's host."""
+    base = urlsplit(row["base_url"]).hostname if row.get("base_url") else None
+    return (*row["domains"], *((base,) if base else ()))
+
+
+def _serves(rows: list[dict[str, Any]], host: str) -> dict[str, Any] | None:
+    """The connector among `rows` whose hosts hold `host` (exact beats wildcard)."""
+    try:
+        router = ConnectorRouter(RoutedConnector(r["id"], r["type"], _hosts(r)) for r in rows)
+    except ConnectorError as exc:
+        raise _not_executable(f"a connector is misconfigured: {exc}") from None
+    found = router.match(host)
+    return next((r for r in rows if found is not None and r["id"] == found.id), None)
+
+
+def _outside(ctype: str, host: str, rows: list[dict[str, Any]]) -> ApiError:
+    domains = sorted({d for r in rows for d in _hosts(r)})
+    listed = ", ".join(f"`{d}`" for d in domains) or "none"
+    return _not_executable(
+        f"target host `{host}` is outside the domains of every {ctype} connector "
+        f"(configured: {listed}): refused, a credential only goes to its connector's hosts",
+        field="action_spec.resource.target",
+        host=host,
+        domains=domains,
     )
-    if body is not None and not isinstance(body, str):
-        headers = (*headers, ("content-type", "application/json"))
-    if not spec.resource.target:
-        raise _not_executable("a webhook action needs `resource.target` (the URL to call)")
-    return HttpRequest.from_url(method, spec.resource.target, headers=headers, body=raw)
 
 
-def _connector_row(state: AppState, ctype: str, host: str | None) -> dict[str, Any] | None:
+def _build_targeted(
+    state: AppState, ctype: str, spec: ActionSpec
+) -> tuple[HttpRequest, dict[str, Any] | None]:
+    """A webhook or generic request; its connector is chosen by the target host."""
+    try:
+        req = get_connector(ctype).build_request(spec)
+    except (ConnectorError, ActionSpecError, ValueError) as exc:
+        raise _not_executable(
+            f"`{spec.type}` cannot be executed by the `{ctype}` connector: {exc}",
+            field="action_spec",
+        ) from None
     rows = [c for c in state.snapshot.connectors if c["type"] == ctype]
-    if host is not None:
-        for row in rows:
-            if host.lower() in [d.lower() for d in row["domains"]]:
-                return row
-    return rows[0] if rows else None
-
-
-def _auth_headers(
-    row: dict[str, Any], credential: str, default: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    kind = row.get("auth_type") or "default"
-    if kind == "bearer":
-        return [("Authorization", f"Bearer {credential}")]
-    if kind == "token":
-        return [("Authorization", f"token {credential}")]
-    if kind == "header" and row.get("auth_header"):
-        return [(str(row["auth_header"]), credential)]
-    return default
+    if not rows and ctype == "webhook":
+        return req, None  # no webhook connector: sent as the action says, with no credential
+    if not rows:
+        raise _not_executable(
+            f"no `{ctype}` connector is configured: add one with "
+            f"`tf connector add {ctype} --domains ...`"
+        )
+    row = _serves(rows, req.host)
+    if row is None:
+        raise _outside(ctype, req.host, rows)
+    return req, row
 
 
 def _build(state: AppState, spec: ActionSpec) -> tuple[str, HttpRequest, dict[str, Any] | None]:
     ctype = spec.provider
     if ctype == "webhook" or spec.type.startswith("webhook."):
-        req = _webhook_request(spec)
-        return "webhook", req, _connector_row(state, "webhook", req.host)
+        ctype = "webhook"
+    if ctype in _USER_TARGETED:
+        return (ctype, *_build_targeted(state, ctype, spec))
     try:
         connector = get_connector(ctype)
     except ConnectorError:
@@ -105,7 +123,7 @@ def _build(state: AppState, spec: ActionSpec) -> tuple[str, HttpRequest, dict[st
             f"no connector can execute `{spec.type}` (provider `{ctype}`): "
             f"configured connectors: {known}"
         ) from None
-    row = _connector_row(state, ctype, None)
+    row = next((c for c in state.snapshot.connectors if c["type"] == ctype), None)
     if row is None:
         raise _not_executable(
             f"no `{ctype}` connector is configured: add one with "
@@ -121,6 +139,8 @@ def _build(state: AppState, spec: ActionSpec) -> tuple[str, HttpRequest, dict[st
         raise _not_executable(
             f"`{spec.type}` cannot be executed by the `{ctype}` connector: {exc}"
         ) from None
+    if _serves([row], req.host) is None:  # the route table built a request for another host
+        raise _outside(ctype, req.host, [row])
     return ctype, req, row
 
 
@@ -131,45 +151,18 @@ def _credential_headers(
     if row is None or row["id"] not in state.snapshot.credentials:
         return headers
     secret = state.vault.decrypt(state.snapshot.credentials[row["id"]], owner=row["id"])
+    connector = get_connector(ctype)
+    kind = row.get("auth_type") or "default"
     try:
-        connector = get_connector(ctype)
-        default, names = connector.auth_headers(secret), connector.auth_header_names
-    except ConnectorError:
-        default, names = [("Authorization", f"Bearer {secret}")], ("authorization",)
-    injected = _auth_headers(row, secret, default)
-    drop = {n.lower() for n in names} | {n.lower() for n, _ in injected}
+        injected = connector.auth_headers(
+            secret,
+            auth_type=None if kind == "default" else kind,
+            header=row.get("auth_header"),
+        )
+    except ConnectorError as exc:
+        raise _not_executable(f"the `{ctype}` connector's credential: {exc}") from None
+    drop = {n.lower() for n in connector.auth_header_names} | {n.lower() for n, _ in injected}
     return [h for h in headers if h[0].lower() not in drop] + injected
-
-
-def _allowed(host: str, addr: IPAddress | None, allow: list[str]) -> bool:
-    for entry in allow:
-        if entry == host.lower():
-            return True
-        if addr is not None:
-            try:
-                if addr in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                continue
-    return False
-
-
-async def check_target(host: str, port: int, allow: list[str]) -> IPAddress | None:
-    """The address to connect to, or ApiError when it is not a public one (SSRF)."""
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        raise ApiError(502, f"cannot resolve `{host}`", code="upstream_unreachable") from None
-    addrs = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    for addr in addrs:
-        if not (addr.is_global or _allowed(host, addr, allow)):
-            raise ApiError(
-                422,
-                f"target `{host}` resolves to the non-public address `{addr}`: refused "
-                "(SSRF protection); permit it with AGENTFIREWALL_WEBHOOK_ALLOW_HOSTS",
-                code="target_refused",
-            )
-    return addrs[0] if addrs else None
 
 
 async def plan(state: AppState, spec_data: dict[str, Any]) -> Planned:
@@ -198,7 +191,7 @@ def _result(response: httpx.Response) -> dict[str, Any]:
     if "json" in response.headers.get("content-type", ""):
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep: the text
             body = raw.decode("utf-8", "replace")
     else:
         body = raw.decode("utf-8", "replace")
@@ -218,17 +211,30 @@ async def send(state: AppState, planned: Planned) -> dict[str, Any]:
             timeout=state.settings.execute_timeout_seconds,
             extensions=extensions,
         )
+    except _NOT_SENT as exc:
+        errors.labels(connector=planned.connector, error_type="connect").inc()
+        raise ApiError(
+            502,
+            f"`{planned.host}` could not be reached: {type(exc).__name__}: no byte of the "
+            "request was sent, the action may be executed again",
+            code="upstream_unreachable",
+            retryable=True,
+        ) from None
     except httpx.TimeoutException:
         errors.labels(connector=planned.connector, error_type="timeout").inc()
         raise ApiError(
-            504, f"`{planned.host}` did not answer in time", code="upstream_timeout"
+            504,
+            f"`{planned.host}` did not answer in time",
+            code="upstream_timeout",
+            retryable=False,
         ) from None
     except httpx.HTTPError as exc:
         errors.labels(connector=planned.connector, error_type="connect").inc()
         raise ApiError(
             502,
-            f"`{planned.host}` could not be reached: {type(exc).__name__}",
-            code="upstream_unreachable",
+            f"`{planned.host}` failed after the request was sent: {type(exc).__name__}",
+            code="upstream_failed",
+            retryable=False,
         ) from None
     if response.status_code in (401, 403, 429) or response.status_code >= 500:
         errors.labels(connector=planned.connector, error_type=str(response.status_code)).inc()

@@ -128,7 +128,7 @@ async def _replay(
         "decision_token": None,
         "approval": stored["approval"],
     }
-    if row.status == "allowed" and body.get("status") == "allowed":
+    if row.status == "allowed" and body.get("status") == "allowed" and not row.execution_state:
         body["decision_token"] = issue_token(state, agent.name, row.id, row.action_hash)
     return json_ok(body, headers={"Idempotent-Replayed": "true"})
 
@@ -160,6 +160,7 @@ def _rows(
         "approval_id": approval_id,
         "response": json_text({"status": status, "approval": response["approval"]}),
         "execution": None,
+        "execution_state": None,
         "created_at": stamp,
         "updated_at": stamp,
     }
@@ -345,6 +346,7 @@ def action_json(row: dict[str, Any]) -> dict[str, Any]:
         "approval": approval_json(approval) if approval else None,
         "executed": execution is not None,
         "execution": execution,
+        "execution_state": row.get("execution_state"),
     }
 
 
@@ -380,7 +382,7 @@ async def wait_action(request: Request) -> JSONResponse:
         if not await state.hub.wait(min(remaining, 1.0), request):
             break
     body["decision_token"] = None
-    if body["status"] == "allowed" and who.agent is not None:
+    if body["status"] == "allowed" and who.agent is not None and not body["execution_state"]:
         body["decision_token"] = issue_token(state, row["agent"], row["id"], row["action_hash"])
     return json_ok(body)
 

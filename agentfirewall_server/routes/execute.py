@@ -1,18 +1,27 @@
 """``POST /api/v1/actions/{id}/execute``: verify the single-use token, then run the action.
 
-The token must verify (ES256, expiry, audience) and be bound to this action's id and
-hash; its ``jti`` is then inserted into ``used_nonces`` in the writer, so a second use
-fails with 409 ``token_used`` even across restarts.
+The token must verify (ES256, expiry, audience) and be bound to this action's id and hash.
+Then one writer job claims the execution: a conditional UPDATE moves the action from
+decided (``execution_state`` NULL) to ``executing`` and inserts the token's ``jti`` into
+``used_nonces``. Only one request can win that UPDATE, on SQLite (one writer) and on
+PostgreSQL (the row lock re-checks the condition), whatever tokens exist for the action:
+the others get 409 (``execution_in_progress``, or ``token_used`` once it is over).
+
+After the upstream call the action is ``executed`` (an answer came) or ``failed``. A failure
+to connect, before a byte of the request was sent, returns it to decided instead: the
+answer says ``retryable: true`` and the token (not consumed after all) may be used again.
+Once bytes were sent it counts as executed: it is never sent a second time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,28 +31,53 @@ from agentfirewall.tokens import DecisionClaims, verify_decision_token
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_agent, state_of
 from agentfirewall_server.clock import now
-from agentfirewall_server.executor import plan, send
+from agentfirewall_server.executor import Planned, plan, send
 from agentfirewall_server.routes.actions import load_action
+from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import action_requests, used_nonces
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
 __all__ = ["execute_action"]
+
+_A = action_requests.c
 
 
 class ExecuteBody(Strict):
     decision_token: str = Field(min_length=1, max_length=8192)
 
 
-def _consume(claims: DecisionClaims, action_id: str) -> Any:
+def _refused(action_id: str, status: str, state: str | None) -> ApiError:
+    """The 409 for an action that is not (or no longer) free to execute."""
+    if state == "executing":
+        return ApiError(
+            409,
+            f"action `{action_id}` is being executed by another request: "
+            "an action executes at most once",
+            code="execution_in_progress",
+        )
+    if status == "executed" or state in ("executed", "failed"):
+        return ApiError(409, f"action `{action_id}` was already executed", code="token_used")
+    return ApiError(
+        409,
+        f"action `{action_id}` is {status}, not allowed: it cannot be executed",
+        code="not_allowed",
+    )
+
+
+def _claim(claims: DecisionClaims, action_id: str) -> Any:
+    """decided -> executing, and the token spent; any failure rolls back both."""
+
     def job(conn: Connection) -> None:
-        row = load_action(conn, action_id)
-        if row is None or row["status"] != "allowed":
-            status = row["status"] if row else "unknown"
-            raise ApiError(
-                409,
-                f"action `{action_id}` is {status}, not allowed: it cannot be executed",
-                code="not_allowed",
-            )
+        claimed = conn.execute(
+            update(action_requests)
+            .where(_A.id == action_id, _A.status == "allowed", _A.execution_state.is_(None))
+            .values(execution_state="executing", updated_at=now())
+        ).rowcount
+        if claimed != 1:
+            row = conn.execute(
+                select(_A.status, _A.execution_state).where(_A.id == action_id)
+            ).first()
+            raise _refused(action_id, row[0] if row else "unknown", row[1] if row else None)
         try:
             with conn.begin_nested():
                 conn.execute(
@@ -62,51 +96,80 @@ def _consume(claims: DecisionClaims, action_id: str) -> Any:
     return job
 
 
-def _finish(action_id: str, agent: str, result: dict[str, Any], action_type: str) -> Any:
+def _finish(
+    action_id: str,
+    agent: str,
+    action_type: str,
+    result: dict[str, Any] | None,
+    error: ApiError | None,
+) -> Any:
+    """executing -> executed | failed, or back to decided when nothing was sent."""
+
     def job(conn: Connection) -> None:
         stamp = now()
-        summary = {"status_code": result["status_code"], "executed_at": stamp}
-        conn.execute(
-            update(action_requests)
-            .where(action_requests.c.id == action_id)
-            .values(status="executed", execution=json.dumps(summary), updated_at=stamp)
-        )
-        append_event(
-            conn,
-            "action.executed",
-            actor=agent,
-            now=stamp,
-            agent=agent,
-            subject=action_id,
-            data={"action_type": action_type, "status_code": result["status_code"]},
-        )
-
-    return job
-
-
-def _failed(action_id: str, agent: str, action_type: str, error: str) -> Any:
-    def job(conn: Connection) -> None:
-        stamp = now()
-        conn.execute(
-            update(action_requests)
-            .where(action_requests.c.id == action_id)
-            .values(
-                status="executed",
-                execution=json.dumps({"error": error, "executed_at": stamp}),
-                updated_at=stamp,
+        claimed = (_A.id == action_id, _A.execution_state == "executing")
+        data: dict[str, Any] = {"action_type": action_type}
+        if error is not None and error.extra.get("retryable"):
+            conn.execute(
+                update(action_requests)
+                .where(*claimed)
+                .values(execution_state=None, updated_at=stamp)
             )
-        )
-        append_event(
-            conn,
-            "action.execution_failed",
-            actor=agent,
-            now=stamp,
-            agent=agent,
-            subject=action_id,
-            data={"action_type": action_type, "error": error},
-        )
+            conn.execute(delete(used_nonces).where(used_nonces.c.action_request_id == action_id))
+            event, data = (
+                "action.execution_failed",
+                {**data, "error": error.code, "retryable": True},
+            )
+        elif error is not None:
+            summary = {"error": error.code, "executed_at": stamp, "retryable": False}
+            conn.execute(
+                update(action_requests)
+                .where(*claimed)
+                .values(
+                    status="executed",
+                    execution_state="failed",
+                    execution=json.dumps(summary),
+                    updated_at=stamp,
+                )
+            )
+            event, data = (
+                "action.execution_failed",
+                {**data, "error": error.code, "retryable": False},
+            )
+        else:
+            assert result is not None
+            summary = {"status_code": result["status_code"], "executed_at": stamp}
+            conn.execute(
+                update(action_requests)
+                .where(*claimed)
+                .values(
+                    status="executed",
+                    execution_state="executed",
+                    execution=json.dumps(summary),
+                    updated_at=stamp,
+                )
+            )
+            event, data = "action.executed", {**data, "status_code": result["status_code"]}
+        append_event(conn, event, actor=agent, now=stamp, agent=agent, subject=action_id, data=data)
 
     return job
+
+
+async def _run(
+    state: AppState, planned: Planned, action_id: str, agent: str, action_type: str
+) -> dict[str, Any]:
+    """Send the claimed action and record how it ended (also when the caller went away)."""
+    try:
+        result = await send(state, planned)
+    except ApiError as exc:
+        await state.db.write(_finish(action_id, agent, action_type, None, exc))
+        raise
+    except Exception:
+        failed = ApiError(502, "the execution failed", code="upstream_failed", retryable=False)
+        await state.db.write(_finish(action_id, agent, action_type, None, failed))
+        raise
+    await state.db.write(_finish(action_id, agent, action_type, result, None))
+    return result
 
 
 async def execute_action(request: Request) -> JSONResponse:
@@ -130,22 +193,12 @@ async def execute_action(request: Request) -> JSONResponse:
         raise ApiError(401, str(exc), code="invalid_token", reason=exc.code) from None
     if claims.agent != agent.name:
         raise ApiError(401, "decision token was issued to another agent", code="invalid_token")
-    if row["status"] == "executed":
-        raise ApiError(409, f"action `{action_id}` was already executed", code="token_used")
-    if row["status"] != "allowed":
-        raise ApiError(
-            409,
-            f"action `{action_id}` is {row['status']}, not allowed: it cannot be executed",
-            code="not_allowed",
-        )
+    if row["status"] != "allowed" or row["execution_state"] is not None:
+        raise _refused(action_id, row["status"], row["execution_state"])
     spec = json.loads(row["action_spec"])
-    planned = await plan(state, spec)  # refuse what cannot run before burning the token
-    await state.db.write(_consume(claims, action_id))
-    try:
-        result = await send(state, planned)
-    except ApiError as exc:
-        await state.db.write(_failed(action_id, agent.name, spec["type"], exc.code))
-        raise
-    await state.db.write(_finish(action_id, agent.name, result, spec["type"]))
+    planned = await plan(state, spec)  # refuse what cannot run before claiming it
+    await state.db.write(_claim(claims, action_id))
+    # shielded: once claimed, the outcome is recorded even if this request is cancelled
+    result = await asyncio.shield(_run(state, planned, action_id, agent.name, spec["type"]))
     state.metrics.duration.observe(time.perf_counter() - started)
     return json_ok({"action_request_id": action_id, "status": "executed", "result": result})

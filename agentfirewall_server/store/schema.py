@@ -176,6 +176,8 @@ action_requests = Table(
     Column("execution", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # NULL until claimed; executing -> executed | failed (routes/execute.py: at most once)
+    Column("execution_state", String(20), nullable=True),
     UniqueConstraint("agent_id", "idempotency_key", name="uq_idempotency"),
 )
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from agentfirewall.tokens import sign_decision_token
-from agentfirewall_server.executor import check_target
+from agentfirewall_server.netguard import check_target
 from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.web import ApiError
 from tests.fakes import FakeUpstreams
