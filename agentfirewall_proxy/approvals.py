@@ -114,7 +114,7 @@ class Holds:
             "action_hash": spec.action_hash,
             "risk_score": decision.risk_score,
             "reason": decision.reason,
-            "request": {"method": flow.method, "host": flow.host, "path": flow.path},
+            "request": flow.bound or {"method": flow.method, "host": flow.host, "path": flow.path},
             "timeout_seconds": int(timeout),
         }
         if decision.approval is not None:

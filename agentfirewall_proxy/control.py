@@ -192,7 +192,7 @@ class StaticControl:
         self.heartbeats: list[JSON] = []
         self.approvals: dict[str, JSON] = {}
         self._ids = itertools.count(1)
-        self._by_action: dict[tuple[str, str], list[str]] = {}
+        self._by_action: dict[tuple[str, str, str], list[str]] = {}
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
 
     @property
@@ -234,9 +234,10 @@ class StaticControl:
         self.traffic.extend(records)
 
     async def create_approval(self, payload: JSON) -> JSON:
-        key = (str(payload["agent"]), str(payload["action_hash"]))
+        digest = (payload.get("request") or {}).get("digest")
+        key = (str(payload["agent"]), str(payload["action_hash"]), str(digest))
         with self._lock:
-            for found_id in self._by_action.get(key, ()):
+            for found_id in self._by_action.get(key, ()) if digest else ():
                 found = self.approvals[found_id]
                 if found["status"] == "approved" and not found["used"]:
                     found["used"] = True

@@ -2,8 +2,8 @@
 
 Bodies are streamed, never buffered: only the first ``connector.body_limit`` bytes are read
 before deciding. Both directions are re-framed by the gateway (``Content-Length`` or fresh
-chunks), so what the upstream sees is exactly what was decided on. Server-sent events pass
-chunk by chunk as they arrive.
+chunks), so what the upstream sees is exactly what was decided on. The response side
+(relay, scrubbing of injected secrets) is ``respond.py``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from agentfirewall_proxy.approvals import HoldOutcome
 from agentfirewall_proxy.http1 import (
     END,
     Head,
-    ParseError,
-    ResponseHead,
     Upgrade,
     serialize_request_head,
-    serialize_response_head,
 )
 from agentfirewall_proxy.parking import Parked, park
 from agentfirewall_proxy.pipeline import (
@@ -32,7 +29,8 @@ from agentfirewall_proxy.pipeline import (
     target_of,
     upstream_headers,
 )
-from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
+from agentfirewall_proxy.respond import respond, response_head, scrubber_of
+from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamError, plain_request_upstream
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.gateway import Gateway
@@ -41,10 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["exchange", "resume_exchange"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_DROP_DOWN = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
-     b"content-length", b"trailer", b"upgrade", b"te"}
-)  # fmt: skip
+#: Asked of the upstream only when no credential is injected (compression, extensions).
+_UNSEARCHABLE = frozenset({b"accept-encoding", b"sec-websocket-extensions"})
 
 
 async def exchange(
@@ -89,6 +85,7 @@ async def exchange(
         return await _upstream_failed(gateway, conn, flow, exc)
     finally:
         if parked is None:
+            _note_outcome(flow)
             gateway.end(flow)
 
 
@@ -108,7 +105,17 @@ async def resume_exchange(
     except UpstreamError as exc:
         return await _upstream_failed(gateway, conn, flow, exc)
     finally:
+        _note_outcome(flow)
         gateway.end(flow)
+
+
+def _note_outcome(flow: Flow) -> None:
+    """What the traffic record must say beyond the status: cut by the kill switch, scrubbed."""
+    if flow.killed and not flow.reason.startswith("kill_switch"):
+        flow.reason = "kill_switch_active: the exchange was cut by the kill switch"
+    if flow.scrubbed:
+        reason = flow.reason or (flow.decision.reason if flow.decision else "")
+        flow.reason = f"{reason}; {flow.scrubbed} injected secret(s) scrubbed from the response"
 
 
 async def _refused(
@@ -157,6 +164,8 @@ def _identify(
     gateway.check_kill_switch(flow)
     if flow.connector is None:
         raise Refusal(403, "no_connector", f"no connector for `{flow.host}`: deny-all default")
+    if tunnel is None:  # plain http: a credential never travels in cleartext
+        flow.scheme, flow.port = plain_request_upstream(flow.connector, flow.host, flow.port)
 
 
 async def _body_prefix(conn: ClientConnection, head: Head, flow: Flow) -> tuple[bytes, bool]:
@@ -281,6 +290,9 @@ async def _forward(
     """Send the decided request upstream and stream the response back."""
     length, chunked = _body_framing(head, prefix, complete)
     headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked)
+    if scrubber_of(flow) is not None:  # only what can be searched may come back
+        headers = [(k, v) for k, v in headers if k.lower() not in _UNSEARCHABLE]
+        headers.append((b"Accept-Encoding", b"identity"))
     if upgrade is not None:
         headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade") or b"")]
     target = flow.path + ("?" + flow.query if flow.query else "")
@@ -294,7 +306,7 @@ async def _forward(
             up.writer.write(first)
             if not complete:
                 await _stream_request_body(conn, up, flow, chunked)
-            response = await _response_head(gateway, up)
+            response = await response_head(gateway, up)
         except UpstreamError:
             up.abort()
             if attempt == 0 and up.reused and complete:
@@ -305,7 +317,7 @@ async def _forward(
             raise
         break
     try:
-        return await _respond(gateway, conn, head, flow, up, response, upgrade)
+        return await respond(gateway, conn, head, flow, up, response, upgrade)
     except BaseException:
         up.abort()
         raise
@@ -328,110 +340,3 @@ async def _stream_request_body(
         up.writer.write(b"0\r\n\r\n")
     conn.clean = True
     conn.body_pending = False
-
-
-async def _response_head(gateway: Gateway, up: UpstreamConnection) -> ResponseHead:
-    timeout = gateway.options.upstream_timeout
-    while True:
-        try:
-            event = await up.next_event(timeout)
-        except TimeoutError:
-            raise UpstreamError(504, "the upstream did not answer in time") from None
-        except OSError:
-            raise UpstreamError(502, "the upstream closed the connection") from None
-        if event is EOF:
-            raise UpstreamError(502, "the upstream closed the connection")
-        if isinstance(event, ParseError):
-            raise UpstreamError(502, event.message)
-        if isinstance(event, ResponseHead):
-            if 100 <= event.status < 200 and event.status != 101:
-                continue  # interim answers are not relayed (END follows, skipped below)
-            return event
-
-
-async def _respond(
-    gateway: Gateway,
-    conn: ClientConnection,
-    head: Head,
-    flow: Flow,
-    up: UpstreamConnection,
-    response: ResponseHead,
-    upgrade: Upgrade | None,
-) -> bool:
-    from agentfirewall_proxy.server import relay
-
-    flow.status = response.status
-    if response.status == 101 and upgrade is not None:
-        conn.write(serialize_response_head(101, response.reason, response.headers))
-        if upgrade.tail:
-            up.writer.write(upgrade.tail)
-        await relay(conn.reader, conn.writer, up.reader, up.writer, flow)
-        up.abort()
-        return False
-    no_body = head.method == "HEAD" or response.status in (204, 304)
-    headers = [(k, v) for k, v in response.headers if k.lower() not in _DROP_DOWN]
-    close_delimited = not no_body and response.content_length is None and not response.chunked
-    if response.content_length is not None and (not no_body or head.method == "HEAD"):
-        headers.append((b"Content-Length", b"%d" % response.content_length))
-    chunk_out = not no_body and response.content_length is None and head.version == "1.1"
-    if chunk_out:
-        headers.append((b"Transfer-Encoding", b"chunked"))
-    keep = head.keep_alive and conn.clean and (chunk_out or not close_delimited)
-    if not keep:
-        headers.append((b"Connection", b"close"))
-    first = serialize_response_head(response.status, response.reason, headers)
-    if no_body or not up.parser.events:
-        conn.write(first)  # now: a stream's first bytes may be far off
-        first = b""
-    reusable = response.keep_alive
-    if no_body:
-        if head.method == "HEAD":
-            up.reset_parser()
-        elif await up.next_event(gateway.options.io_timeout) is not END:
-            reusable = False
-    else:
-        ended = await _stream_response_body(
-            gateway, conn, up, flow, (chunk_out, close_delimited), first
-        )
-        if ended is None:
-            conn.abort()
-            up.abort()
-            return False
-        reusable = ended and response.keep_alive
-    await conn.flush()
-    if reusable:
-        gateway.pool.release(up)
-    else:
-        up.abort()
-    return keep
-
-
-async def _stream_response_body(
-    gateway: Gateway,
-    conn: ClientConnection,
-    up: UpstreamConnection,
-    flow: Flow,
-    framing: tuple[bool, bool],
-    pending: bytes,
-) -> bool | None:
-    """Relay the body as it arrives: True when the upstream may be reused, None if broken.
-
-    What the upstream already sent is written in one go (with the head, in `pending`, when
-    the body came with it); whenever nothing more is at hand, what is pending goes out.
-    """
-    chunk_out, close_delimited = framing
-    timeout = gateway.options.io_timeout
-    while True:
-        if pending and not up.parser.events:
-            conn.write(pending)
-            pending = b""
-            await conn.flush()
-        event = await up.next_event(timeout)
-        if isinstance(event, bytes):
-            flow.bytes_in += len(event)
-            pending += _chunk(event) if chunk_out else event
-            continue
-        if event is END or (event is EOF and close_delimited):
-            conn.write(pending + b"0\r\n\r\n" if chunk_out else pending)
-            return event is END
-        return None

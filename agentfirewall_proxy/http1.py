@@ -26,6 +26,7 @@ __all__ = [
     "ResponseHead",
     "ResponseParser",
     "Upgrade",
+    "chunk",
     "reason_phrase",
     "serialize_request_head",
     "serialize_response_head",
@@ -280,3 +281,8 @@ def serialize_response_head(status: int, reason: bytes, headers: Headers) -> byt
     lines = [b"HTTP/1.1 %d " % status + (reason or reason_phrase(status))]
     lines.extend(k + b": " + v for k, v in headers)
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """`data` as one chunk of a chunked body (nothing for no data: an empty chunk ends it)."""
+    return b"%x\r\n%b\r\n" % (len(data), data) if data else b""

@@ -59,7 +59,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--header-timeout", type=float, default=10.0)
     parser.add_argument("--idle-timeout", type=float, default=60.0)
     parser.add_argument("--access-log", action="store_true", help="one line per request on stderr")
+    parser.add_argument(
+        "--body-inspect-limit",
+        type=int,
+        default=16 * 1024 * 1024,
+        metavar="BYTES",
+        help="request body bytes inspected before deciding (default 16 MiB; beyond: fail closed)",
+    )
     args = parser.parse_args(argv)
+    if args.body_inspect_limit < 1:
+        parser.error("--body-inspect-limit must be a positive number of bytes")
     token = args.token or os.environ.get("AGENTFIREWALL_GATEWAY_TOKEN")
     if not args.config_file and not (args.control_plane and token):
         parser.error("give --control-plane URL and --token T, or --config-file FILE")
@@ -84,6 +93,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         header_timeout=args.header_timeout,
         idle_timeout=args.idle_timeout,
         access_log=args.access_log,
+        body_inspect_limit=args.body_inspect_limit,
     )
 
 

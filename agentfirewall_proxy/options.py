@@ -34,6 +34,9 @@ class Options:
     #: Seconds to wait for an upstream's response head.
     upstream_timeout: float = 300.0
     max_head_bytes: int = 65536
+    #: Request body bytes read and inspected before deciding (and bound by an approval);
+    #: a decision that depends on a body beyond it fails closed.
+    body_inspect_limit: int = 16 * 1024 * 1024
     #: Idle pooled upstream connections kept per (scheme, host, port).
     pool_size: int = 64
     traffic_batch: int = 200

@@ -105,6 +105,8 @@ class Flow:
     approval_id: str | None = None
     #: The action type (kept when ``parsed`` is dropped to park a held request).
     action: str | None = None
+    #: Injected secrets replaced in the response (``scrub.py``).
+    scrubbed: int = 0
 
 
 def normalize_host(host: str) -> str:
@@ -332,7 +334,7 @@ def traffic_record(flow: Flow) -> dict[str, Any]:
         "method": flow.method,
         "host": flow.host,
         "path": flow.path[:2048],
-        "decision": decision.outcome if decision else "deny",
+        "decision": "killed" if flow.killed else (decision.outcome if decision else "deny"),
         "would_outcome": decision.would_outcome if decision else None,
         "status_code": flow.status,
         "latency_ms": round((time.monotonic() - flow.started) * 1000, 3),

@@ -27,6 +27,7 @@ from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import AccessRule, Engine, EvaluationContext, KillSwitch, load_policy
 from agentfirewall.policy.permissions import KillSwitchIndex
 from agentfirewall_proxy.aliases import alias_rules
+from agentfirewall_proxy.scrub import Scrubber, scrubber_for
 
 __all__ = ["AgentEntry", "CompiledConfig", "ConnectorEntry", "compile_snapshot"]
 
@@ -60,6 +61,8 @@ class ConnectorEntry:
     #: Lowercase names of the agent's headers removed before forwarding.
     auth_header_names: frozenset[bytes]
     body_limit: int
+    #: Finds every form of the injected credential in responses (None: nothing injected).
+    scrubber: Scrubber | None = None
 
 
 def _auth_headers(data: dict[str, Any], impl: Connector) -> list[tuple[str, str]]:
@@ -91,6 +94,7 @@ def _connector(data: dict[str, Any]) -> ConnectorEntry:
         auth_headers=tuple((k.encode("latin-1"), _header_safe(v)) for k, v in headers),
         auth_header_names=frozenset(n.encode("latin-1") for n in names) if headers else frozenset(),
         body_limit=int(impl.body_limit),
+        scrubber=scrubber_for(_header_safe(v) for _, v in headers),
     )
 
 

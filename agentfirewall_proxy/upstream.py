@@ -13,12 +13,24 @@ import base64
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agentfirewall_proxy.http1 import END, ParseError, ResponseHead, ResponseParser, Upgrade
 from agentfirewall_proxy.options import Options
+from agentfirewall_proxy.pipeline import Refusal, normalize_host
 
-__all__ = ["EOF", "UpstreamConnection", "UpstreamError", "UpstreamPool", "client_ssl_context"]
+if TYPE_CHECKING:
+    from agentfirewall_proxy.snapshot import ConnectorEntry
+
+__all__ = [
+    "EOF",
+    "UpstreamConnection",
+    "UpstreamError",
+    "UpstreamPool",
+    "client_ssl_context",
+    "plain_request_upstream",
+]
 
 Key = tuple[str, str, int]
 
@@ -36,6 +48,43 @@ class _Eof:
 
 
 EOF = _Eof()
+
+
+def plain_request_upstream(connector: ConnectorEntry, host: str, port: int) -> tuple[str, int]:
+    """(scheme, port) upstream for a plain ``http://`` request routed to `connector`.
+
+    An injected credential never travels in cleartext. The connector's upstream is TLS
+    when its ``base_url`` (or its type's, e.g. ``https://api.github.com``) says https: the
+    request is upgraded (port 80 becomes 443, or the base URL's own port for its host).
+    A ``base_url`` configured as ``http://`` is an admin's declaration of a plain host:
+    plain it stays. A connector with no TLS upstream known goes plain only when it injects
+    nothing; with a credential it is refused (403 ``cleartext_refused``).
+    """
+    declared = connector.base_url
+    base = urlsplit(declared or connector.impl.base_url or "")
+    scheme = base.scheme.lower()
+    if declared and scheme == "http":
+        return "http", port
+    if scheme == "https":
+        if base.hostname and normalize_host(base.hostname) == host:
+            return "https", base.port or 443
+        if port == 80:
+            return "https", 443
+        raise Refusal(
+            403,
+            "cleartext_refused",
+            f"`http://{host}:{port}` goes to connector `{connector.name}` whose upstream is "
+            f"TLS on an unknown port: use https://",
+        )
+    if not connector.has_credential:
+        return "http", port
+    raise Refusal(
+        403,
+        "cleartext_refused",
+        f"connector `{connector.name}` injects a credential and declares no TLS upstream: "
+        "it is never sent over plain http (use https://, or an admin sets the connector's "
+        "base_url to https://... or, for a plain internal host, http://...)",
+    )
 
 
 def client_ssl_context(extra_ca: str | None) -> ssl.SSLContext:

@@ -18,10 +18,11 @@ from pydantic import JsonValue
 from agentfirewall.actions import ActionSpec, Risk
 from agentfirewall.connectors import build
 from agentfirewall.connectors.base import Connector, make_spec, request_method
-from agentfirewall.connectors.bodies import FormData, parse_form, parse_json, parse_json_prefix
+from agentfirewall.connectors.bodies import FormData, parse_form
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction, risk_rank
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Match, Route, RouteTable, Variant, template_vars
+from agentfirewall.connectors.scan import read_json_object
 from agentfirewall.errors import ConnectorError
 
 __all__ = ["BuildAlias", "Fields", "RouteConnector"]
@@ -249,14 +250,23 @@ class RouteConnector(Connector):
             return parse_form(req.body, complete=req.body_complete, connector=self.name), (
                 not req.body_complete
             )
+        keep = None if self.custom_body_parameters else self.body_fields(route)
+        data = read_json_object(
+            req.body, keep=keep, complete=req.body_complete, connector=self.name
+        )
         if not req.body_complete:
-            return parse_json_prefix(req.body, connector=self.name), True
-        data = parse_json(req.body, connector=self.name)
+            return (data if isinstance(data, dict) else {}), True
         if data is not None and not isinstance(data, dict) and route.variants:
             raise ConnectorError(
                 "JSON body is not an object: cannot name the action", connector=self.name
             )
         return (data if isinstance(data, dict) else {}), False
+
+    def body_fields(self, route: Route) -> frozenset[str]:
+        """The body fields `route` reads (its parameters and variant fields)."""
+        names = [n.partition(":")[0] for n in route.params]
+        names.extend(v.field for v in route.variants)
+        return frozenset(names)
 
     def _field(self, name: str, is_int: bool, body: Fields, query: FormData) -> JsonValue:
         value = _single(name, body.get(name), self.name)

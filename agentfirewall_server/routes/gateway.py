@@ -69,10 +69,23 @@ class ApprovalIds(Strict):
     )
 
 
+_SHA256 = r"^[0-9a-f]{64}$"
+
+
 class RequestLine(Strict):
+    """The held request as its approver sees it, and the digest its approval binds
+    (``agentfirewall_proxy.pipeline.bind_request``): never a header value."""
+
     method: str = Field(max_length=16)
     host: str = Field(max_length=300)
     path: str = Field(max_length=8192)
+    query: str | None = Field(default=None, max_length=8192)
+    content_type: str | None = Field(default=None, max_length=300)
+    content_encoding: str | None = Field(default=None, max_length=100)
+    body_size: int | None = Field(default=None, ge=0, le=2**53)
+    body_sha256: str | None = Field(default=None, pattern=_SHA256)
+    body_preview: str | None = Field(default=None, max_length=2048)
+    digest: str | None = Field(default=None, pattern=_SHA256)
 
 
 class GatewayApproval(Strict):
@@ -216,21 +229,37 @@ async def ingest_traffic(request: Request) -> JSONResponse:
         state.hub.publish("traffic", {k: v for k, v in row.items() if k != "created_at"})
     return json_ok({"accepted": len(rows)})
 
+def _bound_digest(row: Any) -> str | None:
+    request = json.loads(row.request) if row.request else None
+    digest = request.get("digest") if isinstance(request, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+def _reusable(conn: Connection, body: GatewayApproval) -> Any:
+    """The approved, unused approval of exactly this request (same agent, action hash and
+    request digest); a request without a digest never reuses one."""
+    digest = body.request.digest if body.request else None
+    if digest is None:
+        return None
+    rows = conn.execute(
+        select(approvals)
+        .where(
+            approvals.c.agent == body.agent,
+            approvals.c.action_hash == body.action_hash,
+            approvals.c.status == "approved",
+            approvals.c.used.is_(False),
+        )
+        .order_by(approvals.c.decided_at.desc())
+        .limit(100)
+    ).all()
+    return next((r for r in rows if _bound_digest(r) == digest), None)
+
+
 
 def _reuse_or_create(state: AppState, body: GatewayApproval, spec: dict[str, Any]) -> Any:
     def job(conn: Connection) -> tuple[dict[str, Any], bool]:
         stamp = now()
-        found = conn.execute(
-            select(approvals)
-            .where(
-                approvals.c.agent == body.agent,
-                approvals.c.action_hash == body.action_hash,
-                approvals.c.status == "approved",
-                approvals.c.used.is_(False),
-            )
-            .order_by(approvals.c.decided_at.desc())
-            .limit(1)
-        ).first()
+        found = _reusable(conn, body)
         if found is not None:
             conn.execute(update(approvals).where(approvals.c.id == found.id).values(used=True))
             return {**dict(found._mapping), "used": True}, True
@@ -248,7 +277,7 @@ def _reuse_or_create(state: AppState, body: GatewayApproval, spec: dict[str, Any
             action_hash=body.action_hash,
             risk_score=body.risk_score,
             reason=body.reason,
-            request=body.request.model_dump() if body.request else None,
+            request=body.request.model_dump(exclude_none=True) if body.request else None,
             roles=list(body.approver_roles or DEFAULT_ROLES),
             timeout_seconds=timeout,
             now=stamp,

@@ -96,7 +96,7 @@ def test_traffic_is_ingested_and_queryable(harness: Harness) -> None:
     assert len(harness.admin("GET", "/v1/traffic").json()["traffic"]) == 3
 
 
-def _approval_body() -> dict[str, Any]:
+def _approval_body(digest: str = "d" * 64) -> dict[str, Any]:
     spec = parse_action_spec(SPEC)
     return {
         "agent": "Bot",
@@ -109,6 +109,10 @@ def _approval_body() -> dict[str, Any]:
             "method": "PUT",
             "host": "api.github.com",
             "path": "/repos/acme/api/pulls/42/merge",
+            "query": "",
+            "body_size": 2,
+            "body_preview": "{}",
+            "digest": digest,
         },
         "timeout_seconds": 60,
     }
@@ -238,3 +242,24 @@ def test_agents_show_the_dedicated_port_an_online_gateway_reports(harness: Harne
     assert harness.admin("GET", "/v1/agents/Bot").json()["proxy_port"] == 10001
     harness.state.gateways["gw-ports"]["last_heartbeat"] -= 3600  # that gateway went away
     assert harness.admin("GET", "/v1/agents/Bot").json()["proxy_port"] is None
+
+
+def test_gateway_approval_is_reused_only_by_the_same_request_digest(harness: Harness) -> None:
+    """One approval, one request: another body or query (another digest), or no digest
+    at all, never spends an approval made for a different request."""
+    created = harness.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    harness.admin("POST", f"/v1/approvals/{created['id']}/approve")
+    assert created["request"]["digest"] == "d" * 64
+    assert created["request"]["body_preview"] == "{}"
+    other = harness.gateway("POST", "/v1/gateway/approvals", json=_approval_body("e" * 64))
+    assert other.json()["reused"] is False
+    unbound = _approval_body()
+    del unbound["request"]["digest"]
+    assert harness.gateway("POST", "/v1/gateway/approvals", json=unbound).json()["reused"] is False
+    same = harness.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    assert same["reused"] is True
+    assert same["id"] == created["id"]
+    again = harness.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    assert again["reused"] is False
+    bad = _approval_body("not-hex")
+    assert harness.gateway("POST", "/v1/gateway/approvals", json=bad).status_code == 422

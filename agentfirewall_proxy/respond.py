@@ -1,0 +1,245 @@
+"""The response side of an exchange: relayed back to the agent, scrubbed of secrets.
+
+Both directions are re-framed by the gateway: a response keeps its ``Content-Length``
+(scrubbing replaces a secret by a filler of the same length) or is sent in fresh chunks.
+Server-sent events pass chunk by chunk as they arrive. When the connector injects a
+credential, every form of it is replaced in the status line, headers and body
+(``scrub.py``), in WebSocket frames (``wsframes.py``) and in any other upgraded stream; a
+body the gateway cannot search (a compression it cannot decode) is refused or cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+from agentfirewall_proxy.http1 import (
+    END,
+    Head,
+    ParseError,
+    ResponseHead,
+    Upgrade,
+    chunk,
+    serialize_response_head,
+)
+from agentfirewall_proxy.pipeline import Flow
+from agentfirewall_proxy.scrub import (
+    ScrubbedBody,
+    Scrubber,
+    ScrubError,
+    ScrubStream,
+    body_decoder,
+)
+from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
+from agentfirewall_proxy.wsframes import FrameScrubber
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.gateway import Gateway
+    from agentfirewall_proxy.server import ClientConnection
+
+__all__ = ["respond", "response_head", "scrubber_of"]
+
+_DROP_DOWN = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+     b"content-length", b"trailer", b"upgrade", b"te"}
+)  # fmt: skip
+
+
+async def response_head(gateway: Gateway, up: UpstreamConnection) -> ResponseHead:
+    timeout = gateway.options.upstream_timeout
+    while True:
+        try:
+            event = await up.next_event(timeout)
+        except TimeoutError:
+            raise UpstreamError(504, "the upstream did not answer in time") from None
+        except OSError:
+            raise UpstreamError(502, "the upstream closed the connection") from None
+        if event is EOF:
+            raise UpstreamError(502, "the upstream closed the connection")
+        if isinstance(event, ParseError):
+            raise UpstreamError(502, event.message)
+        if isinstance(event, ResponseHead):
+            if 100 <= event.status < 200 and event.status != 101:
+                continue  # interim answers are not relayed (END follows, skipped below)
+            return event
+
+
+def scrubber_of(flow: Flow) -> Scrubber | None:
+    """The injected credential's scrubber (None: this connector injects nothing)."""
+    return flow.connector.scrubber if flow.connector is not None else None
+
+
+async def respond(
+    gateway: Gateway,
+    conn: ClientConnection,
+    head: Head,
+    flow: Flow,
+    up: UpstreamConnection,
+    response: ResponseHead,
+    upgrade: Upgrade | None,
+) -> bool:
+    flow.status = response.status
+    scrubber = scrubber_of(flow)
+    headers, reason = response.headers, response.reason
+    if scrubber is not None:  # the head never carries the injected credential back
+        headers, found = scrubber.headers(headers)
+        reason, more = scrubber.scrub(reason)
+        flow.scrubbed += found + more
+    if response.status == 101 and upgrade is not None:
+        relayed = _upgraded_scrubber(scrubber, headers)
+        conn.write(serialize_response_head(101, reason, headers))
+        if upgrade.tail:
+            up.writer.write(upgrade.tail)
+        await _relay_upgraded(conn, up, flow, relayed)
+        up.abort()
+        return False
+    no_body = head.method == "HEAD" or response.status in (204, 304)
+    headers = [(k, v) for k, v in headers if k.lower() not in _DROP_DOWN]
+    body = None
+    if scrubber is not None and not no_body:
+        try:
+            headers, decoder = body_decoder(headers)
+        except ScrubError as exc:
+            raise UpstreamError(502, str(exc)) from None
+        body = ScrubbedBody(scrubber.stream(), decoder)
+    length = None if body is not None and body.decoder is not None else response.content_length
+    close_delimited = not no_body and response.content_length is None and not response.chunked
+    if length is not None and (not no_body or head.method == "HEAD"):
+        headers.append((b"Content-Length", b"%d" % length))
+    chunk_out = not no_body and length is None and head.version == "1.1"
+    if chunk_out:
+        headers.append((b"Transfer-Encoding", b"chunked"))
+    keep = head.keep_alive and conn.clean and (no_body or chunk_out or length is not None)
+    if not keep:
+        headers.append((b"Connection", b"close"))
+    first = serialize_response_head(response.status, reason, headers)
+    if no_body or not up.parser.events:
+        conn.write(first)  # now: a stream's first bytes may be far off
+        first = b""
+    reusable = response.keep_alive
+    if no_body:
+        if head.method == "HEAD":
+            up.reset_parser()
+        elif await up.next_event(gateway.options.io_timeout) is not END:
+            reusable = False
+    else:
+        ended = await _stream_response_body(
+            gateway, conn, up, flow, (chunk_out, close_delimited), first, body
+        )
+        if ended is None:
+            conn.abort()
+            up.abort()
+            return False
+        reusable = ended and response.keep_alive
+    await conn.flush()
+    if reusable:
+        gateway.pool.release(up)
+    else:
+        up.abort()
+    return keep
+
+
+def _upgraded_scrubber(
+    scrubber: Scrubber | None, headers: list[tuple[bytes, bytes]]
+) -> FrameScrubber | ScrubStream | None:
+    """How an upgraded stream is scrubbed: by WebSocket frame, as raw bytes, or not at all."""
+    if scrubber is None:
+        return None
+    names = {k.lower(): v.strip().lower() for k, v in headers}
+    if b"sec-websocket-extensions" in names:
+        raise UpstreamError(502, "the upstream negotiated a websocket extension not asked for")
+    if names.get(b"upgrade") == b"websocket":
+        return FrameScrubber(scrubber)
+    return scrubber.stream()  # another protocol: same-length replacement in the raw bytes
+
+
+async def _relay_upgraded(
+    conn: ClientConnection,
+    up: UpstreamConnection,
+    flow: Flow,
+    scrubbed: FrameScrubber | ScrubStream | None,
+) -> None:
+    """Both directions of an upgraded connection; the upstream's side scrubbed if need be."""
+    from agentfirewall_proxy.server import relay
+
+    early = b"".join(e.tail for e in up.parser.events if isinstance(e, Upgrade))
+    up.parser.events.clear()
+    if scrubbed is None:
+        if early:
+            conn.write(early)
+        await relay(conn.reader, conn.writer, up.reader, up.writer, flow)
+        return
+
+    async def downward(data: bytes) -> None:
+        while data:
+            flow.bytes_in += len(data)
+            if out := scrubbed.feed(data):
+                conn.writer.write(out)
+                await conn.writer.drain()
+            data = await up.reader.read(65536)
+        if isinstance(scrubbed, ScrubStream) and (rest := scrubbed.finish()):
+            conn.writer.write(rest)
+        with contextlib.suppress(OSError, RuntimeError):
+            conn.writer.write_eof()
+
+    async def upward() -> None:
+        while data := await conn.reader.read(65536):
+            flow.bytes_out += len(data)
+            up.writer.write(data)
+            await up.writer.drain()
+        with contextlib.suppress(OSError, RuntimeError):
+            up.writer.write_eof()
+
+    tasks = [asyncio.ensure_future(downward(early)), asyncio.ensure_future(upward())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        flow.scrubbed += scrubbed.count
+
+
+async def _stream_response_body(
+    gateway: Gateway,
+    conn: ClientConnection,
+    up: UpstreamConnection,
+    flow: Flow,
+    framing: tuple[bool, bool],
+    pending: bytes,
+    body: ScrubbedBody | None = None,
+) -> bool | None:
+    """Relay the body as it arrives: True when the upstream may be reused, None if broken.
+
+    What the upstream already sent is written in one go (with the head, in `pending`, when
+    the body came with it); whenever nothing more is at hand, what is pending goes out.
+    With a credential injected, `body` decodes and scrubs it on the way (an undecodable
+    body is cut: None).
+    """
+    chunk_out, close_delimited = framing
+    timeout = gateway.options.io_timeout
+    try:
+        while True:
+            if pending and not up.parser.events:
+                conn.write(pending)
+                pending = b""
+                await conn.flush()
+            event = await up.next_event(timeout)
+            if isinstance(event, bytes):
+                flow.bytes_in += len(event)
+                if body is not None:
+                    event = body.feed(event)
+                pending += chunk(event) if chunk_out else event
+                continue
+            if event is END or (event is EOF and close_delimited):
+                if body is not None and (rest := body.finish()):
+                    pending += chunk(rest) if chunk_out else rest
+                conn.write(pending + b"0\r\n\r\n" if chunk_out else pending)
+                return event is END
+            return None
+    except ScrubError:
+        return None
+    finally:
+        if body is not None:
+            flow.scrubbed += body.count

@@ -1,0 +1,249 @@
+"""Injected credentials never reach the agent: scrubbed from response heads and bodies.
+
+Pure byte logic, no sockets. A connector that injects a credential gets a
+:class:`Scrubber` built once from the header values it adds (:func:`scrubber_for`). Every
+form of the secret is searched for: the header value, the token after its scheme, for
+``Basic`` the decoded ``user:pass`` and its password, and of each of these the base64
+(standard and URL-safe, padded or not), percent-encoded and JSON-escaped (``\\/``) forms.
+
+A match is replaced by a filler of **the same length** (:data:`MARKER`, cut or padded
+with ``*``), so a ``Content-Length`` stays true and no body is re-framed for scrubbing.
+A body is scrubbed as a stream (:class:`ScrubStream`): the only bytes held back between
+chunks are a suffix that could begin a secret (at most its length minus one), so a secret
+split across two chunks is still found, and a stream of events (SSE) is not delayed.
+
+A compressed response cannot be searched: the gateway asks for ``identity`` whenever it
+injects a credential, and an upstream that compresses anyway is decoded (gzip, deflate)
+or refused (:class:`ScrubError`, any other coding): fail closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+__all__ = [
+    "MARKER",
+    "Decoder",
+    "ScrubError",
+    "ScrubStream",
+    "ScrubbedBody",
+    "Scrubber",
+    "body_decoder",
+    "scrubber_for",
+    "secret_forms",
+]
+
+#: What a scrubbed secret reads as (cut or ``*``-padded to the secret's length).
+MARKER = b"[REDACTED by TameFlare]"
+#: Derived forms shorter than this are not searched for (they would match anywhere).
+_MIN_FORM = 6
+_DECODED_PIECE = 1 << 20
+
+
+class ScrubError(Exception):
+    """A response the gateway cannot check for secrets (so it is not relayed)."""
+
+
+def filler(length: int) -> bytes:
+    """The same-length replacement of a secret of `length` bytes."""
+    return (MARKER + b"*" * max(0, length - len(MARKER)))[:length]
+
+
+def _encodings(secret: bytes) -> list[bytes]:
+    text = secret.decode("latin-1")
+    b64 = base64.b64encode(secret)
+    url64 = base64.urlsafe_b64encode(secret)
+    forms = [secret, b64, b64.rstrip(b"="), url64, url64.rstrip(b"=")]
+    forms += [quote(text, safe="").encode("latin-1"), quote_plus(text).encode("latin-1")]
+    forms.append(secret.replace(b"/", b"\\/"))
+    return forms
+
+
+def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
+    """Every searched form of the credential header `values`, longest first."""
+    bases: list[bytes] = []
+    for value in values:
+        bases.append(value)
+        scheme, space, token = value.partition(b" ")
+        if not space:
+            continue
+        bases.append(token.strip())
+        if scheme.lower() == b"basic":
+            try:
+                decoded = base64.b64decode(token.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            bases.append(decoded)
+            bases.append(decoded.partition(b":")[2])
+    forms = {f for base in bases if base for f in _encodings(base) if len(f) >= _MIN_FORM}
+    forms.update(v for v in values if v)  # a whole header value, however short
+    return tuple(sorted(forms, key=lambda f: (-len(f), f)))
+
+
+class Scrubber:
+    """The secrets of one connector's credential, and how to find them in bytes."""
+
+    __slots__ = ("_firsts", "forms", "longest", "replacements")
+
+    def __init__(self, forms: tuple[bytes, ...]) -> None:
+        self.forms = forms
+        self.replacements = tuple((f, filler(len(f))) for f in forms)
+        self.longest = max((len(f) for f in forms), default=0)
+        self._firsts = frozenset(f[0] for f in forms)
+
+    def scrub(self, data: bytes) -> tuple[bytes, int]:
+        """`data` with every whole secret replaced, and how many were."""
+        count = 0
+        for form, fill in self.replacements:
+            if form in data:
+                count += data.count(form)
+                data = data.replace(form, fill)
+        return data, count
+
+    def held(self, data: bytes) -> int:
+        """Length of the longest suffix of `data` that may begin a secret (0: none)."""
+        size = len(data)
+        firsts = self._firsts
+        for index in range(max(0, size - self.longest + 1), size):
+            if data[index] in firsts:
+                tail = data[index:]
+                if any(form.startswith(tail) for form in self.forms):
+                    return size - index
+        return 0
+
+    def headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
+        """Header values scrubbed; a header whose *name* holds a secret is dropped."""
+        out: list[tuple[bytes, bytes]] = []
+        total = 0
+        for name, value in headers:
+            name_clean, found = self.scrub(name)
+            if found:
+                total += found
+                continue
+            value, found = self.scrub(value)
+            total += found
+            out.append((name_clean, value))
+        return out, total
+
+    def stream(self) -> ScrubStream:
+        return ScrubStream(self)
+
+
+class ScrubStream:
+    """One body scrubbed chunk by chunk; :meth:`finish` releases what was held back."""
+
+    __slots__ = ("count", "scrubber", "tail")
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        self.scrubber = scrubber
+        self.tail = b""
+        self.count = 0
+
+    def feed(self, data: bytes) -> bytes:
+        data, found = self.scrubber.scrub(self.tail + data if self.tail else data)
+        self.count += found
+        keep = self.scrubber.held(data)
+        if keep:
+            self.tail = data[-keep:]
+            return data[:-keep]
+        self.tail = b""
+        return data
+
+    def finish(self) -> bytes:
+        """The held-back bytes (a partial secret cannot complete any more: sent as is)."""
+        tail, self.tail = self.tail, b""
+        return tail
+
+
+def scrubber_for(values: Iterable[bytes]) -> Scrubber | None:
+    """The scrubber for a connector injecting header `values` (None: nothing injected)."""
+    forms = secret_forms(list(values))
+    return Scrubber(forms) if forms else None
+
+
+class Decoder:
+    """A gzip/deflate body decoded as it streams (bounded pieces; errors fail closed)."""
+
+    __slots__ = ("_fed", "_zlib")
+
+    def __init__(self) -> None:
+        self._zlib = zlib.decompressobj(wbits=47)  # gzip or zlib header, auto-detected
+        self._fed = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._fed = self._fed or bool(data)
+        pieces: list[bytes] = []
+        try:
+            while data:
+                pieces.append(self._zlib.decompress(data, _DECODED_PIECE))
+                data = self._zlib.unconsumed_tail
+            return pieces
+        except zlib.error as exc:
+            raise ScrubError(f"undecodable compressed response: {exc}") from None
+
+    def finish(self) -> bytes:
+        try:
+            rest = self._zlib.flush()
+        except zlib.error as exc:
+            raise ScrubError(f"undecodable compressed response: {exc}") from None
+        if self._fed and (self._zlib.unused_data or not self._zlib.eof):
+            raise ScrubError("undecodable compressed response: truncated or concatenated")
+        return rest
+
+
+_DECODABLE = frozenset({b"gzip", b"x-gzip", b"deflate"})
+
+
+def body_decoder(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes]], Decoder | None]:
+    """Headers without ``Content-Encoding`` and a decoder, when the body is compressed.
+
+    The gateway asked for ``identity``; an upstream that compresses anyway is decoded
+    when it used gzip or deflate, else refused (:class:`ScrubError`).
+    """
+    codings = [
+        c.strip().lower()
+        for k, v in headers
+        if k.lower() == b"content-encoding"
+        for c in v.split(b",")
+        if c.strip()
+    ]
+    codings = [c for c in codings if c != b"identity"]
+    if not codings:
+        return headers, None
+    if len(codings) > 1 or codings[0] not in _DECODABLE:
+        named = b", ".join(codings).decode("latin-1")[:80]
+        raise ScrubError(
+            f"the upstream answered with content-encoding `{named}`: "
+            "the response cannot be checked for the injected credential"
+        )
+    kept = [(k, v) for k, v in headers if k.lower() != b"content-encoding"]
+    return kept, Decoder()
+
+
+class ScrubbedBody:
+    """A response body on its way to the agent: decoded if need be, then scrubbed."""
+
+    __slots__ = ("decoder", "stream")
+
+    def __init__(self, stream: ScrubStream, decoder: Decoder | None) -> None:
+        self.stream = stream
+        self.decoder = decoder
+
+    @property
+    def count(self) -> int:
+        return self.stream.count
+
+    def feed(self, data: bytes) -> bytes:
+        if self.decoder is None:
+            return self.stream.feed(data)
+        return b"".join([self.stream.feed(piece) for piece in self.decoder.feed(data)])
+
+    def finish(self) -> bytes:
+        last = self.stream.feed(self.decoder.finish()) if self.decoder is not None else b""
+        return last + self.stream.finish()
