@@ -1,8 +1,10 @@
 """One request/response exchange: decide, then hold, refuse or forward and stream back.
 
-Bodies are streamed, never buffered: only the first ``connector.body_limit`` bytes are read
-before deciding. Both directions are re-framed by the gateway (``Content-Length`` or fresh
-chunks), so what the upstream sees is exactly what was decided on. The response side
+A connector that reads bodies gets the whole body up to the inspection limit
+(``Options.body_inspect_limit``, 16 MiB) before deciding; a held request's body is read
+whole (up to that limit) so its approval binds it (``pipeline.bind_request``). The rest of
+a larger body is streamed. Both directions are re-framed by the gateway (``Content-Length``
+or fresh chunks), so what the upstream sees is exactly what was decided on. The response side
 (relay, scrubbing of injected secrets) is ``respond.py``.
 """
 
@@ -22,6 +24,7 @@ from agentfirewall_proxy.pipeline import (
     Flow,
     Refusal,
     authenticate,
+    bind_request,
     check_host_header,
     clean_path,
     decide,
@@ -58,13 +61,14 @@ async def exchange(
     try:
         _identify(gateway, conn, flow, head, tunnel)
         upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None
+        limit = gateway.options.body_inspect_limit
         if upgrade is None:
-            prefix, complete = await _body_prefix(conn, head, flow)
+            prefix, complete = await _body_prefix(conn, head, flow, limit)
         else:
             prefix, complete = b"", True  # an upgrade request has no body of its own
         conn.body_pending = not complete
         decision = decide(
-            gateway.require_config(), flow, http_request(flow, head, prefix, complete)
+            gateway.require_config(), flow, http_request(flow, head, prefix, complete, limit)
         )
         gateway.begin(flow, conn)
         gateway.decided(flow)
@@ -72,6 +76,12 @@ async def exchange(
             kill = decision.kill_switch
             raise Refusal(403, "kill_switch" if kill else "denied", decision.reason)
         if decision.outcome == "require_approval":
+            if not complete:  # an approval binds the whole body: read it (up to the limit)
+                prefix, complete = await _read_body(conn, prefix, limit)
+                conn.body_pending = not complete
+                if not complete:
+                    raise _unbindable(limit)
+            flow.bound = bind_request(flow, head, prefix)
             parkable = complete and upgrade is None
             parked = await _hold(gateway, conn, head, flow, prefix if parkable else None, tunnel)
             if parked is not None:
@@ -168,8 +178,16 @@ def _identify(
         flow.scheme, flow.port = plain_request_upstream(flow.connector, flow.host, flow.port)
 
 
-async def _body_prefix(conn: ClientConnection, head: Head, flow: Flow) -> tuple[bytes, bool]:
-    """Up to the connector's body limit; (bytes, whether that is the whole body)."""
+def _unbindable(limit: int) -> Refusal:
+    message = f"request body larger than the {limit}-byte inspection limit: cannot bind it"
+    return Refusal(413, "body_too_large", f"{message} to an approval")
+
+
+async def _body_prefix(
+    conn: ClientConnection, head: Head, flow: Flow, limit: int
+) -> tuple[bytes, bool]:
+    """The body up to the inspection `limit` when the connector reads bodies (nothing
+    yet when it does not); (bytes, whether that is the whole body)."""
     if not head.has_body:
         await _expect_end(conn)
         return b"", True
@@ -177,9 +195,13 @@ async def _body_prefix(conn: ClientConnection, head: Head, flow: Flow) -> tuple[
     expect = head.get(b"expect")
     if expect is not None and expect.lower() == b"100-continue":
         conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    limit = flow.connector.body_limit
-    chunks: list[bytes] = []
-    size = 0
+    return await _read_body(conn, b"", limit if flow.connector.body_limit else 0)
+
+
+async def _read_body(conn: ClientConnection, have: bytes, limit: int) -> tuple[bytes, bool]:
+    """`have` plus what follows, until the body ends or `limit` bytes are at hand."""
+    chunks: list[bytes] = [have] if have else []
+    size = len(have)
     while size < limit:
         event = await conn.next_event(head=False)
         if event is END:

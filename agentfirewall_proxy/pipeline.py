@@ -6,7 +6,10 @@
     authenticate                which agent (407 when no valid proxy credential)
     snapshot.route              which connector (none: deny, the seed's deny-all)
     clean_path                  one canonical path (dot-segments, %2e, control bytes)
-    decide                      connector.parse -> engine.evaluate (fail closed)
+    http_request                the connector's view (a gzip/deflate body decoded, capped)
+    decide                      connector.parse -> engine.evaluate (fail closed; a body not
+                                fully inspected gets the strictest outcome a rule could give)
+    bind_request                what an approval binds: method, host, path, query, body digest
     upstream_headers            agent auth replaced by the connector credential, X-TameFlare-*
     refusal                     the JSON answer for 403/407/408/4xx
     traffic_record              what is shipped to the control plane (no secrets, no bodies)
@@ -20,11 +23,14 @@ import hashlib
 import json
 import re
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.connectors import HttpRequest
+from agentfirewall.policy import EvaluationContext
+from agentfirewall.policy.unseen import unseen_decision
 from agentfirewall_proxy.http1 import Head
 
 if TYPE_CHECKING:
@@ -36,6 +42,7 @@ __all__ = [
     "Flow",
     "Refusal",
     "authenticate",
+    "bind_request",
     "clean_path",
     "decide",
     "normalize_host",
@@ -105,6 +112,8 @@ class Flow:
     approval_id: str | None = None
     #: The action type (kept when ``parsed`` is dropped to park a held request).
     action: str | None = None
+    #: What an approval for this request binds (``bind_request``), once it is held.
+    bound: dict[str, object] | None = None
     #: Injected secrets replaced in the response (``scrub.py``).
     scrubbed: int = 0
 
@@ -249,8 +258,22 @@ def authenticate(config: CompiledConfig, value: bytes | None) -> AgentEntry:
     return agent
 
 
-def http_request(flow: Flow, head: Head, body: bytes, complete: bool) -> HttpRequest:
-    """The connector's view of the request (secret-bearing headers included: parse only)."""
+def http_request(
+    flow: Flow, head: Head, body: bytes, complete: bool, limit: int = 0
+) -> HttpRequest:
+    """The connector's view of the request (secret-bearing headers included: parse only).
+
+    A ``gzip`` or ``deflate`` body is decoded (at most `limit` bytes: more is a prefix) and
+    its ``Content-Encoding`` dropped from this view; a body that does not decode keeps its
+    encoding, which connectors that read bodies refuse (fail closed).
+    """
+    headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers)
+    encoding = head.get(b"content-encoding")
+    if encoding is not None and body and limit:
+        decoded = _decoded(encoding.strip().lower(), body, complete, limit)
+        if decoded is not None:
+            body, complete = decoded
+            headers = tuple(h for h in headers if h[0].lower() != "content-encoding")
     return HttpRequest(
         method=flow.method,
         scheme=flow.scheme,
@@ -258,20 +281,90 @@ def http_request(flow: Flow, head: Head, body: bytes, complete: bool) -> HttpReq
         port=flow.port,
         path=flow.path,
         query=flow.query,
-        headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers),
+        headers=headers,
         body=body,
         body_complete=complete,
     )
 
 
+_WBITS = {b"gzip": 31, b"x-gzip": 31, b"deflate": 15}
+
+
+def _decoded(encoding: bytes, body: bytes, complete: bool, limit: int) -> tuple[bytes, bool] | None:
+    """(decoded body, whether whole) of a gzip/deflate body; None when it cannot be read."""
+    wbits = _WBITS.get(encoding)
+    if wbits is None:
+        return None
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        return None
+    if len(out) > limit:
+        return out[:limit], False
+    if not complete:
+        return out, False
+    if not inflater.eof or inflater.unused_data:
+        return None  # cut short, or more members/trailing bytes an upstream might read
+    return out, True
+
+
 def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision:
-    """Parse the action and evaluate it; any failure is a deny (fail closed)."""
+    """Parse the action and evaluate it; any failure is a deny (fail closed).
+
+    When the connector read a body it did not see whole (``risk_hints.body_truncated``:
+    beyond the inspection limit), the outcome is the strictest one a rule reading request
+    data could give (``agentfirewall.policy.unseen``).
+    """
     assert flow.agent is not None
     assert flow.connector is not None
-    decision = config.decide(flow.agent, flow.connector, request, datetime.now(UTC))
-    parsed, flow.decision = decision
-    flow.parsed, flow.action = parsed, parsed.spec.type if parsed else None
-    return flow.decision
+    now = datetime.now(UTC)
+    parsed, decision = config.decide(flow.agent, flow.connector, request, now)
+    if parsed is not None and parsed.spec.risk_hints.get("body_truncated"):
+        ctx = EvaluationContext(
+            agent=flow.agent.name,
+            mode="proxy",
+            now=now,
+            connector=flow.connector.type,
+            enforcement_level=flow.agent.level,
+            risk=parsed.risk,
+        )
+        decision = unseen_decision(config.engine, parsed.spec, ctx, decision)
+    flow.parsed, flow.decision = parsed, decision
+    flow.action = parsed.spec.type if parsed else None
+    return decision
+
+
+_PREVIEW = 512
+
+
+def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
+    """What an approval for `flow` binds, and what its approver is shown (never a header
+    value but the body's type and encoding). `digest` covers method, scheme, host, port,
+    path, raw query, ``Content-Type``, ``Content-Encoding`` and the exact body bytes: any
+    other request, even the same body re-encoded, has another digest."""
+    ctype = (head.get(b"content-type") or b"").decode("latin-1")
+    encoding = (head.get(b"content-encoding") or b"").decode("latin-1")
+    digest = hashlib.sha256()
+    parts = (flow.method, flow.scheme, flow.host, str(flow.port), flow.path, flow.query)
+    for part in (*parts, ctype, encoding):
+        data = part.encode("utf-8", "surrogateescape")
+        digest.update(b"%d:%b;" % (len(data), data))
+    digest.update(b"%d:" % len(body))
+    digest.update(body)
+    preview = body[:_PREVIEW].decode("utf-8", "replace")
+    return {
+        "method": flow.method,
+        "host": flow.host,
+        "path": flow.path[:8192],
+        "query": flow.query[:8192],
+        "content_type": ctype[:300],
+        "content_encoding": encoding[:100],
+        "body_size": len(body),
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "body_preview": "".join(c if c.isprintable() or c in "\n\t" else "?" for c in preview),
+        "digest": digest.hexdigest(),
+    }
 
 
 def upstream_headers(
