@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,8 @@ from agentfirewall_proxy.aliases import alias_rules
 from agentfirewall_proxy.scrub import Scrubber, scrubber_for
 
 __all__ = ["AgentEntry", "CompiledConfig", "ConnectorEntry", "compile_snapshot"]
+
+_STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
 
 
 def _header_safe(value: str) -> bytes:
@@ -154,7 +156,13 @@ class CompiledConfig:
             enforcement_level=agent.level,
             risk=parsed.risk,
         )
-        return parsed, self.engine.evaluate(parsed.spec, ctx)
+        decision = self.engine.evaluate(parsed.spec, ctx)
+        deciding = parsed
+        for other in parsed.also:  # several actions in one request: all must be allowed
+            found = self.engine.evaluate(other.spec, replace(ctx, risk=other.risk))
+            if _STRICTNESS[found.outcome] > _STRICTNESS[decision.outcome]:
+                deciding, decision = other, found
+        return deciding, decision
 
 
 def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:

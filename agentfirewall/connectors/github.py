@@ -5,9 +5,14 @@ Reads are ``github.<resource>.get`` / ``.list``; ``github.pr.close`` and
 ``github.issue.close`` are told from ``update`` by the JSON body's ``state``;
 ``github.file.update`` from ``create`` by a ``sha`` in the body; making a repository
 public (``visibility: public`` or ``private: false``) is ``github.repo.make_public``.
-GraphQL (``POST /graphql``) is ``github.graphql.query`` (low) unless the document contains
-the word ``mutation`` anywhere, then ``github.graphql.mutate`` (high): writes cannot hide
-behind the one GraphQL endpoint. A GraphQL body that is not a JSON object is refused.
+GraphQL (``POST /graphql``) is parsed with graphql-core and every mutation is named as the
+action it performs, with the same names as REST (``mergePullRequest`` is
+``github.pr.merge``; the rows marked ``graphql`` below): see
+``agentfirewall/connectors/github_graphql.py``. A document with several actions is
+decided as its riskiest and every one must be allowed; an unknown mutation is
+``github.graphql.mutate`` (high), a query ``github.graphql.query`` (low). Batches,
+duplicate JSON keys, persisted-query ids without a document and bodies not fully seen
+are refused.
 Every repository route is also matched under ``/repositories/{repository_id}`` (GitHub's
 by-id spelling) with the same action; the resource target is then the numeric id.
 """
@@ -17,7 +22,11 @@ from __future__ import annotations
 import base64
 from dataclasses import replace
 
-from agentfirewall.connectors.model import HttpRequest
+from agentfirewall.connectors.base import request_method
+from agentfirewall.connectors.github_graphql import parse_graphql
+from agentfirewall.connectors.github_mutations import MUTATIONS
+from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
+from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Route as R
 from agentfirewall.connectors.routes import Variant as V
 from agentfirewall.connectors.table import BuildAlias, RouteConnector
@@ -240,19 +249,23 @@ _ACTIONS = (
 )
 # fmt: on
 
+# Parsing never reads these variants (github_graphql.py names each mutation); building
+# does: SDK Mode A may send a document, and the built request is parsed back, so a
+# `github.graphql.mutate` that is really a merge is refused.
 _MUTATION = (
     V(
         "query",
         "github.graphql.mutate",
         "high",
         pattern=r"\bmutation\b",
-        description="GraphQL mutation (any write, e.g. deleteRepository)",
+        description="GraphQL mutation the table does not know",
     ),
 )
+_GRAPHQL_PATHS = ("/graphql", "/api/graphql")
 _GRAPHQL = tuple(
     R("POST", path, "github.graphql.query", "low", "GraphQL query (reads only)",
       ("operationName",), _MUTATION)
-    for path in ("/graphql", "/api/graphql")
+    for path in _GRAPHQL_PATHS
 )  # fmt: skip
 
 _PUSH = (
@@ -284,7 +297,28 @@ _GIT = tuple(
 
 class GitHubConnector(RouteConnector):
     """The GitHub table, plus Basic auth for git smart-HTTP (``x-access-token:<PAT>``),
-    which is what git on github.com accepts instead of ``Authorization: token``."""
+    which is what git on github.com accepts instead of ``Authorization: token``, and
+    GraphQL documents named mutation by mutation (github_graphql.py)."""
+
+    def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
+        method = request_method(req, self.name)
+        segments = self._strip_prefix(split_path(req.path, connector=self.name), base_url)
+        match = self.table.match(method, segments)
+        if match is None:
+            return self._fallback(method, "/" + "/".join(segments))
+        if match.route.path in _GRAPHQL_PATHS:  # however the path was spelled
+            return parse_graphql(req)
+        return self._parsed(req, method, match)
+
+    def actions(self) -> list[ActionInfo]:
+        rows = super().actions()
+        for field, known in MUTATIONS.items():
+            where = f"/graphql mutation {field}"
+            rows.append(ActionInfo(known.action, "POST", where, known.risk, known.description))
+            for variant in known.variants:
+                what = f"{known.description} ({variant.description})"
+                rows.append(ActionInfo(variant.action, "POST", where, variant.risk, what))
+        return rows
 
     def auth_headers_for(
         self,

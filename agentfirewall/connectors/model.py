@@ -116,3 +116,7 @@ class ActionInfo:
     path: str
     risk: Risk
     description: str
+    #: Further actions the same request performs (a GraphQL document with several
+    #: mutations). `spec` is the riskiest; the gateway decides each of these too and the
+    #: strictest outcome wins, so every one of them must be allowed. Usually empty.
+    also: tuple[ParsedAction, ...] = ()

@@ -8,6 +8,7 @@ import pytest
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.connectors import ConnectorError, HttpRequest, get_connector
+from agentfirewall.connectors.github_mutations import MUTATIONS
 
 GH = get_connector("github")
 API = "https://api.github.com"
@@ -497,12 +498,17 @@ ROWS: list[tuple[str, str, object, str, str, dict[str, object]]] = [
     (
         "POST",
         "/graphql",
-        {"query": "mutation { x }", "operationName": "M"},
+        {"query": "mutation M { x }", "operationName": "M"},
         "github.graphql.mutate",
         "high",
-        {"operationName": "M"},
+        {"mutation": "x", "operationName": "M"},
     ),
 ]
+GRAPHQL_ACTIONS = {
+    action
+    for known in MUTATIONS.values()
+    for action in (known.action, *(v.action for v in known.variants))
+}
 
 GIT_ROWS = [
     ("GET", "/acme/api.git/info/refs?service=git-upload-pack", "github.repo.fetch", "low"),
@@ -532,7 +538,8 @@ def test_github_row(
 
 def test_every_github_action_has_a_row() -> None:
     named = {row[3] for row in ROWS} | {row[2] for row in GIT_ROWS}
-    assert named == {info.type for info in GH.actions()}
+    # GraphQL-only names (github.issue.delete...) are proven in test_connector_github_graphql
+    assert named | GRAPHQL_ACTIONS == {info.type for info in GH.actions()}
     assert len(named) >= 40
 
 
@@ -862,15 +869,14 @@ def test_git_smart_http_gets_basic_auth() -> None:
         ),
         (
             {"query": "mutation { deleteRepository(input: {}) { clientMutationId } }"},
-            "github.graphql.mutate",
+            "github.repo.delete",
             "high",
         ),
         (
-            {"query": "query A { viewer { login } }\nMUTATION B { x }", "operationName": "A"},
+            {"query": "query A { viewer { login } }\nmutation B { x }", "operationName": "A"},
             "github.graphql.mutate",
             "high",
         ),
-        ({"query": ["mutation"]}, "github.graphql.mutate", "high"),
     ],
 )
 def test_graphql_writes_cannot_hide(body: object, action: str, risk: str) -> None:
@@ -879,9 +885,17 @@ def test_graphql_writes_cannot_hide(body: object, action: str, risk: str) -> Non
         assert (parsed.action_type, parsed.risk) == (action, risk)
 
 
-def test_graphql_batch_array_is_refused() -> None:
-    with pytest.raises(ConnectorError, match="not an object"):
-        GH.parse(req("POST", "/graphql", [{"query": "mutation { x }"}]))
+@pytest.mark.parametrize(
+    "body",
+    [
+        [{"query": "mutation { x }"}],
+        {"query": ["mutation"]},
+        {"query": "query A { viewer { login } }\nMUTATION B { x }", "operationName": "A"},
+    ],
+)
+def test_graphql_batches_and_odd_documents_are_refused(body: object) -> None:
+    with pytest.raises(ConnectorError, match="graphql"):
+        GH.parse(req("POST", "/graphql", body))
 
 
 def test_build_graphql() -> None:

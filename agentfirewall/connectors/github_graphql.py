@@ -1,0 +1,240 @@
+"""GitHub GraphQL (``POST /graphql``): every operation named as the action it performs.
+
+The body is one JSON object ``{"query", "variables", "operationName"}``; the document is
+parsed with graphql-core and variables are resolved (defaults included). Each top-level
+field of a mutation (through fragments and inline fragments, aliases ignored, ``@skip``
+and ``@include`` ignored: all of them count) is one action: ``mergePullRequest`` is
+``github.pr.merge``, ``deleteRef`` is ``github.branch.delete``, ``updateRepository`` with
+``visibility: PUBLIC`` is ``github.repo.make_public`` (see :data:`MUTATIONS`), with the
+fields of its ``input`` as parameters (snake_case, REST names where REST has one:
+``baseRefName`` is ``base``; enum values lower-cased: ``merge_method: squash``). A
+mutation the table does not know stays ``github.graphql.mutate`` (high); a query is
+``github.graphql.query`` (low). Every operation in the document counts, whatever
+``operationName`` says.
+
+Several actions in one document: the riskiest is the parsed action and the others ride
+in ``ParsedAction.also``; the gateway decides each and the strictest outcome wins (all
+must be allowed). Refused: a body not fully seen, a compressed body, duplicate keys
+anywhere in the JSON, a batch (a JSON array), a persisted-query id without a document,
+``variables`` that are not an object, a document that does not parse, and more than
+:data:`MAX_ACTIONS` actions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pydantic import JsonValue
+
+from agentfirewall.actions import Risk
+from agentfirewall.connectors.base import make_spec
+from agentfirewall.connectors.bodies import parse_json
+from agentfirewall.connectors.github_mutations import MUTATIONS, Mutation
+from agentfirewall.connectors.model import HttpRequest, ParsedAction, risk_rank
+from agentfirewall.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from graphql.language import FragmentDefinitionNode, SelectionSetNode
+
+__all__ = ["MAX_ACTIONS", "MUTATIONS", "parse_graphql"]
+
+MAX_ACTIONS = 50
+_MAX_TOKENS = 20_000
+_NAME = "github"
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def _refuse(message: str) -> ConnectorError:
+    return ConnectorError(message, connector=_NAME)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"duplicate key `{key[:80]}`")
+        found[key] = value
+    return found
+
+
+def _body(req: HttpRequest) -> dict[str, Any]:
+    if not req.body_complete:
+        raise _refuse("graphql body not fully inspected: cannot name the operation")
+    encoding = (req.header("content-encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        raise _refuse(f"cannot read a `{encoding[:40]}`-encoded graphql body")
+    parse_json(req.body, connector=_NAME)  # strict JSON: UTF-8, no NaN, bounded depth
+    try:
+        data = json.loads(req.body, object_pairs_hook=_no_duplicates)
+    except ValueError as exc:
+        raise _refuse(f"refused graphql body: {exc}") from None
+    if isinstance(data, list):
+        raise _refuse("refused graphql batch: send one operation document per request")
+    if not isinstance(data, dict):
+        raise _refuse("graphql body is not a JSON object")
+    return data
+
+
+def parse_graphql(req: HttpRequest) -> ParsedAction:
+    """The riskiest action of the document, the others in ``also``."""
+    from graphql.error import GraphQLError
+    from graphql.language import parse
+
+    data = _body(req)
+    query = data.get("query")
+    if query is None:
+        raise _refuse("refused graphql request without a document (persisted query ids)")
+    if not isinstance(query, str):
+        raise _refuse("graphql `query` is not a string")
+    variables = data.get("variables")
+    if variables is None:
+        variables = {}
+    if not isinstance(variables, dict):
+        raise _refuse("graphql `variables` is not an object")
+    name = data.get("operationName")
+    if name is not None and not isinstance(name, str):
+        raise _refuse("graphql `operationName` is not a string")
+    try:
+        document = parse(query, no_location=True, max_tokens=_MAX_TOKENS)
+    except GraphQLError as exc:
+        raise _refuse(f"graphql document does not parse: {exc.message[:200]}") from None
+    actions = list(_actions(document, variables, name))
+    if not actions:
+        raise _refuse("graphql document has no operation")
+    actions.sort(key=lambda item: -risk_rank(item.risk))  # stable: first riskiest leads
+    if len(actions) > 1:  # each names the others, so a held one shows the whole request
+        actions = [_with_others(a, actions) for a in actions]
+    first, rest = actions[0], tuple(actions[1:])
+    return ParsedAction(first.spec, first.risk, first.connector, first.route, also=rest)
+
+
+def _with_others(action: ParsedAction, actions: list[ParsedAction]) -> ParsedAction:
+    others: list[JsonValue] = [a.action_type for a in actions if a is not action]
+    spec = make_spec(
+        action.action_type,
+        provider=_NAME,
+        parameters=dict(action.spec.parameters),
+        risk_hints={"graphql_also": others},
+        connector=_NAME,
+    )
+    return ParsedAction(spec, action.risk, _NAME, action.route)
+
+
+def _actions(document: Any, variables: dict[str, Any], name: str | None) -> Iterator[ParsedAction]:
+    from graphql.language import FragmentDefinitionNode, OperationDefinitionNode, OperationType
+
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    seen: set[tuple[str, str]] = set()
+    count = 0
+    for definition in document.definitions:
+        if not isinstance(definition, OperationDefinitionNode):
+            continue
+        values = dict(variables)
+        for var in definition.variable_definitions or ():
+            if var.variable.name.value not in values and var.default_value is not None:
+                values[var.variable.name.value] = _value(var.default_value, {})
+        op_name = definition.name.value if definition.name else None
+        if definition.operation == OperationType.QUERY:
+            found = [_query(op_name or name)]
+        else:
+            fields = _fields(definition.selection_set, fragments, set())
+            found = [_mutation(field, args, values, op_name or name) for field, args in fields]
+        for action in found:
+            key = (action.action_type, json.dumps(action.spec.parameters, sort_keys=True))
+            if key in seen:
+                continue
+            seen.add(key)
+            count += 1
+            if count > MAX_ACTIONS:
+                raise _refuse(f"graphql document performs more than {MAX_ACTIONS} actions")
+            yield action
+
+
+def _fields(
+    selection_set: SelectionSetNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    visiting: set[str],
+) -> list[tuple[str, dict[str, Any]]]:
+    """Top-level fields of an operation: (name, argument nodes), fragments expanded."""
+    from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            args = {a.name.value: a.value for a in selection.arguments or ()}
+            out.append((selection.name.value, args))
+        elif isinstance(selection, InlineFragmentNode):
+            out.extend(_fields(selection.selection_set, fragments, visiting))
+        elif isinstance(selection, FragmentSpreadNode):
+            spread = selection.name.value
+            fragment = fragments.get(spread)
+            if fragment is None:
+                raise _refuse(f"graphql fragment `{spread[:80]}` is not defined")
+            if spread in visiting:
+                raise _refuse(f"graphql fragment `{spread[:80]}` spreads itself")
+            out.extend(_fields(fragment.selection_set, fragments, visiting | {spread}))
+    return out
+
+
+def _value(node: Any, variables: dict[str, Any]) -> Any:
+    from graphql.utilities import value_from_ast_untyped
+
+    return value_from_ast_untyped(node, variables)
+
+
+def _query(name: str | None) -> ParsedAction:
+    params: dict[str, JsonValue] = {"operationName": name} if name else {}
+    return _parsed("github.graphql.query", "low", params, "query")
+
+
+def _mutation(
+    field: str, args: dict[str, Any], variables: dict[str, Any], name: str | None
+) -> ParsedAction:
+    resolved = {key: _value(node, variables) for key, node in args.items()}
+    known = MUTATIONS.get(field)
+    if known is None:
+        params: dict[str, JsonValue] = {"mutation": field[:200]}
+        if name:
+            params["operationName"] = name[:200]
+        return _parsed("github.graphql.mutate", "high", params, field)
+    given = resolved.get("input")
+    fields = given if isinstance(given, dict) else resolved
+    params = _parameters(known, fields)
+    action, risk = known.action_for(fields)
+    return _parsed(action, risk, params, field)
+
+
+def _parameters(known: Mutation, fields: dict[str, Any]) -> dict[str, JsonValue]:
+    params: dict[str, JsonValue] = {}
+    for key, value in fields.items():
+        if key == "clientMutationId":
+            continue
+        name = known.renames.get(key) or _CAMEL_RE.sub(r"_\1", key).lower()
+        params[name] = _json(value, lower=name in known.enums)
+    return params
+
+
+def _json(value: Any, *, lower: bool = False) -> JsonValue:
+    from graphql.pyutils import Undefined
+
+    if value is Undefined:
+        return None
+    if isinstance(value, str):
+        return value.lower() if lower else value
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, list):
+        return [_json(item, lower=lower) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _json(v, lower=lower) for k, v in value.items()}
+    return str(value)
+
+
+def _parsed(action: str, risk: Risk, params: dict[str, JsonValue], field: str) -> ParsedAction:
+    spec = make_spec(action, provider=_NAME, parameters=params, connector=_NAME)
+    return ParsedAction(spec, risk, _NAME, f"/graphql {field}"[:200])

@@ -1,0 +1,178 @@
+"""GitHub GraphQL: every known mutation named as REST names it, variables resolved,
+fragments and aliases seen through, several actions all reported, tricks refused."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+
+from agentfirewall.connectors import HttpRequest, ParsedAction
+from agentfirewall.connectors.github_graphql import MAX_ACTIONS
+from agentfirewall.connectors.github_mutations import MUTATIONS
+from agentfirewall.connectors.registry import get_connector
+from agentfirewall.errors import ConnectorError
+
+GH = get_connector("github")
+URL = "https://api.github.com/graphql"
+JSON = (("Content-Type", "application/json"),)
+
+
+def post(body: bytes, *, complete: bool = True, headers: tuple[tuple[str, str], ...] = JSON,
+         url: str = URL) -> ParsedAction:  # fmt: skip
+    return GH.parse(HttpRequest.from_url("POST", url, headers=headers, body=body,
+                                         body_complete=complete))  # fmt: skip
+
+
+def gql(query: str, variables: Any = None, **extra: Any) -> ParsedAction:
+    payload: dict[str, Any] = {"query": query, **extra}
+    if variables is not None:
+        payload["variables"] = variables
+    return post(json.dumps(payload).encode())
+
+
+def test_at_least_thirty_mutations_are_named() -> None:
+    assert len(MUTATIONS) >= 30
+
+
+@pytest.mark.parametrize("field", sorted(MUTATIONS))
+def test_every_known_mutation_is_named_as_its_action(field: str) -> None:
+    known = MUTATIONS[field]
+    parsed = gql(f'mutation {{ {field}(input: {{clientMutationId: "c"}}) {{ clientMutationId }} }}')
+    expected = (known.action, known.risk)
+    if field == "updateRefs":  # no readable refUpdates: read as the riskier variant
+        expected = ("github.branch.delete", "high")
+    assert (parsed.action_type, parsed.risk) == expected
+    assert parsed.also == ()
+
+
+def test_mutation_risks_agree_with_rest() -> None:
+    rest = {}
+    for info in GH.actions():
+        if not info.path.startswith("/graphql"):
+            rest.setdefault(info.type, info.risk)
+    for field, known in MUTATIONS.items():
+        actions = [(known.action, known.risk), *((v.action, v.risk) for v in known.variants)]
+        for action, risk in actions:
+            if action in rest:
+                assert rest[action] == risk, (field, action)
+
+
+def test_merge_with_variables_and_parameters() -> None:
+    parsed = gql(
+        "mutation Merge($id: ID!, $how: PullRequestMergeMethod = REBASE) {"
+        " m: mergePullRequest(input: {pullRequestId: $id, mergeMethod: $how,"
+        ' expectedHeadOid: "abc"}) { pullRequest { merged } } }',
+        {"id": "PR_kw1"},
+        operationName="Merge",
+    )
+    assert parsed.action_type == "github.pr.merge"
+    assert parsed.spec.parameters == {
+        "pull_request_id": "PR_kw1",
+        "merge_method": "rebase",
+        "sha": "abc",
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "given", "action"),
+    [
+        ("updatePullRequest", {"pullRequestId": "p", "state": "CLOSED"}, "github.pr.close"),
+        ("updatePullRequest", {"pullRequestId": "p", "state": "OPEN"}, "github.pr.update"),
+        ("updateIssue", {"id": "i", "state": "CLOSED"}, "github.issue.close"),
+        ("updateRepository", {"repositoryId": "r", "visibility": "PUBLIC"},
+         "github.repo.make_public"),
+        ("updateRepository", {"repositoryId": "r", "name": "n"}, "github.repo.update"),
+        ("createRef", {"repositoryId": "r", "name": "refs/tags/v1", "oid": "a"},
+         "github.tag.create"),
+        ("createRef", {"repositoryId": "r", "name": "refs/heads/x", "oid": "a"},
+         "github.branch.create"),
+        ("updateRefs", {"repositoryId": "r", "refUpdates": [{"name": "refs/heads/main",
+         "afterOid": "0" * 40}]}, "github.branch.delete"),
+        ("updateRefs", {"repositoryId": "r", "refUpdates": [{"name": "refs/heads/main",
+         "afterOid": "1" * 40}]}, "github.ref.update"),
+        ("createCommitOnBranch", {"fileChanges": {"deletions": [{"path": "a"}]}},
+         "github.file.delete"),
+        ("createCommitOnBranch", {"fileChanges": {"additions": []}}, "github.file.update"),
+    ],
+)  # fmt: skip
+def test_variants_from_variables(field: str, given: dict[str, Any], action: str) -> None:
+    parsed = gql(f"mutation($i: X!) {{ {field}(input: $i) {{ clientMutationId }} }}", {"i": given})
+    assert parsed.action_type == action
+
+
+def test_fragments_aliases_and_several_actions_all_reported() -> None:
+    parsed = gql(
+        "query Q { viewer { login } }\n"
+        "mutation A { c: closePullRequest(input: {pullRequestId: \"p\"}) { clientMutationId }"
+        " ... on Mutation { addComment(input: {subjectId: \"s\", body: \"hi\"}) { x } }"
+        " ...F }\n"
+        "fragment F on Mutation { deleteRef(input: {refId: \"r\"}) @skip(if: true) { x } }",
+        operationName="Q",
+    )  # fmt: skip
+    assert parsed.action_type == "github.branch.delete"  # the riskiest leads
+    others = sorted(a.action_type for a in parsed.also)
+    assert others == ["github.graphql.query", "github.issue.comment", "github.pr.close"]
+    assert sorted(parsed.spec.risk_hints["graphql_also"]) == others  # type: ignore[arg-type]
+
+
+def test_unknown_mutation_and_query() -> None:
+    unknown = gql('mutation { addStar(input: {starrableId: "x"}) { clientMutationId } }')
+    assert (unknown.action_type, unknown.risk) == ("github.graphql.mutate", "high")
+    assert unknown.spec.parameters["mutation"] == "addStar"
+    query = gql('{ repository(owner: "a", name: "b") { id } }')
+    assert (query.action_type, query.risk) == ("github.graphql.query", "low")
+    subscription = gql("subscription { anything }")
+    assert subscription.action_type == "github.graphql.mutate"
+
+
+def test_enterprise_path_is_parsed_too() -> None:
+    body = json.dumps({"query": "mutation { mergePullRequest(input: {}) { x } }"}).encode()
+    parsed = post(body, url="https://ghe.example.com/api/graphql")
+    assert parsed.action_type == "github.pr.merge"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"query": "query { a }", "query": "mutation { mergePullRequest { x } }"}',
+         "duplicate key"),
+        (b'{"query": "mutation($v: X) { mergePullRequest(input: $v) { x } }",'
+         b' "variables": {"v": {"a": 1, "a": 2}}}', "duplicate key"),
+        (b'[{"query": "query { a }"}, {"query": "mutation { deleteRef { x } }"}]', "batch"),
+        (b'{"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ab"}}}',
+         "without a document"),
+        (b'{"id": "abc123"}', "without a document"),
+        (b'{"query": 5}', "not a string"),
+        (b'{"query": "query { a }", "variables": "{}"}', "not an object"),
+        (b'{"query": "mutation { ", "variables": {}}', "does not parse"),
+        (b'{"query": "mutation { ...F }"}', "not defined"),
+        (b'{"query": "mutation { ...F } fragment F on Mutation { ...F }"}', "spreads itself"),
+        (b'"query { a }"', "not a JSON object"),
+        (b"not json", "JSON"),
+    ],
+)  # fmt: skip
+def test_refused(body: bytes, message: str) -> None:
+    with pytest.raises(ConnectorError, match=message):
+        post(body)
+
+
+def test_body_not_fully_seen_or_compressed_is_refused() -> None:
+    body = json.dumps({"query": "query { a }"}).encode()
+    with pytest.raises(ConnectorError, match="not fully inspected"):
+        post(body, complete=False)
+    with pytest.raises(ConnectorError, match="gzip"):
+        post(gzip.compress(body), headers=(*JSON, ("Content-Encoding", "gzip")))
+
+
+def test_too_many_actions_is_refused() -> None:
+    fields = " ".join(f'a{i}: addComment(input: {{subjectId: "{i}"}}) {{ x }}' for i in range(60))
+    with pytest.raises(ConnectorError, match=f"more than {MAX_ACTIONS}"):
+        gql(f"mutation {{ {fields} }}")
+
+
+def test_catalogue_lists_the_mutations() -> None:
+    rows = [a for a in GH.actions() if a.path.startswith("/graphql mutation")]
+    assert {r.path.rsplit(" ", 1)[1] for r in rows} == set(MUTATIONS)
