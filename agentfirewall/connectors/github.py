@@ -13,6 +13,10 @@ decided as its riskiest and every one must be allowed; an unknown mutation is
 ``github.graphql.mutate`` (high), a query ``github.graphql.query`` (low). Batches,
 duplicate JSON keys, persisted-query ids without a document and bodies not fully seen
 are refused.
+Release assets are uploaded on ``uploads.github.com`` (GHE: under ``/api/uploads``):
+``POST /repos/{owner}/{repo}/releases/{id}/assets?name=…`` is
+``github.release_asset.upload`` with the query's ``name`` and ``label``; the body is the
+file and is not read.
 Every repository route is also matched under ``/repositories/{repository_id}`` (GitHub's
 by-id spelling) with the same action; the resource target is then the numeric id.
 """
@@ -22,7 +26,10 @@ from __future__ import annotations
 import base64
 from dataclasses import replace
 
-from agentfirewall.connectors.base import request_method
+from pydantic import JsonValue
+
+from agentfirewall.connectors.base import make_spec, request_method
+from agentfirewall.connectors.bodies import parse_form
 from agentfirewall.connectors.github_graphql import parse_graphql
 from agentfirewall.connectors.github_mutations import MUTATIONS
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
@@ -30,6 +37,7 @@ from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Route as R
 from agentfirewall.connectors.routes import Variant as V
 from agentfirewall.connectors.table import BuildAlias, RouteConnector
+from agentfirewall.errors import ConnectorError
 
 __all__ = ["CONNECTOR", "GitHubConnector"]
 
@@ -149,6 +157,17 @@ _RELEASES = (
       "Edit a release", ("tag_name", "draft", "prerelease")),
     R("DELETE", P + "/releases/{release_id:int}", "github.release.delete", "high",
       "Delete a release"),
+    R("GET", P + "/releases/{release_id:int}/assets", "github.release_asset.list", "low",
+      "List release assets"),
+    # uploads.github.com (GHE: /api/uploads): the query names the asset
+    R("POST", P + "/releases/{release_id:int}/assets", "github.release_asset.upload", "medium",
+      "Upload a release asset (uploads.github.com)"),
+    R("GET", P + "/releases/assets/{asset_id:int}", "github.release_asset.get", "low",
+      "Get or download a release asset"),
+    R("PATCH", P + "/releases/assets/{asset_id:int}", "github.release_asset.update", "medium",
+      "Edit a release asset", ("name", "label")),
+    R("DELETE", P + "/releases/assets/{asset_id:int}", "github.release_asset.delete", "high",
+      "Delete a release asset"),
 )
 # fmt: on
 
@@ -308,7 +327,10 @@ class GitHubConnector(RouteConnector):
             return self._fallback(method, "/" + "/".join(segments))
         if match.route.path in _GRAPHQL_PATHS:  # however the path was spelled
             return parse_graphql(req)
-        return self._parsed(req, method, match)
+        parsed = self._parsed(req, method, match)
+        if match.route.action == "github.release_asset.upload":
+            return _with_query(parsed, req, ("name", "label"))
+        return parsed
 
     def actions(self) -> list[ActionInfo]:
         rows = super().actions()
@@ -333,6 +355,30 @@ class GitHubConnector(RouteConnector):
             basic = base64.b64encode(f"x-access-token:{credential}".encode()).decode("ascii")
             return [("Authorization", f"Basic {basic}")]
         return headers
+
+
+def _with_query(parsed: ParsedAction, req: HttpRequest, names: tuple[str, ...]) -> ParsedAction:
+    """`parsed` with query fields `names` as parameters (an upload's body is the file)."""
+    query = parse_form(req.query, connector=CONNECTOR.name) if req.query else {}
+    params: dict[str, JsonValue] = dict(parsed.spec.parameters)
+    for name in names:
+        values = set(query.get(name, ()))
+        if len(values) > 1:
+            raise ConnectorError(f"duplicate `{name}` with different values", connector="github")
+        if values:
+            params[name] = values.pop()
+    old = parsed.spec
+    spec = make_spec(
+        old.type,
+        provider="github",
+        account=old.resource.account,
+        target=old.resource.target,
+        parameters=params,
+        risk_hints=dict(old.risk_hints),
+        connector="github",
+        checked=True,
+    )
+    return ParsedAction(spec, parsed.risk, parsed.connector, parsed.route, parsed.also)
 
 
 _REPO_ROUTES = (*_PULLS, *_ISSUES, *_BRANCHES, *_CONTENTS, *_RELEASES, *_REPOS, *_ACTIONS)
@@ -364,13 +410,13 @@ CONNECTOR = GitHubConnector(
         *_GIT,
         *_BY_ID,
     ),
-    default_domains=("api.github.com", "github.com"),
+    default_domains=("api.github.com", "github.com", "uploads.github.com"),
     base_url="https://api.github.com",
     body_limit=1024 * 1024,
     truncated="partial",
     accounts=("{owner}", "{org}"),
     targets=("{owner}/{repo}", "{org}"),
-    path_prefixes=("/api/v3",),
+    path_prefixes=("/api/v3", "/api/uploads"),
     param_aliases={
         "pull_number": ("pr_number", "number"),
         "issue_number": ("number",),

@@ -494,6 +494,32 @@ ROWS: list[tuple[str, str, object, str, str, dict[str, object]]] = [
     ("DELETE", R + "/actions/runs/8", None, "github.run.delete", "medium", {"run_id": 8}),
     ("GET", R + "/actions/runs/8/logs", None, "github.run_log.get", "low", {"run_id": 8}),
     ("GET", R + "/actions/artifacts", None, "github.artifact.list", "low", {}),
+    ("GET", R + "/releases/5/assets", None, "github.release_asset.list", "low", {"release_id": 5}),
+    (
+        "POST",
+        R + "/releases/5/assets",
+        None,
+        "github.release_asset.upload",
+        "medium",
+        {"release_id": 5},
+    ),
+    ("GET", R + "/releases/assets/9", None, "github.release_asset.get", "low", {"asset_id": 9}),
+    (
+        "PATCH",
+        R + "/releases/assets/9",
+        {"name": "b.zip"},
+        "github.release_asset.update",
+        "medium",
+        {"asset_id": 9, "name": "b.zip"},
+    ),
+    (
+        "DELETE",
+        R + "/releases/assets/9",
+        None,
+        "github.release_asset.delete",
+        "high",
+        {"asset_id": 9},
+    ),
     ("POST", "/graphql", {"query": "{ viewer { login } }"}, "github.graphql.query", "low", {}),
     (
         "POST",
@@ -917,3 +943,31 @@ def test_every_repository_route_has_the_same_action_by_repository_id(
     assert (parsed.action_type, parsed.risk) == (action, risk)
     assert parsed.spec.parameters == {"repository_id": 99, **params}
     assert parsed.spec.resource.target == "99"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://uploads.github.com/repos/acme/api/releases/5/assets?name=a.zip&label=Build",
+        "https://ghe.example.com/api/uploads/repos/acme/api/releases/5/assets?name=a.zip&label=Build",
+    ],
+)
+def test_release_asset_upload_on_the_uploads_host(url: str) -> None:
+    upload = HttpRequest.from_url(
+        "POST", url, headers=(("Content-Type", "application/zip"),), body=b"PK\x03\x04\xff" * 50
+    )
+    parsed = GH.parse(upload)
+    assert (parsed.action_type, parsed.risk) == ("github.release_asset.upload", "medium")
+    assert parsed.spec.parameters == {"release_id": 5, "name": "a.zip", "label": "Build"}
+    assert parsed.spec.resource.target == "acme/api"
+    with pytest.raises(ConnectorError, match="duplicate `name`"):
+        GH.parse(HttpRequest.from_url("POST", url + "&name=b.zip"))
+
+
+def test_uploads_host_is_a_github_default_domain() -> None:
+    from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
+
+    router = ConnectorRouter([RoutedConnector("c1", "github")])
+    found = router.match("uploads.github.com:443")
+    assert found is not None
+    assert found.type == "github"

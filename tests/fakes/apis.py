@@ -53,7 +53,7 @@ def _bytes(size: int) -> Response:
 
 def github() -> FakeUpstream:
     """api.github.com; also ``GET /fake/bytes/<n>`` streams n bytes."""
-    fake = FakeUpstream(name="github", hostnames=("api.github.com",), app=None)  # type: ignore[arg-type]
+    fake = FakeUpstream(name="github", hostnames=("api.github.com", "uploads.github.com"), app=None)  # type: ignore[arg-type]
 
     async def handle(request: Request) -> Response:
         found = _override(fake, request)

@@ -1,6 +1,7 @@
-"""GitHub GraphQL through the real gateway (httpx, CONNECT + interception) against the
-fake GitHub: mutations are decided as the REST actions they perform, every action of a
-document must be allowed, and refused documents never reach the upstream."""
+"""GitHub through the real gateway (httpx and requests, CONNECT + interception) against
+the fake GitHub: GraphQL mutations are decided as the REST actions they perform, every
+action of a document must be allowed, refused documents never reach the upstream; release
+assets on uploads.github.com are named (issue 12, items 5 and 8)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 
 from agentfirewall_proxy.control import StaticControl
 from tests.fakes import FakeUpstreams
 from tests.proxy.support import (
+    CREDENTIALS,
+    OTHER_KEY,
     RunningGateway,
     ca_bundle,
     connector,
@@ -31,7 +35,9 @@ RULES = [
     rule("github.pr.merge", "require_approval"),
     rule("github.branch.delete", "deny"),
     rule("github.pr.close", "deny"),
+    rule("github.release_asset.upload", "require_approval", agent="Other"),
 ]
+DOMAINS = ["api.github.com", "github.com", "uploads.github.com"]
 MERGE = (
     "mutation M($id: ID!) { mergePullRequest(input: {pullRequestId: $id}) { clientMutationId } }"
 )
@@ -41,7 +47,7 @@ MERGE = (
 def gateway(
     fakes: FakeUpstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningGateway, StaticControl]]:
-    snap = snapshot(RULES, connectors=[connector("github")], approval_timeout=30)
+    snap = snapshot(RULES, connectors=[connector("github", domains=DOMAINS)], approval_timeout=30)
     running, control = start_gateway(tmp_path_factory.mktemp("gql"), fakes, snap)
     yield running, control
     running.stop()
@@ -169,4 +175,62 @@ def test_enterprise_style_spelling_of_the_endpoint_is_parsed_too(
         )
     assert answer.status_code == 403
     assert answer.json()["action"] == "github.branch.delete"
+    assert len(fakes["github"].received("POST")) == before
+
+
+UPLOAD = "https://uploads.github.com/repos/acme/api/releases/5/assets?name=build.zip&label=Build"
+
+
+def test_release_asset_upload_is_named_and_forwarded_with_the_credential(
+    gateway: tuple[RunningGateway, StaticControl], fakes: FakeUpstreams
+) -> None:
+    running, control = gateway
+    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
+    proxies = {"https": running.proxy_url(), "http": running.proxy_url()}
+    data = b"PK\x03\x04" + bytes(range(256)) * 64
+    answer = requests.post(
+        UPLOAD, data=data, headers={"Content-Type": "application/zip"}, proxies=proxies,
+        verify=str(bundle), timeout=20,
+    )  # fmt: skip
+    assert answer.status_code == 200
+    seen = fakes["github"].last()
+    assert (seen.host, seen.path, seen.body) == ("uploads.github.com", answer.json()["path"], data)
+    assert seen.header("authorization") == f"token {CREDENTIALS['github']}"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        actions = {r["action"] for r in control.traffic}
+        if "github.release_asset.upload" in actions:
+            break
+        time.sleep(0.05)
+    assert "github.release_asset.upload" in {r["action"] for r in control.traffic}
+
+
+def test_release_asset_upload_can_be_held(
+    gateway: tuple[RunningGateway, StaticControl], fakes: FakeUpstreams
+) -> None:
+    running, control = gateway
+    before = len(fakes["github"].received("POST"))
+    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
+    context = ssl.create_default_context(cafile=str(bundle))
+    out: list[httpx.Response] = []
+
+    def upload() -> None:
+        with httpx.Client(
+            proxy=running.proxy_url(OTHER_KEY, "Other"), verify=context, trust_env=False,
+            timeout=20,
+        ) as http:  # fmt: skip
+            out.append(http.post(UPLOAD, content=b"binary\x00\xff"))
+
+    thread = threading.Thread(target=upload, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not control.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    held = control.pending()
+    assert held, "the upload was not held"
+    assert held[0]["action_spec"]["type"] == "github.release_asset.upload"
+    assert held[0]["action_spec"]["parameters"]["name"] == "build.zip"
+    control.deny(held[0]["id"])
+    thread.join(15)
+    assert out[0].status_code == 403
     assert len(fakes["github"].received("POST")) == before
