@@ -39,6 +39,22 @@ _MAX_BODY = 1024 * 1024
 _DROP_HEADERS = {"set-cookie", "authorization", "proxy-authorization", "www-authenticate"}
 # Raised before a byte of the request went out: the action may be tried again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Headers some servers and frameworks obey over the request line: they would make the
+# executed request differ from the decided one (method, host or path).
+_REWRITING_HEADERS = frozenset(
+    {
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-method",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-forwarded-host",
+        "x-forwarded-prefix",
+        "x-host",
+        "forwarded",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,12 @@ def _build_targeted(
             f"`{spec.type}` cannot be executed by the `{ctype}` connector: {exc}",
             field="action_spec",
         ) from None
+    for name, _ in req.headers:
+        if name.lower() in _REWRITING_HEADERS:
+            raise _not_executable(
+                f"header `{name}` would change the method, host or path decided on: refused",
+                field=f"action_spec.parameters.headers.{name}",
+            )
     rows = [c for c in state.snapshot.connectors if c["type"] == ctype]
     if not rows and ctype == "webhook":
         return req, None  # no webhook connector: sent as the action says, with no credential
