@@ -1,6 +1,6 @@
 """CrewAI (the seed's "CrewAI" section): a tool that asks TameFlare, run by a crew.
 
-``pip install 'agentfirewall[crewai]'``; run it with a model CrewAI can reach::
+``pip install 'tameflare[crewai]'``; run it with a model CrewAI can reach::
 
     AAF_API_KEY=aaf_test_... python examples/crewai_agent.py
 

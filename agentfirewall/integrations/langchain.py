@@ -18,7 +18,7 @@
 On allow the tool runs (or, with ``execute=True``, the server executes the action: Mode A);
 on deny the tool answers with the reason (``on_deny="raise"`` raises ActionDenied); a held
 action waits up to ``approval_timeout`` seconds. Sync and async tools both work; the tool
-keeps its name, description and argument schema. Needs ``pip install 'agentfirewall[langchain]'``.
+keeps its name, description and argument schema. Needs ``pip install 'tameflare[langchain]'``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["firewall_tool", "guard_tools"]
 
-_INSTALL = "pip install 'agentfirewall[langchain]'"
+_INSTALL = "pip install 'tameflare[langchain]'"
 
 
 def _require_langchain() -> None:

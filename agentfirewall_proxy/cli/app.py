@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
-    parser.add_argument("--version", action="version", version="tf (agentfirewall) 0.1.0")
+    parser.add_argument("--version", action="version", version="tf (tameflare) 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (
         init_cmd,

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
 
 from agentfirewall_proxy.cli.output import EXIT_DENIED, EXIT_ERROR, CliError
-from agentfirewall_proxy.cli.state import Target
+from agentfirewall_proxy.cli.state import Project, Target
+
+if TYPE_CHECKING:
+    from anyio.from_thread import BlockingPortal
 
 
 class _Response(Protocol):
@@ -32,7 +35,7 @@ class _Response(Protocol):
 
 
 class _Http(Protocol):
-    """httpx.Client, or starlette's TestClient for the in-process app."""
+    """httpx.Client, or :class:`_InProcess` for the in-process app."""
 
     def request(
         self, method: str, url: str, *, json: Any = None, params: Any = None, timeout: Any = None
@@ -41,7 +44,15 @@ class _Http(Protocol):
     def get(self, url: str, *, params: Any = None, timeout: Any = None) -> _Response: ...
 
 
-__all__ = ["AdminClient", "open_client", "path_id", "server_down_hint"]
+__all__ = [
+    "AdminClient",
+    "check_identity",
+    "in_process",
+    "open_client",
+    "path_id",
+    "project_kid",
+    "server_down_hint",
+]
 
 _TIMEOUT = 75.0  # long enough for the server's 60 s long-polls
 
@@ -75,7 +86,7 @@ class AdminClient:
         timeout: float | None = None,
     ) -> Any:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
-        # the in-process app has no network to time out on (and TestClient rejects timeouts)
+        # the in-process app has no network to time out on
         extra = {} if self.offline else {"timeout": timeout or _TIMEOUT}
         try:
             response = self.http.request(method, "/api" + path, json=json, params=clean, **extra)
@@ -159,41 +170,102 @@ def _auth_headers(target: Target) -> dict[str, str]:
 
 @contextlib.contextmanager
 def open_client(target: Target, *, offline: bool = False) -> Iterator[AdminClient]:
-    """A client for `target`; with `offline`, the local project's app in-process if down."""
-    local = offline and target.project is not None and target.source == "config"
-    if local and not _reachable(target):
-        with _in_process(target) as client:
-            yield client
-        return
+    """A client for `target`; with `offline`, the local project's app in-process if down.
+
+    A local project's server must prove it is this project's (:func:`check_identity`): a `tf`
+    never sends a project's admin token to another project's `tf up` on the same port.
+    """
+    if target.local:
+        found = check_identity(target)
+        if found != "ours" and offline and target.source == "config":
+            with in_process(target) as client:
+                yield client
+            return
+        if found == "other":
+            assert target.project is not None
+            raise CliError(
+                f"the server at {target.server_url} is not this project's: its signing key "
+                f"is not the one in {target.project.state_dir} (another project's `tf up`?)",
+                hint="run `tf up` in this project's directory (it picks free ports when "
+                "these are taken), or name a server with --server",
+            )
     with httpx.Client(
         base_url=target.server_url, headers=_auth_headers(target), trust_env=False
     ) as http:
         yield AdminClient(http, target)
 
 
-def _reachable(target: Target) -> bool:
+def project_kid(project: Project) -> str | None:
+    """The key id of the project's decision-token signing key (None when it has none)."""
+    from agentfirewall.tokens import load_signing_key
+
     try:
-        with httpx.Client(trust_env=False, timeout=2.0) as http:
-            http.get(target.server_url + "/api/health")
+        pem = (project.state_dir / "signing-key.pem").read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return load_signing_key(pem).kid
+    except ValueError:
+        return None
+
+
+def check_identity(target: Target) -> Literal["ours", "other", "down"]:
+    """Whether the server at `target` serves this project's state (its JWKS holds our key)."""
+    assert target.project is not None
+    kid = project_kid(target.project)
+    try:
+        with httpx.Client(trust_env=False, timeout=5.0) as http:
+            response = http.get(target.server_url + "/.well-known/jwks.json")
     except httpx.TransportError:
-        return False
-    return True
+        return "down"
+    if kid is None:
+        return "ours"  # no key file to compare with (a server-managed key): trust the config
+    try:
+        keys = response.json().get("keys", []) if response.status_code == 200 else []
+        kids = {str(k.get("kid")) for k in keys if isinstance(k, dict)}
+    except (ValueError, AttributeError):
+        kids = set()
+    return "ours" if kid in kids else "other"
+
+
+class _InProcess:
+    """Sync calls into the app through `httpx.ASGITransport`, on an event loop in a thread."""
+
+    def __init__(self, portal: BlockingPortal, http: httpx.AsyncClient) -> None:
+        self._portal = portal
+        self._http = http
+
+    def request(
+        self, method: str, url: str, *, json: Any = None, params: Any = None, timeout: Any = None
+    ) -> httpx.Response:
+        async def call() -> httpx.Response:
+            return await self._http.request(method, url, json=json, params=params)
+
+        return self._portal.call(call)
+
+    def get(self, url: str, *, params: Any = None, timeout: Any = None) -> httpx.Response:
+        return self.request("GET", url, params=params)
 
 
 @contextlib.contextmanager
-def _in_process(target: Target) -> Iterator[AdminClient]:
-    from starlette.testclient import TestClient
+def in_process(target: Target) -> Iterator[AdminClient]:
+    """The project's app in this process (its lifespan run around the calls), no socket."""
+    from anyio.from_thread import start_blocking_portal
 
     from agentfirewall_server.app import create_app
     from agentfirewall_server.settings import Settings
 
     assert target.project is not None
-    settings = Settings(data_dir=target.project.state_dir)
-    app = create_app(settings)
-    with TestClient(
-        app,
-        base_url="http://tf.offline",
-        headers=_auth_headers(target),
-        raise_server_exceptions=False,
-    ) as http:
-        yield AdminClient(http, target, offline=True)
+    app = create_app(Settings(data_dir=target.project.state_dir))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+    ):
+        http = httpx.AsyncClient(
+            transport=transport, base_url="http://tf.offline", headers=_auth_headers(target)
+        )
+        try:
+            yield AdminClient(_InProcess(portal, http), target, offline=True)
+        finally:
+            portal.call(http.aclose)

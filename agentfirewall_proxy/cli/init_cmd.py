@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agentfirewall_proxy.cli.client import AdminClient
+from agentfirewall.errors import AgentFirewallError
+from agentfirewall_proxy.cli.client import AdminClient, in_process
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_OK, CliError
 from agentfirewall_proxy.cli.state import (
@@ -17,6 +21,7 @@ from agentfirewall_proxy.cli.state import (
     STATE_DIR,
     Config,
     Project,
+    Target,
     load_config,
     read_up_file,
     save_config,
@@ -43,14 +48,12 @@ def _gitignore(root: Path) -> bool:
     return True
 
 
-def create_state(root: Path, config: Config) -> Project:
-    """The state directory with every secret file (0600), the CA and config.yaml."""
+def _fill_state(state_dir: Path, config: Config) -> None:
+    """Every secret file (0600), the CA and config.yaml in `state_dir` (what is missing)."""
     from agentfirewall_proxy.certs import load_or_create_ca
     from agentfirewall_server.bootstrap import ensure_data_dir
     from agentfirewall_server.settings import Settings
 
-    state_dir = root / STATE_DIR
-    state_dir.mkdir(mode=0o700, exist_ok=True)
     os.chmod(state_dir, 0o700)
     ensure_data_dir(Settings(data_dir=state_dir))
     load_or_create_ca(state_dir)
@@ -60,8 +63,51 @@ def create_state(root: Path, config: Config) -> Project:
     for path in state_dir.iterdir():
         if path.is_file():
             os.chmod(path, 0o600)
+
+
+def create_state(
+    root: Path, config: Config, prepare: Callable[[Project], object] | None = None
+) -> Project:
+    """The project's `.tf/`, all or nothing.
+
+    A new state is built in a private temporary directory beside it (then `prepare`, e.g. a
+    platform template applied in-process, runs on it) and renamed to `.tf/` only when all of
+    that worked; on any failure nothing is left behind. An existing `.tf/` only gets what it
+    misses.
+    """
+    state_dir = root / STATE_DIR
+    if state_dir.is_dir() and (
+        (state_dir / "config.yaml").exists() or (state_dir / "admin.token").exists()
+    ):
+        _fill_state(state_dir, config)
+        project = Project(state_dir, load_config(state_dir / "config.yaml"))
+        if prepare is not None:
+            prepare(project)
+        return project
+    if state_dir.exists() and (not state_dir.is_dir() or any(state_dir.iterdir())):
+        raise CliError(
+            f"{state_dir} exists but holds no TameFlare state",
+            hint="move it away (or delete it), then run the command again",
+        )
+    building = Path(tempfile.mkdtemp(prefix=".tf-new-", dir=root))
+    try:
+        _fill_state(building, config)
+        if prepare is not None:
+            prepare(Project(building, load_config(building / "config.yaml")))
+        if state_dir.exists():  # an empty directory: rename() cannot replace it on every OS
+            state_dir.rmdir()
+        building.rename(state_dir)
+    except BaseException as exc:
+        shutil.rmtree(building, ignore_errors=True)
+        if isinstance(exc, CliError | AgentFirewallError) or not isinstance(exc, Exception):
+            raise
+        # the type only: a driver's message may quote a database URL
+        raise CliError(
+            f"could not create {state_dir} ({type(exc).__name__}): nothing was left behind",
+            hint="fix the cause (AGENTFIREWALL_DATABASE_URL? disk space?) and run it again",
+        ) from exc
     _gitignore(root)
-    return Project(state_dir, load_config(config_path))
+    return Project(state_dir, load_config(state_dir / "config.yaml"))
 
 
 def init(ctx: Context) -> int:
@@ -81,35 +127,34 @@ def init(ctx: Context) -> int:
         proxy_url=_url(DEFAULT_PROXY, args.host, args.proxy_port),
         platform=args.platform,
     )
-    with ctx.out.progress("creating keys, tokens and the gateway CA"):
-        project = create_state(root, config)
+    applied: dict[str, Any] = {}
+
+    def prepare(project: Project) -> None:
+        if not args.platform:
+            return
+        template, agent = TEMPLATES[args.platform], args.agent or args.platform
+        if existed:  # this project's own server, or in-process (open_client checks which)
+            with ctx.client(offline=True) as client:
+                applied.update(_apply(ctx, client, template, agent))
+        else:  # a state being built: no server can serve it yet, so never ask one
+            token = project.read_token("admin.token")
+            config = project.config
+            target = Target(config.server_url, token, config.proxy_url, project, "config")
+            with in_process(target) as client:
+                applied.update(_apply(ctx, client, template, agent))
+        project.save(replace(project.config, platform=args.platform))
+
+    doing = "creating keys, tokens and the gateway CA"
+    if args.platform:
+        doing += f", applying the {args.platform} template"
+    with ctx.out.progress(doing):
+        project = create_state(root, config, prepare)
+    project = Project(project.state_dir, load_config(project.config_path))
     if existed and any(v is not None for v in (args.port, args.proxy_port, args.host)):
         project = project.save(
-            Config(
-                config.server_url,
-                config.proxy_url,
-                project.config.platform,
-                project.config.secret_env,
-            )
+            replace(project.config, server_url=config.server_url, proxy_url=config.proxy_url)
         )
     ctx.forget_project()
-    applied: dict[str, Any] = {}
-    if args.platform:
-        template = TEMPLATES[args.platform]
-        agent = args.agent or args.platform
-        with (
-            ctx.out.progress(f"applying the {args.platform} template"),
-            ctx.client(offline=True) as client,
-        ):
-            applied = _apply(ctx, client, template, agent)
-        project = project.save(
-            Config(
-                project.config.server_url,
-                project.config.proxy_url,
-                args.platform,
-                project.config.secret_env,
-            )
-        )
     payload: dict[str, Any] = {
         "state_dir": str(project.state_dir),
         "created": not existed,
@@ -171,8 +216,10 @@ def _render(ctx: Context, project: Project, existed: bool, platform: str | None)
             + ", ".join(f"`tf connector add {c} --token ...`" for c in template.connectors)
         )
     ctx.out.line("next:")
+    running = read_up_file(project.state_dir) is not None
+    up_step = "tf up                                   # in another terminal, in this directory"
     for step in (
-        "tf up                                   # in another terminal, in this directory",
+        *(() if running else (up_step,)),
         "tf connector add github --token ghp_xxx",
         'tf permissions set --gateway "Bot" --connector github --action "github.pr.*" '
         "--decision allow",

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import time
 from typing import Any
 
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.doctor import DOCTOR_AGENT
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
 
-__all__ = ["register"]
+__all__ = ["decision_text", "register"]
 
 _TRAFFIC_COLUMNS = ("time", "agent", "action", "method", "host", "path", "decision", "status", "ms")
 
@@ -28,9 +30,16 @@ def _switch_text(switches: list[dict[str, Any]]) -> str:
 def status(ctx: Context) -> int:
     with ctx.client() as client:
         data = client.get("/v1/status")
+        listed = client.get("/v1/agents").get("agents", [])
+    # `tf doctor`'s own probe agent is plumbing, not one of the user's agents
+    mine = [a for a in listed if a.get("name") != DOCTOR_AGENT]
+    data["agents"] = {
+        "total": len(mine),
+        "active": sum(1 for a in mine if a.get("status") == "active"),
+    }
     gateway = data.get("gateway") or {}
     decisions = data.get("decisions") or {}
-    agents = data.get("agents") or {}
+    agents = data["agents"]
 
     def render() -> None:
         online = "online" if gateway.get("online") else "offline"
@@ -54,11 +63,35 @@ def status(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _traffic_row(t: dict[str, Any]) -> tuple[object, ...]:
-    decision = t.get("decision")
+_HOLD_ENDS = (
+    ("approved", "approved"),
+    ("the approval was denied", "denied"),
+    ("no decision before the approval timed out", "timed out"),
+    ("kill_switch", "killed"),
+    ("the client left", "client left"),
+)
+
+
+def decision_text(t: dict[str, Any]) -> str:
+    """The decision as a person reads it: how a hold ended, a kill-switch refusal named."""
+    decision = str(t.get("decision") or "-")
+    reason = str(t.get("reason") or "")
+    if decision == "require_approval":
+        ending = next((label for start, label in _HOLD_ENDS if reason.startswith(start)), None)
+        if ending is None and t.get("status_code") == 503:
+            ending = "unrecorded"
+        decision = f"held → {ending}" if ending else "held"
+    elif decision == "killed":
+        decision = "kill switch"
     if t.get("would_outcome"):
         decision = f"{decision} ({t['would_outcome']})"
+    return decision
+
+
+def _traffic_row(t: dict[str, Any]) -> tuple[object, ...]:
+    decision = decision_text(t)
     return (
+
         short_time(t.get("created_at")),
         t.get("agent"),
         t.get("action"),
@@ -80,6 +113,8 @@ def logs(ctx: Context) -> int:
     with ctx.client() as client:
         data = client.get("/v1/traffic", agent=args.agent, limit=args.last)
         records = list(reversed(data.get("traffic", [])))
+        if args.agent and not records:
+            _known_agent(client, str(args.agent))
         if not args.follow:
             ctx.out.result(
                 data,
@@ -91,6 +126,20 @@ def logs(ctx: Context) -> int:
             )
             return EXIT_OK
         return _follow(ctx, client, records)
+
+
+def _known_agent(client: AdminClient, name: str) -> None:
+    """Refuse an agent name the server has never seen (`--agent Nobody`), with close matches."""
+    names = [str(a.get("name")) for a in client.get("/v1/agents").get("agents", [])]
+    if name in names:
+        return
+    folded = {n.casefold(): n for n in names}
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=3, cutoff=0.6)
+    hint = "did you mean " + " or ".join(f"`{folded[c]}`" for c in close) + "?" if close else None
+    raise CliError(
+        f"unknown agent `{name}`",
+        hint=hint or ("known agents: " + ", ".join(names) if names else "no agents yet"),
+    )
 
 
 def _follow(ctx: Context, client: AdminClient, records: list[dict[str, Any]]) -> int:

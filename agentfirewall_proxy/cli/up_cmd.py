@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
-from agentfirewall_proxy.cli.state import Config, read_up_file
+from agentfirewall_proxy.cli.state import (
+    DEFAULT_PROXY,
+    DEFAULT_SERVER,
+    Config,
+    read_up_file,
+)
 
-__all__ = ["register"]
+__all__ = ["free_port", "register"]
 
 
 def _port(url: str) -> int:
@@ -20,6 +26,43 @@ def _port(url: str) -> int:
 
 def _host(url: str) -> str:
     return urlsplit(url).hostname or "127.0.0.1"
+
+
+def _bindable(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str, port: int, *, avoid: int = 0) -> int:
+    """`port` when it can be bound on `host`, else the next free one (0 = any when none)."""
+    if port == 0:
+        return 0
+    for candidate in range(port, min(port + 100, 65536)):
+        if candidate != avoid and _bindable(host, candidate):
+            return candidate
+    return 0
+
+
+def _choose_port(
+    ctx: Context, what: str, host: str, flag: int | None, configured: str, default: str, avoid: int
+) -> int:
+    """The port from --flag as given; the configured default moves on when it is taken."""
+    if flag is not None:
+        return flag
+    port = _port(configured)
+    if configured != default:  # `tf init --port ...` chose it: keep it (a clash is an error)
+        return port
+    chosen = free_port(host, port, avoid=avoid)
+    if chosen != port:
+        where = f"port {chosen}" if chosen else "a free port"
+        ctx.out.warn(f"{what} port {port} is taken (another `tf up`?): using {where}")
+    return chosen
 
 
 def up(ctx: Context) -> int:
@@ -42,13 +85,18 @@ def up(ctx: Context) -> int:
             hint="use it, or stop it first",
         )
     config = project.config
+    host, proxy_host = args.host or _host(config.server_url), args.host or _host(config.proxy_url)
+    port = _choose_port(ctx, "server", host, args.port, config.server_url, DEFAULT_SERVER, 0)
+    proxy_port = _choose_port(
+        ctx, "gateway", proxy_host, args.proxy_port, config.proxy_url, DEFAULT_PROXY, port
+    )
     try:
         options = UpOptions(
             state_dir=project.state_dir,
-            host=args.host or _host(config.server_url),
-            port=args.port if args.port is not None else _port(config.server_url),
-            proxy_host=args.host or _host(config.proxy_url),
-            proxy_port=args.proxy_port if args.proxy_port is not None else _port(config.proxy_url),
+            host=host,
+            port=port,
+            proxy_host=proxy_host,
+            proxy_port=proxy_port,
             resolve=parse_resolve(args.resolve),
             upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
             agent_ports=parse_port_range(args.agent_ports) if args.agent_ports else None,
@@ -125,8 +173,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=up,
     )
-    parser.add_argument("--port", type=int, help="control plane + dashboard (default 3000)")
-    parser.add_argument("--proxy-port", type=int, help="gateway proxy (default 8443)")
+    parser.add_argument(
+        "--port", type=int, help="control plane + dashboard (default 3000, or the next free one)"
+    )
+    parser.add_argument(
+        "--proxy-port", type=int, help="gateway proxy (default 8443, or the next free one)"
+    )
     parser.add_argument("--host", help="listen address (default 127.0.0.1)")
     parser.add_argument(
         "--resolve",

@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "packages" / "tf-cli"
-PIP = "pip install 'agentfirewall[proxy]'"
+PIP = "pip install 'tameflare[proxy]'"
 
 pytestmark = [
     pytest.mark.node,

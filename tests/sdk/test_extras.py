@@ -8,8 +8,8 @@ import sys
 import pytest
 
 CASES = [
-    ("langchain", "langchain_core", "pip install 'agentfirewall[langchain]'"),
-    ("crewai", "crewai", "pip install 'agentfirewall[crewai]'"),
+    ("langchain", "langchain_core", "pip install 'tameflare[langchain]'"),
+    ("crewai", "crewai", "pip install 'tameflare[crewai]'"),
 ]
 
 

@@ -15,9 +15,9 @@ const os = require("node:os");
 const path = require("node:path");
 
 const MODULE = "agentfirewall_proxy.cli";
-const PIP = "pip install 'agentfirewall[proxy]'";
+const PIP = "pip install 'tameflare[proxy]'";
 const MISSING =
-  "tf: the TameFlare command line (Python package `agentfirewall`) is not installed.\n" +
+  "tf: the TameFlare command line (Python package `tameflare`) is not installed.\n" +
   `Install it with:  ${PIP}\n` +
   "(needs Python 3.11+; set TF_PYTHON=/path/to/python to pick the interpreter)\n";
 const EXIT_MISSING = 127;
