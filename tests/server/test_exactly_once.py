@@ -18,9 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select, text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from agentfirewall_server.store.db import Database
+from agentfirewall_server.store.migrate import upgrade
+from agentfirewall_server.store.schema import action_requests
 from tests.fakes.base import FakeUpstream, FakeUpstreams
 from tests.livesrv import LiveServer
 from tests.server.conftest import SPEC, Harness
@@ -205,3 +209,38 @@ def test_a_failure_after_the_request_was_sent_is_not_retried(
     again = _execute(h, key, action_id, body["decision_token"])
     assert again.status_code == 409
     assert len(fake.received()) == 1
+
+
+def test_migration_0003_marks_actions_executed_before_it(database_url: str) -> None:
+    database = Database(database_url)
+    columns = (
+        "id, agent_id, agent, action_type, action_spec, action_hash, status, decision, "
+        "risk_score, execution, created_at, updated_at"
+    )
+    rows = [
+        ("act_ok", "executed", '{"status_code": 200, "executed_at": 1.0}'),
+        ("act_err", "executed", '{"error": "upstream_timeout", "executed_at": 1.0}'),
+        ("act_new", "allowed", None),
+    ]
+    try:
+        with database.writer_engine.connect() as conn:
+            upgrade(conn, "0002")
+            for action_id, status, execution in rows:
+                conn.execute(
+                    text(
+                        f"INSERT INTO action_requests ({columns}) VALUES (:id, 'agt_1', 'Bot', "  # noqa: S608
+                        "'github.pr.merge', '{}', 'h', :status, '{}', 0.1, :execution, 1.0, 1.0)"
+                    ),
+                    {"id": action_id, "status": status, "execution": execution},
+                )
+            conn.commit()
+        database.migrate()
+        database.start()
+        found = database.read_sync(
+            lambda c: dict(
+                c.execute(select(action_requests.c.id, action_requests.c.execution_state)).all()
+            )
+        )
+        assert found == {"act_ok": "executed", "act_err": "failed", "act_new": None}
+    finally:
+        database.close()
