@@ -10,15 +10,19 @@ from pathlib import Path
 
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall_proxy.cli import (
+    agent_cmd,
+    approvals_cmd,
     audit_cmd,
     connectors_cmd,
     doctor,
     init_cmd,
+    killswitch_cmd,
     monitor,
     permissions_cmd,
     policy_cmd,
     run_cmd,
     up_cmd,
+    vault_cmd,
 )
 from agentfirewall_proxy.cli.context import Context
 from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_USAGE, CliError, Output
@@ -68,11 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         init_cmd,
         up_cmd,
         connectors_cmd,
+        agent_cmd,
         permissions_cmd,
         run_cmd,
         monitor,
+        approvals_cmd,
+        killswitch_cmd,
         policy_cmd,
         audit_cmd,
+        vault_cmd,
         doctor,
     ):
         module.register(sub, common)

@@ -1,4 +1,4 @@
-"""`tf status`, `tf logs`, `tf approvals …`, `tf kill-switch …`: watching and steering."""
+"""`tf status`, `tf logs`: watching (approvals_cmd and killswitch_cmd steer)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import difflib
 import time
 from typing import Any
 
-from agentfirewall_proxy.cli.client import AdminClient, path_id
+from agentfirewall_proxy.cli.client import AdminClient
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.doctor import DOCTOR_AGENT
-from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
+from agentfirewall_proxy.cli.output import EXIT_OK, CliError, short_time
 
 __all__ = ["decision_text", "register"]
 
@@ -58,6 +58,12 @@ def status(ctx: Context) -> int:
         )
         if not gateway.get("online"):
             ctx.out.info("no gateway heartbeat: start one with `tf up`")
+        for bad in (data.get("vault") or {}).get("unreadable") or []:
+            ctx.out.error(
+                f"connector {bad['connector']} is down: its credential does not decrypt "
+                f"(key id {bad['key_id']})",
+                bad.get("fix"),
+            )
 
     ctx.out.result(data, render)
     return EXIT_OK
@@ -91,7 +97,6 @@ def decision_text(t: dict[str, Any]) -> str:
 def _traffic_row(t: dict[str, Any]) -> tuple[object, ...]:
     decision = decision_text(t)
     return (
-
         short_time(t.get("created_at")),
         t.get("agent"),
         t.get("action"),
@@ -168,77 +173,6 @@ def _print_record(ctx: Context, record: dict[str, Any]) -> None:
     ctx.out.line("  ".join(cells), style=style)
 
 
-def approvals_list(ctx: Context) -> int:
-    with ctx.client() as client:
-        data = client.get("/v1/approvals", status=ctx.args.status)
-    rows = [
-        (
-            a.get("id"),
-            a.get("agent"),
-            (a.get("action_spec") or {}).get("type"),
-            _request_text(a.get("request")),
-            a.get("status"),
-            a.get("reason"),
-            short_time(a.get("expires_at")),
-        )
-        for a in data.get("approvals", [])
-    ]
-    ctx.out.result(
-        data,
-        lambda: ctx.out.table(
-            ("id", "agent", "action", "request", "status", "reason", "expires"),
-            rows,
-            empty="no pending approvals",
-        ),
-    )
-    return EXIT_OK
-
-
-def _request_text(request: Any) -> str | None:
-    if not isinstance(request, dict):
-        return None
-    return f"{request.get('method')} {request.get('host')}{request.get('path')}"
-
-
-def approvals_decide(ctx: Context) -> int:
-    verb = "approve" if ctx.args.verb == "approve" else "deny"
-    approval_id = str(ctx.args.id)
-    body = {"note": ctx.args.note} if ctx.args.note else {}
-    with ctx.client() as client:
-        result = client.post(f"/v1/approvals/{path_id(approval_id)}/{verb}", body)
-    done = "approved" if verb == "approve" else "denied"
-    ctx.out.result(result, lambda: ctx.out.success(f"{approval_id} {done}"))
-    return EXIT_OK
-
-
-def kill_switch(ctx: Context) -> int:
-    args = ctx.args
-    verb = args.verb or ("activate" if args.activate else "deactivate" if args.deactivate else None)
-    if args.activate and args.deactivate:
-        raise CliError("--activate and --deactivate exclude each other", code=EXIT_USAGE)
-    with ctx.client() as client:
-        if verb is None or verb == "status":
-            data = client.get("/v1/kill-switch")
-            active = data.get("active") or []
-            ctx.out.result(data, lambda: ctx.out.line(f"kill switch: {_switch_text(active)}"))
-            return EXIT_OK
-        body: dict[str, Any] = {"active": verb == "activate"}
-        if args.scope:
-            body["scope"] = args.scope
-        elif verb == "activate":
-            body["scope"] = "all"
-        if args.reason:
-            body["reason"] = args.reason
-        data = client.post("/v1/kill-switch", body)
-    scope = args.scope or "all"
-    if verb == "activate":
-        message = f"kill switch ACTIVE for {scope}: matching traffic gets 403"
-    else:
-        message = f"kill switch cleared for {scope}"
-    ctx.out.result(data, lambda: ctx.out.success(message))
-    return EXIT_OK
-
-
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add_command(
         sub,
@@ -264,59 +198,3 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     log.add_argument("--last", "-n", type=int, default=20, metavar="N", help="default 20")
     log.add_argument("--agent", metavar="NAME")
     log.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
-    _register_approvals(sub, common)
-    switch = add_command(
-        sub,
-        "kill-switch",
-        help="stop all traffic, or one connector's or one agent's, at once",
-        description="Activating blocks matching traffic at every enforcement level (403 with "
-        "X-TameFlare-Kill-Switch: active) and denies matching pending approvals. Scope: all "
-        "(default), a connector type, or an agent name. Needs the owner role.",
-        examples='  tf kill-switch --activate --scope "Finance Bot" --reason "odd transfers"\n'
-        "  tf kill-switch --activate\n  tf kill-switch --deactivate\n"
-        "  tf kill-switch deactivate\n  tf kill-switch status",
-        common=common,
-        handler=kill_switch,
-    )
-    switch.add_argument("verb", nargs="?", choices=["activate", "deactivate", "status"])
-    switch.add_argument("--activate", action="store_true")
-    switch.add_argument("--deactivate", action="store_true")
-    switch.add_argument("--scope", metavar="S", help="all, a connector type or an agent name")
-    switch.add_argument("--reason", metavar="R")
-
-
-def _register_approvals(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = add_command(
-        sub,
-        "approvals",
-        help="list, approve and deny held requests",
-        description="Requests that need a human are held by the gateway (up to the approval "
-        "timeout, 5 minutes by default) until approved or denied here, in the dashboard or "
-        "in Slack.",
-        examples="  tf approvals list\n  tf approvals approve apv_123 --note 'looks fine'\n"
-        "  tf approvals deny apv_123",
-        common=common,
-    )
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="list|approve|deny")
-    lister = add_command(
-        verbs,
-        "list",
-        help="pending approvals (or --status recent)",
-        description="List approvals.",
-        examples="  tf approvals list\n  tf approvals list --status recent --json",
-        common=common,
-        handler=approvals_list,
-    )
-    lister.add_argument("--status", choices=["pending", "recent"], default="pending")
-    for verb, text in (("approve", "release a held request"), ("deny", "refuse it (403)")):
-        cmd = add_command(
-            verbs,
-            verb,
-            help=text,
-            description=f"{verb.capitalize()} one approval by id (see `tf approvals list`).",
-            examples=f"  tf approvals {verb} apv_123\n  tf approvals {verb} apv_123 --note 'ok'",
-            common=common,
-            handler=approvals_decide,
-        )
-        cmd.add_argument("id")
-        cmd.add_argument("--note")

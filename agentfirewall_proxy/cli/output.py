@@ -99,8 +99,12 @@ class Output:
             self.info(empty)
             return
         table = Table(title=title, title_justify="left", header_style="bold")
-        for column in columns:
-            table.add_column(column, overflow="fold")
+        for index, column in enumerate(columns):
+            if column == "id":  # ids are copied back: never wrapped, never cut
+                widest = max(len(row[index]) for row in materialised)
+                table.add_column(column, no_wrap=True, min_width=widest)
+            else:
+                table.add_column(column, overflow="fold")
         for row in materialised:
             table.add_row(*(Text(cell) for cell in row))  # cells are data, never markup
         self.out.print(table)

@@ -5,14 +5,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from agentfirewall.connectors import connector_types
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, OUTCOMES, normalize_level
+from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
-from agentfirewall_proxy.cli.output import EXIT_OK, CliError, short_time
+from agentfirewall_proxy.cli.names import (
+    close_matches,
+    did_you_mean,
+    resolve_prefix,
+    short_ids,
+    unknown_action,
+)
+from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
 
 __all__ = ["ensure_agent", "register"]
 
 PRESETS = ("allow-all", "read-only", "require-approval")
+_CREATE_HELP = "a new agent even when its name is close to an existing agent's"
 
 
 def ensure_agent(client: AdminClient, name: str, **extra: object) -> None:
@@ -21,6 +31,40 @@ def ensure_agent(client: AdminClient, name: str, **extra: object) -> None:
         client.get(f"/v1/agents/{path_id(name)}")
     except CliError:
         client.post("/v1/agents", {"name": name, **extra})
+
+
+def _connector_type(client: AdminClient, name: str) -> str:
+    """The connector type `name` stands for (a type, or a configured connector's name)."""
+    if name == "*" or name in connector_types():
+        return name
+    configured = client.get("/v1/connectors").get("connectors", [])
+    for found in configured:
+        if name in (found.get("type"), found.get("name")):
+            return str(found["type"])
+    known = sorted(set(connector_types()) | {str(c.get("name")) for c in configured})
+    raise CliError(
+        f"unknown connector `{name}`" + did_you_mean(close_matches(name, known)),
+        hint="connector types are " + ", ".join(connector_types()) + "; an SDK provider or a "
+        "future connector: add --force",
+        code=EXIT_USAGE,
+    )
+
+
+def _check_rule(ctx: Context, client: AdminClient) -> None:
+    """Refuse typos in the agent, connector and action (`--create`, `--force` say they are
+    meant); an agent no known name is close to is registered, and said so."""
+    args = ctx.args
+    name = str(args.gateway)
+    if name != "*" and not args.create and not check_new_agent(client, name, flag="--create"):
+        ensure_agent(client, name)
+        ctx.out.note(f'new agent `{name}` registered (`tf run --name "{name}"` uses it)')
+    if args.force:
+        return
+    kind = _connector_type(client, str(args.connector))
+    if args.action:
+        problem = unknown_action(str(args.action), kind)
+        if problem is not None:
+            raise problem
 
 
 def permissions_set(ctx: Context) -> int:
@@ -35,6 +79,7 @@ def permissions_set(ctx: Context) -> int:
     if not args.preset and not (args.action and args.decision):
         raise CliError("--action and --decision go together", code=2)
     with ctx.client(offline=True) as client:
+        _check_rule(ctx, client)
         if args.preset:
             body = {"agent": args.gateway, "connector": args.connector, "preset": args.preset}
             result = client.post("/v1/permissions/preset", body)
@@ -63,16 +108,17 @@ def permissions_set(ctx: Context) -> int:
 def permissions_list(ctx: Context) -> int:
     with ctx.client(offline=True) as client:
         data = client.get("/v1/permissions", agent=ctx.args.gateway)
+    rules = data.get("permissions", [])
     rows = [
         (
-            p.get("id"),
+            short,
             p.get("agent"),
             p.get("connector"),
             p.get("action_pattern"),
             p.get("decision"),
             short_time(p.get("created_at")),
         )
-        for p in data.get("permissions", [])
+        for short, p in zip(short_ids([str(p.get("id")) for p in rules]), rules, strict=True)
     ]
     ctx.out.result(
         data,
@@ -86,8 +132,10 @@ def permissions_list(ctx: Context) -> int:
 
 
 def permissions_remove(ctx: Context) -> int:
-    rule_id = str(ctx.args.id)
     with ctx.client(offline=True) as client:
+        rules = client.get("/v1/permissions").get("permissions", [])
+        ids = [str(p.get("id")) for p in rules]
+        rule_id = resolve_prefix("permission", str(ctx.args.id), ids)
         client.delete(f"/v1/permissions/{path_id(rule_id)}")
     ctx.out.result({"removed": rule_id}, lambda: ctx.out.success(f"permission {rule_id} removed"))
     return EXIT_OK
@@ -100,6 +148,8 @@ def enforcement_set(ctx: Context) -> int:
         raise CliError(str(exc), code=2) from None
     name = str(ctx.args.gateway)
     with ctx.client(offline=True) as client:
+        if not ctx.args.create:
+            check_new_agent(client, name, flag="--create")
         ensure_agent(client, name, enforcement_level=level)
         agent = client.patch(f"/v1/agents/{path_id(name)}", {"enforcement_level": level})
     ctx.out.result(agent, lambda: ctx.out.success(f"{name}: enforcement {level}"))
@@ -131,6 +181,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     setter.add_argument("--gateway", "--agent", dest="gateway", required=True, metavar="NAME")
     setter.add_argument("level", metavar="LEVEL", help=", ".join(ENFORCEMENT_LEVELS) + " or L0-L2")
+    setter.add_argument("--create", action="store_true", help=_CREATE_HELP)
 
 
 def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -152,7 +203,9 @@ def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
         "set",
         help="add or update one rule (or apply a preset)",
         description="Upsert the rule for (agent, connector, action pattern). Presets: "
-        "allow-all, read-only (reads only), require-approval (every action held).",
+        "allow-all, read-only (reads only), require-approval (every action held). A name "
+        "close to a known agent, an unknown connector or a pattern matching no action in the "
+        "catalogue is refused with the closest names (--create, --force to keep it).",
         examples='  tf permissions set --gateway "Bot" --connector github \\\n'
         '      --action "github.pr.merge" --decision require_approval\n'
         '  tf permissions set --gateway "Bot" --connector github \\\n'
@@ -166,6 +219,12 @@ def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
     setter.add_argument("--action", metavar="PATTERN", help='e.g. "github.pr.*"')
     setter.add_argument("--decision", choices=OUTCOMES)
     setter.add_argument("--preset", choices=PRESETS)
+    setter.add_argument("--create", action="store_true", help=_CREATE_HELP)
+    setter.add_argument(
+        "--force",
+        action="store_true",
+        help="keep a connector or action pattern the catalogue does not know",
+    )
     lister = add_command(
         verbs,
         "list",

@@ -1,9 +1,12 @@
-"""Approvals for people: list, show, approve, deny (once, by an allowed role)."""
+"""Approvals for people: list, show, approve, deny (once, by an allowed role).
+
+Each takes the full id or any unique prefix of it.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -22,6 +25,28 @@ from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 __all__ = ["routes"]
 
 _RECENT = 100
+#: The fewest characters after `apv_` an abbreviated approval id may have (as git's 4).
+_MIN_PREFIX = 4
+
+
+def resolve_id(conn: Connection, text: str) -> str:
+    """`text` as an approval id: the id itself, or the one id it is a prefix of (like git).
+
+    Ambiguous or too short prefixes get 409 and 400 with the matches, never a guess.
+    """
+    if get_approval(conn, text) is not None:
+        return text
+    query = select(approvals.c.id).where(approvals.c.id.startswith(text, autoescape=True))
+    found = [r.id for r in conn.execute(query.order_by(approvals.c.id).limit(6))]
+    if not found:
+        raise ApiError(404, f"no approval `{text}`")
+    if len(found) > 1:
+        shown = ", ".join(found[:5])
+        raise ApiError(409, f"`{text}` is ambiguous: approvals {shown} start with it", field="id")
+    if len(text) - text.find("_") - 1 < _MIN_PREFIX:
+        raise ApiError(400, f"`{text}` is too short: give at least {_MIN_PREFIX} characters "
+                       "after `apv_`", field="id")  # fmt: skip
+    return str(found[0])
 
 
 class DecisionBody(Strict):
@@ -51,7 +76,7 @@ async def list_approvals(request: Request) -> JSONResponse:
 async def show_approval(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
     aid = request.path_params["id"]
-    row = await state_of(request).db.read(lambda c: get_approval(c, aid))
+    row = await state_of(request).db.read(lambda c: get_approval(c, resolve_id(c, aid)))
     if row is None:
         raise ApiError(404, f"no approval `{aid}`")
     return json_ok(approval_json(row))
@@ -64,7 +89,13 @@ async def _decide(request: Request, approve: bool) -> JSONResponse:
     state = state_of(request)
     row = await state.db.write(
         lambda c: decide_approval(
-            c, aid, approve=approve, by=who.actor, role=who.role, note=body.note, now=now()
+            c,
+            resolve_id(c, aid),
+            approve=approve,
+            by=who.actor,
+            role=who.role,
+            note=body.note,
+            now=now(),
         )
     )
     await publish_decided(state, [row])

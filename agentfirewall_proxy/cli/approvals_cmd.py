@@ -1,0 +1,132 @@
+"""`tf approvals list|show|approve|deny`: the requests held for a human.
+
+Ids may be abbreviated to any unique prefix (like git's); the list shows each id's short
+form, which is unique and is never wrapped, so it can be copied from any terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agentfirewall_proxy.cli.client import path_id
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.names import short_ids
+from agentfirewall_proxy.cli.output import EXIT_OK, short_time
+
+__all__ = ["register", "request_text"]
+
+
+def request_text(request: Any) -> str | None:
+    if not isinstance(request, dict):
+        return None
+    return f"{request.get('method')} {request.get('host')}{request.get('path')}"
+
+
+def approvals_list(ctx: Context) -> int:
+    with ctx.client() as client:
+        data = client.get("/v1/approvals", status=ctx.args.status)
+    approvals = data.get("approvals", [])
+    ids = short_ids([str(a.get("id")) for a in approvals])
+    rows = [
+        (
+            short,
+            a.get("agent"),
+            (a.get("action_spec") or {}).get("type"),
+            request_text(a.get("request")),
+            a.get("status"),
+            a.get("reason"),
+            short_time(a.get("expires_at")),
+        )
+        for short, a in zip(ids, approvals, strict=True)
+    ]
+    ctx.out.result(
+        data,
+        lambda: ctx.out.table(
+            ("id", "agent", "action", "request", "status", "reason", "expires"),
+            rows,
+            empty="no pending approvals",
+        ),
+    )
+    return EXIT_OK
+
+
+def approvals_show(ctx: Context) -> int:
+    with ctx.client() as client:
+        approval = client.get(f"/v1/approvals/{path_id(str(ctx.args.id))}")
+    spec = approval.get("action_spec") or {}
+    pairs = [
+        ("id", approval.get("id")),
+        ("status", approval.get("status")),
+        ("agent", approval.get("agent")),
+        ("action", spec.get("type")),
+        ("request", request_text(approval.get("request"))),
+        ("parameters", spec.get("parameters") or None),
+        ("reason", approval.get("reason")),
+        ("risk", approval.get("risk_score")),
+        ("created", short_time(approval.get("created_at"))),
+        ("expires", short_time(approval.get("expires_at"))),
+        ("decided by", approval.get("decided_by")),
+        ("note", approval.get("note")),
+    ]
+    ctx.out.result(approval, lambda: ctx.out.fields(pairs))
+    return EXIT_OK
+
+
+def approvals_decide(ctx: Context) -> int:
+    verb = "approve" if ctx.args.verb == "approve" else "deny"
+    body = {"note": ctx.args.note} if ctx.args.note else {}
+    with ctx.client() as client:
+        result = client.post(f"/v1/approvals/{path_id(str(ctx.args.id))}/{verb}", body)
+    done = "approved" if verb == "approve" else "denied"
+    action = (result.get("action_spec") or {}).get("type") or "-"
+    ctx.out.result(result, lambda: ctx.out.success(f"{result.get('id')} {done} ({action})"))
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub,
+        "approvals",
+        help="list, show, approve and deny held requests",
+        description="Requests that need a human are held by the gateway (up to the approval "
+        "timeout, 5 minutes by default) until approved or denied here, in the dashboard or "
+        "in Slack. Ids may be abbreviated to any unique prefix.",
+        examples="  tf approvals list\n  tf approvals approve apv_123 --note 'looks fine'\n"
+        "  tf approvals deny apv_123",
+        common=common,
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="list|show|approve|deny")
+    lister = add_command(
+        verbs,
+        "list",
+        help="pending approvals (or --status recent)",
+        description="List approvals (ids in their short, unique form).",
+        examples="  tf approvals list\n  tf approvals list --status recent --json",
+        common=common,
+        handler=approvals_list,
+    )
+    lister.add_argument("--status", choices=["pending", "recent"], default="pending")
+    show = add_command(
+        verbs,
+        "show",
+        help="one approval in full",
+        description="Show one approval: the request held, why, who decided.",
+        examples="  tf approvals show apv_0KX3",
+        common=common,
+        handler=approvals_show,
+    )
+    show.add_argument("id", help="the id or any unique prefix of it")
+    for verb, text in (("approve", "release a held request"), ("deny", "refuse it (403)")):
+        cmd = add_command(
+            verbs,
+            verb,
+            help=text,
+            description=f"{verb.capitalize()} one approval by id or unique id prefix "
+            "(see `tf approvals list`).",
+            examples=f"  tf approvals {verb} apv_123\n  tf approvals {verb} apv_123 --note 'ok'",
+            common=common,
+            handler=approvals_decide,
+        )
+        cmd.add_argument("id", help="the id or any unique prefix of it")
+        cmd.add_argument("--note")

@@ -1,0 +1,118 @@
+"""`tf kill-switch --activate|--deactivate [--scope S]`: stop traffic at once.
+
+A scope names all, a connector type or an agent. A scope that names nothing known is
+refused with the closest names (a typo must not leave the real agent running); ``--force``
+stops an agent that does not exist yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agentfirewall.connectors import connector_types
+from agentfirewall_proxy.cli.agent_cmd import agent_names
+from agentfirewall_proxy.cli.client import AdminClient
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.monitor import _switch_text
+from agentfirewall_proxy.cli.names import close_matches, did_you_mean
+from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
+
+__all__ = ["check_scope", "register"]
+
+
+def _connector_names(client: AdminClient) -> list[str]:
+    configured = client.get("/v1/connectors").get("connectors", [])
+    return sorted(set(connector_types()) | {str(c["type"]) for c in configured})
+
+
+def check_scope(client: AdminClient, scope: str) -> None:
+    """Refuse a scope that names no agent and no connector, with did-you-mean."""
+    if scope == "all":
+        return
+    kind, _, name = scope.partition(":")
+    if kind not in ("agent", "connector") or not name:
+        kind, name = "", scope
+    agents = agent_names(client) if kind != "connector" else []
+    connectors = _connector_names(client) if kind != "agent" else []
+    known = [*agents, *connectors]
+    if name in known:
+        return
+    what = {"agent": "agent", "connector": "connector"}.get(kind, "agent or connector")
+    raise CliError(
+        f"unknown kill-switch scope `{scope}`: no {what} of that name"
+        + did_you_mean(close_matches(name, known if kind else [*known, "all"])),
+        hint="to stop an agent that does not exist yet, add --force",
+        code=EXIT_USAGE,
+    )
+
+
+def _check_active(scope: str, active: list[dict[str, Any]]) -> None:
+    """Refuse to clear a scope no active switch has (the typo would leave it on)."""
+    names = [str(s.get("target") or s.get("scope")) for s in active]
+    bare = scope.partition(":")[2] if scope.startswith(("agent:", "connector:")) else scope
+    if bare in names:
+        return
+    raise CliError(
+        f"no active kill switch for `{scope}`" + did_you_mean(close_matches(bare, names)),
+        hint=f"active: {_switch_text(active)}; `tf kill-switch --deactivate` clears them all",
+        code=EXIT_USAGE,
+    )
+
+
+def kill_switch(ctx: Context) -> int:
+    args = ctx.args
+    verb = args.verb or ("activate" if args.activate else "deactivate" if args.deactivate else None)
+    if args.activate and args.deactivate:
+        raise CliError("--activate and --deactivate exclude each other", code=EXIT_USAGE)
+    with ctx.client() as client:
+        if verb is None or verb == "status":
+            data = client.get("/v1/kill-switch")
+            active = data.get("active") or []
+            ctx.out.result(data, lambda: ctx.out.line(f"kill switch: {_switch_text(active)}"))
+            return EXIT_OK
+        body: dict[str, Any] = {"active": verb == "activate"}
+        if args.scope and not args.force:
+            if verb == "activate":
+                check_scope(client, args.scope)
+            else:
+                _check_active(args.scope, client.get("/v1/kill-switch").get("active") or [])
+        if args.scope:
+            body["scope"] = args.scope
+        elif verb == "activate":
+            body["scope"] = "all"
+        if args.reason:
+            body["reason"] = args.reason
+        data = client.post("/v1/kill-switch", body)
+    scope = args.scope or "all"
+    if verb == "activate":
+        message = f"kill switch ACTIVE for {scope}: matching traffic gets 403"
+    else:
+        message = f"kill switch cleared for {scope}"
+    ctx.out.result(data, lambda: ctx.out.success(message))
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    switch = add_command(
+        sub,
+        "kill-switch",
+        help="stop all traffic, or one connector's or one agent's, at once",
+        description="Activating blocks matching traffic at every enforcement level (403 with "
+        "X-TameFlare-Kill-Switch: active) and denies matching pending approvals. Scope: all "
+        "(default), a connector type, or an agent name (`agent:NAME` / `connector:TYPE` when "
+        "one name is both). An unknown scope is refused. Needs the owner role.",
+        examples='  tf kill-switch --activate --scope "Finance Bot" --reason "odd transfers"\n'
+        "  tf kill-switch --activate\n  tf kill-switch --deactivate\n"
+        "  tf kill-switch deactivate\n  tf kill-switch status",
+        common=common,
+        handler=kill_switch,
+    )
+    switch.add_argument("verb", nargs="?", choices=["activate", "deactivate", "status"])
+    switch.add_argument("--activate", action="store_true")
+    switch.add_argument("--deactivate", action="store_true")
+    switch.add_argument("--scope", metavar="S", help="all, a connector type or an agent name")
+    switch.add_argument("--reason", metavar="R")
+    switch.add_argument(
+        "--force", action="store_true", help="accept a scope that names no known agent"
+    )

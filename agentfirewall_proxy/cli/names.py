@@ -1,0 +1,138 @@
+"""Names and ids people type: "did you mean …?" for typos, unique prefixes for ids.
+
+A name that matches nothing known is refused with the closest known names (compared
+case-insensitively), unless the command was told that naming the future is intended
+(``--create`` / ``--force``). An id may be given by any unique prefix, as git accepts
+abbreviated commit ids; tables show the short form (:func:`short_ids`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+from agentfirewall.connectors import ConnectorError, connector_types, get_connector
+from agentfirewall.policy.globs import compile_glob
+from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
+
+__all__ = [
+    "MIN_PREFIX",
+    "catalogue_actions",
+    "close_matches",
+    "did_you_mean",
+    "resolve_prefix",
+    "short_ids",
+    "unknown_action",
+]
+
+#: The fewest characters after an id's type prefix (``apv_``) accepted as an abbreviation.
+MIN_PREFIX = 4
+#: Characters after the type prefix a short id shows at least: an id's first 10 are its
+#: creation time in milliseconds, the next two are random (1 in 1024 to share them).
+SHORT_ID = 12
+_FALLBACK_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
+
+
+def close_matches(word: str, known: Iterable[str], *, cutoff: float = 0.6) -> list[str]:
+    """The known names closest to `word`, best first, compared case-insensitively."""
+    by_folded: dict[str, str] = {}
+    for name in known:
+        by_folded.setdefault(name.casefold(), name)
+    folded = word.casefold()
+    if folded in by_folded:
+        return [by_folded[folded]]
+    found = difflib.get_close_matches(folded, list(by_folded), n=3, cutoff=cutoff)
+    return [by_folded[f] for f in found]
+
+
+def did_you_mean(matches: Sequence[str]) -> str:
+    """`: did you mean `A` or `B`?` (empty when nothing is close)."""
+    if not matches:
+        return ""
+    quoted = [f"`{m}`" for m in matches]
+    shown = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f": did you mean {shown}?"
+
+
+def catalogue_actions(connector: str) -> list[str]:
+    """Every action name the catalogue knows for a connector type (``*``: every type),
+    with the fallback ``<type>.<method>`` names and the generic connector's aliases."""
+    types = connector_types() if connector == "*" else [connector]
+    names: list[str] = []
+    for kind in types:
+        try:
+            actions = get_connector(kind).actions()
+        except ConnectorError:  # a documented type without a parser module: no catalogue
+            actions = []
+        names.extend(info.type for info in actions)
+        names.extend(f"{kind}.{method}" for method in _FALLBACK_METHODS)
+        if kind == "generic":
+            names.extend(f"generic.{method}" for method in _FALLBACK_METHODS)
+    return sorted(set(names))
+
+
+def _covers(pattern: str, name: str) -> bool:
+    """Whether the action glob `pattern` matches the catalogue row `name`; a row with a
+    placeholder (``mcp.tools.<name>``) stands for every name with its literal prefix."""
+    head, placeholder, _ = name.partition("<")
+    if placeholder:
+        literal = pattern.split("*", 1)[0]
+        return literal.startswith(head) or head.startswith(literal)
+    return compile_glob(pattern).matches(name)
+
+
+def unknown_action(pattern: str, connector: str) -> CliError | None:
+    """None when `pattern` matches an action of `connector`'s catalogue, else the error."""
+    known = catalogue_actions(connector)
+    if not known:
+        return None  # nothing to check against (an SDK provider, a future type)
+    candidates = [n for n in known if "<" not in n]
+    try:
+        if any(_covers(pattern, name) for name in known):
+            return None
+    except ValueError as exc:  # not an action glob at all (upper case, spaces...)
+        return CliError(str(exc) + did_you_mean(close_matches(pattern, candidates)),
+                        code=EXIT_USAGE)  # fmt: skip
+    where = "any connector" if connector == "*" else f"the `{connector}` catalogue"
+    return CliError(
+        f"action `{pattern}` matches nothing in {where}"
+        + did_you_mean(close_matches(pattern, candidates)),
+        hint="the names are in docs/connectors.md (and the dashboard's Connectors page); "
+        "add --force to keep the pattern as written",
+        code=EXIT_USAGE,
+    )
+
+
+def resolve_prefix(kind: str, text: str, ids: Iterable[str]) -> str:
+    """The one id in `ids` that is `text` or starts with it; else a usage error."""
+    known = list(ids)
+    if text in known:
+        return text
+    matches = sorted(i for i in known if i.startswith(text))
+    if len(matches) == 1 and len(text) - text.find("_") - 1 >= MIN_PREFIX:
+        return matches[0]
+    if len(matches) > 1:
+        shown = ", ".join(short_ids(matches)[:5])
+        raise CliError(
+            f"`{text}` is ambiguous: {len(matches)} {kind}s start with it ({shown})",
+            hint="give more characters of the id",
+            code=EXIT_USAGE,
+        )
+    if matches:
+        raise CliError(f"`{text}` is too short: give at least {MIN_PREFIX} characters after `_`",
+                       code=EXIT_USAGE)  # fmt: skip
+    raise CliError(f"no {kind} `{text}`", hint=f"list them with `tf {kind}s list`")
+
+
+def short_ids(ids: Sequence[str], *, minimum: int = SHORT_ID) -> list[str]:
+    """For each id the shortest prefix (at least `minimum` characters after its type
+    prefix) that no other id in `ids` starts with — what a person can copy back."""
+    shown: list[str] = []
+    for value in ids:
+        length = min(len(value), value.find("_") + 1 + minimum)
+        while length < len(value) and any(
+            other != value and other.startswith(value[:length]) for other in ids
+        ):
+            length += 1
+        shown.append(value[:length])
+    return shown
