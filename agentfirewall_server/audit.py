@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +32,12 @@ __all__ = [
     "append_events",
     "canonical_text",
     "chain_rows",
+    "check_row",
     "content_digest",
     "event_to_dict",
     "export_csv",
     "export_jsonl",
+    "iter_rows",
     "link_events",
     "link_hash",
     "prepare_event",
@@ -54,6 +56,9 @@ class VerifyResult:
     events_checked: int
     first_bad_event: int | None
     problem: str | None
+    events_missing: int = 0  # after the log's end, by the newest checkpoint
+    checkpoint: dict[str, Any] | None = None  # the newest signed checkpoint found
+    checkpoints_checked: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,10 +66,13 @@ class VerifyResult:
             "events_checked": self.events_checked,
             "first_bad_event": self.first_bad_event,
             "problem": self.problem,
+            "events_missing": self.events_missing,
+            "checkpoint": self.checkpoint,
+            "checkpoints_checked": self.checkpoints_checked,
         }
 
 
-def content_digest(row: dict[str, Any]) -> str:
+def content_digest(row: Mapping[str, Any]) -> str:
     """SHA-256 of what an event says (everything but its place in the chain).
 
     The hashed bytes are the canonical JSON (`canonical_json`) of the six content fields,
@@ -192,9 +200,8 @@ def append_event(
     return row
 
 
-def verify_chain(conn: Connection, batch: int = 5000) -> VerifyResult:
-    """Recompute every hash and link; report the first event that does not fit."""
-    prev_hash, expected_id, checked = GENESIS, 1, 0
+def iter_rows(conn: Connection, batch: int = 5000) -> Iterator[Any]:
+    """Every event in id order, stored form, read in batches."""
     last_id = 0
     while True:
         rows = (
@@ -208,16 +215,29 @@ def verify_chain(conn: Connection, batch: int = 5000) -> VerifyResult:
             .all()
         )
         if not rows:
-            return VerifyResult(True, checked, None, None)
-        for row in rows:
-            problem = _check(dict(row), expected_id, prev_hash)
-            if problem:
-                return VerifyResult(False, checked, int(row["id"]), problem)
-            checked += 1
-            prev_hash, expected_id, last_id = row["hash"], row["id"] + 1, row["id"]
+            return
+        yield from rows
+        last_id = rows[-1]["id"]
 
 
-def _check(row: dict[str, Any], expected_id: int, prev_hash: str) -> str | None:
+def verify_chain(conn: Connection, batch: int = 5000) -> VerifyResult:
+    """Recompute every hash and link; report the first event that does not fit.
+
+    This checks the chain alone; `checkpointer.verify_log` also holds it against the
+    signed checkpoints (which is what detects a truncated log).
+    """
+    prev_hash, expected_id, checked = GENESIS, 1, 0
+    for row in iter_rows(conn, batch):
+        problem = check_row(row, expected_id, prev_hash)
+        if problem:
+            return VerifyResult(False, checked, int(row["id"]), problem)
+        checked += 1
+        prev_hash, expected_id = row["hash"], row["id"] + 1
+    return VerifyResult(True, checked, None, None)
+
+
+def check_row(row: Mapping[str, Any], expected_id: int, prev_hash: str) -> str | None:
+    """What is wrong with `row` as the event after `prev_hash`, or None."""
     if row["id"] != expected_id:
         return f"events {expected_id}..{row['id'] - 1} are missing (deleted)"
     if row["prev_hash"] != prev_hash:

@@ -1,6 +1,8 @@
 """First start: the data directory and its secret files, all mode 0600.
 
 ``ensure_data_dir`` is idempotent: it creates what is missing and reads what exists.
+The encryption key is not among them: the server makes one only when the vault is empty
+(a missing key with sealed rows stops the start instead, see ``vaultcheck``).
 ``tf init`` calls it too, so the CLI and the server agree on the admin and gateway tokens.
 """
 
@@ -23,6 +25,7 @@ __all__ = [
     "SIGNING_KEY_FILE",
     "Bootstrap",
     "ensure_data_dir",
+    "fsync_dir",
     "new_token",
     "read_secret_file",
     "write_secret_file",
@@ -64,6 +67,16 @@ def write_secret_file(path: Path, content: bytes) -> None:
         os.close(fd)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (the directory entry itself)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_secret_file(path: Path) -> str | None:
@@ -89,9 +102,7 @@ def ensure_data_dir(settings: Settings) -> Bootstrap:
     created = False
     if settings.signing_key is None:
         created |= _ensure(root / SIGNING_KEY_FILE, generate_signing_key().to_pem())
-    if settings.encryption_key is None:
-        key = secrets.token_bytes(32).hex().encode()
-        created |= _ensure(root / ENCRYPTION_KEY_FILE, key)
+    # the encryption key is made by the server, and only for an empty vault (keystore.py)
     created |= _ensure(root / ADMIN_TOKEN_FILE, new_token("tfa_").encode())
     created |= _ensure(root / GATEWAY_TOKEN_FILE, new_token("tfg_").encode())
     if created and not (root / SETUP_TOKEN_FILE).exists():

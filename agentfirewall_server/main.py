@@ -1,7 +1,9 @@
 """``python -m agentfirewall_server``: flags, first-start message, uvicorn.
 
 Flags override ``AGENTFIREWALL_*`` environment variables, which override defaults.
-``rotate-key`` re-encrypts every vaulted secret under a new encryption key.
+``rotate-key`` re-encrypts every vaulted secret under a new encryption key (offline: it
+refuses while a server runs; `tf vault rotate` rotates online). The start stops with an
+error naming the key id when the stored credentials need a key the server does not have.
 """
 
 from __future__ import annotations
@@ -115,6 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return rotate_key(settings, args.new_key)
     boot = ensure_data_dir(settings)
+    from agentfirewall_server.vaultcheck import VaultStartError, preflight
+
+    try:
+        preflight(settings)
+    except VaultStartError as exc:  # a wrong or missing key: stop, never make a new one
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if boot.created:
         print(first_start_message(settings, boot), flush=True)
     build_server(settings).run()

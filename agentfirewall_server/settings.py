@@ -3,6 +3,8 @@
 The two secrets also accept the names TameFlare users already know:
 ``SIGNING_KEY_PRIVATE`` (ES256 key, PEM or base64 PEM) and ``SETTINGS_ENCRYPTION_KEY``
 (32 bytes, base64 or hex). When unset, the data directory's generated files are used.
+Previous vault keys (still opening what they sealed during a rotation) come from
+``AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS`` (comma-separated) and ``encryption.keyring``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ class Settings(BaseSettings):
             "encryption_key", "AGENTFIREWALL_ENCRYPTION_KEY", "SETTINGS_ENCRYPTION_KEY"
         ),
     )
+    encryption_keys_previous: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "encryption_keys_previous", "AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS"
+        ),
+    )
+    vault_rotate_batch: int = Field(default=100, ge=1, le=10_000)
+    audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
+    audit_anchor_url: str | None = None
+    audit_anchor_file: Path | None = None
     approval_timeout_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     rate_limit_per_minute: int = Field(default=60, ge=1)
     webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)

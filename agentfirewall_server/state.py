@@ -14,13 +14,13 @@ from sqlalchemy import Connection, select
 from agentfirewall.tokens import SigningKey, generate_signing_key, load_signing_key
 from agentfirewall_server.bootstrap import (
     ADMIN_TOKEN_FILE,
-    ENCRYPTION_KEY_FILE,
     GATEWAY_TOKEN_FILE,
     SIGNING_KEY_FILE,
     ensure_data_dir,
     read_secret_file,
 )
 from agentfirewall_server.clock import now
+from agentfirewall_server.datalock import ServerLock
 from agentfirewall_server.hub import Hub
 from agentfirewall_server.identity import hash_secret, prefix_of
 from agentfirewall_server.metrics import Metrics
@@ -37,7 +37,8 @@ from agentfirewall_server.snapshot import (
 )
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import tokens
-from agentfirewall_server.vault import Vault
+from agentfirewall_server.vault import Keyring
+from agentfirewall_server.vaultcheck import credential_problems, open_keyring
 
 __all__ = ["AppState"]
 
@@ -57,7 +58,11 @@ class AppState:
         self.db: Database = Database(
             settings.resolved_database_url, synchronous=settings.sqlite_synchronous
         )
-        self.vault: Vault
+        self.vault: Keyring
+        self.vault_problems: dict[str, dict[str, str]] = {}  # owner -> error, fix
+        self.rotation: Any = None  # routes/vault.py: the online rotation, while it runs
+        self.checkpoints: Any = None  # checkpoints.Checkpointer
+        self.lock = ServerLock(settings.data_dir, settings.resolved_database_url)
         self.signing_key: SigningKey
         self.signer: TokenSigner
         self.snapshot: Snapshot
@@ -71,13 +76,18 @@ class AppState:
 
     async def start(self) -> None:
         ensure_data_dir(self.settings)
-        self.vault = self._load_vault()
+        await asyncio.to_thread(self.lock.acquire)
         self.signing_key = self._load_signing_key()
         self.signer = TokenSigner(self.signing_key)
+        self.vault = await asyncio.to_thread(open_keyring, self.settings, self.db.read_sync)
         await asyncio.to_thread(self.db.migrate)
         self.db.start()
         await self.db.write(self._register_bootstrap_tokens)
         self.snapshot = await self.db.read(load_snapshot)
+        from agentfirewall_server.checkpointer import Checkpointer
+
+        self.checkpoints = Checkpointer(self)
+        self._tasks.append(asyncio.create_task(self.checkpoints.loop()))
         self._update_gauges()
         self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
         from agentfirewall_server.approvals import expiry_loop
@@ -93,15 +103,14 @@ class AppState:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
+        if self.checkpoints is not None:  # the chain head, signed, as the last write
+            with contextlib.suppress(Exception):
+                await self.checkpoints.checkpoint("shutdown")
                 await task
         if hasattr(self, "http"):
             await self.http.aclose()
         await asyncio.to_thread(self.db.close)
-
-    def _load_vault(self) -> Vault:
-        if self.settings.encryption_key is not None:
-            return Vault.from_text(self.settings.encryption_key.get_secret_value())
-        return Vault.from_file(self.settings.data_dir / ENCRYPTION_KEY_FILE)
+        self.lock.release()
 
     def _load_signing_key(self) -> SigningKey:
         if self.settings.signing_key is not None:
@@ -168,6 +177,7 @@ class AppState:
                 await self.reload()
                 self.hub.publish("config", {"version": self.snapshot.version})
 
+        self.vault_problems = credential_problems(self.snapshot.credentials, self.vault)
     def _update_gauges(self) -> None:
         gauge = self.metrics.kill_switch
         gauge.clear()

@@ -4,6 +4,9 @@ The associated data is the owner id (a connector id such as ``conn_github_1``, o
 ``settings:slack_bot_token``), so a ciphertext copied onto another connector does not
 decrypt. Stored form: ``v1:<key id>:<base64(nonce || ciphertext+tag)>``; the key id (8 hex
 digits of the key's SHA-256) makes a wrong key a clear error instead of garbage.
+
+A `Keyring` holds the current key (which seals) and previous keys; it opens a ciphertext
+with whichever key the ciphertext names, so a rotation can proceed row by row.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agentfirewall.errors import VaultError
 
-__all__ = ["Vault", "generate_key_text", "parse_key"]
+__all__ = ["Keyring", "Vault", "generate_key_text", "key_id", "kid_of", "parse_key"]
 
 _VERSION = "v1"
 
@@ -56,6 +59,12 @@ def generate_key_text() -> str:
 
 def key_id(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()[:8]
+
+
+def kid_of(stored: str) -> str | None:
+    """The key id a stored ciphertext names, or None when it is not in the vault format."""
+    parts = stored.split(":", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == _VERSION else None
 
 
 class Vault:
@@ -109,3 +118,47 @@ class Vault:
 
     def reencrypt(self, stored: str, *, owner: str, new: Vault) -> str:
         return new.encrypt(self.decrypt(stored, owner=owner), owner=owner)
+
+
+class Keyring:
+    """The current key (seals) and previous keys (open what they sealed), by key id."""
+
+    def __init__(self, current: Vault, previous: list[Vault] | tuple[Vault, ...] = ()) -> None:
+        self.current = current
+        self.keys: dict[str, Vault] = {v.key_id: v for v in previous}
+        self.keys[current.key_id] = current
+
+    @property
+    def key_id(self) -> str:
+        return self.current.key_id
+
+    def set_current(self, vault: Vault) -> None:
+        """Seal with `vault` from now on (the others still open what they sealed)."""
+        self.keys[vault.key_id] = vault
+        self.current = vault
+
+    def forget(self, kid: str) -> None:
+        if kid != self.current.key_id:
+            self.keys.pop(kid, None)
+
+    def encrypt(self, plaintext: str, *, owner: str) -> str:
+        return self.current.encrypt(plaintext, owner=owner)
+
+    def decrypt(self, stored: str, *, owner: str) -> str:
+        kid = kid_of(stored)
+        vault = self.keys.get(kid) if kid else None
+        if vault is None:
+            if kid is None:
+                raise VaultError(f"credential of `{owner}` is not in the vault format")
+            raise VaultError(
+                f"credential of `{owner}` was sealed with key id `{kid}`, which is not in "
+                f"the keyring (current key id `{self.current.key_id}`): restore that key "
+                "(encryption.key / encryption.keyring or SETTINGS_ENCRYPTION_KEY)"
+            )
+        return vault.decrypt(stored, owner=owner)
+
+    def reseal(self, stored: str, *, owner: str) -> str:
+        """`stored` sealed with the current key (unchanged when it already is)."""
+        if kid_of(stored) == self.current.key_id:
+            return stored
+        return self.current.encrypt(self.decrypt(stored, owner=owner), owner=owner)

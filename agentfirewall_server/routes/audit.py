@@ -1,10 +1,15 @@
-"""Audit log queries, export (CSV, JSON Lines), chain verification; the traffic log."""
+"""Audit log queries, export (CSV, JSON Lines), chain verification; the traffic log.
+
+Verification holds the chain against the signed checkpoints (checkpointer.py); the JSON
+Lines export carries each event's exact ``created_ts`` and, at the end, every checkpoint,
+so `tf audit verify --file` can check it offline with only the public key.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Connection, Select, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -14,9 +19,10 @@ from agentfirewall_server.audit import (
     event_to_dict,
     export_csv,
     export_jsonl,
-    verify_chain,
 )
 from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.checkpointer import collect, verify_log
+from agentfirewall_server.checkpoints import Checkpoint, checkpoint_line
 from agentfirewall_server.clock import now, parse_time, rfc3339
 from agentfirewall_server.store.schema import audit_events, traffic
 from agentfirewall_server.web import ApiError, json_ok
@@ -81,8 +87,14 @@ async def export_audit(request: Request) -> Response:
         raise ApiError(400, f"unknown format `{fmt}`: expected csv or jsonl", field="format")
     q = _audit_query(request).order_by(audit_events.c.id).limit(_EXPORT_LIMIT)
     state = state_of(request)
-    rows = await state.db.read(lambda c: c.execute(q).all())
-    events = [event_to_dict(r) for r in rows]
+
+    def read(conn: Connection) -> tuple[list[Any], list[Checkpoint]]:
+        # checkpoints first: none of them is newer than the events read after
+        checkpoints, _problems = collect(state, conn)
+        return list(conn.execute(q).all()), checkpoints
+
+    rows, checkpoints = await state.db.read(read)
+    events = [{**event_to_dict(r), "created_ts": r.created_at} for r in rows]
     await state.db.write(
         lambda c: append_event(
             c,
@@ -94,13 +106,17 @@ async def export_audit(request: Request) -> Response:
         )
     )
     if fmt == "csv":
+        for event in events:
+            del event["created_ts"]
         return Response(
             export_csv(events),
             media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
         )
+    unique = {cp.token: cp for cp in checkpoints}.values()
+    lines = [*export_jsonl(events), *(checkpoint_line(cp) for cp in unique)]
     return Response(
-        "".join(export_jsonl(events)),
+        "".join(lines),
         media_type="application/x-ndjson",
         headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'},
     )
@@ -108,8 +124,29 @@ async def export_audit(request: Request) -> Response:
 
 async def verify(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
-    result = await state_of(request).db.read(verify_chain)
+    state = state_of(request)
+    result = await state.db.read(lambda c: verify_log(state, c))
     return json_ok(result.to_dict())
+
+
+async def list_checkpoints(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    state = state_of(request)
+    found, problems = await state.db.read(lambda c: collect(state, c))
+    newest = sorted({cp.token: cp for cp in found}.values(), key=lambda c: (c.seq, c.time))
+    limit = _int(request, "limit", 100, 1000) or 100
+    return json_ok(
+        {
+            "checkpoints": [cp.to_dict() for cp in reversed(newest[-limit:])],
+            "problems": problems,
+        }
+    )
+
+
+async def make_checkpoint(request: Request) -> JSONResponse:
+    await require_role(request, "admin")
+    cp = await state_of(request).checkpoints.checkpoint("request")
+    return json_ok({"checkpoint": cp.to_dict()}, 201)
 
 
 def traffic_json(row: Any) -> dict[str, Any]:
@@ -147,5 +184,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/audit", list_audit, methods=["GET"]),
         Route("/api/v1/audit/export", export_audit, methods=["GET"]),
         Route("/api/v1/audit/verify", verify, methods=["GET"]),
+        Route("/api/v1/audit/checkpoints", list_checkpoints, methods=["GET"]),
+        Route("/api/v1/audit/checkpoints", make_checkpoint, methods=["POST"]),
         Route("/api/v1/traffic", list_traffic, methods=["GET"]),
     ]

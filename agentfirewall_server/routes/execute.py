@@ -107,49 +107,29 @@ def _finish(
 
     def job(conn: Connection) -> None:
         stamp = now()
-        claimed = (_A.id == action_id, _A.execution_state == "executing")
-        data: dict[str, Any] = {"action_type": action_type}
-        if error is not None and error.extra.get("retryable"):
-            conn.execute(
-                update(action_requests)
-                .where(*claimed)
-                .values(execution_state=None, updated_at=stamp)
-            )
-            conn.execute(delete(used_nonces).where(used_nonces.c.action_request_id == action_id))
-            event, data = (
-                "action.execution_failed",
-                {**data, "error": error.code, "retryable": True},
-            )
-        elif error is not None:
-            summary = {"error": error.code, "executed_at": stamp, "retryable": False}
-            conn.execute(
-                update(action_requests)
-                .where(*claimed)
-                .values(
-                    status="executed",
-                    execution_state="failed",
-                    execution=json.dumps(summary),
-                    updated_at=stamp,
-                )
-            )
-            event, data = (
-                "action.execution_failed",
-                {**data, "error": error.code, "retryable": False},
-            )
-        else:
+        values: dict[str, Any]
+        if error is None:
             assert result is not None
-            summary = {"status_code": result["status_code"], "executed_at": stamp}
-            conn.execute(
-                update(action_requests)
-                .where(*claimed)
-                .values(
-                    status="executed",
-                    execution_state="executed",
-                    execution=json.dumps(summary),
-                    updated_at=stamp,
-                )
-            )
-            event, data = "action.executed", {**data, "status_code": result["status_code"]}
+            code = result["status_code"]
+            event, data = "action.executed", {"action_type": action_type, "status_code": code}
+            summary: dict[str, Any] = {"status_code": code, "executed_at": stamp}
+            values = {"status": "executed", "execution_state": "executed"}
+        else:
+            retryable = bool(error.extra.get("retryable"))
+            event = "action.execution_failed"
+            data = {"action_type": action_type, "error": error.code, "retryable": retryable}
+            summary = {"error": error.code, "executed_at": stamp, "retryable": False}
+            values = {"status": "executed", "execution_state": "failed"}
+        if error is not None and data["retryable"]:  # nothing was sent: decided again
+            values = {"execution_state": None}
+            conn.execute(delete(used_nonces).where(used_nonces.c.action_request_id == action_id))
+        else:
+            values["execution"] = json.dumps(summary)
+        conn.execute(
+            update(action_requests)
+            .where(_A.id == action_id, _A.execution_state == "executing")
+            .values(**values, updated_at=stamp)
+        )
         append_event(conn, event, actor=agent, now=stamp, agent=agent, subject=action_id, data=data)
 
     return job

@@ -31,14 +31,24 @@ async def health(request: Request) -> JSONResponse:
     except Exception:
         database = "unavailable"
     status = 200 if database == "ok" else 503
+    unreadable = _unreadable(state.vault_problems)
     return json_ok(
         {
-            "status": "ok" if status == 200 else "degraded",
+            "status": "ok" if status == 200 and not unreadable else "degraded",
             "version": agentfirewall.__version__,
             "database": database,
+            # a credential that does not decrypt fails its own connector only
+            "vault": {"status": "degraded" if unreadable else "ok", "unreadable": unreadable},
         },
         status,
     )
+
+
+def _unreadable(problems: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+    return [
+        {"connector": owner, "key_id": p["key_id"], "fix": p["fix"]}
+        for owner, p in sorted(problems.items())
+    ]
 
 
 async def jwks(request: Request) -> JSONResponse:
@@ -115,6 +125,7 @@ async def status(request: Request) -> JSONResponse:
             **counts,
             "kill_switches": [_kill_json(k) for k in snap.kill_switches],
         }
+            "vault": {"unreadable": _unreadable(state.vault_problems)},
     )
 
 

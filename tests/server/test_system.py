@@ -25,14 +25,19 @@ SERVER_METRICS = (
 
 def test_health_needs_no_credentials(harness: Harness) -> None:
     body = harness.call("GET", "/api/health").json()
-    assert body == {"status": "ok", "version": body["version"], "database": "ok"}
+    assert body == {
+        "status": "ok",
+        "version": body["version"],
+        "database": "ok",
+        "vault": {"status": "ok", "unreadable": []},
+    }
 
 
 def test_metrics_expose_the_documented_names(harness: Harness) -> None:
     key = harness.create_agent("Bot")
     harness.admin("POST", "/v1/kill-switch", json={"active": True})
     harness.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC})
-    text = harness.call("GET", "/metrics").text
+    text = harness.call("GET", "/metrics", harness.admin_token).text
     for name in SERVER_METRICS:
         assert f"# TYPE {name}" in text, name
     assert 'aaf_kill_switch_active{scope="all"} 1.0' in text

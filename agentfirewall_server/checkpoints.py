@@ -1,0 +1,181 @@
+"""Signed audit checkpoints, and verifying the chain against them.
+
+A checkpoint is an ES256 JWS (the decision-token key, named by its ``kid``) over the chain
+head: ``{"seq": last event id, "head": its hash, "time": unix seconds}``. The server keeps
+each one in the ``audit_checkpoints`` table, in the append-only file
+``<data dir>/audit-checkpoints.jsonl``, in every JSON Lines export and, when configured, at
+an external anchor (`checkpointer.py`). Deleting audit rows does not delete checkpoints, so
+a log that ends before the newest checkpoint, or differs from it, fails verification.
+
+This module is pure: `tf audit verify --file` uses it offline with only the public keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agentfirewall.tokens import DEFAULT_ISSUER, SigningKey
+from agentfirewall_server.audit import GENESIS, VerifyResult, check_row
+from agentfirewall_server.clock import rfc3339
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "Checkpoint",
+    "CheckpointError",
+    "checkpoint_line",
+    "parse_checkpoint",
+    "read_checkpoint_lines",
+    "sign_checkpoint",
+    "verify_rows",
+]
+
+CHECKPOINT_FILE = "audit-checkpoints.jsonl"
+TYP = "tf-audit-checkpoint"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is not one this server signed (forged, edited or unknown key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    seq: int
+    head: str
+    time: float
+    kid: str
+    token: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "head": self.head,
+            "time": rfc3339(self.time),
+            "kid": self.kid,
+            "source": self.source,
+        }
+
+
+def sign_checkpoint(key: SigningKey, seq: int, head: str, time: float) -> str:
+    claims = {"iss": DEFAULT_ISSUER, "seq": seq, "head": head, "time": time}
+    return jwt.encode(
+        claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, "typ": TYP}
+    )
+
+
+def parse_checkpoint(
+    token: str, keys: Mapping[str, ec.EllipticCurvePublicKey], source: str
+) -> Checkpoint:
+    """The checkpoint `token` signs, or `CheckpointError`."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise CheckpointError(f"{source}: a checkpoint is not a JWS") from None
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise CheckpointError(f"{source}: a checkpoint is signed by unknown key `{kid}`")
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=["ES256"], options={"require": ["seq", "head", "time"]}
+        )
+    except jwt.PyJWTError:
+        raise CheckpointError(f"{source}: a checkpoint's signature does not verify") from None
+    seq, head, time = claims["seq"], claims["head"], claims["time"]
+    if not (isinstance(seq, int) and isinstance(head, str) and isinstance(time, int | float)):
+        raise CheckpointError(f"{source}: a checkpoint has malformed claims")
+    return Checkpoint(seq, head, float(time), str(kid), token, source)
+
+
+def checkpoint_line(cp: Checkpoint) -> str:
+    """One line of the checkpoint file and of an export."""
+    record = {"record": "checkpoint", "seq": cp.seq, "head": cp.head, "time": cp.time}
+    return json.dumps({**record, "kid": cp.kid, "token": cp.token}, sort_keys=True) + "\n"
+
+
+def read_checkpoint_lines(
+    lines: Iterable[str], keys: Mapping[str, ec.EllipticCurvePublicKey], source: str
+) -> tuple[list[Checkpoint], list[str]]:
+    """The checkpoints of JSON lines, and a problem for each line that is not valid.
+
+    A last line cut short (a crash while appending) is not a problem.
+    """
+    found: list[Checkpoint] = []
+    problems: list[str] = []
+    items = [line for line in lines if line.strip()]
+    for n, line in enumerate(items):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if n < len(items) - 1 or line.endswith("\n"):
+                problems.append(f"{source}: line {n + 1} is not JSON")
+            continue
+        if not isinstance(record, dict) or record.get("record") != "checkpoint":
+            continue
+        try:
+            found.append(parse_checkpoint(str(record.get("token")), keys, source))
+        except CheckpointError as exc:
+            problems.append(str(exc))
+    return found, problems
+
+
+def read_checkpoint_file(
+    path: Path, keys: Mapping[str, ec.EllipticCurvePublicKey], source: str
+) -> tuple[list[Checkpoint], list[str]]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return read_checkpoint_lines(handle, keys, source)
+    except FileNotFoundError:
+        return [], []
+
+
+def verify_rows(
+    rows: Iterable[Mapping[str, Any]], checkpoints: list[Checkpoint], problems: list[str]
+) -> VerifyResult:
+    """Walk the chain (rows in id order, stored form) and hold it against every checkpoint."""
+    by_seq: dict[int, Checkpoint] = {}
+    for cp in checkpoints:
+        other = by_seq.get(cp.seq)
+        if other is not None and other.head != cp.head:
+            problems.append(f"two signed checkpoints disagree about event {cp.seq}")
+        by_seq[cp.seq] = cp
+    newest = max(checkpoints, key=lambda c: (c.seq, c.time)) if checkpoints else None
+    extra: dict[str, Any] = {
+        "checkpoint": newest.to_dict() if newest else None,
+        "checkpoints_checked": len(by_seq),
+    }
+    prev, expected, checked = GENESIS, 1, 0
+    for row in rows:
+        problem = check_row(row, expected, prev)
+        signed = by_seq.get(row["id"])
+        if problem is None and signed is not None and signed.head != row["hash"]:
+            problem = (
+                f"event {signed.seq} differs from the checkpoint signed at "
+                f"{rfc3339(signed.time)} (history rewritten)"
+            )
+        if problem:
+            return VerifyResult(False, checked, int(row["id"]), problem, **extra)
+        checked += 1
+        prev, expected = str(row["hash"]), int(row["id"]) + 1
+    last = expected - 1
+    if problems:
+        return VerifyResult(False, checked, None, problems[0], **extra)
+    if newest is not None and newest.seq > last:
+        missing = newest.seq - last
+        return VerifyResult(
+            False,
+            checked,
+            last + 1,
+            f"{missing} event(s) missing after event {last}: the checkpoint signed at "
+            f"{rfc3339(newest.time)} covers events 1..{newest.seq} (log truncated or rolled back)",
+            events_missing=missing,
+            **extra,
+        )
+    return VerifyResult(True, checked, None, None, **extra)

@@ -1,0 +1,102 @@
+"""The vault at start and while serving: the right keys, or a clear stop; per-row health.
+
+At start (`open_keyring`): every key id a stored credential names must be in the keyring,
+else the server refuses to start, naming the key id and where it looked. A fresh key is
+made only for an empty vault. While serving (`credential_problems`): a credential that
+does not decrypt is reported for its own connector; the others keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Connection
+
+from agentfirewall.errors import AgentFirewallError, VaultError
+from agentfirewall_server.keystore import create_current, load_keyring, where_looked
+from agentfirewall_server.settings import Settings
+from agentfirewall_server.vault import Keyring, kid_of
+
+__all__ = [
+    "VaultStartError",
+    "credential_problems",
+    "open_keyring",
+    "preflight",
+    "problem_fix",
+]
+
+T = TypeVar("T")
+
+
+class VaultStartError(AgentFirewallError):
+    """The stored credentials need a key the server does not have."""
+
+
+def open_keyring(
+    settings: Settings, read: Callable[[Callable[[Connection], dict[str, int]]], dict[str, int]]
+) -> Keyring:
+    """The keyring for this database, or `VaultStartError` naming what is missing."""
+    from agentfirewall_server.rotate import keys_in_use
+
+    try:
+        keyring = load_keyring(settings)
+    except VaultError as exc:
+        raise VaultStartError(f"vault: {exc}") from None
+    in_use = read(keys_in_use)
+    if keyring is None:
+        if in_use:
+            kids = ", ".join(f"`{k}`" for k in sorted(in_use))
+            raise VaultStartError(
+                f"vault: {sum(in_use.values())} sealed credential(s) need key id {kids}, but "
+                f"there is no encryption key (looked in {where_looked(settings)}): restore "
+                "the key file or set SETTINGS_ENCRYPTION_KEY; a new key is made only for an "
+                "empty vault"
+            )
+        return create_current(settings)
+    missing = {k: n for k, n in in_use.items() if k not in keyring.keys}
+    if missing:
+        kids = ", ".join(f"`{k}` ({n} credential(s))" for k, n in sorted(missing.items()))
+        raise VaultStartError(
+            f"vault: stored credentials need key id {kids}, which is not in the keyring "
+            f"(looked in {where_looked(settings)}; key ids found: "
+            f"{', '.join(sorted(keyring.keys))}): restore that key as encryption.key or "
+            "SETTINGS_ENCRYPTION_KEY (or add it to encryption.keyring)"
+        )
+    return keyring
+
+
+def preflight(settings: Settings) -> None:
+    """Before serving: the schema is current and the keyring opens every stored credential."""
+    from agentfirewall_server.store.db import Database
+
+    db = Database(settings.resolved_database_url, synchronous=settings.sqlite_synchronous)
+    try:
+        db.migrate()
+        open_keyring(settings, db.read_sync)
+    finally:
+        db.close()
+
+
+def problem_fix(owner: str) -> str:
+    if owner.startswith("settings:"):
+        return f"set `{owner.split(':', 1)[1]}` again in the settings"
+    return (
+        "restore the key it was sealed with (see `tf vault status`), or set the credential "
+        f"again: `tf connector add <type> --token ... --replace` (replaces {owner})"
+    )
+
+
+def credential_problems(creds: dict[str, str], keyring: Keyring) -> dict[str, dict[str, str]]:
+    """Owner -> what is wrong and how to fix it, for each credential that does not decrypt."""
+    out: dict[str, dict[str, str]] = {}
+    for owner, stored in creds.items():
+        try:
+            keyring.decrypt(stored, owner=owner)
+        except (VaultError, ValueError) as exc:
+            out[owner] = {
+                "key_id": kid_of(stored) or "?",
+                "error": str(exc),
+                "fix": problem_fix(owner),
+            }
+    return out
