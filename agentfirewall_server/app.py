@@ -40,6 +40,7 @@ _ROUTE_MODULES = (  # actions first: POST /api/v1/actions is the hot path (route
     "people",
     "settings",
     "events",
+    "vault",
     "slack",
 )
 

@@ -16,25 +16,27 @@ from agentfirewall.connectors.table import RouteConnector
 __all__ = ["CONNECTOR"]
 
 C = ("channel",)
+#: What a message says: policies read mentions here (slack-safe-defaults).
+T = ("text", "blocks", "attachments")
 
 # (Slack method, action, risk, parameters, description)
 _METHODS: tuple[tuple[str, str, Risk, tuple[str, ...], str], ...] = (
-    ("chat.postMessage", "slack.message.send", "medium", (*C, "thread_ts"), "Post a message"),
+    ("chat.postMessage", "slack.message.send", "medium", (*C, "thread_ts", *T), "Post a message"),
     (
         "chat.postEphemeral",
         "slack.message.send_ephemeral",
         "low",
-        (*C, "user"),
+        (*C, "user", *T),
         "Post an ephemeral message",
     ),
     (
         "chat.scheduleMessage",
         "slack.message.schedule",
         "medium",
-        (*C, "post_at"),
+        (*C, "post_at", *T),
         "Schedule a message",
     ),
-    ("chat.update", "slack.message.update", "low", (*C, "ts"), "Edit a message"),
+    ("chat.update", "slack.message.update", "low", (*C, "ts", *T), "Edit a message"),
     ("chat.delete", "slack.message.delete", "medium", (*C, "ts"), "Delete a message"),
     (
         "chat.getPermalink",
@@ -43,7 +45,7 @@ _METHODS: tuple[tuple[str, str, Risk, tuple[str, ...], str], ...] = (
         (*C, "message_ts"),
         "Get a message permalink",
     ),
-    ("chat.meMessage", "slack.message.me", "low", C, "Post a /me message"),
+    ("chat.meMessage", "slack.message.me", "low", (*C, "text"), "Post a /me message"),
     ("conversations.list", "slack.channel.list", "low", ("types",), "List channels"),
     ("conversations.info", "slack.channel.get", "low", C, "Get a channel"),
     ("conversations.history", "slack.channel.history", "low", C, "Read a channel's history"),

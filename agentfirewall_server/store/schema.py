@@ -21,6 +21,7 @@ __all__ = [
     "agents",
     "api_keys",
     "approvals",
+    "audit_checkpoints",
     "audit_events",
     "connectors",
     "credentials",
@@ -250,6 +251,19 @@ audit_events = Table(
     Column("hash", String(64), nullable=False),
 )
 Index("ix_audit_type_time", audit_events.c.event_type, audit_events.c.created_at)
+
+# signed chain heads (checkpoints.py); also kept in a file and anchored outside the database
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Integer, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("kid", String(100), nullable=False),
+    Column("reason", String(20), nullable=False),
+    Column("token", Text, nullable=False),
+)
 
 kill_switches = Table(
     "kill_switches",

@@ -15,7 +15,7 @@ FORM = (("Content-Type", "application/x-www-form-urlencoded"),)
 
 # Slack method | action risk | JSON arguments | expected parameters
 TABLE = """
-chat.postMessage | slack.message.send medium | {"channel": "C1", "text": "hi"} | {"channel": "C1"}
+chat.postMessage | slack.message.send medium | {"channel": "C1", "text": "hi"} | {"channel": "C1", "text": "hi"}
 chat.postEphemeral | slack.message.send_ephemeral low | {"channel": "C1", "user": "U1"} | {"channel": "C1", "user": "U1"}
 chat.scheduleMessage | slack.message.schedule medium | {"channel": "C1", "post_at": 1700000000} | {"channel": "C1", "post_at": 1700000000}
 chat.update | slack.message.update low | {"channel": "C1", "ts": "1.2"} | {"channel": "C1", "ts": "1.2"}
@@ -115,7 +115,7 @@ def test_channel_from_a_form_body_is_the_target() -> None:
         "POST", "https://slack.com/api/chat.postMessage", headers=FORM, body=b"channel=C9&text=a+b"
     )
     parsed = SLACK.parse(request)
-    assert parsed.spec.parameters == {"channel": "C9"}
+    assert parsed.spec.parameters == {"channel": "C9", "text": "a b"}
     assert parsed.spec.resource.target == "C9"
 
 

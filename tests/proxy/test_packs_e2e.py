@@ -1,0 +1,286 @@
+"""Every rule of every built-in pack, proven end to end (issue 12, item 6).
+
+One real gateway, the fake upstreams, and one agent per pack (each pack's scope narrowed
+to its agent, every action allowed by the agent's access rules): for each rule, real
+requests (httpx through CONNECT + interception) that the rule must catch, and at least
+one it must let pass. "Forwarded" is what the fake upstream recorded, not what the
+gateway said. A hold is answered by denying the approval it created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from agentfirewall.policy.packs import list_packs, load_pack
+from agentfirewall.policy.timewindow import DAYS
+from agentfirewall_proxy.control import StaticControl
+from tests.fakes import FakeUpstreams
+from tests.proxy.support import RunningGateway, ca_bundle, rule, snapshot, start_gateway
+
+PACKS_DIR = "agentfirewall/policy/packs"
+GH, OA, SL, ST = (
+    "https://api.github.com",
+    "https://api.openai.com",
+    "https://slack.com",
+    ("https://api.stripe.com"),
+)
+R = GH + "/repos/acme/api"
+UPLOAD = "https://uploads.github.com/repos/acme/api/releases/5/assets?name=a.zip"
+MERGE_DOC = {"query": 'mutation { mergePullRequest(input: {pullRequestId: "P"}) { x } }'}
+DELETE_REF_DOC = {"query": 'mutation { deleteRef(input: {refId: "R"}) { x } }'}
+BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "<!here> deploy"}}]
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+# pack agent, rule, expected outcome, method, url, json body or form text
+Case = tuple[str, str, str, str, str, Any]
+CASES: list[Case] = [
+    # github-safe-defaults
+    ("github-safe-defaults", "deny-destructive-deletes", "deny", "DELETE", R, None),
+    ("github-safe-defaults", "deny-destructive-deletes", "deny", "DELETE",
+     R + "/git/refs/heads/feature", None),
+    ("github-safe-defaults", "deny-destructive-deletes", "deny", "DELETE",
+     R + "/git/refs/tags/v1", None),
+    ("github-safe-defaults", "deny-destructive-deletes", "deny", "DELETE", R + "/releases/5", None),
+    ("github-safe-defaults", "deny-destructive-deletes", "deny", "DELETE",
+     R + "/releases/assets/9", None),
+    ("github-safe-defaults", "deny-destructive-deletes", "deny", "POST", GH + "/graphql",
+     DELETE_REF_DOC),
+    ("github-safe-defaults", "deny-destructive-deletes", "allow", "DELETE",
+     R + "/issues/comments/1", None),
+    ("github-safe-defaults", "merge-to-default-branch", "hold", "PUT", R + "/pulls/7/merge",
+     {"merge_method": "squash"}),
+    ("github-safe-defaults", "merge-to-default-branch", "hold", "POST", GH + "/graphql",
+     MERGE_DOC),
+    ("github-safe-defaults", "merge-to-default-branch", "allow", "POST", R + "/pulls",
+     {"title": "t", "head": "f", "base": "main"}),
+    ("github-safe-defaults", "merge-to-default-branch", "allow", "POST", UPLOAD, b"PK\x03\x04"),
+    # openai-safe-defaults
+    ("openai-safe-defaults", "deny-file-and-model-deletes", "deny", "DELETE",
+     OA + "/v1/files/file-1", None),
+    ("openai-safe-defaults", "deny-file-and-model-deletes", "deny", "DELETE",
+     OA + "/v1/models/ft:gpt-4o:acme:x", None),
+    ("openai-safe-defaults", "deny-file-and-model-deletes", "allow", "GET", OA + "/v1/files",
+     None),
+    ("openai-safe-defaults", "other-deletes", "hold", "DELETE",
+     OA + "/v1/vector_stores/vs_1", None),
+    ("openai-safe-defaults", "other-deletes", "allow", "POST", OA + "/v1/chat/completions",
+     {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+    ("openai-safe-defaults", "costly-jobs", "hold", "POST", OA + "/v1/fine_tuning/jobs",
+     {"model": "gpt-4o-mini", "training_file": "file-1"}),
+    ("openai-safe-defaults", "costly-jobs", "hold", "POST", OA + "/v1/batches",
+     {"input_file_id": "file-1", "endpoint": "/v1/chat/completions",
+      "completion_window": "24h"}),
+    ("openai-safe-defaults", "costly-jobs", "allow", "GET", OA + "/v1/fine_tuning/jobs", None),
+    # slack-safe-defaults
+    ("slack-safe-defaults", "deny-admin-api", "deny", "POST", SL + "/api/admin.users.invite",
+     {"email": "a@b.c", "team_id": "T1", "channel_ids": "C1"}),
+    ("slack-safe-defaults", "deny-admin-api", "deny", "POST", SL + "/api/admin.teams.create",
+     {"team_domain": "x", "team_name": "x"}),
+    ("slack-safe-defaults", "deny-admin-api", "allow", "POST", SL + "/api/auth.test", None),
+    ("slack-safe-defaults", "destructive-changes", "hold", "POST",
+     SL + "/api/conversations.archive", {"channel": "C1"}),
+    ("slack-safe-defaults", "destructive-changes", "hold", "POST", SL + "/api/chat.delete",
+     {"channel": "C1", "ts": "1.2"}),
+    ("slack-safe-defaults", "destructive-changes", "allow", "POST",
+     SL + "/api/conversations.list", None),
+    ("slack-safe-defaults", "broadcast-mentions", "hold", "POST", SL + "/api/chat.postMessage",
+     {"channel": "C1", "text": "<!channel> lunch"}),
+    ("slack-safe-defaults", "broadcast-mentions", "hold", "POST", SL + "/api/chat.postMessage",
+     "channel=C1&text=%3C%21here%7Chere%3E+now"),
+    ("slack-safe-defaults", "broadcast-mentions", "hold", "POST", SL + "/api/chat.postMessage",
+     {"channel": "C1", "blocks": BLOCKS}),
+    ("slack-safe-defaults", "broadcast-mentions", "allow", "POST", SL + "/api/chat.postMessage",
+     {"channel": "C1", "text": "lunch at noon"}),
+    # stripe-safe-defaults
+    ("stripe-safe-defaults", "large-money-movement", "hold", "POST", ST + "/v1/transfers",
+     "amount=60000&currency=usd&destination=acct_1"),
+    ("stripe-safe-defaults", "large-money-movement", "hold", "POST", ST + "/v1/refunds",
+     "charge=ch_1"),
+    ("stripe-safe-defaults", "large-money-movement", "hold", "POST", ST + "/v1/payouts",
+     "amount=50001&currency=usd"),
+    ("stripe-safe-defaults", "large-money-movement", "allow", "POST", ST + "/v1/transfers",
+     "amount=100&currency=usd&destination=acct_1"),
+    ("stripe-safe-defaults", "large-money-movement", "allow", "POST", ST + "/v1/customers",
+     "email=a%40b.c"),
+    # read-only
+    ("read-only", "deny-writes", "deny", "POST", R + "/issues", {"title": "x"}),
+    ("read-only", "deny-writes", "deny", "POST", SL + "/api/chat.postMessage",
+     {"channel": "C1", "text": "x"}),
+    ("read-only", "deny-writes", "allow", "GET", R, None),
+    ("read-only", "deny-writes", "allow", "GET", OA + "/v1/models", None),
+    # maintenance-window: its window moved around now (and, for "mw-off", 12 hours away)
+    ("maintenance-window", "freeze-writes", "deny", "POST", R + "/issues", {"title": "x"}),
+    ("maintenance-window", "freeze-writes", "allow", "GET", R, None),
+    ("mw-off", "freeze-writes", "allow", "POST", R + "/issues", {"title": "x"}),
+]  # fmt: skip
+
+HOSTS = {GH: "github", OA: "openai", SL: "slack", ST: "stripe", UPLOAD[:26]: "github"}
+
+
+def _key(agent: str) -> str:
+    return "aaf_live_" + hashlib.sha256(agent.encode()).hexdigest()[:32]
+
+
+def _window(now: datetime, shift: timedelta) -> dict[str, Any]:
+    start = now + shift - timedelta(hours=1)
+    end = now + shift + timedelta(hours=1)
+    return {"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"),
+            "days": [DAYS[start.weekday()]], "timezone": "UTC"}  # fmt: skip
+
+
+def _pack_document(name: str, agent: str, now: datetime) -> dict[str, Any]:
+    with open(f"{PACKS_DIR}/{name}.yaml", encoding="utf-8") as handle:
+        document: dict[str, Any] = yaml.safe_load(handle)
+    document["name"] = f"{name}-{agent}"
+    document["scope"]["agents"] = [agent]
+    if name == "maintenance-window":
+        shift = timedelta(hours=12) if agent == "mw-off" else timedelta(0)
+        document["rules"][0]["conditions"]["all"][0]["value"] = _window(now, shift)
+    return document
+
+
+AGENTS = {case[0] for case in CASES}
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    fakes: FakeUpstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningGateway, StaticControl]]:
+    now = datetime.now(UTC)
+    agents = [
+        {"id": f"agt_{i}", "name": agent, "status": "active", "enforcement_level": "full_enforce",
+         "key_hashes": [hashlib.sha256(_key(agent).encode()).hexdigest()], "proxy_port": None}
+        for i, agent in enumerate(sorted(AGENTS))
+    ]  # fmt: skip
+    permissions = [rule("*", "allow", agent=agent) for agent in AGENTS]
+    # so the pack, not the default deny, is what stops unknown admin.* methods
+    permissions.append(rule("slack.unknown.*", "allow", agent="slack-safe-defaults"))
+    policies = [
+        {"name": f"{a}", "document": _pack_document("maintenance-window" if a == "mw-off" else a,
+                                                    a, now)}
+        for a in AGENTS
+    ]  # fmt: skip
+    connectors = [
+        {"id": f"conn_{kind}", "type": kind, "name": kind, "domains": [], "base_url": None,
+         "auth_type": None, "auth_header": None, "credential": f"real-{kind}-credential"}
+        for kind in ("github", "openai", "slack", "stripe")
+    ]  # fmt: skip
+    snap = snapshot(permissions, connectors=connectors, agents=agents, policies=policies)
+    running, control = start_gateway(tmp_path_factory.mktemp("packs"), fakes, snap)
+    yield running, control
+    running.stop()
+
+
+def _send(running: RunningGateway, agent: str, method: str, url: str, body: Any) -> httpx.Response:
+    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
+    kwargs: dict[str, Any] = {}
+    if isinstance(body, bytes):
+        kwargs["content"] = body
+    elif isinstance(body, str):
+        kwargs.update(content=body.encode(), headers=FORM)
+    elif body is not None:
+        kwargs["json"] = body
+    context = ssl.create_default_context(cafile=str(bundle))
+    proxy = running.proxy_url(_key(agent), agent)
+    with httpx.Client(proxy=proxy, verify=context, trust_env=False, timeout=20) as http:
+        return http.request(method, url, **kwargs)
+
+
+def _outcome(
+    running: RunningGateway, control: StaticControl, agent: str, method: str, url: str, body: Any
+) -> tuple[str, httpx.Response | None, dict[str, Any] | None]:
+    out: list[httpx.Response] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(_send(running, agent, method, url, body))
+        except BaseException as exc:  # reported in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    held = None
+    while thread.is_alive():
+        mine = [a for a in control.pending() if a.get("agent") == agent]
+        if mine:
+            held = mine[0]
+            control.deny(held["id"])
+            break
+        thread.join(0.02)
+    thread.join(20)
+    if errors:
+        raise errors[0]
+    answer = out[0] if out else None
+    if held is not None:
+        return "hold", answer, held
+    if answer is not None and answer.status_code == 403 and "reason" in answer.json():
+        return "deny", answer, None
+    return "allow", answer, None
+
+
+@pytest.mark.parametrize(
+    ("agent", "rule_name", "expected", "method", "url", "body"),
+    CASES,
+    ids=[f"{c[0]}/{c[1]}/{c[2]}/{c[3]} {c[4].split('//')[1][:60]}" for c in CASES],
+)
+def test_pack_rule_end_to_end(
+    gateway: tuple[RunningGateway, StaticControl],
+    fakes: FakeUpstreams,
+    agent: str,
+    rule_name: str,
+    expected: str,
+    method: str,
+    url: str,
+    body: Any,
+) -> None:
+    running, control = gateway
+    fake = fakes[next(kind for prefix, kind in HOSTS.items() if url.startswith(prefix))]
+    before = len(fake.received())
+    outcome, answer, held = _outcome(running, control, agent, method, url, body)
+    assert outcome == expected, answer.text if answer is not None else None
+    forwarded = len(fake.received()) > before
+    assert forwarded == (expected == "allow")
+    pack = "maintenance-window" if agent == "mw-off" else agent
+    reason = next(r.reason for r in load_pack(pack).rules if r.name == rule_name) or ""
+    assert answer is not None
+    if expected == "deny":
+        assert answer.status_code == 403
+        assert reason[:40] in answer.json()["reason"]
+    if expected == "hold":
+        assert held is not None
+        assert reason[:40] in str(held.get("reason"))
+        assert answer.status_code == 403
+
+
+def test_every_rule_of_every_pack_has_a_catch_and_a_pass() -> None:
+    covered: dict[tuple[str, str], set[str]] = {}
+    for agent, rule_name, expected, *_ in CASES:
+        pack = "maintenance-window" if agent == "mw-off" else agent
+        covered.setdefault((pack, rule_name), set()).add(expected)
+    for info in list_packs():
+        for pack_rule in load_pack(info.name).rules:
+            seen = covered.get((info.name, pack_rule.name), set())
+            assert "allow" in seen, (info.name, pack_rule.name)
+            assert seen & {"deny", "hold"}, (info.name, pack_rule.name)
+
+
+def test_packs_say_so_where_the_request_lacks_the_information() -> None:
+    merge = next(r for r in load_pack("github-safe-defaults").rules if r.name.startswith("merge"))
+    assert "does not name its base branch" in (merge.reason or "")
+    broadcast = next(
+        r for r in load_pack("slack-safe-defaults").rules if r.name == "broadcast-mentions"
+    )
+    assert "cannot read mentions" in (broadcast.reason or "")
+    money = load_pack("stripe-safe-defaults").rules[0]
+    assert "without an amount" in load_pack("stripe-safe-defaults").description
+    assert money.decision == "require_approval"
