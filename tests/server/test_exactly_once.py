@@ -1,6 +1,7 @@
 """At most once: an action executes once, whatever tokens exist for it (DESIGN.md 7.4).
 
-The race runs against the real server (uvicorn in a subprocess) on SQLite and PostgreSQL.
+The race runs against the real server (uvicorn in a subprocess) on SQLite and PostgreSQL,
+one server or two sharing the database.
 The upstream holds the first request it receives until every other execute has been
 answered, so the concurrent executes overlap by construction, not by timing: without the
 claim in the store every one of them would reach the upstream.
@@ -9,6 +10,7 @@ claim in the store every one of them would reach the upstream.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -71,14 +73,18 @@ def _tokens(server: LiveServer, key: str) -> tuple[str, list[str]]:
     return action_id, tokens
 
 
+@pytest.mark.parametrize("instances", [1, 2], ids=["one-server", "two-servers"])
 def test_concurrent_executes_with_every_token_run_the_action_once(
-    tmp_path: Path, database_url: str, slow: tuple[FakeUpstream, Gate]
+    tmp_path: Path, database_url: str, slow: tuple[FakeUpstream, Gate], instances: int
 ) -> None:
+    """Two servers share one database (and the data directory's keys) in the second case."""
     fake, gate = slow
     fake.clear()
     gate.open.clear()
-    server = LiveServer.start(tmp_path / "tf", env={"AGENTFIREWALL_DATABASE_URL": database_url})
+    env = {"AGENTFIREWALL_DATABASE_URL": database_url}
+    servers = [LiveServer.start(tmp_path / "tf", env=env)]
     try:
+        server = servers[0]
         r = server.admin(
             "POST",
             "/v1/connectors",
@@ -87,19 +93,25 @@ def test_concurrent_executes_with_every_token_run_the_action_once(
         assert r.status_code == 201, r.text
         key = server.create_agent("Bot")
         action_id, tokens = _tokens(server, key)
+        if instances == 2:
+            shutil.copytree(tmp_path / "tf", tmp_path / "tf2")
+            servers.append(LiveServer.start(tmp_path / "tf2", env=env))
         answers: list[httpx.Response] = []
         done = threading.Condition()
 
-        def execute(token: str) -> httpx.Response:
+        def execute(i: int) -> httpx.Response:
             path = f"/v1/actions/{action_id}/execute"
-            answer = server.agent(key, "POST", path, json={"decision_token": token}, timeout=60)
+            token = tokens[i % len(tokens)]
+            answer = servers[i % instances].agent(
+                key, "POST", path, json={"decision_token": token}, timeout=60
+            )
             with done:
                 answers.append(answer)
                 done.notify_all()
             return answer
 
         with ThreadPoolExecutor(CONCURRENT) as pool:
-            futures = [pool.submit(execute, tokens[i % len(tokens)]) for i in range(CONCURRENT)]
+            futures = [pool.submit(execute, i) for i in range(CONCURRENT)]
             with done:  # all but the one the upstream holds are answered first
                 done.wait_for(lambda: len(answers) >= CONCURRENT - 1, timeout=30)
             gate.open.set()
@@ -127,7 +139,8 @@ def test_concurrent_executes_with_every_token_run_the_action_once(
         assert len(fake.received()) == 1
     finally:
         gate.open.set()
-        server.stop()
+        for running in servers:
+            running.stop()
 
 
 def _closed_port() -> int:
