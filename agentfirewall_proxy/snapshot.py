@@ -180,8 +180,12 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
             proxy_port=raw.get("proxy_port"),
             name_header=_header_safe(str(raw["name"])),
         )
+        run_levels = raw.get("key_levels") or {}
         for key_hash in raw.get("key_hashes", []):
-            agents[str(key_hash).lower()] = entry
+            run_level = run_levels.get(key_hash)  # `tf run --enforcement`: that run only
+            agents[str(key_hash).lower()] = (
+                replace(entry, level=normalize_level(str(run_level))) if run_level else entry
+            )
         if entry.proxy_port:
             by_port[int(entry.proxy_port)] = entry
     connectors: dict[str, ConnectorEntry] = {}

@@ -47,6 +47,11 @@ SETTING_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Key kinds of a `tf run` whose `--enforcement` applies to that run only (its proxy key).
+RUN_KEY_LEVELS = {"proxy:L0": "monitor", "proxy:L1": "soft_enforce", "proxy:L2": "full_enforce"}
+RUN_KEY_KINDS = {level: kind for kind, level in RUN_KEY_LEVELS.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class AgentRecord:
     id: str
@@ -61,6 +66,8 @@ class AgentRecord:
     created_at: float
     key_prefix: str | None
     key_hashes: tuple[str, ...]
+    #: (key hash, enforcement level) of `tf run` keys whose run overrides the agent's level.
+    key_levels: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +158,7 @@ def _agents(conn: Connection) -> tuple[dict[str, AgentRecord], dict[str, str]]:
             a.created_at,
             prefix,
             tuple(k[0] for k in mine),
+            tuple((k[0], RUN_KEY_LEVELS[k[3]]) for k in mine if k[3] in RUN_KEY_LEVELS),
         )
         for k in mine:
             index[k[0]] = a.id

@@ -22,7 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, normalize_level
-from agentfirewall_proxy.cli.client import AdminClient, path_id
+from agentfirewall_proxy.cli.agent_cmd import check_new_agent
+from agentfirewall_proxy.cli.client import AdminClient
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
 from agentfirewall_proxy.runenv import (
@@ -138,17 +139,16 @@ def run(ctx: Context) -> int:
     command = _command(ctx)
     name = str(ctx.args.name)
     body: dict[str, Any] = {"name": name}
-    if ctx.args.enforcement:
+    if ctx.args.enforcement:  # this run's traffic only: the gateway knows it by its key
         try:
-            body["enforcement_level"] = normalize_level(str(ctx.args.enforcement))
+            body["run_enforcement_level"] = normalize_level(str(ctx.args.enforcement))
         except ValueError as exc:
             raise CliError(str(exc), code=EXIT_USAGE) from None
     with ctx.client() as client:
+        if not ctx.args.create:
+            check_new_agent(client, name, flag="--create")
         ensured = client.post("/v1/agents/ensure", body)
         agent = ensured.get("agent") or {}
-        level = body.get("enforcement_level")
-        if level and agent.get("enforcement_level") != level:
-            agent = client.patch(f"/v1/agents/{path_id(name)}", {"enforcement_level": level})
         port = _await_port(client, name, agent)
     proxy = _proxy_for(ctx, port)
     ca_path = _gateway_ca(ctx)
@@ -175,9 +175,17 @@ def run(ctx: Context) -> int:
     )
     env = build_child_env(ctx.env, spec)
     if not ctx.out.json_mode:
-        level = agent.get("enforcement_level") or "default"
-        ctx.out.note(f"tf: {name} ({level}) via {proxy}")
+        ctx.out.note(f"tf: {name} ({_level_text(ensured, agent)}) via {proxy}")
     return spawn(command, env)
+
+
+def _level_text(ensured: dict[str, Any], agent: dict[str, Any]) -> str:
+    """The level this run's traffic is decided at, and whether it is the run's own."""
+    agent_level = agent.get("enforcement_level") or "default"
+    run = ensured.get("run") or {}
+    if run.get("scope") == "run" and run.get("enforcement_level") != agent_level:
+        return f"{run.get('enforcement_level')} for this run only; the agent is {agent_level}"
+    return f"{agent_level}; change it with `tf enforcement set`"
 
 
 def _terminal_sent_it() -> bool:
@@ -229,7 +237,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", required=True, help="the agent (gateway) name")
     parser.add_argument(
-        "--enforcement", metavar="LEVEL", help=", ".join(ENFORCEMENT_LEVELS) + " (or L0-L2)"
+        "--enforcement",
+        metavar="LEVEL",
+        help=", ".join(ENFORCEMENT_LEVELS) + " (or L0-L2) for this run only; the agent's own "
+        "level is `tf enforcement set`",
+    )
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="a new agent even when its name is close to an existing agent's",
     )
     parser.add_argument("--ca-cert", metavar="FILE", help="gateway CA (default .tf/ca.crt)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...")

@@ -17,7 +17,7 @@ from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now
 from agentfirewall_server.identity import hash_secret, new_agent_key, prefix_of
 from agentfirewall_server.routes.system import GATEWAY_ONLINE_SECONDS
-from agentfirewall_server.snapshot import AgentRecord
+from agentfirewall_server.snapshot import RUN_KEY_KINDS, AgentRecord
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import agents, api_keys
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
@@ -47,6 +47,8 @@ class EnsureAgent(Strict):
     name: str = Field(min_length=1, max_length=200)
     enforcement_level: _Level | None = None
     environment: Literal["live", "test"] = "live"
+    #: `tf run --enforcement`: the level of this run's traffic only (the key it gets).
+    run_enforcement_level: _Level | None = None
 
 
 def _level(value: str | None, default: str) -> EnforcementLevel:
@@ -266,19 +268,34 @@ async def ensure_agent(request: Request) -> JSONResponse:
     if existing is not None and existing.status != "active":
         raise ApiError(409, f"agent `{body.name}` is {existing.status}: activate it first")
     level = _level(body.enforcement_level, state.snapshot.settings["default_enforcement_level"])
+    run_level = normalize_level(body.run_enforcement_level) if body.run_enforcement_level else None
+    kind = RUN_KEY_KINDS[run_level] if run_level else "proxy"
 
     def job(conn: Connection) -> tuple[str, str]:
         if existing is None:
             new = NewAgent(name=body.name, environment=body.environment, enforcement_level=level)
-            return _insert_agent(conn, new, level, who.actor)
-        return existing.id, _issue_key(conn, existing.id, existing.environment, "proxy")
+            agent_id, key = _insert_agent(conn, new, level, who.actor)
+            if run_level is None:
+                return agent_id, key
+        else:
+            agent_id = existing.id
+        environment = existing.environment if existing is not None else body.environment
+        key = _issue_key(conn, agent_id, environment, kind)
+        if run_level is not None:  # evidence that this run was not enforced as the agent is
+            data = {"enforcement_level": run_level, "key_prefix": prefix_of(key)}
+            append_event(conn, "agent.run_enforcement", actor=who.actor, now=now(),
+                         agent=body.name, subject=agent_id, data=data)  # fmt: skip
+        return agent_id, key
 
     try:
         agent_id, key = await state.change_config(job)
     except IntegrityError:
         raise ApiError(409, f"agent `{body.name}` was created concurrently: retry") from None
+    agent = _agent_json(request, agent_id)
+    run = {"enforcement_level": run_level or agent["enforcement_level"],
+           "scope": "run" if run_level else "agent"}  # fmt: skip
     status = 201 if existing is None else 200
-    return json_ok({"agent": _agent_json(request, agent_id), "api_key": key}, status)
+    return json_ok({"agent": agent, "api_key": key, "run": run}, status)
 
 
 def routes() -> list[BaseRoute]:
