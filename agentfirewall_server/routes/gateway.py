@@ -223,12 +223,14 @@ async def ingest_traffic(request: Request) -> JSONResponse:
     if rows:
         await state.db.write(lambda c: c.execute(traffic.insert(), rows))
     for row in rows:
-        state.metrics.count_request(
-            row["agent"] or "", row["connector"] or "", row["decision"] or "", row["action"] or ""
-        )
+        state.metrics.requests.labels(
+            agent=row["agent"] or "",
+            connector=row["connector"] or "",
+            decision=row["decision"] or "",
+            action_type=row["action"] or "",
+        ).inc()
         state.hub.publish("traffic", {k: v for k, v in row.items() if k != "created_at"})
     return json_ok({"accepted": len(rows)})
-
 
 def _bound_digest(row: Any) -> str | None:
     request = json.loads(row.request) if row.request else None
@@ -254,6 +256,7 @@ def _reusable(conn: Connection, body: GatewayApproval) -> Any:
         .limit(100)
     ).all()
     return next((r for r in rows if _bound_digest(r) == digest), None)
+
 
 
 def _reuse_or_create(state: AppState, body: GatewayApproval, spec: dict[str, Any]) -> Any:
