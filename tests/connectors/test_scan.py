@@ -1,0 +1,146 @@
+"""The streaming JSON scanner against a second implementation (the :mod:`json` module).
+
+Whatever the body, the scanner must accept exactly what strict JSON parsing accepts, and
+give the same value for every member it keeps, wherever the member sits: a field found
+by the small-body path is found in the large-body path too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentfirewall.connectors import HttpRequest, get_connector
+from agentfirewall.connectors.bodies import parse_json
+from agentfirewall.connectors.scan import SCAN_THRESHOLD, read_json_object, scan_json_object
+from agentfirewall.errors import ConnectorError
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+_objects = st.dictionaries(st.text(max_size=8), _values, max_size=8)
+_styles = st.sampled_from([
+    {"separators": (",", ":")},
+    {"separators": (", ", ": ")},
+    {"indent": 2},
+    {"indent": "\t", "ensure_ascii": False},
+    {"ensure_ascii": False},
+])  # fmt: skip
+
+
+def _kept(value: dict[str, Any], keep: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k in keep or not isinstance(v, list | dict)}
+
+
+def _outcome(fn: Any, body: bytes) -> tuple[str, object]:
+    try:
+        return "ok", fn(body)
+    except ConnectorError:
+        return "error", None
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(_objects, _styles)
+def test_every_member_kept_equals_json(data: dict[str, Any], style: dict[str, Any]) -> None:
+    body = json.dumps(data, **style).encode()
+    assert scan_json_object(body, keep=set(data)) == json.loads(body)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(_objects, _styles, st.data())
+def test_kept_members_and_small_scalars(
+    data: dict[str, Any], style: dict[str, Any], draw: st.DataObject
+) -> None:
+    keep = draw.draw(st.sets(st.sampled_from(sorted(data))) if data else st.just(set()))
+    body = json.dumps(data, **style).encode()
+    assert scan_json_object(body, keep=keep) == _kept(json.loads(body), keep)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(_objects, _styles, st.data())
+def test_a_prefix_keeps_only_whole_members(
+    data: dict[str, Any], style: dict[str, Any], draw: st.DataObject
+) -> None:
+    body = json.dumps(data, **style).encode()
+    cut = draw.draw(st.integers(0, len(body)))
+    found = scan_json_object(body[:cut], keep=set(data), complete=False)
+    assert isinstance(found, dict)
+    full = json.loads(body)
+    for name, value in found.items():
+        assert full[name] == value
+
+
+_MUTATIONS = st.sampled_from(list(b'{}[]:,"\\ 0-.eE+tfnulx\x00\x7f\xc3\xa9'))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(_objects, _styles, st.data())
+def test_accepts_exactly_what_strict_json_accepts(
+    data: dict[str, Any], style: dict[str, Any], draw: st.DataObject
+) -> None:
+    body = bytearray(json.dumps(data, **style).encode())
+    for _ in range(draw.draw(st.integers(1, 3))):
+        at = draw.draw(st.integers(0, len(body)))
+        if draw.draw(st.booleans()) and at < len(body):
+            body[at] = draw.draw(_MUTATIONS)
+        else:
+            body.insert(at, draw.draw(_MUTATIONS))
+    mutated = bytes(body)
+    expected, value = _outcome(lambda b: parse_json(b), mutated)
+    got, scanned = _outcome(lambda b: scan_json_object(b, keep=set(data)), mutated)
+    assert got == expected, mutated
+    if expected == "ok" and isinstance(value, dict):
+        assert scanned == _kept(value, set(data))
+    elif expected == "ok":
+        assert scanned in ([], None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a":NaN}', b'{"a":Infinity}', b'{"a":01}', b'{"a":1,}', b'{"a":[1,]}', b'{"a" 1}',
+     b'{"a":"\\ud800"}', b'\xef\xbb\xbf{"a":1}', b'{"a":"\x01"}', b'{"a":1}{', b'{"a":tru}',
+     b'{"x":' + b"[" * 5000 + b"]" * 5000 + b"}"],
+)  # fmt: skip
+def test_refuses_what_json_refuses(body: bytes) -> None:
+    with pytest.raises(ConnectorError, match="invalid JSON body"):
+        scan_json_object(body, keep={"a"})
+    with pytest.raises(ConnectorError):
+        parse_json(body)
+
+
+def test_a_field_after_megabytes_is_found_without_building_the_rest() -> None:
+    messages = [{"role": "user", "content": [{"type": "text", "text": "x" * 900}]}] * 4000
+    body = json.dumps({"messages": messages, "model": "gpt-forbidden", "n": 2}).encode()
+    assert len(body) > SCAN_THRESHOLD
+    found = read_json_object(body, keep={"model"})
+    assert found == {"model": "gpt-forbidden", "n": 2}  # `messages` never built
+
+
+def test_the_connector_names_a_large_body_as_a_small_one() -> None:
+    openai = get_connector("openai")
+
+    def parameters(padding: int) -> dict[str, Any]:
+        messages = [{"role": "user", "content": "x" * padding}]
+        body = json.dumps({"messages": messages, "model": "gpt-4o", "stream": True}).encode()
+        headers = (("content-type", "application/json"),)
+        path = "/v1/chat/completions"
+        request = HttpRequest("POST", "https", "api.openai.com", 443, path, "", headers, body)
+        return dict(openai.parse(request).spec.parameters)
+
+    assert parameters(10) == parameters(SCAN_THRESHOLD * 4)
+    assert parameters(10)["model"] == "gpt-4o"
