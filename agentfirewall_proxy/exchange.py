@@ -58,10 +58,14 @@ async def exchange(
     upgrade = None
     parked = None
     conn.body_pending = True
+    expect = head.get(b"expect") if head.has_body and head.version == "1.1" else None
+    conn.continue_due = expect is not None and expect.lower() == b"100-continue"
     try:
         _identify(gateway, conn, flow, head, tunnel)
         upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None
         limit = gateway.options.body_inspect_limit
+        if conn.continue_due:
+            _deny_before_body(gateway, flow, head, limit)
         if upgrade is None:
             prefix, complete = await _body_prefix(conn, head, flow, limit)
         else:
@@ -183,6 +187,20 @@ def _unbindable(limit: int) -> Refusal:
     return Refusal(413, "body_too_large", f"{message} to an approval")
 
 
+def _deny_before_body(gateway: Gateway, flow: Flow, head: Head, limit: int) -> None:
+    """``Expect: 100-continue``: refuse before asking for the body when it cannot matter.
+
+    ``100 Continue`` is sent only when the body is first read (``ClientConnection``): after
+    identity, routing and the kill switch, and after the decision for a connector that
+    decides without the body. A connector that reads bodies is first decided on the head
+    alone: a deny that holds whatever the body says (the action named, no field unseen)
+    is answered at once; anything else asks for the body.
+    """
+    decision = decide(gateway.require_config(), flow, http_request(flow, head, b"", False, limit))
+    if decision.outcome == "deny" and flow.parsed is not None and not decision.errors:
+        raise Refusal(403, "kill_switch" if decision.kill_switch else "denied", decision.reason)
+
+
 async def _body_prefix(
     conn: ClientConnection, head: Head, flow: Flow, limit: int
 ) -> tuple[bytes, bool]:
@@ -192,9 +210,6 @@ async def _body_prefix(
         await _expect_end(conn)
         return b"", True
     assert flow.connector is not None
-    expect = head.get(b"expect")
-    if expect is not None and expect.lower() == b"100-continue":
-        conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     return await _read_body(conn, b"", limit if flow.connector.body_limit else 0)
 
 
@@ -224,7 +239,13 @@ async def _expect_end(conn: ClientConnection) -> None:
 
 
 async def _drain_small(conn: ClientConnection, limit: int = 65536) -> bool:
-    """Read and drop a refused request's small remaining body; False when it is too big."""
+    """Read and drop a refused request's small remaining body; False when it is too big.
+
+    Nothing is read (False: the connection closes) after a framing error, or when the
+    client still waits for a ``100 Continue`` it will not get.
+    """
+    if conn.parser.failed or conn.continue_due:
+        return False
     seen = 0
     while seen <= limit:
         if not conn.parser.events and conn.reader.at_eof():

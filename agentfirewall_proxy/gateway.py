@@ -88,7 +88,8 @@ class Gateway:
 
     def check_port_agent(self, conn: ClientConnection, agent: AgentEntry) -> None:
         if conn.port_agent is not None and conn.port_agent != agent.name:
-            raise Refusal(407, "proxy_auth_required", "this port belongs to another agent")
+            # the same 407 as an unknown key: the answer must not confirm a valid one
+            raise Refusal(407, "proxy_auth_required", "invalid proxy credential")
 
     def is_passthrough(self, host: str) -> bool:
         return any(host == d or host.endswith("." + d) for d in self.options.passthrough)

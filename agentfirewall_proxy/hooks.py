@@ -92,7 +92,14 @@ class Counters:
     """The counters heartbeats report."""
 
     def __init__(self) -> None:
-        self.stats: dict[str, int] = {"requests": 0, "denied": 0, "held": 0, "errors": 0}
+        self.stats: dict[str, int] = {
+            "requests": 0,
+            "denied": 0,
+            "held": 0,
+            "errors": 0,
+            "killed": 0,
+            "secrets_scrubbed": 0,
+        }
 
     def decided(self, flow: Flow) -> None:
         if flow.decision is not None and flow.decision.outcome == "require_approval":
@@ -102,6 +109,9 @@ class Counters:
         self.stats["requests"] += 1
         if flow.status in (403, 407):
             self.stats["denied"] += 1
+        if flow.killed:
+            self.stats["killed"] += 1
+        self.stats["secrets_scrubbed"] += flow.scrubbed
 
 
 class AccessLog:

@@ -87,12 +87,19 @@ class ClientConnection:
         self.body_pending = False
         #: True once its request is parked with the connection's streams (not closed).
         self.parked = False
+        #: The request asked ``Expect: 100-continue`` and its body was not read yet.
+        self.continue_due = False
 
     async def next_event(self, *, head: bool) -> object:
         """The next parser event; reading under the slowloris / idle / io deadlines."""
         events = self.parser.events
         if events:
+            if not head:
+                self.continue_due = False  # the client sends its body without waiting
             return events.popleft()
+        if not head and self.continue_due:
+            self.continue_due = False
+            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         loop = asyncio.get_running_loop()
         started = loop.time()
         while not events:
