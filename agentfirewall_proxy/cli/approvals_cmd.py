@@ -20,7 +20,24 @@ __all__ = ["register", "request_text"]
 def request_text(request: Any) -> str | None:
     if not isinstance(request, dict):
         return None
-    return f"{request.get('method')} {request.get('host')}{request.get('path')}"
+    query = f"?{request['query']}" if request.get("query") else ""
+    return f"{request.get('method')} {request.get('host')}{request.get('path')}{query}"
+
+
+def bound_fields(request: Any) -> list[tuple[str, object]]:
+    """What the approval binds beyond the request line: the body (type, size, preview,
+    SHA-256) and the digest of the whole request. Never a header value."""
+    if not isinstance(request, dict) or "digest" not in request:
+        return []
+    size = request.get("body_size")
+    return [
+        ("content type", request.get("content_type") or None),
+        ("encoding", request.get("content_encoding") or None),
+        ("body", f"{size} bytes" if size is not None else None),
+        ("body preview", request.get("body_preview") or None),
+        ("body sha256", request.get("body_sha256")),
+        ("bound digest", request.get("digest")),
+    ]
 
 
 def approvals_list(ctx: Context) -> int:
@@ -61,6 +78,7 @@ def approvals_show(ctx: Context) -> int:
         ("agent", approval.get("agent")),
         ("action", spec.get("type")),
         ("request", request_text(approval.get("request"))),
+        *bound_fields(approval.get("request")),
         ("parameters", spec.get("parameters") or None),
         ("reason", approval.get("reason")),
         ("risk", approval.get("risk_score")),
@@ -111,7 +129,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         verbs,
         "show",
         help="one approval in full",
-        description="Show one approval: the request held, why, who decided.",
+        description="Show one approval: the request held (query, body preview, size and "
+        "the digest the approval binds: only that exact request may pass on it), why, who "
+        "decided.",
         examples="  tf approvals show apv_0KX3",
         common=common,
         handler=approvals_show,

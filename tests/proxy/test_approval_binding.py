@@ -10,7 +10,10 @@ retry passes exactly once, and the one after it is held again.
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,6 +161,18 @@ def _pending(server: LiveServer) -> list[dict[str, Any]]:
     return found
 
 
+def _show(server: LiveServer, approval_id: str, preview: str, digest: str) -> None:
+    """`tf approvals show` tells the approver what is bound: body preview and digest."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(TF_SERVER=server.url, TF_ADMIN_TOKEN=server.admin_token, COLUMNS="300")
+    command = [sys.executable, "-m", "agentfirewall_proxy.cli", "approvals", "show", approval_id]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert preview in done.stdout
+    assert digest in done.stdout
+    assert CREDENTIALS["github"] not in done.stdout
+
+
 def _send(http: httpx.Client, url: str, body: bytes, ctype: str, chunked: bool) -> httpx.Response:
     content: Any = iter([body[:3], body[3:]]) if chunked else body
     return http.post(url, content=content, headers={"Content-Type": ctype})
@@ -200,6 +215,7 @@ def test_an_approval_covers_exactly_one_request(
     assert bound["body_preview"] == case.body.decode()
     assert len(bound["digest"]) == 64
     assert "authorization" not in str(bound).lower()
+    _show(server, approval["id"], case.body.decode(), bound["digest"])
     _poll(lambda: len(running.gateway.holds) == 0 if running.gateway else False)
     server.admin("POST", f"/v1/approvals/{approval['id']}/approve", json={})
     before = len(fake.requests)
