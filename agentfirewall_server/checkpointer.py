@@ -106,18 +106,11 @@ class Checkpointer:
             .order_by(audit_checkpoints.c.id.desc())
             .limit(1)
         ).first()
-        if (
-            reason == "interval"
-            and last is not None
-            and (last.seq, last.head_hash)
-            == (
-                seq,
-                digest,
-            )
+        if reason != "request" and (
+            (last is not None and (last.seq, last.head_hash) == (seq, digest))
+            or (last is None and seq == 0)
         ):
             return None  # nothing new since the last checkpoint
-        if reason == "interval" and last is None and seq == 0:
-            return None
         key = self.state.signing_key
         stamp = now()
         token = sign_checkpoint(key, seq, digest, stamp)
@@ -133,7 +126,8 @@ class Checkpointer:
         return row
 
     async def checkpoint(self, reason: str = "interval") -> Checkpoint | None:
-        """Sign and keep the current head (None when nothing changed since the last)."""
+        """Sign and keep the current head (None when nothing changed since the last,
+        unless `reason` is ``request``)."""
         row = await self.state.db.write(lambda c: self._sign(c, reason))
         if row is None:
             return None

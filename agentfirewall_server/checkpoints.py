@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agentfirewall.tokens import DEFAULT_ISSUER, SigningKey
-from agentfirewall_server.audit import GENESIS, VerifyResult, check_row
+from agentfirewall.tokens import DEFAULT_ISSUER, SigningKey, jwks_from_keys, public_key_from_jwk
+from agentfirewall_server.audit import GENESIS, VerifyResult, canonical_text, check_row
 from agentfirewall_server.clock import rfc3339
 
 __all__ = [
@@ -31,8 +32,10 @@ __all__ = [
     "CheckpointError",
     "checkpoint_line",
     "parse_checkpoint",
+    "public_keys",
     "read_checkpoint_lines",
     "sign_checkpoint",
+    "verify_export",
     "verify_rows",
 ]
 
@@ -179,3 +182,92 @@ def verify_rows(
             **extra,
         )
     return VerifyResult(True, checked, None, None, **extra)
+
+
+def public_keys(text: str) -> dict[str, ec.EllipticCurvePublicKey]:
+    """Key id -> public key, from a JWKS document or a PEM public (or private) key."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+            jwks = doc["keys"] if isinstance(doc, dict) and "keys" in doc else [doc]
+            return {str(k["kid"]): public_key_from_jwk(k) for k in jwks}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"not a JWKS document: {exc}") from None
+    raw = text.encode()
+    try:
+        if b"PRIVATE KEY" in raw:
+            private = serialization.load_pem_private_key(raw, password=None)
+            pub = private.public_key()
+        else:
+            pub = serialization.load_pem_public_key(raw)
+    except (ValueError, TypeError):
+        raise CheckpointError("not a JWKS document or a PEM key") from None
+    if not isinstance(pub, ec.EllipticCurvePublicKey):
+        raise CheckpointError("the key is not an EC P-256 key")
+    (jwk,) = jwks_from_keys([pub])["keys"]
+    return {str(jwk["kid"]): pub}
+
+
+def _stored(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An exported event in the stored form its hash was computed over."""
+    if "created_ts" not in event:
+        raise CheckpointError(
+            f"event {event.get('id')} has no `created_ts`: export it again with this version"
+        )
+    return {
+        "id": event["id"],
+        "event_type": event["event_type"],
+        "actor": event["actor"],
+        "agent": event["agent"],
+        "subject": event["subject"],
+        "data": canonical_text(event["data"]),
+        "created_at": event["created_ts"],
+        "prev_hash": event["prev_hash"],
+        "hash": event["hash"],
+    }
+
+
+def verify_export(
+    lines: Iterable[str],
+    keys: Mapping[str, ec.EllipticCurvePublicKey],
+    more: list[Checkpoint] | None = None,
+) -> VerifyResult:
+    """An export (JSON Lines: events, then checkpoints) verified offline.
+
+    `more` are checkpoints from elsewhere (an anchor file). An export holding no signed
+    checkpoint fails: without one the end of the log cannot be checked.
+    """
+    events: list[dict[str, Any]] = []
+    problems: list[str] = []
+    cps, bad = read_checkpoint_lines(
+        (line for line in _split(lines, events, problems)), keys, "export"
+    )
+    checkpoints = [*cps, *(more or [])]
+    problems += bad
+    if not checkpoints:
+        problems.append("the export holds no signed checkpoint: its end cannot be verified")
+    return verify_rows(events, checkpoints, problems)
+
+
+def _split(
+    lines: Iterable[str], events: list[dict[str, Any]], problems: list[str]
+) -> Iterable[str]:
+    """Yield checkpoint lines; collect events (stored form) and unreadable lines."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            problems.append(f"export line {n} is not JSON")
+            continue
+        if isinstance(record, dict) and record.get("record") == "checkpoint":
+            yield line
+        elif isinstance(record, dict) and "event_type" in record:
+            try:
+                events.append(_stored(record))
+            except (CheckpointError, KeyError, TypeError) as exc:
+                problems.append(f"export line {n}: {exc}")
+        else:
+            problems.append(f"export line {n} is neither an event nor a checkpoint")

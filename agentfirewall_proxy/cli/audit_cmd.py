@@ -1,4 +1,8 @@
-"""`tf audit export|verify`: the tamper-evident audit log (each event hashes the previous)."""
+"""`tf audit export|verify`: the tamper-evident audit log (each event hashes the previous).
+
+`verify` holds the chain against the newest signed checkpoint (so a truncated log fails);
+`verify --file export.jsonl --key jwks.json` checks an export offline with the public key.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from agentfirewall_proxy.cli.context import Context, add_command
-from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_OK
+from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_OK, CliError
 
 __all__ = ["register"]
 
 
 def audit_export(ctx: Context) -> int:
-    with ctx.client() as client:
+    with ctx.client() as client:  # JSON Lines: the events, then the signed checkpoints
         content = client.download("/v1/audit/export", format=ctx.args.format)
     if ctx.args.output in (None, "-"):
         sys.stdout.buffer.write(content)
@@ -25,17 +29,55 @@ def audit_export(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _offline(ctx: Context) -> dict[str, Any]:
+    from agentfirewall_server.checkpoints import (
+        CheckpointError,
+        public_keys,
+        read_checkpoint_file,
+        verify_export,
+    )
+
+    key_path = ctx.args.key
+    if key_path is None and ctx.project is not None:
+        key_path = str(ctx.project.state_dir / "signing-key.pem")
+    if key_path is None:
+        raise CliError(
+            "no public key to check the checkpoints with",
+            hint="pass --key jwks.json (save the server's /.well-known/jwks.json)",
+        )
+    try:
+        keys = public_keys(Path(key_path).read_text(encoding="utf-8"))
+        more = []
+        for extra in ctx.args.checkpoints or []:
+            found, bad = read_checkpoint_file(Path(extra), keys, extra)
+            if bad:
+                raise CheckpointError(bad[0])
+            more += found
+        with Path(ctx.args.file).open(encoding="utf-8") as handle:
+            result = verify_export(handle, keys, more)
+    except (OSError, CheckpointError) as exc:
+        raise CliError(f"cannot verify {ctx.args.file}: {exc}") from None
+    return result.to_dict()
+
+
 def audit_verify(ctx: Context) -> int:
-    with ctx.client() as client:
-        data = client.get("/v1/audit/verify")
+    if ctx.args.file:
+        data = _offline(ctx)
+    else:
+        with ctx.client(offline=True) as client:
+            data = client.get("/v1/audit/verify")
 
     def render() -> None:
+        cp = data.get("checkpoint") or {}
+        signed = f"; newest checkpoint: event {cp['seq']} at {cp['time']}" if cp else ""
         if data.get("ok"):
-            ctx.out.success(f"audit chain intact ({data.get('events_checked')} events)")
+            ctx.out.success(f"audit chain intact ({data.get('events_checked')} events{signed})")
         else:
             ctx.out.error(
                 f"audit chain broken at event {data.get('first_bad_event')}: {data.get('problem')}"
             )
+            if data.get("events_missing"):
+                ctx.out.error(f"{data['events_missing']} event(s) missing{signed}")
 
     ctx.out.result(data, render)
     return EXIT_OK if data.get("ok") else EXIT_ERROR
@@ -62,12 +104,26 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     export.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
-    add_command(
+    verify = add_command(
         verbs,
         "verify",
-        help="check the hash chain (exit 1 when broken)",
-        description="Check the audit hash chain.",
-        examples="  tf audit verify",
+        help="check the hash chain and its signed end (exit 1 when broken)",
+        description="Check the audit hash chain against the newest signed checkpoint: an "
+        "edited, reordered, inserted or deleted event, and events missing at the end, fail. "
+        "With --file, check an export offline with only the public key.",
+        examples="  tf audit verify\n"
+        "  tf audit verify --file audit.jsonl --key jwks.json\n"
+        "  tf audit verify --file audit.jsonl --key jwks.json --checkpoints /anchor/cps.jsonl",
         common=common,
         handler=audit_verify,
+    )
+    verify.add_argument("--file", metavar="EXPORT", help="a `tf audit export` JSON Lines file")
+    verify.add_argument(
+        "--key", metavar="FILE", help="JWKS or PEM public key (default: this project's key)"
+    )
+    verify.add_argument(
+        "--checkpoints",
+        metavar="FILE",
+        action="append",
+        help="more checkpoints (the anchor file, the data directory's audit-checkpoints.jsonl)",
     )

@@ -87,6 +87,7 @@ async def export_audit(request: Request) -> Response:
         raise ApiError(400, f"unknown format `{fmt}`: expected csv or jsonl", field="format")
     q = _audit_query(request).order_by(audit_events.c.id).limit(_EXPORT_LIMIT)
     state = state_of(request)
+    await state.checkpoints.checkpoint("export")  # the export carries its own signed end
 
     def read(conn: Connection) -> tuple[list[Any], list[Checkpoint]]:
         # checkpoints first: none of them is newer than the events read after
