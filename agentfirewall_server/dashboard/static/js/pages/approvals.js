@@ -29,6 +29,13 @@ async function decide(approval, decision, note) {
   await refresh().catch(fail);
 }
 
+// What the approval binds: only this exact request (same body digest) may pass on it.
+function boundText(req) {
+  if (!req || !req.digest) return req ? "method, host and path only" : "the action";
+  const type = req.content_type ? `${req.content_type}, ` : "";
+  return `${type}${req.body_size ?? 0} bytes, body sha256 ${String(req.body_sha256 || "").slice(0, 16)}…, request digest ${req.digest.slice(0, 16)}…`;
+}
+
 function card(approval) {
   const node = $("#approval-card").content.firstElementChild.cloneNode(true);
   node.dataset.approvalId = approval.id;
@@ -40,7 +47,14 @@ function card(approval) {
   node.querySelector(".a-agent").textContent = approval.agent;
   node.querySelector(".a-source").textContent = approval.source;
   const req = approval.request;
-  node.querySelector(".a-request").textContent = req ? `${req.method} ${req.host}${req.path}` : "SDK action";
+  node.querySelector(".a-request").textContent = req
+    ? `${req.method} ${req.host}${req.path}${req.query ? `?${req.query}` : ""}` : "SDK action";
+  node.querySelector(".a-bound").textContent = boundText(req);
+  if (req && req.body_preview) {
+    const body = node.querySelector(".a-body");
+    body.textContent = req.body_preview;
+    body.hidden = false;
+  }
   node.querySelector(".a-reason").textContent = approval.reason || "";
   node.querySelector(".a-params").textContent = JSON.stringify(maskSecrets(approval.action_spec.parameters || {}), null, 2);
   const noteId = `note-${approval.id}`;
