@@ -4,8 +4,8 @@ Pure functions over data (``build_child_env``, ``build_ca_bundle``, ``proxy_url_
 small writer (``write_support_files``) that puts the CA bundle, the Python ``sitecustomize`` and
 the Node.js preload into the state directory. What each client honours is recorded in
 ``client-compat``: both cases of the proxy variables, a CA bundle (system CAs + gateway CA) in
-every CA variable, ``NODE_OPTIONS=--require`` for Node's global ``fetch`` and a ``sitecustomize``
-for stripe-python, which ignores every CA variable.
+every CA variable, ``NODE_OPTIONS=--require`` for Node's global ``fetch``, a ``sitecustomize``
+for stripe-python, which ignores every CA variable, and ``WGETRC`` naming the bundle for wget.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "proxy_url_for",
     "read_system_ca",
     "render_sitecustomize",
+    "render_wgetrc",
     "write_support_files",
 ]
 
@@ -90,6 +91,7 @@ class SupportFiles:
     ca_bundle: Path
     python_dir: Path
     node_preload: Path
+    wgetrc: Path | None = None  # wget reads no CA variable: its startup file names the bundle
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,8 @@ def build_child_env(base: Mapping[str, str], spec: RunSpec) -> dict[str, str]:
     env.update(dict.fromkeys(PROXY_VARIABLES, url))
     env.update(dict.fromkeys(CA_VARIABLES, str(spec.files.ca_bundle)))
     env["TF_CA_BUNDLE"] = str(spec.files.ca_bundle)
+    if spec.files.wgetrc is not None:
+        env["WGETRC"] = str(spec.files.wgetrc)
     env["NODE_USE_ENV_PROXY"] = "1"
     env["NODE_OPTIONS"] = _node_options(env.get("NODE_OPTIONS", ""), spec.files.node_preload)
     if spec.node_modules is not None:
@@ -229,16 +233,47 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_support_files(run_dir: Path, bundle_pem: str, node_preload_js: str) -> SupportFiles:
-    """Write the bundle, ``sitecustomize.py`` and the Node preload under ``run_dir``."""
+def render_wgetrc(ca_bundle: Path, user_wgetrc: str = "") -> str:
+    """wget's startup file: the user's own settings, then the gateway's CA bundle."""
+    head = "# Written by `tf run`: your wgetrc, then the TameFlare gateway's CA bundle.\n"
+    own = user_wgetrc if not user_wgetrc or user_wgetrc.endswith("\n") else user_wgetrc + "\n"
+    return f"{head}{own}ca_certificate = {ca_bundle}\n"
+
+
+def _user_wgetrc(env: Mapping[str, str], ours: Path) -> str:
+    """The startup file wget would have read (``$WGETRC``, else ``~/.wgetrc``), if any."""
+    named = env.get("WGETRC")
+    path = Path(named) if named else Path(env.get("HOME") or Path.home()) / ".wgetrc"
+    try:
+        if path.resolve() == ours.resolve():
+            return ""
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def write_support_files(
+    run_dir: Path,
+    bundle_pem: str,
+    node_preload_js: str,
+    env: Mapping[str, str] | None = None,
+) -> SupportFiles:
+    """Write the bundle, ``sitecustomize.py``, the Node preload and a wgetrc under ``run_dir``.
+
+    `env` (default: this process's) tells which wgetrc the user already has; it is kept.
+    """
     files = SupportFiles(
         ca_bundle=run_dir / "ca-bundle.pem",
         python_dir=run_dir / "python",
         node_preload=run_dir / "node" / "tf-preload.js",
+        wgetrc=run_dir / "wgetrc",
     )
+    assert files.wgetrc is not None
     _write(files.ca_bundle, bundle_pem)
     _write(files.python_dir / "sitecustomize.py", render_sitecustomize())
     _write(files.node_preload, node_preload_js)
+    user = _user_wgetrc(os.environ if env is None else env, files.wgetrc)
+    _write(files.wgetrc, render_wgetrc(files.ca_bundle, user))
     return files
 
 

@@ -1,22 +1,23 @@
 """`tf doctor`: is the state sound, the server up, the gateway listening, and do the clients
-on this machine really go through it?
+your agents use really go through it?
 
-The client probes run each client (Python requests, httpx and urllib, curl, Node's fetch) in
-exactly the environment `tf run` gives an agent, as the agent ``tf-doctor`` (which has no
-permissions). A client passes when it gets the gateway's own 403 answer over TLS for a
-connector's domain: that proves it used the proxy *and* trusted the gateway's CA. Nothing
-reaches the real API: the gateway denies before connecting upstream.
+The client probes run in the interpreters and tools your project will run — `--python PATH`,
+the python3/python on PATH, node, curl, wget — not in `tf`'s own environment, with exactly the
+environment `tf run` gives an agent, as the agent ``tf-doctor`` (which has no permissions).
+Python: requests, httpx, urllib, urllib3's PoolManager, aiohttp and stripe; Node: fetch and the
+https module. A client passes when it gets the gateway's own 403 answer over TLS for a
+connector's domain: that proves it used the proxy *and* trusted the gateway's CA. Every client
+that would bypass the gateway is named with its fix. A client that goes through never reaches
+the real API (the gateway denies first); one that bypasses sends a GET with a placeholder key.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,13 @@ from typing import Any
 from cryptography import x509
 
 from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.doctor_probes import (
+    NODE_PROBES,
+    PYTHON_PROBES,
+    TOOL_PROBES,
+    Probe,
+    judge,
+)
 from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_OK, CliError
 from agentfirewall_proxy.cli.run_cmd import NODE_PRELOAD, is_listening
 from agentfirewall_proxy.runenv import (
@@ -37,25 +45,12 @@ from agentfirewall_proxy.runenv import (
 __all__ = ["register"]
 
 DOCTOR_AGENT = "tf-doctor"
-_PY = {
-    "python requests": "import requests,sys; r=requests.get(sys.argv[1],timeout=15); "
-    "print(r.status_code); print(r.text)",
-    "python httpx": "import httpx,sys; r=httpx.get(sys.argv[1],timeout=15); "
-    "print(r.status_code); print(r.text)",
-    "python urllib": "import urllib.request as u,urllib.error as e,sys\n"
-    "try:\n r=u.urlopen(sys.argv[1],timeout=15); print(r.status); print(r.read().decode())\n"
-    "except e.HTTPError as x:\n print(x.code); print(x.read().decode())",
-}
-_NODE = (
-    "fetch(process.argv[1]).then(async r=>{console.log(r.status);console.log(await r.text())})"
-    ".catch(e=>{console.log('error');console.log(String(e&&e.cause||e))})"
-)
 
 
 @dataclass
 class Check:
     name: str
-    ok: bool
+    ok: bool | None  # None: nothing to check (a library that is not installed)
     detail: str
 
 
@@ -91,48 +86,68 @@ def _ca_check(path: Path) -> Check:
     return Check("gateway CA", True, f"{path} ({cert.subject.rfc4514_string()}, until {until})")
 
 
-def _probe_commands() -> dict[str, list[str]]:
-    commands = {name: [sys.executable, "-c", code] for name, code in _PY.items()}
-    if shutil.which("curl"):
-        commands["curl"] = ["curl", "-sS", "--max-time", "15", "-w", "\n%{http_code}", "-o", "-"]
-    if shutil.which("node"):
-        commands["node fetch"] = ["node", "-e", _NODE]
-    return commands
+def interpreters(ctx: Context) -> list[tuple[str, str]]:
+    """(label, path) of each Python the project will run: --python, then `python3`/`python`
+    on the user's PATH, the same interpreter named once."""
+    path = ctx.env.get("PATH", os.defpath)
+    named = [(p, p) for p in ctx.args.python or []]
+    found = [(n, shutil.which(n, path=path)) for n in ("python3", "python")]
+    out: dict[str, tuple[str, str]] = {}
+    for label, exe in [*named, *((n, e) for n, e in found if e)]:
+        assert exe is not None
+        key = os.path.realpath(exe)
+        out.setdefault(key, (label, exe))
+    return list(out.values())
 
 
-def _judge(name: str, output: str) -> tuple[bool, str]:
-    lines = output.strip().splitlines()
-    if not lines:
-        return False, "no output"
-    if name == "curl":  # body first, status last
-        status, body = lines[-1], "\n".join(lines[:-1])
-    else:
-        status, body = lines[0], "\n".join(lines[1:])
+def _runs(command: list[str], env: dict[str, str], timeout: float) -> tuple[str, str] | None:
     try:
-        answer: Any = json.loads(body)
-    except ValueError:
-        answer = None
-    if status == "403" and isinstance(answer, dict) and "request_id" in answer:
-        return True, "through the gateway, CA trusted"
-    return False, f"{status}: {body.strip()[:160]}"
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    except OSError as exc:
+        return "", f"error: cannot run {command[0]}: {exc}"
+    return done.stdout, done.stderr
+
+
+def _probe(name: str, probe: Probe, command: list[str], env: dict[str, str]) -> Check:
+    ran = _runs(command, env, 40)
+    if ran is None:
+        return Check(name, False, f"timed out; fix: {probe.fix}")
+    ok, detail = judge(probe, *ran)
+    return Check(name, ok, detail)
 
 
 def _client_checks(ctx: Context, env: dict[str, str], url: str) -> list[Check]:
     checks = []
-    for name, command in _probe_commands().items():
-        try:
-            done = subprocess.run(
-                [*command, url],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=40,
-                check=False,
-            )
-            ok, detail = _judge(name, done.stdout + ("" if done.stdout else done.stderr))
-        except subprocess.TimeoutExpired:
-            ok, detail = False, "timed out"
-        checks.append(Check(name, ok, detail))
+    pythons = interpreters(ctx)
+    if not pythons:
+        checks.append(Check("python", False, "no python3/python on PATH (use --python PATH)"))
+    seen: set[str] = set()
+    for label, exe in pythons:
+        code = "import os, sys; print(sys.version.split()[0], os.path.realpath(sys.executable))"
+        ran = _runs([exe, "-c", code], env, 20)
+        version, _, real = (ran[0].strip() if ran else "").partition(" ")
+        if not real:
+            checks.append(Check(label, False, f"{exe} does not run"))
+            continue
+        if label in ("python3", "python"):  # often one interpreter under two names
+            if real in seen:
+                continue
+            seen.add(real)
+        checks.append(Check(label, True, f"{exe} (Python {version})"))
+        for probe in PYTHON_PROBES:
+            checks.append(_probe(f"{label} {probe.name}", probe, [exe, "-c", probe.code, url], env))
+    node = shutil.which("node", path=env.get("PATH", os.defpath))
+    if node:
+        for probe in NODE_PROBES:
+            checks.append(_probe(probe.name, probe, [node, "-e", probe.code, url], env))
+    for probe in TOOL_PROBES:
+        tool = shutil.which(probe.argv[0], path=env.get("PATH", os.defpath))
+        if tool:
+            checks.append(_probe(probe.name, probe, [tool, *probe.argv[1:], url], env))
     return checks
 
 
@@ -162,9 +177,10 @@ def doctor(ctx: Context) -> int:
         run_dir = project.state_dir / "run"
         ca = (project.state_dir / "ca.crt").read_text(encoding="ascii")
         bundle = build_ca_bundle(read_system_ca(ctx.env, run_dir / "ca-bundle.pem"), ca)
-        files = write_support_files(run_dir, bundle, NODE_PRELOAD.read_text(encoding="utf-8"))
+        preload = NODE_PRELOAD.read_text(encoding="utf-8")
+        files = write_support_files(run_dir, bundle, preload, ctx.env)
         spec = RunSpec(target.proxy_url, DOCTOR_AGENT, str(ensured["api_key"]), files)
-        env = build_child_env(dict(os.environ), spec)
+        env = build_child_env(dict(ctx.env), spec)
         with ctx.out.progress("running each HTTP client through the gateway"):
             checks += _client_checks(ctx, env, f"https://{domains[0]}/tameflare-doctor-probe")
     elif listening:
@@ -173,22 +189,31 @@ def doctor(ctx: Context) -> int:
 
 
 def _report(ctx: Context, checks: list[Check]) -> int:
+    marks = {True: "✓", False: "✗", None: "-"}
+
     def render() -> None:
-        ctx.out.table(
-            ("check", "ok", "detail"), ((c.name, "✓" if c.ok else "✗", c.detail) for c in checks)
-        )
+        ctx.out.table(("check", "ok", "detail"), ((c.name, marks[c.ok], c.detail) for c in checks))
+        bypass = [c.name for c in checks if c.ok is False and "; fix: " in c.detail]
+        if bypass:
+            ctx.out.warn("these clients will bypass the gateway: " + ", ".join(bypass))
 
     ctx.out.result([c.__dict__ for c in checks], render)
-    return EXIT_OK if all(c.ok for c in checks) else EXIT_ERROR
+    return EXIT_ERROR if any(c.ok is False for c in checks) else EXIT_OK
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    add_command(
+    parser = add_command(
         sub,
         "doctor",
         help="check the state, the CA, the server, the gateway and every local HTTP client",
         description=(__doc__ or "").split("\n\n", 1)[-1].strip(),
-        examples="  tf doctor\n  tf doctor --json",
+        examples="  tf doctor\n  tf doctor --python .venv/bin/python\n  tf doctor --json",
         common=common,
         handler=doctor,
+    )
+    parser.add_argument(
+        "--python",
+        action="append",
+        metavar="PATH",
+        help="an interpreter your agents run (repeatable; python3/python on PATH are checked too)",
     )

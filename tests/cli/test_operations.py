@@ -111,8 +111,7 @@ def test_policy_explain_packs_and_doctor(project: Project) -> None:
 
     doctor = project.tf("doctor", "--json", check=False)
     checks = {c["name"]: c for c in json.loads(doctor.stdout)}
-    assert doctor.returncode == 0, checks
-    for client in ("python requests", "python httpx", "python urllib"):
+    for client in ("python3 requests", "python3 httpx", "python3 urllib"):
         assert checks[client]["ok"], checks[client]
 
 

@@ -1,0 +1,192 @@
+"""The HTTP clients `tf doctor` runs through the gateway, and how it judges each answer.
+
+Each probe is a small program run by the user's own interpreter or tool (not `tf`'s), in
+exactly the environment `tf run` gives an agent. It prints the HTTP status on its first line and
+the body after it, ``missing`` when its library is not installed, or ``error`` and the error.
+A client goes through the gateway when it gets the gateway's own 403 JSON (it carries a
+``request_id``); anything else means it bypassed the gateway or did not trust its CA, and the
+probe's ``fix`` says what to change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["NODE_PROBES", "PYTHON_PROBES", "TOOL_PROBES", "Probe", "judge"]
+
+Runtime = Literal["python", "node", "tool"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    runtime: Runtime
+    code: str  # Python or Node source, the URL in argv[1] ("" for a tool)
+    fix: str
+    argv: tuple[str, ...] = ()  # a tool's command line, the URL appended
+
+
+def _py(module: str, body: str) -> str:
+    """A Python probe: `missing` without `module`, else `body` with ``url`` bound."""
+    lines = "\n".join("    " + line for line in body.strip("\n").splitlines())
+    return (
+        "import sys\nurl = sys.argv[1]\n"
+        f"try:\n    import {module}\nexcept ImportError:\n    print('missing')\n    sys.exit(0)\n"
+        f"try:\n{lines}\n"
+        "except Exception as exc:\n    print('error')\n    print(repr(exc)[:300])\n"
+    )
+
+
+PYTHON_PROBES = (
+    Probe(
+        "requests",
+        "python",
+        _py("requests", "r = requests.get(url, timeout=15)\nprint(r.status_code)\nprint(r.text)"),
+        "requests honours HTTPS_PROXY and REQUESTS_CA_BUNDLE: check that nothing sets "
+        "`session.trust_env = False` or `proxies={}`",
+    ),
+    Probe(
+        "httpx",
+        "python",
+        _py("httpx", "r = httpx.get(url, timeout=15)\nprint(r.status_code)\nprint(r.text)"),
+        "httpx honours HTTPS_PROXY and SSL_CERT_FILE unless given `trust_env=False`, "
+        "`proxy=` or `verify=`: drop those",
+    ),
+    Probe(
+        "urllib",
+        "python",
+        _py(
+            "urllib.request",
+            "import urllib.error\n"
+            "try:\n"
+            "    r = urllib.request.urlopen(url, timeout=15)\n"
+            "    print(r.status)\n    print(r.read().decode())\n"
+            "except urllib.error.HTTPError as x:\n"
+            "    print(x.code)\n    print(x.read().decode())",
+        ),
+        "urllib honours HTTPS_PROXY unless an opener is built with ProxyHandler({})",
+    ),
+    Probe(
+        "urllib3 PoolManager",
+        "python",
+        _py(
+            "urllib3",
+            "r = urllib3.PoolManager().request('GET', url, timeout=15, retries=False)\n"
+            "print(r.status)\nprint(r.data.decode())",
+        ),
+        "urllib3.PoolManager ignores HTTPS_PROXY: use requests or httpx, or "
+        "urllib3.ProxyManager(<HTTPS_PROXY without user:key@>, proxy_headers="
+        "urllib3.make_headers(proxy_basic_auth='<user:key from HTTPS_PROXY>'))",
+    ),
+    Probe(
+        "aiohttp",
+        "python",
+        _py(
+            "aiohttp",
+            "import asyncio\n"
+            "async def main():\n"
+            "    async with aiohttp.ClientSession() as s, s.get(url) as r:\n"
+            "        print(r.status)\n        print(await r.text())\n"
+            "asyncio.run(main())",
+        ),
+        "aiohttp ignores HTTPS_PROXY by default: create sessions with "
+        "aiohttp.ClientSession(trust_env=True)",
+    ),
+    Probe(
+        "stripe",
+        "python",
+        _py(
+            "stripe",
+            "client = stripe.new_default_http_client()  # what stripe's API calls use\n"
+            "body, status, _ = client.request('get', url, {'Authorization': 'Bearer sk_test_x'})\n"
+            "print(status)\nprint(body.decode() if isinstance(body, bytes) else body)",
+        ),
+        "stripe-python trusts the gateway CA only through the sitecustomize `tf run` puts on "
+        "PYTHONPATH: keep PYTHONPATH (no `python -I`/`-E`) and don't set "
+        "stripe.ca_bundle_path or stripe.proxy yourself",
+    ),
+)
+
+NODE_PROBES = (
+    Probe(
+        "node fetch",
+        "node",
+        "fetch(process.argv[1]).then(async r=>{console.log(r.status);"
+        "console.log(await r.text())})"
+        ".catch(e=>{console.log('error');console.log(String(e&&e.cause||e))})",
+        "Node's fetch goes through the preload `tf run` adds to NODE_OPTIONS: keep "
+        "NODE_OPTIONS (don't replace it) or install `undici` in the project",
+    ),
+    Probe(
+        "node https",
+        "node",
+        "const req=require('https').get(process.argv[1],{timeout:15000},r=>{let b='';"
+        "r.on('data',c=>b+=c);r.on('end',()=>{console.log(r.statusCode);console.log(b)})});"
+        "req.on('error',e=>{console.log('error');console.log(String(e))});"
+        "req.on('timeout',()=>req.destroy(new Error('timed out')))",
+        "Node's https module ignores HTTPS_PROXY (until Node 24 with NODE_USE_ENV_PROXY=1, "
+        "which `tf run` sets): use fetch, or pass `agent: new HttpsProxyAgent("
+        "process.env.HTTPS_PROXY)` from the https-proxy-agent package",
+    ),
+)
+
+TOOL_PROBES = (
+    Probe(
+        "curl",
+        "tool",
+        "",
+        "curl honours https_proxy and CURL_CA_BUNDLE: check ~/.curlrc for `noproxy` or `--cacert`",
+        ("curl", "-sS", "--max-time", "15", "-w", "\n%{http_code}", "-o", "-"),
+    ),
+    Probe(
+        "wget",
+        "tool",
+        "",
+        "wget trusts the gateway CA through the WGETRC file `tf run` sets: don't override "
+        "WGETRC, and don't pass --no-proxy or --ca-certificate",
+        ("wget", "-nv", "-S", "--content-on-error", "--timeout=15", "--tries=1", "-O", "-"),
+    ),
+)
+
+
+def status_and_body(probe: Probe, stdout: str, stderr: str) -> tuple[str, str]:
+    """The status line and the body a probe's output holds."""
+    if probe.name == "curl":  # body first, status last
+        lines = stdout.rstrip("\n").splitlines()
+        if not lines:
+            return "error", stderr.strip()
+        return lines[-1], "\n".join(lines[:-1]) or stderr.strip()
+    if probe.name == "wget":  # headers on stderr (-S), the body on stdout
+        codes = [
+            line.split()[1]
+            for line in stderr.splitlines()
+            if line.strip().startswith("HTTP/") and len(line.split()) > 1
+        ]
+        if not codes:
+            return "error", stderr.strip()
+        return codes[-1], stdout
+    lines = stdout.strip().splitlines()
+    if not lines:
+        return "error", stderr.strip()
+    return lines[0], "\n".join(lines[1:])
+
+
+def judge(probe: Probe, stdout: str, stderr: str) -> tuple[bool | None, str]:
+    """(True: through the gateway; False: not; None: not installed) and what to tell."""
+    status, body = status_and_body(probe, stdout, stderr)
+    if status == "missing":
+        return None, "not installed (not checked)"
+    answer: Any
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if status == "403" and isinstance(answer, dict) and "request_id" in answer:
+        return True, "through the gateway, CA trusted"
+    seen = " ".join(body.split())[:160] or "no answer"
+    lowered = seen.lower()
+    if "certificate" in lowered and ("verify" in lowered or "issuer" in lowered):
+        return False, f"does not trust the gateway CA ({seen}); fix: {probe.fix}"
+    return False, f"bypasses the gateway ({status}: {seen}); fix: {probe.fix}"
