@@ -16,7 +16,15 @@ import pytest
 from tests.fakes import FakeUpstream, FakeUpstreams
 from tests.server.conftest import Harness
 
-SECRETS = ("whsec_alpha", "whsec_beta", "gensec_gamma", "mcpsec_delta", "ghp_epsilon")
+SECRETS = (
+    "whsec_alpha",
+    "whsec_beta",
+    "gensec_gamma",
+    "mcpsec_delta",
+    "ghp_epsilon",
+    "sk_zeta",
+    "sk-ant-eta",
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,7 @@ class Case:
     credential: str | None = None  # the Authorization value the upstream must receive
     refused_host: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    header: str = "authorization"  # where `credential` is carried
 
 
 def _webhook(target: str, method: str = "post") -> dict[str, Any]:
@@ -147,6 +156,29 @@ CASES = [
         credential="token ghp_epsilon",
     ),
     Case(
+        "openai with base_url: its key goes there",
+        [{"type": "openai", "base_url": "{url}", "token": "sk_zeta"}],
+        {
+            "type": "openai.chat.create",
+            "resource": {"provider": "openai", "target": "http://evil.example.net/"},
+            "parameters": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        },
+        200,
+        credential="Bearer sk_zeta",
+    ),
+    Case(
+        "anthropic with base_url: its key goes there, in x-api-key",
+        [{"type": "anthropic", "base_url": "{url}", "token": "sk-ant-eta"}],
+        {
+            "type": "anthropic.message.create",
+            "resource": {"provider": "anthropic"},
+            "parameters": {"model": "m", "max_tokens": 5, "messages": []},
+        },
+        200,
+        credential="sk-ant-eta",
+        header="x-api-key",
+    ),
+    Case(
         "github: a URL as the target does not move the request",
         [{"type": "github", "base_url": "{url}", "token": "ghp_epsilon"}],
         {
@@ -173,8 +205,10 @@ def _fill(value: Any, fake: FakeUpstream) -> Any:
 def test_a_credential_only_reaches_its_connectors_hosts(
     harness_factory: Any, fakes: FakeUpstreams, case: Case
 ) -> None:
-    upstream = fakes["mcp"] if case.spec["type"].startswith("mcp.") else fakes["github"]
-    bystanders = [fakes[n] for n in ("github", "mcp", "stripe") if fakes[n] is not upstream]
+    provider = case.spec["resource"]["provider"]
+    upstream = fakes[provider] if provider in fakes.fakes else fakes["github"]
+    names = ("github", "mcp", "stripe", "openai", "anthropic")
+    bystanders = [fakes[n] for n in names if fakes[n] is not upstream]
     for fake in (upstream, *bystanders):
         fake.clear()
     h: Harness = harness_factory(webhook_allow_hosts=["127.0.0.1", "localhost"])
@@ -200,7 +234,7 @@ def test_a_credential_only_reaches_its_connectors_hosts(
             assert r.json()["domains"] == case.extra["domains"]
     else:
         assert len(seen) == 1
-        assert seen[0].header("authorization") == case.credential
+        assert seen[0].header(case.header) == case.credential
     for fake in bystanders:
         assert fake.received() == []
     wire = "\n".join(req.raw_text() for req in seen)
