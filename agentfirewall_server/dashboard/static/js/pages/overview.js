@@ -19,8 +19,12 @@ function showStatus(status) {
   setText("#kill-state", kills.length ? "ACTIVE" : "off");
   $("#kill-state").className = kills.length ? "big text-deny" : "big";
   setText("#kill-detail", kills.map((k) => `scope: ${k.target || k.scope}`).join(", "));
-  const d = status.decisions || {};
-  setText("#decision-totals", `SDK actions, all time: ${d.allow || 0} allowed · ${d.require_approval || 0} held for approval · ${d.deny || 0} denied`);
+  // `decisions` adds both sources up: each line counts its own
+  const bySource = status.decisions_by_source || {};
+  const sdk = bySource.sdk || {};
+  const proxy = bySource.proxy || {};
+  setText("#decision-totals", `SDK actions, all time: ${sdk.allow || 0} allowed · ${sdk.require_approval || 0} held for approval · ${sdk.deny || 0} denied`
+    + ` — proxy requests, all time: ${proxy.allow || 0} allowed · ${proxy.require_approval || 0} held · ${(proxy.deny || 0) + (proxy.killed || 0)} denied`);
 }
 
 function showAgents(agents) {
