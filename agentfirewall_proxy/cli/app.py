@@ -13,7 +13,9 @@ from agentfirewall_proxy.cli import (
     agent_cmd,
     approvals_cmd,
     audit_cmd,
+    backup_cmd,
     connectors_cmd,
+    demo_cmd,
     doctor,
     init_cmd,
     killswitch_cmd,
@@ -81,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         policy_cmd,
         audit_cmd,
         vault_cmd,
+        backup_cmd,
         doctor,
+        demo_cmd,
     ):
         module.register(sub, common)
     return parser

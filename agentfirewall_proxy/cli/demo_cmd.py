@@ -1,0 +1,190 @@
+"""`tf demo [--yes]`: the 60-second tour, on a throwaway gateway with fake GitHub and Stripe.
+
+No account, key or network: everything runs on 127.0.0.1 from a temporary directory that
+is deleted at the end. It doubles as a smoke test (`tf demo --yes` exits 0 when every step
+did what it shows). Lines fit 80 columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import textwrap
+import threading
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.names import short_ids
+from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_OK, CliError
+from agentfirewall_proxy.demo.tour import AGENT, RULES, Running, Step, running
+
+__all__ = ["register"]
+
+GITHUB = "https://api.github.com/repos/acme/api"
+BALANCE = "https://api.stripe.com/v1/balance"
+_WIDTH = 80
+_INDENT = " " * 9
+
+
+def _say(ctx: Context, text: str, style: str | None = None) -> None:
+    if not ctx.out.json_mode:
+        ctx.out.line(text, style)
+
+
+def _detail(ctx: Context, text: str, style: str = "dim") -> None:
+    for line in textwrap.wrap(text, _WIDTH, initial_indent=_INDENT, subsequent_indent=_INDENT):
+        _say(ctx, line, style)
+
+
+def _step(ctx: Context, steps: list[Step], step: Step) -> None:
+    steps.append(step)
+    mark, style = ("✓", "green") if step.ok else ("✗", "bold red")
+    _say(ctx, f"{mark} {step.name:<6} {step.request} → {step.result}", style)
+    if step.detail:
+        _detail(ctx, step.detail)
+
+
+def _reason(answer: httpx.Response) -> str:
+    try:
+        body = answer.json()
+    except ValueError:
+        return ""
+    return f"{body.get('action') or '-'}: {body.get('reason')}" if "reason" in body else ""
+
+
+def _ask(ctx: Context, approval: dict[str, Any]) -> bool:
+    action = (approval.get("action_spec") or {}).get("type")
+    short = short_ids([str(approval["id"])])[0]
+    _detail(ctx, f"held: {action} waits for a person (approval {short})", "yellow")
+    if ctx.args.yes:
+        _detail(ctx, "approved (--yes)")
+        return True
+    if ctx.out.json_mode or not sys.stdin.isatty():
+        raise CliError("a held request waits for you: run `tf demo` in a terminal, or --yes")
+    answer = input(_INDENT + "approve it? [Y/n] ").strip().lower()
+    return answer in ("", "y", "yes")
+
+
+def _held_merge(ctx: Context, demo: Running, steps: list[Step]) -> None:
+    result: list[httpx.Response] = []
+    _say(ctx, "… hold   PUT api.github.com/repos/acme/api/pulls/7/merge", "yellow")
+    with demo.agent() as agent:
+        call = threading.Thread(
+            target=lambda: result.append(agent.put(GITHUB + "/pulls/7/merge", json={})),
+            daemon=True,
+        )
+        call.start()
+        approval = demo.wait_for_approval()
+        approve = _ask(ctx, approval)
+        demo.api("POST", f"/v1/approvals/{approval['id']}/{'approve' if approve else 'deny'}")
+        call.join(60)
+    status = result[0].status_code if result else 0
+    detail = "" if status == 200 else _reason(result[0]) if result else "no answer"
+    result_text = f"{status} merged" if status == 200 else str(status)
+    request = "the merge, once " + ("approved" if approve else "denied")
+    expected = status == (200 if approve else 403)
+    _step(ctx, steps, Step("hold", request, result_text, expected, detail))
+
+
+def _kill_switch(ctx: Context, demo: Running, steps: list[Step]) -> None:
+    demo.api("POST", "/v1/kill-switch", {"active": True, "scope": AGENT, "reason": "demo"})
+    demo.wait_for_kill_switch(True)
+    _say(ctx, f"  kill switch ON for {AGENT}", "yellow")
+    with demo.agent() as agent:
+        stopped = agent.get(BALANCE)
+    header = stopped.headers.get("x-tameflare-kill-switch")
+    _step(ctx, steps, Step("kill", "GET api.stripe.com/v1/balance", str(stopped.status_code),
+                           stopped.status_code == 403 and header == "active",
+                           f"X-TameFlare-Kill-Switch: {header}"))  # fmt: skip
+    demo.api("POST", "/v1/kill-switch", {"active": False})
+    demo.wait_for_kill_switch(False)
+    _say(ctx, "  kill switch OFF", "yellow")
+    with demo.agent() as agent:
+        again = agent.get(BALANCE)
+    _step(ctx, steps, Step("allow", "GET api.stripe.com/v1/balance", str(again.status_code),
+                           again.status_code == 200))  # fmt: skip
+
+
+def _tour(ctx: Context, demo: Running) -> list[Step]:
+    steps: list[Step] = []
+    with demo.agent() as agent:
+        read = agent.get(GITHUB)
+        ok = read.status_code == 200
+        injected = "the gateway added GitHub's key"
+        _step(ctx, steps, Step("allow", "GET " + GITHUB[8:], str(read.status_code), ok, injected))
+        gone = agent.delete(GITHUB)
+        ok = gone.status_code == 403
+        _step(ctx, steps, Step("deny", "DELETE " + GITHUB[8:], str(gone.status_code), ok,
+                               _reason(gone)))  # fmt: skip
+    _held_merge(ctx, demo, steps)
+    _kill_switch(ctx, demo, steps)
+    audit = demo.api("GET", "/v1/audit/verify")
+    intact = bool(audit.get("ok"))
+    _step(ctx, steps, Step("audit", f"verify {audit.get('events_checked')} events",
+                           "chain intact" if intact else "broken", intact,
+                           "" if intact else str(audit.get("problem"))))  # fmt: skip
+    deletes = [r for r in demo.upstreams.github.received if r[0] == "DELETE"]
+    seen = ", ".join(
+        f"{api.name} {' '.join(m for m, _ in api.received)}" for api in demo.upstreams.apis
+    )
+    _step(ctx, steps, Step("check", "what reached the fake APIs", seen, not deletes,
+                           "never the DELETE" if not deletes else "the DELETE did"))  # fmt: skip
+    return steps
+
+
+def _intro(ctx: Context, demo: Running) -> None:
+    _say(ctx, f"  control plane {demo.info.server_url}, gateway {demo.info.proxy_url}", "dim")
+    _say(ctx, f"  agent {AGENT}: holds no API key, the gateway injects them", "dim")
+    rules = [f"{pattern} {decision.replace('require_approval', 'hold')}"
+             for _, pattern, decision in RULES]  # fmt: skip
+    _say(ctx, "  rules: " + ", ".join(rules[:2]), "dim")
+    _say(ctx, "         " + ", ".join(rules[2:]), "dim")
+    _say(ctx, "")
+
+
+def demo(ctx: Context) -> int:
+    _say(ctx, "TameFlare demo: a throwaway gateway, fake GitHub and Stripe", "bold")
+    try:
+        with tempfile.TemporaryDirectory(prefix="tf-demo-") as tmp, ExitStack() as stack:
+            with ctx.out.progress("starting a gateway on free ports…"):
+                demo_run = stack.enter_context(running(Path(tmp)))
+                demo_run.configure()
+            _intro(ctx, demo_run)
+            steps = _tour(ctx, demo_run)
+    except (httpx.HTTPError, TimeoutError, RuntimeError) as exc:
+        raise CliError(f"the demo failed: {type(exc).__name__}: {exc}") from None
+    ok = all(step.ok for step in steps)
+
+    def render() -> None:
+        _say(ctx, "")
+        if not ok:
+            ctx.out.error("a step did not do what it shows (marked ✗)")
+            return
+        _say(ctx, "All of it ran on 127.0.0.1 and is deleted now. Your own, in your", "bold")
+        _say(ctx, "project: `tf init`, `tf up`, then docs/quickstart.md.", "bold")
+
+    ctx.out.result({"ok": ok, "steps": [asdict(step) for step in steps]}, render)
+    return EXIT_OK if ok else EXIT_ERROR
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub,
+        "demo",
+        help="a 60-second tour on a throwaway gateway (no account, key or network)",
+        description="Starts a throwaway gateway (temporary state, free ports) with fake GitHub "
+        "and Stripe, and runs a scripted agent through it: an allowed read, a denied delete, a "
+        "merge held until you approve it, the kill switch, and the audit log verified. "
+        "Exits 0 when every step did what it shows (a smoke test for CI with --yes).",
+        examples="  tf demo\n  tf demo --yes          # approve the held merge without asking\n"
+        "  tf demo --yes --json",
+        common=common,
+        handler=demo,
+    )
+    parser.add_argument("--yes", "-y", action="store_true", help="approve the held merge")

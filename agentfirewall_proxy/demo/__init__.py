@@ -1,0 +1,1 @@
+"""`tf demo`: a throwaway gateway, fake GitHub and Stripe, a scripted agent (no network)."""
