@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, select
 
+from agentfirewall.tokens import SigningKey
 from agentfirewall_server.audit import VerifyResult, iter_rows
 from agentfirewall_server.checkpoints import (
     CHECKPOINT_FILE,
@@ -31,6 +32,7 @@ from agentfirewall_server.checkpoints import (
     verify_rows,
 )
 from agentfirewall_server.clock import now
+from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.schema import audit_checkpoints, audit_events
 
 if TYPE_CHECKING:
@@ -63,14 +65,16 @@ def _table(
     return found, problems
 
 
-def collect(state: AppState, conn: Connection | None = None) -> tuple[list[Checkpoint], list[str]]:
-    """Every checkpoint the server can find: anchor file, data-dir file, then table."""
-    keys = {state.signing_key.kid: state.signing_key.public_key}
+def collect(
+    settings: Settings, key: SigningKey, conn: Connection | None = None
+) -> tuple[list[Checkpoint], list[str]]:
+    """Every checkpoint to be found: the data-dir file, the anchor file, then the table."""
+    keys = {key.kid: key.public_key}
     found: list[Checkpoint] = []
     problems: list[str] = []
-    files = [(state.settings.data_dir / CHECKPOINT_FILE, CHECKPOINT_FILE)]
-    if state.settings.audit_anchor_file is not None:
-        files.append((state.settings.audit_anchor_file, "anchor file"))
+    files = [(settings.data_dir / CHECKPOINT_FILE, CHECKPOINT_FILE)]
+    if settings.audit_anchor_file is not None:
+        files.append((settings.audit_anchor_file, "anchor file"))
     for path, source in files:
         more, bad = read_checkpoint_file(path, keys, source)
         found += more
@@ -82,9 +86,9 @@ def collect(state: AppState, conn: Connection | None = None) -> tuple[list[Check
     return found, problems
 
 
-def verify_log(state: AppState, conn: Connection) -> VerifyResult:
+def verify_log(settings: Settings, key: SigningKey, conn: Connection) -> VerifyResult:
     """The chain, held against the newest checkpoint of every place they are kept."""
-    checkpoints, problems = collect(state, conn)
+    checkpoints, problems = collect(settings, key, conn)
     return verify_rows(iter_rows(conn), checkpoints, problems)
 
 

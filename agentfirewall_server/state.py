@@ -79,6 +79,12 @@ class AppState:
         await asyncio.to_thread(self.lock.acquire)
         self.signing_key = self._load_signing_key()
         self.signer = TokenSigner(self.signing_key)
+        try:  # a missing or wrong key stops the start: release what was opened
+            self.vault = await asyncio.to_thread(open_keyring, self.settings, self.db.read_sync)
+        except Exception:
+            await asyncio.to_thread(self.db.close)
+            self.lock.release()
+            raise
         self.vault = await asyncio.to_thread(open_keyring, self.settings, self.db.read_sync)
         await asyncio.to_thread(self.db.migrate)
         self.db.start()

@@ -91,7 +91,7 @@ async def export_audit(request: Request) -> Response:
 
     def read(conn: Connection) -> tuple[list[Any], list[Checkpoint]]:
         # checkpoints first: none of them is newer than the events read after
-        checkpoints, _problems = collect(state, conn)
+        checkpoints, _problems = collect(state.settings, state.signing_key, conn)
         return list(conn.execute(q).all()), checkpoints
 
     rows, checkpoints = await state.db.read(read)
@@ -126,14 +126,14 @@ async def export_audit(request: Request) -> Response:
 async def verify(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
     state = state_of(request)
-    result = await state.db.read(lambda c: verify_log(state, c))
+    result = await state.db.read(lambda c: verify_log(state.settings, state.signing_key, c))
     return json_ok(result.to_dict())
 
 
 async def list_checkpoints(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
     state = state_of(request)
-    found, problems = await state.db.read(lambda c: collect(state, c))
+    found, problems = await state.db.read(lambda c: collect(state.settings, state.signing_key, c))
     newest = sorted({cp.token: cp for cp in found}.values(), key=lambda c: (c.seq, c.time))
     limit = _int(request, "limit", 100, 1000) or 100
     return json_ok(
