@@ -175,7 +175,7 @@ def _identify(
         gateway.check_port_agent(conn, flow.agent)
         flow.connector = config.route(flow.host)
     flow.path, flow.query = clean_path(target)
-    gateway.check_kill_switch(flow)
+    gateway.check_kill_switch(flow, head)
     if flow.connector is None:
         raise Refusal(403, "no_connector", f"no connector for `{flow.host}`: deny-all default")
     if tunnel is None:  # plain http: a credential never travels in cleartext

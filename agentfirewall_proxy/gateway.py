@@ -30,7 +30,7 @@ from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, d
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.parking import Parked
-from agentfirewall_proxy.pipeline import Flow, Refusal
+from agentfirewall_proxy.pipeline import Flow, Refusal, http_request
 from agentfirewall_proxy.server import ClientConnection, Tunnel, handle_client, resume_parked
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
@@ -94,11 +94,13 @@ class Gateway:
     def is_passthrough(self, host: str) -> bool:
         return any(host == d or host.endswith("." + d) for d in self.options.passthrough)
 
-    def check_kill_switch(self, flow: Flow) -> None:
+    def check_kill_switch(self, flow: Flow, head: Head | None = None) -> None:
         if flow.agent is None:
             return
         switch = self.require_config().kill_switch_for(flow.agent, flow.connector)
         if switch is not None:
+            if head is not None:
+                _name_refused_action(flow, head)
             raise Refusal(403, "kill_switch", "kill_switch_active")
 
     def approval_timeout(self, flow: Flow) -> float:
@@ -288,3 +290,17 @@ class Gateway:
             await asyncio.sleep(0.01)  # let the aborted transports and held flows finish
             self.certs.close()
             await self.control.aclose()
+
+
+def _name_refused_action(flow: Flow, head: Head) -> None:
+    """Name the action of a request the kill switch refuses before its body is read (for the
+    traffic log and the 403 body); an action that needs the body stays unnamed."""
+    if flow.connector is None:
+        return
+    try:
+        parsed = flow.connector.impl.parse(
+            http_request(flow, head, b"", False), base_url=flow.connector.base_url
+        )
+    except Exception:  # naming is best effort here: the request is refused either way
+        return
+    flow.action = parsed.spec.type

@@ -87,7 +87,7 @@ def decision_text(t: dict[str, Any]) -> str:
         if ending is None and t.get("status_code") == 503:
             ending = "unrecorded"
         decision = f"held → {ending}" if ending else "held"
-    elif decision == "killed":
+    elif decision == "killed" or reason.startswith("kill_switch"):
         decision = "kill switch"
     if t.get("would_outcome"):
         decision = f"{decision} ({t['would_outcome']})"
