@@ -13,6 +13,7 @@ from agentfirewall_proxy.cli import (
     agent_cmd,
     approvals_cmd,
     audit_cmd,
+    backup_cmd,
     connectors_cmd,
     demo_cmd,
     doctor,
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         policy_cmd,
         audit_cmd,
         vault_cmd,
+        backup_cmd,
         doctor,
         demo_cmd,
     ):
