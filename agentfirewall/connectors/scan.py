@@ -46,17 +46,10 @@ _TOKEN = re.compile(
 )
 _SCALAR_RE = re.compile(_SCALAR)
 _SKIP_WS = re.compile(_WS)
-#: A flat object or array (members / elements all scalars), or a scalar: one C call.
-_MEMBER = _WS + _STRING + _WS + r":" + _WS + _SCALAR + _WS
-_FLAT = (
-    r"(?>" + _SCALAR
-    + r"|\{" + _WS + r"(?:" + _MEMBER + r"(?:," + _MEMBER + r")*+)?+\}"
-    + r"|\[" + _WS + r"(?:" + _SCALAR + _WS + r"(?:," + _WS + _SCALAR + _WS + r")*+)?+\])"
-)  # fmt: skip
-_ITEM = re.compile(_WS + _FLAT)
-#: Runs of flat elements / members, consumed in one call (long arrays of messages).
-_ARRAY_RUN = re.compile(r"(?:" + _WS + _FLAT + _WS + r",)++")
-_OBJECT_RUN = re.compile(r"(?:" + _WS + _STRING + _WS + r":" + _WS + _FLAT + _WS + r",)++")
+_ITEM = re.compile(_WS + _SCALAR)
+#: Runs of scalar elements / members, consumed in one call (long arrays of numbers).
+_ARRAY_RUN = re.compile(r"(?:" + _WS + _SCALAR + _WS + r",)++")
+_OBJECT_RUN = re.compile(r"(?:" + _WS + _STRING + _WS + r":" + _WS + _SCALAR + _WS + r",)++")
 #: What a prefix may end with when it cuts a token short.
 _PARTIAL = re.compile(
     _WS
@@ -104,9 +97,10 @@ def _nested(buf: str, pos: int, complete: bool, connector: str) -> int:
 def _skip_value(buf: str, pos: int, complete: bool, connector: str) -> int:
     """The index just after the JSON value at `pos` (whitespace first allowed).
 
-    The value's own elements or members are walked here, flat runs of them in one
-    regular-expression call; an element that is itself a container with containers
-    inside goes to the C decoder, so no input costs a Python step per byte.
+    The value's own elements or members are walked here, runs of scalars in one
+    regular-expression call; an element that is itself a container (a chat message) goes
+    to the C decoder and is dropped at once, so no input costs a Python step per byte
+    and at most one element is ever built.
     """
     stack: list[str] = []
     state = _VALUE
@@ -116,16 +110,16 @@ def _skip_value(buf: str, pos: int, complete: bool, connector: str) -> int:
                 run = _ARRAY_RUN.match(buf, pos)
                 if run is not None and (complete or run.end() < len(buf)):
                     pos, state = run.end(), _VALUE
-            flat = _ITEM.match(buf, pos)
-            if flat is not None and (complete or flat.end() < len(buf)):
-                pos = flat.end()
-                if not stack:
-                    return pos
-                state = _AFTER
-            elif stack:
-                at = _SKIP_WS.match(buf, pos).end()  # type: ignore[union-attr]
-                if at < len(buf) and buf[at] in "[{":
-                    pos, state = _nested(buf, at, complete, connector), _AFTER
+            at = _SKIP_WS.match(buf, pos).end()  # type: ignore[union-attr]
+            if stack and at < len(buf) and buf[at] in "[{":
+                pos, state = _nested(buf, at, complete, connector), _AFTER
+            else:
+                flat = _ITEM.match(buf, at)
+                if flat is not None and (complete or flat.end() < len(buf)):
+                    pos = flat.end()
+                    if not stack:
+                        return pos
+                    state = _AFTER
         elif state in (_KEY, _FIRST_KEY):
             run = _OBJECT_RUN.match(buf, pos)
             if run is not None and (complete or run.end() < len(buf)):
