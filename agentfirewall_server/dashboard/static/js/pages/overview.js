@@ -19,6 +19,11 @@ function showStatus(status) {
   setText("#kill-state", kills.length ? "ACTIVE" : "off");
   $("#kill-state").className = kills.length ? "big text-deny" : "big";
   setText("#kill-detail", kills.map((k) => `scope: ${k.target || k.scope}`).join(", "));
+  // a credential that does not decrypt fails its own connector only: name it and the fix
+  const unreadable = (status.vault || {}).unreadable || [];
+  $("#vault-problems").hidden = !unreadable.length;
+  clear($("#vault-problem-list")).append(...unreadable.map((u) => el("li", {},
+    el("code", { text: u.connector }), ` (key id ${u.key_id}): ${u.fix}`)));
   // `decisions` adds both sources up: each line counts its own
   const bySource = status.decisions_by_source || {};
   const sdk = bySource.sdk || {};
