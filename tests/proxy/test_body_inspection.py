@@ -227,3 +227,44 @@ def test_an_unreadable_encoding_is_refused(
     assert status == 403
     assert encoding in answer["reason"]
     assert fakes["openai"].received() == []
+
+
+HOLD_POLICY = {
+    "name": "hold-expensive",
+    "document": {
+        "name": "hold-expensive",
+        "rules": [
+            {
+                "name": "expensive",
+                "conditions": {
+                    "field": "action_spec.parameters.model",
+                    "operator": "equals",
+                    "value": "gpt-expensive",
+                },
+                "decision": "require_approval",
+            }
+        ],
+    },
+}
+
+
+def test_a_hold_past_a_configured_limit_cannot_bind_and_is_refused(
+    tmp_path: Path, fakes: FakeUpstreams
+) -> None:
+    """The limit is configurable; past it a rule that would hold could apply, but an
+    approval must bind the whole body: 413, nothing forwarded, no approval created."""
+    fakes["openai"].clear()
+    snap = snapshot([rule("openai.*", "allow")], connectors=[connector("openai")],
+                    policies=[HOLD_POLICY])  # fmt: skip
+    running, control = start_gateway(tmp_path, fakes, snap, body_inspect_limit=MIB)
+    try:
+        status, answer = _curl(running, _body("gpt-4o", 2 * MIB), tmp_path, chunked=True)
+        assert status == 413
+        assert answer["error"] == "body_too_large"
+        assert "cannot bind it to an approval" in answer["reason"]
+        assert control.pending() == []
+        status, _ = _curl(running, _body("gpt-4o", MIB // 2), tmp_path, chunked=True)
+        assert status == 200  # under the limit: seen whole, the rule does not apply
+    finally:
+        running.stop()
+    assert len(fakes["openai"].received("POST")) == 1
