@@ -40,7 +40,7 @@ from agentfirewall.decisions import (
     normalize_level,
 )
 from agentfirewall.policy.explain import Explanation, Step
-from agentfirewall.policy.globs import dot_prefixes
+from agentfirewall.policy.globs import dot_prefixes, reserved_floor
 from agentfirewall.policy.index import PolicyIndex
 from agentfirewall.policy.models import Policy
 from agentfirewall.policy.permissions import AccessIndex, AccessRule, KillSwitch, KillSwitchIndex
@@ -96,6 +96,12 @@ def _where(ctx: EvaluationContext, connector: str) -> str:
 
 def _no_permission(ctx: EvaluationContext, action: str, connector: str) -> str:
     where = _where(ctx, connector)
+    floor = reserved_floor(action)
+    if floor:
+        return (
+            f"no permission for `{action}` {where}: the connector could not name this "
+            f"request, and no wildcard allows that; only a rule naming `{floor}*` does"
+        )
     return f"no permission for `{action}` {where}: add one with `tf permissions set`"
 
 

@@ -129,3 +129,17 @@ def test_bodies_that_merely_mention_method_pass(ctype: str, body: bytes) -> None
         body=body,
     )
     assert GH.parse(request).action_type == "github.issue.comment"
+
+
+def test_the_default_deny_says_why_an_unknown_request_is_refused() -> None:
+    from datetime import UTC, datetime
+
+    from agentfirewall.policy import Engine, EvaluationContext
+
+    engine = Engine(access_rules=[AccessRule("Bot", "*", "github.*", "allow")])
+    spec = GH.parse(HttpRequest.from_url("PUT", PR + "/merge%20")).spec
+    ctx = EvaluationContext(agent="Bot", mode="proxy", now=datetime.now(UTC), connector="github")
+    decision = engine.evaluate(spec, ctx)
+    assert decision.outcome == "deny"
+    assert "could not name this request" in decision.reason
+    assert "`github.unknown.*`" in decision.reason
