@@ -15,6 +15,11 @@ The invariant: the request was refused; or it was named in the ``<connector>.unk
 family (which no allow wildcard grants); or the upstream performs no action (the
 reference finds no route); or the gateway's name equals the reference's. GraphQL is
 proven in test_github_gateway.py and git smart-HTTP (github.com) is left out.
+
+MCP gets its own generator: JSON-RPC messages whose ``method`` and tool ``name`` sit
+anywhere, duplicated, or spelled as case variants of the protocol's keys, alone or in
+batches; the reference reads them as Go's encoding/json does (keys matched
+case-insensitively, the last one wins), the most permissive reading a server may have.
 """
 
 from __future__ import annotations
@@ -238,7 +243,8 @@ def reference(
 def gateway(
     fakes: FakeUpstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningGateway, StaticControl]]:
-    snap = snapshot([rule("*", "allow")], connectors=[connector(k) for k in HOSTS])
+    kinds = [*HOSTS, "mcp"]
+    snap = snapshot([rule("*", "allow")], connectors=[connector(k) for k in kinds])
     running, control = start_gateway(tmp_path_factory.mktemp("names"), fakes, snap)
     yield running, control
     running.stop()
@@ -286,7 +292,7 @@ def _check(
 ) -> None:
     running, control = gateway
     method, path, query, body, ctype = request
-    host = HOSTS[name]
+    host = HOSTS.get(name, "mcp.example.com")
     fake = fakes[name]
     before = len(fake.received())
     target = path + (f"?{query}" if query else "")
@@ -305,5 +311,91 @@ def _check(
     (seen,) = arrived
     named = _named(control, str(seen.header("x-tameflare-request-id")))
     assert ".unknown." not in named  # `*` never grants the unknown family
-    expected = reference(name, seen.method, seen.path, seen.query, seen.body, ctype)
+    if name == "mcp":
+        expected = mcp_reference(seen.body)
+    else:
+        expected = reference(name, seen.method, seen.path, seen.query, seen.body, ctype)
     assert expected is None or named == expected, (method, target, body[:300], named, expected)
+
+
+# -- MCP ----------------------------------------------------------------------------------
+
+TOOLS = ["delete_repo", "read_file", "list", "Deploy-Prod", "run shell", "tools/list"]
+METHODS_RPC = ["tools/call", "tools/list", "Tools/Call", " tools/call ", "resources/read"]
+
+
+@st.composite
+def _pairs(draw: st.DrawFn, base: list[tuple[str, Any]], decisive: str, values: list[Any]) -> str:
+    """A JSON object text from `base` pairs plus the decisive key once or more, anywhere,
+    sometimes as a case variant."""
+    pairs = list(base)
+    for _ in range(draw(st.sampled_from([1, 1, 2]))):
+        key = draw(st.sampled_from([decisive] * 8 + [decisive.upper(), decisive.title()]))
+        pairs.insert(draw(st.integers(0, len(pairs))), (key, draw(st.sampled_from(values))))
+    parts = [f"{json.dumps(k)}: {v if k == 'params' else json.dumps(v)}" for k, v in pairs]
+    return "{" + ", ".join(parts) + "}"
+
+
+@st.composite
+def _rpc_message(draw: st.DrawFn, number: int) -> str:
+    arguments = {f"arg{i}": "x" * i for i in range(draw(st.integers(0, 3)))}
+    params = draw(_pairs([("arguments", arguments)], "name", TOOLS))
+    base: list[tuple[str, Any]] = [("jsonrpc", "2.0"), ("id", number), ("params", params)]
+    return str(draw(_pairs(base, "method", METHODS_RPC)))
+
+
+@st.composite
+def mcp_requests(draw: st.DrawFn) -> tuple[str, str, str, bytes, str]:
+    count = draw(st.sampled_from([0, 0, 0, 1, 2]))  # 0: one message, else a batch
+    if count == 0:
+        text = draw(_rpc_message(1))
+    else:
+        text = "[" + ", ".join(draw(_rpc_message(i)) for i in range(count)) + "]"
+    return "POST", "/mcp", "", text.encode(), "application/json"
+
+
+def _folded(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Go's encoding/json into a struct: keys matched case-insensitively, last wins."""
+    known = {"jsonrpc", "id", "method", "params", "result", "error", "name", "arguments"}
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        out[key.casefold() if key.casefold() in known else key] = value
+    return out
+
+
+def _tool(name: str) -> str:
+    segment = "".join(c if c in "abcdefghijklmnopqrstuvwxyz0123456789_-" else "_"
+                      for c in name.strip().lower())  # fmt: skip
+    return "mcp.tools." + ("list_tool" if segment == "list" else segment)
+
+
+def _rpc_action(message: Any) -> str | None:
+    if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+        return None
+    method = message["method"].strip().lower()
+    params = message.get("params") or {}
+    if method == "tools/call":
+        name = params.get("name") if isinstance(params, dict) else None
+        return _tool(name) if isinstance(name, str) else None
+    if method == "tools/list":
+        return "mcp.tools.list"
+    return "mcp.rpc." + method.replace("/", "_")
+
+
+def mcp_reference(body: bytes) -> str | None:
+    data = json.loads(body, object_pairs_hook=_folded)
+    if isinstance(data, list):
+        if len(data) == 1:
+            return _rpc_action(data[0])
+        return "mcp.rpc.batch" if all(_rpc_action(m) for m in data) else None
+    return _rpc_action(data)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])  # fmt: skip
+@given(data=st.data())
+def test_mcp_names_the_method_and_tool_the_server_runs(
+    gateway: tuple[RunningGateway, StaticControl], fakes: FakeUpstreams, data: st.DataObject
+) -> None:
+    _check(gateway, fakes, "mcp", data.draw(mcp_requests()))
