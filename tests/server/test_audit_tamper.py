@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jwt
 import pytest
 from sqlalchemy import Connection, delete, insert, select, update
 from starlette.testclient import TestClient
 
-from agentfirewall.tokens import generate_signing_key
+from agentfirewall.tokens import generate_signing_key, load_signing_key
 from agentfirewall_proxy.cli.app import main as tf_main
 from agentfirewall_server.app import create_app
 from agentfirewall_server.audit import GENESIS, content_digest, link_hash
+from agentfirewall_server.checkpoints import parse_checkpoint
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import audit_checkpoints, audit_events
@@ -281,3 +284,54 @@ def test_export_verifies_offline_with_only_the_public_key(
         path.write_text("".join(content))
         argv = ["audit", "verify", "--file", str(path), "--key", str(tmp_path / "jwks.json")]
         assert tf_main(argv) == code, name
+
+
+class _Anchor(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        return
+
+
+def test_checkpoints_are_anchored_outside_the_data_directory(tmp_path: Path) -> None:
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Anchor)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    anchor = tmp_path / "other-volume" / "checkpoints.jsonl"
+    anchor.parent.mkdir()
+    settings = Settings(
+        data_dir=tmp_path / "tf",
+        audit_anchor_file=anchor,
+        audit_anchor_url=f"http://127.0.0.1:{receiver.server_port}/anchor",
+    )
+    try:
+        with _client(settings) as client:
+            _activity(client, settings, ["Bot 1", "Bot 2", "Bot 3"])
+            made = _admin(client, settings, "POST", "/v1/audit/checkpoints").json()
+            key = load_signing_key((settings.data_dir / "signing-key.pem").read_text())
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    seq = made["checkpoint"]["seq"]
+    (posted,) = [p for p in _Anchor.received if p["seq"] == seq]
+    keys = {key.kid: key.public_key}
+    assert parse_checkpoint(posted["token"], keys, "webhook").head == posted["head"]
+    assert any(json.loads(line)["seq"] == seq for line in anchor.read_text().splitlines())
+
+    # the attacker holds the database and the data directory, not the other volume
+    def attack(conn: Connection) -> None:
+        conn.execute(delete(audit_events).where(audit_events.c.id > 1))
+        conn.execute(delete(audit_checkpoints))
+
+    _write(settings, attack)
+    (settings.data_dir / "audit-checkpoints.jsonl").unlink()
+    with _client(settings) as client:
+        result = _admin(client, settings, "GET", "/v1/audit/verify").json()
+    assert result["ok"] is False
+    assert result["events_missing"] == seq - 1
+    assert result["checkpoint"]["source"] == "anchor file"
