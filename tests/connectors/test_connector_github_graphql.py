@@ -176,3 +176,18 @@ def test_too_many_actions_is_refused() -> None:
 def test_catalogue_lists_the_mutations() -> None:
     rows = [a for a in GH.actions() if a.path.startswith("/graphql mutation")]
     assert {r.path.rsplit(" ", 1)[1] for r in rows} == set(MUTATIONS)
+
+
+def test_sdk_mode_cannot_execute_a_known_mutation_under_the_generic_name() -> None:
+    from agentfirewall.actions import parse_action_spec
+
+    unknown = parse_action_spec(
+        {"type": "github.graphql.mutate", "parameters": {"query": "mutation { addStar { x } }"}}
+    )
+    assert GH.build_request(unknown).url == URL
+    merge = parse_action_spec(
+        {"type": "github.graphql.mutate",
+         "parameters": {"query": "mutation { mergePullRequest(input: {}) { x } }"}}
+    )  # fmt: skip
+    with pytest.raises(ConnectorError, match=r"github\.pr\.merge"):
+        GH.build_request(merge)
