@@ -8,6 +8,7 @@ did what it shows). Lines fit 80 columns.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import textwrap
@@ -15,6 +16,7 @@ import threading
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
+from queue import Empty, Queue
 from typing import Any
 
 import httpx
@@ -58,17 +60,43 @@ def _reason(answer: httpx.Response) -> str:
     return f"{body.get('action') or '-'}: {body.get('reason')}" if "reason" in body else ""
 
 
-def _ask(ctx: Context, approval: dict[str, Any]) -> bool:
+def _typed(queue: Queue[str]) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        queue.put(input())
+
+
+def _settle(ctx: Context, demo: Running, approval: dict[str, Any]) -> bool:
+    """Approve or deny the held merge: --yes, the terminal, or the dashboard (whichever is
+    first); True when it ended approved."""
     action = (approval.get("action_spec") or {}).get("type")
-    short = short_ids([str(approval["id"])])[0]
-    _detail(ctx, f"held: {action} waits for a person (approval {short})", "yellow")
+    aid = str(approval["id"])
+    _detail(ctx, f"held: {action} waits for a person (approval {short_ids([aid])[0]})", "yellow")
     if ctx.args.yes:
         _detail(ctx, "approved (--yes)")
+        demo.api("POST", f"/v1/approvals/{aid}/approve")
         return True
     if ctx.out.json_mode or not sys.stdin.isatty():
         raise CliError("a held request waits for you: run `tf demo` in a terminal, or --yes")
-    answer = input(_INDENT + "approve it? [Y/n] ").strip().lower()
-    return answer in ("", "y", "yes")
+    if demo.info.setup_url:
+        _detail(ctx, "approve it here, or in the dashboard (this one-time link logs you in):")
+        _say(ctx, "  " + demo.info.setup_url)
+    print(_INDENT + "approve it? [Y/n] ", end="", flush=True)
+    typed: Queue[str] = Queue()
+    threading.Thread(target=_typed, args=(typed,), daemon=True).start()
+    while True:
+        with contextlib.suppress(Empty):
+            approve = typed.get(timeout=0.2).strip().lower() in ("", "y", "yes")
+            verb = "approve" if approve else "deny"
+            try:
+                return str(demo.api("POST", f"/v1/approvals/{aid}/{verb}")["status"]) == "approved"
+            except httpx.HTTPStatusError as exc:  # decided in the dashboard meanwhile
+                if exc.response.status_code != 409:
+                    raise
+        status = str(demo.api("GET", f"/v1/approvals/{aid}")["status"])
+        if status != "pending":
+            print()
+            _detail(ctx, f"{status} in the dashboard")
+            return status == "approved"
 
 
 def _held_merge(ctx: Context, demo: Running, steps: list[Step]) -> None:
@@ -80,9 +108,7 @@ def _held_merge(ctx: Context, demo: Running, steps: list[Step]) -> None:
             daemon=True,
         )
         call.start()
-        approval = demo.wait_for_approval()
-        approve = _ask(ctx, approval)
-        demo.api("POST", f"/v1/approvals/{approval['id']}/{'approve' if approve else 'deny'}")
+        approve = _settle(ctx, demo, demo.wait_for_approval())
         call.join(60)
     status = result[0].status_code if result else 0
     detail = "" if status == 200 else _reason(result[0]) if result else "no answer"

@@ -4,6 +4,11 @@ step doing what it shows, lines that fit 80 columns, nothing left behind."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import subprocess
+import time
 from pathlib import Path
 
 from tests.cli.conftest import Project
@@ -38,3 +43,34 @@ def test_demo_without_a_terminal_asks_for_yes(bare_project: Project) -> None:
     done = bare_project.tf("demo", check=False, timeout=180)
     assert done.returncode == 1
     assert "--yes" in done.stderr
+
+
+def test_demo_asks_in_the_terminal_and_a_no_is_a_403(bare_project: Project) -> None:
+    """The held merge waits for a person at a real terminal (a pty); answering `n` denies it."""
+    controller, terminal = pty.openpty()
+    env = {**bare_project.env, "COLUMNS": "80"}
+    process = subprocess.Popen(["tf", "demo"], cwd=bare_project.root, env=env, stdin=terminal,
+                               stdout=terminal, stderr=terminal, close_fds=True)  # fmt: skip
+    os.close(terminal)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed: the demo ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"approve it? [Y/n]" in seen:
+            os.write(controller, b"n\r")
+            answered = True
+    os.close(controller)
+    assert process.wait(60) == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert "dashboard/setup?token=" in text  # or approve it in the dashboard
+    assert "✓ hold   the merge, once denied → 403" in text
+    assert "the approval was denied" in text
