@@ -5,6 +5,7 @@ JSON is decoded as strict UTF-8 (no BOM, no UTF-16 guessing) and refuses ``NaN``
 prefix (``body_complete=False``) yields only the top-level object members that are wholly
 inside it. Forms and query strings are ``&``-separated ``key=value`` pairs, decoded with
 ``+`` as space and strict UTF-8; a truncated form loses its last, partial pair.
+``multipart/form-data`` bodies give their text fields the same way (RFC 7578, strict).
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ import codecs
 import json
 import math
 import re
+from collections.abc import Callable
 from urllib.parse import unquote_plus
 
 from agentfirewall.errors import ConnectorError
 
-__all__ = ["FormData", "parse_form", "parse_json", "parse_json_prefix"]
+__all__ = [
+    "FormData",
+    "multipart_boundary",
+    "parse_form",
+    "parse_json",
+    "parse_json_prefix",
+    "parse_multipart",
+]
 
 FormData = dict[str, tuple[str, ...]]
 
@@ -163,3 +172,110 @@ def parse_form(data: bytes | str, *, complete: bool = True, connector: str = "")
             raise ConnectorError("invalid form encoding: not UTF-8", connector=connector) from None
         form.setdefault(name, []).append(text)
     return {name: tuple(values) for name, values in form.items()}
+
+
+_BOUNDARY_RE = re.compile(
+    r"""boundary\s*=\s*(?:"([^"]{1,70})"|([0-9A-Za-z'()+_,./:=?-]{1,70}))""", re.I
+)
+#: One ``; key=value`` of a Content-Disposition (quoted values without escapes).
+_DISPOSITION_RE = re.compile(
+    rb'[ \t]*;[ \t]*([a-z*]+)=(?:"([^"\\\r\n]*)"|([^;\s"\\]+))[ \t]*', re.I
+)
+
+
+def multipart_boundary(content_type: str, *, connector: str = "") -> bytes:
+    """The ``boundary`` parameter of a ``multipart/form-data`` content type."""
+    found = _BOUNDARY_RE.search(content_type)
+    if found is None:
+        raise ConnectorError("invalid multipart body: no boundary", connector=connector)
+    return (found.group(1) or found.group(2)).encode("ascii")
+
+
+def parse_multipart(
+    body: bytes, boundary: bytes, *, complete: bool = True, connector: str = ""
+) -> FormData:
+    """The text fields of a ``multipart/form-data`` body (RFC 7578), like a form.
+
+    Strict: the body starts with its first delimiter (no preamble), every part has a
+    ``Content-Disposition: form-data; name=...`` header, text values are UTF-8. File parts
+    (with a ``filename``) are not values; a file and a text field of the same name are
+    refused (upstreams disagree on which one they read). A prefix keeps whole parts only.
+    """
+
+    def bad(what: str) -> ConnectorError:
+        return ConnectorError(f"invalid multipart body: {what}", connector=connector)
+
+    first = b"--" + boundary
+    if not body.startswith(first + b"\r\n"):
+        if not complete and first.startswith(body[: len(first)]):
+            return {}
+        raise bad("does not start with its boundary")
+    delimiter = b"\r\n" + first
+    fields: dict[str, list[str]] = {}
+    files: set[str] = set()
+    at = len(first) + 2
+    while True:
+        end = body.find(delimiter, at)
+        if end < 0:
+            if complete:
+                raise bad("no closing boundary")
+            break
+        name, value = _part(body[at:end], bad)
+        if value is None:
+            files.add(name)
+        else:
+            fields.setdefault(name, []).append(value)
+        after = body[end + len(delimiter) : end + len(delimiter) + 2]
+        if after == b"--":
+            if complete and body[end + len(delimiter) + 2 :].strip(b"\r\n"):
+                raise bad("data after the closing boundary")
+            break
+        if after != b"\r\n":
+            if not complete and len(after) < 2:
+                break
+            raise bad("malformed boundary line")
+        at = end + len(delimiter) + 2
+    if files & set(fields):
+        raise bad(f"`{sorted(files & set(fields))[0][:60]}` is both a file and a field")
+    return {name: tuple(values) for name, values in fields.items()}
+
+
+def _part(part: bytes, bad: Callable[[str], ConnectorError]) -> tuple[str, str | None]:
+    head, sep, content = part.partition(b"\r\n\r\n")
+    if not sep:
+        head, content = (part[2:], b"") if part.startswith(b"\r\n") else (part, b"")
+        if head:
+            raise bad("part without a blank line after its headers")
+    disposition = None
+    for line in head.split(b"\r\n"):
+        key, colon, value = line.partition(b":")
+        if not colon:
+            raise bad("malformed part header")
+        if key.strip().lower() == b"content-disposition":
+            if disposition is not None:
+                raise bad("two content-disposition headers in one part")
+            disposition = value.strip()
+        elif key.strip().lower() == b"content-transfer-encoding":
+            raise bad("content-transfer-encoding is not supported")
+    if disposition is None or not disposition.lower().startswith(b"form-data"):
+        raise bad("part without content-disposition: form-data")
+    params: dict[bytes, bytes] = {}
+    rest, at = disposition[len(b"form-data") :], 0
+    while at < len(rest):
+        match = _DISPOSITION_RE.match(rest, at)
+        if match is None:
+            raise bad("malformed content-disposition")
+        at = match.end()
+        key = match.group(1).lower()
+        if key in params:
+            raise bad(f"duplicate `{key.decode()}` in content-disposition")
+        params[key] = match.group(2) if match.group(2) is not None else match.group(3)
+    if b"name" not in params or b"filename*" in params:
+        raise bad("part without a plain name")
+    try:
+        name = params[b"name"].decode("utf-8")
+        if b"filename" in params:
+            return name, None
+        return name, content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad("not UTF-8") from None

@@ -18,7 +18,12 @@ from pydantic import JsonValue
 from agentfirewall.actions import ActionSpec, Risk
 from agentfirewall.connectors import build
 from agentfirewall.connectors.base import Connector, make_spec, request_method
-from agentfirewall.connectors.bodies import FormData, parse_form
+from agentfirewall.connectors.bodies import (
+    FormData,
+    multipart_boundary,
+    parse_form,
+    parse_multipart,
+)
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction, risk_rank
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Match, Route, RouteTable, Variant, template_vars
@@ -241,6 +246,12 @@ class RouteConnector(Connector):
                 f"cannot read a `{encoding[:40]}`-encoded body", connector=self.name
             )
         ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
+        if ctype == "multipart/form-data":
+            boundary = multipart_boundary(req.header("content-type") or "", connector=self.name)
+            fields = parse_multipart(
+                req.body, boundary, complete=req.body_complete, connector=self.name
+            )
+            return fields, not req.body_complete
         if ctype.startswith("multipart/"):
             raise ConnectorError(f"cannot read a `{ctype}` body here", connector=self.name)
         fmt = self.body_format

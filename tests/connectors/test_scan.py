@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.connectors import HttpRequest, get_connector
-from agentfirewall.connectors.bodies import parse_json
+from agentfirewall.connectors.bodies import multipart_boundary, parse_json, parse_multipart
 from agentfirewall.connectors.scan import SCAN_THRESHOLD, read_json_object, scan_json_object
 from agentfirewall.errors import ConnectorError
 
@@ -144,3 +145,57 @@ def test_the_connector_names_a_large_body_as_a_small_one() -> None:
 
     assert parameters(10) == parameters(SCAN_THRESHOLD * 4)
     assert parameters(10)["model"] == "gpt-4o"
+
+
+_names = st.text(
+    st.characters(min_codepoint=0x20, blacklist_characters='"%\\\x7f', codec="utf-8"),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(_names, st.text(max_size=30)), max_size=5),
+    st.lists(st.binary(max_size=200), max_size=2),
+)
+def test_multipart_fields_as_httpx_encodes_them(
+    fields: list[tuple[str, str]], blobs: list[bytes]
+) -> None:
+    """The text fields of a real client's multipart body, wherever they sit among files."""
+    files = [(f"upload{i}", (f"f{i}.bin", blob)) for i, blob in enumerate(blobs)]
+    parts: list[tuple[str, Any]] = [*files, *((n, (None, v.encode())) for n, v in fields)]
+    if not parts:
+        return  # no parts: httpx sends no multipart body at all
+    request = httpx.Request("POST", "https://slack.com/api/chat.postMessage", files=parts)
+    body = request.read()
+    boundary = multipart_boundary(request.headers["content-type"])
+    expected: dict[str, list[str]] = {}
+    for name, value in fields:
+        expected.setdefault(name, []).append(value)
+    if {name for name, _ in files} & set(expected):
+        return
+    found = parse_multipart(body, boundary)
+    assert found == {n: tuple(v) for n, v in expected.items()}
+    for cut in range(0, len(body), max(1, len(body) // 7)):
+        partial = parse_multipart(body[:cut], boundary, complete=False)
+        assert all(found[n][: len(v)] == v for n, v in partial.items())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"preamble\r\n--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b--",
+     b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b",
+     b"--b\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\n1\r\n--b--",
+     b"--b\r\nContent-Disposition: form-data; name=\"a\"; name=\"b\"\r\n\r\n1\r\n--b--",
+     b"--b\r\nContent-Disposition: form-data; name*=UTF-8''a\r\n\r\n1\r\n--b--",
+     b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n\xff\r\n--b--",
+     b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b--\r\nmore",
+     b"--b\r\nContent-Disposition: form-data; name=\"a\"; filename=\"x\"\r\n\r\n1\r\n--b\r\n"
+     b"Content-Disposition: form-data; name=\"a\"\r\n\r\n2\r\n--b--"],
+    ids=["preamble", "unclosed", "not form-data", "two names", "encoded name", "not utf-8",
+         "epilogue", "file and field"],
+)  # fmt: skip
+def test_multipart_ambiguities_are_refused(body: bytes) -> None:
+    with pytest.raises(ConnectorError, match="multipart"):
+        parse_multipart(body, b"b")

@@ -268,3 +268,58 @@ def test_a_hold_past_a_configured_limit_cannot_bind_and_is_refused(
     finally:
         running.stop()
     assert len(fakes["openai"].received("POST")) == 1
+
+
+CHANNEL_POLICY = {
+    "name": "no-forbidden-channel",
+    "document": {
+        "name": "no-forbidden-channel",
+        "rules": [
+            {
+                "name": "forbidden",
+                "conditions": {
+                    "field": "action_spec.parameters.channel",
+                    "operator": "equals",
+                    "value": "C-forbidden",
+                },
+                "decision": "deny",
+                "reason": "not this channel",
+            }
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("channel", ["C-forbidden", "C-general"])
+def test_a_multipart_field_after_a_3_mib_file_is_found(
+    tmp_path: Path, fakes: FakeUpstreams, channel: str
+) -> None:
+    """`requests` writes the file first; the decisive `channel` comes after 3 MiB."""
+    import requests
+
+    fakes["slack"].clear()
+    snap = snapshot([rule("slack.*", "allow")], connectors=[connector("slack")],
+                    policies=[CHANNEL_POLICY])  # fmt: skip
+    running, _ = start_gateway(tmp_path, fakes, snap)
+    try:
+        proxy = running.proxy_url()
+        answer = requests.post(
+            "https://slack.com/api/chat.postMessage",
+            files=[
+                ("file", ("a.bin", b"x" * (3 * MIB))),
+                ("text", (None, b"hi")),
+                ("channel", (None, channel.encode())),
+            ],
+            proxies={"https": proxy, "http": proxy},
+            verify=str(_bundle(running)),
+            timeout=60,
+        )
+    finally:
+        running.stop()
+    if channel == "C-forbidden":
+        assert answer.status_code == 403
+        assert answer.json()["reason"] == "not this channel"
+        assert fakes["slack"].received() == []
+    else:
+        (received,) = fakes["slack"].received("POST")
+        assert len(received.body) > 3 * MIB
