@@ -172,12 +172,14 @@ async def _relay_upgraded(
         return
 
     async def downward(data: bytes) -> None:
-        while data:
+        while True:
             flow.bytes_in += len(data)
             if out := scrubbed.feed(data):
                 conn.writer.write(out)
                 await conn.writer.drain()
             data = await up.reader.read(65536)
+            if not data:
+                break
         if isinstance(scrubbed, ScrubStream) and (rest := scrubbed.finish()):
             conn.writer.write(rest)
         with contextlib.suppress(OSError, RuntimeError):
@@ -191,9 +193,14 @@ async def _relay_upgraded(
         with contextlib.suppress(OSError, RuntimeError):
             up.writer.write_eof()
 
-    tasks = [asyncio.ensure_future(downward(early)), asyncio.ensure_future(upward())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    down, up_task = asyncio.ensure_future(downward(early)), asyncio.ensure_future(upward())
+    tasks = [down, up_task]
+    try:  # until the upstream is done (a client's half-close is passed on, not the end)
+        while not down.done():
+            await asyncio.wait([down, up_task] if not up_task.done() else [down],
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if up_task.done() and not up_task.cancelled() and up_task.exception() is not None:
+                break
     finally:
         for task in tasks:
             task.cancel()

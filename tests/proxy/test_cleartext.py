@@ -1,0 +1,157 @@
+"""An injected credential never travels in cleartext (issue 12, item 1).
+
+A plain ``http://`` request (absolute-form, through the proxy) to a connector whose
+upstream is TLS is upgraded: it reaches the upstream over TLS, with the credential. A
+connector that declares no TLS upstream and injects a credential is refused (403
+``cleartext_refused``); only an admin's ``http://`` base URL allows plain HTTP upstream.
+Table-driven over every connector type and three real clients (curl, requests, httpx),
+against a reflecting upstream that records the scheme each request arrived on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import requests
+
+from agentfirewall.connectors import connector_types
+from agentfirewall_proxy.pipeline import Refusal
+from agentfirewall_proxy.snapshot import compile_snapshot
+from agentfirewall_proxy.upstream import plain_request_upstream
+from tests.proxy.reflecting import SECRETS, TABLE, Case, Reflecting
+from tests.proxy.support import ca_bundle, connector, snapshot
+
+#: How each configured connector answers a plain http:// request.
+EXPECTED = {
+    "github": "upgraded", "openai": "upgraded", "anthropic": "upgraded", "stripe": "upgraded",
+    "slack": "upgraded", "sendgrid": "upgraded", "mcp": "refused", "webhook": "refused",
+    "generic": "refused", "generic-tls": "upgraded", "generic-plain": "declared plain",
+    "generic-open": "plain, nothing injected",
+}  # fmt: skip
+CLIENTS = ["curl", "requests", "httpx"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reflecting]:
+    running = Reflecting(tmp_path_factory.mktemp("cleartext"))
+    yield running
+    running.stop()
+
+
+def https_client(world: Reflecting) -> httpx.Client:
+    bundle = ca_bundle(world.gateway.ca_path, world.gateway.options.ca_dir / "bundle.pem")
+    verify = ssl.create_default_context(cafile=str(bundle))
+    return httpx.Client(proxy=world.gateway.proxy_url(), trust_env=False, timeout=30, verify=verify)
+
+
+def get(client: str, proxy: str, url: str) -> tuple[int, str]:
+    """(status, body) of a plain GET through the proxy with a real client."""
+    if client == "curl":
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        done = subprocess.run(
+            ["curl", "-s", "-x", proxy, "-w", "\n%{http_code}", url],
+            capture_output=True, text=True, timeout=30, env=env, check=True,
+        )  # fmt: skip
+        body, _, status = done.stdout.rpartition("\n")
+        return int(status), body
+    if client == "requests":
+        with requests.Session() as session:
+            session.trust_env = False
+            answer = session.get(url, proxies={"http": proxy}, timeout=30)
+            return answer.status_code, answer.text
+    with httpx.Client(proxy=proxy, trust_env=False, timeout=30) as http:
+        reply = http.get(url)
+        return reply.status_code, reply.text
+
+
+def test_the_table_covers_every_connector_type() -> None:
+    assert {case.kind for case in TABLE} == set(connector_types())
+    assert set(EXPECTED) == {case.name for case in TABLE}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("case", TABLE, ids=[case.name for case in TABLE])
+def test_credential_never_sent_in_cleartext(world: Reflecting, case: Case, client: str) -> None:
+    upstream = world.upstream
+    upstream.clear()
+    status, body = get(client, world.gateway.proxy_url(), f"http://{case.host}{case.path}")
+    received = upstream.received()
+    expected = EXPECTED[case.name]
+    if expected == "refused":
+        assert status == 403, body
+        answer = json.loads(body)
+        assert answer["error"] == "cleartext_refused"
+        assert "declares no TLS upstream" in answer["reason"]
+        assert received == []
+        return
+    assert status == 200, body
+    (request,) = received
+    if expected == "upgraded":
+        assert request.scheme == "https"
+        assert request.host == case.host  # the real name, over TLS on 443
+        assert case.credential is not None
+        assert case.credential in request.raw_text()  # it went, but only over TLS
+    elif expected == "declared plain":
+        assert request.scheme == "http"  # the admin's http:// base URL says so
+    else:
+        assert request.scheme == "http"
+        assert not any(secret in request.raw_text() for secret in SECRETS)
+
+
+def test_no_credential_of_an_undeclared_connector_ever_reached_a_plain_socket(
+    world: Reflecting,
+) -> None:
+    """After a mixed run, every plain-HTTP request the upstream saw is credential-free
+    (the admin-declared plain connector aside)."""
+    upstream = world.upstream
+    upstream.clear()
+    with https_client(world) as http:
+        for case in TABLE:
+            for scheme in ("http", "https"):
+                http.get(f"{scheme}://{case.host}{case.path}")
+    declared = {c.credential for c in TABLE if c.base_url and c.base_url.startswith("http:")}
+    plain = [r for r in upstream.received() if r.scheme == "http"]
+    assert plain, "the no-credential and declared-plain connectors go plain"
+    for request in plain:
+        leaked = [s for s in SECRETS if s in request.raw_text() and s not in declared]
+        assert leaked == []
+
+
+@pytest.mark.parametrize(
+    ("base_url", "host", "port", "expected"),
+    [
+        (None, "api.github.com", 80, ("https", 443)),
+        ("https://ghe.example/api/v3", "ghe.example", 80, ("https", 443)),
+        ("https://ghe.example:8443/api/v3", "ghe.example", 80, ("https", 8443)),
+        ("https://ghe.example:8443/api/v3", "ghe.example", 8080, ("https", 8443)),
+        ("http://ghe.internal:8080", "ghe.internal", 8080, ("http", 8080)),
+        (None, "api.github.com", 8080, ("https", 443)),  # the type's own TLS upstream
+        (None, "github.internal", 8080, "refused"),  # TLS, but on which port?
+    ],
+)
+def test_plain_request_upstream_table(
+    base_url: str | None, host: str, port: int, expected: object
+) -> None:
+    entry = compile_snapshot(
+        snapshot(connectors=[connector("github", domains=[host], base_url=base_url)])
+    ).connectors["conn_github_1"]
+    if expected == "refused":
+        with pytest.raises(Refusal, match="unknown port"):
+            plain_request_upstream(entry, host, port)
+    else:
+        assert plain_request_upstream(entry, host, port) == expected
+
+
+def test_a_tunnel_still_goes_upstream_over_tls(world: Reflecting) -> None:
+    """CONNECT is always intercepted with TLS on both legs: no cleartext path there."""
+    upstream = world.upstream
+    upstream.clear()
+    with https_client(world) as http:
+        assert http.get("https://api.github.com/user").status_code == 200
+    assert [r.scheme for r in upstream.received()] == ["https"]
