@@ -172,6 +172,14 @@ def _credential_headers(
     headers = list(req.headers)
     if row is None or row["id"] not in state.snapshot.credentials:
         return headers
+    problem = state.vault_problems.get(row["id"])
+    if problem is not None:  # this connector alone is down (issue 14): say why and how to fix
+        raise ApiError(
+            503,
+            f"connector `{row['id']}` is unavailable: its credential does not decrypt "
+            f"(key id {problem['key_id']}): {problem['fix']}",
+            code="credential_unavailable",
+        )
     secret = state.vault.decrypt(state.snapshot.credentials[row["id"]], owner=row["id"])
     connector = get_connector(ctype)
     kind = row.get("auth_type") or "default"

@@ -21,8 +21,9 @@ from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.vault import Keyring, Vault, generate_key_text, kid_of
 from agentfirewall_server.vaultcheck import VaultStartError
+from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
-from tests.server.conftest import Harness
+from tests.server.conftest import SPEC, Harness
 
 _KEY_ENV = (
     "SETTINGS_ENCRYPTION_KEY",
@@ -204,3 +205,34 @@ def test_environment_key_rotation(tmp_path: Path, database_url: str) -> None:
         server.stop()
     settings = Settings(data_dir=data, database_url=database_url)
     assert {kid_of(v) for v in _rows(settings).values()} == {Vault.from_text(new).key_id}
+
+
+def test_executing_on_a_connector_whose_credential_does_not_decrypt_is_a_clear_503(
+    harness: Harness, fakes: FakeUpstreams
+) -> None:
+    github = fakes["github"]
+    github.clear()
+    body = {"type": "github", "token": "ghp_secret_value", "base_url": github.http_url}
+    created = harness.admin("POST", "/v1/connectors", json=body)
+    assert created.status_code == 201, created.text
+    conn = created.json()["id"]
+    other = _add(harness.admin, "other.example.com", "tok-other")
+    rows = _rows(harness.state.settings)
+    harness.state.db.write_sync(
+        lambda c: c.execute(
+            update(credentials).where(credentials.c.owner == conn).values(ciphertext=rows[other])
+        )
+    )
+    harness.client.portal.call(harness.state.reload)  # type: ignore[union-attr]
+    key = harness.create_agent("Bot")
+    decided = harness.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC}).json()
+    response = harness.agent(
+        key,
+        "POST",
+        f"/v1/actions/{decided['action_request_id']}/execute",
+        json={"decision_token": decided["decision_token"]},
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "credential_unavailable"
+    assert conn in response.json()["message"]
+    assert github.received("PUT") == []
