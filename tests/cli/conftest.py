@@ -191,3 +191,28 @@ def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> 
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def tameflare_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m build` of this checkout: the sdist, and the wheel built from that sdist."""
+    out = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def fresh_venv(path: Path) -> dict[str, str]:
+    """A new virtualenv at `path`; the environment that runs its `pip`, `python` and `tf`."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k not in _DROP and k != "PYTHONPATH"}
+    env["PATH"] = f"{path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(path)
+    env["COLUMNS"] = "200"
+    return env
