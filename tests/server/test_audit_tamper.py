@@ -19,14 +19,28 @@ from typing import Any, ClassVar
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, delete, insert, select, update
 from starlette.testclient import TestClient
 
 from agentfirewall.tokens import generate_signing_key, load_signing_key
 from agentfirewall_proxy.cli.app import main as tf_main
 from agentfirewall_server.app import create_app
-from agentfirewall_server.audit import GENESIS, content_digest, link_hash
-from agentfirewall_server.checkpoints import parse_checkpoint
+from agentfirewall_server.audit import (
+    GENESIS,
+    content_digest,
+    event_to_dict,
+    link_events,
+    link_hash,
+    prepare_event,
+)
+from agentfirewall_server.checkpoints import (
+    checkpoint_line,
+    parse_checkpoint,
+    sign_checkpoint,
+    verify_export,
+)
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import audit_checkpoints, audit_events
@@ -335,3 +349,41 @@ def test_checkpoints_are_anchored_outside_the_data_directory(tmp_path: Path) -> 
     assert result["ok"] is False
     assert result["events_missing"] == seq - 1
     assert result["checkpoint"]["source"] == "anchor file"
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    datas=st.lists(st.dictionaries(st.text(), _JSON, max_size=5), min_size=1, max_size=4),
+    stamp=st.floats(min_value=0, max_value=4e9),
+    actor=st.text(),
+)
+def test_any_export_verifies_offline(datas: list[dict[str, Any]], stamp: float, actor: str) -> None:
+    """Whatever events hold, their export re-hashes to the stored chain (fix the class)."""
+    prepared = [prepare_event("x.y", actor=actor, now=stamp, data=d) for d in datas]
+    rows = link_events(None, prepared)
+    key = _KEY
+    lines = [
+        json.dumps({**event_to_dict(r), "created_ts": r["created_at"]}, sort_keys=True) + "\n"
+        for r in rows
+    ]
+    head = rows[-1]
+    token = sign_checkpoint(key, head["id"], head["hash"], 1.0)
+    cp = parse_checkpoint(token, {key.kid: key.public_key}, "test")
+    lines.append(checkpoint_line(cp))
+    result = verify_export(lines, {key.kid: key.public_key})
+    assert result.ok, result
+    assert result.events_checked == len(rows)
+
+
+_KEY = generate_signing_key()
