@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -26,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, fi
 from pydantic import ValidationError as PydanticValidationError
 
 from agentfirewall.errors import ActionSpecError
+from agentfirewall.jsonlimits import json_problem, printable
 
 __all__ = [
     "ACTION_TYPE_PATTERN",
@@ -56,8 +56,9 @@ def is_action_type(value: str) -> bool:
 def validate_action_type(value: str) -> str:
     """Return `value` when it is a well-formed action type, else raise ActionSpecError."""
     if not isinstance(value, str) or not is_action_type(value):
+        shown = printable(value) if isinstance(value, str) else repr(value)
         raise ActionSpecError(
-            f"invalid action type `{value}`: expected dotted lowercase like "
+            f"invalid action type `{shown}`: expected dotted lowercase like "
             "`github.pr.merge` (2-8 segments of a-z, 0-9, _ or -)",
             field="type",
         )
@@ -92,8 +93,12 @@ class ActionSpec(BaseModel):
 
     @field_validator("parameters", "risk_hints")
     @classmethod
-    def _finite_numbers(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        _check_finite(value)
+    def _storable(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        """Finite numbers, valid unicode, bounded depth: every spec has a canonical form."""
+        found = json_problem(value, check_ints=False)
+        if found is not None:
+            path, problem = found
+            raise ValueError(f"`{path}` {problem}" if path else problem)
         return value
 
     @property
@@ -113,18 +118,6 @@ class ActionSpec(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON data, without empty resource fields."""
         return self.model_dump(mode="json", exclude_none=True)
-
-
-def _check_finite(value: object) -> None:
-    """JSON has no NaN or Infinity: refuse them so every spec has a canonical form."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("numbers must be finite (no NaN or Infinity)")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_finite(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_finite(item)
 
 
 def canonical_json(value: object) -> bytes:

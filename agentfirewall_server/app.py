@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
@@ -20,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.state import AppState
-from agentfirewall_server.web import ApiError, error_response, install_error_handlers
+from agentfirewall_server.web import error_response, install_error_handlers
 
 __all__ = ["create_app"]
 
@@ -40,8 +39,8 @@ _ROUTE_MODULES = (  # actions first: POST /api/v1/actions is the hot path (route
     "people",
     "settings",
     "events",
-    "vault",
     "slack",
+    "vault",
 )
 
 
@@ -104,9 +103,8 @@ async def _request_action(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         response = await request_action(request)
     except Exception as exc:
-        known = ApiError if isinstance(exc, ApiError) else HTTPException
-        unexpected = not isinstance(exc, known)
-        handler = _HANDLERS[Exception if unexpected else known]
+        handler = next(h for kind, h in _HANDLERS.items() if isinstance(exc, kind))
+        unexpected = handler is _HANDLERS[Exception]
         await (await handler(request, exc))(scope, receive, send)
         if unexpected:
             raise

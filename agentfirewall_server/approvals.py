@@ -246,9 +246,8 @@ async def publish_decided(state: AppState, rows: list[dict[str, Any]]) -> None:
         data = approval_json(row)
         state.hub.publish("approval.decided", data)
         if data["status"] == "approved":
-            state.metrics.approved.labels(
-                agent=row["agent"], connector=row["connector"] or ""
-            ).inc()
+            m = state.metrics
+            m.approved.labels(row["agent"], m.connector_label(row["connector"] or "")).inc()
         await state.slack.on_decided(row)
     if rows:
         await refresh_pending_gauge(state)

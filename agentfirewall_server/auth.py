@@ -30,6 +30,7 @@ __all__ = [
     "Principal",
     "require_agent",
     "require_gateway",
+    "require_metrics_reader",
     "require_role",
     "state_of",
 ]
@@ -167,6 +168,30 @@ async def require_role(request: Request, role: str) -> Principal:
     if ROLES.get(mine, 0) < ROLES[role]:
         raise forbidden(role, mine)
     return principal
+
+
+def metrics_public(state: AppState) -> bool:
+    """Whether /metrics answers without a credential: the admin's setting, else the flag."""
+    chosen = state.snapshot.settings.get("metrics_public")
+    return bool(state.settings.metrics_public if chosen is None else chosen)
+
+
+async def require_metrics_reader(request: Request) -> None:
+    """/metrics: public if so set, else the metrics token or a viewer-or-better caller."""
+    state = state_of(request)
+    if metrics_public(state):
+        return
+    token = state.settings.metrics_token
+    sent = _bearer(request)
+    expected = hash_secret(token.get_secret_value()) if token is not None else None
+    if expected is not None and sent is not None and same_hash(expected, hash_secret(sent)):
+        return
+    if sent is None and not request.cookies.get(SESSION_COOKIE):
+        raise _unauthorized(
+            "/metrics needs a credential: `Authorization: Bearer <metrics token>` "
+            "(AGENTFIREWALL_METRICS_TOKEN) or a viewer token"
+        )
+    await require_role(request, "viewer")
 
 
 async def require_agent(request: Request) -> AgentRecord:

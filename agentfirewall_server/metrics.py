@@ -1,54 +1,162 @@
-"""Prometheus metrics (tameflare-facts.md section 7.3), one registry per app."""
+"""Prometheus metrics (tameflare-facts.md section 7.3), one registry per app.
+
+Label values an agent chooses cannot grow the registry without bound (docs/server.md,
+"Metrics access"):
+
+- an action type outside the connector catalogue is counted as ``other``, and so is a
+  connector (provider) no connector registers;
+- each labelled metric holds at most ``max_label_sets`` label sets; a sample with a new
+  set beyond that is counted under ``other`` for every label, and
+  ``aaf_metrics_folded_samples_total{metric=...}`` counts those samples.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Generic, Protocol, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["Metrics"]
+__all__ = ["OTHER", "BoundedLabels", "Metrics", "catalogue_action_types"]
+
+OTHER = "other"
+_FALLBACK_METHODS = ("get", "head", "options", "post", "put", "patch", "delete")
+
+
+class _Child(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+_M = TypeVar("_M", Counter, Gauge)
+
+
+@cache
+def catalogue_action_types() -> frozenset[str]:
+    """Every action type a built-in connector can name, fallbacks included."""
+    from agentfirewall.connectors import connector_types, get_connector
+
+    names: set[str] = set()
+    for ctype in connector_types():
+        names.update(info.type for info in get_connector(ctype).actions())
+        names.update(f"{ctype}.unknown.{m}" for m in _FALLBACK_METHODS)
+    return frozenset(names)
+
+
+@cache
+def _connector_names() -> frozenset[str]:
+    from agentfirewall.connectors import connector_types
+
+    return frozenset(connector_types())
+
+
+class BoundedLabels(Generic[_M]):
+    """A labelled metric that keeps at most `cap` label sets (then folds to ``other``)."""
+
+    def __init__(
+        self, name: str, metric: _M, names: tuple[str, ...], cap: int, folded: Counter
+    ) -> None:
+        self.metric: _M = metric
+        self._names = names
+        self._cap = cap
+        self._folded = folded.labels(metric=name)
+        self._children: dict[tuple[str, ...], _M] = {}
+        self._other: _M | None = None
+
+    def labels(self, *values: str, **named: str) -> _M:
+        """The child for these label values (positional or by name), bounded."""
+        key = values or tuple(named[n] for n in self._names)
+        child = self._children.get(key)
+        if child is not None:
+            return child
+        if len(self._children) < self._cap:
+            child = self._children[key] = self.metric.labels(*key)
+            return child
+        self._folded.inc()
+        if self._other is None:
+            self._other = self.metric.labels(*(OTHER for _ in self._names))
+        return self._other
+
+    def clear(self) -> None:
+        """Drop every label set (a gauge rebuilt from the current state)."""
+        self.metric.clear()
+        self._children.clear()
+        self._other = None
+
+    def __len__(self) -> int:
+        return len(self._children)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, max_label_sets: int = 1000) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
+        cap = max_label_sets
+        self.folded = Counter(
+            "aaf_metrics_folded_samples",
+            "Samples counted under `other` because their metric reached its label-set cap",
+            ["metric"],
+            registry=r,
+        )
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> BoundedLabels[Counter]:
+            made = Counter(name, doc, labels, registry=r)
+            return BoundedLabels(name, made, labels, cap, self.folded)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> BoundedLabels[Gauge]:
+            made = Gauge(name, doc, labels, registry=r)
+            return BoundedLabels(name, made, labels, cap, self.folded)
+
+        self.requests = counter(
             "aaf_requests_total",
             "Decisions made, by agent, connector, decision and action type",
-            ["agent", "connector", "decision", "action_type"],
-            registry=r,
+            ("agent", "connector", "decision", "action_type"),
         )
-        self.denied = Counter(
+        self.denied = counter(
             "aaf_requests_denied_total",
             "Denied requests, by reason",
-            ["agent", "connector", "reason"],
-            registry=r,
+            ("agent", "connector", "reason"),
         )
-        self.approved = Counter(
-            "aaf_requests_approved_total", "Approvals granted", ["agent", "connector"], registry=r
+        self.approved = counter(
+            "aaf_requests_approved_total", "Approvals granted", ("agent", "connector")
         )
         self.duration = Histogram(
             "aaf_request_duration_seconds",
             "Time to answer an action request or execute it",
             registry=r,
         )
-        self.kill_switch = Gauge(
-            "aaf_kill_switch_active", "1 while a kill switch is active", ["scope"], registry=r
+        self.kill_switch = gauge(
+            "aaf_kill_switch_active", "1 while a kill switch is active", ("scope",)
         )
         self.approvals_pending = Gauge(
             "aaf_approvals_pending", "Approvals waiting for a human", registry=r
         )
-        self.connector_errors = Counter(
+        self.connector_errors = counter(
             "aaf_connector_errors_total",
             "Upstream errors while executing actions",
-            ["connector", "error_type"],
-            registry=r,
+            ("connector", "error_type"),
         )
-        self.rate_limit_hits = Counter(
-            "aaf_rate_limit_hits_total",
-            "Requests refused by the rate limit",
-            ["agent"],
-            registry=r,
+        self.rate_limit_hits = counter(
+            "aaf_rate_limit_hits_total", "Requests refused by the rate limit", ("agent",)
         )
-        self.active_connections = Gauge(
-            "aaf_active_connections", "Long-polls and event streams open", ["agent"], registry=r
+        self.active_connections = gauge(
+            "aaf_active_connections", "Long-polls and event streams open", ("agent",)
         )
+
+    @staticmethod
+    def action_label(action_type: str) -> str:
+        """The action type when the catalogue names it, else ``other`` (empty stays empty)."""
+        if not action_type or action_type in catalogue_action_types():
+            return action_type
+        return OTHER
+
+    @staticmethod
+    def connector_label(connector: str) -> str:
+        """The connector type when one is registered, else ``other`` (empty stays empty)."""
+        return connector if not connector or connector in _connector_names() else OTHER
+
+    def count_request(self, agent: str, connector: str, decision: str, action_type: str) -> None:
+        """One decision in ``aaf_requests_total``, with the chosen labels folded."""
+        child: _Child = self.requests.labels(
+            agent, self.connector_label(connector), decision, self.action_label(action_type)
+        )
+        child.inc()

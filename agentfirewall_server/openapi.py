@@ -25,7 +25,7 @@ _AUTH: list[tuple[str, str]] = [
     ("/api/v1/auth/setup", "one-time setup token"),
     ("/api/health", "none"),
     ("/.well-known", "none"),
-    ("/metrics", "none"),
+    ("/metrics", "metrics token or viewer role (none when an admin made it public)"),
     ("/api/openapi.json", "none"),
 ]
 _PARAM = re.compile(r"\{([a-zA-Z_]+)(:[a-z]+)?\}")

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     public_url: str | None = None
     execute_timeout_seconds: float = Field(default=10.0, gt=0)
     sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
+    #: /metrics: a bearer token for scrapers; public only when set so (or by an admin)
+    metrics_token: SecretStr | None = None
+    metrics_public: bool = False
+    metrics_max_label_sets: int = Field(default=1000, ge=1)
+    #: sign-in throttling: failures allowed per account and per address before delays
+    login_free_failures: int = Field(default=5, ge=1)
+    login_max_delay_seconds: int = Field(default=900, ge=1)
     log_level: str = "info"
 
     @field_validator("sqlite_synchronous", mode="before")

@@ -53,8 +53,7 @@ class AppState:
         self.settings = settings
         self.hub = Hub()
         self.limiter = RateLimiter()
-        self.metrics = Metrics()
-        self.request_counters: dict[tuple[str, str, str, str], Any] = {}  # labels -> child
+        self.metrics = Metrics(max_label_sets=settings.metrics_max_label_sets)
         self.db: Database = Database(
             settings.resolved_database_url, synchronous=settings.sqlite_synchronous
         )
@@ -79,22 +78,21 @@ class AppState:
         await asyncio.to_thread(self.lock.acquire)
         self.signing_key = self._load_signing_key()
         self.signer = TokenSigner(self.signing_key)
+        await asyncio.to_thread(self.db.migrate)
         try:  # a missing or wrong key stops the start: release what was opened
             self.vault = await asyncio.to_thread(open_keyring, self.settings, self.db.read_sync)
         except Exception:
             await asyncio.to_thread(self.db.close)
             self.lock.release()
             raise
-        self.vault = await asyncio.to_thread(open_keyring, self.settings, self.db.read_sync)
-        await asyncio.to_thread(self.db.migrate)
         self.db.start()
         await self.db.write(self._register_bootstrap_tokens)
         self.snapshot = await self.db.read(load_snapshot)
+        self._update_gauges()
         from agentfirewall_server.checkpointer import Checkpointer
 
         self.checkpoints = Checkpointer(self)
         self._tasks.append(asyncio.create_task(self.checkpoints.loop()))
-        self._update_gauges()
         self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
         from agentfirewall_server.approvals import expiry_loop
 
@@ -109,10 +107,10 @@ class AppState:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self.checkpoints is not None:  # the chain head, signed, as the last write
             with contextlib.suppress(Exception):
                 await self.checkpoints.checkpoint("shutdown")
-                await task
         if hasattr(self, "http"):
             await self.http.aclose()
         await asyncio.to_thread(self.db.close)
@@ -183,8 +181,8 @@ class AppState:
                 await self.reload()
                 self.hub.publish("config", {"version": self.snapshot.version})
 
-        self.vault_problems = credential_problems(self.snapshot.credentials, self.vault)
     def _update_gauges(self) -> None:
+        self.vault_problems = credential_problems(self.snapshot.credentials, self.vault)
         gauge = self.metrics.kill_switch
         gauge.clear()
         for ks in self.snapshot.kill_switches:

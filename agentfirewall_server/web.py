@@ -1,6 +1,11 @@
 """HTTP plumbing shared by every route: JSON errors, bounded bodies, strict models.
 
 Every error leaves as ``{"error": code, "message": ..., ...}`` (docs/api.md).
+
+Input limits (docs/api.md, "Input limits"): a body is at most ``max_body_bytes`` (413);
+its JSON nests at most 64 levels, holds no lone surrogate and no integer outside 64 bits
+(400/422 naming the field); core errors escaping a route are the caller's (422), so no
+input reaches the 500 handler.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from agentfirewall.errors import ActionSpecError, ConnectorError, PolicyError
+from agentfirewall.jsonlimits import int_problem, json_problem, printable
 
 __all__ = [
     "ApiError",
@@ -73,10 +81,22 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def _clean(value: Any) -> Any:
+    """Error bodies echo input: lone surrogates are escaped so the body always encodes."""
+    if isinstance(value, str):
+        return printable(value, limit=4000)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message, **extra}, status, headers=headers)
+    body = _clean({"error": code, "message": message, **extra})
+    return JSONResponse(body, status, headers=headers)
 
 
 def json_ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -98,6 +118,21 @@ def json_fast(data: dict[str, Any]) -> JSONResponse:
     return _FastJSONResponse(data)
 
 
+#: An oversized body up to this many times the limit is read and dropped before the 413,
+#: so the client can read the answer and reuse its keep-alive connection; a larger one
+#: gets the 413 at once with `Connection: close`.
+_DRAIN_FACTOR = 4
+
+
+def _too_large(limit: int, *, close: bool) -> ApiError:
+    return ApiError(
+        413,
+        f"request body is larger than the {limit} byte limit",
+        headers={"Connection": "close"} if close else None,
+        limit_bytes=limit,
+    )
+
+
 async def read_body(request: Request) -> bytes:
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
@@ -106,15 +141,18 @@ async def read_body(request: Request) -> bytes:
             size = int(declared)
         except ValueError:
             raise ApiError(400, "`Content-Length` is not a number") from None
-        if size > limit:
-            raise ApiError(413, f"request body is larger than the {limit} byte limit")
+        if size > limit * _DRAIN_FACTOR:
+            raise _too_large(limit, close=True)
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
-        if total > limit:
-            raise ApiError(413, f"request body is larger than the {limit} byte limit")
-        chunks.append(chunk)
+        if total > limit * _DRAIN_FACTOR:
+            raise _too_large(limit, close=True)
+        if total <= limit:
+            chunks.append(chunk)
+    if total > limit:
+        raise _too_large(limit, close=False)
     return b"".join(chunks)
 
 
@@ -130,9 +168,57 @@ def parse_json(raw: bytes, *, allow_empty: bool = False) -> Any:
             return {}
         raise ApiError(400, "request body is empty: expected a JSON object")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = _diagnose(raw)
+    _check_limits(data)
+    return data
+
+
+def _diagnose(raw: bytes) -> Any:
+    """orjson refused `raw`: the json module, which is laxer, finds which field is bad."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise _not_valid("nests too deeply") from None
+    except (ValueError, UnicodeDecodeError) as again:
+        raise _not_valid(str(again)) from None
+    return data  # an integer past 64 bits, NaN, a lone surrogate: _check_limits decides
+
+
+def _not_valid(reason: str) -> ApiError:
+    return ApiError(400, f"request body is not valid JSON: {printable(reason)}")
+
+
+def _check_limits(data: Any) -> None:
+    found = json_problem(data, check_ints=False)
+    if found is None:
+        return
+    field, problem = found
+    status = 422 if "finite" in problem else 400  # a bad value, or a bad document
+    message = f"`{field}` {problem}" if field else f"request body {problem}"
+    raise ApiError(status, message, field=field or None)
+
+
+def _check_int_fields(value: Any, path: str = "") -> None:
+    """Integer fields of a validated model fit 64 bits (``1e300`` is a valid int field).
+
+    Free JSON (``JsonValue`` fields) is left alone: it is stored as text.
+    """
+    if isinstance(value, BaseModel):
+        for name, info in type(value).model_fields.items():
+            if "JsonValue" not in str(info.annotation):
+                _check_int_fields(getattr(value, name), f"{path}.{name}".lstrip("."))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_int_fields(item, f"{path}.{i}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_int_fields(item, f"{path}.{key}")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        problem = int_problem(value)
+        if problem is not None:
+            raise ApiError(422, f"`{path}` {problem}", field=path)
 
 
 def validation_error(exc: PydanticValidationError) -> ApiError:
@@ -161,9 +247,13 @@ def parse_model(raw: bytes, model: type[M], *, allow_empty: bool = False) -> M:
     if not isinstance(data, dict):
         raise ApiError(422, "request body must be a JSON object")
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except PydanticValidationError as exc:
         raise validation_error(exc) from None
+    except RecursionError:
+        raise ApiError(400, "request body nests too deeply") from None
+    _check_int_fields(parsed)
+    return parsed
 
 
 async def _api_error(_request: Request, exc: Exception) -> Response:
@@ -183,9 +273,21 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
 
+async def _core_error(_request: Request, exc: Exception) -> Response:
+    """A core error escaping a route is about the caller's input: 422, never 500."""
+    return error_response(422, "invalid_request", str(exc))
+
+
 async def _internal(_request: Request, _exc: Exception) -> Response:
     return error_response(500, "internal_error", "the server failed: see its log")
 
 
 def install_error_handlers() -> dict[Any, Any]:
-    return {ApiError: _api_error, HTTPException: _http_error, Exception: _internal}
+    return {
+        ApiError: _api_error,
+        HTTPException: _http_error,
+        ActionSpecError: _core_error,
+        ConnectorError: _core_error,
+        PolicyError: _core_error,
+        Exception: _internal,
+    }

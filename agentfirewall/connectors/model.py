@@ -5,11 +5,14 @@ All three are frozen slotted dataclasses: they sit on the proxy's hot path.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from agentfirewall.actions import ActionSpec, Risk
 from agentfirewall.errors import ConnectorError
+from agentfirewall.jsonlimits import printable
 
 __all__ = ["ActionInfo", "HttpRequest", "ParsedAction", "risk_rank"]
 
@@ -20,6 +23,26 @@ _RISK_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
 def risk_rank(risk: Risk) -> int:
     """0 for low, 1 for medium, 2 for high: lets callers take the max of risks."""
     return _RISK_RANK[risk]
+
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+    r"(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?"
+)
+
+
+def _valid_host(host: str) -> bool:
+    """An IP literal or a DNS name (IDNA labels of at most 63 characters)."""
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+        return True
+    except ValueError:
+        pass
+    try:
+        name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return _HOST_NAME.fullmatch(name.lower()) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +74,20 @@ class HttpRequest:
         body_complete: bool = True,
     ) -> HttpRequest:
         """Split an absolute http(s) URL into a request."""
-        parts = urlsplit(url)
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise ConnectorError(f"invalid url `{url}`: expected http:// or https:// and a host")
+        shown = printable(url)
         try:
+            parts = urlsplit(url)
             port = parts.port
-        except ValueError:
-            raise ConnectorError(f"invalid url `{url}`: bad port") from None
+        except ValueError as exc:  # `http://[::1/`, port 99999, a port that is not a number
+            raise ConnectorError(f"invalid url `{shown}`: {exc}".lower()) from None
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ConnectorError(f"invalid url `{shown}`: expected http:// or https:// and a host")
+        if port == 0:
+            raise ConnectorError(f"invalid url `{shown}`: port 0")
+        if not _valid_host(parts.hostname):
+            raise ConnectorError(
+                f"invalid url `{shown}`: `{printable(parts.hostname)}` is no host name"
+            )
         return cls(
             method=method,
             scheme=parts.scheme,
@@ -100,6 +130,10 @@ class ParsedAction:
     risk: Risk
     connector: str
     route: str
+    #: Further actions the same request performs (a GraphQL document with several
+    #: mutations). `spec` is the riskiest; the gateway decides each of these too and the
+    #: strictest outcome wins, so every one of them must be allowed. Usually empty.
+    also: tuple[ParsedAction, ...] = ()
 
     @property
     def action_type(self) -> str:
@@ -116,7 +150,3 @@ class ActionInfo:
     path: str
     risk: Risk
     description: str
-    #: Further actions the same request performs (a GraphQL document with several
-    #: mutations). `spec` is the riskiest; the gateway decides each of these too and the
-    #: strictest outcome wins, so every one of them must be allowed. Usually empty.
-    also: tuple[ParsedAction, ...] = ()

@@ -231,16 +231,12 @@ def _record_pending(
 
 
 def _count(state: AppState, agent: AgentRecord, spec: ActionSpec, decision: Decision) -> None:
-    m = state.metrics
+    m = state.metrics  # agent-chosen labels are folded and bounded (metrics.py)
     decided = decision.decided_outcome or decision.outcome
-    labels = (agent.name, spec.provider, decided, spec.type)
-    counter = state.request_counters.get(labels)
-    if counter is None:  # prometheus' labels() costs more than the increment
-        counter = state.request_counters[labels] = m.requests.labels(*labels)
-    counter.inc()
+    m.count_request(agent.name, spec.provider, decided, spec.type)
     if decision.outcome == "deny":
         reason = "kill_switch_active" if decision.kill_switch else "policy"
-        m.denied.labels(agent=agent.name, connector=spec.provider, reason=reason).inc()
+        m.denied.labels(agent.name, m.connector_label(spec.provider), reason).inc()
 
 
 async def request_action(request: Request) -> JSONResponse:

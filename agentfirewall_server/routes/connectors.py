@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.connectors import connector_types, get_connector
+from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.errors import ConnectorError
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
@@ -108,8 +109,11 @@ def _validate(body: NewConnector) -> list[str]:
         raise ApiError(422, "a generic connector needs `domains`", field="domains")
     if body.auth_type == "header" and not body.auth_header:
         raise ApiError(422, "`auth_type` header needs `auth_header`", field="auth_header")
-    if body.base_url and not body.base_url.startswith(("http://", "https://")):
-        raise ApiError(422, "`base_url` must start with http:// or https://", field="base_url")
+    if body.base_url:
+        try:  # a parser decides, not a prefix: `http://[::1/` and port 99999 are refused
+            HttpRequest.from_url("GET", body.base_url)
+        except ConnectorError as exc:
+            raise ApiError(422, f"invalid `base_url`: {exc}", field="base_url") from None
     if body.token and any(c in body.token for c in "\r\n\0"):
         raise ApiError(422, "`token` must not contain line breaks", field="token")
     _validate_options(body.type, body.options or {})

@@ -212,25 +212,37 @@ def _created(value: str | float | None) -> float:
         return now()
 
 
+#: The byte-count columns are INTEGER (32 bits on PostgreSQL): larger counts are stored
+#: as this ceiling rather than losing the record.
+_COUNT_CEILING = 2**31 - 1
+
+
+def _saturate(count: int | None) -> int | None:
+    return None if count is None else min(count, _COUNT_CEILING)
+
+
 async def ingest_traffic(request: Request) -> JSONResponse:
     await require_gateway(request)
     body = await read_model(request, TrafficBatch)
     rows = [
-        {**r.model_dump(exclude={"created_at"}), "created_at": _created(r.created_at)}
+        {
+            **r.model_dump(exclude={"created_at"}),
+            "bytes_in": _saturate(r.bytes_in),
+            "bytes_out": _saturate(r.bytes_out),
+            "created_at": _created(r.created_at),
+        }
         for r in body.records
     ]
     state = state_of(request)
     if rows:
         await state.db.write(lambda c: c.execute(traffic.insert(), rows))
     for row in rows:
-        state.metrics.requests.labels(
-            agent=row["agent"] or "",
-            connector=row["connector"] or "",
-            decision=row["decision"] or "",
-            action_type=row["action"] or "",
-        ).inc()
+        state.metrics.count_request(
+            row["agent"] or "", row["connector"] or "", row["decision"] or "", row["action"] or ""
+        )
         state.hub.publish("traffic", {k: v for k, v in row.items() if k != "created_at"})
     return json_ok({"accepted": len(rows)})
+
 
 def _bound_digest(row: Any) -> str | None:
     request = json.loads(row.request) if row.request else None
@@ -256,7 +268,6 @@ def _reusable(conn: Connection, body: GatewayApproval) -> Any:
         .limit(100)
     ).all()
     return next((r for r in rows if _bound_digest(r) == digest), None)
-
 
 
 def _reuse_or_create(state: AppState, body: GatewayApproval, spec: dict[str, Any]) -> Any:

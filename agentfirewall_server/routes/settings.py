@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.decisions import normalize_level
 from agentfirewall_server.audit import append_event
-from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.auth import metrics_public, require_role, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.snapshot import put_setting
 from agentfirewall_server.state import AppState
@@ -32,6 +32,7 @@ class SettingsPatch(Strict):
     slack_channel: str | None = Field(default=None, max_length=80)
     slack_bot_token: str | None = Field(default=None, max_length=4096)
     slack_signing_secret: str | None = Field(default=None, max_length=4096)
+    metrics_public: bool | None = None
 
 
 def settings_json(state: AppState) -> dict[str, Any]:
@@ -43,6 +44,7 @@ def settings_json(state: AppState) -> dict[str, Any]:
         ),
         "default_enforcement_level": snap.settings["default_enforcement_level"],
         "gateway_url": snap.settings.get("gateway_url"),
+        "metrics_public": metrics_public(state),
         "slack": {
             "channel": snap.settings.get("slack_channel"),
             "configured": configured and bool(snap.settings.get("slack_channel")),

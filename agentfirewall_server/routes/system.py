@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 import agentfirewall
 from agentfirewall.tokens import jwks_from_keys
-from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.auth import require_metrics_reader, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.store.schema import action_requests, approvals, traffic
 from agentfirewall_server.web import json_ok
@@ -56,6 +56,7 @@ async def jwks(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
+    await require_metrics_reader(request)
     registry = state_of(request).metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -124,8 +125,8 @@ async def status(request: Request) -> JSONResponse:
             },
             **counts,
             "kill_switches": [_kill_json(k) for k in snap.kill_switches],
-        }
             "vault": {"unreadable": _unreadable(state.vault_problems)},
+        }
     )
 
 

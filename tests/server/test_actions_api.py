@@ -124,7 +124,7 @@ def test_rate_limit_answers_429_with_retry_after(harness: Harness) -> None:
     assert r.status_code == 429  # type: ignore[attr-defined]
     assert int(r.headers["Retry-After"]) >= 1  # type: ignore[attr-defined]
     assert r.json()["error"] == "rate_limited"  # type: ignore[attr-defined]
-    metrics = harness.call("GET", "/metrics").text
+    metrics = harness.call("GET", "/metrics", harness.admin_token).text
     assert 'aaf_rate_limit_hits_total{agent="Bot"}' in metrics
 
 
