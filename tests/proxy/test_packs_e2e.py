@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+import requests
 import yaml
 
 from agentfirewall.policy.packs import list_packs, load_pack
@@ -199,11 +200,27 @@ def _outcome(
     running: RunningGateway, control: StaticControl, agent: str, method: str, url: str, body: Any
 ) -> tuple[str, httpx.Response | None, dict[str, Any] | None]:
     out: list[httpx.Response] = []
+    errors, held = _held_while(control, agent, lambda: out.append(
+        _send(running, agent, method, url, body)))  # fmt: skip
+    if errors:
+        raise errors[0]
+    answer = out[0] if out else None
+    if held is not None:
+        return "hold", answer, held
+    if answer is not None and answer.status_code == 403 and "reason" in answer.json():
+        return "deny", answer, None
+    return "allow", answer, None
+
+
+def _held_while(
+    control: StaticControl, agent: str, call: Callable[[], object]
+) -> tuple[list[BaseException], dict[str, Any] | None]:
+    """Run `call` in a thread; deny the approval it creates for `agent`, if any."""
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            out.append(_send(running, agent, method, url, body))
+            call()
         except BaseException as exc:  # reported in the test's thread
             errors.append(exc)
 
@@ -218,14 +235,7 @@ def _outcome(
             break
         thread.join(0.02)
     thread.join(20)
-    if errors:
-        raise errors[0]
-    answer = out[0] if out else None
-    if held is not None:
-        return "hold", answer, held
-    if answer is not None and answer.status_code == 403 and "reason" in answer.json():
-        return "deny", answer, None
-    return "allow", answer, None
+    return errors, held
 
 
 @pytest.mark.parametrize(
@@ -284,3 +294,60 @@ def test_packs_say_so_where_the_request_lacks_the_information() -> None:
     money = load_pack("stripe-safe-defaults").rules[0]
     assert "without an amount" in load_pack("stripe-safe-defaults").description
     assert money.decision == "require_approval"
+
+
+def test_real_sdks_meet_the_packs(
+    gateway: tuple[RunningGateway, StaticControl], fakes: FakeUpstreams
+) -> None:
+    """The official clients, in-process through the gateway: openai's file delete is
+    denied, stripe's large transfer and slack_sdk's @channel message are held."""
+    import openai
+    import stripe
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    running, control = gateway
+    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
+    context = ssl.create_default_context(cafile=str(bundle))
+    before = {kind: len(fakes[kind].received()) for kind in ("openai", "stripe", "slack")}
+
+    agent = "openai-safe-defaults"
+    http = httpx.Client(proxy=running.proxy_url(_key(agent), agent), verify=context,
+                        trust_env=False)  # fmt: skip
+    client = openai.OpenAI(api_key="sk-placeholder", http_client=http, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        client.files.delete("file-1")
+    assert "openai-safe-defaults" in denied.value.response.text
+    http.close()
+
+    agent = "stripe-safe-defaults"
+    session = requests.Session()
+    session.trust_env = False
+    stripe_client = stripe.StripeClient(
+        "sk_test_placeholder",
+        http_client=stripe.RequestsClient(
+            session=session, proxy=running.proxy_url(_key(agent), agent)
+        ),
+        max_network_retries=0,
+    )
+    saved, stripe.ca_bundle_path = stripe.ca_bundle_path, str(bundle)  # type: ignore[attr-defined]
+    errors, held = _held_while(control, agent, lambda: stripe_client.v1.transfers.create(
+        params={"amount": 60000, "currency": "usd", "destination": "acct_1"}))  # fmt: skip
+    stripe.ca_bundle_path = saved  # type: ignore[attr-defined]
+    assert held is not None, errors
+    assert held["action_spec"]["parameters"]["amount"] == 60000
+    assert errors
+    assert isinstance(errors[0], stripe.StripeError)
+
+    agent = "slack-safe-defaults"
+    slack = WebClient(token="xoxb-placeholder", proxy=running.proxy_url(_key(agent), agent),
+                      ssl=context, timeout=30)  # fmt: skip
+    errors, held = _held_while(
+        control, agent, lambda: slack.chat_postMessage(channel="C1", text="<!channel> lunch")
+    )
+    assert held is not None
+    assert held["action_spec"]["parameters"]["text"] == "<!channel> lunch"
+    assert errors
+    assert isinstance(errors[0], SlackApiError)
+
+    assert {kind: len(fakes[kind].received()) for kind in before} == before
