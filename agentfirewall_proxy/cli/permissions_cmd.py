@@ -7,7 +7,7 @@ from typing import Any
 
 from agentfirewall.connectors import connector_types
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, OUTCOMES, normalize_level
-from agentfirewall_proxy.cli.agent_cmd import check_new_agent
+from agentfirewall_proxy.cli.agent_cmd import check_new_agent, find_agent
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.names import (
@@ -67,6 +67,12 @@ def _check_rule(ctx: Context, client: AdminClient) -> None:
             raise problem
 
 
+def check_known_agent(client: AdminClient, name: str) -> None:
+    """An agent no rule names must at least exist (else: unknown, did you mean …?)."""
+    if name != "*":
+        find_agent(client, name)
+
+
 def permissions_set(ctx: Context) -> int:
     args = ctx.args
     if bool(args.preset) == bool(args.action or args.decision):
@@ -108,6 +114,8 @@ def permissions_set(ctx: Context) -> int:
 def permissions_list(ctx: Context) -> int:
     with ctx.client(offline=True) as client:
         data = client.get("/v1/permissions", agent=ctx.args.gateway)
+        if ctx.args.gateway and not data.get("permissions"):
+            check_known_agent(client, str(ctx.args.gateway))
     rules = data.get("permissions", [])
     rows = [
         (

@@ -96,6 +96,9 @@ def test_typos_in_the_cli_are_refused(project: Project) -> None:
         project, "enforcement", "set", "--gateway", "finance bot", "monitor"
     )
     assert project.tf_json("permissions", "list")["permissions"] == []
+    listed = project.tf("permissions", "list", "--gateway", "Finanse Bot", check=False)
+    assert listed.returncode == 1
+    assert "unknown agent `Finanse Bot`: did you mean `Finance Bot`?" in listed.stderr
 
     # naming the future on purpose
     project.tf(*rule, "--action", "github.pr.*", "--decision", "allow")
