@@ -16,8 +16,8 @@ Several actions in one document: the riskiest is the parsed action and the other
 in ``ParsedAction.also``; the gateway decides each and the strictest outcome wins (all
 must be allowed). Refused: a body not fully seen, a compressed body, duplicate keys
 anywhere in the JSON, a batch (a JSON array), a persisted-query id without a document,
-``variables`` that are not an object, a document that does not parse, and more than
-:data:`MAX_ACTIONS` actions.
+``variables`` that are not an object, a document that does not parse or is nested
+deeper than :data:`MAX_DEPTH`, and more than :data:`MAX_ACTIONS` actions.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["MAX_ACTIONS", "MUTATIONS", "parse_graphql"]
 
 MAX_ACTIONS = 50
-_MAX_TOKENS = 20_000
+MAX_DEPTH = 64
+_MAX_TOKENS = 10_000
 _NAME = "github"
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
@@ -98,6 +99,7 @@ def parse_graphql(req: HttpRequest) -> ParsedAction:
     if name is not None and not isinstance(name, str):
         raise _refuse("graphql `operationName` is not a string")
     try:
+        _check_nesting(query)
         document = parse(query, no_location=True, max_tokens=_MAX_TOKENS)
     except GraphQLError as exc:
         raise _refuse(f"graphql document does not parse: {exc.message[:200]}") from None
@@ -121,6 +123,29 @@ def _with_others(action: ParsedAction, actions: list[ParsedAction]) -> ParsedAct
         connector=_NAME,
     )
     return ParsedAction(spec, action.risk, _NAME, action.route)
+
+
+def _check_nesting(query: str) -> None:
+    """Refuse documents nested deeper than :data:`MAX_DEPTH` or longer than the token
+    limit, with graphql-core's lexer (a loop) before its parser (which recurses)."""
+    from graphql.language import Lexer, Source, TokenKind
+
+    opening = {TokenKind.BRACE_L, TokenKind.BRACKET_L, TokenKind.PAREN_L}
+    closing = {TokenKind.BRACE_R, TokenKind.BRACKET_R, TokenKind.PAREN_R}
+    lexer = Lexer(Source(query))
+    depth = count = 0
+    token = lexer.advance()
+    while token.kind != TokenKind.EOF:
+        count += 1
+        if count > _MAX_TOKENS:
+            raise _refuse(f"graphql document has more than {_MAX_TOKENS} tokens")
+        if token.kind in opening:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _refuse(f"graphql document nested deeper than {MAX_DEPTH} levels")
+        elif token.kind in closing:
+            depth -= 1
+        token = lexer.advance()
 
 
 def _actions(document: Any, variables: dict[str, Any], name: str | None) -> Iterator[ParsedAction]:

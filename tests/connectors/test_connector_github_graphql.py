@@ -191,3 +191,26 @@ def test_sdk_mode_cannot_execute_a_known_mutation_under_the_generic_name() -> No
     )  # fmt: skip
     with pytest.raises(ConnectorError, match=r"github\.pr\.merge"):
         GH.build_request(merge)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("{" + "a{" * 5000 + "b" + "}" * 5001, "nested deeper than 64"),
+        ("mutation { x(input: " + "[" * 5000 + "1" + "]" * 5000 + ") { y } }", "nested deeper"),
+        ("mutation { x(input: " + "{a:" * 3000 + "1" + "}" * 3000 + ") { y } }", "nested deeper"),
+        ("query { " + " ".join(f"f{i}" for i in range(12_000)) + " }", "more than 10000 tokens"),
+    ],
+)
+def test_deep_or_huge_documents_are_refused_before_the_parser_recurses(
+    query: str, message: str
+) -> None:
+    with pytest.raises(ConnectorError, match=message):
+        gql(query)
+
+
+def test_brackets_inside_strings_and_comments_do_not_count() -> None:
+    body = "{" * 200 + "[" * 200
+    parsed = gql(f'mutation {{ addComment(input: {{body: "{body}"}}) {{ x }} }} # {"{" * 99}')
+    assert parsed.action_type == "github.issue.comment"
+    assert parsed.spec.parameters["body"] == body
