@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -42,6 +43,7 @@ MARKER = b"[REDACTED by TameFlare]"
 #: Derived forms shorter than this are not searched for (they would match anywhere).
 _MIN_FORM = 6
 _DECODED_PIECE = 1 << 20
+_SMALL = 4096
 
 
 class ScrubError(Exception):
@@ -87,16 +89,26 @@ def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
 class Scrubber:
     """The secrets of one connector's credential, and how to find them in bytes."""
 
-    __slots__ = ("_firsts", "forms", "longest", "replacements")
+    __slots__ = ("_bytes", "_firsts", "_pattern", "forms", "longest", "replacements")
 
     def __init__(self, forms: tuple[bytes, ...]) -> None:
         self.forms = forms
         self.replacements = tuple((f, filler(len(f))) for f in forms)
         self.longest = max((len(f) for f in forms), default=0)
-        self._firsts = frozenset(f[0] for f in forms)
+        self._firsts = tuple(sorted({f[:1] for f in forms}))
+        self._bytes = frozenset(b for f in forms for b in f)  # bytes that occur in a secret
+        self._pattern = re.compile(b"|".join(re.escape(f) for f in forms))
+
+    def found(self, data: bytes) -> bool:
+        """True when `data` holds a whole secret."""
+        if len(data) < _SMALL:  # one regex call beats a search per form on short input
+            return self._pattern.search(data) is not None
+        return any(form in data for form in self.forms)
 
     def scrub(self, data: bytes) -> tuple[bytes, int]:
         """`data` with every whole secret replaced, and how many were."""
+        if not self.found(data):
+            return data, 0
         count = 0
         for form, fill in self.replacements:
             if form in data:
@@ -106,17 +118,25 @@ class Scrubber:
 
     def held(self, data: bytes) -> int:
         """Length of the longest suffix of `data` that may begin a secret (0: none)."""
-        size = len(data)
-        firsts = self._firsts
-        for index in range(max(0, size - self.longest + 1), size):
-            if data[index] in firsts:
-                tail = data[index:]
+        if not data or data[-1] not in self._bytes:
+            return 0  # (a body or an event ending in a newline: at once)
+        start = max(0, len(data) - self.longest + 1)
+        window = data[start:]
+        earliest = len(window)
+        for first in self._firsts:  # bytes.find, not a loop over every position
+            index = window.find(first)
+            while 0 <= index < earliest:
+                tail = window[index:]
                 if any(form.startswith(tail) for form in self.forms):
-                    return size - index
-        return 0
+                    earliest = index
+                    break
+                index = window.find(first, index + 1)
+        return len(window) - earliest
 
     def headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
         """Header values scrubbed; a header whose *name* holds a secret is dropped."""
+        if not self.found(b"\n".join([b"%b\n%b" % pair for pair in headers])):
+            return headers, 0  # (a newline is in no secret: nothing spans two fields)
         out: list[tuple[bytes, bytes]] = []
         total = 0
         for name, value in headers:
