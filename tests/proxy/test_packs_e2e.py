@@ -292,7 +292,7 @@ def test_packs_say_so_where_the_request_lacks_the_information() -> None:
     )
     assert "cannot read mentions" in (broadcast.reason or "")
     money = load_pack("stripe-safe-defaults").rules[0]
-    assert "without an amount" in load_pack("stripe-safe-defaults").description
+    assert "carries no amount" in (money.reason or "")
     assert money.decision == "require_approval"
 
 
