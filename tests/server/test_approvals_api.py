@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from tests.server.conftest import SPEC, Harness
 
@@ -176,3 +177,25 @@ def test_pending_approvals_survive_a_restart(harness_factory: Any) -> None:
     done = again.agent(key, "GET", f"/v1/actions/{body['action_request_id']}/wait")
     assert done.json()["status"] == "allowed"
     assert again.admin("GET", "/v1/audit/verify").json()["ok"] is True
+
+
+def test_ids_by_unique_prefix_like_git(harness: Harness) -> None:
+    _, first = _hold(harness)
+    one = first["approval"]["id"]
+    short = harness.admin("GET", f"/v1/approvals/{one[:6]}")  # unique, but 2 chars after apv_
+    assert (short.status_code, short.json()["field"]) == (400, "id")
+    assert "too short" in short.json()["message"]
+    _, second = _hold(harness, "Other Bot")
+    two = second["approval"]["id"]
+    size = next(n for n in range(8, len(one)) if one[:n] != two[:n])
+    shown = harness.admin("GET", f"/v1/approvals/{two[:size]}")
+    assert (shown.status_code, shown.json()["id"]) == (200, two)
+    approved = harness.admin("POST", f"/v1/approvals/{one[:size]}/approve")
+    assert (approved.status_code, approved.json()["id"]) == (200, one)
+    ambiguous = harness.admin("POST", f"/v1/approvals/{one[: size - 1]}/deny")
+    assert (ambiguous.status_code, ambiguous.json()["field"]) == (409, "id")
+    assert one in ambiguous.json()["message"]
+    assert two in ambiguous.json()["message"]
+    for wildcard in ("apv_%", "apv__", "%"):  # LIKE wildcards are literal characters here
+        assert harness.admin("GET", f"/v1/approvals/{quote(wildcard)}").status_code == 404
+    assert harness.admin("GET", f"/v1/approvals/{two}").json()["status"] == "pending"
