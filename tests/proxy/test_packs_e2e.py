@@ -116,6 +116,8 @@ CASES: list[Case] = [
     ("read-only", "deny-writes", "deny", "POST", R + "/issues", {"title": "x"}),
     ("read-only", "deny-writes", "deny", "POST", SL + "/api/chat.postMessage",
      {"channel": "C1", "text": "x"}),
+    ("read-only", "deny-writes", "deny", "GET", GH + "/fake/unnamed", None),  # github.unknown.get
+    ("read-only", "deny-writes", "deny", "GET", SL + "/api/chat.postMessagez?text=x", None),
     ("read-only", "deny-writes", "allow", "GET", R, None),
     ("read-only", "deny-writes", "allow", "GET", OA + "/v1/models", None),
     # maintenance-window: its window moved around now (and, for "mw-off", 12 hours away)
@@ -165,6 +167,8 @@ def gateway(
     permissions = [rule("*", "allow", agent=agent) for agent in AGENTS]
     # so the pack, not the default deny, is what stops unknown admin.* methods
     permissions.append(rule("slack.unknown.*", "allow", agent="slack-safe-defaults"))
+    # so the pack, not the default deny, is what stops requests no route names
+    permissions += [rule(f"{c}.unknown.*", "allow", agent="read-only") for c in ("github", "slack")]
     policies = [
         {"name": f"{a}", "document": _pack_document("maintenance-window" if a == "mw-off" else a,
                                                     a, now)}
