@@ -7,7 +7,7 @@ Reads are ``github.<resource>.get`` / ``.list``; ``github.pr.close`` and
 public (``visibility: public`` or ``private: false``) is ``github.repo.make_public``.
 GraphQL (``POST /graphql``) is parsed with graphql-core and every mutation is named as the
 action it performs, with the same names as REST (``mergePullRequest`` is
-``github.pr.merge``; the rows marked ``graphql`` below): see
+``github.pr.merge``; the rows whose path is ``/graphql mutation …`` below): see
 ``agentfirewall/connectors/github_graphql.py``. A document with several actions is
 decided as its riskiest and every one must be allowed; an unknown mutation is
 ``github.graphql.mutate`` (high), a query ``github.graphql.query`` (low). Batches,
