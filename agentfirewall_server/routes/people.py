@@ -25,6 +25,8 @@ from agentfirewall_server.identity import (
     prefix_of,
     verify_password,
 )
+from agentfirewall_server.signin import SigninThrottle, record_failure, retry_after, throttled
+from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import sessions, tokens, users
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
@@ -86,6 +88,12 @@ def _start_session(conn: Connection, user_id: str) -> tuple[str, str]:
     return token, csrf
 
 
+def _secure(request: Request) -> bool:
+    """The cookie is `Secure` when the request or the public URL is https."""
+    public = state_of(request).settings.base_url
+    return request.url.scheme == "https" or public.lower().startswith("https://")
+
+
 def _with_cookie(request: Request, body: dict[str, Any], token: str) -> JSONResponse:
     response = json_ok(body)
     response.set_cookie(
@@ -94,7 +102,7 @@ def _with_cookie(request: Request, body: dict[str, Any], token: str) -> JSONResp
         max_age=SESSION_SECONDS,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
         path="/",
     )
     return response
@@ -140,16 +148,36 @@ async def setup(request: Request) -> JSONResponse:
     return _with_cookie(request, {"user": user_json(row), "csrf_token": csrf}, token)
 
 
+def _throttle(request: Request) -> SigninThrottle:
+    found = getattr(request.app.state, "signin", None)
+    if not isinstance(found, SigninThrottle):
+        found = request.app.state.signin = SigninThrottle()
+    return found
+
+
 async def login(request: Request) -> JSONResponse:
     body = await read_model(request, Login)
     state = state_of(request)
+    email = body.email.lower()[:200]
+    address = request.client.host if request.client else "unknown"
+    with _throttle(request).one_at_a_time(email, address):
+        return await _login(request, state, body, email, address)
+
+
+async def _login(
+    request: Request, state: AppState, body: Login, email: str, address: str
+) -> JSONResponse:
+    free, cap = state.settings.login_free_failures, state.settings.login_max_delay_seconds
+    wait = await state.db.read(retry_after(email, address, now(), free, cap))
+    if wait is not None:
+        raise throttled(wait)
     row = await state.db.read(
         lambda c: c.execute(select(users).where(users.c.email == body.email.lower())).first()
     )
     if row is None:
         dummy_verify(body.password)
-        raise ApiError(401, "wrong email or password")
-    if not verify_password(row.password_hash, body.password):
+    if row is None or not verify_password(row.password_hash, body.password):
+        await state.db.write(record_failure(email, address, now()))
         raise ApiError(401, "wrong email or password")
 
     def job(conn: Connection) -> tuple[str, str]:
@@ -257,20 +285,56 @@ async def patch_user(request: Request) -> JSONResponse:
             if owners <= 1:
                 raise ApiError(409, "the last owner cannot be demoted: promote another first")
         conn.execute(update(users).where(users.c.id == uid).values(**values))
-        if body.role:
-            conn.execute(update(tokens).where(tokens.c.user_id == uid).values(role=body.role))
+        ended = _end_sessions(conn, uid)
         append_event(
             conn,
             "user.updated",
             actor=who.actor,
             now=now(),
             subject=uid,
-            data={"role": body.role, "password_changed": bool(body.password)},
+            data={"role": body.role, "password_changed": bool(body.password), **ended},
         )
         return conn.execute(select(users).where(users.c.id == uid)).first()
 
     row = await state_of(request).change_config(job)
     return json_ok(user_json(row))
+
+
+def _end_sessions(conn: Connection, uid: str) -> dict[str, int]:
+    """A password reset, role change or removal ends the user's sessions and tokens."""
+    gone_sessions = conn.execute(delete(sessions).where(sessions.c.user_id == uid)).rowcount
+    gone_tokens = conn.execute(delete(tokens).where(tokens.c.user_id == uid)).rowcount
+    return {"sessions_ended": int(gone_sessions or 0), "tokens_revoked": int(gone_tokens or 0)}
+
+
+async def remove_user(request: Request) -> Response:
+    """Remove a user: their sessions and API tokens end at once."""
+    who = await require_role(request, "owner")
+    uid = request.path_params["id"]
+
+    def job(conn: Connection) -> None:
+        row = conn.execute(select(users).where(users.c.id == uid)).first()
+        if row is None:
+            raise ApiError(404, f"no user `{uid}`")
+        if row.role == "owner":
+            owners = conn.execute(
+                select(func.count()).select_from(users).where(users.c.role == "owner")
+            ).scalar_one()
+            if owners <= 1:
+                raise ApiError(409, "the last owner cannot be removed: promote another first")
+        ended = _end_sessions(conn, uid)
+        conn.execute(delete(users).where(users.c.id == uid))
+        append_event(
+            conn,
+            "user.removed",
+            actor=who.actor,
+            now=now(),
+            subject=uid,
+            data={"email": row.email, **ended},
+        )
+
+    await state_of(request).change_config(job)
+    return Response(status_code=204)
 
 
 async def create_token(request: Request) -> JSONResponse:
@@ -313,5 +377,6 @@ def routes() -> list[BaseRoute]:
         Route(p + "/users", list_users, methods=["GET"]),
         Route(p + "/users", create_user, methods=["POST"]),
         Route(p + "/users/{id}", patch_user, methods=["PATCH"]),
+        Route(p + "/users/{id}", remove_user, methods=["DELETE"]),
         Route(p + "/tokens", create_token, methods=["POST"]),
     ]
