@@ -14,7 +14,12 @@ from typing import Any
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, normalize_level
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
-from agentfirewall_proxy.cli.names import close_matches, did_you_mean, short_ids
+from agentfirewall_proxy.cli.names import (
+    close_matches,
+    did_you_mean,
+    resolve_prefix,
+    short_ids,
+)
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
 
 __all__ = ["agent_names", "check_new_agent", "find_agent", "register"]
@@ -35,9 +40,10 @@ def find_agent(client: AdminClient, name: str) -> dict[str, Any]:
     for agent in agents:
         if name in (agent["name"], agent["id"]):
             return agent
-    by_prefix = [a for a in agents if name.startswith("agt_") and a["id"].startswith(name)]
-    if len(by_prefix) == 1:
-        return by_prefix[0]
+    ids = [str(a["id"]) for a in agents]
+    if name.startswith("agt_") and any(i.startswith(name) for i in ids):
+        found = resolve_prefix("agent", name, ids)  # unique and long enough, or an error
+        return next(a for a in agents if a["id"] == found)
     names = [str(a["name"]) for a in agents]
     raise CliError(
         f"unknown agent `{name}`" + did_you_mean(close_matches(name, names)),
