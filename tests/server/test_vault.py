@@ -236,3 +236,44 @@ def test_executing_on_a_connector_whose_credential_does_not_decrypt_is_a_clear_5
     assert response.json()["error"] == "credential_unavailable"
     assert conn in response.json()["message"]
     assert github.received("PUT") == []
+
+
+def test_tf_status_and_health_name_the_broken_connector(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentfirewall_proxy.cli.app import main as tf_main
+
+    data = tmp_path / "tf"
+    server = LiveServer.start(data, env=_env())
+    try:
+        good = _add(server.admin, "good.example.com", "tok-good")
+        bad = _add(server.admin, "bad.example.com", "tok-bad")
+    finally:
+        server.stop()
+    settings = Settings(data_dir=data)
+    rows = _rows(settings)
+    db = Database(settings.resolved_database_url)
+    try:  # with the server stopped, one ciphertext is altered
+        altered = rows[bad][:-6] + ("A" if rows[bad][-6] != "A" else "B") + rows[bad][-5:]
+        db.write_sync(
+            lambda c: c.execute(
+                update(credentials).where(credentials.c.owner == bad).values(ciphertext=altered)
+            )
+        )
+    finally:
+        db.close()
+    server.launch(port=0)
+    try:
+        health = server.request("GET", "/api/health").json()
+        assert health["status"] == "degraded"
+        assert health["vault"]["unreadable"][0]["connector"] == bad
+        assert _config(server.gateway) == {good: "tok-good"}
+        monkeypatch.setenv("TF_ADMIN_TOKEN", server.admin_token)
+        capsys.readouterr()
+        assert tf_main(["status", "--server", server.url]) == 0
+        err = capsys.readouterr().err
+        assert f"connector {bad} is down" in err
+        assert "--replace" in err
+        assert tf_main(["vault", "status", "--server", server.url]) == 1
+    finally:
+        server.stop()
