@@ -94,13 +94,19 @@ access_rules = st.lists(
                 "github.*.get",
                 "*.get",
                 "github.pr*",
+                "github.unknown.*",
+                "github.unknown.get",
+                "github.unknown.g*",
+                "github.u*",
             ]
         ),
         decision=st.sampled_from(["allow", "deny", "require_approval"]),
     ),
     max_size=12,
 )
-actions = st.sampled_from(["github.pr.merge", "github.pr.get", "github.repo.get", "slack.chat.get"])
+actions = st.sampled_from(
+    ["github.pr.merge", "github.pr.get", "github.repo.get", "slack.chat.get", "github.unknown.get"]
+)
 
 
 @given(rules=access_rules, action=actions)
@@ -119,6 +125,14 @@ def test_access_index_picks_the_most_specific_rule(rules: list[AccessRule], acti
         if r.agent in ("Bot", "*")
         and r.connector in ("github", "*")
         and compile_glob(r.action_pattern).matches(action)
+        # the reserved segment: an allow wildcard grants `github.unknown.*` names only
+        # when its literal prefix reaches past `unknown.`
+        and not (
+            ".unknown." in action
+            and r.decision == "allow"
+            and "*" in r.action_pattern
+            and not r.action_pattern.startswith("github.unknown.")
+        )
     ]
     found = AccessIndex(rules).lookup("Bot", "github", action, dot_prefixes(action))
     if not matching:
