@@ -1,9 +1,11 @@
-"""nox sessions: tests, lint, typing, benchmarks.
+"""nox sessions: tests, lint, typing, fuzz, benchmarks.
 
 With CI=true nox fails on a missing interpreter: name the installed one (`nox -s tests-3.11`).
 """
 
 from __future__ import annotations
+
+import os
 
 import nox
 
@@ -28,6 +30,23 @@ def lint(session: nox.Session) -> None:
 def typing(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("mypy")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The API fuzz test at length: AGENTFIREWALL_FUZZ_REQUESTS requests (default 200,000)."""
+    session.install("-e", ".[dev]")
+    requests = os.environ.get("AGENTFIREWALL_FUZZ_REQUESTS") or "200000"
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/server/test_fuzz_api.py",
+        "-q",
+        "-s",
+        *session.posargs,
+        env={"AGENTFIREWALL_FUZZ_REQUESTS": requests},
+    )
 
 
 @nox.session
