@@ -160,9 +160,15 @@ class CompiledConfig:
         deciding = parsed
         for other in parsed.also:  # several actions in one request: all must be allowed
             found = self.engine.evaluate(other.spec, replace(ctx, risk=other.risk))
-            if _STRICTNESS[found.outcome] > _STRICTNESS[decision.outcome]:
+            if _strictness(found) > _strictness(decision):
                 deciding, decision = other, found
         return deciding, decision
+
+
+def _strictness(decision: Decision) -> tuple[int, int]:
+    """Enforced outcome first, then what the rules decided (monitor's would_deny)."""
+    decided = decision.decided_outcome or decision.outcome
+    return _STRICTNESS[decision.outcome], _STRICTNESS[decided]
 
 
 def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:

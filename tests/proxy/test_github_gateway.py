@@ -234,3 +234,25 @@ def test_release_asset_upload_can_be_held(
     thread.join(15)
     assert out[0].status_code == 403
     assert len(fakes["github"].received("POST")) == before
+
+
+def test_monitor_records_the_strictest_action_of_a_document(
+    fakes: FakeUpstreams, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """At the monitor level everything goes through; the record names the action a rule
+    would have stopped, not the riskiest one that was allowed."""
+    snap = snapshot(RULES, connectors=[connector("github", domains=DOMAINS)], level="monitor")
+    running, control = start_gateway(tmp_path_factory.mktemp("gqlmon"), fakes, snap)
+    try:
+        query = (
+            'mutation { updateRef(input: {refId: "r", oid: "a"}) { x }'
+            ' closePullRequest(input: {pullRequestId: "p"}) { x } }'
+        )
+        assert send(running, doc(query)).status_code == 200
+        deadline = time.monotonic() + 5
+        while not control.traffic and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (record,) = [r for r in control.traffic if r["path"] == "/graphql"]
+        assert (record["action"], record["would_outcome"]) == ("github.pr.close", "would_deny")
+    finally:
+        running.stop()
