@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -387,3 +388,20 @@ def test_any_export_verifies_offline(datas: list[dict[str, Any]], stamp: float, 
 
 
 _KEY = generate_signing_key()
+
+
+def test_checkpoints_at_an_interval_reach_the_table_and_the_file(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "tf", audit_checkpoint_seconds=0.05)
+    with _client(settings) as client:
+        _activity(client, settings, ["Bot 1", "Bot 2"])
+        head = _admin(client, settings, "GET", "/v1/audit?limit=1").json()["events"][0]["id"]
+        for _ in range(400):  # the writer signs the head within a few intervals
+            listed = _admin(client, settings, "GET", "/v1/audit/checkpoints").json()
+            if any(cp["seq"] == head for cp in listed["checkpoints"]):
+                break
+            threading.Event().wait(0.05)
+        assert any(cp["seq"] == head for cp in listed["checkpoints"]), listed
+        assert listed["problems"] == []
+    lines = (settings.data_dir / "audit-checkpoints.jsonl").read_text().splitlines()
+    assert any(json.loads(line)["seq"] == head for line in lines)
+    assert stat.S_IMODE((settings.data_dir / "audit-checkpoints.jsonl").stat().st_mode) == 0o600
