@@ -2,9 +2,11 @@
 
 A backup is a directory (0700) of files (0600): the key material and tokens of the data
 directory, the audit checkpoint file (copied before the database, so no checkpoint in it
-is newer than the copy), the database (SQLite's online backup API: a consistent copy
-while the server writes; ``pg_dump --format=custom`` for PostgreSQL) and
-``manifest.json`` (SHA-256 and size of every file, what the copy holds).
+is newer than the copy), every vault key seen before or after the copy (so a rotation
+running meanwhile cannot leave a row naming a key the backup lacks), the database
+(SQLite's online backup API: a consistent copy while the server writes;
+``pg_dump --format=custom`` for PostgreSQL) and ``manifest.json`` (SHA-256 and size of
+every file).
 
 A restore checks the manifest, takes the target data directory and database exclusively
 (refused while a server runs there), restores into a staging directory, verifies the
@@ -44,6 +46,7 @@ from agentfirewall_server.keystore import KEYRING_FILE
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database, normalize_url
 from agentfirewall_server.store.schema import credentials
+from agentfirewall_server.vault import key_id, parse_key
 from agentfirewall_server.vaultcheck import VaultStartError, open_keyring
 
 __all__ = ["MANIFEST", "BackupError", "backup", "restore", "verify_data"]
@@ -118,7 +121,9 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
     for name in KEY_FILES:  # before the database: no checkpoint here is newer than the copy
         if (settings.data_dir / name).exists():
             write_secret_file(out / name, (settings.data_dir / name).read_bytes())
+    keys_before = _vault_keys(settings.data_dir)
     database = _copy_database(settings.resolved_database_url, out)
+    _write_vault_keys(out, keys_before, _vault_keys(settings.data_dir))
     files = {p.name: _digest(p) for p in sorted(out.iterdir()) if p.name != MANIFEST}
     manifest = {
         "format": 1,
@@ -132,6 +137,33 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
     write_secret_file(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     fsync_dir(out)
     return manifest
+
+
+def _vault_keys(data_dir: Path) -> tuple[str | None, list[str]]:
+    """The current key and the keyring's lines, as they are now."""
+    current = read_secret_file(data_dir / ENCRYPTION_KEY_FILE)
+    ring = read_secret_file(data_dir / KEYRING_FILE) or ""
+    return current, [line.strip() for line in ring.splitlines() if line.strip()]
+
+
+def _write_vault_keys(
+    out: Path, before: tuple[str | None, list[str]], after: tuple[str | None, list[str]]
+) -> None:
+    """Every vault key seen before or after the database copy (a rotation may run meanwhile:
+    the copy's rows name keys of either moment); the current key is the later one."""
+    current = after[0] or before[0]
+    if current is None:
+        return
+    seen = {key_id(parse_key(current))}
+    ring = []
+    for line in [*before[1], *after[1], *([before[0]] if before[0] else [])]:
+        kid = key_id(parse_key(line))
+        if kid not in seen:
+            seen.add(kid)
+            ring.append(line)
+    write_secret_file(out / ENCRYPTION_KEY_FILE, current.encode())
+    if ring or (out / KEYRING_FILE).exists():
+        write_secret_file(out / KEYRING_FILE, ("\n".join(ring) + "\n").encode())
 
 
 def _signing_key(settings: Settings) -> SigningKey:

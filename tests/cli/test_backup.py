@@ -12,6 +12,8 @@ import json
 import os
 import secrets
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,3 +173,38 @@ def test_restore_refuses_an_altered_backup(
     assert "need key id" in capsys.readouterr().err
     assert not (target / "agentfirewall.db").exists()
     assert not (tmp_path / "restored.restoring").exists()
+
+
+def test_backup_of_a_half_rotated_vault_restores_every_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in _KEY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    data = tmp_path / "tf"
+    server = LiveServer.start(data)
+    tokens = {f"r{i}.example.com": f"secret-{i}" for i in range(4)}
+    try:
+        for domain, token in tokens.items():
+            body = {"type": "generic", "domains": [domain], "token": token}
+            assert server.admin("POST", "/v1/connectors", json=body).status_code == 201
+    finally:
+        server.stop()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in _KEY_ENV},
+        "AGENTFIREWALL_VAULT_ROTATE_BATCH": "2",
+        "AGENTFIREWALL_FAULT_KILL_AT": "6",  # after the first batch's commit
+    }
+    cmd = [sys.executable, "-m", "agentfirewall_server", "rotate-key", "--data-dir", str(data)]
+    assert subprocess.run(cmd, env=env, capture_output=True, check=False).returncode == -9
+    out = tmp_path / "backup"
+    assert _tf("backup", str(out), "--data-dir", str(data)) == 0
+    restored = tmp_path / "restored"
+    assert _tf("restore", str(out), "--data-dir", str(restored)) == 0
+    server = LiveServer.start(restored)
+    try:
+        config = server.gateway("GET", "/v1/gateway/config").json()
+        assert {c["domains"][0]: c["credential"] for c in config["connectors"]} == tokens
+        vault = server.admin("GET", "/v1/vault").json()
+        assert len([k for k in vault["keys"] if k["credentials"]]) == 2  # half re-sealed
+    finally:
+        server.stop()
