@@ -19,7 +19,7 @@ from agentfirewall_proxy.cli.names import (
 )
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
 
-__all__ = ["ensure_agent", "register"]
+__all__ = ["connector_type", "ensure_agent", "register"]
 
 PRESETS = ("allow-all", "read-only", "require-approval")
 _CREATE_HELP = "a new agent even when its name is close to an existing agent's"
@@ -33,7 +33,7 @@ def ensure_agent(client: AdminClient, name: str, **extra: object) -> None:
         client.post("/v1/agents", {"name": name, **extra})
 
 
-def _connector_type(client: AdminClient, name: str) -> str:
+def connector_type(client: AdminClient, name: str) -> str:
     """The connector type `name` stands for (a type, or a configured connector's name)."""
     if name == "*" or name in connector_types():
         return name
@@ -60,7 +60,7 @@ def _check_rule(ctx: Context, client: AdminClient) -> None:
         ctx.out.note(f'new agent `{name}` registered (`tf run --name "{name}"` uses it)')
     if args.force:
         return
-    kind = _connector_type(client, str(args.connector))
+    kind = connector_type(client, str(args.connector))
     if args.action:
         problem = unknown_action(str(args.action), kind)
         if problem is not None:

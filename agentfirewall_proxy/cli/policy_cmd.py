@@ -21,8 +21,10 @@ from agentfirewall.policy import (
     load_policy,
     validate_policy_text,
 )
+from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.names import unknown_action
 from agentfirewall_proxy.cli.output import (
     EXIT_DENIED,
     EXIT_ERROR,
@@ -31,6 +33,7 @@ from agentfirewall_proxy.cli.output import (
     EXIT_USAGE,
     CliError,
 )
+from agentfirewall_proxy.cli.permissions_cmd import connector_type
 
 __all__ = ["register"]
 
@@ -124,6 +127,11 @@ def explain(ctx: Context) -> int:
 
     args = ctx.args
     with ctx.client() as client:
+        if not args.force:  # explaining a typo would explain the deny-all default
+            check_new_agent(client, str(args.gateway), flag="--force")
+            problem = unknown_action(str(args.action), connector_type(client, args.connector))
+            if problem is not None:
+                raise problem
         rules = client.get("/v1/permissions", agent=args.gateway).get("permissions", [])
         policies = client.get("/v1/policies").get("policies", [])
         switches = client.get("/v1/kill-switch").get("active", [])
@@ -253,6 +261,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     e.add_argument("--gateway", "--agent", dest="gateway", required=True, metavar="NAME")
     e.add_argument("--connector", required=True, metavar="TYPE")
     _action_flags(e)
+    e.add_argument("--force", action="store_true",
+                   help="explain names the catalogue and the agents do not know")  # fmt: skip
     cmd("list", "installed policies", "  tf policy list", policy_list)
     a = cmd("add", "add a policy from a file", "  tf policy add protect-main.yaml", policy_add)
     a.add_argument("file", metavar="FILE")

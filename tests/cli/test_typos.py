@@ -110,6 +110,14 @@ def test_typos_in_the_cli_are_refused(project: Project) -> None:
     fresh = project.tf("permissions", "set", "--gateway", "Release Bot", "--connector",
                        "github", *allow)  # fmt: skip
     assert "new agent `Release Bot` registered" in fresh.stderr
+    explain = ["policy", "explain", "--connector", "github", "--gateway"]
+    assert "did you mean `github.pr.merge`" in _refused(
+        project, *explain, "Finance Bot", "--action", "github.pull.merge"
+    )
+    assert "did you mean `Finance Bot`" in _refused(
+        project, *explain, "Finanse Bot", "--action", "github.pr.merge"
+    )
+    assert project.tf(*explain, "Finance Bot", "--action", "github.pr.merge").returncode == 0
     rules = {
         (p["agent"], p["connector"], p["action_pattern"])
         for p in project.tf_json("permissions", "list")["permissions"]
