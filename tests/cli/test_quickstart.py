@@ -7,13 +7,12 @@ real TLS. The agent uses `requests` unchanged; what reaches "GitHub" is checked 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import stat
 
 import pytest
 
-from tests.cli.conftest import REPO, Project, wait_for
+from tests.cli.conftest import Project, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -148,45 +147,3 @@ def test_token_env_secret_is_removed_from_the_agent(project: Project) -> None:
     )
     assert done.stdout.split() == ["None", "sk_test_tameflare_placeholder", "200"]
     assert secret in (stripe.last().header("authorization") or "")
-
-
-def _sections(markdown: str) -> dict[str, list[tuple[str, str]]]:
-    """Heading number ("3", "4"...) -> its fenced blocks as (language, text)."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    for part in markdown.split("\n## ")[1:]:
-        number = part.split(".", 1)[0]
-        out[number] = re.findall(r"```(\w+)\n(.*?)```", part, flags=re.S)
-    return out
-
-
-def test_docs_quickstart_is_copy_paste_correct(project: Project) -> None:
-    assert project.fakes is not None
-    github = project.fakes["github"]
-    github.clear()
-    token = "ghp_docs" + secrets.token_hex(10)
-    sections = _sections((REPO / "docs" / "quickstart.md").read_text())
-    project.up()  # section 2
-    for number in ("3", "4"):
-        for language, text in sections[number]:
-            assert language == "bash"
-            project.bash(text.replace("ghp_xxx", token))
-    [(language, agent_source)] = [b for b in sections["5"] if b[0] == "python"]
-    project.agent("my_agent.py", agent_source)
-    [(_, run_line)] = [b for b in sections["5"] if b[0] == "bash"]
-    agent = project.spawn(["bash", "-c", run_line])
-    pending = wait_for(lambda: project.tf_json("approvals", "list")["approvals"], what="merge")
-    approve = sections["6"][0][1].replace("apv_...", pending[0]["id"])
-    project.bash(approve.split("#")[0] if "#" in approve else approve)
-    stdout, stderr = agent.communicate(timeout=60)
-    assert agent.returncode == 0, stderr
-    lines = stdout.strip().splitlines()
-    assert lines[0] == "open PR: 201"
-    assert lines[1].startswith("delete repo: 403 denied by permission `github.repo.delete`")
-    assert lines[2] == "merge: 200"
-    assert token in (github.last().header("authorization") or "")
-    for language, text in sections["7"]:
-        assert language == "bash"
-        for line in text.splitlines():
-            command = line.split("#")[0].strip()
-            if command and "--follow" not in command:
-                project.bash(command)

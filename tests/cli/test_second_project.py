@@ -118,8 +118,10 @@ def test_tf_init_is_all_or_nothing(bare_project: Project) -> None:
     assert "nothing was left behind" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert sorted(p.name for p in root.iterdir()) == []  # no .tf/, no temporary, no .gitignore
-    done = bare_project.tf("init", "--platform", "n8n")
+    # in-process through httpx.ASGITransport: not one warning (PYTHONWARNINGS=error fails on any)
+    done = bare_project.tf("init", "--platform", "n8n", env={"PYTHONWARNINGS": "error"})
     assert "platform n8n" in done.stdout
+    assert "Warning" not in done.stderr
     assert sorted(p.name for p in root.iterdir()) == [".gitignore", ".tf"]
     assert bare_project.tf_json("connector", "list")["connectors"]
 
