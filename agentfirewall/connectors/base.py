@@ -71,11 +71,20 @@ class _MethodNames:
 _METHOD_NAMES = _MethodNames()
 
 
+_HINT_SLICE = 1 << 20
+
+
 def _may_name_a_method(body: bytes) -> bool:
     """Whether `body` may hold a ``_method`` field in any spelling (escaped, any case):
-    substring tests, which are several times faster than one case-insensitive regex on
-    bodies of megabytes."""
-    return b"%" in body or b"\\u" in body or b"method" in body.lower()
+    substring tests, several times faster than one case-insensitive regex on bodies of
+    megabytes; lower-cased a slice at a time (overlapping), never a whole copy."""
+    if b"%" in body or b"\\u" in body:
+        return True
+    view = memoryview(body)
+    return any(
+        b"method" in view[at : at + _HINT_SLICE + 5].tobytes().lower()
+        for at in range(0, len(body), _HINT_SLICE)
+    )
 
 
 def _refuse_body_override(req: HttpRequest, connector: str) -> None:
