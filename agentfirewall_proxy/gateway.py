@@ -30,7 +30,7 @@ from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, d
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.parking import Parked
-from agentfirewall_proxy.pipeline import Flow, Refusal, http_request
+from agentfirewall_proxy.pipeline import BAD_CREDENTIAL, Flow, Refusal, http_request
 from agentfirewall_proxy.server import ClientConnection, Tunnel, handle_client, resume_parked
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
@@ -89,7 +89,7 @@ class Gateway:
     def check_port_agent(self, conn: ClientConnection, agent: AgentEntry) -> None:
         if conn.port_agent is not None and conn.port_agent != agent.name:
             # the same 407 as an unknown key: the answer must not confirm a valid one
-            raise Refusal(407, "proxy_auth_required", "invalid proxy credential")
+            raise Refusal(407, "proxy_auth_required", BAD_CREDENTIAL)
 
     def is_passthrough(self, host: str) -> bool:
         return any(host == d or host.endswith("." + d) for d in self.options.passthrough)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry
 
 __all__ = [
+    "BAD_CREDENTIAL",
     "Flow",
     "Refusal",
     "authenticate",
@@ -238,6 +239,10 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(output)
 
 
+#: The one 407 reason for any key that does not let its holder in (``gateway`` uses it too).
+BAD_CREDENTIAL = "invalid proxy credential"
+
+
 def authenticate(config: CompiledConfig, value: bytes | None) -> AgentEntry:
     """The agent whose API key is in ``Proxy-Authorization: Basic`` (password part)."""
     if not value:
@@ -251,10 +256,9 @@ def authenticate(config: CompiledConfig, value: bytes | None) -> AgentEntry:
         raise Refusal(407, "proxy_auth_required", "malformed proxy credentials") from None
     _, _, key = decoded.partition(b":")
     agent = config.agent_for_key(hashlib.sha256(key).hexdigest())
-    if agent is None:
-        raise Refusal(407, "proxy_auth_required", "invalid proxy credential")
-    if agent.status != "active":
-        raise Refusal(407, "proxy_auth_required", f"agent `{agent.name}` is {agent.status}")
+    if agent is None or agent.status != "active":
+        # one answer for an unknown key and a suspended or revoked agent's: no oracle
+        raise Refusal(407, "proxy_auth_required", BAD_CREDENTIAL)
     return agent
 
 

@@ -193,6 +193,27 @@ def test_a_valid_key_on_another_agents_port_gets_the_same_407_as_a_bad_key(
     assert status_of(ask(KEY, "Bot")) == 200  # the port's own agent
 
 
+@pytest.mark.parametrize("status", ["suspended", "revoked"])
+def test_an_inactive_agents_valid_key_gets_the_same_407_as_a_bad_key(
+    start: Start, status: str
+) -> None:
+    snap = snapshot(RULES, connectors=[connector("github")])
+    snap["agents"][1]["status"] = status  # "Other"
+    running, _ = start(snap)
+
+    def ask(key: str) -> bytes:
+        request = b"GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\n"
+        request += auth_header(key, "Other") + b"\r\n"
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(request)
+            return read_response(sock)
+
+    inactive, bogus = ask(OTHER_KEY), ask("aaf_live_" + "z" * 32)
+    assert status_of(inactive) == 407
+    assert _comparable(inactive) == _comparable(bogus)
+    assert status.encode() not in inactive
+
+
 # -- a stream cut by the kill switch is recorded as killed --------------------------------
 
 
