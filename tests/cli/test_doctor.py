@@ -20,7 +20,7 @@ import pytest
 from agentfirewall_proxy.runenv import render_wgetrc
 from tests.cli.conftest import Project
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _doctor(project: Project, *args: str, path: str | None = None) -> tuple[int, dict[str, Any]]:

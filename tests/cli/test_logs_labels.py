@@ -8,7 +8,7 @@ import pytest
 
 from tests.cli.conftest import Project, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 TWO_MERGES = """\
 import requests
