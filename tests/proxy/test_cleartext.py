@@ -19,6 +19,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import requests
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from agentfirewall.connectors import connector_types
 from agentfirewall_proxy.pipeline import Refusal
@@ -155,3 +157,34 @@ def test_a_tunnel_still_goes_upstream_over_tls(world: Reflecting) -> None:
     with https_client(world) as http:
         assert http.get("https://api.github.com/user").status_code == 200
     assert [r.scheme for r in upstream.received()] == ["https"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(connector_types())),
+    base=st.sampled_from([None, "https://h.example", "https://h.example:8443/api", "http://h.example",
+                          "https://other.example", "http://other.example:8080"]),
+    credential=st.sampled_from([None, "real-secret-value-0000"]),
+    port=st.sampled_from([80, 443, 8080, 8443]),
+)  # fmt: skip
+def test_plain_upstream_only_when_declared_or_nothing_is_injected(
+    kind: str, base: str | None, credential: str | None, port: int
+) -> None:
+    """The invariant behind the table: plain HTTP upstream with a credential happens only
+    when an admin's base_url says http://; a TLS upstream keeps the request's host."""
+    entry = compile_snapshot(snapshot(connectors=[connector(
+        kind, domains=["h.example"], base_url=base, credential=credential)]))  # fmt: skip
+    found = entry.connectors.get(f"conn_{kind}_1")
+    assume(found is not None)
+    assert found is not None
+    refusal: Refusal | None = None
+    try:
+        scheme, _ = plain_request_upstream(found, "h.example", port)
+    except Refusal as exc:
+        refusal = exc
+    if refusal is not None:
+        assert (refusal.status, refusal.error) == (403, "cleartext_refused")
+        return
+    if scheme == "http" and found.has_credential:
+        assert base is not None
+        assert base.startswith("http://")
