@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["exchange", "resume_exchange"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-#: Asked of the upstream only when no credential is injected (compression, extensions).
-_UNSEARCHABLE = frozenset({b"accept-encoding", b"sec-websocket-extensions"})
+#: Asked of the upstream only when no credential is injected: compression and extensions
+#: would hide a secret from the scrubber, ranges would hand it out piece by piece.
+_UNSEARCHABLE = frozenset({b"accept-encoding", b"sec-websocket-extensions", b"range", b"if-range"})
 
 
 async def exchange(

@@ -9,7 +9,8 @@ in base64 and percent-encoded forms too. Query knobs:
   ``Authorization``/``X-Api-Key`` value (a secret split across two reads of the gateway);
   with ``length`` the response has a ``Content-Length``, else it is chunked;
 - ``mode=sse``: ``text/event-stream``, one event per piece;
-- ``encoding=gzip|br``: the body compressed (or labelled ``br``) whatever was asked.
+- ``encoding=gzip|br``: the body compressed (or labelled ``br``) whatever was asked;
+- ``status=N``: another status than 200 (206: a partial answer nobody asked for).
 
 :class:`WebSocketReflector` is a raw WebSocket server (TLS and plain) that answers the
 handshake, then sends the credential back split across two fragments, base64'd in a
@@ -80,7 +81,8 @@ async def _reflect(scope: Scope, receive: Receive, send: Send) -> None:
         out.append((b"content-encoding", b"br"))
     if "length" in query or len(pieces) == 1:
         out.append((b"content-length", b"%d" % sum(len(p) for p in pieces)))
-    await send({"type": "http.response.start", "status": 200, "headers": out})
+    status = int(query.get("status", "200"))  # e.g. 206: a range nobody asked for
+    await send({"type": "http.response.start", "status": status, "headers": out})
     for index, piece in enumerate(pieces):
         last = index == len(pieces) - 1
         await send({"type": "http.response.body", "body": piece, "more_body": not last})

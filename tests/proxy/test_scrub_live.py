@@ -164,6 +164,20 @@ def test_an_encoding_the_gateway_cannot_read_is_refused(
     assert leaked(case, reply.text) == []
 
 
+def test_ranges_are_not_asked_and_a_partial_answer_is_refused(
+    world: Reflecting, http: httpx.Client
+) -> None:
+    """Byte ranges could hand a secret out piece by piece, none of them a whole form."""
+    case = CASES["github"]
+    reply = http.get(f"https://{case.host}{case.path}", headers={"Range": "bytes=20-30"})
+    assert reply.status_code == 200
+    assert world.upstream.last().header("range") is None
+    partial = http.get(f"https://{case.host}{case.path}?status=206")
+    assert partial.status_code == 502
+    assert "partial response" in partial.json()["reason"]
+    assert leaked(case, partial.text) == []
+
+
 def test_websocket_frames_are_scrubbed_in_a_tls_tunnel(
     world: Reflecting, verify: ssl.SSLContext
 ) -> None:
