@@ -7,9 +7,15 @@ HTTP (absolute-form through a proxy) and HTTPS (CONNECT, then TLS inside the tun
 both proxies intercept), at 1 and 32 keep-alive connections, plus a new connection per
 request at 1 client. The upstream is a raw asyncio server answering a fixed 50-byte JSON on
 127.0.0.1 (HTTP and HTTPS, a trustme certificate). The gateway runs as a subprocess from a
-config file (agent `Bench`, generic connector for 127.0.0.1, rule `generic.get` allow), so
+config file (agent `Bench`, generic connector for 127.0.0.1 declared plain-HTTP by its
+``base_url``, rule `generic.get` allow), so
 every request is authenticated, routed, parsed, decided and recorded. Proxy CPU per request
 is the proxy process's utime+stime from /proc divided by the requests it served.
+
+One more case sends a 4 MiB JSON chat request (``model`` last, after the messages) over
+intercepted HTTPS to an openai connector (upstream on 127.0.0.2) with a policy on
+``parameters.model``: the gateway reads the whole body and scans it before forwarding. It
+reports MiB/s, CPU per request and the proxy's peak RSS (``VmHWM``) after the case.
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length
     len(BODY),
     BODY,
 )
+
+
+#: The large-body case: a chat request of about 4 MiB with `model` after the messages.
+BIG = json.dumps(
+    {"messages": [{"role": "user", "content": "x" * 1000}] * 4150, "model": "gpt-4o"}
+).encode()
+BIG_HOST = "127.0.0.2"
 
 
 class Upstream(asyncio.Protocol):
@@ -67,16 +80,25 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mib(pid: int | None) -> float:
+    if pid is None:
+        return float("nan")
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 async def open_client(
-    target: Target, scheme: str, port: int, tls: ssl.SSLContext
+    target: Target, scheme: str, port: int, tls: ssl.SSLContext, host: str = "127.0.0.1"
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     if target.proxy is None:
         ssl_ctx = tls if scheme == "https" else None
-        return await asyncio.open_connection("127.0.0.1", port, ssl=ssl_ctx)
+        return await asyncio.open_connection(host, port, ssl=ssl_ctx)
     reader, writer = await asyncio.open_connection(*target.proxy)
     if scheme == "https":
-        writer.write(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n"
-                     % (port, port, target.auth))  # fmt: skip
+        writer.write(b"CONNECT %b:%d HTTP/1.1\r\nHost: %b:%d\r\n%s\r\n"
+                     % (host.encode(), port, host.encode(), port, target.auth))  # fmt: skip
         head = await reader.readuntil(b"\r\n\r\n")
         if b" 200 " not in head.split(b"\r\n", 1)[0]:
             raise RuntimeError(f"{target.name}: CONNECT refused: {head[:80]!r}")
@@ -98,7 +120,7 @@ async def read_response(reader: asyncio.StreamReader) -> None:
         if line[:15].lower() == b"content-length:":
             length = int(line[15:])
     if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"unexpected answer: {head[:120]!r}")
+        raise RuntimeError(f"unexpected answer: {head[:120]!r} {await reader.read(400)!r}")
     await reader.readexactly(length)
 
 
@@ -140,6 +162,33 @@ async def run_case(
     }
 
 
+async def run_big_body(target: Target, port: int, seconds: float) -> dict[str, float]:
+    """One keep-alive client posting BIG over intercepted HTTPS, closed loop."""
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    reader, writer = await open_client(target, "https", port, tls, BIG_HOST)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: %b:%d\r\n" % (BIG_HOST.encode(), port)
+    raw = head + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(BIG) + BIG
+    rss0, cpu0, count = peak_rss_mib(target.pid), cpu_seconds(target.pid), 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        writer.write(raw)
+        await writer.drain()
+        await read_response(reader)
+        count += 1
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(target.pid) - cpu0
+    writer.transport.abort()
+    return {
+        "mib_s": count * len(BIG) / elapsed / 2**20,
+        "ms": elapsed * 1000 / count,
+        "cpu_ms": cpu * 1000 / count if target.pid else float("nan"),
+        "rss0": rss0,
+        "rss": peak_rss_mib(target.pid),
+    }
+
+
 def write_config(directory: Path) -> Path:
     digest = __import__("hashlib").sha256(KEY.encode()).hexdigest()
     snapshot = {
@@ -149,10 +198,19 @@ def write_config(directory: Path) -> Path:
                     "enforcement_level": "full_enforce", "key_hashes": [digest]}],
         "connectors": [{"id": "conn_generic_1", "type": "generic", "name": "bench",
                         "domains": ["127.0.0.1"], "credential": "upstream-secret",
-                        "auth_type": "bearer"}],
+                        "auth_type": "bearer", "base_url": "http://127.0.0.1"},
+                       {"id": "conn_openai_1", "type": "openai", "name": "big",
+                        "domains": [BIG_HOST], "credential": "upstream-secret"}],
         "permissions": [{"agent": "Bench", "connector": "generic",
-                         "action_pattern": "generic.get", "decision": "allow"}],
-        "policies": [], "kill_switches": [],
+                         "action_pattern": "generic.get", "decision": "allow"},
+                        {"agent": "Bench", "connector": "openai",
+                         "action_pattern": "openai.*", "decision": "allow"}],
+        "policies": [{"name": "models", "document": {
+            "name": "models", "scope": {"action_types": ["openai.*"]},
+            "rules": [{"name": "forbidden", "decision": "deny", "conditions": {
+                "field": "action_spec.parameters.model", "operator": "equals",
+                "value": "gpt-forbidden"}}]}}],
+        "kill_switches": [],
     }  # fmt: skip
     path = directory / "bench-config.json"
     path.write_text(json.dumps(snapshot))
@@ -186,7 +244,7 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     workdir = Path(tempfile.mkdtemp(prefix="tf-bench-"))
     ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1")
+    leaf = ca.issue_cert("127.0.0.1", BIG_HOST)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     leaf.configure_cert(server_tls)
     ca_file = workdir / "upstream-ca.pem"
@@ -194,6 +252,8 @@ async def main(args: argparse.Namespace) -> None:
     http = await loop.create_server(Upstream, "127.0.0.1", 0)
     https = await loop.create_server(Upstream, "127.0.0.1", 0, ssl=server_tls)
     ports = {"http": http.sockets[0].getsockname()[1], "https": https.sockets[0].getsockname()[1]}
+    big = await loop.create_server(Upstream, BIG_HOST, 0, ssl=server_tls)
+    big_port = big.sockets[0].getsockname()[1]
 
     gateway, gw_port = start_process(
         [sys.executable, "-m", "agentfirewall_proxy", "--config-file", str(write_config(workdir)),
@@ -222,6 +282,7 @@ async def main(args: argparse.Namespace) -> None:
     cases = [(s, c, False) for c in (1, 32) for s in ("http", "https")]
     cases += [("http", 1, True), ("https", 1, True)]
     rows: list[tuple[str, str, int, bool, dict[str, float]]] = []
+    bodies: list[tuple[str, dict[str, float]]] = []
     try:
         for target in targets:  # warm-up: pools, leaf certificates, imports
             for scheme in ("http", "https"):
@@ -232,11 +293,25 @@ async def main(args: argparse.Namespace) -> None:
                     result = await run_case(target, scheme, ports[scheme], clients,
                                             args.duration, new_conn)  # fmt: skip
                     rows.append((target.name, scheme, clients, new_conn, result))
+        for target in targets:
+            bodies.append((target.name, await run_big_body(target, big_port, args.duration)))
     finally:
         gateway.terminate()
         if mitm:
             mitm.terminate()
     report(rows)
+    report_bodies(bodies)
+
+
+def report_bodies(bodies: list[tuple[str, dict[str, float]]]) -> None:
+    print(
+        f"\n| {len(BIG) / 2**20:.1f} MiB JSON, model last, https, c=1 | MiB/s | ms/request "
+        "| proxy CPU ms/req | proxy peak RSS MiB, before → after |"
+    )
+    print("|---|---|---|---|---|")
+    for name, r in bodies:
+        print(f"| {name} | {r['mib_s']:.1f} | {r['ms']:.1f} | {r['cpu_ms']:.1f} "
+              f"| {r['rss0']:.1f} → {r['rss']:.1f} |")  # fmt: skip
 
 
 Row = tuple[str, str, int, bool, dict[str, float]]
