@@ -10,6 +10,7 @@ retry passes exactly once, and the one after it is held again.
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import subprocess
@@ -38,8 +39,9 @@ JSON = "application/json"
 
 
 def echo() -> FakeUpstream:
-    """Any host a generic or webhook connector is configured for: answers 200."""
-    fake = FakeUpstream(name="echo", hostnames=("example.org", "hooks.example.net"), app=None)  # type: ignore[arg-type]
+    """Hosts without a fake of their own (generic, webhook, SendGrid): answers 200."""
+    hosts = ("example.org", "hooks.example.net", "api.sendgrid.com")
+    fake = FakeUpstream(name="echo", hostnames=hosts, app=None)  # type: ignore[arg-type]
 
     async def answer(request: Request) -> Response:
         return JSONResponse({"ok": True, "path": request.url.path})
@@ -71,6 +73,13 @@ def _chat(model: str, text: str, spaced: bool = False) -> bytes:
     return f'{{"model":"{model}"{sep}"max_tokens":5{sep}"messages":[{message}]}}'.encode()
 
 
+def _mail(text: str) -> bytes:
+    return json.dumps({"personalizations": [{"to": [{"email": "cfo@example.com"}]}],
+                       "from": {"email": "bot@example.com"}, "subject": text,
+                       "content": [{"type": "text/plain", "value": text}]},
+                      separators=(",", ":")).encode()  # fmt: skip
+
+
 CASES = [
     Case("generic", "echo", "https://example.org/echo", b"amount=1", b"amount=999999",
          b"amount=%31", FORM, domains=("example.org",)),
@@ -92,6 +101,8 @@ CASES = [
     Case("openai", "openai", "https://api.openai.com/v1/chat/completions",
          _chat("gpt-4o", "amount=1"), _chat("gpt-4o", "amount=999999"),
          _chat("gpt-4o", "amount=1", spaced=True)),
+    Case("sendgrid", "echo", "https://api.sendgrid.com/v3/mail/send",
+         _mail("amount=1"), _mail("amount=999999"), _mail("amount=1").replace(b",", b", ")),
     Case("anthropic", "anthropic", "https://api.anthropic.com/v1/messages",
          _chat("claude-3", "amount=1"), _chat("claude-3", "amount=999999"),
          _chat("claude-3", "amount=1", spaced=True)),
