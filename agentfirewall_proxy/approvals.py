@@ -127,8 +127,10 @@ class Holds:
         ``approved`` for an identical retry the control plane matched to an approval it has
         just marked used, ``unavailable`` when it could not record one (fail closed).
         """
+        payload = self.payload(flow, seconds)
+        flow.bound = None  # sent: a parked request keeps nothing of it (memory per hold)
         try:
-            approval = await self.control.create_approval(self.payload(flow, seconds))
+            approval = await self.control.create_approval(payload)
         except ControlError:
             return "unavailable"
         if approval.get("status") == "approved":
