@@ -6,7 +6,7 @@ import argparse
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from agentfirewall_proxy.cli.state import (
     save_config,
 )
 from agentfirewall_proxy.cli.templates import TEMPLATES, Template
+from agentfirewall_server.coverage import SAFE_DEFAULT_PACKS
 
 __all__ = ["create_state", "register"]
 
@@ -129,23 +130,33 @@ def init(ctx: Context) -> int:
     )
     applied: dict[str, Any] = {}
 
+    def configure(client: AdminClient) -> None:
+        if args.platform:
+            template, agent = TEMPLATES[args.platform], args.agent or args.platform
+            applied.update(_apply(ctx, client, template, agent))
+        if args.safe_defaults:
+            done = _install_packs(ctx, client, SAFE_DEFAULT_PACKS)
+            applied["packs"] = sorted({*applied.get("packs", []), *done})
+
     def prepare(project: Project) -> None:
-        if not args.platform:
+        if not args.platform and not args.safe_defaults:
             return
-        template, agent = TEMPLATES[args.platform], args.agent or args.platform
         if existed:  # this project's own server, or in-process (open_client checks which)
             with ctx.client(offline=True) as client:
-                applied.update(_apply(ctx, client, template, agent))
+                configure(client)
         else:  # a state being built: no server can serve it yet, so never ask one
             token, built = project.read_token("admin.token"), project.config
             target = Target(built.server_url, token, built.proxy_url, project, "config")
             with in_process(target) as client:
-                applied.update(_apply(ctx, client, template, agent))
-        project.save(replace(project.config, platform=args.platform))
+                configure(client)
+        if args.platform:
+            project.save(replace(project.config, platform=args.platform))
 
     doing = "creating keys, tokens and the gateway CA"
     if args.platform:
         doing += f", applying the {args.platform} template"
+    if args.safe_defaults:
+        doing += ", installing the safe-default policy packs"
     with ctx.out.progress(doing):
         project = create_state(root, config, prepare)
     project = Project(project.state_dir, load_config(project.config_path))
@@ -186,9 +197,15 @@ def _apply(ctx: Context, client: AdminClient, template: Template, agent: str) ->
             }
             client.post("/v1/permissions", body)
             rules += 1
+    packs = _install_packs(ctx, client, template.packs)
+    return {"agent": agent, "connectors": connectors, "rules": rules, "packs": packs}
+
+
+def _install_packs(ctx: Context, client: AdminClient, names: Sequence[str]) -> list[str]:
+    """Install the built-in policy packs `names` that are missing; the ones now installed."""
     installed = [p["name"] for p in client.get("/v1/policies").get("policies", [])]
     packs = []
-    for pack in template.packs:
+    for pack in names:
         if pack not in installed:
             try:
                 client.post(f"/v1/policy-packs/{pack}/install")
@@ -196,7 +213,7 @@ def _apply(ctx: Context, client: AdminClient, template: Template, agent: str) ->
                 ctx.out.warn(f"policy pack `{pack}` not installed: {exc.message}")
                 continue
         packs.append(pack)
-    return {"agent": agent, "connectors": connectors, "rules": rules, "packs": packs}
+    return packs
 
 
 def _render(ctx: Context, project: Project, existed: bool, platform: str | None) -> None:
@@ -213,6 +230,13 @@ def _render(ctx: Context, project: Project, existed: bool, platform: str | None)
         ctx.out.info(
             f"rules are for the agent `{agent}`; add credentials with "
             + ", ".join(f"`tf connector add {c} --token ...`" for c in template.connectors)
+        )
+    if ctx.args.safe_defaults:
+        ctx.out.success("safe-default policy packs installed: " + ", ".join(SAFE_DEFAULT_PACKS))
+    else:  # the SDK default stays allow: offer the packs, never impose them
+        ctx.out.info(
+            "agents in SDK mode may do anything no rule denies: `tf init --safe-defaults` "
+            "installs the built-in safe-default packs (" + ", ".join(SAFE_DEFAULT_PACKS) + ")"
         )
     ctx.out.line("next:")
     running = read_up_file(project.state_dir) is not None
@@ -236,7 +260,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "encryption keys, admin and gateway tokens and the gateway's CA (files 0600), and adds "
         ".tf/ to .gitignore. Running it again keeps what exists; --force starts over. "
         "Templates: " + "; ".join(f"{name}: {t.description}" for name, t in TEMPLATES.items()),
-        examples="  tf init\n  tf init --platform langchain\n  tf init --platform n8n\n"
+        examples="  tf init\n  tf init --safe-defaults\n  tf init --platform langchain\n"
+        "  tf init --platform n8n\n"
         "  tf init --platform claude-code --agent claude\n"
         "  tf init --port 3001 --proxy-port 8444",
         common=common,
@@ -248,3 +273,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--proxy-port", type=int, help="gateway port (default 8443; 0 = any)")
     parser.add_argument("--host", help="address both listen on (default 127.0.0.1)")
     parser.add_argument("--force", action="store_true", help="delete the existing state first")
+    parser.add_argument(
+        "--safe-defaults",
+        action="store_true",
+        help="install the built-in safe-default policy packs ("
+        + ", ".join(SAFE_DEFAULT_PACKS)
+        + ")",
+    )

@@ -36,6 +36,11 @@ def status(ctx: Context) -> int:
     data["agents"] = {
         "total": len(mine),
         "active": sum(1 for a in mine if a.get("status") == "active"),
+        "without_rules": sorted(
+            str(a.get("name"))
+            for a in mine
+            if a.get("status") == "active" and (a.get("rules") or {}).get("none")
+        ),
     }
     gateway = data.get("gateway") or {}
     decisions = data.get("decisions") or {}
@@ -58,6 +63,16 @@ def status(ctx: Context) -> int:
         )
         if not gateway.get("online"):
             ctx.out.info("no gateway heartbeat: start one with `tf up`")
+        if agents.get("without_rules"):
+            ctx.out.warn(
+                "agents with no rules at all: "
+                + ", ".join(agents["without_rules"])
+                + " (in SDK mode they may do anything not denied)"
+            )
+            ctx.out.info(
+                "install the safe-default policy packs with `tf init --safe-defaults`, "
+                "or add rules with `tf permissions set`"
+            )
         for bad in (data.get("vault") or {}).get("unreadable") or []:
             ctx.out.error(
                 f"connector {bad['connector']} is down: its credential does not decrypt "

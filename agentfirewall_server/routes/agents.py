@@ -15,9 +15,10 @@ from agentfirewall.decisions import EnforcementLevel, normalize_level
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now
+from agentfirewall_server.coverage import rules_of
 from agentfirewall_server.identity import hash_secret, new_agent_key, prefix_of
 from agentfirewall_server.routes.system import GATEWAY_ONLINE_SECONDS
-from agentfirewall_server.snapshot import RUN_KEY_KINDS, AgentRecord
+from agentfirewall_server.snapshot import RUN_KEY_KINDS, AgentRecord, Snapshot
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import agents, api_keys
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
@@ -116,24 +117,28 @@ def _reported_ports(state: AppState) -> dict[str, int]:
     return ports
 
 
-def _public(record: AgentRecord, ports: dict[str, int]) -> dict[str, Any]:
-    """An agent as the API shows it: `proxy_port` as configured, else as a gateway runs it."""
+def _public(record: AgentRecord, ports: dict[str, int], snapshot: Snapshot) -> dict[str, Any]:
+    """An agent as the API shows it: `proxy_port` as configured, else as a gateway runs it;
+    `rules`: how many access rules and policies apply (`none`: it runs with no rules)."""
     data = record.to_dict()
     if data["proxy_port"] is None:
         data["proxy_port"] = ports.get(record.name)
+    data["rules"] = rules_of(snapshot, record)
     return data
 
 
 def _agent_json(request: Request, agent_id: str) -> dict[str, Any]:
     state = state_of(request)
-    return _public(state.snapshot.agents_by_id[agent_id], _reported_ports(state))
+    snap = state.snapshot
+    return _public(snap.agents_by_id[agent_id], _reported_ports(state), snap)
 
 
 async def list_agents(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
     state = state_of(request)
     ports = _reported_ports(state)
-    return json_ok({"agents": [_public(a, ports) for a in state.snapshot.agents_by_id.values()]})
+    snap = state.snapshot
+    return json_ok({"agents": [_public(a, ports, snap) for a in snap.agents_by_id.values()]})
 
 
 async def create_agent(request: Request) -> JSONResponse:

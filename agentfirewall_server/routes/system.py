@@ -15,6 +15,7 @@ import agentfirewall
 from agentfirewall.tokens import jwks_from_keys
 from agentfirewall_server.auth import require_metrics_reader, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
+from agentfirewall_server.coverage import agents_without_rules
 from agentfirewall_server.store.schema import action_requests, approvals, traffic
 from agentfirewall_server.web import json_ok
 
@@ -122,6 +123,7 @@ async def status(request: Request) -> JSONResponse:
             "agents": {
                 "total": len(snap.agents_by_id),
                 "active": sum(1 for a in snap.agents_by_id.values() if a.status == "active"),
+                "without_rules": agents_without_rules(snap),
             },
             **counts,
             "kill_switches": [_kill_json(k) for k in snap.kill_switches],

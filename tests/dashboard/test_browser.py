@@ -56,6 +56,9 @@ def test_first_run_setup_creates_the_owner_and_signs_in(
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Lax"
     assert errors == []
+    # the first-run offer of the safe-default packs was kept (checked by default)
+    names = {p["name"] for p in live_server.admin("GET", "/v1/policies").json()["policies"]}
+    assert {"github-safe-defaults", "stripe-safe-defaults"} <= names
     context.close()
 
 
@@ -253,6 +256,7 @@ def test_agent_page_sets_enforcement_presets_and_custom_rules(dash: Dashboard) -
     dash.goto(page, "/agents")
     page.get_by_role("link", name="Rules Bot").click()
     dash.wait_ready(page)
+    expect(page.locator("#agent-no-rules")).to_contain_text("no rules")  # issue 13, item 8
     page.get_by_label("Enforcement level").select_option("monitor")
     page.get_by_label("Rate limit per minute").fill("120")
     # A live update (someone adds a rule) leaves the unsaved form alone.
@@ -272,6 +276,7 @@ def test_agent_page_sets_enforcement_presets_and_custom_rules(dash: Dashboard) -
     page.get_by_role("button", name="Apply preset").click()
     table = page.locator("#perm-table tbody")
     table.get_by_role("row", name=re.compile(r"github\s+\*\s+require_approval")).wait_for()
+    expect(page.locator("#agent-no-rules")).to_have_count(0)  # a rule now applies
     page.get_by_label("Action pattern").fill("github.repo.delete")
     page.locator("#rule-decision").select_option("deny")
     page.get_by_role("button", name="Add custom rule").click()

@@ -208,6 +208,7 @@ def world(tmp_path: Path, database_url: str) -> Iterator[World]:
         server.stop()
 
 
+@pytest.mark.timeout(max(600, REQUESTS // 40))  # about 4 ms a request on a loaded machine
 def test_no_input_gets_a_500(world: World, database_url: str) -> None:
     total = REQUESTS if database_url.startswith("sqlite") else REQUESTS // 5
     per_example = BODIES * len(world.endpoints)

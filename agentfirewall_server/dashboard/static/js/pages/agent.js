@@ -22,9 +22,17 @@ function fillEnforcement(agent) {
   $("#enf-rate").value = agent.rate_limit_per_minute ?? "";
 }
 
+// An agent no access rule and no policy applies to is allowed everything in SDK mode.
+function rulesFact(rules) {
+  if (!rules) return "—";
+  if (!rules.none) return `${rules.permissions} access rules, ${rules.policies} policies`;
+  return el("span", { id: "agent-no-rules" }, el("span", { class: "badge badge-hold", text: "no rules" }),
+    " in SDK mode this agent may do anything no rule denies: add access rules below, or install the safe-default packs on the Policies page");
+}
+
 function showAgent(agent) {
   const facts = clear($("#agent-facts"));
-  const rows = [["Status", badge(agent.status)], ["Environment", agent.environment],
+  const rows = [["Status", badge(agent.status)], ["Rules", rulesFact(agent.rules)], ["Environment", agent.environment],
     ["Key", el("code", { text: `${agent.key_prefix}…` })], ["Proxy port", agent.proxy_port ?? "—"],
     ["Created", formatTime(agent.created_at)], ["Id", el("code", { text: agent.id })]];
   for (const [label, value] of rows) facts.append(el("dt", { text: label }), el("dd", {}, value));

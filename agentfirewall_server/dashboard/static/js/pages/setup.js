@@ -1,4 +1,4 @@
-import { api, BASE } from "../api.js";
+import { api, BASE, setCsrfToken } from "../api.js";
 import { $, errorMessage, formToObject } from "../dom.js";
 
 // Keep the one-time token out of the address bar, history and any Referer.
@@ -9,6 +9,15 @@ function showError(message) {
   const error = $("#setup-error");
   error.textContent = message;
   error.hidden = false;
+}
+
+// The first-run offer: every built-in `<provider>-safe-defaults` pack (the SDK default stays allow).
+async function installSafeDefaults(csrf) {
+  setCsrfToken(csrf);
+  const { packs } = await api("/policy-packs");
+  for (const pack of packs.filter((p) => p.name.endsWith("-safe-defaults"))) {
+    await api(`/policy-packs/${encodeURIComponent(pack.name)}/install`, { method: "POST" });
+  }
 }
 
 if (!setupToken) showError("This page needs the one-time setup link the server printed when it started.");
@@ -24,7 +33,8 @@ $("#setup-form").addEventListener("submit", async (event) => {
   form.querySelector("button").disabled = true;
   try {
     await api("/auth/setup", { method: "POST", json: { setup_token: setupToken, email, password } });
-    await api("/auth/login", { method: "POST", json: { email, password } });
+    const session = await api("/auth/login", { method: "POST", json: { email, password } });
+    if ($("#setup-safe-defaults").checked) await installSafeDefaults(session.csrf_token);
     window.location.assign(`${BASE}/overview`);
   } catch (failure) {
     showError(errorMessage(failure));
