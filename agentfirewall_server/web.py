@@ -3,9 +3,9 @@
 Every error leaves as ``{"error": code, "message": ..., ...}`` (docs/api.md).
 
 Input limits (docs/api.md, "Input limits"): a body is at most ``max_body_bytes`` (413);
-its JSON nests at most 64 levels, holds no lone surrogate and no integer outside 64 bits
-(400/422 naming the field); core errors escaping a route are the caller's (422), so no
-input reaches the 500 handler.
+its JSON nests at most 64 levels and holds no lone surrogate and no NaN; integer fields fit
+64 bits (400/422 naming the field); core errors escaping a route are the caller's (422), so
+no input reaches the 500 handler.
 """
 
 from __future__ import annotations
