@@ -71,14 +71,17 @@ async def _run(state: AppState, rotation: Rotation, actor: str) -> None:
     else:
         rotation.state = "done"
     rotation.finished_at = now()
-    await state.reload()  # the snapshot holds the re-sealed ciphertexts
     p = rotation.progress
     data = {"from": before, "to": p.key_id, "resealed": p.resealed, "state": rotation.state}
-    await state.db.write(
-        lambda c: append_event(
-            c, "vault.rotated", actor=actor, now=now(), subject="vault", data=data
+    try:
+        await state.reload()  # the snapshot holds the re-sealed ciphertexts
+        await state.db.write(
+            lambda c: append_event(
+                c, "vault.rotated", actor=actor, now=now(), subject="vault", data=data
+            )
         )
-    )
+    except Exception:  # the server is stopping: a re-run finishes and records it
+        log.warning("vault rotation: could not record the outcome", exc_info=True)
 
 
 async def rotate(request: Request) -> JSONResponse:

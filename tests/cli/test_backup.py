@@ -7,6 +7,7 @@ a non-empty target and an altered backup. SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import stat
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,23 @@ from agentfirewall_proxy.cli.app import main as tf_main
 from agentfirewall_server.vault import generate_key_text
 from tests.livesrv import LiveServer
 from tests.server.conftest import PG_ENV, _admin_url
+
+
+@pytest.fixture(autouse=True)
+def _collect_closed_apps() -> Iterator[None]:
+    """Pool connections of apps stopped here are finalised now, not in a later test.
+
+    (As the harness fixture does: psycopg warns in ``__del__`` otherwise.)
+    """
+    yield
+    _settle()
+
+
+def _settle() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
 
 _KEY_ENV = ("SETTINGS_ENCRYPTION_KEY", "AGENTFIREWALL_ENCRYPTION_KEY", "AGENTFIREWALL_DATABASE_URL")
 

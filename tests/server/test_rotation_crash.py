@@ -10,10 +10,13 @@ to its end (exit 0), so every boundary is covered whatever their number.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,23 @@ from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.vault import kid_of
 from agentfirewall_server.vaultcheck import open_keyring
 from tests.livesrv import LiveServer
+
+
+@pytest.fixture(autouse=True)
+def _collect_closed_apps() -> Iterator[None]:
+    """Pool connections of apps stopped here are finalised now, not in a later test.
+
+    (As the harness fixture does: psycopg warns in ``__del__`` otherwise.)
+    """
+    yield
+    _settle()
+
+
+def _settle() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
 
 SECRETS = {f"d{i}.example.com": f"secret-{i}-{'x' * i}" for i in range(4)}
 BATCH = "2"  # 4 credentials: 2 batches, 10 step boundaries
@@ -84,6 +104,7 @@ def _serve_and_check(settings: Settings, expected: dict[str, str]) -> None:
         assert response.status_code == 200, response.text
         assert _served(response.json()) == expected
         assert client.get("/api/health").json()["status"] == "ok"
+    _settle()
 
 
 def _reset(settings: Settings, rows: dict[str, str], key: str) -> None:

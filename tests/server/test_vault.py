@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,23 @@ from agentfirewall_server.vaultcheck import VaultStartError
 from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
 from tests.server.conftest import SPEC, Harness
+
+
+@pytest.fixture(autouse=True)
+def _collect_closed_apps() -> Iterator[None]:
+    """Pool connections of apps stopped here are finalised now, not in a later test.
+
+    (As the harness fixture does: psycopg warns in ``__del__`` otherwise.)
+    """
+    yield
+    _settle()
+
+
+def _settle() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
 
 _KEY_ENV = (
     "SETTINGS_ENCRYPTION_KEY",
