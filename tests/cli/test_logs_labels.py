@@ -98,5 +98,7 @@ def test_status_leaves_out_the_doctor_agent(project: Project) -> None:
         )
         assert answer.status_code < 300, answer.text
     status = project.tf_json("status")
-    assert status["agents"] == {"total": 1, "active": 1}
+    assert status["agents"]["total"] == 1
+    assert status["agents"]["active"] == 1
+    assert "tf-doctor" not in status["agents"].get("without_rules", [])
     assert "agents: 1 (1 active)" in project.tf("status").stdout

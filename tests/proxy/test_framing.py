@@ -42,7 +42,13 @@ def gateway(
     tmp = tmp_path_factory.mktemp("framing")
     generic = connector("generic", domains=["api.stripe.com"], credential=None)
     snap = snapshot(
-        [rule("github.*", "allow"), rule("http.*", "allow")],
+        # DELETE /user names no github action: only a rule naming the reserved
+        # `unknown` segment exactly lets it through (wildcards never grant it).
+        [
+            rule("github.*", "allow"),
+            rule("github.unknown.delete", "allow"),
+            rule("http.*", "allow"),
+        ],
         connectors=[connector("github"), generic],
     )
     running, _ = start_gateway(tmp, fakes, snap)
