@@ -18,6 +18,7 @@ import json
 import os
 import threading
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +26,14 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
-__all__ = ["Control", "ControlError", "HttpControl", "StaticControl", "load_snapshot_file"]
+__all__ = [
+    "Control",
+    "ControlError",
+    "HttpControl",
+    "StaticControl",
+    "control_urls",
+    "load_snapshot_file",
+]
 
 JSON = dict[str, Any]
 
@@ -53,18 +61,48 @@ def _api_base(url: str) -> str:
     return base if base.endswith("/api") else base + "/api"
 
 
+def control_urls(urls: str | Sequence[str]) -> list[str]:
+    """The control-plane URLs of a comma-separated string or a list, in order."""
+    parts = [urls] if isinstance(urls, str) else list(urls)
+    found = [u.strip() for part in parts for u in part.split(",") if u.strip()]
+    if not found:
+        raise ValueError("no control-plane URL given")
+    return found
+
+
+#: The request never reached a server: safe to send again anywhere.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: A load balancer or a replica that is going away: try another replica.
+_FAIL_OVER = (502, 503, 504)
+
+
 class HttpControl:
-    """The Gateway API over HTTP (or ASGI, through the injected transport)."""
+    """The Gateway API over HTTP (or ASGI, through the injected transport).
+
+    `url` is one URL (a load balancer's, or the only control plane), several separated by
+    commas, or a list: replicas sharing one PostgreSQL. Calls go to the current replica;
+    on a transport error or a 502/503/504 the next one becomes current and the call is
+    sent there (each URL at most once per call; a single URL is tried twice, for a load
+    balancer that routes the retry elsewhere). Reads, long-polls, heartbeats and traffic
+    (which is re-sent on failure anyway) fail over whatever the error; creating and
+    consuming an approval only when the request never left (a connect error), so an
+    approval is never created twice nor consumed on one replica and refused on another.
+    Held requests are unaffected: their approvals live in the shared store, and the next
+    long-poll for their ids simply goes to the new replica.
+    """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: str,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.bases = [_api_base(u) for u in control_urls(url)]
+        self.current = 0
+        #: How many times a call moved to another replica (reported in heartbeats).
+        self.failovers = 0
         self._client = httpx.AsyncClient(
-            base_url=_api_base(url),
             headers={"Authorization": f"Bearer {token}"},
             transport=transport,
             timeout=httpx.Timeout(30.0, connect=5.0, pool=None),
@@ -72,25 +110,54 @@ class HttpControl:
             trust_env=False,
         )
 
+    @property
+    def url(self) -> str:
+        """The API base of the replica calls go to now."""
+        return self.bases[self.current]
+
+    def _fail_over(self, index: int) -> None:
+        if self.current == index:  # concurrent calls failing together move on once
+            self.current = (index + 1) % len(self.bases)
+            self.failovers += 1
+
     async def _call(
-        self, method: str, path: str, *, json_body: object = None, **params: int | None
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: object = None,
+        resend: bool = True,
+        **params: int | None,
     ) -> httpx.Response:
         timeout = float(str(params.get("wait") or params.get("timeout") or 0)) + 15.0
-        try:
-            response = await self._client.request(
-                method,
-                path,
-                json=json_body,
-                params={k: v for k, v in params.items() if v is not None},
-                timeout=timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise ControlError(f"control plane unreachable: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            raise ControlError(
-                f"control plane answered {response.status_code} to {path}", response.status_code
-            )
-        return response
+        query = {k: v for k, v in params.items() if v is not None}
+        error = ControlError("control plane unreachable")
+        for _ in range(max(len(self.bases), 2)):
+            index = self.current
+            try:
+                response = await self._client.request(
+                    method, self.bases[index] + path, json=json_body, params=query, timeout=timeout
+                )
+            except httpx.HTTPError as exc:
+                error = ControlError(f"control plane unreachable: {type(exc).__name__}")
+                self._fail_over(index)
+                if resend or isinstance(exc, _NOT_SENT):
+                    continue
+                raise error from None
+            if response.status_code in _FAIL_OVER and resend:
+                error = ControlError(
+                    f"control plane answered {response.status_code} to {path}",
+                    response.status_code,
+                )
+                self._fail_over(index)
+                continue
+            if response.status_code >= 400:
+                raise ControlError(
+                    f"control plane answered {response.status_code} to {path}",
+                    response.status_code,
+                )
+            return response
+        raise error
 
     async def fetch_config(self, since: int | None, wait: float) -> JSON | None:
         response = await self._call(
@@ -105,7 +172,8 @@ class HttpControl:
         await self._call("POST", "/v1/gateway/traffic", json_body={"records": records})
 
     async def create_approval(self, payload: JSON) -> JSON:
-        data: JSON = (await self._call("POST", "/v1/gateway/approvals", json_body=payload)).json()
+        answer = await self._call("POST", "/v1/gateway/approvals", json_body=payload, resend=False)
+        data: JSON = answer.json()
         return data
 
     async def wait_approvals(self, approval_ids: list[str], wait: float) -> list[JSON]:
@@ -121,7 +189,7 @@ class HttpControl:
 
     async def consume_approval(self, approval_id: str) -> JSON:
         path = f"/v1/gateway/approvals/{approval_id}/consume"
-        data: JSON = (await self._call("POST", path, json_body={})).json()
+        data: JSON = (await self._call("POST", path, json_body={}, resend=False)).json()
         return data
 
     async def heartbeat(self, payload: JSON) -> None:

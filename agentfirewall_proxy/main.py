@@ -28,7 +28,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         description="TameFlare gateway: the forward proxy that names, decides and holds "
         "every HTTP(S) call your agents make.",
     )
-    parser.add_argument("--control-plane", metavar="URL", help="e.g. http://127.0.0.1:3000")
+    parser.add_argument(
+        "--control-plane",
+        metavar="URL[,URL...]",
+        help="e.g. http://127.0.0.1:3000; several replicas comma-separated (failover in order)",
+    )
     parser.add_argument(
         "--token", help="gateway token (tfg_...); default $AGENTFIREWALL_GATEWAY_TOKEN"
     )

@@ -7,6 +7,10 @@ approval created or traffic batch). Long-polls re-check the
 store after each wake-up, and at least once a second, so changes made by another server
 instance on the same PostgreSQL are seen too.
 
+On PostgreSQL every replica's hub is joined to the others through ``pgevents.py``
+(``LISTEN/NOTIFY``): ``publish`` also hands the event to the :attr:`Hub.relay`, and events
+that come from another replica are published here with ``relay=False``.
+
 ``close`` (at the start of server shutdown, before uvicorn waits for open requests) ends
 every long-poll and SSE stream at once: waits return False, subscribers get ``None``.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,10 +37,15 @@ class Hub:
         self._changed = asyncio.Event()
         self._typed: dict[str, asyncio.Event] = {}
         self._closed = False
+        #: Set on PostgreSQL: hands each event published here on to the other replicas.
+        self.relay: Callable[[str, Any], None] | None = None
 
-    def publish(self, event_type: str, data: Any) -> None:
+    def publish(self, event_type: str, data: Any, *, relay: bool = True) -> None:
+        """Wake this process's waiters and subscribers; `relay`: tell the other replicas."""
         if self._closed:
             return
+        if relay and self.relay is not None:
+            self.relay(event_type, data)
         for queue in list(self._subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait((event_type, data))

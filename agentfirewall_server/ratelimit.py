@@ -1,11 +1,31 @@
-"""Per-agent rate limit: a token bucket of `limit` requests per minute, in memory."""
+"""Per-agent rate limit: a token bucket of `limit` requests per minute.
+
+One process (SQLite) keeps the buckets in memory (:class:`RateLimiter`). Replicas sharing
+a PostgreSQL share the buckets (:class:`SharedRateLimiter`): each check is one statement,
+an upsert on the agent's row of ``rate_limits`` that refills the bucket by the time passed
+(on the database's clock, so replicas' clocks do not matter), takes a token if there is
+one and returns the outcome. The row lock the upsert takes makes concurrent checks on any
+replica queue for the bucket, so the agent's budget is spent exactly once. The table is
+UNLOGGED (a database crash refills the buckets). A check the database cannot answer fails
+closed: ``503``.
+"""
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["RateLimiter"]
+from sqlalchemy import Connection, delete
+
+from agentfirewall_server.store.schema import rate_limits
+from agentfirewall_server.web import ApiError
+
+if TYPE_CHECKING:
+    from agentfirewall_server.store.db import Database
+
+__all__ = ["CHECK_SQL", "Limiter", "RateLimiter", "SharedRateLimiter"]
 
 
 @dataclass(slots=True)
@@ -30,7 +50,74 @@ class RateLimiter:
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return None
-        return max(1, math.ceil((1.0 - bucket.tokens) / rate))
+        return _wait(bucket.tokens, rate)
 
     def forget(self, key: str) -> None:
         self._buckets.pop(key, None)
+
+
+def _wait(tokens: float, rate: float) -> int:
+    return max(1, math.ceil((1.0 - tokens) / rate))
+
+
+#: The whole check: refill by the time passed, take a token when there is one, say so.
+CHECK_SQL = """
+INSERT INTO rate_limits AS b (key, tokens, stamp, allowed)
+VALUES (%(key)s, %(limit)s - 1, EXTRACT(EPOCH FROM clock_timestamp()), true)
+ON CONFLICT (key) DO UPDATE SET
+  allowed = LEAST(%(limit)s, b.tokens + GREATEST(EXCLUDED.stamp - b.stamp, 0) * %(rate)s) >= 1,
+  tokens = LEAST(%(limit)s, b.tokens + GREATEST(EXCLUDED.stamp - b.stamp, 0) * %(rate)s)
+    - CASE WHEN LEAST(%(limit)s, b.tokens + GREATEST(EXCLUDED.stamp - b.stamp, 0) * %(rate)s)
+      >= 1 THEN 1 ELSE 0 END,
+  stamp = EXCLUDED.stamp
+RETURNING allowed, tokens
+"""
+
+
+class SharedRateLimiter:
+    """The buckets in PostgreSQL: one statement per check, on a reader connection."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def check(self, key: str, per_minute: int) -> int | None:
+        rate = per_minute / 60.0
+        params = {"key": key, "limit": float(per_minute), "rate": rate}
+
+        def run(conn: Connection) -> tuple[bool, float]:
+            row = conn.exec_driver_sql(CHECK_SQL, params).one()
+            conn.commit()
+            return bool(row[0]), float(row[1])
+
+        try:
+            allowed, tokens = await self._db.read(run)
+        except Exception:
+            raise ApiError(
+                503, "the rate limit could not be checked: database unavailable"
+            ) from None
+        return None if allowed else _wait(tokens, rate)
+
+    async def forget(self, key: str) -> None:
+        await self._db.write(
+            lambda c: c.execute(delete(rate_limits).where(rate_limits.c.key == key))
+        )
+
+
+class Limiter:
+    """The limiter the routes use: in memory on SQLite, shared on PostgreSQL."""
+
+    def __init__(self, db: Database) -> None:
+        self.memory = RateLimiter()
+        self.shared = None if db.is_sqlite else SharedRateLimiter(db)
+
+    async def check(self, key: str, per_minute: int) -> int | None:
+        """None when allowed, else the seconds to wait (at least 1)."""
+        if self.shared is None:
+            return self.memory.check(key, per_minute, time.monotonic())
+        return await self.shared.check(key, per_minute)
+
+    async def forget(self, key: str) -> None:
+        """A fresh bucket for `key` (an agent suspended or re-activated)."""
+        self.memory.forget(key)
+        if self.shared is not None:
+            await self.shared.forget(key)

@@ -25,7 +25,7 @@ from agentfirewall_server.hub import Hub
 from agentfirewall_server.identity import hash_secret, prefix_of
 from agentfirewall_server.metrics import Metrics
 from agentfirewall_server.notify.slack import SlackNotifier
-from agentfirewall_server.ratelimit import RateLimiter
+from agentfirewall_server.ratelimit import Limiter
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.signer import TokenSigner
 from agentfirewall_server.snapshot import (
@@ -52,11 +52,11 @@ class AppState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.hub = Hub()
-        self.limiter = RateLimiter()
         self.metrics = Metrics(max_label_sets=settings.metrics_max_label_sets)
         self.db: Database = Database(
             settings.resolved_database_url, synchronous=settings.sqlite_synchronous
         )
+        self.limiter = Limiter(self.db)
         self.vault: Keyring
         self.vault_problems: dict[str, dict[str, str]] = {}  # owner -> error, fix
         self.rotation: Any = None  # routes/vault.py: the online rotation, while it runs
@@ -68,6 +68,7 @@ class AppState:
         self.http: httpx.AsyncClient
         self.gateways: dict[str, dict[str, Any]] = {}
         self.slack = SlackNotifier(self)
+        self.shared_events: Any = None  # pgevents.SharedEvents, on PostgreSQL
         self._tasks: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
 
@@ -98,6 +99,11 @@ class AppState:
 
         self._tasks.append(asyncio.create_task(expiry_loop(self)))
         if not self.db.is_sqlite:
+            from agentfirewall_server.pgevents import SharedEvents
+
+            self.shared_events = SharedEvents(self)
+            self.hub.relay = self.shared_events.relay
+            self._tasks.extend(self.shared_events.tasks())
             self._tasks.append(asyncio.create_task(self._follow_other_instances()))
 
     async def stop(self) -> None:
@@ -177,9 +183,9 @@ class AppState:
             except Exception:  # keep serving from the last snapshot
                 log.warning("could not read the configuration version", exc_info=True)
                 continue
-            if version != self.snapshot.version:
+            if version != self.snapshot.version:  # changed by another replica
                 await self.reload()
-                self.hub.publish("config", {"version": self.snapshot.version})
+                self.hub.publish("config", {"version": self.snapshot.version}, relay=False)
 
     def _update_gauges(self) -> None:
         self.vault_problems = credential_problems(self.snapshot.credentials, self.vault)

@@ -78,9 +78,9 @@ async def _spec(request: Request) -> ActionSpec:
         raise ApiError(422, str(exc), field=field) from None
 
 
-def _rate_limit(state: AppState, agent: AgentRecord) -> None:
+async def _rate_limit(state: AppState, agent: AgentRecord) -> None:
     limit = agent.rate_limit_per_minute or state.settings.rate_limit_per_minute
-    wait = state.limiter.check(agent.id, limit, time.monotonic())
+    wait = await state.limiter.check(agent.id, limit)
     if wait is not None:
         state.metrics.rate_limit_hits.labels(agent=agent.name).inc()
         raise ApiError(
@@ -243,7 +243,7 @@ async def request_action(request: Request) -> JSONResponse:
     started = time.perf_counter()
     agent = await require_agent(request)
     state = state_of(request)
-    _rate_limit(state, agent)
+    await _rate_limit(state, agent)
     spec = await _spec(request)
     key = _idempotency_key(request)
     canonical = spec.canonical()
@@ -294,7 +294,7 @@ async def request_action(request: Request) -> JSONResponse:
 async def dry_run(request: Request) -> JSONResponse:
     agent = await require_agent(request)
     state = state_of(request)
-    _rate_limit(state, agent)
+    await _rate_limit(state, agent)
     spec = await _spec(request)
     result = explain(state, agent, spec)
     return json_ok(

@@ -219,7 +219,7 @@ async def _status_endpoint(request: Request, status: str) -> JSONResponse:
         raise ApiError(409, f"agent `{agent.name}` is revoked: register a new agent")
     state = state_of(request)
     await state.change_config(_set_status(agent, status, who.actor))
-    state.limiter.forget(agent.id)
+    await state.limiter.forget(agent.id)
     return json_ok(_agent_json(request, agent.id))
 
 

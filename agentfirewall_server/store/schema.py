@@ -31,6 +31,7 @@ __all__ = [
     "permissions",
     "policies",
     "policy_versions",
+    "rate_limits",
     "sessions",
     "settings_table",
     "tokens",
@@ -288,4 +289,14 @@ gateways = Table(
     Column("id", String(120), primary_key=True),
     Column("info", Text, nullable=False),
     Column("last_heartbeat", Float, nullable=False),
+)
+
+#: Token buckets of the shared rate limit (PostgreSQL only; UNLOGGED there): ratelimit.py
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("stamp", Float, nullable=False),
+    Column("allowed", Boolean, nullable=False),
 )

@@ -1,0 +1,147 @@
+"""Events cross replicas through PostgreSQL LISTEN/NOTIFY, and survive a dropped listener.
+
+Two in-process replicas share one database. What a replica's hub publishes is collected
+by subscribing on its own event loop (as ``GET /api/v1/events`` does): SSE has no
+store re-check to fall back on, so an event seen there was relayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from agentfirewall_server.pgevents import _messages
+from tests.scale.conftest import wait_for
+from tests.server.conftest import PG_ENV, Harness, _admin_url
+from tests.server.test_gateway_api import _approval_body
+
+pytestmark = pytest.mark.postgres
+
+
+class Collector:
+    """Every event a replica's hub publishes, gathered on that replica's loop."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.state = harness.state
+        ready = asyncio.Event()
+
+        async def collect() -> None:
+            async with self.state.hub.subscribe() as queue:
+                ready.set()
+                while (item := await queue.get()) is not None:
+                    self.events.append(item)
+
+        async def started() -> None:
+            await ready.wait()
+
+        portal = harness.client.portal
+        assert portal is not None
+        portal.start_task_soon(collect)
+        portal.call(started)
+
+    def find(self, kind: str, test: Callable[[Any], bool]) -> Any:
+        return next((d for k, d in list(self.events) if k == kind and test(d)), None)
+
+    def wait(self, kind: str, test: Callable[[Any], bool], what: str) -> Any:
+        return wait_for(lambda: self.find(kind, test), what=what)
+
+
+def _listening(harness: Harness) -> bool:
+    return bool(harness.state.shared_events.listening.is_set())
+
+
+def _two(replicas: Callable[[str], Harness]) -> tuple[Harness, Harness]:
+    a, b = replicas("a"), replicas("b")
+    wait_for(lambda: _listening(a) and _listening(b), what="both replicas listening")
+    return a, b
+
+
+def test_approvals_decisions_and_the_kill_switch_reach_the_other_replica(
+    replicas: Callable[[str], Harness],
+) -> None:
+    a, b = _two(replicas)
+    seen = Collector(b)
+    created = a.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    apv = created["id"]
+    got = seen.wait("approval.created", lambda d: d["id"] == apv, "approval.created on B")
+    assert got["status"] == "pending"
+    assert got["request"]["host"] == "api.github.com"  # the row, fetched by B
+    assert a.admin("POST", f"/v1/approvals/{apv}/approve").status_code == 200
+    decided = seen.wait("approval.decided", lambda d: d["id"] == apv, "approval.decided on B")
+    assert decided["status"] == "approved"
+    answer = a.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "all"})
+    assert answer.status_code == 200, answer.text
+    kill = seen.wait("kill_switch", lambda d: d["active"], "kill_switch on B")
+    assert kill["active"][0]["scope"] == "all"
+    # B serves the new configuration, kill switch included, to its own gateways
+    config = b.gateway("GET", "/v1/gateway/config").json()
+    assert config["kill_switches"] == [{"scope": "all", "target": None, "reason": "kill switch"}]
+
+
+def test_traffic_and_config_changes_reach_the_other_replica(
+    replicas: Callable[[str], Harness],
+) -> None:
+    a, b = _two(replicas)
+    seen = Collector(b)
+    record = {"request_id": "req-relayed", "agent": "Bot", "decision": "allow"}
+    assert a.gateway("POST", "/v1/gateway/traffic", json={"records": [record]}).status_code == 200
+    seen.wait("traffic", lambda d: d["request_id"] == "req-relayed", "traffic on B")
+    a.create_agent("Relayed")
+    version = a.state.snapshot.version
+    seen.wait("config", lambda d: d["version"] >= version, "config on B")
+    assert "Relayed" in {agent.name for agent in b.state.snapshot.agents_by_id.values()}
+
+
+def _terminate_listener(harness: Harness) -> None:
+    name = f"tameflare-events-{harness.state.shared_events.origin}"
+    with psycopg.connect(_admin_url(os.environ[PG_ENV]), autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (name,),
+        ).fetchall()
+    assert killed == [(True,)]
+
+
+def test_events_missed_while_the_listen_connection_was_down_are_re_read(
+    replicas: Callable[[str], Harness],
+) -> None:
+    a, b = _two(replicas)
+    seen = Collector(b)
+    events = b.state.shared_events
+    good = events.listen_conninfo
+    # the listener drops and cannot come back (its next connects fail) while A changes things
+    events.listen_conninfo = "host=127.0.0.1 port=1 connect_timeout=1"
+    _terminate_listener(b)
+    wait_for(lambda: not _listening(b), what="B's listener down")
+    created = a.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    apv = created["id"]
+    a.admin("POST", f"/v1/approvals/{apv}/deny")
+    a.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "agent:Bot"})
+    assert seen.find("approval.decided", lambda d: d["id"] == apv) is None
+    events.listen_conninfo = good
+    wait_for(lambda: _listening(b), what="B's listener back")
+    assert events.resyncs >= 1
+    seen.wait("approval.created", lambda d: d["id"] == apv, "missed approval.created re-read")
+    denied = seen.wait("approval.decided", lambda d: d["id"] == apv, "missed decision re-read")
+    assert denied["status"] == "denied"
+    seen.wait("kill_switch", lambda d: d["active"], "missed kill switch re-read")
+    # B answers the long-poll of a held request decided while it was not listening
+    waited = b.gateway("GET", f"/v1/gateway/approvals/{apv}/wait?timeout=0").json()
+    assert waited["status"] == "denied"
+
+
+def test_notification_payloads_stay_under_the_postgres_limit() -> None:
+    items = [("approval.decided", f"apv_{n:030d}") for n in range(2000)]
+    items.insert(700, ("config", "12"))
+    messages = _messages("origin", items)
+    assert all(len(payload.encode()) < 8000 for payload, _ in messages)  # PostgreSQL's limit
+    assert sum(count for _, count in messages) == len(items)
+    ids = [i for payload, _ in messages for i in json.loads(payload)["i"]]
+    assert ids == [ident for _, ident in items]  # every id, in order
