@@ -26,6 +26,11 @@ Method names are compared case-insensitively and trimmed (``Tools/Call`` is a to
 call), and keys that are case variants of the protocol's (``METHOD``, ``Name``, a long
 s U+017F folding to ``s``) are refused, since Go servers match keys case-insensitively.
 Bodies must be complete JSON (1 MiB limit); anything else is refused.
+
+**Over stdio** (``tf mcp wrap``, ``agentfirewall_proxy.mcpwrap``) every message is named by
+the same functions (:func:`name_message`, :func:`name_batch`), so one rule or policy
+decides a tool the same way whichever transport carries it; there the resource target is
+the wrapped server's ``--server-name`` instead of the endpoint's host.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.errors import ConnectorError
 
-__all__ = ["CONNECTOR", "McpConnector", "tool_action", "tool_risk"]
+__all__ = ["CONNECTOR", "McpConnector", "name_batch", "name_message", "tool_action", "tool_risk"]
 
 MAX_BATCH = 100
 _HIGH = frozenset(
@@ -171,21 +176,10 @@ class McpConnector(Connector):
         message = parse_json(req.body, connector=self.name)
         if isinstance(message, list):
             return self._batch(message, req)
-        action, risk, params = _member(message)
-        return self._parsed(action, risk, params, req)
+        return self._parsed(*name_message(message), req)
 
     def _batch(self, messages: list[object], req: HttpRequest) -> ParsedAction:
-        if not messages or len(messages) > MAX_BATCH:
-            raise ConnectorError(f"JSON-RPC batch of {len(messages)} messages", connector=self.name)
-        members = [_member(m) for m in messages]
-        if len(members) == 1:
-            return self._parsed(*members[0], req)
-        risk = max((m[1] for m in members), key=risk_rank)
-        params: dict[str, JsonValue] = {
-            "actions": [m[0] for m in members],
-            "members": [{"action": m[0], "parameters": m[2]} for m in members],
-        }
-        return self._parsed("mcp.rpc.batch", risk, params, req)
+        return self._parsed(*name_batch(messages), req)
 
     def _parsed(
         self, action: str, risk: Risk, params: dict[str, JsonValue], req: HttpRequest
@@ -260,8 +254,23 @@ def _refuse_case_variants(data: dict[str, object], keys: frozenset[str]) -> None
             raise ConnectorError(f"JSON-RPC key `{key[:40]}` is a case variant", connector="mcp")
 
 
-def _member(message: object) -> _Member:
-    """One JSON-RPC message as (action, risk, parameters)."""
+def name_batch(messages: list[object]) -> _Member:
+    """A JSON-RPC batch as one (action, risk, parameters): see the module docstring."""
+    if not messages or len(messages) > MAX_BATCH:
+        raise ConnectorError(f"JSON-RPC batch of {len(messages)} messages", connector="mcp")
+    members = [name_message(m) for m in messages]
+    if len(members) == 1:
+        return members[0]
+    risk = max((m[1] for m in members), key=risk_rank)
+    params: dict[str, JsonValue] = {
+        "actions": [m[0] for m in members],
+        "members": [{"action": m[0], "parameters": m[2]} for m in members],
+    }
+    return "mcp.rpc.batch", risk, params
+
+
+def name_message(message: object) -> _Member:
+    """One JSON-RPC message as (action, risk, parameters); ConnectorError when malformed."""
     if isinstance(message, dict):
         _refuse_case_variants(message, _MESSAGE_KEYS)
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":

@@ -1,0 +1,281 @@
+"""`tf mcp wrap|install|uninstall|list`: local stdio MCP servers under the firewall.
+
+``wrap`` runs one server as a governed child (:mod:`agentfirewall_proxy.mcpwrap`); it needs
+the gateway token (``TF_GATEWAY_TOKEN``, else the project's ``.tf/gateway.token``) or a
+snapshot file (``--config``). ``install`` rewrites an MCP client's config so every stdio
+server runs under ``wrap``; ``uninstall`` puts them back; ``list`` shows them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
+from agentfirewall_proxy.mcpwrap import clients
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.control import Control
+
+# the relay (engine, snapshot compiler) is imported by `wrap` only: other `tf` commands
+# stay as quick to start as before
+_LIMIT = 32 * 1024 * 1024
+
+__all__ = ["register"]
+
+
+def _use_project(ctx: Context) -> None:
+    project = ctx.flag("project")
+    if project:
+        ctx.cwd = Path(str(project)).resolve()
+        ctx.forget_project()
+
+
+def _control(ctx: Context) -> Control:
+    from agentfirewall_proxy.control import HttpControl, StaticControl
+
+    config = ctx.flag("config")
+    if config:
+        return StaticControl(Path(str(config)))
+    token = ctx.env.get("TF_GATEWAY_TOKEN") or ctx.env.get("AGENTFIREWALL_GATEWAY_TOKEN")
+    project = ctx.project
+    if not token and project is not None:
+        token = project.read_token("gateway.token")
+    if not token:
+        raise CliError(
+            "no gateway token: `tf mcp wrap` reads the gateway's config like a gateway does",
+            hint="run it in a `tf init` project (or pass --project DIR), or set "
+            "TF_GATEWAY_TOKEN (tfg_...), or pass --config FILE",
+        )
+    return HttpControl(ctx.target().server_url, token)
+
+
+def _command(ctx: Context) -> list[str]:
+    command = list(ctx.args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise CliError(
+            "no MCP server to run",
+            hint='e.g. tf mcp wrap --name "Bot" -- npx -y @modelcontextprotocol/server-github',
+            code=EXIT_USAGE,
+        )
+    return command
+
+
+def wrap_cmd(ctx: Context) -> int:
+    from agentfirewall_proxy.mcpwrap.launch import WrapError, parse_env_specs, wrap
+    from agentfirewall_proxy.mcpwrap.relay import RelayOptions
+
+    _use_project(ctx)
+    command = _command(ctx)
+    try:
+        specs = parse_env_specs(ctx.args.env or [])
+    except WrapError as exc:
+        raise CliError(str(exc), code=EXIT_USAGE) from None
+    control = _control(ctx)
+    name = str(ctx.args.name)
+    server_name = str(ctx.args.server_name or Path(command[-1]).stem or "mcp")
+
+    async def ensure() -> None:
+        def call() -> None:
+            if not ctx.target().admin_token:
+                return
+            with ctx.client() as client:
+                client.post("/v1/agents/ensure", {"name": name})
+
+        await asyncio.to_thread(call)
+
+    options = RelayOptions(
+        show_denied=bool(ctx.args.show_denied),
+        progress_interval=float(ctx.args.progress_interval),
+        limit=int(ctx.args.max_message),
+    )
+    try:
+        return asyncio.run(
+            wrap(
+                control,
+                agent=name,
+                server_name=server_name,
+                command=command,
+                env_specs=specs,
+                base_env={k: v for k, v in ctx.env.items() if k not in specs},
+                options=options,
+                ensure_agent=None if ctx.flag("config") else ensure,
+            )
+        )
+    except WrapError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _tf_command() -> list[str]:
+    found = shutil.which("tf")
+    return [found] if found else [sys.executable, "-m", "agentfirewall_proxy.cli"]
+
+
+def _client_file(ctx: Context) -> tuple[str, Path]:
+    client = str(ctx.args.client)
+    explicit = ctx.flag("config_file")
+    path = Path(str(explicit)) if explicit else clients.config_path(client, ctx.env, ctx.cwd)
+    return client, path
+
+
+def _read(path: Path) -> tuple[dict[str, Any], bytes | None]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"no MCP config at `{path}`", hint="pass --config-file FILE") from None
+    try:
+        return clients.load(path), raw
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def install_cmd(ctx: Context) -> int:
+    client, path = _client_file(ctx)
+    data, raw = _read(path)
+    project = ctx.project
+    done = clients.wrap_all(
+        data,
+        client,
+        agent=str(ctx.args.name),
+        tf=_tf_command(),
+        project=project.root if project is not None else None,
+    )
+    if done:
+        clients.save(path, data, raw)
+    payload = {"config": str(path), "wrapped": done, "backup": str(clients.backup_path(path))}
+    ctx.out.result(payload, lambda: _said(ctx, "wrapped", done, path))
+    return EXIT_OK
+
+
+def uninstall_cmd(ctx: Context) -> int:
+    client, path = _client_file(ctx)
+    data, raw = _read(path)
+    done = clients.unwrap_all(data, client)
+    if done:
+        clients.save(path, data, raw)
+    ctx.out.result({"config": str(path), "unwrapped": done},
+                   lambda: _said(ctx, "unwrapped", done, path))  # fmt: skip
+    return EXIT_OK
+
+
+def _said(ctx: Context, verb: str, names: list[str], path: Path) -> None:
+    if not names:
+        ctx.out.info(f"nothing {verb} in {path}")
+        return
+    ctx.out.success(f"{verb} {', '.join(names)} in {path}")
+    if verb == "wrapped":
+        ctx.out.note(f"the original is kept in {clients.backup_path(path)}; restart the client")
+
+
+def list_cmd(ctx: Context) -> int:
+    client, path = _client_file(ctx)
+    data, _ = _read(path)
+    rows = clients.entries(data, client)
+    payload = {
+        "config": str(path),
+        "servers": [
+            {"name": r.name, "wrapped": r.wrapped, "agent": r.agent, "command": r.command,
+             "remote": r.remote}
+            for r in rows
+        ],
+    }  # fmt: skip
+
+    def render() -> None:
+        ctx.out.table(
+            ["server", "wrapped", "agent", "command"],
+            [
+                [r.name, "remote (gateway)" if r.remote else ("yes" if r.wrapped else "no"),
+                 r.agent or "", " ".join(r.command)[:80]]
+                for r in rows
+            ],
+        )  # fmt: skip
+
+    ctx.out.result(payload, render)
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "mcp",
+        help="govern local (stdio) MCP servers: wrap, install, uninstall, list",
+        description="Local MCP servers talk over stdio, out of the gateway's sight: `tf mcp "
+        "wrap` runs one as a child and decides every JSON-RPC message like the gateway "
+        "decides HTTP. See docs/mcp.md.",
+        parents=[common],
+    )
+    mcp_sub = parser.add_subparsers(dest="mcp_command", metavar="SUBCOMMAND")
+    wrap_parser = add_command(
+        mcp_sub,
+        "wrap",
+        help="run an MCP server with every message decided, held or recorded",
+        description="Relays JSON-RPC between the client (stdin/stdout) and COMMAND. tools/call "
+        "is decided as mcp.tools.<tool>, other methods as mcp.rpc.<method>, with the rules "
+        "for connector `mcp`. Nothing but JSON-RPC is written to stdout.",
+        examples='  tf mcp wrap --name "Bot" --server-name github \\\n'
+        "      --env GITHUB_PERSONAL_ACCESS_TOKEN=connector:github \\\n"
+        "      -- npx -y @modelcontextprotocol/server-github\n"
+        '  tf mcp wrap --name "Bot" --config snapshot.yaml -- python my_server.py',
+        common=common,
+        handler=wrap_cmd,
+    )
+    wrap_parser.add_argument("--name", required=True, help="the agent the session acts as")
+    wrap_parser.add_argument(
+        "--server-name", help="the server's name (resource target, kill-switch scope)"
+    )
+    wrap_parser.add_argument(
+        "--env",
+        action="append",
+        metavar="NAME=connector:REF",
+        help="give the server a vault credential in env var NAME (repeatable)",
+    )
+    wrap_parser.add_argument(
+        "--show-denied", action="store_true", help="keep denied tools in tools/list answers"
+    )
+    wrap_parser.add_argument("--project", metavar="DIR", help="the `tf init` project to use")
+    wrap_parser.add_argument("--config", metavar="FILE", help="a snapshot file (no server)")
+    wrap_parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="progress notifications while a call waits for approval (default 10)",
+    )
+    wrap_parser.add_argument(
+        "--max-message",
+        type=int,
+        default=_LIMIT,
+        metavar="BYTES",
+        help=f"largest message relayed (default {_LIMIT})",
+    )
+    wrap_parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...")
+    for name, handler, text in (
+        ("install", install_cmd, "put every stdio server of a client under `tf mcp wrap`"),
+        ("uninstall", uninstall_cmd, "put the client's servers back as they were"),
+        ("list", list_cmd, "show the client's MCP servers and which are wrapped"),
+    ):
+        p = add_command(
+            mcp_sub,
+            name,
+            help=text,
+            description=text[0].upper()
+            + text[1:]
+            + ". "
+            + "Claude Desktop and Cursor: the user config; VS Code: .vscode/mcp.json here.",
+            examples=f"  tf mcp {name} --client claude-desktop"
+            + (' --name "Bot"' if name == "install" else "")
+            + f"\n  tf mcp {name} --client cursor --config-file ~/.cursor/mcp.json"
+            + (' --name "Bot"' if name == "install" else ""),
+            common=common,
+            handler=handler,
+        )
+        p.add_argument("--client", required=True, choices=clients.CLIENTS)
+        p.add_argument("--config-file", metavar="FILE", help="the client's MCP config file")
+        if name == "install":
+            p.add_argument("--name", required=True, help="the agent the servers act as")

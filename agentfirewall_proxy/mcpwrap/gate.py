@@ -1,0 +1,135 @@
+"""Naming and deciding one client message, exactly as the gateway decides MCP over HTTP.
+
+Names come from the mcp connector (``agentfirewall.connectors.mcp``: ``name_message`` and
+``name_batch``, the one table of MCP action names); the resource target is the wrapped
+server's name. Decisions come from the gateway's compiled snapshot
+(:class:`~agentfirewall_proxy.snapshot.CompiledConfig`): its engine (access rules for
+connector ``mcp``, policies, enforcement levels) and its kill switches, which cover this
+session when they name the agent, ``mcp``, or the server name. Anything that cannot be
+named or decided is a deny (fail closed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from agentfirewall.actions import Risk
+from agentfirewall.connectors import ParsedAction
+from agentfirewall.connectors.base import make_spec
+from agentfirewall.connectors.mcp import CONNECTOR, name_batch, name_message, tool_action, tool_risk
+from agentfirewall.decisions import Decision
+from agentfirewall.errors import AgentFirewallError
+from agentfirewall.policy import EvaluationContext
+from agentfirewall_proxy.scrub import Scrubber
+from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry
+
+__all__ = ["Gate", "server_entry"]
+
+
+def server_entry(server_name: str, scrubber: Scrubber | None) -> ConnectorEntry:
+    """The wrapped server as the gateway's connector entry (type ``mcp``, named)."""
+    return ConnectorEntry(
+        id=f"stdio:{server_name}",
+        type="mcp",
+        name=server_name,
+        domains=(),
+        impl=CONNECTOR,
+        base_url=None,
+        has_credential=scrubber is not None,
+        auth_headers=(),
+        auth_header_names=frozenset(),
+        body_limit=0,
+        scrubber=scrubber,
+    )
+
+
+def _deny(reason: str, *errors: str) -> Decision:
+    return Decision("deny", reason, decided_outcome="deny", errors=errors)
+
+
+@dataclass
+class Gate:
+    """Decides for one agent and one wrapped server; `config` is swapped on every snapshot."""
+
+    agent_name: str
+    connector: ConnectorEntry
+    config: CompiledConfig | None = None
+    _agent: tuple[int, AgentEntry | None] | None = None
+
+    @property
+    def server_name(self) -> str:
+        return self.connector.name
+
+    def agent(self) -> AgentEntry | None:
+        """The agent by name in the current snapshot (looked up once per snapshot)."""
+        config = self.config
+        if config is None:
+            return None
+        cached = self._agent
+        if cached is None or cached[0] != id(config):
+            found = next((a for a in config.agents.values() if a.name == self.agent_name), None)
+            cached = self._agent = (id(config), found)
+        return cached[1]
+
+    def kill_switch(self) -> str | None:
+        """The reason of a kill switch covering this session, if one is active."""
+        config, agent = self.config, self.agent()
+        if config is None or agent is None:
+            return None
+        switch = config.kill_switch_for(agent, self.connector)
+        return None if switch is None else (switch.reason or "kill_switch_active")
+
+    def decide(self, message: Any) -> tuple[ParsedAction | None, Decision]:
+        """Name `message` (an object or a batch) and decide it; failures deny."""
+        config, agent = self.config, self.agent()
+        if config is None:
+            return None, _deny("no configuration from the control plane yet")
+        if agent is None or agent.status != "active":
+            return None, _deny(f"agent `{self.agent_name}` is unknown or not active")
+        try:
+            if isinstance(message, list):
+                action, risk, params = name_batch(message)
+            else:
+                action, risk, params = name_message(message)
+            parsed = self._parsed(action, risk, params)
+        except AgentFirewallError as exc:
+            return None, _deny(f"message not understood by connector `mcp`: {exc}", str(exc))
+        if config.kill_switch_for(agent, self.connector) is not None:
+            return parsed, Decision("deny", "kill_switch_active", decided_outcome="deny")
+        return parsed, self._evaluate(config, agent, parsed)
+
+    def _parsed(self, action: str, risk: Risk, params: dict[str, Any]) -> ParsedAction:
+        spec = make_spec(
+            action, provider="mcp", target=self.server_name, parameters=params, connector="mcp"
+        )
+        return ParsedAction(spec, risk, "mcp", "jsonrpc")
+
+    def _evaluate(
+        self, config: CompiledConfig, agent: AgentEntry, parsed: ParsedAction
+    ) -> Decision:
+        ctx = EvaluationContext(
+            agent=agent.name,
+            mode="proxy",
+            now=datetime.now(UTC),
+            connector="mcp",
+            enforcement_level=agent.level,
+            risk=parsed.risk,
+        )
+        return config.engine.evaluate(parsed.spec, ctx)
+
+    def tool_visible(self, name: str) -> bool:
+        """Whether tools/list shows tool `name`: a call with no arguments would not be
+        denied as enforced (allowed, held for approval, or only recorded as
+        `would_deny`). Unnameable tools are hidden."""
+        config, agent = self.config, self.agent()
+        if config is None or agent is None or agent.status != "active":
+            return False
+        try:
+            action = tool_action(name)
+            parsed = self._parsed(action, tool_risk(name), {"tool": name})
+        except AgentFirewallError:
+            return False
+        decision = self._evaluate(config, agent, parsed)
+        return decision.outcome != "deny"  # monitor and soft_enforce block nothing

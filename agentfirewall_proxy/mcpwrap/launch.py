@@ -1,0 +1,124 @@
+"""Starting a governed session: first config, vault credentials, the child, the relay.
+
+The wrapper is a small data plane of its own: it reads the gateway's config snapshot
+(``GET /api/v1/gateway/config`` with the gateway token, or a snapshot file), keeps
+following it (kill switches, rule changes), records approvals and traffic through the same
+Gateway API, and hands the wrapped server the credentials named by ``--env
+NAME=connector:REF`` from the snapshot, never from the client's config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from agentfirewall_proxy.control import Control, ControlError
+from agentfirewall_proxy.mcpwrap.framing import open_stdio
+from agentfirewall_proxy.mcpwrap.gate import Gate, server_entry
+from agentfirewall_proxy.mcpwrap.relay import Relay, RelayOptions
+from agentfirewall_proxy.scrub import scrubber_for
+from agentfirewall_proxy.snapshot import compile_snapshot
+
+__all__ = ["WrapError", "first_config", "parse_env_specs", "resolve_env", "wrap"]
+
+_PREFIX = "connector:"
+
+
+class WrapError(Exception):
+    """The session cannot start (bad flags, no control plane, unknown connector...)."""
+
+
+def parse_env_specs(values: Sequence[str]) -> dict[str, str]:
+    """``NAME=connector:REF`` flags as {NAME: REF}."""
+    specs: dict[str, str] = {}
+    for value in values:
+        name, sep, source = value.partition("=")
+        if not sep or not name.isidentifier() or not source.startswith(_PREFIX):
+            raise WrapError(f"--env `{value[:80]}`: expected NAME=connector:CONNECTOR")
+        ref = source.removeprefix(_PREFIX).strip()
+        if not ref:
+            raise WrapError(f"--env `{name}`: no connector named")
+        specs[name] = ref
+    return specs
+
+
+def resolve_env(snapshot: Mapping[str, Any], specs: Mapping[str, str]) -> dict[str, str]:
+    """{NAME: credential} from the snapshot's connectors (by id, then name, then a unique
+    type); WrapError when one is unknown, ambiguous or holds no credential."""
+    connectors = [c for c in snapshot.get("connectors") or [] if isinstance(c, dict)]
+    out: dict[str, str] = {}
+    for name, ref in specs.items():
+        found = [c for c in connectors if ref in (c.get("id"), c.get("name"))]
+        if not found:
+            found = [c for c in connectors if c.get("type") == ref]
+        if len(found) != 1:
+            problem = "is not configured" if not found else "names several connectors"
+            raise WrapError(f"--env `{name}`: connector `{ref}` {problem}")
+        credential = found[0].get("credential")
+        if not isinstance(credential, str) or not credential:
+            raise WrapError(f"--env `{name}`: connector `{ref}` has no credential in the vault")
+        out[name] = credential
+    return out
+
+
+async def first_config(control: Control, seconds: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            snapshot = await control.fetch_config(None, 0)
+        except ControlError as exc:
+            if loop.time() >= deadline:
+                raise WrapError(f"no configuration from the control plane: {exc}") from None
+            await asyncio.sleep(0.5)
+            continue
+        if snapshot is not None:
+            return snapshot
+
+
+async def wrap(
+    control: Control,
+    *,
+    agent: str,
+    server_name: str,
+    command: Sequence[str],
+    env_specs: Mapping[str, str],
+    base_env: Mapping[str, str],
+    options: RelayOptions,
+    ensure_agent: Callable[[], Awaitable[None]] | None = None,
+    connect_timeout: float = 15.0,
+) -> int:
+    """Run one governed session on our stdin/stdout; the exit code."""
+    try:
+        snapshot = await first_config(control, connect_timeout)
+        config = compile_snapshot(snapshot)
+        gate = Gate(agent, server_entry(server_name, None), config)
+        if gate.agent() is None and ensure_agent is not None:
+            await ensure_agent()
+            snapshot = await first_config(control, connect_timeout)
+            gate.config = config = compile_snapshot(snapshot)
+        if gate.agent() is None:
+            print(f"tf mcp wrap: agent `{agent}` is unknown: every message will be denied",
+                  file=sys.stderr)  # fmt: skip
+        credentials = resolve_env(snapshot, env_specs)
+        gate.connector = server_entry(
+            server_name, scrubber_for(v.encode() for v in credentials.values())
+        )
+        try:
+            child = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**base_env, **credentials},
+                limit=options.limit,
+            )
+        except OSError as exc:
+            raise WrapError(f"cannot start `{command[0]}`: {exc.strerror or exc}") from None
+        reader, writer = await open_stdio(options.limit)
+        relay = Relay(gate, control, options, child, config.version)
+        return await relay.run(reader, writer)
+    finally:
+        await control.aclose()

@@ -1,0 +1,90 @@
+"""JSON-RPC 2.0 building blocks for the relay: ids, error answers, progress, serialising.
+
+Errors the relay answers itself (the client shows them to the model)::
+
+    -32700  parse error           a line that is not JSON
+    -32600  invalid request       not JSON-RPC 2.0, or over the size limit
+    -32001  denied                by a rule, a policy or the kill switch (``data``: action,
+                                  rule, reason, request id; ``kill_switch: true``)
+    -32002  approval not granted  denied by a human, timed out, or not recordable
+    -32003  server unavailable    the wrapped server exited (its exit code in ``data``)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentfirewall.decisions import Decision
+
+__all__ = [
+    "APPROVAL",
+    "DENIED",
+    "INVALID",
+    "PARSE_ERROR",
+    "UNAVAILABLE",
+    "dumps",
+    "error",
+    "id_key",
+    "progress",
+    "rule_of",
+]
+
+PARSE_ERROR = -32700
+INVALID = -32600
+DENIED = -32001
+APPROVAL = -32002
+UNAVAILABLE = -32003
+
+_Id = str | int | float | None
+
+
+def dumps(message: object) -> bytes:
+    """One line of JSON (compact, UTF-8) with its newline."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def id_key(value: object) -> str:
+    """A request id as a dict key: ``1`` and ``"1"`` are different requests."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def error(request_id: _Id, code: int, message: str, data: dict[str, Any] | None = None) -> bytes:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        body["data"] = data
+    return dumps({"jsonrpc": "2.0", "id": request_id, "error": body})
+
+
+def progress(token: str | int, count: int, message: str) -> bytes:
+    """A ``notifications/progress`` for the client's own progress token (count increases)."""
+    params = {"progressToken": token, "progress": count, "message": message}
+    return dumps({"jsonrpc": "2.0", "method": "notifications/progress", "params": params})
+
+
+def rule_of(decision: Decision | None) -> str | None:
+    """The rule that decided (as the gateway's 403 body names it)."""
+    if decision is None:
+        return None
+    names = decision.matched_rules or decision.matched_policies
+    if names:
+        return names[0]
+    return "default_deny" if decision.default_applied else None
+
+
+def request_id(message: object) -> tuple[bool, _Id]:
+    """(whether `message` is a request expecting an answer, its id)."""
+    if isinstance(message, dict) and "method" in message and "id" in message:
+        value = message["id"]
+        if value is None or isinstance(value, str | int | float):
+            return True, value
+    return False, None
+
+
+def progress_token(message: object) -> str | int | None:
+    if not isinstance(message, dict):
+        return None
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return token if isinstance(token, str | int) and not isinstance(token, bool) else None

@@ -1,0 +1,506 @@
+"""One governed stdio session: the client on our stdin/stdout, the real server as a child.
+
+Client to server, every message (a batch is one message) is named and decided by the
+:class:`~agentfirewall_proxy.mcpwrap.gate.Gate`, recorded as traffic, then:
+
+- allowed: forwarded as the relay re-serialised it (the server reads exactly what was
+  decided: no duplicate keys, no alternative encodings);
+- denied: answered with a JSON-RPC error naming the action, the rule and the reason (a
+  denied notification is dropped);
+- held: an approval is recorded through the control plane (the gateway's ``Holds``); the
+  client gets ``notifications/progress`` while it waits (when it sent a progress token),
+  then the message is forwarded or answered with the decision. ``notifications/cancelled``
+  for a held request ends the hold.
+
+Server to client, everything is relayed (responses, notifications, server requests such as
+sampling or elicitation) after the injected credentials are scrubbed out; answers to
+``tools/list`` lose the tools the agent may not call (unless ``show_denied``).
+
+The session ends when the client closes stdin (the server gets EOF, then SIGTERM), when the
+server exits (every unanswered request gets an error saying so), or when a kill switch
+covers it (every unanswered request is refused, the server is stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import secrets
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from agentfirewall.connectors.bodies import parse_json
+from agentfirewall.decisions import ApprovalRequirement
+from agentfirewall.errors import AgentFirewallError
+from agentfirewall_proxy.approvals import HoldOutcome, Holds
+from agentfirewall_proxy.control import Control, ControlError
+from agentfirewall_proxy.mcpwrap import messages as rpc
+from agentfirewall_proxy.mcpwrap.framing import DEFAULT_LIMIT, TooLarge, read_message
+from agentfirewall_proxy.mcpwrap.gate import Gate
+from agentfirewall_proxy.pipeline import Flow, traffic_record
+from agentfirewall_proxy.snapshot import compile_snapshot
+from agentfirewall_proxy.traffic import TrafficShipper
+
+__all__ = ["Relay", "RelayOptions"]
+
+_DEFAULT_APPROVAL = ApprovalRequirement()
+_HOLD_ERRORS: dict[str, str] = {
+    "denied": "approval denied",
+    "timeout": "approval timed out",
+    "unavailable": "approval could not be recorded or confirmed (control plane unreachable)",
+}
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    show_denied: bool = False
+    progress_interval: float = 10.0
+    limit: int = DEFAULT_LIMIT
+    term_grace: float = 3.0
+    config_wait: float = 25.0
+
+
+class Relay:
+    def __init__(
+        self,
+        gate: Gate,
+        control: Control,
+        options: RelayOptions,
+        child: asyncio.subprocess.Process,
+        config_version: int,
+    ) -> None:
+        self.gate = gate
+        self.control = control
+        self.options = options
+        self.child = child
+        self.holds = Holds(control)
+        self.shipper = TrafficShipper(control, batch=200, interval=1.0)
+        self.scrubber = gate.connector.scrubber
+        #: Forwarded client requests not yet answered: id key -> method.
+        self.inflight: dict[str, str] = {}
+        #: Held client messages: id key -> (task, the ids it answers).
+        self.held: dict[str, tuple[asyncio.Task[None], list[Any]]] = {}
+        self.closing = False
+        self._version = config_version
+        self._done: asyncio.Future[int] | None = None
+        self._out: asyncio.StreamWriter | None = None
+        self._prefix = f"mcp_{secrets.token_hex(4)}"
+        self._count = 0
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> int:
+        """Relay until the session ends; the exit code (the server's, or 1 when cut)."""
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self._out = client_out
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._finish, 128 + sig)
+        tasks = [
+            asyncio.ensure_future(self._client_pump(client_in)),
+            asyncio.ensure_future(self._server_pump()),
+            asyncio.ensure_future(self._stderr_pump()),
+            asyncio.ensure_future(self._follow_config()),
+            asyncio.ensure_future(self.shipper.run()),
+        ]
+        try:
+            return await self._done
+        finally:
+            self.closing = True
+            for task in [*tasks, *(t for t, _ in self.held.values())]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.holds.release_all()
+            await self._stop_child()
+            with contextlib.suppress(ConnectionError):
+                await client_out.drain()
+
+    def _finish(self, code: int) -> None:
+        self.closing = True
+        if self._done is not None and not self._done.done():
+            self._done.set_result(code)
+
+    async def _stop_child(self) -> None:
+        child = self.child
+        if child.returncode is None and child.stdin is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                child.stdin.close()
+        for stop in (None, child.terminate, child.kill):
+            if stop is not None and child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.wait(), self.options.term_grace)
+                return
+
+    async def _write(self, data: bytes) -> None:
+        assert self._out is not None
+        self._out.write(data)
+        try:
+            await self._out.drain()
+        except ConnectionError:  # the client is gone
+            self._finish(0)
+
+    # -- client -> server --------------------------------------------------------------
+
+    async def _client_pump(self, reader: asyncio.StreamReader) -> None:
+        while not self.closing:
+            line = await read_message(reader)
+            if line is None:
+                await self._client_closed()
+                return
+            if isinstance(line, TooLarge):
+                text = f"message over the {self.options.limit}-byte limit: not relayed"
+                await self._write(rpc.error(None, rpc.INVALID, text))
+                continue
+            try:
+                await self.from_client(line)
+            except Exception as exc:  # one bad message never ends the session
+                print(f"tf mcp wrap: message refused: {exc}", file=sys.stderr)
+                await self._write(rpc.error(None, rpc.INVALID, "message could not be relayed"))
+
+    async def from_client(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            message = parse_json(line, connector="mcp")
+        except AgentFirewallError as exc:
+            await self._write(rpc.error(None, rpc.PARSE_ERROR, str(exc)))
+            return
+        if self._cancels_hold(message):
+            return
+        kill = self.gate.kill_switch()
+        if kill is not None:
+            await self.cut(kill)
+            return
+        flow = self._flow(message, len(line))
+        parsed, decision = self.gate.decide(message)
+        flow.parsed, flow.decision = parsed, decision
+        flow.action = parsed.spec.type if parsed else None
+        if decision.outcome == "allow":
+            await self._forward(message, flow)
+        elif decision.outcome == "require_approval" and parsed is not None:
+            self._hold(message, flow)
+        else:
+            flow.status = 403
+            await self._refuse(message, flow, rpc.DENIED, self._denial_text(flow))
+            self._record(flow)
+
+    def _flow(self, message: Any, size: int) -> Flow:
+        self._count += 1
+        if isinstance(message, list):
+            method = "batch"
+        elif isinstance(message, dict) and isinstance(message.get("method"), str):
+            method = message["method"]
+        else:
+            method = "response"
+        return Flow(
+            request_id=f"{self._prefix}{self._count:x}",
+            method="MCP",
+            scheme="stdio",
+            host=self.gate.server_name,
+            path="/" + method[:2000],
+            agent=self.gate.agent(),
+            connector=self.gate.connector,
+            bytes_in=size,
+        )
+
+    def _record(self, flow: Flow) -> None:
+        self.shipper.record(traffic_record(flow))
+
+    def _denial_text(self, flow: Flow) -> str:
+        decision = flow.decision
+        reason = decision.reason if decision else "denied"
+        rule = rpc.rule_of(decision)
+        text = f"TameFlare denied `{flow.action or 'unnamed message'}`: {reason}"
+        return text + (f" (rule `{rule}`)" if rule else "")
+
+    async def _forward(self, message: Any, flow: Flow) -> None:
+        for member in message if isinstance(message, list) else [message]:
+            is_request, request_id = rpc.request_id(member)
+            if is_request:
+                self.inflight[rpc.id_key(request_id)] = str(member["method"]).strip().lower()
+            elif isinstance(member, dict) and member.get("method") == "notifications/cancelled":
+                params = member.get("params")
+                if isinstance(params, dict):
+                    self.inflight.pop(rpc.id_key(params.get("requestId")), None)
+        data = rpc.dumps(message)
+        flow.status, flow.bytes_out = 200, len(data)
+        self._record(flow)
+        stdin = self.child.stdin
+        assert stdin is not None
+        try:
+            stdin.write(data)
+            await stdin.drain()
+        except (ConnectionError, RuntimeError):
+            pass  # the server is gone: `_server_pump` reports it for every tracked request
+
+    async def _refuse(
+        self, message: Any, flow: Flow, code: int, text: str, **extra: object
+    ) -> None:
+        data: dict[str, Any] = {
+            "action": flow.action,
+            "rule": rpc.rule_of(flow.decision),
+            "reason": flow.decision.reason if flow.decision else text,
+            "request_id": flow.request_id,
+            **extra,
+        }
+        for member in message if isinstance(message, list) else [message]:
+            is_request, request_id = rpc.request_id(member)
+            if is_request:
+                await self._write(rpc.error(request_id, code, text, data))
+
+    # -- holds ---------------------------------------------------------------------------
+
+    def _hold(self, message: Any, flow: Flow) -> None:
+        task = asyncio.ensure_future(self._held(message, flow))
+        ids = [
+            rid
+            for member in (message if isinstance(message, list) else [message])
+            for is_request, rid in [rpc.request_id(member)]
+            if is_request
+        ]
+        for rid in ids:
+            self.held[rpc.id_key(rid)] = (task, ids)
+        task.add_done_callback(lambda _: [self.held.pop(rpc.id_key(rid), None) for rid in ids])
+
+    def _timeout(self, flow: Flow) -> float:
+        approval = flow.decision.approval if flow.decision is not None else None
+        if approval is not None and approval != _DEFAULT_APPROVAL:
+            return float(approval.timeout_seconds)
+        config = self.gate.config
+        return config.approval_timeout if config is not None else 300.0
+
+    async def _held(self, message: Any, flow: Flow) -> None:
+        seconds = self._timeout(flow)
+        flow.bound = _bind(message, flow)
+        try:
+            outcome = await self.holds.create(flow, seconds)
+            if outcome is None:
+                outcome = await self._wait(message, flow, seconds)
+            outcome = await self.holds.finish(flow, outcome)
+        except asyncio.CancelledError:
+            flow.status, flow.reason = 499, "held request cancelled by the client"
+            self._record(flow)
+            raise
+        await self._settled(message, flow, outcome)
+
+    async def _wait(self, message: Any, flow: Flow, seconds: float) -> HoldOutcome:
+        waiter = asyncio.ensure_future(self.holds.wait(flow, seconds, lambda: self.closing))
+        token = rpc.progress_token(message)
+        count = 0
+        try:
+            while True:
+                if token is not None:
+                    count += 1
+                    text = (
+                        f"TameFlare: `{flow.action}` is waiting for approval "
+                        f"`{flow.approval_id}` ({count})"
+                    )
+                    await self._write(rpc.progress(token, count, text))
+                done, _ = await asyncio.wait({waiter}, timeout=self.options.progress_interval)
+                if done:
+                    return waiter.result()
+        finally:
+            waiter.cancel()
+
+    async def _settled(self, message: Any, flow: Flow, outcome: HoldOutcome) -> None:
+        if outcome == "approved":
+            await self._forward(message, flow)
+            return
+        if outcome == "killed":
+            flow.killed, flow.status = True, 403
+            text = "TameFlare: kill switch active: the session is cut"
+            await self._refuse(message, flow, rpc.DENIED, text, kill_switch=True)
+        elif outcome != "gone":
+            flow.status = 408 if outcome == "timeout" else 403
+            flow.reason = _HOLD_ERRORS[outcome]
+            text = f"TameFlare: `{flow.action}`: {flow.reason} (approval `{flow.approval_id}`)"
+            await self._refuse(message, flow, rpc.APPROVAL, text, approval_id=flow.approval_id)
+        self._record(flow)
+
+    def _cancels_hold(self, message: Any) -> bool:
+        """A ``notifications/cancelled`` for a held request ends the hold (not forwarded:
+        the server never saw that request)."""
+        if not isinstance(message, dict) or message.get("method") != "notifications/cancelled":
+            return False
+        params = message.get("params")
+        key = rpc.id_key(params.get("requestId")) if isinstance(params, dict) else ""
+        found = self.held.get(key)
+        if found is None:
+            return False
+        found[0].cancel()
+        return True
+
+    # -- server -> client ----------------------------------------------------------------
+
+    async def _server_pump(self) -> None:
+        stdout = self.child.stdout
+        assert stdout is not None
+        while True:
+            line = await read_message(stdout)
+            if line is None:
+                break
+            if isinstance(line, TooLarge):
+                print(f"tf mcp wrap: server message over {self.options.limit} bytes dropped",
+                      file=sys.stderr)  # fmt: skip
+                continue
+            try:
+                await self.from_server(line)
+            except Exception as exc:  # a bad server line never ends the session
+                print(f"tf mcp wrap: server message dropped: {exc}", file=sys.stderr)
+        code = await self.child.wait()
+        if not self.closing:
+            await self.server_died(code)
+
+    async def from_server(self, line: bytes) -> None:
+        if self.scrubber is not None:
+            line, _ = self.scrubber.scrub(line)
+        try:
+            message = parse_json(line, connector="mcp")
+        except AgentFirewallError:
+            text = line[:200].decode("utf-8", "replace")
+            print(f"tf mcp wrap: server wrote a line that is not JSON (dropped): {text}",
+                  file=sys.stderr)  # fmt: skip
+            return
+        if message is None:
+            return
+        members = message if isinstance(message, list) else [message]
+        changed = False
+        for member in members:
+            changed = self._answered(member) or changed
+        await self._write(rpc.dumps(message) if changed else line + b"\n")
+
+    def _answered(self, member: Any) -> bool:
+        """Track a response to a client request; filter tools/list. True when changed."""
+        if not isinstance(member, dict) or "method" in member or "id" not in member:
+            return False
+        method = self.inflight.pop(rpc.id_key(member["id"]), None)
+        result = member.get("result")
+        if method != "tools/list" or self.options.show_denied or not isinstance(result, dict):
+            return False
+        tools = result.get("tools")
+        if not isinstance(tools, list):
+            return False
+        kept = [
+            t
+            for t in tools
+            if isinstance(t, dict) and isinstance(t.get("name"), str)
+            and self.gate.tool_visible(t["name"])
+        ]  # fmt: skip
+        result["tools"] = kept
+        return len(kept) != len(tools)
+
+    async def _stderr_pump(self) -> None:
+        stderr = self.child.stderr
+        assert stderr is not None
+        while True:
+            chunk = await stderr.readline()
+            if not chunk:
+                return
+            if self.scrubber is not None:
+                chunk, _ = self.scrubber.scrub(chunk)
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
+
+    # -- ending --------------------------------------------------------------------------
+
+    async def _fail_all(self, code: int, text: str, data: dict[str, Any]) -> None:
+        """Answer every unanswered request (forwarded or held) with one error."""
+        ids = [json.loads(key) for key in self.inflight]
+        self.inflight.clear()
+        for task, held_ids in list(self.held.values()):
+            task.cancel()
+            ids.extend(held_ids)
+        self.held.clear()
+        for request_id in dict.fromkeys(rpc.id_key(i) for i in ids):
+            await self._write(rpc.error(json.loads(request_id), code, text, data))
+
+    async def server_died(self, code: int) -> None:
+        name = self.gate.server_name
+        text = f"TameFlare: mcp server `{name}` exited with code {code}"
+        print(f"tf mcp wrap: {text}", file=sys.stderr)
+        await self._fail_all(rpc.UNAVAILABLE, text, {"server": name, "exit_code": code})
+        self._finish(code if code > 0 else 1 if code else 0)
+
+    async def cut(self, reason: str) -> None:
+        """A kill switch covers the session: refuse everything unanswered, stop the server."""
+        if self.closing:
+            return
+        self.closing = True
+        text = f"TameFlare: kill switch active: the session is cut ({reason})"
+        print(f"tf mcp wrap: {text}", file=sys.stderr)
+        data = {"reason": "kill_switch_active", "rule": "kill_switch", "kill_switch": True}
+        await self._fail_all(rpc.DENIED, text, data)
+        self._finish(1)
+
+    async def _client_closed(self) -> None:
+        """EOF from the client: the server gets EOF too and the session ends with it."""
+        stdin = self.child.stdin
+        if stdin is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                stdin.close()
+        self.closing = True
+        try:
+            code = await asyncio.wait_for(self.child.wait(), self.options.term_grace)
+        except TimeoutError:
+            code = 0
+        self._finish(max(code, 0))
+
+    async def _follow_config(self) -> None:
+        while True:
+            try:
+                snapshot = await self.control.fetch_config(self._version, self.options.config_wait)
+            except ControlError:
+                await asyncio.sleep(1.0)
+                continue
+            if snapshot is None:
+                continue
+            self._version = int(snapshot.get("version", 0))
+            try:
+                self.gate.config = compile_snapshot(snapshot)
+            except Exception as exc:  # keep enforcing the last good config
+                print(f"tf mcp wrap: config {self._version} rejected: {exc}", file=sys.stderr)
+                continue
+            reason = self.gate.kill_switch()
+            if reason is not None:
+                await self.cut(reason)
+                return
+
+
+def _bind(message: Any, flow: Flow) -> dict[str, object]:
+    """What an approval binds: the server and the message without its id and ``_meta``, so
+    an identical retry (new id, new progress token) matches the approval it got."""
+
+    def strip(member: Any) -> Any:
+        if not isinstance(member, dict):
+            return member
+        out = {k: v for k, v in member.items() if k != "id"}
+        if isinstance(out.get("params"), dict):
+            out["params"] = {k: v for k, v in out["params"].items() if k != "_meta"}
+        return out
+
+    body = json.dumps(
+        [strip(m) for m in message] if isinstance(message, list) else strip(message),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    digest = hashlib.sha256(b"mcp-stdio;%d:%b;" % (len(flow.host.encode()), flow.host.encode()))
+    digest.update(body)
+    preview = body[:512].decode("utf-8", "replace")
+    return {
+        "method": "MCP",
+        "host": flow.host[:300],
+        "path": flow.path[:8192],
+        "content_type": "application/json",
+        "body_size": len(body),
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "body_preview": "".join(c if c.isprintable() or c in "\n\t" else "?" for c in preview),
+        "digest": digest.hexdigest(),
+    }
