@@ -56,6 +56,8 @@ async def exchange(
     connection's coroutine ends, and :func:`resume_exchange` finishes the request later.
     """
     flow = Flow(request_id=gateway.new_request_id(), method=head.method)
+    if gateway.tracer is not None:
+        gateway.tracer.start(flow, head)
     upgrade = None
     parked = None
     conn.body_pending = True
@@ -112,7 +114,10 @@ async def resume_exchange(
     conn.body_pending = False
     gateway.begin(flow, conn)
     try:
-        _raise_unless_approved(await gateway.holds.finish(flow, outcome))
+        outcome = await gateway.holds.finish(flow, outcome)
+        if flow.trace is not None:
+            flow.trace.hold_ended(outcome, flow.approval_id)
+        _raise_unless_approved(outcome)
         flow.reason = "approved"
         return await _forward(gateway, conn, head, flow, parked.prefix, True, None)
     except Refusal as exc:
@@ -270,6 +275,8 @@ async def _hold(
 ) -> Parked | None:
     """Wait for the approval; or park the request (`prefix` given: it was read whole)."""
     holds, seconds = gateway.holds, gateway.approval_timeout(flow)
+    if flow.trace is not None:
+        flow.trace.hold_started()
     outcome = await holds.create(flow, seconds)
     if outcome is None:
         parked = park(conn, head, flow, prefix, tunnel) if prefix is not None else None
@@ -277,6 +284,8 @@ async def _hold(
             gateway.park(parked, seconds)
             return parked
         outcome = await holds.finish(flow, await holds.wait(flow, seconds, conn.gone))
+    if flow.trace is not None:
+        flow.trace.hold_ended(outcome, flow.approval_id)
     _raise_unless_approved(outcome)
     flow.reason = "approved"
     return None
@@ -339,6 +348,8 @@ async def _forward(
         headers.append((b"Accept-Encoding", b"identity"))
     if upgrade is not None:
         headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade") or b"")]
+    if flow.trace is not None:  # the upstream's parent span is the gateway's, not the agent's
+        headers = flow.trace.inject(headers)
     target = flow.path + ("?" + flow.query if flow.query else "")
     first = serialize_request_head(flow.method, target.encode("latin-1"), headers)
     first += _chunk(prefix) if chunked else prefix
@@ -360,6 +371,8 @@ async def _forward(
             up.abort()
             raise
         break
+    if flow.trace is not None:
+        flow.trace.upstream_status = response.status
     try:
         return await respond(gateway, conn, head, flow, up, response, upgrade)
     except BaseException:

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentfirewall.decisions import ApprovalRequirement
 from agentfirewall_proxy import agentports
@@ -35,6 +35,10 @@ from agentfirewall_proxy.server import ClientConnection, Tunnel, handle_client, 
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
 from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamPool
+from agentfirewall_server.otel import json_line, tracer_provider, traces_endpoint
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.tracing import FlowTracer
 
 __all__ = ["Gateway"]
 
@@ -66,9 +70,11 @@ class Gateway:
         self.started_at = datetime.now(UTC)
         self.counters = Counters()
         self.stats = self.counters.stats
+        self.tracer = _tracer(options)
         self.addons = Addons(
-            [*default_addons(self.shipper, self.counters, access_log=options.access_log),
-             *extra_addons]
+            [*default_addons(self.shipper, self.counters, access_log=options.access_log,
+                             json_log=options.log_format == "json"),
+             *([self.tracer] if self.tracer is not None else []), *extra_addons]
         )  # fmt: skip
         self._prefix = f"req_{secrets.token_hex(4)}"
         self._counter = 0
@@ -210,7 +216,7 @@ class Gateway:
             try:
                 self.apply(snapshot)
             except Exception as exc:  # keep enforcing the last good config
-                print(f"agentfirewall_proxy: config {version} rejected: {exc}", file=sys.stderr)
+                self.say(f"agentfirewall_proxy: config {version} rejected: {exc}", "error")
                 continue
             await self.agent_ports.sync()
 
@@ -219,7 +225,7 @@ class Gateway:
             try:
                 snapshot = await self.control.fetch_config(None, 0)
             except ControlError as exc:
-                print(f"agentfirewall_proxy: waiting for the control plane: {exc}", file=sys.stderr)
+                self.say(f"agentfirewall_proxy: waiting for the control plane: {exc}", "warning")
                 await asyncio.sleep(1.0)
                 continue
             if snapshot is not None:
@@ -290,6 +296,24 @@ class Gateway:
             await asyncio.sleep(0.01)  # let the aborted transports and held flows finish
             self.certs.close()
             await self.control.aclose()
+            if self.tracer is not None:  # export the spans still queued
+                await asyncio.to_thread(self.tracer.shutdown)
+
+    def say(self, message: str, level: str = "info") -> None:
+        """A message on stderr (a JSON line with ``--log-format json``)."""
+        if self.options.log_format == "json":
+            message = json_line(level, "agentfirewall_proxy", message)
+        print(message, file=sys.stderr, flush=True)
+
+
+def _tracer(options: Options) -> FlowTracer | None:
+    """The gateway's tracer when an OTLP endpoint is configured, else None."""
+    endpoint = traces_endpoint(options.otlp_endpoint)
+    if endpoint is None:
+        return None
+    from agentfirewall_proxy.tracing import FlowTracer
+
+    return FlowTracer(tracer_provider("tameflare-gateway", endpoint))
 
 
 def _name_refused_action(flow: Flow, head: Head) -> None:

@@ -19,6 +19,7 @@ done       the exchange ended: answered, refused, cut or failed (every flow)   n
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -115,10 +116,19 @@ class Counters:
 
 
 class AccessLog:
-    """One line per flow on stderr (``--access-log``): ids, names and status, no values."""
+    """One line per flow on stderr (``--access-log``): ids, names and status, no values.
+
+    With ``json``, a JSON object per line, carrying the flow's trace id when it is traced.
+    """
+
+    def __init__(self, json: bool = False) -> None:
+        self.json = json
 
     def done(self, flow: Flow) -> None:
         agent = flow.agent.name if flow.agent else "-"
+        if self.json:
+            print(_json_access_line(flow), file=sys.stderr)
+            return
         print(
             f"{flow.request_id} {agent} {flow.method} {flow.host}{flow.path} "
             f"{flow.status} {flow.reason}",
@@ -126,11 +136,38 @@ class AccessLog:
         )
 
 
+def _json_access_line(flow: Flow) -> str:
+    from agentfirewall_server.otel import json_line
+
+    decision = flow.decision
+    return json_line(
+        "info",
+        "agentfirewall_proxy.access",
+        "request",
+        trace_id=flow.trace.trace_id() if flow.trace is not None else None,
+        request_id=flow.request_id,
+        agent=flow.agent.name if flow.agent else None,
+        connector=flow.connector.type if flow.connector else None,
+        action=flow.action,
+        decision="killed" if flow.killed else (decision.outcome if decision else "deny"),
+        method=flow.method,
+        host=flow.host,
+        path=flow.path[:2048],
+        status=flow.status,
+        reason=flow.reason,
+        latency_ms=round((time.monotonic() - flow.started) * 1000, 3),
+    )
+
+
 def default_addons(
-    shipper: TrafficShipper, counters: Counters, *, access_log: bool = False
+    shipper: TrafficShipper,
+    counters: Counters,
+    *,
+    access_log: bool = False,
+    json_log: bool = False,
 ) -> list[object]:
-    """The addons every gateway runs, in order."""
+    """The addons every gateway runs, in order (the tracer, when on, comes after them)."""
     addons: list[object] = [counters, TrafficRecorder(shipper)]
     if access_log:
-        addons.append(AccessLog())
+        addons.append(AccessLog(json=json_log))
     return addons

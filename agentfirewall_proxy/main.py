@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import httpx
 from agentfirewall_proxy.control import Control, HttpControl, StaticControl
 from agentfirewall_proxy.gateway import Gateway
 from agentfirewall_proxy.options import Options, parse_listen, parse_port_range, parse_resolve
+from agentfirewall_server.otel import otel_problem
 
 __all__ = ["build_gateway", "main", "parse_args", "serve"]
 
@@ -64,6 +64,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--idle-timeout", type=float, default=60.0)
     parser.add_argument("--access-log", action="store_true", help="one line per request on stderr")
     parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="json: the access log and messages as JSON lines with trace ids",
+    )
+    parser.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="send OpenTelemetry traces to this OTLP/HTTP collector "
+        "(default $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no tracing)",
+    )
+    parser.add_argument(
         "--body-inspect-limit",
         type=int,
         default=16 * 1024 * 1024,
@@ -76,6 +88,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     token = args.token or os.environ.get("AGENTFIREWALL_GATEWAY_TOKEN")
     if not args.config_file and not (args.control_plane and token):
         parser.error("give --control-plane URL and --token T, or --config-file FILE")
+    if (problem := otel_problem(args.otlp_endpoint)) is not None:
+        parser.error(problem)
     host, port = parse_listen(args.listen)
     try:
         resolve = parse_resolve(args.resolve)
@@ -98,6 +112,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         idle_timeout=args.idle_timeout,
         access_log=args.access_log,
         body_inspect_limit=args.body_inspect_limit,
+        log_format=args.log_format,
+        otlp_endpoint=args.otlp_endpoint,
     )
 
 
@@ -138,11 +154,9 @@ async def _main(options: Options) -> None:
     ready = asyncio.ensure_future(gateway.ready.wait())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if gateway.ready.is_set():
-        print(
+        gateway.say(
             f"agentfirewall_proxy listening on {options.listen_host}:{gateway.port} "
-            f"(CA: {options.ca_dir / 'ca.crt'})",
-            file=sys.stderr,
-            flush=True,
+            f"(CA: {options.ca_dir / 'ca.crt'})"
         )
     ready.cancel()
     await task

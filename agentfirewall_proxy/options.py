@@ -45,6 +45,10 @@ class Options:
     #: Long-poll wait asked of the control plane for config changes.
     config_wait: float = 25.0
     access_log: bool = False
+    #: ``json``: the access log and the gateway's messages as JSON lines with trace ids.
+    log_format: str = "text"
+    #: OTLP/HTTP collector for traces (else ``OTEL_EXPORTER_OTLP_ENDPOINT``; neither: off).
+    otlp_endpoint: str | None = None
 
 
 def parse_listen(value: str) -> tuple[str, int]:

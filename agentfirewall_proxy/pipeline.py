@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from agentfirewall.connectors import ParsedAction
     from agentfirewall.decisions import Decision
     from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry
+    from agentfirewall_proxy.tracing import FlowSpans
 
 __all__ = [
     "BAD_CREDENTIAL",
@@ -117,6 +118,8 @@ class Flow:
     bound: dict[str, object] | None = None
     #: Injected secrets replaced in the response (``scrub.py``).
     scrubbed: int = 0
+    #: The flow's spans when tracing is on (``tracing.py``), else None.
+    trace: FlowSpans | None = None
 
 
 def normalize_host(host: str) -> str:

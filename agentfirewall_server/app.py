@@ -9,17 +9,23 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.state import AppState
 from agentfirewall_server.web import error_response, install_error_handlers
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["create_app"]
 
@@ -84,16 +90,53 @@ class _App(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == "/api/v1/actions"
-            and scope["method"] == "POST"
-            and not scope.get("root_path")
-        ):
-            scope["app"] = self
-            await _request_action(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            path = scope["path"]
+            if path == "/api/v1/actions":
+                scope["app"] = self
+                if self.state.af.observed:
+                    await _observed(self, "tameflare.decide", _request_action, scope, receive, send)
+                else:
+                    await _request_action(scope, receive, send)
+                return
+            execute = path.startswith("/api/v1/actions/") and path.endswith("/execute")
+            if execute and self.state.af.observed:
+                handler = super().__call__
+                await _observed(self, "tameflare.execute", handler, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+
+async def _observed(
+    app: _App, name: str, handler: ASGIApp, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Run `handler` in a request span and/or with one JSON log line (route, status, time).
+
+    The line names the route, never the path or query: no id or token from a URL is logged.
+    """
+    state: AppState = app.state.af
+    status = 0
+    started = time.perf_counter()
+    span: Span | None = None
+
+    async def send_noting_status(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+        await send(message)
+
+    with contextlib.ExitStack() as stack:
+        if state.tracing is not None:
+            span = stack.enter_context(state.tracing.request_span(name, Headers(scope=scope)))
+        try:
+            await handler(scope, receive, send_noting_status)
+        finally:
+            if state.settings.log_format == "json":
+                ms = round((time.perf_counter() - started) * 1000, 3)
+                log.info("request", extra={"fields": {"route": name, "status": status,
+                                                      "latency_ms": ms}})  # fmt: skip
 
 
 async def _request_action(scope: Scope, receive: Receive, send: Send) -> None:

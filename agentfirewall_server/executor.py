@@ -30,6 +30,7 @@ from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
 from agentfirewall.errors import ActionSpecError, ConnectorError
 from agentfirewall_server.netguard import check_target
 from agentfirewall_server.state import AppState
+from agentfirewall_server.tracing import child, inject, set_upstream_status
 from agentfirewall_server.web import ApiError
 
 __all__ = ["Planned", "execute", "plan", "send"]
@@ -230,13 +231,19 @@ def _result(response: httpx.Response) -> dict[str, Any]:
 
 
 async def send(state: AppState, planned: Planned) -> dict[str, Any]:
+    """Perform `planned` (in a ``tameflare.executor`` span when tracing is on)."""
+    with child("tameflare.executor", connector=planned.connector):
+        return await _send(state, planned)
+
+
+async def _send(state: AppState, planned: Planned) -> dict[str, Any]:
     extensions = {"sni_hostname": planned.sni} if planned.sni else None
     errors = state.metrics.connector_errors
     try:
         response = await state.http.request(
             planned.method,
             planned.url,
-            headers=planned.headers,
+            headers=inject(planned.headers),
             content=planned.body or None,
             timeout=state.settings.execute_timeout_seconds,
             extensions=extensions,
@@ -266,6 +273,7 @@ async def send(state: AppState, planned: Planned) -> dict[str, Any]:
             code="upstream_failed",
             retryable=False,
         ) from None
+    set_upstream_status(response.status_code)
     if response.status_code in (401, 403, 429) or response.status_code >= 500:
         errors.labels(connector=planned.connector, error_type=str(response.status_code)).inc()
     return _result(response)

@@ -18,6 +18,7 @@ import uvicorn
 
 from agentfirewall_server.app import create_app
 from agentfirewall_server.bootstrap import Bootstrap, ensure_data_dir
+from agentfirewall_server.otel import otel_problem, use_json_logs
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.state import AppState
 
@@ -42,12 +43,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="directory for the database and keys (default ./.tf)")
     parser.add_argument("--new-key", help="rotate-key: the new key (default: generate one)")
     parser.add_argument("--log-level", help="uvicorn log level (default info)")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="json: one object per line, with trace ids"
+    )
+    parser.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="send OpenTelemetry traces to this OTLP/HTTP collector (e.g. http://127.0.0.1:4318)",
+    )
     return parser
 
 
 def parse_settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "database_url", "data_dir", "log_level"):
+    names = ("host", "port", "database_url", "data_dir", "log_level", "log_format", "otlp_endpoint")
+    for name in names:
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -92,11 +102,15 @@ class _Server(uvicorn.Server):
 def build_server(settings: Settings) -> uvicorn.Server:
     """An uvicorn server for the app, ready for `server.run()` or `await server.serve()`."""
     app = create_app(settings)
+    json_logs = settings.log_format == "json"
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=use_json_logs(settings.log_level)
+        if json_logs
+        else uvicorn.config.LOGGING_CONFIG,
         access_log=False,
         lifespan="on",
         proxy_headers=False,
@@ -111,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = parse_settings(args)
     except ValueError as exc:
         print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if (problem := otel_problem(settings.otlp_endpoint)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.command == "rotate-key":
         from agentfirewall_server.rotate import rotate_key

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     login_free_failures: int = Field(default=5, ge=1)
     login_max_delay_seconds: int = Field(default=900, ge=1)
     log_level: str = "info"
+    #: ``json``: one JSON object per log line, with the trace id (``otel.py``)
+    log_format: Literal["text", "json"] = "text"
+    #: OTLP/HTTP collector (``http://host:4318``): spans go to ``/v1/traces``; unset, the
+    #: standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` is read; neither set, tracing is off
+    otlp_endpoint: str | None = None
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod

@@ -37,6 +37,7 @@ from agentfirewall_server.snapshot import (
 )
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import tokens
+from agentfirewall_server.tracing import build_tracing
 from agentfirewall_server.vault import Keyring
 from agentfirewall_server.vaultcheck import credential_problems, open_keyring
 
@@ -53,6 +54,9 @@ class AppState:
         self.settings = settings
         self.hub = Hub()
         self.metrics = Metrics(max_label_sets=settings.metrics_max_label_sets)
+        self.tracing = build_tracing(settings)  # None unless an OTLP endpoint is configured
+        #: the action routes get a span and/or a JSON log line (``app._observed``)
+        self.observed = self.tracing is not None or settings.log_format == "json"
         self.db: Database = Database(
             settings.resolved_database_url, synchronous=settings.sqlite_synchronous
         )
@@ -120,6 +124,8 @@ class AppState:
         if hasattr(self, "http"):
             await self.http.aclose()
         await asyncio.to_thread(self.db.close)
+        if self.tracing is not None:  # export the spans still queued
+            await asyncio.to_thread(self.tracing.shutdown)
         self.lock.release()
 
     def _load_signing_key(self) -> SigningKey:

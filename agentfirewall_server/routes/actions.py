@@ -32,6 +32,7 @@ from agentfirewall_server.decide import approval_terms, evaluate, explain, issue
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import action_requests, approvals
+from agentfirewall_server.tracing import annotate, child, rule_of
 from agentfirewall_server.web import (
     ApiError,
     Strict,
@@ -251,6 +252,8 @@ async def request_action(request: Request) -> JSONResponse:
     if key is not None and (replayed := await _replay(state, agent, key, action_hash)):
         return replayed
     decision = evaluate(state, agent, spec)
+    annotate(agent=agent.name, connector=spec.provider, action=spec.type,
+             decision=decision.status, rule=rule_of(decision))  # fmt: skip
     action_id = new_id("act_")
     response: dict[str, Any] = {
         "action_request_id": action_id,
@@ -264,9 +267,10 @@ async def request_action(request: Request) -> JSONResponse:
     approval = None
     try:
         if decision.status == "pending_approval":
-            approval = await state.db.write(
-                _record_pending(state, agent, spec, decision, key, response)
-            )
+            with child("tameflare.approval.create", agent=agent.name, action=spec.type):
+                approval = await state.db.write(
+                    _record_pending(state, agent, spec, decision, key, response)
+                )
         else:
             row, events = _rows(agent, spec, decision, key, response, None, now())
             sign = None

@@ -35,6 +35,7 @@ from agentfirewall_server.executor import Planned, plan, send
 from agentfirewall_server.routes.actions import load_action
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import action_requests, used_nonces
+from agentfirewall_server.tracing import annotate
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
 __all__ = ["execute_action"]
@@ -176,6 +177,7 @@ async def execute_action(request: Request) -> JSONResponse:
     if row["status"] != "allowed" or row["execution_state"] is not None:
         raise _refused(action_id, row["status"], row["execution_state"])
     spec = json.loads(row["action_spec"])
+    annotate(agent=agent.name, action=spec["type"])
     planned = await plan(state, spec)  # refuse what cannot run before claiming it
     await state.db.write(_claim(claims, action_id))
     # shielded: once claimed, the outcome is recorded even if this request is cancelled
