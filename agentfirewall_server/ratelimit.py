@@ -5,7 +5,10 @@ a PostgreSQL share the buckets (:class:`SharedRateLimiter`): each check is one s
 an upsert on the agent's row of ``rate_limits`` that refills the bucket by the time passed
 (on the database's clock, so replicas' clocks do not matter), takes a token if there is
 one and returns the outcome. The row lock the upsert takes makes concurrent checks on any
-replica queue for the bucket, so the agent's budget is spent exactly once. The table is
+replica queue for the bucket, so the agent's budget is spent exactly once. A statement's
+clock reading is taken before it waits for the row, so the bucket's stamp only moves
+forward (a late writer with an earlier reading refills nothing and does not turn the
+stamp back, which would count the same seconds twice). The table is
 UNLOGGED (a database crash refills the buckets). A check the database cannot answer fails
 closed: ``503``.
 """
@@ -69,7 +72,7 @@ ON CONFLICT (key) DO UPDATE SET
   tokens = LEAST(%(limit)s, b.tokens + GREATEST(EXCLUDED.stamp - b.stamp, 0) * %(rate)s)
     - CASE WHEN LEAST(%(limit)s, b.tokens + GREATEST(EXCLUDED.stamp - b.stamp, 0) * %(rate)s)
       >= 1 THEN 1 ELSE 0 END,
-  stamp = EXCLUDED.stamp
+  stamp = GREATEST(b.stamp, EXCLUDED.stamp)
 RETURNING allowed, tokens
 """
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from agentfirewall_server.pgevents import _messages
-from tests.scale.conftest import wait_for
+from tests.scale.conftest import Pair, listening, wait_for
 from tests.server.conftest import PG_ENV, Harness, _admin_url
 from tests.server.test_gateway_api import _approval_body
 
@@ -53,20 +53,10 @@ class Collector:
         return wait_for(lambda: self.find(kind, test), what=what)
 
 
-def _listening(harness: Harness) -> bool:
-    return bool(harness.state.shared_events.listening.is_set())
-
-
-def _two(replicas: Callable[[str], Harness]) -> tuple[Harness, Harness]:
-    a, b = replicas("a"), replicas("b")
-    wait_for(lambda: _listening(a) and _listening(b), what="both replicas listening")
-    return a, b
-
-
 def test_approvals_decisions_and_the_kill_switch_reach_the_other_replica(
-    replicas: Callable[[str], Harness],
+    pair: Pair,
 ) -> None:
-    a, b = _two(replicas)
+    a, b = pair.a, pair.b
     seen = Collector(b)
     created = a.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
     apv = created["id"]
@@ -83,12 +73,14 @@ def test_approvals_decisions_and_the_kill_switch_reach_the_other_replica(
     # B serves the new configuration, kill switch included, to its own gateways
     config = b.gateway("GET", "/v1/gateway/config").json()
     assert config["kill_switches"] == [{"scope": "all", "target": None, "reason": "kill switch"}]
+    assert a.admin("POST", "/v1/kill-switch", json={"active": False}).status_code == 200
+    seen.wait("kill_switch", lambda d: not d["active"], "kill switch off on B")
 
 
 def test_traffic_and_config_changes_reach_the_other_replica(
-    replicas: Callable[[str], Harness],
+    pair: Pair,
 ) -> None:
-    a, b = _two(replicas)
+    a, b = pair.a, pair.b
     seen = Collector(b)
     record = {"request_id": "req-relayed", "agent": "Bot", "decision": "allow"}
     assert a.gateway("POST", "/v1/gateway/traffic", json={"records": [record]}).status_code == 200
@@ -110,28 +102,29 @@ def _terminate_listener(harness: Harness) -> None:
 
 
 def test_events_missed_while_the_listen_connection_was_down_are_re_read(
-    replicas: Callable[[str], Harness],
+    pair: Pair,
 ) -> None:
-    a, b = _two(replicas)
+    a, b = pair.a, pair.b
     seen = Collector(b)
     events = b.state.shared_events
     good = events.listen_conninfo
     # the listener drops and cannot come back (its next connects fail) while A changes things
     events.listen_conninfo = "host=127.0.0.1 port=1 connect_timeout=1"
     _terminate_listener(b)
-    wait_for(lambda: not _listening(b), what="B's listener down")
-    created = a.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    wait_for(lambda: not listening(b), what="B's listener down")
+    created = a.gateway("POST", "/v1/gateway/approvals", json=_approval_body("e" * 64)).json()
     apv = created["id"]
     a.admin("POST", f"/v1/approvals/{apv}/deny")
     a.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "agent:Bot"})
     assert seen.find("approval.decided", lambda d: d["id"] == apv) is None
     events.listen_conninfo = good
-    wait_for(lambda: _listening(b), what="B's listener back")
+    wait_for(lambda: listening(b), what="B's listener back")
     assert events.resyncs >= 1
     seen.wait("approval.created", lambda d: d["id"] == apv, "missed approval.created re-read")
     denied = seen.wait("approval.decided", lambda d: d["id"] == apv, "missed decision re-read")
     assert denied["status"] == "denied"
-    seen.wait("kill_switch", lambda d: d["active"], "missed kill switch re-read")
+    seen.wait("kill_switch", lambda d: any(k["scope"] == "agent" for k in d["active"]),
+              "missed kill switch re-read")  # fmt: skip
     # B answers the long-poll of a held request decided while it was not listening
     waited = b.gateway("GET", f"/v1/gateway/approvals/{apv}/wait?timeout=0").json()
     assert waited["status"] == "denied"

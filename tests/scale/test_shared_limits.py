@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
 from agentfirewall_server.ratelimit import CHECK_SQL
-from tests.scale.conftest import wait_for
+from tests.scale.conftest import Pair, wait_for
 from tests.server.conftest import SPEC, Harness
 
 pytestmark = pytest.mark.postgres
@@ -29,16 +28,15 @@ def _allow_github(h: Harness, agent: str, decision: str = "allow") -> None:
     assert h.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
 
 
-def _two(replicas: Callable[[str], Harness]) -> tuple[Harness, Harness]:
-    a, b = replicas("a"), replicas("b")
-    return a, b
+def _has_rule(h: Harness, agent: str) -> bool:
+    return any(p["agent"] == agent for p in h.state.snapshot.permissions)
 
 
 def test_the_rate_limit_is_one_budget_whichever_replica_answers(
-    replicas: Callable[[str], Harness],
+    pair: Pair,
 ) -> None:
-    a, b = _two(replicas)
-    key = a.create_agent("Bot", sdk_default="allow", rate_limit_per_minute=6)
+    a, b = pair.a, pair.b
+    key = a.create_agent("Limited", sdk_default="allow", rate_limit_per_minute=6)
     wait_for(lambda: b.state.agent_for_key(key), what="B knows the agent")
     started = time.monotonic()
     answers = [(_post(h, key), h) for h in (a, b) * 6]
@@ -54,22 +52,16 @@ def test_the_rate_limit_is_one_budget_whichever_replica_answers(
         assert r.json()["retry_after"] == int(r.headers["Retry-After"])
 
 
-def test_the_shared_check_is_atomic_under_concurrent_callers(pg_url: str) -> None:
+def test_the_shared_check_is_atomic_under_concurrent_callers(pair: Pair) -> None:
     """40 connections race for one bucket of 20: exactly the budget is handed out."""
-    with psycopg.connect(pg_url) as conn:
-        conn.execute(
-            "CREATE UNLOGGED TABLE rate_limits (key varchar(100) PRIMARY KEY, "
-            "tokens float NOT NULL, stamp float NOT NULL, allowed boolean NOT NULL)"
-        )
-        conn.commit()
     outcomes: list[bool] = []
     barrier = threading.Barrier(40)
 
     def check() -> None:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
+        with psycopg.connect(pair.url, autocommit=True) as conn:
             barrier.wait()
             row = conn.execute(
-                CHECK_SQL, {"key": "agt_1", "limit": 20.0, "rate": 20 / 60}
+                CHECK_SQL, {"key": "agt_race", "limit": 20.0, "rate": 20 / 60}
             ).fetchone()
             assert row is not None
             outcomes.append(bool(row[0]))
@@ -86,12 +78,12 @@ def test_the_shared_check_is_atomic_under_concurrent_callers(pg_url: str) -> Non
 
 
 def test_an_idempotency_key_replayed_on_another_replica_gets_the_first_answer(
-    replicas: Callable[[str], Harness],
+    pair: Pair,
 ) -> None:
-    a, b = _two(replicas)
-    key = a.create_agent("Bot", sdk_default="allow")
-    _allow_github(a, "Bot")
-    wait_for(lambda: b.state.snapshot.permissions, what="B has the rule")
+    a, b = pair.a, pair.b
+    key = a.create_agent("Idem", sdk_default="allow")
+    _allow_github(a, "Idem")
+    wait_for(lambda: _has_rule(b, "Idem"), what="B has the rule")
     first = _post(a, key, idem="k-1")
     again = _post(b, key, idem="k-1")
     assert first.status_code == again.status_code == 200
@@ -104,12 +96,12 @@ def test_an_idempotency_key_replayed_on_another_replica_gets_the_first_answer(
 
 
 def test_a_held_request_replayed_on_another_replica_names_the_same_approval(
-    replicas: Callable[[str], Harness],
+    pair: Pair,
 ) -> None:
-    a, b = _two(replicas)
-    key = a.create_agent("Bot")
-    _allow_github(a, "Bot", "require_approval")
-    wait_for(lambda: b.state.snapshot.permissions, what="B has the rule")
+    a, b = pair.a, pair.b
+    key = a.create_agent("Held")
+    _allow_github(a, "Held", "require_approval")
+    wait_for(lambda: _has_rule(b, "Held"), what="B has the rule")
     first = _post(a, key, idem="held-1").json()
     again = _post(b, key, idem="held-1").json()
     assert first["status"] == again["status"] == "pending_approval"
@@ -118,10 +110,10 @@ def test_a_held_request_replayed_on_another_replica_names_the_same_approval(
 
 
 def test_the_same_key_sent_to_both_replicas_at_once_is_one_action(
-    replicas: Callable[[str], Harness],
+    pair: Pair,
 ) -> None:
-    a, b = _two(replicas)
-    key = a.create_agent("Bot", sdk_default="allow", rate_limit_per_minute=1000)
+    a, b = pair.a, pair.b
+    key = a.create_agent("Racer", sdk_default="allow", rate_limit_per_minute=1000)
     wait_for(lambda: b.state.agent_for_key(key), what="B knows the agent")
     for n in range(5):
         answers: dict[str, Any] = {}
