@@ -19,7 +19,9 @@ always ``mcp.rpc.batch``, whatever its members, with parameters ``actions`` (eve
 member's action, in order) and ``members`` (each member's action and parameters), and
 the risk of its riskiest member. So a dangerous call can never ride behind a harmless
 first member under the harmless name: a batch needs its own permission, and policies can
-look inside it (``action_spec.parameters.actions contains mcp.tools.delete_repo``).
+look inside it (``action_spec.parameters.actions contains mcp.tools.delete_repo``). Each
+member is decided too (``ParsedAction.also``; the strictest outcome wins), so a rule that
+allows ``mcp.rpc.*`` (and with it ``mcp.rpc.batch``) still lets no denied call through.
 Batches of more than 100 members, empty batches and malformed members are refused.
 
 Method names are compared case-insensitively and trimmed (``Tools/Call`` is a tool
@@ -179,7 +181,13 @@ class McpConnector(Connector):
         return self._parsed(*name_message(message), req)
 
     def _batch(self, messages: list[object], req: HttpRequest) -> ParsedAction:
-        return self._parsed(*name_batch(messages), req)
+        parsed = self._parsed(*name_batch(messages), req)
+        if len(messages) < 2:
+            return parsed
+        # every member is decided as well (the strictest outcome wins): `mcp.rpc.*` allowing
+        # batches never lets a denied tool call through inside one
+        members = tuple(self._parsed(*name_message(m), req) for m in messages)
+        return ParsedAction(parsed.spec, parsed.risk, parsed.connector, parsed.route, also=members)
 
     def _parsed(
         self, action: str, risk: Risk, params: dict[str, JsonValue], req: HttpRequest

@@ -23,7 +23,7 @@ from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import EvaluationContext
 from agentfirewall_proxy.scrub import Scrubber
-from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry
+from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry, _strictness
 
 __all__ = ["Gate", "server_entry"]
 
@@ -90,15 +90,22 @@ class Gate:
             return None, _deny(f"agent `{self.agent_name}` is unknown or not active")
         try:
             if isinstance(message, list):
-                action, risk, params = name_batch(message)
+                parsed = self._parsed(*name_batch(message))
+                members = (
+                    [self._parsed(*name_message(m)) for m in message] if len(message) > 1 else []
+                )
             else:
-                action, risk, params = name_message(message)
-            parsed = self._parsed(action, risk, params)
+                parsed, members = self._parsed(*name_message(message)), []
         except AgentFirewallError as exc:
             return None, _deny(f"message not understood by connector `mcp`: {exc}", str(exc))
         if config.kill_switch_for(agent, self.connector) is not None:
             return parsed, Decision("deny", "kill_switch_active", decided_outcome="deny")
-        return parsed, self._evaluate(config, agent, parsed)
+        deciding, decision = parsed, self._evaluate(config, agent, parsed)
+        for member in members:  # a batch: every member must pass too (as over HTTP)
+            found = self._evaluate(config, agent, member)
+            if _strictness(found) > _strictness(decision):
+                deciding, decision = member, found
+        return deciding, decision
 
     def _parsed(self, action: str, risk: Risk, params: dict[str, Any]) -> ParsedAction:
         spec = make_spec(

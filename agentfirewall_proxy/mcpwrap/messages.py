@@ -27,6 +27,9 @@ __all__ = [
     "error",
     "id_key",
     "progress",
+    "progress_token",
+    "refusable",
+    "request_id",
     "rule_of",
 ]
 
@@ -75,6 +78,16 @@ def rule_of(decision: Decision | None) -> str | None:
 def request_id(message: object) -> tuple[bool, _Id]:
     """(whether `message` is a request expecting an answer, its id)."""
     if isinstance(message, dict) and "method" in message and "id" in message:
+        value = message["id"]
+        if value is None or isinstance(value, str | int | float):
+            return True, value
+    return False, None
+
+
+def refusable(message: object) -> tuple[bool, _Id]:
+    """(whether a refusal of `message` gets an answer, the id): any message with an id that
+    is not itself an answer, even one too malformed to name."""
+    if isinstance(message, dict) and "id" in message and not {"result", "error"} & message.keys():
         value = message["id"]
         if value is None or isinstance(value, str | int | float):
             return True, value

@@ -250,9 +250,11 @@ class Relay:
             "request_id": flow.request_id,
             **extra,
         }
+        if flow.parsed is None and code == rpc.DENIED:
+            code = rpc.INVALID  # not understood (malformed): the client's mistake
         for member in message if isinstance(message, list) else [message]:
-            is_request, request_id = rpc.request_id(member)
-            if is_request:
+            answered, request_id = rpc.refusable(member)
+            if answered:
                 await self._write(rpc.error(request_id, code, text, data))
 
     # -- holds ---------------------------------------------------------------------------
