@@ -88,12 +88,23 @@ def agent_add(ctx: Context) -> int:
         body["sdk_default"] = args.sdk_default
     if args.description:
         body["description"] = args.description
+    if args.isolate is not None and ctx.project is None:
+        raise CliError("--isolate is a project default: run `tf init` first", code=EXIT_USAGE)
     with ctx.client(offline=True) as client:
         if not args.force:
             check_new_agent(client, str(args.name), flag="--force")
         result = client.post("/v1/agents", body)
+    if args.isolate is not None:
+        _set_isolate(ctx, str(args.name), bool(args.isolate))
     ctx.out.result(result, lambda: _show_key(ctx, result["agent"], result["api_key"], "added"))
     return EXIT_OK
+
+
+def _set_isolate(ctx: Context, name: str, on: bool) -> None:
+    """The agent's `tf run --isolate` default, in this project's config."""
+    project = ctx.project
+    assert project is not None  # checked before the agent was added
+    project.save(project.config.with_isolated_agent(name, on))
 
 
 def agent_list(ctx: Context) -> int:
@@ -181,6 +192,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add.add_argument("--description", metavar="TEXT")
     add.add_argument("--force", action="store_true",
                      help="add it even when its name is close to an existing agent's")  # fmt: skip
+    add.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                     help="`tf run` isolates it by default (Linux; .tf/config.yaml)")  # fmt: skip
     verb("list", "list agents", "  tf agent list\n  tf agent list --json", agent_list)
     for name, text, handler in (
         ("show", "show one agent (by name or id)", agent_show),

@@ -34,6 +34,7 @@ from agentfirewall_proxy.cli.doctor_probes import (
 )
 from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_OK, CliError
 from agentfirewall_proxy.cli.run_cmd import NODE_PRELOAD, is_listening
+from agentfirewall_proxy.isolate.run import check_available
 from agentfirewall_proxy.runenv import (
     RunSpec,
     build_ca_bundle,
@@ -151,7 +152,15 @@ def _client_checks(ctx: Context, env: dict[str, str], url: str) -> list[Check]:
     return checks
 
 
+def _isolate_check() -> Check:
+    found = check_available()
+    detail = found.detail + (f"; to fix: {found.hint}" if found.hint else "")
+    return Check("isolation (--isolate)", found.ok, detail)
+
+
 def doctor(ctx: Context) -> int:
+    if ctx.args.isolate:
+        return _report(ctx, [_isolate_check()])
     checks = _state_checks(ctx)
     target = ctx.target()
     try:
@@ -207,9 +216,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "doctor",
         help="check the state, the CA, the server, the gateway and every local HTTP client",
         description=(__doc__ or "").split("\n\n", 1)[-1].strip(),
-        examples="  tf doctor\n  tf doctor --python .venv/bin/python\n  tf doctor --json",
+        examples="  tf doctor\n  tf doctor --python .venv/bin/python\n  tf doctor --json\n"
+        "  tf doctor --isolate",
         common=common,
         handler=doctor,
+    )
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="only check whether `tf run --isolate` works on this machine, and why not",
     )
     parser.add_argument(
         "--python",

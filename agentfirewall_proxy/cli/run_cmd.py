@@ -26,6 +26,7 @@ from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import AdminClient
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
+from agentfirewall_proxy.isolate.run import run_isolated
 from agentfirewall_proxy.runenv import (
     RunSpec,
     build_ca_bundle,
@@ -35,7 +36,15 @@ from agentfirewall_proxy.runenv import (
     write_support_files,
 )
 
-__all__ = ["NODE_PRELOAD", "dedicated_port", "is_listening", "register", "run", "spawn"]
+__all__ = [
+    "NODE_PRELOAD",
+    "dedicated_port",
+    "is_listening",
+    "register",
+    "run",
+    "spawn",
+    "supervise",
+]
 
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 NODE_PRELOAD = Path(__file__).with_name("node_preload.js")
@@ -174,9 +183,31 @@ def run(ctx: Context) -> int:
         no_proxy=control_plane_hosts(ctx.target().server_url),
     )
     env = build_child_env(ctx.env, spec)
+    isolate = _isolate(ctx, name)
     if not ctx.out.json_mode:
-        ctx.out.note(f"tf: {name} ({_level_text(ensured, agent)}) via {proxy}")
+        how = " isolated: its only way out is the gateway" if isolate else ""
+        ctx.out.note(f"tf: {name} ({_level_text(ensured, agent)}) via {proxy}{how}")
+    if isolate:
+        return run_isolated(
+            command,
+            env,
+            agent=name,
+            proxy_url=proxy,
+            server_url=ctx.target().server_url,
+            gateway_token=ctx.env.get("TF_GATEWAY_TOKEN")
+            or (project.read_token("gateway.token") if project else None),
+            supervise=supervise,
+            say=ctx.out.note,
+        )
     return spawn(command, env)
+
+
+def _isolate(ctx: Context, name: str) -> bool:
+    """`--isolate` / `--no-isolate`, else the project's default for this agent."""
+    if ctx.args.isolate is not None:
+        return bool(ctx.args.isolate)
+    project = ctx.project
+    return project is not None and project.config.isolates(name)
 
 
 def _level_text(ensured: dict[str, Any], agent: dict[str, Any]) -> str:
@@ -203,6 +234,11 @@ def spawn(command: list[str], env: dict[str, str]) -> int:
         raise CliError(f"command not found: `{command[0]}`", code=127) from None
     except PermissionError:
         raise CliError(f"permission denied: `{command[0]}`", code=126) from None
+    return supervise(child)
+
+
+def supervise(child: subprocess.Popen[Any]) -> int:
+    """Wait for `child`, forwarding signals; its exit code (128 + N for signal N)."""
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGINT and _terminal_sent_it():
@@ -231,7 +267,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "and placeholder API keys the gateway replaces. Returns COMMAND's exit code.",
         examples='  tf run --name "Bot" python my_agent.py\n'
         '  tf run --name "Bot" node my_agent.js\n'
-        '  tf run --name "Bot" --enforcement monitor -- ./my_agent --verbose',
+        '  tf run --name "Bot" --enforcement monitor -- ./my_agent --verbose\n'
+        '  tf run --name "Bot" --isolate python my_agent.py',
         common=common,
         handler=run,
     )
@@ -248,4 +285,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="a new agent even when its name is close to an existing agent's",
     )
     parser.add_argument("--ca-cert", metavar="FILE", help="gateway CA (default .tf/ca.crt)")
+    parser.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Linux: run COMMAND in network namespaces of its own whose only way out is the "
+        "gateway; clients that ignore the proxy variables fail and are reported (default: "
+        "`isolate` in .tf/config.yaml, or `tf agent add --isolate`)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...")

@@ -53,23 +53,37 @@ class Config:
     proxy_url: str = DEFAULT_PROXY
     platform: str | None = None
     secret_env: tuple[str, ...] = ()
+    isolate: bool = False  # `tf run --isolate` by default, for every agent
+    isolate_agents: tuple[str, ...] = ()  # ... for these agents (`tf agent add --isolate`)
+
+    def isolates(self, agent: str) -> bool:
+        return self.isolate or agent in self.isolate_agents
 
     def to_yaml(self) -> str:
-        data = {
+        data: dict[str, Any] = {
             "version": 1,
             "server_url": self.server_url,
             "proxy_url": self.proxy_url,
             "platform": self.platform,
             "secret_env": list(self.secret_env),
         }
+        if self.isolate:
+            data["isolate"] = True
+        if self.isolate_agents:
+            data["isolate_agents"] = list(self.isolate_agents)
         head = (
             "# TameFlare project state, written by `tf init` and `tf connector add`.\n"
             "# server_url / proxy_url: where `tf up` listens (port 0 = any free port; a running\n"
             "#   `tf up` records the ports it bound in up.json).\n"
             "# secret_env: environment variables that hold real secrets (`--token-env`);\n"
             "#   `tf run` removes them from the agent's environment.\n"
+            "# isolate: true / isolate_agents: [names]: `tf run --isolate` by default (Linux).\n"
         )
         return head + yaml.safe_dump(data, sort_keys=False)
+
+    def with_isolated_agent(self, name: str, on: bool) -> Config:
+        others = tuple(a for a in self.isolate_agents if a != name)
+        return replace(self, isolate_agents=(*others, name) if on else others)
 
     def with_secret_env(self, name: str) -> Config:
         if name in self.secret_env:
@@ -87,11 +101,19 @@ def load_config(path: Path) -> Config:
     if not isinstance(raw, dict):
         raise ValueError(f"`{path}` must hold a mapping")
     secret_env = raw.get("secret_env") or []
+    isolate = raw.get("isolate", False)
+    isolate_agents = raw.get("isolate_agents") or []
+    if not isinstance(isolate, bool):
+        raise ValueError(f"`{path}`: `isolate` must be true or false, not `{isolate}`")
+    if not isinstance(isolate_agents, list):
+        raise ValueError(f"`{path}`: `isolate_agents` must be a list of agent names")
     return Config(
         server_url=str(raw.get("server_url") or DEFAULT_SERVER),
         proxy_url=str(raw.get("proxy_url") or DEFAULT_PROXY),
         platform=raw.get("platform"),
         secret_env=tuple(str(v) for v in secret_env),
+        isolate=isolate,
+        isolate_agents=tuple(str(v) for v in isolate_agents),
     )
 
 

@@ -1,0 +1,242 @@
+"""The `tf run` side of `--isolate`: start the sandbox, relay its loopback ports to the
+gateway (and the control plane), count what the namespace refused.
+
+The sandbox hands back listening sockets that live in its network namespace; `tf run`, still
+in the host's, accepts on them and connects each accepted stream to the one address that
+port leads to. No other address is ever dialled for the agent. The packet socket on the
+namespace's ``lo`` shows every refused attempt (:mod:`agentfirewall_proxy.isolate.packets`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentfirewall_proxy.isolate.packets import PACKET_OUTGOING, Blocked, parse_frame
+
+__all__ = ["Bridge", "IsolationError", "Sandbox", "start_sandbox"]
+
+_MAX_FDS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Bridge:
+    """Port `port` on the namespace's loopback leads to `host`:`target_port` outside."""
+
+    port: int
+    host: str
+    target_port: int
+
+
+_SYSCTLS = (
+    ("/proc/sys/kernel/unprivileged_userns_clone", "0", "kernel.unprivileged_userns_clone=1"),
+    (
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        "1",
+        "kernel.apparmor_restrict_unprivileged_userns=0",
+    ),
+    ("/proc/sys/user/max_user_namespaces", "0", "user.max_user_namespaces=15000"),
+)
+
+
+class IsolationError(Exception):
+    """The kernel refused a step of the sandbox's setup (or the sandbox died)."""
+
+    def __init__(self, step: str, error: str, errno: int | None = None) -> None:
+        super().__init__(f"{step}: {error}")
+        self.step = step
+        self.error = error
+        self.errno = errno
+
+    def advice(self, euid: int) -> str:
+        """How to make it work: the blocking sysctl, root, or a container that allows it."""
+        if euid == 0:
+            return (
+                "creating namespaces needs CAP_SYS_ADMIN: in a container, give it that "
+                "capability (e.g. `docker run --privileged`), or run on the host"
+            )
+        sysctl = "allow unprivileged user namespaces (sysctl)"
+        for path, blocking, fix in _SYSCTLS:
+            try:
+                with open(path, encoding="ascii") as handle:
+                    if handle.read().strip() == blocking:
+                        sysctl = f"`sudo sysctl -w {fix}`"
+                        break
+            except OSError:
+                continue
+        return (
+            f"{sysctl}, or run `tf run --isolate` as root, or in a container that allows user "
+            "namespaces; `tf doctor --isolate` checks again"
+        )
+
+
+async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter, both: list[Any]) -> None:
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()
+    except (OSError, RuntimeError):
+        for writer in both:
+            writer.transport.abort()
+
+
+async def _relay(
+    bridge: Bridge, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    try:
+        up_reader, up_writer = await asyncio.open_connection(bridge.host, bridge.target_port)
+    except OSError:
+        writer.transport.abort()  # the gateway is down: the agent sees a reset, nothing else
+        return
+    both = [writer, up_writer]
+    try:
+        await asyncio.gather(_copy(reader, up_writer, both), _copy(up_reader, writer, both))
+    finally:
+        for one in both:
+            one.close()
+
+
+class Sandbox:
+    """A started sandbox: `wait()` for the agent's exit code; blocked attempts go to
+    `on_blocked` (called on a background thread)."""
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        listeners: list[tuple[socket.socket, Bridge]],
+        sniffer: socket.socket,
+        on_blocked: Callable[[Blocked], None],
+    ) -> None:
+        self.process = process
+        self._listeners = listeners
+        self._sniffer = sniffer
+        self._on_blocked = on_blocked
+        self._stop = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._threads = [
+            threading.Thread(target=self._serve, name="tf-isolate-relay", daemon=True),
+            threading.Thread(target=self._count, name="tf-isolate-count", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        servers: list[asyncio.Server] = []
+
+        async def serve() -> None:
+            for sock, bridge in self._listeners:
+
+                async def handle(
+                    r: asyncio.StreamReader, w: asyncio.StreamWriter, b: Bridge = bridge
+                ) -> None:
+                    await _relay(b, r, w)
+
+                servers.append(await asyncio.start_server(handle, sock=sock))
+
+        try:
+            loop.run_until_complete(serve())
+            loop.run_forever()
+        finally:
+            for server in servers:
+                server.close()
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+    def _count(self) -> None:
+        self._sniffer.settimeout(0.2)
+        while True:
+            try:
+                frame, address = self._sniffer.recvfrom(65535)
+            except TimeoutError:
+                if self._stop.is_set():
+                    return  # stopped, and nothing left queued
+                continue
+            except OSError:
+                return
+            if address[2] == PACKET_OUTGOING:
+                blocked = parse_frame(frame)
+                if blocked is not None:
+                    self._on_blocked(blocked)
+
+    def close(self) -> None:
+        """After the agent ended: count what is still queued, stop relaying."""
+        self._stop.set()
+        self._threads[1].join(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._threads[0].join(timeout=5)
+        self._sniffer.close()
+
+
+def _receive(ctl: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(ctl, 65536, _MAX_FDS)
+    while data and not data.endswith(b"\n"):
+        more = ctl.recv(65536)
+        if not more:
+            break
+        data += more
+    if not data:
+        return {}, fds
+    reply = json.loads(data)
+    return (reply if isinstance(reply, dict) else {}), fds
+
+
+def start_sandbox(
+    command: Sequence[str],
+    agent_env: Mapping[str, str],
+    bridges: Sequence[Bridge],
+    *,
+    on_blocked: Callable[[Blocked], None],
+    helper_env: Mapping[str, str] | None = None,
+    probe: bool = False,
+) -> Sandbox:
+    """Start the sandbox around `command`; raise :class:`IsolationError` when the kernel
+    refuses a step (then nothing has run)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    helper = [sys.executable, "-m", "agentfirewall_proxy.isolate.sandbox"]
+    with ours, theirs:
+        process = subprocess.Popen(
+            [*helper, str(theirs.fileno()), str(os.getpid())],
+            env=dict(helper_env if helper_env is not None else os.environ),
+            pass_fds=[theirs.fileno()],
+        )
+        theirs.close()
+        spec = {
+            "command": list(command),
+            "env": dict(agent_env),
+            "listen": sorted({b.port for b in bridges}),
+            "probe": probe,
+        }
+        with contextlib.suppress(OSError):
+            ours.sendall((json.dumps(spec) + "\n").encode())
+        reply, fds = _receive(ours)
+    if not reply.get("ok"):
+        for fd in fds:
+            os.close(fd)
+        process.wait()
+        if reply:
+            raise IsolationError(
+                str(reply.get("step")), str(reply.get("error")), reply.get("errno")
+            )
+        raise IsolationError("start the sandbox", f"it exited with status {process.returncode}")
+    by_port = {b.port: b for b in bridges}
+    places: list[list[Any]] = reply.get("listeners") or []
+    listeners = [
+        (socket.socket(fileno=fd), by_port[int(place[1])])
+        for fd, place in zip(fds[:-1], places, strict=True)
+    ]
+    return Sandbox(process, listeners, socket.socket(fileno=fds[-1]), on_blocked)

@@ -1,0 +1,91 @@
+"""`tf run --isolate` tests: a project with `tf up` in front of fake upstreams, and the kernel
+facts the tests depend on (each test that needs one skips with the reason when it is absent)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Project, tf_bin  # noqa: F401 (a fixture)
+from tests.fakes import FakeUpstreams, start_fakes
+
+__all__ = ["isolation_available", "kernel_refusal", "needs_isolation"]
+
+
+def kernel_refusal() -> str | None:
+    """Why this machine cannot run `--isolate` (None when it can)."""
+    if not sys.platform.startswith("linux"):
+        return "--isolate needs Linux"
+    from agentfirewall_proxy.isolate.run import check_available
+
+    found = check_available()
+    return None if found.ok else f"the kernel refuses: {found.detail}"
+
+
+_REFUSAL = kernel_refusal()
+
+
+def isolation_available() -> bool:
+    return _REFUSAL is None
+
+
+needs_isolation = pytest.mark.skipif(_REFUSAL is not None, reason=_REFUSAL or "")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
+
+
+@pytest.fixture(scope="session")
+def isolate_fakes() -> Iterator[FakeUpstreams]:
+    running = start_fakes(["github", "openai", "git"])
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def isolated_project(
+    tmp_path_factory: pytest.TempPathFactory,
+    tf_bin: Path,  # noqa: F811 (the fixture imported above)
+    isolate_fakes: FakeUpstreams,
+) -> Iterator[Project]:
+    """One project and `tf up` for every isolate test: github (and git) and openai connectors, every
+    action of both allowed for `Bot`."""
+    root = tmp_path_factory.mktemp("isolate") / "proj"
+    root.mkdir()
+    project = Project(root, tf_bin, isolate_fakes)
+    try:
+        project.tf("init")
+        project.up()
+        project.tf("connector", "add", "github", "--token", "ghp_isolate_real_token")
+        project.tf("connector", "add", "openai", "--token", "sk-isolate-real-key")
+        for connector in ("github", "openai"):
+            project.tf("permissions", "set", "--gateway", "Bot", "--connector", connector,
+                       "--action", f"{connector}.*", "--decision", "allow")  # fmt: skip
+        yield project
+    finally:
+        project.stop_up()
+
+
+def host_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"`{name}` is not installed")
+    return path
+
+
+def run_as_root_without_sys_admin(
+    argv: list[str], **kw: object
+) -> subprocess.CompletedProcess[str]:
+    """Root with CAP_SYS_ADMIN dropped: a container's default (`docker run` without
+    --privileged), where creating namespaces is refused."""
+    setpriv = host_tool("setpriv")
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [setpriv, "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--", *argv],
+        capture_output=True, text=True, timeout=120, check=False, **kw,
+    )  # fmt: skip
