@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentfirewall_proxy.approvals import HoldOutcome
+from agentfirewall_proxy.guard import note_findings
+from agentfirewall_proxy.guarded import guards_response, redact_request
 from agentfirewall_proxy.http1 import (
     END,
     Head,
@@ -70,7 +72,7 @@ async def exchange(
         if conn.continue_due:
             _deny_before_body(gateway, flow, head, limit)
         if upgrade is None:
-            prefix, complete = await _body_prefix(conn, head, flow, limit)
+            prefix, complete = await _body_prefix(gateway, conn, head, flow, limit)
         else:
             prefix, complete = b"", True  # an upgrade request has no body of its own
         conn.body_pending = not complete
@@ -133,6 +135,9 @@ def _note_outcome(flow: Flow) -> None:
     """What the traffic record must say beyond the status: cut by the kill switch, scrubbed."""
     if flow.killed and not flow.reason.startswith("kill_switch"):
         flow.reason = "kill_switch_active: the exchange was cut by the kill switch"
+    if flow.findings:
+        redacted = f" ({flow.redacted} redacted)" if flow.redacted else ""
+        note_findings(flow, list(flow.findings), f"content{redacted}")
     if flow.scrubbed:
         reason = flow.reason or (flow.decision.reason if flow.decision else "")
         flow.reason = f"{reason}; {flow.scrubbed} injected secret(s) scrubbed from the response"
@@ -208,7 +213,7 @@ def _deny_before_body(gateway: Gateway, flow: Flow, head: Head, limit: int) -> N
 
 
 async def _body_prefix(
-    conn: ClientConnection, head: Head, flow: Flow, limit: int
+    gateway: Gateway, conn: ClientConnection, head: Head, flow: Flow, limit: int
 ) -> tuple[bytes, bool]:
     """The body up to the inspection `limit` when the connector reads bodies (nothing
     yet when it does not); (bytes, whether that is the whole body)."""
@@ -216,7 +221,8 @@ async def _body_prefix(
         await _expect_end(conn)
         return b"", True
     assert flow.connector is not None
-    return await _read_body(conn, b"", limit if flow.connector.body_limit else 0)
+    scanned = gateway.require_config().guard.request is not None  # content rules read it
+    return await _read_body(conn, b"", limit if flow.connector.body_limit or scanned else 0)
 
 
 async def _read_body(conn: ClientConnection, have: bytes, limit: int) -> tuple[bytes, bool]:
@@ -341,9 +347,12 @@ async def _forward(
     upgrade: Upgrade | None,
 ) -> bool:
     """Send the decided request upstream and stream the response back."""
+    if flow.redact:
+        prefix = redact_request(gateway.require_config().guard, flow, head, prefix, complete)
     length, chunked = _body_framing(head, prefix, complete)
     headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked)
-    if scrubber_of(flow) is not None:  # only what can be searched may come back
+    if scrubber_of(flow) is not None or guards_response(gateway, flow):
+        # only what can be searched may come back
         headers = [(k, v) for k, v in headers if k.lower() not in _UNSEARCHABLE]
         headers.append((b"Accept-Encoding", b"identity"))
     if upgrade is not None:

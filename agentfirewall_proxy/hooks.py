@@ -100,6 +100,8 @@ class Counters:
             "errors": 0,
             "killed": 0,
             "secrets_scrubbed": 0,
+            "content_detected": 0,
+            "content_flagged": 0,
         }
 
     def decided(self, flow: Flow) -> None:
@@ -113,6 +115,8 @@ class Counters:
         if flow.killed:
             self.stats["killed"] += 1
         self.stats["secrets_scrubbed"] += flow.scrubbed
+        self.stats["content_detected"] += len(flow.findings)
+        self.stats["content_flagged"] += flow.response_findings
 
 
 class AccessLog:

@@ -29,12 +29,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.connectors import HttpRequest
+from agentfirewall.content import describe
 from agentfirewall.policy import EvaluationContext
+from agentfirewall.policy.guard import redactions
 from agentfirewall.policy.unseen import unseen_decision
+from agentfirewall_proxy.guard import content_attributes, request_findings
 from agentfirewall_proxy.http1 import Head
 
 if TYPE_CHECKING:
     from agentfirewall.connectors import ParsedAction
+    from agentfirewall.content import Finding
     from agentfirewall.decisions import Decision
     from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry
     from agentfirewall_proxy.tracing import FlowSpans
@@ -120,6 +124,15 @@ class Flow:
     scrubbed: int = 0
     #: The flow's spans when tracing is on (``tracing.py``), else None.
     trace: FlowSpans | None = None
+    #: Content detections in the request (``guard.py``; only when a policy reads them).
+    findings: tuple[Finding, ...] = ()
+    #: The request's content fields as the engine saw them (``content.secrets`` ...).
+    content: dict[str, object] | None = None
+    #: Detector names a ``redact`` rule replaces in the request body before forwarding.
+    redact: frozenset[str] = frozenset()
+    redacted: int = 0
+    #: Content detections in the response, and what was done (flag, redact, cut).
+    response_findings: int = 0
 
 
 def normalize_host(host: str) -> str:
@@ -326,8 +339,13 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     assert flow.agent is not None
     assert flow.connector is not None
     now = datetime.now(UTC)
-    parsed, decision = config.decide(flow.agent, flow.connector, request, now)
-    if parsed is not None and parsed.spec.risk_hints.get("body_truncated"):
+    scanner = config.guard.request
+    if scanner is not None:  # a policy reads content fields: scan what would be sent
+        flow.findings = tuple(request_findings(scanner, flow, request))
+        flow.content = content_attributes(list(flow.findings))
+    parsed, decision = config.decide(flow.agent, flow.connector, request, now, flow.content)
+    unseen = scanner is not None and not request.body_complete
+    if parsed is not None and (unseen or parsed.spec.risk_hints.get("body_truncated")):
         ctx = EvaluationContext(
             agent=flow.agent.name,
             mode="proxy",
@@ -335,8 +353,15 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
             connector=flow.connector.type,
             enforcement_level=flow.agent.level,
             risk=parsed.risk,
+            attributes=flow.content or {},
         )
         decision = unseen_decision(config.engine, parsed.spec, ctx, decision)
+    if parsed is not None and flow.content and config.guard.redact_request:
+        ctx = EvaluationContext(
+            agent=flow.agent.name, mode="proxy", now=now, connector=flow.connector.type,
+            enforcement_level=flow.agent.level, risk=parsed.risk, attributes=flow.content,
+        )  # fmt: skip
+        flow.redact = redactions(config.engine, config.guard, parsed.spec, ctx)[0]
     flow.parsed, flow.decision = parsed, decision
     flow.action = parsed.spec.type if parsed else None
     return decision
@@ -360,6 +385,8 @@ def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
     digest.update(b"%d:" % len(body))
     digest.update(body)
     preview = body[:_PREVIEW].decode("utf-8", "replace")
+    if flow.findings:  # the approver sees which detector fired where, never the text
+        preview = f"[content detections: {describe(list(flow.findings))}]"
     return {
         "method": flow.method,
         "host": flow.host,

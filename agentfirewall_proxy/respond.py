@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from agentfirewall_proxy.guarded import guarded_respond, guards_response
 from agentfirewall_proxy.http1 import (
     END,
     Head,
@@ -81,6 +82,11 @@ async def respond(
 ) -> bool:
     flow.status = response.status
     scrubber = scrubber_of(flow)
+    no_body = head.method == "HEAD" or response.status in (101, 204, 304)
+    if not no_body and guards_response(gateway, flow):  # content rules read the response
+        if scrubber is not None and response.status == 206:
+            raise UpstreamError(502, "a partial response (206) cannot be checked")
+        return await guarded_respond(gateway, conn, head, flow, up, response)
     headers, reason = response.headers, response.reason
     if scrubber is not None:  # the head never carries the injected credential back
         if response.status == 206:  # no range was asked: a piece could be half a secret

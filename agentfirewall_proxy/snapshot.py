@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from agentfirewall.connectors import (
 from agentfirewall.decisions import Decision, EnforcementLevel, normalize_level
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import AccessRule, Engine, EvaluationContext, KillSwitch, load_policy
+from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex
 from agentfirewall_proxy.aliases import alias_rules
 from agentfirewall_proxy.scrub import Scrubber, scrubber_for
@@ -110,6 +112,8 @@ class CompiledConfig:
     kill: KillSwitchIndex
     approval_timeout: float
     by_port: dict[int, AgentEntry] = field(default_factory=dict)
+    #: What the content guardrails scan (``agentfirewall.policy.guard``; empty: nothing).
+    guard: GuardPlan = field(default_factory=GuardPlan)
     _routes: dict[str, ConnectorEntry | None] = field(default_factory=dict, repr=False)
 
     def agent_for_key(self, key_hash: str) -> AgentEntry | None:
@@ -140,7 +144,12 @@ class CompiledConfig:
         return self.kill.find(agent.name, names)
 
     def decide(
-        self, agent: AgentEntry, connector: ConnectorEntry, request: HttpRequest, now: datetime
+        self,
+        agent: AgentEntry,
+        connector: ConnectorEntry,
+        request: HttpRequest,
+        now: datetime,
+        attributes: Mapping[str, object] | None = None,
     ) -> tuple[ParsedAction | None, Decision]:
         """Parse and evaluate; a connector that cannot parse is a deny (fail closed)."""
         try:
@@ -156,6 +165,8 @@ class CompiledConfig:
             enforcement_level=agent.level,
             risk=parsed.risk,
         )
+        if attributes:  # content detections (``agentfirewall_proxy.guard``)
+            ctx = replace(ctx, attributes=attributes)
         decision = self.engine.evaluate(parsed.spec, ctx)
         deciding = parsed
         for other in parsed.also:  # several actions in one request: all must be allowed
@@ -232,4 +243,5 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
         kill=KillSwitchIndex(switches),
         approval_timeout=float(settings.get("approval_timeout_seconds", 300)),
         by_port=by_port,
+        guard=guard_plan(tuple(policies)),
     )

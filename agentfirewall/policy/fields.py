@@ -11,6 +11,8 @@ Addressable fields (``action_spec.`` is optional in front of the action's own fi
     context.time                        the evaluation time (EvaluationContext.now)
     context.mode / connector / risk / enforcement_level
     context.<attribute>                 any other key of EvaluationContext.attributes
+    content.secrets / content.pii       names of the detectors that fired on the request
+    response.secrets / response.injection   ... on the upstream's response (gateway only)
 
 A getter returns :data:`MISSING` when the field is absent, so every operator can
 answer false instead of raising.
@@ -26,7 +28,7 @@ from agentfirewall.actions import ActionSpec
 if TYPE_CHECKING:
     from agentfirewall.policy.engine import EvaluationContext
 
-__all__ = ["FIELD_ROOTS", "MISSING", "Getter", "compile_field", "direct_key"]
+__all__ = ["CONTENT_FIELDS", "FIELD_ROOTS", "MISSING", "Getter", "compile_field", "direct_key"]
 
 
 class _Missing:
@@ -49,6 +51,15 @@ FIELD_ROOTS = (
     "context.agent",
     "context.time",
     "context.<attribute>",
+    "content.secrets",
+    "content.pii",
+    "response.secrets",
+    "response.injection",
+)
+#: Fields the gateway fills from its content detectors (``agentfirewall.content``), in
+#: ``EvaluationContext.attributes`` under the same name; absent when nothing fired.
+CONTENT_FIELDS = frozenset(
+    ("content.secrets", "content.pii", "response.secrets", "response.injection")
 )
 _RESOURCE_NAMES = ("provider", "account", "target", "environment")
 _CONTEXT_ATTRS = ("agent", "mode", "connector", "risk", "enforcement_level")
@@ -123,6 +134,10 @@ def compile_field(field: str) -> Getter:
     parts = tuple(field.split("."))
     if len(parts) > _MAX_PATH or any(not p for p in parts):
         raise ValueError(f"invalid field path `{field}`")
+    if parts[0] in ("content", "response"):
+        if field not in CONTENT_FIELDS:
+            raise ValueError(f"unknown field `{field}`: expected one of {', '.join(FIELD_ROOTS)}")
+        return lambda spec, ctx: ctx.attributes.get(field, MISSING)
     if parts[0] == "context":
         if len(parts) != 2:
             raise ValueError(f"unknown field `{field}`: context fields are `context.<name>`")

@@ -174,7 +174,12 @@ class ApprovalSettings(_Frozen):
 
 
 class Rule(_Frozen):
-    """One rule: when the conditions hold, the decision applies."""
+    """One rule: when the conditions hold, the decision applies.
+
+    ``decision: redact`` is an allow that first replaces what the content detectors the
+    rule names found (``content.*``: in the request body; ``response.*``: in the
+    response) by a marker; it loads as ``decision: allow`` with ``redact: true``.
+    """
 
     name: _Name
     description: str = ""
@@ -183,6 +188,15 @@ class Rule(_Frozen):
     reason: Annotated[str, Field(max_length=2000)] = ""
     risk_score: float = Field(0, ge=0, le=100)
     approval: ApprovalSettings | None = None
+    redact: Literal[True] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redact_decision(cls, data: Any) -> Any:
+        decision = data.get("decision") if isinstance(data, dict) else None
+        if isinstance(decision, str) and decision.strip().lower() == "redact":
+            data = {**data, "decision": "allow", "redact": True}
+        return data
 
 
 def _action_glob(value: str) -> str:

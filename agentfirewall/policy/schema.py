@@ -16,7 +16,7 @@ from agentfirewall.policy.operators import OPERATORS
 __all__ = ["SCHEMA_ID", "document_schema"]
 
 SCHEMA_ID = "https://agentfirewall.dev/schemas/policy-v1.json"
-_DECISIONS = ["allow", "deny", "require_approval", "requires_approval"]
+_DECISIONS = ["allow", "deny", "require_approval", "requires_approval", "redact"]
 
 
 def document_schema() -> dict[str, Any]:

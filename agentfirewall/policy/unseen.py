@@ -43,8 +43,9 @@ def _fields(node: Condition | None) -> Iterator[str]:
 
 
 def reads_request_data(field: str) -> bool:
-    """True for a field a request body may decide (parameters, resource, risk hints)."""
-    return field not in STATIC_FIELDS and not field.startswith("context.")
+    """True for a field a request body may decide (parameters, resource, risk hints,
+    ``content.*`` detections); not the static fields, context or ``response.*``."""
+    return field not in STATIC_FIELDS and not field.startswith(("context.", "response."))
 
 
 def _dependent_labels(policies: tuple[Policy, ...]) -> frozenset[str]:

@@ -13,6 +13,7 @@ CORE = [
     "agentfirewall.tokens",
     "agentfirewall.policy",
     "agentfirewall.connectors",
+    "agentfirewall.content",
 ]
 
 

@@ -64,7 +64,10 @@ def openai() -> FakeUpstream:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": "hello from fake"},
+                            "message": {
+                                "role": "assistant",
+                                "content": fake.settings.get("reply", "hello from fake"),
+                            },
                             "finish_reason": "stop",
                         }
                     ],

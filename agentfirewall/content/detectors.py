@@ -1,0 +1,271 @@
+"""The detectors: what a secret or a piece of personal data looks like, compiled once.
+
+Each :class:`Detector` has a name (what a policy names in ``content.secrets`` or
+``content.pii``), a kind (``secret`` or ``pii``), a confidence (how sure a match is what
+the name says, 0..1), and how it is found:
+
+* ``anchors``: ``(character, offset, prefixes)``: every match has that (rare) character
+  at `offset` and starts with one of the prefixes (``("_", 3, ("ghp", ...))``). The
+  scanner finds the character with ``str.find`` (``memchr``, tens of GB/s), checks the
+  prefix with ``str.startswith`` and runs the detector's expression only there — this
+  is what makes scanning fast. Offset -1: the match may start up to ``back`` characters
+  before the character (e-mail: the local part before ``@``).
+* no anchors: the expression runs over the whole text (card numbers, IBANs, phones); each
+  starts with a character class so :mod:`re` skips quickly to candidates.
+* ``context``: must match just before the anchor (generic secrets: a name that says
+  secret, ``api_key``, ``password``, ``Authorization``, before ``:`` or ``=``).
+* ``check``: a validator run on the matched text (Luhn, IBAN mod 97, entropy).
+
+Patterns follow the vendors' published token formats (GitHub ``gh[pousr]_`` and
+``github_pat_``, Stripe ``sk_``/``rk_``, Slack ``xox?-``, AWS key ids, OpenAI ``sk-``,
+``sk-proj-``, Anthropic ``sk-ant-``). Token-shaped detectors also require the random part
+to look random (letters and digits mixed, enough entropy), so placeholders such as
+``sk-your-key-here`` do not fire.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "DETECTORS",
+    "PII",
+    "SECRETS",
+    "Detector",
+    "entropy",
+    "iban_valid",
+    "luhn_valid",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    """One kind of secret or personal data (see the module docstring)."""
+
+    name: str
+    kind: str  # secret | pii
+    confidence: float
+    pattern: re.Pattern[str]
+    anchors: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
+    back: int = 0
+    context: re.Pattern[str] | None = None
+    check: Callable[[str], bool] | None = None
+    group: int = 0  # the group that is the sensitive text (0: the whole match)
+
+
+def entropy(text: str) -> float:
+    """Shannon entropy of `text` in bits per character."""
+    if not text:
+        return 0.0
+    counts: dict[str, int] = {}
+    for char in text:
+        counts[char] = counts.get(char, 0) + 1
+    size = len(text)
+    return -sum(n / size * math.log2(n / size) for n in counts.values())
+
+
+def _random_looking(part: str, minimum: float = 3.0) -> bool:
+    """Letters and digits mixed, no long run of one character, enough entropy."""
+    has_digit = any(c.isdigit() for c in part)
+    has_alpha = any(c.isalpha() for c in part)
+    return has_digit and has_alpha and entropy(part) >= minimum and not re.search(r"(.)\1{5}", part)
+
+
+def _tail_random(skip: int, minimum: float = 3.0) -> Callable[[str], bool]:
+    return lambda text: _random_looking(text[skip:], minimum)
+
+
+def _openai(text: str) -> bool:
+    body = text.split("-")[-1] if text.count("-") <= 2 else text[3:]
+    return _random_looking(body if len(body) >= 20 else text[3:])
+
+
+def _slack(text: str) -> bool:
+    """Slack tokens carry numeric ids (team, user, bot) before their random part."""
+    return (
+        len(text) >= 24
+        and re.search(r"-\d{6,}-", text) is not None
+        and _random_looking(text[5:], 2.5)
+    )
+
+
+def _anthropic(text: str) -> bool:
+    rest = re.sub(r"^sk-ant-(?:[a-z]+\d\d-)?", "", text)
+    return _random_looking(rest.replace("-", "").replace("_", ""))
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum of a string of digits."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+_CARD_PREFIX = re.compile(
+    r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3[068]|35|6(?:011|5|4[4-9]|2)"
+)
+
+
+def _card(text: str) -> bool:
+    digits = text.replace(" ", "").replace("-", "")
+    seps = {c for c in text if c in " -"}
+    if len(seps) > 1 or not 13 <= len(digits) <= 19 or len(set(digits)) < 2:
+        return False
+    return _CARD_PREFIX.match(digits) is not None and luhn_valid(digits)
+
+
+#: IBAN length per country (ISO 13616 registry, the common ones).
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21, "CY": 28,
+    "CZ": 24, "DE": 22, "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22,
+    "GI": 23, "GL": 18, "GR": 27, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27,
+    "KW": 30, "KZ": 20, "LB": 28, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31,
+    "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
+    "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26, "UA": 29, "VA": 22,
+}  # fmt: skip
+
+
+def iban_valid(text: str) -> bool:
+    """Country length and the ISO 7064 mod-97 check of an IBAN (spaces allowed)."""
+    iban = text.replace(" ", "").upper()
+    if _IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum():
+        return False
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _jwt(text: str) -> bool:
+    head = text.split(".", 1)[0]
+    try:
+        decoded = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return b'"alg"' in decoded.replace(b" ", b"")
+
+
+def _phone(text: str) -> bool:
+    digits = sum(c.isdigit() for c in text)
+    return 8 <= digits <= 15
+
+
+def _generic(text: str) -> bool:
+    return len(text) >= 16 and _random_looking(text, 3.5)
+
+
+_END = r"(?![A-Za-z0-9_])"
+_START = r"(?<![A-Za-z0-9_-])"
+
+SECRETS: tuple[Detector, ...] = (
+    Detector(
+        "aws_access_key", "secret", 0.95,
+        re.compile(_START + r"(?:AKIA|ASIA)[A-Z2-7]{16}(?![A-Za-z0-9])"),
+        anchors=(("I", 2, ("AKIA", "ASIA")),),
+        check=_tail_random(4, 2.5),
+    ),
+    Detector(
+        "github_token", "secret", 0.98,
+        re.compile(_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{60,251})"
+                   + _END),
+        anchors=(("_", 3, ("ghp", "gho", "ghu", "ghs", "ghr")), ("_", 6, ("github_pat_",))),
+        check=_tail_random(4),
+    ),
+    Detector(
+        "stripe_key", "secret", 0.95,
+        re.compile(_START + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}" + _END),
+        anchors=(("_", 2, ("sk_live_", "sk_test_", "rk_live_", "rk_test_")),),
+        check=_tail_random(8),
+    ),
+    Detector(
+        "slack_token", "secret", 0.95,
+        re.compile(_START + r"(?:xox[abposre]|xapp)-[0-9A-Za-z]+(?:-[0-9A-Za-z]+){1,5}" + _END),
+        anchors=(("-", 4, ("xox", "xapp")),),
+        check=_slack,
+    ),
+    Detector(
+        "slack_webhook", "secret", 0.95,
+        re.compile(r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9_/]{20,200}"),
+        anchors=((":", 5, ("https://hooks.slack.com/",)),),
+    ),
+    Detector(
+        "anthropic_key", "secret", 0.97,
+        re.compile(_START + r"sk-ant-(?:[a-z]+\d\d-)?[A-Za-z0-9_-]{32,200}" + _END),
+        anchors=(("-", 2, ("sk-ant-",)),),
+        check=_anthropic,
+    ),
+    Detector(
+        "openai_key", "secret", 0.9,
+        re.compile(_START + r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{32,200}"
+                   + _END),
+        anchors=(("-", 2, ("sk-",)),),
+        check=_openai,
+    ),
+    Detector(
+        "private_key", "secret", 0.99,
+        re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY(?: BLOCK)?-----"
+                   r"(?:[\s\S]{0,16384}?-----END \1PRIVATE KEY(?: BLOCK)?-----)?"),
+        anchors=(("-", 0, ("-----BEGIN ",)),),
+    ),
+    Detector(
+        "jwt", "secret", 0.85,
+        re.compile(_START + r"eyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{4,16384}"
+                   + r"\.[A-Za-z0-9_-]{0,4096}" + _END),
+        anchors=(("J", 2, ("eyJ",)),),
+        check=_jwt,
+    ),
+    Detector(
+        # a long random value assigned to a name that says it is secret:
+        # ``api_key = "..."``, ``"password": "..."``, ``token=...``, ``Authorization: Bearer ...``
+        "generic_secret", "secret", 0.6,
+        re.compile(r"(?:=>|[:=])[ \t]{0,3}(?:[Bb]earer[ \t]+|[Bb]asic[ \t]+)?[\"']?"
+                   r"([A-Za-z0-9+/_.=~-]{16,256})"),
+        anchors=((":", 0, ("",)), ("=", 0, ("",))),
+        context=re.compile(
+            r"(?i)(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|credential|auth\w*"
+            r"|access[_-]?key|private[_-]?key)[A-Za-z0-9_-]{0,20}[\"']?[ \t]{0,3}\Z"
+        ),
+        back=48,
+        check=_generic,
+        group=1,
+    ),
+)  # fmt: skip
+
+PII: tuple[Detector, ...] = (
+    Detector(
+        "card_number", "pii", 0.9,
+        re.compile(r"\d(?<![\d.,+-]\d)(?:[ -]?\d){11,17}\d(?![\d-]|[.,]\d)"),
+        check=_card,
+    ),
+    Detector(
+        "iban", "pii", 0.95,
+        re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
+                   r"(?![A-Za-z0-9])"),
+        check=iban_valid,
+    ),
+    Detector(
+        "email", "pii", 0.9,
+        re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+                   r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+                   r"(?![A-Za-z0-9-])"),
+        anchors=(("@", -1, ("",)),),
+        back=64,
+    ),
+    Detector(
+        "phone_number", "pii", 0.6,
+        re.compile(r"(?:\+(?<![\w+]\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}"
+                   r"(?:[ .-]?\d{2,4}){1,4}"
+                   r"|\((?<![\w+]\()\d{3}\)[ .-]?\d{3}[ .-]\d{4}"
+                   r"|\d(?<![\w+-]\d)\d\d[.-]\d{3}[.-]\d{4})(?![\w-])"),
+        check=_phone,
+    ),
+)  # fmt: skip
+
+DETECTORS: dict[str, Detector] = {d.name: d for d in (*SECRETS, *PII)}

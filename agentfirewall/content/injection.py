@@ -1,0 +1,78 @@
+"""Prompt-injection markers in responses: a curated, versioned pattern set.
+
+A tool, MCP or HTTP response that a model will read should carry data, not orders to
+the model. These patterns match the phrasings that published injection corpora and
+incident write-ups share (instruction overrides, fake chat-template turns, hidden
+"tell the user nothing" orders, exfiltration requests). Each pattern is a
+:class:`~agentfirewall.content.detectors.Detector` of kind ``injection``, named
+``injection.<what>``, so the scanner runs them like any other detector.
+
+The set is versioned (:data:`INJECTION_VERSION`): a change of patterns is a new version,
+and its false-positive rate on a corpus of ordinary API responses is measured by
+``tests/core/test_content_injection.py`` and recorded in docs/policies.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agentfirewall.content.detectors import Detector
+
+__all__ = ["INJECTION", "INJECTION_VERSION"]
+
+INJECTION_VERSION = "2026-12-1"
+
+_I = re.IGNORECASE
+
+
+def _marker(name: str, confidence: float, pattern: str) -> Detector:
+    return Detector(f"injection.{name}", "injection", confidence, re.compile(pattern, _I))
+
+
+INJECTION: tuple[Detector, ...] = (
+    _marker(
+        "ignore_instructions", 0.9,
+        r"\b(?:ignore|disregard|forget|override|skip)\s+(?:all\s+|any\s+|the\s+|your\s+|of\s+)*"
+        r"(?:previous|prior|above|earlier|preceding|original|system|existing)\s+"
+        r"(?:instructions?|prompts?|directions?|rules|guidelines|context|messages?)",
+    ),
+    _marker(
+        "new_instructions", 0.7,
+        r"\b(?:new|updated|real|actual|additional)\s+(?:system\s+)?instructions?\s*:"
+        r"|\byour\s+new\s+(?:task|goal|instructions?)\s+(?:is|are)\b",
+    ),
+    _marker(
+        "role_override", 0.8,
+        r"\byou\s+are\s+(?:now|no\s+longer)\s+(?:an?\s+|in\s+)?"
+        r"(?:unrestricted|jailbroken|DAN\b|developer\s+mode|evil|uncensored|free\s+of)"
+        r"|\benter\s+(?:developer|god|jailbreak)\s+mode\b",
+    ),
+    _marker(
+        "chat_template", 0.9,
+        r"<\|im_start\|>|<\|im_end\|>|<\|start_header_id\|>|\[/?INST\]|<</?SYS>>"
+        r"|<\|system\|>|(?:^|\n)\s*#{2,}\s*(?:system|assistant)\s*(?:prompt)?\s*:?\s*\n",
+    ),
+    _marker(
+        "hide_from_user", 0.85,
+        r"\b(?:do\s+not|don't|never)\s+(?:tell|inform|mention\s+(?:this\s+)?to|reveal\s+(?:this\s+)?to"
+        r"|show|alert|notify)\s+(?:the\s+)?user\b",
+    ),
+    _marker(
+        "exfiltrate", 0.85,
+        r"\b(?:send|post|upload|forward|email|leak|exfiltrate)\s+(?:all\s+|the\s+|your\s+|any\s+)*"
+        r"(?:api[\s_-]?keys?|credentials?|secrets?|passwords?|tokens?|env(?:ironment)?\s+variables"
+        r"|private\s+keys?|ssh\s+keys?|\.env\b)[^.\n]{0,80}\b(?:to|at)\s+(?:https?://|\S+@)",
+    ),
+    _marker(
+        "reveal_prompt", 0.75,
+        r"\b(?:reveal|print|output|repeat|show)\s+(?:me\s+)?(?:your|the)\s+(?:full\s+|entire\s+)?"
+        r"(?:system\s+prompt|hidden\s+instructions|initial\s+instructions)",
+    ),
+    _marker(
+        "addressed_to_model", 0.7,
+        r"\b(?:important\s+)?(?:attention|note|message|instructions?)\s+(?:to|for)\s+(?:the\s+)?"
+        r"(?:(?:ai|llm)\s+(?:assistant|agent|model)|ai|llm|assistant|language\s+model|agent|model)"
+        r"\s*[:!,-]"
+        r"|\bAI\s+(?:assistant|agent)s?\s+(?:reading|processing)\s+this\b",
+    ),
+)  # fmt: skip

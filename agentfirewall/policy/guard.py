@@ -1,0 +1,158 @@
+"""What the content guardrails need from a set of policies, worked out once per engine.
+
+:func:`guard_plan` reads the policies: which detectors the request side needs (a rule
+reading ``content.secrets`` needs the secret detectors, ``content.pii`` the personal-data
+ones), which the response side needs (``response.secrets``, ``response.injection``), and
+which rules redact what. No rule reading a content field: the plan is empty and the
+gateway scans nothing (detection costs nothing then).
+
+The request's detections reach the engine in ``EvaluationContext.attributes``; the
+ordinary evaluation then denies or holds. A ``redact`` rule is an allow, so
+:func:`redactions` asks separately which redact rules in scope match, and what to
+replace. :func:`response_verdict` decides on a response's detections with the rules that
+read ``response.*`` fields, in the plan's order (deny first): ``deny`` and
+``require_approval`` cut the response (it cannot be held), ``redact`` redacts, ``allow``
+lets it pass; every detection is flagged (traffic log, counters) whatever the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from agentfirewall.content.detectors import PII, SECRETS, Detector
+from agentfirewall.content.injection import INJECTION
+from agentfirewall.content.scanner import Scanner
+from agentfirewall.policy.models import AllCondition, AnyCondition, FieldCondition, NotCondition
+
+if TYPE_CHECKING:
+    from agentfirewall.actions import ActionSpec
+    from agentfirewall.policy.engine import Engine, EvaluationContext
+    from agentfirewall.policy.models import Condition, Policy
+
+__all__ = ["GuardPlan", "guard_plan", "redactions", "response_verdict"]
+
+_FAMILY: dict[str, tuple[Detector, ...]] = {
+    "content.secrets": SECRETS,
+    "content.pii": PII,
+    "response.secrets": SECRETS,
+    "response.injection": INJECTION,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GuardPlan:
+    """Scanners and redaction targets for one engine (None: that side is not scanned)."""
+
+    request: Scanner | None = None
+    response: Scanner | None = None
+    #: rule label -> detector names it redacts (request side / response side)
+    redact_request: tuple[tuple[str, frozenset[str]], ...] = ()
+    redact_response: tuple[tuple[str, frozenset[str]], ...] = ()
+    response_rules: frozenset[str] = frozenset()
+
+
+def _leaves(node: Condition | None) -> Iterator[FieldCondition]:
+    stack = [node] if node is not None else []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, AllCondition):
+            stack.extend(item.all)
+        elif isinstance(item, AnyCondition):
+            stack.extend(item.any)
+        elif isinstance(item, NotCondition):
+            stack.append(item.not_)
+        elif isinstance(item, FieldCondition):
+            yield item
+
+
+def _targets(leaf: FieldCondition) -> frozenset[str]:
+    """The detector names a leaf is about: the ones it names, else its whole family."""
+    family = frozenset(d.name for d in _FAMILY[leaf.field])
+    value = leaf.value
+    named = {value} if isinstance(value, str) else set(value) if isinstance(value, list) else set()
+    chosen = frozenset(v for v in named if isinstance(v, str)) & family
+    if leaf.operator in ("contains", "in", "equals") and chosen:
+        return chosen
+    return family
+
+
+def guard_plan(policies: tuple[Policy, ...]) -> GuardPlan:
+    """The plan for these policies (see the module docstring)."""
+    request: dict[str, Detector] = {}
+    response: dict[str, Detector] = {}
+    redact_request: list[tuple[str, frozenset[str]]] = []
+    redact_response: list[tuple[str, frozenset[str]]] = []
+    response_rules: set[str] = set()
+    for policy in policies:
+        if not policy.enabled:
+            continue
+        for rule in policy.rules:
+            label = f"{policy.name}/{rule.name}"
+            leaves = [leaf for leaf in _leaves(rule.conditions) if leaf.field in _FAMILY]
+            ahead = frozenset().union(*(_targets(x) for x in leaves if x.field[0] == "c"))
+            back = frozenset().union(*(_targets(x) for x in leaves if x.field[0] == "r"))
+            for leaf in leaves:
+                side = request if leaf.field.startswith("content.") else response
+                side.update((d.name, d) for d in _FAMILY[leaf.field])
+            if back:
+                response_rules.add(label)
+            if rule.redact and ahead:
+                redact_request.append((label, ahead))
+            if rule.redact and back:
+                redact_response.append((label, back))
+    return GuardPlan(
+        request=Scanner(request.values()) if request else None,
+        response=Scanner(response.values()) if response else None,
+        redact_request=tuple(redact_request),
+        redact_response=tuple(redact_response),
+        response_rules=frozenset(response_rules),
+    )
+
+
+def _plan_rules(engine: Engine, spec: ActionSpec, ctx: EvaluationContext):  # type: ignore[no-untyped-def]
+    prefixes = engine._prefixes_of(spec.type)
+    return engine._index.plan(ctx.agent, spec.type, spec.resource.environment, prefixes).rules
+
+
+def redactions(
+    engine: Engine, plan: GuardPlan, spec: ActionSpec, ctx: EvaluationContext
+) -> tuple[frozenset[str], str]:
+    """(detector names to redact from the request, the first redact rule's label)."""
+    if not plan.redact_request:
+        return frozenset(), ""
+    wanted = dict(plan.redact_request)
+    names: frozenset[str] = frozenset()
+    first = ""
+    for rule in _plan_rules(engine, spec, ctx):
+        targets = wanted.get(rule.label)
+        if targets is not None and rule.test(spec, ctx):
+            names |= targets
+            first = first or rule.label
+    return names, first
+
+
+def response_verdict(
+    engine: Engine, plan: GuardPlan, spec: ActionSpec, ctx: EvaluationContext
+) -> tuple[str, str, frozenset[str]]:
+    """(``cut`` | ``redact`` | ``pass``, the deciding rule's label, names to redact).
+
+    A rule that raises cuts (fail closed).
+    """
+    redacting = dict(plan.redact_response)
+    for rule in _plan_rules(engine, spec, ctx):
+        if rule.label not in plan.response_rules:
+            continue
+        try:
+            hit = rule.test(spec, ctx)
+        except Exception:  # fail closed
+            return "cut", rule.label, frozenset()
+        if not hit:
+            continue
+        if rule.decision != "allow":
+            return "cut", rule.label, frozenset()
+        if rule.label in redacting:
+            return "redact", rule.label, redacting[rule.label]
+        return "pass", rule.label, frozenset()
+    return "pass", "", frozenset()

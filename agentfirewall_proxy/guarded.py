@@ -1,0 +1,279 @@
+"""Content guardrails around forwarding: redact the request body, check the response.
+
+Request: a ``redact`` rule matched (``flow.redact``): the detections of the named
+detectors in the body are replaced by ``[REDACTED:<detector>]`` before forwarding, and
+the body is re-framed with its new ``Content-Length``. Only a body read whole and not
+compressed can be rewritten, and only the body: a detection to redact in the URL or a
+header, a body beyond the inspection limit or a compressed one is refused (fail closed).
+
+Response (a policy reads ``response.*``): the body is decoded (the gateway asked for
+``identity``; gzip/deflate are decoded, anything else refused), scrubbed of the injected
+credential as usual, and scanned. A server-sent event stream is checked event by event
+and streamed; any other body is read whole (up to the inspection limit: a larger one is
+cut, fail closed) and checked before its head is sent. The verdict
+(``agentfirewall.policy.guard.response_verdict``): ``cut`` answers 502
+``response_blocked`` (or ends the event stream), ``redact`` replaces, ``pass`` relays;
+every detection is flagged in the flow's reason (traffic log) and counters. In
+``monitor`` enforcement nothing is cut or redacted, only flagged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from agentfirewall.actions import ActionSpec
+from agentfirewall.content import (
+    Finding,
+    Scanner,
+    body_pieces,
+    describe,
+    redact_body,
+    scan_pieces,
+)
+from agentfirewall.policy import EvaluationContext
+from agentfirewall.policy.guard import GuardPlan, response_verdict
+from agentfirewall_proxy.guard import content_attributes, note_findings
+from agentfirewall_proxy.http1 import END, Head, ResponseHead, chunk, serialize_response_head
+from agentfirewall_proxy.pipeline import Flow, Refusal
+from agentfirewall_proxy.scrub import ScrubError, body_decoder
+from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.gateway import Gateway
+    from agentfirewall_proxy.server import ClientConnection
+
+__all__ = ["guarded_respond", "guards_response", "redact_request"]
+
+_DROP_DOWN = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+     b"content-length", b"trailer", b"upgrade", b"te"}
+)  # fmt: skip
+
+
+def guards_response(gateway: Gateway, flow: Flow) -> bool:
+    """True when a policy reads the response's content."""
+    config = gateway.config
+    return config is not None and config.guard.response is not None
+
+
+def redact_request(
+    guard: GuardPlan, flow: Flow, head: Head, prefix: bytes, complete: bool
+) -> bytes:
+    """The request body with `flow.redact`'s detections replaced (see the docstring)."""
+    scanner = guard.request
+    assert scanner is not None
+    targeted = [f for f in flow.findings if f.detector in flow.redact]
+    outside = [f for f in targeted if not f.location.startswith(("body", "form."))]
+    if outside:
+        raise Refusal(403, "denied", f"a redact rule cannot rewrite {describe(outside)}")
+    if not targeted:
+        return prefix
+    if not complete:
+        raise Refusal(413, "body_too_large", "request body larger than the inspection limit: "
+                      "cannot redact it")  # fmt: skip
+    if head.get(b"content-encoding") not in (None, b"identity"):
+        raise Refusal(415, "unsupported_encoding", "a compressed request body cannot be redacted")
+    ctype = (head.get(b"content-type") or b"").decode("latin-1")
+    body, flow.redacted = redact_body(scanner, prefix, ctype, flow.redact)
+    return body
+
+
+def _verdict(gateway: Gateway, flow: Flow, findings: list[Finding]) -> tuple[str, frozenset[str]]:
+    """What to do with a response's detections (monitor level: only flag)."""
+    config = gateway.require_config()
+    assert flow.agent is not None
+    flow.response_findings += len(findings)
+    if not findings:
+        return "pass", frozenset()
+    provider = flow.connector.type if flow.connector else None
+    spec = (
+        flow.parsed.spec
+        if flow.parsed is not None
+        else ActionSpec(type=flow.action or "unknown.request", resource={"provider": provider})
+    )
+    attributes = {**(flow.content or {}), **content_attributes(findings, "response")}
+    ctx = EvaluationContext(
+        agent=flow.agent.name, mode="proxy", now=datetime.now(UTC),
+        connector=provider, enforcement_level=flow.agent.level,
+        risk=flow.parsed.risk if flow.parsed is not None else None, attributes=attributes,
+    )  # fmt: skip
+    outcome, label, names = response_verdict(config.engine, config.guard, spec, ctx)
+    if flow.agent.level == "monitor" and outcome != "pass":
+        outcome, names = "pass", frozenset()
+        label = f"{label} (monitor: not enforced)"
+    what = {"cut": "cut", "redact": "redacted", "pass": "flagged"}[outcome]
+    rule = f" by rule `{label}`" if label else ""
+    if outcome == "cut":  # the refusal's message is the flow's reason
+        raise Refusal(502, "response_blocked", f"response cut{rule}: {describe(findings)}")
+    note_findings(flow, findings, f"response {what}{rule}")
+    return outcome, names
+
+
+def _scan(scanner: Scanner, body: bytes, content_type: str, where: str) -> list[Finding]:
+    pieces = body_pieces(body, content_type)
+    if where != "body":
+        pieces = [(where + name[4:], text) for name, text in pieces]
+    return scan_pieces(scanner, pieces)
+
+
+async def guarded_respond(
+    gateway: Gateway,
+    conn: ClientConnection,
+    head: Head,
+    flow: Flow,
+    up: UpstreamConnection,
+    response: ResponseHead,
+) -> bool:
+    """Relay a response with a body, checked by the content rules (module docstring)."""
+    scanner = gateway.require_config().guard.response
+    assert scanner is not None
+    flow.status = response.status
+    headers, reason = response.headers, response.reason
+    scrubber = flow.connector.scrubber if flow.connector is not None else None
+    if scrubber is not None:
+        headers, found = scrubber.headers(headers)
+        reason, more = scrubber.scrub(reason)
+        flow.scrubbed += found + more
+    headers = [(k, v) for k, v in headers if k.lower() not in _DROP_DOWN]
+    try:
+        headers, decoder = body_decoder(headers)
+    except ScrubError as exc:
+        raise UpstreamError(502, str(exc)) from None
+    stream = scrubber.stream() if scrubber is not None else None
+    ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
+    sse = ctype.split(";")[0].strip().lower() == "text/event-stream"
+    close_delimited = response.content_length is None and not response.chunked
+    limit = gateway.options.body_inspect_limit
+    timeout = gateway.options.io_timeout
+
+    def clean(data: bytes) -> bytes:
+        pieces = decoder.feed(data) if decoder is not None else [data]
+        return b"".join(stream.feed(p) if stream is not None else p for p in pieces)
+
+    def rest() -> bytes:
+        last = decoder.finish() if decoder is not None else b""
+        out = stream.feed(last) if stream is not None else last
+        if stream is not None:
+            out += stream.finish()
+            flow.scrubbed += stream.count
+        return out
+
+    if sse:
+        return await _relay_events(gateway, conn, head, flow, up, response, headers, reason,
+                                   (scanner, clean, rest, close_delimited))  # fmt: skip
+    body = bytearray()
+    while True:
+        try:
+            event = await up.next_event(timeout)
+        except (TimeoutError, OSError):
+            event = None
+        if isinstance(event, bytes):
+            flow.bytes_in += len(event)
+            body += clean(event)
+            if len(body) > limit:
+                raise Refusal(502, "response_too_large", f"response larger than the {limit}-byte "
+                              "inspection limit: the content rules cannot check it")  # fmt: skip
+            continue
+        if event is END or (event is EOF and close_delimited):
+            body += rest()
+            break
+        raise Refusal(502, "upstream_error", "the upstream response ended early")
+    data = bytes(body)
+    # a cut raises Refusal: the caller aborts the upstream connection and answers 502
+    outcome, names = _verdict(gateway, flow, _scan(scanner, data, ctype, "body"))
+    if event is END and response.keep_alive:
+        gateway.pool.release(up)
+    else:
+        up.abort()
+    if outcome == "redact":
+        data = redact_body(scanner, data, ctype, names)[0]
+    keep = head.keep_alive and conn.clean
+    headers.append((b"Content-Length", b"%d" % len(data)))
+    if not keep:
+        headers.append((b"Connection", b"close"))
+    conn.write(serialize_response_head(response.status, reason, headers) + data)
+    await conn.flush()
+    return keep
+
+
+async def _relay_events(
+    gateway: Gateway,
+    conn: ClientConnection,
+    head: Head,
+    flow: Flow,
+    up: UpstreamConnection,
+    response: ResponseHead,
+    headers: list[tuple[bytes, bytes]],
+    reason: bytes,
+    tools: tuple[Scanner, object, object, bool],
+) -> bool:
+    """An event stream, checked one event at a time: a cut ends the stream there."""
+    scanner, clean, rest, close_delimited = tools
+    assert callable(clean)
+    assert callable(rest)
+    chunked = head.version == "1.1"
+    headers.append((b"Transfer-Encoding", b"chunked") if chunked else (b"Connection", b"close"))
+    conn.write(serialize_response_head(response.status, reason, headers))
+    await conn.flush()
+    pending = b""
+    number = 0
+    limit = gateway.options.body_inspect_limit
+    while True:
+        try:
+            event = await up.next_event(gateway.options.io_timeout)
+        except (TimeoutError, OSError):
+            event = EOF
+        ended = event is END or (event is EOF and close_delimited)
+        if isinstance(event, bytes):
+            flow.bytes_in += len(event)
+            pending += clean(event)
+        elif ended:
+            pending += rest()
+        else:
+            up.abort()
+            conn.abort()
+            return False
+        out = b""
+        while True:
+            cut_at = _event_end(pending)
+            if cut_at < 0 and not (ended and pending):
+                break
+            piece, pending = (pending[:cut_at], pending[cut_at:]) if cut_at >= 0 else (pending, b"")
+            number += 1
+            findings = _scan(scanner, piece, "text/plain", f"body.event{number}")
+            try:
+                outcome, names = _verdict(gateway, flow, findings)
+            except Refusal as exc:  # the head is sent: the stream ends here, cut
+                flow.reason = exc.message
+                if out:
+                    conn.write(chunk(out) if chunked else out)
+                up.abort()
+                await conn.flush()
+                conn.abort()
+                return False
+            if outcome == "redact":
+                piece = redact_body(scanner, piece, "text/plain", names)[0]
+            out += piece
+        if len(pending) > limit:
+            up.abort()
+            conn.abort()
+            return False
+        if out:
+            conn.write(chunk(out) if chunked else out)
+            await conn.flush()
+        if ended:
+            if chunked:
+                conn.write(b"0\r\n\r\n")
+                await conn.flush()
+            if event is END and response.keep_alive:
+                gateway.pool.release(up)
+            else:
+                up.abort()
+            return chunked and head.keep_alive and conn.clean
+
+
+def _event_end(data: bytes) -> int:
+    """The index just past the first complete event (a blank line), or -1."""
+    ends = [i + n for i, n in ((data.find(b"\n\n"), 2), (data.find(b"\r\n\r\n"), 4)) if i >= 0]
+    return min(ends) if ends else -1
