@@ -4,6 +4,8 @@
 The encryption key is not among them: the server makes one only when the vault is empty
 (a missing key with sealed rows stops the start instead, see ``vaultcheck``).
 ``tf init`` calls it too, so the CLI and the server agree on the admin and gateway tokens.
+``AGENTFIREWALL_ADMIN_TOKEN`` / ``AGENTFIREWALL_GATEWAY_TOKEN`` (at least 32 characters)
+replace the two token files: replicas behind a load balancer share them from a secret store.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "SETUP_TOKEN_FILE",
     "SIGNING_KEY_FILE",
     "Bootstrap",
+    "bootstrap_tokens",
     "ensure_data_dir",
     "fsync_dir",
     "new_token",
@@ -95,6 +98,18 @@ def _ensure(path: Path, make: bytes) -> bool:
     return True
 
 
+def bootstrap_tokens(settings: Settings) -> tuple[str, str]:
+    """(admin token, gateway token): from the settings when set, else the data dir's files."""
+    found = []
+    for value, name in (
+        (settings.admin_token, ADMIN_TOKEN_FILE),
+        (settings.gateway_token, GATEWAY_TOKEN_FILE),
+    ):
+        text = value.get_secret_value() if value is not None else None
+        found.append(text or read_secret_file(settings.data_dir / name) or "")
+    return found[0], found[1]
+
+
 def ensure_data_dir(settings: Settings) -> Bootstrap:
     """Create the data directory and every missing secret file; report the tokens."""
     root = settings.data_dir
@@ -103,12 +118,13 @@ def ensure_data_dir(settings: Settings) -> Bootstrap:
     if settings.signing_key is None:
         created |= _ensure(root / SIGNING_KEY_FILE, generate_signing_key().to_pem())
     # the encryption key is made by the server, and only for an empty vault (keystore.py)
-    created |= _ensure(root / ADMIN_TOKEN_FILE, new_token("tfa_").encode())
-    created |= _ensure(root / GATEWAY_TOKEN_FILE, new_token("tfg_").encode())
+    if settings.admin_token is None:
+        created |= _ensure(root / ADMIN_TOKEN_FILE, new_token("tfa_").encode())
+    if settings.gateway_token is None:
+        created |= _ensure(root / GATEWAY_TOKEN_FILE, new_token("tfg_").encode())
     if created and not (root / SETUP_TOKEN_FILE).exists():
         write_secret_file(root / SETUP_TOKEN_FILE, secrets.token_urlsafe(24).encode())
-    admin = read_secret_file(root / ADMIN_TOKEN_FILE) or ""
-    gateway = read_secret_file(root / GATEWAY_TOKEN_FILE) or ""
+    admin, gateway = bootstrap_tokens(settings)
     setup = read_secret_file(root / SETUP_TOKEN_FILE)
     url = f"{settings.base_url}/dashboard/setup?token={setup}" if setup else None
     return Bootstrap(admin, gateway, url, created, root)

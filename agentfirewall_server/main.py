@@ -70,12 +70,19 @@ def first_start_message(settings: Settings, boot: Bootstrap) -> str:
     Printed only on the start that created the files, so no secret is shown twice.
     """
     api = f"{settings.base_url}/api"
+    token = (
+        ["  admin API token: the one in AGENTFIREWALL_ADMIN_TOKEN"]
+        if settings.admin_token is not None
+        else [
+            f"  admin API token (for `tf` and scripts, also in {boot.data_dir}/admin.token):",
+            f"    {boot.admin_token}",
+        ]
+    )
     lines = [
         f"TameFlare: created {boot.data_dir} (database, signing key, encryption key, tokens; "
         "files 0600)",
         f"  create the owner account (one-time link): {boot.setup_url}",
-        f"  admin API token (for `tf` and scripts, also in {boot.data_dir}/admin.token):",
-        f"    {boot.admin_token}",
+        *token,
         "  register an agent and get its API key (shown once):",
         f"    curl -X POST {api}/v1/agents -H 'Authorization: Bearer <admin token>' "
         "-H 'Content-Type: application/json' -d '{\"name\": \"Bot\"}'",

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
             "encryption_key", "AGENTFIREWALL_ENCRYPTION_KEY", "SETTINGS_ENCRYPTION_KEY"
         ),
     )
+    #: The bootstrap tokens, from a secret store (several replicas share them); unset, the
+    #: data directory's ``admin.token`` / ``gateway.token`` (created on the first start).
+    admin_token: SecretStr | None = Field(default=None, min_length=32)
+    gateway_token: SecretStr | None = Field(default=None, min_length=32)
     encryption_keys_previous: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(

@@ -13,9 +13,8 @@ from sqlalchemy import Connection, select
 
 from agentfirewall.tokens import SigningKey, generate_signing_key, load_signing_key
 from agentfirewall_server.bootstrap import (
-    ADMIN_TOKEN_FILE,
-    GATEWAY_TOKEN_FILE,
     SIGNING_KEY_FILE,
+    bootstrap_tokens,
     ensure_data_dir,
     read_secret_file,
 )
@@ -135,12 +134,9 @@ class AppState:
         return load_signing_key(pem) if pem else generate_signing_key()
 
     def _register_bootstrap_tokens(self, conn: Connection) -> None:
-        """The data dir's admin token acts as owner; its gateway token as the gateway."""
-        for name, kind, role in (
-            (ADMIN_TOKEN_FILE, "admin", "owner"),
-            (GATEWAY_TOKEN_FILE, "gateway", None),
-        ):
-            secret = read_secret_file(self.settings.data_dir / name)
+        """The admin token acts as owner, the gateway token as the gateway (``bootstrap``)."""
+        admin, gateway = bootstrap_tokens(self.settings)
+        for secret, kind, role in ((admin, "admin", "owner"), (gateway, "gateway", None)):
             if not secret:
                 continue
             digest = hash_secret(secret)
