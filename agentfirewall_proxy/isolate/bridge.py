@@ -195,13 +195,19 @@ def _receive(ctl: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return (reply if isinstance(reply, dict) else {}), fds
 
 
+def _helper_env() -> dict[str, str]:
+    """The sandbox's own environment: only what finds Python and this package. Never `tf
+    run`'s: it may hold the admin token or the secrets the agent's environment leaves out."""
+    keep = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "VIRTUAL_ENV")
+    return {name: os.environ[name] for name in keep if name in os.environ}
+
+
 def start_sandbox(
     command: Sequence[str],
     agent_env: Mapping[str, str],
     bridges: Sequence[Bridge],
     *,
     on_blocked: Callable[[Blocked], None],
-    helper_env: Mapping[str, str] | None = None,
     probe: bool = False,
 ) -> Sandbox:
     """Start the sandbox around `command`; raise :class:`IsolationError` when the kernel
@@ -211,7 +217,7 @@ def start_sandbox(
     with ours, theirs:
         process = subprocess.Popen(
             [*helper, str(theirs.fileno()), str(os.getpid())],
-            env=dict(helper_env if helper_env is not None else os.environ),
+            env=_helper_env(),
             pass_fds=[theirs.fileno()],
         )
         theirs.close()

@@ -25,6 +25,7 @@ __all__ = [
     "map_current_user",
     "mount_private_proc",
     "set_parent_death_signal",
+    "set_undumpable",
     "unshare",
 ]
 
@@ -36,6 +37,7 @@ CLONE_NEWNET = 0x40000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
 _MS_REC, _MS_PRIVATE = 0x4000, 0x40000
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
@@ -69,6 +71,12 @@ def unshare(flags: int) -> None:
 def set_parent_death_signal(signum: int) -> None:
     """Have the kernel send `signum` to this process when its parent dies (even by SIGKILL)."""
     _check(_libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signum), 0, 0, 0), "prctl")
+
+
+def set_undumpable() -> None:
+    """No ptrace, no /proc/PID/environ or mem for anyone without CAP_SYS_PTRACE where this
+    process's memory was made (the host): the agent cannot look inside its supervisors."""
+    _check(_libc.prctl(_PR_SET_DUMPABLE, ctypes.c_ulong(0), 0, 0, 0), "prctl")
 
 
 def drop_capabilities(numbers: list[int]) -> None:

@@ -202,6 +202,7 @@ def _isolate(ctl: socket.socket, spec: dict[str, Any]) -> int:
             _step("create the namespaces", kernel.unshare, flags)
     except SetupError as exc:
         return _fail(ctl, exc)
+    kernel.set_undumpable()  # after the maps (it makes /proc/self root's); init inherits it
     gone_r, gone_w = os.pipe()
     child = os.fork()
     if child == 0:

@@ -65,6 +65,14 @@ attempt("aiohttp", lambda: asyncio.run(aio()))
 attempt("raw", raw)
 attempt("dns", lambda: socket.getaddrinfo("api.github.com", 443))
 attempt("ip", lambda: socket.create_connection(("192.0.2.10", 443), timeout=5).close())
+seen = b""  # everything the agent can read of the processes it can see
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    for part in ("environ", "cmdline"):
+        try:
+            seen += open(f"/proc/{pid}/{part}", "rb").read()
+        except OSError:
+            pass
+open("seen.bin", "wb").write(seen)
 print(json.dumps(out))
 """
 
@@ -130,11 +138,18 @@ def test_bypassing_clients_fail_closed_reach_nothing_and_are_reported(
     project.agent("https.js", NODE_HTTPS)
     env = _fake_env(project)
     script = f"python bypass.py; {node} https.js"
-    done = project.tf("run", "--name", "Bot", "--isolate", "--", "bash", "-c", script, env=env)
+    admin = (project.root / ".tf" / "admin.token").read_text().strip()
+    done = project.tf("run", "--name", "Bot", "--isolate", "--", "bash", "-c", script,
+                      env={**env, "TF_ADMIN_TOKEN": admin})  # fmt: skip
     lines = done.stdout.strip().splitlines()
     result = json.loads(lines[0])
     assert set(result) == {"urllib3", "urllib3-name", "aiohttp", "raw", "dns", "ip"}
     assert "reached" not in result.values(), result
+    # no process the agent can see holds `tf run`'s secrets (the sandbox's own environment is
+    # only what finds Python; the agent runs as root here, so it reads PID 1's)
+    seen = (project.root / "seen.bin").read_bytes()
+    assert b"TF_ADMIN_TOKEN" not in seen
+    assert admin.encode() not in seen
     assert result["dns"] == "gaierror"
     assert lines[1] == "node-https ECONNREFUSED"
     assert _bypassed(project) == []  # nothing reached any upstream
