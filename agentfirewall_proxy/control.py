@@ -26,6 +26,8 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
+from agentfirewall_proxy.approvalbatch import ApprovalBatcher
+
 __all__ = [
     "Control",
     "ControlError",
@@ -109,6 +111,10 @@ class HttpControl:
             limits=httpx.Limits(max_connections=128, max_keepalive_connections=32),
             trust_env=False,
         )
+        self._approvals = ApprovalBatcher(
+            lambda method, path, body: self._call(method, path, json_body=body, resend=False),
+            ControlError,
+        )
 
     @property
     def url(self) -> str:
@@ -172,9 +178,9 @@ class HttpControl:
         await self._call("POST", "/v1/gateway/traffic", json_body={"records": records})
 
     async def create_approval(self, payload: JSON) -> JSON:
-        answer = await self._call("POST", "/v1/gateway/approvals", json_body=payload, resend=False)
-        data: JSON = answer.json()
-        return data
+        """One approval; those asked for in the same loop iteration go in one call
+        (never re-sent to another replica once it may have arrived: see the class)."""
+        return await self._approvals.create(payload)
 
     async def wait_approvals(self, approval_ids: list[str], wait: float) -> list[JSON]:
         """Long-poll: the approvals among `approval_ids` that are no longer pending."""

@@ -42,6 +42,7 @@ _ROUTE_MODULES = (  # actions first: POST /api/v1/actions is the hot path (route
     "killswitch",
     "audit",
     "gateway",
+    "approval_batch",
     "people",
     "settings",
     "events",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ROLES",
     "approval_json",
+    "approval_row",
     "create_approval",
     "decide_approval",
     "deny_for_kill_switch",
@@ -79,7 +80,41 @@ def create_approval(
     timeout_seconds: int,
     now: float,
 ) -> dict[str, Any]:
-    row = {
+    row = approval_row(
+        agent=agent,
+        connector=connector,
+        action_request_id=action_request_id,
+        source=source,
+        spec=spec,
+        action_hash=action_hash,
+        risk_score=risk_score,
+        reason=reason,
+        request=request,
+        roles=roles,
+        timeout_seconds=timeout_seconds,
+        now=now,
+    )
+    conn.execute(approvals.insert().values(**row))
+    return row
+
+
+def approval_row(
+    *,
+    agent: str,
+    connector: str | None,
+    action_request_id: str | None,
+    source: str,
+    spec: dict[str, Any],
+    action_hash: str,
+    risk_score: float,
+    reason: str,
+    request: dict[str, Any] | None,
+    roles: tuple[str, ...] | list[str],
+    timeout_seconds: int,
+    now: float,
+) -> dict[str, Any]:
+    """A new pending approval's row (not inserted: `create_approval` inserts one)."""
+    return {
         "id": new_id("apv_"),
         "status": "pending",
         "agent": agent,
@@ -101,8 +136,6 @@ def create_approval(
         "slack_channel": None,
         "slack_ts": None,
     }
-    conn.execute(approvals.insert().values(**row))
-    return row
 
 
 def get_approval(conn: Connection, approval_id: str) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ error naming the key id when the stored credentials need a key the server does n
 from __future__ import annotations
 
 import argparse
+import gc
 import socket
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,10 @@ from agentfirewall_server.bootstrap import Bootstrap, ensure_data_dir
 from agentfirewall_server.otel import otel_problem, use_json_logs
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.state import AppState
+
+# what `settle_gc` does once the server is up (measured in benchmarks/server.py)
+GC_FREEZE = True
+GC_THRESHOLDS: tuple[int, int, int] | None = None
 
 __all__ = ["build_server", "first_start_message", "main", "parse_settings"]
 
@@ -97,17 +102,38 @@ class _Server(uvicorn.Server):
     so without this a long-poll or an event stream would hold the stop until it times out.
     """
 
-    def __init__(self, config: uvicorn.Config, state: AppState) -> None:
+    def __init__(self, config: uvicorn.Config, state: AppState, *, settle_gc: bool) -> None:
         super().__init__(config)
         self._af_state = state
+        self._settle_gc = settle_gc
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._settle_gc:
+            settle_gc()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._af_state.hub.close()
         await super().shutdown(sockets)
 
 
-def build_server(settings: Settings) -> uvicorn.Server:
-    """An uvicorn server for the app, ready for `server.run()` or `await server.serve()`."""
+def settle_gc() -> None:
+    """After start-up: the objects made so far (modules, schemas, the compiled policies)
+    live as long as the process, so move them out of the collector's sight (`gc.freeze`);
+    then collect less often. Under sustained load each full collection walked them all,
+    a 60-100 ms pause of the event loop (benchmarks/README.md)."""
+    if GC_FREEZE:
+        gc.freeze()
+    if GC_THRESHOLDS is not None:
+        gc.set_threshold(*GC_THRESHOLDS)
+
+
+def build_server(settings: Settings, *, settle: bool = False) -> uvicorn.Server:
+    """An uvicorn server for the app, ready for `server.run()` or `await server.serve()`.
+
+    `settle`: tune the garbage collector once started (`settle_gc`); the command line
+    does, an embedding process (tests) keeps its own collector settings.
+    """
     app = create_app(settings)
     json_logs = settings.log_format == "json"
     config = uvicorn.Config(
@@ -123,7 +149,7 @@ def build_server(settings: Settings) -> uvicorn.Server:
         proxy_headers=False,
         server_header=False,
     )
-    return _Server(config, app.state.af)
+    return _Server(config, app.state.af, settle_gc=settle)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,5 +176,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if boot.created:
         print(first_start_message(settings, boot), flush=True)
-    build_server(settings).run()
+    build_server(settings, settle=True).run()
     return 0

@@ -150,6 +150,46 @@ def naive_engine(rules: list[GenRule]) -> Callable[[Request], str]:
     return decide
 
 
+# -- a plain indexed reference (perf-anchors.md section 2, "indexed") --------------------
+
+
+def indexed_reference(rules: list[GenRule]) -> Callable[[Request], str]:
+    """The same semantics as the naive loop: rules bucketed by agent (plus the global
+    bucket), patterns pre-split into exact, prefix or any."""
+    buckets: dict[str, list[tuple[int, str, int | None, str | None, bool]]] = {}
+    for rule in rules:
+        if rule.pattern == "*":
+            kind, text = 2, ""
+        elif rule.pattern.endswith("*"):
+            kind, text = 1, rule.pattern[:-1]
+        else:
+            kind, text = 0, rule.pattern
+        entry = (kind, text, rule.min_amount, rule.env, rule.effect == "deny")
+        buckets.setdefault(rule.agent, []).append(entry)
+    globals_ = buckets.pop("*", [])
+
+    def decide(req: Request) -> str:
+        action, amount, env = req.action, req.amount, req.env
+        allowed = False
+        for bucket in (buckets.get(req.agent, ()), globals_):
+            for kind, text, min_amount, rule_env, deny in bucket:
+                if kind == 0:
+                    if action != text:
+                        continue
+                elif kind == 1 and not action.startswith(text):
+                    continue
+                if min_amount is not None and not amount > min_amount:
+                    continue
+                if rule_env is not None and rule_env != env:
+                    continue
+                if deny:
+                    return "deny"
+                allowed = True
+        return "allow" if allowed else "deny"
+
+    return decide
+
+
 # -- agentfirewall -----------------------------------------------------------------------
 
 
@@ -195,6 +235,35 @@ def agentfirewall_engine(
 
     evaluate = engine.evaluate
     return (lambda prepared: evaluate(*prepared).outcome), prepare
+
+
+def agentfirewall_per_call(
+    rules: list[GenRule], parse: Callable[[Any], ActionSpec] = parse_action_spec
+) -> tuple[Callable[[Any], str], Callable[[Request], Any]]:
+    """What a caller pays per decision: the action spec parsed (validated) from JSON data
+    and the evaluation context built, inside the timing."""
+    engine = Engine(policies=[to_policy(i, r) for i, r in enumerate(rules)])
+    evaluate = engine.evaluate
+
+    def decide(req: Request) -> str:
+        spec = parse(
+            {
+                "type": req.action,
+                "resource": {"environment": req.env},
+                "parameters": {"amount": req.amount},
+            }
+        )
+        ctx = EvaluationContext(agent=req.agent, mode="sdk", now=NOW, sdk_default="deny")
+        return evaluate(spec, ctx).outcome
+
+    return decide, lambda r: r
+
+
+def cedar_per_call(
+    rules: list[GenRule],
+) -> tuple[Callable[[Any], str], Callable[[Request], Any]]:
+    decide, prepare = cedar_engine(rules)
+    return (lambda req: decide(prepare(req))), lambda r: r
 
 
 def access_rule_engine(
@@ -364,7 +433,14 @@ def cross_check(
             )
 
 
-def run(sizes: list[int], budget: float, check: int, seed: int, deny_share: float) -> list[Row]:
+def run(
+    sizes: list[int],
+    budget: float,
+    check: int,
+    seed: int,
+    deny_share: float,
+    per_call: bool = False,
+) -> list[Row]:
     rows: list[Row] = []
     builders: list[
         tuple[
@@ -379,6 +455,17 @@ def run(sizes: list[int], budget: float, check: int, seed: int, deny_share: floa
         ("cedarpy", cedar_engine, True),
         ("pycasbin", casbin_engine, True),
     ]
+    if per_call:  # every engine gets the raw request and builds its input inside the timing
+        builders = [
+            ("agentfirewall", agentfirewall_per_call, True),
+            (
+                "agentfirewall, model-validated spec (before)",
+                lambda rules: agentfirewall_per_call(rules, ActionSpec.model_validate),
+                True,
+            ),
+            ("indexed reference", lambda rules: (indexed_reference(rules), lambda r: r), True),
+            ("cedarpy", cedar_per_call, True),
+        ]
     for size in sizes:
         rng = random.Random(seed + size)
         rules = generate(size, rng, deny_share)
@@ -442,6 +529,26 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+def print_per_call(rows: list[Row]) -> None:
+    print("\n| rules | agentfirewall dec/s | p50 µs | p99 µs | x cedarpy | x indexed reference |")
+    print("|---|---|---|---|---|---|")
+    for row in (r for r in rows if r.engine == "agentfirewall"):
+        same = {r.engine: r for r in rows if r.rules == row.rules}
+        cedar, ref = same["cedarpy"], same["indexed reference"]
+        print(
+            f"| {row.rules:,} | {row.per_second:,.0f} | {row.p50_us:.1f} | {row.p99_us:.1f} | "
+            f"{row.per_second / cedar.per_second:,.0f}x | {row.per_second / ref.per_second:.2f}x "
+            f"(reference {ref.per_second:,.0f}/s, p99 {ref.p99_us:.1f} µs) |"
+        )
+    for row in (r for r in rows if r.engine.endswith("(before)")):
+        ref = next(r for r in rows if r.rules == row.rules and r.engine == "indexed reference")
+        print(
+            f"  before (spec through the model), {row.rules:,} rules: {row.per_second:,.0f}/s, "
+            f"p99 {row.p99_us:.1f} µs, {row.per_second / ref.per_second:.2f}x reference"
+        )
+    print("targets (issue 18) at 1,000 rules: >= 250x cedarpy, p99 <= 10 µs, >= 0.7x reference")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -458,14 +565,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--deny-share", type=float, default=0.35, help="share of deny rules (default 0.35)"
     )
+    parser.add_argument(
+        "--per-call",
+        action="store_true",
+        help="each decision from the raw request (spec and context built inside the timing),"
+        " beside cedarpy and a plain indexed Python reference",
+    )
     args = parser.parse_args(argv)
     sizes = args.sizes or ([10, 100, 1000] if args.quick else [10, 100, 1000, 10_000])
     budget = args.budget or (0.5 if args.quick else 2.0)
     check = min(args.check, 100) if args.quick else args.check
     print(f"python {sys.version.split()[0]}; sizes {sizes}; {budget}s per engine and size")
     started = time.perf_counter()
-    rows = run(sizes, budget, check, args.seed, args.deny_share)
-    print_table(rows)
+    rows = run(sizes, budget, check, args.seed, args.deny_share, args.per_call)
+    if args.per_call:
+        print_per_call(rows)
+    else:
+        print_table(rows)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

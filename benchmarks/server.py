@@ -33,6 +33,10 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).parent))
+import server_fill
+import server_trace
+
 SPEC = {
     "action_spec": {
         "type": "github.pr.merge",
@@ -107,17 +111,22 @@ def _start(cmd: list[str], log: Path, env: dict[str, str]) -> tuple[subprocess.P
     raise RuntimeError(f"server did not start: {log.read_text()}")
 
 
-def start_ours(tmp: Path, synchronous: str) -> tuple[subprocess.Popen[bytes], str, str, Path]:
+def start_ours(
+    tmp: Path, synchronous: str, extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, str, Path]:
     env = {
         **os.environ,
+        **(extra or {}),
         "AGENTFIREWALL_SQLITE_SYNCHRONOUS": synchronous,
         "AGENTFIREWALL_LOG_LEVEL": "info",  # the port is read from uvicorn's startup line
     }
     proc, port = _start(
         [
             sys.executable,
-            "-m",
-            "agentfirewall_server",
+            __file__,
+            "--serve-ours",
+            str(tmp / "trace.jsonl"),
+            "--",
             "--port",
             "0",
             "--data-dir",
@@ -127,6 +136,9 @@ def start_ours(tmp: Path, synchronous: str) -> tuple[subprocess.Popen[bytes], st
         env,
     )
     url = f"http://127.0.0.1:{port}"
+    saved = tmp / "tf" / "bench.key"
+    if saved.exists():  # a pre-filled database: its agent exists
+        return proc, url, saved.read_text().strip(), tmp / "tf" / "agentfirewall.db"
     admin = (tmp / "tf" / "admin.token").read_text().strip()
     r = httpx.post(
         url + "/api/v1/agents",
@@ -134,6 +146,7 @@ def start_ours(tmp: Path, synchronous: str) -> tuple[subprocess.Popen[bytes], st
         json={"name": "Bench", "rate_limit_per_minute": 1_000_000},
     )
     r.raise_for_status()
+    saved.write_text(r.json()["api_key"])
     return proc, url, r.json()["api_key"], tmp / "tf" / "agentfirewall.db"
 
 
@@ -149,7 +162,11 @@ def start_bare(tmp: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
 
 
 async def _one_connection(
-    port: int, request: bytes, stop_at: float, latencies: list[float], acked: list[str]
+    port: int,
+    request: bytes,
+    stop_at: float,
+    latencies: list[tuple[float, float]],
+    acked: list[str],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -159,7 +176,8 @@ async def _one_connection(
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
             body = await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
+            ended = time.perf_counter()
+            latencies.append((ended, ended - started))
             if head.startswith(b"HTTP/1.1 200"):
                 acked.append(json.loads(body).get("action_request_id") or json.loads(body)["id"])
     finally:
@@ -176,14 +194,19 @@ async def load(
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
-    latencies: list[float] = []
+    latencies: list[tuple[float, float]] = []
     acked: list[str] = []
     stop_at = time.perf_counter() + seconds
     started = time.perf_counter()
     await asyncio.gather(
         *(_one_connection(port, request, stop_at, latencies, acked) for _ in range(connections))
     )
-    return {"latencies": latencies, "elapsed": time.perf_counter() - started, "acked": acked}
+    return {
+        "latencies": latencies,
+        "elapsed": time.perf_counter() - started,
+        "acked": acked,
+        "t0": started,
+    }
 
 
 def _missing(db: Path, table: str, ids: list[str]) -> int:
@@ -217,50 +240,161 @@ def _slices(
     return [_merge(p) for p in parts]
 
 
+def _sustained(
+    targets: list[tuple[str, str, str | None]], args: argparse.Namespace, round_no: int
+) -> list[dict[str, Any]]:
+    """One round of sustained load: each server alone for the whole duration, no gaps.
+
+    Idle gaps hide stalls (a checkpoint or a collection finishes in the gap), so here each
+    server is loaded for `duration` seconds in one piece; the order alternates per round.
+    """
+    import uvloop
+
+    out: list[dict[str, Any]] = [{} for _ in targets]
+    if args.together:  # every server loaded at once: the same moments of the machine for all
+
+        async def everyone() -> list[dict[str, Any]]:
+            return await asyncio.gather(
+                *(load(u, p, k, args.duration, args.connections) for u, p, k in targets)
+            )
+
+        return [{**_merge([part]), "part": part} for part in uvloop.run(everyone())]
+    order = list(range(len(targets)))
+    if round_no % 2:
+        order.reverse()
+    for i in order:
+        url, path, key = targets[i]
+        part = uvloop.run(load(url, path, key, args.duration, args.connections))
+        out[i] = {**_merge([part]), "part": part}
+    return out
+
+
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    latencies = sorted(x for p in parts for x in p["latencies"])
+    latencies = sorted(x[1] for p in parts for x in p["latencies"])
     return {
         "rps": len(latencies) / sum(p["elapsed"] for p in parts),
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "max_ms": latencies[-1] * 1000,
         "acked": [a for p in parts for a in p["acked"]],
     }
 
 
+def _variants(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
+    """`--variant name:KEY=V,KEY=V` (repeatable): several configurations of ours, one run."""
+    if not args.variant:
+        return [("ours", {})]
+    out = []
+    for text in args.variant:
+        name, _, envs = text.partition(":")
+        out.append((name, dict(e.split("=", 1) for e in envs.split(",") if e)))
+    return out
+
+
 def run(args: argparse.Namespace) -> None:
     rows: list[dict[str, Any]] = []
+    variants = _variants(args)
+    procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
-        ours, ours_url, key, ours_db = start_ours(tmp, args.synchronous)
-        bare, bare_url, bare_db = start_bare(tmp)
+        source = None
+        if args.prefill:
+            source = server_fill.prepared(
+                Path(args.cache), args.prefill, lambda d: start_ours(d, "NORMAL"), _post_one, SPEC
+            )
+            server_fill.copy_bare(source, tmp)
         try:
+            bare, bare_url, bare_db = start_bare(tmp)
+            procs.append(bare)
+            targets = [(bare_url, "/audit", None)]
+            dbs = {"bare": bare_db}
+            for name, env in variants:
+                (tmp / name).mkdir()
+                if source is not None:
+                    server_fill.copy_ours(source, tmp / name)
+                proc, url, key, db = start_ours(tmp / name, args.synchronous, env)
+                procs.append(proc)
+                targets.append((url, "/api/v1/actions", key))
+                dbs[name] = db
+            names = ["bare"] + [n for n, _ in variants]
             for round_no in range(args.rounds):
-                b, o = _slices(
-                    [(bare_url, "/audit", None), (ours_url, "/api/v1/actions", key)], args
-                )
-                rows.append(
-                    {"round": round_no + 1, "bare": b, "ours": o, "ratio": o["rps"] / b["rps"]}
-                )
+                if args.sustained:
+                    samplers = [server_trace.WalSampler(dbs[n]) for n in names]
+                    for sampler in samplers:
+                        sampler.__enter__()
+                    results = _sustained(targets, args, round_no)
+                    for sampler in samplers:
+                        sampler.__exit__()
+                    if not args.quiet:
+                        _timelines(tmp, names, results, samplers)
+                else:
+                    results = _slices(targets, args)
+                row = dict(zip(names, results, strict=True))
+                rows.append(row)
+                b = row["bare"]
                 print(
                     f"round {round_no + 1}: bare {b['rps']:,.0f} req/s "
-                    f"(p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms) | ours "
-                    f"{o['rps']:,.0f} req/s (p50 {o['p50_ms']:.2f} ms, p99 "
-                    f"{o['p99_ms']:.2f} ms) | ratio {o['rps'] / b['rps']:.2f}",
+                    f"(p50 {b['p50_ms']:.2f}, p99 {b['p99_ms']:.2f}, max {b['max_ms']:.1f} ms)",
                     flush=True,
                 )
+                for name in names[1:]:
+                    o = row[name]
+                    print(
+                        f"    {name}: {o['rps']:,.0f} req/s (p50 {o['p50_ms']:.2f}, p99 "
+                        f"{o['p99_ms']:.2f}, max {o['max_ms']:.1f} ms) | throughput "
+                        f"{o['rps'] / b['rps']:.2f}x bare, p99 {o['p99_ms'] / b['p99_ms']:.2f}x "
+                        f"bare, max {o['max_ms'] / b['max_ms']:.2f}x bare",
+                        flush=True,
+                    )
         finally:
-            for proc in (ours, bare):
+            for proc in procs:
                 proc.terminate()
                 proc.wait(30)
-        lost_ours = sum(_missing(ours_db, "action_requests", r["ours"]["acked"]) for r in rows)
-        lost_bare = sum(_missing(bare_db, "audit", r["bare"]["acked"]) for r in rows)
-    ratio = statistics.median(r["ratio"] for r in rows)
-    low, high = min(r["ratio"] for r in rows), max(r["ratio"] for r in rows)
+        lost = {
+            n: sum(
+                _missing(dbs[n], "audit" if n == "bare" else "action_requests", r[n]["acked"])
+                for r in rows
+            )
+            for n in names
+        }
     print(
-        f"\nmedian ratio ours/bare: {ratio:.2f} (range {low:.2f}-{high:.2f}, target >= 0.5); "
-        f"connections {args.connections}, SQLite synchronous={args.synchronous}"
+        f"\nconnections {args.connections}, SQLite synchronous={args.synchronous} (bare: NORMAL),"
+        f" pre-filled {args.prefill:,} actions, {'sustained' if args.sustained else 'sliced'}"
+        f"{' (all servers at once)' if args.together else ''}"
+        f" load, {args.rounds} rounds of {args.duration:g} s per server; medians over rounds of"
+        " each round's ratio to bare:"
     )
-    print(f"acknowledged but missing after the run: ours {lost_ours}, bare {lost_bare}")
+    for name in names[1:]:
+        tput = [r[name]["rps"] / r["bare"]["rps"] for r in rows]
+        p99 = [r[name]["p99_ms"] / r["bare"]["p99_ms"] for r in rows]
+        print(
+            f"  {name}: throughput {statistics.median(tput):.2f} (range {min(tput):.2f}-"
+            f"{max(tput):.2f}), p99 {statistics.median(p99):.2f} (range {min(p99):.2f}-"
+            f"{max(p99):.2f}), p99 {statistics.median(r[name]['p99_ms'] for r in rows):.1f} ms"
+            f" vs bare {statistics.median(r['bare']['p99_ms'] for r in rows):.1f} ms"
+        )
+    print(f"acknowledged but missing after the run: {lost}")
+
+
+def _post_one(url: str, key: str) -> None:
+    r = httpx.post(url + "/api/v1/actions", headers={"Authorization": f"Bearer {key}"}, json=SPEC)
+    r.raise_for_status()
+
+
+def _timelines(
+    tmp: Path,
+    names: list[str],
+    results: list[dict[str, Any]],
+    samplers: list[server_trace.WalSampler],
+) -> None:
+    time.sleep(1.2)  # the servers' probe files are drained twice a second
+    for name, res, wal in zip(names, results, samplers, strict=True):
+        part = res["part"]
+        t0 = part["t0"]
+        events = None
+        if name != "bare":
+            events = server_trace.read_trace(tmp / name / "trace.jsonl", t0, t0 + part["elapsed"])
+        server_trace.report(name, part["latencies"], t0, events, wal.samples)
 
 
 def main() -> None:
@@ -272,7 +406,33 @@ def main() -> None:
         "-s", "--slices", type=int, default=8, help="turns per server and round (default 8)"
     )
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument(
+        "--sustained",
+        action="store_true",
+        help="each server loaded for the whole duration without gaps, with a timeline",
+    )
+    parser.add_argument(
+        "--prefill", type=int, default=0, help="actions (and bare rows) in the database first"
+    )
+    parser.add_argument("--cache", default="/tmp/af-bench-fill", help="where fills are kept")
+    parser.add_argument("--quiet", action="store_true", help="no timelines")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="with --sustained: load every server at the same time (each its own connections),"
+        " so a busy shared machine falls on all alike",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME:KEY=V,...",
+        help="a configuration of ours (environment for its process); repeat to compare",
+    )
     parser.add_argument("--serve-bare", metavar="DB", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-ours", metavar="TRACE", help=argparse.SUPPRESS)
+    if "--serve-ours" in sys.argv:
+        at = sys.argv.index("--")
+        raise SystemExit(server_trace.serve_ours(sys.argv[at - 1], sys.argv[at + 1 :]))
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(args.serve_bare)

@@ -23,6 +23,7 @@ import operator
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,9 @@ _MAX_VARIABLES = 30_000  # below SQLite's 32766 bound parameters per statement
 _PG_LOCK = 0x7AF1
 _SYNCHRONOUS = ("FULL", "EXTRA", "NORMAL")  # OFF would acknowledge writes not yet on disk
 _HEAD = "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
+# benchmarks/server_trace.py sets this to see each record batch: a tuple
+# ("batch", started, commit started, ended, records) per batch (perf_counter times)
+TRACE: Callable[[tuple[Any, ...]], None] | None = None
 
 
 class StoreError(AgentFirewallError):
@@ -273,12 +277,16 @@ class Database:
         """
         driver = conn.connection.driver_connection
         cursor = driver.cursor()  # type: ignore[union-attr]
+        started = time.perf_counter()
         try:
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 head = cursor.execute(_HEAD).fetchone()
                 _insert(cursor, "?", _rows_by_table(batch, head))
+                committing = time.perf_counter()
                 cursor.execute("COMMIT")
+                if TRACE is not None:
+                    TRACE(("batch", started, committing, time.perf_counter(), len(batch)))
             except BaseException:
                 if driver.in_transaction:  # type: ignore[union-attr]
                     cursor.execute("ROLLBACK")
