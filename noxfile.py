@@ -54,3 +54,10 @@ def benchmarks(session: nox.Session) -> None:
     session.install("-e", ".[dev,bench]")
     for script in ("engine.py", "connectors.py", "server.py", "sdk.py", "proxy.py", "held.py"):
         session.run("python", f"benchmarks/{script}", "--quick")
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """benchmarks/soak.py: 30 minutes of mixed traffic (`nox -s soak -- --short`: 2 minutes)."""
+    session.install("-e", ".[dev,proxy]")
+    session.run("python", "benchmarks/soak.py", *session.posargs)

@@ -406,6 +406,7 @@ def main() -> None:
         "-s", "--slices", type=int, default=8, help="turns per server and round (default 8)"
     )
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s (nox -s benchmarks)")
     parser.add_argument(
         "--sustained",
         action="store_true",
@@ -434,6 +435,8 @@ def main() -> None:
         at = sys.argv.index("--")
         raise SystemExit(server_trace.serve_ours(sys.argv[at - 1], sys.argv[at + 1 :]))
     args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds, args.slices = 2.0, 1, 2
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return
