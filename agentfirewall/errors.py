@@ -8,6 +8,7 @@
     ├── PolicyError              a policy document is invalid (file, line, field)
     ├── TokenError               a decision token is invalid, expired, replayed or misbound
     ├── VaultError               a credential cannot be encrypted or decrypted (wrong key)
+    ├── CredentialError          a computed credential is misconfigured or cannot be obtained
     ├── ActionDenied             the firewall said no (carries the Decision)
     ├── ApprovalError            an approval was denied, expired or timed out
     └── APIError                 the control plane answered with an error (status_code, body)
@@ -39,6 +40,7 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "ConnectorError",
+    "CredentialError",
     "NotFoundError",
     "PermissionDeniedError",
     "PolicyError",
@@ -104,6 +106,15 @@ class TokenError(AgentFirewallError):
 
 class VaultError(AgentFirewallError):
     """A credential could not be encrypted or decrypted."""
+
+
+class CredentialError(AgentFirewallError):
+    """A computed credential (SigV4 keys, GitHub App, OAuth2) is misconfigured, or its
+    token could not be obtained; `field` names the configuration field when one is wrong."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ActionDenied(AgentFirewallError):

@@ -21,6 +21,7 @@ from agentfirewall_proxy.http1 import (
     Upgrade,
     serialize_request_head,
 )
+from agentfirewall_proxy.injection import inject, prepare
 from agentfirewall_proxy.parking import Parked, park
 from agentfirewall_proxy.pipeline import (
     Flow,
@@ -350,6 +351,8 @@ async def _forward(
     if flow.redact:
         prefix = redact_request(gateway.require_config().guard, flow, head, prefix, complete)
     length, chunked = _body_framing(head, prefix, complete)
+    computed = flow.connector is not None and flow.connector.injector is not None
+    token = await prepare(gateway.tokens, flow) if computed else None
     headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked)
     if scrubber_of(flow) is not None or guards_response(gateway, flow):
         # only what can be searched may come back
@@ -359,6 +362,8 @@ async def _forward(
         headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade") or b"")]
     if flow.trace is not None:  # the upstream's parent span is the gateway's, not the agent's
         headers = flow.trace.inject(headers)
+    if computed:  # last: a signature covers the final headers
+        headers = inject(gateway.tokens, flow, head, headers, prefix if complete else None, token)
     target = flow.path + ("?" + flow.query if flow.query else "")
     first = serialize_request_head(flow.method, target.encode("latin-1"), headers)
     first += _chunk(prefix) if chunked else prefix

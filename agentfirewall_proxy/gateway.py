@@ -28,6 +28,7 @@ from agentfirewall_proxy.control import Control, ControlError
 from agentfirewall_proxy.exchange import exchange
 from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, default_addons
 from agentfirewall_proxy.http1 import Head
+from agentfirewall_proxy.injection import TokenBroker
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import BAD_CREDENTIAL, Flow, Refusal, http_request
@@ -58,6 +59,7 @@ class Gateway:
         self.certs = CertStore(load_or_create_ca(options.ca_dir))
         self.pool = UpstreamPool(options)
         self.holds = Holds(control, self.resume)
+        self.tokens = TokenBroker(options)
         self.shipper = TrafficShipper(
             control, batch=options.traffic_batch, interval=options.traffic_interval
         )
@@ -295,6 +297,7 @@ class Gateway:
             self.pool.close()
             await asyncio.sleep(0.01)  # let the aborted transports and held flows finish
             self.certs.close()
+            await self.tokens.aclose()
             await self.control.aclose()
             if self.tracer is not None:  # export the spans still queued
                 await asyncio.to_thread(self.tracer.shutdown)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from agentfirewall.connectors import ParsedAction
     from agentfirewall.content import Finding
     from agentfirewall.decisions import Decision
+    from agentfirewall_proxy.scrub import Scrubber
     from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry
     from agentfirewall_proxy.tracing import FlowSpans
 
@@ -133,6 +134,8 @@ class Flow:
     redacted: int = 0
     #: Content detections in the response, and what was done (flag, redact, cut).
     response_findings: int = 0
+    #: The scrubber of a computed credential's current token (``injection.py``).
+    scrubber: Scrubber | None = None
 
 
 def normalize_host(host: str) -> str:

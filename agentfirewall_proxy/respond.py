@@ -68,6 +68,8 @@ async def response_head(gateway: Gateway, up: UpstreamConnection) -> ResponseHea
 
 def scrubber_of(flow: Flow) -> Scrubber | None:
     """The injected credential's scrubber (None: this connector injects nothing)."""
+    if flow.scrubber is not None:
+        return flow.scrubber
     return flow.connector.scrubber if flow.connector is not None else None
 
 

@@ -63,7 +63,23 @@ PLACEHOLDER_KEYS: dict[str, str] = {
     "STRIPE_API_KEY": "sk_test_tameflare_placeholder",
     "GITHUB_TOKEN": "ghp_tameflare_placeholder",
     "SLACK_BOT_TOKEN": "xoxb-tameflare-placeholder",
+    # AWS SDKs sign every request: with these keys, and the gateway re-signs (SigV4)
+    "AWS_ACCESS_KEY_ID": "AKIATAMEFLAREPLACEHOLDER",
+    "AWS_SECRET_ACCESS_KEY": "tameflare-placeholder-secret-not-a-real-key",
 }
+#: Removed from the agent's environment: real AWS credentials and where they come from.
+AWS_UNSET = (
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+)
 # Never handed to an agent: they would let it reconfigure or impersonate the firewall.
 CONTROL_SECRETS = (
     "TF_ADMIN_TOKEN",
@@ -152,7 +168,7 @@ def _node_options(existing: str, preload: Path) -> str:
 def build_child_env(base: Mapping[str, str], spec: RunSpec) -> dict[str, str]:
     """The environment of the agent process: ``base`` with the gateway wired in."""
     env = dict(base)
-    for name in (*spec.secret_env, *CONTROL_SECRETS, *NO_PROXY_VARIABLES):
+    for name in (*spec.secret_env, *CONTROL_SECRETS, *NO_PROXY_VARIABLES, *AWS_UNSET):
         env.pop(name, None)
     url = proxy_url_for(spec.proxy_url, spec.agent_name, spec.agent_key)
     env.update(dict.fromkeys(PROXY_VARIABLES, url))

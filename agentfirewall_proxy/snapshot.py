@@ -23,8 +23,9 @@ from agentfirewall.connectors import (
     RoutedConnector,
     get_connector,
 )
+from agentfirewall.credentials import COMPUTED_KINDS, AwsInjector, Injector, build_injector
 from agentfirewall.decisions import Decision, EnforcementLevel, normalize_level
-from agentfirewall.errors import AgentFirewallError
+from agentfirewall.errors import AgentFirewallError, CredentialError
 from agentfirewall.policy import AccessRule, Engine, EvaluationContext, KillSwitch, load_policy
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex
@@ -67,6 +68,8 @@ class ConnectorEntry:
     body_limit: int
     #: Finds every form of the injected credential in responses (None: nothing injected).
     scrubber: Scrubber | None = None
+    #: A computed credential (SigV4, GitHub App, OAuth2): headers made per request.
+    injector: Injector | None = None
 
 
 def _auth_headers(data: dict[str, Any], impl: Connector) -> list[tuple[str, str]]:
@@ -78,8 +81,37 @@ def _auth_headers(data: dict[str, Any], impl: Connector) -> list[tuple[str, str]
     return list(impl.auth_headers(credential, auth_type=kind, header=data.get("auth_header")))
 
 
+def _computed(data: dict[str, Any], impl: Connector, kind: str) -> ConnectorEntry:
+    """A connector whose credential is computed per request (``injection.py``)."""
+    credential = data.get("credential")
+    if not credential:
+        raise CredentialError(f"auth type `{kind}` without a credential")
+    injector = build_injector(str(data["id"]), impl, kind, str(credential))
+    names = {n.lower() for n in impl.auth_header_names} | set(injector.drop)
+    # SigV4's secret never travels (only a signature does); a static session token does
+    secrets: list[str] = []
+    if isinstance(injector, AwsInjector) and injector.static.session_token:
+        secrets.append(injector.static.session_token)
+    return ConnectorEntry(
+        id=str(data["id"]),
+        type=str(data["type"]),
+        name=str(data.get("name") or data["type"]),
+        domains=tuple(str(d).lower().rstrip(".") for d in data.get("domains") or ()),
+        impl=impl,
+        base_url=data.get("base_url"),
+        has_credential=True,
+        auth_headers=(),
+        auth_header_names=frozenset(n.encode("latin-1") for n in names),
+        body_limit=int(impl.body_limit),
+        scrubber=scrubber_for(s.encode() for s in secrets),
+        injector=injector,
+    )
+
+
 def _connector(data: dict[str, Any]) -> ConnectorEntry:
     impl = get_connector(str(data["type"]))
+    if data.get("auth_type") in COMPUTED_KINDS:
+        return _computed(data, impl, str(data["auth_type"]))
     headers = _auth_headers(data, impl)
     names = {n.lower() for n in impl.auth_header_names} | {k.lower() for k, _ in headers}
     if data.get("auth_header"):

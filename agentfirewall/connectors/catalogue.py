@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from agentfirewall.connectors import router
 from agentfirewall.connectors.base import Connector
+from agentfirewall.connectors.computed_doc import COMPUTED_CREDENTIALS
 from agentfirewall.connectors.registry import connector_types, get_connector
 
 __all__ = ["render_catalogue"]
@@ -54,6 +55,7 @@ def render_catalogue() -> str:
     parts = [_INTRO]
     for name in connector_types():
         parts.append(_section(get_connector(name)))
+    parts.append(COMPUTED_CREDENTIALS)
     return "\n".join(parts)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from agentfirewall.connectors import (
     anthropic,
+    aws,
     github,
     mcp,
     methods,
@@ -33,6 +34,7 @@ _REGISTRY: dict[str, Connector] = {
         methods.WEBHOOK,
         methods.GENERIC,
         sendgrid.CONNECTOR,
+        aws.CONNECTOR,
     )
 }
 

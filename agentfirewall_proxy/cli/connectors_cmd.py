@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentfirewall_proxy.cli.client import AdminClient, path_id
+from agentfirewall_proxy.cli.computed_cred import add_arguments, computed_credential
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
 
@@ -111,13 +112,19 @@ def connector_add(ctx: Context) -> int:
             hint=f"e.g. tf connector add {kind} --domains api.example.com --token-env API_KEY",
         )
     token, holders = _token(ctx)
+    auth_type = args.auth_type
+    computed = computed_credential(ctx, kind)
+    if computed is not None:
+        if token:
+            raise CliError("--token and computed-credential flags are exclusive", code=EXIT_USAGE)
+        auth_type, token, holders = computed
     options = _options(args.option)
     body: dict[str, Any] = {"type": kind}
     for key, value in (
         ("token", token),
         ("name", args.name),
         ("base_url", args.base_url),
-        ("auth_type", args.auth_type),
+        ("auth_type", auth_type),
         ("auth_header", args.auth_header),
     ):
         if value:
@@ -277,11 +284,17 @@ def _register_connector(sub: Any, common: argparse.ArgumentParser) -> None:
         "  tf connector add openai --token sk-xxx\n"
         "  tf connector add github --token-env GITHUB_TOKEN\n"
         "  tf connector add generic --domains api.stripe.com --token-env STRIPE_KEY\n"
-        "  tf connector add sendgrid --token-env SENDGRID_KEY --option from=alerts@acme.com",
+        "  tf connector add sendgrid --token-env SENDGRID_KEY --option from=alerts@acme.com\n"
+        "  tf connector add aws --access-key-id AKIA... --secret-access-key-env AWS_SECRET\n"
+        "  tf connector add github --app-id 123 --private-key app.pem --installation-id 456\n"
+        "  tf connector add generic --domains api.example.com --oauth2-token-url "
+        "https://auth.example.com/token --client-id ID --client-secret-env CLIENT_SECRET",
         common=common,
         handler=connector_add,
     )
-    add.add_argument("type", help="github, openai, anthropic, stripe, slack, mcp, webhook, generic")
+    add.add_argument(
+        "type", help="github, openai, anthropic, stripe, slack, mcp, webhook, generic, aws, ..."
+    )
     secret = add.add_mutually_exclusive_group()
     secret.add_argument("--token", metavar="T", help="the API credential")
     secret.add_argument("--token-env", metavar="VAR", help="read the credential from $VAR")
@@ -292,6 +305,7 @@ def _register_connector(sub: Any, common: argparse.ArgumentParser) -> None:
     add.add_argument("--auth-header", metavar="NAME", help="header for --auth-type header")
     add.add_argument("--replace", action="store_true", help="replace an existing one")
     _option_argument(add)
+    add_arguments(add)
     add_command(
         verbs,
         "list",

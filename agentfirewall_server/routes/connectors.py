@@ -15,7 +15,8 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.connectors import connector_types, get_connector
 from agentfirewall.connectors.model import HttpRequest
-from agentfirewall.errors import ConnectorError
+from agentfirewall.credentials import COMPUTED_KINDS, parse_computed_credential
+from agentfirewall.errors import ConnectorError, CredentialError
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
@@ -35,6 +36,7 @@ DOCUMENTED_TYPES = (
     "webhook",
     "generic",
     "sendgrid",
+    "aws",
 )
 #: Per type, the options a connector record may hold: defaults for missing parameters
 #: when the server executes an action (SDK Mode A). Values are strings.
@@ -54,7 +56,11 @@ class NewConnector(Strict):
     domains: list[str] | None = Field(default=None, max_length=100)
     name: str | None = Field(default=None, min_length=1, max_length=200)
     base_url: str | None = Field(default=None, max_length=2048)
-    auth_type: Literal["bearer", "token", "header"] | None = None
+    #: `aws_sigv4`, `github_app`, `oauth2`: `token` is the credential's JSON document
+    #: (agentfirewall.credentials.model), checked here and computed per request.
+    auth_type: Literal["bearer", "token", "header", "aws_sigv4", "github_app", "oauth2"] | None = (
+        None
+    )
     auth_header: str | None = Field(default=None, max_length=200)
     options: dict[str, str] | None = Field(default=None, max_length=20)
 
@@ -114,10 +120,32 @@ def _validate(body: NewConnector) -> list[str]:
             HttpRequest.from_url("GET", body.base_url)
         except ConnectorError as exc:
             raise ApiError(422, f"invalid `base_url`: {exc}", field="base_url") from None
-    if body.token and any(c in body.token for c in "\r\n\0"):
+    if body.auth_type in COMPUTED_KINDS:
+        _validate_computed(body)
+    elif body.token and any(c in body.token for c in "\r\n\0"):
         raise ApiError(422, "`token` must not contain line breaks", field="token")
+    elif body.type == "aws" and body.token:
+        raise ApiError(
+            422, "an `aws` connector signs requests: give `auth_type` aws_sigv4", field="auth_type"
+        )
     _validate_options(body.type, body.options or {})
     return domains
+
+
+def _validate_computed(body: NewConnector) -> None:
+    """A computed credential: its JSON document, checked without echoing a secret."""
+    kind = str(body.auth_type)
+    if not body.token:
+        raise ApiError(422, f"`auth_type` {kind} needs its credential in `token`", field="token")
+    if kind == "aws_sigv4" and body.type != "aws":
+        raise ApiError(422, "`auth_type` aws_sigv4 is for an `aws` connector", field="auth_type")
+    if kind != "aws_sigv4" and body.type == "aws":
+        raise ApiError(422, "an `aws` connector takes `auth_type` aws_sigv4", field="auth_type")
+    try:
+        parse_computed_credential(body.token, kind)
+    except CredentialError as exc:
+        where = f"token.{exc.field}" if exc.field else "token"
+        raise ApiError(422, f"invalid {kind} credential: {exc}", field=where) from None
 
 
 def _validate_options(ctype: str, options: dict[str, str]) -> None:

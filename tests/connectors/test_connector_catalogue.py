@@ -46,6 +46,7 @@ def test_registry_lists_the_contract_types() -> None:
             "webhook",
             "generic",
             "sendgrid",
+            "aws",
         ]
     )
     for name in connector_types():

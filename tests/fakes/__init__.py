@@ -28,6 +28,7 @@ from collections.abc import Iterable
 
 from tests.fakes.ai import anthropic, mcp, openai
 from tests.fakes.apis import github, slack, stripe
+from tests.fakes.aws import aws
 from tests.fakes.base import FakeUpstream, FakeUpstreams, RecordedRequest
 from tests.fakes.git import git_server
 
@@ -37,6 +38,7 @@ __all__ = [
     "FakeUpstreams",
     "RecordedRequest",
     "anthropic",
+    "aws",
     "git_server",
     "github",
     "mcp",
@@ -54,6 +56,7 @@ ALL = {
     "anthropic": anthropic,
     "mcp": mcp,
     "git": git_server,
+    "aws": aws,
 }
 
 

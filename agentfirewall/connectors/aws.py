@@ -1,0 +1,280 @@
+"""Amazon Web Services (``*.amazonaws.com``): S3, STS, SQS, SNS, DynamoDB, Lambda,
+Secrets Manager and any other query- or JSON-protocol service, re-signed with SigV4.
+
+The service and region come from the host (``agentfirewall.connectors.awshosts``).
+Actions are ``aws.<service>.<operation>``, the operation in snake case:
+
+- **JSON protocol** (DynamoDB, SQS, Secrets Manager, ...): ``X-Amz-Target``
+  (``DynamoDB_20120810.PutItem`` → ``aws.dynamodb.put_item``); a target naming another
+  service than the host's is refused.
+- **Query protocol** (SNS, STS, older SQS): ``Action`` in the query or the form body
+  (``Action=Publish`` → ``aws.sns.publish``); ``Action`` twice, or both an ``Action`` and
+  an ``X-Amz-Target``, is refused.
+- **Lambda** (REST): ``POST /2015-03-31/functions/{function}/invocations`` →
+  ``aws.lambda.invoke``, and the function CRUD routes.
+- **S3** (REST, virtual-host or path style): ``aws.s3.object.get|put|copy|delete``,
+  ``aws.s3.object.list``, ``aws.s3.object.delete_many`` (``POST ?delete``),
+  ``aws.s3.bucket.create|delete|get|list``, ``aws.s3.multipart.create|upload_part|
+  complete|abort|list|list_parts``, and ``aws.s3.bucket.<subresource>.<get|put|delete>`` /
+  ``aws.s3.object.<subresource>.<get|put|delete>`` for configuration subresources
+  (``?policy``, ``?acl``, ``?tagging``...). An unknown query parameter names nothing:
+  ``aws.unknown.<method>``. Presigned URLs (``X-Amz-Signature`` in the query) are refused:
+  one presigned with the agent's placeholder key is worthless, so the agent calls the API
+  and the gateway signs.
+
+Parameters: ``bucket`` and ``key`` (S3), ``table`` (DynamoDB), ``queue`` (SQS, the queue
+name of ``QueueUrl``), ``topic`` (SNS), ``secret`` (Secrets Manager), ``role`` (STS),
+``function`` (Lambda), and ``region``; the most specific one is the resource target.
+Risk: reads (``get``, ``list``, ``describe``, ``head``, ``query``, ``scan``, ``receive``)
+low, deletes high, ``get_secret_value`` and ``assume_role`` high, the rest medium.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import unquote
+
+from pydantic import JsonValue
+
+from agentfirewall.actions import ActionSpec, Risk
+from agentfirewall.connectors.awshosts import AwsEndpoint, aws_endpoint
+from agentfirewall.connectors.awss3 import s3_action
+from agentfirewall.connectors.base import Connector, make_spec, request_method
+from agentfirewall.connectors.bodies import parse_form
+from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
+from agentfirewall.errors import ConnectorError
+
+__all__ = ["CONNECTOR", "AwsConnector", "snake_case"]
+
+_NAME = "aws"
+_OPERATION = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_LOW = ("get", "list", "describe", "head", "query", "scan", "receive", "batch_get", "check")
+_HIGH_PREFIXES = ("delete", "remove", "purge", "terminate", "batch_delete")
+_HIGH = frozenset({"get_secret_value", "assume_role", "update_function_code"})
+#: X-Amz-Target prefixes (lower case, version dropped) and the service they address.
+_TARGETS = {
+    "dynamodb": "dynamodb",
+    "amazonsqs": "sqs",
+    "secretsmanager": "secretsmanager",
+    "awssecuritytokenservice": "sts",
+    "amazonsns": "sns",
+}
+#: Parameter name -> (request field, how to shorten it); first present is the target.
+_RESOURCE_FIELDS = (
+    ("table", "TableName"),
+    ("queue", "QueueUrl"),
+    ("queue", "QueueName"),
+    ("topic", "TopicArn"),
+    ("topic", "TargetArn"),
+    ("secret", "SecretId"),
+    ("role", "RoleArn"),
+    ("function", "FunctionName"),
+)
+_LAMBDA = (
+    ("GET", ("2015-03-31", "functions"), "list_functions"),
+    ("POST", ("2015-03-31", "functions"), "create_function"),
+    ("GET", ("2015-03-31", "functions", "*"), "get_function"),
+    ("DELETE", ("2015-03-31", "functions", "*"), "delete_function"),
+    ("POST", ("2015-03-31", "functions", "*", "invocations"), "invoke"),
+    ("POST", ("2014-11-13", "functions", "*", "invoke-async"), "invoke_async"),
+    ("PUT", ("2015-03-31", "functions", "*", "code"), "update_function_code"),
+    ("GET", ("2015-03-31", "functions", "*", "configuration"), "get_function_configuration"),
+    ("PUT", ("2015-03-31", "functions", "*", "configuration"), "update_function_configuration"),
+)
+
+
+def snake_case(operation: str) -> str:
+    """``PutItem`` → ``put_item``, ``GetSecretValue`` → ``get_secret_value``."""
+    return _CAMEL.sub("_", operation).lower()
+
+
+def risk_of(operation: str) -> Risk:
+    if operation in _HIGH or operation.startswith(_HIGH_PREFIXES):
+        return "high"
+    return "low" if operation.startswith(_LOW) else "medium"
+
+
+class AwsConnector(Connector):
+    name = _NAME
+    description = "Amazon Web Services (SigV4 re-signed)"
+    default_domains = ("*.amazonaws.com",)
+    body_limit = 1024 * 1024
+    auth_header_names = ("authorization", "x-amz-security-token", "x-amz-date")
+
+    def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
+        method = request_method(req, _NAME)
+        if "x-amz-signature=" in req.query.lower() or "x-amz-credential=" in req.query.lower():
+            raise ConnectorError(
+                "presigned urls are refused: call the api and let the gateway sign",
+                connector=_NAME,
+            )
+        endpoint = aws_endpoint(req.host)
+        if endpoint is None:
+            return self.fallback(method, req.path)
+        if endpoint.service == "s3":
+            found = s3_action(req, method, endpoint.bucket)
+            if found is None:
+                return self.fallback(method, req.path)
+            action, risk, params = found
+            return self._parsed(f"s3.{action}", risk, endpoint, params, "s3")
+        if endpoint.service == "lambda":
+            return self._lambda(req, method, endpoint)
+        operation, fields = self._operation(req, endpoint)
+        if operation is None:
+            return self.fallback(method, req.path)
+        params = _resource_params(fields)
+        if endpoint.service == "sqs" and "queue" not in params and req.path.count("/") == 2:
+            params["queue"] = unquote(req.path.rsplit("/", 1)[1])  # query protocol: /acct/queue
+        name = snake_case(operation)
+        return self._parsed(f"{endpoint.service}.{name}", risk_of(name), endpoint, params, "*")
+
+    def _operation(
+        self, req: HttpRequest, endpoint: AwsEndpoint
+    ) -> tuple[str | None, dict[str, object]]:
+        target = req.header("x-amz-target")
+        query = parse_form(req.query, connector=_NAME) if req.query else {}
+        if target is not None:
+            if "Action" in query:
+                raise ConnectorError("both `X-Amz-Target` and `Action`: refused", connector=_NAME)
+            prefix, _, operation = target.strip().rpartition(".")
+            service = _TARGETS.get(prefix.lower().split("_")[0].rstrip("v0123456789"))
+            if service is None and not prefix.lower().startswith(endpoint.service):
+                raise ConnectorError(f"unknown `X-Amz-Target` `{target[:100]}`", connector=_NAME)
+            if service is not None and service != endpoint.service:
+                raise ConnectorError(
+                    f"`X-Amz-Target` `{target[:100]}` addresses {service}, the host "
+                    f"{endpoint.service}: refused",
+                    connector=_NAME,
+                )
+            return _checked(operation), _json_fields(req)
+        fields: dict[str, object] = {k: v for k, v in query.items()}
+        if req.method.upper() == "POST" and req.body:
+            if not req.body_complete:
+                raise ConnectorError("form body larger than the inspection limit", connector=_NAME)
+            form = parse_form(req.body, connector=_NAME)
+            if "Action" in form and "Action" in query:
+                raise ConnectorError("`Action` in both the query and the body", connector=_NAME)
+            fields.update(form)
+        actions = fields.get("Action")
+        if not actions:
+            return None, fields
+        assert isinstance(actions, (list, tuple))
+        if len(set(actions)) != 1:
+            raise ConnectorError("`Action` given twice", connector=_NAME)
+        return _checked(str(actions[0])), {k: _one(v) for k, v in fields.items()}
+
+    def _lambda(self, req: HttpRequest, method: str, endpoint: AwsEndpoint) -> ParsedAction:
+        segments = [unquote(s) for s in req.path.strip("/").split("/")]
+        for want_method, pattern, operation in _LAMBDA:
+            if method != want_method or len(pattern) != len(segments):
+                continue
+            if all(p == "*" or p == s for p, s in zip(pattern, segments, strict=True)):
+                params: dict[str, JsonValue] = {}
+                if "*" in pattern:
+                    params["function"] = segments[pattern.index("*")]
+                return self._parsed(
+                    f"lambda.{operation}", risk_of(operation), endpoint, params, "/".join(pattern)
+                )
+        return self.fallback(method, req.path)
+
+    def _parsed(
+        self,
+        action: str,
+        risk: Risk,
+        endpoint: AwsEndpoint,
+        params: dict[str, JsonValue],
+        route: str,
+    ) -> ParsedAction:
+        target = None
+        for name in ("key", "table", "queue", "topic", "secret", "role", "function", "bucket"):
+            value = params.get(name)
+            if isinstance(value, str) and value:
+                target = value[:2048] if name != "key" else f"{params['bucket']}/{value}"[:2048]
+                break
+        spec = make_spec(
+            f"aws.{action}",
+            provider=_NAME,
+            account=endpoint.region,
+            target=target,
+            parameters={**params, "region": endpoint.region},
+            connector=_NAME,
+        )
+        return ParsedAction(spec, risk, _NAME, route)
+
+    def build_request(self, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
+        raise ConnectorError(
+            "aws actions are not executed by the server: send them through the gateway",
+            connector=_NAME,
+        )
+
+    def actions(self) -> list[ActionInfo]:
+        rows = [
+            ("aws.s3.object.get", "GET", "/{bucket}/{key}", "low", "Get an object"),
+            ("aws.s3.object.put", "PUT", "/{bucket}/{key}", "medium", "Put an object"),
+            ("aws.s3.object.delete", "DELETE", "/{bucket}/{key}", "high", "Delete an object"),
+            ("aws.s3.object.list", "GET", "/{bucket}", "low", "List objects"),
+            ("aws.s3.multipart.create", "POST", "/{bucket}/{key}?uploads", "medium",
+             "Start a multipart upload"),
+            ("aws.sqs.send_message", "POST", "X-Amz-Target: AmazonSQS.SendMessage", "medium",
+             "Send a message"),
+            ("aws.dynamodb.put_item", "POST", "X-Amz-Target: DynamoDB_20120810.PutItem",
+             "medium", "Put an item"),
+            ("aws.sns.publish", "POST", "Action=Publish", "medium", "Publish to a topic"),
+            ("aws.secretsmanager.get_secret_value", "POST",
+             "X-Amz-Target: secretsmanager.GetSecretValue", "high", "Read a secret"),
+            ("aws.sts.assume_role", "POST", "Action=AssumeRole", "high", "Assume a role"),
+            ("aws.lambda.invoke", "POST", "/2015-03-31/functions/{function}/invocations",
+             "medium", "Invoke a function"),
+        ]  # fmt: skip
+        return [ActionInfo(t, m, p, r, d) for t, m, p, r, d in rows]  # type: ignore[arg-type]
+
+
+def _checked(operation: str) -> str:
+    if not _OPERATION.match(operation):
+        raise ConnectorError(f"invalid aws operation `{operation[:100]}`", connector=_NAME)
+    return operation
+
+
+def _one(value: object) -> object:
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) > 1:
+            raise ConnectorError("the same field twice with different values", connector=_NAME)
+        return value[0] if value else ""
+    return value
+
+
+def _json_fields(req: HttpRequest) -> dict[str, object]:
+    if not req.body:
+        return {}
+    if not req.body_complete:
+        raise ConnectorError("json body larger than the inspection limit", connector=_NAME)
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [k for k, _ in items]
+        if len(keys) != len(set(keys)):
+            raise ConnectorError("the same json field twice", connector=_NAME)
+        return dict(items)
+
+    try:
+        data = json.loads(req.body, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        raise ConnectorError("invalid json body", connector=_NAME) from None
+    if not isinstance(data, dict):
+        raise ConnectorError("the json body is not an object", connector=_NAME)
+    return data
+
+
+def _resource_params(fields: dict[str, object]) -> dict[str, JsonValue]:
+    params: dict[str, JsonValue] = {}
+    for name, field in _RESOURCE_FIELDS:
+        value = fields.get(field)
+        if name in params or not isinstance(value, str) or not value:
+            continue
+        params[name] = value.rstrip("/").rsplit("/", 1)[-1] if field == "QueueUrl" else value
+    return params
+
+
+CONNECTOR = AwsConnector()
+CONNECTOR.notes = __doc__ or ""

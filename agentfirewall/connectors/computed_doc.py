@@ -1,0 +1,78 @@
+"""The "Computed credentials" section of the connector catalogue (docs/connectors.md)."""
+
+from __future__ import annotations
+
+__all__ = ["COMPUTED_CREDENTIALS"]
+
+COMPUTED_CREDENTIALS = """\
+## Computed credentials (injectors)
+
+Most connectors carry a static credential: the gateway drops the agent's `Authorization`
+(and the connector's other credential headers) and adds the vaulted one. Some APIs take no
+static header; for them the connector's `auth_type` names an *injector* and its vaulted
+credential is a JSON document (`agentfirewall.credentials.model`), checked when the
+connector is added (422 naming the field, never echoing a value). The injector is pure
+(`agentfirewall.credentials.injectors`: the request as forwarded in, headers out, the time
+and the current token passed in); the gateway's `TokenBroker`
+(`agentfirewall_proxy/injection.py`) fetches, caches and refreshes tokens. Concurrent
+requests share one token fetch; a failed refresh keeps using the previous token while it
+is valid, and past its expiry the request fails closed: 502 `credential_unavailable` with
+the reason (`the token endpoint refused: status 400, \\`invalid_grant\\``). Tokens that
+travel upstream are scrubbed from responses like static credentials. A server-executed
+action (SDK Mode A) on such a connector is refused: only the gateway computes them.
+
+### `aws_sigv4`: AWS Signature Version 4
+
+`tf connector add aws --access-key-id AKIA... --secret-access-key-env VAR [--role-arn ARN
+--external-id ID --sts-region REGION]` (with no key flags it reads `AWS_ACCESS_KEY_ID` and
+`AWS_SECRET_ACCESS_KEY`). `tf run` gives the agent placeholder keys
+(`AWS_ACCESS_KEY_ID=AKIATAMEFLAREPLACEHOLDER`, a placeholder secret), removes
+`AWS_SESSION_TOKEN`, `AWS_PROFILE` and other credential sources, and points
+`AWS_CA_BUNDLE` at the gateway CA: boto3 and the AWS CLI work unchanged. The gateway
+verifies nothing of the agent's signature: it names the action (the `aws` connector
+above), decides it, drops the agent's `Authorization`, `X-Amz-Date`,
+`X-Amz-Security-Token` and `X-Amz-Content-Sha256`, and signs the forwarded request with
+the real keys: method, path, query and every forwarded header except hop-by-hop ones,
+`User-Agent`, `Accept-Encoding`, `Content-Length` and the `X-TameFlare-*` headers. Region
+and service come from the host (the agent's credential scope only for an endpoint the
+host does not name). Payload: the body's SHA-256 when the body is at hand (read whole up
+to the 16 MiB inspection limit); S3 keeps the agent's `UNSIGNED-PAYLOAD` and
+`STREAMING-UNSIGNED-PAYLOAD-TRAILER` (aws-chunked uploads with unsigned chunks, boto3's
+default for uploads with checksums), and an S3 body streamed past the limit is signed
+`UNSIGNED-PAYLOAD`; another service's body past the limit, and
+`STREAMING-AWS4-HMAC-SHA256-PAYLOAD` (chunks signed with the placeholder key, which only a
+body rewrite could re-sign), are refused (400 `unsignable_request`). Virtual-host
+(`bucket.s3.REGION.amazonaws.com`) and path-style (`s3.REGION.amazonaws.com/bucket`) S3
+are both named and signed. **Presigned URLs are refused** (403): one minted by the agent
+is signed with the placeholder key, so it is worthless outside the gateway and, through
+it, would be an unsigned request; the agent calls the API instead and the gateway signs
+each call it allows. With `--role-arn` the gateway calls STS `AssumeRole`
+(`sts.REGION.amazonaws.com`, signed with the static keys) and signs with the temporary
+keys, refreshed five minutes before they expire; the session token travels and is
+scrubbed from responses. The static secret never travels (only signatures do), so
+responses are not searched for it. The signer is our own (`agentfirewall/credentials/
+sigv4.py`, standard library only, as the core must be); tests check its signatures
+against botocore's over generated requests, and the fake AWS verifies every request with
+botocore.
+
+### `github_app`: GitHub App installation tokens
+
+`tf connector add github --app-id 123 --private-key app.pem --installation-id 456
+[--base-url https://github.example.com/api/v3]`. The gateway signs an app JWT (RS256,
+`iss` = app id, `iat` one minute in the past, `exp` nine minutes later), calls `POST
+/app/installations/{id}/access_tokens`, and injects the installation token as `Authorization:
+token …` (Basic `x-access-token` for git over HTTPS), refreshed five minutes before its
+`expires_at`. The private key never leaves the gateway.
+
+### `oauth2`: client credentials and refresh tokens
+
+`tf connector add generic --domains api.example.com --oauth2-token-url
+https://auth.example.com/token --client-id ID --client-secret-env VAR [--scope S ...]
+[--refresh-token-env VAR] [--client-auth basic|body]`. With a refresh token the grant is
+`refresh_token`, otherwise `client_credentials`; the scopes are the connector's own. The
+client authenticates with HTTP Basic (default) or form fields. The access token is
+injected as `Authorization: Bearer …` and refreshed a minute before `expires_in` runs out
+(at most a quarter of its lifetime early). A rotated refresh token is used for the next
+refresh (kept in memory: a restarted gateway starts from the vaulted one). The token URL
+must be https.
+"""

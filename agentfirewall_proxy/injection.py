@@ -1,0 +1,178 @@
+"""Computed credentials at the gateway: tokens fetched, cached, refreshed; requests signed.
+
+:class:`TokenBroker` owns the token cache of every computed credential
+(``agentfirewall.credentials``). A token is fetched on first use and again once it is
+due for refresh (minutes before it expires); concurrent requests for the same credential
+share one fetch (single flight: 32 requests at once make one token request). A failed
+refresh keeps serving the previous token while it is still valid; past its expiry the
+request fails closed (502 ``credential_unavailable`` naming why). Token requests go out
+with the gateway's resolve map and upstream CA, over TLS only.
+
+:func:`inject` is what ``exchange._forward`` calls on the final header list: the agent's
+credential headers were already dropped; the injector's headers are appended, and the
+tokens that travel become the flow's scrubber (they never come back to the agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from agentfirewall.credentials import Outgoing, Token, TokenCache, TokenRequest, TokenSource
+from agentfirewall.errors import CredentialError
+from agentfirewall_proxy.options import Options
+from agentfirewall_proxy.pipeline import Flow, Refusal
+from agentfirewall_proxy.scrub import Scrubber, scrubber_for
+from agentfirewall_proxy.upstream import client_ssl_context
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.http1 import Head
+
+__all__ = ["TokenBroker", "inject", "prepare"]
+
+_MAX_TOKEN_RESPONSE = 1 << 20
+
+
+class TokenBroker:
+    """Tokens of computed credentials: cached, refreshed once under load, failing closed."""
+
+    def __init__(self, options: Options, clock: Callable[[], float] = time.time) -> None:
+        self.options = options
+        self.clock = clock
+        self.cache = TokenCache()
+        #: Token requests sent (each success or failure counts once).
+        self.fetches = 0
+        self._inflight: dict[str, asyncio.Future[Token]] = {}
+        self._scrubbers: dict[str, tuple[Token, Scrubber | None]] = {}
+        self._client: httpx.AsyncClient | None = None
+
+    async def token(self, source: TokenSource) -> Token:
+        cached = self.cache.get(source.key)
+        if cached is not None and cached.fresh(self.clock()):
+            return cached
+        future = self._inflight.get(source.key)
+        if future is None:
+            future = asyncio.ensure_future(self._refresh(source, cached))
+            self._inflight[source.key] = future
+            future.add_done_callback(lambda _: self._inflight.pop(source.key, None))
+        try:
+            return await asyncio.shield(future)
+        except CredentialError:
+            if cached is not None and cached.usable(self.clock()):
+                return cached  # the old token is still valid: used until it expires
+            raise
+
+    def scrubber(self, key: str, token: Token) -> Scrubber | None:
+        """The scrubber of the values `token` sends upstream (built once per token)."""
+        found = self._scrubbers.get(key)
+        if found is not None and found[0] is token:
+            return found[1]
+        scrubber = scrubber_for(v.encode("latin-1", "replace") for v in token.secrets())
+        if len(self._scrubbers) >= 1024:
+            self._scrubbers.clear()
+        self._scrubbers[key] = (token, scrubber)
+        return scrubber
+
+    async def _refresh(self, source: TokenSource, previous: Token | None) -> Token:
+        request = source.token_request(self.clock(), previous)
+        self.fetches += 1
+        status, body = await self._send(request)
+        token = source.read_token(status, body, self.clock())
+        self.cache.put(source.key, token)
+        return token
+
+    async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
+        parts = urlsplit(request.url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme != "https" or not host:
+            raise CredentialError("a token endpoint must be an https:// url")
+        port = parts.port or 443
+        resolve = self.options.resolve
+        ip, ip_port = resolve.get((host, port)) or resolve.get((host, None)) or (host, port)
+        shown = f"[{ip}]" if ":" in ip else ip
+        url = urlunsplit(("https", f"{shown}:{ip_port}", parts.path or "/", parts.query, ""))
+        authority = host if port == 443 else f"{host}:{port}"
+        client = self._http()
+        try:
+            async with client.stream(
+                request.method,
+                url,
+                headers=[("Host", authority), *request.headers],
+                content=request.body or None,
+                extensions={"sni_hostname": host},
+            ) as response:
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _MAX_TOKEN_RESPONSE:
+                        raise CredentialError(f"the token endpoint `{host}` answered too much")
+                return response.status_code, body
+        except httpx.HTTPError as exc:
+            kind = type(exc).__name__
+            raise CredentialError(f"the token endpoint `{host}` is unreachable ({kind})") from None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            upstream_ca = self.options.upstream_ca
+            context = client_ssl_context(str(upstream_ca) if upstream_ca else None)
+            timeout = httpx.Timeout(30.0, connect=self.options.connect_timeout)
+            self._client = httpx.AsyncClient(verify=context, timeout=timeout, trust_env=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+async def prepare(broker: TokenBroker, flow: Flow) -> Token | None:
+    """The token the flow's computed credential needs now (None: static keys), its
+    scrubber set on the flow; Refusal (502) when it cannot be had: fail closed."""
+    assert flow.connector is not None
+    assert flow.connector.injector is not None
+    source = flow.connector.injector.source
+    if source is None:
+        return None
+    try:
+        token = await broker.token(source)
+    except CredentialError as exc:
+        raise Refusal(
+            502, "credential_unavailable", f"connector `{flow.connector.name}`: {exc}"
+        ) from None
+    flow.scrubber = broker.scrubber(source.key, token)
+    return token
+
+
+def inject(
+    broker: TokenBroker,
+    flow: Flow,
+    head: Head,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes | None,
+    token: Token | None,
+) -> list[tuple[bytes, bytes]]:
+    """`headers` (final) plus the computed credential's (a signature covers them).
+
+    `body` is the whole forwarded body, or None when it is streamed.
+    """
+    assert flow.connector is not None
+    assert flow.connector.injector is not None
+    outgoing = Outgoing(
+        method=flow.method,
+        host=flow.host,
+        path=flow.path,
+        query=flow.query,
+        headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers),
+        body=body,
+        agent_headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers),
+    )
+    try:
+        added = flow.connector.injector.inject(outgoing, token, broker.clock())
+    except CredentialError as exc:
+        raise Refusal(400, "unsignable_request", str(exc)) from None
+    return headers + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in added]

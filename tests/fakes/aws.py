@@ -1,0 +1,208 @@
+"""Fake AWS (S3, SQS, DynamoDB, STS) that verifies every SigV4 signature with botocore.
+
+Each request's ``Authorization`` is checked the way AWS checks it: the access key must be
+known (``fake.settings["keys"]``: key id -> (secret, session token or None)), the
+signature is recomputed with botocore's own signer (``SigV4Auth`` / ``S3SigV4Auth``) over
+the request as received and the headers it names, every ``x-amz-*`` header must be
+signed, a hex payload hash must be the body's SHA-256, and a temporary key needs its
+session token. A failure is answered 403 ``SignatureDoesNotMatch`` and counted in
+``fake.settings["rejected"]``. Enough of each API for boto3: S3 objects and multipart
+uploads (virtual-host and path style, aws-chunked bodies), SQS ``SendMessage`` (JSON
+protocol), DynamoDB ``PutItem``, STS ``AssumeRole`` (temporary keys it then accepts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, unquote
+
+from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.fakes.base import FakeUpstream
+
+REGION = "us-west-2"
+BUCKET = "demo-bucket"
+#: host -> (service, region)
+HOSTS = {
+    f"s3.{REGION}.amazonaws.com": ("s3", REGION),
+    f"{BUCKET}.s3.{REGION}.amazonaws.com": ("s3", REGION),
+    f"sqs.{REGION}.amazonaws.com": ("sqs", REGION),
+    f"dynamodb.{REGION}.amazonaws.com": ("dynamodb", REGION),
+    "sts.us-east-1.amazonaws.com": ("sts", "us-east-1"),
+}
+_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+_ids = itertools.count(1)
+
+
+def verify_sigv4(fake: FakeUpstream, request: Request, body: bytes) -> str | None:
+    """None when the request is signed with a known key; otherwise why not."""
+    auth = request.headers.get("authorization", "")
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        return "no sigv4 authorization"
+    fields = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 ") :].split(","))
+    key_id, day, region, service, _ = fields["Credential"].split("/")
+    host = request.headers.get("host", "").split(":")[0]
+    if HOSTS.get(host) != (service, region):
+        return f"scope {service}/{region} does not match host {host}"
+    known: dict[str, tuple[str, str | None]] = fake.settings["keys"]
+    if key_id not in known:
+        return f"unknown access key {key_id}"
+    secret, session = known[key_id]
+    if session is not None and request.headers.get("x-amz-security-token") != session:
+        return "temporary key without its session token"
+    signed = fields["SignedHeaders"].split(";")
+    unsigned = [h for h in request.headers if h.startswith("x-amz-") and h not in signed]
+    if unsigned or "host" not in signed:
+        return f"headers not signed: {unsigned or ['host']}"
+    stamp = request.headers.get("x-amz-date", "")
+    when = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    if abs(datetime.now(UTC) - when) > timedelta(minutes=15) or stamp[:8] != day:
+        return "request time too skewed"
+    claimed = request.headers.get("x-amz-content-sha256")
+    if claimed and len(claimed) == 64 and claimed != hashlib.sha256(body).hexdigest():
+        return "payload hash does not match the body"
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    url = f"https://{request.headers['host']}{raw_path.decode('latin-1')}"
+    aws = AWSRequest(
+        method=request.method,
+        url=url + (f"?{query}" if query else ""),
+        headers={h: request.headers.get(h, "") for h in signed},
+        data=body,
+    )
+    aws.context["timestamp"] = stamp
+    signer = (S3SigV4Auth if service == "s3" else SigV4Auth)(
+        Credentials(key_id, secret, session), service, region
+    )
+    canonical = signer.canonical_request(aws)
+    expected = signer.signature(signer.string_to_sign(aws, canonical), aws)
+    if not hmac.compare_digest(expected, fields["Signature"]):
+        return "SignatureDoesNotMatch"
+    return None
+
+
+def _aws_chunked(body: bytes) -> bytes:
+    """The payload of an aws-chunked body (unsigned chunks, optional trailer)."""
+    out, rest = b"", body
+    while rest:
+        line, _, rest = rest.partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, rest = out + rest[:size], rest[size + 2 :]
+    return out
+
+
+def _etag(body: bytes) -> str:
+    return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+
+
+def _xml(status: int, code: str, message: str) -> Response:
+    text = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    return Response(text, status_code=status, media_type="application/xml")
+
+
+def aws() -> FakeUpstream:
+    fake = FakeUpstream(name="aws", hostnames=tuple(HOSTS), app=None)  # type: ignore[arg-type]
+    fake.settings.update(keys={}, rejected=[], objects={}, uploads={}, messages=[], items=[])
+
+    async def handle(request: Request) -> Response:
+        body = await request.body()
+        problem = verify_sigv4(fake, request, body)
+        if problem is not None:
+            fake.settings["rejected"].append(problem)
+            if request.headers.get("host", "").startswith(("s3", BUCKET)):
+                return _xml(403, "SignatureDoesNotMatch", problem)
+            return JSONResponse({"__type": "InvalidSignatureException", "message": problem}, 400)
+        service = HOSTS[request.headers["host"].split(":")[0]][0]
+        if service == "s3":
+            return _s3(fake, request, body)
+        if service == "sts":
+            return _sts(fake, body)
+        target = request.headers.get("x-amz-target", "")
+        data = json.loads(body or b"{}")
+        if target == "AmazonSQS.SendMessage":
+            fake.settings["messages"].append(data)
+            md5 = hashlib.md5(data["MessageBody"].encode(), usedforsecurity=False).hexdigest()
+            return JSONResponse({"MessageId": f"m-{next(_ids)}", "MD5OfMessageBody": md5})
+        if target == "DynamoDB_20120810.PutItem":
+            fake.settings["items"].append(data)
+            return Response("{}", media_type="application/x-amz-json-1.0")
+        return JSONResponse({"__type": "UnknownOperationException"}, 400)
+
+    fake.app = Starlette(routes=[Route("/{path:path}", handle, methods=_METHODS)])
+    return fake
+
+
+def _s3(fake: FakeUpstream, request: Request, body: bytes) -> Response:
+    host = request.headers["host"].split(":")[0]
+    path = unquote(request.url.path)
+    if host.startswith(BUCKET + "."):
+        bucket, key = BUCKET, path[1:]
+    else:
+        bucket, _, key = path[1:].partition("/")
+    if request.headers.get("content-encoding", "").startswith("aws-chunked"):
+        body = _aws_chunked(body)
+    query = dict(parse_qsl(request.url.query, keep_blank_values=True))
+    objects: dict[tuple[str, str], bytes] = fake.settings["objects"]
+    uploads: dict[str, dict[int, bytes]] = fake.settings["uploads"]
+    method = request.method
+    if method == "POST" and "uploads" in query:
+        upload = secrets.token_hex(8)
+        uploads[upload] = {}
+        xml = (f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+               f"<UploadId>{upload}</UploadId></InitiateMultipartUploadResult>")  # fmt: skip
+        return Response(xml, media_type="application/xml")
+    if method == "PUT" and "uploadId" in query:
+        uploads[query["uploadId"]][int(query["partNumber"])] = body
+        return Response(headers={"ETag": _etag(body)})
+    if method == "POST" and "uploadId" in query:
+        parts = uploads.pop(query["uploadId"])
+        objects[(bucket, key)] = b"".join(parts[n] for n in sorted(parts))
+        xml = (f"<CompleteMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+               '<ETag>"x-2"</ETag></CompleteMultipartUploadResult>')  # fmt: skip
+        return Response(xml, media_type="application/xml")
+    if method == "PUT":
+        objects[(bucket, key)] = body
+        return Response(headers={"ETag": _etag(body)})
+    if method in ("GET", "HEAD"):
+        found = objects.get((bucket, key))
+        if found is None:
+            return _xml(404, "NoSuchKey", "no such key")
+        return Response(found, media_type="application/octet-stream")
+    if method == "DELETE":
+        objects.pop((bucket, key), None)
+        return Response(status_code=204)
+    return _xml(400, "NotImplemented", "not in the fake")
+
+
+def _sts(fake: FakeUpstream, body: bytes) -> Response:
+    form = dict(parse_qsl(body.decode()))
+    if form.get("Action") != "AssumeRole" or form.get("RoleArn") not in fake.settings.get(
+        "roles", ()
+    ):
+        return _xml(403, "AccessDenied", "not allowed to assume this role")
+    key_id = "ASIA" + secrets.token_hex(8).upper()
+    secret, session = secrets.token_urlsafe(30), secrets.token_urlsafe(60)
+    fake.settings["keys"][key_id] = (secret, session)
+    fake.settings.setdefault("assumed", []).append(key_id)
+    expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    xml = (
+        '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        "<AssumeRoleResult><Credentials>"
+        f"<AccessKeyId>{key_id}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
+        f"<SessionToken>{session}</SessionToken><Expiration>{expires}</Expiration>"
+        "</Credentials></AssumeRoleResult></AssumeRoleResponse>"
+    )
+    return Response(xml, media_type="text/xml")
