@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import shutil
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,21 +97,29 @@ def wrap_cmd(ctx: Context) -> int:
         progress_interval=float(ctx.args.progress_interval),
         limit=int(ctx.args.max_message),
     )
+    session = wrap(
+        control,
+        agent=name,
+        server_name=server_name,
+        command=command,
+        env_specs=specs,
+        base_env={k: v for k, v in ctx.env.items() if k not in specs},
+        options=options,
+        ensure_agent=None if ctx.flag("config") else ensure,
+    )
     try:
-        return asyncio.run(
-            wrap(
-                control,
-                agent=name,
-                server_name=server_name,
-                command=command,
-                env_specs=specs,
-                base_env={k: v for k, v in ctx.env.items() if k not in specs},
-                options=options,
-                ensure_agent=None if ctx.flag("config") else ensure,
-            )
-        )
+        return _run(session)
     except WrapError as exc:
         raise CliError(str(exc)) from None
+
+
+def _run(session: Coroutine[Any, Any, int]) -> int:
+    """uvloop when installed (as the gateway runs), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(session)
+    return uvloop.run(session)
 
 
 def _tf_command() -> list[str]:

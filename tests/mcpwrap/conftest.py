@@ -1,4 +1,4 @@
-"""A real control plane (module-wide), agents with MCP rules, and wrapped sessions driven
+"""A real control plane (one for the package), agents with MCP rules, and wrapped sessions driven
 by the official MCP Python SDK's client."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ RULES = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live = LiveServer.start(tmp_path_factory.mktemp("mcpwrap") / "tf")
     yield live
