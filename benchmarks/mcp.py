@@ -8,8 +8,11 @@ as the control plane: rules for connector ``mcp``, traffic recorded in the wrapp
 process sends sequential ``tools/call`` requests (one in flight, like a model calling tools)
 and times each round trip. Rounds alternate direct / wrapped so that load on the machine
 hits both alike. Printed: p50 and p99 of each, and what the wrapper adds (target: < 1 ms at
-p50). Each call is named, decided by the engine, recorded, re-serialised and relayed both
-ways; the server's answers are parsed (tools/list filtering, id tracking) and relayed.
+p50), and the CPU time the wrapper process adds per call, startup excluded (a run with no
+timed calls is subtracted; load-independent, unlike latency on a shared machine, where each
+hop waits for a free core). Each call is named, decided by the engine, recorded,
+re-serialised and relayed both ways; the server's answers are parsed (tools/list
+filtering, id tracking) and relayed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -47,7 +51,13 @@ SNAPSHOT = {
 }
 
 
-async def _calls(command: list[str], count: int) -> list[float]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _calls(command: list[str], count: int, cpu: list[float]) -> list[float]:
+    before = _children_cpu()
     process = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
@@ -70,6 +80,7 @@ async def _calls(command: list[str], count: int) -> list[float]:
     finally:
         process.stdin.close()
         await process.wait()
+    cpu.append(_children_cpu() - before)  # the processes' CPU (startup included)
     return times
 
 
@@ -92,9 +103,13 @@ async def main() -> None:
         wrap = [sys.executable, "-m", "agentfirewall_proxy.cli", "mcp", "wrap", "--name",
                 "Bench", "--config", str(snapshot), "--", *direct]  # fmt: skip
         results: dict[str, list[float]] = {"direct": [], "wrapped": []}
+        cpu: dict[str, list[float]] = {"direct": [], "wrapped": []}
+        startup: dict[str, list[float]] = {"direct": [], "wrapped": []}
+        await _calls(direct, 0, startup["direct"])
+        await _calls(wrap, 0, startup["wrapped"])
         for _ in range(args.rounds):
-            results["direct"] += await _calls(direct, args.calls)
-            results["wrapped"] += await _calls(wrap, args.calls)
+            results["direct"] += await _calls(direct, args.calls, cpu["direct"])
+            results["wrapped"] += await _calls(wrap, args.calls, cpu["wrapped"])
     d, w = results["direct"], results["wrapped"]
     print(f"tools/call round trips: {len(d)} per side, sequential, {args.rounds} rounds")
     print(f"  unwrapped  p50 {_pct(d, 0.5):.3f} ms  p99 {_pct(d, 0.99):.3f} ms"
@@ -105,6 +120,13 @@ async def main() -> None:
     verdict = "met" if added50 < 1.0 else "MISSED"
     print(f"  added      p50 {added50:+.3f} ms  p99 {added99:+.3f} ms"
           f"  (target < 1 ms p50: {verdict})")  # fmt: skip
+    per_call = {
+        side: (statistics.fmean(cpu[side]) - startup[side][0]) / args.calls * 1e6 for side in cpu
+    }
+    print(
+        f"  CPU per call, startup excluded: unwrapped {per_call['direct']:.0f} us, wrapped "
+        f"{per_call['wrapped']:.0f} us (wrapper + server)"
+    )
 
 
 if __name__ == "__main__":
