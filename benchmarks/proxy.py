@@ -274,7 +274,14 @@ async def main(args: argparse.Namespace) -> None:
              "127.0.0.1", "--listen-port", str(mport)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        await asyncio.sleep(3.0)
+        for _ in range(600):  # its start-up takes seconds, more on a busy machine
+            try:
+                _, probe = await asyncio.open_connection("127.0.0.1", mport)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            probe.close()
+            break
         targets.append(Target("mitmdump", ("127.0.0.1", mport), b"", mitm.pid))
     else:
         print(f"# mitmdump not found at `{args.mitmdump}`: skipped", file=sys.stderr)
