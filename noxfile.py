@@ -50,6 +50,15 @@ def fuzz(session: nox.Session) -> None:
 
 
 @nox.session
+def budgets(session: nox.Session) -> None:
+    """Budgets through two control-plane replicas on PostgreSQL (needs a server: source
+    .ci/postgres.sh first), beside the default SQLite run."""
+    session.install("-e", ".[dev,proxy]")
+    args = ["tests/proxy/test_budgets_live.py", *session.posargs]
+    session.run("python", "-m", "pytest", *args, env={"AGENTFIREWALL_TEST_REPLICAS": "1"})
+
+
+@nox.session
 def benchmarks(session: nox.Session) -> None:
     session.install("-e", ".[dev,bench]")
     for script in ("engine.py", "connectors.py", "server.py", "sdk.py", "proxy.py", "held.py"):

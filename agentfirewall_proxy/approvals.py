@@ -10,7 +10,8 @@ chunks of up to 1,000 (one request per chunk, answered as soon as any of them is
 and once a second it times out overdue holds and releases those whose client has left. The
 control plane answers an identical request (same agent, same action hash) retried after
 approval with that approval, marked used, so the retry goes through once without a second
-approval, even after a gateway restart.
+approval, even after a gateway restart; and a request an active grant covers is approved at
+once (``grant_id``, the use audited on the control plane).
 
 Outcomes: ``approved`` (forward), ``denied`` (403), ``timeout`` (408), ``killed`` (403 with
 the kill-switch header), ``gone`` (the client left; the approval stays on the server),
@@ -140,6 +141,8 @@ class Holds:
         except ControlError:
             return "unavailable"
         if approval.get("status") == "approved":
+            grant = approval.get("grant_id")
+            flow.grant_id = str(grant) if grant else None
             return "approved"
         flow.approval_id = str(approval["id"])
         return None

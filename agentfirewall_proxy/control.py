@@ -55,6 +55,8 @@ class Control(Protocol):
     async def wait_approvals(self, approval_ids: list[str], wait: float) -> list[JSON]: ...
     async def consume_approval(self, approval_id: str) -> JSON: ...
     async def heartbeat(self, payload: JSON) -> None: ...
+    async def reserve_budget(self, payload: JSON) -> JSON: ...
+    async def settle_budget(self, payload: JSON) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -200,6 +202,15 @@ class HttpControl:
 
     async def heartbeat(self, payload: JSON) -> None:
         await self._call("POST", "/v1/gateway/heartbeat", json_body=payload)
+
+    async def reserve_budget(self, payload: JSON) -> JSON:
+        """Reserve a request's spend from the budgets covering it (``budgets.py``)."""
+        path = "/v1/gateway/budgets/reserve"
+        data: JSON = (await self._call("POST", path, json_body=payload)).json()
+        return data
+
+    async def settle_budget(self, payload: JSON) -> None:
+        await self._call("POST", "/v1/gateway/budgets/settle", json_body=payload)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -393,6 +404,13 @@ class StaticControl:
 
     async def heartbeat(self, payload: JSON) -> None:
         self.heartbeats.append(payload)
+
+    async def reserve_budget(self, payload: JSON) -> JSON:
+        # budgets live on the control plane: a snapshot file naming one refuses (fail closed)
+        raise ControlError("budgets need the control plane (not a static config file)", 503)
+
+    async def settle_budget(self, payload: JSON) -> None:
+        raise ControlError("budgets need the control plane (not a static config file)", 503)
 
     async def aclose(self) -> None:
         return None

@@ -39,6 +39,7 @@ from agentfirewall_proxy.respond import respond, response_head, scrubber_of
 from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamError, plain_request_upstream
 
 if TYPE_CHECKING:
+    from agentfirewall.decisions import Decision
     from agentfirewall_proxy.gateway import Gateway
     from agentfirewall_proxy.server import ClientConnection, Tunnel
 
@@ -85,6 +86,10 @@ async def exchange(
         if decision.outcome == "deny":
             kill = decision.kill_switch
             raise Refusal(403, "kill_switch" if kill else "denied", decision.reason)
+        if decision.outcome == "allow":  # past a budget: refused (raises) or held
+            held = await _reserve(gateway, flow, force=False)
+            if held is not None:
+                decision = flow.decision = held
         if decision.outcome == "require_approval":
             if not complete:  # an approval binds the whole body: read it (up to the limit)
                 prefix, complete = await _read_body(conn, prefix, limit)
@@ -96,6 +101,7 @@ async def exchange(
             parked = await _hold(gateway, conn, head, flow, prefix if parkable else None, tunnel)
             if parked is not None:
                 return parked
+            await _reserve(gateway, flow, force=True)
         if not complete:
             conn.clean = False  # the rest of the body is streamed below
         return await _forward(gateway, conn, head, flow, prefix, complete, upgrade)
@@ -122,6 +128,7 @@ async def resume_exchange(
             flow.trace.hold_ended(outcome, flow.approval_id)
         _raise_unless_approved(outcome)
         flow.reason = "approved"
+        await _reserve(gateway, flow, force=True)
         return await _forward(gateway, conn, head, flow, parked.prefix, True, None)
     except Refusal as exc:
         return await _refused(gateway, conn, head, flow, exc)
@@ -130,6 +137,17 @@ async def resume_exchange(
     finally:
         _note_outcome(flow)
         gateway.end(flow)
+
+
+async def _reserve(gateway: Gateway, flow: Flow, *, force: bool) -> Decision | None:
+    """Reserve the request's spend from the budgets covering it (none: nothing to do).
+
+    After a human approval (`force`) a ``require_approval`` budget lets it through; a
+    ``deny`` budget never does."""
+    config = gateway.require_config()
+    if not config.budgets:
+        return None
+    return await gateway.budgets.reserve(config.budgets, flow, force=force)
 
 
 def _note_outcome(flow: Flow) -> None:
@@ -294,7 +312,7 @@ async def _hold(
     if flow.trace is not None:
         flow.trace.hold_ended(outcome, flow.approval_id)
     _raise_unless_approved(outcome)
-    flow.reason = "approved"
+    flow.reason = f"approved by grant {flow.grant_id}" if flow.grant_id else "approved"
     return None
 
 
@@ -373,9 +391,11 @@ async def _forward(
         gateway.attach(flow, up)
         try:
             up.writer.write(first)
+            flow.sent = True
             if not complete:
                 await _stream_request_body(conn, up, flow, chunked)
             response = await response_head(gateway, up)
+            flow.answered = True
         except UpstreamError:
             up.abort()
             if attempt == 0 and up.reused and complete:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from agentfirewall.decisions import ApprovalRequirement
 from agentfirewall_proxy import agentports
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
+from agentfirewall_proxy.budgets import Budgets
 from agentfirewall_proxy.certs import CertStore, load_or_create_ca
 from agentfirewall_proxy.control import Control, ControlError
 from agentfirewall_proxy.exchange import exchange
@@ -60,6 +61,7 @@ class Gateway:
         self.pool = UpstreamPool(options)
         self.holds = Holds(control, self.resume)
         self.tokens = TokenBroker(options)
+        self.budgets = Budgets(control)
         self.shipper = TrafficShipper(
             control, batch=options.traffic_batch, interval=options.traffic_interval
         )
@@ -151,7 +153,10 @@ class Gateway:
     def park(self, parked: Parked, seconds: float) -> None:
         """Hold `parked` without its connection; :meth:`resume` answers it later."""
         self.active.pop(parked.flow, None)
-        parked.flow.parsed = None  # the approval has the spec; `flow.action` names it
+        flow = parked.flow
+        if flow.parsed is not None and self.config is not None and self.config.budgets:
+            flow.parameters = dict(flow.parsed.spec.parameters)  # reserved once approved
+        flow.parsed = None  # the approval has the spec; `flow.action` names it
         self.holds.park(parked, seconds)
 
     def resume(self, parked: Parked, outcome: HoldOutcome) -> None:
@@ -169,6 +174,7 @@ class Gateway:
 
     def end(self, flow: Flow) -> None:
         self.active.pop(flow, None)
+        self.budgets.settle(flow)
         self.record(flow)
 
     def record(self, flow: Flow) -> None:
@@ -295,6 +301,7 @@ class Gateway:
                 if up is not None:
                     up.abort()
             self.pool.close()
+            await self.budgets.drain()
             await asyncio.sleep(0.01)  # let the aborted transports and held flows finish
             self.certs.close()
             await self.tokens.aclose()

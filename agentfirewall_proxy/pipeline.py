@@ -136,6 +136,20 @@ class Flow:
     response_findings: int = 0
     #: The scrubber of a computed credential's current token (``injection.py``).
     scrubber: Scrubber | None = None
+    #: The budget reservation to settle after the response (``budgets.py``).
+    reservation: str | None = None
+    #: A covering budget is settled from the response's LLM ``usage``.
+    llm_budget: bool = False
+    #: The request was written upstream / the upstream answered with a response head.
+    sent: bool = False
+    answered: bool = False
+    #: The LLM ``usage`` and ``model`` read from the response (``llmusage.py``).
+    usage: dict[str, Any] | None = None
+    model: str | None = None
+    #: A parked flow's parameters, kept for its budget reservation once approved.
+    parameters: dict[str, Any] | None = None
+    #: The grant that let a held request through without a human (``approvals.py``).
+    grant_id: str | None = None
 
 
 def normalize_host(host: str) -> str:

@@ -30,6 +30,7 @@ from agentfirewall.policy import AccessRule, Engine, EvaluationContext, KillSwit
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex
 from agentfirewall_proxy.aliases import alias_rules
+from agentfirewall_proxy.budgets import BudgetScope, compile_budgets
 from agentfirewall_proxy.scrub import Scrubber, scrubber_for
 
 __all__ = ["AgentEntry", "CompiledConfig", "ConnectorEntry", "compile_snapshot"]
@@ -146,6 +147,7 @@ class CompiledConfig:
     by_port: dict[int, AgentEntry] = field(default_factory=dict)
     #: What the content guardrails scan (``agentfirewall.policy.guard``; empty: nothing).
     guard: GuardPlan = field(default_factory=GuardPlan)
+    budgets: tuple[BudgetScope, ...] = ()
     _routes: dict[str, ConnectorEntry | None] = field(default_factory=dict, repr=False)
 
     def agent_for_key(self, key_hash: str) -> AgentEntry | None:
@@ -276,4 +278,5 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
         approval_timeout=float(settings.get("approval_timeout_seconds", 300)),
         by_port=by_port,
         guard=guard_plan(tuple(policies)),
+        budgets=compile_budgets(list(data.get("budgets") or [])),
     )

@@ -43,6 +43,8 @@ _ROUTE_MODULES = (  # actions first: POST /api/v1/actions is the hot path (route
     "audit",
     "gateway",
     "approval_batch",
+    "budgets",
+    "grants",
     "people",
     "settings",
     "events",

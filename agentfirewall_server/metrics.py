@@ -138,6 +138,19 @@ class Metrics:
         self.rate_limit_hits = counter(
             "aaf_rate_limit_hits_total", "Requests refused by the rate limit", ("agent",)
         )
+        # budget names are the admins' (a bounded set): labels as they are
+        self.budget_used = gauge(
+            "aaf_budget_used", "Spent (and reserved) in the budget's current window", ("budget",)
+        )
+        self.budget_limit = gauge("aaf_budget_limit", "The budget's limit", ("budget",))
+        self.budget_refusals = counter(
+            "aaf_budget_refusals_total",
+            "Requests past a budget, by budget and outcome (deny, require_approval)",
+            ("budget", "outcome"),
+        )
+        self.grant_uses = counter(
+            "aaf_grant_uses_total", "Requests let through by a grant", ("agent",)
+        )
         self.active_connections = gauge(
             "aaf_active_connections", "Long-polls and event streams open", ("agent",)
         )

@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from agentfirewall.policy import AccessRule, Engine, KillSwitch, Policy, load_policy
+from agentfirewall_server.budgets import BudgetDef, CompiledBudget, compile_budget
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.store.schema import (
     agents,
     api_keys,
+    budgets,
     connectors,
     credentials,
     kill_switches,
@@ -100,6 +102,8 @@ class Snapshot:
     settings: dict[str, Any]
     engine: Engine = field(repr=False)
     loaded_policies: dict[str, Policy] = field(repr=False)
+    #: Budgets by name (``budgets.py``); their usage is in the store, not here.
+    budgets: dict[str, CompiledBudget] = field(default_factory=dict)
 
     def agent(self, ident: str) -> AgentRecord | None:
         return self.agents_by_id.get(ident) or self.agents_by_name.get(ident)
@@ -221,4 +225,16 @@ def load_snapshot(conn: Connection) -> Snapshot:
         settings=settings,
         engine=engine,
         loaded_policies=loaded,
+        budgets=_budgets(conn),
     )
+
+
+def _budgets(conn: Connection) -> dict[str, CompiledBudget]:
+    found: dict[str, CompiledBudget] = {}
+    for row in _rows(conn, budgets, budgets.c.created_at):
+        try:
+            definition = BudgetDef.model_validate_json(row["definition"])
+        except ValueError:
+            continue  # validated on write; never crash the reload
+        found[definition.name] = compile_budget(row["id"], definition)
+    return found

@@ -5,6 +5,8 @@ Each takes the full id or any unique prefix of it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from sqlalchemy import Connection, select
 from starlette.requests import Request
@@ -19,6 +21,7 @@ from agentfirewall_server.approvals import (
 )
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
+from agentfirewall_server.grants import GrantBody, create_grant, grant_json
 from agentfirewall_server.store.schema import approvals
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
@@ -51,6 +54,8 @@ def resolve_id(conn: Connection, text: str) -> str:
 
 class DecisionBody(Strict):
     note: str | None = Field(default=None, max_length=2000)
+    #: Approve more than this request: the same action, bounded (``grants.py``).
+    grant: GrantBody | None = None
 
 
 async def list_approvals(request: Request) -> JSONResponse:
@@ -87,19 +92,24 @@ async def _decide(request: Request, approve: bool) -> JSONResponse:
     body = await read_model(request, DecisionBody, allow_empty=True)
     aid = request.path_params["id"]
     state = state_of(request)
-    row = await state.db.write(
-        lambda c: decide_approval(
-            c,
-            resolve_id(c, aid),
-            approve=approve,
-            by=who.actor,
-            role=who.role,
-            note=body.note,
-            now=now(),
-        )
-    )
+    if body.grant is not None and not approve:
+        raise ApiError(422, "a grant comes with an approval, not a denial", field="grant")
+
+    def job(conn: Connection) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        stamp = now()
+        row = decide_approval(conn, resolve_id(conn, aid), approve=approve, by=who.actor,
+                              role=who.role, note=body.note, now=stamp)  # fmt: skip
+        grant = None
+        if body.grant is not None:
+            grant = create_grant(conn, row, body.grant, by=who.actor, now=stamp)
+        return row, grant
+
+    row, grant = await state.db.write(job)
     await publish_decided(state, [row])
-    return json_ok(approval_json(row))
+    data = approval_json(row)
+    if grant is not None:
+        data["grant"] = grant_json(grant, now())
+    return json_ok(data)
 
 
 async def approve(request: Request) -> JSONResponse:

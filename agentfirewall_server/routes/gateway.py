@@ -27,6 +27,7 @@ from agentfirewall_server.approvals import (
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, state_of
 from agentfirewall_server.clock import now, parse_time
+from agentfirewall_server.grants import use_grant
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals, gateways, traffic
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
@@ -172,6 +173,17 @@ def build_config(state: AppState) -> dict[str, Any]:
             {"scope": k["scope"], "target": k["target"] or None, "reason": k["reason"]}
             for k in snap.kill_switches
         ],
+        # which requests a budget covers: the gateway reserves only those
+        "budgets": [
+            {
+                "name": b.name,
+                "agents": list(b.definition.agents),
+                "connector": b.definition.connector,
+                "action": b.definition.action,
+                "measure": b.definition.measure,
+            }
+            for b in snap.budgets.values()
+        ],
     }
     state._config_cache = (snap.version, config)  # type: ignore[attr-defined]
     return dict(config)
@@ -277,6 +289,11 @@ def _reuse_or_create(state: AppState, body: GatewayApproval, spec: dict[str, Any
         if found is not None:
             conn.execute(update(approvals).where(approvals.c.id == found.id).values(used=True))
             return {**dict(found._mapping), "used": True}, True
+        # held (deny rules and the kill switch decided before): a grant may let it through
+        grant = use_grant(conn, agent=body.agent, connector=body.connector, spec=spec,
+                          actor="gateway", now=stamp)  # fmt: skip
+        if grant is not None:
+            return {"grant": grant}, True
         timeout = body.timeout_seconds or int(
             state.snapshot.settings.get("approval_timeout_seconds")
             or state.settings.approval_timeout_seconds
@@ -321,6 +338,11 @@ async def create_gateway_approval(request: Request) -> JSONResponse:
         raise ApiError(422, "`action_hash` does not match `action_spec`", field="action_hash")
     state = state_of(request)
     row, reused = await state.db.write(_reuse_or_create(state, body, spec.to_dict()))
+    if "grant" in row:  # no approval: the grant's use is audited
+        state.metrics.grant_uses.labels(body.agent).inc()
+        grant = row["grant"]
+        return json_ok({"id": None, "status": "approved", "grant_id": grant["id"],
+                        "reused": False})  # fmt: skip
     data = approval_json(row)
     if not reused:
         state.hub.publish("approval.created", data)

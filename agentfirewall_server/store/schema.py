@@ -23,9 +23,12 @@ __all__ = [
     "approvals",
     "audit_checkpoints",
     "audit_events",
+    "budget_usage",
+    "budgets",
     "connectors",
     "credentials",
     "gateways",
+    "grants",
     "kill_switches",
     "metadata",
     "permissions",
@@ -300,3 +303,50 @@ rate_limits = Table(
     Column("stamp", Float, nullable=False),
     Column("allowed", Boolean, nullable=False),
 )
+# budgets (budgets.py): the definition is configuration (in the snapshot); usage rows are
+# reservations, settled or released, summed over the budget's window
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("definition", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+budget_usage = Table(
+    "budget_usage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("budget_id", String(40), nullable=False),
+    Column("reservation", String(40), nullable=False, index=True),
+    Column("agent", String(200), nullable=False),
+    Column("amount", Float, nullable=False),
+    # reserved -> settled | released
+    Column("state", String(10), nullable=False),
+    Column("request_id", String(100), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("settled_at", Float, nullable=True),
+)
+Index("ix_budget_usage_window", budget_usage.c.budget_id, budget_usage.c.created_at)
+
+# grants (grants.py): an approval widened to the same action, constrained and bounded
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("approval_id", String(40), nullable=True),
+    Column("agent", String(200), nullable=False),
+    Column("connector", String(80), nullable=True),
+    Column("action_type", String(600), nullable=False),
+    Column("constraints", Text, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("max_uses", Integer, nullable=True),
+    Column("uses", Integer, nullable=False, default=0),
+    Column("created_by", String(320), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Column("revoked_by", String(320), nullable=True),
+)
+Index("ix_grants_agent_action", grants.c.agent, grants.c.action_type)

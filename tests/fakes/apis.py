@@ -2,7 +2,8 @@
 
 Unknown routes answer 200 with a JSON echo (``{"ok": true, "fake": name, "method", "path"}``)
 so a test can aim any action at a fake; ``fake.settings["responses"]`` can override a route:
-``{("GET", "/user"): (status, json_body)}``.
+``{("GET", "/user"): (status, json_body)}``. The Stripe fake can fail a window of
+transfer creations (``_failing``).
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def stripe() -> FakeUpstream:
             )
         body = await request.body()
         params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        if kind == "transfers" and len(parts) == 2 and _failing(fake):
+            return JSONResponse({"error": {"type": "api_error", "message": "fake outage"}},
+                                status_code=500)  # fmt: skip
         ident = parts[2] if len(parts) > 2 else f"{obj[:3]}_fake{next(_ids)}"
         data: dict[str, Any] = {"id": ident, "object": obj, "created": int(time.time())}
         for key in ("amount", "currency", "destination", "customer", "charge"):
@@ -113,6 +117,14 @@ def stripe() -> FakeUpstream:
 
     fake.app = Starlette(routes=[Route("/{path:path}", handle, methods=_METHODS)])
     return fake
+
+
+def _failing(fake: FakeUpstream) -> bool:
+    """``settings["fail_transfers"] = (first, stop)``: transfer creations number `first`
+    to `stop` - 1 (0-based, in arrival order) answer 500 (an upstream failing mid-way)."""
+    window = fake.settings.get("fail_transfers")
+    seen = fake.settings["transfers_seen"] = fake.settings.get("transfers_seen", 0) + 1
+    return window is not None and window[0] <= seen - 1 < window[1]
 
 
 def slack() -> FakeUpstream:

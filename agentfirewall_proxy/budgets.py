@@ -1,0 +1,150 @@
+"""Budgets at the gateway: reserve before forwarding, settle after the response.
+
+The control plane owns budgets and their usage (``agentfirewall_server.budgetstore``); the
+snapshot tells the gateway only which requests a budget covers (agents, connector type,
+action glob), so a request no budget covers costs nothing extra. A covered request is
+reserved through the control plane before it is forwarded (atomic there); past the
+limit it is refused (403 ``budget_exceeded``, the reason names the budget) or held for
+approval; the control plane unreachable refuses it (503: fail closed). After the
+response the reservation is settled (a 2xx/3xx answer, with the LLM ``usage`` read from
+it) or released (the upstream refused or could not be reached), in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agentfirewall.decisions import Decision
+from agentfirewall.policy.globs import Glob, compile_glob
+from agentfirewall_proxy.control import ControlError
+from agentfirewall_proxy.pipeline import Refusal
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.control import Control
+    from agentfirewall_proxy.pipeline import Flow
+
+__all__ = ["BudgetScope", "Budgets", "compile_budgets"]
+
+_SETTLE_TRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetScope:
+    """Which requests one budget covers (the snapshot's ``budgets`` entry)."""
+
+    name: str
+    agents: frozenset[str] | None  # None: every agent
+    connector: str
+    glob: Glob
+    #: Settled from the response's ``usage`` (tokens or cost).
+    llm: bool
+
+    def covers(self, agent: str, connector: str, action: str) -> bool:
+        return (
+            connector == self.connector
+            and (self.agents is None or agent in self.agents)
+            and self.glob.matches(action)
+        )
+
+
+def compile_budgets(entries: list[dict[str, Any]]) -> tuple[BudgetScope, ...]:
+    scopes = []
+    for raw in entries:
+        agents = [str(a) for a in raw.get("agents") or ["*"]]
+        scopes.append(
+            BudgetScope(
+                name=str(raw["name"]),
+                agents=None if "*" in agents else frozenset(agents),
+                connector=str(raw["connector"]),
+                glob=compile_glob(str(raw.get("action") or "*")),
+                llm=raw.get("measure") in ("tokens", "cost"),
+            )
+        )
+    return tuple(scopes)
+
+
+def covering(scopes: tuple[BudgetScope, ...], flow: Flow) -> list[BudgetScope]:
+    if not scopes or flow.agent is None or flow.connector is None or flow.action is None:
+        return []
+    agent, connector, action = flow.agent.name, flow.connector.type, flow.action
+    return [s for s in scopes if s.covers(agent, connector, action)]
+
+
+class Budgets:
+    """The gateway's budget calls; settlements run as background tasks."""
+
+    def __init__(self, control: Control) -> None:
+        self.control = control
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def reserve(
+        self, scopes: tuple[BudgetScope, ...], flow: Flow, *, force: bool
+    ) -> Decision | None:
+        """Reserve `flow`'s spend; a ``require_approval`` decision when a budget says
+        hold (and no human approved yet), None when it may go; Refusal otherwise."""
+        covered = covering(scopes, flow)
+        if not covered:
+            return None
+        assert flow.agent is not None
+        assert flow.connector is not None
+        parsed = flow.parsed
+        parameters = parsed.spec.parameters if parsed is not None else (flow.parameters or {})
+        payload = {
+            "request_id": flow.request_id,
+            "agent": flow.agent.name,
+            "connector": flow.connector.type,
+            "action": flow.action,
+            "parameters": dict(parameters),
+            "force": force,
+        }
+        try:
+            answer = await self.control.reserve_budget(payload)
+        except ControlError as exc:
+            raise Refusal(
+                503, "budget_unavailable", f"the budget could not be checked: {exc}"
+            ) from None
+        refused = answer.get("refused")
+        if refused:
+            reason = str(refused.get("reason") or f"budget `{refused.get('budget')}` exceeded")
+            if refused.get("outcome") == "require_approval" and not force:
+                return Decision("require_approval", reason, decided_outcome="require_approval")
+            raise Refusal(403, "budget_exceeded", reason)
+        flow.reservation = answer.get("reservation")
+        flow.llm_budget = any(s.llm for s in covered)
+        return None
+
+    def settle(self, flow: Flow) -> None:
+        """Settle or release `flow`'s reservation (once), in the background."""
+        reservation, flow.reservation = flow.reservation, None
+        if reservation is None:
+            return
+        # sent and no answer: it may have happened (never under-count); not sent: released
+        ok = 200 <= flow.status < 400 if flow.answered else flow.sent
+        payload: dict[str, Any] = {"reservation": reservation, "ok": ok}
+        if ok and flow.usage is not None:
+            payload["usage"] = flow.usage
+            payload["model"] = flow.model
+        task = asyncio.ensure_future(self._settle(payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, payload: dict[str, Any]) -> None:
+        for attempt in range(_SETTLE_TRIES):
+            try:
+                await self.control.settle_budget(payload)
+                return
+            except ControlError as exc:
+                if 400 <= exc.status < 500:
+                    break
+                await asyncio.sleep(0.5 * (attempt + 1))
+        # the reservation stays counted on the control plane (it never under-counts)
+        print(f"agentfirewall_proxy: budget reservation {payload['reservation']} not settled",
+              file=sys.stderr)  # fmt: skip
+
+    async def drain(self) -> None:
+        """Wait for the settlements in flight (shutdown, tests)."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

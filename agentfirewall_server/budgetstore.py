@@ -1,0 +1,199 @@
+"""Budget usage in the store: reserve before forwarding, settle after the response.
+
+Every function runs inside the writer's transaction (``Database.write``). A reservation
+locks the rows of the budgets it covers (``SELECT ... FOR UPDATE`` on PostgreSQL, so
+replicas sharing one database queue up; SQLite's ``BEGIN IMMEDIATE`` serialises writers
+already), sums the window's usage, and inserts its own usage rows only when every budget
+has room: concurrent requests never overspend. Settling marks the rows ``settled`` (with
+the measured amount for LLM budgets) or ``released`` (the upstream failed or refused:
+the amount returns to the budget). A reservation never settled (its gateway died while
+forwarding) keeps counting: the request may have happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from agentfirewall_server.budgets import LLM_MEASURES, CompiledBudget, window_end, window_start
+from agentfirewall_server.clock import new_id, rfc3339
+from agentfirewall_server.llmprices import cost_of, tokens_of
+from agentfirewall_server.store.schema import budget_usage, budgets
+
+__all__ = ["Refused", "Reserved", "budget_state", "reserve", "settle", "used_in_window"]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    budget: str
+    outcome: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """`reservation` is None when no budget covers the request."""
+
+    reservation: str | None
+    remaining: dict[str, float]
+
+
+def used_in_window(conn: Connection, budget: CompiledBudget, now: float) -> float:
+    start = window_start(budget.definition, now)
+    total = conn.execute(
+        select(func.coalesce(func.sum(budget_usage.c.amount), 0.0)).where(
+            budget_usage.c.budget_id == budget.id,
+            budget_usage.c.created_at >= start,
+            budget_usage.c.state != "released",
+        )
+    ).scalar_one()
+    return float(total)
+
+
+def _unit(budget: CompiledBudget) -> str:
+    d = budget.definition
+    if d.measure == "sum":
+        return f" {d.currency}" if d.currency else ""
+    return {"count": " requests", "tokens": " tokens", "cost": " usd"}[d.measure]
+
+
+def _exceeded(budget: CompiledBudget, used: float, amount: float) -> str:
+    d = budget.definition
+    window = d.window.replace("calendar_", "")
+    unit = _unit(budget)
+    return (
+        f"budget `{d.name}` exceeded: {used:g} of {d.limit:g}{unit} used this {window}, "
+        f"this request needs {amount:g}"
+    )
+
+
+def reserve(
+    conn: Connection,
+    covered: list[tuple[CompiledBudget, float]],
+    *,
+    agent: str,
+    request_id: str | None,
+    force: bool,
+    now: float,
+) -> Refused | Reserved:
+    """Reserve `amount` from each covered budget, or refuse naming the budget.
+
+    Past several budgets, a ``deny`` one wins over ``require_approval``. `force` (a human
+    approved going past a ``require_approval`` budget) records the spend regardless.
+    """
+    if not covered:
+        return Reserved(None, {})
+    ordered = sorted(covered, key=lambda item: item[0].id)  # one lock order: no deadlock
+    conn.execute(
+        select(budgets.c.id).where(budgets.c.id.in_([b.id for b, _ in ordered])).with_for_update()
+    )
+    refused: Refused | None = None
+    remaining: dict[str, float] = {}
+    for budget, amount in ordered:
+        d = budget.definition
+        used = used_in_window(conn, budget, now)
+        full = used + amount > d.limit or (d.measure in LLM_MEASURES and used >= d.limit)
+        blocking = full and (not force or d.outcome == "deny")  # force passes approvals only
+        if blocking and (refused is None or (d.outcome == "deny" and refused.outcome != "deny")):
+            refused = Refused(d.name, d.outcome, _exceeded(budget, used, amount))
+        remaining[d.name] = d.limit - used - amount
+    if refused is not None:
+        return refused
+    reservation = new_id("rsv_")
+    conn.execute(
+        budget_usage.insert(),
+        [
+            {
+                "budget_id": budget.id,
+                "reservation": reservation,
+                "agent": agent,
+                "amount": amount,
+                "state": "reserved",
+                "request_id": request_id,
+                "created_at": now,
+                "settled_at": None,
+            }
+            for budget, amount in ordered
+        ],
+    )
+    return Reserved(reservation, remaining)
+
+
+def settle(
+    conn: Connection,
+    reservation: str,
+    by_id: dict[str, CompiledBudget],
+    *,
+    ok: bool,
+    usage: dict[str, Any] | None,
+    model: str | None,
+    prices: dict[str, Any],
+    now: float,
+) -> int:
+    """Settle (`ok`) or release a reservation; the rows changed (0: unknown or done)."""
+    rows = conn.execute(
+        select(budget_usage.c.id, budget_usage.c.budget_id).where(
+            budget_usage.c.reservation == reservation, budget_usage.c.state == "reserved"
+        )
+    ).all()
+    for row in rows:
+        values: dict[str, Any] = {"state": "settled" if ok else "released", "settled_at": now}
+        budget = by_id.get(row.budget_id)
+        if ok and budget is not None and budget.definition.measure in LLM_MEASURES:
+            values["amount"] = _measured(budget, usage, model, prices)
+        conn.execute(update(budget_usage).where(budget_usage.c.id == row.id).values(**values))
+    return len(rows)
+
+
+def _measured(
+    budget: CompiledBudget, usage: dict[str, Any] | None, model: str | None, prices: dict[str, Any]
+) -> float:
+    if not usage:
+        return 0.0
+    if budget.definition.measure == "tokens":
+        given, out = tokens_of(usage)
+        return float(given + out)
+    return cost_of(prices, model or "", usage)
+
+
+def budget_state(conn: Connection, budget: CompiledBudget, now: float) -> dict[str, Any]:
+    """Used, remaining, in flight, spend per agent and a burn-down of the current window."""
+    d = budget.definition
+    start = window_start(d, now)
+    rows = conn.execute(
+        select(
+            budget_usage.c.agent,
+            budget_usage.c.amount,
+            budget_usage.c.state,
+            budget_usage.c.created_at,
+        )
+        .where(
+            budget_usage.c.budget_id == budget.id,
+            budget_usage.c.created_at >= start,
+            budget_usage.c.state != "released",
+        )
+        .order_by(budget_usage.c.created_at)
+    ).all()
+    by_agent: dict[str, float] = {}
+    used = in_flight = 0.0
+    points: list[dict[str, Any]] = []
+    step = max(len(rows) // 200, 1)  # at most about 200 points
+    for index, row in enumerate(rows):
+        used += row.amount
+        by_agent[row.agent] = by_agent.get(row.agent, 0.0) + row.amount
+        if row.state == "reserved":
+            in_flight += row.amount
+        if index % step == 0 or index == len(rows) - 1:
+            points.append({"at": rfc3339(row.created_at), "remaining": d.limit - used})
+    return {
+        "used": used,
+        "remaining": d.limit - used,
+        "in_flight": in_flight,
+        "requests": len(rows),
+        "window_start": rfc3339(start),
+        "resets_at": rfc3339(window_end(d, now)),
+        "by_agent": dict(sorted(by_agent.items(), key=lambda kv: -kv[1])),
+        "burn_down": points,
+    }

@@ -1,0 +1,237 @@
+"""Grants: an approval widened to the same action for the same agent, bounded.
+
+An approver may grant, with one approval, the same action type for the same agent (and
+connector) for a duration and/or a number of uses, under parameter constraints
+(``amount lte 10000``, ``currency in [usd]``). A grant is consulted only where a request
+would be held for approval, so it never overrides a deny rule or the kill switch (both
+decide before); it is used atomically (``uses < max_uses`` re-checked in the UPDATE, so
+replicas sharing PostgreSQL cannot overuse it) and every use is audited with its id.
+
+Constraints are policy condition leaves (``agentfirewall.policy``); a short field
+(``amount``) means ``action_spec.parameters.amount``. ``parse_where`` reads the CLI's
+``amount<=10000`` / ``currency in [usd,eur]`` / ``channel equals C123`` forms.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
+from sqlalchemy import Connection, or_, select, update
+
+from agentfirewall.actions import parse_action_spec
+from agentfirewall.policy.conditions import compile_condition
+from agentfirewall.policy.engine import EvaluationContext
+from agentfirewall.policy.models import FieldCondition
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.clock import new_id, rfc3339
+from agentfirewall_server.store.schema import grants
+from agentfirewall_server.web import Strict
+
+__all__ = [
+    "GrantBody",
+    "constraint",
+    "create_grant",
+    "grant_json",
+    "parse_where",
+    "use_grant",
+]
+
+_MAX_SECONDS = 30 * 86400
+_SYMBOLS = {"<=": "lte", ">=": "gte", "<": "lt", ">": "gt", "==": "equals", "=": "equals",
+            "!=": "not_equals"}  # fmt: skip
+_SYMBOL_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(<=|>=|==|!=|<|>|=)\s*(.+?)\s*$")
+_WORD_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s+([a-z_]+)\s+(.+?)\s*$")
+
+
+def _value(text: str) -> JsonValue:
+    """A number, a ``[a, b]`` list, a quoted or bare string."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        return [_value(p) for p in text[1:-1].split(",") if p.strip()]
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _field(name: str) -> str:
+    if name.startswith(("action_spec.", "context.")):
+        return name
+    return f"action_spec.parameters.{name}"
+
+
+def constraint(field: str, operator: str, value: JsonValue) -> dict[str, JsonValue]:
+    """One validated constraint leaf (ValueError naming the problem)."""
+    try:
+        leaf = FieldCondition(field=_field(field), operator=operator, value=value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        detail = (first.get("ctx") or {}).get("error") or first["msg"]
+        raise ValueError(f"constraint on `{field}`: {detail}") from None
+    return leaf.model_dump()
+
+
+def parse_where(text: str) -> dict[str, JsonValue]:
+    """``amount<=10000``, ``amount lte 10000``, ``currency in [usd]`` -> a constraint."""
+    found = _SYMBOL_RE.match(text)
+    if found is not None:
+        name, symbol, raw = found.groups()
+        return constraint(name, _SYMBOLS[symbol], _value(raw))
+    found = _WORD_RE.match(text)
+    if found is None:
+        raise ValueError(f"cannot read constraint `{text}`: write `amount<=10000` or "
+                         "`currency in [usd]`")  # fmt: skip
+    name, operator, raw = found.groups()
+    return constraint(name, operator, _value(raw))
+
+
+class GrantBody(Strict):
+    """``grant`` in ``POST /api/v1/approvals/{id}/approve``: at least one bound."""
+
+    for_seconds: int | None = Field(default=None, ge=1, le=_MAX_SECONDS)
+    max_uses: int | None = Field(default=None, ge=1, le=1_000_000)
+    #: Constraints: ``"amount<=10000"`` strings or ``{field, operator, value}`` leaves.
+    where: list[str | dict[str, JsonValue]] = Field(default_factory=list, max_length=20)
+
+    @field_validator("where")
+    @classmethod
+    def _constraints(cls, value: list[str | dict[str, JsonValue]]) -> list[str | dict[str, Any]]:
+        out: list[str | dict[str, Any]] = []
+        for item in value:
+            if isinstance(item, str):
+                out.append(parse_where(item))
+            else:
+                extra = set(item) - {"field", "operator", "value"}
+                if extra:
+                    raise ValueError(f"unknown key `{sorted(extra)[0]}` in a constraint")
+                out.append(
+                    constraint(str(item.get("field")), str(item.get("operator")), item.get("value"))
+                )
+        return out
+
+    @model_validator(mode="after")
+    def _bounded(self) -> GrantBody:
+        if self.for_seconds is None and self.max_uses is None:
+            raise ValueError("a grant needs `for_seconds` and/or `max_uses`")
+        return self
+
+
+def grant_json(row: Any, now: float | None = None) -> dict[str, Any]:
+    m = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    status = "active"
+    if m["revoked_at"] is not None:
+        status = "revoked"
+    elif m["max_uses"] is not None and m["uses"] >= m["max_uses"]:
+        status = "used_up"
+    elif m["expires_at"] is not None and now is not None and m["expires_at"] <= now:
+        status = "expired"
+    return {
+        "id": m["id"],
+        "status": status,
+        "approval_id": m["approval_id"],
+        "agent": m["agent"],
+        "connector": m["connector"],
+        "action_type": m["action_type"],
+        "constraints": json.loads(m["constraints"]),
+        "expires_at": rfc3339(m["expires_at"]),
+        "max_uses": m["max_uses"],
+        "uses": m["uses"],
+        "created_by": m["created_by"],
+        "created_at": rfc3339(m["created_at"]),
+        "revoked_at": rfc3339(m["revoked_at"]),
+        "revoked_by": m["revoked_by"],
+    }
+
+
+def create_grant(
+    conn: Connection, approval: dict[str, Any], body: GrantBody, *, by: str, now: float
+) -> dict[str, Any]:
+    """A grant from an approved `approval` (same transaction as the approval)."""
+    spec = json.loads(approval["action_spec"])
+    row = {
+        "id": new_id("grt_"),
+        "approval_id": approval["id"],
+        "agent": approval["agent"],
+        "connector": approval["connector"],
+        "action_type": spec["type"],
+        "constraints": json.dumps(body.where),
+        "expires_at": now + body.for_seconds if body.for_seconds else None,
+        "max_uses": body.max_uses,
+        "uses": 0,
+        "created_by": by,
+        "created_at": now,
+        "revoked_at": None,
+        "revoked_by": None,
+    }
+    conn.execute(grants.insert().values(**row))
+    append_event(conn, "grant.created", actor=by, now=now, agent=row["agent"],
+                 subject=row["id"], data=grant_json(row))  # fmt: skip
+    return row
+
+
+def _satisfied(row: Any, spec: dict[str, Any], agent: str, now: float) -> bool:
+    leaves = json.loads(row.constraints)
+    if not leaves:
+        return True
+    try:
+        parsed = parse_action_spec(spec)
+        ctx = EvaluationContext(agent=agent, mode="proxy", now=datetime.fromtimestamp(now, UTC))
+        return all(compile_condition(FieldCondition(**leaf))(parsed, ctx) for leaf in leaves)
+    except Exception:  # a constraint that cannot be evaluated does not grant (fail closed)
+        return False
+
+
+def use_grant(
+    conn: Connection,
+    *,
+    agent: str,
+    connector: str | None,
+    spec: dict[str, Any],
+    actor: str,
+    now: float,
+) -> dict[str, Any] | None:
+    """Use one active grant covering this request (audited), or None."""
+    rows = conn.execute(
+        select(grants)
+        .where(
+            grants.c.agent == agent,
+            grants.c.action_type == spec.get("type"),
+            grants.c.revoked_at.is_(None),
+            or_(grants.c.expires_at.is_(None), grants.c.expires_at > now),
+            or_(grants.c.max_uses.is_(None), grants.c.uses < grants.c.max_uses),
+        )
+        .order_by(grants.c.created_at)
+        .limit(50)
+    ).all()
+    for row in rows:
+        if row.connector is not None and connector is not None and row.connector != connector:
+            continue
+        if not _satisfied(row, spec, agent, now):
+            continue
+        done = conn.execute(
+            update(grants)
+            .where(
+                grants.c.id == row.id,
+                grants.c.revoked_at.is_(None),
+                or_(grants.c.max_uses.is_(None), grants.c.uses < grants.c.max_uses),
+            )
+            .values(uses=grants.c.uses + 1)
+        )
+        if done.rowcount != 1:
+            continue  # revoked or used up meanwhile (another replica)
+        used = {**dict(row._mapping), "uses": row.uses + 1}
+        append_event(conn, "grant.used", actor=actor, now=now, agent=agent, subject=row.id,
+                     data={"grant_id": row.id, "action_type": spec.get("type"),
+                           "uses": used["uses"], "max_uses": row.max_uses})  # fmt: skip
+        return used
+    return None
