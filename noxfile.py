@@ -61,7 +61,15 @@ def budgets(session: nox.Session) -> None:
 @nox.session
 def benchmarks(session: nox.Session) -> None:
     session.install("-e", ".[dev,bench]")
-    for script in ("engine.py", "connectors.py", "server.py", "sdk.py", "proxy.py", "held.py"):
+    for script in (
+        "engine.py",
+        "connectors.py",
+        "server.py",
+        "sdk.py",
+        "proxy.py",
+        "held.py",
+        "tracing.py",
+    ):
         session.run("python", f"benchmarks/{script}", "--quick")
 
 

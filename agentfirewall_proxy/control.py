@@ -27,6 +27,7 @@ import httpx
 import yaml
 
 from agentfirewall_proxy.approvalbatch import ApprovalBatcher
+from agentfirewall_proxy.tracing import CONTROL_TRACEPARENT
 
 __all__ = [
     "Control",
@@ -144,7 +145,12 @@ class HttpControl:
             index = self.current
             try:
                 response = await self._client.request(
-                    method, self.bases[index] + path, json=json_body, params=query, timeout=timeout
+                    method,
+                    self.bases[index] + path,
+                    json=json_body,
+                    params=query,
+                    timeout=timeout,
+                    headers=_trace_headers(),
                 )
             except httpx.HTTPError as exc:
                 error = ControlError(f"control plane unreachable: {type(exc).__name__}")
@@ -214,6 +220,12 @@ class HttpControl:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _trace_headers() -> dict[str, str] | None:
+    """A ``traceparent`` for this call when tracing set one (``tracing.CONTROL_TRACEPARENT``)."""
+    value = CONTROL_TRACEPARENT.get()
+    return {"traceparent": value} if value else None
 
 
 def _key_hash(key: str) -> str:

@@ -300,9 +300,12 @@ async def _hold(
 ) -> Parked | None:
     """Wait for the approval; or park the request (`prefix` given: it was read whole)."""
     holds, seconds = gateway.holds, gateway.approval_timeout(flow)
-    if flow.trace is not None:
+    if flow.trace is None:
+        outcome = await holds.create(flow, seconds)
+    else:
         flow.trace.hold_started()
-    outcome = await holds.create(flow, seconds)
+        with flow.trace.control_calls():
+            outcome = await holds.create(flow, seconds)
     if outcome is None:
         parked = park(conn, head, flow, prefix, tunnel) if prefix is not None else None
         if parked is not None:

@@ -22,7 +22,10 @@ Attributes: ``tameflare.agent``, ``.connector``, ``.action``, ``.decision``, ``.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from agentfirewall_proxy.pipeline import Flow
@@ -35,9 +38,12 @@ if TYPE_CHECKING:
 
     from agentfirewall_proxy.http1 import Head
 
-__all__ = ["FlowSpans", "FlowTracer", "rule_of_flow"]
+__all__ = ["CONTROL_TRACEPARENT", "FlowSpans", "FlowTracer", "rule_of_flow"]
 
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
+#: The ``traceparent`` a call to the control plane made now should carry (set around an
+#: approval's creation, so the control plane's span is a child of the hold span).
+CONTROL_TRACEPARENT: ContextVar[str | None] = ContextVar("tameflare_control_trace", default=None)
 
 
 class FlowSpans:
@@ -56,6 +62,22 @@ class FlowSpans:
 
         parent = trace.set_span_in_context(self.span)
         self.hold = self.owner.tracer.start_span("tameflare.approval.hold", context=parent)
+
+    @contextlib.contextmanager
+    def control_calls(self) -> Iterator[None]:
+        """Calls to the control plane made meanwhile carry the hold span's ``traceparent``."""
+        from opentelemetry import trace
+
+        if self.hold is None:
+            yield
+            return
+        carrier: dict[str, str] = {}
+        self.owner.propagator.inject(carrier, context=trace.set_span_in_context(self.hold))
+        token = CONTROL_TRACEPARENT.set(carrier.get("traceparent"))
+        try:
+            yield
+        finally:
+            CONTROL_TRACEPARENT.reset(token)
 
     def hold_ended(self, outcome: str, approval_id: str | None) -> None:
         if self.hold is None:
@@ -115,7 +137,10 @@ class FlowTracer:
         if not isinstance(spans, FlowSpans):
             return
         spans.hold_ended("ended", flow.approval_id)  # a hold the flow ended before settling
-        span = spans.span
+        span, flow.trace = spans.span, None
+        if not span.is_recording():  # sampled out: nothing to record
+            span.end()
+            return
         decision = flow.decision
         outcome = "killed" if flow.killed else (decision.outcome if decision else "deny")
         attributes: dict[str, str | int | float] = {
@@ -136,7 +161,6 @@ class FlowTracer:
                 attributes[key] = value
         span.set_attributes(attributes)
         span.end()
-        flow.trace = None
 
     def shutdown(self) -> None:
         """Export what is queued, then stop."""

@@ -102,12 +102,18 @@ class _App(Starlette):
                 else:
                     await _request_action(scope, receive, send)
                 return
-            execute = path.startswith("/api/v1/actions/") and path.endswith("/execute")
-            if execute and self.state.af.observed:
-                handler = super().__call__
-                await _observed(self, "tameflare.execute", handler, scope, receive, send)
+            name = _OBSERVED.get(path)
+            if name is None and path.startswith("/api/v1/actions/") and path.endswith("/execute"):
+                name = "tameflare.execute"
+            if name is not None and self.state.af.observed:
+                await _observed(self, name, super().__call__, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+#: Other POST routes with a span (and a JSON log line): the gateway's approval creation, a
+#: child of the gateway's hold span through the ``traceparent`` the gateway sends.
+_OBSERVED = {"/api/v1/gateway/approvals": "tameflare.approval.create"}
 
 
 async def _observed(

@@ -7,6 +7,8 @@ span                           when
 ``tameflare.decide``           ``POST /api/v1/actions`` (server span; parent: the
                                agent's ``traceparent``)
 ``tameflare.approval.create``  its child, when the decision holds the action
+``tameflare.approval.create``  also ``POST /api/v1/gateway/approvals`` (server span;
+                               parent: the gateway's ``tameflare.approval.hold``)
 ``tameflare.execute``          ``POST /api/v1/actions/{id}/execute`` (server span)
 ``tameflare.executor``         its child: the upstream call, which gets a
                                ``traceparent`` naming this span

@@ -30,6 +30,7 @@ from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.grants import use_grant
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals, gateways, traffic
+from agentfirewall_server.tracing import annotate
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
 __all__ = ["build_config", "routes"]
@@ -338,11 +339,14 @@ async def create_gateway_approval(request: Request) -> JSONResponse:
         raise ApiError(422, "`action_hash` does not match `action_spec`", field="action_hash")
     state = state_of(request)
     row, reused = await state.db.write(_reuse_or_create(state, body, spec.to_dict()))
+    annotate(agent=body.agent, connector=body.connector, action=spec.type)
     if "grant" in row:  # no approval: the grant's use is audited
         state.metrics.grant_uses.labels(body.agent).inc()
         grant = row["grant"]
+        annotate(grant_id=grant["id"])
         return json_ok({"id": None, "status": "approved", "grant_id": grant["id"],
                         "reused": False})  # fmt: skip
+    annotate(approval_id=row["id"])
     data = approval_json(row)
     if not reused:
         state.hub.publish("approval.created", data)

@@ -191,6 +191,12 @@ def test_gateway_spans_carry_the_decision_and_continue_the_agents_trace(
     hold = world.otlp.wait_for(_in_trace(trace, "tameflare.approval.hold"))
     assert hold.parent_span_id == span.span_id
     assert hold.attributes["tameflare.approval.outcome"] == "approved"
+    # the control plane recorded the approval in a child span of the gateway's hold
+    created = world.otlp.wait_for(_in_trace(trace, "tameflare.approval.create"))
+    assert created.service == "tameflare-server"
+    assert created.parent_span_id == hold.span_id
+    assert created.attributes["tameflare.agent"] == "Gateway Bot"
+    assert created.attributes["tameflare.approval_id"] == hold.attributes["tameflare.approval.id"]
     # the upstream's parent is the gateway's span, in the agent's trace
     (received,) = stripe.received("POST", "/v1/payment_intents")
     assert received.header("traceparent") == f"00-{trace}-{span.span_id}-01"
