@@ -15,6 +15,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agentfirewall_proxy.tracing import CONTROL_TRACEPARENT
+
 __all__ = ["MAX_BATCH", "ApprovalBatcher"]
 
 JSON = dict[str, Any]
@@ -48,6 +50,8 @@ class ApprovalBatcher:
             task.add_done_callback(self._tasks.discard)
 
     async def _send(self, items: list[tuple[JSON, asyncio.Future[JSON]]]) -> None:
+        if len(items) > 1:  # this task runs in the first hold's context: trace no one's
+            CONTROL_TRACEPARENT.set(None)
         if len(items) == 1 or not self._batch_route:
             await asyncio.gather(*(self._one(payload, future) for payload, future in items))
             return
