@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import shutil
 import sys
 from collections.abc import Coroutine
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 # the relay (engine, snapshot compiler) is imported by `wrap` only: other `tf` commands
 # stay as quick to start as before
 _LIMIT = 32 * 1024 * 1024
+_SERVER_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 __all__ = ["register"]
 
@@ -82,6 +84,12 @@ def wrap_cmd(ctx: Context) -> int:
     control = _control(ctx)
     name = str(ctx.args.name)
     server_name = str(ctx.args.server_name or Path(command[-1]).stem or "mcp")
+    if not _SERVER_NAME.fullmatch(server_name):
+        raise CliError(
+            f"server name `{server_name[:80]}`: 1-100 letters, digits, `.`, `_`, `-`",
+            hint="pass --server-name NAME",
+            code=EXIT_USAGE,
+        )
 
     async def ensure() -> None:
         def call() -> None:

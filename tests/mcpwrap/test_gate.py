@@ -136,3 +136,29 @@ def test_unknown_agent_is_denied() -> None:
     _, decision = gate.decide(_call("search_issues"))
     assert decision.outcome == "deny"
     assert not gate.tool_visible("search_issues")
+
+
+def test_env_credentials_come_from_the_vault_snapshot() -> None:
+    from agentfirewall_proxy.mcpwrap.launch import WrapError, parse_env_specs, resolve_env
+
+    snapshot = {
+        "connectors": [
+            {"id": "c1", "type": "github", "name": "gh", "credential": "ghp_one"},
+            {"id": "c2", "type": "slack", "name": "sl", "credential": None},
+            {"id": "c3", "type": "stripe", "name": "s1", "credential": "sk_a"},
+            {"id": "c4", "type": "stripe", "name": "s2", "credential": "sk_b"},
+        ]
+    }
+    specs = parse_env_specs(["GITHUB_TOKEN=connector:github", "ALSO=connector:c1"])
+    assert resolve_env(snapshot, specs) == {"GITHUB_TOKEN": "ghp_one", "ALSO": "ghp_one"}
+    assert resolve_env(snapshot, {"K": "s2"}) == {"K": "sk_b"}
+    for bad, problem in [
+        ({"K": "gitlab"}, "is not configured"),
+        ({"K": "stripe"}, "names several connectors"),
+        ({"K": "sl"}, "has no credential"),
+    ]:
+        with pytest.raises(WrapError, match=problem):
+            resolve_env(snapshot, bad)
+    for flag in ["GITHUB_TOKEN=ghp_literal", "=connector:github", "X=connector:", "1A=connector:x"]:
+        with pytest.raises(WrapError):
+            parse_env_specs([flag])
