@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from agentfirewall_proxy.cli.budget_cmd import grant_body
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.names import short_ids
@@ -93,12 +94,20 @@ def approvals_show(ctx: Context) -> int:
 
 def approvals_decide(ctx: Context) -> int:
     verb = "approve" if ctx.args.verb == "approve" else "deny"
-    body = {"note": ctx.args.note} if ctx.args.note else {}
+    body: dict[str, Any] = {"note": ctx.args.note} if ctx.args.note else {}
+    grant = grant_body(ctx.args) if verb == "approve" else None
+    if grant is not None:
+        body["grant"] = grant
     with ctx.client() as client:
         result = client.post(f"/v1/approvals/{path_id(str(ctx.args.id))}/{verb}", body)
     done = "approved" if verb == "approve" else "denied"
     action = (result.get("action_spec") or {}).get("type") or "-"
-    ctx.out.result(result, lambda: ctx.out.success(f"{result.get('id')} {done} ({action})"))
+    text = f"{result.get('id')} {done} ({action})"
+    made = result.get("grant")
+    if made:
+        text += f"; grant {made['id']}: uses {made.get('max_uses') or 'unlimited'}"
+        text += f", until {made['expires_at']}" if made.get("expires_at") else ""
+    ctx.out.result(result, lambda: ctx.out.success(text))
     return EXIT_OK
 
 
@@ -144,9 +153,33 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             help=text,
             description=f"{verb.capitalize()} one approval by id or unique id prefix "
             "(see `tf approvals list`).",
-            examples=f"  tf approvals {verb} apv_123\n  tf approvals {verb} apv_123 --note 'ok'",
+            examples=f"  tf approvals {verb} apv_123\n  tf approvals {verb} apv_123 --note 'ok'"
+            + (
+                "\n  tf approvals approve apv_123 --for 1h --max-uses 5 --where 'amount<=10000'"
+                if verb == "approve"
+                else ""
+            ),
             common=common,
             handler=approvals_decide,
         )
         cmd.add_argument("id", help="the id or any unique prefix of it")
         cmd.add_argument("--note")
+        if verb == "approve":  # a grant: the same action again, bounded (docs/budgets.md)
+            cmd.add_argument(
+                "--for",
+                dest="for_",
+                metavar="DURATION",
+                help="also grant the same action for this long (30m, 1h, 2d)",
+            )
+            cmd.add_argument(
+                "--max-uses",
+                type=int,
+                metavar="N",
+                help="also grant the same action this many more times",
+            )
+            cmd.add_argument(
+                "--where",
+                action="append",
+                metavar="CONSTRAINT",
+                help="grant constraint: 'amount<=10000', 'currency in [usd]'",
+            )

@@ -117,6 +117,9 @@ class AdminClient:
     def patch(self, path: str, body: object) -> Any:
         return self.request("PATCH", path, json=body)
 
+    def put(self, path: str, body: object) -> Any:
+        return self.request("PUT", path, json=body)
+
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
