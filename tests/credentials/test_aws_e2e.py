@@ -16,7 +16,7 @@ import pytest
 from tests.cli.conftest import Project, wait_for
 from tests.fakes import FakeUpstreams
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 KEY_ID = "AKIA" + secrets.token_hex(8).upper()
 SECRET = "real/" + secrets.token_urlsafe(30)
@@ -50,7 +50,7 @@ if mode == "main":
     out["path_get"] = len(path.get_object(Bucket="demo-bucket", Key="path.txt")["Body"].read())
     up = s3.create_multipart_upload(Bucket="demo-bucket", Key="big.bin")["UploadId"]
     parts = []
-    for n, chunk in enumerate((b"a" * (5 * 1024 * 1024), b"b" * 1000), start=1):
+    for n, chunk in enumerate((b"a" * 300000, b"b" * 1000), start=1):
         etag = s3.upload_part(Bucket="demo-bucket", Key="big.bin", UploadId=up, PartNumber=n,
                               Body=chunk)["ETag"]
         parts.append({"PartNumber": n, "ETag": etag})
@@ -126,7 +126,10 @@ def _approve_when_held(server: str, admin: str) -> threading.Thread:
             found = httpx.get(f"{server}/api/v1/approvals", headers=headers).json()
             return list(found.get("approvals", []))
 
-        item = wait_for(pending, 90, "the held put_item")[0]
+        try:
+            item = wait_for(pending, 300, "the held put_item")[0]
+        except AssertionError:
+            return  # the agent's own assertion on `ddb` then says what happened
         httpx.post(f"{server}/api/v1/approvals/{item['id']}/approve", headers=headers, json={})
 
     thread = threading.Thread(target=approve, daemon=True)
@@ -141,15 +144,13 @@ def test_boto3_is_re_signed_decided_and_never_sees_the_secret(
     aws = upstreams["aws"]
     aws.settings["rejected"].clear()
     thread = _approve_when_held(server, admin)
-    done = project.tf("run", "--name", "Bot", "python", "agent.py", "main", timeout=180)
-    thread.join(30)
+    done = project.tf("run", "--name", "Bot", "python", "agent.py", "main", timeout=400)
+    thread.join(10)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert aws.settings["rejected"] == []  # every request reached it correctly re-signed
     assert result["get"] == "hello world"
     assert result["path_get"] == 70000
-    assert aws.settings["objects"][("demo-bucket", "big.bin")] == (
-        b"a" * (5 * 1024 * 1024) + b"b" * 1000
-    )
+    assert aws.settings["objects"][("demo-bucket", "big.bin")] == b"a" * 300000 + b"b" * 1000
     assert result["delete"] == "403"  # denied by the rule: never reached the fake
     assert not aws.received("DELETE")
     assert result["presigned"] == 403  # presigned urls are refused (docs/connectors.md)
@@ -178,7 +179,7 @@ def test_assume_role_keys_sign_and_are_cached(
         "--secret-access-key-env", "REAL_AWS_SECRET", "--role-arn", role,
         env={"REAL_AWS_SECRET": SECRET},
     )  # fmt: skip
-    done = project.tf("run", "--name", "Bot", "python", "agent.py", "role", timeout=180)
+    done = project.tf("run", "--name", "Bot", "python", "agent.py", "role", timeout=400)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["get"] == "hello world"
     assert aws.settings["rejected"] == []
@@ -191,3 +192,34 @@ def test_assume_role_keys_sign_and_are_cached(
     assert session is not None
     assert session not in json.dumps(result)
     _never_leaks(project, result, SECRET)
+
+
+def test_tf_connector_add_github_app_and_oauth2(aws_project: tuple[Project, str, str]) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    project, _, _ = aws_project
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (project.root / "app.pem").write_bytes(pem)
+    project.tf("connector", "add", "github", "--app-id", "4242", "--private-key", "app.pem",
+               "--installation-id", "99")  # fmt: skip
+    project.tf(
+        "connector", "add", "generic", "--domains", "api.example.com", "--oauth2-token-url",
+        "https://auth.example.com/token", "--client-id", "cid", "--client-secret-env", "CS",
+        "--scope", "read", env={"CS": "cs-" + SECRET},
+    )  # fmt: skip
+    missing = project.tf("connector", "add", "github", "--app-id", "1", "--replace", check=False)
+    assert missing.returncode != 0
+    assert "needs --app-id, --private-key FILE and --installation-id" in missing.stderr
+    listed = project.tf_json("connector", "list")["connectors"]
+    kinds = {c["type"]: (c["auth_type"], c["has_credential"]) for c in listed}
+    assert kinds["github"] == ("github_app", True)
+    assert kinds["generic"] == ("oauth2", True)
+    assert kinds["aws"][1] is True
+    assert SECRET not in json.dumps(listed)
+    assert "BEGIN PRIVATE KEY" not in json.dumps(listed)
