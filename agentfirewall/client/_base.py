@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from agentfirewall.client._wire import error_for_response
 from agentfirewall.errors import APIError, AuthenticationError, ServerError, TokenError
 from agentfirewall.jwks import JWKSCache, jwks_url_for
 
-__all__ = ["DEFAULT_BASE_URL", "BaseClient", "Call", "build_spec"]
+__all__ = ["DEFAULT_BASE_URL", "BaseClient", "Call", "build_spec", "trace_headers"]
 
 DEFAULT_BASE_URL = "http://localhost:3000/api"
 DEFAULT_TIMEOUT = 30.0
@@ -34,6 +35,21 @@ DEFAULT_TIMEOUT = 30.0
 MAX_POLL_SECONDS = 60
 #: Seconds a client waits before polling again when a server answers a long-poll early.
 MIN_POLL_INTERVAL = 1.0
+
+
+def trace_headers() -> dict[str, str]:
+    """The agent's current OpenTelemetry context (``traceparent``), when it uses OpenTelemetry.
+
+    Never imports it: an agent that has not loaded ``opentelemetry.trace`` sends nothing, and
+    the control plane's decision span has no parent.
+    """
+    if "opentelemetry.trace" not in sys.modules:
+        return {}
+    from opentelemetry.propagate import inject
+
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +193,11 @@ class BaseClient:
         timeout = self._timeout
         if call.read_timeout is not None:
             timeout = httpx.Timeout(self.timeout, read=call.read_timeout)
+        headers = {**call.headers, **trace_headers()}
         return {
             "params": call.params or None,
             "json": call.json,
-            "headers": call.headers or None,
+            "headers": headers or None,
             "timeout": timeout,
         }
 

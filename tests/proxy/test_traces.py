@@ -285,3 +285,22 @@ def _assert_no_secret(world: World) -> None:
         assert secret not in logs, "a secret in a log line"
     for span in world.otlp.spans:
         assert not any("authorization" in key.lower() for key in span.attributes)
+
+
+def test_the_sdk_sends_the_agents_trace_context(world: World) -> None:
+    """An agent using OpenTelemetry: the SDK's request carries its current span."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from agentfirewall import AgentFirewall
+
+    tracer = TracerProvider().get_tracer("agent")  # a provider of its own: no global set
+    client = AgentFirewall(api_key=world.keys["Sdk Bot"], base_url=world.server.api_url)
+    with client, tracer.start_as_current_span("agent.step") as step:
+        result = client.request_action("github.pr.merge", provider="github", target="acme/api",
+                                       parameters={"pull_number": 7})  # fmt: skip
+    assert result.status == "allowed"
+    context = step.get_span_context()
+    span = world.otlp.wait_for(_in_trace(f"{context.trace_id:032x}", "tameflare.decide"))
+    assert span.parent_span_id == f"{context.span_id:016x}"
+    assert span.attributes["tameflare.agent"] == "Sdk Bot"
+    _assert_no_secret(world)

@@ -57,6 +57,8 @@ assert app.state.af.tracing is None and not app.state.af.observed
 options = parse_args(["--config-file", "none.json", "--ca-dir", sys.argv[1]])
 gateway = build_gateway(options, control=StaticControl({"version": 1}))
 assert gateway.tracer is None
+from agentfirewall.client._base import trace_headers
+assert trace_headers() == {}  # the SDK sends no trace context unless the agent traces
 loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
 print(loaded)
 """
