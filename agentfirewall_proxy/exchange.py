@@ -375,7 +375,7 @@ async def _forward(
     computed = flow.connector is not None and flow.connector.injector is not None
     token = await prepare(gateway.tokens, flow) if computed else None
     headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked)
-    if scrubber_of(flow) is not None or guards_response(gateway, flow):
+    if scrubber_of(flow) is not None or guards_response(gateway, flow) or flow.llm_budget:
         # only what can be searched may come back
         headers = [(k, v) for k, v in headers if k.lower() not in _UNSEARCHABLE]
         headers.append((b"Accept-Encoding", b"identity"))

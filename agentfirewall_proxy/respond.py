@@ -24,6 +24,7 @@ from agentfirewall_proxy.http1 import (
     chunk,
     serialize_response_head,
 )
+from agentfirewall_proxy.llmusage import UsageReader
 from agentfirewall_proxy.pipeline import Flow
 from agentfirewall_proxy.scrub import (
     ScrubbedBody,
@@ -135,9 +136,12 @@ async def respond(
         elif await up.next_event(gateway.options.io_timeout) is not END:
             reusable = False
     else:
+        usage = _usage_reader(flow, response.headers)
         ended = await _stream_response_body(
-            gateway, conn, up, flow, (chunk_out, close_delimited), first, body
+            gateway, conn, up, flow, (chunk_out, close_delimited), first, body, usage
         )
+        if usage is not None:
+            flow.usage, flow.model = usage.finish()
         if ended is None:
             conn.abort()
             up.abort()
@@ -219,6 +223,14 @@ async def _relay_upgraded(
         flow.scrubbed += scrubbed.count
 
 
+def _usage_reader(flow: Flow, headers: list[tuple[bytes, bytes]]) -> UsageReader | None:
+    """A reader of the LLM ``usage`` when a token or cost budget settles from it."""
+    if not flow.llm_budget or flow.reservation is None:
+        return None
+    ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+    return UsageReader(stream=b"event-stream" in ctype.lower())
+
+
 async def _stream_response_body(
     gateway: Gateway,
     conn: ClientConnection,
@@ -227,6 +239,7 @@ async def _stream_response_body(
     framing: tuple[bool, bool],
     pending: bytes,
     body: ScrubbedBody | None = None,
+    usage: UsageReader | None = None,
 ) -> bool | None:
     """Relay the body as it arrives: True when the upstream may be reused, None if broken.
 
@@ -248,11 +261,15 @@ async def _stream_response_body(
                 flow.bytes_in += len(event)
                 if body is not None:
                     event = body.feed(event)
+                if usage is not None:
+                    usage.feed(event)
                 pending += chunk(event) if chunk_out else event
                 continue
             if event is END or (event is EOF and close_delimited):
                 if body is not None and (rest := body.finish()):
                     pending += chunk(rest) if chunk_out else rest
+                    if usage is not None:
+                        usage.feed(rest)
                 conn.write(pending + b"0\r\n\r\n" if chunk_out else pending)
                 return event is END
             return None

@@ -44,6 +44,10 @@ def _stream(fake: FakeUpstream, events: list[bytes]) -> StreamingResponse:
     )
 
 
+#: Token usage the OpenAI fake reports (``settings["usage"]`` overrides it).
+_USAGE = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+
+
 def openai() -> FakeUpstream:
     fake = FakeUpstream(name="openai", hostnames=("api.openai.com",), app=None)  # type: ignore[arg-type]
 
@@ -71,7 +75,7 @@ def openai() -> FakeUpstream:
                             "finish_reason": "stop",
                         }
                     ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+                    "usage": fake.settings.get("usage", _USAGE),
                 }
             )
         count = int(fake.settings.get("stream_chunks", 5))
@@ -91,6 +95,10 @@ def openai() -> FakeUpstream:
                     }
                 )
             )
+        if (body.get("stream_options") or {}).get("include_usage"):  # as OpenAI: one last chunk
+            events.append(_sse({"id": ident, "object": "chat.completion.chunk", "created": now,
+                                "model": model, "choices": [],
+                                "usage": fake.settings.get("usage", _USAGE)}))  # fmt: skip
         events.append(_sse("[DONE]"))
         return _stream(fake, events)
 
