@@ -107,6 +107,17 @@ def _set_isolate(ctx: Context, name: str, on: bool) -> None:
     project.save(project.config.with_isolated_agent(name, on))
 
 
+def agent_isolate(ctx: Context) -> int:
+    """`tf agent isolate NAME [--off]`: the agent's `tf run --isolate` default."""
+    if ctx.project is None:
+        raise CliError("--isolate is a project default: run `tf init` first", code=EXIT_USAGE)
+    name, on = str(ctx.args.name), not ctx.args.off
+    _set_isolate(ctx, name, on)
+    text = "isolated by default" if on else "not isolated by default"
+    ctx.out.result({"agent": name, "isolate": on}, lambda: ctx.out.success(f"{name}: {text}"))
+    return EXIT_OK
+
+
 def agent_list(ctx: Context) -> int:
     with ctx.client(offline=True) as client:
         agents = _agents(client)
@@ -172,7 +183,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
     )
     verbs = parser.add_subparsers(
-        dest="verb", required=True, metavar="add|list|show|rotate-key|remove"
+        dest="verb", required=True, metavar="add|list|show|rotate-key|remove|isolate"
     )
 
     def verb(name: str, text: str, examples: str, handler: Any) -> argparse.ArgumentParser:
@@ -195,6 +206,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                      help="`tf run` isolates it by default (Linux; .tf/config.yaml)")  # fmt: skip
     verb("list", "list agents", "  tf agent list\n  tf agent list --json", agent_list)
+    iso = verb("isolate", "make `tf run --isolate` this agent's default (--off: undo)",
+               '  tf agent isolate "Bot"\n  tf agent isolate "Bot" --off',
+               agent_isolate)  # fmt: skip
+    iso.add_argument("name", metavar="NAME")
+    iso.add_argument("--off", action="store_true", help="back to plain `tf run`")
     for name, text, handler in (
         ("show", "show one agent (by name or id)", agent_show),
         ("rotate-key", "revoke the agent's keys and print a new SDK key (once)", agent_rotate),

@@ -1,5 +1,6 @@
 """Reporting what `--isolate` blocked: a line on stderr per new destination, and traffic records
-(decision ``deny``, action ``isolate.direct_connection``) so `tf logs` shows them.
+(decision ``deny``, action ``isolate.direct_connection``, path ``run ID #N``: the run and the
+count of its attempts) so `tf logs` shows them.
 
 Records go to the control plane's traffic API with the gateway token (the project's
 ``.tf/gateway.token``, or ``TF_GATEWAY_TOKEN``); without one they stay on stderr only. They
@@ -25,14 +26,16 @@ MAX_RECORDS = 500
 REASON = "isolate: direct connection refused: the client ignored the proxy variables"
 
 
-def traffic_record(agent: str, blocked: Blocked) -> dict[str, Any]:
-    """The traffic row of one blocked attempt (the shape the gateway sends)."""
+def traffic_record(agent: str, blocked: Blocked, run: str, number: int) -> dict[str, Any]:
+    """The traffic row of one blocked attempt (the shape the gateway sends); its path names
+    the run and counts the run's attempts (``run 3f9c0a12 #4``)."""
     return {
-        "request_id": "iso_" + secrets.token_hex(8),
+        "request_id": f"iso_{run}_{number}",
         "agent": agent,
         "action": ACTION,
         "method": blocked.protocol.upper(),
         "host": blocked.name if blocked.protocol == "dns" and blocked.name else blocked.target,
+        "path": f"run {run} #{number}",
         "decision": "deny",
         "reason": REASON,
     }
@@ -50,6 +53,7 @@ class BlockedLog:
         say: Callable[[str], None],
     ) -> None:
         self.agent = agent
+        self.run = secrets.token_hex(4)
         self.count = 0
         self._url = f"{server_url.rstrip('/')}/api/v1/gateway/traffic" if server_url else None
         self._token = gateway_token
@@ -73,7 +77,7 @@ class BlockedLog:
             first = blocked.describe() not in self._seen
             self._seen.add(blocked.describe())
             if self._sent + len(self._pending) < MAX_RECORDS:
-                self._pending.append(traffic_record(self.agent, blocked))
+                self._pending.append(traffic_record(self.agent, blocked, self.run, self.count))
         if first:
             self._say(f"tf: blocked {blocked.describe()}: the client ignored the proxy variables")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from agentfirewall_proxy.cli.state import load_config
 from tests.cli.conftest import Project
 from tests.isolate.conftest import (
     host_tool,
@@ -155,7 +156,13 @@ def test_bypassing_clients_fail_closed_reach_nothing_and_are_reported(
     assert _bypassed(project) == []  # nothing reached any upstream
     # reported: on stderr, and in `tf logs` (records sent before `tf run` returned)
     assert "--isolate blocked" in done.stderr
-    hosts = {t["host"] for t in _blocked_records(project)}
+    records = _blocked_records(project)
+    hosts = {t["host"] for t in records}
+    # each record names this run and counts its attempts: "run 3f9c0a12 #1" ... "#N"
+    run = records[-1]["path"].split("#")[0]
+    numbers = sorted(int(t["path"].split("#")[1]) for t in records if t["path"].startswith(run))
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert f"--isolate blocked {len(numbers)} direct connection" in done.stderr
     tls, plain = env["FAKE_TLS"], env["FAKE_HTTP"]
     assert {f"127.0.0.1:{tls}", f"127.0.0.1:{plain}", "api.github.com", "192.0.2.10:443"} <= hosts
     shown = project.tf("logs", "--agent", "Bot", "--last", "50").stdout
@@ -199,6 +206,11 @@ def test_project_and_agent_defaults(isolated_project: Project) -> None:
     assert isolated != host_net
     plain = project.tf("run", "--name", "Iso", "--no-isolate", "--", *show).stdout.strip()
     assert plain == host_net
+    config_path = project.root / ".tf" / "config.yaml"
+    project.tf("agent", "isolate", "Iso", "--off")
+    assert load_config(config_path).isolate_agents == ()
+    project.tf("agent", "isolate", "Iso")
+    assert load_config(config_path).isolate_agents == ("Iso",)
 
 
 @needs_root
