@@ -254,6 +254,7 @@ class Gateway:
                 "held_now": len(self.holds),
                 "in_flight": len(self.active),
                 "traffic_dropped": self.shipper.dropped,
+                "token_fetches": self.tokens.fetches,
                 "pid": os.getpid(),
                 "uptime_seconds": int(time.time() - self.started_at.timestamp()),
             },

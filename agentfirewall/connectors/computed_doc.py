@@ -19,7 +19,9 @@ requests share one token fetch; a failed refresh keeps using the previous token 
 is valid, and past its expiry the request fails closed: 502 `credential_unavailable` with
 the reason (`the token endpoint refused: status 400, \\`invalid_grant\\``). Tokens that
 travel upstream are scrubbed from responses like static credentials. A server-executed
-action (SDK Mode A) on such a connector is refused: only the gateway computes them.
+action (SDK Mode A) on such a connector is refused: only the gateway computes them. Token
+requests use the gateway's `--resolve` map and `--upstream-ca`, over https only, but not
+`--upstream-proxy`; the heartbeat's `token_fetches` counts them.
 
 ### `aws_sigv4`: AWS Signature Version 4
 

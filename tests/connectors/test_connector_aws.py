@@ -4,8 +4,11 @@ and the requests it refuses rather than name wrongly."""
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentfirewall.connectors import HttpRequest, get_connector
 from agentfirewall.connectors.awshosts import aws_endpoint, credential_scope
@@ -137,3 +140,36 @@ def test_credential_scope() -> None:
     auth = "AWS4-HMAC-SHA256 Credential=AKIA/20260101/eu-west-1/es/aws4_request, SignedHeaders=host"
     assert credential_scope(auth) == ("eu-west-1", "es")
     assert credential_scope("Bearer x") is None
+
+
+_BUCKETS = st.from_regex(r"[a-z0-9][a-z0-9-]{1,20}[a-z0-9]", fullmatch=True)
+_KEYS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1,
+                max_size=30)  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    bucket=_BUCKETS,
+    key=_KEYS,
+    method=st.sampled_from(["GET", "PUT", "DELETE", "HEAD"]),
+    query=st.sampled_from(["", "x-id=GetObject", "versionId=3", "tagging", "uploadId=u"]),
+)
+def test_both_s3_addressing_styles_name_the_same_action(
+    bucket: str, key: str, method: str, query: str
+) -> None:
+    """Virtual-host and path style, with any key in any percent-encoding S3 accepts, name
+    the same action on the same bucket and key (the key S3 would store)."""
+    encoded = quote(key, safe="/")
+    suffix = f"?{query}" if query else ""
+    virtual = HttpRequest.from_url(
+        method, f"https://{bucket}.s3.eu-west-1.amazonaws.com/{encoded}{suffix}"
+    )
+    path = HttpRequest.from_url(
+        method, f"https://s3.eu-west-1.amazonaws.com/{bucket}/{encoded}{suffix}"
+    )
+    one, two = AWS.parse(virtual), AWS.parse(path)
+    assert one.spec.type == two.spec.type
+    if not one.spec.type.startswith("aws.unknown"):  # (the fallback keeps the raw path)
+        assert one.spec.parameters == two.spec.parameters
+        assert one.spec.parameters["key"] == key
+        assert one.spec.parameters["bucket"] == bucket

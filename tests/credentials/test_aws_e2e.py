@@ -69,6 +69,10 @@ else:
     s3 = boto3.client("s3", region_name=region)
     s3.put_object(Bucket="demo-bucket", Key="role.txt", Body=b"hello world")
     out["get"] = s3.get_object(Bucket="demo-bucket", Key="role.txt")["Body"].read().decode()
+    import subprocess  # the AWS CLI, unchanged, under the same environment
+    cli = subprocess.run(["aws", "s3", "cp", "-", "s3://demo-bucket/cli.txt",
+                          "--region", region], input=b"from the cli", capture_output=True)
+    out["cli"] = [cli.returncode, cli.stderr.decode()[-500:]]
 print(json.dumps(out))
 """
 
@@ -186,7 +190,9 @@ def test_assume_role_keys_sign_and_are_cached(
     assert len(aws.settings["assumed"]) == 1  # one AssumeRole for every request of the run
     temp = aws.settings["assumed"][0]
     s3_calls = [r for r in aws.received() if "s3" in (r.host or "")]
-    assert len(s3_calls) == 2
+    assert len(s3_calls) == 3  # boto3's put and get, the AWS CLI's put
+    assert result["cli"][0] == 0, result["cli"]
+    assert aws.settings["objects"][("demo-bucket", "cli.txt")] == b"from the cli"
     assert all(f"Credential={temp}/" in (r.header("authorization") or "") for r in s3_calls)
     session = aws.settings["keys"][temp][1]
     assert session is not None
