@@ -12,6 +12,7 @@ agent keys, the gateway and admin tokens and the connector credentials.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ class World:
     port: int
     bundle: Path
     keys: dict[str, str]
+    #: secrets seen during the tests (decision tokens), scanned for too
+    seen: list[str] = field(default_factory=list)
 
     def proxy_client(self, timeout: float = 30) -> httpx.Client:
         context = ssl.create_default_context(cafile=str(self.bundle))
@@ -62,8 +65,11 @@ class World:
         return httpx.Client(proxy=proxy, verify=context, trust_env=False, timeout=timeout)
 
     def secrets(self) -> list[str]:
+        basic = [base64.b64encode(f"{n}:{k}".encode()).decode() for n, k in self.keys.items()]
         return [
             *self.keys.values(),
+            *basic,
+            *self.seen,
             self.server.admin_token,
             self.server.gateway_token,
             _GITHUB_TOKEN,
@@ -230,6 +236,7 @@ def test_sdk_decision_execution_and_approval_spans(world: World, fakes: FakeUpst
     body = server.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC}, headers=headers)
     assert body.status_code == 200, body.text
     decided = body.json()
+    world.seen.append(decided["decision_token"])
     token = {"decision_token": decided["decision_token"]}
     path = f"/v1/actions/{decided['action_request_id']}/execute"
     run = server.agent(key, "POST", path, json=token, headers=headers)
