@@ -5,15 +5,24 @@ Each :class:`Detector` has a name (what a policy names in ``content.secrets`` or
 the name says, 0..1), and how it is found:
 
 * ``anchors``: ``(character, offset, prefixes)``: every match has that (rare) character
-  at `offset` and starts with one of the prefixes (``("_", 3, ("ghp", ...))``). The
-  scanner finds the character with ``str.find`` (``memchr``, tens of GB/s), checks the
-  prefix with ``str.startswith`` and runs the detector's expression only there — this
-  is what makes scanning fast. Offset -1: the match may start up to ``back`` characters
+  at `offset` and starts with one of the prefixes, which include it
+  (``("_", 3, ("ghp_", ...))``). The scanner finds the character with ``str.find``
+  (``memchr``, tens of GB/s), checks the prefix with ``str.startswith`` and runs the
+  detector's expression only there — this is what makes scanning fast. In text where
+  the character is common (more than 1%: ``_`` in source code) it finds the prefixes
+  themselves instead. Offset -1: the match may start up to ``back`` characters
   before the character (e-mail: the local part before ``@``).
-* no anchors: the expression runs over the whole text (card numbers, IBANs, phones); each
-  starts with a character class so :mod:`re` skips quickly to candidates.
+* ``shapes`` (card numbers, IBANs, dashed phone numbers): the text is mapped once to
+  character classes (``bytes.translate``: digits to ``0``, capitals to ``A``) and the
+  shapes every match starts with (``0000``, ``AA00``) are found with ``bytes.find``; the
+  expression runs only there, and only when the text holds at least ``min_digits``
+  digits (counted with ``str.count``).
+* no anchors and no shapes: the expression runs over the whole text.
 * ``context``: must match just before the anchor (generic secrets: a name that says
   secret, ``api_key``, ``password``, ``Authorization``, before ``:`` or ``=``).
+* ``words``: in text dense in the anchor characters (source code: ``=`` every few
+  characters), the scanner finds these context words in the lower-cased text instead and
+  tries the anchor just after the name they are part of; same hits, fewer tries.
 * ``check``: a validator run on the matched text (Luhn, IBAN mod 97, entropy).
 
 Patterns follow the vendors' published token formats (GitHub ``gh[pousr]_`` and
@@ -54,6 +63,11 @@ class Detector:
     anchors: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
     back: int = 0
     context: re.Pattern[str] | None = None
+    words: tuple[str, ...] = ()  # lower-case context words: the dense-text strategy
+    min_digits: int = 0  # fewer digits in the whole text: this detector cannot match
+    #: Shapes every match starts with, in the text's character classes (digit ``0``,
+    #: upper-case letter ``A``, anything else as is): found with ``bytes.find``.
+    shapes: tuple[bytes, ...] = ()
     check: Callable[[str], bool] | None = None
     group: int = 0  # the group that is the sensitive text (0: the whole match)
 
@@ -161,6 +175,7 @@ def _generic(text: str) -> bool:
     return len(text) >= 16 and _random_looking(text, 3.5)
 
 
+_SLACK_PREFIXES = ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xapp-")
 _END = r"(?![A-Za-z0-9_])"
 _START = r"(?<![A-Za-z0-9_-])"
 
@@ -175,7 +190,7 @@ SECRETS: tuple[Detector, ...] = (
         "github_token", "secret", 0.98,
         re.compile(_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{60,251})"
                    + _END),
-        anchors=(("_", 3, ("ghp", "gho", "ghu", "ghs", "ghr")), ("_", 6, ("github_pat_",))),
+        anchors=(("_", 3, ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")), ("_", 6, ("github_pat_",))),
         check=_tail_random(4),
     ),
     Detector(
@@ -187,7 +202,7 @@ SECRETS: tuple[Detector, ...] = (
     Detector(
         "slack_token", "secret", 0.95,
         re.compile(_START + r"(?:xox[abposre]|xapp)-[0-9A-Za-z]+(?:-[0-9A-Za-z]+){1,5}" + _END),
-        anchors=(("-", 4, ("xox", "xapp")),),
+        anchors=(("-", 4, _SLACK_PREFIXES),),
         check=_slack,
     ),
     Detector(
@@ -233,6 +248,7 @@ SECRETS: tuple[Detector, ...] = (
             r"|access[_-]?key|private[_-]?key)[A-Za-z0-9_-]{0,20}[\"']?[ \t]{0,3}\Z"
         ),
         back=48,
+        words=("key", "secret", "token", "passw", "credential", "auth"),
         check=_generic,
         group=1,
     ),
@@ -241,14 +257,19 @@ SECRETS: tuple[Detector, ...] = (
 PII: tuple[Detector, ...] = (
     Detector(
         "card_number", "pii", 0.9,
-        re.compile(r"\d(?<![\d.,+-]\d)(?:[ -]?\d){11,17}\d(?![\d-]|[.,]\d)"),
+        re.compile(r"[0-9](?<![0-9.,+-][0-9])[0-9]{3}(?:[ -]?[0-9]){8,14}[0-9]"
+                   r"(?![0-9-]|[.,][0-9])"),
         check=_card,
+        min_digits=13,
+        shapes=(b"0000",),  # every card number starts with a group of 4+ digits
     ),
     Detector(
         "iban", "pii", 0.95,
         re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
                    r"(?![A-Za-z0-9])"),
         check=iban_valid,
+        min_digits=7,
+        shapes=(b"AA00",),
     ),
     Detector(
         "email", "pii", 0.9,
@@ -262,10 +283,19 @@ PII: tuple[Detector, ...] = (
         "phone_number", "pii", 0.6,
         re.compile(r"(?:\+(?<![\w+]\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}"
                    r"(?:[ .-]?\d{2,4}){1,4}"
-                   r"|\((?<![\w+]\()\d{3}\)[ .-]?\d{3}[ .-]\d{4}"
-                   r"|\d(?<![\w+-]\d)\d\d[.-]\d{3}[.-]\d{4})(?![\w-])"),
+                   r"|\((?<![\w+]\()\d{3}\)[ .-]?\d{3}[ .-]\d{4})(?![\w-])"),
+        anchors=(("+", 0, ("+",)), ("(", 0, ("(",))),
         check=_phone,
+    ),
+    Detector(  # the same name: North American numbers written without `+` or `(`
+        "phone_number", "pii", 0.6,
+        re.compile(r"[0-9](?<![\w+-][0-9])[0-9][0-9][.-][0-9]{3}[.-][0-9]{4}(?![\w-])"),
+        min_digits=10,
+        shapes=(b"000-000-0000", b"000.000.0000"),
     ),
 )  # fmt: skip
 
-DETECTORS: dict[str, Detector] = {d.name: d for d in (*SECRETS, *PII)}
+#: The entries of each detector name (a name may have several: ``phone_number``).
+DETECTORS: dict[str, tuple[Detector, ...]] = {}
+for _detector in (*SECRETS, *PII):
+    DETECTORS[_detector.name] = (*DETECTORS.get(_detector.name, ()), _detector)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode
@@ -41,10 +42,8 @@ __all__ = [
 
 Piece = tuple[str, str]  # (location, text)
 _SEPARATOR = "\x00"
-_GENERIC = DETECTORS["generic_secret"]
-_CONTEXT_NAME = (
-    "key", "secret", "token", "passw", "credential", "auth", "private", "session", "cookie",
-)  # fmt: skip
+_GENERIC = DETECTORS["generic_secret"][0]
+_CONTEXT_RE = re.compile("key|secret|token|passw|credential|auth|private|session|cookie", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +67,7 @@ def marker(detector: str) -> str:
 
 
 def _secret_name(name: str) -> bool:
-    low = name.lower()
-    return any(word in low for word in _CONTEXT_NAME)
+    return _CONTEXT_RE.search(name) is not None
 
 
 def _generic(text: str) -> bool:
@@ -81,18 +79,22 @@ def scan_pieces(scanner: Scanner, pieces: Iterable[Piece]) -> list[Finding]:
     items = [p for p in pieces if p[1]]
     if not items:
         return []
-    starts: list[int] = []
-    at = 0
-    for _, text in items:
-        starts.append(at)
-        at += len(text) + 1
-    joined = _SEPARATOR.join(text for _, text in items)
-    findings = [_finding(hit, items, starts) for hit in scanner.scan(joined)]
+    joined = _SEPARATOR.join([text for _, text in items])
+    hits = scanner.scan(joined)
+    findings: list[Finding] = []
+    if hits:
+        starts: list[int] = []
+        at = 0
+        for _, text in items:
+            starts.append(at)
+            at += len(text) + 1
+        findings = [_finding(hit, items, starts) for hit in hits]
     if "generic_secret" in scanner.names:
         named = {f.location for f in findings if f.kind == "secret"}
         for location, text in items:
-            leaf = location.rsplit(".", 1)[-1]
-            if location not in named and _secret_name(leaf) and _generic(text):
+            if len(text) < 16 or location in named:
+                continue
+            if _secret_name(location.rsplit(".", 1)[-1]) and _generic(text):
                 findings.append(Finding("generic_secret", "secret", 0.6, location, 0, len(text)))
     return findings
 

@@ -12,8 +12,10 @@ import random
 import string
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agentfirewall.content import DETECTORS, Scanner, default_scanner
+from agentfirewall.content import DETECTORS, PII, SECRETS, Scanner, default_scanner
 from agentfirewall.content.detectors import entropy, iban_valid, luhn_valid
 
 _R = random.Random(23)
@@ -529,7 +531,7 @@ def test_every_detector_has_a_table() -> None:
     for name in DETECTORS:
         assert len(TRUE[name]) >= 20, name
         assert len(FALSE[name]) >= 20, name
-        assert 0 < DETECTORS[name].confidence <= 1
+        assert all(0 < d.confidence <= 1 for d in DETECTORS[name])
 
 
 def _cases(table: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -539,7 +541,7 @@ def _cases(table: dict[str, list[str]]) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("name", "secret"), _cases(TRUE))
 def test_detector_finds_its_kind(name: str, secret: str) -> None:
     text = f"please use {secret} for this"
-    hits = [h for h in Scanner([DETECTORS[name]]).scan(text) if h.detector == name]
+    hits = [h for h in Scanner(DETECTORS[name]).scan(text) if h.detector == name]
     assert hits, f"{name} missed {secret!r}"
     assert text[hits[0].start : hits[0].end] in secret or name == "generic_secret"
     spans = {text[h.start : h.end] for h in default_scanner().scan(text)}
@@ -548,7 +550,7 @@ def test_detector_finds_its_kind(name: str, secret: str) -> None:
 
 @pytest.mark.parametrize(("name", "text"), _cases(FALSE))
 def test_detector_ignores_near_misses(name: str, text: str) -> None:
-    hits = Scanner([DETECTORS[name]]).scan(f"please use {text} for this")
+    hits = Scanner(DETECTORS[name]).scan(f"please use {text} for this")
     assert [h.detector for h in hits] == []
 
 
@@ -566,3 +568,53 @@ def test_generic_secret_gives_way_to_a_named_one() -> None:
     key = "ghp_" + _rand(36)
     hits = default_scanner().scan(f'GITHUB_TOKEN="{key}"')
     assert [h.detector for h in hits] == ["github_token"]
+
+
+def _reference(detectors: tuple[object, ...], text: str) -> set[tuple[str, int, int]]:
+    """A second implementation: each pattern over the whole text with ``finditer``."""
+    from agentfirewall.content.scanner import Hit, _resolve
+
+    hits = []
+    for d in detectors:
+        assert isinstance(d, type(DETECTORS["jwt"][0]))
+        m = d.pattern.search(text)
+        while m is not None:
+            start = m.start()
+            ok = d.context is None or d.context.search(text, max(0, start - d.back), start)
+            if ok and (d.check is None or d.check(m.group(d.group))):
+                s, e = m.span(d.group)
+                hits.append(Hit(d.name, d.kind, d.confidence, s, e))
+                m = d.pattern.search(text, max(m.end(), start + 1))
+            else:  # rejected: the next candidate may start inside it
+                m = d.pattern.search(text, start + 1)
+    return {(h.detector, h.start, h.end) for h in _resolve(hits)}
+
+
+_FILLER = st.text(alphabet="ab_=:- \n\"'xy01(),.", min_size=0, max_size=40)
+SECRET_NAMES = [d.name for d in SECRETS]
+_PLANTED = st.sampled_from([s for n in SECRET_NAMES for s in TRUE[n][:5]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_FILLER, _PLANTED), min_size=1, max_size=12), st.integers(0, 300))
+def test_scanner_agrees_with_patterns_run_one_by_one(
+    parts: list[tuple[str, str]], repeat: int
+) -> None:
+    """Sparse text and text dense in anchors (where the scanner switches strategy) alike."""
+    text = "".join(f"{filler} {secret} " for filler, secret in parts) + "x_=:-" * repeat * 10
+    ours = {(h.detector, h.start, h.end) for h in Scanner(SECRETS).scan(text)}
+    assert ours == _reference(SECRETS, text)
+
+
+PII_NAMES = ["card_number", "iban", "email", "phone_number"]
+_PLANTED_PII = st.sampled_from([s for n in PII_NAMES for s in TRUE[n][:8]])
+_DIGITS = st.text(alphabet="0123456789 -.AZab+()", min_size=0, max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_DIGITS, _PLANTED_PII), min_size=1, max_size=10))
+def test_pii_scanner_agrees_with_patterns_run_one_by_one(parts: list[tuple[str, str]]) -> None:
+    """Shapes and digit gates find what the patterns find over the whole text."""
+    text = "".join(f"{filler} {planted} " for filler, planted in parts)
+    ours = {(h.detector, h.start, h.end) for h in Scanner(PII).scan(text)}
+    assert ours == _reference(PII, text)

@@ -1,0 +1,252 @@
+"""Content guardrails: scanning throughput, and the gateway CPU a small request costs.
+
+    python benchmarks/content.py [--duration 3] [--detect-secrets /tmp/i23ds]
+
+1. Scanning MiB/s on one core, for two 1 MiB corpora (a JSON chat prompt of English prose;
+   Python source from the standard library, dense in ``_ - : =``), with
+
+   * ``ours``: :class:`agentfirewall.content.Scanner` (rare-character anchors found with
+     ``str.find``, each pattern run only where its anchor is);
+   * ``re one by one``: the same compiled patterns and validators, each run with
+     ``finditer`` over the whole text (the reference);
+   * optionally Yelp's ``detect-secrets`` (``scan_line`` over every line, its default
+     plugins), when importable from the given directory.
+
+   Rows for the secret detectors alone (the 200 MiB/s target) and for every detector
+   (secrets and personal data).
+
+2. Gateway CPU per small request: three gateway processes, one without content rules, one
+   with a ``content.secrets`` deny rule (the secret detectors) and one adding a
+   ``content.pii`` redact rule (every detector), each driven in turn with the same closed loop of plain-HTTP
+   ``POST`` requests carrying a 300-byte JSON body to a local upstream. CPU per request is
+   the gateway process's utime+stime from /proc divided by the requests it served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from proxy import KEY, Upstream, cpu_seconds, start_process
+
+from agentfirewall.content import PII, SECRETS, Scanner
+from agentfirewall.content.detectors import Detector
+
+MIB = 1 << 20
+
+
+_PROSE = (
+    "the customer asked about the refund policy and whether the order shipped on time "
+    "please summarise the thread below and draft a polite answer with next steps; "
+    "mention the tracking link, the warehouse delay, and our apology. "
+)
+
+
+def chat_corpus() -> str:
+    words = _PROSE.split()
+    messages = []
+    size = 0
+    index = 0
+    while size < MIB:
+        text = " ".join(words[(index + i) % len(words)] for i in range(120))
+        messages.append({"role": "user" if index % 2 else "assistant", "content": text})
+        size += len(text) + 40
+        index += 7
+    return json.dumps({"model": "gpt-4o", "messages": messages})
+
+
+def code_corpus() -> str:
+    parts = []
+    size = 0
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        parts.append(text)
+        size += len(text)
+        if size >= MIB:
+            break
+    return "".join(parts)[:MIB]
+
+
+def one_by_one(detectors: tuple[Detector, ...]) -> Callable[[str], int]:
+    """The reference: each detector's pattern over the whole text, then its checks."""
+
+    def scan(text: str) -> int:
+        found = 0
+        for detector in detectors:
+            for match in detector.pattern.finditer(text):
+                start = match.start()
+                if (
+                    detector.context is not None
+                    and detector.context.search(text, max(0, start - detector.back), start) is None
+                ):
+                    continue
+                value = match.group(detector.group)
+                if detector.check is None or detector.check(value):
+                    found += 1
+        return found
+
+    return scan
+
+
+def rate(scan: Callable[[str], object], text: str, seconds: float = 1.0) -> float:
+    scan(text)  # warm
+    runs = 0
+    start = time.process_time()
+    while True:
+        scan(text)
+        runs += 1
+        elapsed = time.process_time() - start
+        if elapsed >= seconds:
+            return runs * len(text) / MIB / elapsed
+
+
+def detect_secrets_scan(path: str) -> Callable[[str], object] | None:
+    sys.path.insert(0, path)
+    try:
+        from detect_secrets.core.scan import scan_line
+        from detect_secrets.settings import default_settings
+    except ImportError:
+        return None
+
+    def scan(text: str) -> int:
+        with default_settings():
+            return sum(len(list(scan_line(line))) for line in text.splitlines())
+
+    return scan
+
+
+def report_scanning(ds_path: str) -> None:
+    corpora = {"chat JSON prose": chat_corpus(), "stdlib source": code_corpus()}
+    sets = {"secrets": SECRETS, "all detectors": (*SECRETS, *PII)}
+    ds = detect_secrets_scan(ds_path)
+    print("## scanning, MiB/s on one core (higher is better)")
+    print(f"{'corpus':18} {'detectors':14} {'ours':>8} {'re 1-by-1':>10} {'ratio':>6}")
+    for cname, text in corpora.items():
+        for sname, detectors in sets.items():
+            ours = rate(Scanner(detectors).scan, text)
+            ref = rate(one_by_one(detectors), text)
+            print(f"{cname:18} {sname:14} {ours:8.1f} {ref:10.1f} {ours / ref:5.1f}x")
+        if ds is not None:
+            sample = text[: MIB // 16]
+            print(f"{cname:18} {'detect-secrets':14} {rate(ds, sample, 2.0):8.2f}")
+
+
+def write_config(directory: Path, content: str) -> Path:
+    digest = __import__("hashlib").sha256(KEY.encode()).hexdigest()
+    rules = [
+        {"name": "no-secrets", "decision": "deny",
+         "conditions": [{"field": "content.secrets", "operator": "exists"}]},
+        {"name": "redact-pii", "decision": "redact",
+         "conditions": [{"field": "content.pii", "operator": "exists"}]},
+    ][: 1 if content == "secrets" else 2] if content != "none" else [
+        {"name": "never", "decision": "deny",
+         "conditions": [{"field": "action_spec.type", "operator": "equals", "value": "x.y"}]},
+    ]  # fmt: skip
+    snapshot = {
+        "version": 1,
+        "settings": {"approval_timeout_seconds": 300},
+        "agents": [{"id": "agt_b", "name": "Bench", "status": "active",
+                    "enforcement_level": "full_enforce", "key_hashes": [digest]}],
+        "connectors": [{"id": "conn_generic_1", "type": "generic", "name": "bench",
+                        "domains": ["127.0.0.1"], "credential": "upstream-secret",
+                        "auth_type": "bearer", "base_url": "http://127.0.0.1"}],
+        "permissions": [{"agent": "Bench", "connector": "generic",
+                         "action_pattern": "generic.*", "decision": "allow"}],
+        "policies": [{"name": "guard", "document": {"name": "guard", "rules": rules}}],
+        "kill_switches": [],
+    }  # fmt: skip
+    path = directory / f"content-{content}.json"
+    path.write_text(json.dumps(snapshot))
+    return path
+
+
+BODY = json.dumps({
+    "channel": "C0123456", "text": "Deploy finished: 14 services updated, 0 failed. "
+    "Next window Thursday 10:00 UTC; ping the on-call channel if anything looks off.",
+    "metadata": {"event_type": "deploy", "event_payload": {"id": "d-20261203-1", "ok": True}},
+}).encode()  # fmt: skip
+
+
+async def small_requests(gw_port: int, up_port: int, seconds: float) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+    auth = base64.b64encode(b"Bench:" + KEY.encode())
+    raw = (b"POST http://127.0.0.1:%d/bench HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+           b"Proxy-Authorization: Basic %b\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n%b"
+           % (up_port, up_port, auth, len(BODY), BODY))  # fmt: skip
+    count = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        writer.write(raw)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"unexpected answer: {head[:120]!r}")
+        length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        await reader.readexactly(length)
+        count += 1
+    writer.close()
+    return count
+
+
+async def report_gateway(seconds: float, rounds: int) -> None:
+    loop = asyncio.get_running_loop()
+    workdir = Path(tempfile.mkdtemp(prefix="tf-content-"))
+    upstream = await loop.create_server(Upstream, "127.0.0.1", 0)
+    up_port = upstream.sockets[0].getsockname()[1]
+    kinds = ("none", "secrets", "all")
+    gateways = {}
+    for content in kinds:
+        proc, port = start_process(
+            [sys.executable, "-m", "agentfirewall_proxy", "--config-file",
+             str(write_config(workdir, content)), "--listen", "127.0.0.1:0",
+             "--ca-dir", str(workdir / f"ca-{content}")],
+            "listening on ",
+        )  # fmt: skip
+        gateways[content] = (proc, port)
+    totals = {kind: [0.0, 0] for kind in kinds}
+    try:
+        for content in kinds:
+            await small_requests(gateways[content][1], up_port, 0.5)  # warm-up
+        for _ in range(rounds):
+            for content in kinds:
+                proc, port = gateways[content]
+                before = cpu_seconds(proc.pid)
+                count = await small_requests(port, up_port, seconds)
+                totals[content][0] += cpu_seconds(proc.pid) - before
+                totals[content][1] += count
+    finally:
+        for proc, _ in gateways.values():
+            proc.terminate()
+    base = totals["none"][0] / totals["none"][1] * 1e6
+    print("\n## gateway CPU per small request (POST, 300-byte JSON body), µs")
+    print(f"no content rules                 {base:8.1f}")
+    for kind, label in (
+        ("secrets", "content.secrets rule"),
+        ("all", "content.secrets + content.pii"),
+    ):
+        cost = totals[kind][0] / totals[kind][1] * 1e6
+        print(f"{label:32} {cost:8.1f}   (+{(cost / base - 1) * 100:.1f}%)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--detect-secrets", default="/tmp/i23ds")
+    args = parser.parse_args()
+    report_scanning(args.detect_secrets)
+    asyncio.run(report_gateway(args.duration, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
