@@ -17,9 +17,10 @@
 
 2. Gateway CPU per small request: three gateway processes, one without content rules, one
    with a ``content.secrets`` deny rule (the secret detectors) and one adding a
-   ``content.pii`` redact rule (every detector), each driven in turn with the same closed loop of plain-HTTP
-   ``POST`` requests carrying a 300-byte JSON body to a local upstream. CPU per request is
-   the gateway process's utime+stime from /proc divided by the requests it served.
+   ``content.pii`` redact rule (every detector), each driven in turn with the same closed
+   loop of plain-HTTP ``POST`` requests carrying a 300-byte JSON body to a local upstream.
+   CPU per request is the gateway process's utime+stime from /proc divided by the requests
+   it served.
 """
 
 from __future__ import annotations

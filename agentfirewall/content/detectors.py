@@ -172,7 +172,9 @@ def _phone(text: str) -> bool:
 
 
 def _generic(text: str) -> bool:
-    return len(text) >= 16 and _random_looking(text, 3.5)
+    """Long and random, and not a path (``AKIA.../20260101/eu-west-1/s3/aws4_request``, a
+    SigV4 credential scope, is an identifier and a date, not a secret)."""
+    return len(text) >= 16 and text.count("/") < 3 and _random_looking(text, 3.5)
 
 
 _SLACK_PREFIXES = ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xapp-")

@@ -433,6 +433,7 @@ FALSE: dict[str, list[str]] = {
         "path = /usr/local/lib/python3",
         "description: an api key rotation guide",
         "password_policy = minimum-twelve-characters",
+        "Credential=AKIA/20260101/eu-west-1/es/aws4_request",
         "max_tokens = 4096",
     ],
     "card_number": [
