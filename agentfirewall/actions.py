@@ -163,6 +163,9 @@ def parse_action_spec(data: object) -> ActionSpec:
 _SPEC_KEYS = frozenset(("type", "resource", "parameters", "risk_hints"))
 _RESOURCE_MAX = {"provider": 512, "account": 512, "target": 2048, "environment": 512}
 _set = object.__setattr__
+_CACHE_LIMIT = 4096
+_RESOURCES: dict[tuple[tuple[Any, Any], ...], Resource] = {}  # validated resources
+_TYPES: set[str] = set()  # action types that passed the grammar
 
 
 def _built(cls: type[BaseModel], values: dict[str, Any], given: set[str]) -> Any:
@@ -197,15 +200,25 @@ def _flat(value: object) -> dict[str, JsonValue] | None:
 def _resource(value: object) -> Resource | None:
     if type(value) is not dict:
         return None
+    try:
+        key = tuple(value.items())
+        known = _RESOURCES.get(key)
+    except TypeError:  # an unhashable value: not a resource name anyway
+        return None
+    if known is not None:  # frozen: one instance serves every equal resource
+        return known
     fields: dict[str, Any] = dict.fromkeys(_RESOURCE_MAX)
-    for key, item in value.items():
-        limit = _RESOURCE_MAX.get(key) if type(key) is str else None
+    for name, item in value.items():
+        limit = _RESOURCE_MAX.get(name) if type(name) is str else None
         if limit is None:
             return None
         if item is not None and (type(item) is not str or not 1 <= len(item) <= limit):
             return None
-        fields[key] = item
+        fields[name] = item
     resource: Resource = _built(Resource, fields, set(value))
+    if len(_RESOURCES) >= _CACHE_LIMIT:
+        _RESOURCES.clear()
+    _RESOURCES[key] = resource
     return resource
 
 
@@ -213,8 +226,14 @@ def _common_spec(data: dict[Any, Any]) -> ActionSpec | None:
     if not _SPEC_KEYS.issuperset(data):
         return None
     kind = data.get("type")
-    if type(kind) is not str or not _ACTION_TYPE_RE.fullmatch(kind):
+    if type(kind) is not str:
         return None
+    if kind not in _TYPES:
+        if not _ACTION_TYPE_RE.fullmatch(kind):
+            return None
+        if len(_TYPES) >= _CACHE_LIMIT:
+            _TYPES.clear()
+        _TYPES.add(kind)
     resource = _resource(data["resource"]) if "resource" in data else Resource()
     parameters = _flat(data["parameters"]) if "parameters" in data else {}
     hints = _flat(data["risk_hints"]) if "risk_hints" in data else {}

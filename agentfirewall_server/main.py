@@ -25,7 +25,7 @@ from agentfirewall_server.state import AppState
 
 # what `settle_gc` does once the server is up (measured in benchmarks/server.py)
 GC_FREEZE = True
-GC_THRESHOLDS: tuple[int, int, int] | None = None
+GC_THRESHOLDS: tuple[int, int, int] | None = (10_000, 50, 50)  # default (700, 10, 10)
 
 __all__ = ["build_server", "first_start_message", "main", "parse_settings"]
 

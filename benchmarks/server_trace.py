@@ -30,12 +30,12 @@ def serve_ours(trace_path: str, argv: list[str]) -> int:
     from agentfirewall_server.store import db
 
     # the collector's settings after start-up, switchable to measure them:
-    # BENCH_GC=default|freeze|freeze:T0,T1,T2 (main.settle_gc)
+    # BENCH_GC=default|freeze|freeze:T0/T1/T2 (main.settle_gc)
     mode = os.environ.get("BENCH_GC")
     if mode is not None:
         server_main.GC_FREEZE = mode.startswith("freeze")
         server_main.GC_THRESHOLDS = (
-            tuple(int(x) for x in mode.split(":", 1)[1].split(",")) if ":" in mode else None  # type: ignore[assignment]
+            tuple(int(x) for x in mode.split(":", 1)[1].split("/")) if ":" in mode else None  # type: ignore[assignment]
         )
 
     events: collections.deque[tuple[Any, ...]] = collections.deque()
