@@ -1,0 +1,100 @@
+"""SigV4 payload cases through the in-process gateway against the verifying fake AWS: a body
+streamed past the inspection limit is signed UNSIGNED-PAYLOAD (S3 only), the aws-chunked
+unsigned-trailer form is kept, chunk-signed streaming is refused (400 unsignable_request)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.fakes.aws import aws
+from tests.fakes.base import FakeUpstream, FakeUpstreams
+from tests.proxy.support import KEY, ca_bundle, connector, rule, snapshot, start_gateway
+
+KEY_ID = "AKIAGATEWAYTEST00000"
+SECRET = "gateway/test/secret/0123456789abcdef"
+URL = "https://demo-bucket.s3.us-west-2.amazonaws.com"
+PLACEHOLDER = ("AWS4-HMAC-SHA256 Credential=AKIATAMEFLAREPLACEHOLDER/20260101/us-west-2/s3/"
+               "aws4_request, SignedHeaders=host, Signature=00")  # fmt: skip
+
+
+@dataclass
+class Setup:
+    fake: FakeUpstream
+    client: httpx.Client
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    fakes = FakeUpstreams([aws()]).start()
+    fakes["aws"].settings["keys"][KEY_ID] = (SECRET, None)
+    credential = json.dumps({"kind": "aws_sigv4", "access_key_id": KEY_ID,
+                             "secret_access_key": SECRET})  # fmt: skip
+    snap = snapshot(
+        [rule("*", "allow")],
+        connectors=[connector("aws", domains=[], auth_type="aws_sigv4", credential=credential)],
+    )
+    tmp = tmp_path_factory.mktemp("sigv4gw")
+    gateway, _ = start_gateway(tmp, fakes, snap, body_inspect_limit=4096)
+    bundle = ca_bundle(gateway.ca_path, tmp / "bundle.pem")
+    context = ssl.create_default_context(cafile=str(bundle))
+    client = httpx.Client(proxy=gateway.proxy_url(KEY), verify=context, timeout=60)
+    try:
+        yield Setup(fakes["aws"], client)
+    finally:
+        client.close()
+        gateway.stop()
+        fakes.stop()
+
+
+def _put(setup: Setup, key: str, body: bytes, **headers: str) -> httpx.Response:
+    sent = {"Authorization": PLACEHOLDER, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", **headers}
+    return setup.client.put(f"{URL}/{key}", content=body, headers=sent)
+
+
+def test_a_body_past_the_inspection_limit_is_signed_unsigned_payload(setup: Setup) -> None:
+    setup.fake.settings["rejected"].clear()
+    body = b"z" * (1 << 20)  # far past the 4096-byte limit: streamed, not hashed
+    answer = _put(setup, "streamed.bin", body, **{"x-amz-content-sha256": "0" * 64})
+    assert answer.status_code == 200, answer.text
+    assert setup.fake.settings["rejected"] == []
+    assert setup.fake.settings["objects"][("demo-bucket", "streamed.bin")] == body
+    received = setup.fake.last()
+    assert received.header("x-amz-content-sha256") == "UNSIGNED-PAYLOAD"
+    auth = received.header("authorization") or ""
+    assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={KEY_ID}/")
+
+
+def test_a_small_body_is_hashed_and_an_aws_chunked_trailer_is_kept(setup: Setup) -> None:
+    setup.fake.settings["rejected"].clear()
+    assert (
+        _put(setup, "small.txt", b"hello", **{"x-amz-content-sha256": "0" * 64}).status_code == 200
+    )
+    assert setup.fake.last().header("x-amz-content-sha256") == (
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    )
+    chunked = b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n"
+    answer = _put(
+        setup, "chunked.txt", chunked, **{
+            "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            "content-encoding": "aws-chunked", "x-amz-decoded-content-length": "5",
+            "x-amz-trailer": "x-amz-checksum-crc32",
+        },
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert setup.fake.settings["rejected"] == []
+    assert setup.fake.settings["objects"][("demo-bucket", "chunked.txt")] == b"hello"
+
+
+def test_chunk_signed_streaming_is_refused(setup: Setup) -> None:
+    before = len(setup.fake.received())
+    answer = _put(setup, "signed.txt", b"x", **{
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"})  # fmt: skip
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "unsignable_request"
+    assert len(setup.fake.received()) == before
