@@ -26,9 +26,11 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.control import Control
     from agentfirewall_proxy.pipeline import Flow
 
-__all__ = ["BudgetScope", "Budgets", "compile_budgets"]
+__all__ = ["BudgetScope", "Budgets", "budget_fields", "compile_budgets"]
 
 _SETTLE_TRIES = 5
+#: How old the budget state policy conditions read may be (seconds).
+_TTL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +75,47 @@ def covering(scopes: tuple[BudgetScope, ...], flow: Flow) -> list[BudgetScope]:
     return [s for s in scopes if s.covers(agent, connector, action)]
 
 
+def budget_fields(documents: list[Any]) -> frozenset[str]:
+    """The ``budget.<name>.*`` fields the policies' conditions read."""
+    found: set[str] = set()
+    stack = list(documents)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            field = item.get("field")
+            if isinstance(field, str) and field.startswith("budget."):
+                found.add(field)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return frozenset(found)
+
+
 class Budgets:
     """The gateway's budget calls; settlements run as background tasks."""
 
     def __init__(self, control: Control) -> None:
         self.control = control
         self._tasks: set[asyncio.Task[None]] = set()
+        self._attributes: dict[str, object] = {}
+        self._fetched = -_TTL
+
+    async def attributes(self) -> dict[str, object]:
+        """What remains of each budget, for policy conditions (at most a second old).
+
+        The control plane unreachable refuses the request (503): a condition on a
+        budget must not read as "plenty left" when nothing is known."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._fetched < _TTL:
+            return self._attributes
+        try:
+            fresh = await self.control.budget_attributes()
+        except ControlError as exc:
+            raise Refusal(
+                503, "budget_unavailable", f"the budget state could not be read: {exc}"
+            ) from None
+        self._attributes, self._fetched = dict(fresh), loop.time()
+        return self._attributes
 
     async def reserve(
         self, scopes: tuple[BudgetScope, ...], flow: Flow, *, force: bool

@@ -58,6 +58,7 @@ class Control(Protocol):
     async def heartbeat(self, payload: JSON) -> None: ...
     async def reserve_budget(self, payload: JSON) -> JSON: ...
     async def settle_budget(self, payload: JSON) -> None: ...
+    async def budget_attributes(self) -> JSON: ...
     async def aclose(self) -> None: ...
 
 
@@ -217,6 +218,11 @@ class HttpControl:
 
     async def settle_budget(self, payload: JSON) -> None:
         await self._call("POST", "/v1/gateway/budgets/settle", json_body=payload)
+
+    async def budget_attributes(self) -> JSON:
+        """``budget.<name>.remaining`` / ``.used`` of every budget (policy conditions)."""
+        data: JSON = (await self._call("GET", "/v1/gateway/budgets")).json()
+        return dict(data.get("attributes") or {})
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -422,6 +428,9 @@ class StaticControl:
         raise ControlError("budgets need the control plane (not a static config file)", 503)
 
     async def settle_budget(self, payload: JSON) -> None:
+        raise ControlError("budgets need the control plane (not a static config file)", 503)
+
+    async def budget_attributes(self) -> JSON:
         raise ControlError("budgets need the control plane (not a static config file)", 503)
 
     async def aclose(self) -> None:

@@ -69,6 +69,8 @@ async def exchange(
     conn.continue_due = expect is not None and expect.lower() == b"100-continue"
     try:
         _identify(gateway, conn, flow, head, tunnel)
+        if gateway.require_config().budget_fields:  # a policy reads budget.<name>.*
+            flow.budget_view = await gateway.budgets.attributes()
         upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None
         limit = gateway.options.body_inspect_limit
         if conn.continue_due:

@@ -146,6 +146,8 @@ class Flow:
     #: The LLM ``usage`` and ``model`` read from the response (``llmusage.py``).
     usage: dict[str, Any] | None = None
     model: str | None = None
+    #: ``budget.<name>.*`` values for policy conditions (``budgets.py``).
+    budget_view: dict[str, object] | None = None
     #: A parked flow's parameters, kept for its budget reservation once approved.
     parameters: dict[str, Any] | None = None
     #: The grant that let a held request through without a human (``approvals.py``).
@@ -360,7 +362,10 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     if scanner is not None:  # a policy reads content fields: scan what would be sent
         flow.findings = tuple(request_findings(scanner, flow, request))
         flow.content = content_attributes(list(flow.findings))
-    parsed, decision = config.decide(flow.agent, flow.connector, request, now, flow.content)
+    attributes = flow.content
+    if flow.budget_view:
+        attributes = {**flow.budget_view, **(flow.content or {})}
+    parsed, decision = config.decide(flow.agent, flow.connector, request, now, attributes)
     unseen = scanner is not None and not request.body_complete
     if parsed is not None and (unseen or parsed.spec.risk_hints.get("body_truncated")):
         ctx = EvaluationContext(
@@ -370,7 +375,7 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
             connector=flow.connector.type,
             enforcement_level=flow.agent.level,
             risk=parsed.risk,
-            attributes=flow.content or {},
+            attributes=attributes or {},
         )
         decision = unseen_decision(config.engine, parsed.spec, ctx, decision)
     if parsed is not None and flow.content and config.guard.redact_request:

@@ -30,7 +30,7 @@ from agentfirewall.policy import AccessRule, Engine, EvaluationContext, KillSwit
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex
 from agentfirewall_proxy.aliases import alias_rules
-from agentfirewall_proxy.budgets import BudgetScope, compile_budgets
+from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budgets
 from agentfirewall_proxy.scrub import Scrubber, scrubber_for
 
 __all__ = ["AgentEntry", "CompiledConfig", "ConnectorEntry", "compile_snapshot"]
@@ -148,6 +148,8 @@ class CompiledConfig:
     #: What the content guardrails scan (``agentfirewall.policy.guard``; empty: nothing).
     guard: GuardPlan = field(default_factory=GuardPlan)
     budgets: tuple[BudgetScope, ...] = ()
+    #: ``budget.<name>.*`` fields policy conditions read (the gateway fetches them).
+    budget_fields: frozenset[str] = frozenset()
     _routes: dict[str, ConnectorEntry | None] = field(default_factory=dict, repr=False)
 
     def agent_for_key(self, key_hash: str) -> AgentEntry | None:
@@ -279,4 +281,5 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
         by_port=by_port,
         guard=guard_plan(tuple(policies)),
         budgets=compile_budgets(list(data.get("budgets") or [])),
+        budget_fields=budget_fields([p["document"] for p in data.get("policies", [])]),
     )

@@ -55,6 +55,8 @@ FIELD_ROOTS = (
     "content.pii",
     "response.secrets",
     "response.injection",
+    "budget.<name>.remaining",
+    "budget.<name>.used",
 )
 #: Fields the gateway fills from its content detectors (``agentfirewall.content``), in
 #: ``EvaluationContext.attributes`` under the same name; absent when nothing fired.
@@ -137,6 +139,11 @@ def compile_field(field: str) -> Getter:
     if parts[0] in ("content", "response"):
         if field not in CONTENT_FIELDS:
             raise ValueError(f"unknown field `{field}`: expected one of {', '.join(FIELD_ROOTS)}")
+        return lambda spec, ctx: ctx.attributes.get(field, MISSING)
+    if parts[0] == "budget":  # the gateway fills them from the control plane (budgets.py)
+        if len(parts) != 3 or parts[2] not in ("remaining", "used"):
+            raise ValueError(f"unknown field `{field}`: budget fields are "
+                             "`budget.<name>.remaining` and `budget.<name>.used`")  # fmt: skip
         return lambda spec, ctx: ctx.attributes.get(field, MISSING)
     if parts[0] == "context":
         if len(parts) != 2:

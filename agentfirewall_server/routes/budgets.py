@@ -246,16 +246,21 @@ async def gateway_settle(request: Request) -> JSONResponse:
 
 
 async def gateway_state(request: Request) -> JSONResponse:
-    """What remains of each budget (the gateway's `budget.<name>.remaining` conditions)."""
+    """``budget.<name>.remaining`` / ``.used`` for the gateway's policy conditions."""
     await require_gateway(request)
     state = state_of(request)
     found = list(state.snapshot.budgets.values())
     stamp = now()
 
     def job(conn: Connection) -> dict[str, float]:
-        return {b.name: b.definition.limit - used_in_window(conn, b, stamp) for b in found}
+        values: dict[str, float] = {}
+        for budget in found:
+            used = used_in_window(conn, budget, stamp)
+            values[f"budget.{budget.name}.used"] = used
+            values[f"budget.{budget.name}.remaining"] = budget.definition.limit - used
+        return values
 
-    return json_ok({"remaining": await state.db.read(job)})
+    return json_ok({"attributes": await state.db.read(job)})
 
 
 def routes() -> list[BaseRoute]:

@@ -139,9 +139,9 @@ def _client(running: RunningGateway, key: str) -> stripe.StripeClient:
     )
 
 
-def _transfer(client: stripe.StripeClient) -> str:
+def _transfer(client: stripe.StripeClient, amount: int = AMOUNT) -> str:
     try:
-        client.v1.transfers.create(params={"amount": AMOUNT, "currency": "usd",
+        client.v1.transfers.create(params={"amount": amount, "currency": "usd",
                                         "destination": "acct_1"})  # fmt: skip
     except stripe.StripeError as exc:
         body: Any = exc.json_body or {}
@@ -250,6 +250,31 @@ def _failing_mid_way_loses_nothing(clients: list[stripe.StripeClient], server: L
     assert sum(_executed(fakes)) - first.count("failed") * AMOUNT == LIMIT
 
 
+LOW_BUDGET = """\
+name: hold-large-when-low
+rules:
+  - name: large-when-low
+    conditions:
+      all:
+        - {field: budget.stripe-daily.remaining, operator: lt, value: 90000}
+        - {field: action_spec.parameters.amount, operator: gt, value: 20000}
+    decision: deny
+    reason: large transfers wait for tomorrow when the day's budget is low
+"""
+
+
+def _condition_on_budget_state(client: stripe.StripeClient, server: LiveServer) -> None:
+    """`budget.<name>.remaining` in a policy: decided before the budget itself."""
+    assert _transfer(client, 25_000) == "budget_exceeded"  # nothing left: the budget says no
+    answer = server.admin("POST", "/v1/policies", json={"document": LOW_BUDGET})
+    assert answer.status_code == 201, answer.text
+    deadline = time.monotonic() + 20
+    while _transfer(client, 25_000) != "denied":  # the policy, once the gateway has it
+        assert time.monotonic() < deadline, "the policy never applied"
+        time.sleep(0.1)
+    assert _transfer(client, 10_000) == "budget_exceeded"  # small: the policy lets it be
+
+
 def _reset(server: LiveServer) -> None:
     """The same budget again, with no usage (removing a budget removes its usage)."""
     body = server.admin("GET", "/v1/budgets/stripe-daily").json()
@@ -266,3 +291,4 @@ def test_concurrent_transfers_against_a_budget(
     _never_overspend(clients, server, fakes)
     _reset(server)
     _failing_mid_way_loses_nothing(clients, server, fakes)
+    _condition_on_budget_state(clients[0], server)
