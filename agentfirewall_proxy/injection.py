@@ -59,13 +59,18 @@ class TokenBroker:
         if future is None:
             future = asyncio.ensure_future(self._refresh(source, cached))
             self._inflight[source.key] = future
-            future.add_done_callback(lambda _: self._inflight.pop(source.key, None))
+            future.add_done_callback(lambda done: self._settled(source.key, done))
         try:
             return await asyncio.shield(future)
         except CredentialError:
             if cached is not None and cached.usable(self.clock()):
                 return cached  # the old token is still valid: used until it expires
             raise
+
+    def _settled(self, key: str, done: asyncio.Future[Token]) -> None:
+        self._inflight.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved even when every waiter left (no asyncio warning)
 
     def scrubber(self, key: str, token: Token) -> Scrubber | None:
         """The scrubber of the values `token` sends upstream (built once per token)."""
