@@ -51,6 +51,10 @@ POLICY = {
         {"name": "redact-cards", "decision": "redact",
          "conditions": [{"field": "content.pii", "operator": "contains",
                          "value": "card_number"}]},
+        {"name": "redact-returned-secrets", "decision": "redact",
+         "conditions": [{"field": "response.secrets", "operator": "exists"},
+                        {"field": "action_spec.type", "operator": "starts_with",
+                         "value": "openai."}]},
         {"name": "cut-injections", "decision": "deny",
          "conditions": [{"field": "response.injection", "operator": "exists"},
                         {"field": "action_spec.type", "operator": "starts_with",
@@ -252,3 +256,49 @@ def test_response_injection_outside_mcp_is_flagged_not_cut(
     assert f"response flagged: injection.ignore_instructions at {where}" in record["reason"]
     assert world.running.gateway is not None
     assert world.running.gateway.stats["content_flagged"] >= 1
+
+
+def test_secret_coming_back_is_redacted_from_the_response(
+    world: World, fakes: FakeUpstreams
+) -> None:
+    """openai's client: a key in a completion reaches the agent as a marker."""
+    fakes["openai"].clear()
+    http = httpx.Client(proxy=world.proxy, verify=ssl.create_default_context(
+        cafile=str(world.bundle)), trust_env=False, timeout=30)  # fmt: skip
+    client = openai.OpenAI(api_key=PLACEHOLDER, http_client=http, max_retries=0)
+    fakes["openai"].settings["reply"] = f"the deploy key is {AWS_KEY}, keep it safe"
+    try:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "which key?"}]
+        )
+    finally:
+        fakes["openai"].settings.pop("reply", None)
+        http.close()
+    content = raw.parse().choices[0].message.content
+    assert content == "the deploy key is [REDACTED:aws_access_key], keep it safe"
+    assert raw.headers["content-length"] == str(len(raw.content))
+    record = _last(world, "api.openai.com")
+    assert "response redacted by rule `guardrails/redact-returned-secrets`" in record["reason"]
+    assert AWS_KEY not in json.dumps(record)
+
+
+def test_body_beyond_the_inspection_limit_fails_closed(
+    fakes: FakeUpstreams, tmp_path: Path
+) -> None:
+    """A body the gateway could not scan whole gets the strictest content rule's outcome."""
+    fakes["openai"].clear()
+    snap = snapshot(RULES, policies=[{"name": "guardrails", "document": POLICY}])
+    running, _ = start_gateway(tmp_path, fakes, snap, body_inspect_limit=1024)
+    try:
+        bundle = ca_bundle(running.ca_path, tmp_path / "bundle.pem")
+        prompt = [{"role": "user", "content": "fine words " * 100_000}]
+        answer = requests.post(
+            "https://api.openai.com/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": prompt},
+            proxies={"https": running.proxy_url()}, verify=str(bundle), timeout=30,
+        )  # fmt: skip
+    finally:
+        running.stop()
+    assert answer.status_code == 403
+    assert "the request body was not fully inspected" in answer.json()["reason"]
+    assert fakes["openai"].received() == []
