@@ -381,7 +381,7 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     if parsed is not None and flow.content and config.guard.redact_request:
         ctx = EvaluationContext(
             agent=flow.agent.name, mode="proxy", now=now, connector=flow.connector.type,
-            enforcement_level=flow.agent.level, risk=parsed.risk, attributes=flow.content,
+            enforcement_level=flow.agent.level, risk=parsed.risk, attributes=attributes or {},
         )  # fmt: skip
         flow.redact = redactions(config.engine, config.guard, parsed.spec, ctx)[0]
     flow.parsed, flow.decision = parsed, decision
