@@ -129,6 +129,27 @@ def test_child_env_removes_token_env_secrets_and_control_tokens() -> None:
     assert not {"sk_live_real", "ghp_real", "sk-real", "secret"} & set(env.values())
 
 
+def test_child_env_gives_placeholder_aws_keys_and_drops_real_aws_credentials() -> None:
+    base = {
+        "AWS_ACCESS_KEY_ID": "AKIAREALREALREAL0000",
+        "AWS_SECRET_ACCESS_KEY": "real-aws-secret",
+        "AWS_SESSION_TOKEN": "real-session",
+        "AWS_PROFILE": "prod",
+        "AWS_SHARED_CREDENTIALS_FILE": "/home/me/.aws/credentials",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.2/creds",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    env = build_child_env(base, spec())
+    assert env["AWS_ACCESS_KEY_ID"] == "AKIATAMEFLAREPLACEHOLDER"
+    assert env["AWS_SECRET_ACCESS_KEY"] == PLACEHOLDER_KEYS["AWS_SECRET_ACCESS_KEY"]
+    assert env["AWS_CA_BUNDLE"] == str(FILES.ca_bundle)
+    assert env["AWS_DEFAULT_REGION"] == "eu-west-1"  # not a credential: kept
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI"):  # fmt: skip
+        assert name not in env
+    assert not {"real-aws-secret", "real-session"} & set(env.values())
+
+
 def test_child_env_keeps_existing_node_options_and_pythonpath() -> None:
     base = {"NODE_OPTIONS": "--max-old-space-size=512", "PYTHONPATH": "/src"}
     env = build_child_env(base, spec())
