@@ -178,16 +178,16 @@ class AppState:
         return result
 
     async def _follow_other_instances(self) -> None:
+        """The backstop of the shared events (``pgevents.py``): the version, every 2 s."""
         while True:
             await asyncio.sleep(2)
             try:
                 version = await self.db.read(read_version)
-            except Exception:  # keep serving from the last snapshot
-                log.warning("could not read the configuration version", exc_info=True)
-                continue
-            if version != self.snapshot.version:  # changed by another replica
-                await self.reload()
-                self.hub.publish("config", {"version": self.snapshot.version}, relay=False)
+                if version != self.snapshot.version:  # changed by another replica
+                    await self.reload()
+                    self.hub.publish("config", {"version": self.snapshot.version}, relay=False)
+            except Exception:  # keep serving from the last snapshot; try again
+                log.warning("could not follow the configuration version", exc_info=True)
 
     def _update_gauges(self) -> None:
         self.vault_problems = credential_problems(self.snapshot.credentials, self.vault)
