@@ -15,12 +15,14 @@ closed: ``503``.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete
+import psycopg
+from sqlalchemy import delete
 
 from agentfirewall_server.store.schema import rate_limits
 from agentfirewall_server.web import ApiError
@@ -78,32 +80,75 @@ RETURNING allowed, tokens
 
 
 class SharedRateLimiter:
-    """The buckets in PostgreSQL: one statement per check, on a reader connection."""
+    """The buckets in PostgreSQL: one statement per check, awaited on the event loop.
 
-    def __init__(self, db: Database) -> None:
+    A few autocommit connections of its own (psycopg's async API: no worker thread per
+    check, and the statement is prepared on each connection after a few uses); one that
+    fails is closed and replaced by the next check.
+    """
+
+    def __init__(self, db: Database, connections: int = 4) -> None:
+        from agentfirewall_server.pgevents import libpq_conninfo
+
         self._db = db
+        self._conninfo = libpq_conninfo(db.writer_engine, "tameflare-ratelimit")
+        self._size = connections
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._open = 0
+        self._freed: asyncio.Condition | None = None
+
+    async def _acquire(self) -> psycopg.AsyncConnection[Any]:
+        if self._freed is None:
+            self._freed = asyncio.Condition()
+        async with self._freed:
+            while not self._idle and self._open >= self._size:
+                await self._freed.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+        try:
+            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        except BaseException:
+            await self._release(None)
+            raise
+
+    async def _release(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
+        assert self._freed is not None
+        async with self._freed:
+            if conn is None:
+                self._open -= 1
+            else:
+                self._idle.append(conn)
+            self._freed.notify()
 
     async def check(self, key: str, per_minute: int) -> int | None:
         rate = per_minute / 60.0
         params = {"key": key, "limit": float(per_minute), "rate": rate}
-
-        def run(conn: Connection) -> tuple[bool, float]:
-            row = conn.exec_driver_sql(CHECK_SQL, params).one()
-            conn.commit()
-            return bool(row[0]), float(row[1])
-
+        conn: psycopg.AsyncConnection[Any] | None = None
         try:
-            allowed, tokens = await self._db.read(run)
-        except Exception:
+            conn = await self._acquire()
+            row = await (await conn.execute(CHECK_SQL, params)).fetchone()
+        except (psycopg.Error, OSError):
+            if conn is not None:
+                await conn.close()
+                await self._release(None)
             raise ApiError(
                 503, "the rate limit could not be checked: database unavailable"
             ) from None
+        await self._release(conn)
+        assert row is not None
+        allowed, tokens = bool(row[0]), float(row[1])
         return None if allowed else _wait(tokens, rate)
 
     async def forget(self, key: str) -> None:
         await self._db.write(
             lambda c: c.execute(delete(rate_limits).where(rate_limits.c.key == key))
         )
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
 
 
 class Limiter:
@@ -124,3 +169,7 @@ class Limiter:
         self.memory.forget(key)
         if self.shared is not None:
             await self.shared.forget(key)
+
+    async def aclose(self) -> None:
+        if self.shared is not None:
+            await self.shared.aclose()

@@ -122,6 +122,8 @@ class AppState:
                 await self.checkpoints.checkpoint("shutdown")
         if hasattr(self, "http"):
             await self.http.aclose()
+        with contextlib.suppress(Exception):
+            await self.limiter.aclose()
         await asyncio.to_thread(self.db.close)
         if self.tracing is not None:  # export the spans still queued
             await asyncio.to_thread(self.tracing.shutdown)
