@@ -181,7 +181,16 @@ def _settings(conn: Connection) -> dict[str, Any]:
 
 
 def load_snapshot(conn: Connection) -> Snapshot:
-    """Read the whole configuration and compile the policy engine."""
+    """Read the whole configuration and compile the policy engine.
+
+    All of it from one database snapshot on PostgreSQL (REPEATABLE READ), where another
+    replica may commit a change between two of these reads; the version is read first in
+    any case, so a snapshot is never older than the version it carries (a replica whose
+    snapshot said version N but missed part of change N would never reload it).
+    """
+    if conn.dialect.name == "postgresql" and not conn.in_transaction():
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    version = read_version(conn)
     by_id, key_index = _agents(conn)
     perm_rows = _rows(conn, permissions, permissions.c.created_at)
     pol_rows = _rows(conn, policies, policies.c.priority)
@@ -203,7 +212,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
     )
     settings = _settings(conn)
     return Snapshot(
-        version=int(settings["config_version"]),
+        version=version,
         agents_by_id=by_id,
         agents_by_name={a.name: a for a in by_id.values()},
         key_index=key_index,

@@ -138,3 +138,26 @@ def test_notification_payloads_stay_under_the_postgres_limit() -> None:
     assert sum(count for _, count in messages) == len(items)
     ids = [i for payload, _ in messages for i in json.loads(payload)["i"]]
     assert ids == [ident for _, ident in items]  # every id, in order
+
+
+def test_a_snapshot_is_read_at_one_moment_while_another_replica_commits(pair: Pair) -> None:
+    """A change committed between two of load_snapshot's reads must not leave a snapshot
+    that carries the new version without the change (that replica would never reload it)."""
+    from agentfirewall_server.snapshot import load_snapshot
+
+    with pair.b.state.db.reader_engine.connect() as conn:
+        execute = conn.execute
+        fired: list[str] = []
+
+        def execute_then_commit_elsewhere(*args: Any, **kwargs: Any) -> Any:
+            result = execute(*args, **kwargs)
+            if not fired:  # right after the first read: replica A commits a change
+                fired.append(pair.a.create_agent("Sneaky"))
+            return result
+
+        conn.execute = execute_then_commit_elsewhere  # type: ignore[method-assign]
+        snap = load_snapshot(conn)
+    assert fired
+    assert "Sneaky" not in snap.agents_by_name
+    assert snap.version < pair.a.state.snapshot.version  # so B will reload it
+    wait_for(lambda: "Sneaky" in pair.b.state.snapshot.agents_by_name, what="B reloads")
