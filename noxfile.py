@@ -69,6 +69,7 @@ def benchmarks(session: nox.Session) -> None:
         "proxy.py",
         "held.py",
         "tracing.py",
+        "budgets.py",
     ):
         session.run("python", f"benchmarks/{script}", "--quick")
 
