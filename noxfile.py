@@ -70,6 +70,7 @@ def benchmarks(session: nox.Session) -> None:
         "held.py",
         "tracing.py",
         "budgets.py",
+        "scale.py",
     ):
         session.run("python", f"benchmarks/{script}", "--quick")
 

@@ -5,6 +5,7 @@ Needs a PostgreSQL server (``--database-url`` or ``$AGENTFIREWALL_TEST_POSTGRES_
 
     python benchmarks/scale.py                       # 3 rounds x 6 s, 32 connections
     python benchmarks/scale.py -d 4 -r 1 --trials 10 --gateways 1,10,50
+    python benchmarks/scale.py --quick               # 1 round x 2 s, 5 trials
 
 1. ``POST /api/v1/actions`` on one replica, then spread over two (half the connections
    each, as a round-robin load balancer would), both ``python -m agentfirewall_server``
@@ -281,8 +282,14 @@ def main() -> None:
     parser.add_argument("--gateways", default="1,10,50")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--checks", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="a short run (nox -s benchmarks)")
     args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds, args.slices, args.trials, args.checks = 2.0, 1, 2, 5, 300
     if not args.database_url:
+        if args.quick:  # nox -s benchmarks on a machine without PostgreSQL
+            print("scale.py: skipped, no PostgreSQL (set AGENTFIREWALL_TEST_POSTGRES_URL)")
+            return
         parser.error("give --database-url or set AGENTFIREWALL_TEST_POSTGRES_URL")
     base = args.database_url.replace("postgresql+psycopg://", "postgresql://")
     url = create_database(base)
