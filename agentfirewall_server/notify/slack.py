@@ -71,7 +71,13 @@ def _blocks(row: dict[str, Any], base_url: str) -> list[dict[str, Any]]:
                     "action_id": "approve",
                     "style": "primary",
                     "value": row["id"],
-                    "text": {"type": "plain_text", "text": "Approve"},
+                    "text": {"type": "plain_text", "text": "Approve once"},
+                },
+                {  # a grant: the same action for this agent for an hour (grants.py)
+                    "type": "button",
+                    "action_id": "approve_1h",
+                    "value": row["id"],
+                    "text": {"type": "plain_text", "text": "Approve for 1 h"},
                 },
                 {
                     "type": "button",

@@ -7,6 +7,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -14,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from agentfirewall_server.approvals import decide_approval, publish_decided
 from agentfirewall_server.auth import state_of
 from agentfirewall_server.clock import now
+from agentfirewall_server.grants import GrantBody, create_grant
 from agentfirewall_server.notify.slack import verify_signature
 from agentfirewall_server.web import ApiError, json_ok, read_body
 
@@ -53,26 +55,28 @@ async def interactivity(request: Request) -> JSONResponse:
         return json_ok({"ok": True, "ignored": True})
     action = actions[0]
     verb, approval_id = action.get("action_id"), str(action.get("value", ""))
-    if verb not in ("approve", "deny"):
+    if verb not in ("approve", "approve_1h", "deny"):
         return json_ok({"ok": True, "ignored": True})
     user = payload.get("user") or {}
     who = f"slack:{user.get('username') or user.get('name') or user.get('id') or 'unknown'}"
+
+    def job(conn: Connection) -> dict[str, Any]:
+        stamp = now()
+        row = decide_approval(conn, approval_id, approve=verb != "deny", by=who, role="member",
+                              note=None, now=stamp)  # fmt: skip
+        if verb == "approve_1h":  # "Approve for 1 h": a grant of the same action
+            create_grant(conn, row, _HOUR, by=who, now=stamp)
+        return row
+
     try:
-        row = await state.db.write(
-            lambda c: decide_approval(
-                c,
-                approval_id,
-                approve=verb == "approve",
-                by=who,
-                role="member",
-                note=None,
-                now=now(),
-            )
-        )
+        row = await state.db.write(job)
     except ApiError as exc:
         return json_ok({"ok": False, "response_type": "ephemeral", "text": exc.message})
     await publish_decided(state, [row])
     return json_ok({"ok": True, "status": row["status"]})
+
+
+_HOUR = GrantBody(for_seconds=3600)
 
 
 def routes() -> list[BaseRoute]:

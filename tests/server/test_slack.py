@@ -82,7 +82,9 @@ def test_pending_approval_posts_buttons_and_a_signed_click_decides(
     message = posted.json()
     assert message["channel"] == "C0FAKE"
     buttons = message["blocks"][1]["elements"]
-    assert [(b["action_id"], b["value"]) for b in buttons] == [("approve", apv), ("deny", apv)]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [
+        ("approve", apv), ("approve_1h", apv), ("deny", apv)]  # fmt: skip
+    assert [b["text"]["text"] for b in buttons] == ["Approve once", "Approve for 1 h", "Deny"]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the message ts is stored after the post
         if h.state.db.read_sync(
@@ -102,6 +104,20 @@ def test_pending_approval_posts_buttons_and_a_signed_click_decides(
     second = _callback(h, apv, "deny")
     assert second.json()["ok"] is False
     assert h.admin("GET", f"/v1/approvals/{apv}").json()["status"] == "approved"
+
+
+def test_approve_for_an_hour_makes_a_grant(harness: Harness) -> None:
+    _configure(harness)
+    apv = _hold(harness)["approval"]["id"]
+    answer = _callback(harness, apv, "approve_1h")
+    assert answer.json()["status"] == "approved"
+    grants = harness.admin("GET", "/v1/grants").json()["grants"]
+    assert [(g["approval_id"], g["max_uses"], g["created_by"]) for g in grants] == [
+        (apv, None, "slack:alice")]  # fmt: skip
+    granted = grants[0]
+    assert granted["expires_at"] is not None
+    assert granted["action_type"] == harness.admin("GET", f"/v1/approvals/{apv}").json()[
+        "action_spec"]["type"]  # fmt: skip
 
 
 def test_bad_signatures_and_stale_timestamps_are_refused(harness: Harness) -> None:
