@@ -100,6 +100,8 @@ class AwsConnector(Connector):
     name = _NAME
     description = "Amazon Web Services (SigV4 re-signed)"
     default_domains = ("*.amazonaws.com",)
+    #: TLS upstream: a plain ``http://`` request is upgraded, never signed in cleartext.
+    base_url = "https://s3.amazonaws.com"
     body_limit = 1024 * 1024
     auth_header_names = ("authorization", "x-amz-security-token", "x-amz-date")
 

@@ -98,3 +98,15 @@ def test_chunk_signed_streaming_is_refused(setup: Setup) -> None:
     assert answer.status_code == 400
     assert answer.json()["error"] == "unsignable_request"
     assert len(setup.fake.received()) == before
+
+
+def test_plain_http_is_upgraded_to_tls_and_signed(setup: Setup) -> None:
+    """A credential never travels in cleartext: plain http:// to an AWS host reaches it over
+    TLS, re-signed (tests/proxy/test_cleartext.py covers the static-credential types)."""
+    setup.fake.settings["rejected"].clear()
+    plain = "http://demo-bucket.s3.us-west-2.amazonaws.com/plain.txt"
+    answer = setup.client.put(plain, content=b"p", headers={"Authorization": PLACEHOLDER})
+    assert answer.status_code == 200, answer.text
+    assert setup.fake.last().scheme == "https"
+    assert setup.fake.settings["rejected"] == []
+    assert setup.fake.settings["objects"][("demo-bucket", "plain.txt")] == b"p"
