@@ -27,9 +27,10 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, unquote_plus
 
 from agentfirewall.connectors import HttpRequest
-from agentfirewall.content import describe
+from agentfirewall.content import default_scanner, describe, redact_text
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import redactions
 from agentfirewall.policy.unseen import unseen_decision
@@ -407,13 +408,17 @@ def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
     digest.update(b"%d:" % len(body))
     digest.update(body)
     preview = body[:_PREVIEW].decode("utf-8", "replace")
+    path, query = flow.path, flow.query
     if flow.findings:  # the approver sees which detector fired where, never the text
         preview = f"[content detections: {describe(list(flow.findings))}]"
+        scanner = default_scanner()  # path and query shown decoded, as they were scanned
+        path = redact_text(scanner, unquote(path), scanner.names)[0]
+        query = redact_text(scanner, unquote_plus(query), scanner.names)[0]
     return {
         "method": flow.method,
         "host": flow.host,
-        "path": flow.path[:8192],
-        "query": flow.query[:8192],
+        "path": path[:8192],
+        "query": query[:8192],
         "content_type": ctype[:300],
         "content_encoding": encoding[:100],
         "body_size": len(body),

@@ -302,3 +302,24 @@ def test_body_beyond_the_inspection_limit_fails_closed(
     assert answer.status_code == 403
     assert "the request body was not fully inspected" in answer.json()["reason"]
     assert fakes["openai"].received() == []
+
+
+def test_an_approver_never_sees_a_detected_secret_in_path_or_query() -> None:
+    """What an approval shows is redacted; what it binds (the digest) is the request."""
+    from agentfirewall.content import Finding
+    from agentfirewall_proxy.http1 import Head
+    from agentfirewall_proxy.pipeline import Flow, bind_request
+
+    flow = Flow(request_id="r1", method="POST", scheme="https", host="slack.com", port=443,
+                path=f"/api/x/{AWS_KEY}", query=f"note={AWS_KEY}&a=1")  # fmt: skip
+    flow.findings = (Finding("aws_access_key", "secret", 0.95, "query.note", 0, 20),)
+    head = Head(method="POST", target=b"/", headers=[], version="1.1", keep_alive=True,
+                chunked=False, content_length=None)  # fmt: skip
+    body = f'{{"text": "{AWS_KEY}"}}'.encode()
+    shown = bind_request(flow, head, body)
+    assert AWS_KEY not in json.dumps(shown)
+    assert shown["query"] == "note=[REDACTED:aws_access_key]&a=1"
+    assert shown["body_preview"] == "[content detections: aws_access_key at query.note+0]"
+    clean = Flow(request_id="r2", method="POST", scheme="https", host="slack.com", port=443,
+                 path=f"/api/x/{AWS_KEY}", query=f"note={AWS_KEY}&a=1")  # fmt: skip
+    assert bind_request(clean, head, body)["digest"] == shown["digest"]  # binds the original
