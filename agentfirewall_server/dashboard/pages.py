@@ -61,6 +61,7 @@ PAGES: tuple[Page, ...] = (
     Page("/agents", "agents.html", "Agents", "Agents"),
     Page("/connectors", "connectors.html", "Connectors", "Connectors"),
     Page("/policies", "policies.html", "Policies", "Policies"),
+    Page("/budgets", "budgets.html", "Budgets and grants", "Budgets"),
     Page("/sandbox", "sandbox.html", "Sandbox", "Sandbox"),
     Page("/audit", "audit.html", "Audit log", "Audit log"),
     Page("/settings", "settings.html", "Settings", "Settings"),

@@ -292,3 +292,34 @@ def test_agent_page_sets_enforcement_presets_and_custom_rules(dash: Dashboard) -
     page.locator("#agent-facts").get_by_text("suspended").wait_for()
     dash.screenshot(page, "agent-rules-1280")
     watched.assert_clean()
+
+
+def test_budgets_page_shows_spend_and_revokes_a_grant(dash: Dashboard) -> None:
+    key = create_agent(dash, "Finance Bot")
+    budget = {"agents": ["Finance Bot"], "connector": "stripe", "action": "stripe.transfer.*",
+              "measure": "sum", "currency": "usd", "limit": 100_000}  # fmt: skip
+    dash.api("PUT", "/budgets/stripe-daily", budget)
+    gateway = (dash.data_dir / "gateway.token").read_text().strip()
+    spend = {"agent": "Finance Bot", "connector": "stripe", "action": "stripe.transfer.create",
+             "parameters": {"amount": 25_000, "currency": "usd"}}  # fmt: skip
+    reserved = httpx.post(f"{dash.url}/api/v1/gateway/budgets/reserve", json=spend,
+                          headers={"Authorization": f"Bearer {gateway}"}, timeout=30)  # fmt: skip
+    assert reserved.json()["reservation"]
+    dash.api("POST", "/policies", {"document": HOLD_POLICY})
+    held = request_action(dash, key, 12_000)
+    grant = {"grant": {"for_seconds": 3600, "max_uses": 5, "where": ["amount<=20000"]}}
+    made = dash.api("POST", f"/approvals/{held['approval']['id']}/approve", grant)["grant"]
+    watched = dash.open("member")
+    page = watched.page
+    dash.goto(page, "/budgets")
+    row = page.locator("#budgets-table tbody tr", has_text="stripe-daily")
+    expect(row).to_contain_text("25,000 / 100,000 usd")
+    expect(row).to_contain_text("Finance Bot: 25,000")
+    assert row.locator("svg[role='img']").count() == 1
+    grant_row = page.locator("#grants-table tbody tr", has_text=made["id"])
+    expect(grant_row).to_contain_text("amount lte 20000")
+    dash.screenshot(page, "budgets-1280")
+    grant_row.get_by_role("button", name="Revoke").click()
+    grant_row.wait_for(state="detached")
+    assert dash.api("GET", f"/grants/{made['id']}")["status"] == "revoked"
+    watched.assert_clean()

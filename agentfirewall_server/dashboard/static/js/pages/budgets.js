@@ -1,0 +1,83 @@
+import { api } from "../api.js";
+import { $, badge, clear, el, fail, notify, show, timeCell } from "../dom.js";
+import { session, startPage } from "../session.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const UNITS = { count: "requests", tokens: "tokens", cost: "usd" };
+
+function unit(budget) {
+  return budget.measure === "sum" ? (budget.currency || budget.parameter || "amount") : UNITS[budget.measure] || "";
+}
+
+function amount(value) {
+  return Number(value).toLocaleString(undefined, { maximumFractionDigits: 2 });
+}
+
+// The remaining amount over the window as a small line (limit at the top, zero at the bottom).
+function burnDown(budget) {
+  const width = 160, height = 36;
+  const node = document.createElementNS(SVG, "svg");
+  node.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  node.setAttribute("width", String(width));
+  node.setAttribute("height", String(height));
+  node.setAttribute("role", "img");
+  const points = budget.state.burn_down || [];
+  node.setAttribute("aria-label", `${budget.name}: ${amount(budget.state.remaining)} of ${amount(budget.limit)} remaining`);
+  const start = Date.parse(budget.state.window_start);
+  const end = budget.state.resets_at ? Date.parse(budget.state.resets_at) : Date.now();
+  const x = (iso) => Math.max(0, Math.min(width, ((Date.parse(iso) - start) / Math.max(end - start, 1)) * width));
+  const y = (remaining) => height - Math.max(0, Math.min(height, (remaining / budget.limit) * height));
+  const coords = [`0,${y(budget.limit)}`, ...points.map((p) => `${x(p.at)},${y(p.remaining)}`)];
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", coords.join(" "));
+  line.setAttribute("class", budget.state.remaining > 0 ? "line-allow" : "line-deny");
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", "currentColor");
+  node.append(line);
+  return node;
+}
+
+async function loadBudgets() {
+  const data = await api("/budgets");
+  const body = clear($("#budgets-table tbody"));
+  for (const b of data.budgets) {
+    const perAgent = Object.entries(b.state.by_agent || {}).map(([name, spent]) => `${name}: ${amount(spent)}`).join(", ");
+    body.append(el("tr", {},
+      el("td", {}, el("code", { text: b.name })),
+      el("td", { class: "wrap", text: `${(b.agents || []).join(", ")} · ${b.connector} · ${b.action}` }),
+      el("td", { text: `${amount(b.state.used)} / ${amount(b.limit)} ${unit(b)}` }),
+      el("td", { class: b.state.remaining > 0 ? "" : "text-deny", text: amount(b.state.remaining) }),
+      el("td", { text: b.window.replace("_", " ") + (b.window.startsWith("calendar") ? ` (${b.timezone})` : "") }),
+      el("td", {}, badge(b.outcome)),
+      el("td", { class: "wrap", text: perAgent || "—" }),
+      el("td", {}, burnDown(b))));
+  }
+  show("#budgets-empty", data.budgets.length === 0);
+}
+
+function where(grant) {
+  return (grant.constraints || []).map((c) => `${c.field.split(".").pop()} ${c.operator} ${JSON.stringify(c.value)}`).join("; ") || "—";
+}
+
+async function loadGrants() {
+  const data = await api("/grants");
+  const body = clear($("#grants-table tbody"));
+  const canRevoke = ["owner", "admin", "member"].includes(session.role);
+  for (const g of data.grants) {
+    const revoke = el("button", { type: "button", text: "Revoke" });
+    revoke.disabled = !canRevoke;
+    revoke.addEventListener("click", () => {
+      api(`/grants/${encodeURIComponent(g.id)}/revoke`, { method: "POST", json: {} })
+        .then(() => { notify(`${g.id} revoked`); return loadGrants(); }).catch(fail);
+    });
+    body.append(el("tr", {},
+      el("td", {}, el("code", { text: g.id })), el("td", { text: g.agent }), el("td", {}, el("code", { text: g.action_type })),
+      el("td", { class: "wrap", text: where(g) }), el("td", { text: `${g.uses} / ${g.max_uses ?? "∞"}` }),
+      g.expires_at ? timeCell(g.expires_at) : el("td", { text: "—" }), el("td", {}, badge(g.status)), el("td", {}, revoke)));
+  }
+  show("#grants-empty", data.grants.length === 0);
+}
+
+startPage(async () => {
+  await Promise.all([loadBudgets(), loadGrants()]);
+});
