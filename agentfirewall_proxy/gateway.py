@@ -257,6 +257,9 @@ class Gateway:
                 "token_fetches": self.tokens.fetches,
                 "pid": os.getpid(),
                 "uptime_seconds": int(time.time() - self.started_at.timestamp()),
+                # the replica it talks to now, and how often it moved (HttpControl only)
+                "control_plane": getattr(self.control, "url", None),
+                "control_failovers": getattr(self.control, "failovers", 0),
             },
         }
 

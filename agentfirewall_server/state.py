@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -35,7 +36,7 @@ from agentfirewall_server.snapshot import (
     read_version,
 )
 from agentfirewall_server.store.db import Database
-from agentfirewall_server.store.schema import tokens
+from agentfirewall_server.store.schema import gateways, tokens
 from agentfirewall_server.tracing import build_tracing
 from agentfirewall_server.vault import Keyring
 from agentfirewall_server.vaultcheck import credential_problems, open_keyring
@@ -180,7 +181,8 @@ class AppState:
         return result
 
     async def _follow_other_instances(self) -> None:
-        """The backstop of the shared events (``pgevents.py``): the version, every 2 s."""
+        """The backstop of the shared events (``pgevents.py``): the version, every 2 s; and
+        the gateways attached to other replicas (``/status`` lists every gateway)."""
         while True:
             await asyncio.sleep(2)
             try:
@@ -188,8 +190,19 @@ class AppState:
                 if version != self.snapshot.version:  # changed by another replica
                     await self.reload()
                     self.hub.publish("config", {"version": self.snapshot.version}, relay=False)
+                self._merge_gateways(
+                    await self.db.read(lambda c: c.execute(select(gateways)).all())
+                )
             except Exception:  # keep serving from the last snapshot; try again
                 log.warning("could not follow the configuration version", exc_info=True)
+
+    def _merge_gateways(self, rows: Sequence[Any]) -> None:
+        """Gateways that report to another replica, from their last stored heartbeat."""
+        for row in rows:
+            known = self.gateways.get(row.id)
+            if known is None or known["last_heartbeat"] < row.last_heartbeat:
+                info = json.loads(row.info)
+                self.gateways[row.id] = {"info": info, "last_heartbeat": row.last_heartbeat}
 
     def _update_gauges(self) -> None:
         self.vault_problems = credential_problems(self.snapshot.credentials, self.vault)
@@ -201,3 +214,7 @@ class AppState:
     def agent_for_key(self, key: str) -> AgentRecord | None:
         agent_id = self.snapshot.key_index.get(hash_secret(key))
         return self.snapshot.agents_by_id.get(agent_id) if agent_id else None
+
+
+def _stored_gateways(conn: Connection) -> Sequence[Any]:
+    return conn.execute(select(gateways)).all()

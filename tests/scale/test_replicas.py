@@ -138,6 +138,14 @@ def test_an_approval_on_a_releases_a_request_held_by_bs_gateway(cluster: Cluster
     assert out[0].status_code == 200
     merged = [r.path for r in cluster.fakes["github"].received("PUT")]
     assert merged.count("/repos/acme/api/pulls/101/merge") == 1
+    # each replica's status lists both gateways, wherever they report
+    wait_for(lambda: len(_proxies(cluster.a)) == 2, what="both gateways in A's status")
+    wait_for(lambda: len(_proxies(cluster.b)) == 2, what="both gateways in B's status")
+
+
+def _proxies(server: LiveServer) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = server.admin("GET", "/v1/status").json()["gateway"]["proxies"]
+    return found
 
 
 def _refused(http: httpx.Client) -> bool:
@@ -239,6 +247,9 @@ def test_a_sigkilled_replica_loses_no_acknowledged_record_and_its_gateway_fails_
         assert isinstance(control, HttpControl)
         assert control.url == cluster.b.api_url
         assert control.failovers >= 1
+        wait_for(lambda: any(p["stats"].get("control_plane") == cluster.b.api_url
+                             for p in _proxies(cluster.b)),
+                 what="B's status shows A's gateway now reporting to B")  # fmt: skip
         assert held_thread.is_alive()
         (approval,) = cluster.pending(cluster.b)
         assert cluster.b.admin("POST", f"/v1/approvals/{approval['id']}/approve").status_code == 200
