@@ -51,11 +51,13 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def budgets(session: nox.Session) -> None:
-    """Budgets through two control-plane replicas on PostgreSQL (needs a server: source
-    .ci/postgres.sh first), beside the default SQLite run."""
+    """The long budget and grant runs: 64 concurrent transfers through the gateway on SQLite
+    and through two control-plane replicas on PostgreSQL (source .ci/postgres.sh first),
+    and grants from the CLI end to end."""
     session.install("-e", ".[dev,proxy]")
-    args = ["tests/proxy/test_budgets_live.py", *session.posargs]
-    session.run("python", "-m", "pytest", *args, env={"AGENTFIREWALL_TEST_REPLICAS": "1"})
+    files = ["tests/proxy/test_budgets_live.py", "tests/proxy/test_grants_live.py"]
+    session.run("python", "-m", "pytest", *files, *session.posargs,
+                env={"AGENTFIREWALL_TEST_BUDGETS": "1"})  # fmt: skip
 
 
 @nox.session

@@ -1,8 +1,9 @@
 """Budgets end to end: stripe-python through real gateways and control plane(s).
 
-The PostgreSQL run (two server processes, about a minute) runs with
-``AGENTFIREWALL_TEST_REPLICAS=1`` (``nox -s budgets``); the default run covers PostgreSQL
-atomicity across two apps at the store level (``tests/server/test_budgets_api.py``).
+These runs take a minute or more each: they run with ``AGENTFIREWALL_TEST_BUDGETS=1``
+(``nox -s budgets``). The default run covers atomicity across two apps on both engines at
+the store level (``tests/server/test_budgets_api.py``) and the gateway's reserve and settle
+with the openai client (``test_llm_budgets_live.py``).
 
 64 concurrent $25 transfers against a $1,000 day budget (exactly 40 fit): on SQLite (one
 server) and on PostgreSQL (two server replicas sharing one database, one gateway each).
@@ -40,7 +41,7 @@ from tests.proxy.support import (
 )
 
 PG_ENV = "AGENTFIREWALL_TEST_POSTGRES_URL"
-REPLICAS_ENV = "AGENTFIREWALL_TEST_REPLICAS"
+LONG_ENV = "AGENTFIREWALL_TEST_BUDGETS"
 AMOUNT = 2500  # $25.00
 LIMIT = 100_000  # $1,000.00: 40 transfers
 WORKERS = 64
@@ -56,6 +57,8 @@ def servers(
 ) -> Iterator[tuple[list[LiveServer], str]]:
     """SQLite: one server. PostgreSQL: two replicas (a copy of the first one's data
     directory: same secrets and tokens; one database). The agent's key with them."""
+    if not os.environ.get(LONG_ENV):  # a minute or more: out of the default run
+        pytest.skip(f"64 concurrent transfers: `nox -s budgets` (sets {LONG_ENV}=1)")
     fakes["stripe"].clear()
     fakes["stripe"].settings.clear()
     if request.param == "sqlite":
@@ -65,8 +68,6 @@ def servers(
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"PostgreSQL not available: set {PG_ENV}")
-    if not os.environ.get(REPLICAS_ENV):  # about a minute: out of the default run
-        pytest.skip(f"two replicas on PostgreSQL: `nox -s budgets` (sets {REPLICAS_ENV}=1)")
     import psycopg
 
     name = f"af_{secrets.token_hex(6)}"

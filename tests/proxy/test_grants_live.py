@@ -3,7 +3,9 @@
 A held transfer approved with `tf approvals approve ID --for 1h --max-uses 3 --where
 'amount<=10000'` lets the next matching transfers through at once (traffic says which
 grant), never past a deny rule or the kill switch, until revoked with `tf grants revoke`;
-the budget set with `tf budget set` counts them all.
+the budget set with `tf budget set` counts them all. Runs with
+``AGENTFIREWALL_TEST_BUDGETS=1`` (``nox -s budgets``); the default run covers grants at the
+API (``tests/server/test_grants_api.py``) and in Slack.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from tests.livesrv import LiveServer
 from tests.proxy.support import CREDENTIALS, PLACEHOLDER, RunningGateway, ca_bundle, gateway_options
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("AGENTFIREWALL_TEST_BUDGETS"),
+    reason="about a minute of `tf` subprocesses: `nox -s budgets` (AGENTFIREWALL_TEST_BUDGETS=1)",
+)
 DENY_BLOCKED = """\
 name: no-blocked-accounts
 rules:

@@ -120,6 +120,9 @@ def test_reservations_across_two_apps_never_overspend(
     assert state["by_agent"] == {"Finance-Bot": 75_000}
     assert _reserve(second, 25_000)["reservation"] is not None  # the released room is back
     assert _reserve(second, 1)["refused"]["outcome"] == "deny"
+    metrics = second.admin("GET", "/metrics").text
+    assert 'aaf_budget_refusals_total{budget="stripe-daily",outcome="deny"}' in metrics
+    assert 'aaf_budget_limit{budget="stripe-daily"} 100000.0' in metrics
 
 
 def test_fail_closed_and_outcomes(harness: Harness) -> None:
