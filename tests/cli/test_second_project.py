@@ -9,6 +9,7 @@ import contextlib
 import json
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,16 @@ def _wait_up(project: Project) -> dict[str, object]:
     return dict(wait_for(read, timeout=60, what="tf up"))
 
 
+def _log_once_it_says(log: Path, text: str, timeout: float = 60.0) -> str:
+    """The log once ``text`` is in it: up.json can be written before the banner is flushed."""
+    deadline = time.monotonic() + timeout
+    said = log.read_text()
+    while text not in said and time.monotonic() < deadline:
+        time.sleep(0.1)
+        said = log.read_text()
+    return said
+
+
 def test_tf_up_moves_off_taken_default_ports_and_says_so(bare_project: Project) -> None:
     server, proxy = _port(DEFAULT_SERVER), _port(DEFAULT_PROXY)
     with _taken(server, proxy):
@@ -72,7 +83,7 @@ def test_tf_up_moves_off_taken_default_ports_and_says_so(bare_project: Project) 
         up = _wait_up(bare_project)
         assert _port(str(up["server_url"])) != server
         assert _port(str(up["proxy_url"])) != proxy
-        said = bare_project.up_log.read_text()
+        said = _log_once_it_says(bare_project.up_log, str(up["dashboard_url"]))
         assert f"server port {server} is taken" in said
         assert f"gateway port {proxy} is taken" in said
         assert str(up["dashboard_url"]) in said
