@@ -2,7 +2,8 @@
 
 A gateway holding many requests at once sends their approvals together (as it batches
 traffic records): each item is what ``POST /gateway/approvals`` takes, and each answer is
-what it returns, in the same order. The whole batch is one writer job: the rows go in with
+what it returns, in the same order (a grant that covers an item answers it ``approved``
+with its ``grant_id``, as one by one). The whole batch is one writer job: the rows go in with
 one INSERT and their ``approval.created`` events are chained with one append. An item that
 cannot be recorded (its spec invalid, its hash not its spec's) gets an ``error`` object in
 its place and the others are recorded.
@@ -24,6 +25,7 @@ from agentfirewall_server.approvals import DEFAULT_ROLES, approval_json, approva
 from agentfirewall_server.audit import append_events, prepare_event
 from agentfirewall_server.auth import require_gateway, state_of
 from agentfirewall_server.clock import now
+from agentfirewall_server.grants import use_grant
 from agentfirewall_server.routes.gateway import GatewayApproval, _reusable
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals
@@ -74,6 +76,12 @@ def _job(
                 out.append(({**dict(found._mapping), "used": True}, True))
                 continue
             spec = checked["spec"]
+            # held (deny rules and the kill switch decided before): a grant may let it through
+            grant = use_grant(conn, agent=body.agent, connector=body.connector, spec=spec,
+                              actor="gateway", now=stamp)  # fmt: skip
+            if grant is not None:
+                out.append(({"grant": grant}, False))
+                continue
             row = approval_row(
                 agent=body.agent,
                 connector=body.connector,
@@ -115,11 +123,16 @@ async def create_gateway_approvals(request: Request) -> JSONResponse:
     state = state_of(request)
     results = await state.db.write(_job(state, items))
     answers: list[dict[str, Any]] = []
-    for (_body, checked), result in zip(items, results, strict=True):
+    for (body, checked), result in zip(items, results, strict=True):
         if result is None:
             answers.append({"error": checked["error"]})
             continue
         row, reused = result
+        if "grant" in row:  # no approval: the grant's use is audited, as one by one
+            state.metrics.grant_uses.labels(body.agent).inc()
+            answers.append({"id": None, "status": "approved", "grant_id": row["grant"]["id"],
+                            "reused": False})  # fmt: skip
+            continue
         data = approval_json(row)
         if not reused:
             state.hub.publish("approval.created", data)

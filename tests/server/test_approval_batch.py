@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agentfirewall.actions import parse_action_spec
 from agentfirewall_server.audit import verify_chain
 from tests.server.conftest import Harness
 from tests.server.test_gateway_api import _approval_body
@@ -57,3 +58,43 @@ def test_a_bad_item_is_refused_alone_and_bad_batches_are_422(harness: Harness) -
         assert r.status_code == 422
         assert r.json()["error"]
     assert harness.call("POST", "/v1/gateway/approvals/batch", json=body).status_code == 401
+
+
+def test_a_grant_answers_batched_items_as_one_by_one(harness: Harness) -> None:
+    """A gateway batches the holds of one loop iteration: a grant covers them there too."""
+    harness.create_agent("Finance-Bot")
+    harness.create_agent("Other-Bot")
+    held = _grants_held(harness)
+    grant = harness.admin(
+        "POST", f"/v1/approvals/{held['id']}/approve", json={"grant": {"max_uses": 2}}
+    ).json()["grant"]
+    items = [_grant_item("Finance-Bot"), _grant_item("Other-Bot"), _grant_item("Finance-Bot"),
+             _grant_item("Finance-Bot")]  # fmt: skip
+    answers = harness.gateway(
+        "POST", "/v1/gateway/approvals/batch", json={"approvals": items}
+    ).json()["approvals"]
+    approved = {"id": None, "status": "approved", "grant_id": grant["id"], "reused": False}
+    assert answers[0] == approved
+    assert answers[1]["status"] == "pending"  # another agent: no grant covers it
+    assert answers[2] == approved
+    assert answers[3]["status"] == "pending"  # two uses, used up by the items before it
+    events = harness.admin("GET", "/v1/audit?limit=1000").json()["events"]
+    assert [e["subject"] for e in events if e["event_type"] == "grant.used"] == [grant["id"]] * 2
+
+
+def _grant_item(agent: str) -> dict[str, object]:
+    spec = {
+        "type": "stripe.transfer.create",
+        "resource": {"provider": "stripe", "target": "transfers"},
+        "parameters": {"amount": 5000, "currency": "usd", "destination": "acct_1"},
+    }
+    return {"agent": agent, "connector": "stripe", "action_spec": spec, "reason": "held",
+            "action_hash": parse_action_spec(spec).action_hash}  # fmt: skip
+
+
+def _grants_held(harness: Harness) -> dict[str, object]:
+    answer = harness.gateway("POST", "/v1/gateway/approvals", json=_grant_item("Finance-Bot"))
+    assert answer.status_code == 200, answer.text
+    data: dict[str, object] = answer.json()
+    assert data["status"] == "pending"
+    return data
