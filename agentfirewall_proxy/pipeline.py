@@ -33,6 +33,7 @@ from agentfirewall.connectors import HttpRequest
 from agentfirewall.content import default_scanner, describe, redact_text
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import redactions
+from agentfirewall.policy.record import record_input
 from agentfirewall.policy.unseen import unseen_decision
 from agentfirewall_proxy.guard import content_attributes, request_findings
 from agentfirewall_proxy.http1 import Head
@@ -149,6 +150,8 @@ class Flow:
     model: str | None = None
     #: ``budget.<name>.*`` values for policy conditions (``budgets.py``).
     budget_view: dict[str, object] | None = None
+    #: The replayable decision input (``agentfirewall.policy.record``), once decided.
+    input: dict[str, Any] | None = None
     #: A parked flow's parameters, kept for its budget reservation once approved.
     parameters: dict[str, Any] | None = None
     #: The grant that let a held request through without a human (``approvals.py``).
@@ -387,6 +390,13 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
         flow.redact = redactions(config.engine, config.guard, parsed.spec, ctx)[0]
     flow.parsed, flow.decision = parsed, decision
     flow.action = parsed.spec.type if parsed else None
+    if parsed is not None:
+        ctx = EvaluationContext(
+            agent=flow.agent.name, mode="proxy", now=now, connector=flow.connector.type,
+            enforcement_level=flow.agent.level, risk=parsed.risk, attributes=attributes or {},
+        )  # fmt: skip
+        widened = unseen or bool(parsed.spec.risk_hints.get("body_truncated"))
+        flow.input = record_input(parsed.spec, ctx, unseen=widened)
     return decision
 
 
@@ -495,5 +505,6 @@ def traffic_record(flow: Flow) -> dict[str, Any]:
         "bytes_in": flow.bytes_in,
         "bytes_out": flow.bytes_out,
         "reason": (flow.reason or (decision.reason if decision else ""))[:1000],
+        "input": flow.input,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }

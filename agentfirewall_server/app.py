@@ -39,6 +39,7 @@ _ROUTE_MODULES = (  # actions first: POST /api/v1/actions is the hot path (route
     "connectors",
     "permissions",
     "policies",
+    "replay",
     "killswitch",
     "audit",
     "gateway",

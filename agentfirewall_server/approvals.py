@@ -311,6 +311,7 @@ def prune(conn: Connection, now: float) -> None:
 async def expiry_loop(state: AppState, interval: float = 1.0) -> None:
     """Expire pending approvals past their deadline about once a second; prune hourly."""
     from agentfirewall_server.clock import now
+    from agentfirewall_server.replaystore import prune_inputs_job
 
     await refresh_pending_gauge(state)
     ticks = 0
@@ -322,5 +323,6 @@ async def expiry_loop(state: AppState, interval: float = 1.0) -> None:
             await publish_decided(state, expired)
             if ticks % 3600 == 1:
                 await state.db.write(lambda c: prune(c, now()))
+                await state.db.write(prune_inputs_job(state.settings))
         except Exception:
             log.warning("approval expiry sweep failed", exc_info=True)

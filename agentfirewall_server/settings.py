@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     audit_anchor_url: str | None = None
     audit_anchor_file: Path | None = None
     approval_timeout_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    #: days a decision's replayable input is kept (``replaystore.py``); the traffic row stays
+    decision_input_retention_days: float = Field(default=30.0, gt=0, le=3650)
     rate_limit_per_minute: int = Field(default=60, ge=1)
     webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=MIB, ge=1024)

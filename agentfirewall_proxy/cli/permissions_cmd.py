@@ -18,6 +18,7 @@ from agentfirewall_proxy.cli.names import (
     unknown_action,
 )
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
+from agentfirewall_proxy.cli.suggest_cmd import add_suggest
 
 __all__ = ["connector_type", "ensure_agent", "register"]
 
@@ -205,7 +206,7 @@ def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
         '  tf permissions list --gateway "Bot"\n  tf permissions remove perm_123',
         common=common,
     )
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="set|list|remove")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="set|list|remove|suggest")
     setter = add_command(
         verbs,
         "set",
@@ -253,3 +254,4 @@ def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
         handler=permissions_remove,
     )
     remove.add_argument("id")
+    add_suggest(verbs, common)

@@ -34,6 +34,7 @@ from agentfirewall_proxy.cli.output import (
     CliError,
 )
 from agentfirewall_proxy.cli.permissions_cmd import connector_type
+from agentfirewall_proxy.cli.replay_cmd import add_replay
 
 __all__ = ["register"]
 
@@ -271,3 +272,4 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "install", "install a built-in pack", "  tf policy install github-safe-defaults", install
     )
     i.add_argument("pack")
+    add_replay(cmd)

@@ -24,11 +24,13 @@ from starlette.routing import BaseRoute, Route
 from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError
+from agentfirewall.policy.record import record_input
 from agentfirewall_server.approvals import approval_json, create_approval
 from agentfirewall_server.audit import append_events, prepare_event
 from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
-from agentfirewall_server.decide import approval_terms, evaluate, explain, issue_token
+from agentfirewall_server.decide import approval_terms, context_for, explain, issue_token
+from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import action_requests, approvals
@@ -162,6 +164,7 @@ def _rows(
         "response": json_text({"status": status, "approval": response["approval"]}),
         "execution": None,
         "execution_state": None,
+        "decision_input": response["_input"],
         "created_at": stamp,
         "updated_at": stamp,
     }
@@ -251,7 +254,8 @@ async def request_action(request: Request) -> JSONResponse:
     action_hash = hashlib.sha256(canonical).hexdigest()  # spec.action_hash, computed once
     if key is not None and (replayed := await _replay(state, agent, key, action_hash)):
         return replayed
-    decision = evaluate(state, agent, spec)
+    ctx = context_for(agent, spec)
+    decision = state.snapshot.engine.evaluate(spec, ctx)
     annotate(agent=agent.name, connector=spec.provider, action=spec.type,
              decision=decision.status, rule=rule_of(decision))  # fmt: skip
     action_id = new_id("act_")
@@ -263,6 +267,7 @@ async def request_action(request: Request) -> JSONResponse:
         "approval": None,
         "_hash": action_hash,  # removed before answering
         "_canonical": canonical,
+        "_input": input_text(record_input(spec, ctx)),  # the replayable input
     }
     approval = None
     try:
@@ -284,7 +289,7 @@ async def request_action(request: Request) -> JSONResponse:
         if replayed is None:
             raise
         return replayed
-    del response["_hash"], response["_canonical"]
+    del response["_hash"], response["_canonical"], response["_input"]
     if approval is not None:
         data = approval_json(approval)
         state.hub.publish("approval.created", data)

@@ -7,6 +7,7 @@ so `tf audit verify --file` can check it offline with only the public key.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, Select, select
@@ -153,6 +154,8 @@ async def make_checkpoint(request: Request) -> JSONResponse:
 def traffic_json(row: Any) -> dict[str, Any]:
     m = dict(row._mapping)
     m["created_at"] = rfc3339(m["created_at"])
+    raw = m.pop("decision_input", None)  # the replayable input (agentfirewall.policy.record)
+    m["input"] = json.loads(raw) if raw else None
     return m
 
 

@@ -28,6 +28,7 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, state_of
 from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.grants import use_grant
+from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals, gateways, traffic
 from agentfirewall_server.tracing import annotate
@@ -59,6 +60,8 @@ class TrafficRecord(Strict):
     bytes_out: int | None = Field(default=None, ge=0)
     reason: str | None = Field(default=None, max_length=2000)
     created_at: str | float | None = None
+    #: The replayable decision input (``agentfirewall.policy.record``).
+    input: dict[str, Any] | None = None
 
 
 class TrafficBatch(Strict):
@@ -239,7 +242,8 @@ async def ingest_traffic(request: Request) -> JSONResponse:
     body = await read_model(request, TrafficBatch)
     rows = [
         {
-            **r.model_dump(exclude={"created_at"}),
+            **r.model_dump(exclude={"created_at", "input"}),
+            "decision_input": input_text(r.input),
             "bytes_in": _saturate(r.bytes_in),
             "bytes_out": _saturate(r.bytes_out),
             "created_at": _created(r.created_at),
@@ -253,7 +257,9 @@ async def ingest_traffic(request: Request) -> JSONResponse:
         state.metrics.count_request(
             row["agent"] or "", row["connector"] or "", row["decision"] or "", row["action"] or ""
         )
-        state.hub.publish("traffic", {k: v for k, v in row.items() if k != "created_at"})
+        state.hub.publish(
+            "traffic", {k: v for k, v in row.items() if k not in ("created_at", "decision_input")}
+        )
     return json_ok({"accepted": len(rows)})
 
 

@@ -183,8 +183,11 @@ action_requests = Table(
     Column("updated_at", Float, nullable=False),
     # NULL until claimed; executing -> executed | failed (routes/execute.py: at most once)
     Column("execution_state", String(20), nullable=True),
+    # the replayable decision input (agentfirewall.policy.record), JSON; NULL past retention
+    Column("decision_input", Text, nullable=True),
     UniqueConstraint("agent_id", "idempotency_key", name="uq_idempotency"),
 )
+Index("ix_action_requests_created_at", action_requests.c.created_at)
 
 approvals = Table(
     "approvals",
@@ -239,6 +242,8 @@ traffic = Table(
     Column("bytes_out", Integer, nullable=True),
     Column("reason", Text, nullable=True),
     Column("created_at", Float, nullable=False, index=True),
+    # the replayable decision input (agentfirewall.policy.record), JSON; NULL past retention
+    Column("decision_input", Text, nullable=True),
 )
 
 audit_events = Table(

@@ -1,0 +1,125 @@
+"""Replayable decision inputs: what the engine was given, stored so it can be evaluated again.
+
+:func:`record_input` turns the ``(spec, ctx)`` of one live decision into a small JSON-able
+dict; :func:`restore_input` rebuilds them for :mod:`agentfirewall.policy.replay`. Stored:
+the action type, resource, the evaluation context (mode, connector, enforcement level, SDK
+default, route risk, content detector names, time) and the parameters a rule may read.
+
+Never stored: header values, bodies, and parameter values that carry content. A parameter
+is *withheld* (only its name kept, under ``"w"``) when its connector lists it in
+:data:`CONTENT_PARAMETERS` (message text, prompts, email subjects) or when its JSON form is
+longer than :data:`MAX_VALUE_BYTES`; a replayed rule reading it sees the field absent, and
+the replay report counts such records as ``partial``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.policy.engine import EvaluationContext
+
+__all__ = [
+    "CONTENT_PARAMETERS",
+    "MAX_VALUE_BYTES",
+    "RECORD_VERSION",
+    "record_input",
+    "restore_input",
+]
+
+RECORD_VERSION: Final = 1
+#: A parameter whose JSON form is longer than this is withheld (it is content, not a knob).
+MAX_VALUE_BYTES: Final = 256
+#: Per connector (and for SDK actions, per provider): parameters that carry what a message
+#: or a prompt says. Their values are never stored, whatever their size.
+CONTENT_PARAMETERS: Final[dict[str, frozenset[str]]] = {
+    "slack": frozenset({"text", "blocks", "attachments"}),
+    "openai": frozenset({"messages", "input", "prompt", "instructions"}),
+    "anthropic": frozenset({"messages", "system", "prompt"}),
+    "sendgrid": frozenset({"subject", "body", "content"}),
+    "email": frozenset({"subject", "body", "content"}),
+    "mcp": frozenset({"arguments"}),
+}
+#: Withheld for every connector: names that are bodies or secrets wherever they appear.
+_ALWAYS: Final = frozenset(
+    {"body", "content", "password", "secret", "token", "api_key", "authorization"}
+)
+
+
+def _storable(value: object) -> bool:
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return len(text.encode("utf-8")) <= MAX_VALUE_BYTES
+
+
+def _split(values: dict[str, Any], content: frozenset[str]) -> tuple[dict[str, Any], list[str]]:
+    kept: dict[str, Any] = {}
+    withheld: list[str] = []
+    for name, value in values.items():
+        if name in content or name.lower() in _ALWAYS or not _storable(value):
+            withheld.append(name)
+        else:
+            kept[name] = value
+    return kept, withheld
+
+
+def record_input(
+    spec: ActionSpec, ctx: EvaluationContext, *, unseen: bool = False
+) -> dict[str, Any]:
+    """The replayable input of one decision (``unseen``: the gateway widened it because the
+    body was not inspected whole, ``agentfirewall.policy.unseen``)."""
+    content = CONTENT_PARAMETERS.get(ctx.connector or spec.resource.provider or "", frozenset())
+    params, withheld = _split(spec.parameters, content)
+    hints, hidden = _split(spec.risk_hints, frozenset())
+    out: dict[str, Any] = {"v": RECORD_VERSION, "t": spec.type, "m": ctx.mode}
+    resource = {k: v for k, v in spec.resource.model_dump().items() if v is not None}
+    if resource:
+        out["r"] = resource
+    if params:
+        out["p"] = params
+    if hints:
+        out["h"] = hints
+    if withheld or hidden:
+        out["w"] = withheld + [f"risk_hints.{h}" for h in hidden]
+    if ctx.connector is not None:
+        out["c"] = ctx.connector
+    out["l"] = ctx.enforcement_level
+    if ctx.mode == "sdk":
+        out["d"] = ctx.sdk_default
+    if ctx.risk is not None:
+        out["k"] = ctx.risk
+    if ctx.attributes:
+        out["a"] = {k: v for k, v in ctx.attributes.items() if _storable(v)}
+    if unseen:
+        out["u"] = 1
+    out["n"] = round(ctx.now.timestamp(), 6)
+    return out
+
+
+def restore_input(data: dict[str, Any], agent: str) -> tuple[ActionSpec, EvaluationContext]:
+    """Rebuild ``(spec, ctx)`` from :func:`record_input`'s dict (raises ValueError when it is
+    not one)."""
+    if not isinstance(data, dict) or data.get("v") != RECORD_VERSION:
+        raise ValueError("not a decision input record")
+    spec = parse_action_spec(
+        {
+            "type": data["t"],
+            "resource": data.get("r") or {},
+            "parameters": data.get("p") or {},
+            "risk_hints": data.get("h") or {},
+        }
+    )
+    ctx = EvaluationContext(
+        agent=agent,
+        mode=data["m"],
+        now=datetime.fromtimestamp(float(data["n"]), UTC),
+        connector=data.get("c"),
+        enforcement_level=data.get("l", "full_enforce"),
+        sdk_default=data.get("d", "allow"),
+        risk=data.get("k"),
+        attributes=data.get("a") or {},
+    )
+    return spec, ctx

@@ -1,0 +1,129 @@
+"""Recorded decision inputs in the store: write, read back for replay, forget past retention.
+
+The gateway's traffic records and the SDK's action requests carry the input of their
+decision (``agentfirewall.policy.record``) in a ``decision_input`` JSON column. Past
+``decision_input_retention_days`` the column is cleared (the traffic row itself stays).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from agentfirewall.decisions import Decision
+from agentfirewall.policy import AccessRule, Engine, Policy
+from agentfirewall.policy.record import RECORD_VERSION, restore_input
+from agentfirewall.policy.replay import Recorded, verdict
+from agentfirewall_server.settings import Settings
+from agentfirewall_server.snapshot import Snapshot
+from agentfirewall_server.store.schema import action_requests, traffic
+
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "build_engine",
+    "input_text",
+    "load_records",
+    "prune_inputs",
+    "prune_inputs_job",
+]
+
+#: A record's input larger than this is not stored (its decision cannot be replayed).
+MAX_INPUT_BYTES = 8192
+_WOULD = {"would_deny": "deny", "would_hold": "require_approval"}
+
+
+def input_text(data: dict[str, Any] | None) -> str | None:
+    if not data or data.get("v") != RECORD_VERSION:
+        return None
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text if len(text.encode("utf-8")) <= MAX_INPUT_BYTES else None
+
+
+def _restore(
+    ident: str, source: str, agent: str | None, text: str, recorded: str | None
+) -> Recorded | None:
+    try:
+        data = json.loads(text)
+        spec, ctx = restore_input(data, agent or "")
+    except (ValueError, KeyError, TypeError):
+        return None  # an unreadable input is skipped, never guessed
+    return Recorded(
+        ident, source, spec, ctx, recorded, partial=bool(data.get("w")), unseen=bool(data.get("u"))
+    )
+
+
+def load_records(
+    conn: Connection, since: float, agents: list[str] | None = None, limit: int = 1_000_000
+) -> list[Recorded]:
+    """The replayable decisions made since `since` (unix seconds): the newest `limit` of
+    each source (gateway, SDK)."""
+    out: list[Recorded] = []
+    query = select(
+        traffic.c.id, traffic.c.agent, traffic.c.decision, traffic.c.would_outcome,
+        traffic.c.decision_input,
+    ).where(traffic.c.created_at >= since, traffic.c.decision_input.is_not(None))  # fmt: skip
+    if agents:
+        query = query.where(traffic.c.agent.in_(agents))
+    for row in conn.execute(query.order_by(traffic.c.created_at.desc()).limit(limit)):
+        recorded = _WOULD.get(row.would_outcome or "") or row.decision
+        item = _restore(f"traffic:{row.id}", "proxy", row.agent, row.decision_input, recorded)
+        if item is not None:
+            out.append(item)
+    actions = select(
+        action_requests.c.id, action_requests.c.agent, action_requests.c.decision,
+        action_requests.c.decision_input,
+    ).where(
+        action_requests.c.created_at >= since, action_requests.c.decision_input.is_not(None)
+    )  # fmt: skip
+    if agents:
+        actions = actions.where(action_requests.c.agent.in_(agents))
+    for act in conn.execute(actions.order_by(action_requests.c.created_at.desc()).limit(limit)):
+        try:
+            live = verdict(Decision.from_dict(json.loads(act.decision)))
+        except (ValueError, KeyError, TypeError):
+            live = None
+        item = _restore(f"action:{act.id}", "sdk", act.agent, act.decision_input, live)
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def build_engine(
+    snapshot: Snapshot,
+    policies: list[Policy] | None = None,
+    permissions: list[AccessRule] | None = None,
+) -> Engine:
+    """The live configuration, or a candidate replacing its policies and/or permissions;
+    never the kill switches (an emergency stop is not a policy)."""
+    if permissions is None:
+        permissions = [
+            AccessRule(p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"])
+            for p in snapshot.permissions
+        ]
+    if policies is None:
+        loaded = snapshot.loaded_policies
+        policies = [
+            loaded[p["id"]] for p in snapshot.policies if p["enabled"] and p["id"] in loaded
+        ]
+    return Engine(access_rules=permissions, policies=policies)
+
+
+def prune_inputs_job(settings: Settings) -> Callable[[Connection], None]:
+    """The writer job clearing inputs past ``settings.decision_input_retention_days``."""
+    days = settings.decision_input_retention_days
+    return lambda conn: prune_inputs(conn, time.time(), days)
+
+
+def prune_inputs(conn: Connection, now: float, retention_days: float) -> None:
+    """Clear the decision inputs older than the retention (the rows themselves stay)."""
+    cutoff = now - retention_days * 86400
+    for table in (traffic, action_requests):
+        conn.execute(
+            update(table)
+            .where(table.c.created_at < cutoff, table.c.decision_input.is_not(None))
+            .values(decision_input=None)
+        )

@@ -1,0 +1,147 @@
+"""Learn from recorded decisions: ``POST /api/v1/policies/replay`` replays them under a
+candidate configuration, ``GET /api/v1/permissions/suggest`` proposes access rules.
+
+The candidate replaces the live policies and/or permissions (either left out: the live
+ones); both configurations are evaluated on the same recorded inputs by the pure engine
+(``agentfirewall.policy.replay``) and the verdict changes come back counted, with the rules
+responsible and examples.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+from sqlalchemy import Connection
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall.actions import Risk
+from agentfirewall.connectors import ConnectorError, get_connector
+from agentfirewall.decisions import normalize_outcome
+from agentfirewall.errors import PolicyError
+from agentfirewall.policy import AccessRule, Policy, load_policy
+from agentfirewall.policy.replay import replay
+from agentfirewall.policy.suggest import suggest_rules
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.replaystore import build_engine, load_records
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["CandidatePermission", "candidate_permissions", "routes"]
+
+_DAY = 86400
+_NAME = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class CandidatePermission(Strict):
+    agent: str = Field(min_length=1, max_length=200)
+    connector: str = Field(min_length=1, max_length=80)
+    action_pattern: str = Field(min_length=1, max_length=300)
+    decision: Literal["allow", "deny", "require_approval", "requires_approval"]
+
+
+class ReplayBody(Strict):
+    policies: list[Annotated[str, Field(min_length=1, max_length=512 * 1024)]] | None = Field(
+        default=None, max_length=200
+    )
+    permissions: list[CandidatePermission] | None = Field(default=None, max_length=10_000)
+    since_seconds: int = Field(default=7 * _DAY, ge=1, le=366 * _DAY)
+    agents: list[_NAME] | None = Field(default=None, max_length=100)
+    examples: int = Field(default=5, ge=0, le=100)
+    limit: int = Field(default=200_000, ge=1, le=1_000_000)
+
+
+def _policies(texts: list[str]) -> list[Policy]:
+    out = []
+    for index, text in enumerate(texts):
+        try:
+            out.append(load_policy(text))
+        except PolicyError as exc:
+            raise ApiError(
+                422, f"invalid policy {index}: {exc}", field=f"policies.{index}", line=exc.line
+            ) from None
+    return [p for p in out if p.enabled]
+
+
+def candidate_permissions(rules: list[CandidatePermission]) -> list[AccessRule]:
+    out = []
+    for index, r in enumerate(rules):
+        try:
+            rule = AccessRule(
+                r.agent, r.connector, r.action_pattern, normalize_outcome(r.decision),
+                id=f"candidate-{index}",
+            )  # fmt: skip
+        except ValueError as exc:
+            raise ApiError(
+                422, f"invalid permission {index}: {exc}", field=f"permissions.{index}"
+            ) from None
+        out.append(rule)
+    return out
+
+
+async def replay_route(request: Request) -> JSONResponse:
+    """Replay recorded decisions under a candidate configuration: the verdict changes."""
+    await require_role(request, "viewer")
+    body = await read_model(request, ReplayBody)
+    policies = None if body.policies is None else _policies(body.policies)
+    permissions = None if body.permissions is None else candidate_permissions(body.permissions)
+    state = state_of(request)
+    snapshot = state.snapshot
+    baseline = build_engine(snapshot)
+    candidate = build_engine(snapshot, policies, permissions)
+    since = time.time() - body.since_seconds
+
+    def job(conn: Connection) -> dict[str, Any]:
+        records = load_records(conn, since, body.agents, body.limit)
+        started = time.perf_counter()
+        report = replay(records, baseline, candidate, examples=body.examples).to_dict()
+        report["seconds"] = round(time.perf_counter() - started, 3)
+        return report
+
+    result = await state.db.read(job)
+    result["since_seconds"] = body.since_seconds
+    return json_ok(result)
+
+
+def _since(request: Request) -> int:
+    raw = request.query_params.get("since_seconds", str(7 * _DAY))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 366 * _DAY:
+        raise ApiError(400, f"`since_seconds` must be 1 to {366 * _DAY}, not `{raw[:40]}`",
+                       field="since_seconds")  # fmt: skip
+    return value
+
+
+def _catalogue(connector: str) -> dict[str, Risk] | None:
+    try:
+        return {a.type: a.risk for a in get_connector(connector).actions()}
+    except ConnectorError:
+        return None  # an SDK provider without a connector: exact names only
+
+
+async def suggest_route(request: Request) -> JSONResponse:
+    """Access rules for one agent that would have let its observed traffic through."""
+    await require_role(request, "viewer")
+    agent = request.query_params.get("agent", "")
+    if not 1 <= len(agent) <= 200:
+        raise ApiError(400, "`agent` is required (an agent name)", field="agent")
+    since = time.time() - _since(request)
+    state = state_of(request)
+    records = await state.db.read(lambda c: load_records(c, since, [agent]))
+    observed = [(r.ctx.connector, r.spec.type, r.ctx.risk) for r in records if r.ctx.connector]
+    catalogues = {c: found for c in {o[0] for o in observed} if (found := _catalogue(c))}
+    rules = suggest_rules(agent, observed, catalogues)  # type: ignore[arg-type]
+    return json_ok({"agent": agent, "observed": len(observed),
+                    "rules": [r.to_dict() for r in rules]})  # fmt: skip
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/v1/policies/replay", replay_route, methods=["POST"]),
+        Route("/api/v1/permissions/suggest", suggest_route, methods=["GET"]),
+    ]
