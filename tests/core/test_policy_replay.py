@@ -94,7 +94,7 @@ def decisions(draw: st.DrawFn) -> tuple[object, EvaluationContext]:
     return spec, ctx
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(decisions())
 def test_replay_equals_the_live_decision(found: tuple[object, EvaluationContext]) -> None:
     spec, ctx = found
