@@ -26,6 +26,7 @@ from agentfirewall_proxy.parking import Parked, park
 from agentfirewall_proxy.pipeline import (
     Flow,
     Refusal,
+    agent_for_key,
     authenticate,
     bind_request,
     check_host_header,
@@ -200,7 +201,11 @@ def _identify(
         if not target.startswith("/"):
             raise Refusal(400, "bad_request", "expected an origin-form request inside the tunnel")
         check_host_header(head, tunnel.host, tunnel.port, "https")
-        flow.agent, flow.connector = tunnel.agent, tunnel.connector
+        # read again from the current snapshot: a key revoked, an agent suspended, its
+        # level or its connector changed or removed since the CONNECT applies to this
+        # request already (a tunnel opened without a connector stays refused)
+        flow.agent = agent_for_key(config, tunnel.key_hash)
+        flow.connector = tunnel.connector and config.route(tunnel.host)
     else:
         flow.scheme, flow.host, flow.port, target = target_of(head)
         flow.agent = authenticate(config, head.get(b"proxy-authorization"))

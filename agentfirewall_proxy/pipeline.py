@@ -284,6 +284,11 @@ BAD_CREDENTIAL = "invalid proxy credential"
 
 def authenticate(config: CompiledConfig, value: bytes | None) -> AgentEntry:
     """The agent whose API key is in ``Proxy-Authorization: Basic`` (password part)."""
+    return agent_for_key(config, proxy_key_hash(value))
+
+
+def proxy_key_hash(value: bytes | None) -> str:
+    """The SHA-256 of the API key in ``Proxy-Authorization: Basic`` (407 when there is none)."""
     if not value:
         raise Refusal(407, "proxy_auth_required", "proxy credential required")
     scheme, _, encoded = value.partition(b" ")
@@ -294,7 +299,16 @@ def authenticate(config: CompiledConfig, value: bytes | None) -> AgentEntry:
     except (binascii.Error, ValueError):
         raise Refusal(407, "proxy_auth_required", "malformed proxy credentials") from None
     _, _, key = decoded.partition(b":")
-    agent = config.agent_for_key(hashlib.sha256(key).hexdigest())
+    return hashlib.sha256(key).hexdigest()
+
+
+def agent_for_key(config: CompiledConfig, key_hash: str) -> AgentEntry:
+    """The active agent holding the key of `key_hash` in `config`, else the one 407.
+
+    A tunnel calls this for every request inside it, so a key revoked, an agent suspended or
+    its enforcement level changed takes effect on connections already open.
+    """
+    agent = config.agent_for_key(key_hash)
     if agent is None or agent.status != "active":
         # one answer for an unknown key and a suspended or revoked agent's: no oracle
         raise Refusal(407, "proxy_auth_required", BAD_CREDENTIAL)

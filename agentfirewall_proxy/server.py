@@ -30,9 +30,10 @@ from agentfirewall_proxy.parking import Parked, streams_gone
 from agentfirewall_proxy.pipeline import (
     Flow,
     Refusal,
-    authenticate,
+    agent_for_key,
     check_host_header,
     normalize_host,
+    proxy_key_hash,
     refusal,
     split_authority,
 )
@@ -61,6 +62,9 @@ class Tunnel:
     host: str
     port: int
     agent: AgentEntry
+    #: The SHA-256 of the key the CONNECT carried: each request inside re-reads its agent
+    #: from the current snapshot (a suspension or level change reaches open tunnels).
+    key_hash: str
     #: None for a tunnel opened only to answer its requests with the gateway's refusal.
     connector: ConnectorEntry | None
 
@@ -237,10 +241,12 @@ async def _connect(conn: ClientConnection, head: Head) -> None:
     gateway = conn.gateway
     upgrade = conn.pending_upgrade()
     flow = Flow(request_id=gateway.new_request_id(), method="CONNECT", scheme="https")
+    key_hash = ""
     try:
         config = gateway.require_config()
         flow.host, flow.port = split_authority(head.target.decode("latin-1"), 443)
-        flow.agent = authenticate(config, head.get(b"proxy-authorization"))
+        key_hash = proxy_key_hash(head.get(b"proxy-authorization"))
+        flow.agent = agent_for_key(config, key_hash)
         gateway.check_port_agent(conn, flow.agent)
         if upgrade is not None and upgrade.tail:
             raise Refusal(400, "bad_request", "data sent before the CONNECT was answered")
@@ -272,7 +278,7 @@ async def _connect(conn: ClientConnection, head: Head) -> None:
         raise
     conn.parser = RequestParser(conn.options.max_head_bytes)
     assert flow.agent is not None
-    await _serve(conn, Tunnel(flow.host, flow.port, flow.agent, flow.connector))
+    await _serve(conn, Tunnel(flow.host, flow.port, flow.agent, key_hash, flow.connector))
 
 
 async def _passthrough(conn: ClientConnection, flow: Flow) -> None:

@@ -344,3 +344,47 @@ def test_kill_switch_holds_at_monitor_level(
     assert answer.status_code == 403
     assert answer.headers["x-tameflare-kill-switch"] == "active"
     assert fakes["github"].received() == []
+
+
+def _on_one_tunnel(http: httpx.Client) -> bool:
+    """Whether every request so far went over one kept-alive CONNECT tunnel."""
+    pools = [t._pool for t in http._mounts.values() if t is not None]  # type: ignore[attr-defined]
+    return sum(len(pool.connections) for pool in pools) == 1
+
+
+def _until(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_an_open_tunnel_follows_level_changes_and_suspension(
+    start: Callable[..., tuple[RunningGateway, StaticControl]], fakes: FakeUpstreams
+) -> None:
+    """A CONNECT tunnel kept alive across a config change gets the new level, connector and
+    status on its next request: an agent cannot keep monitor mode, a removed connector or a
+    suspended agent keep working, by never closing its connection."""
+    running, control = start(snapshot(GITHUB_RULES, connectors=[connector("github")],
+                                      level="monitor"))  # fmt: skip
+    repo = "https://api.github.com/repos/acme/api"
+    with client(running) as http:
+        assert http.delete(repo).status_code != 403  # monitor: the deny is only recorded
+        assert _on_one_tunnel(http)
+        assert len(fakes["github"].received("DELETE")) == 1
+        control.update(snapshot(GITHUB_RULES, connectors=[connector("github")]))
+        assert _until(lambda: http.delete(repo).status_code == 403)  # within the reload
+        sent = len(fakes["github"].received("DELETE"))
+        assert http.delete(repo).status_code == 403
+        assert len(fakes["github"].received("DELETE")) == sent  # nothing more went upstream
+        assert http.get("https://api.github.com/user").status_code == 200
+        control.update(snapshot(GITHUB_RULES, connectors=[connector("stripe")]))
+        assert _until(lambda: http.get("https://api.github.com/user").status_code == 403)
+        suspended = snapshot(GITHUB_RULES, connectors=[connector("github")])
+        suspended["agents"][0]["status"] = "suspended"
+        control.update(suspended)
+        assert _until(lambda: http.get("https://api.github.com/user").status_code == 407)
+        assert _on_one_tunnel(http)
+    assert len(fakes["github"].received("DELETE")) == sent
