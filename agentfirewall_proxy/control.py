@@ -91,8 +91,9 @@ class HttpControl:
     sent there (each URL at most once per call; a single URL is tried twice, for a load
     balancer that routes the retry elsewhere). Reads, long-polls, heartbeats and traffic
     (which is re-sent on failure anyway) fail over whatever the error; creating and
-    consuming an approval only when the request never left (a connect error), so an
-    approval is never created twice nor consumed on one replica and refused on another.
+    consuming an approval, and reserving budget, only when the request never left (a
+    connect error), so an approval is never created twice nor consumed on one replica and
+    refused on another, and spend is never reserved twice.
     Held requests are unaffected: their approvals live in the shared store, and the next
     long-poll for their ids simply goes to the new replica.
     """
@@ -211,9 +212,13 @@ class HttpControl:
         await self._call("POST", "/v1/gateway/heartbeat", json_body=payload)
 
     async def reserve_budget(self, payload: JSON) -> JSON:
-        """Reserve a request's spend from the budgets covering it (``budgets.py``)."""
+        """Reserve a request's spend from the budgets covering it (``budgets.py``).
+
+        Never re-sent to another replica once it may have arrived (as for approvals): a
+        reservation recorded twice would hold spend that no response ever settles.
+        """
         path = "/v1/gateway/budgets/reserve"
-        data: JSON = (await self._call("POST", path, json_body=payload)).json()
+        data: JSON = (await self._call("POST", path, json_body=payload, resend=False)).json()
         return data
 
     async def settle_budget(self, payload: JSON) -> None:

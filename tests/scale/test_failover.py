@@ -92,6 +92,22 @@ async def test_an_approval_that_may_have_been_recorded_is_not_sent_again(
 
 
 @pytest.mark.anyio
+async def test_a_budget_reservation_that_may_have_been_recorded_is_not_sent_again(
+    pair: tuple[Replica, Replica],
+) -> None:
+    """Reserved twice, spend would be held that no response ever settles."""
+    dying, healthy = pair
+    control = HttpControl([dying.url, healthy.url], "tfg_token")
+    try:
+        with pytest.raises(ControlError):
+            await control.reserve_budget({"agent": "Bot"})
+        assert healthy.received == []
+        assert len(dying.received) == 1
+    finally:
+        await control.aclose()
+
+
+@pytest.mark.anyio
 async def test_a_replica_that_refuses_connections_is_skipped_even_for_approvals(
     pair: tuple[Replica, Replica],
 ) -> None:
