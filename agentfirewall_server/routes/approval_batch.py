@@ -14,19 +14,25 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.errors import ActionSpecError
-from agentfirewall_server.approvals import DEFAULT_ROLES, approval_json, approval_row
-from agentfirewall_server.audit import append_events, prepare_event
+from agentfirewall_server.approvals import approval_json
+from agentfirewall_server.audit import append_events
 from agentfirewall_server.auth import require_gateway, state_of
 from agentfirewall_server.clock import now
-from agentfirewall_server.grants import use_grant
-from agentfirewall_server.routes.gateway import GatewayApproval, _reusable
+from agentfirewall_server.routes.gateway import (
+    GatewayApproval,
+    approval_timeout,
+    created_event,
+    grant_answer,
+    new_approval_row,
+    without_approval,
+)
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals
 from agentfirewall_server.web import Strict, json_ok, read_model
@@ -56,10 +62,7 @@ def _checked(body: GatewayApproval) -> dict[str, Any]:
 def _job(
     state: AppState, items: list[tuple[GatewayApproval, dict[str, Any]]]
 ) -> Any:  # the writer job: (row, reused) per item, None for a refused one
-    default_timeout = int(
-        state.snapshot.settings.get("approval_timeout_seconds")
-        or state.settings.approval_timeout_seconds
-    )
+    timeout = approval_timeout(state)
 
     def job(conn: Connection) -> list[tuple[dict[str, Any], bool] | None]:
         stamp = now()
@@ -70,43 +73,15 @@ def _job(
             if "spec" not in checked:
                 out.append(None)
                 continue
-            found = _reusable(conn, body)
-            if found is not None:  # as one by one: an earlier item's reuse is seen here
-                conn.execute(update(approvals).where(approvals.c.id == found.id).values(used=True))
-                out.append(({**dict(found._mapping), "used": True}, True))
-                continue
             spec = checked["spec"]
-            # held (deny rules and the kill switch decided before): a grant may let it through
-            grant = use_grant(conn, agent=body.agent, connector=body.connector, spec=spec,
-                              actor="gateway", now=stamp)  # fmt: skip
-            if grant is not None:
-                out.append(({"grant": grant}, False))
+            # as one by one: an earlier item's reuse or grant use is seen here
+            settled = without_approval(conn, body, spec, stamp)
+            if settled is not None:
+                out.append(settled)
                 continue
-            row = approval_row(
-                agent=body.agent,
-                connector=body.connector,
-                action_request_id=None,
-                source="proxy",
-                spec=spec,
-                action_hash=body.action_hash,
-                risk_score=body.risk_score,
-                reason=body.reason,
-                request=body.request.model_dump(exclude_none=True) if body.request else None,
-                roles=list(body.approver_roles or DEFAULT_ROLES),
-                timeout_seconds=body.timeout_seconds or default_timeout,
-                now=stamp,
-            )
+            row = new_approval_row(body, spec, timeout, stamp)
             rows.append(row)
-            events.append(
-                prepare_event(
-                    "approval.created",
-                    actor="gateway",
-                    now=stamp,
-                    agent=body.agent,
-                    subject=row["id"],
-                    data={"action_type": spec["type"], "connector": body.connector},
-                )
-            )
+            events.append(created_event(body, spec, row))
             out.append((row, False))
         if rows:
             conn.execute(approvals.insert(), rows)
@@ -128,10 +103,8 @@ async def create_gateway_approvals(request: Request) -> JSONResponse:
             answers.append({"error": checked["error"]})
             continue
         row, reused = result
-        if "grant" in row:  # no approval: the grant's use is audited, as one by one
-            state.metrics.grant_uses.labels(body.agent).inc()
-            answers.append({"id": None, "status": "approved", "grant_id": row["grant"]["id"],
-                            "reused": False})  # fmt: skip
+        if "grant" in row:
+            answers.append(grant_answer(state, body.agent, row["grant"]))
             continue
         data = approval_json(row)
         if not reused:

@@ -20,11 +20,11 @@ from agentfirewall.errors import ActionSpecError
 from agentfirewall_server.approvals import (
     DEFAULT_ROLES,
     approval_json,
-    create_approval,
+    approval_row,
     get_approval,
     get_approvals,
 )
-from agentfirewall_server.audit import append_event
+from agentfirewall_server.audit import append_events, prepare_event
 from agentfirewall_server.auth import require_gateway, state_of
 from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.grants import use_grant
@@ -289,46 +289,80 @@ def _reusable(conn: Connection, body: GatewayApproval) -> Any:
     return next((r for r in rows if _bound_digest(r) == digest), None)
 
 
+def without_approval(
+    conn: Connection, body: GatewayApproval, spec: dict[str, Any], stamp: float
+) -> tuple[dict[str, Any], bool] | None:
+    """``(row, reused)`` when no new approval is needed, else None.
+
+    An identical request approved and not yet used is reused (marked used); otherwise a
+    grant covering the held request lets it through (``{"grant": ...}``: deny rules and the
+    kill switch decided before it was held). The single and the batch route both ask this.
+    """
+    found = _reusable(conn, body)
+    if found is not None:
+        conn.execute(update(approvals).where(approvals.c.id == found.id).values(used=True))
+        return {**dict(found._mapping), "used": True}, True
+    grant = use_grant(conn, agent=body.agent, connector=body.connector, spec=spec,
+                      actor="gateway", now=stamp)  # fmt: skip
+    return None if grant is None else ({"grant": grant}, False)
+
+
+def new_approval_row(
+    body: GatewayApproval, spec: dict[str, Any], timeout: int, stamp: float
+) -> dict[str, Any]:
+    """The pending approval row of a held request (not inserted)."""
+    return approval_row(
+        agent=body.agent,
+        connector=body.connector,
+        action_request_id=None,
+        source="proxy",
+        spec=spec,
+        action_hash=body.action_hash,
+        risk_score=body.risk_score,
+        reason=body.reason,
+        request=body.request.model_dump(exclude_none=True) if body.request else None,
+        roles=list(body.approver_roles or DEFAULT_ROLES),
+        timeout_seconds=body.timeout_seconds or timeout,
+        now=stamp,
+    )
+
+
+def created_event(body: GatewayApproval, spec: dict[str, Any], row: dict[str, Any]) -> Any:
+    """The ``approval.created`` audit event of a new row, as :func:`prepare_event` builds it."""
+    return prepare_event(
+        "approval.created",
+        actor="gateway",
+        now=row["created_at"],
+        agent=body.agent,
+        subject=row["id"],
+        data={"action_type": spec["type"], "connector": body.connector},
+    )
+
+
+def approval_timeout(state: AppState) -> int:
+    return int(
+        state.snapshot.settings.get("approval_timeout_seconds")
+        or state.settings.approval_timeout_seconds
+    )
+
+
+def grant_answer(state: AppState, agent: str, grant: dict[str, Any]) -> dict[str, Any]:
+    """A held request a grant let through: no approval, the grant's use is audited."""
+    state.metrics.grant_uses.labels(agent).inc()
+    return {"id": None, "status": "approved", "grant_id": grant["id"], "reused": False}
+
+
 def _reuse_or_create(state: AppState, body: GatewayApproval, spec: dict[str, Any]) -> Any:
+    timeout = approval_timeout(state)
+
     def job(conn: Connection) -> tuple[dict[str, Any], bool]:
         stamp = now()
-        found = _reusable(conn, body)
-        if found is not None:
-            conn.execute(update(approvals).where(approvals.c.id == found.id).values(used=True))
-            return {**dict(found._mapping), "used": True}, True
-        # held (deny rules and the kill switch decided before): a grant may let it through
-        grant = use_grant(conn, agent=body.agent, connector=body.connector, spec=spec,
-                          actor="gateway", now=stamp)  # fmt: skip
-        if grant is not None:
-            return {"grant": grant}, True
-        timeout = body.timeout_seconds or int(
-            state.snapshot.settings.get("approval_timeout_seconds")
-            or state.settings.approval_timeout_seconds
-        )
-        row = create_approval(
-            conn,
-            agent=body.agent,
-            connector=body.connector,
-            action_request_id=None,
-            source="proxy",
-            spec=spec,
-            action_hash=body.action_hash,
-            risk_score=body.risk_score,
-            reason=body.reason,
-            request=body.request.model_dump(exclude_none=True) if body.request else None,
-            roles=list(body.approver_roles or DEFAULT_ROLES),
-            timeout_seconds=timeout,
-            now=stamp,
-        )
-        append_event(
-            conn,
-            "approval.created",
-            actor="gateway",
-            now=stamp,
-            agent=body.agent,
-            subject=row["id"],
-            data={"action_type": spec["type"], "connector": body.connector},
-        )
+        settled = without_approval(conn, body, spec, stamp)
+        if settled is not None:
+            return settled
+        row = new_approval_row(body, spec, timeout, stamp)
+        conn.execute(approvals.insert().values(**row))
+        append_events(conn, [created_event(body, spec, row)])
         return row, False
 
     return job
@@ -346,12 +380,9 @@ async def create_gateway_approval(request: Request) -> JSONResponse:
     state = state_of(request)
     row, reused = await state.db.write(_reuse_or_create(state, body, spec.to_dict()))
     annotate(agent=body.agent, connector=body.connector, action=spec.type)
-    if "grant" in row:  # no approval: the grant's use is audited
-        state.metrics.grant_uses.labels(body.agent).inc()
-        grant = row["grant"]
-        annotate(grant_id=grant["id"])
-        return json_ok({"id": None, "status": "approved", "grant_id": grant["id"],
-                        "reused": False})  # fmt: skip
+    if "grant" in row:
+        annotate(grant_id=row["grant"]["id"])
+        return json_ok(grant_answer(state, body.agent, row["grant"]))
     annotate(approval_id=row["id"])
     data = approval_json(row)
     if not reused:
