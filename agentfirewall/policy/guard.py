@@ -17,19 +17,18 @@ lets it pass; every detection is flagged (traffic log, counters) whatever the ou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentfirewall.content.detectors import PII, SECRETS, Detector
 from agentfirewall.content.injection import INJECTION
 from agentfirewall.content.scanner import Scanner
-from agentfirewall.policy.models import AllCondition, AnyCondition, FieldCondition, NotCondition
+from agentfirewall.policy.models import FieldCondition, field_conditions
 
 if TYPE_CHECKING:
     from agentfirewall.actions import ActionSpec
     from agentfirewall.policy.engine import Engine, EvaluationContext
-    from agentfirewall.policy.models import Condition, Policy
+    from agentfirewall.policy.models import Policy
 
 __all__ = ["GuardPlan", "guard_plan", "redactions", "response_verdict"]
 
@@ -51,20 +50,6 @@ class GuardPlan:
     redact_request: tuple[tuple[str, frozenset[str]], ...] = ()
     redact_response: tuple[tuple[str, frozenset[str]], ...] = ()
     response_rules: frozenset[str] = frozenset()
-
-
-def _leaves(node: Condition | None) -> Iterator[FieldCondition]:
-    stack = [node] if node is not None else []
-    while stack:
-        item = stack.pop()
-        if isinstance(item, AllCondition):
-            stack.extend(item.all)
-        elif isinstance(item, AnyCondition):
-            stack.extend(item.any)
-        elif isinstance(item, NotCondition):
-            stack.append(item.not_)
-        elif isinstance(item, FieldCondition):
-            yield item
 
 
 def _targets(leaf: FieldCondition) -> frozenset[str]:
@@ -90,7 +75,7 @@ def guard_plan(policies: tuple[Policy, ...]) -> GuardPlan:
             continue
         for rule in policy.rules:
             label = f"{policy.name}/{rule.name}"
-            leaves = [leaf for leaf in _leaves(rule.conditions) if leaf.field in _FAMILY]
+            leaves = [leaf for leaf in field_conditions(rule.conditions) if leaf.field in _FAMILY]
             ahead = frozenset().union(*(_targets(x) for x in leaves if x.field[0] == "c"))
             back = frozenset().union(*(_targets(x) for x in leaves if x.field[0] == "r"))
             for leaf in leaves:

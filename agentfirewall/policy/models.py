@@ -27,6 +27,7 @@ loads can always be compiled.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -57,6 +58,7 @@ __all__ = [
     "Policy",
     "Rule",
     "Scope",
+    "field_conditions",
 ]
 
 DEFAULT_APPROVER_ROLES = ("owner", "admin", "member")
@@ -155,6 +157,21 @@ Condition = Annotated[
 AllCondition.model_rebuild()
 AnyCondition.model_rebuild()
 NotCondition.model_rebuild()
+
+
+def field_conditions(node: Condition | None) -> Iterator[FieldCondition]:
+    """Every field condition in a condition tree, whatever ``all``/``any``/``not`` hold it."""
+    stack: list[Condition] = [node] if node is not None else []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, AllCondition):
+            stack.extend(item.all)
+        elif isinstance(item, AnyCondition):
+            stack.extend(item.any)
+        elif isinstance(item, NotCondition):
+            stack.append(item.not_)
+        else:
+            yield item
 
 
 def _outcome(value: object) -> Outcome:

@@ -10,36 +10,20 @@ context) are decided already and are not widened.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from agentfirewall.decisions import ApprovalRequirement, Decision, apply_enforcement
 from agentfirewall.policy.conditions import STATIC_FIELDS
-from agentfirewall.policy.models import AllCondition, AnyCondition, NotCondition, Policy
+from agentfirewall.policy.models import Policy, field_conditions
 
 if TYPE_CHECKING:
     from agentfirewall.actions import ActionSpec
     from agentfirewall.policy.engine import Engine, EvaluationContext
-    from agentfirewall.policy.models import Condition
 
 __all__ = ["UNSEEN_REASON", "reads_request_data", "unseen_decision"]
 
 UNSEEN_REASON = "the request body was not fully inspected"
 _STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
-
-
-def _fields(node: Condition | None) -> Iterator[str]:
-    stack = [node] if node is not None else []
-    while stack:
-        item = stack.pop()
-        if isinstance(item, AllCondition):
-            stack.extend(item.all)
-        elif isinstance(item, AnyCondition):
-            stack.extend(item.any)
-        elif isinstance(item, NotCondition):
-            stack.append(item.not_)
-        else:
-            yield item.field
 
 
 def reads_request_data(field: str) -> bool:
@@ -53,7 +37,7 @@ def _dependent_labels(policies: tuple[Policy, ...]) -> frozenset[str]:
         f"{policy.name}/{rule.name}"
         for policy in policies
         for rule in policy.rules
-        if any(reads_request_data(f) for f in _fields(rule.conditions))
+        if any(reads_request_data(leaf.field) for leaf in field_conditions(rule.conditions))
     )
 
 
