@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agentfirewall._version import __version__
 from agentfirewall.actions import ActionSpec, Resource, action_hash, parse_action_spec
 from agentfirewall.decisions import ApprovalRequirement, Decision
 from agentfirewall.errors import (
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
         ExecutionResult,
         NotApproved,
     )
-
-__version__ = "0.1.0"
 
 # The SDK clients load httpx; they are imported on first use so that importing the pure
 # core (``agentfirewall.actions``...) loads no network stack.

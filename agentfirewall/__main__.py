@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agentfirewall import __version__
+from agentfirewall._version import __version__
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.errors import ActionSpecError, PolicyError
 from agentfirewall.policy import (

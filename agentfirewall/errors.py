@@ -26,10 +26,7 @@ Messages follow one style: lowercase, no final period, user input in backticks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from agentfirewall.decisions import Decision
+from typing import Any, Protocol
 
 __all__ = [
     "APIError",
@@ -41,6 +38,7 @@ __all__ = [
     "ConflictError",
     "ConnectorError",
     "CredentialError",
+    "DeniedDecision",
     "NotFoundError",
     "PermissionDeniedError",
     "PolicyError",
@@ -117,10 +115,33 @@ class CredentialError(AgentFirewallError):
         self.field = field
 
 
-class ActionDenied(AgentFirewallError):
-    """The firewall denied an action; `decision` holds the reasons."""
+class DeniedDecision(Protocol):
+    """What a denial carries: an :class:`agentfirewall.decisions.Decision` (which sits
+    above this module, so it is named here by the fields a handler reads)."""
 
-    def __init__(self, decision: Decision, *, action_type: str | None = None) -> None:
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def risk_score(self) -> float: ...
+    @property
+    def matched_policies(self) -> tuple[str, ...]: ...
+    @property
+    def matched_rules(self) -> tuple[str, ...]: ...
+    @property
+    def errors(self) -> tuple[str, ...]: ...
+    @property
+    def decided_outcome(self) -> str | None: ...
+    @property
+    def kill_switch(self) -> bool: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class ActionDenied(AgentFirewallError):
+    """The firewall denied an action; `decision` (a Decision) holds the reasons."""
+
+    def __init__(self, decision: DeniedDecision, *, action_type: str | None = None) -> None:
         self.decision = decision
         self.action_type = action_type
         what = f"`{action_type}` " if action_type else ""

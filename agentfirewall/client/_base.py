@@ -21,6 +21,7 @@ import httpx
 from pydantic import JsonValue
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 
+from agentfirewall._version import __version__
 from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.client._retry import RetryPolicy, transport_error
 from agentfirewall.client._wire import error_for_response
@@ -124,8 +125,6 @@ class BaseClient:
 
     @property
     def _headers(self) -> dict[str, str]:
-        from agentfirewall import __version__
-
         return {
             "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",

@@ -13,24 +13,63 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 from pydantic import JsonValue
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.connectors.model import HttpRequest
+from agentfirewall.connectors.model import HttpRequest, ParsedAction
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Route, Variant
 from agentfirewall.errors import ConnectorError
 
-if TYPE_CHECKING:
-    from agentfirewall.connectors.table import RouteConnector
-
-__all__ = ["base_segments", "build_request", "encode_form"]
+__all__ = ["BuildAlias", "Buildable", "base_segments", "build_request", "encode_form"]
 
 _VAR_RE = re.compile(r"\{([a-z_]+)(:int|\+)?\}")
 _QUERY_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True, slots=True)
+class BuildAlias:
+    """Another name an action may be executed under (the seed's v1 SDK names).
+
+    `action` is the catalogue action it builds; `renames` maps the alias's parameter
+    names to the catalogue's; `base64` names parameters to base64-encode (UTF-8 text).
+    """
+
+    action: str
+    renames: Mapping[str, str] = field(default_factory=dict)
+    base64: tuple[str, ...] = ()
+
+
+class Buildable(Protocol):
+    """What building reads from a connector: a :class:`~.table.RouteConnector` (which
+    sits above this module and calls it, so it is named here by its fields)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def body_format(self) -> str: ...
+    @property
+    def accounts(self) -> tuple[str, ...]: ...
+    @property
+    def targets(self) -> tuple[str, ...]: ...
+    @property
+    def resource_vars(self) -> frozenset[str]: ...
+    @property
+    def build_headers(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def param_aliases(self) -> Mapping[str, tuple[str, ...]]: ...
+    @property
+    def build_aliases(self) -> Mapping[str, BuildAlias]: ...
+    @property
+    def by_action(self) -> Mapping[str, Sequence[tuple[Route, Variant | None]]]: ...
+    def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction: ...
 
 
 def base_segments(base_url: str, connector: str) -> tuple[str, ...]:
@@ -38,9 +77,7 @@ def base_segments(base_url: str, connector: str) -> tuple[str, ...]:
     return split_path(urlsplit(base_url).path or "/", connector=connector)
 
 
-def build_request(
-    conn: RouteConnector, spec: ActionSpec, *, base_url: str | None = None
-) -> HttpRequest:
+def build_request(conn: Buildable, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
     """The request that performs `spec` through `conn`, or ConnectorError naming what is missing."""
     alias = conn.build_aliases.get(spec.type)
     action = alias.action if alias else spec.type
@@ -75,7 +112,7 @@ def build_request(
 
 
 def _build_one(
-    conn: RouteConnector,
+    conn: Buildable,
     spec: ActionSpec,
     route: Route,
     variant: Variant | None,
@@ -114,7 +151,7 @@ def _build_one(
     return HttpRequest.from_url(route.method, url, headers=tuple(headers), body=body)
 
 
-def _resource_values(conn: RouteConnector, route: Route, spec: ActionSpec) -> dict[str, str]:
+def _resource_values(conn: Buildable, route: Route, spec: ActionSpec) -> dict[str, str]:
     values: dict[str, str] = {}
     pairs = (
         (spec.resource.target, (route.target,) if route.target else conn.targets),
@@ -137,7 +174,7 @@ def _template_regex(template: str) -> re.Pattern[str]:
 
 
 def _path_value(
-    conn: RouteConnector,
+    conn: Buildable,
     spec: ActionSpec,
     match: re.Match[str],
     values: dict[str, str],
@@ -163,7 +200,7 @@ def _path_value(
 
 
 def _verify(
-    conn: RouteConnector, request: HttpRequest, base: str, allowed: set[str], asked: str
+    conn: Buildable, request: HttpRequest, base: str, allowed: set[str], asked: str
 ) -> None:
     parsed = conn.parse(request, base_url=base)
     if parsed.action_type not in allowed:

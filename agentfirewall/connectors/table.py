@@ -10,7 +10,7 @@ import functools
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import JsonValue
@@ -24,6 +24,7 @@ from agentfirewall.connectors.bodies import (
     parse_form,
     parse_multipart,
 )
+from agentfirewall.connectors.build import BuildAlias
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction, risk_rank
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Match, Route, RouteTable, Variant, template_vars
@@ -35,19 +36,6 @@ __all__ = ["BuildAlias", "Fields", "RouteConnector"]
 _INT_RE = re.compile(r"-?[0-9]{1,18}")
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Fields = Mapping[str, object]
-
-
-@dataclass(frozen=True, slots=True)
-class BuildAlias:
-    """Another name an action may be executed under (the seed's v1 SDK names).
-
-    `action` is the catalogue action it builds; `renames` maps the alias's parameter
-    names to the catalogue's; `base64` names parameters to base64-encode (UTF-8 text).
-    """
-
-    action: str
-    renames: Mapping[str, str] = field(default_factory=dict)
-    base64: tuple[str, ...] = ()
 
 
 @functools.cache

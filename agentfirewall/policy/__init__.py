@@ -10,6 +10,20 @@ Compile once with :class:`Engine`, then call :meth:`Engine.evaluate` per action:
     decision = engine.evaluate(spec, ctx)
 
 The engine is pure: no I/O, no clock. See docs/policies.md for the document format.
+
+How the parts fit, bottom-up (a module imports only from the lines below its own;
+`.importlinter` holds the same order)::
+
+    context, explain, globs,         the evaluation context; explanation steps; dotted
+      regexguard, timewindow           globs; safe regexes; time windows
+    fields, operators, suggest       field getters over (spec, context); condition operators
+    models, permissions              the policy document; access rules and kill switches
+    conditions                       rule conditions compiled to predicates
+    index, loader                    policies indexed per (agent, action); YAML -> Policy
+    run, packs, schema               one policy run over a plan; bundled packs; JSON schema
+    engine                           Engine: kill switch -> access -> policies -> enforcement
+    unseen                           the decision for an action no rule has seen
+    casefile, guard, record, replay  test cases, content guard, recorded input, replay
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from agentfirewall.policy.models import (
 from agentfirewall.policy.operators import COMPARATORS, Test, compile_operator
 
 if TYPE_CHECKING:
-    from agentfirewall.policy.engine import EvaluationContext
+    from agentfirewall.policy.context import EvaluationContext
 
 __all__ = ["STATIC_FIELDS", "Node", "Predicate", "compile_condition", "compile_tree", "specialize"]
 

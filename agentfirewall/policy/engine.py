@@ -23,22 +23,11 @@ written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from types import MappingProxyType
-from typing import Literal
+from collections.abc import Callable, Iterable
 
-from agentfirewall.actions import ActionSpec, Risk
-from agentfirewall.decisions import (
-    ENFORCEMENT_LEVELS,
-    ApprovalRequirement,
-    Decision,
-    EnforcementLevel,
-    Outcome,
-    apply_enforcement,
-    normalize_level,
-)
+from agentfirewall.actions import ActionSpec
+from agentfirewall.decisions import ApprovalRequirement, Decision, apply_enforcement
+from agentfirewall.policy.context import ROUTE_RISK, EvaluationContext, Mode
 from agentfirewall.policy.explain import Explanation, Step
 from agentfirewall.policy.globs import dot_prefixes, reserved_floor
 from agentfirewall.policy.index import PolicyIndex
@@ -48,46 +37,12 @@ from agentfirewall.policy.run import PolicyRun, run_policies, trace_policies
 
 __all__ = ["KILL_SWITCH_REASON", "NO_DENY_REASON", "Engine", "EvaluationContext", "Mode"]
 
-Mode = Literal["proxy", "sdk"]
 KILL_SWITCH_REASON = "kill_switch_active"
 NO_DENY_REASON = "No deny rules matched"
-ROUTE_RISK: dict[str, float] = {"low": 10.0, "medium": 50.0, "high": 80.0}
 _STRICTNESS: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
 _DEFAULT_APPROVAL = ApprovalRequirement()
-_EMPTY: Mapping[str, object] = MappingProxyType({})
 _PREFIX_CACHE_LIMIT = 16_384
 _DECISION_CACHE_LIMIT = 16_384
-
-
-def _empty() -> Mapping[str, object]:
-    return _EMPTY
-
-
-@dataclass(frozen=True, slots=True)
-class EvaluationContext:
-    """Who asks, how, and when. `now` must be timezone-aware."""
-
-    agent: str
-    mode: Mode
-    now: datetime
-    connector: str | None = None
-    enforcement_level: EnforcementLevel = "full_enforce"
-    sdk_default: Outcome = "allow"
-    risk: Risk | None = None
-    attributes: Mapping[str, object] = field(default_factory=_empty)
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("proxy", "sdk"):
-            raise ValueError(f"unknown mode `{self.mode}`: expected proxy or sdk")
-        if self.now.tzinfo is None:
-            raise ValueError("`now` must be timezone-aware (e.g. datetime.now(UTC))")
-        if self.enforcement_level not in ENFORCEMENT_LEVELS:
-            level = normalize_level(self.enforcement_level)
-            object.__setattr__(self, "enforcement_level", level)
-        if self.sdk_default not in ("allow", "deny"):
-            raise ValueError(f"unknown sdk default `{self.sdk_default}`: expected allow or deny")
-        if self.risk is not None and self.risk not in ROUTE_RISK:
-            raise ValueError(f"unknown risk `{self.risk}`: expected low, medium or high")
 
 
 def _where(ctx: EvaluationContext, connector: str) -> str:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 from agentfirewall.actions import ActionSpec
 
 if TYPE_CHECKING:
-    from agentfirewall.policy.engine import EvaluationContext
+    from agentfirewall.policy.context import EvaluationContext
 
 __all__ = ["CONTENT_FIELDS", "FIELD_ROOTS", "MISSING", "Getter", "compile_field", "direct_key"]
 

@@ -21,7 +21,7 @@ from agentfirewall.policy.globs import Glob, compile_glob
 from agentfirewall.policy.models import Policy
 
 if TYPE_CHECKING:
-    from agentfirewall.policy.engine import EvaluationContext
+    from agentfirewall.policy.context import EvaluationContext
 
 __all__ = ["CompiledPolicy", "CompiledRule", "Plan", "PolicyIndex"]
 

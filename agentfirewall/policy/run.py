@@ -25,7 +25,7 @@ from agentfirewall.policy.explain import Step
 from agentfirewall.policy.index import CompiledPolicy, CompiledRule, Plan
 
 if TYPE_CHECKING:
-    from agentfirewall.policy.engine import EvaluationContext
+    from agentfirewall.policy.context import EvaluationContext
 
 __all__ = ["PolicyRun", "run_policies", "trace_policies"]
 
