@@ -139,7 +139,7 @@ def test_approve_one_held_action_and_deny_another(dash: Dashboard) -> None:
     other.wait_for()
     assert HELD_TYPE in card.inner_text()
     assert "Finance Bot" in card.inner_text()
-    card.locator("summary").click()
+    card.locator("summary", has_text="Parameters").click()
     params = card.locator(".a-params").inner_text()
     assert "12000" in params
     assert "sk_live_" not in params  # secrets masked

@@ -35,12 +35,14 @@ def test_policy_editor_shows_a_validation_error_then_saves_a_valid_policy(dash: 
     dash.screenshot(page, "policies-invalid-1280")
     editor.fill(HOLD_POLICY)
     validation.get_by_text("Valid policy").wait_for()
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Review change").click()  # a replay preview, then Save
+    page.get_by_role("button", name="Save", exact=True).click()
     page.get_by_role("row", name=re.compile("hold-transfers")).wait_for()
     # A second save is a new version, with a diff in the history.
     editor.fill(HOLD_POLICY.replace("risk_score: 80", "risk_score: 90"))
     validation.get_by_text("Valid policy").wait_for()
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Review change").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.get_by_text("diff with v1").click()
     page.locator("#diff .diff-add", has_text="risk_score: 90").wait_for()
     page.locator("#diff .diff-del", has_text="risk_score: 80").wait_for()

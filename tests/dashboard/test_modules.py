@@ -10,10 +10,14 @@ from typing import Any
 
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import agentfirewall_server.dashboard as dashboard
+from agentfirewall_proxy.cli.budget_cmd import parse_duration
+from agentfirewall_proxy.cli.output import CliError
 
 pytestmark = pytest.mark.browser
 
@@ -137,3 +141,49 @@ def test_text_helper_never_parses_html(page: Any) -> None:
         "<img src=x onerror=alert(1)>",
     )
     assert html == ["&lt;img src=x onerror=alert(1)&gt;", 0]
+
+
+_DURATION_JS = """return arg.map((text) => {
+    try { return m.parseDuration(text); }
+    catch (e) { return e instanceof m.GrantInputError ? null : String(e); }
+});"""
+
+
+def _cli_seconds(text: str) -> int | None:
+    try:
+        return parse_duration(text)
+    except CliError:
+        return None
+
+
+@settings(max_examples=8, deadline=None)
+@given(texts=st.lists(st.from_regex(r"\A ?[0-9]{0,8} ?[smhdSMHDwx]? ?\Z"), max_size=40))
+def test_grant_duration_reads_as_the_cli_does(page: Any, texts: list[str]) -> None:
+    """The approvals page's `For how long` parses exactly as `tf approvals approve --for`."""
+    texts = [*texts, "1h", "30m", "2d", "90", "0", "1w", "", "10000000s"]
+    got = _run(page, "grant-form.js", _DURATION_JS, texts)
+    assert got == [_cli_seconds(t) for t in texts]
+
+
+_SUMMARIES = [
+    ({"total": 0, "changed": 0, "changes": {}}, "No recorded traffic in the last 7 days:"),
+    ({"total": 4210, "changed": 0, "changes": {}},
+     "would not have changed any of the last 4,210 calls (last 7 days)"),
+    ({"total": 4210, "changed": 15,
+      "changes": {"allow->deny": 10, "require_approval->deny": 2, "allow->require_approval": 3}},
+     "This change would have denied 12 and held 3 of the last 4,210 calls (last 7 days)."),
+    ({"total": 9, "changed": 3,
+      "changes": {"deny->allow": 1, "allow->deny": 1, "deny->require_approval": 1}},
+     "This change would have denied 1, held 1 and allowed 1 of the last 9 calls (last 7 days)."),
+]  # fmt: skip
+
+
+def test_replay_summary_counts_what_the_change_would_do(page: Any) -> None:
+    texts = _run(
+        page,
+        "replay-preview.js",
+        "return arg.map((report) => m.replaySummary(report, 604800));",
+        [report for report, _ in _SUMMARIES],
+    )
+    for text, (_, summary) in zip(texts, _SUMMARIES, strict=True):
+        assert summary in text

@@ -3,6 +3,7 @@ import { $, badge, clear, el, fail, formatTime, formToObject, notify, show } fro
 import { latestOnly, onEvent, throttled } from "../events.js";
 import { showKey, wireKeyBox } from "../key-box.js";
 import { can, startPage } from "../session.js";
+import { wireSuggest } from "../suggest-rules.js";
 import { trafficRow } from "../traffic-row.js";
 
 const name = document.body.dataset.agent;
@@ -118,6 +119,7 @@ for (const verb of ["suspend", "activate", "rotate", "revoke"]) {
   });
 }
 wireKeyBox();
+wireSuggest(name, () => refresh().catch(fail));
 
 startPage(async () => {
   await findAgent();

@@ -1,6 +1,7 @@
 import { api } from "../api.js";
 import { $, badge, clear, el, fail, notify, show, timeCell } from "../dom.js";
 import { latestOnly, onEvent, throttled } from "../events.js";
+import { GrantInputError, grantFrom, grantText, labelGrantFields } from "../grant-form.js";
 import { maskSecrets } from "../secrets.js";
 import { can, startPage } from "../session.js";
 
@@ -19,14 +20,22 @@ function riskLabel(score) {
   return n >= 70 ? ["high", "badge-deny"] : n >= 30 ? ["medium", "badge-hold"] : ["low", "badge-allow"];
 }
 
-async function decide(approval, decision, note) {
+// Resolves true when decided; a refusal is shown (in the grant fields when one was asked).
+async function decide(approval, decision, note, grant, showError) {
+  const json = { ...(note ? { note } : {}), ...(grant ? { grant } : {}) };
   try {
-    await api(`/approvals/${encodeURIComponent(approval.id)}/${decision}`, { method: "POST", json: note ? { note } : {} });
-    notify(`${decision === "approve" ? "Approved" : "Denied"} ${approval.action_spec.type} for ${approval.agent}`);
+    const answer = await api(`/approvals/${encodeURIComponent(approval.id)}/${decision}`, { method: "POST", json });
+    const verb = decision === "approve" ? "Approved" : "Denied";
+    const extra = answer && answer.grant ? `, with ${grantText(answer.grant)}` : "";
+    notify(`${verb} ${approval.action_spec.type} for ${approval.agent}${extra}`);
+    return true;
   } catch (error) {
-    fail(error);
+    if (grant && error.status === 422) showError(error.message);
+    else fail(error);
+    return false;
+  } finally {
+    await refresh().catch(fail);
   }
-  await refresh().catch(fail);
 }
 
 // What the approval binds: only this exact request (same body digest) may pass on it.
@@ -60,12 +69,26 @@ function card(approval) {
   const noteId = `note-${approval.id}`;
   node.querySelector(".a-note-label").setAttribute("for", noteId);
   node.querySelector(".a-note").id = noteId;
+  labelGrantFields(node, approval.id);
   const form = node.querySelector("form");
   if (!can("member")) form.remove();
-  form.addEventListener("submit", (event) => {
+  const grantError = node.querySelector(".g-error");
+  const showError = (message) => { grantError.textContent = message; grantError.hidden = !message; };
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    for (const button of form.querySelectorAll("button")) button.disabled = true;
-    decide(approval, event.submitter ? event.submitter.value : "approve", form.note.value.trim());
+    const choice = event.submitter ? event.submitter.value : "approve";
+    let grant = null;
+    showError("");
+    if (choice === "grant") {
+      try { grant = grantFrom(form); } catch (error) {
+        if (!(error instanceof GrantInputError)) throw error;
+        return showError(error.message);
+      }
+    }
+    const buttons = [...form.querySelectorAll("button")];
+    for (const button of buttons) button.disabled = true;
+    const decided = await decide(approval, choice === "deny" ? "deny" : "approve", form.note.value.trim(), grant, showError);
+    if (!decided) for (const button of buttons) button.disabled = false;
   });
   cards.set(approval.id, { card: node, node: node.querySelector(".a-countdown"), expires: approval.expires_at });
   return node;

@@ -1,6 +1,7 @@
 import { api } from "../api.js";
 import { $, badge, clear, el, fail, notify, show, timeCell } from "../dom.js";
-import { session, startPage } from "../session.js";
+import { fillBudgetForm, submitBudget } from "../budget-form.js";
+import { can, session, startPage } from "../session.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const UNITS = { count: "requests", tokens: "tokens", cost: "usd" };
@@ -37,12 +38,36 @@ function burnDown(budget) {
   return node;
 }
 
+// Edit fills the form; Remove asks in the row itself, then DELETEs budget and usage.
+function budgetActions(budget) {
+  if (!can("admin")) return el("td", {});
+  const cell = el("td", {});
+  const buttons = () => [
+    el("button", { type: "button", text: "Edit", "aria-label": `Edit ${budget.name}`, onclick: () => fillBudgetForm($("#budget-form"), budget) }),
+    el("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${budget.name}`, onclick: confirmRemove }),
+  ];
+  function confirmRemove() {
+    cell.replaceChildren(el("span", { class: "small", text: `Remove ${budget.name} and its usage?` }), " ",
+      el("button", { type: "button", class: "danger", text: "Confirm remove", onclick: remove }), " ",
+      el("button", { type: "button", text: "Cancel", onclick: () => cell.replaceChildren(el("div", { class: "row-actions" }, buttons())) }));
+  }
+  async function remove() {
+    try {
+      await api(`/budgets/${encodeURIComponent(budget.name)}`, { method: "DELETE" });
+      notify(`Budget ${budget.name} removed`);
+    } catch (error) { fail(error); }
+    await loadBudgets().catch(fail);
+  }
+  cell.append(el("div", { class: "row-actions" }, buttons()));
+  return cell;
+}
+
 async function loadBudgets() {
   const data = await api("/budgets");
   const body = clear($("#budgets-table tbody"));
   for (const b of data.budgets) {
     const perAgent = Object.entries(b.state.by_agent || {}).map(([name, spent]) => `${name}: ${amount(spent)}`).join(", ");
-    body.append(el("tr", {},
+    body.append(el("tr", { dataset: { budget: b.name } },
       el("td", {}, el("code", { text: b.name })),
       el("td", { class: "wrap", text: `${(b.agents || []).join(", ")} · ${b.connector} · ${b.action}` }),
       el("td", { text: `${amount(b.state.used)} / ${amount(b.limit)} ${unit(b)}` }),
@@ -50,7 +75,7 @@ async function loadBudgets() {
       el("td", { text: b.window.replace("_", " ") + (b.window.startsWith("calendar") ? ` (${b.timezone})` : "") }),
       el("td", {}, badge(b.outcome)),
       el("td", { class: "wrap", text: perAgent || "—" }),
-      el("td", {}, burnDown(b))));
+      el("td", {}, burnDown(b)), budgetActions(b)));
   }
   show("#budgets-empty", data.budgets.length === 0);
 }
@@ -77,6 +102,11 @@ async function loadGrants() {
   }
   show("#grants-empty", data.grants.length === 0);
 }
+
+$("#budget-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (await submitBudget(event.currentTarget)) await loadBudgets().catch(fail);
+});
 
 startPage(async () => {
   await Promise.all([loadBudgets(), loadGrants()]);

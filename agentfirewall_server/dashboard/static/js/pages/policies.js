@@ -2,6 +2,7 @@ import { api } from "../api.js";
 import { $, badge, clear, el, fail, formatTime, notify, setText, show } from "../dom.js";
 import { renderDiff } from "../diff.js";
 import { onEvent, throttled } from "../events.js";
+import { hidePreview, previewReplay } from "../replay-preview.js";
 import { can, startPage } from "../session.js";
 
 const TEMPLATE = `name: my-policy
@@ -18,7 +19,7 @@ rules:
     reason: repositories are never deleted by agents
     risk_score: 95
 `;
-const state = { editing: null, timer: null, seq: 0 };
+const state = { editing: null, timer: null, seq: 0, policies: [], reviewed: null };
 
 export function documentText(document) {
   return typeof document === "string" ? document : JSON.stringify(document, null, 2);
@@ -52,6 +53,8 @@ async function validateNow() {
 
 function edit(policy) {
   state.editing = policy;
+  state.reviewed = null;
+  hidePreview();
   $("#policy-doc").value = policy ? documentText(policy.document) : TEMPLATE;
   setText("#editing", policy ? `— ${policy.name} v${policy.version}` : "— new policy");
   validateNow();
@@ -97,12 +100,39 @@ async function refresh() {
     if (state.editing && state.editing.id === policy.id) state.editing = policy;
   }
   show("#policies-empty", policies.length === 0);
+  state.policies = policies;
   return policies;
 }
 
-async function save(event) {
+function showSaveError(error) {
+  if (error.status === 422) showValidation({ valid: false, errors: [{ message: error.message, line: error.data.line, field: error.data.field }] });
+  else fail(error);
+}
+
+// The candidate: every enabled policy as it is, the edited document in place of its policy.
+function candidate(document) {
+  const others = state.policies.filter((p) => p.enabled && !(state.editing && p.id === state.editing.id));
+  return [...others.map((p) => documentText(p.document)), document];
+}
+
+// Submit first replays the change on recorded traffic; Save in the preview writes it.
+async function review(event) {
   event.preventDefault();
   const document = $("#policy-doc").value;
+  state.reviewed = null;
+  try {
+    await previewReplay(candidate(document), Number($("#replay-since").value));
+    state.reviewed = document;
+  } catch (error) {
+    hidePreview();
+    if (error.status === 422) error.message = error.message.replace(/^invalid policy \d+: /, "invalid policy: ");
+    showSaveError(error);
+  }
+}
+
+async function save() {
+  const document = state.reviewed;
+  if (document === null) return;
   try {
     const policy = state.editing
       ? await api(`/policies/${encodeURIComponent(state.editing.id)}`, { method: "PUT", json: { document } })
@@ -111,8 +141,8 @@ async function save(event) {
     await refresh().catch(fail);
     edit(policy);
   } catch (error) {
-    if (error.status === 422) showValidation({ valid: false, errors: [{ message: error.message, line: error.data.line, field: error.data.field }] });
-    else fail(error);
+    hidePreview();
+    showSaveError(error);
   }
 }
 
@@ -126,10 +156,14 @@ async function loadPacks() {
 }
 
 $("#policy-doc").addEventListener("input", () => {
+  state.reviewed = null; // a preview is of the text it was made for
+  hidePreview();
   window.clearTimeout(state.timer);
   state.timer = window.setTimeout(validateNow, 300);
 });
-$("#policy-form").addEventListener("submit", save);
+$("#policy-form").addEventListener("submit", review);
+$("#replay-save").addEventListener("click", save);
+$("#replay-cancel").addEventListener("click", () => { state.reviewed = null; hidePreview(); $("#policy-doc").focus(); });
 $("#new-policy").addEventListener("click", () => edit(null));
 $("#pack-form").addEventListener("submit", async (event) => {
   event.preventDefault();
