@@ -236,6 +236,10 @@ def test_budgets_page_sets_changes_and_removes_a_budget(board: Dashboard) -> Non
         "window": "calendar_day", "timezone": "Europe/Paris", "outcome": "deny",
     }  # fmt: skip
 
+    # A description (the form has none) set elsewhere survives an edit in the form.
+    described = {k: v for k, v in saved.items() if k not in ("id", "name", "state")}
+    board.api("PUT", "/budgets/stripe-daily", {**described, "description": "finance caps"})
+    board.goto(page, "/budgets")
     row.get_by_role("button", name="Edit stripe-daily").click()
     expect(page.get_by_label("Time zone")).to_have_value("Europe/Paris")
     page.get_by_label("Limit", exact=True).fill("50000")
@@ -245,6 +249,7 @@ def test_budgets_page_sets_changes_and_removes_a_budget(board: Dashboard) -> Non
     changed = board.api("GET", "/budgets/stripe-daily")
     assert (changed["limit"], changed["outcome"]) == (50000, "require_approval")
     assert changed["id"] == saved["id"]  # replaced in place
+    assert changed["description"] == "finance caps"
 
     row.get_by_role("button", name="Remove stripe-daily").click()
     row.get_by_role("button", name="Confirm remove").click()

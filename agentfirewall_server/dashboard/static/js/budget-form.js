@@ -15,6 +15,8 @@ function body(form) {
   if (data.limit !== "") out.limit = Number(data.limit);
   if (data.parameter) out.parameter = data.parameter;
   if (data.currency) out.currency = data.currency.toLowerCase();
+  // The form has no description field: replacing a budget keeps the one it had.
+  if (form.dataset.editing === data.name && form.dataset.description) out.description = form.dataset.description;
   return out;
 }
 
@@ -36,6 +38,8 @@ export function fillBudgetForm(form, budget) {
     const value = name === "agents" ? (budget.agents || []).join(", ") : budget[name];
     if (control) control.value = value === undefined || value === null ? "" : String(value);
   }
+  form.dataset.editing = budget.name;
+  form.dataset.description = budget.description || "";
   showBudgetError(form, "");
   form.elements.limit.focus();
 }
