@@ -37,11 +37,15 @@ function renderReport(report, sinceSeconds) {
   const body = clear($("#replay-table tbody"));
   for (const call of calls) {
     body.append(el("tr", { dataset: { change: `${call.before}->${call.after}` } }, timeCell(call.time),
-      el("td", { class: "wrap", text: call.agent }), el("td", {}, el("code", { text: call.action })),
-      el("td", {}, badge(call.before), " → ", badge(call.after)), el("td", { class: "wrap", text: call.rule })));
+      el("td", { text: call.agent }), el("td", {}, el("code", { text: call.action })),
+      el("td", {}, badge(call.before), " → ", badge(call.after)), el("td", { text: call.rule })));
   }
   show("#replay-list", calls.length > 0);
-  setText("#replay-more", calls.length < report.changed ? `Showing ${count(calls.length)} of ${count(report.changed)} changed calls.` : "");
+  const notes = [];
+  if (calls.length < report.changed) notes.push(`Showing ${count(calls.length)} of ${count(report.changed)} changed calls.`);
+  if (report.partial) notes.push(`${count(report.partial)} of the calls were recorded with parameters withheld (bodies, secrets): a rule reading one may replay differently.`);
+  if (report.drifted) notes.push(`${count(report.drifted)} calls replay differently under the live configuration than they were decided: it has changed since.`);
+  setText("#replay-more", notes.join(" "));
 }
 
 // Replays `policies` (every enabled policy's document, the edited one in place) and shows
