@@ -46,6 +46,8 @@ def _stream(fake: FakeUpstream, events: list[bytes]) -> StreamingResponse:
 
 #: Token usage the OpenAI fake reports (``settings["usage"]`` overrides it).
 _USAGE = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+#: Token usage the Anthropic fake reports (``settings["usage"]`` overrides it).
+_ANTHROPIC_USAGE = {"input_tokens": 1, "output_tokens": 3}
 
 
 def openai() -> FakeUpstream:
@@ -136,6 +138,7 @@ def anthropic() -> FakeUpstream:
     async def messages(request: Request) -> Response:
         body = await request.json()
         ident, model = f"msg_fake{next(_ids)}", body.get("model", "claude-sonnet-4")
+        usage = dict(fake.settings.get("usage", _ANTHROPIC_USAGE))
         message = {
             "id": ident,
             "type": "message",
@@ -144,11 +147,13 @@ def anthropic() -> FakeUpstream:
             "content": [{"type": "text", "text": "hello from fake"}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 3},
+            "usage": usage,
         }
         if not body.get("stream"):
             return JSONResponse(message)
-        start = dict(message, content=[], stop_reason=None)
+        # as Anthropic: the input (and cache) tokens and 1 output token in message_start,
+        # the cumulative output tokens in message_delta
+        start = dict(message, content=[], stop_reason=None, usage=dict(usage, output_tokens=1))
         events = [
             _sse({"type": "message_start", "message": start}, "message_start"),
             _sse(
@@ -177,7 +182,7 @@ def anthropic() -> FakeUpstream:
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": 3},
+                    "usage": {"output_tokens": usage.get("output_tokens", 0)},
                 },
                 "message_delta",
             ),
