@@ -16,7 +16,8 @@ agent's ``sdk_default`` answers: allow, "No deny rules matched", or deny.
 ``Decision.matched_rules[0]`` is the rule that decided (when one did), followed by the
 other rules found matching (run.py). ``matched_policies`` lists the policies in scope.
 Decisions are immutable and memoised per distinct input signature, so equal inputs may
-return the same instance.
+return the same instance; a decision in which a rule raised is never memoised (it names
+the failure, which another input reaching the same rules would not).
 The engine is pure: the time comes in ``EvaluationContext.now``; nothing is read or
 written.
 """
@@ -131,9 +132,7 @@ class Engine:
                 return found
         decision = self._enforce(build(), ctx, trace)
         if not decision.errors:
-            if len(self._decisions) >= _DECISION_CACHE_LIMIT:
-                self._decisions.clear()
-            self._decisions[key] = decision
+            self._remember(key, decision)
         return decision
 
     def _decide(
@@ -170,6 +169,7 @@ class Engine:
             key = ("permission", id(rule), agent, connector, risk, level)
             return self._memo(key, lambda: _permission_deny(rule, ctx, connector, risk), ctx, trace)
         run = None
+        plan = None
         if self._index.compiled:
             env = spec.resource.environment
             plan = self._index.plans.get((agent, action, env))
@@ -179,17 +179,31 @@ class Engine:
                 run = run_policies(plan, spec, ctx, risk)
             if trace is not None:
                 self._trace_policies(trace, spec, ctx, prefixes, run)
-        head = (id(rule), action, agent, connector, ctx.sdk_default, risk, level)
+        # The plan stands for the policies in scope (it hashes by identity, and the key
+        # keeps it alive); the decision is looked up before anything is built for it.
         if run is None:
-            key = head
-        else:
-            key = (head, run.outcome, run.deciding_uid, run.matched, run.policies, run.risk)
-        return self._memo(
-            key,
-            lambda: self._combine(rule, run, ctx, action, _where(ctx, connector), risk),
-            ctx,
-            trace,
+            key = (id(rule), action, agent, connector, ctx.sdk_default, risk, level)
+        elif run.errors:  # never memoised: the decision names the rule that failed
+            decision = self._combine(rule, run, ctx, action, _where(ctx, connector), risk)
+            return self._enforce(decision, ctx, trace)
+        else:  # the plan is one (agent, action, environment): they need not be repeated
+            key = (id(rule), connector, ctx.sdk_default, risk, level, plan, run.outcome,
+                   run.deciding_uid, run.matched, run.risk)  # fmt: skip
+        if trace is None:
+            found = self._decisions.get(key)
+            if found is not None:
+                return found
+        decision = self._enforce(
+            self._combine(rule, run, ctx, action, _where(ctx, connector), risk), ctx, trace
         )
+        if not decision.errors:
+            self._remember(key, decision)
+        return decision
+
+    def _remember(self, key: tuple[object, ...], decision: Decision) -> None:
+        if len(self._decisions) >= _DECISION_CACHE_LIMIT:
+            self._decisions.clear()
+        self._decisions[key] = decision
 
     def _trace_policies(
         self,

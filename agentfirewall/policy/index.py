@@ -45,7 +45,7 @@ class CompiledRule:
 _CLASS = {"deny": 0, "require_approval": 1, "allow": 2}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Plan:
     """The rules to run for one (agent, action type, environment), in decision order.
 
@@ -53,12 +53,17 @@ class Plan:
     static fields (type, environment, agent) are known, sorted by class (deny, then
     require_approval, then allow), then by policy priority: the first rule that
     matches decides. `suffix_risk[i]` is the highest risk_score from rule i on, so
-    evaluation can stop once no later rule could raise the risk score.
+    evaluation can stop once no later rule could raise the risk score. `tests` are the
+    rules' predicates, in the same order (the hot loop reads no attribute).
+
+    A plan compares and hashes by identity: the engine keys its decisions on the plan
+    object itself (which the key keeps alive), not on the names of its policies.
     """
 
     policies: tuple[str, ...]
     rules: tuple[CompiledRule, ...]
     suffix_risk: tuple[float, ...]
+    tests: tuple[Predicate, ...]
 
 
 def _specialized(rule: CompiledRule, statics: dict[str, object]) -> CompiledRule | None:
@@ -92,7 +97,8 @@ def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: 
     suffix: list[float] = [0.0] * (len(rules) + 1)
     for index in range(len(rules) - 1, -1, -1):
         suffix[index] = max(suffix[index + 1], rules[index].risk_score)
-    return Plan(tuple(p.name for p in in_scope), rules, tuple(suffix))
+    tests = tuple(rule.test for rule in rules)
+    return Plan(tuple(p.name for p in in_scope), rules, tuple(suffix), tests)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,16 +55,26 @@ def run_policies(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: flo
     deciding: CompiledRule | None = None
     error = ""
     index = 0
-    for index, rule in enumerate(rules, 1):  # noqa: B007 (index is used after the loop)
+    for index, test in enumerate(plan.tests, 1):
         try:
-            if rule.test(spec, ctx):
-                deciding = rule
+            if test(spec, ctx):
+                deciding = rules[index - 1]
                 break
         except Exception as exc:  # fail closed
-            deciding, error = rule, _failure(rule, exc)
+            deciding = rules[index - 1]
+            error = _failure(deciding, exc)
             break
     if deciding is None:
         return PolicyRun(None, "", "", (0, 0), plan.policies, (), (), min(risk, 100.0), None)
+    if not error:  # the usual end: no later rule could raise the risk score
+        score = deciding.risk_score
+        top = score if score > risk else risk  # max(risk, score), without the call
+        if plan.suffix_risk[index] <= top:
+            decided = deciding.decision
+            held = deciding.approval if decided == "require_approval" else None
+            capped = 100.0 if top > 100.0 else top  # min(top, 100.0)
+            return PolicyRun(decided, deciding.reason, deciding.label, deciding.uid,
+                             plan.policies, (), (), capped, held)  # fmt: skip
     outcome: Outcome = "deny" if error else deciding.decision
     reason = error or deciding.reason
     errors = [error] if error else []

@@ -1,0 +1,151 @@
+"""Per-call decision cost, split into its parts, this tree beside a baseline tree.
+
+    python benchmarks/engine_percall.py [--baseline-tree DIR] [--rounds 5] [--rules 1000]
+
+What a caller pays per decision (issue 18): parse the action spec from a dict
+(``parse_action_spec``), build the ``EvaluationContext``, ``Engine.evaluate``; and, in the
+same process, the plain indexed reference of ``benchmarks/engine.py`` over the same
+requests. Each round runs one fresh process per tree, alternating (so a change in the
+machine's load hits both alike), and times each part as CPU time (``time.process_time``:
+time spent waiting for the other tenants of a shared machine is not counted), the best of
+25 passes over 2,000 requests. Printed: per-part medians over the rounds, and the ratios
+that matter, ``full / reference`` and ``baseline / this``.
+
+``--baseline-tree`` is a checkout of an older commit, e.g.
+``git archive 636d064 agentfirewall | tar -x -C /tmp/base`` (only its ``agentfirewall``
+package is used; the request generator and the reference come from this tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PARTS = ("parse", "context", "evaluate", "full", "reference")
+
+# Runs in a child process whose sys.path starts with the tree under test.
+CHILD = r"""
+import gc, json, random, sys, time
+import agentfirewall  # the tree under test (cwd): imported before engine.py edits sys.path
+from agentfirewall.actions import parse_action_spec
+from agentfirewall.policy import Engine, EvaluationContext
+sys.path.insert(1, sys.argv[1])  # benchmarks/ of this tree: generator and reference
+import engine as bench
+
+rng = random.Random(int(sys.argv[3]))
+rules = bench.generate(int(sys.argv[2]), rng, 0.35)
+requests = bench.requests_for(rules, 2000, rng)
+engine = Engine(policies=[bench.to_policy(i, r) for i, r in enumerate(rules)])
+now = bench.NOW
+data = [
+    {"type": r.action, "resource": {"environment": r.env}, "parameters": {"amount": r.amount}}
+    for r in requests
+]
+ctx_of = lambda r: EvaluationContext(agent=r.agent, mode="sdk", now=now, sdk_default="deny")
+pairs = [(parse_action_spec(d), ctx_of(r)) for d, r in zip(data, requests)]
+reference = bench.indexed_reference(rules)
+evaluate = engine.evaluate
+
+
+def full(item):
+    d, r = item
+    spec = parse_action_spec(d)
+    ctx = EvaluationContext(agent=r.agent, mode="sdk", now=now, sdk_default="deny")
+    return evaluate(spec, ctx).outcome
+
+
+items = list(zip(data, requests))
+for item in items:  # first sight builds the plans: not part of the steady state
+    if full(item) != reference(item[1]):
+        raise SystemExit(f"disagrees with the reference on {item[1]}")
+gc.collect()
+gc.freeze()
+
+
+def best(fn, xs):
+    times = []
+    for _ in range(25):
+        started = time.process_time()
+        for x in xs:
+            fn(x)
+        times.append((time.process_time() - started) / len(xs) * 1e6)
+    return min(times)
+
+
+print(json.dumps({
+    "package": agentfirewall.__file__,
+    "parse": best(parse_action_spec, data),
+    "context": best(ctx_of, requests),
+    "evaluate": best(lambda p: evaluate(p[0], p[1]), pairs),
+    "full": best(full, items),
+    "reference": best(reference, requests),
+}))
+"""
+
+
+def measure(tree: Path, rules: int, seed: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(HERE), str(rules), str(seed)],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{tree}: {done.stderr.strip() or done.stdout.strip()}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    package = Path(result.pop("package"))
+    if not package.is_relative_to(tree):
+        raise SystemExit(f"measured {package}, not the tree {tree}")
+    return {part: float(result[part]) for part in PARTS}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--baseline-tree", metavar="DIR", help="an older checkout to compare")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    trees = {"this": ROOT}
+    if args.baseline_tree:
+        trees = {"baseline": Path(args.baseline_tree).resolve(), **trees}
+    seed = args.seed + args.rules  # the same rule set and requests as engine.py
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    for round_ in range(1, args.rounds + 1):
+        for name, tree in trees.items():
+            runs[name].append(measure(tree, args.rules, seed))
+            shown = "  ".join(f"{part} {runs[name][-1][part]:.2f}" for part in PARTS)
+            print(f"round {round_} {name:8} µs: {shown}", flush=True)
+    print(f"\n{args.rules:,} rules, medians of {args.rounds} rounds (CPU µs per call, best of 25)")
+    print("| tree | parse | context | evaluate | full per call | reference | full / reference |")
+    print("|---|---|---|---|---|---|---|")
+    medians = {
+        name: {part: statistics.median(r[part] for r in rows) for part in PARTS}
+        for name, rows in runs.items()
+    }
+    for name, m in medians.items():
+        ratio = statistics.median(r["reference"] / r["full"] for r in runs[name])
+        cells = " | ".join(f"{m[part]:.2f}" for part in PARTS)
+        print(f"| {name} | {cells} | {ratio:.2f}x |")
+    if "baseline" in medians:
+        base, this = medians["baseline"], medians["this"]
+        speedups = ", ".join(f"{part} {base[part] / this[part]:.2f}x" for part in PARTS[:4])
+        print(f"\nbaseline / this (higher is faster): {speedups}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
