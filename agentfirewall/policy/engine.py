@@ -139,10 +139,12 @@ class Engine:
         self, spec: ActionSpec, ctx: EvaluationContext, trace: list[Step] | None
     ) -> Decision:
         action = spec.type
+        resource = spec.resource
         agent = ctx.agent
         level = ctx.enforcement_level
-        risk = ROUTE_RISK[ctx.risk] if ctx.risk is not None else 0.0
-        connector = ctx.connector or spec.resource.provider or action[: action.index(".")]
+        route_risk = ctx.risk
+        risk = ROUTE_RISK[route_risk] if route_risk is not None else 0.0
+        connector = ctx.connector or resource.provider or action[: action.index(".")]
         if self._kill.active:
             switch = self._kill.find(agent, (connector, spec.provider))
             if switch is not None:
@@ -171,7 +173,7 @@ class Engine:
         run = None
         plan = None
         if self._index.compiled:
-            env = spec.resource.environment
+            env = resource.environment
             plan = self._index.plans.get((agent, action, env))
             if plan is None:
                 plan = self._index.plan(agent, action, env, prefixes)
