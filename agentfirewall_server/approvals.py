@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select, update
 
 from agentfirewall_server.audit import append_event
-from agentfirewall_server.auth import ROLES
 from agentfirewall_server.clock import new_id, rfc3339
+from agentfirewall_server.roles import DEFAULT_ROLES, ROLES
 from agentfirewall_server.store.schema import action_requests, approvals
 from agentfirewall_server.web import ApiError
 
 if TYPE_CHECKING:
-    from agentfirewall_server.state import AppState
+    from agentfirewall_server.protocols import Services
 
 __all__ = [
     "DEFAULT_ROLES",
@@ -35,7 +35,6 @@ __all__ = [
     "get_approval",
 ]
 
-DEFAULT_ROLES = ("owner", "admin", "member")
 log = logging.getLogger("agentfirewall_server")
 _FINAL_ACTION = {"approved": "allowed", "denied": "denied", "expired": "expired"}
 
@@ -274,7 +273,7 @@ def deny_for_kill_switch(
     ]
 
 
-async def publish_decided(state: AppState, rows: list[dict[str, Any]]) -> None:
+async def publish_decided(state: Services, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         data = approval_json(row)
         state.hub.publish("approval.decided", data)
@@ -286,7 +285,7 @@ async def publish_decided(state: AppState, rows: list[dict[str, Any]]) -> None:
         await refresh_pending_gauge(state)
 
 
-async def refresh_pending_gauge(state: AppState) -> None:
+async def refresh_pending_gauge(state: Services) -> None:
     from sqlalchemy import func
 
     count = await state.db.read(
@@ -308,7 +307,7 @@ def prune(conn: Connection, now: float) -> None:
     conn.execute(delete(sessions).where(sessions.c.expires_at < now))
 
 
-async def expiry_loop(state: AppState, interval: float = 1.0) -> None:
+async def expiry_loop(state: Services, interval: float = 1.0) -> None:
     """Expire pending approvals past their deadline about once a second; prune hourly."""
     from agentfirewall_server.clock import now
     from agentfirewall_server.replaystore import prune_inputs_job

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, select
 
 from agentfirewall.actions import canonical_json
 from agentfirewall_server.clock import rfc3339
+from agentfirewall_server.store.chain import GENESIS, link_events, link_hash
 from agentfirewall_server.store.schema import audit_events
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
     "verify_chain",
 ]
 
-GENESIS = "0" * 64
 _encode_str: Callable[[str], str] = (
     json.encoder.encode_basestring
 )  # what json.dumps(ensure_ascii=False) uses
@@ -121,11 +121,6 @@ def _scalar(value: object) -> str:
     return canonical_json(value).decode("utf-8")
 
 
-def link_hash(event_id: int, prev_hash: str, digest: str) -> str:
-    """An event's hash: its id, the previous event's hash and its content digest."""
-    return hashlib.sha256(f"{event_id}:{prev_hash}:{digest}".encode()).hexdigest()
-
-
 def prepare_event(
     event_type: str,
     *,
@@ -154,25 +149,6 @@ def chain_rows(conn: Connection, prepared: list[dict[str, Any]]) -> list[dict[st
         select(audit_events.c.id, audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
     ).first()
     return link_events((head.id, head.hash) if head else None, prepared)
-
-
-def link_events(
-    head: tuple[int, str] | None, prepared: list[dict[str, Any]], *, in_place: bool = False
-) -> list[dict[str, Any]]:
-    """Chain prepared events after `head` (the last event's id and hash; None: empty log).
-
-    `in_place` sets the chain fields on the prepared dicts themselves (they keep their
-    ``_digest`` key, which a column-wise insert ignores) instead of copying them.
-    """
-    last_id, last_hash = head if head else (0, GENESIS)
-    rows = []
-    for event in prepared:
-        row = event if in_place else {k: v for k, v in event.items() if k != "_digest"}
-        row["id"], row["prev_hash"] = last_id + 1, last_hash
-        row["hash"] = link_hash(row["id"], last_hash, event["_digest"])
-        rows.append(row)
-        last_id, last_hash = row["id"], row["hash"]
-    return rows
 
 
 def append_events(conn: Connection, prepared: list[dict[str, Any]]) -> None:

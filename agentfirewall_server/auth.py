@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from agentfirewall_server.clock import now
 from agentfirewall_server.identity import hash_secret, same_hash
+from agentfirewall_server.roles import ROLES
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import sessions, users
@@ -35,7 +36,6 @@ __all__ = [
     "state_of",
 ]
 
-ROLES: dict[str, int] = {"viewer": 1, "member": 2, "admin": 3, "owner": 4}
 SESSION_COOKIE = "tf_session"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 

@@ -36,7 +36,7 @@ from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.schema import audit_checkpoints, audit_events
 
 if TYPE_CHECKING:
-    from agentfirewall_server.state import AppState
+    from agentfirewall_server.protocols import Services
 
 __all__ = ["Checkpointer", "append_line", "collect", "verify_log"]
 
@@ -95,7 +95,7 @@ def verify_log(settings: Settings, key: SigningKey, conn: Connection) -> VerifyR
 class Checkpointer:
     """Signs the chain head at an interval, on shutdown and on request."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: Services) -> None:
         self.state = state
 
     def _sign(self, conn: Connection, reason: str) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from agentfirewall.errors import VaultError
 from agentfirewall_server.bootstrap import ENCRYPTION_KEY_FILE, read_secret_file, write_secret_file
+from agentfirewall_server.faults import fault_point
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.vault import Keyring, Vault, generate_key_text, key_id, parse_key
 
@@ -99,8 +100,6 @@ def install_current(settings: Settings, new_text: str) -> Vault:
     2. ``encryption.key`` is replaced by the new key (atomic, durable).
     A crash between the two leaves the old key current and the new one unused.
     """
-    from agentfirewall_server.rotate import fault_point
-
     new = Vault.from_text(new_text)
     data_dir = settings.data_dir
     lines = _keyring_lines(data_dir)

@@ -32,17 +32,17 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
-from sqlalchemy import Connection, Engine, or_, select
+from sqlalchemy import Connection, or_, select
 
 from agentfirewall_server.approvals import approval_json, get_approvals, refresh_pending_gauge
-from agentfirewall_server.snapshot import read_version
+from agentfirewall_server.snapshot import kill_json, read_version
+from agentfirewall_server.store.conninfo import libpq_conninfo
 from agentfirewall_server.store.schema import approvals, traffic
 
 if TYPE_CHECKING:
-    from agentfirewall_server.state import AppState
+    from agentfirewall_server.protocols import Services
 
-__all__ = ["CHANNEL", "SharedEvents", "libpq_conninfo"]
+__all__ = ["CHANNEL", "SharedEvents"]
 
 log = logging.getLogger("agentfirewall_server")
 
@@ -53,13 +53,6 @@ _ALIVE = 5.0  # seconds without a notification before the listen connection is c
 _OUTBOX = 100_000
 _RESYNC_ROWS = 10_000  # beyond: long-polls still see the rest (they re-check the store)
 _KINDS = ("approval.created", "approval.decided", "traffic", "kill_switch", "config")
-
-
-def libpq_conninfo(engine: Engine, application_name: str) -> str:
-    """The connection string of `engine`'s database, for a plain psycopg connection."""
-    _args, params = engine.dialect.create_connect_args(engine.url)
-    params = {k: v for k, v in params.items() if k != "context"}
-    return make_conninfo(**params, application_name=application_name)
 
 
 def _ident(kind: str, data: Any) -> str | None:
@@ -93,7 +86,7 @@ def _messages(origin: str, items: list[tuple[str, str]]) -> list[tuple[str, int]
 class SharedEvents:
     """The relay of one replica: `relay` (the hub's hook), `send` and `listen` tasks."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: Services) -> None:
         self.state = state
         self.origin = secrets.token_hex(8)
         engine = state.db.writer_engine
@@ -204,8 +197,6 @@ class SharedEvents:
             await state.reload()
             state.hub.publish("config", {"version": state.snapshot.version}, relay=False)
         if kill_switch:
-            from agentfirewall_server.routes.killswitch import kill_json
-
             active = [kill_json(k) for k in state.snapshot.kill_switches]
             state.hub.publish("kill_switch", {"active": active}, relay=False)
 

@@ -88,7 +88,7 @@ class SharedRateLimiter:
     """
 
     def __init__(self, db: Database, connections: int = 4) -> None:
-        from agentfirewall_server.pgevents import libpq_conninfo
+        from agentfirewall_server.store.conninfo import libpq_conninfo
 
         self._db = db
         self._conninfo = libpq_conninfo(db.writer_engine, "tameflare-ratelimit")

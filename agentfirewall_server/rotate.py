@@ -14,13 +14,12 @@ server holds the data directory) and online in the server (``POST /api/v1/vault/
 
 A crash anywhere leaves every row sealed with a key that is on disk; running the rotation
 again finishes it (re-sealing only what is left). ``AGENTFIREWALL_FAULT_KILL_AT=N`` makes the
-process kill itself (SIGKILL) at the N-th step boundary: the crash tests loop over every N.
+process kill itself (SIGKILL) at the N-th step boundary (`faults.py`): the crash tests loop
+over every N.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,36 +29,23 @@ from sqlalchemy import Connection, func, select, update
 
 from agentfirewall.errors import VaultError
 from agentfirewall_server.datalock import DataBusy, exclusive
+from agentfirewall_server.faults import FAULT_ENV, fault_point
 from agentfirewall_server.keystore import install_current, prune_keyring_file
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import credentials
-from agentfirewall_server.vault import Keyring, generate_key_text, key_id, kid_of, parse_key
+from agentfirewall_server.vault import Keyring, generate_key_text, key_id, parse_key
+from agentfirewall_server.vaultcheck import VaultStartError, keys_in_use, open_keyring
 
 __all__ = [
+    "FAULT_ENV",
     "Progress",
-    "fault_point",
-    "keys_in_use",
     "reseal_batch",
     "rotate_key",
     "run_rotation",
 ]
 
 T = TypeVar("T")
-FAULT_ENV = "AGENTFIREWALL_FAULT_KILL_AT"
-_steps = 0
-
-
-def fault_point(name: str) -> None:
-    """A step boundary: with `AGENTFIREWALL_FAULT_KILL_AT=N`, the N-th one kills the process."""
-    global _steps
-    target = os.environ.get(FAULT_ENV)
-    if not target:
-        return
-    _steps += 1
-    if _steps == int(target):
-        print(f"fault injection: killed at step {_steps} ({name})", file=sys.stderr, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Writer(Protocol):
@@ -77,15 +63,6 @@ class Progress:
     resealed: int = 0
     batches: int = 0
     pruned: list[str] = field(default_factory=list)
-
-
-def keys_in_use(conn: Connection) -> dict[str, int]:
-    """Key id -> number of credentials it sealed (`?` for rows not in the vault format)."""
-    out: dict[str, int] = {}
-    for (stored,) in conn.execute(select(credentials.c.ciphertext)):
-        kid = kid_of(str(stored)) or "?"
-        out[kid] = out.get(kid, 0) + 1
-    return out
 
 
 def reseal_batch(conn: Connection, keyring: Keyring, limit: int) -> int:
@@ -174,8 +151,6 @@ def _pending(conn: Connection, keyring: Keyring) -> int:
 
 def rotate_key(settings: Settings, new_key: str | None) -> int:
     """The offline command: exit 0 done, 1 refused or failed, 2 bad key."""
-    from agentfirewall_server.vaultcheck import VaultStartError, open_keyring
-
     if new_key is not None:
         try:
             parse_key(new_key)

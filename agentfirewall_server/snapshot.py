@@ -36,6 +36,7 @@ __all__ = [
     "Snapshot",
     "bump_version",
     "get_setting",
+    "kill_json",
     "load_snapshot",
     "put_setting",
     "read_version",
@@ -110,6 +111,17 @@ class Snapshot:
 
     def connector_types(self) -> set[str]:
         return {c["type"] for c in self.connectors}
+
+
+def kill_json(row: dict[str, Any]) -> dict[str, Any]:
+    """An active kill switch (a row of `Snapshot.kill_switches`) as the API shows it."""
+    return {
+        "scope": row["scope"],
+        "target": row["target"] or None,
+        "reason": row["reason"],
+        "activated_by": row["activated_by"],
+        "activated_at": rfc3339(row["activated_at"]),
+    }
 
 
 def read_version(conn: Connection) -> int:

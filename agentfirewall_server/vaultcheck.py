@@ -11,22 +11,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from agentfirewall.errors import AgentFirewallError, VaultError
 from agentfirewall_server.keystore import create_current, load_keyring, where_looked
 from agentfirewall_server.settings import Settings
+from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.vault import Keyring, kid_of
 
 __all__ = [
     "VaultStartError",
     "credential_problems",
+    "keys_in_use",
     "open_keyring",
     "preflight",
     "problem_fix",
 ]
 
 T = TypeVar("T")
+
+
+def keys_in_use(conn: Connection) -> dict[str, int]:
+    """Key id -> number of credentials it sealed (`?` for rows not in the vault format)."""
+    out: dict[str, int] = {}
+    for (stored,) in conn.execute(select(credentials.c.ciphertext)):
+        kid = kid_of(str(stored)) or "?"
+        out[kid] = out.get(kid, 0) + 1
+    return out
 
 
 class VaultStartError(AgentFirewallError):
@@ -37,8 +48,6 @@ def open_keyring(
     settings: Settings, read: Callable[[Callable[[Connection], dict[str, int]]], dict[str, int]]
 ) -> Keyring:
     """The keyring for this database, or `VaultStartError` naming what is missing."""
-    from agentfirewall_server.rotate import keys_in_use
-
     try:
         keyring = load_keyring(settings)
     except VaultError as exc:

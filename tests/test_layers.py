@@ -25,12 +25,7 @@ def circle(names: str) -> frozenset[str]:
 # one line per circle: the modules of the package that import each other round
 KNOWN_CIRCLES: dict[str, set[frozenset[str]]] = {
     "agentfirewall": set(),
-    "agentfirewall_server": {
-        circle("keystore rotate vaultcheck"),
-        circle("approvals auth checkpointer notify.slack pgevents ratelimit state")
-        | circle("routes.connectors routes.killswitch"),
-        circle("routes.actions routes.execute"),
-    },
+    "agentfirewall_server": set(),
     "agentfirewall_proxy": {
         circle("approvalbatch budgets control guard pipeline snapshot tracing"),
         circle("agentports approvals exchange gateway guarded parking respond server"),

@@ -20,7 +20,7 @@ from sqlalchemy import update
 from agentfirewall_server.store.schema import approvals
 
 if TYPE_CHECKING:
-    from agentfirewall_server.state import AppState
+    from agentfirewall_server.protocols import Services
 
 __all__ = ["MAX_SKEW_SECONDS", "SlackNotifier", "sign", "verify_signature"]
 
@@ -101,7 +101,7 @@ def _blocks(row: dict[str, Any], base_url: str) -> list[dict[str, Any]]:
 
 
 class SlackNotifier:
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: Services) -> None:
         self.state = state
         self._tasks: set[asyncio.Task[None]] = set()
 

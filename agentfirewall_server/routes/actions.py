@@ -25,15 +25,17 @@ from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError
 from agentfirewall.policy.record import record_input
+from agentfirewall_server.actionstore import load_action
 from agentfirewall_server.approvals import approval_json, create_approval
 from agentfirewall_server.audit import append_events, prepare_event
 from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import approval_terms, context_for, explain, issue_token
 from agentfirewall_server.replaystore import input_text
+from agentfirewall_server.routes.execute import execute_action
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
-from agentfirewall_server.store.schema import action_requests, approvals
+from agentfirewall_server.store.schema import action_requests
 from agentfirewall_server.tracing import annotate, child, rule_of
 from agentfirewall_server.web import (
     ApiError,
@@ -45,7 +47,7 @@ from agentfirewall_server.web import (
     read_body,
 )
 
-__all__ = ["load_action", "routes"]
+__all__ = ["routes"]
 
 _EVENT = {
     "allowed": "action.allowed",
@@ -315,18 +317,6 @@ async def dry_run(request: Request) -> JSONResponse:
     )
 
 
-def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(action_requests).where(action_requests.c.id == action_id)).first()
-    if row is None:
-        return None
-    out = dict(row._mapping)
-    out["approval_row"] = None
-    if row.approval_id:
-        apv = conn.execute(select(approvals).where(approvals.c.id == row.approval_id)).first()
-        out["approval_row"] = dict(apv._mapping) if apv else None
-    return out
-
-
 def _visible(who: Principal, row: dict[str, Any] | None, action_id: str) -> dict[str, Any]:
     if row is None or (who.agent is not None and row["agent_id"] != who.agent.id):
         raise ApiError(404, f"no action request `{action_id}`")
@@ -393,8 +383,6 @@ async def wait_action(request: Request) -> JSONResponse:
 
 
 def routes() -> list[BaseRoute]:
-    from agentfirewall_server.routes.execute import execute_action
-
     p = "/api/v1/actions"
     return [
         Route(p, request_action, methods=["POST"]),

@@ -28,11 +28,11 @@ from starlette.responses import JSONResponse
 
 from agentfirewall.errors import TokenError
 from agentfirewall.tokens import DecisionClaims, verify_decision_token
+from agentfirewall_server.actionstore import load_action
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_agent, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.executor import Planned, plan, send
-from agentfirewall_server.routes.actions import load_action
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import action_requests, used_nonces
 from agentfirewall_server.tracing import annotate

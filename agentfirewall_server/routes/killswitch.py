@@ -16,29 +16,20 @@ from starlette.routing import BaseRoute, Route
 from agentfirewall_server.approvals import deny_for_kill_switch, publish_decided
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
-from agentfirewall_server.clock import now, rfc3339
+from agentfirewall_server.clock import now
 from agentfirewall_server.routes.connectors import DOCUMENTED_TYPES
+from agentfirewall_server.snapshot import kill_json
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import kill_switches
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
-__all__ = ["kill_json", "routes"]
+__all__ = ["routes"]
 
 
 class KillBody(Strict):
     active: bool
     scope: str | None = Field(default=None, min_length=1, max_length=200)
     reason: str = Field(default="", max_length=2000)
-
-
-def kill_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "scope": row["scope"],
-        "target": row["target"] or None,
-        "reason": row["reason"],
-        "activated_by": row["activated_by"],
-        "activated_at": rfc3339(row["activated_at"]),
-    }
 
 
 def resolve_scope(state: AppState, scope: str | None) -> tuple[str, str]:

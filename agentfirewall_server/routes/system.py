@@ -16,6 +16,7 @@ from agentfirewall.tokens import jwks_from_keys
 from agentfirewall_server.auth import require_metrics_reader, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.coverage import agents_without_rules
+from agentfirewall_server.snapshot import kill_json
 from agentfirewall_server.store.schema import action_requests, approvals, traffic
 from agentfirewall_server.web import json_ok
 
@@ -126,20 +127,10 @@ async def status(request: Request) -> JSONResponse:
                 "without_rules": agents_without_rules(snap),
             },
             **counts,
-            "kill_switches": [_kill_json(k) for k in snap.kill_switches],
+            "kill_switches": [kill_json(k) for k in snap.kill_switches],
             "vault": {"unreadable": _unreadable(state.vault_problems)},
         }
     )
-
-
-def _kill_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "scope": row["scope"],
-        "target": row["target"] or None,
-        "reason": row["reason"],
-        "activated_by": row["activated_by"],
-        "activated_at": rfc3339(row["activated_at"]),
-    }
 
 
 async def openapi(request: Request) -> JSONResponse:

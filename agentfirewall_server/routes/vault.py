@@ -21,8 +21,9 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.keystore import where_looked
-from agentfirewall_server.rotate import Progress, keys_in_use, run_rotation
+from agentfirewall_server.rotate import Progress, run_rotation
 from agentfirewall_server.state import AppState
+from agentfirewall_server.vaultcheck import keys_in_use
 from agentfirewall_server.web import ApiError, json_ok
 
 __all__ = ["routes"]

@@ -36,6 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import QueuePool
 
 from agentfirewall.errors import AgentFirewallError
+from agentfirewall_server.store.chain import link_events
+from agentfirewall_server.store.schema import audit_events
 
 __all__ = ["Database", "Record", "StoreError", "normalize_url"]
 
@@ -381,9 +383,6 @@ def _run_grouped(conn: Connection, batch: list[_Job | Record]) -> list[tuple[boo
 def _rows_by_table(
     records: list[Record], head: tuple[int, str] | None
 ) -> dict[Table, list[dict[str, Any]]]:
-    from agentfirewall_server.audit import link_events
-    from agentfirewall_server.store.schema import audit_events
-
     by_table: dict[Table, list[dict[str, Any]]] = {}
     for record in records:
         for table, row in record.inserts:
