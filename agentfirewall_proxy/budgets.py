@@ -1,12 +1,16 @@
-"""Budgets at the gateway: reserve before forwarding, settle after the response.
+"""Budgets at the gateway: spend from leased slices, or reserve and settle.
 
 The control plane owns budgets and their usage (``agentfirewall_server.budgetstore``); the
-snapshot tells the gateway only which requests a budget covers (agents, connector type,
-action glob), so a request no budget covers costs nothing extra. A covered request is
-reserved through the control plane before it is forwarded (atomic there); past the
-limit it is refused (403 ``budget_exceeded``, the reason names the budget) or held for
-approval; the control plane unreachable refuses it (503: fail closed). After the
-response the reservation is settled (a 2xx/3xx answer, with the LLM ``usage`` read from
+snapshot tells the gateway which requests a budget covers (agents, connector type, action
+glob) and how it measures them, so a request no budget covers costs nothing extra. A
+request covered by ``count`` and ``sum`` budgets only is debited from this gateway's
+leased slices (``budgetlease.py``: a control-plane call only when a slice runs out). One
+an LLM budget covers (its amount comes from the response), or one a human approved past
+a ``require_approval`` budget, is reserved through the control plane before it is
+forwarded (atomic there). Past the limit a request is refused (403 ``budget_exceeded``,
+the reason names the budget) or held for approval; the control plane unreachable refuses
+it (503: fail closed). After the response a debit is spent or credited back (see
+``budgetlease.py``) and a reservation is settled (a 2xx/3xx answer, with the LLM ``usage`` read from
 it) or released (the upstream refused or could not be reached), in the background.
 """
 
@@ -17,8 +21,10 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from agentfirewall.budgetspend import LLM_MEASURES, spend_of
 from agentfirewall.decisions import Decision
 from agentfirewall.policy.globs import Glob, compile_glob
+from agentfirewall_proxy.budgetlease import Leases
 from agentfirewall_proxy.control import ControlError
 from agentfirewall_proxy.pipeline import Refusal
 
@@ -43,6 +49,11 @@ class BudgetScope:
     glob: Glob
     #: Settled from the response's ``usage`` (tokens or cost).
     llm: bool
+    measure: str = "count"
+    parameter: str | None = None
+    currency: str | None = None
+    #: The control plane's id: a budget removed and set again under its name is another.
+    id: str = ""
 
     def covers(self, agent: str, connector: str, action: str) -> bool:
         return (
@@ -62,7 +73,11 @@ def compile_budgets(entries: list[dict[str, Any]]) -> tuple[BudgetScope, ...]:
                 agents=None if "*" in agents else frozenset(agents),
                 connector=str(raw["connector"]),
                 glob=compile_glob(str(raw.get("action") or "*")),
-                llm=raw.get("measure") in ("tokens", "cost"),
+                llm=raw.get("measure") in LLM_MEASURES,
+                measure=str(raw.get("measure") or "count"),
+                parameter=raw.get("parameter"),
+                currency=raw.get("currency"),
+                id=str(raw.get("id") or raw["name"]),
             )
         )
     return tuple(scopes)
@@ -96,6 +111,7 @@ class Budgets:
 
     def __init__(self, control: Control) -> None:
         self.control = control
+        self.leases = Leases(control, ControlError)
         self._tasks: set[asyncio.Task[None]] = set()
         self._attributes: dict[str, object] = {}
         self._fetched = -_TTL
@@ -129,21 +145,31 @@ class Budgets:
         assert flow.connector is not None
         parsed = flow.parsed
         parameters = parsed.spec.parameters if parsed is not None else (flow.parameters or {})
-        payload = {
-            "request_id": flow.request_id,
+        payload: dict[str, Any] = {
             "agent": flow.agent.name,
             "connector": flow.connector.type,
             "action": flow.action,
             "parameters": dict(parameters),
-            "force": force,
         }
+        amounts = None if force else _local_amounts(covered, parameters)
         try:
-            answer = await self.control.reserve_budget(payload)
+            if amounts is not None:  # count and sum: from this gateway's leased slices
+                if not amounts:
+                    return None  # another currency than every covering budget's
+                names = {s.id: s.name for s in covered}
+                answer = await self.leases.debit(payload, amounts, names)
+                if isinstance(answer, list):
+                    flow.leased = answer
+                    return None
+                refused = answer
+            else:
+                payload.update(request_id=flow.request_id, force=force)
+                answer = await self.control.reserve_budget(payload)
+                refused = answer.get("refused")
         except ControlError as exc:
             raise Refusal(
                 503, "budget_unavailable", f"the budget could not be checked: {exc}"
             ) from None
-        refused = answer.get("refused")
         if refused:
             reason = str(refused.get("reason") or f"budget `{refused.get('budget')}` exceeded")
             if refused.get("outcome") == "require_approval" and not force:
@@ -155,11 +181,14 @@ class Budgets:
 
     def settle(self, flow: Flow) -> None:
         """Settle or release `flow`'s reservation (once), in the background."""
+        # sent and no answer: it may have happened (never under-count); not sent: released
+        ok = 200 <= flow.status < 400 if flow.answered else flow.sent
+        leased, flow.leased = flow.leased, None
+        if leased is not None and flow.agent is not None:
+            self.leases.finish(leased, flow.agent.name, ok)
         reservation, flow.reservation = flow.reservation, None
         if reservation is None:
             return
-        # sent and no answer: it may have happened (never under-count); not sent: released
-        ok = 200 <= flow.status < 400 if flow.answered else flow.sent
         payload: dict[str, Any] = {"reservation": reservation, "ok": ok}
         if ok and flow.usage is not None:
             payload["usage"] = flow.usage
@@ -182,6 +211,26 @@ class Budgets:
               file=sys.stderr)  # fmt: skip
 
     async def drain(self) -> None:
-        """Wait for the settlements in flight (shutdown, tests)."""
+        """Wait for the settlements in flight and hand the leased slices back (shutdown,
+        tests)."""
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.leases.drain()
+
+
+def _local_amounts(covered: list[BudgetScope], parameters: Any) -> dict[str, float] | None:
+    """What the request spends from each covering budget, when the gateway can debit it
+    from its slices (None: an LLM budget, settled from the response, or a request that
+    does not say how much it spends: the control plane reserves or refuses it)."""
+    amounts: dict[str, float] = {}
+    for scope in covered:
+        if scope.llm:
+            return None
+        cover = spend_of(scope.name, scope.measure, scope.parameter, scope.currency,
+                         dict(parameters))  # fmt: skip
+        if cover is None:
+            continue
+        if cover.problem is not None:
+            return None
+        amounts[scope.id] = cover.amount
+    return amounts

@@ -59,6 +59,8 @@ class Control(Protocol):
     async def reserve_budget(self, payload: JSON) -> JSON: ...
     async def settle_budget(self, payload: JSON) -> None: ...
     async def budget_attributes(self) -> JSON: ...
+    async def lease_budget(self, payload: JSON) -> JSON: ...
+    async def report_leases(self, reports: list[JSON]) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -228,6 +230,19 @@ class HttpControl:
         """``budget.<name>.remaining`` / ``.used`` of every budget (policy conditions)."""
         data: JSON = (await self._call("GET", "/v1/gateway/budgets")).json()
         return dict(data.get("attributes") or {})
+
+    async def lease_budget(self, payload: JSON) -> JSON:
+        """Lease slices of the budgets covering a request (``budgetlease.py``); never
+        re-sent once it may have arrived: a lease granted twice strands a slice."""
+        path = "/v1/gateway/budgets/lease"
+        data: JSON = (await self._call("POST", path, json_body=payload, resend=False)).json()
+        return data
+
+    async def report_leases(self, reports: list[JSON]) -> None:
+        """Cumulative spend per lease: sending one twice changes nothing."""
+        await self._call(
+            "POST", "/v1/gateway/budgets/leases/report", json_body={"reports": reports}
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -436,6 +451,12 @@ class StaticControl:
         raise ControlError("budgets need the control plane (not a static config file)", 503)
 
     async def budget_attributes(self) -> JSON:
+        raise ControlError("budgets need the control plane (not a static config file)", 503)
+
+    async def lease_budget(self, payload: JSON) -> JSON:
+        raise ControlError("budgets need the control plane (not a static config file)", 503)
+
+    async def report_leases(self, reports: list[JSON]) -> None:
         raise ControlError("budgets need the control plane (not a static config file)", 503)
 
     async def aclose(self) -> None:

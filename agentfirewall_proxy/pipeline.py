@@ -142,6 +142,8 @@ class Flow:
     reservation: str | None = None
     #: A covering budget is settled from the response's LLM ``usage``.
     llm_budget: bool = False
+    #: What the request spent from the gateway's leased budget slices (``budgetlease.py``).
+    leased: list[tuple[Any, float]] | None = None
     #: The request was written upstream / the upstream answered with a response head.
     sent: bool = False
     answered: bool = False

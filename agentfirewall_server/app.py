@@ -45,6 +45,7 @@ _ROUTE_MODULES = (  # actions first: POST /api/v1/actions is the hot path (route
     "gateway",
     "approval_batch",
     "budgets",
+    "budgetleases",
     "grants",
     "people",
     "settings",

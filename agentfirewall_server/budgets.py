@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import Field, field_validator, model_validator
 
+from agentfirewall.budgetspend import LLM_MEASURES, Cover, spend_of
 from agentfirewall.policy.globs import Glob, compile_glob
 from agentfirewall_server.web import Strict
 
@@ -45,7 +46,6 @@ __all__ = [
 
 Measure = Literal["count", "sum", "tokens", "cost"]
 Window = Literal["minute", "hour", "day", "calendar_day", "calendar_month"]
-LLM_MEASURES = frozenset({"tokens", "cost"})
 LLM_CONNECTORS = frozenset({"openai", "anthropic"})
 _ROLLING = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
@@ -121,14 +121,6 @@ def _zones() -> frozenset[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Cover:
-    """What one request spends from one budget: `amount`, or `problem` (refuse)."""
-
-    amount: float
-    problem: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class CompiledBudget:
     id: str
     definition: BudgetDef
@@ -150,25 +142,7 @@ class CompiledBudget:
         """What a covered request spends before its response (None: not covered after all,
         a request in another currency than the budget's)."""
         d = self.definition
-        if d.measure == "count":
-            return Cover(1.0)
-        if d.measure in LLM_MEASURES:
-            return Cover(0.0)  # settled from the response's usage
-        if d.currency is not None:
-            currency = parameters.get("currency")
-            if not isinstance(currency, str):
-                return Cover(0.0, f"budget `{d.name}`: the request names no currency")
-            if currency.lower() != d.currency:
-                return None
-        parameter = d.parameter or "amount"
-        value: Any = parameters
-        for key in parameter.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return Cover(0.0, f"budget `{d.name}`: parameter `{parameter}` is not a number")
-        if not math.isfinite(value) or value < 0:
-            return Cover(0.0, f"budget `{d.name}`: parameter `{parameter}` must be 0 or more")
-        return Cover(float(value))
+        return spend_of(d.name, d.measure, d.parameter, d.currency, parameters)
 
 
 def compile_budget(ident: str, definition: BudgetDef) -> CompiledBudget:

@@ -22,7 +22,15 @@ from agentfirewall_server.clock import new_id, rfc3339
 from agentfirewall_server.llmprices import cost_of, tokens_of
 from agentfirewall_server.store.schema import budget_usage, budgets
 
-__all__ = ["Refused", "Reserved", "budget_state", "reserve", "settle", "used_in_window"]
+__all__ = [
+    "Refused",
+    "Reserved",
+    "budget_state",
+    "exceeded",
+    "reserve",
+    "settle",
+    "used_in_window",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +67,7 @@ def _unit(budget: CompiledBudget) -> str:
     return {"count": " requests", "tokens": " tokens", "cost": " usd"}[d.measure]
 
 
-def _exceeded(budget: CompiledBudget, used: float, amount: float) -> str:
+def exceeded(budget: CompiledBudget, used: float, amount: float) -> str:
     d = budget.definition
     window = d.window.replace("calendar_", "")
     unit = _unit(budget)
@@ -97,7 +105,7 @@ def reserve(
         full = used + amount > d.limit or (d.measure in LLM_MEASURES and used >= d.limit)
         blocking = full and (not force or d.outcome == "deny")  # force passes approvals only
         if blocking and (refused is None or (d.outcome == "deny" and refused.outcome != "deny")):
-            refused = Refused(d.name, d.outcome, _exceeded(budget, used, amount))
+            refused = Refused(d.name, d.outcome, exceeded(budget, used, amount))
         remaining[d.name] = d.limit - used - amount
     if refused is not None:
         return refused
@@ -159,7 +167,11 @@ def _measured(
 
 
 def budget_state(conn: Connection, budget: CompiledBudget, now: float) -> dict[str, Any]:
-    """Used, remaining, in flight, spend per agent and a burn-down of the current window."""
+    """Used, remaining, in flight, spend per agent and a burn-down of the current window.
+
+    `used` is what requests spent (reservations in flight included); `leased` what the
+    gateways' slices set aside and have not reported spent yet (``budgetleases.py``);
+    `remaining` is what is left after both."""
     d = budget.definition
     start = window_start(d, now)
     rows = conn.execute(
@@ -177,21 +189,25 @@ def budget_state(conn: Connection, budget: CompiledBudget, now: float) -> dict[s
         .order_by(budget_usage.c.created_at)
     ).all()
     by_agent: dict[str, float] = {}
-    used = in_flight = 0.0
+    used = in_flight = leased = 0.0
     points: list[dict[str, Any]] = []
     step = max(len(rows) // 200, 1)  # at most about 200 points
     for index, row in enumerate(rows):
-        used += row.amount
-        by_agent[row.agent] = by_agent.get(row.agent, 0.0) + row.amount
-        if row.state == "reserved":
+        if row.state == "leased":  # a gateway's slice: set aside, not spent yet
+            leased += row.amount
+        else:
+            used += row.amount
+            by_agent[row.agent] = by_agent.get(row.agent, 0.0) + row.amount
+        if row.state in ("reserved", "leased"):
             in_flight += row.amount
         if index % step == 0 or index == len(rows) - 1:
-            points.append({"at": rfc3339(row.created_at), "remaining": d.limit - used})
+            points.append({"at": rfc3339(row.created_at), "remaining": d.limit - used - leased})
     return {
         "used": used,
-        "remaining": d.limit - used,
+        "leased": leased,
+        "remaining": d.limit - used - leased,
         "in_flight": in_flight,
-        "requests": len(rows),
+        "requests": sum(1 for row in rows if row.state != "leased"),
         "window_start": rfc3339(start),
         "resets_at": rfc3339(window_end(d, now)),
         "by_agent": dict(sorted(by_agent.items(), key=lambda kv: -kv[1])),

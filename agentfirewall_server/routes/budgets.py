@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
+from agentfirewall_server.budgetleases import split_usage
 from agentfirewall_server.budgets import BudgetBody, BudgetDef, CompiledBudget
 from agentfirewall_server.budgetstore import (
     Refused,
@@ -28,7 +29,6 @@ from agentfirewall_server.budgetstore import (
     budget_state,
     reserve,
     settle,
-    used_in_window,
 )
 from agentfirewall_server.clock import new_id, now
 from agentfirewall_server.llmprices import DEFAULT_PRICES, PriceTable
@@ -255,9 +255,9 @@ async def gateway_state(request: Request) -> JSONResponse:
     def job(conn: Connection) -> dict[str, float]:
         values: dict[str, float] = {}
         for budget in found:
-            used = used_in_window(conn, budget, stamp)
+            used, leased = split_usage(conn, budget, stamp)
             values[f"budget.{budget.name}.used"] = used
-            values[f"budget.{budget.name}.remaining"] = budget.definition.limit - used
+            values[f"budget.{budget.name}.remaining"] = budget.definition.limit - used - leased
         return values
 
     return json_ok({"attributes": await state.db.read(job)})

@@ -180,11 +180,14 @@ def build_config(state: AppState) -> dict[str, Any]:
         # which requests a budget covers: the gateway reserves only those
         "budgets": [
             {
+                "id": b.id,
                 "name": b.name,
                 "agents": list(b.definition.agents),
                 "connector": b.definition.connector,
                 "action": b.definition.action,
                 "measure": b.definition.measure,
+                "parameter": b.definition.parameter,
+                "currency": b.definition.currency,
             }
             for b in snap.budgets.values()
         ],
