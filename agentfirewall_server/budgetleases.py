@@ -23,6 +23,7 @@ overspend).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,8 @@ def grant(
         d = budget.definition
         free = d.limit - used[d.name] - amount
         extra = max(0.0, min(want.get(d.name, 0.0), free * SHARE))
+        if amount > 0:  # whole requests of this size (a third of a request serves none)
+            extra = math.floor(extra / amount) * amount
         expires = now + TTL
         end = window_end(d, now)
         if end is not None:

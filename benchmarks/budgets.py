@@ -2,9 +2,12 @@
 
 One real control plane (a subprocess), one gateway (its own thread, measured through
 ``/proc/self/task/<tid>/stat``), one plain-HTTP upstream (the fake GitHub's HTTP port, a
-``generic`` connector), sequential small GETs. Rounds alternate: no budget (the
-baseline) and a ``count`` budget covering every request (reserved before forwarding,
-settled after: two control-plane calls), in the same run; medians of the rounds.
+``generic`` connector), sequential small GETs. Rounds alternate, in the same run: no
+budget (the baseline); a ``count`` budget covering every request, spent from the
+gateway's leased slices (``agentfirewall_proxy/budgetlease.py``, the design); and the same
+budget reserved before forwarding and settled after (two control-plane calls per request:
+the previous design, still the path of LLM budgets), forced here by patching the
+gateway's local measure away. Medians of the rounds.
 
     python benchmarks/budgets.py [--requests 1500] [--rounds 3]
 """
@@ -24,6 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import agentfirewall_proxy.budgets as gateway_budgets
 from agentfirewall_proxy.control import HttpControl
 from tests.fakes import start_fakes
 from tests.livesrv import LiveServer
@@ -80,15 +84,19 @@ def main() -> None:
         url = f"{base}/user"
         budget = {"connector": "generic", "measure": "count", "window": "day", "limit": 1e12}
         _round(http, url, 200, tid, pid)  # warm up
-        rows: dict[str, list[tuple[float, float]]] = {"none": [], "budget": []}
+        rows: dict[str, list[tuple[float, float]]] = {"none": [], "budget": [], "reserve": []}
+        local = gateway_budgets._local_amounts
         for _ in range(args.rounds):
-            for case in ("none", "budget"):
-                if case == "budget":
-                    server.admin("PUT", "/v1/budgets/bench", json=budget)
-                else:
+            for case in ("none", "budget", "reserve"):
+                if case == "none":
                     server.admin("DELETE", "/v1/budgets/bench")
-                _wait(running, case == "budget")
+                else:
+                    server.admin("PUT", "/v1/budgets/bench", json=budget)
+                # the previous design: no local measure, so every request reserves and settles
+                gateway_budgets._local_amounts = (lambda *_: None) if case == "reserve" else local  # type: ignore[assignment]
+                _wait(running, case != "none")
                 rows[case].append(_round(http, url, args.requests, tid, pid))
+        gateway_budgets._local_amounts = local
         http.close()
         _report(rows, args)
     finally:
@@ -115,11 +123,14 @@ def _report(rows: dict[str, list[tuple[float, float]]], args: argparse.Namespace
           f"(threads: {threading.active_count()})")  # fmt: skip
     print("| case | gateway CPU µs/request | control plane CPU µs/request |")
     print("|---|---|---|")
-    for case, label in (("none", "no budget (baseline)"), ("budget", "count budget")):
+    labels = (("none", "no budget (baseline)"), ("budget", "count budget, leased slices"),
+              ("reserve", "count budget, reserve + settle per request"))  # fmt: skip
+    for case, label in labels:
         print(f"| {label} | {gw[case]:,.0f} | {cp[case]:,.0f} |")
-    added = gw["budget"] - gw["none"]
-    print(f"gateway: +{added:,.0f} µs/request, {added / gw['none']:+.1%} of the baseline; "
-          f"control plane: +{cp['budget'] - cp['none']:,.0f} µs/request")  # fmt: skip
+    for case, label in labels[1:]:
+        added = gw[case] - gw["none"]
+        print(f"{label}: gateway +{added:,.0f} µs/request, {added / gw['none']:+.1%} of the "
+              f"baseline; control plane +{cp[case] - cp['none']:,.0f} µs/request")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def budget_show(ctx: Context) -> int:
         ("window", f"{b.get('window')} ({b.get('timezone')})"),
         ("limit", f"{_amount(b.get('limit', 0))} {_unit(b)}"),
         ("used", _amount(state.get("used", 0))),
+        ("leased", _amount(state.get("leased", 0))),  # gateways' slices, spent or not yet
         ("remaining", _amount(state.get("remaining", 0))),
         ("in flight", _amount(state.get("in_flight", 0))),
         ("per agent", spent or None),
@@ -154,7 +155,7 @@ def _budget_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                 "budgets with their use in the current window.", examples="  tf budget list",
                 common=common, handler=budget_list)  # fmt: skip
     show = add_command(verbs, "show", help="one budget, its use and spend per agent",
-                       description="Show one budget: used, remaining, in flight, per agent.",
+                       description="Show one budget: used, leased, remaining, per agent.",
                        examples="  tf budget show stripe-daily", common=common,
                        handler=budget_show)  # fmt: skip
     show.add_argument("name")
