@@ -14,7 +14,8 @@ draws it):
 - domain: `grants`, `budgetstore`, `actionstore`, `replaystore`, `signin`, `coverage`,
   `checkpoints`, `vaultcheck`, and `protocols`, which names as Protocols what the parts
   below the composition may read of it (`Services`, `Notifier`); above them `approvals`
-  (its publishing and expiry loop take a `Services`) and `rotate` (key rotation).
+  (its publishing and expiry loop take a `Services`), `budgetleases` (gateways' budget
+  slices, on `budgetstore`) and `rotate` (key rotation).
 - services the composition starts: `checkpointer`, `notify.slack`, `pgevents` (they take
   a `protocols.Services`, never `state` itself) and `ratelimit` (takes the store).
 - composition: `state.AppState` builds, starts and stops everything above this line.
