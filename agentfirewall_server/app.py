@@ -40,6 +40,7 @@ _ROUTE_MODULES = (  # actions first: POST /api/v1/actions is the hot path (route
     "permissions",
     "policies",
     "replay",
+    "shadow",
     "killswitch",
     "audit",
     "gateway",

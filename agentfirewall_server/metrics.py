@@ -151,6 +151,13 @@ class Metrics:
         self.grant_uses = counter(
             "aaf_grant_uses_total", "Requests let through by a grant", ("agent",)
         )
+        # live x shadow verdict x source: at most 3 x 3 x 2 label sets (shadow.py)
+        self.shadow_decisions = Counter(
+            "aaf_shadow_decisions",
+            "Decisions judged under the shadow configuration, by live and shadow verdict",
+            ["live", "shadow", "source"],
+            registry=r,
+        )
         self.active_connections = gauge(
             "aaf_active_connections", "Long-polls and event streams open", ("agent",)
         )

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select, update
 from agentfirewall.policy import AccessRule, Engine, KillSwitch, Policy, load_policy
 from agentfirewall_server.budgets import BudgetDef, CompiledBudget, compile_budget
 from agentfirewall_server.clock import rfc3339
+from agentfirewall_server.shadow import ShadowConfig, load_shadow
 from agentfirewall_server.store.schema import (
     agents,
     api_keys,
@@ -105,6 +106,8 @@ class Snapshot:
     loaded_policies: dict[str, Policy] = field(repr=False)
     #: Budgets by name (``budgets.py``); their usage is in the store, not here.
     budgets: dict[str, CompiledBudget] = field(default_factory=dict)
+    #: The shadow configuration (``shadow.py``), evaluated beside this one, never enforced.
+    shadow: ShadowConfig | None = field(default=None, repr=False)
 
     def agent(self, ident: str) -> AgentRecord | None:
         return self.agents_by_id.get(ident) or self.agents_by_name.get(ident)
@@ -214,14 +217,19 @@ def load_snapshot(conn: Connection) -> Snapshot:
             loaded[p["id"]] = policy.model_copy(update={"enabled": bool(p["enabled"])})
         except ValueError:
             continue  # stored documents were validated on write; never crash the reload
+    rules = [
+        AccessRule(p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"])
+        for p in perm_rows
+    ]
+    switches = [KillSwitch(k["scope"], k["target"] or None, k["reason"]) for k in ks_rows]
     engine = Engine(
-        access_rules=[
-            AccessRule(p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"])
-            for p in perm_rows
-        ],
+        access_rules=rules,
         policies=[loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded],
-        kill_switches=[KillSwitch(k["scope"], k["target"] or None, k["reason"]) for k in ks_rows],
+        kill_switches=switches,
     )
+    named = [
+        (p["name"], bool(p["enabled"]), loaded[p["id"]]) for p in pol_rows if p["id"] in loaded
+    ]
     settings = _settings(conn)
     return Snapshot(
         version=version,
@@ -247,6 +255,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
         engine=engine,
         loaded_policies=loaded,
         budgets=_budgets(conn),
+        shadow=load_shadow(conn, named, rules, switches),
     )
 
 

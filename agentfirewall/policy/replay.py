@@ -18,7 +18,7 @@ from agentfirewall.decisions import Decision
 from agentfirewall.policy.engine import Engine, EvaluationContext
 from agentfirewall.policy.unseen import unseen_decision
 
-__all__ = ["Recorded", "ReplayReport", "replay", "replay_one", "verdict"]
+__all__ = ["Recorded", "ReplayReport", "replay", "replay_one", "responsible", "verdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ def replay_one(engine: Engine, item: Recorded) -> Decision:
     return decision
 
 
-def _responsible(decision: Decision) -> str:
+def responsible(decision: Decision) -> str:
     """The deciding rule (the engine lists it first), else why none decided."""
     if decision.matched_rules:
         return decision.matched_rules[0]
@@ -98,8 +98,8 @@ def replay(
             continue
         key = f"{old}->{new}"
         report.changes[key] += 1
-        responsible = _responsible(after if new != "allow" else before)
-        report.rules.setdefault(key, Counter())[responsible] += 1
+        rule = responsible(after if new != "allow" else before)
+        report.rules.setdefault(key, Counter())[rule] += 1
         shown = report.examples.setdefault(key, [])
         if len(shown) < examples:
             shown.append(
@@ -113,7 +113,7 @@ def replay(
                     "before": old,
                     "after": new,
                     "reason": after.reason,
-                    "rule": responsible,
+                    "rule": rule,
                 }
             )
     return report

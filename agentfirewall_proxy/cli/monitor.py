@@ -111,6 +111,8 @@ def decision_text(t: dict[str, Any]) -> str:
 
 def _traffic_row(t: dict[str, Any]) -> tuple[object, ...]:
     decision = decision_text(t)
+    if t.get("shadow_diverged"):  # the shadow configuration would decide otherwise
+        decision = f"{decision} [shadow: {t.get('shadow_decision')}]"
     return (
         short_time(t.get("created_at")),
         t.get("agent"),
@@ -131,7 +133,8 @@ def _ms(value: object) -> object:
 def logs(ctx: Context) -> int:
     args = ctx.args
     with ctx.client() as client:
-        data = client.get("/v1/traffic", agent=args.agent, limit=args.last)
+        shadow = "diverged" if args.diverged else None
+        data = client.get("/v1/traffic", agent=args.agent, limit=args.last, shadow=shadow)
         records = list(reversed(data.get("traffic", [])))
         if args.agent and not records:
             _known_agent(client, str(args.agent))
@@ -170,7 +173,10 @@ def _follow(ctx: Context, client: AdminClient, records: list[dict[str, Any]]) ->
     try:
         while True:
             time.sleep(float(ctx.args.interval))
-            fresh = client.get("/v1/traffic", agent=ctx.args.agent, limit=200).get("traffic", [])
+            shadow = "diverged" if ctx.args.diverged else None
+            fresh = client.get("/v1/traffic", agent=ctx.args.agent, limit=200, shadow=shadow).get(
+                "traffic", []
+            )
             for record in reversed(fresh):
                 if str(record.get("id")) not in seen:
                     seen.add(str(record.get("id")))
@@ -210,6 +216,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         handler=logs,
     )
     log.add_argument("--follow", "-f", action="store_true", help="keep printing new traffic")
+    log.add_argument(
+        "--diverged", action="store_true", help="only what the shadow configuration would change"
+    )
     log.add_argument("--last", "-n", type=int, default=20, metavar="N", help="default 20")
     log.add_argument("--agent", metavar="NAME")
     log.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)

@@ -35,6 +35,7 @@ from agentfirewall_proxy.cli.output import (
 )
 from agentfirewall_proxy.cli.permissions_cmd import connector_type
 from agentfirewall_proxy.cli.replay_cmd import add_replay
+from agentfirewall_proxy.cli.shadow_cmd import add_shadow
 
 __all__ = ["register"]
 
@@ -273,3 +274,4 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     i.add_argument("pack")
     add_replay(cmd)
+    add_shadow(cmd, common)

@@ -33,6 +33,8 @@ from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import approval_terms, context_for, explain, issue_token
 from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.routes.execute import execute_action
+from agentfirewall_server.shadow import count as count_shadow
+from agentfirewall_server.shadow import judge_action, shadow_columns
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import action_requests
@@ -167,6 +169,7 @@ def _rows(
         "execution": None,
         "execution_state": None,
         "decision_input": response["_input"],
+        **shadow_columns(response["_shadow"]),
         "created_at": stamp,
         "updated_at": stamp,
     }
@@ -270,6 +273,7 @@ async def request_action(request: Request) -> JSONResponse:
         "_hash": action_hash,  # removed before answering
         "_canonical": canonical,
         "_input": input_text(record_input(spec, ctx)),  # the replayable input
+        "_shadow": judge_action(state.snapshot.shadow, spec, ctx, decision),
     }
     approval = None
     try:
@@ -291,6 +295,7 @@ async def request_action(request: Request) -> JSONResponse:
         if replayed is None:
             raise
         return replayed
+    judged = response.pop("_shadow")
     del response["_hash"], response["_canonical"], response["_input"]
     if approval is not None:
         data = approval_json(approval)
@@ -298,6 +303,8 @@ async def request_action(request: Request) -> JSONResponse:
         state.metrics.approvals_pending.inc()
         await state.slack.on_created(approval)
     _count(state, agent, spec, decision)
+    if judged is not None:
+        count_shadow(state.metrics, judged, "sdk")
     state.metrics.duration.observe(time.perf_counter() - started)
     return json_fast(response)
 

@@ -173,6 +173,11 @@ async def list_traffic(request: Request) -> JSONResponse:
             q = q.where(column == params[name])
     if (status := _int(request, "status", None, 999)) is not None:
         q = q.where(traffic.c.status_code == status)
+    shadow = params.get("shadow")
+    if shadow not in (None, "", "diverged"):
+        raise ApiError(400, "`shadow` must be `diverged`", field="shadow")
+    if shadow:  # the rows the shadow configuration would have decided differently
+        q = q.where(traffic.c.shadow_diverged.is_(True))
     if (before := _int(request, "before", None, 2**62)) is not None:
         q = q.where(traffic.c.id < before)
     limit = _int(request, "limit", 100, 1000) or 100

@@ -29,6 +29,7 @@ from agentfirewall_server.auth import require_gateway, state_of
 from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.grants import use_grant
 from agentfirewall_server.replaystore import input_text
+from agentfirewall_server.shadow import judge_traffic
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals, gateways, traffic
 from agentfirewall_server.tracing import annotate
@@ -254,6 +255,8 @@ async def ingest_traffic(request: Request) -> JSONResponse:
         for r in body.records
     ]
     state = state_of(request)
+    snapshot = state.snapshot  # the shadow verdicts, when a shadow configuration is installed
+    judge_traffic(snapshot.engine, snapshot.shadow, state.metrics, rows)
     if rows:
         await state.db.write(lambda c: c.execute(traffic.insert(), rows))
     for row in rows:

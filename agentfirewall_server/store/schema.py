@@ -37,6 +37,8 @@ __all__ = [
     "rate_limits",
     "sessions",
     "settings_table",
+    "shadow_permissions",
+    "shadow_policies",
     "tokens",
     "traffic",
     "used_nonces",
@@ -185,6 +187,10 @@ action_requests = Table(
     Column("execution_state", String(20), nullable=True),
     # the replayable decision input (agentfirewall.policy.record), JSON; NULL past retention
     Column("decision_input", Text, nullable=True),
+    # the shadow configuration's verdict, when one was installed (agentfirewall_server.shadow)
+    Column("shadow_decision", String(20), nullable=True),
+    Column("shadow_rule", String(300), nullable=True),
+    Column("shadow_diverged", Boolean, nullable=True),
     UniqueConstraint("agent_id", "idempotency_key", name="uq_idempotency"),
 )
 Index("ix_action_requests_created_at", action_requests.c.created_at)
@@ -244,6 +250,35 @@ traffic = Table(
     Column("created_at", Float, nullable=False, index=True),
     # the replayable decision input (agentfirewall.policy.record), JSON; NULL past retention
     Column("decision_input", Text, nullable=True),
+    # the shadow configuration's verdict, when one was installed (agentfirewall_server.shadow)
+    Column("shadow_decision", String(20), nullable=True),
+    Column("shadow_rule", String(300), nullable=True),
+    Column("shadow_diverged", Boolean, nullable=True),
+)
+
+#: Shadow policies (agentfirewall_server.shadow): evaluated beside the live ones, never
+#: enforced; one replaces the live policy of its name. Promoting makes them live.
+shadow_policies = Table(
+    "shadow_policies",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("document", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(320), nullable=False),
+)
+
+#: The shadow permission set: when it has rows, it replaces every live access rule in the
+#: shadow configuration.
+shadow_permissions = Table(
+    "shadow_permissions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agent", String(200), nullable=False),
+    Column("connector", String(80), nullable=False),
+    Column("action_pattern", String(300), nullable=False),
+    Column("decision", String(20), nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 audit_events = Table(

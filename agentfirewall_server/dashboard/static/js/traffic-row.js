@@ -11,7 +11,8 @@ export function trafficRow(record, { withAgent = true } = {}) {
     withAgent ? el("td", { text: record.connector || "" }) : null,
     el("td", {}, el("code", { text: record.action || "" })),
     el("td", { class: "wrap", text: request }),
-    el("td", {}, badge(record.decision), record.would_outcome ? el("span", { class: "muted small", text: ` would ${record.would_outcome}` }) : null),
+    el("td", {}, badge(record.decision), record.would_outcome ? el("span", { class: "muted small", text: ` would ${record.would_outcome}` }) : null,
+      record.shadow_diverged ? el("span", { class: "shadow-marker small", title: `shadow configuration: ${record.shadow_decision} (${record.shadow_rule || ""})`, text: ` shadow: ${record.shadow_decision}` }) : null),
     el("td", { text: record.status_code ?? "" }),
     withAgent ? el("td", { text: record.latency_ms != null ? `${record.latency_ms} ms` : "" }) : null,
     withAgent ? el("td", { class: "wrap", text: record.reason || "" }) : null);

@@ -22,7 +22,7 @@ async function load() {
 
 function readFiltersFromUrl() {
   const params = new URLSearchParams(window.location.search);
-  for (const name of ["agent", "connector", "action", "decision", "status"]) {
+  for (const name of ["agent", "connector", "action", "decision", "shadow", "status"]) {
     const value = params.get(name);
     if (value) { state.filters[name] = value; $(`#f-${name}`).value = value; }
   }

@@ -1,0 +1,147 @@
+"""Shadow policies and permissions: ``/api/v1/shadow`` (list), ``…/policies`` (install,
+remove), ``…/permissions`` (replace, remove), ``…/promote`` (make them live).
+
+The shadow configuration is evaluated beside the live one on every decision and never
+enforced (``agentfirewall_server.shadow``); its verdicts are on the traffic rows and in
+``aaf_shadow_decisions_total``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agentfirewall.errors import PolicyError
+from agentfirewall.policy import Policy, load_policy
+from agentfirewall_server import shadowstore
+from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.clock import rfc3339
+from agentfirewall_server.routes.replay import CandidatePermission, candidate_permissions
+from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+
+__all__ = ["routes"]
+
+
+class DocumentBody(Strict):
+    document: str = Field(min_length=1, max_length=512 * 1024)
+
+
+class PermissionsBody(Strict):
+    permissions: list[CandidatePermission] = Field(min_length=1, max_length=10_000)
+
+
+def _load(text: str) -> Policy:
+    try:
+        return load_policy(text)
+    except PolicyError as exc:
+        raise ApiError(422, f"invalid policy: {exc}", line=exc.line, field=exc.field) from None
+
+
+def _policy_json(row: dict[str, Any], live: dict[str, str]) -> dict[str, Any]:
+    policy = load_policy(row["document"], source=row["name"])
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "enabled": policy.enabled,
+        "priority": policy.priority,
+        "document": row["document"],
+        "replaces": live.get(row["name"]),  # the live policy's id, when one has this name
+        "created_at": rfc3339(row["created_at"]),
+        "created_by": row["created_by"],
+    }
+
+
+def _permission_json(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "agent", "connector", "action_pattern", "decision")
+    return {**{k: row[k] for k in keys}, "created_at": rfc3339(row["created_at"])}
+
+
+async def show(request: Request) -> JSONResponse:
+    await require_role(request, "viewer")
+    snapshot = state_of(request).snapshot
+    shadow = snapshot.shadow
+    live = {p["name"]: p["id"] for p in snapshot.policies}
+    return json_ok(
+        {
+            "installed": shadow is not None,
+            "policies": [_policy_json(r, live) for r in shadow.policies] if shadow else [],
+            "permissions": [_permission_json(r) for r in shadow.permissions] if shadow else [],
+        }
+    )
+
+
+async def add_policy(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    body = await read_model(request, DocumentBody)
+    policy = _load(body.document)
+    state = state_of(request)
+    row = await state.change_config(
+        lambda c: shadowstore.put_policy(c, policy.name, body.document, who.actor)
+    )
+    live = {p["name"]: p["id"] for p in state.snapshot.policies}
+    return json_ok(_policy_json(row, live), 201)
+
+
+async def remove_policy(request: Request) -> Response:
+    who = await require_role(request, "admin")
+    ident = request.path_params["id"]
+    state = state_of(request)
+    rows = state.snapshot.shadow.policies if state.snapshot.shadow else []
+    row = next((r for r in rows if ident in (r["id"], r["name"])), None)
+    if row is None:
+        raise ApiError(404, f"no shadow policy `{ident}`")
+    await state.change_config(
+        lambda c: shadowstore.remove_policy(c, row["id"], row["name"], who.actor)
+    )
+    return Response(status_code=204)
+
+
+async def set_permissions(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    body = await read_model(request, PermissionsBody)
+    rules = candidate_permissions(body.permissions)
+    seen: set[tuple[str, str, str]] = set()
+    for index, rule in enumerate(rules):
+        key = (rule.agent, rule.connector, rule.action_pattern)
+        if key in seen:
+            raise ApiError(422, f"permission {index} repeats agent, connector and action "
+                           "pattern of an earlier one", field=f"permissions.{index}")  # fmt: skip
+        seen.add(key)
+    rows = await state_of(request).change_config(
+        lambda c: shadowstore.set_permissions(c, rules, who.actor)
+    )
+    return json_ok({"permissions": [_permission_json(r) for r in rows]})
+
+
+async def remove_permissions(request: Request) -> Response:
+    who = await require_role(request, "admin")
+    state = state_of(request)
+    if state.snapshot.shadow is None or not state.snapshot.shadow.permissions:
+        raise ApiError(404, "no shadow permission set is installed")
+    await state.change_config(lambda c: shadowstore.set_permissions(c, [], who.actor))
+    return Response(status_code=204)
+
+
+async def promote(request: Request) -> JSONResponse:
+    who = await require_role(request, "admin")
+    try:
+        done = await state_of(request).change_config(lambda c: shadowstore.promote(c, who.actor))
+    except shadowstore.NothingToPromote:
+        raise ApiError(409, "no shadow configuration is installed: nothing to promote") from None
+    return json_ok({"promoted": done})
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1/shadow"
+    return [
+        Route(p, show, methods=["GET"]),
+        Route(p + "/policies", add_policy, methods=["POST"]),
+        Route(p + "/policies/{id}", remove_policy, methods=["DELETE"]),
+        Route(p + "/permissions", set_permissions, methods=["PUT"]),
+        Route(p + "/permissions", remove_permissions, methods=["DELETE"]),
+        Route(p + "/promote", promote, methods=["POST"]),
+    ]
