@@ -20,7 +20,7 @@ from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
 from tests.proxy.support import CREDENTIALS, PLACEHOLDER, RunningGateway, ca_bundle, gateway_options
 from tests.proxy.test_grants_live import poll, tf
-from tests.proxy.test_replay_live import CRM, NO_BIG
+from tests.proxy.test_replay_live import NO_BIG
 
 DENY_ALL = """\
 name: deny-everything
@@ -74,7 +74,9 @@ def _transfer(client: stripe.StripeClient, amount: int) -> None:
 
 def _sdk(server: LiveServer, key: str) -> str:
     with AgentFirewall(api_key=key, base_url=server.api_url) as firewall:
-        result = firewall.request_action(CRM["type"], provider="crm", parameters=CRM["parameters"])
+        result = firewall.request_action(
+            "crm.contact.update", provider="crm", parameters={"id": "c_1", "notes": "call back"}
+        )
     return str(result.status)
 
 
@@ -201,8 +203,11 @@ def _known_change_then_promote(
     events = live_server.admin("GET", "/api/v1/audit", params={"event_type": "shadow.promoted"})
     assert any(e["event_type"] == "shadow.promoted" for e in events.json()["events"])
 
-    poll(lambda: gateway.gateway and any(
-        p.name == "no-big-transfers" for p in gateway.gateway.config.engine.policies))  # fmt: skip
+    def promoted_at_gateway() -> bool:
+        config = gateway.gateway.config if gateway.gateway else None
+        return bool(config and any(p.name == "no-big-transfers" for p in config.engine.policies))
+
+    poll(promoted_at_gateway)
     with pytest.raises(stripe.StripeError):
         _transfer(client, 5000)
     _transfer(client, 100)
