@@ -187,3 +187,16 @@ def test_replay_summary_counts_what_the_change_would_do(page: Any) -> None:
     )
     for text, (_, summary) in zip(texts, _SUMMARIES, strict=True):
         assert summary in text
+
+
+def test_traffic_row_marks_a_shadow_divergence_only(page: Any) -> None:
+    body = (
+        "return arg.map((r) => m.trafficRow({agent: 'Bot', decision: 'allow', ...r})"
+        ".querySelector('.shadow-marker')?.textContent ?? null);"
+    )
+    rows = [
+        {"shadow_decision": "deny", "shadow_rule": "p/r", "shadow_diverged": True},
+        {"shadow_decision": "allow", "shadow_rule": "default", "shadow_diverged": False},
+        {"shadow_decision": None, "shadow_diverged": None},
+    ]
+    assert _run(page, "traffic-row.js", body, rows) == [" shadow: deny", None, None]

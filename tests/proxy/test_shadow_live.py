@@ -6,8 +6,9 @@ in `tf logs` and in `aaf_shadow_decisions_total`; `tf policy shadow promote` mak
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ import pytest
 import stripe
 
 from agentfirewall import AgentFirewall
+from agentfirewall_proxy.cli.app import main
 from agentfirewall_proxy.control import HttpControl
 from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
 from tests.proxy.support import CREDENTIALS, PLACEHOLDER, RunningGateway, ca_bundle, gateway_options
-from tests.proxy.test_grants_live import poll, tf
+from tests.proxy.test_grants_live import poll
 from tests.proxy.test_replay_live import NO_BIG
 
 DENY_ALL = """\
@@ -45,6 +47,27 @@ def gateway(live_server: LiveServer, fakes: FakeUpstreams, tmp_path: Path) -> It
     finally:
         stripe.ca_bundle_path = saved
         running.stop()
+
+
+TF = Callable[..., Any]
+
+
+@pytest.fixture
+def tf(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> TF:
+    """`tf … --json` in this process (the real CLI code, without a Python start-up each)."""
+    for name in [k for k in os.environ if k.startswith("TF_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TF_SERVER", live_server.url)
+    monkeypatch.setenv("TF_ADMIN_TOKEN", live_server.admin_token)
+
+    def run(*args: str) -> Any:
+        capsys.readouterr()
+        code = main([*args, "--json"])
+        out = capsys.readouterr()
+        assert code == 0, out.err + out.out
+        return json.loads(out.out) if out.out.strip() else None
+
+    return run
 
 
 def _bot(server: LiveServer, gateway: RunningGateway) -> tuple[str, stripe.StripeClient]:
@@ -101,13 +124,13 @@ def _shadow_counts(server: LiveServer) -> dict[tuple[str, str, str], float]:
 
 
 def test_shadow_never_enforces_counts_divergences_and_promote_makes_it_live(
-    live_server: LiveServer, gateway: RunningGateway, tmp_path: Path
+    live_server: LiveServer, gateway: RunningGateway, tf: TF, tmp_path: Path
 ) -> None:
     """One server and gateway for the whole story (server starts dominate the cost)."""
     _bad_input_is_a_clear_4xx(live_server)
     key, client = _bot(live_server, gateway)
-    _deny_all_denies_nothing_live(live_server, client, key, tmp_path)
-    _known_change_then_promote(live_server, gateway, client, key, tmp_path)
+    _deny_all_denies_nothing_live(live_server, tf, client, key, tmp_path)
+    _known_change_then_promote(live_server, tf, gateway, client, key, tmp_path)
 
 
 def _bad_input_is_a_clear_4xx(live_server: LiveServer) -> None:
@@ -127,10 +150,10 @@ def _bad_input_is_a_clear_4xx(live_server: LiveServer) -> None:
 
 
 def _deny_all_denies_nothing_live(
-    live_server: LiveServer, client: stripe.StripeClient, key: str, tmp_path: Path
+    live_server: LiveServer, tf: TF, client: stripe.StripeClient, key: str, tmp_path: Path
 ) -> None:
     (tmp_path / "deny.yaml").write_text(DENY_ALL)
-    added = tf(live_server, "policy", "shadow", "add", str(tmp_path / "deny.yaml"))
+    added = tf("policy", "shadow", "add", str(tmp_path / "deny.yaml"))
     assert added["policies"][0]["name"] == "deny-everything"
     assert live_server.admin("GET", "/v1/policies").json()["policies"] == []  # not live
 
@@ -147,9 +170,9 @@ def _deny_all_denies_nothing_live(
     assert counts[("allow", "deny", "proxy")] == 3
     assert counts[("allow", "deny", "sdk")] == 1
 
-    logs = tf(live_server, "logs", "--diverged", "--agent", "Bot")
+    logs = tf("logs", "--diverged", "--agent", "Bot")
     assert len(logs["traffic"]) == 3
-    listed = tf(live_server, "policy", "shadow", "list")  # the CLI's own figure
+    listed = tf("policy", "shadow", "list")  # the CLI's own figure
     assert [p["name"] for p in listed["policies"]] == ["deny-everything"]
     assert listed["diverged_recent"] == 3
 
@@ -163,6 +186,7 @@ def _deny_all_denies_nothing_live(
 
 def _known_change_then_promote(
     live_server: LiveServer,
+    tf: TF,
     gateway: RunningGateway,
     client: stripe.StripeClient,
     key: str,
@@ -175,7 +199,7 @@ def _known_change_then_promote(
         {"agent": "Bot", "connector": "crm", "action_pattern": "*", "decision": "deny"},
     ]
     (tmp_path / "perms.json").write_text(json.dumps(perms))
-    tf(live_server, "policy", "shadow", "add", str(tmp_path / "no-big.yaml"),
+    tf("policy", "shadow", "add", str(tmp_path / "no-big.yaml"),
        "--permissions", str(tmp_path / "perms.json"))  # fmt: skip
 
     for amount in (100, 5000, 20000):
@@ -193,7 +217,7 @@ def _known_change_then_promote(
         ("allow", "deny", "proxy"): 2, ("allow", "allow", "proxy"): 1, ("allow", "deny", "sdk"): 1
     }  # fmt: skip
 
-    promoted = tf(live_server, "policy", "shadow", "promote")["promoted"]
+    promoted = tf("policy", "shadow", "promote")["promoted"]
     assert [p["name"] for p in promoted["policies"]] == ["no-big-transfers"]
     assert promoted["permissions"] == 2
     assert live_server.admin("GET", "/api/v1/shadow").json()["installed"] is False
