@@ -8,11 +8,12 @@ draws it):
   `settings`, `clock`, `web` (errors, JSON bodies), `hub` (in-process events), `metrics`,
   `otel`, `openapi`, `roles`, `vault` (sealing), `faults` (crash-test kill points).
 - basics: `bootstrap` (data-dir secrets), `datalock`, `signer` (decision tokens), `tracing`,
-  `netguard` (where the server may connect), `budgets` (budget rules), `llmprices`.
+  `netguard` (where the server may connect), `budgets` (budget rules), `llmprices`,
+  `shadow` (the shadow configuration: compiled with the snapshot, judging each decision).
 - records and keys: `audit` (the hash-chained log), `snapshot` (the
   configuration in memory), `identity` (secret hashes), `keystore` (key files).
-- domain: `grants`, `budgetstore`, `actionstore`, `replaystore`, `signin`, `coverage`,
-  `checkpoints`, `vaultcheck`, and `protocols`, which names as Protocols what the parts
+- domain: `grants`, `budgetstore`, `actionstore`, `replaystore`, `shadowstore`, `signin`,
+  `coverage`, `checkpoints`, `vaultcheck`, and `protocols`, which names as Protocols what the parts
   below the composition may read of it (`Services`, `Notifier`); above them `approvals`
   (its publishing and expiry loop take a `Services`), `budgetleases` (gateways' budget
   slices, on `budgetstore`) and `rotate` (key rotation).
