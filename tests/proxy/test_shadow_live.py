@@ -60,11 +60,13 @@ def tf(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch, capsys: Any) ->
     monkeypatch.setenv("TF_SERVER", live_server.url)
     monkeypatch.setenv("TF_ADMIN_TOKEN", live_server.admin_token)
 
-    def run(*args: str) -> Any:
+    def run(*args: str, text: bool = False, code: int = 0) -> Any:
         capsys.readouterr()
-        code = main([*args, "--json"])
+        done = main([*args] if text else [*args, "--json"])
         out = capsys.readouterr()
-        assert code == 0, out.err + out.out
+        assert done == code, out.err + out.out
+        if text or code:
+            return out.out + out.err
         return json.loads(out.out) if out.out.strip() else None
 
     return run
@@ -127,13 +129,19 @@ def test_shadow_never_enforces_counts_divergences_and_promote_makes_it_live(
     live_server: LiveServer, gateway: RunningGateway, tf: TF, tmp_path: Path
 ) -> None:
     """One server and gateway for the whole story (server starts dominate the cost)."""
-    _bad_input_is_a_clear_4xx(live_server)
+    _bad_input_is_a_clear_4xx(live_server, tf, tmp_path)
     key, client = _bot(live_server, gateway)
     _deny_all_denies_nothing_live(live_server, tf, client, key, tmp_path)
     _known_change_then_promote(live_server, tf, gateway, client, key, tmp_path)
 
 
-def _bad_input_is_a_clear_4xx(live_server: LiveServer) -> None:
+def _bad_input_is_a_clear_4xx(live_server: LiveServer, tf: TF, tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.yaml").write_text(DENY_ALL)
+    (tmp_path / "bad" / "b.yaml").write_text("rules: 3")
+    refused = tf("policy", "shadow", "add", str(tmp_path / "bad"), code=2)
+    assert "policy file 2 of 2" in refused
+    assert live_server.admin("GET", "/api/v1/shadow").json()["installed"] is False  # nothing
     bad = live_server.admin("POST", "/api/v1/shadow/policies", json={"document": "rules: 3"})
     assert bad.status_code == 422
     assert bad.json()["message"].startswith("invalid policy")
@@ -172,6 +180,8 @@ def _deny_all_denies_nothing_live(
 
     logs = tf("logs", "--diverged", "--agent", "Bot")
     assert len(logs["traffic"]) == 3
+    assert tf("logs", "--agent", "Bot", text=True).count("[shadow: deny]") == 3
+    assert "deny-everything" in tf("policy", "shadow", "list", text=True)
     listed = tf("policy", "shadow", "list")  # the CLI's own figure
     assert [p["name"] for p in listed["policies"]] == ["deny-everything"]
     assert listed["diverged_recent"] == 3
