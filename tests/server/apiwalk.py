@@ -70,6 +70,13 @@ SEEDS: dict[str, Any] = {
     "/api/v1/policies/validate": {"document": "name: p\nrules: []\n"},
     "/api/v1/policies/{id}": {"document": "name: p\nrules: []\n"},
     "/api/v1/settings": {"approval_timeout_seconds": 300},
+    "/api/v1/shadow/permissions": {
+        "permissions": [
+            # the walk's own live rule: a promote in the walk leaves the configuration as is
+            {"agent": "Fuzz", "connector": "webhook", "action_pattern": "*", "decision": "allow"}
+        ]
+    },
+    "/api/v1/shadow/policies": {"document": "name: p\nrules: []\n"},
     "/api/v1/tokens": {"name": "t"},
     "/api/v1/users": {"email": "u@example.com", "password": "password1", "role": "viewer"},
     "/api/v1/users/{id}": {"role": "viewer"},
