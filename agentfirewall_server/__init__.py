@@ -11,9 +11,10 @@ draws it):
   `netguard` (where the server may connect), `budgets` (budget rules), `llmprices`,
   `shadow` (the shadow configuration: compiled with the snapshot, judging each decision).
 - records and keys: `audit` (the hash-chained log), `snapshot` (the
-  configuration in memory), `identity` (secret hashes), `keystore` (key files).
-- domain: `grants`, `budgetstore`, `actionstore`, `replaystore`, `shadowstore`, `signin`,
-  `coverage`, `checkpoints`, `vaultcheck`, and `protocols`, which names as Protocols what the parts
+  configuration in memory), `budgetstore` (budget reservations), `identity` (secret
+  hashes), `keystore` (key files).
+- domain: `grants`, `actionstore`, `replaystore`, `shadowstore`, `signin`, `coverage`,
+  `checkpoints`, `vaultcheck`, and `protocols`, which names as Protocols what the parts
   below the composition may read of it (`Services`, `Notifier`); above them `approvals`
   (its publishing and expiry loop take a `Services`), `budgetleases` (gateways' budget
   slices, on `budgetstore`) and `rotate` (key rotation).

@@ -1,18 +1,23 @@
 """The SDK's action requests as stored: one row with the approval that held it.
 
 Read by the agent API (`routes/actions.py`: status, wait) and by the execute route
-(`routes/execute.py`), which claims the row before it runs the action.
+(`routes/execute.py`), which claims the row before it runs the action. An action that a
+budget covers holds a reservation (``reservation`` in its stored ``response``, made by
+`routes/sdkspend.py`): `finish_spend` releases it when the action is denied or expires
+(`approvals`) and settles or releases it when it is executed (`routes/execute.py`).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from agentfirewall_server.budgetstore import settle
 from agentfirewall_server.store.schema import action_requests, approvals
 
-__all__ = ["load_action"]
+__all__ = ["finish_spend", "load_action", "reservation_of"]
 
 
 def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
@@ -26,3 +31,21 @@ def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
         apv = conn.execute(select(approvals).where(approvals.c.id == row.approval_id)).first()
         out["approval_row"] = dict(apv._mapping) if apv else None
     return out
+
+
+def reservation_of(conn: Connection, action_id: str) -> str | None:
+    """The budget reservation recorded with the action (``routes/sdkspend.py``), if any."""
+    stored = conn.execute(
+        select(action_requests.c.response).where(action_requests.c.id == action_id)
+    ).scalar_one_or_none()
+    found = json.loads(stored).get("reservation") if stored else None
+    return found if isinstance(found, str) else None
+
+
+def finish_spend(conn: Connection, action_id: str, *, ok: bool, now: float) -> int:
+    """Settle (`ok`: executed, or sent and maybe done) or release (denied, expired, the
+    upstream refused) the action's reservation; the usage rows changed (0: none)."""
+    reservation = reservation_of(conn, action_id)
+    if reservation is None:
+        return 0
+    return settle(conn, reservation, {}, ok=ok, usage=None, model=None, prices={}, now=now)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
+from agentfirewall_server.actionstore import finish_spend
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.clock import new_id, rfc3339
 from agentfirewall_server.roles import DEFAULT_ROLES, ROLES
@@ -169,6 +170,8 @@ def _finish(
             .where(action_requests.c.id == row["action_request_id"])
             .values(status=_FINAL_ACTION[status], updated_at=now)
         )
+        if status != "approved":  # what it reserved from budgets returns to them
+            finish_spend(conn, row["action_request_id"], ok=False, now=now)
     append_event(
         conn,
         event,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -33,6 +34,7 @@ from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import approval_terms, context_for, explain, issue_token
 from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.routes.execute import execute_action
+from agentfirewall_server.routes.sdkspend import Spend, spend_check
 from agentfirewall_server.shadow import count as count_shadow
 from agentfirewall_server.shadow import judge_action, shadow_columns
 from agentfirewall_server.snapshot import AgentRecord
@@ -153,6 +155,9 @@ def _rows(
     action_id = response["action_request_id"]
     status = decision.status
     action_hash = response["_hash"]
+    stored = {"status": status, "approval": response["approval"]}
+    if response.get("_reservation"):  # released or settled later (actionstore.finish_spend)
+        stored["reservation"] = response["_reservation"]
     row = {
         "id": action_id,
         "agent_id": agent.id,
@@ -165,7 +170,7 @@ def _rows(
         "risk_score": decision.risk_score,
         "idempotency_key": key,
         "approval_id": approval_id,
-        "response": json_text({"status": status, "approval": response["approval"]}),
+        "response": json_text(stored),
         "execution": None,
         "execution_state": None,
         "decision_input": response["_input"],
@@ -239,6 +244,31 @@ def _record_pending(
     return job
 
 
+def _record_spent(
+    state: AppState,
+    agent: AgentRecord,
+    spec: ActionSpec,
+    key: str | None,
+    response: dict[str, Any],
+    spend: Spend,
+) -> Callable[[Connection], tuple[Decision, dict[str, Any] | None]]:
+    """Budgets and grants decide (``sdkspend``), then the action is recorded as decided."""
+
+    def job(conn: Connection) -> tuple[Decision, dict[str, Any] | None]:
+        stamp = now()
+        decision = spend.apply(conn, stamp)
+        response["status"], response["decision"] = decision.status, decision.to_dict()
+        response["_reservation"] = spend.reservation
+        if decision.status == "pending_approval":
+            return decision, _record_pending(state, agent, spec, decision, key, response)(conn)
+        row, events = _rows(agent, spec, decision, key, response, None, stamp)
+        conn.execute(action_requests.insert(), [row])
+        append_events(conn, events)
+        return decision, None
+
+    return job
+
+
 def _count(state: AppState, agent: AgentRecord, spec: ActionSpec, decision: Decision) -> None:
     m = state.metrics  # agent-chosen labels are folded and bounded (metrics.py)
     decided = decision.decided_outcome or decision.outcome
@@ -276,12 +306,17 @@ async def request_action(request: Request) -> JSONResponse:
         "_shadow": judge_action(state.snapshot.shadow, spec, ctx, decision),
     }
     approval = None
+    spend = spend_check(state, agent, spec, decision, action_id)  # budgets, grants
     try:
-        if decision.status == "pending_approval":
-            with child("tameflare.approval.create", agent=agent.name, action=spec.type):
-                approval = await state.db.write(
-                    _record_pending(state, agent, spec, decision, key, response)
-                )
+        if spend is not None:  # budgets or a grant may change it: decided in one write
+            job = _record_spent(state, agent, spec, key, response, spend)
+            if decision.status == "pending_approval":  # held by a rule, unless a grant covers it
+                with child("tameflare.approval.create", agent=agent.name, action=spec.type):
+                    decision, approval = await state.db.write(job)
+            else:
+                decision, approval = await state.db.write(job)
+            if decision.status == "allowed":
+                response["decision_token"] = issue_token(state, agent.name, action_id, action_hash)
         else:
             row, events = _rows(agent, spec, decision, key, response, None, now())
             sign = None
@@ -297,6 +332,9 @@ async def request_action(request: Request) -> JSONResponse:
         return replayed
     judged = response.pop("_shadow")
     del response["_hash"], response["_canonical"], response["_input"]
+    response.pop("_reservation", None)
+    if spend is not None:
+        spend.count(state.metrics)
     if approval is not None:
         data = approval_json(approval)
         state.hub.publish("approval.created", data)

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 
 from agentfirewall.errors import TokenError
 from agentfirewall.tokens import DecisionClaims, verify_decision_token
-from agentfirewall_server.actionstore import load_action
+from agentfirewall_server.actionstore import finish_spend, load_action
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_agent, state_of
 from agentfirewall_server.clock import now
@@ -126,6 +126,10 @@ def _finish(
             conn.execute(delete(used_nonces).where(used_nonces.c.action_request_id == action_id))
         else:
             values["execution"] = json.dumps(summary)
+            # its budget spend: settled when it was done or may have been (sent, no answer),
+            # released when the upstream refused; a retry (nothing sent) keeps it reserved
+            done = error is not None or (result is not None and result["status_code"] < 400)
+            finish_spend(conn, action_id, ok=done, now=stamp)
         conn.execute(
             update(action_requests)
             .where(_A.id == action_id, _A.execution_state == "executing")
