@@ -83,8 +83,18 @@ def test_every_page_loads_without_console_errors_on_desktop_and_phone(
     assert all(path.stat().st_size > 0 for path in paths)
 
 
+SHADOW_HOLD_READS = """\
+name: hold-reads
+scope: {action_types: ["github.repo.get"]}
+rules:
+  - {name: reads, decision: require_approval}
+"""
+
+
 def test_traffic_arrives_live_and_filters_by_decision(dash: Dashboard, start_gateway: Any) -> None:
     key = populate(dash)
+    # a shadow policy holding repo reads: marked on its row, never enforced (it stays allowed)
+    dash.api("POST", "/shadow/policies", {"document": SHADOW_HOLD_READS})
     gateway = start_gateway()
     watched = dash.open("viewer")
     page = watched.page
@@ -95,6 +105,13 @@ def test_traffic_arrives_live_and_filters_by_decision(dash: Dashboard, start_gat
     expect(rows).to_have_count(2)
     assert "github.repo.get" in rows.nth(1).inner_text()  # newest first
     assert "github.pr.merge" in rows.nth(0).inner_text()
+    expect(rows.nth(1).locator(".shadow-marker")).to_have_text(" shadow: require_approval")
+    expect(rows.nth(0).locator(".shadow-marker")).to_have_count(0)  # denied either way
+    page.get_by_label("Shadow").select_option("diverged")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    assert "github.repo.get" in rows.first.inner_text()
+    page.get_by_label("Shadow").select_option("")
     page.get_by_label("Decision").select_option("deny")
     page.get_by_role("button", name="Filter").click()
     expect(rows).to_have_count(1)
