@@ -10,7 +10,8 @@ a ``require_approval`` budget, is reserved through the control plane before it i
 forwarded (atomic there). Past the limit a request is refused (403 ``budget_exceeded``,
 the reason names the budget) or held for approval; the control plane unreachable refuses
 it (503: fail closed). After the response a debit is spent or credited back (see
-``budgetlease.py``) and a reservation is settled (a 2xx/3xx answer, with the LLM ``usage`` read from
+``budgetlease.py``) and a reservation is settled (the settlements of the same moment in
+one call) (a 2xx/3xx answer, with the LLM ``usage`` read from
 it) or released (the upstream refused or could not be reached), in the background.
 """
 
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["BudgetScope", "Budgets", "budget_fields", "compile_budgets"]
 
 _SETTLE_TRIES = 5
+#: Settlements of the same moment go in one call (gathered this long, at most _BATCH).
+_SETTLE_TICK = 0.05
+_BATCH = 1000
 #: How old the budget state policy conditions read may be (seconds).
 _TTL = 1.0
 
@@ -113,6 +117,7 @@ class Budgets:
         self.control = control
         self.leases = Leases(control, ControlError)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._settling: list[dict[str, Any]] = []
         self._attributes: dict[str, object] = {}
         self._fetched = -_TTL
 
@@ -193,28 +198,37 @@ class Budgets:
         if ok and flow.usage is not None:
             payload["usage"] = flow.usage
             payload["model"] = flow.model
-        task = asyncio.ensure_future(self._settle(payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._settling.append(payload)
+        if len(self._settling) == 1:  # the first of this moment: one call for all of them
+            task = asyncio.ensure_future(self._settle_soon())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _settle(self, payload: dict[str, Any]) -> None:
+    async def _settle_soon(self) -> None:
+        await asyncio.sleep(_SETTLE_TICK)
+        batch, self._settling = self._settling, []
+        for start in range(0, len(batch), _BATCH):
+            await self._settle(batch[start : start + _BATCH])
+
+    async def _settle(self, batch: list[dict[str, Any]]) -> None:
         for attempt in range(_SETTLE_TRIES):
             try:
-                await self.control.settle_budget(payload)
+                await self.control.settle_budgets(batch)
                 return
             except ControlError as exc:
                 if 400 <= exc.status < 500:
                     break
                 await asyncio.sleep(0.5 * (attempt + 1))
-        # the reservation stays counted on the control plane (it never under-counts)
-        print(f"agentfirewall_proxy: budget reservation {payload['reservation']} not settled",
+        # the reservations stay counted on the control plane (it never under-counts)
+        print(f"agentfirewall_proxy: {len(batch)} budget reservation(s) not settled",
               file=sys.stderr)  # fmt: skip
 
     async def drain(self) -> None:
         """Wait for the settlements in flight and hand the leased slices back (shutdown,
         tests)."""
-        if self._tasks:
+        while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.sleep(0)  # their done callbacks leave the set
         await self.leases.drain()
 
 

@@ -57,7 +57,7 @@ class Control(Protocol):
     async def consume_approval(self, approval_id: str) -> JSON: ...
     async def heartbeat(self, payload: JSON) -> None: ...
     async def reserve_budget(self, payload: JSON) -> JSON: ...
-    async def settle_budget(self, payload: JSON) -> None: ...
+    async def settle_budgets(self, payloads: list[JSON]) -> None: ...
     async def budget_attributes(self) -> JSON: ...
     async def lease_budget(self, payload: JSON) -> JSON: ...
     async def report_leases(self, reports: list[JSON]) -> None: ...
@@ -223,8 +223,10 @@ class HttpControl:
         data: JSON = (await self._call("POST", path, json_body=payload, resend=False)).json()
         return data
 
-    async def settle_budget(self, payload: JSON) -> None:
-        await self._call("POST", "/v1/gateway/budgets/settle", json_body=payload)
+    async def settle_budgets(self, payloads: list[JSON]) -> None:
+        """Settle or release reservations in one call (settling one twice changes nothing)."""
+        path = "/v1/gateway/budgets/settle/batch"
+        await self._call("POST", path, json_body={"settlements": payloads})
 
     async def budget_attributes(self) -> JSON:
         """``budget.<name>.remaining`` / ``.used`` of every budget (policy conditions)."""
@@ -447,7 +449,7 @@ class StaticControl:
         # budgets live on the control plane: a snapshot file naming one refuses (fail closed)
         raise ControlError("budgets need the control plane (not a static config file)", 503)
 
-    async def settle_budget(self, payload: JSON) -> None:
+    async def settle_budgets(self, payloads: list[JSON]) -> None:
         raise ControlError("budgets need the control plane (not a static config file)", 503)
 
     async def budget_attributes(self) -> JSON:

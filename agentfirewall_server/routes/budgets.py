@@ -57,6 +57,10 @@ class SettleBody(Strict):
     usage: dict[str, JsonValue] | None = None
 
 
+class SettleBatch(Strict):
+    settlements: list[SettleBody] = Field(max_length=1000)
+
+
 def prices_of(state: AppState) -> dict[str, Any]:
     found = state.snapshot.settings.get("llm_prices")
     return found if isinstance(found, dict) else DEFAULT_PRICES
@@ -232,17 +236,29 @@ def _job(
 async def gateway_settle(request: Request) -> JSONResponse:
     await require_gateway(request)
     body = await read_model(request, SettleBody)
-    state = state_of(request)
+    return json_ok({"settled": await _settle_all(state_of(request), [body])})
+
+
+async def gateway_settle_batch(request: Request) -> JSONResponse:
+    """Settlements of the same moment in one call and one transaction."""
+    await require_gateway(request)
+    body = await read_model(request, SettleBatch)
+    return json_ok({"settled": await _settle_all(state_of(request), body.settlements)})
+
+
+async def _settle_all(state: AppState, bodies: list[SettleBody]) -> int:
     by_id = {b.id: b for b in state.snapshot.budgets.values()}
-    usage = dict(body.usage) if body.usage else None
     prices = prices_of(state)
-    reservation, ok, model = body.reservation, body.ok, body.model
-    done = await state.db.write(
-        lambda c: settle(
-            c, reservation, by_id, ok=ok, usage=usage, model=model, prices=prices, now=now()
-        )
-    )
-    return json_ok({"settled": done})
+
+    def job(conn: Connection) -> int:
+        stamp, done = now(), 0
+        for body in bodies:
+            usage = dict(body.usage) if body.usage else None
+            done += settle(conn, body.reservation, by_id, ok=body.ok, usage=usage,
+                           model=body.model, prices=prices, now=stamp)  # fmt: skip
+        return done
+
+    return await state.db.write(job)
 
 
 async def gateway_state(request: Request) -> JSONResponse:
@@ -276,4 +292,5 @@ def routes() -> list[BaseRoute]:
         Route(g, gateway_state, methods=["GET"]),
         Route(g + "/reserve", gateway_reserve, methods=["POST"]),
         Route(g + "/settle", gateway_settle, methods=["POST"]),
+        Route(g + "/settle/batch", gateway_settle_batch, methods=["POST"]),
     ]

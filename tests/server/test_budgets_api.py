@@ -182,6 +182,24 @@ def test_llm_tokens_and_cost_settle_from_usage(harness: Harness) -> None:
     assert "1000 of 1000 tokens used this hour" in refused["refused"]["reason"]
 
 
+def test_settlements_in_one_batch(harness: Harness) -> None:
+    """The gateway settles the reservations of the same moment in one call."""
+    h = harness
+    assert h.admin("PUT", "/v1/budgets/stripe-daily", json=STRIPE).status_code == 201
+    kept, released = _reserve(h)["reservation"], _reserve(h)["reservation"]
+    batch = {"settlements": [{"reservation": kept, "ok": True},
+                             {"reservation": released, "ok": False}]}  # fmt: skip
+    answer = h.gateway("POST", "/v1/gateway/budgets/settle/batch", json=batch)
+    assert answer.json() == {"settled": 2}
+    state = _state(h, "stripe-daily")
+    assert (state["used"], state["in_flight"]) == (2500, 0)
+    again = h.gateway("POST", "/v1/gateway/budgets/settle/batch", json=batch)
+    assert again.json() == {"settled": 0}  # sent twice: nothing changes
+    for bad in ({"settlements": [{"reservation": kept}]}, {"settlements": "all"}, {}):
+        answer = h.gateway("POST", "/v1/gateway/budgets/settle/batch", json=bad)
+        assert answer.status_code == 422, answer.text
+
+
 @pytest.mark.parametrize(
     ("window", "zone", "at", "start", "end"),
     [
