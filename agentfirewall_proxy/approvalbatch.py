@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentfirewall_proxy.tracing import CONTROL_TRACEPARENT
+from agentfirewall_proxy.tracecontext import CONTROL_TRACEPARENT
 
 __all__ = ["MAX_BATCH", "ApprovalBatcher"]
 

@@ -27,11 +27,11 @@ from agentfirewall.decisions import Decision
 from agentfirewall.policy.globs import Glob, compile_glob
 from agentfirewall_proxy.budgetlease import Leases
 from agentfirewall_proxy.control import ControlError
-from agentfirewall_proxy.pipeline import Refusal
+from agentfirewall_proxy.flow import Refusal
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.control import Control
-    from agentfirewall_proxy.pipeline import Flow
+    from agentfirewall_proxy.flow import Flow
 
 __all__ = ["BudgetScope", "Budgets", "budget_fields", "compile_budgets"]
 

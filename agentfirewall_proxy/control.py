@@ -27,7 +27,7 @@ import httpx
 import yaml
 
 from agentfirewall_proxy.approvalbatch import ApprovalBatcher
-from agentfirewall_proxy.tracing import CONTROL_TRACEPARENT
+from agentfirewall_proxy.tracecontext import CONTROL_TRACEPARENT
 
 __all__ = [
     "Control",

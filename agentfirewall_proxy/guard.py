@@ -29,7 +29,7 @@ from agentfirewall.content import (
 
 if TYPE_CHECKING:
     from agentfirewall.connectors import HttpRequest
-    from agentfirewall_proxy.pipeline import Flow
+    from agentfirewall_proxy.flow import Flow
 
 __all__ = [
     "content_attributes",

@@ -24,7 +24,6 @@ import json
 import re
 import time
 import zlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus
@@ -35,16 +34,14 @@ from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import redactions
 from agentfirewall.policy.record import record_input
 from agentfirewall.policy.unseen import unseen_decision
+from agentfirewall_proxy.flow import Flow, Refusal
 from agentfirewall_proxy.guard import content_attributes, request_findings
-from agentfirewall_proxy.http1 import Head
+from agentfirewall_proxy.http1 import Head, serialize_response_head
 
 if TYPE_CHECKING:
-    from agentfirewall.connectors import ParsedAction
-    from agentfirewall.content import Finding
     from agentfirewall.decisions import Decision
-    from agentfirewall_proxy.scrub import Scrubber
-    from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry
-    from agentfirewall_proxy.tracing import FlowSpans
+    from agentfirewall_proxy.entries import AgentEntry
+    from agentfirewall_proxy.snapshot import CompiledConfig
 
 __all__ = [
     "BAD_CREDENTIAL",
@@ -82,82 +79,6 @@ _DROP_UP = frozenset(
         b"x-tameflare-request-id",
     }
 )
-
-
-class Refusal(Exception):
-    """A request refused before it reached any upstream (status, error code, message)."""
-
-    def __init__(self, status: int, error: str, message: str, **extra: object) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.extra = extra
-
-
-@dataclass(slots=True, eq=False)
-class Flow:
-    """One request through the gateway: what was asked, decided, and answered."""
-
-    request_id: str
-    method: str
-    scheme: str = "http"
-    host: str = ""
-    port: int = 0
-    path: str = "/"
-    query: str = ""
-    agent: AgentEntry | None = None
-    connector: ConnectorEntry | None = None
-    parsed: ParsedAction | None = None
-    decision: Decision | None = None
-    status: int = 0
-    reason: str = ""
-    bytes_in: int = 0
-    bytes_out: int = 0
-    started: float = field(default_factory=time.monotonic)
-    #: Set by the kill switch: a held flow is answered 403, a forwarding one is cut.
-    killed: bool = False
-    #: The approval this flow is held for (``approvals.Holds``).
-    approval_id: str | None = None
-    #: The action type (kept when ``parsed`` is dropped to park a held request).
-    action: str | None = None
-    #: What an approval for this request binds (``bind_request``), once it is held.
-    bound: dict[str, object] | None = None
-    #: Injected secrets replaced in the response (``scrub.py``).
-    scrubbed: int = 0
-    #: The flow's spans when tracing is on (``tracing.py``), else None.
-    trace: FlowSpans | None = None
-    #: Content detections in the request (``guard.py``; only when a policy reads them).
-    findings: tuple[Finding, ...] = ()
-    #: The request's content fields as the engine saw them (``content.secrets`` ...).
-    content: dict[str, object] | None = None
-    #: Detector names a ``redact`` rule replaces in the request body before forwarding.
-    redact: frozenset[str] = frozenset()
-    redacted: int = 0
-    #: Content detections in the response, and what was done (flag, redact, cut).
-    response_findings: int = 0
-    #: The scrubber of a computed credential's current token (``injection.py``).
-    scrubber: Scrubber | None = None
-    #: The budget reservation to settle after the response (``budgets.py``).
-    reservation: str | None = None
-    #: A covering budget is settled from the response's LLM ``usage``.
-    llm_budget: bool = False
-    #: What the request spent from the gateway's leased budget slices (``budgetlease.py``).
-    leased: list[tuple[Any, float]] | None = None
-    #: The request was written upstream / the upstream answered with a response head.
-    sent: bool = False
-    answered: bool = False
-    #: The LLM ``usage`` and ``model`` read from the response (``llmusage.py``).
-    usage: dict[str, Any] | None = None
-    model: str | None = None
-    #: ``budget.<name>.*`` values for policy conditions (``budgets.py``).
-    budget_view: dict[str, object] | None = None
-    #: The replayable decision input (``agentfirewall.policy.record``), once decided.
-    input: dict[str, Any] | None = None
-    #: A parked flow's parameters, kept for its budget reservation once approved.
-    parameters: dict[str, Any] | None = None
-    #: The grant that let a held request through without a human (``approvals.py``).
-    grant_id: str | None = None
 
 
 def normalize_host(host: str) -> str:
@@ -484,8 +405,6 @@ def refusal(
     status: int, body: dict[str, Any], *, kill_switch: bool = False, close: bool = False
 ) -> bytes:
     """A complete JSON response (head and body) the gateway answers itself."""
-    from agentfirewall_proxy.http1 import serialize_response_head
-
     payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
     headers = [
         (b"Content-Type", b"application/json"),

@@ -23,15 +23,16 @@ from agentfirewall.connectors import (
     RoutedConnector,
     get_connector,
 )
-from agentfirewall.credentials import COMPUTED_KINDS, AwsInjector, Injector, build_injector
-from agentfirewall.decisions import Decision, EnforcementLevel, normalize_level
+from agentfirewall.credentials import COMPUTED_KINDS, AwsInjector, build_injector
+from agentfirewall.decisions import Decision, normalize_level
 from agentfirewall.errors import AgentFirewallError, CredentialError
 from agentfirewall.policy import AccessRule, Engine, EvaluationContext, KillSwitch, load_policy
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex
 from agentfirewall_proxy.aliases import alias_rules
 from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budgets
-from agentfirewall_proxy.scrub import Scrubber, scrubber_for
+from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
+from agentfirewall_proxy.scrub import scrubber_for
 
 __all__ = ["AgentEntry", "CompiledConfig", "ConnectorEntry", "compile_snapshot"]
 
@@ -41,36 +42,6 @@ _STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
 def _header_safe(value: str) -> bytes:
     """UTF-8 bytes with control characters replaced: a name can never split a header."""
     return "".join("?" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in value).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class AgentEntry:
-    id: str
-    name: str
-    status: str
-    level: EnforcementLevel
-    proxy_port: int | None
-    name_header: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectorEntry:
-    id: str
-    type: str
-    name: str
-    domains: tuple[str, ...]
-    impl: Connector
-    base_url: str | None
-    has_credential: bool
-    #: Headers added to every forwarded request (the connector credential).
-    auth_headers: tuple[tuple[bytes, bytes], ...]
-    #: Lowercase names of the agent's headers removed before forwarding.
-    auth_header_names: frozenset[bytes]
-    body_limit: int
-    #: Finds every form of the injected credential in responses (None: nothing injected).
-    scrubber: Scrubber | None = None
-    #: A computed credential (SigV4, GitHub App, OAuth2): headers made per request.
-    injector: Injector | None = None
 
 
 def _auth_headers(data: dict[str, Any], impl: Connector) -> list[tuple[str, str]]:

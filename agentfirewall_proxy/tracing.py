@@ -25,10 +25,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from agentfirewall_proxy.pipeline import Flow
+from agentfirewall_proxy.tracecontext import CONTROL_TRACEPARENT
 from agentfirewall_server.tracing import rule_of
 
 if TYPE_CHECKING:
@@ -36,14 +35,12 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    from agentfirewall_proxy.flow import Flow
     from agentfirewall_proxy.http1 import Head
 
 __all__ = ["CONTROL_TRACEPARENT", "FlowSpans", "FlowTracer", "rule_of_flow"]
 
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
-#: The ``traceparent`` a call to the control plane made now should carry (set around an
-#: approval's creation, so the control plane's span is a child of the hold span).
-CONTROL_TRACEPARENT: ContextVar[str | None] = ContextVar("tameflare_control_trace", default=None)
 
 
 class FlowSpans:

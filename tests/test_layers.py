@@ -27,7 +27,6 @@ KNOWN_CIRCLES: dict[str, set[frozenset[str]]] = {
     "agentfirewall": set(),
     "agentfirewall_server": set(),
     "agentfirewall_proxy": {
-        circle("approvalbatch budgets control guard pipeline snapshot tracing"),
         circle("agentports approvals exchange gateway guarded parking respond server"),
     },
 }

@@ -1,0 +1,116 @@
+"""The data one request carries through the gateway: a :class:`Flow`, and :class:`Refusal`.
+
+At the bottom of the gateway's layers: every part of the request path reads and fills the
+same flow (``pipeline`` decides on it, ``exchange`` forwards it, the hooks record it), so
+it names no part above it. Its spans are a small :class:`Spans` protocol here, which
+``tracing.FlowSpans`` implements.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from agentfirewall.connectors import ParsedAction
+    from agentfirewall.content import Finding
+    from agentfirewall.decisions import Decision
+    from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
+    from agentfirewall_proxy.scrub import Scrubber
+
+__all__ = ["Flow", "Refusal", "Spans"]
+
+
+class Spans(Protocol):
+    """What the request path asks of a flow's spans (``tracing.FlowSpans``)."""
+
+    #: The status the upstream answered with (an attribute of the request's span).
+    upstream_status: int | None
+
+    def hold_started(self) -> None: ...
+
+    def control_calls(self) -> AbstractContextManager[None]: ...
+
+    def hold_ended(self, outcome: str, approval_id: str | None) -> None: ...
+
+    def inject(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]: ...
+
+    def trace_id(self) -> str: ...
+
+
+class Refusal(Exception):
+    """A request refused before it reached any upstream (status, error code, message)."""
+
+    def __init__(self, status: int, error: str, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.extra = extra
+
+
+@dataclass(slots=True, eq=False)
+class Flow:
+    """One request through the gateway: what was asked, decided, and answered."""
+
+    request_id: str
+    method: str
+    scheme: str = "http"
+    host: str = ""
+    port: int = 0
+    path: str = "/"
+    query: str = ""
+    agent: AgentEntry | None = None
+    connector: ConnectorEntry | None = None
+    parsed: ParsedAction | None = None
+    decision: Decision | None = None
+    status: int = 0
+    reason: str = ""
+    bytes_in: int = 0
+    bytes_out: int = 0
+    started: float = field(default_factory=time.monotonic)
+    #: Set by the kill switch: a held flow is answered 403, a forwarding one is cut.
+    killed: bool = False
+    #: The approval this flow is held for (``approvals.Holds``).
+    approval_id: str | None = None
+    #: The action type (kept when ``parsed`` is dropped to park a held request).
+    action: str | None = None
+    #: What an approval for this request binds (``bind_request``), once it is held.
+    bound: dict[str, object] | None = None
+    #: Injected secrets replaced in the response (``scrub.py``).
+    scrubbed: int = 0
+    #: The flow's spans when tracing is on (``tracing.py``), else None.
+    trace: Spans | None = None
+    #: Content detections in the request (``guard.py``; only when a policy reads them).
+    findings: tuple[Finding, ...] = ()
+    #: The request's content fields as the engine saw them (``content.secrets`` ...).
+    content: dict[str, object] | None = None
+    #: Detector names a ``redact`` rule replaces in the request body before forwarding.
+    redact: frozenset[str] = frozenset()
+    redacted: int = 0
+    #: Content detections in the response, and what was done (flag, redact, cut).
+    response_findings: int = 0
+    #: The scrubber of a computed credential's current token (``injection.py``).
+    scrubber: Scrubber | None = None
+    #: The budget reservation to settle after the response (``budgets.py``).
+    reservation: str | None = None
+    #: A covering budget is settled from the response's LLM ``usage``.
+    llm_budget: bool = False
+    #: What the request spent from the gateway's leased budget slices (``budgetlease.py``).
+    leased: list[tuple[Any, float]] | None = None
+    #: The request was written upstream / the upstream answered with a response head.
+    sent: bool = False
+    answered: bool = False
+    #: The LLM ``usage`` and ``model`` read from the response (``llmusage.py``).
+    usage: dict[str, Any] | None = None
+    model: str | None = None
+    #: ``budget.<name>.*`` values for policy conditions (``budgets.py``).
+    budget_view: dict[str, object] | None = None
+    #: The replayable decision input (``agentfirewall.policy.record``), once decided.
+    input: dict[str, Any] | None = None
+    #: A parked flow's parameters, kept for its budget reservation once approved.
+    parameters: dict[str, Any] | None = None
+    #: The grant that let a held request through without a human (``approvals.py``).
+    grant_id: str | None = None
