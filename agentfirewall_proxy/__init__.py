@@ -1,1 +1,28 @@
-"""TameFlare gateway proxy (data plane) and the `tf` CLI."""
+"""TameFlare gateway proxy (data plane) and the `tf` CLI.
+
+How the parts fit, bottom-up (a module imports only from its own line or the lines below;
+``.importlinter`` checks it, ``tests/test_layers.py`` finds any import circle)::
+
+    entry points  __main__, cli (with isolate), demo, up, main
+    composition   gateway: state, listeners, config follower, control-plane client,
+                  wires in agentports (per-agent listeners) and the approval watcher;
+                  mcpwrap beside it (the MCP front end on the same decisions)
+    connection    connection: one client socket served request after request, CONNECT,
+                  TLS interception, blind tunnels, keep-alive, resuming a parked request
+    exchange      exchange -> respond -> guarded: one request and its response (I/O)
+    services      services.Services: the gateway as the layers below see it (a Protocol)
+    I/O leaves    approvals (holds and their watcher) -> parking -> client (the client
+                  socket and its parser); injection -> upstream (outbound connections);
+                  hooks (addons on the request path)
+    decisions     pipeline: pure functions over a parsed request, no sockets
+    config        snapshot (the compiled config) -> budgets; traffic, tracing, guard, relay
+    control       control (the control-plane client) -> approvalbatch; flow -> entries
+                  (the data one request carries: Flow, Refusal, Tunnel, agent/connector)
+    leaves        http1 (sans-IO HTTP/1.1), scrub, wsframes, options, aliases, llmusage,
+                  certs, runenv, tracecontext
+
+Where a lower layer must name an upper one it takes a small Protocol instead:
+``services.Services`` (the gateway, for the exchange and the connection),
+``agentports.PortsHost`` (the gateway, for the per-agent listeners), ``flow.Spans`` (a
+flow's spans, for everything below ``tracing``).
+"""

@@ -20,19 +20,44 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from agentfirewall_proxy.gateway import Gateway
+    from agentfirewall_proxy.control import Control
+    from agentfirewall_proxy.options import Options
+    from agentfirewall_proxy.snapshot import CompiledConfig
 
-__all__ = ["MEMORY_FILE", "AgentPorts"]
+__all__ = ["MEMORY_FILE", "AgentPorts", "PortsHost"]
 
 #: In the gateway's state directory (``--ca-dir``): which agent had which port, by agent id.
 MEMORY_FILE = "agent-ports.json"
 
 
+class PortsHost(Protocol):
+    """What the allocation uses of the gateway (``gateway.Gateway``): it opens listeners
+    with it and announces them through its heartbeat."""
+
+    @property
+    def options(self) -> Options: ...
+
+    @property
+    def config(self) -> CompiledConfig | None: ...
+
+    @property
+    def control(self) -> Control: ...
+
+    @property
+    def ready(self) -> asyncio.Event: ...
+
+    async def listen(
+        self, host: str, port: int, port_agent: str | None = None
+    ) -> asyncio.Server: ...
+
+    def heartbeat_payload(self) -> dict[str, Any]: ...
+
+
 class AgentPorts:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: PortsHost) -> None:
         self.gateway = gateway
         self.ports: dict[str, int] = {}
         self._servers: dict[str, asyncio.Server] = {}

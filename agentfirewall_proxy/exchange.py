@@ -41,8 +41,9 @@ from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamError, plai
 
 if TYPE_CHECKING:
     from agentfirewall.decisions import Decision
-    from agentfirewall_proxy.gateway import Gateway
-    from agentfirewall_proxy.server import ClientConnection, Tunnel
+    from agentfirewall_proxy.client import ClientConnection
+    from agentfirewall_proxy.flow import Tunnel
+    from agentfirewall_proxy.services import Services
 
 __all__ = ["exchange", "resume_exchange"]
 
@@ -53,7 +54,7 @@ _UNSEARCHABLE = frozenset({b"accept-encoding", b"sec-websocket-extensions", b"ra
 
 
 async def exchange(
-    gateway: Gateway, conn: ClientConnection, head: Head, tunnel: Tunnel | None
+    gateway: Services, conn: ClientConnection, head: Head, tunnel: Tunnel | None
 ) -> bool | Parked:
     """Handle one request on `conn`; True when the connection may carry another.
 
@@ -119,7 +120,7 @@ async def exchange(
 
 
 async def resume_exchange(
-    gateway: Gateway, conn: ClientConnection, parked: Parked, outcome: HoldOutcome
+    gateway: Services, conn: ClientConnection, parked: Parked, outcome: HoldOutcome
 ) -> bool:
     """Finish a parked exchange on its re-attached connection, once its approval settled."""
     head, flow = parked.head, parked.flow
@@ -142,7 +143,7 @@ async def resume_exchange(
         gateway.end(flow)
 
 
-async def _reserve(gateway: Gateway, flow: Flow, *, force: bool) -> Decision | None:
+async def _reserve(gateway: Services, flow: Flow, *, force: bool) -> Decision | None:
     """Reserve the request's spend from the budgets covering it (none: nothing to do).
 
     After a human approval (`force`) a ``require_approval`` budget lets it through; a
@@ -166,7 +167,7 @@ def _note_outcome(flow: Flow) -> None:
 
 
 async def _refused(
-    gateway: Gateway, conn: ClientConnection, head: Head, flow: Flow, exc: Refusal
+    gateway: Services, conn: ClientConnection, head: Head, flow: Flow, exc: Refusal
 ) -> bool:
     flow.status, flow.reason = exc.status, exc.message
     if conn.body_pending and conn.clean:
@@ -178,7 +179,7 @@ async def _refused(
 
 
 async def _upstream_failed(
-    gateway: Gateway, conn: ClientConnection, flow: Flow, exc: UpstreamError
+    gateway: Services, conn: ClientConnection, flow: Flow, exc: UpstreamError
 ) -> bool:
     flow.status, flow.reason = exc.status, str(exc)
     if flow.bytes_in == 0 and not conn.writer.transport.is_closing():
@@ -191,7 +192,7 @@ async def _upstream_failed(
 
 
 def _identify(
-    gateway: Gateway, conn: ClientConnection, flow: Flow, head: Head, tunnel: Tunnel | None
+    gateway: Services, conn: ClientConnection, flow: Flow, head: Head, tunnel: Tunnel | None
 ) -> None:
     """Target, agent and connector of the request (refusing mismatches)."""
     config = gateway.require_config()
@@ -224,7 +225,7 @@ def _unbindable(limit: int) -> Refusal:
     return Refusal(413, "body_too_large", f"{message} to an approval")
 
 
-def _deny_before_body(gateway: Gateway, flow: Flow, head: Head, limit: int) -> None:
+def _deny_before_body(gateway: Services, flow: Flow, head: Head, limit: int) -> None:
     """``Expect: 100-continue``: refuse before asking for the body when it cannot matter.
 
     ``100 Continue`` is sent only when the body is first read (``ClientConnection``): after
@@ -239,7 +240,7 @@ def _deny_before_body(gateway: Gateway, flow: Flow, head: Head, limit: int) -> N
 
 
 async def _body_prefix(
-    gateway: Gateway, conn: ClientConnection, head: Head, flow: Flow, limit: int
+    gateway: Services, conn: ClientConnection, head: Head, flow: Flow, limit: int
 ) -> tuple[bytes, bool]:
     """The body up to the inspection `limit` when the connector reads bodies (nothing
     yet when it does not); (bytes, whether that is the whole body)."""
@@ -298,7 +299,7 @@ async def _drain_small(conn: ClientConnection, limit: int = 65536) -> bool:
 
 
 async def _hold(
-    gateway: Gateway,
+    gateway: Services,
     conn: ClientConnection,
     head: Head,
     flow: Flow,
@@ -367,7 +368,7 @@ def _body_framing(head: Head, prefix: bytes, complete: bool) -> tuple[int | None
 
 
 async def _forward(
-    gateway: Gateway,
+    gateway: Services,
     conn: ClientConnection,
     head: Head,
     flow: Flow,

@@ -1,4 +1,4 @@
-"""The data one request carries through the gateway: a :class:`Flow`, and :class:`Refusal`.
+"""What one request carries through the gateway: :class:`Flow`, :class:`Refusal`, :class:`Tunnel`.
 
 At the bottom of the gateway's layers: every part of the request path reads and fills the
 same flow (``pipeline`` decides on it, ``exchange`` forwards it, the hooks record it), so
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
     from agentfirewall_proxy.scrub import Scrubber
 
-__all__ = ["Flow", "Refusal", "Spans"]
+__all__ = ["Flow", "Refusal", "Spans", "Tunnel"]
 
 
 class Spans(Protocol):
@@ -114,3 +114,17 @@ class Flow:
     parameters: dict[str, Any] | None = None
     #: The grant that let a held request through without a human (``approvals.py``).
     grant_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    """What a CONNECT fixed for every request inside it."""
+
+    host: str
+    port: int
+    agent: AgentEntry
+    #: The SHA-256 of the key the CONNECT carried: each request inside re-reads its agent
+    #: from the current snapshot (a suspension or level change reaches open tunnels).
+    key_hash: str
+    #: None for a tunnel opened only to answer its requests with the gateway's refusal.
+    connector: ConnectorEntry | None

@@ -25,15 +25,16 @@ from agentfirewall_proxy import agentports
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
 from agentfirewall_proxy.budgets import Budgets
 from agentfirewall_proxy.certs import CertStore, load_or_create_ca
+from agentfirewall_proxy.client import ClientConnection
+from agentfirewall_proxy.connection import handle_client, resume_parked
 from agentfirewall_proxy.control import Control, ControlError
-from agentfirewall_proxy.exchange import exchange
+from agentfirewall_proxy.flow import Flow, Refusal
 from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, default_addons
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.injection import TokenBroker
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.parking import Parked
-from agentfirewall_proxy.pipeline import BAD_CREDENTIAL, Flow, Refusal, http_request
-from agentfirewall_proxy.server import ClientConnection, Tunnel, handle_client, resume_parked
+from agentfirewall_proxy.pipeline import BAD_CREDENTIAL, http_request
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
 from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamPool
@@ -144,11 +145,6 @@ class Gateway:
         return body
 
     # -- flows in progress (for the kill switch) ---------------------------------------
-
-    async def exchange(
-        self, conn: ClientConnection, head: Head, tunnel: Tunnel | None
-    ) -> bool | Parked:
-        return await exchange(self, conn, head, tunnel)
 
     def park(self, parked: Parked, seconds: float) -> None:
         """Hold `parked` without its connection; :meth:`resume` answers it later."""

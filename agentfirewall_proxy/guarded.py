@@ -40,8 +40,8 @@ from agentfirewall_proxy.scrub import ScrubError, body_decoder
 from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
-    from agentfirewall_proxy.gateway import Gateway
-    from agentfirewall_proxy.server import ClientConnection
+    from agentfirewall_proxy.client import ClientConnection
+    from agentfirewall_proxy.services import Services
 
 __all__ = ["guarded_respond", "guards_response", "redact_request"]
 
@@ -51,7 +51,7 @@ _DROP_DOWN = frozenset(
 )  # fmt: skip
 
 
-def guards_response(gateway: Gateway, flow: Flow) -> bool:
+def guards_response(gateway: Services, flow: Flow) -> bool:
     """True when a policy reads the response's content."""
     config = gateway.config
     return config is not None and config.guard.response is not None
@@ -79,7 +79,7 @@ def redact_request(
     return body
 
 
-def _verdict(gateway: Gateway, flow: Flow, findings: list[Finding]) -> tuple[str, frozenset[str]]:
+def _verdict(gateway: Services, flow: Flow, findings: list[Finding]) -> tuple[str, frozenset[str]]:
     """What to do with a response's detections (monitor level: only flag)."""
     config = gateway.require_config()
     assert flow.agent is not None
@@ -118,7 +118,7 @@ def _scan(scanner: Scanner, body: bytes, content_type: str, where: str) -> list[
 
 
 async def guarded_respond(
-    gateway: Gateway,
+    gateway: Services,
     conn: ClientConnection,
     head: Head,
     flow: Flow,
@@ -198,7 +198,7 @@ async def guarded_respond(
 
 
 async def _relay_events(
-    gateway: Gateway,
+    gateway: Services,
     conn: ClientConnection,
     head: Head,
     flow: Flow,

@@ -7,7 +7,7 @@ errors, and the connection ends with 400. On top of that we refuse any
 forward ourselves (``Content-Length`` or fresh chunks): the bytes the upstream sees are
 never the client's framing, so nothing can be smuggled past the decision.
 
-A parser is fed by its owner (``server.py``) and yields events: ``Head``, body ``bytes``,
+A parser is fed by its owner (``client.py``) and yields events: ``Head``, body ``bytes``,
 ``END``, ``Upgrade(tail)`` (``CONNECT`` and ``Upgrade:`` requests) or ``ParseError``.
 """
 

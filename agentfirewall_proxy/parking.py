@@ -22,19 +22,16 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from agentfirewall_proxy.http1 import Head
-    from agentfirewall_proxy.pipeline import Flow
-    from agentfirewall_proxy.server import ClientConnection, Tunnel
+from agentfirewall_proxy.client import streams_gone
 
-__all__ = ["Parked", "park", "streams_gone"]
+if TYPE_CHECKING:
+    from agentfirewall_proxy.client import ClientConnection
+    from agentfirewall_proxy.flow import Flow, Tunnel
+    from agentfirewall_proxy.http1 import Head
+
+__all__ = ["Parked", "park"]
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
-
-
-def streams_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-    """The client closed or lost a connection nobody is reading from right now."""
-    return writer.transport.is_closing() or reader.at_eof()
 
 
 class Parked:

@@ -1,6 +1,6 @@
 """The per-request lifecycle as plain functions over a :class:`Flow` (no sockets here).
 
-``server.py`` calls these in order::
+``exchange.py`` and ``connection.py`` call these in order::
 
     target_of / tunnel_target   where the request goes (refuses host mismatches)
     authenticate                which agent (407 when no valid proxy credential)

@@ -26,6 +26,7 @@ from agentfirewall_proxy.http1 import (
 )
 from agentfirewall_proxy.llmusage import UsageReader
 from agentfirewall_proxy.pipeline import Flow
+from agentfirewall_proxy.relay import relay
 from agentfirewall_proxy.scrub import (
     ScrubbedBody,
     Scrubber,
@@ -37,8 +38,8 @@ from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
 from agentfirewall_proxy.wsframes import FrameScrubber
 
 if TYPE_CHECKING:
-    from agentfirewall_proxy.gateway import Gateway
-    from agentfirewall_proxy.server import ClientConnection
+    from agentfirewall_proxy.client import ClientConnection
+    from agentfirewall_proxy.services import Services
 
 __all__ = ["respond", "response_head", "scrubber_of"]
 
@@ -48,7 +49,7 @@ _DROP_DOWN = frozenset(
 )  # fmt: skip
 
 
-async def response_head(gateway: Gateway, up: UpstreamConnection) -> ResponseHead:
+async def response_head(gateway: Services, up: UpstreamConnection) -> ResponseHead:
     timeout = gateway.options.upstream_timeout
     while True:
         try:
@@ -75,7 +76,7 @@ def scrubber_of(flow: Flow) -> Scrubber | None:
 
 
 async def respond(
-    gateway: Gateway,
+    gateway: Services,
     conn: ClientConnection,
     head: Head,
     flow: Flow,
@@ -176,8 +177,6 @@ async def _relay_upgraded(
     scrubbed: FrameScrubber | ScrubStream | None,
 ) -> None:
     """Both directions of an upgraded connection; the upstream's side scrubbed if need be."""
-    from agentfirewall_proxy.server import relay
-
     early = b"".join(e.tail for e in up.parser.events if isinstance(e, Upgrade))
     up.parser.events.clear()
     if scrubbed is None:
@@ -232,7 +231,7 @@ def _usage_reader(flow: Flow, headers: list[tuple[bytes, bytes]]) -> UsageReader
 
 
 async def _stream_response_body(
-    gateway: Gateway,
+    gateway: Services,
     conn: ClientConnection,
     up: UpstreamConnection,
     flow: Flow,

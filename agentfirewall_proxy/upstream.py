@@ -1,6 +1,6 @@
 """Upstream connections: opened (resolve map, TLS, upstream proxy), pooled and reused.
 
-Socket code, with ``server.py``: everything here opens or reuses the gateway's outbound
+Socket code, with ``connection.py``: everything here opens or reuses the gateway's outbound
 connections. TLS to upstreams is verified against the system store plus the optional
 ``--upstream-ca`` bundle; the SNI and certificate name are the real hostname even when the
 resolve map points it at 127.0.0.1.

@@ -26,9 +26,7 @@ def circle(names: str) -> frozenset[str]:
 KNOWN_CIRCLES: dict[str, set[frozenset[str]]] = {
     "agentfirewall": set(),
     "agentfirewall_server": set(),
-    "agentfirewall_proxy": {
-        circle("agentports approvals exchange gateway guarded parking respond server"),
-    },
+    "agentfirewall_proxy": set(),
 }
 
 

@@ -1,0 +1,125 @@
+"""One client socket of the gateway: a pull parser over its bytes, and guarded writes.
+
+:class:`ClientConnection` is what an exchange reads a request from and writes its answer to
+(``exchange.py``); ``connection.py`` serves one such socket request after request, and
+``parking.py`` takes its socket while a request is held. It knows nothing of the gateway
+but its options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+from agentfirewall_proxy.http1 import END, ParseError, RequestParser, Upgrade
+from agentfirewall_proxy.pipeline import refusal
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.options import Options
+
+__all__ = ["EOF", "ClientConnection", "streams_gone"]
+
+_WRITE_HIGH = 256 * 1024
+
+
+class _Eof:
+    __slots__ = ()
+
+
+EOF = _Eof()
+
+
+class ClientConnection:
+    """One client socket: a pull parser over its bytes, and guarded writes."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        options: Options,
+        port_agent: str | None = None,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.options = options
+        self.parser = RequestParser(options.max_head_bytes)
+        self.port_agent = port_agent
+        #: False once a request body was left unread: the connection must then close.
+        self.clean = True
+        #: True while the current request's body has not been read to its end.
+        self.body_pending = False
+        #: True once its request is parked with the connection's streams (not closed).
+        self.parked = False
+        #: The request asked ``Expect: 100-continue`` and its body was not read yet.
+        self.continue_due = False
+
+    async def next_event(self, *, head: bool) -> object:
+        """The next parser event; reading under the slowloris / idle / io deadlines."""
+        events = self.parser.events
+        if events:
+            if not head:
+                self.continue_due = False  # the client sends its body without waiting
+            return events.popleft()
+        if not head and self.continue_due:
+            self.continue_due = False
+            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while not events:
+            if not head:
+                limit = self.options.io_timeout
+            elif self.parser.in_head:
+                limit = self.options.header_timeout - (loop.time() - started)
+            else:
+                limit = self.options.idle_timeout
+            try:
+                async with asyncio.timeout(max(limit, 0.001)):
+                    data = await self.reader.read(65536)
+            except TimeoutError:
+                return ParseError(408, "timed out reading the request")
+            except (ConnectionError, OSError):
+                return EOF
+            if not data:
+                return EOF
+            if head and not self.parser.in_head and not events:
+                started = loop.time()
+            self.parser.feed(data)
+        return events.popleft()
+
+    def pending_upgrade(self) -> Upgrade | None:
+        """After a CONNECT/Upgrade head and its END, the tail the parser handed back."""
+        events = self.parser.events
+        if events and events[0] is END:
+            events.popleft()
+        if events and isinstance(events[0], Upgrade):
+            found = events.popleft()
+            assert isinstance(found, Upgrade)
+            return found
+        return None
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def flush(self) -> None:
+        """Wait for the client to read when its buffer is full (a bounded wait)."""
+        if self.writer.transport.get_write_buffer_size() > _WRITE_HIGH:
+            async with asyncio.timeout(self.options.io_timeout):
+                await self.writer.drain()
+
+    async def refuse(self, status: int, body: dict[str, object], **kw: bool) -> None:
+        self.write(refusal(status, body, **kw))
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    def gone(self) -> bool:
+        """The client closed or lost its connection (checked while a request is held)."""
+        return streams_gone(self.reader, self.writer)
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+
+def streams_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """The client closed or lost a connection nobody is reading from right now."""
+    return writer.transport.is_closing() or reader.at_eof()

@@ -1,0 +1,177 @@
+"""The gateway's listening side: client connections, CONNECT tunnels, TLS interception.
+
+With ``upstream.py`` (outbound connections) and ``exchange.py`` (one forwarded exchange),
+this is all of the socket code. One coroutine per client connection, no thread; requests on
+a connection (pipelined or not) are handled strictly one after another.
+
+A connection starts in plain HTTP (absolute-form requests, each carrying the agent's
+``Proxy-Authorization``). ``CONNECT host:port`` is authenticated and routed before any TLS:
+a passthrough host is tunnelled blind; any other host is intercepted with a leaf
+certificate for that host (the SNI must name it), and the requests inside the tunnel are
+bound to the CONNECT's agent and host. A tunnel the gateway would refuse (kill switch, no
+connector for the host) is intercepted too, so the agent reads the same 403 JSON and
+headers inside it as over plain HTTP; only what cannot be intercepted (bad target, proxy
+auth, a passthrough host) is refused at the CONNECT itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+import traceback
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from agentfirewall_proxy.client import EOF, ClientConnection
+from agentfirewall_proxy.exchange import exchange, resume_exchange
+from agentfirewall_proxy.flow import Flow, Refusal, Tunnel
+from agentfirewall_proxy.http1 import Head, ParseError, RequestParser
+from agentfirewall_proxy.parking import Parked
+from agentfirewall_proxy.pipeline import (
+    agent_for_key,
+    check_host_header,
+    normalize_host,
+    proxy_key_hash,
+    split_authority,
+)
+from agentfirewall_proxy.relay import relay
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.approvals import HoldOutcome
+    from agentfirewall_proxy.services import Services
+
+__all__ = ["ClientConnection", "Tunnel", "handle_client", "resume_parked"]
+
+
+async def handle_client(
+    gateway: Services,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    port_agent: str | None = None,
+) -> None:
+    await _run(gateway, ClientConnection(reader, writer, gateway.options, port_agent), None)
+
+
+async def resume_parked(gateway: Services, parked: Parked, outcome: HoldOutcome) -> None:
+    """A parked request's approval settled: answer it, then serve the connection on."""
+    flow = parked.flow
+    try:
+        if outcome == "gone":
+            raise ConnectionResetError
+        reader, writer = await parked.streams()
+    except OSError:
+        parked.close()
+        flow.status, flow.reason = 499, "the client left while its request was held"
+        gateway.end(flow)
+        return
+    conn = ClientConnection(reader, writer, gateway.options, parked.port_agent)
+    await _run(gateway, conn, resume_exchange(gateway, conn, parked, outcome), parked.tunnel)
+
+
+async def _run(
+    gateway: Services,
+    conn: ClientConnection,
+    first: Coroutine[Any, Any, bool] | None,
+    tunnel: Tunnel | None = None,
+) -> None:
+    """Serve `conn` (after finishing `first`, a resumed exchange) until it ends."""
+    gateway.connections.add(conn)
+    try:
+        if first is None or (await first and conn.clean):
+            await _serve(gateway, conn, tunnel)
+    except (ConnectionError, TimeoutError, ssl.SSLError, OSError):
+        pass
+    except Exception:
+        if conn.writer.transport.is_closing():
+            return  # cut (kill switch, timeout) while writing: nothing left to report
+        gateway.stats["errors"] += 1
+        traceback.print_exc(limit=8, file=sys.stderr)
+    finally:
+        gateway.connections.discard(conn)
+        if not conn.parked:
+            conn.abort()  # a parked plain exchange keeps its own duplicate of the socket
+
+
+async def _serve(gateway: Services, conn: ClientConnection, tunnel: Tunnel | None) -> None:
+    """Requests on one connection (or inside one tunnel), one after another."""
+    while True:
+        event = await conn.next_event(head=True)
+        if event is EOF:
+            return
+        if isinstance(event, ParseError):
+            await conn.refuse(event.status, {"error": "bad_request", "reason": event.message},
+                              close=True)  # fmt: skip
+            return
+        if not isinstance(event, Head):
+            return
+        if event.method == "CONNECT":
+            if tunnel is not None:
+                await conn.refuse(400, {"error": "bad_request", "reason": "nested CONNECT"},
+                                  close=True)  # fmt: skip
+                return
+            await _connect(gateway, conn, event)
+            return
+        keep_alive = await exchange(gateway, conn, event, tunnel)
+        if isinstance(keep_alive, Parked) or not keep_alive or not conn.clean:
+            return
+
+
+async def _connect(gateway: Services, conn: ClientConnection, head: Head) -> None:
+    """Authenticate and route a CONNECT, then intercept, tunnel blind, or refuse."""
+    upgrade = conn.pending_upgrade()
+    flow = Flow(request_id=gateway.new_request_id(), method="CONNECT", scheme="https")
+    key_hash = ""
+    try:
+        config = gateway.require_config()
+        flow.host, flow.port = split_authority(head.target.decode("latin-1"), 443)
+        key_hash = proxy_key_hash(head.get(b"proxy-authorization"))
+        flow.agent = agent_for_key(config, key_hash)
+        gateway.check_port_agent(conn, flow.agent)
+        if upgrade is not None and upgrade.tail:
+            raise Refusal(400, "bad_request", "data sent before the CONNECT was answered")
+        if gateway.is_passthrough(flow.host):
+            await _passthrough(gateway, conn, flow)
+            return
+        flow.connector = config.route(flow.host)
+        gateway.check_kill_switch(flow)
+        if flow.connector is None:
+            raise Refusal(403, "no_connector", f"no connector for `{flow.host}`: deny-all default")
+    except Refusal as exc:
+        if exc.status != 403 or flow.agent is None or gateway.is_passthrough(flow.host):
+            flow.status, flow.reason = exc.status, exc.message
+            gateway.record(flow)
+            await conn.refuse(exc.status, gateway.refusal_body(flow, exc), close=True,
+                              kill_switch=exc.error == "kill_switch")  # fmt: skip
+            return
+        # kill switch or no connector: refused inside the tunnel, request by request, by
+        # the same checks plain HTTP runs (nothing is ever forwarded from such a tunnel)
+        flow.status, flow.reason = exc.status, exc.message
+    conn.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+    await conn.flush()
+    context = gateway.certs.context_for(flow.host)
+    try:
+        await conn.writer.start_tls(context, ssl_handshake_timeout=conn.options.header_timeout)
+    except (OSError, TimeoutError):
+        if flow.status:  # a refused tunnel whose client gave up on TLS: keep its record
+            gateway.record(flow)
+        raise
+    conn.parser = RequestParser(conn.options.max_head_bytes)
+    assert flow.agent is not None
+    await _serve(gateway, conn, Tunnel(flow.host, flow.port, flow.agent, key_hash, flow.connector))
+
+
+async def _passthrough(gateway: Services, conn: ClientConnection, flow: Flow) -> None:
+    """A blind tunnel for a passthrough host: no interception, decided on the host only."""
+    gateway.check_kill_switch(flow)
+    reader, writer = await gateway.pool.open_tunnel(flow.host, flow.port)
+    conn.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+    flow.status, flow.reason = 200, "passthrough"
+    try:
+        await relay(conn.reader, conn.writer, reader, writer, flow)
+    finally:
+        writer.transport.abort()
+        gateway.record(flow)
+
+
+__all__ += ["EOF", "check_host_header", "normalize_host", "relay"]
