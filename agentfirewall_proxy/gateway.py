@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.decisions import ApprovalRequirement
+from agentfirewall.telemetry import json_line, tracer_provider, traces_endpoint
 from agentfirewall_proxy import agentports
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
 from agentfirewall_proxy.budgets import Budgets
@@ -38,7 +39,6 @@ from agentfirewall_proxy.pipeline import BAD_CREDENTIAL, http_request
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
 from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamPool
-from agentfirewall_server.otel import json_line, tracer_provider, traces_endpoint
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.tracing import FlowTracer

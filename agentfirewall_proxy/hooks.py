@@ -141,7 +141,7 @@ class AccessLog:
 
 
 def _json_access_line(flow: Flow) -> str:
-    from agentfirewall_server.otel import json_line
+    from agentfirewall.telemetry import json_line
 
     decision = flow.decision
     return json_line(

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import httpx
 
+from agentfirewall.telemetry import otel_problem
 from agentfirewall_proxy.control import Control, HttpControl, StaticControl
 from agentfirewall_proxy.gateway import Gateway
 from agentfirewall_proxy.options import Options, parse_listen, parse_port_range, parse_resolve
-from agentfirewall_server.otel import otel_problem
 
 __all__ = ["build_gateway", "main", "parse_args", "serve"]
 

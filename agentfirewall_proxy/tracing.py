@@ -1,6 +1,6 @@
 """Gateway spans: one per proxied request, its approval hold as a child.
 
-Built only when an OTLP endpoint is configured (``agentfirewall_server.otel``); then
+Built only when an OTLP endpoint is configured (``agentfirewall.telemetry``); then
 :class:`FlowTracer` is an addon (its ``done`` hook ends the span) and each flow carries a
 :class:`FlowSpans` in ``flow.trace``. Off, ``flow.trace`` stays None and the request path
 tests it twice.
@@ -27,8 +27,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from agentfirewall.telemetry import rule_of
 from agentfirewall_proxy.tracecontext import CONTROL_TRACEPARENT
-from agentfirewall_server.tracing import rule_of
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

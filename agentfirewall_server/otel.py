@@ -1,4 +1,7 @@
-"""OpenTelemetry set-up shared by the control plane and the gateway, and JSON log lines.
+"""OpenTelemetry set-up and JSON log lines for the control plane.
+
+The set-up shared with the gateway lives in the core (``agentfirewall.telemetry``, re-exported
+here); the ``logging`` configuration for JSON lines is the control plane's own.
 
 Tracing is off unless an OTLP endpoint is configured: the ``--otlp-endpoint`` flag or
 setting (``AGENTFIREWALL_OTLP_ENDPOINT``), or OpenTelemetry's own
@@ -16,15 +19,17 @@ JSON logs (``--log-format json``): one object per line with ``ts``, ``level``, `
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
-import os
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+from agentfirewall.telemetry import (
+    OtelMissingError,
+    current_ids,
+    json_line,
+    otel_problem,
+    tracer_provider,
+    traces_endpoint,
+)
 
 __all__ = [
     "JsonFormatter",
@@ -36,91 +41,6 @@ __all__ = [
     "traces_endpoint",
     "use_json_logs",
 ]
-
-_EXTRA = "pip install 'tameflare[otel]'"
-
-
-class OtelMissingError(RuntimeError):
-    """Tracing was configured but the ``otel`` extra is not installed."""
-
-
-def traces_endpoint(configured: str | None, env: dict[str, str] | None = None) -> str | None:
-    """The OTLP/HTTP traces URL to export to, or None when tracing is off."""
-    env = dict(os.environ) if env is None else env
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
-        return None
-    if configured:
-        return configured.rstrip("/") + "/v1/traces"
-    if specific := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
-        return specific  # the signal-specific variable is the full URL, as the spec says
-    if base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
-        return base.rstrip("/") + "/v1/traces"
-    return None
-
-
-def otel_problem(configured: str | None) -> str | None:
-    """Why tracing cannot start as configured (the extra is missing), else None."""
-    endpoint = traces_endpoint(configured)
-    if endpoint is None:
-        return None
-    for module in ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http"):
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            return _missing(endpoint)
-    return None
-
-
-def _missing(endpoint: str) -> str:
-    return (
-        f"tracing is configured (OTLP endpoint `{endpoint}`) but OpenTelemetry is not "
-        f"installed: {_EXTRA}"
-    )
-
-
-def tracer_provider(service: str, endpoint: str) -> TracerProvider:
-    """A provider exporting batches to `endpoint` (``OTEL_SERVICE_NAME`` overrides `service`)."""
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    except ImportError:
-        raise OtelMissingError(_missing(endpoint)) from None
-    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or service})
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    return provider
-
-
-def current_ids() -> tuple[str | None, str | None]:
-    """(trace id, span id) in hex of the current span; (None, None) when there is none."""
-    try:
-        from opentelemetry import trace
-    except ImportError:
-        return None, None
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None, None
-    return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
-
-
-def json_line(level: str, logger: str, message: str, **fields: Any) -> str:
-    """One JSON log line (no newline); `fields` without a trace id get the current one."""
-    record: dict[str, Any] = {
-        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "level": level,
-        "logger": logger,
-        "message": message,
-    }
-    if "trace_id" not in fields:
-        fields["trace_id"], fields["span_id"] = current_ids()
-    record.update(fields)
-    return json.dumps(record, separators=(",", ":"), default=str)
 
 
 class JsonFormatter(logging.Formatter):

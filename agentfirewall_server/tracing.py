@@ -29,13 +29,12 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from agentfirewall_server.otel import tracer_provider, traces_endpoint
+from agentfirewall.telemetry import rule_of, tracer_provider, traces_endpoint
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span
 
-    from agentfirewall.decisions import Decision
     from agentfirewall_server.settings import Settings
 
 __all__ = [
@@ -91,17 +90,6 @@ def build_tracing(settings: Settings) -> ServerTracing | None:
     if endpoint is None:
         return None
     return ServerTracing(tracer_provider("tameflare-server", endpoint))
-
-
-def rule_of(decision: Decision) -> str | None:
-    """The rule behind a decision: the kill switch, the first matched rule or policy, or the
-    default that applied (``default_allow``, ``default_deny``)."""
-    if decision.kill_switch:
-        return "kill_switch"
-    names = decision.matched_rules or decision.matched_policies
-    if names:
-        return names[0]
-    return f"default_{decision.outcome}" if decision.default_applied else None
 
 
 def annotate(**attributes: str | int | float | bool | None) -> None:
