@@ -81,8 +81,8 @@ class Slice:
 
 
 class Leases:
-    """This gateway's budget slices, by budget id (a budget removed and set again is
-    another budget: the old one's slices are never spent from again)."""
+    """This gateway's budget slices, by budget key (id and definition: a budget changed,
+    or removed and set again, is another; the old slices are never spent from again)."""
 
     def __init__(self, control: LeaseControl, errors: type[Exception]) -> None:
         self.control = control

@@ -56,7 +56,8 @@ class BudgetScope:
     measure: str = "count"
     parameter: str | None = None
     currency: str | None = None
-    #: The control plane's id: a budget removed and set again under its name is another.
+    #: The control plane's key of this definition: a budget changed (a lower limit), or
+    #: removed and set again under its name, is another (old slices are not spent from).
     id: str = ""
 
     def covers(self, agent: str, connector: str, action: str) -> bool:

@@ -20,6 +20,7 @@ in ``timezone`` (an IANA name).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -129,6 +130,13 @@ class CompiledBudget:
     @property
     def name(self) -> str:
         return self.definition.name
+
+    @property
+    def key(self) -> str:
+        """This budget as defined now: a gateway's leased slice is spent from only while
+        the key holds (a limit lowered, or the budget removed and set again, is another)."""
+        digest = hashlib.sha256(self.definition.model_dump_json().encode()).hexdigest()
+        return f"{self.id}/{digest[:16]}"
 
     def covers(self, agent: str, connector: str, action: str) -> bool:
         d = self.definition

@@ -104,7 +104,7 @@ async def gateway_lease(request: Request) -> JSONResponse:
         used = budget.definition.limit - result.remaining[budget.name]
         state.metrics.budget_used.labels(budget.name).set(used)
         state.metrics.budget_limit.labels(budget.name).set(budget.definition.limit)
-    ids = {b.name: b.id for b, _ in covered}
+    ids = {b.name: b.key for b, _ in covered}
     leases = {name: {"lease": ident, "budget": ids[name], "amount": amount,
                      "seconds": seconds, "request": amounts[name]}
               for name, (ident, amount, seconds) in result.leases.items()}  # fmt: skip

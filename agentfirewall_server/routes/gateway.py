@@ -181,7 +181,7 @@ def build_config(state: AppState) -> dict[str, Any]:
         # which requests a budget covers: the gateway reserves only those
         "budgets": [
             {
-                "id": b.id,
+                "id": b.key,  # the gateway's slices hold only for this definition
                 "name": b.name,
                 "agents": list(b.definition.agents),
                 "connector": b.definition.connector,

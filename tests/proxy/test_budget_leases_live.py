@@ -64,14 +64,19 @@ def setup(
 
 def _budget(server: LiveServer, running: RunningGateway, limit: int) -> None:
     """Set the budget and wait until the gateway's snapshot has this very one."""
+
+    def keys() -> set[str]:  # the definitions the gateway knows (id/digest)
+        config = running.gateway.config if running.gateway else None
+        return {s.id for s in config.budgets} if config is not None else set()
+
+    before = keys()
     body = {"connector": "generic", "measure": "count", "window": "day", "limit": limit}
     answer = server.admin("PUT", "/v1/budgets/leased", json=body)
     assert answer.status_code in (200, 201), answer.text
     ident = answer.json()["id"]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        config = running.gateway.config if running.gateway else None
-        if config is not None and any(s.id == ident for s in config.budgets):
+        if any(k.startswith(f"{ident}/") and k not in before for k in keys()):
             return
         time.sleep(0.05)
     raise AssertionError("the gateway never got the budget")
@@ -120,3 +125,12 @@ def test_a_count_budget_is_spent_from_leased_slices(
     assert (statuses.count(200), statuses.count(403)) == (6, 4)
     state = _reported(live_server, 6)
     assert state["by_agent"] == {"Lease-Bot": 6}
+
+    # a limit lowered under a live slice: the slice is the old definition's, not spent from
+    assert live_server.admin("DELETE", "/v1/budgets/leased").status_code == 200
+    _budget(live_server, running, 1000)
+    assert [http.get(f"{base}/user").status_code for _ in range(3)] == [200] * 3
+    assert _state(live_server)["leased"] > 3  # a slice larger than what was spent is live
+    _budget(live_server, running, 2)
+    assert http.get(f"{base}/user").status_code == 403
+    _reported(live_server, 3)
