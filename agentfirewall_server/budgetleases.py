@@ -30,9 +30,9 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from agentfirewall_server.budgets import CompiledBudget, window_end, window_start
-from agentfirewall_server.budgetstore import Refused, exceeded, used_in_window
+from agentfirewall_server.budgetstore import Refused, exceeded, lock_budgets, used_in_window
 from agentfirewall_server.clock import new_id
-from agentfirewall_server.store.schema import budget_usage, budgets
+from agentfirewall_server.store.schema import budget_usage
 
 __all__ = ["Granted", "LeaseReport", "could_fit", "grant", "report", "split_usage"]
 
@@ -71,10 +71,7 @@ def grant(
     """Lease each covered budget's `amount` plus up to ``want[name]`` more, or refuse.
 
     Past several budgets, a ``deny`` one wins (as for a reservation)."""
-    ordered = sorted(covered, key=lambda item: item[0].id)  # one lock order: no deadlock
-    conn.execute(
-        select(budgets.c.id).where(budgets.c.id.in_([b.id for b, _ in ordered])).with_for_update()
-    )
+    ordered = lock_budgets(conn, covered)
     refused: Refused | None = None
     used: dict[str, float] = {}
     for budget, amount in ordered:

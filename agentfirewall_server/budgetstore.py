@@ -27,6 +27,7 @@ __all__ = [
     "Reserved",
     "budget_state",
     "exceeded",
+    "lock_budgets",
     "reserve",
     "settle",
     "used_in_window",
@@ -77,6 +78,18 @@ def exceeded(budget: CompiledBudget, used: float, amount: float) -> str:
     )
 
 
+def lock_budgets(
+    conn: Connection, covered: list[tuple[CompiledBudget, float]]
+) -> list[tuple[CompiledBudget, float]]:
+    """Lock the covered budgets' rows (FOR UPDATE on PostgreSQL; SQLite's writer is one) in
+    one order, so two writers never deadlock; the covered pairs in that order."""
+    ordered = sorted(covered, key=lambda item: item[0].id)
+    conn.execute(
+        select(budgets.c.id).where(budgets.c.id.in_([b.id for b, _ in ordered])).with_for_update()
+    )
+    return ordered
+
+
 def reserve(
     conn: Connection,
     covered: list[tuple[CompiledBudget, float]],
@@ -93,10 +106,7 @@ def reserve(
     """
     if not covered:
         return Reserved(None, {})
-    ordered = sorted(covered, key=lambda item: item[0].id)  # one lock order: no deadlock
-    conn.execute(
-        select(budgets.c.id).where(budgets.c.id.in_([b.id for b, _ in ordered])).with_for_update()
-    )
+    ordered = lock_budgets(conn, covered)
     refused: Refused | None = None
     remaining: dict[str, float] = {}
     for budget, amount in ordered:

@@ -3,15 +3,7 @@
 The set-up shared with the gateway lives in the core (``agentfirewall.telemetry``, re-exported
 here); the ``logging`` configuration for JSON lines is the control plane's own.
 
-Tracing is off unless an OTLP endpoint is configured: the ``--otlp-endpoint`` flag or
-setting (``AGENTFIREWALL_OTLP_ENDPOINT``), or OpenTelemetry's own
-``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``. Off, nothing of
-OpenTelemetry is imported and the request paths test one attribute for ``None``.
-``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none`` keep it off whatever is set.
-
-On, spans go in batches (``OTEL_BSP_*`` tune them) to ``ENDPOINT/v1/traces`` over
-OTLP/HTTP (protobuf), from a tracer provider of our own: the process-wide one is left to
-the host application (``tf up`` runs the server and a gateway in one process).
+When tracing is on and how spans are sent: see ``agentfirewall.telemetry``.
 
 JSON logs (``--log-format json``): one object per line with ``ts``, ``level``, ``logger``,
 ``message`` and the ``trace_id`` / ``span_id`` of the span current when it was logged.
