@@ -33,8 +33,9 @@ CRM = {"type": "crm.contact.update", "resource": {"provider": "crm"},
        "parameters": {"id": "c_1", "notes": "call back on monday"}}  # fmt: skip
 
 
-@pytest.fixture
-def gateway(live_server: LiveServer, fakes: FakeUpstreams, tmp_path: Path) -> Iterator[Any]:
+@pytest.fixture(name="gateway")
+def stripe_gateway(live_server: LiveServer, fakes: FakeUpstreams, tmp_path: Path) -> Iterator[Any]:
+    """The real gateway in this process with a Stripe connector; stripe-python trusts its CA."""
     assert live_server.admin("POST", "/v1/connectors", json={
         "type": "stripe", "token": CREDENTIALS["stripe"]}).status_code == 201  # fmt: skip
     control = HttpControl(live_server.url, live_server.gateway_token)

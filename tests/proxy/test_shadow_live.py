@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,10 @@ import stripe
 
 from agentfirewall import AgentFirewall
 from agentfirewall_proxy.cli.app import main
-from agentfirewall_proxy.control import HttpControl
-from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
-from tests.proxy.support import CREDENTIALS, PLACEHOLDER, RunningGateway, ca_bundle, gateway_options
+from tests.proxy.support import PLACEHOLDER, RunningGateway
 from tests.proxy.test_grants_live import poll
-from tests.proxy.test_replay_live import NO_BIG
+from tests.proxy.test_replay_live import NO_BIG, stripe_gateway  # noqa: F401 (fixture `gateway`)
 
 DENY_ALL = """\
 name: deny-everything
@@ -31,22 +29,6 @@ rules:
     decision: deny
     reason: the shadow says no
 """
-
-
-@pytest.fixture
-def gateway(live_server: LiveServer, fakes: FakeUpstreams, tmp_path: Path) -> Iterator[Any]:
-    assert live_server.admin("POST", "/v1/connectors", json={
-        "type": "stripe", "token": CREDENTIALS["stripe"]}).status_code == 201  # fmt: skip
-    control = HttpControl(live_server.url, live_server.gateway_token)
-    running = RunningGateway(gateway_options(tmp_path, fakes), control).start()
-    poll(lambda: running.gateway and running.gateway.config)
-    saved = stripe.ca_bundle_path
-    stripe.ca_bundle_path = str(ca_bundle(running.ca_path, tmp_path / "bundle.pem"))
-    try:
-        yield running
-    finally:
-        stripe.ca_bundle_path = saved
-        running.stop()
 
 
 TF = Callable[..., Any]
