@@ -34,32 +34,55 @@ def poll(fn: Callable[[], Any], timeout: float = 30) -> Any:
     raise AssertionError("condition not met in time")
 
 
+def llm_gateway(
+    server: LiveServer,
+    fakes: FakeUpstreams,
+    tmp_path: Path,
+    *,
+    agent: str,
+    connector: str,
+    budgets: dict[str, dict[str, Any]],
+    prices: dict[str, dict[str, float]],
+) -> tuple[RunningGateway, str, ssl.SSLContext]:
+    """The real gateway for `agent` on an LLM `connector` allowed everything, with `budgets`
+    and `prices` set: the gateway, the agent's proxy URL and a context trusting its CA."""
+    key = server.create_agent(agent)
+    body = {"type": connector, "token": CREDENTIALS[connector]}
+    assert server.admin("POST", "/v1/connectors", json=body).status_code == 201
+    rule = {"agent": agent, "connector": connector, "action_pattern": f"{connector}.*",
+            "decision": "allow"}  # fmt: skip
+    assert server.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
+    for name, budget in budgets.items():
+        assert server.admin("PUT", f"/v1/budgets/{name}", json=budget).status_code == 201
+    assert server.admin("PUT", "/v1/llm-prices", json={"prices": prices}).status_code == 200
+    control = HttpControl(server.url, server.gateway_token)
+    running = RunningGateway(gateway_options(tmp_path, fakes), control).start()
+    poll(lambda: running.gateway and running.gateway.config and running.gateway.config.budgets)
+    bundle = ca_bundle(running.ca_path, tmp_path / "bundle.pem")
+    return running, running.proxy_url(key, agent), ssl.create_default_context(cafile=str(bundle))
+
+
 @pytest.fixture
 def client(
     live_server: LiveServer, fakes: FakeUpstreams, tmp_path: Path
 ) -> Iterator[openai.OpenAI]:
     fakes["openai"].settings["usage"] = USAGE
-    key = live_server.create_agent("Chat-Bot")
-    connector = {"type": "openai", "token": CREDENTIALS["openai"]}
-    assert live_server.admin("POST", "/v1/connectors", json=connector).status_code == 201
-    rule = {"agent": "Chat-Bot", "connector": "openai", "action_pattern": "openai.*",
-            "decision": "allow"}  # fmt: skip
-    assert live_server.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
     budgets = {
         "llm-tokens": {"connector": "openai", "measure": "tokens", "window": "day",
                        "limit": 1000},
         "llm-spend": {"connector": "openai", "measure": "cost", "limit": 10,
                       "window": "calendar_month", "timezone": "America/New_York"},
     }  # fmt: skip
-    for name, body in budgets.items():
-        assert live_server.admin("PUT", f"/v1/budgets/{name}", json=body).status_code == 201
-    assert live_server.admin("PUT", "/v1/llm-prices", json={"prices": PRICES}).status_code == 200
-    control = HttpControl(live_server.url, live_server.gateway_token)
-    running = RunningGateway(gateway_options(tmp_path, fakes), control).start()
-    poll(lambda: running.gateway and running.gateway.config and running.gateway.config.budgets)
-    bundle = ca_bundle(running.ca_path, tmp_path / "bundle.pem")
-    http = httpx.Client(proxy=running.proxy_url(key, "Chat-Bot"), trust_env=False,
-                        verify=ssl.create_default_context(cafile=str(bundle)))  # fmt: skip
+    running, proxy, verify = llm_gateway(
+        live_server,
+        fakes,
+        tmp_path,
+        agent="Chat-Bot",
+        connector="openai",
+        budgets=budgets,
+        prices=PRICES,
+    )
+    http = httpx.Client(proxy=proxy, trust_env=False, verify=verify)
     try:
         yield openai.OpenAI(api_key=PLACEHOLDER, http_client=http, max_retries=0)
     finally:
@@ -68,7 +91,7 @@ def client(
         fakes["openai"].settings.pop("usage", None)
 
 
-def _used(server: LiveServer, name: str, expected: float) -> dict[str, Any]:
+def budget_used(server: LiveServer, name: str, expected: float) -> dict[str, Any]:
     def settled() -> dict[str, Any] | None:
         state: dict[str, Any] = server.admin("GET", f"/v1/budgets/{name}").json()["state"]
         return (
@@ -86,20 +109,20 @@ def test_token_and_cost_budgets_settle_from_usage(
     answer = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
     assert answer.usage is not None
     assert answer.usage.total_tokens == 400
-    _used(live_server, "llm-tokens", 400)
+    budget_used(live_server, "llm-tokens", 400)
     stream = client.chat.completions.create(
         model="gpt-4o-mini", messages=messages, stream=True,
         stream_options={"include_usage": True},
     )  # fmt: skip
     chunks = list(stream)
     assert chunks[-1].usage is not None
-    _used(live_server, "llm-tokens", 800)
+    budget_used(live_server, "llm-tokens", 800)
     client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # 200 remain: goes
-    state = _used(live_server, "llm-tokens", 1200)
+    state = budget_used(live_server, "llm-tokens", 1200)
     assert state["by_agent"] == {"Chat-Bot": 1200}
     with pytest.raises(openai.PermissionDeniedError) as refused:
         client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
     body = refused.value.response.json()
     assert body["error"] == "budget_exceeded"
     assert "budget `llm-tokens` exceeded: 1200 of 1000 tokens used this day" in body["reason"]
-    _used(live_server, "llm-spend", 3 * PER_CALL)
+    budget_used(live_server, "llm-spend", 3 * PER_CALL)
