@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, typing, fuzz, benchmarks.
+"""nox sessions: tests, lint, typing, fuzz, crash, budgets, benchmarks, soak.
 
 With CI=true nox fails on a missing interpreter: name the installed one (`nox -s tests-3.11`).
 """
@@ -48,6 +48,15 @@ def fuzz(session: nox.Session) -> None:
         *session.posargs,
         env={"AGENTFIREWALL_FUZZ_REQUESTS": requests},
     )
+
+
+@nox.session
+def crash(session: nox.Session) -> None:
+    """Key rotation killed at every step boundary on both engines (the default run kills
+    PostgreSQL's at every other one); source .ci/postgres.sh first for PostgreSQL."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "pytest", "tests/server/test_rotation_crash.py",
+                *session.posargs, env={"AGENTFIREWALL_TEST_CRASH_ALL": "1"})  # fmt: skip
 
 
 @nox.session
