@@ -31,7 +31,7 @@ from agentfirewall.decisions import ApprovalRequirement, Decision, apply_enforce
 from agentfirewall.policy.context import ROUTE_RISK, EvaluationContext, Mode
 from agentfirewall.policy.explain import Explanation, Step
 from agentfirewall.policy.globs import dot_prefixes, reserved_floor
-from agentfirewall.policy.index import PolicyIndex
+from agentfirewall.policy.index import Plan, PolicyIndex
 from agentfirewall.policy.models import Policy
 from agentfirewall.policy.permissions import AccessIndex, AccessRule, KillSwitch, KillSwitchIndex
 from agentfirewall.policy.run import PolicyRun, run_policies, trace_policies
@@ -80,6 +80,25 @@ def _permission_deny(
     return Decision(
         "deny", reason, risk_score=risk, matched_rules=(rule.label,), decided_outcome="deny"
     )
+
+
+def _settled(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: float) -> int | None:
+    """The position of the rule that decides, -1 when none matches, or None when the run
+    must be made in full (a rule raised, or a later rule could still raise the risk score).
+
+    The same tests in the same order as `run_policies`, without building its result.
+    """
+    position = -1
+    try:
+        for position, test in enumerate(plan.tests):  # noqa: B007 - read after the loop
+            if test(spec, ctx):
+                break
+        else:
+            return -1
+    except Exception:  # run_policies names the failure (fail closed)
+        return None
+    score = plan.rules[position].risk_score
+    return position if plan.suffix_risk[position + 1] <= (score if score > risk else risk) else None
 
 
 class Engine:
@@ -177,6 +196,10 @@ class Engine:
             plan = self._index.plans.get((agent, action, env))
             if plan is None:
                 plan = self._index.plan(agent, action, env, prefixes)
+            if plan.policies and trace is None:
+                settled = _settled(plan, spec, ctx, risk)
+                if settled is not None:
+                    return self._settled_decision(rule, plan, settled, spec, ctx, connector, risk)
             if plan.policies:
                 run = run_policies(plan, spec, ctx, risk)
             if trace is not None:
@@ -198,6 +221,32 @@ class Engine:
         decision = self._enforce(
             self._combine(rule, run, ctx, action, _where(ctx, connector), risk), ctx, trace
         )
+        if not decision.errors:
+            self._remember(key, decision)
+        return decision
+
+    def _settled_decision(
+        self,
+        rule: AccessRule | None,
+        plan: Plan,
+        settled: int,
+        spec: ActionSpec,
+        ctx: EvaluationContext,
+        connector: str,
+        risk: float,
+    ) -> Decision:
+        """The decision of a run that `_settled` found decided by rule `settled` (-1: none).
+
+        The plan (one agent, action and environment) and the deciding rule's position
+        determine the run, so they key the memo; on a miss the run is made the usual way.
+        """
+        key = (id(rule), connector, ctx.sdk_default, risk, ctx.enforcement_level, plan, settled)
+        found = self._decisions.get(key)
+        if found is not None:
+            return found
+        run = run_policies(plan, spec, ctx, risk)
+        where = _where(ctx, connector)
+        decision = self._enforce(self._combine(rule, run, ctx, spec.type, where, risk), ctx, None)
         if not decision.errors:
             self._remember(key, decision)
         return decision
