@@ -162,19 +162,27 @@ def parse_action_spec(data: object) -> ActionSpec:
 
 _SPEC_KEYS = frozenset(("type", "resource", "parameters", "risk_hints"))
 _RESOURCE_MAX = {"provider": 512, "account": 512, "target": 2048, "environment": 512}
-_set = object.__setattr__
+_NO_RESOURCE: dict[str, Any] = {}  # a spec without "resource" gets the model's default
 _CACHE_LIMIT = 4096
 _RESOURCES: dict[tuple[tuple[Any, Any], ...], Resource] = {}  # validated resources
 _TYPES: set[str] = set()  # action types that passed the grammar
+_new = object.__new__
+_isfinite = math.isfinite
+# BaseModel's own slots, stored through their descriptors (as `model_construct` does with
+# object.__setattr__, one lookup fewer each)
+_MODEL_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+_SET_DICT, _SET_FIELDS_SET, _SET_EXTRA, _SET_PRIVATE = (
+    vars(BaseModel)[name].__set__ for name in _MODEL_SLOTS
+)
 
 
 def _built(cls: type[BaseModel], values: dict[str, Any], given: set[str]) -> Any:
     """A model instance from values already valid, as `model_construct` leaves it."""
-    model = cls.__new__(cls)
-    _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", given)
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
+    model = _new(cls)
+    _SET_DICT(model, values)
+    _SET_FIELDS_SET(model, given)
+    _SET_EXTRA(model, None)
+    _SET_PRIVATE(model, None)
     return model
 
 
@@ -183,18 +191,18 @@ def _flat(value: object) -> dict[str, JsonValue] | None:
     if type(value) is not dict:
         return None
     for key, item in value.items():
-        if type(key) is not str or has_lone_surrogate(key):
+        # an ASCII string holds no lone surrogate: has_lone_surrogate only for the rest
+        if type(key) is not str or (not key.isascii() and has_lone_surrogate(key)):
             return None
         kind = type(item)
+        if kind is int or kind is bool or item is None:
+            continue
         if kind is str:
-            if has_lone_surrogate(item):  # type: ignore[arg-type]
+            if not item.isascii() and has_lone_surrogate(item):
                 return None
-        elif kind is float:
-            if not math.isfinite(item):  # type: ignore[arg-type]
-                return None
-        elif kind is not int and kind is not bool and item is not None:
+        elif kind is not float or not _isfinite(item):
             return None
-    return dict(value)
+    return value.copy()
 
 
 def _resource(value: object) -> Resource | None:
@@ -223,7 +231,8 @@ def _resource(value: object) -> Resource | None:
 
 
 def _common_spec(data: dict[Any, Any]) -> ActionSpec | None:
-    if not _SPEC_KEYS.issuperset(data):
+    given = set(data)
+    if not given <= _SPEC_KEYS:
         return None
     kind = data.get("type")
     if type(kind) is not str:
@@ -234,11 +243,11 @@ def _common_spec(data: dict[Any, Any]) -> ActionSpec | None:
         if len(_TYPES) >= _CACHE_LIMIT:
             _TYPES.clear()
         _TYPES.add(kind)
-    resource = _resource(data["resource"]) if "resource" in data else Resource()
+    resource = _resource(data.get("resource", _NO_RESOURCE))
     parameters = _flat(data["parameters"]) if "parameters" in data else {}
     hints = _flat(data["risk_hints"]) if "risk_hints" in data else {}
     if resource is None or parameters is None or hints is None:
         return None
     values = {"type": kind, "resource": resource, "parameters": parameters, "risk_hints": hints}
-    spec: ActionSpec = _built(ActionSpec, values, set(data))
+    spec: ActionSpec = _built(ActionSpec, values, given)
     return spec
