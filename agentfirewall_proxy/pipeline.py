@@ -50,6 +50,7 @@ __all__ = [
     "authenticate",
     "bind_request",
     "clean_path",
+    "created_at",
     "decide",
     "normalize_host",
     "refusal",
@@ -441,5 +442,18 @@ def traffic_record(flow: Flow) -> dict[str, Any]:
         "bytes_out": flow.bytes_out,
         "reason": (flow.reason or (decision.reason if decision else ""))[:1000],
         "input": flow.input,
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "created_at": created_at(time.time_ns()),
     }
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def created_at(ns: int) -> str:
+    """``%Y-%m-%dT%H:%M:%S.%fZ`` (UTC) of `ns` nanoseconds since the epoch; the part up to
+    the second is formatted once per second."""
+    global _second
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    if _second[0] != seconds:
+        _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds)))
+    return f"{_second[1]}{micros:06d}Z"

@@ -18,7 +18,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.actions import ActionSpec, Resource, parse_action_spec
 from agentfirewall.policy.engine import EvaluationContext
 
 __all__ = [
@@ -48,9 +48,17 @@ _ALWAYS: Final = frozenset(
 )
 
 
+#: The resource's fields in the order ``model_dump`` gives them (all plain strings or None).
+_RESOURCE_FIELDS: Final = tuple(Resource.model_fields)
+
+
 def _storable(value: object) -> bool:
     if value is None or isinstance(value, bool | int | float):
         return True
+    if type(value) is str and value.isascii() and value.isprintable():
+        # printable ASCII: its JSON form is itself, quoted, with `"` and `\` escaped
+        extra = 2 + value.count('"') + value.count("\\")
+        return len(value) + extra <= MAX_VALUE_BYTES
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return len(text.encode("utf-8")) <= MAX_VALUE_BYTES
 
@@ -75,7 +83,8 @@ def record_input(
     params, withheld = _split(spec.parameters, content)
     hints, hidden = _split(spec.risk_hints, frozenset())
     out: dict[str, Any] = {"v": RECORD_VERSION, "t": spec.type, "m": ctx.mode}
-    resource = {k: v for k, v in spec.resource.model_dump().items() if v is not None}
+    found = spec.resource
+    resource = {k: v for k in _RESOURCE_FIELDS if (v := getattr(found, k)) is not None}
     if resource:
         out["r"] = resource
     if params:

@@ -1,0 +1,160 @@
+"""``record_input``'s cheap paths give exactly what the plain definition gives.
+
+The gateway records every decision's input, so ``record_input`` reads the resource field
+by field (not through ``model_dump``) and sizes printable ASCII strings without encoding
+them to JSON. The reference below is the definition those shortcuts replace.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.policy import EvaluationContext
+from agentfirewall.policy.record import _ALWAYS, CONTENT_PARAMETERS, MAX_VALUE_BYTES, _storable
+from agentfirewall.policy.record import record_input as fast_record_input
+
+
+def reference_storable(value: object) -> bool:
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return len(text.encode("utf-8")) <= MAX_VALUE_BYTES
+
+
+def reference_record_input(spec: ActionSpec, ctx: EvaluationContext, unseen: bool) -> Any:
+    def split(values: dict[str, Any], content: frozenset[str]) -> tuple[dict[str, Any], list[str]]:
+        kept: dict[str, Any] = {}
+        withheld: list[str] = []
+        for name, value in values.items():
+            if name in content or name.lower() in _ALWAYS or not reference_storable(value):
+                withheld.append(name)
+            else:
+                kept[name] = value
+        return kept, withheld
+
+    content = CONTENT_PARAMETERS.get(ctx.connector or spec.resource.provider or "", frozenset())
+    params, withheld = split(spec.parameters, content)
+    hints, hidden = split(spec.risk_hints, frozenset())
+    out: dict[str, Any] = {"v": 1, "t": spec.type, "m": ctx.mode}
+    resource = {k: v for k, v in spec.resource.model_dump().items() if v is not None}
+    if resource:
+        out["r"] = resource
+    if params:
+        out["p"] = params
+    if hints:
+        out["h"] = hints
+    if withheld or hidden:
+        out["w"] = withheld + [f"risk_hints.{h}" for h in hidden]
+    if ctx.connector is not None:
+        out["c"] = ctx.connector
+    out["l"] = ctx.enforcement_level
+    if ctx.mode == "sdk":
+        out["d"] = ctx.sdk_default
+    if ctx.risk is not None:
+        out["k"] = ctx.risk
+    if ctx.attributes:
+        out["a"] = {k: v for k, v in ctx.attributes.items() if reference_storable(v)}
+    if unseen:
+        out["u"] = 1
+    out["n"] = round(ctx.now.timestamp(), 6)
+    return out
+
+
+def _containers(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+
+
+BASE = datetime(2026, 12, 3, tzinfo=UTC)
+
+
+# strings around the size limit, with the characters JSON escapes and non-ASCII ones
+_CHARS = st.sampled_from(["a", '"', "\\", "\n", "\x00", "\x7f", "é", "€", "😀", " ", "~"])
+texts = st.one_of(
+    st.text(max_size=300),
+    st.lists(_CHARS, max_size=300).map("".join),
+    st.integers(0, 40).flatmap(
+        lambda n: st.lists(_CHARS, max_size=n).map(lambda c: "x" * (254 - n) + "".join(c))
+    ),
+)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), texts)
+_SURROGATE = st.just("a\ud800b")
+values = st.recursive(
+    scalars | _SURROGATE,
+    _containers,
+    max_leaves=12,
+)
+
+
+#: What a spec may hold: finite numbers, valid unicode (``ActionSpec`` checks it).
+spec_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False), texts,
+)  # fmt: skip
+spec_values = st.recursive(
+    spec_scalars,
+    _containers,
+    max_leaves=12,
+)  # fmt: skip
+
+
+@settings(max_examples=250, deadline=None)
+@given(values)
+def test_storable_equals_its_json_definition(value: object) -> None:
+    assert _outcome(_storable, value) == _outcome(reference_storable, value)
+
+
+def _outcome(function: Any, value: object) -> object:
+    """The answer, or the type of error raised (a lone surrogate, an infinity)."""
+    try:
+        return function(value)
+    except (ValueError, UnicodeEncodeError) as exc:
+        return type(exc)
+
+
+@st.composite
+def inputs(draw: st.DrawFn) -> tuple[ActionSpec, EvaluationContext, bool]:
+    provider = draw(st.sampled_from(["slack", "openai", "github", "generic", "mcp"]))
+    names = st.sampled_from(["text", "Token", "host", "path", "n", "model", "arguments", "x"])
+    resource = {
+        "provider": provider,
+        **draw(st.fixed_dictionaries({}, optional={
+            "account": st.sampled_from(["acct_1", "org"]),
+            "target": st.sampled_from(["127.0.0.1", "api.github.com", "x" * 300]),
+            "environment": st.sampled_from(["production", "dev"]),
+        })),
+    }  # fmt: skip
+    spec = parse_action_spec({
+        "type": f"{provider}.thing.get",
+        "resource": resource,
+        "parameters": draw(st.dictionaries(names, spec_values, max_size=5)),
+        "risk_hints": draw(st.dictionaries(names, spec_scalars, max_size=2)),
+    })  # fmt: skip
+    mode = draw(st.sampled_from(["proxy", "sdk"]))
+    ctx = EvaluationContext(
+        agent="Bot",
+        mode=mode,
+        now=BASE + timedelta(microseconds=draw(st.integers(0, 10**12))),
+        connector=draw(st.sampled_from([None, provider, "slack"])),
+        risk=draw(st.sampled_from([None, "low", "high"])),
+        attributes=draw(st.dictionaries(st.sampled_from(["content.secrets", "ip"]), spec_values,
+                                        max_size=2)),
+    )  # fmt: skip
+    return spec, ctx, draw(st.booleans())
+
+
+@settings(max_examples=150, deadline=None)
+@given(inputs())
+def test_record_input_equals_its_plain_definition(
+    found: tuple[ActionSpec, EvaluationContext, bool],
+) -> None:
+    spec, ctx, unseen = found
+    fast = fast_record_input(spec, ctx, unseen=unseen)
+    slow = reference_record_input(spec, ctx, unseen)
+    assert fast == slow
+    assert json.dumps(fast) == json.dumps(slow)  # same keys in the same order: same bytes
