@@ -157,13 +157,16 @@ class Engine:
     def _decide(
         self, spec: ActionSpec, ctx: EvaluationContext, trace: list[Step] | None
     ) -> Decision:
-        action = spec.type
-        resource = spec.resource
+        # the fields read straight from the models' __dict__: pydantic's attribute access
+        # goes through its __getattr__ hook, a few times the cost of a dict read
+        fields = spec.__dict__
+        action = fields["type"]
+        resource = fields["resource"].__dict__
         agent = ctx.agent
         level = ctx.enforcement_level
         route_risk = ctx.risk
         risk = ROUTE_RISK[route_risk] if route_risk is not None else 0.0
-        connector = ctx.connector or resource.provider or action[: action.index(".")]
+        connector = ctx.connector or resource["provider"] or action[: action.index(".")]
         if self._kill.active:
             switch = self._kill.find(agent, (connector, spec.provider))
             if switch is not None:
@@ -173,10 +176,10 @@ class Engine:
                 return self._memo(key, lambda: _killed(switch, risk), ctx, trace)
         if trace is not None:
             trace.append(Step("kill_switch", "inactive", "no kill switch covers this action"))
-        prefixes = self._prefixes.get(action) or self._prefixes_of(action)
-        rule = (
-            self._access.lookup(agent, connector, action, prefixes) if self._access.size else None
-        )
+        rule = None
+        if self._access.size:
+            prefixes = self._prefixes.get(action) or self._prefixes_of(action)
+            rule = self._access.lookup(agent, connector, action, prefixes)
         if rule is None and ctx.mode == "proxy":
             if trace is not None:
                 trace.append(
@@ -192,18 +195,22 @@ class Engine:
         run = None
         plan = None
         if self._index.compiled:
-            env = resource.environment
+            env = resource["environment"]
             plan = self._index.plans.get((agent, action, env))
             if plan is None:
-                plan = self._index.plan(agent, action, env, prefixes)
+                plan = self._index.plan(agent, action, env, self._prefixes_of(action))
             if plan.policies and trace is None:
                 settled = _settled(plan, spec, ctx, risk)
-                if settled is not None:
-                    return self._settled_decision(rule, plan, settled, spec, ctx, connector, risk)
+                if settled is not None:  # the plan and the deciding rule fix the run
+                    key = (id(rule), connector, ctx.sdk_default, risk, level, plan, settled)
+                    found = self._decisions.get(key)
+                    if found is not None:
+                        return found
+                    return self._settled_decision(key, rule, plan, spec, ctx, connector, risk)
             if plan.policies:
                 run = run_policies(plan, spec, ctx, risk)
             if trace is not None:
-                self._trace_policies(trace, spec, ctx, prefixes, run)
+                self._trace_policies(trace, spec, ctx, self._prefixes_of(action), run)
         # The plan stands for the policies in scope (it hashes by identity, and the key
         # keeps it alive); the decision is looked up before anything is built for it.
         if run is None:
@@ -227,23 +234,19 @@ class Engine:
 
     def _settled_decision(
         self,
+        key: tuple[object, ...],
         rule: AccessRule | None,
         plan: Plan,
-        settled: int,
         spec: ActionSpec,
         ctx: EvaluationContext,
         connector: str,
         risk: float,
     ) -> Decision:
-        """The decision of a run that `_settled` found decided by rule `settled` (-1: none).
+        """Build and remember the decision of a run that `_settled` found settled.
 
-        The plan (one agent, action and environment) and the deciding rule's position
-        determine the run, so they key the memo; on a miss the run is made the usual way.
+        The plan (one agent, action and environment) and the position of the deciding
+        rule (-1: none) fix the run, so they key the memo; the run is made the usual way.
         """
-        key = (id(rule), connector, ctx.sdk_default, risk, ctx.enforcement_level, plan, settled)
-        found = self._decisions.get(key)
-        if found is not None:
-            return found
         run = run_policies(plan, spec, ctx, risk)
         where = _where(ctx, connector)
         decision = self._enforce(self._combine(rule, run, ctx, spec.type, where, risk), ctx, None)
