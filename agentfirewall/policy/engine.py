@@ -34,7 +34,7 @@ from agentfirewall.policy.globs import dot_prefixes, reserved_floor
 from agentfirewall.policy.index import Plan, PolicyIndex
 from agentfirewall.policy.models import Policy
 from agentfirewall.policy.permissions import AccessIndex, AccessRule, KillSwitch, KillSwitchIndex
-from agentfirewall.policy.run import PolicyRun, run_policies, trace_policies
+from agentfirewall.policy.run import PolicyRun, run_policies, settled_run, trace_policies
 
 __all__ = ["KILL_SWITCH_REASON", "NO_DENY_REASON", "Engine", "EvaluationContext", "Mode"]
 
@@ -206,7 +206,9 @@ class Engine:
                     found = self._decisions.get(key)
                     if found is not None:
                         return found
-                    return self._settled_decision(key, rule, plan, spec, ctx, connector, risk)
+                    return self._settled_decision(
+                        key, rule, plan, settled, ctx, action, connector, risk
+                    )
             if plan.policies:
                 run = run_policies(plan, spec, ctx, risk)
             if trace is not None:
@@ -237,19 +239,20 @@ class Engine:
         key: tuple[object, ...],
         rule: AccessRule | None,
         plan: Plan,
-        spec: ActionSpec,
+        settled: int,
         ctx: EvaluationContext,
+        action: str,
         connector: str,
         risk: float,
     ) -> Decision:
-        """Build and remember the decision of a run that `_settled` found settled.
+        """Build the decision of a run that `_settled` found settled by rule `settled`.
 
         The plan (one agent, action and environment) and the position of the deciding
-        rule (-1: none) fix the run, so they key the memo; the run is made the usual way.
+        rule (-1: none) fix the run (`settled_run`), so they key the memo.
         """
-        run = run_policies(plan, spec, ctx, risk)
+        run = settled_run(plan, settled, risk)
         where = _where(ctx, connector)
-        decision = self._enforce(self._combine(rule, run, ctx, spec.type, where, risk), ctx, None)
+        decision = self._enforce(self._combine(rule, run, ctx, action, where, risk), ctx, None)
         if not decision.errors:
             self._remember(key, decision)
         return decision

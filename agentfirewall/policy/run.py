@@ -27,7 +27,7 @@ from agentfirewall.policy.index import CompiledPolicy, CompiledRule, Plan
 if TYPE_CHECKING:
     from agentfirewall.policy.context import EvaluationContext
 
-__all__ = ["PolicyRun", "run_policies", "trace_policies"]
+__all__ = ["PolicyRun", "run_policies", "settled_run", "trace_policies"]
 
 
 @dataclass(slots=True)
@@ -49,6 +49,21 @@ def _failure(rule: CompiledRule, exc: Exception) -> str:
     return f"rule `{rule.label}` could not be evaluated: {exc}; failing closed"
 
 
+def settled_run(plan: Plan, position: int, risk: float) -> PolicyRun:
+    """The run that rule `position` of the plan decided alone (-1: no rule matched), when
+    no rule raised and no later rule could raise the risk score."""
+    if position < 0:
+        return PolicyRun(None, "", "", (0, 0), plan.policies, (), (), min(risk, 100.0), None)
+    deciding = plan.rules[position]
+    score = deciding.risk_score
+    top = score if score > risk else risk  # max(risk, score), without the call
+    decided = deciding.decision
+    held = deciding.approval if decided == "require_approval" else None
+    capped = 100.0 if top > 100.0 else top  # min(top, 100.0)
+    return PolicyRun(decided, deciding.reason, deciding.label, deciding.uid,
+                     plan.policies, (), (), capped, held)  # fmt: skip
+
+
 def run_policies(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: float) -> PolicyRun:
     """Decide with the plan's rules (see the module docstring)."""
     rules = plan.rules
@@ -65,16 +80,11 @@ def run_policies(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: flo
             error = _failure(deciding, exc)
             break
     if deciding is None:
-        return PolicyRun(None, "", "", (0, 0), plan.policies, (), (), min(risk, 100.0), None)
+        return settled_run(plan, -1, risk)
     if not error:  # the usual end: no later rule could raise the risk score
         score = deciding.risk_score
-        top = score if score > risk else risk  # max(risk, score), without the call
-        if plan.suffix_risk[index] <= top:
-            decided = deciding.decision
-            held = deciding.approval if decided == "require_approval" else None
-            capped = 100.0 if top > 100.0 else top  # min(top, 100.0)
-            return PolicyRun(decided, deciding.reason, deciding.label, deciding.uid,
-                             plan.policies, (), (), capped, held)  # fmt: skip
+        if plan.suffix_risk[index] <= (score if score > risk else risk):
+            return settled_run(plan, index - 1, risk)
     outcome: Outcome = "deny" if error else deciding.decision
     reason = error or deciding.reason
     errors = [error] if error else []
