@@ -19,7 +19,8 @@ How the parts fit, bottom-up (a module imports only from its own line or the lin
     control       control (the control-plane client) -> approvalbatch; flow -> entries
                   (the data one request carries: Flow, Refusal, Tunnel, agent/connector)
     leaves        http1 (sans-IO HTTP/1.1), scrub, wsframes, options, aliases, llmusage,
-                  certs, runenv, tracecontext, budgetlease
+                  certs, runenv, tracecontext, budgetlease, deadline (one read timer
+                  per connection)
 
 Where a lower layer must name an upper one it takes a small Protocol instead:
 ``services.Services`` (the gateway, for the exchange and the connection),

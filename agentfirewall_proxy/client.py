@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from agentfirewall_proxy.deadline import ReadDeadline
 from agentfirewall_proxy.http1 import END, ParseError, RequestParser, Upgrade
 from agentfirewall_proxy.pipeline import refusal
 
@@ -53,6 +54,7 @@ class ClientConnection:
         self.parked = False
         #: The request asked ``Expect: 100-continue`` and its body was not read yet.
         self.continue_due = False
+        self.deadline = ReadDeadline()
 
     async def next_event(self, *, head: bool) -> object:
         """The next parser event; reading under the slowloris / idle / io deadlines."""
@@ -74,8 +76,7 @@ class ClientConnection:
             else:
                 limit = self.options.idle_timeout
             try:
-                async with asyncio.timeout(max(limit, 0.001)):
-                    data = await self.reader.read(65536)
+                data = await self.deadline.read(self.reader, max(limit, 0.001))
             except TimeoutError:
                 return ParseError(408, "timed out reading the request")
             except (ConnectionError, OSError):
@@ -117,6 +118,7 @@ class ClientConnection:
         return streams_gone(self.reader, self.writer)
 
     def abort(self) -> None:
+        self.deadline.cancel()
         self.writer.transport.abort()
 
 

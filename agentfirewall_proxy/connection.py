@@ -89,6 +89,7 @@ async def _run(
         traceback.print_exc(limit=8, file=sys.stderr)
     finally:
         gateway.connections.discard(conn)
+        conn.deadline.cancel()
         if not conn.parked:
             conn.abort()  # a parked plain exchange keeps its own duplicate of the socket
 

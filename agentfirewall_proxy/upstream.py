@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from agentfirewall_proxy.deadline import ReadDeadline
 from agentfirewall_proxy.http1 import END, ParseError, ResponseHead, ResponseParser, Upgrade
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.pipeline import Refusal, normalize_host
@@ -102,14 +103,15 @@ class UpstreamConnection:
     writer: asyncio.StreamWriter
     parser: ResponseParser = field(default_factory=ResponseParser)
     reused: bool = False
+    deadline: ReadDeadline = field(default_factory=ReadDeadline)
 
     async def next_event(
         self, seconds: float
     ) -> ResponseHead | bytes | object | Upgrade | ParseError | _Eof:
+        """The next parser event; TimeoutError when a read waits `seconds` for nothing."""
         events = self.parser.events
         while not events:
-            async with asyncio.timeout(seconds):
-                data = await self.reader.read(65536)
+            data = await self.deadline.read(self.reader, seconds)
             if not data:
                 return EOF
             self.parser.feed(data)
@@ -120,6 +122,7 @@ class UpstreamConnection:
         self.parser = ResponseParser()
 
     def abort(self) -> None:
+        self.deadline.cancel()
         self.writer.transport.abort()
 
     @property
