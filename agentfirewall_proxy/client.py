@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from agentfirewall_proxy.deadline import ReadDeadline
 from agentfirewall_proxy.http1 import END, ParseError, RequestParser, Upgrade
-from agentfirewall_proxy.pipeline import refusal
+from agentfirewall_proxy.pipeline import proxy_key_hash, refusal
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.options import Options
@@ -55,6 +55,8 @@ class ClientConnection:
         #: The request asked ``Expect: 100-continue`` and its body was not read yet.
         self.continue_due = False
         self.deadline = ReadDeadline()
+        #: The last ``Proxy-Authorization`` value read here and its key's hash.
+        self._credential: tuple[bytes, str] | None = None
 
     async def next_event(self, *, head: bool) -> object:
         """The next parser event; reading under the slowloris / idle / io deadlines."""
@@ -87,6 +89,17 @@ class ClientConnection:
                 started = loop.time()
             self.parser.feed(data)
         return events.popleft()
+
+    def key_hash(self, credential: bytes | None) -> str:
+        """``pipeline.proxy_key_hash(credential)``, computed once per value a connection
+        sends (a client sends the same one with every request)."""
+        known = self._credential
+        if known is not None and known[0] == credential:
+            return known[1]
+        found = proxy_key_hash(credential)  # a Refusal for a missing or malformed one
+        assert credential is not None
+        self._credential = (credential, found)
+        return found
 
     def pending_upgrade(self) -> Upgrade | None:
         """After a CONNECT/Upgrade head and its END, the tail the parser handed back."""

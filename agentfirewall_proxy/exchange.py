@@ -27,7 +27,6 @@ from agentfirewall_proxy.pipeline import (
     Flow,
     Refusal,
     agent_for_key,
-    authenticate,
     bind_request,
     check_host_header,
     clean_path,
@@ -209,7 +208,7 @@ def _identify(
         flow.connector = tunnel.connector and config.route(tunnel.host)
     else:
         flow.scheme, flow.host, flow.port, target = target_of(head)
-        flow.agent = authenticate(config, head.get(b"proxy-authorization"))
+        flow.agent = agent_for_key(config, conn.key_hash(head.get(b"proxy-authorization")))
         gateway.check_port_agent(conn, flow.agent)
         flow.connector = config.route(flow.host)
     flow.path, flow.query = clean_path(target)

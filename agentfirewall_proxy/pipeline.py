@@ -136,16 +136,22 @@ def target_of(head: Head) -> tuple[str, str, int, str]:
     if "@" in authority:
         raise Refusal(400, "bad_request", "credentials in the request url are refused")
     host, port = split_authority(authority, 80)
-    check_host_header(head, host, port, "http")
+    check_host_header(head, host, port, "http", authority)
     return scheme, host, port, path
 
 
-def check_host_header(head: Head, host: str, port: int, scheme: str) -> None:
-    """Refuse (421) a Host header naming another authority than the one decided on."""
+def check_host_header(
+    head: Head, host: str, port: int, scheme: str, authority: str | None = None
+) -> None:
+    """Refuse (421) a Host header naming another authority than the one decided on.
+
+    `authority`: the text `host` and `port` were read from (with this scheme's default
+    port); a Host header of the very same text names them too.
+    """
     values = [v for k, v in head.headers if k.lower() == b"host"]
     if len(values) > 1:
         raise Refusal(400, "bad_request", "more than one Host header")
-    if not values:
+    if not values or values[0].decode("latin-1") == authority:
         return
     try:
         got_host, got_port = split_authority(values[0].decode("latin-1"), _DEFAULT_PORTS[scheme])
@@ -160,6 +166,8 @@ def check_host_header(head: Head, host: str, port: int, scheme: str) -> None:
 
 
 _PCT_DOT = ("%2e", "%2E")
+#: Space, DEL and the control characters: never in a request path.
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 def clean_path(target: str) -> tuple[str, str]:
@@ -172,7 +180,7 @@ def clean_path(target: str) -> tuple[str, str]:
     path, _, query = target.partition("?")
     if not path.startswith("/"):
         raise Refusal(400, "bad_request", "expected an origin-form path starting with `/`")
-    if "#" in target or "\\" in path or any(ord(c) < 0x21 or ord(c) == 0x7F for c in path):
+    if "#" in target or "\\" in path or _CONTROL.search(path):
         raise Refusal(400, "bad_request", "invalid characters in the request path")
     lowered = path.lower()
     if "%5c" in lowered or "%00" in lowered:

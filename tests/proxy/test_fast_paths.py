@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentfirewall_proxy.pipeline import created_at
+from agentfirewall_proxy.client import ClientConnection
+from agentfirewall_proxy.http1 import Head
+from agentfirewall_proxy.options import Options
+from agentfirewall_proxy.pipeline import (
+    Refusal,
+    check_host_header,
+    clean_path,
+    created_at,
+    proxy_key_hash,
+    split_authority,
+    target_of,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -22,3 +35,67 @@ def test_created_at_equals_strftime(ns: int, again: int) -> None:
     assert created_at(ns + again * 1000) == (moment + timedelta(microseconds=again)).strftime(
         "%Y-%m-%dT%H:%M:%S.%fZ"
     )
+
+
+def _outcome(function: Callable[..., object], *args: object) -> object:
+    """What `function(*args)` returns, or the refusal it raises (status, error, message)."""
+    try:
+        return function(*args)
+    except Refusal as exc:
+        return (exc.status, exc.error, exc.message)
+
+
+def reference_clean_path(target: str) -> tuple[str, str]:
+    """``clean_path``'s character check as a loop over the characters (its definition)."""
+    path = target.partition("?")[0]
+    control = any(ord(c) < 0x21 or ord(c) == 0x7F for c in path)
+    if path.startswith("/") and control and "#" not in target and "\\" not in path:
+        raise Refusal(400, "bad_request", "invalid characters in the request path")
+    return clean_path(target)
+
+
+_PATH_CHARS = st.sampled_from(["/", "a", "?", "#", "\\", " ", "\x00", "\x1f", "\x7f", "\x80",
+                               "é", "%2e", "%5C", ".", "\t", "\u2028", "~", "!"])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PATH_CHARS, max_size=12).map("".join))
+def test_clean_path_refuses_the_same_characters(tail: str) -> None:
+    for target in ("/" + tail, tail):
+        assert _outcome(clean_path, target) == _outcome(reference_clean_path, target)
+
+
+_AUTHORITIES = st.sampled_from(["127.0.0.1:8080", "127.0.0.1", "Example.COM.", "example.com:80",
+    "[::1]:80", "[::1]", "::1", "a:0", "a:99999", "a:+80", "a b", "", "a@b", "a:", "[::1]x",
+    "xn--bcher-kva.example", "bücher.example", "a\tb"])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(_AUTHORITIES, st.lists(_AUTHORITIES, max_size=2), st.booleans())
+def test_a_host_header_equal_to_the_url_authority_is_checked_as_before(
+    authority: str, hosts: list[str], upper: bool
+) -> None:
+    headers = [(b"HOST" if upper else b"Host", h.encode("utf-8")) for h in hosts]
+    head = Head("GET", f"http://{authority}/x".encode(), headers, "1.1", True, False, None)
+
+    def reference() -> object:
+        host, port = split_authority(authority.encode().decode("latin-1"), 80)
+        check_host_header(head, host, port, "http")  # the full check, no shortcut
+        return "http", host, port, "/x"
+
+    if "@" in authority:
+        return
+    assert _outcome(target_of, head) == _outcome(reference)
+
+
+_CREDENTIALS = st.sampled_from([None, b"", b"Basic " + base64.b64encode(b"Bot:k1"),
+    b"Basic " + base64.b64encode(b"Bot:k2"), b"basic " + base64.b64encode(b"x:k1"),
+    b"Bearer abc", b"Basic !!!", b"Basic " + base64.b64encode(b"nocolon")])  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_CREDENTIALS, min_size=1, max_size=6))
+def test_the_key_hash_per_connection_equals_proxy_key_hash(values: list[bytes | None]) -> None:
+    conn = ClientConnection(None, None, Options())  # type: ignore[arg-type]
+    for value in values:
+        assert _outcome(conn.key_hash, value) == _outcome(proxy_key_hash, value)
