@@ -42,6 +42,7 @@ __all__ = [
     "link_events",
     "link_hash",
     "prepare_event",
+    "scalar_text",
     "verify_chain",
 ]
 
@@ -121,6 +122,9 @@ def _scalar(value: object) -> str:
     return canonical_json(value).decode("utf-8")
 
 
+scalar_text = _scalar  # for callers that write an event's canonical data text themselves
+
+
 def prepare_event(
     event_type: str,
     *,
@@ -129,14 +133,19 @@ def prepare_event(
     agent: str | None = None,
     subject: str | None = None,
     data: dict[str, Any] | None = None,
+    data_text: str | None = None,
 ) -> dict[str, Any]:
-    """An event's row without its place in the chain (computable off the writer thread)."""
+    """An event's row without its place in the chain (computable off the writer thread).
+
+    `data_text`, when given, is ``canonical_text(data)`` already written by the caller
+    (the hot path writes its two events' data together); `data` is then not read.
+    """
     row: dict[str, Any] = {
         "event_type": event_type,
         "actor": actor,
         "agent": agent,
         "subject": subject,
-        "data": canonical_text(data or {}),
+        "data": canonical_text(data or {}) if data_text is None else data_text,
         "created_at": round(now, 6),
     }
     row["_digest"] = content_digest(row)

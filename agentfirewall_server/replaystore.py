@@ -36,10 +36,15 @@ MAX_INPUT_BYTES = 8192
 _WOULD = {"would_deny": "deny", "would_hold": "require_approval"}
 
 
+#: what ``json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
+#: builds on every call, built once (``encode`` keeps no state between calls)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def input_text(data: dict[str, Any] | None) -> str | None:
     if not data or data.get("v") != RECORD_VERSION:
         return None
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = _ENCODER.encode(data)
     return text if len(text.encode("utf-8")) <= MAX_INPUT_BYTES else None
 
 

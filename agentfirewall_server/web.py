@@ -104,8 +104,24 @@ def json_ok(data: Any, status: int = 200, headers: dict[str, str] | None = None)
 
 
 class _FastJSONResponse(JSONResponse):
+    """A 200 JSONResponse encoded by orjson, its two headers written directly.
+
+    The same status, headers (content-length, then content-type) and body as
+    ``JSONResponse`` with orjson's bytes; ``Response.__init__``'s generic header work
+    (about 2 µs) is skipped.
+    """
+
+    def __init__(self, content: Any) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body = orjson.dumps(content)  # about 20 times faster than the json module
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), _JSON_TYPE]
+
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)  # about 20 times faster than the json module
+        return orjson.dumps(content)
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 def json_text(data: Any) -> str:

@@ -28,7 +28,7 @@ from agentfirewall.errors import ActionSpecError
 from agentfirewall.policy.record import record_input
 from agentfirewall_server.actionstore import load_action
 from agentfirewall_server.approvals import approval_json, create_approval
-from agentfirewall_server.audit import append_events, prepare_event
+from agentfirewall_server.audit import append_events, prepare_event, scalar_text
 from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import approval_terms, context_for, explain, issue_token
@@ -178,7 +178,7 @@ def _rows(
         "created_at": stamp,
         "updated_at": stamp,
     }
-    data = {"action_type": spec.type, "action_hash": action_hash}
+    requested, decided = event_data_texts(spec.type, action_hash, decision)
     events = [
         prepare_event(
             "action.requested",
@@ -186,7 +186,7 @@ def _rows(
             now=stamp,
             agent=agent.name,
             subject=action_id,
-            data=data,
+            data_text=requested,
         ),
         prepare_event(
             _EVENT[status],
@@ -194,15 +194,23 @@ def _rows(
             now=stamp,
             agent=agent.name,
             subject=action_id,
-            data={
-                **data,
-                "reason": decision.reason,
-                "risk_score": decision.risk_score,
-                "would_outcome": decision.would_outcome,
-            },
+            data_text=decided,
         ),
     ]
     return row, events
+
+
+def event_data_texts(action_type: str, action_hash: str, decision: Decision) -> tuple[str, str]:
+    """The canonical data text of the ``action.requested`` event and of the decision's event:
+    ``canonical_text`` of ``{action_type, action_hash}`` and of the same with the decision's
+    reason, risk score and would-outcome, written in sorted key order (the two share their
+    first part)."""
+    common = f'{{"action_hash":{scalar_text(action_hash)},"action_type":{scalar_text(action_type)}'
+    return common + "}", (
+        f'{common},"reason":{scalar_text(decision.reason)},'
+        f'"risk_score":{scalar_text(decision.risk_score)},'
+        f'"would_outcome":{scalar_text(decision.would_outcome)}}}'
+    )
 
 
 def _record_pending(

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
+from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from agentfirewall.actions import canonical_json
+from agentfirewall.decisions import Decision
+from agentfirewall.policy.record import RECORD_VERSION
 from agentfirewall_server.app import create_app
 from agentfirewall_server.audit import (
     append_event,
@@ -30,8 +35,11 @@ from agentfirewall_server.audit import (
     prepare_event,
     verify_chain,
 )
+from agentfirewall_server.replaystore import MAX_INPUT_BYTES, input_text
+from agentfirewall_server.routes.actions import event_data_texts
 from agentfirewall_server.store.db import Database, StoreError
 from agentfirewall_server.store.schema import action_requests, audit_events
+from agentfirewall_server.web import json_fast
 from tests.server.conftest import SPEC, Harness, make_settings
 
 SCALARS = (
@@ -78,6 +86,60 @@ def test_nested_data_still_goes_through_canonical_json() -> None:
     assert canonical_text(data) == canonical_json(data).decode("utf-8")
     with pytest.raises(ValueError):
         canonical_text({"x": float("nan")})
+
+
+REASONS = st.text() | st.sampled_from(TRICKY)
+
+
+@given(
+    st.text() | st.sampled_from(TRICKY),
+    st.text(alphabet="0123456789abcdef", min_size=64, max_size=64) | st.text(),
+    REASONS,
+    st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**70), 2**70),
+    st.sampled_from([None, "allow", "deny", "require_approval"]),
+)
+def test_action_event_texts_are_the_canonical_text_of_their_data(
+    action_type: str, action_hash: str, reason: str, risk: float, decided: Any
+) -> None:
+    decision = Decision(outcome="allow", reason=reason, risk_score=risk, decided_outcome=decided)
+    data = {"action_type": action_type, "action_hash": action_hash}
+    requested_text, decided_text = event_data_texts(action_type, action_hash, decision)
+    assert requested_text == canonical_text(data)
+    full = {**data, "reason": reason, "risk_score": risk, "would_outcome": decision.would_outcome}
+    assert decided_text == canonical_text(full)
+    row = prepare_event("action.allowed", actor="policy", now=1.5, data=full)
+    assert prepare_event("action.allowed", actor="policy", now=1.5, data_text=decided_text) == row
+
+
+class _OrjsonResponse(JSONResponse):  # json_fast before: Starlette's own header work
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(), JSON_VALUES, max_size=5))
+def test_json_fast_answers_what_jsonresponse_answers(data: dict[str, Any]) -> None:
+    fast, slow = json_fast(data), _OrjsonResponse(data)
+    assert (fast.status_code, fast.raw_headers, fast.body, fast.background) == (
+        slow.status_code,
+        slow.raw_headers,
+        slow.body,
+        slow.background,
+    )
+    assert fast.headers["content-type"] == "application/json"
+
+
+@given(st.dictionaries(st.text(), JSON_VALUES | st.floats(allow_nan=False), max_size=5))
+def test_input_text_is_json_dumps(data: dict[str, Any]) -> None:
+    data = {"v": RECORD_VERSION, **data, "n": 1764763200.123456}
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert input_text(data) == (text if len(text.encode("utf-8")) <= MAX_INPUT_BYTES else None)
 
 
 # --- the writer's record batches --------------------------------------------------------
