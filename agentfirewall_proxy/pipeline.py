@@ -315,7 +315,9 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     attributes = flow.content
     if flow.budget_view:
         attributes = {**flow.budget_view, **(flow.content or {})}
-    parsed, decision = config.decide(flow.agent, flow.connector, request, now, attributes)
+    parsed, decision, evaluated = config.decide(
+        flow.agent, flow.connector, request, now, attributes
+    )
     unseen = scanner is not None and not request.body_complete
     if parsed is not None and (unseen or parsed.spec.risk_hints.get("body_truncated")):
         ctx = EvaluationContext(
@@ -336,13 +338,9 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
         flow.redact = redactions(config.engine, config.guard, parsed.spec, ctx)[0]
     flow.parsed, flow.decision = parsed, decision
     flow.action = parsed.spec.type if parsed else None
-    if parsed is not None:
-        ctx = EvaluationContext(
-            agent=flow.agent.name, mode="proxy", now=now, connector=flow.connector.type,
-            enforcement_level=flow.agent.level, risk=parsed.risk, attributes=attributes or {},
-        )  # fmt: skip
+    if parsed is not None and evaluated is not None:  # the context `parsed` was decided in
         widened = unseen or bool(parsed.spec.risk_hints.get("body_truncated"))
-        flow.input = record_input(parsed.spec, ctx, unseen=widened)
+        flow.input = record_input(parsed.spec, evaluated, unseen=widened)
     return decision
 
 

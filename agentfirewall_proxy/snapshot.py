@@ -157,13 +157,17 @@ class CompiledConfig:
         request: HttpRequest,
         now: datetime,
         attributes: Mapping[str, object] | None = None,
-    ) -> tuple[ParsedAction | None, Decision]:
-        """Parse and evaluate; a connector that cannot parse is a deny (fail closed)."""
+    ) -> tuple[ParsedAction | None, Decision, EvaluationContext | None]:
+        """Parse and evaluate; a connector that cannot parse is a deny (fail closed).
+
+        The context returned is the one the deciding action was evaluated in (None when
+        nothing was parsed)."""
         try:
             parsed = connector.impl.parse(request, base_url=connector.base_url)
         except AgentFirewallError as exc:
             reason = f"request not understood by connector `{connector.type}`: {exc}"
-            return None, Decision("deny", reason, decided_outcome="deny", errors=(str(exc),))
+            denied = Decision("deny", reason, decided_outcome="deny", errors=(str(exc),))
+            return None, denied, None
         ctx = EvaluationContext(
             agent=agent.name,
             mode="proxy",
@@ -175,12 +179,13 @@ class CompiledConfig:
         if attributes:  # content detections (``agentfirewall_proxy.guard``)
             ctx = replace(ctx, attributes=attributes)
         decision = self.engine.evaluate(parsed.spec, ctx)
-        deciding = parsed
+        deciding, context = parsed, ctx
         for other in parsed.also:  # several actions in one request: all must be allowed
-            found = self.engine.evaluate(other.spec, replace(ctx, risk=other.risk))
+            its = replace(ctx, risk=other.risk)
+            found = self.engine.evaluate(other.spec, its)
             if _strictness(found) > _strictness(decision):
-                deciding, decision = other, found
-        return deciding, decision
+                deciding, decision, context = other, found, its
+        return deciding, decision, context
 
 
 def _strictness(decision: Decision) -> tuple[int, int]:

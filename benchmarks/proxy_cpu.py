@@ -1,6 +1,7 @@
 """Gateway CPU per request, this tree against a baseline tree, side by side in one run.
 
     python benchmarks/proxy_cpu.py --baseline-tree DIR [--duration 3] [--rounds 3]
+                                   [--cases http:1,https:1,http:32,https:32]
 
 Two gateways run as subprocesses from the config ``benchmarks/proxy.py`` writes (agent
 `Bench`, generic connector for 127.0.0.1, `generic.get` allowed: the default,
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy import KEY, Target, Upstream, run_case, start_process, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = [("http", 1), ("https", 1), ("http", 32), ("https", 32)]
+CASES = "http:1,https:1,http:32,https:32"
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -59,13 +60,14 @@ async def main(args: argparse.Namespace) -> None:
         )  # fmt: skip
         processes.append(process)
         targets.append(Target(name, ("127.0.0.1", port), auth, process.pid))
+    cases = [(s, int(c)) for s, c in (case.split(":") for case in args.cases.split(","))]
     results: dict[tuple[str, str, int], list[float]] = {}
     try:
         for target in targets:  # warm-up: pools, leaf certificates, imports
             for scheme in ("http", "https"):
                 await run_case(target, scheme, ports[scheme], 4, 0.5, False)
         for round_ in range(args.rounds):
-            for scheme, clients in CASES:
+            for scheme, clients in cases:
                 for target in targets if round_ % 2 == 0 else targets[::-1]:
                     found = await run_case(
                         target, scheme, ports[scheme], clients, args.duration, False
@@ -76,7 +78,7 @@ async def main(args: argparse.Namespace) -> None:
             process.terminate()
     print("| case | baseline CPU ms/req | this tree CPU ms/req | this / baseline |")
     print("|---|---|---|---|")
-    for scheme, clients in CASES:
+    for scheme, clients in cases:
         base = statistics.median(results[("baseline", scheme, clients)])
         ours = statistics.median(results[("this tree", scheme, clients)])
         print(f"| {scheme} c={clients} | {base:.3f} | {ours:.3f} | {ours / base:.2f} |")
@@ -87,6 +89,7 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-tree", metavar="DIR", required=True)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cases", default=CASES, help="scheme:clients, comma-separated")
     arguments = parser.parse_args()
     try:
         import uvloop

@@ -81,7 +81,7 @@ def record_input(
     body was not inspected whole, ``agentfirewall.policy.unseen``)."""
     content = CONTENT_PARAMETERS.get(ctx.connector or spec.resource.provider or "", frozenset())
     params, withheld = _split(spec.parameters, content)
-    hints, hidden = _split(spec.risk_hints, frozenset())
+    hints, hidden = _split(spec.risk_hints, frozenset()) if spec.risk_hints else ({}, [])
     out: dict[str, Any] = {"v": RECORD_VERSION, "t": spec.type, "m": ctx.mode}
     found = spec.resource
     resource = {k: v for k in _RESOURCE_FIELDS if (v := getattr(found, k)) is not None}

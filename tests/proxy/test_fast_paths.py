@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentfirewall.connectors import HttpRequest
+from agentfirewall.policy import EvaluationContext
+from agentfirewall.policy.record import record_input
 from agentfirewall_proxy.client import ClientConnection
+from agentfirewall_proxy.flow import Flow
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.pipeline import (
@@ -17,10 +22,13 @@ from agentfirewall_proxy.pipeline import (
     check_host_header,
     clean_path,
     created_at,
+    decide,
     proxy_key_hash,
     split_authority,
     target_of,
 )
+from agentfirewall_proxy.snapshot import compile_snapshot
+from tests.proxy.support import KEY, connector, key_hash, rule, snapshot
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -99,3 +107,53 @@ def test_the_key_hash_per_connection_equals_proxy_key_hash(values: list[bytes | 
     conn = ClientConnection(None, None, Options())  # type: ignore[arg-type]
     for value in values:
         assert _outcome(conn.key_hash, value) == _outcome(proxy_key_hash, value)
+
+
+_TOOLS = st.sampled_from(["search_issues", "delete_repo", "pay", "get_weather", "tools/list"])
+_DECIDE_CONFIG = compile_snapshot(
+    snapshot(
+        [rule("mcp.*", "allow"), rule("mcp.tools.delete_repo", "require_approval"),
+         rule("mcp.tools.search_issues", "deny"),
+         rule("github.*", "allow")],
+        connectors=[connector("mcp"), connector("github")],
+    )
+)  # fmt: skip
+
+
+def _message(number: int, tool: str) -> dict[str, object]:
+    if tool == "tools/list":
+        return {"jsonrpc": "2.0", "id": number, "method": "tools/list"}
+    params = {"name": tool, "arguments": {"amount": number}}
+    return {"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": params}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(_TOOLS, min_size=1, max_size=3),
+    st.booleans(),
+    st.none() | st.fixed_dictionaries({"content.secrets": st.booleans(), "x": st.text()}),
+)
+def test_the_recorded_input_is_built_from_the_context_it_was_decided_in(
+    tools: list[str], batch: bool, content: dict[str, object] | None
+) -> None:
+    """``decide`` records the input with the context the engine evaluated the deciding
+    action in, as it did when it built a second, equal context for it."""
+    messages = [_message(i, t) for i, t in enumerate(tools)]
+    body = json.dumps(messages if batch else messages[0]).encode()
+    agent = _DECIDE_CONFIG.agent_for_key(key_hash(KEY))
+    assert agent is not None
+    routed = _DECIDE_CONFIG.route("mcp.example.com")
+    flow = Flow(request_id="req_1", method="POST", scheme="https", host="mcp.example.com",
+                port=443, path="/mcp", agent=agent, connector=routed, content=content)  # fmt: skip
+    headers = (("Content-Type", "application/json"),)
+    request = HttpRequest("POST", "https", "mcp.example.com", 443, "/mcp", "", headers, body, True)
+    decision = decide(_DECIDE_CONFIG, flow, request)
+    assert flow.parsed is not None
+    assert flow.decision is decision
+    now = datetime.fromtimestamp(flow.input["n"], UTC) if flow.input else None
+    assert now is not None
+    reference = EvaluationContext(
+        agent=agent.name, mode="proxy", now=now, connector="mcp",
+        enforcement_level=agent.level, risk=flow.parsed.risk, attributes=content or {},
+    )  # fmt: skip
+    assert flow.input == record_input(flow.parsed.spec, reference)
