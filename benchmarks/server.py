@@ -12,7 +12,9 @@ looked up in the database file: a run counts only if all of them are there.
 Within a round the two servers take turns (8 slices of 1 s each by default), so load from
 other work on the machine falls on both alike.
 
-The ratio (ours / bare) is the number to read: absolute figures move between runs.
+The ratio (ours / bare) is the number to read: absolute figures move between runs. Each
+round also prints every server's CPU time (all its threads, from /proc) per answered
+request: on a shared machine it moves less than the request rates do.
 """
 
 from __future__ import annotations
@@ -272,12 +274,19 @@ def _sustained(
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     latencies = sorted(x[1] for p in parts for x in p["latencies"])
     return {
+        "requests": len(latencies),
         "rps": len(latencies) / sum(p["elapsed"] for p in parts),
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
         "max_ms": latencies[-1] * 1000,
         "acked": [a for p in parts for a in p["acked"]],
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _variants(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
@@ -318,6 +327,7 @@ def run(args: argparse.Namespace) -> None:
                 dbs[name] = db
             names = ["bare"] + [n for n, _ in variants]
             for round_no in range(args.rounds):
+                cpu_before = [_cpu_seconds(p.pid) for p in procs]
                 if args.sustained:
                     samplers = [server_trace.WalSampler(dbs[n]) for n in names]
                     for sampler in samplers:
@@ -329,21 +339,27 @@ def run(args: argparse.Namespace) -> None:
                         _timelines(tmp, names, results, samplers)
                 else:
                     results = _slices(targets, args)
+                for res, proc, before in zip(results, procs, cpu_before, strict=True):
+                    # the server's CPU (every thread) per answered request in this round
+                    res["cpu_us"] = (_cpu_seconds(proc.pid) - before) / res["requests"] * 1e6
                 row = dict(zip(names, results, strict=True))
                 rows.append(row)
                 b = row["bare"]
                 print(
                     f"round {round_no + 1}: bare {b['rps']:,.0f} req/s "
-                    f"(p50 {b['p50_ms']:.2f}, p99 {b['p99_ms']:.2f}, max {b['max_ms']:.1f} ms)",
+                    f"(p50 {b['p50_ms']:.2f}, p99 {b['p99_ms']:.2f}, max {b['max_ms']:.1f} ms, "
+                    f"CPU {b['cpu_us']:.0f} µs/request)",
                     flush=True,
                 )
                 for name in names[1:]:
                     o = row[name]
                     print(
                         f"    {name}: {o['rps']:,.0f} req/s (p50 {o['p50_ms']:.2f}, p99 "
-                        f"{o['p99_ms']:.2f}, max {o['max_ms']:.1f} ms) | throughput "
-                        f"{o['rps'] / b['rps']:.2f}x bare, p99 {o['p99_ms'] / b['p99_ms']:.2f}x "
-                        f"bare, max {o['max_ms'] / b['max_ms']:.2f}x bare",
+                        f"{o['p99_ms']:.2f}, max {o['max_ms']:.1f} ms, CPU {o['cpu_us']:.0f} "
+                        f"µs/request) | throughput {o['rps'] / b['rps']:.2f}x bare, p99 "
+                        f"{o['p99_ms'] / b['p99_ms']:.2f}x bare, max "
+                        f"{o['max_ms'] / b['max_ms']:.2f}x bare, CPU "
+                        f"{o['cpu_us'] / b['cpu_us']:.2f}x bare",
                         flush=True,
                     )
         finally:
@@ -366,12 +382,16 @@ def run(args: argparse.Namespace) -> None:
     )
     for name in names[1:]:
         tput = [r[name]["rps"] / r["bare"]["rps"] for r in rows]
+        cpu = [r[name]["cpu_us"] / r["bare"]["cpu_us"] for r in rows]
         p99 = [r[name]["p99_ms"] / r["bare"]["p99_ms"] for r in rows]
         print(
             f"  {name}: throughput {statistics.median(tput):.2f} (range {min(tput):.2f}-"
             f"{max(tput):.2f}), p99 {statistics.median(p99):.2f} (range {min(p99):.2f}-"
             f"{max(p99):.2f}), p99 {statistics.median(r[name]['p99_ms'] for r in rows):.1f} ms"
-            f" vs bare {statistics.median(r['bare']['p99_ms'] for r in rows):.1f} ms"
+            f" vs bare {statistics.median(r['bare']['p99_ms'] for r in rows):.1f} ms, CPU per "
+            f"request {statistics.median(r[name]['cpu_us'] for r in rows):.0f} µs vs bare "
+            f"{statistics.median(r['bare']['cpu_us'] for r in rows):.0f} µs "
+            f"({statistics.median(cpu):.2f}x, range {min(cpu):.2f}-{max(cpu):.2f})"
         )
     print(f"acknowledged but missing after the run: {lost}")
 

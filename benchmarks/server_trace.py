@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +38,11 @@ def serve_ours(trace_path: str, argv: list[str]) -> int:
         server_main.GC_THRESHOLDS = (
             tuple(int(x) for x in mode.split(":", 1)[1].split("/")) if ":" in mode else None  # type: ignore[assignment]
         )
+
+    # the interpreter's switch interval (seconds), switchable to measure it: BENCH_SWITCH=0.02
+    switch = os.environ.get("BENCH_SWITCH")
+    if switch is not None:
+        sys.setswitchinterval(float(switch))
 
     events: collections.deque[tuple[Any, ...]] = collections.deque()
     started: list[float] = [0.0]
