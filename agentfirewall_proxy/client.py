@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["EOF", "ClientConnection", "streams_gone"]
 
 _WRITE_HIGH = 256 * 1024
+#: After an answer that left a request's body unread, the rest of that body is read and
+#: dropped for at most this long and this much before the connection closes.
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 64 * 1024 * 1024
 
 
 class _Eof:
@@ -125,6 +129,37 @@ class ClientConnection:
         self.write(refusal(status, body, **kw))
         with contextlib.suppress(Exception):
             await self.flush()
+
+    async def linger(self) -> None:
+        """Before closing after an answer that left the request's body unread: read and drop
+        the rest of that body (bounded in time and bytes), as web servers' lingering close.
+
+        Closing a socket with unread bytes makes the kernel reset the connection, and a
+        client still sending its body (most send it whole before reading) then gets a reset
+        instead of the refusal that was written to it. Nothing read here goes anywhere.
+        """
+        if self.clean or self.parked or self.continue_due or self.parser.failed:
+            return  # (a client waiting for a 100 Continue it did not get sends no body)
+        if self.writer.transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + LINGER_SECONDS
+        events = self.parser.events
+        dropped = 0
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            while dropped <= LINGER_BYTES:
+                while events:
+                    event = events.popleft()
+                    if not isinstance(event, bytes):
+                        return  # the body's end (or a framing error): the client will read
+                    dropped += len(event)
+                left = end - loop.time()
+                if left <= 0 or self.parser.failed:
+                    return
+                data = await self.deadline.read(self.reader, left)
+                if not data:
+                    return
+                self.parser.feed(data)
 
     def gone(self) -> bool:
         """The client closed or lost its connection (checked while a request is held)."""

@@ -80,6 +80,7 @@ async def _run(
     try:
         if first is None or (await first and conn.clean):
             await _serve(gateway, conn, tunnel)
+        await conn.linger()  # a body left unread: let the client finish and read the answer
     except (ConnectionError, TimeoutError, ssl.SSLError, OSError):
         pass
     except Exception:

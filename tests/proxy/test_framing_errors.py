@@ -246,3 +246,72 @@ def test_a_stream_cut_by_the_kill_switch_is_recorded_killed(start: Start) -> Non
     assert records[0]["reason"].startswith("kill_switch_active")
     assert running.gateway is not None
     assert running.gateway.stats["killed"] == 1
+
+
+# -- a refused request's unread body: the client finishes sending and reads the answer ----
+
+
+@pytest.mark.parametrize("where", ["tunnel", "plain"])
+def test_a_client_still_sending_a_refused_body_reads_the_refusal(
+    start: Start, fakes: FakeUpstreams, where: str
+) -> None:
+    """The refusal is written before the body is read (past 64 KiB the gateway stops
+    reading it); the gateway then reads and drops the rest instead of resetting the
+    connection under the client, which sends its whole body before it reads."""
+    running, _ = start()
+    body = b"x" * (1024 * 1024)
+    head = b"POST /v1/charges HTTP/1.1\r\nHost: api.stripe.com\r\n"  # generic: http.post denied
+    head += b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % len(body)
+    if where == "tunnel":
+        sock: socket.socket = tunnel(running.port, "api.stripe.com", running.ca_path)
+    else:
+        sock = socket.create_connection(("127.0.0.1", running.port))
+        head = head.replace(b"/v1", b"http://api.stripe.com/v1", 1)
+        head = head.replace(b"\r\n\r\n", b"\r\n" + auth_header() + b"\r\n", 1)
+    with sock:
+        sock.sendall(head + body[:200_000])
+        answer = read_response(sock, timeout=15)  # written while the body is still coming
+        assert status_of(answer) == 403, answer[:300]
+        time.sleep(0.3)  # a gateway that closed with unread bytes has reset us by now
+        sock.sendall(body[200_000:])  # a reset would raise here
+        sock.settimeout(15)
+        assert sock.recv(65536) == b""  # then the gateway closes: the body has ended
+    assert fakes["stripe"].received("POST") == []
+
+
+@pytest.mark.parametrize("client", ["endless", "silent"])
+def test_lingering_after_a_refusal_is_bounded(
+    start: Start, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """A client that keeps sending (or sends nothing more) after its refusal does not keep
+    the connection: the gateway drops at most LINGER_BYTES, waits at most LINGER_SECONDS."""
+    from agentfirewall_proxy import client as client_module
+
+    monkeypatch.setattr(client_module, "LINGER_BYTES", 4 * 1024 * 1024)
+    monkeypatch.setattr(client_module, "LINGER_SECONDS", 1.0)
+    running, _ = start()
+    declared = 1024 * 1024 * 1024
+    head = b"POST http://api.stripe.com/v1/charges HTTP/1.1\r\nHost: api.stripe.com\r\n"
+    head += auth_header() + b"Content-Length: %d\r\n\r\n" % declared
+    with socket.create_connection(("127.0.0.1", running.port)) as sock:
+        sock.sendall(head + b"x" * 100_000)
+        assert status_of(read_response(sock, timeout=15)) == 403
+        sock.settimeout(15)
+        assert _sent_until_closed(sock, client == "endless", declared) < 64 * 1024 * 1024
+
+
+def _sent_until_closed(sock: socket.socket, endless: bool, declared: int) -> int:
+    """Bytes sent (endless) or none (silent) until the gateway closed the connection."""
+    sent, chunk = 0, b"x" * (256 * 1024)
+    try:
+        while sent < declared:
+            if endless:
+                sock.sendall(chunk)
+                sent += len(chunk)
+            elif sock.recv(65536) == b"":
+                return sent
+    except TimeoutError:
+        raise AssertionError("the gateway kept the connection") from None
+    except OSError:  # reset once the gateway stopped reading
+        return sent
+    raise AssertionError("the gateway read the whole declared body")
