@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
-import time
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from agentfirewall_proxy.cli.client import AdminClient
@@ -170,9 +173,8 @@ def _follow(ctx: Context, client: AdminClient, records: list[dict[str, Any]]) ->
     for record in records:
         _print_record(ctx, record)
     ctx.out.info("following new traffic (Ctrl-C to stop)")
-    try:
-        while True:
-            time.sleep(float(ctx.args.interval))
+    with _until_interrupted() as stopped:
+        while not stopped.wait(float(ctx.args.interval)):
             shadow = "diverged" if ctx.args.diverged else None
             fresh = client.get("/v1/traffic", agent=ctx.args.agent, limit=200, shadow=shadow).get(
                 "traffic", []
@@ -181,8 +183,20 @@ def _follow(ctx: Context, client: AdminClient, records: list[dict[str, Any]]) ->
                 if str(record.get("id")) not in seen:
                     seen.add(str(record.get("id")))
                     _print_record(ctx, record)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _until_interrupted() -> Iterator[threading.Event]:
+    """An event Ctrl-C (SIGINT) sets, instead of raising KeyboardInterrupt wherever the
+    loop is: one raised inside the HTTP client's connection pool could leave its lock
+    held, and closing the client then waited forever."""
+    stopped = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stopped.set())
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_record(ctx: Context, record: dict[str, Any]) -> None:
