@@ -135,7 +135,11 @@ def test_json_fast_answers_what_jsonresponse_answers(data: dict[str, Any]) -> No
     assert fast.headers["content-type"] == "application/json"
 
 
-@given(st.dictionaries(st.text(), JSON_VALUES | st.floats(allow_nan=False), max_size=5))
+@given(
+    st.dictionaries(
+        st.text(), JSON_VALUES | st.floats(allow_nan=False, allow_infinity=False), max_size=5
+    )
+)
 def test_input_text_is_json_dumps(data: dict[str, Any]) -> None:
     data = {"v": RECORD_VERSION, **data, "n": 1764763200.123456}
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
