@@ -61,6 +61,19 @@ def start(fakes: FakeUpstreams, tmp_path: Path) -> Iterator[Start]:
         running.stop()
 
 
+def _open(
+    running: RunningGateway, where: str, host: str, head: bytes
+) -> tuple[socket.socket, bytes]:
+    """A socket to send `head` (origin-form, for `host`) on: inside a CONNECT tunnel, or
+    plain to the gateway with the head in absolute form and the proxy credential added."""
+    if where == "tunnel":
+        return tunnel(running.port, host, running.ca_path), head
+    sock = socket.create_connection(("127.0.0.1", running.port))
+    target = head.split(b" ", 2)[1]
+    head = head.replace(target, b"http://" + host.encode() + target, 1)
+    return sock, head.replace(b"\r\n\r\n", b"\r\n" + auth_header() + b"\r\n", 1)
+
+
 # -- a malformed chunk size is answered at once -------------------------------------------
 
 BAD_CHUNKS = [b"zz\r\nhello\r\n0\r\n\r\n", b"5;\x00\r\nhello\r\n0\r\n\r\n", b"-5\r\nhello\r\n"]
@@ -74,12 +87,7 @@ def test_malformed_chunk_size_is_answered_400_at_once(
     running, _ = start()
     head = b"POST /repos/acme/api/issues HTTP/1.1\r\nHost: api.github.com\r\n"
     head += b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    if where == "tunnel":
-        sock: socket.socket = tunnel(running.port, "api.github.com", running.ca_path)
-    else:
-        sock = socket.create_connection(("127.0.0.1", running.port))
-        head = head.replace(b"/repos", b"http://api.github.com/repos", 1)
-        head = head.replace(b"\r\n\r\n", b"\r\n" + auth_header() + b"\r\n", 1)
+    sock, head = _open(running, where, "api.github.com", head)
     with sock:
         sock.sendall(head + chunks)
         answer = read_response(sock, timeout=15)  # the client keeps the connection open
@@ -262,12 +270,7 @@ def test_a_client_still_sending_a_refused_body_reads_the_refusal(
     body = b"x" * (1024 * 1024)
     head = b"POST /v1/charges HTTP/1.1\r\nHost: api.stripe.com\r\n"  # generic: http.post denied
     head += b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % len(body)
-    if where == "tunnel":
-        sock: socket.socket = tunnel(running.port, "api.stripe.com", running.ca_path)
-    else:
-        sock = socket.create_connection(("127.0.0.1", running.port))
-        head = head.replace(b"/v1", b"http://api.stripe.com/v1", 1)
-        head = head.replace(b"\r\n\r\n", b"\r\n" + auth_header() + b"\r\n", 1)
+    sock, head = _open(running, where, "api.stripe.com", head)
     with sock:
         sock.sendall(head + body[:200_000])
         answer = read_response(sock, timeout=15)  # written while the body is still coming
