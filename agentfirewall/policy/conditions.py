@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.policy.fields import MISSING, Getter, compile_field, direct_key
+from agentfirewall.policy.fields import MISSING, Getter, compile_field, direct_key, reads_context
 from agentfirewall.policy.models import (
     AllCondition,
     AnyCondition,
@@ -137,6 +137,7 @@ class Node:
     operator: str = ""
     test: Test | None = None
     has_static: bool = False  # some leaf below reads a static field
+    reads_context: bool = False  # some leaf below reads the context (fields.reads_context)
 
 
 #: Fields fixed for one evaluation plan (agent, action type, environment): conditions on
@@ -155,19 +156,27 @@ def compile_tree(node: Condition) -> Node:
     if isinstance(node, FieldCondition):
         predicate, test = _leaf(node)
         static = STATIC_FIELDS.get(node.field)
-        return Node("leaf", predicate, (), static, node.operator, test, static is not None)
+        return Node(
+            "leaf", predicate, (), static, node.operator, test, static is not None,
+            reads_context(node.field),
+        )  # fmt: skip
     if isinstance(node, AllCondition | AnyCondition):
         items = node.all if isinstance(node, AllCondition) else node.any
         children = tuple(compile_tree(child) for child in items)
         combine = _all if isinstance(node, AllCondition) else _any
         kind = "all" if isinstance(node, AllCondition) else "any"
         has_static = any(c.has_static for c in children)
-        return Node(kind, combine([c.predicate for c in children]), children, has_static=has_static)
+        context = any(c.reads_context for c in children)
+        predicate = combine([c.predicate for c in children])
+        return Node(kind, predicate, children, has_static=has_static, reads_context=context)
     if isinstance(node, NotCondition):
         child = compile_tree(node.not_)
         inner = child.predicate
         negated: Predicate = lambda spec, ctx: not inner(spec, ctx)  # noqa: E731
-        return Node("not", negated, (child,), has_static=child.has_static)
+        return Node(
+            "not", negated, (child,), has_static=child.has_static,
+            reads_context=child.reads_context,
+        )  # fmt: skip
     raise TypeError(f"unknown condition node `{type(node).__name__}`")
 
 

@@ -24,11 +24,20 @@ written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import cast
 
-from agentfirewall.actions import ActionSpec
-from agentfirewall.decisions import ApprovalRequirement, Decision, apply_enforcement
-from agentfirewall.policy.context import ROUTE_RISK, EvaluationContext, Mode
+from agentfirewall.actions import ActionSpec, Risk
+from agentfirewall.decisions import (
+    ENFORCEMENT_LEVELS,
+    ApprovalRequirement,
+    Decision,
+    EnforcementLevel,
+    Outcome,
+    apply_enforcement,
+)
+from agentfirewall.policy.context import _EMPTY, ROUTE_RISK, EvaluationContext, Mode
 from agentfirewall.policy.explain import Explanation, Step
 from agentfirewall.policy.globs import dot_prefixes, reserved_floor
 from agentfirewall.policy.index import Plan, PolicyIndex
@@ -44,6 +53,10 @@ _STRICTNESS: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
 _DEFAULT_APPROVAL = ApprovalRequirement()
 _PREFIX_CACHE_LIMIT = 16_384
 _DECISION_CACHE_LIMIT = 16_384
+#: What `decide` hands the tests of a plan that reads no context field: any read of it
+#: raises AttributeError (a bare object has no attributes), and a raise sends the call to
+#: the full path with a real context, so a plan flagged wrongly costs time, never a decision
+_NO_CONTEXT = cast(EvaluationContext, object())
 
 
 def _where(ctx: EvaluationContext, connector: str) -> str:
@@ -121,6 +134,78 @@ class Engine:
 
     def evaluate(self, spec: ActionSpec, ctx: EvaluationContext) -> Decision:
         """Decide on one action."""
+        return self._decide(spec, ctx, None)
+
+    def decide(
+        self,
+        spec: ActionSpec,
+        *,
+        agent: str,
+        mode: Mode,
+        now: datetime,
+        connector: str | None = None,
+        enforcement_level: EnforcementLevel = "full_enforce",
+        sdk_default: Outcome = "allow",
+        risk: Risk | None = None,
+        attributes: Mapping[str, object] = _EMPTY,
+    ) -> Decision:
+        """``evaluate(spec, EvaluationContext(agent=agent, mode=mode, now=now, ...))``: the
+        same decision or the same error, without building the context when the decision is
+        already known and no rule in play reads a context field.
+
+        The arguments are checked as `EvaluationContext` checks them; whatever this path
+        does not cover (a value the context would refuse or normalise, a kill switch, a
+        default or permission deny, a run a rule raised in or a later rule could still
+        change, a decision not yet remembered) is decided by `evaluate`'s own path with
+        the context built.
+        """
+        if (
+            (mode == "sdk" or mode == "proxy")
+            and now.tzinfo is not None
+            and enforcement_level in ENFORCEMENT_LEVELS
+            and (sdk_default == "allow" or sdk_default == "deny")
+            and (risk is None or risk in ROUTE_RISK)
+            and not self._kill.active
+            and self._index.compiled
+        ):
+            fields = spec.__dict__
+            action = fields["type"]
+            resource = fields["resource"].__dict__
+            score = ROUTE_RISK[risk] if risk is not None else 0.0
+            where = connector or resource["provider"] or action[: action.index(".")]
+            rule = None
+            if self._access.size:
+                prefixes = self._prefixes.get(action) or self._prefixes_of(action)
+                rule = self._access.lookup(agent, where, action, prefixes)
+            if (rule is not None or mode == "sdk") and (rule is None or rule.decision != "deny"):
+                env = resource["environment"]
+                plan = self._index.plans.get((agent, action, env))
+                if plan is None:
+                    plan = self._index.plan(agent, action, env, self._prefixes_of(action))
+                key: tuple[object, ...]
+                if not plan.policies:
+                    key = (id(rule), action, agent, where, sdk_default, score, enforcement_level)
+                    found = self._decisions.get(key)
+                    if found is not None:
+                        return found
+                elif not plan.reads_context:
+                    settled = _settled(plan, spec, _NO_CONTEXT, score)
+                    if settled is not None:
+                        key = (id(rule), where, sdk_default, score, enforcement_level, plan,
+                               settled)  # fmt: skip
+                        found = self._decisions.get(key)
+                        if found is not None:
+                            return found
+                        ctx = EvaluationContext(
+                            agent, mode, now, connector, enforcement_level, sdk_default, risk,
+                            attributes,
+                        )  # fmt: skip
+                        return self._settled_decision(
+                            key, rule, plan, settled, ctx, action, where, score
+                        )
+        ctx = EvaluationContext(
+            agent, mode, now, connector, enforcement_level, sdk_default, risk, attributes
+        )
         return self._decide(spec, ctx, None)
 
     def explain(self, spec: ActionSpec, ctx: EvaluationContext) -> Explanation:

@@ -28,7 +28,15 @@ from agentfirewall.actions import ActionSpec
 if TYPE_CHECKING:
     from agentfirewall.policy.context import EvaluationContext
 
-__all__ = ["CONTENT_FIELDS", "FIELD_ROOTS", "MISSING", "Getter", "compile_field", "direct_key"]
+__all__ = [
+    "CONTENT_FIELDS",
+    "FIELD_ROOTS",
+    "MISSING",
+    "Getter",
+    "compile_field",
+    "direct_key",
+    "reads_context",
+]
 
 
 class _Missing:
@@ -113,6 +121,15 @@ def _context_getter(name: str) -> Getter:
 
         return get
     return lambda spec, ctx: ctx.attributes.get(name, MISSING)
+
+
+#: The roots whose getters read the EvaluationContext; every other field reads the spec only.
+_CONTEXT_ROOTS = ("context", "content", "response", "budget")
+
+
+def reads_context(field: str) -> bool:
+    """True when `field`'s getter reads the evaluation context (not the spec alone)."""
+    return field.split(".", 1)[0] in _CONTEXT_ROOTS
 
 
 def direct_key(field: str) -> tuple[str, str] | None:

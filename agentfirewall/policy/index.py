@@ -55,6 +55,8 @@ class Plan:
     matches decides. `suffix_risk[i]` is the highest risk_score from rule i on, so
     evaluation can stop once no later rule could raise the risk score. `tests` are the
     rules' predicates, in the same order (the hot loop reads no attribute).
+    `reads_context` is false when no rule's condition reads a context field (``context.``,
+    ``content.``, ``response.``, ``budget.``): the tests then read the spec alone.
 
     A plan compares and hashes by identity: the engine keys its decisions on the plan
     object itself (which the key keeps alive), not on the names of its policies.
@@ -64,6 +66,7 @@ class Plan:
     rules: tuple[CompiledRule, ...]
     suffix_risk: tuple[float, ...]
     tests: tuple[Predicate, ...]
+    reads_context: bool = True
 
 
 def _specialized(rule: CompiledRule, statics: dict[str, object]) -> CompiledRule | None:
@@ -98,7 +101,12 @@ def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: 
     for index in range(len(rules) - 1, -1, -1):
         suffix[index] = max(suffix[index + 1], rules[index].risk_score)
     tests = tuple(rule.test for rule in rules)
-    return Plan(tuple(p.name for p in in_scope), rules, tuple(suffix), tests)
+    # a condition the static fields decided left `_always`: it reads nothing any more
+    context = any(
+        rule.test is not _always and rule.tree is not None and rule.tree.reads_context
+        for rule in rules
+    )
+    return Plan(tuple(p.name for p in in_scope), rules, tuple(suffix), tests, context)
 
 
 @dataclass(frozen=True, slots=True)

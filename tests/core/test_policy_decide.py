@@ -1,0 +1,127 @@
+"""`Engine.decide` (context fields passed straight) equals `Engine.evaluate` with the context
+built, field for field: the same decision (outcome, reasons, rules, risk, errors) or the
+same error, whatever the rules read (spec fields, context fields, content attributes), with
+and without access rules and kill switches, on a long-lived engine (remembered decisions)
+against a fresh one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentfirewall.actions import parse_action_spec
+from agentfirewall.policy import Engine, EvaluationContext, KillSwitch
+from tests.core.test_policy_memo import ACCESS, NOW, POLICIES, _policy, requests
+
+CONTEXT_POLICIES = [
+    *POLICIES,
+    _policy(
+        "office-hours",
+        ["pay.refund.*"],
+        [
+            {
+                "name": "late",
+                "decision": "require_approval",
+                "risk_score": 40,
+                "conditions": [
+                    {
+                        "field": "context.time",
+                        "operator": "time_window",
+                        "value": {"start": "13:00", "end": "18:00", "timezone": "UTC"},
+                    }
+                ],
+            }
+        ],
+    ),
+    _policy(
+        "secrets",
+        ["svc.*"],
+        [
+            {
+                "name": "leak",
+                "decision": "deny",
+                "conditions": [{"field": "content.secrets", "operator": "exists"}],
+            },
+            {
+                "name": "team",
+                "decision": "allow",
+                "conditions": [{"field": "context.team", "operator": "equals", "value": "ops"}],
+            },
+        ],
+    ),
+]
+SWITCHES = [KillSwitch("agent", "ci-2", "stop"), KillSwitch("connector", "svc", "outage")]
+ATTRIBUTES: list[dict[str, object]] = [{}, {"team": "ops"}, {"content.secrets": ["aws"]}]
+TIMES = [NOW, NOW + timedelta(hours=3), NOW.astimezone(timezone(timedelta(hours=-5)))]
+
+
+def _outcome(call: Any) -> tuple[str, object]:
+    try:
+        return "decision", call()
+    except Exception as exc:  # the same error type and message on both paths
+        return "error", (type(exc), str(exc))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(requests(), st.sampled_from(ATTRIBUTES), st.sampled_from(TIMES)),
+        min_size=1,
+        max_size=20,
+    ),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["spec fields", "no catch-all", "context fields"]),
+)
+def test_decide_equals_evaluate_with_the_context_built(
+    sequence: list[tuple[tuple[dict[str, Any], dict[str, Any]], dict[str, object], datetime]],
+    access: bool,
+    switches: bool,
+    which: str,
+) -> None:
+    rules = ACCESS if access else []
+    kills = SWITCHES if switches else []
+    policies = {
+        "spec fields": POLICIES,
+        "no catch-all": POLICIES[:3],  # some plans hold no policy
+        "context fields": CONTEXT_POLICIES,
+    }[which]
+    shared = Engine(access_rules=rules, policies=policies, kill_switches=kills)
+    for (data, fields), attributes, now in sequence * 2:  # the second pass: remembered
+        spec = parse_action_spec(data)
+        given_fields = {**fields, "now": now, "attributes": attributes}
+        fresh = Engine(access_rules=rules, policies=policies, kill_switches=kills)
+        expected = fresh.evaluate(spec, EvaluationContext(**given_fields))
+        assert shared.decide(spec, **given_fields) == expected
+        assert shared.evaluate(spec, EvaluationContext(**given_fields)) == expected
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"mode": "batch"},
+        {"now": datetime(2026, 1, 5, 12)},  # naive
+        {"now": "2026-01-05T12:00:00Z"},  # not a datetime
+        {"enforcement_level": "L1"},  # normalised, as the context does
+        {"enforcement_level": "strict"},
+        {"sdk_default": "maybe"},
+        {"risk": "extreme"},
+        {"risk": ["low"]},  # unhashable
+        {"mode": "proxy", "risk": "high", "connector": "pay"},
+    ],
+)
+def test_decide_refuses_and_normalises_as_the_context_does(fields: dict[str, Any]) -> None:
+    spec = parse_action_spec({"type": "pay.charge.create", "parameters": {"amount": 5}})
+    given_fields: dict[str, Any] = {"agent": "Bot", "mode": "sdk", "now": NOW, **fields}
+    engine = Engine(access_rules=ACCESS, policies=POLICIES)
+    expected = _outcome(
+        lambda: Engine(access_rules=ACCESS, policies=POLICIES).evaluate(
+            spec, EvaluationContext(**given_fields)
+        )
+    )
+    assert _outcome(lambda: engine.decide(spec, **given_fields)) == expected
