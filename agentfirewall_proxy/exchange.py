@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.client import ClientConnection
     from agentfirewall_proxy.flow import Tunnel
     from agentfirewall_proxy.services import Services
+    from agentfirewall_proxy.snapshot import CompiledConfig
 
 __all__ = ["exchange", "resume_exchange"]
 
@@ -69,8 +70,8 @@ async def exchange(
     expect = head.get(b"expect") if head.has_body and head.version == "1.1" else None
     conn.continue_due = expect is not None and expect.lower() == b"100-continue"
     try:
-        _identify(gateway, conn, flow, head, tunnel)
-        if gateway.require_config().budget_fields:  # a policy reads budget.<name>.*
+        config = _identify(gateway, conn, flow, head, tunnel)
+        if config.budget_fields:  # a policy reads budget.<name>.*
             flow.budget_view = await gateway.budgets.attributes()
         upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None
         limit = gateway.options.body_inspect_limit
@@ -81,15 +82,14 @@ async def exchange(
         else:
             prefix, complete = b"", True  # an upgrade request has no body of its own
         conn.body_pending = not complete
-        decision = decide(
-            gateway.require_config(), flow, http_request(flow, head, prefix, complete, limit)
-        )
+        config = gateway.require_config()  # (the current one: a new one may have come)
+        decision = decide(config, flow, http_request(flow, head, prefix, complete, limit))
         gateway.begin(flow, conn)
         gateway.decided(flow)
         if decision.outcome == "deny":
             kill = decision.kill_switch
             raise Refusal(403, "kill_switch" if kill else "denied", decision.reason)
-        if decision.outcome == "allow":  # past a budget: refused (raises) or held
+        if decision.outcome == "allow" and config.budgets:  # past one: refused or held
             held = await _reserve(gateway, flow, force=False)
             if held is not None:
                 decision = flow.decision = held
@@ -192,8 +192,9 @@ async def _upstream_failed(
 
 def _identify(
     gateway: Services, conn: ClientConnection, flow: Flow, head: Head, tunnel: Tunnel | None
-) -> None:
-    """Target, agent and connector of the request (refusing mismatches)."""
+) -> CompiledConfig:
+    """Target, agent and connector of the request (refusing mismatches); the config they
+    were read from."""
     config = gateway.require_config()
     if tunnel is not None:
         flow.scheme, flow.host, flow.port = "https", tunnel.host, tunnel.port
@@ -217,6 +218,7 @@ def _identify(
         raise Refusal(403, "no_connector", f"no connector for `{flow.host}`: deny-all default")
     if tunnel is None:  # plain http: a credential never travels in cleartext
         flow.scheme, flow.port = plain_request_upstream(flow.connector, flow.host, flow.port)
+    return config
 
 
 def _unbindable(limit: int) -> Refusal:
@@ -244,7 +246,11 @@ async def _body_prefix(
     """The body up to the inspection `limit` when the connector reads bodies (nothing
     yet when it does not); (bytes, whether that is the whole body)."""
     if not head.has_body:
-        await _expect_end(conn)
+        events = conn.parser.events
+        if events and events[0] is END:  # the usual case: = `await _expect_end(conn)`
+            events.popleft()
+        else:
+            await _expect_end(conn)
         return b"", True
     assert flow.connector is not None
     scanned = gateway.require_config().guard.request is not None  # content rules read it

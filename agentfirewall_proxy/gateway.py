@@ -81,6 +81,8 @@ class Gateway:
                              json_log=options.log_format == "json"),
              *([self.tracer] if self.tracer is not None else []), *extra_addons]
         )  # fmt: skip
+        self._on_done = self.addons.methods(DoneHook)
+        self._on_decided = self.addons.methods(DecidedHook)
         self._prefix = f"req_{secrets.token_hex(4)}"
         self._counter = 0
         self._servers: list[asyncio.Server] = []
@@ -175,10 +177,12 @@ class Gateway:
 
     def record(self, flow: Flow) -> None:
         """The flow is over: the ``done`` hook (traffic record, counters, access log)."""
-        self.addons.trigger(DoneHook(flow))
+        for method in self._on_done:  # = self.addons.trigger(DoneHook(flow))
+            method(flow)
 
     def decided(self, flow: Flow) -> None:
-        self.addons.trigger(DecidedHook(flow))
+        for method in self._on_decided:  # = self.addons.trigger(DecidedHook(flow))
+            method(flow)
 
     # -- config --------------------------------------------------------------------------
 

@@ -78,6 +78,11 @@ class Addons:
         for method in self._methods[hook.name]:
             method(hook.flow)
 
+    def methods(self, hook: type[Hook]) -> tuple[Callable[[Flow], object], ...]:
+        """The addons' methods for `hook`, in order: what :meth:`trigger` calls (a caller
+        on the request path may call them itself, without a hook object per flow)."""
+        return tuple(self._methods[hook.name])
+
 
 class TrafficRecorder:
     """Queue one traffic record per flow for the control plane (no secrets, no bodies)."""

@@ -114,18 +114,14 @@ class _Base:
         self.max_head = max_head
         self._headers: Headers = []
         self._head_size = 0
-        self._in_head = False
+        #: True between the first byte of a message and the end of its head.
+        self.in_head = False
         self.failed = False
-
-    @property
-    def in_head(self) -> bool:
-        """True between the first byte of a message and the end of its head."""
-        return self._in_head
 
     def on_message_begin(self) -> None:
         self._headers = []
         self._head_size = 0
-        self._in_head = True
+        self.in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
@@ -155,7 +151,7 @@ class RequestParser(_Base):
         self._head_size += len(url)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self.in_head = False
         if self._head_size > self.max_head:
             raise _Refused(431, "request header fields too large")
         parser = self._parser
@@ -191,7 +187,7 @@ class RequestParser(_Base):
                 self._fail(cause.status, cause.message)
             else:
                 self._fail(400, f"malformed request: {exc}")
-        if self._in_head and self._head_size > self.max_head:
+        if self.in_head and self._head_size > self.max_head:
             self._fail(431, "request header fields too large")
 
     def _fail(self, status: int, message: str) -> None:
@@ -215,7 +211,7 @@ class ResponseParser(_Base):
         self._reason = b""
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self.in_head = False
         parser = self._parser
         chunked, length, _ = _framing(self._headers)
         self.events.append(
@@ -238,7 +234,7 @@ class ResponseParser(_Base):
         except httptools.HttpParserError as exc:
             self.events.append(ParseError(502, f"malformed upstream response: {exc}"))
             self.failed = True
-        if self._in_head and self._head_size > self.max_head:
+        if self.in_head and self._head_size > self.max_head:
             self.events.append(ParseError(502, "upstream response head too large"))
             self.failed = True
 
@@ -272,15 +268,15 @@ def reason_phrase(status: int) -> bytes:
 
 
 def serialize_request_head(method: str, target: bytes, headers: Headers) -> bytes:
-    lines = [method.encode("ascii") + b" " + target + b" HTTP/1.1"]
-    lines.extend(k + b": " + v for k, v in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+    # (a list, not a generator: one call instead of one resumption per header)
+    lines = [b"%b: %b\r\n" % (k, v) for k, v in headers]
+    return b"%b %b HTTP/1.1\r\n%b\r\n" % (method.encode("ascii"), target, b"".join(lines))
 
 
 def serialize_response_head(status: int, reason: bytes, headers: Headers) -> bytes:
-    lines = [b"HTTP/1.1 %d " % status + (reason or reason_phrase(status))]
-    lines.extend(k + b": " + v for k, v in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+    lines = [b"%b: %b\r\n" % (k, v) for k, v in headers]
+    reason = reason or reason_phrase(status)
+    return b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, reason, b"".join(lines))
 
 
 def chunk(data: bytes) -> bytes:

@@ -256,7 +256,7 @@ def http_request(
     its ``Content-Encoding`` dropped from this view; a body that does not decode keeps its
     encoding, which connectors that read bodies refuse (fail closed).
     """
-    headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers)
+    headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers])
     encoding = head.get(b"content-encoding")
     if encoding is not None and body and limit:
         decoded = _decoded(encoding.strip().lower(), body, complete, limit)
@@ -396,7 +396,7 @@ def upstream_headers(
     drop = flow.connector.auth_header_names
     headers = [(b"Host", host_header)]
     headers.extend(
-        (k, v) for k, v in head.headers if (low := k.lower()) not in _DROP_UP and low not in drop
+        [(k, v) for k, v in head.headers if (low := k.lower()) not in _DROP_UP and low not in drop]
     )
     headers.extend(flow.connector.auth_headers)
     headers.append((b"X-TameFlare-Agent", flow.agent.name_header))

@@ -249,13 +249,15 @@ async def _stream_response_body(
     """
     chunk_out, close_delimited = framing
     timeout = gateway.options.io_timeout
+    events = up.parser.events
     try:
         while True:
-            if pending and not up.parser.events:
+            if pending and not events:
                 conn.write(pending)
                 pending = b""
                 await conn.flush()
-            event = await up.next_event(timeout)
+            # what is parsed already is taken as `up.next_event` would, without a coroutine
+            event = events.popleft() if events else await up.next_event(timeout)
             if isinstance(event, bytes):
                 flow.bytes_in += len(event)
                 if body is not None:
