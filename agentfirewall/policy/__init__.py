@@ -9,6 +9,10 @@ Compile once with :class:`Engine`, then call :meth:`Engine.evaluate` per action:
     ctx = EvaluationContext(agent="Bot", mode="proxy", now=datetime.now(UTC), connector="github")
     decision = engine.evaluate(spec, ctx)
 
+:meth:`Engine.decide` takes the context's fields straight (``engine.decide(spec, agent="Bot",
+mode="proxy", now=..., connector="github")``): the same decision, without building the
+context when the decision is already known and no rule in play reads a context field.
+
 The engine is pure: no I/O, no clock. See docs/policies.md for the document format.
 
 How the parts fit, bottom-up (a module imports only from the lines below its own;
@@ -19,6 +23,7 @@ How the parts fit, bottom-up (a module imports only from the lines below its own
     fields, operators, suggest       field getters over (spec, context); condition operators
     models, permissions              the policy document; access rules and kill switches
     conditions                       rule conditions compiled to predicates
+    chain                            a plan's tests compiled into one first-match function
     index, loader                    policies indexed per (agent, action); YAML -> Policy
     run, packs, schema               one policy run over a plan; bundled packs; JSON schema
     engine                           Engine: kill switch -> access -> policies -> enforcement

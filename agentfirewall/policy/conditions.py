@@ -26,7 +26,15 @@ from agentfirewall.policy.operators import COMPARATORS, Test, compile_operator
 if TYPE_CHECKING:
     from agentfirewall.policy.context import EvaluationContext
 
-__all__ = ["STATIC_FIELDS", "Node", "Predicate", "compile_condition", "compile_tree", "specialize"]
+__all__ = [
+    "STATIC_FIELDS",
+    "Node",
+    "ParameterLeaf",
+    "Predicate",
+    "compile_condition",
+    "compile_tree",
+    "specialize",
+]
 
 Predicate = Callable[[ActionSpec, "EvaluationContext"], bool]
 
@@ -50,10 +58,28 @@ def _leaf(node: FieldCondition) -> tuple[Predicate, Test]:
     return _leaf_predicate(node, get, test), test
 
 
-def _leaf_predicate(node: FieldCondition, get: Getter, test: Test) -> Predicate:
-    compare = None
+Compare = tuple[Callable[[Any, Any], bool], float]
+
+
+def _compare_of(node: FieldCondition) -> Compare | None:
+    """``(operator.gt, N)`` for a numeric comparison the int fast path can answer."""
     if node.operator in COMPARATORS and isinstance(node.value, int | float):
-        compare = (COMPARATORS[node.operator], node.value)
+        return (COMPARATORS[node.operator], node.value)
+    return None
+
+
+def _parameter_of(node: FieldCondition, test: Test) -> ParameterLeaf | None:
+    """What a leaf on ``parameters.<key>`` (inlined by `_inline_leaf`) reads and tests."""
+    if node.operator in ("exists", "not_exists"):
+        return None
+    direct = direct_key(node.field)
+    if direct is None or direct[0] != "parameters":
+        return None
+    return ParameterLeaf(direct[1], _compare_of(node), test)
+
+
+def _leaf_predicate(node: FieldCondition, get: Getter, test: Test) -> Predicate:
+    compare = _compare_of(node)
     inline = _inline_leaf(node.field, test, compare)
     if inline is not None:
         return inline
@@ -65,11 +91,7 @@ def _leaf_predicate(node: FieldCondition, get: Getter, test: Test) -> Predicate:
     return leaf
 
 
-def _parameter_compare(
-    key: str,
-    compare: tuple[Callable[[Any, Any], bool], float],
-    test: Callable[[object], bool],
-) -> Predicate:
+def _parameter_compare(key: str, compare: Compare, test: Callable[[object], bool]) -> Predicate:
     """``parameters.<key> gt|gte|lt|lte N`` in one call when the value is an int."""
     check, bound = compare
 
@@ -83,9 +105,7 @@ def _parameter_compare(
 
 
 def _inline_leaf(
-    field: str,
-    test: Callable[[object], bool],
-    compare: tuple[Callable[[Any, Any], bool], float] | None = None,
+    field: str, test: Callable[[object], bool], compare: Compare | None = None
 ) -> Predicate | None:
     """The hot fields read without a getter call (one call fewer per condition)."""
     direct = direct_key(field)
@@ -127,6 +147,17 @@ def _any(children: list[Predicate]) -> Predicate:
 
 
 @dataclass(frozen=True, slots=True)
+class ParameterLeaf:
+    """A leaf on ``parameters.<key>``, as its predicate answers it: the value (MISSING when
+    absent) is false when MISSING; an int with `compare` set is ``compare[0](value,
+    compare[1])``; anything else is ``test(value)``. chain.py writes it out inline."""
+
+    key: str
+    compare: Compare | None
+    test: Test
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     """A compiled condition: its predicate plus what `specialize` needs to re-plan it."""
 
@@ -138,6 +169,7 @@ class Node:
     test: Test | None = None
     has_static: bool = False  # some leaf below reads a static field
     reads_context: bool = False  # some leaf below reads the context (fields.reads_context)
+    parameter: ParameterLeaf | None = None  # a leaf whose predicate is a parameter's test
 
 
 #: Fields fixed for one evaluation plan (agent, action type, environment): conditions on
@@ -158,7 +190,7 @@ def compile_tree(node: Condition) -> Node:
         static = STATIC_FIELDS.get(node.field)
         return Node(
             "leaf", predicate, (), static, node.operator, test, static is not None,
-            reads_context(node.field),
+            reads_context(node.field), _parameter_of(node, test),
         )  # fmt: skip
     if isinstance(node, AllCondition | AnyCondition):
         items = node.all if isinstance(node, AllCondition) else node.any

@@ -101,15 +101,12 @@ def _settled(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: float) 
 
     The same tests in the same order as `run_policies`, without building its result.
     """
-    position = -1
     try:
-        for position, test in enumerate(plan.tests):  # noqa: B007 - read after the loop
-            if test(spec, ctx):
-                break
-        else:
-            return -1
+        position = plan.first(spec, ctx)  # the tests in order, in one call (chain.py)
     except Exception:  # run_policies names the failure (fail closed)
         return None
+    if position < 0:
+        return -1
     score = plan.rules[position].risk_score
     return position if plan.suffix_risk[position + 1] <= (score if score > risk else risk) else None
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.decisions import ApprovalRequirement, Outcome
+from agentfirewall.policy.chain import First, compile_first
 from agentfirewall.policy.conditions import Node, Predicate, compile_tree, specialize
 from agentfirewall.policy.globs import Glob, compile_glob
 from agentfirewall.policy.models import Policy
@@ -55,8 +56,10 @@ class Plan:
     matches decides. `suffix_risk[i]` is the highest risk_score from rule i on, so
     evaluation can stop once no later rule could raise the risk score. `tests` are the
     rules' predicates, in the same order (the hot loop reads no attribute).
-    `reads_context` is false when no rule's condition reads a context field (``context.``,
-    ``content.``, ``response.``, ``budget.``): the tests then read the spec alone.
+    `first(spec, ctx)` is the position of the first rule whose test is true, else -1: the
+    tests in one function (chain.py). `reads_context` is false when no rule's condition
+    reads a context field (``context.``, ``content.``, ``response.``, ``budget.``): the
+    tests then read the spec alone.
 
     A plan compares and hashes by identity: the engine keys its decisions on the plan
     object itself (which the key keeps alive), not on the names of its policies.
@@ -66,6 +69,7 @@ class Plan:
     rules: tuple[CompiledRule, ...]
     suffix_risk: tuple[float, ...]
     tests: tuple[Predicate, ...]
+    first: First
     reads_context: bool = True
 
 
@@ -106,7 +110,8 @@ def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: 
         rule.test is not _always and rule.tree is not None and rule.tree.reads_context
         for rule in rules
     )
-    return Plan(tuple(p.name for p in in_scope), rules, tuple(suffix), tests, context)
+    first = compile_first(tests, [rule.tree for rule in rules], _always)
+    return Plan(tuple(p.name for p in in_scope), rules, tuple(suffix), tests, first, context)
 
 
 @dataclass(frozen=True, slots=True)
