@@ -59,12 +59,12 @@ _DECISION_CACHE_LIMIT = 16_384
 _NO_CONTEXT = cast(EvaluationContext, object())
 
 
-def _where(ctx: EvaluationContext, connector: str) -> str:
-    return f"(agent `{ctx.agent}`, connector `{connector}`)"
+def _where(agent: str, connector: str) -> str:
+    return f"(agent `{agent}`, connector `{connector}`)"
 
 
 def _no_permission(ctx: EvaluationContext, action: str, connector: str) -> str:
-    where = _where(ctx, connector)
+    where = _where(ctx.agent, connector)
     floor = reserved_floor(action)
     if floor:
         return (
@@ -89,7 +89,7 @@ def _proxy_default(ctx: EvaluationContext, action: str, connector: str, risk: fl
 def _permission_deny(
     rule: AccessRule, ctx: EvaluationContext, connector: str, risk: float
 ) -> Decision:
-    reason = f"denied by permission `{rule.action_pattern}` {_where(ctx, connector)}"
+    reason = f"denied by permission `{rule.action_pattern}` {_where(ctx.agent, connector)}"
     return Decision(
         "deny", reason, risk_score=risk, matched_rules=(rule.label,), decided_outcome="deny"
     )
@@ -147,14 +147,14 @@ class Engine:
         attributes: Mapping[str, object] = _EMPTY,
     ) -> Decision:
         """``evaluate(spec, EvaluationContext(agent=agent, mode=mode, now=now, ...))``: the
-        same decision or the same error, without building the context when the decision is
-        already known and no rule in play reads a context field.
+        same decision or the same error, without building the context when no rule in play
+        reads a context field.
 
         The arguments are checked as `EvaluationContext` checks them; whatever this path
         does not cover (a value the context would refuse or normalise, a kill switch, a
-        default or permission deny, a run a rule raised in or a later rule could still
-        change, a decision not yet remembered) is decided by `evaluate`'s own path with
-        the context built.
+        default or permission deny, a plan whose rules read the context, a run a rule
+        raised in or a later rule could still change) is decided by `evaluate`'s own path
+        with the context built.
         """
         if (
             (mode == "sdk" or mode == "proxy")
@@ -180,12 +180,18 @@ class Engine:
                 if plan is None:
                     plan = self._index.plan(agent, action, env, self._prefixes_of(action))
                 key: tuple[object, ...]
-                if not plan.policies:
+                if not plan.policies:  # as `_decide` without a run
                     key = (id(rule), action, agent, where, sdk_default, score, enforcement_level)
                     found = self._decisions.get(key)
                     if found is not None:
                         return found
-                elif not plan.reads_context:
+                    default = self._combine(
+                        rule, None, sdk_default, action, _where(agent, where), score
+                    )
+                    decision = self._enforce(default, enforcement_level)
+                    self._remember(key, decision)  # no run: no errors
+                    return decision
+                if not plan.reads_context:
                     settled = _settled(plan, spec, _NO_CONTEXT, score)
                     if settled is not None:
                         key = (id(rule), where, sdk_default, score, enforcement_level, plan,
@@ -193,13 +199,10 @@ class Engine:
                         found = self._decisions.get(key)
                         if found is not None:
                             return found
-                        ctx = EvaluationContext(
-                            agent, mode, now, connector, enforcement_level, sdk_default, risk,
-                            attributes,
-                        )  # fmt: skip
                         return self._settled_decision(
-                            key, rule, plan, settled, ctx, action, where, score
-                        )
+                            key, rule, plan, settled, sdk_default, enforcement_level, action,
+                            _where(agent, where), score,
+                        )  # fmt: skip
         ctx = EvaluationContext(
             agent, mode, now, connector, enforcement_level, sdk_default, risk, attributes
         )
@@ -231,7 +234,7 @@ class Engine:
             found = self._decisions.get(key)
             if found is not None:
                 return found
-        decision = self._enforce(build(), ctx, trace)
+        decision = self._enforce(build(), ctx.enforcement_level, trace)
         if not decision.errors:
             self._remember(key, decision)
         return decision
@@ -270,7 +273,7 @@ class Engine:
             key = ("default", action, agent, connector, risk, level)
             return self._memo(key, lambda: _proxy_default(ctx, action, connector, risk), ctx, trace)
         if trace is not None:
-            self._trace_access(trace, rule, action, _where(ctx, connector))
+            self._trace_access(trace, rule, action, _where(agent, connector))
         if rule is not None and rule.decision == "deny":
             key = ("permission", id(rule), agent, connector, risk, level)
             return self._memo(key, lambda: _permission_deny(rule, ctx, connector, risk), ctx, trace)
@@ -289,8 +292,9 @@ class Engine:
                     if found is not None:
                         return found
                     return self._settled_decision(
-                        key, rule, plan, settled, ctx, action, connector, risk
-                    )
+                        key, rule, plan, settled, ctx.sdk_default, level, action,
+                        _where(agent, connector), risk,
+                    )  # fmt: skip
             if plan.policies:
                 run = run_policies(plan, spec, ctx, risk)
             if trace is not None:
@@ -300,8 +304,9 @@ class Engine:
         if run is None:
             key = (id(rule), action, agent, connector, ctx.sdk_default, risk, level)
         elif run.errors:  # never memoised: the decision names the rule that failed
-            decision = self._combine(rule, run, ctx, action, _where(ctx, connector), risk)
-            return self._enforce(decision, ctx, trace)
+            where = _where(agent, connector)
+            decision = self._combine(rule, run, ctx.sdk_default, action, where, risk)
+            return self._enforce(decision, level, trace)
         else:  # the plan is one (agent, action, environment): they need not be repeated
             key = (id(rule), connector, ctx.sdk_default, risk, level, plan, run.outcome,
                    run.deciding_uid, run.matched, run.risk)  # fmt: skip
@@ -309,8 +314,9 @@ class Engine:
             found = self._decisions.get(key)
             if found is not None:
                 return found
+        where = _where(agent, connector)
         decision = self._enforce(
-            self._combine(rule, run, ctx, action, _where(ctx, connector), risk), ctx, trace
+            self._combine(rule, run, ctx.sdk_default, action, where, risk), level, trace
         )
         if not decision.errors:
             self._remember(key, decision)
@@ -322,9 +328,10 @@ class Engine:
         rule: AccessRule | None,
         plan: Plan,
         settled: int,
-        ctx: EvaluationContext,
+        sdk_default: Outcome,
+        level: EnforcementLevel,
         action: str,
-        connector: str,
+        where: str,
         risk: float,
     ) -> Decision:
         """Build the decision of a run that `_settled` found settled by rule `settled`.
@@ -333,8 +340,7 @@ class Engine:
         rule (-1: none) fix the run (`settled_run`), so they key the memo.
         """
         run = settled_run(plan, settled, risk)
-        where = _where(ctx, connector)
-        decision = self._enforce(self._combine(rule, run, ctx, action, where, risk), ctx, None)
+        decision = self._enforce(self._combine(rule, run, sdk_default, action, where, risk), level)
         if not decision.errors:
             self._remember(key, decision)
         return decision
@@ -373,7 +379,7 @@ class Engine:
     def _combine(
         rule: AccessRule | None,
         run: PolicyRun | None,
-        ctx: EvaluationContext,
+        sdk_default: Outcome,
         action: str,
         where: str,
         risk: float,
@@ -408,18 +414,19 @@ class Engine:
                 matched_rules=(rule.label, *matched), errors=errors, approval=approval,
                 decided_outcome=rule.decision,
             )  # fmt: skip
-        if ctx.sdk_default == "allow":
+        if sdk_default == "allow":
             reason = NO_DENY_REASON
         else:
             reason = f"no rule allows `{action}` {where} and the agent's sdk default is deny"
         return Decision(
-            ctx.sdk_default, reason, risk_score=risk, matched_policies=policies,
-            default_applied=True, errors=errors, decided_outcome=ctx.sdk_default,
+            sdk_default, reason, risk_score=risk, matched_policies=policies,
+            default_applied=True, errors=errors, decided_outcome=sdk_default,
         )  # fmt: skip
 
     @staticmethod
-    def _enforce(decision: Decision, ctx: EvaluationContext, trace: list[Step] | None) -> Decision:
-        level = ctx.enforcement_level
+    def _enforce(
+        decision: Decision, level: EnforcementLevel, trace: list[Step] | None = None
+    ) -> Decision:
         if level == "full_enforce" and trace is None:
             return decision  # built with decided_outcome set: nothing to change
         decision = apply_enforcement(decision, level)
