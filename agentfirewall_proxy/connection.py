@@ -44,13 +44,15 @@ if TYPE_CHECKING:
 __all__ = ["ClientConnection", "Tunnel", "handle_client", "resume_parked"]
 
 
-async def handle_client(
+def handle_client(
     gateway: Services,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     port_agent: str | None = None,
-) -> None:
-    await _run(gateway, ClientConnection(reader, writer, gateway.options, port_agent), None)
+) -> Coroutine[Any, Any, None]:
+    """The coroutine serving one new client connection (the listener runs it as its task:
+    no wrapping coroutine, whose frame every wake-up of the connection would resume)."""
+    return _run(gateway, ClientConnection(reader, writer, gateway.options, port_agent), None)
 
 
 async def resume_parked(gateway: Services, parked: Parked, outcome: HoldOutcome) -> None:

@@ -16,7 +16,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -270,8 +270,10 @@ class Gateway:
             await asyncio.sleep(self.options.heartbeat_interval)
 
     async def listen(self, host: str, port: int, port_agent: str | None = None) -> asyncio.Server:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await handle_client(self, reader, writer, port_agent)
+        def handler(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> Coroutine[Any, Any, None]:
+            return handle_client(self, reader, writer, port_agent)  # run as the task itself
 
         server = await asyncio.start_server(handler, host, port, backlog=1024)
         self._servers.append(server)
