@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 
+from agentfirewall_proxy.feedreader import FeedReader
+
 __all__ = ["ReadDeadline"]
 
 
@@ -48,6 +50,8 @@ class ReadDeadline:
         cancelling = task.cancelling()
         self._when, self._task = when, task
         try:
+            if isinstance(reader, FeedReader):  # the same read, one coroutine frame
+                return await reader.read_some(size)
             return await reader.read(size)
         except asyncio.CancelledError:
             if self._expired:

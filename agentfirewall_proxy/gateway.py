@@ -29,6 +29,7 @@ from agentfirewall_proxy.certs import CertStore, load_or_create_ca
 from agentfirewall_proxy.client import ClientConnection
 from agentfirewall_proxy.connection import handle_client, resume_parked
 from agentfirewall_proxy.control import Control, ControlError
+from agentfirewall_proxy.feedreader import reader_protocol
 from agentfirewall_proxy.flow import Flow, Refusal
 from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, default_addons
 from agentfirewall_proxy.http1 import Head
@@ -275,7 +276,11 @@ class Gateway:
         ) -> Coroutine[Any, Any, None]:
             return handle_client(self, reader, writer, port_agent)  # run as the task itself
 
-        server = await asyncio.start_server(handler, host, port, backlog=1024)
+        # = asyncio.start_server(handler, ...) with the gateway's FeedReader
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: reader_protocol(handler), host, port, backlog=1024
+        )
         self._servers.append(server)
         return server
 

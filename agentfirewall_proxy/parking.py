@@ -23,6 +23,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from agentfirewall_proxy.client import streams_gone
+from agentfirewall_proxy.feedreader import FeedReader
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.client import ClientConnection
@@ -78,7 +79,7 @@ class Parked:
         if not isinstance(self.connection, socket.socket):
             return self.connection
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
+        reader = FeedReader()
         protocol = asyncio.StreamReaderProtocol(reader)
         sock = self.connection
         transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock=sock)

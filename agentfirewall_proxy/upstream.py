@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agentfirewall_proxy.deadline import ReadDeadline
+from agentfirewall_proxy.feedreader import open_streams
 from agentfirewall_proxy.http1 import END, ParseError, ResponseHead, ResponseParser, Upgrade
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.pipeline import Refusal, normalize_host
@@ -174,7 +175,7 @@ class UpstreamPool:
                         await writer.start_tls(self.tls, server_hostname=host)
                 else:
                     ip, real_port = self.address(host, port)
-                    reader, writer = await asyncio.open_connection(
+                    reader, writer = await open_streams(
                         ip,
                         real_port,
                         ssl=self.tls if scheme == "https" else None,
@@ -198,7 +199,7 @@ class UpstreamPool:
                 if self.options.upstream_proxy:
                     return await self._via_proxy(host, port)
                 ip, real_port = self.address(host, port)
-                return await asyncio.open_connection(ip, real_port)
+                return await open_streams(ip, real_port)
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(502, f"cannot reach `{host}:{port}`: {exc}") from None
 
@@ -207,7 +208,7 @@ class UpstreamPool:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a CONNECT tunnel through ``--upstream-proxy`` (credentials from its URL)."""
         url = urlsplit(self.options.upstream_proxy or "")
-        reader, writer = await asyncio.open_connection(url.hostname, url.port or 3128)
+        reader, writer = await open_streams(url.hostname, url.port or 3128)
         lines = [f"CONNECT {host}:{port} HTTP/1.1", f"Host: {host}:{port}"]
         if url.username:
             token = base64.b64encode(f"{url.username}:{url.password or ''}".encode()).decode()
