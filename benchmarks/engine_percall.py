@@ -194,6 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         base, this = medians["baseline"], medians["this"]
         speedups = ", ".join(f"{part} {base[part] / this[part]:.2f}x" for part in PARTS[:7])
         print(f"\nbaseline / this (higher is faster): {speedups}")
+        paired = ", ".join(
+            f"{part} {statistics.median(b[part] / t[part] for b, t in zip(runs['baseline'], runs['this'], strict=True)):.2f}x"  # noqa: E501
+            for part in PARTS[:7]
+        )
+        print(f"the same, median of each round's ratio (the two runs of one round): {paired}")
     return 0
 
 
