@@ -14,6 +14,9 @@ the process's (loop + writer thread) and the wall time. Without the sockets and 
 load generator these figures move far less on a shared machine than `server.py`'s: use
 it to see what a change to the handler, the store or the signer costs the loop, then
 confirm with `server.py`. ``--profile KEY`` prints cProfile's top functions (one round).
+``--calls`` counts the Python and builtin function calls per request (cProfile's count over
+the measured requests; one round): it does not depend on the machine's load at all, a
+proxy for "less Python per request" where the CPU figures are too noisy to show a few %.
 """
 
 from __future__ import annotations
@@ -76,7 +79,9 @@ async def _call(app: Any, path: str, token: str, body: bytes) -> list[dict[str, 
     return sent
 
 
-async def _measure(requests: int, callers: int, profile: str | None) -> dict[str, float]:
+async def _measure(
+    requests: int, callers: int, profile: str | None, calls: bool = False
+) -> dict[str, float]:
     import gc
     import tempfile
     import time
@@ -106,19 +111,24 @@ async def _measure(requests: int, callers: int, profile: str | None) -> dict[str
         gc.freeze()  # as the server does once started (main.settle_gc)
         per_caller = requests // callers
         wall, loop_cpu, cpu = time.perf_counter(), time.thread_time(), time.process_time()
-        if profile:
+        if profile or calls:
             import cProfile
 
             profiler = cProfile.Profile()
             profiler.enable()
         await asyncio.gather(*(caller(per_caller) for _ in range(callers)))
-        if profile:
+        done = per_caller * callers
+        extra: dict[str, float] = {}
+        if profile or calls:
             import pstats
 
             profiler.disable()
-            pstats.Stats(profiler).sort_stats(profile).print_stats(40)
-        done = per_caller * callers
+            stats = pstats.Stats(profiler)
+            extra["calls"] = stats.total_calls / done  # type: ignore[attr-defined]
+            if profile:
+                stats.sort_stats(profile).print_stats(40)
         return {
+            **extra,
             "loop_us": 1e6 * (time.thread_time() - loop_cpu) / done,
             "process_us": 1e6 * (time.process_time() - cpu) / done,
             "wall_us": 1e6 * (time.perf_counter() - wall) / done,
@@ -131,7 +141,8 @@ def _child(args: argparse.Namespace) -> None:
     import uvloop
 
     uvloop.install()
-    print(json.dumps(asyncio.run(_measure(args.requests, args.callers, args.profile))))
+    result = _measure(args.requests, args.callers, args.profile, args.calls)
+    print(json.dumps(asyncio.run(result)))
 
 
 def _run_tree(tree: str, args: argparse.Namespace) -> dict[str, float]:
@@ -139,6 +150,8 @@ def _run_tree(tree: str, args: argparse.Namespace) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--child", "-n", str(args.requests), "-c", str(args.callers)]
     if args.profile:
         cmd += ["--profile", args.profile]
+    if args.calls:
+        cmd.append("--calls")
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     if args.profile:
         print(out)
@@ -155,6 +168,7 @@ def main() -> None:
     parser.add_argument("-c", "--callers", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", metavar="SORT", help="cProfile, sorted by SORT")
+    parser.add_argument("--calls", action="store_true", help="function calls per request")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -162,14 +176,15 @@ def main() -> None:
         return
     trees = [t.split("=", 1) for t in args.tree] or [["this", str(ROOT)]]
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in trees}
-    for round_ in range(1 if args.profile else args.rounds):
+    for round_ in range(1 if args.profile or args.calls else args.rounds):
         order = trees if round_ % 2 == 0 else trees[::-1]
         for name, tree in order:
             r = _run_tree(str(Path(tree).resolve()), args)
             results[name].append(r)
+            calls = f", {r['calls']:.1f} calls/request" if "calls" in r else ""
             print(
                 f"round {round_ + 1} {name}: loop {r['loop_us']:.1f} µs/request, "
-                f"process {r['process_us']:.1f}, wall {r['wall_us']:.1f}",
+                f"process {r['process_us']:.1f}, wall {r['wall_us']:.1f}{calls}",
                 flush=True,
             )
     first = trees[0][0]
