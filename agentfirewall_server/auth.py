@@ -23,7 +23,7 @@ from agentfirewall_server.roles import ROLES
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import sessions, users
-from agentfirewall_server.web import ApiError
+from agentfirewall_server.web import ApiError, header
 
 __all__ = [
     "ROLES",
@@ -55,8 +55,7 @@ def state_of(request: Request) -> AppState:
 
 
 def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+    scheme, _, value = (header(request, b"authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()

@@ -17,7 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from agentfirewall.errors import ActionSpecError, ConnectorError, PolicyError
@@ -27,6 +27,7 @@ __all__ = [
     "ApiError",
     "Strict",
     "error_response",
+    "header",
     "install_error_handlers",
     "json_fast",
     "json_ok",
@@ -149,9 +150,28 @@ def _too_large(limit: int, *, close: bool) -> ApiError:
     )
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """``request.headers.get(name)`` for a lower-case `name`, from one pass over the raw
+    headers kept in the scope (the first of repeated headers, as Starlette's ``get``):
+    the hot path reads three headers without building ``Headers`` and scanning it thrice."""
+    scope = request.scope
+    first: dict[bytes, bytes] | None = scope.get("af.headers")
+    if first is None:
+        first = {}
+        for key, value in scope["headers"]:
+            if key not in first:
+                first[key] = value
+        scope["af.headers"] = first
+    value = first.get(name)
+    return None if value is None else value.decode("latin-1")
+
+
 async def read_body(request: Request) -> bytes:
+    """The body, at most ``max_body_bytes`` (413), read from the ASGI messages directly
+    (what ``request.stream()`` yields, without its async generator); a second read raises
+    as ``stream()`` does."""
     limit: int = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
+    declared = header(request, b"content-length")
     if declared is not None:
         try:
             size = int(declared)
@@ -159,14 +179,27 @@ async def read_body(request: Request) -> bytes:
             raise ApiError(400, "`Content-Length` is not a number") from None
         if size > limit * _DRAIN_FACTOR:
             raise _too_large(limit, close=True)
+    scope = request.scope
+    if scope.get("af.body_read"):
+        raise RuntimeError("Stream consumed")
+    scope["af.body_read"] = True
+    receive = request.receive
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit * _DRAIN_FACTOR:
-            raise _too_large(limit, close=True)
-        if total <= limit:
-            chunks.append(chunk)
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit * _DRAIN_FACTOR:
+                raise _too_large(limit, close=True)
+            if total <= limit:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
     if total > limit:
         raise _too_large(limit, close=False)
     return b"".join(chunks)

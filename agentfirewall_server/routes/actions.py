@@ -44,6 +44,7 @@ from agentfirewall_server.tracing import annotate, child, rule_of
 from agentfirewall_server.web import (
     ApiError,
     Strict,
+    header,
     json_fast,
     json_ok,
     json_text,
@@ -101,7 +102,7 @@ async def _rate_limit(state: AppState, agent: AgentRecord) -> None:
 
 
 def _idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
+    key = header(request, b"idempotency-key")
     if key is None:
         return None
     if not 1 <= len(key) <= 200:
