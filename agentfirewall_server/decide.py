@@ -12,7 +12,7 @@ from agentfirewall_server.approvals import DEFAULT_ROLES
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 
-__all__ = ["approval_terms", "context_for", "evaluate", "explain", "issue_token"]
+__all__ = ["approval_terms", "context_for", "explain", "issue_token"]
 
 
 def context_for(agent: AgentRecord, spec: ActionSpec) -> EvaluationContext:
@@ -24,10 +24,6 @@ def context_for(agent: AgentRecord, spec: ActionSpec) -> EvaluationContext:
         enforcement_level=normalize_level(agent.enforcement_level),
         sdk_default="deny" if agent.sdk_default == "deny" else "allow",
     )
-
-
-def evaluate(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Decision:
-    return state.snapshot.engine.evaluate(spec, context_for(agent, spec))
 
 
 def explain(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Explanation:
