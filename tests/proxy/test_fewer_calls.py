@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +15,7 @@ from agentfirewall_proxy.http1 import (
     serialize_request_head,
     serialize_response_head,
 )
+from agentfirewall_proxy.main import GC_THRESHOLDS, settle_gc
 from agentfirewall_proxy.pipeline import Flow
 
 _TOKEN = st.binary(min_size=1, max_size=12)
@@ -95,3 +98,15 @@ def test_addon_methods_are_what_trigger_calls() -> None:
             method(flow)
         assert calls == by_trigger
         calls.clear()
+
+
+def test_settle_gc_freezes_start_up_and_collects_less_often() -> None:
+    """The command line settles the collector once listening (as the control plane does)."""
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
