@@ -82,14 +82,22 @@ async def _call(app: Any, path: str, token: str, body: bytes) -> list[dict[str, 
 async def _measure(
     requests: int, callers: int, profile: str | None, calls: bool = False
 ) -> dict[str, float]:
-    import gc
     import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tf-bench-inproc-") as tmp:
+        return await _measure_in(Path(tmp), requests, callers, profile, calls)
+
+
+async def _measure_in(
+    data_dir: Path, requests: int, callers: int, profile: str | None, calls: bool
+) -> dict[str, float]:
+    import asyncio
+    import gc
     import time
 
     from agentfirewall_server.app import create_app
     from agentfirewall_server.settings import Settings
 
-    data_dir = Path(tempfile.mkdtemp(prefix="tf-bench-inproc-"))
     app = create_app(Settings(data_dir=data_dir))
     body = json.dumps(SPEC).encode()
     async with app.router.lifespan_context(app):
@@ -103,8 +111,6 @@ async def _measure(
                 answer = await _call(app, "/api/v1/actions", key, body)
                 if answer[0]["status"] != 200:
                     raise RuntimeError(f"unexpected answer: {answer}")
-
-        import asyncio
 
         await asyncio.gather(*(caller(max(1, 400 // callers)) for _ in range(callers)))
         gc.collect()
