@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import socket
 import ssl
+import weakref
 from pathlib import Path
 
 from tests.proxy.support import KEY
@@ -27,10 +28,16 @@ def read_all(sock: socket.socket, timeout: float = 5.0) -> bytes:
     return b"".join(chunks)
 
 
+# bytes read past one response (a pipelined next one that came in the same recv): the next
+# read_response on that socket starts with them
+_unread: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+
+
 def read_response(sock: socket.socket, timeout: float = 5.0) -> bytes:
-    """One response head and its Content-Length body."""
+    """One response head and its Content-Length body (bytes after it are kept for the next
+    call on `sock`: two responses can arrive in one read)."""
     sock.settimeout(timeout)
-    data = b""
+    data = _unread.pop(sock, b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
@@ -47,6 +54,9 @@ def read_response(sock: socket.socket, timeout: float = 5.0) -> bytes:
         if not chunk:
             break
         body += chunk
+    if len(body) > length:
+        _unread[sock] = body[length:]
+        body = body[:length]
     return head + b"\r\n\r\n" + body
 
 
