@@ -178,11 +178,11 @@ class Gateway:
 
     def record(self, flow: Flow) -> None:
         """The flow is over: the ``done`` hook (traffic record, counters, access log)."""
-        for method in self._on_done:  # = self.addons.trigger(DoneHook(flow))
+        for method in self._on_done:
             method(flow)
 
     def decided(self, flow: Flow) -> None:
-        for method in self._on_decided:  # = self.addons.trigger(DecidedHook(flow))
+        for method in self._on_decided:
             method(flow)
 
     # -- config --------------------------------------------------------------------------

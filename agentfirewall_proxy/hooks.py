@@ -74,13 +74,9 @@ class Addons:
                 getattr(addon, hook.name) for addon in self.addons if hasattr(addon, hook.name)
             ]
 
-    def trigger(self, hook: Hook) -> None:
-        for method in self._methods[hook.name]:
-            method(hook.flow)
-
     def methods(self, hook: type[Hook]) -> tuple[Callable[[Flow], object], ...]:
-        """The addons' methods for `hook`, in order: what :meth:`trigger` calls (a caller
-        on the request path may call them itself, without a hook object per flow)."""
+        """The addons' methods for `hook`, in the addons' order: the gateway calls each with
+        the flow (no hook object per flow on the request path)."""
         return tuple(self._methods[hook.name])
 
 
