@@ -8,30 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agentfirewall._lazy import lazy_exports as _lazy_exports
 from agentfirewall._version import __version__
-from agentfirewall.actions import ActionSpec, Resource, action_hash, parse_action_spec
-from agentfirewall.decisions import ApprovalRequirement, Decision
-from agentfirewall.errors import (
-    ActionDenied,
-    ActionSpecError,
-    AgentFirewallError,
-    APIError,
-    ApprovalError,
-    AuthenticationError,
-    ConflictError,
-    ConnectorError,
-    NotFoundError,
-    PermissionDeniedError,
-    PolicyError,
-    RateLimitError,
-    ServerError,
-    TokenError,
-    TransportError,
-    ValidationError,
-    VaultError,
-)
 
 if TYPE_CHECKING:
+    from agentfirewall.actions import ActionSpec, Resource, action_hash, parse_action_spec
     from agentfirewall.client import (
         ActionResult,
         AgentFirewall,
@@ -41,11 +22,31 @@ if TYPE_CHECKING:
         ExecutionResult,
         NotApproved,
     )
+    from agentfirewall.decisions import ApprovalRequirement, Decision
+    from agentfirewall.errors import (
+        ActionDenied,
+        ActionSpecError,
+        AgentFirewallError,
+        APIError,
+        ApprovalError,
+        AuthenticationError,
+        ConflictError,
+        ConnectorError,
+        NotFoundError,
+        PermissionDeniedError,
+        PolicyError,
+        RateLimitError,
+        ServerError,
+        TokenError,
+        TransportError,
+        ValidationError,
+        VaultError,
+    )
 
-# The SDK clients load httpx; they are imported on first use so that importing the pure
-# core (``agentfirewall.actions``...) loads no network stack.
-_LAZY = frozenset(
-    {
+# Every name is loaded on first use from the module that defines it (agentfirewall._lazy).
+_HOMES = {
+    "actions": ("ActionSpec", "Resource", "action_hash", "parse_action_spec"),
+    "client": (
         "ActionResult",
         "AgentFirewall",
         "Approved",
@@ -53,21 +54,29 @@ _LAZY = frozenset(
         "DryRunResult",
         "ExecutionResult",
         "NotApproved",
-    }
-)
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        from agentfirewall import client
-
-        return getattr(client, name)
-    raise AttributeError(f"module `agentfirewall` has no attribute `{name}`")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
-
+    ),
+    "decisions": ("ApprovalRequirement", "Decision"),
+    "errors": (
+        "APIError",
+        "ActionDenied",
+        "ActionSpecError",
+        "AgentFirewallError",
+        "ApprovalError",
+        "AuthenticationError",
+        "ConflictError",
+        "ConnectorError",
+        "NotFoundError",
+        "PermissionDeniedError",
+        "PolicyError",
+        "RateLimitError",
+        "ServerError",
+        "TokenError",
+        "TransportError",
+        "ValidationError",
+        "VaultError",
+    ),
+}
+__getattr__, __dir__ = _lazy_exports(__name__, _HOMES)
 
 __all__ = [
     "APIError",

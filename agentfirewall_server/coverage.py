@@ -11,15 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from agentfirewall.policy.globs import compile_glob
-from agentfirewall.policy.packs import list_packs
+from agentfirewall.policy.packs import safe_default_packs
 from agentfirewall_server.snapshot import AgentRecord, Snapshot
 
 __all__ = ["SAFE_DEFAULT_PACKS", "agents_without_rules", "rules_of"]
 
 #: The built-in packs meant for every installation (`<provider>-safe-defaults`).
-SAFE_DEFAULT_PACKS: tuple[str, ...] = tuple(
-    p.name for p in list_packs() if p.name.endswith("-safe-defaults")
-)
+SAFE_DEFAULT_PACKS: tuple[str, ...] = safe_default_packs()
 
 
 def rules_of(snapshot: Snapshot, agent: AgentRecord) -> dict[str, Any]:

@@ -33,23 +33,40 @@ How the parts fit, bottom-up (a module imports only from the lines below its own
 
 from __future__ import annotations
 
-from agentfirewall.policy.engine import (
-    KILL_SWITCH_REASON,
-    NO_DENY_REASON,
-    Engine,
-    EvaluationContext,
-    Mode,
-)
-from agentfirewall.policy.explain import Explanation, Step
-from agentfirewall.policy.loader import (
-    load_policy,
-    load_policy_file,
-    validate_policy_text,
-)
-from agentfirewall.policy.models import Policy, Rule, Scope
-from agentfirewall.policy.operators import OPERATORS
-from agentfirewall.policy.packs import PackInfo, list_packs, load_pack
-from agentfirewall.policy.permissions import AccessRule, KillSwitch, Preset, preset_rules
+from typing import TYPE_CHECKING
+
+from agentfirewall._lazy import lazy_exports as _lazy_exports
+
+if TYPE_CHECKING:
+    from agentfirewall.policy.engine import (
+        KILL_SWITCH_REASON,
+        NO_DENY_REASON,
+        Engine,
+        EvaluationContext,
+        Mode,
+    )
+    from agentfirewall.policy.explain import Explanation, Step
+    from agentfirewall.policy.loader import (
+        load_policy,
+        load_policy_file,
+        validate_policy_text,
+    )
+    from agentfirewall.policy.models import Policy, Rule, Scope
+    from agentfirewall.policy.operators import OPERATORS
+    from agentfirewall.policy.packs import PackInfo, list_packs, load_pack
+    from agentfirewall.policy.permissions import AccessRule, KillSwitch, Preset, preset_rules
+
+# Every name is loaded on first use from the module that defines it (agentfirewall._lazy).
+_HOMES = {
+    "engine": ("KILL_SWITCH_REASON", "NO_DENY_REASON", "Engine", "EvaluationContext", "Mode"),
+    "explain": ("Explanation", "Step"),
+    "loader": ("load_policy", "load_policy_file", "validate_policy_text"),
+    "models": ("Policy", "Rule", "Scope"),
+    "operators": ("OPERATORS",),
+    "packs": ("PackInfo", "list_packs", "load_pack"),
+    "permissions": ("AccessRule", "KillSwitch", "Preset", "preset_rules"),
+}
+__getattr__, __dir__ = _lazy_exports(__name__, _HOMES)
 
 __all__ = [
     "KILL_SWITCH_REASON",

@@ -1,4 +1,4 @@
-"""`tf demo [--yes]`: the 60-second tour, on a throwaway gateway with fake GitHub and Stripe.
+"""`tf demo [--yes]` run: the 60-second tour, on a throwaway gateway with fake GitHub and Stripe.
 
 No account, key or network: everything runs on 127.0.0.1 from a temporary directory that
 is deleted at the end. It doubles as a smoke test (`tf demo --yes` exits 0 when every step
@@ -7,7 +7,6 @@ did what it shows). Lines fit 80 columns.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import tempfile
@@ -21,12 +20,12 @@ from typing import Any
 
 import httpx
 
-from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.context import Context
 from agentfirewall_proxy.cli.names import short_ids
 from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_OK, CliError
 from agentfirewall_proxy.demo.tour import AGENT, RULES, Running, Step, running
 
-__all__ = ["register"]
+__all__ = ["demo"]
 
 GITHUB = "https://api.github.com/repos/acme/api"
 BALANCE = "https://api.stripe.com/v1/balance"
@@ -197,20 +196,3 @@ def demo(ctx: Context) -> int:
 
     ctx.out.result({"ok": ok, "steps": [asdict(step) for step in steps]}, render)
     return EXIT_OK if ok else EXIT_ERROR
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = add_command(
-        sub,
-        "demo",
-        help="a 60-second tour on a throwaway gateway (no account, key or network)",
-        description="Starts a throwaway gateway (temporary state, free ports) with fake GitHub "
-        "and Stripe, and runs a scripted agent through it: an allowed read, a denied delete, a "
-        "merge held until you approve it, the kill switch, and the audit log verified. "
-        "Exits 0 when every step did what it shows (a smoke test for CI with --yes).",
-        examples="  tf demo\n  tf demo --yes          # approve the held merge without asking\n"
-        "  tf demo --yes --json",
-        common=common,
-        handler=demo,
-    )
-    parser.add_argument("--yes", "-y", action="store_true", help="approve the held merge")

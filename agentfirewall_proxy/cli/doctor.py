@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.doctor_probes import (
     NODE_PROBES,
@@ -34,7 +32,6 @@ from agentfirewall_proxy.cli.doctor_probes import (
 )
 from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_OK, CliError
 from agentfirewall_proxy.cli.run_cmd import NODE_PRELOAD, is_listening
-from agentfirewall_proxy.isolate.run import check_available
 from agentfirewall_proxy.runenv import (
     RunSpec,
     build_ca_bundle,
@@ -80,6 +77,8 @@ def _state_checks(ctx: Context) -> list[Check]:
 
 def _ca_check(path: Path) -> Check:
     try:
+        from cryptography import x509  # only when the CA is checked
+
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError) as exc:
         return Check("gateway CA", False, f"{path}: {exc} (`tf up` creates it)")
@@ -153,6 +152,8 @@ def _client_checks(ctx: Context, env: dict[str, str], url: str) -> list[Check]:
 
 
 def _isolate_check() -> Check:
+    from agentfirewall_proxy.isolate.run import check_available
+
     found = check_available()
     detail = found.detail + (f"; to fix: {found.hint}" if found.hint else "")
     return Check("isolation (--isolate)", found.ok, detail)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfirewall.errors import AgentFirewallError
+from agentfirewall.policy.packs import safe_default_packs
 from agentfirewall_proxy.cli.client import AdminClient, in_process
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_OK, CliError
@@ -27,9 +28,10 @@ from agentfirewall_proxy.cli.state import (
     save_config,
 )
 from agentfirewall_proxy.cli.templates import TEMPLATES, Template
-from agentfirewall_server.coverage import SAFE_DEFAULT_PACKS
 
 __all__ = ["create_state", "register"]
+
+SAFE_DEFAULT_PACKS = safe_default_packs()
 
 
 def _url(default: str, host: str | None, port: int | None) -> str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentfirewall.connectors import connector_types
 from agentfirewall_proxy.cli.agent_cmd import agent_names
 from agentfirewall_proxy.cli.client import AdminClient
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.monitor import _switch_text
-from agentfirewall_proxy.cli.names import close_matches, did_you_mean
+from agentfirewall_proxy.cli.names import close_matches, connector_types, did_you_mean
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
 
 __all__ = ["check_scope", "register"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
-from agentfirewall.connectors import ConnectorError, connector_types, get_connector
 from agentfirewall.policy.globs import compile_glob
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
 
@@ -19,6 +18,7 @@ __all__ = [
     "MIN_PREFIX",
     "catalogue_actions",
     "close_matches",
+    "connector_types",
     "did_you_mean",
     "resolve_prefix",
     "short_ids",
@@ -54,9 +54,19 @@ def did_you_mean(matches: Sequence[str]) -> str:
     return f": did you mean {shown}?"
 
 
+def connector_types() -> list[str]:
+    """Every connector type the gateway parses (the registry loads every connector, so it
+    is imported when a command needs it, not when `tf` starts)."""
+    from agentfirewall.connectors import connector_types as registered
+
+    return registered()
+
+
 def catalogue_actions(connector: str) -> list[str]:
     """Every action name the catalogue knows for a connector type (``*``: every type),
     with the fallback ``<type>.<method>`` names and the generic connector's aliases."""
+    from agentfirewall.connectors import ConnectorError, get_connector
+
     types = connector_types() if connector == "*" else [connector]
     names: list[str] = []
     for kind in types:

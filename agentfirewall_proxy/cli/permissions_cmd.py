@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentfirewall.connectors import connector_types
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, OUTCOMES, normalize_level
 from agentfirewall_proxy.cli.agent_cmd import check_new_agent, find_agent
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.names import (
     close_matches,
+    connector_types,
     did_you_mean,
     resolve_prefix,
     short_ids,

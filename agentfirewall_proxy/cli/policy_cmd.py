@@ -7,20 +7,10 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentfirewall.actions import parse_action_spec
-from agentfirewall.decisions import Decision
+from agentfirewall import policy  # its names load on first use (pydantic: only when run)
 from agentfirewall.errors import ActionSpecError, PolicyError
-from agentfirewall.policy import (
-    AccessRule,
-    Engine,
-    EvaluationContext,
-    Explanation,
-    KillSwitch,
-    load_policy,
-    validate_policy_text,
-)
 from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
@@ -37,6 +27,11 @@ from agentfirewall_proxy.cli.permissions_cmd import connector_type
 from agentfirewall_proxy.cli.replay_cmd import add_replay
 from agentfirewall_proxy.cli.shadow_cmd import add_shadow
 
+if TYPE_CHECKING:
+    from agentfirewall.actions import ActionSpec
+    from agentfirewall.decisions import Decision
+    from agentfirewall.policy import Explanation
+
 __all__ = ["register"]
 
 _EXIT_FOR = {"allow": EXIT_OK, "deny": EXIT_DENIED, "require_approval": EXIT_PENDING}
@@ -52,7 +47,7 @@ def _read(path: str) -> str:
 def validate(ctx: Context) -> int:
     report = []
     for path in ctx.args.files:
-        errors = validate_policy_text(_read(path), source=path)
+        errors = policy.validate_policy_text(_read(path), source=path)
         report.append({"file": path, "valid": not errors, "errors": [_err(e) for e in errors]})
 
     def render() -> None:
@@ -80,7 +75,7 @@ def _param(text: str) -> tuple[str, object]:
         return key, raw
 
 
-def _spec(ctx: Context) -> Any:
+def _spec(ctx: Context) -> ActionSpec:
     args = ctx.args
     provider = args.provider or str(args.action).split(".", 1)[0]
     data = {
@@ -89,6 +84,8 @@ def _spec(ctx: Context) -> Any:
         "parameters": dict(_param(p) for p in args.param),
     }
     data["resource"] = {k: v for k, v in data["resource"].items() if v is not None}
+    from agentfirewall.actions import parse_action_spec
+
     try:
         return parse_action_spec(data)
     except ActionSpecError as exc:
@@ -114,13 +111,13 @@ def test(ctx: Context) -> int:
     policies = []
     for path in ctx.args.files:
         try:
-            policies.append(load_policy(_read(path), source=path))
+            policies.append(policy.load_policy(_read(path), source=path))
         except PolicyError as exc:
             raise CliError(str(exc)) from None
-    engine = Engine(policies=policies)
+    engine = policy.Engine(policies=policies)
     agent = ctx.args.agent or "agent"
     now = datetime.now(UTC)
-    context = EvaluationContext(agent=agent, mode="sdk", now=now)
+    context = policy.EvaluationContext(agent=agent, mode="sdk", now=now)
     return _show(ctx, engine.explain(_spec(ctx), context))
 
 
@@ -141,19 +138,21 @@ def explain(ctx: Context) -> int:
             level = client.get(f"/v1/agents/{path_id(args.gateway)}").get("enforcement_level")
         except CliError:  # not registered yet: `tf run` would create it at the default level
             level = client.get("/v1/settings").get("default_enforcement_level")
-    engine = Engine(
+    engine = policy.Engine(
         access_rules=alias_rules(
             [
-                AccessRule(r["agent"], r["connector"], r["action_pattern"], r["decision"], r["id"])
+                policy.AccessRule(
+                    r["agent"], r["connector"], r["action_pattern"], r["decision"], r["id"]
+                )
                 for r in rules
             ]
         ),
-        policies=[load_policy(p["document"]) for p in policies if p.get("enabled", True)],
+        policies=[policy.load_policy(p["document"]) for p in policies if p.get("enabled", True)],
         kill_switches=[
-            KillSwitch(s["scope"], s.get("target"), s.get("reason") or "") for s in switches
+            policy.KillSwitch(s["scope"], s.get("target"), s.get("reason") or "") for s in switches
         ],
     )
-    context = EvaluationContext(
+    context = policy.EvaluationContext(
         agent=args.gateway,
         mode="proxy",
         now=datetime.now(UTC),
@@ -183,8 +182,8 @@ def policy_list(ctx: Context) -> int:
 
 def policy_add(ctx: Context) -> int:
     with ctx.client(offline=True) as client:
-        policy = client.post("/v1/policies", {"document": _read(ctx.args.file)})
-    ctx.out.result(policy, lambda: ctx.out.success(f"policy {policy.get('name')} added"))
+        added = client.post("/v1/policies", {"document": _read(ctx.args.file)})
+    ctx.out.result(added, lambda: ctx.out.success(f"policy {added.get('name')} added"))
     return EXIT_OK
 
 

@@ -26,7 +26,6 @@ from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import AdminClient
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
-from agentfirewall_proxy.isolate.run import run_isolated
 from agentfirewall_proxy.runenv import (
     RunSpec,
     build_ca_bundle,
@@ -188,6 +187,8 @@ def run(ctx: Context) -> int:
         how = " isolated: its only way out is the gateway" if isolate else ""
         ctx.out.note(f"tf: {name} ({_level_text(ensured, agent)}) via {proxy}{how}")
     if isolate:
+        from agentfirewall_proxy.isolate.run import run_isolated  # namespaces: only here
+
         return run_isolated(
             command,
             env,

@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from agentfirewall.policy import validate_policy_text
+from agentfirewall import policy  # its names load on first use
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
@@ -28,7 +28,7 @@ def shadow_add(ctx: Context) -> int:
         raise CliError("give policy files (FILE|DIR) and/or --permissions FILE", code=EXIT_USAGE)
     texts = read_policies(args.path) if args.path else []
     for index, text in enumerate(texts):  # all or nothing: every file checked before any POST
-        errors = validate_policy_text(text)
+        errors = policy.validate_policy_text(text)
         if errors:
             where = f"policy file {index + 1} of {len(texts)}" if len(texts) > 1 else args.path
             raise CliError(f"{where}: {errors[0]}", code=EXIT_USAGE)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -162,3 +164,16 @@ def test_policy_validate_and_test_exit_codes(bare_project: Project) -> None:
     denied = bare_project.tf(*base, "--param", "force=true", "--json", check=False)
     assert denied.returncode == 3
     assert json.loads(denied.stdout)["decision"]["outcome"] == "deny"
+
+
+def test_tf_starts_without_the_server_or_the_models() -> None:
+    """Every `tf` command starts by building the whole parser: that loads no pydantic model,
+    no database layer and no server (each command imports those when it runs)."""
+    probe = (
+        "import sys, agentfirewall_proxy.cli.app as app\n"
+        "app.build_parser()\n"
+        "heavy = ('pydantic', 'sqlalchemy', 'uvicorn', 'starlette', 'agentfirewall_server')\n"
+        "print(*[m for m in heavy if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []

@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from agentfirewall.errors import PolicyError
-from agentfirewall.policy.loader import load_policy
-from agentfirewall.policy.models import Policy
 
-__all__ = ["PackInfo", "list_packs", "load_pack"]
+if TYPE_CHECKING:
+    from agentfirewall.policy.models import Policy
+
+__all__ = ["PackInfo", "list_packs", "load_pack", "safe_default_packs"]
 
 _SUFFIX = ".yaml"
 
@@ -46,6 +48,8 @@ def _load(name: str) -> Policy:  # packs are immutable data: parse each once
     if name not in files:
         known = ", ".join(sorted(files))
         raise PolicyError(f"unknown policy pack `{name}`: expected one of {known}")
+    from agentfirewall.policy.loader import load_policy  # pydantic: loaded when a pack is
+
     text = resources.files(__name__).joinpath(files[name]).read_text(encoding="utf-8")
     return load_policy(text, source=f"pack:{name}")
 
@@ -53,3 +57,8 @@ def _load(name: str) -> Policy:  # packs are immutable data: parse each once
 def list_packs() -> list[PackInfo]:
     """Every built-in pack, sorted by name."""
     return [PackInfo(name, load_pack(name).description) for name in sorted(_files())]
+
+
+def safe_default_packs() -> tuple[str, ...]:
+    """The packs meant for every installation (``<provider>-safe-defaults``), by name."""
+    return tuple(sorted(name for name in _files() if name.endswith("-safe-defaults")))
