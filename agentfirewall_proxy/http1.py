@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from itertools import chain
 
 import httptools
 
@@ -46,13 +47,13 @@ class Head:
     keep_alive: bool
     chunked: bool
     content_length: int | None
+    #: The header names in lowercase, in the order of `headers` (lowered once, when parsed).
+    names: list[bytes]
 
     def get(self, name: bytes) -> bytes | None:
         """First value of header `name` (give it lowercase)."""
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
+        names = self.names
+        return self.headers[names.index(name)][1] if name in names else None
 
     @property
     def has_body(self) -> bool:
@@ -68,6 +69,13 @@ class ResponseHead:
     keep_alive: bool
     chunked: bool
     content_length: int | None
+    #: The header names in lowercase, in the order of `headers`.
+    names: list[bytes]
+
+    def get(self, name: bytes) -> bytes | None:
+        """First value of header `name` (give it lowercase)."""
+        names = self.names
+        return self.headers[names.index(name)][1] if name in names else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +102,11 @@ END = _End()
 Event = Head | ResponseHead | bytes | _End | Upgrade | ParseError
 
 
-def _framing(headers: Headers) -> tuple[bool, int | None, str | None]:
-    """(chunked, content_length, problem) from already llhttp-validated headers."""
+def _framing(headers: Headers, names: list[bytes]) -> tuple[bool, int | None, str | None]:
+    """(chunked, content_length, problem) from already llhttp-validated headers (`names`:
+    theirs in lowercase)."""
     chunked, length, problem = False, None, None
-    for key, value in headers:
-        lowered = key.lower()
+    for lowered, (_, value) in zip(names, headers, strict=True):
         if lowered == b"transfer-encoding":
             if value.strip().lower() != b"chunked" or chunked:
                 problem = "unsupported transfer-encoding"
@@ -113,19 +121,28 @@ class _Base:
         self.events: deque[Event] = deque()
         self.max_head = max_head
         self._headers: Headers = []
-        self._head_size = 0
+        self._names: list[bytes] = []
+        #: The request target's length (the headers' are counted by `head_size`).
+        self._target_size = 0
         #: True between the first byte of a message and the end of its head.
         self.in_head = False
         self.failed = False
 
     def on_message_begin(self) -> None:
         self._headers = []
-        self._head_size = 0
+        self._names = []
+        self._target_size = 0
         self.in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
         self._headers.append((name, value))
+        self._names.append(name.lower())
+
+    def head_size(self) -> int:
+        """The head's size so far, as counted against `max_head`: the target, and each
+        whole header's name and value plus 4 (``: `` and CRLF)."""
+        headers = self._headers
+        return self._target_size + sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
 
     def on_body(self, body: bytes) -> None:
         self.events.append(body)
@@ -148,14 +165,14 @@ class RequestParser(_Base):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._head_size += len(url)
+        self._target_size += len(url)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        if self._head_size > self.max_head:
+        if self.head_size() > self.max_head:
             raise _Refused(431, "request header fields too large")
         parser = self._parser
-        chunked, length, problem = _framing(self._headers)
+        chunked, length, problem = _framing(self._headers, self._names)
         if problem:
             raise _Refused(501, problem)
         self.events.append(
@@ -167,6 +184,7 @@ class RequestParser(_Base):
                 keep_alive=parser.should_keep_alive(),
                 chunked=chunked,
                 content_length=length,
+                names=self._names,
             )
         )
 
@@ -187,7 +205,7 @@ class RequestParser(_Base):
                 self._fail(cause.status, cause.message)
             else:
                 self._fail(400, f"malformed request: {exc}")
-        if self.in_head and self._head_size > self.max_head:
+        if self.in_head and self.head_size() > self.max_head:
             self._fail(431, "request header fields too large")
 
     def _fail(self, status: int, message: str) -> None:
@@ -213,7 +231,7 @@ class ResponseParser(_Base):
     def on_headers_complete(self) -> None:
         self.in_head = False
         parser = self._parser
-        chunked, length, _ = _framing(self._headers)
+        chunked, length, _ = _framing(self._headers, self._names)
         self.events.append(
             ResponseHead(
                 status=parser.get_status_code(),
@@ -223,6 +241,7 @@ class ResponseParser(_Base):
                 keep_alive=parser.should_keep_alive(),
                 chunked=chunked,
                 content_length=length,
+                names=self._names,
             )
         )
 
@@ -234,7 +253,7 @@ class ResponseParser(_Base):
         except httptools.HttpParserError as exc:
             self.events.append(ParseError(502, f"malformed upstream response: {exc}"))
             self.failed = True
-        if self.in_head and self._head_size > self.max_head:
+        if self.in_head and self.head_size() > self.max_head:
             self.events.append(ParseError(502, "upstream response head too large"))
             self.failed = True
 
