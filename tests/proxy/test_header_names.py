@@ -26,7 +26,7 @@ from agentfirewall_proxy.pipeline import (
     split_authority,
     upstream_headers,
 )
-from agentfirewall_proxy.scrub import body_decoder
+from agentfirewall_proxy.scrub import Scrubber, body_decoder, scrubber_for
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -125,6 +125,22 @@ def reference_upstream_headers(
         headers = [(k, v) for k, v in headers if k.lower() not in _UNSEARCHABLE]
         headers.append((b"Accept-Encoding", b"identity"))
     return headers
+
+
+def reference_scrubbed_headers(scrubber: Scrubber, headers: Headers) -> tuple[Headers, int]:
+    if not scrubber.found(b"\n".join([b"%b\n%b" % pair for pair in headers])):
+        return headers, 0
+    out: Headers = []
+    total = 0
+    for name, value in headers:
+        name_clean, found = scrubber.scrub(name)
+        if found:
+            total += found
+            continue
+        value, found = scrubber.scrub(value)
+        total += found
+        out.append((name_clean, value))
+    return out, total
 
 
 class RunningSizeParser(RequestParser):
@@ -278,3 +294,18 @@ def test_body_decoder_changes_nothing_without_a_content_encoding(headers: Header
     """What ``respond`` relies on to skip it when no name is ``content-encoding``."""
     if b"content-encoding" not in lowered(headers):
         assert body_decoder(headers) == (headers, None)
+
+
+_SECRET = b"token ghp_realGithubToken0000000000000000000/+x"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_NAME | st.just(b"X-" + _SECRET),
+                       _VALUE | st.sampled_from([_SECRET, b"a" + _SECRET[:9]])),
+             max_size=6),
+)  # fmt: skip
+def test_scrubbed_headers_equal_their_definition(headers: Headers) -> None:
+    scrubber = scrubber_for([_SECRET])
+    assert scrubber is not None
+    assert scrubber.headers(headers) == reference_scrubbed_headers(scrubber, headers)
