@@ -116,14 +116,21 @@ def _framing(headers: Headers, names: list[bytes]) -> tuple[bool, int | None, st
     return chunked, length, problem
 
 
+#: What :func:`_framing` says of headers without either of its names.
+_UNFRAMED: tuple[bool, int | None, str | None] = (False, None, None)
+
+
 class _Base:
+    #: Whether the first line's text counts against `max_head` (a request's target does).
+    _first_line_counted = False
+
     def __init__(self, max_head: int) -> None:
         self.events: deque[Event] = deque()
         self.max_head = max_head
         self._headers: Headers = []
         self._names: list[bytes] = []
-        #: The request target's length (the headers' are counted by `head_size`).
-        self._target_size = 0
+        #: The request's target or the response's reason phrase, as it comes.
+        self._first_line = b""
         #: True between the first byte of a message and the end of its head.
         self.in_head = False
         self.failed = False
@@ -131,7 +138,7 @@ class _Base:
     def on_message_begin(self) -> None:
         self._headers = []
         self._names = []
-        self._target_size = 0
+        self._first_line = b""
         self.in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -139,10 +146,11 @@ class _Base:
         self._names.append(name.lower())
 
     def head_size(self) -> int:
-        """The head's size so far, as counted against `max_head`: the target, and each
-        whole header's name and value plus 4 (``: `` and CRLF)."""
+        """The head's size so far, as counted against `max_head`: a request's target, and
+        each whole header's name and value plus 4 (``: `` and CRLF)."""
         headers = self._headers
-        return self._target_size + sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
+        size = sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
+        return size + len(self._first_line) if self._first_line_counted else size
 
     def on_body(self, body: bytes) -> None:
         self.events.append(body)
@@ -154,31 +162,32 @@ class _Base:
 class RequestParser(_Base):
     """Request parser; call :meth:`feed` with bytes, then pop :attr:`events`."""
 
+    _first_line_counted = True
+
     def __init__(self, max_head: int = 65536) -> None:
         super().__init__(max_head)
-        self._url = b""
         self._parser = httptools.HttpRequestParser(self)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._url = b""
-
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._target_size += len(url)
+        self._first_line += url
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         if self.head_size() > self.max_head:
             raise _Refused(431, "request header fields too large")
         parser = self._parser
-        chunked, length, problem = _framing(self._headers, self._names)
+        names = self._names
+        chunked, length, problem = (
+            _framing(self._headers, names)
+            if b"content-length" in names or b"transfer-encoding" in names
+            else _UNFRAMED  # (a bodiless request, most often: no call)
+        )
         if problem:
             raise _Refused(501, problem)
         self.events.append(
             Head(
                 method=parser.get_method().decode("ascii"),
-                target=self._url,
+                target=self._first_line,
                 headers=self._headers,
                 version=parser.get_http_version(),
                 keep_alive=parser.should_keep_alive(),
@@ -218,15 +227,10 @@ class ResponseParser(_Base):
 
     def __init__(self, max_head: int = 65536) -> None:
         super().__init__(max_head)
-        self._reason = b""
         self._parser = httptools.HttpResponseParser(self)
 
     def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._reason = b""
+        self._first_line += reason
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -235,7 +239,7 @@ class ResponseParser(_Base):
         self.events.append(
             ResponseHead(
                 status=parser.get_status_code(),
-                reason=self._reason,
+                reason=self._first_line,
                 headers=self._headers,
                 version=parser.get_http_version(),
                 keep_alive=parser.should_keep_alive(),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
 from agentfirewall_proxy.flow import Flow
 from agentfirewall_proxy.http1 import (
+    _UNFRAMED,
     END,
     Head,
     RequestParser,
@@ -162,6 +163,21 @@ class RunningSizeParser(RequestParser):
         return self.running
 
 
+class RunningSizeResponseParser(ResponseParser):
+    """The response parser with its head size added up as each header comes (no reason)."""
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.running = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.running += len(name) + len(value) + 4
+
+    def head_size(self) -> int:
+        return self.running
+
+
 # -- the properties ---------------------------------------------------------------------
 
 
@@ -181,6 +197,9 @@ def test_get_is_the_first_value_of_the_lowercase_name(headers: Headers, name: by
 @given(_HEADERS)
 def test_framing_from_the_lowered_names_equals_its_definition(headers: Headers) -> None:
     assert outcome(_framing, headers, lowered(headers)) == outcome(reference_framing, headers)
+    names = lowered(headers)
+    if b"content-length" not in names and b"transfer-encoding" not in names:
+        assert reference_framing(headers) == _UNFRAMED  # (what a request parser skips to)
 
 
 _HOST_VALUES = st.sampled_from([b"127.0.0.1:8080", b"127.0.0.1", b"Example.COM.", b"a:0",
@@ -309,3 +328,26 @@ def test_scrubbed_headers_equal_their_definition(headers: Headers) -> None:
     scrubber = scrubber_for([_SECRET])
     assert scrubber is not None
     assert scrubber.headers(headers) == reference_scrubbed_headers(scrubber, headers)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_TOKEN_NAME, st.sampled_from([b"1", b"ok", b"", b"y" * 30])),
+             max_size=6),
+    st.sampled_from([b"OK", b"", b"A Much Longer Reason Phrase" * 3]),
+    st.integers(1, 300),
+    st.lists(st.integers(1, 60), max_size=4),
+)  # fmt: skip
+def test_response_parsing_gives_the_same_events_and_the_same_502s(
+    headers: Headers, reason: bytes, max_head: int, cuts: list[int]
+) -> None:
+    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    lines = b"".join(b"%b: %b\r\n" % pair for pair in headers)
+    data = b"HTTP/1.1 200 %b\r\n%bContent-Length: 2\r\n\r\nhi" % (reason, lines) * 2
+    new, old = ResponseParser(max_head), RunningSizeResponseParser(max_head)
+    start = 0
+    for cut in [*cuts, len(data)]:
+        piece, start = data[start : start + cut], start + cut
+        new.feed(piece)
+        old.feed(piece)
+    assert list(new.events) == list(old.events)
