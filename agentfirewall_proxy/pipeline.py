@@ -260,8 +260,7 @@ def http_request(
     encoding, which connectors that read bodies refuse (fail closed).
     """
     headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers])
-    encoding = head.get(b"content-encoding")
-    if encoding is not None and body and limit:
+    if body and limit and (encoding := head.get(b"content-encoding")) is not None:
         decoded = _decoded(encoding.strip().lower(), body, complete, limit)
         if decoded is not None:
             body, complete = decoded

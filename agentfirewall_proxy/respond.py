@@ -96,9 +96,8 @@ async def respond(
         if response.status == 206:  # no range was asked: a piece could be half a secret
             raise UpstreamError(502, "a partial response (206) cannot be checked for the "
                                 "injected credential")  # fmt: skip
-        headers, found = scrubber.headers(headers)
-        reason, more = scrubber.scrub(reason)
-        flow.scrubbed += found + more
+        reason, headers, found = scrubber.response_head(reason, headers)
+        flow.scrubbed += found
     if response.status == 101 and upgrade is not None:
         relayed = _upgraded_scrubber(scrubber, headers)
         conn.write(serialize_response_head(101, reason, headers))

@@ -150,6 +150,17 @@ class Scrubber:
             out.append((name_clean, value))
         return out, total
 
+    def response_head(
+        self, reason: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[bytes, list[tuple[bytes, bytes]], int]:
+        """The reason phrase scrubbed and :meth:`headers`, and how many secrets were found:
+        one search when there is none."""
+        if not self.found(b"\n".join(chain((reason,), *headers))):
+            return reason, headers, 0  # (a newline is in no secret: nothing spans two fields)
+        headers, found = self.headers(headers)
+        reason, more = self.scrub(reason)
+        return reason, headers, found + more
+
     def stream(self) -> ScrubStream:
         return ScrubStream(self)
 

@@ -3,11 +3,13 @@ parsed, and every lookup reads them; each shorter path equals its definition bef
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentfirewall.connectors import HttpRequest
 from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
 from agentfirewall_proxy.flow import Flow
 from agentfirewall_proxy.http1 import (
@@ -23,7 +25,9 @@ from agentfirewall_proxy.pipeline import (
     _DEFAULT_PORTS,
     _DROP_UP,
     Refusal,
+    _decoded,
     check_host_header,
+    http_request,
     split_authority,
     upstream_headers,
 )
@@ -142,6 +146,21 @@ def reference_scrubbed_headers(scrubber: Scrubber, headers: Headers) -> tuple[He
         total += found
         out.append((name_clean, value))
     return out, total
+
+
+def reference_http_request(
+    flow: Flow, head: Head, body: bytes, complete: bool, limit: int = 0
+) -> HttpRequest:
+    headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers])
+    encoding = head.get(b"content-encoding")
+    if encoding is not None and body and limit:
+        decoded = _decoded(encoding.strip().lower(), body, complete, limit)
+        if decoded is not None:
+            body, complete = decoded
+            headers = tuple(h for h in headers if h[0].lower() != "content-encoding")
+    return HttpRequest(method=flow.method, scheme=flow.scheme, host=flow.host, port=flow.port,
+                       path=flow.path, query=flow.query, headers=headers, body=body,
+                       body_complete=complete)  # fmt: skip
 
 
 class RunningSizeParser(RequestParser):
@@ -332,6 +351,23 @@ def test_scrubbed_headers_equal_their_definition(headers: Headers) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
+    st.lists(st.tuples(_NAME | st.just(b"X-" + _SECRET),
+                       _VALUE | st.sampled_from([_SECRET, b"a" + _SECRET[:9]])),
+             max_size=6),
+    st.sampled_from([b"", b"OK", _SECRET, b"Not " + _SECRET[:12], b"x" + _SECRET + _SECRET]),
+)  # fmt: skip
+def test_a_scrubbed_response_head_equals_its_headers_and_reason_scrubbed(
+    headers: Headers, reason: bytes
+) -> None:
+    scrubber = scrubber_for([_SECRET])
+    assert scrubber is not None
+    scrubbed, found = reference_scrubbed_headers(scrubber, headers)
+    clean_reason, more = scrubber.scrub(reason)
+    assert scrubber.response_head(reason, headers) == (clean_reason, scrubbed, found + more)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
     st.lists(st.tuples(_TOKEN_NAME, st.sampled_from([b"1", b"ok", b"", b"y" * 30])),
              max_size=6),
     st.sampled_from([b"OK", b"", b"A Much Longer Reason Phrase" * 3]),
@@ -351,3 +387,21 @@ def test_response_parsing_gives_the_same_events_and_the_same_502s(
         new.feed(piece)
         old.feed(piece)
     assert list(new.events) == list(old.events)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([b"Content-Encoding", b"content-encoding", b"X-A"]),
+                       st.sampled_from([b"gzip", b" GZIP ", b"br", b"identity", b""])),
+             max_size=3),
+    st.sampled_from([b"", b"plain", gzip.compress(b"hello" * 20)]),
+    st.booleans(),
+    st.sampled_from([0, 10, 1 << 20]),
+)  # fmt: skip
+def test_the_connectors_view_equals_its_definition(
+    headers: Headers, body: bytes, complete: bool, limit: int
+) -> None:
+    flow, head = Flow(request_id="r", method="POST", host="example.com"), head_of(headers)
+    assert http_request(flow, head, body, complete, limit) == reference_http_request(
+        flow, head, body, complete, limit
+    )
