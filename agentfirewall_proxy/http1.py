@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from itertools import chain
 
 import httptools
 
@@ -121,9 +120,6 @@ _UNFRAMED: tuple[bool, int | None, str | None] = (False, None, None)
 
 
 class _Base:
-    #: Whether the first line's text counts against `max_head` (a request's target does).
-    _first_line_counted = False
-
     def __init__(self, max_head: int) -> None:
         self.events: deque[Event] = deque()
         self.max_head = max_head
@@ -131,6 +127,7 @@ class _Base:
         self._names: list[bytes] = []
         #: The request's target or the response's reason phrase, as it comes.
         self._first_line = b""
+        self._head_size = 0
         #: True between the first byte of a message and the end of its head.
         self.in_head = False
         self.failed = False
@@ -139,18 +136,19 @@ class _Base:
         self._headers = []
         self._names = []
         self._first_line = b""
+        self._head_size = 0
         self.in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
         self._names.append(name.lower())
+        self._head_size += len(name) + len(value) + 4
 
     def head_size(self) -> int:
         """The head's size so far, as counted against `max_head`: a request's target, and
-        each whole header's name and value plus 4 (``: `` and CRLF)."""
-        headers = self._headers
-        size = sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
-        return size + len(self._first_line) if self._first_line_counted else size
+        each whole header's name and value plus 4 (``: `` and CRLF). Added up as the parts
+        come, so a head fed a byte at a time costs no more than one fed whole."""
+        return self._head_size
 
     def on_body(self, body: bytes) -> None:
         self.events.append(body)
@@ -162,14 +160,13 @@ class _Base:
 class RequestParser(_Base):
     """Request parser; call :meth:`feed` with bytes, then pop :attr:`events`."""
 
-    _first_line_counted = True
-
     def __init__(self, max_head: int = 65536) -> None:
         super().__init__(max_head)
         self._parser = httptools.HttpRequestParser(self)
 
     def on_url(self, url: bytes) -> None:
         self._first_line += url
+        self._head_size += len(url)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
