@@ -48,9 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["exchange", "resume_exchange"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-#: Asked of the upstream only when no credential is injected: compression and extensions
-#: would hide a secret from the scrubber, ranges would hand it out piece by piece.
-_UNSEARCHABLE = frozenset({b"accept-encoding", b"sec-websocket-extensions", b"range", b"if-range"})
 
 
 async def exchange(
@@ -387,11 +384,10 @@ async def _forward(
     length, chunked = _body_framing(head, prefix, complete)
     computed = flow.connector is not None and flow.connector.injector is not None
     token = await prepare(gateway.tokens, flow) if computed else None
-    headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked)
-    if scrubber_of(flow) is not None or guards_response(gateway, flow) or flow.llm_budget:
-        # only what can be searched may come back
-        headers = [(k, v) for k, v in headers if k.lower() not in _UNSEARCHABLE]
-        headers.append((b"Accept-Encoding", b"identity"))
+    # only what can be searched may come back when it is scrubbed, guarded or metered
+    searchable = scrubber_of(flow) is not None or guards_response(gateway, flow) or flow.llm_budget
+    headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked,
+                               searchable=searchable)  # fmt: skip
     if upgrade is not None:
         headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade") or b"")]
     if flow.trace is not None:  # the upstream's parent span is the gateway's, not the agent's

@@ -132,9 +132,8 @@ async def guarded_respond(
     headers, reason = response.headers, response.reason
     scrubber = flow.connector.scrubber if flow.connector is not None else None
     if scrubber is not None:
-        headers, found = scrubber.headers(headers)
-        reason, more = scrubber.scrub(reason)
-        flow.scrubbed += found + more
+        reason, headers, found = scrubber.response_head(reason, headers)
+        flow.scrubbed += found
     headers = [(k, v) for k, v in headers if k.lower() not in _DROP_DOWN]
     try:
         headers, decoder = body_decoder(headers)

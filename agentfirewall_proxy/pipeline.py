@@ -80,6 +80,9 @@ _DROP_UP = frozenset(
         b"x-tameflare-request-id",
     }
 )
+#: Asked of the upstream only when no credential is injected: compression and extensions
+#: would hide a secret from the scrubber, ranges would hand it out piece by piece.
+_UNSEARCHABLE = frozenset({b"accept-encoding", b"sec-websocket-extensions", b"range", b"if-range"})
 
 
 def normalize_host(host: str) -> str:
@@ -148,20 +151,20 @@ def check_host_header(
     `authority`: the text `host` and `port` were read from (with this scheme's default
     port); a Host header of the very same text names them too.
     """
-    values = [v for k, v in head.headers if k.lower() == b"host"]
-    if len(values) > 1:
+    if head.names.count(b"host") > 1:
         raise Refusal(400, "bad_request", "more than one Host header")
-    if not values or values[0].decode("latin-1") == authority:
+    value = head.get(b"host")
+    if value is None or value.decode("latin-1") == authority:
         return
     try:
-        got_host, got_port = split_authority(values[0].decode("latin-1"), _DEFAULT_PORTS[scheme])
+        got_host, got_port = split_authority(value.decode("latin-1"), _DEFAULT_PORTS[scheme])
     except Refusal:
         raise Refusal(421, "misdirected_request", "invalid Host header") from None
     if (got_host, got_port) != (host, port):
         raise Refusal(
             421,
             "misdirected_request",
-            f"Host header `{values[0].decode('latin-1')}` does not match `{host}:{port}`",
+            f"Host header `{value.decode('latin-1')}` does not match `{host}:{port}`",
         )
 
 
@@ -257,8 +260,7 @@ def http_request(
     encoding, which connectors that read bodies refuse (fail closed).
     """
     headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers])
-    encoding = head.get(b"content-encoding")
-    if encoding is not None and body and limit:
+    if body and limit and (encoding := head.get(b"content-encoding")) is not None:
         decoded = _decoded(encoding.strip().lower(), body, complete, limit)
         if decoded is not None:
             body, complete = decoded
@@ -383,28 +385,45 @@ def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
 
 
 def upstream_headers(
-    head: Head, flow: Flow, host_header: bytes, content_length: int | None, *, chunked: bool
+    head: Head,
+    flow: Flow,
+    host_header: bytes,
+    content_length: int | None,
+    *,
+    chunked: bool,
+    searchable: bool = False,
 ) -> list[tuple[bytes, bytes]]:
     """Forwarded headers: hop-by-hop and proxy headers dropped, agent auth replaced.
 
     The body framing is the caller's (at most one of `content_length` and `chunked`): the
-    client's own ``Content-Length`` / ``Transfer-Encoding`` never pass.
+    client's own ``Content-Length`` / ``Transfer-Encoding`` never pass. `searchable`: only
+    what can be searched may come back (no compression, extensions or ranges asked for;
+    ``Accept-Encoding: identity`` last).
     """
     assert content_length is None or not chunked
-    assert flow.connector is not None
+    connector = flow.connector
+    assert connector is not None
     assert flow.agent is not None
-    drop = flow.connector.auth_header_names
+    drop = _DROP_UP | connector.auth_header_names
+    auth = connector.auth_headers
+    if searchable:
+        drop |= _UNSEARCHABLE
+        # (the names of `auth` are among its lowercase `auth_header_names`)
+        if not _UNSEARCHABLE.isdisjoint(connector.auth_header_names):
+            auth = tuple([(k, v) for k, v in auth if k.lower() not in _UNSEARCHABLE])
     headers = [(b"Host", host_header)]
     headers.extend(
-        [(k, v) for k, v in head.headers if (low := k.lower()) not in _DROP_UP and low not in drop]
+        [pair for pair, low in zip(head.headers, head.names, strict=True) if low not in drop]
     )
-    headers.extend(flow.connector.auth_headers)
+    headers.extend(auth)
     headers.append((b"X-TameFlare-Agent", flow.agent.name_header))
     headers.append((b"X-TameFlare-Request-Id", flow.request_id.encode("ascii")))
     if content_length is not None:
         headers.append((b"Content-Length", b"%d" % content_length))
     elif chunked:
         headers.append((b"Transfer-Encoding", b"chunked"))
+    if searchable:
+        headers.append((b"Accept-Encoding", b"identity"))
     return headers
 
 

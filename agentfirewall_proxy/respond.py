@@ -96,9 +96,8 @@ async def respond(
         if response.status == 206:  # no range was asked: a piece could be half a secret
             raise UpstreamError(502, "a partial response (206) cannot be checked for the "
                                 "injected credential")  # fmt: skip
-        headers, found = scrubber.headers(headers)
-        reason, more = scrubber.scrub(reason)
-        flow.scrubbed += found + more
+        reason, headers, found = scrubber.response_head(reason, headers)
+        flow.scrubbed += found
     if response.status == 101 and upgrade is not None:
         relayed = _upgraded_scrubber(scrubber, headers)
         conn.write(serialize_response_head(101, reason, headers))
@@ -108,13 +107,17 @@ async def respond(
         up.abort()
         return False
     no_body = head.method == "HEAD" or response.status in (204, 304)
-    headers = [(k, v) for k, v in headers if k.lower() not in _DROP_DOWN]
+    # (the scrubber returns the very list it was given when it found nothing)
+    names = response.names if headers is response.headers else [k.lower() for k, _ in headers]
+    headers = [pair for pair, low in zip(headers, names, strict=True) if low not in _DROP_DOWN]
     body = None
     if scrubber is not None and not no_body:
-        try:
-            headers, decoder = body_decoder(headers)
-        except ScrubError as exc:
-            raise UpstreamError(502, str(exc)) from None
+        decoder = None
+        if b"content-encoding" in names:  # (without one, body_decoder changes nothing)
+            try:
+                headers, decoder = body_decoder(headers)
+            except ScrubError as exc:
+                raise UpstreamError(502, str(exc)) from None
         body = ScrubbedBody(scrubber.stream(), decoder)
     length = None if body is not None and body.decoder is not None else response.content_length
     close_delimited = not no_body and response.content_length is None and not response.chunked
@@ -137,7 +140,7 @@ async def respond(
         elif await up.next_event(gateway.options.io_timeout) is not END:
             reusable = False
     else:
-        usage = _usage_reader(flow, response.headers)
+        usage = _usage_reader(flow, response)
         ended = await _stream_response_body(
             gateway, conn, up, flow, (chunk_out, close_delimited), first, body, usage
         )
@@ -222,11 +225,11 @@ async def _relay_upgraded(
         flow.scrubbed += scrubbed.count
 
 
-def _usage_reader(flow: Flow, headers: list[tuple[bytes, bytes]]) -> UsageReader | None:
+def _usage_reader(flow: Flow, response: ResponseHead) -> UsageReader | None:
     """A reader of the LLM ``usage`` when a token or cost budget settles from it."""
     if not flow.llm_budget or flow.reservation is None:
         return None
-    ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+    ctype = response.get(b"content-type") or b""
     return UsageReader(stream=b"event-stream" in ctype.lower())
 
 

@@ -24,6 +24,7 @@ import binascii
 import re
 import zlib
 from collections.abc import Iterable
+from itertools import chain
 from urllib.parse import quote, quote_plus
 
 __all__ = [
@@ -135,7 +136,7 @@ class Scrubber:
 
     def headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
         """Header values scrubbed; a header whose *name* holds a secret is dropped."""
-        if not self.found(b"\n".join([b"%b\n%b" % pair for pair in headers])):
+        if not self.found(b"\n".join(chain.from_iterable(headers))):
             return headers, 0  # (a newline is in no secret: nothing spans two fields)
         out: list[tuple[bytes, bytes]] = []
         total = 0
@@ -148,6 +149,17 @@ class Scrubber:
             total += found
             out.append((name_clean, value))
         return out, total
+
+    def response_head(
+        self, reason: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[bytes, list[tuple[bytes, bytes]], int]:
+        """The reason phrase scrubbed and :meth:`headers`, and how many secrets were found:
+        one search when there is none."""
+        if not self.found(b"\n".join(chain((reason,), *headers))):
+            return reason, headers, 0  # (a newline is in no secret: nothing spans two fields)
+        headers, found = self.headers(headers)
+        reason, more = self.scrub(reason)
+        return reason, headers, found + more
 
     def stream(self) -> ScrubStream:
         return ScrubStream(self)

@@ -106,6 +106,10 @@ class UpstreamConnection:
     reused: bool = False
     deadline: ReadDeadline = field(default_factory=ReadDeadline)
 
+    def __post_init__(self) -> None:
+        #: The writer's transport, read once (TLS, if any, was set up before: it stays).
+        self.transport = self.writer.transport
+
     async def next_event(
         self, seconds: float
     ) -> ResponseHead | bytes | object | Upgrade | ParseError | _Eof:
@@ -128,7 +132,7 @@ class UpstreamConnection:
 
     @property
     def usable(self) -> bool:
-        return not self.writer.transport.is_closing() and not self.reader.at_eof()
+        return not self.transport.is_closing() and not self.reader.at_eof()
 
 
 class UpstreamPool:

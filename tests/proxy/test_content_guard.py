@@ -314,7 +314,7 @@ def test_an_approver_never_sees_a_detected_secret_in_path_or_query() -> None:
                 path=f"/api/x/{AWS_KEY}", query=f"note={AWS_KEY}&a=1")  # fmt: skip
     flow.findings = (Finding("aws_access_key", "secret", 0.95, "query.note", 0, 20),)
     head = Head(method="POST", target=b"/", headers=[], version="1.1", keep_alive=True,
-                chunked=False, content_length=None)  # fmt: skip
+                chunked=False, content_length=None, names=[])  # fmt: skip
     body = f'{{"text": "{AWS_KEY}"}}'.encode()
     shown = bind_request(flow, head, body)
     assert AWS_KEY not in json.dumps(shown)

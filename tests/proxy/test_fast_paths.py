@@ -84,7 +84,8 @@ def test_a_host_header_equal_to_the_url_authority_is_checked_as_before(
     authority: str, hosts: list[str], upper: bool
 ) -> None:
     headers = [(b"HOST" if upper else b"Host", h.encode("utf-8")) for h in hosts]
-    head = Head("GET", f"http://{authority}/x".encode(), headers, "1.1", True, False, None)
+    names = [k.lower() for k, _ in headers]
+    head = Head("GET", f"http://{authority}/x".encode(), headers, "1.1", True, False, None, names)
 
     def reference() -> object:
         host, port = split_authority(authority.encode().decode("latin-1"), 80)
