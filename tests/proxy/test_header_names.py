@@ -164,7 +164,8 @@ def reference_http_request(
 
 
 class RunningSizeParser(RequestParser):
-    """The request parser with its head size added up as each piece comes (before round 6)."""
+    """The request parser with a second head size kept beside its own, by the definition
+    (target, and each header's name and value plus 4), as each piece comes."""
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -294,7 +295,8 @@ _TOKEN_NAME = st.sampled_from([b"Host", b"host", b"X-A", b"x-a", b"Accept", b"AC
 def test_parsing_gives_the_same_events_and_the_same_431s(
     headers: Headers, max_head: int, cuts: list[int], pipelined: int
 ) -> None:
-    """The head size is added up when it is checked, no longer as each header comes."""
+    """The parser's head size is the definition's, wherever the pieces are cut: the same
+    events, 431s included, as a parser checking the independently kept count."""
     if sum(k.lower() == b"content-length" for k, _ in headers) > 1:
         headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
     lines = b"".join(b"%b: %b\r\n" % (k, v if k.lower() != b"content-length" else b"0")
