@@ -20,7 +20,8 @@ How the parts fit, bottom-up (a module imports only from its own line or the lin
                   (the data one request carries: Flow, Refusal, Tunnel, agent/connector)
     leaves        http1 (sans-IO HTTP/1.1), scrub, wsframes, options, aliases, llmusage,
                   certs, runenv, tracecontext, budgetlease, deadline (one read timer
-                  per connection) -> feedreader (a StreamReader with a one-frame read)
+                  per connection) -> feedreader (a StreamReader with a one-frame read),
+                  freshlook (one shared, rate-limited config fetch for a key not known yet)
 
 Where a lower layer must name an upper one it takes a small Protocol instead:
 ``services.Services`` (the gateway, for the exchange and the connection),

@@ -29,6 +29,7 @@ from agentfirewall_proxy.flow import Flow, Refusal, Tunnel
 from agentfirewall_proxy.http1 import Head, ParseError, RequestParser
 from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import (
+    KeyRefused,
     agent_for_key,
     check_host_header,
     normalize_host,
@@ -130,7 +131,11 @@ async def _connect(gateway: Services, conn: ClientConnection, head: Head) -> Non
         config = gateway.require_config()
         flow.host, flow.port = split_authority(head.target.decode("latin-1"), 443)
         key_hash = proxy_key_hash(head.get(b"proxy-authorization"))
-        flow.agent = agent_for_key(config, key_hash)
+        try:
+            flow.agent = agent_for_key(config, key_hash)
+        except KeyRefused:  # perhaps made a moment ago: look once more
+            config = await gateway.look_again()
+            flow.agent = agent_for_key(config, key_hash)
         gateway.check_port_agent(conn, flow.agent)
         if upgrade is not None and upgrade.tail:
             raise Refusal(400, "bad_request", "data sent before the CONNECT was answered")

@@ -25,6 +25,7 @@ from agentfirewall_proxy.injection import inject, prepare
 from agentfirewall_proxy.parking import Parked, park
 from agentfirewall_proxy.pipeline import (
     Flow,
+    KeyRefused,
     Refusal,
     agent_for_key,
     bind_request,
@@ -67,7 +68,13 @@ async def exchange(
     expect = head.get(b"expect") if head.has_body and head.version == "1.1" else None
     conn.continue_due = expect is not None and expect.lower() == b"100-continue"
     try:
-        config = _identify(gateway, conn, flow, head, tunnel)
+        try:
+            config = _identify(gateway, conn, flow, head, tunnel)
+        except KeyRefused:
+            if tunnel is not None:  # its key was let in at the CONNECT: revoked since
+                raise
+            await gateway.look_again()  # perhaps made a moment ago: look once more
+            config = _identify(gateway, conn, flow, head, tunnel)
         if config.budget_fields:  # a policy reads budget.<name>.*
             flow.budget_view = await gateway.budgets.attributes()
         upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None

@@ -31,6 +31,7 @@ from agentfirewall_proxy.connection import handle_client, resume_parked
 from agentfirewall_proxy.control import Control, ControlError
 from agentfirewall_proxy.feedreader import reader_protocol
 from agentfirewall_proxy.flow import Flow, Refusal
+from agentfirewall_proxy.freshlook import FreshLook
 from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, default_addons
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.injection import TokenBroker
@@ -59,6 +60,7 @@ class Gateway:
         self.options = options
         self.control = control
         self.config: CompiledConfig | None = None
+        self.fresh_look = FreshLook(self._fetch_config_now)
         self.certs = CertStore(load_or_create_ca(options.ca_dir))
         self.pool = UpstreamPool(options)
         self.holds = Holds(control, self.resume)
@@ -229,6 +231,30 @@ class Gateway:
                 continue
             await self.agent_ports.sync()
 
+    async def look_again(self) -> CompiledConfig:
+        """The configuration after a fetch begun now: for a proxy key not in this one.
+
+        The long poll above brings every change within milliseconds; a key made just
+        before its first use can beat it (see ``freshlook``).
+        """
+        await self.fresh_look()
+        return self.require_config()
+
+    async def _fetch_config_now(self) -> None:
+        asked = self.config.version if self.config is not None else None
+        try:
+            snapshot = await self.control.fetch_config(asked, 0)  # 304 when unchanged
+        except ControlError:
+            return  # the key stays refused (fail closed); the long poll retries on its own
+        current = self.config.version if self.config is not None else None
+        if snapshot is None or current != asked:  # unchanged, or the long poll was faster
+            return
+        try:
+            self.apply(snapshot)  # the long poll applies it again, with agent ports
+        except Exception as exc:  # keep enforcing the last good config
+            self.say(f"agentfirewall_proxy: config {snapshot.get('version')} rejected: {exc}",
+                     "error")  # fmt: skip
+
     async def _first_config(self) -> None:
         while self.config is None:
             try:
@@ -256,6 +282,7 @@ class Gateway:
                 "in_flight": len(self.active),
                 "traffic_dropped": self.shipper.dropped,
                 "token_fetches": self.tokens.fetches,
+                "config_lookups": self.fresh_look.fetches,  # for keys not in the config
                 "pid": os.getpid(),
                 "uptime_seconds": int(time.time() - self.started_at.timestamp()),
                 # the replica it talks to now, and how often it moved (HttpControl only)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BAD_CREDENTIAL",
     "Flow",
+    "KeyRefused",
     "Refusal",
     "authenticate",
     "bind_request",
@@ -217,6 +218,15 @@ def _remove_dot_segments(path: str) -> str:
 BAD_CREDENTIAL = "invalid proxy credential"
 
 
+class KeyRefused(Refusal):
+    """The 407 for a well-formed key the configuration does not let in (unknown, revoked,
+    or its agent not active): perhaps a key made a moment ago, which a fresh look at the
+    configuration may find. Its answer is the one 407, like any other."""
+
+    def __init__(self) -> None:
+        super().__init__(407, "proxy_auth_required", BAD_CREDENTIAL)
+
+
 def authenticate(config: CompiledConfig, value: bytes | None) -> AgentEntry:
     """The agent whose API key is in ``Proxy-Authorization: Basic`` (password part)."""
     return agent_for_key(config, proxy_key_hash(value))
@@ -238,15 +248,14 @@ def proxy_key_hash(value: bytes | None) -> str:
 
 
 def agent_for_key(config: CompiledConfig, key_hash: str) -> AgentEntry:
-    """The active agent holding the key of `key_hash` in `config`, else the one 407.
+    """The active agent holding the key of `key_hash` in `config`, else :class:`KeyRefused`.
 
     A tunnel calls this for every request inside it, so a key revoked, an agent suspended or
     its enforcement level changed takes effect on connections already open.
     """
     agent = config.agent_for_key(key_hash)
     if agent is None or agent.status != "active":
-        # one answer for an unknown key and a suspended or revoked agent's: no oracle
-        raise Refusal(407, "proxy_auth_required", BAD_CREDENTIAL)
+        raise KeyRefused  # one answer for an unknown key and a suspended one's: no oracle
     return agent
 
 
