@@ -90,7 +90,8 @@ def test_a_key_made_a_moment_ago_is_let_in_at_its_first_request(
     running, control = stalled
     control.update(AFTER)  # the control plane has the key; the gateway's long poll is stalled
     time.sleep(0.3)
-    assert running.gateway is not None and running.gateway.require_config().version == 1
+    assert running.gateway is not None
+    assert running.gateway.require_config().version == 1
 
     if route == "connect":
         proxy = f"http://Fresh:{FRESH_KEY}@127.0.0.1:{running.port}"
