@@ -41,6 +41,7 @@ from agentfirewall_proxy.relay import relay
 if TYPE_CHECKING:
     from agentfirewall_proxy.approvals import HoldOutcome
     from agentfirewall_proxy.services import Services
+    from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig
 
 __all__ = ["ClientConnection", "Tunnel", "handle_client", "resume_parked"]
 
@@ -122,6 +123,14 @@ async def _serve(gateway: Services, conn: ClientConnection, tunnel: Tunnel | Non
             return
 
 
+def _agent(
+    gateway: Services, conn: ClientConnection, config: CompiledConfig, key_hash: str
+) -> AgentEntry:
+    agent = agent_for_key(config, key_hash)
+    gateway.check_port_agent(conn, agent)
+    return agent
+
+
 async def _connect(gateway: Services, conn: ClientConnection, head: Head) -> None:
     """Authenticate and route a CONNECT, then intercept, tunnel blind, or refuse."""
     upgrade = conn.pending_upgrade()
@@ -132,11 +141,10 @@ async def _connect(gateway: Services, conn: ClientConnection, head: Head) -> Non
         flow.host, flow.port = split_authority(head.target.decode("latin-1"), 443)
         key_hash = proxy_key_hash(head.get(b"proxy-authorization"))
         try:
-            flow.agent = agent_for_key(config, key_hash)
+            flow.agent = _agent(gateway, conn, config, key_hash)
         except KeyRefused:  # perhaps made a moment ago: look once more
             config = await gateway.look_again()
-            flow.agent = agent_for_key(config, key_hash)
-        gateway.check_port_agent(conn, flow.agent)
+            flow.agent = _agent(gateway, conn, config, key_hash)
         if upgrade is not None and upgrade.tail:
             raise Refusal(400, "bad_request", "data sent before the CONNECT was answered")
         if gateway.is_passthrough(flow.host):

@@ -37,7 +37,7 @@ from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.injection import TokenBroker
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.parking import Parked
-from agentfirewall_proxy.pipeline import BAD_CREDENTIAL, http_request
+from agentfirewall_proxy.pipeline import KeyRefused, http_request
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
 from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamPool
@@ -104,8 +104,9 @@ class Gateway:
 
     def check_port_agent(self, conn: ClientConnection, agent: AgentEntry) -> None:
         if conn.port_agent is not None and conn.port_agent != agent.name:
-            # the same 407 as an unknown key: the answer must not confirm a valid one
-            raise Refusal(407, "proxy_auth_required", BAD_CREDENTIAL)
+            # the same 407 as an unknown key, looked up again like one (so no faster
+            # either): the answer must not confirm a valid key
+            raise KeyRefused
 
     def is_passthrough(self, host: str) -> bool:
         return any(host == d or host.endswith("." + d) for d in self.options.passthrough)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import random
+import socket
 import ssl
 import sys
 import threading
@@ -44,6 +46,29 @@ DOMAINS = {
     "anthropic": ["api.anthropic.com"],
     "mcp": ["mcp.example.com"],
 }
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_span(count: int) -> tuple[int, int]:
+    """`count` consecutive free ports below the ephemeral range."""
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    top = max(min(ephemeral, 32768), 12000)
+    for _ in range(200):
+        first = random.randrange(10000, top - count)
+        if all(_bindable(port) for port in range(first, first + count)):
+            return first, first + count - 1
+    raise AssertionError("no free port range below the ephemeral range")
 
 
 def key_hash(key: str) -> str:

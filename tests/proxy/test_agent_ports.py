@@ -9,7 +9,6 @@ parallel runs of this file rarely meet (and when they do, the gateway skips a ta
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import socket
@@ -27,36 +26,13 @@ import pytest
 
 from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
-from tests.proxy.support import CREDENTIALS, PLACEHOLDER, ca_bundle
+from tests.proxy.support import CREDENTIALS, PLACEHOLDER, ca_bundle, free_span
 
 REPO = Path(__file__).resolve().parents[2]
 SPAN = 6  # ports in the range: room for every agent these tests register
 #: The gateway's periodic heartbeat is every 10 s: a port seen sooner was announced at once.
 ANNOUNCED_WITHIN = 8.0
 _LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_span(count: int = SPAN) -> tuple[int, int]:
-    """`count` consecutive free ports below the ephemeral range."""
-    try:
-        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral = 32768
-    top = max(min(ephemeral, 32768), 12000)
-    for _ in range(200):
-        first = random.randrange(10000, top - count)
-        if all(_bindable(port) for port in range(first, first + count)):
-            return first, first + count - 1
-    raise AssertionError("no free port range below the ephemeral range")
 
 
 @dataclass
@@ -84,7 +60,7 @@ def start_gateway(
     log_name: str = "gateway",
 ) -> Gateway:
     """The gateway in a subprocess; its CA and state in `tmp / "ca"` (kept across restarts)."""
-    span = span or free_span()
+    span = span or free_span(SPAN)
     log = tmp / f"{log_name}.log"
     resolve = [arg for entry in fakes.resolve_entries() for arg in ("--resolve", entry)]
     command = [
@@ -313,7 +289,7 @@ def test_tf_up_agent_ports(fakes: FakeUpstreams, tmp_path: Path) -> None:
     root = tmp_path / "project"
     root.mkdir()
     env = clean_env(COLUMNS="200")
-    span = free_span()
+    span = free_span(SPAN)
     resolve = [arg for entry in fakes.resolve_entries() for arg in ("--resolve", entry)]
     log = tmp_path / "up.log"
     with open(log, "wb") as out:

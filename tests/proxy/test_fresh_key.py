@@ -31,6 +31,7 @@ from tests.proxy.support import (
     KEY,
     RunningGateway,
     connector,
+    free_span,
     gateway_options,
     key_hash,
     rule,
@@ -179,6 +180,29 @@ def test_a_key_revoked_inside_an_open_tunnel_is_not_looked_up(
     finally:
         running.stop()
     assert len(fakes["github"].received("GET", "/user")) == 1
+
+
+def test_a_valid_key_on_another_agents_port_is_looked_up_like_an_unknown_one(
+    fakes: FakeUpstreams, tmp_path: Path
+) -> None:
+    """The one 407 takes the same path for both: no answer, and no delay, tells them apart."""
+    fakes["github"].clear()
+    control = StalledPoll(AFTER)  # both agents known; the test uses Fresh's key on Bot's port
+    options = gateway_options(tmp_path, fakes, agent_ports=free_span(2))
+    running = RunningGateway(options, control).start()
+    try:
+        assert running.gateway is not None
+        port = running.gateway.agent_ports.ports["Bot"]
+        answer = send(port, b"GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\n"
+                      + auth_header(FRESH_KEY, "Fresh") + b"Connection: close\r\n\r\n")  # fmt: skip
+        assert status_of(answer) == 407
+        assert control.lookups == 1
+        with pytest.raises(ConnectionRefusedError, match="407"):
+            tunnel(port, "api.github.com", running.ca_path, key=FRESH_KEY)
+        assert control.lookups == 2
+    finally:
+        running.stop()
+    assert fakes["github"].received() == []
 
 
 # -- FreshLook on its own ----------------------------------------------------------------
