@@ -184,11 +184,15 @@ async def _passthrough(gateway: Services, conn: ClientConnection, flow: Flow) ->
     reader, writer = await gateway.pool.open_tunnel(flow.host, flow.port)
     conn.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
     flow.status, flow.reason = 200, "passthrough"
+    gateway.begin(flow, conn)  # in flight: a kill switch that covers its agent cuts it,
+    gateway.attach(flow, writer.transport)  # both ways
     try:
         await relay(conn.reader, conn.writer, reader, writer, flow)
     finally:
         writer.transport.abort()
-        gateway.record(flow)
+        if flow.killed:
+            flow.reason = "kill_switch_active: the passthrough tunnel was cut by the kill switch"
+        gateway.end(flow)
 
 
 __all__ += ["EOF", "check_host_header", "normalize_host", "relay"]

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
     from agentfirewall_proxy.scrub import Scrubber
 
-__all__ = ["Flow", "Refusal", "Spans", "Tunnel"]
+__all__ = ["Abortable", "Flow", "Refusal", "Spans", "Tunnel"]
+
+
+class Abortable(Protocol):
+    """A flow's upstream side, which the kill switch cuts: an ``UpstreamConnection``, or a
+    passthrough tunnel's transport."""
+
+    def abort(self) -> None: ...
 
 
 class Spans(Protocol):

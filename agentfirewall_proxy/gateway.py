@@ -30,7 +30,7 @@ from agentfirewall_proxy.client import ClientConnection
 from agentfirewall_proxy.connection import handle_client, resume_parked
 from agentfirewall_proxy.control import Control, ControlError
 from agentfirewall_proxy.feedreader import reader_protocol
-from agentfirewall_proxy.flow import Flow, Refusal
+from agentfirewall_proxy.flow import Abortable, Flow, Refusal
 from agentfirewall_proxy.freshlook import FreshLook
 from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, default_addons
 from agentfirewall_proxy.http1 import Head
@@ -40,7 +40,7 @@ from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import KeyRefused, http_request
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
-from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamPool
+from agentfirewall_proxy.upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.tracing import FlowTracer
@@ -69,7 +69,7 @@ class Gateway:
         self.shipper = TrafficShipper(
             control, batch=options.traffic_batch, interval=options.traffic_interval
         )
-        self.active: dict[Flow, tuple[ClientConnection, UpstreamConnection | None]] = {}
+        self.active: dict[Flow, tuple[ClientConnection, Abortable | None]] = {}
         self.connections: set[ClientConnection] = set()
         self.ready = asyncio.Event()
         self.port: int | None = None
@@ -169,7 +169,7 @@ class Gateway:
     def begin(self, flow: Flow, conn: ClientConnection) -> None:
         self.active[flow] = (conn, None)
 
-    def attach(self, flow: Flow, up: UpstreamConnection) -> None:
+    def attach(self, flow: Flow, up: Abortable) -> None:
         found = self.active.get(flow)
         if found is not None:
             self.active[flow] = (found[0], up)

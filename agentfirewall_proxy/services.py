@@ -18,14 +18,14 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.certs import CertStore
     from agentfirewall_proxy.client import ClientConnection
     from agentfirewall_proxy.entries import AgentEntry
-    from agentfirewall_proxy.flow import Flow, Refusal
+    from agentfirewall_proxy.flow import Abortable, Flow, Refusal
     from agentfirewall_proxy.http1 import Head
     from agentfirewall_proxy.injection import TokenBroker
     from agentfirewall_proxy.options import Options
     from agentfirewall_proxy.parking import Parked
     from agentfirewall_proxy.snapshot import CompiledConfig
     from agentfirewall_proxy.tracing import FlowTracer
-    from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamPool
+    from agentfirewall_proxy.upstream import UpstreamPool
 
 __all__ = ["Services"]
 
@@ -89,7 +89,7 @@ class Services(Protocol):
 
     def begin(self, flow: Flow, conn: ClientConnection) -> None: ...
 
-    def attach(self, flow: Flow, up: UpstreamConnection) -> None: ...
+    def attach(self, flow: Flow, up: Abortable) -> None: ...
 
     def end(self, flow: Flow) -> None: ...
 

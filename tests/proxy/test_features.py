@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
+import socket
 import ssl
 import threading
 import time
@@ -20,6 +22,7 @@ import pytest
 from agentfirewall_proxy.control import StaticControl
 from agentfirewall_proxy.options import parse_resolve
 from tests.fakes import FakeUpstreams
+from tests.proxy.rawclient import auth_header, read_response, status_of
 from tests.proxy.support import (
     CREDENTIALS,
     KEY,
@@ -114,6 +117,42 @@ def test_passthrough_tunnels_without_interception(start: Start, fakes: FakeUpstr
     assert (
         fakes["github"].last().header("authorization") == PLACEHOLDER
     )  # not decided, not injected
+
+
+@pytest.mark.parametrize("scope", [{"scope": "all", "target": None},
+                                   {"scope": "agent", "target": "Bot"}])  # fmt: skip
+def test_the_kill_switch_cuts_an_open_passthrough_tunnel(
+    start: Start, fakes: FakeUpstreams, scope: dict[str, Any]
+) -> None:
+    """A passthrough tunnel is in flight like any request: a kill switch that covers its
+    agent cuts both its sides at once, and its record says so."""
+    snap = snapshot([], connectors=[connector("github")])
+    running, control = start(snap, passthrough=("api.github.com",))
+    raw = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+    raw.sendall(b"CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n"
+                + auth_header(KEY) + b"\r\n")  # fmt: skip
+    assert status_of(read_response(raw)) == 200
+    with fakes.ssl_context().wrap_socket(raw, server_hostname="api.github.com") as tls:
+        tls.sendall(b"GET /user HTTP/1.1\r\nHost: api.github.com\r\n\r\n")
+        assert status_of(read_response(tls)) == 200  # kept alive: the tunnel stays open
+
+        control.update({**snap, "kill_switches": [{**scope, "reason": "incident"}]})
+        assert running.gateway is not None
+        deadline = time.monotonic() + 10
+        while running.gateway.require_config().version == 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        tls.settimeout(5)  # still open after 5 s: a TimeoutError fails the test
+        with contextlib.suppress(ssl.SSLError, ConnectionResetError):  # cut without close_notify
+            assert tls.recv(1) == b""  # cut: closed
+    deadline = time.monotonic() + 10
+    records: list[dict[str, Any]] = []
+    while not records and time.monotonic() < deadline:
+        records = [r for r in control.traffic if r.get("decision") == "killed"]
+        time.sleep(0.05)
+    (record,) = records
+    assert (record["host"], record["agent"]) == ("api.github.com", "Bot")
+    assert "kill_switch_active" in record["reason"]
+    assert running.gateway.active == {}
 
 
 def test_upstream_proxy_chaining(start: Start, fakes: FakeUpstreams) -> None:
