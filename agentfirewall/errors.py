@@ -158,7 +158,13 @@ class ApprovalError(AgentFirewallError):
 
 
 class APIError(AgentFirewallError):
-    """The control plane answered with an error status."""
+    """The control plane answered with an error status.
+
+    `retryable` is the server's word on sending the same request again, when it gives one:
+    True when nothing was done (an execute whose upstream was never reached: the same
+    decision token may be used again), False when it must not be repeated (an execute that
+    may have reached the upstream), None when the answer does not say.
+    """
 
     def __init__(
         self,
@@ -167,11 +173,13 @@ class APIError(AgentFirewallError):
         status_code: int | None = None,
         body: object = None,
         code: str | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body = body
         self.code = code
+        self.retryable = retryable
 
 
 class AuthenticationError(APIError):
@@ -188,10 +196,13 @@ class PermissionDeniedError(APIError):
         status_code: int | None = 403,
         body: object = None,
         code: str | None = None,
+        retryable: bool | None = None,
         required_role: str | None = None,
         your_role: str | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code, body=body, code=code)
+        super().__init__(
+            message, status_code=status_code, body=body, code=code, retryable=retryable
+        )
         self.required_role = required_role
         self.your_role = your_role
 
@@ -218,9 +229,12 @@ class RateLimitError(APIError):
         status_code: int | None = 429,
         body: object = None,
         code: str | None = None,
+        retryable: bool | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code, body=body, code=code)
+        super().__init__(
+            message, status_code=status_code, body=body, code=code, retryable=retryable
+        )
         self.retry_after = retry_after
 
 

@@ -210,16 +210,19 @@ def error_for_response(status_code: int, body: object, retry_after: str | None) 
     message = data.get("message") if isinstance(data.get("message"), str) else None
     text = message or (body if isinstance(body, str) and body else f"HTTP {status_code}")
     text = f"{code}: {text}" if code else str(text)
+    said = data.get("retryable")
+    retryable = said if isinstance(said, bool) else None
     if status_code == 429:
         seconds = parse_retry_after(retry_after, body)
-        return RateLimitError(text, body=body, code=code, retry_after=seconds)
+        return RateLimitError(text, body=body, code=code, retryable=retryable, retry_after=seconds)
     if status_code == 403:
         return PermissionDeniedError(
             text,
             body=body,
             code=code,
+            retryable=retryable,
             required_role=data.get("required_role"),
             your_role=data.get("your_role"),
         )
     cls = _BY_STATUS.get(status_code, ServerError if status_code >= 500 else APIError)
-    return cls(text, status_code=status_code, body=body, code=code)
+    return cls(text, status_code=status_code, body=body, code=code, retryable=retryable)

@@ -11,8 +11,13 @@ from hypothesis import strategies as st
 
 from agentfirewall.actions import is_action_type
 from agentfirewall.client import Approved, NotApproved
-from agentfirewall.client._wire import parse_action_result, parse_retry_after, parse_wait
-from agentfirewall.errors import ServerError, TokenError
+from agentfirewall.client._wire import (
+    error_for_response,
+    parse_action_result,
+    parse_retry_after,
+    parse_wait,
+)
+from agentfirewall.errors import APIError, ServerError, TokenError
 from agentfirewall.integrations._common import tool_action_type
 from agentfirewall.jwks import JWKSCache, jwks_url_for, keys_from_jwks, verify_with_jwks
 from agentfirewall.tokens import generate_signing_key, jwks_from_keys, sign_decision_token
@@ -150,3 +155,22 @@ def test_long_polls_never_pass_the_deadline_nor_the_server_cap() -> None:
         0,
         0,
     ]
+
+
+@given(
+    status=st.sampled_from([400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504]),
+    said=st.one_of(st.booleans(), st.none(), st.integers(), st.text(max_size=5)),
+    present=st.booleans(),
+)
+def test_retryable_is_the_servers_boolean_or_none(status: int, said: object, present: bool) -> None:
+    """Every error class carries `retryable`: the body's boolean as it is, else None (a
+    number or a string is not the server's word: 1 is not True here)."""
+    body: dict[str, object] = {"error": "upstream_unreachable", "message": "m"}
+    if present:
+        body["retryable"] = said
+    error = error_for_response(status, body, None)
+    assert isinstance(error, APIError)
+    assert error.status_code == status
+    expected = said if present and isinstance(said, bool) else None
+    assert error.retryable is expected
+    assert error_for_response(status, "plain text", None).retryable is None

@@ -24,6 +24,8 @@ from sqlalchemy import select, text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from agentfirewall import AgentFirewall
+from agentfirewall.errors import ServerError
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.migrate import upgrade
 from agentfirewall_server.store.schema import action_requests
@@ -150,6 +152,18 @@ def _closed_port() -> int:
     return port
 
 
+def _sdk(h: Harness, key: str) -> AgentFirewall:
+    """The Python SDK, talking to the in-process app (no retries: each call is seen)."""
+
+    def forward(request: httpx.Request) -> httpx.Response:
+        answer = h.client.request(request.method, str(request.url), headers=request.headers,
+                                  content=request.content)  # fmt: skip
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    return AgentFirewall(api_key=key, base_url="http://testserver/api", max_retries=0,
+                         transport=httpx.MockTransport(forward))  # fmt: skip
+
+
 def _execute(h: Harness, key: str, action_id: str, token: str) -> Any:
     return h.agent(key, "POST", f"/v1/actions/{action_id}/execute", json={"decision_token": token})
 
@@ -172,6 +186,10 @@ def test_connection_refused_leaves_the_action_retryable(
     assert refused.status_code == 502
     assert refused.json()["error"] == "upstream_unreachable"
     assert refused.json()["retryable"] is True
+    with _sdk(harness, key) as tf, pytest.raises(ServerError) as raised:  # the SDK says so too
+        tf.execute(action_id, token)
+    assert (raised.value.status_code, raised.value.code) == (502, "upstream_unreachable")
+    assert raised.value.retryable is True
     state = harness.agent(key, "GET", f"/v1/actions/{action_id}").json()
     assert (state["status"], state["execution_state"], state["executed"]) == (
         "allowed",
@@ -179,7 +197,7 @@ def test_connection_refused_leaves_the_action_retryable(
         False,
     )
     failed = harness.admin("GET", "/v1/audit?event_type=action.execution_failed").json()
-    assert [e["data"]["retryable"] for e in failed["events"]] == [True]
+    assert [e["data"]["retryable"] for e in failed["events"]] == [True, True]  # raw, then SDK
     # the upstream comes back: the same token executes the action, once
     assert harness.admin("DELETE", f"/v1/connectors/{connector}").status_code in (200, 204)
     harness.admin(
@@ -209,11 +227,14 @@ def test_a_failure_after_the_request_was_sent_is_not_retried(
     body = h.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC}).json()
     action_id = body["action_request_id"]
     try:
-        timed_out = _execute(h, key, action_id, body["decision_token"])
+        with _sdk(h, key) as tf, pytest.raises(ServerError) as timed_out:
+            tf.execute(action_id, body["decision_token"])
     finally:
         gate.open.set()
-    assert timed_out.status_code == 504
-    assert timed_out.json()["retryable"] is False
+    assert (timed_out.value.status_code, timed_out.value.code) == (504, "upstream_timeout")
+    assert timed_out.value.retryable is False  # the server's word, surfaced by the SDK
+    assert isinstance(timed_out.value.body, dict)
+    assert timed_out.value.body["retryable"] is False
     state = h.agent(key, "GET", f"/v1/actions/{action_id}").json()
     assert (state["status"], state["execution_state"]) == ("executed", "failed")
     assert state["execution"]["retryable"] is False

@@ -5,7 +5,7 @@
  * AgentFirewallError
  * ├── ActionSpecError           the action passed to requestAction/dryRun is malformed (caller's fault)
  * ├── TokenError                execute() was called without a decision token
- * └── APIError                  the server answered with an error (statusCode, code, body)
+ * └── APIError                  the server answered with an error (statusCode, code, body, retryable)
  *     ├── AuthenticationError   401: missing, wrong, suspended or revoked key; code `invalid_token` on execute
  *     ├── PermissionDeniedError 403: role too low (requiredRole, yourRole)
  *     ├── NotFoundError         404
@@ -46,6 +46,7 @@ export interface APIErrorDetails {
   statusCode: number;
   code?: string | undefined;
   body?: unknown;
+  retryable?: boolean | undefined;
 }
 
 /** The server answered with an error status (or not at all, for TransportError). */
@@ -56,12 +57,20 @@ export class APIError extends AgentFirewallError {
   readonly code: string | undefined;
   /** The decoded answer body (JSON value or text). */
   readonly body: unknown;
+  /**
+   * The server's word on sending the same request again, when its answer gives one: `true`
+   * when nothing was done (an execute whose upstream was never reached: the same decision
+   * token may be used again), `false` when it must not be repeated (an execute that may have
+   * reached the upstream), `undefined` when the answer does not say.
+   */
+  readonly retryable: boolean | undefined;
 
   constructor(message: string, details: APIErrorDetails, options?: { cause?: unknown }) {
     super(message, options);
     this.statusCode = details.statusCode;
     this.code = details.code;
     this.body = details.body;
+    this.retryable = details.retryable;
   }
 }
 

@@ -6,7 +6,7 @@
  * AgentFirewallError
  * ├── ActionSpecError           the action passed to requestAction/dryRun is malformed (caller's fault)
  * ├── TokenError                execute() was called without a decision token
- * └── APIError                  the server answered with an error (statusCode, code, body)
+ * └── APIError                  the server answered with an error (statusCode, code, body, retryable)
  *     ├── AuthenticationError   401: missing, wrong, suspended or revoked key; code `invalid_token` on execute
  *     ├── PermissionDeniedError 403: role too low (requiredRole, yourRole)
  *     ├── NotFoundError         404
@@ -51,11 +51,19 @@ class APIError extends AgentFirewallError {
     code;
     /** The decoded answer body (JSON value or text). */
     body;
+    /**
+     * The server's word on sending the same request again, when its answer gives one: `true`
+     * when nothing was done (an execute whose upstream was never reached: the same decision
+     * token may be used again), `false` when it must not be repeated (an execute that may have
+     * reached the upstream), `undefined` when the answer does not say.
+     */
+    retryable;
     constructor(message, details, options) {
         super(message, options);
         this.statusCode = details.statusCode;
         this.code = details.code;
         this.body = details.body;
+        this.retryable = details.retryable;
     }
 }
 exports.APIError = APIError;

@@ -173,7 +173,8 @@ function errorForResponse(statusCode, body, retryAfter) {
     const message = optionalString(data["message"]);
     const text = message ?? (typeof body === "string" && body !== "" ? body : `HTTP ${statusCode}`);
     const full = code !== undefined ? `${code}: ${text}` : text;
-    const details = { statusCode, code, body };
+    const said = data["retryable"];
+    const details = { statusCode, code, body, retryable: typeof said === "boolean" ? said : undefined };
     if (statusCode === 429) {
         return new errors_js_1.RateLimitError(full, { ...details, retryAfter: parseRetryAfter(retryAfter, body) });
     }

@@ -77,6 +77,31 @@ describe("status codes map to typed errors", () => {
     }
   });
 
+  test("retryable is the server's boolean, else undefined", async () => {
+    const server = await startScriptedServer([
+      { status: 502, body: { error: "upstream_unreachable", message: "not sent", retryable: true } },
+      { status: 504, body: { error: "upstream_timeout", message: "too slow", retryable: false } },
+      { status: 409, body: { error: "token_used", message: "used" } },
+      { status: 502, body: { error: "upstream_failed", message: "sent", retryable: "no" } },
+    ]);
+    try {
+      const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url, maxRetries: 0 });
+      const answers = [];
+      for (let i = 0; i < 4; i += 1) answers.push(await client.execute("act_1", "tok").catch((e) => e));
+      assert.deepEqual(
+        answers.map((e) => [e.constructor.name, e.statusCode, e.retryable]),
+        [
+          ["ServerError", 502, true],
+          ["ServerError", 504, false],
+          ["ConflictError", 409, undefined],
+          ["ServerError", 502, undefined],
+        ],
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
   test("an error body that is not JSON keeps its text", async () => {
     const server = await startScriptedServer([{ status: 401, raw: "Unauthorized" }]);
     try {
