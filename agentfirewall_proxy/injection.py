@@ -97,11 +97,14 @@ class TokenBroker:
         if parts.scheme != "https" or not host:
             raise CredentialError("a token endpoint must be an https:// url")
         port = parts.port or 443
-        resolve = self.options.resolve
-        ip, ip_port = resolve.get((host, port)) or resolve.get((host, None)) or (host, port)
-        shown = f"[{ip}]" if ":" in ip else ip
-        url = urlunsplit(("https", f"{shown}:{ip_port}", parts.path or "/", parts.query, ""))
         authority = host if port == 443 else f"{host}:{port}"
+        if self.options.upstream_proxy:  # the proxy resolves the name: CONNECT host:port
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        else:  # `--resolve` as for upstreams; the name stays in Host and SNI
+            resolve = self.options.resolve
+            ip, ip_port = resolve.get((host, port)) or resolve.get((host, None)) or (host, port)
+            address = f"[{ip}]:{ip_port}" if ":" in ip else f"{ip}:{ip_port}"
+        url = urlunsplit(("https", address, parts.path or "/", parts.query, ""))
         client = self._http()
         try:
             async with client.stream(
@@ -126,7 +129,12 @@ class TokenBroker:
             upstream_ca = self.options.upstream_ca
             context = client_ssl_context(str(upstream_ca) if upstream_ca else None)
             timeout = httpx.Timeout(30.0, connect=self.options.connect_timeout)
-            self._client = httpx.AsyncClient(verify=context, timeout=timeout, trust_env=False)
+            self._client = httpx.AsyncClient(
+                verify=context,
+                timeout=timeout,
+                trust_env=False,
+                proxy=self.options.upstream_proxy,  # token requests go where upstreams go
+            )
         return self._client
 
     async def aclose(self) -> None:

@@ -22,6 +22,7 @@ from tests.fakes.base import FakeUpstreams
 from tests.fakes.tokens import github_app, oauth_api, oauth_server
 from tests.proxy.support import (
     KEY,
+    Background,
     RunningGateway,
     ca_bundle,
     connector,
@@ -188,3 +189,55 @@ def test_oauth2_failed_refresh_fails_closed(
         assert not api.received(path="/c")
         server.settings["fail"] = False
         assert client.get("https://api.example.com/d").status_code == 200  # recovers
+
+
+def test_oauth2_token_requests_go_through_the_upstream_proxy(
+    upstreams: FakeUpstreams, tmp_path: Path
+) -> None:
+    """With ``--upstream-proxy`` the token endpoint is reached like every upstream: a CONNECT
+    to its own name through the proxy (which resolves it), never directly."""
+    server = upstreams["oauth_server"]
+    server.settings.update(fail=False, expires_in=600, delay=0.0)
+    routes = {f"{f.hostnames[0]}:443": f.tls_port for f in upstreams.fakes.values()}
+    seen: list[str] = []
+
+    async def upstream_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        target = head.split(b" ", 2)[1].decode()
+        seen.append(target)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", routes[target])
+        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer),
+                             return_exceptions=True)  # fmt: skip
+
+    oauth = connector(
+        "generic", domains=["api.example.com"], auth_type="oauth2",
+        credential=json.dumps({"kind": "oauth2", "token_url": "https://auth.example.com/token",
+                               "client_id": "client-1", "client_secret": CLIENT_SECRET}),
+    )  # fmt: skip
+    relay = Background(upstream_proxy)
+    running, _ = start_gateway(tmp_path, upstreams, snapshot([rule("*", "allow")],
+                               connectors=[oauth]), resolve={},
+                               upstream_proxy=f"http://127.0.0.1:{relay.port}")  # fmt: skip
+    try:
+        before = len(server.settings["grants"])
+        bundle = ca_bundle(running.ca_path, tmp_path / "bundle.pem")
+
+        async def one() -> httpx.Response:
+            async with _async_client(running, bundle) as client:
+                return await _get(client)
+
+        answer = asyncio.run(one())
+    finally:
+        running.stop()
+        relay.stop()
+    assert answer.status_code == 200, answer.text
+    assert len(server.settings["grants"]) == before + 1
+    assert upstreams["oauth_api"].settings["seen"][-1] == server.settings["minted"][-1]
+    assert sorted(seen) == ["api.example.com:443", "auth.example.com:443"]

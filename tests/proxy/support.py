@@ -14,7 +14,7 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -268,3 +268,47 @@ def agent_env(running: RunningGateway, bundle: Path, key: str = KEY) -> dict[str
     )  # fmt: skip
     env.pop("SSL_CERT_DIR", None)
     return env
+
+
+class Background:
+    """A tiny asyncio server on its own thread (an upstream proxy, a WebSocket echo)."""
+
+    def __init__(
+        self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
+    ) -> None:
+        self.port = 0
+        self.writers: list[asyncio.StreamWriter] = []
+        ready = threading.Event()
+
+        async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.writers.append(writer)
+            try:
+                await handler(reader, writer)
+            finally:
+                writer.transport.abort()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self.loop = loop
+            server = loop.run_until_complete(asyncio.start_server(wrapped, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            server.close()
+            for writer in self.writers:
+                writer.transport.abort()
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(server.wait_closed())
+            loop.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

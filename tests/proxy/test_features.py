@@ -10,7 +10,6 @@ import json
 import random
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.proxy.support import (
     KEY,
     OTHER_KEY,
     PLACEHOLDER,
+    Background,
     RunningGateway,
     ca_bundle,
     connector,
@@ -51,50 +51,6 @@ def start(fakes: FakeUpstreams, tmp_path: Path) -> Iterator[Start]:
     yield run
     for running in started:
         running.stop()
-
-
-class Background:
-    """A tiny asyncio server on its own thread (an upstream proxy, a WebSocket echo)."""
-
-    def __init__(
-        self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
-    ) -> None:
-        self.port = 0
-        self.writers: list[asyncio.StreamWriter] = []
-        ready = threading.Event()
-
-        async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.writers.append(writer)
-            try:
-                await handler(reader, writer)
-            finally:
-                writer.transport.abort()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self.loop = loop
-            server = loop.run_until_complete(asyncio.start_server(wrapped, "127.0.0.1", 0))
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            loop.run_forever()
-            server.close()
-            for writer in self.writers:
-                writer.transport.abort()
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(server.wait_closed())
-            loop.close()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(10)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 def client(
