@@ -22,10 +22,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import yaml
 
+from agentfirewall.errors import CredentialError
 from agentfirewall_proxy.approvalbatch import ApprovalBatcher
 from agentfirewall_proxy.tracecontext import CONTROL_TRACEPARENT
 
@@ -61,6 +63,7 @@ class Control(Protocol):
     async def budget_attributes(self) -> JSON: ...
     async def lease_budget(self, payload: JSON) -> JSON: ...
     async def report_leases(self, reports: list[JSON]) -> None: ...
+    async def store_refresh_token(self, connector_id: str, payload: JSON) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -212,6 +215,12 @@ class HttpControl:
 
     async def heartbeat(self, payload: JSON) -> None:
         await self._call("POST", "/v1/gateway/heartbeat", json_body=payload)
+
+    async def store_refresh_token(self, connector_id: str, payload: JSON) -> None:
+        """A rotated OAuth2 refresh token into the vault (compared there before it is
+        written; sending it twice changes nothing, so it may be sent again)."""
+        path = f"/v1/gateway/connectors/{quote(connector_id, safe='')}/refresh-token"
+        await self._call("POST", path, json_body=payload)
 
     async def reserve_budget(self, payload: JSON) -> JSON:
         """Reserve a request's spend from the budgets covering it (``budgets.py``).
@@ -462,6 +471,26 @@ class StaticControl:
 
     async def report_leases(self, reports: list[JSON]) -> None:
         raise ControlError("budgets need the control plane (not a static config file)", 503)
+
+    async def store_refresh_token(self, connector_id: str, payload: JSON) -> None:
+        """As the control plane does, in this snapshot (a config file on disk is not
+        rewritten: a rotation lasts until the file changes or the gateway restarts)."""
+        from agentfirewall.credentials import with_rotated_refresh_token  # pydantic: lazily
+
+        with self._lock:
+            snapshot = self._snapshot
+            connectors = [dict(c) for c in snapshot.get("connectors", [])]
+            found = next((c for c in connectors if c.get("id") == connector_id), None)
+            if found is None or not isinstance(found.get("credential"), str):
+                raise ControlError(f"no credential for connector `{connector_id}`", 404)
+            try:
+                found["credential"] = with_rotated_refresh_token(
+                    found["credential"], str(payload["previous_sha256"]),
+                    str(payload["refresh_token"]),
+                )  # fmt: skip
+            except CredentialError as exc:
+                raise ControlError(f"`{connector_id}`: {exc}", 409) from None
+        self.update({**snapshot, "connectors": connectors})
 
     async def aclose(self) -> None:
         return None

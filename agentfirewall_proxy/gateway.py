@@ -20,6 +20,7 @@ from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from agentfirewall.credentials.model import Rotation
 from agentfirewall.decisions import ApprovalRequirement
 from agentfirewall.telemetry import json_line, tracer_provider, traces_endpoint
 from agentfirewall_proxy import agentports
@@ -49,6 +50,8 @@ __all__ = ["Gateway"]
 
 VERSION = "0.1.0"
 _DEFAULT_APPROVAL = ApprovalRequirement()
+#: Pauses between tries to store a rotated refresh token while the control plane is away.
+_STORE_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, None)
 #: Connectors whose official clients need ``error`` to be an object in error bodies.
 _ERROR_OBJECT = frozenset({"stripe"})
 
@@ -64,7 +67,7 @@ class Gateway:
         self.certs = CertStore(load_or_create_ca(options.ca_dir))
         self.pool = UpstreamPool(options)
         self.holds = Holds(control, self.resume)
-        self.tokens = TokenBroker(options)
+        self.tokens = TokenBroker(options, on_rotated=self.store_rotation)
         self.budgets = Budgets(control)
         self.shipper = TrafficShipper(
             control, batch=options.traffic_batch, interval=options.traffic_interval
@@ -90,6 +93,7 @@ class Gateway:
         self._counter = 0
         self._servers: list[asyncio.Server] = []
         self._resumed: set[asyncio.Task[None]] = set()
+        self._storing: set[asyncio.Task[None]] = set()
 
     # -- identity and decisions -------------------------------------------------------
 
@@ -232,6 +236,27 @@ class Gateway:
                 continue
             await self.agent_ports.sync()
 
+    def store_rotation(self, rotation: Rotation) -> None:
+        """Send a rotated refresh token to the vault, in the background (the token that
+        carries it serves requests meanwhile: ``agentfirewall.credentials.oauth2``)."""
+        task = asyncio.ensure_future(self._store_rotation(rotation))
+        self._storing.add(task)
+        task.add_done_callback(self._storing.discard)
+
+    async def _store_rotation(self, rotation: Rotation) -> None:
+        payload = {"previous_sha256": rotation.vaulted_sha256,
+                   "refresh_token": rotation.refresh_token}  # fmt: skip
+        where = f"the rotated refresh token of connector `{rotation.connector_id}`"
+        for pause in _STORE_RETRIES:
+            try:
+                await self.control.store_refresh_token(rotation.connector_id, payload)
+                return
+            except ControlError as exc:
+                if exc.status in (404, 409) or pause is None:  # another token won, or none
+                    self.say(f"agentfirewall_proxy: {where} was not stored: {exc}", "warning")
+                    return
+            await asyncio.sleep(pause)
+
     async def look_again(self) -> CompiledConfig:
         """The configuration after a fetch begun now: for a proxy key not in this one.
 
@@ -341,6 +366,8 @@ class Gateway:
                     up.abort()
             self.pool.close()
             await self.budgets.drain()
+            if self._storing:  # rotated refresh tokens on their way to the vault: the next
+                await asyncio.wait(list(self._storing), timeout=5.0)  # start needs them
             await asyncio.sleep(0.01)  # let the aborted transports and held flows finish
             self.certs.close()
             await self.tokens.aclose()

@@ -6,7 +6,9 @@ due for refresh (minutes before it expires); concurrent requests for the same cr
 share one fetch (single flight: 32 requests at once make one token request). A failed
 refresh keeps serving the previous token while it is still valid; past its expiry the
 request fails closed (502 ``credential_unavailable`` naming why). Token requests go out
-with the gateway's resolve map and upstream CA, over TLS only.
+with the gateway's resolve map (or through its upstream proxy) and upstream CA, over TLS
+only. A token that rotated its credential (an OAuth2 refresh token) is handed to
+`on_rotated`, which the gateway sends to the control plane's vault.
 
 :func:`inject` is what ``exchange._forward`` calls on the final header list: the agent's
 credential headers were already dropped; the injector's headers are appended, and the
@@ -23,7 +25,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from agentfirewall.credentials import Outgoing, Token, TokenCache, TokenRequest, TokenSource
+from agentfirewall.credentials import (
+    Outgoing,
+    Rotation,
+    Token,
+    TokenCache,
+    TokenRequest,
+    TokenSource,
+)
 from agentfirewall.errors import CredentialError
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.pipeline import Flow, Refusal
@@ -41,9 +50,15 @@ _MAX_TOKEN_RESPONSE = 1 << 20
 class TokenBroker:
     """Tokens of computed credentials: cached, refreshed once under load, failing closed."""
 
-    def __init__(self, options: Options, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        options: Options,
+        clock: Callable[[], float] = time.time,
+        on_rotated: Callable[[Rotation], None] | None = None,
+    ) -> None:
         self.options = options
         self.clock = clock
+        self.on_rotated = on_rotated
         self.cache = TokenCache()
         #: Token requests sent (each success or failure counts once).
         self.fetches = 0
@@ -89,6 +104,9 @@ class TokenBroker:
         status, body = await self._send(request)
         token = source.read_token(status, body, self.clock())
         self.cache.put(source.key, token)
+        rotation = source.rotation(token)
+        if rotation is not None and self.on_rotated is not None:
+            self.on_rotated(rotation)
         return token
 
     async def _send(self, request: TokenRequest) -> tuple[int, bytes]:

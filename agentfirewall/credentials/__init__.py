@@ -19,12 +19,14 @@ from agentfirewall.credentials.model import (
     ComputedCredential,
     GitHubAppCredential,
     OAuth2Credential,
+    Rotation,
     Token,
     TokenCache,
     TokenRequest,
     TokenSource,
     parse_computed_credential,
 )
+from agentfirewall.credentials.oauth2 import with_rotated_refresh_token
 
 __all__ = [
     "COMPUTED_KINDS",
@@ -35,6 +37,7 @@ __all__ = [
     "Injector",
     "OAuth2Credential",
     "Outgoing",
+    "Rotation",
     "Token",
     "TokenCache",
     "TokenInjector",
@@ -42,4 +45,5 @@ __all__ = [
     "TokenSource",
     "build_injector",
     "parse_computed_credential",
+    "with_rotated_refresh_token",
 ]

@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
-from agentfirewall.credentials.model import AwsCredential, Token, TokenRequest, token_times
+from agentfirewall.credentials.model import (
+    AwsCredential,
+    Rotation,
+    Token,
+    TokenRequest,
+    token_times,
+)
 from agentfirewall.credentials.sigv4 import AwsKeys, payload_hash, sign
 from agentfirewall.errors import CredentialError
 
@@ -71,6 +77,9 @@ class AssumeRoleSource:
             now=datetime.fromtimestamp(now, UTC),
         )
         return TokenRequest("POST", f"https://{host}/", (*headers[1:], *signed), body)
+
+    def rotation(self, token: Token) -> Rotation | None:
+        return None  # nothing of its credential changes
 
     def read_token(self, status: int, body: bytes, now: float) -> Token:
         if status != 200:

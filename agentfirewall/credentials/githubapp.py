@@ -16,7 +16,13 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from agentfirewall.credentials.model import GitHubAppCredential, Token, TokenRequest, token_times
+from agentfirewall.credentials.model import (
+    GitHubAppCredential,
+    Rotation,
+    Token,
+    TokenRequest,
+    token_times,
+)
 from agentfirewall.errors import CredentialError
 
 __all__ = ["GitHubAppSource", "app_jwt"]
@@ -65,6 +71,9 @@ class GitHubAppSource:
                 ("X-GitHub-Api-Version", "2022-11-28"),
             ),
         )
+
+    def rotation(self, token: Token) -> Rotation | None:
+        return None  # nothing of its credential changes
 
     def read_token(self, status: int, body: bytes, now: float) -> Token:
         if status != 201 and status != 200:

@@ -137,9 +137,13 @@ def build_injector(connector_id: str, connector: Connector, kind: str, text: str
     """The injector of one connector's computed credential (CredentialError when invalid).
 
     Its token cache key is the connector id and a digest of the credential, so a changed
-    credential never reuses a token minted from the old one.
+    credential never reuses a token minted from the old one. An OAuth2 refresh token is left
+    out of the digest: storing a rotated one (``oauth2.py``) changes the credential but not
+    the grant, and must not cost a new token (which would rotate it again).
     """
     credential = parse_computed_credential(text, kind)
+    if isinstance(credential, OAuth2Credential):
+        text = credential.model_copy(update={"refresh_token": None}).model_dump_json()
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     key = f"{connector_id}:{digest}"
     if isinstance(credential, AwsCredential):
@@ -148,4 +152,4 @@ def build_injector(connector_id: str, connector: Connector, kind: str, text: str
         return TokenInjector(kind, GitHubAppSource(credential, key), connector, None)
     assert isinstance(credential, OAuth2Credential)
     bearer = "bearer" if connector.name != "github" else None
-    return TokenInjector(kind, OAuth2Source(credential, key), connector, bearer)
+    return TokenInjector(kind, OAuth2Source(credential, key, connector_id), connector, bearer)

@@ -33,6 +33,7 @@ __all__ = [
     "ComputedCredential",
     "GitHubAppCredential",
     "OAuth2Credential",
+    "Rotation",
     "Token",
     "TokenCache",
     "TokenRequest",
@@ -163,6 +164,11 @@ class TokenRequest:
     body: bytes = b""
 
 
+#: Token values that are no secret: AWS's key id, a token type, the digest of the refresh
+#: token the vault held when the token was minted (``oauth2.py``).
+_NOT_SECRET = frozenset(("access_key_id", "token_type", "vaulted_sha256"))
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     """A minted secret and when to replace it (seconds since the epoch).
@@ -184,7 +190,7 @@ class Token:
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that travels to the upstream and must never come back."""
-        return tuple(v for k, v in self.values if k not in ("access_key_id", "token_type"))
+        return tuple(v for k, v in self.values if k not in _NOT_SECRET)
 
     def fresh(self, now: float) -> bool:
         return now < self.refresh_at
@@ -200,6 +206,19 @@ def token_times(now: float, lifetime: float, margin: float) -> tuple[float, floa
     return now + lifetime, now + lifetime - min(margin, lifetime / 4)
 
 
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """A refresh token the token endpoint rotated, to be stored in the vault in place of the
+    one it holds (whose SHA-256 is `vaulted_sha256`: the store compares before it writes)."""
+
+    connector_id: str
+    vaulted_sha256: str
+    refresh_token: str
+
+    def __repr__(self) -> str:  # never the token, in a log or a traceback
+        return f"Rotation(connector_id={self.connector_id!r}, vaulted_sha256=...)"
+
+
 class TokenSource(Protocol):
     """How one credential's token is requested and read."""
 
@@ -209,6 +228,10 @@ class TokenSource(Protocol):
     def token_request(self, now: float, previous: Token | None) -> TokenRequest: ...
 
     def read_token(self, status: int, body: bytes, now: float) -> Token: ...
+
+    def rotation(self, token: Token) -> Rotation | None:
+        """What `token` asks to store in the vault (a rotated refresh token), if anything."""
+        ...
 
 
 class TokenCache:

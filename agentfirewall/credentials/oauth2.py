@@ -3,22 +3,39 @@
 The token request is a form POST to the token endpoint; the client authenticates with
 HTTP Basic (default) or form fields (``client_auth: body``). ``scope`` carries the
 connector's scopes. The answer's ``access_token`` and ``expires_in`` (default one hour)
-become a :class:`Token`, refreshed a minute early (at most a quarter of its lifetime);
-a rotated ``refresh_token`` replaces the vaulted one for the next refresh (in memory: a
-restarted gateway starts again from the vaulted one). An error answer is a
-CredentialError naming the endpoint's ``error`` code; the gateway then fails closed.
+become a :class:`Token`, refreshed a minute early (at most a quarter of its lifetime).
+An error answer is a CredentialError naming the endpoint's ``error`` code; the gateway
+then fails closed.
+
+A token endpoint that rotates refresh tokens (and refuses a used one) answers a new
+``refresh_token`` with each access token. :meth:`OAuth2Source.rotation` names it, and the
+gateway stores it in the vault in place of the one sent (the control plane compares
+before it writes: ``POST /api/v1/gateway/connectors/{id}/refresh-token``), so a restarted
+gateway, and every other gateway, refreshes with it. Until the vault has it, the token
+carries it: the next refresh sends the rotated token as long as the vault still holds the
+one the token was minted with (``vaulted_sha256``), and the vaulted one as soon as the vault
+changed (the rotation stored, another gateway's rotation, or an admin's new grant).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from urllib.parse import quote, urlencode
 
-from agentfirewall.credentials.model import OAuth2Credential, Token, TokenRequest, token_times
+from agentfirewall.credentials.model import (
+    OAuth2Credential,
+    Rotation,
+    Token,
+    TokenRequest,
+    parse_computed_credential,
+    token_times,
+)
 from agentfirewall.errors import CredentialError
 
-__all__ = ["OAuth2Source"]
+__all__ = ["OAuth2Source", "with_rotated_refresh_token"]
 
 MARGIN_SECONDS = 60.0
 _DEFAULT_LIFETIME = 3600.0
@@ -27,16 +44,33 @@ _DEFAULT_LIFETIME = 3600.0
 class OAuth2Source:
     """Access tokens of one OAuth2 client."""
 
-    def __init__(self, credential: OAuth2Credential, key: str) -> None:
+    def __init__(self, credential: OAuth2Credential, key: str, connector_id: str = "") -> None:
         self.credential = credential
         self.key = key
+        self.connector_id = connector_id
+
+    def refresh_token_for(self, previous: Token | None) -> str:
+        """The refresh token the next request sends: the one `previous` was rotated to while
+        the vault still holds the one `previous` was minted with, else the vaulted one."""
+        vaulted = str(self.credential.refresh_token)
+        rotated = _value(previous, "refresh_token")
+        if rotated and _value(previous, "vaulted_sha256") == _sha256(vaulted):
+            return rotated
+        return vaulted
+
+    def rotation(self, token: Token) -> Rotation | None:
+        """The rotated refresh token `token` carries, when it is not the vaulted one."""
+        c = self.credential
+        rotated = _value(token, "refresh_token")
+        if c.grant != "refresh_token" or not rotated or rotated == c.refresh_token:
+            return None
+        return Rotation(self.connector_id, _sha256(str(c.refresh_token)), rotated)
 
     def token_request(self, now: float, previous: Token | None) -> TokenRequest:
         c = self.credential
         form: list[tuple[str, str]] = [("grant_type", c.grant)]
         if c.grant == "refresh_token":
-            rotated = _value(previous, "refresh_token")
-            form.append(("refresh_token", rotated or str(c.refresh_token)))
+            form.append(("refresh_token", self.refresh_token_for(previous)))
         if c.scopes:
             form.append(("scope", " ".join(c.scopes)))
         if c.audience:
@@ -76,8 +110,40 @@ class OAuth2Source:
         refresh = data.get("refresh_token")
         if isinstance(refresh, str) and refresh and not any(c in refresh for c in "\r\n\0"):
             values.append(("refresh_token", refresh))
+        if self.credential.grant == "refresh_token":  # what the vault held: see the module
+            values.append(("vaulted_sha256", _sha256(str(self.credential.refresh_token))))
         expires_at, refresh_at = token_times(now, float(lifetime), MARGIN_SECONDS)
         return Token(tuple(values), expires_at, refresh_at)
+
+
+def with_rotated_refresh_token(text: str, vaulted_sha256: str, refresh_token: str) -> str:
+    """The OAuth2 credential document `text` with `refresh_token` in place of the refresh
+    token whose SHA-256 is `vaulted_sha256` (what a vault stores after a rotation).
+
+    `text` unchanged when it holds `refresh_token` already (the same rotation sent twice).
+    A CredentialError when `text` is no refresh-token grant (`field` "grant"), when it holds
+    another refresh token (`field` "refresh_token": an admin's new grant or another
+    gateway's rotation came first; comparing first keeps the newer one), or when
+    `refresh_token` is not a valid one. Never echoes a token.
+    """
+    current = parse_computed_credential(text, "oauth2")
+    assert isinstance(current, OAuth2Credential)
+    if current.grant != "refresh_token":
+        raise CredentialError("the credential has no refresh token to rotate", field="grant")
+    held = _sha256(str(current.refresh_token))
+    if hmac.compare_digest(held, _sha256(refresh_token)):
+        return text
+    if not hmac.compare_digest(held, vaulted_sha256):
+        raise CredentialError("the vault holds another refresh token now", field="refresh_token")
+    document = json.loads(text)
+    document["refresh_token"] = refresh_token
+    rotated = json.dumps(document)
+    parse_computed_credential(rotated, "oauth2")  # the new token is a valid one
+    return rotated
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _value(token: Token | None, name: str) -> str | None:

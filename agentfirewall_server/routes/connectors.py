@@ -1,5 +1,5 @@
 """Connectors: add (credential into the vault, write-only), list, change options, remove,
-catalogue."""
+catalogue; and, for the gateway, a rotated OAuth2 refresh token stored in the vault."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.connectors import connector_types, get_connector
 from agentfirewall.connectors.model import HttpRequest
-from agentfirewall.credentials import COMPUTED_KINDS, parse_computed_credential
-from agentfirewall.errors import ConnectorError, CredentialError
+from agentfirewall.credentials import (
+    COMPUTED_KINDS,
+    parse_computed_credential,
+    with_rotated_refresh_token,
+)
+from agentfirewall.errors import ConnectorError, CredentialError, VaultError
 from agentfirewall_server.audit import append_event
-from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.store.schema import connectors, credentials
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
@@ -321,6 +325,53 @@ async def catalogue(request: Request) -> JSONResponse:
     return json_ok({"connectors": out})
 
 
+class RotatedRefreshToken(Strict):
+    """What the token endpoint rotated, and the SHA-256 of the refresh token it replaces."""
+
+    previous_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    refresh_token: str = Field(min_length=1, max_length=8192)
+
+
+async def store_refresh_token(request: Request) -> JSONResponse:
+    """A gateway's rotated OAuth2 refresh token, in the vault in place of the one it replaces.
+
+    Compared before it is written: the vault must still hold the token whose SHA-256 the
+    gateway names (409 otherwise: an admin's new grant or another gateway's rotation came
+    first, and the newer one stays). The same token sent twice is a 200 that changes
+    nothing. The configuration then carries it to every gateway. Audited
+    `connector.credential_rotated`; the token is never echoed or logged.
+    """
+    gateway = await require_gateway(request)
+    cid = request.path_params["id"]
+    body = await read_model(request, RotatedRefreshToken)
+    state = state_of(request)
+
+    def job(conn: Connection) -> bool:
+        row = conn.execute(select(credentials).where(credentials.c.owner == cid)).mappings().first()
+        if row is None:
+            raise ApiError(404, f"no credential for connector `{cid}`")
+        try:
+            text = state.vault.decrypt(row["ciphertext"], owner=cid)
+            rotated = with_rotated_refresh_token(text, body.previous_sha256, body.refresh_token)
+        except VaultError:
+            raise ApiError(409, f"the credential of `{cid}` cannot be read (vault)") from None
+        except CredentialError as exc:
+            raise ApiError(409, f"`{cid}`: {exc}", field=exc.field) from None
+        if rotated == text:
+            return False
+        conn.execute(
+            update(credentials)
+            .where(credentials.c.owner == cid)
+            .values(ciphertext=state.vault.encrypt(rotated, owner=cid))
+        )
+        append_event(conn, "connector.credential_rotated", actor=gateway.actor, now=now(),
+                     subject=cid, data={"field": "refresh_token"})  # fmt: skip
+        return True
+
+    changed = await state.change_config(job)
+    return json_ok({"connector": cid, "stored": changed})
+
+
 def routes() -> list[BaseRoute]:
     p = "/api/v1/connectors"
     return [
@@ -329,4 +380,7 @@ def routes() -> list[BaseRoute]:
         Route(p + "/catalogue", catalogue, methods=["GET"]),
         Route(p + "/{id}", change_connector, methods=["PATCH"]),
         Route(p + "/{id}", remove_connector, methods=["DELETE"]),
+        Route(
+            "/api/v1/gateway/connectors/{id}/refresh-token", store_refresh_token, methods=["POST"]
+        ),
     ]

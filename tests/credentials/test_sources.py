@@ -4,6 +4,7 @@ are read, and errors that name the field but never echo a secret."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from urllib.parse import parse_qsl
 
@@ -11,13 +12,15 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentfirewall.connectors import get_connector
 from agentfirewall.credentials import TokenCache, build_injector, parse_computed_credential
 from agentfirewall.credentials.aws import AssumeRoleSource
 from agentfirewall.credentials.githubapp import GitHubAppSource
 from agentfirewall.credentials.model import GitHubAppCredential, OAuth2Credential
-from agentfirewall.credentials.oauth2 import OAuth2Source
+from agentfirewall.credentials.oauth2 import OAuth2Source, with_rotated_refresh_token
 from agentfirewall.errors import CredentialError
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -167,3 +170,106 @@ def test_a_github_app_injector_uses_the_connector_scheme() -> None:
     assert injector.source is not None
     assert injector.source.key.startswith("conn_github_1:")
     assert "authorization" in injector.drop
+
+
+# -- rotated refresh tokens: which one is sent, and the vault's compare-and-write ----------
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _refreshing(vaulted: str) -> OAuth2Source:
+    return OAuth2Source(oauth(grant="refresh_token", refresh_token=vaulted), "k", "conn_1")
+
+
+def _minted(source: OAuth2Source, rotated: str | None) -> object:
+    answer = {"access_token": "at", "expires_in": 600}
+    if rotated is not None:
+        answer["refresh_token"] = rotated
+    return source.read_token(200, json.dumps(answer).encode(), NOW)
+
+
+def _sent(source: OAuth2Source, previous: object) -> str:
+    form = dict(parse_qsl(source.token_request(NOW, previous).body.decode()))  # type: ignore[arg-type]
+    return form["refresh_token"]
+
+
+def test_a_rotated_refresh_token_is_sent_until_the_vault_changes() -> None:
+    r0 = _refreshing("rt0")
+    token = _minted(r0, "rt1")
+    rotation = r0.rotation(token)  # type: ignore[arg-type]
+    assert rotation is not None
+    assert (rotation.connector_id, rotation.vaulted_sha256, rotation.refresh_token) == (
+        "conn_1", _sha("rt0"), "rt1",
+    )  # fmt: skip
+    assert "rt1" not in repr(rotation)
+    assert "rt0" not in repr(rotation)
+    assert "vaulted_sha256" not in dict.fromkeys(token.secrets())  # type: ignore[attr-defined]
+    assert _sent(r0, token) == "rt1"  # the vault still holds rt0: the rotated one
+    # the rotation stored (the config now carries rt1), another gateway's rotation, or an
+    # admin's new grant: the vault's token is sent
+    for vaulted in ("rt1", "rt_other", "rt_admin"):
+        assert _sent(_refreshing(vaulted), token) == vaulted
+    assert _refreshing("rt1").rotation(_minted(_refreshing("rt1"), "rt1")) is None  # not rotated
+    assert _refreshing("rt1").rotation(_minted(_refreshing("rt1"), None)) is None
+    plain = OAuth2Source(oauth(), "k", "conn_1")
+    assert plain.rotation(_minted(plain, "rt9")) is None  # client credentials: no vault write
+
+
+def test_a_stored_refresh_token_keeps_the_token_cache_key() -> None:
+    github = get_connector("generic")
+    base = {"kind": "oauth2", "token_url": "https://auth.example.com/token", "client_id": "cid",
+            "grant": "refresh_token"}  # fmt: skip
+
+    def key(**extra: object) -> str:
+        injector = build_injector("conn_1", github, "oauth2", json.dumps({**base, **extra}))
+        return str(injector.source.key)  # type: ignore[union-attr]
+
+    assert key(refresh_token="rt0") == key(refresh_token="rt1")  # no new token, no new rotation
+    assert key(refresh_token="rt0") != key(refresh_token="rt0", scopes=["admin"])
+    assert key(refresh_token="rt0") != key(refresh_token="rt0", client_id="other")
+
+
+DOCUMENT = json.dumps({"kind": "oauth2", "token_url": "https://auth.example.com/token",
+                       "client_id": "cid", "grant": "refresh_token", "refresh_token": "rt0",
+                       "scopes": ["read"]})  # fmt: skip
+
+
+def test_the_vault_write_compares_first() -> None:
+    stored = with_rotated_refresh_token(DOCUMENT, _sha("rt0"), "rt1")
+    assert json.loads(stored) == {**json.loads(DOCUMENT), "refresh_token": "rt1"}
+    assert with_rotated_refresh_token(stored, _sha("rt0"), "rt1") == stored  # sent twice
+    with pytest.raises(CredentialError) as newer:  # another rotation came first: it stays
+        with_rotated_refresh_token(stored, _sha("rt0"), "rt2")
+    assert newer.value.field == "refresh_token"
+    with pytest.raises(CredentialError) as bad:
+        with_rotated_refresh_token(DOCUMENT, _sha("rt0"), "rt\r\nX: y")
+    assert "rt\r" not in str(bad.value)
+    static = json.dumps({"kind": "oauth2", "token_url": "https://auth.example.com/token",
+                         "client_id": "cid", "client_secret": SECRET})  # fmt: skip
+    with pytest.raises(CredentialError) as no_grant:
+        with_rotated_refresh_token(static, _sha("rt0"), "rt1")
+    assert no_grant.value.field == "grant"
+    with pytest.raises(CredentialError):
+        with_rotated_refresh_token(SECRET, _sha("rt0"), "rt1")  # a static token
+
+
+@given(st.text(max_size=40), st.booleans())
+def test_no_vault_write_error_echoes_a_token(tail: str, matching: bool) -> None:
+    """Whatever is sent, a refusal names the field, never a token (old, new or guessed)."""
+    new = "tok-" + tail
+    previous = _sha("rt0") if matching else _sha("tok-guessed")
+    error: CredentialError | None = None
+    try:
+        stored = with_rotated_refresh_token(DOCUMENT, previous, new)
+    except CredentialError as exc:
+        error = exc
+    if error is None:
+        assert matching
+        assert json.loads(stored)["refresh_token"] == new
+    else:
+        assert error.field == "refresh_token"
+        assert "tok-" not in str(error)
+        assert "rt0" not in str(error)
+        assert not matching or any(c in new for c in "\r\n\x00")

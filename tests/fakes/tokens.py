@@ -98,12 +98,21 @@ def oauth_server() -> FakeUpstream:
         client = base64.b64decode(basic).decode() if basic else ""
         if fake.settings["fail"] or client != fake.settings.get("client", client):
             return JSONResponse({"error": "invalid_grant"}, 400)
+        # strict rotation (when `valid_refresh` is set): each refresh token works once
+        valid: set[str] | None = fake.settings.get("valid_refresh")
+        if form.get("grant_type") == "refresh_token" and valid is not None:
+            if form.get("refresh_token") not in valid:
+                fake.settings.setdefault("reused", []).append(form.get("refresh_token"))
+                return JSONResponse({"error": "invalid_grant"}, 400)
+            valid.discard(form["refresh_token"])
         minted = "at_" + secrets.token_hex(16)
         fake.settings["minted"].append(minted)
         answer = {"access_token": minted, "token_type": "Bearer",
                   "expires_in": fake.settings["expires_in"]}  # fmt: skip
         if form.get("grant_type") == "refresh_token":
             answer["refresh_token"] = "rt_" + secrets.token_hex(8)  # rotated
+            if valid is not None:
+                valid.add(answer["refresh_token"])
         return JSONResponse(answer)
 
     fake.app = Starlette(routes=[Route("/token", token, methods=["POST"])])
