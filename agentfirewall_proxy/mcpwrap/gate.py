@@ -11,8 +11,10 @@ named or decided is a deny (fail closed).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from agentfirewall.actions import Risk
@@ -43,6 +45,9 @@ def server_entry(server_name: str, scrubber: Scrubber | None) -> ConnectorEntry:
         body_limit=0,
         scrubber=scrubber,
     )
+
+
+_NONE: Mapping[str, object] = MappingProxyType({})
 
 
 def _deny(reason: str, *errors: str) -> Decision:
@@ -81,8 +86,11 @@ class Gate:
         switch = config.kill_switch_for(agent, self.connector)
         return None if switch is None else (switch.reason or "kill_switch_active")
 
-    def decide(self, message: Any) -> tuple[ParsedAction | None, Decision]:
-        """Name `message` (an object or a batch) and decide it; failures deny."""
+    def decide(
+        self, message: Any, attributes: Mapping[str, object] = _NONE
+    ) -> tuple[ParsedAction | None, Decision]:
+        """Name `message` (an object or a batch) and decide it; failures deny. `attributes`
+        are what policy conditions may read beyond the action (``budget.<name>.*``)."""
         config, agent = self.config, self.agent()
         if config is None:
             return None, _deny("no configuration from the control plane yet")
@@ -100,9 +108,9 @@ class Gate:
             return None, _deny(f"message not understood by connector `mcp`: {exc}", str(exc))
         if config.kill_switch_for(agent, self.connector) is not None:
             return parsed, Decision("deny", "kill_switch_active", decided_outcome="deny")
-        deciding, decision = parsed, self._evaluate(config, agent, parsed)
+        deciding, decision = parsed, self._evaluate(config, agent, parsed, attributes)
         for member in members:  # a batch: every member must pass too (as over HTTP)
-            found = self._evaluate(config, agent, member)
+            found = self._evaluate(config, agent, member, attributes)
             if _strictness(found) > _strictness(decision):
                 deciding, decision = member, found
         return deciding, decision
@@ -114,7 +122,11 @@ class Gate:
         return ParsedAction(spec, risk, "mcp", "jsonrpc")
 
     def _evaluate(
-        self, config: CompiledConfig, agent: AgentEntry, parsed: ParsedAction
+        self,
+        config: CompiledConfig,
+        agent: AgentEntry,
+        parsed: ParsedAction,
+        attributes: Mapping[str, object] = _NONE,
     ) -> Decision:
         ctx = EvaluationContext(
             agent=agent.name,
@@ -123,6 +135,7 @@ class Gate:
             connector="mcp",
             enforcement_level=agent.level,
             risk=parsed.risk,
+            attributes=attributes,
         )
         return config.engine.evaluate(parsed.spec, ctx)
 

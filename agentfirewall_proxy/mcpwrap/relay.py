@@ -12,6 +12,13 @@ Client to server, every message (a batch is one message) is named and decided by
   then the message is forwarded or answered with the decision. ``notifications/cancelled``
   for a held request ends the hold.
 
+Budgets (connector ``mcp``) count here as over HTTP, with the gateway's ``Budgets``: an
+allowed message a budget covers is debited before it is forwarded (spent once forwarded:
+a tool call that was sent counts, whatever the server answers), refused past a ``deny``
+budget or held past a ``require_approval`` one (reserved again, with the approval, before
+it goes), and refused when the budget cannot be checked (the control plane unreachable:
+fail closed). Policy conditions on ``budget.<name>.*`` read the same state.
+
 Server to client, everything is relayed (responses, notifications, server requests such as
 sampling or elicitation) after the injected credentials are scrubbed out; answers to
 ``tools/list`` lose the tools the agent may not call (unless ``show_denied``).
@@ -34,10 +41,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfirewall.connectors.bodies import parse_json
-from agentfirewall.decisions import ApprovalRequirement
+from agentfirewall.decisions import ApprovalRequirement, Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
+from agentfirewall_proxy.budgets import Budgets
 from agentfirewall_proxy.control import Control, ControlError
+from agentfirewall_proxy.flow import Refusal
 from agentfirewall_proxy.mcpwrap import messages as rpc
 from agentfirewall_proxy.mcpwrap.framing import DEFAULT_LIMIT, TooLarge, read_message
 from agentfirewall_proxy.mcpwrap.gate import Gate
@@ -78,6 +87,7 @@ class Relay:
         self.options = options
         self.child = child
         self.holds = Holds(control)
+        self.budgets = Budgets(control)
         self.shipper = TrafficShipper(control, batch=200, interval=1.0)
         self.scrubber = gate.connector.scrubber
         #: Forwarded client requests not yet answered: id key -> method.
@@ -116,6 +126,7 @@ class Relay:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.holds.release_all()
+            await self.budgets.drain()
             await self._stop_child()
             with contextlib.suppress(ConnectionError):
                 await client_out.drain()
@@ -182,6 +193,23 @@ class Relay:
         parsed, decision = self.gate.decide(message)
         flow.parsed, flow.decision = parsed, decision
         flow.action = parsed.spec.type if parsed else None
+        config = self.gate.config
+        if parsed is not None and config is not None and config.budget_fields:
+            try:  # a policy condition reads `budget.<name>.*`: decided again with them
+                attributes = await self.budgets.attributes()
+            except Refusal as exc:
+                await self._refused(message, flow, exc)
+                return
+            parsed, decision = self.gate.decide(message, attributes)
+            flow.parsed, flow.decision = parsed, decision
+        if decision.outcome == "allow" and parsed is not None:
+            try:
+                held = await self._reserve(flow, force=False)
+            except Refusal as exc:
+                await self._refused(message, flow, exc)
+                return
+            if held is not None:  # a `require_approval` budget: held like a rule's hold
+                decision = flow.decision = held
         if decision.outcome == "allow":
             await self._forward(message, flow)
         elif decision.outcome == "require_approval" and parsed is not None:
@@ -190,6 +218,19 @@ class Relay:
             flow.status = 403
             await self._refuse(message, flow, rpc.DENIED, self._denial_text(flow))
             self._record(flow)
+
+    async def _reserve(self, flow: Flow, *, force: bool) -> Decision | None:
+        config = self.gate.config
+        if config is None or not config.budgets:
+            return None
+        return await self.budgets.reserve(config.budgets, flow, force=force)
+
+    async def _refused(self, message: Any, flow: Flow, exc: Refusal) -> None:
+        """A budget refused or could not be checked: answered, recorded, nothing forwarded."""
+        flow.status, flow.reason = exc.status, exc.message
+        text = f"TameFlare: `{flow.action or 'unnamed message'}`: {exc.message}"
+        await self._refuse(message, flow, rpc.DENIED, text, error=exc.error)
+        self._record(flow)
 
     def _flow(self, message: Any, size: int) -> Flow:
         self._count += 1
@@ -236,9 +277,12 @@ class Relay:
         assert stdin is not None
         try:
             stdin.write(data)
+            flow.sent = True  # a budget debit is spent from here (never under-counted)
             await stdin.drain()
         except (ConnectionError, RuntimeError):
             pass  # the server is gone: `_server_pump` reports it for every tracked request
+        finally:
+            self.budgets.settle(flow)
 
     async def _refuse(
         self, message: Any, flow: Flow, code: int, text: str, **extra: object
@@ -313,6 +357,11 @@ class Relay:
 
     async def _settled(self, message: Any, flow: Flow, outcome: HoldOutcome) -> None:
         if outcome == "approved":
+            try:  # approved: a `require_approval` budget lets it through, a `deny` one not
+                await self._reserve(flow, force=True)
+            except Refusal as exc:
+                await self._refused(message, flow, exc)
+                return
             await self._forward(message, flow)
             return
         if outcome == "killed":

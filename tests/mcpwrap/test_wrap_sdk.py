@@ -181,3 +181,43 @@ async def test_vault_credential_in_env_and_scrubbed_show_denied(
     assert text.startswith("token: [REDACTED by TameFlare]")  # the server had it; the client not
     assert secret not in text
     assert len(text) == len("token: ") + len(secret)
+
+
+async def test_budgets_count_stdio_tool_calls(server: LiveServer, tmp_path: Path) -> None:
+    """A `count` budget on connector `mcp` counts calls through `tf mcp wrap` as over HTTP:
+    past a `deny` budget the call is refused (never forwarded); past a `require_approval`
+    one it is held, and goes once approved."""
+    agent = add_agent(server, "McpBudget")
+    for name, action, outcome in (("mcp-echo", "mcp.tools.echo", "deny"),
+                                  ("mcp-big", "mcp.tools.big", "require_approval")):  # fmt: skip
+        budget = {"agents": [agent], "connector": "mcp", "action": action, "measure": "count",
+                  "limit": 2, "outcome": outcome}  # fmt: skip
+        answer = server.admin("PUT", f"/v1/budgets/{name}", json=budget)
+        assert answer.status_code in (200, 201), answer.text
+    with anyio.fail_after(90):
+        async with wrapped(server, agent, tmp_path) as session:
+            for text in ("one", "two"):
+                assert _text(await session.call_tool("echo", {"text": text})) == text
+            with pytest.raises(MCPError) as refused:
+                await session.call_tool("echo", {"text": "three"})
+            for size in (1, 2):
+                assert len(_text(await session.call_tool("big", {"size": size}))) == size
+            async with anyio.create_task_group() as tg:
+
+                async def approve() -> None:
+                    found = await _until(lambda: pending_approvals(server, agent), "the approval")
+                    approval_id = found[0]["id"]  # type: ignore[index]
+                    r = server.admin("POST", f"/v1/approvals/{approval_id}/approve", json={})
+                    assert r.status_code == 200, r.text
+
+                tg.start_soon(approve)
+                held = await session.call_tool("big", {"size": 3})
+            assert len(_text(held)) == 3
+    error = refused.value.error
+    assert error.code == -32001
+    assert "budget `mcp-echo` exceeded" in error.message
+    assert error.data["error"] == "budget_exceeded"
+    usage = server.admin("GET", "/v1/budgets").json()
+    used = {b["name"]: b["state"]["used"] for b in usage["budgets"]}  # the session ended: exact
+    assert used["mcp-echo"] == 2  # the refused third was never counted
+    assert used["mcp-big"] == 3  # the approved one counts
