@@ -1,7 +1,7 @@
 """Computed credentials at the gateway: tokens fetched, cached, refreshed; requests signed.
 
-:class:`TokenBroker` owns the token cache of every computed credential
-(``agentfirewall.credentials``). A token is fetched on first use and again once it is
+:class:`TokenBroker` owns the token cache of every computed credential (the shared
+``agentfirewall.credentials.broker``, with the gateway's way to fetch). A token is fetched on first use and again once it is
 due for refresh (minutes before it expires); concurrent requests for the same credential
 share one fetch (single flight: 32 requests at once make one token request). A failed
 refresh keeps serving the previous token while it is still valid; past its expiry the
@@ -17,7 +17,6 @@ tokens that travel become the flow's scrubber (they never come back to the agent
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,14 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from agentfirewall.credentials import (
-    Outgoing,
-    Rotation,
-    Token,
-    TokenCache,
-    TokenRequest,
-    TokenSource,
-)
+from agentfirewall.credentials import Outgoing, Rotation, Token, TokenRequest
+from agentfirewall.credentials.broker import TokenBroker as SharedTokenBroker
 from agentfirewall.errors import CredentialError
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.pipeline import Flow, Refusal
@@ -47,8 +40,9 @@ __all__ = ["TokenBroker", "inject", "prepare"]
 _MAX_TOKEN_RESPONSE = 1 << 20
 
 
-class TokenBroker:
-    """Tokens of computed credentials: cached, refreshed once under load, failing closed."""
+class TokenBroker(SharedTokenBroker):
+    """The gateway's tokens (``agentfirewall.credentials.broker``), fetched through its
+    resolve map or upstream proxy, with the scrubber of each token."""
 
     def __init__(
         self,
@@ -56,36 +50,10 @@ class TokenBroker:
         clock: Callable[[], float] = time.time,
         on_rotated: Callable[[Rotation], None] | None = None,
     ) -> None:
+        super().__init__(self._send, clock, on_rotated)
         self.options = options
-        self.clock = clock
-        self.on_rotated = on_rotated
-        self.cache = TokenCache()
-        #: Token requests sent (each success or failure counts once).
-        self.fetches = 0
-        self._inflight: dict[str, asyncio.Future[Token]] = {}
         self._scrubbers: dict[str, tuple[Token, Scrubber | None]] = {}
         self._client: httpx.AsyncClient | None = None
-
-    async def token(self, source: TokenSource) -> Token:
-        cached = self.cache.get(source.key)
-        if cached is not None and cached.fresh(self.clock()):
-            return cached
-        future = self._inflight.get(source.key)
-        if future is None:
-            future = asyncio.ensure_future(self._refresh(source, cached))
-            self._inflight[source.key] = future
-            future.add_done_callback(lambda done: self._settled(source.key, done))
-        try:
-            return await asyncio.shield(future)
-        except CredentialError:
-            if cached is not None and cached.usable(self.clock()):
-                return cached  # the old token is still valid: used until it expires
-            raise
-
-    def _settled(self, key: str, done: asyncio.Future[Token]) -> None:
-        self._inflight.pop(key, None)
-        if not done.cancelled():
-            done.exception()  # retrieved even when every waiter left (no asyncio warning)
 
     def scrubber(self, key: str, token: Token) -> Scrubber | None:
         """The scrubber of the values `token` sends upstream (built once per token)."""
@@ -97,17 +65,6 @@ class TokenBroker:
             self._scrubbers.clear()
         self._scrubbers[key] = (token, scrubber)
         return scrubber
-
-    async def _refresh(self, source: TokenSource, previous: Token | None) -> Token:
-        request = source.token_request(self.clock(), previous)
-        self.fetches += 1
-        status, body = await self._send(request)
-        token = source.read_token(status, body, self.clock())
-        self.cache.put(source.key, token)
-        rotation = source.rotation(token)
-        if rotation is not None and self.on_rotated is not None:
-            self.on_rotated(rotation)
-        return token
 
     async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
         parts = urlsplit(request.url)
