@@ -1,14 +1,14 @@
 """Computed credentials at the gateway: tokens fetched, cached, refreshed; requests signed.
 
 :class:`TokenBroker` owns the token cache of every computed credential (the shared
-``agentfirewall.credentials.broker``, with the gateway's way to fetch). A token is fetched on first use and again once it is
-due for refresh (minutes before it expires); concurrent requests for the same credential
-share one fetch (single flight: 32 requests at once make one token request). A failed
-refresh keeps serving the previous token while it is still valid; past its expiry the
-request fails closed (502 ``credential_unavailable`` naming why). Token requests go out
-with the gateway's resolve map (or through its upstream proxy) and upstream CA, over TLS
-only. A token that rotated its credential (an OAuth2 refresh token) is handed to
-`on_rotated`, which the gateway sends to the control plane's vault.
+``agentfirewall.credentials.broker``, with the gateway's way to fetch). A token is fetched
+on first use and again once it is due for refresh (minutes before it expires); concurrent
+requests for the same credential share one fetch (single flight: 32 requests at once make
+one token request). A failed refresh keeps serving the previous token while it is still
+valid; past its expiry the request fails closed (502 ``credential_unavailable`` naming
+why). Token requests go out with the gateway's resolve map (or through its upstream
+proxy) and upstream CA, over TLS only. A token that rotated its credential (an OAuth2
+refresh token) is handed to `on_rotated`, which the gateway sends to the control plane's vault.
 
 :func:`inject` is what ``exchange._forward`` calls on the final header list: the agent's
 credential headers were already dropped; the injector's headers are appended, and the

@@ -26,8 +26,10 @@ import httpx
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.connectors import HttpRequest, get_connector
+from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
-from agentfirewall.errors import ActionSpecError, ConnectorError
+from agentfirewall.credentials import COMPUTED_KINDS, Outgoing
+from agentfirewall.errors import ActionSpecError, ConnectorError, CredentialError
 from agentfirewall_server.netguard import check_target
 from agentfirewall_server.state import AppState
 from agentfirewall_server.tracing import child, inject, set_upstream_status
@@ -167,7 +169,7 @@ def _build(state: AppState, spec: ActionSpec) -> tuple[str, HttpRequest, dict[st
     return ctype, req, row
 
 
-def _credential_headers(
+async def _credential_headers(
     state: AppState, ctype: str, req: HttpRequest, row: dict[str, Any] | None
 ) -> list[tuple[str, str]]:
     headers = list(req.headers)
@@ -184,6 +186,8 @@ def _credential_headers(
     secret = state.vault.decrypt(state.snapshot.credentials[row["id"]], owner=row["id"])
     connector = get_connector(ctype)
     kind = row.get("auth_type") or "default"
+    if kind in COMPUTED_KINDS:
+        return await _computed_headers(state, connector, req, row["id"], kind, secret)
     try:
         injected = connector.auth_headers(
             secret,
@@ -196,10 +200,32 @@ def _credential_headers(
     return [h for h in headers if h[0].lower() not in drop] + injected
 
 
+async def _computed_headers(
+    state: AppState, connector: Connector, req: HttpRequest, cid: str, kind: str, secret: str
+) -> list[tuple[str, str]]:
+    """A computed credential's headers (``tokens.py``): a minted token, or a signature over
+    the request as sent (``Host`` included); 502 ``credential_unavailable`` when it cannot
+    be had (fail closed)."""
+    try:
+        injector = state.tokens.injector(cid, connector, kind, secret)
+        kept = [h for h in req.headers if h[0].lower() not in injector.drop]
+        if not any(h[0].lower() == "host" for h in kept):
+            port = req.port or (443 if req.scheme == "https" else 80)
+            default = port == (443 if req.scheme == "https" else 80)
+            kept.append(("Host", req.host if default else f"{req.host}:{port}"))
+        outgoing = Outgoing(req.method, req.host, req.path, req.query, tuple(kept), req.body)
+        added = await state.tokens.headers(injector, outgoing)
+    except CredentialError as exc:
+        raise ApiError(
+            502, f"connector `{cid}`: {exc}", code="credential_unavailable", retryable=True
+        ) from None
+    return kept + added
+
+
 async def plan(state: AppState, spec_data: dict[str, Any]) -> Planned:
     spec = ActionSpec.model_validate(spec_data)
     ctype, req, row = _build(state, spec)
-    headers = _credential_headers(state, ctype, req, row)
+    headers = await _credential_headers(state, ctype, req, row)
     port = req.port or (443 if req.scheme == "https" else 80)
     default_port = port == (443 if req.scheme == "https" else 80)
     authority = req.host if default_port else f"{req.host}:{port}"

@@ -9,10 +9,12 @@ import it: the approvals' publishing and expiry loop (`approvals`), the audit ch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import httpx
+    from sqlalchemy import Connection
 
     from agentfirewall.tokens import SigningKey
     from agentfirewall_server.hub import Hub
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from agentfirewall_server.vault import Keyring
 
 __all__ = ["Notifier", "Services"]
+
+T = TypeVar("T")
 
 
 class Notifier(Protocol):
@@ -65,3 +69,7 @@ class Services(Protocol):
 
     async def reload(self) -> None:
         """Re-read the configuration snapshot from the store."""
+
+    async def change_config(self, fn: Callable[[Connection], T]) -> T:
+        """Run a configuration write (bumping the version), then reload and notify."""
+        ...

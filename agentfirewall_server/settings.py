@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api"
     public_url: str | None = None
     execute_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: a CA bundle (PEM) trusted besides the default CAs for outbound TLS: executed actions
+    #: and token endpoints (a company CA, an internal API)
+    upstream_ca: Path | None = None
     sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
     #: /metrics: a bearer token for scrapers; public only when set so (or by an admin)
     metrics_token: SecretStr | None = None

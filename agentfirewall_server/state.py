@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -37,6 +38,7 @@ from agentfirewall_server.snapshot import (
 )
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import gateways, tokens
+from agentfirewall_server.tokens import ServerTokens
 from agentfirewall_server.tracing import build_tracing
 from agentfirewall_server.vault import Keyring
 from agentfirewall_server.vaultcheck import credential_problems, open_keyring
@@ -70,6 +72,7 @@ class AppState:
         self.signer: TokenSigner
         self.snapshot: Snapshot
         self.http: httpx.AsyncClient
+        self.tokens: ServerTokens
         self.gateways: dict[str, dict[str, Any]] = {}
         self.slack = SlackNotifier(self)
         self.shared_events: Any = None  # pgevents.SharedEvents, on PostgreSQL
@@ -98,7 +101,10 @@ class AppState:
 
         self.checkpoints = Checkpointer(self)
         self._tasks.append(asyncio.create_task(self.checkpoints.loop()))
-        self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self.http = httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, verify=_outbound_tls(self.settings)
+        )
+        self.tokens = ServerTokens(self)
         from agentfirewall_server.approvals import expiry_loop
 
         self._tasks.append(asyncio.create_task(expiry_loop(self)))
@@ -121,6 +127,8 @@ class AppState:
         if self.checkpoints is not None:  # the chain head, signed, as the last write
             with contextlib.suppress(Exception):
                 await self.checkpoints.checkpoint("shutdown")
+        if hasattr(self, "tokens"):  # rotated refresh tokens on their way to the vault
+            await self.tokens.drain()
         if hasattr(self, "http"):
             await self.http.aclose()
         with contextlib.suppress(Exception):
@@ -218,3 +226,14 @@ class AppState:
 
 def _stored_gateways(conn: Connection) -> Sequence[Any]:
     return conn.execute(select(gateways)).all()
+
+
+def _outbound_tls(settings: Settings) -> ssl.SSLContext | bool:
+    """What outbound TLS trusts (executed actions, token endpoints): the default CAs, and
+    with ``AGENTFIREWALL_UPSTREAM_CA`` (a PEM bundle, e.g. a company CA) the system's CAs
+    and that bundle, as the gateway's ``--upstream-ca``."""
+    if settings.upstream_ca is None:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=str(settings.upstream_ca))
+    return context

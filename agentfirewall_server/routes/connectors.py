@@ -15,12 +15,9 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.connectors import connector_types, get_connector
 from agentfirewall.connectors.model import HttpRequest
-from agentfirewall.credentials import (
-    COMPUTED_KINDS,
-    parse_computed_credential,
-    with_rotated_refresh_token,
-)
-from agentfirewall.errors import ConnectorError, CredentialError, VaultError
+from agentfirewall.credentials import COMPUTED_KINDS, parse_computed_credential
+from agentfirewall.errors import ConnectorError, CredentialError
+from agentfirewall_server import tokens
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
@@ -332,7 +329,7 @@ class RotatedRefreshToken(Strict):
     refresh_token: str = Field(min_length=1, max_length=8192)
 
 
-async def store_refresh_token(request: Request) -> JSONResponse:
+async def rotated_refresh_token(request: Request) -> JSONResponse:
     """A gateway's rotated OAuth2 refresh token, in the vault in place of the one it replaces.
 
     Compared before it is written: the vault must still hold the token whose SHA-256 the
@@ -344,31 +341,9 @@ async def store_refresh_token(request: Request) -> JSONResponse:
     gateway = await require_gateway(request)
     cid = request.path_params["id"]
     body = await read_model(request, RotatedRefreshToken)
-    state = state_of(request)
-
-    def job(conn: Connection) -> bool:
-        row = conn.execute(select(credentials).where(credentials.c.owner == cid)).mappings().first()
-        if row is None:
-            raise ApiError(404, f"no credential for connector `{cid}`")
-        try:
-            text = state.vault.decrypt(row["ciphertext"], owner=cid)
-            rotated = with_rotated_refresh_token(text, body.previous_sha256, body.refresh_token)
-        except VaultError:
-            raise ApiError(409, f"the credential of `{cid}` cannot be read (vault)") from None
-        except CredentialError as exc:
-            raise ApiError(409, f"`{cid}`: {exc}", field=exc.field) from None
-        if rotated == text:
-            return False
-        conn.execute(
-            update(credentials)
-            .where(credentials.c.owner == cid)
-            .values(ciphertext=state.vault.encrypt(rotated, owner=cid))
-        )
-        append_event(conn, "connector.credential_rotated", actor=gateway.actor, now=now(),
-                     subject=cid, data={"field": "refresh_token"})  # fmt: skip
-        return True
-
-    changed = await state.change_config(job)
+    changed = await tokens.store_refresh_token(
+        state_of(request), cid, body.previous_sha256, body.refresh_token, actor=gateway.actor
+    )
     return json_ok({"connector": cid, "stored": changed})
 
 
@@ -381,6 +356,6 @@ def routes() -> list[BaseRoute]:
         Route(p + "/{id}", change_connector, methods=["PATCH"]),
         Route(p + "/{id}", remove_connector, methods=["DELETE"]),
         Route(
-            "/api/v1/gateway/connectors/{id}/refresh-token", store_refresh_token, methods=["POST"]
+            "/api/v1/gateway/connectors/{id}/refresh-token", rotated_refresh_token, methods=["POST"]
         ),
     ]

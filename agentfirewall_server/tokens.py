@@ -1,0 +1,144 @@
+"""Computed credentials when the control plane executes an action (SDK Mode A).
+
+The gateway computes them for proxied requests. An action the SDK asks this server to
+execute (``POST /api/v1/actions/{id}/execute``) on a connector whose credential is computed
+(``github_app``, ``oauth2``, ``aws_sigv4``) gets its headers here the same way: the
+connector's injector (``agentfirewall.credentials.build_injector``, built once per
+credential) and the shared token broker (``agentfirewall.credentials.broker``: cached, one
+fetch under load, the previous token while still valid, else fail closed). Token requests go
+over https with this server's client (``AGENTFIREWALL_UPSTREAM_CA`` trusted besides the
+system's CAs).
+
+A rotated OAuth2 refresh token goes into the vault (:func:`store_refresh_token`), compared
+first, exactly as a gateway's does through ``POST /api/v1/gateway/connectors/{id}/refresh-
+token``; the configuration then carries it to every gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import Connection, select, update
+
+from agentfirewall.connectors.base import Connector
+from agentfirewall.credentials import Injector, Outgoing, Rotation, TokenRequest, build_injector
+from agentfirewall.credentials.broker import TokenBroker
+from agentfirewall.credentials.oauth2 import with_rotated_refresh_token
+from agentfirewall.errors import CredentialError, VaultError
+from agentfirewall_server.audit import append_event
+from agentfirewall_server.clock import now
+from agentfirewall_server.store.schema import credentials
+from agentfirewall_server.web import ApiError
+
+if TYPE_CHECKING:
+    from agentfirewall_server.protocols import Services
+
+__all__ = ["ServerTokens", "store_refresh_token"]
+
+log = logging.getLogger("agentfirewall_server.tokens")
+_MAX_TOKEN_RESPONSE = 1 << 20
+_TOKEN_TIMEOUT = 30.0
+
+
+class ServerTokens:
+    """The computed credentials' headers for the executor."""
+
+    def __init__(self, state: Services) -> None:
+        self.state = state
+        self.broker = TokenBroker(self._send, on_rotated=self._rotated)
+        self._injectors: dict[tuple[str, str], Injector] = {}
+        self._storing: set[asyncio.Task[None]] = set()
+
+    def injector(self, cid: str, connector: Connector, kind: str, secret: str) -> Injector:
+        """The injector of connector `cid`'s credential (CredentialError when invalid)."""
+        key = (cid, hashlib.sha256(f"{kind}\0{secret}".encode()).hexdigest())
+        found = self._injectors.get(key)
+        if found is None:
+            found = build_injector(cid, connector, kind, secret)
+            if len(self._injectors) >= 256:
+                self._injectors.clear()
+            self._injectors[key] = found
+        return found
+
+    async def headers(self, injector: Injector, outgoing: Outgoing) -> list[tuple[str, str]]:
+        """The credential headers `outgoing` must carry (CredentialError: fail closed)."""
+        token = await self.broker.token(injector.source) if injector.source else None
+        return injector.inject(outgoing, token, self.broker.clock())
+
+    async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
+        host = (urlsplit(request.url).hostname or "").lower()
+        if urlsplit(request.url).scheme != "https" or not host:
+            raise CredentialError("a token endpoint must be an https:// url")
+        try:
+            async with self.state.http.stream(
+                request.method,
+                request.url,
+                headers=list(request.headers),
+                content=request.body or None,
+                timeout=_TOKEN_TIMEOUT,
+            ) as response:
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _MAX_TOKEN_RESPONSE:
+                        raise CredentialError(f"the token endpoint `{host}` answered too much")
+                return response.status_code, body
+        except httpx.HTTPError as exc:
+            kind = type(exc).__name__
+            raise CredentialError(f"the token endpoint `{host}` is unreachable ({kind})") from None
+
+    def _rotated(self, rotation: Rotation) -> None:
+        task = asyncio.ensure_future(self._store(rotation))
+        self._storing.add(task)
+        task.add_done_callback(self._storing.discard)
+
+    async def _store(self, rotation: Rotation) -> None:
+        try:
+            await store_refresh_token(self.state, rotation.connector_id, rotation.vaulted_sha256,
+                                      rotation.refresh_token, actor="server")  # fmt: skip
+        except ApiError as exc:  # another token came first, or the connector went away
+            log.warning("the rotated refresh token of `%s` was not stored: %s",
+                        rotation.connector_id, exc.message)  # fmt: skip
+
+    async def drain(self) -> None:
+        """Wait for the rotations on their way to the vault (shutdown)."""
+        if self._storing:
+            await asyncio.wait(list(self._storing), timeout=5.0)
+
+
+async def store_refresh_token(
+    state: Services, cid: str, previous_sha256: str, refresh_token: str, *, actor: str
+) -> bool:
+    """Put a rotated OAuth2 refresh token in the vault in place of the one whose SHA-256 is
+    `previous_sha256` (True), or find it there already (False). ApiError 404 without a
+    credential, 409 when the vault holds another token now or the credential has no refresh
+    token. Audited ``connector.credential_rotated``; the token is never in a message."""
+
+    def job(conn: Connection) -> bool:
+        row = conn.execute(select(credentials).where(credentials.c.owner == cid)).mappings().first()
+        if row is None:
+            raise ApiError(404, f"no credential for connector `{cid}`")
+        try:
+            text = state.vault.decrypt(row["ciphertext"], owner=cid)
+            rotated = with_rotated_refresh_token(text, previous_sha256, refresh_token)
+        except VaultError:
+            raise ApiError(409, f"the credential of `{cid}` cannot be read (vault)") from None
+        except CredentialError as exc:
+            raise ApiError(409, f"`{cid}`: {exc}", field=exc.field) from None
+        if rotated == text:
+            return False
+        conn.execute(
+            update(credentials)
+            .where(credentials.c.owner == cid)
+            .values(ciphertext=state.vault.encrypt(rotated, owner=cid))
+        )
+        append_event(conn, "connector.credential_rotated", actor=actor, now=now(), subject=cid,
+                     data={"field": "refresh_token"})  # fmt: skip
+        return True
+
+    return await state.change_config(job)
