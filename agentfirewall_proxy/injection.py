@@ -26,6 +26,7 @@ import httpx
 
 from agentfirewall.credentials import Outgoing, Rotation, Token, TokenRequest
 from agentfirewall.credentials.broker import TokenBroker as SharedTokenBroker
+from agentfirewall.credentials.fetch import send_token_request
 from agentfirewall.errors import CredentialError
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.pipeline import Flow, Refusal
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.http1 import Head
 
 __all__ = ["TokenBroker", "inject", "prepare"]
-
-_MAX_TOKEN_RESPONSE = 1 << 20
 
 
 class TokenBroker(SharedTokenBroker):
@@ -69,8 +68,6 @@ class TokenBroker(SharedTokenBroker):
     async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
         parts = urlsplit(request.url)
         host = (parts.hostname or "").lower()
-        if parts.scheme != "https" or not host:
-            raise CredentialError("a token endpoint must be an https:// url")
         port = parts.port or 443
         authority = host if port == 443 else f"{host}:{port}"
         if self.options.upstream_proxy:  # the proxy resolves the name: CONNECT host:port
@@ -80,24 +77,9 @@ class TokenBroker(SharedTokenBroker):
             ip, ip_port = resolve.get((host, port)) or resolve.get((host, None)) or (host, port)
             address = f"[{ip}]:{ip_port}" if ":" in ip else f"{ip}:{ip_port}"
         url = urlunsplit(("https", address, parts.path or "/", parts.query, ""))
-        client = self._http()
-        try:
-            async with client.stream(
-                request.method,
-                url,
-                headers=[("Host", authority), *request.headers],
-                content=request.body or None,
-                extensions={"sni_hostname": host},
-            ) as response:
-                body = b""
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > _MAX_TOKEN_RESPONSE:
-                        raise CredentialError(f"the token endpoint `{host}` answered too much")
-                return response.status_code, body
-        except httpx.HTTPError as exc:
-            kind = type(exc).__name__
-            raise CredentialError(f"the token endpoint `{host}` is unreachable ({kind})") from None
+        return await send_token_request(self._http(), request, url=url,
+                                        headers=[("Host", authority)],
+                                        extensions={"sni_hostname": host})  # fmt: skip
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:

@@ -20,14 +20,13 @@ import asyncio
 import hashlib
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import Connection, select, update
 
 from agentfirewall.connectors.base import Connector
 from agentfirewall.credentials import Injector, Outgoing, Rotation, TokenRequest, build_injector
 from agentfirewall.credentials.broker import TokenBroker
+from agentfirewall.credentials.fetch import send_token_request
 from agentfirewall.credentials.oauth2 import with_rotated_refresh_token
 from agentfirewall.errors import CredentialError, VaultError
 from agentfirewall_server.audit import append_event
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["ServerTokens", "store_refresh_token"]
 
 log = logging.getLogger("agentfirewall_server.tokens")
-_MAX_TOKEN_RESPONSE = 1 << 20
 _TOKEN_TIMEOUT = 30.0
 
 
@@ -71,26 +69,7 @@ class ServerTokens:
         return injector.inject(outgoing, token, self.broker.clock())
 
     async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
-        host = (urlsplit(request.url).hostname or "").lower()
-        if urlsplit(request.url).scheme != "https" or not host:
-            raise CredentialError("a token endpoint must be an https:// url")
-        try:
-            async with self.state.http.stream(
-                request.method,
-                request.url,
-                headers=list(request.headers),
-                content=request.body or None,
-                timeout=_TOKEN_TIMEOUT,
-            ) as response:
-                body = b""
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > _MAX_TOKEN_RESPONSE:
-                        raise CredentialError(f"the token endpoint `{host}` answered too much")
-                return response.status_code, body
-        except httpx.HTTPError as exc:
-            kind = type(exc).__name__
-            raise CredentialError(f"the token endpoint `{host}` is unreachable ({kind})") from None
+        return await send_token_request(self.state.http, request, timeout=_TOKEN_TIMEOUT)
 
     def _rotated(self, rotation: Rotation) -> None:
         task = asyncio.ensure_future(self._store(rotation))
