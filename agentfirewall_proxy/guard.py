@@ -21,6 +21,7 @@ from agentfirewall.content import (
     Finding,
     Scanner,
     body_pieces,
+    content_attributes,
     describe,
     redact_text,
     request_pieces,
@@ -52,18 +53,6 @@ def request_findings(scanner: Scanner, flow: Flow, request: HttpRequest) -> list
         ctype = next((v for k, v in request.headers if k.lower() == "content-type"), "")
         pieces += body_pieces(request.body, ctype)
     return scan_pieces(scanner, pieces)
-
-
-def content_attributes(findings: list[Finding], side: str = "content") -> dict[str, object]:
-    """``{"content.secrets": [...], "content.pii": [...]}``: names, sorted; absent if none.
-
-    On the response side (`side` ``response``): ``response.secrets``, ``response.injection``.
-    """
-    fields = {"secret": f"{side}.secrets", "pii": f"{side}.pii", "injection": f"{side}.injection"}
-    found: dict[str, set[str]] = {}
-    for finding in findings:
-        found.setdefault(fields[finding.kind], set()).add(finding.detector)
-    return {name: sorted(names) for name, names in found.items()}
 
 
 def note_findings(flow: Flow, findings: list[Finding], what: str) -> None:

@@ -1,21 +1,58 @@
-"""Evaluate an SDK action against the in-memory snapshot's compiled engine."""
+"""Evaluate an SDK action against the in-memory snapshot's compiled engine.
+
+Content guardrails hold in SDK mode as at the gateway: when a policy reads ``content.secrets``
+or ``content.pii``, the action's strings (each string of ``parameters``, the resource names)
+are scanned and the detector names reach the engine (:func:`content_context`). A ``redact``
+rule cannot rewrite what the agent itself will send, so in SDK mode the action it matches is
+refused instead (:func:`content_decision`), as the gateway refuses what it cannot redact;
+where the detectors fired (never the text) is added to the decision's reason.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.decisions import ApprovalRequirement, Decision, normalize_level
+from agentfirewall.content import (
+    Finding,
+    Scanner,
+    content_attributes,
+    describe,
+    scan_pieces,
+    value_pieces,
+)
+from agentfirewall.decisions import (
+    ApprovalRequirement,
+    Decision,
+    apply_enforcement,
+    normalize_level,
+)
 from agentfirewall.policy import EvaluationContext, Explanation
+from agentfirewall.policy.guard import redactions
 from agentfirewall_server.approvals import DEFAULT_ROLES
-from agentfirewall_server.snapshot import AgentRecord
+from agentfirewall_server.snapshot import AgentRecord, Snapshot
 from agentfirewall_server.state import AppState
 
-__all__ = ["approval_terms", "context_for", "explain", "issue_token"]
+__all__ = [
+    "approval_terms",
+    "content_context",
+    "content_decision",
+    "context_for",
+    "explain",
+    "issue_token",
+]
 
 
-def context_for(agent: AgentRecord, spec: ActionSpec) -> EvaluationContext:
+_NONE: Mapping[str, object] = MappingProxyType({})
+
+
+def context_for(
+    agent: AgentRecord, spec: ActionSpec, attributes: Mapping[str, object] = _NONE
+) -> EvaluationContext:
     return EvaluationContext(
         agent=agent.name,
         mode="sdk",
@@ -23,11 +60,59 @@ def context_for(agent: AgentRecord, spec: ActionSpec) -> EvaluationContext:
         connector=spec.provider,
         enforcement_level=normalize_level(agent.enforcement_level),
         sdk_default="deny" if agent.sdk_default == "deny" else "allow",
+        attributes=attributes,
     )
 
 
+def content_context(
+    scanner: Scanner, agent: AgentRecord, spec: ActionSpec
+) -> tuple[EvaluationContext, list[Finding]]:
+    """The context with what the detectors found in the action's strings."""
+    resource = spec.resource
+    pieces = value_pieces(spec.parameters, "parameters")
+    pieces += [(f"resource.{name}", value) for name, value in (
+        ("account", resource.account), ("target", resource.target)) if value]  # fmt: skip
+    findings = scan_pieces(scanner, pieces)
+    return context_for(agent, spec, content_attributes(findings)), findings
+
+
+def content_decision(
+    snapshot: Snapshot,
+    spec: ActionSpec,
+    ctx: EvaluationContext,
+    decision: Decision,
+    findings: list[Finding],
+) -> Decision:
+    """`decision`, refused when a ``redact`` rule matched what was found (the SDK cannot
+    redact the agent's own parameters), with where the detectors fired in its reason."""
+    where = f"content: {describe(findings)}"
+    names, rule = redactions(snapshot.engine, snapshot.guard, spec, ctx)
+    if names and decision.decided_outcome == "allow" and any(f.detector in names for f in findings):
+        refused = Decision(
+            "deny",
+            f"redact rule `{rule}` matched: an SDK action's parameters cannot be redacted "
+            "(send it without the detected value, or through the gateway)",
+            risk_score=decision.risk_score,
+            matched_policies=decision.matched_policies,
+            matched_rules=(rule,),
+            decided_outcome="deny",
+        )
+        decision = apply_enforcement(refused, ctx.enforcement_level)
+    return dataclasses.replace(decision, reason=f"{decision.reason}; {where}")
+
+
 def explain(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Explanation:
-    return state.snapshot.engine.explain(spec, context_for(agent, spec))
+    """The decision with every step, content detections included (``dry-run``)."""
+    snapshot = state.snapshot
+    if snapshot.guard.request is None:
+        return snapshot.engine.explain(spec, context_for(agent, spec))
+    ctx, findings = content_context(snapshot.guard.request, agent, spec)
+    result = snapshot.engine.explain(spec, ctx)
+    if not findings:
+        return result
+    return dataclasses.replace(
+        result, decision=content_decision(snapshot, spec, ctx, result.decision, findings)
+    )
 
 
 def approval_terms(state: AppState, decision: Decision) -> tuple[int, tuple[str, ...]]:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from agentfirewall.policy import AccessRule, Engine, KillSwitch, Policy, load_policy
+from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall_server.budgets import BudgetDef, CompiledBudget, compile_budget
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.shadow import ShadowConfig, load_shadow
@@ -108,6 +109,8 @@ class Snapshot:
     budgets: dict[str, CompiledBudget] = field(default_factory=dict)
     #: The shadow configuration (``shadow.py``), evaluated beside this one, never enforced.
     shadow: ShadowConfig | None = field(default=None, repr=False)
+    #: What the content guardrails scan in an SDK action (``decide.py``; empty: nothing).
+    guard: GuardPlan = field(default_factory=GuardPlan, repr=False)
 
     def agent(self, ident: str) -> AgentRecord | None:
         return self.agents_by_id.get(ident) or self.agents_by_name.get(ident)
@@ -222,11 +225,8 @@ def load_snapshot(conn: Connection) -> Snapshot:
         for p in perm_rows
     ]
     switches = [KillSwitch(k["scope"], k["target"] or None, k["reason"]) for k in ks_rows]
-    engine = Engine(
-        access_rules=rules,
-        policies=[loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded],
-        kill_switches=switches,
-    )
+    enabled = [loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded]
+    engine = Engine(access_rules=rules, policies=enabled, kill_switches=switches)
     named = [
         (p["name"], bool(p["enabled"]), loaded[p["id"]]) for p in pol_rows if p["id"] in loaded
     ]
@@ -256,6 +256,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
         loaded_policies=loaded,
         budgets=_budgets(conn),
         shadow=load_shadow(conn, named, rules, switches),
+        guard=guard_plan(tuple(enabled)),
     )
 
 

@@ -13,12 +13,14 @@ from agentfirewall.content.injection import INJECTION, INJECTION_VERSION
 from agentfirewall.content.locate import (
     Finding,
     body_pieces,
+    content_attributes,
     describe,
     marker,
     redact_body,
     redact_text,
     request_pieces,
     scan_pieces,
+    value_pieces,
 )
 from agentfirewall.content.scanner import Hit, Scanner, default_scanner
 
@@ -33,6 +35,7 @@ __all__ = [
     "Hit",
     "Scanner",
     "body_pieces",
+    "content_attributes",
     "default_scanner",
     "describe",
     "marker",
@@ -40,4 +43,5 @@ __all__ = [
     "redact_text",
     "request_pieces",
     "scan_pieces",
+    "value_pieces",
 ]

@@ -32,12 +32,14 @@ __all__ = [
     "Finding",
     "Piece",
     "body_pieces",
+    "content_attributes",
     "describe",
     "marker",
     "redact_body",
     "redact_text",
     "request_pieces",
     "scan_pieces",
+    "value_pieces",
 ]
 
 Piece = tuple[str, str]  # (location, text)
@@ -116,6 +118,23 @@ def _json_strings(value: object, path: str) -> Iterator[Piece]:
             stack.extend((v, f"{where}.{k}") for k, v in item.items())
         elif isinstance(item, list):
             stack.extend((v, f"{where}.{i}") for i, v in enumerate(item))
+
+
+def value_pieces(value: object, path: str) -> list[Piece]:
+    """Each string inside a JSON value, named by its path (``parameters.body.text``)."""
+    return list(_json_strings(value, path))
+
+
+def content_attributes(findings: Iterable[Finding], side: str = "content") -> dict[str, object]:
+    """``{"content.secrets": [...], "content.pii": [...]}``: names, sorted; absent if none.
+
+    On the response side (`side` ``response``): ``response.secrets``, ``response.injection``.
+    """
+    fields = {"secret": f"{side}.secrets", "pii": f"{side}.pii", "injection": f"{side}.injection"}
+    found: dict[str, set[str]] = {}
+    for finding in findings:
+        found.setdefault(fields[finding.kind], set()).add(finding.detector)
+    return {name: sorted(names) for name, names in found.items()}
 
 
 def _kind(content_type: str) -> str:

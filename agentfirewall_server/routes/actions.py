@@ -31,7 +31,14 @@ from agentfirewall_server.approvals import approval_json, create_approval
 from agentfirewall_server.audit import append_events, prepare_event, scalar_text
 from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
-from agentfirewall_server.decide import approval_terms, context_for, explain, issue_token
+from agentfirewall_server.decide import (
+    approval_terms,
+    content_context,
+    content_decision,
+    context_for,
+    explain,
+    issue_token,
+)
 from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.routes.execute import execute_action
 from agentfirewall_server.routes.sdkspend import Spend, spend_check
@@ -298,8 +305,15 @@ async def request_action(request: Request) -> JSONResponse:
     action_hash = hashlib.sha256(canonical).hexdigest()  # spec.action_hash, computed once
     if key is not None and (replayed := await _replay(state, agent, key, action_hash)):
         return replayed
-    ctx = context_for(agent, spec)
-    decision = state.snapshot.engine.evaluate(spec, ctx)
+    snapshot = state.snapshot
+    if snapshot.guard.request is None:  # no policy reads content: nothing is scanned
+        ctx = context_for(agent, spec)
+        decision = snapshot.engine.evaluate(spec, ctx)
+    else:
+        ctx, findings = content_context(snapshot.guard.request, agent, spec)
+        decision = snapshot.engine.evaluate(spec, ctx)
+        if findings:
+            decision = content_decision(snapshot, spec, ctx, decision, findings)
     annotate(agent=agent.name, connector=spec.provider, action=spec.type,
              decision=decision.status, rule=rule_of(decision))  # fmt: skip
     action_id = new_id("act_")

@@ -1,0 +1,113 @@
+"""Content guardrails in SDK mode (issue 23's left-out): when a policy reads `content.*`, the
+strings of an SDK action (every string in `parameters`, at any depth, and the resource
+names) are scanned as the gateway scans a request; a `redact` rule, which cannot rewrite
+what the agent itself sends, refuses instead. Never the detected text in an answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.server.conftest import Harness
+
+AWS_KEY = "AKIA" + "Q7RZ4XMPL2VN5KWD"  # the aws_access_key detector's shape
+CARD = "4111 1111 1111 1111"  # a Luhn-valid card number
+POLICY = """\
+name: content
+rules:
+  - name: no-secrets
+    conditions: [{field: content.secrets, operator: exists}]
+    decision: deny
+  - name: redact-cards
+    conditions: [{field: content.pii, operator: contains, value: card_number}]
+    decision: redact
+"""
+
+
+@pytest.fixture
+def guarded(harness: Harness) -> tuple[Harness, str]:
+    created = harness.admin("POST", "/v1/policies", json={"document": POLICY})
+    assert created.status_code in (200, 201), created.text
+    return harness, harness.create_agent("Bot", sdk_default="allow")
+
+
+def _ask(h: Harness, key: str, parameters: dict[str, Any], **resource: str) -> dict[str, Any]:
+    spec = {"type": "slack.message.post",
+            "resource": {"provider": "slack", **resource}, "parameters": parameters}  # fmt: skip
+    answer = h.agent(key, "POST", "/v1/actions", json={"action_spec": spec})
+    assert answer.status_code == 200, answer.text
+    assert AWS_KEY not in answer.text
+    assert CARD not in answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_a_secret_in_the_parameters_is_denied_and_located(guarded: tuple[Harness, str]) -> None:
+    h, key = guarded
+    denied = _ask(h, key, {"channel": "C1", "blocks": [{"text": f"key: {AWS_KEY}"}]})
+    assert denied["status"] == "denied"
+    assert denied["decision"]["matched_rules"] == ["content/no-secrets"]
+    assert "content: aws_access_key at parameters.blocks.0.text+5" in denied["decision"]["reason"]
+    assert _ask(h, key, {"channel": "C1", "text": "hello"})["status"] == "allowed"
+    in_target = _ask(h, key, {"text": "hi"}, target=f"https://hooks.example.com/{AWS_KEY}")
+    assert in_target["status"] == "denied"
+    assert "at resource.target+" in in_target["decision"]["reason"]
+
+
+def test_a_redact_rule_refuses_what_it_cannot_redact(guarded: tuple[Harness, str]) -> None:
+    h, key = guarded
+    refused = _ask(h, key, {"channel": "C1", "text": f"card {CARD}"})
+    assert refused["status"] == "denied"
+    assert refused["decision"]["matched_rules"] == ["content/redact-cards"]
+    assert "cannot be redacted" in refused["decision"]["reason"]
+    assert "card_number at parameters.text+5" in refused["decision"]["reason"]
+    dry = h.agent(key, "POST", "/v1/actions/dry-run",
+                  json={"action_spec": {"type": "slack.message.post", "resource": {
+                      "provider": "slack"}, "parameters": {"text": f"card {CARD}"}}})  # fmt: skip
+    assert dry.json()["status"] == "denied"
+    assert CARD not in dry.text
+
+
+def test_monitor_records_what_it_would_deny(harness: Harness) -> None:
+    harness.admin("POST", "/v1/policies", json={"document": POLICY}).raise_for_status()
+    key = harness.create_agent("Watcher", sdk_default="allow", enforcement_level="monitor")
+    answer = _ask(harness, key, {"text": f"card {CARD}"})
+    assert answer["status"] == "allowed"
+    assert answer["decision"]["would_outcome"] == "would_deny"
+
+
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+_JSON: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(parameters=st.dictionaries(_TEXT, _JSON, max_size=3), where=st.integers(0, 5))
+def test_a_secret_anywhere_in_the_parameters_is_found(
+    guarded: tuple[Harness, str], parameters: dict[str, Any], where: int
+) -> None:
+    """Put the key in any place of any JSON: the action is denied, whatever surrounds it."""
+    h, key = guarded
+    holder: Any = parameters
+    path = ["parameters"]
+    for _ in range(where):  # walk down into a random existing container, if any
+        children = list(holder.items()) if isinstance(holder, dict) else list(enumerate(holder))
+        nested = [(k, v) for k, v in children if isinstance(v, dict | list)]
+        if not nested:
+            break
+        k, holder = nested[0]
+        path.append(str(k))
+    if isinstance(holder, dict):
+        holder["planted"] = f" {AWS_KEY} "
+    else:
+        holder.append(f" {AWS_KEY} ")
+    denied = _ask(h, key, parameters)
+    assert denied["status"] == "denied", denied
