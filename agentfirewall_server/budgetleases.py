@@ -24,6 +24,7 @@ overspend).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,15 @@ from agentfirewall_server.budgetstore import Refused, exceeded, lock_budgets, us
 from agentfirewall_server.clock import new_id
 from agentfirewall_server.store.schema import budget_usage
 
-__all__ = ["Granted", "LeaseReport", "could_fit", "grant", "report", "split_usage"]
+__all__ = [
+    "Granted",
+    "LeaseReport",
+    "budget_attributes",
+    "could_fit",
+    "grant",
+    "report",
+    "split_usage",
+]
 
 #: A slice is at most this share of what would remain after the request.
 SHARE = 0.25
@@ -172,6 +181,19 @@ def _row(
 ) -> dict[str, Any]:
     return {"budget_id": budget_id, "reservation": lease, "agent": agent, "amount": amount,
             "state": state, "request_id": None, "created_at": at, "settled_at": now}  # fmt: skip
+
+
+def budget_attributes(
+    conn: Connection, budgets: Iterable[CompiledBudget], now: float
+) -> dict[str, float]:
+    """``budget.<name>.used`` and ``.remaining`` of each budget, for policy conditions
+    (what the leased slices hold counts as gone)."""
+    values: dict[str, float] = {}
+    for budget in budgets:
+        used, leased = split_usage(conn, budget, now)
+        values[f"budget.{budget.name}.used"] = used
+        values[f"budget.{budget.name}.remaining"] = budget.definition.limit - used - leased
+    return values
 
 
 def split_usage(conn: Connection, budget: CompiledBudget, now: float) -> tuple[float, float]:

@@ -2,7 +2,8 @@
 
 Content guardrails hold in SDK mode as at the gateway: when a policy reads ``content.secrets``
 or ``content.pii``, the action's strings (each string of ``parameters``, the resource names)
-are scanned and the detector names reach the engine (:func:`content_context`). A ``redact``
+are scanned and the detector names reach the engine; conditions on ``budget.<name>.*`` read
+the budgets' state from the store (:func:`sdk_context`). A ``redact``
 rule cannot rewrite what the agent itself will send, so in SDK mode the action it matches is
 refused instead (:func:`content_decision`), as the gateway refuses what it cannot redact;
 where the detectors fired (never the text) is added to the decision's reason.
@@ -19,7 +20,6 @@ from types import MappingProxyType
 from agentfirewall.actions import ActionSpec
 from agentfirewall.content import (
     Finding,
-    Scanner,
     content_attributes,
     describe,
     scan_pieces,
@@ -34,16 +34,17 @@ from agentfirewall.decisions import (
 from agentfirewall.policy import EvaluationContext, Explanation
 from agentfirewall.policy.guard import redactions
 from agentfirewall_server.approvals import DEFAULT_ROLES
+from agentfirewall_server.budgetleases import budget_attributes
 from agentfirewall_server.snapshot import AgentRecord, Snapshot
 from agentfirewall_server.state import AppState
 
 __all__ = [
     "approval_terms",
-    "content_context",
     "content_decision",
     "context_for",
     "explain",
     "issue_token",
+    "sdk_context",
 ]
 
 
@@ -64,16 +65,26 @@ def context_for(
     )
 
 
-def content_context(
-    scanner: Scanner, agent: AgentRecord, spec: ActionSpec
+async def sdk_context(
+    state: AppState, agent: AgentRecord, spec: ActionSpec
 ) -> tuple[EvaluationContext, list[Finding]]:
-    """The context with what the detectors found in the action's strings."""
-    resource = spec.resource
-    pieces = value_pieces(spec.parameters, "parameters")
-    pieces += [(f"resource.{name}", value) for name, value in (
-        ("account", resource.account), ("target", resource.target)) if value]  # fmt: skip
-    findings = scan_pieces(scanner, pieces)
-    return context_for(agent, spec, content_attributes(findings)), findings
+    """The context with what policy conditions read beyond the action: ``budget.<name>.*``
+    (read from the store) when a policy reads one, and what the content detectors found in
+    the action's strings when a policy reads ``content.*``; and those findings."""
+    snapshot = state.snapshot
+    attributes: dict[str, object] = {}
+    if snapshot.reads_budgets:
+        budgets, stamp = list(snapshot.budgets.values()), time.time()
+        attributes.update(await state.db.read(lambda c: budget_attributes(c, budgets, stamp)))
+    findings: list[Finding] = []
+    if snapshot.guard.request is not None:
+        resource = spec.resource
+        pieces = value_pieces(spec.parameters, "parameters")
+        pieces += [(f"resource.{name}", value) for name, value in (
+            ("account", resource.account), ("target", resource.target)) if value]  # fmt: skip
+        findings = scan_pieces(snapshot.guard.request, pieces)
+        attributes.update(content_attributes(findings))
+    return context_for(agent, spec, attributes), findings
 
 
 def content_decision(
@@ -101,12 +112,10 @@ def content_decision(
     return dataclasses.replace(decision, reason=f"{decision.reason}; {where}")
 
 
-def explain(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Explanation:
-    """The decision with every step, content detections included (``dry-run``)."""
+async def explain(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Explanation:
+    """The decision with every step, as ``request_action`` decides (``dry-run``)."""
     snapshot = state.snapshot
-    if snapshot.guard.request is None:
-        return snapshot.engine.explain(spec, context_for(agent, spec))
-    ctx, findings = content_context(snapshot.guard.request, agent, spec)
+    ctx, findings = await sdk_context(state, agent, spec)
     result = snapshot.engine.explain(spec, ctx)
     if not findings:
         return result

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, select, update
 
 from agentfirewall.policy import AccessRule, Engine, KillSwitch, Policy, load_policy
 from agentfirewall.policy.guard import GuardPlan, guard_plan
+from agentfirewall.policy.models import field_conditions
 from agentfirewall_server.budgets import BudgetDef, CompiledBudget, compile_budget
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.shadow import ShadowConfig, load_shadow
@@ -111,6 +112,8 @@ class Snapshot:
     shadow: ShadowConfig | None = field(default=None, repr=False)
     #: What the content guardrails scan in an SDK action (``decide.py``; empty: nothing).
     guard: GuardPlan = field(default_factory=GuardPlan, repr=False)
+    #: A policy condition reads ``budget.<name>.*`` (``decide.py`` reads the budgets then).
+    reads_budgets: bool = False
 
     def agent(self, ident: str) -> AgentRecord | None:
         return self.agents_by_id.get(ident) or self.agents_by_name.get(ident)
@@ -257,6 +260,12 @@ def load_snapshot(conn: Connection) -> Snapshot:
         budgets=_budgets(conn),
         shadow=load_shadow(conn, named, rules, switches),
         guard=guard_plan(tuple(enabled)),
+        reads_budgets=any(
+            leaf.field.startswith("budget.")
+            for policy in enabled
+            for rule in policy.rules
+            for leaf in field_conditions(rule.conditions)
+        ),
     )
 
 

@@ -33,11 +33,11 @@ from agentfirewall_server.auth import Principal, authenticate, require_agent, st
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import (
     approval_terms,
-    content_context,
     content_decision,
     context_for,
     explain,
     issue_token,
+    sdk_context,
 )
 from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.routes.execute import execute_action
@@ -306,11 +306,11 @@ async def request_action(request: Request) -> JSONResponse:
     if key is not None and (replayed := await _replay(state, agent, key, action_hash)):
         return replayed
     snapshot = state.snapshot
-    if snapshot.guard.request is None:  # no policy reads content: nothing is scanned
+    if snapshot.guard.request is None and not snapshot.reads_budgets:  # the common case
         ctx = context_for(agent, spec)
         decision = snapshot.engine.evaluate(spec, ctx)
-    else:
-        ctx, findings = content_context(snapshot.guard.request, agent, spec)
+    else:  # a policy reads content or budgets
+        ctx, findings = await sdk_context(state, agent, spec)
         decision = snapshot.engine.evaluate(spec, ctx)
         if findings:
             decision = content_decision(snapshot, spec, ctx, decision, findings)
@@ -375,7 +375,7 @@ async def dry_run(request: Request) -> JSONResponse:
     state = state_of(request)
     await _rate_limit(state, agent)
     spec = await _spec(request)
-    result = explain(state, agent, spec)
+    result = await explain(state, agent, spec)
     return json_ok(
         {
             "status": result.decision.status,

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
-from agentfirewall_server.budgetleases import split_usage
+from agentfirewall_server.budgetleases import budget_attributes
 from agentfirewall_server.budgets import BudgetBody, BudgetDef, CompiledBudget
 from agentfirewall_server.budgetstore import (
     Refused,
@@ -268,15 +268,9 @@ async def gateway_state(request: Request) -> JSONResponse:
     found = list(state.snapshot.budgets.values())
     stamp = now()
 
-    def job(conn: Connection) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for budget in found:
-            used, leased = split_usage(conn, budget, stamp)
-            values[f"budget.{budget.name}.used"] = used
-            values[f"budget.{budget.name}.remaining"] = budget.definition.limit - used - leased
-        return values
-
-    return json_ok({"attributes": await state.db.read(job)})
+    return json_ok(
+        {"attributes": await state.db.read(lambda c: budget_attributes(c, found, stamp))}
+    )
 
 
 def routes() -> list[BaseRoute]:

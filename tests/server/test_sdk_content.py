@@ -111,3 +111,30 @@ def test_a_secret_anywhere_in_the_parameters_is_found(
         holder.append(f" {AWS_KEY} ")
     denied = _ask(h, key, parameters)
     assert denied["status"] == "denied", denied
+
+
+BUDGET_POLICY = """\
+name: hold-when-low
+scope: {action_types: [slack.message.post]}
+rules:
+  - name: low-budget
+    decision: require_approval
+    conditions:
+      all:
+        - {field: budget.slack-daily.remaining, operator: lt, value: 2}
+"""
+
+
+def test_a_budget_condition_reads_the_budget_in_sdk_mode(harness: Harness) -> None:
+    """`budget.<name>.remaining` in a policy condition reads the budget's state on the SDK
+    path too (it read as missing there before, so the rule never held anything)."""
+    harness.admin("POST", "/v1/policies", json={"document": BUDGET_POLICY}).raise_for_status()
+    budget = {"agents": ["Spender"], "connector": "slack", "action": "slack.*",
+              "measure": "count", "limit": 3}  # fmt: skip
+    assert harness.admin("PUT", "/v1/budgets/slack-daily", json=budget).status_code == 201
+    key = harness.create_agent("Spender", sdk_default="allow")
+    statuses = [_ask(harness, key, {"text": str(n)})["status"] for n in range(3)]
+    # 3 left, then 2 (not below 2): allowed; then 1 left: the rule holds it
+    assert statuses == ["allowed", "allowed", "pending_approval"]
+    held = _ask(harness, key, {"text": "again"})
+    assert held["decision"]["matched_rules"] == ["hold-when-low/low-budget"]
