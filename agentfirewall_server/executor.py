@@ -30,6 +30,7 @@ from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
 from agentfirewall.credentials import COMPUTED_KINDS, Outgoing
 from agentfirewall.errors import ActionSpecError, ConnectorError, CredentialError
+from agentfirewall.scrubbing import Scrubber, scrubber_for
 from agentfirewall_server.netguard import check_target
 from agentfirewall_server.state import AppState
 from agentfirewall_server.tracing import child, inject, set_upstream_status
@@ -69,6 +70,8 @@ class Planned:
     body: bytes
     host: str
     sni: str | None = None
+    #: The injected credential's every form, scrubbed from the result (None: none injected).
+    scrubber: Scrubber | None = None
 
 
 def _not_executable(message: str, **extra: Any) -> ApiError:
@@ -171,10 +174,11 @@ def _build(state: AppState, spec: ActionSpec) -> tuple[str, HttpRequest, dict[st
 
 async def _credential_headers(
     state: AppState, ctype: str, req: HttpRequest, row: dict[str, Any] | None
-) -> list[tuple[str, str]]:
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The request's headers with the credential's, and the credential's alone."""
     headers = list(req.headers)
     if row is None or row["id"] not in state.snapshot.credentials:
-        return headers
+        return headers, []
     problem = state.vault_problems.get(row["id"])
     if problem is not None:  # this connector alone is down (issue 14): say why and how to fix
         raise ApiError(
@@ -197,12 +201,12 @@ async def _credential_headers(
     except ConnectorError as exc:
         raise _not_executable(f"the `{ctype}` connector's credential: {exc}") from None
     drop = {n.lower() for n in connector.auth_header_names} | {n.lower() for n, _ in injected}
-    return [h for h in headers if h[0].lower() not in drop] + injected
+    return [h for h in headers if h[0].lower() not in drop] + injected, injected
 
 
 async def _computed_headers(
     state: AppState, connector: Connector, req: HttpRequest, cid: str, kind: str, secret: str
-) -> list[tuple[str, str]]:
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """A computed credential's headers (``tokens.py``): a minted token, or a signature over
     the request as sent (``Host`` included); 502 ``credential_unavailable`` when it cannot
     be had (fail closed)."""
@@ -219,13 +223,14 @@ async def _computed_headers(
         raise ApiError(
             502, f"connector `{cid}`: {exc}", code="credential_unavailable", retryable=True
         ) from None
-    return kept + added
+    return kept + added, added
 
 
 async def plan(state: AppState, spec_data: dict[str, Any]) -> Planned:
     spec = ActionSpec.model_validate(spec_data)
     ctype, req, row = _build(state, spec)
-    headers = await _credential_headers(state, ctype, req, row)
+    headers, injected = await _credential_headers(state, ctype, req, row)
+    scrubber = scrubber_for(v.encode("utf-8", "surrogateescape") for _, v in injected)
     port = req.port or (443 if req.scheme == "https" else 80)
     default_port = port == (443 if req.scheme == "https" else 80)
     authority = req.host if default_port else f"{req.host}:{port}"
@@ -239,11 +244,18 @@ async def plan(state: AppState, spec_data: dict[str, Any]) -> Planned:
             url = f"{req.scheme}://{literal}:{port}{req.path}{query}"
             headers = [h for h in headers if h[0].lower() != "host"] + [("Host", authority)]
             sni = req.host if req.scheme == "https" else None
-    return Planned(ctype, req.method, url, headers, req.body, req.host, sni)
+    return Planned(ctype, req.method, url, headers, req.body, req.host, sni, scrubber)
 
 
-def _result(response: httpx.Response) -> dict[str, Any]:
+def _result(response: httpx.Response, scrubber: Scrubber | None) -> dict[str, Any]:
+    """The upstream's answer as the agent gets it: the body (JSON when it says so, else
+    text; at most 1 MiB) and the headers, with every form of the injected credential
+    replaced (an upstream that echoes it back never hands it to the agent)."""
     raw = response.content[:_MAX_BODY]
+    pairs = list(response.headers.raw)
+    if scrubber is not None:
+        raw, _ = scrubber.scrub(raw)
+        pairs, _ = scrubber.headers(pairs)
     body: Any
     if "json" in response.headers.get("content-type", ""):
         try:
@@ -252,7 +264,12 @@ def _result(response: httpx.Response) -> dict[str, Any]:
             body = raw.decode("utf-8", "replace")
     else:
         body = raw.decode("utf-8", "replace")
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROP_HEADERS}
+    headers: dict[str, str] = {}
+    for name, value in pairs:  # one entry per name, repeated values joined (as httpx does)
+        key = name.decode("latin-1").lower()
+        if key not in _DROP_HEADERS:
+            text = value.decode(response.headers.encoding)
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return {"status_code": response.status_code, "headers": headers, "body": body}
 
 
@@ -302,7 +319,7 @@ async def _send(state: AppState, planned: Planned) -> dict[str, Any]:
     set_upstream_status(response.status_code)
     if response.status_code in (401, 403, 429) or response.status_code >= 500:
         errors.labels(connector=planned.connector, error_type=str(response.status_code)).inc()
-    return _result(response)
+    return _result(response, planned.scrubber)
 
 
 async def execute(state: AppState, spec_data: dict[str, Any]) -> dict[str, Any]:

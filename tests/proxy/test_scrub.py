@@ -13,15 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentfirewall_proxy.scrub import (
-    MARKER,
-    Scrubber,
-    ScrubError,
-    body_decoder,
-    filler,
-    scrubber_for,
-    secret_forms,
-)
+from agentfirewall.scrubbing import MARKER, Scrubber, filler, scrubber_for, secret_forms
+from agentfirewall_proxy.scrub import ScrubError, body_decoder
 from agentfirewall_proxy.snapshot import compile_snapshot
 from agentfirewall_proxy.wsframes import FrameScrubber, encode_frame
 from tests.proxy.support import CREDENTIALS, connector, snapshot
