@@ -18,10 +18,18 @@ and the current token passed in); the gateway's `TokenBroker`
 requests share one token fetch; a failed refresh keeps using the previous token while it
 is valid, and past its expiry the request fails closed: 502 `credential_unavailable` with
 the reason (`the token endpoint refused: status 400, \\`invalid_grant\\``). Tokens that
-travel upstream are scrubbed from responses like static credentials. A server-executed
-action (SDK Mode A) on such a connector is refused: only the gateway computes them. Token
-requests use the gateway's `--resolve` map and `--upstream-ca`, over https only, but not
-`--upstream-proxy`; the heartbeat's `token_fetches` counts them.
+travel upstream are scrubbed from responses like static credentials. An action the SDK
+asks the control plane to execute (SDK Mode A, `POST /api/v1/actions/{id}/execute`) on
+such a connector gets its credential computed there the same way
+(`agentfirewall_server/tokens.py`: the same broker, one token for many executions, a
+rotated refresh token stored in the vault, audited with actor `server`); a token that
+cannot be had is 502 `credential_unavailable` with `retryable: true` (nothing was sent).
+The control plane reaches token endpoints over https, trusting
+`AGENTFIREWALL_UPSTREAM_CA` besides the system's CAs. At the gateway, token
+requests go where upstream requests go: over https only, with `--upstream-ca`, through
+`--upstream-proxy` when one is set (a `CONNECT` to the endpoint's own name, which the proxy
+resolves), else to the address the `--resolve` map gives; the heartbeat's `token_fetches`
+counts them.
 
 ### `aws_sigv4`: AWS Signature Version 4
 
@@ -74,7 +82,20 @@ https://auth.example.com/token --client-id ID --client-secret-env VAR [--scope S
 `refresh_token`, otherwise `client_credentials`; the scopes are the connector's own. The
 client authenticates with HTTP Basic (default) or form fields. The access token is
 injected as `Authorization: Bearer …` and refreshed a minute before `expires_in` runs out
-(at most a quarter of its lifetime early). A rotated refresh token is used for the next
-refresh (kept in memory: a restarted gateway starts from the vaulted one). The token URL
-must be https.
+(at most a quarter of its lifetime early). The token URL must be https.
+
+**Rotated refresh tokens.** Many token endpoints answer a new refresh token with each
+access token and refuse the used one. The gateway stores the new one in the vault (`POST
+/api/v1/gateway/connectors/{id}/refresh-token`, in the background, retried while the control
+plane is away; a stopping gateway waits up to 5 s for it), and the configuration carries it
+to every gateway, so a restarted gateway, or another one, refreshes with a token that still
+works. The control plane compares before it writes: the vault must still hold the token the
+gateway replaced, so an admin's new grant or another gateway's earlier rotation is never
+overwritten by a late one (409, logged by the gateway as a warning). Until the vault has
+it, the gateway refreshes with the rotated token it holds; once the vault changed, with the
+vault's. Audited `connector.credential_rotated` (the connector, never the token). Storing a
+rotated token does not cost a new access token (the token cache ignores the refresh token).
+Two gateways that refresh the same connector at the very same moment still race at the
+token endpoint: the one it refuses fails that refresh (its cached token serves until it
+expires) and takes the stored token from the next configuration.
 """
