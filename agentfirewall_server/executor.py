@@ -17,6 +17,7 @@ to connect (no byte of the request sent) is marked ``retryable``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +33,17 @@ from agentfirewall.credentials import COMPUTED_KINDS, Outgoing
 from agentfirewall.errors import ActionSpecError, ConnectorError, CredentialError
 from agentfirewall.scrubbing import Scrubber, scrubber_for
 from agentfirewall_server.netguard import check_target
+from agentfirewall_server.settings import Settings
 from agentfirewall_server.state import AppState
 from agentfirewall_server.tracing import child, inject, set_upstream_status
 from agentfirewall_server.web import ApiError
 
-__all__ = ["Planned", "execute", "plan", "send"]
+__all__ = ["Planned", "execute", "execution_deadline", "plan", "send"]
 
 _USER_TARGETED = ("webhook", "generic")
+#: a send (connect, request, answer) ends within this many times the per-operation timeout:
+#: an action still ``executing`` later than that was cut short by a crash (routes/stuck.py)
+_DEADLINE_FACTOR = 3
 _MAX_BODY = 1024 * 1024
 _DROP_HEADERS = {"set-cookie", "authorization", "proxy-authorization", "www-authenticate"}
 # Raised before a byte of the request went out: the action may be tried again.
@@ -273,6 +278,11 @@ def _result(response: httpx.Response, scrubber: Scrubber | None) -> dict[str, An
     return {"status_code": response.status_code, "headers": headers, "body": body}
 
 
+def execution_deadline(settings: Settings) -> float:
+    """Seconds within which every send ends, answered or not."""
+    return settings.execute_timeout_seconds * _DEADLINE_FACTOR
+
+
 async def send(state: AppState, planned: Planned) -> dict[str, Any]:
     """Perform `planned` (in a ``tameflare.executor`` span when tracing is on)."""
     with child("tameflare.executor", connector=planned.connector):
@@ -283,14 +293,15 @@ async def _send(state: AppState, planned: Planned) -> dict[str, Any]:
     extensions = {"sni_hostname": planned.sni} if planned.sni else None
     errors = state.metrics.connector_errors
     try:
-        response = await state.http.request(
-            planned.method,
-            planned.url,
-            headers=inject(planned.headers),
-            content=planned.body or None,
-            timeout=state.settings.execute_timeout_seconds,
-            extensions=extensions,
-        )
+        async with asyncio.timeout(execution_deadline(state.settings)):
+            response = await state.http.request(
+                planned.method,
+                planned.url,
+                headers=inject(planned.headers),
+                content=planned.body or None,
+                timeout=state.settings.execute_timeout_seconds,
+                extensions=extensions,
+            )
     except _NOT_SENT as exc:
         errors.labels(connector=planned.connector, error_type="connect").inc()
         raise ApiError(
@@ -300,7 +311,7 @@ async def _send(state: AppState, planned: Planned) -> dict[str, Any]:
             code="upstream_unreachable",
             retryable=True,
         ) from None
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):  # an operation's timeout, or the whole
         errors.labels(connector=planned.connector, error_type="timeout").inc()
         raise ApiError(
             504,

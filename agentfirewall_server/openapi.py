@@ -31,7 +31,13 @@ _AUTH: list[tuple[str, str]] = [
 _PARAM = re.compile(r"\{([a-zA-Z_]+)(:[a-z]+)?\}")
 
 
+#: an admin's routes among the agent's (``routes/stuck.py``)
+_ADMIN_ACTIONS = re.compile(r"^/api/v1/actions/(stuck|\{id\}/resolve)$")
+
+
 def _auth_for(path: str) -> str:
+    if _ADMIN_ACTIONS.match(path):
+        return "admin token or dashboard session (role per docs/api.md)"
     for prefix, who in _AUTH:
         if path.startswith(prefix):
             return who

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall_proxy.cli import (
+    actions_cmd,
     agent_cmd,
     approvals_cmd,
     audit_cmd,
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         mcp_cmd,
         monitor,
         approvals_cmd,
+        actions_cmd,
         budget_cmd,
         killswitch_cmd,
         policy_cmd,

@@ -42,6 +42,7 @@ from agentfirewall_server.decide import (
 from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.routes.execute import execute_action
 from agentfirewall_server.routes.sdkspend import Spend, spend_check
+from agentfirewall_server.routes.stuck import list_stuck, resolve_execution
 from agentfirewall_server.shadow import count as count_shadow
 from agentfirewall_server.shadow import judge_action, shadow_columns
 from agentfirewall_server.snapshot import AgentRecord
@@ -455,7 +456,9 @@ def routes() -> list[BaseRoute]:
     return [
         Route(p, request_action, methods=["POST"]),
         Route(p + "/dry-run", dry_run, methods=["POST"]),
+        Route(p + "/stuck", list_stuck, methods=["GET"]),
         Route(p + "/{id}", get_action, methods=["GET"]),
         Route(p + "/{id}/wait", wait_action, methods=["GET"]),
         Route(p + "/{id}/execute", execute_action, methods=["POST"]),
+        Route(p + "/{id}/resolve", resolve_execution, methods=["POST"]),
     ]

@@ -121,20 +121,25 @@ def _finish(
             data = {"action_type": action_type, "error": error.code, "retryable": retryable}
             summary = {"error": error.code, "executed_at": stamp, "retryable": False}
             values = {"status": "executed", "execution_state": "failed"}
-        if error is not None and data["retryable"]:  # nothing was sent: decided again
+        retry = error is not None and data["retryable"]
+        if retry:  # nothing was sent: decided again
             values = {"execution_state": None}
-            conn.execute(delete(used_nonces).where(used_nonces.c.action_request_id == action_id))
         else:
             values["execution"] = json.dumps(summary)
+        finished = conn.execute(
+            update(action_requests)
+            .where(_A.id == action_id, _A.execution_state == "executing")
+            .values(**values, updated_at=stamp)
+        ).rowcount
+        if not finished:  # an admin resolved it meanwhile (routes/stuck.py): theirs stands
+            data["already_resolved"] = True
+        elif retry:
+            conn.execute(delete(used_nonces).where(used_nonces.c.action_request_id == action_id))
+        else:
             # its budget spend: settled when it was done or may have been (sent, no answer),
             # released when the upstream refused; a retry (nothing sent) keeps it reserved
             done = error is not None or (result is not None and result["status_code"] < 400)
             finish_spend(conn, action_id, ok=done, now=stamp)
-        conn.execute(
-            update(action_requests)
-            .where(_A.id == action_id, _A.execution_state == "executing")
-            .values(**values, updated_at=stamp)
-        )
         append_event(conn, event, actor=agent, now=stamp, agent=agent, subject=action_id, data=data)
 
     return job

@@ -194,6 +194,13 @@ action_requests = Table(
     UniqueConstraint("agent_id", "idempotency_key", name="uq_idempotency"),
 )
 Index("ix_action_requests_created_at", action_requests.c.created_at)
+# the few actions still executing, oldest first (routes/stuck.py); migration 0009
+Index(
+    "ix_action_requests_executing",
+    action_requests.c.updated_at,
+    sqlite_where=action_requests.c.execution_state == "executing",
+    postgresql_where=action_requests.c.execution_state == "executing",
+)
 
 approvals = Table(
     "approvals",

@@ -28,6 +28,7 @@ SEEDS: dict[str, Any] = {
     "/api/v1/actions": {"action_spec": SPEC},
     "/api/v1/actions/dry-run": {"action_spec": SPEC},
     "/api/v1/actions/{id}/execute": {"decision_token": "eyJ.x.y"},
+    "/api/v1/actions/{id}/resolve": {"outcome": "retry", "note": "checked upstream"},
     "/api/v1/agents": {"name": "fuzzed", "environment": "test", "rate_limit_per_minute": 5},
     "/api/v1/agents/ensure": {"name": "fuzzed", "enforcement_level": "monitor"},
     "/api/v1/agents/{ident}": {"description": "d", "sdk_default": "deny"},

@@ -9,7 +9,6 @@ claim in the store every one of them would reach the upstream.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import threading
@@ -21,8 +20,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select, text
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from agentfirewall import AgentFirewall
 from agentfirewall.errors import ServerError
@@ -30,23 +27,11 @@ from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.migrate import upgrade
 from agentfirewall_server.store.schema import action_requests
 from tests.fakes.base import FakeUpstream, FakeUpstreams
+from tests.fakes.gate import Gate
 from tests.livesrv import LiveServer
 from tests.server.conftest import SPEC, Harness
 
 CONCURRENT = 8
-
-
-class Gate:
-    """Holds upstream requests until released (or 20 s pass: a failing test still ends)."""
-
-    def __init__(self) -> None:
-        self.open = threading.Event()
-
-    async def app(self, scope: Any, receive: Any, send: Any) -> None:
-        request = Request(scope, receive)
-        await asyncio.to_thread(self.open.wait, 20)
-        response = JSONResponse({"merged": True, "path": request.url.path})
-        await response(scope, receive, send)
 
 
 @pytest.fixture(scope="module")
