@@ -4,6 +4,7 @@ import { latestOnly, onEvent, throttled } from "../events.js";
 import { GrantInputError, grantFrom, grantText, labelGrantFields } from "../grant-form.js";
 import { maskSecrets } from "../secrets.js";
 import { can, startPage } from "../session.js";
+import { showStuck } from "../stuck-executions.js";
 
 const cards = new Map(); // approval id -> {card, node (countdown), expires}
 
@@ -103,6 +104,7 @@ const fetchApprovals = latestOnly(() => Promise.all([
 ]));
 
 async function refresh() {
+  await showStuck(refresh);
   const answer = await fetchApprovals();
   if (!answer) return;
   const [pending, recent] = answer;
@@ -131,6 +133,7 @@ startPage(async () => {
   show("#viewer-note", !can("member"));
   await refresh().catch(fail);
   window.setInterval(tick, 1000);
+  window.setInterval(() => showStuck(refresh).catch(() => {}), 30000); // no event announces them
   const again = throttled(() => refresh().catch(() => {}), 300);
   onEvent("approval.created", again);
   onEvent("approval.decided", again);
