@@ -12,10 +12,16 @@ No event is lost to a dropped connection. The sender keeps what it could not sen
 sends it once reconnected. The listener, after reconnecting (and once at the start),
 re-reads what it may have missed: the configuration version, and every approval created
 or decided since a margin before the last moment the old connection was known alive
-(``_MARGIN`` also covers clock skew between replicas, whose clocks stamp the rows). Events
-re-read that way may repeat one already seen; every consumer re-reads state on an event,
-so a repeat costs a refresh, not a wrong answer. Traffic is relayed live but not re-read
-(the traffic log in the store stays complete). Long-polls also re-check the store once a
+(``_MARGIN`` also covers clock skew between replicas, whose clocks stamp the rows), and the
+traffic records stored since the watermark: the highest traffic row id the store held one
+check (``_ALIVE``) before the connection was last known alive, so a record whose
+notification was still on its way is not skipped (row ids, not timestamps: a gateway
+stamps its records and may ship them late). Approval events re-read that way may repeat
+one already seen; every consumer re-reads state on an event, so a repeat costs a refresh,
+not a wrong answer. A traffic event is published once: the request ids this replica
+published (live or re-read) are remembered (the last ``_SEEN``) and skipped; at most the
+newest ``_TRAFFIC_RESYNC`` records missed are published (a subscriber's queue holds as
+many; the traffic log in the store stays complete). Long-polls also re-check the store once a
 second and the configuration version is polled every 2 s (``state.py``), as before: the
 notifications make changes arrive in milliseconds, those checks bound the worst case.
 """
@@ -52,7 +58,35 @@ _MARGIN = 10.0
 _ALIVE = 5.0  # seconds without a notification before the listen connection is checked
 _OUTBOX = 100_000
 _RESYNC_ROWS = 10_000  # beyond: long-polls still see the rest (they re-check the store)
+_TRAFFIC_RESYNC = 1000  # the newest traffic records missed (an SSE subscriber's queue size)
+_SEEN = 50_000  # traffic request ids remembered as published here
 _KINDS = ("approval.created", "approval.decided", "traffic", "kill_switch", "config")
+
+
+#: what the traffic event leaves out of the row (the ingest route publishes it alike)
+_NOT_PUBLISHED = ("id", "created_at", "decision_input")
+
+
+async def _traffic_top(conn: psycopg.AsyncConnection[Any]) -> int:
+    """The highest traffic row id the store holds now (0 for none)."""
+    cursor = await conn.execute("SELECT coalesce(max(id), 0) FROM traffic")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _traffic_after(mark: int) -> Any:
+    """The newest ``_TRAFFIC_RESYNC`` traffic rows after `mark`, oldest first."""
+
+    def fetch(conn: Connection) -> list[dict[str, Any]]:
+        found = conn.execute(
+            select(traffic)
+            .where(traffic.c.id > mark)
+            .order_by(traffic.c.id.desc())
+            .limit(_TRAFFIC_RESYNC)
+        )
+        return [dict(r._mapping) for r in reversed(found.all())]
+
+    return fetch
 
 
 def _ident(kind: str, data: Any) -> str | None:
@@ -99,10 +133,24 @@ class SharedEvents:
         self.listening = asyncio.Event()
         #: How many times the listener re-read what it may have missed.
         self.resyncs = 0
+        #: Traffic rows up to this id were published here (or predate the listener).
+        self.traffic_mark: int | None = None
+        self._seen_traffic: dict[str, None] = {}  # insertion-ordered: the oldest go first
+
+    def _seen(self, request_id: str) -> bool:
+        """Whether `request_id` was published here already; remembers it if not."""
+        if request_id in self._seen_traffic:
+            return True
+        self._seen_traffic[request_id] = None
+        if len(self._seen_traffic) > _SEEN:
+            del self._seen_traffic[next(iter(self._seen_traffic))]
+        return False
 
     def relay(self, kind: str, data: Any) -> None:
         ident = _ident(kind, data) if kind in _KINDS else None
         if ident is not None:
+            if kind == "traffic":
+                self._seen(ident)
             self._outbox.append((kind, ident))
             self._pending.set()
 
@@ -155,7 +203,9 @@ class SharedEvents:
                     self.listen_conninfo, autocommit=True
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    top = await _traffic_top(conn)  # rows after it arrive notified
                     await self._resync(since)
+                    self.traffic_mark = checked = top
                     alive = time.time()
                     self.listening.set()
                     backoff = 0.1
@@ -163,7 +213,8 @@ class SharedEvents:
                         async for notify in conn.notifies(timeout=_ALIVE):
                             alive = time.time()
                             await self._handle(notify.payload)
-                        await conn.execute("SELECT 1")
+                        # one check behind: a notification may still be on its way
+                        self.traffic_mark, checked = checked, await _traffic_top(conn)
                         alive = time.time()
             except (psycopg.Error, OSError):
                 log.warning("the event listen connection dropped: reconnecting")
@@ -212,9 +263,13 @@ class SharedEvents:
             found = conn.execute(select(traffic).where(traffic.c.request_id.in_(request_ids)))
             return [dict(r._mapping) for r in found]
 
-        for row in await self.state.db.read(fetch):
-            data = {k: v for k, v in row.items() if k not in ("id", "created_at")}
-            self.state.hub.publish("traffic", data, relay=False)
+        self._publish_traffic(await self.state.db.read(fetch))
+
+    def _publish_traffic(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            if not self._seen(row["request_id"]):
+                data = {k: v for k, v in row.items() if k not in _NOT_PUBLISHED}
+                self.state.hub.publish("traffic", data, relay=False)
 
     async def _resync(self, since: float | None) -> None:
         """After (re)connecting: what changed while nobody listened is published here."""
@@ -239,3 +294,5 @@ class SharedEvents:
                 self.state.hub.publish("approval.decided", approval_json(row), relay=False)
         with contextlib.suppress(Exception):
             await refresh_pending_gauge(self.state)
+        if self.traffic_mark is not None:
+            self._publish_traffic(await self.state.db.read(_traffic_after(self.traffic_mark)))

@@ -161,3 +161,48 @@ def test_a_snapshot_is_read_at_one_moment_while_another_replica_commits(pair: Pa
     assert "Sneaky" not in snap.agents_by_name
     assert snap.version < pair.a.state.snapshot.version  # so B will reload it
     wait_for(lambda: "Sneaky" in pair.b.state.snapshot.agents_by_name, what="B reloads")
+
+
+def test_traffic_missed_while_the_listen_connection_was_down_is_re_read_once(
+    pair: Pair,
+) -> None:
+    a, b = pair.a, pair.b
+    seen = Collector(b)
+    events = b.state.shared_events
+
+    def ingest(harness: Harness, *records: dict[str, Any]) -> None:
+        answer = harness.gateway("POST", "/v1/gateway/traffic", json={"records": list(records)})
+        assert answer.status_code == 200, answer.text
+
+    def times(request_id: str) -> int:
+        return sum(
+            1 for k, d in list(seen.events) if k == "traffic" and d["request_id"] == request_id
+        )
+
+    ingest(a, {"request_id": "req-before", "agent": "Bot", "decision": "allow"})
+    seen.wait("traffic", lambda d: d["request_id"] == "req-before", "live traffic on B")
+    wait_for(lambda: events.traffic_mark is not None, what="B's traffic watermark")
+    good = events.listen_conninfo
+    events.listen_conninfo = "host=127.0.0.1 port=1 connect_timeout=1"
+    _terminate_listener(b)
+    wait_for(lambda: not listening(b), what="B's listener down")
+    missed = [f"req-missed-{i}" for i in range(3)]
+    ingest(a, *({"request_id": r, "agent": "Bot", "decision": "deny"} for r in missed))
+    # a record the gateway stamped an hour ago and shipped only now (it was offline)
+    late = {"request_id": "req-late", "agent": "Bot", "decision": "allow",
+            "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
+    ingest(a, late)
+    ingest(b, {"request_id": "req-local", "agent": "Bot", "decision": "allow"})  # B's own
+    assert all(times(r) == 0 for r in [*missed, "req-late"])
+    events.listen_conninfo = good
+    wait_for(lambda: listening(b), what="B's listener back")
+    for request_id in [*missed, "req-late"]:
+        seen.wait("traffic", lambda d, r=request_id: d["request_id"] == r, f"{request_id} re-read")
+    got = seen.find("traffic", lambda d: d["request_id"] == "req-missed-0")
+    assert got["decision"] == "deny"
+    assert "decision_input" not in got
+    ingest(a, {"request_id": "req-after", "agent": "Bot", "decision": "allow"})
+    seen.wait("traffic", lambda d: d["request_id"] == "req-after", "live traffic again")
+    # each once: neither what B saw live before the drop nor its own records come again
+    for request_id in ["req-before", *missed, "req-late", "req-local", "req-after"]:
+        assert times(request_id) == 1, request_id
