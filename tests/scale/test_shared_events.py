@@ -8,9 +8,10 @@ store re-check to fall back on, so an event seen there was relayed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -101,24 +102,32 @@ def _terminate_listener(harness: Harness) -> None:
     assert killed == [(True,)]
 
 
+@contextlib.contextmanager
+def _listener_down(harness: Harness) -> Iterator[None]:
+    """The replica's listener dropped and unable to come back (its connects fail) inside
+    the block; back, and listening again, after it."""
+    events = harness.state.shared_events
+    good = events.listen_conninfo
+    events.listen_conninfo = "host=127.0.0.1 port=1 connect_timeout=1"
+    _terminate_listener(harness)
+    wait_for(lambda: not listening(harness), what="the listener down")
+    yield
+    events.listen_conninfo = good
+    wait_for(lambda: listening(harness), what="the listener back")
+
+
 def test_events_missed_while_the_listen_connection_was_down_are_re_read(
     pair: Pair,
 ) -> None:
     a, b = pair.a, pair.b
     seen = Collector(b)
     events = b.state.shared_events
-    good = events.listen_conninfo
-    # the listener drops and cannot come back (its next connects fail) while A changes things
-    events.listen_conninfo = "host=127.0.0.1 port=1 connect_timeout=1"
-    _terminate_listener(b)
-    wait_for(lambda: not listening(b), what="B's listener down")
-    created = a.gateway("POST", "/v1/gateway/approvals", json=_approval_body("e" * 64)).json()
-    apv = created["id"]
-    a.admin("POST", f"/v1/approvals/{apv}/deny")
-    a.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "agent:Bot"})
-    assert seen.find("approval.decided", lambda d: d["id"] == apv) is None
-    events.listen_conninfo = good
-    wait_for(lambda: listening(b), what="B's listener back")
+    with _listener_down(b):  # while A changes things
+        created = a.gateway("POST", "/v1/gateway/approvals", json=_approval_body("e" * 64)).json()
+        apv = created["id"]
+        a.admin("POST", f"/v1/approvals/{apv}/deny")
+        a.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "agent:Bot"})
+        assert seen.find("approval.decided", lambda d: d["id"] == apv) is None
     assert events.resyncs >= 1
     seen.wait("approval.created", lambda d: d["id"] == apv, "missed approval.created re-read")
     denied = seen.wait("approval.decided", lambda d: d["id"] == apv, "missed decision re-read")
@@ -182,20 +191,15 @@ def test_traffic_missed_while_the_listen_connection_was_down_is_re_read_once(
     ingest(a, {"request_id": "req-before", "agent": "Bot", "decision": "allow"})
     seen.wait("traffic", lambda d: d["request_id"] == "req-before", "live traffic on B")
     wait_for(lambda: events.traffic_mark is not None, what="B's traffic watermark")
-    good = events.listen_conninfo
-    events.listen_conninfo = "host=127.0.0.1 port=1 connect_timeout=1"
-    _terminate_listener(b)
-    wait_for(lambda: not listening(b), what="B's listener down")
     missed = [f"req-missed-{i}" for i in range(3)]
-    ingest(a, *({"request_id": r, "agent": "Bot", "decision": "deny"} for r in missed))
-    # a record the gateway stamped an hour ago and shipped only now (it was offline)
-    late = {"request_id": "req-late", "agent": "Bot", "decision": "allow",
-            "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
-    ingest(a, late)
-    ingest(b, {"request_id": "req-local", "agent": "Bot", "decision": "allow"})  # B's own
-    assert all(times(r) == 0 for r in [*missed, "req-late"])
-    events.listen_conninfo = good
-    wait_for(lambda: listening(b), what="B's listener back")
+    with _listener_down(b):
+        ingest(a, *({"request_id": r, "agent": "Bot", "decision": "deny"} for r in missed))
+        # a record the gateway stamped long ago and shipped only now (it was offline)
+        late = {"request_id": "req-late", "agent": "Bot", "decision": "allow",
+                "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
+        ingest(a, late)
+        ingest(b, {"request_id": "req-local", "agent": "Bot", "decision": "allow"})  # B's own
+        assert all(times(r) == 0 for r in [*missed, "req-late"])
     for request_id in [*missed, "req-late"]:
         seen.wait("traffic", lambda d, r=request_id: d["request_id"] == r, f"{request_id} re-read")
     got = seen.find("traffic", lambda d: d["request_id"] == "req-missed-0")
