@@ -24,6 +24,7 @@ from collections.abc import Collection
 
 from agentfirewall.connectors.bodies import (
     _DECODER,
+    _SURROGATE_ESCAPE_RE,
     _no_lone_surrogates,
     parse_json,
     parse_json_prefix,
@@ -56,6 +57,13 @@ _PARTIAL = re.compile(
     + r'(?:"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*'
     + r"(?:\\(?:u[0-9a-fA-F]{0,3})?)?"
     + r"|-?[0-9]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]*)?|t(?:r(?:u)?)?|f(?:a(?:l(?:s)?)?)?|n(?:u(?:l)?)?)"
+)
+
+#: one escape, consumed whole (so the `u` of an escaped backslash's `\\u` is not one); groups:
+#: a high surrogate, a low surrogate
+_ESCAPE = re.compile(
+    r"\\(?:u(?:([dD][89abAB][0-9a-fA-F]{2})|([dD][c-fC-F][0-9a-fA-F]{2})|[0-9a-fA-F]{4})|.)",
+    re.DOTALL,
 )
 
 # parser states of the value skipper
@@ -187,6 +195,29 @@ def _text(body: bytes, complete: bool, connector: str) -> str:
         raise _bad(connector, "not UTF-8") from None
 
 
+def _no_lone_surrogate_escapes(buf: str, complete: bool, connector: str) -> None:
+    """Refuse a surrogate escape that is not half of a pair, skipped values included (they
+    are never decoded, and strict JSON refuses the body: ``bodies._no_lone_surrogates``)."""
+    if not _SURROGATE_ESCAPE_RE.search(buf):
+        return
+    if not complete:  # a prefix may end inside an escape (the low half of a pair, say)
+        tail = buf.rfind("\\", len(buf) - 11)
+        if tail >= 0:
+            buf = buf[:tail]
+    waiting = -1  # where a high surrogate's escape ended, while its low one is due
+    for escape in _ESCAPE.finditer(buf):
+        if waiting >= 0:
+            if escape.start() != waiting or escape.group(2) is None:
+                raise _bad(connector, "lone surrogate")
+            waiting = -1
+        elif escape.group(1) is not None:
+            waiting = escape.end()
+        elif escape.group(2) is not None:
+            raise _bad(connector, "lone surrogate")
+    if waiting >= 0 and (complete or waiting != len(buf)):  # a prefix may cut a pair
+        raise _bad(connector, "lone surrogate")
+
+
 def scan_json_object(
     body: bytes, *, keep: Collection[str] = (), complete: bool = True, connector: str = ""
 ) -> dict[str, object] | list[object] | None:
@@ -198,6 +229,7 @@ def scan_json_object(
     A name seen twice keeps its last value, as :mod:`json` does.
     """
     buf = _text(body, complete, connector)
+    _no_lone_surrogate_escapes(buf, complete, connector)
     pos = _SKIP_WS.match(buf, 0).end()  # type: ignore[union-attr]
     if pos == len(buf):
         return None if complete else {}

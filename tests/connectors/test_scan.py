@@ -199,3 +199,24 @@ def test_multipart_fields_as_httpx_encodes_them(
 def test_multipart_ambiguities_are_refused(body: bytes) -> None:
     with pytest.raises(ConnectorError, match="multipart"):
         parse_multipart(body, b"b")
+
+
+_SURROGATES = {
+    "a lone high one in a skipped value": rb'{"m": {"x": "\ud800{\udc00"}, "model": "a"}',
+    "a lone low one in a skipped value": rb'{"m": ["\udc00"], "model": "a"}',
+    "a high one last in a skipped value": rb'{"m": ["a\ud800"]}',
+    "a pair in a skipped value": rb'{"m": ["\ud83d\ude00"], "model": "a"}',
+    "an escaped backslash before u": rb'{"m": ["\\ud800"], "model": "a"}',
+    "a pair in a kept member": rb'{"model": "\ud83d\ude00"}',
+}
+
+
+@pytest.mark.parametrize("body", _SURROGATES.values(), ids=_SURROGATES.keys())
+def test_surrogate_escapes_anywhere_are_judged_as_strict_json_judges_them(body: bytes) -> None:
+    """Skipped values are never decoded: a lone surrogate in one was accepted (found by
+    test_accepts_exactly_what_strict_json_accepts)."""
+    expected, _ = _outcome(lambda b: parse_json(b), body)
+    assert _outcome(lambda b: scan_json_object(b, keep={"model"}), body)[0] == expected
+    for cut in range(len(body)):  # and no prefix of a valid body is refused for it
+        if expected == "ok":
+            scan_json_object(body[:cut], keep={"model"}, complete=False)
