@@ -21,7 +21,7 @@ from agentfirewall_proxy.http1 import (
     Upgrade,
     serialize_request_head,
 )
-from agentfirewall_proxy.injection import inject, prepare
+from agentfirewall_proxy.injection import inject, prepare, signed_body
 from agentfirewall_proxy.parking import Parked, park
 from agentfirewall_proxy.pipeline import (
     Flow,
@@ -401,6 +401,7 @@ async def _forward(
         headers = flow.trace.inject(headers)
     if computed:  # last: a signature covers the final headers
         headers = inject(gateway.tokens, flow, head, headers, prefix if complete else None, token)
+        prefix = signed_body(flow, prefix, last=complete)  # the same length
     target = flow.path + ("?" + flow.query if flow.query else "")
     first = serialize_request_head(flow.method, target.encode("latin-1"), headers)
     first += _chunk(prefix) if chunked else prefix
@@ -443,9 +444,13 @@ async def _stream_request_body(
         if not isinstance(event, bytes):
             raise Refusal(400, "bad_request", "request body ended early")
         flow.bytes_out += len(event)
+        if flow.body_signer is not None:
+            event = signed_body(flow, event, last=False)
         up.writer.write(_chunk(event) if chunked else event)
         if up.writer.transport.get_write_buffer_size() > 262144:
             await up.writer.drain()
+    if flow.body_signer is not None:
+        signed_body(flow, b"", last=True)  # raises when the body ended before its last chunk
     if chunked:
         up.writer.write(b"0\r\n\r\n")
     conn.clean = True

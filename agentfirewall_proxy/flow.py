@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from agentfirewall.connectors import ParsedAction
     from agentfirewall.content import Finding
+    from agentfirewall.credentials.awschunked import ChunkResigner
     from agentfirewall.decisions import Decision
     from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
     from agentfirewall_proxy.scrub import Scrubber
@@ -101,6 +102,8 @@ class Flow:
     response_findings: int = 0
     #: The scrubber of a computed credential's current token (``injection.py``).
     scrubber: Scrubber | None = None
+    #: Re-signs a signed aws-chunked body's chunks as they go (``injection.py``).
+    body_signer: ChunkResigner | None = None
     #: The budget reservation to settle after the response (``budgets.py``).
     reservation: str | None = None
     #: A covering budget is settled from the response's LLM ``usage``.

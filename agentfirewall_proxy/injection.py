@@ -12,7 +12,9 @@ refresh token) is handed to `on_rotated`, which the gateway sends to the control
 
 :func:`inject` is what ``exchange._forward`` calls on the final header list: the agent's
 credential headers were already dropped; the injector's headers are appended, and the
-tokens that travel become the flow's scrubber (they never come back to the agent).
+tokens that travel become the flow's scrubber (they never come back to the agent). A body
+the injector re-signs as it goes (a signed aws-chunked upload) gets the flow's
+``body_signer``, which ``exchange`` applies to what it forwards (:func:`signed_body`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from agentfirewall_proxy.upstream import client_ssl_context
 if TYPE_CHECKING:
     from agentfirewall_proxy.http1 import Head
 
-__all__ = ["TokenBroker", "inject", "prepare"]
+__all__ = ["TokenBroker", "inject", "prepare", "signed_body"]
 
 
 class TokenBroker(SharedTokenBroker):
@@ -141,8 +143,25 @@ def inject(
         body=body,
         agent_headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers),
     )
+    injector = flow.connector.injector
     try:
-        added = flow.connector.injector.inject(outgoing, token, broker.clock())
+        added = injector.inject(outgoing, token, broker.clock())
+        flow.body_signer = injector.body_signer(outgoing, added, token)
     except CredentialError as exc:
         raise Refusal(400, "unsignable_request", str(exc)) from None
     return headers + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in added]
+
+
+def signed_body(flow: Flow, data: bytes, *, last: bool) -> bytes:
+    """`data` of the forwarded body as it must go, re-signed by the flow's body signer
+    (`last`: the body ends with it); Refusal (400) when the body cannot be re-signed."""
+    signer = flow.body_signer
+    if signer is None:
+        return data
+    try:
+        out = signer.feed(data)
+        if last:
+            signer.finish()
+    except CredentialError as exc:
+        raise Refusal(400, "unsignable_request", str(exc)) from None
+    return out

@@ -19,6 +19,7 @@ from agentfirewall.connectors.awshosts import aws_endpoint, credential_scope
 from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.credentials.aws import AssumeRoleSource, keys_of, static_keys
+from agentfirewall.credentials.awschunked import SIGNED_STREAMING, ChunkResigner, seed_signature
 from agentfirewall.credentials.githubapp import GitHubAppSource
 from agentfirewall.credentials.model import (
     AwsCredential,
@@ -29,7 +30,7 @@ from agentfirewall.credentials.model import (
     parse_computed_credential,
 )
 from agentfirewall.credentials.oauth2 import OAuth2Source
-from agentfirewall.credentials.sigv4 import payload_hash, sign
+from agentfirewall.credentials.sigv4 import payload_hash, sign, signing_key
 from agentfirewall.errors import CredentialError
 
 __all__ = ["AwsInjector", "Injector", "Outgoing", "TokenInjector", "build_injector"]
@@ -68,6 +69,12 @@ class Injector(Protocol):
     drop: frozenset[str]
 
     def inject(self, req: Outgoing, token: Token | None, now: float) -> list[tuple[str, str]]: ...
+
+    def body_signer(
+        self, req: Outgoing, added: list[tuple[str, str]], token: Token | None
+    ) -> ChunkResigner | None:
+        """What re-signs the body as it is forwarded (None: the body goes as it is)."""
+        ...
 
 
 class AwsInjector:
@@ -109,6 +116,20 @@ class AwsInjector:
             now=datetime.fromtimestamp(now, UTC),
         )
 
+    def body_signer(
+        self, req: Outgoing, added: list[tuple[str, str]], token: Token | None
+    ) -> ChunkResigner | None:
+        """The chunks' signer of a signed aws-chunked upload, chained from `added`'s."""
+        if req.agent_header("x-amz-content-sha256") != SIGNED_STREAMING:
+            return None
+        signed = dict(added)
+        authorization, stamp = signed["Authorization"], signed["X-Amz-Date"]
+        scope = authorization.split("Credential=", 1)[1].split(",", 1)[0].split("/", 1)[1]
+        day, region, service, _ = scope.split("/")
+        keys = self.static if token is None else keys_of(token)
+        key = signing_key(keys.secret_access_key, day, region, service)
+        return ChunkResigner(key, stamp, scope, seed_signature(authorization))
+
 
 class TokenInjector:
     """Carries a minted token (GitHub App installation token, OAuth2 access token) in the
@@ -131,6 +152,11 @@ class TokenInjector:
             raise CredentialError(f"no {self.kind} token")
         view = HttpRequest(req.method, "https", req.host, path=req.path, query=req.query)
         return self.connector.auth_headers_for(view, token.get("token"), auth_type=self.auth_type)
+
+    def body_signer(
+        self, req: Outgoing, added: list[tuple[str, str]], token: Token | None
+    ) -> ChunkResigner | None:
+        return None  # a token signs no body
 
 
 def build_injector(connector_id: str, connector: Connector, kind: str, text: str) -> Injector:

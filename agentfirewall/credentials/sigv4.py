@@ -7,7 +7,7 @@ ones and those the gateway itself may change (listed in ``UNSIGNED_HEADERS``), a
 payload's SHA-256. S3 accepts ``UNSIGNED-PAYLOAD`` (a body streamed past the inspection
 limit) and ``STREAMING-UNSIGNED-PAYLOAD-TRAILER`` (aws-chunked uploads whose chunks carry
 no signature); ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD`` (chunks signed with the agent's
-placeholder key) cannot be re-signed without rewriting the body and is refused.
+placeholder key) keeps its literal: the chunks are re-signed in flight (``awschunked.py``).
 
 Canonical forms follow the SigV4 specification and botocore: S3 paths are signed as
 sent, other services' paths are URI-encoded once more; query parameters are decoded,
@@ -25,6 +25,7 @@ from datetime import datetime
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
+from agentfirewall.credentials.awschunked import SIGNED_STREAMING
 from agentfirewall.errors import CredentialError
 
 __all__ = [
@@ -35,13 +36,13 @@ __all__ = [
     "AwsKeys",
     "payload_hash",
     "sign",
+    "signing_key",
 ]
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 #: Payload hashes S3 accepts instead of the body's SHA-256 (and the gateway keeps as sent).
 S3_PAYLOAD_LITERALS = frozenset({UNSIGNED_PAYLOAD, "STREAMING-UNSIGNED-PAYLOAD-TRAILER"})
-_SIGNED_STREAMING = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 #: Never signed: hop-by-hop, per-hop framing, and what the gateway sets after signing.
 UNSIGNED_HEADERS = frozenset(
     {
@@ -80,15 +81,22 @@ def payload_hash(
 ) -> str:
     """The payload hash to sign: the body's SHA-256 (`body` None: streamed, not at hand).
 
-    S3 keeps the agent's ``UNSIGNED-PAYLOAD`` / unsigned-trailer literal, and a streamed S3
-    body is ``UNSIGNED-PAYLOAD``; other services need the whole body (CredentialError).
+    S3 keeps the agent's ``UNSIGNED-PAYLOAD`` / unsigned-trailer literal and its signed
+    streaming literal (whose chunks the caller re-signs: ``awschunked.ChunkResigner``), and
+    a streamed S3 body is ``UNSIGNED-PAYLOAD``; other services need the whole body, and
+    other streaming forms (a signed trailer, SigV4a) are refused (CredentialError).
     """
-    if agent_value == _SIGNED_STREAMING or (agent_value or "").startswith("STREAMING-AWS4-"):
-        raise CredentialError(
-            "signed streaming uploads (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`) cannot be "
-            "re-signed: disable chunk signing in the client (it is off over https by default)"
-        )
     s3 = service == "s3"
+    if s3 and agent_value == SIGNED_STREAMING:
+        return SIGNED_STREAMING
+    if (agent_value or "").startswith("STREAMING-"):
+        if s3 and agent_value in S3_PAYLOAD_LITERALS:
+            return str(agent_value)
+        raise CredentialError(
+            f"`{agent_value}` uploads cannot be re-signed by the gateway: use unsigned "
+            "chunks (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`, the default of the AWS SDKs over "
+            "https) or chunks signed without a trailer (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`)"
+        )
     if s3 and agent_value in S3_PAYLOAD_LITERALS:
         return str(agent_value)
     if body is None or (s3 and not hash_body):
@@ -128,7 +136,7 @@ def _canonical_path(path: str, service: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
+def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
     key = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
     for part in (region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -180,7 +188,7 @@ def sign(
     to_sign = "\n".join(
         ("AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest())
     )
-    key = _signing_key(keys.secret_access_key, day, region, service)
+    key = signing_key(keys.secret_access_key, day, region, service)
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     added.append(
         (

@@ -1,6 +1,8 @@
 """SigV4 payload cases through the in-process gateway against the verifying fake AWS: a body
 streamed past the inspection limit is signed UNSIGNED-PAYLOAD (S3 only), the aws-chunked
-unsigned-trailer form is kept, chunk-signed streaming is refused (400 unsignable_request)."""
+unsigned-trailer form is kept, chunk-signed streaming is re-signed chunk by chunk (whole,
+streamed, re-chunked: the fake verifies every chunk's signature), and what cannot be
+re-signed is refused (400 unsignable_request) before it reaches the upstream."""
 
 from __future__ import annotations
 
@@ -91,13 +93,59 @@ def test_a_small_body_is_hashed_and_an_aws_chunked_trailer_is_kept(setup: Setup)
     assert setup.fake.settings["objects"][("demo-bucket", "chunked.txt")] == b"hello"
 
 
-def test_chunk_signed_streaming_is_refused(setup: Setup) -> None:
+def _signed_chunks(chunks: list[bytes]) -> bytes:
+    """An aws-chunked body as an SDK signs it, here with the placeholder key's (bogus)
+    signatures: the gateway re-signs every chunk with the real key."""
+    return b"".join(
+        b"%x;chunk-signature=%s\r\n%s\r\n" % (len(data), b"ab" * 32, data)
+        for data in [*chunks, b""]
+    )
+
+
+SIGNED = {"x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+          "content-encoding": "aws-chunked"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("chunks", "streamed"),
+    [
+        ([b"hello, ", b"world"], False),  # under the 4,096-byte limit: read whole
+        ([b"x" * 8192, b"y" * 8192, b"z" * 100], False),  # past it: streamed
+        ([b"x" * 8192, b"y" * 8192, b"z" * 100], True),  # and re-chunked by the client
+    ],
+    ids=["whole", "content-length", "transfer-encoding"],
+)
+def test_chunk_signed_uploads_are_re_signed_chunk_by_chunk(
+    setup: Setup, chunks: list[bytes], streamed: bool
+) -> None:
+    setup.fake.settings["rejected"].clear()
+    body = _signed_chunks(chunks)
+    payload = b"".join(chunks)
+    headers = {**SIGNED, "x-amz-decoded-content-length": str(len(payload))}
+    content: bytes | Iterator[bytes] = (
+        iter([body[:5000], body[5000:9000], body[9000:]]) if streamed else body
+    )
+    answer = _put(setup, "signed.bin", content, **headers)  # type: ignore[arg-type]
+    assert answer.status_code == 200, answer.text
+    assert setup.fake.settings["rejected"] == []  # the head and every chunk verified
+    assert setup.fake.settings["objects"][("demo-bucket", "signed.bin")] == payload
+    received = setup.fake.last()
+    assert received.header("x-amz-content-sha256") == SIGNED["x-amz-content-sha256"]
+    assert b"ab" * 32 not in received.body  # no placeholder signature went upstream
+    assert len(received.body) == len(body)  # re-signed in place: the same length
+
+
+def test_a_chunk_signed_upload_the_gateway_cannot_re_sign_is_refused(setup: Setup) -> None:
     before = len(setup.fake.received())
-    answer = _put(setup, "signed.txt", b"x", **{
-        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"})  # fmt: skip
+    broken = _signed_chunks([b"hello"]).replace(b"5;", b"6;", 1)  # a size that lies
+    answer = _put(setup, "broken.txt", broken, **SIGNED)
     assert answer.status_code == 400
     assert answer.json()["error"] == "unsignable_request"
-    assert len(setup.fake.received()) == before
+    trailer = {**SIGNED, "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"}
+    answer = _put(setup, "trailer.txt", _signed_chunks([b"hi"]), **trailer)
+    assert answer.status_code == 400
+    assert "cannot be re-signed" in answer.text, answer.text
+    assert len(setup.fake.received()) == before  # neither reached the upstream
 
 
 def test_plain_http_is_upgraded_to_tls_and_signed(setup: Setup) -> None:

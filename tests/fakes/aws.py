@@ -4,8 +4,10 @@ Each request's ``Authorization`` is checked the way AWS checks it: the access ke
 known (``fake.settings["keys"]``: key id -> (secret, session token or None)), the
 signature is recomputed with botocore's own signer (``SigV4Auth`` / ``S3SigV4Auth``) over
 the request as received and the headers it names, every ``x-amz-*`` header must be
-signed, a hex payload hash must be the body's SHA-256, and a temporary key needs its
-session token. A failure is answered 403 ``SignatureDoesNotMatch`` and counted in
+signed, a hex payload hash must be the body's SHA-256, a chunk-signed aws-chunked body
+(``STREAMING-AWS4-HMAC-SHA256-PAYLOAD``) must carry the chain of chunk signatures the key
+gives (computed here from the S3 API reference), and a temporary key needs its session
+token. A failure is answered 403 ``SignatureDoesNotMatch`` and counted in
 ``fake.settings["rejected"]``. Enough of each API for boto3: S3 objects and multipart
 uploads (virtual-host and path style, aws-chunked bodies), SQS ``SendMessage`` (JSON
 protocol), DynamoDB ``PutItem``, STS ``AssumeRole`` (temporary keys it then accepts).
@@ -42,6 +44,7 @@ HOSTS = {
     "sts.us-east-1.amazonaws.com": ("sts", "us-east-1"),
 }
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+SIGNED_CHUNKS = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 _ids = itertools.count(1)
 
 
@@ -92,6 +95,32 @@ def verify_sigv4(fake: FakeUpstream, request: Request, body: bytes) -> str | Non
     return None
 
 
+def verify_chunks(secret: str, authorization: str, stamp: str, body: bytes) -> str | None:
+    """None when every chunk of a chunk-signed aws-chunked `body` carries its signature."""
+    fields = dict(p.strip().split("=", 1) for p in authorization.split(" ", 1)[1].split(","))
+    _, day, region, service, _ = fields["Credential"].split("/")
+    scope = f"{day}/{region}/{service}/aws4_request"
+    key = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    previous, rest = fields["Signature"], body
+    empty = hashlib.sha256(b"").hexdigest()
+    while True:
+        line, crlf, rest = rest.partition(b"\r\n")
+        size_text, _, signature = line.decode("latin-1").partition(";chunk-signature=")
+        if not crlf or not signature:
+            return "a chunk without its signature"
+        size = int(size_text, 16)
+        data, end, rest = rest[:size], rest[size : size + 2], rest[size + 2 :]
+        text = "\n".join(("AWS4-HMAC-SHA256-PAYLOAD", stamp, scope, previous, empty,
+                          hashlib.sha256(data).hexdigest()))  # fmt: skip
+        previous = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+        if end != b"\r\n" or not hmac.compare_digest(previous, signature):
+            return "SignatureDoesNotMatch (chunk)"
+        if size == 0:
+            return None if not rest else "data after the final chunk"
+
+
 def _aws_chunked(body: bytes) -> bytes:
     """The payload of an aws-chunked body (unsigned chunks, optional trailer)."""
     out, rest = b"", body
@@ -120,6 +149,11 @@ def aws() -> FakeUpstream:
     async def handle(request: Request) -> Response:
         body = await request.body()
         problem = verify_sigv4(fake, request, body)
+        if problem is None and request.headers.get("x-amz-content-sha256") == SIGNED_CHUNKS:
+            key_id = request.headers["authorization"].split("Credential=")[1].split("/")[0]
+            secret = fake.settings["keys"][key_id][0]
+            stamp = request.headers["x-amz-date"]
+            problem = verify_chunks(secret, request.headers["authorization"], stamp, body)
         if problem is not None:
             fake.settings["rejected"].append(problem)
             if request.headers.get("host", "").startswith(("s3", BUCKET)):
