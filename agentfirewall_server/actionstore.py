@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 
 from agentfirewall_server.budgetstore import settle
-from agentfirewall_server.store.schema import action_requests, approvals
+from agentfirewall_server.store.schema import action_requests, approvals, used_nonces
 
-__all__ = ["finish_spend", "load_action", "reservation_of"]
+__all__ = ["finish_spend", "free_tokens", "load_action", "reservation_of"]
 
 
 def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
@@ -40,6 +40,11 @@ def reservation_of(conn: Connection, action_id: str) -> str | None:
     ).scalar_one_or_none()
     found = json.loads(stored).get("reservation") if stored else None
     return found if isinstance(found, str) else None
+
+
+def free_tokens(conn: Connection, action_id: str) -> None:
+    """The action's decision tokens usable again: an execution that sent nothing is undone."""
+    conn.execute(delete(used_nonces).where(used_nonces.c.action_request_id == action_id))
 
 
 def finish_spend(conn: Connection, action_id: str, *, ok: bool, now: float) -> int:

@@ -21,14 +21,14 @@ import time
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentfirewall.errors import TokenError
 from agentfirewall.tokens import DecisionClaims, verify_decision_token
-from agentfirewall_server.actionstore import finish_spend, load_action
+from agentfirewall_server.actionstore import finish_spend, free_tokens, load_action
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_agent, state_of
 from agentfirewall_server.clock import now
@@ -134,7 +134,7 @@ def _finish(
         if not finished:  # an admin resolved it meanwhile (routes/stuck.py): theirs stands
             data["already_resolved"] = True
         elif retry:
-            conn.execute(delete(used_nonces).where(used_nonces.c.action_request_id == action_id))
+            free_tokens(conn, action_id)
         else:
             # its budget spend: settled when it was done or may have been (sent, no answer),
             # released when the upstream refused; a retry (nothing sent) keeps it reserved

@@ -28,17 +28,17 @@ import math
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy import Connection, delete, select, text, update
+from sqlalchemy import Connection, select, text, update
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from agentfirewall_server.actionstore import finish_spend
+from agentfirewall_server.actionstore import finish_spend, free_tokens
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.executor import execution_deadline
 from agentfirewall_server.settings import Settings
-from agentfirewall_server.store.schema import action_requests, used_nonces
+from agentfirewall_server.store.schema import action_requests
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
 __all__ = ["GRACE_SECONDS", "list_stuck", "resolve_execution", "stuck_after"]
@@ -140,7 +140,7 @@ def _resolve(action_id: str, body: ResolveBody, actor: str, after: float) -> Any
             raise _not_stuck(conn, action_id, after, stamp)
         row = conn.execute(select(_A.agent, _A.action_type).where(_A.id == action_id)).one()
         if body.outcome == "retry":
-            conn.execute(delete(used_nonces).where(used_nonces.c.action_request_id == action_id))
+            free_tokens(conn, action_id)
         else:
             finish_spend(conn, action_id, ok=body.outcome == "executed", now=stamp)
         data = {"action_type": row.action_type, "outcome": body.outcome}
