@@ -39,6 +39,7 @@ __all__ = [
     "ConnectorError",
     "CredentialError",
     "DeniedDecision",
+    "LeaseBusy",
     "NotFoundError",
     "PermissionDeniedError",
     "PolicyError",
@@ -113,6 +114,15 @@ class CredentialError(AgentFirewallError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class LeaseBusy(CredentialError):
+    """Another gateway or replica is refreshing the same rotating grant: ask again after
+    `retry_after` seconds (``agentfirewall.credentials.broker``)."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DeniedDecision(Protocol):

@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -41,14 +42,18 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
+#: How long :class:`StaticControl` lends a refresh lease (the server's default).
+LEASE_SECONDS = 30.0
 
 
 class ControlError(Exception):
     """The control plane could not be reached (`status` 0) or answered an error status."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        #: An answer's ``Retry-After`` (seconds): the conflict ends by itself (a lease held).
+        self.retry_after = retry_after
 
 
 class Control(Protocol):
@@ -64,7 +69,17 @@ class Control(Protocol):
     async def lease_budget(self, payload: JSON) -> JSON: ...
     async def report_leases(self, reports: list[JSON]) -> None: ...
     async def store_refresh_token(self, connector_id: str, payload: JSON) -> None: ...
+    async def refresh_lease(self, connector_id: str, holder: str) -> JSON: ...
+    async def release_refresh_lease(self, connector_id: str, lease: str) -> None: ...
     async def aclose(self) -> None: ...
+
+
+def _retry_after(value: str | None) -> float | None:
+    """An answer's ``Retry-After`` in seconds (None when absent or not a number)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _api_base(url: str) -> str:
@@ -176,6 +191,7 @@ class HttpControl:
                 raise ControlError(
                     f"control plane answered {response.status_code} to {path}",
                     response.status_code,
+                    _retry_after(response.headers.get("retry-after")),
                 )
             return response
         raise error
@@ -221,6 +237,19 @@ class HttpControl:
         written; sending it twice changes nothing, so it may be sent again)."""
         path = f"/v1/gateway/connectors/{quote(connector_id, safe='')}/refresh-token"
         await self._call("POST", path, json_body=payload)
+
+    async def refresh_lease(self, connector_id: str, holder: str) -> JSON:
+        """Leave to refresh the connector's rotating grant, and the refresh token the vault
+        holds now (409 with ``Retry-After`` while another holder has it). Asking again as
+        the same holder renews it, so the call may be sent again."""
+        path = f"/v1/gateway/connectors/{quote(connector_id, safe='')}/refresh-lease"
+        data: JSON = (await self._call("POST", path, json_body={"holder": holder})).json()
+        return data
+
+    async def release_refresh_lease(self, connector_id: str, lease: str) -> None:
+        path = (f"/v1/gateway/connectors/{quote(connector_id, safe='')}/refresh-lease/"
+                f"{quote(lease, safe='')}")  # fmt: skip
+        await self._call("DELETE", path)
 
     async def reserve_budget(self, payload: JSON) -> JSON:
         """Reserve a request's spend from the budgets covering it (``budgets.py``).
@@ -328,6 +357,8 @@ class StaticControl:
         self.heartbeats: list[JSON] = []
         self.approvals: dict[str, JSON] = {}
         self._ids = itertools.count(1)
+        #: Refresh leases by connector id: (lease id, holder, until, monotonic seconds).
+        self._leases: dict[str, tuple[str, str, float]] = {}
         self._by_action: dict[tuple[str, str, str], list[str]] = {}
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
 
@@ -490,7 +521,38 @@ class StaticControl:
                 )  # fmt: skip
             except CredentialError as exc:
                 raise ControlError(f"`{connector_id}`: {exc}", 409) from None
+        with self._lock:
+            self._leases.pop(connector_id, None)  # the grant moved on: the lease is moot
         self.update({**snapshot, "connectors": connectors})
+
+    async def refresh_lease(self, connector_id: str, holder: str) -> JSON:
+        """As the control plane does, in memory (gateways sharing this object take turns)."""
+        with self._lock:
+            found = next((c for c in self._snapshot.get("connectors", [])
+                          if c.get("id") == connector_id), None)  # fmt: skip
+            try:
+                document = json.loads(found["credential"]) if found else None
+            except (TypeError, ValueError):
+                document = None
+            if not isinstance(document, dict):
+                raise ControlError(f"no credential for connector `{connector_id}`", 404)
+            token = document.get("refresh_token")
+            if document.get("grant") != "refresh_token" or not isinstance(token, str):
+                raise ControlError(f"`{connector_id}` has no refresh token to lease", 409)
+            now = time.monotonic()
+            lease, owner, until = self._leases.get(connector_id, ("", "", 0.0))
+            if until > now and owner != holder:
+                raise ControlError(f"`{connector_id}` is being refreshed", 409, until - now)
+            if not lease or until <= now:
+                lease = f"lease_{next(self._ids)}"
+            self._leases[connector_id] = (lease, holder, now + LEASE_SECONDS)
+        return {"connector": connector_id, "lease": lease, "refresh_token": token,
+                "expires_in": LEASE_SECONDS}  # fmt: skip
+
+    async def release_refresh_lease(self, connector_id: str, lease: str) -> None:
+        with self._lock:
+            if self._leases.get(connector_id, ("",))[0] == lease:
+                del self._leases[connector_id]
 
     async def aclose(self) -> None:
         return None

@@ -39,6 +39,7 @@ from agentfirewall_proxy.injection import TokenBroker
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import KeyRefused, http_request
+from agentfirewall_proxy.refreshlease import ControlLeases
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
 from agentfirewall_proxy.traffic import TrafficShipper
 from agentfirewall_proxy.upstream import UpstreamPool
@@ -67,7 +68,9 @@ class Gateway:
         self.certs = CertStore(load_or_create_ca(options.ca_dir))
         self.pool = UpstreamPool(options)
         self.holds = Holds(control, self.resume)
-        self.tokens = TokenBroker(options, on_rotated=self.store_rotation)
+        self.gateway_id = options.gateway_id or f"gw_{secrets.token_hex(6)}"
+        leases = ControlLeases(control, self.gateway_id, self.say)
+        self.tokens = TokenBroker(options, on_rotated=self.store_rotation, leases=leases)
         self.budgets = Budgets(control)
         self.shipper = TrafficShipper(
             control, batch=options.traffic_batch, interval=options.traffic_interval
@@ -77,7 +80,6 @@ class Gateway:
         self.ready = asyncio.Event()
         self.port: int | None = None
         self.agent_ports = agentports.AgentPorts(self)
-        self.gateway_id = options.gateway_id or f"gw_{secrets.token_hex(6)}"
         self.started_at = datetime.now(UTC)
         self.counters = Counters()
         self.stats = self.counters.stats
@@ -245,15 +247,20 @@ class Gateway:
 
     async def _store_rotation(self, rotation: Rotation) -> None:
         payload = {"previous_sha256": rotation.vaulted_sha256,
-                   "refresh_token": rotation.refresh_token}  # fmt: skip
+                   "refresh_token": rotation.refresh_token, "lease": rotation.lease}  # fmt: skip
         where = f"the rotated refresh token of connector `{rotation.connector_id}`"
         for pause in _STORE_RETRIES:
             try:
                 await self.control.store_refresh_token(rotation.connector_id, payload)
-                return
+                return  # (stored: that ended the lease)
             except ControlError as exc:
                 if exc.status in (404, 409) or pause is None:  # another token won, or none
                     self.say(f"agentfirewall_proxy: {where} was not stored: {exc}", "warning")
+                    if rotation.lease is not None:
+                        with contextlib.suppress(ControlError):
+                            await self.control.release_refresh_lease(
+                                rotation.connector_id, rotation.lease
+                            )
                     return
             await asyncio.sleep(pause)
 

@@ -8,7 +8,8 @@ one token request). A failed refresh keeps serving the previous token while it i
 valid; past its expiry the request fails closed (502 ``credential_unavailable`` naming
 why). Token requests go out with the gateway's resolve map (or through its upstream
 proxy) and upstream CA, over TLS only. A token that rotated its credential (an OAuth2
-refresh token) is handed to `on_rotated`, which the gateway sends to the control plane's vault.
+refresh token) is handed to `on_rotated`, which the gateway sends to the control plane's vault;
+such a grant is refreshed under the control plane's lease (`leases`: ``refreshlease.py``).
 
 :func:`inject` is what ``exchange._forward`` calls on the final header list: the agent's
 credential headers were already dropped; the injector's headers are appended, and the
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from agentfirewall.credentials import Outgoing, Rotation, Token, TokenRequest
+from agentfirewall.credentials import Leases, Outgoing, Rotation, Token, TokenRequest
 from agentfirewall.credentials.broker import TokenBroker as SharedTokenBroker
 from agentfirewall.credentials.fetch import send_token_request
 from agentfirewall.errors import CredentialError
@@ -50,8 +51,9 @@ class TokenBroker(SharedTokenBroker):
         options: Options,
         clock: Callable[[], float] = time.time,
         on_rotated: Callable[[Rotation], None] | None = None,
+        leases: Leases | None = None,
     ) -> None:
-        super().__init__(self._send, clock, on_rotated)
+        super().__init__(self._send, clock, on_rotated, leases)
         self.options = options
         self._scrubbers: dict[str, tuple[Token, Scrubber | None]] = {}
         self._client: httpx.AsyncClient | None = None

@@ -17,7 +17,8 @@ draws it):
   `checkpoints`, `vaultcheck`, and `protocols`, which names as Protocols what the parts
   below the composition may read of it (`Services`, `Notifier`); above them `approvals`
   (its publishing and expiry loop take a `Services`), `budgetleases` (gateways' budget
-  slices, on `budgetstore`) and `rotate` (key rotation).
+  slices, on `budgetstore`), `refreshleases` (one gateway or replica at a time refreshes a
+  rotating OAuth2 grant) and `rotate` (key rotation).
 - services the composition starts: `checkpointer`, `notify.slack`, `pgevents` (they take
   a `protocols.Services`, never `state` itself) and `ratelimit` (takes the store).
 - composition: `state.AppState` builds, starts and stops everything above this line.

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api"
     public_url: str | None = None
     execute_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: how long a refresh lease lasts (``refreshleases.py``): a holder that dies blocks the
+    #: refresh of its connector's rotating grant this long at most
+    refresh_lease_seconds: float = Field(default=30.0, ge=1, le=600)
     #: a CA bundle (PEM) trusted besides the default CAs for outbound TLS: executed actions
     #: and token endpoints (a company CA, an internal API)
     upstream_ca: Path | None = None

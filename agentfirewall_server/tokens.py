@@ -11,12 +11,15 @@ system's CAs).
 
 A rotated OAuth2 refresh token goes into the vault (:func:`store_refresh_token`), compared
 first, exactly as a gateway's does through ``POST /api/v1/gateway/connectors/{id}/refresh-
-token``; the configuration then carries it to every gateway.
+token``; the configuration then carries it to every gateway. Storing it ends the
+connector's refresh lease (``refreshleases.py``), under which this server, too, refreshes a
+rotating grant: one gateway or replica at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from typing import TYPE_CHECKING
@@ -31,6 +34,7 @@ from agentfirewall.credentials.oauth2 import with_rotated_refresh_token
 from agentfirewall.errors import CredentialError, VaultError
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.clock import now
+from agentfirewall_server.refreshleases import ServerLeases, end_leases, release, server_holder
 from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.web import ApiError
 
@@ -48,7 +52,8 @@ class ServerTokens:
 
     def __init__(self, state: Services) -> None:
         self.state = state
-        self.broker = TokenBroker(self._send, on_rotated=self._rotated)
+        self.leases = ServerLeases(state, server_holder())
+        self.broker = TokenBroker(self._send, on_rotated=self._rotated, leases=self.leases)
         self._injectors: dict[tuple[str, str], Injector] = {}
         self._storing: set[asyncio.Task[None]] = set()
 
@@ -83,6 +88,10 @@ class ServerTokens:
         except ApiError as exc:  # another token came first, or the connector went away
             log.warning("the rotated refresh token of `%s` was not stored: %s",
                         rotation.connector_id, exc.message)  # fmt: skip
+            if rotation.lease is not None:  # best effort: else it ends at its expiry
+                cid, lease = rotation.connector_id, rotation.lease
+                with contextlib.suppress(Exception):
+                    await self.state.db.write(lambda conn: release(conn, cid, lease))
 
     async def drain(self) -> None:
         """Wait for the rotations on their way to the vault (shutdown)."""
@@ -96,7 +105,9 @@ async def store_refresh_token(
     """Put a rotated OAuth2 refresh token in the vault in place of the one whose SHA-256 is
     `previous_sha256` (True), or find it there already (False). ApiError 404 without a
     credential, 409 when the vault holds another token now or the credential has no refresh
-    token. Audited ``connector.credential_rotated``; the token is never in a message."""
+    token. Either way a 200 ends every refresh lease on `cid` (the next holder gets the
+    vault's token). Audited ``connector.credential_rotated``; the token is never in a
+    message."""
 
     def job(conn: Connection) -> bool:
         row = conn.execute(select(credentials).where(credentials.c.owner == cid)).mappings().first()
@@ -109,6 +120,7 @@ async def store_refresh_token(
             raise ApiError(409, f"the credential of `{cid}` cannot be read (vault)") from None
         except CredentialError as exc:
             raise ApiError(409, f"`{cid}`: {exc}", field=exc.field) from None
+        end_leases(conn, cid)
         if rotated == text:
             return False
         conn.execute(

@@ -99,7 +99,18 @@ overwritten by a late one (409, logged by the gateway as a warning). Until the v
 it, the gateway refreshes with the rotated token it holds; once the vault changed, with the
 vault's. Audited `connector.credential_rotated` (the connector, never the token). Storing a
 rotated token does not cost a new access token (the token cache ignores the refresh token).
-Two gateways that refresh the same connector at the very same moment still race at the
-token endpoint: the one it refuses fails that refresh (its cached token serves until it
-expires) and takes the stored token from the next configuration.
+
+**One refresh at a time.** Gateways and control-plane replicas that share a grant take
+turns at its token endpoint, so none ever sends a refresh token another has just used (an
+endpoint with reuse detection would revoke the whole grant). Before refreshing, a gateway
+takes the connector's lease from the control plane (`POST /api/v1/gateway/connectors/{id}/
+refresh-lease`), which names the refresh token the vault holds now; storing the rotation
+ends the lease, and a refresh that rotated nothing, or failed, releases it. Another
+gateway due to refresh meanwhile waits for the lease (up to 20 s) and then refreshes with
+the token just stored; its requests keep using the token they hold while it is valid
+(after at most 2 s of waiting). A lease ends by itself after
+`AGENTFIREWALL_REFRESH_LEASE_SECONDS` (30 s), should its holder stop half-way. When the
+control plane cannot be reached, a gateway refreshes without a lease, with its last
+configuration's token (logged as a warning): only gateways cut off together and due at the
+same moment could then still race.
 """

@@ -7,6 +7,14 @@ flight). A failed refresh keeps serving the previous token while it is still val
 its expiry the CredentialError reaches the caller, which fails closed. A token that
 rotated its credential (an OAuth2 refresh token) is handed to `on_rotated`.
 
+A grant whose endpoint may rotate its refresh token (and refuse a used one) is refreshed by
+one process at a time across every gateway and replica: with `leases` (the control plane),
+the refresh first takes the connector's lease, which names the refresh token the vault holds
+now, and storing the rotation ends it (a refresh that rotated nothing, or failed, releases
+it). A process that finds the lease held waits for it (``LEASE_WAIT`` at most), then
+refreshes with the token the holder stored. Meanwhile requests that hold a token still
+valid wait at most ``STALE_WAIT`` for the refresh, then use that token.
+
 No I/O here: `send` performs a :class:`TokenRequest` and returns the status and body. The
 gateway sends through its resolve map or upstream proxy (``agentfirewall_proxy.injection``),
 the control plane with its own client (``agentfirewall_server.tokens``).
@@ -15,13 +23,28 @@ the control plane with its own client (``agentfirewall_server.tokens``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
-from agentfirewall.credentials.model import Rotation, Token, TokenCache, TokenRequest, TokenSource
-from agentfirewall.errors import CredentialError
+from agentfirewall.credentials.model import (
+    Lease,
+    Leases,
+    Rotation,
+    Token,
+    TokenCache,
+    TokenRequest,
+    TokenSource,
+)
+from agentfirewall.credentials.oauth2 import OAuth2Source
+from agentfirewall.errors import CredentialError, LeaseBusy
 
-__all__ = ["Send", "TokenBroker"]
+__all__ = ["LEASE_WAIT", "STALE_WAIT", "Send", "TokenBroker"]
+
+#: At most this long (seconds) a refresh waits for another process's lease to end.
+LEASE_WAIT = 20.0
+#: A request holding a token still valid waits at most this long for its refresh.
+STALE_WAIT = 2.0
 
 #: Performs one token request: (status, body), or a CredentialError naming why not.
 Send = Callable[[TokenRequest], Awaitable[tuple[int, bytes]]]
@@ -35,14 +58,17 @@ class TokenBroker:
         send: Send,
         clock: Callable[[], float] = time.time,
         on_rotated: Callable[[Rotation], None] | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.send = send
         self.clock = clock
         self.on_rotated = on_rotated
+        self.leases = leases
         self.cache = TokenCache()
         #: Token requests sent (each success or failure counts once).
         self.fetches = 0
         self._inflight: dict[str, asyncio.Future[Token]] = {}
+        self._releasing: set[asyncio.Future[None]] = set()
 
     async def token(self, source: TokenSource) -> Token:
         cached = self.cache.get(source.key)
@@ -53,7 +79,13 @@ class TokenBroker:
             future = asyncio.ensure_future(self._refresh(source, cached))
             self._inflight[source.key] = future
             future.add_done_callback(lambda done: self._settled(source.key, done))
+        usable = cached is not None and cached.usable(self.clock())
         try:
+            if usable:  # a refresh may wait for a lease: not the requests it can serve
+                done, _ = await asyncio.wait((future,), timeout=STALE_WAIT)
+                if not done:
+                    assert cached is not None
+                    return cached
             return await asyncio.shield(future)
         except CredentialError:
             if cached is not None and cached.usable(self.clock()):
@@ -66,12 +98,57 @@ class TokenBroker:
             done.exception()  # retrieved even when every waiter left (no asyncio warning)
 
     async def _refresh(self, source: TokenSource, previous: Token | None) -> Token:
-        request = source.token_request(self.clock(), previous)
-        self.fetches += 1
-        status, body = await self.send(request)
-        token = source.read_token(status, body, self.clock())
+        owner = source.lease_owner if isinstance(source, OAuth2Source) else None
+        lease = None
+        if owner is not None and self.leases is not None:
+            assert isinstance(source, OAuth2Source)
+            lease = await self._lease(owner)
+            if lease is not None:
+                source = source.with_vaulted(lease.refresh_token)
+        try:
+            request = source.token_request(self.clock(), previous)
+            self.fetches += 1
+            status, body = await self.send(request)
+            token = source.read_token(status, body, self.clock())
+        except BaseException:
+            self._release(owner, lease)
+            raise
         self.cache.put(source.key, token)
         rotation = source.rotation(token)
         if rotation is not None and self.on_rotated is not None:
-            self.on_rotated(rotation)
+            if lease is not None:
+                rotation = dataclasses.replace(rotation, lease=lease.id)
+            self.on_rotated(rotation)  # storing it ends the lease
+        else:
+            self._release(owner, lease)
         return token
+
+    async def _lease(self, owner: str) -> Lease | None:
+        """The lease on `owner`'s grant, waiting while another process holds it."""
+        assert self.leases is not None
+        give_up = time.monotonic() + LEASE_WAIT
+        pause = 0.05  # a holder is done in a token request's time: ask again soon, then less
+        while True:
+            try:
+                return await self.leases.acquire(owner)
+            except LeaseBusy as busy:
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    raise CredentialError(
+                        f"another gateway has been refreshing the token of `{owner}` for "
+                        f"{LEASE_WAIT:.0f} s: its lease has not ended"
+                    ) from None
+                await asyncio.sleep(min(pause, max(busy.retry_after, 0.01), left))
+                pause = min(pause * 2, 1.0)
+
+    def _release(self, owner: str | None, lease: Lease | None) -> None:
+        if owner is None or lease is None or self.leases is None:
+            return
+        task = asyncio.ensure_future(self.leases.release(owner, lease))
+        self._releasing.add(task)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Future[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled():
+            task.exception()  # best effort: an unreleased lease ends at its expiry

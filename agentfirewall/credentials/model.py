@@ -214,9 +214,38 @@ class Rotation:
     connector_id: str
     vaulted_sha256: str
     refresh_token: str
+    #: The id of the lease the refresh was taken under (``Lease``), if any.
+    lease: str | None = None
 
     def __repr__(self) -> str:  # never the token, in a log or a traceback
         return f"Rotation(connector_id={self.connector_id!r}, vaulted_sha256=...)"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Leave to refresh one connector's rotating grant, from the control plane: while it
+    lasts no other gateway or replica refreshes that grant (storing the rotation ends it).
+    `refresh_token` is what the vault holds now: the one to refresh with."""
+
+    id: str
+    refresh_token: str
+
+    def __repr__(self) -> str:  # never the token, in a log or a traceback
+        return f"Lease(id={self.id!r}, refresh_token=...)"
+
+
+class Leases(Protocol):
+    """Where a process takes its refresh leases (``broker.py``)."""
+
+    async def acquire(self, connector_id: str) -> Lease | None:
+        """The lease on `connector_id`'s grant; None when there is no control plane to ask
+        (the refresh then uses the configuration's token, unleased). LeaseBusy while another
+        process holds it; CredentialError when it cannot be had."""
+        ...
+
+    async def release(self, connector_id: str, lease: Lease) -> None:
+        """End `lease` without a rotation (the refresh failed, or rotated nothing)."""
+        ...
 
 
 class TokenSource(Protocol):

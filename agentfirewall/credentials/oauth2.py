@@ -15,6 +15,12 @@ gateway, and every other gateway, refreshes with it. Until the vault has it, the
 carries it: the next refresh sends the rotated token as long as the vault still holds the
 one the token was minted with (``vaulted_sha256``), and the vaulted one as soon as the vault
 changed (the rotation stored, another gateway's rotation, or an admin's new grant).
+
+Gateways and replicas that share a vault take turns: a refresh-token grant is refreshed
+under a lease from the control plane (:attr:`OAuth2Source.lease_owner`,
+``agentfirewall.credentials.broker``), which names the token the vault holds now; storing
+the rotation ends the lease, so the next refresh anywhere sends the rotated token, never a
+used one.
 """
 
 from __future__ import annotations
@@ -48,6 +54,20 @@ class OAuth2Source:
         self.credential = credential
         self.key = key
         self.connector_id = connector_id
+
+    @property
+    def lease_owner(self) -> str | None:
+        """The connector whose refresh lease a refresh of this grant takes (a refresh-token
+        grant of a vaulted connector: its endpoint may rotate the token), else None."""
+        if self.credential.grant == "refresh_token" and self.connector_id:
+            return self.connector_id
+        return None
+
+    def with_vaulted(self, refresh_token: str) -> OAuth2Source:
+        """This source as if the vault held `refresh_token` (what a lease says it holds now):
+        same key, so the token it mints replaces this source's cached one."""
+        credential = self.credential.model_copy(update={"refresh_token": refresh_token})
+        return OAuth2Source(credential, self.key, self.connector_id)
 
     def refresh_token_for(self, previous: Token | None) -> str:
         """The refresh token the next request sends: the one `previous` was rotated to while

@@ -1,5 +1,6 @@
 """Connectors: add (credential into the vault, write-only), list, change options, remove,
-catalogue; and, for the gateway, a rotated OAuth2 refresh token stored in the vault."""
+catalogue; and, for the gateway, a rotated OAuth2 refresh token stored in the vault and the
+refresh lease a rotating grant is refreshed under (``refreshleases.py``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from agentfirewall.connectors import connector_types, get_connector
 from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.credentials import COMPUTED_KINDS, parse_computed_credential
 from agentfirewall.errors import ConnectorError, CredentialError
-from agentfirewall_server import tokens
+from agentfirewall_server import refreshleases, tokens
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
@@ -289,6 +290,7 @@ async def remove_connector(request: Request) -> Response:
 
     def job(conn: Connection) -> None:
         conn.execute(delete(credentials).where(credentials.c.owner == cid))
+        refreshleases.end_leases(conn, cid)
         conn.execute(delete(connectors).where(connectors.c.id == cid))
         append_event(conn, "connector.deleted", actor=who.actor, now=now(), subject=cid)
 
@@ -327,6 +329,9 @@ class RotatedRefreshToken(Strict):
 
     previous_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     refresh_token: str = Field(min_length=1, max_length=8192)
+    #: the refresh lease it was refreshed under (storing it ends every lease on the
+    #: connector: checked, not needed)
+    lease: str | None = Field(default=None, min_length=1, max_length=40)
 
 
 async def rotated_refresh_token(request: Request) -> JSONResponse:
@@ -347,15 +352,58 @@ async def rotated_refresh_token(request: Request) -> JSONResponse:
     return json_ok({"connector": cid, "stored": changed})
 
 
+class LeaseRequest(Strict):
+    """Who asks: the same holder asking again keeps its lease."""
+
+    holder: str = Field(min_length=1, max_length=200)
+
+
+async def take_refresh_lease(request: Request) -> JSONResponse:
+    """A gateway's lease to refresh a connector's rotating OAuth2 grant, one at a time.
+
+    Granted: the lease id, the refresh token the vault holds now (the one to refresh with)
+    and the seconds it lasts; storing the rotation (``refresh-token``) or releasing it ends
+    it. 409 ``refresh_in_progress`` with ``Retry-After`` while another holder's lasts; 409
+    ``field: grant`` when the credential is no refresh-token grant; 404 without a
+    credential. Not audited (the rotation is); the token is in this answer only.
+    """
+    await require_gateway(request)
+    cid = request.path_params["id"]
+    body = await read_model(request, LeaseRequest)
+    state = state_of(request)
+    ttl = state.settings.refresh_lease_seconds
+
+    def job(conn: Connection) -> tuple[str, str, float]:
+        return refreshleases.acquire(conn, cid, body.holder, now(), ttl, state.vault)
+
+    lease, refresh_token, expires_in = await state.db.write(job)
+    return json_ok(
+        {"connector": cid, "lease": lease, "refresh_token": refresh_token, "expires_in": expires_in}
+    )
+
+
+async def release_refresh_lease(request: Request) -> JSONResponse:
+    """End a gateway's refresh lease without a rotation (idempotent: `released` false when
+    it had ended already)."""
+    await require_gateway(request)
+    cid = request.path_params["id"]
+    lease = request.path_params["lease"]
+    released = len(lease) <= 40 and await state_of(request).db.write(
+        lambda conn: refreshleases.release(conn, cid, lease)
+    )
+    return json_ok({"connector": cid, "released": released})
+
+
 def routes() -> list[BaseRoute]:
     p = "/api/v1/connectors"
+    g = "/api/v1/gateway/connectors/{id}"
     return [
         Route(p, list_connectors, methods=["GET"]),
         Route(p, add_connector, methods=["POST"]),
         Route(p + "/catalogue", catalogue, methods=["GET"]),
         Route(p + "/{id}", change_connector, methods=["PATCH"]),
         Route(p + "/{id}", remove_connector, methods=["DELETE"]),
-        Route(
-            "/api/v1/gateway/connectors/{id}/refresh-token", rotated_refresh_token, methods=["POST"]
-        ),
+        Route(g + "/refresh-token", rotated_refresh_token, methods=["POST"]),
+        Route(g + "/refresh-lease", take_refresh_lease, methods=["POST"]),
+        Route(g + "/refresh-lease/{lease}", release_refresh_lease, methods=["DELETE"]),
     ]

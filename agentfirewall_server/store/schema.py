@@ -35,6 +35,7 @@ __all__ = [
     "policies",
     "policy_versions",
     "rate_limits",
+    "refresh_leases",
     "sessions",
     "settings_table",
     "shadow_permissions",
@@ -397,3 +398,14 @@ grants = Table(
     Column("revoked_by", String(320), nullable=True),
 )
 Index("ix_grants_agent_action", grants.c.agent, grants.c.action_type)
+
+# refresh leases (refreshleases.py): one process at a time refreshes a connector's rotating
+# OAuth2 grant; the row lives until the rotation is stored, the lease released or expired
+refresh_leases = Table(
+    "refresh_leases",
+    metadata,
+    Column("connector_id", String(120), primary_key=True),
+    Column("lease", String(40), nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -88,4 +89,62 @@ def test_a_restarted_gateway_refreshes_with_the_rotated_token(
         assert first_rotation not in server.log()
         assert FIRST not in server.log()
     finally:
+        server.stop()
+
+
+def test_two_gateways_refreshing_at_once_take_turns(
+    upstreams: FakeUpstreams, tmp_path: Path
+) -> None:
+    """Two gateways with empty token caches, many requests at both at the same moment, a
+    token endpoint that answers slowly and revokes the grant on a reused refresh token: the
+    control plane's lease lets one refresh at a time, each with the token the vault holds."""
+    oauth = upstreams["oauth_server"]
+    oauth.settings.update(revoke_on_reuse=True, delay=0.3)
+    server = LiveServer.start(tmp_path / "tf")
+    gateways: list[RunningGateway] = []
+    try:
+        document = {"kind": "oauth2", "token_url": "https://auth.example.com/token",
+                    "client_id": "client-1", "client_secret": "cs_secret",
+                    "grant": "refresh_token", "refresh_token": FIRST}  # fmt: skip
+        created = server.admin("POST", "/v1/connectors", json={
+            "type": "generic", "domains": ["api.example.com"], "auth_type": "oauth2",
+            "token": json.dumps(document)})  # fmt: skip
+        assert created.status_code == 201, created.text
+        cid = created.json()["id"]
+        key = server.create_agent("Bot")
+        rule = {"agent": "Bot", "connector": "generic", "action_pattern": "*", "decision": "allow"}
+        assert server.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
+        for name in ("g1", "g2"):
+            control = HttpControl(server.url, server.gateway_token)
+            gateways.append(RunningGateway(gateway_options(tmp_path / name, upstreams),
+                                           control).start())  # fmt: skip
+
+        bundles = {
+            r.port: ca_bundle(r.ca_path, tmp_path / f"bundle-{r.port}.pem") for r in gateways
+        }
+
+        def get(running: RunningGateway) -> int:
+            trust = ssl.create_default_context(cafile=str(bundles[running.port]))
+            with httpx.Client(proxy=running.proxy_url(key), trust_env=False, verify=trust,
+                              timeout=30) as http:  # fmt: skip
+                return http.get("https://api.example.com/v1/things").status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(get, gateways * 4))
+        assert statuses == [200] * 8
+        assert oauth.settings.get("reused", []) == []  # never a used refresh token
+        grants = [g["refresh_token"] for g in oauth.settings["grants"]]
+        assert grants[0] == FIRST
+        assert len(grants) == len(set(grants)) == 2
+        for running in gateways:
+            running.stop()
+        gateways.clear()
+        vaulted = _vaulted(server, cid)
+        assert oauth.settings["valid_refresh"] == {vaulted}  # the grant lives, in the vault
+        assert vaulted not in server.log()
+        assert FIRST not in server.log()
+    finally:
+        for running in gateways:
+            running.stop()
+        oauth.settings.update(revoke_on_reuse=False, delay=0.0)
         server.stop()

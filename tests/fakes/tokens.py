@@ -6,7 +6,10 @@
   minutes after ``iat`` and not past), and answering ``/repos/...`` only with
   ``Authorization: token <a token it minted>``.
 - :func:`oauth_server`: auth.example.com ``POST /token`` (client credentials in Basic auth,
-  or a refresh token); ``settings["fail"]`` makes it answer 400 ``invalid_grant``.
+  or a refresh token); ``settings["fail"]`` makes it answer 400 ``invalid_grant``. With
+  ``settings["valid_refresh"]`` it rotates refresh tokens and refuses a used one (recorded in
+  ``settings["reused"]``); ``settings["revoke_on_reuse"]`` then also revokes every token of
+  the grant, as providers with reuse detection do.
 - :func:`oauth_api`: api.example.com answering only ``Bearer <a token auth.example.com
   minted>``.
 Each records what it minted (``settings["minted"]``) and what it refused.
@@ -103,6 +106,8 @@ def oauth_server() -> FakeUpstream:
         if form.get("grant_type") == "refresh_token" and valid is not None:
             if form.get("refresh_token") not in valid:
                 fake.settings.setdefault("reused", []).append(form.get("refresh_token"))
+                if fake.settings.get("revoke_on_reuse"):  # reuse detection: the grant is dead
+                    valid.clear()
                 return JSONResponse({"error": "invalid_grant"}, 400)
             valid.discard(form["refresh_token"])
         minted = "at_" + secrets.token_hex(16)

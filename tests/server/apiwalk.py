@@ -54,9 +54,11 @@ SEEDS: dict[str, Any] = {
     },
     "/api/v1/gateway/approvals/wait": {"ids": ["apr_x"]},
     "/api/v1/gateway/heartbeat": {"gateway_id": "g1", "agent_ports": {"Fuzz": 9000}},
+    "/api/v1/gateway/connectors/{id}/refresh-lease": {"holder": "gw-fuzz"},
     "/api/v1/gateway/connectors/{id}/refresh-token": {
         "previous_sha256": "0" * 64,
         "refresh_token": "rt_fuzzed",
+        "lease": "rfl_fuzzed",
     },
     "/api/v1/gateway/traffic": {
         "records": [
