@@ -50,12 +50,13 @@ to the 16 MiB inspection limit); S3 keeps the agent's `UNSIGNED-PAYLOAD` and
 `STREAMING-UNSIGNED-PAYLOAD-TRAILER` (aws-chunked uploads with unsigned chunks, boto3's
 default for uploads with checksums), and an S3 body streamed past the limit is signed
 `UNSIGNED-PAYLOAD`. An S3 upload whose chunks the client signs
-(`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`: the AWS SDK for Java, any SDK over plain http) is
-re-signed chunk by chunk as it streams: the head is signed with the real keys, and each
-chunk's signature is replaced by the one the real keys chain from it (only the 64 hex
-digits change, so the body keeps its length; a chunk is held until its data is in, up to
-16 MiB). A malformed chunk framing, another service's body past the limit and the other
-streaming forms (a signed trailer, SigV4a) are refused (400 `unsignable_request`). Virtual-host
+(`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`: the AWS SDK for Java, any SDK over plain http; and
+its `-TRAILER` form, a checksum sent after the data) is re-signed chunk by chunk as it
+streams: the head is signed with the real keys, and each chunk's signature is replaced by
+the one the real keys chain from it, and so is the trailer's (only the 64 hex digits
+change, so the body keeps its length; a chunk is held until its data is in, up to 16 MiB,
+the trailer up to 8 KiB). A malformed chunk or trailer framing, another service's body past
+the limit and SigV4a streaming are refused (400 `unsignable_request`). Virtual-host
 (`bucket.s3.REGION.amazonaws.com`) and path-style (`s3.REGION.amazonaws.com/bucket`) S3
 are both named and signed. **Presigned URLs are refused** (403): one minted by the agent
 is signed with the placeholder key, so it is worthless outside the gateway and, through

@@ -19,7 +19,12 @@ from agentfirewall.connectors.awshosts import aws_endpoint, credential_scope
 from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.credentials.aws import AssumeRoleSource, keys_of, static_keys
-from agentfirewall.credentials.awschunked import SIGNED_STREAMING, ChunkResigner, seed_signature
+from agentfirewall.credentials.awschunked import (
+    SIGNED_FORMS,
+    SIGNED_STREAMING_TRAILER,
+    ChunkResigner,
+    seed_signature,
+)
 from agentfirewall.credentials.githubapp import GitHubAppSource
 from agentfirewall.credentials.model import (
     AwsCredential,
@@ -120,7 +125,8 @@ class AwsInjector:
         self, req: Outgoing, added: list[tuple[str, str]], token: Token | None
     ) -> ChunkResigner | None:
         """The chunks' signer of a signed aws-chunked upload, chained from `added`'s."""
-        if req.agent_header("x-amz-content-sha256") != SIGNED_STREAMING:
+        form = req.agent_header("x-amz-content-sha256")
+        if form not in SIGNED_FORMS:
             return None
         signed = dict(added)
         authorization, stamp = signed["Authorization"], signed["X-Amz-Date"]
@@ -128,7 +134,8 @@ class AwsInjector:
         day, region, service, _ = scope.split("/")
         keys = self.static if token is None else keys_of(token)
         key = signing_key(keys.secret_access_key, day, region, service)
-        return ChunkResigner(key, stamp, scope, seed_signature(authorization))
+        trailer = form == SIGNED_STREAMING_TRAILER
+        return ChunkResigner(key, stamp, scope, seed_signature(authorization), trailer=trailer)
 
 
 class TokenInjector:

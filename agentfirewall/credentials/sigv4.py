@@ -25,7 +25,7 @@ from datetime import datetime
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
-from agentfirewall.credentials.awschunked import SIGNED_STREAMING
+from agentfirewall.credentials.awschunked import SIGNED_FORMS
 from agentfirewall.errors import CredentialError
 
 __all__ = [
@@ -82,20 +82,21 @@ def payload_hash(
     """The payload hash to sign: the body's SHA-256 (`body` None: streamed, not at hand).
 
     S3 keeps the agent's ``UNSIGNED-PAYLOAD`` / unsigned-trailer literal and its signed
-    streaming literal (whose chunks the caller re-signs: ``awschunked.ChunkResigner``), and
-    a streamed S3 body is ``UNSIGNED-PAYLOAD``; other services need the whole body, and
-    other streaming forms (a signed trailer, SigV4a) are refused (CredentialError).
+    streaming literals, with or without a trailer (whose chunks the caller re-signs:
+    ``awschunked.ChunkResigner``), and a streamed S3 body is ``UNSIGNED-PAYLOAD``; other
+    services need the whole body, and SigV4a streaming is refused (CredentialError).
     """
     s3 = service == "s3"
-    if s3 and agent_value == SIGNED_STREAMING:
-        return SIGNED_STREAMING
+    if s3 and agent_value in SIGNED_FORMS:
+        return str(agent_value)
     if (agent_value or "").startswith("STREAMING-"):
         if s3 and agent_value in S3_PAYLOAD_LITERALS:
             return str(agent_value)
         raise CredentialError(
             f"`{agent_value}` uploads cannot be re-signed by the gateway: use unsigned "
             "chunks (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`, the default of the AWS SDKs over "
-            "https) or chunks signed without a trailer (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`)"
+            "https) or chunks signed with SigV4 (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, with "
+            "or without `-TRAILER`), not SigV4a"
         )
     if s3 and agent_value in S3_PAYLOAD_LITERALS:
         return str(agent_value)

@@ -1,13 +1,16 @@
 """SigV4 payload cases through the in-process gateway against the verifying fake AWS: a body
 streamed past the inspection limit is signed UNSIGNED-PAYLOAD (S3 only), the aws-chunked
-unsigned-trailer form is kept, chunk-signed streaming is re-signed chunk by chunk (whole,
-streamed, re-chunked: the fake verifies every chunk's signature), and what cannot be
+unsigned-trailer form is kept, chunk-signed streaming (with or without a signed trailer) is
+re-signed chunk by chunk (whole, streamed, re-chunked: the fake verifies every chunk's
+signature, the trailer's and its crc32 checksum), and what cannot be
 re-signed is refused (400 unsignable_request) before it reaches the upstream."""
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -93,19 +96,29 @@ def test_a_small_body_is_hashed_and_an_aws_chunked_trailer_is_kept(setup: Setup)
     assert setup.fake.settings["objects"][("demo-bucket", "chunked.txt")] == b"hello"
 
 
-def _signed_chunks(chunks: list[bytes]) -> bytes:
+def _signed_chunks(chunks: list[bytes], *, trailer: bool = False) -> bytes:
     """An aws-chunked body as an SDK signs it, here with the placeholder key's (bogus)
-    signatures: the gateway re-signs every chunk with the real key."""
+    signatures: the gateway re-signs every chunk with the real key (`trailer`: the
+    ``-TRAILER`` form, a crc32 checksum and its signature after the final chunk)."""
+    if not trailer:
+        return b"".join(
+            b"%x;chunk-signature=%s\r\n%s\r\n" % (len(data), b"ab" * 32, data)
+            for data in [*chunks, b""]
+        )
+    crc = base64.b64encode(zlib.crc32(b"".join(chunks)).to_bytes(4, "big"))
     return b"".join(
-        b"%x;chunk-signature=%s\r\n%s\r\n" % (len(data), b"ab" * 32, data)
-        for data in [*chunks, b""]
-    )
+        b"%x;chunk-signature=%s\r\n%s\r\n" % (len(data), b"ab" * 32, data) for data in chunks
+    ) + (b"0;chunk-signature=%s\r\nx-amz-checksum-crc32:%s\r\n"
+         b"x-amz-trailer-signature:%s\r\n\r\n" % (b"ab" * 32, crc, b"ab" * 32))  # fmt: skip
 
 
 SIGNED = {"x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
           "content-encoding": "aws-chunked"}  # fmt: skip
+TRAILER = {"x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+           "content-encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32"}  # fmt: skip
 
 
+@pytest.mark.parametrize("trailer", [False, True], ids=["plain", "trailer"])
 @pytest.mark.parametrize(
     ("chunks", "streamed"),
     [
@@ -116,12 +129,13 @@ SIGNED = {"x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
     ids=["whole", "content-length", "transfer-encoding"],
 )
 def test_chunk_signed_uploads_are_re_signed_chunk_by_chunk(
-    setup: Setup, chunks: list[bytes], streamed: bool
+    setup: Setup, chunks: list[bytes], streamed: bool, trailer: bool
 ) -> None:
     setup.fake.settings["rejected"].clear()
-    body = _signed_chunks(chunks)
+    body = _signed_chunks(chunks, trailer=trailer)
     payload = b"".join(chunks)
-    headers = {**SIGNED, "x-amz-decoded-content-length": str(len(payload))}
+    form = TRAILER if trailer else SIGNED
+    headers = {**form, "x-amz-decoded-content-length": str(len(payload))}
     content: bytes | Iterator[bytes] = (
         iter([body[:5000], body[5000:9000], body[9000:]]) if streamed else body
     )
@@ -130,7 +144,7 @@ def test_chunk_signed_uploads_are_re_signed_chunk_by_chunk(
     assert setup.fake.settings["rejected"] == []  # the head and every chunk verified
     assert setup.fake.settings["objects"][("demo-bucket", "signed.bin")] == payload
     received = setup.fake.last()
-    assert received.header("x-amz-content-sha256") == SIGNED["x-amz-content-sha256"]
+    assert received.header("x-amz-content-sha256") == form["x-amz-content-sha256"]
     assert b"ab" * 32 not in received.body  # no placeholder signature went upstream
     assert len(received.body) == len(body)  # re-signed in place: the same length
 
@@ -141,11 +155,17 @@ def test_a_chunk_signed_upload_the_gateway_cannot_re_sign_is_refused(setup: Setu
     answer = _put(setup, "broken.txt", broken, **SIGNED)
     assert answer.status_code == 400
     assert answer.json()["error"] == "unsignable_request"
-    trailer = {**SIGNED, "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"}
-    answer = _put(setup, "trailer.txt", _signed_chunks([b"hi"]), **trailer)
+    unsigned_trailer = _signed_chunks([b"hi"], trailer=True).replace(  # no trailer signature
+        b"x-amz-trailer-signature:" + b"ab" * 32 + b"\r\n", b""
+    )
+    answer = _put(setup, "trailer.txt", unsigned_trailer, **TRAILER)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "unsignable_request"
+    sigv4a = {**SIGNED, "x-amz-content-sha256": "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"}
+    answer = _put(setup, "sigv4a.txt", _signed_chunks([b"hi"]), **sigv4a)
     assert answer.status_code == 400
     assert "cannot be re-signed" in answer.text, answer.text
-    assert len(setup.fake.received()) == before  # neither reached the upstream
+    assert len(setup.fake.received()) == before  # none reached the upstream
 
 
 def test_plain_http_is_upgraded_to_tls_and_signed(setup: Setup) -> None:

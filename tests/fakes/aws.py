@@ -15,11 +15,13 @@ protocol), DynamoDB ``PutItem``, STS ``AssumeRole`` (temporary keys it then acce
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
 import json
 import secrets
+import zlib
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, unquote
 
@@ -95,15 +97,18 @@ def verify_sigv4(fake: FakeUpstream, request: Request, body: bytes) -> str | Non
     return None
 
 
-def verify_chunks(secret: str, authorization: str, stamp: str, body: bytes) -> str | None:
-    """None when every chunk of a chunk-signed aws-chunked `body` carries its signature."""
+def verify_chunks(
+    secret: str, authorization: str, stamp: str, body: bytes, *, trailer: bool = False
+) -> str | None:
+    """None when every chunk of a chunk-signed aws-chunked `body` carries its signature
+    (`trailer`: and the trailing headers theirs, a crc32 checksum the payload's)."""
     fields = dict(p.strip().split("=", 1) for p in authorization.split(" ", 1)[1].split(","))
     _, day, region, service, _ = fields["Credential"].split("/")
     scope = f"{day}/{region}/{service}/aws4_request"
     key = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
     for part in (region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    previous, rest = fields["Signature"], body
+    previous, rest, payload = fields["Signature"], body, b""
     empty = hashlib.sha256(b"").hexdigest()
     while True:
         line, crlf, rest = rest.partition(b"\r\n")
@@ -111,14 +116,47 @@ def verify_chunks(secret: str, authorization: str, stamp: str, body: bytes) -> s
         if not crlf or not signature:
             return "a chunk without its signature"
         size = int(size_text, 16)
-        data, end, rest = rest[:size], rest[size : size + 2], rest[size + 2 :]
+        data = rest[:size]
+        payload += data
         text = "\n".join(("AWS4-HMAC-SHA256-PAYLOAD", stamp, scope, previous, empty,
                           hashlib.sha256(data).hexdigest()))  # fmt: skip
         previous = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
-        if end != b"\r\n" or not hmac.compare_digest(previous, signature):
+        if not hmac.compare_digest(previous, signature):
             return "SignatureDoesNotMatch (chunk)"
+        if size == 0 and trailer:
+            return _verify_trailer(key, stamp, scope, previous, rest, payload)
+        end, rest = rest[size : size + 2], rest[size + 2 :]
+        if end != b"\r\n":
+            return "a chunk longer than its size"
         if size == 0:
             return None if not rest else "data after the final chunk"
+
+
+def _verify_trailer(
+    key: bytes, stamp: str, scope: str, previous: str, rest: bytes, payload: bytes
+) -> str | None:
+    """The trailing headers after the final chunk: `name:value` lines, then the signature
+    of the final chunk's signature and their SHA-256, then an empty line."""
+    if not rest.endswith(b"\r\n\r\n"):
+        return "a trailer without its end"
+    *lines, signature_line = rest[:-4].decode("latin-1").split("\r\n")
+    name, _, signature = signature_line.partition(":")
+    if name != "x-amz-trailer-signature" or not lines:
+        return "a trailer without its signature"
+    values = dict(line.split(":", 1) for line in lines)
+    canonical = "".join(f"{k.strip().lower()}:{v.strip()}\n" for k, v in values.items())
+    text = "\n".join(("AWS4-HMAC-SHA256-TRAILER", stamp, scope, previous,
+                      hashlib.sha256(canonical.encode()).hexdigest()))  # fmt: skip
+    expected = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return "SignatureDoesNotMatch (trailer)"
+    crc = values.get("x-amz-checksum-crc32")
+    if (
+        crc is not None
+        and crc.strip() != base64.b64encode(zlib.crc32(payload).to_bytes(4, "big")).decode()
+    ):
+        return "BadDigest (crc32)"
+    return None
 
 
 def _aws_chunked(body: bytes) -> bytes:
@@ -149,11 +187,13 @@ def aws() -> FakeUpstream:
     async def handle(request: Request) -> Response:
         body = await request.body()
         problem = verify_sigv4(fake, request, body)
-        if problem is None and request.headers.get("x-amz-content-sha256") == SIGNED_CHUNKS:
+        form = request.headers.get("x-amz-content-sha256")
+        if problem is None and form in (SIGNED_CHUNKS, SIGNED_CHUNKS + "-TRAILER"):
             key_id = request.headers["authorization"].split("Credential=")[1].split("/")[0]
             secret = fake.settings["keys"][key_id][0]
             stamp = request.headers["x-amz-date"]
-            problem = verify_chunks(secret, request.headers["authorization"], stamp, body)
+            problem = verify_chunks(secret, request.headers["authorization"], stamp, body,
+                                    trailer=form != SIGNED_CHUNKS)  # fmt: skip
         if problem is not None:
             fake.settings["rejected"].append(problem)
             if request.headers.get("host", "").startswith(("s3", BUCKET)):
