@@ -53,23 +53,29 @@ def _get_through(server: LiveServer, upstreams: FakeUpstreams, tmp: Path, key: s
         running.stop()
 
 
+def _rotating_connector(server: LiveServer) -> tuple[str, str]:
+    """A generic connector on the rotating grant that starts at FIRST, and the key of an
+    agent `Bot` allowed everything on it: (connector id, proxy key)."""
+    document = {"kind": "oauth2", "token_url": "https://auth.example.com/token",
+                "client_id": "client-1", "client_secret": "cs_secret",
+                "grant": "refresh_token", "refresh_token": FIRST}  # fmt: skip
+    created = server.admin("POST", "/v1/connectors", json={
+        "type": "generic", "domains": ["api.example.com"], "auth_type": "oauth2",
+        "token": json.dumps(document)})  # fmt: skip
+    assert created.status_code == 201, created.text
+    key = server.create_agent("Bot")
+    rule = {"agent": "Bot", "connector": "generic", "action_pattern": "*", "decision": "allow"}
+    assert server.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
+    return str(created.json()["id"]), key
+
+
 def test_a_restarted_gateway_refreshes_with_the_rotated_token(
     upstreams: FakeUpstreams, tmp_path: Path
 ) -> None:
     oauth = upstreams["oauth_server"]
     server = LiveServer.start(tmp_path / "tf")
     try:
-        document = {"kind": "oauth2", "token_url": "https://auth.example.com/token",
-                    "client_id": "client-1", "client_secret": "cs_secret",
-                    "grant": "refresh_token", "refresh_token": FIRST}  # fmt: skip
-        created = server.admin("POST", "/v1/connectors", json={
-            "type": "generic", "domains": ["api.example.com"], "auth_type": "oauth2",
-            "token": json.dumps(document)})  # fmt: skip
-        assert created.status_code == 201, created.text
-        cid = created.json()["id"]
-        key = server.create_agent("Bot")
-        rule = {"agent": "Bot", "connector": "generic", "action_pattern": "*", "decision": "allow"}
-        assert server.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
+        cid, key = _rotating_connector(server)
 
         assert _get_through(server, upstreams, tmp_path / "g1", key) == 200
         first_rotation = _vaulted(server, cid)
@@ -103,17 +109,7 @@ def test_two_gateways_refreshing_at_once_take_turns(
     server = LiveServer.start(tmp_path / "tf")
     gateways: list[RunningGateway] = []
     try:
-        document = {"kind": "oauth2", "token_url": "https://auth.example.com/token",
-                    "client_id": "client-1", "client_secret": "cs_secret",
-                    "grant": "refresh_token", "refresh_token": FIRST}  # fmt: skip
-        created = server.admin("POST", "/v1/connectors", json={
-            "type": "generic", "domains": ["api.example.com"], "auth_type": "oauth2",
-            "token": json.dumps(document)})  # fmt: skip
-        assert created.status_code == 201, created.text
-        cid = created.json()["id"]
-        key = server.create_agent("Bot")
-        rule = {"agent": "Bot", "connector": "generic", "action_pattern": "*", "decision": "allow"}
-        assert server.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
+        cid, key = _rotating_connector(server)
         for name in ("g1", "g2"):
             control = HttpControl(server.url, server.gateway_token)
             gateways.append(RunningGateway(gateway_options(tmp_path / name, upstreams),

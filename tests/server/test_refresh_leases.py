@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import threading
 import time
@@ -27,12 +26,13 @@ from sqlalchemy import insert
 
 from agentfirewall.tokens import generate_signing_key
 from agentfirewall_server.refreshleases import acquire
-from agentfirewall_server.store.db import Database, normalize_url
+from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.vault import Keyring, Vault, generate_key_text
 from agentfirewall_server.web import ApiError
 from tests.livesrv import LiveServer
-from tests.server.conftest import ENGINES, PG_ENV
+from tests.scale.conftest import _create_database as create_database
+from tests.server.conftest import ENGINES
 
 SECRET = "cs-" + "s3cr3t" * 6
 ROTATING = {"kind": "oauth2", "token_url": "https://auth.example.com/token", "client_id": "cid",
@@ -51,27 +51,11 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _admin_url(base: str) -> str:
-    return normalize_url(base).replace("postgresql+psycopg://", "postgresql://")
-
-
 def _create_database(engine: str, tmp: Path) -> Iterator[str]:
     if engine == "sqlite":
         yield f"sqlite:///{tmp / 'store.db'}"
         return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL not available: set {PG_ENV} (run `source .ci/postgres.sh`)")
-    import psycopg
-
-    name = f"af_rl_{secrets.token_hex(6)}"
-    with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{base.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from create_database("af_rl")
 
 
 class Servers:
