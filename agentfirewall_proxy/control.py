@@ -357,7 +357,7 @@ class StaticControl:
         self.heartbeats: list[JSON] = []
         self.approvals: dict[str, JSON] = {}
         self._ids = itertools.count(1)
-        #: Refresh leases by connector id: (lease id, holder, until, monotonic seconds).
+        #: Refresh leases by connector id: (lease id, holder, until: monotonic seconds).
         self._leases: dict[str, tuple[str, str, float]] = {}
         self._by_action: dict[tuple[str, str, str], list[str]] = {}
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
@@ -527,17 +527,19 @@ class StaticControl:
 
     async def refresh_lease(self, connector_id: str, holder: str) -> JSON:
         """As the control plane does, in memory (gateways sharing this object take turns)."""
+        from agentfirewall.credentials import parse_computed_credential  # pydantic: lazily
+
         with self._lock:
             found = next((c for c in self._snapshot.get("connectors", [])
                           if c.get("id") == connector_id), None)  # fmt: skip
-            try:
-                document = json.loads(found["credential"]) if found else None
-            except (TypeError, ValueError):
-                document = None
-            if not isinstance(document, dict):
+            if found is None or not isinstance(found.get("credential"), str):
                 raise ControlError(f"no credential for connector `{connector_id}`", 404)
-            token = document.get("refresh_token")
-            if document.get("grant") != "refresh_token" or not isinstance(token, str):
+            try:
+                credential = parse_computed_credential(found["credential"], "oauth2")
+            except CredentialError:
+                credential = None
+            token = getattr(credential, "refresh_token", None)
+            if getattr(credential, "grant", None) != "refresh_token" or not token:
                 raise ControlError(f"`{connector_id}` has no refresh token to lease", 409)
             now = time.monotonic()
             lease, owner, until = self._leases.get(connector_id, ("", "", 0.0))

@@ -56,6 +56,7 @@ MAX_CHUNK = 16 * 1024 * 1024
 #: the largest trailer held while its signature is computed (a checksum or two)
 MAX_TRAILER = 8192
 _TRAILER_SIGNATURE = b"x-amz-trailer-signature:"
+_HEX_SIGNATURE = re.compile(rb"[0-9a-f]{64}")
 #: a trailing header: a token, a colon, a printable value (spaces around it not part of it)
 _TRAILER_LINE = re.compile(
     rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)[ \t]*"
@@ -168,7 +169,7 @@ class ChunkResigner:
             if found is None or found.group(1).lower() + b":" == _TRAILER_SIGNATURE:
                 raise CredentialError("an aws-chunked trailing header is malformed")
             canonical += found.group(1).lower() + b":" + found.group(2) + b"\n"
-        if re.fullmatch(rb"[0-9a-f]{64}", last[len(_TRAILER_SIGNATURE) :]) is None:
+        if _HEX_SIGNATURE.fullmatch(last[len(_TRAILER_SIGNATURE) :]) is None:
             raise CredentialError("the aws-chunked trailer signature is malformed")
         text = f"{self._trailer_prefix}{self._previous}\n{hashlib.sha256(canonical).hexdigest()}"
         signature = hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
