@@ -231,6 +231,24 @@ def start_process(
     return proc, int(line.split(pattern, 1)[1].split()[0].rsplit(":", 1)[1])
 
 
+def tree_env(tree: Path, **more: str) -> dict[str, str]:
+    """The environment that runs the gateway from the checkout `tree` (``PYTHONPATH``), for
+    ``python -P -m agentfirewall_proxy``: without ``-P`` the working directory comes first
+    on ``sys.path``, and run from another checkout's root, that checkout's code runs
+    instead (both sides of an A/B were then one tree). Checked: exits when an import
+    resolves outside `tree`."""
+    env = {**os.environ, "PYTHONPATH": str(tree), **more}
+    probe = "import agentfirewall, agentfirewall_proxy; print(agentfirewall.__file__); "
+    probe += "print(agentfirewall_proxy.__file__)"
+    found = subprocess.run(
+        [sys.executable, "-P", "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for path in found:
+        if not Path(path).resolve().is_relative_to(tree.resolve()):
+            raise SystemExit(f"`{tree}` does not run from there: `{path}` is imported instead")
+    return env
+
+
 def free_port() -> int:
     import socket
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
 import ssl
 import statistics
 import sys
@@ -29,7 +28,7 @@ import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy import KEY, Target, Upstream, run_case, start_process, write_config
+from proxy import KEY, Target, Upstream, run_case, start_process, tree_env, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = "http:1,https:1,http:32,https:32"
@@ -51,9 +50,9 @@ async def main(args: argparse.Namespace) -> None:
     trees = [("baseline", Path(args.baseline_tree).resolve()), ("this tree", ROOT)]
     processes, targets = [], []
     for name, tree in trees:
-        env = {**os.environ, "PYTHONPATH": str(tree)}
+        env = tree_env(tree)
         process, port = start_process(
-            [sys.executable, "-m", "agentfirewall_proxy", "--config-file", str(config),
+            [sys.executable, "-P", "-m", "agentfirewall_proxy", "--config-file", str(config),
              "--listen", "127.0.0.1:0", "--ca-dir", str(workdir / f"ca-{len(targets)}"),
              "--upstream-ca", str(ca_file)],
             "listening on ", env=env,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy import KEY, Target, Upstream, run_case, start_process, write_config
+from proxy import KEY, Target, Upstream, run_case, start_process, tree_env, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,10 +72,10 @@ class Sink:
 def _gateway(
     config: Path, workdir: Path, tree: Path, extra: list[str], more: dict[str, str]
 ) -> Any:
-    env = {**os.environ, "PYTHONPATH": str(tree), "OTEL_BSP_SCHEDULE_DELAY": "200", **more}
+    env = tree_env(tree, OTEL_BSP_SCHEDULE_DELAY="200", **more)
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "agentfirewall_proxy", "--config-file", str(config),
+    command = [sys.executable, "-P", "-m", "agentfirewall_proxy", "--config-file", str(config),
                "--listen", "127.0.0.1:0", "--ca-dir", str(workdir / "ca"), *extra]  # fmt: skip
     return start_process(command, "listening on ", env=env)
 

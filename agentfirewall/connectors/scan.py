@@ -4,10 +4,13 @@ The gateway must find a field anywhere in a body of up to 16 MiB (``"model"`` af
 megabytes of ``messages``). Building the whole document with :mod:`json` would hold
 several times the body in Python objects; :func:`scan_json_object` instead walks the
 bytes with a few compiled regular expressions and an explicit stack (no recursion):
-it validates the whole body as strict JSON (UTF-8, no BOM, no ``NaN``), and builds only
-the top-level members a connector names (`keep`) plus small scalar members (any
-top-level string, number, boolean or null of up to 4 KiB, so checks such as method
-overrides still see them). Other values are skipped without being decoded.
+it validates the whole body as strict JSON (UTF-8, no BOM, no ``NaN``, every number a
+finite float or an int :mod:`json` can read), and builds only the top-level members a
+connector names (`keep`) plus small scalar members (any top-level string, number,
+boolean or null of up to 4 KiB, so checks such as method overrides still see them).
+Other values are skipped without being decoded: runs of scalars and of small flat
+containers in one regular-expression call each, a run of larger containers (chat
+messages) one C decode per element, each dropped at once.
 
 With ``complete=False`` the body is a prefix: members wholly inside it are returned,
 and a value cut by the end of the prefix is left out (a number at the very end too,
@@ -42,15 +45,45 @@ _WS = r"[ \t\n\r]*+"
 _STRING = r'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
 _NUMBER = r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?[0-9]++)?+(?![0-9])"
 _SCALAR = r"(?>" + _STRING + r"|" + _NUMBER + r"|true|false|null)"
+#: A number skipped without being decoded: at most 200 integer digits and a two-digit
+#: exponent, so always a finite float or a short int (below 1e299). Any other number is
+#: decoded (`_checked_number`): ``1e999`` or an int of 5,000 digits is refused, as
+#: :mod:`json` refuses it, wherever it sits.
+_SAFE_NUMBER = r"-?(?:0|[1-9][0-9]{0,199}+)(?:\.[0-9]++)?+(?:[eE][+-]?[0-9]{1,2}+)?+(?![0-9])"
+_SAFE_SCALAR = r"(?>" + _STRING + r"|" + _SAFE_NUMBER + r"|true|false|null)"
+#: A small flat container (strings of up to 64 characters): ``{}``, ``{"role":"user"}``, ``[1,2]``.
+_SHORT_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})){0,64}+"'
+_SHORT_SCALAR = r"(?>" + _SHORT_STRING + r"|" + _SAFE_NUMBER + r"|true|false|null)"
+_SHORT_MEMBER = _SHORT_STRING + _WS + r":" + _WS + _SHORT_SCALAR + _WS
+_SHORT_ELEMENT = _SHORT_SCALAR + _WS
+_FLAT_OBJECT = r"\{" + _WS + r"(?:" + _SHORT_MEMBER + r"(?:," + _WS + _SHORT_MEMBER + r")*+)?+\}"
+_FLAT_ARRAY = r"\[" + _WS + r"(?:" + _SHORT_ELEMENT + r"(?:," + _WS + _SHORT_ELEMENT + r")*+)?+\]"
+#: What a run skips without decoding: a plainly finite scalar or a small flat container.
+_SKIPPED = r"(?>" + _SAFE_SCALAR + r"|" + _FLAT_OBJECT + r"|" + _FLAT_ARRAY + r")"
 _TOKEN = re.compile(
     _WS + r"(?:(" + _STRING + r")|(" + _NUMBER + r")|(true|false|null)|([\[\]{},:]))"
 )
 _SCALAR_RE = re.compile(_SCALAR)
+_SAFE_NUMBER_RE = re.compile(_SAFE_NUMBER)
 _SKIP_WS = re.compile(_WS)
-_ITEM = re.compile(_WS + _SCALAR)
-#: Runs of scalar elements / members, consumed in one call (long arrays of numbers).
-_ARRAY_RUN = re.compile(r"(?:" + _WS + _SCALAR + _WS + r",)++")
-_OBJECT_RUN = re.compile(r"(?:" + _WS + _STRING + _WS + r":" + _WS + _SCALAR + _WS + r",)++")
+_ITEM = re.compile(_WS + _SAFE_SCALAR)
+#: Runs of scalar or small flat elements / members, consumed in one call (long arrays of
+#: numbers, of ``{}``).
+_ARRAY_RUN = re.compile(r"(?:" + _WS + _SKIPPED + _WS + r",)++")
+_OBJECT_RUN = re.compile(r"(?:" + _WS + _STRING + _WS + r":" + _WS + _SKIPPED + _WS + r",)++")
+#: A run of top-level members whose values are small scalars, each kept (`_SMALL_SCALAR`):
+#: strings of at most 682 characters or escapes (at most 4,094 characters of text), numbers
+#: of at most 200 integer and 3,000 fraction digits. Decoded together, in one C call.
+_SMALL_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})){0,682}+"'
+_SMALL_NUMBER = (
+    r"-?(?:0|[1-9][0-9]{0,199}+)(?:\.[0-9]{1,3000}+)?+(?:[eE][+-]?[0-9]{1,2}+)?+(?![0-9])"
+)
+_SMALL_MEMBERS = re.compile(
+    r"(?:" + _WS + _STRING + _WS + r":" + _WS
+    + r"(?>" + _SMALL_STRING + r"|" + _SMALL_NUMBER + r"|true|false|null)" + _WS + r",)++"
+)  # fmt: skip
+#: After an array's container element: a comma and another container element.
+_NEXT_CONTAINER = re.compile(_WS + r"," + _WS + r"(?=[\[{])")
 #: What a prefix may end with when it cuts a token short.
 _PARTIAL = re.compile(
     _WS
@@ -65,6 +98,8 @@ _ESCAPE = re.compile(
     r"\\(?:u(?:([dD][89abAB][0-9a-fA-F]{2})|([dD][c-fC-F][0-9a-fA-F]{2})|[0-9a-fA-F]{4})|.)",
     re.DOTALL,
 )
+
+_NUMBER_START = frozenset("-0123456789")
 
 # parser states of the value skipper
 _VALUE, _FIRST_VALUE, _FIRST_KEY, _KEY, _COLON, _AFTER = range(6)
@@ -90,10 +125,18 @@ def _token(buf: str, pos: int, complete: bool, connector: str) -> re.Match[str]:
     raise _bad(connector, "unexpected end" if where >= len(buf) else "unexpected character")
 
 
-def _nested(buf: str, pos: int, complete: bool, connector: str) -> int:
-    """Skip a nested container with the C decoder (its objects are dropped at once)."""
+def _nested(buf: str, at: int, complete: bool, connector: str, *, run: bool = False) -> int:
+    """Skip the nested container at `at` with the C decoder (its objects are dropped at
+    once); with `run` (an array's element), the container elements that follow it too, one
+    C call each and no state steps (chat messages)."""
+    decode = _DECODER.raw_decode
     try:
-        return int(_DECODER.raw_decode(buf, pos)[1])
+        while True:
+            pos: int = decode(buf, at)[1]
+            following = _NEXT_CONTAINER.match(buf, pos) if run else None
+            if following is None:
+                return pos
+            at = following.end()
     except RecursionError:
         raise _bad(connector, "nested too deeply") from None
     except ValueError:
@@ -102,13 +145,28 @@ def _nested(buf: str, pos: int, complete: bool, connector: str) -> int:
         raise _bad(connector, "unexpected character") from None
 
 
+def _checked_number(buf: str, match: re.Match[str], connector: str) -> None:
+    """Decode a number token that is not plainly finite (`_SAFE_NUMBER`), as json would."""
+    start, end = match.span(2)
+    found = _SAFE_NUMBER_RE.match(buf, start)
+    if found is None or found.end() != end:
+        _number(buf, start, end, connector)
+
+
+def _number(buf: str, start: int, end: int, connector: str) -> None:
+    try:
+        _DECODER.decode(buf[start:end])
+    except ValueError:  # inf as a float, or more digits than an int may have
+        raise _bad(connector, "number out of range") from None
+
+
 def _skip_value(buf: str, pos: int, complete: bool, connector: str) -> int:
     """The index just after the JSON value at `pos` (whitespace first allowed).
 
-    The value's own elements or members are walked here, runs of scalars in one
-    regular-expression call; an element that is itself a container (a chat message) goes
-    to the C decoder and is dropped at once, so no input costs a Python step per byte
-    and at most one element is ever built.
+    The value's own elements or members are walked here, runs of scalars and small flat
+    containers in one regular-expression call; an element that is itself a container (a
+    chat message) goes to the C decoder and is dropped at once, so no input costs a Python
+    step per byte and at most one element is ever built.
     """
     stack: list[str] = []
     state = _VALUE
@@ -120,7 +178,8 @@ def _skip_value(buf: str, pos: int, complete: bool, connector: str) -> int:
                     pos, state = run.end(), _VALUE
             at = _SKIP_WS.match(buf, pos).end()  # type: ignore[union-attr]
             if stack and at < len(buf) and buf[at] in "[{":
-                pos, state = _nested(buf, at, complete, connector), _AFTER
+                pos = _nested(buf, at, complete, connector, run=stack[-1] == "[")
+                state = _AFTER
             else:
                 flat = _ITEM.match(buf, at)
                 if flat is not None and (complete or flat.end() < len(buf)):
@@ -136,6 +195,8 @@ def _skip_value(buf: str, pos: int, complete: bool, connector: str) -> int:
         pos = match.end()
         kind = match.lastindex
         char = buf[pos - 1] if kind == 4 else ""
+        if kind == 2:
+            _checked_number(buf, match, connector)
         if state in (_VALUE, _FIRST_VALUE):
             if kind != 4:
                 state = _AFTER
@@ -179,7 +240,8 @@ def _decode(buf: str, start: int, end: int, connector: str) -> object:
     try:
         value = _DECODER.decode(text)
     except (ValueError, RecursionError):
-        raise _bad(connector, "unexpected character") from None
+        number = text[:1] in _NUMBER_START  # (a number token: it matched `_NUMBER`)
+        raise _bad(connector, "number out of range" if number else "unexpected character") from None
     _no_lone_surrogates(text, value, connector)
     return value
 
@@ -201,7 +263,7 @@ def _no_lone_surrogate_escapes(buf: str, complete: bool, connector: str) -> None
     if not _SURROGATE_ESCAPE_RE.search(buf):
         return
     if not complete:  # a prefix may end inside an escape (the low half of a pair, say)
-        tail = buf.rfind("\\", len(buf) - 11)
+        tail = buf.rfind("\\", max(len(buf) - 11, 0))
         if tail >= 0:
             buf = buf[:tail]
     waiting = -1  # where a high surrogate's escape ended, while its low one is due
@@ -256,6 +318,9 @@ def _members(
 ) -> None:
     first = True
     while True:
+        run = _SMALL_MEMBERS.match(buf, pos)
+        if run is not None and (complete or run.end() < len(buf)):
+            pos, first = _small_members(buf, pos, run.end(), members, connector), False
         match = _token(buf, pos, complete, connector)
         pos = match.end()
         if first and match.lastindex == 4 and buf[pos - 1] == "}":
@@ -276,9 +341,12 @@ def _members(
                 raise _Truncated
         else:
             end = _skip_value(buf, start, complete, connector)
+        # what follows first: a prefix may end inside the value (`1.5e`, `12.`)
+        after = _token(buf, end, complete, connector)
         if name in keep or (scalar is not None and end - start <= _SMALL_SCALAR):
             members[name] = _decode(buf, start, end, connector)
-        after = _token(buf, end, complete, connector)
+        elif scalar is not None and buf[start] not in '"tfn':  # a long number: json's limits
+            _number(buf, start, end, connector)
         pos = after.end()
         char = buf[pos - 1] if after.lastindex == 4 else ""
         if char == "}":
@@ -287,6 +355,22 @@ def _members(
             raise _bad(connector, "unexpected character")
     if complete and _SKIP_WS.match(buf, pos).end() != len(buf):  # type: ignore[union-attr]
         raise _bad(connector, "extra data")
+
+
+def _small_members(
+    buf: str, start: int, end: int, members: dict[str, object], connector: str
+) -> int:
+    """Keep the run of small-scalar members in ``buf[start:end]`` (each followed by a comma),
+    decoded as one object: the same names, values and order as one at a time (a name given
+    twice keeps its first place and its last value)."""
+    text = "{" + buf[start : buf.rindex(",", start, end)] + "}"
+    try:
+        decoded = _DECODER.decode(text)
+    except (ValueError, RecursionError):  # (names are any strings: still strictly read)
+        raise _bad(connector, "unexpected character") from None
+    _no_lone_surrogates(text, decoded, connector)
+    members.update(decoded)  # (a name seen before keeps its place, as in json)
+    return end
 
 
 def read_json_object(

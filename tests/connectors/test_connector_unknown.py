@@ -5,8 +5,11 @@ overrides in bodies (issue 12, item 7)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentfirewall.connectors import HttpRequest
+from agentfirewall.connectors.base import _may_name_a_method, _refuse_body_override
 from agentfirewall.connectors.registry import get_connector
 from agentfirewall.errors import ConnectorError
 from agentfirewall.policy.globs import dot_prefixes, reserved_floor
@@ -109,6 +112,58 @@ def test_method_override_in_a_body_is_refused(kind: str, ctype: str, body: bytes
     request = HttpRequest.from_url("POST", f"https://{host}/x", headers=headers, body=body)
     with pytest.raises(ConnectorError, match="_method"):
         connector.parse(request)
+
+
+_UNDERSCORES = st.sampled_from(["_"] * 4 + ["\\u005f", "\\u005F", "%5F", "%5f", "", "-"])
+_OTHERS = st.sampled_from([""] * 8 + ["x", " ", "+", ".", "é", "\u212a", "\\", "%"])
+
+
+@st.composite
+def _method_spellings(draw: st.DrawFn) -> str:
+    """``method``, each letter in either case, now and then one escaped or left out."""
+    letters = []
+    for letter in "method":
+        form = draw(st.sampled_from(["lower"] * 6 + ["upper"] * 5 + ["json", "percent", "drop"]))
+        letters.append({
+            "lower": letter, "upper": letter.upper(), "json": f"\\u{ord(letter):04x}",
+            "percent": f"%{ord(letter):02X}", "drop": "",
+        }[form])  # fmt: skip
+    return "".join(letters)
+
+
+_SHAPES = {
+    "json": ["application/json", "application/vnd.api+json", ""],
+    "form": [FORM, ""],
+    "part": ["multipart/form-data; boundary=b"],
+}
+_KINDS = st.sampled_from(sorted(_SHAPES)).flatmap(
+    lambda shape: st.tuples(st.just(shape), st.sampled_from(_SHAPES[shape]))
+)
+
+
+@settings(max_examples=500)
+@given(st.tuples(_OTHERS, _UNDERSCORES, _method_spellings(), _OTHERS), _KINDS)
+def test_the_quick_body_check_never_hides_an_override(
+    pieces: tuple[str, ...], kind: tuple[str, str]
+) -> None:
+    """`request_method` reads a body for `_method` only when `_may_name_a_method` says it
+    may hold one: wherever the full check (`_refuse_body_override`) refuses a body, the
+    quick one must say "may"."""
+    shape, ctype = kind
+    name = "".join(pieces)
+    body = {
+        "json": '{"a": 1, "' + name + '": "DELETE"}',
+        "form": "a=1&" + name + "=DELETE",
+        "part": '--b\r\nContent-Disposition: form-data; name="' + name + '"\r\n\r\nx\r\n--b--',
+    }[shape].encode()
+    request = HttpRequest.from_url(
+        "POST", "https://api.example.com/x", headers=(("Content-Type", ctype),), body=body
+    )
+    try:
+        _refuse_body_override(request, "generic")
+    except ConnectorError as exc:
+        if "_method" in str(exc):
+            assert _may_name_a_method(body), body
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.connectors import HttpRequest, get_connector
-from agentfirewall.connectors.bodies import multipart_boundary, parse_json, parse_multipart
+from agentfirewall.connectors.bodies import (
+    multipart_boundary,
+    parse_json,
+    parse_json_prefix,
+    parse_multipart,
+)
 from agentfirewall.connectors.scan import SCAN_THRESHOLD, read_json_object, scan_json_object
 from agentfirewall.errors import ConnectorError
 
@@ -220,3 +225,160 @@ def test_surrogate_escapes_anywhere_are_judged_as_strict_json_judges_them(body: 
     for cut in range(len(body)):  # and no prefix of a valid body is refused for it
         if expected == "ok":
             scan_json_object(body[:cut], keep={"model"}, complete=False)
+
+
+# -- numbers a skipped value may hold, and the runs that skip it ----------------------------
+# Runs of scalars and small flat containers are matched by regular expressions, never
+# decoded: a number there that json refuses (beyond a float, more digits than an int may
+# have) was accepted. Numbers are drawn from both sides of each limit, and placed in every
+# kind of position a value is skipped from.
+
+_NUMBERS = st.sampled_from([
+    "0", "-0", "1e2", "1E+99", "1e-999", "0e0001", "1.7976931348623157e308", "1e308",
+    "1e309", "1.8e308", "-1e999", "1E+400", "9" * 199, "9" * 250 + "e99", "1" * 4300,
+    "1" * 4301, "0." + "0" * 400 + "1", "-" + "9" * 309 + ".5",
+])  # fmt: skip
+
+
+def _shapes(number: str, padding: int) -> list[str]:
+    """`number` as an element, a member, in a flat container, among container elements."""
+    big = '"' + "x" * padding + '"'
+    return [
+        f"[{number}]",
+        f'{{"x":{number}}}',
+        f"[1,{number},2]",
+        f'[{{}},{{"a":{number}}},[]]',
+        f"[[{number}],[1]]",
+        f'[{{"c":{big}}},{{"n":{number}}}]',
+        f'[{{"c":{big}}},[[{number}]]]',
+        f'{{"a":{{"b":[{number}]}}}}',
+        f"{number}",
+    ]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(_NUMBERS, st.integers(0, 100), st.integers(0, 8), st.booleans())
+def test_numbers_in_skipped_values_are_judged_as_json_judges_them(
+    number: str, padding: int, shape: int, top_level: bool
+) -> None:
+    value = _shapes(number, padding)[shape]
+    body = (value if top_level else f'{{"skipped":{value},"model":"m"}}').encode()
+    expected, _ = _outcome(lambda b: parse_json(b), body)
+    got, found = _outcome(lambda b: scan_json_object(b, keep={"model"}), body)
+    assert got == expected, body[:200]
+    if expected == "ok" and not top_level:
+        full = json.loads(body)
+        assert isinstance(found, dict)
+        assert found["model"] == "m"
+        assert all(full[name] == v for name, v in found.items())
+
+
+@pytest.mark.parametrize("number", ["1e999", "1" * 4301, "-1E+400", "-" + "9" * 5000])
+def test_a_top_level_number_json_refuses_is_refused_kept_or_not(number: str) -> None:
+    """A top-level scalar over 4 KiB is not kept, but a number is still checked; and the
+    answer says what is wrong."""
+    body = f'{{"n":{number},"model":"m"}}'.encode()
+    with pytest.raises(ConnectorError, match="number out of range"):
+        scan_json_object(body, keep={"model"})
+    with pytest.raises(ConnectorError):
+        parse_json(body)
+
+
+_ELEMENTS = st.sampled_from([
+    "{}", "[]", '{"a":1}', '{"role":"user","content":"hi"}', "[1,2.5,null]", '[["x"]]',
+    '{"a":{"b":[]}}', '{"c":"' + "y" * 70 + '"}', '"s"', "3", "true", '{"e":"\\u00e9\\n"}',
+])  # fmt: skip
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_ELEMENTS, max_size=30), _styles, st.data())
+def test_runs_of_containers_are_skipped_as_json_reads_them(
+    elements: list[str], style: dict[str, Any], draw: st.DataObject
+) -> None:
+    """Arrays and objects of many elements (flat runs, container runs, mixed), then
+    mutated: the scanner accepts exactly what strict parsing accepts, whole or cut."""
+    array = "[" + ",".join(elements) + "]"
+    members = ",".join(f'"k{i}":{e}' for i, e in enumerate(elements))
+    data = {"a": json.loads(array), "o": json.loads("{" + members + "}"), "model": "m"}
+    body = bytearray(json.dumps(data, **style).encode())
+    if draw.draw(st.booleans()):
+        at = draw.draw(st.integers(0, len(body) - 1))
+        body[at] = draw.draw(_MUTATIONS)
+    mutated = bytes(body)
+    expected, value = _outcome(lambda b: parse_json(b), mutated)
+    got, scanned = _outcome(lambda b: scan_json_object(b, keep={"model"}), mutated)
+    assert got == expected, mutated
+    if expected == "ok" and isinstance(value, dict):
+        assert scanned == _kept(value, {"model"})
+        cut = draw.draw(st.integers(0, len(mutated)))
+        partial = scan_json_object(mutated[:cut], keep={"model"}, complete=False)
+        assert isinstance(partial, dict)
+        assert all(value[k] == v for k, v in partial.items())
+
+
+def test_a_prefix_cut_inside_a_surrogate_pair_near_the_start_is_not_refused() -> None:
+    """A prefix shorter than an escape pair looked for its last backslash from a negative
+    index (the end): the pair's cut half was read as a lone surrogate."""
+    body = json.dumps({"\U00010000": None}).encode()
+    for cut in range(len(body)):
+        assert isinstance(scan_json_object(body[:cut], keep=set(), complete=False), dict)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"m":[' + b",".join([b"{}"] * 200_000) + b'],"model":"x"}',
+     b'{"m":[' + b",".join([b'{"a":[1]}'] * 100_000) + b'],"model":"x"}',
+     b'{"m":{' + b",".join(b'"k%d":[]' % i for i in range(100_000)) + b'},"model":"x"}',
+     b"{" + b",".join(b'"k%d":%d' % (i, i) for i in range(100_000)) + b',"model":"x"}'],
+    ids=["empty objects", "nested arrays", "members of empty arrays", "top-level members"],
+)  # fmt: skip
+def test_many_small_values_are_skipped_or_kept_whole(body: bytes) -> None:
+    """Hundreds of thousands of tiny containers or top-level members (the scanner's worst
+    case was a Python step each): the same answer as json."""
+    full = json.loads(body)
+    assert scan_json_object(body, keep={"model"}) == _kept(full, {"model"})
+
+
+def _text_of(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a" * 680, "a" * 682, "a" * 683, "a" * 4094, "a" * 4095, "é" * 682, "é" * 683,
+     float("0." + "1" * 20), int("9" * 200), int("9" * 201), "\\" * 2047, "\\" * 2048],
+    ids=lambda v: f"{type(v).__name__}-{len(_text_of(v))}",
+)  # fmt: skip
+def test_top_level_scalars_are_kept_up_to_4_kib_of_text(value: object) -> None:
+    """Small top-level scalars are kept in runs decoded together: the same ones (their JSON
+    text at most 4,096 characters) and the same values as one at a time, around each limit
+    of the run's patterns."""
+    text = _text_of(value)
+    body = f'{{"a":1,"s":{text},"b":[2],"c":true,"model":"m"}}'.encode()
+    found = scan_json_object(body, keep={"model"})
+    assert isinstance(found, dict)
+    assert ("s" in found) == (len(text) <= 4096)
+    if "s" in found:
+        assert found["s"] == value
+    assert list(found) == [k for k in ("a", "s", "c", "model") if k in found]
+
+
+def test_a_name_given_twice_keeps_its_first_place_and_last_value() -> None:
+    body = b'{"a":1,"b":[1],"a":2,"c":"x","a":3}' + b" " * SCAN_THRESHOLD
+    found = scan_json_object(body, keep={"b"})
+    assert isinstance(found, dict)
+    assert list(found.items()) == list(json.loads(body).items())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a": 1.5e', b'{"a": 1.5E+', b'{"a": 12.', b'{"a": -', b'{"a": 1.5e+1', b'{"a": 12',
+     b'{"a": tr', b'{"a": "x', b'{"a": 1.5e,', b'{"a": 1, "b": 2.', b'{"b": [1], "a": 7e'],
+)  # fmt: skip
+def test_a_prefix_cut_inside_a_number_keeps_nothing_of_it(body: bytes) -> None:
+    """A prefix ending in `1.5e` kept 1.5 (the number matched before the cut, then the cut
+    was noticed): the scanner reads a prefix as the small-body path does."""
+    expected = _outcome(lambda b: parse_json_prefix(b), body)
+    assert _outcome(lambda b: scan_json_object(b, keep={"a", "b"}, complete=False), body) == (
+        expected
+    )
