@@ -37,8 +37,10 @@ from agentfirewall.policy.unseen import unseen_decision
 from agentfirewall_proxy.flow import Flow, Refusal
 from agentfirewall_proxy.guard import content_attributes, request_findings
 from agentfirewall_proxy.http1 import Head, serialize_response_head
+from agentfirewall_proxy.snapshot import Remembered
 
 if TYPE_CHECKING:
+    from agentfirewall.connectors import ParsedAction
     from agentfirewall.decisions import Decision
     from agentfirewall_proxy.entries import AgentEntry
     from agentfirewall_proxy.snapshot import CompiledConfig
@@ -315,11 +317,26 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     When the connector read a body it did not see whole (``risk_hints.body_truncated``:
     beyond the inspection limit), the outcome is the strictest one a rule reading request
     data could give (``agentfirewall.policy.unseen``).
+
+    A request without a body, decided without content or budget attributes, by rules that
+    read no context field (``Engine.timeless``: so not the time), is decided the same way
+    whenever it comes again under this snapshot: its action, decision and input record are
+    remembered (``config.decided``, keyed by agent and connector entry, method, scheme,
+    host, port, path, query and every header) and the next one is answered from there,
+    its input stamped with its own time.
     """
     assert flow.agent is not None
     assert flow.connector is not None
     now = datetime.now(UTC)
     scanner = config.guard.request
+    key = None  # a decision on no body, no content and no budget: perhaps remembered
+    plain = scanner is None and not flow.content and not flow.budget_view
+    if plain and not request.body and request.body_complete:
+        key = (id(flow.agent), id(flow.connector), request.method, request.scheme, request.host,
+               request.port, request.path, request.query, request.headers)  # fmt: skip
+        found = config.decided.get(key)
+        if found is not None and found.agent is flow.agent and found.connector is flow.connector:
+            return _remembered(found, flow, now)
     if scanner is not None:  # a policy reads content fields: scan what would be sent
         flow.findings = tuple(request_findings(scanner, flow, request))
         flow.content = content_attributes(list(flow.findings))
@@ -352,7 +369,30 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     if parsed is not None and evaluated is not None:  # the context `parsed` was decided in
         widened = unseen or bool(parsed.spec.risk_hints.get("body_truncated"))
         flow.input = record_input(parsed.spec, evaluated, unseen=widened)
+    if key is not None and _timeless(config, flow.agent.name, parsed):
+        config.remember(key, Remembered(flow.agent, flow.connector, parsed, decision, flow.input))
     return decision
+
+
+def _timeless(config: CompiledConfig, agent: str, parsed: ParsedAction | None) -> bool:
+    """Whether the same request is decided the same way at any time (config.decided)."""
+    if parsed is None:  # the connector could not name it: no engine, no time
+        return True
+    engine = config.engine
+    return engine.timeless(parsed.spec, agent) and all(
+        engine.timeless(other.spec, agent) for other in parsed.also
+    )
+
+
+def _remembered(found: Remembered, flow: Flow, now: datetime) -> Decision:
+    """`decide` of a request decided before (same agent, connector, method, target and
+    headers, no body): its action, decision and input record, stamped `now`."""
+    parsed = found.parsed
+    flow.parsed, flow.decision = parsed, found.decision
+    flow.action = parsed.spec.type if parsed is not None else None
+    if found.input is not None:  # (record_input's keys, "n" last, in the same order)
+        flow.input = {**found.input, "n": round(now.timestamp(), 6)}
+    return found.decision
 
 
 _PREVIEW = 512

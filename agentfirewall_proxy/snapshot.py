@@ -106,6 +106,21 @@ def _connector(data: dict[str, Any]) -> ConnectorEntry:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """A request decided before (`pipeline.decide`): its entries (compared by identity),
+    the connector's action, the decision and the input record."""
+
+    agent: AgentEntry
+    connector: ConnectorEntry
+    parsed: ParsedAction | None
+    decision: Decision
+    input: dict[str, Any] | None
+
+
+_REMEMBERED_LIMIT = 4096
+
+
 @dataclass
 class CompiledConfig:
     version: int
@@ -122,6 +137,14 @@ class CompiledConfig:
     #: ``budget.<name>.*`` fields policy conditions read (the gateway fetches them).
     budget_fields: frozenset[str] = frozenset()
     _routes: dict[str, ConnectorEntry | None] = field(default_factory=dict, repr=False)
+    #: Decisions that read no time and no body, by request (`pipeline.decide`): valid for
+    #: this snapshot only (a new one, or a kill switch, brings a new CompiledConfig).
+    decided: dict[tuple[object, ...], Remembered] = field(default_factory=dict, repr=False)
+
+    def remember(self, key: tuple[object, ...], found: Remembered) -> None:
+        if len(self.decided) >= _REMEMBERED_LIMIT:
+            self.decided.clear()
+        self.decided[key] = found
 
     def agent_for_key(self, key_hash: str) -> AgentEntry | None:
         agent = self.agents.get(key_hash)

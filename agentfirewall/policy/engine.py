@@ -208,6 +208,23 @@ class Engine:
         )
         return self._decide(spec, ctx, None)
 
+    def timeless(self, spec: ActionSpec, agent: str) -> bool:
+        """True when the decision on `spec` for `agent` reads nothing of the evaluation
+        context but what the caller fixes for every request it asks about (mode, connector,
+        enforcement level, SDK default, route risk): no kill switch is active and no rule
+        of the plan in play reads a context field (``context.``, so the time; ``content.``,
+        ``response.``, ``budget.``). The same spec and context fields then get the same
+        decision at any time, so a caller may remember it. False whenever unsure."""
+        if self._kill.active:
+            return False
+        fields = spec.__dict__
+        action = fields["type"]
+        env = fields["resource"].__dict__["environment"]
+        plan = self._index.plans.get((agent, action, env))
+        if plan is None:
+            plan = self._index.plan(agent, action, env, self._prefixes_of(action))
+        return not plan.reads_context
+
     def explain(self, spec: ActionSpec, ctx: EvaluationContext) -> Explanation:
         """Decide on one action and record every step (same result as `evaluate`)."""
         steps: list[Step] = []

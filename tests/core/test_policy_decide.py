@@ -125,3 +125,36 @@ def test_decide_refuses_and_normalises_as_the_context_does(fields: dict[str, Any
         )
     )
     assert _outcome(lambda: engine.decide(spec, **given_fields)) == expected
+
+
+_CLOCK = _policy(
+    "night",
+    ["pay.*"],
+    [{"name": "late", "decision": "deny",
+      "conditions": [{"field": "context.time", "operator": "time_window",
+                      "value": {"start": "22:00", "end": "06:00", "timezone": "UTC"}}]}],
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("action", "environment", "kill", "expected"),
+    [
+        ("pay.charge", None, False, False),  # the night rule reads the time
+        ("pay.charge", "prod", False, False),
+        ("repo.merge", None, False, True),  # no rule in play reads the context
+        ("repo.merge", None, True, False),  # a kill switch: never remembered
+    ],
+)
+def test_timeless_says_whether_the_context_is_read(
+    action: str, environment: str | None, kill: bool, expected: bool
+) -> None:
+    switches = [KillSwitch("agent", "someone-else")] if kill else []
+    engine = Engine(access_rules=ACCESS, policies=[*POLICIES, _CLOCK], kill_switches=switches)
+    spec = parse_action_spec({"type": action, "resource": {"environment": environment}})
+    assert engine.timeless(spec, "Bot") is expected
+    if expected:  # and then the decision is the same at any time
+        decisions = {
+            engine.evaluate(spec, EvaluationContext(agent="Bot", mode="proxy", now=NOW + step))
+            for step in (timedelta(0), timedelta(hours=12), timedelta(days=3))
+        }
+        assert len(decisions) == 1
