@@ -72,7 +72,7 @@ class ClientConnection:
         if not head and self.continue_due:
             self.continue_due = False
             self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        loop = asyncio.get_running_loop()
+        loop = self.deadline.loop()
         started = loop.time()
         while not events:
             if not head:

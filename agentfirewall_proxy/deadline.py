@@ -34,18 +34,23 @@ class ReadDeadline:
         self._task: asyncio.Task[object] | None = None
         self._expired = False
 
-    async def read(self, reader: asyncio.StreamReader, seconds: float, size: int = 65536) -> bytes:
-        """``reader.read(size)``; TimeoutError when nothing came within `seconds`."""
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, looked up once (on 3.11 every lookup is a ``getpid()`` call)."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    async def read(self, reader: asyncio.StreamReader, seconds: float, size: int = 65536) -> bytes:
+        """``reader.read(size)``; TimeoutError when nothing came within `seconds`."""
+        loop = self.loop()
         when = loop.time() + seconds
         if self._handle is None or when < self._armed:
             if self._handle is not None:
                 self._handle.cancel()
             self._handle = loop.call_at(when, self._fire)
             self._armed = when
-        task = asyncio.current_task()
+        task = asyncio.current_task(loop)  # (given the loop: no lookup)
         assert task is not None
         cancelling = task.cancelling()
         self._when, self._task = when, task
