@@ -321,9 +321,9 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     A request without a body, decided without content or budget attributes, by rules that
     read no context field (``Engine.timeless``: so not the time), is decided the same way
     whenever it comes again under this snapshot: its action, decision and input record are
-    remembered (``config.decided``, keyed by agent and connector entry, method, scheme,
-    host, port, path, query and every header) and the next one is answered from there,
-    its input stamped with its own time.
+    remembered the second time it comes (``config.decided``, keyed by agent and connector
+    entry, method, scheme, host, port, path, query and every header) and the next ones
+    are answered from there, each input stamped with its own time.
     """
     assert flow.agent is not None
     assert flow.connector is not None
@@ -369,7 +369,7 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     if parsed is not None and evaluated is not None:  # the context `parsed` was decided in
         widened = unseen or bool(parsed.spec.risk_hints.get("body_truncated"))
         flow.input = record_input(parsed.spec, evaluated, unseen=widened)
-    if key is not None and _timeless(config, flow.agent.name, parsed):
+    if key is not None and config.asked_before(key) and _timeless(config, flow.agent.name, parsed):
         config.remember(key, Remembered(flow.agent, flow.connector, parsed, decision, flow.input))
     return decision
 
@@ -379,9 +379,9 @@ def _timeless(config: CompiledConfig, agent: str, parsed: ParsedAction | None) -
     if parsed is None:  # the connector could not name it: no engine, no time
         return True
     engine = config.engine
-    return engine.timeless(parsed.spec, agent) and all(
-        engine.timeless(other.spec, agent) for other in parsed.also
-    )
+    if not engine.timeless(parsed.spec, agent):
+        return False
+    return not parsed.also or all(engine.timeless(other.spec, agent) for other in parsed.also)
 
 
 def _remembered(found: Remembered, flow: Flow, now: datetime) -> Decision:

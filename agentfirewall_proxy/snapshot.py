@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentfirewall.connectors import (
     Connector,
@@ -106,8 +106,7 @@ def _connector(data: dict[str, Any]) -> ConnectorEntry:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Remembered:
+class Remembered(NamedTuple):
     """A request decided before (`pipeline.decide`): its entries (compared by identity),
     the connector's action, the decision and the input record."""
 
@@ -140,6 +139,20 @@ class CompiledConfig:
     #: Decisions that read no time and no body, by request (`pipeline.decide`): valid for
     #: this snapshot only (a new one, or a kill switch, brings a new CompiledConfig).
     decided: dict[tuple[object, ...], Remembered] = field(default_factory=dict, repr=False)
+    #: Hashes of the requests asked about once: a request is remembered the second time
+    #: it comes (traffic that never repeats keeps nothing alive).
+    _asked: set[int] = field(default_factory=set, repr=False)
+
+    def asked_before(self, key: tuple[object, ...]) -> bool:
+        """Whether a request with `key` came before (since the last clearing); notes it."""
+        digest = hash(key)
+        asked = self._asked
+        if digest in asked:
+            return True
+        if len(asked) >= _REMEMBERED_LIMIT:
+            asked.clear()
+        asked.add(digest)
+        return False
 
     def remember(self, key: tuple[object, ...], found: Remembered) -> None:
         if len(self.decided) >= _REMEMBERED_LIMIT:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
 import json
 import os
 import ssl
@@ -106,11 +107,11 @@ async def open_client(
     return reader, writer
 
 
-def request_bytes(target: Target, scheme: str, port: int) -> bytes:
+def request_bytes(target: Target, scheme: str, port: int, query: bytes = b"") -> bytes:
     if target.proxy is not None and scheme == "http":
-        return (b"GET http://127.0.0.1:%d/bench HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n"
-                % (port, port, target.auth))  # fmt: skip
-    return b"GET /bench HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port
+        return (b"GET http://127.0.0.1:%d/bench%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n"
+                % (port, query, port, target.auth))  # fmt: skip
+    return b"GET /bench%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (query, port)
 
 
 async def read_response(reader: asyncio.StreamReader) -> None:
@@ -125,21 +126,33 @@ async def read_response(reader: asyncio.StreamReader) -> None:
 
 
 async def run_case(
-    target: Target, scheme: str, port: int, clients: int, seconds: float, new_conn: bool
+    target: Target,
+    scheme: str,
+    port: int,
+    clients: int,
+    seconds: float,
+    new_conn: bool,
+    unique: bool = False,
 ) -> dict[str, float]:
+    """Closed-loop load; `unique`: every request names another target (``/bench?n=<i>``),
+    so nothing the gateway remembers of one request serves the next."""
     tls = ssl.create_default_context()
     tls.check_hostname = False
     tls.verify_mode = ssl.CERT_NONE  # client-side verification cost is not the proxy's
     raw = request_bytes(target, scheme, port)
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
+    sent = itertools.count()
 
     async def worker() -> None:
         conn = None if new_conn else await open_client(target, scheme, port, tls)
         while time.perf_counter() < deadline:
             start = time.perf_counter()
             reader, writer = conn or await open_client(target, scheme, port, tls)
-            writer.write(raw)
+            if unique:
+                writer.write(request_bytes(target, scheme, port, b"?n=%d" % next(sent)))
+            else:
+                writer.write(raw)
             await read_response(reader)
             latencies.append(time.perf_counter() - start)
             if new_conn:

@@ -1,7 +1,7 @@
 """Gateway CPU per request, this tree against a baseline tree, side by side in one run.
 
     python benchmarks/proxy_cpu.py --baseline-tree DIR [--duration 3] [--rounds 3]
-                                   [--cases http:1,https:1,http:32,https:32]
+                                   [--cases http:1,https:1,http:32,https:32] [--unique]
 
 Two gateways run as subprocesses from the config ``benchmarks/proxy.py`` writes (agent
 `Bench`, generic connector for 127.0.0.1, `generic.get` allowed: the default,
@@ -11,6 +11,10 @@ drives plain HTTP and intercepted HTTPS at 1 and 32 keep-alive clients; cases an
 gateways alternate round by round (the order of the two flips each round), and each
 figure is the median over rounds. CPU per request is the gateway's utime+stime from /proc
 over the requests it served: the figure least moved by other load on a shared machine.
+The load repeats one request, which the gateway decides once and then answers from its
+memory of decisions; ``--unique`` sends every request to another target instead (the
+price when nothing repeats). Each gateway runs ``python -P`` with the tree checked
+(``proxy.tree_env``), wherever this script is started from.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ async def main(args: argparse.Namespace) -> None:
             for scheme, clients in cases:
                 for target in targets if round_ % 2 == 0 else targets[::-1]:
                     found = await run_case(
-                        target, scheme, ports[scheme], clients, args.duration, False
+                        target, scheme, ports[scheme], clients, args.duration, False, args.unique
                     )
                     results.setdefault((target.name, scheme, clients), []).append(found["cpu_ms"])
     finally:
@@ -89,6 +93,11 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", default=CASES, help="scheme:clients, comma-separated")
+    parser.add_argument(
+        "--unique",
+        action="store_true",
+        help="every request to another target (?n=<i>): no decision remembered is reused",
+    )
     arguments = parser.parse_args()
     try:
         import uvloop
