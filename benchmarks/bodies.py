@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from proxy import tree_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +68,7 @@ print(json.dumps(out))
 
 
 def measure(tree: Path, passes: int) -> dict[str, list[float]]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = tree_env(tree)  # (checked: the child imports `tree`, not the working directory's)
     done = subprocess.run(
         [sys.executable, "-P", "-c", CHILD, str(passes)],
         env=env,

@@ -51,8 +51,15 @@ _SCALAR = r"(?>" + _STRING + r"|" + _NUMBER + r"|true|false|null)"
 #: :mod:`json` refuses it, wherever it sits.
 _SAFE_NUMBER = r"-?(?:0|[1-9][0-9]{0,199}+)(?:\.[0-9]++)?+(?:[eE][+-]?[0-9]{1,2}+)?+(?![0-9])"
 _SAFE_SCALAR = r"(?>" + _STRING + r"|" + _SAFE_NUMBER + r"|true|false|null)"
+
+
+def _string_of_at_most(count: int) -> str:
+    """A JSON string of at most `count` characters or escapes (what `_STRING` matches)."""
+    return r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})){0,' + str(count) + '}+"'
+
+
 #: A small flat container (strings of up to 64 characters): ``{}``, ``{"role":"user"}``, ``[1,2]``.
-_SHORT_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})){0,64}+"'
+_SHORT_STRING = _string_of_at_most(64)
 _SHORT_SCALAR = r"(?>" + _SHORT_STRING + r"|" + _SAFE_NUMBER + r"|true|false|null)"
 _SHORT_MEMBER = _SHORT_STRING + _WS + r":" + _WS + _SHORT_SCALAR + _WS
 _SHORT_ELEMENT = _SHORT_SCALAR + _WS
@@ -74,7 +81,7 @@ _OBJECT_RUN = re.compile(r"(?:" + _WS + _STRING + _WS + r":" + _WS + _SKIPPED + 
 #: A run of top-level members whose values are small scalars, each kept (`_SMALL_SCALAR`):
 #: strings of at most 682 characters or escapes (at most 4,094 characters of text), numbers
 #: of at most 200 integer and 3,000 fraction digits. Decoded together, in one C call.
-_SMALL_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})){0,682}+"'
+_SMALL_STRING = _string_of_at_most(682)
 _SMALL_NUMBER = (
     r"-?(?:0|[1-9][0-9]{0,199}+)(?:\.[0-9]{1,3000}+)?+(?:[eE][+-]?[0-9]{1,2}+)?+(?![0-9])"
 )
@@ -150,14 +157,7 @@ def _checked_number(buf: str, match: re.Match[str], connector: str) -> None:
     start, end = match.span(2)
     found = _SAFE_NUMBER_RE.match(buf, start)
     if found is None or found.end() != end:
-        _number(buf, start, end, connector)
-
-
-def _number(buf: str, start: int, end: int, connector: str) -> None:
-    try:
-        _DECODER.decode(buf[start:end])
-    except ValueError:  # inf as a float, or more digits than an int may have
-        raise _bad(connector, "number out of range") from None
+        _decode(buf, start, end, connector)  # refused as out of range, as json refuses it
 
 
 def _skip_value(buf: str, pos: int, complete: bool, connector: str) -> int:
@@ -346,7 +346,7 @@ def _members(
         if name in keep or (scalar is not None and end - start <= _SMALL_SCALAR):
             members[name] = _decode(buf, start, end, connector)
         elif scalar is not None and buf[start] not in '"tfn':  # a long number: json's limits
-            _number(buf, start, end, connector)
+            _decode(buf, start, end, connector)
         pos = after.end()
         char = buf[pos - 1] if after.lastindex == 4 else ""
         if char == "}":
