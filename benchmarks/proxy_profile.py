@@ -2,10 +2,12 @@
 
 The gateway of `proxy.py` (same config: agent `Bench`, generic connector, `generic.get`
 allowed, no inspecting rule) runs under cProfile while this process sends plain-HTTP
-keep-alive requests through it; then it prints the functions with the most own time, per
+keep-alive requests through it (or intercepted HTTPS, ``--scheme https``, to an upstream
+with its own certificate); then it prints the functions with the most own time, per
 request served.
 
-    python benchmarks/proxy_profile.py [--clients 32] [--duration 10] [--top 25]
+    python benchmarks/proxy_profile.py [--scheme http|https] [--clients 32] [--duration 10]
+                                       [--top 25]
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import asyncio
 import base64
 import pstats
 import signal
+import ssl
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -29,19 +34,26 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        upstream = await loop.create_server(bench.Upstream, "127.0.0.1", 0)
+        ca = trustme.CA()
+        server_tls = None
+        if args.scheme == "https":
+            server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+        ca_file = workdir / "upstream-ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        upstream = await loop.create_server(bench.Upstream, "127.0.0.1", 0, ssl=server_tls)
         port = upstream.sockets[0].getsockname()[1]
         profile = workdir / "gateway.prof"
         gateway, gw_port = bench.start_process(
             [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "agentfirewall_proxy",
              "--config-file", str(bench.write_config(workdir)), "--listen", "127.0.0.1:0",
-             "--ca-dir", str(workdir / "ca")],
+             "--ca-dir", str(workdir / "ca"), "--upstream-ca", str(ca_file)],
             "listening on ",
         )  # fmt: skip
         auth = b"Proxy-Authorization: Basic " + base64.b64encode(b"Bench:" + bench.KEY.encode())
         target = bench.Target("tameflare", ("127.0.0.1", gw_port), auth + b"\r\n", gateway.pid)
-        await bench.run_case(target, "http", port, 4, 1.0, False)  # warm-up
-        result = await bench.run_case(target, "http", port, args.clients, args.duration, False)
+        await bench.run_case(target, args.scheme, port, 4, 1.0, False)  # warm-up
+        result = await bench.run_case(target, args.scheme, port, args.clients, args.duration, False)
         gateway.send_signal(signal.SIGINT)
         gateway.wait(60)
         upstream.close()
@@ -67,6 +79,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scheme", choices=("http", "https"), default="http")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--top", type=int, default=25)
