@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, typing, fuzz, crash, budgets, benchmarks, soak.
+"""nox sessions: tests, lint, typing, deep, fuzz, crash, budgets, benchmarks, soak.
 
 With CI=true nox fails on a missing interpreter: name the installed one (`nox -s tests-3.11`).
 """
@@ -6,6 +6,7 @@ With CI=true nox fails on a missing interpreter: name the installed one (`nox -s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -31,6 +32,22 @@ def lint(session: nox.Session) -> None:
 def typing(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("mypy")
+
+
+@nox.session
+def deep(session: nox.Session) -> None:
+    """Every property-based (Hypothesis) test with TAMEFLARE_FUZZ_SCALE (default 20) times the
+    examples CI gives it, and no deadline (tests/fuzzscale.py): the long hunt for the rare
+    input. About 25 minutes at 20 on two cores; source .ci/postgres.sh first for the
+    PostgreSQL ones. `nox -s deep -- tests/connectors` narrows it."""
+    session.install("-e", ".[dev]")
+    scale = os.environ.get("TAMEFLARE_FUZZ_SCALE") or "20"
+    files = session.posargs or sorted(
+        str(path)
+        for path in Path("tests").rglob("test_*.py")
+        if "from hypothesis" in path.read_text() and path.name != "test_fuzz_api.py"
+    )  # the API fuzz test has its own session and count (fuzz)
+    session.run("python", "-m", "pytest", "-q", *files, env={"TAMEFLARE_FUZZ_SCALE": scale})
 
 
 @nox.session

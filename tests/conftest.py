@@ -6,8 +6,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
+from tests.fuzzscale import SCALE
 from tests.livesrv import LiveServer
+
+if SCALE > 1:  # nox -s deep: tests that name no count get the scaled default, none a deadline
+    settings.register_profile("deep", max_examples=100 * SCALE, deadline=None)
+    settings.load_profile("deep")
 
 StartServer = Callable[..., LiveServer]
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from agentfirewall.connectors import HttpRequest, get_connector
 from agentfirewall.connectors.awshosts import aws_endpoint, credential_scope
 from agentfirewall.errors import ConnectorError
+from tests.fuzzscale import examples
 
 AWS = get_connector("aws")
 JSON10 = ("Content-Type", "application/x-amz-json-1.0")
@@ -147,7 +148,7 @@ _KEYS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_si
                 max_size=30)  # fmt: skip
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(
     bucket=_BUCKETS,
     key=_KEYS,

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agentfirewall.connectors import ConnectorError, HttpRequest, connector_types, get_connector
 from agentfirewall.connectors.bodies import parse_form, parse_json, parse_json_prefix
+from tests.fuzzscale import examples
 
 JSON_VALUES = st.recursive(
     st.none()
@@ -108,7 +109,7 @@ HEADERS = st.lists(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     st.sampled_from(connector_types()),
     st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "get", "BREW"]),

@@ -14,6 +14,7 @@ from agentfirewall.connectors.registry import get_connector
 from agentfirewall.errors import ConnectorError
 from agentfirewall.policy.globs import dot_prefixes, reserved_floor
 from agentfirewall.policy.permissions import AccessIndex, AccessRule
+from tests.fuzzscale import examples
 
 GH = get_connector("github")
 PR = "https://api.github.com/repos/acme/api/pulls/42"
@@ -141,7 +142,7 @@ _KINDS = st.sampled_from(sorted(_SHAPES)).flatmap(
 )
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(st.tuples(_OTHERS, _UNDERSCORES, _method_spellings(), _OTHERS), _KINDS)
 def test_the_quick_body_check_never_hides_an_override(
     pieces: tuple[str, ...], kind: tuple[str, str]

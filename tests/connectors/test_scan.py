@@ -24,6 +24,7 @@ from agentfirewall.connectors.bodies import (
 )
 from agentfirewall.connectors.scan import SCAN_THRESHOLD, read_json_object, scan_json_object
 from agentfirewall.errors import ConnectorError
+from tests.fuzzscale import examples
 
 _scalars = (
     st.none()
@@ -60,14 +61,14 @@ def _outcome(fn: Any, body: bytes) -> tuple[str, object]:
         return "error", None
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow])
 @given(_objects, _styles)
 def test_every_member_kept_equals_json(data: dict[str, Any], style: dict[str, Any]) -> None:
     body = json.dumps(data, **style).encode()
     assert scan_json_object(body, keep=set(data)) == json.loads(body)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow])
 @given(_objects, _styles, st.data())
 def test_kept_members_and_small_scalars(
     data: dict[str, Any], style: dict[str, Any], draw: st.DataObject
@@ -77,7 +78,7 @@ def test_kept_members_and_small_scalars(
     assert scan_json_object(body, keep=keep) == _kept(json.loads(body), keep)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow])
 @given(_objects, _styles, st.data())
 def test_a_prefix_keeps_only_whole_members(
     data: dict[str, Any], style: dict[str, Any], draw: st.DataObject
@@ -94,7 +95,7 @@ def test_a_prefix_keeps_only_whole_members(
 _MUTATIONS = st.sampled_from(list(b'{}[]:,"\\ 0-.eE+tfnulx\x00\x7f\xc3\xa9'))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(_objects, _styles, st.data())
 def test_accepts_exactly_what_strict_json_accepts(
     data: dict[str, Any], style: dict[str, Any], draw: st.DataObject
@@ -159,7 +160,7 @@ _names = st.text(
 )
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.tuples(_names, st.text(max_size=30)), max_size=5),
     st.lists(st.binary(max_size=200), max_size=2),
@@ -256,7 +257,7 @@ def _shapes(number: str, padding: int) -> list[str]:
     ]
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(_NUMBERS, st.integers(0, 100), st.integers(0, 8), st.booleans())
 def test_numbers_in_skipped_values_are_judged_as_json_judges_them(
     number: str, padding: int, shape: int, top_level: bool
@@ -290,7 +291,7 @@ _ELEMENTS = st.sampled_from([
 ])  # fmt: skip
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_ELEMENTS, max_size=30), _styles, st.data())
 def test_runs_of_containers_are_skipped_as_json_reads_them(
     elements: list[str], style: dict[str, Any], draw: st.DataObject

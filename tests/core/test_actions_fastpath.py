@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from agentfirewall.actions import ActionSpec, Resource, _common_spec, parse_action_spec
 from agentfirewall.errors import ActionSpecError
+from tests.fuzzscale import examples
 
 types = st.one_of(
     st.sampled_from(["github.pr.merge", "stripe.transfer.create", "a.b", "x-y.z_1.w"]),
@@ -97,7 +98,7 @@ def _hashable(spec: ActionSpec) -> bool:
     return True
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(specs)
 def test_parse_equals_the_model(data: dict[str, Any]) -> None:
     expected = _by_model(data)

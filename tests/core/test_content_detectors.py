@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from agentfirewall.content import DETECTORS, PII, SECRETS, Scanner, default_scanner
 from agentfirewall.content.detectors import entropy, iban_valid, luhn_valid
+from tests.fuzzscale import examples
 
 _R = random.Random(23)
 _ALNUM = string.ascii_letters + string.digits
@@ -596,7 +597,7 @@ SECRET_NAMES = [d.name for d in SECRETS]
 _PLANTED = st.sampled_from([s for n in SECRET_NAMES for s in TRUE[n][:5]])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.lists(st.tuples(_FILLER, _PLANTED), min_size=1, max_size=12), st.integers(0, 300))
 def test_scanner_agrees_with_patterns_run_one_by_one(
     parts: list[tuple[str, str]], repeat: int
@@ -612,7 +613,7 @@ _PLANTED_PII = st.sampled_from([s for n in PII_NAMES for s in TRUE[n][:8]])
 _DIGITS = st.text(alphabet="0123456789 -.AZab+()", min_size=0, max_size=30)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.tuples(_DIGITS, _PLANTED_PII), min_size=1, max_size=10))
 def test_pii_scanner_agrees_with_patterns_run_one_by_one(parts: list[tuple[str, str]]) -> None:
     """Shapes and digit gates find what the patterns find over the whole text."""

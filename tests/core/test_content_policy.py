@@ -24,6 +24,7 @@ from agentfirewall.policy.guard import guard_plan, redactions, response_verdict
 from agentfirewall.policy.permissions import AccessRule
 from agentfirewall.policy.schema import document_schema
 from agentfirewall.policy.unseen import reads_request_data, unseen_decision
+from tests.fuzzscale import examples
 
 AWS = "AKIAQ3V7WZ2MXK4PLRTY"
 CARD = "4242 4242 4242 4242"
@@ -189,7 +190,7 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(_JSON)
 def test_redacted_json_stays_json_and_keeps_no_detection(document: object) -> None:
     scanner = default_scanner()

@@ -17,6 +17,7 @@ from agentfirewall.policy.chain import _MAX_INLINE, compile_first
 from agentfirewall.policy.globs import dot_prefixes
 from agentfirewall.policy.index import PolicyIndex, _always
 from tests.core.test_policy_memo import NOW, requests
+from tests.fuzzscale import examples
 
 LEAVES: list[dict[str, Any]] = [
     {"field": "parameters.amount", "operator": "gt", "value": 100},
@@ -67,7 +68,7 @@ def _answer(call: Any, *args: Any) -> tuple[str, object]:
         return "error", type(exc)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(rules, min_size=1, max_size=3), st.lists(requests(), min_size=1, max_size=8))
 def test_first_equals_the_loop_over_the_tests(
     policies: list[list[tuple[str, Any]]], sequence: list[tuple[dict[str, Any], dict[str, Any]]]

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.policy import Engine, EvaluationContext, KillSwitch
 from tests.core.test_policy_memo import ACCESS, NOW, POLICIES, _policy, requests
+from tests.fuzzscale import examples
 
 CONTEXT_POLICIES = [
     *POLICIES,
@@ -67,7 +68,7 @@ def _outcome(call: Any) -> tuple[str, object]:
         return "error", (type(exc), str(exc))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.lists(
         st.tuples(requests(), st.sampled_from(ATTRIBUTES), st.sampled_from(TIMES)),

@@ -19,6 +19,7 @@ from agentfirewall.policy.engine import _settled
 from agentfirewall.policy.globs import dot_prefixes
 from agentfirewall.policy.run import run_policies, settled_run
 from tests.core.conftest import MakeContext
+from tests.fuzzscale import examples
 
 
 def _policy(name: str, actions: list[str], rules: list[dict[str, Any]], **scope: Any) -> Any:
@@ -126,7 +127,7 @@ def _pair(request: tuple[dict[str, Any], dict[str, Any]]) -> tuple[ActionSpec, E
     return parse_action_spec(spec), EvaluationContext(now=NOW, **ctx)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(requests(), min_size=1, max_size=30), st.booleans())
 def test_a_remembered_decision_equals_a_fresh_one(
     sequence: list[tuple[dict[str, Any], dict[str, Any]]], access: bool
@@ -151,7 +152,7 @@ def test_a_rule_that_fails_is_named_even_after_it_matched(make_ctx: MakeContext)
     assert failed.errors[0].startswith("rule `bodies/ok` could not be evaluated")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(requests(), st.sampled_from([0.0, 10.0, 50.0, 80.0]))
 def test_the_settled_shortcut_agrees_with_the_full_run(
     request: tuple[dict[str, Any], dict[str, Any]], risk: float

@@ -20,6 +20,7 @@ from agentfirewall.policy import (
 from agentfirewall.policy.engine import Mode
 from agentfirewall.policy.record import MAX_VALUE_BYTES, record_input, restore_input
 from agentfirewall.policy.replay import Recorded, replay, replay_one
+from tests.fuzzscale import examples
 
 BASE = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 DENY_BIG = """\
@@ -94,7 +95,7 @@ def decisions(draw: st.DrawFn) -> tuple[object, EvaluationContext]:
     return spec, ctx
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(decisions())
 def test_replay_equals_the_live_decision(found: tuple[object, EvaluationContext]) -> None:
     spec, ctx = found

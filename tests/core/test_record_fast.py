@@ -18,6 +18,7 @@ from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.record import _ALWAYS, CONTENT_PARAMETERS, MAX_VALUE_BYTES, _storable
 from agentfirewall.policy.record import record_input as fast_record_input
+from tests.fuzzscale import examples
 
 
 def reference_storable(value: object) -> bool:
@@ -103,7 +104,7 @@ spec_values = st.recursive(
 )  # fmt: skip
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=examples(250), deadline=None)
 @given(values)
 def test_storable_equals_its_json_definition(value: object) -> None:
     assert _outcome(_storable, value) == _outcome(reference_storable, value)
@@ -148,7 +149,7 @@ def inputs(draw: st.DrawFn) -> tuple[ActionSpec, EvaluationContext, bool]:
     return spec, ctx, draw(st.booleans())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(inputs())
 def test_record_input_equals_its_plain_definition(
     found: tuple[ActionSpec, EvaluationContext, bool],

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from agentfirewall.credentials.awschunked import MAX_CHUNK, ChunkResigner, seed_signature
 from agentfirewall.credentials.sigv4 import payload_hash, signing_key
 from agentfirewall.errors import CredentialError
+from tests.fuzzscale import examples
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 STAMP = "20130524T000000Z"
@@ -64,7 +65,7 @@ def test_the_documented_example_is_reproduced() -> None:
     assert len(out) == len(AGENT_BODY) == 66824  # the example's Content-Length
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=len(AGENT_BODY)), max_size=12))
 def test_any_split_of_the_body_gives_the_same_bytes(cuts: list[int]) -> None:
     points = [0, *sorted(cuts), len(AGENT_BODY)]
@@ -189,7 +190,7 @@ def test_a_trailer_body_gets_the_chain_and_the_trailer_signature_of_the_real_key
     assert out.startswith(DOCUMENTED[: DOCUMENTED.index(b"0;chunk-signature=")])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     cuts=st.lists(st.integers(min_value=0, max_value=len(TRAILED_AGENT)), max_size=12),
     trailers=st.lists(

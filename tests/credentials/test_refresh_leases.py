@@ -30,6 +30,7 @@ from agentfirewall.credentials.model import Lease
 from agentfirewall.errors import CredentialError
 from agentfirewall_proxy.control import ControlError, StaticControl
 from agentfirewall_proxy.refreshlease import ControlLeases
+from tests.fuzzscale import examples
 
 CID = "conn_oauth"
 FIRST = "rt_first"
@@ -125,7 +126,7 @@ async def _drain(gateways: list[Gateway]) -> None:
             await asyncio.gather(*gateway.broker._releasing)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     schedule=st.lists(st.tuples(st.floats(0, 0.01), st.floats(0, 0.02)), min_size=2, max_size=5),
     rounds=st.integers(1, 3),

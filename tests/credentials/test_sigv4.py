@@ -22,6 +22,7 @@ from agentfirewall.credentials.sigv4 import (
     sign,
 )
 from agentfirewall.errors import CredentialError
+from tests.fuzzscale import examples
 
 KEYS = AwsKeys("AKIAREALKEY000000000", "real/secret+key=abcdefghijklmnopqrstu", None)
 _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
@@ -42,7 +43,7 @@ def botocore_signature(
     return str(signer.signature(signer.string_to_sign(request, canonical), request))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     method=st.sampled_from(["GET", "PUT", "POST", "DELETE", "HEAD"]),
     service=st.sampled_from(["s3", "sqs", "lambda", "dynamodb"]),

@@ -18,6 +18,7 @@ from starlette.routing import Mount
 import agentfirewall_server.dashboard as dashboard
 from agentfirewall_proxy.cli.budget_cmd import parse_duration
 from agentfirewall_proxy.cli.output import CliError
+from tests.fuzzscale import examples
 
 pytestmark = pytest.mark.browser
 
@@ -156,7 +157,7 @@ def _cli_seconds(text: str) -> int | None:
         return None
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=examples(8), deadline=None)
 @given(texts=st.lists(st.from_regex(r"\A ?[0-9]{0,8} ?[smhdSMHDwx]? ?\Z"), max_size=40))
 def test_grant_duration_reads_as_the_cli_does(page: Any, texts: list[str]) -> None:
     """The approvals page's `For how long` parses exactly as `tf approvals approve --for`."""

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfirewall_proxy.mcpwrap.framing import TooLarge, read_message
+from tests.fuzzscale import examples
 
 LIMIT = 64
 
@@ -25,7 +26,7 @@ async def _read_all(chunks: list[bytes]) -> list[bytes | int]:
     return out
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     st.lists(st.binary(max_size=3 * LIMIT).map(lambda b: b.replace(b"\n", b"x")), max_size=8),
     st.lists(st.integers(min_value=1, max_value=2 * LIMIT), min_size=1, max_size=6),

@@ -26,6 +26,7 @@ from agentfirewall.connectors import connector_types
 from agentfirewall_proxy.pipeline import Refusal
 from agentfirewall_proxy.snapshot import compile_snapshot
 from agentfirewall_proxy.upstream import plain_request_upstream
+from tests.fuzzscale import examples
 from tests.proxy.reflecting import SECRETS, TABLE, Case, Reflecting
 from tests.proxy.support import ca_bundle, connector, snapshot
 
@@ -161,7 +162,7 @@ def test_a_tunnel_still_goes_upstream_over_tls(world: Reflecting) -> None:
     assert [r.scheme for r in upstream.received()] == ["https"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     kind=st.sampled_from(sorted(connector_types())),
     base=st.sampled_from([None, "https://h.example", "https://h.example:8443/api", "http://h.example",

@@ -23,6 +23,7 @@ from agentfirewall.decisions import Decision
 from agentfirewall_proxy import pipeline
 from agentfirewall_proxy.flow import Flow
 from agentfirewall_proxy.snapshot import CompiledConfig, compile_snapshot
+from tests.fuzzscale import examples
 from tests.proxy.support import KEY, OTHER_KEY, connector, key_hash, rule, snapshot
 
 #: Saturday 2026-12-05 21:00 UTC: the maintenance window opens at 22:00.
@@ -130,7 +131,7 @@ def _options(choice: int) -> tuple[bool, bool, str]:
     return choice % 2 == 0, choice == 5, levels[choice % 3]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(_steps, min_size=1, max_size=20))
 def test_a_remembered_decision_is_the_one_a_fresh_decision_gives(steps: list[_Step]) -> None:
     options = _options(0)

@@ -28,12 +28,13 @@ from agentfirewall_proxy.pipeline import (
     target_of,
 )
 from agentfirewall_proxy.snapshot import compile_snapshot
+from tests.fuzzscale import examples
 from tests.proxy.support import KEY, connector, key_hash, rule, snapshot
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.integers(0, 253370764800 * 10**9), st.integers(0, 3))
 def test_created_at_equals_strftime(ns: int, again: int) -> None:
     moment = EPOCH + timedelta(microseconds=ns // 1000)
@@ -66,7 +67,7 @@ _PATH_CHARS = st.sampled_from(["/", "a", "?", "#", "\\", " ", "\x00", "\x1f", "\
                                "é", "%2e", "%5C", ".", "\t", "\u2028", "~", "!"])  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(_PATH_CHARS, max_size=12).map("".join))
 def test_clean_path_refuses_the_same_characters(tail: str) -> None:
     for target in ("/" + tail, tail):
@@ -78,7 +79,7 @@ _AUTHORITIES = st.sampled_from(["127.0.0.1:8080", "127.0.0.1", "Example.COM.", "
     "xn--bcher-kva.example", "bücher.example", "a\tb"])  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(_AUTHORITIES, st.lists(_AUTHORITIES, max_size=2), st.booleans())
 def test_a_host_header_equal_to_the_url_authority_is_checked_as_before(
     authority: str, hosts: list[str], upper: bool
@@ -102,7 +103,7 @@ _CREDENTIALS = st.sampled_from([None, b"", b"Basic " + base64.b64encode(b"Bot:k1
     b"Bearer abc", b"Basic !!!", b"Basic " + base64.b64encode(b"nocolon")])  # fmt: skip
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(_CREDENTIALS, min_size=1, max_size=6))
 def test_the_key_hash_per_connection_equals_proxy_key_hash(values: list[bytes | None]) -> None:
     conn = ClientConnection(None, None, Options())  # type: ignore[arg-type]
@@ -128,7 +129,7 @@ def _message(number: int, tool: str) -> dict[str, object]:
     return {"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": params}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.lists(_TOOLS, min_size=1, max_size=3),
     st.booleans(),

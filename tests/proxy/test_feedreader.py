@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfirewall_proxy.feedreader import FeedReader
+from tests.fuzzscale import examples
 
 _STEP = st.one_of(
     st.tuples(st.just("feed"), st.binary(min_size=0, max_size=40)),
@@ -76,7 +77,7 @@ async def _drive(fast: bool, steps: list[tuple[str, object]], limit: int) -> lis
     return seen
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(_STEP, max_size=30), st.integers(1, 64))
 def test_read_some_reads_as_read(steps: list[tuple[str, object]], limit: int) -> None:
     plain = asyncio.run(_drive(False, steps, limit))

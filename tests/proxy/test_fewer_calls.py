@@ -17,6 +17,7 @@ from agentfirewall_proxy.http1 import (
 )
 from agentfirewall_proxy.main import GC_THRESHOLDS, settle_gc
 from agentfirewall_proxy.pipeline import Flow
+from tests.fuzzscale import examples
 
 _TOKEN = st.binary(min_size=1, max_size=12)
 _HEADERS = st.lists(st.tuples(_TOKEN, st.binary(max_size=20)), max_size=8)
@@ -37,7 +38,7 @@ def reference_response_head(
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.sampled_from(["GET", "POST", "DELETE", "PATCH"]),
     st.binary(max_size=30),

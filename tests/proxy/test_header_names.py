@@ -32,6 +32,7 @@ from agentfirewall_proxy.pipeline import (
     upstream_headers,
 )
 from agentfirewall_proxy.scrub import Scrubber, body_decoder, scrubber_for
+from tests.fuzzscale import examples
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -205,7 +206,7 @@ def head_of(headers: Headers) -> Head:
     return Head("GET", b"/", headers, "1.1", True, False, None, lowered(headers))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(_HEADERS, _LOOKUP)
 def test_get_is_the_first_value_of_the_lowercase_name(headers: Headers, name: bytes) -> None:
     assert head_of(headers).get(name) == reference_get(headers, name)
@@ -213,7 +214,7 @@ def test_get_is_the_first_value_of_the_lowercase_name(headers: Headers, name: by
     assert response.get(name) == reference_get(headers, name)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(_HEADERS)
 def test_framing_from_the_lowered_names_equals_its_definition(headers: Headers) -> None:
     assert outcome(_framing, headers, lowered(headers)) == outcome(reference_framing, headers)
@@ -226,7 +227,7 @@ _HOST_VALUES = st.sampled_from([b"127.0.0.1:8080", b"127.0.0.1", b"Example.COM."
                                 b"[::1]:80", b"a b", b"", b"example.com:80"])  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from([b"Host", b"HOST", b"host", b"X-Host"]), _HOST_VALUES),
              max_size=3),
@@ -255,7 +256,7 @@ def _flow(auth: Headers, extra_names: frozenset[bytes]) -> Flow:
     return Flow(request_id="req_1", method="GET", connector=connector, agent=agent)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(
     _HEADERS,
     st.lists(st.tuples(_NAME, st.sampled_from([b"Bearer s3cret", b"k"])), max_size=2),
@@ -284,7 +285,7 @@ _TOKEN_NAME = st.sampled_from([b"Host", b"host", b"X-A", b"x-a", b"Accept", b"AC
                                b"Content-Length", b"Expect", b"Upgrade-Me"])  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.tuples(_TOKEN_NAME, st.sampled_from([b"1", b"", b"abc", b"x" * 40])),
              max_size=6),
@@ -314,7 +315,7 @@ def test_parsing_gives_the_same_events_and_the_same_431s(
             assert event.names == lowered(event.headers)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(_TOKEN_NAME, st.sampled_from([b"1", b"ok", b""])), max_size=6))
 def test_a_parsed_response_has_its_names_in_lowercase(headers: Headers) -> None:
     headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
@@ -328,7 +329,7 @@ def test_a_parsed_response_has_its_names_in_lowercase(headers: Headers) -> None:
     assert parser.events.popleft() is END
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(_HEADERS)
 def test_body_decoder_changes_nothing_without_a_content_encoding(headers: Headers) -> None:
     """What ``respond`` relies on to skip it when no name is ``content-encoding``."""
@@ -339,7 +340,7 @@ def test_body_decoder_changes_nothing_without_a_content_encoding(headers: Header
 _SECRET = b"token ghp_realGithubToken0000000000000000000/+x"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.tuples(_NAME | st.just(b"X-" + _SECRET),
                        _VALUE | st.sampled_from([_SECRET, b"a" + _SECRET[:9]])),
@@ -351,7 +352,7 @@ def test_scrubbed_headers_equal_their_definition(headers: Headers) -> None:
     assert scrubber.headers(headers) == reference_scrubbed_headers(scrubber, headers)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.tuples(_NAME | st.just(b"X-" + _SECRET),
                        _VALUE | st.sampled_from([_SECRET, b"a" + _SECRET[:9]])),
@@ -368,7 +369,7 @@ def test_a_scrubbed_response_head_equals_its_headers_and_reason_scrubbed(
     assert scrubber.response_head(reason, headers) == (clean_reason, scrubbed, found + more)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.tuples(_TOKEN_NAME, st.sampled_from([b"1", b"ok", b"", b"y" * 30])),
              max_size=6),
@@ -391,7 +392,7 @@ def test_response_parsing_gives_the_same_events_and_the_same_502s(
     assert list(new.events) == list(old.events)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from([b"Content-Encoding", b"content-encoding", b"X-A"]),
                        st.sampled_from([b"gzip", b" GZIP ", b"br", b"identity", b""])),

@@ -38,6 +38,7 @@ from agentfirewall.connectors.registry import get_connector
 from agentfirewall.connectors.routes import Route
 from agentfirewall_proxy.control import StaticControl
 from tests.fakes import FakeUpstreams
+from tests.fuzzscale import examples
 from tests.proxy.rawclient import read_response, status_of, tunnel
 from tests.proxy.support import RunningGateway, connector, rule, snapshot, start_gateway
 
@@ -261,7 +262,7 @@ def _named(control: StaticControl, request_id: str) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(HOSTS))
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=examples(40), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])  # fmt: skip
 @given(data=st.data())
@@ -274,7 +275,7 @@ def test_the_named_action_is_the_action_the_upstream_performs(
     _check(gateway, fakes, name, data.draw(requests_for(name)))
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=examples(60), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])  # fmt: skip
 @given(data=st.data())
@@ -391,7 +392,7 @@ def mcp_reference(body: bytes) -> str | None:
     return _rpc_action(data)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=examples(40), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])  # fmt: skip
 @given(data=st.data())

@@ -17,6 +17,7 @@ from agentfirewall.scrubbing import MARKER, Scrubber, filler, scrubber_for, secr
 from agentfirewall_proxy.scrub import ScrubError, body_decoder
 from agentfirewall_proxy.snapshot import compile_snapshot
 from agentfirewall_proxy.wsframes import FrameScrubber, encode_frame
+from tests.fuzzscale import examples
 from tests.proxy.support import CREDENTIALS, connector, snapshot
 
 TOKEN = "ghp_realGithubToken0000000000000000000/+x"
@@ -84,7 +85,7 @@ def test_a_secret_split_across_two_chunks_at_every_point(form: bytes) -> None:
         assert stream.count == 1
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     before=st.binary(max_size=60),
     after=st.binary(max_size=60),
@@ -185,7 +186,7 @@ def messages(frames: list[tuple[bool, int, bytes]]) -> list[tuple[int, bytes]]:
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     split=st.integers(min_value=1, max_value=len(TOKEN) - 1),
     cuts=st.lists(st.integers(min_value=1, max_value=300), max_size=10),

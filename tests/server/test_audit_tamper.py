@@ -47,6 +47,7 @@ from agentfirewall_server.checkpoints import (
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import audit_checkpoints, audit_events
+from tests.fuzzscale import examples
 
 
 @pytest.fixture(autouse=True)
@@ -382,7 +383,7 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     datas=st.lists(st.dictionaries(st.text(), _JSON, max_size=5), min_size=1, max_size=4),
     stamp=st.floats(min_value=0, max_value=4e9),

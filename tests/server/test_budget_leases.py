@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fuzzscale import examples
 from tests.server.conftest import Harness
 
 STRIPE = {"agents": ["Finance-Bot"], "connector": "stripe", "action": "stripe.transfer.*",
@@ -94,7 +95,9 @@ Report = tuple[int, int, bool]  # cumulative (spent, freed), done
 
 
 @settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(8),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     steps=st.lists(st.tuples(st.integers(0, 8), st.integers(0, 8)), min_size=1, max_size=6),

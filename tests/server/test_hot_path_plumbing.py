@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from agentfirewall_server.signer import _b64
 from agentfirewall_server.web import _DRAIN_FACTOR, ApiError, _too_large, header, read_body
+from tests.fuzzscale import examples
 
 _NAMES = [b"authorization", b"Authorization", b"idempotency-key", b"content-length", b"x-a"]
 _raw_headers = st.lists(
@@ -83,7 +84,7 @@ def _outcome(messages: list[dict[str, Any]], limit: int, read: Any) -> Any:
         return ("disconnect",)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(_message, max_size=6), st.integers(min_value=0, max_value=40))
 def test_read_body_is_the_stream_read(messages: list[dict[str, Any]], limit: int) -> None:
     assert _outcome(messages, limit, read_body) == _outcome(messages, limit, _reference)

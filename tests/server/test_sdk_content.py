@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fuzzscale import examples
 from tests.server.conftest import Harness
 
 AWS_KEY = "AKIA" + "Q7RZ4XMPL2VN5KWD"  # the aws_access_key detector's shape
@@ -88,7 +89,9 @@ _JSON: st.SearchStrategy[Any] = st.recursive(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(parameters=st.dictionaries(_TEXT, _JSON, max_size=3), where=st.integers(0, 5))
 def test_a_secret_anywhere_in_the_parameters_is_found(

@@ -20,6 +20,7 @@ from agentfirewall_server.shadow import (
     shadow_engine,
 )
 from tests.core.test_policy_replay import BASE, DENY_BIG, ENGINE, RULES, _policies, decisions
+from tests.fuzzscale import examples
 
 DENY_ALL = "name: deny-everything\nrules:\n  - {name: all, decision: deny}\n"
 LIVE = [(p.name, True, p) for p in _policies()]
@@ -39,7 +40,7 @@ UNCHANGED = _shadow()
 DENY = _shadow(DENY_ALL)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(decisions())
 def test_an_unchanged_shadow_never_diverges(found: tuple[ActionSpec, EvaluationContext]) -> None:
     spec, ctx = found
@@ -53,7 +54,7 @@ def test_an_unchanged_shadow_never_diverges(found: tuple[ActionSpec, EvaluationC
     assert by_sdk.live == verdict(live)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(decisions())
 def test_the_live_verdict_is_reported_unchanged_under_a_shadow_deny_all(
     found: tuple[ActionSpec, EvaluationContext],
