@@ -29,7 +29,10 @@ rules:
 
 
 @pytest.fixture
-def guarded(harness: Harness) -> tuple[Harness, str]:
+def guarded(harness_factory: Any) -> tuple[Harness, str]:
+    # a property test below asks once per example: more than the default 60 a minute
+    # when the examples are scaled up (tests/fuzzscale.py)
+    harness: Harness = harness_factory(rate_limit_per_minute=100_000)
     created = harness.admin("POST", "/v1/policies", json={"document": POLICY})
     assert created.status_code in (200, 201), created.text
     return harness, harness.create_agent("Bot", sdk_default="allow")
