@@ -37,6 +37,7 @@ from agentfirewall.decisions import (
     Outcome,
     apply_enforcement,
 )
+from agentfirewall.policy.chain import First
 from agentfirewall.policy.context import _EMPTY, ROUTE_RISK, EvaluationContext, Mode
 from agentfirewall.policy.explain import Explanation, Step
 from agentfirewall.policy.globs import dot_prefixes, reserved_floor
@@ -111,6 +112,27 @@ def _settled(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: float) 
     return position if plan.suffix_risk[position + 1] <= (score if score > risk else risk) else None
 
 
+def _no_rule(spec: ActionSpec, ctx: EvaluationContext) -> int:
+    """The first-match function of a plan without rules."""
+    return -1
+
+
+class _Route:
+    """What `Engine.decide` settled for one set of its arguments (agent, mode, connector,
+    enforcement level, SDK default, route risk) and of the spec's type, provider and
+    environment, when no rule in play reads the context: the plan's first-match function,
+    and the decision built for each answer it gave (the position of the rule that matched,
+    -1 for none). An answer that does not settle the run (a later rule could raise the
+    risk score), or whose decision named an error, is never kept: the full path decides it
+    every time."""
+
+    __slots__ = ("decisions", "first")
+
+    def __init__(self, first: First) -> None:
+        self.first = first
+        self.decisions: dict[int, Decision] = {}
+
+
 class Engine:
     """Compiled access rules, policies and kill switches; `evaluate` is the hot path."""
 
@@ -128,6 +150,7 @@ class Engine:
         self._kill = KillSwitchIndex(self.kill_switches)
         self._prefixes: dict[str, tuple[str, ...]] = {}
         self._decisions: dict[tuple[object, ...], Decision] = {}
+        self._routes: dict[tuple[object, ...], _Route] = {}
 
     def evaluate(self, spec: ActionSpec, ctx: EvaluationContext) -> Decision:
         """Decide on one action."""
@@ -156,6 +179,22 @@ class Engine:
         raised in or a later rule could still change) is decided by `evaluate`'s own path
         with the context built.
         """
+        fields = spec.__dict__
+        action = fields["type"]
+        resource = fields["resource"].__dict__
+        route_key = (agent, action, resource["environment"], resource["provider"], connector,
+                     mode, enforcement_level, sdk_default, risk)  # fmt: skip
+        try:
+            route = self._routes.get(route_key)
+        except TypeError:  # an unhashable argument: the context below refuses it
+            route = None
+        if route is not None and now.tzinfo is not None and not self._kill.active:
+            try:  # by the position of the first rule that matches (-1: none)
+                found = route.decisions.get(route.first(spec, _NO_CONTEXT))
+            except Exception:  # a test raised: the full path below names the failure
+                found = None
+            if found is not None:
+                return found
         if (
             (mode == "sdk" or mode == "proxy")
             and now.tzinfo is not None
@@ -165,9 +204,6 @@ class Engine:
             and not self._kill.active
             and self._index.compiled
         ):
-            fields = spec.__dict__
-            action = fields["type"]
-            resource = fields["resource"].__dict__
             score = ROUTE_RISK[risk] if risk is not None else 0.0
             where = connector or resource["provider"] or action[: action.index(".")]
             rule = None
@@ -183,26 +219,28 @@ class Engine:
                 if not plan.policies:  # as `_decide` without a run
                     key = (id(rule), action, agent, where, sdk_default, score, enforcement_level)
                     found = self._decisions.get(key)
-                    if found is not None:
-                        return found
-                    default = self._combine(
-                        rule, None, sdk_default, action, _where(agent, where), score
-                    )
-                    decision = self._enforce(default, enforcement_level)
-                    self._remember(key, decision)  # no run: no errors
-                    return decision
+                    if found is None:
+                        default = self._combine(
+                            rule, None, sdk_default, action, _where(agent, where), score
+                        )
+                        found = self._enforce(default, enforcement_level)
+                        self._remember(key, found)  # no run: no errors
+                    self._route(route_key, _no_rule).decisions[-1] = found
+                    return found
                 if not plan.reads_context:
                     settled = _settled(plan, spec, _NO_CONTEXT, score)
                     if settled is not None:
                         key = (id(rule), where, sdk_default, score, enforcement_level, plan,
                                settled)  # fmt: skip
                         found = self._decisions.get(key)
-                        if found is not None:
-                            return found
-                        return self._settled_decision(
-                            key, rule, plan, settled, sdk_default, enforcement_level, action,
-                            _where(agent, where), score,
-                        )  # fmt: skip
+                        if found is None:
+                            found = self._settled_decision(
+                                key, rule, plan, settled, sdk_default, enforcement_level, action,
+                                _where(agent, where), score,
+                            )  # fmt: skip
+                        if not found.errors:
+                            self._route(route_key, plan.first).decisions[settled] = found
+                        return found
         ctx = EvaluationContext(
             agent, mode, now, connector, enforcement_level, sdk_default, risk, attributes
         )
@@ -361,6 +399,14 @@ class Engine:
         if not decision.errors:
             self._remember(key, decision)
         return decision
+
+    def _route(self, key: tuple[object, ...], first: First) -> _Route:
+        route = self._routes.get(key)
+        if route is None:
+            if len(self._routes) >= _DECISION_CACHE_LIMIT:
+                self._routes.clear()
+            route = self._routes[key] = _Route(first)
+        return route
 
     def _remember(self, key: tuple[object, ...], decision: Decision) -> None:
         if len(self._decisions) >= _DECISION_CACHE_LIMIT:

@@ -102,6 +102,72 @@ def test_decide_equals_evaluate_with_the_context_built(
         assert shared.evaluate(spec, EvaluationContext(**given_fields)) == expected
 
 
+_FIELD_VALUES: dict[str, list[Any]] = {
+    "agent": ["Bot", "Other", "ci-1"],
+    "mode": ["sdk", "proxy"],
+    "connector": [None, "pay", "svc"],
+    "sdk_default": ["allow", "deny"],
+    "enforcement_level": ["full_enforce", "monitor"],
+    "risk": [None, "low", "high"],
+}
+_FIELDS = st.fixed_dictionaries({name: st.sampled_from(v) for name, v in _FIELD_VALUES.items()})
+# a second set of fields: the first one with a few (often one) of them changed
+_CHANGES = st.fixed_dictionaries(
+    {}, optional={name: st.sampled_from(v) for name, v in _FIELD_VALUES.items()}
+)
+_SPECS = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["pay.charge.create", "svc.x.run"]),
+        "resource": st.fixed_dictionaries(
+            {},
+            optional={
+                "environment": st.just("prod"),
+                "provider": st.sampled_from(["pay", "svc"]),
+            },
+        ),
+        "parameters": st.fixed_dictionaries(
+            {},
+            optional={
+                "amount": st.sampled_from([5, 101, 1001, "12"]),
+                "body": st.sampled_from(["ok", "x", "okx", "x" * 4097]),  # the last raises
+            },
+        ),
+    }
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    _FIELDS,
+    _CHANGES,
+    st.lists(st.tuples(_SPECS, st.booleans()), min_size=6, max_size=40),
+    st.booleans(),
+)
+def test_requests_that_share_their_fields_get_their_own_decisions(
+    first: dict[str, Any],
+    changes: dict[str, Any],
+    sequence: list[tuple[dict[str, Any], bool]],
+    access: bool,
+) -> None:
+    """Many specs under the same context fields (or under a second set that differs from
+    the first in a few of them), none of the rules reading the context: the engine
+    remembers what it settled for those fields by the rule that matched, and every answer
+    is still the one a fresh engine gives that request alone. Amounts cross each rule's
+    threshold, a rule raises on some bodies, the resource's provider names the connector
+    in SDK mode."""
+    rules = ACCESS if access else []
+    policies = POLICIES[:3]  # none reads a context field
+    shared = Engine(access_rules=rules, policies=policies)
+    second = {**first, **changes}
+    for data, other in sequence * 2:
+        spec = parse_action_spec(data)
+        fields = {**(second if other else first), "now": NOW}
+        expected = Engine(access_rules=rules, policies=policies).evaluate(
+            spec, EvaluationContext(**fields)
+        )
+        assert shared.decide(spec, **fields) == expected
+
+
 @pytest.mark.parametrize(
     "fields",
     [
@@ -120,6 +186,9 @@ def test_decide_refuses_and_normalises_as_the_context_does(fields: dict[str, Any
     spec = parse_action_spec({"type": "pay.charge.create", "parameters": {"amount": 5}})
     given_fields: dict[str, Any] = {"agent": "Bot", "mode": "sdk", "now": NOW, **fields}
     engine = Engine(access_rules=ACCESS, policies=POLICIES)
+    for mode, connector in (("sdk", None), ("proxy", "pay")):  # remembered first, valid
+        engine.decide(spec, agent="Bot", mode=mode, now=NOW, connector=connector)
+        engine.decide(spec, agent="Bot", mode=mode, now=NOW, connector=connector, risk="high")
     expected = _outcome(
         lambda: Engine(access_rules=ACCESS, policies=POLICIES).evaluate(
             spec, EvaluationContext(**given_fields)
