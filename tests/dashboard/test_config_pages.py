@@ -160,7 +160,7 @@ def test_audit_log_verifies_the_chain_and_exports(dash: Dashboard) -> None:
     page.get_by_role("button", name="Filter").click()
     rows = page.locator("#audit-table tbody tr")
     expect(rows).to_have_count(1)
-    assert "Audit Bot" in rows.first.inner_text()
+    expect(rows.first).to_contain_text("Audit Bot")
     with page.expect_download() as download:
         page.get_by_role("link", name="Export CSV").click()
     text = Path(download.value.path()).read_text()
