@@ -202,6 +202,17 @@ async def run_big_body(target: Target, port: int, seconds: float) -> dict[str, f
     }
 
 
+def upstream_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """The fake upstreams' TLS (a trustme certificate for 127.0.0.1 and BIG_HOST) and the
+    file of its CA, for the gateway's ``--upstream-ca``."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", BIG_HOST).configure_cert(server_tls)
+    ca_file = directory / "upstream-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server_tls, ca_file
+
+
 def write_config(directory: Path) -> Path:
     digest = __import__("hashlib").sha256(KEY.encode()).hexdigest()
     snapshot = {
@@ -274,12 +285,7 @@ def free_port() -> int:
 async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     workdir = Path(tempfile.mkdtemp(prefix="tf-bench-"))
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", BIG_HOST)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    leaf.configure_cert(server_tls)
-    ca_file = workdir / "upstream-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    server_tls, ca_file = upstream_tls(workdir)
     http = await loop.create_server(Upstream, "127.0.0.1", 0)
     https = await loop.create_server(Upstream, "127.0.0.1", 0, ssl=server_tls)
     ports = {"http": http.sockets[0].getsockname()[1], "https": https.sockets[0].getsockname()[1]}

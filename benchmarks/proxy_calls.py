@@ -65,7 +65,6 @@ def _child(out: str, argv: list[str]) -> None:
 
 async def _measure(tree: Path, scheme: str, requests: int, workdir: Path) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import trustme
     from proxy import (
         KEY,
         Target,
@@ -74,15 +73,12 @@ async def _measure(tree: Path, scheme: str, requests: int, workdir: Path) -> dic
         read_response,
         request_bytes,
         start_process,
+        upstream_tls,
         write_config,
     )
 
     loop = asyncio.get_running_loop()
-    ca = trustme.CA()
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
-    ca_file = workdir / "upstream-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    server_tls, ca_file = upstream_tls(workdir)
     server = await loop.create_server(
         Upstream, "127.0.0.1", 0, ssl=server_tls if scheme == "https" else None
     )

@@ -22,17 +22,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import ssl
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import trustme
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy import KEY, Target, Upstream, run_case, start_process, tree_env, write_config
+from proxy import (
+    KEY,
+    Target,
+    Upstream,
+    run_case,
+    start_process,
+    tree_env,
+    upstream_tls,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = "http:1,https:1,http:32,https:32"
@@ -41,11 +47,7 @@ CASES = "http:1,https:1,http:32,https:32"
 async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     workdir = Path(tempfile.mkdtemp(prefix="tf-bench-cpu-"))
-    ca = trustme.CA()
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
-    ca_file = workdir / "upstream-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    server_tls, ca_file = upstream_tls(workdir)
     http = await loop.create_server(Upstream, "127.0.0.1", 0)
     https = await loop.create_server(Upstream, "127.0.0.1", 0, ssl=server_tls)
     ports = {"http": http.sockets[0].getsockname()[1], "https": https.sockets[0].getsockname()[1]}

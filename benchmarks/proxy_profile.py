@@ -17,13 +17,10 @@ import asyncio
 import base64
 import pstats
 import signal
-import ssl
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -34,14 +31,10 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        ca = trustme.CA()
-        server_tls = None
-        if args.scheme == "https":
-            server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ca.issue_cert("127.0.0.1").configure_cert(server_tls)
-        ca_file = workdir / "upstream-ca.pem"
-        ca.cert_pem.write_to_path(str(ca_file))
-        upstream = await loop.create_server(bench.Upstream, "127.0.0.1", 0, ssl=server_tls)
+        server_tls, ca_file = bench.upstream_tls(workdir)
+        upstream = await loop.create_server(
+            bench.Upstream, "127.0.0.1", 0, ssl=server_tls if args.scheme == "https" else None
+        )
         port = upstream.sockets[0].getsockname()[1]
         profile = workdir / "gateway.prof"
         gateway, gw_port = bench.start_process(
