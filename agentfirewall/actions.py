@@ -220,7 +220,11 @@ def _resource(value: object) -> Resource | None:
         limit = _RESOURCE_MAX.get(name) if type(name) is str else None
         if limit is None:
             return None
-        if item is not None and (type(item) is not str or not 1 <= len(item) <= limit):
+        if item is not None and (
+            type(item) is not str
+            or not 1 <= len(item) <= limit
+            or (not item.isascii() and has_lone_surrogate(item))  # the model refuses those
+        ):
             return None
         fields[name] = item
     resource: Resource = _built(Resource, fields, set(value))

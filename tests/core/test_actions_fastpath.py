@@ -114,6 +114,19 @@ def test_parse_equals_the_model(data: dict[str, Any]) -> None:
         _same(fast, expected)
 
 
+@settings(max_examples=examples(150), deadline=None)
+@given(resource)
+def test_resource_names_are_checked_as_the_model_checks_them(named: dict[str, Any]) -> None:
+    """Only the resource varies (the rest of the spec takes the fast path), so every way
+    a name can be refused is reached, lone surrogates included."""
+    data = {"type": "github.pr.merge", "resource": named, "parameters": {"n": 1}}
+    expected = _by_model(data)
+    if isinstance(expected, ActionSpecError):
+        assert _common_spec(data) is None
+        return
+    _same(parse_action_spec(data), expected)
+
+
 def test_the_common_shape_takes_the_fast_path_and_copies_its_input() -> None:
     params = {"amount": 5, "ok": True, "note": "x", "f": 1.5, "none": None}
     data = {"type": "github.pr.merge", "resource": {"environment": "prod"}, "parameters": params}
@@ -135,6 +148,8 @@ def test_the_common_shape_takes_the_fast_path_and_copies_its_input() -> None:
         {"type": "github.pr.merge", "resource": {"environment": ""}},
         {"type": "Github.pr.merge"},
         {"type": "github.pr.merge", "other": 1},
+        {"type": "github.pr.merge", "resource": {"provider": "\ud800"}},  # a lone surrogate
+        {"type": "github.pr.merge", "resource": {"target": "ok \udfff"}},
     ],
 )
 def test_other_shapes_are_left_to_the_model(data: dict[str, Any]) -> None:
