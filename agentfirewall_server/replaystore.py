@@ -7,11 +7,13 @@ decision (``agentfirewall.policy.record``) in a ``decision_input`` JSON column. 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, select, update
 
 from agentfirewall.decisions import Decision
@@ -42,10 +44,20 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 
 def input_text(data: dict[str, Any] | None) -> str | None:
+    """The record as compact JSON text, or None when it is not a record of this version or
+    its text is longer than `MAX_INPUT_BYTES`. The text is only ever read back with
+    ``json.loads``, so orjson writes it when it can: not when the record holds context
+    attributes (any value a caller set: `json` refuses NaN, which orjson would write as
+    null) nor an integer beyond 64 bits (orjson refuses it)."""
     if not data or data.get("v") != RECORD_VERSION:
         return None
-    text = _ENCODER.encode(data)
-    return text if len(text.encode("utf-8")) <= MAX_INPUT_BYTES else None
+    raw = None
+    if "a" not in data:
+        with contextlib.suppress(orjson.JSONEncodeError):
+            raw = orjson.dumps(data)
+    if raw is None:
+        raw = _ENCODER.encode(data).encode("utf-8")
+    return raw.decode("utf-8") if len(raw) <= MAX_INPUT_BYTES else None
 
 
 def _restore(

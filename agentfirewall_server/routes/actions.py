@@ -14,6 +14,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, JsonValue
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Connection, select
@@ -209,6 +210,26 @@ def _rows(
     return row, events
 
 
+def canonical_spec(spec: ActionSpec) -> bytes:
+    """``spec.canonical()``, the same bytes: written by orjson when the parameters and risk
+    hints are flat strings, integers, booleans and nulls (orjson's sorted compact output
+    equals ``json.dumps``'s for those; floats, nested values and integers beyond 64 bits take
+    the model's path)."""
+    fields = spec.__dict__
+    parameters, hints = fields["parameters"], fields["risk_hints"]
+    for value in (*parameters.values(), *hints.values()):
+        kind = type(value)
+        if kind is not str and kind is not int and kind is not bool and value is not None:
+            return spec.canonical()
+    resource = {k: v for k, v in fields["resource"].__dict__.items() if v is not None}
+    data = {"type": fields["type"], "resource": resource, "parameters": parameters,
+            "risk_hints": hints}  # fmt: skip
+    try:
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        return spec.canonical()
+
+
 def event_data_texts(action_type: str, action_hash: str, decision: Decision) -> tuple[str, str]:
     """The canonical data text of the ``action.requested`` event and of the decision's event:
     ``canonical_text`` of ``{action_type, action_hash}`` and of the same with the decision's
@@ -302,7 +323,7 @@ async def request_action(request: Request) -> JSONResponse:
     await _rate_limit(state, agent)
     spec = await _spec(request)
     key = _idempotency_key(request)
-    canonical = spec.canonical()
+    canonical = canonical_spec(spec)
     action_hash = hashlib.sha256(canonical).hexdigest()  # spec.action_hash, computed once
     if key is not None and (replayed := await _replay(state, agent, key, action_hash)):
         return replayed
@@ -315,8 +336,9 @@ async def request_action(request: Request) -> JSONResponse:
         decision = snapshot.engine.evaluate(spec, ctx)
         if findings:
             decision = content_decision(snapshot, spec, ctx, decision, findings)
-    annotate(agent=agent.name, connector=spec.provider, action=spec.type,
-             decision=decision.status, rule=rule_of(decision))  # fmt: skip
+    if state.tracing is not None:  # the request span's attributes
+        annotate(agent=agent.name, connector=spec.provider, action=spec.type,
+                 decision=decision.status, rule=rule_of(decision))  # fmt: skip
     action_id = new_id("act_")
     response: dict[str, Any] = {
         "action_request_id": action_id,

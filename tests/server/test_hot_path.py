@@ -17,15 +17,16 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
-from agentfirewall.actions import canonical_json
+from agentfirewall.actions import canonical_json, parse_action_spec
 from agentfirewall.decisions import Decision
+from agentfirewall.errors import ActionSpecError
 from agentfirewall.policy.record import RECORD_VERSION
 from agentfirewall_server.app import create_app
 from agentfirewall_server.audit import (
@@ -36,7 +37,7 @@ from agentfirewall_server.audit import (
     verify_chain,
 )
 from agentfirewall_server.replaystore import MAX_INPUT_BYTES, input_text
-from agentfirewall_server.routes.actions import event_data_texts
+from agentfirewall_server.routes.actions import canonical_spec, event_data_texts
 from agentfirewall_server.store.db import Database, StoreError
 from agentfirewall_server.store.schema import action_requests, audit_events
 from agentfirewall_server.web import json_fast
@@ -135,18 +136,80 @@ def test_json_fast_answers_what_jsonresponse_answers(data: dict[str, Any]) -> No
     assert fast.headers["content-type"] == "application/json"
 
 
-@given(
-    st.dictionaries(
-        st.text(), JSON_VALUES | st.floats(allow_nan=False, allow_infinity=False), max_size=5
-    )
+#: floats that orjson and json write differently (1e-05: ``0.00001`` against ``1e-05``)
+FLOATS = [1e-05, 1.5e-07, 1e16, 1e22, -0.0, 5e-324, 0.1]
+RECORD_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(FLOATS)
+    | st.text()
+    | st.sampled_from(TRICKY),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
 )
-def test_input_text_is_json_dumps(data: dict[str, Any]) -> None:
-    """A record of this version is stored as `json.dumps` writes it, up to the size limit;
-    anything else (the generated keys may replace ``v``) is not stored."""
+
+
+@given(st.dictionaries(st.text(), RECORD_VALUES, max_size=5), st.booleans())
+def test_input_text_reads_back_as_the_record(data: dict[str, Any], attributes: bool) -> None:
+    """A record of this version is stored as JSON text that `json.loads` reads back equal,
+    within the size limit; anything else (the generated keys may replace ``v``) is not
+    stored. A record with context attributes is written by `json` itself."""
     data = {"v": RECORD_VERSION, **data, "n": 1764763200.123456}
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    stored = data["v"] == RECORD_VERSION and len(text.encode("utf-8")) <= MAX_INPUT_BYTES
-    assert input_text(data) == (text if stored else None)
+    if attributes:
+        data["a"] = {"detector": "x"}
+    text = input_text(data)
+    if data["v"] != RECORD_VERSION:
+        assert text is None
+        return
+    by_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:  # what is written: orjson's text unless attributes or a 65-bit integer forbid it
+        written = by_json.encode("utf-8") if "a" in data else orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        written = by_json.encode("utf-8")
+    assert (text is None) == (len(written) > MAX_INPUT_BYTES)
+    if text is not None:
+        assert text.encode("utf-8") == written
+        assert json.loads(text) == data
+
+
+def test_input_text_refuses_nan_in_attributes_as_before() -> None:
+    with pytest.raises(ValueError):
+        input_text({"v": RECORD_VERSION, "t": "a.b", "a": {"score": float("nan")}})
+
+
+def _spec_data(draw: st.DrawFn) -> dict[str, Any]:
+    values = st.sampled_from(FLOATS) | st.floats(allow_nan=False, allow_infinity=False)
+    flat = st.dictionaries(st.text() | st.sampled_from(TRICKY), values | RECORD_VALUES, max_size=4)
+    scalars = st.dictionaries(
+        st.text() | st.sampled_from(TRICKY),
+        st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(),
+        max_size=4,
+    )
+    names = st.none() | st.text(st.characters(min_codepoint=33), min_size=1, max_size=8)
+    return {
+        "type": draw(st.sampled_from(["github.pr.merge", "stripe.transfer.create", "a.b"])),
+        "resource": draw(
+            st.fixed_dictionaries(
+                {}, optional={k: names for k in ("provider", "account", "target", "environment")}
+            )
+        ),
+        "parameters": draw(scalars | flat),
+        "risk_hints": draw(scalars | flat),
+    }
+
+
+@given(st.composite(_spec_data)())
+@example({"type": "a.b", "parameters": {"x": 1e-05}})
+@example({"type": "a.b", "risk_hints": {"y": 2**64}, "resource": {"target": "é\u2028"}})
+def test_canonical_spec_is_the_specs_canonical_form(data: dict[str, Any]) -> None:
+    try:
+        spec = parse_action_spec(data)
+    except ActionSpecError:  # a resource name the model refuses
+        return
+    assert canonical_spec(spec) == spec.canonical()
+    assert canonical_spec(spec) == canonical_json(spec.to_dict())
 
 
 # --- the writer's record batches --------------------------------------------------------
