@@ -12,6 +12,7 @@ where it is (``records.0.bytes_in``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 __all__ = [
     "INT_MAX",
@@ -85,6 +86,33 @@ def json_problem(
     than `max_depth`, and (with `check_ints`) an integer outside 64 bits. The path is
     dotted (``a.0.b``); the top level is ``""``.
     """
+    if type(value) is dict and max_depth > 0 and _flat_and_fine(value, check_ints):
+        return None  # the common case (a spec's parameters), without building any path
+    return _walk(value, max_depth, check_ints)
+
+
+def _flat_and_fine(value: dict[Any, Any], check_ints: bool) -> bool:
+    """True when `value` holds only plain scalars that `_walk` finds no problem in (False
+    whenever unsure: `_walk` then decides and names the problem)."""
+    for key, item in value.items():
+        if type(key) is str and not key.isascii() and has_lone_surrogate(key):
+            return False
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and has_lone_surrogate(item):
+                return False
+        elif kind is int:
+            if check_ints and not INT_MIN <= item <= INT_MAX:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is not bool and item is not None:
+            return False
+    return True
+
+
+def _walk(value: object, max_depth: int, check_ints: bool) -> tuple[str, str] | None:
     stack: list[tuple[object, str, int]] = [(value, "", 0)]
     while stack:
         item, path, depth = stack.pop()

@@ -18,7 +18,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from agentfirewall.actions import ActionSpec, Resource, parse_action_spec
+from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.policy.engine import EvaluationContext
 
 __all__ = [
@@ -46,10 +46,6 @@ CONTENT_PARAMETERS: Final[dict[str, frozenset[str]]] = {
 _ALWAYS: Final = frozenset(
     {"body", "content", "password", "secret", "token", "api_key", "authorization"}
 )
-
-
-#: The resource's fields in the order ``model_dump`` gives them (all plain strings or None).
-_RESOURCE_FIELDS: Final = tuple(Resource.model_fields)
 
 
 def _storable(value: object) -> bool:
@@ -83,8 +79,7 @@ def record_input(
     params, withheld = _split(spec.parameters, content)
     hints, hidden = _split(spec.risk_hints, frozenset()) if spec.risk_hints else ({}, [])
     out: dict[str, Any] = {"v": RECORD_VERSION, "t": spec.type, "m": ctx.mode}
-    found = spec.resource
-    resource = {k: v for k in _RESOURCE_FIELDS if (v := getattr(found, k)) is not None}
+    resource = {k: v for k, v in spec.resource.__dict__.items() if v is not None}
     if resource:
         out["r"] = resource
     if params:

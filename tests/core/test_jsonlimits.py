@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentfirewall.jsonlimits import MAX_DEPTH, json_problem, printable
+from agentfirewall.jsonlimits import MAX_DEPTH, _walk, json_problem, printable
 
 CASES = [
     ({"a": [1, "x", None, True, 1.5]}, None),
@@ -76,3 +76,28 @@ def test_json_data_without_surrogates_or_nan_is_fine_when_encodable(value: objec
         assert found is not None
         return
     assert found is None
+
+
+FLAT_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text()
+    | st.sampled_from(["\ud800", "ok \udfff", "é", 2**63, -(2**63) - 1, float("nan")])
+)
+FLAT_KEYS = st.text() | st.integers() | st.sampled_from(["\udc80", "é"])
+
+
+@given(
+    st.dictionaries(FLAT_KEYS, FLAT_SCALARS | st.lists(FLAT_SCALARS, max_size=2), max_size=5),
+    st.booleans(),
+    st.integers(0, 3),
+)
+def test_the_flat_shortcut_answers_what_the_walk_answers(
+    value: dict[object, object], check_ints: bool, max_depth: int
+) -> None:
+    """A flat dict of scalars is answered without the walk; the answer is the walk's."""
+    assert json_problem(value, max_depth=max_depth, check_ints=check_ints) == _walk(
+        value, max_depth, check_ints
+    )
