@@ -7,7 +7,6 @@ decision (``agentfirewall.policy.record``) in a ``decision_input`` JSON column. 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -51,12 +50,13 @@ def input_text(data: dict[str, Any] | None) -> str | None:
     null) nor an integer beyond 64 bits (orjson refuses it)."""
     if not data or data.get("v") != RECORD_VERSION:
         return None
-    raw = None
-    if "a" not in data:
-        with contextlib.suppress(orjson.JSONEncodeError):
-            raw = orjson.dumps(data)
-    if raw is None:
+    if "a" in data:
         raw = _ENCODER.encode(data).encode("utf-8")
+    else:
+        try:
+            raw = orjson.dumps(data)
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits
+            raw = _ENCODER.encode(data).encode("utf-8")
     return raw.decode("utf-8") if len(raw) <= MAX_INPUT_BYTES else None
 
 
