@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -26,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, fi
 from pydantic import ValidationError as PydanticValidationError
 
 from agentfirewall.errors import ActionSpecError
-from agentfirewall.jsonlimits import has_lone_surrogate, json_problem, printable
+from agentfirewall.jsonlimits import flat_and_fine, has_lone_surrogate, json_problem, printable
 
 __all__ = [
     "ACTION_TYPE_PATTERN",
@@ -162,12 +161,11 @@ def parse_action_spec(data: object) -> ActionSpec:
 
 _SPEC_KEYS = frozenset(("type", "resource", "parameters", "risk_hints"))
 _RESOURCE_MAX = {"provider": 512, "account": 512, "target": 2048, "environment": 512}
-_NO_RESOURCE: dict[str, Any] = {}  # a spec without "resource" gets the model's default
+_ABSENT: dict[str, Any] = {}  # read, never stored: a field the spec leaves out
 _CACHE_LIMIT = 4096
 _RESOURCES: dict[tuple[tuple[Any, Any], ...], Resource] = {}  # validated resources
 _TYPES: set[str] = set()  # action types that passed the grammar
 _new = object.__new__
-_isfinite = math.isfinite
 # BaseModel's own slots, stored through their descriptors (as `model_construct` does with
 # object.__setattr__, one lookup fewer each)
 _MODEL_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
@@ -184,25 +182,6 @@ def _built(cls: type[BaseModel], values: dict[str, Any], given: set[str]) -> Any
     _SET_EXTRA(model, None)
     _SET_PRIVATE(model, None)
     return model
-
-
-def _flat(value: object) -> dict[str, JsonValue] | None:
-    """A copy of a dict of plain scalars the model would accept unchanged, else None."""
-    if type(value) is not dict:
-        return None
-    for key, item in value.items():
-        # an ASCII string holds no lone surrogate: has_lone_surrogate only for the rest
-        if type(key) is not str or (not key.isascii() and has_lone_surrogate(key)):
-            return None
-        kind = type(item)
-        if kind is int or kind is bool or item is None:
-            continue
-        if kind is str:
-            if not item.isascii() and has_lone_surrogate(item):
-                return None
-        elif kind is not float or not _isfinite(item):
-            return None
-    return value.copy()
 
 
 def _resource(value: object) -> Resource | None:
@@ -249,7 +228,7 @@ def _common_spec(data: dict[Any, Any]) -> ActionSpec | None:
         if len(_TYPES) >= _CACHE_LIMIT:
             _TYPES.clear()
         _TYPES.add(kind)
-    named = data.get("resource", _NO_RESOURCE)
+    named = data.get("resource", _ABSENT)
     resource = None
     if type(named) is dict:
         try:
@@ -258,14 +237,23 @@ def _common_spec(data: dict[Any, Any]) -> ActionSpec | None:
             return None
     if resource is None:
         resource = _resource(named)
-    parameters = _flat(data["parameters"]) if "parameters" in data else {}
-    hints = _flat(data["risk_hints"]) if "risk_hints" in data else {}
-    if resource is None or parameters is None or hints is None:
+    # parameters and risk hints: flat dicts of plain scalars the model keeps unchanged
+    parameters = data.get("parameters", _ABSENT)
+    hints = data.get("risk_hints", _ABSENT)
+    if (
+        resource is None
+        or type(parameters) is not dict
+        or type(hints) is not dict
+        or not flat_and_fine(parameters, check_ints=False)  # the model bounds no int
+        or (hints and not flat_and_fine(hints, check_ints=False))
+    ):
         return None
     spec: ActionSpec = _new(ActionSpec)
     _SET_DICT(
-        spec, {"type": kind, "resource": resource, "parameters": parameters, "risk_hints": hints}
-    )
+        spec,
+        {"type": kind, "resource": resource, "parameters": parameters.copy(),
+         "risk_hints": hints.copy()},
+    )  # fmt: skip
     _SET_FIELDS_SET(spec, given)
     _SET_EXTRA(spec, None)
     _SET_PRIVATE(spec, None)

@@ -18,6 +18,7 @@ __all__ = [
     "INT_MAX",
     "INT_MIN",
     "MAX_DEPTH",
+    "flat_and_fine",
     "has_lone_surrogate",
     "int_problem",
     "json_problem",
@@ -86,16 +87,18 @@ def json_problem(
     than `max_depth`, and (with `check_ints`) an integer outside 64 bits. The path is
     dotted (``a.0.b``); the top level is ``""``.
     """
-    if type(value) is dict and max_depth > 0 and _flat_and_fine(value, check_ints):
+    if type(value) is dict and max_depth > 0 and flat_and_fine(value, check_ints=check_ints):
         return None  # the common case (a spec's parameters), without building any path
     return _walk(value, max_depth, check_ints)
 
 
-def _flat_and_fine(value: dict[Any, Any], check_ints: bool) -> bool:
-    """True when `value` holds only plain scalars that `_walk` finds no problem in (False
-    whenever unsure: `_walk` then decides and names the problem)."""
+def flat_and_fine(value: dict[Any, Any], *, check_ints: bool = True) -> bool:
+    """True when `value` maps strings to plain scalars (str, int, bool, finite float, None)
+    that `json_problem` finds no problem in; False whenever unsure (a nested value, another
+    key or value type), so False alone names no problem: `json_problem` then decides."""
     for key, item in value.items():
-        if type(key) is str and not key.isascii() and has_lone_surrogate(key):
+        # an ASCII string holds no lone surrogate: has_lone_surrogate only for the rest
+        if type(key) is not str or (not key.isascii() and has_lone_surrogate(key)):
             return False
         kind = type(item)
         if kind is str:
