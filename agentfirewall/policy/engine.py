@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from agentfirewall.actions import ActionSpec, Risk
 from agentfirewall.decisions import (
@@ -58,6 +58,12 @@ _DECISION_CACHE_LIMIT = 16_384
 #: raises AttributeError (a bare object has no attributes), and a raise sends the call to
 #: the full path with a real context, so a plan flagged wrongly costs time, never a decision
 _NO_CONTEXT = cast(EvaluationContext, object())
+
+
+def _make_room(cache: dict[Any, Any], limit: int) -> None:
+    """Empty a memo that holds `limit` entries (a bound on memory, not an eviction order)."""
+    if len(cache) >= limit:
+        cache.clear()
 
 
 def _where(agent: str, connector: str) -> str:
@@ -272,8 +278,7 @@ class Engine:
     def _prefixes_of(self, action: str) -> tuple[str, ...]:
         prefixes = self._prefixes.get(action)
         if prefixes is None:
-            if len(self._prefixes) >= _PREFIX_CACHE_LIMIT:
-                self._prefixes.clear()
+            _make_room(self._prefixes, _PREFIX_CACHE_LIMIT)
             prefixes = self._prefixes[action] = dot_prefixes(action)
         return prefixes
 
@@ -403,14 +408,12 @@ class Engine:
     def _route(self, key: tuple[object, ...], first: First) -> _Route:
         route = self._routes.get(key)
         if route is None:
-            if len(self._routes) >= _DECISION_CACHE_LIMIT:
-                self._routes.clear()
+            _make_room(self._routes, _DECISION_CACHE_LIMIT)
             route = self._routes[key] = _Route(first)
         return route
 
     def _remember(self, key: tuple[object, ...], decision: Decision) -> None:
-        if len(self._decisions) >= _DECISION_CACHE_LIMIT:
-            self._decisions.clear()
+        _make_room(self._decisions, _DECISION_CACHE_LIMIT)
         self._decisions[key] = decision
 
     def _trace_policies(
