@@ -11,7 +11,8 @@ several server instances share one database.
 The hot path (`record`) carries rows rather than code: the records an event loop hands
 over in one iteration reach the writer together, and a batch of records is written with
 one multi-row INSERT per table (on SQLite straight on the driver connection, without
-SQLAlchemy), so the writer holds the GIL as little as possible.
+SQLAlchemy), so the writer holds the GIL as little as possible. On SQLite the writer also
+checkpoints the WAL between batches, after their callers are answered.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import operator
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -39,16 +42,25 @@ from agentfirewall.errors import AgentFirewallError
 from agentfirewall_server.store.chain import link_events
 from agentfirewall_server.store.schema import audit_events
 
+log = logging.getLogger("agentfirewall_server")
+
 __all__ = ["Database", "Record", "StoreError", "normalize_url"]
 
 T = TypeVar("T")
 _MAX_BATCH = 512
+# SQLite: the writer checkpoints the WAL itself, between batches, at most this often (s),
+# instead of inside the commit that crosses 1,000 pages (which made that batch's requests
+# wait for the copy: the p99 of sustained load, benchmarks/README.md "Round 7");
+# `_WAL_SAFETY_PAGES` keeps SQLite's own checkpoint as a bound should batches never end
+CHECKPOINT_EVERY = 0.1
+_WAL_SAFETY_PAGES = 16_000
 _MAX_VARIABLES = 30_000  # below SQLite's 32766 bound parameters per statement
 _PG_LOCK = 0x7AF1
 _SYNCHRONOUS = ("FULL", "EXTRA", "NORMAL")  # OFF would acknowledge writes not yet on disk
 _HEAD = "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
 # benchmarks/server_trace.py sets this to see each record batch: a tuple
-# ("batch", started, commit started, ended, records) per batch (perf_counter times)
+# ("batch", started, commit started, ended, records) per batch and ("checkpoint", started,
+# ended) per WAL checkpoint (perf_counter times)
 TRACE: Callable[[tuple[Any, ...]], None] | None = None
 
 
@@ -127,6 +139,8 @@ class Database:
             cur.execute(f"PRAGMA synchronous={sync}")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
+            if writer:
+                cur.execute(f"PRAGMA wal_autocheckpoint={_WAL_SAFETY_PAGES}")
             cur.close()
 
         if writer:
@@ -216,6 +230,7 @@ class Database:
 
     def _run(self) -> None:
         conn = self.writer_engine.connect()
+        checkpointed = time.perf_counter()
         try:
             while True:
                 first = self._queue.get()
@@ -225,6 +240,9 @@ class Database:
                 self._run_batch(conn, batch)
                 if stop:
                     return
+                if self.is_sqlite and time.perf_counter() - checkpointed >= CHECKPOINT_EVERY:
+                    _checkpoint(conn)  # the batch's callers are already woken
+                    checkpointed = time.perf_counter()
         finally:
             conn.close()
 
@@ -328,6 +346,22 @@ class Database:
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on a reader connection in a worker thread."""
         return await anyio.to_thread.run_sync(self.read_sync, fn, limiter=self._limiter)
+
+
+def _checkpoint(conn: Connection) -> None:
+    """Copy the WAL's committed pages into the database (PASSIVE: readers are not waited
+    for); the next write transaction then starts the WAL afresh. A failure is left to
+    SQLite's own checkpoint: the data is safe in the WAL either way."""
+    started = time.perf_counter()
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.Error:
+        log.warning("WAL checkpoint failed; SQLite's own checkpoint will take over", exc_info=True)
+    finally:
+        cursor.close()
+    if TRACE is not None:
+        TRACE(("checkpoint", started, time.perf_counter()))
 
 
 def _wake(items: list[tuple[Record, bool, Any]]) -> None:

@@ -15,6 +15,7 @@ from agentfirewall.errors import VaultError
 from agentfirewall_server.audit import append_event, verify_chain
 from agentfirewall_server.main import main
 from agentfirewall_server.settings import Settings
+from agentfirewall_server.store import db as db_module
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import audit_events, credentials, settings_table
 from agentfirewall_server.vault import Vault, generate_key_text
@@ -153,3 +154,50 @@ def test_prune_forgets_only_long_expired_nonces_and_sessions(db: Database) -> No
     db.write_sync(lambda c: prune(c, 5_000.0))
     left = db.read_sync(lambda c: [r.jti for r in c.execute(select(used_nonces))])
     assert left == ["new"]
+
+
+# -- WAL checkpoints (SQLite): run by the writer between batches, not inside a commit ---------
+
+
+def _wal_resets(path: Path) -> int:
+    """The WAL header's checkpoint sequence: SQLite adds one each time it restarts the log
+    after a complete checkpoint."""
+    with open(f"{path}-wal", "rb") as wal:
+        return int.from_bytes(wal.read(16)[12:16], "big")
+
+
+def _sqlite(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
+    path = tmp_path / "wal.db"
+    database = Database(f"sqlite:///{path}")
+    database.migrate()
+    database.start()
+    yield database, path
+    database.close()
+
+
+def test_the_writer_checkpoints_the_wal_between_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 0.0)  # after every batch
+    for database, path in _sqlite(tmp_path):
+        database.write_sync(_put("first"))
+        before = _wal_resets(path)
+        for i in range(5):  # each write finds the WAL copied and starts it afresh
+            database.write_sync(_put(f"k{i}"))
+        assert _wal_resets(path) >= before + 4
+        keys = database.read_sync(lambda c: c.execute(select(settings_table.c.key)).scalars())
+        assert {"first", *(f"k{i}" for i in range(5))} <= set(keys)
+
+
+def test_between_scheduled_checkpoints_sqlite_does_not_checkpoint_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 3600.0)
+    for database, path in _sqlite(tmp_path):
+        database.write_sync(_put("first"))
+        before = _wal_resets(path)
+        for i in range(20):
+            database.write_sync(_put(f"k{i}"))
+        assert _wal_resets(path) == before  # no commit carried a checkpoint
+        with database.writer_engine.connect() as conn:  # SQLite's own, kept as a far bound
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 16_000
