@@ -166,38 +166,41 @@ def _wal_resets(path: Path) -> int:
         return int.from_bytes(wal.read(16)[12:16], "big")
 
 
-def _sqlite(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
-    path = tmp_path / "wal.db"
-    database = Database(f"sqlite:///{path}")
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Path:
+    return tmp_path / "wal.db"
+
+
+@pytest.fixture
+def sqlite_db(sqlite_file: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{sqlite_file}")
     database.migrate()
     database.start()
-    yield database, path
+    yield database
     database.close()
 
 
 def test_the_writer_checkpoints_the_wal_between_batches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_db: Database, sqlite_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 0.0)  # after every batch
-    for database, path in _sqlite(tmp_path):
-        database.write_sync(_put("first"))
-        before = _wal_resets(path)
-        for i in range(5):  # each write finds the WAL copied and starts it afresh
-            database.write_sync(_put(f"k{i}"))
-        assert _wal_resets(path) >= before + 4
-        keys = database.read_sync(lambda c: c.execute(select(settings_table.c.key)).scalars())
-        assert {"first", *(f"k{i}" for i in range(5))} <= set(keys)
+    sqlite_db.write_sync(_put("first"))
+    before = _wal_resets(sqlite_file)
+    for i in range(5):  # each write finds the WAL copied and starts it afresh
+        sqlite_db.write_sync(_put(f"k{i}"))
+    assert _wal_resets(sqlite_file) >= before + 4
+    keys = sqlite_db.read_sync(lambda c: c.execute(select(settings_table.c.key)).scalars())
+    assert {"first", *(f"k{i}" for i in range(5))} <= set(keys)
 
 
 def test_between_scheduled_checkpoints_sqlite_does_not_checkpoint_on_its_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_db: Database, sqlite_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 3600.0)
-    for database, path in _sqlite(tmp_path):
-        database.write_sync(_put("first"))
-        before = _wal_resets(path)
-        for i in range(20):
-            database.write_sync(_put(f"k{i}"))
-        assert _wal_resets(path) == before  # no commit carried a checkpoint
-        with database.writer_engine.connect() as conn:  # SQLite's own, kept as a far bound
-            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 16_000
+    sqlite_db.write_sync(_put("first"))
+    before = _wal_resets(sqlite_file)
+    for i in range(20):
+        sqlite_db.write_sync(_put(f"k{i}"))
+    assert _wal_resets(sqlite_file) == before  # no commit carried a checkpoint
+    with sqlite_db.writer_engine.connect() as conn:  # SQLite's own, kept as a far bound
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 16_000
