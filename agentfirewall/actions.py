@@ -136,9 +136,9 @@ def action_hash(spec: ActionSpec | dict[str, Any]) -> str:
 def parse_action_spec(data: object) -> ActionSpec:
     """Validate JSON data (dict or JSON text) into an ActionSpec or raise ActionSpecError."""
     if type(data) is dict:
-        fast = _common_spec(data)
-        if fast is not None:
-            return fast
+        fields = spec_fields(data)
+        if fields is not None:
+            return spec_of(data, fields)
     try:
         if isinstance(data, str | bytes):
             return ActionSpec.model_validate_json(data)
@@ -213,11 +213,21 @@ def _resource(value: object) -> Resource | None:
     return resource
 
 
-def _common_spec(data: dict[Any, Any]) -> ActionSpec | None:
-    # per decision: the steps of `_resource` (on a known resource) and `_built` are written
-    # out here, one Python call each fewer
-    given = set(data)
-    if not given <= _SPEC_KEYS:
+#: A spec's type, resource, parameters and risk hints, checked (see `spec_fields`).
+SpecFields = tuple[str, Resource, dict[str, Any], dict[str, Any]]
+
+
+def spec_fields(data: dict[Any, Any]) -> SpecFields | None:
+    """The type, resource, parameters and risk hints of JSON data in the common shape (a
+    type, resource names, flat scalar parameters and hints), checked by the model's rules;
+    None for anything else, valid or not (the model then decides, and words the errors).
+
+    The parameters and hints are `data`'s own dicts, not copies (`spec_of` copies them
+    into the spec it builds). `Engine.decide` answers a remembered route from
+    these fields without building a spec.
+    """
+    # per decision: the steps of `_resource` (on a known resource) are written out here
+    if not _SPEC_KEYS.issuperset(data):
         return None
     kind = data.get("type")
     if type(kind) is not str:
@@ -248,13 +258,20 @@ def _common_spec(data: dict[Any, Any]) -> ActionSpec | None:
         or (hints and not flat_and_fine(hints, check_ints=False))
     ):
         return None
+    return kind, resource, parameters, hints
+
+
+def spec_of(data: dict[Any, Any], fields: SpecFields) -> ActionSpec:
+    """The ActionSpec of `data`, given its `spec_fields`: built without the model (the same
+    fields, values and fields-set), the parameters and hints copied."""
+    kind, resource, parameters, hints = fields
     spec: ActionSpec = _new(ActionSpec)
     _SET_DICT(
         spec,
         {"type": kind, "resource": resource, "parameters": parameters.copy(),
-         "risk_hints": hints.copy()},
+         "risk_hints": hints.copy() if hints else {}},
     )  # fmt: skip
-    _SET_FIELDS_SET(spec, given)
+    _SET_FIELDS_SET(spec, set(data))
     _SET_EXTRA(spec, None)
     _SET_PRIVATE(spec, None)
     return spec

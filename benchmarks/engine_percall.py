@@ -5,18 +5,21 @@
 What a caller pays per decision (issue 18): parse the action spec from a dict
 (``parse_action_spec``), build the ``EvaluationContext``, ``Engine.evaluate`` (``full`` is
 the three); ``decide`` is the whole call through ``Engine.decide`` (the spec parsed, the
-context's fields passed straight; a tree without it times ``full`` again); and, in the same
-process, the plain indexed reference of ``benchmarks/engine.py`` over the same requests.
+context's fields passed straight; a tree without it times ``full`` again); ``data`` is the
+whole call with the JSON data itself passed to ``Engine.decide`` (which checks it as
+``parse_action_spec`` does, and builds no spec when it answers from a remembered route; a
+tree without it times ``decide`` again); and, in the same process, the plain indexed
+reference of ``benchmarks/engine.py`` over the same requests.
 Each round runs one fresh process per tree, alternating (so a change in the machine's load
 hits both alike), and times each part as CPU time (``time.process_time``: time spent
 waiting for the other tenants of a shared machine is not counted), the best of 25 passes
 over 2,000 requests; ``unseen`` is the whole call (``decide``) over requests never decided
 before (after 5 fresh draws of 2,000 that fill the plans, the median of 5 more, each timed
-once: nothing repeats for the memo to exploit), ``no_memo`` the whole call (``decide``)
-with the decision memos emptied before each call (every decision built). Printed: per-part
-medians over the rounds, and the ratios that matter, ``full / reference``, ``decide /
-reference``, ``unseen / reference`` and ``baseline / this`` (reference time over ours:
-higher is faster).
+once: nothing repeats for the memo to exploit; through ``data``), ``no_memo`` the whole
+call (``data``) with the decision memos emptied before each call (every decision built).
+Printed: per-part medians over the rounds, and the ratios that matter, ``full /
+reference``, ``decide / reference``, ``data / reference``, ``unseen / reference`` and
+``baseline / this`` (reference time over ours: higher is faster).
 
 ``--baseline-tree`` is a checkout of an older commit, e.g.
 ``git archive 636d064 agentfirewall | tar -x -C /tmp/base`` (only its ``agentfirewall``
@@ -36,7 +39,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PARTS = ("parse", "context", "evaluate", "full", "decide", "no_memo", "unseen", "reference")
+PARTS = (
+    "parse", "context", "evaluate", "full", "decide", "data", "no_memo", "unseen", "reference"
+)  # fmt: skip
 
 # Runs in a child process whose sys.path starts with the tree under test.
 CHILD = r"""
@@ -79,10 +84,20 @@ if hasattr(engine, "decide"):  # the context's fields passed straight (round 5 o
 else:  # an older tree: its only path
     decide = full
 
+try:  # JSON data passed to `Engine.decide` (a spec built only when needed): 2026-12-05 on
+    from agentfirewall.actions import spec_fields  # noqa: F401
+
+    def data_call(item):
+        d, r = item
+        return decide_fields(d, agent=r.agent, mode="sdk", now=now, sdk_default="deny").outcome
+except ImportError:  # an older tree: the spec parsed first
+    data_call = decide
+
 
 items = list(zip(data, requests))
 for item in items:  # first sight builds the plans: not part of the steady state
-    if full(item) != reference(item[1]) or decide(item) != reference(item[1]):
+    expected = reference(item[1])
+    if full(item) != expected or decide(item) != expected or data_call(item) != expected:
         raise SystemExit(f"disagrees with the reference on {item[1]}")
 gc.collect()
 gc.freeze()
@@ -111,7 +126,7 @@ def unseen():
                 "parameters": {"amount": r.amount}}, r) for r in fresh]
         started = time.process_time()
         for x in xs:
-            decide(x)
+            data_call(x)
         if draw >= 5:
             passes.append((time.process_time() - started) / len(xs) * 1e6)
     return sorted(passes)[len(passes) // 2]
@@ -123,7 +138,7 @@ routes = getattr(engine, "_routes", {})  # what decide settled per set of fields
 def no_memo(item):
     engine._decisions.clear()  # every decision built afresh (the clears: ~60 ns)
     routes.clear()
-    return decide(item)
+    return data_call(item)
 
 
 print(json.dumps({
@@ -133,6 +148,7 @@ print(json.dumps({
     "evaluate": best(lambda p: evaluate(p[0], p[1]), pairs),
     "full": best(full, items),
     "decide": best(decide, items),
+    "data": best(data_call, items),
     "no_memo": best(no_memo, items),
     "unseen": unseen(),
     "reference": best(reference, requests),
@@ -180,10 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"round {round_} {name:8} µs: {shown}", flush=True)
     print(f"\n{args.rules:,} rules, medians of {args.rounds} rounds (CPU µs per call, best of 25)")
     print(
-        "| tree | parse | context | evaluate | full per call | decide per call | no memo"
-        " | unseen | reference | full / reference | decide / reference | unseen / reference |"
+        "| tree | parse | context | evaluate | full per call | decide per call"
+        " | data per call | no memo | unseen | reference | full / reference | decide / reference"
+        " | data / reference | unseen / reference |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     medians = {
         name: {part: statistics.median(r[part] for r in rows) for part in PARTS}
         for name, rows in runs.items()
@@ -191,16 +208,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, m in medians.items():
         ratio = statistics.median(r["reference"] / r["full"] for r in runs[name])
         straight = statistics.median(r["reference"] / r["decide"] for r in runs[name])
+        raw = statistics.median(r["reference"] / r["data"] for r in runs[name])
         fresh = statistics.median(r["reference"] / r["unseen"] for r in runs[name])
         cells = " | ".join(f"{m[part]:.2f}" for part in PARTS)
-        print(f"| {name} | {cells} | {ratio:.2f}x | {straight:.2f}x | {fresh:.2f}x |")
+        print(f"| {name} | {cells} | {ratio:.2f}x | {straight:.2f}x | {raw:.2f}x | {fresh:.2f}x |")
     if "baseline" in medians:
         base, this = medians["baseline"], medians["this"]
-        speedups = ", ".join(f"{part} {base[part] / this[part]:.2f}x" for part in PARTS[:7])
+        speedups = ", ".join(f"{part} {base[part] / this[part]:.2f}x" for part in PARTS[:8])
         print(f"\nbaseline / this (higher is faster): {speedups}")
         paired = ", ".join(
             f"{part} {statistics.median(b[part] / t[part] for b, t in zip(runs['baseline'], runs['this'], strict=True)):.2f}x"  # noqa: E501
-            for part in PARTS[:7]
+            for part in PARTS[:8]
         )
         print(f"the same, median of each round's ratio (the two runs of one round): {paired}")
     return 0

@@ -11,7 +11,8 @@ Compile once with :class:`Engine`, then call :meth:`Engine.evaluate` per action:
 
 :meth:`Engine.decide` takes the context's fields straight (``engine.decide(spec, agent="Bot",
 mode="proxy", now=..., connector="github")``): the same decision, without building the
-context when the decision is already known and no rule in play reads a context field.
+context when the decision is already known and no rule in play reads a context field. It
+also takes the spec's JSON data (a dict), checked as ``parse_action_spec`` checks it.
 
 The engine is pure: no I/O, no clock. See docs/policies.md for the document format.
 

@@ -8,6 +8,10 @@ attribute hook; the function written here reads the parameters once and answers 
 ``parameters.<key>`` inline (the same steps as its predicate: conditions.ParameterLeaf),
 calls every other test, and stops at the first rule without a condition.
 
+When every test before the first rule without a condition is a parameter test, the same
+answer is also given by ``by_parameters(parameters)`` (`compile_by_parameters`): what
+`Engine.decide` calls on a remembered route for JSON data, without building the spec.
+
 The code is written per shape (the sequence of step kinds) and compiled once per shape
 (a bounded cache): a plan binds its own keys, comparisons and predicates to it, so a new
 plan of a known shape costs no compilation. Plans of more than `_MAX_INLINE` rules use the
@@ -26,12 +30,13 @@ from agentfirewall.policy.fields import MISSING
 if TYPE_CHECKING:
     from agentfirewall.policy.context import EvaluationContext
 
-__all__ = ["First", "compile_first"]
+__all__ = ["ByParameters", "First", "compile_by_parameters", "compile_first"]
 
 First = Callable[[ActionSpec, "EvaluationContext"], int]
+ByParameters = Callable[[dict[str, Any]], int]
 _MAX_INLINE = 32  # a new shape compiles once: ~0.2 ms at 8 steps, ~0.8 ms at 32
 _SHAPE_LIMIT = 1024
-_shapes: dict[tuple[str, ...], Callable[..., First]] = {}
+_shapes: dict[tuple[tuple[str, ...], bool], Callable[..., Any]] = {}
 
 
 def _parameter_leaf(tree: Node | None, test: Predicate) -> ParameterLeaf | None:
@@ -58,12 +63,13 @@ def _loop(tests: tuple[Predicate, ...]) -> First:
     return first
 
 
-def _source(shape: tuple[str, ...]) -> str:
+def _source(shape: tuple[str, ...], by_parameters: bool = False) -> str:
     """``def make(<constants>)`` returning ``first`` for one shape: ``always``, ``call``,
-    ``param`` (a parameter test) or ``compare`` (a parameter test with an int fast path)."""
+    ``param`` (a parameter test) or ``compare`` (a parameter test with an int fast path);
+    with `by_parameters`, ``first(p)`` taking the parameters (a shape without ``call``)."""
     names: list[str] = []
     body: list[str] = []
-    read = False
+    read = by_parameters  # the parameters are the argument
     for i, kind in enumerate(shape):
         if kind == "always":
             body.append(f"        return {i}")
@@ -88,20 +94,21 @@ def _source(shape: tuple[str, ...]) -> str:
             body.append(f"        if v is not MISSING and t{i}(v):\n            return {i}")
     else:
         body.append("        return -1")
-    header = f"def make({', '.join(names)}):\n    def first(spec, ctx):\n"
+    arguments = "p" if by_parameters else "spec, ctx"
+    header = f"def make({', '.join(names)}):\n    def first({arguments}):\n"
     return header + "\n".join(body) + "\n    return first\n"
 
 
-def _maker(shape: tuple[str, ...]) -> Callable[..., First]:
-    known = _shapes.get(shape)
+def _maker(shape: tuple[str, ...], by_parameters: bool = False) -> Callable[..., Any]:
+    known = _shapes.get((shape, by_parameters))
     if known is not None:
         return known
     namespace: dict[str, Any] = {"MISSING": MISSING}
-    exec(compile(_source(shape), "<policy plan>", "exec"), namespace)  # noqa: S102
-    make: Callable[..., First] = namespace["make"]
+    exec(compile(_source(shape, by_parameters), "<policy plan>", "exec"), namespace)  # noqa: S102
+    make: Callable[..., Any] = namespace["make"]
     if len(_shapes) >= _SHAPE_LIMIT:
         _shapes.clear()
-    _shapes[shape] = make
+    _shapes[shape, by_parameters] = make
     return make
 
 
@@ -112,6 +119,31 @@ def compile_first(
     `always`: the test of a rule without a condition)."""
     if len(tests) > _MAX_INLINE:
         return _loop(tests)
+    shape, constants = _shape(tests, trees, always)
+    first: First = _maker(shape)(*constants)
+    return first
+
+
+def compile_by_parameters(
+    tests: tuple[Predicate, ...], trees: Sequence[Node | None], always: Predicate
+) -> ByParameters | None:
+    """``compile_first``'s function as one of the parameters alone, or None when a test
+    before the first rule without a condition reads anything else (or the plan has more
+    than `_MAX_INLINE` rules)."""
+    if len(tests) > _MAX_INLINE:
+        return None
+    shape, constants = _shape(tests, trees, always)
+    if "call" in shape:
+        return None
+    by_parameters: ByParameters = _maker(shape, by_parameters=True)(*constants)
+    return by_parameters
+
+
+def _shape(
+    tests: tuple[Predicate, ...], trees: Sequence[Node | None], always: Predicate
+) -> tuple[tuple[str, ...], list[object]]:
+    """The step kinds of `tests` up to the first rule without a condition, and the
+    constants their code binds."""
     shape: list[str] = []
     constants: list[object] = []
     for test, tree in zip(tests, trees, strict=True):
@@ -128,4 +160,4 @@ def compile_first(
         else:
             shape.append("compare")
             constants += [leaf.key, leaf.test, *leaf.compare]
-    return _maker(tuple(shape))(*constants)
+    return tuple(shape), constants

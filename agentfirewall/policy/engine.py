@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from agentfirewall.actions import ActionSpec, Risk
+from agentfirewall.actions import ActionSpec, Risk, parse_action_spec, spec_fields, spec_of
 from agentfirewall.decisions import (
     ENFORCEMENT_LEVELS,
     ApprovalRequirement,
@@ -37,7 +37,7 @@ from agentfirewall.decisions import (
     Outcome,
     apply_enforcement,
 )
-from agentfirewall.policy.chain import First
+from agentfirewall.policy.chain import ByParameters, First
 from agentfirewall.policy.context import _EMPTY, ROUTE_RISK, EvaluationContext, Mode
 from agentfirewall.policy.explain import Explanation, Step
 from agentfirewall.policy.globs import dot_prefixes, reserved_floor
@@ -123,19 +123,25 @@ def _no_rule(spec: ActionSpec, ctx: EvaluationContext) -> int:
     return -1
 
 
+def _no_rule_by_parameters(parameters: dict[str, Any]) -> int:
+    """`_no_rule` on the parameters alone."""
+    return -1
+
+
 class _Route:
     """What `Engine.decide` settled for one set of its arguments (agent, mode, connector,
     enforcement level, SDK default, route risk) and of the spec's type, provider and
-    environment, when no rule in play reads the context: the plan's first-match function,
-    and the decision built for each answer it gave (the position of the rule that matched,
-    -1 for none). An answer that does not settle the run (a later rule could raise the
-    risk score), or whose decision named an error, is never kept: the full path decides it
-    every time."""
+    environment, when no rule in play reads the context: the plan's first-match function
+    (and its function of the parameters alone, when it has one), and the decision built for
+    each answer it gave (the position of the rule that matched, -1 for none). An answer
+    that does not settle the run (a later rule could raise the risk score), or whose
+    decision named an error, is never kept: the full path decides it every time."""
 
-    __slots__ = ("decisions", "first")
+    __slots__ = ("by_parameters", "decisions", "first")
 
-    def __init__(self, first: First) -> None:
+    def __init__(self, first: First, by_parameters: ByParameters | None) -> None:
         self.first = first
+        self.by_parameters = by_parameters
         self.decisions: dict[int, Decision] = {}
 
 
@@ -164,7 +170,7 @@ class Engine:
 
     def decide(
         self,
-        spec: ActionSpec,
+        spec: ActionSpec | dict[str, Any],
         *,
         agent: str,
         mode: Mode,
@@ -179,15 +185,28 @@ class Engine:
         same decision or the same error, without building the context when no rule in play
         reads a context field.
 
+        `spec` is an ActionSpec or its JSON data (a dict), checked as `parse_action_spec`
+        checks it (an invalid one raises its ActionSpecError). For data in the common shape
+        (`actions.spec_fields`) whose fields were decided before, the answer is read from
+        what was remembered and no ActionSpec is built.
+
         The arguments are checked as `EvaluationContext` checks them; whatever this path
         does not cover (a value the context would refuse or normalise, a kill switch, a
         default or permission deny, a plan whose rules read the context, a run a rule
         raised in or a later rule could still change) is decided by `evaluate`'s own path
         with the context built.
         """
-        fields = spec.__dict__
-        action = fields["type"]
-        resource = fields["resource"].__dict__
+        data = None  # JSON data in the common shape: its checked fields
+        if type(spec) is not ActionSpec:
+            if type(spec) is dict:
+                data = spec_fields(spec)
+            if data is None:  # anything else: the model checks it (or raises)
+                spec = parse_action_spec(spec)
+        if data is None:
+            fields = spec.__dict__
+            action, resource = fields["type"], fields["resource"].__dict__
+        else:
+            action, resource = data[0], data[1].__dict__
         route_key = (agent, action, resource["environment"], resource["provider"], connector,
                      mode, enforcement_level, sdk_default, risk)  # fmt: skip
         try:
@@ -195,12 +214,20 @@ class Engine:
         except TypeError:  # an unhashable argument: the context below refuses it
             route = None
         if route is not None and now.tzinfo is not None and not self._kill.active:
+            found = None
             try:  # by the position of the first rule that matches (-1: none)
-                found = route.decisions.get(route.first(spec, _NO_CONTEXT))
+                if data is None:  # an ActionSpec
+                    found = route.decisions.get(route.first(spec, _NO_CONTEXT))  # type: ignore[arg-type]
+                elif route.by_parameters is not None:  # the spec is never built
+                    found = route.decisions.get(route.by_parameters(data[2]))
             except Exception:  # a test raised: the full path below names the failure
                 found = None
             if found is not None:
                 return found
+        # not answered from memory: JSON data is built into its spec after all
+        model = cast(ActionSpec, spec)
+        if data is not None:
+            model = spec_of(cast(dict[str, Any], spec), data)
         if (
             (mode == "sdk" or mode == "proxy")
             and now.tzinfo is not None
@@ -231,10 +258,10 @@ class Engine:
                         )
                         found = self._enforce(default, enforcement_level)
                         self._remember(key, found)  # no run: no errors
-                    self._route(route_key, _no_rule).decisions[-1] = found
+                    self._route(route_key, _no_rule, _no_rule_by_parameters).decisions[-1] = found
                     return found
                 if not plan.reads_context:
-                    settled = _settled(plan, spec, _NO_CONTEXT, score)
+                    settled = _settled(plan, model, _NO_CONTEXT, score)
                     if settled is not None:
                         key = (id(rule), where, sdk_default, score, enforcement_level, plan,
                                settled)  # fmt: skip
@@ -245,12 +272,13 @@ class Engine:
                                 _where(agent, where), score,
                             )  # fmt: skip
                         if not found.errors:
-                            self._route(route_key, plan.first).decisions[settled] = found
+                            route = self._route(route_key, plan.first, plan.by_parameters)
+                            route.decisions[settled] = found
                         return found
         ctx = EvaluationContext(
             agent, mode, now, connector, enforcement_level, sdk_default, risk, attributes
         )
-        return self._decide(spec, ctx, None)
+        return self._decide(model, ctx, None)
 
     def timeless(self, spec: ActionSpec, agent: str) -> bool:
         """True when the decision on `spec` for `agent` reads nothing of the evaluation
@@ -405,11 +433,13 @@ class Engine:
             self._remember(key, decision)
         return decision
 
-    def _route(self, key: tuple[object, ...], first: First) -> _Route:
+    def _route(
+        self, key: tuple[object, ...], first: First, by_parameters: ByParameters | None
+    ) -> _Route:
         route = self._routes.get(key)
         if route is None:
             _make_room(self._routes, _DECISION_CACHE_LIMIT)
-            route = self._routes[key] = _Route(first)
+            route = self._routes[key] = _Route(first, by_parameters)
         return route
 
     def _remember(self, key: tuple[object, ...], decision: Decision) -> None:

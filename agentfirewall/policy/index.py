@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.decisions import ApprovalRequirement, Outcome
-from agentfirewall.policy.chain import First, compile_first
+from agentfirewall.policy.chain import ByParameters, First, compile_by_parameters, compile_first
 from agentfirewall.policy.conditions import Node, Predicate, compile_tree, specialize
 from agentfirewall.policy.globs import Glob, compile_glob
 from agentfirewall.policy.models import Policy
@@ -57,9 +57,10 @@ class Plan:
     evaluation can stop once no later rule could raise the risk score. `tests` are the
     rules' predicates, in the same order (the hot loop reads no attribute).
     `first(spec, ctx)` is the position of the first rule whose test is true, else -1: the
-    tests in one function (chain.py). `reads_context` is false when no rule's condition
-    reads a context field (``context.``, ``content.``, ``response.``, ``budget.``): the
-    tests then read the spec alone.
+    tests in one function (chain.py); `by_parameters(parameters)` gives the same position
+    when the tests that can decide read the parameters alone (else None). `reads_context`
+    is false when no rule's condition reads a context field (``context.``, ``content.``,
+    ``response.``, ``budget.``): the tests then read the spec alone.
 
     A plan compares and hashes by identity: the engine keys its decisions on the plan
     object itself (which the key keeps alive), not on the names of its policies.
@@ -71,6 +72,7 @@ class Plan:
     tests: tuple[Predicate, ...]
     first: First
     reads_context: bool = True
+    by_parameters: ByParameters | None = None
 
 
 def _specialized(rule: CompiledRule, statics: dict[str, object]) -> CompiledRule | None:
@@ -110,8 +112,11 @@ def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: 
         rule.test is not _always and rule.tree is not None and rule.tree.reads_context
         for rule in rules
     )
-    first = compile_first(tests, [rule.tree for rule in rules], _always)
-    return Plan(tuple(p.name for p in in_scope), rules, tuple(suffix), tests, first, context)
+    trees = [rule.tree for rule in rules]
+    first = compile_first(tests, trees, _always)
+    by_parameters = compile_by_parameters(tests, trees, _always)
+    names = tuple(p.name for p in in_scope)
+    return Plan(names, rules, tuple(suffix), tests, first, context, by_parameters)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """A plan's first-match function (chain.py) answers as the loop over its tests does: the
 same position, or the same exception, for generated rules (parameter tests with and
 without the int fast path, every other field, nested all / any / not, rules without a
-condition) and generated requests.
+condition) and generated requests; and its function of the parameters alone exists exactly
+when every test that can decide is a parameter test, and answers as the loop does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.policy import EvaluationContext, load_policy
-from agentfirewall.policy.chain import _MAX_INLINE, compile_first
+from agentfirewall.policy.chain import _MAX_INLINE, _parameter_leaf, compile_first
 from agentfirewall.policy.globs import dot_prefixes
 from agentfirewall.policy.index import PolicyIndex, _always
 from tests.core.test_policy_memo import NOW, requests
@@ -94,6 +95,15 @@ def test_first_equals_the_loop_over_the_tests(
         plan = index.plan(ctx.agent, spec.type, spec.resource.environment, prefixes)
         expected = _answer(_loop, plan.tests, spec, ctx)
         assert _answer(plan.first, spec, ctx) == expected
+        deciding = [
+            (test, rule.tree)
+            for test, rule in zip(plan.tests, plan.rules, strict=True)
+            if test is not _always
+        ][: plan.tests.index(_always) if _always in plan.tests else None]
+        parameters_only = all(_parameter_leaf(tree, test) for test, tree in deciding)
+        assert (plan.by_parameters is not None) is parameters_only
+        if plan.by_parameters is not None:
+            assert _answer(plan.by_parameters, spec.parameters) == expected
         # the loop the long plans use
         times = _MAX_INLINE // max(len(plan.tests), 1) + 1
         trees = [rule.tree for rule in plan.rules] * times

@@ -2,12 +2,15 @@
 built, field for field: the same decision (outcome, reasons, rules, risk, errors) or the
 same error, whatever the rules read (spec fields, context fields, content attributes), with
 and without access rules and kill switches, on a long-lived engine (remembered decisions)
-against a fresh one.
+against a fresh one; and given the spec's JSON data instead of the spec, the same answer,
+or the same ActionSpecError as `parse_action_spec`, valid data or not.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.actions import parse_action_spec
+from agentfirewall.errors import ActionSpecError
 from agentfirewall.policy import Engine, EvaluationContext, KillSwitch
 from tests.core.test_policy_memo import ACCESS, NOW, POLICIES, _policy, requests
 from tests.fuzzscale import examples
@@ -93,12 +97,14 @@ def test_decide_equals_evaluate_with_the_context_built(
         "context fields": CONTEXT_POLICIES,
     }[which]
     shared = Engine(access_rules=rules, policies=policies, kill_switches=kills)
-    for (data, fields), attributes, now in sequence * 2:  # the second pass: remembered
+    for turn, ((data, fields), attributes, now) in enumerate(sequence * 2):  # then remembered
         spec = parse_action_spec(data)
         given_fields = {**fields, "now": now, "attributes": attributes}
         fresh = Engine(access_rules=rules, policies=policies, kill_switches=kills)
         expected = fresh.evaluate(spec, EvaluationContext(**given_fields))
-        assert shared.decide(spec, **given_fields) == expected
+        spec_first = turn % 2 == 0  # which form the engine sees (and remembers) first
+        for given_spec in (spec, data) if spec_first else (data, spec):
+            assert shared.decide(given_spec, **given_fields) == expected
         assert shared.evaluate(spec, EvaluationContext(**given_fields)) == expected
 
 
@@ -140,13 +146,13 @@ _SPECS = st.fixed_dictionaries(
 @given(
     _FIELDS,
     _CHANGES,
-    st.lists(st.tuples(_SPECS, st.booleans()), min_size=6, max_size=40),
+    st.lists(st.tuples(_SPECS, st.booleans(), st.booleans()), min_size=6, max_size=40),
     st.booleans(),
 )
 def test_requests_that_share_their_fields_get_their_own_decisions(
     first: dict[str, Any],
     changes: dict[str, Any],
-    sequence: list[tuple[dict[str, Any], bool]],
+    sequence: list[tuple[dict[str, Any], bool, bool]],
     access: bool,
 ) -> None:
     """Many specs under the same context fields (or under a second set that differs from
@@ -154,18 +160,101 @@ def test_requests_that_share_their_fields_get_their_own_decisions(
     remembers what it settled for those fields by the rule that matched, and every answer
     is still the one a fresh engine gives that request alone. Amounts cross each rule's
     threshold, a rule raises on some bodies, the resource's provider names the connector
-    in SDK mode."""
+    in SDK mode; each request comes as a spec or as its JSON data (answered from a
+    remembered route by its parameters alone, without a spec)."""
     rules = ACCESS if access else []
     policies = POLICIES[:3]  # none reads a context field
     shared = Engine(access_rules=rules, policies=policies)
     second = {**first, **changes}
-    for data, other in sequence * 2:
+    for data, other, as_data in sequence * 2:
         spec = parse_action_spec(data)
         fields = {**(second if other else first), "now": NOW}
         expected = Engine(access_rules=rules, policies=policies).evaluate(
             spec, EvaluationContext(**fields)
         )
-        assert shared.decide(spec, **fields) == expected
+        assert shared.decide(data if as_data else spec, **fields) == expected
+
+
+# JSON data of every kind, valid or not: the common shape, its near misses (a nested or
+# non-finite parameter, a lone surrogate, a bad type or resource, hints, an unknown key),
+# and shapes only the model takes (a nested parameter, a float amount)
+_AMOUNTS = st.sampled_from([5, 101, 1001, 2.5, "12", math.inf, math.nan, [1], {"a": 1}, None])
+_DATA = st.fixed_dictionaries(
+    {"type": st.sampled_from(["pay.charge.create", "svc.x.run", "Pay.charge", "pay", 7])},
+    optional={
+        "resource": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "environment": st.sampled_from(["prod", "", "\ud800", None, 3]),
+                    "provider": st.sampled_from(["pay", "svc"]),
+                    "region": st.just("eu"),  # not a resource field
+                },
+            ),
+            st.none(),
+            st.just([]),
+        ),
+        "parameters": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "amount": _AMOUNTS,
+                    "body": st.sampled_from(["ok", "x", "x" * 4097, "bad \udc80"]),
+                },
+            ),
+            st.just([1]),
+            st.none(),
+        ),
+        "risk_hints": st.sampled_from([{}, {"irreversible": True}, {"x": math.nan}, {"x": [1]}]),
+        "extra": st.just(1),
+    },
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(_FIELDS, st.lists(_DATA, min_size=4, max_size=30), st.booleans())
+def test_json_data_is_checked_and_decided_as_its_parsed_spec(
+    fields: dict[str, Any], sequence: list[dict[str, Any]], access: bool
+) -> None:
+    """Given the JSON data, `decide` raises `parse_action_spec`'s error for the same data
+    (word for word) or answers what it answers for the parsed spec, also when the data's
+    fields were decided before (a remembered route, read without building a spec)."""
+    rules = ACCESS if access else []
+    shared = Engine(access_rules=rules, policies=POLICIES[:3])
+    given_fields = {**fields, "now": NOW}
+
+    def parsed_first(data: dict[str, Any]) -> object:
+        fresh = Engine(access_rules=rules, policies=POLICIES[:3])
+        return fresh.decide(parse_action_spec(data), **given_fields)
+
+    for data in sequence * 2:
+        expected = _outcome(partial(parsed_first, data))
+        assert _outcome(partial(shared.decide, data, **given_fields)) == expected
+
+
+def test_json_data_is_not_kept_and_not_changed() -> None:
+    """The engine reads the caller's dicts and keeps none of them: a later change to the
+    data changes nothing remembered, and the data is left as it was given."""
+    engine = Engine(policies=POLICIES[:3])
+    params = {"amount": 5}
+    data = {"type": "pay.charge.create", "resource": {"environment": "prod"}, "parameters": params}
+    fields: dict[str, Any] = {"agent": "Bot", "mode": "sdk", "now": NOW}
+    before = engine.decide(data, **fields)
+    assert engine.decide(data, **fields) is before  # answered from the remembered route
+    params["amount"] = 5000
+    expected = Engine(policies=POLICIES[:3]).decide(parse_action_spec(data), **fields)
+    assert engine.decide(data, **fields) == expected
+    assert data == {
+        "type": "pay.charge.create",
+        "resource": {"environment": "prod"},
+        "parameters": {"amount": 5000},
+    }
+
+
+@pytest.mark.parametrize("data", ["pay.charge.create", ["pay.charge.create"], None, 7])
+def test_anything_but_a_spec_or_its_data_is_refused_clearly(data: object) -> None:
+    with pytest.raises(ActionSpecError, match="invalid action spec"):
+        Engine(policies=POLICIES).decide(data, agent="Bot", mode="sdk", now=NOW)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
