@@ -219,8 +219,11 @@ def redact_body(
         nonlocal count
         new, found = redact_text(scanner, text, names)
         leaf = location.rsplit(".", 1)[-1]
-        if not found and "generic_secret" in names and _secret_name(leaf) and _generic(text):
-            new, found = marker("generic_secret"), 1
+        # a secret-named value that still looks like a secret (none found in it, or what
+        # is left around the markers, e.g. `AKIA…:0` whose key id alone was replaced) goes
+        # whole: a rescan must find nothing
+        if "generic_secret" in names and _secret_name(leaf) and _generic(new):
+            new, found = marker("generic_secret"), found + 1
         count += found
         return new
 
