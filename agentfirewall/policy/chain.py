@@ -9,7 +9,7 @@ attribute hook; the function written here reads the parameters once and answers 
 calls every other test, and stops at the first rule without a condition.
 
 When every test before the first rule without a condition is a parameter test, the same
-answer is also given by ``by_parameters(parameters)`` (`compile_by_parameters`): what
+answer is also given by ``by_parameters(parameters)`` (`compile_plan` writes both): what
 `Engine.decide` calls on a remembered route for JSON data, without building the spec.
 
 The code is written per shape (the sequence of step kinds) and compiled once per shape
@@ -30,7 +30,7 @@ from agentfirewall.policy.fields import MISSING
 if TYPE_CHECKING:
     from agentfirewall.policy.context import EvaluationContext
 
-__all__ = ["ByParameters", "First", "compile_by_parameters", "compile_first"]
+__all__ = ["ByParameters", "First", "compile_plan"]
 
 First = Callable[[ActionSpec, "EvaluationContext"], int]
 ByParameters = Callable[[dict[str, Any]], int]
@@ -112,31 +112,21 @@ def _maker(shape: tuple[str, ...], by_parameters: bool = False) -> Callable[...,
     return make
 
 
-def compile_first(
+def compile_plan(
     tests: tuple[Predicate, ...], trees: Sequence[Node | None], always: Predicate
-) -> First:
+) -> tuple[First, ByParameters | None]:
     """The first-match function of a plan's `tests` (`trees[i]`: rule i's condition tree,
-    `always`: the test of a rule without a condition)."""
+    `always`: the test of a rule without a condition), and the same function of the
+    parameters alone, or None when a test before the first rule without a condition reads
+    anything else (or the plan has more than `_MAX_INLINE` rules)."""
     if len(tests) > _MAX_INLINE:
-        return _loop(tests)
+        return _loop(tests), None
     shape, constants = _shape(tests, trees, always)
     first: First = _maker(shape)(*constants)
-    return first
-
-
-def compile_by_parameters(
-    tests: tuple[Predicate, ...], trees: Sequence[Node | None], always: Predicate
-) -> ByParameters | None:
-    """``compile_first``'s function as one of the parameters alone, or None when a test
-    before the first rule without a condition reads anything else (or the plan has more
-    than `_MAX_INLINE` rules)."""
-    if len(tests) > _MAX_INLINE:
-        return None
-    shape, constants = _shape(tests, trees, always)
     if "call" in shape:
-        return None
+        return first, None
     by_parameters: ByParameters = _maker(shape, by_parameters=True)(*constants)
-    return by_parameters
+    return first, by_parameters
 
 
 def _shape(

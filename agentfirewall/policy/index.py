@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.decisions import ApprovalRequirement, Outcome
-from agentfirewall.policy.chain import ByParameters, First, compile_by_parameters, compile_first
+from agentfirewall.policy.chain import ByParameters, First, compile_plan
 from agentfirewall.policy.conditions import Node, Predicate, compile_tree, specialize
 from agentfirewall.policy.globs import Glob, compile_glob
 from agentfirewall.policy.models import Policy
@@ -113,8 +113,7 @@ def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: 
         for rule in rules
     )
     trees = [rule.tree for rule in rules]
-    first = compile_first(tests, trees, _always)
-    by_parameters = compile_by_parameters(tests, trees, _always)
+    first, by_parameters = compile_plan(tests, trees, _always)
     names = tuple(p.name for p in in_scope)
     return Plan(names, rules, tuple(suffix), tests, first, context, by_parameters)
 

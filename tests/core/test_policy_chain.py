@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.policy import EvaluationContext, load_policy
-from agentfirewall.policy.chain import _MAX_INLINE, _parameter_leaf, compile_first
+from agentfirewall.policy.chain import _MAX_INLINE, _parameter_leaf, compile_plan
 from agentfirewall.policy.globs import dot_prefixes
 from agentfirewall.policy.index import PolicyIndex, _always
 from tests.core.test_policy_memo import NOW, requests
@@ -107,5 +107,6 @@ def test_first_equals_the_loop_over_the_tests(
         # the loop the long plans use
         times = _MAX_INLINE // max(len(plan.tests), 1) + 1
         trees = [rule.tree for rule in plan.rules] * times
-        padded = compile_first(plan.tests * times, trees, _always)
+        padded, padded_by_parameters = compile_plan(plan.tests * times, trees, _always)
         assert _answer(padded, spec, ctx) == expected
+        assert padded_by_parameters is None  # long plans keep the loop
