@@ -25,6 +25,20 @@ def request_text(request: Any) -> str | None:
     return f"{request.get('method')} {request.get('host')}{request.get('path')}{query}"
 
 
+def resource_text(spec: Any) -> str | None:
+    """An SDK action's resource: ``acme/api (github, account acme, production)``."""
+    resource = spec.get("resource") if isinstance(spec, dict) else None
+    if not isinstance(resource, dict):
+        return None
+    where = [str(resource[k]) for k in ("provider",) if resource.get(k)]
+    if resource.get("account"):
+        where.append(f"account {resource['account']}")
+    if resource.get("environment"):
+        where.append(str(resource["environment"]))
+    target = str(resource.get("target") or "-")
+    return f"{target} ({', '.join(where)})" if where else target
+
+
 def bound_fields(request: Any) -> list[tuple[str, object]]:
     """What the approval binds beyond the request line: the body (type, size, preview,
     SHA-256) and the digest of the whole request. Never a header value."""
@@ -51,7 +65,7 @@ def approvals_list(ctx: Context) -> int:
             short,
             a.get("agent"),
             (a.get("action_spec") or {}).get("type"),
-            request_text(a.get("request")),
+            request_text(a.get("request")) or resource_text(a.get("action_spec")),
             a.get("status"),
             a.get("reason"),
             short_time(a.get("expires_at")),
@@ -79,6 +93,7 @@ def approvals_show(ctx: Context) -> int:
         ("agent", approval.get("agent")),
         ("action", spec.get("type")),
         ("request", request_text(approval.get("request"))),
+        ("resource", resource_text(spec)),
         *bound_fields(approval.get("request")),
         ("parameters", spec.get("parameters") or None),
         ("reason", approval.get("reason")),

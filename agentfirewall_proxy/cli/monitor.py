@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from agentfirewall.display import visible
 from agentfirewall_proxy.cli.client import AdminClient
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.doctor import DOCTOR_AGENT
@@ -201,9 +202,9 @@ def _until_interrupted() -> Iterator[threading.Event]:
 
 def _print_record(ctx: Context, record: dict[str, Any]) -> None:
     if ctx.out.json_mode:
-        ctx.out.out.print_json(data=record)
+        ctx.out.json(record)
         return
-    cells = [str(c if c is not None else "-") for c in _traffic_row(record)]
+    cells = [visible(str(c if c is not None else "-")) for c in _traffic_row(record)]
     style = {"deny": "red", "require_approval": "yellow"}.get(str(record.get("decision")))
     ctx.out.line("  ".join(cells), style=style)
 

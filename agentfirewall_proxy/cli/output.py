@@ -1,5 +1,10 @@
 """What `tf` prints: rich tables for people, ``--json`` for scripts, errors that say what next.
 
+Everything printed goes through `Output`, which shows data as text: never as rich markup,
+and never as terminal commands (`agentfirewall.display.visible`: an agent-chosen target or
+path holding an escape sequence, a newline or a bidirectional control is printed as its
+escape, so what an approver reads is what the agent sent).
+
 Exit codes (the same for every command)::
 
     0  ok
@@ -19,8 +24,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
 from rich.console import Console
+from rich.highlighter import JSONHighlighter
 from rich.table import Table
 from rich.text import Text
+
+from agentfirewall.display import json_visible, visible
 
 __all__ = [
     "EXIT_DENIED",
@@ -82,9 +90,17 @@ class Output:
     def result(self, payload: object, render: Callable[[], None]) -> None:
         """`payload` as JSON with ``--json``, else whatever `render` prints."""
         if self.json_mode:
-            self.out.print_json(json.dumps(payload, default=str))
+            self.json(payload)
         else:
             render()
+
+    def json(self, payload: object) -> None:
+        """`payload` as one JSON document (indented, coloured on a terminal); a string's
+        hidden or display-controlling characters are written as JSON escapes."""
+        document = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+        text = JSONHighlighter()(json_visible(document))
+        text.no_wrap, text.overflow = True, None
+        self.out.print(text, soft_wrap=True)
 
     def table(
         self,
@@ -112,15 +128,15 @@ class Output:
     def progress(self, text: str) -> contextlib.AbstractContextManager[object]:
         """A spinner on a terminal's stderr while slow work runs (nothing when piped)."""
         if self.err.is_terminal and not self.json_mode:
-            return self.err.status(Text(text), spinner="dots")
+            return self.err.status(_text(text), spinner="dots")
         return contextlib.nullcontext()
 
     def note(self, text: str) -> None:
         """A dim line on stderr (progress, context), kept out of piped output."""
-        self.err.print(Text(text, style="dim"), soft_wrap=True)
+        self.err.print(_text(text, "dim"), soft_wrap=True)
 
     def line(self, text: str, style: str | None = None) -> None:
-        self.out.print(Text(text, style=style or ""), soft_wrap=True)
+        self.out.print(_text(text, style or ""), soft_wrap=True)
 
     def fields(self, pairs: Iterable[tuple[str, object]]) -> None:
         for key, value in pairs:
@@ -128,24 +144,30 @@ class Output:
 
     def success(self, text: str) -> None:
         if not self.json_mode:
-            self.out.print(Text("✓ " + text, style="green"), soft_wrap=True)
+            self.out.print(_text("✓ " + text, "green"), soft_wrap=True)
 
     def info(self, text: str) -> None:
         if not self.json_mode:
-            self.out.print(Text(text, style="dim"), soft_wrap=True)
+            self.out.print(_text(text, "dim"), soft_wrap=True)
 
     # problems (always on stderr) ---------------------------------------------------------
 
     def warn(self, text: str) -> None:
-        self.err.print(Text("warning: " + text, style="yellow"), soft_wrap=True)
+        self.err.print(_text("warning: " + text, "yellow"), soft_wrap=True)
 
     def error(self, message: str, hint: str | None = None) -> None:
-        self.err.print(Text("error: " + message, style="bold red"), soft_wrap=True)
+        self.err.print(_text("error: " + message, "bold red"), soft_wrap=True)
         if hint:
-            self.err.print(Text("  → " + hint), soft_wrap=True)
+            self.err.print(_text("  → " + hint), soft_wrap=True)
+
+
+def _text(text: str, style: str = "") -> Text:
+    """A message (its lines kept) as text, never markup nor terminal commands."""
+    return Text(visible(text, keep="\n"), style=style)
 
 
 def _cell(value: object) -> str:
+    """One datum on one line: a newline or escape sequence in it is printed as its escape."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -153,8 +175,8 @@ def _cell(value: object) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(_cell(v) for v in value) or "-"
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+        return visible(json.dumps(value, sort_keys=True, ensure_ascii=False))
+    return visible(str(value))
 
 
 def short_time(value: Any) -> str:

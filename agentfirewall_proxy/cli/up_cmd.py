@@ -130,7 +130,7 @@ def _announce(ctx: Context, info: Any, created: bool) -> None:
         "state_dir": str(info.state_dir),
     }
     if ctx.out.json_mode:
-        ctx.out.out.print_json(data=payload)
+        ctx.out.json(payload)
         ctx.out.out.file.flush()
         return
     if created:

@@ -4,6 +4,12 @@ Configured in settings (bot token and signing secret in the vault, a channel id)
 go through the Web API at ``settings.slack_api_url`` (tests point it at a local fake).
 Button callbacks are verified with the signing secret (``v0`` HMAC-SHA256 over
 ``v0:<timestamp>:<body>``, timestamps older than 5 minutes refused).
+
+What the agent chose (the action's target, the reason's quoted values) is shown as plain
+text fields, never as ``mrkdwn``: a target like ``<!channel> <https://x|Approve>`` pings no
+one and links nowhere, a backtick ends no code span, and display-controlling characters are
+shown as their escapes (`agentfirewall.display.visible`). Names in the ``mrkdwn`` lines are
+escaped as Slack asks (``&``, ``<``, ``>``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 
+from agentfirewall.display import visible
 from agentfirewall_server.store.schema import approvals
 
 if TYPE_CHECKING:
@@ -48,6 +55,21 @@ def verify_signature(
     return None
 
 
+_FIELD_LIMIT = 1900  # Slack refuses a section field over 2,000 characters
+
+
+def escaped(text: object) -> str:
+    """`text` for a ``mrkdwn`` line: shown as sent, Slack's three escapes applied."""
+    return visible(str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _field(label: str, value: object) -> dict[str, Any]:
+    text = visible(f"{label}: {value}")
+    if len(text) > _FIELD_LIMIT:
+        text = text[:_FIELD_LIMIT] + "…"
+    return {"type": "plain_text", "text": text, "emoji": False}
+
+
 def _blocks(row: dict[str, Any], base_url: str) -> list[dict[str, Any]]:
     spec = (
         json.loads(row["action_spec"])
@@ -55,13 +77,16 @@ def _blocks(row: dict[str, Any], base_url: str) -> list[dict[str, Any]]:
         else row["action_spec"]
     )
     target = (spec.get("resource") or {}).get("target")
-    where = f" on `{target}`" if target else ""
-    text = (
-        f"*{row['agent']}* wants to run `{spec['type']}`{where}"
-        f"\n>{row['reason'] or 'approval required'}\nRisk: {row['risk_score']:.0f}"
-    )
+    fields = [_field("Action", spec["type"])]
+    if target:
+        fields.append(_field("Target", target))
+    fields += [
+        _field("Risk", f"{row['risk_score']:.0f}"),
+        _field("Reason", row["reason"] or "approval required"),
+    ]
+    text = f"*{escaped(row['agent'])}* asks for approval"
     return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}, "fields": fields},
         {
             "type": "actions",
             "block_id": f"tf_{row['id']}",
@@ -157,7 +182,7 @@ class SlackNotifier:
                 "chat.postMessage",
                 {
                     "channel": channel,
-                    "text": f"Approval needed: {row['agent']} ({row['id']})",
+                    "text": f"Approval needed: {escaped(row['agent'])} ({row['id']})",
                     "blocks": _blocks(row, self.state.settings.base_url),
                 },
             )
@@ -179,8 +204,8 @@ class SlackNotifier:
         verb = {"approved": "Approved", "denied": "Denied", "expired": "Expired"}.get(
             row["status"], row["status"]
         )
-        by = f" by {row['decided_by']}" if row.get("decided_by") else ""
-        text = f"{verb}{by}: {row['agent']} ({row['id']})"
+        by = f" by {escaped(row['decided_by'])}" if row.get("decided_by") else ""
+        text = f"{verb}{by}: {escaped(row['agent'])} ({row['id']})"
         try:
             await self._call(
                 target[0],

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
+
+import pytest
 
 from agentfirewall_proxy.cli.output import Output, short_time
 from agentfirewall_proxy.cli.run_cmd import dedicated_port, ports_in_use
+from tests.core.test_display import HOSTILE, hidden
 
 
 def _output(*, json_mode: bool = False) -> tuple[Output, io.StringIO, io.StringIO]:
@@ -58,3 +62,39 @@ def test_a_gateway_with_agent_ports_is_seen_before_any_agent_has_one() -> None:
     assert ports_in_use(status({"agent_ports": {"Bot": 10001}}))
     assert not ports_in_use(status({"agent_ports": {}, "agent_port_range": None}))
     assert not ports_in_use(status())
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+_STYLES = re.compile(r"\x1b\[[0-9;]*m")  # rich's own colours on a terminal
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["piped", "terminal"])
+def test_data_never_acts_on_the_terminal(terminal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever an agent put in a target or a path, every way `tf` prints it shows the
+    escapes as text: nothing reaches the terminal that moves, clears or reorders it."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    hostile = "".join(HOSTILE)
+    out, err = (_Terminal(), _Terminal()) if terminal else (io.StringIO(), io.StringIO())
+    output = Output(stdout=out, stderr=err)
+    output.table(("id", "target"), [("apv_1", hostile), (hostile, {"k": hostile})])
+    output.fields([("target", hostile), ("parameters", {"x": [hostile]})])
+    output.line(hostile)
+    output.info(hostile)
+    output.success(hostile)
+    output.note(hostile)
+    output.warn(hostile)
+    output.error(hostile, hint=hostile)
+    for stream in (out, err):
+        printed = _STYLES.sub("", stream.getvalue())
+        assert not hidden(printed, keep="\n"), printed
+        assert "acme/\\u202eipa" in printed
+        assert "\\x1b[2J" in printed
+
+    document = io.StringIO()
+    Output(json_mode=True, stdout=document).result({"target": hostile, "n": [1, None]}, print)
+    assert json.loads(document.getvalue()) == {"target": hostile, "n": [1, None]}
+    assert not hidden(document.getvalue(), keep="\n")

@@ -34,10 +34,19 @@ def spec(amount: int) -> dict[str, Any]:
     }
 
 
-def request_action(dash: Dashboard, key: str, amount: int) -> dict[str, Any]:
+def request_action(
+    dash: Dashboard, key: str, amount: int, *, target: str | None = None, note: str | None = None
+) -> dict[str, Any]:
+    """A held transfer of `amount` (with `target` as its resource's target and `note` as
+    one more parameter when given)."""
+    action = spec(amount)
+    if target is not None:
+        action["resource"]["target"] = target
+    if note is not None:
+        action["parameters"]["note"] = note
     response = httpx.post(
         f"{dash.url}/api/v1/actions",
-        json={"action_spec": spec(amount)},
+        json={"action_spec": action},
         headers={"Authorization": f"Bearer {key}"},
     )
     assert response.status_code == 200, response.text

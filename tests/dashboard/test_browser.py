@@ -248,6 +248,30 @@ def test_an_agent_named_script_renders_as_text(dash: Dashboard) -> None:
     watched.assert_clean()  # no dialog opened, no error
 
 
+def test_an_approvers_card_shows_the_target_as_sent(dash: Dashboard) -> None:
+    """A target written to read as another (a right-to-left override), with escape
+    sequences and invisible characters, is shown with each of them as its escape; the
+    card names the SDK action's resource, which is what the approver decides on."""
+    key = create_agent(dash, "Spoof Bot")
+    dash.api("POST", "/policies", {"document": HOLD_POLICY})
+    target = "acme/\u202eipa\u200b\x1b[2J\U000e0041"
+    held = request_action(dash, key, 10, target=target, note="line\u2028two\u2066")
+    assert held["status"] == "pending_approval"
+    watched = dash.open("member")
+    page = watched.page
+    dash.goto(page, "/approvals")
+    card = page.locator(f"article[data-approval-id='{held['approval']['id']}']")
+    card.wait_for()
+    assert card.locator(".a-request").inner_text() == (
+        "SDK action on acme/\\u202eipa\\u200b\\x1b[2J\\U000e0041 (bank, account acme, production)"
+    )
+    card.locator("summary", has_text="Parameters").click()
+    params = card.locator(".a-params").inner_text()
+    assert '"note": "line\\u2028two\\u2066"' in params
+    assert not any(c in card.inner_text() for c in "\u202e\u200b\x1b\u2028\u2066")
+    watched.assert_clean()
+
+
 def test_agent_page_sets_enforcement_presets_and_custom_rules(dash: Dashboard) -> None:
     create_agent(dash, "Rules Bot")
     dash.api("POST", "/connectors", {"type": "github", "token": "ghp_rulesTest0000000000000"})

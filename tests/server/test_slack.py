@@ -135,3 +135,36 @@ def test_bad_signatures_and_stale_timestamps_are_refused(harness: Harness) -> No
 def test_interactivity_is_404_when_slack_is_not_configured(harness: Harness) -> None:
     r = _callback(harness, "apv_x", "approve")
     assert r.status_code == 404
+
+
+def test_what_the_agent_chose_is_plain_text_in_slack(
+    harness_factory: Any, fakes: FakeUpstreams
+) -> None:
+    """A target written to ping the channel, fake a link or end a code span is shown as
+    sent, in a plain text field; escape sequences and bidi controls as their escapes."""
+    slack = fakes["slack"]
+    slack.clear()
+    h: Harness = harness_factory(slack_api_url=slack.http_url + "/api")
+    _configure(h)
+    key = h.create_agent("<!here> & Bot")
+    h.admin("POST", "/v1/permissions", json={"agent": "<!here> & Bot", "connector": "github",
+                                             "action_pattern": "*",
+                                             "decision": "require_approval"})  # fmt: skip
+    target = "acme/api` <!channel> <https://evil.example|Approve: safe> *ok* \x1b[2J acme/\u202eipa"
+    spec = {**SPEC, "resource": {**SPEC["resource"], "target": target}}
+    held = h.agent(key, "POST", "/v1/actions", json={"action_spec": spec}).json()
+    assert held["status"] == "pending_approval"
+    message = slack.wait_for(1)[0].json()
+    section = message["blocks"][0]
+    assert section["text"] == {
+        "type": "mrkdwn",
+        "text": "*&lt;!here&gt; &amp; Bot* asks for approval",
+    }
+    assert message["text"].startswith("Approval needed: &lt;!here&gt; &amp; Bot (apv_")
+    shown = {f["text"].split(": ", 1)[0]: f["text"].split(": ", 1)[1] for f in section["fields"]}
+    assert all(f["type"] == "plain_text" for f in section["fields"])
+    assert shown["Target"] == target.replace("\x1b", "\\x1b").replace("\u202e", "\\u202e")
+    assert shown["Action"] == "github.pr.merge"
+    mrkdwn = json.dumps(message["blocks"][1:]) + section["text"]["text"] + message["text"]
+    assert "<!" not in mrkdwn
+    assert "evil.example" not in mrkdwn

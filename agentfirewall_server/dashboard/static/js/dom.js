@@ -1,10 +1,28 @@
-// DOM helpers. Data only ever reaches the page as text (textContent), never as HTML.
+// DOM helpers. Data only ever reaches the page as text (textContent), never as HTML, and
+// as what it is: characters that are invisible or change how text around them is shown
+// (control and format characters: bidirectional overrides, zero-width, tags; line and
+// paragraph separators; lone surrogates) are written as their escapes, as `tf` and Slack
+// show them (agentfirewall/display.py), so `acme/\u202eipa` never reads as `acme/api`.
+const HIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu;
+
+function escapeOf(char) {
+  if (char === "\n" || char === "\t") return char; // layout a page already shows as space
+  const code = char.codePointAt(0);
+  if (code < 0x100) return `\\x${code.toString(16).padStart(2, "0")}`;
+  if (code < 0x10000) return `\\u${code.toString(16).padStart(4, "0")}`;
+  return `\\U${code.toString(16).padStart(8, "0")}`;
+}
+
+export function shown(value) {
+  return String(value).replace(HIDDEN, escapeOf);
+}
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = String(value);
+    else if (key === "text") node.textContent = shown(value);
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (key === "dataset") Object.assign(node.dataset, value);
     else node.setAttribute(key, value === true ? "" : String(value));
@@ -16,7 +34,7 @@ export function el(tag, attrs = {}, ...children) {
 export function append(node, children) {
   for (const child of children.flat()) {
     if (child === undefined || child === null || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    node.append(child instanceof Node ? child : document.createTextNode(shown(child)));
   }
   return node;
 }
@@ -32,7 +50,7 @@ export function clear(node) {
 
 export function setText(selector, value) {
   const node = typeof selector === "string" ? $(selector) : selector;
-  if (node) node.textContent = value === undefined || value === null ? "" : String(value);
+  if (node) node.textContent = value === undefined || value === null ? "" : shown(value);
 }
 
 export function show(node, visible) {

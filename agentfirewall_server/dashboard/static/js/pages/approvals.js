@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { $, badge, clear, el, fail, notify, show, timeCell } from "../dom.js";
+import { $, badge, clear, el, fail, notify, setText, show, timeCell } from "../dom.js";
 import { latestOnly, onEvent, throttled } from "../events.js";
 import { GrantInputError, grantFrom, grantText, labelGrantFields } from "../grant-form.js";
 import { maskSecrets } from "../secrets.js";
@@ -46,27 +46,34 @@ function boundText(req) {
   return `${type}${req.body_size ?? 0} bytes, body sha256 ${String(req.body_sha256 || "").slice(0, 16)}…, request digest ${req.digest.slice(0, 16)}…`;
 }
 
+// An SDK action's resource: "SDK action on acme/api (github, account acme, production)".
+function resourceText(spec) {
+  const r = (spec && spec.resource) || {};
+  const where = [r.provider, r.account && `account ${r.account}`, r.environment].filter(Boolean);
+  return `SDK action on ${r.target || "-"}${where.length ? ` (${where.join(", ")})` : ""}`;
+}
+
 function card(approval) {
   const node = $("#approval-card").content.firstElementChild.cloneNode(true);
   node.dataset.approvalId = approval.id;
-  node.querySelector(".a-action").textContent = approval.action_spec.type;
+  setText(node.querySelector(".a-action"), approval.action_spec.type);
   const [label, cls] = riskLabel(approval.risk_score);
   const risk = node.querySelector(".a-risk");
-  risk.textContent = `risk ${approval.risk_score ?? 0} (${label})`;
+  setText(risk, `risk ${approval.risk_score ?? 0} (${label})`);
   risk.classList.add(cls);
-  node.querySelector(".a-agent").textContent = approval.agent;
-  node.querySelector(".a-source").textContent = approval.source;
+  setText(node.querySelector(".a-agent"), approval.agent);
+  setText(node.querySelector(".a-source"), approval.source);
   const req = approval.request;
-  node.querySelector(".a-request").textContent = req
-    ? `${req.method} ${req.host}${req.path}${req.query ? `?${req.query}` : ""}` : "SDK action";
-  node.querySelector(".a-bound").textContent = boundText(req);
+  setText(node.querySelector(".a-request"), req
+    ? `${req.method} ${req.host}${req.path}${req.query ? `?${req.query}` : ""}` : resourceText(approval.action_spec));
+  setText(node.querySelector(".a-bound"), boundText(req));
   if (req && req.body_preview) {
     const body = node.querySelector(".a-body");
-    body.textContent = req.body_preview;
+    setText(body, req.body_preview);
     body.hidden = false;
   }
-  node.querySelector(".a-reason").textContent = approval.reason || "";
-  node.querySelector(".a-params").textContent = JSON.stringify(maskSecrets(approval.action_spec.parameters || {}), null, 2);
+  setText(node.querySelector(".a-reason"), approval.reason || "");
+  setText(node.querySelector(".a-params"), JSON.stringify(maskSecrets(approval.action_spec.parameters || {}), null, 2));
   const noteId = `note-${approval.id}`;
   node.querySelector(".a-note-label").setAttribute("for", noteId);
   node.querySelector(".a-note").id = noteId;
