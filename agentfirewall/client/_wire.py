@@ -163,9 +163,26 @@ def parse_wait(body: object) -> ApprovalOutcome | None:
     return NotApproved(
         action_request_id=state.action_request_id,
         status="executed" if state.status == "allowed" else state.status,
-        reason=state.decision.reason,
+        reason=_why_not_approved(state),
         decision=state.decision,
     )
+
+
+def _why_not_approved(state: ActionState) -> str:
+    """A person's denial (who, and their note) or an expiry, else the decision's reason
+    (which, for a held action, is only why it was held)."""
+    approval = state.approval or {}
+    if state.status == "denied" and approval.get("status") == "denied":
+        by, note = approval.get("decided_by") or "an approver", approval.get("note")
+        return f"denied by {by}: {note}" if note else f"denied by {by}"
+    if state.status == "expired":
+        expiry = approval.get("expires_at")
+        return (
+            f"no decision before the approval expired at {expiry}"
+            if expiry
+            else ("no decision before the approval expired")
+        )
+    return state.decision.reason
 
 
 def parse_execution(body: object) -> ExecutionResult:

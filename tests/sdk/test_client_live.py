@@ -121,12 +121,16 @@ def test_a_denied_approval_is_falsy_and_guard_raises(agent: LiveAgent) -> None:
         thread.join(10)
         assert not outcome
         assert outcome.status == "denied"
+        # the person's denial and their note, not the rule's reason for holding it
+        assert outcome.reason.startswith("denied by ")
+        assert outcome.reason.endswith(": decided by a test")
         thread = in_thread(lambda: agent.decide_next("deny"))
         with pytest.raises(ApprovalError) as info:
             with tf.guard("payment.refund.create", provider="stripe", approval_timeout=30):
                 pytest.fail("the guarded block must not run")
         thread.join(10)
         assert info.value.status == "denied"
+        assert "decided by a test" in str(info.value)
 
 
 def test_waiting_past_the_deadline_returns_timeout(agent: LiveAgent) -> None:

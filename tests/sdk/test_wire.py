@@ -79,7 +79,21 @@ def test_wait_answers() -> None:
         assert isinstance(outcome, NotApproved)
         assert not outcome
         assert outcome.status == status
-        assert outcome.reason == f"r-{status}"
+    # no approval in the answer: a denial falls back on the decision's reason
+    assert parse_wait(state("denied")).reason == "r-denied"  # type: ignore[union-attr]
+    assert parse_wait(state("expired")).reason == "no decision before the approval expired"  # type: ignore[union-attr]
+    # a person's denial: who, and their note (not the rule's reason for holding it)
+    decided = {"status": "denied", "decided_by": "ana@example.com", "note": "CI is red"}
+    outcome = parse_wait({**state("denied"), "approval": decided})
+    assert outcome is not None
+    assert outcome.reason == "denied by ana@example.com: CI is red"
+    outcome = parse_wait({**state("denied"), "approval": {**decided, "note": None}})
+    assert outcome is not None
+    assert outcome.reason == "denied by ana@example.com"
+    expiry = {"status": "expired", "expires_at": "2026-12-05T07:00:00Z"}
+    outcome = parse_wait({**state("expired"), "approval": expiry})
+    assert outcome is not None
+    assert outcome.reason == "no decision before the approval expired at 2026-12-05T07:00:00Z"
     used = parse_wait(state("allowed"))  # allowed but no token: already used
     assert isinstance(used, NotApproved)
     assert used.status == "executed"

@@ -161,7 +161,23 @@ export function parseWait(body: unknown): WaitOutcome | null {
   }
   // allowed without a token: its token was already spent on an execution
   const why = state.status === "allowed" ? "executed" : state.status;
-  return { ...base, approved: false, status: why, reason: state.decision.reason };
+  return { ...base, approved: false, status: why, reason: whyNotApproved(state) };
+}
+
+/** A person's denial (who, and their note) or an expiry, else the decision's reason (which,
+ * for a held action, is only why it was held). */
+function whyNotApproved(state: ActionState): string {
+  const approval = state.approval ?? {};
+  if (state.status === "denied" && approval["status"] === "denied") {
+    const by = optionalString(approval["decided_by"]) || "an approver";
+    const note = optionalString(approval["note"]);
+    return note ? `denied by ${by}: ${note}` : `denied by ${by}`;
+  }
+  if (state.status === "expired") {
+    const expiry = optionalString(approval["expires_at"]);
+    return expiry ? `no decision before the approval expired at ${expiry}` : "no decision before the approval expired";
+  }
+  return state.decision.reason;
 }
 
 /** `POST /v1/actions/{id}/execute` answer. */

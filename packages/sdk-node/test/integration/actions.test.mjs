@@ -141,6 +141,9 @@ describe("approvals and execution (Mode A)", () => {
     assert.equal(approved, null);
     const outcome = await client.waitForDecision(result.action_request_id, { timeoutSeconds: 5 });
     assert.equal(outcome.status, "denied");
+    // the person's denial and their note, not the rule's reason for holding it
+    assert.match(outcome.reason, /^denied by .+: decided by a node test$/);
+    assert.doesNotMatch(outcome.reason, /merges need a human/);
   });
 
   test("nobody decides: waitForApproval resolves to null at its timeout", async () => {
