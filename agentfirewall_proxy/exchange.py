@@ -184,7 +184,9 @@ async def _refused(
 async def _upstream_failed(
     gateway: Services, conn: ClientConnection, flow: Flow, exc: UpstreamError
 ) -> bool:
-    flow.status, flow.reason = exc.status, str(exc)
+    # an approved request keeps saying so (`tf logs`: held → approved), then why it failed
+    approved = flow.reason.startswith("approved")
+    flow.status, flow.reason = exc.status, f"{flow.reason}; {exc}" if approved else str(exc)
     if flow.bytes_in == 0 and not conn.writer.transport.is_closing():
         await conn.refuse(
             exc.status,

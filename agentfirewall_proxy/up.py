@@ -6,8 +6,10 @@ remote gateway, without the network hop. While running, ``<state>/up.json`` reco
 the bound addresses (ports may be 0 = any free port), so other `tf` commands find it.
 
 Shutdown (SIGINT/SIGTERM): the gateway stops first and ships its last traffic records into the
-still-running app; then uvicorn runs the app's lifespan shutdown, which closes the store.
-Pending approvals live in the database and survive the restart.
+still-running app; then the open long-polls (an SDK's ``wait_for_approval``) are answered with
+the action's state and the dashboard's event streams end, as `python -m agentfirewall_server`
+does; then uvicorn runs the app's lifespan shutdown, which closes the store. Pending
+approvals live in the database and survive the restart.
 """
 
 from __future__ import annotations
@@ -159,6 +161,7 @@ async def run_up(
         gateway_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await gateway_task
+        app.state.af.hub.close()  # long-polls answer now, not cut at the graceful timeout
         await _finish(server, server_task)
 
 

@@ -78,7 +78,10 @@ def _token_principal(state: AppState, token: str) -> Principal:
     digest = hash_secret(token)
     row = state.snapshot.token_index.get(digest)
     if row is None or not same_hash(row["token_hash"], digest):
-        raise _unauthorized("invalid token: check the admin or gateway token")
+        raise _unauthorized(
+            "invalid token: neither an admin or gateway token nor an agent's API key "
+            "(those start with `aaf_`: check AAF_API_KEY)"
+        )
     if row["kind"] == "gateway":
         return Principal("gateway", "gateway")
     role = row["role"] or "viewer"

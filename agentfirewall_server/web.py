@@ -310,7 +310,7 @@ async def _api_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 304:
         return Response(status_code=304)
@@ -319,6 +319,8 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
         404: "no such endpoint: see docs/api.md",
         405: "method not allowed on this endpoint",
     }.get(exc.status_code, str(exc.detail).lower())
+    if exc.status_code == 404 and request.url.path.startswith("/v1/"):  # the SDKs' paths
+        message += "; the API is under /api: a base URL ends in `/api` (AAF_BASE_URL)"
     return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
 

@@ -36,7 +36,11 @@ def is_unsent(exc: BaseException) -> bool:
 def transport_error(exc: httpx.TransportError, url: str) -> TransportError:
     """Our TransportError for an httpx one, naming the server but never a header."""
     kind = type(exc).__name__
-    return TransportError(f"cannot reach the TameFlare server at `{url}`: {kind}: {exc}")
+    hint = _HINT if isinstance(exc, httpx.ConnectError) else ""
+    return TransportError(f"cannot reach the TameFlare server at `{url}`: {kind}: {exc}{hint}")
+
+
+_HINT = " (is it running — `tf up` — and is `AAF_BASE_URL` its address, ending in `/api`?)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ def check_new_agent(client: AdminClient, name: str, *, flag: str) -> bool:
 def _show_key(ctx: Context, agent: dict[str, Any], key: str, verb: str) -> None:
     ctx.out.success(f"agent {agent['name']} {verb} ({agent['id']})")
     ctx.out.line(f"AAF_API_KEY={key}")
+    ctx.out.line(f"AAF_BASE_URL={ctx.target().server_url.rstrip('/')}/api")
     ctx.out.info(
         "this key is shown once: store it now (the server keeps only its hash); "
         f'`tf agent rotate-key "{agent["name"]}"` makes a new one'

@@ -74,8 +74,6 @@ def _settle(ctx: Context, demo: Running, approval: dict[str, Any]) -> bool:
         _detail(ctx, "approved (--yes)")
         demo.api("POST", f"/v1/approvals/{aid}/approve")
         return True
-    if ctx.out.json_mode or not sys.stdin.isatty():
-        raise CliError("a held request waits for you: run `tf demo` in a terminal, or --yes")
     if demo.info.setup_url:
         _detail(ctx, "approve it here, or in the dashboard (this one-time link logs you in):")
         _say(ctx, "  " + demo.info.setup_url)
@@ -174,6 +172,12 @@ def _intro(ctx: Context, demo: Running) -> None:
 
 
 def demo(ctx: Context) -> int:
+    if not ctx.args.yes and (ctx.out.json_mode or not sys.stdin.isatty()):
+        # asked before anything starts: a held call is never left to be cut at the end
+        raise CliError(
+            "`tf demo` asks you to approve a held request, and there is no terminal to ask in",
+            hint="run it in a terminal, or add --yes to approve it without asking",
+        )
     _say(ctx, "TameFlare demo: a throwaway gateway, fake GitHub and Stripe", "bold")
     try:
         with tempfile.TemporaryDirectory(prefix="tf-demo-") as tmp, ExitStack() as stack:

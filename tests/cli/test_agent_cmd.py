@@ -27,6 +27,7 @@ def test_agent_keys_from_the_cli(project: Project) -> None:
         if line.startswith("AAF_API_KEY=")
     )
     assert key.startswith("aaf_live_")
+    assert f"AAF_BASE_URL={server}/api" in added.stdout.splitlines()
     assert "shown once" in added.stdout
     assert _allowed(server, key) == "allowed"
 

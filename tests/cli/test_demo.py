@@ -40,9 +40,12 @@ def test_demo_tour_runs_and_reads_at_80_columns(bare_project: Project, tmp_path:
 
 
 def test_demo_without_a_terminal_asks_for_yes(bare_project: Project) -> None:
-    done = bare_project.tf("demo", check=False, timeout=180)
-    assert done.returncode == 1
-    assert "--yes" in done.stderr
+    for extra in ([], ["--json"]):  # stdin is not a terminal here (`echo y | tf demo`)
+        done = bare_project.tf("demo", *extra, check=False, timeout=180)
+        assert done.returncode == 1
+        assert "add --yes" in done.stderr
+        assert "Traceback" not in done.stderr  # refused before anything started
+        assert "starting" not in done.stdout + done.stderr
 
 
 def test_demo_asks_in_the_terminal_and_a_no_is_a_403(bare_project: Project) -> None:

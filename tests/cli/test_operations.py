@@ -7,9 +7,13 @@ import json
 import secrets
 import signal
 import socket
+import threading
+import time
 
 import pytest
 
+from agentfirewall import AgentFirewall
+from agentfirewall.errors import TransportError
 from tests.cli.conftest import Project, wait_for
 
 pytestmark = pytest.mark.slow
@@ -144,3 +148,32 @@ def test_a_held_approval_survives_a_restart(project: Project) -> None:
     retried = project.tf("run", "--name", "Bot", "python", "merge.py")  # the agent retries
     assert retried.stdout.split()[0] == "200"
     assert len(github.received("PUT", "/repos/acme/api/pulls/7/merge")) == 1
+
+
+def test_ctrl_c_answers_an_sdk_agents_wait_instead_of_cutting_it(project: Project) -> None:
+    """An SDK agent long-polling for an approval when `tf up` stops gets the action's state
+    (still pending), then a connection error it can retry on: not a 500 from a request cut
+    at the graceful timeout, and no traceback in `tf up`'s output."""
+    project.tf("init")
+    up = project.up()
+    key = project.tf_json("agent", "add", "Bot")["api_key"]
+    project.tf("permissions", "set", "--gateway", "Bot", "--connector", "github",
+               "--action", "github.pr.merge", "--decision", "require_approval")  # fmt: skip
+    outcome: dict[str, object] = {}
+    with AgentFirewall(api_key=key, base_url=up["server_url"] + "/api") as firewall:
+        held = firewall.request_action(action_type="github.pr.merge", provider="github")
+        assert held.status == "pending_approval"
+
+        def wait() -> None:
+            try:
+                outcome["result"] = firewall.wait_for_approval(held.action_request_id, 120)
+            except Exception as exc:  # what the agent would see
+                outcome["error"] = exc
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(1.0)  # the long-poll is open on the server (nothing shows it from here)
+        assert project.stop_up() == 0
+        waiter.join(60)
+    assert isinstance(outcome.get("error"), TransportError), outcome
+    assert "Traceback" not in project.up_log.read_text()

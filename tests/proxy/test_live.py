@@ -3,6 +3,7 @@ heartbeats, approvals decided through the admin API, the kill switch, restarts."
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 import time
@@ -13,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from agentfirewall_proxy.cli.monitor import decision_text
 from agentfirewall_proxy.control import HttpControl
+from agentfirewall_proxy.options import parse_resolve
 from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
 from tests.proxy.support import (
@@ -129,6 +132,42 @@ def test_held_request_approved_through_the_api(
         thread.join(30)
     assert out[0].status_code == 200
     assert len(fakes["github"].received("PUT")) == 1
+
+
+def test_an_approved_request_whose_upstream_fails_is_recorded_as_approved(
+    live_server: LiveServer, setup: str, fakes: FakeUpstreams, tmp_path: Path
+) -> None:
+    """Approved, then GitHub cannot be reached: the agent gets 502 and the traffic record
+    says both (`tf logs`: held → approved, status 502), not the upstream error alone."""
+    with socket.socket() as closed:  # a port that was just free: nothing listens there
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    options = gateway_options(
+        tmp_path, fakes, resolve=parse_resolve([f"api.github.com=127.0.0.1:{port}"])
+    )
+    control = HttpControl(live_server.url, live_server.gateway_token)
+    running = RunningGateway(options, control).start()
+    try:
+        out: list[httpx.Response] = []
+        with client(running, setup) as http:
+            thread = threading.Thread(target=lambda: out.append(http.put(MERGE, json={})))
+            thread.start()
+            (approval,) = poll(lambda: pending(live_server))
+            live_server.admin("POST", f"/v1/approvals/{approval['id']}/approve", json={})
+            thread.join(30)
+        assert out[0].status_code == 502
+
+        def failed_merges() -> list[dict[str, Any]]:
+            rows = live_server.admin("GET", "/v1/traffic").json()["traffic"]
+            return [t for t in rows if t.get("action") == "github.pr.merge"
+                    and t.get("status_code") == 502]  # fmt: skip
+
+        records = poll(failed_merges)
+        assert records[0]["status_code"] == 502
+        assert records[0]["reason"].startswith("approved; ")
+        assert decision_text(records[0]) == "held → approved"
+    finally:
+        running.stop()
 
 
 def test_many_held_requests_share_batched_long_polls(

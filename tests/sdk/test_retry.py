@@ -159,6 +159,7 @@ def test_connection_errors_are_retried_then_raise_transport_error() -> None:
         client(max_retries=1).request_action("github.pr.merge")
     assert route.call_count == 2
     assert "firewall.test" in str(info.value)
+    assert "is it running — `tf up` — and is `AAF_BASE_URL` its address" in str(info.value)
 
 
 @respx.mock

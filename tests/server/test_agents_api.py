@@ -46,7 +46,14 @@ def test_duplicate_name_is_409_and_names_are_case_sensitive(harness: Harness) ->
 def test_missing_wrong_suspended_and_revoked_keys_get_401(harness: Harness) -> None:
     key = harness.create_agent("Bot")
     assert _request(harness, None).status_code == 401
-    assert _request(harness, "aaf_live_" + "x" * 32).status_code == 401
+    wrong = _request(harness, "aaf_live_" + "x" * 32)
+    assert wrong.status_code == 401
+    assert wrong.json()["message"] == "invalid API key: check AAF_API_KEY"
+    pasted = _request(harness, "hello")  # not a key at all: says what a key looks like
+    assert pasted.status_code == 401
+    assert (
+        "agent's API key (those start with `aaf_`: check AAF_API_KEY)" in pasted.json()["message"]
+    )
     assert _request(harness, key).status_code == 200
     assert harness.admin("POST", "/v1/agents/Bot/suspend").json()["status"] == "suspended"
     r = _request(harness, key)
@@ -116,3 +123,14 @@ def test_rbac_403_body_is_exact(harness: Harness) -> None:
     r = harness.agent(key, "GET", "/v1/agents")
     assert r.status_code == 403
     assert r.json()["your_role"] == "agent"
+
+
+def test_a_base_url_without_api_is_told_where_the_api_is(harness: Harness) -> None:
+    key = harness.create_agent("Bot")
+    missed = harness.client.post(  # an SDK whose base URL lacks `/api`
+        "/v1/actions", json={"action_spec": SPEC}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert missed.status_code == 404
+    assert "the API is under /api: a base URL ends in `/api` (AAF_BASE_URL)" in missed.text
+    elsewhere = harness.call("GET", "/api/v1/nothing-here", key)
+    assert elsewhere.json()["message"] == "no such endpoint: see docs/api.md"

@@ -93,6 +93,8 @@ function describe(error) {
 }
 /** Our TransportError for a fetch failure: names the server, never a header. */
 function transportError(error, baseUrl) {
-    const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${describe(error)}`;
-    return new errors_js_1.TransportError(message, { unsent: (0, retry_js_1.isUnsent)(error), cause: error });
+    const unsent = (0, retry_js_1.isUnsent)(error);
+    const hint = unsent ? " (is it running — `tf up` — and is `AAF_BASE_URL` its address, ending in `/api`?)" : "";
+    const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${describe(error)}${hint}`;
+    return new errors_js_1.TransportError(message, { unsent, cause: error });
 }

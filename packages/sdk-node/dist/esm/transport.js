@@ -87,6 +87,8 @@ function describe(error) {
 }
 /** Our TransportError for a fetch failure: names the server, never a header. */
 export function transportError(error, baseUrl) {
-    const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${describe(error)}`;
-    return new TransportError(message, { unsent: isUnsent(error), cause: error });
+    const unsent = isUnsent(error);
+    const hint = unsent ? " (is it running — `tf up` — and is `AAF_BASE_URL` its address, ending in `/api`?)" : "";
+    const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${describe(error)}${hint}`;
+    return new TransportError(message, { unsent, cause: error });
 }

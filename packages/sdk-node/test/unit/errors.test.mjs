@@ -134,6 +134,7 @@ describe("an unreachable server", () => {
       assert.equal(error.unsent, true, "a refused connection never reached the server");
       assert.equal(error.statusCode, 0);
       assert.ok(error.message.includes(baseUrl), error.message);
+      assert.ok(error.message.includes("is it running — `tf up` — and is `AAF_BASE_URL` its address"), error.message);
       assert.ok(!error.message.includes(KEY) && !error.stack.includes(KEY));
       return true;
     });
