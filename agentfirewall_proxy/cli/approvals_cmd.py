@@ -60,26 +60,22 @@ def approvals_list(ctx: Context) -> int:
         data = client.get("/v1/approvals", status=ctx.args.status)
     approvals = data.get("approvals", [])
     ids = short_ids([str(a.get("id")) for a in approvals])
+    recent = ctx.args.status == "recent"  # pending ones need no status column
+    columns = ("id", "agent", "action", "request", *(("status",) if recent else ()), "reason",
+               "expires")  # fmt: skip
     rows = [
         (
             short,
             a.get("agent"),
             (a.get("action_spec") or {}).get("type"),
             request_text(a.get("request")) or resource_text(a.get("action_spec")),
-            a.get("status"),
+            *((a.get("status"),) if recent else ()),
             a.get("reason"),
             short_time(a.get("expires_at")),
         )
         for short, a in zip(ids, approvals, strict=True)
     ]
-    ctx.out.result(
-        data,
-        lambda: ctx.out.table(
-            ("id", "agent", "action", "request", "status", "reason", "expires"),
-            rows,
-            empty="no pending approvals",
-        ),
-    )
+    ctx.out.result(data, lambda: ctx.out.table(columns, rows, empty="no pending approvals"))
     return EXIT_OK
 
 

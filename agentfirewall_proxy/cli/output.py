@@ -21,6 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from rich.console import Console
@@ -180,9 +181,12 @@ def _cell(value: object) -> str:
 
 
 def short_time(value: Any) -> str:
-    """``2026-11-25T09:00:00.123Z`` → ``09:00:00`` (dates kept when not today's)."""
+    """``2026-11-25T09:00:00.123Z`` → ``09:00:00`` when that is today (UTC, as the server
+    writes times), else ``2026-11-25 09:00:00``."""
     text = str(value or "")
     if "T" not in text:
         return text or "-"
     date, _, clock = text.partition("T")
+    if date == datetime.now(UTC).date().isoformat():
+        return clock[:8]
     return f"{date} {clock[:8]}"

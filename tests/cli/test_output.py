@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -44,6 +45,8 @@ def test_empty_tables_say_what_to_do() -> None:
 
 def test_short_time() -> None:
     assert short_time("2026-11-25T09:00:00.123Z") == "2026-11-25 09:00:00"
+    today = datetime.now(UTC).date().isoformat()
+    assert short_time(f"{today}T09:00:00.123Z") == "09:00:00"  # today: the time says it
     assert short_time(None) == "-"
 
 
