@@ -17,9 +17,9 @@ from dataclasses import dataclass
 __all__ = ["AwsEndpoint", "aws_endpoint", "credential_scope"]
 
 _SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]$")
 _SERVICE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
-_SCOPE = re.compile(r"Credential=[^/,\s]+/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+_SCOPE = re.compile(r"Credential=[^/,\s]+/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 #: Endpoint prefix -> signing name, where they differ.
 _SIGNING_NAMES = {"email": "ses", "s3-external-1": "s3"}
 

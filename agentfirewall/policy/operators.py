@@ -54,7 +54,7 @@ COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
     "lt": operator.lt,
     "lte": operator.le,
 }
-_NUMBER_RE = re.compile(r"^-?\d{1,100}(?:\.\d{1,100})?$")
+_NUMBER_RE = re.compile(r"-?[0-9]{1,100}(?:\.[0-9]{1,100})?")  # ASCII digits only
 
 
 class EvaluationError(Exception):

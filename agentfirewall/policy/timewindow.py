@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 __all__ = ["DAYS", "compile_time_window"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_OFFSET_RE = re.compile(r"^(?:UTC)?([+-])(\d{2}):?(\d{2})$")
+_CLOCK_RE = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+_OFFSET_RE = re.compile(r"^(?:UTC)?([+-])([0-9]{2}):?([0-9]{2})$")
 _KEYS = frozenset({"start", "end", "days", "timezone"})
 
 

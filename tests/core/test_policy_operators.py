@@ -6,6 +6,8 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.policy.fields import MISSING, compile_field
@@ -13,6 +15,7 @@ from agentfirewall.policy.operators import OPERATORS, EvaluationError, compile_o
 from agentfirewall.policy.regexguard import MAX_INPUT, compile_safe_regex
 from agentfirewall.policy.timewindow import compile_time_window
 from tests.core.conftest import MakeContext
+from tests.fuzzscale import examples
 
 HUGE = 10**40
 
@@ -259,3 +262,24 @@ class TestFields:
     def test_unknown_paths(self, path: str) -> None:
         with pytest.raises(ValueError, match="field"):
             compile_field(path)
+
+
+_NON_ASCII_DIGITS = st.characters(categories=["Nd"]).filter(lambda c: not c.isascii())
+
+
+@given(
+    st.lists(st.sampled_from("0123456789") | _NON_ASCII_DIGITS, min_size=1, max_size=8).filter(
+        lambda digits: not all(d.isascii() for d in digits)
+    ),
+    st.sampled_from(["gt", "gte", "lt", "lte", "equals"]),
+)
+@settings(max_examples=examples(150))
+@example(list("\uff11\uff15\uff10\uff10\uff10"), "gt")  # fullwidth: read as 15000 before
+@example(list("\u0661\u0665\u0660\u0660\u0660"), "lt")  # Arabic-Indic
+def test_a_number_is_spelled_in_ascii_digits_only(digits: list[str], op: str) -> None:
+    """A string of digits from another script is text, as the API behind it reads it: no
+    comparison holds on it, in either direction (and `int()` would have accepted it)."""
+    text = "".join(digits)
+    assert int(text) >= 0  # Python reads it as a number...
+    for bound in (-(10**9), 0, 5, 10**9):
+        assert compile_operator(op, bound)(text) is False  # ...a policy does not
