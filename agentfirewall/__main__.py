@@ -26,6 +26,7 @@ from agentfirewall.policy import (
     validate_policy_text,
 )
 from agentfirewall.policy.casefile import parse_access_rule, run_cases
+from agentfirewall.policy.guard import explain_with_content, guard_plan
 from agentfirewall.policy.schema import document_schema
 
 __all__ = ["main"]
@@ -118,7 +119,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         risk=args.risk,
         attributes=_attributes(args.attr),
     )
-    explanation = engine.explain(spec, ctx)
+    explanation = explain_with_content(engine, guard_plan(tuple(policies)), spec, ctx)
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2))
     else:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
+import signal
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -168,6 +170,16 @@ def settle_gc() -> None:
 async def _main(options: Options) -> None:
     gateway = build_gateway(options)
     task = asyncio.ensure_future(gateway.run())
+    # SIGTERM (docker stop, systemd, kill) stops as Ctrl-C does: the gateway's shutdown
+    # answers held requests and ships its last traffic records, instead of dying with them
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
     ready = asyncio.ensure_future(gateway.ready.wait())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if gateway.ready.is_set():
@@ -177,7 +189,11 @@ async def _main(options: Options) -> None:
         )
     ready.cancel()
     settle_gc()
-    await task
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not terminated.is_set():
+            raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

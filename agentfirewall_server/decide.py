@@ -3,10 +3,10 @@
 Content guardrails hold in SDK mode as at the gateway: when a policy reads ``content.secrets``
 or ``content.pii``, the action's strings (each string of ``parameters``, the resource names)
 are scanned and the detector names reach the engine; conditions on ``budget.<name>.*`` read
-the budgets' state from the store (:func:`sdk_context`). A ``redact``
-rule cannot rewrite what the agent itself will send, so in SDK mode the action it matches is
-refused instead (:func:`content_decision`), as the gateway refuses what it cannot redact;
-where the detectors fired (never the text) is added to the decision's reason.
+the budgets' state from the store (:func:`sdk_context`). A ``redact`` rule cannot rewrite
+what the agent itself will send, so in SDK mode the action it matches is refused instead
+(``agentfirewall.policy.guard.sdk_content_decision``), as the gateway refuses what it cannot
+redact; where the detectors fired (never the text) is added to the decision's reason.
 """
 
 from __future__ import annotations
@@ -18,29 +18,17 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.content import (
-    Finding,
-    content_attributes,
-    describe,
-    scan_pieces,
-    value_pieces,
-)
-from agentfirewall.decisions import (
-    ApprovalRequirement,
-    Decision,
-    apply_enforcement,
-    normalize_level,
-)
+from agentfirewall.content import Finding, content_attributes
+from agentfirewall.decisions import ApprovalRequirement, Decision, normalize_level
 from agentfirewall.policy import EvaluationContext, Explanation
-from agentfirewall.policy.guard import redactions
+from agentfirewall.policy.guard import action_findings, sdk_content_decision
 from agentfirewall_server.approvals import DEFAULT_ROLES
 from agentfirewall_server.budgetleases import budget_attributes
-from agentfirewall_server.snapshot import AgentRecord, Snapshot
+from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 
 __all__ = [
     "approval_terms",
-    "content_decision",
     "context_for",
     "explain",
     "issue_token",
@@ -76,40 +64,10 @@ async def sdk_context(
     if snapshot.reads_budgets:
         budgets, stamp = list(snapshot.budgets.values()), time.time()
         attributes.update(await state.db.read(lambda c: budget_attributes(c, budgets, stamp)))
-    findings: list[Finding] = []
-    if snapshot.guard.request is not None:
-        resource = spec.resource
-        pieces = value_pieces(spec.parameters, "parameters")
-        pieces += [(f"resource.{name}", value) for name, value in (
-            ("account", resource.account), ("target", resource.target)) if value]  # fmt: skip
-        findings = scan_pieces(snapshot.guard.request, pieces)
+    findings = action_findings(snapshot.guard, spec)
+    if findings:
         attributes.update(content_attributes(findings))
     return context_for(agent, spec, attributes), findings
-
-
-def content_decision(
-    snapshot: Snapshot,
-    spec: ActionSpec,
-    ctx: EvaluationContext,
-    decision: Decision,
-    findings: list[Finding],
-) -> Decision:
-    """`decision`, refused when a ``redact`` rule matched what was found (the SDK cannot
-    redact the agent's own parameters), with where the detectors fired in its reason."""
-    where = f"content: {describe(findings)}"
-    names, rule = redactions(snapshot.engine, snapshot.guard, spec, ctx)
-    if names and decision.decided_outcome == "allow" and any(f.detector in names for f in findings):
-        refused = Decision(
-            "deny",
-            f"redact rule `{rule}` matched: an SDK action's parameters cannot be redacted "
-            "(send it without the detected value, or through the gateway)",
-            risk_score=decision.risk_score,
-            matched_policies=decision.matched_policies,
-            matched_rules=(rule,),
-            decided_outcome="deny",
-        )
-        decision = apply_enforcement(refused, ctx.enforcement_level)
-    return dataclasses.replace(decision, reason=f"{decision.reason}; {where}")
 
 
 async def explain(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Explanation:
@@ -120,7 +78,10 @@ async def explain(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Expl
     if not findings:
         return result
     return dataclasses.replace(
-        result, decision=content_decision(snapshot, spec, ctx, result.decision, findings)
+        result,
+        decision=sdk_content_decision(
+            snapshot.engine, snapshot.guard, spec, ctx, result.decision, findings
+        ),
     )
 
 

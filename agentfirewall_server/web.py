@@ -57,7 +57,8 @@ _CODES = {
 
 
 class Strict(BaseModel):
-    """Base of request bodies: unknown fields are refused."""
+    """Base of request bodies: unknown fields are refused, and (`parse_model`) every value
+    must have its field's JSON type."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -296,7 +297,9 @@ def parse_model(raw: bytes, model: type[M], *, allow_empty: bool = False) -> M:
     if not isinstance(data, dict):
         raise ApiError(422, "request body must be a JSON object")
     try:
-        parsed = model.model_validate(data)
+        # strict: a JSON string is not a boolean or a number (`{"active": "yes"}` is refused,
+        # not read as true); JSON's own forms still fill tuples, enums and datetimes
+        parsed = model.model_validate_json(raw if raw.strip() else b"{}", strict=True)
     except PydanticValidationError as exc:
         raise validation_error(exc) from None
     except RecursionError:

@@ -34,6 +34,7 @@ from agentfirewall.actions import parse_action_spec
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError, PolicyError
 from agentfirewall.policy.engine import Engine, EvaluationContext
+from agentfirewall.policy.guard import explain_with_content, guard_plan
 from agentfirewall.policy.loader import YamlLoader, load_policy, load_policy_file
 from agentfirewall.policy.models import Policy
 from agentfirewall.policy.packs import load_pack
@@ -170,9 +171,9 @@ def _run_one(case: Mapping[str, Any], base: Path, file: str) -> CaseResult:
             policies=policies,
             kill_switches=[KillSwitch(**k) for k in case.get("kill_switches") or []],
         )
-        decision = engine.evaluate(
-            parse_action_spec(case.get("action")), _context(case.get("context") or {})
-        )
+        spec, ctx = parse_action_spec(case.get("action")), _context(case.get("context") or {})
+        # content rules read what the action's strings hold, as the control plane scans them
+        decision = explain_with_content(engine, guard_plan(tuple(policies)), spec, ctx).decision
     except (PolicyError, ActionSpecError, ValueError, TypeError) as exc:
         if "error" not in expect:
             return CaseResult(file, name, False, f"unexpected error: {exc}")

@@ -13,24 +13,44 @@ replace. :func:`response_verdict` decides on a response's detections with the ru
 read ``response.*`` fields, in the plan's order (deny first): ``deny`` and
 ``require_approval`` cut the response (it cannot be held), ``redact`` redacts, ``allow``
 lets it pass; every detection is flagged (traffic log, counters) whatever the outcome.
+
+An action decided from its spec alone (the SDK's, and every local tool that tests or
+explains policies) is scanned by :func:`action_findings`: each string of its parameters
+and its resource's account and target. :func:`explain_with_content` decides it as the
+control plane's ``request_action`` and ``dry-run`` do, so a policy tested locally reads
+``content.*`` as it will in production; :func:`sdk_content_decision` refuses in SDK mode
+what a ``redact`` rule matched (the SDK cannot rewrite what the agent sends).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agentfirewall.content import Finding, content_attributes, describe, scan_pieces, value_pieces
 from agentfirewall.content.detectors import PII, SECRETS, Detector
 from agentfirewall.content.injection import INJECTION
 from agentfirewall.content.scanner import Scanner
+from agentfirewall.decisions import Decision, apply_enforcement
+from agentfirewall.policy.context import EvaluationContext
 from agentfirewall.policy.models import FieldCondition, field_conditions
 
 if TYPE_CHECKING:
     from agentfirewall.actions import ActionSpec
-    from agentfirewall.policy.engine import Engine, EvaluationContext
+    from agentfirewall.policy.engine import Engine
+    from agentfirewall.policy.explain import Explanation
     from agentfirewall.policy.models import Policy
 
-__all__ = ["GuardPlan", "guard_plan", "redactions", "response_verdict"]
+__all__ = [
+    "GuardPlan",
+    "action_findings",
+    "explain_with_content",
+    "guard_plan",
+    "redactions",
+    "response_verdict",
+    "sdk_content_decision",
+]
 
 _FAMILY: dict[str, tuple[Detector, ...]] = {
     "content.secrets": SECRETS,
@@ -141,3 +161,72 @@ def response_verdict(
             return "redact", rule.label, redacting[rule.label]
         return "pass", rule.label, frozenset()
     return "pass", "", frozenset()
+
+
+def action_findings(plan: GuardPlan, spec: ActionSpec) -> list[Finding]:
+    """What the request-side detectors find in an action decided from its spec: each string
+    of its parameters, and its resource's account and target (none: nothing to scan)."""
+    if plan.request is None:
+        return []
+    resource = spec.resource
+    pieces = value_pieces(spec.parameters, "parameters")
+    pieces += [(f"resource.{name}", value) for name, value in (
+        ("account", resource.account), ("target", resource.target)) if value]  # fmt: skip
+    return scan_pieces(plan.request, pieces)
+
+
+def sdk_content_decision(
+    engine: Engine,
+    plan: GuardPlan,
+    spec: ActionSpec,
+    ctx: EvaluationContext,
+    decision: Decision,
+    findings: list[Finding],
+) -> Decision:
+    """`decision`, refused when a ``redact`` rule matched what was found (the SDK cannot
+    redact the agent's own parameters), with where the detectors fired in its reason."""
+    where = f"content: {describe(findings)}"
+    names, rule = redactions(engine, plan, spec, ctx)
+    if names and decision.decided_outcome == "allow" and any(f.detector in names for f in findings):
+        refused = Decision(
+            "deny",
+            f"redact rule `{rule}` matched: an SDK action's parameters cannot be redacted "
+            "(send it without the detected value, or through the gateway)",
+            risk_score=decision.risk_score,
+            matched_policies=decision.matched_policies,
+            matched_rules=(rule,),
+            decided_outcome="deny",
+        )
+        decision = apply_enforcement(refused, ctx.enforcement_level)
+    return dataclasses.replace(decision, reason=f"{decision.reason}; {where}")
+
+
+def explain_with_content(
+    engine: Engine, plan: GuardPlan, spec: ActionSpec, ctx: EvaluationContext
+) -> Explanation:
+    """``engine.explain`` with the action's content findings in the context, as the control
+    plane decides it: in SDK mode a matched ``redact`` rule refuses (`sdk_content_decision`);
+    through the gateway (proxy mode) the body would be redacted, so the decision stands, with
+    where the detectors fired in its reason."""
+    findings = action_findings(plan, spec)
+    if not findings:
+        return engine.explain(spec, ctx)
+    ctx = EvaluationContext(
+        agent=ctx.agent,
+        mode=ctx.mode,
+        now=ctx.now,
+        connector=ctx.connector,
+        enforcement_level=ctx.enforcement_level,
+        sdk_default=ctx.sdk_default,
+        risk=ctx.risk,
+        attributes={**ctx.attributes, **content_attributes(findings)},
+    )
+    result = engine.explain(spec, ctx)
+    decision = result.decision
+    if ctx.mode == "sdk":
+        decision = sdk_content_decision(engine, plan, spec, ctx, decision, findings)
+    else:
+        decision = dataclasses.replace(
+            decision, reason=f"{decision.reason}; content: {describe(findings)}"
+        )
+    return dataclasses.replace(result, decision=decision)

@@ -186,7 +186,7 @@ OutcomeField = Annotated[Outcome, BeforeValidator(_outcome)]
 class ApprovalSettings(_Frozen):
     """How a held action is approved."""
 
-    timeout_seconds: int = Field(300, ge=1, le=30 * 86400)
+    timeout_seconds: int = Field(300, ge=1, le=30 * 86400, strict=True)
     approver_roles: tuple[_Name, ...] = DEFAULT_APPROVER_ROLES
 
 
@@ -203,7 +203,7 @@ class Rule(_Frozen):
     conditions: Annotated[Condition | None, BeforeValidator(_list_means_all)] = None
     decision: OutcomeField
     reason: Annotated[str, Field(max_length=2000)] = ""
-    risk_score: float = Field(0, ge=0, le=100)
+    risk_score: float = Field(0, ge=0, le=100, strict=True)
     approval: ApprovalSettings | None = None
     redact: Literal[True] | None = None
 
@@ -246,8 +246,8 @@ class Policy(_Frozen):
     description: Annotated[str, Field(max_length=2000)] = ""
     scope: Scope = Field(default_factory=Scope)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
-    priority: int = Field(100, ge=-1_000_000, le=1_000_000)
-    enabled: bool = True
+    priority: int = Field(100, ge=-1_000_000, le=1_000_000, strict=True)
+    enabled: bool = Field(True, strict=True)  # `no`, `off`, 0 are not booleans
     rules: Annotated[tuple[Rule, ...], Field(min_length=1, max_length=10_000)]
 
     @model_validator(mode="before")

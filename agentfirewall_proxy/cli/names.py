@@ -91,14 +91,20 @@ def _covers(pattern: str, name: str) -> bool:
     return compile_glob(pattern).matches(name)
 
 
+_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
+
+
 def unknown_action(pattern: str, connector: str) -> CliError | None:
     """None when `pattern` matches an action of `connector`'s catalogue, else the error."""
     known = catalogue_actions(connector)
     if not known:
         return None  # nothing to check against (an SDK provider, a future type)
     candidates = [n for n in known if "<" not in n]
+    # what no route names: `<connector>.unknown.<method>`, granted only by a rule naming it
+    kinds = {name.split(".", 1)[0] for name in known}
+    unnamed = [f"{kind}.unknown.{method}" for kind in kinds for method in _METHODS]
     try:
-        if any(_covers(pattern, name) for name in known):
+        if any(_covers(pattern, name) for name in [*known, *unnamed]):
             return None
     except ValueError as exc:  # not an action glob at all (upper case, spaces...)
         return CliError(str(exc) + did_you_mean(close_matches(pattern, candidates)),

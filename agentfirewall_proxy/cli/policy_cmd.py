@@ -118,7 +118,10 @@ def test(ctx: Context) -> int:
     agent = ctx.args.agent or "agent"
     now = datetime.now(UTC)
     context = policy.EvaluationContext(agent=agent, mode="sdk", now=now)
-    return _show(ctx, engine.explain(_spec(ctx), context))
+    from agentfirewall.policy.guard import explain_with_content, guard_plan
+
+    plan = guard_plan(tuple(policies))
+    return _show(ctx, explain_with_content(engine, plan, _spec(ctx), context))
 
 
 def explain(ctx: Context) -> int:
@@ -138,6 +141,7 @@ def explain(ctx: Context) -> int:
             level = client.get(f"/v1/agents/{path_id(args.gateway)}").get("enforcement_level")
         except CliError:  # not registered yet: `tf run` would create it at the default level
             level = client.get("/v1/settings").get("default_enforcement_level")
+    enabled = [policy.load_policy(p["document"]) for p in policies if p.get("enabled", True)]
     engine = policy.Engine(
         access_rules=alias_rules(
             [
@@ -147,7 +151,7 @@ def explain(ctx: Context) -> int:
                 for r in rules
             ]
         ),
-        policies=[policy.load_policy(p["document"]) for p in policies if p.get("enabled", True)],
+        policies=enabled,
         kill_switches=[
             policy.KillSwitch(s["scope"], s.get("target"), s.get("reason") or "") for s in switches
         ],
@@ -159,7 +163,10 @@ def explain(ctx: Context) -> int:
         connector=args.connector,
         enforcement_level=level or "full_enforce",
     )
-    return _show(ctx, engine.explain(_spec(ctx), context))
+    from agentfirewall.policy.guard import explain_with_content, guard_plan
+
+    plan = guard_plan(tuple(enabled))
+    return _show(ctx, explain_with_content(engine, plan, _spec(ctx), context))
 
 
 def policy_list(ctx: Context) -> int:

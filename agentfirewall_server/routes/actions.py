@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError
+from agentfirewall.policy.guard import sdk_content_decision
 from agentfirewall.policy.record import record_input
 from agentfirewall_server.actionstore import load_action
 from agentfirewall_server.approvals import approval_json, create_approval
@@ -34,7 +35,6 @@ from agentfirewall_server.auth import Principal, authenticate, require_agent, st
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import (
     approval_terms,
-    content_decision,
     context_for,
     explain,
     issue_token,
@@ -335,7 +335,9 @@ async def request_action(request: Request) -> JSONResponse:
         ctx, findings = await sdk_context(state, agent, spec)
         decision = snapshot.engine.evaluate(spec, ctx)
         if findings:
-            decision = content_decision(snapshot, spec, ctx, decision, findings)
+            decision = sdk_content_decision(
+                snapshot.engine, snapshot.guard, spec, ctx, decision, findings
+            )
     if state.tracing is not None:  # the request span's attributes
         annotate(agent=agent.name, connector=spec.provider, action=spec.type,
                  decision=decision.status, rule=rule_of(decision))  # fmt: skip

@@ -270,6 +270,8 @@ async def ensure_agent(request: Request) -> JSONResponse:
     body = await read_model(request, EnsureAgent)
     state = state_of(request)
     existing = state.snapshot.agents_by_name.get(body.name)
+    if existing is not None and existing.status == "revoked":  # for good: a new name
+        raise ApiError(409, f"agent `{body.name}` is revoked: register a new agent")
     if existing is not None and existing.status != "active":
         raise ApiError(409, f"agent `{body.name}` is {existing.status}: activate it first")
     level = _level(body.enforcement_level, state.snapshot.settings["default_enforcement_level"])

@@ -53,8 +53,10 @@ class TrafficRecord(Strict):
     method: str | None = Field(default=None, max_length=16)
     host: str | None = Field(default=None, max_length=300)
     path: str | None = Field(default=None, max_length=8192)
-    decision: str | None = Field(default=None, max_length=20)
-    would_outcome: str | None = Field(default=None, max_length=20)
+    #: what the gateway decided (`killed`: refused or cut by the kill switch); any other
+    #: word would be counted in `/status` as a decision of its own
+    decision: Literal["allow", "deny", "require_approval", "killed"] | None = None
+    would_outcome: Literal["would_deny", "would_hold"] | None = None
     status_code: int | None = Field(default=None, ge=0, le=999)
     latency_ms: float | None = Field(default=None, ge=0)
     bytes_in: int | None = Field(default=None, ge=0)
@@ -106,13 +108,20 @@ class GatewayApproval(Strict):
     approver_roles: list[Literal["owner", "admin", "member"]] | None = None
 
 
+_Port = Annotated[int, Field(ge=1, le=65535)]
+
+
 class Heartbeat(Strict):
     gateway_id: str = Field(min_length=1, max_length=120)
     version: str | None = Field(default=None, max_length=100)
     listen: str | None = Field(default=None, max_length=300)
-    agent_ports: dict[str, int] = Field(default_factory=dict)
-    agent_port_range: tuple[int, int] | None = None
-    started_at: str | None = Field(default=None, max_length=60)
+    agent_ports: dict[str, _Port] = Field(default_factory=dict)
+    agent_port_range: tuple[_Port, _Port] | None = None
+    #: RFC 3339 UTC, as every time of the API (`2026-11-25T09:00:00Z`)
+    started_at: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$",
+    )
     stats: dict[str, JsonValue] = Field(default_factory=dict)
 
 

@@ -123,8 +123,15 @@ async def setup(request: Request) -> JSONResponse:
         )
 
     def job(conn: Connection) -> tuple[dict[str, Any], str, str]:
-        if conn.execute(select(func.count()).select_from(users)).scalar_one():
+        owners = select(func.count()).select_from(users).where(users.c.role == "owner")
+        if conn.execute(owners).scalar_one():
             raise ApiError(409, "an owner already exists: log in instead")
+        taken = select(users.c.id).where(users.c.email == body.email.lower())
+        if conn.execute(taken).first() is not None:  # made with the admin token meanwhile
+            raise ApiError(
+                409, f"a user `{body.email.lower()}` exists: choose another email for the owner",
+                field="email",
+            )  # fmt: skip
         row: dict[str, Any] = {
             "id": new_id("usr_"),
             "email": body.email.lower(),

@@ -38,6 +38,10 @@ def test_every_catalogue_action_and_its_prefix_glob_is_accepted() -> None:
             assert unknown_action(name, "*") is None, name
         assert unknown_action(f"{kind}.delete", kind) is None  # the fallback name
     assert unknown_action("generic.get", "generic") is None  # the seed's alias
+    # the requests no route names: what the gateway's 403 tells the user to allow
+    assert unknown_action("github.unknown.*", "github") is None
+    assert unknown_action("github.unknown.put", "github") is None
+    assert unknown_action("stripe.unknown.*", "github") is not None
     assert "github.pr.merge" in catalogue_actions("github")
 
 

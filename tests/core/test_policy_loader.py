@@ -146,6 +146,27 @@ def test_yaml_1_1_traps_are_off() -> None:
     assert values == [["NO", "on", "yes"], "2024-01-01", {"start": "22:00", "end": "06:00"}]
 
 
+@pytest.mark.parametrize(
+    "line",
+    ["enabled: no", "enabled: off", "enabled: yes", "enabled: 'false'", "enabled: 0",
+     "priority: '5'", "priority: 5.0", "rules_risk: '50'", "timeout: '60'"],
+)  # fmt: skip
+def test_numbers_and_booleans_are_written_as_such(line: str) -> None:
+    """`no`, `off`, `'false'` and 0 are not booleans, `'5'` is not a number: refused, never
+    read as false (a policy silently disabled) or as the number it spells."""
+    risk = "'50'" if line == "rules_risk: '50'" else "50"
+    timeout = "'60'" if line == "timeout: '60'" else "60"
+    top = "" if line.startswith(("rules_risk", "timeout")) else line + "\n"
+    text = (
+        f"name: p\n{top}rules:\n - name: r\n   decision: requires_approval\n"
+        f"   risk_score: {risk}\n   approval: {{timeout_seconds: {timeout}}}\n"
+    )
+    with pytest.raises(PolicyError, match=r"valid (boolean|integer|number)"):
+        load_policy(text)
+    plain = "name: p\nenabled: false\nrules:\n - {name: r, decision: deny}\n"
+    assert load_policy(plain).enabled is False
+
+
 def test_bytes_size_and_encoding_limits() -> None:
     assert load_policy(DESIGN_EXAMPLE.encode()).name == "protect-main"
     with pytest.raises(PolicyError, match="UTF-8"):

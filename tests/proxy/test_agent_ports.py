@@ -339,3 +339,17 @@ def test_an_unreadable_port_memory_counts_as_none(
     path.write_text(text)
     assert _load(path) == kept
     assert _load(tmp_path / "missing.json") == {}
+
+
+def test_sigterm_ships_the_last_traffic_records(world: World) -> None:
+    """`docker stop`, systemd and `kill` send SIGTERM: the gateway stops as on Ctrl-C and
+    ships the records still queued (they were lost with the process)."""
+    before = len(world.traffic("Alpha"))
+    with world.client(world.gateway.port, "Alpha") as http:
+        answer = http.get("https://api.github.com/user", headers={"Authorization": PLACEHOLDER})
+    assert answer.status_code == 200, answer.text
+    world.gateway.process.send_signal(signal.SIGTERM)  # at once: before its next batch
+    assert world.gateway.process.wait(30) == 0
+    rows = poll(lambda: (r := world.traffic("Alpha"))[before:] and r,
+                what="the record shipped on the way out")  # fmt: skip
+    assert len(rows) == before + 1

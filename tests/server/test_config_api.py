@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from agentfirewall_server.bootstrap import SETUP_TOKEN_FILE
 from tests.server.conftest import SPEC, Harness
 
@@ -185,6 +189,26 @@ def test_setup_login_session_csrf_and_tokens(harness: Harness) -> None:
     assert again.status_code == 403
 
 
+def test_setup_creates_the_owner_while_there_is_none(harness: Harness) -> None:
+    """Users made with the admin token first: the one-time link still makes the owner (it
+    said an owner existed when none did), and an email already taken is named."""
+    setup_token = (harness.data_dir / SETUP_TOKEN_FILE).read_text().strip()
+    member = {"email": "m@x.io", "password": "password-1", "role": "member"}
+    assert harness.admin("POST", "/v1/users", json=member).status_code == 201
+
+    def setup(email: str) -> Any:
+        body = {"setup_token": setup_token, "email": email, "password": "password-1"}
+        return harness.call("POST", "/v1/auth/setup", json=body)
+
+    taken = setup("M@x.io")
+    assert taken.status_code == 409
+    assert taken.json()["field"] == "email"
+    made = setup("o@x.io")
+    assert made.status_code == 200, made.text
+    assert made.json()["user"]["role"] == "owner"
+    assert not (harness.data_dir / SETUP_TOKEN_FILE).exists()
+
+
 def test_role_changes_and_the_last_owner(harness: Harness) -> None:
     user = harness.admin(
         "POST", "/v1/users", json={"email": "a@x.io", "password": "password-1", "role": "member"}
@@ -201,3 +225,28 @@ def test_role_changes_and_the_last_owner(harness: Harness) -> None:
     owner = harness.admin("PATCH", f"/v1/users/{user['id']}", json={"role": "owner"}).json()
     down = harness.admin("PATCH", f"/v1/users/{owner['id']}", json={"role": "viewer"})
     assert down.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/v1/kill-switch", {"active": "yes"}, "active"),
+        ("POST", "/v1/kill-switch", {"active": 1}, "active"),
+        ("PATCH", "/v1/settings", {"metrics_public": "yes"}, "metrics_public"),
+        ("POST", "/v1/agents", {"name": "C5", "rate_limit_per_minute": "5"},
+         "rate_limit_per_minute"),
+        ("POST", "/v1/agents", {"name": "C6", "rate_limit_per_minute": 5.0},
+         "rate_limit_per_minute"),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_json_type_is_refused(
+    harness: Harness, method: str, path: str, body: dict[str, object], field: str
+) -> None:
+    """`{"active": "yes"}` turned the kill switch on for everything, `"5"` was read as 5: a
+    JSON string is not a boolean or a number, and nothing changes when it is refused."""
+    answer = harness.admin(method, path, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field
+    assert harness.admin("GET", "/v1/kill-switch").json()["active"] == []
+    assert harness.admin("GET", "/v1/settings").json()["metrics_public"] is False
+    assert harness.admin("GET", "/v1/agents").json()["agents"] == []

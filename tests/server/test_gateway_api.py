@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
+
+import pytest
 
 from agentfirewall.actions import parse_action_spec
 from agentfirewall_server.identity import hash_secret
@@ -203,6 +206,31 @@ def test_heartbeat_shows_the_gateway_online(harness: Harness) -> None:
     status = harness.admin("GET", "/v1/status").json()
     assert status["gateway"]["online"] is True
     assert status["gateway"]["proxies"][0]["gateway_id"] == "gw-1"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/gateway/traffic", {"records": [{"request_id": "r", "decision": "maybe"}]},
+         "records.0.decision"),
+        ("/v1/gateway/traffic", {"records": [{"request_id": "r", "would_outcome": "x"}]},
+         "records.0.would_outcome"),
+        ("/v1/gateway/heartbeat", {"gateway_id": "g", "started_at": "yesterday"}, "started_at"),
+        ("/v1/gateway/heartbeat", {"gateway_id": "g", "agent_ports": {"Bot": 70000}},
+         "agent_ports.Bot"),
+        ("/v1/gateway/heartbeat", {"gateway_id": "g", "agent_port_range": ["1", "2"]},
+         "agent_port_range.0"),
+    ],
+)  # fmt: skip
+def test_gateway_reports_hold_to_their_documented_values(
+    harness: Harness, path: str, body: dict[str, object], field: str
+) -> None:
+    """A decision word the API does not know would be counted in `/status` as one of its
+    own; a time that is not RFC 3339 or a port out of range would be shown as given."""
+    answer = harness.gateway("POST", path, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field
+    assert "maybe" not in json.dumps(harness.admin("GET", "/v1/status").json())
 
 
 def test_status_counts_proxied_traffic_decisions_with_sdk_ones(harness: Harness) -> None:
