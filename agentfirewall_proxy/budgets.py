@@ -180,6 +180,8 @@ class Budgets:
             reason = str(refused.get("reason") or f"budget `{refused.get('budget')}` exceeded")
             if refused.get("outcome") == "require_approval" and not force:
                 return Decision("require_approval", reason, decided_outcome="require_approval")
+            # what the traffic record and `tf logs` say: denied, and why (it said "allow")
+            flow.decision = Decision("deny", reason, decided_outcome="deny")
             raise Refusal(403, "budget_exceeded", reason)
         flow.reservation = answer.get("reservation")
         flow.llm_budget = any(s.llm for s in covered)

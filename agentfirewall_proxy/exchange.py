@@ -104,11 +104,12 @@ async def exchange(
                 if not complete:
                     raise _unbindable(limit)
             flow.bound = bind_request(flow, head, prefix)
+            if config.budgets:  # reserved as if approved: a `deny` budget refuses before a
+                await _reserve(gateway, flow, force=True)  # person is asked or a grant used
             parkable = complete and upgrade is None
             parked = await _hold(gateway, conn, head, flow, prefix if parkable else None, tunnel)
             if parked is not None:
                 return parked
-            await _reserve(gateway, flow, force=True)
         if not complete:
             conn.clean = False  # the rest of the body is streamed below
         return await _forward(gateway, conn, head, flow, prefix, complete, upgrade)
@@ -134,8 +135,7 @@ async def resume_exchange(
         if flow.trace is not None:
             flow.trace.hold_ended(outcome, flow.approval_id)
         _raise_unless_approved(outcome)
-        flow.reason = "approved"
-        await _reserve(gateway, flow, force=True)
+        flow.reason = "approved"  # (its spend was reserved before it was held)
         return await _forward(gateway, conn, head, flow, parked.prefix, True, None)
     except Refusal as exc:
         return await _refused(gateway, conn, head, flow, exc)
@@ -149,8 +149,9 @@ async def resume_exchange(
 async def _reserve(gateway: Services, flow: Flow, *, force: bool) -> Decision | None:
     """Reserve the request's spend from the budgets covering it (none: nothing to do).
 
-    After a human approval (`force`) a ``require_approval`` budget lets it through; a
-    ``deny`` budget never does."""
+    For a request a person approves (`force`, reserved before it is held) a
+    ``require_approval`` budget lets it through; a ``deny`` budget never does. A held
+    request that is not approved sends nothing: its reservation is released when it ends."""
     config = gateway.require_config()
     if not config.budgets:
         return None

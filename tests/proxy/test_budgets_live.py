@@ -221,6 +221,15 @@ def _refusals_name_the_budget(client: stripe.StripeClient, server: LiveServer) -
     body = missing.value.json_body
     assert "parameter `amount` is not a number" in body["error"]["message"]
     assert _settled(server)["used"] == 0
+    # logged as what it was: a refusal (`tf logs` showed `allow | 403`)
+    deadline = time.monotonic() + 15
+    refused: list[dict[str, Any]] = []
+    while not refused and time.monotonic() < deadline:
+        rows = server.admin("GET", "/v1/traffic").json()["traffic"]
+        refused = [r for r in rows if "budget `stripe-daily` exceeded" in (r["reason"] or "")]
+        time.sleep(0.05)
+    assert refused
+    assert {(r["decision"], r["status_code"]) for r in refused} == {("deny", 403)}
 
 
 def _never_overspend(clients: list[stripe.StripeClient], server: LiveServer,

@@ -170,3 +170,30 @@ def test_grant_from_the_cli_bounded_and_never_past_a_deny(
     assert {t["reason"] for t in traffic} == {f"approved by grant {grant['id']}"}
     events = live_server.admin("GET", "/v1/audit", params={"limit": 1000}).json()["events"]
     assert [e["subject"] for e in events if e["event_type"] == "grant.used"] == [grant["id"]] * 2
+
+
+def test_a_deny_budget_refuses_before_a_grant_is_used(
+    live_server: LiveServer, setup: tuple[stripe.StripeClient, RunningGateway]
+) -> None:
+    """A transfer a `deny` budget refuses spends no use of the grant that would have let it
+    through (it did: two refusals counted `2/3`), and no person is asked about it."""
+    client, running = setup
+    tf(live_server, "budget", "set", "two-transfers", "--agent", "Finance-Bot", "--connector",
+       "stripe", "--action", "stripe.transfer.*", "--measure", "count", "--limit", "2")  # fmt: skip
+    poll(lambda: running.gateway and len(running.gateway.require_config().budgets) == 2)
+    out: list[str] = []
+    held = threading.Thread(target=lambda: out.append(_transfer(client, 5000)))
+    held.start()
+    approval = poll(lambda: _pending(live_server))[0]
+    grant = tf(live_server, "approvals", "approve", approval["id"][:12], "--for", "1h",
+               "--max-uses", "3")["grant"]  # fmt: skip
+    held.join(30)
+    assert out == ["ok"]  # the budget's first
+    assert _transfer(client, 1000) == "ok"  # its second, through the grant (use 1)
+    assert _transfer(client, 1000) == "budget_exceeded"
+    assert _transfer(client, 1000) == "budget_exceeded"
+    assert _pending(live_server) == []  # nobody was asked about the refused ones
+    listed = tf(live_server, "grants", "list")["grants"]
+    assert [(g["id"], g["uses"]) for g in listed] == [(grant["id"], 1)]
+    events = live_server.admin("GET", "/v1/audit", params={"limit": 1000}).json()["events"]
+    assert [e["subject"] for e in events if e["event_type"] == "grant.used"] == [grant["id"]]
