@@ -169,6 +169,8 @@ class Budgets:
                     return None
                 refused = answer
             else:
+                if any(s.llm for s in covered):  # what earlier answers used, counted first
+                    await self._settled()
                 payload.update(request_id=flow.request_id, force=force)
                 answer = await self.control.reserve_budget(payload)
                 refused = answer.get("refused")
@@ -206,6 +208,18 @@ class Budgets:
             task = asyncio.ensure_future(self._settle_soon())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _settled(self) -> None:
+        """Deliver the settlements this gateway holds now. An LLM budget's spend is known
+        only from the answer (usage), settled in the background a moment later: a request
+        checked before that would see the budget as it was, so back-to-back calls could
+        spend past the limit that only calls in flight together may pass."""
+        if self._settling:
+            batch, self._settling = self._settling, []  # (the scheduled send finds none)
+            for start in range(0, len(batch), _BATCH):
+                await self._settle(batch[start : start + _BATCH])
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _settle_soon(self) -> None:
         await asyncio.sleep(_SETTLE_TICK)

@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from agentfirewall_proxy import budgets
 from agentfirewall_proxy.control import HttpControl
 from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
@@ -126,3 +127,19 @@ def test_token_and_cost_budgets_settle_from_usage(
     assert body["error"] == "budget_exceeded"
     assert "budget `llm-tokens` exceeded: 1200 of 1000 tokens used this day" in body["reason"]
     budget_used(live_server, "llm-spend", 3 * PER_CALL)
+
+
+def test_calls_one_after_another_stop_at_the_limit(
+    live_server: LiveServer, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each call's usage is settled from its answer in the background: the next call, sent
+    the moment the previous answered, is checked against it (three calls of 1,000,000
+    tokens all passed a 2,000,000 budget when sent back to back on a loaded machine)."""
+    monkeypatch.setattr(budgets, "_SETTLE_TICK", 2.0)  # a slow settlement, every time
+    messages: Any = [{"role": "user", "content": "hi"}]
+    for _ in range(3):  # 400, 800, 1200 of 1000: the third may start (200 remained)
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    assert refused.value.response.json()["error"] == "budget_exceeded"
+    budget_used(live_server, "llm-tokens", 1200)
