@@ -4,7 +4,9 @@
 //   1. undici's EnvHttpProxyAgent when the `undici` package resolves (from the project, or from
 //      TF_NODE_MODULES, e.g. `.tf/node/node_modules` after `npm install --prefix .tf/node undici@7`);
 //   2. otherwise Node's own bundled undici Agent with a connector that opens a CONNECT tunnel
-//      through the gateway (no package needed).
+//      through the gateway for https:// (no package needed); an http:// request is sent to
+//      the gateway as a proxy request (absolute-form), as curl and Python clients send it:
+//      a CONNECT tunnel there would carry plain HTTP where the gateway expects TLS.
 // The gateway CA is trusted through NODE_EXTRA_CA_CERTS, which tf run also sets.
 (function installTameFlareProxy() {
   const proxy = process.env.HTTPS_PROXY || process.env.https_proxy ||
@@ -135,7 +137,42 @@
     };
   }
 
+  // An http:// request as a proxy request: to the gateway, its target URL in the request
+  // line, its own Host, and the agent's Proxy-Authorization.
+  function proxied(opts) {
+    const url = new URL(proxy);
+    const target = new URL(opts.origin);
+    const extra = { host: target.host };
+    if (url.username) {
+      extra['proxy-authorization'] = 'Basic ' + Buffer.from(decodeURIComponent(url.username) +
+        ':' + decodeURIComponent(url.password)).toString('base64');
+    }
+    const headers = [];
+    const raw = opts.headers || [];
+    const pairs = Array.isArray(raw)
+      ? (raw.length && Array.isArray(raw[0]) ? raw : raw.reduce((all, item, index) =>
+        (index % 2 ? all[all.length - 1].push(item) : all.push([item]), all), []))
+      : Object.entries(raw);
+    for (const [name, value] of pairs) {
+      const lower = String(name).toLowerCase();
+      if (lower !== 'host' && lower !== 'proxy-authorization') headers.push(name, value);
+    }
+    for (const [name, value] of Object.entries(extra)) headers.push(name, value);
+    return { ...opts, origin: url.origin, path: target.origin + opts.path, headers };
+  }
+
   if (fromPackage()) return;
   const Agent = builtinAgentClass();
-  if (Agent) globalThis[kGlobalDispatcher] = new Agent({ connect: tunnelConnector() });
+  if (!Agent) return;
+  const toProxy = new Agent();
+  class TameFlareAgent extends Agent {
+    dispatch(opts, handler) {
+      const origin = opts.origin ? new URL(opts.origin) : null;
+      if (origin && origin.protocol === 'http:' && !bypassed(origin.hostname)) {
+        return toProxy.dispatch(proxied(opts), handler);
+      }
+      return super.dispatch(opts, handler);
+    }
+  }
+  globalThis[kGlobalDispatcher] = new TameFlareAgent({ connect: tunnelConnector() });
 })();

@@ -152,6 +152,19 @@ def test_node_fetch_goes_through_the_gateway(project: Project) -> None:
     assert done.stdout.strip() == "201"
     assert token in (github.last().header("authorization") or "")
     assert github.last().header("x-tameflare-agent") == "Bot"
+    # http:// reaches the gateway too (it failed: `other side closed`), which sends it on
+    # upgraded to https (the connector's upstream is TLS), the credential injected there
+    github.clear()
+    project.agent(
+        "plain.js",
+        "fetch('http://api.github.com/repos/acme/api/pulls')"
+        ".then(async r => { console.log(r.status); })"
+        ".catch(e => { console.log('error', e.cause || e); process.exit(3); });\n",
+    )
+    plain = project.tf("run", "--name", "Bot", "node", "plain.js")
+    assert plain.stdout.strip() == "200", plain.stdout + plain.stderr
+    assert github.last().path == "/repos/acme/api/pulls"
+    assert token in (github.last().header("authorization") or "")
 
 
 def test_run_forwards_signals_and_returns_the_exit_code(project: Project) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -263,3 +264,49 @@ def test_node_preload_sends_no_proxy_hosts_direct(local_server: int, tmp_path: P
             timeout=30,
         )  # fmt: skip
         assert proxied.returncode == 3, proxied.stdout
+
+
+@pytest.mark.node
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_preload_sends_http_requests_to_the_gateway_as_proxy_requests(
+    tmp_path: Path,
+) -> None:
+    """An http:// fetch reaches the gateway as a proxy request (the target URL in the
+    request line, its Host, the agent's Proxy-Authorization), as curl and Python send it:
+    through a CONNECT tunnel it carried plain HTTP where the gateway expects TLS, and every
+    http:// fetch under `tf run` failed with `other side closed`."""
+    seen: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as gateway:
+
+        def answer() -> None:
+            client, _ = gateway.accept()
+            with client:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += client.recv(4096)
+                seen.append(head)
+                client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                               b"Connection: close\r\n\r\nhello")  # fmt: skip
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        proxy = f"http://Bot:k3y@127.0.0.1:{gateway.getsockname()[1]}"
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, NODE_OPTIONS=f"--require {NODE_PRELOAD}")
+        script = (
+            "fetch('http://echo.test:8080/x?y=1', {headers: {Host: 'evil.test', 'X-A': 'b'}})"
+            ".then(async r => console.log(r.status, await r.text()))"
+            ".catch(e => { console.log('error', e.cause || e); process.exit(3); });"
+        )
+        done = subprocess.run(["node", "-e", script], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+        thread.join(10)
+    assert done.stdout.strip() == "200 hello", done.stdout + done.stderr[-2000:]
+    lines = seen[0].decode("latin-1").split("\r\n")
+    assert lines[0] == "GET http://echo.test:8080/x?y=1 HTTP/1.1"
+    headers = [line.split(": ", 1) for line in lines[1:] if line]
+    assert [v for n, v in headers if n.lower() == "host"] == ["echo.test:8080"]
+    assert [v for n, v in headers if n.lower() == "proxy-authorization"] == [
+        "Basic " + base64.b64encode(b"Bot:k3y").decode()
+    ]
+    assert ["X-A", "b"] in headers
