@@ -27,6 +27,7 @@ loads can always be compiled.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -174,10 +175,22 @@ def field_conditions(node: Condition | None) -> Iterator[FieldCondition]:
             yield item
 
 
+_DECISIONS = ("allow", "deny", "require_approval", "requires_approval", "redact")
+
+
 def _outcome(value: object) -> Outcome:
     if not isinstance(value, str):
-        raise ValueError("expected allow, deny or require_approval")
-    return normalize_outcome(value)
+        raise ValueError("expected allow, deny, require_approval (or requires_approval) or redact")
+    try:
+        return normalize_outcome(value)
+    except ValueError:
+        spelled = value.strip().lower().replace("-", "_").replace(" ", "_")
+        near = difflib.get_close_matches(spelled, _DECISIONS, n=1, cutoff=0.6)
+        hint = f": did you mean `{near[0]}`?" if near else ""
+        raise ValueError(
+            f"unknown decision `{value}`: expected allow, deny, require_approval (or "
+            f"requires_approval) or redact{hint}"
+        ) from None
 
 
 OutcomeField = Annotated[Outcome, BeforeValidator(_outcome)]

@@ -51,7 +51,9 @@ def find_agent(client: AdminClient, name: str) -> dict[str, Any]:
     )
 
 
-def check_new_agent(client: AdminClient, name: str, *, flag: str) -> bool:
+def check_new_agent(
+    client: AdminClient, name: str, *, flag: str, meant: str = "to make a new agent of that name"
+) -> bool:
     """True when `name` is a known agent. An unknown name close to a known one is refused
     as a likely typo (the caller's `flag` says it is meant); else False: a new agent."""
     names = agent_names(client)
@@ -61,7 +63,7 @@ def check_new_agent(client: AdminClient, name: str, *, flag: str) -> bool:
     if near:
         raise CliError(
             f"unknown agent `{name}`" + did_you_mean(near),
-            hint=f"to make a new agent of that name, add {flag}",
+            hint=f"{meant}, add {flag}",
             code=EXIT_USAGE,
         )
     return False

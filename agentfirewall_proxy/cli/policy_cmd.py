@@ -14,7 +14,7 @@ from agentfirewall.errors import ActionSpecError, PolicyError
 from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
-from agentfirewall_proxy.cli.names import unknown_action
+from agentfirewall_proxy.cli.names import close_matches, did_you_mean, unknown_action
 from agentfirewall_proxy.cli.output import (
     EXIT_DENIED,
     EXIT_ERROR,
@@ -130,7 +130,8 @@ def explain(ctx: Context) -> int:
     args = ctx.args
     with ctx.client() as client:
         if not args.force:  # explaining a typo would explain the deny-all default
-            check_new_agent(client, str(args.gateway), flag="--force")
+            check_new_agent(client, str(args.gateway), flag="--force",
+                            meant="to explain for an agent of that name anyway")  # fmt: skip
             problem = unknown_action(str(args.action), connector_type(client, args.connector))
             if problem is not None:
                 raise problem
@@ -188,9 +189,38 @@ def policy_list(ctx: Context) -> int:
 
 
 def policy_add(ctx: Context) -> int:
+    """Checked here first (every error, with the file's lines, as `validate` shows them);
+    a policy of the same name is replaced only with --replace (a new version)."""
+    path = ctx.args.file
+    text = _read(path)
+    errors = policy.validate_policy_text(text, source=path)
+    if errors:
+        raise CliError("\n".join(str(e) for e in errors),
+                       hint=f"`tf policy validate {path}` checks it without adding it")  # fmt: skip
+    name = policy.load_policy(text, source=path).name
     with ctx.client(offline=True) as client:
-        added = client.post("/v1/policies", {"document": _read(ctx.args.file)})
-    ctx.out.result(added, lambda: ctx.out.success(f"policy {added.get('name')} added"))
+        names = {p.get("name") for p in client.get("/v1/policies").get("policies", [])}
+        if name in names and not ctx.args.replace:
+            raise CliError(
+                f"a policy named `{name}` is installed",
+                hint=f"replace it with `tf policy add {path} --replace` (its versions are kept), "
+                f"or rename the policy in {path}",
+            )
+        if name in names:
+            added = client.put(f"/v1/policies/{path_id(name)}", {"document": text})
+            verb = f"replaced (version {added.get('version')})"
+        else:
+            added = client.post("/v1/policies", {"document": text})
+            verb = "added"
+    ctx.out.result(added, lambda: ctx.out.success(f"policy {added.get('name')} {verb}"))
+    return EXIT_OK
+
+
+def policy_remove(ctx: Context) -> int:
+    name = str(ctx.args.name)
+    with ctx.client(offline=True) as client:
+        client.delete(f"/v1/policies/{path_id(name)}")
+    ctx.out.result({"removed": name}, lambda: ctx.out.success(f"policy {name} removed"))
     return EXIT_OK
 
 
@@ -203,8 +233,13 @@ def packs(ctx: Context) -> int:
 
 
 def install(ctx: Context) -> int:
+    pack = str(ctx.args.pack)
     with ctx.client(offline=True) as client:
-        policy = client.post(f"/v1/policy-packs/{path_id(ctx.args.pack)}/install")
+        known = [str(p.get("name")) for p in client.get("/v1/policy-packs").get("packs", [])]
+        if pack not in known:
+            raise CliError(f"no policy pack `{pack}`" + did_you_mean(close_matches(pack, known)),
+                           hint="`tf policy packs` lists them", code=EXIT_USAGE)  # fmt: skip
+        policy = client.post(f"/v1/policy-packs/{path_id(pack)}/install")
     ctx.out.result(policy, lambda: ctx.out.success(f"pack {ctx.args.pack} installed"))
     return EXIT_OK
 
@@ -272,8 +307,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     e.add_argument("--force", action="store_true",
                    help="explain names the catalogue and the agents do not know")  # fmt: skip
     cmd("list", "installed policies", "  tf policy list", policy_list)
-    a = cmd("add", "add a policy from a file", "  tf policy add protect-main.yaml", policy_add)
+    a = cmd("add", "add (or --replace) a policy from a file",
+            "  tf policy add protect-main.yaml\n  tf policy add protect-main.yaml --replace",
+            policy_add)  # fmt: skip
     a.add_argument("file", metavar="FILE")
+    a.add_argument("--replace", action="store_true",
+                   help="replace the installed policy of its name (a new version)")  # fmt: skip
+    r = cmd("remove", "remove an installed policy", "  tf policy remove protect-main",
+            policy_remove)  # fmt: skip
+    r.add_argument("name", metavar="NAME", help="the policy's name (or id)")
     cmd("packs", "built-in policy packs", "  tf policy packs", packs)
     i = cmd(
         "install", "install a built-in pack", "  tf policy install github-safe-defaults", install

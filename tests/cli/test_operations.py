@@ -108,7 +108,30 @@ def test_policy_explain_packs_and_doctor(project: Project) -> None:
     assert steps[0] == "kill_switch"
     packs = {p["name"] for p in project.tf_json("policy", "packs")["packs"]}
     assert "github-safe-defaults" in packs
+    typo = project.tf("policy", "install", "github-safe-default", check=False)
+    assert typo.returncode == 2
+    assert "did you mean `github-safe-defaults`" in typo.stderr
+    assert "tf policy packs" in typo.stderr
     project.tf("policy", "install", "github-safe-defaults")
+    assert [p["name"] for p in project.tf_json("policy", "list")["policies"]] == [
+        "github-safe-defaults"
+    ]
+
+    # add, refused twice, replaced, removed
+    held_merges = "name: hold-merges\nrules:\n  - {name: r, decision: requires_approval}\n"
+    (project.root / "hold.yaml").write_text(held_merges)
+    assert "hold-merges added" in project.tf("policy", "add", "hold.yaml").stdout
+    again = project.tf("policy", "add", "hold.yaml", check=False)
+    assert again.returncode == 1
+    assert "tf policy add hold.yaml --replace" in again.stderr
+    replaced = project.tf("policy", "add", "hold.yaml", "--replace")
+    assert "hold-merges replaced (version 2)" in replaced.stdout
+    (project.root / "typo.yaml").write_text("name: t\nrules:\n  - {name: r, decison: deny}\n")
+    typo = project.tf("policy", "add", "typo.yaml", check=False)
+    assert typo.returncode == 1
+    assert "typo.yaml:3" in typo.stderr  # the file and line, as `validate` shows them
+    assert "`rules[0].decison`: unknown field" in typo.stderr
+    project.tf("policy", "remove", "hold-merges")
     assert [p["name"] for p in project.tf_json("policy", "list")["policies"]] == [
         "github-safe-defaults"
     ]

@@ -167,6 +167,21 @@ def test_numbers_and_booleans_are_written_as_such(line: str) -> None:
     assert load_policy(plain).enabled is False
 
 
+@pytest.mark.parametrize(
+    ("written", "suggested"),
+    [("requires-approval", "requires_approval"), ("Deny", "deny"), ("redacted", "redact")],
+)
+def test_a_misspelled_decision_names_every_valid_one_and_the_nearest(
+    written: str, suggested: str
+) -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(f"name: p\nrules:\n - {{name: r, decision: {written}}}\n")
+    message = str(caught.value)
+    for valid in ("allow", "deny", "require_approval", "requires_approval", "redact"):
+        assert valid in message
+    assert f"did you mean `{suggested}`?" in message
+
+
 def test_bytes_size_and_encoding_limits() -> None:
     assert load_policy(DESIGN_EXAMPLE.encode()).name == "protect-main"
     with pytest.raises(PolicyError, match="UTF-8"):
