@@ -324,7 +324,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     }.get(exc.status_code, str(exc.detail).lower())
     if exc.status_code == 404 and request.url.path.startswith("/v1/"):  # the SDKs' paths
         message += "; the API is under /api: a base URL ends in `/api` (AAF_BASE_URL)"
-    return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # every method the path serves, not only its first route's
+        headers["Allow"] = ", ".join(sorted(_methods_of(request)))
+    return error_response(exc.status_code, code, message, headers)
+
+
+def _methods_of(request: Request) -> set[str]:
+    """The methods the routes of the request's path accept (each route serves a few)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", ()):
+        regex, accepted = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and accepted and regex.match(path):
+            methods |= accepted
+    return methods
 
 
 async def _core_error(_request: Request, exc: Exception) -> Response:

@@ -134,3 +134,11 @@ def test_a_base_url_without_api_is_told_where_the_api_is(harness: Harness) -> No
     assert "the API is under /api: a base URL ends in `/api` (AAF_BASE_URL)" in missed.text
     elsewhere = harness.call("GET", "/api/v1/nothing-here", key)
     assert elsewhere.json()["message"] == "no such endpoint: see docs/api.md"
+
+
+def test_a_405_names_every_method_its_path_serves(harness: Harness) -> None:
+    answer = harness.admin("PUT", "/v1/agents/Bot")  # GET, PATCH (and HEAD) are served there
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, HEAD, PATCH"
+    policies = harness.admin("POST", "/v1/policies/p_1")
+    assert policies.headers["allow"] == "DELETE, GET, HEAD, PUT"
