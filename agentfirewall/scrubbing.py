@@ -5,7 +5,10 @@ request, the control plane into an action it executes) builds a :class:`Scrubber
 from the header values it adds (:func:`scrubber_for`). Every form of the secret is searched
 for: the header value, the token after its scheme, for ``Basic`` the decoded ``user:pass``
 and its password, and of each of these the base64 (standard and URL-safe, padded or not),
-percent-encoded and JSON-escaped (``\\/``) forms.
+percent-encoded and JSON-escaped forms: in a body holding a backslash, any character of
+any form may be written as a JSON escape (``\\u005f``, any case of hex; ``\\/``), as an
+upstream's JSON encoder may write it, and is found as well (a JSON reader would hand the
+agent the secret itself).
 
 A match is replaced by a filler of **the same length** (:data:`MARKER`, cut or padded
 with ``*``), so a ``Content-Length`` stays true and no body is re-framed for scrubbing.
@@ -75,10 +78,68 @@ def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
     return tuple(sorted(forms, key=lambda f: (-len(f), f)))
 
 
+def _escapable(byte: int) -> bytes:
+    """A regex of one byte of a form: itself, or (printable ASCII) its JSON escapes."""
+    plain = re.escape(bytes([byte]))
+    if not 0x20 <= byte < 0x7F:
+        return plain
+    digits = b"".join(
+        b"[" + d.lower() + d.upper() + b"]" if d.isalpha() else d
+        for d in (bytes([c]) for c in b"%02x" % byte)
+    )
+    alternatives = [plain, rb"\\u00" + digits]
+    if byte in b'/"\\':  # JSON's two-character escapes
+        alternatives.append(rb"\\" + re.escape(bytes([byte])))
+    return b"(?:" + b"|".join(alternatives) + b")"
+
+
+def _any_case(hexes: bytes) -> bytes:
+    return b"".join(b"[" + bytes([c]).lower() + bytes([c]).upper() + b"]"
+                    if chr(c).isalpha() else bytes([c]) for c in hexes)  # fmt: skip
+
+
+def _unescaped(tail: bytes) -> tuple[bytes, bool] | None:
+    """`tail` with its JSON escapes decoded, and whether it ends inside one (None: it holds
+    an escape no form of ASCII bytes can have)."""
+    out = bytearray()
+    index = 0
+    while index < len(tail):
+        byte = tail[index]
+        if byte != 0x5C:  # a backslash
+            out.append(byte)
+            index += 1
+            continue
+        kind = tail[index + 1 : index + 2]
+        if not kind:
+            return bytes(out), True
+        if kind == b"/":
+            out += kind
+            index += 2
+            continue
+        if kind != b"u":
+            return None
+        digits = tail[index + 2 : index + 6]
+        if len(digits) < 4:
+            return (bytes(out), True) if all(d in _HEX for d in digits) else None
+        if not all(d in _HEX for d in digits) or int(digits, 16) >= 0x80:
+            return None
+        out.append(int(digits, 16))
+        index += 6
+    return bytes(out), False
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+#: A JSON escape is at most this many bytes per byte of a form (``\u005f``).
+_WIDEST = 6
+
+
 class Scrubber:
     """The secrets of one connector's credential, and how to find them in bytes."""
 
-    __slots__ = ("_bytes", "_firsts", "_pattern", "forms", "longest", "replacements")
+    __slots__ = (
+        "_bytes", "_escaped", "_firsts", "_pattern", "_trigger", "forms", "longest",
+        "replacements",
+    )  # fmt: skip
 
     def __init__(self, forms: tuple[bytes, ...]) -> None:
         self.forms = forms
@@ -87,12 +148,38 @@ class Scrubber:
         self._firsts = tuple(sorted({f[:1] for f in forms}))
         self._bytes = frozenset(b for f in forms for b in f)  # bytes that occur in a secret
         self._pattern = re.compile(b"|".join(re.escape(f) for f in forms))
+        # Every form with any of its bytes JSON-escaped, searched only near an escape of a
+        # byte some form holds (`\u005f`): rare in real bodies, so a body full of `\"` or
+        # Go's `\u003c` costs nothing more.
+        plain = [f for f in forms if b"\\" not in f]  # (`\/` forms: covered by escapes)
+        self._escaped = re.compile(b"|".join(b"".join(_escapable(b) for b in f) for f in plain))
+        escapes = sorted({b"%02x" % b for f in plain for b in f if 0x20 <= b < 0x7F})
+        # (`\/` alone is not a trigger: a body escaping every `/` has the `\/` form above)
+        self._trigger = re.compile(rb"\\u00(?:" + b"|".join(_any_case(e) for e in escapes) + b")")
+
+    def _escaped_spans(self, data: bytes) -> list[tuple[int, int]]:
+        """Where an escaped form is (start, end): searched around each escape of a byte a
+        form holds, as far as the widest escaped form reaches."""
+        reach = self.longest * _WIDEST
+        spans: list[tuple[int, int]] = []
+        end = -1
+        for escape in self._trigger.finditer(data):
+            if escape.start() < end:
+                continue  # inside the window searched already
+            start, end = max(0, escape.start() - reach), escape.end() + reach
+            for match in self._escaped.finditer(data, start, end):
+                if not spans or match.start() >= spans[-1][1]:
+                    spans.append(match.span())
+        return spans
 
     def found(self, data: bytes) -> bool:
         """True when `data` holds a whole secret."""
         if len(data) < _SMALL:  # one regex call beats a search per form on short input
-            return self._pattern.search(data) is not None
-        return any(form in data for form in self.forms)
+            if self._pattern.search(data) is not None:
+                return True
+        elif any(form in data for form in self.forms):
+            return True
+        return b"\\" in data and bool(self._escaped_spans(data))
 
     def scrub(self, data: bytes) -> tuple[bytes, int]:
         """`data` with every whole secret replaced, and how many were."""
@@ -103,10 +190,20 @@ class Scrubber:
             if form in data:
                 count += data.count(form)
                 data = data.replace(form, fill)
+        if b"\\" in data:  # escaped forms: each replaced by a filler of its own length
+            spans = self._escaped_spans(data)
+            for start, end in reversed(spans):
+                data = data[:start] + filler(end - start) + data[end:]
+            count += len(spans)
         return data, count
 
     def held(self, data: bytes) -> int:
         """Length of the longest suffix of `data` that may begin a secret (0: none)."""
+        reach = max(0, len(data) - self.longest * _WIDEST)
+        if b"\\" in data[-8:] or self._trigger.search(data, reach):
+            held = self._held_escaped(data)  # (an escape near the end: it may begin one)
+            if held:
+                return held
         if not data or data[-1] not in self._bytes:
             return 0  # (a body or an event ending in a newline: at once)
         start = max(0, len(data) - self.longest + 1)
@@ -121,6 +218,23 @@ class Scrubber:
                     break
                 index = window.find(first, index + 1)
         return len(window) - earliest
+
+    def _held_escaped(self, data: bytes) -> int:
+        """`held` for a tail with an escape: a suffix whose JSON-unescaped bytes begin a
+        form (or end inside an escape that may continue one)."""
+        window = data[-(self.longest * _WIDEST - 1) :]
+        starts = set(self._firsts) | {b"\\"}
+        for index in range(len(window)):
+            if window[index : index + 1] not in starts:
+                continue
+            decoded = _unescaped(window[index:])
+            if decoded is None:
+                continue
+            text, open_escape = decoded
+            if any(form.startswith(text) and (open_escape or len(form) > len(text))
+                   for form in self.forms):  # fmt: skip
+                return len(window) - index
+        return 0
 
     def headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
         """Header values scrubbed; a header whose *name* holds a secret is dropped."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import re
 import zlib
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.scrubbing import MARKER, Scrubber, filler, scrubber_for, secret_forms
@@ -104,6 +105,45 @@ def test_any_chunking_scrubs_every_form(
     assert len(out) == len(body)
     assert all(f not in out for f in scrubber().forms)
     assert stream.count >= 2
+
+
+def _json_unescaped(data: bytes) -> bytes:
+    """What a JSON reader makes of the escapes a form may be written with."""
+    return re.sub(rb"\\u00([0-7][0-9a-fA-F])|\\/",
+                  lambda m: bytes([int(m.group(1), 16)]) if m.group(1) else b"/", data)  # fmt: skip
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    which=st.integers(min_value=0, max_value=4),
+    escaped=st.lists(st.booleans(), min_size=80, max_size=80),
+    upper=st.booleans(),
+    before=st.binary(max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=8),
+)
+@example(which=0, escaped=[i in (3, 4) for i in range(80)], upper=False, before=b"", cuts=[12])
+def test_a_form_with_json_escaped_characters_is_scrubbed_too(
+    which: int, escaped: list[bool], upper: bool, before: bytes, cuts: list[int]
+) -> None:
+    """An upstream's JSON encoder may write any character as `\\u00XX` (or `/` as `\\/`):
+    a JSON reader hands the agent the secret all the same. Any mix, split anywhere."""
+    form = forms_of(TOKEN)[which].replace(b"\\/", b"/")
+    written = b""
+    for index, byte in enumerate(form):
+        if escaped[index % len(escaped)]:
+            code = b"\\/" if byte == ord("/") and index % 2 else b"\\u%04x" % byte
+            written += code.upper().replace(b"\\U", b"\\u") if upper else code
+        else:
+            written += bytes([byte])
+    body = before + b'{"echo": "' + written + b'"}'
+    points = sorted({min(c, len(body)) for c in cuts})
+    pieces = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+    stream = scrubber().stream()
+    out = b"".join(stream.feed(p) for p in pieces) + stream.finish()
+    assert len(out) == len(body)
+    assert stream.count >= 1
+    assert form not in _json_unescaped(out)
+    assert TOKEN.encode() not in _json_unescaped(out)
 
 
 def test_stream_holds_back_only_a_possible_secret_start() -> None:
