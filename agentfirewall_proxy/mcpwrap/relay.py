@@ -165,8 +165,9 @@ class Relay:
             if line is None:
                 await self._client_closed()
                 return
-            if isinstance(line, TooLarge):
+            if isinstance(line, TooLarge):  # not read: its id is not known (JSON-RPC: null)
                 text = f"message over the {self.options.limit}-byte limit: not relayed"
+                self._record_unread("/too-large", line.size, text)
                 await self._write(rpc.error(None, rpc.INVALID, text))
                 continue
             try:
@@ -181,6 +182,7 @@ class Relay:
         try:
             message = parse_json(line, connector="mcp")
         except AgentFirewallError as exc:
+            self._record_unread("/not-json", len(line), str(exc))
             await self._write(rpc.error(None, rpc.PARSE_ERROR, str(exc)))
             return
         if self._cancels_hold(message):
@@ -253,6 +255,14 @@ class Relay:
 
     def _record(self, flow: Flow) -> None:
         self.shipper.record(traffic_record(flow))
+
+    def _record_unread(self, path: str, size: int, reason: str) -> None:
+        """A client line refused before it was read as a message (not JSON, over the
+        limit): recorded too, as every client message is."""
+        flow = self._flow(None, size)
+        flow.path, flow.status, flow.reason = path, 400, reason
+        flow.decision = Decision("deny", reason, decided_outcome="deny")
+        self._record(flow)
 
     def _denial_text(self, flow: Flow) -> str:
         decision = flow.decision

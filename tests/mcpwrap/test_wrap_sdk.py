@@ -3,6 +3,10 @@ control plane deciding, holding and recording."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +15,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.livesrv import LiveServer
-from tests.mcpwrap.conftest import add_agent, pending_approvals, wrapped
+from tests.mcpwrap.conftest import add_agent, pending_approvals, wrap_args, wrap_env, wrapped
 
 pytestmark = pytest.mark.anyio
 
@@ -221,3 +225,26 @@ async def test_budgets_count_stdio_tool_calls(server: LiveServer, tmp_path: Path
     used = {b["name"]: b["state"]["used"] for b in usage["budgets"]}  # the session ended: exact
     assert used["mcp-echo"] == 2  # the refused third was never counted
     assert used["mcp-big"] == 3  # the approved one counts
+
+
+def test_lines_refused_before_they_are_read_are_recorded_too(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A line that is not JSON, or over `--max-message`, is answered and recorded: every
+    client message is a traffic record (they left none)."""
+    agent = add_agent(server, "McpUnread")
+    args = wrap_args(agent, "--max-message", "1000")
+    lines = b"{not json\n" + b'{"jsonrpc":"2.0","id":3,"method":"ping","params":"' + (
+        b"x" * 3000) + b'"}\n'  # fmt: skip
+    done = subprocess.run([sys.executable, *args], input=lines, capture_output=True,
+                          env={**os.environ, **wrap_env(server)}, cwd=tmp_path,
+                          timeout=60)  # fmt: skip
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [a["error"]["code"] for a in answers] == [-32700, -32600]
+    deadline = time.monotonic() + 15
+    rows: list[dict[str, object]] = []
+    while len(rows) < 2 and time.monotonic() < deadline:
+        rows = server.admin("GET", f"/v1/traffic?agent={agent}").json()["traffic"]
+        time.sleep(0.1)
+    assert sorted((r["path"], r["decision"], r["status_code"]) for r in rows) == [
+        ("/not-json", "deny", 400), ("/too-large", "deny", 400)]  # fmt: skip
