@@ -277,7 +277,8 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
         )
         for r in data.get("permissions", [])
     ]
-    policies = [load_policy(p["document"], source=p.get("name")) for p in data.get("policies", [])]
+    policies = [load_policy(p["document"], source=p.get("name"), stored=True)
+                for p in data.get("policies", [])]  # fmt: skip
     switches = [
         KillSwitch(scope=k["scope"], target=k.get("target"), reason=k.get("reason") or "")
         for k in data.get("kill_switches", [])

@@ -116,7 +116,7 @@ def load_shadow(
     loaded: list[Policy] = []
     for row in pol_rows:
         try:
-            loaded.append(load_policy(row["document"], source=row["name"]))
+            loaded.append(load_policy(row["document"], source=row["name"], stored=True))
         except ValueError:
             continue  # validated on write; never crash the reload
     rules = [

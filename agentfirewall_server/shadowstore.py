@@ -71,7 +71,7 @@ def set_permissions(conn: Connection, rules: list[AccessRule], actor: str) -> li
 
 
 def _promote_policy(conn: Connection, row: Any, actor: str, stamp: float) -> dict[str, Any]:
-    policy = load_policy(row.document, source=row.name)
+    policy = load_policy(row.document, source=row.name, stored=True)
     live = conn.execute(select(policies).where(policies.c.name == policy.name)).first()
     values = {"name": policy.name, "enabled": policy.enabled, "priority": policy.priority,
               "document": row.document, "updated_at": stamp}  # fmt: skip

@@ -219,7 +219,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
     loaded: dict[str, Policy] = {}
     for p in pol_rows:
         try:
-            policy = load_policy(p["document"], source=p["name"])
+            policy = load_policy(p["document"], source=p["name"], stored=True)
             loaded[p["id"]] = policy.model_copy(update={"enabled": bool(p["enabled"])})
         except ValueError:
             continue  # stored documents were validated on write; never crash the reload

@@ -207,12 +207,12 @@ def _errors(
 
 
 def _validate(
-    data: object, lines: dict[Path_, int], source: str | None
+    data: object, lines: dict[Path_, int], source: str | None, *, stored: bool = False
 ) -> tuple[Policy | None, list[PolicyError]]:
     if not isinstance(data, dict):
         return None, [PolicyError("a policy document must be a mapping", file=source, line=1)]
     try:
-        return Policy.model_validate(data), []
+        return Policy.model_validate(data, context={"stored": stored}), []
     except PydanticValidationError as exc:
         return None, _errors(exc, data, lines, source)
 
@@ -227,15 +227,23 @@ def validate_policy_text(text: str | bytes, *, source: str | None = None) -> lis
 
 
 def load_policy(
-    document: str | bytes | Mapping[str, object], *, source: str | None = None
+    document: str | bytes | Mapping[str, object],
+    *,
+    source: str | None = None,
+    stored: bool = False,
 ) -> Policy:
-    """Load one policy from YAML/JSON text or from already parsed data; raise PolicyError."""
+    """Load one policy from YAML/JSON text or from already parsed data; raise PolicyError.
+
+    `stored`: a document a control plane accepted earlier, read as it was accepted then
+    (a boolean or a number written as text, a role of any name, which later versions refuse
+    on write): a stored policy never disappears from enforcement because a check tightened.
+    """
     if isinstance(document, Mapping):
         data: object = dict(document)
         lines: dict[Path_, int] = {}
     else:
         data, lines = parse_document(document, source=source)
-    policy, errors = _validate(data, lines, source)
+    policy, errors = _validate(data, lines, source, stored=stored)
     if policy is None:
         raise errors[0]
     return policy

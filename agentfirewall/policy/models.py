@@ -28,7 +28,7 @@ loads can always be compiled.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -40,6 +40,7 @@ from pydantic import (
     Field,
     JsonValue,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -196,11 +197,45 @@ def _outcome(value: object) -> Outcome:
 OutcomeField = Annotated[Outcome, BeforeValidator(_outcome)]
 
 
+def _written_as(kind: str) -> Callable[[object, ValidationInfo], object]:
+    """A value of a policy's own field must be written as `kind` (`no`, `'5'` are not a
+    boolean or a number) — except in a document stored before this was checked
+    (``load_policy(..., stored=True)``), read as it was accepted then."""
+
+    def check(value: object, info: ValidationInfo) -> object:
+        if info.context and info.context.get("stored"):
+            return value
+        if kind == "boolean" and type(value) is not bool:
+            raise ValueError("input should be a valid boolean: `true` or `false`")
+        if kind == "integer" and type(value) is not int:
+            raise ValueError("input should be a valid integer, written as a number")
+        if kind == "number" and type(value) not in (int, float):
+            raise ValueError("input should be a valid number, written as a number")
+        return value
+
+    return check
+
+
+def _approver(value: object, info: ValidationInfo) -> object:
+    if info.context and info.context.get("stored"):
+        return value
+    if value not in DEFAULT_APPROVER_ROLES:  # a misspelled role: nobody could approve
+        raise ValueError(f"input should be 'owner', 'admin' or 'member', not {value!r}")
+    return value
+
+
+_Approver = Annotated[_Name, BeforeValidator(_approver)]
+
+
 class ApprovalSettings(_Frozen):
     """How a held action is approved."""
 
-    timeout_seconds: int = Field(300, ge=1, le=30 * 86400, strict=True)
-    approver_roles: tuple[_Name, ...] = DEFAULT_APPROVER_ROLES
+    timeout_seconds: Annotated[int, BeforeValidator(_written_as("integer"))] = Field(
+        300, ge=1, le=30 * 86400
+    )
+    #: who may approve: the roles that can (a viewer cannot; a misspelled role would leave
+    #: the action waiting for someone who does not exist)
+    approver_roles: tuple[_Approver, ...] = DEFAULT_APPROVER_ROLES
 
 
 class Rule(_Frozen):
@@ -216,7 +251,7 @@ class Rule(_Frozen):
     conditions: Annotated[Condition | None, BeforeValidator(_list_means_all)] = None
     decision: OutcomeField
     reason: Annotated[str, Field(max_length=2000)] = ""
-    risk_score: float = Field(0, ge=0, le=100, strict=True)
+    risk_score: Annotated[float, BeforeValidator(_written_as("number"))] = Field(0, ge=0, le=100)
     approval: ApprovalSettings | None = None
     redact: Literal[True] | None = None
 
@@ -259,8 +294,10 @@ class Policy(_Frozen):
     description: Annotated[str, Field(max_length=2000)] = ""
     scope: Scope = Field(default_factory=Scope)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
-    priority: int = Field(100, ge=-1_000_000, le=1_000_000, strict=True)
-    enabled: bool = Field(True, strict=True)  # `no`, `off`, 0 are not booleans
+    priority: Annotated[int, BeforeValidator(_written_as("integer"))] = Field(
+        100, ge=-1_000_000, le=1_000_000
+    )
+    enabled: Annotated[bool, BeforeValidator(_written_as("boolean"))] = True
     rules: Annotated[tuple[Rule, ...], Field(min_length=1, max_length=10_000)]
 
     @model_validator(mode="before")

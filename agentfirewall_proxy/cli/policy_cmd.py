@@ -142,7 +142,8 @@ def explain(ctx: Context) -> int:
             level = client.get(f"/v1/agents/{path_id(args.gateway)}").get("enforcement_level")
         except CliError:  # not registered yet: `tf run` would create it at the default level
             level = client.get("/v1/settings").get("default_enforcement_level")
-    enabled = [policy.load_policy(p["document"]) for p in policies if p.get("enabled", True)]
+    enabled = [policy.load_policy(p["document"], stored=True)
+               for p in policies if p.get("enabled", True)]  # fmt: skip
     engine = policy.Engine(
         access_rules=alias_rules(
             [

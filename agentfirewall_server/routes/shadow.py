@@ -42,7 +42,7 @@ def _load(text: str) -> Policy:
 
 
 def _policy_json(row: dict[str, Any], live: dict[str, str]) -> dict[str, Any]:
-    policy = load_policy(row["document"], source=row["name"])
+    policy = load_policy(row["document"], source=row["name"], stored=True)
     return {
         "id": row["id"],
         "name": row["name"],

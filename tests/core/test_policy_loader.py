@@ -182,6 +182,22 @@ def test_a_misspelled_decision_names_every_valid_one_and_the_nearest(
     assert f"did you mean `{suggested}`?" in message
 
 
+def test_a_stored_document_is_read_as_it_was_accepted() -> None:
+    """What earlier versions accepted on write (`enabled: 'no'`, `priority: '5'`, a role of
+    any name) is refused now, but a document already stored still loads, as it was read
+    then: a policy never vanishes from enforcement because a check tightened."""
+    old = (
+        "name: p\nenabled: 'no'\npriority: '5'\nrules:\n - {name: r, decision: "
+        "requires_approval, risk_score: '50', approval: {approver_roles: [admins]}}\n"
+    )
+    with pytest.raises(PolicyError):
+        load_policy(old)
+    stored = load_policy(old, stored=True)
+    assert (stored.enabled, stored.priority, stored.rules[0].risk_score) == (False, 5, 50)
+    assert stored.rules[0].approval is not None
+    assert stored.rules[0].approval.approver_roles == ("admins",)
+
+
 def test_bytes_size_and_encoding_limits() -> None:
     assert load_policy(DESIGN_EXAMPLE.encode()).name == "protect-main"
     with pytest.raises(PolicyError, match="UTF-8"):
