@@ -24,8 +24,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.decisions import Decision
-from agentfirewall.errors import ActionSpecError
+from agentfirewall.errors import ActionSpecError, ConnectorError
 from agentfirewall.policy.guard import sdk_content_decision
 from agentfirewall.policy.record import record_input
 from agentfirewall_server.actionstore import load_action
@@ -86,15 +87,33 @@ class _Envelope(BaseModel):
 async def _spec(request: Request) -> ActionSpec:
     raw = await read_body(request)
     try:
-        return _Envelope.model_validate_json(raw).action_spec
+        spec = _Envelope.model_validate_json(raw).action_spec
     except (PydanticValidationError, ValueError, ActionSpecError):
-        pass  # the two-step path below names the problem exactly as it always has
-    body = parse_model(raw, ActionBody)
+        body = parse_model(raw, ActionBody)  # names the problem exactly as it always has
+        try:
+            spec = parse_action_spec(body.action_spec)
+        except ActionSpecError as exc:
+            field = f"action_spec.{exc.field}" if exc.field else "action_spec"
+            raise ApiError(422, str(exc), field=field) from None
+    if spec.provider in _URL_TARGETED or spec.type.startswith("webhook."):
+        _check_url_target(spec)
+    return spec
+
+
+#: Connectors whose action's resource.target is the URL it is sent to (routes/executor).
+_URL_TARGETED = ("webhook", "generic")
+
+
+def _check_url_target(spec: ActionSpec) -> None:
+    """A target URL that is not `http(s)://host[:port]` is refused when the action is
+    requested (422 naming the field), not decided first and refused at execution."""
+    target = spec.resource.target
+    if target is None:
+        return
     try:
-        return parse_action_spec(body.action_spec)
-    except ActionSpecError as exc:
-        field = f"action_spec.{exc.field}" if exc.field else "action_spec"
-        raise ApiError(422, str(exc), field=field) from None
+        HttpRequest.from_url("GET", target)
+    except ConnectorError as exc:
+        raise ApiError(422, str(exc), field="action_spec.resource.target") from None
 
 
 async def _rate_limit(state: AppState, agent: AgentRecord) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from agentfirewall_server.store.schema import api_keys
@@ -142,3 +143,24 @@ def test_a_405_names_every_method_its_path_serves(harness: Harness) -> None:
     assert answer.headers["allow"] == "GET, HEAD, PATCH"
     policies = harness.admin("POST", "/v1/policies/p_1")
     assert policies.headers["allow"] == "DELETE, GET, HEAD, PUT"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["file:///etc/passwd", "http://h:0/", "not a url", "gopher://x/", "//host", "http:///x",
+     "http://[::1/"],
+)  # fmt: skip
+def test_a_webhook_target_that_is_no_http_url_is_refused_when_requested(
+    harness: Harness, target: str
+) -> None:
+    """docs/api.md, Input limits: refused as the action is requested, naming the field (it
+    was decided `allowed`, with a token, and refused only at execution)."""
+    key = harness.create_agent("Hook")
+    spec = {"type": "webhook.post", "resource": {"provider": "webhook", "target": target}}
+    for path in ("/v1/actions", "/v1/actions/dry-run"):
+        answer = harness.agent(key, "POST", path, json={"action_spec": spec})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == "action_spec.resource.target"
+        assert "invalid url" in answer.json()["message"]
+    fine = {**spec, "resource": {"provider": "webhook", "target": "https://hooks.example/x"}}
+    assert harness.agent(key, "POST", "/v1/actions", json={"action_spec": fine}).status_code == 200
