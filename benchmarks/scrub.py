@@ -1,0 +1,77 @@
+"""What scrubbing an upstream's answer costs: this tree against a baseline tree, same bodies.
+
+Run: ``python benchmarks/scrub.py --baseline-tree DIR [--rounds 5]`` (a baseline made with
+``git -C /work/main archive <commit> | tar -x -C DIR``). Each tree runs in its own
+subprocess (``python -P`` with ``PYTHONPATH`` on the tree), the trees taking turns round by
+round; each round times, on the same bodies (about 4.8 MB of chat JSON, seeded):
+
+- ``found``: `Scrubber.found` on the whole body (no secret in it: the common answer);
+- ``stream``: `ScrubStream.feed` in 64 KiB reads, as the gateway streams a response;
+
+for three bodies: plain JSON (`\\"` and `\\\\` everywhere), JSON whose encoder escapes `<`
+as Go's does (`\\u003c`), and PHP-style JSON with every `/` written `\\/`. The fastest round
+of each is printed per tree, and this tree's ratio to the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+_CHILD = r"""
+import json, random, string, sys, time
+from agentfirewall.scrubbing import scrubber_for
+random.seed(7)
+scrubber = scrubber_for([b"token ghp_realGithubToken0000000000000000000/+x"])
+alphabet = string.ascii_letters + ' "\\/\n<>&'
+messages = [{"role": "user", "content": "".join(random.choice(alphabet) for _ in range(200))}
+            for _ in range(20000)]
+plain = json.dumps({"messages": messages})
+bodies = {"json": plain.encode(), "go-escaped": plain.encode().replace(b"<", b"\\u003c"),
+          "php": plain.replace("/", "\\/").encode()}
+out = {}
+for name, body in bodies.items():
+    start = time.perf_counter(); scrubber.found(body); found = time.perf_counter() - start
+    stream = scrubber.stream(); start = time.perf_counter()
+    for at in range(0, len(body), 65536):
+        stream.feed(body[at:at + 65536])
+    stream.finish()
+    out[name] = {"found": found * 1000, "stream": (time.perf_counter() - start) * 1000}
+print(json.dumps(out))
+"""
+
+
+def _round(tree: Path) -> dict[str, dict[str, float]]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, "-P", "-c", _CHILD], env=env, capture_output=True,
+                          text=True, check=True, timeout=600)  # fmt: skip
+    figures: dict[str, dict[str, float]] = json.loads(done.stdout)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline-tree", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    trees = {"baseline": args.baseline_tree.resolve(), "this": Path(__file__).parents[1]}
+    best: dict[str, dict[str, dict[str, float]]] = {}
+    for _ in range(args.rounds):
+        for name, tree in trees.items():
+            for body, figures in _round(tree).items():
+                mine = best.setdefault(name, {}).setdefault(body, dict(figures))
+                for key, value in figures.items():
+                    mine[key] = min(mine[key], value)
+    print(f"{'body':<12} {'measure':<8} {'baseline ms':>12} {'this ms':>10} {'ratio':>7}")
+    for body, figures in best["this"].items():
+        for key, value in figures.items():
+            base = best["baseline"][body][key]
+            print(f"{body:<12} {key:<8} {base:>12.1f} {value:>10.1f} {value / base:>7.2f}")
+
+
+if __name__ == "__main__":
+    main()
