@@ -129,17 +129,12 @@ def _refuse_url(world: World, url: str) -> None:
     assert r.status_code == 422, r.text
     assert r.json()["field"] == "base_url"
     spec = {**SPEC, "resource": {"provider": "webhook", "target": url}}
-    decided = world.server.agent(world.agent_key, "POST", "/v1/actions", {"action_spec": spec})
-    assert decided.status_code == 200, decided.text
-    body = decided.json()
-    r = world.server.agent(
-        world.agent_key,
-        "POST",
-        f"/v1/actions/{body['action_request_id']}/execute",
-        {"decision_token": body["decision_token"]},
-    )
+    # refused as the action is requested, naming the field (it was decided, then refused
+    # only at execution)
+    r = world.server.agent(world.agent_key, "POST", "/v1/actions", {"action_spec": spec})
     assert r.status_code == 422, r.text
-    assert {"error", "message"} <= r.json().keys()
+    assert r.json()["field"] == "action_spec.resource.target"
+    assert r.json()["message"].startswith("invalid url")
 
 
 class _Conn:
