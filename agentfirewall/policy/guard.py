@@ -211,16 +211,7 @@ def explain_with_content(
     findings = action_findings(plan, spec)
     if not findings:
         return engine.explain(spec, ctx)
-    ctx = EvaluationContext(
-        agent=ctx.agent,
-        mode=ctx.mode,
-        now=ctx.now,
-        connector=ctx.connector,
-        enforcement_level=ctx.enforcement_level,
-        sdk_default=ctx.sdk_default,
-        risk=ctx.risk,
-        attributes={**ctx.attributes, **content_attributes(findings)},
-    )
+    ctx = dataclasses.replace(ctx, attributes={**ctx.attributes, **content_attributes(findings)})
     result = engine.explain(spec, ctx)
     decision = result.decision
     if ctx.mode == "sdk":
