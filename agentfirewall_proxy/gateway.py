@@ -124,7 +124,7 @@ class Gateway:
         if switch is not None:
             if head is not None:
                 _name_refused_action(flow, head)
-            raise Refusal(403, "kill_switch", "kill_switch_active")
+            raise Refusal(403, "kill_switch", switch.decision_reason)
 
     def approval_timeout(self, flow: Flow) -> float:
         """A policy rule's own ``approval.timeout_seconds``, else the settings' timeout."""

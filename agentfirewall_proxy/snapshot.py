@@ -26,7 +26,14 @@ from agentfirewall.connectors import (
 from agentfirewall.credentials import COMPUTED_KINDS, AwsInjector, build_injector
 from agentfirewall.decisions import Decision, normalize_level
 from agentfirewall.errors import AgentFirewallError, CredentialError
-from agentfirewall.policy import AccessRule, Engine, EvaluationContext, KillSwitch, load_policy
+from agentfirewall.policy import (
+    AccessRule,
+    Engine,
+    EvaluationContext,
+    KillSwitch,
+    load_policy,
+    unreadable_switch,
+)
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex
 from agentfirewall_proxy.aliases import alias_rules
@@ -277,12 +284,21 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
         )
         for r in data.get("permissions", [])
     ]
-    policies = [load_policy(p["document"], source=p.get("name"), stored=True)
-                for p in data.get("policies", [])]  # fmt: skip
+    policies = []
     switches = [
-        KillSwitch(scope=k["scope"], target=k.get("target"), reason=k.get("reason") or "")
+        KillSwitch(
+            scope=k["scope"],
+            target=k.get("target"),
+            reason=k.get("reason") or "",
+            unreadable=bool(k.get("unreadable")),
+        )
         for k in data.get("kill_switches", [])
     ]
+    for p in data.get("policies", []):
+        try:
+            policies.append(load_policy(p["document"], source=p.get("name"), stored=True))
+        except ValueError as exc:  # another version's: enforcing less than stored fails open
+            switches.insert(0, unreadable_switch("policy", str(p.get("name")), exc))
     return CompiledConfig(
         version=int(data.get("version", 0)),
         agents=agents,

@@ -9,12 +9,20 @@ by a periodic version check.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from agentfirewall.policy import AccessRule, Engine, KillSwitch, Policy, load_policy
+from agentfirewall.policy import (
+    AccessRule,
+    Engine,
+    KillSwitch,
+    Policy,
+    load_policy,
+    unreadable_switch,
+)
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.models import field_conditions
 from agentfirewall_server.budgets import BudgetDef, CompiledBudget, compile_budget
@@ -43,7 +51,10 @@ __all__ = [
     "load_snapshot",
     "put_setting",
     "read_version",
+    "unreadable_json",
 ]
+
+log = logging.getLogger("agentfirewall_server")
 
 SETTING_DEFAULTS: dict[str, Any] = {
     "config_version": 1,
@@ -114,12 +125,18 @@ class Snapshot:
     guard: GuardPlan = field(default_factory=GuardPlan, repr=False)
     #: A policy condition reads ``budget.<name>.*`` (``decide.py`` reads the budgets then).
     reads_budgets: bool = False
+    #: Stored policies and budgets this version cannot read: each denies every action.
+    unreadable: tuple[KillSwitch, ...] = ()
 
     def agent(self, ident: str) -> AgentRecord | None:
         return self.agents_by_id.get(ident) or self.agents_by_name.get(ident)
 
     def connector_types(self) -> set[str]:
         return {c["type"] for c in self.connectors}
+
+    def switches_json(self) -> list[dict[str, Any]]:
+        """Every active stop as the API shows it: unreadable configuration first."""
+        return [*map(unreadable_json, self.unreadable), *map(kill_json, self.kill_switches)]
 
 
 def kill_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +148,11 @@ def kill_json(row: dict[str, Any]) -> dict[str, Any]:
         "activated_by": row["activated_by"],
         "activated_at": rfc3339(row["activated_at"]),
     }
+
+
+def unreadable_json(switch: KillSwitch) -> dict[str, Any]:
+    """A stored policy or budget this version cannot read (it denies everything), for the API."""
+    return {"scope": "all", "target": None, "reason": switch.reason, "unreadable": True}
 
 
 def read_version(conn: Connection) -> int:
@@ -217,17 +239,23 @@ def load_snapshot(conn: Connection) -> Snapshot:
     pol_rows = _rows(conn, policies, policies.c.priority)
     ks_rows = _rows(conn, kill_switches, kill_switches.c.activated_at)
     loaded: dict[str, Policy] = {}
+    unreadable: list[KillSwitch] = []
     for p in pol_rows:
         try:
             policy = load_policy(p["document"], source=p["name"], stored=True)
             loaded[p["id"]] = policy.model_copy(update={"enabled": bool(p["enabled"])})
-        except ValueError:
-            continue  # stored documents were validated on write; never crash the reload
+        except ValueError as exc:  # validated on write: another version's, or edited by hand
+            if p["enabled"]:  # a disabled one enforces nothing: listed, not loaded
+                unreadable.append(_unreadable("policy", p["name"], exc))
     rules = [
         AccessRule(p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"])
         for p in perm_rows
     ]
-    switches = [KillSwitch(k["scope"], k["target"] or None, k["reason"]) for k in ks_rows]
+    found_budgets = _budgets(conn, unreadable)
+    switches = [
+        *unreadable,
+        *(KillSwitch(k["scope"], k["target"] or None, k["reason"]) for k in ks_rows),
+    ]
     enabled = [loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded]
     engine = Engine(access_rules=rules, policies=enabled, kill_switches=switches)
     named = [
@@ -257,7 +285,8 @@ def load_snapshot(conn: Connection) -> Snapshot:
         settings=settings,
         engine=engine,
         loaded_policies=loaded,
-        budgets=_budgets(conn),
+        budgets=found_budgets,
+        unreadable=tuple(unreadable),
         shadow=load_shadow(conn, named, rules, switches),
         guard=guard_plan(tuple(enabled)),
         reads_budgets=any(
@@ -269,12 +298,20 @@ def load_snapshot(conn: Connection) -> Snapshot:
     )
 
 
-def _budgets(conn: Connection) -> dict[str, CompiledBudget]:
+def _budgets(conn: Connection, unreadable: list[KillSwitch]) -> dict[str, CompiledBudget]:
     found: dict[str, CompiledBudget] = {}
     for row in _rows(conn, budgets, budgets.c.created_at):
         try:
             definition = BudgetDef.model_validate_json(row["definition"])
-        except ValueError:
-            continue  # validated on write; never crash the reload
+        except ValueError as exc:  # validated on write: another version's, or edited by hand
+            unreadable.append(_unreadable("budget", row["name"], exc))
+            continue
         found[definition.name] = compile_budget(row["id"], definition)
     return found
+
+
+def _unreadable(kind: str, name: str, exc: Exception) -> KillSwitch:
+    """Never crash the reload, never enforce less than stored: deny everything, say why."""
+    switch = unreadable_switch(kind, name, exc)
+    log.error("%s", switch.reason)
+    return switch

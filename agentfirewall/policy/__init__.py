@@ -55,7 +55,13 @@ if TYPE_CHECKING:
     from agentfirewall.policy.models import Policy, Rule, Scope
     from agentfirewall.policy.operators import OPERATORS
     from agentfirewall.policy.packs import PackInfo, list_packs, load_pack
-    from agentfirewall.policy.permissions import AccessRule, KillSwitch, Preset, preset_rules
+    from agentfirewall.policy.permissions import (
+        AccessRule,
+        KillSwitch,
+        Preset,
+        preset_rules,
+        unreadable_switch,
+    )
 
 # Every name is loaded on first use from the module that defines it (agentfirewall._lazy).
 _HOMES = {
@@ -65,7 +71,7 @@ _HOMES = {
     "models": ("Policy", "Rule", "Scope"),
     "operators": ("OPERATORS",),
     "packs": ("PackInfo", "list_packs", "load_pack"),
-    "permissions": ("AccessRule", "KillSwitch", "Preset", "preset_rules"),
+    "permissions": ("AccessRule", "KillSwitch", "Preset", "preset_rules", "unreadable_switch"),
 }
 __getattr__, __dir__ = _lazy_exports(__name__, _HOMES)
 
@@ -90,5 +96,6 @@ __all__ = [
     "load_policy",
     "load_policy_file",
     "preset_rules",
+    "unreadable_switch",
     "validate_policy_text",
 ]

@@ -43,12 +43,17 @@ from agentfirewall.policy.explain import Explanation, Step
 from agentfirewall.policy.globs import dot_prefixes, reserved_floor
 from agentfirewall.policy.index import Plan, PolicyIndex
 from agentfirewall.policy.models import Policy
-from agentfirewall.policy.permissions import AccessIndex, AccessRule, KillSwitch, KillSwitchIndex
+from agentfirewall.policy.permissions import (
+    KILL_SWITCH_REASON,
+    AccessIndex,
+    AccessRule,
+    KillSwitch,
+    KillSwitchIndex,
+)
 from agentfirewall.policy.run import PolicyRun, run_policies, settled_run, trace_policies
 
 __all__ = ["KILL_SWITCH_REASON", "NO_DENY_REASON", "Engine", "EvaluationContext", "Mode"]
 
-KILL_SWITCH_REASON = "kill_switch_active"
 NO_DENY_REASON = "No deny rules matched"
 _STRICTNESS: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
 _DEFAULT_APPROVAL = ApprovalRequirement()
@@ -83,7 +88,7 @@ def _no_permission(ctx: EvaluationContext, action: str, connector: str) -> str:
 
 def _killed(switch: KillSwitch, risk: float) -> Decision:
     return Decision(
-        "deny", KILL_SWITCH_REASON, risk_score=risk, matched_rules=(switch.label,),
+        "deny", switch.decision_reason, risk_score=risk, matched_rules=(switch.label,),
         kill_switch=True, decided_outcome="deny",
     )  # fmt: skip
 

@@ -28,6 +28,7 @@ from agentfirewall.decisions import Outcome, normalize_outcome
 from agentfirewall.policy.globs import Glob, compile_glob, reserved_floor
 
 __all__ = [
+    "KILL_SWITCH_REASON",
     "READ_VERBS",
     "AccessIndex",
     "AccessRule",
@@ -35,7 +36,11 @@ __all__ = [
     "KillSwitchIndex",
     "Preset",
     "preset_rules",
+    "unreadable_switch",
 ]
+
+#: The reason of a decision a kill switch made (its own reason is in the trace and the API).
+KILL_SWITCH_REASON = "kill_switch_active"
 
 Preset = Literal["allow-all", "read-only", "require-approval"]
 KillSwitchScope = Literal["all", "connector", "agent"]
@@ -166,6 +171,10 @@ class KillSwitch:
     scope: KillSwitchScope
     target: str | None = None
     reason: str = ""
+    #: Not set by a person: stored configuration that this process cannot read (a policy or
+    #: budget written by another version, or edited by hand). Everything is denied, fail
+    #: closed, with ``reason`` as the decision's reason, until it is fixed or removed.
+    unreadable: bool = False
 
     def __post_init__(self) -> None:
         if self.scope not in ("all", "connector", "agent"):
@@ -177,9 +186,33 @@ class KillSwitch:
 
     @property
     def label(self) -> str:
+        if self.unreadable:
+            return "config_unreadable"
         return (
             "kill_switch:all" if self.scope == "all" else f"kill_switch:{self.scope}:{self.target}"
         )
+
+    @property
+    def decision_reason(self) -> str:
+        """The reason an action it stops is denied with."""
+        return self.reason if self.unreadable else KILL_SWITCH_REASON
+
+
+def unreadable_switch(kind: str, name: str, error: Exception | str) -> KillSwitch:
+    """The fail-closed stop for stored configuration this process cannot read.
+
+    Skipping it would enforce less than the operator wrote (a deny policy or a budget gone
+    quietly), so every action is denied, saying which ``kind`` and ``name`` and what to do.
+    """
+    first = (str(error).strip().splitlines() or ["unknown error"])[0][:300]
+    return KillSwitch(
+        "all",
+        reason=(
+            f"stored {kind} `{name}` cannot be read by this version of TameFlare ({first}): "
+            f"every action is denied until it is fixed, disabled or removed"
+        ),
+        unreadable=True,
+    )
 
 
 class KillSwitchIndex:

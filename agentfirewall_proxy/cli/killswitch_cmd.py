@@ -13,7 +13,7 @@ from typing import Any
 from agentfirewall_proxy.cli.agent_cmd import agent_names
 from agentfirewall_proxy.cli.client import AdminClient
 from agentfirewall_proxy.cli.context import Context, add_command
-from agentfirewall_proxy.cli.monitor import _switch_text
+from agentfirewall_proxy.cli.monitor import _switch_text, say_unreadable
 from agentfirewall_proxy.cli.names import close_matches, connector_types, did_you_mean
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
 
@@ -68,7 +68,12 @@ def kill_switch(ctx: Context) -> int:
         if verb is None or verb == "status":
             data = client.get("/v1/kill-switch")
             active = data.get("active") or []
-            ctx.out.result(data, lambda: ctx.out.line(f"kill switch: {_switch_text(active)}"))
+
+            def render() -> None:
+                ctx.out.line(f"kill switch: {_switch_text(active)}")
+                say_unreadable(ctx, active)
+
+            ctx.out.result(data, render)
             return EXIT_OK
         body: dict[str, Any] = {"active": verb == "activate"}
         if args.scope and not args.force:
@@ -88,7 +93,12 @@ def kill_switch(ctx: Context) -> int:
         message = f"kill switch ACTIVE for {scope}: matching traffic gets 403"
     else:
         message = f"kill switch cleared for {scope}"
-    ctx.out.result(data, lambda: ctx.out.success(message))
+
+    def done() -> None:
+        ctx.out.success(message)
+        say_unreadable(ctx, data.get("active") or [])  # no switch of a person's: still on
+
+    ctx.out.result(data, done)
     return EXIT_OK
 
 

@@ -25,10 +25,25 @@ def _switch_text(switches: list[dict[str, Any]]) -> str:
     if not switches:
         return "off"
     scopes = ", ".join(
-        str(s.get("target") or s.get("scope")) if s.get("scope") != "all" else "all"
+        "all, unreadable configuration"
+        if s.get("unreadable")
+        else str(s.get("target") or s.get("scope"))
+        if s.get("scope") != "all"
+        else "all"
         for s in switches
     )
     return f"ACTIVE (scope: {scopes})"
+
+
+def say_unreadable(ctx: Context, switches: list[dict[str, Any]]) -> None:
+    """Stored configuration the server cannot read denies everything: say what and how."""
+    for s in switches:
+        if s.get("unreadable"):
+            ctx.out.error(
+                str(s.get("reason")),
+                "replace it (`tf policy add FILE --replace`), remove it (`tf policy remove "
+                "NAME`, `tf budget remove NAME`), or run the TameFlare version that wrote it",
+            )
 
 
 def status(ctx: Context) -> int:
@@ -65,6 +80,7 @@ def status(ctx: Context) -> int:
                 ("kill switch", _switch_text(data.get("kill_switches") or [])),
             ]
         )
+        say_unreadable(ctx, data.get("kill_switches") or [])
         if not gateway.get("online"):
             ctx.out.info("no gateway heartbeat: start one with `tf up`")
         if agents.get("without_rules"):

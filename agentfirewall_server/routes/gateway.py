@@ -30,6 +30,7 @@ from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.grants import use_grant
 from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.shadow import judge_traffic
+from agentfirewall_server.snapshot import unreadable_json
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals, gateways, traffic
 from agentfirewall_server.tracing import annotate
@@ -184,8 +185,11 @@ def build_config(state: AppState) -> dict[str, Any]:
             if p["enabled"] and p["id"] in snap.loaded_policies
         ],
         "kill_switches": [
-            {"scope": k["scope"], "target": k["target"] or None, "reason": k["reason"]}
-            for k in snap.kill_switches
+            *map(unreadable_json, snap.unreadable),
+            *(
+                {"scope": k["scope"], "target": k["target"] or None, "reason": k["reason"]}
+                for k in snap.kill_switches
+            ),
         ],
         # which requests a budget covers: the gateway reserves only those
         "budgets": [

@@ -18,7 +18,6 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.routes.connectors import DOCUMENTED_TYPES
-from agentfirewall_server.snapshot import kill_json
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import kill_switches
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
@@ -47,7 +46,7 @@ def resolve_scope(state: AppState, scope: str | None) -> tuple[str, str]:
 
 async def list_kill(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
-    return json_ok({"active": [kill_json(k) for k in state_of(request).snapshot.kill_switches]})
+    return json_ok({"active": state_of(request).snapshot.switches_json()})
 
 
 async def set_kill(request: Request) -> JSONResponse:
@@ -61,7 +60,7 @@ async def set_kill(request: Request) -> JSONResponse:
         job = _deactivate(state, body.scope, who.actor)
     denied = await state.change_config(job)
     await publish_decided(state, denied)
-    active = [kill_json(k) for k in state.snapshot.kill_switches]
+    active = state.snapshot.switches_json()
     state.hub.publish("kill_switch", {"active": active})
     return json_ok({"active": active, "approvals_denied": len(denied)})
 

@@ -16,7 +16,6 @@ from agentfirewall.tokens import jwks_from_keys
 from agentfirewall_server.auth import require_metrics_reader, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.coverage import agents_without_rules
-from agentfirewall_server.snapshot import kill_json
 from agentfirewall_server.store.schema import action_requests, approvals, traffic
 from agentfirewall_server.web import json_ok
 
@@ -34,13 +33,17 @@ async def health(request: Request) -> JSONResponse:
         database = "unavailable"
     status = 200 if database == "ok" else 503
     unreadable = _unreadable(state.vault_problems)
+    # a stored policy or budget this version cannot read denies every action (fail closed);
+    # which one is for a viewer (`/api/v1/status`), not for anyone who can reach the port
+    stops = len(state.snapshot.unreadable)
     return json_ok(
         {
-            "status": "ok" if status == 200 and not unreadable else "degraded",
+            "status": "ok" if status == 200 and not unreadable and not stops else "degraded",
             "version": agentfirewall.__version__,
             "database": database,
             # a credential that does not decrypt fails its own connector only
             "vault": {"status": "degraded" if unreadable else "ok", "unreadable": unreadable},
+            "config": {"status": "degraded" if stops else "ok", "unreadable": stops},
         },
         status,
     )
@@ -127,7 +130,7 @@ async def status(request: Request) -> JSONResponse:
                 "without_rules": agents_without_rules(snap),
             },
             **counts,
-            "kill_switches": [kill_json(k) for k in snap.kill_switches],
+            "kill_switches": snap.switches_json(),
             "vault": {"unreadable": _unreadable(state.vault_problems)},
         }
     )

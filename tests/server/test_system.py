@@ -30,6 +30,7 @@ def test_health_needs_no_credentials(harness: Harness) -> None:
         "version": body["version"],
         "database": "ok",
         "vault": {"status": "ok", "unreadable": []},
+        "config": {"status": "ok", "unreadable": 0},
     }
 
 

@@ -33,7 +33,10 @@ async function showKillSwitch() {
   const active = data.active || [];
   const badge = $("#kill-indicator");
   badge.hidden = active.length === 0;
-  badge.textContent = active.length ? `Kill switch: ${active.map((k) => k.target || k.scope).join(", ")}` : "";
+  const name = (k) => (k.unreadable ? "all (unreadable configuration)" : k.target || k.scope);
+  badge.textContent = active.length ? `Kill switch: ${active.map(name).join(", ")}` : "";
+  // a stored policy or budget this version cannot read: the reason says which, and the way out
+  badge.title = active.filter((k) => k.unreadable).map((k) => k.reason).join("\n");
   return active;
 }
 

@@ -1,0 +1,132 @@
+"""Stored configuration this version cannot read fails closed, and says what to do.
+
+A policy or budget row is validated on write, but another TameFlare version (a rolling
+upgrade on PostgreSQL, a downgrade) or a hand edit can leave one this server cannot load.
+Skipping it would enforce less than the operator wrote: a deny policy or a spending limit
+gone without a word. Every action is denied instead, with the name and the way out.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+
+from agentfirewall.actions import ActionSpec
+from agentfirewall.policy import Engine, EvaluationContext, KillSwitch, unreadable_switch
+from agentfirewall_proxy.snapshot import compile_snapshot
+from agentfirewall_server.store.schema import budgets, policies
+from tests.server.conftest import SPEC, Harness
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+DENY_MERGE = """
+name: no-merges
+rules:
+  - name: merge
+    conditions:
+      - {field: action_spec.type, operator: equals, value: github.pr.merge}
+    decision: deny
+"""
+# what a later version might write: an operator this one does not know
+LATER = DENY_MERGE.replace("operator: equals", "operator: rhymes_with")
+
+
+def _act(h: Harness, key: str) -> dict[str, Any]:
+    answer = h.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC})
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _store(h: Harness, table: Any, column: str, text: str) -> None:
+    """Overwrite every row's stored text, then make the server reload (another change)."""
+    h.state.db.write_sync(lambda c: c.execute(update(table).values(**{column: text})))
+    assert h.admin("PATCH", "/v1/settings", json={"metrics_public": False}).status_code == 200
+
+
+def _allowing(h: Harness) -> str:
+    return h.create_agent("Bot")  # SDK mode: allowed unless something denies
+
+
+def test_an_unreadable_policy_denies_everything_until_it_is_replaced(harness: Harness) -> None:
+    h = harness
+    key = _allowing(h)
+    installed = h.admin("POST", "/v1/policies", json={"document": DENY_MERGE.replace(
+        "github.pr.merge", "github.repo.delete")})  # fmt: skip
+    assert installed.status_code == 201, installed.text
+    assert _act(h, key)["status"] == "allowed"
+
+    _store(h, policies, "document", LATER)
+    body = _act(h, key)
+    assert body["status"] == "denied"
+    reason = body["decision"]["reason"]
+    assert "stored policy `no-merges` cannot be read" in reason
+    assert "rhymes_with" in reason
+    assert "fixed, disabled or removed" in reason
+    health = h.call("GET", "/api/health").json()
+    assert health["status"] == "degraded"
+    assert health["config"] == {"status": "degraded", "unreadable": 1}  # no names: no login
+    listed = h.admin("GET", "/v1/kill-switch").json()["active"]
+    assert listed == [{"scope": "all", "target": None, "reason": reason, "unreadable": True}]
+    assert h.admin("GET", "/v1/status").json()["kill_switches"] == listed
+    gateway = h.gateway("GET", "/v1/gateway/config").json()
+    assert gateway["kill_switches"] == listed
+    assert gateway["policies"] == []
+
+    # the way out the reason names: a disabled one enforces nothing, so it stops nothing
+    assert h.admin("POST", "/v1/policies/no-merges/disable").status_code == 200
+    assert _act(h, key)["status"] == "allowed"
+    assert h.admin("GET", "/v1/kill-switch").json()["active"] == []
+    assert h.call("GET", "/api/health").json()["config"] == {"status": "ok", "unreadable": 0}
+    assert h.admin("POST", "/v1/policies/no-merges/enable").status_code == 200
+    assert _act(h, key)["status"] == "denied"
+    replaced = h.admin("PUT", "/v1/policies/no-merges", json={"document": DENY_MERGE})
+    assert replaced.status_code == 200, replaced.text
+    body = _act(h, key)
+    assert (body["status"], body["decision"]["matched_policies"]) == ("denied", ["no-merges"])
+
+
+def test_an_unreadable_budget_denies_everything_until_it_is_removed(harness: Harness) -> None:
+    h = harness
+    key = _allowing(h)
+    budget = {"connector": "github", "action": "github.*", "measure": "count", "limit": 1000}
+    assert h.admin("PUT", "/v1/budgets/merges", json=budget).status_code == 201
+    _store(h, budgets, "definition", '{"name": "merges", "measure": "vibes"}')
+    body = _act(h, key)
+    assert body["status"] == "denied"
+    assert "stored budget `merges` cannot be read" in body["decision"]["reason"]
+    assert h.admin("GET", "/v1/budgets").json()["budgets"] == []
+    assert h.admin("DELETE", "/v1/budgets/merges").json() == {"removed": "merges"}
+    assert _act(h, key)["status"] == "allowed"
+    assert h.admin("DELETE", "/v1/budgets/merges").status_code == 404
+
+
+def test_the_gateway_denies_on_a_policy_it_cannot_read_and_on_the_servers_word() -> None:
+    agent = {"id": "agt_1", "name": "Bot", "key_hashes": [], "enforcement_level": "monitor"}
+    base = {"version": 3, "agents": [agent], "connectors": [],
+            "permissions": [{"agent": "Bot", "connector": "github", "action_pattern": "*",
+                             "decision": "allow"}]}  # fmt: skip
+    ctx = EvaluationContext(agent="Bot", mode="proxy", now=NOW, connector="github",
+                            enforcement_level="monitor")  # fmt: skip
+    spec = ActionSpec.model_validate(SPEC)
+    assert compile_snapshot(base).engine.evaluate(spec, ctx).outcome == "allow"
+
+    own = compile_snapshot({**base, "policies": [{"name": "no-merges", "document": LATER}]})
+    decision = own.engine.evaluate(spec, ctx)
+    assert decision.outcome == "deny"
+    assert decision.kill_switch
+    assert decision.reason.startswith("stored policy `no-merges` cannot be read")
+    assert decision.matched_rules == ("config_unreadable",)
+
+    said = unreadable_switch("budget", "merges", "gone")
+    told = compile_snapshot({**base, "kill_switches": [
+        {"scope": "all", "target": None, "reason": said.reason, "unreadable": True}]})  # fmt: skip
+    assert told.engine.evaluate(spec, ctx).reason == said.reason
+
+
+def test_a_persons_kill_switch_keeps_its_reason_code() -> None:
+    engine = Engine(kill_switches=[KillSwitch("all", reason="odd transfers")])
+    ctx = EvaluationContext(agent="Bot", mode="proxy", now=NOW, connector="github")
+    decision = engine.evaluate(ActionSpec.model_validate(SPEC), ctx)
+    assert (decision.reason, decision.matched_rules) == ("kill_switch_active", ("kill_switch:all",))
