@@ -88,9 +88,15 @@ def _run_dir(ctx: Context) -> Path:
     return Path(cache) / "tameflare" / "run"
 
 
+def _running(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The gateways heard from lately: a stopped one's ports may now be anyone's."""
+    proxies = (status.get("gateway") or {}).get("proxies") or []
+    return [p for p in proxies if p.get("online", True)]  # (a server before 0.2: no flag)
+
+
 def dedicated_port(name: str, agent: dict[str, Any], status: dict[str, Any]) -> int | None:
-    """The agent's own proxy port: the gateways' heartbeats, else the agent's record."""
-    for proxy in (status.get("gateway") or {}).get("proxies") or []:
+    """The agent's own proxy port: the running gateways' heartbeats, else the agent's record."""
+    for proxy in _running(status):
         port = (proxy.get("agent_ports") or {}).get(name)
         if isinstance(port, int) and port > 0:
             return port
@@ -100,8 +106,7 @@ def dedicated_port(name: str, agent: dict[str, Any], status: dict[str, Any]) -> 
 
 def ports_in_use(status: dict[str, Any]) -> bool:
     """Whether a gateway gives agents dedicated ports (`--agent-ports`) and reports them."""
-    proxies = (status.get("gateway") or {}).get("proxies") or []
-    return any(proxy.get("agent_port_range") or proxy.get("agent_ports") for proxy in proxies)
+    return any(p.get("agent_port_range") or p.get("agent_ports") for p in _running(status))
 
 
 def _await_port(client: AdminClient, name: str, agent: dict[str, Any]) -> int | None:

@@ -111,17 +111,23 @@ async def status(request: Request) -> JSONResponse:
     state = state_of(request)
     snap = state.snapshot
     counts = await state.db.read(_counts)
-    beats = [g["last_heartbeat"] for g in state.gateways.values()]
-    last = max(beats) if beats else None
-    online = last is not None and now() - last < GATEWAY_ONLINE_SECONDS
+    stamp = now()
+    # newest first; a gateway that stopped stays listed (when it was last heard), not online
+    seen = sorted(state.gateways.values(), key=lambda g: g["last_heartbeat"], reverse=True)
+    last = seen[0]["last_heartbeat"] if seen else None
+    online = last is not None and stamp - last < GATEWAY_ONLINE_SECONDS
     return json_ok(
         {
             "gateway": {
                 "online": online,
                 "last_heartbeat": rfc3339(last),
                 "proxies": [
-                    {**g["info"], "last_heartbeat": rfc3339(g["last_heartbeat"])}
-                    for g in state.gateways.values()
+                    {
+                        **g["info"],
+                        "last_heartbeat": rfc3339(g["last_heartbeat"]),
+                        "online": stamp - g["last_heartbeat"] < GATEWAY_ONLINE_SECONDS,
+                    }
+                    for g in seen
                 ],
             },
             "agents": {

@@ -57,6 +57,20 @@ def test_dedicated_port_comes_from_the_gateway_heartbeat() -> None:
     assert dedicated_port("Bot", {"proxy_port": None}, {"gateway": {"proxies": []}}) is None
 
 
+def test_a_stopped_gateways_ports_are_not_used() -> None:
+    """Its ports may now be another program's, or another gateway's for another agent."""
+    stopped = {"agent_ports": {"Bot": 10001}, "agent_port_range": [10001, 10010], "online": False}
+    running = {"agent_ports": {"Bot": 10005}, "online": True}
+    assert dedicated_port("Bot", {"proxy_port": None}, _status(stopped, running)) == 10005
+    assert dedicated_port("Bot", {"proxy_port": None}, _status(stopped)) is None
+    assert not ports_in_use(_status(stopped))
+    assert ports_in_use(_status(stopped, {**stopped, "online": True}))
+
+
+def _status(*proxies: dict[str, object]) -> dict[str, object]:
+    return {"gateway": {"proxies": list(proxies)}}
+
+
 def test_a_gateway_with_agent_ports_is_seen_before_any_agent_has_one() -> None:
     def status(*proxies: dict[str, object]) -> dict[str, object]:
         return {"gateway": {"proxies": list(proxies)}}

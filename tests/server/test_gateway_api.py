@@ -270,6 +270,13 @@ def test_agents_show_the_dedicated_port_an_online_gateway_reports(harness: Harne
     assert harness.admin("GET", "/v1/agents/Bot").json()["proxy_port"] == 10001
     harness.state.gateways["gw-ports"]["last_heartbeat"] -= 3600  # that gateway went away
     assert harness.admin("GET", "/v1/agents/Bot").json()["proxy_port"] is None
+    beat = {**beat, "gateway_id": "gw-new", "agent_ports": {"Bot": 10005}}
+    assert harness.gateway("POST", "/v1/gateway/heartbeat", json=beat).status_code == 200
+    # `tf run` reads these: the running gateway first, the stopped one marked as such
+    gateway = harness.admin("GET", "/v1/status").json()["gateway"]
+    listed = [(p["gateway_id"], p["online"], p["agent_ports"]) for p in gateway["proxies"]]
+    assert listed == [("gw-new", True, {"Bot": 10005}), ("gw-ports", False, {"Bot": 10001})]
+    assert gateway["online"] is True
 
 
 def test_gateway_approval_is_reused_only_by_the_same_request_digest(harness: Harness) -> None:
