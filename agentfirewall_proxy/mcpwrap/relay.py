@@ -15,9 +15,13 @@ Client to server, every message (a batch is one message) is named and decided by
 Budgets (connector ``mcp``) count here as over HTTP, with the gateway's ``Budgets``: an
 allowed message a budget covers is debited before it is forwarded (spent once forwarded:
 a tool call that was sent counts, whatever the server answers), refused past a ``deny``
-budget or held past a ``require_approval`` one (reserved again, with the approval, before
-it goes), and refused when the budget cannot be checked (the control plane unreachable:
-fail closed). Policy conditions on ``budget.<name>.*`` read the same state.
+budget or held past a ``require_approval`` one, and refused when the budget cannot be
+checked (the control plane unreachable: fail closed). A held message (by a rule or a
+budget) is reserved as if approved before it is held, in the gateway's order: past a
+``deny`` budget it is refused before an approval is recorded or a grant's use is spent;
+its reservation is settled once forwarded and released when the hold ends otherwise
+(denied, timed out, cancelled, the session cut). Policy conditions on ``budget.<name>.*``
+read the same state.
 
 Server to client, everything is relayed (responses, notifications, server requests such as
 sampling or elicitation) after the injected credentials are scrubbed out; answers to
@@ -94,6 +98,9 @@ class Relay:
         self.inflight: dict[str, str] = {}
         #: Held client messages: id key -> (task, the ids it answers).
         self.held: dict[str, tuple[asyncio.Task[None], list[Any]]] = {}
+        #: Every hold still running (kept when `held` is cleared: awaited at the end, so
+        #: their reservations are released before the budgets are drained).
+        self._holding: set[asyncio.Task[None]] = set()
         self.closing = False
         self._version = config_version
         self._done: asyncio.Future[int] | None = None
@@ -122,9 +129,10 @@ class Relay:
             return await self._done
         finally:
             self.closing = True
-            for task in [*tasks, *(t for t, _ in self.held.values())]:
+            holding = list(self._holding)
+            for task in [*tasks, *holding]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *holding, return_exceptions=True)
             self.holds.release_all()
             await self.budgets.drain()
             await self._stop_child()
@@ -215,6 +223,11 @@ class Relay:
         if decision.outcome == "allow":
             await self._forward(message, flow)
         elif decision.outcome == "require_approval" and parsed is not None:
+            try:  # reserved as if approved (as at the gateway): a `deny` budget refuses
+                await self._reserve(flow, force=True)  # before anyone is asked or a grant used
+            except Refusal as exc:
+                await self._refused(message, flow, exc)
+                return
             self._hold(message, flow)
         else:
             flow.status = 403
@@ -323,6 +336,8 @@ class Relay:
         ]
         for rid in ids:
             self.held[rpc.id_key(rid)] = (task, ids)
+        self._holding.add(task)
+        task.add_done_callback(self._holding.discard)
         task.add_done_callback(lambda _: [self.held.pop(rpc.id_key(rid), None) for rid in ids])
 
     def _timeout(self, flow: Flow) -> float:
@@ -333,18 +348,25 @@ class Relay:
         return config.approval_timeout if config is not None else 300.0
 
     async def _held(self, message: Any, flow: Flow) -> None:
+        """Hold `message` (its spend reserved in :meth:`from_client`) until it is decided."""
+        try:
+            outcome = await self._approval(message, flow)
+            await self._settled(message, flow, outcome)
+        finally:  # not forwarded (denied, timed out, cancelled, cut): released; else a no-op
+            self.budgets.settle(flow)
+
+    async def _approval(self, message: Any, flow: Flow) -> HoldOutcome:
         seconds = self._timeout(flow)
         flow.bound = _bind(message, flow)
         try:
             outcome = await self.holds.create(flow, seconds)
             if outcome is None:
                 outcome = await self._wait(message, flow, seconds)
-            outcome = await self.holds.finish(flow, outcome)
+            return await self.holds.finish(flow, outcome)
         except asyncio.CancelledError:
             flow.status, flow.reason = 499, "held request cancelled by the client"
             self._record(flow)
             raise
-        await self._settled(message, flow, outcome)
 
     async def _wait(self, message: Any, flow: Flow, seconds: float) -> HoldOutcome:
         waiter = asyncio.ensure_future(self.holds.wait(flow, seconds, lambda: self.closing))
@@ -366,12 +388,7 @@ class Relay:
             waiter.cancel()
 
     async def _settled(self, message: Any, flow: Flow, outcome: HoldOutcome) -> None:
-        if outcome == "approved":
-            try:  # approved: a `require_approval` budget lets it through, a `deny` one not
-                await self._reserve(flow, force=True)
-            except Refusal as exc:
-                await self._refused(message, flow, exc)
-                return
+        if outcome == "approved":  # (its spend was reserved before it was held)
             await self._forward(message, flow)
             return
         if outcome == "killed":
