@@ -137,7 +137,7 @@ def _traffic_row(t: dict[str, Any]) -> tuple[object, ...]:
         short_time(t.get("created_at")),
         t.get("agent"),
         t.get("action"),
-        t.get("method"),
+        "sdk" if t.get("source") == "sdk" else t.get("method"),  # an SDK action (--diverged)
         t.get("host"),
         t.get("path"),
         decision,
@@ -248,7 +248,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     log.add_argument("--follow", "-f", action="store_true", help="keep printing new traffic")
     log.add_argument(
-        "--diverged", action="store_true", help="only what the shadow configuration would change"
+        "--diverged",
+        action="store_true",
+        help="only what the shadow configuration would change (SDK actions too: method `sdk`)",
     )
     log.add_argument("--last", "-n", type=int, default=20, metavar="N", help="default 20")
     log.add_argument("--agent", metavar="NAME")

@@ -1,6 +1,6 @@
 """`tf policy shadow …`: policies and a permission set evaluated beside the live ones, never
-enforced (``/api/v1/shadow``); divergences show in `tf logs` and the metrics; `promote`
-makes them live.
+enforced (``/api/v1/shadow``); divergences show in `tf logs` and the metrics (gateway
+traffic and SDK actions alike: `tf logs --diverged`); `promote` makes them live.
 
 Files are read as `tf policy replay` reads them (``replay_cmd``): a policy file or a
 directory of ``*.yaml``/``*.yml``/``*.json``; a permissions file is a list of ``{agent,
@@ -58,7 +58,9 @@ def shadow_list(ctx: Context) -> int:
     with ctx.client(offline=True) as client:
         data = client.get("/v1/shadow")
         diverged = client.get("/v1/traffic", shadow="diverged", limit=1000)["traffic"]
+    by_source = {s: sum(1 for t in diverged if t.get("source") == s) for s in ("proxy", "sdk")}
     data["diverged_recent"] = len(diverged)
+    data["diverged_recent_by_source"] = by_source
 
     def render() -> None:
         ctx.out.table(
@@ -75,8 +77,10 @@ def shadow_list(ctx: Context) -> int:
             )
         else:
             ctx.out.line("no shadow permission set (the live access rules apply in the shadow)")
-        ctx.out.line(f"{len(diverged):,} of the last traffic records diverged"
-                     + (" (1,000 or more)" if len(diverged) >= 1000 else ""))  # fmt: skip
+        ctx.out.line(f"{by_source['proxy']:,} of the last traffic records diverged (proxy)")
+        ctx.out.line(f"{by_source['sdk']:,} of the last SDK action requests diverged (sdk)")
+        if len(diverged) >= 1000:
+            ctx.out.line("(the newest 1,000 divergences counted)")
 
     ctx.out.result(data, render)
     return EXIT_OK

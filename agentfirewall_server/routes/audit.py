@@ -7,7 +7,6 @@ so `tf audit verify --file` can check it offline with only the public key.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import Connection, Select, select
@@ -24,11 +23,12 @@ from agentfirewall_server.audit import (
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.checkpointer import collect, verify_log
 from agentfirewall_server.checkpoints import Checkpoint, checkpoint_line
-from agentfirewall_server.clock import now, parse_time, rfc3339
+from agentfirewall_server.clock import now, parse_time
+from agentfirewall_server.routes.trafficrows import page, parse_place, traffic_json
 from agentfirewall_server.store.schema import audit_events, traffic
 from agentfirewall_server.web import ApiError, json_ok
 
-__all__ = ["routes", "traffic_json"]
+__all__ = ["routes"]
 
 _EXPORT_LIMIT = 1_000_000
 
@@ -151,14 +151,6 @@ async def make_checkpoint(request: Request) -> JSONResponse:
     return json_ok({"checkpoint": cp.to_dict()}, 201)
 
 
-def traffic_json(row: Any) -> dict[str, Any]:
-    m = dict(row._mapping)
-    m["created_at"] = rfc3339(m["created_at"])
-    raw = m.pop("decision_input", None)  # the replayable input (agentfirewall.policy.record)
-    m["input"] = json.loads(raw) if raw else None
-    return m
-
-
 async def list_traffic(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
     q = select(traffic)
@@ -176,11 +168,19 @@ async def list_traffic(request: Request) -> JSONResponse:
     shadow = params.get("shadow")
     if shadow not in (None, "", "diverged"):
         raise ApiError(400, "`shadow` must be `diverged`", field="shadow")
+    limit = _int(request, "limit", 100, 1000) or 100
     if shadow:  # the rows the shadow configuration would have decided differently
         q = q.where(traffic.c.shadow_diverged.is_(True))
+        raw = params.get("before")
+        if raw is None or "," in raw:  # gateway and SDK rows (a bare traffic id: gateway's)
+            place = parse_place(raw) if raw is not None else None
+            filters, sdk = dict(params), status is None  # an SDK action has no HTTP status
+            found = await state_of(request).db.read(
+                lambda c: page(c, q, filters, place, limit, sdk=sdk)
+            )
+            return json_ok(found)
     if (before := _int(request, "before", None, 2**62)) is not None:
         q = q.where(traffic.c.id < before)
-    limit = _int(request, "limit", 100, 1000) or 100
     q = q.order_by(traffic.c.id.desc()).limit(limit)
     rows = await state_of(request).db.read(lambda c: c.execute(q).all())
     out = [traffic_json(r) for r in rows]

@@ -201,3 +201,15 @@ def test_traffic_row_marks_a_shadow_divergence_only(page: Any) -> None:
         {"shadow_decision": None, "shadow_diverged": None},
     ]
     assert _run(page, "traffic-row.js", body, rows) == [" shadow: deny", None, None]
+
+
+def test_traffic_row_labels_an_sdk_action(page: Any) -> None:
+    body = (
+        "return arg.map((r) => m.trafficRow({agent: 'Bot', decision: 'allow', ...r})"
+        ".querySelectorAll('td')[4].textContent);"
+    )
+    rows = [
+        {"source": "sdk", "action": "crm.contact.update", "shadow_diverged": True},
+        {"source": "proxy", "method": "GET", "host": "api.stripe.com", "path": "/v1/balance"},
+    ]
+    assert _run(page, "traffic-row.js", body, rows) == ["sdk", "GET api.stripe.com /v1/balance"]

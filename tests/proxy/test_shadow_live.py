@@ -1,7 +1,8 @@
 """Shadow policies end to end: stripe-python through the real gateway and the Python SDK
 against a real server. A shadow configuration is judged on every live decision and never
 enforced (a shadow deny-all denies nothing live); its divergences are on the traffic rows,
-in `tf logs` and in `aaf_shadow_decisions_total`; `tf policy shadow promote` makes it live."""
+in `tf logs` (the SDK's too with `--diverged`) and in `aaf_shadow_decisions_total`;
+`tf policy shadow promote` makes it live."""
 
 from __future__ import annotations
 
@@ -160,13 +161,14 @@ def _deny_all_denies_nothing_live(
     assert counts[("allow", "deny", "proxy")] == 3
     assert counts[("allow", "deny", "sdk")] == 1
 
-    logs = tf("logs", "--diverged", "--agent", "Bot")
-    assert len(logs["traffic"]) == 3
+    logs = tf("logs", "--diverged", "--agent", "Bot")  # the SDK's divergence listed too
+    assert sorted(r["source"] for r in logs["traffic"]) == ["proxy", "proxy", "proxy", "sdk"]
     assert tf("logs", "--agent", "Bot", text=True).count("[shadow: deny]") == 3
     assert "deny-everything" in tf("policy", "shadow", "list", text=True)
     listed = tf("policy", "shadow", "list")  # the CLI's own figure
     assert [p["name"] for p in listed["policies"]] == ["deny-everything"]
-    assert listed["diverged_recent"] == 3
+    assert listed["diverged_recent"] == 4
+    assert listed["diverged_recent_by_source"] == {"proxy": 3, "sdk": 1}
 
     gone = live_server.admin("DELETE", "/api/v1/shadow/policies/deny-everything")
     assert gone.status_code == 204

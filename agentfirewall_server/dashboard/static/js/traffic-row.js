@@ -3,7 +3,8 @@ import { BASE } from "./api.js";
 import { badge, el, timeCell } from "./dom.js";
 
 export function trafficRow(record, { withAgent = true } = {}) {
-  const request = [record.method, record.host, record.path].filter(Boolean).join(" ");
+  // an SDK action request (listed with Shadow: diverged) has no HTTP request: labelled "sdk"
+  const request = record.source === "sdk" ? "sdk" : [record.method, record.host, record.path].filter(Boolean).join(" ");
   const agentCell = el("td", {}, el("a", { href: `${BASE}/agents/${encodeURIComponent(record.agent || "")}`, text: record.agent || "" }));
   return el("tr", {},
     timeCell(record.created_at),
