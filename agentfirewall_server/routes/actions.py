@@ -443,6 +443,8 @@ def action_json(row: dict[str, Any]) -> dict[str, Any]:
     if status == "pending_approval" and approval and approval["expires_at"] <= now():
         status = "expired"
     execution = json.loads(row["execution"]) if row["execution"] else None
+    if execution is not None and isinstance(execution.get("executed_at"), int | float):
+        execution["executed_at"] = rfc3339(execution["executed_at"])  # (stored as seconds)
     return {
         "action_request_id": row["id"],
         "status": status,

@@ -223,6 +223,7 @@ def test_a_failure_after_the_request_was_sent_is_not_retried(
     state = h.agent(key, "GET", f"/v1/actions/{action_id}").json()
     assert (state["status"], state["execution_state"]) == ("executed", "failed")
     assert state["execution"]["retryable"] is False
+    assert str(state["execution"]["executed_at"]).endswith("Z")  # RFC 3339, as every time
     waited = h.agent(key, "GET", f"/v1/actions/{action_id}/wait?timeout=0").json()
     assert waited["decision_token"] is None
     again = _execute(h, key, action_id, body["decision_token"])

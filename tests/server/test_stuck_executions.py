@@ -304,6 +304,7 @@ def test_a_late_outcome_leaves_the_admins_resolution(
     state = h.agent(key, "GET", f"/v1/actions/{action_id}").json()
     assert (state["status"], state["execution_state"]) == ("executed", "failed")
     assert state["execution"]["resolved"] == "failed"
+    assert str(state["execution"]["executed_at"]).endswith("Z")  # RFC 3339, as every time
     [late] = h.admin("GET", "/v1/audit?event_type=action.executed").json()["events"]
     assert late["data"]["already_resolved"] is True
 
