@@ -170,12 +170,38 @@ def _field_name(loc: tuple[str | int, ...], data: object) -> tuple[Path_, str]:
 _TAGS = ("all", "any", "not")
 
 
+#: pydantic's wording of its own checks, said the way the rest of these messages are
+_SAID: dict[str, str] = {
+    "missing": "required field is missing",
+    "extra_forbidden": "unknown field",
+    "too_short": "needs at least {min_length} item(s), has {actual_length}",
+    "too_long": "takes at most {max_length} item(s), has {actual_length}",
+    "string_too_short": "needs at least {min_length} character(s)",
+    "string_too_long": "takes at most {max_length} characters",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "literal_error": "expected {expected}",
+    "string_type": "expected text (a string)",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a mapping (key: value)",
+    "model_type": "expected a mapping (key: value)",
+}
+
+
 def _message(error: Mapping[str, object]) -> str:
-    kind = error.get("type")
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        return "unknown field"
+    said = _SAID.get(str(error.get("type")))
+    if said is not None:
+        try:
+            ctx = dict(error.get("ctx") or {})  # type: ignore[call-overload]
+            for key, value in ctx.items():  # `at most 100`, not `at most 100.0`
+                if isinstance(value, float) and value.is_integer():
+                    ctx[key] = int(value)
+            return said.format(**ctx)
+        except (KeyError, IndexError, ValueError):
+            pass  # a context without the expected values: pydantic's own words below
     message = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)

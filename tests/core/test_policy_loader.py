@@ -105,8 +105,10 @@ def test_all_errors_are_reported() -> None:
             "duplicate rule name",
         ),
         ("base: &b {name: r, decision: deny}\nname: p\nrules: [*b]\n", "anchors and aliases"),
-        ("name: p\nrules: []\n", "at least 1 item"),
-        ("name: p\nversion: 2\nrules: [{name: a, decision: deny}]\n", "input should be 1"),
+        ("name: p\nrules: []\n", "`rules`: needs at least 1 item(s), has 0"),
+        ("name: p\nversion: 2\nrules: [{name: a, decision: deny}]\n", "`version`: expected 1"),
+        ("name: p\nrules: {a: 1}\n", "`rules`: expected a list"),
+        ("name: ''\nrules: [{name: a, decision: deny}]\n", "`name`: needs at least 1 character"),
         (
             "name: p\nrules: [{name: a, decision: deny,\n"
             "  conditions: {field: x.y, operator: exists}}]",
