@@ -40,7 +40,12 @@ from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import KeyRefused, http_request
 from agentfirewall_proxy.refreshlease import ControlLeases
-from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, compile_snapshot
+from agentfirewall_proxy.snapshot import (
+    AgentEntry,
+    CompiledConfig,
+    compile_snapshot,
+    refusing_config,
+)
 from agentfirewall_proxy.traffic import TrafficShipper
 from agentfirewall_proxy.upstream import UpstreamPool
 
@@ -197,8 +202,20 @@ class Gateway:
     # -- config --------------------------------------------------------------------------
 
     def apply(self, snapshot: dict[str, Any]) -> None:
-        """Swap in a new config and cut the flows a kill switch now covers."""
-        config = compile_snapshot(snapshot)
+        """Swap in a new config and cut the flows a kill switch now covers.
+
+        A config that does not compile (another version's) leaves the last one refusing
+        every request, not enforcing it: it would miss what changed since, a kill switch
+        above all. Before any config there is none, and every request gets a 503.
+        """
+        try:
+            config = compile_snapshot(snapshot)
+        except Exception as exc:
+            version = snapshot.get("version")
+            self.say(f"agentfirewall_proxy: config {version} rejected: {exc}", "error")
+            if self.config is None:
+                raise
+            config = refusing_config(self.config, int(version or 0), exc)
         self.config = config
         if not config.kill.active:
             return
@@ -231,11 +248,8 @@ class Gateway:
             if snapshot is None:
                 continue
             version = int(snapshot.get("version", 0))
-            try:
+            with contextlib.suppress(Exception):  # (said; no config yet: 503s, next one)
                 self.apply(snapshot)
-            except Exception as exc:  # keep enforcing the last good config
-                self.say(f"agentfirewall_proxy: config {version} rejected: {exc}", "error")
-                continue
             await self.agent_ports.sync()
 
     def store_rotation(self, rotation: Rotation) -> None:
@@ -282,11 +296,8 @@ class Gateway:
         current = self.config.version if self.config is not None else None
         if snapshot is None or current != asked:  # unchanged, or the long poll was faster
             return
-        try:
+        with contextlib.suppress(Exception):  # (said in `apply`)
             self.apply(snapshot)  # the long poll applies it again, with agent ports
-        except Exception as exc:  # keep enforcing the last good config
-            self.say(f"agentfirewall_proxy: config {snapshot.get('version')} rejected: {exc}",
-                     "error")  # fmt: skip
 
     async def _first_config(self) -> None:
         while self.config is None:

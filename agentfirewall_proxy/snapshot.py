@@ -41,7 +41,13 @@ from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budg
 from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
 from agentfirewall_proxy.scrub import scrubber_for
 
-__all__ = ["AgentEntry", "CompiledConfig", "ConnectorEntry", "compile_snapshot"]
+__all__ = [
+    "AgentEntry",
+    "CompiledConfig",
+    "ConnectorEntry",
+    "compile_snapshot",
+    "refusing_config",
+]
 
 _STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
 
@@ -311,4 +317,29 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
         guard=guard_plan(tuple(policies)),
         budgets=compile_budgets(list(data.get("budgets") or [])),
         budget_fields=budget_fields([p["document"] for p in data.get("policies", [])]),
+    )
+
+
+def refusing_config(last: CompiledConfig, version: int, error: Exception) -> CompiledConfig:
+    """`last`, refusing every request: configuration `version` could not be applied.
+
+    Enforcing `last` instead would miss what changed since (a kill switch above all), so
+    this is the fail-closed answer until a configuration this process can read arrives.
+    """
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    switch = KillSwitch(
+        "all",
+        reason=(
+            f"the gateway could not apply configuration {version} ({first}): every request "
+            "is refused until it can (run the control plane's TameFlare version)"
+        ),
+        unreadable=True,
+    )
+    return replace(
+        last,
+        version=version,
+        engine=Engine(kill_switches=[switch]),
+        kill=KillSwitchIndex([switch]),
+        decided={},
+        _asked=set(),
     )

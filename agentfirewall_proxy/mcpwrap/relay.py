@@ -55,7 +55,7 @@ from agentfirewall_proxy.mcpwrap import messages as rpc
 from agentfirewall_proxy.mcpwrap.framing import DEFAULT_LIMIT, TooLarge, read_message
 from agentfirewall_proxy.mcpwrap.gate import Gate
 from agentfirewall_proxy.pipeline import Flow, traffic_record
-from agentfirewall_proxy.snapshot import compile_snapshot
+from agentfirewall_proxy.snapshot import compile_snapshot, refusing_config
 from agentfirewall_proxy.traffic import TrafficShipper
 
 __all__ = ["Relay", "RelayOptions"]
@@ -542,9 +542,10 @@ class Relay:
             self._version = int(snapshot.get("version", 0))
             try:
                 self.gate.config = compile_snapshot(snapshot)
-            except Exception as exc:  # keep enforcing the last good config
+            except Exception as exc:  # refuse everything: the last one misses what changed
                 print(f"tf mcp wrap: config {self._version} rejected: {exc}", file=sys.stderr)
-                continue
+                if self.gate.config is not None:
+                    self.gate.config = refusing_config(self.gate.config, self._version, exc)
             reason = self.gate.kill_switch()
             if reason is not None:
                 await self.cut(reason)

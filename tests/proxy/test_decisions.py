@@ -287,6 +287,37 @@ def test_config_changes_apply_within_a_second(
     assert status == 200
 
 
+def test_a_config_the_gateway_cannot_apply_refuses_everything_not_the_last_one(
+    start: Callable[..., tuple[RunningGateway, StaticControl]],
+) -> None:
+    """Enforcing the last config would miss what changed since: a kill switch above all."""
+    running, control = start()
+    good = snapshot(GITHUB_RULES, connectors=[connector("github")])
+
+    def settle(http: httpx.Client, status: int) -> httpx.Response:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                answer = http.get("http://api.github.com/user")
+            except httpx.RemoteProtocolError:  # in flight when the refusal came: cut
+                continue
+            if answer.status_code == status or time.monotonic() > deadline:
+                return answer
+            time.sleep(0.02)
+
+    with client(running) as http:
+        assert http.get("http://api.github.com/user").status_code == 200
+        # what a later version might send: a kill switch scope this one does not know
+        control.update({**good, "kill_switches": [{"scope": "galaxy", "reason": "stop"}]})
+        refused = settle(http, 403)
+        assert refused.status_code == 403
+        assert refused.headers["x-tameflare-kill-switch"] == "active"
+        assert "could not apply configuration" in refused.json()["reason"]
+        assert "galaxy" in refused.json()["reason"]
+        control.update(good)
+        assert settle(http, 200).status_code == 200
+
+
 def test_a_thousand_agents_on_one_port_identified_by_credential(
     start: Callable[..., tuple[RunningGateway, StaticControl]], fakes: FakeUpstreams
 ) -> None:
