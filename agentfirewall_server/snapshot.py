@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -51,6 +51,7 @@ __all__ = [
     "load_snapshot",
     "put_setting",
     "read_version",
+    "refusing_snapshot",
     "unreadable_json",
 ]
 
@@ -295,6 +296,33 @@ def load_snapshot(conn: Connection) -> Snapshot:
             for rule in policy.rules
             for leaf in field_conditions(rule.conditions)
         ),
+    )
+
+
+def refusing_snapshot(last: Snapshot, version: int, error: Exception) -> Snapshot:
+    """`last`, denying every action: the stored configuration at `version` did not read.
+
+    Serving `last` would miss what changed since (a kill switch above all); the gateways
+    get the same refusal with the next config they fetch (`version` is the new one).
+    """
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    switch = KillSwitch(
+        "all",
+        reason=(
+            f"the stored configuration (version {version}) cannot be read by this server "
+            f"({type(error).__name__}: {first}): every action is denied until it can; "
+            "see the server's log"
+        ),
+        unreadable=True,
+    )
+    return replace(
+        last,
+        version=version,
+        engine=Engine(kill_switches=[switch]),
+        unreadable=(switch,),
+        shadow=None,
+        guard=GuardPlan(),
+        reads_budgets=False,
     )
 
 

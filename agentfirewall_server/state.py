@@ -35,6 +35,7 @@ from agentfirewall_server.snapshot import (
     bump_version,
     load_snapshot,
     read_version,
+    refusing_snapshot,
 )
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import gateways, tokens
@@ -172,7 +173,14 @@ class AppState:
 
     async def reload(self) -> None:
         async with self._reload_lock:
-            self.snapshot = await self.db.read(load_snapshot)
+            try:
+                self.snapshot = await self.db.read(load_snapshot)
+            except Exception as exc:
+                # serving the last snapshot would miss what changed since (a kill switch
+                # above all): refuse every action until the stored configuration reads
+                version = await self.db.read(read_version)  # (unreadable too: raised)
+                self.snapshot = refusing_snapshot(self.snapshot, version, exc)
+                log.error("%s", self.snapshot.unreadable[0].reason, exc_info=True)
             self._update_gauges()
 
     async def change_config(self, fn: Callable[[Connection], T]) -> T:

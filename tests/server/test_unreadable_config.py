@@ -16,7 +16,7 @@ from sqlalchemy import update
 from agentfirewall.actions import ActionSpec
 from agentfirewall.policy import Engine, EvaluationContext, KillSwitch, unreadable_switch
 from agentfirewall_proxy.snapshot import compile_snapshot
-from agentfirewall_server.store.schema import budgets, policies
+from agentfirewall_server.store.schema import budgets, policies, settings_table
 from tests.server.conftest import SPEC, Harness
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -130,3 +130,31 @@ def test_a_persons_kill_switch_keeps_its_reason_code() -> None:
     ctx = EvaluationContext(agent="Bot", mode="proxy", now=NOW, connector="github")
     decision = engine.evaluate(ActionSpec.model_validate(SPEC), ctx)
     assert (decision.reason, decision.matched_rules) == ("kill_switch_active", ("kill_switch:all",))
+
+
+def test_a_configuration_that_does_not_read_at_all_denies_everything(harness: Harness) -> None:
+    """Not one row: the reload itself fails. The last snapshot would miss what changed."""
+    h = harness
+    key = _allowing(h)
+    assert h.admin("PATCH", "/v1/settings", json={"metrics_public": True}).status_code == 200
+    row = settings_table.c.key == "metrics_public"
+    h.state.db.write_sync(lambda c: c.execute(update(settings_table).where(row).values(value="{")))
+    switch = h.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "Other"})
+    assert switch.status_code == 200, switch.text  # written; the reload after it fails
+    body = _act(h, key)
+    assert body["status"] == "denied"
+    reason = body["decision"]["reason"]
+    assert reason.startswith("the stored configuration (version ")
+    assert "cannot be read by this server (JSONDecodeError" in reason
+    gateway = h.gateway("GET", "/v1/gateway/config").json()
+    assert gateway["kill_switches"][0] == {
+        "scope": "all", "target": None, "reason": reason, "unreadable": True}  # fmt: skip
+    assert h.call("GET", "/api/health").json()["config"] == {"status": "degraded", "unreadable": 1}
+
+    h.state.db.write_sync(
+        lambda c: c.execute(update(settings_table).where(row).values(value="true"))
+    )
+    h.create_agent("Third")  # the next change reads it all again
+    assert _act(h, key)["status"] == "allowed"
+    active = h.admin("GET", "/v1/kill-switch").json()["active"]
+    assert [(k["scope"], k["target"]) for k in active] == [("agent", "Other")]
