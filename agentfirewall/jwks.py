@@ -4,7 +4,7 @@ The server publishes its ES256 public keys at ``/.well-known/jwks.json`` (at the
 root, beside ``/api``). A tool that wants to check a decision token before acting fetches
 that document once (the clients cache it), then verifies locally with
 :func:`agentfirewall.tokens.verify_decision_token`: signature, issuer, audience, expiry and,
-when given, the binding to one action request id and action hash. Replay (single use) is
+when given, the binding to one action request id, action hash and agent. Replay (single use) is
 only enforced by the server at ``execute``.
 """
 
@@ -37,12 +37,16 @@ def jwks_url_for(base_url: str) -> str:
 
 
 def keys_from_jwks(document: object) -> list[ec.EllipticCurvePublicKey]:
-    """The P-256 signing keys of a JWKS document; other key types are skipped."""
+    """The P-256 signing keys of a JWKS document; other key types, and keys marked for
+    another use (``use`` not ``sig``) or another algorithm (``alg`` not ES256), are skipped;
+    a P-256 key that is no valid point is TokenError ``bad_key``."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise TokenError("JWKS document has no `keys` list", code="bad_key")
     keys = []
     for jwk in document["keys"]:
-        if isinstance(jwk, dict) and jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+        if not isinstance(jwk, dict) or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+            continue
+        if jwk.get("use", "sig") == "sig" and jwk.get("alg", "ES256") == "ES256":
             keys.append(public_key_from_jwk(jwk))
     if not keys:
         raise TokenError("JWKS document holds no EC P-256 key", code="bad_key")
@@ -56,6 +60,7 @@ def verify_with_jwks(
     now: int,
     action_request_id: str | None = None,
     action_hash: str | None = None,
+    agent: str | None = None,
 ) -> DecisionClaims:
     """Verify `token` with the keys of a JWKS document (raises TokenError)."""
     return verify_decision_token(
@@ -64,6 +69,7 @@ def verify_with_jwks(
         now=now,
         action_request_id=action_request_id,
         action_hash=action_hash,
+        agent=agent,
     )
 
 

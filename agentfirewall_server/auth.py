@@ -55,7 +55,14 @@ def state_of(request: Request) -> AppState:
 
 
 def _bearer(request: Request) -> str | None:
-    scheme, _, value = (header(request, b"authorization") or "").partition(" ")
+    """The bearer credential; 401 for two ``Authorization`` headers (RFC 9110 allows one:
+    a proxy in front that reads the last must not see another caller than this reads)."""
+    sent = header(request, b"authorization")
+    if sent is None:
+        return None
+    if sum(1 for key, _ in request.scope["headers"] if key == b"authorization") > 1:
+        raise _unauthorized("send one `Authorization` header, not several")
+    scheme, _, value = sent.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
@@ -84,6 +91,8 @@ def _token_principal(state: AppState, token: str) -> Principal:
         )
     if row["kind"] == "gateway":
         return Principal("gateway", "gateway")
+    if row["kind"] != "admin":  # "revoked" (DELETE /api/v1/tokens/{prefix}), or unknown
+        raise _unauthorized("this token was revoked")
     role = row["role"] or "viewer"
     if row["user_id"]:
         return Principal("admin", f"token:{row['name']}", role=role, user_id=row["user_id"])

@@ -22,6 +22,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from agentfirewall.errors import TokenError
 from agentfirewall.tokens import DEFAULT_ISSUER, SigningKey, jwks_from_keys, public_key_from_jwk
 from agentfirewall_server.audit import GENESIS, VerifyResult, canonical_text, check_row
 from agentfirewall_server.clock import rfc3339
@@ -192,7 +193,7 @@ def public_keys(text: str) -> dict[str, ec.EllipticCurvePublicKey]:
             doc = json.loads(text)
             jwks = doc["keys"] if isinstance(doc, dict) and "keys" in doc else [doc]
             return {str(k["kid"]): public_key_from_jwk(k) for k in jwks}
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, TokenError) as exc:
             raise CheckpointError(f"not a JWKS document: {exc}") from None
     raw = text.encode()
     try:

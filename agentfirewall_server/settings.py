@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -23,9 +23,12 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     """Everything the control plane needs to start."""
 
+    # hide_input_in_errors: a refused token or key is a secret all the same, and the error
+    # goes to stderr and logs (a 20-character admin token would be printed whole)
     model_config = SettingsConfigDict(
-        env_prefix="AGENTFIREWALL_", populate_by_name=True, extra="ignore"
-    )
+        env_prefix="AGENTFIREWALL_", populate_by_name=True, extra="ignore",
+        hide_input_in_errors=True,
+    )  # fmt: skip
 
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
@@ -98,6 +101,27 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [h.strip().lower() for h in value.split(",") if h.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _distinct_tokens(self) -> Settings:
+        """Each bootstrap token is one kind of key: the admin, gateway and metrics tokens
+        differ, and none starts with ``aaf_`` (an agent key's prefix)."""
+        named = [
+            (name, value.get_secret_value())
+            for name, value in (
+                ("admin_token", self.admin_token),
+                ("gateway_token", self.gateway_token),
+                ("metrics_token", self.metrics_token),
+            )
+            if value is not None and value.get_secret_value()
+        ]
+        for i, (name, text) in enumerate(named):
+            if text.startswith("aaf_"):
+                raise ValueError(f"`{name}` starts with `aaf_`, the prefix of agent keys")
+            for other, other_text in named[i + 1 :]:
+                if text == other_text:
+                    raise ValueError(f"`{name}` and `{other}` are the same: give each its own")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

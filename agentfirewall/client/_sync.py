@@ -188,8 +188,10 @@ class AgentFirewall(BaseClient):
         *,
         action_request_id: str | None = None,
         action_hash: str | None = None,
+        agent: str | None = None,
     ) -> DecisionClaims:
-        """Check a decision token offline against the server's JWKS (cached)."""
+        """Check a decision token offline against the server's JWKS (cached); each binding
+        given (action id, action hash, agent name) must match (TokenError)."""
         now = time.monotonic()
         document = self._jwks.current(now) or self._fetch_jwks(now)
         try:
@@ -199,6 +201,7 @@ class AgentFirewall(BaseClient):
                 now=int(time.time()),
                 action_request_id=action_request_id,
                 action_hash=action_hash,
+                agent=agent,
             )
         except TokenError as exc:
             if exc.code != "bad_signature" or not self._jwks.may_refresh(now):
@@ -209,6 +212,7 @@ class AgentFirewall(BaseClient):
             now=int(time.time()),
             action_request_id=action_request_id,
             action_hash=action_hash,
+            agent=agent,
         )
 
     # -- I/O --------------------------------------------------------------------------

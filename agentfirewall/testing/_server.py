@@ -225,6 +225,7 @@ class MemoryServer:
                 now=int(self.clock().timestamp()),
                 action_request_id=record.id,
                 action_hash=record.spec.action_hash,
+                agent=self.agent,
             )
         except TokenError as exc:
             return _error(401, "invalid_token", str(exc))

@@ -108,7 +108,19 @@ def _with_cookie(request: Request, body: dict[str, Any], token: str) -> JSONResp
     return response
 
 
+def _json_only(request: Request) -> None:
+    """Sign-in and setup need no credential, so no CSRF token guards them: a page on
+    another site could post a form (``text/plain`` spelling JSON) that signs the browser in
+    to the attacker's account (login CSRF). A form cannot send ``application/json``, and a
+    script sending it across sites needs a CORS preflight this server never answers."""
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, "send the body as JSON: `Content-Type: application/json`",
+                       code="unsupported_media_type")  # fmt: skip
+
+
 async def setup(request: Request) -> JSONResponse:
+    _json_only(request)
     body = await read_model(request, Setup)
     state = state_of(request)
     path = state.settings.data_dir / SETUP_TOKEN_FILE
@@ -163,6 +175,7 @@ def _throttle(request: Request) -> SigninThrottle:
 
 
 async def login(request: Request) -> JSONResponse:
+    _json_only(request)
     body = await read_model(request, Login)
     state = state_of(request)
     email = body.email.lower()[:200]
@@ -374,6 +387,49 @@ async def create_token(request: Request) -> JSONResponse:
     return json_ok({"token": token, "prefix": prefix_of(token), "role": who.role}, 201)
 
 
+def _token_json(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    return {"prefix": m["prefix"], "kind": m["kind"], "name": m["name"], "role": m["role"],
+            "user_id": m["user_id"], "created_at": rfc3339(m["created_at"])}  # fmt: skip
+
+
+async def list_tokens(request: Request) -> JSONResponse:
+    """The API tokens by prefix (never a hash): bootstrap, users' and revoked ones."""
+    await require_role(request, "owner")
+    rows = await state_of(request).db.read(
+        lambda c: c.execute(select(tokens).order_by(tokens.c.created_at)).all()
+    )
+    return json_ok({"tokens": [_token_json(r) for r in rows]})
+
+
+async def revoke_token(request: Request) -> Response:
+    """Revoke the admin or gateway token with this prefix, the bootstrap ones included.
+
+    The row stays as ``kind: revoked``, so a restart does not register a revoked bootstrap
+    token again: set a new ``AGENTFIREWALL_ADMIN_TOKEN`` (or delete ``admin.token``)."""
+    who = await require_role(request, "owner")
+    prefix = request.path_params["prefix"]
+
+    def job(conn: Connection) -> None:
+        live = tokens.c.kind.in_(("admin", "gateway"))
+        found = conn.execute(select(tokens).where(tokens.c.prefix == prefix, live)).all()
+        if not found:
+            raise ApiError(404, f"no live token with the prefix `{prefix}`")
+        if len(found) > 1:
+            raise ApiError(409, f"{len(found)} tokens have the prefix `{prefix}`: revoke "
+                           "them by removing their user, or ask for support")  # fmt: skip
+        conn.execute(
+            update(tokens)
+            .where(tokens.c.token_hash == found[0].token_hash)
+            .values(kind="revoked", role=None)
+        )
+        append_event(conn, "token.revoked", actor=who.actor, now=now(), subject=prefix,
+                     data={"kind": found[0].kind, "name": found[0].name})  # fmt: skip
+
+    await state_of(request).change_config(job)
+    return Response(status_code=204)
+
+
 def routes() -> list[BaseRoute]:
     p = "/api/v1"
     return [
@@ -386,4 +442,6 @@ def routes() -> list[BaseRoute]:
         Route(p + "/users/{id}", patch_user, methods=["PATCH"]),
         Route(p + "/users/{id}", remove_user, methods=["DELETE"]),
         Route(p + "/tokens", create_token, methods=["POST"]),
+        Route(p + "/tokens", list_tokens, methods=["GET"]),
+        Route(p + "/tokens/{prefix}", revoke_token, methods=["DELETE"]),
     ]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, delete, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -16,13 +16,16 @@ from agentfirewall_server.auth import metrics_public, require_role, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.snapshot import put_setting
 from agentfirewall_server.state import AppState
-from agentfirewall_server.store.schema import credentials
+from agentfirewall_server.store.schema import credentials, users
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
 __all__ = ["SLACK_SECRET_OWNERS", "routes", "settings_json"]
 
 SLACK_SECRET_OWNERS = ("settings:slack_bot_token", "settings:slack_signing_secret")
 _Level = Literal["monitor", "soft_enforce", "full_enforce", "L0", "L1", "L2"]
+#: A Slack member id (``U…``, ``W…`` on Enterprise Grid) and the TameFlare user it acts as.
+_SlackId = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,30}$")]
+_Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 
 
 class SettingsPatch(Strict):
@@ -33,6 +36,8 @@ class SettingsPatch(Strict):
     slack_bot_token: str | None = Field(default=None, max_length=4096)
     slack_signing_secret: str | None = Field(default=None, max_length=4096)
     metrics_public: bool | None = None
+    #: who may click Approve / Deny in Slack: member id -> user email (``{}``: nobody)
+    slack_approvers: dict[_SlackId, _Email] | None = Field(default=None, max_length=1000)
 
 
 def settings_json(state: AppState) -> dict[str, Any]:
@@ -48,6 +53,7 @@ def settings_json(state: AppState) -> dict[str, Any]:
         "slack": {
             "channel": snap.settings.get("slack_channel"),
             "configured": configured and bool(snap.settings.get("slack_channel")),
+            "approvers": dict(snap.settings.get("slack_approvers") or {}),
         },
     }
 
@@ -66,6 +72,8 @@ async def patch_settings(request: Request) -> JSONResponse:
     )
     if "default_enforcement_level" in plain:
         plain["default_enforcement_level"] = normalize_level(plain["default_enforcement_level"])
+    if "slack_approvers" in plain:
+        plain["slack_approvers"] = {k: v.lower() for k, v in plain["slack_approvers"].items()}
     secrets = {
         "settings:slack_bot_token": body.slack_bot_token,
         "settings:slack_signing_secret": body.slack_signing_secret,
@@ -75,6 +83,7 @@ async def patch_settings(request: Request) -> JSONResponse:
 
     def job(conn: Connection) -> None:
         stamp = now()
+        _check_approvers(conn, plain.get("slack_approvers") or {})
         for key, value in plain.items():
             put_setting(conn, key, value)
         for owner, value in secrets.items():
@@ -101,6 +110,15 @@ async def patch_settings(request: Request) -> JSONResponse:
 
     await state.change_config(job)
     return json_ok(settings_json(state))
+
+
+def _check_approvers(conn: Connection, approvers: dict[str, str]) -> None:
+    """Each Slack approver names a user (422 naming the member id otherwise)."""
+    known = set(conn.execute(select(users.c.email)).scalars())
+    for slack_id, email in sorted(approvers.items()):
+        if email not in known:
+            raise ApiError(422, f"no user `{email}` for the Slack member `{slack_id}`",
+                           field=f"slack_approvers.{slack_id}")  # fmt: skip
 
 
 def routes() -> list[BaseRoute]:

@@ -196,7 +196,7 @@ def test_settings_integrations_defaults_and_users(dash: Dashboard) -> None:
     page.locator("#defaults-form").get_by_role("button", name="Save").click()
     page.get_by_text("Enforcement defaults saved.").wait_for()
     settings = dash.api("GET", "/settings")
-    assert settings["slack"] == {"channel": "C0123456789", "configured": True}
+    assert settings["slack"] == {"channel": "C0123456789", "configured": True, "approvers": {}}
     assert settings["gateway_url"] == "http://gateway.internal:8443"
     assert settings["default_enforcement_level"] == "soft_enforce"
     assert settings["approval_timeout_seconds"] == 600
@@ -211,4 +211,18 @@ def test_settings_integrations_defaults_and_users(dash: Dashboard) -> None:
     page.get_by_text("new@example.com is now member").wait_for()
     users = {u["email"]: u["role"] for u in dash.api("GET", "/users")["users"]}
     assert users["new@example.com"] == "member"
+    # Slack approvers: who may click Approve / Deny in Slack, acting as which user
+    approvers = page.get_by_label("Slack approvers (member ID and user email, one per line)")
+    approvers.fill("U012AB3CD new@example.com\n\nnot-a-pair")
+    page.locator("#integrations-form").get_by_role("button", name="Save").click()
+    page.get_by_text("Slack approvers, line 3: expected a member ID and an email").wait_for()
+    assert dash.api("GET", "/settings")["slack"]["approvers"] == {}
+    approvers.fill("U012AB3CD new@example.com\n")
+    page.locator("#integrations-form").get_by_role("button", name="Save").click()
+    page.get_by_text("Integrations saved.").wait_for()
+    slack = dash.api("GET", "/settings")["slack"]
+    assert slack["approvers"] == {"U012AB3CD": "new@example.com"}
+    assert slack["configured"] is True  # the secrets, left empty, are kept
+    page.reload()
+    expect(approvers).to_have_value("U012AB3CD new@example.com")
     watched.assert_clean()

@@ -64,6 +64,10 @@ def test_allowed_action_has_the_seed_shape_and_a_verifiable_token(agent: LiveAge
         with pytest.raises(TokenError) as info:
             tf.verify_decision_token(result.decision_token, action_request_id="act_other")
         assert info.value.code == "wrong_action"
+        tf.verify_decision_token(result.decision_token, agent=agent.name)
+        with pytest.raises(TokenError) as info:  # a token shown by another agent's process
+            tf.verify_decision_token(result.decision_token, agent=agent.name + "-other")
+        assert info.value.code == "wrong_agent"
         state = tf.get_action(result.action_request_id)
         assert state.status == "allowed"
         assert state.action_spec["parameters"] == {"pull_number": 42}

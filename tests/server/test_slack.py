@@ -14,7 +14,15 @@ from tests.server.conftest import SPEC, Harness
 SECRET = "slack-signing-secret"
 
 
-def _configure(h: Harness) -> None:
+#: Slack members and the TameFlare users they are linked to (``slack_approvers``).
+APPROVERS = {"U0ALICE": "alice@example.com"}
+
+
+def _configure(h: Harness, approvers: dict[str, str] = APPROVERS) -> None:
+    for email in sorted(set(approvers.values())):
+        made = h.admin("POST", "/v1/users",
+                       {"email": email, "password": "password-1", "role": "member"})  # fmt: skip
+        assert made.status_code == 201, made.text
     r = h.admin(
         "PATCH",
         "/v1/settings",
@@ -22,10 +30,11 @@ def _configure(h: Harness) -> None:
             "slack_bot_token": "xoxb-test-token",
             "slack_signing_secret": SECRET,
             "slack_channel": "C0FAKE",
+            "slack_approvers": approvers,
         },
     )
-    assert r.status_code == 200
-    assert r.json()["slack"] == {"channel": "C0FAKE", "configured": True}
+    assert r.status_code == 200, r.text
+    assert r.json()["slack"] == {"channel": "C0FAKE", "configured": True, "approvers": approvers}
     assert "xoxb" not in r.text
 
 
@@ -46,11 +55,17 @@ def _hold(h: Harness) -> dict[str, Any]:
 
 
 def _callback(
-    h: Harness, approval_id: str, verb: str, *, secret: str = SECRET, stamp: int | None = None
+    h: Harness,
+    approval_id: str,
+    verb: str,
+    *,
+    secret: str = SECRET,
+    stamp: int | None = None,
+    member: str = "U0ALICE",
 ) -> Any:
     payload = {
         "type": "block_actions",
-        "user": {"id": "U1", "username": "alice"},
+        "user": {"id": member, "username": "alice"},
         "actions": [{"action_id": verb, "value": approval_id}],
     }
     body = urlencode({"payload": json.dumps(payload)}).encode()
@@ -97,10 +112,10 @@ def test_pending_approval_posts_buttons_and_a_signed_click_decides(
     assert r.json()["status"] == "approved"
     row = h.admin("GET", f"/v1/approvals/{apv}").json()
     assert row["status"] == "approved"
-    assert row["decided_by"] == "slack:alice"
+    assert row["decided_by"] == "slack:alice@example.com"
     updated = slack.wait_for(2)[1]
     assert updated.path == "/api/chat.update"
-    assert "Approved by slack:alice" in updated.json()["text"]
+    assert "Approved by slack:alice@example.com" in updated.json()["text"]
     second = _callback(h, apv, "deny")
     assert second.json()["ok"] is False
     assert h.admin("GET", f"/v1/approvals/{apv}").json()["status"] == "approved"
@@ -113,7 +128,7 @@ def test_approve_for_an_hour_makes_a_grant(harness: Harness) -> None:
     assert answer.json()["status"] == "approved"
     grants = harness.admin("GET", "/v1/grants").json()["grants"]
     assert [(g["approval_id"], g["max_uses"], g["created_by"]) for g in grants] == [
-        (apv, None, "slack:alice")]  # fmt: skip
+        (apv, None, "slack:alice@example.com")]  # fmt: skip
     granted = grants[0]
     assert granted["expires_at"] is not None
     assert granted["action_type"] == harness.admin("GET", f"/v1/approvals/{apv}").json()[

@@ -52,6 +52,8 @@ async function loadSettings() {
   $("#s-level").value = settings.default_enforcement_level;
   $("#s-timeout").value = settings.approval_timeout_seconds;
   $("#s-slack-channel").value = (settings.slack && settings.slack.channel) || "";
+  const approvers = (settings.slack && settings.slack.approvers) || {};
+  $("#s-slack-approvers").value = Object.entries(approvers).map(([member, email]) => `${member} ${email}`).join("\n");
   $("#s-gateway").value = settings.gateway_url || "";
   setText("#slack-state", settings.slack && settings.slack.configured ? "Slack is configured: bot token and signing secret are stored (hidden). Leave the fields empty to keep them." : "Slack is not configured.");
 }
@@ -87,11 +89,26 @@ $("#defaults-form").addEventListener("submit", (event) => {
   const data = formToObject(event.currentTarget);
   patchSettings({ default_enforcement_level: data.default_enforcement_level, approval_timeout_seconds: Number(data.approval_timeout_seconds) }, "Enforcement defaults saved.");
 });
+// "U012AB3CD alice@example.com" per line (or "U012AB3CD = alice@example.com") -> {member: email}
+function slackApprovers(text) {
+  const found = {};
+  for (const [n, raw] of text.split("\n").entries()) {
+    const line = raw.trim();
+    if (!line) continue;
+    const parts = line.split(/[\s=,]+/).filter(Boolean);
+    if (parts.length !== 2) throw new Error(`Slack approvers, line ${n + 1}: expected a member ID and an email, like "U012AB3CD alice@example.com"`);
+    found[parts[0]] = parts[1];
+  }
+  return found;
+}
+
 $("#integrations-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   const data = formToObject(form);
-  const body = { slack_channel: data.slack_channel, gateway_url: data.gateway_url };
+  let approvers;
+  try { approvers = slackApprovers(data.slack_approvers || ""); } catch (error) { fail(error); return; }
+  const body = { slack_channel: data.slack_channel, gateway_url: data.gateway_url, slack_approvers: approvers };
   if (data.slack_bot_token) body.slack_bot_token = data.slack_bot_token;
   if (data.slack_signing_secret) body.slack_signing_secret = data.slack_signing_secret;
   form.slack_bot_token.value = "";
