@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.state import AppState
-from agentfirewall_server.web import error_response, install_error_handlers
+from agentfirewall_server.web import error_response, install_error_handlers, nul_in_url
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -96,6 +96,9 @@ class _App(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (refused := nul_in_url(scope)) is not None:
+            await refused(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             path = scope["path"]
             if path == "/api/v1/actions":

@@ -28,16 +28,24 @@ def rfc3339(ts: float | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+#: The instants `rfc3339` can write: years 1 to 9999, UTC.
+_FIRST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_LAST = datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC).timestamp()
+
+
 def parse_time(text: str) -> float:
-    """Unix seconds from an RFC 3339 string (or a number); ValueError when unparsable."""
+    """Unix seconds from an RFC 3339 string (or a number); ValueError when unparsable, not
+    finite or outside the years 1 to 9999 in UTC (a time `rfc3339` could not write back)."""
     try:
-        return float(text)
+        stamp = float(text)
     except ValueError:
-        pass
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        stamp = moment.timestamp()
+    if not _FIRST <= stamp <= _LAST:  # NaN too
+        raise ValueError(f"time out of range: `{text[:40]}`")
+    return stamp
 
 
 # os.urandom costs about 100 µs per call in some sandboxes (a syscall each time). Ids and

@@ -4,14 +4,17 @@ Every error leaves as ``{"error": code, "message": ..., ...}`` (docs/api.md).
 
 Input limits (docs/api.md, "Input limits"): a body is at most ``max_body_bytes`` (413);
 its JSON nests at most 64 levels and holds no lone surrogate and no NaN; integer fields fit
-64 bits (400/422 naming the field); core errors escaping a route are the caller's (422), so
-no input reaches the 500 handler.
+64 bits and text fields hold no NUL (400/422 naming the field); a URL holds no ``%00``
+(400); core errors escaping a route are the caller's (422), so no input reaches the 500
+handler.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -19,6 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
 from agentfirewall.errors import ActionSpecError, ConnectorError, PolicyError
 from agentfirewall.jsonlimits import int_problem, json_problem, printable
@@ -32,8 +36,10 @@ __all__ = [
     "json_fast",
     "json_ok",
     "json_text",
+    "nul_in_url",
     "parse_json",
     "parse_model",
+    "query_number",
     "read_body",
     "read_json",
     "read_model",
@@ -250,30 +256,46 @@ def _check_limits(data: Any) -> None:
     raise ApiError(status, message, field=field or None)
 
 
-def _check_int_fields(value: Any, path: str = "") -> None:
-    """Integer fields of a validated model fit 64 bits (``1e300`` is a valid int field).
+def _check_fields(value: Any, path: str = "", *, free: bool = False) -> None:
+    """Integer fields of a validated model fit 64 bits (``1e300`` is a valid int field),
+    and its text holds no NUL character, which no PostgreSQL text column holds.
 
-    Free JSON (``JsonValue`` fields) is left alone: it is stored as text.
+    Free JSON (``JsonValue`` fields) is left alone: it is stored as text, escaped; in
+    ``Any`` fields only the integers are checked.
     """
     if isinstance(value, BaseModel):
         for name, info in type(value).model_fields.items():
-            if "JsonValue" not in str(info.annotation):
-                _check_int_fields(getattr(value, name), f"{path}.{name}".lstrip("."))
+            kind = str(info.annotation)
+            if "JsonValue" not in kind:
+                where = f"{path}.{name}".lstrip(".")
+                _check_fields(getattr(value, name), where, free="Any" in kind)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check_int_fields(item, f"{path}.{i}")
+            _check_fields(item, f"{path}.{i}", free=free)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_int_fields(item, f"{path}.{key}")
+            _check_fields(key, f"{path}.{key}", free=free)
+            _check_fields(item, f"{path}.{key}", free=free)
+    elif isinstance(value, str):
+        if not free and "\x00" in value:
+            raise ApiError(422, f"`{path}` holds a NUL character (`\\u0000`)", field=path)
     elif isinstance(value, int) and not isinstance(value, bool):
         problem = int_problem(value)
         if problem is not None:
             raise ApiError(422, f"`{path}` {problem}", field=path)
 
 
-def validation_error(exc: PydanticValidationError) -> ApiError:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+_NO_INPUT = object()
+
+
+def validation_error(exc: PydanticValidationError, data: Any = _NO_INPUT) -> ApiError:
+    """422 naming the field of the first problem; with the validated JSON `data`, the field
+    is its path in the body (no union branch, no ``[key]`` label) and a value no branch of
+    a union took says what each branch expected."""
+    errors = exc.errors()
+    first = errors[0]
+    steps = _body_path(first["loc"], data, first["type"] == "missing")
+    loc = ".".join(str(p) for p in steps)
     kind = first["type"]
     if kind == "extra_forbidden":
         message = f"unknown field `{loc}`"
@@ -282,8 +304,63 @@ def validation_error(exc: PydanticValidationError) -> ApiError:
     else:
         ctx_error = (first.get("ctx") or {}).get("error")
         detail = str(ctx_error) if ctx_error else first["msg"]
+        if steps != first["loc"]:  # a union: every branch's expectation
+            same = [e["msg"] for e in errors if _body_path(e["loc"], data, False) == steps]
+            detail = "; ".join(dict.fromkeys(same))
         message = f"invalid `{loc}`: {detail}" if loc else detail
     return ApiError(422, message, field=loc or None)
+
+
+def _body_path(loc: tuple[int | str, ...], data: Any, missing: bool) -> tuple[int | str, ...]:
+    """The steps of `loc` found in `data`: pydantic's labels (``str`` for a union's string
+    branch, ``[key]`` for a mapping's key) are no field of the body. The last step of a
+    missing field is kept."""
+    if data is _NO_INPUT:
+        return loc
+    kept: list[int | str] = []
+    for i, step in enumerate(loc):
+        if _holds(data, step):
+            data = data[step]
+        elif not (missing and i == len(loc) - 1):
+            continue
+        kept.append(step)
+    return tuple(kept)
+
+
+def _holds(data: Any, step: int | str) -> bool:
+    """Whether JSON `data` has a member `step` (a key, or an index of a list)."""
+    if isinstance(data, dict):
+        return step in data
+    return isinstance(data, list) and isinstance(step, int) and 0 <= step < len(data)
+
+
+def nul_in_url(scope: Scope) -> Response | None:
+    """The 400 for a path or query holding a NUL character (``%00``), which no id, name or
+    value has and no PostgreSQL text column holds; None for every other URL."""
+    if "\x00" in scope["path"]:
+        return error_response(400, "invalid_request", "the path holds a NUL character (`%00`)")
+    if b"%00" not in scope["query_string"] and b"\x00" not in scope["query_string"]:
+        return None
+    for name, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            message = f"`{name}` holds a NUL character (`%00`)"
+            return error_response(400, "invalid_request", message, field=name)
+    return None
+
+
+def query_number(request: Request, name: str, default: float | None, high: float) -> float | None:
+    """Query parameter `name` as a number clamped to 0..`high` (`default` when absent);
+    400 naming it when it is no number (``nan`` is none: it would clamp to anything)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise ApiError(400, f"`{name}` must be a number, not `{raw[:40]}`", field=name)
+    return max(0.0, min(value, high))
 
 
 async def read_model(request: Request, model: type[M], *, allow_empty: bool = False) -> M:
@@ -301,10 +378,10 @@ def parse_model(raw: bytes, model: type[M], *, allow_empty: bool = False) -> M:
         # not read as true); JSON's own forms still fill tuples, enums and datetimes
         parsed = model.model_validate_json(raw if raw.strip() else b"{}", strict=True)
     except PydanticValidationError as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, data) from None
     except RecursionError:
         raise ApiError(400, "request body nests too deeply") from None
-    _check_int_fields(parsed)
+    _check_fields(parsed)
     return parsed
 
 

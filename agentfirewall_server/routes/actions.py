@@ -59,6 +59,7 @@ from agentfirewall_server.web import (
     json_ok,
     json_text,
     parse_model,
+    query_number,
     read_body,
 )
 
@@ -466,22 +467,11 @@ async def get_action(request: Request) -> JSONResponse:
     return json_ok(action_json(_visible(who, row, action_id)))
 
 
-def _wait_seconds(request: Request) -> float:
-    raw = request.query_params.get("timeout", "30")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(
-            400, f"`timeout` must be a number of seconds, not `{raw}`", field="timeout"
-        ) from None
-    return max(0.0, min(value, _MAX_WAIT))
-
-
 async def wait_action(request: Request) -> JSONResponse:
     who = await authenticate(request)
     state = state_of(request)
     action_id = request.path_params["id"]
-    deadline = time.monotonic() + _wait_seconds(request)
+    deadline = time.monotonic() + (query_number(request, "timeout", 30.0, _MAX_WAIT) or 0.0)
     while True:
         row = _visible(who, await state.db.read(lambda c: load_action(c, action_id)), action_id)
         body = action_json(row)

@@ -25,7 +25,7 @@ from agentfirewall_server.checkpointer import collect, verify_log
 from agentfirewall_server.checkpoints import Checkpoint, checkpoint_line
 from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.routes.trafficrows import page, parse_place, traffic_json
-from agentfirewall_server.store.schema import audit_events, traffic
+from agentfirewall_server.store.schema import INTEGER_MAX, audit_events, traffic
 from agentfirewall_server.web import ApiError, json_ok
 
 __all__ = ["routes"]
@@ -73,7 +73,7 @@ def _audit_query(request: Request) -> Select[Any]:
 async def list_audit(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
     q = _audit_query(request)
-    if (before := _int(request, "before", None, 2**62)) is not None:
+    if (before := _int(request, "before", None, INTEGER_MAX)) is not None:
         q = q.where(audit_events.c.id < before)
     limit = _int(request, "limit", 100, 1000) or 100
     q = q.order_by(audit_events.c.id.desc()).limit(limit)
@@ -179,7 +179,7 @@ async def list_traffic(request: Request) -> JSONResponse:
                 lambda c: page(c, q, filters, place, limit, sdk=sdk)
             )
             return json_ok(found)
-    if (before := _int(request, "before", None, 2**62)) is not None:
+    if (before := _int(request, "before", None, INTEGER_MAX)) is not None:
         q = q.where(traffic.c.id < before)
     q = q.order_by(traffic.c.id.desc()).limit(limit)
     rows = await state_of(request).db.read(lambda c: c.execute(q).all())

@@ -34,7 +34,7 @@ from agentfirewall_server.snapshot import unreadable_json
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals, gateways, traffic
 from agentfirewall_server.tracing import annotate
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, json_ok, query_number, read_model
 
 __all__ = ["build_config", "routes"]
 
@@ -210,21 +210,11 @@ def build_config(state: AppState) -> dict[str, Any]:
     return dict(config)
 
 
-def _number(request: Request, name: str, default: float | None, high: float) -> float | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        return max(0.0, min(float(raw), high))
-    except ValueError:
-        raise ApiError(400, f"`{name}` must be a number, not `{raw}`", field=name) from None
-
-
 async def config(request: Request) -> Response:
     await require_gateway(request)
     state = state_of(request)
-    since = _number(request, "since", None, 2**62)
-    wait = _number(request, "wait", 0.0, _MAX_CONFIG_WAIT) or 0.0
+    since = query_number(request, "since", None, 2**62)
+    wait = query_number(request, "wait", 0.0, _MAX_CONFIG_WAIT) or 0.0
     deadline = time.monotonic() + wait
     while since is not None and state.snapshot.version == int(since):
         remaining = deadline - time.monotonic()
@@ -423,7 +413,8 @@ async def wait_gateway_approval(request: Request) -> JSONResponse:
     await require_gateway(request)
     state = state_of(request)
     aid = request.path_params["id"]
-    deadline = time.monotonic() + (_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0)
+    wait = query_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0
+    deadline = time.monotonic() + wait
     while True:
         row = await state.db.read(lambda c: get_approval(c, aid))
         if row is None:
@@ -455,7 +446,8 @@ async def wait_gateway_approvals(request: Request) -> JSONResponse:
     await require_gateway(request)
     state = state_of(request)
     ids = list(dict.fromkeys((await read_model(request, ApprovalIds)).ids))
-    deadline = time.monotonic() + (_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0)
+    wait = query_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0
+    deadline = time.monotonic() + wait
     while True:
         rows = await state.db.read(lambda c: get_approvals(c, ids))
         settled = _settled(ids, rows)

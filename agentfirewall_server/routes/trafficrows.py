@@ -23,12 +23,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, true
 
 from agentfirewall_server.clock import rfc3339
-from agentfirewall_server.store.schema import action_requests, traffic
+from agentfirewall_server.store.schema import INTEGER_MAX, action_requests, traffic
 from agentfirewall_server.web import ApiError
 
 __all__ = ["Place", "page", "parse_place", "sdk_json", "traffic_json"]
 
-_MAX_ID = 2**62
 _BAD_BEFORE = "`before` must be a traffic id or the `next_before` of a `shadow=diverged` page"
 
 
@@ -51,7 +50,7 @@ def parse_place(raw: str) -> Place:
         place = Place(float(stamp), source, int(ident) if source == "proxy" else ident)
     except ValueError:
         raise ApiError(400, _BAD_BEFORE, field="before") from None
-    wrong_id = source == "proxy" and not 0 <= int(place.id) <= _MAX_ID  # a SQL integer
+    wrong_id = source == "proxy" and not 0 <= int(place.id) <= INTEGER_MAX  # a traffic id
     if source not in ("proxy", "sdk") or wrong_id or place.created_at != place.created_at:
         raise ApiError(400, _BAD_BEFORE, field="before")  # (the last test: NaN)
     return place

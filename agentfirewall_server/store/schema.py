@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "INTEGER_MAX",
     "action_requests",
     "agents",
     "api_keys",
@@ -47,6 +48,10 @@ __all__ = [
 ]
 
 metadata = MetaData()
+
+#: The largest value of an `Integer` column (32 bits on PostgreSQL): an id compared with a
+#: larger one is a database error there, not an empty answer.
+INTEGER_MAX = 2**31 - 1
 
 agents = Table(
     "agents",
