@@ -24,8 +24,11 @@ def rfc3339(ts: float | None) -> str | None:
     """`2026-11-25T09:00:00.123Z` (milliseconds, UTC) or None."""
     if ts is None:
         return None
-    moment = datetime.fromtimestamp(ts, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = datetime.fromtimestamp(ts, tz=UTC)  # (strftime writes the year 1 as `1`, unpadded)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        f"{m.microsecond // 1000:03d}Z"
+    )
 
 
 #: The instants `rfc3339` can write: years 1 to 9999, UTC.
