@@ -35,7 +35,7 @@ from agentfirewall.policy import (
     unreadable_switch,
 )
 from agentfirewall.policy.guard import GuardPlan, guard_plan
-from agentfirewall.policy.permissions import KillSwitchIndex
+from agentfirewall.policy.permissions import KillSwitchIndex, failed_closed
 from agentfirewall_proxy.aliases import alias_rules
 from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budgets
 from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
@@ -326,14 +326,10 @@ def refusing_config(last: CompiledConfig, version: int, error: Exception) -> Com
     Enforcing `last` instead would miss what changed since (a kill switch above all), so
     this is the fail-closed answer until a configuration this process can read arrives.
     """
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-    switch = KillSwitch(
-        "all",
-        reason=(
-            f"the gateway could not apply configuration {version} ({first}): every request "
-            "is refused until it can (run the control plane's TameFlare version)"
-        ),
-        unreadable=True,
+    switch = failed_closed(
+        f"the gateway could not apply configuration {version}",
+        error,
+        until="it can (run the control plane's TameFlare version)",
     )
     return replace(
         last,

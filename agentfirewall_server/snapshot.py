@@ -25,6 +25,7 @@ from agentfirewall.policy import (
 )
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.models import field_conditions
+from agentfirewall.policy.permissions import failed_closed
 from agentfirewall_server.budgets import BudgetDef, CompiledBudget, compile_budget
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.shadow import ShadowConfig, load_shadow
@@ -305,15 +306,10 @@ def refusing_snapshot(last: Snapshot, version: int, error: Exception) -> Snapsho
     Serving `last` would miss what changed since (a kill switch above all); the gateways
     get the same refusal with the next config they fetch (`version` is the new one).
     """
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-    switch = KillSwitch(
-        "all",
-        reason=(
-            f"the stored configuration (version {version}) cannot be read by this server "
-            f"({type(error).__name__}: {first}): every action is denied until it can; "
-            "see the server's log"
-        ),
-        unreadable=True,
+    switch = failed_closed(
+        f"the stored configuration (version {version}) cannot be read by this server",
+        f"{type(error).__name__}: {error}",
+        until="it can; see the server's log",
     )
     return replace(
         last,

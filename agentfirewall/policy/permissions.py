@@ -35,6 +35,7 @@ __all__ = [
     "KillSwitch",
     "KillSwitchIndex",
     "Preset",
+    "failed_closed",
     "preset_rules",
     "unreadable_switch",
 ]
@@ -199,20 +200,24 @@ class KillSwitch:
 
 
 def unreadable_switch(kind: str, name: str, error: Exception | str) -> KillSwitch:
-    """The fail-closed stop for stored configuration this process cannot read.
+    """The fail-closed stop for a stored policy or budget this process cannot read.
 
     Skipping it would enforce less than the operator wrote (a deny policy or a budget gone
     quietly), so every action is denied, saying which ``kind`` and ``name`` and what to do.
     """
-    first = (str(error).strip().splitlines() or ["unknown error"])[0][:300]
-    return KillSwitch(
-        "all",
-        reason=(
-            f"stored {kind} `{name}` cannot be read by this version of TameFlare ({first}): "
-            f"every action is denied until it is fixed, disabled or removed"
-        ),
-        unreadable=True,
+    return failed_closed(
+        f"stored {kind} `{name}` cannot be read by this version of TameFlare",
+        error,
+        until="it is fixed, disabled or removed",
     )
+
+
+def failed_closed(what: str, error: Exception | str, *, until: str) -> KillSwitch:
+    """A kill switch for configuration that did not read: `what` failed (`error`'s first
+    line is shown), so every action is denied `until` the way out the reason names."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    reason = f"{what} ({first}): every action is denied until {until}"
+    return KillSwitch("all", reason=reason, unreadable=True)
 
 
 class KillSwitchIndex:
