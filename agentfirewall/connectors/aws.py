@@ -11,13 +11,17 @@ Actions are ``aws.<service>.<operation>``, the operation in snake case:
   (``Action=Publish`` → ``aws.sns.publish``); ``Action`` twice, or both an ``Action`` and
   an ``X-Amz-Target``, is refused.
 - **Lambda** (REST): ``POST /2015-03-31/functions/{function}/invocations`` →
-  ``aws.lambda.invoke``, and the function CRUD routes.
+  ``aws.lambda.invoke``, and the function CRUD routes; their paths follow the general
+  path rules above.
 - **S3** (REST, virtual-host or path style): ``aws.s3.object.get|put|copy|delete``,
   ``aws.s3.object.list``, ``aws.s3.object.delete_many`` (``POST ?delete``),
   ``aws.s3.bucket.create|delete|get|list``, ``aws.s3.multipart.create|upload_part|
   complete|abort|list|list_parts``, and ``aws.s3.bucket.<subresource>.<get|put|delete>`` /
   ``aws.s3.object.<subresource>.<get|put|delete>`` for configuration subresources
-  (``?policy``, ``?acl``, ``?tagging``...). An unknown query parameter names nothing:
+  (``?policy``, ``?acl``, ``?tagging``...). The object key is the rest of the path,
+  percent-decoded, as S3 reads it (empty segments and any character included: a key is a
+  name, not a route); a path-style bucket segment with an encoded slash or backslash
+  (``%2F``, ``%5C``) is refused. An unknown query parameter names nothing:
   ``aws.unknown.<method>``. Presigned URLs (``X-Amz-Signature`` in the query) are refused:
   one presigned with the agent's placeholder key is worthless, so the agent calls the API
   and the gateway signs.
@@ -43,6 +47,7 @@ from agentfirewall.connectors.awss3 import s3_action
 from agentfirewall.connectors.base import Connector, make_spec, request_method
 from agentfirewall.connectors.bodies import parse_form
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
+from agentfirewall.connectors.paths import decode_segment, split_path
 from agentfirewall.errors import ConnectorError
 
 __all__ = ["CONNECTOR", "AwsConnector", "snake_case"]
@@ -168,14 +173,17 @@ class AwsConnector(Connector):
         return _checked(str(actions[0])), {k: _one(v) for k, v in fields.items()}
 
     def _lambda(self, req: HttpRequest, method: str, endpoint: AwsEndpoint) -> ParsedAction:
-        segments = [unquote(s) for s in req.path.strip("/").split("/")]
+        # Lambda is routed by path: the catalogue's path rules hold (refusals, one trailing
+        # slash, literals in any case), as for every route table.
+        segments = split_path(req.path, connector=_NAME)
         for want_method, pattern, operation in _LAMBDA:
             if method != want_method or len(pattern) != len(segments):
                 continue
-            if all(p == "*" or p == s for p, s in zip(pattern, segments, strict=True)):
+            if all(p == "*" or p == s.lower() for p, s in zip(pattern, segments, strict=True)):
                 params: dict[str, JsonValue] = {}
                 if "*" in pattern:
-                    params["function"] = segments[pattern.index("*")]
+                    where = pattern.index("*")
+                    params["function"] = decode_segment(segments[where], connector=_NAME)
                 return self._parsed(
                     f"lambda.{operation}", risk_of(operation), endpoint, params, "/".join(pattern)
                 )

@@ -68,6 +68,9 @@ def s3_action(
         bucket, key = host_bucket, unquote(path[1:])
     else:
         first, _, rest = path[1:].partition("/")
+        if "%2f" in first.lower() or "%5c" in first.lower():
+            # no bucket name holds a slash: S3 may split there and see another bucket and key
+            raise ConnectorError("refused bucket segment: encoded `/` or `\\`", connector="aws")
         bucket, key = unquote(first), unquote(rest)
     query = {k.lower(): v for k, v in (parse_form(req.query, connector="aws") or {}).items()}
     if any(len(set(v)) > 1 for v in query.values()):

@@ -29,12 +29,13 @@ General rules (every connector):
   is a reserved segment: no allow-rule wildcard (`github.*`, `*`) grants such a name, only
   a rule that names it (`github.unknown.*`, `github.unknown.put`); deny and
   require_approval wildcards still cover it.
-- Paths are normalised strictly: unreserved percent-escapes are decoded; `%2F`, `%5C`,
-  encoded controls, malformed escapes, `.`/`..` and empty segments, `;` parameters,
-  backslashes, NUL and non-ASCII characters are refused (`ConnectorError`, the proxy
-  denies). Literals match case-insensitively; one trailing slash is ignored; a last
-  segment with a format suffix (`merge.json`) and non-numeric ids are matched to the
-  route they may reach, with `risk_hints.path_relaxed`.
+- Paths are normalised strictly (S3 object keys aside: see aws): unreserved
+  percent-escapes are decoded; `%2F`, `%5C`, encoded controls, malformed escapes,
+  `.`/`..` and empty segments, `;` parameters, backslashes, NUL and non-ASCII characters
+  are refused (`ConnectorError`, the proxy denies). Literals match case-insensitively;
+  one trailing slash is ignored; a last segment with a format suffix (`merge.json`) and
+  non-numeric ids are matched to the route they may reach, with
+  `risk_hints.path_relaxed`.
 - Method-override headers (`X-HTTP-Method-Override` and friends) and a `_method` field
   in the query or in a form, JSON or multipart body are refused.
 - Bodies are read only up to the connector's body limit. Invalid JSON, a UTF-8 BOM,

@@ -1,8 +1,11 @@
 """OpenAI API (api.openai.com): chat, responses, embeddings, images, audio, files,
 fine-tuning, batches, models, moderations, vector stores.
 
-``model`` and ``stream`` become parameters wherever the JSON body carries them; multipart
+``model`` becomes a parameter on every JSON request that names one (chat, completions,
+responses, embeddings, image generation, speech, fine-tuning, moderations), and ``stream``
+on those that can stream (chat, completions, responses, image generation); multipart
 uploads (files, audio transcription, image edits) are named without reading the body.
+``OpenAI-Organization`` becomes ``resource.account``.
 A body past the 1 MiB body limit keeps the members wholly inside it and gets
 ``risk_hints.body_truncated``.
 """
@@ -33,7 +36,7 @@ _ROUTES = (
       "Cancel a background response"),
     R("POST", "/v1/embeddings", "openai.embedding.create", "low", "Create embeddings", ("model",)),
     R("POST", "/v1/images/generations", "openai.image.generate", "low", "Generate images",
-      ("model", "n", "size")),
+      ("model", "stream", "n", "size")),
     R("POST", "/v1/images/edits", "openai.image.edit", "low", "Edit an image (multipart)"),
     R("POST", "/v1/images/variations", "openai.image.variation", "low",
       "Create image variations (multipart)"),

@@ -1,10 +1,12 @@
 """SendGrid v3 API (api.sendgrid.com): ``POST /v3/mail/send`` is ``email.send``.
 
 The action type is the seed's ``email.send`` (CrewAI example, provider ``sendgrid``).
-Recipients (``to``: every ``personalizations[].to[].email``) and ``subject`` become
-parameters and the recipients the resource target; a body past 256 KiB is refused, since
-a recipient could hide past it. Building ``email.send`` takes the seed's parameters
-``to`` (one address or a list), ``subject``, ``body`` and ``from``.
+Recipients (``to``: every ``to``, ``cc`` and ``bcc`` address of every personalization,
+one address as a string, several as a list), ``subject`` (the message's, else the first
+personalization's) and ``from`` become parameters and the recipients the resource
+target; a body past 256 KiB is refused, since a recipient could hide past it. Building
+``email.send`` takes the seed's parameters ``to`` (one address or a list), ``subject``,
+``body`` and ``from``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ reactions, pins, usergroups, admin.
 Every method answers POST (JSON or form body) and GET (query), as Slack does; ``channel``
 and the other listed arguments become parameters from whichever carries them (the same
 argument in both with different values is refused). Bodies past 256 KiB are refused.
-Unknown ``admin.*`` methods fall back to ``slack.unknown.post`` with high risk.
+Unknown ``admin.*`` methods fall back to ``slack.unknown.post`` (``slack.unknown.get`` when
+called by GET) with high risk.
 """
 
 from __future__ import annotations

@@ -61,10 +61,37 @@ function monotonicSeconds(): number {
 function nonNegative(name: string, value: number | undefined, fallback: number, min = 0): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
-    throw new RangeError(`\`${name}\` must be a finite number >= ${min}, not \`${String(value)}\``);
+    // a string "5" must not read as 5 in the message
+    const shown = typeof value === "string" ? `the string \`"${value}"\`` : `\`${String(value)}\``;
+    throw new RangeError(`\`${name}\` must be a finite number >= ${min}, not ${shown}`);
   }
   return value;
 }
+
+/** The API root: an absolute http(s) URL without credentials, query or fragment. */
+function apiRoot(value: unknown): string {
+  const shown = typeof value === "string" ? value.slice(0, 200) : String(value);
+  let url: URL | undefined;
+  try {
+    url = typeof value === "string" ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    throw new TypeError(
+      `\`baseUrl\` (or AAF_BASE_URL) must be an http:// or https:// URL like \`${DEFAULT_BASE_URL}\`, not \`${shown}\``,
+    );
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    const what = url.username || url.password ? "credentials" : "a query or fragment";
+    throw new TypeError(`\`baseUrl\` (or AAF_BASE_URL) must not hold ${what}: the API key is sent as a header`);
+  }
+  return (value as string).replace(/\/+$/, "");
+}
+
+/** `Idempotency-Key` as the server takes it (1 to 200 characters) and as a header can carry
+ * it unchanged: printable ASCII, no space at either end. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$/;
 
 export class AgentFirewall {
   /** The API root every path is appended to, without a trailing slash. */
@@ -72,12 +99,15 @@ export class AgentFirewall {
   readonly #transport: Transport;
 
   constructor(options: AgentFirewallOptions = {}) {
-    const apiKey = options.apiKey || process.env["AAF_API_KEY"];
+    const apiKey: unknown = options.apiKey || process.env["AAF_API_KEY"];
     if (!apiKey) {
       throw new AuthenticationError("no API key: pass `apiKey` or set AAF_API_KEY", { statusCode: 0 });
     }
-    const baseUrl = options.baseUrl || process.env["AAF_BASE_URL"] || DEFAULT_BASE_URL;
-    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    if (typeof apiKey !== "string") throw new TypeError(`\`apiKey\` must be a string, not a ${typeof apiKey}`);
+    if (options.fetch !== undefined && typeof options.fetch !== "function") {
+      throw new TypeError(`\`fetch\` must be a function, not a ${typeof options.fetch}`);
+    }
+    this.baseUrl = apiRoot(options.baseUrl || process.env["AAF_BASE_URL"] || DEFAULT_BASE_URL);
     const maxRetries = nonNegative("maxRetries", options.maxRetries, 3);
     if (!Number.isInteger(maxRetries)) throw new RangeError(`\`maxRetries\` must be an integer, not \`${maxRetries}\``);
     const retry: RetryPolicy = {
@@ -101,11 +131,19 @@ export class AgentFirewall {
 
   /** Ask whether the agent may perform `action`; the answer says allowed, denied or pending_approval. */
   async requestAction(action: ActionInput, options: RequestActionOptions = {}): Promise<ActionResult> {
+    const json = { action_spec: buildActionSpec(action) };
+    const key: unknown = options.idempotencyKey ?? randomUUID();
+    if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) {
+      const shown = typeof key === "string" ? `\`${key.slice(0, 40)}\`` : `a ${typeof key}`;
+      throw new RangeError(
+        `\`idempotencyKey\` must be 1 to 200 printable ASCII characters without a space at either end, not ${shown}`,
+      );
+    }
     const call: Call = {
       method: "POST",
       path: "/v1/actions",
-      json: { action_spec: buildActionSpec(action) },
-      headers: { "Idempotency-Key": options.idempotencyKey ?? randomUUID() },
+      json,
+      headers: { "Idempotency-Key": key },
       replaySafe: true,
     };
     const answer = await this.#transport.send(call);

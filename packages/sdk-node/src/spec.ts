@@ -12,11 +12,28 @@ export const ACTION_TYPE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}(?:\.[a-z0-9_-]{1,6
 
 const RESOURCE_FIELDS = ["provider", "account", "target", "environment"] as const;
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+function isObjectLike(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** JSON has no NaN, Infinity, undefined or functions: refuse them rather than lose them. */
+/** An object literal (or `Object.create(null)`): not a Date, Map, Set, Buffer or class
+ * instance, which `JSON.stringify` would turn into a string, `{}` or something else. */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (!isObjectLike(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** What a value that is not JSON is, for the error message: `Date`, `Map`, `function`... */
+function kindOf(value: unknown): string {
+  if (typeof value !== "object" || value === null) return typeof value;
+  const tag = Object.prototype.toString.call(value).slice(8, -1);
+  const name: unknown = (value as { constructor?: { name?: unknown } }).constructor?.name;
+  return tag === "Object" && typeof name === "string" && name !== "" ? name : tag;
+}
+
+/** JSON has no NaN, Infinity, undefined, functions, Dates or Maps: refuse them rather
+ * than let `JSON.stringify` drop or convert them. */
 function checkJson(value: unknown, path: string): void {
   if (value === null || typeof value === "string" || typeof value === "boolean") return;
   if (typeof value === "number") {
@@ -31,7 +48,7 @@ function checkJson(value: unknown, path: string): void {
     for (const [key, item] of Object.entries(value)) checkJson(item, `${path}.${key}`);
     return;
   }
-  throw new ActionSpecError(`\`${path}\`: not a JSON value (${typeof value})`, path);
+  throw new ActionSpecError(`\`${path}\`: not a JSON value (${kindOf(value)})`, path);
 }
 
 function jsonObject(value: unknown, name: string): JsonObject {
@@ -61,7 +78,7 @@ function resource(value: unknown): JsonObject {
 
 /** `{type, resource, parameters, risk_hints}` for the wire; throws ActionSpecError. */
 export function buildActionSpec(input: ActionInput): { [key: string]: JsonValue } {
-  if (!isPlainObject(input)) throw new ActionSpecError("the action must be an object with a `type`");
+  if (!isObjectLike(input)) throw new ActionSpecError("the action must be an object with a `type`");
   const type: unknown = input.type;
   if (typeof type !== "string" || !ACTION_TYPE_PATTERN.test(type)) {
     const shown = typeof type === "string" ? type : String(type);

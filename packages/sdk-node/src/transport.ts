@@ -3,7 +3,7 @@
  * and the retry loop of ./retry.ts. Never puts a header (the API key) in an error.
  */
 
-import { ServerError, TransportError } from "./errors.js";
+import { APIError, ServerError, TransportError } from "./errors.js";
 import { isUnsent, retryDelaySeconds, shouldRetry, type RetryPolicy } from "./retry.js";
 import type { JsonValue } from "./types.js";
 import { errorForResponse } from "./wire.js";
@@ -86,7 +86,8 @@ export class Transport {
         ...call.headers,
       },
       signal: AbortSignal.timeout(Math.ceil(seconds * 1000)),
-      redirect: "error",
+      // never followed (the key would go along); a redirect is reported, see below
+      redirect: "manual",
     };
     if (call.json !== undefined) init.body = JSON.stringify(call.json);
     let response: Response;
@@ -95,9 +96,12 @@ export class Transport {
       response = await fetch(this.#url(call), init);
       text = await response.text();
     } catch (error) {
-      throw transportError(error, baseUrl);
+      throw transportError(error, baseUrl, seconds);
     }
     const body = decode(text);
+    if (response.status >= 300 && response.status < 400) {
+      throw redirectError(response, body, baseUrl);
+    }
     if (response.status >= 400) {
       throw errorForResponse(response.status, body, response.headers.get("Retry-After"));
     }
@@ -116,9 +120,23 @@ function describe(error: unknown): string {
 }
 
 /** Our TransportError for a fetch failure: names the server, never a header. */
-export function transportError(error: unknown, baseUrl: string): TransportError {
+export function transportError(error: unknown, baseUrl: string, seconds?: number): TransportError {
   const unsent = isUnsent(error);
+  if (!unsent && error instanceof Error && error.name === "TimeoutError" && seconds !== undefined) {
+    const message = `no answer from the TameFlare server at \`${baseUrl}\` within ${seconds} s (\`timeoutSeconds\`)`;
+    return new TransportError(message, { unsent, cause: error });
+  }
   const hint = unsent ? " (is it running — `tf up` — and is `AAF_BASE_URL` its address, ending in `/api`?)" : "";
   const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${describe(error)}${hint}`;
   return new TransportError(message, { unsent, cause: error });
+}
+
+/** A 3xx answer: not followed, since the key would go along to wherever it points. */
+function redirectError(response: Response, body: unknown, baseUrl: string): APIError {
+  const location = (response.headers.get("Location") ?? "").slice(0, 200);
+  const where = location ? `, a redirect to \`${location}\`` : "";
+  const message =
+    `the TameFlare server at \`${baseUrl}\` answered ${response.status}${where}, which is not followed ` +
+    "(the API key goes to `baseUrl` only): set `baseUrl` (AAF_BASE_URL) to the address that answers";
+  return new APIError(message, { statusCode: response.status, body });
 }

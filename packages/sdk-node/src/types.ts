@@ -89,6 +89,8 @@ export interface DryRunResult {
 
 export type ActionStateStatus = ActionStatus | "expired" | "executed";
 
+export type ExecutionState = "executing" | "executed" | "failed";
+
 /** Answer of `getAction` (`GET /api/v1/actions/{id}`). */
 export interface ActionState {
   action_request_id: string;
@@ -100,6 +102,8 @@ export interface ActionState {
   approval: JsonObject | null;
   executed: boolean;
   execution: JsonObject | null;
+  /** Where Mode A execution stands: null before any execute, then `executing`, `executed` or `failed`. */
+  execution_state: ExecutionState | null;
   /** Present on a `/wait` answer for an approved action: a fresh single-use token. */
   decision_token: string | null;
 }

@@ -24,6 +24,7 @@ import type {
   Decision,
   DryRunResult,
   ExecutionResult,
+  ExecutionState,
   ExplanationStep,
   JsonObject,
   JsonValue,
@@ -33,6 +34,7 @@ import type {
 const STATUSES: readonly ActionStatus[] = ["allowed", "denied", "pending_approval"];
 const STATE_STATUSES: readonly ActionStateStatus[] = [...STATUSES, "expired", "executed"];
 const OUTCOMES: readonly string[] = ["allow", "deny", "require_approval"];
+const EXECUTION_STATES: readonly ExecutionState[] = ["executing", "executed", "failed"];
 
 type APIErrorClass = new (message: string, details: APIErrorDetails) => APIError;
 
@@ -147,6 +149,7 @@ export function parseActionState(body: unknown): ActionState {
     approval: objectOrNull(data["approval"]),
     executed: data["executed"] === true,
     execution: objectOrNull(data["execution"]),
+    execution_state: EXECUTION_STATES.find((known) => known === data["execution_state"]) ?? null,
     decision_token: token(data),
   };
 }
@@ -164,14 +167,19 @@ export function parseWait(body: unknown): WaitOutcome | null {
   return { ...base, approved: false, status: why, reason: whyNotApproved(state) };
 }
 
-/** A person's denial (who, and their note) or an expiry, else the decision's reason (which,
- * for a held action, is only why it was held). */
+/** A person's denial (who, and their note), an execution that took the token, or an
+ * expiry; else the decision's reason (which, for a held action, is only why it was held). */
 function whyNotApproved(state: ActionState): string {
   const approval = state.approval ?? {};
   if (state.status === "denied" && approval["status"] === "denied") {
     const by = optionalString(approval["decided_by"]) || "an approver";
     const note = optionalString(approval["note"]);
     return note ? `denied by ${by}: ${note}` : `denied by ${by}`;
+  }
+  if (state.status === "executed" || state.status === "allowed") {
+    // allowed without a fresh token: an execution already took it
+    const where = state.execution_state === "executing" ? "is being executed" : "was already executed";
+    return `the action ${where}: its decision token was used; request the action again to act again`;
   }
   if (state.status === "expired") {
     const expiry = optionalString(approval["expires_at"]);

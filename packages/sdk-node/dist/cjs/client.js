@@ -30,10 +30,34 @@ function nonNegative(name, value, fallback, min = 0) {
     if (value === undefined)
         return fallback;
     if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
-        throw new RangeError(`\`${name}\` must be a finite number >= ${min}, not \`${String(value)}\``);
+        // a string "5" must not read as 5 in the message
+        const shown = typeof value === "string" ? `the string \`"${value}"\`` : `\`${String(value)}\``;
+        throw new RangeError(`\`${name}\` must be a finite number >= ${min}, not ${shown}`);
     }
     return value;
 }
+/** The API root: an absolute http(s) URL without credentials, query or fragment. */
+function apiRoot(value) {
+    const shown = typeof value === "string" ? value.slice(0, 200) : String(value);
+    let url;
+    try {
+        url = typeof value === "string" ? new URL(value) : undefined;
+    }
+    catch {
+        url = undefined;
+    }
+    if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+        throw new TypeError(`\`baseUrl\` (or AAF_BASE_URL) must be an http:// or https:// URL like \`${exports.DEFAULT_BASE_URL}\`, not \`${shown}\``);
+    }
+    if (url.username || url.password || url.search || url.hash) {
+        const what = url.username || url.password ? "credentials" : "a query or fragment";
+        throw new TypeError(`\`baseUrl\` (or AAF_BASE_URL) must not hold ${what}: the API key is sent as a header`);
+    }
+    return value.replace(/\/+$/, "");
+}
+/** `Idempotency-Key` as the server takes it (1 to 200 characters) and as a header can carry
+ * it unchanged: printable ASCII, no space at either end. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$/;
 class AgentFirewall {
     /** The API root every path is appended to, without a trailing slash. */
     baseUrl;
@@ -43,8 +67,12 @@ class AgentFirewall {
         if (!apiKey) {
             throw new errors_js_1.AuthenticationError("no API key: pass `apiKey` or set AAF_API_KEY", { statusCode: 0 });
         }
-        const baseUrl = options.baseUrl || process.env["AAF_BASE_URL"] || exports.DEFAULT_BASE_URL;
-        this.baseUrl = baseUrl.replace(/\/+$/, "");
+        if (typeof apiKey !== "string")
+            throw new TypeError(`\`apiKey\` must be a string, not a ${typeof apiKey}`);
+        if (options.fetch !== undefined && typeof options.fetch !== "function") {
+            throw new TypeError(`\`fetch\` must be a function, not a ${typeof options.fetch}`);
+        }
+        this.baseUrl = apiRoot(options.baseUrl || process.env["AAF_BASE_URL"] || exports.DEFAULT_BASE_URL);
         const maxRetries = nonNegative("maxRetries", options.maxRetries, 3);
         if (!Number.isInteger(maxRetries))
             throw new RangeError(`\`maxRetries\` must be an integer, not \`${maxRetries}\``);
@@ -68,11 +96,17 @@ class AgentFirewall {
     }
     /** Ask whether the agent may perform `action`; the answer says allowed, denied or pending_approval. */
     async requestAction(action, options = {}) {
+        const json = { action_spec: (0, spec_js_1.buildActionSpec)(action) };
+        const key = options.idempotencyKey ?? (0, node_crypto_1.randomUUID)();
+        if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) {
+            const shown = typeof key === "string" ? `\`${key.slice(0, 40)}\`` : `a ${typeof key}`;
+            throw new RangeError(`\`idempotencyKey\` must be 1 to 200 printable ASCII characters without a space at either end, not ${shown}`);
+        }
         const call = {
             method: "POST",
             path: "/v1/actions",
-            json: { action_spec: (0, spec_js_1.buildActionSpec)(action) },
-            headers: { "Idempotency-Key": options.idempotencyKey ?? (0, node_crypto_1.randomUUID)() },
+            json,
+            headers: { "Idempotency-Key": key },
             replaySafe: true,
         };
         const answer = await this.#transport.send(call);

@@ -40,4 +40,4 @@ export declare class Transport {
     send(call: Call): Promise<Answer>;
 }
 /** Our TransportError for a fetch failure: names the server, never a header. */
-export declare function transportError(error: unknown, baseUrl: string): TransportError;
+export declare function transportError(error: unknown, baseUrl: string, seconds?: number): TransportError;

@@ -60,7 +60,8 @@ class Transport {
                 ...call.headers,
             },
             signal: AbortSignal.timeout(Math.ceil(seconds * 1000)),
-            redirect: "error",
+            // never followed (the key would go along); a redirect is reported, see below
+            redirect: "manual",
         };
         if (call.json !== undefined)
             init.body = JSON.stringify(call.json);
@@ -71,9 +72,12 @@ class Transport {
             text = await response.text();
         }
         catch (error) {
-            throw transportError(error, baseUrl);
+            throw transportError(error, baseUrl, seconds);
         }
         const body = decode(text);
+        if (response.status >= 300 && response.status < 400) {
+            throw redirectError(response, body, baseUrl);
+        }
         if (response.status >= 400) {
             throw (0, wire_js_1.errorForResponse)(response.status, body, response.headers.get("Retry-After"));
         }
@@ -92,9 +96,21 @@ function describe(error) {
     return `${error.name}: ${error.message}${cause}`;
 }
 /** Our TransportError for a fetch failure: names the server, never a header. */
-function transportError(error, baseUrl) {
+function transportError(error, baseUrl, seconds) {
     const unsent = (0, retry_js_1.isUnsent)(error);
+    if (!unsent && error instanceof Error && error.name === "TimeoutError" && seconds !== undefined) {
+        const message = `no answer from the TameFlare server at \`${baseUrl}\` within ${seconds} s (\`timeoutSeconds\`)`;
+        return new errors_js_1.TransportError(message, { unsent, cause: error });
+    }
     const hint = unsent ? " (is it running — `tf up` — and is `AAF_BASE_URL` its address, ending in `/api`?)" : "";
     const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${describe(error)}${hint}`;
     return new errors_js_1.TransportError(message, { unsent, cause: error });
+}
+/** A 3xx answer: not followed, since the key would go along to wherever it points. */
+function redirectError(response, body, baseUrl) {
+    const location = (response.headers.get("Location") ?? "").slice(0, 200);
+    const where = location ? `, a redirect to \`${location}\`` : "";
+    const message = `the TameFlare server at \`${baseUrl}\` answered ${response.status}${where}, which is not followed ` +
+        "(the API key goes to `baseUrl` only): set `baseUrl` (AAF_BASE_URL) to the address that answers";
+    return new errors_js_1.APIError(message, { statusCode: response.status, body });
 }

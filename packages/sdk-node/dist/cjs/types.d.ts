@@ -80,6 +80,7 @@ export interface DryRunResult {
     explanation: ExplanationStep[];
 }
 export type ActionStateStatus = ActionStatus | "expired" | "executed";
+export type ExecutionState = "executing" | "executed" | "failed";
 /** Answer of `getAction` (`GET /api/v1/actions/{id}`). */
 export interface ActionState {
     action_request_id: string;
@@ -91,6 +92,8 @@ export interface ActionState {
     approval: JsonObject | null;
     executed: boolean;
     execution: JsonObject | null;
+    /** Where Mode A execution stands: null before any execute, then `executing`, `executed` or `failed`. */
+    execution_state: ExecutionState | null;
     /** Present on a `/wait` answer for an approved action: a fresh single-use token. */
     decision_token: string | null;
 }

@@ -7,10 +7,27 @@ import { ActionSpecError } from "./errors.js";
 /** Dotted lowercase `provider.resource.verb`: 2 to 8 segments (agentfirewall.actions). */
 export const ACTION_TYPE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}(?:\.[a-z0-9_-]{1,63}){1,7}$/;
 const RESOURCE_FIELDS = ["provider", "account", "target", "environment"];
-function isPlainObject(value) {
+function isObjectLike(value) {
     return typeof value === "object" && value !== null && !Array.isArray(value);
 }
-/** JSON has no NaN, Infinity, undefined or functions: refuse them rather than lose them. */
+/** An object literal (or `Object.create(null)`): not a Date, Map, Set, Buffer or class
+ * instance, which `JSON.stringify` would turn into a string, `{}` or something else. */
+function isPlainObject(value) {
+    if (!isObjectLike(value))
+        return false;
+    const proto = Object.getPrototypeOf(value);
+    return proto === Object.prototype || proto === null;
+}
+/** What a value that is not JSON is, for the error message: `Date`, `Map`, `function`... */
+function kindOf(value) {
+    if (typeof value !== "object" || value === null)
+        return typeof value;
+    const tag = Object.prototype.toString.call(value).slice(8, -1);
+    const name = value.constructor?.name;
+    return tag === "Object" && typeof name === "string" && name !== "" ? name : tag;
+}
+/** JSON has no NaN, Infinity, undefined, functions, Dates or Maps: refuse them rather
+ * than let `JSON.stringify` drop or convert them. */
 function checkJson(value, path) {
     if (value === null || typeof value === "string" || typeof value === "boolean")
         return;
@@ -28,7 +45,7 @@ function checkJson(value, path) {
             checkJson(item, `${path}.${key}`);
         return;
     }
-    throw new ActionSpecError(`\`${path}\`: not a JSON value (${typeof value})`, path);
+    throw new ActionSpecError(`\`${path}\`: not a JSON value (${kindOf(value)})`, path);
 }
 function jsonObject(value, name) {
     if (value === undefined || value === null)
@@ -60,7 +77,7 @@ function resource(value) {
 }
 /** `{type, resource, parameters, risk_hints}` for the wire; throws ActionSpecError. */
 export function buildActionSpec(input) {
-    if (!isPlainObject(input))
+    if (!isObjectLike(input))
         throw new ActionSpecError("the action must be an object with a `type`");
     const type = input.type;
     if (typeof type !== "string" || !ACTION_TYPE_PATTERN.test(type)) {

@@ -7,6 +7,7 @@ import { APIError, AuthenticationError, ConflictError, NotFoundError, Permission
 const STATUSES = ["allowed", "denied", "pending_approval"];
 const STATE_STATUSES = [...STATUSES, "expired", "executed"];
 const OUTCOMES = ["allow", "deny", "require_approval"];
+const EXECUTION_STATES = ["executing", "executed", "failed"];
 const BY_STATUS = new Map([
     [401, AuthenticationError],
     [404, NotFoundError],
@@ -110,6 +111,7 @@ export function parseActionState(body) {
         approval: objectOrNull(data["approval"]),
         executed: data["executed"] === true,
         execution: objectOrNull(data["execution"]),
+        execution_state: EXECUTION_STATES.find((known) => known === data["execution_state"]) ?? null,
         decision_token: token(data),
     };
 }
@@ -126,14 +128,19 @@ export function parseWait(body) {
     const why = state.status === "allowed" ? "executed" : state.status;
     return { ...base, approved: false, status: why, reason: whyNotApproved(state) };
 }
-/** A person's denial (who, and their note) or an expiry, else the decision's reason (which,
- * for a held action, is only why it was held). */
+/** A person's denial (who, and their note), an execution that took the token, or an
+ * expiry; else the decision's reason (which, for a held action, is only why it was held). */
 function whyNotApproved(state) {
     const approval = state.approval ?? {};
     if (state.status === "denied" && approval["status"] === "denied") {
         const by = optionalString(approval["decided_by"]) || "an approver";
         const note = optionalString(approval["note"]);
         return note ? `denied by ${by}: ${note}` : `denied by ${by}`;
+    }
+    if (state.status === "executed" || state.status === "allowed") {
+        // allowed without a fresh token: an execution already took it
+        const where = state.execution_state === "executing" ? "is being executed" : "was already executed";
+        return `the action ${where}: its decision token was used; request the action again to act again`;
     }
     if (state.status === "expired") {
         const expiry = optionalString(approval["expires_at"]);

@@ -8,6 +8,7 @@ import {
   type ActionResult,
   type ApprovedResult,
   type ExecutionResult,
+  type ExecutionState,
   type WaitOutcome,
 } from "@agentfirewall/sdk";
 
@@ -48,6 +49,8 @@ export async function details(client: AgentFirewall): Promise<void> {
     const why: "denied" | "expired" | "executed" | "timeout" = outcome.status;
     void why;
   }
+  const state: ExecutionState | null = (await client.getAction("act_1")).execution_state;
+  void state;
   try {
     await client.dryRun({ type: "email.send" });
   } catch (error) {
