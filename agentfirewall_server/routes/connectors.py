@@ -111,17 +111,18 @@ def _validate(body: NewConnector) -> list[str]:
     for domain in domains:
         if not _DOMAIN.match(domain):
             raise ApiError(422, f"invalid domain `{domain}`", field="domains")
-    if not domains:
-        domains = _defaults(body.type)[0]
+    base_host = None
+    if body.base_url:
+        try:  # a parser decides, not a prefix: `http://[::1/` and port 99999 are refused
+            base_host = HttpRequest.from_url("GET", body.base_url).host.lower()
+        except ConnectorError as exc:
+            raise ApiError(422, f"invalid `base_url`: {exc}", field="base_url") from None
+    if not domains:  # (docs/connectors.md) the base_url's host, e.g. GitHub Enterprise's
+        domains = [base_host] if base_host else _defaults(body.type)[0]
     if body.type == "generic" and not domains:
         raise ApiError(422, "a generic connector needs `domains`", field="domains")
     if body.auth_type == "header" and not body.auth_header:
         raise ApiError(422, "`auth_type` header needs `auth_header`", field="auth_header")
-    if body.base_url:
-        try:  # a parser decides, not a prefix: `http://[::1/` and port 99999 are refused
-            HttpRequest.from_url("GET", body.base_url)
-        except ConnectorError as exc:
-            raise ApiError(422, f"invalid `base_url`: {exc}", field="base_url") from None
     if body.auth_type in COMPUTED_KINDS:
         _validate_computed(body)
     elif body.token and any(c in body.token for c in "\r\n\0"):

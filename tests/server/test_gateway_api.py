@@ -298,3 +298,21 @@ def test_gateway_approval_is_reused_only_by_the_same_request_digest(harness: Har
     assert again["reused"] is False
     bad = _approval_body("not-hex")
     assert harness.gateway("POST", "/v1/gateway/approvals", json=bad).status_code == 422
+
+
+def test_a_connector_with_a_base_url_serves_that_host(harness: Harness) -> None:
+    """docs/connectors.md: configured without domains, a connector with a `base_url`
+    (GitHub Enterprise) serves that URL's host at the gateway, not api.github.com."""
+    enterprise = {"type": "github", "token": "ghp_x", "base_url": "https://GHE.example.com/api/v3"}
+    assert harness.admin("POST", "/v1/connectors", json=enterprise).status_code == 201
+    both = {**enterprise, "domains": ["git.example.com"], "name": "explicit"}
+    assert harness.admin("POST", "/v1/connectors", json=both).status_code == 201
+    public = {"type": "openai", "token": "sk-x"}
+    assert harness.admin("POST", "/v1/connectors", json=public).status_code == 201
+    config = harness.gateway("GET", "/v1/gateway/config").json()
+    served = sorted((c["type"], tuple(c["domains"])) for c in config["connectors"])
+    assert served == [
+        ("github", ("ghe.example.com",)),
+        ("github", ("git.example.com",)),
+        ("openai", ("api.openai.com",)),
+    ]
