@@ -16,6 +16,7 @@ then moves the files into place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,7 +45,7 @@ from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.datalock import exclusive
 from agentfirewall_server.keystore import KEYRING_FILE
 from agentfirewall_server.settings import Settings
-from agentfirewall_server.store.db import Database, normalize_url
+from agentfirewall_server.store.db import Database, StoreError, normalize_url
 from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.vault import key_id, parse_key
 from agentfirewall_server.vaultcheck import VaultStartError, open_keyring
@@ -89,6 +90,17 @@ def _new_file(path: Path) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL client tool (pg_dump, pg_restore), which must be on PATH."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise BackupError(
+            f"`{cmd[0]}` is not on PATH: install the PostgreSQL client tools of your server's "
+            "version (Debian: `apt-get install postgresql-client`)"
+        ) from None
+
+
 def _copy_database(url: str, out: Path) -> str:
     source = _sqlite_path(url)
     if source is not None:
@@ -105,7 +117,7 @@ def _copy_database(url: str, out: Path) -> str:
     target = out / PG_FILE
     _new_file(target)
     cmd = ["pg_dump", "--format=custom", "--no-owner", "--no-acl", "--file", str(target)]
-    done = subprocess.run([*cmd, _libpq(url)], capture_output=True, text=True, check=False)
+    done = _run([*cmd, _libpq(url)])
     if done.returncode != 0:
         raise BackupError(f"pg_dump failed: {done.stderr.strip()[:500]}")
     os.chmod(target, 0o600)
@@ -116,7 +128,20 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
     """Write a backup of the running (or stopped) server's data to `out`; the manifest."""
     if out.exists() and any(out.iterdir()):
         raise BackupError(f"`{out}` is not empty: back up into a new directory")
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return _write_backup(settings, out)
+    except BaseException:  # no half backup (it would hold the keys) is left behind
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for path in out.iterdir():
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _write_backup(settings: Settings, out: Path) -> dict[str, Any]:
     os.chmod(out, 0o700)
     for name in KEY_FILES:  # before the database: no checkpoint here is newer than the copy
         if (settings.data_dir / name).exists():
@@ -229,9 +254,7 @@ def _holds_data(settings: Settings) -> bool:
 
 def _pg_restore(source: Path, url: str) -> None:
     cmd = ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", "--dbname", _libpq(url)]
-    done = subprocess.run(
-        [*cmd, str(source / PG_FILE)], capture_output=True, text=True, check=False
-    )
+    done = _run([*cmd, str(source / PG_FILE)])
     if done.returncode != 0:
         raise BackupError(f"pg_restore failed: {done.stderr.strip()[:500]}")
 
@@ -253,15 +276,28 @@ def restore(source: Path, settings: Settings, *, force: bool = False) -> dict[st
         raise BackupError(
             f"the backup is of a {manifest['engine']} database: give a matching --database-url"
         )
-    with exclusive(target, settings.resolved_database_url):
-        if _holds_data(settings) and not force:
-            raise BackupError(
-                f"`{target}` (or its database) already holds data: restore into a new "
-                "one, or pass --force"
-            )
-        stage = target.with_name(target.name + ".restoring")
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir(mode=0o700)
+    try:
+        with exclusive(target, settings.resolved_database_url):
+            if _holds_data(settings) and not force:
+                raise BackupError(
+                    f"`{target}` (or its database) already holds data: restore into a new "
+                    "one, or pass --force"
+                )
+            report = _staged_restore(source, manifest, settings)
+    except StoreError as exc:  # the database cannot be reached (or does not exist)
+        raise BackupError(str(exc)) from None
+    return {"manifest": manifest, **report}
+
+
+def _staged_restore(source: Path, manifest: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Restore into `<data dir>.restoring` (and the database), verify, switch; on any
+    failure the staging is removed (and the PostgreSQL database emptied again)."""
+    target = settings.data_dir
+    pg = manifest["engine"] == "postgresql"
+    stage = target.with_name(target.name + ".restoring")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(mode=0o700)
+    try:
         for name in manifest["files"]:
             if name != PG_FILE:
                 write_secret_file(stage / name, (source / name).read_bytes())
@@ -271,15 +307,15 @@ def restore(source: Path, settings: Settings, *, force: bool = False) -> dict[st
             _pg_restore(source, settings.resolved_database_url)
         else:
             staged = staged.model_copy(update={"database_url": None})
-        try:
-            report = verify_data(staged)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            if pg:
+        report = verify_data(staged)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if pg:
+            with contextlib.suppress(Exception):
                 _pg_wipe(settings.resolved_database_url)
-            raise
-        _switch(stage, target, settings)
-    return {"manifest": manifest, **report}
+        raise
+    _switch(stage, target, settings)
+    return report
 
 
 def _switch(stage: Path, target: Path, settings: Settings) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,8 @@ class Bootstrap:
     setup_url: str | None
     created: bool
     data_dir: Path
+    #: the files this call made (`created` is true when any was)
+    made: tuple[str, ...] = ()
 
 
 def new_token(prefix: str, length: int = 40) -> str:
@@ -90,11 +93,11 @@ def read_secret_file(path: Path) -> str | None:
         return None
 
 
-def _ensure(path: Path, make: bytes) -> bool:
+def _ensure(path: Path, make: Callable[[], bytes]) -> bool:
     if path.exists():
         os.chmod(path, 0o600)
         return False
-    write_secret_file(path, make)
+    write_secret_file(path, make())
     return True
 
 
@@ -114,17 +117,19 @@ def ensure_data_dir(settings: Settings) -> Bootstrap:
     """Create the data directory and every missing secret file; report the tokens."""
     root = settings.data_dir
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    created = False
-    if settings.signing_key is None:
-        created |= _ensure(root / SIGNING_KEY_FILE, generate_signing_key().to_pem())
-    # the encryption key is made by the server, and only for an empty vault (keystore.py)
-    if settings.admin_token is None:
-        created |= _ensure(root / ADMIN_TOKEN_FILE, new_token("tfa_").encode())
-    if settings.gateway_token is None:
-        created |= _ensure(root / GATEWAY_TOKEN_FILE, new_token("tfg_").encode())
-    if created and not (root / SETUP_TOKEN_FILE).exists():
+    made: list[str] = []
+    wanted = [
+        (settings.signing_key, SIGNING_KEY_FILE, lambda: generate_signing_key().to_pem()),
+        (settings.admin_token, ADMIN_TOKEN_FILE, lambda: new_token("tfa_").encode()),
+        (settings.gateway_token, GATEWAY_TOKEN_FILE, lambda: new_token("tfg_").encode()),
+    ]  # the encryption key is made by the server, and only for an empty vault (keystore.py)
+    for from_env, name, make in wanted:
+        if from_env is None and _ensure(root / name, make):
+            made.append(name)
+    if made and not (root / SETUP_TOKEN_FILE).exists():
         write_secret_file(root / SETUP_TOKEN_FILE, secrets.token_urlsafe(24).encode())
+        made.append(SETUP_TOKEN_FILE)
     admin, gateway = bootstrap_tokens(settings)
     setup = read_secret_file(root / SETUP_TOKEN_FILE)
     url = f"{settings.base_url}/dashboard/setup?token={setup}" if setup else None
-    return Bootstrap(admin, gateway, url, created, root)
+    return Bootstrap(admin, gateway, url, bool(made), root, tuple(made))

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from agentfirewall.errors import AgentFirewallError
-from agentfirewall_server.store.db import normalize_url
+from agentfirewall_server.store.db import normalize_url, unreachable
 
 __all__ = ["LOCK_FILE", "DataBusy", "ServerLock", "exclusive"]
 
@@ -81,29 +82,37 @@ def _null_pool() -> Any:
 
 
 @contextlib.contextmanager
-def exclusive(data_dir: Path, database_url: str) -> Iterator[None]:
-    """Hold the data directory and the database alone, or raise `DataBusy` at once."""
+def exclusive(data_dir: Path, database_url: str, *, instead: str = "") -> Iterator[None]:
+    """Hold the data directory and the database alone, or raise `DataBusy` at once
+    (`StoreError` when the database cannot be reached). `instead`: what to do rather than
+    stop the server, added to the refusal (rotation: `tf vault rotate` runs online)."""
+    also = f" (or {instead})" if instead else ""
     fd = _open(data_dir)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DataBusy(
-                f"a server is running on data directory `{data_dir}`: stop it first "
-                "(or rotate online with `tf vault rotate`)"
+                f"a server is running on data directory `{data_dir}`: stop it first{also}"
             ) from None
         url = normalize_url(database_url)
         if url.startswith("sqlite"):
             yield
             return
-        engine = create_engine(url, poolclass=_null_pool())
         try:
-            with engine.connect() as conn:
+            engine = create_engine(url, poolclass=_null_pool())
+        except (SQLAlchemyError, ImportError) as exc:
+            raise unreachable(database_url, exc) from None
+        try:
+            try:
+                conn = engine.connect()
+            except DBAPIError as exc:
+                raise unreachable(database_url, exc) from None
+            with conn:
                 got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_KEY})
                 if not got.scalar():
                     raise DataBusy(
-                        "a server is running on this PostgreSQL database: stop it first "
-                        "(or rotate online with `tf vault rotate`)"
+                        f"a server is running on this PostgreSQL database: stop it first{also}"
                     )
                 conn.commit()
                 try:

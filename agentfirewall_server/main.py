@@ -4,30 +4,50 @@ Flags override ``AGENTFIREWALL_*`` environment variables, which override default
 ``rotate-key`` re-encrypts every vaulted secret under a new encryption key (offline: it
 refuses while a server runs; `tf vault rotate` rotates online). The start stops with an
 error naming the key id when the stored credentials need a key the server does not have.
+
+Everything a start can fail on is checked before a token is made or anything is served,
+each with one line saying what to fix: the settings (named as flag / environment
+variable), the signing key and the upstream CA bundle, the database, the vault keys, then
+the listening address (bound before the message, so ``--port 0`` links name the real port).
+A start that fails leaves no token behind, so the next one still prints the first-start
+message.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
+from agentfirewall.errors import AgentFirewallError
+from agentfirewall.tokens import load_signing_key
 from agentfirewall_server.app import create_app
-from agentfirewall_server.bootstrap import Bootstrap, ensure_data_dir
+from agentfirewall_server.bootstrap import (
+    ADMIN_TOKEN_FILE,
+    GATEWAY_TOKEN_FILE,
+    SETUP_TOKEN_FILE,
+    SIGNING_KEY_FILE,
+    Bootstrap,
+    ensure_data_dir,
+    read_secret_file,
+)
 from agentfirewall_server.otel import otel_problem, use_json_logs
-from agentfirewall_server.settings import Settings
+from agentfirewall_server.settings import Settings, describe
 from agentfirewall_server.state import AppState
 
 # what `settle_gc` does once the server is up (measured in benchmarks/server.py)
 GC_FREEZE = True
 GC_THRESHOLDS: tuple[int, int, int] | None = (10_000, 50, 50)  # default (700, 10, 10)
 
-__all__ = ["build_server", "first_start_message", "main", "parse_settings"]
+__all__ = ["build_server", "first_start_message", "listen", "main", "parse_settings"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,26 +92,35 @@ def parse_settings(args: argparse.Namespace) -> Settings:
 def first_start_message(settings: Settings, boot: Bootstrap) -> str:
     """What a new operator needs: where the data lives, how to log in, how to add an agent.
 
-    Printed only on the start that created the files, so no secret is shown twice.
+    Printed only on a start that made files (`boot.made`), and showing only the secrets made
+    then: a new data directory, or a token file deleted after its token was revoked.
     """
-    api = f"{settings.base_url}/api"
-    token = (
-        ["  admin API token: the one in AGENTFIREWALL_ADMIN_TOKEN"]
-        if settings.admin_token is not None
-        else [
+    fresh = SIGNING_KEY_FILE in boot.made or (
+        SETUP_TOKEN_FILE in boot.made and boot.setup_url is not None
+    )
+    if fresh:
+        lines = [f"TameFlare: created {boot.data_dir} (files 0600)"]
+    else:
+        words = {ADMIN_TOKEN_FILE: "admin token", GATEWAY_TOKEN_FILE: "gateway token"}
+        made = " and ".join(words[name] for name in boot.made if name in words)
+        lines = [f"TameFlare: made a new {made} in {boot.data_dir}"]
+    if boot.setup_url is not None:
+        lines.append(f"  create the owner account (one-time link): {boot.setup_url}")
+    if ADMIN_TOKEN_FILE in boot.made:
+        lines += [
             f"  admin API token (for `tf` and scripts, also in {boot.data_dir}/admin.token):",
             f"    {boot.admin_token}",
         ]
-    )
-    lines = [
-        f"TameFlare: created {boot.data_dir} (database, signing key, encryption key, tokens; "
-        "files 0600)",
-        f"  create the owner account (one-time link): {boot.setup_url}",
-        *token,
-        "  register an agent and get its API key (shown once):",
-        f"    curl -X POST {api}/v1/agents -H 'Authorization: Bearer <admin token>' "
-        "-H 'Content-Type: application/json' -d '{\"name\": \"Bot\"}'",
-    ]
+    elif fresh and settings.admin_token is not None:
+        lines.append("  admin API token: the one in AGENTFIREWALL_ADMIN_TOKEN")
+    if GATEWAY_TOKEN_FILE in boot.made and not fresh:
+        lines.append(f"  gateway token (for gateway proxies): in {boot.data_dir}/gateway.token")
+    if fresh or ADMIN_TOKEN_FILE in boot.made:
+        lines += [
+            "  register an agent and get its API key (shown once):",
+            f"    curl -X POST {settings.base_url}/api/v1/agents -H 'Authorization: Bearer "
+            "<admin token>' -H 'Content-Type: application/json' -d '{\"name\": \"Bot\"}'",
+        ]
     return "\n".join(lines)
 
 
@@ -109,6 +138,8 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if sockets and self.started:  # uvicorn logs "running on" only for sockets it bound
+            self._log_started_message(sockets)
         if self._settle_gc:
             settle_gc()
 
@@ -152,12 +183,78 @@ def build_server(settings: Settings, *, settle: bool = False) -> uvicorn.Server:
     return _Server(config, app.state.af, settle_gc=settle)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (`host`, `port`), for `uvicorn.Server.run(sockets=...)`;
+    port 0 picks a free one (`getsockname()` tells which). `OSError` when it cannot."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen_problem(settings: Settings, exc: OSError) -> str:
+    where = f"{settings.host}:{settings.port}"
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on `{settings.host}`: {reason}: check --host / AGENTFIREWALL_HOST"
+    return (
+        f"cannot listen on {where}: {reason}: is another server running there? pick another "
+        "--port / AGENTFIREWALL_PORT (0 picks a free one)"
+    )
+
+
+def key_problems(settings: Settings) -> str | None:
+    """The signing key and the upstream CA bundle load, or what is wrong with them."""
+    path = settings.data_dir / SIGNING_KEY_FILE
+    where, pem = str(path), read_secret_file(path)  # none yet: the first start makes it
+    if settings.signing_key is not None:
+        where, pem = "SIGNING_KEY_PRIVATE", settings.signing_key.get_secret_value()
+    try:
+        if pem is not None:
+            load_signing_key(pem)
+    except AgentFirewallError as exc:
+        return (
+            f"{where}: {exc}: give the ES256 private key as PEM or base64 PEM "
+            "(it signs decision tokens and audit checkpoints)"
+        )
+    if settings.upstream_ca is not None:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(settings.upstream_ca))
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror or str(exc)
+            return (
+                f"AGENTFIREWALL_UPSTREAM_CA: cannot load `{settings.upstream_ca}`: {reason}: "
+                "give a file of PEM certificates"
+            )
+    return None
+
+
+def _has_owner(settings: Settings) -> bool:
+    from sqlalchemy import func, select
+
+    from agentfirewall_server.store.db import Database
+    from agentfirewall_server.store.schema import users
+
+    count = select(func.count()).select_from(users).where(users.c.role == "owner")
+    db = Database(settings.resolved_database_url, synchronous=settings.sqlite_synchronous)
+    try:
+        return bool(db.read_sync(lambda c: c.execute(count).scalar_one()))
+    finally:
+        db.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = parse_settings(args)
-    except ValueError as exc:
-        print(f"error: invalid settings: {exc}", file=sys.stderr)
+    except ValueError as exc:  # pydantic's ValidationError, or an environment that won't parse
+        shown = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        print(f"error: invalid settings: {shown}", file=sys.stderr)
         return 2
     if (problem := otel_problem(settings.otlp_endpoint)) is not None:
         print(f"error: {problem}", file=sys.stderr)
@@ -166,15 +263,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agentfirewall_server.rotate import rotate_key
 
         return rotate_key(settings, args.new_key)
-    boot = ensure_data_dir(settings)
+    return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
+    """Check what the start needs (settings, database, keys, the address) before it makes
+    a token, then make the data directory's files and serve."""
+    from agentfirewall_server.store.db import StoreError
     from agentfirewall_server.vaultcheck import VaultStartError, preflight
 
-    try:
+    if (problem := key_problems(settings)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:  # never make a new vault key for a lost one
         preflight(settings)
-    except VaultStartError as exc:  # a wrong or missing key: stop, never make a new one
+    except (StoreError, VaultStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if boot.created:
-        print(first_start_message(settings, boot), flush=True)
-    build_server(settings, settle=True).run()
+    try:  # bound here, so `--port 0` links name the real port
+        sock = listen(settings.host, settings.port)
+    except OSError as exc:
+        print(f"error: {_listen_problem(settings, exc)}", file=sys.stderr)
+        return 1
+    with sock:
+        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+        boot = ensure_data_dir(settings)
+        if boot.setup_url is not None and _has_owner(settings):  # a token file was deleted
+            (settings.data_dir / SETUP_TOKEN_FILE).unlink(missing_ok=True)  # (it made one)
+            boot = dataclasses.replace(boot, setup_url=None)
+        if boot.created:
+            print(first_start_message(settings, boot), flush=True)
+        build_server(settings, settle=True).run(sockets=[sock])
     return 0

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from agentfirewall.errors import VaultError
 from agentfirewall_server.datalock import DataBusy, exclusive
 from agentfirewall_server.faults import FAULT_ENV, fault_point
 from agentfirewall_server.keystore import install_current, prune_keyring_file
 from agentfirewall_server.settings import Settings
-from agentfirewall_server.store.db import Database
+from agentfirewall_server.store.db import Database, StoreError, unreachable
 from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.vault import Keyring, generate_key_text, key_id, parse_key
 from agentfirewall_server.vaultcheck import VaultStartError, keys_in_use, open_keyring
@@ -109,15 +110,16 @@ def run_rotation(
     """
     pending = write(lambda c: _pending(c, keyring))
     env_key = settings.encryption_key is not None
-    if new_key is not None and key_id(parse_key(new_key)) == keyring.key_id:
-        new_key = None  # already current: finish that rotation
+    chosen_is_current = new_key is not None and key_id(parse_key(new_key)) == keyring.key_id
+    if chosen_is_current:  # a re-run after a crash: finish that rotation, make no other key
+        new_key = None
     if env_key and new_key is not None:
         raise VaultError(
             "the current key comes from SETTINGS_ENCRYPTION_KEY: set it to the new key and "
             "AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS to the old one, restart, then rotate again "
             "to re-seal"
         )
-    if not env_key and (new_key is not None or pending == 0):
+    if not env_key and not chosen_is_current and (new_key is not None or pending == 0):
         keyring.set_current(install_current(settings, new_key or generate_key_text()))
     if on_current is not None:
         on_current()
@@ -157,14 +159,19 @@ def rotate_key(settings: Settings, new_key: str | None) -> int:
         except VaultError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    db = Database(settings.resolved_database_url, synchronous=settings.sqlite_synchronous)
+    url = settings.resolved_database_url
     try:
-        with exclusive(settings.data_dir, settings.resolved_database_url):
+        db = Database(url, synchronous=settings.sqlite_synchronous)
+    except (SQLAlchemyError, ImportError, OSError) as exc:
+        print(f"error: {unreachable(url, exc)}", file=sys.stderr)
+        return 1
+    try:
+        with exclusive(settings.data_dir, url, instead="rotate online with `tf vault rotate`"):
             db.migrate()
             keyring = open_keyring(settings, db.read_sync)
             before = keyring.key_id
             progress = run_rotation(settings, keyring, db.write_sync, new_key=new_key)
-    except (DataBusy, VaultError, VaultStartError) as exc:
+    except (DataBusy, StoreError, VaultError, VaultStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -5,6 +5,9 @@ The two secrets also accept the names TameFlare users already know:
 (32 bytes, base64 or hex). When unset, the data directory's generated files are used.
 Previous vault keys (still opening what they sealed during a rotation) come from
 ``AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS`` (comma-separated) and ``encryption.keyring``.
+Those names only: a generic ``ENCRYPTION_KEY`` or ``SIGNING_KEY`` another program left in
+the environment is never taken for a key. `describe` names a refused setting the way an
+operator sets it (``AGENTFIREWALL_PORT`` / ``--port``), never with its value.
 """
 
 from __future__ import annotations
@@ -12,12 +15,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["FLAGS", "LOG_LEVELS", "Settings", "describe"]
 
 MIB = 1024 * 1024
+#: uvicorn's log levels (a name it does not know stops it with a KeyError)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+#: the settings `python -m agentfirewall_server` also takes as a flag
+FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in ("host", "port", "database_url", "data_dir", "log_level", "log_format",
+                 "otlp_endpoint")
+}  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -36,15 +54,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./.tf")
     signing_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "signing_key", "AGENTFIREWALL_SIGNING_KEY", "SIGNING_KEY_PRIVATE"
-        ),
+        validation_alias=AliasChoices("AGENTFIREWALL_SIGNING_KEY", "SIGNING_KEY_PRIVATE"),
     )
     encryption_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "encryption_key", "AGENTFIREWALL_ENCRYPTION_KEY", "SETTINGS_ENCRYPTION_KEY"
-        ),
+        validation_alias=AliasChoices("AGENTFIREWALL_ENCRYPTION_KEY", "SETTINGS_ENCRYPTION_KEY"),
     )
     #: The bootstrap tokens, from a secret store (several replicas share them); unset, the
     #: data directory's ``admin.token`` / ``gateway.token`` (created on the first start).
@@ -52,9 +66,7 @@ class Settings(BaseSettings):
     gateway_token: SecretStr | None = Field(default=None, min_length=32)
     encryption_keys_previous: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "encryption_keys_previous", "AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS"
-        ),
+        validation_alias=AliasChoices("AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS"),
     )
     vault_rotate_batch: int = Field(default=100, ge=1, le=10_000)
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
@@ -94,6 +106,15 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lower() not in LOG_LEVELS:
+                raise ValueError(f"unknown log level: use one of {', '.join(LOG_LEVELS)}")
+            return value.lower()
+        return value
 
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod
@@ -136,4 +157,45 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:  # an IPv6 address is bracketed in a URL
+            host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+
+def _names(field: str) -> list[str]:
+    """How an operator sets `field`: its flag, then its environment variables."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices):
+        envs = [c for c in alias.choices if isinstance(c, str)]
+        envs.sort(key=lambda name: name.startswith("AGENTFIREWALL_"))  # the known name first
+    else:
+        envs = [f"AGENTFIREWALL_{field.upper()}"]
+    return ([FLAGS[field]] if field in FLAGS else []) + envs
+
+
+def _field_of(name: str) -> str | None:
+    """The field an error location names: its own name or one of its aliases."""
+    if name in Settings.model_fields:
+        return name
+    for field, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices) and name in alias.choices:
+            return field
+    return None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per refused setting, named as the operator sets it, without its value:
+    ``--port / AGENTFIREWALL_PORT: Input should be less than or equal to 65535``."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = _field_of(str(error["loc"][0])) if error["loc"] else None
+        if field is not None:
+            lines.append(f"{' / '.join(_names(field))}: {message}")
+            continue
+        for field in Settings.model_fields:  # a check across fields names them in backticks
+            message = message.replace(f"`{field}`", f"`{' / '.join(_names(field))}`")
+        lines.append(message)
+    return "; ".join(lines)

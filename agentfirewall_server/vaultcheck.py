@@ -76,12 +76,23 @@ def open_keyring(
 
 
 def preflight(settings: Settings) -> None:
-    """Before serving: the schema is current and the keyring opens every stored credential."""
-    from agentfirewall_server.store.db import Database
+    """Before serving: the database opens, the schema is current and the keyring opens every
+    stored credential. `StoreError` (naming the database, never its password) or
+    `VaultStartError` otherwise."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    db = Database(settings.resolved_database_url, synchronous=settings.sqlite_synchronous)
+    from agentfirewall_server.store.db import Database, unreachable
+
+    url = settings.resolved_database_url
     try:
-        db.migrate()
+        db = Database(url, synchronous=settings.sqlite_synchronous)
+    except (SQLAlchemyError, ImportError, OSError) as exc:  # bad URL, no driver, no access
+        raise unreachable(url, exc) from None
+    try:
+        try:
+            db.migrate()
+        except DBAPIError as exc:  # refused, no such database, no permission
+            raise unreachable(url, exc) from None
         open_keyring(settings, db.read_sync)
     finally:
         db.close()

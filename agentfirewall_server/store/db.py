@@ -24,6 +24,7 @@ import logging
 import operator
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -44,7 +45,7 @@ from agentfirewall_server.store.schema import audit_events
 
 log = logging.getLogger("agentfirewall_server")
 
-__all__ = ["Database", "Record", "StoreError", "normalize_url"]
+__all__ = ["Database", "Record", "StoreError", "normalize_url", "shown_url", "unreachable"]
 
 T = TypeVar("T")
 _MAX_BATCH = 512
@@ -74,6 +75,29 @@ def normalize_url(url: str) -> str:
         if url.startswith(plain):
             return "postgresql+psycopg://" + url[len(plain) :]
     return url
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password masked, for messages and logs."""
+    url = re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
+    return re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
+
+
+def unreachable(url: str, exc: BaseException) -> StoreError:
+    """The error of a database that cannot be opened, with what to check next.
+
+    `exc`: what SQLAlchemy or the driver raised (a refused connection, a database that does
+    not exist, a URL it cannot parse, a driver that is not installed).
+    """
+    cause = getattr(exc, "orig", None) or exc
+    if isinstance(exc, ImportError):
+        cause = f"no driver for it ({exc}): TameFlare runs on sqlite:/// and postgresql://"
+    reason = "; ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+    hint = " (the database must exist: `createdb NAME`)" if url.startswith("postgres") else ""
+    return StoreError(
+        f"database `{shown_url(url)}` cannot be opened: {reason}: check --database-url / "
+        f"AGENTFIREWALL_DATABASE_URL{hint}"
+    )
 
 
 @dataclass(slots=True)
