@@ -69,7 +69,14 @@ def actions_resolve(ctx: Context) -> int:
         body["note"] = ctx.args.note
     with ctx.client() as client:
         action_id = _full_id(client, str(ctx.args.id))
-        result = client.post(f"/v1/actions/{path_id(action_id)}/resolve", body)
+        try:
+            result = client.post(f"/v1/actions/{path_id(action_id)}/resolve", body)
+        except CliError as exc:  # there is no `tf actions list`: name the command that lists
+            if not exc.message.startswith("not found"):
+                raise
+            raise CliError(
+                exc.message, hint="`tf actions stuck` lists what can be settled"
+            ) from None
     text = {
         "executed": f"{action_id} recorded as executed",
         "failed": f"{action_id} recorded as failed: it will not be executed again",

@@ -178,7 +178,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser = add_command(
         sub,
         "agent",
-        help="add, list, show agents; make and rotate SDK keys",
+        help="add, list, show, remove and isolate agents; make and rotate SDK keys",
         description="Agents are who calls: each has an enforcement level and SDK keys "
         "(AAF_API_KEY). A key is shown once, when made; the server keeps only its hash.",
         examples='  tf agent add "Bot"\n  tf agent list\n  tf agent show "Bot" --json\n'

@@ -97,12 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_path(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str:
+    """`tf connector add`: the (sub)commands named in `argv`, as the user typed them."""
+    words, current = ["tf"], parser
+    for token in argv:
+        verbs = next((a.choices for a in current._actions
+                      if isinstance(a, argparse._SubParsersAction)), {})  # fmt: skip
+        if token in verbs:
+            words.append(token)
+            current = verbs[token]
+    return " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    if extra:  # argparse would show `tf`'s usage: name the command whose options these are not
+        Output().error(
+            f"unrecognized arguments: {' '.join(extra)}",
+            f"`{_command_path(parser, argv or sys.argv[1:])} --help` lists the options "
+            "(a typo in a flag?)",
+        )
+        return EXIT_USAGE
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -24,8 +24,17 @@ def audit_export(ctx: Context) -> int:
         sys.stdout.buffer.write(content)
         sys.stdout.flush()
     else:
-        Path(ctx.args.output).write_bytes(content)
-        ctx.out.success(f"audit log written to {ctx.args.output} ({len(content)} bytes)")
+        try:
+            Path(ctx.args.output).write_bytes(content)
+        except OSError as exc:
+            raise CliError(f"cannot write `{ctx.args.output}`: {exc.strerror}") from None
+        written = {"output": ctx.args.output, "format": ctx.args.format, "bytes": len(content)}
+        ctx.out.result(
+            written,
+            lambda: ctx.out.success(
+                f"audit log written to {ctx.args.output} ({len(content)} bytes)"
+            ),
+        )
     return EXIT_OK
 
 
@@ -33,7 +42,7 @@ def _offline(ctx: Context) -> dict[str, Any]:
     from agentfirewall_server.checkpoints import (
         CheckpointError,
         public_keys,
-        read_checkpoint_file,
+        read_checkpoint_lines,
         verify_export,
     )
 
@@ -49,13 +58,17 @@ def _offline(ctx: Context) -> dict[str, Any]:
         keys = public_keys(Path(key_path).read_text(encoding="utf-8"))
         more = []
         for extra in ctx.args.checkpoints or []:
-            found, bad = read_checkpoint_file(Path(extra), keys, extra)
+            # a file named here must exist: a mistyped anchor must not pass as "no checkpoint"
+            with Path(extra).open(encoding="utf-8") as lines:
+                found, bad = read_checkpoint_lines(lines, keys, extra)
             if bad:
                 raise CheckpointError(bad[0])
             more += found
         with Path(ctx.args.file).open(encoding="utf-8") as handle:
             result = verify_export(handle, keys, more)
-    except (OSError, CheckpointError) as exc:
+    except OSError as exc:  # the export, the key or a checkpoints file: name the one
+        raise CliError(f"cannot read `{exc.filename}`: {exc.strerror}") from None
+    except CheckpointError as exc:
         raise CliError(f"cannot verify {ctx.args.file}: {exc}") from None
     return result.to_dict()
 

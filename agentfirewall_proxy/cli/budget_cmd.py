@@ -6,8 +6,10 @@ import argparse
 import re
 from typing import Any
 
-from agentfirewall_proxy.cli.client import path_id
+from agentfirewall_proxy.cli.agent_cmd import check_new_agent
+from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.names import unknown_action
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
 
 __all__ = ["parse_duration", "register"]
@@ -88,10 +90,28 @@ def budget_set(ctx: Context) -> int:
     if a.currency:
         body["currency"] = a.currency.lower()
     with ctx.client() as client:
+        if not a.force:
+            _check_names(client, a)
         result = client.put(f"/v1/budgets/{path_id(a.name)}", body)
     text = f"budget {result.get('name')}: {_amount(result.get('limit', 0))} {_unit(result)}"
     ctx.out.result(result, lambda: ctx.out.success(f"{text} per {result.get('window')}"))
     return EXIT_OK
+
+
+def _check_names(client: AdminClient, a: argparse.Namespace) -> None:
+    """A budget on a mistyped agent, connector or action caps nothing: refuse those with
+    the closest names, as `tf permissions set` does (--force keeps them as written)."""
+    # (imported here: permissions_cmd imports this module through suggest_cmd)
+    from agentfirewall_proxy.cli.permissions_cmd import connector_type
+
+    for name in a.agent or []:
+        if name != "*":
+            check_new_agent(client, name, flag="--force",
+                            meant="to cap an agent of that name anyway")  # fmt: skip
+    kind = connector_type(client, str(a.connector))
+    problem = unknown_action(str(a.action), kind) if a.action != "*" else None
+    if problem is not None:
+        raise problem
 
 
 def budget_remove(ctx: Context) -> int:
@@ -145,7 +165,7 @@ def _budget_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         sub, "budget", help="caps on what agents spend (count, amount, tokens, cost)",
         description="A budget caps the requests an agent may make, or what they spend, in a "
         "window; past it a request is refused or held for approval (docs/budgets.md).",
-        examples="  tf budget set stripe-daily --agent Finance-Bot --connector stripe "
+        examples="  tf budget set stripe-daily --agent 'Finance Bot' --connector stripe "
         "--action 'stripe.transfer.*' --measure sum --currency usd --limit 100000\n"
         "  tf budget list\n  tf budget show stripe-daily\n  tf budget remove stripe-daily",
         common=common,
@@ -186,6 +206,8 @@ def _budget_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     setter.add_argument("--timezone", default="UTC", help="for calendar windows (IANA name)")
     setter.add_argument("--outcome", choices=["deny", "require_approval"], default="deny",
                         help="past the limit (default deny)")  # fmt: skip
+    setter.add_argument("--force", action="store_true", help="keep an agent, connector or "
+                        "action the server and the catalogue do not know")  # fmt: skip
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

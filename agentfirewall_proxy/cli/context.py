@@ -7,12 +7,16 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from agentfirewall_proxy.cli.client import AdminClient, open_client
-from agentfirewall_proxy.cli.output import CliError, Output
+from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError, Output
 from agentfirewall_proxy.cli.state import Project, Target, find_project, resolve_target
 
 __all__ = ["Context", "Handler", "add_command"]
+
+#: Where a server named by the user comes from (never sent the project's own token).
+_NAMED = ("--server", "TF_SERVER")
 
 
 @dataclass
@@ -39,11 +43,27 @@ class Context:
 
     def target(self) -> Target:
         server = self.flag("server")
-        return resolve_target(self.project, str(server) if server else None, self.env)
+        target = resolve_target(self.project, str(server) if server else None, self.env)
+        if target.source in _NAMED:
+            parts = urlsplit(target.server_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise CliError(
+                    f"{target.source} `{target.server_url}` is not a server URL",
+                    hint="e.g. --server https://tameflare.example.com (the control plane)",
+                    code=EXIT_USAGE,
+                )
+        return target
 
     @contextlib.contextmanager
     def client(self, *, offline: bool = False) -> Iterator[AdminClient]:
         target = self.target()
+        if not target.admin_token and target.source in _NAMED:
+            raise CliError(
+                f"no admin token for {target.server_url}: a server named by {target.source} "
+                "never gets a project's `.tf/admin.token`",
+                hint="set TF_ADMIN_TOKEN=tfa_... (an owner creates one with "
+                "POST /api/v1/tokens), or drop --server/TF_SERVER to use this project's server",
+            )
         if not target.admin_token:
             raise CliError(
                 f"no admin token for {target.server_url}",

@@ -28,6 +28,7 @@ from agentfirewall_proxy.cli.state import (
     save_config,
 )
 from agentfirewall_proxy.cli.templates import TEMPLATES, Template
+from agentfirewall_proxy.cli.up_cmd import port_number
 
 __all__ = ["create_state", "register"]
 
@@ -221,10 +222,10 @@ def _install_packs(ctx: Context, client: AdminClient, names: Sequence[str]) -> l
 def _render(ctx: Context, project: Project, existed: bool, platform: str | None) -> None:
     where = project.state_dir
     if existed:
-        ctx.out.success(f"{where} already initialised: database, keys and CA kept")
+        ctx.out.success(f"{where} already initialised: its keys, tokens, CA and data kept")
         ctx.out.info("`tf init --force` starts over (deletes them)")
     else:
-        ctx.out.success(f"created {where} (database, keys, tokens, CA; files 0600; git-ignored)")
+        ctx.out.success(f"created {where} (keys, tokens, CA; files 0600; git-ignored)")
     if platform:
         template = TEMPLATES[platform]
         agent = ctx.args.agent or platform
@@ -258,9 +259,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         sub,
         "init",
         help="create this project's TameFlare state (.tf/), optionally from a platform template",
-        description="Creates .tf/ here: config.yaml, the SQLite database, signing and "
-        "encryption keys, admin and gateway tokens and the gateway's CA (files 0600), and adds "
-        ".tf/ to .gitignore. Running it again keeps what exists; --force starts over. "
+        description="Creates .tf/ here: config.yaml, the signing key, the admin and gateway "
+        "tokens and the gateway's CA (files 0600), and adds .tf/ to .gitignore; the SQLite "
+        "database and the vault's encryption key follow on first use (`tf up`, or a "
+        "configuration command). Running it again keeps what exists; --force starts over. "
         "Templates: " + "; ".join(f"{name}: {t.description}" for name, t in TEMPLATES.items()),
         examples="  tf init\n  tf init --safe-defaults\n  tf init --platform langchain\n"
         "  tf init --platform n8n\n"
@@ -271,8 +273,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--platform", choices=sorted(TEMPLATES))
     parser.add_argument("--agent", metavar="NAME", help="agent the template's rules are for")
-    parser.add_argument("--port", type=int, help="control-plane port (default 3000; 0 = any)")
-    parser.add_argument("--proxy-port", type=int, help="gateway port (default 8443; 0 = any)")
+    parser.add_argument(
+        "--port", type=port_number, help="control-plane port (default 3000; 0 = any)"
+    )
+    parser.add_argument(
+        "--proxy-port", type=port_number, help="gateway port (default 8443; 0 = any)"
+    )
     parser.add_argument("--host", help="address both listen on (default 127.0.0.1)")
     parser.add_argument("--force", action="store_true", help="delete the existing state first")
     parser.add_argument(

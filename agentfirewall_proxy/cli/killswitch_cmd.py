@@ -52,18 +52,28 @@ def _check_active(scope: str, active: list[dict[str, Any]]) -> None:
     bare = scope.partition(":")[2] if scope.startswith(("agent:", "connector:")) else scope
     if bare in names:
         return
+    if not active:
+        raise CliError(f"no active kill switch for `{scope}`: no kill switch is active",
+                       hint="`tf kill-switch status` shows them", code=EXIT_USAGE)  # fmt: skip
     raise CliError(
         f"no active kill switch for `{scope}`" + did_you_mean(close_matches(bare, names)),
-        hint=f"active: {_switch_text(active)}; `tf kill-switch --deactivate` clears them all",
+        hint=f"active: {', '.join(names)}; `tf kill-switch --deactivate` clears them all",
         code=EXIT_USAGE,
     )
 
 
 def kill_switch(ctx: Context) -> int:
     args = ctx.args
-    verb = args.verb or ("activate" if args.activate else "deactivate" if args.deactivate else None)
-    if args.activate and args.deactivate:
-        raise CliError("--activate and --deactivate exclude each other", code=EXIT_USAGE)
+    asked = {f for f in ("activate", "deactivate") if getattr(args, f)}
+    if args.verb:
+        asked.add(args.verb)
+    if len(asked) > 1:  # `activate --deactivate` must not pick one of them silently
+        raise CliError(
+            " and ".join(sorted(asked)) + " contradict each other: give one",
+            hint="e.g. tf kill-switch --activate, or tf kill-switch deactivate",
+            code=EXIT_USAGE,
+        )
+    verb = next(iter(asked), None)
     with ctx.client() as client:
         if verb is None or verb == "status":
             data = client.get("/v1/kill-switch")

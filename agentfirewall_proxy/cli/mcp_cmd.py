@@ -142,11 +142,16 @@ def _client_file(ctx: Context) -> tuple[str, Path]:
     return client, path
 
 
-def _read(path: Path) -> tuple[dict[str, Any], bytes | None]:
+def _read(path: Path, named: bool = False) -> tuple[dict[str, Any], bytes | None]:
+    """The client's config; `named`: the path came from --config-file (so the hint is not
+    to pass one)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise CliError(f"no MCP config at `{path}`", hint="pass --config-file FILE") from None
+        hint = "check the path given to --config-file"
+        if not named:
+            hint = "the client keeps it elsewhere? pass --config-file FILE"
+        raise CliError(f"no MCP config at `{path}`", hint=hint) from None
     try:
         return clients.load(path), raw
     except ValueError as exc:
@@ -155,7 +160,7 @@ def _read(path: Path) -> tuple[dict[str, Any], bytes | None]:
 
 def install_cmd(ctx: Context) -> int:
     client, path = _client_file(ctx)
-    data, raw = _read(path)
+    data, raw = _read(path, named=bool(ctx.flag("config_file")))
     project = ctx.project
     done = clients.wrap_all(
         data,
@@ -173,7 +178,7 @@ def install_cmd(ctx: Context) -> int:
 
 def uninstall_cmd(ctx: Context) -> int:
     client, path = _client_file(ctx)
-    data, raw = _read(path)
+    data, raw = _read(path, named=bool(ctx.flag("config_file")))
     done = clients.unwrap_all(data, client)
     if done:
         clients.save(path, data, raw)
@@ -193,7 +198,7 @@ def _said(ctx: Context, verb: str, names: list[str], path: Path) -> None:
 
 def list_cmd(ctx: Context) -> int:
     client, path = _client_file(ctx)
-    data, _ = _read(path)
+    data, _ = _read(path, named=bool(ctx.flag("config_file")))
     rows = clients.entries(data, client)
     payload = {
         "config": str(path),

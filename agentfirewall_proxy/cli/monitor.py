@@ -159,13 +159,15 @@ def logs(ctx: Context) -> int:
         if args.agent and not records:
             _known_agent(client, str(args.agent))
         if not args.follow:
+            empty = (
+                "no diverged calls: no recent call would be decided otherwise by a shadow "
+                "configuration (`tf policy shadow list` shows it)"
+                if args.diverged
+                else "no traffic yet: run an agent with `tf run --name NAME COMMAND`"
+            )
             ctx.out.result(
                 data,
-                lambda: ctx.out.table(
-                    _TRAFFIC_COLUMNS,
-                    (_traffic_row(t) for t in records),
-                    empty="no traffic yet: run an agent with `tf run --name NAME COMMAND`",
-                ),
+                lambda: ctx.out.table(_TRAFFIC_COLUMNS, map(_traffic_row, records), empty=empty),
             )
             return EXIT_OK
         return _follow(ctx, client, records)
@@ -185,20 +187,32 @@ def _known_agent(client: AdminClient, name: str) -> None:
     )
 
 
+_FOLLOW_WINDOW = 200  # records fetched per poll: the newest, so older ones never come back
+
+
+def _key(record: dict[str, Any]) -> tuple[str, str]:
+    return str(record.get("source")), str(record.get("id"))  # SDK and proxy ids differ in kind
+
+
 def _follow(ctx: Context, client: AdminClient, records: list[dict[str, Any]]) -> int:
-    seen = {str(t.get("id")) for t in records}
+    """The `--last` records, then every record newer than what was there when it started:
+    the first poll's window is all seen, so a record older than `--last` is never shown
+    as new."""
+    shadow = "diverged" if ctx.args.diverged else None
+
+    def window() -> list[dict[str, Any]]:
+        found = client.get("/v1/traffic", agent=ctx.args.agent, limit=_FOLLOW_WINDOW, shadow=shadow)
+        return list(found.get("traffic", []))
+
+    seen = {_key(t) for t in [*records, *window()]}
     for record in records:
         _print_record(ctx, record)
     ctx.out.info("following new traffic (Ctrl-C to stop)")
     with _until_interrupted() as stopped:
         while not stopped.wait(float(ctx.args.interval)):
-            shadow = "diverged" if ctx.args.diverged else None
-            fresh = client.get("/v1/traffic", agent=ctx.args.agent, limit=200, shadow=shadow).get(
-                "traffic", []
-            )
-            for record in reversed(fresh):
-                if str(record.get("id")) not in seen:
-                    seen.add(str(record.get("id")))
+            for record in reversed(window()):
+                if _key(record) not in seen:
+                    seen.add(_key(record))
                     _print_record(ctx, record)
     return EXIT_OK
 
@@ -217,12 +231,24 @@ def _until_interrupted() -> Iterator[threading.Event]:
 
 
 def _print_record(ctx: Context, record: dict[str, Any]) -> None:
-    if ctx.out.json_mode:
-        ctx.out.json(record)
+    if ctx.out.json_mode:  # a stream: JSON Lines, one record a line
+        ctx.out.json_line(record)
         return
     cells = [visible(str(c if c is not None else "-")) for c in _traffic_row(record)]
     style = {"deny": "red", "require_approval": "yellow"}.get(str(record.get("decision")))
     ctx.out.line("  ".join(cells), style=style)
+
+
+def _count(text: str) -> int:
+    """`--last N`: a whole number of records, at least 1 (argparse turns the error into
+    a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of records, not `{text}`") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more records, not `{text}`")
+    return value
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -246,12 +272,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=logs,
     )
-    log.add_argument("--follow", "-f", action="store_true", help="keep printing new traffic")
+    log.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing new traffic (with --json: JSON Lines, one record a line)",
+    )
     log.add_argument(
         "--diverged",
         action="store_true",
         help="only what the shadow configuration would change (SDK actions too: method `sdk`)",
     )
-    log.add_argument("--last", "-n", type=int, default=20, metavar="N", help="default 20")
+    log.add_argument("--last", "-n", type=_count, default=20, metavar="N", help="default 20")
     log.add_argument("--agent", metavar="NAME")
     log.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)

@@ -103,6 +103,13 @@ class Output:
         text.no_wrap, text.overflow = True, None
         self.out.print(text, soft_wrap=True)
 
+    def json_line(self, payload: object) -> None:
+        """`payload` as one compact JSON line (JSON Lines, for a stream such as `tf logs
+        --follow --json`), flushed at once; hidden characters escaped as in `json`."""
+        line = json_visible(json.dumps(payload, ensure_ascii=False, default=str))
+        self.out.file.write(line + "\n")
+        self.out.file.flush()
+
     def table(
         self,
         columns: Sequence[str],

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, OUTCOMES, normalize_level
-from agentfirewall_proxy.cli.agent_cmd import check_new_agent, find_agent
+from agentfirewall_proxy.cli.agent_cmd import agent_names, check_new_agent, find_agent
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.names import (
@@ -84,7 +84,14 @@ def permissions_set(ctx: Context) -> int:
             code=2,
         )
     if not args.preset and not (args.action and args.decision):
-        raise CliError("--action and --decision go together", code=2)
+        missing = "--decision allow|deny|require_approval" if args.action else "--action PATTERN"
+        raise CliError(
+            f"--action and --decision go together: give {missing} too",
+            hint=f'e.g. tf permissions set --gateway "{args.gateway}" --connector '
+            f'{args.connector} --action "{args.action or "github.pr.*"}" '
+            f"--decision {args.decision or 'allow'}",
+            code=EXIT_USAGE,
+        )
     with ctx.client(offline=True) as client:
         _check_rule(ctx, client)
         if args.preset:
@@ -157,10 +164,14 @@ def enforcement_set(ctx: Context) -> int:
         raise CliError(str(exc), code=2) from None
     name = str(ctx.args.gateway)
     with ctx.client(offline=True) as client:
-        if not ctx.args.create:
-            check_new_agent(client, name, flag="--create")
+        if ctx.args.create:
+            known = name in agent_names(client)
+        else:
+            known = check_new_agent(client, name, flag="--create")
         ensure_agent(client, name, enforcement_level=level)
         agent = client.patch(f"/v1/agents/{path_id(name)}", {"enforcement_level": level})
+    if not known:  # said as `permissions set` says it
+        ctx.out.note(f'new agent `{name}` registered (`tf run --name "{name}"` uses it)')
     ctx.out.result(agent, lambda: ctx.out.success(f"{name}: enforcement {level}"))
     return EXIT_OK
 

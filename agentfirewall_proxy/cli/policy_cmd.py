@@ -240,8 +240,17 @@ def install(ctx: Context) -> int:
         if pack not in known:
             raise CliError(f"no policy pack `{pack}`" + did_you_mean(close_matches(pack, known)),
                            hint="`tf policy packs` lists them", code=EXIT_USAGE)  # fmt: skip
-        policy = client.post(f"/v1/policy-packs/{path_id(pack)}/install")
-    ctx.out.result(policy, lambda: ctx.out.success(f"pack {ctx.args.pack} installed"))
+        installed = client.get("/v1/policies").get("policies", [])
+        policy = next((p for p in installed if p.get("name") == pack), None)
+        if policy is None:
+            policy = client.post(f"/v1/policy-packs/{path_id(pack)}/install")
+            done = f"pack {pack} installed"
+        else:  # kept, as `tf init --safe-defaults` keeps it
+            done = (
+                f"pack {pack} is already installed (kept as it is; for the built-in version, "
+                f"`tf policy remove {pack}` then install it again)"
+            )
+    ctx.out.result(policy, lambda: ctx.out.success(done))
     return EXIT_OK
 
 

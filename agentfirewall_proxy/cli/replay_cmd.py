@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from agentfirewall_proxy.cli.agent_cmd import find_agent
 from agentfirewall_proxy.cli.budget_cmd import parse_duration
 from agentfirewall_proxy.cli.context import Context
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
@@ -78,8 +79,14 @@ def replay(ctx: Context) -> int:
         body["agents"] = args.agent
     with ctx.client(offline=True) as client:
         report = client.post("/v1/policies/replay", body)
+        if not report.get("total"):  # no record: a typo in --agent would look like "no change"
+            for name in args.agent:
+                find_agent(client, str(name))
 
     def render() -> None:
+        if not (args.policies or args.permissions):
+            ctx.out.note("no candidate (--policies, --permissions): the live configuration "
+                         "was replayed against itself")  # fmt: skip
         ctx.out.line(summary(report), style="bold")
         if report.get("partial"):
             ctx.out.note(f"{report['partial']:,} records had parameter values withheld "

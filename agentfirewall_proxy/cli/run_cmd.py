@@ -141,6 +141,16 @@ def _command(ctx: Context) -> list[str]:
     command = list(ctx.args.command)
     if command and command[0] == "--":
         command = command[1:]
+    if not ctx.args.name:  # not argparse's `required`: it cannot say where the flag went
+        late = any(arg == "--name" or arg.startswith("--name=") for arg in command)
+        raise CliError(
+            "`--name` comes after the command, so it is the agent's own argument: `tf run`'s "
+            "options go before COMMAND"
+            if late
+            else "`tf run` needs --name NAME: the agent the traffic is decided for",
+            hint='e.g. tf run --name "Bot" python my_agent.py',
+            code=EXIT_USAGE,
+        )
     if not command:
         raise CliError(
             "nothing to run", hint='e.g. tf run --name "Bot" python my_agent.py', code=EXIT_USAGE
@@ -278,7 +288,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=run,
     )
-    parser.add_argument("--name", required=True, help="the agent (gateway) name")
+    parser.add_argument("--name", help="the agent (gateway) name (required, before COMMAND)")
     parser.add_argument(
         "--enforcement",
         metavar="LEVEL",

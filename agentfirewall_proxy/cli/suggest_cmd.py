@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from agentfirewall_proxy.cli.agent_cmd import find_agent
 from agentfirewall_proxy.cli.budget_cmd import parse_duration
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_OK
@@ -27,6 +28,8 @@ def suggest(ctx: Context) -> int:
             "/v1/permissions/suggest", agent=args.gateway, since_seconds=since
         )
         rules = found["rules"]
+        if not found["observed"]:  # a typo has no traffic: say so, never write its rules
+            find_agent(client, str(args.gateway))
         if args.apply:
             for rule in rules:
                 client.post("/v1/permissions", {k: rule[k] for k in _KEYS})

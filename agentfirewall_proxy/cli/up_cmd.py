@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import ssl
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,53 @@ from agentfirewall_proxy.cli.state import (
     read_up_file,
 )
 
-__all__ = ["free_port", "register"]
+__all__ = ["free_port", "port_number", "register"]
+
+#: uvicorn's log levels (what `--log-level` takes).
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def port_number(text: str) -> int:
+    """A `--port` value: 0 (any free port) to 65535; else a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, not `{text}`") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port from 0 (any free one) to 65535, not {value}"
+        )
+    return value
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """What `tf up` reads from paths and URLs it is given, checked before anything starts:
+    a missing or unreadable CA file, a database URL that does not parse."""
+    if args.upstream_ca:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=args.upstream_ca)
+        except ssl.SSLError:  # (an OSError too: first)
+            raise CliError(
+                f"--upstream-ca `{args.upstream_ca}` holds no PEM certificate",
+                hint="give the PEM file of the CA that signed the upstream's certificate",
+            ) from None
+        except OSError as exc:
+            raise CliError(
+                f"cannot read --upstream-ca `{args.upstream_ca}`: {exc.strerror or exc}",
+                hint="give the PEM file of the CA that signed the upstream's certificate",
+            ) from None
+    if args.database_url:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(args.database_url)
+        except ArgumentError:  # its message is not shown: the URL may hold a password
+            raise CliError(
+                "--database-url is not a database URL",
+                hint="e.g. postgresql://USER:PASSWORD@HOST:5432/DATABASE",
+                code=EXIT_USAGE,
+            ) from None
 
 
 def _port(url: str) -> int:
@@ -72,6 +119,7 @@ def up(ctx: Context) -> int:
     from agentfirewall_proxy.up import up as run
 
     args = ctx.args
+    _check_inputs(args)
     project = ctx.project
     created = project is None
     if project is None:
@@ -114,7 +162,10 @@ def up(ctx: Context) -> int:
         run(options, ready)
     except UpError as exc:
         raise CliError(
-            str(exc), hint="another program uses the port: pick others with --port/--proxy-port"
+            str(exc),
+            hint="another program uses the port (pick others with --port/--proxy-port), "
+            "--host is not an address of this machine, or the server failed to start "
+            "(its log is above: an unreachable --database-url?)",
         ) from None
     ctx.out.info("TameFlare stopped; every record is saved in " + str(project.state_dir))
     return EXIT_OK
@@ -174,10 +225,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         handler=up,
     )
     parser.add_argument(
-        "--port", type=int, help="control plane + dashboard (default 3000, or the next free one)"
+        "--port",
+        type=port_number,
+        help="control plane + dashboard (default 3000, or the next free one)",
     )
     parser.add_argument(
-        "--proxy-port", type=int, help="gateway proxy (default 8443, or the next free one)"
+        "--proxy-port", type=port_number, help="gateway proxy (default 8443, or the next free one)"
     )
     parser.add_argument("--host", help="listen address (default 127.0.0.1)")
     parser.add_argument(
@@ -190,5 +243,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream-ca", metavar="FILE", help="extra CA for upstream TLS")
     parser.add_argument("--agent-ports", metavar="FIRST-LAST", help="a proxy port per agent")
     parser.add_argument("--database-url", help="e.g. postgresql://... (default SQLite in .tf/)")
-    parser.add_argument("--log-level", default="warning", help="server log level")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        help="server log level (default warning)",
+    )
     parser.add_argument("--access-log", action="store_true", help="one line per proxied request")
