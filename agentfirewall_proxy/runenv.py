@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import ssl
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,11 +244,18 @@ def render_sitecustomize() -> str:
 
 
 def _write(path: Path, text: str) -> None:
+    """Write `path` whole (0600), atomically: a temporary file of its own in the same
+    directory, renamed over it, so two `tf run` starting together never share one."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:  # mkstemp: 0600 already
+            out.write(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def render_wgetrc(ca_bundle: Path, user_wgetrc: str = "") -> str:

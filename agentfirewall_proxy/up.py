@@ -117,7 +117,10 @@ async def run_up(
     if not server.started:
         stopped.cancel()
         await _finish(server, server_task)
-        raise UpError(f"the control plane could not listen on {options.host}:{options.port}")
+        raise UpError(  # not always the address: a database that will not open, too
+            f"the control plane did not start on {options.host}:{options.port}: see the "
+            "messages above (the address in use, or the database or data directory)"
+        )
     port = server.servers[0].sockets[0].getsockname()[1]
     server_url = _url(options.host, port)
     gateway = build_gateway(

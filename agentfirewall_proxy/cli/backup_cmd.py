@@ -1,4 +1,5 @@
-"""`tf backup DIR` and `tf restore DIR`: a running gateway's data, safely copied and restored.
+"""`tf backup DIR` and `tf restore DIR`: the control plane's data (a running `tf up`'s
+too), safely copied and restored.
 
 Both run on the machine that holds the data directory (they read and write its files
 and database directly, not through the API).
@@ -83,7 +84,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         sub,
         "backup",
         help="copy the data directory and database while the server runs",
-        description="Back up a gateway's data into a new directory: the database (SQLite "
+        description="Back up the control plane's data into a new directory: the database (SQLite "
         "online backup API, or pg_dump), the keys that open its credentials, the audit "
         "checkpoints and a manifest of checksums. Files are written 0600.",
         examples="  tf backup /backups/tf-$(date +%F)\n"

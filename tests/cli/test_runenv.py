@@ -310,3 +310,22 @@ def test_node_preload_sends_http_requests_to_the_gateway_as_proxy_requests(
         "Basic " + base64.b64encode(b"Bot:k3y").decode()
     ]
     assert ["X-A", "b"] in headers
+
+
+def test_two_runs_writing_the_support_files_at_once_both_finish(tmp_path: Path) -> None:
+    """Two `tf run` started together in one project write the same files: each write is a
+    temporary file of its own renamed over the target (a shared `.tmp` name made one of
+    them die with FileNotFoundError), and nothing temporary is left behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run_dir = tmp_path / "run"
+
+    def write(n: int) -> SupportFiles:
+        return write_support_files(run_dir, f"bundle {n}\n", "// preload\n", env={"HOME": "/x"})
+
+    for _ in range(20):
+        with ThreadPoolExecutor(8) as pool:
+            written = list(pool.map(write, range(8)))
+        assert written[0].ca_bundle.read_text() in {f"bundle {n}\n" for n in range(8)}
+    assert oct(written[0].ca_bundle.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in run_dir.rglob("*.tmp")] == []
