@@ -9,7 +9,7 @@ from typing import Any
 from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
-from agentfirewall_proxy.cli.names import unknown_action
+from agentfirewall_proxy.cli.names import connector_type, unknown_action
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
 
 __all__ = ["parse_duration", "register"]
@@ -102,7 +102,6 @@ def _check_names(client: AdminClient, a: argparse.Namespace) -> None:
     """A budget on a mistyped agent, connector or action caps nothing: refuse those with
     the closest names, as `tf permissions set` does (--force keeps them as written)."""
     # (imported here: permissions_cmd imports this module through suggest_cmd)
-    from agentfirewall_proxy.cli.permissions_cmd import connector_type
 
     for name in a.agent or []:
         if name != "*":

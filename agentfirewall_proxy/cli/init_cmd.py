@@ -28,11 +28,23 @@ from agentfirewall_proxy.cli.state import (
     save_config,
 )
 from agentfirewall_proxy.cli.templates import TEMPLATES, Template
-from agentfirewall_proxy.cli.up_cmd import port_number
 
 __all__ = ["create_state", "register"]
 
 SAFE_DEFAULT_PACKS = safe_default_packs()
+
+
+def port_number(text: str) -> int:
+    """A `--port` value: 0 (any free port) to 65535; else a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, not `{text}`") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port from 0 (any free one) to 65535, not {value}"
+        )
+    return value
 
 
 def _url(default: str, host: str | None, port: int | None) -> str:

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from agentfirewall.policy.globs import compile_glob
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
+
+if TYPE_CHECKING:
+    from agentfirewall_proxy.cli.client import AdminClient
 
 __all__ = [
     "MIN_PREFIX",
     "catalogue_actions",
     "close_matches",
+    "connector_type",
     "connector_types",
     "did_you_mean",
     "resolve_prefix",
@@ -152,3 +157,20 @@ def short_ids(ids: Sequence[str], *, minimum: int = SHORT_ID) -> list[str]:
             length += 1
         shown.append(value[:length])
     return shown
+
+
+def connector_type(client: AdminClient, name: str) -> str:
+    """The connector type `name` stands for (a type, or a configured connector's name)."""
+    if name == "*" or name in connector_types():
+        return name
+    configured = client.get("/v1/connectors").get("connectors", [])
+    for found in configured:
+        if name in (found.get("type"), found.get("name")):
+            return str(found["type"])
+    known = sorted(set(connector_types()) | {str(c.get("name")) for c in configured})
+    raise CliError(
+        f"unknown connector `{name}`" + did_you_mean(close_matches(name, known)),
+        hint="connector types are " + ", ".join(connector_types()) + "; an SDK provider or a "
+        "future connector: add --force",
+        code=EXIT_USAGE,
+    )

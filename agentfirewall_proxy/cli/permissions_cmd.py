@@ -10,9 +10,7 @@ from agentfirewall_proxy.cli.agent_cmd import agent_names, check_new_agent, find
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.names import (
-    close_matches,
-    connector_types,
-    did_you_mean,
+    connector_type,
     resolve_prefix,
     short_ids,
     unknown_action,
@@ -20,7 +18,7 @@ from agentfirewall_proxy.cli.names import (
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
 from agentfirewall_proxy.cli.suggest_cmd import add_suggest
 
-__all__ = ["connector_type", "ensure_agent", "register"]
+__all__ = ["ensure_agent", "register"]
 
 PRESETS = ("allow-all", "read-only", "require-approval")
 _CREATE_HELP = "a new agent even when its name is close to an existing agent's"
@@ -32,23 +30,6 @@ def ensure_agent(client: AdminClient, name: str, **extra: object) -> None:
         client.get(f"/v1/agents/{path_id(name)}")
     except CliError:
         client.post("/v1/agents", {"name": name, **extra})
-
-
-def connector_type(client: AdminClient, name: str) -> str:
-    """The connector type `name` stands for (a type, or a configured connector's name)."""
-    if name == "*" or name in connector_types():
-        return name
-    configured = client.get("/v1/connectors").get("connectors", [])
-    for found in configured:
-        if name in (found.get("type"), found.get("name")):
-            return str(found["type"])
-    known = sorted(set(connector_types()) | {str(c.get("name")) for c in configured})
-    raise CliError(
-        f"unknown connector `{name}`" + did_you_mean(close_matches(name, known)),
-        hint="connector types are " + ", ".join(connector_types()) + "; an SDK provider or a "
-        "future connector: add --force",
-        code=EXIT_USAGE,
-    )
 
 
 def _check_rule(ctx: Context, client: AdminClient) -> None:

@@ -14,7 +14,12 @@ from agentfirewall.errors import ActionSpecError, PolicyError
 from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
-from agentfirewall_proxy.cli.names import close_matches, did_you_mean, unknown_action
+from agentfirewall_proxy.cli.names import (
+    close_matches,
+    connector_type,
+    did_you_mean,
+    unknown_action,
+)
 from agentfirewall_proxy.cli.output import (
     EXIT_DENIED,
     EXIT_ERROR,
@@ -23,7 +28,6 @@ from agentfirewall_proxy.cli.output import (
     EXIT_USAGE,
     CliError,
 )
-from agentfirewall_proxy.cli.permissions_cmd import connector_type
 from agentfirewall_proxy.cli.replay_cmd import add_replay
 from agentfirewall_proxy.cli.shadow_cmd import add_shadow
 

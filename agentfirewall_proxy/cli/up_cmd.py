@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.init_cmd import create_state, port_number
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from agentfirewall_proxy.cli.state import (
     DEFAULT_PROXY,
@@ -18,23 +19,10 @@ from agentfirewall_proxy.cli.state import (
     read_up_file,
 )
 
-__all__ = ["free_port", "port_number", "register"]
+__all__ = ["free_port", "register"]
 
 #: uvicorn's log levels (what `--log-level` takes).
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-
-
-def port_number(text: str) -> int:
-    """A `--port` value: 0 (any free port) to 65535; else a usage error (exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, not `{text}`") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"expected a port from 0 (any free one) to 65535, not {value}"
-        )
-    return value
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
@@ -113,7 +101,6 @@ def _choose_port(
 
 
 def up(ctx: Context) -> int:
-    from agentfirewall_proxy.cli.init_cmd import create_state
     from agentfirewall_proxy.options import parse_port_range, parse_resolve
     from agentfirewall_proxy.up import UpError, UpInfo, UpOptions
     from agentfirewall_proxy.up import up as run
