@@ -106,8 +106,9 @@ class Gate:
                 parsed, members = self._parsed(*name_message(message)), []
         except AgentFirewallError as exc:
             return None, _deny(f"message not understood by connector `mcp`: {exc}", str(exc))
-        if config.kill_switch_for(agent, self.connector) is not None:
-            return parsed, Decision("deny", "kill_switch_active", decided_outcome="deny")
+        switch = config.kill_switch_for(agent, self.connector)
+        if switch is not None:  # (an unreadable configuration's says which and what to do)
+            return parsed, Decision("deny", switch.decision_reason, decided_outcome="deny")
         deciding, decision = parsed, self._evaluate(config, agent, parsed, attributes)
         for member in members:  # a batch: every member must pass too (as over HTTP)
             found = self._evaluate(config, agent, member, attributes)

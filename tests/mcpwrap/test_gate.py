@@ -106,6 +106,15 @@ def test_kill_switches_that_cover_the_session(switch: dict[str, Any]) -> None:
     assert (decision.outcome, decision.reason) == ("deny", "kill_switch_active")
 
 
+def test_an_unreadable_configuration_denies_with_its_own_reason() -> None:
+    """The server's stop for stored configuration it cannot read says which and what to do
+    (as at the gateway), not the bare `kill_switch_active` a person's switch gives."""
+    said = "stored policy `p` cannot be read by this version of TameFlare (x): ..."
+    gate = _gate("monitor", kill=[{"scope": "all", "reason": said, "unreadable": True}])
+    _, decision = gate.decide(_call("merge_pr"))
+    assert (decision.outcome, decision.reason) == ("deny", said)
+
+
 def test_other_kill_switches_do_not() -> None:
     gate = _gate(kill=[{"scope": "agent", "target": "Other"},
                        {"scope": "connector", "target": "stripe"}])  # fmt: skip
