@@ -142,7 +142,6 @@ class CompiledConfig:
     engine: Engine
     kill: KillSwitchIndex
     approval_timeout: float
-    by_port: dict[int, AgentEntry] = field(default_factory=dict)
     #: What the content guardrails scan (``agentfirewall.policy.guard``; empty: nothing).
     guard: GuardPlan = field(default_factory=GuardPlan)
     budgets: tuple[BudgetScope, ...] = ()
@@ -248,7 +247,6 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
     settings = data.get("settings") or {}
     default_level = normalize_level(str(settings.get("default_enforcement_level", "full_enforce")))
     agents: dict[str, AgentEntry] = {}
-    by_port: dict[int, AgentEntry] = {}
     for raw in data.get("agents", []):
         entry = AgentEntry(
             id=str(raw.get("id") or raw["name"]),
@@ -264,8 +262,6 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
             agents[str(key_hash).lower()] = (
                 replace(entry, level=normalize_level(str(run_level))) if run_level else entry
             )
-        if entry.proxy_port:
-            by_port[int(entry.proxy_port)] = entry
     connectors: dict[str, ConnectorEntry] = {}
     for raw in data.get("connectors", []):
         try:
@@ -313,7 +309,6 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
         engine=Engine(alias_rules(rules), policies, switches),
         kill=KillSwitchIndex(switches),
         approval_timeout=float(settings.get("approval_timeout_seconds", 300)),
-        by_port=by_port,
         guard=guard_plan(tuple(policies)),
         budgets=compile_budgets(list(data.get("budgets") or [])),
         budget_fields=budget_fields([p["document"] for p in data.get("policies", [])]),

@@ -262,11 +262,17 @@ def _matches(row: dict[str, Any], scope: str, target: str | None) -> bool:
 
 
 def deny_for_kill_switch(
-    conn: Connection, scope: str, target: str | None, *, by: str, now: float
+    conn: Connection,
+    scope: str,
+    target: str | None,
+    *,
+    by: str,
+    now: float,
+    note: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Deny every pending approval the kill switch covers."""
+    """Deny every pending approval the kill switch covers (or that `note` explains)."""
     rows = conn.execute(select(approvals).where(approvals.c.status == "pending")).all()
-    note = f"kill switch activated ({scope}{': ' + target if target else ''})"
+    note = note or f"kill switch activated ({scope}{': ' + target if target else ''})"
     return [
         _finish(
             conn, dict(r._mapping), "denied", by=by, note=note, now=now, event="approval.responded"

@@ -214,6 +214,17 @@ def _agents(conn: Connection) -> tuple[dict[str, AgentRecord], dict[str, str]]:
     return out, index
 
 
+def _by_name(by_id: dict[str, AgentRecord]) -> dict[str, AgentRecord]:
+    """Name -> the agent that answers to it: the live one, else the newest revoked one (a
+    removed agent's name may be registered again; its old rows keep their id)."""
+    named: dict[str, AgentRecord] = {}
+    for agent in by_id.values():  # oldest first
+        seen = named.get(agent.name)
+        if seen is None or agent.status != "revoked" or seen.status == "revoked":
+            named[agent.name] = agent
+    return named
+
+
 def _rows(conn: Connection, table: Any, order: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(select(table).order_by(order))]
 
@@ -267,7 +278,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
     return Snapshot(
         version=version,
         agents_by_id=by_id,
-        agents_by_name={a.name: a for a in by_id.values()},
+        agents_by_name=_by_name(by_id),
         key_index=key_index,
         token_index={t["token_hash"]: t for t in _rows(conn, tokens, tokens.c.created_at)},
         connectors=[

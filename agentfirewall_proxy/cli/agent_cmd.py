@@ -35,11 +35,15 @@ def agent_names(client: AdminClient) -> list[str]:
 
 
 def find_agent(client: AdminClient, name: str) -> dict[str, Any]:
-    """The agent named `name` (or with that id, or a unique id prefix); else did-you-mean."""
+    """The agent named `name` (or with that id, or a unique id prefix); else did-you-mean.
+
+    A name answers with the agent not revoked, else the newest revoked one (a removed
+    agent's name may belong to a new agent), as the server resolves it.
+    """
     agents = _agents(client)
-    for agent in agents:
-        if name in (agent["name"], agent["id"]):
-            return agent
+    named = [a for a in agents if name in (a["name"], a["id"])]
+    if named:
+        return max(reversed(named), key=lambda a: (a["id"] == name, a.get("status") != "revoked"))
     ids = [str(a["id"]) for a in agents]
     if name.startswith("agt_") and any(i.startswith(name) for i in ids):
         found = resolve_prefix("agent", name, ids)  # unique and long enough, or an error
@@ -217,7 +221,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     for name, text, handler in (
         ("show", "show one agent (by name or id)", agent_show),
         ("rotate-key", "revoke the agent's keys and print a new SDK key (once)", agent_rotate),
-        ("remove", "revoke the agent and all its keys (its records stay)", agent_remove),
+        (
+            "remove",
+            "revoke the agent for good, its keys, rules and grants (records stay)",
+            agent_remove,
+        ),
     ):
         one = verb(name, text, f'  tf agent {name} "Bot"', handler)
         one.add_argument("name", metavar="NAME")

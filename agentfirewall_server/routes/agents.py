@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.decisions import EnforcementLevel, normalize_level
+from agentfirewall_server.approvals import deny_for_kill_switch, publish_decided
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now
@@ -20,7 +21,14 @@ from agentfirewall_server.identity import hash_secret, new_agent_key, prefix_of
 from agentfirewall_server.routes.system import GATEWAY_ONLINE_SECONDS
 from agentfirewall_server.snapshot import RUN_KEY_KINDS, AgentRecord, Snapshot
 from agentfirewall_server.state import AppState
-from agentfirewall_server.store.schema import agents, api_keys
+from agentfirewall_server.store.schema import (
+    agents,
+    api_keys,
+    approvals,
+    grants,
+    permissions,
+    shadow_permissions,
+)
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
 __all__ = ["routes"]
@@ -50,6 +58,14 @@ class EnsureAgent(Strict):
     environment: Literal["live", "test"] = "live"
     #: `tf run --enforcement`: the level of this run's traffic only (the key it gets).
     run_enforcement_level: _Level | None = None
+
+
+def _removed(name: str) -> str:
+    return (
+        f"agent `{name}` was removed (revoked) for good; to use the name again, register a new"
+        f' agent under it (`tf agent add "{name}"` or POST /api/v1/agents): it starts with'
+        " no permissions and new keys"
+    )
 
 
 def _level(value: str | None, default: str) -> EnforcementLevel:
@@ -145,7 +161,8 @@ async def create_agent(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, NewAgent)
     state = state_of(request)
-    if body.name in state.snapshot.agents_by_name:
+    existing = state.snapshot.agents_by_name.get(body.name)
+    if existing is not None and existing.status != "revoked":
         raise ApiError(409, f"an agent named `{body.name}` already exists", field="name")
     level = _level(body.enforcement_level, state.snapshot.settings["default_enforcement_level"])
     try:
@@ -191,35 +208,80 @@ async def patch_agent(request: Request) -> JSONResponse:
 
 
 def _set_status(agent: AgentRecord, status: str, actor: str) -> Any:
-    def job(conn: Connection) -> None:
+    def job(conn: Connection) -> list[dict[str, Any]]:
         stamp = now()
         conn.execute(
             update(agents).where(agents.c.id == agent.id).values(status=status, updated_at=stamp)
         )
+        data: dict[str, Any] | None = None
+        denied: list[dict[str, Any]] = []
         if status == "revoked":
             conn.execute(
                 update(api_keys)
                 .where(api_keys.c.agent_id == agent.id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=stamp)
             )
+            data, denied = _let_go(conn, agent.name, actor, stamp)
         event = {
             "active": "agent.activated",
             "suspended": "agent.suspended",
             "revoked": "agent.revoked",
         }[status]
-        append_event(conn, event, actor=actor, now=stamp, agent=agent.name, subject=agent.id)
+        append_event(
+            conn, event, actor=actor, now=stamp, agent=agent.name, subject=agent.id, data=data
+        )
+        return denied
 
     return job
+
+
+def _let_go(
+    conn: Connection, name: str, actor: str, stamp: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What a removed agent's name held goes with it, so that a new agent registered under
+    the name starts with nothing: its access rules (live and shadow) are deleted, its grants
+    revoked, its pending approvals denied and its approved, unused ones closed (marked used:
+    nothing can claim them). Returns the ``agent.revoked`` event's data and the denied rows.
+    """
+    rules = conn.execute(select(permissions).where(permissions.c.agent == name)).all()
+    conn.execute(delete(permissions).where(permissions.c.agent == name))
+    shadow = conn.execute(delete(shadow_permissions).where(shadow_permissions.c.agent == name))
+    live = (grants.c.agent == name) & grants.c.revoked_at.is_(None)
+    held = conn.execute(select(grants.c.id, grants.c.uses).where(live)).all()
+    conn.execute(update(grants).where(live).values(revoked_at=stamp, revoked_by=actor))
+    for grant in held:
+        data = {"uses": grant.uses, "reason": "agent removed"}
+        append_event(conn, "grant.revoked", actor=actor, now=stamp, agent=name,
+                     subject=grant.id, data=data)  # fmt: skip
+    approved = (approvals.c.agent == name) & (approvals.c.status == "approved")
+    unused = approved & approvals.c.used.is_(False)
+    closed = [r.id for r in conn.execute(select(approvals.c.id).where(unused))]
+    conn.execute(update(approvals).where(unused).values(used=True))
+    note = f"agent `{name}` removed"
+    denied = deny_for_kill_switch(conn, "agent", name, by=actor, now=stamp, note=note)
+    gone = {
+        "permissions_deleted": [
+            {k: r._mapping[k] for k in ("connector", "action_pattern", "decision")} for r in rules
+        ],
+        "shadow_permissions_deleted": shadow.rowcount,
+        "grants_revoked": [g.id for g in held],
+        "approvals_denied": [r["id"] for r in denied],
+        "approvals_closed": closed,
+    }
+    return gone, denied
 
 
 async def _status_endpoint(request: Request, status: str) -> JSONResponse:
     who = await require_role(request, "admin")
     agent = _find(request)
-    if agent.status == "revoked" and status != "revoked":
-        raise ApiError(409, f"agent `{agent.name}` is revoked: register a new agent")
+    if agent.status == "revoked":  # for good; its name may belong to a new agent by now
+        if status == "revoked":
+            return json_ok(_agent_json(request, agent.id))
+        raise ApiError(409, _removed(agent.name))
     state = state_of(request)
-    await state.change_config(_set_status(agent, status, who.actor))
+    denied = await state.change_config(_set_status(agent, status, who.actor))
     await state.limiter.forget(agent.id)
+    await publish_decided(state, denied)
     return json_ok(_agent_json(request, agent.id))
 
 
@@ -239,7 +301,7 @@ async def rotate_agent(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     agent = _find(request)
     if agent.status == "revoked":
-        raise ApiError(409, f"agent `{agent.name}` is revoked: register a new agent")
+        raise ApiError(409, _removed(agent.name))
 
     def job(conn: Connection) -> str:
         stamp = now()
@@ -270,8 +332,8 @@ async def ensure_agent(request: Request) -> JSONResponse:
     body = await read_model(request, EnsureAgent)
     state = state_of(request)
     existing = state.snapshot.agents_by_name.get(body.name)
-    if existing is not None and existing.status == "revoked":  # for good: a new name
-        raise ApiError(409, f"agent `{body.name}` is revoked: register a new agent")
+    if existing is not None and existing.status == "revoked":  # for good: registered anew
+        raise ApiError(409, _removed(body.name))
     if existing is not None and existing.status != "active":
         raise ApiError(409, f"agent `{body.name}` is {existing.status}: activate it first")
     level = _level(body.enforcement_level, state.snapshot.settings["default_enforcement_level"])

@@ -182,8 +182,25 @@ class Database:
         from agentfirewall_server.store.migrate import upgrade
 
         with self.writer_engine.connect() as conn:
-            upgrade(conn)
-            conn.commit()
+            if not self.is_sqlite:
+                upgrade(conn)
+                conn.commit()
+                return
+            # A migration that rebuilds a table (SQLite's batch mode) drops the old one, which
+            # foreign keys refuse; the pragma is a no-op inside a transaction, so it is turned
+            # off before, the references checked before the commit, and turned on again.
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                upgrade(conn)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    conn.rollback()
+                    raise StoreError(f"a migration broke {len(broken)} foreign key references")
+                conn.commit()
+            finally:
+                raw.execute("PRAGMA foreign_keys=ON")
 
     def start(self) -> None:
         if self._thread is None:

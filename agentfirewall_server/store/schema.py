@@ -57,7 +57,7 @@ agents = Table(
     "agents",
     metadata,
     Column("id", String(40), primary_key=True),
-    Column("name", String(200), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
     Column("status", String(20), nullable=False),
     Column("environment", String(10), nullable=False),
     Column("description", Text, nullable=False, default=""),
@@ -67,6 +67,14 @@ agents = Table(
     Column("proxy_port", Integer, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+# one live agent per name: a revoked agent keeps its row, a new agent may take its name (0011)
+Index(
+    "uq_agents_live_name",
+    agents.c.name,
+    unique=True,
+    sqlite_where=agents.c.status != "revoked",
+    postgresql_where=agents.c.status != "revoked",
 )
 
 api_keys = Table(

@@ -56,6 +56,14 @@ def test_agent_keys_from_the_cli(project: Project) -> None:
     assert project.tf_json("agent", "show", "Mail Bot")["status"] == "revoked"
     assert _allowed(server, test_key) == "allowed"  # the other agent is untouched
 
+    # the name is free again: a new agent, with a new key; the name finds the new one
+    again = project.tf_json("agent", "add", "Mail Bot")
+    assert again["agent"]["id"] != mine["id"]
+    assert _allowed(server, again["api_key"]) == "allowed"
+    assert project.tf_json("agent", "show", "Mail Bot")["id"] == again["agent"]["id"]
+    assert project.tf_json("agent", "rotate-key", "Mail Bot")["agent"]["id"] == again["agent"]["id"]
+    assert project.tf_json("agent", "show", mine["id"])["status"] == "revoked"
+
 
 def test_agent_names_are_checked(bare_project: Project) -> None:
     bare_project.tf("init")
