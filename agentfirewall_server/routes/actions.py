@@ -45,6 +45,7 @@ from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.routes.execute import execute_action
 from agentfirewall_server.routes.sdkspend import Spend, spend_check
 from agentfirewall_server.routes.stuck import list_stuck, resolve_execution
+from agentfirewall_server.routes.trafficrows import sdk_json
 from agentfirewall_server.shadow import count as count_shadow
 from agentfirewall_server.shadow import judge_action, shadow_columns
 from agentfirewall_server.snapshot import AgentRecord
@@ -336,6 +337,19 @@ def _count(state: AppState, agent: AgentRecord, spec: ActionSpec, decision: Deci
         m.denied.labels(agent.name, m.connector_label(spec.provider), reason).inc()
 
 
+async def _publish_diverged(state: AppState, action_id: str) -> None:
+    """A ``traffic`` event for an SDK action the shadow configuration would decide otherwise,
+    in its traffic listing's shape (``source: "sdk"``), on this replica's event stream."""
+    row = await state.db.read(
+        lambda c: c.execute(
+            select(action_requests).where(action_requests.c.id == action_id)
+        ).first()
+    )
+    if row is not None:
+        data = {k: v for k, v in sdk_json(row).items() if k not in ("created_at", "input")}
+        state.hub.publish("traffic", data, relay=False)  # (the relay reads proxy rows only)
+
+
 async def request_action(request: Request) -> JSONResponse:
     started = time.perf_counter()
     agent = await require_agent(request)
@@ -411,6 +425,8 @@ async def request_action(request: Request) -> JSONResponse:
     _count(state, agent, spec, decision)
     if judged is not None:
         count_shadow(state.metrics, judged, "sdk")
+        if judged.diverged:  # listed with the diverged traffic: the live view hears of it
+            await _publish_diverged(state, action_id)
     state.metrics.duration.observe(time.perf_counter() - started)
     return json_fast(response)
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from agentfirewall import AgentFirewall
@@ -168,3 +170,43 @@ def test_sdk_divergences_are_listed_labelled_and_paged_with_the_gateways(
     report = tf("policy", "shadow", "list", text=True)
     assert "2 of the last traffic records diverged (proxy)" in report
     assert "1 of the last SDK action requests diverged (sdk)" in report
+
+
+def test_an_sdk_divergence_reaches_the_live_event_stream(server: LiveServer) -> None:
+    """The dashboard's traffic page reloads on `traffic` events: a diverged SDK action sends
+    one (in the listing's shape); an SDK action that does not diverge sends none."""
+    key = server.create_agent("Bot")
+    _allow(server, "Bot", "crm", "crm.*", "allow")
+    _allow(server, "Bot", "crm", "crm.contact.delete", "deny")
+    installed = server.admin("POST", "/v1/shadow/policies", json={"document": DENY_ALL})
+    assert installed.status_code == 201, installed.text
+    seen: list[tuple[str, Any]] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        headers = {"Authorization": f"Bearer {server.admin_token}"}
+        with httpx.stream("GET", server.api_url + "/v1/events", headers=headers,
+                          timeout=30) as stream:  # fmt: skip
+            kind = ""
+            for line in stream.iter_lines():
+                if line.startswith(": connected"):
+                    ready.set()
+                elif line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    seen.append((kind, json.loads(line.removeprefix("data: "))))
+                    if kind == "kill_switch":
+                        return
+
+    thread = threading.Thread(target=listen)
+    thread.start()
+    assert ready.wait(20)
+    assert _sdk(key, server, "crm.contact.delete") == "denied"  # shadow: deny too
+    assert _sdk(key, server, "crm.contact.update") == "allowed"  # shadow: deny, diverged
+    server.admin("POST", "/v1/kill-switch", json={"active": True})  # the end of the stream
+    thread.join(30)
+    traffic = [data for kind, data in seen if kind == "traffic"]
+    assert [(t["source"], t["action"]) for t in traffic] == [("sdk", "crm.contact.update")]
+    (event,) = traffic
+    listed = _diverged(server)["traffic"][0]
+    assert event == {k: v for k, v in listed.items() if k not in ("created_at", "input")}
