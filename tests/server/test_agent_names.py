@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from agentfirewall.actions import parse_action_spec
 from agentfirewall_server.store.db import Database
@@ -87,7 +88,8 @@ def test_a_removed_name_registers_anew_with_nothing_of_the_old(harness: Harness)
     made = h.admin("POST", "/v1/agents", json={"name": "Bot"})
     assert made.status_code == 201, made.text
     new_id, new_key = made.json()["agent"]["id"], made.json()["api_key"]
-    assert new_id != old_id and new_key != old_key
+    assert new_id != old_id
+    assert new_key != old_key
     assert h.admin("GET", "/v1/agents/Bot").json()["id"] == new_id  # the name: the live one
     assert h.admin("GET", f"/v1/agents/{old_id}").json()["status"] == "revoked"
     assert _rules(h) == []  # no permission inherited
@@ -112,7 +114,8 @@ def test_the_old_agent_stays_removed_and_cannot_touch_the_new_one(harness: Harne
         assert "register a new agent under it" in r.json()["message"]
     # revoking the old one again changes nothing: the new one keeps its rules and status
     again = h.admin("POST", f"/v1/agents/{old_id}/revoke")
-    assert again.status_code == 200 and again.json()["id"] == old_id
+    assert again.status_code == 200
+    assert again.json()["id"] == old_id
     assert len(_rules(h)) == 1
     assert h.admin("GET", "/v1/agents/Bot").json()["status"] == "active"
     taken = h.admin("POST", "/v1/agents", json={"name": "Bot"})
@@ -124,8 +127,9 @@ def test_two_registrations_of_a_freed_name_at_once_make_one_agent(harness: Harne
     h.create_agent("Bot")
     assert h.admin("POST", "/v1/agents/Bot/revoke").status_code == 200
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        codes = list(pool.map(lambda _: h.admin("POST", "/v1/agents", json={"name": "Bot"}).status_code,
-                              range(6)))  # fmt: skip
+        answers = list(pool.map(lambda _: h.admin("POST", "/v1/agents", json={"name": "Bot"}),
+                                range(6)))  # fmt: skip
+    codes = [a.status_code for a in answers]
     assert sorted(codes) == [201] + [409] * 5
     live = h.state.db.read_sync(
         lambda c: c.execute(select(agents.c.id).where(agents.c.status == "active")).all()
@@ -178,13 +182,13 @@ def test_the_migration_keeps_agents_and_their_keys(database_url: str, tmp_path: 
                     sdk_default="allow",
                     created_at=2,
                     updated_at=2,
-                )  # fmt: skip
+                )
             )
-            with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            with pytest.raises(IntegrityError, match=r"(?i)unique|duplicate"):
                 conn.execute(text("UPDATE agents SET status = 'active' WHERE id = 'agt_old'"))
             conn.rollback()
         with db.writer_engine.connect() as conn:  # foreign keys are enforced again
-            with pytest.raises(Exception, match="(?i)foreign key"):
+            with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
                 conn.execute(
                     api_keys.insert().values(
                         agent_id="agt_none", key_hash="x", prefix="p", kind="sdk", created_at=1
