@@ -19,6 +19,13 @@ Release assets are uploaded on ``uploads.github.com`` (GHE: under ``/api/uploads
 file and is not read.
 Every repository route is also matched under ``/repositories/{repository_id}`` (GitHub's
 by-id spelling) with the same action; the resource target is then the numeric id.
+Branch and tag names may hold slashes, which GitHub takes unencoded:
+``PUT /repos/o/r/branches/release/1.x/protection`` is ``github.branch_protection.update``
+with branch ``release/1.x`` (``{branch+}`` takes every segment before the route's last
+literals), and ``/branches/a/protection`` is the protection of branch ``a``, as GitHub
+reads it. An encoded slash (``release%2F1.x``, as Octokit sends a branch name) is refused
+like every ``%2F``. ``GET /repos/{owner}/{repo}/commits/{ref}`` takes a one-segment ref:
+with a slashed branch name it is ``github.unknown.get``.
 """
 
 from __future__ import annotations
@@ -103,14 +110,14 @@ _ISSUES = (
 _BRANCHES = (
     R("GET", P + "/branches", "github.branch.list", "low", "List branches"),
     R("GET", P + "/branches/{branch+}", "github.branch.get", "low", "Get a branch"),
-    R("GET", P + "/branches/{branch}/protection", "github.branch_protection.get", "low",
+    R("GET", P + "/branches/{branch+}/protection", "github.branch_protection.get", "low",
       "Get branch protection"),
-    R("PUT", P + "/branches/{branch}/protection", "github.branch_protection.update", "high",
+    R("PUT", P + "/branches/{branch+}/protection", "github.branch_protection.update", "high",
       "Change branch protection"),
-    R("DELETE", P + "/branches/{branch}/protection", "github.branch_protection.delete", "high",
+    R("DELETE", P + "/branches/{branch+}/protection", "github.branch_protection.delete", "high",
       "Remove branch protection"),
-    R("POST", P + "/branches/{branch}/rename", "github.branch.rename", "medium", "Rename a branch",
-      ("new_name",)),
+    R("POST", P + "/branches/{branch+}/rename", "github.branch.rename", "medium",
+      "Rename a branch", ("new_name",)),
     R("POST", P + "/merges", "github.branch.merge", "medium", "Merge a branch into another",
       ("base", "head")),
     R("POST", P + "/git/refs", "github.branch.create", "low", "Create a branch (a git ref)",
@@ -151,7 +158,7 @@ _RELEASES = (
     R("POST", P + "/releases", "github.release.create", "medium", "Publish a release",
       ("tag_name", "name", "draft", "prerelease", "target_commitish")),
     R("GET", P + "/releases/latest", "github.release.get", "low", "Get the latest release"),
-    R("GET", P + "/releases/tags/{tag}", "github.release.get", "low", "Get a release by tag"),
+    R("GET", P + "/releases/tags/{tag+}", "github.release.get", "low", "Get a release by tag"),
     R("GET", P + "/releases/{release_id:int}", "github.release.get", "low", "Get a release"),
     R("PATCH", P + "/releases/{release_id:int}", "github.release.update", "medium",
       "Edit a release", ("tag_name", "draft", "prerelease")),

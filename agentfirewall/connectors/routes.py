@@ -6,10 +6,15 @@ fields become parameters. Templates are ``/``-separated segments, each one of
 - ``literal`` — matched case-insensitively;
 - ``{name}`` — any one segment; ``{name:int}`` — ASCII digits only (becomes an int);
 - ``{name}.suffix`` — one segment ending in a literal suffix (``{repo}.git``);
-- ``{name+}`` — the rest of the path, one or more segments (last in a template).
+- ``{name+}`` — one or more segments, slashes kept (``release/1.x``): the rest of the path,
+  or, when literals follow it (``/branches/{branch+}/protection``), every segment between
+  what comes before and those literals, which must be the path's last segments. Only
+  literals may follow it.
 
 :class:`RouteTable` compiles the rows once into a trie per method (literals before
-suffixed variables before variables before greedy ones) and matches in one walk with
+suffixed variables before variables before greedy ones; among greedy ones, the longest
+literal tail first and the bare ``{name+}`` last, so ``/branches/a/protection`` is the
+protection of branch ``a``, as GitHub reads it) and matches in one walk with
 backtracking. When nothing matches strictly, a *relaxed* walk follows: ``int``
 variables take any segment and the last segment may lose a format suffix
 (``merge.json``), because some upstreams route those to the same action. A relaxed match
@@ -104,12 +109,49 @@ class _Token:
     name: str = ""
 
 
+_Entry = tuple[Route, tuple[tuple[str, bool], ...]]  # a route and its (name, is_int)s
+_Found = tuple[_Entry, list[str]]
+
+
+@dataclass(slots=True)
+class _Greedy:
+    """The routes whose ``{name+}`` starts here: with literal tails (longest first), and
+    the bare one (the rest of the path)."""
+
+    tails: list[tuple[tuple[str, ...], _Entry]] = field(default_factory=list)
+    route: _Entry | None = None
+
+    def add(self, tail: tuple[str, ...], entry: _Entry) -> None:
+        if (self.route if not tail else dict(self.tails).get(tail)) is not None:
+            raise ValueError(f"duplicate route {entry[0].method} {entry[0].path}")
+        if tail:
+            self.tails.append((tail, entry))
+        else:
+            self.route = entry
+
+    def match(self, segments: tuple[str, ...], index: int, values: list[str]) -> _Found | None:
+        """The route for ``segments[index:]``, whose variable takes at least one segment."""
+        if self.tails:
+            rest, last = len(segments) - index, segments[-1].lower()
+            for tail, entry in self.tails:
+                size = len(tail)
+                if (
+                    rest > size
+                    and tail[-1] == last
+                    and (size == 1 or _ends_with(segments[:-1], tail[:-1]))
+                ):
+                    return entry, [*values, "/".join(segments[index:-size])]
+        if self.route is not None:
+            return self.route, [*values, "/".join(segments[index:])]
+        return None
+
+
 @dataclass(slots=True)
 class _Node:
     literals: dict[str, _Node] = field(default_factory=dict)
     variables: dict[tuple[int, str], _Node] = field(default_factory=dict)
-    greedy: _Node | None = None
-    route: tuple[Route, tuple[tuple[str, bool], ...]] | None = None  # route, (name, is_int)s
+    greedy: _Greedy | None = None
+    route: _Entry | None = None
 
 
 @dataclass(slots=True)
@@ -124,21 +166,22 @@ class Match:
 def _parse_template(template: str) -> tuple[_Token, ...]:
     if not template.startswith("/"):
         raise ValueError(f"route template `{template}` must start with /")
-    tokens = []
     parts = template[1:].split("/") if template != "/" else []
-    for index, part in enumerate(parts):
-        tokens.append(_parse_token(part, last=index == len(parts) - 1, template=template))
-    return tuple(tokens)
+    tokens = tuple(_parse_token(part, template) for part in parts)
+    kinds = [token.kind for token in tokens]
+    if _GREEDY in kinds and any(k != _LIT for k in kinds[kinds.index(_GREEDY) + 1 :]):
+        raise ValueError(f"only literals may follow a greedy variable in template `{template}`")
+    return tokens
 
 
-def _parse_token(part: str, *, last: bool, template: str) -> _Token:
+def _parse_token(part: str, template: str) -> _Token:
     if not part.startswith("{"):
         return _Token(_LIT, part.lower())
     close = part.index("}")
     inner, suffix = part[1:close], part[close + 1 :]
     if inner.endswith("+"):
-        if not last or suffix:
-            raise ValueError(f"greedy variable must end template `{template}`")
+        if suffix:
+            raise ValueError(f"a greedy variable cannot have a suffix in template `{template}`")
         return _Token(_GREEDY, "", inner[:-1])
     if suffix:
         return _Token(_SUFFIX, suffix.lower(), inner)
@@ -170,18 +213,19 @@ class RouteTable:
     def _insert(self, route: Route) -> None:
         node = self._tries.setdefault(route.method.upper(), _Node())
         tokens = _parse_template(route.path)
-        for token in tokens:
+        entry = (route, tuple((t.name, t.kind == _INT) for t in tokens if t.kind != _LIT))
+        for index, token in enumerate(tokens):
             if token.kind == _LIT:
                 node = node.literals.setdefault(token.text, _Node())
             elif token.kind == _GREEDY:
-                node.greedy = node.greedy or _Node()
-                node = node.greedy
+                node.greedy = node.greedy or _Greedy()
+                node.greedy.add(tuple(t.text for t in tokens[index + 1 :]), entry)
+                return
             else:
                 node = node.variables.setdefault((token.kind, token.text), _Node())
         if node.route is not None:
             raise ValueError(f"duplicate route {route.method} {route.path}")
-        names = tuple((t.name, t.kind == _INT) for t in tokens if t.kind != _LIT)
-        node.route = (route, names)
+        node.route = entry
 
     def match(self, method: str, segments: tuple[str, ...]) -> Match | None:
         """The route for `method` and `segments`, strict first, then relaxed."""
@@ -215,15 +259,13 @@ class RouteTable:
 
 
 def _order(node: _Node) -> None:
-    """Suffixed variables before int ones before plain ones, recursively."""
+    """Suffixed variables before int ones before plain ones, and greedy variables' longest
+    literal tails first, recursively."""
     node.variables = dict(sorted(node.variables.items(), key=lambda item: item[0][0]))
     for child in (*node.literals.values(), *node.variables.values()):
         _order(child)
     if node.greedy is not None:
-        _order(node.greedy)
-
-
-_Found = tuple[tuple[Route, tuple[tuple[str, bool], ...]], list[str]]
+        node.greedy.tails.sort(key=lambda item: -len(item[0]))
 
 
 def _first_path(node: _Node, segments: tuple[str, ...]) -> _Found | None:
@@ -246,8 +288,8 @@ def _first_path(node: _Node, segments: tuple[str, ...]) -> _Found | None:
                     child = candidate
                     break
             else:
-                if node.greedy is not None and node.greedy.route is not None:
-                    return node.greedy.route, [*values, "/".join(segments[index:])]
+                if node.greedy is not None:
+                    return node.greedy.match(segments, index, values)
                 return None
         node = child
     return (node.route, values) if node.route is not None else None
@@ -280,8 +322,8 @@ def _walk(
         values.pop()
         if found is not None:
             return found
-    if node.greedy is not None and node.greedy.route is not None:
-        return node.greedy.route, [*values, "/".join(segments[index:])]
+    if node.greedy is not None:
+        return node.greedy.match(segments, index, values)
     return None
 
 
@@ -293,6 +335,14 @@ def _variable_value(kind: int, suffix: str, segment: str, *, relaxed: bool) -> s
     if kind == _INT and not relaxed and not _is_digits(segment):
         return None
     return segment
+
+
+def _ends_with(segments: tuple[str, ...], literals: tuple[str, ...]) -> bool:
+    """Whether `segments` end with `literals` (lower-case), compared case-insensitively."""
+    return all(
+        segment.lower() == literal
+        for segment, literal in zip(segments[-len(literals) :], literals, strict=True)
+    )
 
 
 def _is_digits(segment: str) -> bool:

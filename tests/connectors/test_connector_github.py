@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.connectors import ConnectorError, HttpRequest, get_connector
 from agentfirewall.connectors.github_mutations import MUTATIONS
+from agentfirewall.policy import AccessRule, Engine, load_policy
 
 GH = get_connector("github")
 API = "https://api.github.com"
@@ -204,6 +206,64 @@ ROWS: list[tuple[str, str, object, str, str, dict[str, object]]] = [
         "medium",
         {"branch": "old", "new_name": "new"},
     ),
+    # branch names with slashes, sent unencoded as GitHub takes them
+    (
+        "GET",
+        R + "/branches/release/1.x/protection",
+        None,
+        "github.branch_protection.get",
+        "low",
+        {"branch": "release/1.x"},
+    ),
+    (
+        "PUT",
+        R + "/branches/release/1.x/protection",
+        {},
+        "github.branch_protection.update",
+        "high",
+        {"branch": "release/1.x"},
+    ),
+    (
+        "DELETE",
+        R + "/branches/release/1.x/protection",
+        None,
+        "github.branch_protection.delete",
+        "high",
+        {"branch": "release/1.x"},
+    ),
+    (
+        "POST",
+        R + "/branches/feat/old/rename",
+        {"new_name": "feat/new"},
+        "github.branch.rename",
+        "medium",
+        {"branch": "feat/old", "new_name": "feat/new"},
+    ),
+    # a branch whose name holds the literal that follows it
+    (
+        "GET",
+        R + "/branches/a/protection/b",
+        None,
+        "github.branch.get",
+        "low",
+        {"branch": "a/protection/b"},
+    ),
+    (
+        "PUT",
+        R + "/branches/a/protection/b/protection",
+        {},
+        "github.branch_protection.update",
+        "high",
+        {"branch": "a/protection/b"},
+    ),
+    (
+        "POST",
+        R + "/branches/rename/rename",
+        {"new_name": "x"},
+        "github.branch.rename",
+        "medium",
+        {"branch": "rename", "new_name": "x"},
+    ),
     (
         "POST",
         R + "/merges",
@@ -296,6 +356,7 @@ ROWS: list[tuple[str, str, object, str, str, dict[str, object]]] = [
     ),
     ("GET", R + "/releases/latest", None, "github.release.get", "low", {}),
     ("GET", R + "/releases/tags/v1", None, "github.release.get", "low", {"tag": "v1"}),
+    ("GET", R + "/releases/tags/v1/beta", None, "github.release.get", "low", {"tag": "v1/beta"}),
     ("GET", R + "/releases/3", None, "github.release.get", "low", {"release_id": 3}),
     (
         "PATCH",
@@ -620,6 +681,72 @@ def test_fallback(method: str, path: str, action: str, risk: str) -> None:
     assert (parsed.action_type, parsed.risk, parsed.route) == (action, risk, "fallback")
 
 
+SLASHED = "/repos/acme/api/branches/release/1.x"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "action"),
+    [
+        ("PUT", SLASHED + "/protection", "github.branch_protection.update"),
+        ("DELETE", SLASHED + "/protection", "github.branch_protection.delete"),
+        ("GET", SLASHED + "/protection", "github.branch_protection.get"),
+        ("POST", SLASHED + "/rename", "github.branch.rename"),
+        ("GET", SLASHED, "github.branch.get"),
+    ],
+)
+def test_slashed_branch_is_named_with_its_whole_name(method: str, path: str, action: str) -> None:
+    # GitHub takes a branch name's slashes unencoded; the whole name is the parameter, so
+    # a policy on `github.branch_protection.update` for `release/*` sees this request
+    parsed = GH.parse(req(method, path, {} if method in ("PUT", "POST") else None))
+    assert parsed.action_type == action
+    assert parsed.spec.parameters["branch"] == "release/1.x"
+    assert parsed.spec.resource.target == "acme/api"
+
+
+def test_policy_on_slashed_branches_sees_branch_protection_update() -> None:
+    policy = load_policy(
+        """
+name: protect-release
+scope: {action_types: ["github.branch_protection.*"]}
+rules:
+  - name: release-protection
+    conditions:
+      all:
+        - {field: action_spec.type, operator: equals, value: github.branch_protection.update}
+        - {field: action_spec.parameters.branch, operator: glob, value: "release/*"}
+    decision: require_approval
+    reason: release branches keep their protection
+"""
+    )
+    engine = Engine(access_rules=[AccessRule("Bot", "github", "github.*", "allow")],
+                    policies=[policy])  # fmt: skip
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def outcome(path: str) -> str:
+        spec = GH.parse(req("PUT", path, {})).spec
+        decision = engine.decide(spec, agent="Bot", mode="proxy", now=now, connector="github")
+        return decision.outcome
+
+    # named `github.unknown.put`, the request would be denied (no allow wildcard grants it)
+    # and the rule would never be asked
+    assert outcome(SLASHED + "/protection") == "require_approval"
+    assert outcome(R + "/branches/main/protection") == "allow"
+
+
+@pytest.mark.parametrize("encoded", ["%2F", "%2f", "%252F"])
+def test_branch_with_an_encoded_slash_is_refused_or_one_segment(encoded: str) -> None:
+    # Octokit sends `release%2F1.x`: upstreams disagree on what an encoded slash means, so
+    # it is refused; a double-encoded one is one segment, never two
+    path = f"/repos/acme/api/branches/release{encoded}1.x/protection"
+    if encoded == "%252F":
+        parsed = GH.parse(req("PUT", path, {}))
+        assert parsed.action_type == "github.branch_protection.update"
+        assert parsed.spec.parameters == {"branch": "release%2F1.x"}
+        return
+    with pytest.raises(ConnectorError, match=r"refused path.*encoded `/`"):
+        GH.parse(req("PUT", path, {}))
+
+
 def test_head_reads_like_get() -> None:
     assert GH.parse(req("HEAD", R + "/pulls/1")).action_type == "github.pr.get"
 
@@ -746,6 +873,16 @@ def test_build_seed_merge_example() -> None:
             },
             "DELETE",
             "/repos/a/b/git/refs/heads/feat/x",
+            None,
+        ),
+        (
+            {
+                "type": "github.branch_protection.update",
+                "resource": {"target": "a/b"},
+                "parameters": {"branch": "release/1.x"},
+            },
+            "PUT",
+            "/repos/a/b/branches/release/1.x/protection",
             None,
         ),
         (

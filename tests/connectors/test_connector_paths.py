@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+from urllib.parse import unquote
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.connectors import ConnectorError, HttpRequest, get_connector
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Route, RouteTable
+from tests.fuzzscale import examples
 
 GH = get_connector("github")
 MERGE = "/repos/a/b/pulls/1/merge"
@@ -182,13 +186,121 @@ def test_precedence_literal_suffix_int_plain_greedy() -> None:
     assert found.values == {"x": "x", "rest": "c/d"}
 
 
-def test_route_table_rejects_bad_rows() -> None:
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ("/a", "/a"),
+        ("/a/{r+}", "/a/{s+}"),
+        ("/a/{r+}/b", "/a/{s+}/B"),
+    ],
+)
+def test_route_table_rejects_duplicate_rows(paths: tuple[str, str]) -> None:
+    first, second = paths
     with pytest.raises(ValueError, match="duplicate"):
-        RouteTable((Route("GET", "/a", "t.a.get", "low"), Route("GET", "/a", "t.b.get", "low")))
-    with pytest.raises(ValueError, match="greedy"):
-        RouteTable((Route("GET", "/a/{r+}/b", "t.a.get", "low"),))
+        RouteTable((Route("GET", first, "t.a.get", "low"), Route("GET", second, "t.b.get", "low")))
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/a/{r+}/{b}", "only literals may follow a greedy variable"),
+        ("/a/{r+}/b/{c:int}", "only literals may follow a greedy variable"),
+        ("/a/{r+}/{s+}", "only literals may follow a greedy variable"),
+        ("/a/{r+}/{b}.git", "only literals may follow a greedy variable"),
+        ("/a/{r+}.git", "greedy variable cannot have a suffix"),
+        ("a/{r}", "must start with /"),
+    ],
+)
+def test_route_table_rejects_bad_templates(path: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RouteTable((Route("GET", path, "t.a.get", "low"),))
+
+
+def test_route_table_rejects_bad_action_types() -> None:
     with pytest.raises(ValueError, match="action type"):
         RouteTable((Route("GET", "/a", "Not A Type", "low"),))
+
+
+# A greedy variable followed by literals: the literals are the path's last segments, the
+# variable takes the one or more segments between (GitHub's slashed branch names).
+@functools.cache
+def tails() -> RouteTable:
+    return RouteTable(
+        (
+            Route("GET", "/b/{x+}", "t.branch.get", "low"),
+            Route("GET", "/b/{x+}/protection", "t.protection.get", "low"),
+            Route("GET", "/b/{x+}/protection/checks", "t.checks.get", "low"),
+            Route("PUT", "/b/{x+}/protection", "t.protection.update", "high"),
+            Route("PUT", "/b/{x+}/admins/protection", "t.admins.update", "high"),
+            Route("PUT", "/b/lit/protection", "t.lit.update", "low"),
+            Route("POST", "/b/{x+}/rename", "t.branch.rename", "medium"),
+            Route("DELETE", "/b/{x}/{y+}/protection", "t.two.delete", "high"),
+        )
+    )
+
+
+def tail_match(method: str, path: str) -> tuple[str, dict[str, str | int]] | None:
+    found = tails().match(method, split_path(path))
+    if found is None:
+        return None
+    assert not found.relaxed
+    return found.route.action, found.values
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        # the tail after a multi-segment variable
+        ("PUT", "/b/release/1.x/protection", ("t.protection.update", {"x": "release/1.x"})),
+        ("PUT", "/b/main/protection", ("t.protection.update", {"x": "main"})),
+        ("PUT", "/b/a/b/c/d/protection", ("t.protection.update", {"x": "a/b/c/d"})),
+        ("POST", "/b/feat/old/rename", ("t.branch.rename", {"x": "feat/old"})),
+        ("PUT", "/b/Release/1.x/PROTECTION", ("t.protection.update", {"x": "Release/1.x"})),
+        ("PUT", "/b/a%20b/c/protection", ("t.protection.update", {"x": "a b/c"})),
+        # a tail beats the bare greedy variable; the longest tail first
+        ("GET", "/b/a/protection", ("t.protection.get", {"x": "a"})),
+        ("GET", "/b/a/protection/checks", ("t.checks.get", {"x": "a"})),
+        ("PUT", "/b/a/admins/protection", ("t.admins.update", {"x": "a"})),
+        ("PUT", "/b/admins/protection", ("t.protection.update", {"x": "admins"})),
+        ("GET", "/b/release/1.x", ("t.branch.get", {"x": "release/1.x"})),
+        ("GET", "/b/a/checks", ("t.branch.get", {"x": "a/checks"})),
+        # the tail's literal inside the variable's value
+        ("GET", "/b/a/protection/b", ("t.branch.get", {"x": "a/protection/b"})),
+        ("GET", "/b/a/protection/b/protection", ("t.protection.get", {"x": "a/protection/b"})),
+        ("PUT", "/b/a/protection/b/protection", ("t.protection.update", {"x": "a/protection/b"})),
+        ("PUT", "/b/protection/protection", ("t.protection.update", {"x": "protection"})),
+        ("POST", "/b/rename/rename", ("t.branch.rename", {"x": "rename"})),
+        # the variable takes at least one segment: a lone tail is the bare variable's value
+        ("GET", "/b/protection", ("t.branch.get", {"x": "protection"})),
+        ("GET", "/b/protection/checks", ("t.branch.get", {"x": "protection/checks"})),
+        # a literal route first, then back to the tail when the literal path fails
+        ("PUT", "/b/lit/protection", ("t.lit.update", {})),
+        ("PUT", "/b/lit/x/protection", ("t.protection.update", {"x": "lit/x"})),
+        # variables before the greedy one
+        ("DELETE", "/b/o/a/b/protection", ("t.two.delete", {"x": "o", "y": "a/b"})),
+    ],
+)
+def test_greedy_variable_with_a_literal_tail(
+    method: str, path: str, expected: tuple[str, dict[str, str]]
+) -> None:
+    assert tail_match(method, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/b/a/b"),  # no tail
+        ("PUT", "/b/protection"),  # the tail alone: no segment for the variable
+        ("PUT", "/b"),
+        ("PUT", "/b/a/protection/x"),  # the tail not last
+        ("PUT", "/b/a/protectionx"),
+        ("POST", "/b/a/rename/x"),
+        ("POST", "/b/a/protection"),  # another method's tail
+        ("DELETE", "/b/o/protection"),  # {x} then no segment for {y+}
+    ],
+)
+def test_greedy_variable_with_a_literal_tail_needs_the_tail(method: str, path: str) -> None:
+    assert tail_match(method, path) is None
 
 
 SEGMENT = st.text(alphabet="abcxyz019.-_~%2FfeE", min_size=0, max_size=8)
@@ -260,7 +372,11 @@ WORDS = st.sampled_from(
         "comments",
         "branches",
         "protection",
+        "rename",
+        "release",
+        "1.x",
         "latest",
+        "tags",
     ]
 )
 
@@ -277,3 +393,126 @@ def test_first_choice_path_agrees_with_the_full_walk(method: str, segments: list
     fast = _first_path(root, parts)
     if fast is not None:
         assert fast == _walk(root, parts, lowered, 0, [], relaxed=False)
+
+
+# -- the matcher against an obviously correct one ----------------------------------------
+
+#: Templates a generated table is drawn from: every kind of token, greedy variables with
+#: and without literal tails, at several depths, with overlapping literals.
+GRAMMAR = [
+    "/b",
+    "/b/lit",
+    "/b/{x}",
+    "/b/{x:int}",
+    "/b/{x}.git",
+    "/b/{x+}",
+    "/b/{x+}/p",
+    "/b/{x+}/p/q",
+    "/b/{x+}/q",
+    "/b/{x+}/lit/p",
+    "/b/lit/p",
+    "/b/lit/{x+}",
+    "/b/lit/{x+}/p",
+    "/b/{x}/p",
+    "/b/{x}/{y+}",
+    "/b/{x}/{y+}/p",
+    "/b/{x:int}/{y+}/q",
+    "/{x}/{y+}/p",
+    "/{x+}",
+]
+TEXT_WORDS = ["b", "B", "lit", "p", "P", "q", "a", "7", "r.git", "a%20b"]
+
+
+def reference_match(
+    templates: list[str], segments: tuple[str, ...]
+) -> tuple[str, dict[str, str | int]] | None:
+    """The strict match by definition: of the templates that fit, the one whose token
+    kinds, read left to right, come first (literal, suffixed, int, plain variable, then a
+    greedy one: longest literal tail first, the bare one last)."""
+    best: tuple[tuple[tuple[int, int], ...], str, dict[str, str | int]] | None = None
+    for template in templates:
+        fit = _fit(template.strip("/").split("/"), segments)
+        if fit is not None and (best is None or fit[0] < best[0]):
+            best = (fit[0], template, fit[1])
+    return None if best is None else (best[1], best[2])
+
+
+def _fit(
+    tokens: list[str], segments: tuple[str, ...]
+) -> tuple[tuple[tuple[int, int], ...], dict[str, str | int]] | None:
+    key: list[tuple[int, int]] = []
+    values: dict[str, str | int] = {}
+    for index, token in enumerate(tokens):
+        if token.endswith("+}"):
+            tail = tokens[index + 1 :]
+            taken = len(segments) - index - len(tail)
+            ends = [s.lower() for s in segments[len(segments) - len(tail) :]]
+            if taken < 1 or ends != tail:
+                return None
+            values[token[1:-2]] = unquote("/".join(segments[index : index + taken]))
+            return (*key, (4, -len(tail))), values
+        if index >= len(segments):
+            return None
+        segment = segments[index]
+        if not token.startswith("{"):
+            if segment.lower() != token:
+                return None
+            key.append((0, 0))
+        elif token.endswith(".git"):
+            if not (segment.lower().endswith(".git") and len(segment) > 4):
+                return None
+            key.append((1, 0))
+            values[token[1:-5]] = unquote(segment[:-4])
+        elif token.endswith(":int}"):
+            if not (segment.isascii() and segment.isdigit()):
+                return None
+            key.append((2, 0))
+            values[token[1:-5]] = int(segment)
+        else:
+            key.append((3, 0))
+            values[token[1:-1]] = unquote(segment)
+    return (tuple(key), values) if len(tokens) == len(segments) else None
+
+
+@st.composite
+def grammar_paths(draw: st.DrawFn, templates: list[str]) -> tuple[str, ...]:
+    """A path spelled from one of `templates` (sometimes with a word dropped or added),
+    else any words."""
+    word = st.sampled_from(TEXT_WORDS)
+    if draw(st.booleans()):
+        return tuple(draw(st.lists(word, max_size=6)))
+    parts: list[str] = []
+    for token in draw(st.sampled_from(templates)).strip("/").split("/"):
+        if token.endswith("+}"):
+            parts.extend(draw(st.lists(word, min_size=1, max_size=3)))
+        elif token.endswith(":int}"):
+            parts.append(draw(st.sampled_from(["7", "12", "a"])))
+        elif token.endswith(".git"):
+            parts.append(draw(word) + ".git")
+        elif token.startswith("{"):
+            parts.append(draw(word))
+        else:
+            parts.append(draw(st.sampled_from([token, token.upper()])))
+    edit = draw(st.sampled_from(["none", "none", "drop", "add"]))
+    if edit == "drop" and parts:
+        del parts[draw(st.integers(0, len(parts) - 1))]
+    elif edit == "add":
+        parts.insert(draw(st.integers(0, len(parts))), draw(word))
+    return tuple(parts)
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(st.data(), st.lists(st.sampled_from(GRAMMAR), min_size=1, max_size=8, unique=True))
+def test_the_matcher_agrees_with_the_reference(data: st.DataObject, templates: list[str]) -> None:
+    table = RouteTable(
+        tuple(Route("GET", t, f"t.route_{i}.get", "low") for i, t in enumerate(templates))
+    )
+    segments = data.draw(grammar_paths(templates))
+    expected = reference_match(templates, segments)
+    found = table.match("GET", segments)
+    if expected is None:  # only a relaxed match (an int variable given text) may remain
+        assert found is None or found.relaxed, (templates, segments, found)
+        return
+    assert found is not None, (templates, segments, expected)
+    assert not found.relaxed, (templates, segments, expected)
+    assert (found.route.path, found.values) == expected, (templates, segments)

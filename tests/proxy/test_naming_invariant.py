@@ -5,11 +5,15 @@ a route of the connector's table with its segments mangled (percent-encodings of
 unreserved and reserved characters, double encoding, case, trailing dots, slashes and
 format suffixes, encoded slashes), any method, queries (decisive fields, ``_method``)
 and bodies whose decisive field sits anywhere (first, last, duplicated). Each request
-goes through the real gateway in a TLS tunnel to the fake upstream. The reference is
+goes through the real gateway in a TLS tunnel to the fake upstream. A multi-segment
+variable (a slashed branch name, ``{branch+}/protection``) takes one to three segments,
+sometimes the route's own literals (branch ``a/protection/b``). The reference is
 independent of the gateway's parser: the request *as the upstream received it* is
 decoded the way the API does (percent-escapes decoded once, one trailing slash dropped,
 literals compared exactly, the last duplicate of a JSON or form field wins, body over
-query) and matched against the route table's rows.
+query) and matched against the route table's rows; where an exact reading of literals
+names an action, the gateway (which reads them case-insensitively) may name the one a
+case-insensitive reading names instead (``/branches/a/PROTECTION``).
 
 The invariant: the request was refused; or it was named in the ``<connector>.unknown.*``
 family (which no allow wildcard grants); or the upstream performs no action (the
@@ -100,12 +104,17 @@ def _encoded(draw: st.DrawFn, segment: str) -> str:
 def _path(draw: st.DrawFn, route: Route) -> str:
     mangle = draw(st.booleans())  # half the paths are spelled plainly
     parts = []
-    for token in route.path.strip("/").split("/"):
+    tokens = route.path.strip("/").split("/")
+    literals = [t for t in tokens if not t.startswith("{")]
+    for token in tokens:
         if token.startswith("{"):
             name, _, suffix = token[1:].partition("}")
-            if name.endswith("+"):
+            if name.endswith("+"):  # a slashed name, sometimes holding the route's literals
+                word = _segment_value("str")
+                if literals:
+                    word = st.one_of(word, st.sampled_from(literals))
                 count = draw(st.integers(1, 3))
-                parts.extend(draw(_segment_value("str")) for _ in range(count))
+                parts.extend(draw(word) for _ in range(count))
                 continue
             value = draw(_segment_value("int" if name.endswith(":int") else "str")) + suffix
             parts.append(quote(value, safe="-_.~"))
@@ -163,9 +172,15 @@ def requests_for(
 # -- the independent reference ----------------------------------------------------------
 
 
-def _match(template: str, segments: list[str]) -> tuple[int, ...] | None:
-    """Segment kinds (0 literal ... 3 greedy) when `segments` fit `template`, else None."""
+def _match(template: str, segments: list[str], fold: bool) -> tuple[int, ...] | None:
+    """Segment kinds (0 literal ... 3 greedy, then minus the number of literals after it)
+    when `segments` fit `template`, else None. A greedy variable takes one segment or more
+    and the literals after it are the last segments; the longest such tail is preferred.
+    `fold`: literals compared case-insensitively."""
     tokens = template.strip("/").split("/")
+    if fold:
+        tokens = [t if t.startswith("{") else t.lower() for t in tokens]
+        segments = [s.lower() for s in segments]
     kinds: list[int] = []
     for index, token in enumerate(tokens):
         if index >= len(segments):
@@ -178,7 +193,10 @@ def _match(template: str, segments: list[str]) -> tuple[int, ...] | None:
             continue
         name, _, suffix = token[1:].partition("}")
         if name.endswith("+"):
-            return (*kinds, 3) if index < len(segments) else None
+            tail = tokens[index + 1 :]
+            if len(segments) - index <= len(tail) or segments[len(segments) - len(tail) :] != tail:
+                return None
+            return (*kinds, 3, -len(tail))
         if suffix and not (segment.endswith(suffix) and len(segment) > len(suffix)):
             return None
         if name.endswith(":int") and not segment.isdigit():
@@ -208,9 +226,10 @@ def _variant_holds(variant: Any, value: Any) -> bool:
 
 
 def reference(
-    name: str, method: str, raw_path: str, query: str, body: bytes, ctype: str
+    name: str, method: str, raw_path: str, query: str, body: bytes, ctype: str, fold: bool = False
 ) -> str | None:
-    """The action the upstream performs for the request it received, or None."""
+    """The action the upstream performs for the request it received, or None (`fold`:
+    reading literals case-insensitively)."""
     segments = raw_path.split("/")[1:]
     if segments and segments[-1] == "":
         segments = segments[:-1]
@@ -224,7 +243,7 @@ def reference(
     found: tuple[tuple[int, ...], Route] | None = None
     for route in _routes(name):
         if route.method == verb:
-            kinds = _match(route.path, decoded)
+            kinds = _match(route.path, decoded, fold)
             if kinds is not None and (found is None or kinds < found[0]):
                 found = (kinds, route)
     if found is None:
@@ -316,6 +335,8 @@ def _check(
         expected = mcp_reference(seen.body)
     else:
         expected = reference(name, seen.method, seen.path, seen.query, seen.body, ctype)
+        if expected is not None and named != expected:
+            expected = reference(name, seen.method, seen.path, seen.query, seen.body, ctype, True)
     assert expected is None or named == expected, (method, target, body[:300], named, expected)
 
 
