@@ -22,6 +22,7 @@ for broken configurations ``error: {message_contains, line, field}``.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,7 +52,12 @@ __all__ = [
 ]
 
 DEFAULT_NOW = "2026-01-05T12:00:00+00:00"  # a Monday, noon UTC
-_SHARED = ("policies", "packs", "access_rules", "kill_switches", "context")
+_SHARED = ("policies", "packs", "access_rules", "kill_switches", "context", "action")
+_CASE_KEYS = ("name", "expect", *_SHARED)
+_EXPECT_KEYS = ("outcome", "rule", "reason", "reason_contains", "decided_outcome",
+                "default_applied", "kill_switch", "risk_score", "matched_policies", "approval",
+                "errors", "error")  # fmt: skip
+_ERROR_KEYS = ("message_contains", "line", "field")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +164,31 @@ def _check_error(exc: Exception, expect: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _unknown_key(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> str:
+    """The complaint about the first key of `data` that is not one of `known` (empty: none).
+
+    A misspelt key would be ignored, and a case that checks nothing passes: refused."""
+    for key in data:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1)
+            hint = f": did you mean `{near[0]}`?" if near else f": expected {', '.join(known)}"
+            return f"unknown {where} key `{key}`{hint}"
+    return ""
+
+
 def _run_one(case: Mapping[str, Any], base: Path, file: str) -> CaseResult:
     name = str(case.get("name", "unnamed case"))
     expect = case.get("expect") or {}
     if not isinstance(expect, Mapping) or not expect:
         return CaseResult(file, name, False, "the case has no `expect`")
+    error = expect.get("error")
+    problem = _unknown_key(case, _CASE_KEYS, "case") or _unknown_key(
+        expect, _EXPECT_KEYS, "`expect`"
+    )
+    if not problem and isinstance(error, Mapping):
+        problem = _unknown_key(error, _ERROR_KEYS, "`expect.error`")
+    if problem:
+        return CaseResult(file, name, False, problem)
     try:
         policies = _policies(list(case.get("policies") or []), base, file)
         policies += [load_pack(str(p)) for p in case.get("packs") or []]
@@ -204,6 +230,9 @@ def _read(file: Path) -> tuple[list[Case], CaseResult | None]:
         return [], CaseResult(str(file), file.name, False, f"cannot read case file: {exc}")
     if not isinstance(data, Mapping):
         return [], CaseResult(str(file), file.name, False, "a case file must be a mapping")
+    problem = _unknown_key(data, ("cases", *_SHARED), "shared") if "cases" in data else ""
+    if problem:  # a misspelt shared setting would reach no case
+        return [], CaseResult(str(file), file.name, False, problem)
     cases = [Case(file, str(c.get("name", "unnamed case")), c) for c in _cases(data)]
     return cases, None
 

@@ -20,6 +20,7 @@ answer false instead of raising.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -35,6 +36,7 @@ __all__ = [
     "Getter",
     "compile_field",
     "direct_key",
+    "misspelt_context",
     "reads_context",
 ]
 
@@ -74,6 +76,8 @@ CONTENT_FIELDS = frozenset(
 _RESOURCE_NAMES = ("provider", "account", "target", "environment")
 _CONTEXT_ATTRS = ("agent", "mode", "connector", "risk", "enforcement_level")
 _MAX_PATH = 16
+#: the context's own names, as a condition reads them (``context.<name>``)
+_CONTEXT_NAMES = ("time", *_CONTEXT_ATTRS)
 
 
 def _walk(value: object, path: tuple[str, ...]) -> object:
@@ -146,6 +150,48 @@ def direct_key(field: str) -> tuple[str, str] | None:
     return None
 
 
+def misspelt_context(field: str) -> str | None:
+    """The built-in context field `field` was most likely meant to be (``context.time`` for
+    ``context.now``, ``context.agent`` for ``context.agnet``), else None.
+
+    Any other ``context.<name>`` reads the caller's attribute of that name, so a misspelt
+    built-in one loads and is absent at every evaluation: its leaf is always false.
+    """
+    root, _, name = field.partition(".")
+    if root != "context" or not name or "." in name or name in _CONTEXT_NAMES:
+        return None
+    if name.lower() in ("now", "timestamp", "datetime"):  # EvaluationContext.now is `time`
+        return "context.time"
+    near = difflib.get_close_matches(name.lower(), _CONTEXT_NAMES, n=1, cutoff=0.8)
+    return f"context.{near[0]}" if near else None
+
+
+def _meant(parts: tuple[str, ...]) -> str | None:
+    """The field an unknown path most likely meant (``action_spec.parameters.base`` for
+    ``action_spec.paramters.base``, ``resource.environment`` for ``resource.env``)."""
+    if parts[0] in ("content", "response"):
+        near = difflib.get_close_matches(".".join(parts), sorted(CONTENT_FIELDS), n=1)
+        return near[0] if near else None
+    spec = len(parts) > 1 and difflib.get_close_matches(parts[0], ("action_spec",), cutoff=0.7)
+    head = ("action_spec",) if spec else ()
+    rest = parts[1:] if spec else parts
+    if len(rest) == 1 and rest[0] in _CONTEXT_NAMES:  # `agent`: a context field
+        return f"context.{rest[0]}"
+    if rest[0] == "resource" and len(rest) == 2:
+        named = [n for n in _RESOURCE_NAMES if n.startswith(rest[1].lower())]
+        named = named or difflib.get_close_matches(rest[1].lower(), _RESOURCE_NAMES, n=1)
+        return ".".join((*head, "resource", named[0])) if named else None
+    near = difflib.get_close_matches(rest[0], ("type", "parameters", "risk_hints", "resource"), n=1)
+    meant = ".".join((*head, near[0], *rest[1:])) if near else None
+    return meant if meant != ".".join(parts) else None
+
+
+def _unknown(field: str, parts: tuple[str, ...]) -> ValueError:
+    meant = _meant(parts)
+    hint = f" (did you mean `{meant}`?)" if meant and meant != field else ""
+    return ValueError(f"unknown field `{field}`{hint}: expected one of {', '.join(FIELD_ROOTS)}")
+
+
 def compile_field(field: str) -> Getter:
     """Compile a field path into a getter; raise ValueError naming the field when unknown."""
     if not isinstance(field, str) or not field:
@@ -155,7 +201,7 @@ def compile_field(field: str) -> Getter:
         raise ValueError(f"invalid field path `{field}`")
     if parts[0] in ("content", "response"):
         if field not in CONTENT_FIELDS:
-            raise ValueError(f"unknown field `{field}`: expected one of {', '.join(FIELD_ROOTS)}")
+            raise _unknown(field, parts)
         return lambda spec, ctx: ctx.attributes.get(field, MISSING)
     if parts[0] == "budget":  # the gateway fills them from the control plane (budgets.py)
         if len(parts) != 3 or parts[2] not in ("remaining", "used"):
@@ -173,4 +219,4 @@ def compile_field(field: str) -> Getter:
         return _path_getter(rest[0], rest[1:])
     if len(rest) == 2 and rest[0] == "resource" and rest[1] in _RESOURCE_NAMES:
         return _resource_getter(rest[1])
-    raise ValueError(f"unknown field `{field}`: expected one of {', '.join(FIELD_ROOTS)}")
+    raise _unknown(field, parts)

@@ -12,6 +12,7 @@ the YAML 1.2 way: ``22:00`` stays a string (not the sexagesimal number 1320),
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from agentfirewall.errors import PolicyError
-from agentfirewall.policy.models import Policy
+from agentfirewall.policy.models import ApprovalSettings, FieldCondition, Policy, Rule, Scope
 
 __all__ = [
     "YamlLoader",
@@ -123,7 +124,10 @@ def parse_document(
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise PolicyError(f"invalid YAML: {exc.problem or exc}", file=source, line=line) from None
+        problem = exc.problem or str(exc)
+        if "'\\t'" in problem:  # PyYAML's words for a tab: say what to do instead
+            problem = "a tab where YAML allows only spaces: indent with spaces"
+        raise PolicyError(f"invalid YAML: {problem}", file=source, line=line) from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"invalid YAML: {exc}", file=source) from None
     for path, line in list(lines.items()):
@@ -191,7 +195,48 @@ _SAID: dict[str, str] = {
 }
 
 
+#: Every key of the document format (a misspelt key is told the closest one)
+_KEYS = tuple(
+    sorted(
+        {
+            (info.alias or name)
+            for model in (Policy, Scope, Rule, ApprovalSettings, FieldCondition)
+            for name, info in model.model_fields.items()
+        }
+        | {"all", "any", "not"}
+    )
+)
+#: What other policy languages call the condition groups
+_GROUPS = {"and": "all", "or": "any", "allof": "all", "anyof": "any", "all_of": "all",
+           "any_of": "any", "none": "not", "none_of": "not"}  # fmt: skip
+
+
+def _near_key(key: object) -> str | None:
+    if not isinstance(key, str):
+        return None
+    near = difflib.get_close_matches(key.lower(), _KEYS, n=1, cutoff=0.7)
+    return near[0] if near else None
+
+
+def _condition_hint(value: object) -> str:
+    """What to write instead of something that is no condition (empty: nothing to say)."""
+    if isinstance(value, list):
+        return ": `not` takes one condition, not a list (for none of several: `not: {any: [...]}`)"
+    if isinstance(value, dict):
+        for key in value:
+            meant = _GROUPS.get(str(key).lower()) or _near_key(key)
+            if meant is not None and meant != key:
+                return f": did you mean `{meant}` for `{key}`?"
+    return ""
+
+
 def _message(error: Mapping[str, object]) -> str:
+    if error.get("type") == "extra_forbidden":
+        loc: tuple[object, ...] = tuple(error.get("loc") or ())  # type: ignore[arg-type]
+        near = _near_key(loc[-1]) if loc else None
+        return f"unknown field: did you mean `{near}`?" if near else "unknown field"
+    if error.get("type") == "invalid_condition":
+        return f"{error.get('msg')}{_condition_hint(error.get('input'))}"
     said = _SAID.get(str(error.get("type")))
     if said is not None:
         try:
@@ -216,12 +261,20 @@ def _errors(
     metadata = data.get("metadata") if isinstance(data, dict) else None
     if isinstance(data, dict) and isinstance(metadata, dict) and "scope" in metadata:
         data = {**data, "scope": metadata["scope"]}  # as the model saw it
+    # `feild: x` beside a missing `field`: one error, the misspelling, says it all
+    misspelt = {
+        (*tuple(e["loc"])[:-1], near)
+        for e in raw
+        if e["type"] == "extra_forbidden" and (near := _near_key(tuple(e["loc"])[-1]))
+    }
     for error in raw:
         loc = tuple(error["loc"])
         if error["type"] == "too_short" and any(
             tuple(other["loc"])[: len(loc)] == loc and other is not error for other in raw
         ):
             continue  # a tuple "too short" only because its items failed
+        if error["type"] == "missing" and loc in misspelt:
+            continue
         path, name = _field_name(loc, data)
         line = None
         for end in range(len(path), -1, -1):

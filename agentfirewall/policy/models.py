@@ -46,9 +46,9 @@ from pydantic import (
 )
 
 from agentfirewall.decisions import Outcome, normalize_outcome
-from agentfirewall.policy.fields import compile_field
+from agentfirewall.policy.fields import compile_field, misspelt_context
 from agentfirewall.policy.globs import compile_glob
-from agentfirewall.policy.operators import OPERATORS, compile_operator
+from agentfirewall.policy.operators import OPERATORS, compile_operator, unknown_operator
 
 __all__ = [
     "AllCondition",
@@ -64,7 +64,16 @@ __all__ = [
 ]
 
 DEFAULT_APPROVER_ROLES = ("owner", "admin", "member")
+#: Operators whose value is one thing even when it is a list (`in`, `starts_with`... take
+#: a list of alternatives)
+_ONE_VALUE = ("contains", "not_contains")
 _Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """True for a document a control plane accepted earlier (``load_policy(stored=True)``):
+    read as it was accepted then, without the checks added since."""
+    return bool(info.context and info.context.get("stored"))
 
 
 class _Frozen(BaseModel):
@@ -80,25 +89,39 @@ class FieldCondition(_Frozen):
 
     @field_validator("field")
     @classmethod
-    def _known_field(cls, value: str) -> str:
+    def _known_field(cls, value: str, info: ValidationInfo) -> str:
         compile_field(value)
+        meant = misspelt_context(value)
+        if meant is not None and not _stored(info):  # never filled: the leaf would be false
+            raise ValueError(
+                f"unknown field `{value}`: did you mean `{meant}`? (`context.` names other "
+                "than the built-in ones are the caller's attributes)"
+            )
         return value
 
     @field_validator("operator")
     @classmethod
     def _known_operator(cls, value: str) -> str:
         if value not in OPERATORS:
-            raise ValueError(f"unknown operator `{value}`: expected one of {', '.join(OPERATORS)}")
+            raise unknown_operator(value)
         return value
 
     @model_validator(mode="after")
-    def _valid_value(self) -> FieldCondition:
+    def _valid_value(self, info: ValidationInfo) -> FieldCondition:
         if self.operator in ("exists", "not_exists"):
             if self.value not in (None, True):
                 raise ValueError(f"`{self.operator}` takes no value")
             return self
         if "value" not in self.model_fields_set:
             raise ValueError(f"`{self.operator}` needs a `value`")
+        if self.operator in _ONE_VALUE and isinstance(self.value, list) and not _stored(info):
+            # a list is one value here: `contains: [a, b]` looks for the item [a, b], so it
+            # is false on every string, where `starts_with: [a, b]` means either one
+            group = "any" if self.operator == "contains" else "all"
+            raise ValueError(
+                f"`{self.operator}` takes one value, not a list: for several, write one "
+                f"`{self.operator}` per value under `{group}:`"
+            )
         compile_operator(self.operator, self.value)
         return self
 
@@ -177,6 +200,10 @@ def field_conditions(node: Condition | None) -> Iterator[FieldCondition]:
 
 
 _DECISIONS = ("allow", "deny", "require_approval", "requires_approval", "redact")
+#: Other words for a decision, and ours
+_SAID = {"block": "deny", "reject": "deny", "forbid": "deny", "permit": "allow",
+         "hold": "require_approval", "approve": "require_approval", "ask": "require_approval",
+         "review": "require_approval"}  # fmt: skip
 
 
 def _outcome(value: object) -> Outcome:
@@ -186,7 +213,8 @@ def _outcome(value: object) -> Outcome:
         return normalize_outcome(value)
     except ValueError:
         spelled = value.strip().lower().replace("-", "_").replace(" ", "_")
-        near = difflib.get_close_matches(spelled, _DECISIONS, n=1, cutoff=0.6)
+        near = [_SAID[spelled]] if spelled in _SAID else []
+        near = near or difflib.get_close_matches(spelled, _DECISIONS, n=1, cutoff=0.6)
         hint = f": did you mean `{near[0]}`?" if near else ""
         raise ValueError(
             f"unknown decision `{value}`: expected allow, deny, require_approval (or "
@@ -203,7 +231,7 @@ def _written_as(kind: str) -> Callable[[object, ValidationInfo], object]:
     (``load_policy(..., stored=True)``), read as it was accepted then."""
 
     def check(value: object, info: ValidationInfo) -> object:
-        if info.context and info.context.get("stored"):
+        if _stored(info):
             return value
         if kind == "boolean" and type(value) is not bool:
             raise ValueError("input should be a valid boolean: `true` or `false`")
@@ -217,7 +245,7 @@ def _written_as(kind: str) -> Callable[[object, ValidationInfo], object]:
 
 
 def _approver(value: object, info: ValidationInfo) -> object:
-    if info.context and info.context.get("stored"):
+    if _stored(info):
         return value
     if value not in DEFAULT_APPROVER_ROLES:  # a misspelled role: nobody could approve
         raise ValueError(f"input should be 'owner', 'admin' or 'member', not {value!r}")

@@ -12,6 +12,7 @@ a missing field makes every other operator false.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import ipaddress
 import math
@@ -23,7 +24,14 @@ from typing import Any
 from agentfirewall.policy.regexguard import MAX_INPUT, compile_safe_regex
 from agentfirewall.policy.timewindow import compile_time_window
 
-__all__ = ["COMPARATORS", "OPERATORS", "EvaluationError", "Test", "compile_operator"]
+__all__ = [
+    "COMPARATORS",
+    "OPERATORS",
+    "EvaluationError",
+    "Test",
+    "compile_operator",
+    "unknown_operator",
+]
 
 Test = Callable[[object], bool]
 
@@ -54,7 +62,26 @@ COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
     "lt": operator.lt,
     "lte": operator.le,
 }
+#: Operator names other policy languages use, and ours (misspellings are matched apart)
+_SPELLED = {
+    "==": "equals", "=": "equals", "eq": "equals", "is": "equals",
+    "!=": "not_equals", "<>": "not_equals", "ne": "not_equals", "neq": "not_equals",
+    ">": "gt", "greater_than": "gt", ">=": "gte", "ge": "gte", "greater_than_or_equal": "gte",
+    "<": "lt", "less_than": "lt", "<=": "lte", "le": "lte", "less_than_or_equal": "lte",
+    "regex": "matches", "regexp": "matches", "one_of": "in", "none_of": "not_in",
+    "range": "between",
+}  # fmt: skip
 _NUMBER_RE = re.compile(r"-?[0-9]{1,100}(?:\.[0-9]{1,100})?")  # ASCII digits only
+
+
+def unknown_operator(op: object) -> ValueError:
+    """The error for an operator name that is not one, with the closest one when there is."""
+    spelled = str(op).strip().lower().replace("-", "_").replace(" ", "_")
+    near = _SPELLED.get(spelled) or next(
+        iter(difflib.get_close_matches(spelled, OPERATORS, n=1, cutoff=0.6)), None
+    )
+    hint = f" (did you mean `{near}`?)" if near else ""
+    return ValueError(f"unknown operator `{op}`{hint}: expected one of {', '.join(OPERATORS)}")
 
 
 class EvaluationError(Exception):
@@ -271,4 +298,4 @@ def compile_operator(op: str, value: object) -> Test:
     }
     if op in builders:
         return builders[op](value)
-    raise ValueError(f"unknown operator `{op}`: expected one of {', '.join(OPERATORS)}")
+    raise unknown_operator(op)

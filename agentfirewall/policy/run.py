@@ -131,7 +131,8 @@ def trace_policies(
     for policy in candidates:
         if policy.environments is not None and env not in policy.environments:
             envs = ", ".join(sorted(policy.environments))
-            detail = f"environment `{env}` is not one of: {envs}"
+            named = "the action names no environment" if env is None else f"environment `{env}`"
+            detail = f"{named}: the policy covers only {envs}"
             trace.append(Step("policies", f"{policy.name}: out of scope", detail))
             continue
         results = []

@@ -10,6 +10,7 @@ datetime or an ISO 8601 string with an offset. A naive time never matches.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -78,7 +79,12 @@ def compile_time_window(value: object) -> Callable[[object], bool]:
         raise ValueError("time_window needs a mapping like `{start: '22:00', end: '06:00'}`")
     unknown = set(value) - _KEYS
     if unknown:
-        raise ValueError(f"unknown time_window key `{sorted(unknown)[0]}`")
+        key = sorted(unknown, key=str)[0]
+        near = difflib.get_close_matches(str(key), sorted(_KEYS), n=1)
+        hint = f" (did you mean `{near[0]}`?)" if near else ""
+        raise ValueError(
+            f"unknown time_window key `{key}`{hint}: expected start, end, days, timezone"
+        )
     start = _minutes(value.get("start"), "start")
     end = _minutes(value.get("end"), "end")
     if start == end:

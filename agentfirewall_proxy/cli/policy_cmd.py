@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from agentfirewall.actions import ActionSpec
     from agentfirewall.decisions import Decision
     from agentfirewall.policy import Explanation
+    from agentfirewall.policy.models import FieldCondition
 
 __all__ = ["register"]
 
@@ -48,16 +49,59 @@ def _read(path: str) -> str:
         raise CliError(f"cannot read `{path}`: {exc.strerror}") from None
 
 
+def _type_names(leaf: FieldCondition) -> list[str]:
+    """The action names a condition on the action type compares with exactly."""
+    if leaf.field not in ("type", "action_spec.type") or leaf.operator not in ("equals", "in"):
+        return []
+    values = leaf.value if isinstance(leaf.value, list) else [leaf.value]
+    return [v for v in values if isinstance(v, str)]
+
+
+def unseen_actions(text: str, path: str) -> list[str]:
+    """Warnings for the action names of a valid policy that its connector's catalogue does
+    not know (``github.pull_request.merge``): a scope or condition on such a name never
+    matches gateway traffic. A name under no connector (an SDK name such as
+    ``payment.transfer.initiate``) is free-form and not checked."""
+    from agentfirewall.policy.loader import parse_document
+    from agentfirewall.policy.models import field_conditions
+    from agentfirewall_proxy.cli.names import connector_types, unknown_action
+
+    document = policy.load_policy(text, source=path)
+    lines = parse_document(text, source=path)[1]
+    kinds = set(connector_types())
+    named: list[tuple[str, str]] = []  # (where, action name or glob)
+    for index, pattern in enumerate(document.scope.action_types):
+        line = lines.get(("scope", "action_types", index)) or lines.get(("scope",))
+        named.append((f"{path}:{line}: `scope.action_types[{index}]`", pattern))
+    for index, rule in enumerate(document.rules):
+        where = f"{path}:{lines.get(('rules', index))}: `rules[{index}]` ({rule.name})"
+        for leaf in field_conditions(rule.conditions):
+            named += [(where, name) for name in _type_names(leaf)]
+    warnings = []
+    for where, name in named:
+        kind = name.split(".", 1)[0]
+        problem = unknown_action(name, kind) if kind in kinds else None
+        if problem is not None:
+            warnings.append(f"{where}: {problem.message} (only an SDK action sent under "
+                            "that name can match it)")  # fmt: skip
+    return warnings
+
+
 def validate(ctx: Context) -> int:
     report = []
     for path in ctx.args.files:
-        errors = policy.validate_policy_text(_read(path), source=path)
-        report.append({"file": path, "valid": not errors, "errors": [_err(e) for e in errors]})
+        text = _read(path)
+        errors = policy.validate_policy_text(text, source=path)
+        warnings = [] if errors else unseen_actions(text, path)
+        report.append({"file": path, "valid": not errors, "errors": [_err(e) for e in errors],
+                       "warnings": warnings})  # fmt: skip
 
     def render() -> None:
         for item in report:
             if item["valid"]:
                 ctx.out.success(f"{item['file']}: valid")
+            for warning in item["warnings"]:
+                ctx.out.warn(warning)
             for error in item["errors"]:
                 ctx.out.error(error["text"])
 
@@ -203,6 +247,8 @@ def policy_add(ctx: Context) -> int:
         raise CliError("\n".join(str(e) for e in errors),
                        hint=f"`tf policy validate {path}` checks it without adding it")  # fmt: skip
     name = policy.load_policy(text, source=path).name
+    for warning in unseen_actions(text, path):
+        ctx.out.warn(warning)
     with ctx.client(offline=True) as client:
         names = {p.get("name") for p in client.get("/v1/policies").get("policies", [])}
         if name in names and not ctx.args.replace:
