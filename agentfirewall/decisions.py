@@ -16,7 +16,7 @@ Enforcement levels (``L0``/``L1``/``L2``)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from agentfirewall.errors import ActionDenied
@@ -91,6 +91,9 @@ class ApprovalRequirement:
 
     timeout_seconds: int = 300
     approver_roles: tuple[str, ...] = ("owner", "admin", "member")
+    #: Written by the rule (``approval:``): its terms hold even where they equal these
+    #: defaults; otherwise the control plane's ``approval_timeout_seconds`` setting does.
+    explicit: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.credentials.model import Rotation
-from agentfirewall.decisions import ApprovalRequirement
 from agentfirewall.telemetry import json_line, tracer_provider, traces_endpoint
 from agentfirewall_proxy import agentports
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
@@ -55,7 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 VERSION = "0.1.0"
-_DEFAULT_APPROVAL = ApprovalRequirement()
 #: Pauses between tries to store a rotated refresh token while the control plane is away.
 _STORE_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, None)
 #: Connectors whose official clients need ``error`` to be an object in error bodies.
@@ -135,7 +133,7 @@ class Gateway:
         """A policy rule's own ``approval.timeout_seconds``, else the settings' timeout."""
         decision = flow.decision
         approval = decision.approval if decision is not None else None
-        if approval is not None and approval != _DEFAULT_APPROVAL:
+        if approval is not None and approval.explicit:
             return float(approval.timeout_seconds)
         return self.require_config().approval_timeout
 
@@ -304,7 +302,11 @@ class Gateway:
             try:
                 snapshot = await self.control.fetch_config(None, 0)
             except ControlError as exc:
-                self.say(f"agentfirewall_proxy: waiting for the control plane: {exc}", "warning")
+                refused = exc.status in (401, 403)  # a wrong token: say which option it is
+                hint = ": is --token its gateway token (tfg_...)?" if refused else ""
+                self.say(
+                    f"agentfirewall_proxy: waiting for the control plane: {exc}{hint}", "warning"
+                )
                 await asyncio.sleep(1.0)
                 continue
             if snapshot is not None:

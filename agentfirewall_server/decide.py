@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.content import Finding, content_attributes
-from agentfirewall.decisions import ApprovalRequirement, Decision, normalize_level
+from agentfirewall.decisions import Decision, normalize_level
 from agentfirewall.policy import EvaluationContext, Explanation
 from agentfirewall.policy.guard import action_findings, sdk_content_decision
 from agentfirewall_server.approvals import DEFAULT_ROLES
@@ -92,7 +92,7 @@ def approval_terms(state: AppState, decision: Decision) -> tuple[int, tuple[str,
         or state.settings.approval_timeout_seconds
     )
     req = decision.approval
-    if req is None or req == ApprovalRequirement():
+    if req is None or not req.explicit:
         return default_timeout, DEFAULT_ROLES
     return req.timeout_seconds, tuple(req.approver_roles) or DEFAULT_ROLES
 

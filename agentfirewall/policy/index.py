@@ -150,6 +150,7 @@ def compile_policy(policy: Policy, order: int) -> CompiledPolicy:
             approval = ApprovalRequirement(
                 timeout_seconds=rule.approval.timeout_seconds,
                 approver_roles=tuple(rule.approval.approver_roles),
+                explicit=True,
             )
         elif rule.decision == "require_approval":
             approval = ApprovalRequirement()

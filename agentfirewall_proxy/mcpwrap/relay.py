@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfirewall.connectors.bodies import parse_json
-from agentfirewall.decisions import ApprovalRequirement, Decision
+from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
 from agentfirewall_proxy.budgets import Budgets
@@ -60,7 +60,6 @@ from agentfirewall_proxy.traffic import TrafficShipper
 
 __all__ = ["Relay", "RelayOptions"]
 
-_DEFAULT_APPROVAL = ApprovalRequirement()
 _HOLD_ERRORS: dict[str, str] = {
     "denied": "approval denied",
     "timeout": "approval timed out",
@@ -342,7 +341,7 @@ class Relay:
 
     def _timeout(self, flow: Flow) -> float:
         approval = flow.decision.approval if flow.decision is not None else None
-        if approval is not None and approval != _DEFAULT_APPROVAL:
+        if approval is not None and approval.explicit:
             return float(approval.timeout_seconds)
         config = self.gate.config
         return config.approval_timeout if config is not None else 300.0

@@ -279,3 +279,21 @@ def test_static_conditions_are_decided_per_plan(make_ctx: MakeContext) -> None:
     live = engine._index.plan("ci-1", "a.b.c", "prod", prefixes).rules
     assert len(live) == 1
     assert live[0].test is not engine._index.compiled[0].rules[0].test
+
+
+def test_a_rules_own_approval_terms_are_marked_as_its_own(make_ctx: MakeContext) -> None:
+    """The gateway, `tf mcp wrap` and the control plane use a rule's approval timeout only
+    when the rule wrote one: marked `explicit`, even when equal to the defaults, also after
+    the document's round trip to a gateway (`to_document`, loaded as stored)."""
+    written = _policy("own", "github.pr.*", "require_approval",
+                      approval={"timeout_seconds": 300})  # fmt: skip
+    unwritten = _policy("none", "github.pr.*", "require_approval")
+    shipped = load_policy(written.to_document(), stored=True)
+    permission = AccessRule("Bot", "github", "github.pr.merge", "require_approval")
+    ctx = make_ctx(agent="Bot")
+    cases = [([written], [], True), ([shipped], [], True), ([unwritten], [], False),
+             ([], [permission], False)]  # fmt: skip
+    for policies, rules, explicit in cases:
+        approval = Engine(access_rules=rules, policies=policies).evaluate(MERGE, ctx).approval
+        assert approval is not None
+        assert (approval.timeout_seconds, approval.explicit) == (300, explicit)

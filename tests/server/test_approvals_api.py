@@ -6,6 +6,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+from agentfirewall_server.clock import parse_time
 from tests.server.conftest import SPEC, Harness
 
 POLICY = """
@@ -199,3 +200,28 @@ def test_ids_by_unique_prefix_like_git(harness: Harness) -> None:
     for wildcard in ("apv_%", "apv__", "%"):  # LIKE wildcards are literal characters here
         assert harness.admin("GET", f"/v1/approvals/{quote(wildcard)}").status_code == 404
     assert harness.admin("GET", f"/v1/approvals/{two}").json()["status"] == "pending"
+
+
+def test_a_rules_own_approval_timeout_holds_even_when_it_equals_the_default(
+    harness: Harness,
+) -> None:
+    """`approval: {timeout_seconds: 300}` is the rule's word, though 300 is also the model's
+    default: the server's `approval_timeout_seconds` applies only to rules without one."""
+    set_to = harness.admin("PATCH", "/v1/settings", json={"approval_timeout_seconds": 7200})
+    assert set_to.status_code == 200
+    policy = POLICY.replace("{timeout_seconds: 3600, approver_roles: [admin, owner]}",
+                            "{timeout_seconds: 300}")  # fmt: skip
+    assert harness.admin("POST", "/v1/policies", json={"document": policy}).status_code == 201
+    key, body = _hold(harness)
+    by_rule = harness.admin("GET", f"/v1/approvals/{body['approval']['id']}").json()
+    waits = parse_time(by_rule["expires_at"]) - parse_time(by_rule["created_at"])
+    assert round(waits) == 300
+    # a permission that requires approval has no terms of its own: the setting's
+    other = {"type": "github.issue.create", "resource": {"provider": "github"}}
+    rule = {"agent": "Bot", "connector": "github", "action_pattern": "github.issue.create",
+            "decision": "require_approval"}  # fmt: skip
+    assert harness.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
+    held = harness.agent(key, "POST", "/v1/actions", json={"action_spec": other}).json()
+    by_setting = harness.admin("GET", f"/v1/approvals/{held['approval']['id']}").json()
+    waits = parse_time(by_setting["expires_at"]) - parse_time(by_setting["created_at"])
+    assert round(waits) == 7200
