@@ -29,6 +29,8 @@ def _minutes(value: object, key: str) -> int:
         match = _CLOCK_RE.fullmatch(value.strip())
         if match:
             return int(match.group(1)) * 60 + int(match.group(2))
+        if key == "end" and value.strip() == "24:00":  # the end of the day: whole days
+            return 24 * 60
     raise ValueError(f"time_window `{key}` must be a time like `22:00`, got `{value}`")
 
 

@@ -187,6 +187,16 @@ class TestTimeWindow:
         assert not test(datetime(2026, 1, 10, 23, 0, tzinfo=UTC))  # Saturday night
         assert not test(datetime(2026, 1, 9, 5, 0, tzinfo=UTC))  # Friday morning
 
+    def test_whole_days_end_at_24_00(self) -> None:
+        weekend = self.window({"start": "00:00", "end": "24:00", "days": ["sat", "sun"]})
+        assert weekend(datetime(2026, 1, 10, 0, 0, tzinfo=UTC))  # Saturday's first minute
+        assert weekend(datetime(2026, 1, 11, 23, 59, 59, tzinfo=UTC))  # Sunday's last
+        assert not weekend(datetime(2026, 1, 12, 0, 0, tzinfo=UTC))  # Monday
+        assert not weekend(datetime(2026, 1, 9, 23, 59, tzinfo=UTC))  # Friday
+        evening = self.window({"start": "18:00", "end": "24:00"})
+        assert evening(datetime(2026, 1, 5, 23, 59, 30, tzinfo=UTC))
+        assert not evening(datetime(2026, 1, 5, 0, 0, tzinfo=UTC))
+
     def test_timezones(self) -> None:
         paris = self.window({"start": "09:00", "end": "10:00", "timezone": "Europe/Paris"})
         assert paris(datetime(2026, 1, 5, 8, 30, tzinfo=UTC))
@@ -206,6 +216,8 @@ class TestTimeWindow:
             ({"start": "22:00"}, "`end`"),
             ({"start": "25:00", "end": "01:00"}, "`start`"),
             ({"start": "01:00", "end": "01:00"}, "differ"),
+            ({"start": "24:00", "end": "01:00"}, "`start`"),  # 24:00 ends a day only
+            ({"start": "01:00", "end": "24:01"}, "`end`"),
             ({"start": "01:00", "end": "02:00", "days": ["someday"]}, "unknown day"),
             ({"start": "01:00", "end": "02:00", "timezone": "Mars/Base"}, "unknown timezone"),
             ({"start": "01:00", "end": "02:00", "at": 1}, "unknown time_window key"),
