@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -29,6 +30,7 @@ import httpx
 import yaml
 
 from agentfirewall.errors import CredentialError
+from agentfirewall.policy.permissions import failed_closed
 from agentfirewall_proxy.approvalbatch import ApprovalBatcher
 from agentfirewall_proxy.tracecontext import CONTROL_TRACEPARENT
 
@@ -38,6 +40,7 @@ __all__ = [
     "HttpControl",
     "StaticControl",
     "control_urls",
+    "file_problem",
     "load_snapshot_file",
 ]
 
@@ -329,6 +332,29 @@ def load_snapshot_file(path: Path) -> JSON:
     return normalize_snapshot(data)
 
 
+def file_problem(exc: BaseException) -> str:
+    """Why a config file did not load, in one line (where, for a YAML or JSON error)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _unreadable_file(last: JSON, path: Path, exc: BaseException) -> JSON:
+    """`last` (the file as it last loaded) refusing every request: the file changed and
+    did not load, so enforcing `last` would miss what the change meant (a kill switch)."""
+    switch = failed_closed(
+        f"config file `{path}` cannot be read", file_problem(exc), until="it reads again"
+    )
+    print(f"agentfirewall_proxy: {switch.reason}", file=sys.stderr, flush=True)
+    refusing = {"scope": "all", "target": None, "reason": switch.reason, "unreadable": True}
+    return {**last, "kill_switches": [refusing, *last.get("kill_switches", [])]}
+
+
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -349,6 +375,7 @@ class StaticControl:
             if isinstance(snapshot, Path)
             else normalize_snapshot(snapshot)
         )
+        self._loaded = self._snapshot  # the file as it last loaded
         self._changed = threading.Event()
         self._lock = threading.Lock()
         # the latest records, for tests and embedders to read (an air-gapped gateway shows
@@ -395,7 +422,12 @@ class StaticControl:
             return
         if mtime != self._mtime:
             self._mtime = mtime
-            self.update(load_snapshot_file(self._path))
+            try:
+                self._loaded = load_snapshot_file(self._path)
+            except Exception as exc:  # whatever the file holds now: fail closed, say why
+                self.update(_unreadable_file(self._loaded, self._path, exc))
+                return
+            self.update(self._loaded)
 
     async def send_traffic(self, records: list[JSON]) -> None:
         self.traffic.extend(records)

@@ -9,16 +9,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import signal
+import ssl
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from agentfirewall.telemetry import otel_problem
-from agentfirewall_proxy.control import Control, HttpControl, StaticControl
+from agentfirewall_proxy.control import (
+    Control,
+    ControlError,
+    HttpControl,
+    StaticControl,
+    control_urls,
+    file_problem,
+)
 from agentfirewall_proxy.gateway import Gateway
 from agentfirewall_proxy.options import Options, parse_listen, parse_port_range, parse_resolve
 
@@ -40,10 +51,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--token", help="gateway token (tfg_...); default $AGENTFIREWALL_GATEWAY_TOKEN"
     )
     parser.add_argument(
-        "--listen", default="127.0.0.1:8443", help="HOST:PORT (default %(default)s)"
+        "--listen",
+        default="127.0.0.1:8443",
+        metavar="HOST:PORT",
+        help="where agents connect; port 0 picks a free one (default %(default)s)",
     )
     parser.add_argument(
-        "--ca-dir", default=".tf", help="holds ca.crt / ca.key (default %(default)s)"
+        "--ca-dir",
+        default=".tf",
+        metavar="DIR",
+        help="holds ca.crt / ca.key, created once (default %(default)s)",
     )
     parser.add_argument(
         "--resolve",
@@ -53,7 +70,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="send connections for HOST to IP:PORT (repeatable)",
     )
     parser.add_argument("--upstream-ca", metavar="FILE", help="extra CA bundle for upstream TLS")
-    parser.add_argument("--upstream-proxy", metavar="URL", help="chain through this HTTP proxy")
+    parser.add_argument(
+        "--upstream-proxy",
+        metavar="URL",
+        help="reach upstreams through this HTTP proxy: http://[USER:PASSWORD@]HOST:PORT",
+    )
     parser.add_argument(
         "--passthrough",
         action="append",
@@ -63,8 +84,20 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--config-file", metavar="FILE", help="serve a snapshot from a file")
     parser.add_argument("--agent-ports", metavar="FIRST-LAST", help="dedicated per-agent ports")
-    parser.add_argument("--header-timeout", type=float, default=10.0)
-    parser.add_argument("--idle-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds a client may take to send a request head (default %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds an idle keep-alive client connection is kept (default %(default)s)",
+    )
     parser.add_argument("--access-log", action="store_true", help="one line per request on stderr")
     parser.add_argument(
         "--log-format",
@@ -88,13 +121,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     if args.body_inspect_limit < 1:
         parser.error("--body-inspect-limit must be a positive number of bytes")
+    for name in ("header_timeout", "idle_timeout"):
+        if not getattr(args, name) > 0:  # (NaN too)
+            parser.error(f"--{name.replace('_', '-')} must be a positive number of seconds")
     token = args.token or os.environ.get("AGENTFIREWALL_GATEWAY_TOKEN")
     if not args.config_file and not (args.control_plane and token):
         parser.error("give --control-plane URL and --token T, or --config-file FILE")
     if (problem := otel_problem(args.otlp_endpoint)) is not None:
         parser.error(problem)
-    host, port = parse_listen(args.listen)
+    if (problem := _url_problem(args.control_plane, args.upstream_proxy)) is not None:
+        parser.error(problem)
     try:
+        host, port = parse_listen(args.listen)
         resolve = parse_resolve(args.resolve)
         ports = parse_port_range(args.agent_ports) if args.agent_ports else None
     except ValueError as exc:
@@ -118,6 +156,62 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         log_format=args.log_format,
         otlp_endpoint=args.otlp_endpoint,
     )
+
+
+def _url_problem(control_plane: str | None, upstream_proxy: str | None) -> str | None:
+    """What is wrong with the URLs given, if anything (a typo would be retried forever)."""
+    try:
+        urls = control_urls(control_plane) if control_plane is not None else []
+    except ValueError:
+        return "--control-plane names no URL: e.g. http://127.0.0.1:3000"
+    for url in urls:
+        if not _is_url(url, ("http", "https")):
+            return f"--control-plane `{url}` is not a server URL: e.g. http://127.0.0.1:3000"
+    if upstream_proxy is not None and not _is_url(upstream_proxy, ("http",)):
+        return (
+            f"--upstream-proxy `{upstream_proxy}` is not a proxy URL: "
+            "expected http://[USER:PASSWORD@]HOST:PORT"
+        )
+    return None
+
+
+def _is_url(url: str, schemes: tuple[str, ...]) -> bool:
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname)
+
+
+class StartError(Exception):
+    """What stops the gateway before it serves, said in one line (exit status 1)."""
+
+
+def _checked_control(options: Options) -> Control | None:
+    """The files the command line names, read before anything starts: the config file's
+    control (None with a control plane) and the upstream CA."""
+    if options.upstream_ca is not None:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=options.upstream_ca)
+        except ssl.SSLError:  # (an OSError too: first)
+            raise StartError(
+                f"--upstream-ca `{options.upstream_ca}` holds no PEM certificate"
+            ) from None
+        except OSError as exc:
+            raise StartError(
+                f"cannot read --upstream-ca `{options.upstream_ca}`: {file_problem(exc)}"
+            ) from None
+    if options.config_file is None:
+        return None
+    try:
+        return StaticControl(options.config_file)
+    except ControlError as exc:  # (it names the file)
+        raise StartError(str(exc)) from None
+    except Exception as exc:  # whatever the file holds
+        raise StartError(
+            f"cannot read --config-file `{options.config_file}`: {file_problem(exc)}"
+        ) from None
 
 
 def make_control(
@@ -167,8 +261,11 @@ def settle_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def _main(options: Options) -> None:
-    gateway = build_gateway(options)
+async def _main(options: Options, control: Control | None) -> None:
+    try:
+        gateway = build_gateway(options, control=control)
+    except (OSError, ValueError) as exc:  # the CA: created, or read, in --ca-dir
+        raise StartError(f"cannot use --ca-dir `{options.ca_dir}`: {file_problem(exc)}") from None
     task = asyncio.ensure_future(gateway.run())
     # SIGTERM (docker stop, systemd, kill) stops as Ctrl-C does: the gateway's shutdown
     # answers held requests and ships its last traffic records, instead of dying with them
@@ -182,6 +279,15 @@ async def _main(options: Options) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
     ready = asyncio.ensure_future(gateway.ready.wait())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    failed = task.exception() if task.done() and not task.cancelled() else None
+    if isinstance(failed, OSError):  # the listener could not be opened
+        why = os.strerror(failed.errno) if failed.errno and failed.errno > 0 else failed
+        hint = " (--listen HOST:0 picks a free port)" if failed.errno == errno.EADDRINUSE else ""
+        raise StartError(
+            f"cannot listen on {options.listen_host}:{options.listen_port}: {why}{hint}"
+        )
+    if failed is not None:  # the first configuration did not apply (said above)
+        raise StartError(f"the gateway could not start: {type(failed).__name__}: {failed}")
     if gateway.ready.is_set():
         gateway.say(
             f"agentfirewall_proxy listening on {options.listen_host}:{gateway.port} "
@@ -199,11 +305,16 @@ async def _main(options: Options) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     try:
-        import uvloop
-
-        uvloop.run(_main(options))
-    except ImportError:
-        asyncio.run(_main(options))
+        control = _checked_control(options)
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(_main(options, control))
+        else:
+            uvloop.run(_main(options, control))
+    except StartError as exc:
+        print(f"python -m agentfirewall_proxy: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -52,15 +52,22 @@ class Options:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """``127.0.0.1:8443`` / ``:8443`` / ``8443`` -> (host, port)."""
+    """``127.0.0.1:8443`` / ``:8443`` / ``8443`` -> (host, port); port 0 is any free one."""
     host, sep, port = value.rpartition(":")
     if not sep:
         host, port = "127.0.0.1", value
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"invalid listen address `{value}`: expected HOST:PORT") from None
+    number = _port(port)
+    if number is None:  # (not wrapped: the event loop would take 99999 as 34463)
+        raise ValueError(
+            f"invalid listen address `{value}`: expected HOST:PORT with a port from 0 "
+            "(any free one) to 65535"
+        )
     return (host.strip("[]") or "127.0.0.1"), number
+
+
+def _port(text: str) -> int | None:
+    """`text` as a TCP port number (0-65535), else None."""
+    return int(text) if text.isascii() and text.isdigit() and int(text) < 65536 else None
 
 
 def parse_resolve(entries: list[str]) -> dict[tuple[str, int | None], tuple[str, int]]:
@@ -69,11 +76,12 @@ def parse_resolve(entries: list[str]) -> dict[tuple[str, int | None], tuple[str,
     for entry in entries:
         name, sep, target = entry.partition("=")
         ip, colon, port = target.rpartition(":")
-        if not sep or not colon or not port.isdigit():
+        number = _port(port)
+        if not sep or not colon or not number:
             raise ValueError(f"invalid resolve entry `{entry}`: expected HOST[:PORT]=IP:PORT")
         host, hcolon, hport = name.rpartition(":")
         key = (host.lower(), int(hport)) if hcolon and hport.isdigit() else (name.lower(), None)
-        mapping[key] = (ip.strip("[]"), int(port))
+        mapping[key] = (ip.strip("[]"), number)
     return mapping
 
 

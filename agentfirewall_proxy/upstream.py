@@ -14,7 +14,7 @@ import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from agentfirewall_proxy.deadline import ReadDeadline
 from agentfirewall_proxy.feedreader import open_streams
@@ -214,8 +214,9 @@ class UpstreamPool:
         url = urlsplit(self.options.upstream_proxy or "")
         reader, writer = await open_streams(url.hostname, url.port or 3128)
         lines = [f"CONNECT {host}:{port} HTTP/1.1", f"Host: {host}:{port}"]
-        if url.username:
-            token = base64.b64encode(f"{url.username}:{url.password or ''}".encode()).decode()
+        if url.username:  # percent-encoded in the URL, as curl and requests read it
+            user, password = unquote(url.username), unquote(url.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
             lines.append(f"Proxy-Authorization: Basic {token}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         head = await reader.readuntil(b"\r\n\r\n")
