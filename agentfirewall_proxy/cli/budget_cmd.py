@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from typing import Any
 
@@ -12,7 +13,7 @@ from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.names import connector_type, unknown_action
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
 
-__all__ = ["parse_duration", "register"]
+__all__ = ["budget_limit", "parse_duration", "register"]
 
 _DURATION = re.compile(r"^(\d{1,7})\s*([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -25,6 +26,20 @@ def parse_duration(text: str) -> int:
         raise CliError(f"invalid duration `{text}`: write e.g. `30m`, `1h` or `2d`",
                        code=EXIT_USAGE)  # fmt: skip
     return int(found.group(1)) * _UNITS[found.group(2)]
+
+
+def budget_limit(text: str) -> float:
+    """A `--limit` value: a finite number above 0 (else a usage error, exit 2: it used to
+    reach the server as `nan` or `inf` and end in a traceback)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a number above 0 in the measure's unit, not `{text}`"
+        )
+    return value
 
 
 def _amount(value: float) -> str:
@@ -196,13 +211,22 @@ def _budget_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     setter.add_argument("--agent", action="append", help="an agent name (repeat; default all)")
     setter.add_argument("--connector", required=True, help="connector type, e.g. stripe")
     setter.add_argument("--action", default="*", help="action glob (default *)")
-    setter.add_argument("--measure", choices=["count", "sum", "tokens", "cost"], default="count")
+    setter.add_argument("--measure", choices=["count", "sum", "tokens", "cost"], default="count",
+                        help="count: 1 per request (default); sum: a parameter; tokens, "
+                        "cost: from an LLM response (openai, anthropic)")  # fmt: skip
     setter.add_argument("--parameter", help="the parameter `sum` adds up (default amount)")
     setter.add_argument("--currency", help="with sum: only requests in this currency")
-    setter.add_argument("--limit", type=float, required=True)
+    setter.add_argument("--limit", type=budget_limit, required=True,
+                        help="the cap in the measure's unit: requests (count), the "
+                        "parameter's unit (sum: cents for a stripe usd amount), tokens, or "
+                        "US dollars (cost)")  # fmt: skip
     windows = ["minute", "hour", "day", "calendar_day", "calendar_month"]
-    setter.add_argument("--window", default="calendar_day", choices=windows)
-    setter.add_argument("--timezone", default="UTC", help="for calendar windows (IANA name)")
+    setter.add_argument("--window", default="calendar_day", choices=windows,
+                        help="rolling minute, hour or day (the last 24 hours), or "
+                        "calendar_day / calendar_month from midnight in --timezone "
+                        "(default calendar_day)")  # fmt: skip
+    setter.add_argument("--timezone", default="UTC",
+                        help="IANA name, for calendar windows only (default UTC)")  # fmt: skip
     setter.add_argument("--outcome", choices=["deny", "require_approval"], default="deny",
                         help="past the limit (default deny)")  # fmt: skip
     setter.add_argument("--force", action="store_true", help="keep an agent, connector or "

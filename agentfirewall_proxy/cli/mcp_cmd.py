@@ -80,7 +80,7 @@ def wrap_cmd(ctx: Context) -> int:
     try:
         specs = parse_env_specs(ctx.args.env or [])
     except WrapError as exc:
-        raise CliError(str(exc), code=EXIT_USAGE) from None
+        raise CliError(str(exc), hint=exc.hint, code=EXIT_USAGE) from None
     control = _control(ctx)
     name = str(ctx.args.name)
     server_name = str(ctx.args.server_name or Path(command[-1]).stem or "mcp")
@@ -118,7 +118,7 @@ def wrap_cmd(ctx: Context) -> int:
     try:
         return _run(session)
     except WrapError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), hint=exc.hint) from None
 
 
 def _run(session: Coroutine[Any, Any, int]) -> int:
@@ -173,6 +173,12 @@ def install_cmd(ctx: Context) -> int:
         clients.save(path, data, raw)
     payload = {"config": str(path), "wrapped": done, "backup": str(clients.backup_path(path))}
     ctx.out.result(payload, lambda: _said(ctx, "wrapped", done, path))
+    if done and project is None:  # the client starts them elsewhere: no token to be found
+        ctx.out.warn(
+            "no `tf init` project here, so the entries name none (--project): each wrapped "
+            "server needs TF_GATEWAY_TOKEN (and TF_SERVER) in its `env`, else it will not "
+            "start; or run `tf mcp install` again in the project (`uninstall` first)"
+        )
     return EXIT_OK
 
 

@@ -94,8 +94,6 @@ class Gate:
         config, agent = self.config, self.agent()
         if config is None:
             return None, _deny("no configuration from the control plane yet")
-        if agent is None or agent.status != "active":
-            return None, _deny(f"agent `{self.agent_name}` is unknown or not active")
         try:
             if isinstance(message, list):
                 parsed = self._parsed(*name_batch(message))
@@ -106,6 +104,8 @@ class Gate:
                 parsed, members = self._parsed(*name_message(message)), []
         except AgentFirewallError as exc:
             return None, _deny(f"message not understood by connector `mcp`: {exc}", str(exc))
+        if agent is None or agent.status != "active":  # named first: a denial, not -32600
+            return parsed, _deny(f"agent `{self.agent_name}` is unknown or not active")
         switch = config.kill_switch_for(agent, self.connector)
         if switch is not None:  # (an unreadable configuration's says which and what to do)
             return parsed, Decision("deny", switch.decision_reason, decided_outcome="deny")

@@ -10,6 +10,8 @@ NAME=connector:REF`` from the snapshot, never from the client's config file.
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -21,13 +23,46 @@ from agentfirewall_proxy.mcpwrap.relay import Relay, RelayOptions
 from agentfirewall_proxy.scrub import scrubber_for
 from agentfirewall_proxy.snapshot import compile_snapshot
 
-__all__ = ["WrapError", "first_config", "parse_env_specs", "resolve_env", "wrap"]
+__all__ = [
+    "WrapError",
+    "check_stdio",
+    "first_config",
+    "parse_env_specs",
+    "resolve_env",
+    "wrap",
+]
 
 _PREFIX = "connector:"
 
 
 class WrapError(Exception):
-    """The session cannot start (bad flags, no control plane, unknown connector...)."""
+    """The session cannot start (bad flags, no control plane, unknown connector...);
+    `hint` says what to do next."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def check_stdio() -> None:
+    """The client speaks over pipes (MCP clients start the wrapper with its stdin and
+    stdout connected to pipes), or a terminal. A file or ``/dev/null`` cannot be watched
+    (asyncio refuses a file, uvloop aborts the process): refused before the server starts."""
+    for stream, name in ((sys.stdin, "stdin"), (sys.stdout, "stdout")):
+        try:
+            fd = stream.fileno()
+            mode = os.fstat(fd).st_mode
+        except (OSError, ValueError):
+            raise WrapError(f"{name} is closed: the MCP client talks to `tf mcp wrap` over "
+                            "its stdin and stdout") from None  # fmt: skip
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd):
+            continue
+        raise WrapError(
+            f"{name} is {'a file' if stat.S_ISREG(mode) else 'not a pipe'}: `tf mcp wrap` "
+            "speaks JSON-RPC over pipes, as an MCP client starts it",
+            hint="to try it by hand, pipe the messages in and out: "
+            "`cat requests.jsonl | tf mcp wrap --name NAME -- CMD | cat`",
+        )
 
 
 def parse_env_specs(values: Sequence[str]) -> dict[str, str]:
@@ -55,23 +90,44 @@ def resolve_env(snapshot: Mapping[str, Any], specs: Mapping[str, str]) -> dict[s
             found = [c for c in connectors if c.get("type") == ref]
         if len(found) != 1:
             problem = "is not configured" if not found else "names several connectors"
-            raise WrapError(f"--env `{name}`: connector `{ref}` {problem}")
+            raise WrapError(
+                f"--env `{name}`: connector `{ref}` {problem}",
+                hint="`tf connector list` shows the configured connectors: name one by its "
+                "id or name (`tf connector add TYPE --token-env VAR` adds one)",
+            )
         credential = found[0].get("credential")
         if not isinstance(credential, str) or not credential:
-            raise WrapError(f"--env `{name}`: connector `{ref}` has no credential in the vault")
+            raise WrapError(
+                f"--env `{name}`: connector `{ref}` has no credential in the vault",
+                hint="name a connector added with its token (`tf connector add TYPE "
+                "--token-env VAR`)",
+            )
         out[name] = credential
     return out
 
 
 async def first_config(control: Control, seconds: float) -> dict[str, Any]:
+    """The gateway's config snapshot, asked for until `seconds` pass (the control plane
+    may be starting); a token it refuses fails at once (waiting would not change it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:
         try:
             snapshot = await control.fetch_config(None, 0)
         except ControlError as exc:
+            if exc.status in (401, 403):
+                raise WrapError(
+                    f"the control plane refused the gateway token ({exc.status})",
+                    hint="use this project's token (`.tf/gateway.token`, or pass --project "
+                    "DIR), or set TF_GATEWAY_TOKEN to the gateway token of the server named "
+                    "by --server / TF_SERVER",
+                ) from None
             if loop.time() >= deadline:
-                raise WrapError(f"no configuration from the control plane: {exc}") from None
+                raise WrapError(
+                    f"no configuration from the control plane: {exc}",
+                    hint="start `tf up` in the project (or the server that --server or "
+                    "TF_SERVER names); --config FILE runs from a snapshot file without one",
+                ) from None
             await asyncio.sleep(0.5)
             continue
         if snapshot is not None:
@@ -92,6 +148,7 @@ async def wrap(
 ) -> int:
     """Run one governed session on our stdin/stdout; the exit code."""
     try:
+        check_stdio()
         snapshot = await first_config(control, connect_timeout)
         config = compile_snapshot(snapshot)
         gate = Gate(agent, server_entry(server_name, None), config)
@@ -100,8 +157,15 @@ async def wrap(
             snapshot = await first_config(control, connect_timeout)
             gate.config = config = compile_snapshot(snapshot)
         if gate.agent() is None:
-            print(f"tf mcp wrap: agent `{agent}` is unknown: every message will be denied",
-                  file=sys.stderr)  # fmt: skip
+            print(f"tf mcp wrap: agent `{agent}` is unknown: every message will be denied "
+                  f"(register it: `tf agent add \"{agent}\"`)", file=sys.stderr)  # fmt: skip
+        switch = gate.kill_switch()
+        if switch is not None:  # nothing was read: no request to answer, the server not run
+            raise WrapError(
+                f"a kill switch covers this session ({switch}): the server was not started",
+                hint="`tf kill-switch status` shows it; `tf kill-switch --deactivate --scope "
+                "SCOPE` lifts it",
+            )
         credentials = resolve_env(snapshot, env_specs)
         gate.connector = server_entry(
             server_name, scrubber_for(v.encode() for v in credentials.values())
@@ -116,7 +180,10 @@ async def wrap(
                 limit=options.limit,
             )
         except OSError as exc:
-            raise WrapError(f"cannot start `{command[0]}`: {exc.strerror or exc}") from None
+            raise WrapError(
+                f"cannot start `{command[0]}`: {exc.strerror or exc}",
+                hint="check the command after `--`: is it installed, on PATH, executable?",
+            ) from None
         reader, writer = await open_stdio(options.limit)
         relay = Relay(gate, control, options, child, config.version)
         return await relay.run(reader, writer)

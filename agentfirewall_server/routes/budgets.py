@@ -105,10 +105,28 @@ async def show_budget(request: Request) -> JSONResponse:
     return json_ok(budget_json(budget, used))
 
 
+_SPAN = {"minute": "the last minute", "hour": "the last hour", "day": "the last 24 hours"}
+
+
+def _refuse_ignored(body: BudgetBody) -> None:
+    """Fields a budget would take and then ignore: refused when a budget is set (a stored
+    definition holding them still loads, as it did: it ignores them)."""
+    if body.currency is not None and body.measure != "sum":
+        raise ApiError(422, f"`currency` applies to the `sum` measure only: a "
+                       f"`{body.measure}` budget would cover requests in every currency",
+                       field="currency")  # fmt: skip
+    span = _SPAN.get(body.window)
+    if span is not None and body.timezone != "UTC":
+        raise ApiError(422, f"`timezone` applies to calendar windows only: `{body.window}` "
+                       f"is {span}; for days from midnight in `{body.timezone}` use "
+                       "`calendar_day`", field="timezone")  # fmt: skip
+
+
 async def put_budget(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     name = request.path_params["name"]
     body = await read_model(request, BudgetBody)
+    _refuse_ignored(body)
     try:
         definition = BudgetDef(name=name, **body.model_dump())
     except ValidationError as exc:
