@@ -11,8 +11,10 @@ handler.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import typing
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -288,17 +290,20 @@ def _check_fields(value: Any, path: str = "", *, free: bool = False) -> None:
 _NO_INPUT = object()
 
 
-def validation_error(exc: PydanticValidationError, data: Any = _NO_INPUT) -> ApiError:
+def validation_error(
+    exc: PydanticValidationError, data: Any = _NO_INPUT, model: type[BaseModel] | None = None
+) -> ApiError:
     """422 naming the field of the first problem; with the validated JSON `data`, the field
     is its path in the body (no union branch, no ``[key]`` label) and a value no branch of
-    a union took says what each branch expected."""
+    a union took says what each branch expected; with the `model`, an unknown field is told
+    the closest known one (``agent``: did you mean ``agents``?)."""
     errors = exc.errors()
     first = errors[0]
     steps = _body_path(first["loc"], data, first["type"] == "missing")
     loc = ".".join(str(p) for p in steps)
     kind = first["type"]
     if kind == "extra_forbidden":
-        message = f"unknown field `{loc}`"
+        message = f"unknown field `{loc}`" + _meant(model, steps)
     elif kind == "missing":
         message = f"missing field `{loc}`"
     else:
@@ -309,6 +314,36 @@ def validation_error(exc: PydanticValidationError, data: Any = _NO_INPUT) -> Api
             detail = "; ".join(dict.fromkeys(same))
         message = f"invalid `{loc}`: {detail}" if loc else detail
     return ApiError(422, message, field=loc or None)
+
+
+def _meant(model: type[BaseModel] | None, steps: tuple[int | str, ...]) -> str:
+    """`: did you mean `x`?` for an unknown field close to one of its model's (else "")."""
+    for step in steps[:-1]:  # down to the model holding the field (through lists, Optional)
+        if isinstance(step, int):  # an item of a list
+            continue
+        info = model.model_fields.get(step) if model is not None else None
+        if info is None:
+            return ""
+        model = next((t for t in _types(info.annotation) if _is_model(t)), None)
+    if model is None or not steps:
+        return ""
+    names = [info.alias or name for name, info in model.model_fields.items()]
+    near = difflib.get_close_matches(str(steps[-1]), names, n=1, cutoff=0.7)
+    return f": did you mean `{near[0]}`?" if near else ""
+
+
+def _types(annotation: Any) -> list[Any]:
+    """`annotation` and the types inside it (``list[X] | None`` -> X among them)."""
+    found, todo = [], [annotation]
+    while todo:
+        kind = todo.pop()
+        found.append(kind)
+        todo.extend(typing.get_args(kind))
+    return found
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
 def _body_path(loc: tuple[int | str, ...], data: Any, missing: bool) -> tuple[int | str, ...]:
@@ -378,7 +413,7 @@ def parse_model(raw: bytes, model: type[M], *, allow_empty: bool = False) -> M:
         # not read as true); JSON's own forms still fill tuples, enums and datetimes
         parsed = model.model_validate_json(raw if raw.strip() else b"{}", strict=True)
     except PydanticValidationError as exc:
-        raise validation_error(exc, data) from None
+        raise validation_error(exc, data, model) from None
     except RecursionError:
         raise ApiError(400, "request body nests too deeply") from None
     _check_fields(parsed)
