@@ -7,13 +7,16 @@ admin and gateway tokens from the data directory. Helpers call the admin API.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +175,33 @@ class LiveServer:
             )
         key: str = response.json()["api_key"]
         return key
+
+    @contextmanager
+    def events(self, *, until: str) -> Iterator[list[tuple[str, Any]]]:
+        """The admin event stream (`GET /api/v1/events`) read in a thread, connected on
+        entry; the list fills with `(event, data)` pairs up to the first `until` event,
+        which the block must cause (the exit waits for it, 30 s at most)."""
+        seen: list[tuple[str, Any]] = []
+        ready = threading.Event()
+
+        def listen() -> None:
+            headers = {"Authorization": f"Bearer {self.admin_token}"}
+            with httpx.stream("GET", self._target("/v1/events"), headers=headers,
+                              timeout=30) as stream:  # fmt: skip
+                kind = ""
+                for line in stream.iter_lines():
+                    if line.startswith(": connected"):
+                        ready.set()
+                    elif line.startswith("event: "):
+                        kind = line.removeprefix("event: ")
+                    elif line.startswith("data: "):
+                        seen.append((kind, json.loads(line.removeprefix("data: "))))
+                        if kind == until:
+                            return
+
+        thread = threading.Thread(target=listen, daemon=True)
+        thread.start()
+        if not ready.wait(20):
+            raise RuntimeError("the event stream did not connect in 20 s")
+        yield seen
+        thread.join(30)

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from agentfirewall import AgentFirewall
@@ -180,31 +178,10 @@ def test_an_sdk_divergence_reaches_the_live_event_stream(server: LiveServer) -> 
     _allow(server, "Bot", "crm", "crm.contact.delete", "deny")
     installed = server.admin("POST", "/v1/shadow/policies", json={"document": DENY_ALL})
     assert installed.status_code == 201, installed.text
-    seen: list[tuple[str, Any]] = []
-    ready = threading.Event()
-
-    def listen() -> None:
-        headers = {"Authorization": f"Bearer {server.admin_token}"}
-        with httpx.stream("GET", server.api_url + "/v1/events", headers=headers,
-                          timeout=30) as stream:  # fmt: skip
-            kind = ""
-            for line in stream.iter_lines():
-                if line.startswith(": connected"):
-                    ready.set()
-                elif line.startswith("event: "):
-                    kind = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    seen.append((kind, json.loads(line.removeprefix("data: "))))
-                    if kind == "kill_switch":
-                        return
-
-    thread = threading.Thread(target=listen)
-    thread.start()
-    assert ready.wait(20)
-    assert _sdk(key, server, "crm.contact.delete") == "denied"  # shadow: deny too
-    assert _sdk(key, server, "crm.contact.update") == "allowed"  # shadow: deny, diverged
-    server.admin("POST", "/v1/kill-switch", json={"active": True})  # the end of the stream
-    thread.join(30)
+    with server.events(until="kill_switch") as seen:
+        assert _sdk(key, server, "crm.contact.delete") == "denied"  # shadow: deny too
+        assert _sdk(key, server, "crm.contact.update") == "allowed"  # shadow: deny, diverged
+        server.admin("POST", "/v1/kill-switch", json={"active": True})  # the stream's end
     traffic = [data for kind, data in seen if kind == "traffic"]
     assert [(t["source"], t["action"]) for t in traffic] == [("sdk", "crm.contact.update")]
     (event,) = traffic

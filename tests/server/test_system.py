@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from typing import Any
-
-import httpx
-
 from tests.livesrv import LiveServer
 from tests.server.conftest import SPEC, Harness
 
@@ -84,31 +78,9 @@ def test_events_stream_approvals_and_kill_switch(live_server: LiveServer) -> Non
             "decision": "require_approval",
         },
     )
-    seen: list[tuple[str, Any]] = []
-    ready = threading.Event()
-
-    def listen() -> None:
-        headers = {"Authorization": f"Bearer {live_server.admin_token}"}
-        with httpx.stream(
-            "GET", live_server.api_url + "/v1/events", headers=headers, timeout=30
-        ) as stream:
-            kind = ""
-            for line in stream.iter_lines():
-                if line.startswith(": connected"):
-                    ready.set()
-                elif line.startswith("event: "):
-                    kind = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    seen.append((kind, json.loads(line.removeprefix("data: "))))
-                    if kind == "kill_switch":
-                        return
-
-    thread = threading.Thread(target=listen)
-    thread.start()
-    assert ready.wait(20)
-    live_server.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC})
-    live_server.admin("POST", "/v1/kill-switch", json={"active": True})
-    thread.join(30)
+    with live_server.events(until="kill_switch") as seen:
+        live_server.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC})
+        live_server.admin("POST", "/v1/kill-switch", json={"active": True})
     kinds = [k for k, _ in seen]
     assert "approval.created" in kinds
     assert "approval.decided" in kinds
