@@ -10,7 +10,8 @@ each with one line saying what to fix: the settings (named as flag / environment
 variable), the signing key and the upstream CA bundle, the database, the vault keys, then
 the listening address (bound before the message, so ``--port 0`` links name the real port).
 A start that fails leaves no token behind, so the next one still prints the first-start
-message.
+message. A start with nobody to sign in and no setup link (the tokens come from the
+environment) prints how to create the owner with the admin token.
 """
 
 from __future__ import annotations
@@ -47,7 +48,14 @@ from agentfirewall_server.state import AppState
 GC_FREEZE = True
 GC_THRESHOLDS: tuple[int, int, int] | None = (10_000, 50, 50)  # default (700, 10, 10)
 
-__all__ = ["build_server", "first_start_message", "listen", "main", "parse_settings"]
+__all__ = [
+    "build_server",
+    "first_start_message",
+    "listen",
+    "main",
+    "no_owner_message",
+    "parse_settings",
+]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,6 +130,20 @@ def first_start_message(settings: Settings, boot: Bootstrap) -> str:
             "<admin token>' -H 'Content-Type: application/json' -d '{\"name\": \"Bot\"}'",
         ]
     return "\n".join(lines)
+
+
+def no_owner_message(settings: Settings) -> str:
+    """What to do when nobody can sign in yet and there is no setup link: the case of
+    tokens from the environment (replicas share them, so none makes a link of its own)."""
+    body = '{"email": "you@example.com", "password": "<8 or more characters>", "role": "owner"}'
+    return "\n".join(
+        [
+            "TameFlare: no owner account yet and no setup link: create the owner with the "
+            f"admin token, then sign in at {settings.base_url}/dashboard/login",
+            f"    curl -X POST {settings.base_url}/api/v1/users -H 'Authorization: Bearer "
+            f"<admin token>' -H 'Content-Type: application/json' -d '{body}'",
+        ]
+    )
 
 
 class _Server(uvicorn.Server):
@@ -294,5 +316,7 @@ def _serve(settings: Settings) -> int:
             boot = dataclasses.replace(boot, setup_url=None)
         if boot.created:
             print(first_start_message(settings, boot), flush=True)
+        if boot.setup_url is None and not _has_owner(settings):  # tokens from the environment
+            print(no_owner_message(settings), flush=True)
         build_server(settings, settle=True).run(sockets=[sock])
     return 0

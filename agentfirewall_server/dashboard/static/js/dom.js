@@ -71,7 +71,7 @@ export function timeCell(iso) {
 
 const OUTCOME_CLASS = {
   allow: "badge-allow", allowed: "badge-allow", approved: "badge-allow", active: "badge-allow",
-  executed: "badge-allow", deny: "badge-deny", denied: "badge-deny", revoked: "badge-deny",
+  executed: "badge-allow", deny: "badge-deny", denied: "badge-deny", killed: "badge-deny", revoked: "badge-deny",
   require_approval: "badge-hold", pending_approval: "badge-hold", pending: "badge-hold",
   suspended: "badge-hold", expired: "badge-muted", enabled: "badge-allow", disabled: "badge-muted",
   online: "badge-allow", offline: "badge-deny", low: "badge-allow", medium: "badge-hold", high: "badge-deny",
@@ -102,11 +102,17 @@ export function notify(message, kind = "info") {
   noticeTimer = window.setTimeout(() => { box.hidden = true; }, kind === "error" ? 10000 : 5000);
 }
 
+const ROLES = ["viewer", "member", "admin", "owner"];
+
+// A refusal for a role names the roles once: the server's message usually does already.
 export function errorMessage(error) {
-  if (error && error.data && error.data.error === "forbidden") {
-    return `${error.message} (needs ${error.data.required_role}, you are ${error.data.your_role})`;
+  const data = (error && error.data) || {};
+  const message = (error && error.message) || String(error);
+  const unsaid = ROLES.includes(data.required_role) && !message.includes(`you are ${data.your_role}`);
+  if (data.error === "forbidden" && unsaid) {
+    return `${message} (needs ${data.required_role}, you are ${data.your_role})`;
   }
-  return (error && error.message) || String(error);
+  return message;
 }
 
 export function fail(error) {

@@ -1,5 +1,10 @@
-// The one-time API key box with its copy button.
-import { $, notify } from "./dom.js";
+// The one-time API key box with its copy button, and how a stored key is shown.
+import { $, el, notify } from "./dom.js";
+
+// An agent's key by its prefix only; a revoked agent has none left.
+export function keyPrefix(agent) {
+  return el("code", { text: agent.key_prefix ? `${agent.key_prefix}…` : "—" });
+}
 
 export function showKey(key) {
   $("#new-key-value").textContent = key;

@@ -1,7 +1,7 @@
 import { api } from "../api.js";
-import { $, badge, clear, el, fail, formatTime, formToObject, notify, show } from "../dom.js";
+import { $, badge, clear, el, fail, formatTime, formToObject, notify, setText, show } from "../dom.js";
 import { latestOnly, onEvent, throttled } from "../events.js";
-import { showKey, wireKeyBox } from "../key-box.js";
+import { keyPrefix, showKey, wireKeyBox } from "../key-box.js";
 import { can, startPage } from "../session.js";
 import { wireSuggest } from "../suggest-rules.js";
 import { trafficRow } from "../traffic-row.js";
@@ -9,11 +9,18 @@ import { trafficRow } from "../traffic-row.js";
 const name = document.body.dataset.agent;
 let path = null; // `/agents/<id>`: names may hold characters a path cannot (`/`)
 
+// False (and the page says so, with no control left) when no agent has this name.
 async function findAgent() {
   const { agents } = await api("/agents");
   const agent = agents.find((a) => a.name === name);
-  if (!agent) throw new Error(`no agent named “${name}”`);
-  path = `/agents/${encodeURIComponent(agent.id)}`;
+  if (agent) {
+    path = `/agents/${encodeURIComponent(agent.id)}`;
+    return true;
+  }
+  setText("#agent-missing", `No agent is named “${name}”: pick one from the list of agents.`);
+  show("#agent-missing", true);
+  for (const node of document.querySelectorAll("[data-agent-only]")) node.hidden = true;
+  return false;
 }
 
 // The form shows saved values on load and after a save, never under the user's hands.
@@ -34,7 +41,7 @@ function rulesFact(rules) {
 function showAgent(agent) {
   const facts = clear($("#agent-facts"));
   const rows = [["Status", badge(agent.status)], ["Rules", rulesFact(agent.rules)], ["Environment", agent.environment],
-    ["Key", el("code", { text: `${agent.key_prefix}…` })], ["Proxy port", agent.proxy_port ?? "—"],
+    ["Key", keyPrefix(agent)], ["Proxy port", agent.proxy_port ?? "—"],
     ["Created", formatTime(agent.created_at)], ["Id", el("code", { text: agent.id })]];
   for (const [label, value] of rows) facts.append(el("dt", { text: label }), el("dd", {}, value));
   $("#suspend").hidden = agent.status !== "active";
@@ -122,7 +129,7 @@ wireKeyBox();
 wireSuggest(name, () => refresh().catch(fail));
 
 startPage(async () => {
-  await findAgent();
+  if (!(await findAgent())) return;
   await Promise.all([refresh(true), loadConnectorTypes()]);
   onEvent("traffic", throttled(() => refresh().catch(() => {}), 1000));
   onEvent("config", throttled(() => refresh().catch(() => {}), 500));

@@ -1,7 +1,7 @@
 import { api, BASE } from "../api.js";
 import { $, badge, clear, el, fail, formToObject, notify, setText, show, timeCell } from "../dom.js";
 import { onEvent, throttled } from "../events.js";
-import { showKey, wireKeyBox } from "../key-box.js";
+import { keyPrefix, showKey, wireKeyBox } from "../key-box.js";
 import { can, startPage } from "../session.js";
 
 async function act(agent, verb) {
@@ -34,7 +34,7 @@ async function refresh() {
     body.append(el("tr", { dataset: { agent: agent.name } },
       el("td", {}, el("a", { href: `${BASE}/agents/${encodeURIComponent(agent.name)}`, text: agent.name })),
       el("td", {}, badge(agent.status)), el("td", { text: agent.environment }),
-      el("td", { text: agent.enforcement_level }), el("td", {}, el("code", { text: `${agent.key_prefix}…` })),
+      el("td", { text: agent.enforcement_level }), el("td", {}, keyPrefix(agent)),
       timeCell(agent.created_at), actions(agent)));
   }
   show("#agents-empty", agents.length === 0);

@@ -3,7 +3,7 @@ import { $, badge, clear, el, fail, notify, setText, show, timeCell } from "../d
 import { latestOnly, onEvent, throttled } from "../events.js";
 import { GrantInputError, grantFrom, grantText, labelGrantFields } from "../grant-form.js";
 import { maskSecrets } from "../secrets.js";
-import { can, startPage } from "../session.js";
+import { can, session, startPage } from "../session.js";
 import { showStuck } from "../stuck-executions.js";
 
 const cards = new Map(); // approval id -> {card, node (countdown), expires}
@@ -53,6 +53,17 @@ function resourceText(spec) {
   return `SDK action on ${r.target || "-"}${where.length ? ` (${where.join(", ")})` : ""}`;
 }
 
+// Who may decide: a member or above whose role the approval names (the rule's
+// `approver_roles`, default owner, admin, member), exactly as the server checks it.
+function mayDecide(approval) {
+  const roles = approval.required_approver_roles || ["owner", "admin", "member"];
+  return can("member") && roles.includes(session.role);
+}
+
+function orList(words) {
+  return words.length > 1 ? `${words.slice(0, -1).join(", ")} or ${words[words.length - 1]}` : words.join("");
+}
+
 function card(approval) {
   const node = $("#approval-card").content.firstElementChild.cloneNode(true);
   node.dataset.approvalId = approval.id;
@@ -79,7 +90,14 @@ function card(approval) {
   node.querySelector(".a-note").id = noteId;
   labelGrantFields(node, approval.id);
   const form = node.querySelector("form");
-  if (!can("member")) form.remove();
+  if (!mayDecide(approval)) {
+    form.remove();
+    if (can("member")) { // a viewer has the page's note; a member or admin this card's
+      const roles = node.querySelector(".a-roles");
+      roles.textContent = `Deciding this needs the role ${orList(approval.required_approver_roles || [])}; you are ${session.role}.`;
+      roles.hidden = false;
+    }
+  }
   const grantError = node.querySelector(".g-error");
   const showError = (message) => { grantError.textContent = message; grantError.hidden = !message; };
   form.addEventListener("submit", async (event) => {

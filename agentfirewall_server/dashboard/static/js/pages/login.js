@@ -3,8 +3,13 @@ import { $, errorMessage, formToObject } from "../dom.js";
 
 function nextPage() {
   const next = new URLSearchParams(window.location.search).get("next") || "";
-  // Only a path inside the dashboard: never another origin.
-  return next.startsWith(`${BASE}/`) && !next.startsWith("//") && !next.includes("\\") ? next : `${BASE}/overview`;
+  const home = `${BASE}/overview`;
+  // Only a page of the dashboard: never another origin, nor a path that leaves the
+  // dashboard once the browser resolves it (`/dashboard/../api/...`).
+  if (!next.startsWith("/") || next.startsWith("//") || next.includes("\\")) return home;
+  const target = new URL(next, window.location.origin);
+  if (target.origin !== window.location.origin || !target.pathname.startsWith(`${BASE}/`)) return home;
+  return target.pathname + target.search + target.hash;
 }
 
 $("#login-form").addEventListener("submit", async (event) => {

@@ -2,6 +2,7 @@ import { api, BASE } from "../api.js";
 import { bucketByHour, drawChart, SERIES } from "../chart.js";
 import { $, badge, clear, el, formatTime, setText } from "../dom.js";
 import { latestOnly, onEvent, throttled } from "../events.js";
+import { keyPrefix } from "../key-box.js";
 import { startPage } from "../session.js";
 
 const SDK_EVENTS = {
@@ -38,7 +39,7 @@ function showAgents(agents) {
     body.append(el("tr", {},
       el("td", {}, el("a", { href: `${BASE}/agents/${encodeURIComponent(agent.name)}`, text: agent.name })),
       el("td", {}, badge(agent.status)), el("td", { text: agent.enforcement_level }),
-      el("td", {}, el("code", { text: `${agent.key_prefix}…` }))));
+      el("td", {}, keyPrefix(agent))));
   }
 }
 
