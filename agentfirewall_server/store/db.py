@@ -65,6 +65,10 @@ _HEAD = "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
 TRACE: Callable[[tuple[Any, ...]], None] | None = None
 
 
+#: The PostgreSQL advisory lock migrations hold (one transaction-wide key, any constant).
+_MIGRATE_LOCK = 0x7466_6D69_6772  # "tfmigr"
+
+
 class StoreError(AgentFirewallError):
     """The database failed (unreachable, closed, or a statement failed)."""
 
@@ -183,6 +187,9 @@ class Database:
 
         with self.writer_engine.connect() as conn:
             if not self.is_sqlite:
+                # replicas started together take turns: the first migrates, the next finds
+                # the schema done (both migrating one empty database: a duplicate key)
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
                 upgrade(conn)
                 conn.commit()
                 return

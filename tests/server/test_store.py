@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -204,3 +206,39 @@ def test_between_scheduled_checkpoints_sqlite_does_not_checkpoint_on_its_own(
     assert _wal_resets(sqlite_file) == before  # no commit carried a checkpoint
     with sqlite_db.writer_engine.connect() as conn:  # SQLite's own, kept as a far bound
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 16_000
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # (SQLite: one owner)
+def test_replicas_migrating_one_empty_database_at_once_all_start(database_url: str) -> None:
+    """Replicas started together (compose, a Kubernetes rollout) migrate one empty
+    PostgreSQL database at the same moment: they take turns, none stops on a duplicate key."""
+    databases = [Database(database_url) for _ in range(4)]
+    barrier = threading.Barrier(len(databases))
+    failed: list[BaseException] = []
+
+    def start(db: Database) -> None:
+        barrier.wait()
+        try:
+            db.migrate()
+        except BaseException as exc:  # the test says which
+            failed.append(exc)
+
+    # daemon threads, joined with a bound: a migration stuck on another's lock fails the
+    # test (the fixture's DROP DATABASE ... FORCE then ends its connection), never hangs it
+    threads = [threading.Thread(target=start, args=(db,), daemon=True) for db in databases]
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        assert not any(t.is_alive() for t in threads), "a migration waited for ever"
+        assert failed == []
+        count = databases[0].read_sync(
+            lambda c: c.execute(select(func.count()).select_from(audit_events)).scalar()
+        )
+        assert count == 0
+    finally:
+        for db in databases:
+            db.close()
