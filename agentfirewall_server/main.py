@@ -84,12 +84,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="send OpenTelemetry traces to this OTLP/HTTP collector (e.g. http://127.0.0.1:4318)",
     )
+    parser.add_argument(
+        "--trusted-proxies",
+        metavar="ADDRS",
+        help="load balancers in front (comma-separated addresses or networks): their "
+        "X-Forwarded-For names the client; default none (the header is ignored)",
+    )
     return parser
 
 
 def parse_settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    names = ("host", "port", "database_url", "data_dir", "log_level", "log_format", "otlp_endpoint")
+    names = ("host", "port", "database_url", "data_dir", "log_level", "log_format", "otlp_endpoint",
+             "trusted_proxies")  # fmt: skip
     for name in names:
         value = getattr(args, name)
         if value is not None:
@@ -199,7 +206,10 @@ def build_server(settings: Settings, *, settle: bool = False) -> uvicorn.Server:
         else uvicorn.config.LOGGING_CONFIG,
         access_log=False,
         lifespan="on",
-        proxy_headers=False,
+        # a proxy's X-Forwarded-For only from the proxies named (uvicorn takes the nearest
+        # address no trusted proxy added); none named, no middleware on the hot path
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         server_header=False,
     )
     return _Server(config, app.state.af, settle_gc=settle)

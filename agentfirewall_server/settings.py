@@ -12,6 +12,7 @@ operator sets it (``AGENTFIREWALL_PORT`` / ``--port``), never with its value.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -34,7 +35,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 FLAGS = {
     name: "--" + name.replace("_", "-")
     for name in ("host", "port", "database_url", "data_dir", "log_level", "log_format",
-                 "otlp_endpoint")
+                 "otlp_endpoint", "trusted_proxies")
 }  # fmt: skip
 
 
@@ -101,6 +102,10 @@ class Settings(BaseSettings):
     #: OTLP/HTTP collector (``http://host:4318``): spans go to ``/v1/traces``; unset, the
     #: standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` is read; neither set, tracing is off
     otlp_endpoint: str | None = None
+    #: Load balancers in front (addresses or networks, comma-separated): a request from one
+    #: is taken to come from its ``X-Forwarded-For`` client (sign-in throttling, logs) and
+    #: scheme. Empty (the default): the header is ignored, since anyone can send it.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod
@@ -115,6 +120,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown log level: use one of {', '.join(LOG_LEVELS)}")
             return value.lower()
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        found = [str(item).strip() for item in items if str(item).strip()]
+        for item in found:
+            if item == "*":  # every address: anyone could name any client
+                raise ValueError("`*` would trust anyone's X-Forwarded-For: name the proxies")
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"`{item}` is no address or network: e.g. 10.0.0.5 or 10.0.0.0/24"
+                ) from None
+        return found
 
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod
