@@ -298,7 +298,7 @@ def validation_error(
     a union took says what each branch expected; with the `model`, an unknown field is told
     the closest known one (``agent``: did you mean ``agents``?)."""
     errors = exc.errors()
-    first = errors[0]
+    first = _misspelt(errors, model) or errors[0]
     steps = _body_path(first["loc"], data, first["type"] == "missing")
     loc = ".".join(str(p) for p in steps)
     kind = first["type"]
@@ -316,20 +316,39 @@ def validation_error(
     return ApiError(422, message, field=loc or None)
 
 
+def _misspelt(errors: list[Any], model: type[BaseModel] | None) -> Any:
+    """An unknown field that is a misspelling of a missing one (``agnet`` beside a missing
+    ``agent``): the one error that says it all, whatever order pydantic lists them in."""
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden" and missing:
+            meant = _closest(model, loc)
+            if meant is not None and (*loc[:-1], meant) in missing:
+                return error
+    return None
+
+
 def _meant(model: type[BaseModel] | None, steps: tuple[int | str, ...]) -> str:
     """`: did you mean `x`?` for an unknown field close to one of its model's (else "")."""
+    near = _closest(model, steps)
+    return f": did you mean `{near}`?" if near else ""
+
+
+def _closest(model: type[BaseModel] | None, steps: tuple[int | str, ...]) -> str | None:
+    """The field of its model an unknown field at `steps` most likely meant, else None."""
     for step in steps[:-1]:  # down to the model holding the field (through lists, Optional)
         if isinstance(step, int):  # an item of a list
             continue
         info = model.model_fields.get(step) if model is not None else None
         if info is None:
-            return ""
+            return None
         model = next((t for t in _types(info.annotation) if _is_model(t)), None)
     if model is None or not steps:
-        return ""
+        return None
     names = [info.alias or name for name, info in model.model_fields.items()]
     near = difflib.get_close_matches(str(steps[-1]), names, n=1, cutoff=0.7)
-    return f": did you mean `{near[0]}`?" if near else ""
+    return near[0] if near else None
 
 
 def _types(annotation: Any) -> list[Any]:

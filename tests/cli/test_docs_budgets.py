@@ -139,8 +139,12 @@ def test_finance_bot_at_most_1000_a_day(running: Project, monkeypatch: pytest.Mo
     assert state["resets_at"].endswith("T23:00:00.000Z") or state["resets_at"].endswith(
         "T22:00:00.000Z"
     )  # midnight in Paris (winter or summer time)
-    traffic = running.tf_json("logs", "--agent", "Finance Bot", "--last", "5")["traffic"]
-    assert ("deny", 403) in {(t["decision"], t["status_code"]) for t in traffic}
+
+    def refusal_logged() -> bool:  # (the gateway ships its records in batches)
+        traffic = running.tf_json("logs", "--agent", "Finance Bot", "--last", "5")["traffic"]
+        return ("deny", 403) in {(t["decision"], t["status_code"]) for t in traffic}
+
+    wait_for(refusal_logged, what="the 41st transfer's refusal in the traffic log")
 
     metrics = _api(running, "GET", "/metrics").text
     assert 'aaf_budget_limit{budget="stripe-daily"} 100000.0' in metrics
