@@ -77,7 +77,7 @@ def acquire(
             f"another gateway is refreshing the token of `{cid}`: ask again in {remaining:.1f} s",
             code=BUSY,
             headers={"Retry-After": str(max(1, math.ceil(remaining)))},
-            retry_after=round(remaining, 3),
+            retry_after=max(round(remaining, 3), 0.001),  # busy: never "again in 0 s"
         )
     expires_at = now + ttl
     if held is None:
