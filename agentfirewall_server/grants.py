@@ -37,6 +37,7 @@ __all__ = [
     "create_grant",
     "grant_json",
     "parse_where",
+    "revoke_row",
     "use_grant",
 ]
 
@@ -235,3 +236,15 @@ def use_grant(
                            "uses": used["uses"], "max_uses": row.max_uses})  # fmt: skip
         return used
     return None
+
+
+def revoke_row(
+    conn: Connection, grant: dict[str, Any], *, actor: str, now: float, reason: str = ""
+) -> None:
+    """Revoke `grant` (its row as a mapping), audited ``grant.revoked`` with its uses and,
+    when given, why."""
+    revoked = {"revoked_at": now, "revoked_by": actor}
+    conn.execute(update(grants).where(grants.c.id == grant["id"]).values(**revoked))
+    data: dict[str, Any] = {"uses": grant["uses"], **({"reason": reason} if reason else {})}
+    append_event(conn, "grant.revoked", actor=actor, now=now, agent=grant["agent"],
+                 subject=grant["id"], data=data)  # fmt: skip

@@ -17,6 +17,7 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now
 from agentfirewall_server.coverage import rules_of
+from agentfirewall_server.grants import revoke_row
 from agentfirewall_server.identity import hash_secret, new_agent_key, prefix_of
 from agentfirewall_server.routes.system import GATEWAY_ONLINE_SECONDS
 from agentfirewall_server.snapshot import RUN_KEY_KINDS, AgentRecord, Snapshot
@@ -247,12 +248,9 @@ def _let_go(
     conn.execute(delete(permissions).where(permissions.c.agent == name))
     shadow = conn.execute(delete(shadow_permissions).where(shadow_permissions.c.agent == name))
     live = (grants.c.agent == name) & grants.c.revoked_at.is_(None)
-    held = conn.execute(select(grants.c.id, grants.c.uses).where(live)).all()
-    conn.execute(update(grants).where(live).values(revoked_at=stamp, revoked_by=actor))
+    held = [dict(r._mapping) for r in conn.execute(select(grants).where(live))]
     for grant in held:
-        data = {"uses": grant.uses, "reason": "agent removed"}
-        append_event(conn, "grant.revoked", actor=actor, now=stamp, agent=name,
-                     subject=grant.id, data=data)  # fmt: skip
+        revoke_row(conn, grant, actor=actor, now=stamp, reason="agent removed")
     approved = (approvals.c.agent == name) & (approvals.c.status == "approved")
     unused = approved & approvals.c.used.is_(False)
     closed = [r.id for r in conn.execute(select(approvals.c.id).where(unused))]
@@ -264,7 +262,7 @@ def _let_go(
             {k: r._mapping[k] for k in ("connector", "action_pattern", "decision")} for r in rules
         ],
         "shadow_permissions_deleted": shadow.rowcount,
-        "grants_revoked": [g.id for g in held],
+        "grants_revoked": [g["id"] for g in held],
         "approvals_denied": [r["id"] for r in denied],
         "approvals_closed": closed,
     }

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import Connection, or_, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
-from agentfirewall_server.grants import grant_json
+from agentfirewall_server.grants import grant_json, revoke_row
 from agentfirewall_server.store.schema import grants
 from agentfirewall_server.web import ApiError, json_ok
 
@@ -73,12 +72,7 @@ async def revoke_grant(request: Request) -> JSONResponse:
         if row["revoked_at"] is not None:
             raise ApiError(409, f"grant `{row['id']}` was already revoked")
         stamp = now()
-        conn.execute(
-            update(grants).where(grants.c.id == row["id"]).values(revoked_at=stamp,
-                                                                  revoked_by=who.actor)
-        )  # fmt: skip
-        append_event(conn, "grant.revoked", actor=who.actor, now=stamp, agent=row["agent"],
-                     subject=row["id"], data={"uses": row["uses"]})  # fmt: skip
+        revoke_row(conn, row, actor=who.actor, now=stamp)
         return {**row, "revoked_at": stamp, "revoked_by": who.actor}
 
     row = await state_of(request).db.write(job)
