@@ -22,7 +22,7 @@ from tests.fakes.base import FakeUpstreams
 from tests.fakes.tokens import github_app, oauth_api, oauth_server
 from tests.proxy.support import (
     KEY,
-    Background,
+    ConnectRelay,
     RunningGateway,
     ca_bundle,
     connector,
@@ -199,29 +199,13 @@ def test_oauth2_token_requests_go_through_the_upstream_proxy(
     server = upstreams["oauth_server"]
     server.settings.update(fail=False, expires_in=600, delay=0.0)
     routes = {f"{f.hostnames[0]}:443": f.tls_port for f in upstreams.fakes.values()}
-    seen: list[str] = []
-
-    async def upstream_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        target = head.split(b" ", 2)[1].decode()
-        seen.append(target)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", routes[target])
-        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-            dst.close()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer),
-                             return_exceptions=True)  # fmt: skip
 
     oauth = connector(
         "generic", domains=["api.example.com"], auth_type="oauth2",
         credential=json.dumps({"kind": "oauth2", "token_url": "https://auth.example.com/token",
                                "client_id": "client-1", "client_secret": CLIENT_SECRET}),
     )  # fmt: skip
-    relay = Background(upstream_proxy)
+    relay = ConnectRelay(routes)
     running, _ = start_gateway(tmp_path, upstreams, snapshot([rule("*", "allow")],
                                connectors=[oauth]), resolve={},
                                upstream_proxy=f"http://127.0.0.1:{relay.port}")  # fmt: skip
@@ -240,4 +224,4 @@ def test_oauth2_token_requests_go_through_the_upstream_proxy(
     assert answer.status_code == 200, answer.text
     assert len(server.settings["grants"]) == before + 1
     assert upstreams["oauth_api"].settings["seen"][-1] == server.settings["minted"][-1]
-    assert sorted(seen) == ["api.example.com:443", "auth.example.com:443"]
+    assert sorted(relay.targets) == ["api.example.com:443", "auth.example.com:443"]

@@ -312,3 +312,34 @@ class Background:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+class ConnectRelay(Background):
+    """An upstream (corporate) proxy: answers each CONNECT with 200 and relays the bytes to
+    the local port `routes` gives for its target (`host:port`); `heads` keeps each request
+    head as received."""
+
+    def __init__(self, routes: dict[str, int]) -> None:
+        self.heads: list[bytes] = []
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append(head)
+            target = head.split(b" ", 2)[1].decode()
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", routes[target])
+            self.writers.append(up_writer)
+            writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer),
+                                 return_exceptions=True)  # fmt: skip
+
+        super().__init__(relay)
+
+    @property
+    def targets(self) -> list[str]:
+        return [head.split(b" ", 2)[1].decode() for head in self.heads]
+
+
+async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    while data := await src.read(65536):
+        dst.write(data)
+    dst.close()

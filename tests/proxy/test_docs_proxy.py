@@ -9,7 +9,6 @@ beside `tf up` (slow). The doc's blocks are read from the doc, so it cannot drif
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -36,7 +35,7 @@ from agentfirewall_proxy.main import parse_args
 from tests.cli.conftest import Project, tf_bin  # noqa: F401 (a fixture)
 from tests.fakes import FakeUpstreams
 from tests.proxy.rawclient import auth_header, read_response, status_of
-from tests.proxy.support import Background, ca_bundle
+from tests.proxy.support import ConnectRelay, ca_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = (REPO / "docs" / "proxy.md").read_text()
@@ -555,26 +554,7 @@ def test_upstream_proxy_credentials_are_percent_decoded(
     tmp_path: Path, fakes: FakeUpstreams
 ) -> None:
     """`http://USER:PASSWORD@HOST:PORT` as curl reads it: `%40` is `@` (it was sent as is)."""
-    seen: list[bytes] = []
-    ports = {"api.github.com:443": fakes["github"].tls_port}  # (the proxy resolves)
-
-    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        seen.append(head)
-        target = head.split(b" ")[1].decode()
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", ports[target])
-        proxy.writers.append(up_writer)
-        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-            dst.close()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer),
-                             return_exceptions=True)  # fmt: skip
-
-    proxy = Background(relay)
+    proxy = ConnectRelay({"api.github.com:443": fakes["github"].tls_port})  # it resolves
     (tmp_path / "gateway.yaml").write_text(fenced("yaml", "# gateway.yaml"))
     try:
         running = start(tmp_path, ["--config-file", "gateway.yaml", "--listen", "127.0.0.1:0",
@@ -588,7 +568,7 @@ def test_upstream_proxy_credentials_are_percent_decoded(
             assert running.stop() == 0
     finally:
         proxy.stop()
-    (head,) = seen
+    (head,) = proxy.heads
     assert head.startswith(b"CONNECT api.github.com:443 HTTP/1.1\r\n")
     sent = re.search(rb"Proxy-Authorization: Basic (\S+)", head)
     assert sent is not None

@@ -28,6 +28,7 @@ from tests.proxy.support import (
     OTHER_KEY,
     PLACEHOLDER,
     Background,
+    ConnectRelay,
     RunningGateway,
     ca_bundle,
     connector,
@@ -112,26 +113,7 @@ def test_the_kill_switch_cuts_an_open_passthrough_tunnel(
 
 
 def test_upstream_proxy_chaining(start: Start, fakes: FakeUpstreams) -> None:
-    tls_port = fakes["github"].tls_port
-    seen: list[bytes] = []
-
-    async def upstream_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        seen.append(head.split(b"\r\n", 1)[0])
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", tls_port)
-        relay.writers.append(up_writer)
-        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-            dst.close()
-
-        await asyncio.gather(
-            pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True
-        )
-
-    relay = Background(upstream_proxy)
+    relay = ConnectRelay({"api.github.com:443": fakes["github"].tls_port})
     try:
         running, _ = start(snapshot([rule("github.*", "allow")], connectors=[connector("github")]),
                            upstream_proxy=f"http://127.0.0.1:{relay.port}", resolve={})  # fmt: skip
@@ -139,7 +121,9 @@ def test_upstream_proxy_chaining(start: Start, fakes: FakeUpstreams) -> None:
             assert http.get("https://api.github.com/user").status_code == 200
     finally:
         relay.stop()
-    assert seen == [b"CONNECT api.github.com:443 HTTP/1.1"]
+    assert [head.split(b"\r\n", 1)[0] for head in relay.heads] == [
+        b"CONNECT api.github.com:443 HTTP/1.1"
+    ]
     assert fakes["github"].last().header("authorization") == f"token {CREDENTIALS['github']}"
 
 
