@@ -16,7 +16,8 @@ How the parts fit, bottom-up (a module imports only from its own line or the lin
                   hooks (addons on the request path)
     decisions     pipeline: pure functions over a parsed request, no sockets
     config        snapshot (the compiled config) -> budgets; traffic, tracing, guard, relay
-    control       control (the control-plane client) -> approvalbatch; flow -> entries
+    control       control (the control-plane client) -> approvalbatch, configfile (a
+                  --config-file's shape); flow -> entries
                   (the data one request carries: Flow, Refusal, Tunnel, agent/connector)
     leaves        http1 (sans-IO HTTP/1.1), scrub, wsframes, options, aliases, llmusage,
                   certs, runenv, tracecontext, budgetlease, deadline (one read timer

@@ -32,6 +32,7 @@ import yaml
 from agentfirewall.errors import CredentialError
 from agentfirewall.policy.permissions import failed_closed
 from agentfirewall_proxy.approvalbatch import ApprovalBatcher
+from agentfirewall_proxy.configfile import check_file
 from agentfirewall_proxy.tracecontext import CONTROL_TRACEPARENT
 
 __all__ = [
@@ -329,7 +330,19 @@ def load_snapshot_file(path: Path) -> JSON:
     data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ControlError(f"config file `{path}`: expected a mapping at the top level")
+    try:
+        check_file(data)
+    except ValueError as exc:
+        raise FileShapeError(path, str(exc)) from None
     return normalize_snapshot(data)
+
+
+class FileShapeError(ControlError):
+    """A config file that parses but is not a configuration (`configfile.check_file`)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"config file `{path}`: {problem}")
+        self.problem = problem
 
 
 def file_problem(exc: BaseException) -> str:
@@ -341,6 +354,8 @@ def file_problem(exc: BaseException) -> str:
         return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
+    if isinstance(exc, FileShapeError):
+        return exc.problem
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 

@@ -430,6 +430,17 @@ def test_a_config_file_that_stops_loading_refuses_everything_until_it_loads(
         assert reason.endswith("every action is denied until it reads again")
         assert reason in gateway.text()  # said on stderr too
         assert gateway.process.poll() is None
+        replace(path, good)
+        wait_until(lambda: status() == 200, "the fixed file to apply")
+        # a misspelt key loads as YAML but not as a configuration: it used to be ignored
+        # (here a rule without its decision, skipped: the pulls denied for another reason)
+        assert "decision: allow" in good
+        replace(path, good.replace("decision: allow", "decison: allow", 1))
+        wait_until(lambda: status() == 403, "the misspelt file to apply")
+        with session(gateway) as http:
+            reason = http.get("https://api.github.com/repos/acme/api/pulls").json()["reason"]
+        assert reason.startswith("config file `gateway.yaml` cannot be read (permissions[0]: "
+                                 "unknown key `decison` (did you mean `decision`?)")  # fmt: skip
     finally:
         replace(path, good)
     wait_until(lambda: status() == 200, "the fixed file to apply")
@@ -504,7 +515,24 @@ _CANNOT_START = [  # (arguments, files, what the one line says): exit status 1
      "cannot read --config-file `g.yaml`: line 2, column 1: expected the node content"),
     (["--config-file", "g.json"], {"g.json": "[1]"}, "`g.json`: expected a mapping"),
     (["--config-file", "g.yaml"], {"g.yaml": "agents: [{}]\n"},
-     "the gateway could not start: KeyError: 'name'"),
+     "config file `g.yaml`: agents[0]: `name` is required"),
+    (["--config-file", "g.yaml"], {"g.yaml": "agents: [{name: Bot, api_key: [aaf_test_x]}]\n"},
+     "agents[0]: unknown key `api_key` (did you mean `api_keys`?); known keys are name,"),
+    (["--config-file", "g.yaml"], {"g.yaml": "agent: []\n"},
+     "the file: unknown key `agent` (did you mean `agents`?)"),
+    (["--config-file", "g.yaml"], {"g.yaml": "connectors: [{type: github}]\n"},
+     "connectors[0]: `id` is required"),
+    (["--config-file", "g.yaml"], {"g.yaml": "connectors: [{id: gh, type: githb}]\n"},
+     "connectors[0]: unknown connector type `githb` (did you mean `github`?)"),
+    (["--config-file", "g.yaml"],
+     {"g.yaml": "connectors: [{id: gh, type: github, credential_env: TF_UNSET_TOKEN}]\n"},
+     "connectors[0] (`gh`): credential_env `TF_UNSET_TOKEN` is not set in the gateway's"),
+    (["--config-file", "g.yaml"], {"g.yaml": "permissions: [{agent: Bot, connector: github}]\n"},
+     "permissions[0]: `action_pattern` is required"),
+    (["--config-file", "g.yaml"], {"g.yaml": "connectors: {id: gh}\n"},
+     "`connectors` must be a list"),
+    (["--config-file", "g.yaml"], {"g.yaml": "agents: [{name: Bot, api_keys: aaf_test_x}]\n"},
+     "agents[0].api_keys: expected a list of strings"),
     (["--upstream-ca", "none.pem"], {}, "cannot read --upstream-ca `none.pem`: No such file"),
     (["--upstream-ca", "ca.pem"], {"ca.pem": "hello\n"}, "`ca.pem` holds no PEM certificate"),
     (["--ca-dir", "file/ca"], {"file": ""}, "cannot use --ca-dir `file/ca`: Not a directory"),
