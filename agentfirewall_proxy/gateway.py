@@ -207,7 +207,7 @@ class Gateway:
         above all. Before any config there is none, and every request gets a 503.
         """
         try:
-            config = compile_snapshot(snapshot)
+            config = compile_snapshot(snapshot, config_file=self.options.config_file)
         except Exception as exc:
             version = snapshot.get("version")
             self.say(f"agentfirewall_proxy: config {version} rejected: {exc}", "error")

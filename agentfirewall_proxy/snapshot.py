@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from agentfirewall.connectors import (
@@ -34,6 +35,7 @@ from agentfirewall.policy import (
     load_policy,
     unreadable_switch,
 )
+from agentfirewall.policy.engine import PERMISSION_HINT
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex, failed_closed
 from agentfirewall_proxy.aliases import alias_rules
@@ -242,8 +244,11 @@ def _strictness(decision: Decision) -> tuple[int, int]:
     return _STRICTNESS[decision.outcome], _STRICTNESS[decided]
 
 
-def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
-    """Build the hot-path structures from a snapshot (raises on an invalid one)."""
+def compile_snapshot(data: dict[str, Any], *, config_file: Path | None = None) -> CompiledConfig:
+    """Build the hot-path structures from a snapshot (raises on an invalid one).
+
+    With `config_file` (the rules come from that file, no control plane), a deny-all
+    default tells the agent to add its permission there, not with `tf permissions set`."""
     settings = data.get("settings") or {}
     default_level = normalize_level(str(settings.get("default_enforcement_level", "full_enforce")))
     agents: dict[str, AgentEntry] = {}
@@ -296,6 +301,7 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
         )
         for k in data.get("kill_switches", [])
     ]
+    hint = PERMISSION_HINT if config_file is None else _file_hint(config_file)
     for p in data.get("policies", []):
         try:
             policies.append(load_policy(p["document"], source=p.get("name"), stored=True))
@@ -306,13 +312,17 @@ def compile_snapshot(data: dict[str, Any]) -> CompiledConfig:
         agents=agents,
         connectors=connectors,
         router=router,
-        engine=Engine(alias_rules(rules), policies, switches),
+        engine=Engine(alias_rules(rules), policies, switches, permission_hint=hint),
         kill=KillSwitchIndex(switches),
         approval_timeout=float(settings.get("approval_timeout_seconds", 300)),
         guard=guard_plan(tuple(policies)),
         budgets=compile_budgets(list(data.get("budgets") or [])),
         budget_fields=budget_fields([p["document"] for p in data.get("policies", [])]),
     )
+
+
+def _file_hint(path: Path) -> str:
+    return f"add one to `permissions` in `{path}` (the gateway reads it again when it changes)"
 
 
 def refusing_config(last: CompiledConfig, version: int, error: Exception) -> CompiledConfig:

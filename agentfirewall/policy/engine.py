@@ -75,7 +75,12 @@ def _where(agent: str, connector: str) -> str:
     return f"(agent `{agent}`, connector `{connector}`)"
 
 
-def _no_permission(ctx: EvaluationContext, action: str, connector: str) -> str:
+#: What a proxy-mode deny-all default tells the agent to do; a gateway whose rules live in
+#: a `--config-file` says where they are instead (``Engine(permission_hint=...)``).
+PERMISSION_HINT = "add one with `tf permissions set`"
+
+
+def _no_permission(ctx: EvaluationContext, action: str, connector: str, hint: str) -> str:
     where = _where(ctx.agent, connector)
     floor = reserved_floor(action)
     if floor:
@@ -83,7 +88,7 @@ def _no_permission(ctx: EvaluationContext, action: str, connector: str) -> str:
             f"no permission for `{action}` {where}: the connector could not name this "
             f"request, and no wildcard allows that; only a rule naming `{floor}*` does"
         )
-    return f"no permission for `{action}` {where}: add one with `tf permissions set`"
+    return f"no permission for `{action}` {where}: {hint}"
 
 
 def _killed(switch: KillSwitch, risk: float) -> Decision:
@@ -93,8 +98,10 @@ def _killed(switch: KillSwitch, risk: float) -> Decision:
     )  # fmt: skip
 
 
-def _proxy_default(ctx: EvaluationContext, action: str, connector: str, risk: float) -> Decision:
-    reason = _no_permission(ctx, action, connector)
+def _proxy_default(
+    ctx: EvaluationContext, action: str, connector: str, risk: float, hint: str
+) -> Decision:
+    reason = _no_permission(ctx, action, connector, hint)
     return Decision("deny", reason, risk_score=risk, default_applied=True, decided_outcome="deny")
 
 
@@ -158,8 +165,11 @@ class Engine:
         access_rules: Iterable[AccessRule] = (),
         policies: Iterable[Policy] = (),
         kill_switches: Iterable[KillSwitch] = (),
+        *,
+        permission_hint: str = PERMISSION_HINT,
     ) -> None:
         self.access_rules = tuple(access_rules)
+        self.permission_hint = permission_hint
         self.policies = tuple(policies)
         self.kill_switches = tuple(kill_switches)
         self._access = AccessIndex(self.access_rules)
@@ -361,10 +371,17 @@ class Engine:
         if rule is None and ctx.mode == "proxy":
             if trace is not None:
                 trace.append(
-                    Step("access_rules", "deny (default)", _no_permission(ctx, action, connector))
+                    Step(
+                        "access_rules",
+                        "deny (default)",
+                        _no_permission(ctx, action, connector, self.permission_hint),
+                    )
                 )
             key = ("default", action, agent, connector, risk, level)
-            return self._memo(key, lambda: _proxy_default(ctx, action, connector, risk), ctx, trace)
+            hint = self.permission_hint
+            return self._memo(
+                key, lambda: _proxy_default(ctx, action, connector, risk, hint), ctx, trace
+            )
         if trace is not None:
             self._trace_access(trace, rule, action, _where(agent, connector))
         if rule is not None and rule.decision == "deny":

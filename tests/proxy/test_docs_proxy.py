@@ -246,6 +246,12 @@ def test_a_deny_is_json_and_stripe_gets_an_error_object(gateway: Gateway) -> Non
     assert set(body) == {"error", "action", "rule", "reason", "request_id"}
     assert (body["error"], body["action"]) == ("denied", "github.issue.list")
     assert denied.headers["X-TameFlare-Request-Id"] == body["request_id"]
+    # where to add the permission: the file (there is no control plane for `tf permissions`)
+    assert body["reason"] == (
+        "no permission for `github.issue.list` (agent `Bot`, connector `github`): add one to "
+        "`permissions` in `gateway.yaml` (the gateway reads it again "
+        "when it changes)"
+    )
     assert paid.status_code == 403
     error = paid.json()["error"]
     assert set(error) == {"type", "code", "message"}
