@@ -135,10 +135,14 @@ class AccessLog:
             print(_json_access_line(flow), file=sys.stderr)
             return
         print(
-            f"{flow.request_id} {agent} {flow.method} {flow.host}{flow.path} "
-            f"{flow.status} {flow.reason}",
+            f"{flow.request_id} {agent} {flow.method} {_target(flow)} {flow.status} {flow.reason}",
             file=sys.stderr,
         )
+
+
+def _target(flow: Flow) -> str:
+    """`host/path`; a CONNECT's target is `host:port` (it has no path)."""
+    return f"{flow.host}:{flow.port}" if flow.method == "CONNECT" else f"{flow.host}{flow.path}"
 
 
 def _json_access_line(flow: Flow) -> str:
@@ -157,7 +161,7 @@ def _json_access_line(flow: Flow) -> str:
         decision="killed" if flow.killed else (decision.outcome if decision else "deny"),
         method=flow.method,
         host=flow.host,
-        path=flow.path[:2048],
+        path=None if flow.method == "CONNECT" else flow.path[:2048],  # (it has none)
         status=flow.status,
         reason=flow.reason,
         latency_ms=round((time.monotonic() - flow.started) * 1000, 3),

@@ -395,7 +395,7 @@ def test_passthrough_is_tunnelled_blind(gateway: Gateway, fakes: FakeUpstreams) 
     got = next(r for r in fakes["slack"].received() if r.query == "doc=blind")
     assert got.header("authorization") == "Bearer agent-own"
     assert got.header("x-tameflare-agent") is None
-    assert wait_until(lambda: re.search(r"Bot CONNECT api\.slack\.com\S* 200 passthrough",
+    assert wait_until(lambda: re.search(r"Bot CONNECT api\.slack\.com:443 200 passthrough",
                                         gateway.text()), "the passthrough's log line")  # fmt: skip
 
 
@@ -407,6 +407,15 @@ def test_the_access_log_holds_no_header_value(gateway: Gateway) -> None:
     wait_until(lambda: re.search(pattern, gateway.text()), "the access log line")
     for secret in (TOKEN, STRIPE, KEY, "placeholder-log", "session=log"):
         assert secret not in gateway.text()
+
+
+def test_a_refused_connect_is_logged_with_its_target(gateway: Gateway) -> None:
+    """A CONNECT has no path: its line names `host:port` (it said `api.github.com/`)."""
+    with socket.create_connection(("127.0.0.1", gateway.port)) as raw:
+        raw.sendall(b"CONNECT api.github.com:8443 HTTP/1.1\r\nHost: api.github.com:8443\r\n\r\n")
+        assert raw.recv(65536).startswith(b"HTTP/1.1 407 ")
+    pattern = r"req_\S+ - CONNECT api\.github\.com:8443 407 proxy credential required\n"
+    wait_until(lambda: re.search(pattern, gateway.text()), "the refused CONNECT's log line")
 
 
 def test_a_config_file_that_stops_loading_refuses_everything_until_it_loads(
