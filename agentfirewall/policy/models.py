@@ -49,6 +49,7 @@ from agentfirewall.decisions import Outcome, normalize_outcome
 from agentfirewall.policy.fields import compile_field, misspelt_context
 from agentfirewall.policy.globs import compile_glob
 from agentfirewall.policy.operators import OPERATORS, compile_operator, unknown_operator
+from agentfirewall.policy.timewindow import check_day_names
 
 __all__ = [
     "AllCondition",
@@ -122,6 +123,8 @@ class FieldCondition(_Frozen):
                 f"`{self.operator}` takes one value, not a list: for several, write one "
                 f"`{self.operator}` per value under `{group}:`"
             )
+        if self.operator == "time_window" and not _stored(info):
+            check_day_names(self.value)
         compile_operator(self.operator, self.value)
         return self
 

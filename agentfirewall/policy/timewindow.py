@@ -19,6 +19,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 __all__ = ["DAYS", "compile_time_window"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+#: Every spelling of a day a new document's `days` takes (any case): `mon`, `monday`, and
+#: `tues`, `thur`, `thurs` (:func:`check_day_names`). The window itself reads a day by its
+#: first three letters, as documents stored before this check were accepted.
+_DAY_NAMES = {
+    **{name: i for i, name in enumerate(DAYS)},
+    **{name: i for i, name in enumerate(_FULL)},
+    "tues": 1, "thur": 3, "thurs": 3,
+}  # fmt: skip
 _CLOCK_RE = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 _OFFSET_RE = re.compile(r"^(?:UTC)?([+-])([0-9]{2}):?([0-9]{2})$")
 _KEYS = frozenset({"start", "end", "days", "timezone"})
@@ -50,6 +59,21 @@ def _zone(name: object) -> tzinfo:
         raise ValueError(f"unknown timezone `{name}`") from None
 
 
+def check_day_names(value: object) -> None:
+    """Refuse a `days` entry that is not a day's name (`fridge` and `sunny` read as days by
+    their first three letters); a policy document's check, not its stored reading."""
+    days = value.get("days") if isinstance(value, dict) else None
+    for day in days if isinstance(days, list) else ():
+        if not isinstance(day, str) or day.lower() not in _DAY_NAMES:
+            raise _unknown_day(day)
+
+
+def _unknown_day(day: object) -> ValueError:
+    return ValueError(
+        f"unknown day `{str(day)[:100]}`: expected one of {', '.join(DAYS)} (or a full name)"
+    )
+
+
 def _days(value: object) -> frozenset[int] | None:
     if value is None:
         return None
@@ -59,7 +83,7 @@ def _days(value: object) -> frozenset[int] | None:
     for day in value:
         key = day[:3].lower() if isinstance(day, str) else None
         if key not in DAYS:
-            raise ValueError(f"unknown day `{day}`: expected one of {', '.join(DAYS)}")
+            raise _unknown_day(day)
         days.add(DAYS.index(key))
     return frozenset(days)
 

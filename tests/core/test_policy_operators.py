@@ -10,6 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.actions import parse_action_spec
+from agentfirewall.errors import PolicyError
+from agentfirewall.policy import load_policy
 from agentfirewall.policy.fields import MISSING, compile_field
 from agentfirewall.policy.operators import OPERATORS, EvaluationError, compile_operator
 from agentfirewall.policy.regexguard import MAX_INPUT, compile_safe_regex
@@ -187,6 +189,33 @@ class TestTimeWindow:
         assert not test(datetime(2026, 1, 10, 23, 0, tzinfo=UTC))  # Saturday night
         assert not test(datetime(2026, 1, 9, 5, 0, tzinfo=UTC))  # Friday morning
 
+    @pytest.mark.parametrize("day", ["fri", "FRI", "Friday", "friday", "FRIDAY"])
+    def test_a_day_by_its_abbreviation_or_its_full_name(self, day: str) -> None:
+        test = self.window({"start": "00:00", "end": "24:00", "days": [day]})
+        assert test(datetime(2026, 1, 9, 12, 0, tzinfo=UTC))  # a Friday
+        assert not test(datetime(2026, 1, 10, 12, 0, tzinfo=UTC))
+
+    def test_tues_and_thurs_are_days(self) -> None:
+        test = self.window({"start": "00:00", "end": "24:00", "days": ["Tues", "thur", "THURS"]})
+        assert test(datetime(2026, 1, 6, 12, 0, tzinfo=UTC))  # Tuesday
+        assert test(datetime(2026, 1, 8, 12, 0, tzinfo=UTC))  # Thursday
+        assert not test(datetime(2026, 1, 7, 12, 0, tzinfo=UTC))  # Wednesday
+
+    @pytest.mark.parametrize("day", ["fridge", "sunny", "Fridays", "monkey"])
+    def test_a_new_document_names_days_only_by_their_names(self, day: str) -> None:
+        """`fridge` read as Friday (the first three letters); a document is refused now,
+        while one a control plane stored before reads as it was accepted then."""
+        condition = {"field": "context.time", "operator": "time_window",
+                     "value": {"start": "00:00", "end": "24:00", "days": [day]}}  # fmt: skip
+        document = {"name": "p", "rules": [{"name": "r", "conditions": condition,
+                                            "decision": "deny"}]}  # fmt: skip
+        with pytest.raises(PolicyError, match=f"unknown day `{day}`"):
+            load_policy(document)
+        stored = load_policy(document, stored=True)
+        friday = datetime(2026, 1, 9, 12, 0, tzinfo=UTC)
+        assert self.window(condition["value"])(friday) is day.lower().startswith("fri")
+        assert stored.rules[0].name == "r"
+
     def test_whole_days_end_at_24_00(self) -> None:
         weekend = self.window({"start": "00:00", "end": "24:00", "days": ["sat", "sun"]})
         assert weekend(datetime(2026, 1, 10, 0, 0, tzinfo=UTC))  # Saturday's first minute
@@ -219,6 +248,8 @@ class TestTimeWindow:
             ({"start": "24:00", "end": "01:00"}, "`start`"),  # 24:00 ends a day only
             ({"start": "01:00", "end": "24:01"}, "`end`"),
             ({"start": "01:00", "end": "02:00", "days": ["someday"]}, "unknown day"),
+            ({"start": "01:00", "end": "02:00", "days": ["mo"]}, "unknown day `mo`"),
+            ({"start": "01:00", "end": "02:00", "days": [1]}, "unknown day `1`"),
             ({"start": "01:00", "end": "02:00", "timezone": "Mars/Base"}, "unknown timezone"),
             ({"start": "01:00", "end": "02:00", "at": 1}, "unknown time_window key"),
         ],
