@@ -29,14 +29,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError, PolicyError
 from agentfirewall.policy.engine import Engine, EvaluationContext
 from agentfirewall.policy.guard import explain_with_content, guard_plan
-from agentfirewall.policy.loader import YamlLoader, load_policy, load_policy_file
+from agentfirewall.policy.loader import load_policy, load_policy_file, parse_document
 from agentfirewall.policy.models import Policy
 from agentfirewall.policy.packs import load_pack
 from agentfirewall.policy.permissions import AccessRule, KillSwitch
@@ -224,9 +222,9 @@ def _cases(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _read(file: Path) -> tuple[list[Case], CaseResult | None]:
-    try:
-        data = yaml.load(file.read_text(encoding="utf-8"), Loader=YamlLoader)  # noqa: S506
-    except (OSError, yaml.YAMLError) as exc:
+    try:  # as a policy document is read: a duplicate key would hide a case or its expectation
+        data, _ = parse_document(file.read_bytes(), source=file.name)
+    except (OSError, PolicyError) as exc:
         return [], CaseResult(str(file), file.name, False, f"cannot read case file: {exc}")
     if not isinstance(data, Mapping):
         return [], CaseResult(str(file), file.name, False, "a case file must be a mapping")

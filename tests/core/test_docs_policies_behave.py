@@ -1223,6 +1223,16 @@ def test_a_misspelt_case_key_fails_the_case(tmp_path: Path, text: str, message: 
     assert [(r.passed, r.message) for r in run_cases(tmp_path / "case.yaml")] == [(False, message)]
 
 
+def test_a_duplicate_key_in_a_case_file_fails_it(tmp_path: Path) -> None:
+    """Read as a policy document is: the second `expect` used to replace the first (a case
+    that expects deny, then allow, passed on allow), a second `cases` hid the first list."""
+    file = tmp_path / "case.yaml"
+    file.write_text("action: {type: a.b}\nexpect: {outcome: deny}\nexpect: {outcome: allow}\n")
+    ((passed, message),) = [(r.passed, r.message) for r in run_cases(file)]
+    assert not passed
+    assert message == "cannot read case file: case.yaml:3: `expect`: duplicate key"
+
+
 def test_a_shared_action_reaches_every_case(tmp_path: Path) -> None:
     (tmp_path / "cases.yaml").write_text(
         "action: {type: github.repo.delete}\npacks: [github-safe-defaults]\ncases:\n"
