@@ -13,8 +13,10 @@ Actions are ``aws.<service>.<operation>``, the operation in snake case:
 - **Lambda** (REST): ``POST /2015-03-31/functions/{function}/invocations`` →
   ``aws.lambda.invoke``, and the function CRUD routes; their paths follow the general
   path rules above.
-- **S3** (REST, virtual-host or path style): ``aws.s3.object.get|put|copy|delete``,
-  ``aws.s3.object.list``, ``aws.s3.object.delete_many`` (``POST ?delete``),
+- **S3** (REST, virtual-host or path style): ``aws.s3.object.get|put|copy|delete``
+  (a copy is a PUT with ``x-amz-copy-source``), ``aws.s3.object.list``,
+  ``aws.s3.object.list_versions`` (``GET ?versions``), ``aws.s3.object.delete_many``
+  (``POST ?delete``), ``aws.s3.object.restore|select`` (``POST ?restore|?select``),
   ``aws.s3.bucket.create|delete|get|list``, ``aws.s3.multipart.create|upload_part|
   complete|abort|list|list_parts``, and ``aws.s3.bucket.<subresource>.<get|put|delete>`` /
   ``aws.s3.object.<subresource>.<get|put|delete>`` for configuration subresources

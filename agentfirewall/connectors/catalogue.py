@@ -36,6 +36,15 @@ General rules (every connector):
   one trailing slash is ignored; a last segment with a format suffix (`merge.json`) and
   non-numeric ids are matched to the route they may reach, with
   `risk_hints.path_relaxed`.
+- In the tables' paths, `{name}` is one path segment, `{name:int}` one segment of digits
+  (an integer parameter), `{name}.git` one segment ending in `.git`, and `{name+}` one or
+  more segments with their slashes (`release/1.x`); when literals follow it
+  (`/branches/{branch+}/protection`), it takes every segment before the path's last ones,
+  and the row with the longest matching tail wins. Path variables become parameters of
+  the action, or its resource account and target (`{owner}/{repo}`). Rows marked
+  `(field ...)` name their action only when the body (or the query) says so. In the
+  route-table connectors (anthropic, github, openai, sendgrid, slack, stripe) HEAD is
+  matched by the GET rows.
 - Method-override headers (`X-HTTP-Method-Override` and friends) and a `_method` field
   in the query or in a form, JSON or multipart body are refused.
 - Bodies are read only up to the connector's body limit. Invalid JSON, a UTF-8 BOM,

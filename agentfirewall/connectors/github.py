@@ -24,8 +24,14 @@ Branch and tag names may hold slashes, which GitHub takes unencoded:
 with branch ``release/1.x`` (``{branch+}`` takes every segment before the route's last
 literals), and ``/branches/a/protection`` is the protection of branch ``a``, as GitHub
 reads it. An encoded slash (``release%2F1.x``, as Octokit sends a branch name) is refused
-like every ``%2F``. ``GET /repos/{owner}/{repo}/commits/{ref}`` takes a one-segment ref:
-with a slashed branch name it is ``github.unknown.get``.
+like every ``%2F``. Commit refs are read the same way: ``GET /repos/o/r/commits/feature/x``
+is ``github.commit.get`` with ref ``feature/x``, ``.../commits/feature/x/status`` the
+combined status of ``feature/x``, and ``.../commits/a/status`` the status of ``a`` (not the
+commit of a branch ``a/status``). Every part of branch protection
+(``.../protection/required_status_checks/contexts``, ``.../protection/restrictions/users``,
+…) and every ruleset (REST or GraphQL) is ``github.branch_protection.get`` / ``.list`` to
+read it, ``.delete`` to remove it or entries of it, ``.update`` for any other change, so a
+rule on ``github.branch_protection.*`` covers them all.
 """
 
 from __future__ import annotations
@@ -106,6 +112,54 @@ _ISSUES = (
 )
 # fmt: on
 
+# Every part of branch protection GitHub serves under .../protection/<part>: GET reads it,
+# DELETE removes it (or removes entries from its list), any other write changes it. The
+# whole family is github.branch_protection.*, as for the protection itself and GraphQL's
+# branch protection rules and rulesets, so a rule on that family covers every part.
+# (part, what it is, the methods that change it)
+_PROTECTION_PARTS = (
+    ("enforce_admins", "admin enforcement", ("POST",)),
+    ("required_pull_request_reviews", "required pull request reviews", ("PATCH",)),
+    ("required_signatures", "required commit signatures", ("POST",)),
+    ("required_status_checks", "required status checks", ("PATCH",)),
+    ("required_status_checks/contexts", "required status check contexts", ("POST", "PUT")),
+    ("restrictions", "push restrictions", ()),
+    ("restrictions/apps", "apps allowed to push", ("POST", "PUT")),
+    ("restrictions/teams", "teams allowed to push", ("POST", "PUT")),
+    ("restrictions/users", "users allowed to push", ("POST", "PUT")),
+)
+
+
+def _protection_routes(path: str, what: str, writes: tuple[str, ...]) -> tuple[R, ...]:
+    """The routes of one part of branch protection at `path`."""
+    return (
+        R("GET", path, "github.branch_protection.get", "low", f"Get {what} (branch protection)"),
+        *(
+            R(method, path, "github.branch_protection.update", "high",
+              f"Change {what} (branch protection)")
+            for method in writes
+        ),
+        R("DELETE", path, "github.branch_protection.delete", "high",
+          f"Remove {what} (branch protection)"),
+    )  # fmt: skip
+
+
+def _rulesets(owner: str, kind: str) -> tuple[R, ...]:
+    """Rulesets protect branches and tags like branch protection (GraphQL names them so);
+    `kind` is ``a repository`` or ``an organisation``."""
+    one = owner + "/rulesets/{ruleset_id:int}"
+    return (
+        R("GET", owner + "/rulesets", "github.branch_protection.list", "low",
+          f"List the rulesets of {kind}"),
+        R("POST", owner + "/rulesets", "github.branch_protection.update", "high",
+          f"Add a ruleset to {kind}"),
+        R("GET", one, "github.branch_protection.get", "low", f"Get a ruleset of {kind}"),
+        R("PUT", one, "github.branch_protection.update", "high", f"Change a ruleset of {kind}"),
+        R("DELETE", one, "github.branch_protection.delete", "high",
+          f"Remove a ruleset of {kind}"),
+    )  # fmt: skip
+
+
 # fmt: off
 _BRANCHES = (
     R("GET", P + "/branches", "github.branch.list", "low", "List branches"),
@@ -116,6 +170,15 @@ _BRANCHES = (
       "Change branch protection"),
     R("DELETE", P + "/branches/{branch+}/protection", "github.branch_protection.delete", "high",
       "Remove branch protection"),
+    *(
+        route
+        for part, what, writes in _PROTECTION_PARTS
+        for route in _protection_routes(P + "/branches/{branch+}/protection/" + part, what, writes)
+    ),
+    R("GET", P + "/rules/branches/{branch+}", "github.branch_protection.get", "low",
+      "Get the rules (rulesets) that apply to a branch"),
+    *_rulesets(P, "a repository"),
+    *_rulesets("/orgs/{org}", "an organisation"),
     R("POST", P + "/branches/{branch+}/rename", "github.branch.rename", "medium",
       "Rename a branch", ("new_name",)),
     R("POST", P + "/merges", "github.branch.merge", "medium", "Merge a branch into another",
@@ -134,7 +197,25 @@ _BRANCHES = (
     R("DELETE", P + "/git/refs/tags/{tag+}", "github.tag.delete", "high", "Delete a tag"),
     R("GET", P + "/tags", "github.tag.list", "low", "List tags"),
     R("GET", P + "/commits", "github.commit.list", "low", "List commits", ("sha",)),
-    R("GET", P + "/commits/{ref}", "github.commit.get", "low", "Get a commit"),
+    R("GET", P + "/commits/{ref+}", "github.commit.get", "low", "Get a commit"),
+    R("GET", P + "/commits/{ref+}/status", "github.commit_status.get", "low",
+      "Get the combined status of a commit"),
+    R("GET", P + "/commits/{ref+}/statuses", "github.commit_status.list", "low",
+      "List the statuses of a commit"),
+    R("POST", P + "/statuses/{sha}", "github.commit_status.create", "medium",
+      "Set a commit status (can satisfy a required status check)", ("state", "context")),
+    R("GET", P + "/commits/{ref+}/check-runs", "github.check_run.list", "low",
+      "List the check runs of a commit"),
+    R("GET", P + "/commits/{ref+}/check-suites", "github.check_suite.list", "low",
+      "List the check suites of a commit"),
+    R("GET", P + "/commits/{ref+}/comments", "github.commit_comment.list", "low",
+      "List the comments on a commit"),
+    R("POST", P + "/commits/{ref+}/comments", "github.commit_comment.create", "low",
+      "Comment on a commit", ("path",)),
+    R("GET", P + "/commits/{ref+}/pulls", "github.commit_pr.list", "low",
+      "List the pull requests of a commit"),
+    R("GET", P + "/commits/{ref+}/branches-where-head", "github.commit_branch.list", "low",
+      "List the branches whose head is a commit"),
 )
 # fmt: on
 
@@ -429,6 +510,7 @@ CONNECTOR = GitHubConnector(
         "issue_number": ("number",),
         "release_id": ("id",),
         "comment_id": ("id",),
+        "ref": ("commit_sha",),
     },
     build_aliases={
         "github.pr.comment": BuildAlias(

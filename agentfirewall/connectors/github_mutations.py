@@ -131,7 +131,7 @@ MUTATIONS: dict[str, Mutation] = {
     "lockLockable": M("github.issue.lock", "low", "Lock a conversation"),
     "unlockLockable": M("github.issue.unlock", "low", "Unlock a conversation"),
     # refs, branches, commits
-    "createRef": M("github.branch.create", "low", "Create a branch (a git ref)",
+    "createRef": M("github.branch.create", "low", "Create a branch or tag (a git ref)",
                    {"oid": "sha", "name": "ref"}, variants=(_TAG,)),
     "updateRef": M("github.ref.update", "medium", "Move a git ref (force-push)",
                    {"oid": "sha"}),

@@ -318,17 +318,23 @@ class RouteConnector(Connector):
         return build.build_request(self, spec, base_url=base_url)
 
     def actions(self) -> list[ActionInfo]:
-        """One row per action and path; methods serving the same action are merged."""
-        rows: dict[tuple[str, str], ActionInfo] = {}
+        """One row per action, path and condition; methods serving the same action are
+        merged (two variants naming one action, ``visibility: public`` and
+        ``private: false``, are two rows)."""
+        rows: dict[tuple[str, str, str], ActionInfo] = {}
         for route in self.table.routes:
             if not route.listed:
                 continue
-            for action, risk in route.actions():
-                what = route.description
-                if action != route.action:
-                    variant = next(v for v in route.variants if v.action == action)
-                    what = f"{variant.description or what} ({_variant_text(variant)})"
-                key = (action, route.path)
+            named = [
+                (route.action, route.risk, None),
+                *((v.action, v.risk, v) for v in route.variants),
+            ]
+            for action, risk, variant in named:
+                what, condition = route.description, ""
+                if variant is not None:
+                    condition = _variant_text(variant)
+                    what = f"{variant.description or what} ({condition})"
+                key = (action, route.path, condition)
                 old = rows.get(key)
                 if old is None:
                     rows[key] = ActionInfo(action, route.method, route.path, risk, what)

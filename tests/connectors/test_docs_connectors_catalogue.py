@@ -40,6 +40,8 @@ HOSTS = {
     "generic": "api.example.com",
     "webhook": "hooks.example.com",
 }
+# "In the route-table connectors (...) HEAD is matched by the GET rows."
+ROUTE_TABLE_CONNECTORS = ("anthropic", "github", "openai", "sendgrid", "slack", "stripe")
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
@@ -210,6 +212,8 @@ def _spellings(row: Row, req: HttpRequest) -> dict[str, HttpRequest]:
         "upper-case literals": _with(req, path=literal_wise(str.upper)),
         "escaped unreserved": _with(req, path=literal_wise(escape_first_letter)),
     }
+    if row.method == "GET" and row.connector in ROUTE_TABLE_CONNECTORS:
+        spelled["HEAD"] = _with(req, method="HEAD")
     if row.connector != "aws":  # an unknown S3 query parameter names nothing (documented)
         extra = "utm_source=newcomer"
         spelled["extra query"] = _with(req, query=f"{req.query}&{extra}" if req.query else extra)
