@@ -69,6 +69,25 @@ def _removed(name: str) -> str:
     )
 
 
+def _check_name(name: str) -> None:
+    """A new agent's name must not read as something else: `*` is the wildcard of access
+    rules and policy scopes (a rule for the agent `*` would be a rule for every agent), and
+    `agt_` starts the ids that `/agents/{id-or-name}` tries first."""
+    if "*" in name:
+        raise ApiError(
+            422,
+            f"invalid agent name `{name}`: `*` is the wildcard of access rules and policy"
+            " scopes, a name cannot hold it",
+            field="name",
+        )
+    if name.startswith("agt_"):
+        raise ApiError(
+            422,
+            f"invalid agent name `{name}`: `agt_` starts agent ids, a name cannot",
+            field="name",
+        )
+
+
 def _level(value: str | None, default: str) -> EnforcementLevel:
     return normalize_level(value or default)
 
@@ -161,6 +180,7 @@ async def list_agents(request: Request) -> JSONResponse:
 async def create_agent(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, NewAgent)
+    _check_name(body.name)
     state = state_of(request)
     existing = state.snapshot.agents_by_name.get(body.name)
     if existing is not None and existing.status != "revoked":
@@ -334,6 +354,8 @@ async def ensure_agent(request: Request) -> JSONResponse:
         raise ApiError(409, _removed(body.name))
     if existing is not None and existing.status != "active":
         raise ApiError(409, f"agent `{body.name}` is {existing.status}: activate it first")
+    if existing is None:
+        _check_name(body.name)
     level = _level(body.enforcement_level, state.snapshot.settings["default_enforcement_level"])
     run_level = normalize_level(body.run_enforcement_level) if body.run_enforcement_level else None
     kind = RUN_KEY_KINDS[run_level] if run_level else "proxy"

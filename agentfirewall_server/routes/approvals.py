@@ -73,7 +73,8 @@ async def list_approvals(request: Request) -> JSONResponse:
             .limit(_RECENT)
         )
     else:
-        raise ApiError(400, f"unknown status `{which}`: expected pending or recent", field="status")
+        expected = "pending, recent (or all), approved, denied or expired"
+        raise ApiError(400, f"unknown status `{which}`: expected {expected}", field="status")
     rows = await state_of(request).db.read(lambda c: c.execute(query).all())
     return json_ok({"approvals": [approval_json(r) for r in rows]})
 

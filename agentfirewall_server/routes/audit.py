@@ -31,6 +31,8 @@ from agentfirewall_server.web import ApiError, json_ok
 __all__ = ["routes"]
 
 _EXPORT_LIMIT = 1_000_000
+#: the decisions a traffic row records (`GET /api/v1/traffic?decision=`)
+_DECISIONS = ("allow", "deny", "require_approval", "killed")
 
 
 def _int(request: Request, name: str, default: int | None, high: int) -> int | None:
@@ -155,6 +157,11 @@ async def list_traffic(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
     q = select(traffic)
     params = request.query_params
+    decision = params.get("decision")
+    if decision and decision not in _DECISIONS:  # a typo would list nothing, as if none were
+        expected = ", ".join(_DECISIONS)
+        message = f"unknown decision `{decision}`: expected {expected}"
+        raise ApiError(400, message, field="decision")
     for name, column in (
         ("agent", traffic.c.agent),
         ("connector", traffic.c.connector),
@@ -163,7 +170,9 @@ async def list_traffic(request: Request) -> JSONResponse:
     ):
         if params.get(name):
             q = q.where(column == params[name])
-    if (status := _int(request, "status", None, 999)) is not None:
+    if (status := _int(request, "status", None, INTEGER_MAX)) is not None:
+        if status > 999:  # a filter is not clamped: `status=5000` would list the 999s
+            raise ApiError(400, f"`status` must be 1 to 999, not `{status}`", field="status")
         q = q.where(traffic.c.status_code == status)
     shadow = params.get("shadow")
     if shadow not in (None, "", "diverged"):

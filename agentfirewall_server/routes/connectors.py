@@ -14,7 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agentfirewall.connectors import connector_types, get_connector
+from agentfirewall.connectors import (
+    ConnectorRouter,
+    RoutedConnector,
+    connector_types,
+    get_connector,
+)
 from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.credentials import COMPUTED_KINDS, parse_computed_credential
 from agentfirewall.errors import ConnectorError, CredentialError
@@ -46,10 +51,18 @@ CONNECTOR_OPTIONS: dict[str, dict[str, str]] = {
     "sendgrid": {"from": "sender address for `email.send` when the action names none"},
 }
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-_DOMAIN = re.compile(
-    r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
-    r"(:\d{1,5})?$"
-)
+#: A header name (RFC 9110 `token`).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: Headers a credential may not be carried in: they frame or route the request (a
+#: credential there would change what is sent, or where), as `parameters.headers` of an
+#: executed action may not name them either.
+_NOT_CREDENTIAL_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "content-type", "content-encoding",
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect",
+    "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+    "x-forwarded-prefix", "x-host", "x-original-url", "x-rewrite-url", "x-original-method",
+    "x-http-method-override", "x-http-method", "x-method-override",
+})  # fmt: skip
 
 
 class NewConnector(Strict):
@@ -108,9 +121,8 @@ def _validate(body: NewConnector) -> list[str]:
             field="type",
         )
     domains = [d.strip().lower() for d in (body.domains or [])]
-    for domain in domains:
-        if not _DOMAIN.match(domain):
-            raise ApiError(422, f"invalid domain `{domain}`", field="domains")
+    for i, domain in enumerate(domains):
+        _check_domain(domain, f"domains.{i}")
     base_host = None
     if body.base_url:
         try:  # a parser decides, not a prefix: `http://[::1/` and port 99999 are refused
@@ -123,6 +135,8 @@ def _validate(body: NewConnector) -> list[str]:
         raise ApiError(422, "a generic connector needs `domains`", field="domains")
     if body.auth_type == "header" and not body.auth_header:
         raise ApiError(422, "`auth_type` header needs `auth_header`", field="auth_header")
+    if body.auth_header is not None:
+        _check_auth_header(body.auth_header, body.auth_type)
     if body.auth_type in COMPUTED_KINDS:
         _validate_computed(body)
     elif body.token and any(c in body.token for c in "\r\n\0"):
@@ -133,6 +147,44 @@ def _validate(body: NewConnector) -> list[str]:
         )
     _validate_options(body.type, body.options or {})
     return domains
+
+
+def _check_domain(domain: str, field: str) -> None:
+    """422 for a domain the connector router refuses (a port, a path, a label over 63
+    characters, a wildcard IP): the gateways and the executor route by that router, and
+    one connector it cannot read would leave every connector unrouted."""
+    try:
+        ConnectorRouter([RoutedConnector("new", "generic", (domain,))])
+    except ConnectorError:
+        raise ApiError(
+            422,
+            f"invalid domain `{domain}`: expected a host name (`api.example.com`), a"
+            " `*.` wildcard (`*.example.com`) or an IP address, with no scheme, port or path",
+            field=field,
+        ) from None
+
+
+def _check_auth_header(name: str, auth_type: str | None) -> None:
+    """`auth_header`: a header name, used with `auth_type` header only, and none that
+    frames or routes the request."""
+    if auth_type != "header":
+        raise ApiError(
+            422,
+            '`auth_header` is used only with `auth_type` header: add `"auth_type":'
+            ' "header"` or leave `auth_header` out',
+            field="auth_header",
+        )
+    if not _HEADER_NAME.match(name):
+        raise ApiError(
+            422, f"invalid `auth_header` `{name}`: not an HTTP header name", field="auth_header"
+        )
+    if name.lower() in _NOT_CREDENTIAL_HEADERS or name.lower().startswith("proxy-"):
+        raise ApiError(
+            422,
+            f"`auth_header` `{name}` frames or routes the request: a credential cannot go"
+            " there (use e.g. `X-Api-Key`)",
+            field="auth_header",
+        )
 
 
 def _validate_computed(body: NewConnector) -> None:

@@ -479,6 +479,10 @@ async def consume(request: Request) -> JSONResponse:
 async def heartbeat(request: Request) -> JSONResponse:
     await require_gateway(request)
     body = await read_model(request, Heartbeat)
+    first, last = body.agent_port_range or (1, 1)
+    if first > last:
+        message = f"`agent_port_range` [{first}, {last}] is backwards: give [first, last]"
+        raise ApiError(422, message, field="agent_port_range")
     state = state_of(request)
     stamp = now()
     info = body.model_dump()

@@ -5,7 +5,7 @@ Activating it denies every matching pending approval in the same transaction.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from sqlalchemy import Connection, delete, select
@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from agentfirewall.policy import KillSwitch
 from agentfirewall_server.approvals import deny_for_kill_switch, publish_decided
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
@@ -32,16 +33,27 @@ class KillBody(Strict):
 
 
 def resolve_scope(state: AppState, scope: str | None) -> tuple[str, str]:
-    """`all`, a connector type (known or configured), or an agent name."""
+    """`all`, a connector type (known or configured), or an agent name.
+
+    The switch is checked as the core builds it from the store (`KillSwitch`): a scope it
+    would refuse (``agent:`` naming nobody) is 422 here, never a stored configuration that
+    no process can read (which would deny every action)."""
     if scope is None or scope == "all":
         return "all", ""
+    kind: Literal["connector", "agent"]
     if scope in DOCUMENTED_TYPES or scope in state.snapshot.connector_types():
-        return "connector", scope
-    if scope.startswith("agent:"):
-        return "agent", scope.removeprefix("agent:")
-    if scope.startswith("connector:"):
-        return "connector", scope.removeprefix("connector:")
-    return "agent", scope
+        kind, target = "connector", scope
+    elif scope.startswith("agent:"):
+        kind, target = "agent", scope.removeprefix("agent:")
+    elif scope.startswith("connector:"):
+        kind, target = "connector", scope.removeprefix("connector:")
+    else:
+        kind, target = "agent", scope
+    try:
+        KillSwitch(scope=kind, target=target or None)
+    except ValueError as exc:
+        raise ApiError(422, f"invalid `scope` `{scope}`: {exc}", field="scope") from None
+    return kind, target
 
 
 async def list_kill(request: Request) -> JSONResponse:

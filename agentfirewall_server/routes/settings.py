@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.decisions import normalize_level
+from agentfirewall.errors import ConnectorError
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import metrics_public, require_role, state_of
 from agentfirewall_server.clock import now
@@ -80,6 +82,8 @@ async def patch_settings(request: Request) -> JSONResponse:
     }
     if not plain and not any(v is not None for v in secrets.values()):
         raise ApiError(422, "nothing to change: send at least one setting")
+    if plain.get("gateway_url"):  # "" clears it (the dashboard's empty field)
+        _check_url(plain["gateway_url"], "gateway_url")
 
     def job(conn: Connection) -> None:
         stamp = now()
@@ -110,6 +114,14 @@ async def patch_settings(request: Request) -> JSONResponse:
 
     await state.change_config(job)
     return json_ok(settings_json(state))
+
+
+def _check_url(url: str, field: str) -> None:
+    """An `http(s)://host[:port]` URL, as every URL of the API (docs/api.md, Input limits)."""
+    try:
+        HttpRequest.from_url("GET", url)
+    except ConnectorError as exc:
+        raise ApiError(422, f"invalid `{field}`: {exc}", field=field) from None
 
 
 def _check_approvers(conn: Connection, approvers: dict[str, str]) -> None:
