@@ -260,15 +260,10 @@ def load_snapshot(conn: Connection) -> Snapshot:
         except ValueError as exc:  # validated on write: another version's, or edited by hand
             if p["enabled"]:  # a disabled one enforces nothing: listed, not loaded
                 unreadable.append(_unreadable("policy", p["name"], exc))
-    rules = [
-        AccessRule(p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"])
-        for p in perm_rows
-    ]
+    rules, perm_rows = _access_rules(perm_rows, unreadable)
+    stored_switches, ks_rows = _kill_switches(ks_rows, unreadable)
     found_budgets = _budgets(conn, unreadable)
-    switches = [
-        *unreadable,
-        *(KillSwitch(k["scope"], k["target"] or None, k["reason"]) for k in ks_rows),
-    ]
+    switches = [*unreadable, *stored_switches]
     enabled = [loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded]
     engine = Engine(access_rules=rules, policies=enabled, kill_switches=switches)
     named = [
@@ -331,6 +326,43 @@ def refusing_snapshot(last: Snapshot, version: int, error: Exception) -> Snapsho
         guard=GuardPlan(),
         reads_budgets=False,
     )
+
+
+def _access_rules(
+    rows: list[dict[str, Any]], unreadable: list[KillSwitch]
+) -> tuple[list[AccessRule], list[dict[str, Any]]]:
+    """The stored access rules, and the rows that read; a row that does not (written by
+    another version, or by hand) denies everything, like an unreadable policy, and is left
+    out of what gateways are sent (they could not read it either)."""
+    rules, kept = [], []
+    for p in rows:
+        try:
+            rule = AccessRule(
+                p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"]
+            )
+        except ValueError as exc:
+            unreadable.append(_unreadable("access rule", str(p["id"]), exc))
+            continue
+        rules.append(rule)
+        kept.append(p)
+    return rules, kept
+
+
+def _kill_switches(
+    rows: list[dict[str, Any]], unreadable: list[KillSwitch]
+) -> tuple[list[KillSwitch], list[dict[str, Any]]]:
+    """The stored kill switches, and the rows that read (see `_access_rules`)."""
+    switches, kept = [], []
+    for k in rows:
+        try:
+            switch = KillSwitch(k["scope"], k["target"] or None, k["reason"])
+        except ValueError as exc:
+            name = f"{k['scope']}:{k['target'] or ''}"
+            unreadable.append(_unreadable("kill switch", name, exc))
+            continue
+        switches.append(switch)
+        kept.append(k)
+    return switches, kept
 
 
 def _budgets(conn: Connection, unreadable: list[KillSwitch]) -> dict[str, CompiledBudget]:

@@ -131,11 +131,11 @@ async def delete_permission(request: Request) -> Response:
     who = await require_role(request, "admin")
     pid = request.path_params["id"]
     state = state_of(request)
-    if not any(p["id"] == pid for p in state.snapshot.permissions):
-        raise ApiError(404, f"no permission `{pid}`")
 
     def job(conn: Connection) -> None:
-        conn.execute(delete(permissions).where(permissions.c.id == pid))
+        # by its stored row: one this version cannot read (it denies everything) goes too
+        if not conn.execute(delete(permissions).where(permissions.c.id == pid)).rowcount:
+            raise ApiError(404, f"no permission `{pid}`")
         append_event(conn, "permission.deleted", actor=who.actor, now=now(), subject=pid)
 
     await state.change_config(job)

@@ -11,12 +11,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.policy import Engine, EvaluationContext, KillSwitch, unreadable_switch
 from agentfirewall_proxy.snapshot import compile_snapshot
-from agentfirewall_server.store.schema import budgets, policies, settings_table
+from agentfirewall_server.store.schema import (
+    budgets,
+    kill_switches,
+    permissions,
+    policies,
+    settings_table,
+)
 from tests.server.conftest import SPEC, Harness
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -100,6 +106,46 @@ def test_an_unreadable_budget_denies_everything_until_it_is_removed(harness: Har
     assert h.admin("DELETE", "/v1/budgets/merges").json() == {"removed": "merges"}
     assert _act(h, key)["status"] == "allowed"
     assert h.admin("DELETE", "/v1/budgets/merges").status_code == 404
+
+
+def test_an_unreadable_kill_switch_or_access_rule_denies_everything_and_nothing_else_breaks(
+    harness: Harness,
+) -> None:
+    """One such row used to fail the whole reload: every write after it committed but was
+    answered from the refusing snapshot (a created agent 500, its key lost). Now the row
+    alone is set aside, like a policy: listed, denying, left out of the gateway's config."""
+    h = harness
+    key = _allowing(h)
+    assert (
+        h.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "Other"}).status_code
+        == 200
+    )
+    rule = {"agent": "Bot", "connector": "github", "action_pattern": "*", "decision": "allow"}
+    assert h.admin("POST", "/v1/permissions", json=rule).status_code == 200
+    _store(h, kill_switches, "target", "")  # an agent switch naming nobody
+    body = _act(h, key)
+    assert body["status"] == "denied"
+    assert "stored kill switch `agent:` cannot be read" in body["decision"]["reason"]
+    created = h.admin("POST", "/v1/agents", json={"name": "Second"})
+    assert created.status_code == 201, created.text  # answered from the new snapshot
+    assert created.json()["api_key"].startswith("aaf_live_")
+    config = h.gateway("GET", "/v1/gateway/config").json()
+    compiled = compile_snapshot(config)  # the gateway reads what it is sent
+    assert compiled.kill.all is not None
+    assert [k["scope"] for k in config["kill_switches"]] == ["all"]
+
+    _store(h, permissions, "decision", "maybe")
+    body = _act(h, key)
+    assert "stored access rule `perm_" in body["decision"]["reason"]
+    assert h.gateway("GET", "/v1/gateway/config").json()["permissions"] == []
+    assert h.call("GET", "/api/health").json()["config"] == {"status": "degraded", "unreadable": 2}
+
+    # the ways out: clear the switches, remove the rule
+    assert h.admin("POST", "/v1/kill-switch", json={"active": False}).status_code == 200
+    rule_id = h.state.db.read_sync(lambda c: c.execute(select(permissions.c.id)).scalar_one())
+    assert h.admin("DELETE", f"/v1/permissions/{rule_id}").status_code == 204
+    assert _act(h, key)["status"] == "allowed"
+    assert h.call("GET", "/api/health").json()["config"] == {"status": "ok", "unreadable": 0}
 
 
 def test_the_gateway_denies_on_a_policy_it_cannot_read_and_on_the_servers_word() -> None:
