@@ -886,6 +886,13 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
          "require_approval", {}),
         ({"type": "github.pr.merge", "parameters": {"base": "feature/x"}}, None, {}),
         ({"type": "github.pr.create", "parameters": {"base": "main"}}, None, {})],
+    "protection-changes": [
+        ({"type": "github.branch_protection.update", "parameters": {"branch": "main"}},
+         "require_approval", {}),
+        ({"type": "github.branch_protection.delete", "parameters": {"branch": "main"}},
+         "require_approval", {}),
+        ({"type": "github.branch_protection.get", "parameters": {"branch": "main"}}, None, {}),
+        ({"type": "github.branch_protection.list"}, None, {})],
     "large-money-movement": [
         *(({"type": t, "parameters": {"amount": 50001}}, "require_approval", {})
           for t in ("stripe.transfer.create", "stripe.payout.create", "stripe.refund.create",
