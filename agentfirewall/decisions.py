@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from agentfirewall.errors import ActionDenied
+from agentfirewall.errors import ActionDenied, ApprovalError
 
 __all__ = [
     "ENFORCEMENT_LEVELS",
@@ -138,10 +138,23 @@ class Decision:
             return None
         return "would_deny" if decided == "deny" else "would_hold"
 
-    def raise_for_denial(self) -> Decision:
-        """Raise ActionDenied on deny; return self otherwise (for chaining)."""
+    def raise_for_denial(self, action_request_id: str | None = None) -> Decision:
+        """Return self (for chaining) only when the action may go ahead now.
+
+        A deny raises ActionDenied. A hold raises ApprovalError (``status`` is
+        ``pending_approval``): it is not allowed until a person approves, so code that
+        enforces with this call never acts on it (``guard()`` waits for the approval).
+        """
         if self.outcome == "deny":
             raise ActionDenied(self)
+        if self.outcome == "require_approval":
+            which = f"`{action_request_id}` " if action_request_id else ""
+            raise ApprovalError(
+                f"action {which}needs a person's approval ({self.reason}): wait with "
+                "`wait_for_approval(action_request_id)`, or use `guard()`, which waits",
+                status="pending_approval",
+                action_request_id=action_request_id,
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

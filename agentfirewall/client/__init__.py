@@ -9,6 +9,7 @@ How the parts fit, bottom-up (a module imports only from the lines below its own
 
     _models          the result types (ActionResult, Approved, ...)
     _wire, _retry    wire answers -> results and errors; the retry arithmetic
+    _args            the arguments, checked before anything is sent
     _base, _guard    requests, headers, token checks; what a guard does on deny or hold
     _sync, _async    the two clients: the I/O only
 
@@ -33,6 +34,7 @@ from agentfirewall.client._models import (
 )
 from agentfirewall.client._retry import RetryPolicy
 from agentfirewall.client._sync import AgentFirewall, Guard
+from agentfirewall.client._wire import DecisionTokenRejected
 
 __all__ = [
     "ActionResult",
@@ -43,6 +45,7 @@ __all__ = [
     "Approved",
     "AsyncAgentFirewall",
     "AsyncGuard",
+    "DecisionTokenRejected",
     "DryRunResult",
     "ExecutionResult",
     "ExplanationStep",

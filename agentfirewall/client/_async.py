@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -13,6 +14,7 @@ import httpx
 from pydantic import JsonValue
 from tenacity import AsyncRetrying
 
+from agentfirewall.client._args import check_seconds
 from agentfirewall.client._base import (
     DEFAULT_TIMEOUT,
     MIN_POLL_INTERVAL,
@@ -20,6 +22,7 @@ from agentfirewall.client._base import (
     Call,
     build_spec,
     decode_json,
+    spec_from,
 )
 from agentfirewall.client._guard import ActionFields, approval_error, approved_result, denial
 from agentfirewall.client._models import (
@@ -51,7 +54,7 @@ R = TypeVar("R")
 class AsyncAgentFirewall(BaseClient):
     """Ask a TameFlare server before an agent acts (asynchronous; the same methods, awaited).
 
-    ``AgentFirewall(api_key=..., base_url=...)``; both default from ``AAF_API_KEY`` and
+    ``AsyncAgentFirewall(api_key=..., base_url=...)``; both default from ``AAF_API_KEY`` and
     ``AAF_BASE_URL`` (then ``http://localhost:3000/api``). ``transport`` takes any
     ``httpx.AsyncBaseTransport`` (for tests: :class:`agentfirewall.testing.FirewallTransport`).
     """
@@ -74,6 +77,9 @@ class AsyncAgentFirewall(BaseClient):
             max_retries=max_retries,
             retry_backoff=retry_backoff,
             jwks_url=jwks_url,
+        )
+        self._check_transport(
+            transport, httpx.AsyncBaseTransport, "AgentFirewall takes a BaseTransport"
         )
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -126,7 +132,7 @@ class AsyncAgentFirewall(BaseClient):
 
     async def dry_run(self, action_type: str, **fields: Unpack[ActionFields]) -> DryRunResult:
         """What the firewall would answer, and why; nothing is recorded."""
-        spec = build_spec(action_type, **fields)
+        spec = spec_from("dry_run", action_type, fields)
         return parse_dry_run(decode_json(await self._send(self._dry_run_call(spec))))
 
     async def check(self, action_type: str, **fields: Unpack[ActionFields]) -> Decision:
@@ -141,7 +147,9 @@ class AsyncAgentFirewall(BaseClient):
         **fields: Unpack[ActionFields],
     ) -> AsyncGuard:
         """An async context manager (and decorator) that lets its block run only when allowed."""
-        return AsyncGuard(self, action_type, approval_timeout, fields)
+        spec_from("guard", action_type, fields)  # a bad type or field fails here, not at first use
+        timeout = check_seconds(approval_timeout, "approval_timeout")
+        return AsyncGuard(self, action_type, timeout, fields)
 
     async def get_action(self, action_request_id: str) -> ActionState:
         return parse_action_state(decode_json(await self._send(self._get_call(action_request_id))))
@@ -154,7 +162,7 @@ class AsyncAgentFirewall(BaseClient):
         Returns :class:`Approved` (truthy, ``.decision_token``) or :class:`NotApproved`
         (falsy; ``.status`` is ``denied``, ``expired`` or ``timeout``).
         """
-        deadline = time.monotonic() + timeout_seconds
+        deadline = time.monotonic() + check_seconds(timeout_seconds, "timeout_seconds")
         while True:
             remaining = deadline - time.monotonic()
             seconds = self._poll_seconds(remaining)
@@ -225,12 +233,12 @@ class AsyncAgentFirewall(BaseClient):
         return await retrying(self._send_once, call)
 
     async def _send_once(self, call: Call) -> httpx.Response:
+        request = self._build(self._http, call)
         try:
-            response = await self._http.request(
-                call.method, call.path, **self._request_kwargs(call)
-            )
+            response = await self._http.send(request)
         except httpx.TransportError as exc:
-            raise self._transport_error(exc) from exc
+            error, chain = self._transport_error(exc)
+            raise error from (exc if chain else None)
         return self._check(response)
 
 
@@ -273,6 +281,12 @@ class AsyncGuard:
         return None
 
     def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(
+                f"`{getattr(func, '__name__', func)}` is not a coroutine function (`async def`): "
+                "guard it with an AgentFirewall's guard, or `async with firewall.guard(...)`"
+            )
+
         @functools.wraps(func)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             async with self:

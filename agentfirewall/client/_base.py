@@ -9,13 +9,11 @@ parse the answer here.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from pydantic import JsonValue
@@ -23,14 +21,35 @@ from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 
 from agentfirewall._version import __version__
 from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.client._args import (
+    DEFAULT_BASE_URL,
+    check_api_key,
+    check_base_url,
+    check_idempotency_key,
+    check_number,
+    check_url,
+    path_id,
+    shown_url,
+)
 from agentfirewall.client._retry import RetryPolicy, transport_error
 from agentfirewall.client._wire import error_for_response
-from agentfirewall.errors import APIError, AuthenticationError, ServerError, TokenError
+from agentfirewall.errors import (
+    ActionSpecError,
+    AgentFirewallError,
+    APIError,
+    ServerError,
+    TokenError,
+)
 from agentfirewall.jwks import JWKSCache, jwks_url_for
 
-__all__ = ["DEFAULT_BASE_URL", "BaseClient", "Call", "build_spec", "trace_headers"]
+__all__ = [
+    "BaseClient",
+    "Call",
+    "build_spec",
+    "spec_from",
+    "trace_headers",
+]
 
-DEFAULT_BASE_URL = "http://localhost:3000/api"
 DEFAULT_TIMEOUT = 30.0
 #: The server caps one long-poll at 60 s (docs/api.md).
 MAX_POLL_SECONDS = 60
@@ -64,6 +83,8 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     replay_safe: bool = True
     read_timeout: float | None = None
+    #: False for a public document (the JWKS), which may be on another host.
+    authorized: bool = True
 
 
 def build_spec(
@@ -77,6 +98,13 @@ def build_spec(
     risk_hints: Mapping[str, JsonValue] | None = None,
 ) -> ActionSpec:
     """The seed's keyword arguments as a validated ActionSpec (raises ActionSpecError)."""
+    for name, value in (("parameters", parameters), ("risk_hints", risk_hints)):
+        if value is not None and not isinstance(value, Mapping):
+            raise ActionSpecError(
+                f"invalid action spec: `{name}` must be a mapping (a dict of JSON values), "
+                f"not {type(value).__name__}",
+                field=name,
+            )
     resource = {
         "provider": provider,
         "account": account,
@@ -93,8 +121,19 @@ def build_spec(
     )
 
 
-def _path_id(action_request_id: str) -> str:
-    return quote(action_request_id, safe="")
+#: The keyword arguments of request_action that make the spec (``ActionFields``).
+_FIELDS = ("provider", "account", "target", "environment", "parameters", "risk_hints")
+
+
+def spec_from(where: str, action_type: str, fields: Mapping[str, Any]) -> ActionSpec:
+    """`build_spec` for a method taking ``**fields``: a misspelt keyword names `where`."""
+    unknown = sorted(set(fields) - set(_FIELDS))
+    if unknown:
+        raise TypeError(
+            f"{where}() got an unexpected keyword argument `{unknown[0]}`: it takes "
+            f"{', '.join(_FIELDS)}"
+        )
+    return build_spec(action_type, **fields)
 
 
 class BaseClient:
@@ -110,18 +149,31 @@ class BaseClient:
         retry_backoff: float = 0.5,
         jwks_url: str | None = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("AAF_API_KEY")
-        if not key:
-            raise AuthenticationError("no API key: pass `api_key=` or set AAF_API_KEY")
-        self._api_key = key
-        self.base_url = (base_url or os.environ.get("AAF_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self.timeout = timeout
-        self.retry_policy = RetryPolicy(max_retries=max_retries, backoff=retry_backoff)
-        self.jwks_url = jwks_url or jwks_url_for(self.base_url)
+        self._api_key = check_api_key(api_key)
+        self.base_url = check_base_url(base_url)
+        self.timeout = check_number(timeout, "timeout", minimum=0.001)
+        self.retry_policy = RetryPolicy(
+            max_retries=int(check_number(max_retries, "max_retries", minimum=0, integer=True)),
+            backoff=check_number(retry_backoff, "retry_backoff", minimum=0),
+        )
+        example = jwks_url_for(DEFAULT_BASE_URL)
+        self.jwks_url = (
+            check_url(jwks_url, "`jwks_url`", example) if jwks_url is not None
+            else jwks_url_for(self.base_url)
+        )  # fmt: skip
         self._jwks = JWKSCache()
 
     def __repr__(self) -> str:  # never the key
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
+        return f"{type(self).__name__}(base_url={shown_url(self.base_url)!r})"
+
+    @staticmethod
+    def _check_transport(transport: object, expected: type, other: str) -> None:
+        """A transport of the other client's kind fails at once, not at the first request."""
+        if transport is not None and not isinstance(transport, expected):
+            raise TypeError(
+                f"`transport` must be an httpx.{expected.__name__} for this client, not "
+                f"{type(transport).__name__}: {other}"
+            )
 
     @property
     def _headers(self) -> dict[str, str]:
@@ -139,7 +191,9 @@ class BaseClient:
 
     @staticmethod
     def _action_call(spec: ActionSpec, idempotency_key: str | None) -> Call:
-        key = idempotency_key or uuid.uuid4().hex
+        key = (
+            uuid.uuid4().hex if idempotency_key is None else check_idempotency_key(idempotency_key)
+        )
         return Call(
             "POST",
             "/v1/actions",
@@ -153,38 +207,45 @@ class BaseClient:
 
     @staticmethod
     def _get_call(action_request_id: str) -> Call:
-        return Call("GET", f"/v1/actions/{_path_id(action_request_id)}")
+        return Call("GET", f"/v1/actions/{path_id(action_request_id)}")
 
     def _wait_call(self, action_request_id: str, seconds: int) -> Call:
         return Call(
             "GET",
-            f"/v1/actions/{_path_id(action_request_id)}/wait",
+            f"/v1/actions/{path_id(action_request_id)}/wait",
             params={"timeout": str(seconds)},
             read_timeout=seconds + self.timeout,
         )
 
     @staticmethod
     def _execute_call(action_request_id: str, decision_token: str | None) -> Call:
+        path = f"/v1/actions/{path_id(action_request_id)}/execute"
+        if decision_token is not None and not isinstance(decision_token, str):
+            raise TokenError(
+                f"the decision token must be a string (`result.decision_token`), not "
+                f"{type(decision_token).__name__}",
+                code="malformed",
+            )
         if not decision_token:
             raise TokenError(
                 f"no decision token for `{action_request_id}`: only an allowed or approved "
-                "action can be executed",
+                "action can be executed (a held one: `wait_for_approval` gives the token)",
                 code="missing_token",
             )
         return Call(
             "POST",
-            f"/v1/actions/{_path_id(action_request_id)}/execute",
+            path,
             json={"decision_token": decision_token},
             replay_safe=False,
         )
 
     def _jwks_call(self) -> Call:
-        return Call("GET", self.jwks_url)
+        return Call("GET", self.jwks_url, authorized=False)  # public keys: no API key sent
 
     @staticmethod
     def _poll_seconds(remaining: float) -> int:
         """Whole seconds for the next long-poll: never past the caller's deadline."""
-        return max(0, min(MAX_POLL_SECONDS, math.floor(remaining)))
+        return max(0, math.floor(min(MAX_POLL_SECONDS, remaining)))
 
     # -- sending helpers --------------------------------------------------------------
 
@@ -217,17 +278,48 @@ class BaseClient:
             "reraise": True,
         }
 
-    def _transport_error(self, exc: httpx.TransportError) -> APIError:
-        return transport_error(exc, self.base_url)
+    def _build(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+        """The request for `call`; refused on a closed client, without the key when public."""
+        if http.is_closed:
+            raise AgentFirewallError(
+                f"this {type(self).__name__} is closed (`close()`, or its `with` block ended): "
+                "make a new one"
+            )
+        request = http.build_request(call.method, call.path, **self._request_kwargs(call))
+        if not call.authorized:
+            del request.headers["Authorization"]
+        return request
+
+    def _transport_error(self, exc: httpx.TransportError) -> tuple[APIError, bool]:
+        """Our error for an httpx one, and whether httpx's may be chained to it (False when
+        its text holds the key, which a traceback would print)."""
+        error = transport_error(exc, shown_url(self.base_url))
+        if self._api_key not in str(error):
+            return error, True
+        return type(error)(str(error).replace(self._api_key, "[API key]")), False
 
     @staticmethod
     def _check(response: httpx.Response) -> httpx.Response:
-        """Raise the mapped error for a 4xx/5xx answer; return 2xx answers untouched."""
-        if response.status_code < 400:
+        """Raise the mapped error for a 3xx/4xx/5xx answer; return 2xx answers untouched."""
+        if response.status_code < 300:
             return response
+        if response.status_code < 400:
+            raise _redirected(response)
         raise error_for_response(
             response.status_code, _decode(response), response.headers.get("Retry-After")
         )
+
+
+def _redirected(response: httpx.Response) -> APIError:
+    """No redirect is followed (it would carry the key elsewhere): say where it pointed."""
+    location = response.headers.get("Location")
+    where = f" to `{shown_url(location)}`" if location else ""
+    return APIError(
+        f"the server answered HTTP {response.status_code}, a redirect{where}, which the client "
+        f"does not follow: is `{shown_url(str(response.request.url))}` right? Point AAF_BASE_URL "
+        "(`base_url`) at the API root itself",
+        status_code=response.status_code,
+    )
 
 
 def _decode(response: httpx.Response) -> object:

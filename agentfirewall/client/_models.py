@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agentfirewall.decisions import Decision, Status
+from agentfirewall.errors import ActionDenied
 
 __all__ = [
     "ActionResult",
@@ -64,8 +65,15 @@ class ActionResult:
         return self.status == "pending_approval"
 
     def raise_for_denial(self) -> ActionResult:
-        """Raise ActionDenied when denied; return self otherwise (for chaining)."""
-        self.decision.raise_for_denial()
+        """Return self (for chaining) only when allowed: a deny raises ActionDenied, a hold
+        ApprovalError (``status == "pending_approval"``; ``wait_for_approval`` waits).
+
+        Judged by ``status``: an approved result is ``allowed`` though its decision still
+        says ``require_approval`` (what the rules asked for).
+        """
+        if self.status != "allowed":
+            self.decision.raise_for_denial(self.action_request_id)
+            raise ActionDenied(self.decision)  # a status the decision does not explain
         return self
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -12,6 +13,7 @@ import httpx
 from pydantic import JsonValue
 from tenacity import Retrying
 
+from agentfirewall.client._args import check_seconds
 from agentfirewall.client._base import (
     DEFAULT_TIMEOUT,
     MIN_POLL_INTERVAL,
@@ -19,6 +21,7 @@ from agentfirewall.client._base import (
     Call,
     build_spec,
     decode_json,
+    spec_from,
 )
 from agentfirewall.client._guard import ActionFields, approval_error, approved_result, denial
 from agentfirewall.client._models import (
@@ -74,6 +77,9 @@ class AgentFirewall(BaseClient):
             retry_backoff=retry_backoff,
             jwks_url=jwks_url,
         )
+        self._check_transport(
+            transport, httpx.BaseTransport, "AsyncAgentFirewall takes an AsyncBaseTransport"
+        )
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=self._headers,
@@ -125,7 +131,7 @@ class AgentFirewall(BaseClient):
 
     def dry_run(self, action_type: str, **fields: Unpack[ActionFields]) -> DryRunResult:
         """What the firewall would answer, and why; nothing is recorded."""
-        spec = build_spec(action_type, **fields)
+        spec = spec_from("dry_run", action_type, fields)
         return parse_dry_run(decode_json(self._send(self._dry_run_call(spec))))
 
     def check(self, action_type: str, **fields: Unpack[ActionFields]) -> Decision:
@@ -140,7 +146,8 @@ class AgentFirewall(BaseClient):
         **fields: Unpack[ActionFields],
     ) -> Guard:
         """A context manager (and decorator) that lets its block run only when allowed."""
-        return Guard(self, action_type, approval_timeout, fields)
+        spec_from("guard", action_type, fields)  # a bad type or field fails here, not at first use
+        return Guard(self, action_type, check_seconds(approval_timeout, "approval_timeout"), fields)
 
     def get_action(self, action_request_id: str) -> ActionState:
         return parse_action_state(decode_json(self._send(self._get_call(action_request_id))))
@@ -153,7 +160,7 @@ class AgentFirewall(BaseClient):
         Returns :class:`Approved` (truthy, ``.decision_token``) or :class:`NotApproved`
         (falsy; ``.status`` is ``denied``, ``expired`` or ``timeout``).
         """
-        deadline = time.monotonic() + timeout_seconds
+        deadline = time.monotonic() + check_seconds(timeout_seconds, "timeout_seconds")
         while True:
             remaining = deadline - time.monotonic()
             seconds = self._poll_seconds(remaining)
@@ -225,10 +232,12 @@ class AgentFirewall(BaseClient):
         return retrying(self._send_once, call)
 
     def _send_once(self, call: Call) -> httpx.Response:
+        request = self._build(self._http, call)
         try:
-            response = self._http.request(call.method, call.path, **self._request_kwargs(call))
+            response = self._http.send(request)
         except httpx.TransportError as exc:
-            raise self._transport_error(exc) from exc
+            error, chain = self._transport_error(exc)
+            raise error from (exc if chain else None)
         return self._check(response)
 
 
@@ -269,6 +278,12 @@ class Guard:
         return None
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"`{getattr(func, '__name__', func)}` is a coroutine function: guard it with an "
+                "AsyncAgentFirewall's guard (this one would block the event loop while it waits)"
+            )
+
         @functools.wraps(func)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             with self:

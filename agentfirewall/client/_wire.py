@@ -32,10 +32,12 @@ from agentfirewall.errors import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    TokenError,
     ValidationError,
 )
 
 __all__ = [
+    "DecisionTokenRejected",
     "error_for_response",
     "parse_action_result",
     "parse_action_state",
@@ -220,6 +222,39 @@ def parse_retry_after(header: str | None, body: object = None) -> float | None:
     return None
 
 
+# `code` is a str here (TokenError's), which APIError's `str | None` admits.
+class DecisionTokenRejected(TokenError, AuthenticationError):  # type: ignore[misc]
+    """``execute`` refused the decision token (401 ``invalid_token``).
+
+    Both a :class:`TokenError`, whose ``code`` is the check that failed (``expired``,
+    ``bad_signature``, ``wrong_action``... as :func:`agentfirewall.tokens.verify_decision_token`
+    names them), and the :class:`AuthenticationError` a 401 is, with ``status_code`` and
+    ``body``. The API key itself was accepted.
+    """
+
+    def __init__(self, message: str, *, body: object, reason: str) -> None:
+        AuthenticationError.__init__(self, message, status_code=401, body=body, code=reason)
+
+
+#: What to do next, by the token check that failed.
+_TOKEN_HINTS = {
+    "expired": "request the action again for a fresh token",
+    "not_yet_valid": "check this machine's clock, then request the action again",
+    "wrong_action": "pass the token that came with this action's own result or approval",
+    "wrong_agent": "a token is good only for the agent it was issued to: use that agent's key",
+    "bad_signature": "pass the token exactly as the server gave it (it was altered, or "
+    "another server signed it)",
+    "malformed": "pass the token exactly as the server gave it (`result.decision_token`)",
+}
+
+
+def _token_rejected(text: str, body: object, data: Mapping[str, Any]) -> DecisionTokenRejected:
+    said = data.get("reason")
+    reason = said if isinstance(said, str) else "invalid_token"
+    hint = _TOKEN_HINTS.get(reason, "request the action again for a fresh token")
+    return DecisionTokenRejected(f"{text}: {hint}", body=body, reason=reason)
+
+
 def error_for_response(status_code: int, body: object, retry_after: str | None) -> APIError:
     """The exception for an error answer; its message is the server's own."""
     data = body if isinstance(body, dict) else {}
@@ -229,6 +264,8 @@ def error_for_response(status_code: int, body: object, retry_after: str | None) 
     text = f"{code}: {text}" if code else str(text)
     said = data.get("retryable")
     retryable = said if isinstance(said, bool) else None
+    if status_code == 401 and code == "invalid_token":
+        return _token_rejected(text, body, data)
     if status_code == 429:
         seconds = parse_retry_after(retry_after, body)
         return RateLimitError(text, body=body, code=code, retryable=retryable, retry_after=seconds)

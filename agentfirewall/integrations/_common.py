@@ -11,10 +11,11 @@ approval :class:`~agentfirewall.errors.ApprovalError`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import anyio.to_thread
 from pydantic import JsonValue
@@ -22,7 +23,7 @@ from pydantic import JsonValue
 from agentfirewall.client import ActionResult, AgentFirewall, AsyncAgentFirewall, ExecutionResult
 from agentfirewall.client._guard import ActionFields, approval_error, approved_result, denial
 from agentfirewall.client._models import ApprovalOutcome, NotApproved
-from agentfirewall.errors import AgentFirewallError
+from agentfirewall.errors import ActionSpecError, AgentFirewallError
 
 __all__ = [
     "Firewall",
@@ -30,6 +31,7 @@ __all__ = [
     "ToolGuard",
     "Value",
     "Verdict",
+    "check_firewall",
     "guard_each",
     "tool_action_type",
 ]
@@ -64,8 +66,54 @@ class Verdict:
     result: ActionResult | None = None
 
 
-def _resolve(value: Value, args: ToolArgs) -> str | None:
-    return value(args) if callable(value) else value
+def _computed(what: str, compute: Callable[[ToolArgs], Any], args: ToolArgs) -> Any:
+    """`compute(args)`; its failure (a missing argument, say) is an ActionSpecError naming
+    `what`, raised before the tool runs."""
+    try:
+        return compute(args)
+    except Exception as exc:  # the user's function: any failure refuses the call
+        raise ActionSpecError(
+            f"computing `{what}` from the tool's arguments failed: {type(exc).__name__}: "
+            f"{exc} (the function gets the arguments as a dict; an optional one may be absent)",
+            field=what,
+        ) from exc
+
+
+def _resolve(what: str, value: Value, args: ToolArgs) -> str | None:
+    if not callable(value):
+        return value
+    result: str | None = _computed(what, value, args)
+    return result
+
+
+def _mapping(what: str, value: object) -> dict[str, JsonValue] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ActionSpecError(
+            f"`{what}` must be a mapping (a dict of JSON values), not {type(value).__name__}",
+            field=what,
+        )
+    return dict(value)
+
+
+def check_firewall(firewall: object, usage: str) -> None:
+    """`firewall` must be a client (a common slip: ``@firewall_tool`` without arguments);
+    `usage` shows where it goes, e.g. ``firewall_tool(firewall, ...)``."""
+    if not isinstance(firewall, AgentFirewall | AsyncAgentFirewall):
+        raise TypeError(
+            f"the firewall must be an AgentFirewall or AsyncAgentFirewall, not "
+            f"{type(firewall).__name__}: write `{usage}`"
+        )
+
+
+def _check_value(what: str, value: object, *, mapping: bool = False) -> None:
+    kinds = "a mapping, a function of the tool's arguments or None" if mapping else (
+        "a string, a function of the tool's arguments or None"
+    )  # fmt: skip
+    fixed = isinstance(value, Mapping) if mapping else isinstance(value, str)
+    if value is not None and not fixed and not callable(value):
+        raise TypeError(f"`{what}` must be {kinds}, not {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,30 +133,58 @@ class ToolGuard:
     execute: bool = False
     format_result: Callable[[ExecutionResult], str] = str
 
+    def __post_init__(self) -> None:
+        """Every argument checked when the tool is made, not when the model first calls it."""
+        check_firewall(self.firewall, "@firewall_tool(firewall, ...)")
+        for what in ("action_type", "provider", "account", "target", "environment"):
+            _check_value(what, getattr(self, what))
+        _check_value("risk_hints", self.risk_hints, mapping=True)
+        for what in ("parameters", "format_result"):
+            value = getattr(self, what)
+            if value is not None and not callable(value):
+                raise TypeError(f"`{what}` must be a function, not {type(value).__name__}")
+        if self.on_deny not in get_args(OnDeny):
+            raise ValueError(f'`on_deny` must be "return" or "raise", not {self.on_deny!r}')
+        timeout = self.approval_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(f"`approval_timeout` must be seconds, not {type(timeout).__name__}")
+        if math.isnan(timeout) or timeout < 0:
+            raise ValueError(f"`approval_timeout` must be at least 0 seconds, not {timeout}")
+
     def request(self, args: ToolArgs) -> tuple[str, ActionFields]:
         """The action type and request_action keywords for one call."""
-        action_type = _resolve(self.action_type, args)
+        action_type = _resolve("action_type", self.action_type, args)
         if not action_type:
             raise AgentFirewallError("tool guard has no action type: pass `action_type=`")
-        hints = self.risk_hints(args) if callable(self.risk_hints) else self.risk_hints
+        hints = self.risk_hints
+        if callable(hints):
+            hints = _computed("risk_hints", hints, args)
+        parameters = (
+            _computed("parameters", self.parameters, args) if self.parameters
+            else _json_args(args)
+        )  # fmt: skip
         fields: ActionFields = {
-            "provider": _resolve(self.provider, args),
-            "account": _resolve(self.account, args),
-            "target": _resolve(self.target, args),
-            "environment": _resolve(self.environment, args),
-            "parameters": dict(self.parameters(args)) if self.parameters else _json_args(args),
-            "risk_hints": dict(hints) if hints else None,
+            "provider": _resolve("provider", self.provider, args),
+            "account": _resolve("account", self.account, args),
+            "target": _resolve("target", self.target, args),
+            "environment": _resolve("environment", self.environment, args),
+            "parameters": _mapping("parameters", parameters),
+            "risk_hints": _mapping("risk_hints", hints) or None,
         }
         return action_type, fields
 
-    def decide(self, args: ToolArgs) -> Verdict:
-        """Ask a synchronous firewall (see the module docstring)."""
-        firewall = self.firewall
-        if not isinstance(firewall, AgentFirewall):
+    def sync_firewall(self) -> AgentFirewall:
+        """The firewall, for a synchronous call; an AsyncAgentFirewall cannot answer one."""
+        if not isinstance(self.firewall, AgentFirewall):
             raise AgentFirewallError(
                 "this tool was called synchronously but its firewall is an "
                 "AsyncAgentFirewall: call the tool asynchronously or pass an AgentFirewall"
             )
+        return self.firewall
+
+    def decide(self, args: ToolArgs) -> Verdict:
+        """Ask a synchronous firewall (see the module docstring)."""
+        firewall = self.sync_firewall()
         action_type, fields = self.request(args)
         result = firewall.request_action(action_type, **fields)
         outcome: ApprovalOutcome | None = None
@@ -117,7 +193,6 @@ class ToolGuard:
         verdict, allowed = self._judge(result, outcome, action_type)
         if allowed is None or not self.execute:
             return verdict
-        assert allowed.decision_token is not None
         executed = firewall.execute(allowed.action_request_id, allowed.decision_token)
         return Verdict(self.format_result(executed), allowed)
 
@@ -136,7 +211,6 @@ class ToolGuard:
         verdict, allowed = self._judge(result, outcome, action_type)
         if allowed is None or not self.execute:
             return verdict
-        assert allowed.decision_token is not None
         executed = await firewall.execute(allowed.action_request_id, allowed.decision_token)
         return Verdict(self.format_result(executed), allowed)
 
@@ -174,8 +248,9 @@ def guard_each(
     framework: str,
     wrap: Callable[[ToolT, ToolGuard], ToolT],
     *,
+    tool_type: type[Any],
     firewall: Firewall,
-    action_type: Callable[[ToolT], str] | None,
+    action_type: str | Callable[[ToolT], str] | None,
     provider: Value,
     account: Value,
     target: Value,
@@ -184,10 +259,36 @@ def guard_each(
     on_deny: OnDeny,
     approval_timeout: float,
 ) -> list[ToolT]:
-    """`guard_tools` for either framework: one ToolGuard per tool, wrapped by `wrap`."""
+    """`guard_tools` for either framework: one ToolGuard per tool, wrapped by `wrap`.
+
+    `action_type` is one string for every tool, or a function of the tool.
+    """
+    check_firewall(firewall, "guard_tools(tools, firewall, ...)")
+    if isinstance(tools, tool_type | str | bytes | Mapping) or not isinstance(tools, Iterable):
+        raise TypeError(
+            f"`guard_tools` takes a list of tools, not {type(tools).__name__}: "
+            "write `guard_tools([tool, ...], firewall)`"
+        )
+    tools = list(tools)
+    for inner in tools:
+        if not isinstance(inner, tool_type):
+            raise TypeError(
+                f"`guard_tools` wraps {framework} tools, not {type(inner).__name__}: "
+                "decorate a plain function with `@firewall_tool(firewall, ...)` instead"
+            )
+    if not isinstance(action_type, str | None) and not callable(action_type):
+        raise TypeError(
+            "`action_type` must be a string or a function of the tool, "
+            f"not {type(action_type).__name__}"
+        )
     wrapped: list[ToolT] = []
     for inner in tools:
-        kind = action_type(inner) if action_type else tool_action_type(framework, inner.name)
+        if isinstance(action_type, str):
+            kind = action_type
+        elif action_type is not None:
+            kind = action_type(inner)
+        else:
+            kind = tool_action_type(framework, inner.name)
         guard = ToolGuard(
             firewall=firewall,
             action_type=kind,

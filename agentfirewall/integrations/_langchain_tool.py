@@ -15,9 +15,19 @@ from langchain_core.callbacks import (
 )
 from langchain_core.tools import BaseTool, Tool
 
+from agentfirewall.errors import AgentFirewallError
 from agentfirewall.integrations._common import ToolGuard
 
 __all__ = ["GuardedTool", "guard_tool"]
+
+
+def _check_sync(inner: BaseTool) -> None:
+    """A tool made from an ``async def`` has no sync body: say so before asking the firewall
+    (the action would be recorded, perhaps approved, and then fail to run)."""
+    if getattr(inner, "func", True) is None:
+        raise AgentFirewallError(
+            f"tool `{inner.name}` is an `async def`: call it with `ainvoke`, not `invoke`"
+        )
 
 
 def _tool_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | dict[str, Any]:
@@ -43,6 +53,8 @@ class GuardedTool(BaseTool):
     def _run(
         self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any
     ) -> Any:
+        self.guard.sync_firewall()
+        _check_sync(self.inner)
         tool_input = _tool_input(args, kwargs)
         verdict = self.guard.decide(_firewall_args(tool_input))
         if verdict.answer is not None:
@@ -68,6 +80,8 @@ def _guard_simple(inner: Tool, guard: ToolGuard) -> Tool:
     """A single-string tool stays a ``Tool``: models see it as LangChain shows simple tools."""
 
     def run(tool_input: str, callbacks: Callbacks = None) -> Any:
+        guard.sync_firewall()
+        _check_sync(inner)
         verdict = guard.decide({"input": tool_input})
         if verdict.answer is not None:
             return verdict.answer

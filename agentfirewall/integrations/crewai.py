@@ -34,6 +34,7 @@ from agentfirewall.integrations._common import (
     ToolArgs,
     ToolGuard,
     Value,
+    check_firewall,
     guard_each,
     tool_action_type,
 )
@@ -84,6 +85,8 @@ def firewall_tool(
 
     from agentfirewall.integrations._crewai_tool import guard_crew_tool
 
+    check_firewall(firewall, "@firewall_tool(firewall, ...)")
+
     def decorate(func: Callable[..., Any]) -> BaseTool:
         inner: BaseTool = tool(name or func.__name__, result_as_answer=result_as_answer)(func)
         guard = ToolGuard(
@@ -109,7 +112,7 @@ def guard_tools(
     tools: Iterable[BaseTool],
     firewall: Firewall,
     *,
-    action_type: Callable[[BaseTool], str] | None = None,
+    action_type: str | Callable[[BaseTool], str] | None = None,
     provider: Value = None,
     account: Value = None,
     target: Value = None,
@@ -120,15 +123,19 @@ def guard_tools(
 ) -> list[BaseTool]:
     """Wrap existing CrewAI tools with the firewall check.
 
-    Each tool's action type is ``action_type(tool)``, by default ``crewai.tool.<name>``.
+    Each tool's action type is `action_type` (one string for all) or ``action_type(tool)``,
+    by default ``crewai.tool.<name>``.
     """
     _require_crewai()
+    from crewai.tools import BaseTool
+
     from agentfirewall.integrations._crewai_tool import guard_crew_tool
 
     return guard_each(
         tools,
         "crewai",
         guard_crew_tool,
+        tool_type=BaseTool,
         firewall=firewall,
         action_type=action_type,
         provider=provider,

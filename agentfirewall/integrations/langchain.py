@@ -23,6 +23,7 @@ keeps its name, description and argument schema. Needs ``pip install 'tameflare[
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from agentfirewall.integrations._common import (
     ToolArgs,
     ToolGuard,
     Value,
+    check_firewall,
     guard_each,
     tool_action_type,
 )
@@ -51,6 +53,24 @@ def _require_langchain() -> None:
         import langchain_core  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"the LangChain integration needs langchain-core: `{_INSTALL}`") from exc
+
+
+def _check_tool_function(func: object) -> None:
+    """What LangChain can call with a model's arguments: a function (or method) whose
+    parameters all take keywords. Refused here, before any call is asked about."""
+    if not inspect.isfunction(func) and not inspect.ismethod(func):
+        raise TypeError(
+            f"`firewall_tool` decorates a function (`def` or `async def`), not "
+            f"{type(func).__name__}: wrap a functools.partial or a callable object in a `def`"
+        )
+    for param in inspect.signature(func).parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.VAR_POSITIONAL):
+            shown = f"*{param.name}" if param.kind == param.VAR_POSITIONAL else param.name
+            raise TypeError(
+                f"`{func.__name__}` has the positional-only parameter `{shown}`, which a "
+                "LangChain tool never fills (it passes the model's arguments by keyword): "
+                "make it an ordinary parameter"
+            )
 
 
 def firewall_tool(
@@ -82,7 +102,10 @@ def firewall_tool(
 
     from agentfirewall.integrations._langchain_tool import guard_tool
 
+    check_firewall(firewall, "@firewall_tool(firewall, ...)")
+
     def decorate(func: Callable[..., Any]) -> BaseTool:
+        _check_tool_function(func)
         inner: BaseTool = tool(
             name or func.__name__, description=description, return_direct=return_direct
         )(func)
@@ -109,7 +132,7 @@ def guard_tools(
     tools: Iterable[BaseTool],
     firewall: Firewall,
     *,
-    action_type: Callable[[BaseTool], str] | None = None,
+    action_type: str | Callable[[BaseTool], str] | None = None,
     provider: Value = None,
     account: Value = None,
     target: Value = None,
@@ -120,15 +143,19 @@ def guard_tools(
 ) -> list[BaseTool]:
     """Wrap existing LangChain tools (a toolkit's, say) with the firewall check.
 
-    Each tool's action type is ``action_type(tool)``, by default ``langchain.tool.<name>``.
+    Each tool's action type is `action_type` (one string for all) or ``action_type(tool)``,
+    by default ``langchain.tool.<name>``.
     """
     _require_langchain()
+    from langchain_core.tools import BaseTool
+
     from agentfirewall.integrations._langchain_tool import guard_tool
 
     return guard_each(
         tools,
         "langchain",
         guard_tool,
+        tool_type=BaseTool,
         firewall=firewall,
         action_type=action_type,
         provider=provider,
