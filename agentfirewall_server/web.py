@@ -32,6 +32,7 @@ from agentfirewall.jsonlimits import int_problem, json_problem, printable
 __all__ = [
     "ApiError",
     "Strict",
+    "check_query",
     "error_response",
     "header",
     "install_error_handlers",
@@ -400,6 +401,19 @@ def nul_in_url(scope: Scope) -> Response | None:
             message = f"`{name}` holds a NUL character (`%00`)"
             return error_response(400, "invalid_request", message, field=name)
     return None
+
+
+def check_query(request: Request, *known: str) -> None:
+    """400 naming a query parameter the route does not read: a misspelt filter
+    (``?agnet=Bot``) would otherwise be ignored, and a listing answer everything."""
+    for name in request.query_params:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean `{near[0]}`?)" if near else ""
+            reads = f"it reads {', '.join(known)}" if known else "it reads none"
+            raise ApiError(
+                400, f"unknown query parameter `{name[:100]}`{hint}: {reads}", field=name[:100]
+            )
 
 
 def query_number(request: Request, name: str, default: float | None, high: float) -> float | None:

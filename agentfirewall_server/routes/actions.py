@@ -55,6 +55,7 @@ from agentfirewall_server.tracing import annotate, child, rule_of
 from agentfirewall_server.web import (
     ApiError,
     Strict,
+    check_query,
     header,
     json_fast,
     json_ok,
@@ -487,6 +488,7 @@ async def wait_action(request: Request) -> JSONResponse:
     who = await authenticate(request)
     state = state_of(request)
     action_id = request.path_params["id"]
+    check_query(request, "timeout")
     deadline = time.monotonic() + (query_number(request, "timeout", 30.0, _MAX_WAIT) or 0.0)
     while True:
         row = _visible(who, await state.db.read(lambda c: load_action(c, action_id)), action_id)

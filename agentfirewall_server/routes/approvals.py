@@ -23,7 +23,7 @@ from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.grants import GrantBody, create_grant, grant_json
 from agentfirewall_server.store.schema import approvals
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
 __all__ = ["routes"]
 
@@ -60,6 +60,7 @@ class DecisionBody(Strict):
 
 async def list_approvals(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
+    check_query(request, "status")
     which = request.query_params.get("status", "pending")
     query = select(approvals)
     if which == "pending":

@@ -26,11 +26,13 @@ from agentfirewall_server.checkpoints import Checkpoint, checkpoint_line
 from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.routes.trafficrows import page, parse_place, traffic_json
 from agentfirewall_server.store.schema import INTEGER_MAX, audit_events, traffic
-from agentfirewall_server.web import ApiError, json_ok
+from agentfirewall_server.web import ApiError, check_query, json_ok
 
 __all__ = ["routes"]
 
 _EXPORT_LIMIT = 1_000_000
+#: the filters of `GET /api/v1/audit`, which its export takes too
+_AUDIT_FILTERS = ("event_type", "agent", "since", "until")
 #: the decisions a traffic row records (`GET /api/v1/traffic?decision=`)
 _DECISIONS = ("allow", "deny", "require_approval", "killed")
 
@@ -74,6 +76,7 @@ def _audit_query(request: Request) -> Select[Any]:
 
 async def list_audit(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
+    check_query(request, *_AUDIT_FILTERS, "limit", "before")
     q = _audit_query(request)
     if (before := _int(request, "before", None, INTEGER_MAX)) is not None:
         q = q.where(audit_events.c.id < before)
@@ -85,6 +88,7 @@ async def list_audit(request: Request) -> JSONResponse:
 
 async def export_audit(request: Request) -> Response:
     who = await require_role(request, "admin")
+    check_query(request, "format", *_AUDIT_FILTERS)
     fmt = request.query_params.get("format", "jsonl")
     if fmt not in ("csv", "jsonl"):
         raise ApiError(400, f"unknown format `{fmt}`: expected csv or jsonl", field="format")
@@ -135,6 +139,7 @@ async def verify(request: Request) -> JSONResponse:
 
 async def list_checkpoints(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
+    check_query(request, "limit")
     state = state_of(request)
     found, problems = await state.db.read(lambda c: collect(state.settings, state.signing_key, c))
     newest = sorted({cp.token: cp for cp in found}.values(), key=lambda c: (c.seq, c.time))
@@ -155,6 +160,8 @@ async def make_checkpoint(request: Request) -> JSONResponse:
 
 async def list_traffic(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
+    check_query(request, "agent", "connector", "action", "decision", "status", "shadow",
+                "limit", "before")  # fmt: skip
     q = select(traffic)
     params = request.query_params
     decision = params.get("decision")

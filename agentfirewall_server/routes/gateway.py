@@ -34,7 +34,14 @@ from agentfirewall_server.snapshot import unreadable_json
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals, gateways, traffic
 from agentfirewall_server.tracing import annotate
-from agentfirewall_server.web import ApiError, Strict, json_ok, query_number, read_model
+from agentfirewall_server.web import (
+    ApiError,
+    Strict,
+    check_query,
+    json_ok,
+    query_number,
+    read_model,
+)
 
 __all__ = ["build_config", "routes"]
 
@@ -212,6 +219,7 @@ def build_config(state: AppState) -> dict[str, Any]:
 
 async def config(request: Request) -> Response:
     await require_gateway(request)
+    check_query(request, "since", "wait")
     state = state_of(request)
     since = query_number(request, "since", None, 2**62)
     wait = query_number(request, "wait", 0.0, _MAX_CONFIG_WAIT) or 0.0
@@ -413,6 +421,7 @@ async def wait_gateway_approval(request: Request) -> JSONResponse:
     await require_gateway(request)
     state = state_of(request)
     aid = request.path_params["id"]
+    check_query(request, "timeout")
     wait = query_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0
     deadline = time.monotonic() + wait
     while True:
@@ -446,6 +455,7 @@ async def wait_gateway_approvals(request: Request) -> JSONResponse:
     await require_gateway(request)
     state = state_of(request)
     ids = list(dict.fromkeys((await read_model(request, ApprovalIds)).ids))
+    check_query(request, "timeout")
     wait = query_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0
     deadline = time.monotonic() + wait
     while True:

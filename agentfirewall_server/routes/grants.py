@@ -17,7 +17,7 @@ from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.grants import grant_json, revoke_row
 from agentfirewall_server.store.schema import grants
-from agentfirewall_server.web import ApiError, json_ok
+from agentfirewall_server.web import ApiError, check_query, json_ok
 
 __all__ = ["routes"]
 
@@ -41,6 +41,7 @@ def _get(conn: Connection, text: str) -> dict[str, Any]:
 
 async def list_grants(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
+    check_query(request, "status")
     which = request.query_params.get("status", "active")
     stamp = now()
     query = select(grants).order_by(grants.c.created_at.desc()).limit(_RECENT)

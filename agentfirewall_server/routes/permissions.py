@@ -16,7 +16,7 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.store.schema import permissions
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
 __all__ = ["permission_json", "routes"]
 
@@ -95,6 +95,7 @@ def upsert(
 
 async def list_permissions(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
+    check_query(request, "agent")
     agent = request.query_params.get("agent")
     rows = state_of(request).snapshot.permissions
     return json_ok(

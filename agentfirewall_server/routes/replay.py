@@ -27,7 +27,7 @@ from agentfirewall.policy.replay import replay
 from agentfirewall.policy.suggest import suggest_rules
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.replaystore import build_engine, load_records
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
 __all__ = ["CandidatePermission", "candidate_permissions", "routes"]
 
@@ -127,6 +127,7 @@ def _catalogue(connector: str) -> dict[str, Risk] | None:
 async def suggest_route(request: Request) -> JSONResponse:
     """Access rules for one agent that would have let its observed traffic through."""
     await require_role(request, "viewer")
+    check_query(request, "agent", "since_seconds")
     agent = request.query_params.get("agent", "")
     if not 1 <= len(agent) <= 200:
         raise ApiError(400, "`agent` is required (an agent name)", field="agent")

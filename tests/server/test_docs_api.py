@@ -292,3 +292,46 @@ def test_an_idempotency_key_is_1_to_200_characters(server: LiveServer) -> None:
     assert first.status_code == again.status_code == 200, again.text
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["action_request_id"] == first.json()["action_request_id"]
+
+
+# --- a misspelt query parameter is refused, never ignored ---------------------------------
+
+#: (who, method, path, a parameter it reads, that parameter misspelt, the body if any)
+_QUERIES = [
+    ("admin", "GET", "/v1/traffic", "agent", "agnet", None),
+    ("admin", "GET", "/v1/traffic", "decision", "decison", None),
+    ("admin", "GET", "/v1/audit", "event_type", "event", None),
+    ("admin", "GET", "/v1/audit/export", "since", "snce", None),
+    ("admin", "GET", "/v1/audit/checkpoints", "limit", "limt", None),
+    ("admin", "GET", "/v1/approvals", "status", "state", None),
+    ("admin", "GET", "/v1/grants", "status", "stauts", None),
+    ("admin", "GET", "/v1/permissions", "agent", "agents", None),
+    ("admin", "GET", "/v1/permissions/suggest", "since_seconds", "since", None),
+    ("gateway", "GET", "/v1/gateway/config", "since", "snce", None),
+    ("gateway", "POST", "/v1/gateway/approvals/wait", "timeout", "timout", {"ids": ["apv_x"]}),
+    ("gateway", "GET", "/v1/gateway/approvals/apv_x/wait", "timeout", "timout", None),
+]
+
+
+@pytest.mark.parametrize(("who", "method", "path", "known", "wrong", "body"), _QUERIES,
+                         ids=[f"{q[2]}?{q[4]}" for q in _QUERIES])  # fmt: skip
+def test_a_misspelt_query_parameter_is_400_naming_it(
+    server: LiveServer, who: str, method: str, path: str, known: str, wrong: str, body: Any
+) -> None:
+    """`GET /api/v1/traffic?agnet=Bot` listed every agent's traffic, as if filtered."""
+    call = server.admin if who == "admin" else server.gateway
+    answer = call(method, path, body, params={wrong: "0"})
+    refused(answer, 400, wrong)
+    message = answer.json()["message"]
+    assert message.startswith(f"unknown query parameter `{wrong}`")
+    assert f"`{known}`" in message or known in message.split("it reads ", 1)[1]
+
+
+def test_an_agents_misspelt_wait_parameter_is_400(server: LiveServer) -> None:
+    key = server.create_agent("docs-waiter")
+    held = server.agent(key, "POST", "/v1/actions", json={"action_spec": {"type": "a.b"}})
+    assert held.status_code == 200, held.text
+    path = f"/v1/actions/{held.json()['action_request_id']}/wait"
+    refused(server.agent(key, "GET", path, params={"timeout_seconds": "1"}), 400,
+            "timeout_seconds")  # fmt: skip
+    assert server.agent(key, "GET", path, params={"timeout": "0"}).status_code == 200
