@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Integer, cast, func, select, text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -16,8 +16,8 @@ from agentfirewall.tokens import jwks_from_keys
 from agentfirewall_server.auth import require_metrics_reader, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.coverage import agents_without_rules
-from agentfirewall_server.store.schema import action_requests, approvals, traffic
-from agentfirewall_server.web import json_ok
+from agentfirewall_server.store.schema import action_requests, approvals, audit_events, traffic
+from agentfirewall_server.web import ApiError, check_query, json_ok
 
 __all__ = ["routes"]
 
@@ -92,6 +92,68 @@ def _proxy_decisions(conn: Connection) -> dict[str, int]:
     return outcomes
 
 
+#: An SDK action's audit event, by its decision (``routes/actions._EVENT``).
+_SDK_EVENTS = {
+    "action.allowed": "allow",
+    "action.denied": "deny",
+    "action.pending_approval": "require_approval",
+}
+_HOUR = 3600
+_MAX_HOURS = 7 * 24
+
+
+def _hour_of(conn: Connection, column: Any, start: float) -> Any:
+    """The whole hours between `start` and `column` (never negative here), in SQL: SQLite's
+    CAST truncates, PostgreSQL's rounds, so it takes floor (which SQLite may lack)."""
+    offset = (column - start) / _HOUR
+    return func.floor(offset) if conn.dialect.name == "postgresql" else cast(offset, Integer)
+
+
+def _hourly(conn: Connection, start: float, hours: int) -> list[dict[str, Any]]:
+    """Decisions per hour from `start`, counted in the database (the traffic log for the
+    gateway's requests, the audit log's action events for the SDK's)."""
+    proxy_counts = [{**dict.fromkeys(_OUTCOMES, 0), "killed": 0} for _ in range(hours)]
+    sdk_counts = [dict.fromkeys(_OUTCOMES, 0) for _ in range(hours)]
+    hour = _hour_of(conn, traffic.c.created_at, start).label("hour")
+    proxy = conn.execute(
+        select(hour, traffic.c.decision, func.count())
+        .where(traffic.c.created_at >= start, traffic.c.decision.is_not(None))
+        .group_by(hour, traffic.c.decision)
+    )
+    for index, decision, count in proxy:
+        if 0 <= int(index) < hours and decision in proxy_counts[int(index)]:
+            proxy_counts[int(index)][decision] += int(count)
+    hour = _hour_of(conn, audit_events.c.created_at, start).label("hour")
+    sdk = conn.execute(
+        select(hour, audit_events.c.event_type, func.count())
+        .where(audit_events.c.event_type.in_(_SDK_EVENTS), audit_events.c.created_at >= start)
+        .group_by(hour, audit_events.c.event_type)
+    )
+    for index, event_type, count in sdk:
+        if 0 <= int(index) < hours:
+            sdk_counts[int(index)][_SDK_EVENTS[event_type]] += int(count)
+    return [
+        {"start": rfc3339(start + i * _HOUR), "sdk": sdk_counts[i], "proxy": proxy_counts[i]}
+        for i in range(hours)
+    ]
+
+
+async def hourly(request: Request) -> JSONResponse:
+    """`GET /api/v1/stats/hourly?hours=24`: decisions per hour, the current hour last."""
+    await require_role(request, "viewer")
+    check_query(request, "hours")
+    raw = request.query_params.get("hours", "24")
+    hours = int(raw) if raw.isascii() and raw.isdigit() else 0
+    if not 1 <= hours <= _MAX_HOURS:
+        message = f"`hours` must be a whole number from 1 to {_MAX_HOURS}, not `{raw[:40]}`"
+        raise ApiError(400, message, field="hours")
+    end = (now() // _HOUR + 1) * _HOUR
+    start = end - hours * _HOUR
+    state = state_of(request)
+    buckets = await state.db.read(lambda c: _hourly(c, start, hours))
+    return json_ok({"hours": buckets})
+
+
 def _counts(conn: Connection) -> dict[str, Any]:
     """Decisions of SDK action requests and of proxied traffic, total and per source."""
     sdk, proxy = _sdk_decisions(conn), _proxy_decisions(conn)
@@ -154,5 +216,6 @@ def routes() -> list[BaseRoute]:
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/api/v1/status", status, methods=["GET"]),
+        Route("/api/v1/stats/hourly", hourly, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
     ]

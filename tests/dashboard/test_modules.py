@@ -100,24 +100,21 @@ def test_line_diff(page: Any) -> None:
     ]
 
 
-def test_chart_buckets_by_hour_and_decision(page: Any) -> None:
-    now = "2026-11-25T10:30:00Z"
-    records = [
-        {"created_at": "2026-11-25T10:05:00Z", "decision": "allow"},
-        {"created_at": "2026-11-25T10:10:00Z", "decision": "deny"},
-        {"created_at": "2026-11-25T09:59:00Z", "decision": "require_approval"},
-        {"created_at": "2026-11-24T08:00:00Z", "decision": "allow"},  # older than 24 h
+def test_chart_adds_up_the_servers_hours(page: Any) -> None:
+    """`GET /api/v1/stats/hourly`'s counts: both sources added, kill-switch refusals denies."""
+    hours = [
+        {"start": "2026-11-25T09:00:00Z",
+         "sdk": {"allow": 2, "deny": 0, "require_approval": 1},
+         "proxy": {"allow": 5, "deny": 1, "require_approval": 0, "killed": 3}},
+        {"start": "2026-11-25T10:00:00Z",
+         "sdk": {"allow": 0, "deny": 4, "require_approval": 0},
+         "proxy": {"allow": 0, "deny": 0, "require_approval": 2, "killed": 0}},
+    ]  # fmt: skip
+    buckets = _run(page, "chart.js", "return m.fromHourly(arg.hours);", {"hours": hours})
+    assert buckets == [
+        {"start": 1795597200000, "allow": 7, "require_approval": 1, "deny": 4},
+        {"start": 1795600800000, "allow": 0, "require_approval": 2, "deny": 4},
     ]
-    buckets = _run(
-        page,
-        "chart.js",
-        "return m.bucketByHour(arg.records, Date.parse(arg.now));",
-        {"records": records, "now": now},
-    )
-    assert len(buckets) == 24
-    assert (buckets[-1]["allow"], buckets[-1]["deny"]) == (1, 1)
-    assert buckets[-2]["require_approval"] == 1
-    assert sum(b["allow"] + b["deny"] + b["require_approval"] for b in buckets) == 3
 
 
 def test_chart_draws_one_bar_per_non_empty_series(page: Any) -> None:
@@ -126,8 +123,7 @@ def test_chart_draws_one_bar_per_non_empty_series(page: Any) -> None:
         "chart.js",
         """
         const box = document.createElement('div');
-        const buckets = m.bucketByHour([{created_at: new Date().toISOString(), decision: 'allow'},
-                                        {created_at: new Date().toISOString(), decision: 'deny'}]);
+        const buckets = [{start: Date.now(), allow: 1, deny: 1, require_approval: 0}];
         m.drawChart(box, buckets);
         return box.querySelectorAll('rect').length;""",
     )

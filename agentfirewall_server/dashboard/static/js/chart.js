@@ -12,20 +12,15 @@ function svg(tag, attrs) {
   return node;
 }
 
-// records: [{created_at, decision}] → 24 hourly buckets ending now.
-export function bucketByHour(records, now = Date.now(), hours = 24) {
-  const hour = 3600 * 1000;
-  const end = Math.floor(now / hour) * hour + hour;
-  const buckets = Array.from({ length: hours }, (_, i) => ({
-    start: end - (hours - i) * hour, allow: 0, deny: 0, require_approval: 0,
+// GET /api/v1/stats/hourly's hours (counted by the server, every request of each hour) →
+// the chart's buckets: both sources added up, a kill switch's refusals counted as denies.
+export function fromHourly(hours) {
+  return hours.map(({ start, sdk, proxy }) => ({
+    start: Date.parse(start),
+    allow: sdk.allow + proxy.allow,
+    require_approval: sdk.require_approval + proxy.require_approval,
+    deny: sdk.deny + proxy.deny + proxy.killed,
   }));
-  for (const record of records) {
-    const at = Date.parse(record.created_at);
-    const index = Math.floor((at - (end - hours * hour)) / hour);
-    const key = record.decision === "requires_approval" ? "require_approval" : record.decision;
-    if (index >= 0 && index < hours && key in buckets[index]) buckets[index][key] += 1;
-  }
-  return buckets;
 }
 
 export function drawChart(container, buckets) {

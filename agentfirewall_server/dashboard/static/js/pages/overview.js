@@ -1,13 +1,9 @@
 import { api, BASE } from "../api.js";
-import { bucketByHour, drawChart, SERIES } from "../chart.js";
+import { drawChart, fromHourly, SERIES } from "../chart.js";
 import { $, badge, clear, el, formatTime, setText } from "../dom.js";
 import { latestOnly, onEvent, throttled } from "../events.js";
 import { keyPrefix } from "../key-box.js";
 import { startPage } from "../session.js";
-
-const SDK_EVENTS = {
-  "action.allowed": "allow", "action.denied": "deny", "action.pending_approval": "require_approval",
-};
 
 function showStatus(status) {
   const gateway = status.gateway || {};
@@ -43,22 +39,18 @@ function showAgents(agents) {
   }
 }
 
-const dayAgo = () => new Date(Date.now() - 864e5).toISOString().replace(/\.\d{3}Z$/, "Z");
+// the last 24 hours, counted by the server (proxy requests and SDK actions alike)
 const fetchAll = latestOnly(() => Promise.all([
-  api("/status"), api("/agents"), api("/traffic", { query: { limit: 1000 } }),
-  api("/audit", { query: { limit: 1000, since: dayAgo() } }),
+  api("/status"), api("/agents"), api("/stats/hourly", { query: { hours: 24 } }),
 ]));
 
 async function refresh() {
   const answer = await fetchAll();
   if (!answer) return;
-  const [status, agents, traffic, audit] = answer;
+  const [status, agents, hourly] = answer;
   showStatus(status);
   showAgents(agents.agents);
-  // Proxy requests come from the traffic log, SDK actions from their audit events.
-  const sdk = audit.events.filter((e) => SDK_EVENTS[e.event_type])
-    .map((e) => ({ created_at: e.created_at, decision: SDK_EVENTS[e.event_type] }));
-  drawChart($("#chart"), bucketByHour([...traffic.traffic, ...sdk]));
+  drawChart($("#chart"), fromHourly(hourly.hours));
 }
 
 const legend = $("#chart-legend");
