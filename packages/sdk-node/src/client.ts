@@ -7,7 +7,8 @@
 
 import { randomUUID } from "node:crypto";
 
-import { AuthenticationError, TokenError } from "./errors.js";
+import { TokenError } from "./errors.js";
+import { actionIdOf, apiKeyOf, apiRootOf, DEFAULT_BASE_URL, kindOf, optionsOf, seconds } from "./options.js";
 import type { RetryPolicy } from "./retry.js";
 import { buildActionSpec } from "./spec.js";
 import { sleep, Transport, type Call } from "./transport.js";
@@ -25,12 +26,25 @@ import type {
 import { VERSION } from "./version.js";
 import { parseActionResult, parseActionState, parseDryRun, parseExecution, parseWait } from "./wire.js";
 
-export const DEFAULT_BASE_URL = "http://localhost:3000/api";
 /** The server caps one long-poll at 60 s (docs/api.md). */
 const MAX_POLL_SECONDS = 60;
 /** Seconds to pause before polling again when a server answers a long-poll early. */
 const MIN_POLL_INTERVAL_SECONDS = 1;
 const DEFAULT_APPROVAL_TIMEOUT_SECONDS = 300;
+
+const CLIENT_OPTIONS = [
+  "apiKey",
+  "baseUrl",
+  "timeoutSeconds",
+  "maxRetries",
+  "retryBackoffSeconds",
+  "maxRetryWaitSeconds",
+  "fetch",
+] as const;
+const WAIT_OPTIONS = ["timeoutSeconds"] as const;
+const REQUEST_OPTIONS = ["idempotencyKey"] as const;
+
+export { DEFAULT_BASE_URL };
 
 export interface AgentFirewallOptions {
   /** The agent's key (`aaf_live_…` / `aaf_test_…`); default `process.env.AAF_API_KEY`. */
@@ -49,44 +63,12 @@ export interface AgentFirewallOptions {
   fetch?: typeof globalThis.fetch;
 }
 
-function pathId(actionRequestId: string): string {
-  return encodeURIComponent(actionRequestId);
+function pathId(actionRequestId: unknown): string {
+  return encodeURIComponent(actionIdOf(actionRequestId));
 }
 
 function monotonicSeconds(): number {
   return performance.now() / 1000;
-}
-
-/** `value` when it is a finite number >= `min` (absent: `fallback`), else a RangeError. */
-function nonNegative(name: string, value: number | undefined, fallback: number, min = 0): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
-    // a string "5" must not read as 5 in the message
-    const shown = typeof value === "string" ? `the string \`"${value}"\`` : `\`${String(value)}\``;
-    throw new RangeError(`\`${name}\` must be a finite number >= ${min}, not ${shown}`);
-  }
-  return value;
-}
-
-/** The API root: an absolute http(s) URL without credentials, query or fragment. */
-function apiRoot(value: unknown): string {
-  const shown = typeof value === "string" ? value.slice(0, 200) : String(value);
-  let url: URL | undefined;
-  try {
-    url = typeof value === "string" ? new URL(value) : undefined;
-  } catch {
-    url = undefined;
-  }
-  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    throw new TypeError(
-      `\`baseUrl\` (or AAF_BASE_URL) must be an http:// or https:// URL like \`${DEFAULT_BASE_URL}\`, not \`${shown}\``,
-    );
-  }
-  if (url.username || url.password || url.search || url.hash) {
-    const what = url.username || url.password ? "credentials" : "a query or fragment";
-    throw new TypeError(`\`baseUrl\` (or AAF_BASE_URL) must not hold ${what}: the API key is sent as a header`);
-  }
-  return (value as string).replace(/\/+$/, "");
 }
 
 /** `Idempotency-Key` as the server takes it (1 to 200 characters) and as a header can carry
@@ -98,41 +80,39 @@ export class AgentFirewall {
   readonly baseUrl: string;
   readonly #transport: Transport;
 
-  constructor(options: AgentFirewallOptions = {}) {
-    const apiKey: unknown = options.apiKey || process.env["AAF_API_KEY"];
-    if (!apiKey) {
-      throw new AuthenticationError("no API key: pass `apiKey` or set AAF_API_KEY", { statusCode: 0 });
+  constructor(options?: AgentFirewallOptions) {
+    const given = optionsOf(options, "`new AgentFirewall()`", CLIENT_OPTIONS);
+    const apiKey = apiKeyOf(given.apiKey);
+    if (given.fetch !== undefined && typeof given.fetch !== "function") {
+      throw new TypeError(`\`fetch\` must be a function, not ${kindOf(given.fetch)}`);
     }
-    if (typeof apiKey !== "string") throw new TypeError(`\`apiKey\` must be a string, not a ${typeof apiKey}`);
-    if (options.fetch !== undefined && typeof options.fetch !== "function") {
-      throw new TypeError(`\`fetch\` must be a function, not a ${typeof options.fetch}`);
-    }
-    this.baseUrl = apiRoot(options.baseUrl || process.env["AAF_BASE_URL"] || DEFAULT_BASE_URL);
-    const maxRetries = nonNegative("maxRetries", options.maxRetries, 3);
+    this.baseUrl = apiRootOf(given.baseUrl || process.env["AAF_BASE_URL"] || DEFAULT_BASE_URL, apiKey);
+    const maxRetries = seconds("maxRetries", given.maxRetries, 3);
     if (!Number.isInteger(maxRetries)) throw new RangeError(`\`maxRetries\` must be an integer, not \`${maxRetries}\``);
     const retry: RetryPolicy = {
       maxRetries,
-      backoffSeconds: nonNegative("retryBackoffSeconds", options.retryBackoffSeconds, 0.5),
+      backoffSeconds: seconds("retryBackoffSeconds", given.retryBackoffSeconds, 0.5),
       maxBackoffSeconds: 8,
-      maxWaitSeconds: nonNegative("maxRetryWaitSeconds", options.maxRetryWaitSeconds, 60),
+      maxWaitSeconds: seconds("maxRetryWaitSeconds", given.maxRetryWaitSeconds, 60),
     };
     this.#transport = new Transport({
       baseUrl: this.baseUrl,
+      apiKey,
       headers: {
         Authorization: `Bearer ${apiKey}`,
         Accept: "application/json",
         "User-Agent": `agentfirewall-node/${VERSION}`,
       },
-      timeoutSeconds: nonNegative("timeoutSeconds", options.timeoutSeconds, 30, 0.001),
+      timeoutSeconds: seconds("timeoutSeconds", given.timeoutSeconds, 30, 0.001),
       retry,
-      fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
+      fetch: given.fetch ?? globalThis.fetch.bind(globalThis),
     });
   }
 
   /** Ask whether the agent may perform `action`; the answer says allowed, denied or pending_approval. */
-  async requestAction(action: ActionInput, options: RequestActionOptions = {}): Promise<ActionResult> {
+  async requestAction(action: ActionInput, options?: RequestActionOptions): Promise<ActionResult> {
     const json = { action_spec: buildActionSpec(action) };
-    const key: unknown = options.idempotencyKey ?? randomUUID();
+    const key: unknown = optionsOf(options, "requestAction()", REQUEST_OPTIONS).idempotencyKey ?? randomUUID();
     if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) {
       const shown = typeof key === "string" ? `\`${key.slice(0, 40)}\`` : `a ${typeof key}`;
       throw new RangeError(
@@ -170,15 +150,19 @@ export class AgentFirewall {
    * TokenError without a request. A used token is refused (ConflictError, code `token_used`).
    */
   async execute(actionRequestId: string, decisionToken: string | null | undefined): Promise<ExecutionResult> {
-    if (!decisionToken) {
-      throw new TokenError("no decision token: execute needs the token of an allowed or approved action");
+    const path = `/v1/actions/${pathId(actionRequestId)}/execute`;
+    if (decisionToken !== null && decisionToken !== undefined && typeof decisionToken !== "string") {
+      throw new TokenError(
+        `the decision token must be a string (\`result.decision_token\`), not ${kindOf(decisionToken)}`,
+      );
     }
-    const call: Call = {
-      method: "POST",
-      path: `/v1/actions/${pathId(actionRequestId)}/execute`,
-      json: { decision_token: decisionToken },
-      replaySafe: false,
-    };
+    if (!decisionToken) {
+      throw new TokenError(
+        `no decision token for \`${actionRequestId}\`: only an allowed or approved action can be executed ` +
+          "(a held one: `waitForApproval` gives the token)",
+      );
+    }
+    const call: Call = { method: "POST", path, json: { decision_token: decisionToken }, replaySafe: false };
     return parseExecution((await this.#transport.send(call)).body);
   }
 
@@ -187,14 +171,21 @@ export class AgentFirewall {
    * `decision_token` when approved, and to `null` when denied, expired or not decided
    * within `timeoutSeconds` (default 300). `waitForDecision` tells which.
    */
-  async waitForApproval(actionRequestId: string, options: WaitOptions = {}): Promise<ApprovedResult | null> {
-    const outcome = await this.waitForDecision(actionRequestId, options);
+  async waitForApproval(actionRequestId: string, options?: WaitOptions): Promise<ApprovedResult | null> {
+    const outcome = await this.#wait(actionRequestId, options, "waitForApproval()");
     return outcome.approved ? outcome : null;
   }
 
   /** Like waitForApproval, but always resolves to an outcome saying why (`status`). */
-  async waitForDecision(actionRequestId: string, options: WaitOptions = {}): Promise<WaitOutcome> {
-    const timeout = nonNegative("timeoutSeconds", options.timeoutSeconds, DEFAULT_APPROVAL_TIMEOUT_SECONDS);
+  async waitForDecision(actionRequestId: string, options?: WaitOptions): Promise<WaitOutcome> {
+    return this.#wait(actionRequestId, options, "waitForDecision()");
+  }
+
+  async #wait(actionRequestId: string, options: WaitOptions | undefined, what: string): Promise<WaitOutcome> {
+    pathId(actionRequestId);
+    const given = optionsOf(options, what, WAIT_OPTIONS);
+    // Infinity: no deadline of its own (the approval's expiry ends the wait)
+    const timeout = seconds("timeoutSeconds", given.timeoutSeconds, DEFAULT_APPROVAL_TIMEOUT_SECONDS, 0, true);
     const deadline = monotonicSeconds() + timeout;
     for (let first = true; ; first = false) {
       const remaining = first ? timeout : deadline - monotonicSeconds();
@@ -214,13 +205,13 @@ export class AgentFirewall {
     }
   }
 
-  #waitCall(actionRequestId: string, seconds: number): Call {
+  #waitCall(actionRequestId: string, pollSeconds: number): Call {
     return {
       method: "GET",
       path: `/v1/actions/${pathId(actionRequestId)}/wait`,
-      query: { timeout: String(seconds) },
+      query: { timeout: String(pollSeconds) },
       replaySafe: true,
-      extraTimeoutSeconds: seconds,
+      extraTimeoutSeconds: pollSeconds,
     };
   }
 

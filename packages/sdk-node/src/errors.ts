@@ -124,7 +124,7 @@ export class TransportError extends APIError {
   readonly unsent: boolean;
 
   constructor(message: string, options: { unsent: boolean; cause?: unknown }) {
-    super(message, { statusCode: 0 }, { cause: options.cause });
+    super(message, { statusCode: 0 }, options.cause === undefined ? undefined : { cause: options.cause });
     this.unsent = options.unsent;
   }
 }

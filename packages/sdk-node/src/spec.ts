@@ -5,12 +5,29 @@
  */
 
 import { ActionSpecError } from "./errors.js";
+import { spellingHint } from "./options.js";
 import type { ActionInput, JsonObject, JsonValue } from "./types.js";
 
 /** Dotted lowercase `provider.resource.verb`: 2 to 8 segments (agentfirewall.actions). */
 export const ACTION_TYPE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}(?:\.[a-z0-9_-]{1,63}){1,7}$/;
 
 const RESOURCE_FIELDS = ["provider", "account", "target", "environment"] as const;
+const ACTION_FIELDS = ["type", "resource", "parameters", "riskHints"] as const;
+
+/** A field the action does not have is a mistake (a Python spelling, a resource field one
+ * level up), not something to drop silently: it may be what a policy was meant to see. */
+function checkFields(input: Record<string, unknown>): void {
+  for (const key of Object.keys(input)) {
+    if ((ACTION_FIELDS as readonly string[]).includes(key)) continue;
+    const where = (RESOURCE_FIELDS as readonly string[]).includes(key)
+      ? `: it belongs in \`resource\` ({ type, resource: { ${key} } })`
+      : spellingHint(key, ACTION_FIELDS);
+    throw new ActionSpecError(
+      `unknown action field \`${key}\`${where} (an action has ${ACTION_FIELDS.join(", ")})`,
+      key,
+    );
+  }
+}
 
 function isObjectLike(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -79,6 +96,7 @@ function resource(value: unknown): JsonObject {
 /** `{type, resource, parameters, risk_hints}` for the wire; throws ActionSpecError. */
 export function buildActionSpec(input: ActionInput): { [key: string]: JsonValue } {
   if (!isObjectLike(input)) throw new ActionSpecError("the action must be an object with a `type`");
+  checkFields(input);
   const type: unknown = input.type;
   if (typeof type !== "string" || !ACTION_TYPE_PATTERN.test(type)) {
     const shown = typeof type === "string" ? type : String(type);

@@ -1,6 +1,8 @@
 /**
  * The only I/O: one HTTP call through `fetch`, with a per-attempt timeout, error mapping
- * and the retry loop of ./retry.ts. Never puts a header (the API key) in an error.
+ * and the retry loop of ./retry.ts. Never puts a header (the API key) in an error: not
+ * from a fetch failure (Node's names an invalid header's value), nor from an answer that
+ * echoes the request (a wrong `baseUrl` pointing at an echo service or a debugging proxy).
  */
 
 import { APIError, ServerError, TransportError } from "./errors.js";
@@ -29,15 +31,31 @@ export interface Answer {
 
 export interface TransportOptions {
   baseUrl: string;
+  /** Masked wherever it would show: error messages, bodies, causes. */
+  apiKey: string;
   headers: Record<string, string>;
   timeoutSeconds: number;
   retry: RetryPolicy;
   fetch: typeof globalThis.fetch;
 }
 
+/** Node's timers take at most 2^31 - 1 ms (24.8 days); a longer delay fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function milliseconds(seconds: number): number {
+  return Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(seconds * 1000)));
+}
+
 /** Resolve after `seconds`. */
 export function sleep(seconds: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, seconds) * 1000));
+  return new Promise((resolve) => setTimeout(resolve, milliseconds(seconds)));
+}
+
+const MASK = "[API key]";
+
+/** `text` with every occurrence of `secret` masked. */
+function mask(text: string, secret: string): string {
+  return text.split(secret).join(MASK);
 }
 
 function decode(text: string): unknown {
@@ -76,7 +94,7 @@ export class Transport {
   }
 
   async #attempt(call: Call): Promise<Answer> {
-    const { baseUrl, headers, timeoutSeconds, fetch } = this.#options;
+    const { baseUrl, apiKey, headers, timeoutSeconds, fetch } = this.#options;
     const seconds = timeoutSeconds + (call.extraTimeoutSeconds ?? 0);
     const init: RequestInit = {
       method: call.method,
@@ -85,7 +103,7 @@ export class Transport {
         ...(call.json !== undefined && { "Content-Type": "application/json" }),
         ...call.headers,
       },
-      signal: AbortSignal.timeout(Math.ceil(seconds * 1000)),
+      signal: AbortSignal.timeout(milliseconds(seconds)),
       // never followed (the key would go along); a redirect is reported, see below
       redirect: "manual",
     };
@@ -94,13 +112,13 @@ export class Transport {
     let text: string;
     try {
       response = await fetch(this.#url(call), init);
-      text = await response.text();
+      text = mask(await response.text(), apiKey);
     } catch (error) {
-      throw transportError(error, baseUrl, seconds);
+      throw transportError(error, baseUrl, seconds, apiKey);
     }
     const body = decode(text);
     if (response.status >= 300 && response.status < 400) {
-      throw redirectError(response, body, baseUrl);
+      throw redirectError(response, body, baseUrl, apiKey);
     }
     if (response.status >= 400) {
       throw errorForResponse(response.status, body, response.headers.get("Retry-After"));
@@ -119,21 +137,34 @@ function describe(error: unknown): string {
   return `${error.name}: ${error.message}${cause}`;
 }
 
-/** Our TransportError for a fetch failure: names the server, never a header. */
-export function transportError(error: unknown, baseUrl: string, seconds?: number): TransportError {
+/** True when `error`, or an error it was caused by, shows `secret` anywhere. */
+function shows(error: unknown, secret: string): boolean {
+  for (let cause = error, depth = 0; cause !== undefined && cause !== null && depth < 5; depth += 1) {
+    if (!(cause instanceof Error)) return String(cause).includes(secret);
+    if (String(cause.message).includes(secret) || String(cause.stack).includes(secret)) return true;
+    cause = cause.cause;
+  }
+  return false;
+}
+
+/** Our TransportError for a fetch failure: names the server, never the key (a failure
+ * that shows it is described with the key masked and not kept as the `cause`). */
+export function transportError(error: unknown, baseUrl: string, seconds?: number, apiKey = ""): TransportError {
   const unsent = isUnsent(error);
+  const cause = apiKey !== "" && shows(error, apiKey) ? undefined : error;
   if (!unsent && error instanceof Error && error.name === "TimeoutError" && seconds !== undefined) {
     const message = `no answer from the TameFlare server at \`${baseUrl}\` within ${seconds} s (\`timeoutSeconds\`)`;
-    return new TransportError(message, { unsent, cause: error });
+    return new TransportError(message, { unsent, ...(cause !== undefined && { cause }) });
   }
   const hint = unsent ? " (is it running — `tf up` — and is `AAF_BASE_URL` its address, ending in `/api`?)" : "";
-  const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${describe(error)}${hint}`;
-  return new TransportError(message, { unsent, cause: error });
+  const said = apiKey !== "" ? mask(describe(error), apiKey) : describe(error);
+  const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${said}${hint}`;
+  return new TransportError(message, { unsent, ...(cause !== undefined && { cause }) });
 }
 
 /** A 3xx answer: not followed, since the key would go along to wherever it points. */
-function redirectError(response: Response, body: unknown, baseUrl: string): APIError {
-  const location = (response.headers.get("Location") ?? "").slice(0, 200);
+function redirectError(response: Response, body: unknown, baseUrl: string, apiKey: string): APIError {
+  const location = mask(response.headers.get("Location") ?? "", apiKey).slice(0, 200);
   const where = location ? `, a redirect to \`${location}\`` : "";
   const message =
     `the TameFlare server at \`${baseUrl}\` answered ${response.status}${where}, which is not followed ` +

@@ -4,8 +4,9 @@
  * Every method is the same three steps: check and build the call, send it through the
  * Transport (retries included), parse the answer in ./wire.ts.
  */
+import { DEFAULT_BASE_URL } from "./options.js";
 import type { ActionInput, ActionResult, ActionState, ApprovedResult, DryRunResult, ExecutionResult, RequestActionOptions, WaitOptions, WaitOutcome } from "./types.js";
-export declare const DEFAULT_BASE_URL = "http://localhost:3000/api";
+export { DEFAULT_BASE_URL };
 export interface AgentFirewallOptions {
     /** The agent's key (`aaf_live_…` / `aaf_test_…`); default `process.env.AAF_API_KEY`. */
     apiKey?: string | undefined;

@@ -9,51 +9,33 @@ Object.defineProperty(exports, "__esModule", { value: true });
 exports.AgentFirewall = exports.DEFAULT_BASE_URL = void 0;
 const node_crypto_1 = require("node:crypto");
 const errors_js_1 = require("./errors.js");
+const options_js_1 = require("./options.js");
+Object.defineProperty(exports, "DEFAULT_BASE_URL", { enumerable: true, get: function () { return options_js_1.DEFAULT_BASE_URL; } });
 const spec_js_1 = require("./spec.js");
 const transport_js_1 = require("./transport.js");
 const version_js_1 = require("./version.js");
 const wire_js_1 = require("./wire.js");
-exports.DEFAULT_BASE_URL = "http://localhost:3000/api";
 /** The server caps one long-poll at 60 s (docs/api.md). */
 const MAX_POLL_SECONDS = 60;
 /** Seconds to pause before polling again when a server answers a long-poll early. */
 const MIN_POLL_INTERVAL_SECONDS = 1;
 const DEFAULT_APPROVAL_TIMEOUT_SECONDS = 300;
+const CLIENT_OPTIONS = [
+    "apiKey",
+    "baseUrl",
+    "timeoutSeconds",
+    "maxRetries",
+    "retryBackoffSeconds",
+    "maxRetryWaitSeconds",
+    "fetch",
+];
+const WAIT_OPTIONS = ["timeoutSeconds"];
+const REQUEST_OPTIONS = ["idempotencyKey"];
 function pathId(actionRequestId) {
-    return encodeURIComponent(actionRequestId);
+    return encodeURIComponent((0, options_js_1.actionIdOf)(actionRequestId));
 }
 function monotonicSeconds() {
     return performance.now() / 1000;
-}
-/** `value` when it is a finite number >= `min` (absent: `fallback`), else a RangeError. */
-function nonNegative(name, value, fallback, min = 0) {
-    if (value === undefined)
-        return fallback;
-    if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
-        // a string "5" must not read as 5 in the message
-        const shown = typeof value === "string" ? `the string \`"${value}"\`` : `\`${String(value)}\``;
-        throw new RangeError(`\`${name}\` must be a finite number >= ${min}, not ${shown}`);
-    }
-    return value;
-}
-/** The API root: an absolute http(s) URL without credentials, query or fragment. */
-function apiRoot(value) {
-    const shown = typeof value === "string" ? value.slice(0, 200) : String(value);
-    let url;
-    try {
-        url = typeof value === "string" ? new URL(value) : undefined;
-    }
-    catch {
-        url = undefined;
-    }
-    if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
-        throw new TypeError(`\`baseUrl\` (or AAF_BASE_URL) must be an http:// or https:// URL like \`${exports.DEFAULT_BASE_URL}\`, not \`${shown}\``);
-    }
-    if (url.username || url.password || url.search || url.hash) {
-        const what = url.username || url.password ? "credentials" : "a query or fragment";
-        throw new TypeError(`\`baseUrl\` (or AAF_BASE_URL) must not hold ${what}: the API key is sent as a header`);
-    }
-    return value.replace(/\/+$/, "");
 }
 /** `Idempotency-Key` as the server takes it (1 to 200 characters) and as a header can carry
  * it unchanged: printable ASCII, no space at either end. */
@@ -62,42 +44,39 @@ class AgentFirewall {
     /** The API root every path is appended to, without a trailing slash. */
     baseUrl;
     #transport;
-    constructor(options = {}) {
-        const apiKey = options.apiKey || process.env["AAF_API_KEY"];
-        if (!apiKey) {
-            throw new errors_js_1.AuthenticationError("no API key: pass `apiKey` or set AAF_API_KEY", { statusCode: 0 });
+    constructor(options) {
+        const given = (0, options_js_1.optionsOf)(options, "`new AgentFirewall()`", CLIENT_OPTIONS);
+        const apiKey = (0, options_js_1.apiKeyOf)(given.apiKey);
+        if (given.fetch !== undefined && typeof given.fetch !== "function") {
+            throw new TypeError(`\`fetch\` must be a function, not ${(0, options_js_1.kindOf)(given.fetch)}`);
         }
-        if (typeof apiKey !== "string")
-            throw new TypeError(`\`apiKey\` must be a string, not a ${typeof apiKey}`);
-        if (options.fetch !== undefined && typeof options.fetch !== "function") {
-            throw new TypeError(`\`fetch\` must be a function, not a ${typeof options.fetch}`);
-        }
-        this.baseUrl = apiRoot(options.baseUrl || process.env["AAF_BASE_URL"] || exports.DEFAULT_BASE_URL);
-        const maxRetries = nonNegative("maxRetries", options.maxRetries, 3);
+        this.baseUrl = (0, options_js_1.apiRootOf)(given.baseUrl || process.env["AAF_BASE_URL"] || options_js_1.DEFAULT_BASE_URL, apiKey);
+        const maxRetries = (0, options_js_1.seconds)("maxRetries", given.maxRetries, 3);
         if (!Number.isInteger(maxRetries))
             throw new RangeError(`\`maxRetries\` must be an integer, not \`${maxRetries}\``);
         const retry = {
             maxRetries,
-            backoffSeconds: nonNegative("retryBackoffSeconds", options.retryBackoffSeconds, 0.5),
+            backoffSeconds: (0, options_js_1.seconds)("retryBackoffSeconds", given.retryBackoffSeconds, 0.5),
             maxBackoffSeconds: 8,
-            maxWaitSeconds: nonNegative("maxRetryWaitSeconds", options.maxRetryWaitSeconds, 60),
+            maxWaitSeconds: (0, options_js_1.seconds)("maxRetryWaitSeconds", given.maxRetryWaitSeconds, 60),
         };
         this.#transport = new transport_js_1.Transport({
             baseUrl: this.baseUrl,
+            apiKey,
             headers: {
                 Authorization: `Bearer ${apiKey}`,
                 Accept: "application/json",
                 "User-Agent": `agentfirewall-node/${version_js_1.VERSION}`,
             },
-            timeoutSeconds: nonNegative("timeoutSeconds", options.timeoutSeconds, 30, 0.001),
+            timeoutSeconds: (0, options_js_1.seconds)("timeoutSeconds", given.timeoutSeconds, 30, 0.001),
             retry,
-            fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
+            fetch: given.fetch ?? globalThis.fetch.bind(globalThis),
         });
     }
     /** Ask whether the agent may perform `action`; the answer says allowed, denied or pending_approval. */
-    async requestAction(action, options = {}) {
+    async requestAction(action, options) {
         const json = { action_spec: (0, spec_js_1.buildActionSpec)(action) };
-        const key = options.idempotencyKey ?? (0, node_crypto_1.randomUUID)();
+        const key = (0, options_js_1.optionsOf)(options, "requestAction()", REQUEST_OPTIONS).idempotencyKey ?? (0, node_crypto_1.randomUUID)();
         if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) {
             const shown = typeof key === "string" ? `\`${key.slice(0, 40)}\`` : `a ${typeof key}`;
             throw new RangeError(`\`idempotencyKey\` must be 1 to 200 printable ASCII characters without a space at either end, not ${shown}`);
@@ -130,15 +109,15 @@ class AgentFirewall {
      * TokenError without a request. A used token is refused (ConflictError, code `token_used`).
      */
     async execute(actionRequestId, decisionToken) {
-        if (!decisionToken) {
-            throw new errors_js_1.TokenError("no decision token: execute needs the token of an allowed or approved action");
+        const path = `/v1/actions/${pathId(actionRequestId)}/execute`;
+        if (decisionToken !== null && decisionToken !== undefined && typeof decisionToken !== "string") {
+            throw new errors_js_1.TokenError(`the decision token must be a string (\`result.decision_token\`), not ${(0, options_js_1.kindOf)(decisionToken)}`);
         }
-        const call = {
-            method: "POST",
-            path: `/v1/actions/${pathId(actionRequestId)}/execute`,
-            json: { decision_token: decisionToken },
-            replaySafe: false,
-        };
+        if (!decisionToken) {
+            throw new errors_js_1.TokenError(`no decision token for \`${actionRequestId}\`: only an allowed or approved action can be executed ` +
+                "(a held one: `waitForApproval` gives the token)");
+        }
+        const call = { method: "POST", path, json: { decision_token: decisionToken }, replaySafe: false };
         return (0, wire_js_1.parseExecution)((await this.#transport.send(call)).body);
     }
     /**
@@ -146,13 +125,19 @@ class AgentFirewall {
      * `decision_token` when approved, and to `null` when denied, expired or not decided
      * within `timeoutSeconds` (default 300). `waitForDecision` tells which.
      */
-    async waitForApproval(actionRequestId, options = {}) {
-        const outcome = await this.waitForDecision(actionRequestId, options);
+    async waitForApproval(actionRequestId, options) {
+        const outcome = await this.#wait(actionRequestId, options, "waitForApproval()");
         return outcome.approved ? outcome : null;
     }
     /** Like waitForApproval, but always resolves to an outcome saying why (`status`). */
-    async waitForDecision(actionRequestId, options = {}) {
-        const timeout = nonNegative("timeoutSeconds", options.timeoutSeconds, DEFAULT_APPROVAL_TIMEOUT_SECONDS);
+    async waitForDecision(actionRequestId, options) {
+        return this.#wait(actionRequestId, options, "waitForDecision()");
+    }
+    async #wait(actionRequestId, options, what) {
+        pathId(actionRequestId);
+        const given = (0, options_js_1.optionsOf)(options, what, WAIT_OPTIONS);
+        // Infinity: no deadline of its own (the approval's expiry ends the wait)
+        const timeout = (0, options_js_1.seconds)("timeoutSeconds", given.timeoutSeconds, DEFAULT_APPROVAL_TIMEOUT_SECONDS, 0, true);
         const deadline = monotonicSeconds() + timeout;
         for (let first = true;; first = false) {
             const remaining = first ? timeout : deadline - monotonicSeconds();
@@ -173,13 +158,13 @@ class AgentFirewall {
             }
         }
     }
-    #waitCall(actionRequestId, seconds) {
+    #waitCall(actionRequestId, pollSeconds) {
         return {
             method: "GET",
             path: `/v1/actions/${pathId(actionRequestId)}/wait`,
-            query: { timeout: String(seconds) },
+            query: { timeout: String(pollSeconds) },
             replaySafe: true,
-            extraTimeoutSeconds: seconds,
+            extraTimeoutSeconds: pollSeconds,
         };
     }
     /** Never shows the key. */

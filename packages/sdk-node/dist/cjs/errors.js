@@ -117,7 +117,7 @@ class TransportError extends APIError {
     /** True when the request certainly never reached the server (connection refused...). */
     unsent;
     constructor(message, options) {
-        super(message, { statusCode: 0 }, { cause: options.cause });
+        super(message, { statusCode: 0 }, options.cause === undefined ? undefined : { cause: options.cause });
         this.unsent = options.unsent;
     }
 }

@@ -8,9 +8,23 @@ Object.defineProperty(exports, "__esModule", { value: true });
 exports.ACTION_TYPE_PATTERN = void 0;
 exports.buildActionSpec = buildActionSpec;
 const errors_js_1 = require("./errors.js");
+const options_js_1 = require("./options.js");
 /** Dotted lowercase `provider.resource.verb`: 2 to 8 segments (agentfirewall.actions). */
 exports.ACTION_TYPE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}(?:\.[a-z0-9_-]{1,63}){1,7}$/;
 const RESOURCE_FIELDS = ["provider", "account", "target", "environment"];
+const ACTION_FIELDS = ["type", "resource", "parameters", "riskHints"];
+/** A field the action does not have is a mistake (a Python spelling, a resource field one
+ * level up), not something to drop silently: it may be what a policy was meant to see. */
+function checkFields(input) {
+    for (const key of Object.keys(input)) {
+        if (ACTION_FIELDS.includes(key))
+            continue;
+        const where = RESOURCE_FIELDS.includes(key)
+            ? `: it belongs in \`resource\` ({ type, resource: { ${key} } })`
+            : (0, options_js_1.spellingHint)(key, ACTION_FIELDS);
+        throw new errors_js_1.ActionSpecError(`unknown action field \`${key}\`${where} (an action has ${ACTION_FIELDS.join(", ")})`, key);
+    }
+}
 function isObjectLike(value) {
     return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -83,6 +97,7 @@ function resource(value) {
 function buildActionSpec(input) {
     if (!isObjectLike(input))
         throw new errors_js_1.ActionSpecError("the action must be an object with a `type`");
+    checkFields(input);
     const type = input.type;
     if (typeof type !== "string" || !exports.ACTION_TYPE_PATTERN.test(type)) {
         const shown = typeof type === "string" ? type : String(type);

@@ -1,7 +1,9 @@
 "use strict";
 /**
  * The only I/O: one HTTP call through `fetch`, with a per-attempt timeout, error mapping
- * and the retry loop of ./retry.ts. Never puts a header (the API key) in an error.
+ * and the retry loop of ./retry.ts. Never puts a header (the API key) in an error: not
+ * from a fetch failure (Node's names an invalid header's value), nor from an answer that
+ * echoes the request (a wrong `baseUrl` pointing at an echo service or a debugging proxy).
  */
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.Transport = void 0;
@@ -10,9 +12,19 @@ exports.transportError = transportError;
 const errors_js_1 = require("./errors.js");
 const retry_js_1 = require("./retry.js");
 const wire_js_1 = require("./wire.js");
+/** Node's timers take at most 2^31 - 1 ms (24.8 days); a longer delay fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+function milliseconds(seconds) {
+    return Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(seconds * 1000)));
+}
 /** Resolve after `seconds`. */
 function sleep(seconds) {
-    return new Promise((resolve) => setTimeout(resolve, Math.max(0, seconds) * 1000));
+    return new Promise((resolve) => setTimeout(resolve, milliseconds(seconds)));
+}
+const MASK = "[API key]";
+/** `text` with every occurrence of `secret` masked. */
+function mask(text, secret) {
+    return text.split(secret).join(MASK);
 }
 function decode(text) {
     if (text === "")
@@ -50,7 +62,7 @@ class Transport {
         return url.toString();
     }
     async #attempt(call) {
-        const { baseUrl, headers, timeoutSeconds, fetch } = this.#options;
+        const { baseUrl, apiKey, headers, timeoutSeconds, fetch } = this.#options;
         const seconds = timeoutSeconds + (call.extraTimeoutSeconds ?? 0);
         const init = {
             method: call.method,
@@ -59,7 +71,7 @@ class Transport {
                 ...(call.json !== undefined && { "Content-Type": "application/json" }),
                 ...call.headers,
             },
-            signal: AbortSignal.timeout(Math.ceil(seconds * 1000)),
+            signal: AbortSignal.timeout(milliseconds(seconds)),
             // never followed (the key would go along); a redirect is reported, see below
             redirect: "manual",
         };
@@ -69,14 +81,14 @@ class Transport {
         let text;
         try {
             response = await fetch(this.#url(call), init);
-            text = await response.text();
+            text = mask(await response.text(), apiKey);
         }
         catch (error) {
-            throw transportError(error, baseUrl, seconds);
+            throw transportError(error, baseUrl, seconds, apiKey);
         }
         const body = decode(text);
         if (response.status >= 300 && response.status < 400) {
-            throw redirectError(response, body, baseUrl);
+            throw redirectError(response, body, baseUrl, apiKey);
         }
         if (response.status >= 400) {
             throw (0, wire_js_1.errorForResponse)(response.status, body, response.headers.get("Retry-After"));
@@ -95,20 +107,34 @@ function describe(error) {
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
     return `${error.name}: ${error.message}${cause}`;
 }
-/** Our TransportError for a fetch failure: names the server, never a header. */
-function transportError(error, baseUrl, seconds) {
+/** True when `error`, or an error it was caused by, shows `secret` anywhere. */
+function shows(error, secret) {
+    for (let cause = error, depth = 0; cause !== undefined && cause !== null && depth < 5; depth += 1) {
+        if (!(cause instanceof Error))
+            return String(cause).includes(secret);
+        if (String(cause.message).includes(secret) || String(cause.stack).includes(secret))
+            return true;
+        cause = cause.cause;
+    }
+    return false;
+}
+/** Our TransportError for a fetch failure: names the server, never the key (a failure
+ * that shows it is described with the key masked and not kept as the `cause`). */
+function transportError(error, baseUrl, seconds, apiKey = "") {
     const unsent = (0, retry_js_1.isUnsent)(error);
+    const cause = apiKey !== "" && shows(error, apiKey) ? undefined : error;
     if (!unsent && error instanceof Error && error.name === "TimeoutError" && seconds !== undefined) {
         const message = `no answer from the TameFlare server at \`${baseUrl}\` within ${seconds} s (\`timeoutSeconds\`)`;
-        return new errors_js_1.TransportError(message, { unsent, cause: error });
+        return new errors_js_1.TransportError(message, { unsent, ...(cause !== undefined && { cause }) });
     }
     const hint = unsent ? " (is it running — `tf up` — and is `AAF_BASE_URL` its address, ending in `/api`?)" : "";
-    const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${describe(error)}${hint}`;
-    return new errors_js_1.TransportError(message, { unsent, cause: error });
+    const said = apiKey !== "" ? mask(describe(error), apiKey) : describe(error);
+    const message = `cannot reach the TameFlare server at \`${baseUrl}\`: ${said}${hint}`;
+    return new errors_js_1.TransportError(message, { unsent, ...(cause !== undefined && { cause }) });
 }
 /** A 3xx answer: not followed, since the key would go along to wherever it points. */
-function redirectError(response, body, baseUrl) {
-    const location = (response.headers.get("Location") ?? "").slice(0, 200);
+function redirectError(response, body, baseUrl, apiKey) {
+    const location = mask(response.headers.get("Location") ?? "", apiKey).slice(0, 200);
     const where = location ? `, a redirect to \`${location}\`` : "";
     const message = `the TameFlare server at \`${baseUrl}\` answered ${response.status}${where}, which is not followed ` +
         "(the API key goes to `baseUrl` only): set `baseUrl` (AAF_BASE_URL) to the address that answers";

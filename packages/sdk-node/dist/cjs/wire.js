@@ -188,13 +188,28 @@ function parseRetryAfter(header, body, now = Date.now()) {
         return Math.max(0, body["retry_after"]);
     return undefined;
 }
-/** The error for an error answer; its message is the server's own. */
+/** What to do next when `execute` is refused its decision token (401 `invalid_token`), by
+ * the check that failed (the body's `reason`, as agentfirewall.tokens names it). */
+const TOKEN_HINTS = {
+    expired: "request the action again for a fresh token",
+    not_yet_valid: "check this machine's clock, then request the action again",
+    wrong_action: "pass the token that came with this action's own result or approval",
+    wrong_agent: "a token is good only for the agent it was issued to: use that agent's key",
+    bad_signature: "pass the token exactly as the server gave it (it was altered, or another server signed it)",
+    malformed: "pass the token exactly as the server gave it (`result.decision_token`)",
+};
+/** The error for an error answer; its message is the server's own (a refused decision
+ * token's says what to do next). */
 function errorForResponse(statusCode, body, retryAfter) {
     const data = isObject(body) ? body : {};
     const code = optionalString(data["error"]);
     const message = optionalString(data["message"]);
     const text = message ?? (typeof body === "string" && body !== "" ? body : `HTTP ${statusCode}`);
-    const full = code !== undefined ? `${code}: ${text}` : text;
+    let full = code !== undefined ? `${code}: ${text}` : text;
+    if (statusCode === 401 && code === "invalid_token") {
+        const reason = optionalString(data["reason"]) ?? "";
+        full += `: ${TOKEN_HINTS[reason] ?? "request the action again for a fresh token"}`;
+    }
     const said = data["retryable"];
     const details = { statusCode, code, body, retryable: typeof said === "boolean" ? said : undefined };
     if (statusCode === 429) {

@@ -1,6 +1,8 @@
 /**
  * The only I/O: one HTTP call through `fetch`, with a per-attempt timeout, error mapping
- * and the retry loop of ./retry.ts. Never puts a header (the API key) in an error.
+ * and the retry loop of ./retry.ts. Never puts a header (the API key) in an error: not
+ * from a fetch failure (Node's names an invalid header's value), nor from an answer that
+ * echoes the request (a wrong `baseUrl` pointing at an echo service or a debugging proxy).
  */
 import { TransportError } from "./errors.js";
 import { type RetryPolicy } from "./retry.js";
@@ -26,6 +28,8 @@ export interface Answer {
 }
 export interface TransportOptions {
     baseUrl: string;
+    /** Masked wherever it would show: error messages, bodies, causes. */
+    apiKey: string;
     headers: Record<string, string>;
     timeoutSeconds: number;
     retry: RetryPolicy;
@@ -39,5 +43,6 @@ export declare class Transport {
     /** Send `call`, retrying as the policy allows; resolve to a 2xx answer or throw. */
     send(call: Call): Promise<Answer>;
 }
-/** Our TransportError for a fetch failure: names the server, never a header. */
-export declare function transportError(error: unknown, baseUrl: string, seconds?: number): TransportError;
+/** Our TransportError for a fetch failure: names the server, never the key (a failure
+ * that shows it is described with the key masked and not kept as the `cause`). */
+export declare function transportError(error: unknown, baseUrl: string, seconds?: number, apiKey?: string): TransportError;

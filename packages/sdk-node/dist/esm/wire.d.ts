@@ -17,5 +17,6 @@ export declare function parseWait(body: unknown): WaitOutcome | null;
 export declare function parseExecution(body: unknown): ExecutionResult;
 /** Seconds from `Retry-After` (delta-seconds or HTTP date), else the body's `retry_after`. */
 export declare function parseRetryAfter(header: string | null, body: unknown, now?: number): number | undefined;
-/** The error for an error answer; its message is the server's own. */
+/** The error for an error answer; its message is the server's own (a refused decision
+ * token's says what to do next). */
 export declare function errorForResponse(statusCode: number, body: unknown, retryAfter: string | null): APIError;
