@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "http://localhost:3000/api"
+#: What an agent key looks like (`aaf_live_...`, `aaf_test_...`): never echoed.
+_KEY_SHAPE = re.compile(r"\s*aaf_", re.IGNORECASE)
+_SWAPPED = "are `api_key` and `base_url` (AAF_API_KEY and AAF_BASE_URL) swapped?"
 
 
 def path_id(action_request_id: object) -> str:
@@ -67,6 +70,8 @@ def check_api_key(value: object) -> str:
             f"the API key ({_KEY_SOURCES}) holds a space, a control character or a non-ASCII "
             "letter, which no key has: copy it again (`tf agent rotate-key NAME` makes a new one)"
         )
+    if key.lower().startswith(("http://", "https://")):
+        raise AuthenticationError(f"the API key ({_KEY_SOURCES}) is a URL: {_SWAPPED}")
     return key
 
 
@@ -80,6 +85,8 @@ def check_url(value: object, what: str, example: str) -> str:
         ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:  # a bad port or IPv6 literal
         ok = False
+    if not ok and _KEY_SHAPE.match(url):  # never echoed
+        raise ValueError(f"{what} holds an API key (`aaf_...`), not a URL: {_SWAPPED}")
     if not ok:
         raise ValueError(
             f"{what} `{shown_url(url)}` is not an http(s) URL: write it like `{example}`"

@@ -275,6 +275,20 @@ def test_a_key_read_with_its_line_break_works_and_a_bad_one_is_never_shown(
         assert agent.key[12:] not in str(info.value)
 
 
+def test_swapped_key_and_url_are_said_without_showing_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """AAF_API_KEY and AAF_BASE_URL swapped: the base URL's error echoed the key."""
+    monkeypatch.setenv("AAF_API_KEY", "http://localhost:3000/api")
+    monkeypatch.setenv("AAF_BASE_URL", KEY)
+    with pytest.raises(AuthenticationError, match="is a URL: are `api_key` and `base_url`"):
+        AgentFirewall()
+    with pytest.raises(ValueError, match="holds an API key") as info:
+        AgentFirewall(api_key=KEY.replace("k", "j"))
+    assert KEY not in str(info.value)
+    assert KEY[9:] not in str(info.value)
+
+
 def test_a_transport_error_never_carries_the_key() -> None:
     """docs: the key never appears in exception messages (nor in the traceback's cause)."""
 
