@@ -57,7 +57,13 @@ def _refused(action_id: str, status: str, state: str | None) -> ApiError:
             code="execution_in_progress",
         )
     if status == "executed" or state in ("executed", "failed"):
-        return ApiError(409, f"action `{action_id}` was already executed", code="token_used")
+        return ApiError(
+            409,
+            f"action `{action_id}` was already executed (an action executes at most once): "
+            f"its result is in `GET /api/v1/actions/{action_id}`; to do it again, request the "
+            "action again",
+            code="token_used",
+        )
     return ApiError(
         409,
         f"action `{action_id}` is {status}, not allowed: it cannot be executed",

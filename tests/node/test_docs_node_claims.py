@@ -476,7 +476,8 @@ out.again = await attempt(() => tf.execute(env.act, env.token));
     again = out["again"]
     assert (again["name"], again["code"]) == ("ConflictError", "token_used")
     # the page quotes this message: "the server's own, prefixed by its code"
-    assert again["message"] == f"token_used: action `{act}` was already executed"
+    assert again["message"].startswith(f"token_used: action `{act}` was already executed")
+    assert again["message"].endswith("to do it again, request the action again")
 
 
 # -- waiting and timeouts at their extremes ---------------------------------------------
