@@ -89,7 +89,8 @@ class ApiError(Exception):
         self.code = code or _CODES.get(status, "error")
         self.message = message
         self.headers = headers
-        self.extra = extra
+        #: what the body adds (`field`, `line`...); one not known is left out, not null
+        self.extra = {k: v for k, v in extra.items() if v is not None}
 
 
 def _clean(value: Any) -> Any:

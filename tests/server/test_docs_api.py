@@ -335,3 +335,11 @@ def test_an_agents_misspelt_wait_parameter_is_400(server: LiveServer) -> None:
     refused(server.agent(key, "GET", path, params={"timeout_seconds": "1"}), 400,
             "timeout_seconds")  # fmt: skip
     assert server.agent(key, "GET", path, params={"timeout": "0"}).status_code == 200
+
+
+@pytest.mark.parametrize("document", ["", "[]", "name: p\nrules: 5\n", "{"])
+def test_an_error_body_leaves_out_what_it_does_not_know(server: LiveServer, document: str) -> None:
+    """`field` (and `line`) are there when known, never as null (`"field": null` was sent)."""
+    answer = server.admin("POST", "/v1/policies", json={"document": document})
+    assert answer.status_code == 422, answer.text
+    assert None not in answer.json().values(), answer.json()
