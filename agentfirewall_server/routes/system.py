@@ -143,7 +143,7 @@ async def hourly(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
     check_query(request, "hours")
     raw = request.query_params.get("hours", "24")
-    hours = int(raw) if raw.isascii() and raw.isdigit() else 0
+    hours = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 3 else 0
     if not 1 <= hours <= _MAX_HOURS:
         message = f"`hours` must be a whole number from 1 to {_MAX_HOURS}, not `{raw[:40]}`"
         raise ApiError(400, message, field="hours")
