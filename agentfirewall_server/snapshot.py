@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from agentfirewall.connectors import ConnectorRouter, RoutedConnector
+from agentfirewall.errors import ConnectorError
 from agentfirewall.policy import (
     AccessRule,
     Engine,
@@ -263,6 +265,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
     rules, perm_rows = _access_rules(perm_rows, unreadable)
     stored_switches, ks_rows = _kill_switches(ks_rows, unreadable)
     found_budgets = _budgets(conn, unreadable)
+    stored_connectors = _connectors(conn, unreadable)
     switches = [*unreadable, *stored_switches]
     enabled = [loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded]
     engine = Engine(access_rules=rules, policies=enabled, kill_switches=switches)
@@ -276,14 +279,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
         agents_by_name=_by_name(by_id),
         key_index=key_index,
         token_index={t["token_hash"]: t for t in _rows(conn, tokens, tokens.c.created_at)},
-        connectors=[
-            {
-                **c,
-                "domains": json.loads(c["domains"]),
-                "options": json.loads(c["options"] or "{}"),
-            }
-            for c in _rows(conn, connectors, connectors.c.created_at)
-        ],
+        connectors=stored_connectors,
         credentials={
             r["owner"]: r["ciphertext"] for r in _rows(conn, credentials, credentials.c.owner)
         },
@@ -363,6 +359,29 @@ def _kill_switches(
         switches.append(switch)
         kept.append(k)
     return switches, kept
+
+
+def _connectors(conn: Connection, unreadable: list[KillSwitch]) -> list[dict[str, Any]]:
+    """The stored connectors, their JSON read; one that does not read, or whose domains the
+    connector router refuses (a gateway could not load any configuration holding it),
+    denies everything like an unreadable policy and is left out (see `_access_rules`)."""
+    found = []
+    for c in _rows(conn, connectors, connectors.c.created_at):
+        try:
+            row = {
+                **c,
+                "domains": json.loads(c["domains"]),
+                "options": json.loads(c["options"] or "{}"),
+            }
+            if not isinstance(row["domains"], list) or not isinstance(row["options"], dict):
+                raise ValueError("`domains` must be a list and `options` a mapping")
+            if row["domains"]:
+                ConnectorRouter([RoutedConnector(c["id"], c["type"], tuple(row["domains"]))])
+        except (ValueError, TypeError, ConnectorError) as exc:
+            unreadable.append(_unreadable("connector", str(c["id"]), exc))
+            continue
+        found.append(row)
+    return found
 
 
 def _budgets(conn: Connection, unreadable: list[KillSwitch]) -> dict[str, CompiledBudget]:

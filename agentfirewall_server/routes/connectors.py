@@ -338,13 +338,13 @@ async def remove_connector(request: Request) -> Response:
     who = await require_role(request, "admin")
     cid = request.path_params["id"]
     state = state_of(request)
-    if not any(c["id"] == cid for c in state.snapshot.connectors):
-        raise ApiError(404, f"no connector `{cid}`")
 
     def job(conn: Connection) -> None:
+        # by its stored row: one this version cannot read (it denies everything) goes too
+        if not conn.execute(delete(connectors).where(connectors.c.id == cid)).rowcount:
+            raise ApiError(404, f"no connector `{cid}`")
         conn.execute(delete(credentials).where(credentials.c.owner == cid))
         refreshleases.end_leases(conn, cid)
-        conn.execute(delete(connectors).where(connectors.c.id == cid))
         append_event(conn, "connector.deleted", actor=who.actor, now=now(), subject=cid)
 
     await state.change_config(job)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from agentfirewall.actions import ActionSpec
@@ -18,6 +19,7 @@ from agentfirewall.policy import Engine, EvaluationContext, KillSwitch, unreadab
 from agentfirewall_proxy.snapshot import compile_snapshot
 from agentfirewall_server.store.schema import (
     budgets,
+    connectors,
     kill_switches,
     permissions,
     policies,
@@ -146,6 +148,34 @@ def test_an_unreadable_kill_switch_or_access_rule_denies_everything_and_nothing_
     assert h.admin("DELETE", f"/v1/permissions/{rule_id}").status_code == 204
     assert _act(h, key)["status"] == "allowed"
     assert h.call("GET", "/api/health").json()["config"] == {"status": "ok", "unreadable": 0}
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "said"),
+    [("domains", '["api.example.com:8443"]', "api.example.com:8443"),  # stored before the check
+     ("options", "{", "Expecting property name")],
+)  # fmt: skip
+def test_an_unreadable_connector_denies_everything_until_it_is_removed(
+    harness: Harness, column: str, text: str, said: str
+) -> None:
+    """Its row used to fail the whole reload (options), or every gateway's config (a
+    domain the router refuses): now it alone is set aside, named, denying all."""
+    h = harness
+    key = _allowing(h)
+    made = h.admin("POST", "/v1/connectors", json={"type": "generic", "domains": ["x.example"]})
+    assert made.status_code == 201, made.text
+    _store(h, connectors, column, text)
+    body = _act(h, key)
+    assert body["status"] == "denied"
+    reason = body["decision"]["reason"]
+    assert f"stored connector `{made.json()['id']}` cannot be read" in reason
+    assert said in reason
+    config = h.gateway("GET", "/v1/gateway/config").json()
+    assert config["connectors"] == []
+    assert compile_snapshot(config).kill.all is not None  # a gateway reads it: refusing all
+    assert h.admin("DELETE", f"/v1/connectors/{made.json()['id']}").status_code == 204
+    assert _act(h, key)["status"] == "allowed"
+    assert h.admin("DELETE", f"/v1/connectors/{made.json()['id']}").status_code == 404
 
 
 def test_the_gateway_denies_on_a_policy_it_cannot_read_and_on_the_servers_word() -> None:
