@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, select, update
 
@@ -262,10 +263,15 @@ def load_snapshot(conn: Connection) -> Snapshot:
         except ValueError as exc:  # validated on write: another version's, or edited by hand
             if p["enabled"]:  # a disabled one enforces nothing: listed, not loaded
                 unreadable.append(_unreadable("policy", p["name"], exc))
-    rules, perm_rows = _access_rules(perm_rows, unreadable)
-    stored_switches, ks_rows = _kill_switches(ks_rows, unreadable)
+    rules, perm_rows = _readable(perm_rows, unreadable, "access rule", _access_rule)
+    stored_switches, ks_rows = _readable(
+        ks_rows, unreadable, "kill switch", _kill_switch,
+        lambda k: f"{k['scope']}:{k['target'] or ''}",
+    )  # fmt: skip
     found_budgets = _budgets(conn, unreadable)
-    stored_connectors = _connectors(conn, unreadable)
+    stored_connectors, _ = _readable(
+        _rows(conn, connectors, connectors.c.created_at), unreadable, "connector", _connector
+    )
     switches = [*unreadable, *stored_switches]
     enabled = [loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded]
     engine = Engine(access_rules=rules, policies=enabled, kill_switches=switches)
@@ -324,64 +330,49 @@ def refusing_snapshot(last: Snapshot, version: int, error: Exception) -> Snapsho
     )
 
 
-def _access_rules(
-    rows: list[dict[str, Any]], unreadable: list[KillSwitch]
-) -> tuple[list[AccessRule], list[dict[str, Any]]]:
-    """The stored access rules, and the rows that read; a row that does not (written by
-    another version, or by hand) denies everything, like an unreadable policy, and is left
-    out of what gateways are sent (they could not read it either)."""
-    rules, kept = [], []
-    for p in rows:
+R = TypeVar("R")
+
+
+def _readable(
+    rows: list[dict[str, Any]],
+    unreadable: list[KillSwitch],
+    kind: str,
+    build: Callable[[dict[str, Any]], R],
+    name: Callable[[dict[str, Any]], str] = lambda row: str(row["id"]),
+) -> tuple[list[R], list[dict[str, Any]]]:
+    """What `build` makes of each stored row, and the rows it made something of. A row it
+    cannot read (written by another version, or by hand) denies everything, like an
+    unreadable policy, and is left out of what gateways are sent (they could not read it
+    either)."""
+    built, kept = [], []
+    for row in rows:
         try:
-            rule = AccessRule(
-                p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"]
-            )
-        except ValueError as exc:
-            unreadable.append(_unreadable("access rule", str(p["id"]), exc))
-            continue
-        rules.append(rule)
-        kept.append(p)
-    return rules, kept
-
-
-def _kill_switches(
-    rows: list[dict[str, Any]], unreadable: list[KillSwitch]
-) -> tuple[list[KillSwitch], list[dict[str, Any]]]:
-    """The stored kill switches, and the rows that read (see `_access_rules`)."""
-    switches, kept = [], []
-    for k in rows:
-        try:
-            switch = KillSwitch(k["scope"], k["target"] or None, k["reason"])
-        except ValueError as exc:
-            name = f"{k['scope']}:{k['target'] or ''}"
-            unreadable.append(_unreadable("kill switch", name, exc))
-            continue
-        switches.append(switch)
-        kept.append(k)
-    return switches, kept
-
-
-def _connectors(conn: Connection, unreadable: list[KillSwitch]) -> list[dict[str, Any]]:
-    """The stored connectors, their JSON read; one that does not read, or whose domains the
-    connector router refuses (a gateway could not load any configuration holding it),
-    denies everything like an unreadable policy and is left out (see `_access_rules`)."""
-    found = []
-    for c in _rows(conn, connectors, connectors.c.created_at):
-        try:
-            row = {
-                **c,
-                "domains": json.loads(c["domains"]),
-                "options": json.loads(c["options"] or "{}"),
-            }
-            if not isinstance(row["domains"], list) or not isinstance(row["options"], dict):
-                raise ValueError("`domains` must be a list and `options` a mapping")
-            if row["domains"]:
-                ConnectorRouter([RoutedConnector(c["id"], c["type"], tuple(row["domains"]))])
+            item = build(row)
         except (ValueError, TypeError, ConnectorError) as exc:
-            unreadable.append(_unreadable("connector", str(c["id"]), exc))
+            unreadable.append(_unreadable(kind, name(row), exc))
             continue
-        found.append(row)
-    return found
+        built.append(item)
+        kept.append(row)
+    return built, kept
+
+
+def _access_rule(p: dict[str, Any]) -> AccessRule:
+    return AccessRule(p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"])
+
+
+def _kill_switch(k: dict[str, Any]) -> KillSwitch:
+    return KillSwitch(k["scope"], k["target"] or None, k["reason"])
+
+
+def _connector(c: dict[str, Any]) -> dict[str, Any]:
+    """A connector row with its JSON read; refused when a gateway's router would refuse its
+    domains (no gateway could load a configuration holding it)."""
+    row = {**c, "domains": json.loads(c["domains"]), "options": json.loads(c["options"] or "{}")}
+    if not isinstance(row["domains"], list) or not isinstance(row["options"], dict):
+        raise ValueError("`domains` must be a list and `options` a mapping")
+    if row["domains"]:
+        ConnectorRouter([RoutedConnector(c["id"], c["type"], tuple(row["domains"]))])
+    return row
 
 
 def _budgets(conn: Connection, unreadable: list[KillSwitch]) -> dict[str, CompiledBudget]:
