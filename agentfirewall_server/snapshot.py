@@ -12,8 +12,9 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
+from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import Connection, select, update
 
 from agentfirewall.connectors import ConnectorRouter, RoutedConnector
@@ -31,6 +32,7 @@ from agentfirewall.policy.models import field_conditions
 from agentfirewall.policy.permissions import failed_closed
 from agentfirewall_server.budgets import BudgetDef, CompiledBudget, compile_budget
 from agentfirewall_server.clock import rfc3339
+from agentfirewall_server.llmprices import PriceTable
 from agentfirewall_server.shadow import ShadowConfig, load_shadow
 from agentfirewall_server.store.schema import (
     agents,
@@ -44,6 +46,7 @@ from agentfirewall_server.store.schema import (
     settings_table,
     tokens,
 )
+from agentfirewall_server.web import validation_error
 
 __all__ = [
     "SETTING_DEFAULTS",
@@ -66,6 +69,20 @@ SETTING_DEFAULTS: dict[str, Any] = {
     "default_enforcement_level": "full_enforce",
     "slack_channel": None,
     "gateway_url": "http://localhost:8443",
+}
+
+#: What each stored setting must hold: the write routes (``PATCH /settings``, ``PUT
+#: /llm-prices``) refuse anything else, so a row that is not is another version's or a
+#: hand edit, set aside like an unreadable policy (its default kept, every action denied).
+_SETTING_TYPES: dict[str, TypeAdapter[Any]] = {
+    "config_version": TypeAdapter(int),
+    "default_enforcement_level": TypeAdapter(Literal["monitor", "soft_enforce", "full_enforce"]),
+    "approval_timeout_seconds": TypeAdapter(Annotated[int, Field(ge=1, le=7 * 24 * 3600)] | None),
+    "gateway_url": TypeAdapter(str | None),
+    "slack_channel": TypeAdapter(str | None),
+    "metrics_public": TypeAdapter(bool | None),
+    "slack_approvers": TypeAdapter(dict[str, str]),
+    "llm_prices": TypeAdapter(PriceTable),
 }
 
 
@@ -232,10 +249,17 @@ def _rows(conn: Connection, table: Any, order: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(select(table).order_by(order))]
 
 
-def _settings(conn: Connection) -> dict[str, Any]:
+def _settings(conn: Connection, unreadable: list[KillSwitch]) -> dict[str, Any]:
     out = dict(SETTING_DEFAULTS)
     for row in conn.execute(select(settings_table)):
-        out[row.key] = json.loads(row.value)
+        try:
+            value = json.loads(row.value)
+            if row.key in _SETTING_TYPES:
+                _SETTING_TYPES[row.key].validate_python(value, strict=True)
+        except ValueError as exc:  # a JSON or validation error: one line says which
+            unreadable.append(_unreadable("setting", row.key, exc))
+            continue
+        out[row.key] = value
     return out
 
 
@@ -272,13 +296,13 @@ def load_snapshot(conn: Connection) -> Snapshot:
     stored_connectors, _ = _readable(
         _rows(conn, connectors, connectors.c.created_at), unreadable, "connector", _connector
     )
+    settings = _settings(conn, unreadable)
     switches = [*unreadable, *stored_switches]
     enabled = [loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded]
     engine = Engine(access_rules=rules, policies=enabled, kill_switches=switches)
     named = [
         (p["name"], bool(p["enabled"]), loaded[p["id"]]) for p in pol_rows if p["id"] in loaded
     ]
-    settings = _settings(conn)
     return Snapshot(
         version=version,
         agents_by_id=by_id,
@@ -388,7 +412,9 @@ def _budgets(conn: Connection, unreadable: list[KillSwitch]) -> dict[str, Compil
 
 
 def _unreadable(kind: str, name: str, exc: Exception) -> KillSwitch:
-    """Never crash the reload, never enforce less than stored: deny everything, say why."""
-    switch = unreadable_switch(kind, name, exc)
+    """Never crash the reload, never enforce less than stored: deny everything, say why
+    (for a validation error, the field and the problem: its first line names only a type)."""
+    why = validation_error(exc).message if isinstance(exc, ValidationError) else exc
+    switch = unreadable_switch(kind, name, why)
     log.error("%s", switch.reason)
     return switch

@@ -212,25 +212,71 @@ def test_a_configuration_that_does_not_read_at_all_denies_everything(harness: Ha
     """Not one row: the reload itself fails. The last snapshot would miss what changed."""
     h = harness
     key = _allowing(h)
-    assert h.admin("PATCH", "/v1/settings", json={"metrics_public": True}).status_code == 200
-    row = settings_table.c.key == "metrics_public"
-    h.state.db.write_sync(lambda c: c.execute(update(settings_table).where(row).values(value="{")))
+    moved = "ALTER TABLE {} RENAME TO {}"
+    h.state.db.write_sync(lambda c: c.exec_driver_sql(moved.format("budgets", "budgets_away")))
     switch = h.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "Other"})
     assert switch.status_code == 200, switch.text  # written; the reload after it fails
     body = _act(h, key)
     assert body["status"] == "denied"
     reason = body["decision"]["reason"]
     assert reason.startswith("the stored configuration (version ")
-    assert "cannot be read by this server (JSONDecodeError" in reason
+    assert "cannot be read by this server (" in reason
     gateway = h.gateway("GET", "/v1/gateway/config").json()
     assert gateway["kill_switches"][0] == {
         "scope": "all", "target": None, "reason": reason, "unreadable": True}  # fmt: skip
     assert h.call("GET", "/api/health").json()["config"] == {"status": "degraded", "unreadable": 1}
 
-    h.state.db.write_sync(
-        lambda c: c.execute(update(settings_table).where(row).values(value="true"))
-    )
+    h.state.db.write_sync(lambda c: c.exec_driver_sql(moved.format("budgets_away", "budgets")))
     h.create_agent("Third")  # the next change reads it all again
     assert _act(h, key)["status"] == "allowed"
     active = h.admin("GET", "/v1/kill-switch").json()["active"]
     assert [(k["scope"], k["target"]) for k in active] == [("agent", "Other")]
+
+
+@pytest.mark.parametrize(
+    ("setting", "text", "said"),
+    [("metrics_public", "{", "Expecting property name"),  # not JSON
+     ("metrics_public", '"yes"', "valid boolean"),  # JSON, not what PATCH /settings writes
+     ("approval_timeout_seconds", '"600"', "valid integer"),
+     ("approval_timeout_seconds", "0", "greater than or equal to 1"),
+     ("default_enforcement_level", '"L1"', "'monitor', 'soft_enforce' or 'full_enforce'"),
+     ("slack_approvers", '["U123"]', "valid dictionary"),
+     ("llm_prices", '{"gpt-x": {"input": -1, "output": 1}}', "`gpt-x.input`")],
+)  # fmt: skip
+def test_an_unreadable_setting_denies_everything_until_it_is_set_again(
+    harness: Harness, setting: str, text: str, said: str
+) -> None:
+    """A setting the routes would never write (a hand edit, another version) used to fail the
+    whole reload (not JSON) or be served as it was, to fail later where it is read (a 500 on
+    the settings page, a timeout of "600"). Now the setting alone is set aside: its default
+    is used, every action is denied naming it, and writing it again is the way out."""
+    h = harness
+    key = _allowing(h)
+    row = settings_table.c.key == setting
+    h.state.db.write_sync(lambda c: c.execute(settings_table.delete().where(row)))
+    h.state.db.write_sync(
+        lambda c: c.execute(settings_table.insert().values(key=setting, value=text))
+    )
+    created = h.admin("POST", "/v1/agents", json={"name": "Second"})  # and a reload
+    assert created.status_code == 201, created.text
+    body = _act(h, key)
+    assert body["status"] == "denied"
+    reason = body["decision"]["reason"]
+    assert f"stored setting `{setting}` cannot be read" in reason
+    assert said in reason
+    assert h.call("GET", "/api/health").json()["config"] == {"status": "degraded", "unreadable": 1}
+    shown = h.admin("GET", "/v1/settings")
+    assert shown.status_code == 200, shown.text  # the defaults, not a 500
+    assert h.admin("GET", "/v1/llm-prices").status_code == 200
+
+    fixes = {
+        "metrics_public": ("PATCH", "/v1/settings", {"metrics_public": False}),
+        "approval_timeout_seconds": ("PATCH", "/v1/settings", {"approval_timeout_seconds": 600}),
+        "default_enforcement_level": ("PATCH", "/v1/settings", {"default_enforcement_level": "L1"}),
+        "slack_approvers": ("PATCH", "/v1/settings", {"slack_approvers": {}}),
+        "llm_prices": ("PUT", "/v1/llm-prices", {"prices": {"*": {"input": 1, "output": 2}}}),
+    }
+    method, path, fix = fixes[setting]
+    assert h.admin(method, path, json=fix).status_code == 200
+    assert _act(h, key)["status"] == "allowed"
+    assert h.call("GET", "/api/health").json()["config"] == {"status": "ok", "unreadable": 0}
