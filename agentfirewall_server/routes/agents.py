@@ -205,6 +205,8 @@ async def patch_agent(request: Request) -> JSONResponse:
     agent = _find(request)
     body = await read_model(request, AgentPatch)
     values: dict[str, Any] = body.model_dump(exclude_none=True)
+    if "rate_limit_per_minute" in body.model_fields_set and body.rate_limit_per_minute is None:
+        values["rate_limit_per_minute"] = None  # back to the server's default
     if "enforcement_level" in values:
         values["enforcement_level"] = normalize_level(values["enforcement_level"])
     if not values:

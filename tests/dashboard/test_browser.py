@@ -295,6 +295,11 @@ def test_agent_page_sets_enforcement_presets_and_custom_rules(dash: Dashboard) -
     page.get_by_text("Saved.").wait_for()
     agent = dash.api("GET", "/agents/Rules%20Bot")
     assert (agent["enforcement_level"], agent["rate_limit_per_minute"]) == ("monitor", 120)
+    page.get_by_label("Rate limit per minute").fill("")  # empty: the server's default again
+    with page.expect_response(lambda r: r.request.method == "PATCH") as saved:
+        page.get_by_role("button", name="Save").click()
+    assert saved.value.status == 200  # it kept 120 before (an empty field sent nothing)
+    assert dash.api("GET", "/agents/Rules%20Bot")["rate_limit_per_minute"] is None
     expect(page.locator("#preset-connector")).to_have_value("github")  # configured first
     page.get_by_label("Preset").select_option("require-approval")
     page.get_by_role("button", name="Apply preset").click()

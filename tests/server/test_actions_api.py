@@ -128,6 +128,25 @@ def test_rate_limit_answers_429_with_retry_after(harness: Harness) -> None:
     assert 'aaf_rate_limit_hits_total{agent="Bot"}' in metrics
 
 
+def test_a_null_rate_limit_goes_back_to_the_servers_default(harness: Harness) -> None:
+    """It used to be dropped like every other `null` (422 "nothing to change"): an agent's
+    own limit, once set, could not be taken back (the dashboard's emptied field neither)."""
+    key = harness.create_agent("Bot", rate_limit_per_minute=1)
+    assert _post(harness, key).status_code == 200  # type: ignore[attr-defined]
+    assert _post(harness, key).status_code == 429  # type: ignore[attr-defined]
+    reset = harness.admin("PATCH", "/v1/agents/Bot", json={"rate_limit_per_minute": None})
+    assert reset.status_code == 200, reset.text
+    assert reset.json()["rate_limit_per_minute"] is None
+    default = harness.state.settings.rate_limit_per_minute
+    after = _post(harness, key)  # the bucket keeps its tokens; it refills at the default's rate
+    assert after.status_code == 200 or f"rate limit of {default} requests" in after.text  # type: ignore[attr-defined]
+    assert harness.admin("GET", "/v1/agents/Bot").json()["rate_limit_per_minute"] is None
+    events = harness.admin("GET", "/v1/audit", params={"event_type": "agent.updated"}).json()
+    assert events["events"][0]["data"] == {"rate_limit_per_minute": None}
+    nothing = harness.admin("PATCH", "/v1/agents/Bot", json={"description": None})
+    assert nothing.status_code == 422  # a `null` that changes nothing is still nothing
+
+
 BAD = [
     (b"{not json", 400, None),
     (b"[]", 422, None),

@@ -101,8 +101,8 @@ async function post(url, json, done) {
 $("#enforcement-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const data = formToObject(event.currentTarget);
-  if (data.rate_limit_per_minute) data.rate_limit_per_minute = Number(data.rate_limit_per_minute);
-  else delete data.rate_limit_per_minute; // empty: keep the server's default
+  // empty: the server's default (null resets a limit set before)
+  data.rate_limit_per_minute = data.rate_limit_per_minute ? Number(data.rate_limit_per_minute) : null;
   try { await api(path, { method: "PATCH", json: data }); notify("Saved."); } catch (error) { fail(error); }
   await refresh(true).catch(fail);
 });
