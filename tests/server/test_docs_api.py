@@ -233,7 +233,7 @@ def test_the_agent_shape_and_an_empty_patch(server: LiveServer) -> None:
         "created_at", "rules",
     }  # fmt: skip
     assert (agent["description"], agent["rate_limit_per_minute"]) == ("reads the docs", None)
-    for empty in ({}, {"rate_limit_per_minute": None}):
+    for empty in ({}, {"description": None, "sdk_default": None}):
         refused(server.admin("PATCH", "/v1/agents/docs-shape", json=empty), 422, None)
 
 
