@@ -299,6 +299,11 @@ async def change_connector(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     cid = request.path_params["id"]
     body = await read_model(request, ConnectorChange)
+    if not body.options:  # as an empty PATCH of an agent or the settings
+        raise ApiError(
+            422, "nothing to change: send at least one option (a string sets it, null removes it)",
+            field="options",
+        )  # fmt: skip
     state = state_of(request)
     found = next((c for c in state.snapshot.connectors if c["id"] == cid), None)
     if found is None:

@@ -151,7 +151,12 @@ def test_patch_api(live_server: LiveServer) -> None:
     assert (bad.status_code, bad.json()["field"]) == (422, "options.cc")
     extra = live_server.admin("PATCH", path, json={"options": {}, "token": "stolen"})
     assert extra.status_code == 422
-    gone = live_server.admin("PATCH", "/v1/connectors/conn_nope_1", json={"options": {}})
+    empty = live_server.admin("PATCH", path, json={"options": {}})  # was a 200, audited
+    assert (empty.status_code, empty.json()["field"]) == (422, "options")
+    assert "nothing to change" in empty.json()["message"]
+    gone = live_server.admin(
+        "PATCH", "/v1/connectors/conn_nope_1", json={"options": {"from": None}}
+    )
     assert gone.status_code == 404
     viewer = live_server.admin(
         "POST", "/v1/users", json={"email": "v@acme.com", "password": "password1"}

@@ -43,7 +43,7 @@ SEEDS: dict[str, Any] = {
         "options": {},
         "token": "t",
     },
-    "/api/v1/connectors/{id}": {"options": {}},
+    "/api/v1/connectors/{id}": {"options": {"from": "ops@example.com"}},
     "/api/v1/gateway/approvals": {
         "agent": "Fuzz",
         "connector": "webhook",
@@ -184,7 +184,7 @@ def _objects(server: LiveServer, key: str) -> dict[str, str]:
     connector = server.admin(
         "POST",
         "/v1/connectors",
-        {"type": "webhook", "domains": ["hooks.example.com"], "token": "whsec_fuzz"},
+        {"type": "sendgrid", "token": "SG.fuzz"},  # a type with an option to PATCH
     ).json()
     user = server.admin(
         "POST", "/v1/users", {"email": "fuzz@example.com", "password": "password1"}

@@ -288,7 +288,7 @@ class World:
         connector = harness.admin(
             "POST",
             "/v1/connectors",
-            json={"type": "webhook", "domains": ["hooks.example.com"], "token": "whsec_x"},
+            json={"type": "sendgrid", "token": "SG.x"},  # a type with an option to PATCH
         ).json()
         user = harness.admin(
             "POST", "/v1/users", json={"email": "fuzz@example.com", "password": "password1"}
