@@ -62,6 +62,12 @@ async function attempt(call) {
       name: error?.constructor?.name,
       message: String(error?.message),
       code: error?.code ?? null,
+      reason: error?.reason ?? null,
+      // every SDK class it is an instance of (`AuthenticationError` for a subclass too)
+      kinds: Object.keys(sdk).filter((n) => /Error$/.test(n) && error instanceof sdk[n]).sort(),
+      decision: error?.decision ?? null,
+      actionRequestId: error?.actionRequestId ?? null,
+      status: error?.status ?? null,
       statusCode: error?.statusCode ?? null,
       body: error?.body ?? null,
       cause: error?.cause === undefined ? null : String(error.cause),
@@ -415,9 +421,10 @@ def test_a_refused_decision_token_says_what_to_do_and_spends_nothing(
     tmp_path: Path,
 ) -> None:
     """docs: a token the server refuses (altered, expired, of another action or agent) is
-    an AuthenticationError, code `invalid_token`, `body.reason` the failed check, and its
-    message ends with what to do next; the action's own token still executes once, then
-    is a ConflictError `token_used`."""
+    a DecisionTokenRejectedError — still an AuthenticationError with code `invalid_token` —
+    whose `reason` (and `body.reason`) is the failed check, with the Python SDK's names,
+    and its message ends with what to do next; the action's own token still executes once,
+    then is a ConflictError `token_used`."""
     live, fake = server
     spec = {"type": "github.pr.merge", "resource": {"provider": "github", "target": "acme/api"}}
     spec["parameters"] = {"pull_number": 7}
@@ -465,9 +472,11 @@ out.again = await attempt(() => tf.execute(env.act, env.token));
         {"url": live.api_url, "key": agent.key, "act": act, "token": token, "attacks": attacks},
     )
     for reason, outcome in out["attacks"].items():
-        assert outcome["name"] == "AuthenticationError", (reason, outcome)
+        assert outcome["name"] == "DecisionTokenRejectedError", (reason, outcome)
+        assert "AuthenticationError" in outcome["kinds"], (reason, outcome)
+        assert "TokenError" not in outcome["kinds"], (reason, outcome)
         assert (outcome["code"], outcome["statusCode"]) == ("invalid_token", 401)
-        assert outcome["body"]["reason"] == reason
+        assert outcome["reason"] == outcome["body"]["reason"] == reason
         assert outcome["message"].endswith(hints[reason]) or hints[reason] in outcome["message"]
         never_shows(agent.key, outcome)
     assert out["genuine"]["ok"], out["genuine"]
@@ -478,6 +487,94 @@ out.again = await attempt(() => tf.execute(env.act, env.token));
     # the page quotes this message: "the server's own, prefixed by its code"
     assert again["message"].startswith(f"token_used: action `{act}` was already executed")
     assert again["message"].endswith("to do it again, request the action again")
+
+
+def test_a_token_refused_before_sending_is_a_token_error_with_a_code(
+    agent: LiveAgent, tmp_path: Path
+) -> None:
+    """docs: a missing token (`null`, as on a denied or held result) is a TokenError with
+    code `missing_token`, one that is not a string code `malformed`; nothing is sent."""
+    agent.deny("github.repo.delete", "deletion is frozen")
+    out = run(
+        tmp_path,
+        """
+const tf = new AgentFirewall({ apiKey: env.key, baseUrl: env.url, fetch });
+const denied = await tf.requestAction({ type: "github.repo.delete" });
+const before = sent.length;
+out.missing = await attempt(() => tf.execute(denied.action_request_id, denied.decision_token));
+out.notString = await attempt(() => tf.execute(denied.action_request_id, 42));
+out.sent = sent.length - before;
+""",
+        {"url": agent.server.api_url, "key": agent.key},
+    )
+    assert (out["missing"]["name"], out["missing"]["code"]) == ("TokenError", "missing_token")
+    assert (out["notString"]["name"], out["notString"]["code"]) == ("TokenError", "malformed")
+    assert out["sent"] == 0
+
+
+# -- raiseForDenial: a deny is data until asked; a hold is never a go-ahead --------------
+
+
+def test_raise_for_denial_returns_only_an_allowed_result(
+    server: tuple[LiveServer, FakeUpstream], agent: LiveAgent, tmp_path: Path
+) -> None:
+    """docs: `result.raiseForDenial()` returns the result itself when allowed (judged by
+    `status`, so monitor enforcement's `would_deny` passes), throws ActionDeniedError
+    (`.decision`, `.actionRequestId`) on a deny and ApprovalError (`.status`
+    `pending_approval`, a message saying how to wait) on a hold; the result's JSON and a
+    `{ ...result }` copy are the server's fields alone."""
+    live, _ = server
+    agent.deny("github.repo.delete", "deletion is frozen")
+    agent.require_approval("payment.refund.create", "refunds need a human")
+    monitored = new_agent(live, "node-claims-monitor", enforcement_level="monitor")
+    monitored.deny("github.repo.delete", "deletion is frozen")
+    out = run(
+        tmp_path,
+        """
+const tf = new AgentFirewall({ apiKey: env.key, baseUrl: env.url });
+const allowed = await tf.requestAction({ type: "github.pr.merge" });
+out.same = allowed.raiseForDenial() === allowed;
+out.json = Object.keys(JSON.parse(JSON.stringify(allowed)));
+out.copied = Object.keys({ ...allowed });
+out.copyHasIt = "raiseForDenial" in { ...allowed };
+const denied = await tf.requestAction({ type: "github.repo.delete" });
+out.deniedId = denied.action_request_id;
+out.denied = await attempt(() => denied.raiseForDenial());
+const held = await tf.requestAction({ type: "payment.refund.create" });
+out.heldId = held.action_request_id;
+out.heldRan = false;
+out.held = await attempt(() => {
+  held.raiseForDenial();
+  out.heldRan = true;
+});
+const watcher = new AgentFirewall({ apiKey: env.monitorKey, baseUrl: env.url });
+const watched = await watcher.requestAction({ type: "github.repo.delete" });
+out.monitor = {
+  status: watched.status,
+  would: watched.decision.would_outcome,
+  passes: watched.raiseForDenial() === watched,
+};
+""",
+        {"url": live.api_url, "key": agent.key, "monitorKey": monitored.key},
+    )
+    assert out["same"] is True
+    fields = ["action_request_id", "status", "decision", "decision_token", "approval", "replayed"]
+    assert out["json"] == out["copied"] == fields
+    assert out["copyHasIt"] is False
+    denied = out["denied"]
+    assert denied["name"] == "ActionDeniedError", denied
+    assert denied["kinds"] == ["ActionDeniedError", "AgentFirewallError"], denied
+    assert denied["message"] == f"action `{out['deniedId']}` denied: deletion is frozen"
+    assert denied["actionRequestId"] == out["deniedId"]
+    assert denied["decision"]["outcome"] == "deny"
+    assert denied["decision"]["reason"] == "deletion is frozen"
+    held = out["held"]
+    assert out["heldRan"] is False
+    assert held["kinds"] == ["AgentFirewallError", "ApprovalError"], held
+    assert "needs a person's approval (refunds need a human)" in held["message"]
+    assert "`waitForApproval(result.action_request_id)`" in held["message"]
+    assert (held["status"], held["actionRequestId"]) == ("pending_approval", out["heldId"])
+    assert out["monitor"] == {"status": "allowed", "would": "would_deny", "passes": True}
 
 
 # -- waiting and timeouts at their extremes ---------------------------------------------

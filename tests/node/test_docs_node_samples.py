@@ -1,11 +1,12 @@
 """docs/sdk-node.md, followed literally: its code samples compile and run as pasted.
 
-The page's ``js`` blocks (the client, then Mode A) are taken from the Markdown, not copied
-here, so an edit to the page is what gets tested:
+The page's ``js`` blocks (the client, then Mode A) and its ``ts`` block (``raiseForDenial``)
+are taken from the Markdown, not copied here, so an edit to the page is what gets tested:
 
 - compiled with ``tsc --strict`` (module ``nodenext``, the settings ``tsc --init`` writes)
-  against the package's published typings, together with every option of the options
-  table and every error class and field of the error tree, as a TypeScript user writes them;
+  against the package's published typings, the ``ts`` block after the two ``js`` ones,
+  together with every option of the options table and every error class and field of the
+  error tree, as a TypeScript user writes them;
 - run with ``node`` from a directory where the package is installed, against a real
   control plane with a ``github`` connector to the fake GitHub: allowed, the server merges
   the pull request with its vaulted token; denied, the snippet prints the policy's reason.
@@ -40,6 +41,16 @@ def _text() -> str:
 
 def _js_blocks() -> list[str]:
     return re.findall(r"^```js\n(.*?)^```", _text(), re.MULTILINE | re.DOTALL)
+
+
+def _ts_blocks() -> list[str]:
+    return re.findall(r"^```ts\n(.*?)^```", _text(), re.MULTILINE | re.DOTALL)
+
+
+def _sdk_imports(code: str) -> set[str]:
+    """The names `code` imports from the package itself."""
+    lists = re.findall(r'^import \{([^}]*)\} from "@agentfirewall/sdk";', code, re.MULTILINE)
+    return {name for names in lists for name in re.findall(r"\w+", names)}
 
 
 def _sample() -> str:
@@ -77,14 +88,16 @@ def _typescript_usage() -> str:
     }
     options = ",\n  ".join(f"{name}: {values.get(name, '1')}" for name in _options())
     tree = _error_tree()
+    typed = "\n".join(_ts_blocks())
+    imported = sorted(set(tree) - _sdk_imports(typed))  # the ts block imports its own
     checks = "\n".join(
         f"  if (error instanceof {name}) console.log({', '.join(['error.message', *shown])});"
         for name, fields in tree.items()
         for shown in [[f"error.{field}" for field in fields]]
     )
     return (
-        f'import {{ {", ".join(sorted(tree))} }} from "@agentfirewall/sdk";\n'
-        f"{_sample()}\n"
+        f'import {{ {", ".join(imported)} }} from "@agentfirewall/sdk";\n'
+        f"{_sample()}\n{typed}\n"
         f"const configured = new AgentFirewall({{\n  {options},\n}});\n"
         'try {\n  await configured.dryRun({ type: "github.pr.merge" });\n} catch (error) {\n'
         f"{checks}\n}}\n"
@@ -124,7 +137,14 @@ def test_the_doc_names_the_samples_options_and_errors() -> None:
     ]
     tree = _error_tree()
     assert tree["APIError"] == ["statusCode", "code", "body", "retryable"]
-    assert len(tree) == 12, tree
+    assert tree["TokenError"] == ["code"]
+    assert tree["ActionDeniedError"] == ["decision", "actionRequestId"]
+    assert tree["ApprovalError"] == ["status", "actionRequestId"]
+    assert tree["DecisionTokenRejectedError"] == ["reason"]
+    assert len(tree) == 15, tree
+    [typed] = _ts_blocks()
+    assert ".raiseForDenial()" in typed
+    assert _sdk_imports(typed) == {"ActionDeniedError", "ApprovalError"}
 
 
 def test_samples_options_and_errors_compile_with_strict_typescript(tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ import { randomUUID } from "node:crypto";
 
 import { TokenError } from "./errors.js";
 import { actionIdOf, apiKeyOf, apiRootOf, DEFAULT_BASE_URL, kindOf, optionsOf, seconds } from "./options.js";
+import type { ActionResult } from "./result.js";
 import type { RetryPolicy } from "./retry.js";
 import { buildActionSpec } from "./spec.js";
 import { sleep, Transport, type Call } from "./transport.js";
 import type {
   ActionInput,
-  ActionResult,
   ActionState,
   ApprovedResult,
   DryRunResult,
@@ -147,19 +147,23 @@ export class AgentFirewall {
   /**
    * Mode A: the server performs the allowed action with its vaulted credential.
    * `decisionToken` is the allowed result's or the approval's; a missing token throws
-   * TokenError without a request. A used token is refused (ConflictError, code `token_used`).
+   * TokenError (code `missing_token`) without a request. A token the server refuses is a
+   * DecisionTokenRejectedError (`reason`: the failed check); a used token is refused
+   * (ConflictError, code `token_used`).
    */
   async execute(actionRequestId: string, decisionToken: string | null | undefined): Promise<ExecutionResult> {
     const path = `/v1/actions/${pathId(actionRequestId)}/execute`;
     if (decisionToken !== null && decisionToken !== undefined && typeof decisionToken !== "string") {
       throw new TokenError(
         `the decision token must be a string (\`result.decision_token\`), not ${kindOf(decisionToken)}`,
+        { code: "malformed" },
       );
     }
     if (!decisionToken) {
       throw new TokenError(
         `no decision token for \`${actionRequestId}\`: only an allowed or approved action can be executed ` +
           "(a held one: `waitForApproval` gives the token)",
+        { code: "missing_token" },
       );
     }
     const call: Call = { method: "POST", path, json: { decision_token: decisionToken }, replaySafe: false };

@@ -9,14 +9,15 @@ import {
   type APIErrorDetails,
   AuthenticationError,
   ConflictError,
+  DecisionTokenRejectedError,
   NotFoundError,
   PermissionDeniedError,
   RateLimitError,
   ServerError,
   ValidationError,
 } from "./errors.js";
+import { ActionResult } from "./result.js";
 import type {
-  ActionResult,
   ActionState,
   ActionStateStatus,
   ActionStatus,
@@ -112,14 +113,14 @@ function objectOrNull(value: JsonValue | undefined): JsonObject | null {
 export function parseActionResult(body: unknown, replayed: boolean): ActionResult {
   const what = "requestAction";
   const data = object(body, what);
-  return {
+  return new ActionResult({
     action_request_id: requiredString(data, "action_request_id", what),
     status: status(data, STATUSES, what),
     decision: decision(data, what),
     decision_token: token(data),
     approval: approval(data["approval"]),
     replayed,
-  };
+  });
 }
 
 /** `POST /v1/actions/dry-run` answer. */
@@ -219,7 +220,8 @@ export function parseRetryAfter(header: string | null, body: unknown, now: numbe
 }
 
 /** What to do next when `execute` is refused its decision token (401 `invalid_token`), by
- * the check that failed (the body's `reason`, as agentfirewall.tokens names it). */
+ * the check that failed (the body's `reason`, as agentfirewall.tokens names it); any other
+ * check (`bad_algorithm`, `wrong_issuer`, `missing_claim`...) gets the default. */
 const TOKEN_HINTS: Readonly<Record<string, string>> = {
   expired: "request the action again for a fresh token",
   not_yet_valid: "check this machine's clock, then request the action again",
@@ -236,13 +238,14 @@ export function errorForResponse(statusCode: number, body: unknown, retryAfter: 
   const code = optionalString(data["error"]);
   const message = optionalString(data["message"]);
   const text = message ?? (typeof body === "string" && body !== "" ? body : `HTTP ${statusCode}`);
-  let full = code !== undefined ? `${code}: ${text}` : text;
-  if (statusCode === 401 && code === "invalid_token") {
-    const reason = optionalString(data["reason"]) ?? "";
-    full += `: ${TOKEN_HINTS[reason] ?? "request the action again for a fresh token"}`;
-  }
+  const full = code !== undefined ? `${code}: ${text}` : text;
   const said = data["retryable"];
   const details = { statusCode, code, body, retryable: typeof said === "boolean" ? said : undefined };
+  if (statusCode === 401 && code === "invalid_token") {
+    const reason = optionalString(data["reason"]) ?? "invalid_token";
+    const hint = TOKEN_HINTS[reason] ?? "request the action again for a fresh token";
+    return new DecisionTokenRejectedError(`${full}: ${hint}`, { ...details, reason });
+  }
   if (statusCode === 429) {
     return new RateLimitError(full, { ...details, retryAfter: parseRetryAfter(retryAfter, body) });
   }

@@ -106,16 +106,18 @@ class AgentFirewall {
     /**
      * Mode A: the server performs the allowed action with its vaulted credential.
      * `decisionToken` is the allowed result's or the approval's; a missing token throws
-     * TokenError without a request. A used token is refused (ConflictError, code `token_used`).
+     * TokenError (code `missing_token`) without a request. A token the server refuses is a
+     * DecisionTokenRejectedError (`reason`: the failed check); a used token is refused
+     * (ConflictError, code `token_used`).
      */
     async execute(actionRequestId, decisionToken) {
         const path = `/v1/actions/${pathId(actionRequestId)}/execute`;
         if (decisionToken !== null && decisionToken !== undefined && typeof decisionToken !== "string") {
-            throw new errors_js_1.TokenError(`the decision token must be a string (\`result.decision_token\`), not ${(0, options_js_1.kindOf)(decisionToken)}`);
+            throw new errors_js_1.TokenError(`the decision token must be a string (\`result.decision_token\`), not ${(0, options_js_1.kindOf)(decisionToken)}`, { code: "malformed" });
         }
         if (!decisionToken) {
             throw new errors_js_1.TokenError(`no decision token for \`${actionRequestId}\`: only an allowed or approved action can be executed ` +
-                "(a held one: `waitForApproval` gives the token)");
+                "(a held one: `waitForApproval` gives the token)", { code: "missing_token" });
         }
         const call = { method: "POST", path, json: { decision_token: decisionToken }, replaySafe: false };
         return (0, wire_js_1.parseExecution)((await this.#transport.send(call)).body);

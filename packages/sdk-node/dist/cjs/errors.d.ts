@@ -4,9 +4,12 @@
  * ```
  * AgentFirewallError
  * ├── ActionSpecError           the action passed to requestAction/dryRun is malformed (caller's fault)
- * ├── TokenError                execute() was called without a decision token
+ * ├── TokenError                execute() was called without a usable decision token (code)
+ * ├── ActionDeniedError         raiseForDenial(): the firewall said no (decision, actionRequestId)
+ * ├── ApprovalError             raiseForDenial(): the action waits for a person (status, actionRequestId)
  * └── APIError                  the server answered with an error (statusCode, code, body, retryable)
- *     ├── AuthenticationError   401: missing, wrong, suspended or revoked key; code `invalid_token` on execute
+ *     ├── AuthenticationError   401: missing, wrong, suspended or revoked key
+ *     │   └── DecisionTokenRejectedError  401 `invalid_token` on execute (reason: the failed check)
  *     ├── PermissionDeniedError 403: role too low (requiredRole, yourRole)
  *     ├── NotFoundError         404
  *     ├── ConflictError         409: code `token_used` (replayed token) or `not_allowed`
@@ -19,6 +22,7 @@
  * Messages are lowercase, without a final period, user input in backticks. No error ever
  * carries the API key or a request header.
  */
+import type { Decision } from "./types.js";
 /** Root of every error thrown by @agentfirewall/sdk. */
 export declare class AgentFirewallError extends Error {
     constructor(message: string, options?: {
@@ -30,8 +34,36 @@ export declare class ActionSpecError extends AgentFirewallError {
     readonly field: string | undefined;
     constructor(message: string, field?: string);
 }
-/** execute() needs the decision token of an allowed (or approved) action. */
+/**
+ * execute() needs the decision token of an allowed (or approved) action; this one was refused
+ * before anything was sent. `code` says why, with the Python SDK's names: `missing_token`
+ * (`null`, as on a denied or held result) or `malformed` (not a string). A token the server
+ * refuses is a DecisionTokenRejectedError instead.
+ */
 export declare class TokenError extends AgentFirewallError {
+    readonly code: string;
+    constructor(message: string, options?: {
+        code?: string;
+        cause?: unknown;
+    });
+}
+/** The firewall denied the action: `raiseForDenial()` on a denied result; `decision` says why. */
+export declare class ActionDeniedError extends AgentFirewallError {
+    readonly decision: Decision;
+    readonly actionRequestId: string;
+    constructor(decision: Decision, actionRequestId: string);
+}
+/**
+ * The action may not go ahead yet: `raiseForDenial()` on a held result (`status` is
+ * `pending_approval`). `waitForApproval(actionRequestId)` waits for the person's decision.
+ */
+export declare class ApprovalError extends AgentFirewallError {
+    readonly status: string;
+    readonly actionRequestId: string;
+    constructor(message: string, details: {
+        status: string;
+        actionRequestId: string;
+    });
 }
 /** Fields every APIError carries. */
 export interface APIErrorDetails {
@@ -61,6 +93,20 @@ export declare class APIError extends AgentFirewallError {
 }
 /** 401: the API key is missing, wrong, suspended or revoked, or a decision token is invalid. */
 export declare class AuthenticationError extends APIError {
+}
+/**
+ * 401 `invalid_token` from execute: the server refused the decision token (the API key was
+ * accepted). `code` stays `invalid_token`, as for any 401 of this kind; `reason` is the check
+ * that failed, the server's `reason` and the Python SDK's `DecisionTokenRejected.code`:
+ * `malformed`, `bad_algorithm`, `bad_signature`, `expired`, `not_yet_valid`, `wrong_issuer`,
+ * `wrong_audience`, `wrong_action`, `wrong_agent` or `missing_claim` (`invalid_token` when the
+ * answer names none). The message ends with what to do next.
+ */
+export declare class DecisionTokenRejectedError extends AuthenticationError {
+    readonly reason: string;
+    constructor(message: string, details: APIErrorDetails & {
+        reason: string;
+    });
 }
 /** 403: the caller's role is too low. */
 export declare class PermissionDeniedError extends APIError {

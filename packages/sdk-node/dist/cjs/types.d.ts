@@ -1,7 +1,8 @@
 /**
  * The wire shapes of docs/api.md, as the seed's snippets read them: results keep the
  * server's snake_case field names (`result.action_request_id`, `result.decision_token`,
- * `result.decision.reason`); options the caller writes are camelCase.
+ * `result.decision.reason`); options the caller writes are camelCase. `ActionResult`, the
+ * one result with a method (`raiseForDenial`), is a class in ./result.ts.
  */
 /** Any JSON value. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | {
@@ -54,18 +55,6 @@ export interface ApprovalInfo {
     id: string;
     expires_at?: string | null;
     required_approver_roles?: string[];
-}
-/** Answer of `requestAction` (`POST /api/v1/actions`). */
-export interface ActionResult {
-    action_request_id: string;
-    status: ActionStatus;
-    decision: Decision;
-    /** Set only when `status` is `allowed`: single use, for `execute`. */
-    decision_token: string | null;
-    /** Set only when `status` is `pending_approval`. */
-    approval: ApprovalInfo | null;
-    /** True when the server answered from its idempotency cache (`Idempotent-Replayed`). */
-    replayed: boolean;
 }
 /** One step of a dry run's explanation. */
 export interface ExplanationStep {

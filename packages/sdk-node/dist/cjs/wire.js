@@ -13,6 +13,7 @@ exports.parseExecution = parseExecution;
 exports.parseRetryAfter = parseRetryAfter;
 exports.errorForResponse = errorForResponse;
 const errors_js_1 = require("./errors.js");
+const result_js_1 = require("./result.js");
 const STATUSES = ["allowed", "denied", "pending_approval"];
 const STATE_STATUSES = [...STATUSES, "expired", "executed"];
 const OUTCOMES = ["allow", "deny", "require_approval"];
@@ -85,14 +86,14 @@ function objectOrNull(value) {
 function parseActionResult(body, replayed) {
     const what = "requestAction";
     const data = object(body, what);
-    return {
+    return new result_js_1.ActionResult({
         action_request_id: requiredString(data, "action_request_id", what),
         status: status(data, STATUSES, what),
         decision: decision(data, what),
         decision_token: token(data),
         approval: approval(data["approval"]),
         replayed,
-    };
+    });
 }
 /** `POST /v1/actions/dry-run` answer. */
 function parseDryRun(body) {
@@ -189,7 +190,8 @@ function parseRetryAfter(header, body, now = Date.now()) {
     return undefined;
 }
 /** What to do next when `execute` is refused its decision token (401 `invalid_token`), by
- * the check that failed (the body's `reason`, as agentfirewall.tokens names it). */
+ * the check that failed (the body's `reason`, as agentfirewall.tokens names it); any other
+ * check (`bad_algorithm`, `wrong_issuer`, `missing_claim`...) gets the default. */
 const TOKEN_HINTS = {
     expired: "request the action again for a fresh token",
     not_yet_valid: "check this machine's clock, then request the action again",
@@ -205,13 +207,14 @@ function errorForResponse(statusCode, body, retryAfter) {
     const code = optionalString(data["error"]);
     const message = optionalString(data["message"]);
     const text = message ?? (typeof body === "string" && body !== "" ? body : `HTTP ${statusCode}`);
-    let full = code !== undefined ? `${code}: ${text}` : text;
-    if (statusCode === 401 && code === "invalid_token") {
-        const reason = optionalString(data["reason"]) ?? "";
-        full += `: ${TOKEN_HINTS[reason] ?? "request the action again for a fresh token"}`;
-    }
+    const full = code !== undefined ? `${code}: ${text}` : text;
     const said = data["retryable"];
     const details = { statusCode, code, body, retryable: typeof said === "boolean" ? said : undefined };
+    if (statusCode === 401 && code === "invalid_token") {
+        const reason = optionalString(data["reason"]) ?? "invalid_token";
+        const hint = TOKEN_HINTS[reason] ?? "request the action again for a fresh token";
+        return new errors_js_1.DecisionTokenRejectedError(`${full}: ${hint}`, { ...details, reason });
+    }
     if (statusCode === 429) {
         return new errors_js_1.RateLimitError(full, { ...details, retryAfter: parseRetryAfter(retryAfter, body) });
     }

@@ -5,7 +5,8 @@
  * Transport (retries included), parse the answer in ./wire.ts.
  */
 import { DEFAULT_BASE_URL } from "./options.js";
-import type { ActionInput, ActionResult, ActionState, ApprovedResult, DryRunResult, ExecutionResult, RequestActionOptions, WaitOptions, WaitOutcome } from "./types.js";
+import type { ActionResult } from "./result.js";
+import type { ActionInput, ActionState, ApprovedResult, DryRunResult, ExecutionResult, RequestActionOptions, WaitOptions, WaitOutcome } from "./types.js";
 export { DEFAULT_BASE_URL };
 export interface AgentFirewallOptions {
     /** The agent's key (`aaf_live_…` / `aaf_test_…`); default `process.env.AAF_API_KEY`. */
@@ -37,7 +38,9 @@ export declare class AgentFirewall {
     /**
      * Mode A: the server performs the allowed action with its vaulted credential.
      * `decisionToken` is the allowed result's or the approval's; a missing token throws
-     * TokenError without a request. A used token is refused (ConflictError, code `token_used`).
+     * TokenError (code `missing_token`) without a request. A token the server refuses is a
+     * DecisionTokenRejectedError (`reason`: the failed check); a used token is refused
+     * (ConflictError, code `token_used`).
      */
     execute(actionRequestId: string, decisionToken: string | null | undefined): Promise<ExecutionResult>;
     /**

@@ -4,9 +4,12 @@
  * ```
  * AgentFirewallError
  * ├── ActionSpecError           the action passed to requestAction/dryRun is malformed (caller's fault)
- * ├── TokenError                execute() was called without a decision token
+ * ├── TokenError                execute() was called without a usable decision token (code)
+ * ├── ActionDeniedError         raiseForDenial(): the firewall said no (decision, actionRequestId)
+ * ├── ApprovalError             raiseForDenial(): the action waits for a person (status, actionRequestId)
  * └── APIError                  the server answered with an error (statusCode, code, body, retryable)
- *     ├── AuthenticationError   401: missing, wrong, suspended or revoked key; code `invalid_token` on execute
+ *     ├── AuthenticationError   401: missing, wrong, suspended or revoked key
+ *     │   └── DecisionTokenRejectedError  401 `invalid_token` on execute (reason: the failed check)
  *     ├── PermissionDeniedError 403: role too low (requiredRole, yourRole)
  *     ├── NotFoundError         404
  *     ├── ConflictError         409: code `token_used` (replayed token) or `not_allowed`
@@ -34,8 +37,41 @@ export class ActionSpecError extends AgentFirewallError {
         this.field = field;
     }
 }
-/** execute() needs the decision token of an allowed (or approved) action. */
+/**
+ * execute() needs the decision token of an allowed (or approved) action; this one was refused
+ * before anything was sent. `code` says why, with the Python SDK's names: `missing_token`
+ * (`null`, as on a denied or held result) or `malformed` (not a string). A token the server
+ * refuses is a DecisionTokenRejectedError instead.
+ */
 export class TokenError extends AgentFirewallError {
+    code;
+    constructor(message, options) {
+        super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+        this.code = options?.code ?? "invalid_token";
+    }
+}
+/** The firewall denied the action: `raiseForDenial()` on a denied result; `decision` says why. */
+export class ActionDeniedError extends AgentFirewallError {
+    decision;
+    actionRequestId;
+    constructor(decision, actionRequestId) {
+        super(`action \`${actionRequestId}\` denied: ${decision.reason}`);
+        this.decision = decision;
+        this.actionRequestId = actionRequestId;
+    }
+}
+/**
+ * The action may not go ahead yet: `raiseForDenial()` on a held result (`status` is
+ * `pending_approval`). `waitForApproval(actionRequestId)` waits for the person's decision.
+ */
+export class ApprovalError extends AgentFirewallError {
+    status;
+    actionRequestId;
+    constructor(message, details) {
+        super(message);
+        this.status = details.status;
+        this.actionRequestId = details.actionRequestId;
+    }
 }
 /** The server answered with an error status (or not at all, for TransportError). */
 export class APIError extends AgentFirewallError {
@@ -62,6 +98,21 @@ export class APIError extends AgentFirewallError {
 }
 /** 401: the API key is missing, wrong, suspended or revoked, or a decision token is invalid. */
 export class AuthenticationError extends APIError {
+}
+/**
+ * 401 `invalid_token` from execute: the server refused the decision token (the API key was
+ * accepted). `code` stays `invalid_token`, as for any 401 of this kind; `reason` is the check
+ * that failed, the server's `reason` and the Python SDK's `DecisionTokenRejected.code`:
+ * `malformed`, `bad_algorithm`, `bad_signature`, `expired`, `not_yet_valid`, `wrong_issuer`,
+ * `wrong_audience`, `wrong_action`, `wrong_agent` or `missing_claim` (`invalid_token` when the
+ * answer names none). The message ends with what to do next.
+ */
+export class DecisionTokenRejectedError extends AuthenticationError {
+    reason;
+    constructor(message, details) {
+        super(message, details);
+        this.reason = details.reason;
+    }
 }
 /** 403: the caller's role is too low. */
 export class PermissionDeniedError extends APIError {

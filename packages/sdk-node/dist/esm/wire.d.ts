@@ -4,7 +4,8 @@
  * docs/api.md's `{"error": "<code>", "message": "...", ...}`.
  */
 import { APIError } from "./errors.js";
-import type { ActionResult, ActionState, DryRunResult, ExecutionResult, WaitOutcome } from "./types.js";
+import { ActionResult } from "./result.js";
+import type { ActionState, DryRunResult, ExecutionResult, WaitOutcome } from "./types.js";
 /** `POST /v1/actions` answer. */
 export declare function parseActionResult(body: unknown, replayed: boolean): ActionResult;
 /** `POST /v1/actions/dry-run` answer. */

@@ -3,7 +3,8 @@
  * Pure functions over status codes, headers and bodies; no I/O. Error bodies are
  * docs/api.md's `{"error": "<code>", "message": "...", ...}`.
  */
-import { APIError, AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError, RateLimitError, ServerError, ValidationError, } from "./errors.js";
+import { APIError, AuthenticationError, ConflictError, DecisionTokenRejectedError, NotFoundError, PermissionDeniedError, RateLimitError, ServerError, ValidationError, } from "./errors.js";
+import { ActionResult } from "./result.js";
 const STATUSES = ["allowed", "denied", "pending_approval"];
 const STATE_STATUSES = [...STATUSES, "expired", "executed"];
 const OUTCOMES = ["allow", "deny", "require_approval"];
@@ -76,14 +77,14 @@ function objectOrNull(value) {
 export function parseActionResult(body, replayed) {
     const what = "requestAction";
     const data = object(body, what);
-    return {
+    return new ActionResult({
         action_request_id: requiredString(data, "action_request_id", what),
         status: status(data, STATUSES, what),
         decision: decision(data, what),
         decision_token: token(data),
         approval: approval(data["approval"]),
         replayed,
-    };
+    });
 }
 /** `POST /v1/actions/dry-run` answer. */
 export function parseDryRun(body) {
@@ -180,7 +181,8 @@ export function parseRetryAfter(header, body, now = Date.now()) {
     return undefined;
 }
 /** What to do next when `execute` is refused its decision token (401 `invalid_token`), by
- * the check that failed (the body's `reason`, as agentfirewall.tokens names it). */
+ * the check that failed (the body's `reason`, as agentfirewall.tokens names it); any other
+ * check (`bad_algorithm`, `wrong_issuer`, `missing_claim`...) gets the default. */
 const TOKEN_HINTS = {
     expired: "request the action again for a fresh token",
     not_yet_valid: "check this machine's clock, then request the action again",
@@ -196,13 +198,14 @@ export function errorForResponse(statusCode, body, retryAfter) {
     const code = optionalString(data["error"]);
     const message = optionalString(data["message"]);
     const text = message ?? (typeof body === "string" && body !== "" ? body : `HTTP ${statusCode}`);
-    let full = code !== undefined ? `${code}: ${text}` : text;
-    if (statusCode === 401 && code === "invalid_token") {
-        const reason = optionalString(data["reason"]) ?? "";
-        full += `: ${TOKEN_HINTS[reason] ?? "request the action again for a fresh token"}`;
-    }
+    const full = code !== undefined ? `${code}: ${text}` : text;
     const said = data["retryable"];
     const details = { statusCode, code, body, retryable: typeof said === "boolean" ? said : undefined };
+    if (statusCode === 401 && code === "invalid_token") {
+        const reason = optionalString(data["reason"]) ?? "invalid_token";
+        const hint = TOKEN_HINTS[reason] ?? "request the action again for a fresh token";
+        return new DecisionTokenRejectedError(`${full}: ${hint}`, { ...details, reason });
+    }
     if (statusCode === 429) {
         return new RateLimitError(full, { ...details, retryAfter: parseRetryAfter(retryAfter, body) });
     }

@@ -5,9 +5,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import {
+  ActionDeniedError,
   AgentFirewall,
+  ApprovalError,
   AuthenticationError,
   ConflictError,
+  DecisionTokenRejectedError,
   NotFoundError,
   RateLimitError,
   TokenError,
@@ -191,6 +194,70 @@ describe("approvals and execution (Mode A)", () => {
       client.execute(two.action_request_id, one.decision_token),
       (error) => error.statusCode === 401 && error.code === "invalid_token",
     );
+  });
+});
+
+describe("raiseForDenial and refused tokens against the server", () => {
+  test("allowed passes; denied and held throw; the held one goes ahead only once approved", async () => {
+    const { agent, client } = await firewall();
+    await server.rule(agent.name, "github.repo.delete", "deny", "repository deletion is not allowed");
+    await server.rule(agent.name, "github.pr.merge", "requires_approval", "merges need a human");
+
+    const allowed = await client.requestAction({ type: "github.issue.create", resource: { provider: "github" } });
+    assert.equal(allowed.raiseForDenial(), allowed);
+
+    const denied = await client.requestAction({ type: "github.repo.delete", resource: { provider: "github" } });
+    assert.throws(
+      () => denied.raiseForDenial(),
+      (error) =>
+        error instanceof ActionDeniedError &&
+        error.actionRequestId === denied.action_request_id &&
+        error.decision.reason === "repository deletion is not allowed",
+    );
+
+    const held = await client.requestAction(MERGE);
+    let waiting;
+    try {
+      held.raiseForDenial();
+      assert.fail("a hold is not a go-ahead");
+    } catch (error) {
+      waiting = error;
+    }
+    assert.ok(waiting instanceof ApprovalError, String(waiting));
+    assert.equal(waiting.status, "pending_approval");
+    assert.match(waiting.message, /needs a person's approval \(merges need a human\): wait with `waitForApproval/);
+    const [approved] = await Promise.all([
+      client.waitForApproval(waiting.actionRequestId, { timeoutSeconds: 30 }),
+      server.decideNext(agent.name, "approve"),
+    ]);
+    assert.ok(approved);
+    const executed = await client.execute(waiting.actionRequestId, approved.decision_token);
+    assert.equal(executed.status, "executed");
+  });
+
+  test("a token the server refuses names the failed check in `reason`; `code` stays `invalid_token`", async () => {
+    const { client } = await firewall();
+    const one = await client.requestAction(MERGE);
+    const two = await client.requestAction({ ...MERGE, parameters: { pull_number: 44 } });
+    const [head, claims, signature] = one.decision_token.split(".");
+    const altered = `${head}.${claims}.${signature.slice(0, 10)}${signature[10] === "A" ? "B" : "A"}${signature.slice(11)}`;
+    for (const [token, reason] of [
+      [two.decision_token, "wrong_action"],
+      [altered, "bad_signature"],
+      ["not-a-token", "malformed"],
+    ]) {
+      await assert.rejects(client.execute(one.action_request_id, token), (error) => {
+        assert.ok(error instanceof DecisionTokenRejectedError, `${error}`);
+        assert.ok(error instanceof AuthenticationError);
+        assert.equal(error.reason, reason);
+        assert.equal(error.code, "invalid_token");
+        assert.equal(error.statusCode, 401);
+        assert.equal(error.body.reason, reason);
+        return true;
+      });
+    }
+    // nothing was spent: the action's own token still executes
+    assert.equal((await client.execute(one.action_request_id, one.decision_token)).status, "executed");
   });
 });
 

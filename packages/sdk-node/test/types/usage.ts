@@ -2,10 +2,14 @@
 // (dist/esm/index.d.ts via the package name). `npm run typecheck` must pass;
 // each @ts-expect-error line must stay an error.
 import {
+  ActionDeniedError,
+  ActionResult,
   AgentFirewall,
+  ApprovalError,
   ConflictError,
+  DecisionTokenRejectedError,
   RateLimitError,
-  type ActionResult,
+  TokenError,
   type ApprovedResult,
   type ExecutionResult,
   type ExecutionState,
@@ -59,6 +63,31 @@ export async function details(client: AgentFirewall): Promise<void> {
   }
 }
 
+export async function enforce(client: AgentFirewall): Promise<void> {
+  try {
+    const allowed = (await client.requestAction({ type: "github.pr.merge" })).raiseForDenial();
+    const status: "allowed" = allowed.status;
+    void status;
+    await client.execute(allowed.action_request_id, allowed.decision_token);
+  } catch (error) {
+    if (error instanceof ActionDeniedError) void (error.decision.reason satisfies string);
+    if (error instanceof ApprovalError) await client.waitForApproval(error.actionRequestId);
+    if (error instanceof TokenError) void (error.code satisfies string);
+    if (error instanceof DecisionTokenRejectedError) {
+      void (error.reason satisfies string);
+      void (error.code satisfies string | undefined);
+      void (error.statusCode satisfies number);
+    }
+  }
+  // a test double of a denied result
+  const fake: ActionResult = new ActionResult({
+    action_request_id: "act_1",
+    status: "denied",
+    decision: { outcome: "deny", reason: "no merges on Fridays", risk_score: 90, matched_policies: [] },
+  });
+  void fake;
+}
+
 export async function mistakes(client: AgentFirewall): Promise<void> {
   // @ts-expect-error the type is required
   await client.requestAction({ parameters: {} });
@@ -69,4 +98,8 @@ export async function mistakes(client: AgentFirewall): Promise<void> {
   const result = await client.requestAction({ type: "a.b" });
   // @ts-expect-error status is a closed set
   if (result.status === "approved") return;
+  // @ts-expect-error a copy is the wire's data: the method stays on the result
+  ({ ...result }).raiseForDenial();
+  // @ts-expect-error only a fresh result has it (an action's state may be expired or executed)
+  (await client.getAction("act_1")).raiseForDenial();
 }
