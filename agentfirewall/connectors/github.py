@@ -31,7 +31,12 @@ commit of a branch ``a/status``). Every part of branch protection
 (``.../protection/required_status_checks/contexts``, ``.../protection/restrictions/users``,
 …) and every ruleset (REST or GraphQL) is ``github.branch_protection.get`` / ``.list`` to
 read it, ``.delete`` to remove it or entries of it, ``.update`` for any other change, so a
-rule on ``github.branch_protection.*`` covers them all.
+rule on ``github.branch_protection.*`` covers them all; so is tag protection
+(``.../tags/protection``, deprecated for rulesets). An environment's deployment branch
+policies and deployment protection rules are named the same way in
+``github.environment.*``, and a webhook's ``.../config`` as the webhook
+(``github.webhook.get`` / ``.update``). An environment name with a slash is sent encoded
+(``prod%2Fus``), so it is refused like every ``%2F``.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ PR = P + "/pulls/{pull_number:int}"
 ISSUE = P + "/issues/{issue_number:int}"
 RUN = P + "/actions/runs/{run_id:int}"
 TEAM = "/orgs/{org}/teams/{team_slug}"
+HOOK = P + "/hooks/{hook_id:int}"
+ENV = P + "/environments/{environment_name}"
 
 # fmt: off
 _PULLS = (
@@ -179,6 +186,13 @@ _BRANCHES = (
       "Get the rules (rulesets) that apply to a branch"),
     *_rulesets(P, "a repository"),
     *_rulesets("/orgs/{org}", "an organisation"),
+    # tag protection (deprecated: GitHub moves it into rulesets, which protect tags too)
+    R("GET", P + "/tags/protection", "github.branch_protection.list", "low",
+      "List tag protection rules"),
+    R("POST", P + "/tags/protection", "github.branch_protection.update", "high",
+      "Add a tag protection rule", ("pattern",)),
+    R("DELETE", P + "/tags/protection/{tag_protection_id:int}", "github.branch_protection.delete",
+      "high", "Remove a tag protection rule"),
     R("POST", P + "/branches/{branch+}/rename", "github.branch.rename", "medium",
       "Rename a branch", ("new_name",)),
     R("POST", P + "/merges", "github.branch.merge", "medium", "Merge a branch into another",
@@ -290,11 +304,29 @@ _REPOS = (
       "Remove a collaborator"),
     R("GET", P + "/hooks", "github.webhook.list", "low", "List repository webhooks"),
     R("POST", P + "/hooks", "github.webhook.create", "high", "Add a repository webhook"),
-    R("DELETE", P + "/hooks/{hook_id:int}", "github.webhook.delete", "high",
-      "Delete a repository webhook"),
+    R("GET", HOOK, "github.webhook.get", "low", "Get a repository webhook"),
+    R("PATCH", HOOK, "github.webhook.update", "high",
+      "Change a repository webhook (its URL, secret, events)"),
+    R("DELETE", HOOK, "github.webhook.delete", "high", "Delete a repository webhook"),
+    R("GET", HOOK + "/config", "github.webhook.get", "low",
+      "Get a repository webhook's configuration"),
+    R("PATCH", HOOK + "/config", "github.webhook.update", "high",
+      "Change a repository webhook's configuration (URL, secret)"),
+    R("POST", HOOK + "/pings", "github.webhook.ping", "low", "Send a ping event to a webhook"),
+    R("POST", HOOK + "/tests", "github.webhook.test", "medium",
+      "Send the latest push event to a webhook"),
+    R("GET", HOOK + "/deliveries", "github.webhook_delivery.list", "low",
+      "List the deliveries of a webhook"),
+    R("GET", HOOK + "/deliveries/{delivery_id:int}", "github.webhook_delivery.get", "low",
+      "Get a delivery of a webhook"),
+    R("POST", HOOK + "/deliveries/{delivery_id:int}/attempts",
+      "github.webhook_delivery.redeliver", "medium", "Send a webhook delivery again"),
     R("GET", P + "/keys", "github.deploy_key.list", "low", "List deploy keys"),
     R("POST", P + "/keys", "github.deploy_key.create", "high", "Add a deploy key",
       ("title", "read_only")),
+    R("GET", P + "/keys/{key_id:int}", "github.deploy_key.get", "low", "Get a deploy key"),
+    R("DELETE", P + "/keys/{key_id:int}", "github.deploy_key.delete", "high",
+      "Remove a deploy key"),
     R("GET", P + "/actions/secrets", "github.secret.list", "low", "List Actions secrets"),
     R("PUT", P + "/actions/secrets/{secret_name}", "github.secret.update", "high",
       "Create or update an Actions secret"),
@@ -353,6 +385,43 @@ _ACTIONS = (
     R("DELETE", RUN, "github.run.delete", "medium", "Delete a workflow run"),
     R("GET", RUN + "/logs", "github.run_log.get", "low", "Download workflow run logs"),
     R("GET", P + "/actions/artifacts", "github.artifact.list", "low", "List artifacts"),
+)
+# fmt: on
+
+# An environment's deployment branch policies and deployment protection rules guard what
+# may deploy to it: like branch protection, every part is github.environment.get / .list to
+# read it, .delete to remove it, .update for any other change. Building takes the first
+# row of an action whose path variables the parameters fill, so the rows naming an id come
+# first: a delete with `branch_policy_id` removes that policy, never the environment.
+BRANCH_POLICY = ENV + "/deployment-branch-policies"
+PROTECTION_RULE = ENV + "/deployment_protection_rules"
+# fmt: off
+_ENVIRONMENTS = (
+    R("GET", BRANCH_POLICY, "github.environment.list", "low",
+      "List the deployment branch policies of an environment"),
+    R("GET", BRANCH_POLICY + "/{branch_policy_id:int}", "github.environment.get", "low",
+      "Get a deployment branch policy"),
+    R("PUT", BRANCH_POLICY + "/{branch_policy_id:int}", "github.environment.update", "high",
+      "Change a deployment branch policy (which branches may deploy)", ("name",)),
+    R("DELETE", BRANCH_POLICY + "/{branch_policy_id:int}", "github.environment.delete", "high",
+      "Remove a deployment branch policy"),
+    R("POST", BRANCH_POLICY, "github.environment.update", "high",
+      "Add a deployment branch policy (a branch or tag that may deploy)", ("name", "type")),
+    R("GET", PROTECTION_RULE, "github.environment.list", "low",
+      "List the deployment protection rules of an environment"),
+    R("GET", PROTECTION_RULE + "/apps", "github.environment.list", "low",
+      "List the apps that can be deployment protection rules"),
+    R("GET", PROTECTION_RULE + "/{protection_rule_id:int}", "github.environment.get", "low",
+      "Get a deployment protection rule"),
+    R("DELETE", PROTECTION_RULE + "/{protection_rule_id:int}", "github.environment.delete",
+      "high", "Remove a deployment protection rule"),
+    R("POST", PROTECTION_RULE, "github.environment.update", "high",
+      "Add a deployment protection rule (an app)", ("integration_id",)),
+    R("GET", P + "/environments", "github.environment.list", "low", "List environments"),
+    R("GET", ENV, "github.environment.get", "low", "Get an environment"),
+    R("PUT", ENV, "github.environment.update", "high",
+      "Create or change an environment (reviewers, wait timer, branch policy)"),
+    R("DELETE", ENV, "github.environment.delete", "high", "Delete an environment"),
 )
 # fmt: on
 
@@ -469,7 +538,9 @@ def _with_query(parsed: ParsedAction, req: HttpRequest, names: tuple[str, ...]) 
     return ParsedAction(spec, parsed.risk, parsed.connector, parsed.route, parsed.also)
 
 
-_REPO_ROUTES = (*_PULLS, *_ISSUES, *_BRANCHES, *_CONTENTS, *_RELEASES, *_REPOS, *_ACTIONS)
+_REPO_ROUTES = (
+    *_PULLS, *_ISSUES, *_BRANCHES, *_CONTENTS, *_RELEASES, *_REPOS, *_ACTIONS, *_ENVIRONMENTS
+)  # fmt: skip
 # GitHub also serves every repository route under /repositories/{id}: same actions.
 _BY_ID = tuple(
     replace(
@@ -494,6 +565,7 @@ CONNECTOR = GitHubConnector(
         *_REPOS,
         *_ORGS,
         *_ACTIONS,
+        *_ENVIRONMENTS,
         *_GRAPHQL,
         *_GIT,
         *_BY_ID,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -22,8 +23,141 @@ def req(method: str, path: str, body: object = None, host: str = API) -> HttpReq
     return HttpRequest.from_url(method, host + path, body=data)
 
 
+Row = tuple[str, str, object, str, str, dict[str, object]]
+
+# Repository settings GitHub serves that were `github.unknown.<method>` before: an
+# environment's deployment branch policies and protection rules (github.environment.*,
+# like every part of branch protection), a webhook and its config, deliveries, pings and
+# tests, one deploy key, and tag protection (github.branch_protection.*, like rulesets).
+ENV = R + "/environments/production"
+BRANCH_POLICIES = ENV + "/deployment-branch-policies"
+PROTECTION_RULES = ENV + "/deployment_protection_rules"
+HOOK = R + "/hooks/4"
+IN_ENV = {"environment_name": "production"}
+SETTINGS_ROWS: list[Row] = [
+    ("GET", BRANCH_POLICIES, None, "github.environment.list", "low", IN_ENV),
+    (
+        "POST",
+        BRANCH_POLICIES,
+        {"name": "release/*", "type": "branch"},
+        "github.environment.update",
+        "high",
+        {**IN_ENV, "name": "release/*", "type": "branch"},
+    ),
+    (
+        "GET",
+        BRANCH_POLICIES + "/3",
+        None,
+        "github.environment.get",
+        "low",
+        {**IN_ENV, "branch_policy_id": 3},
+    ),
+    (
+        "PUT",
+        BRANCH_POLICIES + "/3",
+        {"name": "*"},
+        "github.environment.update",
+        "high",
+        {**IN_ENV, "branch_policy_id": 3, "name": "*"},
+    ),
+    (
+        "DELETE",
+        BRANCH_POLICIES + "/3",
+        None,
+        "github.environment.delete",
+        "high",
+        {**IN_ENV, "branch_policy_id": 3},
+    ),
+    ("GET", PROTECTION_RULES, None, "github.environment.list", "low", IN_ENV),
+    (
+        "POST",
+        PROTECTION_RULES,
+        {"integration_id": 5},
+        "github.environment.update",
+        "high",
+        {**IN_ENV, "integration_id": 5},
+    ),
+    ("GET", PROTECTION_RULES + "/apps", None, "github.environment.list", "low", IN_ENV),
+    (
+        "GET",
+        PROTECTION_RULES + "/8",
+        None,
+        "github.environment.get",
+        "low",
+        {**IN_ENV, "protection_rule_id": 8},
+    ),
+    (
+        "DELETE",
+        PROTECTION_RULES + "/8",
+        None,
+        "github.environment.delete",
+        "high",
+        {**IN_ENV, "protection_rule_id": 8},
+    ),
+    ("GET", R + "/environments", None, "github.environment.list", "low", {}),
+    ("GET", ENV, None, "github.environment.get", "low", IN_ENV),
+    ("PUT", ENV, {"wait_timer": 0}, "github.environment.update", "high", IN_ENV),
+    ("DELETE", ENV, None, "github.environment.delete", "high", IN_ENV),
+    ("GET", R + "/keys/9", None, "github.deploy_key.get", "low", {"key_id": 9}),
+    ("DELETE", R + "/keys/9", None, "github.deploy_key.delete", "high", {"key_id": 9}),
+    ("GET", HOOK, None, "github.webhook.get", "low", {"hook_id": 4}),
+    (
+        "PATCH",
+        HOOK,
+        {"config": {"url": "https://collector.example"}},
+        "github.webhook.update",
+        "high",
+        {"hook_id": 4},
+    ),
+    ("GET", HOOK + "/config", None, "github.webhook.get", "low", {"hook_id": 4}),
+    (
+        "PATCH",
+        HOOK + "/config",
+        {"url": "https://collector.example"},
+        "github.webhook.update",
+        "high",
+        {"hook_id": 4},
+    ),
+    ("POST", HOOK + "/pings", None, "github.webhook.ping", "low", {"hook_id": 4}),
+    ("POST", HOOK + "/tests", None, "github.webhook.test", "medium", {"hook_id": 4}),
+    ("GET", HOOK + "/deliveries", None, "github.webhook_delivery.list", "low", {"hook_id": 4}),
+    (
+        "GET",
+        HOOK + "/deliveries/7",
+        None,
+        "github.webhook_delivery.get",
+        "low",
+        {"hook_id": 4, "delivery_id": 7},
+    ),
+    (
+        "POST",
+        HOOK + "/deliveries/7/attempts",
+        None,
+        "github.webhook_delivery.redeliver",
+        "medium",
+        {"hook_id": 4, "delivery_id": 7},
+    ),
+    ("GET", R + "/tags/protection", None, "github.branch_protection.list", "low", {}),
+    (
+        "POST",
+        R + "/tags/protection",
+        {"pattern": "v*"},
+        "github.branch_protection.update",
+        "high",
+        {"pattern": "v*"},
+    ),
+    (
+        "DELETE",
+        R + "/tags/protection/2",
+        None,
+        "github.branch_protection.delete",
+        "high",
+        {"tag_protection_id": 2},
+    ),
+]
+
 # (method, path, body, action, risk, parameters)
-ROWS: list[tuple[str, str, object, str, str, dict[str, object]]] = [
+ROWS: list[Row] = [
     ("GET", R + "/pulls?state=open", None, "github.pr.list", "low", {"state": "open"}),
     (
         "POST",
@@ -478,6 +612,7 @@ ROWS: list[tuple[str, str, object, str, str, dict[str, object]]] = [
         "high",
         {"title": "k"},
     ),
+    *SETTINGS_ROWS,
     ("GET", R + "/actions/secrets", None, "github.secret.list", "low", {}),
     (
         "PUT",
@@ -1155,3 +1290,141 @@ def test_uploads_host_is_a_github_default_domain() -> None:
     found = router.match("uploads.github.com:443")
     assert found is not None
     assert found.type == "github"
+
+
+# -- repository settings: every spelling names the same action or is refused -------------
+
+GHE_BASE = "https://ghe.example.com/api/v3"
+_VALUES = {"acme", "api", "production"}
+
+
+def _literal_wise(path: str, change: Callable[[str], str]) -> str:
+    """`path` with `change` applied to its literal segments (not to names or ids)."""
+    return "/".join(
+        part if not part or part in _VALUES or part.isdigit() else change(part)
+        for part in path.split("/")
+    )
+
+
+def _at_last_slash(path: str, spelled: str) -> str:
+    index = path.rindex("/")
+    return path[:index] + spelled + path[index + 1 :]
+
+
+# The general rules of docs/connectors.md: these spell the same request...
+SAME_SPELLINGS: dict[str, Callable[[str], str]] = {
+    "plain": lambda path: path,
+    "trailing slash": lambda path: path + "/",
+    "upper-case literals": lambda path: _literal_wise(path, str.upper),
+    "escaped unreserved": lambda path: _literal_wise(path, lambda s: f"%{ord(s[0]):02X}{s[1:]}"),
+}
+# ...and these are refused: upstreams disagree on what they mean.
+REFUSED_SPELLINGS: dict[str, Callable[[str], str]] = {
+    "double slash": lambda path: _at_last_slash(path, "//"),
+    "encoded slash": lambda path: _at_last_slash(path, "%2F"),
+    "encoded slash, lower case": lambda path: _at_last_slash(path, "%2f"),
+    "dot segment": lambda path: _at_last_slash(path, "/./"),
+    "dot-dot segment": lambda path: path + "/x/..",
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(SAME_SPELLINGS))
+@pytest.mark.parametrize(("method", "path", "body", "action", "risk", "params"), SETTINGS_ROWS)
+def test_settings_endpoint_is_named_with_its_resource_in_every_spelling(
+    method: str,
+    path: str,
+    body: object,
+    action: str,
+    risk: str,
+    params: dict[str, object],
+    spelling: str,
+) -> None:
+    spelled = SAME_SPELLINGS[spelling](path)
+    for parsed in (
+        GH.parse(req(method, spelled, body)),
+        GH.parse(
+            req(method, "/api/v3" + spelled, body, "https://ghe.example.com"), base_url=GHE_BASE
+        ),
+    ):
+        assert (parsed.action_type, parsed.risk) == (action, risk)
+        assert parsed.spec.parameters == params
+        assert parsed.spec.to_dict()["resource"] == {
+            "provider": "github",
+            "account": "acme",
+            "target": "acme/api",
+        }
+        assert parsed.spec.risk_hints == {}
+
+
+@pytest.mark.parametrize("spelling", sorted(REFUSED_SPELLINGS))
+@pytest.mark.parametrize(("method", "path", "body"), [row[:3] for row in SETTINGS_ROWS])
+def test_settings_endpoint_in_an_ambiguous_spelling_is_refused(
+    method: str, path: str, body: object, spelling: str
+) -> None:
+    with pytest.raises(ConnectorError, match="refused path"):
+        GH.parse(req(method, REFUSED_SPELLINGS[spelling](path), body))
+
+
+@pytest.mark.parametrize("encoded", ["%2F", "%2f", "%252F"])
+def test_environment_with_an_encoded_slash_is_refused_or_one_segment(encoded: str) -> None:
+    # GitHub wants a slash in an environment name encoded (`prod%2Fus`): refused like
+    # every `%2F`; a double-encoded one is one segment, never two
+    path = f"{R}/environments/prod{encoded}us/deployment-branch-policies"
+    if encoded == "%252F":
+        parsed = GH.parse(req("POST", path, {}))
+        assert parsed.action_type == "github.environment.update"
+        assert parsed.spec.parameters == {"environment_name": "prod%2Fus"}
+        return
+    with pytest.raises(ConnectorError, match=r"refused path.*encoded `/`"):
+        GH.parse(req("POST", path, {}))
+
+
+def test_environment_with_a_raw_slash_is_not_another_environment() -> None:
+    # an environment name is one segment: `prod/us` names no route, so no rule allows it
+    parsed = GH.parse(req("POST", R + "/environments/prod/us/deployment-branch-policies", {}))
+    assert (parsed.action_type, parsed.route) == ("github.unknown.post", "fallback")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "path"),
+    [
+        ({"branch_policy_id": 3}, "/environments/prod/deployment-branch-policies/3"),
+        ({"protection_rule_id": 8}, "/environments/prod/deployment_protection_rules/8"),
+        ({}, "/environments/prod"),
+    ],
+)
+def test_a_built_environment_delete_removes_only_what_it_names(
+    parameters: dict[str, object], path: str
+) -> None:
+    # github.environment.delete names an environment and each part of its protection: a
+    # spec naming one branch policy or protection rule never deletes the environment
+    data = {"environment_name": "prod", **parameters}
+    target = {"provider": "github", "target": "acme/api"}
+    built = build({"type": "github.environment.delete", "resource": target, "parameters": data})
+    assert (built.method, built.path) == ("DELETE", "/repos/acme/api" + path)
+
+
+def test_rules_on_the_settings_names_see_the_requests() -> None:
+    # named `github.unknown.<method>`, each request was denied whatever the rules said: no
+    # allow wildcard grants it, and a rule on the sensible name never saw it
+    engine = Engine(
+        access_rules=[
+            AccessRule("Bot", "github", "github.*", "allow"),
+            AccessRule("Bot", "github", "github.deploy_key.delete", "deny"),
+            AccessRule("Bot", "github", "github.webhook.update", "require_approval"),
+            AccessRule("Bot", "github", "github.environment.update", "require_approval"),
+        ]
+    )
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def outcome(method: str, path: str, body: object = None) -> str:
+        spec = GH.parse(req(method, path, body)).spec
+        decision = engine.decide(spec, agent="Bot", mode="proxy", now=now, connector="github")
+        return decision.outcome
+
+    assert outcome("GET", R + "/hooks/4/config") == "allow"
+    assert outcome("PATCH", R + "/hooks/4", {"config": {}}) == "require_approval"
+    assert outcome("PATCH", R + "/hooks/4/config", {"url": "x"}) == "require_approval"
+    assert outcome("DELETE", R + "/keys/9") == "deny"
+    assert outcome("POST", BRANCH_POLICIES, {"name": "*"}) == "require_approval"
+    assert outcome("PUT", BRANCH_POLICIES + "/3", {"name": "*"}) == "require_approval"

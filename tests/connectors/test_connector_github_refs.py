@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from agentfirewall.connectors import ConnectorError, HttpRequest, ParsedAction
 from agentfirewall.connectors.github import CONNECTOR as GH
-from agentfirewall.policy import AccessRule, Engine
+from agentfirewall.policy import AccessRule, Engine, load_pack
 from tests.fuzzscale import examples
 
 FAMILY = "github.branch_protection."
@@ -307,6 +307,30 @@ def test_rulesets_are_branch_protection_as_in_graphql(
     assert parsed.spec.resource.target == target
 
 
+# Tag protection (deprecated: GitHub moves its rules into rulesets, which protect tags too):
+# (method, path parts after /repos/acme/api, verb, parameters).
+TAG_PROTECTION: list[tuple[str, list[tuple[str, bool]], str, dict[str, object]]] = [
+    ("GET", [("tags", False), ("protection", False)], "list", {}),
+    ("POST", [("tags", False), ("protection", False)], "update", {}),
+    ("DELETE", [("tags", False), ("protection", False), ("2", True)], "delete",
+     {"tag_protection_id": 2}),
+]  # fmt: skip
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(endpoint=st.sampled_from(TAG_PROTECTION), spelling=spellings)
+def test_tag_protection_is_branch_protection_in_any_spelling(
+    endpoint: tuple[str, list[tuple[str, bool]], str, dict[str, object]], spelling: Spelling
+) -> None:
+    # like a tag ruleset, a tag protection rule is in the family (it was github.unknown.*)
+    method, parts, verb, expected = endpoint
+    parsed, params = _parse(method, parts, spelling)
+    assert parsed.action_type == FAMILY + verb
+    assert parsed.risk == ("low" if method == "GET" else "high")
+    assert params == expected
+    assert "path_relaxed" not in parsed.spec.risk_hints
+
+
 def test_a_deny_on_the_family_denies_every_protection_change() -> None:
     # the user's view: allow github.*, deny github.branch_protection.*; no endpoint, under
     # no branch name, gets through
@@ -331,6 +355,30 @@ def test_a_deny_on_the_family_denies_every_protection_change() -> None:
                                                  body=body)).spec  # fmt: skip
             decision = engine.decide(spec, agent="Bot", mode="proxy", now=now, connector="github")
             assert decision.outcome == "deny", path
+    for method, parts, verb, _ in TAG_PROTECTION:
+        if verb != "list":
+            parsed, _ = _parse(method, parts, PLAIN)
+            decision = engine.decide(
+                parsed.spec, agent="Bot", mode="proxy", now=now, connector="github"
+            )
+            assert decision.outcome == "deny", (method, parts)
+
+
+def test_safe_defaults_pack_holds_tag_protection_changes() -> None:
+    # github-safe-defaults holds every github.branch_protection.update / .delete for a
+    # human; a tag protection change named github.unknown.* was denied outright instead
+    engine = Engine(
+        access_rules=[AccessRule("Bot", "github", "github.*", "allow")],
+        policies=[load_pack("github-safe-defaults")],
+    )
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    for method, parts, verb, _ in TAG_PROTECTION:
+        parsed, _ = _parse(method, parts, PLAIN)
+        decision = engine.decide(
+            parsed.spec, agent="Bot", mode="proxy", now=now, connector="github"
+        )
+        expected = "allow" if verb == "list" else "require_approval"
+        assert decision.outcome == expected, (method, parts)
 
 
 # -- commits/{ref+} ---------------------------------------------------------------------
