@@ -2,18 +2,34 @@
 Secrets Manager and any other query- or JSON-protocol service, re-signed with SigV4.
 
 The service and region come from the host (``agentfirewall.connectors.awshosts``).
-Actions are ``aws.<service>.<operation>``, the operation in snake case:
+Actions are ``aws.<service>.<operation>``, the operation in snake case as boto3 names its
+method (botocore's ``xform_name``: ``PutItem`` → ``put_item``, ``DescribeDBInstances`` →
+``describe_db_instances``, ``ListWebACLs`` → ``list_web_acls``):
 
 - **JSON protocol** (DynamoDB, SQS, Secrets Manager, ...): ``X-Amz-Target``
   (``DynamoDB_20120810.PutItem`` → ``aws.dynamodb.put_item``); a target naming another
-  service than the host's is refused.
+  service than the host's, or the header twice, is refused.
 - **Query protocol** (SNS, STS, older SQS): ``Action`` in the query or the form body
-  (``Action=Publish`` → ``aws.sns.publish``); ``Action`` twice, or both an ``Action`` and
-  an ``X-Amz-Target``, is refused.
+  (``Action=Publish`` → ``aws.sns.publish``, percent-decoded as AWS decodes it);
+  ``Action`` with two values, in both the query and the body, or with an
+  ``X-Amz-Target``, is refused, and so is any other parameter that could name the
+  operation (``action``, ``ACTION``, ``Operation``: an older alias). A field in both the
+  query and the body must have one value.
+- **Operation spelling.** An operation is named only as the service's model spells it,
+  the spelling every SDK sends: ASCII letters and digits, a capital first, at least one
+  lower-case letter. ``putItem``, ``putitem``, ``PUTITEM``, ``Put_Item``, ``Put Item``,
+  non-ASCII look-alike letters and spaces inside are refused, never named: no snake case
+  of them is sure to be the action an upstream that folded case would perform. What
+  passes relies on AWS matching operation names as spelled (a JSON target in another
+  case is ``UnknownOperationException``): a spelling that passes but is not the model's
+  (``PutiTem``) reaches no operation, and its name (``puti_tem``) is boto3's for it.
 - **Lambda** (REST): ``POST /2015-03-31/functions/{function}/invocations`` →
   ``aws.lambda.invoke``, and the function CRUD routes; their paths follow the general
   path rules above.
-- **S3** (REST, virtual-host or path style): ``aws.s3.object.get|put|copy|delete``
+- **S3** (REST, virtual-host or path style; hosts read from the right as S3 reads them,
+  so a bucket named ``s3-logs`` is a bucket: ``s3.REGION``, ``s3.amazonaws.com``,
+  ``s3-REGION``, ``s3-external-1``, ``s3.dualstack.REGION``, ``s3-fips[.dualstack].REGION``,
+  ``bucket.s3-accelerate[.dualstack]``, access points): ``aws.s3.object.get|put|copy|delete``
   (a copy is a PUT with ``x-amz-copy-source``), ``aws.s3.object.list``,
   ``aws.s3.object.list_versions`` (``GET ?versions``), ``aws.s3.object.delete_many``
   (``POST ?delete``), ``aws.s3.object.restore|select`` (``POST ?restore|?select``),
@@ -26,7 +42,12 @@ Actions are ``aws.<service>.<operation>``, the operation in snake case:
   (``%2F``, ``%5C``) is refused. An unknown query parameter names nothing:
   ``aws.unknown.<method>``. Presigned URLs (``X-Amz-Signature`` in the query) are refused:
   one presigned with the agent's placeholder key is worthless, so the agent calls the API
-  and the gateway signs.
+  and the gateway signs. A Transfer Acceleration host (``bucket.s3-accelerate.amazonaws.com``)
+  names no region: the request's SigV4 credential scope gives it (the region the gateway
+  signs for, which S3 checks against the bucket's); one without a scope, or path style
+  (``s3-accelerate.amazonaws.com/bucket``), is refused. An access point host
+  (``NAME-ACCOUNT.s3-accesspoint.REGION.amazonaws.com``) names its ARN as ``bucket``
+  (``arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME``) and the whole path as ``key``.
 
 Parameters: ``bucket`` and ``key`` (S3), ``table`` (DynamoDB), ``queue`` (SQS, the queue
 name of ``QueueUrl``), ``topic`` (SNS), ``secret`` (Secrets Manager), ``role`` (STS),
@@ -39,12 +60,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from urllib.parse import unquote
 
 from pydantic import JsonValue
 
 from agentfirewall.actions import ActionSpec, Risk
-from agentfirewall.connectors.awshosts import AwsEndpoint, aws_endpoint
+from agentfirewall.connectors.awshosts import AwsEndpoint, aws_endpoint, s3_refusal
 from agentfirewall.connectors.awss3 import s3_action
 from agentfirewall.connectors.base import Connector, make_spec, request_method
 from agentfirewall.connectors.bodies import parse_form
@@ -55,8 +77,28 @@ from agentfirewall.errors import ConnectorError
 __all__ = ["CONNECTOR", "AwsConnector", "snake_case"]
 
 _NAME = "aws"
-_OPERATION = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+#: The only spelling of an operation named: the model's (``PutItem``, ``DescribeDBInstances``,
+#: ``ListWebACLs``), ASCII, a capital first, at least one lower-case letter (module docstring).
+_OPERATION = re.compile(r"(?=[A-Z0-9]*[a-z])[A-Z][A-Za-z0-9]{0,63}")
+#: botocore's ``xform_name``: a final plural acronym (``ACLs``), then word boundaries.
+_PLURAL_ACRONYM = re.compile(r"[A-Z]{2,}s$")
+_FIRST_CAP = re.compile(r"(.)([A-Z][a-z]+)")
+_END_CAP = re.compile(r"([a-z0-9])([A-Z])")
+#: botocore's exceptions to its rule, for the JSON and query services.
+_XFORM_EXCEPTIONS = {
+    "CreateCachediSCSIVolume": "create_cached_iscsi_volume",
+    "CreateStorediSCSIVolume": "create_stored_iscsi_volume",
+    "DescribeCachediSCSIVolumes": "describe_cached_iscsi_volumes",
+    "DescribeStorediSCSIVolumes": "describe_stored_iscsi_volumes",
+    "ListHITsForQualificationType": "list_hits_for_qualification_type",
+    "GetOTelEnrichment": "get_otel_enrichment",
+    "StartOTelEnrichment": "start_otel_enrichment",
+    "StopOTelEnrichment": "stop_otel_enrichment",
+}
+#: Query parameters that would name the operation besides ``Action`` (``Operation`` is an
+#: older alias some query services still read), in any case.
+_ACTION_KEYS = frozenset({"action", "operation"})
+_TARGET = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([^.]*)")
 _LOW = ("get", "list", "describe", "head", "query", "scan", "receive", "batch_get", "check")
 _HIGH_PREFIXES = ("delete", "remove", "purge", "terminate", "batch_delete")
 _HIGH = frozenset({"get_secret_value", "assume_role", "update_function_code"})
@@ -93,8 +135,15 @@ _LAMBDA = (
 
 
 def snake_case(operation: str) -> str:
-    """``PutItem`` → ``put_item``, ``GetSecretValue`` → ``get_secret_value``."""
-    return _CAMEL.sub("_", operation).lower()
+    """``PutItem`` → ``put_item``, ``DescribeDBInstances`` → ``describe_db_instances``,
+    ``ListWebACLs`` → ``list_web_acls``: botocore's ``xform_name``, the boto3 method name."""
+    known = _XFORM_EXCEPTIONS.get(operation)
+    if known is not None:
+        return known
+    plural = _PLURAL_ACRONYM.search(operation)
+    if plural is not None:
+        operation = f"{operation[: plural.start()]}_{plural.group().lower()}"
+    return _END_CAP.sub(r"\1_\2", _FIRST_CAP.sub(r"\1_\2", operation)).lower()
 
 
 def risk_of(operation: str) -> Risk:
@@ -119,8 +168,11 @@ class AwsConnector(Connector):
                 "presigned urls are refused: call the api and let the gateway sign",
                 connector=_NAME,
             )
-        endpoint = aws_endpoint(req.host)
+        endpoint = aws_endpoint(req.host, req.header("authorization"))
         if endpoint is None:
+            refusal = s3_refusal(req.host)
+            if refusal is not None:
+                raise ConnectorError(refusal, connector=_NAME)
             return self.fallback(method, req.path)
         if endpoint.service == "s3":
             found = s3_action(req, method, endpoint.bucket)
@@ -142,37 +194,35 @@ class AwsConnector(Connector):
     def _operation(
         self, req: HttpRequest, endpoint: AwsEndpoint
     ) -> tuple[str | None, dict[str, object]]:
-        target = req.header("x-amz-target")
+        targets = [value for name, value in req.headers if name.lower() == "x-amz-target"]
         query = parse_form(req.query, connector=_NAME) if req.query else {}
-        if target is not None:
-            if "Action" in query:
+        if targets:
+            if len(targets) > 1:
+                raise ConnectorError("`X-Amz-Target` given twice", connector=_NAME)
+            if _action_keys(query):
                 raise ConnectorError("both `X-Amz-Target` and `Action`: refused", connector=_NAME)
-            prefix, _, operation = target.strip().rpartition(".")
-            service = _TARGETS.get(prefix.lower().split("_")[0].rstrip("v0123456789"))
-            if service is None and not prefix.lower().startswith(endpoint.service):
-                raise ConnectorError(f"unknown `X-Amz-Target` `{target[:100]}`", connector=_NAME)
-            if service is not None and service != endpoint.service:
-                raise ConnectorError(
-                    f"`X-Amz-Target` `{target[:100]}` addresses {service}, the host "
-                    f"{endpoint.service}: refused",
-                    connector=_NAME,
-                )
-            return _checked(operation), _json_fields(req)
-        fields: dict[str, object] = {k: v for k, v in query.items()}
-        if req.method.upper() == "POST" and req.body:
+            return _target_operation(targets[0], endpoint), _json_fields(req)
+        fields: dict[str, tuple[str, ...]] = dict(query)
+        if req.body and (req.method.upper() == "POST" or _is_form(req)):
             if not req.body_complete:
                 raise ConnectorError("form body larger than the inspection limit", connector=_NAME)
             form = parse_form(req.body, connector=_NAME)
-            if "Action" in form and "Action" in query:
+            if _action_keys(form) and _action_keys(query):
                 raise ConnectorError("`Action` in both the query and the body", connector=_NAME)
-            fields.update(form)
-        actions = fields.get("Action")
-        if not actions:
-            return None, fields
-        assert isinstance(actions, (list, tuple))
-        if len(set(actions)) != 1:
+            for key, values in form.items():  # one field in both: every value, compared
+                fields[key] = fields.get(key, ()) + values
+        keys = _action_keys(fields)
+        if not keys:
+            return None, dict(fields)
+        if keys != ["Action"]:
+            named = ", ".join(f"`{key[:40]}`" for key in keys if key != "Action")
+            raise ConnectorError(
+                f"refused {named}: only `Action` names the operation", connector=_NAME
+            )
+        if len(set(fields["Action"])) != 1:
             raise ConnectorError("`Action` given twice", connector=_NAME)
-        return _checked(str(actions[0])), {k: _one(v) for k, v in fields.items()}
+        operation = _checked(fields["Action"][0])
+        return operation, {k: _one(v) for k, v in fields.items()}
 
     def _lambda(self, req: HttpRequest, method: str, endpoint: AwsEndpoint) -> ParsedAction:
         # Lambda is routed by path: the catalogue's path rules hold (refusals, one trailing
@@ -243,9 +293,48 @@ class AwsConnector(Connector):
         return [ActionInfo(t, m, p, r, d) for t, m, p, r, d in rows]  # type: ignore[arg-type]
 
 
+def _target_operation(target: str, endpoint: AwsEndpoint) -> str:
+    """The operation of ``X-Amz-Target: <prefix>.<Operation>`` (trimmed of spaces and tabs
+    only, as HTTP does), refused when the prefix addresses another service."""
+    found = _TARGET.fullmatch(target.strip(" \t"))
+    if found is None:
+        raise ConnectorError(f"invalid `X-Amz-Target` `{target[:100]}`", connector=_NAME)
+    prefix, operation = found.groups()
+    service = _TARGETS.get(prefix.lower().split("_")[0].rstrip("v0123456789"))
+    if service is None and not prefix.lower().startswith(endpoint.service):
+        raise ConnectorError(f"unknown `X-Amz-Target` `{target[:100]}`", connector=_NAME)
+    if service is not None and service != endpoint.service:
+        raise ConnectorError(
+            f"`X-Amz-Target` `{target[:100]}` addresses {service}, the host "
+            f"{endpoint.service}: refused",
+            connector=_NAME,
+        )
+    return _checked(operation)
+
+
+def _action_keys(fields: Mapping[str, object]) -> list[str]:
+    """The parameters that could name a query operation, in any case: as a case-insensitive
+    comparison may read them, which folds a dotless or dotted I and a long S into ASCII."""
+    return sorted(key for key in fields if _folded(key) in _ACTION_KEYS)
+
+
+def _folded(key: str) -> str:
+    return "".join(c.lower() if c.isascii() else c.upper().lower()[:1] for c in key)
+
+
+def _is_form(req: HttpRequest) -> bool:
+    content_type = req.header("content-type") or ""
+    return content_type.strip().lower().startswith("application/x-www-form-urlencoded")
+
+
 def _checked(operation: str) -> str:
-    if not _OPERATION.match(operation):
-        raise ConnectorError(f"invalid aws operation `{operation[:100]}`", connector=_NAME)
+    """`operation` when it is spelled as the service's model spells it, else refused: no
+    other case, separator, space or character is named (module docstring)."""
+    if not _OPERATION.fullmatch(operation):
+        raise ConnectorError(
+            f"invalid aws operation `{operation[:100]}`: not the api's CamelCase spelling",
+            connector=_NAME,
+        )
     return operation
 
 

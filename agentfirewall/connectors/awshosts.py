@@ -1,12 +1,38 @@
-"""Which AWS service, region and S3 bucket a hostname addresses.
+"""Which AWS service, region and S3 bucket a hostname addresses. Pure string logic.
 
-``bucket.s3.us-west-2.amazonaws.com`` → (``s3``, ``us-west-2``, ``bucket``) (virtual-host
-style), ``s3.us-west-2.amazonaws.com`` → (``s3``, ``us-west-2``, None) (path style: the
-bucket is the first path segment), ``s3.amazonaws.com`` and ``s3-external-1`` are
-``us-east-1``, ``s3-us-west-2`` the legacy dash form, ``s3.dualstack.REGION`` the
-dual-stack one. Any other ``SERVICE.REGION.amazonaws.com`` (``sqs``, ``sns``, ``dynamodb``,
-``lambda``, ``secretsmanager``, ``sts``) is that service in that region; global endpoints
-(``sts.amazonaws.com``, ``iam.amazonaws.com``) are ``us-east-1``. Pure string logic.
+S3 hosts are read from the right, as S3 reads them: the endpoint is the longest known form
+at the end of the name (below), and every label left of it is the bucket (virtual-host
+style; none: path style, the bucket is the first path segment). So a bucket named
+``s3-logs`` or ``my.s3.bucket`` is a bucket, never part of the endpoint.
+
+=========================================  ==========================  ===============
+endpoint (``…`` = ``.amazonaws.com``)      region                      bucket
+=========================================  ==========================  ===============
+``s3…``, ``s3-external-1…``                ``us-east-1``               labels before
+``s3-REGION…`` (legacy dash form)          REGION                      labels before
+``s3.REGION…``, ``s3.dualstack.REGION…``   REGION                      labels before
+``s3-fips.REGION…`` (and ``.dualstack``),  REGION                      labels before
+``s3-fips-REGION…`` (legacy)
+``s3-accelerate…`` (and ``.dualstack``)    the signature's scope (1)   labels before (2)
+``NAME-ACCOUNT.s3-accesspoint.REGION…``    REGION                      the access
+(and ``-fips``, ``.dualstack``)                                        point's ARN (3)
+=========================================  ==========================  ===============
+
+1. Transfer Acceleration hosts carry no region: a request is signed for the bucket's
+   region, and S3 refuses a signature scoped to another. So the region is the SigV4
+   credential scope of the request's ``Authorization`` (service ``s3``): the scope the
+   gateway signs with, and the one S3 checks. Without one the host names nothing.
+2. Acceleration is virtual-host style only: ``s3-accelerate.amazonaws.com/bucket`` names
+   nothing (see :func:`s3_refusal`).
+3. An access point is no bucket: its requests name the access point's ARN as ``bucket``
+   (``arn:aws:s3:us-east-1:123456789012:accesspoint/name``, as boto3 takes it for
+   ``Bucket=``), and the whole path is the key.
+
+Other S3 forms (``s3-website``, ``s3-control``, ``s3-object-lambda``, ``s3-outposts``,
+multi-region access points, PrivateLink ``vpce`` names) name nothing here. Any other
+``SERVICE.REGION.amazonaws.com`` (``sqs``, ``sns``, ``dynamodb``, ``lambda``,
+``secretsmanager``, ``sts``) is that service in that region; global endpoints
+(``sts.amazonaws.com``, ``iam.amazonaws.com``) are ``us-east-1``.
 """
 
 from __future__ import annotations
@@ -14,57 +40,80 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["AwsEndpoint", "aws_endpoint", "credential_scope"]
+__all__ = ["AwsEndpoint", "aws_endpoint", "credential_scope", "s3_refusal"]
 
 _SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]$")
-_SERVICE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]")
+_SERVICE = re.compile(r"[a-z][a-z0-9-]{1,40}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+#: An access point host label: ``NAME-ACCOUNT`` (name 3-50 characters, a 12-digit account).
+_ACCESS_POINT = re.compile(r"([a-z0-9][a-z0-9-]{1,48}[a-z0-9])-([0-9]{12})")
 _SCOPE = re.compile(r"Credential=[^/,\s]+/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 #: Endpoint prefix -> signing name, where they differ.
-_SIGNING_NAMES = {"email": "ses", "s3-external-1": "s3"}
+_SIGNING_NAMES = {"email": "ses"}
+_GLOBAL = "us-east-1"
+#: S3 endpoint forms, matched against the last labels of the host (``REGION``: that label
+#: is the region), and what the labels before them are.
+_S3_FORMS = (
+    (("s3",), "bucket"),
+    (("s3-external-1",), "bucket"),
+    (("s3", "REGION"), "bucket"),
+    (("s3", "dualstack", "REGION"), "bucket"),
+    (("s3-fips", "REGION"), "bucket"),
+    (("s3-fips", "dualstack", "REGION"), "bucket"),
+    (("s3-accelerate",), "accelerate"),
+    (("s3-accelerate", "dualstack"), "accelerate"),
+    (("s3-accesspoint", "REGION"), "access point"),
+    (("s3-accesspoint", "dualstack", "REGION"), "access point"),
+    (("s3-accesspoint-fips", "REGION"), "access point"),
+    (("s3-accesspoint-fips", "dualstack", "REGION"), "access point"),
+)
+#: The legacy dash forms ``s3-REGION`` and ``s3-fips-REGION``.
+_S3_DASH = re.compile(r"s3-(?:fips-)?([a-z]{2}(?:-[a-z]+)+-[0-9])")
 
 
 @dataclass(frozen=True, slots=True)
 class AwsEndpoint:
     service: str
     region: str
-    #: The bucket a virtual-host style S3 hostname names (None: path style or not S3).
+    #: The bucket a virtual-host style S3 hostname names (None: path style or not S3); for
+    #: an access point, its ARN.
     bucket: str | None = None
 
 
-def aws_endpoint(host: str) -> AwsEndpoint | None:
-    """The service, region and bucket of `host`, or None when it is no AWS endpoint."""
-    host = host.lower().rstrip(".")
-    suffix = next((s for s in _SUFFIXES if host.endswith(s)), None)
-    if suffix is None:
+def aws_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint | None:
+    """The service, region and bucket of `host`, or None when it names no AWS endpoint.
+
+    `authorization` (the request's ``Authorization``) gives the region of a host that has
+    none (S3 Transfer Acceleration); without it such a host is None, and the signer takes
+    the scope itself (``agentfirewall.credentials.injectors``).
+    """
+    labels = _labels(host)
+    if labels is None:
         return None
-    labels = host[: -len(suffix)].split(".")
-    for index, label in enumerate(labels):
-        if label == "s3" or label.startswith("s3-"):
-            return _s3(labels[:index], label, labels[index + 1 :])
-    if len(labels) == 1 and _SERVICE.match(labels[0]):
-        return AwsEndpoint(_SIGNING_NAMES.get(labels[0], labels[0]), "us-east-1")
-    if len(labels) == 2 and _SERVICE.match(labels[0]) and _REGION.match(labels[1]):
+    if any(label == "s3" or label.startswith("s3-") for label in labels):
+        return _s3(labels, authorization)
+    if len(labels) == 1 and _SERVICE.fullmatch(labels[0]):
+        return AwsEndpoint(_SIGNING_NAMES.get(labels[0], labels[0]), _GLOBAL)
+    if len(labels) == 2 and _SERVICE.fullmatch(labels[0]) and _REGION.fullmatch(labels[1]):
         return AwsEndpoint(_SIGNING_NAMES.get(labels[0], labels[0]), labels[1])
     return None
 
 
-def _s3(before: list[str], label: str, after: list[str]) -> AwsEndpoint | None:
-    bucket = ".".join(before) or None
-    if bucket is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+def s3_refusal(host: str) -> str | None:
+    """Why a request to `host` is refused rather than left unnamed: an S3 Transfer
+    Acceleration host that :func:`aws_endpoint` cannot name (no bucket, or no signature to
+    tell the region); else None."""
+    labels = _labels(host)
+    form = None if labels is None else _s3_form(labels)
+    if form is None or form[2] != "accelerate":
         return None
-    if label in ("s3", "s3-external-1"):
-        if after and after[0] == "dualstack":
-            after = after[1:]
-        if not after:
-            return AwsEndpoint("s3", "us-east-1", bucket)
-        if len(after) == 1 and _REGION.match(after[0]):
-            return AwsEndpoint("s3", after[0], bucket)
-        return None
-    region = label[3:]
-    if not after and _REGION.match(region):
-        return AwsEndpoint("s3", region, bucket)
-    return None  # s3-accesspoint, s3-website, s3-control...: not named here
+    if form[0] is None:
+        return "s3 transfer acceleration is virtual-host style only: put the bucket in the host"
+    return (
+        f"`{host[:200]}` names no region (s3 transfer acceleration): sign the request "
+        "(sigv4, service s3, the bucket's region) and the gateway signs it for that region"
+    )
 
 
 def credential_scope(authorization: str | None) -> tuple[str, str] | None:
@@ -72,6 +121,60 @@ def credential_scope(authorization: str | None) -> tuple[str, str] | None:
     if not authorization:
         return None
     found = _SCOPE.search(authorization)
-    if found is None or not _REGION.match(found.group(2)):
+    if found is None or not _REGION.fullmatch(found.group(2)):
         return None
     return found.group(2), found.group(3)
+
+
+def _labels(host: str) -> list[str] | None:
+    host = host.lower().rstrip(".")
+    suffix = next((s for s in _SUFFIXES if host.endswith(s)), None)
+    return None if suffix is None else host[: -len(suffix)].split(".")
+
+
+def _s3_form(labels: list[str]) -> tuple[str | None, str | None, str] | None:
+    """(the labels before the endpoint, joined, or None; the region label, or None; the
+    kind of the labels before) of the S3 endpoint `labels` end with, or None."""
+    for pattern, kind in _S3_FORMS:
+        if len(pattern) > len(labels):
+            continue
+        tail = labels[len(labels) - len(pattern) :]
+        region = None
+        for want, label in zip(pattern, tail, strict=True):
+            if want == "REGION" and _REGION.fullmatch(label):
+                region = label
+            elif want != label:
+                break
+        else:
+            return ".".join(labels[: len(labels) - len(pattern)]) or None, region, kind
+    found = _S3_DASH.fullmatch(labels[-1])
+    if found is None:
+        return None
+    return ".".join(labels[:-1]) or None, found.group(1), "bucket"
+
+
+def _s3(labels: list[str], authorization: str | None) -> AwsEndpoint | None:
+    form = _s3_form(labels)
+    if form is None:
+        return None  # s3-website, s3-control, s3-object-lambda, vpce...: not named here
+    before, region, kind = form
+    if kind == "access point":
+        found = _ACCESS_POINT.fullmatch(before or "")
+        if found is None or region is None:
+            return None
+        arn = f"arn:{_partition(region)}:s3:{region}:{found.group(2)}:accesspoint/{found.group(1)}"
+        return AwsEndpoint("s3", region, arn)
+    if before is not None and not _BUCKET.fullmatch(before):
+        return None
+    if kind == "accelerate":
+        scope = credential_scope(authorization)
+        if before is None or scope is None or scope[1] != "s3":
+            return None
+        region = scope[0]
+    return AwsEndpoint("s3", region or _GLOBAL, before)
+
+
+def _partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
