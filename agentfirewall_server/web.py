@@ -31,6 +31,7 @@ from agentfirewall.jsonlimits import int_problem, json_problem, printable
 
 __all__ = [
     "ApiError",
+    "NoBody",
     "Strict",
     "check_query",
     "error_response",
@@ -39,6 +40,7 @@ __all__ = [
     "json_fast",
     "json_ok",
     "json_text",
+    "no_body",
     "nul_in_url",
     "parse_json",
     "parse_model",
@@ -430,6 +432,23 @@ def query_number(request: Request, name: str, default: float | None, high: float
     if math.isnan(value):
         raise ApiError(400, f"`{name}` must be a number, not `{raw[:40]}`", field=name)
     return max(0.0, min(value, high))
+
+
+class NoBody(Strict):
+    """The body of a route that reads none: nothing, or ``{}``."""
+
+
+async def no_body(request: Request) -> None:
+    """For a route that reads no body: none, or ``{}``. A field would be dropped unread (a
+    ``reason`` sent with a revocation that no audit event shows), so it is 422."""
+    try:
+        await read_model(request, NoBody, allow_empty=True)
+    except ApiError as exc:
+        route = printable(f"{request.method} {request.url.path}", 300)
+        message = f"{exc.message}: {route} takes no body (send none, or {{}})"
+        raise ApiError(
+            exc.status, message, code=exc.code, headers=exc.headers, **exc.extra
+        ) from None
 
 
 async def read_model(request: Request, model: type[M], *, allow_empty: bool = False) -> M:

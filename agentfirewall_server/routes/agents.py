@@ -30,7 +30,7 @@ from agentfirewall_server.store.schema import (
     permissions,
     shadow_permissions,
 )
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
 
 __all__ = ["routes"]
 
@@ -293,6 +293,7 @@ def _let_go(
 
 async def _status_endpoint(request: Request, status: str) -> JSONResponse:
     who = await require_role(request, "admin")
+    await no_body(request)
     agent = _find(request)
     if agent.status == "revoked":  # for good; its name may belong to a new agent by now
         if status == "revoked":
@@ -319,6 +320,7 @@ async def revoke_agent(request: Request) -> JSONResponse:
 
 async def rotate_agent(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
+    await no_body(request)
     agent = _find(request)
     if agent.status == "revoked":
         raise ApiError(409, _removed(agent.name))

@@ -26,7 +26,7 @@ from agentfirewall_server.checkpoints import Checkpoint, checkpoint_line
 from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.routes.trafficrows import page, parse_place, traffic_json
 from agentfirewall_server.store.schema import INTEGER_MAX, audit_events, traffic
-from agentfirewall_server.web import ApiError, check_query, json_ok
+from agentfirewall_server.web import ApiError, check_query, json_ok, no_body
 
 __all__ = ["routes"]
 
@@ -154,6 +154,7 @@ async def list_checkpoints(request: Request) -> JSONResponse:
 
 async def make_checkpoint(request: Request) -> JSONResponse:
     await require_role(request, "admin")
+    await no_body(request)
     cp = await state_of(request).checkpoints.checkpoint("request")
     return json_ok({"checkpoint": cp.to_dict()}, 201)
 

@@ -35,7 +35,14 @@ from agentfirewall_server.llmprices import DEFAULT_PRICES, PriceTable
 from agentfirewall_server.snapshot import put_setting
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import budget_usage, budgets
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model, validation_error
+from agentfirewall_server.web import (
+    ApiError,
+    Strict,
+    json_ok,
+    no_body,
+    read_model,
+    validation_error,
+)
 
 __all__ = ["covered_by", "prices_of", "routes"]
 
@@ -165,6 +172,7 @@ async def put_budget(request: Request) -> JSONResponse:
 
 async def delete_budget(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
+    await no_body(request)
     name = request.path_params["name"]
 
     def job(conn: Connection) -> None:

@@ -28,7 +28,7 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.store.schema import connectors, credentials
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
 
 __all__ = ["CONNECTOR_OPTIONS", "DOCUMENTED_TYPES", "connector_json", "routes"]
 
@@ -341,6 +341,7 @@ async def change_connector(request: Request) -> JSONResponse:
 
 async def remove_connector(request: Request) -> Response:
     who = await require_role(request, "admin")
+    await no_body(request)
     cid = request.path_params["id"]
     state = state_of(request)
 
@@ -444,6 +445,7 @@ async def release_refresh_lease(request: Request) -> JSONResponse:
     """End a gateway's refresh lease without a rotation (idempotent: `released` false when
     it had ended already)."""
     await require_gateway(request)
+    await no_body(request)
     cid = request.path_params["id"]
     lease = request.path_params["lease"]
     released = len(lease) <= 40 and await state_of(request).db.write(

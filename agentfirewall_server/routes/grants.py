@@ -17,7 +17,7 @@ from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.grants import grant_json, revoke_row
 from agentfirewall_server.store.schema import grants
-from agentfirewall_server.web import ApiError, check_query, json_ok
+from agentfirewall_server.web import ApiError, check_query, json_ok, no_body
 
 __all__ = ["routes"]
 
@@ -66,6 +66,7 @@ async def show_grant(request: Request) -> JSONResponse:
 
 async def revoke_grant(request: Request) -> JSONResponse:
     who = await require_role(request, "member")
+    await no_body(request)
     gid = request.path_params["id"]
 
     def job(conn: Connection) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from agentfirewall_server.identity import (
 from agentfirewall_server.signin import SigninThrottle, record_failure, retry_after, throttled
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import sessions, tokens, users
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
 
 __all__ = ["routes"]
 
@@ -330,6 +330,7 @@ def _end_sessions(conn: Connection, uid: str) -> dict[str, int]:
 async def remove_user(request: Request) -> Response:
     """Remove a user: their sessions and API tokens end at once."""
     who = await require_role(request, "owner")
+    await no_body(request)
     uid = request.path_params["id"]
 
     def job(conn: Connection) -> None:
@@ -408,6 +409,7 @@ async def revoke_token(request: Request) -> Response:
     The row stays as ``kind: revoked``, so a restart does not register a revoked bootstrap
     token again: set a new ``AGENTFIREWALL_ADMIN_TOKEN`` (or delete ``admin.token``)."""
     who = await require_role(request, "owner")
+    await no_body(request)
     prefix = request.path_params["prefix"]
 
     def job(conn: Connection) -> None:

@@ -16,7 +16,7 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.store.schema import permissions
-from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
 __all__ = ["permission_json", "routes"]
 
@@ -130,6 +130,7 @@ async def set_preset(request: Request) -> JSONResponse:
 
 async def delete_permission(request: Request) -> Response:
     who = await require_role(request, "admin")
+    await no_body(request)
     pid = request.path_params["id"]
     state = state_of(request)
 

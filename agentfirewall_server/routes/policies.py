@@ -18,7 +18,7 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.store.schema import policies, policy_versions
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
 
 __all__ = ["policy_json", "routes"]
 
@@ -182,6 +182,7 @@ async def put_policy(request: Request) -> JSONResponse:
 
 async def delete_policy(request: Request) -> Response:
     who = await require_role(request, "admin")
+    await no_body(request)
     row = _find(request)
 
     def job(conn: Connection) -> None:
@@ -201,6 +202,7 @@ async def delete_policy(request: Request) -> Response:
 
 async def _toggle(request: Request, enabled: bool) -> JSONResponse:
     who = await require_role(request, "admin")
+    await no_body(request)
     row = _find(request)
 
     def job(conn: Connection) -> dict[str, Any]:
@@ -265,6 +267,7 @@ async def packs(request: Request) -> JSONResponse:
 
 async def install_pack(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
+    await no_body(request)
     name = request.path_params["name"]
     if name not in {p.name for p in list_packs()}:
         raise ApiError(404, f"no policy pack `{name}`: see GET /api/v1/policy-packs")

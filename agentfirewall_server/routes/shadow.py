@@ -21,7 +21,7 @@ from agentfirewall_server import shadowstore
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.routes.replay import CandidatePermission, candidate_permissions
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
 
 __all__ = ["routes"]
 
@@ -88,6 +88,7 @@ async def add_policy(request: Request) -> JSONResponse:
 
 async def remove_policy(request: Request) -> Response:
     who = await require_role(request, "admin")
+    await no_body(request)
     ident = request.path_params["id"]
     state = state_of(request)
     rows = state.snapshot.shadow.policies if state.snapshot.shadow else []
@@ -119,6 +120,7 @@ async def set_permissions(request: Request) -> JSONResponse:
 
 async def remove_permissions(request: Request) -> Response:
     who = await require_role(request, "admin")
+    await no_body(request)
     state = state_of(request)
     if state.snapshot.shadow is None or not state.snapshot.shadow.permissions:
         raise ApiError(404, "no shadow permission set is installed")
@@ -128,6 +130,7 @@ async def remove_permissions(request: Request) -> Response:
 
 async def promote(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
+    await no_body(request)
     try:
         done = await state_of(request).change_config(lambda c: shadowstore.promote(c, who.actor))
     except shadowstore.NothingToPromote:

@@ -24,7 +24,7 @@ from agentfirewall_server.keystore import where_looked
 from agentfirewall_server.rotate import Progress, run_rotation
 from agentfirewall_server.state import AppState
 from agentfirewall_server.vaultcheck import keys_in_use
-from agentfirewall_server.web import ApiError, json_ok
+from agentfirewall_server.web import ApiError, json_ok, no_body
 
 __all__ = ["routes"]
 
@@ -87,6 +87,7 @@ async def _run(state: AppState, rotation: Rotation, actor: str) -> None:
 
 async def rotate(request: Request) -> JSONResponse:
     who = await require_role(request, "owner")
+    await no_body(request)
     state = state_of(request)
     current: Rotation | None = state.rotation
     if current is not None and current.state == "running":
