@@ -66,7 +66,6 @@ PR = P + "/pulls/{pull_number:int}"
 ISSUE = P + "/issues/{issue_number:int}"
 RUN = P + "/actions/runs/{run_id:int}"
 TEAM = "/orgs/{org}/teams/{team_slug}"
-HOOK = P + "/hooks/{hook_id:int}"
 ENV = P + "/environments/{environment_name}"
 
 # fmt: off
@@ -164,6 +163,35 @@ def _rulesets(owner: str, kind: str) -> tuple[R, ...]:
         R("PUT", one, "github.branch_protection.update", "high", f"Change a ruleset of {kind}"),
         R("DELETE", one, "github.branch_protection.delete", "high",
           f"Remove a ruleset of {kind}"),
+    )  # fmt: skip
+
+
+def _webhooks(owner: str, kind: str) -> tuple[R, ...]:
+    """The webhooks of `kind` (``a repository`` or ``an organisation``: an organisation's hear
+    every repository's events), their configuration (URL, secret) and deliveries."""
+    hook = owner + "/hooks/{hook_id:int}"
+    test = R("POST", hook + "/tests", "github.webhook.test", "medium",
+             "Send the latest push event to a webhook")  # fmt: skip
+    return (
+        R("GET", owner + "/hooks", "github.webhook.list", "low", f"List the webhooks of {kind}"),
+        R("POST", owner + "/hooks", "github.webhook.create", "high",
+          f"Add a webhook to {kind}"),
+        R("GET", hook, "github.webhook.get", "low", f"Get a webhook of {kind}"),
+        R("PATCH", hook, "github.webhook.update", "high",
+          f"Change a webhook of {kind} (its URL, secret, events)"),
+        R("DELETE", hook, "github.webhook.delete", "high", f"Delete a webhook of {kind}"),
+        R("GET", hook + "/config", "github.webhook.get", "low",
+          f"Get the configuration of a webhook of {kind}"),
+        R("PATCH", hook + "/config", "github.webhook.update", "high",
+          f"Change the configuration (URL, secret) of a webhook of {kind}"),
+        R("POST", hook + "/pings", "github.webhook.ping", "low", "Send a ping event to a webhook"),
+        *((test,) if owner == P else ()),  # an organisation's hooks have no /tests
+        R("GET", hook + "/deliveries", "github.webhook_delivery.list", "low",
+          "List the deliveries of a webhook"),
+        R("GET", hook + "/deliveries/{delivery_id:int}", "github.webhook_delivery.get", "low",
+          "Get a delivery of a webhook"),
+        R("POST", hook + "/deliveries/{delivery_id:int}/attempts",
+          "github.webhook_delivery.redeliver", "medium", "Send a webhook delivery again"),
     )  # fmt: skip
 
 
@@ -302,25 +330,8 @@ _REPOS = (
       "Grant a user access", ("permission",)),
     R("DELETE", P + "/collaborators/{username}", "github.collaborator.remove", "high",
       "Remove a collaborator"),
-    R("GET", P + "/hooks", "github.webhook.list", "low", "List repository webhooks"),
-    R("POST", P + "/hooks", "github.webhook.create", "high", "Add a repository webhook"),
-    R("GET", HOOK, "github.webhook.get", "low", "Get a repository webhook"),
-    R("PATCH", HOOK, "github.webhook.update", "high",
-      "Change a repository webhook (its URL, secret, events)"),
-    R("DELETE", HOOK, "github.webhook.delete", "high", "Delete a repository webhook"),
-    R("GET", HOOK + "/config", "github.webhook.get", "low",
-      "Get a repository webhook's configuration"),
-    R("PATCH", HOOK + "/config", "github.webhook.update", "high",
-      "Change a repository webhook's configuration (URL, secret)"),
-    R("POST", HOOK + "/pings", "github.webhook.ping", "low", "Send a ping event to a webhook"),
-    R("POST", HOOK + "/tests", "github.webhook.test", "medium",
-      "Send the latest push event to a webhook"),
-    R("GET", HOOK + "/deliveries", "github.webhook_delivery.list", "low",
-      "List the deliveries of a webhook"),
-    R("GET", HOOK + "/deliveries/{delivery_id:int}", "github.webhook_delivery.get", "low",
-      "Get a delivery of a webhook"),
-    R("POST", HOOK + "/deliveries/{delivery_id:int}/attempts",
-      "github.webhook_delivery.redeliver", "medium", "Send a webhook delivery again"),
+    *_webhooks(P, "a repository"),
+    *_webhooks("/orgs/{org}", "an organisation"),
     R("GET", P + "/keys", "github.deploy_key.list", "low", "List deploy keys"),
     R("POST", P + "/keys", "github.deploy_key.create", "high", "Add a deploy key",
       ("title", "read_only")),

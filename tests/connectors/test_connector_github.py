@@ -25,6 +25,24 @@ def req(method: str, path: str, body: object = None, host: str = API) -> HttpReq
 
 Row = tuple[str, str, object, str, str, dict[str, object]]
 
+# An organisation's webhooks (they hear every repository's events): the repository's
+# webhook family, `github.unknown.<method>` before.
+ORG_HOOK = "/orgs/acme/hooks/4"
+ORG_HOOK_ROWS: list[Row] = [
+    ("GET", "/orgs/acme/hooks", None, "github.webhook.list", "low", {}),
+    ("POST", "/orgs/acme/hooks", {"name": "web"}, "github.webhook.create", "high", {}),
+    ("GET", ORG_HOOK, None, "github.webhook.get", "low", {"hook_id": 4}),
+    ("PATCH", ORG_HOOK, {"active": True}, "github.webhook.update", "high", {"hook_id": 4}),
+    ("DELETE", ORG_HOOK, None, "github.webhook.delete", "high", {"hook_id": 4}),
+    ("GET", ORG_HOOK + "/config", None, "github.webhook.get", "low", {"hook_id": 4}),
+    ("PATCH", ORG_HOOK + "/config", {}, "github.webhook.update", "high", {"hook_id": 4}),
+    ("POST", ORG_HOOK + "/pings", None, "github.webhook.ping", "low", {"hook_id": 4}),
+    ("GET", ORG_HOOK + "/deliveries", None, "github.webhook_delivery.list", "low",
+     {"hook_id": 4}),
+    ("POST", ORG_HOOK + "/deliveries/7/attempts", None, "github.webhook_delivery.redeliver",
+     "medium", {"hook_id": 4, "delivery_id": 7}),
+]  # fmt: skip
+
 # Repository settings GitHub serves that were `github.unknown.<method>` before: an
 # environment's deployment branch policies and protection rules (github.environment.*,
 # like every part of branch protection), a webhook and its config, deliveries, pings and
@@ -613,6 +631,7 @@ ROWS: list[Row] = [
         {"title": "k"},
     ),
     *SETTINGS_ROWS,
+    *ORG_HOOK_ROWS,
     ("GET", R + "/actions/secrets", None, "github.secret.list", "low", {}),
     (
         "PUT",
@@ -821,6 +840,10 @@ def test_resource_account_and_target_from_path() -> None:
     }
     org = GH.parse(req("POST", "/orgs/acme/teams", {"name": "t"})).spec
     assert (org.resource.account, org.resource.target) == ("acme", "acme")
+    hook = GH.parse(req("PATCH", "/orgs/acme/hooks/4/config", {})).spec
+    assert (hook.resource.account, hook.resource.target) == ("acme", "acme")
+    # an organisation's hooks have no /tests endpoint: it names nothing
+    assert GH.parse(req("POST", "/orgs/acme/hooks/4/tests")).action_type == "github.unknown.post"
 
 
 @pytest.mark.parametrize(("method", "path", "action", "risk"), GIT_ROWS)
