@@ -893,6 +893,14 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
          "require_approval", {}),
         ({"type": "github.branch_protection.get", "parameters": {"branch": "main"}}, None, {}),
         ({"type": "github.branch_protection.list"}, None, {})],
+    "access-changes": [
+        *(({"type": t}, "require_approval", {})
+          for t in ("github.deploy_key.create", "github.collaborator.add",
+                    "github.webhook.create", "github.webhook.update",
+                    "github.environment.update", "github.environment.delete")),
+        *(({"type": t}, None, {})
+          for t in ("github.deploy_key.list", "github.webhook.get", "github.webhook.ping",
+                    "github.environment.get", "github.collaborator.list"))],
     "large-money-movement": [
         *(({"type": t, "parameters": {"amount": 50001}}, "require_approval", {})
           for t in ("stripe.transfer.create", "stripe.payout.create", "stripe.refund.create",
