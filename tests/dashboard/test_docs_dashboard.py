@@ -168,7 +168,7 @@ def test_an_expired_session_sends_the_click_to_sign_in_and_decides_nothing(
         ).rowcount
     assert expired >= 1
     card.get_by_role("button", name="Approve once").click()
-    # (each refused call of the page sends it there: a second may cut the first short)
+    # (the first refused call sends it there, once: test_expired_session.py)
     expect(page).to_have_url(f"{board.url}/dashboard/login?next=%2Fdashboard%2Fapprovals")
     board.wait_ready(page)
     assert _status(board, held) == "pending"
@@ -233,7 +233,7 @@ def test_a_role_taken_away_meanwhile_ends_the_session_and_changes_nothing(
     card = page.locator(f"article[data-approval-id='{held['id']}']")
     board.api("PATCH", f"/users/{person['id']}", {"role": "viewer"})
     card.get_by_role("button", name="Approve once").click()
-    # (each refused call of the page sends it there: a second may cut the first short)
+    # (the first refused call sends it there, once: test_expired_session.py)
     expect(page).to_have_url(f"{board.url}/dashboard/login?next=%2Fdashboard%2Fapprovals")
     board.wait_ready(page)
     assert _status(board, held) == "pending"

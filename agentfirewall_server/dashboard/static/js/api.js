@@ -30,8 +30,24 @@ export function signInUrl() {
   return `${BASE}/login?next=${encodeURIComponent(here)}`;
 }
 
+// The one way a signed-in page leaves for the sign-in page, once: when a session ends,
+// every call in flight comes back 401 at about the same moment, and each navigation would
+// cut the one before short (a sign-out adds its own). `replace`: Back must not return to
+// the page that can no longer be shown, only to be sent away again.
+let leaving = false;
+
+export function leaveForSignIn({ comeBack = true } = {}) {
+  if (leaving) return;
+  leaving = true;
+  window.location.replace(comeBack ? signInUrl() : `${BASE}/login`);
+}
+
+const sessionEnded = () => new ApiError(401, { message: "your session has ended: sign in again" });
+
 // `root` is the API by default; the sandbox's endpoint lives under the dashboard (BASE).
-export async function api(path, { method = "GET", json, query, root = API } = {}) {
+// A 401 on a signed-in page leaves for the sign-in page, unless `leaveOn401` is false.
+export async function api(path, { method = "GET", json, query, root = API, leaveOn401 = true } = {}) {
+  if (leaving) throw sessionEnded(); // the page is on its way out: ask nothing more
   const headers = { Accept: "application/json" };
   const init = { method, headers, credentials: "same-origin", cache: "no-store" };
   if (json !== undefined) {
@@ -40,9 +56,9 @@ export async function api(path, { method = "GET", json, query, root = API } = {}
   }
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
   const response = await fetch(apiUrl(path, query, root), init);
-  if (response.status === 401 && body.dataset.signedIn === "yes") {
-    window.location.assign(signInUrl());
-    throw new ApiError(401, { message: "your session has ended: sign in again" });
+  if (response.status === 401 && body.dataset.signedIn === "yes" && leaveOn401) {
+    leaveForSignIn();
+    throw sessionEnded();
   }
   if (response.status === 204) return null;
   const type = response.headers.get("Content-Type") || "";

@@ -1,5 +1,5 @@
 // Every signed-in page starts here: who am I, my role, the header, role gating.
-import { api, BASE, setCsrfToken, signInUrl } from "./api.js";
+import { api, leaveForSignIn, setCsrfToken } from "./api.js";
 import { $, fail, setText } from "./dom.js";
 import { onEvent } from "./events.js";
 
@@ -42,19 +42,19 @@ async function showKillSwitch() {
 
 async function logout() {
   try {
-    await api("/auth/logout", { method: "POST" });
+    await api("/auth/logout", { method: "POST", leaveOn401: false });
   } catch (error) {
-    if (error.status !== 401) fail(error);
+    if (error.status !== 401) fail(error); // 401: the session had already ended
   }
-  window.location.assign(`${BASE}/login`);
+  leaveForSignIn({ comeBack: false });
 }
 
 export async function startPage(main) {
   let me;
   try {
     me = await api("/auth/me");
-  } catch (error) {
-    if (error.status !== 401) window.location.assign(signInUrl());
+  } catch {
+    leaveForSignIn(); // (after a 401 the page is already leaving)
     return;
   }
   session.user = me.user;

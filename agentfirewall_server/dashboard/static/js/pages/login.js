@@ -2,14 +2,19 @@ import { api, BASE } from "../api.js";
 import { $, errorMessage, formToObject } from "../dom.js";
 
 function nextPage() {
-  const next = new URLSearchParams(window.location.search).get("next") || "";
+  let next = new URLSearchParams(window.location.search).get("next") || "";
   const home = `${BASE}/overview`;
   // Only a page of the dashboard: never another origin, nor a path that leaves the
-  // dashboard once the browser resolves it (`/dashboard/../api/...`).
-  if (!next.startsWith("/") || next.startsWith("//") || next.includes("\\")) return home;
-  const target = new URL(next, window.location.origin);
-  if (target.origin !== window.location.origin || !target.pathname.startsWith(`${BASE}/`)) return home;
-  return target.pathname + target.search + target.hash;
+  // dashboard once the browser resolves it (`/dashboard/../api/...`). Never this page
+  // again either: a `next` naming the sign-in page (an old link) is followed to its own.
+  for (let depth = 0; depth < 4; depth += 1) {
+    if (!next.startsWith("/") || next.startsWith("//") || next.includes("\\")) return home;
+    const target = new URL(next, window.location.origin);
+    if (target.origin !== window.location.origin || !target.pathname.startsWith(`${BASE}/`)) return home;
+    if (target.pathname !== `${BASE}/login`) return target.pathname + target.search + target.hash;
+    next = target.searchParams.get("next") || "";
+  }
+  return home;
 }
 
 $("#login-form").addEventListener("submit", async (event) => {
