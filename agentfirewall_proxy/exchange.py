@@ -10,6 +10,7 @@ or fresh chunks), so what the upstream sees is exactly what was decided on. The 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from agentfirewall_proxy.approvals import HoldOutcome
@@ -132,6 +133,7 @@ async def resume_exchange(
     gateway.begin(flow, conn)
     try:
         outcome = await gateway.holds.finish(flow, outcome)
+        _hold_ended(flow)
         if flow.trace is not None:
             flow.trace.hold_ended(outcome, flow.approval_id)
         _raise_unless_approved(outcome)
@@ -173,6 +175,8 @@ def _note_outcome(flow: Flow) -> None:
 async def _refused(
     gateway: Services, conn: ClientConnection, head: Head, flow: Flow, exc: Refusal
 ) -> bool:
+    if not flow.handed_off:  # the gateway answers itself (not after a forward)
+        flow.handed_off = time.monotonic()
     flow.status, flow.reason = exc.status, exc.message
     if conn.body_pending and conn.clean:
         conn.clean = await _drain_small(conn)
@@ -318,8 +322,13 @@ async def _hold(
     prefix: bytes | None,
     tunnel: Tunnel | None,
 ) -> Parked | None:
-    """Wait for the approval; or park the request (`prefix` given: it was read whole)."""
+    """Wait for the approval; or park the request (`prefix` given: it was read whole).
+
+    The hold (``flow.hold``) lasts from recording the approval to confirming its use: the
+    control plane's and the approver's time, not the gateway's own (``traffic_record``).
+    """
     holds, seconds = gateway.holds, gateway.approval_timeout(flow)
+    flow.hold = (time.monotonic(), 0.0)
     if flow.trace is None:
         outcome = await holds.create(flow, seconds)
     else:
@@ -332,11 +341,17 @@ async def _hold(
             gateway.park(parked, seconds)
             return parked
         outcome = await holds.finish(flow, await holds.wait(flow, seconds, conn.gone))
+    _hold_ended(flow)
     if flow.trace is not None:
         flow.trace.hold_ended(outcome, flow.approval_id)
     _raise_unless_approved(outcome)
     flow.reason = f"approved by grant {flow.grant_id}" if flow.grant_id else "approved"
     return None
+
+
+def _hold_ended(flow: Flow) -> None:
+    if flow.hold is not None:
+        flow.hold = (flow.hold[0], time.monotonic())
 
 
 def _raise_unless_approved(outcome: HoldOutcome) -> None:
@@ -409,6 +424,9 @@ async def _forward(
     first = serialize_request_head(flow.method, target.encode("latin-1"), headers)
     first += _chunk(prefix) if chunked else prefix
     flow.bytes_out = len(prefix)
+    # the gateway's part ends here: connecting to the upstream (or retrying on a fresh
+    # connection) and sending the rest of a streamed body are the upstream's time
+    flow.handed_off = time.monotonic()
     for attempt in (0, 1):
         up = await gateway.pool.acquire(flow.scheme, flow.host, flow.port)
         gateway.attach(flow, up)

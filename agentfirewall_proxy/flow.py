@@ -124,6 +124,11 @@ class Flow:
     parameters: dict[str, Any] | None = None
     #: The grant that let a held request through without a human (``approvals.py``).
     grant_id: str | None = None
+    #: When the gateway's own part ended (monotonic): the request about to go upstream, or
+    #: the gateway's own answer about to be written; 0 until then (``traffic_record``).
+    handed_off: float = 0.0
+    #: When its approval hold began and ended (monotonic; ended 0 while it is held).
+    hold: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = ["OTHER", "BoundedLabels", "Metrics", "catalogue_action_types"]
 
 OTHER = "other"
+#: From 0.1 ms (a gateway decides in microseconds) to 1 s (a credential fetched first).
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                     0.1, 0.25, 0.5, 1.0)  # fmt: skip
 _FALLBACK_METHODS = ("get", "head", "options", "post", "put", "patch", "delete")
 
 
@@ -121,7 +124,16 @@ class Metrics:
         )
         self.duration = Histogram(
             "aaf_request_duration_seconds",
-            "Time to answer an action request or execute it",
+            "Time to answer an SDK action request or execute it, and a proxied request's "
+            "time through the gateway and its upstream (an approval hold excluded)",
+            registry=r,
+        )
+        # no labels: one series whatever the traffic (what a gateway reports per request)
+        self.proxy_overhead = Histogram(
+            "aaf_proxy_overhead_seconds",
+            "A gateway's own time per proxied request (decision and credential injection, "
+            "until forwarded or answered): the upstream and any approval hold excluded",
+            buckets=_OVERHEAD_BUCKETS,
             registry=r,
         )
         self.kill_switch = gauge(

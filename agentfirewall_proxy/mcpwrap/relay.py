@@ -41,6 +41,7 @@ import json
 import secrets
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -309,6 +310,7 @@ class Relay:
     async def _refuse(
         self, message: Any, flow: Flow, code: int, text: str, **extra: object
     ) -> None:
+        flow.handed_off = time.monotonic()  # the relay's own part ends (traffic_record)
         data: dict[str, Any] = {
             "action": flow.action,
             "rule": rpc.rule_of(flow.decision),
@@ -355,13 +357,18 @@ class Relay:
             self.budgets.settle(flow)
 
     async def _approval(self, message: Any, flow: Flow) -> HoldOutcome:
+        """The held message's outcome; its hold (``flow.hold``) lasts from recording the
+        approval to confirming its use, as at the gateway (``exchange._hold``)."""
         seconds = self._timeout(flow)
         flow.bound = _bind(message, flow)
+        flow.hold = (time.monotonic(), 0.0)
         try:
             outcome = await self.holds.create(flow, seconds)
             if outcome is None:
                 outcome = await self._wait(message, flow, seconds)
-            return await self.holds.finish(flow, outcome)
+            outcome = await self.holds.finish(flow, outcome)
+            flow.hold = (flow.hold[0], time.monotonic())
+            return outcome
         except asyncio.CancelledError:
             flow.status, flow.reason = 499, "held request cancelled by the client"
             self._record(flow)

@@ -28,6 +28,7 @@ from agentfirewall_server.audit import append_events, prepare_event
 from agentfirewall_server.auth import require_gateway, state_of
 from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.grants import use_grant
+from agentfirewall_server.metrics import Metrics
 from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.shadow import judge_traffic
 from agentfirewall_server.snapshot import unreadable_json
@@ -67,6 +68,10 @@ class TrafficRecord(Strict):
     would_outcome: Literal["would_deny", "would_hold"] | None = None
     status_code: int | None = Field(default=None, ge=0, le=999)
     latency_ms: float | None = Field(default=None, ge=0)
+    #: The gateway's own time (until forwarded or answered, a hold excepted) and the time
+    #: the request was held for an approval: observed in `/metrics`, not stored.
+    overhead_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    held_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     bytes_in: int | None = Field(default=None, ge=0)
     bytes_out: int | None = Field(default=None, ge=0)
     reason: str | None = Field(default=None, max_length=2000)
@@ -252,12 +257,31 @@ def _saturate(count: int | None) -> int | None:
     return None if count is None else min(count, _COUNT_CEILING)
 
 
+#: What a record carries that no traffic column stores.
+_NOT_STORED = {"created_at", "input", "overhead_ms", "held_ms"}
+
+
+def _observe(metrics: Metrics, record: TrafficRecord) -> None:
+    """A proxied request's overhead, and its duration without its approval hold.
+
+    Only records that carry ``overhead_ms`` (an older gateway's do not, and its
+    ``latency_ms`` may hold a human's wait). A ``tf mcp wrap`` record (method ``MCP``) is
+    made as its message is forwarded: its latency has no upstream part, no duration.
+    """
+    if record.overhead_ms is None:
+        return
+    metrics.proxy_overhead.observe(record.overhead_ms / 1000)
+    if record.latency_ms is not None and record.method != "MCP":
+        through = record.latency_ms - (record.held_ms or 0.0)
+        metrics.duration.observe(max(through, 0.0) / 1000)
+
+
 async def ingest_traffic(request: Request) -> JSONResponse:
     await require_gateway(request)
     body = await read_model(request, TrafficBatch)
     rows = [
         {
-            **r.model_dump(exclude={"created_at", "input"}),
+            **r.model_dump(exclude=_NOT_STORED),
             "decision_input": input_text(r.input),
             "bytes_in": _saturate(r.bytes_in),
             "bytes_out": _saturate(r.bytes_out),
@@ -270,10 +294,11 @@ async def ingest_traffic(request: Request) -> JSONResponse:
     judge_traffic(snapshot.engine, snapshot.shadow, state.metrics, rows)
     if rows:
         await state.db.write(lambda c: c.execute(traffic.insert(), rows))
-    for row in rows:
+    for record, row in zip(body.records, rows, strict=True):
         state.metrics.count_request(
             row["agent"] or "", row["connector"] or "", row["decision"] or "", row["action"] or ""
         )
+        _observe(state.metrics, record)
         state.hub.publish(
             "traffic", {k: v for k, v in row.items() if k not in ("created_at", "decision_input")}
         )
