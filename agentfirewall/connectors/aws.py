@@ -1,14 +1,34 @@
-"""Amazon Web Services (``*.amazonaws.com``): S3, STS, SQS, SNS, DynamoDB, Lambda,
-Secrets Manager and any other query- or JSON-protocol service, re-signed with SigV4.
+"""Amazon Web Services (``*.amazonaws.com``): S3, Lambda, every JSON-protocol service
+(DynamoDB, SQS, KMS, SSM, ECS, ...) and any query-protocol one (SNS, STS, IAM, EC2, ...),
+re-signed with SigV4.
 
-The service and region come from the host (``agentfirewall.connectors.awshosts``).
+The service and region come from the host (``agentfirewall.connectors.awshosts``): the
+service is the host's endpoint prefix (``monitoring`` is CloudWatch, ``states`` Step
+Functions), or botocore's one-segment name where that prefix has more than one label
+(``api.ecr.REGION`` is ``ecr``). China hosts (``*.amazonaws.com.cn``) are named alike, but
+served only by an aws connector configured with those domains: the partition has its own
+accounts and keys, which a connector of the global partition's credential does not hold.
 Actions are ``aws.<service>.<operation>``, the operation in snake case as boto3 names its
 method (botocore's ``xform_name``: ``PutItem`` → ``put_item``, ``DescribeDBInstances`` →
 ``describe_db_instances``, ``ListWebACLs`` → ``list_web_acls``):
 
-- **JSON protocol** (DynamoDB, SQS, Secrets Manager, ...): ``X-Amz-Target``
-  (``DynamoDB_20120810.PutItem`` → ``aws.dynamodb.put_item``); a target naming another
-  service than the host's, or the header twice, is refused.
+- **JSON protocol** (DynamoDB, SQS, Secrets Manager, KMS, ...): ``X-Amz-Target``
+  (``DynamoDB_20120810.PutItem`` → ``aws.dynamodb.put_item``, ``TrentService.Encrypt`` on
+  ``kms.REGION`` → ``aws.kms.encrypt``). The target's prefix is looked up, in any case, in
+  the table of every JSON-protocol service of botocore's data
+  (``agentfirewall.connectors.awstargets``; the catalogue lists them). A prefix not in it
+  (a service newer than the table: regenerate it), one that addresses another service
+  than the host's (``DynamoDBStreams_20120810`` on ``dynamodb``), or the header twice, is
+  refused.
+- **RPCv2-CBOR** (CloudWatch and a few newer services, in SDKs that prefer it to JSON):
+  ``POST /service/<Service>/operation/<Operation>`` with ``smithy-protocol: rpc-v2-cbor``
+  names the operation as the JSON target ``<Service>.<Operation>`` would (the same table,
+  for the services whose model lists the protocol, and the same spelling rules), and the
+  parameters from the CBOR body's top-level fields (``agentfirewall.connectors.awscbor``).
+  A path with ``/operation/`` or a ``smithy-protocol`` header is read as this protocol
+  only: any other path or header value, another method, a query, an ``X-Amz-Target``, a
+  body that is not ``application/cbor`` (one ``Content-Type``), invalid CBOR or a field
+  twice is refused.
 - **Query protocol** (SNS, STS, older SQS): ``Action`` in the query or the form body
   (``Action=Publish`` → ``aws.sns.publish``, percent-decoded as AWS decodes it);
   ``Action`` with two values, in both the query and the body, or with an
@@ -60,14 +80,17 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections.abc import Mapping
 from urllib.parse import unquote
 
 from pydantic import JsonValue
 
 from agentfirewall.actions import ActionSpec, Risk
-from agentfirewall.connectors.awshosts import AwsEndpoint, aws_endpoint, s3_refusal
+from agentfirewall.connectors.awscbor import cbor_fields
+from agentfirewall.connectors.awshosts import AwsEndpoint, s3_refusal, service_endpoint
 from agentfirewall.connectors.awss3 import s3_action
+from agentfirewall.connectors.awstargets import BOTOCORE_VERSION, CBOR, SERVICE_NAMES, TARGETS
 from agentfirewall.connectors.base import Connector, make_spec, request_method
 from agentfirewall.connectors.bodies import parse_form
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
@@ -98,18 +121,18 @@ _XFORM_EXCEPTIONS = {
 #: Query parameters that would name the operation besides ``Action`` (``Operation`` is an
 #: older alias some query services still read), in any case.
 _ACTION_KEYS = frozenset({"action", "operation"})
-_TARGET = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([^.]*)")
+#: ``<prefix>.<Operation>``, split at the last dot (CloudTrail's prefix has dots of its own).
+_TARGET = re.compile(r"([A-Za-z][A-Za-z0-9_.]*)\.([^.]*)")
+_CBOR_PATH = re.compile(r"/service/([A-Za-z][A-Za-z0-9_.]*)/operation/([^/]*)")
 _LOW = ("get", "list", "describe", "head", "query", "scan", "receive", "batch_get", "check")
 _HIGH_PREFIXES = ("delete", "remove", "purge", "terminate", "batch_delete")
-_HIGH = frozenset({"get_secret_value", "assume_role", "update_function_code"})
-#: X-Amz-Target prefixes (lower case, version dropped) and the service they address.
-_TARGETS = {
-    "dynamodb": "dynamodb",
-    "amazonsqs": "sqs",
-    "secretsmanager": "secretsmanager",
-    "awssecuritytokenservice": "sts",
-    "amazonsns": "sns",
-}
+#: Reads that hand back a secret in the clear are high, like a delete: Secrets Manager's,
+#: SSM's parameters (`WithDecryption`) and KMS's decrypt.
+_HIGH = frozenset({
+    "get_secret_value", "batch_get_secret_value", "assume_role", "update_function_code",
+    "get_parameter", "get_parameters", "get_parameters_by_path", "get_parameter_history",
+    "decrypt",
+})  # fmt: skip
 #: Parameter name -> (request field, how to shorten it); first present is the target.
 _RESOURCE_FIELDS = (
     ("table", "TableName"),
@@ -168,7 +191,7 @@ class AwsConnector(Connector):
                 "presigned urls are refused: call the api and let the gateway sign",
                 connector=_NAME,
             )
-        endpoint = aws_endpoint(req.host, req.header("authorization"))
+        endpoint = service_endpoint(req.host, req.header("authorization"))
         if endpoint is None:
             refusal = s3_refusal(req.host)
             if refusal is not None:
@@ -195,6 +218,9 @@ class AwsConnector(Connector):
         self, req: HttpRequest, endpoint: AwsEndpoint
     ) -> tuple[str | None, dict[str, object]]:
         targets = [value for name, value in req.headers if name.lower() == "x-amz-target"]
+        protocols = [value for name, value in req.headers if name.lower() == "smithy-protocol"]
+        if protocols or "/operation/" in unquote(req.path).lower():
+            return _cbor_operation(req, endpoint, protocols, targets)
         query = parse_form(req.query, connector=_NAME) if req.query else {}
         if targets:
             if len(targets) > 1:
@@ -284,6 +310,11 @@ class AwsConnector(Connector):
             ("aws.dynamodb.put_item", "POST", "X-Amz-Target: DynamoDB_20120810.PutItem",
              "medium", "Put an item"),
             ("aws.sns.publish", "POST", "Action=Publish", "medium", "Publish to a topic"),
+            ("aws.kms.encrypt", "POST", "X-Amz-Target: TrentService.Encrypt", "medium",
+             "Encrypt with a KMS key"),
+            ("aws.monitoring.put_metric_data", "POST",
+             "X-Amz-Target: GraniteServiceVersion20100801.PutMetricData", "medium",
+             "Publish CloudWatch metrics"),
             ("aws.secretsmanager.get_secret_value", "POST",
              "X-Amz-Target: secretsmanager.GetSecretValue", "high", "Read a secret"),
             ("aws.sts.assume_role", "POST", "Action=AssumeRole", "high", "Assume a role"),
@@ -300,16 +331,59 @@ def _target_operation(target: str, endpoint: AwsEndpoint) -> str:
     if found is None:
         raise ConnectorError(f"invalid `X-Amz-Target` `{target[:100]}`", connector=_NAME)
     prefix, operation = found.groups()
-    service = _TARGETS.get(prefix.lower().split("_")[0].rstrip("v0123456789"))
-    if service is None and not prefix.lower().startswith(endpoint.service):
-        raise ConnectorError(f"unknown `X-Amz-Target` `{target[:100]}`", connector=_NAME)
-    if service is not None and service != endpoint.service:
+    _check_service(prefix, endpoint, f"`X-Amz-Target` `{target[:100]}`")
+    return _checked(operation)
+
+
+def _cbor_operation(
+    req: HttpRequest, endpoint: AwsEndpoint, protocols: list[str], targets: list[str]
+) -> tuple[str, dict[str, object]]:
+    """The operation of an RPCv2-CBOR request, ``POST /service/<Service>/operation/<Op>``,
+    and its body's top-level fields; anything else that looks like one is refused."""
+    if [value.strip(" \t") for value in protocols] != ["rpc-v2-cbor"]:
         raise ConnectorError(
-            f"`X-Amz-Target` `{target[:100]}` addresses {service}, the host "
-            f"{endpoint.service}: refused",
+            "an rpc-v2-cbor request takes one `smithy-protocol: rpc-v2-cbor` header",
             connector=_NAME,
         )
-    return _checked(operation)
+    found = _CBOR_PATH.fullmatch(req.path)
+    if found is None or req.method.upper() != "POST":
+        raise ConnectorError(
+            f"invalid rpc-v2-cbor request `{req.method[:10]} {req.path[:200]}`",
+            connector=_NAME,
+        )
+    if targets or req.query:
+        raise ConnectorError(
+            "an rpc-v2-cbor request with an `X-Amz-Target` or a query: refused", connector=_NAME
+        )
+    types = [value for name, value in req.headers if name.lower() == "content-type"]
+    content_type = (types[0] if types else "").split(";")[0].strip(" \t").lower()
+    if len(types) > 1 or ((req.body or types) and content_type != "application/cbor"):
+        raise ConnectorError("an rpc-v2-cbor body is `application/cbor`", connector=_NAME)
+    if not req.body_complete:
+        raise ConnectorError("cbor body larger than the inspection limit", connector=_NAME)
+    service, operation = found.groups()
+    shown = f"rpc-v2-cbor service `{service[:100]}`"
+    _check_service(service, endpoint, shown)
+    if service.lower() not in CBOR:
+        raise ConnectorError(f"{shown} does not speak rpc-v2-cbor: refused", connector=_NAME)
+    return _checked(operation), dict(cbor_fields(req.body))
+
+
+def _check_service(prefix: str, endpoint: AwsEndpoint, shown: str) -> None:
+    """Refuse a JSON target prefix (or RPCv2-CBOR service) that is not in the table, or that
+    addresses another service than the host's."""
+    endpoints = TARGETS.get(prefix.lower())
+    if endpoints is None:
+        raise ConnectorError(
+            f"unknown {shown}: no json-protocol service of botocore {BOTOCORE_VERSION}",
+            connector=_NAME,
+        )
+    services = [SERVICE_NAMES.get(name, name) for name in endpoints]
+    if endpoint.service not in services:
+        raise ConnectorError(
+            f"{shown} addresses {' or '.join(services)}, the host {endpoint.service}: refused",
+            connector=_NAME,
+        )
 
 
 def _action_keys(fields: Mapping[str, object]) -> list[str]:
@@ -377,5 +451,22 @@ def _resource_params(fields: dict[str, object]) -> dict[str, JsonValue]:
     return params
 
 
+def _services_note() -> str:
+    """The catalogue's list of the JSON-protocol services named, from the table."""
+    names = sorted({SERVICE_NAMES.get(e, e) for endpoints in TARGETS.values() for e in endpoints})
+    cbor = sorted({SERVICE_NAMES.get(e, e) for prefix in CBOR for e in TARGETS[prefix]})
+    services = sum(len(endpoints) for endpoints in TARGETS.values())
+    text = (
+        f"JSON-protocol services named, by the ``<service>`` of their actions ({len(names)} "
+        f"names for the {services} services of botocore {BOTOCORE_VERSION}'s data: Kinesis "
+        "Analytics' two API versions share one): "
+        + ", ".join(f"``{name}``" for name in names)
+        + ". RPCv2-CBOR is named for "
+        + ", ".join(f"``{name}``" for name in cbor)
+        + "."
+    )
+    return "\n\n" + textwrap.fill(text, width=90, break_on_hyphens=False) + "\n"
+
+
 CONNECTOR = AwsConnector()
-CONNECTOR.notes = __doc__ or ""
+CONNECTOR.notes = (__doc__ or "").rstrip("\n") + _services_note()

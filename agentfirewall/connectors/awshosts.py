@@ -32,7 +32,23 @@ Other S3 forms (``s3-website``, ``s3-control``, ``s3-object-lambda``, ``s3-outpo
 multi-region access points, PrivateLink ``vpce`` names) name nothing here. Any other
 ``SERVICE.REGION.amazonaws.com`` (``sqs``, ``sns``, ``dynamodb``, ``lambda``,
 ``secretsmanager``, ``sts``) is that service in that region; global endpoints
-(``sts.amazonaws.com``, ``iam.amazonaws.com``) are ``us-east-1``.
+(``sts.amazonaws.com``, ``iam.amazonaws.com``) are ``us-east-1``. The few hosts an
+operation's endpoint trait adds a label to (``sync-states``: Step Functions'
+``StartSyncExecution``) are their service (``states``): the name the request is signed
+for and its actions' name (``agentfirewall.connectors.awstargets.HOST_LABELS``).
+
+A JSON-protocol service whose endpoint prefix has more than one label
+(``api.ecr.REGION.amazonaws.com``, ``api.sagemaker``, ``streams.dynamodb``) is named by
+:func:`service_endpoint` only, with botocore's one-segment name for it (``ecr``,
+``sagemaker``, ``dynamodbstreams``): the connector's, for action names. The signer reads
+:func:`aws_endpoint`, which names no such host, and signs it in the scope the agent's SDK
+chose, as for any host it cannot name: several sign as another name than any the host
+gives (``streams.dynamodb`` as ``dynamodb``, ``metering.marketplace`` as
+``aws-marketplace``). Timestream's discovered cell hosts (``query-cell2.timestream``)
+name nothing.
+
+China hosts (``*.amazonaws.com.cn``) are read as the others; the aws connector serves them
+only when configured with those domains (the partition has its own accounts and keys).
 """
 
 from __future__ import annotations
@@ -40,7 +56,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["AwsEndpoint", "aws_endpoint", "credential_scope", "s3_refusal"]
+from agentfirewall.connectors.awstargets import HOST_LABELS, SERVICE_NAMES
+
+__all__ = ["AwsEndpoint", "aws_endpoint", "credential_scope", "s3_refusal", "service_endpoint"]
 
 _SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]")
@@ -49,8 +67,9 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 #: An access point host label: ``NAME-ACCOUNT`` (name 3-50 characters, a 12-digit account).
 _ACCESS_POINT = re.compile(r"([a-z0-9][a-z0-9-]{1,48}[a-z0-9])-([0-9]{12})")
 _SCOPE = re.compile(r"Credential=[^/,\s]+/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
-#: Endpoint prefix -> signing name, where they differ.
-_SIGNING_NAMES = {"email": "ses"}
+#: Host label -> the service it is signed for and named as, where they differ: an endpoint
+#: prefix and its signing name, an operation's host label and its endpoint prefix.
+_SIGNING_NAMES = {"email": "ses", **HOST_LABELS}
 _GLOBAL = "us-east-1"
 #: S3 endpoint forms, matched against the last labels of the host (``REGION``: that label
 #: is the region), and what the labels before them are.
@@ -98,6 +117,20 @@ def aws_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint | N
     if len(labels) == 2 and _SERVICE.fullmatch(labels[0]) and _REGION.fullmatch(labels[1]):
         return AwsEndpoint(_SIGNING_NAMES.get(labels[0], labels[0]), labels[1])
     return None
+
+
+def service_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint | None:
+    """:func:`aws_endpoint`, and the hosts of the JSON-protocol services whose endpoint
+    prefix has more than one label (``api.ecr.us-east-1.amazonaws.com``: ``ecr``). For
+    naming actions, never for signing (module docstring)."""
+    found = aws_endpoint(host, authorization)
+    if found is not None:
+        return found
+    labels = _labels(host)
+    if labels is None or len(labels) < 3 or not _REGION.fullmatch(labels[-1]):
+        return None
+    name = SERVICE_NAMES.get(".".join(labels[:-1]))
+    return None if name is None else AwsEndpoint(name, labels[-1])
 
 
 def s3_refusal(host: str) -> str | None:

