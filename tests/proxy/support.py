@@ -24,6 +24,7 @@ from agentfirewall_proxy.gateway import Gateway
 from agentfirewall_proxy.main import build_gateway
 from agentfirewall_proxy.options import Options, parse_resolve
 from tests.fakes import FakeUpstreams
+from tests.livesrv import LiveServer
 
 KEY = "aaf_live_" + "k" * 32
 OTHER_KEY = "aaf_live_" + "o" * 32
@@ -343,3 +344,26 @@ async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
     while data := await src.read(65536):
         dst.write(data)
     dst.close()
+
+
+#: A GitHub bot's access rules: everything, but deleting a repository is denied and merging
+#: is held for an approval.
+GITHUB_BOT_RULES = [("github.*", "allow"), ("github.repo.delete", "deny"),
+                    ("github.pr.merge", "require_approval")]  # fmt: skip
+
+
+def github_bot(live_server: LiveServer, fakes: FakeUpstreams) -> str:
+    """Register the agent `Bot` with a GitHub connector and :data:`GITHUB_BOT_RULES` on
+    `live_server` (the fake GitHub's record cleared); its key."""
+    fakes["github"].clear()
+    key = live_server.create_agent("Bot")
+    answer = live_server.admin(
+        "POST", "/v1/connectors", json={"type": "github", "token": CREDENTIALS["github"]}
+    )
+    assert answer.status_code == 201, answer.text
+    for pattern, decision in GITHUB_BOT_RULES:
+        body = {"agent": "Bot", "connector": "github", "action_pattern": pattern,
+                "decision": decision}  # fmt: skip
+        answer = live_server.admin("POST", "/v1/permissions", json=body)
+        assert answer.status_code in (200, 201), answer.text
+    return key

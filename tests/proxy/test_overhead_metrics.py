@@ -26,11 +26,15 @@ from agentfirewall_proxy.flow import Flow
 from agentfirewall_proxy.pipeline import traffic_record
 from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
-from tests.proxy.support import CREDENTIALS, PLACEHOLDER, RunningGateway, ca_bundle, gateway_options
+from tests.proxy.support import (
+    PLACEHOLDER,
+    RunningGateway,
+    ca_bundle,
+    gateway_options,
+    github_bot,
+)
 
 MERGE = "https://api.github.com/repos/acme/api/pulls/9/merge"
-RULES = [("github.*", "allow"), ("github.repo.delete", "deny"),
-         ("github.pr.merge", "require_approval")]  # fmt: skip
 #: How long the held request waits for its approver, at least.
 HOLD = 1.2
 
@@ -99,18 +103,7 @@ class Records:
 
 @pytest.fixture
 def setup(live_server: LiveServer, fakes: FakeUpstreams) -> str:
-    fakes["github"].clear()
-    key = live_server.create_agent("Bot")
-    answer = live_server.admin(
-        "POST", "/v1/connectors", json={"type": "github", "token": CREDENTIALS["github"]}
-    )
-    assert answer.status_code == 201, answer.text
-    for pattern, decision in RULES:
-        body = {"agent": "Bot", "connector": "github", "action_pattern": pattern,
-                "decision": decision}  # fmt: skip
-        answer = live_server.admin("POST", "/v1/permissions", json=body)
-        assert answer.status_code in (200, 201), answer.text
-    return key
+    return github_bot(live_server, fakes)
 
 
 @pytest.fixture
