@@ -40,6 +40,7 @@ from agentfirewall_server.web import (
     Strict,
     check_query,
     json_ok,
+    no_body,
     query_number,
     read_model,
 )
@@ -495,6 +496,7 @@ async def wait_gateway_approvals(request: Request) -> JSONResponse:
 
 async def consume(request: Request) -> JSONResponse:
     await require_gateway(request)
+    await no_body(request)
     aid = request.path_params["id"]
 
     def job(conn: Connection) -> dict[str, Any]:

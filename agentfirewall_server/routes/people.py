@@ -210,6 +210,7 @@ async def _login(
 
 async def logout(request: Request) -> Response:
     who = await authenticate(request)
+    await no_body(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         digest = hash_secret(cookie)
