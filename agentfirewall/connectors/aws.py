@@ -69,6 +69,13 @@ method (botocore's ``xform_name``: ``PutItem`` → ``put_item``, ``DescribeDBIns
   (``NAME-ACCOUNT.s3-accesspoint.REGION.amazonaws.com``) names its ARN as ``bucket``
   (``arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME``) and the whole path as ``key``.
 
+The gateway signs a request for the service's signing name, which AWS checks in the SigV4
+scope: the host's first label, or the name botocore gives where they differ
+(``bedrock-runtime.REGION.amazonaws.com`` is signed as ``bedrock``, ``email`` as ``ses``,
+``oidc`` as ``sso-oauth``). A host of more than one label before the region
+(``api.ecr.REGION``, ``streams.dynamodb.REGION``) is signed in the scope the agent's SDK
+chose, with the region and service it names.
+
 Parameters: ``bucket`` and ``key`` (S3), ``table`` (DynamoDB), ``queue`` (SQS, the queue
 name of ``QueueUrl``), ``topic`` (SNS), ``secret`` (Secrets Manager), ``role`` (STS),
 ``function`` (Lambda), and ``region``; the most specific one is the resource target.

@@ -32,7 +32,10 @@ Other S3 forms (``s3-website``, ``s3-control``, ``s3-object-lambda``, ``s3-outpo
 multi-region access points, PrivateLink ``vpce`` names) name nothing here. Any other
 ``SERVICE.REGION.amazonaws.com`` (``sqs``, ``sns``, ``dynamodb``, ``lambda``,
 ``secretsmanager``, ``sts``) is that service in that region; global endpoints
-(``sts.amazonaws.com``, ``iam.amazonaws.com``) are ``us-east-1``. The few hosts an
+(``sts.amazonaws.com``, ``iam.amazonaws.com``) are ``us-east-1``. Its requests are signed
+for the service's signing name, which AWS checks in the signature's scope: the endpoint
+prefix, or botocore's ``signingName`` where that differs (``bedrock-runtime`` is signed as
+``bedrock``, ``oidc`` as ``sso-oauth``: ``awstargets.SIGNING_NAMES``). The few hosts an
 operation's endpoint trait adds a label to (``sync-states``: Step Functions'
 ``StartSyncExecution``) are their service (``states``): the name the request is signed
 for and its actions' name (``agentfirewall.connectors.awstargets.HOST_LABELS``).
@@ -56,7 +59,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agentfirewall.connectors.awstargets import HOST_LABELS, SERVICE_NAMES
+from agentfirewall.connectors.awstargets import HOST_LABELS, SERVICE_NAMES, SIGNING_NAMES
 
 __all__ = ["AwsEndpoint", "aws_endpoint", "credential_scope", "s3_refusal", "service_endpoint"]
 
@@ -67,9 +70,9 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 #: An access point host label: ``NAME-ACCOUNT`` (name 3-50 characters, a 12-digit account).
 _ACCESS_POINT = re.compile(r"([a-z0-9][a-z0-9-]{1,48}[a-z0-9])-([0-9]{12})")
 _SCOPE = re.compile(r"Credential=[^/,\s]+/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
-#: Host label -> the service it is signed for and named as, where they differ: an endpoint
-#: prefix and its signing name, an operation's host label and its endpoint prefix.
-_SIGNING_NAMES = {"email": "ses", **HOST_LABELS}
+#: Host label -> the service actions name, where they differ: SES's endpoint prefix, an
+#: operation's host label and its endpoint prefix.
+_ACTION_NAMES = {"email": "ses", **HOST_LABELS}
 _GLOBAL = "us-east-1"
 #: S3 endpoint forms, matched against the last labels of the host (``REGION``: that label
 #: is the region), and what the labels before them are.
@@ -98,6 +101,10 @@ class AwsEndpoint:
     #: The bucket a virtual-host style S3 hostname names (None: path style or not S3); for
     #: an access point, its ARN.
     bucket: str | None = None
+    #: The service its requests are signed for, the SigV4 scope's (``bedrock`` for
+    #: ``bedrock-runtime``: :data:`~agentfirewall.connectors.awstargets.SIGNING_NAMES`);
+    #: None where the host does not tell it (the signer takes the agent SDK's scope).
+    signing_name: str | None = None
 
 
 def aws_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint | None:
@@ -113,10 +120,16 @@ def aws_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint | N
     if any(label == "s3" or label.startswith("s3-") for label in labels):
         return _s3(labels, authorization)
     if len(labels) == 1 and _SERVICE.fullmatch(labels[0]):
-        return AwsEndpoint(_SIGNING_NAMES.get(labels[0], labels[0]), _GLOBAL)
+        return _service(labels[0], _GLOBAL)
     if len(labels) == 2 and _SERVICE.fullmatch(labels[0]) and _REGION.fullmatch(labels[1]):
-        return AwsEndpoint(_SIGNING_NAMES.get(labels[0], labels[0]), labels[1])
+        return _service(labels[0], labels[1])
     return None
+
+
+def _service(label: str, region: str) -> AwsEndpoint:
+    prefix = HOST_LABELS.get(label, label)
+    signing = SIGNING_NAMES.get(prefix, prefix)
+    return AwsEndpoint(_ACTION_NAMES.get(label, label), region, signing_name=signing)
 
 
 def service_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint | None:
@@ -196,7 +209,7 @@ def _s3(labels: list[str], authorization: str | None) -> AwsEndpoint | None:
         if found is None or region is None:
             return None
         arn = f"arn:{_partition(region)}:s3:{region}:{found.group(2)}:accesspoint/{found.group(1)}"
-        return AwsEndpoint("s3", region, arn)
+        return AwsEndpoint("s3", region, arn, "s3")
     if before is not None and not _BUCKET.fullmatch(before):
         return None
     if kind == "accelerate":
@@ -204,7 +217,7 @@ def _s3(labels: list[str], authorization: str | None) -> AwsEndpoint | None:
         if before is None or scope is None or scope[1] != "s3":
             return None
         region = scope[0]
-    return AwsEndpoint("s3", region or _GLOBAL, before)
+    return AwsEndpoint("s3", region or _GLOBAL, before, "s3")
 
 
 def _partition(region: str) -> str:

@@ -19,11 +19,21 @@ among their protocols); do not edit by hand. After a botocore upgrade,
   endpoint prefix it stands for.
 - :data:`SERVICE_NAMES`: the endpoint prefixes of more than one label (``api.ecr``) and the
   service name actions use instead, one segment (botocore's: ``ecr``).
+- :data:`SIGNING_NAMES`: the one-label endpoint prefixes, of any protocol, whose requests
+  are signed for another name (``metadata.signingName``: ``bedrock-runtime`` is signed
+  as ``bedrock``, ``email`` as ``ses``): the SigV4 scope's service, which AWS checks.
 """
 
 from __future__ import annotations
 
-__all__ = ["BOTOCORE_VERSION", "CBOR", "HOST_LABELS", "SERVICE_NAMES", "TARGETS"]
+__all__ = [
+    "BOTOCORE_VERSION",
+    "CBOR",
+    "HOST_LABELS",
+    "SERVICE_NAMES",
+    "SIGNING_NAMES",
+    "TARGETS",
+]
 
 BOTOCORE_VERSION = "1.43.11"
 
@@ -210,4 +220,42 @@ SERVICE_NAMES: dict[str, str] = {
     "metering.marketplace": "meteringmarketplace",
     "query.timestream": "timestream-query",
     "streams.dynamodb": "dynamodbstreams",
+}
+SIGNING_NAMES: dict[str, str] = {
+    "agreement-marketplace": "aws-marketplace",
+    "appconfigdata": "appconfig",
+    "appstream2": "appstream",
+    "bedrock-agent": "bedrock",
+    "bedrock-agent-runtime": "bedrock",
+    "bedrock-agentcore-control": "bedrock-agentcore",
+    "bedrock-data-automation": "bedrock",
+    "bedrock-data-automation-runtime": "bedrock",
+    "bedrock-runtime": "bedrock",
+    "cassandra-streams": "cassandra",
+    "cloudhsmv2": "cloudhsm",
+    "cloudsearchdomain": "cloudsearch",
+    "contact-lens": "connect",
+    "data-signer": "signer",
+    "deployment-marketplace": "aws-marketplace",
+    "discovery-marketplace": "aws-marketplace",
+    "email": "ses",
+    "forecastquery": "forecast",
+    "identity-chime": "chime",
+    "ivsrealtime": "ivs",
+    "mail-manager": "ses",
+    "media-pipelines-chime": "chime",
+    "meetings-chime": "chime",
+    "memory-db": "memorydb",
+    "messaging-chime": "chime",
+    "migrationhub-config": "mgh",
+    "models-v2-lex": "lex",
+    "oidc": "sso-oauth",
+    "personalize-events": "personalize",
+    "personalize-runtime": "personalize",
+    "pinpoint": "mobiletargeting",
+    "reporting-marketplace": "aws-marketplace",
+    "runtime-v2-lex": "lex",
+    "s3-control": "s3",
+    "servicecatalog-appregistry": "servicecatalog",
+    "voice-chime": "chime",
 }

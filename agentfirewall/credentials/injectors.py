@@ -98,8 +98,8 @@ class AwsInjector:
 
     def inject(self, req: Outgoing, token: Token | None, now: float) -> list[tuple[str, str]]:
         endpoint = aws_endpoint(req.host)
-        if endpoint is not None:
-            region, service = endpoint.region, endpoint.service
+        if endpoint is not None and endpoint.signing_name is not None:
+            region, service = endpoint.region, endpoint.signing_name
         else:  # an endpoint not named from its host: the scope the agent's SDK chose
             scope = credential_scope(req.agent_header("authorization"))
             if scope is None:

@@ -21,8 +21,19 @@ from hypothesis import strategies as st
 
 from agentfirewall.connectors import HttpRequest, awstargets, get_connector
 from agentfirewall.connectors.awscbor import cbor_fields
-from agentfirewall.connectors.awshosts import aws_endpoint, credential_scope, service_endpoint
-from agentfirewall.connectors.awstargets import CBOR, HOST_LABELS, SERVICE_NAMES, TARGETS
+from agentfirewall.connectors.awshosts import (
+    AwsEndpoint,
+    aws_endpoint,
+    credential_scope,
+    service_endpoint,
+)
+from agentfirewall.connectors.awstargets import (
+    CBOR,
+    HOST_LABELS,
+    SERVICE_NAMES,
+    SIGNING_NAMES,
+    TARGETS,
+)
 from agentfirewall.errors import ConnectorError
 from tests.fuzzscale import examples
 
@@ -722,7 +733,21 @@ def botocore_tables() -> dict[str, Any]:
         "CBOR": frozenset(cbor),
         "HOST_LABELS": dict(sorted(host_labels.items())),
         "SERVICE_NAMES": dict(sorted(service_names.items())),
+        "SIGNING_NAMES": _signing_names(),
     }
+
+
+def _signing_names() -> dict[str, str]:
+    """Every service's one-label endpoint prefix whose ``signingName`` differs from it,
+    whatever its protocol; one prefix never takes two signing names."""
+    names: dict[str, set[str]] = {}
+    for model in _botocore_models().values():
+        meta = model["metadata"]
+        prefix = meta["endpointPrefix"]
+        if "." not in prefix and meta.get("signingName", prefix) != prefix:
+            names.setdefault(prefix, set()).add(meta["signingName"])
+    assert all(len(signing) == 1 for signing in names.values()), names
+    return {prefix: next(iter(signing)) for prefix, signing in sorted(names.items())}
 
 
 _TABLES_DOC = '''\
@@ -747,11 +772,21 @@ among their protocols); do not edit by hand. After a botocore upgrade,
   endpoint prefix it stands for.
 - :data:`SERVICE_NAMES`: the endpoint prefixes of more than one label (``api.ecr``) and the
   service name actions use instead, one segment (botocore's: ``ecr``).
+- :data:`SIGNING_NAMES`: the one-label endpoint prefixes, of any protocol, whose requests
+  are signed for another name (``metadata.signingName``: ``bedrock-runtime`` is signed
+  as ``bedrock``, ``email`` as ``ses``): the SigV4 scope's service, which AWS checks.
 """
 
 from __future__ import annotations
 
-__all__ = ["BOTOCORE_VERSION", "CBOR", "HOST_LABELS", "SERVICE_NAMES", "TARGETS"]
+__all__ = [
+    "BOTOCORE_VERSION",
+    "CBOR",
+    "HOST_LABELS",
+    "SERVICE_NAMES",
+    "SIGNING_NAMES",
+    "TARGETS",
+]
 
 BOTOCORE_VERSION = "{version}"
 '''
@@ -771,7 +806,7 @@ def render_awstargets() -> str:
     out.extend(f'        "{prefix}",' for prefix in sorted(tables["CBOR"]))
     out.append("    }")
     out.append(")")
-    for name in ("HOST_LABELS", "SERVICE_NAMES"):
+    for name in ("HOST_LABELS", "SERVICE_NAMES", "SIGNING_NAMES"):
         out.append(f"{name}: dict[str, str] = {{")
         out.extend(f'    "{k}": "{v}",' for k, v in tables[name].items())
         out.append("}")
@@ -816,6 +851,33 @@ def test_every_host_the_table_adds_names_one_service() -> None:
         assert re.fullmatch(r"[a-z][a-z0-9-]{1,40}", name), name
         assert name not in prefixes, name
     assert set(HOST_LABELS.values()) <= prefixes
+
+
+def test_every_service_host_is_signed_for_its_signing_name() -> None:
+    """The signer's scope for each one-label service host, in every region form, is the
+    name botocore signs that service for (AWS refuses a signature scoped to another):
+    every service of the installed botocore, whatever its protocol. S3's own forms are
+    read apart (test_s3_endpoints); a host the signer cannot name takes the agent's scope."""
+    checked = 0
+    for name, model in _botocore_models().items():
+        meta = model["metadata"]
+        prefix = meta["endpointPrefix"]
+        if "." in prefix or prefix.startswith("s3"):
+            continue
+        expected = meta.get("signingName", prefix)
+        for host in (f"{prefix}.eu-west-3.amazonaws.com", f"{prefix}.amazonaws.com"):
+            endpoint = aws_endpoint(host)
+            assert endpoint is not None, host
+            assert (endpoint.signing_name, name) == (expected, name), host
+            checked += 1
+    for label, prefix in HOST_LABELS.items():  # an operation's own host: its service's name
+        endpoint = aws_endpoint(f"{label}.us-east-1.amazonaws.com")
+        assert endpoint is not None
+        assert endpoint.signing_name == SIGNING_NAMES.get(prefix, prefix)
+    assert checked > 600
+    assert aws_endpoint("bedrock-runtime.us-east-1.amazonaws.com") == AwsEndpoint(
+        "bedrock-runtime", "us-east-1", signing_name="bedrock"
+    )  # the action keeps the host's name: aws.bedrock-runtime.*
 
 
 def test_shared_prefixes_are_the_ones_decided() -> None:

@@ -13,11 +13,12 @@ import ssl
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fakes.aws import aws
+from tests.fakes.aws import REGION, aws
 from tests.fakes.base import FakeUpstream, FakeUpstreams
 from tests.proxy.support import KEY, ca_bundle, connector, rule, snapshot, start_gateway
 
@@ -32,6 +33,8 @@ PLACEHOLDER = ("AWS4-HMAC-SHA256 Credential=AKIATAMEFLAREPLACEHOLDER/20260101/us
 class Setup:
     fake: FakeUpstream
     client: httpx.Client
+    proxy: str  # the gateway, as the agent's proxy
+    bundle: Path  # the CA bundle that trusts the gateway
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     credential = json.dumps({"kind": "aws_sigv4", "access_key_id": KEY_ID,
                              "secret_access_key": SECRET})  # fmt: skip
     snap = snapshot(
-        [rule("*", "allow")],
+        [rule("*", "allow"), rule("aws.unknown.*", "allow")],  # bedrock-runtime: unnamed
         connectors=[connector("aws", domains=[], auth_type="aws_sigv4", credential=credential)],
     )
     tmp = tmp_path_factory.mktemp("sigv4gw")
@@ -50,7 +53,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     context = ssl.create_default_context(cafile=str(bundle))
     client = httpx.Client(proxy=gateway.proxy_url(KEY), verify=context, timeout=60)
     try:
-        yield Setup(fakes["aws"], client)
+        yield Setup(fakes["aws"], client, gateway.proxy_url(KEY), bundle)
     finally:
         client.close()
         gateway.stop()
@@ -178,3 +181,23 @@ def test_plain_http_is_upgraded_to_tls_and_signed(setup: Setup) -> None:
     assert setup.fake.last().scheme == "https"
     assert setup.fake.settings["rejected"] == []
     assert setup.fake.settings["objects"][("demo-bucket", "plain.txt")] == b"p"
+
+
+def test_a_service_signed_for_another_name_is_signed_for_that_name(setup: Setup) -> None:
+    """Bedrock's runtime host is ``bedrock-runtime`` but AWS checks a signature scoped to
+    ``bedrock`` (botocore's ``signingName``): the gateway signs for that name, and the real
+    boto3 client, through the gateway, gets its answer."""
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+
+    client = boto3.client(
+        "bedrock-runtime", region_name=REGION, aws_access_key_id="AKIAAGENTPLACEHOLDER",
+        aws_secret_access_key="agent-holds-no-key", verify=str(setup.bundle),
+        config=Config(proxies={"https": setup.proxy}, retries={"max_attempts": 1}),
+    )  # fmt: skip
+    before = len(setup.fake.settings["rejected"])
+    answer = client.converse(
+        modelId="anthropic.claude-v2", messages=[{"role": "user", "content": [{"text": "hi"}]}]
+    )
+    assert answer["output"]["message"]["content"] == [{"text": "hello"}]
+    assert setup.fake.settings["rejected"][before:] == []

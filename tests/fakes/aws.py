@@ -43,6 +43,7 @@ HOSTS = {
     f"{BUCKET}.s3.{REGION}.amazonaws.com": ("s3", REGION),
     f"sqs.{REGION}.amazonaws.com": ("sqs", REGION),
     f"dynamodb.{REGION}.amazonaws.com": ("dynamodb", REGION),
+    f"bedrock-runtime.{REGION}.amazonaws.com": ("bedrock", REGION),  # its signing name
     "sts.us-east-1.amazonaws.com": ("sts", "us-east-1"),
 }
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
@@ -204,6 +205,12 @@ def aws() -> FakeUpstream:
             return _s3(fake, request, body)
         if service == "sts":
             return _sts(fake, body)
+        if service == "bedrock" and request.url.path.endswith("/converse"):
+            fake.settings["messages"].append(json.loads(body))
+            reply = {"role": "assistant", "content": [{"text": "hello"}]}
+            usage = {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}
+            return JSONResponse({"output": {"message": reply}, "stopReason": "end_turn",
+                                 "usage": usage, "metrics": {"latencyMs": 1}})  # fmt: skip
         target = request.headers.get("x-amz-target", "")
         data = json.loads(body or b"{}")
         if target == "AmazonSQS.SendMessage":
