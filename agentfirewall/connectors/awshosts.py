@@ -35,7 +35,10 @@ multi-region access points, PrivateLink ``vpce`` names) name nothing here. Any o
 (``sts.amazonaws.com``, ``iam.amazonaws.com``) are ``us-east-1``. Its requests are signed
 for the service's signing name, which AWS checks in the signature's scope: the endpoint
 prefix, or botocore's ``signingName`` where that differs (``bedrock-runtime`` is signed as
-``bedrock``, ``oidc`` as ``sso-oauth``: ``awstargets.SIGNING_NAMES``). The few hosts an
+``bedrock``, ``oidc`` as ``sso-oauth``: ``awstargets.SIGNING_NAMES``). A FIPS endpoint,
+``SERVICE-fips.REGION.amazonaws.com`` (``kms-fips``, ``iam-fips.amazonaws.com``), is that
+service; the other FIPS forms (``fips.batch.REGION``, ``api-fips.sagemaker.REGION``) have
+more labels and are signed in the agent's scope, as below. The few hosts an
 operation's endpoint trait adds a label to (``sync-states``: Step Functions'
 ``StartSyncExecution``) are their service (``states``): the name the request is signed
 for and its actions' name (``agentfirewall.connectors.awstargets.HOST_LABELS``).
@@ -127,6 +130,7 @@ def aws_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint | N
 
 
 def _service(label: str, region: str) -> AwsEndpoint:
+    label = label.removesuffix("-fips")  # a FIPS endpoint of the service: the same service
     prefix = HOST_LABELS.get(label, label)
     signing = SIGNING_NAMES.get(prefix, prefix)
     return AwsEndpoint(_ACTION_NAMES.get(label, label), region, signing_name=signing)

@@ -880,6 +880,34 @@ def test_every_service_host_is_signed_for_its_signing_name() -> None:
     )  # the action keeps the host's name: aws.bedrock-runtime.*
 
 
+def test_a_fips_host_is_its_service() -> None:
+    """Every ``SERVICE-fips.REGION.amazonaws.com`` (and global ``iam-fips.amazonaws.com``)
+    host of botocore's endpoint data is the service its plain host is, named and signed
+    alike (it was ``kms-fips``: a KMS target there was refused, a signature refused)."""
+    loaders = pytest.importorskip("botocore.loaders", reason="botocore's endpoint data")
+    data = loaders.create_loader().load_data("endpoints")
+    [aws] = [p for p in data["partitions"] if p["partition"] == "aws"]
+    checked = 0
+    for service in aws["services"].values():
+        for endpoint in service.get("endpoints", {}).values():
+            host = endpoint.get("hostname", "")
+            found = re.fullmatch(r"([a-z0-9-]+)-fips(\.[a-z0-9-]+)?\.amazonaws\.com", host)
+            if found is None or found.group(1).startswith("s3"):
+                continue
+            plain = aws_endpoint(host.replace("-fips", "", 1))
+            assert plain is not None, host
+            assert aws_endpoint(host) == plain, host
+            checked += 1
+    assert checked > 800
+    kms = aws_endpoint("kms-fips.us-east-1.amazonaws.com")
+    assert kms == AwsEndpoint("kms", "us-east-1", signing_name="kms")
+    headers = (JSON11, ("X-Amz-Target", "TrentService.Encrypt"))
+    request = HttpRequest.from_url(
+        "POST", "https://kms-fips.us-east-1.amazonaws.com/", headers=headers, body=b"{}"
+    )
+    assert AWS.parse(request).spec.type == "aws.kms.encrypt"
+
+
 def test_shared_prefixes_are_the_ones_decided() -> None:
     """Where services share a target prefix, the host tells them apart (Timestream's query
     and write APIs: ``Timestream_20181101``); where one endpoint takes two prefixes, its
