@@ -46,6 +46,14 @@ method (botocore's ``xform_name``: ``PutItem`` → ``put_item``, ``DescribeDBIns
 - **Lambda** (REST): ``POST /2015-03-31/functions/{function}/invocations`` →
   ``aws.lambda.invoke``, and the function CRUD routes; their paths follow the general
   path rules above.
+- **Bedrock runtime** (REST, ``bedrock-runtime.REGION``): every operation of its model,
+  ``POST /model/{model}/converse`` → ``aws.bedrock-runtime.converse``, and
+  ``converse_stream``, ``invoke_model``, ``invoke_model_with_response_stream``,
+  ``invoke_model_with_bidirectional_stream``, ``count_tokens`` (parameter ``model``, the
+  model or inference profile id, percent-decoded: the target; an ARN, whose ``/`` is sent
+  as ``%2F``, is refused by the path rules), ``apply_guardrail`` (``guardrail``,
+  ``guardrail_version``), ``start_async_invoke``, ``list_async_invokes``,
+  ``get_async_invoke`` (``invocation``).
 - **S3** (REST, virtual-host or path style; hosts read from the right as S3 reads them,
   so a bucket named ``s3-logs`` is a bucket: ``s3.REGION``, ``s3.amazonaws.com``,
   ``s3-REGION``, ``s3-external-1``, ``s3.dualstack.REGION``, ``s3-fips[.dualstack].REGION``,
@@ -104,7 +112,7 @@ from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.connectors.paths import decode_segment, split_path
 from agentfirewall.errors import ConnectorError
 
-__all__ = ["CONNECTOR", "AwsConnector", "snake_case"]
+__all__ = ["CONNECTOR", "REST_ROUTES", "AwsConnector", "snake_case"]
 
 _NAME = "aws"
 #: The only spelling of an operation named: the model's (``PutItem``, ``DescribeDBInstances``,
@@ -151,17 +159,42 @@ _RESOURCE_FIELDS = (
     ("role", "RoleArn"),
     ("function", "FunctionName"),
 )
-_LAMBDA = (
-    ("GET", ("2015-03-31", "functions"), "list_functions"),
-    ("POST", ("2015-03-31", "functions"), "create_function"),
-    ("GET", ("2015-03-31", "functions", "*"), "get_function"),
-    ("DELETE", ("2015-03-31", "functions", "*"), "delete_function"),
-    ("POST", ("2015-03-31", "functions", "*", "invocations"), "invoke"),
-    ("POST", ("2014-11-13", "functions", "*", "invoke-async"), "invoke_async"),
-    ("PUT", ("2015-03-31", "functions", "*", "code"), "update_function_code"),
-    ("GET", ("2015-03-31", "functions", "*", "configuration"), "get_function_configuration"),
-    ("PUT", ("2015-03-31", "functions", "*", "configuration"), "update_function_configuration"),
-)
+#: The REST services named by path: service -> (method, path segments, operation); a
+#: ``{name}`` segment is the parameter ``name`` (percent-decoded), literals match in any case.
+REST_ROUTES: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
+    "lambda": (
+        ("GET", ("2015-03-31", "functions"), "list_functions"),
+        ("POST", ("2015-03-31", "functions"), "create_function"),
+        ("GET", ("2015-03-31", "functions", "{function}"), "get_function"),
+        ("DELETE", ("2015-03-31", "functions", "{function}"), "delete_function"),
+        ("POST", ("2015-03-31", "functions", "{function}", "invocations"), "invoke"),
+        ("POST", ("2014-11-13", "functions", "{function}", "invoke-async"), "invoke_async"),
+        ("PUT", ("2015-03-31", "functions", "{function}", "code"), "update_function_code"),
+        ("GET", ("2015-03-31", "functions", "{function}", "configuration"),
+         "get_function_configuration"),
+        ("PUT", ("2015-03-31", "functions", "{function}", "configuration"),
+         "update_function_configuration"),
+    ),
+    # every operation of botocore's bedrock-runtime model (test_bedrock_runtime_is_botocores)
+    "bedrock-runtime": (
+        ("POST", ("model", "{model}", "converse"), "converse"),
+        ("POST", ("model", "{model}", "converse-stream"), "converse_stream"),
+        ("POST", ("model", "{model}", "invoke"), "invoke_model"),
+        ("POST", ("model", "{model}", "invoke-with-response-stream"),
+         "invoke_model_with_response_stream"),
+        ("POST", ("model", "{model}", "invoke-with-bidirectional-stream"),
+         "invoke_model_with_bidirectional_stream"),
+        ("POST", ("model", "{model}", "count-tokens"), "count_tokens"),
+        ("POST", ("guardrail", "{guardrail}", "version", "{guardrail_version}", "apply"),
+         "apply_guardrail"),
+        ("POST", ("async-invoke",), "start_async_invoke"),
+        ("GET", ("async-invoke",), "list_async_invokes"),
+        ("GET", ("async-invoke", "{invocation}"), "get_async_invoke"),
+    ),
+}  # fmt: skip
+#: The parameters that are the resource target, the first present (an S3 key with its bucket).
+_TARGET_PARAMS = ("key", "table", "queue", "topic", "secret", "role", "function", "model",
+                  "guardrail", "invocation", "bucket")  # fmt: skip
 
 
 def snake_case(operation: str) -> str:
@@ -210,8 +243,8 @@ class AwsConnector(Connector):
                 return self.fallback(method, req.path)
             action, risk, params = found
             return self._parsed(f"s3.{action}", risk, endpoint, params, "s3")
-        if endpoint.service == "lambda":
-            return self._lambda(req, method, endpoint)
+        if endpoint.service in REST_ROUTES:
+            return self._routed(req, method, endpoint)
         operation, fields = self._operation(req, endpoint)
         if operation is None:
             return self.fallback(method, req.path)
@@ -257,21 +290,22 @@ class AwsConnector(Connector):
         operation = _checked(fields["Action"][0])
         return operation, {k: _one(v) for k, v in fields.items()}
 
-    def _lambda(self, req: HttpRequest, method: str, endpoint: AwsEndpoint) -> ParsedAction:
-        # Lambda is routed by path: the catalogue's path rules hold (refusals, one trailing
-        # slash, literals in any case), as for every route table.
+    def _routed(self, req: HttpRequest, method: str, endpoint: AwsEndpoint) -> ParsedAction:
+        # A REST service routed by path: the catalogue's path rules hold (refusals, one
+        # trailing slash, literals in any case), as for every route table.
         segments = split_path(req.path, connector=_NAME)
-        for want_method, pattern, operation in _LAMBDA:
+        for want_method, pattern, operation in REST_ROUTES[endpoint.service]:
             if method != want_method or len(pattern) != len(segments):
                 continue
-            if all(p == "*" or p == s.lower() for p, s in zip(pattern, segments, strict=True)):
-                params: dict[str, JsonValue] = {}
-                if "*" in pattern:
-                    where = pattern.index("*")
-                    params["function"] = decode_segment(segments[where], connector=_NAME)
-                return self._parsed(
-                    f"lambda.{operation}", risk_of(operation), endpoint, params, "/".join(pattern)
-                )
+            pairs = list(zip(pattern, segments, strict=True))
+            if all(p.startswith("{") or p == s.lower() for p, s in pairs):
+                params: dict[str, JsonValue] = {
+                    p[1:-1]: decode_segment(s, connector=_NAME)
+                    for p, s in pairs
+                    if p.startswith("{")
+                }
+                action = f"{endpoint.service}.{operation}"
+                return self._parsed(action, risk_of(operation), endpoint, params, "/".join(pattern))
         return self.fallback(method, req.path)
 
     def _parsed(
@@ -283,7 +317,7 @@ class AwsConnector(Connector):
         route: str,
     ) -> ParsedAction:
         target = None
-        for name in ("key", "table", "queue", "topic", "secret", "role", "function", "bucket"):
+        for name in _TARGET_PARAMS:
             value = params.get(name)
             if isinstance(value, str) and value:
                 target = value[:2048] if name != "key" else f"{params['bucket']}/{value}"[:2048]
@@ -327,6 +361,8 @@ class AwsConnector(Connector):
             ("aws.sts.assume_role", "POST", "Action=AssumeRole", "high", "Assume a role"),
             ("aws.lambda.invoke", "POST", "/2015-03-31/functions/{function}/invocations",
              "medium", "Invoke a function"),
+            ("aws.bedrock-runtime.converse", "POST", "/model/{model}/converse", "medium",
+             "Converse with a Bedrock model"),
         ]  # fmt: skip
         return [ActionInfo(t, m, p, r, d) for t, m, p, r, d in rows]  # type: ignore[arg-type]
 

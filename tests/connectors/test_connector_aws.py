@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.connectors import HttpRequest, awstargets, get_connector
+from agentfirewall.connectors.aws import REST_ROUTES, snake_case
 from agentfirewall.connectors.awscbor import cbor_fields
 from agentfirewall.connectors.awshosts import (
     AwsEndpoint,
@@ -92,6 +93,16 @@ CASES = [
     ("DELETE", "https://lambda.us-west-2.amazonaws.com/2015-03-31/functions/fn", (), b"",
      "aws.lambda.delete_function", "fn"),
     ("GET", "https://example.com.evil/", (), b"", "aws.unknown.get", None),
+    ("POST", "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-5-"
+     "sonnet-20240620-v1%3A0/converse", (), b"{}", "aws.bedrock-runtime.converse",
+     "anthropic.claude-3-5-sonnet-20240620-v1:0"),
+    ("POST", "https://bedrock-runtime-fips.us-east-1.amazonaws.com/model/us.anthropic.claude-"
+     "3-5-sonnet-20240620-v1%3A0/Invoke", (), b"{}", "aws.bedrock-runtime.invoke_model",
+     "us.anthropic.claude-3-5-sonnet-20240620-v1:0"),
+    ("GET", "https://bedrock-runtime.us-east-1.amazonaws.com/async-invoke", (), b"",
+     "aws.bedrock-runtime.list_async_invokes", None),
+    ("POST", "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse/extra", (), b"",
+     "aws.unknown.post", None),
     # JSON-protocol services whose target prefix is not the host's name: each was refused
     ("POST", "https://kms.us-west-2.amazonaws.com/", (("X-Amz-Target", "TrentService.Encrypt"),
      JSON11), b'{"KeyId":"alias/k","Plaintext":"eA=="}', "aws.kms.encrypt", None),
@@ -167,6 +178,9 @@ def test_names(
 
 
 REFUSED = [
+    # a model ARN holds a `/` (sent as %2F), which the path rules refuse everywhere
+    ("POST", "https://bedrock-runtime.us-east-1.amazonaws.com/model/arn%3Aaws%3Abedrock%3Aus-"
+     "east-1%3A1%3Ainference-profile%2Fus.x/invoke", (), b"{}", "encoded `/`"),
     ("POST", "https://sqs.us-west-2.amazonaws.com/",
      (("X-Amz-Target", "DynamoDB_20120810.DeleteTable"),), b"{}", "addresses dynamodb"),
     ("GET", "https://bkt.s3.amazonaws.com/k?X-Amz-Signature=a&X-Amz-Credential=c", (), b"",
@@ -906,6 +920,24 @@ def test_a_fips_host_is_its_service() -> None:
         "POST", "https://kms-fips.us-east-1.amazonaws.com/", headers=headers, body=b"{}"
     )
     assert AWS.parse(request).spec.type == "aws.kms.encrypt"
+
+
+def test_bedrock_runtime_is_botocores() -> None:
+    """The Bedrock runtime's route table is every operation of botocore's model, with its
+    method, its path (each ``{label}`` one parameter) and boto3's method name."""
+    model = _botocore_models().get("bedrock-runtime")
+    if model is None:
+        pytest.skip("this botocore has no bedrock-runtime model")
+    derived = set()
+    for operation, spec in model["operations"].items():
+        path = spec["http"]["requestUri"].split("?")[0].strip("/").split("/")
+        shape = tuple("{}" if part.startswith("{") else part for part in path)
+        derived.add((spec["http"]["method"], shape, snake_case(operation)))
+    ours = {
+        (method, tuple("{}" if p.startswith("{") else p for p in pattern), operation)
+        for method, pattern, operation in REST_ROUTES["bedrock-runtime"]
+    }
+    assert ours == derived
 
 
 def test_shared_prefixes_are_the_ones_decided() -> None:

@@ -44,7 +44,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     credential = json.dumps({"kind": "aws_sigv4", "access_key_id": KEY_ID,
                              "secret_access_key": SECRET})  # fmt: skip
     snap = snapshot(
-        [rule("*", "allow"), rule("aws.unknown.*", "allow")],  # bedrock-runtime: unnamed
+        [rule("*", "allow")],
         connectors=[connector("aws", domains=[], auth_type="aws_sigv4", credential=credential)],
     )
     tmp = tmp_path_factory.mktemp("sigv4gw")
