@@ -86,7 +86,8 @@ chose, with the region and service it names.
 
 Parameters: ``bucket`` and ``key`` (S3), ``table`` (DynamoDB), ``queue`` (SQS, the queue
 name of ``QueueUrl``), ``topic`` (SNS), ``secret`` (Secrets Manager), ``role`` (STS),
-``function`` (Lambda), and ``region``; the most specific one is the resource target.
+``function`` (Lambda), ``model`` (Bedrock runtime), and ``region``; the most specific one is
+the resource target.
 Risk: reads (``get``, ``list``, ``describe``, ``head``, ``query``, ``scan``, ``receive``)
 low, deletes high, ``get_secret_value`` and ``assume_role`` high, the rest medium.
 """
