@@ -50,8 +50,9 @@ A JSON-protocol service whose endpoint prefix has more than one label
 :func:`aws_endpoint`, which names no such host, and signs it in the scope the agent's SDK
 chose, as for any host it cannot name: several sign as another name than any the host
 gives (``streams.dynamodb`` as ``dynamodb``, ``metering.marketplace`` as
-``aws-marketplace``). Timestream's discovered cell hosts (``query-cell2.timestream``)
-name nothing.
+``aws-marketplace``). Timestream's cell hosts, the endpoints its SDKs discover and then
+call (``query-cell2.timestream.REGION``, ``ingest-cell1.timestream.REGION``), are the
+service of their plain host (``timestream-query``, ``timestream-write``).
 
 China hosts (``*.amazonaws.com.cn``) are read as the others; the aws connector serves them
 only when configured with those domains (the partition has its own accounts and keys).
@@ -77,6 +78,8 @@ _SCOPE = re.compile(r"Credential=[^/,\s]+/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/a
 #: operation's host label and its endpoint prefix.
 _ACTION_NAMES = {"email": "ses", **HOST_LABELS}
 _GLOBAL = "us-east-1"
+#: A discovered cell endpoint's first label (Timestream: ``query-cell2``): the plain one.
+_CELL = re.compile(r"^([a-z]+)-cell[0-9]{1,4}(?=\.)")
 #: S3 endpoint forms, matched against the last labels of the host (``REGION``: that label
 #: is the region), and what the labels before them are.
 _S3_FORMS = (
@@ -146,7 +149,8 @@ def service_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint
     labels = _labels(host)
     if labels is None or len(labels) < 3 or not _REGION.fullmatch(labels[-1]):
         return None
-    name = SERVICE_NAMES.get(".".join(labels[:-1]))
+    prefix = ".".join(labels[:-1])
+    name = SERVICE_NAMES.get(prefix) or SERVICE_NAMES.get(_CELL.sub(r"\1", prefix))
     return None if name is None else AwsEndpoint(name, labels[-1])
 
 

@@ -131,6 +131,9 @@ CASES = [
     ("POST", "https://query.timestream.us-west-2.amazonaws.com/", (("X-Amz-Target",
      "Timestream_20181101.DescribeEndpoints"), JSON10), b"{}",
      "aws.timestream-query.describe_endpoints", None),
+    ("POST", "https://query-cell2.timestream.us-west-2.amazonaws.com/", (("X-Amz-Target",
+     "Timestream_20181101.Query"), JSON10), b'{"QueryString": "SELECT 1"}',
+     "aws.timestream-query.query", None),
     ("POST", "https://ingest.timestream.us-west-2.amazonaws.com/", (("X-Amz-Target",
      "Timestream_20181101.DescribeEndpoints"), JSON10), b"{}",
      "aws.timestream-write.describe_endpoints", None),
@@ -272,7 +275,13 @@ def test_endpoints(host: str, expected: tuple[str, str, str | None] | None) -> N
         ("api.ecr.amazonaws.com", None),  # no region
         ("api.nothing.us-east-1.amazonaws.com", None),
         ("x.api.ecr.us-east-1.amazonaws.com", None),
-        ("query-cell2.timestream.us-east-1.amazonaws.com", None),  # discovered: not named
+        # the cells Timestream's SDKs discover (DescribeEndpoints) and call
+        ("query-cell2.timestream.us-east-1.amazonaws.com", ("timestream-query", "us-east-1")),
+        ("ingest-cell13.timestream.us-east-1.amazonaws.com", ("timestream-write", "us-east-1")),
+        ("query-cell2.timestream.amazonaws.com", None),
+        ("query-cellx.timestream.us-east-1.amazonaws.com", None),
+        ("x-cell2.api.ecr.us-east-1.amazonaws.com", None),
+        ("query.cell2.timestream.us-east-1.amazonaws.com", None),
     ],
 )  # fmt: skip
 def test_service_endpoints(host: str, expected: tuple[str, str] | None) -> None:
