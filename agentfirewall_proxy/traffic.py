@@ -3,7 +3,9 @@
 Records are plain dicts (``pipeline.traffic_record``: no header values, no bodies). They
 wait in a bounded deque; a background task sends up to ``batch`` of them every
 ``interval`` seconds (sooner when a batch is full). When the control plane is unreachable
-they are kept (oldest dropped beyond ``limit``, counted in ``dropped``) and retried.
+they are kept (oldest dropped beyond ``limit``, counted in ``dropped``) and retried. A batch
+whose answer was lost (a timeout, or the shipper stopped with it in flight) is sent again:
+the control plane stores a record once, by its request id and time.
 """
 
 from __future__ import annotations

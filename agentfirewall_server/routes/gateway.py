@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, JsonValue
 from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -277,6 +278,21 @@ def _observe(metrics: Metrics, record: TrafficRecord) -> None:
         metrics.duration.observe(max(through, 0.0) / 1000)
 
 
+def _store_new(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, float]]:
+    """Insert the rows not already stored; the (request id, time) of those inserted.
+
+    A gateway resends a batch whose answer it did not get (a timeout, a fail-over, its own
+    stop with the batch in flight): the copies it may already have delivered are skipped.
+    """
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(traffic)
+        .on_conflict_do_nothing(index_elements=[traffic.c.request_id, traffic.c.created_at])
+        .returning(traffic.c.request_id, traffic.c.created_at)
+    )
+    return {(row.request_id, row.created_at) for row in conn.execute(statement, rows)}
+
+
 async def ingest_traffic(request: Request) -> JSONResponse:
     await require_gateway(request)
     body = await read_model(request, TrafficBatch)
@@ -293,9 +309,12 @@ async def ingest_traffic(request: Request) -> JSONResponse:
     state = state_of(request)
     snapshot = state.snapshot  # the shadow verdicts, when a shadow configuration is installed
     judge_traffic(snapshot.engine, snapshot.shadow, state.metrics, rows)
-    if rows:
-        await state.db.write(lambda c: c.execute(traffic.insert(), rows))
+    stored = await state.db.write(lambda c: _store_new(c, rows)) if rows else set()
     for record, row in zip(body.records, rows, strict=True):
+        key = (row["request_id"], row["created_at"])
+        if key not in stored:
+            continue  # a resent copy: counted and published when it was first stored
+        stored.discard(key)
         state.metrics.count_request(
             row["agent"] or "", row["connector"] or "", row["decision"] or "", row["action"] or ""
         )

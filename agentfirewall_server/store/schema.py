@@ -276,6 +276,9 @@ traffic = Table(
     Column("shadow_rule", String(300), nullable=True),
     Column("shadow_diverged", Boolean, nullable=True),
 )
+#: A record is stored once however often its gateway resends it (routes/gateway.py: a batch
+#: whose answer was lost is sent again): its request id and the time it was made name it.
+Index("uq_traffic_record", traffic.c.request_id, traffic.c.created_at, unique=True)
 
 #: Shadow policies (agentfirewall_server.shadow): evaluated beside the live ones, never
 #: enforced; one replaces the live policy of its name. Promoting makes them live.
