@@ -1,6 +1,6 @@
-"""Amazon Web Services (``*.amazonaws.com``): S3, Lambda, every JSON-protocol service
-(DynamoDB, SQS, KMS, SSM, ECS, ...) and any query-protocol one (SNS, STS, IAM, EC2, ...),
-re-signed with SigV4.
+"""Amazon Web Services (``*.amazonaws.com``): S3, every REST service (Lambda, Bedrock, EKS,
+...), every JSON-protocol one (DynamoDB, SQS, KMS, SSM, ECS, ...) and any query-protocol one
+(SNS, STS, IAM, EC2, ...), re-signed with SigV4.
 
 The service and region come from the host (``agentfirewall.connectors.awshosts``): the
 service is the host's endpoint prefix (``monitoring`` is CloudWatch, ``states`` Step
@@ -43,17 +43,27 @@ method (botocore's ``xform_name``: ``PutItem`` → ``put_item``, ``DescribeDBIns
   passes relies on AWS matching operation names as spelled (a JSON target in another
   case is ``UnknownOperationException``): a spelling that passes but is not the model's
   (``PutiTem``) reaches no operation, and its name (``puti_tem``) is boto3's for it.
-- **Lambda** (REST): ``POST /2015-03-31/functions/{function}/invocations`` →
-  ``aws.lambda.invoke``, and the function CRUD routes; their paths follow the general
-  path rules above.
-- **Bedrock runtime** (REST, ``bedrock-runtime.REGION``): every operation of its model,
-  ``POST /model/{model}/converse`` → ``aws.bedrock-runtime.converse``, and
-  ``converse_stream``, ``invoke_model``, ``invoke_model_with_response_stream``,
-  ``invoke_model_with_bidirectional_stream``, ``count_tokens`` (parameter ``model``, the
-  model or inference profile id, percent-decoded: the target; an ARN, whose ``/`` is sent
-  as ``%2F``, is refused by the path rules), ``apply_guardrail`` (``guardrail``,
-  ``guardrail_version``), ``start_async_invoke``, ``list_async_invokes``,
-  ``get_async_invoke`` (``invocation``).
+- **REST services** (Lambda, Bedrock, Bedrock agents, EKS, API Gateway, SageMaker runtime,
+  SES v2 and every other service botocore's data gives a REST protocol, S3 apart): named by
+  method and path from the table of their models (``agentfirewall.connectors.awsrest``,
+  read by ``awsroutes``): ``POST /2015-03-31/functions/{FunctionName}/invocations`` →
+  ``aws.lambda.invoke``, ``POST /model/{modelId}/converse`` on ``bedrock-runtime`` →
+  ``aws.bedrock-runtime.converse``, ``DELETE /clusters/{name}`` on ``eks`` →
+  ``aws.eks.delete_cluster``, ``POST /agents/{agentId}/agentAliases/{agentAliasId}/sessions/
+  {sessionId}/text`` on ``bedrock-agent-runtime`` → ``aws.bedrock-agent-runtime.invoke_agent``.
+  A URI's query (``?tagging``) must be in the request; where several routes match, the most
+  specific names it (the most query keys it requires, then the most literal segments; two
+  alike name nothing: ``aws.unknown``). Each label is a parameter, named in snake case
+  without its ``Id``/``Identifier``/``Name``/``Arn`` suffix (``FunctionName`` →
+  ``function``, ``modelId`` → ``model``, ``agentAliasId`` → ``agent_alias``) and
+  percent-decoded; the first is the resource target. The path rules hold, except that a
+  ``%2F`` stays inside its label (AWS routes on the path as sent, then decodes the label):
+  a model or resource ARN is one value (``model`` =
+  ``arn:aws:bedrock:...:inference-profile/us.x``). The path alone names the operation: an
+  ``X-Amz-Target`` or ``smithy-protocol`` header is refused, and ``Action`` in the query or
+  body names nothing (on SES's ``email`` host, which serves the v1 query API at ``/`` and
+  the v2 REST API beside it, ``Action`` with a v2 path is refused). Operations sent to a
+  host of their own (``management.deadline``) are not named there.
 - **S3** (REST, virtual-host or path style; hosts read from the right as S3 reads them,
   so a bucket named ``s3-logs`` is a bucket: ``s3.REGION``, ``s3.amazonaws.com``,
   ``s3-REGION``, ``s3-external-1``, ``s3.dualstack.REGION``, ``s3-fips[.dualstack].REGION``,
@@ -86,8 +96,8 @@ chose, with the region and service it names.
 
 Parameters: ``bucket`` and ``key`` (S3), ``table`` (DynamoDB), ``queue`` (SQS, the queue
 name of ``QueueUrl``), ``topic`` (SNS), ``secret`` (Secrets Manager), ``role`` (STS),
-``function`` (Lambda), ``model`` (Bedrock runtime), and ``region``; the most specific one is
-the resource target.
+``function`` (Lambda's JSON-protocol fields), a REST route's labels, and ``region``; the
+most specific one is the resource target.
 Risk: reads (``get``, ``list``, ``describe``, ``head``, ``query``, ``scan``, ``receive``)
 low, deletes high, ``get_secret_value`` and ``assume_role`` high, the rest medium.
 """
@@ -105,35 +115,26 @@ from pydantic import JsonValue
 from agentfirewall.actions import ActionSpec, Risk
 from agentfirewall.connectors.awscbor import cbor_fields
 from agentfirewall.connectors.awshosts import AwsEndpoint, s3_refusal, service_endpoint
+from agentfirewall.connectors.awsroutes import (
+    RestRoute,
+    match_route,
+    routes_of,
+    serves_query_protocol_too,
+    snake_case,
+)
 from agentfirewall.connectors.awss3 import s3_action
 from agentfirewall.connectors.awstargets import BOTOCORE_VERSION, CBOR, SERVICE_NAMES, TARGETS
 from agentfirewall.connectors.base import Connector, make_spec, request_method
 from agentfirewall.connectors.bodies import parse_form
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
-from agentfirewall.connectors.paths import decode_segment, split_path
 from agentfirewall.errors import ConnectorError
 
-__all__ = ["CONNECTOR", "REST_ROUTES", "AwsConnector", "snake_case"]
+__all__ = ["CONNECTOR", "AwsConnector", "snake_case"]
 
 _NAME = "aws"
 #: The only spelling of an operation named: the model's (``PutItem``, ``DescribeDBInstances``,
 #: ``ListWebACLs``), ASCII, a capital first, at least one lower-case letter (module docstring).
 _OPERATION = re.compile(r"(?=[A-Z0-9]*[a-z])[A-Z][A-Za-z0-9]{0,63}")
-#: botocore's ``xform_name``: a final plural acronym (``ACLs``), then word boundaries.
-_PLURAL_ACRONYM = re.compile(r"[A-Z]{2,}s$")
-_FIRST_CAP = re.compile(r"(.)([A-Z][a-z]+)")
-_END_CAP = re.compile(r"([a-z0-9])([A-Z])")
-#: botocore's exceptions to its rule, for the JSON and query services.
-_XFORM_EXCEPTIONS = {
-    "CreateCachediSCSIVolume": "create_cached_iscsi_volume",
-    "CreateStorediSCSIVolume": "create_stored_iscsi_volume",
-    "DescribeCachediSCSIVolumes": "describe_cached_iscsi_volumes",
-    "DescribeStorediSCSIVolumes": "describe_stored_iscsi_volumes",
-    "ListHITsForQualificationType": "list_hits_for_qualification_type",
-    "GetOTelEnrichment": "get_otel_enrichment",
-    "StartOTelEnrichment": "start_otel_enrichment",
-    "StopOTelEnrichment": "stop_otel_enrichment",
-}
 #: Query parameters that would name the operation besides ``Action`` (``Operation`` is an
 #: older alias some query services still read), in any case.
 _ACTION_KEYS = frozenset({"action", "operation"})
@@ -160,54 +161,9 @@ _RESOURCE_FIELDS = (
     ("role", "RoleArn"),
     ("function", "FunctionName"),
 )
-#: The REST services named by path: service -> (method, path segments, operation); a
-#: ``{name}`` segment is the parameter ``name`` (percent-decoded), literals match in any case.
-REST_ROUTES: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
-    "lambda": (
-        ("GET", ("2015-03-31", "functions"), "list_functions"),
-        ("POST", ("2015-03-31", "functions"), "create_function"),
-        ("GET", ("2015-03-31", "functions", "{function}"), "get_function"),
-        ("DELETE", ("2015-03-31", "functions", "{function}"), "delete_function"),
-        ("POST", ("2015-03-31", "functions", "{function}", "invocations"), "invoke"),
-        ("POST", ("2014-11-13", "functions", "{function}", "invoke-async"), "invoke_async"),
-        ("PUT", ("2015-03-31", "functions", "{function}", "code"), "update_function_code"),
-        ("GET", ("2015-03-31", "functions", "{function}", "configuration"),
-         "get_function_configuration"),
-        ("PUT", ("2015-03-31", "functions", "{function}", "configuration"),
-         "update_function_configuration"),
-    ),
-    # every operation of botocore's bedrock-runtime model (test_bedrock_runtime_is_botocores)
-    "bedrock-runtime": (
-        ("POST", ("model", "{model}", "converse"), "converse"),
-        ("POST", ("model", "{model}", "converse-stream"), "converse_stream"),
-        ("POST", ("model", "{model}", "invoke"), "invoke_model"),
-        ("POST", ("model", "{model}", "invoke-with-response-stream"),
-         "invoke_model_with_response_stream"),
-        ("POST", ("model", "{model}", "invoke-with-bidirectional-stream"),
-         "invoke_model_with_bidirectional_stream"),
-        ("POST", ("model", "{model}", "count-tokens"), "count_tokens"),
-        ("POST", ("guardrail", "{guardrail}", "version", "{guardrail_version}", "apply"),
-         "apply_guardrail"),
-        ("POST", ("async-invoke",), "start_async_invoke"),
-        ("GET", ("async-invoke",), "list_async_invokes"),
-        ("GET", ("async-invoke", "{invocation}"), "get_async_invoke"),
-    ),
-}  # fmt: skip
 #: The parameters that are the resource target, the first present (an S3 key with its bucket).
 _TARGET_PARAMS = ("key", "table", "queue", "topic", "secret", "role", "function", "model",
                   "guardrail", "invocation", "bucket")  # fmt: skip
-
-
-def snake_case(operation: str) -> str:
-    """``PutItem`` → ``put_item``, ``DescribeDBInstances`` → ``describe_db_instances``,
-    ``ListWebACLs`` → ``list_web_acls``: botocore's ``xform_name``, the boto3 method name."""
-    known = _XFORM_EXCEPTIONS.get(operation)
-    if known is not None:
-        return known
-    plural = _PLURAL_ACRONYM.search(operation)
-    if plural is not None:
-        operation = f"{operation[: plural.start()]}_{plural.group().lower()}"
-    return _END_CAP.sub(r"\1_\2", _FIRST_CAP.sub(r"\1_\2", operation)).lower()
 
 
 def risk_of(operation: str) -> Risk:
@@ -244,8 +200,10 @@ class AwsConnector(Connector):
                 return self.fallback(method, req.path)
             action, risk, params = found
             return self._parsed(f"s3.{action}", risk, endpoint, params, "s3")
-        if endpoint.service in REST_ROUTES:
-            return self._routed(req, method, endpoint)
+        routes = routes_of(endpoint.service)
+        mixed = routes is not None and serves_query_protocol_too(endpoint.service)
+        if routes is not None and (req.path != "/" or not mixed):
+            return self._routed(req, method, endpoint, routes)
         operation, fields = self._operation(req, endpoint)
         if operation is None:
             return self.fallback(method, req.path)
@@ -291,23 +249,43 @@ class AwsConnector(Connector):
         operation = _checked(fields["Action"][0])
         return operation, {k: _one(v) for k, v in fields.items()}
 
-    def _routed(self, req: HttpRequest, method: str, endpoint: AwsEndpoint) -> ParsedAction:
-        # A REST service routed by path: the catalogue's path rules hold (refusals, one
-        # trailing slash, literals in any case), as for every route table.
-        segments = split_path(req.path, connector=_NAME)
-        for want_method, pattern, operation in REST_ROUTES[endpoint.service]:
-            if method != want_method or len(pattern) != len(segments):
-                continue
-            pairs = list(zip(pattern, segments, strict=True))
-            if all(p.startswith("{") or p == s.lower() for p, s in pairs):
-                params: dict[str, JsonValue] = {
-                    p[1:-1]: decode_segment(s, connector=_NAME)
-                    for p, s in pairs
-                    if p.startswith("{")
-                }
-                action = f"{endpoint.service}.{operation}"
-                return self._parsed(action, risk_of(operation), endpoint, params, "/".join(pattern))
-        return self.fallback(method, req.path)
+    def _routed(
+        self,
+        req: HttpRequest,
+        method: str,
+        endpoint: AwsEndpoint,
+        routes: dict[str, tuple[RestRoute, ...]],
+    ) -> ParsedAction:
+        """A REST service's request, named by its method and path alone (``awsroutes``).
+        An ``X-Amz-Target`` or ``smithy-protocol`` header is refused. ``Action`` in the
+        query or a form body names nothing on a REST host (no REST API reads it), and is
+        refused on a host that also serves the query protocol (SES's ``email``)."""
+        names = [n for n, _ in req.headers if n.lower() in ("x-amz-target", "smithy-protocol")]
+        if names:
+            raise ConnectorError(
+                f"`{names[0][:40]}` on {endpoint.service}, a REST service named by its path: "
+                "refused",
+                connector=_NAME,
+            )
+        if serves_query_protocol_too(endpoint.service):
+            query = parse_form(req.query, connector=_NAME) if req.query else {}
+            form = parse_form(req.body, connector=_NAME) if _is_form(req) and req.body else {}
+            if _action_keys(query) or _action_keys(form):
+                raise ConnectorError(
+                    f"`Action` with the path `{req.path[:200]}`: which names the operation?",
+                    connector=_NAME,
+                )
+        found = match_route(routes, method, req.path, req.query, connector=_NAME)
+        if found is None:
+            return self.fallback(method, req.path)
+        route = found.route
+        first = route.params[0] if route.params else None
+        action = f"{endpoint.service}.{route.operation}"
+        spec_params: dict[str, JsonValue] = dict(found.params)
+        return self._parsed(
+            action, risk_of(route.operation), endpoint, spec_params, "/".join(route.segments),
+            target_param=first,
+        )  # fmt: skip
 
     def _parsed(
         self,
@@ -316,9 +294,16 @@ class AwsConnector(Connector):
         endpoint: AwsEndpoint,
         params: dict[str, JsonValue],
         route: str,
+        *,
+        target_param: str | None = None,
     ) -> ParsedAction:
+        """`target_param`: the parameter that is the target (a REST route's first label);
+        None: the first of the resource parameters there."""
         target = None
-        for name in _TARGET_PARAMS:
+        if target_param is not None:
+            value = params.get(target_param)
+            target = value[:2048] if isinstance(value, str) and value else None
+        for name in () if target_param else _TARGET_PARAMS:
             value = params.get(name)
             if isinstance(value, str) and value:
                 target = value[:2048] if name != "key" else f"{params['bucket']}/{value}"[:2048]

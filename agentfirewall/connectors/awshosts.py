@@ -43,8 +43,9 @@ operation's endpoint trait adds a label to (``sync-states``: Step Functions'
 ``StartSyncExecution``) are their service (``states``): the name the request is signed
 for and its actions' name (``agentfirewall.connectors.awstargets.HOST_LABELS``).
 
-A JSON-protocol service whose endpoint prefix has more than one label
-(``api.ecr.REGION.amazonaws.com``, ``api.sagemaker``, ``streams.dynamodb``) is named by
+A JSON- or REST-protocol service whose endpoint prefix has more than one label
+(``api.ecr.REGION.amazonaws.com``, ``api.sagemaker``, ``streams.dynamodb``,
+``runtime.sagemaker``) is named by
 :func:`service_endpoint` only, with botocore's one-segment name for it (``ecr``,
 ``sagemaker``, ``dynamodbstreams``): the connector's, for action names. The signer reads
 :func:`aws_endpoint`, which names no such host, and signs it in the scope the agent's SDK

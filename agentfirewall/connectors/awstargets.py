@@ -17,11 +17,14 @@ among their protocols); do not edit by hand. After a botocore upgrade,
 - :data:`HOST_LABELS`: the host label of the operations that an endpoint trait sends to
   another host (``sync-`` + ``states``: Step Functions' ``StartSyncExecution``), and the
   endpoint prefix it stands for.
-- :data:`SERVICE_NAMES`: the endpoint prefixes of more than one label (``api.ecr``) and the
-  service name actions use instead, one segment (botocore's: ``ecr``).
+- :data:`SERVICE_NAMES`: the endpoint prefixes of more than one label, of the JSON and REST
+  services (``api.ecr``, ``runtime.sagemaker``), and the service name actions use instead,
+  one segment (botocore's: ``ecr``, ``sagemaker-runtime``).
 - :data:`SIGNING_NAMES`: the one-label endpoint prefixes, of any protocol, whose requests
   are signed for another name (``metadata.signingName``: ``bedrock-runtime`` is signed
   as ``bedrock``, ``email`` as ``ses``): the SigV4 scope's service, which AWS checks.
+- :data:`XFORM_EXCEPTIONS`: the operations whose boto3 method name is not what botocore's
+  ``xform_name`` rule gives (``SendWhatsAppMessage`` is ``send_whatsapp_message``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "SERVICE_NAMES",
     "SIGNING_NAMES",
     "TARGETS",
+    "XFORM_EXCEPTIONS",
 ]
 
 BOTOCORE_VERSION = "1.43.11"
@@ -209,16 +213,38 @@ HOST_LABELS: dict[str, str] = {
     "sync-states": "states",
 }
 SERVICE_NAMES: dict[str, str] = {
+    "a2i-runtime.sagemaker": "sagemaker-a2i-runtime",
+    "admin.wickr": "wickr",
+    "api.detective": "detective",
     "api.ecr": "ecr",
     "api.ecr-public": "ecr-public",
+    "api.iotdeviceadvisor": "iotdeviceadvisor",
+    "api.iotmanagedintegrations": "iot-managed-integrations",
+    "api.iotwireless": "iotwireless",
+    "api.mediatailor": "mediatailor",
     "api.pricing": "pricing",
     "api.sagemaker": "sagemaker",
     "api.tunneling.iot": "iotsecuretunneling",
+    "catalog.marketplace": "marketplace-catalog",
     "controlplane.payment-cryptography": "payment-cryptography",
+    "data-ats.iot": "iot-data",
+    "data.iotevents": "iotevents-data",
+    "data.jobs.iot": "iot-jobs-data",
+    "data.mediastore": "mediastore-data",
+    "data.qapps": "qapps",
+    "dataplane.payment-cryptography": "payment-cryptography-data",
+    "edge.sagemaker": "sagemaker-edge",
     "entitlement.marketplace": "marketplace-entitlement",
+    "featurestore-runtime.sagemaker": "sagemaker-featurestore-runtime",
     "ingest.timestream": "timestream-write",
     "metering.marketplace": "meteringmarketplace",
+    "metrics.sagemaker": "sagemaker-metrics",
+    "models.lex": "lex-models",
+    "participant.connect": "connectparticipant",
     "query.timestream": "timestream-query",
+    "runtime.lex": "lex-runtime",
+    "runtime.sagemaker": "sagemaker-runtime",
+    "sms-voice.pinpoint": "pinpoint-sms-voice",
     "streams.dynamodb": "dynamodbstreams",
 }
 SIGNING_NAMES: dict[str, str] = {
@@ -258,4 +284,35 @@ SIGNING_NAMES: dict[str, str] = {
     "s3-control": "s3",
     "servicecatalog-appregistry": "servicecatalog",
     "voice-chime": "chime",
+}
+XFORM_EXCEPTIONS: dict[str, str] = {
+    "AssociateWhatsAppBusinessAccount": "associate_whatsapp_business_account",
+    "CreateCachediSCSIVolume": "create_cached_iscsi_volume",
+    "CreateStorediSCSIVolume": "create_stored_iscsi_volume",
+    "CreateWhatsAppMessageTemplate": "create_whatsapp_message_template",
+    "CreateWhatsAppMessageTemplateFromLibrary": "create_whatsapp_message_template_from_library",
+    "CreateWhatsAppMessageTemplateMedia": "create_whatsapp_message_template_media",
+    "DeleteWhatsAppMessageMedia": "delete_whatsapp_message_media",
+    "DeleteWhatsAppMessageTemplate": "delete_whatsapp_message_template",
+    "DescribeCachediSCSIVolumes": "describe_cached_iscsi_volumes",
+    "DescribeStorediSCSIVolumes": "describe_stored_iscsi_volumes",
+    "DisassociateWhatsAppBusinessAccount": "disassociate_whatsapp_business_account",
+    "ExecutePartiQLBatch": "execute_partiql_batch",
+    "ExecutePartiQLStatement": "execute_partiql_statement",
+    "ExecutePartiQLTransaction": "execute_partiql_transaction",
+    "GetLinkedWhatsAppBusinessAccount": "get_linked_whatsapp_business_account",
+    "GetLinkedWhatsAppBusinessAccountPhoneNumber": "get_linked_whatsapp_business_account_phone_number",
+    "GetOTelEnrichment": "get_otel_enrichment",
+    "GetWhatsAppMessageMedia": "get_whatsapp_message_media",
+    "GetWhatsAppMessageTemplate": "get_whatsapp_message_template",
+    "ListHITsForQualificationType": "list_hits_for_qualification_type",
+    "ListLinkedWhatsAppBusinessAccounts": "list_linked_whatsapp_business_accounts",
+    "ListWhatsAppMessageTemplates": "list_whatsapp_message_templates",
+    "ListWhatsAppTemplateLibrary": "list_whatsapp_template_library",
+    "PostWhatsAppMessageMedia": "post_whatsapp_message_media",
+    "PutWhatsAppBusinessAccountEventDestinations": "put_whatsapp_business_account_event_destinations",
+    "SendWhatsAppMessage": "send_whatsapp_message",
+    "StartOTelEnrichment": "start_otel_enrichment",
+    "StopOTelEnrichment": "stop_otel_enrichment",
+    "UpdateWhatsAppMessageTemplate": "update_whatsapp_message_template",
 }

@@ -29,12 +29,12 @@ General rules (every connector):
   is a reserved segment: no allow-rule wildcard (`github.*`, `*`) grants such a name, only
   a rule that names it (`github.unknown.*`, `github.unknown.put`); deny and
   require_approval wildcards still cover it.
-- Paths are normalised strictly (S3 object keys aside: see aws): unreserved
-  percent-escapes are decoded; `%2F`, `%5C`, encoded controls, malformed escapes,
-  `.`/`..` and empty segments, `;` parameters, backslashes, NUL and non-ASCII characters
-  are refused (`ConnectorError`, the proxy denies). Literals match case-insensitively;
-  one trailing slash is ignored; a last segment with a format suffix (`merge.json`) and
-  non-numeric ids are matched to the route they may reach, with
+- Paths are normalised strictly (S3 object keys and the `%2F` of AWS REST labels aside:
+  see aws): unreserved percent-escapes are decoded; `%2F`, `%5C`, encoded controls,
+  malformed escapes, `.`/`..` and empty segments, `;` parameters, backslashes, NUL and
+  non-ASCII characters are refused (`ConnectorError`, the proxy denies). Literals match
+  case-insensitively; one trailing slash is ignored; a last segment with a format suffix
+  (`merge.json`) and non-numeric ids are matched to the route they may reach, with
   `risk_hints.path_relaxed`.
 - In the tables' paths, `{name}` is one path segment, `{name:int}` one segment of digits
   (an integer parameter), `{name}.git` one segment ending in `.git`, and `{name+}` one or

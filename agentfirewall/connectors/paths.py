@@ -29,17 +29,25 @@ _SAFE_RE = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,=:@%/]*")
 _ESCAPE_RE = re.compile(r"%(..)?")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _REFUSED_ESCAPES = frozenset({0x2F, 0x5C, 0x7F, *range(0x20)})
+_SEPARATORS = frozenset({0x2F, 0x5C})
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def split_path(raw: str, *, connector: str = "") -> tuple[str, ...]:
-    """Split a raw absolute path into normalised segments or raise ConnectorError."""
+def split_path(
+    raw: str, *, connector: str = "", encoded_separators: bool = False
+) -> tuple[str, ...]:
+    """Split a raw absolute path into normalised segments or raise ConnectorError.
+
+    `encoded_separators`: ``%2F`` and ``%5C`` stay encoded inside their segment rather than
+    being refused, for an upstream known to route on the path as sent and to decode a
+    segment's value only afterwards (AWS's REST services: ``awsroutes``).
+    """
     if not _SAFE_RE.fullmatch(raw):
         raise ConnectorError(
             f"refused path `{_show(raw)}`: unexpected character", connector=connector
         )
     if "%" in raw:
-        raw = _ESCAPE_RE.sub(lambda m: _decode_escape(m, raw, connector), raw)
+        raw = _ESCAPE_RE.sub(lambda m: _decode_escape(m, raw, connector, encoded_separators), raw)
     body = raw[1:-1] if len(raw) > 1 and raw[-1] == "/" else raw[1:]
     framed = f"/{body}/"
     if "//" in raw or "/./" in framed or "/../" in framed:
@@ -49,11 +57,13 @@ def split_path(raw: str, *, connector: str = "") -> tuple[str, ...]:
     return tuple(body.split("/")) if body else ()
 
 
-def _decode_escape(match: re.Match[str], raw: str, connector: str) -> str:
+def _decode_escape(match: re.Match[str], raw: str, connector: str, separators: bool) -> str:
     hexpair = match.group(1)
     if hexpair is None or not (hexpair[0] in _HEX and hexpair[1] in _HEX):
         raise ConnectorError(f"refused path `{_show(raw)}`: malformed escape", connector=connector)
     code = int(hexpair, 16)
+    if separators and code in _SEPARATORS:
+        return f"%{hexpair.upper()}"
     if code in _REFUSED_ESCAPES:
         raise ConnectorError(
             f"refused path `{_show(raw)}`: encoded `/`, `\\` or control character",

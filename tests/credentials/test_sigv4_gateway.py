@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -183,21 +184,44 @@ def test_plain_http_is_upgraded_to_tls_and_signed(setup: Setup) -> None:
     assert setup.fake.settings["objects"][("demo-bucket", "plain.txt")] == b"p"
 
 
-def test_a_service_signed_for_another_name_is_signed_for_that_name(setup: Setup) -> None:
-    """Bedrock's runtime host is ``bedrock-runtime`` but AWS checks a signature scoped to
-    ``bedrock`` (botocore's ``signingName``): the gateway signs for that name, and the real
-    boto3 client, through the gateway, gets its answer."""
+def _bedrock_runtime(setup: Setup) -> Any:
+    """The real boto3 client, through the gateway, holding a placeholder key."""
     boto3 = pytest.importorskip("boto3")
     from botocore.config import Config
 
-    client = boto3.client(
+    return boto3.client(
         "bedrock-runtime", region_name=REGION, aws_access_key_id="AKIAAGENTPLACEHOLDER",
         aws_secret_access_key="agent-holds-no-key", verify=str(setup.bundle),
         config=Config(proxies={"https": setup.proxy}, retries={"max_attempts": 1}),
     )  # fmt: skip
+
+
+def test_a_service_signed_for_another_name_is_signed_for_that_name(setup: Setup) -> None:
+    """Bedrock's runtime host is ``bedrock-runtime`` but AWS checks a signature scoped to
+    ``bedrock`` (botocore's ``signingName``): the gateway signs for that name, and the real
+    boto3 client, through the gateway, gets its answer."""
+    client = _bedrock_runtime(setup)
     before = len(setup.fake.settings["rejected"])
     answer = client.converse(
         modelId="anthropic.claude-v2", messages=[{"role": "user", "content": [{"text": "hi"}]}]
     )
     assert answer["output"]["message"]["content"] == [{"text": "hello"}]
     assert setup.fake.settings["rejected"][before:] == []
+
+
+def test_a_model_arn_in_the_path_is_named_signed_and_sent_as_boto3_sent_it(
+    setup: Setup,
+) -> None:
+    """An inference profile's ARN as ``modelId``: boto3 sends its ``/`` as ``%2F`` in the
+    path, which AWS routes as one label (0.1.0 refused it by the path rules). The gateway
+    names it ``aws.bedrock-runtime.converse``, signs it, and forwards the path unchanged."""
+    client = _bedrock_runtime(setup)
+    arn = f"arn:aws:bedrock:{REGION}:123456789012:inference-profile/us.anthropic.claude"
+    before = len(setup.fake.settings["rejected"])
+    answer = client.converse(modelId=arn, messages=[{"role": "user", "content": [{"text": "a"}]}])
+    assert answer["output"]["message"]["content"] == [{"text": "hello"}]
+    assert setup.fake.settings["rejected"][before:] == []
+    assert setup.fake.last().path == (
+        "/model/arn%3Aaws%3Abedrock%3Aus-west-2%3A123456789012%3Ainference-profile%2F"
+        "us.anthropic.claude/converse"
+    )

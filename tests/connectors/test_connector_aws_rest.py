@@ -1,0 +1,320 @@
+"""The aws connector's REST services (Lambda, Bedrock, EKS, SageMaker runtime, ...): every
+operation botocore sends is named as boto3 names it, and a request the path names is
+never renamed by a header or a query parameter.
+
+Also the generator of agentfirewall/connectors/awsrest.py::
+
+    python -m tests.connectors.test_connector_aws_rest > /tmp/awsrest.py
+    cp /tmp/awsrest.py agentfirewall/connectors/awsrest.py
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from agentfirewall.connectors import HttpRequest, awsrest, get_connector
+from agentfirewall.connectors.awshosts import service_endpoint
+from agentfirewall.connectors.awsroutes import match_route, param_name, parse_routes
+from agentfirewall.errors import ConnectorError
+from tests.connectors.test_connector_aws import _botocore_models, _protocols, _service_model
+
+AWS = get_connector("aws")
+
+
+def _is_rest(model: dict[str, Any]) -> bool:
+    return bool(_protocols(model)[0].startswith("rest"))
+
+
+def _action_service(prefix: str) -> str | None:
+    """The service name the connector gives the hosts of `prefix` (None: it names none)."""
+    endpoint = service_endpoint(f"{prefix}.us-east-1.amazonaws.com")
+    return None if endpoint is None else endpoint.service
+
+
+def _rest_models() -> dict[str, tuple[str, dict[str, Any]]]:
+    """botocore's REST services that the table holds: model name -> (action service, model).
+    Not S3 and S3 Control (``awss3`` reads S3; S3 Control's hosts carry the account), nor
+    a dotted endpoint whose botocore name is another service's prefix (``portal.sso``)."""
+    found = {}
+    for name, model in sorted(_botocore_models().items()):
+        prefix = model["metadata"]["endpointPrefix"]
+        if not _is_rest(model) or prefix.startswith("s3"):
+            continue
+        service = _action_service(prefix)
+        if service is not None:
+            found[name] = (service, model)
+    return found
+
+
+def rest_tables() -> dict[str, Any]:
+    """The tables of agentfirewall/connectors/awsrest.py, from botocore's data."""
+    routes: dict[str, dict[tuple[str, str], str]] = {}
+    for service, model in _rest_models().values():
+        table = routes.setdefault(service, {})
+        for operation, spec in model["operations"].items():
+            if spec.get("endpoint", {}).get("hostPrefix"):
+                continue  # sent to another host (``management.deadline``): not named there
+            key = (spec["http"]["method"], spec["http"]["requestUri"])
+            assert table.setdefault(key, operation) == operation, (service, key)
+    others = {
+        _action_service(model["metadata"]["endpointPrefix"])
+        for model in _botocore_models().values()
+        if not _is_rest(model)
+    }
+    return {
+        "ROUTES": {
+            service: "".join(f"{m} {uri} {op}\n" for (m, uri), op in sorted(table.items()))
+            for service, table in sorted(routes.items())
+            if table
+        },
+        "MIXED": frozenset(routes) & others,
+    }
+
+
+_DOC = '''\
+"""The routes of AWS's REST-protocol services: method, request URI and operation.
+
+Generated from the service models of botocore {version} ({count} REST services); do not
+edit by hand. After a botocore upgrade, ``test_the_rest_table_is_botocores`` fails until
+it is regenerated::
+
+    python -m tests.connectors.test_connector_aws_rest > /tmp/awsrest.py
+    cp /tmp/awsrest.py agentfirewall/connectors/awsrest.py
+
+- :data:`ROUTES`: each service's action name (the connector's: ``lambda``,
+  ``sagemaker-runtime`` for ``runtime.sagemaker``, ``ses`` for ``email``) and its
+  operations, one per line: the method, the model's ``requestUri`` and the operation.
+  S3 is read by ``awss3``; operations an endpoint trait sends to another host
+  (``management.deadline``) are left out. ``awsroutes`` reads them.
+- :data:`MIXED`: the services whose host also serves a query- or JSON-protocol API (SES's
+  ``email``: the v1 API's ``Action``, the v2 API's paths).
+"""
+
+from __future__ import annotations
+
+__all__ = ["BOTOCORE_VERSION", "MIXED", "ROUTES"]
+
+BOTOCORE_VERSION = "{version}"
+'''
+
+
+def render_awsrest() -> str:
+    import botocore
+
+    tables = rest_tables()
+    out = [_DOC.format(version=botocore.__version__, count=len(_rest_models()))]
+    mixed = ", ".join(f'"{s}"' for s in sorted(tables["MIXED"]))
+    out.append(f"MIXED: frozenset[str] = frozenset({{{mixed}}})")
+    out.append("ROUTES: dict[str, str] = {")
+    for service, text in tables["ROUTES"].items():
+        out.append(f'    "{service}": """\\\n{text}""",')
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def test_the_rest_table_is_botocores() -> None:
+    tables = rest_tables()
+    assert tables["MIXED"] == awsrest.MIXED
+    wrong = sorted(
+        service
+        for service in set(awsrest.ROUTES) | set(tables["ROUTES"])
+        if awsrest.ROUTES.get(service) != tables["ROUTES"].get(service)
+    )
+    assert wrong == [], (
+        "regenerate: python -m tests.connectors.test_connector_aws_rest > /tmp/awsrest.py; "
+        "cp /tmp/awsrest.py agentfirewall/connectors/awsrest.py"
+    )
+
+
+def _fill(shape: Any) -> Any:
+    if shape.type_name == "string":
+        return "v1"
+    if shape.type_name in ("integer", "long"):
+        return 7
+    if shape.type_name == "boolean":
+        return True
+    if shape.type_name == "timestamp":
+        return 1700000000
+    if shape.type_name == "list":
+        return [_fill(shape.member)]
+    return None
+
+
+def _uri_input(operation: Any) -> dict[str, Any]:
+    """A value for every member the URI carries (a label or a required query member)."""
+    shape = operation.input_shape
+    if shape is None:
+        return {}
+    values = {}
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        if location == "uri" or (location == "querystring" and name in shape.required_members):
+            value = _fill(member)
+            if value is not None:
+                values[name] = value
+    return values
+
+
+def _sent(sent: dict[str, Any], prefix: str) -> HttpRequest:
+    from urllib.parse import urlencode
+
+    path = sent["url_path"]  # (with the URI's own query, when it has one)
+    query = urlencode(sent["query_string"], doseq=True)
+    if query:
+        path += ("&" if "?" in path else "?") + query
+    body = sent["body"]
+    return HttpRequest.from_url(
+        sent["method"],
+        f"https://{prefix}.us-west-2.amazonaws.com{path}",
+        headers=tuple(sent["headers"].items()),
+        body=body.encode() if isinstance(body, str) else body,
+    )
+
+
+def test_every_rest_operation_is_named_as_boto3_names_it() -> None:
+    """Each operation of each REST service, serialized as botocore sends it (every URI
+    label filled in), is ``aws.<service>.<boto3 method name>`` with its labels as
+    parameters, or refused only when that name is longer than an action segment."""
+    from botocore import xform_name
+    from botocore.serialize import create_serializer
+
+    wrong: list[tuple[str, str, str]] = []
+    named = 0
+    for name, (service, _) in _rest_models().items():
+        model = _service_model(name)
+        serializer = create_serializer(model.protocol, include_validation=False)
+        for operation in model.operation_names:
+            operation_model = model.operation_model(operation)
+            if (operation_model.endpoint or {}).get("hostPrefix"):
+                continue
+            values = _uri_input(operation_model)
+            sent = serializer.serialize_to_request(values, operation_model)
+            expected = f"aws.{service}.{xform_name(operation)}"
+            try:
+                parsed = AWS.parse(_sent(sent, model.endpoint_prefix))
+            except ConnectorError as exc:
+                if len(xform_name(operation)) <= 63:
+                    wrong.append((name, operation, str(exc)))
+                continue
+            named += 1
+            if parsed.spec.type != expected:
+                wrong.append((name, operation, parsed.spec.type))
+                continue
+            labels = [
+                param_name(m.serialization.get("name", k))
+                for k, m in operation_model.input_shape.members.items()
+                if m.serialization.get("location") == "uri"
+            ] if operation_model.input_shape else []  # fmt: skip
+            missing = [p for p in labels if p not in parsed.spec.parameters]
+            if missing:
+                wrong.append((name, operation, f"no parameter {missing}"))
+            if not _renamed_by_nothing(sent, model.endpoint_prefix, service, parsed.spec.type):
+                wrong.append((name, operation, "renamed by an Action or a header"))
+    assert wrong == []
+    assert named > 8500  # every REST service's operations, not a few
+
+
+def _renamed_by_nothing(sent: dict[str, Any], prefix: str, service: str, name: str) -> bool:
+    """The request with another operation's name beside its path (``Action`` and
+    ``Operation`` in the query) is still its path's action (the query protocol's key on a
+    REST host names nothing; on SES's host, which serves both, it is refused); with an
+    ``X-Amz-Target``, refused."""
+    query = dict(sent["query_string"] or {})
+    with_action = {**sent, "query_string": {**query, "Action": "ListThings"}}
+    with_target = {**sent, "headers": {**sent["headers"], "X-Amz-Target": "Svc.ListThings"}}
+    try:
+        if AWS.parse(_sent(with_action, prefix)).spec.type != name:
+            return False
+    except ConnectorError as exc:
+        if service not in awsrest.MIXED or "which names the operation" not in str(exc):
+            return False
+    try:
+        AWS.parse(_sent(with_target, prefix))
+    except ConnectorError as exc:
+        return "named by its path" in str(exc)
+    return False
+
+
+def _parse(method: str, url: str, body: bytes = b"") -> Any:
+    return AWS.parse(HttpRequest.from_url(method, url, body=body))
+
+
+def test_a_delete_stays_a_delete_whatever_the_query_says() -> None:
+    """0.1.0 named a REST request by an ``Action`` in its query: ``DELETE /clusters/prod
+    ?Action=DescribeClusters`` on EKS was ``aws.eks.describe_clusters``, a low-risk read."""
+    parsed = _parse("DELETE", "https://eks.us-east-1.amazonaws.com/clusters/prod"
+                    "?Action=DescribeClusters&Operation=ListClusters")  # fmt: skip
+    assert parsed.spec.type == "aws.eks.delete_cluster"
+    assert parsed.risk == "high"
+    assert parsed.spec.resource.target == "prod"
+    assert parsed.spec.parameters["name"] == "prod"  # (EKS's label: `{name}`)
+    for method in ("DELETE", "DeLeTe"):  # (methods are upper-cased before naming)
+        other = HttpRequest.from_url(method, "https://eks.us-east-1.amazonaws.com/CLUSTERS/prod")
+        assert AWS.parse(other).spec.type == "aws.eks.delete_cluster"
+
+
+def test_an_arn_in_a_label_is_one_value() -> None:
+    """botocore sends an ARN in a label with its ``/`` as ``%2F``; AWS routes on the path as
+    sent, then decodes the label: one parameter, decoded (0.1.0 refused it)."""
+    arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude"
+    encoded = arn.replace(":", "%3A").replace("/", "%2F")
+    parsed = _parse("POST", f"https://bedrock-runtime.us-east-1.amazonaws.com/model/{encoded}/converse",
+                    b"{}")  # fmt: skip
+    assert parsed.spec.type == "aws.bedrock-runtime.converse"
+    assert parsed.spec.parameters["model"] == arn
+    assert parsed.spec.resource.target == arn
+    agent = "arn:aws:bedrock:us-east-1:123456789012:agent/ABCDEFGHIJ"
+    tags = _parse("POST", "https://bedrock-agent-runtime.us-east-1.amazonaws.com/tags/"
+                  + agent.replace(":", "%3A").replace("/", "%2F"), b"{}")  # fmt: skip
+    assert (tags.spec.type, tags.spec.parameters["resource"]) == (
+        "aws.bedrock-agent-runtime.tag_resource", agent)  # fmt: skip
+    greedy = _parse("PUT", "https://workspaces-web.us-east-1.amazonaws.com/portals/"
+                    "arn:aws:workspaces-web:us-east-1:1:portal/p1/browserSettings")  # fmt: skip
+    assert greedy.spec.type == "aws.workspaces-web.associate_browser_settings"
+    assert greedy.spec.parameters["portal"] == "arn:aws:workspaces-web:us-east-1:1:portal/p1"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/clusters/..", "/clusters/%2e%2e", "/clusters//prod", "/clusters/prod;x=1",
+     "/clusters/pr%00od", "/clusters/pr od"],
+)  # fmt: skip
+def test_the_path_rules_hold_on_rest_services(path: str) -> None:
+    with pytest.raises(ConnectorError, match="refused path"):
+        AWS.parse(HttpRequest("DELETE", "https", "eks.us-east-1.amazonaws.com", None, path))
+
+
+def test_the_most_specific_route_names_a_request_and_a_tie_names_nothing() -> None:
+    routes = parse_routes(
+        "GET /things/{thingId} GetThing\n"
+        "GET /things/search SearchThings\n"
+        "GET /things/{thingId}?tagging GetThingTagging\n"
+        "GET /a/{x}/b GetAb\n"
+        "GET /a/c/{y} GetAc\n"
+        "GET /files/{key+} GetFile\n"
+        "GET /files/{dir}/meta GetMeta\n"
+    )
+
+    def named(path: str, query: str = "") -> str | None:
+        found = match_route(routes, "GET", path, query, connector="aws")
+        return None if found is None else found.route.operation
+
+    assert named("/things/t1") == "get_thing"
+    assert named("/things/search") == "search_things"  # a literal before a label
+    assert named("/things/SEARCH") == "search_things"
+    assert named("/things/t1", "tagging") == "get_thing_tagging"
+    assert named("/things/t1", "other=1") == "get_thing"
+    assert named("/a/x1/b") == "get_ab"
+    assert named("/a/c/b") is None  # two routes alike: no name rather than a guess
+    assert named("/files/d1/meta") == "get_meta"  # no `+` label before one
+    assert named("/files/d1/d2/f") == "get_file"
+    found = match_route(routes, "GET", "/files/d%201/f%2Fg", "", connector="aws")
+    assert found is not None
+    assert found.params == {"key": "d 1/f/g"}
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_awsrest())
