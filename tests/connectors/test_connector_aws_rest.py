@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentfirewall.connectors import HttpRequest, awsrest, get_connector
 from agentfirewall.connectors.awshosts import service_endpoint
-from agentfirewall.connectors.awsroutes import match_route, param_name, parse_routes
+from agentfirewall.connectors.awsroutes import match_route, param_name, parse_routes, routes_of
+from agentfirewall.connectors.awstargets import SERVICE_NAMES
 from agentfirewall.errors import ConnectorError
 from tests.connectors.test_connector_aws import _botocore_models, _protocols, _service_model
+from tests.fuzzscale import examples
 
 AWS = get_connector("aws")
 
@@ -318,3 +323,62 @@ def test_the_most_specific_route_names_a_request_and_a_tie_names_nothing() -> No
 
 if __name__ == "__main__":
     sys.stdout.write(render_awsrest())
+
+
+_SERVICES = sorted(awsrest.ROUTES)
+
+
+def _encoded(segment: str, data: Any) -> str:
+    """`segment` with some of its unreserved characters percent-encoded, in either case."""
+    out = []
+    for char in segment:
+        if char.isalnum() and data.draw(st.booleans()):
+            escape = f"%{ord(char):02X}"
+            out.append(escape.lower() if data.draw(st.booleans()) else escape)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(data=st.data())
+def test_a_route_is_named_alike_in_every_spelling(data: Any) -> None:
+    """Any route of any REST service, its labels filled with any value and its literals
+    spelled in any case or with escaped letters, is named as plainly spelled, or refused
+    alike; nothing else escapes (no crash, no other name)."""
+    service = data.draw(st.sampled_from(_SERVICES))
+    routes = routes_of(service)
+    assert routes is not None
+    method = data.draw(st.sampled_from(sorted(routes)))
+    route = data.draw(st.sampled_from(routes[method]))
+    value = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1,
+                    max_size=12)  # fmt: skip
+    plain, spelled = [], []
+    for segment in route.segments:
+        if segment.startswith("{"):
+            part = quote("~" + data.draw(value), safe="")  # (never a literal of another route)
+            plain.append(part)
+            spelled.append(part)
+        else:
+            plain.append(segment)
+            case = data.draw(st.sampled_from([str.lower, str.upper, str.title]))
+            spelled.append(_encoded(case(segment), data))
+    query = "&".join(k if v is None else f"{k}={v}" for k, v in route.query)
+    host = service_host(service)
+    results = []
+    for path in ("/" + "/".join(plain), "/" + "/".join(spelled)):
+        url = f"https://{host}{path}" + (f"?{query}" if query else "")
+        try:
+            results.append(AWS.parse(HttpRequest.from_url(method, url)).spec.type)
+        except ConnectorError:  # (a control character in a label: refused as anywhere)
+            results.append("refused")
+    assert results[0] == results[1]
+    assert results[0] in (f"aws.{service}.{route.operation}", "refused")
+
+
+def service_host(service: str) -> str:
+    """A host the connector names `service` for (``ses`` is ``email``; dotted prefixes)."""
+    for prefix, name in SERVICE_NAMES.items():
+        if name == service:
+            return f"{prefix}.us-east-1.amazonaws.com"
+    return f"{'email' if service == 'ses' else service}.us-east-1.amazonaws.com"
