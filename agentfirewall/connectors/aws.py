@@ -1,5 +1,5 @@
 """Amazon Web Services (``*.amazonaws.com``): S3, every REST service (Lambda, Bedrock, EKS,
-...), every JSON-protocol one (DynamoDB, SQS, KMS, SSM, ECS, ...) and any query-protocol one
+...), every JSON-protocol one (DynamoDB, SQS, KMS, SSM, ECS, ...) and every query-protocol one
 (SNS, STS, IAM, EC2, ...), re-signed with SigV4.
 
 The service and region come from the host (``agentfirewall.connectors.awshosts``): the
@@ -29,8 +29,10 @@ method (botocore's ``xform_name``: ``PutItem`` → ``put_item``, ``DescribeDBIns
   only: any other path or header value, another method, a query, an ``X-Amz-Target``, a
   body that is not ``application/cbor`` (one ``Content-Type``), invalid CBOR or a field
   twice is refused.
-- **Query protocol** (SNS, STS, older SQS): ``Action`` in the query or the form body
-  (``Action=Publish`` → ``aws.sns.publish``, percent-decoded as AWS decodes it);
+- **Query protocol** (SNS, STS, IAM, EC2, older SQS: the services whose models give it,
+  ``awstargets.QUERY``): ``Action`` in the query or the form body
+  (``Action=Publish`` → ``aws.sns.publish``, percent-decoded as AWS decodes it); on any
+  other host ``Action`` names nothing (``aws.unknown.<method>``);
   ``Action`` with two values, in both the query and the body, or with an
   ``X-Amz-Target``, is refused, and so is any other parameter that could name the
   operation (``action``, ``ACTION``, ``Operation``: an older alias). A field in both the
@@ -123,7 +125,13 @@ from agentfirewall.connectors.awsroutes import (
     snake_case,
 )
 from agentfirewall.connectors.awss3 import s3_action
-from agentfirewall.connectors.awstargets import BOTOCORE_VERSION, CBOR, SERVICE_NAMES, TARGETS
+from agentfirewall.connectors.awstargets import (
+    BOTOCORE_VERSION,
+    CBOR,
+    QUERY,
+    SERVICE_NAMES,
+    TARGETS,
+)
 from agentfirewall.connectors.base import Connector, make_spec, request_method
 from agentfirewall.connectors.bodies import parse_form
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
@@ -227,6 +235,8 @@ class AwsConnector(Connector):
             if _action_keys(query):
                 raise ConnectorError("both `X-Amz-Target` and `Action`: refused", connector=_NAME)
             return _target_operation(targets[0], endpoint), _json_fields(req)
+        if endpoint.service not in QUERY:  # its host reads no `Action`: it names nothing
+            return None, {}
         fields: dict[str, tuple[str, ...]] = dict(query)
         if req.body and (req.method.upper() == "POST" or _is_form(req)):
             if not req.body_complete:

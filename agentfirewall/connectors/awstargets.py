@@ -14,6 +14,9 @@ among their protocols); do not edit by hand. After a botocore upgrade,
   apart by the host; two prefixes of one endpoint (Kinesis Analytics' two API versions)
   name their operations alike, on the one service.
 - :data:`CBOR`: the target prefixes of the services that also speak RPCv2-CBOR.
+- :data:`QUERY`: the services whose host reads the query protocol's ``Action`` (their
+  action names: ``ses`` for ``email``): ``query`` or ``ec2`` among their protocols, or
+  ``awsQueryCompatible`` (SQS, CloudWatch). On any other host ``Action`` names nothing.
 - :data:`HOST_LABELS`: the host label of the operations that an endpoint trait sends to
   another host (``sync-`` + ``states``: Step Functions' ``StartSyncExecution``), and the
   endpoint prefix it stands for.
@@ -33,6 +36,7 @@ __all__ = [
     "BOTOCORE_VERSION",
     "CBOR",
     "HOST_LABELS",
+    "QUERY",
     "SERVICE_NAMES",
     "SIGNING_NAMES",
     "TARGETS",
@@ -205,6 +209,27 @@ CBOR: frozenset[str] = frozenset(
         "gamelift",
         "graniteserviceversion20100801",
         "interconnect",
+    }
+)
+QUERY: frozenset[str] = frozenset(
+    {
+        "autoscaling",
+        "cloudformation",
+        "cloudsearch",
+        "ec2",
+        "elasticache",
+        "elasticbeanstalk",
+        "elasticloadbalancing",
+        "iam",
+        "importexport",
+        "monitoring",
+        "rds",
+        "redshift",
+        "sdb",
+        "ses",
+        "sns",
+        "sqs",
+        "sts",
     }
 )
 HOST_LABELS: dict[str, str] = {

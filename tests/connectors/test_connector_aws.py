@@ -763,7 +763,23 @@ def botocore_tables() -> dict[str, Any]:
         "HOST_LABELS": dict(sorted(host_labels.items())),
         "SIGNING_NAMES": _signing_names(),
         "XFORM_EXCEPTIONS": _xform_exceptions(),
+        "QUERY": _query_services(),
     }
+
+
+def _query_services() -> frozenset[str]:
+    """The services (their action names: ``ses`` for ``email``) whose host reads the query
+    protocol's ``Action``: ``query`` or ``ec2`` among their protocols, or JSON services
+    compatible with it (``awsQueryCompatible``: SQS, CloudWatch)."""
+    names = set()
+    for model in _botocore_models().values():
+        meta = model["metadata"]
+        protocols = _protocols(model)
+        if "query" in protocols or "ec2" in protocols or "awsQueryCompatible" in meta:
+            endpoint = service_endpoint(f"{meta['endpointPrefix']}.us-east-1.amazonaws.com")
+            assert endpoint is not None, meta["endpointPrefix"]
+            names.add(endpoint.service)
+    return frozenset(names)
 
 
 def _xform_exceptions() -> dict[str, str]:
@@ -823,6 +839,9 @@ among their protocols); do not edit by hand. After a botocore upgrade,
   apart by the host; two prefixes of one endpoint (Kinesis Analytics' two API versions)
   name their operations alike, on the one service.
 - :data:`CBOR`: the target prefixes of the services that also speak RPCv2-CBOR.
+- :data:`QUERY`: the services whose host reads the query protocol's ``Action`` (their
+  action names: ``ses`` for ``email``): ``query`` or ``ec2`` among their protocols, or
+  ``awsQueryCompatible`` (SQS, CloudWatch). On any other host ``Action`` names nothing.
 - :data:`HOST_LABELS`: the host label of the operations that an endpoint trait sends to
   another host (``sync-`` + ``states``: Step Functions' ``StartSyncExecution``), and the
   endpoint prefix it stands for.
@@ -842,6 +861,7 @@ __all__ = [
     "BOTOCORE_VERSION",
     "CBOR",
     "HOST_LABELS",
+    "QUERY",
     "SERVICE_NAMES",
     "SIGNING_NAMES",
     "TARGETS",
@@ -861,11 +881,12 @@ def render_awstargets() -> str:
     out.append("TARGETS: dict[str, tuple[str, ...]] = {")
     out.extend(f'    "{prefix}": {endpoints!r},' for prefix, endpoints in tables["TARGETS"].items())
     out.append("}")
-    out.append("CBOR: frozenset[str] = frozenset(")
-    out.append("    {")
-    out.extend(f'        "{prefix}",' for prefix in sorted(tables["CBOR"]))
-    out.append("    }")
-    out.append(")")
+    for name in ("CBOR", "QUERY"):
+        out.append(f"{name}: frozenset[str] = frozenset(")
+        out.append("    {")
+        out.extend(f'        "{prefix}",' for prefix in sorted(tables[name]))
+        out.append("    }")
+        out.append(")")
     for name in ("HOST_LABELS", "SERVICE_NAMES", "SIGNING_NAMES", "XFORM_EXCEPTIONS"):
         out.append(f"{name}: dict[str, str] = {{")
         out.extend(f'    "{k}": "{v}",' for k, v in tables[name].items())

@@ -382,3 +382,24 @@ def service_host(service: str) -> str:
         if name == service:
             return f"{prefix}.us-east-1.amazonaws.com"
     return f"{'email' if service == 'ses' else service}.us-east-1.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # a host no query-protocol service reads: an operation's own host (Medical Imaging's
+        # runtime), a REST path no route has, a JSON-protocol service
+        "https://runtime-medical-imaging.us-east-1.amazonaws.com/datastore/d1?Action=GetThing",
+        "https://eks.us-east-1.amazonaws.com/no/such/route?Action=DescribeClusters",
+        "https://dynamodb.us-east-1.amazonaws.com/?Action=ListTables",
+    ],
+)
+def test_action_names_nothing_where_no_query_service_reads_it(url: str) -> None:
+    """``Action`` names an operation only on the hosts of the query-protocol services
+    (``awstargets.QUERY``): anywhere else the upstream reads something else."""
+    parsed = _parse("DELETE", url)
+    assert parsed.spec.type == "aws.unknown.delete"
+    assert parsed.risk == "high"
+    assert _parse("POST", "https://sns.us-east-1.amazonaws.com/?Action=Publish").spec.type == (
+        "aws.sns.publish"
+    )
