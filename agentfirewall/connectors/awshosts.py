@@ -53,7 +53,10 @@ chose, as for any host it cannot name: several sign as another name than any the
 gives (``streams.dynamodb`` as ``dynamodb``, ``metering.marketplace`` as
 ``aws-marketplace``). Timestream's cell hosts, the endpoints its SDKs discover and then
 call (``query-cell2.timestream.REGION``, ``ingest-cell1.timestream.REGION``), are the
-service of their plain host (``timestream-query``, ``timestream-write``).
+service of their plain host (``timestream-query``, ``timestream-write``). So are the hosts
+of more than one label an endpoint trait sends some operations to
+(``management.deadline.REGION``, ``cp.tracking.geo.REGION``: ``deadline``, ``geo``, from
+:data:`~agentfirewall.connectors.awstargets.HOST_PREFIXES`), for naming only.
 
 China hosts (``*.amazonaws.com.cn``) are read as the others; the aws connector serves them
 only when configured with those domains (the partition has its own accounts and keys).
@@ -64,7 +67,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agentfirewall.connectors.awstargets import HOST_LABELS, SERVICE_NAMES, SIGNING_NAMES
+from agentfirewall.connectors.awstargets import (
+    HOST_LABELS,
+    HOST_PREFIXES,
+    SERVICE_NAMES,
+    SIGNING_NAMES,
+)
 
 __all__ = ["AwsEndpoint", "aws_endpoint", "credential_scope", "s3_refusal", "service_endpoint"]
 
@@ -151,7 +159,11 @@ def service_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint
     if labels is None or len(labels) < 3 or not _REGION.fullmatch(labels[-1]):
         return None
     prefix = ".".join(labels[:-1])
-    name = SERVICE_NAMES.get(prefix) or SERVICE_NAMES.get(_CELL.sub(r"\1", prefix))
+    name = (
+        SERVICE_NAMES.get(prefix)
+        or HOST_PREFIXES.get(prefix)
+        or SERVICE_NAMES.get(_CELL.sub(r"\1", prefix))
+    )
     return None if name is None else AwsEndpoint(name, labels[-1])
 
 

@@ -18,8 +18,10 @@ among their protocols); do not edit by hand. After a botocore upgrade,
   action names: ``ses`` for ``email``): ``query`` or ``ec2`` among their protocols, or
   ``awsQueryCompatible`` (SQS, CloudWatch). On any other host ``Action`` names nothing.
 - :data:`HOST_LABELS`: the host label of the operations that an endpoint trait sends to
-  another host (``sync-`` + ``states``: Step Functions' ``StartSyncExecution``), and the
-  endpoint prefix it stands for.
+  another host (``sync-`` + ``states``: Step Functions' ``StartSyncExecution``;
+  ``runtime-medical-imaging``), and the endpoint prefix it stands for.
+- :data:`HOST_PREFIXES`: the same hosts where they have more than one label
+  (``management.deadline``, ``cp.tracking.geo``), and the service they are (``deadline``).
 - :data:`SERVICE_NAMES`: the endpoint prefixes of more than one label, of the JSON and REST
   services (``api.ecr``, ``runtime.sagemaker``), and the service name actions use instead,
   one segment (botocore's: ``ecr``, ``sagemaker-runtime``).
@@ -36,6 +38,7 @@ __all__ = [
     "BOTOCORE_VERSION",
     "CBOR",
     "HOST_LABELS",
+    "HOST_PREFIXES",
     "QUERY",
     "SERVICE_NAMES",
     "SIGNING_NAMES",
@@ -233,9 +236,48 @@ QUERY: frozenset[str] = frozenset(
     }
 )
 HOST_LABELS: dict[str, str] = {
+    "analytics-omics": "omics",
+    "control-storage-omics": "omics",
+    "data-lakeformation": "lakeformation",
     "data-servicediscovery": "servicediscovery",
+    "query-lakeformation": "lakeformation",
+    "runtime-medical-imaging": "medical-imaging",
+    "storage-omics": "omics",
     "stream-logs": "logs",
     "sync-states": "states",
+    "tags-omics": "omics",
+    "workflows-omics": "omics",
+}
+HOST_PREFIXES: dict[str, str] = {
+    "api-fulfill.dataexchange": "dataexchange",
+    "api.airflow": "airflow",
+    "api.iotsitewise": "iotsitewise",
+    "api.iottwinmaker": "iottwinmaker",
+    "api.thinclient": "thinclient",
+    "cp.aidevops": "aidevops",
+    "cp.geofencing.geo": "geo",
+    "cp.maps.geo": "geo",
+    "cp.metadata.geo": "geo",
+    "cp.places.geo": "geo",
+    "cp.routes.geo": "geo",
+    "cp.tracking.geo": "geo",
+    "data.iotsitewise": "iotsitewise",
+    "data.iottwinmaker": "iottwinmaker",
+    "dataplane.rum": "rum",
+    "dp.aidevops": "aidevops",
+    "env.airflow": "airflow",
+    "geofencing.geo": "geo",
+    "management.deadline": "deadline",
+    "maps.geo": "geo",
+    "metadata.geo": "geo",
+    "monitor.iotsitewise": "iotsitewise",
+    "ops.airflow": "airflow",
+    "places.geo": "geo",
+    "routes.geo": "geo",
+    "runtime.health-agent": "health-agent",
+    "scheduling.deadline": "deadline",
+    "streaming.health-agent": "health-agent",
+    "tracking.geo": "geo",
 }
 SERVICE_NAMES: dict[str, str] = {
     "a2i-runtime.sagemaker": "sagemaker-a2i-runtime",

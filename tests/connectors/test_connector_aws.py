@@ -745,26 +745,50 @@ def _json_services() -> dict[str, dict[str, Any]]:
 def botocore_tables() -> dict[str, Any]:
     """The tables of agentfirewall/connectors/awstargets.py, derived from botocore's data."""
     targets: dict[str, set[str]] = {}
-    cbor, host_labels = set(), {}
+    cbor = set()
     for model in _json_services().values():
         meta = model["metadata"]
         prefix, endpoint = meta["targetPrefix"].lower(), meta["endpointPrefix"]
         targets.setdefault(prefix, set()).add(endpoint)
         if "smithy-rpc-v2-cbor" in _protocols(model):
             cbor.add(prefix)
-        for operation in model["operations"].values():
-            host_prefix = operation.get("endpoint", {}).get("hostPrefix")
-            if host_prefix:
-                host_labels[host_prefix + endpoint] = endpoint
+    host_labels, host_prefixes = _operation_hosts()
     return {
         "TARGETS": {k: tuple(sorted(v)) for k, v in sorted(targets.items())},
         "SERVICE_NAMES": _service_names(),
         "CBOR": frozenset(cbor),
-        "HOST_LABELS": dict(sorted(host_labels.items())),
+        "HOST_LABELS": host_labels,
+        "HOST_PREFIXES": host_prefixes,
         "SIGNING_NAMES": _signing_names(),
         "XFORM_EXCEPTIONS": _xform_exceptions(),
         "QUERY": _query_services(),
     }
+
+
+def _operation_hosts() -> tuple[dict[str, str], dict[str, str]]:
+    """The hosts an endpoint trait sends operations to (``hostPrefix``), of the JSON and
+    REST services (S3's aside, prefixes with a label of the request's: ``{AccountId}.``, and
+    hosts that are another service's endpoint):
+    one label (``sync-states``, ``runtime-medical-imaging``) -> the endpoint prefix; more
+    than one (``management.deadline``) -> the service's name for actions (``deadline``)."""
+    labels: dict[str, str] = {}
+    dotted: dict[str, str] = {}
+    owned = {model["metadata"]["endpointPrefix"] for model in _botocore_models().values()}
+    for model in _botocore_models().values():
+        protocol = _protocols(model)
+        endpoint = model["metadata"]["endpointPrefix"]
+        if not ("json" in protocol or protocol[0].startswith("rest")) or endpoint.startswith("s3"):
+            continue
+        for operation in model["operations"].values():
+            host_prefix = operation.get("endpoint", {}).get("hostPrefix")
+            host = (host_prefix or "") + endpoint
+            if not host_prefix or "{" in host_prefix or host in owned:
+                continue  # (``data-signer`` is also Signer Data's own host: that service's)
+            if "." not in host:
+                labels[host] = endpoint
+            elif "." not in endpoint:
+                dotted[host] = endpoint
+    return dict(sorted(labels.items())), dict(sorted(dotted.items()))
 
 
 def _query_services() -> frozenset[str]:
@@ -843,8 +867,10 @@ among their protocols); do not edit by hand. After a botocore upgrade,
   action names: ``ses`` for ``email``): ``query`` or ``ec2`` among their protocols, or
   ``awsQueryCompatible`` (SQS, CloudWatch). On any other host ``Action`` names nothing.
 - :data:`HOST_LABELS`: the host label of the operations that an endpoint trait sends to
-  another host (``sync-`` + ``states``: Step Functions' ``StartSyncExecution``), and the
-  endpoint prefix it stands for.
+  another host (``sync-`` + ``states``: Step Functions' ``StartSyncExecution``;
+  ``runtime-medical-imaging``), and the endpoint prefix it stands for.
+- :data:`HOST_PREFIXES`: the same hosts where they have more than one label
+  (``management.deadline``, ``cp.tracking.geo``), and the service they are (``deadline``).
 - :data:`SERVICE_NAMES`: the endpoint prefixes of more than one label, of the JSON and REST
   services (``api.ecr``, ``runtime.sagemaker``), and the service name actions use instead,
   one segment (botocore's: ``ecr``, ``sagemaker-runtime``).
@@ -861,6 +887,7 @@ __all__ = [
     "BOTOCORE_VERSION",
     "CBOR",
     "HOST_LABELS",
+    "HOST_PREFIXES",
     "QUERY",
     "SERVICE_NAMES",
     "SIGNING_NAMES",
@@ -887,7 +914,13 @@ def render_awstargets() -> str:
         out.extend(f'        "{prefix}",' for prefix in sorted(tables[name]))
         out.append("    }")
         out.append(")")
-    for name in ("HOST_LABELS", "SERVICE_NAMES", "SIGNING_NAMES", "XFORM_EXCEPTIONS"):
+    for name in (
+        "HOST_LABELS",
+        "HOST_PREFIXES",
+        "SERVICE_NAMES",
+        "SIGNING_NAMES",
+        "XFORM_EXCEPTIONS",
+    ):
         out.append(f"{name}: dict[str, str] = {{")
         out.extend(f'    "{k}": "{v}",' for k, v in tables[name].items())
         out.append("}")

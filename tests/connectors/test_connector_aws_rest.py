@@ -60,8 +60,8 @@ def rest_tables() -> dict[str, Any]:
     for service, model in _rest_models().values():
         table = routes.setdefault(service, {})
         for operation, spec in model["operations"].items():
-            if spec.get("endpoint", {}).get("hostPrefix"):
-                continue  # sent to another host (``management.deadline``): not named there
+            if "{" in spec.get("endpoint", {}).get("hostPrefix", ""):
+                continue  # a host of the request's own (``{AccountId}.``): not named
             key = (spec["http"]["method"], spec["http"]["requestUri"])
             assert table.setdefault(key, operation) == operation, (service, key)
     others = {
@@ -92,8 +92,9 @@ it is regenerated::
 - :data:`ROUTES`: each service's action name (the connector's: ``lambda``,
   ``sagemaker-runtime`` for ``runtime.sagemaker``, ``ses`` for ``email``) and its
   operations, one per line: the method, the model's ``requestUri`` and the operation.
-  S3 is read by ``awss3``; operations an endpoint trait sends to another host
-  (``management.deadline``) are left out. ``awsroutes`` reads them.
+  S3 is read by ``awss3``; an operation an endpoint trait sends to another host of its
+  service (``management.deadline``) is in its service's table (a host with a label of the
+  request's, ``{{AccountId}}.``, is left out). ``awsroutes`` reads them.
 - :data:`MIXED`: the services whose host also serves a query- or JSON-protocol API (SES's
   ``email``: the v1 API's ``Action``, the v2 API's paths).
 """
@@ -164,6 +165,8 @@ def _uri_input(operation: Any) -> dict[str, Any]:
 
 
 def _sent(sent: dict[str, Any], prefix: str) -> HttpRequest:
+    """The request botocore made, to its host (its operation's own, when it has one)."""
+    prefix = sent.get("host_prefix", "") + prefix
     from urllib.parse import urlencode
 
     path = sent["url_path"]  # (with the URI's own query, when it has one)
@@ -193,11 +196,14 @@ def test_every_rest_operation_is_named_as_boto3_names_it() -> None:
         serializer = create_serializer(model.protocol, include_validation=False)
         for operation in model.operation_names:
             operation_model = model.operation_model(operation)
-            if (operation_model.endpoint or {}).get("hostPrefix"):
+            if "{" in (operation_model.endpoint or {}).get("hostPrefix", ""):
                 continue
             values = _uri_input(operation_model)
             sent = serializer.serialize_to_request(values, operation_model)
-            expected = f"aws.{service}.{xform_name(operation)}"
+            # (an operation sent to another service's host is that service's: Signer's
+            # GetRevocationStatus on ``data-signer``, Signer Data's host)
+            host = _action_service(sent.get("host_prefix", "") + model.endpoint_prefix)
+            expected = f"aws.{host or service}.{xform_name(operation)}"
             try:
                 parsed = AWS.parse(_sent(sent, model.endpoint_prefix))
             except ConnectorError as exc:
@@ -387,9 +393,9 @@ def service_host(service: str) -> str:
 @pytest.mark.parametrize(
     "url",
     [
-        # a host no query-protocol service reads: an operation's own host (Medical Imaging's
-        # runtime), a REST path no route has, a JSON-protocol service
-        "https://runtime-medical-imaging.us-east-1.amazonaws.com/datastore/d1?Action=GetThing",
+        # a host no query-protocol service reads: a service botocore does not know, a REST
+        # path no route has, a JSON-protocol service
+        "https://nothing-known.us-east-1.amazonaws.com/datastore/d1?Action=GetThing",
         "https://eks.us-east-1.amazonaws.com/no/such/route?Action=DescribeClusters",
         "https://dynamodb.us-east-1.amazonaws.com/?Action=ListTables",
     ],
