@@ -8,7 +8,8 @@ routes on the path as sent and decodes a label afterwards, so an ARN in a label
 (``/tags/arn%3Aaws%3A...%3Aagent%2FABC``) is one value, as botocore sends it.
 
 - ``{Label}`` matches one segment, ``{Label+}`` one or more; a literal matches in any case.
-- A URI's query (``?tagging``, ``?list-type=2``) is what the request's query must hold.
+- A URI's query (``?tagging``, ``?list-type=2``) is what the request's query must hold;
+  such a key given twice names nothing (the service may read either value).
 - Several routes match (a literal where another has a label: ``/things/search`` and
   ``/things/{id}``): the most specific names the request, as the service's router picks
   it: the most query requirements, then the most literal segments, then no ``+`` label.
@@ -177,7 +178,11 @@ def match_route(
     best: list[tuple[RestRoute, re.Match[str]]] = []
     for route in routes.get(method, ()):
         found = route.pattern.fullmatch(joined)
-        if found is None or not _satisfied(route, pairs):
+        if found is None:
+            continue
+        if any(len(pairs.get(key, ())) > 1 for key, _ in route.query):
+            return None  # a key that picks the route, twice: which value would the service read?
+        if not _satisfied(route, pairs):
             continue
         if best and route.rank < best[0][0].rank:
             continue

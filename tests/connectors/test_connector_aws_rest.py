@@ -318,6 +318,7 @@ def test_the_most_specific_route_names_a_request_and_a_tie_names_nothing() -> No
     assert named("/things/SEARCH") == "search_things"
     assert named("/things/t1", "tagging") == "get_thing_tagging"
     assert named("/things/t1", "other=1") == "get_thing"
+    assert named("/things/t1", "tagging&tagging") is None  # which one would it read?
     assert named("/a/x1/b") == "get_ab"
     assert named("/a/c/b") is None  # two routes alike: no name rather than a guess
     assert named("/files/d1/meta") == "get_meta"  # no `+` label before one
