@@ -62,6 +62,38 @@ MIX: list[tuple[str, HttpRequest]] = [
 ]  # fmt: skip
 
 
+#: AWS requests by protocol (``--aws``): REST ones are matched against their service's routes
+#: (generated from botocore: Lambda 80, IoT 270), the JSON and query ones read a header or
+#: a form field; the JSON-protocol parse is the reference for the REST one.
+AWS = {
+    "rest: lambda invoke": req("POST", "lambda.us-east-1.amazonaws.com",
+                               "/2015-03-31/functions/fn/invocations", "", b"{}"),
+    "rest: eks delete_cluster": req("DELETE", "eks.us-east-1.amazonaws.com", "/clusters/prod"),
+    "rest: bedrock converse (ARN)": req(
+        "POST", "bedrock-runtime.us-east-1.amazonaws.com",
+        "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.x/converse", "",
+        b"{}"),
+    "rest: iot describe_thing": req("GET", "iot.us-east-1.amazonaws.com", "/things/t1"),
+    "json: dynamodb put_item": HttpRequest(
+        "POST", "https", "dynamodb.us-east-1.amazonaws.com", None, "/", "",
+        (("X-Amz-Target", "DynamoDB_20120810.PutItem"),
+         ("Content-Type", "application/x-amz-json-1.0")), b'{"TableName": "t"}'),
+    "query: sns publish": req("POST", "sns.us-east-1.amazonaws.com", "/", "",
+                              b"Action=Publish&TopicArn=arn%3Aaws%3Asns%3Ax", form=True),
+}  # fmt: skip
+
+
+def run_aws(seconds: float) -> dict[str, float]:
+    """CPU-µs per parse of each AWS request, interleaved rounds, medians."""
+    aws = get_connector("aws")
+    rounds: dict[str, list[float]] = {name: [] for name in AWS}
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for name, request in AWS.items():
+            rounds[name].append(1e6 * _timed(lambda r=request: aws.parse(r), 200) / 200)
+    return {name: statistics.median(values) for name, values in rounds.items()}
+
+
 def _timed(fn: Callable[[], object], repeat: int) -> float:
     """CPU seconds this process spent: steadier than wall time on a shared machine."""
     start = time.process_time()
@@ -127,7 +159,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="one short run (0.5 s)")
+    parser.add_argument("--aws", action="store_true", help="AWS requests by protocol instead")
     args = parser.parse_args()
+    if args.aws:
+        figures = run_aws(0.5 if args.quick else args.seconds)
+        reference = figures["json: dynamodb put_item"]
+        print("aws connector: CPU-µs per parse (median of interleaved rounds)")
+        for name, micros in figures.items():
+            print(f"  {name:<30} {micros:6.1f} µs  ({micros / reference:.2f}x the JSON parse)")
+        return
     r = run(0.5 if args.quick else args.seconds)
     print(f"connector parsing: mixed table of {len(MIX)} requests, {r['rounds']:.0f} rounds;")
     print("rates per CPU-second of this process (time.process_time)")
