@@ -410,3 +410,15 @@ def test_action_names_nothing_where_no_query_service_reads_it(url: str) -> None:
     assert _parse("POST", "https://sns.us-east-1.amazonaws.com/?Action=Publish").spec.type == (
         "aws.sns.publish"
     )
+
+
+def test_ses_host_serves_the_v1_query_api_at_the_root_and_v2_by_path() -> None:
+    form = (("Content-Type", "application/x-www-form-urlencoded"),)
+    v1 = HttpRequest.from_url("POST", "https://email.us-east-1.amazonaws.com/", headers=form,
+                              body=b"Action=SendEmail&Version=2010-12-01")  # fmt: skip
+    assert AWS.parse(v1).spec.type == "aws.ses.send_email"
+    v2 = _parse("POST", "https://email.us-east-1.amazonaws.com/v2/email/outbound-emails", b"{}")
+    assert v2.spec.type == "aws.ses.send_email"  # one name for sending, whichever API
+    identity = _parse("DELETE", "https://email.us-east-1.amazonaws.com/v2/email/identities/a.com")
+    assert (identity.spec.type, identity.risk) == ("aws.ses.delete_email_identity", "high")
+    assert _parse("GET", "https://email.us-east-1.amazonaws.com/").spec.type == "aws.unknown.get"
