@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.aws import REGION, aws
+from tests.fakes.aws import REGION, aws, boto3_through
 from tests.fakes.base import FakeUpstream, FakeUpstreams
 from tests.proxy.support import KEY, ca_bundle, connector, rule, snapshot, start_gateway
 
@@ -185,15 +185,7 @@ def test_plain_http_is_upgraded_to_tls_and_signed(setup: Setup) -> None:
 
 
 def _bedrock_runtime(setup: Setup) -> Any:
-    """The real boto3 client, through the gateway, holding a placeholder key."""
-    boto3 = pytest.importorskip("boto3")
-    from botocore.config import Config
-
-    return boto3.client(
-        "bedrock-runtime", region_name=REGION, aws_access_key_id="AKIAAGENTPLACEHOLDER",
-        aws_secret_access_key="agent-holds-no-key", verify=str(setup.bundle),
-        config=Config(proxies={"https": setup.proxy}, retries={"max_attempts": 1}),
-    )  # fmt: skip
+    return boto3_through("bedrock-runtime", setup.proxy, setup.bundle)
 
 
 def test_a_service_signed_for_another_name_is_signed_for_that_name(setup: Setup) -> None:

@@ -23,6 +23,8 @@ import json
 import secrets
 import zlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from botocore.auth import S3SigV4Auth, SigV4Auth
@@ -44,6 +46,7 @@ HOSTS = {
     f"sqs.{REGION}.amazonaws.com": ("sqs", REGION),
     f"dynamodb.{REGION}.amazonaws.com": ("dynamodb", REGION),
     f"bedrock-runtime.{REGION}.amazonaws.com": ("bedrock", REGION),  # its signing name
+    f"eks.{REGION}.amazonaws.com": ("eks", REGION),  # a REST service (named by its path)
     "sts.us-east-1.amazonaws.com": ("sts", "us-east-1"),
 }
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
@@ -205,6 +208,8 @@ def aws() -> FakeUpstream:
             return _s3(fake, request, body)
         if service == "sts":
             return _sts(fake, body)
+        if service == "eks":
+            return _eks(fake, request)
         if service == "bedrock" and request.url.path.endswith("/converse"):
             fake.settings["messages"].append(json.loads(body))
             reply = {"role": "assistant", "content": [{"text": "hello"}]}
@@ -224,6 +229,18 @@ def aws() -> FakeUpstream:
 
     fake.app = Starlette(routes=[Route("/{path:path}", handle, methods=_METHODS)])
     return fake
+
+
+def _eks(fake: FakeUpstream, request: Request) -> Response:
+    """``GET`` / ``DELETE /clusters/{name}`` (the clusters it deleted in ``deleted``)."""
+    parts = request.url.path.strip("/").split("/")
+    if len(parts) != 2 or parts[0] != "clusters" or request.method not in ("GET", "DELETE"):
+        return JSONResponse({"message": "not found"}, 404)
+    status = "ACTIVE"
+    if request.method == "DELETE":
+        fake.settings.setdefault("deleted", []).append(parts[1])
+        status = "DELETING"
+    return JSONResponse({"cluster": {"name": parts[1], "status": status}})
 
 
 def _s3(fake: FakeUpstream, request: Request, body: bytes) -> Response:
@@ -287,3 +304,18 @@ def _sts(fake: FakeUpstream, body: bytes) -> Response:
         "</Credentials></AssumeRoleResult></AssumeRoleResponse>"
     )
     return Response(xml, media_type="text/xml")
+
+
+def boto3_through(service: str, proxy: str, bundle: Path) -> Any:
+    """The real boto3 client for `service`, sending through the gateway at `proxy` (trusting
+    its CA `bundle`) with a placeholder key: the gateway signs with the real one."""
+    import pytest
+
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+
+    return boto3.client(
+        service, region_name=REGION, aws_access_key_id="AKIAAGENTPLACEHOLDER",
+        aws_secret_access_key="agent-holds-no-key", verify=str(bundle),
+        config=Config(proxies={"https": proxy}, retries={"max_attempts": 1}),
+    )  # fmt: skip
