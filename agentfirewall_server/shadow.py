@@ -167,13 +167,16 @@ def count(metrics: Metrics, judged: ShadowVerdict, source: str) -> None:
 
 
 def judge_traffic(
-    live: Engine, shadow: ShadowConfig | None, metrics: Metrics, rows: list[dict[str, Any]]
-) -> None:
-    """Add the shadow columns to a batch of traffic rows (all or none: one insert)."""
+    live: Engine, shadow: ShadowConfig | None, rows: list[dict[str, Any]]
+) -> list[ShadowVerdict | None]:
+    """Add the shadow columns to a batch of traffic rows (all or none: one insert); the
+    verdicts, row by row, for the caller to :func:`count` once the rows are stored (a
+    resent copy is not)."""
     if shadow is None:
-        return
+        return [None] * len(rows)
+    verdicts = []
     for row in rows:
         judged = judge_input(live, shadow, row["agent"], row["decision_input"])
         row.update(shadow_columns(judged))
-        if judged is not None:
-            count(metrics, judged, "proxy")
+        verdicts.append(judged)
+    return verdicts

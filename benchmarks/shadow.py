@@ -66,7 +66,7 @@ def main() -> None:
     def gateway() -> None:
         for start in range(0, len(stored), _BATCH):
             rows = [{"agent": a, "decision_input": t} for a, t in stored[start : start + _BATCH]]
-            judge_traffic(live, shadow, metrics, rows)
+            judge_traffic(live, shadow, rows)
 
     decided = [(spec, ctx, live.evaluate(spec, ctx)) for spec, ctx in restored]
 
@@ -80,7 +80,7 @@ def main() -> None:
     t_gateway = timed(gateway, args.repeat)
     t_sdk = timed(sdk, args.repeat)
     rows = [{"agent": a, "decision_input": t} for a, t in stored]
-    judge_traffic(live, shadow, Metrics(), rows)
+    judge_traffic(live, shadow, rows)
     diverged = sum(1 for r in rows if r["shadow_diverged"])
     n = len(stored)
     print(f"records: {n:,}  diverged under the shadow: {diverged:,}")

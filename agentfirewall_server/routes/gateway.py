@@ -31,6 +31,7 @@ from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.grants import use_grant
 from agentfirewall_server.metrics import Metrics
 from agentfirewall_server.replaystore import input_text
+from agentfirewall_server.shadow import count as count_shadow
 from agentfirewall_server.shadow import judge_traffic
 from agentfirewall_server.snapshot import unreadable_json
 from agentfirewall_server.state import AppState
@@ -308,13 +309,15 @@ async def ingest_traffic(request: Request) -> JSONResponse:
     ]
     state = state_of(request)
     snapshot = state.snapshot  # the shadow verdicts, when a shadow configuration is installed
-    judge_traffic(snapshot.engine, snapshot.shadow, state.metrics, rows)
+    verdicts = judge_traffic(snapshot.engine, snapshot.shadow, rows)
     stored = await state.db.write(lambda c: _store_new(c, rows)) if rows else set()
-    for record, row in zip(body.records, rows, strict=True):
+    for record, row, verdict in zip(body.records, rows, verdicts, strict=True):
         key = (row["request_id"], row["created_at"])
         if key not in stored:
             continue  # a resent copy: counted and published when it was first stored
         stored.discard(key)
+        if verdict is not None:
+            count_shadow(state.metrics, verdict, "proxy")
         state.metrics.count_request(
             row["agent"] or "", row["connector"] or "", row["decision"] or "", row["action"] or ""
         )

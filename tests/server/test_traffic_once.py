@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from agentfirewall.actions import parse_action_spec
+from agentfirewall.policy import EvaluationContext
+from agentfirewall.policy.record import record_input
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.migrate import upgrade
 from agentfirewall_server.store.schema import traffic
@@ -60,6 +64,26 @@ def test_a_resent_batch_is_stored_and_counted_once(harness: Harness) -> None:
     assert _counted(harness) == 4
     status = harness.admin("GET", "/v1/status").json()
     assert status["decisions_by_source"]["proxy"] == {"allow": 3, "deny": 1, "require_approval": 0}
+
+
+def test_a_resent_record_is_judged_by_the_shadow_configuration_once(harness: Harness) -> None:
+    """With a shadow policy installed, each stored record counts once in
+    ``aaf_shadow_decisions_total``, however often its batch arrives."""
+    document = "name: deny-everything\nrules:\n  - {name: all, decision: deny}\n"
+    installed = harness.admin("POST", "/v1/shadow/policies", json={"document": document})
+    assert installed.status_code == 201, installed.text
+    spec = parse_action_spec({"type": "stripe.balance.get", "resource": {"provider": "stripe"}})
+    context = EvaluationContext(agent="Bot", mode="proxy", now=datetime.now(UTC),
+                                connector="stripe")  # fmt: skip
+    record = {**_record("s0"), "input": record_input(spec, context)}
+    for _ in range(3):
+        answer = harness.gateway("POST", "/v1/gateway/traffic", json={"records": [record]})
+        assert answer.status_code == 200, answer.text
+    text = harness.call("GET", "/metrics", harness.admin_token).text
+    judged = [x for x in text.splitlines() if x.startswith("aaf_shadow_decisions_total{")]
+    assert sum(float(x.rsplit(" ", 1)[1]) for x in judged) == 1
+    listed = harness.admin("GET", "/v1/traffic").json()["traffic"]
+    assert [(r["request_id"], r["shadow_decision"]) for r in listed] == [("s0", "deny")]
 
 
 def test_the_same_id_at_another_time_is_another_record(harness: Harness) -> None:
