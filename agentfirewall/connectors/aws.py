@@ -211,7 +211,7 @@ class AwsConnector(Connector):
         routes = routes_of(endpoint.service)
         mixed = routes is not None and serves_query_protocol_too(endpoint.service)
         if routes is not None and (req.path != "/" or not mixed):
-            return self._routed(req, method, endpoint, routes)
+            return self._routed(req, method, endpoint, routes, mixed=mixed)
         operation, fields = self._operation(req, endpoint)
         if operation is None:
             return self.fallback(method, req.path)
@@ -265,6 +265,8 @@ class AwsConnector(Connector):
         method: str,
         endpoint: AwsEndpoint,
         routes: dict[str, tuple[RestRoute, ...]],
+        *,
+        mixed: bool,
     ) -> ParsedAction:
         """A REST service's request, named by its method and path alone (``awsroutes``).
         An ``X-Amz-Target`` or ``smithy-protocol`` header is refused. ``Action`` in the
@@ -277,7 +279,7 @@ class AwsConnector(Connector):
                 "refused",
                 connector=_NAME,
             )
-        if serves_query_protocol_too(endpoint.service):
+        if mixed:
             query = parse_form(req.query, connector=_NAME) if req.query else {}
             form = parse_form(req.body, connector=_NAME) if _is_form(req) and req.body else {}
             if _action_keys(query) or _action_keys(form):

@@ -82,10 +82,8 @@ class RestRoute:
     #: the route's specificity: more is preferred (module docstring)
     rank: tuple[int, int, int]
     pattern: re.Pattern[str]
-
-    @property
-    def params(self) -> tuple[str, ...]:
-        return tuple(s.strip("{}+") for s in self.segments if s.startswith("{"))
+    #: the labels' parameter names, in path order (the pattern's groups)
+    params: tuple[str, ...]
 
 
 def _route(line: str) -> RestRoute:
@@ -94,7 +92,8 @@ def _route(line: str) -> RestRoute:
     segments: list[str] = []
     regex: list[str] = []
     seen: set[str] = set()
-    for part in path.strip("/").split("/") if path.strip("/") else ():
+    stripped = path.strip("/")
+    for part in stripped.split("/") if stripped else ():
         if part.startswith("{"):
             label = part[1:-1]
             greedy = label.endswith("+")
@@ -120,6 +119,7 @@ def _route(line: str) -> RestRoute:
         snake_case(operation),
         (len(wanted), literals, 0 if greedy else 1),
         re.compile("/".join(regex)),
+        tuple(s.strip("{}+") for s in segments if s.startswith("{")),
     )
 
 
