@@ -64,8 +64,15 @@ method (botocore's ``xform_name``: ``PutItem`` → ``put_item``, ``DescribeDBIns
   ``arn:aws:bedrock:...:inference-profile/us.x``). The path alone names the operation: an
   ``X-Amz-Target`` or ``smithy-protocol`` header is refused, and ``Action`` in the query or
   body names nothing (on SES's ``email`` host, which serves the v1 query API at ``/`` and
-  the v2 REST API beside it, ``Action`` with a v2 path is refused). Operations sent to a
-  host of their own (``management.deadline``) are not named there.
+  the v2 REST API beside it, ``Action`` with a v2 path is refused). A host that carries a
+  value of the request is named by the routes of its operations: S3 Control's
+  ``ACCOUNT.s3-control.REGION`` (``aws.s3control.get_public_access_block``, ``account`` a
+  parameter) and ``s3express-control.REGION`` (its directory-bucket operations), Neptune
+  Analytics' data plane ``GRAPH.REGION.neptune-graph`` (``aws.neptune-graph.execute_query``,
+  ``graph``). Where the host names no account (graph), ``x-amz-account-id``
+  (``graphIdentifier``) gives it; the header given twice, or naming another account
+  (graph) than the host or the path, is refused. S3 Control's Outposts operations
+  (``s3-outposts.REGION``, beside the S3 on Outposts API there) are not named.
 - **S3** (REST, virtual-host or path style; hosts read from the right as S3 reads them,
   so a bucket named ``s3-logs`` is a bucket: ``s3.REGION``, ``s3.amazonaws.com``,
   ``s3-REGION``, ``s3-external-1``, ``s3.dualstack.REGION``, ``s3-fips[.dualstack].REGION``,
@@ -92,7 +99,8 @@ method (botocore's ``xform_name``: ``PutItem`` → ``put_item``, ``DescribeDBIns
 The gateway signs a request for the service's signing name, which AWS checks in the SigV4
 scope: the host's first label, or the name botocore gives where they differ
 (``bedrock-runtime.REGION.amazonaws.com`` is signed as ``bedrock``, ``email`` as ``ses``,
-``oidc`` as ``sso-oauth``). A host of more than one label before the region
+``oidc`` as ``sso-oauth``, S3 Control's hosts as ``s3``, ``s3express-control`` as
+``s3express``). A host of more than one label before the region
 (``api.ecr.REGION``, ``streams.dynamodb.REGION``) is signed in the scope the agent's SDK
 chose, with the region and service it names.
 
@@ -140,6 +148,11 @@ from agentfirewall.errors import ConnectorError
 __all__ = ["CONNECTOR", "AwsConnector", "snake_case"]
 
 _NAME = "aws"
+#: service -> (the parameter a header carries, the header, its values' form)
+_PARAM_HEADERS = {
+    "s3control": ("account", "x-amz-account-id", re.compile(r"[0-9]{12}")),
+    "neptune-graph": ("graph", "graphidentifier", re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")),
+}
 #: The only spelling of an operation named: the model's (``PutItem``, ``DescribeDBInstances``,
 #: ``ListWebACLs``), ASCII, a capital first, at least one lower-case letter (module docstring).
 _OPERATION = re.compile(r"(?=[A-Z0-9]*[a-z])[A-Z][A-Za-z0-9]{0,63}")
@@ -208,7 +221,7 @@ class AwsConnector(Connector):
                 return self.fallback(method, req.path)
             action, risk, params = found
             return self._parsed(f"s3.{action}", risk, endpoint, params, "s3")
-        routes = routes_of(endpoint.service)
+        routes = routes_of(endpoint.routes or endpoint.service)
         mixed = routes is not None and serves_query_protocol_too(endpoint.service)
         if routes is not None and (req.path != "/" or not mixed):
             return self._routed(req, method, endpoint, routes, mixed=mixed)
@@ -291,9 +304,18 @@ class AwsConnector(Connector):
         if found is None:
             return self.fallback(method, req.path)
         route = found.route
-        first = route.params[0] if route.params else None
-        action = f"{endpoint.service}.{route.operation}"
         spec_params: dict[str, JsonValue] = dict(found.params)
+        for name, value in _host_params(req, endpoint):
+            if spec_params.setdefault(name, value) != value:
+                raise ConnectorError(
+                    f"`{name}` is `{value[:100]}` in the host or a header, another in the path: "
+                    "refused",
+                    connector=_NAME,
+                )
+        first = route.params[0] if route.params else None
+        if first is None and endpoint.host_param is not None:
+            first = endpoint.host_param[0]  # (the host's label, where the path has none)
+        action = f"{endpoint.service}.{route.operation}"
         return self._parsed(
             action, risk_of(route.operation), endpoint, spec_params, "/".join(route.segments),
             target_param=first,
@@ -363,6 +385,30 @@ class AwsConnector(Connector):
              "Converse with a Bedrock model"),
         ]  # fmt: skip
         return [ActionInfo(t, m, p, r, d) for t, m, p, r, d in rows]  # type: ignore[arg-type]
+
+
+def _host_params(req: HttpRequest, endpoint: AwsEndpoint) -> list[tuple[str, str]]:
+    """The parameters the host carries (``ACCOUNT.s3-control``: ``account``;
+    ``GRAPH.REGION.neptune-graph``: ``graph``) and, where the host names none, the header
+    the SDKs send the same value in (``x-amz-account-id``, ``graphIdentifier``). The header
+    given twice, not a value of its kind, or naming another than the host is refused:
+    which one would the service act on?"""
+    found = [endpoint.host_param] if endpoint.host_param is not None else []
+    header = _PARAM_HEADERS.get(endpoint.service)
+    if header is None:
+        return found
+    param, name, shape = header
+    values = [value.strip() for key, value in req.headers if key.lower() == name]
+    if not values:
+        return found
+    if len(values) > 1 or not shape.fullmatch(values[0]):
+        raise ConnectorError(f"`{name}` given twice or not an id: refused", connector=_NAME)
+    if found and values[0] != found[0][1]:
+        raise ConnectorError(
+            f"`{name}` names another {param} than the host `{req.host[:200]}`: refused",
+            connector=_NAME,
+        )
+    return found or [(param, values[0])]
 
 
 def _target_operation(target: str, endpoint: AwsEndpoint) -> str:

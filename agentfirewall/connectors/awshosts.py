@@ -28,8 +28,12 @@ endpoint (``…`` = ``.amazonaws.com``)      region                      bucket
    (``arn:aws:s3:us-east-1:123456789012:accesspoint/name``, as boto3 takes it for
    ``Bucket=``), and the whole path is the key.
 
-Other S3 forms (``s3-website``, ``s3-control``, ``s3-object-lambda``, ``s3-outposts``,
-multi-region access points, PrivateLink ``vpce`` names) name nothing here. Any other
+S3 Control (``ACCOUNT.s3-control.REGION``, and its FIPS and dual-stack forms;
+``s3express-control.REGION``), the S3 on Outposts API (``s3-outposts.REGION``) and
+Neptune Analytics' data plane (``GRAPH.REGION.neptune-graph``) are their services, with
+the value the host carries (:data:`_SPECIAL_FORMS`). Other S3 forms (``s3-website``,
+``s3-object-lambda``, Outposts buckets, multi-region access points, PrivateLink ``vpce``
+names) name nothing here. Any other
 ``SERVICE.REGION.amazonaws.com`` (``sqs``, ``sns``, ``dynamodb``, ``lambda``,
 ``secretsmanager``, ``sts``) is that service in that region; global endpoints
 (``sts.amazonaws.com``, ``iam.amazonaws.com``) are ``us-east-1``. Its requests are signed
@@ -105,6 +109,36 @@ _S3_FORMS = (
     (("s3-accesspoint-fips", "REGION"), "access point"),
     (("s3-accesspoint-fips", "dualstack", "REGION"), "access point"),
 )
+#: Host forms (``REGION``: a region; ``ACCOUNT``: a 12-digit account; ``LABEL``: another
+#: value of the request) -> (service, signing name, route table, the value's parameter).
+#: S3 Control: ``ACCOUNT.s3-control.REGION`` (and FIPS, dual-stack; without the account,
+#: which ``x-amz-account-id`` then gives), its directory-bucket operations on
+#: ``s3express-control.REGION`` (signed as ``s3express``); the S3 on Outposts API on
+#: ``s3-outposts.REGION``; Neptune Analytics' data plane on ``GRAPH.REGION.neptune-graph``.
+_SPECIAL_FORMS: dict[tuple[str, ...], tuple[str, str, str, str | None]] = {
+    **{
+        (*first, control, *dual, "REGION"): ("s3control", "s3", "s3control/{AccountId}", "account")
+        for first in ((), ("ACCOUNT",))
+        for control in ("s3-control", "s3-control-fips")
+        for dual in ((), ("dualstack",))
+    },
+    **{
+        (express, "REGION"): ("s3control", "s3express", "s3control/s3express-control", None)
+        for express in ("s3express-control", "s3express-control-fips")
+    },
+    **{
+        (outposts, "REGION"): ("s3outposts", "s3-outposts", "s3outposts", None)
+        for outposts in ("s3-outposts", "s3-outposts-fips")
+    },
+    ("LABEL", "REGION", "neptune-graph"): (
+        "neptune-graph", "neptune-graph", "neptune-graph/{graphIdentifier}", "graph"
+    ),
+}  # fmt: skip
+_SPECIAL_LABELS = frozenset(
+    label for form in _SPECIAL_FORMS for label in form if label.upper() != label
+)
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_ACCOUNT = re.compile(r"[0-9]{12}")
 #: The legacy dash forms ``s3-REGION`` and ``s3-fips-REGION``.
 _S3_DASH = re.compile(r"s3-(?:fips-)?([a-z]{2}(?:-[a-z]+)+-[0-9])")
 
@@ -120,6 +154,12 @@ class AwsEndpoint:
     #: ``bedrock-runtime``: :data:`~agentfirewall.connectors.awstargets.SIGNING_NAMES`);
     #: None where the host does not tell it (the signer takes the agent SDK's scope).
     signing_name: str | None = None
+    #: The REST route table its requests are named by (``awsrest.ROUTES``' key), where it
+    #: is not the service's: a host form of a service that has more than one.
+    routes: str | None = None
+    #: A request's parameter the host carries (an endpoint trait's ``{AccountId}.``):
+    #: (its parameter name, its value).
+    host_param: tuple[str, str] | None = None
 
 
 def aws_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint | None:
@@ -132,12 +172,41 @@ def aws_endpoint(host: str, authorization: str | None = None) -> AwsEndpoint | N
     labels = _labels(host)
     if labels is None:
         return None
+    special = _special_form(labels)
+    if special is not None:
+        return special
     if any(label == "s3" or label.startswith("s3-") for label in labels):
         return _s3(labels, authorization)
     if len(labels) == 1 and _SERVICE.fullmatch(labels[0]):
         return _service(labels[0], _GLOBAL)
     if len(labels) == 2 and _SERVICE.fullmatch(labels[0]) and _REGION.fullmatch(labels[1]):
         return _service(labels[0], labels[1])
+    return None
+
+
+def _special_form(labels: list[str]) -> AwsEndpoint | None:
+    """The endpoint of a host of :data:`_SPECIAL_FORMS`, or None."""
+    if not _SPECIAL_LABELS.intersection(labels):
+        return None
+    for pattern, (service, signing, routes, param) in _SPECIAL_FORMS.items():
+        if len(pattern) != len(labels):
+            continue
+        region = value = None
+        for want, label in zip(pattern, labels, strict=True):
+            if want == "REGION" and _REGION.fullmatch(label):
+                region = label
+            elif (want == "ACCOUNT" and _ACCOUNT.fullmatch(label)) or (
+                want == "LABEL" and _HOST_LABEL.fullmatch(label)
+            ):
+                value = label
+            elif want != label:
+                break
+        else:
+            assert region is not None  # (every form has one)
+            found = None if value is None or param is None else (param, value)
+            return AwsEndpoint(
+                service, region, signing_name=signing, routes=routes, host_param=found
+            )
     return None
 
 

@@ -1,6 +1,6 @@
 """The routes of AWS's REST-protocol services: method, request URI and operation.
 
-Generated from the service models of botocore 1.43.11 (247 REST services); do not
+Generated from the service models of botocore 1.43.11 (252 REST services); do not
 edit by hand. After a botocore upgrade, ``test_the_rest_table_is_botocores`` fails until
 it is regenerated::
 
@@ -11,8 +11,12 @@ it is regenerated::
   ``sagemaker-runtime`` for ``runtime.sagemaker``, ``ses`` for ``email``) and its
   operations, one per line: the method, the model's ``requestUri`` and the operation.
   S3 is read by ``awss3``; an operation an endpoint trait sends to another host of its
-  service (``management.deadline``) is in its service's table (a host with a label of the
-  request's, ``{AccountId}.``, is left out). ``awsroutes`` reads them.
+  service (``management.deadline``) is in its service's table, and one sent to a host
+  with a label of the request's in a table of that host form's
+  (``s3control/{AccountId}``: ``ACCOUNT.s3-control.REGION``;
+  ``neptune-graph/{graphIdentifier}``), as are S3 Control's directory-bucket operations
+  (``s3control/s3express-control``; its Outposts ones are left out). ``awsroutes`` reads
+  them.
 - :data:`MIXED`: the services whose host also serves a query- or JSON-protocol API (SES's
   ``email``: the v1 API's ``Action``, the v2 API's paths).
 """
@@ -6772,6 +6776,13 @@ POST /snapshots/{snapshotIdentifier}/restore RestoreGraphFromSnapshot
 POST /tags/{resourceArn} TagResource
 PUT /graphs/{graphIdentifier} ResetGraph
 """,
+    "neptune-graph/{graphIdentifier}": """\
+DELETE /queries/{queryId} CancelQuery
+GET /queries ListQueries
+GET /queries/{queryId} GetQuery
+GET /summary GetGraphSummary
+POST /queries ExecuteQuery
+""",
     "networkflowmonitor": """\
 DELETE /monitors/{monitorName} DeleteMonitor
 DELETE /monitors/{monitorName}/topContributorsQueries/{queryId} StopQueryMonitorTopContributors
@@ -8475,6 +8486,209 @@ POST /bots/{botId}/botAliases/{botAliasId}/botLocales/{localeId}/sessions/{sessi
 POST /bots/{botId}/botAliases/{botAliasId}/botLocales/{localeId}/sessions/{sessionId}/conversation StartConversation
 POST /bots/{botId}/botAliases/{botAliasId}/botLocales/{localeId}/sessions/{sessionId}/text RecognizeText
 POST /bots/{botId}/botAliases/{botAliasId}/botLocales/{localeId}/sessions/{sessionId}/utterance RecognizeUtterance
+""",
+    "s3control/s3express-control": """\
+DELETE /v20180820/accesspoint/{name}/scope DeleteAccessPointScope
+GET /v20180820/accesspoint/{name}/scope GetAccessPointScope
+GET /v20180820/accesspointfordirectory ListAccessPointsForDirectoryBuckets
+PUT /v20180820/accesspoint/{name}/scope PutAccessPointScope
+""",
+    "s3control/{AccountId}": """\
+DELETE /v20180820/accessgrantsinstance DeleteAccessGrantsInstance
+DELETE /v20180820/accessgrantsinstance/grant/{id} DeleteAccessGrant
+DELETE /v20180820/accessgrantsinstance/identitycenter DissociateAccessGrantsIdentityCenter
+DELETE /v20180820/accessgrantsinstance/location/{id} DeleteAccessGrantsLocation
+DELETE /v20180820/accessgrantsinstance/resourcepolicy DeleteAccessGrantsInstanceResourcePolicy
+DELETE /v20180820/accesspoint/{name} DeleteAccessPoint
+DELETE /v20180820/accesspoint/{name}/policy DeleteAccessPointPolicy
+DELETE /v20180820/accesspointforobjectlambda/{name} DeleteAccessPointForObjectLambda
+DELETE /v20180820/accesspointforobjectlambda/{name}/policy DeleteAccessPointPolicyForObjectLambda
+DELETE /v20180820/bucket/{name} DeleteBucket
+DELETE /v20180820/bucket/{name}/lifecycleconfiguration DeleteBucketLifecycleConfiguration
+DELETE /v20180820/bucket/{name}/policy DeleteBucketPolicy
+DELETE /v20180820/bucket/{name}/replication DeleteBucketReplication
+DELETE /v20180820/bucket/{name}/tagging DeleteBucketTagging
+DELETE /v20180820/configuration/publicAccessBlock DeletePublicAccessBlock
+DELETE /v20180820/jobs/{id}/tagging DeleteJobTagging
+DELETE /v20180820/storagelens/{storagelensid} DeleteStorageLensConfiguration
+DELETE /v20180820/storagelens/{storagelensid}/tagging DeleteStorageLensConfigurationTagging
+DELETE /v20180820/storagelensgroup/{name} DeleteStorageLensGroup
+DELETE /v20180820/tags/{resourceArn+} UntagResource
+GET /v20180820/accessgrantsinstance GetAccessGrantsInstance
+GET /v20180820/accessgrantsinstance/caller/grants ListCallerAccessGrants
+GET /v20180820/accessgrantsinstance/dataaccess GetDataAccess
+GET /v20180820/accessgrantsinstance/grant/{id} GetAccessGrant
+GET /v20180820/accessgrantsinstance/grants ListAccessGrants
+GET /v20180820/accessgrantsinstance/location/{id} GetAccessGrantsLocation
+GET /v20180820/accessgrantsinstance/locations ListAccessGrantsLocations
+GET /v20180820/accessgrantsinstance/prefix GetAccessGrantsInstanceForPrefix
+GET /v20180820/accessgrantsinstance/resourcepolicy GetAccessGrantsInstanceResourcePolicy
+GET /v20180820/accessgrantsinstances ListAccessGrantsInstances
+GET /v20180820/accesspoint ListAccessPoints
+GET /v20180820/accesspoint/{name} GetAccessPoint
+GET /v20180820/accesspoint/{name}/policy GetAccessPointPolicy
+GET /v20180820/accesspoint/{name}/policyStatus GetAccessPointPolicyStatus
+GET /v20180820/accesspointforobjectlambda ListAccessPointsForObjectLambda
+GET /v20180820/accesspointforobjectlambda/{name} GetAccessPointForObjectLambda
+GET /v20180820/accesspointforobjectlambda/{name}/configuration GetAccessPointConfigurationForObjectLambda
+GET /v20180820/accesspointforobjectlambda/{name}/policy GetAccessPointPolicyForObjectLambda
+GET /v20180820/accesspointforobjectlambda/{name}/policyStatus GetAccessPointPolicyStatusForObjectLambda
+GET /v20180820/async-requests/mrap/{request_token+} DescribeMultiRegionAccessPointOperation
+GET /v20180820/bucket ListRegionalBuckets
+GET /v20180820/bucket/{name} GetBucket
+GET /v20180820/bucket/{name}/lifecycleconfiguration GetBucketLifecycleConfiguration
+GET /v20180820/bucket/{name}/policy GetBucketPolicy
+GET /v20180820/bucket/{name}/replication GetBucketReplication
+GET /v20180820/bucket/{name}/tagging GetBucketTagging
+GET /v20180820/bucket/{name}/versioning GetBucketVersioning
+GET /v20180820/configuration/publicAccessBlock GetPublicAccessBlock
+GET /v20180820/jobs ListJobs
+GET /v20180820/jobs/{id} DescribeJob
+GET /v20180820/jobs/{id}/tagging GetJobTagging
+GET /v20180820/mrap/instances ListMultiRegionAccessPoints
+GET /v20180820/mrap/instances/{mrap+}/routes GetMultiRegionAccessPointRoutes
+GET /v20180820/mrap/instances/{name+} GetMultiRegionAccessPoint
+GET /v20180820/mrap/instances/{name+}/policy GetMultiRegionAccessPointPolicy
+GET /v20180820/mrap/instances/{name+}/policystatus GetMultiRegionAccessPointPolicyStatus
+GET /v20180820/storagelens ListStorageLensConfigurations
+GET /v20180820/storagelens/{storagelensid} GetStorageLensConfiguration
+GET /v20180820/storagelens/{storagelensid}/tagging GetStorageLensConfigurationTagging
+GET /v20180820/storagelensgroup ListStorageLensGroups
+GET /v20180820/storagelensgroup/{name} GetStorageLensGroup
+GET /v20180820/tags/{resourceArn+} ListTagsForResource
+PATCH /v20180820/mrap/instances/{mrap+}/routes SubmitMultiRegionAccessPointRoutes
+POST /v20180820/accessgrantsinstance CreateAccessGrantsInstance
+POST /v20180820/accessgrantsinstance/grant CreateAccessGrant
+POST /v20180820/accessgrantsinstance/identitycenter AssociateAccessGrantsIdentityCenter
+POST /v20180820/accessgrantsinstance/location CreateAccessGrantsLocation
+POST /v20180820/async-requests/mrap/create CreateMultiRegionAccessPoint
+POST /v20180820/async-requests/mrap/delete DeleteMultiRegionAccessPoint
+POST /v20180820/async-requests/mrap/put-policy PutMultiRegionAccessPointPolicy
+POST /v20180820/jobs CreateJob
+POST /v20180820/jobs/{id}/priority UpdateJobPriority
+POST /v20180820/jobs/{id}/status UpdateJobStatus
+POST /v20180820/storagelensgroup CreateStorageLensGroup
+POST /v20180820/tags/{resourceArn+} TagResource
+PUT /v20180820/accessgrantsinstance/location/{id} UpdateAccessGrantsLocation
+PUT /v20180820/accessgrantsinstance/resourcepolicy PutAccessGrantsInstanceResourcePolicy
+PUT /v20180820/accesspoint/{name} CreateAccessPoint
+PUT /v20180820/accesspoint/{name}/policy PutAccessPointPolicy
+PUT /v20180820/accesspointforobjectlambda/{name} CreateAccessPointForObjectLambda
+PUT /v20180820/accesspointforobjectlambda/{name}/configuration PutAccessPointConfigurationForObjectLambda
+PUT /v20180820/accesspointforobjectlambda/{name}/policy PutAccessPointPolicyForObjectLambda
+PUT /v20180820/bucket/{name} CreateBucket
+PUT /v20180820/bucket/{name}/lifecycleconfiguration PutBucketLifecycleConfiguration
+PUT /v20180820/bucket/{name}/policy PutBucketPolicy
+PUT /v20180820/bucket/{name}/replication PutBucketReplication
+PUT /v20180820/bucket/{name}/tagging PutBucketTagging
+PUT /v20180820/bucket/{name}/versioning PutBucketVersioning
+PUT /v20180820/configuration/publicAccessBlock PutPublicAccessBlock
+PUT /v20180820/jobs/{id}/tagging PutJobTagging
+PUT /v20180820/storagelens/{storagelensid} PutStorageLensConfiguration
+PUT /v20180820/storagelens/{storagelensid}/tagging PutStorageLensConfigurationTagging
+PUT /v20180820/storagelensgroup/{name} UpdateStorageLensGroup
+""",
+    "s3files": """\
+DELETE /access-points/{accessPointId} DeleteAccessPoint
+DELETE /file-systems/{fileSystemId} DeleteFileSystem
+DELETE /file-systems/{fileSystemId}/policy DeleteFileSystemPolicy
+DELETE /mount-targets/{mountTargetId} DeleteMountTarget
+DELETE /resource-tags/{resourceId} UntagResource
+GET /access-points ListAccessPoints
+GET /access-points/{accessPointId} GetAccessPoint
+GET /file-systems ListFileSystems
+GET /file-systems/{fileSystemId} GetFileSystem
+GET /file-systems/{fileSystemId}/policy GetFileSystemPolicy
+GET /file-systems/{fileSystemId}/synchronization-configuration GetSynchronizationConfiguration
+GET /mount-targets ListMountTargets
+GET /mount-targets/{mountTargetId} GetMountTarget
+GET /resource-tags/{resourceId} ListTagsForResource
+POST /resource-tags/{resourceId} TagResource
+PUT /access-points CreateAccessPoint
+PUT /file-systems CreateFileSystem
+PUT /file-systems/{fileSystemId}/policy PutFileSystemPolicy
+PUT /file-systems/{fileSystemId}/synchronization-configuration PutSynchronizationConfiguration
+PUT /mount-targets CreateMountTarget
+PUT /mount-targets/{mountTargetId} UpdateMountTarget
+""",
+    "s3outposts": """\
+DELETE /S3Outposts/DeleteEndpoint DeleteEndpoint
+GET /S3Outposts/ListEndpoints ListEndpoints
+GET /S3Outposts/ListOutpostsWithS3 ListOutpostsWithS3
+GET /S3Outposts/ListSharedEndpoints ListSharedEndpoints
+POST /S3Outposts/CreateEndpoint CreateEndpoint
+""",
+    "s3tables": """\
+DELETE /buckets/{tableBucketARN} DeleteTableBucket
+DELETE /buckets/{tableBucketARN}/encryption DeleteTableBucketEncryption
+DELETE /buckets/{tableBucketARN}/metrics DeleteTableBucketMetricsConfiguration
+DELETE /buckets/{tableBucketARN}/policy DeleteTableBucketPolicy
+DELETE /namespaces/{tableBucketARN}/{namespace} DeleteNamespace
+DELETE /table-bucket-replication DeleteTableBucketReplication
+DELETE /table-replication DeleteTableReplication
+DELETE /tables/{tableBucketARN}/{namespace}/{name} DeleteTable
+DELETE /tables/{tableBucketARN}/{namespace}/{name}/policy DeleteTablePolicy
+DELETE /tag/{resourceArn} UntagResource
+GET /buckets ListTableBuckets
+GET /buckets/{tableBucketARN} GetTableBucket
+GET /buckets/{tableBucketARN}/encryption GetTableBucketEncryption
+GET /buckets/{tableBucketARN}/maintenance GetTableBucketMaintenanceConfiguration
+GET /buckets/{tableBucketARN}/metrics GetTableBucketMetricsConfiguration
+GET /buckets/{tableBucketARN}/policy GetTableBucketPolicy
+GET /buckets/{tableBucketARN}/storage-class GetTableBucketStorageClass
+GET /get-table GetTable
+GET /namespaces/{tableBucketARN} ListNamespaces
+GET /namespaces/{tableBucketARN}/{namespace} GetNamespace
+GET /replication-status GetTableReplicationStatus
+GET /table-bucket-replication GetTableBucketReplication
+GET /table-record-expiration GetTableRecordExpirationConfiguration
+GET /table-record-expiration-job-status GetTableRecordExpirationJobStatus
+GET /table-replication GetTableReplication
+GET /tables/{tableBucketARN} ListTables
+GET /tables/{tableBucketARN}/{namespace}/{name}/encryption GetTableEncryption
+GET /tables/{tableBucketARN}/{namespace}/{name}/maintenance GetTableMaintenanceConfiguration
+GET /tables/{tableBucketARN}/{namespace}/{name}/maintenance-job-status GetTableMaintenanceJobStatus
+GET /tables/{tableBucketARN}/{namespace}/{name}/metadata-location GetTableMetadataLocation
+GET /tables/{tableBucketARN}/{namespace}/{name}/policy GetTablePolicy
+GET /tables/{tableBucketARN}/{namespace}/{name}/storage-class GetTableStorageClass
+GET /tag/{resourceArn} ListTagsForResource
+POST /tag/{resourceArn} TagResource
+PUT /buckets CreateTableBucket
+PUT /buckets/{tableBucketARN}/encryption PutTableBucketEncryption
+PUT /buckets/{tableBucketARN}/maintenance/{type} PutTableBucketMaintenanceConfiguration
+PUT /buckets/{tableBucketARN}/metrics PutTableBucketMetricsConfiguration
+PUT /buckets/{tableBucketARN}/policy PutTableBucketPolicy
+PUT /buckets/{tableBucketARN}/storage-class PutTableBucketStorageClass
+PUT /namespaces/{tableBucketARN} CreateNamespace
+PUT /table-bucket-replication PutTableBucketReplication
+PUT /table-record-expiration PutTableRecordExpirationConfiguration
+PUT /table-replication PutTableReplication
+PUT /tables/{tableBucketARN}/{namespace} CreateTable
+PUT /tables/{tableBucketARN}/{namespace}/{name}/maintenance/{type} PutTableMaintenanceConfiguration
+PUT /tables/{tableBucketARN}/{namespace}/{name}/metadata-location UpdateTableMetadataLocation
+PUT /tables/{tableBucketARN}/{namespace}/{name}/policy PutTablePolicy
+PUT /tables/{tableBucketARN}/{namespace}/{name}/rename RenameTable
+""",
+    "s3vectors": """\
+DELETE /tags/{resourceArn} UntagResource
+GET /tags/{resourceArn} ListTagsForResource
+POST /CreateIndex CreateIndex
+POST /CreateVectorBucket CreateVectorBucket
+POST /DeleteIndex DeleteIndex
+POST /DeleteVectorBucket DeleteVectorBucket
+POST /DeleteVectorBucketPolicy DeleteVectorBucketPolicy
+POST /DeleteVectors DeleteVectors
+POST /GetIndex GetIndex
+POST /GetVectorBucket GetVectorBucket
+POST /GetVectorBucketPolicy GetVectorBucketPolicy
+POST /GetVectors GetVectors
+POST /ListIndexes ListIndexes
+POST /ListVectorBuckets ListVectorBuckets
+POST /ListVectors ListVectors
+POST /PutVectorBucketPolicy PutVectorBucketPolicy
+POST /PutVectors PutVectors
+POST /QueryVectors QueryVectors
+POST /tags/{resourceArn} TagResource
 """,
     "sagemaker-a2i-runtime": """\
 DELETE /human-loops/{HumanLoopName} DeleteHumanLoop

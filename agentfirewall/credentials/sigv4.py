@@ -9,8 +9,9 @@ limit) and ``STREAMING-UNSIGNED-PAYLOAD-TRAILER`` (aws-chunked uploads whose chu
 no signature); ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD`` (chunks signed with the agent's
 placeholder key) keeps its literal: the chunks are re-signed in flight (``awschunked.py``).
 
-Canonical forms follow the SigV4 specification and botocore: S3 paths are signed as
-sent, other services' paths are URI-encoded once more; query parameters are decoded,
+Canonical forms follow the SigV4 specification and botocore: S3 paths (and those of the
+services botocore signs as S3: ``S3_SIGNED``) are signed as sent, other services' paths
+are URI-encoded once more; query parameters are decoded,
 re-encoded (RFC 3986 unreserved set) and sorted. Tests verify every signature with
 botocore's own signer. Pure: the time is passed in.
 """
@@ -31,6 +32,7 @@ from agentfirewall.errors import CredentialError
 __all__ = [
     "EMPTY_SHA256",
     "S3_PAYLOAD_LITERALS",
+    "S3_SIGNED",
     "UNSIGNED_HEADERS",
     "UNSIGNED_PAYLOAD",
     "AwsKeys",
@@ -40,6 +42,10 @@ __all__ = [
 ]
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+#: The signing names botocore signs as S3 (``S3SigV4Auth``): the path as sent, an
+#: ``X-Amz-Content-Sha256`` header, S3's payload literals. S3 Control is signed as ``s3``;
+#: its directory-bucket operations as ``s3express``, its Outposts ones as ``s3-outposts``.
+S3_SIGNED = frozenset({"s3", "s3express", "s3-outposts", "s3-object-lambda"})
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 #: Payload hashes S3 accepts instead of the body's SHA-256 (and the gateway keeps as sent).
 S3_PAYLOAD_LITERALS = frozenset({UNSIGNED_PAYLOAD, "STREAMING-UNSIGNED-PAYLOAD-TRAILER"})
@@ -86,7 +92,7 @@ def payload_hash(
     ``awschunked.ChunkResigner``), and a streamed S3 body is ``UNSIGNED-PAYLOAD``; other
     services need the whole body, and SigV4a streaming is refused (CredentialError).
     """
-    s3 = service == "s3"
+    s3 = service in S3_SIGNED
     if s3 and agent_value in SIGNED_FORMS:
         return str(agent_value)
     if (agent_value or "").startswith("STREAMING-"):
@@ -127,7 +133,7 @@ def _encode(text: str) -> str:
 
 
 def _canonical_path(path: str, service: str) -> str:
-    if service == "s3":
+    if service in S3_SIGNED:
         return path or "/"
     # other services: consecutive slashes collapse (dot segments were resolved upstream of
     # here), a trailing slash stays, then the already-encoded path is encoded once more
@@ -163,7 +169,7 @@ def sign(
     """
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     added = [("X-Amz-Date", stamp)]
-    if service == "s3":
+    if service in S3_SIGNED:
         added.append(("X-Amz-Content-Sha256", payload))
     if keys.session_token:
         added.append(("X-Amz-Security-Token", keys.session_token))

@@ -976,10 +976,12 @@ def test_every_service_host_is_signed_for_its_signing_name() -> None:
     for name, model in _botocore_models().items():
         meta = model["metadata"]
         prefix = meta["endpointPrefix"]
-        if "." in prefix or prefix.startswith("s3"):
+        if "." in prefix or name == "s3":
             continue
         expected = meta.get("signingName", prefix)
-        for host in (f"{prefix}.eu-west-3.amazonaws.com", f"{prefix}.amazonaws.com"):
+        regional = prefix in ("s3-control", "s3-outposts")  # (no global host)
+        hosts = [f"{prefix}.eu-west-3.amazonaws.com", f"{prefix}.amazonaws.com"][: 2 - regional]
+        for host in hosts:
             endpoint = aws_endpoint(host)
             assert endpoint is not None, host
             assert (endpoint.signing_name, name) == (expected, name), host
@@ -992,6 +994,42 @@ def test_every_service_host_is_signed_for_its_signing_name() -> None:
     assert aws_endpoint("bedrock-runtime.us-east-1.amazonaws.com") == AwsEndpoint(
         "bedrock-runtime", "us-east-1", signing_name="bedrock"
     )  # the action keeps the host's name: aws.bedrock-runtime.*
+
+
+_ACCOUNT = ("account", "123456789012")
+_GRAPH = ("graph", "g-0123456789")
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("123456789012.s3-control.eu-west-3", ("s3control", "s3", _ACCOUNT)),
+        ("123456789012.s3-control-fips.dualstack.eu-west-3", ("s3control", "s3", _ACCOUNT)),
+        ("s3-control.eu-west-3", ("s3control", "s3", None)),
+        # was signed as `s3express-control`: AWS refused every call
+        ("s3express-control.eu-west-3", ("s3control", "s3express", None)),
+        ("s3express-control-fips.eu-west-3", ("s3control", "s3express", None)),
+        ("s3-outposts.eu-west-3", ("s3outposts", "s3-outposts", None)),
+        ("g-0123456789.eu-west-3.neptune-graph", ("neptune-graph", "neptune-graph", _GRAPH)),
+        # not those forms: a bucket named like them, an account that is none, other shapes
+        ("s3-control.s3.eu-west-3", ("s3", "s3", None)),
+        ("s3-outposts.s3.eu-west-3", ("s3", "s3", None)),
+        ("12345.s3-control.eu-west-3", None),
+        ("bucket.s3-control.eu-west-3", None),
+        ("a.b.s3-control.eu-west-3", None),
+        ("s3-control.amazonaws.com.eu-west-3", None),
+        ("g-0123456789.neptune-graph.eu-west-3", None),
+        ("x_y.eu-west-3.neptune-graph", None),
+        ("a.g-0123456789.eu-west-3.neptune-graph", None),
+    ],
+)  # fmt: skip
+def test_the_hosts_that_carry_a_value(host: str, expected: tuple[Any, ...] | None) -> None:
+    """S3 Control's and Neptune Analytics' data-plane hosts carry a value of the request
+    (the account, the graph): their service, the name they are signed for (boto3's), and
+    the value; any other shape is not one of them."""
+    endpoint = aws_endpoint(f"{host}.amazonaws.com")
+    found = endpoint and (endpoint.service, endpoint.signing_name, endpoint.host_param)
+    assert found == expected
 
 
 def test_a_fips_host_is_its_service() -> None:

@@ -41,12 +41,12 @@ def _action_service(prefix: str) -> str | None:
 
 def _rest_models() -> dict[str, tuple[str, dict[str, Any]]]:
     """botocore's REST services that the table holds: model name -> (action service, model).
-    Not S3 and S3 Control (``awss3`` reads S3; S3 Control's hosts carry the account), nor
-    a dotted endpoint whose botocore name is another service's prefix (``portal.sso``)."""
+    Not S3 (``awss3`` reads it), nor a dotted endpoint whose botocore name is another
+    service's prefix (``portal.sso``)."""
     found = {}
     for name, model in sorted(_botocore_models().items()):
         prefix = model["metadata"]["endpointPrefix"]
-        if not _is_rest(model) or prefix.startswith("s3"):
+        if not _is_rest(model) or name == "s3":
             continue
         service = _action_service(prefix)
         if service is not None:
@@ -54,14 +54,31 @@ def _rest_models() -> dict[str, tuple[str, dict[str, Any]]]:
     return found
 
 
+def route_table(service: str, operation: dict[str, Any]) -> str | None:
+    """The route table of `service`'s `operation`: the service's, or that of the host form
+    its endpoint rules send it to (``awshosts``): ``SERVICE/{Label}`` for a host prefixed
+    with a label of the request (``s3control/{AccountId}``: ``ACCOUNT.s3-control``; S3
+    Control's operations without the prefix go to ``s3-control`` too, or to
+    ``s3-outposts`` for an Outposts bucket), ``s3control/s3express-control`` for S3
+    Control's directory-bucket operations."""
+    prefix = operation.get("endpoint", {}).get("hostPrefix", "")
+    if "{" in prefix:
+        return f"{service}/{prefix.rstrip('.')}"
+    if service != "s3control":
+        return service
+    express = operation.get("staticContextParams", {}).get("UseS3ExpressControlEndpoint", {})
+    return "s3control/s3express-control" if express.get("value") else "s3control/{AccountId}"
+
+
 def rest_tables() -> dict[str, Any]:
     """The tables of agentfirewall/connectors/awsrest.py, from botocore's data."""
     routes: dict[str, dict[tuple[str, str], str]] = {}
     for service, model in _rest_models().values():
-        table = routes.setdefault(service, {})
         for operation, spec in model["operations"].items():
-            if "{" in spec.get("endpoint", {}).get("hostPrefix", ""):
-                continue  # a host of the request's own (``{AccountId}.``): not named
+            name = route_table(service, spec)
+            if name is None:
+                continue
+            table = routes.setdefault(name, {})
             key = (spec["http"]["method"], spec["http"]["requestUri"])
             assert table.setdefault(key, operation) == operation, (service, key)
     others = {
@@ -93,8 +110,12 @@ it is regenerated::
   ``sagemaker-runtime`` for ``runtime.sagemaker``, ``ses`` for ``email``) and its
   operations, one per line: the method, the model's ``requestUri`` and the operation.
   S3 is read by ``awss3``; an operation an endpoint trait sends to another host of its
-  service (``management.deadline``) is in its service's table (a host with a label of the
-  request's, ``{{AccountId}}.``, is left out). ``awsroutes`` reads them.
+  service (``management.deadline``) is in its service's table, and one sent to a host
+  with a label of the request's in a table of that host form's
+  (``s3control/{{AccountId}}``: ``ACCOUNT.s3-control.REGION``;
+  ``neptune-graph/{{graphIdentifier}}``), as are S3 Control's directory-bucket operations
+  (``s3control/s3express-control``; its Outposts ones are left out). ``awsroutes`` reads
+  them.
 - :data:`MIXED`: the services whose host also serves a query- or JSON-protocol API (SES's
   ``email``: the v1 API's ``Action``, the v2 API's paths).
 """
@@ -192,12 +213,14 @@ def test_every_rest_operation_is_named_as_boto3_names_it() -> None:
     wrong: list[tuple[str, str, str]] = []
     named = 0
     for name, (service, _) in _rest_models().items():
+        if name == "s3control":
+            continue  # (its hosts carry the account: the next test, with boto3's client)
         model = _service_model(name)
         serializer = create_serializer(model.protocol, include_validation=False)
         for operation in model.operation_names:
             operation_model = model.operation_model(operation)
             if "{" in (operation_model.endpoint or {}).get("hostPrefix", ""):
-                continue
+                continue  # (the next test)
             values = _uri_input(operation_model)
             sent = serializer.serialize_to_request(values, operation_model)
             # (an operation sent to another service's host is that service's: Signer's
@@ -226,6 +249,128 @@ def test_every_rest_operation_is_named_as_boto3_names_it() -> None:
                 wrong.append((name, operation, "renamed by an Action or a header"))
     assert wrong == []
     assert named > 8500  # every REST service's operations, not a few
+
+
+_ACCOUNT = "123456789012"
+_GRAPH = "g-0123456789"
+
+
+def _sent_by_boto3(client: Any, operation: Any, values: dict[str, Any]) -> HttpRequest:
+    """The request boto3's `client` sends for `operation`, to the host its endpoint rules
+    choose (captured before it is sent)."""
+    from botocore import xform_name
+
+    captured: list[Any] = []
+
+    def capture(request: Any, **_: Any) -> Any:
+        captured.append(request)
+        raise _Captured
+
+    client.meta.events.register("before-send", capture)
+    try:
+        getattr(client, xform_name(operation.name))(**values)
+    except _Captured:
+        pass
+    finally:
+        client.meta.events.unregister("before-send", capture)
+    request = captured[0]
+    body = request.body or b""
+    return HttpRequest.from_url(
+        request.method, request.url,
+        headers=tuple((k, v.decode() if isinstance(v, bytes) else v)
+                      for k, v in request.headers.items()),
+        body=body.encode() if isinstance(body, str) else body,
+    )  # fmt: skip
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize("service", ["s3control", "neptune-graph"])
+def test_the_hosts_that_carry_a_value_are_named_as_boto3_sends_them(service: str) -> None:
+    """S3 Control's operations go to ``ACCOUNT.s3-control.REGION`` (or, for directory
+    buckets, ``s3express-control.REGION``), Neptune Analytics' data plane to
+    ``GRAPH.REGION.neptune-graph``: each operation, sent by boto3's own client to the host
+    its endpoint rules choose, is named as boto3 names it, with the host's value as a
+    parameter (0.1.0 named none of them: ``aws.unknown.<method>``). S3 Control's Outposts
+    operations, sent to ``s3-outposts``, are not named."""
+    boto3 = pytest.importorskip("boto3")
+    from botocore import xform_name
+    from botocore.config import Config
+
+    client = boto3.client(
+        service, region_name="us-west-2", aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="x", config=Config(parameter_validation=False),
+    )  # fmt: skip
+    model = client.meta.service_model
+    wrong = []
+    for operation in model.operation_names:
+        operation_model = model.operation_model(operation)
+        values = _uri_input(operation_model)
+        members = operation_model.input_shape.members
+        for member, value in (("AccountId", _ACCOUNT), ("graphIdentifier", _GRAPH)):
+            if member in members:
+                values[member] = value
+        req = _sent_by_boto3(client, operation_model, values)
+        parsed = AWS.parse(req)
+        expected = f"aws.{service}.{xform_name(operation)}"
+        if parsed.spec.type != expected:
+            wrong.append((operation, req.host, parsed.spec.type))
+        key, value = ("account", _ACCOUNT) if service == "s3control" else ("graph", _GRAPH)
+        carried = "AccountId" in members or "hostPrefix" in (operation_model.endpoint or {})
+        if carried and parsed.spec.parameters.get(key) != value:
+            wrong.append((operation, req.host, f"{key}: {parsed.spec.parameters}"))
+    assert wrong == []
+    assert len(model.operation_names) > (90 if service == "s3control" else 30)
+    if service == "s3control":  # an Outposts bucket's: to `s3-outposts`, where it is unnamed
+        outposts = {"Bucket": "b1", "OutpostId": "op-01234567890123456"}
+        req = _sent_by_boto3(client, model.operation_model("CreateBucket"), outposts)
+        assert req.host == "s3-outposts.us-west-2.amazonaws.com"
+        assert AWS.parse(req).spec.type == "aws.unknown.put"
+
+
+@pytest.mark.parametrize(
+    ("host", "account", "refused"),
+    [
+        (f"{_ACCOUNT}.s3-control", "999999999999", "another account"),
+        ("s3-control", "12", "not an id"),
+        ("s3express-control", f"{_ACCOUNT}, {_ACCOUNT}", "not an id"),
+    ],
+)
+def test_an_account_the_host_and_its_header_disagree_on_is_refused(
+    host: str, account: str, refused: str
+) -> None:
+    """S3 Control reads the account from the host and from ``x-amz-account-id``: a policy
+    sees one, so a request naming two (or a header that is not an account) is refused."""
+    express = host.startswith("s3express")
+    path = "/v20180820/accesspoint/ap1" + ("/scope" if express else "")
+    url = f"https://{host}.us-west-2.amazonaws.com{path}"
+    with pytest.raises(ConnectorError, match=refused):
+        AWS.parse(HttpRequest.from_url("DELETE", url, headers=(("x-amz-account-id", account),)))
+    twice = (("x-amz-account-id", _ACCOUNT), ("X-Amz-Account-Id", _ACCOUNT))
+    with pytest.raises(ConnectorError, match="twice"):
+        AWS.parse(HttpRequest.from_url("DELETE", url, headers=twice))
+    alone = AWS.parse(HttpRequest.from_url("DELETE", url, headers=(twice[0],)))
+    expected = "delete_access_point_scope" if express else "delete_access_point"
+    assert alone.spec.type == f"aws.s3control.{expected}"
+    assert (alone.spec.parameters["account"], alone.risk) == (_ACCOUNT, "high")
+
+
+def test_a_graph_the_host_and_the_request_disagree_on_is_refused() -> None:
+    data = f"https://{_GRAPH}.us-west-2.neptune-graph.amazonaws.com/queries"
+    with pytest.raises(ConnectorError, match="another graph"):
+        AWS.parse(HttpRequest.from_url("POST", data, headers=(("graphIdentifier", "g-x"),)))
+    control = "https://neptune-graph.us-west-2.amazonaws.com/graphs/g-prod"
+    with pytest.raises(ConnectorError, match="another in the path"):
+        AWS.parse(HttpRequest.from_url("DELETE", control, headers=(("graphIdentifier", "g-x"),)))
+    parsed = AWS.parse(HttpRequest.from_url("DELETE", control))
+    assert (parsed.spec.type, parsed.spec.parameters["graph"], parsed.risk) == (
+        "aws.neptune-graph.delete_graph", "g-prod", "high")  # fmt: skip
+    # the data plane's routes are not the control plane's: a query is no graph operation
+    assert AWS.parse(
+        HttpRequest.from_url("POST", control.replace("/graphs/g-prod", "/queries"))
+    ).spec.type == ("aws.unknown.post")
 
 
 def _renamed_by_nothing(sent: dict[str, Any], prefix: str, service: str, name: str) -> bool:
@@ -353,8 +498,9 @@ def test_a_route_is_named_alike_in_every_spelling(data: Any) -> None:
     """Any route of any REST service, its labels filled with any value and its literals
     spelled in any case or with escaped letters, is named as plainly spelled, or refused
     alike; nothing else escapes (no crash, no other name)."""
-    service = data.draw(st.sampled_from(_SERVICES))
-    routes = routes_of(service)
+    table = data.draw(st.sampled_from(_SERVICES))
+    service = table.split("/")[0]
+    routes = routes_of(table)
     assert routes is not None
     method = data.draw(st.sampled_from(sorted(routes)))
     route = data.draw(st.sampled_from(routes[method]))
@@ -371,7 +517,7 @@ def test_a_route_is_named_alike_in_every_spelling(data: Any) -> None:
             case = data.draw(st.sampled_from([str.lower, str.upper, str.title]))
             spelled.append(_encoded(case(segment), data))
     query = "&".join(k if v is None else f"{k}={v}" for k, v in route.query)
-    host = service_host(service)
+    host = service_host(table)
     results = []
     for path in ("/" + "/".join(plain), "/" + "/".join(spelled)):
         url = f"https://{host}{path}" + (f"?{query}" if query else "")
@@ -383,12 +529,24 @@ def test_a_route_is_named_alike_in_every_spelling(data: Any) -> None:
     assert results[0] in (f"aws.{service}.{route.operation}", "refused")
 
 
-def service_host(service: str) -> str:
-    """A host the connector names `service` for (``ses`` is ``email``; dotted prefixes)."""
+#: route table -> a host of it (``awshosts._SPECIAL_FORMS``)
+_TABLE_HOSTS = {
+    "s3control/{AccountId}": f"{_ACCOUNT}.s3-control",
+    "s3control/s3express-control": "s3express-control",
+    "s3outposts": "s3-outposts",
+}
+
+
+def service_host(table: str) -> str:
+    """A host the connector names with `table`'s routes (``ses`` is ``email``; dotted
+    prefixes; the hosts of S3 Control and Neptune Analytics' data plane)."""
+    if table == "neptune-graph/{graphIdentifier}":
+        return f"{_GRAPH}.us-east-1.neptune-graph.amazonaws.com"
     for prefix, name in SERVICE_NAMES.items():
-        if name == service:
+        if name == table:
             return f"{prefix}.us-east-1.amazonaws.com"
-    return f"{'email' if service == 'ses' else service}.us-east-1.amazonaws.com"
+    prefix = _TABLE_HOSTS.get(table, "email" if table == "ses" else table)
+    return f"{prefix}.us-east-1.amazonaws.com"
 
 
 @pytest.mark.parametrize(

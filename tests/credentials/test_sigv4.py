@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from agentfirewall.credentials.sigv4 import (
     EMPTY_SHA256,
+    S3_SIGNED,
     UNSIGNED_PAYLOAD,
     AwsKeys,
     payload_hash,
@@ -34,7 +35,7 @@ def botocore_signature(
 ) -> str:  # fmt: skip
     request = AWSRequest(method=method, url=url, headers=headers, data=body)
     request.context["timestamp"] = stamp
-    signer = (S3SigV4Auth if service == "s3" else SigV4Auth)(
+    signer = (S3SigV4Auth if service in S3_SIGNED else SigV4Auth)(
         Credentials(keys.access_key_id, keys.secret_access_key, keys.session_token),
         service,
         "us-west-2",
@@ -46,7 +47,8 @@ def botocore_signature(
 @settings(max_examples=examples(60), deadline=None)
 @given(
     method=st.sampled_from(["GET", "PUT", "POST", "DELETE", "HEAD"]),
-    service=st.sampled_from(["s3", "sqs", "lambda", "dynamodb"]),
+    # (S3 Control is signed as s3, its directory-bucket and Outposts calls as these two)
+    service=st.sampled_from(["s3", "sqs", "lambda", "dynamodb", "s3express", "s3-outposts"]),
     segments=st.lists(_TEXT.filter(lambda s: s not in (".", "..")), min_size=0, max_size=4),
     query=st.lists(st.tuples(_TEXT.filter(bool), _TEXT), max_size=4),
     extra=st.dictionaries(

@@ -10,7 +10,9 @@ gives (computed here from the S3 API reference), and a temporary key needs its s
 token. A failure is answered 403 ``SignatureDoesNotMatch`` and counted in
 ``fake.settings["rejected"]``. Enough of each API for boto3: S3 objects and multipart
 uploads (virtual-host and path style, aws-chunked bodies), SQS ``SendMessage`` (JSON
-protocol), DynamoDB ``PutItem``, STS ``AssumeRole`` (temporary keys it then accepts).
+protocol), DynamoDB ``PutItem``, STS ``AssumeRole`` (temporary keys it then accepts), EKS,
+Bedrock's ``converse``, and S3 Control's public access block (on ``ACCOUNT.s3-control``)
+and a directory bucket's access point scope (on ``s3express-control``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from tests.fakes.base import FakeUpstream
 
 REGION = "us-west-2"
 BUCKET = "demo-bucket"
+ACCOUNT = "123456789012"
 #: host -> (service, region)
 HOSTS = {
     f"s3.{REGION}.amazonaws.com": ("s3", REGION),
@@ -48,6 +51,9 @@ HOSTS = {
     f"bedrock-runtime.{REGION}.amazonaws.com": ("bedrock", REGION),  # its signing name
     f"eks.{REGION}.amazonaws.com": ("eks", REGION),  # a REST service (named by its path)
     "sts.us-east-1.amazonaws.com": ("sts", "us-east-1"),
+    # S3 Control: signed as s3, and its directory-bucket operations as s3express
+    f"{ACCOUNT}.s3-control.{REGION}.amazonaws.com": ("s3", REGION),
+    f"s3express-control.{REGION}.amazonaws.com": ("s3express", REGION),
 }
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 SIGNED_CHUNKS = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -91,7 +97,7 @@ def verify_sigv4(fake: FakeUpstream, request: Request, body: bytes) -> str | Non
         data=body,
     )
     aws.context["timestamp"] = stamp
-    signer = (S3SigV4Auth if service == "s3" else SigV4Auth)(
+    signer = (S3SigV4Auth if service in ("s3", "s3express") else SigV4Auth)(
         Credentials(key_id, secret, session), service, region
     )
     canonical = signer.canonical_request(aws)
@@ -203,7 +209,10 @@ def aws() -> FakeUpstream:
             if request.headers.get("host", "").startswith(("s3", BUCKET)):
                 return _xml(403, "SignatureDoesNotMatch", problem)
             return JSONResponse({"__type": "InvalidSignatureException", "message": problem}, 400)
-        service = HOSTS[request.headers["host"].split(":")[0]][0]
+        host = request.headers["host"].split(":")[0]
+        service = HOSTS[host][0]
+        if "-control." in host:
+            return _s3control(fake, request)
         if service == "s3":
             return _s3(fake, request, body)
         if service == "sts":
@@ -241,6 +250,34 @@ def _eks(fake: FakeUpstream, request: Request) -> Response:
         fake.settings.setdefault("deleted", []).append(parts[1])
         status = "DELETING"
     return JSONResponse({"cluster": {"name": parts[1], "status": status}})
+
+
+def _s3control(fake: FakeUpstream, request: Request) -> Response:
+    """S3 Control's ``GET`` / ``DELETE /v20180820/configuration/publicAccessBlock`` (the
+    accounts whose block it deleted in ``deleted``) and ``GET .../accesspoint/NAME/scope``;
+    the account is the host's, and ``x-amz-account-id`` must agree."""
+    host = request.headers["host"].split(":")[0]
+    account = request.headers.get("x-amz-account-id")
+    if account != ACCOUNT or not host.startswith((ACCOUNT, "s3express-control")):
+        return _xml(400, "InvalidRequest", "the account is missing or another")
+    path, method = request.url.path, request.method
+    if path == "/v20180820/configuration/publicAccessBlock" and method in ("GET", "DELETE"):
+        if method == "DELETE":
+            fake.settings.setdefault("deleted", []).append(f"public access block {account}")
+            return Response(status_code=204)
+        names = (
+            "BlockPublicAcls",
+            "IgnorePublicAcls",
+            "BlockPublicPolicy",
+            "RestrictPublicBuckets",
+        )
+        block = "".join(f"<{n}>true</{n}>" for n in names)
+        xml = f"<PublicAccessBlockConfiguration>{block}</PublicAccessBlockConfiguration>"
+        return Response(xml, media_type="application/xml")
+    if path.startswith("/v20180820/accesspoint/") and path.endswith("/scope") and method == "GET":
+        xml = "<GetAccessPointScopeResult><Scope><Prefixes/></Scope></GetAccessPointScopeResult>"
+        return Response(xml, media_type="application/xml")
+    return _xml(400, "NotImplemented", "not in the fake")
 
 
 def _s3(fake: FakeUpstream, request: Request, body: bytes) -> Response:
