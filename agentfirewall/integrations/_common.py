@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import anyio.to_thread
 from pydantic import JsonValue
+from pydantic_core import to_jsonable_python
 
 from agentfirewall.client import ActionResult, AgentFirewall, AsyncAgentFirewall, ExecutionResult
 from agentfirewall.client._guard import ActionFields, approval_error, approved_result, denial
@@ -53,8 +54,13 @@ def tool_action_type(framework: str, tool_name: str) -> str:
 
 
 def _json_args(args: ToolArgs) -> dict[str, JsonValue]:
-    """The tool's arguments as JSON data (anything else becomes its string form)."""
-    data: dict[str, JsonValue] = json.loads(json.dumps(dict(args), default=str))
+    """The tool's arguments as JSON data, as pydantic writes them: a pydantic model or a
+    dataclass an object of its fields (a policy reads ``parameters.transfer.amount``), an
+    enum its value, a date its ISO form; only what pydantic cannot write (an arbitrary
+    object: a LangGraph state, a client) becomes its string form."""
+    data: dict[str, JsonValue] = json.loads(
+        json.dumps(to_jsonable_python(dict(args), fallback=str), default=str)
+    )
     return data
 
 

@@ -14,6 +14,9 @@ from langchain_core.callbacks import (
     Callbacks,
 )
 from langchain_core.tools import BaseTool, Tool
+from langchain_core.utils.pydantic import get_fields
+from pydantic import BaseModel
+from pydantic.v1 import BaseModel as BaseModelV1
 
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall.integrations._common import ToolGuard
@@ -37,6 +40,28 @@ def _tool_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | dict[str
     return args[0] if len(args) == 1 and isinstance(args[0], str) else {"args": list(args)}
 
 
+def _call_input(inner: BaseTool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The whole input the wrapped tool runs with, so that the firewall decides on exactly
+    that: with a pydantic argument schema, the arguments validated by it, every field
+    present, defaults included (LangChain would pass only the given ones and leave the
+    function's defaults unseen), and a single string as the schema's first field
+    (LangChain's rule for a string input). Otherwise the input as given."""
+    tool_input = _tool_input(args, kwargs)
+    schema = inner.args_schema
+    if not isinstance(schema, type) or not issubclass(schema, BaseModel | BaseModelV1):
+        return tool_input  # no schema, or a JSON schema dict: LangChain validates nothing
+    fields = list(get_fields(schema))
+    if isinstance(tool_input, str):
+        if not fields:
+            return tool_input
+        tool_input = {fields[0]: tool_input}
+    if issubclass(schema, BaseModel):
+        model: Any = schema.model_validate(tool_input)
+    else:
+        model = schema.parse_obj(tool_input)
+    return {name: getattr(model, name) for name in fields}
+
+
 def _firewall_args(tool_input: str | dict[str, Any]) -> dict[str, Any]:
     return tool_input if isinstance(tool_input, dict) else {"input": tool_input}
 
@@ -55,7 +80,7 @@ class GuardedTool(BaseTool):
     ) -> Any:
         self.guard.sync_firewall()
         _check_sync(self.inner)
-        tool_input = _tool_input(args, kwargs)
+        tool_input = _call_input(self.inner, args, kwargs)
         verdict = self.guard.decide(_firewall_args(tool_input))
         if verdict.answer is not None:
             return verdict.answer
@@ -68,7 +93,7 @@ class GuardedTool(BaseTool):
         run_manager: AsyncCallbackManagerForToolRun | None = None,
         **kwargs: Any,
     ) -> Any:
-        tool_input = _tool_input(args, kwargs)
+        tool_input = _call_input(self.inner, args, kwargs)
         verdict = await self.guard.adecide(_firewall_args(tool_input))
         if verdict.answer is not None:
             return verdict.answer

@@ -11,7 +11,7 @@ pytest.importorskip("crewai")
 from crewai import Agent, Crew, Task
 from crewai.tools import tool
 
-from agentfirewall import ActionDenied
+from agentfirewall import ActionDenied, AgentFirewallError
 from agentfirewall.integrations.crewai import firewall_tool, guard_tools
 from tests.sdk.liveagent import ExecutingServer, LiveAgent
 from tests.sdk.scripted_crewai import CREWAI_WARNINGS, QUIET_ENV, final, scripted_llm, uses_tool
@@ -154,3 +154,41 @@ def test_mode_a_sends_the_email_through_the_gateway(crew_mode_a: ExecutingServer
     assert len(received) == 1
     assert received[0].header("authorization") == "Bearer SG.vaulted_sendgrid"
     assert received[0].json()["personalizations"][0]["to"][0]["email"] == "bob@example.com"
+
+
+def test_the_firewall_decides_on_exactly_what_the_tool_runs_with(agent: LiveAgent) -> None:
+    """0.1.0 decided on the keyword arguments alone: ``run("acme/prod", reason="x")``
+    was decided as ``{"reason": "x"}`` and deleted ``acme/prod`` past a policy that denies
+    it; ``run("acme/prod")`` was decided as ``{"input": ...}``. Positional arguments are
+    bound to the tool's fields (defaults filled in, as for a keyword call); ones that bind
+    to nothing are refused."""
+    agent.policy(
+        "  - name: no-prod\n"
+        "    conditions: {field: action_spec.parameters.repo, operator: equals, value: acme/prod}\n"
+        "    decision: deny\n"
+        "    reason: never delete prod\n"
+        "  - name: no-force\n"
+        "    conditions: {field: action_spec.parameters.force, operator: equals, value: true}\n"
+        "    decision: deny\n"
+        "    reason: no forcing\n"
+    )
+    deleted: list[str] = []
+
+    @firewall_tool(agent.firewall(), "Delete Repo", action_type="github.repo.delete",
+                   provider="github")  # type: ignore[arg-type]  # fmt: skip
+    def delete_repo(repo: str, reason: str, force: bool = True) -> str:
+        """Delete a repository."""
+        deleted.append(repo)
+        return "deleted"
+
+    blocked = "Action blocked by policy: never delete prod"
+    assert delete_repo.run("acme/prod", reason="cleanup") == blocked  # type: ignore[attr-defined]
+    assert delete_repo.run("acme/prod", "cleanup") == blocked  # type: ignore[attr-defined]
+    forced = delete_repo.run("acme/dev", "cleanup")  # type: ignore[attr-defined]
+    assert forced == "Action blocked by policy: no forcing"  # (the default, decided on)
+    with pytest.raises(AgentFirewallError, match="keyword arguments"):
+        delete_repo.run("acme/prod", "x", False, "extra")  # type: ignore[attr-defined]
+    with pytest.raises(AgentFirewallError, match="keyword arguments"):
+        delete_repo.run("acme/prod", repo="acme/dev", reason="x")  # type: ignore[attr-defined]
+    done = delete_repo.run("acme/dev", "cleanup", False)  # type: ignore[attr-defined]
+    assert (done, deleted) == ("deleted", ["acme/dev"])

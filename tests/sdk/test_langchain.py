@@ -13,6 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.tools import BaseTool, Tool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel
 
 from agentfirewall import ActionDenied, AgentFirewall, AgentFirewallError
 from agentfirewall.integrations.langchain import firewall_tool, guard_tools
@@ -258,3 +259,97 @@ def test_guarded_tools_look_the_same_to_the_model(agent: LiveAgent) -> None:
     assert simple.invoke("cats") == "results for cats"
     assert simple.invoke({"__arg1": "dogs"}) == "results for dogs"
     assert simple.invoke("the secret key") == "Action blocked by policy: no searching for secrets"
+
+
+#: Deny by what the tool would run with: the repository, the amount, a nested amount.
+_PARAMETER_RULES = """\
+  - name: no-prod
+    conditions: {field: action_spec.parameters.repo, operator: equals, value: acme/prod}
+    decision: deny
+    reason: never delete prod
+  - name: no-huge
+    conditions: {field: action_spec.parameters.amount, operator: gt, value: 1000000}
+    decision: deny
+    reason: too big
+  - name: no-huge-nested
+    conditions: {field: action_spec.parameters.transfer.amount, operator: gt, value: 1000000}
+    decision: deny
+    reason: too big
+"""
+
+
+class _Transfer(BaseModel):
+    amount: int
+    to: str
+
+
+def _parameter_tools(firewall: Any, ran: list[object]) -> tuple[BaseTool, BaseTool, BaseTool]:
+    @firewall_tool(firewall, action_type="github.repo.delete", provider="github")
+    def delete_repo(repo: str) -> str:
+        """Delete a repository."""
+        ran.append(repo)
+        return "deleted"
+
+    @firewall_tool(firewall, action_type="payment.transfer.initiate", provider="stripe")
+    def pay(to: str, amount: int = 5_000_000) -> str:
+        """Send money."""
+        ran.append(amount)
+        return "sent"
+
+    @firewall_tool(firewall, action_type="payment.transfer.initiate", provider="stripe")
+    def pay_by_model(transfer: _Transfer) -> str:
+        """Send money."""
+        ran.append(transfer.amount)
+        return "sent"
+
+    return delete_repo, pay, pay_by_model
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("client", ["sync", "async"])
+async def test_the_firewall_decides_on_exactly_what_the_tool_runs_with(
+    agent: LiveAgent, client: str
+) -> None:
+    """0.1.0 decided on what the caller wrote, and the tool ran with what LangChain made of
+    it: a plain string (``invoke("acme/prod")``) was decided as ``{"input": ...}`` and ran
+    as ``repo``; an argument left to its default (``amount = 5_000_000``) was not decided
+    on; a pydantic-model argument was decided as its string form, so a rule on
+    ``parameters.transfer.amount`` never matched. Each ran past a policy that denies it."""
+    agent.policy(_PARAMETER_RULES)
+    firewall = agent.firewall() if client == "sync" else agent.async_firewall()
+    ran: list[object] = []
+    delete_repo, pay, pay_by_model = _parameter_tools(firewall, ran)
+    calls = [
+        (delete_repo, "acme/prod", "never delete prod"),
+        (pay, {"to": "acct_1"}, "too big"),
+        (pay_by_model, {"transfer": {"amount": 5_000_000, "to": "acct_1"}}, "too big"),
+    ]
+    for guarded, given, reason in calls:
+        if client == "sync":
+            answer = await anyio.to_thread.run_sync(guarded.invoke, given)
+        else:
+            answer = await guarded.ainvoke(given)
+        assert answer == f"Action blocked by policy: {reason}", given
+    assert ran == []  # (each reason names the parameter its rule read)
+    small = {"transfer": {"amount": 5, "to": "acct_1"}}
+    answer = await (anyio.to_thread.run_sync(pay_by_model.invoke, small) if client == "sync"
+                    else pay_by_model.ainvoke(small))  # fmt: skip
+    assert (answer, ran) == ("sent", [5])
+    if client == "async":
+        await firewall.aclose()  # type: ignore[union-attr]
+
+
+def test_guard_tools_decides_on_what_an_existing_tool_runs_with(agent: LiveAgent) -> None:
+    agent.policy(_PARAMETER_RULES)
+    ran: list[object] = []
+
+    @tool
+    def pay(to: str, amount: int = 5_000_000) -> str:
+        """Send money."""
+        ran.append(amount)
+        return "sent"
+
+    [guarded] = guard_tools([pay], agent.firewall())
+    assert guarded.invoke({"to": "acct_1"}) == "Action blocked by policy: too big"
+    assert guarded.invoke({"to": "acct_1", "amount": 5}) == "sent"
+    assert ran == [5]
