@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from agentfirewall_proxy.approvals import HoldOutcome
+from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guard import note_findings
 from agentfirewall_proxy.guarded import guards_response, redact_request
 from agentfirewall_proxy.http1 import (
@@ -37,7 +38,7 @@ from agentfirewall_proxy.pipeline import (
     target_of,
     upstream_headers,
 )
-from agentfirewall_proxy.respond import respond, response_head, scrubber_of
+from agentfirewall_proxy.respond import respond, response_head
 from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamError, plain_request_upstream
 
 if TYPE_CHECKING:
@@ -437,9 +438,9 @@ async def _forward(
                 await _stream_request_body(conn, up, flow, chunked)
             response = await response_head(gateway, up)
             flow.answered = True
-        except UpstreamError:
+        except UpstreamError as exc:
             up.abort()
-            if attempt == 0 and up.reused and complete:
+            if attempt == 0 and up.reused and complete and exc.unanswered and replayable(head):
                 continue  # a pooled connection the upstream had closed: once more, fresh
             raise
         except BaseException:
@@ -453,6 +454,19 @@ async def _forward(
     except BaseException:
         up.abort()
         raise
+
+
+#: Methods that change nothing (RFC 9110 "safe"): sent twice, nothing happens twice.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def replayable(head: Head) -> bool:
+    """Whether a request the upstream may have received can be sent again on a fresh
+    connection: a safe method, or one carrying an ``Idempotency-Key`` (the upstream then
+    performs it once however often it arrives; Go's ``net/http`` rule). A POST whose pooled
+    connection closed unanswered is answered 502 instead: the upstream may have performed
+    it, and an action runs at most once."""
+    return head.method in _SAFE_METHODS or head.get(b"idempotency-key") is not None
 
 
 async def _stream_request_body(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
     from agentfirewall_proxy.scrub import Scrubber
 
-__all__ = ["Abortable", "Flow", "Refusal", "Spans", "Tunnel"]
+__all__ = ["Abortable", "Flow", "Refusal", "Spans", "Tunnel", "scrubber_of"]
 
 
 class Abortable(Protocol):
@@ -129,6 +129,15 @@ class Flow:
     handed_off: float = 0.0
     #: When its approval hold began and ended (monotonic; ended 0 while it is held).
     hold: tuple[float, float] | None = None
+
+
+def scrubber_of(flow: Flow) -> Scrubber | None:
+    """The injected credential's scrubber, for everything the response carries back: a
+    computed credential's current token (``flow.scrubber``), else the connector's static
+    secrets (None: this connector injects nothing)."""
+    if flow.scrubber is not None:
+        return flow.scrubber
+    return flow.connector.scrubber if flow.connector is not None else None
 
 
 @dataclass(frozen=True, slots=True)

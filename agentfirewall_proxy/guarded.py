@@ -33,6 +33,7 @@ from agentfirewall.content import (
 )
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import GuardPlan, response_verdict
+from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guard import content_attributes, note_findings
 from agentfirewall_proxy.http1 import END, Head, ResponseHead, chunk, serialize_response_head
 from agentfirewall_proxy.pipeline import Flow, Refusal
@@ -130,7 +131,7 @@ async def guarded_respond(
     assert scanner is not None
     flow.status = response.status
     headers, reason = response.headers, response.reason
-    scrubber = flow.connector.scrubber if flow.connector is not None else None
+    scrubber = scrubber_of(flow)
     if scrubber is not None:
         reason, headers, found = scrubber.response_head(reason, headers)
         flow.scrubbed += found

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guarded import guarded_respond, guards_response
 from agentfirewall_proxy.http1 import (
     END,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.client import ClientConnection
     from agentfirewall_proxy.services import Services
 
-__all__ = ["respond", "response_head", "scrubber_of"]
+__all__ = ["respond", "response_head"]
 
 _DROP_DOWN = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
@@ -51,28 +52,24 @@ _DROP_DOWN = frozenset(
 
 async def response_head(gateway: Services, up: UpstreamConnection) -> ResponseHead:
     timeout = gateway.options.upstream_timeout
+    heard = False  # any answer, an interim one or a part of a head
     while True:
         try:
             event = await up.next_event(timeout)
         except TimeoutError:
             raise UpstreamError(504, "the upstream did not answer in time") from None
         except OSError:
-            raise UpstreamError(502, "the upstream closed the connection") from None
+            event = EOF
         if event is EOF:
-            raise UpstreamError(502, "the upstream closed the connection")
+            raise UpstreamError(502, "the upstream closed the connection",
+                                unanswered=not heard and not up.parser.in_head)  # fmt: skip
         if isinstance(event, ParseError):
             raise UpstreamError(502, event.message)
+        heard = True
         if isinstance(event, ResponseHead):
             if 100 <= event.status < 200 and event.status != 101:
                 continue  # interim answers are not relayed (END follows, skipped below)
             return event
-
-
-def scrubber_of(flow: Flow) -> Scrubber | None:
-    """The injected credential's scrubber (None: this connector injects nothing)."""
-    if flow.scrubber is not None:
-        return flow.scrubber
-    return flow.connector.scrubber if flow.connector is not None else None
 
 
 async def respond(

@@ -38,11 +38,16 @@ Key = tuple[str, str, int]
 
 
 class UpstreamError(Exception):
-    """The upstream could not be reached or broke the exchange (answered with 502/504)."""
+    """The upstream could not be reached or broke the exchange (answered with 502/504).
 
-    def __init__(self, status: int, message: str) -> None:
+    `unanswered`: the connection closed before the upstream sent a byte of an answer (a
+    pooled connection it had closed while idle, most likely; the request may still have
+    reached it)."""
+
+    def __init__(self, status: int, message: str, *, unanswered: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.unanswered = unanswered
 
 
 class _Eof:
