@@ -12,10 +12,12 @@ redact; where the detectors fired (never the text) is added to the decision's re
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import Any
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.content import Finding, content_attributes
@@ -32,6 +34,7 @@ __all__ = [
     "context_for",
     "explain",
     "issue_token",
+    "kill_switch_over",
     "sdk_context",
 ]
 
@@ -104,3 +107,14 @@ def issue_token(state: AppState, agent: str, action_request_id: str, action_hash
         action_hash=action_hash,
         now=int(time.time()),
     )
+
+
+def kill_switch_over(state: AppState, row: Mapping[str, Any]) -> Decision | None:
+    """The deny of an active kill switch that now covers a stored action (its agent or its
+    connector), or None. An action allowed before the switch is neither handed a token
+    (``/wait``, an idempotent replay) nor executed while it is active."""
+    engine = state.snapshot.engine
+    if not engine.kill_switch_active:
+        return None
+    spec = ActionSpec.model_validate(json.loads(row["action_spec"]))
+    return engine.kill_switch_over(row["agent"], spec, risk=float(row["risk_score"] or 0.0))

@@ -312,6 +312,22 @@ class Engine:
             plan = self._index.plan(agent, action, env, self._prefixes_of(action))
         return not plan.reads_context
 
+    def kill_switch_over(
+        self, agent: str, spec: ActionSpec, *, risk: float = 0.0
+    ) -> Decision | None:
+        """The deny of an active kill switch that covers `agent` acting on `spec` in SDK mode
+        (the connector is the spec's provider), or None: for an action decided before the
+        switch, about to be handed a token or executed."""
+        if not self._kill.active:
+            return None
+        switch = self._kill.find(agent, (spec.provider,))
+        return None if switch is None else _killed(switch, risk)
+
+    @property
+    def kill_switch_active(self) -> bool:
+        """Whether any kill switch is active."""
+        return self._kill.active
+
     def explain(self, spec: ActionSpec, ctx: EvaluationContext) -> Explanation:
         """Decide on one action and record every step (same result as `evaluate`)."""
         steps: list[Step] = []

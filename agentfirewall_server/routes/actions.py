@@ -39,6 +39,7 @@ from agentfirewall_server.decide import (
     context_for,
     explain,
     issue_token,
+    kill_switch_over,
     sdk_context,
 )
 from agentfirewall_server.replaystore import input_text
@@ -170,7 +171,11 @@ async def _replay(
         "approval": stored["approval"],
     }
     if row.status == "allowed" and body.get("status") == "allowed" and not row.execution_state:
-        body["decision_token"] = issue_token(state, agent.name, row.id, row.action_hash)
+        killed = kill_switch_over(state, dict(row._mapping))
+        if killed is not None:  # allowed before the switch: no token while it is active
+            body.update(status="denied", decision=killed.to_dict())
+        else:
+            body["decision_token"] = issue_token(state, agent.name, row.id, row.action_hash)
     return json_ok(body, headers={"Idempotent-Replayed": "true"})
 
 
@@ -500,7 +505,11 @@ async def wait_action(request: Request) -> JSONResponse:
             break
     body["decision_token"] = None
     if body["status"] == "allowed" and who.agent is not None and not body["execution_state"]:
-        body["decision_token"] = issue_token(state, row["agent"], row["id"], row["action_hash"])
+        killed = kill_switch_over(state, row)
+        if killed is not None:  # allowed before the switch: no token while it is active
+            body.update(status="denied", decision=killed.to_dict())
+        else:
+            body["decision_token"] = issue_token(state, row["agent"], row["id"], row["action_hash"])
     return json_ok(body)
 
 

@@ -32,6 +32,7 @@ from agentfirewall_server.actionstore import finish_spend, free_tokens, load_act
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_agent, state_of
 from agentfirewall_server.clock import now
+from agentfirewall_server.decide import kill_switch_over
 from agentfirewall_server.executor import Planned, plan, send
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import action_requests, used_nonces
@@ -69,6 +70,20 @@ def _refused(action_id: str, status: str, state: str | None) -> ApiError:
         f"action `{action_id}` is {status}, not allowed: it cannot be executed",
         code="not_allowed",
     )
+
+
+def _not_killed(state: AppState, row: dict[str, Any]) -> None:
+    """403 ``kill_switch_active`` when a kill switch now covers the action: one allowed
+    before the switch does not run while it is active (the token stays unspent)."""
+    killed = kill_switch_over(state, row)
+    if killed is not None:
+        raise ApiError(
+            403,
+            f"`{killed.matched_rules[0]}` is active: action `{row['id']}` was allowed before "
+            "it and is not executed while it is (its token stays unspent)",
+            code="kill_switch_active",
+            headers={"X-TameFlare-Kill-Switch": "active"},
+        )
 
 
 def _claim(claims: DecisionClaims, action_id: str) -> Any:
@@ -193,6 +208,7 @@ async def execute_action(request: Request) -> JSONResponse:
     spec = json.loads(row["action_spec"])
     annotate(agent=agent.name, action=spec["type"])
     planned = await plan(state, spec)  # refuse what cannot run before claiming it
+    _not_killed(state, row)  # (checked after the last wait before the claim)
     await state.db.write(_claim(claims, action_id))
     # shielded: once claimed, the outcome is recorded even if this request is cancelled
     result = await asyncio.shield(_run(state, planned, action_id, agent.name, spec["type"]))

@@ -208,3 +208,39 @@ async def test_allow_list_accepts_names_and_networks() -> None:
     assert await check_target("localhost", 80, ["localhost"]) is not None
     with pytest.raises(ApiError):
         await check_target("10.0.0.1", 80, ["127.0.0.0/8"])
+
+
+@pytest.mark.parametrize("scope", ["all", "agent:Bot", "github"])
+def test_an_action_allowed_before_a_kill_switch_is_not_executed_nor_given_a_token(
+    harness: Harness, fakes: FakeUpstreams, scope: str
+) -> None:
+    """0.1.0 consulted the kill switch only when deciding: an action allowed a moment
+    before it was still executed afterwards (Mode A), and ``/wait`` and an idempotent
+    replay handed out fresh tokens for it. Now each answers as denied while a switch covers
+    the action's agent or connector, and executes (with the same token) once it is off."""
+    github = fakes["github"]
+    github.clear()
+    _github(harness, fakes)
+    key = harness.create_agent("Bot")
+    keyed = {"Idempotency-Key": "merge-42"}
+    body = harness.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC},
+                         headers=keyed).json()  # fmt: skip
+    assert body["status"] == "allowed"
+    on = harness.admin("POST", "/v1/kill-switch", json={"active": True, "scope": scope})
+    assert on.status_code == 200, on.text
+    action = body["action_request_id"]
+    refused = _execute(harness, key, action, body["decision_token"])
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "kill_switch_active"
+    assert refused.headers["X-TameFlare-Kill-Switch"] == "active"
+    waited = harness.agent(key, "GET", f"/v1/actions/{action}/wait?timeout=0").json()
+    replayed = harness.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC},
+                             headers=keyed).json()  # fmt: skip
+    for answer in (waited, replayed):
+        assert (answer["status"], answer["decision_token"]) == ("denied", None)
+        assert answer["decision"]["reason"] == "kill_switch_active"
+    assert github.received("PUT") == []
+    assert harness.admin("POST", "/v1/kill-switch", json={"active": False}).status_code == 200
+    done = _execute(harness, key, action, body["decision_token"])
+    assert done.status_code == 200, done.text
+    assert len(github.received("PUT")) == 1
