@@ -85,12 +85,32 @@ def _index_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: 
             _index_lines(item, (*path, index), lines, source)
 
 
-def _no_aliases(text: str, source: str | None) -> None:
+#: How deep mappings and lists may nest in a policy document (a real one needs about 12):
+#: PyYAML builds a document recursively, and thousands of levels (`{a: {a: ...`, a few KB)
+#: would exhaust the stack after seconds of work.
+MAX_NESTING = 64
+
+
+def _check_events(text: str, source: str | None) -> None:
+    """No anchors or aliases, and no nesting deeper than :data:`MAX_NESTING`, read from the
+    parser's events (built without recursion) before the document is composed."""
+    depth = 0
     for event in yaml.parse(text, Loader=YamlLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            mark = event.start_mark
-            line = mark.line + 1 if mark is not None else None
-            raise PolicyError("anchors and aliases are not allowed", file=source, line=line)
+            raise PolicyError("anchors and aliases are not allowed", file=source,
+                              line=_line(event))  # fmt: skip
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise PolicyError(f"nested deeper than {MAX_NESTING} levels", file=source,
+                                  line=_line(event))  # fmt: skip
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _line(event: yaml.Event) -> int | None:
+    mark = event.start_mark
+    return mark.line + 1 if mark is not None else None
 
 
 def parse_document(
@@ -110,7 +130,7 @@ def parse_document(
         # JSON: tabs are whitespace there (never raw inside strings) but not in YAML
         text = text.replace("\t", " ")
     try:
-        _no_aliases(text, source)
+        _check_events(text, source)
         loader = YamlLoader(text)
         try:
             node = loader.get_single_node()
@@ -130,6 +150,10 @@ def parse_document(
         raise PolicyError(f"invalid YAML: {problem}", file=source, line=line) from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"invalid YAML: {exc}", file=source) from None
+    except PolicyError:
+        raise
+    except ValueError as exc:  # a number Python will not convert (over 4,300 digits)
+        raise PolicyError(f"invalid value: {exc}", file=source) from None
     for path, line in list(lines.items()):
         if path[:2] == ("metadata", "scope"):
             lines.setdefault(("scope", *path[2:]), line)

@@ -134,6 +134,30 @@ def test_invalid_documents(text: str, message: str) -> None:
         load_policy(text)
 
 
+def _nested_block(depth: int) -> str:
+    return "".join(f"{' ' * level}a:\n" for level in range(depth)) + " " * depth + "b: 1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{a: " * 3000 + "1" + "}" * 3000, "nested deeper than 64 levels"),
+        ('{"a":' * 3000 + "1" + "}" * 3000, "nested deeper than 64 levels"),
+        ("[" * 3000 + "]" * 3000, "nested deeper than 64 levels"),
+        (_nested_block(1200), "nested deeper than 64 levels"),
+        ("name: p\nrules: [{name: a, decision: deny}]\nx: " + "9" * 5000, "invalid value"),
+    ],
+)
+def test_documents_that_would_exhaust_the_parser_are_refused(text: str, message: str) -> None:
+    """0.1.0 answered these with a RecursionError (PyYAML composes a document recursively,
+    after seconds of work) or Python's 4,300-digit limit: a 500 from every policy route,
+    `validate` included. Now a PolicyError, before the document is composed."""
+    errors = validate_policy_text(text, source="t.yaml")
+    assert [message in e.message for e in errors] == [True]
+    nested = "name: p\nrules: [{name: a, decision: deny, conditions: " + "{not: " * 20
+    assert validate_policy_text(nested + "{field: type, operator: exists}" + "}" * 20 + "}]") == []
+
+
 def test_yaml_1_1_traps_are_off() -> None:
     policy = load_policy(
         "name: p\nrules:\n - name: no\n   decision: deny\n   conditions:\n"
