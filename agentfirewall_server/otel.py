@@ -56,7 +56,16 @@ def use_json_logs(level: str = "info") -> dict[str, Any]:
         "handlers": {"json": handler},
         "root": {"handlers": ["json"], "level": level.upper()},
         "loggers": {
-            name: {"handlers": ["json"], "level": level.upper(), "propagate": False}
-            for name in loggers
+            **{
+                name: {"handlers": ["json"], "level": level.upper(), "propagate": False}
+                for name in loggers
+            },
+            # their debug lines carry raw headers, an upstream's echo of an injected
+            # credential among them: never below WARNING, whatever the server's level
+            **{name: {"level": "WARNING"} for name in _RAW_HEADER_LOGGERS},
         },
     }
+
+
+#: HTTP client libraries whose debug logging writes request and response headers as sent.
+_RAW_HEADER_LOGGERS = ("httpx", "httpcore", "hpack", "h2", "urllib3")

@@ -87,3 +87,38 @@ def test_json_log_lines_carry_fields_and_no_trace_when_none_is_current() -> None
     assert line["route"] == "tameflare.decide"
     assert line["trace_id"] is None
     assert line["ts"].endswith("Z")
+
+
+_DEBUG_LOG_SCRIPT = """
+import http.server, logging, logging.config, threading
+import httpx
+from agentfirewall_server.otel import use_json_logs
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("X-Echo", self.headers["Authorization"])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+logging.config.dictConfig(use_json_logs("debug"))
+logging.getLogger("agentfirewall_server.check").debug("debug is on")
+url = f"http://127.0.0.1:{server.server_address[1]}/"
+httpx.get(url, headers={"Authorization": "Bearer whsec_SECRET_in_a_header"})
+server.shutdown()
+"""
+
+
+def test_debug_logging_never_writes_raw_http_headers() -> None:
+    """With `--log-level debug --log-format json`, every logger went to the JSON handler at
+    DEBUG, httpx's and httpcore's too, whose debug lines carry the raw headers: an injected
+    credential an upstream echoed back was written to the log in clear (the API answer
+    redacts it). Those loggers now stay at WARNING."""
+    done = subprocess.run([sys.executable, "-c", _DEBUG_LOG_SCRIPT], capture_output=True,
+                          text=True, timeout=60, check=True)  # fmt: skip
+    assert "debug is on" in done.stderr
+    assert "whsec_SECRET" not in done.stderr
