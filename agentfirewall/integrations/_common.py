@@ -80,7 +80,8 @@ def _computed(what: str, compute: Callable[[ToolArgs], Any], args: ToolArgs) -> 
     except Exception as exc:  # the user's function: any failure refuses the call
         raise ActionSpecError(
             f"computing `{what}` from the tool's arguments failed: {type(exc).__name__}: "
-            f"{exc} (the function gets the arguments as a dict; an optional one may be absent)",
+            f"{exc} (the function gets the tool's arguments as a dict; an optional one may "
+            "be None)",
             field=what,
         ) from exc
 
