@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, JsonValue
 
 from agentfirewall.actions import ActionSpec, Resource, Risk, is_action_type
-from agentfirewall.connectors.bodies import parse_form
+from agentfirewall.connectors.bodies import parse_form, refuse_foreign_charset
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.connectors.scan import read_json_object
 from agentfirewall.errors import ConnectorError
@@ -50,8 +50,10 @@ def request_method(req: HttpRequest, connector: str) -> str:
                 )
     if "_method" in req.query and _OVERRIDE_QUERY_RE.search(req.query):
         raise ConnectorError("refused `_method` override in the query", connector=connector)
-    if req.body and _may_name_a_method(req.body):
-        _refuse_body_override(req, connector)
+    if req.body:
+        refuse_foreign_charset(req.header("content-type"), connector)
+        if _may_name_a_method(req.body):
+            _refuse_body_override(req, connector)
     return req.method.upper()
 
 

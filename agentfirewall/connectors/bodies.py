@@ -44,7 +44,20 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"duplicate key `{key[:80]}`")
+        found[key] = value
+    return found
+
+
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+#: The same, refusing a key given twice in one object (parsers disagree on which counts).
+_UNIQUE_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_unique_pairs
+)
 
 
 def _text(body: bytes, *, complete: bool, connector: str) -> str:
@@ -71,11 +84,12 @@ def _no_lone_surrogates(text: str, data: object, connector: str) -> None:
             raise ConnectorError("invalid JSON body: lone surrogate", connector=connector) from None
 
 
-def parse_json(body: bytes, *, connector: str = "") -> object:
-    """The whole body as JSON; None for an empty body; ConnectorError when invalid."""
+def parse_json(body: bytes, *, connector: str = "", unique: bool = False) -> object:
+    """The whole body as JSON; None for an empty body; ConnectorError when invalid
+    (`unique`: also when an object has a key twice)."""
     text = _text(body, complete=True, connector=connector)
     try:
-        data = _DECODER.decode(text)
+        data = (_UNIQUE_DECODER if unique else _DECODER).decode(text)
         _no_lone_surrogates(text, data, connector)
         return data
     except (ValueError, RecursionError) as exc:
@@ -174,21 +188,74 @@ def parse_form(data: bytes | str, *, complete: bool = True, connector: str = "")
     return {name: tuple(values) for name, values in form.items()}
 
 
-_BOUNDARY_RE = re.compile(
-    r"""boundary\s*=\s*(?:"([^"]{1,70})"|([0-9A-Za-z'()+_,./:=?-]{1,70}))""", re.I
-)
+_MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
+#: One ``; name=value`` (a token, or a quoted string without escapes), spaces around.
+_PARAM_RE = re.compile(r"""\s*;\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)=("[^"\\]*"|[^;\s"]*)\s*""")
+#: RFC 2046's boundary characters (1-70; a space only inside, never last).
+_BOUNDARY_VALUE_RE = re.compile(r"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")
+_CHARSET_RE = re.compile(r"""charset\s*=\s*"?([^";,\s]*)""", re.I)
+_UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii"})
 #: One ``; key=value`` of a Content-Disposition (quoted values without escapes).
 _DISPOSITION_RE = re.compile(
     rb'[ \t]*;[ \t]*([a-z*]+)=(?:"([^"\\\r\n]*)"|([^;\s"\\]+))[ \t]*', re.I
 )
 
 
+def refuse_foreign_charset(content_type: str | bytes | None, connector: str = "") -> None:
+    """Refuse a body declared in another charset than UTF-8 (``charset=utf-7``): it is read
+    as UTF-8 here, and an upstream that honours the charset (the MCP TypeScript SDK decodes
+    any ``utf-*``) would read other fields, another tool name, from the same bytes."""
+    if not content_type:
+        return
+    text = content_type.decode("latin-1") if isinstance(content_type, bytes) else content_type
+    if "charset" not in text.lower():
+        return
+    for found in _CHARSET_RE.finditer(text):
+        if found.group(1).lower() not in _UTF8_NAMES:
+            raise ConnectorError(
+                f"body in charset `{found.group(1)[:40]}`: only UTF-8 bodies are read "
+                "(send it as UTF-8, or without a charset)",
+                connector=connector,
+            )
+
+
 def multipart_boundary(content_type: str, *, connector: str = "") -> bytes:
-    """The ``boundary`` parameter of a ``multipart/form-data`` content type."""
-    found = _BOUNDARY_RE.search(content_type)
-    if found is None:
-        raise ConnectorError("invalid multipart body: no boundary", connector=connector)
-    return (found.group(1) or found.group(2)).encode("ascii")
+    """The ``boundary`` parameter of a ``multipart/form-data`` content type: exactly one,
+    read as a parameter. Two (``BOUNDARY=a; boundary=b``: parsers disagree on which one
+    counts), one inside another parameter's name (``xboundary=a``), or a malformed
+    parameter list is refused."""
+    params = _media_params(content_type)
+    if params is None:
+        raise ConnectorError("invalid multipart content type", connector=connector)
+    named = [value for name, value in params if "boundary" in name]
+    if len(named) != 1 or not any(name == "boundary" for name, _ in params):
+        what = "no boundary" if not named else "the boundary given twice or ambiguously"
+        raise ConnectorError(f"invalid multipart body: {what}", connector=connector)
+    value = named[0]
+    if not _BOUNDARY_VALUE_RE.fullmatch(value):
+        raise ConnectorError("invalid multipart body: malformed boundary", connector=connector)
+    return value.encode("ascii")
+
+
+def _media_params(content_type: str) -> list[tuple[str, str]] | None:
+    """The ``; name=value`` parameters of a media type (names lower-cased, quotes
+    removed), or None when the text is not ``type/subtype`` and such parameters."""
+    head, _, rest = content_type.partition(";")
+    if not _MEDIA_TYPE_RE.fullmatch(head.strip()):
+        return None
+    params: list[tuple[str, str]] = []
+    at = 0
+    rest = ";" + rest if rest else ""
+    while at < len(rest):
+        found = _PARAM_RE.match(rest, at)
+        if found is None:
+            return None
+        value = found.group(2)
+        if value.startswith('"'):
+            value = value[1:-1]
+        params.append((found.group(1).lower(), value))
+        at = found.end()
+    return params
 
 
 def parse_multipart(
@@ -220,7 +287,10 @@ def parse_multipart(
             if complete:
                 raise bad("no closing boundary")
             break
-        name, value = _part(body[at:end], bad)
+        part = body[at:end]
+        if first in part:  # a delimiter ended by a bare LF or CR: parsers disagree on it
+            raise bad("the boundary inside a part (a delimiter line must end with CRLF)")
+        name, value = _part(part, bad)
         if value is None:
             files.add(name)
         else:
@@ -257,6 +327,10 @@ def _part(part: bytes, bad: Callable[[str], ConnectorError]) -> tuple[str, str |
             disposition = value.strip()
         elif key.strip().lower() == b"content-transfer-encoding":
             raise bad("content-transfer-encoding is not supported")
+        elif key.strip().lower() == b"content-type":
+            text = value.decode("latin-1")
+            if any(m.group(1).lower() not in _UTF8_NAMES for m in _CHARSET_RE.finditer(text)):
+                raise bad("a part in another charset than UTF-8")
     if disposition is None or not disposition.lower().startswith(b"form-data"):
         raise bad("part without content-disposition: form-data")
     params: dict[bytes, bytes] = {}

@@ -27,7 +27,9 @@ Batches of more than 100 members, empty batches and malformed members are refuse
 Method names are compared case-insensitively and trimmed (``Tools/Call`` is a tool
 call), and keys that are case variants of the protocol's (``METHOD``, ``Name``, a long
 s U+017F folding to ``s``) are refused, since Go servers match keys case-insensitively.
-Bodies must be complete JSON (1 MiB limit); anything else is refused.
+Bodies must be complete JSON (1 MiB limit), UTF-8 (another ``charset`` is refused), not
+compressed past what the gateway decodes, with no key twice in an object (servers
+disagree on which of two ``name`` keys counts); anything else is refused.
 
 **Over stdio** (``tf mcp wrap``, ``agentfirewall_proxy.mcpwrap``) every message is named by
 the same functions (:func:`name_message`, :func:`name_batch`), so one rule or policy
@@ -175,7 +177,13 @@ class McpConnector(Connector):
             raise ConnectorError(
                 f"JSON-RPC body with content type `{ctype[:80]}`", connector=self.name
             )
-        message = parse_json(req.body, connector=self.name)
+        encoding = (req.header("content-encoding") or "identity").strip().lower()
+        if encoding != "identity":  # (the gateway decodes gzip and deflate before this)
+            raise ConnectorError(
+                f"cannot read a `{encoding[:40]}`-encoded JSON-RPC body", connector=self.name
+            )
+        # a key twice (`"name"` for two tools) is refused: servers disagree on which counts
+        message = parse_json(req.body, connector=self.name, unique=True)
         if isinstance(message, list):
             return self._batch(message, req)
         return self._parsed(*name_message(message), req)

@@ -2,8 +2,9 @@
 
 The action type is the seed's ``email.send`` (CrewAI example, provider ``sendgrid``).
 Recipients (``to``: every ``to``, ``cc`` and ``bcc`` address of every personalization,
-one address as a string, several as a list), ``subject`` (the message's, else the first
-personalization's) and ``from`` become parameters and the recipients the resource
+one address as a string, several as a list), ``subject`` and ``from`` (each
+personalization's own, which SendGrid sends instead of the message's, else the message's;
+several different ones as a list) become parameters and the recipients the resource
 target; a body past 256 KiB is refused, since a recipient could hide past it. Building
 ``email.send`` takes the seed's parameters ``to`` (one address or a list), ``subject``,
 ``body`` and ``from``.
@@ -37,28 +38,37 @@ class SendGridConnector(RouteConnector):
     """Route table plus the nested recipient extraction of ``mail/send``."""
 
     def body_parameters(self, route: Route, body: Fields) -> dict[str, JsonValue]:
+        """Every recipient, and each message's sender and subject as SendGrid sends it: a
+        personalization's own ``from`` and ``subject`` override the message's (several
+        different ones: a list, so a condition on one value does not pass them all)."""
         if route.action != "email.send":
             return {}
         recipients: list[JsonValue] = []
-        subject = body.get("subject")
+        senders: list[JsonValue] = []
+        subjects: list[JsonValue] = []
         personalizations = body.get("personalizations")
         for item in personalizations if isinstance(personalizations, list) else ():
             if not isinstance(item, dict):
                 continue
             for kind in ("to", "cc", "bcc"):
                 for person in item.get(kind) or ():
-                    if isinstance(person, dict) and isinstance(person.get("email"), str):
-                        recipients.append(person["email"])
-            if subject is None and isinstance(item.get("subject"), str):
-                subject = item["subject"]
+                    if (email := _email(person)) is not None:
+                        recipients.append(email)
+            sender = _email(item["from"]) if "from" in item else _email(body.get("from"))
+            subject = item["subject"] if "subject" in item else body.get("subject")
+            senders.append(sender)
+            subjects.append(subject if isinstance(subject, str) else None)
+        if not senders:  # (no personalization: SendGrid refuses it; named from the message)
+            subject = body.get("subject")
+            senders = [_email(body.get("from"))]
+            subjects = [subject if isinstance(subject, str) else None]
         params: dict[str, JsonValue] = {}
         if recipients:
             params["to"] = recipients[0] if len(recipients) == 1 else recipients
-        if isinstance(subject, str):
-            params["subject"] = subject
-        sender = body.get("from")
-        if isinstance(sender, dict) and isinstance(sender.get("email"), str):
-            params["from"] = sender["email"]
+        for name, values in (("from", senders), ("subject", subjects)):
+            distinct: list[JsonValue] = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+            if distinct:
+                params[name] = distinct[0] if len(distinct) == 1 else distinct
         return params
 
     def build_request(self, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
@@ -90,6 +100,13 @@ class SendGridConnector(RouteConnector):
             headers=(("Content-Type", "application/json"),),
             body=json.dumps(payload, separators=(",", ":")).encode(),
         )
+
+
+def _email(person: object) -> str | None:
+    """The address of ``{"email": ...}``, else None."""
+    if isinstance(person, dict) and isinstance(person.get("email"), str):
+        return str(person["email"])
+    return None
 
 
 CONNECTOR = SendGridConnector(

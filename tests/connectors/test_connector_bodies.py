@@ -173,3 +173,41 @@ def test_a_lone_surrogate_cannot_reach_an_action_hash() -> None:
 )
 def test_a_number_cut_by_the_prefix_is_dropped_not_refused(prefix: bytes) -> None:
     assert parse_json_prefix(prefix) == {"a": 1}
+
+
+_CHARSET_BODIES = {
+    "mcp": ("https://mcp.example.com/mcp", "application/json",
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}'),
+    "slack": ("https://slack.com/api/chat.postMessage", "application/json", b'{"channel":"C1"}'),
+    "stripe": ("https://api.stripe.com/v1/refunds", "application/x-www-form-urlencoded",
+               b"charge=ch_1&amount=5"),
+    "github": ("https://api.github.com/repos/acme/api/pulls/1/merge", "application/json", b"{}"),
+    "openai": ("https://api.openai.com/v1/chat/completions", "application/json",
+               b'{"model":"gpt-4o","messages":[]}'),
+    "aws": ("https://dynamodb.us-east-1.amazonaws.com/", "application/x-amz-json-1.0", b"{}"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("connector", sorted(_CHARSET_BODIES))
+@pytest.mark.parametrize(
+    "charset", ["utf-7", "UTF-16", '"utf-7"', "iso-8859-1", "utf-8; charset=utf-7"]
+)
+def test_a_body_in_another_charset_is_refused_by_every_connector(
+    connector: str, charset: str
+) -> None:
+    """The connectors read bodies as UTF-8. A `charset=utf-7` body was named as UTF-8 and
+    forwarded with its header: the MCP TypeScript SDK decodes any `utf-*` charset, and read
+    another tool name (`delete_everything`, the last of two `name` keys) from the bytes the
+    gateway had named `mcp.tools.echo`."""
+    url, media, body = _CHARSET_BODIES[connector]
+    headers = (
+        ("Content-Type", f"{media}; charset={charset}"),
+        ("X-Amz-Target", "DynamoDB_20120810.ListTables"),
+    )
+    with pytest.raises(ConnectorError, match="charset"):
+        get_connector(connector).parse(
+            HttpRequest.from_url("POST", url, headers=headers, body=body)
+        )
+    for fine in ("utf-8", "UTF8", '"utf-8"', "us-ascii"):
+        plain = (("Content-Type", f"{media}; charset={fine}"), headers[1])
+        get_connector(connector).parse(HttpRequest.from_url("POST", url, headers=plain, body=body))

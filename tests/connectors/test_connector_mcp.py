@@ -196,6 +196,30 @@ def test_non_json_truncated_and_empty_bodies_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    "body",
+    [b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_all","name":"echo"}}',
+     b'{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"x"}}',
+     b'[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"id":3,"method":"ping"}]'],
+)  # fmt: skip
+def test_a_key_twice_is_refused(body: bytes) -> None:
+    """The gateway forwards the body it named as sent: a server whose parser keeps the
+    first of two ``name`` keys would run `delete_all` where `echo` was decided (the stdio
+    wrapper re-serialises; over HTTP it is refused)."""
+    with pytest.raises(ConnectorError, match="duplicate key"):
+        MCP.parse(HttpRequest.from_url("POST", URL, body=body))
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, br", "x-custom"])
+def test_a_body_the_gateway_did_not_decode_is_refused(encoding: str) -> None:
+    """Named on its raw bytes and forwarded still labelled: servers decompress `br` and
+    `zstd` and would read another message."""
+    body = json.dumps(call("echo")).encode()
+    headers = (("Content-Type", "application/json"), ("Content-Encoding", encoding))
+    with pytest.raises(ConnectorError, match="encoded"):
+        MCP.parse(HttpRequest.from_url("POST", URL, headers=headers, body=body))
+
+
+@pytest.mark.parametrize(
     ("name", "risk"),
     [
         ("read_and_delete", "high"),

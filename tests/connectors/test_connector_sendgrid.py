@@ -95,3 +95,29 @@ def test_build_names_the_missing_parameter() -> None:
     )
     with pytest.raises(ConnectorError, match="missing parameter `from`"):
         SG.build_request(spec)
+
+
+def test_a_personalizations_sender_and_subject_are_named() -> None:
+    """SendGrid sends each personalization with its own ``from`` and ``subject`` when it
+    has them: 0.1.0 named the message's (`noreply@`, `Newsletter`), so a rule on
+    ``parameters.from`` passed a mail sent as `ceo@` with another subject."""
+    body = {
+        "personalizations": [
+            {"to": [{"email": "victim@ext.example"}], "from": {"email": "ceo@corp.example"},
+             "subject": "Urgent wire transfer"},
+            {"to": [{"email": "team@corp.example"}]},
+        ],
+        "from": {"email": "noreply@corp.example"},
+        "subject": "Newsletter",
+        "content": [{"type": "text/plain", "value": "x"}],
+    }  # fmt: skip
+    request = HttpRequest.from_url("POST", "https://api.sendgrid.com/v3/mail/send",
+                                   body=json.dumps(body).encode())  # fmt: skip
+    params = get_connector("sendgrid").parse(request).spec.parameters
+    assert params["from"] == ["ceo@corp.example", "noreply@corp.example"]
+    assert params["subject"] == ["Urgent wire transfer", "Newsletter"]
+    body["personalizations"] = body["personalizations"][:1]  # type: ignore[index]
+    request = HttpRequest.from_url("POST", "https://api.sendgrid.com/v3/mail/send",
+                                   body=json.dumps(body).encode())  # fmt: skip
+    params = get_connector("sendgrid").parse(request).spec.parameters
+    assert (params["from"], params["subject"]) == ("ceo@corp.example", "Urgent wire transfer")

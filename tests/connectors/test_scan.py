@@ -207,6 +207,50 @@ def test_multipart_ambiguities_are_refused(body: bytes) -> None:
         parse_multipart(body, b"b")
 
 
+_HIDDEN = (b'--AAA\r\nContent-Disposition: form-data; name="channel"\r\n\r\nC_TEST\r\n'
+           b'--AAA\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n\r\n'
+           b'\r\n--BBB\r\nContent-Disposition: form-data; name="channel"\r\n\r\nC_ALL\r\n'
+           b'--BBB--\r\n--AAA--\r\n')  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [f"multipart/form-data; {params}" for params in (
+        "BOUNDARY=AAA; boundary=BBB", "boundary=AAA; boundary=BBB", "xboundary=AAA; boundary=BBB",
+        "boundary=AAA;boundary=BBB", 'boundary="AAA"; Boundary=BBB', "charset=boundary=AAA",
+        "boundary=AAA BBB ;x")] + ["multipart/form-data boundary=AAA"],
+)  # fmt: skip
+def test_a_boundary_parsers_could_read_otherwise_is_refused(content_type: str) -> None:
+    """The first `boundary=` anywhere in the header was taken: with ``BOUNDARY=AAA;
+    boundary=BBB`` Rack, PHP, werkzeug and python-multipart read the body by ``BBB``, and the
+    file part hid a whole other message (another channel) from the connector."""
+    with pytest.raises(ConnectorError, match="multipart"):
+        multipart_boundary(content_type)
+    assert multipart_boundary("multipart/form-data; boundary=AAA") == b"AAA"
+    assert multipart_boundary('Multipart/Form-Data ; Boundary="A A"; charset=utf-8') == b"A A"
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r"])
+def test_a_delimiter_line_without_crlf_is_refused(ending: bytes) -> None:
+    """A delimiter ended by a bare LF is a delimiter to PHP's and werkzeug's parsers and
+    was content here: a field hidden from the connector."""
+    body = (b'--AAA\r\nContent-Disposition: form-data; name="channel"\r\n\r\nC_ALL\r\n'
+            b'--AAA\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n\r\n'
+            b"x" + ending + b"--AAA" + ending + b'Content-Disposition: form-data; name="text"'
+            + ending + ending + b"<!channel>" + ending + b"--AAA--\r\n--AAA--\r\n")  # fmt: skip
+    with pytest.raises(ConnectorError, match="boundary inside a part"):
+        parse_multipart(body, b"AAA")
+    assert parse_multipart(_HIDDEN.replace(b"--BBB", b"--CCC"), b"AAA") == {"channel": ("C_TEST",)}
+
+
+def test_a_part_in_another_charset_is_refused() -> None:
+    body = (b'--b\r\nContent-Disposition: form-data; name="text"\r\n'
+            b"Content-Type: text/plain; charset=utf-7\r\n\r\n+ACI-\r\n--b--\r\n")  # fmt: skip
+    with pytest.raises(ConnectorError, match="charset"):
+        parse_multipart(body, b"b")
+    assert parse_multipart(body.replace(b"utf-7", b"UTF-8"), b"b") == {"text": ("+ACI-",)}
+
+
 _SURROGATES = {
     "a lone high one in a skipped value": rb'{"m": {"x": "\ud800{\udc00"}, "model": "a"}',
     "a lone low one in a skipped value": rb'{"m": ["\udc00"], "model": "a"}',
