@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select, update
 from agentfirewall_server.actionstore import finish_spend
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.clock import new_id, rfc3339
-from agentfirewall_server.roles import DEFAULT_ROLES, ROLES
+from agentfirewall_server.roles import DEFAULT_ROLES, ROLES, may_approve
 from agentfirewall_server.store.schema import action_requests, approvals
 from agentfirewall_server.web import ApiError
 
@@ -192,7 +192,7 @@ def _finish(
 def _check_role(row: dict[str, Any], role: str | None) -> None:
     roles: list[str] = json.loads(row["required_approver_roles"])
     mine = role or "viewer"
-    if mine in roles and ROLES.get(mine, 0) >= ROLES["member"]:
+    if may_approve(mine, roles):
         return
     needed = min(roles, key=lambda r: ROLES.get(r, 99)) if roles else "member"
     raise ApiError(

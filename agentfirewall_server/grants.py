@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from agentfirewall.policy.engine import EvaluationContext
 from agentfirewall.policy.models import FieldCondition
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.clock import new_id, rfc3339
+from agentfirewall_server.roles import may_approve
 from agentfirewall_server.store.schema import grants
 from agentfirewall_server.web import Strict
 
@@ -151,13 +153,21 @@ def grant_json(row: Any, now: float | None = None) -> dict[str, Any]:
         "created_at": rfc3339(m["created_at"]),
         "revoked_at": rfc3339(m["revoked_at"]),
         "revoked_by": m["revoked_by"],
+        "approver_role": m.get("approver_role"),
     }
 
 
 def create_grant(
-    conn: Connection, approval: dict[str, Any], body: GrantBody, *, by: str, now: float
+    conn: Connection,
+    approval: dict[str, Any],
+    body: GrantBody,
+    *,
+    by: str,
+    role: str | None,
+    now: float,
 ) -> dict[str, Any]:
-    """A grant from an approved `approval` (same transaction as the approval)."""
+    """A grant from an approved `approval` (same transaction as the approval), made by
+    `by` with `role`: it covers only held requests that role could approve."""
     spec = json.loads(approval["action_spec"])
     row = {
         "id": new_id("grt_"),
@@ -173,6 +183,7 @@ def create_grant(
         "created_at": now,
         "revoked_at": None,
         "revoked_by": None,
+        "approver_role": role,
     }
     conn.execute(grants.insert().values(**row))
     append_event(conn, "grant.created", actor=by, now=now, agent=row["agent"],
@@ -198,10 +209,13 @@ def use_grant(
     agent: str,
     connector: str | None,
     spec: dict[str, Any],
+    approver_roles: Sequence[str],
     actor: str,
     now: float,
 ) -> dict[str, Any] | None:
-    """Use one active grant covering this request (audited), or None."""
+    """Use one active grant covering this request (audited), or None. A grant covers it
+    only when its maker's role could approve it (`approver_roles`: the roles the rule
+    holding it asks for; a grant without a recorded role is a member's)."""
     rows = conn.execute(
         select(grants)
         .where(
@@ -216,6 +230,8 @@ def use_grant(
     ).all()
     for row in rows:
         if row.connector is not None and connector is not None and row.connector != connector:
+            continue
+        if not may_approve(row.approver_role or "member", approver_roles):
             continue
         if not _satisfied(row, spec, agent, now):
             continue

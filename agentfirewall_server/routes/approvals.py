@@ -103,7 +103,7 @@ async def _decide(request: Request, approve: bool) -> JSONResponse:
                               role=who.role, note=body.note, now=stamp)  # fmt: skip
         grant = None
         if body.grant is not None:
-            grant = create_grant(conn, row, body.grant, by=who.actor, now=stamp)
+            grant = create_grant(conn, row, body.grant, by=who.actor, role=who.role, now=stamp)
         return row, grant
 
     row, grant = await state.db.write(job)

@@ -10,7 +10,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, JsonValue
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -334,9 +334,20 @@ def _bound_digest(row: Any) -> str | None:
     return digest if isinstance(digest, str) else None
 
 
-def _reusable(conn: Connection, body: GatewayApproval) -> Any:
-    """The approved, unused approval of exactly this request (same agent, action hash and
-    request digest); a request without a digest never reuses one."""
+#: How long after it was approved an unused approval may still let its request through
+#: (if it was pending less than this): a retry after a dropped connection, not weeks later.
+REUSE_SECONDS = 300.0
+
+
+def _still_usable(stamp: float) -> Any:
+    """The approvals whose request may still pass: until they would have expired as
+    pending, or for :data:`REUSE_SECONDS` after the approval, whichever is later."""
+    return or_(approvals.c.expires_at > stamp, approvals.c.decided_at > stamp - REUSE_SECONDS)
+
+
+def _reusable(conn: Connection, body: GatewayApproval, stamp: float) -> Any:
+    """The approved, unused, still usable approval of exactly this request (same agent,
+    action hash and request digest); a request without a digest never reuses one."""
     digest = body.request.digest if body.request else None
     if digest is None:
         return None
@@ -347,6 +358,7 @@ def _reusable(conn: Connection, body: GatewayApproval) -> Any:
             approvals.c.action_hash == body.action_hash,
             approvals.c.status == "approved",
             approvals.c.used.is_(False),
+            _still_usable(stamp),
         )
         .order_by(approvals.c.decided_at.desc())
         .limit(100)
@@ -363,12 +375,13 @@ def without_approval(
     grant covering the held request lets it through (``{"grant": ...}``: deny rules and the
     kill switch decided before it was held). The single and the batch route both ask this.
     """
-    found = _reusable(conn, body)
+    found = _reusable(conn, body, stamp)
     if found is not None:
         conn.execute(update(approvals).where(approvals.c.id == found.id).values(used=True))
         return {**dict(found._mapping), "used": True}, True
+    roles = body.approver_roles or DEFAULT_ROLES
     grant = use_grant(conn, agent=body.agent, connector=body.connector, spec=spec,
-                      actor="gateway", now=stamp)  # fmt: skip
+                      approver_roles=roles, actor="gateway", now=stamp)  # fmt: skip
     return None if grant is None else ({"grant": grant}, False)
 
 
@@ -529,6 +542,9 @@ async def consume(request: Request) -> JSONResponse:
             raise ApiError(409, f"approval `{aid}` is {row['status']}, not approved")
         if row["used"]:
             raise ApiError(409, f"approval `{aid}` was already used")
+        stamp = now()
+        if row["expires_at"] <= stamp and row["decided_at"] <= stamp - REUSE_SECONDS:
+            raise ApiError(409, f"approval `{aid}` was approved too long ago to be used")
         conn.execute(update(approvals).where(approvals.c.id == aid).values(used=True))
         return {**row, "used": True}
 

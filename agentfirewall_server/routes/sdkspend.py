@@ -32,6 +32,7 @@ from agentfirewall_server.budgets import CompiledBudget
 from agentfirewall_server.budgetstore import Refused, Reserved, reserve
 from agentfirewall_server.grants import use_grant
 from agentfirewall_server.metrics import Metrics
+from agentfirewall_server.roles import DEFAULT_ROLES
 from agentfirewall_server.routes.budgets import covered_by
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
@@ -84,8 +85,11 @@ class Spend:
         """A grant covering the held request: allowed, its spend reserved past
         ``require_approval`` budgets; past a ``deny`` one the grant's use is undone."""
         savepoint = conn.begin_nested()
+        required = held.approval
+        roles = required.approver_roles if required is not None and required.explicit else ()
         grant = use_grant(conn, agent=self.agent, connector=self.spec.provider,
-                          spec=self.spec.to_dict(), actor=self.agent, now=stamp)  # fmt: skip
+                          spec=self.spec.to_dict(), approver_roles=roles or DEFAULT_ROLES,
+                          actor=self.agent, now=stamp)  # fmt: skip
         if grant is None:
             savepoint.commit()
             return None

@@ -92,7 +92,7 @@ async def interactivity(request: Request) -> JSONResponse:
         row = decide_approval(conn, approval_id, approve=verb != "deny", by=who, role=str(role),
                               note=None, now=stamp)  # fmt: skip
         if verb == "approve_1h":  # "Approve for 1 h": a grant of the same action
-            create_grant(conn, row, _HOUR, by=who, now=stamp)
+            create_grant(conn, row, _HOUR, by=who, role=str(role), now=stamp)
         return row
 
     try:

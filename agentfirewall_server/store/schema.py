@@ -412,6 +412,8 @@ grants = Table(
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
     Column("revoked_by", String(320), nullable=True),
+    #: the role of who made it: it covers only what that role could approve (0014)
+    Column("approver_role", String(20), nullable=True),
 )
 Index("ix_grants_agent_action", grants.c.agent, grants.c.action_type)
 

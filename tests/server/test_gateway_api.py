@@ -316,3 +316,32 @@ def test_a_connector_with_a_base_url_serves_that_host(harness: Harness) -> None:
         ("github", ("git.example.com",)),
         ("openai", ("api.openai.com",)),
     ]
+
+
+def test_an_approval_approved_long_ago_lets_nothing_through(harness: Harness) -> None:
+    """An approved, unused approval was reused by its identical retry however long after:
+    weeks later the same request passed on an approval shown as expired. Now it passes
+    until the approval would have expired as pending, or for 300 s after it was approved,
+    whichever is later; then the retry is held again and `consume` refuses it."""
+    from sqlalchemy import update
+
+    from agentfirewall_server.store.schema import approvals
+
+    harness.create_agent("Bot")
+    first = harness.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    second = harness.gateway("POST", "/v1/gateway/approvals",
+                             json=_approval_body("e" * 64)).json()  # fmt: skip
+    for held in (first, second):
+        assert harness.admin("POST", f"/v1/approvals/{held['id']}/approve").status_code == 200
+    old = time.time() - 3600  # approved an hour ago, pending for a minute before that
+
+    def age(conn: Any) -> None:
+        conn.execute(update(approvals).values(decided_at=old, expires_at=old - 3540))
+
+    harness.state.db.write_sync(age)
+    again = harness.gateway("POST", "/v1/gateway/approvals", json=_approval_body()).json()
+    assert (again["reused"], again["status"]) == (False, "pending")
+    assert again["id"] != first["id"]
+    late = harness.gateway("POST", f"/v1/gateway/approvals/{second['id']}/consume")
+    assert late.status_code == 409
+    assert "too long ago" in late.json()["message"]

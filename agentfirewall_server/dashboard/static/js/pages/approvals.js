@@ -53,11 +53,12 @@ function resourceText(spec) {
   return `SDK action on ${r.target || "-"}${where.length ? ` (${where.join(", ")})` : ""}`;
 }
 
-// Who may decide: a member or above whose role the approval names (the rule's
-// `approver_roles`, default owner, admin, member), exactly as the server checks it.
+// Who may decide: a member or above whose role ranks at least as high as the lowest the
+// approval names (the rule's `approver_roles`, default owner, admin, member: an owner
+// decides what `[admin]` allows), exactly as the server checks it (roles.may_approve).
 function mayDecide(approval) {
   const roles = approval.required_approver_roles || ["owner", "admin", "member"];
-  return can("member") && roles.includes(session.role);
+  return can("member") && roles.some((role) => can(role));
 }
 
 function orList(words) {
