@@ -95,7 +95,7 @@ _METHODS: tuple[tuple[str, str, Risk, tuple[str, ...], str], ...] = (
         "files.completeUploadExternal",
         "slack.file.share",
         "medium",
-        ("channel_id",),
+        ("channel_id", "channels"),  # (channels: comma-separated channel or user ids)
         "Finish an upload and share it",
     ),
     ("files.list", "slack.file.list", "low", C, "List files"),
@@ -201,7 +201,7 @@ CONNECTOR = RouteConnector(
     body_format="auto",
     body_limit=256 * 1024,
     truncated="error",
-    targets=("{channel}", "{channel_id}"),
+    targets=("{channel}", "{channel_id}", "{channels}"),
     fallback_risks=(("/api/admin.", "high"),),
 )
 CONNECTOR.notes = __doc__ or ""

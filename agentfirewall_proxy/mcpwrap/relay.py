@@ -195,6 +195,11 @@ class Relay:
             return
         if self._cancels_hold(message):
             return
+        why = self._untrackable(message)
+        if why is not None:  # its answer could not be told apart: refused, recorded
+            self._record_unread("/bad-id", len(line), why)
+            await self._write(rpc.error(None, rpc.INVALID, why))
+            return
         kill = self.gate.kill_switch()
         if kill is not None:
             await self.cut(kill)
@@ -268,6 +273,26 @@ class Relay:
 
     def _record(self, flow: Flow) -> None:
         self.shipper.record(traffic_record(flow))
+
+    def _untrackable(self, message: object) -> str | None:
+        """Why a request's answer could not be matched to it, or None: an id that is not a
+        string or an integer (the server may answer ``2.0`` as ``2``), or one an unanswered
+        request already has. The answer to a ``tools/list`` is filtered by that match: an
+        answer matched to nothing would pass unfiltered."""
+        seen: set[str] = set()
+        for member in message if isinstance(message, list) else [message]:
+            if not isinstance(member, dict) or "method" not in member or "id" not in member:
+                continue
+            value = member["id"]
+            if value is None:
+                continue  # (refused as any null id is, with its own answer)
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                return "a request id must be a string or an integer"
+            key = rpc.id_key(value)
+            if key in seen or key in self.inflight or key in self.held:
+                return f"request id {key[:60]} is already used by an unanswered request"
+            seen.add(key)
+        return None
 
     def _record_unread(self, path: str, size: int, reason: str) -> None:
         """A client line refused before it was read as a message (not JSON, over the

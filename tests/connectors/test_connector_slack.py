@@ -43,6 +43,7 @@ conversations.close | slack.dm.close low | {"channel": "D1"} | {"channel": "D1"}
 files.upload | slack.file.upload medium | null | {}
 files.getUploadURLExternal | slack.file.upload_url low | {"filename": "a.txt", "length": 3} | {"filename": "a.txt"}
 files.completeUploadExternal | slack.file.share medium | {"channel_id": "C1", "files": []} | {"channel_id": "C1"}
+files.completeUploadExternal | slack.file.share medium | {"channels": "C1,U2", "files": []} | {"channels": "C1,U2"}
 files.list | slack.file.list low | {"channel": "C1"} | {"channel": "C1"}
 files.info | slack.file.get low | {"file": "F1"} | {"file": "F1"}
 files.delete | slack.file.delete medium | {"file": "F1"} | {"file": "F1"}

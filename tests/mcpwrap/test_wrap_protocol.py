@@ -117,3 +117,27 @@ async def test_server_requests_and_client_answers_are_relayed(tmp_path: Path) ->
         await wire.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         await wire.send({"jsonrpc": "2.0", "id": 8, "method": "ping"})
         assert (await wire.receive())["id"] == 8
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"jsonrpc": "2.0", "id": 2.0, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": {"a": 1}, "method": "tools/list"},
+        [{"jsonrpc": "2.0", "id": 5, "method": "tools/list"},
+         {"jsonrpc": "2.0", "id": 5, "method": "ping"}],
+    ],
+    ids=["float", "object", "twice in a batch"],
+)  # fmt: skip
+async def test_a_request_whose_answer_could_not_be_matched_is_refused(
+    tmp_path: Path, message: object
+) -> None:
+    """The relay filters a `tools/list` answer by matching it to its request: an id the
+    server answers otherwise (`2.0` as `2`), one that is no scalar, or one used twice let
+    the list through unfiltered, the denied tools in it."""
+    async with relay(tmp_path) as wire:
+        await wire.send(message)
+        refused = await wire.receive()
+        assert (refused["id"], refused["error"]["code"]) == (None, -32600)
+        await wire.send({"jsonrpc": "2.0", "id": 6, "method": "ping"})
+        assert (await wire.receive())["id"] == 6  # the session goes on
