@@ -154,6 +154,7 @@ def grant_json(row: Any, now: float | None = None) -> dict[str, Any]:
         "revoked_at": rfc3339(m["revoked_at"]),
         "revoked_by": m["revoked_by"],
         "approver_role": m.get("approver_role"),
+        "host": m.get("host"),
     }
 
 
@@ -184,11 +185,20 @@ def create_grant(
         "revoked_at": None,
         "revoked_by": None,
         "approver_role": role,
+        "host": _host_of(approval),
     }
     conn.execute(grants.insert().values(**row))
     append_event(conn, "grant.created", actor=by, now=now, agent=row["agent"],
                  subject=row["id"], data=grant_json(row))  # fmt: skip
     return row
+
+
+def _host_of(approval: dict[str, Any]) -> str | None:
+    """The host of the request an approval was made on (a proxy or `tf mcp wrap` request:
+    the upstream, or the MCP server's name), lower-cased; None for an SDK approval."""
+    request = json.loads(approval["request"]) if approval.get("request") else None
+    host = request.get("host") if isinstance(request, dict) else None
+    return host.lower().rstrip(".")[:300] if isinstance(host, str) and host else None
 
 
 def _satisfied(row: Any, spec: dict[str, Any], agent: str, now: float) -> bool:
@@ -210,12 +220,14 @@ def use_grant(
     connector: str | None,
     spec: dict[str, Any],
     approver_roles: Sequence[str],
+    host: str | None = None,
     actor: str,
     now: float,
 ) -> dict[str, Any] | None:
     """Use one active grant covering this request (audited), or None. A grant covers it
     only when its maker's role could approve it (`approver_roles`: the roles the rule
-    holding it asks for; a grant without a recorded role is a member's)."""
+    holding it asks for; a grant without a recorded role is a member's), and, when it was
+    made on a request to a host, only a request to that `host`."""
     rows = conn.execute(
         select(grants)
         .where(
@@ -232,6 +244,8 @@ def use_grant(
         if row.connector is not None and connector is not None and row.connector != connector:
             continue
         if not may_approve(row.approver_role or "member", approver_roles):
+            continue
+        if row.host is not None and row.host != (host or "").lower().rstrip("."):
             continue
         if not _satisfied(row, spec, agent, now):
             continue

@@ -380,8 +380,9 @@ def without_approval(
         conn.execute(update(approvals).where(approvals.c.id == found.id).values(used=True))
         return {**dict(found._mapping), "used": True}, True
     roles = body.approver_roles or DEFAULT_ROLES
+    host = body.request.host if body.request else None
     grant = use_grant(conn, agent=body.agent, connector=body.connector, spec=spec,
-                      approver_roles=roles, actor="gateway", now=stamp)  # fmt: skip
+                      approver_roles=roles, host=host, actor="gateway", now=stamp)  # fmt: skip
     return None if grant is None else ({"grant": grant}, False)
 
 

@@ -414,6 +414,8 @@ grants = Table(
     Column("revoked_by", String(320), nullable=True),
     #: the role of who made it: it covers only what that role could approve (0014)
     Column("approver_role", String(20), nullable=True),
+    #: the host of the request it was made on: it covers only that host (None: any) (0014)
+    Column("host", String(300), nullable=True),
 )
 Index("ix_grants_agent_action", grants.c.agent, grants.c.action_type)
 

@@ -1,13 +1,15 @@
-"""A grant covers only what its maker's role could approve.
+"""A grant covers only what its maker's role could approve, on the host it was made on.
 
 0.1.0 let a grant cover every later request of its action: a member's "approve for an
 hour" on a staging merge (a rule any member may approve) passed production merges whose
-rule asks for an admin, on the SDK path, the Gateway API and Slack's "Approve for 1 h".
+rule asks for an admin, on the SDK path, the Gateway API and Slack's "Approve for 1 h";
+and a grant made on one MCP server's tool passed the same tool on every other server.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from typing import Any
 
 from agentfirewall.actions import parse_action_spec
@@ -104,3 +106,30 @@ def test_a_slack_approve_for_an_hour_is_the_linked_users_role(harness: Harness) 
     assert clicked == {"ok": True, "status": "approved"}
     prod = h.agent(key, "POST", "/v1/actions", json={"action_spec": _spec("production")}).json()
     assert prod["status"] == "pending_approval"
+
+
+def test_a_grant_made_on_one_host_covers_no_other(harness: Harness) -> None:
+    """The gateway names a tool `mcp.tools.create_issue` on every MCP server (the server is
+    the request's host): a grant made on the `github` server's call passed the `jira`
+    server's."""
+    h = harness
+    h.create_agent("Bot")
+    spec = {"type": "mcp.tools.create_issue", "resource": {"provider": "mcp"},
+            "parameters": {"title": "x"}}  # fmt: skip
+    digest = parse_action_spec(spec).action_hash
+
+    def held(host: str) -> dict[str, Any]:
+        request = {"method": "POST", "host": host, "path": "/mcp",
+                   "digest": hashlib.sha256(host.encode()).hexdigest()}  # fmt: skip
+        body = {"agent": "Bot", "connector": "mcp", "action_spec": spec, "reason": "held",
+                "action_hash": digest, "request": request}  # fmt: skip
+        answer = h.gateway("POST", "/v1/gateway/approvals", json=body)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    first = held("github.mcp.example.com")
+    granted = h.admin("POST", f"/v1/approvals/{first['id']}/approve",
+                      json={"grant": {"for_seconds": 3600}})  # fmt: skip
+    assert granted.json()["grant"]["host"] == "github.mcp.example.com"
+    assert held("jira.mcp.example.com")["status"] == "pending"
+    assert held("GitHub.MCP.example.com.")["status"] == "approved"  # (the same host)
