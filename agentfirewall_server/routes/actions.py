@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -171,12 +171,18 @@ async def _replay(
         "approval": stored["approval"],
     }
     if row.status == "allowed" and body.get("status") == "allowed" and not row.execution_state:
-        killed = kill_switch_over(state, dict(row._mapping))
-        if killed is not None:  # allowed before the switch: no token while it is active
-            body.update(status="denied", decision=killed.to_dict())
-        else:
-            body["decision_token"] = issue_token(state, agent.name, row.id, row.action_hash)
+        _hand_token(state, body, dict(row._mapping))
     return json_ok(body, headers={"Idempotent-Replayed": "true"})
+
+
+def _hand_token(state: AppState, body: dict[str, Any], row: Mapping[str, Any]) -> None:
+    """A fresh token in `body` for an allowed, unexecuted action; while a kill switch
+    covers it (allowed before the switch), the switch's denial instead, and no token."""
+    killed = kill_switch_over(state, row)
+    if killed is not None:
+        body.update(status="denied", decision=killed.to_dict())
+    else:
+        body["decision_token"] = issue_token(state, row["agent"], row["id"], row["action_hash"])
 
 
 def _rows(
@@ -505,11 +511,7 @@ async def wait_action(request: Request) -> JSONResponse:
             break
     body["decision_token"] = None
     if body["status"] == "allowed" and who.agent is not None and not body["execution_state"]:
-        killed = kill_switch_over(state, row)
-        if killed is not None:  # allowed before the switch: no token while it is active
-            body.update(status="denied", decision=killed.to_dict())
-        else:
-            body["decision_token"] = issue_token(state, row["agent"], row["id"], row["action_hash"])
+        _hand_token(state, body, row)
     return json_ok(body)
 
 
