@@ -124,9 +124,15 @@ def read_checkpoint_lines(
         if not isinstance(record, dict) or record.get("record") != "checkpoint":
             continue
         try:
-            found.append(parse_checkpoint(str(record.get("token")), keys, source))
+            cp = parse_checkpoint(str(record.get("token")), keys, source)
         except CheckpointError as exc:
             problems.append(str(exc))
+            continue
+        shown = {k: record.get(k) for k in ("seq", "head", "time", "kid")}
+        if shown != {"seq": cp.seq, "head": cp.head, "time": cp.time, "kid": cp.kid}:
+            problems.append(f"{source}: line {n + 1} shows other values than its signed token")
+            continue
+        found.append(cp)
     return found, problems
 
 
@@ -210,12 +216,27 @@ def public_keys(text: str) -> dict[str, ec.EllipticCurvePublicKey]:
     return {str(jwk["kid"]): pub}
 
 
+#: The fields of an exported event line: its hash covers all but `created_at`, the
+#: readable form of `created_ts`, which must say the same.
+_EVENT_FIELDS = frozenset({"id", "event_type", "actor", "agent", "subject", "data",
+                           "created_at", "created_ts", "prev_hash", "hash"})  # fmt: skip
+
+
 def _stored(event: Mapping[str, Any]) -> dict[str, Any]:
-    """An exported event in the stored form its hash was computed over."""
+    """An exported event in the stored form its hash was computed over. A field the export
+    does not write, or a `created_at` that is not `created_ts`'s, is refused: everything a
+    reader sees of an event is covered."""
     if "created_ts" not in event:
         raise CheckpointError(
             f"event {event.get('id')} has no `created_ts`: export it again with this version"
         )
+    unknown = sorted(set(event) - _EVENT_FIELDS)
+    if unknown:
+        raise CheckpointError(f"event {event.get('id')} has a field `{unknown[0][:40]}` "
+                              "no export writes (edited)")  # fmt: skip
+    if event.get("created_at") != rfc3339(event["created_ts"]):
+        raise CheckpointError(f"event {event.get('id')}: `created_at` is not the time its "
+                              "hash covers (`created_ts`): edited")  # fmt: skip
     return {
         "id": event["id"],
         "event_type": event["event_type"],
@@ -248,6 +269,12 @@ def verify_export(
     problems += bad
     if not checkpoints:
         problems.append("the export holds no signed checkpoint: its end cannot be verified")
+    elif events and int(events[-1]["id"]) > max(cp.seq for cp in checkpoints):
+        covered = max(cp.seq for cp in checkpoints)
+        problems.append(
+            f"events after event {covered} are covered by no signed checkpoint (an export "
+            "ends on its own): appended to the export"
+        )
     return verify_rows(events, checkpoints, problems)
 
 

@@ -32,6 +32,7 @@ from agentfirewall_proxy.cli.app import main as tf_main
 from agentfirewall_server.app import create_app
 from agentfirewall_server.audit import (
     GENESIS,
+    canonical_text,
     content_digest,
     event_to_dict,
     link_events,
@@ -307,12 +308,30 @@ def test_export_verifies_offline_with_only_the_public_key(
     assert any('"record": "checkpoint"' in line for line in lines)
     events = [line for line in lines if '"record": "checkpoint"' not in line]
     checkpoints = [line for line in lines if '"record": "checkpoint"' in line]
+    last = json.loads(events[-1])
+    forged = {**last, "id": last["id"] + 1, "event_type": "approval.responded",
+              "actor": "user:ceo@example.com", "prev_hash": last["hash"],
+              "data": {"status": "approved"}}  # fmt: skip
+    stored = {**forged, "data": canonical_text(forged["data"]), "created_at": last["created_ts"]}
+    forged["hash"] = link_hash(forged["id"], last["hash"], content_digest(stored))
+    backdated = json.loads(events[0])
+    backdated["created_at"] = "2019-03-01T12:00:00.000Z"
+    added = events[0].replace('"actor"', '"approved_by": "ceo", "actor"', 1)
+    shown = json.loads(checkpoints[-1])
+    shown["seq"] += 1
     variants = {
         "intact": (lines, 0),
         "last event deleted": ([*events[:-1], *checkpoints], 1),
         "an event edited": ([events[0].replace("Bot 1", "Bot X"), *events[1:], *checkpoints], 1),
         "checkpoints removed": (events, 1),
         "checkpoint forged": ([*events, _garble(checkpoints[-1])], 1),
+        # found by an adversarial pass: a chained event appended after the last checkpoint
+        # (anyone can compute the chain), the readable time, a field no export writes, and a
+        # checkpoint line showing other values than its token all passed
+        "event appended": ([*events, json.dumps(forged) + "\n", *checkpoints], 1),
+        "readable time edited": ([json.dumps(backdated) + "\n", *events[1:], *checkpoints], 1),
+        "field added": ([added, *events[1:], *checkpoints], 1),
+        "checkpoint line edited": ([*events, *checkpoints[:-1], json.dumps(shown) + "\n"], 1),
     }
     monkeypatch.chdir(tmp_path)
     for name, (content, code) in variants.items():
