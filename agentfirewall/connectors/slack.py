@@ -17,8 +17,9 @@ from agentfirewall.connectors.table import RouteConnector
 __all__ = ["CONNECTOR"]
 
 C = ("channel",)
-#: What a message says: policies read mentions here (slack-safe-defaults).
-T = ("text", "blocks", "attachments")
+#: What a message says: policies read mentions here (slack-safe-defaults). ``link_names``
+#: makes a plain ``@channel`` in ``text`` a mention; ``markdown_text`` is the message too.
+T = ("text", "markdown_text", "blocks", "attachments", "link_names")
 
 # (Slack method, action, risk, parameters, description)
 _METHODS: tuple[tuple[str, str, Risk, tuple[str, ...], str], ...] = (
