@@ -198,7 +198,12 @@ def _host_of(approval: dict[str, Any]) -> str | None:
     the upstream, or the MCP server's name), lower-cased; None for an SDK approval."""
     request = json.loads(approval["request"]) if approval.get("request") else None
     host = request.get("host") if isinstance(request, dict) else None
-    return host.lower().rstrip(".")[:300] if isinstance(host, str) and host else None
+    return _host_key(host) if isinstance(host, str) and host else None
+
+
+def _host_key(host: str) -> str:
+    """A host as grants compare it: lower-cased, without a trailing dot."""
+    return host.lower().rstrip(".")[:300]
 
 
 def _satisfied(row: Any, spec: dict[str, Any], agent: str, now: float) -> bool:
@@ -245,7 +250,7 @@ def use_grant(
             continue
         if not may_approve(row.approver_role or "member", approver_roles):
             continue
-        if row.host is not None and row.host != (host or "").lower().rstrip("."):
+        if row.host is not None and row.host != _host_key(host or ""):
             continue
         if not _satisfied(row, spec, agent, now):
             continue

@@ -124,7 +124,12 @@ from pydantic import JsonValue
 
 from agentfirewall.actions import ActionSpec, Risk
 from agentfirewall.connectors.awscbor import cbor_fields
-from agentfirewall.connectors.awshosts import AwsEndpoint, s3_refusal, service_endpoint
+from agentfirewall.connectors.awshosts import (
+    ACCOUNT_ID,
+    AwsEndpoint,
+    s3_refusal,
+    service_endpoint,
+)
 from agentfirewall.connectors.awsroutes import (
     RestRoute,
     match_route,
@@ -150,7 +155,7 @@ __all__ = ["CONNECTOR", "AwsConnector", "snake_case"]
 _NAME = "aws"
 #: service -> (the parameter a header carries, the header, its values' form)
 _PARAM_HEADERS = {
-    "s3control": ("account", "x-amz-account-id", re.compile(r"[0-9]{12}")),
+    "s3control": ("account", "x-amz-account-id", ACCOUNT_ID),
     "neptune-graph": ("graph", "graphidentifier", re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")),
 }
 #: The only spelling of an operation named: the model's (``PutItem``, ``DescribeDBInstances``,

@@ -78,7 +78,14 @@ from agentfirewall.connectors.awstargets import (
     SIGNING_NAMES,
 )
 
-__all__ = ["AwsEndpoint", "aws_endpoint", "credential_scope", "s3_refusal", "service_endpoint"]
+__all__ = [
+    "ACCOUNT_ID",
+    "AwsEndpoint",
+    "aws_endpoint",
+    "credential_scope",
+    "s3_refusal",
+    "service_endpoint",
+]
 
 _SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]")
@@ -138,7 +145,8 @@ _SPECIAL_LABELS = frozenset(
     label for form in _SPECIAL_FORMS for label in form if label.upper() != label
 )
 _HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_ACCOUNT = re.compile(r"[0-9]{12}")
+#: A 12-digit AWS account id.
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
 #: The legacy dash forms ``s3-REGION`` and ``s3-fips-REGION``.
 _S3_DASH = re.compile(r"s3-(?:fips-)?([a-z]{2}(?:-[a-z]+)+-[0-9])")
 
@@ -195,7 +203,7 @@ def _special_form(labels: list[str]) -> AwsEndpoint | None:
         for want, label in zip(pattern, labels, strict=True):
             if want == "REGION" and _REGION.fullmatch(label):
                 region = label
-            elif (want == "ACCOUNT" and _ACCOUNT.fullmatch(label)) or (
+            elif (want == "ACCOUNT" and ACCOUNT_ID.fullmatch(label)) or (
                 want == "LABEL" and _HOST_LABEL.fullmatch(label)
             ):
                 value = label

@@ -208,15 +208,23 @@ def refuse_foreign_charset(content_type: str | bytes | None, connector: str = ""
     if not content_type:
         return
     text = content_type.decode("latin-1") if isinstance(content_type, bytes) else content_type
-    if "charset" not in text.lower():
-        return
-    for found in _CHARSET_RE.finditer(text):
+    foreign = _foreign_charset(text)
+    if foreign is not None:
+        raise ConnectorError(
+            f"body in charset `{foreign[:40]}`: only UTF-8 bodies are read "
+            "(send it as UTF-8, or without a charset)",
+            connector=connector,
+        )
+
+
+def _foreign_charset(content_type: str) -> str | None:
+    """The first ``charset`` of a content type that is not UTF-8 (or US-ASCII), else None."""
+    if "charset" not in content_type.lower():
+        return None
+    for found in _CHARSET_RE.finditer(content_type):
         if found.group(1).lower() not in _UTF8_NAMES:
-            raise ConnectorError(
-                f"body in charset `{found.group(1)[:40]}`: only UTF-8 bodies are read "
-                "(send it as UTF-8, or without a charset)",
-                connector=connector,
-            )
+            return found.group(1)
+    return None
 
 
 def multipart_boundary(content_type: str, *, connector: str = "") -> bytes:
@@ -327,10 +335,11 @@ def _part(part: bytes, bad: Callable[[str], ConnectorError]) -> tuple[str, str |
             disposition = value.strip()
         elif key.strip().lower() == b"content-transfer-encoding":
             raise bad("content-transfer-encoding is not supported")
-        elif key.strip().lower() == b"content-type":
-            text = value.decode("latin-1")
-            if any(m.group(1).lower() not in _UTF8_NAMES for m in _CHARSET_RE.finditer(text)):
-                raise bad("a part in another charset than UTF-8")
+        elif (
+            key.strip().lower() == b"content-type"
+            and _foreign_charset(value.decode("latin-1")) is not None
+        ):
+            raise bad("a part in another charset than UTF-8")
     if disposition is None or not disposition.lower().startswith(b"form-data"):
         raise bad("part without content-disposition: form-data")
     params: dict[bytes, bytes] = {}
