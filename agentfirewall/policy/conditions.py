@@ -58,6 +58,13 @@ def _leaf(node: FieldCondition) -> tuple[Predicate, Test]:
     return _leaf_predicate(node, get, test), test
 
 
+#: Providers whose upstream reads account and repository names in any case (GitHub serves
+#: ``ACME/Prod`` as ``acme/prod``): a condition on ``resource.account`` or
+#: ``resource.target`` of their actions compares both sides lower-cased, so no spelling
+#: of a name escapes a rule written in another.
+CASELESS_PROVIDERS = frozenset({"github"})
+_CASELESS_NAMES = ("account", "target")
+
 Compare = tuple[Callable[[Any, Any], bool], float]
 
 
@@ -80,7 +87,7 @@ def _parameter_of(node: FieldCondition, test: Test) -> ParameterLeaf | None:
 
 def _leaf_predicate(node: FieldCondition, get: Getter, test: Test) -> Predicate:
     compare = _compare_of(node)
-    inline = _inline_leaf(node.field, test, compare)
+    inline = _inline_leaf(node, test, compare)
     if inline is not None:
         return inline
 
@@ -105,10 +112,10 @@ def _parameter_compare(key: str, compare: Compare, test: Callable[[object], bool
 
 
 def _inline_leaf(
-    field: str, test: Callable[[object], bool], compare: Compare | None = None
+    node: FieldCondition, test: Callable[[object], bool], compare: Compare | None = None
 ) -> Predicate | None:
     """The hot fields read without a getter call (one call fewer per condition)."""
-    direct = direct_key(field)
+    direct = direct_key(node.field)
     if direct is None:
         return None
     kind, key = direct
@@ -123,10 +130,28 @@ def _inline_leaf(
             return value is not MISSING and test(value)
 
         return parameter
+    if key in _CASELESS_NAMES:
+        caseless = compile_operator(node.operator, node.value, lowered=True)
+        return _caseless_resource(key, test, caseless)
 
     def resource(spec: ActionSpec, ctx: EvaluationContext) -> bool:
         value = getattr(spec.resource, key)
         return value is not None and test(value)
+
+    return resource
+
+
+def _caseless_resource(key: str, test: Test, caseless: Test) -> Predicate:
+    """A leaf on ``resource.account|target``, lower-cased for a `CASELESS_PROVIDERS` one."""
+
+    def resource(spec: ActionSpec, ctx: EvaluationContext) -> bool:
+        value = getattr(spec.resource, key)
+        if value is None:
+            return False
+        provider = spec.resource.provider or spec.type.partition(".")[0]
+        if provider in CASELESS_PROVIDERS:
+            return caseless(value.lower())
+        return test(value)
 
     return resource
 

@@ -208,8 +208,16 @@ def _between(value: object) -> Test:
     return test
 
 
-def _matches(value: object) -> Test:
-    search = compile_safe_regex(value).search
+def _lower(value: object) -> object:
+    if isinstance(value, str):
+        return value.lower()
+    if isinstance(value, list):
+        return [_lower(item) for item in value]
+    return value
+
+
+def _matches(value: object, flags: int = 0) -> Test:
+    search = compile_safe_regex(value, flags).search
 
     def test(v: object) -> bool:
         if type(v) is not str:
@@ -221,8 +229,8 @@ def _matches(value: object) -> Test:
     return test
 
 
-def _glob(value: object) -> Test:
-    regexes = [re.compile(fnmatch.translate(p)) for p in _strings(value, "glob")]
+def _glob(value: object, flags: int = 0) -> Test:
+    regexes = [re.compile(fnmatch.translate(p), flags) for p in _strings(value, "glob")]
 
     def test(v: object) -> bool:
         if type(v) is not str:
@@ -271,9 +279,18 @@ def _is_text_or_list(v: object) -> bool:
     return type(v) is str or type(v) is list
 
 
-def compile_operator(op: str, value: object) -> Test:
-    """Compile operator `op` with its policy `value`; ValueError when either is invalid."""
+def compile_operator(op: str, value: object, *, lowered: bool = False) -> Test:
+    """Compile operator `op` with its policy `value`; ValueError when either is invalid.
+
+    `lowered`: the test is for a lower-cased field value, so the value's text is compared
+    lower-cased too (patterns of `glob` and `matches` match ignoring case: lower-casing
+    their text would change ``[A-Z]`` ranges and ``\\D`` classes).
+    """
     _check_json(value)
+    if lowered and op in ("matches", "glob"):
+        return _matches(value, re.IGNORECASE) if op == "matches" else _glob(value, re.IGNORECASE)
+    if lowered:
+        value = _lower(value)
     if op in ("equals", "not_equals"):
         test = _equals_test(value)
         return test if op == "equals" else _not(test, [_kind_test(value)])

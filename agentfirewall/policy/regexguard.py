@@ -85,15 +85,15 @@ def _scan(sub: Any, inside_repeat: bool, counter: list[int]) -> None:
             _scan(child, inside_repeat, counter)
 
 
-def compile_safe_regex(pattern: object) -> re.Pattern[str]:
-    """Compile `pattern` or raise ValueError saying why it is refused."""
+def compile_safe_regex(pattern: object, flags: int = 0) -> re.Pattern[str]:
+    """Compile `pattern` (with `flags`) or raise ValueError saying why it is refused."""
     if not isinstance(pattern, str):
         raise ValueError("`matches` needs a regular expression string")
     if len(pattern) > MAX_PATTERN:
         raise ValueError(f"regular expression longer than {MAX_PATTERN} characters")
     try:
-        compiled = re.compile(pattern)
-        parsed = sre_parse.parse(pattern)
+        compiled = re.compile(pattern, flags)
+        parsed = sre_parse.parse(pattern, flags)
     except re.error as exc:
         raise ValueError(f"invalid regular expression `{pattern}`: {exc}") from None
     counter = [0]
