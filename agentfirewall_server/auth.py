@@ -34,6 +34,7 @@ __all__ = [
     "require_metrics_reader",
     "require_role",
     "state_of",
+    "still_has_role",
 ]
 
 SESSION_COOKIE = "tf_session"
@@ -179,6 +180,17 @@ async def require_role(request: Request, role: str) -> Principal:
     if ROLES.get(mine, 0) < ROLES[role]:
         raise forbidden(role, mine)
     return principal
+
+
+async def still_has_role(request: Request, role: str) -> bool:
+    """Whether the caller of a long request (an event stream) still holds `role`: its
+    credential is looked up again, not taken from the request's first check."""
+    request.scope.pop("af.principal", None)
+    try:
+        await require_role(request, role)
+    except ApiError:
+        return False
+    return True
 
 
 def metrics_public(state: AppState) -> bool:

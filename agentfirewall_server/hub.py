@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-__all__ = ["EVENT_TYPES", "Hub"]
+__all__ = ["CREDENTIALS_ENDED", "EVENT_TYPES", "Hub"]
 
 EVENT_TYPES = ("approval.created", "approval.decided", "traffic", "kill_switch", "config")
+#: Internal: a session or token ended here (sign-out); SSE streams check their caller again
+#: (removals, role changes and token revocations are configuration changes: ``config``).
+CREDENTIALS_ENDED = "credentials.ended"
 _QUEUE_SIZE = 1000
 
 

@@ -2,24 +2,31 @@
 
 Event types: approval.created, approval.decided, traffic, kill_switch, config. A comment
 line every 15 s keeps proxies from closing an idle stream. The stream ends when the
-client disconnects and at once when the server shuts down.
+client disconnects, at once when the server shuts down, and when its caller's credential
+is gone: it is checked again at once when this server signs someone out or changes users
+or tokens (a ``config`` event), before any event once a second has passed since the last
+check (another replica's sign-out, an expiry), and at each keepalive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.auth import require_role, state_of, still_has_role
+from agentfirewall_server.hub import CREDENTIALS_ENDED
 
 __all__ = ["routes"]
 
 KEEPALIVE_SECONDS = 15.0
+RECHECK_SECONDS = 1.0
+_RECHECK_ON = frozenset({CREDENTIALS_ENDED, "config"})
 
 
 async def events(request: Request) -> StreamingResponse:
@@ -32,17 +39,27 @@ async def events(request: Request) -> StreamingResponse:
         try:
             async with state.hub.subscribe() as queue:
                 yield ": connected\n\n"
+                checked = time.monotonic()
                 while True:
                     try:
                         item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
                     except TimeoutError:
-                        if await request.is_disconnected():
+                        if await request.is_disconnected() or not await still_has_role(
+                            request, "viewer"
+                        ):
                             return
+                        checked = time.monotonic()
                         yield ": keepalive\n\n"
                         continue
                     if item is None:  # server shutdown
                         return
                     kind, data = item
+                    if kind in _RECHECK_ON or time.monotonic() - checked >= RECHECK_SECONDS:
+                        if not await still_has_role(request, "viewer"):
+                            return
+                        checked = time.monotonic()
+                    if kind == CREDENTIALS_ENDED:
+                        continue
                     yield f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
         finally:
             gauge.dec()

@@ -17,6 +17,7 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import SESSION_COOKIE, authenticate, require_role, state_of
 from agentfirewall_server.bootstrap import SETUP_TOKEN_FILE, new_token, read_secret_file
 from agentfirewall_server.clock import new_id, now, rfc3339
+from agentfirewall_server.hub import CREDENTIALS_ENDED
 from agentfirewall_server.identity import (
     dummy_verify,
     hash_password,
@@ -219,7 +220,9 @@ async def logout(request: Request) -> Response:
             conn.execute(delete(sessions).where(sessions.c.id_hash == digest))
             append_event(conn, "user.logout", actor=who.actor, now=now(), subject=who.user_id)
 
-        await state_of(request).db.write(job)
+        state = state_of(request)
+        await state.db.write(job)
+        state.hub.publish(CREDENTIALS_ENDED, None, relay=False)  # its open streams end
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
