@@ -3,7 +3,9 @@
 Every page is a Jinja2 shell with no data in it: the browser fetches everything from the JSON
 API (`/api/v1/...`) with the `tf_session` cookie, sends `X-CSRF-Token` on writes and follows
 live changes through `GET /api/v1/events` (server-sent events). The only value a shell takes
-from the request is an agent name from the URL, which Jinja2 escapes like all its output.
+from the request is an agent name from the URL, kept in an attribute for the page's script
+(Jinja2 escapes it like all its output) and never shown: the script shows the name of the
+agent it finds, through the same escaping as every text (static/js/dom.js `shown`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +17,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+import agentfirewall_server.dashboard as dashboard
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -56,6 +63,41 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def shell_url() -> Iterator[str]:
+    """Only the dashboard's own routes, served by uvicorn on an ephemeral port."""
+    app = Starlette(routes=[Mount("/dashboard", routes=dashboard.routes())])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}/dashboard"
+    server.should_exit = True
+    thread.join(5)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def module_page(browser: Any, shell_url: str) -> Iterator[Any]:
+    """A page of the dashboard (no API behind it) to import its modules in: `run_module`."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{shell_url}/login")
+    yield page
+    context.close()
+
+
+def run_module(page: Any, module: str, body: str, arg: Any = None) -> Any:
+    """Run `body` with the module `static/js/<module>` as `m` and `arg` as `arg`."""
+    script = f"async (arg) => {{ const m = await import('/dashboard/static/js/{module}'); {body} }}"
+    return page.evaluate(script, arg)
 
 
 @dataclass

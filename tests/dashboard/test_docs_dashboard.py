@@ -410,7 +410,7 @@ def test_agent_pages_for_any_name_and_for_none(board: Dashboard) -> None:
 
     board.goto(page, "/agents/Nobody%20Bot")
     expect(page.locator("#agent-missing")).to_have_text(
-        "No agent is named “Nobody Bot”: pick one from the list of agents."
+        "No agent has the name this link gives: pick one from the list of agents."
     )
     for name in ("Suspend", "Rotate key", "Revoke", "Apply preset", "Suggest rules"):
         expect(page.get_by_role("button", name=name, exact=True)).to_be_hidden()

@@ -2,58 +2,23 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-import agentfirewall_server.dashboard as dashboard
 from agentfirewall_proxy.cli.budget_cmd import parse_duration
 from agentfirewall_proxy.cli.output import CliError
+from tests.dashboard.conftest import run_module as _run
 from tests.fuzzscale import examples
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def shell_url() -> Iterator[str]:
-    """Only the dashboard's own routes, served by uvicorn on an ephemeral port."""
-    app = Starlette(routes=[Mount("/dashboard", routes=dashboard.routes())])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/dashboard"
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
-
-
-@pytest.fixture(scope="module")
-def page(browser: Any, shell_url: str) -> Iterator[Any]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(f"{shell_url}/login")
-    yield page
-    context.close()
-
-
-def _run(page: Any, module: str, body: str, arg: Any = None) -> Any:
-    script = f"async (arg) => {{ const m = await import('/dashboard/static/js/{module}'); {body} }}"
-    return page.evaluate(script, arg)
+def page(module_page: Any) -> Any:
+    return module_page
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 // The budgets page's "Set a budget" form: PUT /api/v1/budgets/{name} with the fields of
 // `tf budget set`. The server validates; its 422 message is shown and its field marked.
 import { api } from "./api.js";
-import { $, formToObject, notify } from "./dom.js";
+import { $, formToObject, notify, setText } from "./dom.js";
 
 const FIELDS = ["name", "agents", "connector", "action", "measure", "parameter", "currency", "limit", "window", "timezone", "outcome"];
 
@@ -22,7 +22,7 @@ function body(form) {
 
 export function showBudgetError(form, message, field) {
   const box = $("#budget-error");
-  box.textContent = message || "";
+  setText(box, message || "");
   box.hidden = !message;
   const top = String(field || "").split(".")[0];
   for (const name of FIELDS) {

@@ -1,4 +1,6 @@
 // A small stacked bar chart drawn as inline SVG: requests per hour by decision.
+import { setText } from "./dom.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 export const SERIES = [
   { key: "allow", label: "allow", cls: "bar-allow" },
@@ -31,7 +33,7 @@ export function drawChart(container, buckets) {
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart-svg", "aria-hidden": "true" });
   root.append(svg("line", { x1: pad, y1: height - pad, x2: width - pad, y2: height - pad, class: "axis" }));
   const top = svg("text", { x: 2, y: pad - 6, class: "tick" });
-  top.textContent = String(max);
+  setText(top, max);
   root.append(top);
   buckets.forEach((bucket, i) => {
     let y = height - pad;
@@ -41,13 +43,13 @@ export function drawChart(container, buckets) {
       y -= h;
       const rect = svg("rect", { x: pad + i * barWidth + 1, y, width: Math.max(1, barWidth - 2), height: h, class: series.cls });
       const title = svg("title", {});
-      title.textContent = `${new Date(bucket.start).getHours()}:00 — ${bucket[series.key]} ${series.label}`;
+      setText(title, `${new Date(bucket.start).getHours()}:00 — ${bucket[series.key]} ${series.label}`);
       rect.append(title);
       root.append(rect);
     }
     if (i % (width < 500 ? 8 : 4) === 0) {
       const tick = svg("text", { x: pad + i * barWidth, y: height - 6, class: "tick" });
-      tick.textContent = `${String(new Date(bucket.start).getHours()).padStart(2, "0")}:00`;
+      setText(tick, `${String(new Date(bucket.start).getHours()).padStart(2, "0")}:00`);
       root.append(tick);
     }
   });

@@ -2,7 +2,7 @@
 // by the catalogue per type. Shown on a connector's card and edited in place by admins with
 // PATCH /connectors/{id}. Credentials never appear here: they are write-only.
 import { api } from "./api.js";
-import { el, errorMessage, notify } from "./dom.js";
+import { el, errorMessage, notify, setText } from "./dom.js";
 
 export function optionsText(options) {
   const entries = Object.entries(options || {}).sort(([a], [b]) => a.localeCompare(b));
@@ -34,7 +34,7 @@ export function optionValues(root, blank) {
 
 export function clearOptionErrors(root) {
   for (const input of root.querySelectorAll("input[data-option]")) input.removeAttribute("aria-invalid");
-  for (const message of root.querySelectorAll("p.error.hint")) { message.hidden = true; message.textContent = ""; }
+  for (const message of root.querySelectorAll("p.error.hint")) { message.hidden = true; setText(message, ""); }
 }
 
 // A server refusal (422 with `field: "options.<key>"`) marked on its input; always notified.
@@ -46,7 +46,7 @@ export function showOptionError(root, error) {
   if (!input) return;
   input.setAttribute("aria-invalid", "true");
   const message = root.querySelector(`#${CSS.escape(input.id)}-error`);
-  if (message) { message.textContent = error.message; message.hidden = false; }
+  if (message) { setText(message, error.message); message.hidden = false; }
   input.focus();
 }
 

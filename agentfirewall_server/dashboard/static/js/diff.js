@@ -1,4 +1,6 @@
 // A line diff (longest common subsequence) for policy versions.
+import { el } from "./dom.js";
+
 export function diffLines(before, after) {
   const a = before.split("\n"), b = after.split("\n");
   const n = a.length, m = b.length;
@@ -23,9 +25,7 @@ export function diffLines(before, after) {
 export function renderDiff(pre, before, after) {
   pre.replaceChildren();
   for (const { op, line } of diffLines(before, after)) {
-    const span = document.createElement("span");
-    span.className = op === "+" ? "diff-add" : op === "-" ? "diff-del" : "diff-same";
-    span.textContent = `${op} ${line}\n`;
-    pre.append(span);
+    const cls = op === "+" ? "diff-add" : op === "-" ? "diff-del" : "diff-same";
+    pre.append(el("span", { class: cls, text: `${op} ${line}\n` }));
   }
 }

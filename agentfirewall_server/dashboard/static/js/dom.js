@@ -3,6 +3,10 @@
 // (control and format characters: bidirectional overrides, zero-width, tags; line and
 // paragraph separators; lone surrogates) are written as their escapes, as `tf` and Slack
 // show them (agentfirewall/display.py), so `acme/\u202eipa` never reads as `acme/api`.
+// Every text a page shows goes through `shown`: by `el` (its `text` and the attributes a
+// person reads or hears, SHOWN_ATTRIBUTES), `append`, `setText` and `notify`; no other
+// script sets textContent (tests/dashboard/test_hidden_characters.py checks it). A form
+// field's value is the exception: it is what is saved back, so it stays as stored.
 const HIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu;
 
 function escapeOf(char) {
@@ -17,6 +21,9 @@ export function shown(value) {
   return String(value).replace(HIDDEN, escapeOf);
 }
 
+// Attributes shown as a tooltip or read out by a screen reader, written as text is.
+const SHOWN_ATTRIBUTES = new Set(["title", "aria-label", "placeholder", "alt", "label"]);
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -25,6 +32,7 @@ export function el(tag, attrs = {}, ...children) {
     else if (key === "text") node.textContent = shown(value);
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (SHOWN_ATTRIBUTES.has(key)) node.setAttribute(key, shown(value));
     else node.setAttribute(key, value === true ? "" : String(value));
   }
   append(node, children);
@@ -95,7 +103,7 @@ let noticeTimer = null;
 export function notify(message, kind = "info") {
   const box = $("#notice");
   if (!box) return;
-  box.textContent = message;
+  box.textContent = shown(message);
   box.className = `notice notice-${kind}`;
   box.hidden = false;
   window.clearTimeout(noticeTimer);

@@ -1,5 +1,5 @@
 // Live updates: one EventSource on GET /api/v1/events, handlers per event type.
-import { API } from "./api.js";
+import { API, api } from "./api.js";
 
 const handlers = new Map();
 let source = null;
@@ -7,7 +7,19 @@ let source = null;
 function connect() {
   if (source || typeof EventSource === "undefined") return;
   source = new EventSource(`${API}/events`, { withCredentials: true });
+  source.addEventListener("error", closed);
   for (const type of handlers.keys()) listen(type);
+}
+
+// The server ends a stream with its session (signed out, expired, a role or password
+// changed): the browser's reconnection is refused and the stream closes for good. Asking
+// who is signed in then takes the page to the sign-in page (a 401: api.js, once); a stream
+// refused for another reason (a restart) is opened again a little later.
+function closed() {
+  if (!source || source.readyState !== EventSource.CLOSED) return; // (reconnecting by itself)
+  source = null;
+  api("/auth/me").then(() => true, (error) => error.status !== 401)
+    .then((again) => { if (again) window.setTimeout(connect, 5000); });
 }
 
 function listen(type) {

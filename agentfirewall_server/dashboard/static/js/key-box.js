@@ -1,18 +1,21 @@
 // The one-time API key box with its copy button, and how a stored key is shown.
-import { $, el, notify } from "./dom.js";
+import { $, el, notify, setText } from "./dom.js";
 
 // An agent's key by its prefix only; a revoked agent has none left.
 export function keyPrefix(agent) {
   return el("code", { text: agent.key_prefix ? `${agent.key_prefix}…` : "—" });
 }
 
+let shownKey = "";
+
 export function showKey(key) {
-  $("#new-key-value").textContent = key;
+  shownKey = key;
+  setText("#new-key-value", key);
   $("#new-key").hidden = false;
 }
 
 async function copy() {
-  const key = $("#new-key-value").textContent;
+  const key = shownKey;
   try {
     await navigator.clipboard.writeText(key);
     notify("API key copied to the clipboard.");
@@ -29,7 +32,8 @@ export function wireKeyBox() {
   $("#copy-key").addEventListener("click", copy);
   const dismiss = $("#dismiss-key");
   if (dismiss) dismiss.addEventListener("click", () => {
-    $("#new-key-value").textContent = "";
+    shownKey = "";
+    setText("#new-key-value", "");
     $("#new-key").hidden = true;
   });
 }

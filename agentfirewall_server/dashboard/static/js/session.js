@@ -1,6 +1,6 @@
 // Every signed-in page starts here: who am I, my role, the header, role gating.
 import { api, leaveForSignIn, setCsrfToken } from "./api.js";
-import { $, fail, setText } from "./dom.js";
+import { $, fail, setText, shown } from "./dom.js";
 import { onEvent } from "./events.js";
 
 export const ROLE_RANK = { viewer: 1, member: 2, admin: 3, owner: 4 };
@@ -34,9 +34,9 @@ async function showKillSwitch() {
   const badge = $("#kill-indicator");
   badge.hidden = active.length === 0;
   const name = (k) => (k.unreadable ? "all (unreadable configuration)" : k.target || k.scope);
-  badge.textContent = active.length ? `Kill switch: ${active.map(name).join(", ")}` : "";
+  setText(badge, active.length ? `Kill switch: ${active.map(name).join(", ")}` : "");
   // a stored policy or budget this version cannot read: the reason says which, and the way out
-  badge.title = active.filter((k) => k.unreadable).map((k) => k.reason).join("\n");
+  badge.title = shown(active.filter((k) => k.unreadable).map((k) => k.reason).join("\n"));
   return active;
 }
 

@@ -1,7 +1,7 @@
 // Stuck executions (Approvals page): SDK executions a server crash cut short, their outcome
 // unknown. An admin checks the upstream and settles each (POST /actions/{id}/resolve).
 import { api } from "./api.js";
-import { $, el, fail, notify, show, timeCell } from "./dom.js";
+import { $, el, fail, notify, setText, show, timeCell } from "./dom.js";
 import { can } from "./session.js";
 
 const rows = new Map(); // action id -> row (never rebuilt: a note being typed survives)
@@ -58,6 +58,6 @@ export async function showStuck(refresh) {
       body.append(node);
     }
   }
-  $("#stuck-count").textContent = String(answer.actions.length);
+  setText("#stuck-count", answer.actions.length);
   show("#stuck", answer.actions.length > 0);
 }

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { $, badge, clear, el, fail, formatTime, formToObject, notify, setText, show } from "../dom.js";
+import { $, badge, clear, el, fail, formatTime, formToObject, notify, setText, show, shown } from "../dom.js";
 import { latestOnly, onEvent, throttled } from "../events.js";
 import { keyPrefix, showKey, wireKeyBox } from "../key-box.js";
 import { can, startPage } from "../session.js";
@@ -9,15 +9,19 @@ import { trafficRow } from "../traffic-row.js";
 const name = document.body.dataset.agent;
 let path = null; // `/agents/<id>`: names may hold characters a path cannot (`/`)
 
-// False (and the page says so, with no control left) when no agent has this name.
+// False (and the page says so, with no control left) when no agent has this name. The
+// heading names the agent found, never the address: a link must not put its own words
+// on the page ("/agents/Session expired - sign in again at ...").
 async function findAgent() {
   const { agents } = await api("/agents");
   const agent = agents.find((a) => a.name === name);
   if (agent) {
     path = `/agents/${encodeURIComponent(agent.id)}`;
+    setText("#agent-h", agent.name);
     return true;
   }
-  setText("#agent-missing", `No agent is named “${name}”: pick one from the list of agents.`);
+  setText("#agent-h", "No such agent");
+  setText("#agent-missing", "No agent has the name this link gives: pick one from the list of agents.");
   show("#agent-missing", true);
   for (const node of document.querySelectorAll("[data-agent-only]")) node.hidden = true;
   return false;
@@ -119,7 +123,7 @@ $("#rule-form").addEventListener("submit", async (event) => {
 });
 for (const verb of ["suspend", "activate", "rotate", "revoke"]) {
   $(`#${verb}`).addEventListener("click", async () => {
-    if (verb === "revoke" && !window.confirm(`Revoke ${name}? Its key stops working for good.`)) return;
+    if (verb === "revoke" && !window.confirm(shown(`Revoke ${name}? Its key stops working for good.`))) return;
     const data = await post(`${path}/${verb}`, undefined, `${name} ${DONE[verb]}`);
     if (data && data.api_key) showKey(data.api_key);
     await refresh().catch(fail);

@@ -1,11 +1,11 @@
 import { api, BASE } from "../api.js";
-import { $, badge, clear, el, fail, formToObject, notify, setText, show, timeCell } from "../dom.js";
+import { $, badge, clear, el, fail, formToObject, notify, setText, show, shown, timeCell } from "../dom.js";
 import { onEvent, throttled } from "../events.js";
 import { keyPrefix, showKey, wireKeyBox } from "../key-box.js";
 import { can, startPage } from "../session.js";
 
 async function act(agent, verb) {
-  if (verb === "revoke" && !window.confirm(`Revoke ${agent.name}? Its key stops working for good.`)) return;
+  if (verb === "revoke" && !window.confirm(shown(`Revoke ${agent.name}? Its key stops working for good.`))) return;
   try {
     const data = await api(`/agents/${encodeURIComponent(agent.id)}/${verb}`, { method: "POST" });
     if (verb === "rotate") {

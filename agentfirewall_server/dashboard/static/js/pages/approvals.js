@@ -95,12 +95,12 @@ function card(approval) {
     form.remove();
     if (can("member")) { // a viewer has the page's note; a member or admin this card's
       const roles = node.querySelector(".a-roles");
-      roles.textContent = `Deciding this needs the role ${orList(approval.required_approver_roles || [])}; you are ${session.role}.`;
+      setText(roles, `Deciding this needs the role ${orList(approval.required_approver_roles || [])}; you are ${session.role}.`);
       roles.hidden = false;
     }
   }
   const grantError = node.querySelector(".g-error");
-  const showError = (message) => { grantError.textContent = message; grantError.hidden = !message; };
+  const showError = (message) => { setText(grantError, message); grantError.hidden = !message; };
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const choice = event.submitter ? event.submitter.value : "approve";
@@ -122,7 +122,7 @@ function card(approval) {
 }
 
 function tick() {
-  for (const { node, expires } of cards.values()) node.textContent = countdown(expires);
+  for (const { node, expires } of cards.values()) setText(node, countdown(expires));
 }
 
 const fetchApprovals = latestOnly(() => Promise.all([
@@ -145,7 +145,7 @@ async function refresh() {
     if (!cards.has(approval.id)) list.append(card(approval)); // never move a card: keeps focus
   }
   tick();
-  $("#pending-count").textContent = String(pending.approvals.length);
+  setText("#pending-count", pending.approvals.length);
   show("#pending-empty", pending.approvals.length === 0);
   const body = clear($("#recent-table tbody"));
   for (const a of recent.approvals.filter((x) => x.status !== "pending")) {

@@ -1,5 +1,5 @@
 import { api, apiUrl } from "../api.js";
-import { $, clear, el, fail, formToObject, show, timeCell } from "../dom.js";
+import { $, clear, el, fail, formToObject, setText, show, timeCell } from "../dom.js";
 import { startPage } from "../session.js";
 
 const PAGE_SIZE = 100;
@@ -36,9 +36,9 @@ async function verify() {
   const result = await api("/audit/verify");
   const box = $("#verify-result");
   box.className = result.ok ? "text-allow" : "text-deny";
-  box.textContent = result.ok
+  setText(box, result.ok
     ? `✓ Chain intact: ${result.events_checked} events checked.`
-    : `✗ Chain broken at event ${result.first_bad_event}: ${result.problem} (${result.events_checked} events checked).`;
+    : `✗ Chain broken at event ${result.first_bad_event}: ${result.problem} (${result.events_checked} events checked).`);
 }
 
 function updateExports() {

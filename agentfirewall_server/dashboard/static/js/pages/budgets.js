@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { $, badge, clear, el, fail, notify, show, timeCell } from "../dom.js";
+import { $, badge, clear, el, fail, notify, show, shown, timeCell } from "../dom.js";
 import { fillBudgetForm, submitBudget } from "../budget-form.js";
 import { can, startPage } from "../session.js";
 
@@ -23,7 +23,7 @@ function burnDown(budget) {
   node.setAttribute("height", String(height));
   node.setAttribute("role", "img");
   const points = budget.state.burn_down || [];
-  node.setAttribute("aria-label", `${budget.name}: ${amount(budget.state.remaining)} of ${amount(budget.limit)} remaining`);
+  node.setAttribute("aria-label", shown(`${budget.name}: ${amount(budget.state.remaining)} of ${amount(budget.limit)} remaining`));
   const start = Date.parse(budget.state.window_start);
   const end = budget.state.resets_at ? Date.parse(budget.state.resets_at) : Date.now();
   const x = (iso) => Math.max(0, Math.min(width, ((Date.parse(iso) - start) / Math.max(end - start, 1)) * width));

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { $, badge, clear, el, fail, formatTime, formToObject, notify, show } from "../dom.js";
+import { $, badge, clear, el, fail, formatTime, formToObject, notify, setText, show, shown } from "../dom.js";
 import { onEvent, throttled } from "../events.js";
 import { can, startPage } from "../session.js";
 import { clearOptionErrors, editButton, open, optionFields, optionsEditor, optionsText, optionValues, showOptionError } from "../connector-options.js";
@@ -22,7 +22,7 @@ function actionList(type) {
 }
 
 async function remove(connector) {
-  if (!window.confirm(`Remove ${connector.id}? Its credential is deleted.`)) return;
+  if (!window.confirm(shown(`Remove ${connector.id}? Its credential is deleted.`))) return;
   try { await api(`/connectors/${encodeURIComponent(connector.id)}`, { method: "DELETE" }); notify(`${connector.id} removed`); } catch (error) { fail(error); }
   await refresh().catch(fail);
 }
@@ -66,9 +66,9 @@ async function refresh() {
   const [{ connectors }, status] = await Promise.all([api("/connectors"), api("/status")]);
   const online = Boolean(status.gateway && status.gateway.online);
   const gateway = $("#gateway-badge");
-  gateway.textContent = online ? "Gateway online" : "Gateway offline";
+  setText(gateway, online ? "Gateway online" : "Gateway offline");
   gateway.className = `badge ${online ? "badge-allow" : "badge-deny"}`;
-  $("#gateway-detail").textContent = status.gateway && status.gateway.last_heartbeat ? `last heartbeat ${formatTime(status.gateway.last_heartbeat)}` : "no heartbeat yet";
+  setText("#gateway-detail", status.gateway && status.gateway.last_heartbeat ? `last heartbeat ${formatTime(status.gateway.last_heartbeat)}` : "no heartbeat yet");
   const drafts = openEditors();
   const list = clear($("#connectors"));
   for (const connector of connectors) list.append(connectorCard(connector, online));

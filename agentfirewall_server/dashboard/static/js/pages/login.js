@@ -1,5 +1,5 @@
 import { api, BASE } from "../api.js";
-import { $, errorMessage, formToObject } from "../dom.js";
+import { $, errorMessage, formToObject, setText } from "../dom.js";
 
 function nextPage() {
   let next = new URLSearchParams(window.location.search).get("next") || "";
@@ -24,7 +24,7 @@ $("#login-form").addEventListener("submit", async (event) => {
   const { email, password } = formToObject(form);
   error.hidden = true;
   if (!email || !password) {
-    error.textContent = "Enter your email and password.";
+    setText(error, "Enter your email and password.");
     error.hidden = false;
     return;
   }
@@ -33,7 +33,7 @@ $("#login-form").addEventListener("submit", async (event) => {
     await api("/auth/login", { method: "POST", json: { email, password } });
     window.location.assign(nextPage());
   } catch (failure) {
-    error.textContent = failure.status === 401 ? "Wrong email or password." : errorMessage(failure);
+    setText(error, failure.status === 401 ? "Wrong email or password." : errorMessage(failure));
     error.hidden = false;
     form.querySelector("button").disabled = false;
   }

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { $, badge, clear, el, fail, formatTime, notify, setText, show } from "../dom.js";
+import { $, badge, clear, el, fail, formatTime, notify, setText, show, shown } from "../dom.js";
 import { renderDiff } from "../diff.js";
 import { onEvent, throttled } from "../events.js";
 import { hidePreview, previewReplay } from "../replay-preview.js";
@@ -39,9 +39,21 @@ function showValidation(result) {
   box.append(el("span", { text: "✗ Not valid" }), list);
 }
 
+// The editor holds the document as stored, since it is saved back as it is: each line with
+// a character that is invisible or changes how text reads is named below it, as escapes.
+function showHiddenLines(document) {
+  const lines = document.split(/\r?\n/).map((line, i) => [i + 1, line]).filter(([, line]) => shown(line) !== line);
+  const box = clear($("#policy-hidden"));
+  box.hidden = lines.length === 0;
+  if (!lines.length) return;
+  box.append(el("span", { text: "Characters that are invisible or change how text reads:" }),
+    el("ul", {}, lines.map(([n, line]) => el("li", { text: `line ${n}: ${line}` }))));
+}
+
 async function validateNow() {
   const seq = ++state.seq;
   const document = $("#policy-doc").value;
+  showHiddenLines(document);
   if (!document.trim()) return clear($("#validation"));
   try {
     const result = await api("/policies/validate", { method: "POST", json: { document } });

@@ -1,5 +1,5 @@
 import { api, BASE } from "../api.js";
-import { $, badge, clear, el, errorMessage, show } from "../dom.js";
+import { $, badge, clear, el, errorMessage, setText, show } from "../dom.js";
 import { startPage } from "../session.js";
 
 const EXAMPLE = {
@@ -13,10 +13,10 @@ function showResult(result) {
   const d = result.decision;
   const outcome = $("#sb-outcome");
   outcome.replaceWith(Object.assign(badge(d.outcome), { id: "sb-outcome" }));
-  $("#sb-reason").textContent = d.reason || "";
-  $("#sb-risk").textContent = String(d.risk_score ?? 0);
-  $("#sb-policies").textContent = (d.matched_policies || []).join(", ") || "none";
-  $("#sb-enforcement").textContent = `${d.enforcement_level}${d.would_outcome ? ` (would ${d.would_outcome})` : ""}`;
+  setText("#sb-reason", d.reason || "");
+  setText("#sb-risk", d.risk_score ?? 0);
+  setText("#sb-policies", (d.matched_policies || []).join(", ") || "none");
+  setText("#sb-enforcement", `${d.enforcement_level}${d.would_outcome ? ` (would ${d.would_outcome})` : ""}`);
   const steps = clear($("#sb-steps"));
   for (const step of result.explanation || []) {
     steps.append(el("li", { dataset: { step: step.step } }, el("strong", { text: step.step }), " ", badge(step.result), el("div", { class: "muted small wrap", text: step.detail || "" })));
@@ -33,7 +33,7 @@ $("#sandbox-form").addEventListener("submit", async (event) => {
   try {
     spec = JSON.parse($("#sb-spec").value);
   } catch (failure) {
-    error.textContent = `the action spec is not valid JSON: ${failure.message}`;
+    setText(error, `the action spec is not valid JSON: ${failure.message}`);
     error.hidden = false;
     return;
   }
@@ -41,7 +41,7 @@ $("#sandbox-form").addEventListener("submit", async (event) => {
     const result = await api("/sandbox/evaluate", { method: "POST", root: BASE, json: { agent: $("#sb-agent").value, mode: $("#sb-mode").value, action_spec: spec } });
     showResult(result);
   } catch (failure) {
-    error.textContent = errorMessage(failure);
+    setText(error, errorMessage(failure));
     error.hidden = false;
   }
 });

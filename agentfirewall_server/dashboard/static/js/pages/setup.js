@@ -1,5 +1,5 @@
 import { api, BASE, setCsrfToken } from "../api.js";
-import { $, el, errorMessage, formToObject } from "../dom.js";
+import { $, el, errorMessage, formToObject, setText } from "../dom.js";
 
 // Keep the one-time token out of the address bar, history and any Referer.
 const setupToken = new URLSearchParams(window.location.search).get("token") || "";
@@ -7,7 +7,7 @@ window.history.replaceState(null, "", window.location.pathname);
 
 function showError(message, signIn = false) {
   const error = $("#setup-error");
-  error.textContent = message;
+  setText(error, message);
   if (signIn) error.append(" ", el("a", { href: `${BASE}/login`, text: "Sign in" }));
   error.hidden = false;
 }
