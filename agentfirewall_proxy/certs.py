@@ -2,8 +2,9 @@
 
 Pure functions over keys and certificates, plus :class:`CertStore`, a capped LRU of ready
 server ``SSLContext`` objects (one per intercepted host). The CA is ECDSA P-256, created once
-in the CA directory as ``ca.crt`` / ``ca.key`` (the key written 0600, never logged); leaves
-are ECDSA P-256 too, valid for the one host they name (DNS name or IP in the SAN).
+in the CA directory (made 0700) as ``ca.crt`` / ``ca.key`` (both written 0600, the key never
+logged); leaves are ECDSA P-256 too, valid for the one host they name (DNS name or IP in
+the SAN).
 """
 
 from __future__ import annotations
@@ -102,9 +103,26 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _make_private_dirs(directory: Path) -> None:
+    """Create `directory` and any missing parent 0700, whatever the umask (the ones that
+    exist are left as they are): nobody else may swap the CA in them."""
+    missing = []
+    for path in (directory, *directory.parents):
+        if path.is_dir():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue  # made meanwhile by someone else: theirs
+        os.chmod(path, 0o700)
+
+
 def load_or_create_ca(directory: Path) -> CertificateAuthority:
-    """Load ``ca.crt``/``ca.key`` from `directory`, creating them on first use."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Load ``ca.crt``/``ca.key`` from `directory`, creating them on first use (the
+    directories it makes 0700, both files 0600, whatever the umask)."""
+    _make_private_dirs(directory)
     cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
     if cert_path.exists() and key_path.exists():
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
@@ -118,7 +136,9 @@ def load_or_create_ca(directory: Path) -> CertificateAuthority:
         serialization.NoEncryption(),
     )
     _write_private(key_path, key_pem)
-    cert_path.write_bytes(ca.cert_pem)
+    # public, but whoever could replace it would have agents trust their CA: 0600 like every
+    # file of the state directory (`tf doctor` checks); copy it for agents of other users
+    _write_private(cert_path, ca.cert_pem)
     return ca
 
 

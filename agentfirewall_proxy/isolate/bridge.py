@@ -26,6 +26,10 @@ from agentfirewall_proxy.isolate.packets import PACKET_OUTGOING, Blocked, parse_
 __all__ = ["Bridge", "IsolationError", "Sandbox", "start_sandbox"]
 
 _MAX_FDS = 64
+# -P: neither the working directory nor any other writable place the agent could plant an
+# `agentfirewall_proxy/` in goes first on the helper's sys.path; it also starts in `/`, so a
+# relative or empty PYTHONPATH entry does not name the agent's directory either.
+_HELPER = ("-P", "-m", "agentfirewall_proxy.isolate.sandbox")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +55,20 @@ _SYSCTLS = (
 class IsolationError(Exception):
     """The kernel refused a step of the sandbox's setup (or the sandbox died)."""
 
-    def __init__(self, step: str, error: str, errno: int | None = None) -> None:
+    def __init__(
+        self, step: str, error: str, errno: int | None = None, *, hint: str | None = None
+    ) -> None:
         super().__init__(f"{step}: {error}")
         self.step = step
         self.error = error
         self.errno = errno
+        self.hint = hint
 
     def advice(self, euid: int) -> str:
-        """How to make it work: the blocking sysctl, root, or a container that allows it."""
+        """How to make it work: the blocking sysctl, root, or a container that allows it (or
+        `hint`, when it was not the kernel that refused)."""
+        if self.hint is not None:
+            return self.hint
         if euid == 0:
             return (
                 "creating namespaces needs CAP_SYS_ADMIN: in a container, give it that "
@@ -183,15 +193,19 @@ class Sandbox:
 
 
 def _receive(ctl: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    data, fds, _flags, _addr = socket.recv_fds(ctl, 65536, _MAX_FDS)
-    while data and not data.endswith(b"\n"):
-        more = ctl.recv(65536)
-        if not more:
-            break
-        data += more
-    if not data:
-        return {}, fds
-    reply = json.loads(data)
+    """The sandbox's answer and the sockets it sent; ``{}`` when it ended without one (a reset
+    or end of stream: it died, e.g. it could not import this package)."""
+    fds: list[int] = []
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(ctl, 65536, _MAX_FDS)
+        while data and not data.endswith(b"\n"):
+            more = ctl.recv(65536)
+            if not more:
+                break
+            data += more
+        reply = json.loads(data) if data.endswith(b"\n") else None
+    except (OSError, ValueError):
+        reply = None
     return (reply if isinstance(reply, dict) else {}), fds
 
 
@@ -212,18 +226,27 @@ def start_sandbox(
 ) -> Sandbox:
     """Start the sandbox around `command`; raise :class:`IsolationError` when the kernel
     refuses a step (then nothing has run)."""
+    try:
+        cwd = os.getcwd()  # the agent's: the helper itself starts in `/`
+    except OSError as exc:
+        raise IsolationError(
+            "find the working directory",
+            exc.strerror or str(exc),
+            hint="run it from a directory that exists",
+        ) from None
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    helper = [sys.executable, "-m", "agentfirewall_proxy.isolate.sandbox"]
     with ours, theirs:
         process = subprocess.Popen(
-            [*helper, str(theirs.fileno()), str(os.getpid())],
+            [sys.executable, *_HELPER, str(theirs.fileno()), str(os.getpid())],
             env=_helper_env(),
+            cwd="/",
             pass_fds=[theirs.fileno()],
         )
         theirs.close()
         spec = {
             "command": list(command),
             "env": dict(agent_env),
+            "cwd": cwd,
             "listen": sorted({b.port for b in bridges}),
             "probe": probe,
         }
@@ -238,7 +261,12 @@ def start_sandbox(
             raise IsolationError(
                 str(reply.get("step")), str(reply.get("error")), reply.get("errno")
             )
-        raise IsolationError("start the sandbox", f"it exited with status {process.returncode}")
+        raise IsolationError(
+            "start the sandbox",
+            f"its helper exited with status {process.returncode} before it answered",
+            hint=f"the helper's own error is above; it runs `{sys.executable} "
+            f"{' '.join(_HELPER)}` in `/`",
+        )
     by_port = {b.port: b for b in bridges}
     places: list[list[Any]] = reply.get("listeners") or []
     listeners = [

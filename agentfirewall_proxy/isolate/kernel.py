@@ -39,6 +39,7 @@ _MS_REC, _MS_PRIVATE = 0x4000, 0x40000
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
+_CAP_VERSION_3 = 0x20080522
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 # Capabilities a root agent could leave its namespaces with (setns, netlink on other
@@ -79,12 +80,37 @@ def set_undumpable() -> None:
     _check(_libc.prctl(_PR_SET_DUMPABLE, ctypes.c_ulong(0), 0, 0, 0), "prctl")
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
 def drop_capabilities(numbers: list[int]) -> None:
-    """Remove capabilities from the bounding set: lost for good at the next exec."""
+    """Remove capabilities for good at the next exec: from the bounding set, and from the
+    inheritable, permitted and effective sets. Root's exec gives back every capability in
+    the bounding set *or the inheritable set*, so the bounding set alone is not enough when
+    `tf run` was started with inheritable (or ambient) capabilities; lowering the
+    inheritable set also clears them from the ambient set."""
     for number in numbers:
         result = _libc.prctl(_PR_CAPBSET_DROP, ctypes.c_ulong(number), 0, 0, 0)
         if result != 0 and ctypes.get_errno() != 22:  # EINVAL: this kernel lacks the capability
             _check(result, "prctl(PR_CAPBSET_DROP)")
+    header = _CapHeader(_CAP_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    for number in numbers:
+        word, bit = data[number // 32], ~(1 << (number % 32)) & 0xFFFFFFFF
+        word.effective &= bit
+        word.permitted &= bit
+        word.inheritable &= bit
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
 def map_current_user(uid: int, gid: int) -> None:

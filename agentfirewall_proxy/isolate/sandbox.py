@@ -1,4 +1,4 @@
-"""The helper `tf run --isolate` starts: ``python -m agentfirewall_proxy.isolate.sandbox FD PID``.
+"""The helper of `tf run --isolate`: ``python -P -m agentfirewall_proxy.isolate.sandbox FD PID``.
 
 Three processes, each dying with its parent (``PR_SET_PDEATHSIG``), so a SIGKILL of `tf run`
 takes all of them and the kernel frees the namespaces — nothing is named, mounted or
@@ -9,7 +9,14 @@ created outside them, so nothing can leak::
        └─ init (PID 1 inside)        /proc of its own, lo up, every address local, sockets
           └─ the agent (exec)        sees loopback only; the gateway at 127.0.0.1:PORT
 
-`tf run` sends one JSON line on FD: ``{"command", "env", "listen": [ports], "probe"}``.
+The helper starts in ``/`` with ``python -P`` (nothing the agent can write is on its
+``sys.path``), and the agent in a session of its own: it keeps the terminal as stdin, stdout
+and stderr but has no controlling terminal, so it cannot push input into the user's shell
+(``TIOCSTI``, CVE-2017-5226 in bubblewrap) or take the terminal over; init stands in for the
+terminal's signals (Ctrl-C, Ctrl-\\, Ctrl-Z, ``fg``/``bg``, a resize), which no longer
+reach the agent's session.
+
+`tf run` sends one JSON line on FD: ``{"command", "env", "cwd", "listen": [ports], "probe"}``.
 Init answers with one JSON line carrying the sockets (SCM_RIGHTS): a listener per port on
 127.0.0.1 (and ::1) and a packet socket on ``lo`` — or ``{"ok": false, "step", "error"}``.
 Exit status: the agent's, 128 + N when signal N ended it.
@@ -39,6 +46,15 @@ _FORWARDED = (
     signal.SIGUSR2,
     signal.SIGINT,
 )
+# Signals only a terminal sends, and what init sends the agent's process group instead.
+# Ctrl-Z stops it with SIGSTOP: SIGTSTP is ignored by default in a process group with no
+# parent in its session (an orphaned one), which the agent's is.
+_TERMINAL_ONLY: dict[int, int] = {
+    signal.SIGTSTP: signal.SIGSTOP,
+    signal.SIGCONT: signal.SIGCONT,
+    signal.SIGWINCH: signal.SIGWINCH,
+}
+_INIT_HANDLES = (*_FORWARDED, *_TERMINAL_ONLY)
 _ETH_P_ALL = 0x0003
 
 
@@ -64,13 +80,42 @@ def _terminal_sent_it() -> bool:
 
 
 def _forward_to(pid: int) -> None:
+    """In the sandbox: pass `tf run`'s signals on to init."""
+
     def forward(signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGINT and _terminal_sent_it():
-            return  # the agent, in our process group, got it from the terminal too
+            return  # init, in our process group, got it from the terminal too
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
 
     for sig in _FORWARDED:
+        signal.signal(sig, forward)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """What the terminal would have done: signal the agent's whole process group (the agent
+    and the children it did not move), or the agent alone before its ``setsid``."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _forward_to_agent(pid: int) -> None:
+    """In init: pass signals on to the agent, and stand in for the terminal, whose signals
+    reach init (in the user's foreground process group) but not the agent's session."""
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if signum in _TERMINAL_ONLY:
+            _signal_group(pid, _TERMINAL_ONLY[signum])
+        elif signum in (signal.SIGINT, signal.SIGQUIT) and _terminal_sent_it():
+            _signal_group(pid, signum)  # Ctrl-C, Ctrl-\
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    for sig in _INIT_HANDLES:
         signal.signal(sig, forward)
 
 
@@ -146,12 +191,21 @@ def _fail(ctl: socket.socket, exc: SetupError) -> int:
 
 def _exec_agent(spec: dict[str, Any]) -> None:
     """In the agent's process: never returns."""
+    for sig in _INIT_HANDLES:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INIT_HANDLES)
     command = [str(part) for part in spec["command"]]
     try:
+        # A session of its own: no controlling terminal, so no TIOCSTI into the user's shell,
+        # no /dev/tty, and no TIOCSCTTY to take the terminal back (it is another session's).
+        os.setsid()
+        os.chdir(str(spec["cwd"]))
         if os.geteuid() == 0:
             kernel.drop_capabilities(list(kernel.ESCAPE_CAPABILITIES.values()))
-        for sig in _FORWARDED:
-            signal.signal(sig, signal.SIG_DFL)
+    except OSError as exc:
+        sys.stderr.write(f"tf: cannot start the agent: {exc}\n")
+        os._exit(126)
+    try:
         env = {str(k): str(v) for k, v in spec["env"].items()}
         os.execvpe(command[0], command, env)  # noqa: S606 (the agent's own command line)
     except FileNotFoundError:
@@ -183,11 +237,14 @@ def _init(ctl: socket.socket, spec: dict[str, Any], parent_gone: int) -> int:
     ctl.close()
     if spec.get("probe"):
         return 0
+    # held until init forwards them to the agent: a Ctrl-C right after the fork is not lost
+    signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_HANDLES)
     agent = os.fork()
     if agent == 0:
         os.close(parent_gone)
         _exec_agent(spec)
-    _forward_to(agent)
+    _forward_to_agent(agent)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INIT_HANDLES)
     return _wait(agent)
 
 

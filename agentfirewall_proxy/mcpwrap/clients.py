@@ -9,15 +9,18 @@ HTTP, so it is left alone. Wrapping rewrites an entry to::
                              "--project", DIR, "--", ORIGINAL_COMMAND, *ORIGINAL_ARGS], ...}
 
 so unwrapping is exact: everything after ``--`` is the original. The file is written
-atomically, and before the first change a copy of the original is kept beside it
-(``<file>.tameflare-backup``, never overwritten).
+atomically with the permissions it had (a new one 0600), and before the first change a copy
+of the original is kept beside it (``<file>.tameflare-backup``, 0600, never overwritten).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,14 +90,57 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def save(path: Path, data: dict[str, Any], original: bytes | None) -> None:
-    """Write `data` atomically; keep `original` as the backup if there is none yet."""
+    """Write `data` atomically; keep `original` as the backup if there is none yet.
+
+    These files hold the servers' secrets (their ``env``): the new file keeps the old one's
+    permissions (a new file is 0600), and the backup and the temporary file are created
+    0600, exclusively (never through a link someone left at their name).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    backup = backup_path(path)
-    if original is not None and not backup.exists():
-        backup.write_bytes(original)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode) & 0o777
+    except FileNotFoundError:
+        mode = 0o600
+    if original is not None:
+        _write_backup(backup_path(path), original)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write((json.dumps(data, indent=2) + "\n").encode("utf-8"))
+            handle.flush()
+            _set_mode(handle.fileno(), tmp, mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_backup(backup: Path, original: bytes) -> None:
+    """`original` at `backup`, 0600, unless a backup is there already (never overwritten)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(backup, flags, 0o600)
+    except FileExistsError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            _set_mode(handle.fileno(), str(backup), 0o600)  # whatever the umask
+            handle.write(original)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(backup)  # a partial backup would never be replaced
+        raise
+
+
+def _set_mode(fd: int, path: str, mode: int) -> None:
+    if os.chmod in os.supports_fd:
+        os.chmod(fd, mode)
+    else:  # Windows before 3.13: only the read-only bit, by name
+        os.chmod(path, mode)
 
 
 def _servers(data: dict[str, Any], client: str) -> dict[str, Any]:
