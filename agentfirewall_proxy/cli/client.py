@@ -184,13 +184,21 @@ def open_client(target: Target, *, offline: bool = False) -> Iterator[AdminClien
             with in_process(target) as client:
                 yield client
             return
+        assert target.project is not None
         if found == "other":
-            assert target.project is not None
             raise CliError(
                 f"the server at {target.server_url} is not this project's: its signing key "
                 f"is not the one in {target.project.state_dir} (another project's `tf up`?)",
                 hint="run `tf up` in this project's directory (it picks free ports when "
                 "these are taken), or name a server with --server",
+            )
+        if found == "unproven":
+            raise CliError(
+                f"cannot tell whether the server at {target.server_url} is this project's: "
+                f"{target.project.state_dir} has no signing key to compare with, so it gets "
+                "no token",
+                hint=f"run `tf init` in {target.project.root} (it writes the missing key), "
+                "then restart `tf up`; or name the server: --server URL with TF_ADMIN_TOKEN",
             )
     with httpx.Client(
         base_url=target.server_url, headers=_auth_headers(target), trust_env=False
@@ -204,7 +212,7 @@ def project_kid(project: Project) -> str | None:
 
     try:
         pem = (project.state_dir / "signing-key.pem").read_bytes()
-    except FileNotFoundError:
+    except OSError:
         return None
     try:
         return load_signing_key(pem).kid
@@ -212,17 +220,19 @@ def project_kid(project: Project) -> str | None:
         return None
 
 
-def check_identity(target: Target) -> Literal["ours", "other", "down"]:
-    """Whether the server at `target` serves this project's state (its JWKS holds our key)."""
+def check_identity(target: Target) -> Literal["ours", "other", "down", "unproven"]:
+    """Whether the server at `target` serves this project's state (its JWKS holds our key);
+    ``unproven`` when the project has no key to compare with (nothing then shows the server
+    is ours, so it is never trusted as ours)."""
     assert target.project is not None
-    kid = project_kid(target.project)
     try:
         with httpx.Client(trust_env=False, timeout=5.0) as http:
             response = http.get(target.server_url + "/.well-known/jwks.json")
     except httpx.TransportError:
         return "down"
+    kid = project_kid(target.project)
     if kid is None:
-        return "ours"  # no key file to compare with (a server-managed key): trust the config
+        return "unproven"
     try:
         keys = response.json().get("keys", []) if response.status_code == 200 else []
         kids = {str(k.get("kid")) for k in keys if isinstance(k, dict)}

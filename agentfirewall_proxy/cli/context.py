@@ -7,10 +7,9 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from agentfirewall_proxy.cli.client import AdminClient, open_client
-from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError, Output
+from agentfirewall_proxy.cli.output import CliError, Output
 from agentfirewall_proxy.cli.state import Project, Target, find_project, resolve_target
 
 __all__ = ["Context", "Handler", "add_command"]
@@ -43,34 +42,55 @@ class Context:
 
     def target(self) -> Target:
         server = self.flag("server")
-        target = resolve_target(self.project, str(server) if server else None, self.env)
-        if target.source in _NAMED:
-            parts = urlsplit(target.server_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise CliError(
-                    f"{target.source} `{target.server_url}` is not a server URL",
-                    hint="e.g. --server https://tameflare.example.com (the control plane)",
-                    code=EXIT_USAGE,
-                )
-        return target
+        return resolve_target(self.project, str(server) if server else None, self.env)
+
+    def gateway_token(self, target: Target, *, also: str | None = None) -> str | None:
+        """The gateway token for `target`, by the rule of the admin token: a server the user
+        named (or, outside a project, the default one) gets ``TF_GATEWAY_TOKEN`` (or the
+        variable `also`); the project's own server gets the project's token, which unlocks
+        every vaulted credential, and only when it is on this machine."""
+        if target.project is None or target.source in _NAMED:
+            return self.env.get("TF_GATEWAY_TOKEN") or (self.env.get(also) if also else None)
+        return target.project.read_token("gateway.token") if target.local else None
 
     @contextlib.contextmanager
     def client(self, *, offline: bool = False) -> Iterator[AdminClient]:
         target = self.target()
-        if not target.admin_token and target.source in _NAMED:
-            raise CliError(
-                f"no admin token for {target.server_url}: a server named by {target.source} "
-                "never gets a project's `.tf/admin.token`",
-                hint="set TF_ADMIN_TOKEN=tfa_... (an owner creates one with "
-                "POST /api/v1/tokens), or drop --server/TF_SERVER to use this project's server",
-            )
         if not target.admin_token:
-            raise CliError(
-                f"no admin token for {target.server_url}",
-                hint="run `tf init` in this directory, or set TF_ADMIN_TOKEN (tfa_...)",
-            )
+            raise _no_token(target)
         with open_client(target, offline=offline) as client:
             yield client
+
+
+def _no_token(target: Target) -> CliError:
+    """Why `target` gets no admin token, and what to do."""
+    url, project = target.server_url, target.project
+    if target.source in _NAMED:
+        return CliError(
+            f"no admin token for {url}: a server named by {target.source} "
+            "never gets a project's `.tf/admin.token`",
+            hint="set TF_ADMIN_TOKEN=tfa_... (an owner creates one with "
+            "POST /api/v1/tokens), or drop --server/TF_SERVER to use this project's server",
+        )
+    if project is None:
+        return CliError(
+            f"no admin token for {url}",
+            hint="run `tf init` in this directory, or set TF_ADMIN_TOKEN (tfa_...)",
+        )
+    where = project.state_dir / ("up.json" if target.source == "tf up" else "config.yaml")
+    if not target.local:
+        return CliError(
+            f"`{where}` names the server {url}, which is not on this machine: tf sends no "
+            "token to a server only a project's files name",
+            hint=f"if it is yours: --server {url} (or TF_SERVER) with TF_ADMIN_TOKEN=tfa_...; "
+            f"else set server_url in {project.state_dir / 'config.yaml'} to this machine's",
+        )
+    return CliError(
+        f"no admin token for {url}: {project.state_dir} has no `admin.token` (TF_ADMIN_TOKEN "
+        "goes only to a server named by --server or TF_SERVER)",
+        hint=f"run `tf init` in {project.root} (it writes the missing keys and tokens; "
+        "restart `tf up` after), or name the server: --server URL with TF_ADMIN_TOKEN",
+    )
 
 
 Handler = Callable[[Context], int]

@@ -23,7 +23,9 @@ from agentfirewall_proxy.cli.state import (
     Config,
     Project,
     Target,
+    check_owner,
     load_config,
+    open_project,
     read_up_file,
     save_config,
 )
@@ -95,8 +97,9 @@ def create_state(
     if state_dir.is_dir() and (
         (state_dir / "config.yaml").exists() or (state_dir / "admin.token").exists()
     ):
+        open_project(state_dir)  # the user's own, and readable, before anything is added
         _fill_state(state_dir, config)
-        project = Project(state_dir, load_config(state_dir / "config.yaml"))
+        project = open_project(state_dir)
         if prepare is not None:
             prepare(project)
         return project
@@ -131,6 +134,8 @@ def init(ctx: Context) -> int:
     root = ctx.cwd
     state_dir = root / STATE_DIR
     existed = (state_dir / "config.yaml").exists() or (state_dir / "admin.token").exists()
+    if existed:
+        check_owner(state_dir)  # another user's is never used, nor deleted (--force)
     if existed and args.force:
         if read_up_file(state_dir) is not None:
             raise CliError(

@@ -45,17 +45,17 @@ def _control(ctx: Context) -> Control:
     config = ctx.flag("config")
     if config:
         return StaticControl(Path(str(config)))
-    token = ctx.env.get("TF_GATEWAY_TOKEN") or ctx.env.get("AGENTFIREWALL_GATEWAY_TOKEN")
-    project = ctx.project
-    if not token and project is not None:
-        token = project.read_token("gateway.token")
+    target = ctx.target()
+    token = ctx.gateway_token(target, also="AGENTFIREWALL_GATEWAY_TOKEN")
     if not token:
         raise CliError(
-            "no gateway token: `tf mcp wrap` reads the gateway's config like a gateway does",
-            hint="run it in a `tf init` project (or pass --project DIR), or set "
-            "TF_GATEWAY_TOKEN (tfg_...), or pass --config FILE",
+            f"no gateway token for {target.server_url}: `tf mcp wrap` reads the gateway's "
+            "config like a gateway does",
+            hint="in a `tf init` project (or with --project DIR) it uses the project's own, for "
+            "the project's server on this machine; for a server named by --server or "
+            "TF_SERVER, set TF_GATEWAY_TOKEN (tfg_...); or pass --config FILE",
         )
-    return HttpControl(ctx.target().server_url, token)
+    return HttpControl(target.server_url, token)
 
 
 def _command(ctx: Context) -> list[str]:
@@ -152,6 +152,11 @@ def _read(path: Path, named: bool = False) -> tuple[dict[str, Any], bytes | None
         if not named:
             hint = "the client keeps it elsewhere? pass --config-file FILE"
         raise CliError(f"no MCP config at `{path}`", hint=hint) from None
+    except OSError as exc:  # a directory, no permission
+        raise CliError(
+            f"cannot read the MCP config `{path}`: {exc.strerror or exc}",
+            hint="--config-file names the client's JSON file (e.g. ~/.cursor/mcp.json)",
+        ) from None
     try:
         return clients.load(path), raw
     except ValueError as exc:

@@ -204,14 +204,14 @@ def run(ctx: Context) -> int:
     if isolate:
         from agentfirewall_proxy.isolate.run import run_isolated  # namespaces: only here
 
+        target = ctx.target()
         return run_isolated(
             command,
             env,
             agent=name,
             proxy_url=proxy,
-            server_url=ctx.target().server_url,
-            gateway_token=ctx.env.get("TF_GATEWAY_TOKEN")
-            or (project.read_token("gateway.token") if project else None),
+            server_url=target.server_url,
+            gateway_token=ctx.gateway_token(target),
             supervise=supervise,
             say=ctx.out.note,
         )

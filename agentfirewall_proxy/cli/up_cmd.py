@@ -6,7 +6,7 @@ import argparse
 import socket
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from agentfirewall_proxy.cli.context import Context, add_command
@@ -21,13 +21,27 @@ from agentfirewall_proxy.cli.state import (
 
 __all__ = ["free_port", "register"]
 
+
+class _Parsed(NamedTuple):
+    resolve: dict[tuple[str, int | None], tuple[str, int]]
+    agent_ports: tuple[int, int] | None
+
+
 #: uvicorn's log levels (what `--log-level` takes).
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
-def _check_inputs(args: argparse.Namespace) -> None:
-    """What `tf up` reads from paths and URLs it is given, checked before anything starts:
-    a missing or unreadable CA file, a database URL that does not parse."""
+def _check_inputs(args: argparse.Namespace) -> _Parsed:
+    """What `tf up` is given, checked before anything starts or `.tf/` is created: the
+    --resolve entries and --agent-ports range (returned parsed), a missing or unreadable CA
+    file, a database URL that does not parse."""
+    from agentfirewall_proxy.options import parse_port_range, parse_resolve
+
+    try:
+        resolve = parse_resolve(args.resolve)
+        agent_ports = parse_port_range(args.agent_ports) if args.agent_ports else None
+    except ValueError as exc:
+        raise CliError(str(exc), code=EXIT_USAGE) from None
     if args.upstream_ca:
         try:
             ssl.create_default_context().load_verify_locations(cafile=args.upstream_ca)
@@ -47,12 +61,13 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
         try:
             make_url(args.database_url)
-        except ArgumentError:  # its message is not shown: the URL may hold a password
+        except (ArgumentError, ValueError):  # not shown: the URL may hold a password
             raise CliError(
-                "--database-url is not a database URL",
+                "--database-url is not a database URL (a port that is not a number?)",
                 hint="e.g. postgresql://USER:PASSWORD@HOST:5432/DATABASE",
                 code=EXIT_USAGE,
             ) from None
+    return _Parsed(resolve, agent_ports)
 
 
 def _port(url: str) -> int:
@@ -101,12 +116,11 @@ def _choose_port(
 
 
 def up(ctx: Context) -> int:
-    from agentfirewall_proxy.options import parse_port_range, parse_resolve
     from agentfirewall_proxy.up import UpError, UpInfo, UpOptions
     from agentfirewall_proxy.up import up as run
 
     args = ctx.args
-    _check_inputs(args)
+    parsed = _check_inputs(args)
     project = ctx.project
     created = project is None
     if project is None:
@@ -125,22 +139,19 @@ def up(ctx: Context) -> int:
     proxy_port = _choose_port(
         ctx, "gateway", proxy_host, args.proxy_port, config.proxy_url, DEFAULT_PROXY, port
     )
-    try:
-        options = UpOptions(
-            state_dir=project.state_dir,
-            host=host,
-            port=port,
-            proxy_host=proxy_host,
-            proxy_port=proxy_port,
-            resolve=parse_resolve(args.resolve),
-            upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
-            agent_ports=parse_port_range(args.agent_ports) if args.agent_ports else None,
-            database_url=args.database_url,
-            log_level=args.log_level,
-            access_log=bool(args.access_log),
-        )
-    except ValueError as exc:
-        raise CliError(str(exc), code=EXIT_USAGE) from None
+    options = UpOptions(
+        state_dir=project.state_dir,
+        host=host,
+        port=port,
+        proxy_host=proxy_host,
+        proxy_port=proxy_port,
+        resolve=parsed.resolve,
+        upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
+        agent_ports=parsed.agent_ports,
+        database_url=args.database_url,
+        log_level=args.log_level,
+        access_log=bool(args.access_log),
+    )
 
     def ready(info: UpInfo) -> None:
         _announce(ctx, info, created)

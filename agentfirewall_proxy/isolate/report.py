@@ -2,8 +2,9 @@
 (decision ``deny``, action ``isolate.direct_connection``, path ``run ID #N``: the run and the
 count of its attempts) so `tf logs` shows them.
 
-Records go to the control plane's traffic API with the gateway token (the project's
-``.tf/gateway.token``, or ``TF_GATEWAY_TOKEN``); without one they stay on stderr only. They
+Records go to the control plane's traffic API with the gateway token (``TF_GATEWAY_TOKEN``,
+or the project's ``.tf/gateway.token`` when that server is the project's own), directly, never
+through a proxy of the environment; without a token they stay on stderr only. They
 are sent every second while the agent runs and once more at its end, at most
 :data:`MAX_RECORDS` per run (the summary still counts them all).
 """
@@ -99,6 +100,7 @@ class BlockedLog:
                 json={"records": batch},
                 headers={"Authorization": f"Bearer {self._token}"},
                 timeout=5.0,
+                trust_env=False,  # straight to the control plane: never the user's HTTP_PROXY
             )
             ok = response.is_success
         except httpx.HTTPError:
