@@ -132,7 +132,8 @@ def _run(session: Coroutine[Any, Any, int]) -> int:
 
 def _tf_command() -> list[str]:
     found = shutil.which("tf")
-    return [found] if found else [sys.executable, "-m", "agentfirewall_proxy.cli"]
+    # -P: the client starts it in its own working directory, which must not shadow tf
+    return [found] if found else [sys.executable, "-P", "-m", "agentfirewall_proxy.cli"]
 
 
 def _client_file(ctx: Context) -> tuple[str, Path]:

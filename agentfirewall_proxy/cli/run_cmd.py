@@ -26,6 +26,7 @@ from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import AdminClient
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
+from agentfirewall_proxy.cli.state import on_this_machine
 from agentfirewall_proxy.runenv import (
     RunSpec,
     build_ca_bundle,
@@ -123,6 +124,19 @@ def _await_port(client: AdminClient, name: str, agent: dict[str, Any]) -> int | 
     return port
 
 
+def _check_gateway(ctx: Context) -> None:
+    """A cloned repository's `.tf/config.yaml` is anyone's: it must not choose another
+    machine's gateway for the agent's traffic and its proxy key (`TF_PROXY` names one)."""
+    target = ctx.target()
+    url = target.proxy_url
+    if not target.proxy_named and not on_this_machine(url):
+        raise CliError(
+            f"this project's files name the gateway {url}, which is not on this machine: "
+            "tf sends an agent's traffic to another machine's gateway only when you name it",
+            hint=f"if it is your gateway: `TF_PROXY={url} tf run ...`",
+        )
+
+
 def _proxy_for(ctx: Context, port: int | None) -> str:
     url = ctx.target().proxy_url
     if port is not None:
@@ -160,6 +174,7 @@ def _command(ctx: Context) -> list[str]:
 
 def run(ctx: Context) -> int:
     command = _command(ctx)
+    _check_gateway(ctx)
     name = str(ctx.args.name)
     body: dict[str, Any] = {"name": name}
     if ctx.args.enforcement:  # this run's traffic only: the gateway knows it by its key

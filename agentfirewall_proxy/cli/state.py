@@ -329,6 +329,7 @@ class Target:
     proxy_url: str
     project: Project | None
     source: str  # "--server", "TF_SERVER", "tf up", "config", "default"
+    proxy_named: bool = False  # the gateway came from TF_PROXY (else the project's files)
 
     @property
     def local(self) -> bool:
@@ -350,9 +351,12 @@ def resolve_target(project: Project | None, server_flag: str | None, env: dict[s
     if explicit[0]:
         # never send this project's admin token to a server named elsewhere
         url = check_url(explicit[0], explicit[1])
-        return Target(url, token, proxy or _proxy_of(project), project, explicit[1])
+        return Target(
+            url, token, proxy or _proxy_of(project), project, explicit[1], proxy is not None
+        )
     if project is None:
-        return Target(DEFAULT_SERVER, token, proxy or DEFAULT_PROXY, None, "default")
+        return Target(DEFAULT_SERVER, token, proxy or DEFAULT_PROXY, None, "default", True)
+    named = proxy is not None
     running = read_up_file(project.state_dir)
     if running is not None:
         url, source = str(running["server_url"]), "tf up"
@@ -363,7 +367,7 @@ def resolve_target(project: Project | None, server_flag: str | None, env: dict[s
     # a server the project's files name gets no token of the user's (a cloned repository's
     # `.tf/config.yaml` is anyone's), and the project's own only when it is on this machine
     admin = project.read_token("admin.token") if on_this_machine(url) else None
-    return Target(url, admin, proxy, project, source)
+    return Target(url, admin, proxy, project, source, named)
 
 
 def _proxy_of(project: Project | None) -> str:

@@ -200,3 +200,21 @@ def test_mcp_wrap_never_sends_the_projects_gateway_token_to_a_named_server(
     assert f"no gateway token for {named.url}" in done.stderr
     assert "set TF_GATEWAY_TOKEN" in done.stderr
     assert token not in named.everything()
+
+
+def test_a_gateway_elsewhere_that_only_the_projects_files_name_gets_no_agent(
+    bare_project: Project,
+) -> None:
+    """A cloned repository's `.tf/config.yaml` naming a gateway on another machine must not
+    carry the agent's traffic and its proxy key there; `TF_PROXY` names it on purpose."""
+    bare_project.tf("init")
+    config = bare_project.root / ".tf" / "config.yaml"
+    elsewhere = "http://gateway.invalid:8443"
+    text = config.read_text()
+    config.write_text(text.replace("http://127.0.0.1:8443", elsewhere))
+    assert elsewhere in config.read_text()
+    done = bare_project.tf("run", "--name", "Bot", "--", "true", check=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"this project's files name the gateway {elsewhere}" in done.stderr
+    assert f"TF_PROXY={elsewhere} tf run" in done.stderr
