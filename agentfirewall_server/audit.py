@@ -252,7 +252,23 @@ def export_jsonl(events: list[dict[str, Any]]) -> Iterator[str]:
         yield json.dumps(event, sort_keys=True) + "\n"
 
 
+#: What a spreadsheet reads as the start of a formula (or of a cell it re-parses): a cell
+#: starting with one is exported behind a `'` (OWASP, CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell Excel, LibreOffice and Google Sheets show as text, never run: anyone can
+    put text in the log (a failed sign-in records the email typed), and an admin opens the
+    export."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def export_csv(events: list[dict[str, Any]]) -> str:
+    """The events as CSV for a spreadsheet: a cell that would start a formula starts with
+    `'` (the JSON Lines export carries every value as stored: verify that one)."""
     out = io.StringIO()
     fields = [
         "id",
@@ -268,5 +284,6 @@ def export_csv(events: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
     for event in events:
-        writer.writerow({**event, "data": json.dumps(event["data"], sort_keys=True)})
+        row = {**event, "data": json.dumps(event["data"], sort_keys=True)}
+        writer.writerow({k: _cell(v) for k, v in row.items()})
     return out.getvalue()

@@ -100,6 +100,10 @@ overwritten by a late one (409, logged by the gateway as a warning). Until the v
 it, the gateway refreshes with the rotated token it holds; once the vault changed, with the
 vault's. Audited `connector.credential_rotated` (the connector, never the token). Storing a
 rotated token does not cost a new access token (the token cache ignores the refresh token).
+A token is cached under its connector's id, and the control plane never gives an id twice:
+another grant (an admin removes the connector and adds one with another user's refresh
+token, the same client) is a new connector id, so a token minted from the old grant is
+never served for the new one, by a gateway or by the control plane.
 
 **One refresh at a time.** Gateways and control-plane replicas that share a grant take
 turns at its token endpoint, so none ever sends a refresh token another has just used (an

@@ -172,7 +172,9 @@ def build_injector(connector_id: str, connector: Connector, kind: str, text: str
     Its token cache key is the connector id and a digest of the credential, so a changed
     credential never reuses a token minted from the old one. An OAuth2 refresh token is left
     out of the digest: storing a rotated one (``oauth2.py``) changes the credential but not
-    the grant, and must not cost a new token (which would rotate it again).
+    the grant, and must not cost a new token (which would rotate it again). Two refresh-token
+    grants of one client (two users) then differ in the connector id alone: the control
+    plane never gives an id twice (``routes/connectors.py``), so the id names one grant.
     """
     credential = parse_computed_credential(text, kind)
     if isinstance(credential, OAuth2Credential):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 from sqlalchemy import Connection, delete, select, update
@@ -33,6 +34,8 @@ from agentfirewall_server.store.schema import (
 from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
 
 __all__ = ["routes"]
+
+T = TypeVar("T")
 
 _Level = Literal["monitor", "soft_enforce", "full_enforce", "L0", "L1", "L2", "l0", "l1", "l2"]
 
@@ -136,6 +139,46 @@ def _insert_agent(conn: Connection, body: NewAgent, level: str, actor: str) -> t
     return agent_id, key
 
 
+class _Outdated(ApiError):
+    """The snapshot a route checked is outdated: the write found the agent revoked (or not
+    active) by a request or replica this one had not seen yet."""
+
+
+class _RevokedAlready(Exception):
+    """A revoke found the agent revoked already: nothing to change."""
+
+
+def _hold(conn: Connection, agent: AgentRecord, *, active: bool = False, **values: Any) -> None:
+    """Update `agent`'s row (with `values`; none: change nothing but lock it) only while it
+    is not revoked, and with `active` only while it is active, else `_Outdated` (409).
+
+    The route checked its in-memory snapshot, which a concurrent revoke, on this replica or
+    another, may have outdated: the check that counts is this one, in the write's own
+    transaction. Every change of an agent's status or keys goes through it, so a revoked
+    agent stays revoked and is never given a key (revoking takes the same row first).
+    """
+    allowed = agents.c.status == "active" if active else agents.c.status != "revoked"
+    changes = values or {"status": agents.c.status}
+    if conn.execute(
+        update(agents).where(agents.c.id == agent.id, allowed).values(**changes)
+    ).rowcount:
+        return
+    status = conn.execute(select(agents.c.status).where(agents.c.id == agent.id)).scalar()
+    if status in (None, "revoked"):
+        raise _Outdated(409, _removed(agent.name))
+    raise _Outdated(409, f"agent `{agent.name}` is {status}: activate it first")
+
+
+async def _change(state: AppState, job: Callable[[Connection], T]) -> T:
+    """`state.change_config(job)`; on `_Outdated` the snapshot is read again (it missed
+    another replica's change) before the 409 is answered."""
+    try:
+        return await state.change_config(job)
+    except _Outdated:
+        await state.reload()
+        raise
+
+
 def _find(request: Request) -> AgentRecord:
     ident = request.path_params["ident"]
     agent = state_of(request).snapshot.agent(ident)
@@ -233,9 +276,12 @@ async def patch_agent(request: Request) -> JSONResponse:
 def _set_status(agent: AgentRecord, status: str, actor: str) -> Any:
     def job(conn: Connection) -> list[dict[str, Any]]:
         stamp = now()
-        conn.execute(
-            update(agents).where(agents.c.id == agent.id).values(status=status, updated_at=stamp)
-        )
+        try:
+            _hold(conn, agent, status=status, updated_at=stamp)
+        except _Outdated:
+            if status == "revoked":  # revoked meanwhile: revoking again changes nothing
+                raise _RevokedAlready from None
+            raise
         data: dict[str, Any] | None = None
         denied: list[dict[str, Any]] = []
         if status == "revoked":
@@ -300,7 +346,11 @@ async def _status_endpoint(request: Request, status: str) -> JSONResponse:
             return json_ok(_agent_json(request, agent.id))
         raise ApiError(409, _removed(agent.name))
     state = state_of(request)
-    denied = await state.change_config(_set_status(agent, status, who.actor))
+    try:
+        denied = await _change(state, _set_status(agent, status, who.actor))
+    except _RevokedAlready:
+        await state.reload()  # by a request or replica this snapshot had not seen
+        return json_ok(_agent_json(request, agent.id))
     await state.limiter.forget(agent.id)
     await publish_decided(state, denied)
     return json_ok(_agent_json(request, agent.id))
@@ -327,6 +377,7 @@ async def rotate_agent(request: Request) -> JSONResponse:
 
     def job(conn: Connection) -> str:
         stamp = now()
+        _hold(conn, agent)  # not revoked meanwhile: no key for a revoked agent
         conn.execute(
             update(api_keys)
             .where(api_keys.c.agent_id == agent.id, api_keys.c.revoked_at.is_(None))
@@ -344,7 +395,7 @@ async def rotate_agent(request: Request) -> JSONResponse:
         )
         return key
 
-    key = await state_of(request).change_config(job)
+    key = await _change(state_of(request), job)
     return json_ok({"agent": _agent_json(request, agent.id), "api_key": key})
 
 
@@ -371,6 +422,7 @@ async def ensure_agent(request: Request) -> JSONResponse:
             if run_level is None:
                 return agent_id, key
         else:
+            _hold(conn, existing, active=True)  # not suspended or revoked meanwhile
             agent_id = existing.id
         environment = existing.environment if existing is not None else body.environment
         key = _issue_key(conn, agent_id, environment, kind)
@@ -381,7 +433,7 @@ async def ensure_agent(request: Request) -> JSONResponse:
         return agent_id, key
 
     try:
-        agent_id, key = await state.change_config(job)
+        agent_id, key = await _change(state, job)
     except IntegrityError:
         raise ApiError(409, f"agent `{body.name}` was created concurrently: retry") from None
     agent = _agent_json(request, agent_id)

@@ -27,7 +27,7 @@ from agentfirewall_server import refreshleases, tokens
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
-from agentfirewall_server.store.schema import connectors, credentials
+from agentfirewall_server.store.schema import audit_events, connectors, credentials
 from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
 
 __all__ = ["CONNECTOR_OPTIONS", "DOCUMENTED_TYPES", "connector_json", "routes"]
@@ -224,7 +224,18 @@ def _validate_options(ctype: str, options: dict[str, str]) -> None:
 
 
 def _next_id(conn: Connection, ctype: str) -> str:
+    """The new connector's id: one no connector ever had, not even one removed since.
+
+    An id names one credential for good: the gateways and the executor cache the tokens of
+    a computed credential under its connector's id (``build_injector``), and an OAuth2
+    refresh-token grant is told apart by nothing else (another user's grant of the same
+    client differs only in its refresh token, which the cache key leaves out so that a
+    rotation keeps the token). Every id ever given is in the audit log
+    (``connector.created``, append-only), ids given before this rule too.
+    """
     taken = {r.id for r in conn.execute(select(connectors.c.id).where(connectors.c.type == ctype))}
+    created = select(audit_events.c.subject).where(audit_events.c.event_type == "connector.created")
+    taken |= {r.subject for r in conn.execute(created)}
     n = 1
     while f"conn_{ctype}_{n}" in taken:
         n += 1

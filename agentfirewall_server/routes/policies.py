@@ -55,6 +55,12 @@ def _find(request: Request) -> dict[str, Any]:
     raise ApiError(404, f"no policy `{pid}`")
 
 
+def _gone(row: dict[str, Any]) -> ApiError:
+    """404 for a policy that `_find` read in the snapshot but the write no longer finds:
+    deleted meanwhile, by a request on this replica or another."""
+    return ApiError(404, f"no policy `{row['name']}`: it was deleted")
+
+
 def _create(text: str, policy: Policy, actor: str) -> Any:
     def job(conn: Connection) -> dict[str, Any]:
         stamp = now()
@@ -141,14 +147,12 @@ async def put_policy(request: Request) -> JSONResponse:
 
     def job(conn: Connection) -> dict[str, Any]:
         stamp = now()
-        version = (
-            int(
-                conn.execute(
-                    select(policies.c.version).where(policies.c.id == row["id"])
-                ).scalar_one()
-            )
-            + 1
-        )
+        stored = conn.execute(
+            select(policies.c.version).where(policies.c.id == row["id"])
+        ).scalar_one_or_none()
+        if stored is None:
+            raise _gone(row)
+        version = int(stored) + 1
         values = {
             "name": policy.name,
             "priority": policy.priority,
@@ -177,7 +181,10 @@ async def put_policy(request: Request) -> JSONResponse:
         )
         return {**row, **values}
 
-    return json_ok(policy_json(await state_of(request).change_config(job)))
+    try:
+        return json_ok(policy_json(await state_of(request).change_config(job)))
+    except IntegrityError:  # renamed concurrently to a name this snapshot had free
+        raise ApiError(409, f"a policy named `{policy.name}` exists", field="name") from None
 
 
 async def delete_policy(request: Request) -> Response:
@@ -186,7 +193,8 @@ async def delete_policy(request: Request) -> Response:
     row = _find(request)
 
     def job(conn: Connection) -> None:
-        conn.execute(delete(policies).where(policies.c.id == row["id"]))
+        if not conn.execute(delete(policies).where(policies.c.id == row["id"])).rowcount:
+            raise _gone(row)
         append_event(
             conn,
             "policy.deleted",
@@ -207,11 +215,12 @@ async def _toggle(request: Request, enabled: bool) -> JSONResponse:
 
     def job(conn: Connection) -> dict[str, Any]:
         stamp = now()
-        conn.execute(
+        if not conn.execute(
             update(policies)
             .where(policies.c.id == row["id"])
             .values(enabled=enabled, updated_at=stamp)
-        )
+        ).rowcount:
+            raise _gone(row)
         append_event(
             conn,
             "policy.updated",
