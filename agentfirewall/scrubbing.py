@@ -5,7 +5,9 @@ request, the control plane into an action it executes) builds a :class:`Scrubber
 from the header values it adds (:func:`scrubber_for`). Every form of the secret is searched
 for: the header value, the token after its scheme, for ``Basic`` the decoded ``user:pass``
 and its password, and of each of these the base64 (standard and URL-safe, padded or not),
-percent-encoded and JSON-escaped forms: in a body holding a backslash, any character of
+percent-encoded and JSON-escaped forms; and the token's (or password's) base64 inside a
+longer encoded stream, at each of the three offsets modulo 3 (``base64(b"id=x" + value)``:
+the characters that carry only its bits). In a body holding a backslash, any character of
 any form may be written as a JSON escape (``\\u005f``, any case of hex; ``\\/``), as an
 upstream's JSON encoder may write it, and is found as well (a JSON reader would hand the
 agent the secret itself).
@@ -57,15 +59,34 @@ def _encodings(secret: bytes) -> list[bytes]:
     return forms
 
 
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _within_base64(secret: bytes) -> list[bytes]:
+    """The base64 characters that encode only `secret`'s bits, wherever it sits in a longer
+    encoded stream (``base64(b"id=x" + secret)``): one core for each of the three offsets
+    modulo 3, standard and URL-safe. (An encoding of the secret alone is in `_encodings`.)"""
+    cores = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + secret)
+        # character i carries bits [6i, 6i + 6); the secret bits [8 shift, 8 (shift + n))
+        core = encoded[-(-8 * shift // 6) : 8 * (shift + len(secret)) // 6]
+        cores += [core, core.translate(_URL_SAFE)]
+    return cores
+
+
 def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
     """Every searched form of the credential header `values`, longest first."""
     bases: list[bytes] = []
+    secrets: list[bytes] = []  # what carries the secret: searched inside any base64 too
     for value in values:
         bases.append(value)
         scheme, space, token = value.partition(b" ")
         if not space:
+            secrets.append(value)
             continue
         bases.append(token.strip())
+        secrets.append(token.strip())
         if scheme.lower() == b"basic":
             try:
                 decoded = base64.b64decode(token.strip(), validate=True)
@@ -73,7 +94,10 @@ def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
                 continue
             bases.append(decoded)
             bases.append(decoded.partition(b":")[2])
+            secrets.append(decoded.partition(b":")[2])
     forms = {f for base in bases if base for f in _encodings(base) if len(f) >= _MIN_FORM}
+    # (a value's base64 at any offset holds its token's or password's core at some offset)
+    forms.update(f for s in secrets if s for f in _within_base64(s) if len(f) >= _MIN_FORM)
     forms.update(v for v in values if v)  # a whole header value, however short
     return tuple(sorted(forms, key=lambda f: (-len(f), f)))
 
@@ -137,7 +161,7 @@ class Scrubber:
     """The secrets of one connector's credential, and how to find them in bytes."""
 
     __slots__ = (
-        "_bytes", "_escaped", "_firsts", "_pattern", "_trigger", "forms", "longest",
+        "_bytes", "_escaped", "_firsts", "_needles", "_pattern", "_trigger", "forms", "longest",
         "replacements",
     )  # fmt: skip
 
@@ -147,7 +171,10 @@ class Scrubber:
         self.longest = max((len(f) for f in forms), default=0)
         self._firsts = tuple(sorted({f[:1] for f in forms}))
         self._bytes = frozenset(b for f in forms for b in f)  # bytes that occur in a secret
-        self._pattern = re.compile(b"|".join(re.escape(f) for f in forms))
+        # to tell whether any form is there, the forms that hold no other suffice (a base64
+        # form holds its core: where the core is not, neither is the form)
+        self._needles = tuple(f for f in forms if not any(o != f and o in f for o in forms))
+        self._pattern = re.compile(b"|".join(re.escape(f) for f in self._needles))
         # Every form with any of its bytes JSON-escaped, searched only near an escape of a
         # byte some form holds (`\u005f`): rare in real bodies, so a body full of `\"` or
         # Go's `\u003c` costs nothing more.
@@ -177,7 +204,7 @@ class Scrubber:
         if len(data) < _SMALL:  # one regex call beats a search per form on short input
             if self._pattern.search(data) is not None:
                 return True
-        elif any(form in data for form in self.forms):
+        elif any(form in data for form in self._needles):
             return True
         return b"\\" in data and bool(self._escaped_spans(data))
 

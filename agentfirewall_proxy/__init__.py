@@ -15,14 +15,16 @@ How the parts fit, bottom-up (a module imports only from its own line or the lin
                   socket and its parser); injection -> upstream (outbound connections);
                   hooks (addons on the request path)
     decisions     pipeline: pure functions over a parsed request, no sockets
-    config        snapshot (the compiled config) -> budgets; traffic, tracing, guard, relay
+    config        snapshot (the compiled config) -> budgets; traffic, tracing, guard, relay,
+                  codings (the request body's Content-Encoding, decoded or refused)
     control       control (the control-plane client) -> approvalbatch, configfile (a
                   --config-file's shape); flow -> entries
                   (the data one request carries: Flow, Refusal, Tunnel, agent/connector)
     leaves        http1 (sans-IO HTTP/1.1), scrub, wsframes, options, aliases, llmusage,
                   certs, runenv, tracecontext, budgetlease, deadline (one read timer
                   per connection) -> feedreader (a StreamReader with a one-frame read),
-                  freshlook (one shared, rate-limited config fetch for a key not known yet)
+                  freshlook (one shared, rate-limited config fetch for a key not known yet),
+                  eventscan (content rules over an event stream, event by event)
 
 Where a lower layer must name an upper one it takes a small Protocol instead:
 ``services.Services`` (the gateway, for the exchange and the connection),

@@ -10,17 +10,22 @@ requests wait for it rather than asking too). The control plane refuses past the
 exactly as for a reservation; a refusal that other gateways' idle slices could lift is
 asked again for a few seconds while they come back.
 
-After the response the debit is spent (a 2xx/3xx answer, or sent with no answer: it may
-have happened) or credited back (refused upstream, never sent). The gateway reports each
-lease's cumulative spend per agent every second when busy, every 5 seconds when not (so
-``used`` lags by that much; ``remaining`` never overstates: a slice counts in full);
-within a quarter second it hands back slices that expired or sat idle for half a second;
-shutting down hands back all.
+One lock per budget, taken in one order: two requests covered by different sets of budgets
+that share one (all Stripe calls counted, transfers summed) never lease that budget at
+once, so there is one current slice per budget and every slice is handed back.
+
+After the response the debit is spent (any answer below 400, a 101 upgrade included, or
+sent with no answer: it may have happened) or credited back (refused upstream, never
+sent). The gateway reports each lease's cumulative spend per agent every second when
+busy, every 5 seconds when not (so ``used`` lags by that much; ``remaining`` never
+overstates: a slice counts in full); within a quarter second it hands back slices that
+expired or sat idle for half a second; shutting down hands back all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,6 +44,9 @@ IDLE = 0.5
 #: How long a refusal that returning slices could lift is asked again.
 RETRY_FOR = 3.0
 _RETRY_EVERY = 0.2
+#: The most a lease may ask for beyond its request (the control plane's cap on `want`,
+#: ``routes/budgetleases.py``; no limit is higher, so asking more could not be granted).
+WANT_CAP = 1e15
 
 
 class LeaseControl(Protocol):
@@ -90,7 +98,7 @@ class Leases:
         self._errors = errors
         self._current: dict[str, Slice] = {}
         self._open: dict[str, Slice] = {}  # lease id -> not yet closed on the control plane
-        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # by budget key
         self._flusher: asyncio.Task[None] | None = None
         self._reported = 0.0  # loop time of the last report
         self._debits = 0  # local debits since then
@@ -118,14 +126,16 @@ class Leases:
 
         Returns the debits (for :meth:`finish`), or the control plane's refusal (a dict).
         Raises the control's error when the control plane cannot be asked."""
-        key = tuple(sorted(amounts))
         give_up = asyncio.get_running_loop().time() + RETRY_FOR
         while True:
             debits = self._debit(amounts)
             if debits is not None:
                 return debits
-            lock = self._locks.setdefault(key, asyncio.Lock())
-            async with lock:
+            async with contextlib.AsyncExitStack() as held:
+                # each budget's own lock, in one order (no deadlock): a request covered by
+                # {A} and one by {A, B} never lease A at once (one slice would be lost)
+                for ident in sorted(amounts):
+                    await held.enter_async_context(self._locks.setdefault(ident, asyncio.Lock()))
                 debits = self._debit(amounts)  # another request leased meanwhile
                 if debits is not None:
                     return debits
@@ -148,7 +158,9 @@ class Leases:
                 used = old.granted - old.left
                 old.retire()
                 handing_back.append(old.report())
-            want[names[ident]] = max(8 * amount, 2 * used)
+            # (at most what the control plane takes: a huge request is refused as past
+            # the limit, 403, not as a malformed lease)
+            want[names[ident]] = min(max(8 * amount, 2 * used), WANT_CAP)
         # the old slices' leftovers go back in the same transaction (cumulative reports:
         # the next flush sends them again, harmlessly)
         answer = await self.control.lease_budget(
@@ -163,6 +175,9 @@ class Leases:
             granted, ident = float(raw["amount"]), str(raw["budget"])
             found = Slice(ident, str(raw["lease"]), granted, now + float(raw["seconds"]),
                           granted, now)  # fmt: skip
+            displaced = self._current.get(ident)
+            if displaced is not None:  # (the locks prevent it) never left active unseen:
+                displaced.retire()  # a slice not current would never be handed back
             self._current[ident] = found
             self._open[found.lease] = found
             amount = float(raw["request"])  # the control plane's measure of this request

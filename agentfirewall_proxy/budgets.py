@@ -11,8 +11,11 @@ forwarded (atomic there). Past the limit a request is refused (403 ``budget_exce
 the reason names the budget) or held for approval; the control plane unreachable refuses
 it (503: fail closed). After the response a debit is spent or credited back (see
 ``budgetlease.py``) and a reservation is settled (the settlements of the same moment in
-one call) (a 2xx/3xx answer, with the LLM ``usage`` read from
-it) or released (the upstream refused or could not be reached), in the background.
+one call) (any answer below 400, an upgrade's 101 included, with the LLM ``usage`` read
+from it) or released (the upstream refused, 4xx/5xx, or could not be reached), in the
+background. An upgraded connection (a WebSocket) carries no ``usage`` the gateway can read:
+a token or cost budget refuses it (:func:`refuse_unmetered`) rather than let it spend
+unmeasured.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.budgetspend import LLM_MEASURES, spend_of
+from agentfirewall.connectors import action_aliases
 from agentfirewall.decisions import Decision
 from agentfirewall.policy.globs import Glob, compile_glob
 from agentfirewall_proxy.budgetlease import Leases
@@ -33,7 +37,7 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.control import Control
     from agentfirewall_proxy.flow import Flow
 
-__all__ = ["BudgetScope", "Budgets", "budget_fields", "compile_budgets"]
+__all__ = ["BudgetScope", "Budgets", "budget_fields", "compile_budgets", "refuse_unmetered"]
 
 _SETTLE_TRIES = 5
 #: Settlements of the same moment go in one call (gathered this long, at most _BATCH).
@@ -61,11 +65,12 @@ class BudgetScope:
     id: str = ""
 
     def covers(self, agent: str, connector: str, action: str) -> bool:
-        return (
-            connector == self.connector
-            and (self.agents is None or agent in self.agents)
-            and self.glob.matches(action)
-        )
+        """Whether the budget covers `action`, by its name or another spelling of it
+        (``http.post`` is ``generic.post``: ``agentfirewall.connectors.action_aliases``; the
+        control plane matches the same way, ``routes/budgets.py``)."""
+        if connector != self.connector or (self.agents is not None and agent not in self.agents):
+            return False
+        return self.glob.matches(action) or any(map(self.glob.matches, action_aliases(action)))
 
 
 def compile_budgets(entries: list[dict[str, Any]]) -> tuple[BudgetScope, ...]:
@@ -191,8 +196,10 @@ class Budgets:
 
     def settle(self, flow: Flow) -> None:
         """Settle or release `flow`'s reservation (once), in the background."""
-        # sent and no answer: it may have happened (never under-count); not sent: released
-        ok = 200 <= flow.status < 400 if flow.answered else flow.sent
+        # only a refusal (4xx/5xx) gives the spend back: any other answer (a 101 upgrade
+        # too: the connection is open, whatever it carries is spent), or sent with no
+        # answer, may have happened (never under-count); not sent: released
+        ok = flow.status < 400 if flow.answered else flow.sent
         leased, flow.leased = flow.leased, None
         if leased is not None and flow.agent is not None:
             self.leases.finish(leased, flow.agent.name, ok)
@@ -247,6 +254,21 @@ class Budgets:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
             await asyncio.sleep(0)  # their done callbacks leave the set
         await self.leases.drain()
+
+
+def refuse_unmetered(scopes: tuple[BudgetScope, ...], flow: Flow) -> None:
+    """Refuse an upgraded connection (101, a WebSocket such as OpenAI's Realtime API) that a
+    token or cost budget covers: its spend is read from ``usage`` in a response, and an
+    upgraded connection has none the gateway reads (its frames carry usage in each API's
+    own events, for as long as the connection lasts), so it would spend without limit.
+    Fail closed: 403 ``budget_unmetered``, before any frame is relayed either way."""
+    names = sorted({s.name for s in covering(scopes, flow) if s.llm})
+    named = ", ".join(f"`{n}`" for n in names) or "an LLM budget"
+    reason = (f"budget {named} counts LLM usage, which an upgraded connection (websocket) "
+              "does not report: refused; use the HTTP API, or remove the budget for this "
+              "agent or action")  # fmt: skip
+    flow.decision = Decision("deny", reason, decided_outcome="deny")
+    raise Refusal(403, "budget_unmetered", reason)
 
 
 def _local_amounts(covered: list[BudgetScope], parameters: Any) -> dict[str, float] | None:

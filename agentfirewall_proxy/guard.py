@@ -23,7 +23,7 @@ from agentfirewall.content import (
     body_pieces,
     content_attributes,
     describe,
-    redact_text,
+    redact_value,
     request_pieces,
     scan_pieces,
 )
@@ -65,18 +65,8 @@ def note_findings(flow: Flow, findings: list[Finding], what: str) -> None:
 
 
 def redacted_spec(scanner: Scanner, spec: dict[str, object]) -> dict[str, object]:
-    """An action spec's strings with every detection replaced (what an approver sees)."""
-    names = scanner.names
-
-    def clean(value: object) -> object:
-        if isinstance(value, str):
-            return redact_text(scanner, value, names)[0]
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
-    result = clean(spec)
+    """An action spec's strings and keys with every detection replaced (what an approver
+    sees)."""
+    result = redact_value(scanner, spec, scanner.names)
     assert isinstance(result, dict)
     return result

@@ -9,8 +9,10 @@ header, a body beyond the inspection limit or a compressed one is refused (fail 
 Response (a policy reads ``response.*``): the body is decoded (the gateway asked for
 ``identity``; gzip/deflate are decoded, anything else refused), scrubbed of the injected
 credential as usual, and scanned. A server-sent event stream is checked event by event
-and streamed; any other body is read whole (up to the inspection limit: a larger one is
-cut, fail closed) and checked before its head is sent. The verdict
+as its consumer reads it (``eventscan.py``: JSON data decoded, each field's text joined
+across events) and streamed; any other body is read whole (up to the inspection limit: a
+larger one is cut, fail closed) and checked before its head is sent. Bytes that do not
+decode are answered 502 before the head, and end an event stream after it. The verdict
 (``agentfirewall.policy.guard.response_verdict``): ``cut`` answers 502
 ``response_blocked`` (or ends the event stream), ``redact`` replaces, ``pass`` relays;
 every detection is flagged in the flow's reason (traffic log) and counters. In
@@ -33,6 +35,8 @@ from agentfirewall.content import (
 )
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import GuardPlan, response_verdict
+from agentfirewall_proxy.codings import content_codings
+from agentfirewall_proxy.eventscan import EventReader, event_end, redact_events
 from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guard import content_attributes, note_findings
 from agentfirewall_proxy.http1 import END, Head, ResponseHead, chunk, serialize_response_head
@@ -41,6 +45,8 @@ from agentfirewall_proxy.scrub import ScrubError, body_decoder
 from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from agentfirewall_proxy.client import ClientConnection
     from agentfirewall_proxy.services import Services
 
@@ -73,15 +79,18 @@ def redact_request(
     if not complete:
         raise Refusal(413, "body_too_large", "request body larger than the inspection limit: "
                       "cannot redact it")  # fmt: skip
-    if head.get(b"content-encoding") not in (None, b"identity"):
+    if content_codings(head):  # (every Content-Encoding header: the upstream reads them all)
         raise Refusal(415, "unsupported_encoding", "a compressed request body cannot be redacted")
     ctype = (head.get(b"content-type") or b"").decode("latin-1")
     body, flow.redacted = redact_body(scanner, prefix, ctype, flow.redact)
     return body
 
 
-def _verdict(gateway: Services, flow: Flow, findings: list[Finding]) -> tuple[str, frozenset[str]]:
-    """What to do with a response's detections (monitor level: only flag)."""
+def _verdict(
+    gateway: Services, flow: Flow, findings: list[Finding], spanning: list[Finding] | None = None
+) -> tuple[str, frozenset[str]]:
+    """What to do with a response's detections (monitor level: only flag). `spanning`:
+    those begun in events relayed already, which cannot be redacted (cut instead)."""
     config = gateway.require_config()
     assert flow.agent is not None
     flow.response_findings += len(findings)
@@ -107,6 +116,9 @@ def _verdict(gateway: Services, flow: Flow, findings: list[Finding]) -> tuple[st
     rule = f" by rule `{label}`" if label else ""
     if outcome == "cut":  # the refusal's message is the flow's reason
         raise Refusal(502, "response_blocked", f"response cut{rule}: {describe(findings)}")
+    if outcome == "redact" and (begun := [f for f in spanning or () if f.detector in names]):
+        raise Refusal(502, "response_blocked", f"response cut{rule}: {describe(begun)} spans "
+                      "events relayed already: it cannot be redacted")  # fmt: skip
     note_findings(flow, findings, f"response {what}{rule}")
     return outcome, names
 
@@ -144,8 +156,6 @@ async def guarded_respond(
     ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
     sse = ctype.split(";")[0].strip().lower() == "text/event-stream"
     close_delimited = response.content_length is None and not response.chunked
-    limit = gateway.options.body_inspect_limit
-    timeout = gateway.options.io_timeout
 
     def clean(data: bytes) -> bytes:
         pieces = decoder.feed(data) if decoder is not None else [data]
@@ -162,23 +172,10 @@ async def guarded_respond(
     if sse:
         return await _relay_events(gateway, conn, head, flow, up, response, headers, reason,
                                    (scanner, clean, rest, close_delimited))  # fmt: skip
-    body = bytearray()
-    while True:
-        try:
-            event = await up.next_event(timeout)
-        except (TimeoutError, OSError):
-            event = None
-        if isinstance(event, bytes):
-            flow.bytes_in += len(event)
-            body += clean(event)
-            if len(body) > limit:
-                raise Refusal(502, "response_too_large", f"response larger than the {limit}-byte "
-                              "inspection limit: the content rules cannot check it")  # fmt: skip
-            continue
-        if event is END or (event is EOF and close_delimited):
-            body += rest()
-            break
-        raise Refusal(502, "upstream_error", "the upstream response ended early")
+    try:  # (nothing is sent yet: bytes that do not decode are answered 502)
+        body, event = await _read_whole(gateway, flow, up, clean, rest, close_delimited)
+    except ScrubError as exc:
+        raise Refusal(502, "upstream_error", str(exc)) from None
     data = bytes(body)
     # a cut raises Refusal: the caller aborts the upstream connection and answers 502
     outcome, names = _verdict(gateway, flow, _scan(scanner, data, ctype, "body"))
@@ -197,6 +194,35 @@ async def guarded_respond(
     return keep
 
 
+async def _read_whole(
+    gateway: Services,
+    flow: Flow,
+    up: UpstreamConnection,
+    clean: Callable[[bytes], bytes],
+    rest: Callable[[], bytes],
+    close_delimited: bool,
+) -> tuple[bytearray, object]:
+    """The whole response body, decoded and scrubbed, and how it ended (END or EOF)."""
+    limit = gateway.options.body_inspect_limit
+    body = bytearray()
+    while True:
+        try:
+            event = await up.next_event(gateway.options.io_timeout)
+        except (TimeoutError, OSError):
+            event = None
+        if isinstance(event, bytes):
+            flow.bytes_in += len(event)
+            body += clean(event)
+            if len(body) > limit:
+                raise Refusal(502, "response_too_large", f"response larger than the {limit}-byte "
+                              "inspection limit: the content rules cannot check it")  # fmt: skip
+            continue
+        if event is END or (event is EOF and close_delimited):
+            body += rest()
+            return body, event
+        raise Refusal(502, "upstream_error", "the upstream response ended early")
+
+
 async def _relay_events(
     gateway: Services,
     conn: ClientConnection,
@@ -206,16 +232,16 @@ async def _relay_events(
     response: ResponseHead,
     headers: list[tuple[bytes, bytes]],
     reason: bytes,
-    tools: tuple[Scanner, object, object, bool],
+    tools: tuple[Scanner, Callable[[bytes], bytes], Callable[[], bytes], bool],
 ) -> bool:
-    """An event stream, checked one event at a time: a cut ends the stream there."""
+    """An event stream, checked one event at a time (``eventscan.py``): a cut, or bytes
+    that do not decode, end the stream there (its head is sent: no 502 can follow)."""
     scanner, clean, rest, close_delimited = tools
-    assert callable(clean)
-    assert callable(rest)
     chunked = head.version == "1.1"
     headers.append((b"Transfer-Encoding", b"chunked") if chunked else (b"Connection", b"close"))
     conn.write(serialize_response_head(response.status, reason, headers))
     await conn.flush()
+    reader = EventReader(scanner)
     pending = b""
     number = 0
     limit = gateway.options.body_inspect_limit
@@ -225,25 +251,29 @@ async def _relay_events(
         except (TimeoutError, OSError):
             event = EOF
         ended = event is END or (event is EOF and close_delimited)
-        if isinstance(event, bytes):
-            flow.bytes_in += len(event)
-            pending += clean(event)
-        elif ended:
-            pending += rest()
-        else:
+        try:
+            if isinstance(event, bytes):
+                flow.bytes_in += len(event)
+                pending += clean(event)
+            elif ended:
+                pending += rest()
+            else:
+                event = None
+        except ScrubError as exc:
+            flow.reason, event = str(exc), None
+        if event is None:
             up.abort()
             conn.abort()
             return False
         out = b""
         while True:
-            cut_at = _event_end(pending)
+            cut_at = event_end(pending)
             if cut_at < 0 and not (ended and pending):
                 break
             piece, pending = (pending[:cut_at], pending[cut_at:]) if cut_at >= 0 else (pending, b"")
             number += 1
-            findings = _scan(scanner, piece, "text/plain", f"body.event{number}")
             try:
-                outcome, names = _verdict(gateway, flow, findings)
+                piece = _checked_event(gateway, flow, reader, piece, number)
             except Refusal as exc:  # the head is sent: the stream ends here, cut
                 flow.reason = exc.message
                 if out:
@@ -252,8 +282,6 @@ async def _relay_events(
                 await conn.flush()
                 conn.abort()
                 return False
-            if outcome == "redact":
-                piece = redact_body(scanner, piece, "text/plain", names)[0]
             out += piece
         if len(pending) > limit:
             up.abort()
@@ -273,7 +301,12 @@ async def _relay_events(
             return chunked and head.keep_alive and conn.clean
 
 
-def _event_end(data: bytes) -> int:
-    """The index just past the first complete event (a blank line), or -1."""
-    ends = [i + n for i, n in ((data.find(b"\n\n"), 2), (data.find(b"\r\n\r\n"), 4)) if i >= 0]
-    return min(ends) if ends else -1
+def _checked_event(
+    gateway: Services, flow: Flow, reader: EventReader, piece: bytes, number: int
+) -> bytes:
+    """One event as it may go on (redacted if need be); Refusal when it is cut."""
+    findings, spanning = reader.findings(piece, number)
+    outcome, names = _verdict(gateway, flow, findings, spanning)  # (a cut raises)
+    if outcome != "redact":
+        return piece
+    return redact_events(reader.scanner, piece, names)

@@ -6,7 +6,8 @@
     authenticate                which agent (407 when no valid proxy credential)
     snapshot.route              which connector (none: deny, the seed's deny-all)
     clean_path                  one canonical path (dot-segments, %2e, control bytes)
-    http_request                the connector's view (a gzip/deflate body decoded, capped)
+    http_request                the connector's view (a gzip/deflate body decoded, capped;
+                                one it cannot read one way only: 415)
     decide                      connector.parse -> engine.evaluate (fail closed; a body not
                                 fully inspected gets the strictest outcome a rule could give)
     bind_request                what an approval binds: method, host, path, query, body digest
@@ -23,7 +24,6 @@ import hashlib
 import json
 import re
 import time
-import zlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus
@@ -34,6 +34,7 @@ from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import redactions
 from agentfirewall.policy.record import record_input
 from agentfirewall.policy.unseen import unseen_decision
+from agentfirewall_proxy.codings import content_codings, decoded_body, read_as_sent
 from agentfirewall_proxy.flow import Flow, Refusal
 from agentfirewall_proxy.guard import content_attributes, request_findings
 from agentfirewall_proxy.http1 import Head, serialize_response_head
@@ -266,15 +267,17 @@ def http_request(
 ) -> HttpRequest:
     """The connector's view of the request (secret-bearing headers included: parse only).
 
-    A ``gzip`` or ``deflate`` body is decoded (at most `limit` bytes: more is a prefix) and
-    its ``Content-Encoding`` dropped from this view; a body that does not decode keeps its
-    encoding, which connectors that read bodies refuse (fail closed).
+    A body read to decide on (`limit`: the inspection limit) is seen as the upstream will
+    read it: a ``gzip`` or ``deflate`` body is decoded (at most `limit` bytes: more is a
+    prefix) and ``Content-Encoding`` dropped from this view, so the connector and the
+    content guard read the same bytes. A body the gateway cannot decode completely and
+    unambiguously is refused (415, ``codings.decoded_body``).
     """
     headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers])
-    if body and limit and (encoding := head.get(b"content-encoding")) is not None:
-        decoded = _decoded(encoding.strip().lower(), body, complete, limit)
-        if decoded is not None:
-            body, complete = decoded
+    if body and limit and b"content-encoding" in head.names:
+        codings = content_codings(head)
+        if not read_as_sent(codings):
+            body, complete = decoded_body(codings, body, complete, limit)
             headers = tuple(h for h in headers if h[0].lower() != "content-encoding")
     return HttpRequest(
         method=flow.method,
@@ -287,28 +290,6 @@ def http_request(
         body=body,
         body_complete=complete,
     )
-
-
-_WBITS = {b"gzip": 31, b"x-gzip": 31, b"deflate": 15}
-
-
-def _decoded(encoding: bytes, body: bytes, complete: bool, limit: int) -> tuple[bytes, bool] | None:
-    """(decoded body, whether whole) of a gzip/deflate body; None when it cannot be read."""
-    wbits = _WBITS.get(encoding)
-    if wbits is None:
-        return None
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        return None
-    if len(out) > limit:
-        return out[:limit], False
-    if not complete:
-        return out, False
-    if not inflater.eof or inflater.unused_data:
-        return None  # cut short, or more members/trailing bytes an upstream might read
-    return out, True
 
 
 def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision:

@@ -5,7 +5,9 @@ Both directions are re-framed by the gateway: a response keeps its ``Content-Len
 Server-sent events pass chunk by chunk as they arrive. When the connector injects a
 credential, every form of it is replaced in the status line, headers and body
 (``scrub.py``), in WebSocket frames (``wsframes.py``) and in any other upgraded stream; a
-body the gateway cannot search (a compression it cannot decode) is refused or cut.
+body the gateway cannot search (a compression it cannot decode) is refused or cut. An
+upgrade a token or cost budget covers is refused (403 ``budget_unmetered``) once the
+upstream agrees to it, before anything is relayed: its usage could not be measured.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from agentfirewall_proxy.budgets import refuse_unmetered
 from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guarded import guarded_respond, guards_response
 from agentfirewall_proxy.http1 import (
@@ -26,7 +29,7 @@ from agentfirewall_proxy.http1 import (
     serialize_response_head,
 )
 from agentfirewall_proxy.llmusage import UsageReader
-from agentfirewall_proxy.pipeline import Flow
+from agentfirewall_proxy.pipeline import Flow, Refusal
 from agentfirewall_proxy.relay import relay
 from agentfirewall_proxy.scrub import (
     ScrubbedBody,
@@ -96,6 +99,8 @@ async def respond(
         reason, headers, found = scrubber.response_head(reason, headers)
         flow.scrubbed += found
     if response.status == 101 and upgrade is not None:
+        if flow.llm_budget:  # no `usage` to settle from: refused before a frame passes
+            refuse_unmetered(gateway.require_config().budgets, flow)
         relayed = _upgraded_scrubber(scrubber, headers)
         conn.write(serialize_response_head(101, reason, headers))
         if upgrade.tail:
@@ -245,16 +250,17 @@ async def _stream_response_body(
     What the upstream already sent is written in one go (with the head, in `pending`, when
     the body came with it); whenever nothing more is at hand, what is pending goes out.
     With a credential injected, `body` decodes and scrubs it on the way (an undecodable
-    body is cut: None).
+    body is cut: None; :class:`Refusal` 502 while nothing was written yet).
     """
     chunk_out, close_delimited = framing
     timeout = gateway.options.io_timeout
     events = up.parser.events
+    unsent = bool(pending)  # the head is in `pending` until written
     try:
         while True:
             if pending and not events:
                 conn.write(pending)
-                pending = b""
+                pending, unsent = b"", False
                 await conn.flush()
             # what is parsed already is taken as `up.next_event` would, without a coroutine
             event = events.popleft() if events else await up.next_event(timeout)
@@ -274,7 +280,10 @@ async def _stream_response_body(
                 conn.write(pending + b"0\r\n\r\n" if chunk_out else pending)
                 return event is END
             return None
-    except ScrubError:
+    except ScrubError as exc:
+        flow.reason = str(exc)
+        if unsent:  # nothing went out yet: a 502 says why
+            raise Refusal(502, "upstream_error", str(exc)) from None
         return None
     finally:
         if body is not None:

@@ -4,7 +4,8 @@ Read by the agent API (`routes/actions.py`: status, wait) and by the execute rou
 (`routes/execute.py`), which claims the row before it runs the action. An action that a
 budget covers holds a reservation (``reservation`` in its stored ``response``, made by
 `routes/sdkspend.py`): `finish_spend` releases it when the action is denied or expires
-(`approvals`) and settles or releases it when it is executed (`routes/execute.py`).
+(`approvals`) and settles or releases it when it is executed (`routes/execute.py`);
+`redate_spend` counts it from its approval on (it happens from then).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from agentfirewall_server.budgetstore import settle
+from agentfirewall_server.budgetstore import redate, settle
 from agentfirewall_server.store.schema import action_requests, approvals, used_nonces
 
-__all__ = ["finish_spend", "free_tokens", "load_action", "reservation_of"]
+__all__ = ["finish_spend", "free_tokens", "load_action", "redate_spend", "reservation_of"]
 
 
 def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
@@ -54,3 +55,10 @@ def finish_spend(conn: Connection, action_id: str, *, ok: bool, now: float) -> i
     if reservation is None:
         return 0
     return settle(conn, reservation, {}, ok=ok, usage=None, model=None, prices={}, now=now)
+
+
+def redate_spend(conn: Connection, action_id: str, *, now: float) -> int:
+    """An approved action's reservation counts from the approval on: a rolling window
+    must not let it go when the action has not even happened yet (held past a window)."""
+    reservation = reservation_of(conn, action_id)
+    return 0 if reservation is None else redate(conn, reservation, now)

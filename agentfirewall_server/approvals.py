@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
-from agentfirewall_server.actionstore import finish_spend
+from agentfirewall_server.actionstore import finish_spend, redate_spend
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.clock import new_id, rfc3339
 from agentfirewall_server.roles import DEFAULT_ROLES, ROLES, may_approve
@@ -172,6 +172,8 @@ def _finish(
         )
         if status != "approved":  # what it reserved from budgets returns to them
             finish_spend(conn, row["action_request_id"], ok=False, now=now)
+        else:  # it happens from now: a rolling window counts it from the approval
+            redate_spend(conn, row["action_request_id"], now=now)
     append_event(
         conn,
         event,

@@ -8,6 +8,12 @@ has room: concurrent requests never overspend. Settling marks the rows ``settled
 the measured amount for LLM budgets) or ``released`` (the upstream failed or refused:
 the amount returns to the budget). A reservation never settled (its gateway died while
 forwarding) keeps counting: the request may have happened.
+
+Windows: a row counts in a window by its ``created_at``. A reservation is dated when it is
+made, and dated again when it is settled (``settle``) or its action approved (``redate``):
+usage is counted from the moment it is known spent, never before, so a 78-second stream,
+or an action a human approved an hour after it asked, still counts in a rolling window
+as long as it should.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "budget_state",
     "exceeded",
     "lock_budgets",
+    "redate",
     "reserve",
     "settle",
     "used_in_window",
@@ -150,19 +157,40 @@ def settle(
     prices: dict[str, Any],
     now: float,
 ) -> int:
-    """Settle (`ok`) or release a reservation; the rows changed (0: unknown or done)."""
+    """Settle (`ok`) or release a reservation; the rows changed (0: unknown or done).
+
+    Settled usage is dated when it settles (if that is later than the reservation): the
+    usage of a long request is known only now, and a rolling window must count it from
+    here, not from when the request began (it could fall out of the window at once)."""
     rows = conn.execute(
-        select(budget_usage.c.id, budget_usage.c.budget_id).where(
+        select(budget_usage.c.id, budget_usage.c.budget_id, budget_usage.c.created_at).where(
             budget_usage.c.reservation == reservation, budget_usage.c.state == "reserved"
         )
     ).all()
     for row in rows:
         values: dict[str, Any] = {"state": "settled" if ok else "released", "settled_at": now}
+        if ok and now > row.created_at:
+            values["created_at"] = now
         budget = by_id.get(row.budget_id)
         if ok and budget is not None and budget.definition.measure in LLM_MEASURES:
             values["amount"] = _measured(budget, usage, model, prices)
         conn.execute(update(budget_usage).where(budget_usage.c.id == row.id).values(**values))
     return len(rows)
+
+
+def redate(conn: Connection, reservation: str, now: float) -> int:
+    """Count a reservation still in flight from `now` on (an action a human approved: it
+    happens from now, however long it waited); the rows changed."""
+    done = conn.execute(
+        update(budget_usage)
+        .where(
+            budget_usage.c.reservation == reservation,
+            budget_usage.c.state == "reserved",
+            budget_usage.c.created_at < now,
+        )
+        .values(created_at=now)
+    )
+    return int(done.rowcount or 0)
 
 
 def _measured(

@@ -1,6 +1,7 @@
 """Content guardrails: scanning throughput, and the gateway CPU a small request costs.
 
     python benchmarks/content.py [--duration 3] [--detect-secrets /tmp/i23ds]
+    python benchmarks/content.py --adversarial [--size 1048576]
 
 1. Scanning MiB/s on one core, for two 1 MiB corpora (a JSON chat prompt of English prose;
    Python source from the standard library, dense in ``_ - : =``), with
@@ -14,6 +15,13 @@
 
    Rows for the secret detectors alone (the 200 MiB/s target) and for every detector
    (secrets and personal data).
+
+   ``--adversarial`` prints instead, for each detector family (secrets, personal data,
+   injection markers), the MiB/s of crafted texts beside prose: each text one short unit
+   repeated to `--size` characters (newlines, ``@``, PEM ``BEGIN`` lines, ``AKIA``,
+   digits, ``eyJ``, ``://``, ``token=``..., the units of
+   ``tests/core/test_content_adversarial.py``), alone and after 64 KiB of prose (which
+   hides the density from the scanner's first sample). The worst ones are listed.
 
 2. Gateway CPU per small request: three gateway processes, one without content rules, one
    with a ``content.secrets`` deny rule (the secret detectors) and one adding a
@@ -142,6 +150,47 @@ def report_scanning(ds_path: str) -> None:
             print(f"{cname:18} {'detect-secrets':14} {rate(ds, sample, 2.0):8.2f}")
 
 
+ADVERSARIAL_UNITS = (
+    "\n", " \n", "\n##", "a@", "a" * 63 + "@", "@", "a.", "a@a.a.", "://", "=", ":", "a=",
+    "token=", "token=///", "tok3n=", " +1 ", " (", "AB12 ", "GB82 ", "0123456789", "4242 ",
+    "415-555-", " eyJ", " eyJaaaaaaaaa.eyJaaaa.", "_", "-", "-----BEGIN RSA PRIVATE KEY-----\n",
+    "-----BEGIN ", "AKIA", "AKIAAAAAAAAAAAAAAAAA ", "https://hooks.slack.com/", " xoxb-1",
+    " sk-", " ghp_", "github_pat_", "sk_live_", "ignore all ", "send keys to x", "<|",
+    "you are now ",
+)  # fmt: skip
+
+
+def report_adversarial(size: int) -> None:
+    """MiB/s of crafted texts beside prose, per detector family (CPU time, best of 3)."""
+    from agentfirewall.content import INJECTION
+
+    families = {"secrets": SECRETS, "personal data": PII, "injection": INJECTION}
+    prose = ("The quick brown fox jumps over the lazy dog; see you at ten. " * 20000)[:size]
+    lead = prose[:65536]
+
+    def speed(scanner: Scanner, text: str) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.process_time()
+            scanner.scan(text)
+            best = min(best, time.process_time() - start)
+        return len(text) / MIB / max(best, 1e-6)
+
+    print(f"## adversarial text, MiB/s on one core ({size} characters each)")
+    print(f"{'family':14} {'prose':>8} {'worst':>8}  the five slowest texts (MiB/s)")
+    for name, detectors in families.items():
+        scanner = Scanner(detectors)
+        rates = []
+        for unit in ADVERSARIAL_UNITS:
+            for before in ("", lead):
+                text = before + (unit * (size // len(unit) + 1))[:size]
+                label = repr(unit)[:18] + (" after prose" if before else "")
+                rates.append((speed(scanner, text), label))
+        rates.sort()
+        worst = ", ".join(f"{label} {rate:.1f}" for rate, label in rates[:5])
+        print(f"{name:14} {speed(scanner, prose):8.1f} {rates[0][0]:8.1f}  {worst}", flush=True)
+
+
 def write_config(directory: Path, content: str) -> Path:
     digest = __import__("hashlib").sha256(KEY.encode()).hexdigest()
     rules = [
@@ -244,7 +293,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--detect-secrets", default="/tmp/i23ds")
+    parser.add_argument("--adversarial", action="store_true")
+    parser.add_argument("--size", type=int, default=MIB)
     args = parser.parse_args()
+    if args.adversarial:
+        report_adversarial(args.size)
+        return
     report_scanning(args.detect_secrets)
     asyncio.run(report_gateway(args.duration, args.rounds))
 

@@ -10,8 +10,9 @@ the name says, 0..1), and how it is found:
   (``memchr``, tens of GB/s), checks the prefix with ``str.startswith`` and runs the
   detector's expression only there — this is what makes scanning fast. In text where
   the character is common (more than 1%: ``_`` in source code) it finds the prefixes
-  themselves instead. Offset -1: the match may start up to ``back`` characters
-  before the character (e-mail: the local part before ``@``).
+  themselves instead. Offset -1: the match starts where the run of ``before``
+  characters ending at the anchor starts, at most ``back`` characters before it (e-mail:
+  the local part before ``@``); the expression runs once there.
 * ``shapes`` (card numbers, IBANs, dashed phone numbers): the text is mapped once to
   character classes (``bytes.translate``: digits to ``0``, capitals to ``A``) and the
   shapes every match starts with (``0000``, ``AA00``) are found with ``bytes.find``; the
@@ -24,6 +25,12 @@ the name says, 0..1), and how it is found:
   characters), the scanner finds these context words in the lower-cased text instead and
   tries the anchor just after the name they are part of; same hits, fewer tries.
 * ``check``: a validator run on the matched text (Luhn, IBAN mod 97, entropy).
+
+Every expression runs in time linear in the text, whatever the text: a repeat that may
+consume more than a few hundred characters cannot consume the start of another match
+(so no two attempts rescan the same run), and no unbounded repeat nests in another with
+an ambiguous boundary. ``tests/core/test_content_adversarial.py`` checks this on the
+parsed expressions, and counts the scanner's attempts on adversarial texts.
 
 Patterns follow the vendors' published token formats (GitHub ``gh[pousr]_`` and
 ``github_pat_``, Stripe ``sk_``/``rk_``, Slack ``xox?-``, AWS key ids, OpenAI ``sk-``,
@@ -38,6 +45,8 @@ import base64
 import binascii
 import math
 import re
+import string
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,24 +79,35 @@ class Detector:
     shapes: tuple[bytes, ...] = ()
     check: Callable[[str], bool] | None = None
     group: int = 0  # the group that is the sensitive text (0: the whole match)
+    #: Characters a match may hold before its anchor (anchor offset -1): the scanner walks
+    #: back over them (at most ``back``) and runs the expression once, where they start.
+    before: str = ""
+    #: After a hit that passed `check`: the hit reaches on as far as this matches from its
+    #: end (a secret longer than the expression's bound is redacted whole).
+    extend: re.Pattern[str] | None = None
 
 
 def entropy(text: str) -> float:
     """Shannon entropy of `text` in bits per character."""
     if not text:
         return 0.0
-    counts: dict[str, int] = {}
-    for char in text:
-        counts[char] = counts.get(char, 0) + 1
     size = len(text)
-    return -sum(n / size * math.log2(n / size) for n in counts.values())
+    return -sum(n / size * math.log2(n / size) for n in Counter(text).values())
+
+
+_DIGIT = re.compile(r"\d")
+_LETTER = re.compile(r"[^\W\d_]")
+_RUN_OF_SIX = re.compile(r"(.)\1{5}")
 
 
 def _random_looking(part: str, minimum: float = 3.0) -> bool:
     """Letters and digits mixed, no long run of one character, enough entropy."""
-    has_digit = any(c.isdigit() for c in part)
-    has_alpha = any(c.isalpha() for c in part)
-    return has_digit and has_alpha and entropy(part) >= minimum and not re.search(r"(.)\1{5}", part)
+    return (
+        _DIGIT.search(part) is not None
+        and _LETTER.search(part) is not None
+        and entropy(part) >= minimum
+        and not _RUN_OF_SIX.search(part)
+    )
 
 
 def _tail_random(skip: int, minimum: float = 3.0) -> Callable[[str], bool]:
@@ -227,8 +247,14 @@ SECRETS: tuple[Detector, ...] = (
     ),
     Detector(
         "private_key", "secret", 0.99,
-        re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY(?: BLOCK)?-----"
-                   r"(?:[\s\S]{0,16384}?-----END \1PRIVATE KEY(?: BLOCK)?-----)?"),
+        # the header; RFC 1421 header lines (``Proc-Type:``, ``DEK-Info:``, PGP's
+        # ``Version:``); the base64 run; the END line when there is one. Without an END
+        # (cut, or one line per JSON array element) the hit still covers the key material
+        # that follows, so a redaction leaves none of it.
+        re.compile(r"-----BEGIN ((?:[A-Z0-9]{1,20} ){0,4})PRIVATE KEY(?: BLOCK)?-----"
+                   r"(?:[ \t\r\n]{1,8}[A-Za-z][A-Za-z0-9-]{0,40}:[^\r\n]{0,128}){0,8}"
+                   r"[A-Za-z0-9+/= \t\r\n]*"
+                   r"(?:-----END \1PRIVATE KEY(?: BLOCK)?-----)?"),
         anchors=(("-", 0, ("-----BEGIN ",)),),
     ),
     Detector(
@@ -253,6 +279,7 @@ SECRETS: tuple[Detector, ...] = (
         words=("key", "secret", "token", "passw", "credential", "auth"),
         check=_generic,
         group=1,
+        extend=re.compile(r"[A-Za-z0-9+/_.=~-]*"),  # the rest of a value longer than 256
     ),
 )  # fmt: skip
 
@@ -280,6 +307,7 @@ PII: tuple[Detector, ...] = (
                    r"(?![A-Za-z0-9-])"),
         anchors=(("@", -1, ("",)),),
         back=64,
+        before=string.ascii_letters + string.digits + "._%+-",
     ),
     Detector(
         "phone_number", "pii", 0.6,

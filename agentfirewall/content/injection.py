@@ -20,7 +20,7 @@ from agentfirewall.content.detectors import Detector
 
 __all__ = ["INJECTION", "INJECTION_VERSION"]
 
-INJECTION_VERSION = "2026-12-1"
+INJECTION_VERSION = "2026-12-2"
 
 _I = re.IGNORECASE
 
@@ -32,7 +32,7 @@ def _marker(name: str, confidence: float, pattern: str) -> Detector:
 INJECTION: tuple[Detector, ...] = (
     _marker(
         "ignore_instructions", 0.9,
-        r"\b(?:ignore|disregard|forget|override|skip)\s+(?:all\s+|any\s+|the\s+|your\s+|of\s+)*"
+        r"\b(?:ignore|disregard|forget|override|skip)\s+(?:all\s+|any\s+|the\s+|your\s+|of\s+){0,4}"
         r"(?:previous|prior|above|earlier|preceding|original|system|existing)\s+"
         r"(?:instructions?|prompts?|directions?|rules|guidelines|context|messages?)",
     ),
@@ -50,7 +50,8 @@ INJECTION: tuple[Detector, ...] = (
     _marker(
         "chat_template", 0.9,
         r"<\|im_start\|>|<\|im_end\|>|<\|start_header_id\|>|\[/?INST\]|<</?SYS>>"
-        r"|<\|system\|>|(?:^|\n)\s*#{2,}\s*(?:system|assistant)\s*(?:prompt)?\s*:?\s*\n",
+        r"|<\|system\|>"
+        r"|(?:^|\n)[ \t]*#{2,}[ \t]*(?:system|assistant)[ \t]*(?:prompt)?[ \t]*:?[ \t]*\n",
     ),
     _marker(
         "hide_from_user", 0.85,
@@ -59,7 +60,7 @@ INJECTION: tuple[Detector, ...] = (
     ),
     _marker(
         "exfiltrate", 0.85,
-        r"\b(?:send|post|upload|forward|email|leak|exfiltrate)\s+(?:all\s+|the\s+|your\s+|any\s+)*"
+        r"\b(?:send|post|upload|forward|email|leak|exfiltrate)\s+(?:all\s+|the\s+|your\s+|any\s+){0,4}"
         r"(?:api[\s_-]?keys?|credentials?|secrets?|passwords?|tokens?|env(?:ironment)?\s+variables"
         r"|private\s+keys?|ssh\s+keys?|\.env\b)[^.\n]{0,80}\b(?:to|at)\s+(?:https?://|\S+@)",
     ),

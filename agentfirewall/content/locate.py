@@ -7,26 +7,41 @@ the pieces are scanned together (joined by a NUL, one scanner call). A
 :class:`Finding` names the detector and the piece, with the offset and length inside it:
 never the text itself.
 
+Names are read too: each JSON key, form field name, query parameter name and header name
+is a piece of its own, ``<where it names>#name`` (``body.messages.0.role#name``). A name
+shown in a location that holds a detection itself (``{"AKIA…": 1}``) is shown as its
+marker (``body.[REDACTED:aws_access_key]#name``): a location never carries what a
+detector finds, whichever detectors the policy reads.
+
+The body is read as its upstream reads it (``reading.py``): a JSON object's members all
+(a key given twice is scanned twice), a UTF-16 or UTF-32 JSON body in its encoding, and a
+body read as text also with its JSON escapes decoded (``body.unescaped``: ``AKIA\\u0051…``
+in a ``text/plain`` or ``text/json`` body, which a JSON reader decodes).
+
 A string whose own name says it is secret (``"api_key": "..."``, ``X-Api-Key``,
 ``password=...``) and that looks random is a ``generic_secret`` even without a
 ``name = value`` pattern in the text.
 
-:func:`redact_body` replaces what the named detectors found by ``[REDACTED:<name>]``: in
-each string of a JSON body (re-serialized compactly), in each form value (re-encoded), or
-in the text of any other body. The caller re-frames the body (its length changes).
+:func:`redact_body` replaces what the named detectors found by ``[REDACTED:<name>]``, in
+place: in a JSON body only the string tokens that hold a detection are rewritten (keys
+too, every duplicate member; numbers, spacing and order stay byte for byte), in a form
+only the fields that do, in any other body the text (its escaped forms too). A private key
+without its END line is redacted through the base64 that follows it, in a JSON body
+through the array elements that carry its lines. The caller re-frames the body (its
+length changes).
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import quote_plus, unquote, unquote_plus
 
 from agentfirewall.content.detectors import DETECTORS
-from agentfirewall.content.scanner import Hit, Scanner
+from agentfirewall.content.reading import Pairs, Unescaped, decode_body, json_strings, load_json
+from agentfirewall.content.scanner import Hit, Scanner, default_scanner
 
 __all__ = [
     "Finding",
@@ -37,15 +52,21 @@ __all__ = [
     "marker",
     "redact_body",
     "redact_text",
+    "redact_value",
     "request_pieces",
     "scan_pieces",
     "value_pieces",
 ]
 
 Piece = tuple[str, str]  # (location, text)
+NAME = "#name"  # a name's own piece: the location of what it names, and this
 _SEPARATOR = "\x00"
 _GENERIC = DETECTORS["generic_secret"][0]
 _CONTEXT_RE = re.compile("key|secret|token|passw|credential|auth|private|session|cookie", re.I)
+#: A private key's lines after its header (array elements, or the rest of a text).
+_PEM_LINE = re.compile(r"[ \t\r\n]*(?:[A-Za-z][A-Za-z0-9-]{0,40}:[^\r\n]{0,128}|[A-Za-z0-9+/=]+)"
+                       r"(?:[ \t\r\n]+[A-Za-z0-9+/=]+)*[ \t\r\n]*")  # fmt: skip
+_PEM_END = re.compile(r"[A-Za-z0-9+/= \t\r\n]*-----END [A-Z0-9 ]{0,100}PRIVATE KEY(?: BLOCK)?-----")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +97,32 @@ def _generic(text: str) -> bool:
     return _GENERIC.check is not None and _GENERIC.check(text.strip())
 
 
+_SHOWN: dict[str, str] = {}
+_WORDS_APART = str.maketrans("-_.", "   ")
+
+
+def shown(name: str) -> str:
+    """`name` as a location shows it: its marker when it holds a detection (any detector:
+    what the policy's scanner does not read must not reach a log either), or does once its
+    words are apart (``X-AKIA…``, ``token_ghp_…``)."""
+    found = _SHOWN.get(name)
+    if found is not None:
+        return found
+    found = name
+    # (nothing shorter than 13 characters, without `@` and with fewer than 8 digits, is a
+    # detection: the shortest are 20-character key ids, 13-digit cards, 8-digit phones)
+    if len(name) > 12 or "@" in name or sum(c.isdigit() for c in name) >= 8:
+        # (and its words apart: `X-AKIA…` is no key id to the detector, but holds one)
+        hits = default_scanner().scan(f"{name}\x00{name.translate(_WORDS_APART)}")
+        if hits:
+            found = marker(hits[0].detector)
+    if len(name) <= 64:
+        if len(_SHOWN) >= 4096:
+            _SHOWN.clear()
+        _SHOWN[name] = found
+    return found
+
+
 def scan_pieces(scanner: Scanner, pieces: Iterable[Piece]) -> list[Finding]:
     """Scan every piece (one scanner call) and say where each hit is."""
     items = [p for p in pieces if p[1]]
@@ -94,7 +141,7 @@ def scan_pieces(scanner: Scanner, pieces: Iterable[Piece]) -> list[Finding]:
     if "generic_secret" in scanner.names:
         named = {f.location for f in findings if f.kind == "secret"}
         for location, text in items:
-            if len(text) < 16 or location in named:
+            if len(text) < 16 or location in named or location.endswith(NAME):
                 continue
             if _secret_name(location.rsplit(".", 1)[-1]) and _generic(text):
                 findings.append(Finding("generic_secret", "secret", 0.6, location, 0, len(text)))
@@ -109,19 +156,35 @@ def _finding(hit: Hit, items: list[Piece], starts: list[int]) -> Finding:
 
 
 def _json_strings(value: object, path: str) -> Iterator[Piece]:
+    """Each string of a JSON value, and each distinct key once (``<member>#name``)."""
     stack: list[tuple[object, str]] = [(value, path)]
+    names: set[str] = set()
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
             yield where, item
+            continue
+        if isinstance(item, Pairs):
+            members: Iterable[tuple[object, object]] = item
         elif isinstance(item, dict):
-            stack.extend((v, f"{where}.{k}") for k, v in item.items())
+            members = item.items()
         elif isinstance(item, list):
             stack.extend((v, f"{where}.{i}") for i, v in enumerate(item))
+            continue
+        else:
+            continue
+        for key, member in members:
+            name = str(key)
+            at = f"{where}.{shown(name)}"
+            if name not in names:
+                names.add(name)
+                yield at + NAME, name
+            stack.append((member, at))
 
 
 def value_pieces(value: object, path: str) -> list[Piece]:
-    """Each string inside a JSON value, named by its path (``parameters.body.text``)."""
+    """Each string inside a JSON value, named by its path (``parameters.body.text``), and
+    each of its keys (``parameters.body.text#name``)."""
     return list(_json_strings(value, path))
 
 
@@ -146,20 +209,50 @@ def _kind(content_type: str) -> str:
     return "text"
 
 
+def _pairs(text: str) -> list[tuple[str, str, str]]:
+    """A form's or query's fields as ``parse_qsl`` reads them: (raw, name, value)."""
+    fields = []
+    for raw in text.split("&"):
+        if raw:
+            name, _, value = raw.partition("=")
+            fields.append((raw, unquote_plus(name), unquote_plus(value)))
+    return fields
+
+
+def _named(root: str, fields: list[tuple[str, str]], lower: bool = False) -> list[Piece]:
+    """Values as ``<root>.<name>``, and each distinct name once as ``<root>.<name>#name``
+    (`lower`: names shown lower-case, header names, unless a marker)."""
+    pieces: list[Piece] = []
+    names: set[str] = set()
+    for name, value in fields:
+        show = shown(name)
+        at = f"{root}.{show.lower() if lower and show == name else show}"
+        pieces.append((at, value))
+        if name not in names:
+            names.add(name)
+            pieces.append((at + NAME, name))
+    return pieces
+
+
 def body_pieces(body: bytes, content_type: str) -> list[Piece]:
     """The body's pieces (see the module docstring); text of undecodable bytes as is."""
     if not body:
         return []
     kind = _kind(content_type)
-    text = body.decode("utf-8", "surrogateescape")
+    text = decode_body(body).text
     if kind == "json":
         try:
-            return list(_json_strings(json.loads(text), "body"))
+            return list(_json_strings(load_json(text), "body"))
         except (ValueError, RecursionError):
             pass
     elif kind == "form":
-        return [(f"form.{k}", v) for k, v in parse_qsl(text, keep_blank_values=True)]
-    return [("body", text)]
+        return _named("form", [(name, value) for _, name, value in _pairs(text)])
+    pieces = [("body", text)]
+    if "\\" in text:  # a JSON reader decodes escapes: scanned as it reads them too
+        unescaped = Unescaped(text).text
+        if unescaped != text:
+            pieces.append(("body.unescaped", unescaped))
+    return pieces
 
 
 def request_pieces(
@@ -168,11 +261,12 @@ def request_pieces(
     headers: Iterable[tuple[str, str]],
     skip_headers: Iterable[str] = (),
 ) -> list[Piece]:
-    """URL path, query parameters and headers (but `skip_headers`, lower-case names)."""
+    """URL path, query parameters and headers (but `skip_headers`, lower-case names), and
+    the names of the parameters and headers."""
     skip = frozenset(skip_headers)
     pieces: list[Piece] = [("url.path", unquote(path))]
-    pieces += [(f"query.{k}", v) for k, v in parse_qsl(query, keep_blank_values=True)]
-    pieces += [(f"header.{k.lower()}", v) for k, v in headers if k.lower() not in skip]
+    pieces += _named("query", [(name, value) for _, name, value in _pairs(query)])
+    pieces += _named("header", [(k, v) for k, v in headers if k.lower() not in skip], True)
     return pieces
 
 
@@ -183,64 +277,169 @@ def describe(findings: Iterable[Finding], limit: int = 8) -> str:
     return text + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def redact_text(scanner: Scanner, text: str, names: frozenset[str]) -> tuple[str, int]:
-    """`text` with every hit of the detectors `names` replaced; (text, replacements)."""
-    hits = [h for h in scanner.scan(text) if h.detector in names]
-    if not hits:
-        return text, 0
+# -- redaction --------------------------------------------------------------------------
+
+
+def _spans(scanner: Scanner, text: str, names: frozenset[str]) -> list[tuple[int, int, str]]:
+    """Where the detectors `names` fire in `text`, and in it with its escapes decoded
+    (mapped back): (start, end, detector), sorted, overlaps merged."""
+    found = [(h.start, h.end, h.detector) for h in scanner.scan(text) if h.detector in names]
+    if "\\" in text:
+        unescaped = Unescaped(text)
+        if unescaped.text != text:
+            found += [(unescaped.to_raw(h.start), unescaped.to_raw(h.end), h.detector)
+                      for h in scanner.scan(unescaped.text) if h.detector in names]  # fmt: skip
+    found.sort()
+    merged: list[tuple[int, int, str]] = []
+    for start, end, name in found:
+        if merged and start < merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end, merged[-1][2])
+            continue
+        merged.append((start, end, name))
+    return merged
+
+
+def _replace(text: str, spans: list[tuple[int, int, str]]) -> str:
     out: list[str] = []
     at = 0
-    for hit in hits:
-        if hit.start < at:  # overlaps the previous one: already covered
-            continue
-        out += [text[at : hit.start], marker(hit.detector)]
-        at = hit.end
+    for start, end, name in spans:
+        out += [text[at:start], marker(name)]
+        at = end
     out.append(text[at:])
-    return "".join(out), len(hits)
+    return "".join(out)
 
 
-def _redact_json(value: object, fix: Callable[[str, str], str], path: str) -> object:
+def redact_text(scanner: Scanner, text: str, names: frozenset[str]) -> tuple[str, int]:
+    """`text` with every hit of the detectors `names` replaced (its JSON-escaped forms
+    too); (text, replacements)."""
+    spans = _spans(scanner, text, names)
+    return (_replace(text, spans), len(spans)) if spans else (text, 0)
+
+
+def redact_value(scanner: Scanner, value: object, names: frozenset[str]) -> object:
+    """A JSON-like value (an action spec) with every hit of `names` replaced in each of its
+    strings and keys (what an approver is shown)."""
     if isinstance(value, str):
-        return fix(path, value)
+        return redact_text(scanner, value, names)[0]
     if isinstance(value, dict):
-        return {k: _redact_json(v, fix, f"{path}.{k}") for k, v in value.items()}
+        return {redact_text(scanner, str(k), names)[0]: redact_value(scanner, v, names)
+                for k, v in value.items()}  # fmt: skip
     if isinstance(value, list):
-        return [_redact_json(v, fix, f"{path}.{i}") for i, v in enumerate(value)]
+        return [redact_value(scanner, v, names) for v in value]
     return value
+
+
+def _fixed(
+    text: str, name: str | None, names: frozenset[str], spans: list[tuple[int, int, str]]
+) -> tuple[list[tuple[int, int, str]], int, bool]:
+    """What to replace in a string: (`spans`, how many replacements, whether it goes
+    whole). A secret-named value that still looks like a secret (none found in it, or what
+    is left around the markers, e.g. `AKIA…:0` whose key id alone was replaced) goes
+    whole: a rescan must find nothing."""
+    named = name is not None and "generic_secret" in names and _secret_name(name)
+    if named and _generic(_replace(text, spans) if spans else text):
+        return spans, len(spans) + 1, True
+    return spans, len(spans), False
+
+
+def _redact_json(scanner: Scanner, raw: str, names: frozenset[str]) -> tuple[str, int]:
+    """The JSON text `raw` with its string tokens redacted in place (one scanner call)."""
+    tokens = list(json_strings(raw))
+    starts: list[int] = []
+    at = 0
+    for token in tokens:
+        starts.append(at)
+        at += len(token.text) + 1
+    found: dict[int, list[tuple[int, int, str]]] = {}
+    for hit in scanner.scan(_SEPARATOR.join([t.text for t in tokens])):
+        if hit.detector in names:
+            index = bisect.bisect_right(starts, hit.start) - 1
+            spans = found.setdefault(index, [])
+            start, end = hit.start - starts[index], hit.end - starts[index]
+            end = min(end, len(tokens[index].text))
+            if not spans or start >= spans[-1][1]:
+                spans.append((start, end, hit.detector))
+    out: list[str] = []
+    count = at = 0
+    open_key = False  # a private key whose lines go on in the next array elements
+    for index, token in enumerate(tokens):
+        spans = found.get(index, [])
+        if open_key and not token.key and token.after_value:
+            spans = _pem_lines(token.text) or spans
+        open_key = _open_key(token.text, spans)
+        spans, replaced, whole = _fixed(token.text, token.name, names, spans)
+        if not replaced:
+            continue
+        count += replaced
+        inner = raw[token.start : token.end]
+        if whole:
+            inner = marker("generic_secret")
+        elif "\\" in inner:  # (escapes outside what is replaced are kept as they were)
+            unescaped = Unescaped(inner)
+            inner = _replace(inner, [(unescaped.to_raw(a), unescaped.to_raw(b), n)
+                                     for a, b, n in spans])  # fmt: skip
+        else:
+            inner = _replace(inner, spans)
+        out += [raw[at : token.start], inner]
+        at = token.end
+    out.append(raw[at:])
+    return "".join(out), count
+
+
+def _open_key(text: str, spans: list[tuple[int, int, str]]) -> bool:
+    """A private key found at the end of `text`, without its END line: its lines follow."""
+    if not spans or spans[-1][2] != "private_key" or spans[-1][1] < len(text.rstrip()):
+        return False
+    return "-----END " not in text[spans[-1][0] :]
+
+
+def _pem_lines(text: str) -> list[tuple[int, int, str]]:
+    """A JSON array element after an open private key: its lines, through an END line."""
+    end = _PEM_END.match(text)
+    if end is not None:
+        return [(0, end.end(), "private_key")]
+    line = _PEM_LINE.fullmatch(text)
+    return [(0, len(text), "private_key")] if line is not None and text.strip() else []
 
 
 def redact_body(
     scanner: Scanner, body: bytes, content_type: str, names: frozenset[str]
 ) -> tuple[bytes, int]:
     """The body with the detectors `names`' findings replaced; (body, replacements)."""
-    count = 0
-
-    def fix(location: str, text: str) -> str:
-        nonlocal count
-        new, found = redact_text(scanner, text, names)
-        leaf = location.rsplit(".", 1)[-1]
-        # a secret-named value that still looks like a secret (none found in it, or what
-        # is left around the markers, e.g. `AKIA…:0` whose key id alone was replaced) goes
-        # whole: a rescan must find nothing
-        if "generic_secret" in names and _secret_name(leaf) and _generic(new):
-            new, found = marker("generic_secret"), found + 1
-        count += found
-        return new
-
+    read = decode_body(body)
+    text = read.text
     kind = _kind(content_type)
-    text = body.decode("utf-8", "surrogateescape")
     if kind == "json":
         try:
-            data = json.loads(text)
+            load_json(text)
         except (ValueError, RecursionError):
             pass
         else:
-            fixed = _redact_json(data, fix, "body")
-            if not count:
-                return body, 0
-            return json.dumps(fixed, ensure_ascii=False, separators=(",", ":")).encode(), count
+            new, count = _redact_json(scanner, text, names)
+            return (read.encode(new), count) if count else (body, 0)
     elif kind == "form":
-        pairs = [(k, fix(f"form.{k}", v)) for k, v in parse_qsl(text, keep_blank_values=True)]
-        return (urlencode(pairs).encode("ascii"), count) if count else (body, 0)
-    new = fix("body", text)
-    return (new.encode("utf-8", "surrogateescape"), count) if count else (body, 0)
+        new, count = _redact_form(scanner, text, names)
+        return (read.encode(new), count) if count else (body, 0)
+    new, count = redact_text(scanner, text, names)
+    return (read.encode(new), count) if count else (body, 0)
+
+
+def _redact_form(scanner: Scanner, text: str, names: frozenset[str]) -> tuple[str, int]:
+    """A form with each field holding a detection re-encoded, redacted; the others as
+    they were."""
+    count = 0
+    parts = []
+    for raw in text.split("&"):
+        name, equals, value = raw.partition("=")
+        if raw:
+            plain_name, plain_value = unquote_plus(name), unquote_plus(value)
+            fixes = []
+            for plain, named in ((plain_name, None), (plain_value, plain_name)):
+                spans, replaced, whole = _fixed(plain, named, names, _spans(scanner, plain, names))
+                fixes.append(marker("generic_secret") if whole else _replace(plain, spans))
+                count += replaced
+            if fixes != [plain_name, plain_value]:
+                raw = quote_plus(fixes[0]) + equals + quote_plus(fixes[1])
+        parts.append(raw)
+    return "&".join(parts), count

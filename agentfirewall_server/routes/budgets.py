@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from agentfirewall.connectors import action_aliases
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.budgetleases import budget_attributes
@@ -212,13 +213,24 @@ class _PricesBody(Strict):
 
 
 def covered_by(
-    state: AppState, agent: str, connector: str, action: str, parameters: dict[str, Any]
+    state: AppState,
+    agent: str,
+    connector: str,
+    actions: str | tuple[str, ...],
+    parameters: dict[str, Any],
 ) -> list[tuple[CompiledBudget, float]] | Refused:
     """The budgets covering a request and what it spends from each (or a refusal when
-    a covered request does not say how much it spends: fail closed)."""
+    a covered request does not say how much it spends: fail closed).
+
+    `actions` names the request: one name (the gateway's), or every name the action goes
+    by (an SDK action and the action its connector performs, ``routes/sdkspend.py``); a
+    budget covers it when it covers one of them, or another spelling of one
+    (``agentfirewall.connectors.action_aliases``: ``http.post`` is ``generic.post``)."""
+    names = (actions,) if isinstance(actions, str) else actions
+    names = tuple(dict.fromkeys([*names, *(a for n in names for a in action_aliases(n))]))
     covered: list[tuple[CompiledBudget, float]] = []
     for budget in state.snapshot.budgets.values():
-        if not budget.covers(agent, connector, action):
+        if not any(budget.covers(agent, connector, name) for name in names):
             continue
         cover = budget.spend(parameters)
         if cover is None:

@@ -98,6 +98,9 @@ async def replay_route(request: Request) -> JSONResponse:
         started = time.perf_counter()
         report = replay(records, baseline, candidate, examples=body.examples).to_dict()
         report["seconds"] = round(time.perf_counter() - started, 3)
+        # live verdicts no replayed configuration gives (a budget's, a kill switch's): not
+        # compared for drift, counted here by what gave them
+        report["outside_rules"] = dict(sorted(records.outside_rules.items()))
         return report
 
     result = await state.db.read(job)

@@ -17,6 +17,10 @@ then decides, inside the writer transaction that records the action:
   it is released when the approval is denied or expires (``actionstore``).
 
 The reservation id is stored with the action; executing it settles it (``actionstore``).
+
+Budgets see the action that will run (`performed`): a build alias such as
+``payment.transfer.initiate`` (provider ``stripe``) is executed as ``stripe.transfer.create``,
+so a ``stripe.transfer.*`` budget covers it, and spends the amount the built request sends.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from agentfirewall.actions import ActionSpec
+from agentfirewall.connectors import get_connector
 from agentfirewall.decisions import Decision
+from agentfirewall.errors import AgentFirewallError
 from agentfirewall_server.budgets import CompiledBudget
 from agentfirewall_server.budgetstore import Refused, Reserved, reserve
 from agentfirewall_server.grants import use_grant
@@ -37,7 +43,11 @@ from agentfirewall_server.routes.budgets import covered_by
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 
-__all__ = ["Spend", "spend_check"]
+__all__ = ["Spend", "performed", "spend_check"]
+
+#: Connectors that execute against the action's own target (``executor.py``): no base URL
+#: nor options of a configured connector go into the request they build.
+_TARGETED = frozenset({"webhook", "generic"})
 
 
 @dataclass(slots=True)
@@ -130,7 +140,55 @@ def spend_check(
         return None
     covered: list[tuple[CompiledBudget, float]] | Refused = []
     if state.snapshot.budgets:
-        covered = covered_by(state, agent.name, spec.provider, spec.type, dict(spec.parameters))
+        names, parameters = performed(state, spec)
+        covered = covered_by(state, agent.name, spec.provider, names, parameters)
     if decision.outcome == "allow" and isinstance(covered, list) and not covered:
         return None
     return Spend(agent.name, action_id, spec, decision, covered)
+
+
+def performed(state: AppState, spec: ActionSpec) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """What budgets see of an SDK action: every name it goes by, and its parameters.
+
+    The names are the spec's own type and the action its connector performs: a build alias
+    (``payment.transfer.initiate`` runs as ``stripe.transfer.create``, ``github.pr.comment``
+    as ``github.issue.comment``) is resolved by building the request as ``execute`` builds
+    it (``executor.py``: the connector's base URL and options) and naming it as the gateway
+    names that request (the connector's own parser). The parameters are the spec's, renamed
+    as the alias renames them, with what the built request sends taking precedence (the
+    amount Stripe receives). A spec its connector cannot build is still named by its alias
+    (an agent may perform it itself, Mode B). Without a budget on the spec's connector
+    nothing is built: no budget could cover it.
+    """
+    parameters = dict(spec.parameters)
+    budgets = state.snapshot.budgets.values()
+    if not any(b.definition.connector == spec.provider for b in budgets):
+        return (spec.type,), parameters
+    try:
+        connector = get_connector(spec.provider)
+    except AgentFirewallError:  # an SDK-only provider: its names are its own
+        return (spec.type,), parameters
+    names = [spec.type]
+    aliases = getattr(connector, "build_aliases", None) or {}
+    alias = aliases.get(spec.type)
+    if alias is not None:
+        names.append(alias.action)
+        for old, new in alias.renames.items():
+            if old in parameters and new not in parameters:
+                parameters[new] = parameters.pop(old)
+    row = None
+    if spec.provider not in _TARGETED:
+        row = next((c for c in state.snapshot.connectors if c["type"] == spec.provider), None)
+    built = spec
+    options = (row or {}).get("options") or {}
+    missing = {k: v for k, v in options.items() if k not in spec.parameters}
+    if missing:  # as `execute` fills them in
+        built = spec.model_copy(update={"parameters": {**spec.parameters, **missing}})
+    base_url = (row or {}).get("base_url")
+    try:
+        request = connector.build_request(built, base_url=base_url)
+        parsed = connector.parse(request, base_url=base_url)
+    except Exception:  # naming never fails a decision: the names above still apply
+        return tuple(dict.fromkeys(names)), parameters
+    names.append(parsed.spec.type)
+    return tuple(dict.fromkeys(names)), {**parameters, **parsed.spec.parameters}

@@ -221,11 +221,14 @@ def test_a_compression_bomb_past_the_limit_fails_closed(
 def test_an_unreadable_encoding_is_refused(
     gateway: RunningGateway, fakes: FakeUpstreams, tmp_path: Path, body: bytes
 ) -> None:
+    """415, saying how to send it (tests/proxy/test_content_encodings.py: every kind)."""
     encoding = "gzip" if body.startswith(b"\x1f\x8b") else "br"
     status, answer = _curl(gateway, body, tmp_path, chunked=False,
                            headers=(f"Content-Encoding: {encoding}",))  # fmt: skip
-    assert status == 403
-    assert encoding in answer["reason"]
+    assert status == 415
+    assert answer["error"] == "unsupported_encoding"
+    assert f"`{encoding}`" in answer["reason"]
+    assert "send it uncompressed" in answer["reason"]
     assert fakes["openai"].received() == []
 
 

@@ -1,0 +1,237 @@
+"""Server-sent events read as their consumer reads them, for the response content rules.
+
+Pure (no I/O). ``guarded.py`` relays a ``text/event-stream`` one event at a time and asks
+an :class:`EventReader` (one per stream) what is in each. An event is scanned as its
+consumer reads it:
+
+* its data as an ``EventSource`` reads it: the ``data`` fields joined by newlines, then
+  read as a JSON response body is (``agentfirewall.content.body_pieces``): each string of
+  JSON data decoded (``body.event<N>.data.choices.0.delta.content``), so JSON escapes
+  (``\\n``, ``\\t``, ``\\u00a0``, ``\\/``) hide nothing; other data as text
+  (``body.event<N>.data``);
+* its other lines as sent (``body.event<N>``): event names, ids, comments;
+* across events: SDKs join the text one field carries event after event (OpenAI's
+  ``choices.0.delta.content``, Anthropic's ``delta.text``), so the last :data:`WINDOW`
+  characters of each field's text are kept and each new piece of it is scanned after
+  them: a key or a phrase split over several events is found where the events join
+  (``body.stream.data.choices.0.delta.content`` plus the offset in that field's whole
+  text). Such a detection has been partly relayed already: it can be cut, never redacted
+  (:meth:`EventReader.findings` says which).
+
+Bounded: at most :data:`FIELDS` fields are followed (the one seen least recently is
+dropped first), each with at most :data:`WINDOW` characters. A stream of one-word deltas
+searches its window once per word, so the window is searched in two reaches: the
+anchored detectors (``str.find`` on a rare character, fast) search the whole window, the
+others only :data:`NEAR` characters either side of the join. A field that repeats one
+value (an id, a model name) over a whole reach is not searched again there: nothing new
+can appear.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from agentfirewall.content import Finding, Scanner, body_pieces, redact_body, scan_pieces
+
+__all__ = ["FIELDS", "NEAR", "WINDOW", "EventReader", "event_data", "event_end", "redact_events"]
+
+#: Characters of each field's text kept, searched with each new piece after it by the
+#: detectors found through an anchor (every secret detector, e-mail): a match up to 4 KiB
+#: that spans events is found (a long JWT, a private key block).
+WINDOW = 4096
+#: Characters searched either side of a join by the others (injection markers, card
+#: numbers, IBANs, phone numbers: no anchor, a regular expression run over all the text,
+#: about 1 MB/s for the markers): a match up to 256 characters is found.
+NEAR = 256
+#: Fields followed at once.
+FIELDS = 32
+
+_LINE = re.compile(r"\r\n|\r|\n")
+_LINE_KEPT = re.compile(r"(\r\n|\r|\n)")
+#: A blank line (CRLF, LF or CR line ends, mixed): an event ends there.
+_BLANK = re.compile(rb"\n\r?\n|\r\r")
+_JOINED = "body.stream."
+#: How ``agentfirewall.content`` names a JSON key's own piece (``body.a.b#name``).
+_NAME = "#name"
+
+
+def event_end(data: bytes) -> int:
+    """The index just past the first complete event (a blank line), or -1."""
+    match = _BLANK.search(data)
+    return match.end() if match is not None else -1
+
+
+def _data_value(line: str) -> str | None:
+    """The value of a ``data`` field line (one leading space dropped); None for another."""
+    name, _, value = line.partition(":")
+    if name != "data":
+        return None
+    return value[1:] if value.startswith(" ") else value
+
+
+def _read(text: str) -> tuple[list[str], str]:
+    """(the data of each event in `text` as an ``EventSource`` reads it, its other lines)."""
+    found: list[str] = []
+    others: list[str] = []
+    lines: list[str] = []
+    carries = False
+    for line in _LINE.split(text.removeprefix("\ufeff")):
+        if not line:
+            if carries:
+                found.append("\n".join(lines))
+            lines, carries = [], False
+        elif (value := _data_value(line)) is not None:
+            lines.append(value)
+            carries = True
+        else:
+            others.append(line)
+    if carries:  # (an unfinished last event counts too)
+        found.append("\n".join(lines))
+    return found, "\n".join(others)
+
+
+def event_data(text: str) -> list[str]:
+    """The data of each event in `text` as an ``EventSource`` reads it (its ``data``
+    fields joined by newlines); an unfinished last event counts too."""
+    return _read(text)[0]
+
+
+def _data_pieces(data: str, location: str) -> list[tuple[str, str]]:
+    """The pieces of `data` as a JSON response body's are, named under `location`."""
+    pieces = body_pieces(data.encode("utf-8", "surrogateescape"), "application/json")
+    if not pieces and data.strip():  # a JSON number, true, false or null: as text
+        return [(location, data)]
+    return [(location + name[len("body") :], text) for name, text in pieces]
+
+
+@dataclass(slots=True)
+class _Field:
+    """One field's text across events."""
+
+    tail: str = ""  # its last WINDOW characters
+    last: str = ""  # the value it carried last
+    run: int = 0  # characters of that value carried in a row
+    total: int = 0  # characters carried in all
+
+
+@dataclass(frozen=True, slots=True)
+class _Join:
+    """Where a field's new value follows its earlier text: scanned to find what spans it."""
+
+    location: str  # body.stream.<field>
+    text: str  # the earlier text (at most WINDOW) and the new (at most WINDOW)
+    at: int  # where in `text` the new value begins
+    offset: int  # where `text` begins in the field's whole text
+    far: bool  # whether the anchored detectors search the whole of `text`
+    near: bool  # whether every detector searches NEAR characters either side of `at`
+
+
+class EventReader:
+    """One event stream's fields and their windows (see the module docstring)."""
+
+    def __init__(self, scanner: Scanner) -> None:
+        self.scanner = scanner
+        anchored = [d for d in scanner.detectors if d.anchors]
+        self._anchored = Scanner(anchored) if anchored else None
+        self._fields: dict[str, _Field] = {}  # the one seen least recently first
+
+    def findings(self, piece: bytes, number: int) -> tuple[list[Finding], list[Finding]]:
+        """Every detection in `piece` (event `number`, perhaps a few events), and those of
+        them that span events (their beginning was relayed before)."""
+        text = piece.decode("utf-8", "surrogateescape")
+        where = f"body.event{number}"
+        datas, others = _read(text)
+        pieces = [(where, others)]
+        carried: dict[str, list[str]] = {}
+        for data in datas:
+            decoded = _data_pieces(data, f"{where}.data")
+            pieces += decoded
+            for location, value in decoded:
+                if value and not location.endswith(_NAME):  # (a key is no text to join)
+                    carried.setdefault(location[len(where) + 1 :], []).append(value)
+        joins = [join for key, values in carried.items() for join in self._carry(key, values)]
+        # a join's piece is named by its index, a NUL, then its field (the name's last part
+        # is what the generic secret detector reads): two joins of one field differ
+        near = [(i, max(0, j.at - NEAR)) for i, j in enumerate(joins) if j.near]
+        pieces += [(f"{i}\x00{joins[i].location}", joins[i].text[start : joins[i].at + NEAR])
+                   for i, start in near]  # fmt: skip
+        found = scan_pieces(self.scanner, pieces)
+        starts = dict(near)
+        spanning = [(f, starts[int(f.location.partition("\x00")[0])])
+                    for f in found if "\x00" in f.location]  # fmt: skip
+        far = [(f"{i}\x00{j.location}", j.text) for i, j in enumerate(joins) if j.far]
+        if far and self._anchored is not None:
+            spanning += [(f, 0) for f in scan_pieces(self._anchored, far)]
+        split: dict[tuple[str, int, int], Finding] = {}
+        for finding, start in spanning:
+            join = joins[int(finding.location.partition("\x00")[0])]
+            begin, end = start + finding.offset, start + finding.offset + finding.length
+            if finding.detector == "generic_secret" and begin == 0 and end == len(join.text):
+                continue  # a secret-named field's whole value: said of each value alone
+            if begin < join.at < end:  # spans the join
+                found_at = (finding.detector, join.offset + begin, finding.length)
+                split.setdefault(found_at, replace(finding, location=join.location,
+                                                   offset=join.offset + begin))  # fmt: skip
+        own = [f for f in found if "\x00" not in f.location]
+        return own + list(split.values()), list(split.values())
+
+    def _carry(self, key: str, values: list[str]) -> list[_Join]:
+        """Add `values` to field `key`'s text; the joins to scan."""
+        field = self._fields.pop(key, None) or _Field()
+        self._fields[key] = field
+        if len(self._fields) > FIELDS:
+            del self._fields[next(iter(self._fields))]
+        joins = []
+        for value in values:
+            same = value == field.last
+            # a value repeated over a whole window: any detection spanning this join spans
+            # an earlier one too, already searched
+            far = not (same and field.run >= WINDOW + len(value))
+            near = not (same and field.run >= NEAR + len(value))
+            if field.tail and (far or near):
+                before = field.tail
+                joins.append(_Join(_JOINED + key, before + value[:WINDOW], len(before),
+                                   field.total - len(before), far, near))  # fmt: skip
+            field.tail = (field.tail + value[-WINDOW:])[-WINDOW:]
+            field.run = field.run + len(value) if same else len(value)
+            field.last = value
+            field.total += len(value)
+        return joins
+
+
+def redact_events(scanner: Scanner, piece: bytes, names: frozenset[str]) -> bytes:
+    """`piece` with what the detectors `names` find replaced: in each event's data as its
+    consumer reads it (each string of JSON data, re-serialized compact on one ``data``
+    line; other data as text across its lines), then in the text as sent."""
+    text = piece.decode("utf-8", "surrogateescape")
+    bom = "\ufeff" if text.startswith("\ufeff") else ""  # (an EventSource skips it)
+    parts = _LINE_KEPT.split(text[len(bom) :])
+    lines: list[str | None] = list(parts[0::2])
+    ends = [*parts[1::2], ""]
+    event: list[int] = []  # the indexes of the current event's data lines
+
+    def fix() -> None:
+        if not event:
+            return
+        data = "\n".join([_data_value(lines[i] or "") or "" for i in event])
+        # (data that is not JSON is redacted as text)
+        fixed, count = redact_body(scanner, data.encode("utf-8", "surrogateescape"),
+                                   "application/json", names)  # fmt: skip
+        if count:
+            new = fixed.decode("utf-8", "surrogateescape").split("\n")
+            lines[event[0]] = "\n".join(["data: " + part for part in new])
+            for i in event[1:]:
+                lines[i] = None
+
+    for index, line in enumerate(lines):
+        if not line:
+            fix()
+            event = []
+        elif _data_value(line) is not None:
+            event.append(index)
+    fix()
+    rebuilt = bom + "".join([line + end for line, end in zip(lines, ends, strict=True)
+                       if line is not None])  # fmt: skip
+    out = rebuilt.encode("utf-8", "surrogateescape")
+    return redact_body(scanner, out, "text/plain", names)[0]
