@@ -7,6 +7,10 @@ the budgets' state from the store (:func:`sdk_context`). A ``redact`` rule canno
 what the agent itself will send, so in SDK mode the action it matches is refused instead
 (``agentfirewall.policy.guard.sdk_content_decision``), as the gateway refuses what it cannot
 redact; where the detectors fired (never the text) is added to the decision's reason.
+
+An action named by a build alias (``payment.transfer.initiate``, which the control plane
+executes as ``stripe.transfer.create``) is decided under both names and the stricter rule
+answers (:func:`evaluate_sdk`): a rule on the action performed holds its alias too.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from types import MappingProxyType
 from typing import Any
 
 from agentfirewall.actions import ActionSpec
+from agentfirewall.connectors import performed_as
 from agentfirewall.content import Finding, content_attributes
 from agentfirewall.decisions import Decision, normalize_level
-from agentfirewall.policy import EvaluationContext, Explanation
+from agentfirewall.policy import Engine, EvaluationContext, Explanation
 from agentfirewall.policy.guard import action_findings, sdk_content_decision
 from agentfirewall_server.approvals import DEFAULT_ROLES
 from agentfirewall_server.budgetleases import budget_attributes
@@ -32,6 +37,7 @@ from agentfirewall_server.state import AppState
 __all__ = [
     "approval_terms",
     "context_for",
+    "evaluate_sdk",
     "explain",
     "issue_token",
     "kill_switch_over",
@@ -40,6 +46,27 @@ __all__ = [
 
 
 _NONE: Mapping[str, object] = MappingProxyType({})
+_STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
+
+
+def evaluate_sdk(engine: Engine, spec: ActionSpec, ctx: EvaluationContext) -> Decision:
+    """The engine's decision on `spec`; for a build alias, the stricter of it and the
+    decision on the action it runs as (an answer only a default gave does not count: the
+    agent's ``sdk_default`` already answered for the name it used)."""
+    decision = engine.evaluate(spec, ctx)
+    performed = performed_as(spec)
+    if performed is None:
+        return decision
+    also = engine.evaluate(performed, ctx)
+    if also.default_applied or _strictness(also) <= _strictness(decision):
+        return decision
+    return dataclasses.replace(
+        also, reason=f"{also.reason} (as `{performed.type}`, the action `{spec.type}` runs as)"
+    )
+
+
+def _strictness(decision: Decision) -> int:
+    return _STRICTNESS[decision.decided_outcome or decision.outcome]
 
 
 def context_for(
@@ -78,6 +105,9 @@ async def explain(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Expl
     snapshot = state.snapshot
     ctx, findings = await sdk_context(state, agent, spec)
     result = snapshot.engine.explain(spec, ctx)
+    decided = evaluate_sdk(snapshot.engine, spec, ctx)
+    if decided != result.decision:
+        result = dataclasses.replace(result, decision=decided)
     if not findings:
         return result
     return dataclasses.replace(

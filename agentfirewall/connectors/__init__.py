@@ -25,7 +25,12 @@ from __future__ import annotations
 
 from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
-from agentfirewall.connectors.registry import action_aliases, connector_types, get_connector
+from agentfirewall.connectors.registry import (
+    action_aliases,
+    connector_types,
+    get_connector,
+    performed_as,
+)
 from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
 from agentfirewall.errors import ConnectorError
 
@@ -40,4 +45,5 @@ __all__ = [
     "action_aliases",
     "connector_types",
     "get_connector",
+    "performed_as",
 ]

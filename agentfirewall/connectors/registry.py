@@ -6,6 +6,7 @@ what ships is what is written here.
 
 from __future__ import annotations
 
+from agentfirewall.actions import ActionSpec
 from agentfirewall.connectors import (
     anthropic,
     aws,
@@ -20,7 +21,7 @@ from agentfirewall.connectors import (
 from agentfirewall.connectors.base import Connector
 from agentfirewall.errors import ConnectorError
 
-__all__ = ["action_aliases", "connector_types", "get_connector"]
+__all__ = ["action_aliases", "connector_types", "get_connector", "performed_as"]
 
 _REGISTRY: dict[str, Connector] = {
     connector.name: connector
@@ -68,3 +69,22 @@ def action_aliases(action_type: str) -> tuple[str, ...]:
     if provider == "generic" and rest:
         return (f"http.{rest}",)
     return ()
+
+
+def performed_as(spec: ActionSpec) -> ActionSpec | None:
+    """`spec` named as the action its connector performs, when its type is a build alias
+    (``payment.transfer.initiate`` runs as ``stripe.transfer.create``, ``github.pr.comment``
+    as ``github.issue.comment``), with the alias's parameter renames; None otherwise.
+
+    Rules written for the action performed must hold for its alias too: the control plane
+    decides on both and keeps the stricter answer.
+    """
+    connector = _REGISTRY.get(spec.provider)
+    alias = getattr(connector, "build_aliases", {}).get(spec.type) if connector else None
+    if alias is None:
+        return None
+    parameters = dict(spec.parameters)
+    for old, new in alias.renames.items():
+        if old in parameters and new not in parameters:
+            parameters[new] = parameters.pop(old)
+    return spec.model_copy(update={"type": alias.action, "parameters": parameters})

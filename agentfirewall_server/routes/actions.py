@@ -37,6 +37,7 @@ from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import (
     approval_terms,
     context_for,
+    evaluate_sdk,
     explain,
     issue_token,
     kill_switch_over,
@@ -376,10 +377,10 @@ async def request_action(request: Request) -> JSONResponse:
     snapshot = state.snapshot
     if snapshot.guard.request is None and not snapshot.reads_budgets:  # the common case
         ctx = context_for(agent, spec)
-        decision = snapshot.engine.evaluate(spec, ctx)
+        decision = evaluate_sdk(snapshot.engine, spec, ctx)
     else:  # a policy reads content or budgets
         ctx, findings = await sdk_context(state, agent, spec)
-        decision = snapshot.engine.evaluate(spec, ctx)
+        decision = evaluate_sdk(snapshot.engine, spec, ctx)
         if findings:
             decision = sdk_content_decision(
                 snapshot.engine, snapshot.guard, spec, ctx, decision, findings
