@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.connectors import get_connector
+from agentfirewall.connectors import get_connector, performed_as
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall_server.budgets import CompiledBudget
@@ -169,13 +169,10 @@ def performed(state: AppState, spec: ActionSpec) -> tuple[tuple[str, ...], dict[
     except AgentFirewallError:  # an SDK-only provider: its names are its own
         return (spec.type,), parameters
     names = [spec.type]
-    aliases = getattr(connector, "build_aliases", None) or {}
-    alias = aliases.get(spec.type)
-    if alias is not None:
-        names.append(alias.action)
-        for old, new in alias.renames.items():
-            if old in parameters and new not in parameters:
-                parameters[new] = parameters.pop(old)
+    aliased = performed_as(spec)
+    if aliased is not None:
+        names.append(aliased.type)
+        parameters = dict(aliased.parameters)
     row = None
     if spec.provider not in _TARGETED:
         row = next((c for c in state.snapshot.connectors if c["type"] == spec.provider), None)
