@@ -100,10 +100,11 @@ sys.exit(code)
 """
 
 INTERACTIVE_AGENT = """
-import signal, subprocess, sys, time
-CHILD = "import signal, sys, time; signal.signal(signal.SIGINT, lambda *_: (print('child got SIGINT', flush=True), sys.exit(0))); print('child ready', flush=True); time.sleep(600)"
+import os, signal, subprocess, sys, time
+# each line in one write: the agent and its child print at once, on one terminal
+CHILD = "import os, signal, sys, time; signal.signal(signal.SIGINT, lambda *_: (os.write(1, b'child got SIGINT\\\\n'), sys.exit(0))); print('child ready', flush=True); time.sleep(600)"
 def stop(signum, frame):
-    print("agent got", signal.Signals(signum).name, flush=True)
+    os.write(1, f"agent got {signal.Signals(signum).name}\\n".encode())
     child.wait()
     sys.exit(3)
 signal.signal(signal.SIGINT, stop)
