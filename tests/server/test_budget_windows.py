@@ -21,6 +21,20 @@ from tests.fakes import FakeUpstreams
 from tests.server.conftest import Harness
 
 USAGE = {"prompt_tokens": 600, "completion_tokens": 300, "total_tokens": 900}
+#: 10,000 USD of Stripe transfers a minute, and a transfer of 6,000 (two pass no minute).
+PER_MINUTE = {
+    "connector": "stripe",
+    "action": "stripe.transfer.*",
+    "measure": "sum",
+    "currency": "usd",
+    "window": "minute",
+    "limit": 10_000,
+}
+TRANSFER = {
+    "type": "stripe.transfer.create",
+    "resource": {"provider": "stripe"},
+    "parameters": {"amount": 6000, "currency": "usd", "destination": "acct_1"},
+}
 
 
 class Clock:
@@ -105,20 +119,8 @@ def test_an_action_approved_after_a_window_counts_from_its_approval(
         "decision": "require_approval",
     }
     assert h.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
-    budget = {
-        "connector": "stripe",
-        "action": "stripe.transfer.*",
-        "measure": "sum",
-        "currency": "usd",
-        "window": "minute",
-        "limit": 10_000,
-    }
-    assert h.admin("PUT", "/v1/budgets/per-minute", json=budget).status_code == 201
-    spec = {
-        "type": "stripe.transfer.create",
-        "resource": {"provider": "stripe"},
-        "parameters": {"amount": 6000, "currency": "usd", "destination": "acct_1"},
-    }
+    assert h.admin("PUT", "/v1/budgets/per-minute", json=PER_MINUTE).status_code == 201
+    spec = TRANSFER
     held = h.agent(key, "POST", "/v1/actions", json={"action_spec": spec}).json()
     assert held["status"] == "pending_approval", held
     assert _state(h, "per-minute")["used"] == 6000  # reserved while a human decides
@@ -140,20 +142,8 @@ def test_an_action_executed_after_a_window_counts_from_its_execution(
     connector = {"type": "stripe", "token": "sk_test_secret", "base_url": stripe.http_url}
     assert h.admin("POST", "/v1/connectors", json=connector).status_code == 201
     key = h.create_agent("Finance-Bot")
-    budget = {
-        "connector": "stripe",
-        "action": "stripe.transfer.*",
-        "measure": "sum",
-        "currency": "usd",
-        "window": "minute",
-        "limit": 10_000,
-    }
-    assert h.admin("PUT", "/v1/budgets/per-minute", json=budget).status_code == 201
-    spec = {
-        "type": "stripe.transfer.create",
-        "resource": {"provider": "stripe"},
-        "parameters": {"amount": 6000, "currency": "usd", "destination": "acct_1"},
-    }
+    assert h.admin("PUT", "/v1/budgets/per-minute", json=PER_MINUTE).status_code == 201
+    spec = TRANSFER
     allowed = h.agent(key, "POST", "/v1/actions", json={"action_spec": spec}).json()
     assert allowed["status"] == "allowed", allowed
     moved.advance(90)  # executed (Mode A) a minute and a half later
