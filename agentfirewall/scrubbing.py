@@ -5,12 +5,12 @@ request, the control plane into an action it executes) builds a :class:`Scrubber
 from the header values it adds (:func:`scrubber_for`). Every form of the secret is searched
 for: the header value, the token after its scheme, for ``Basic`` the decoded ``user:pass``
 and its password, and of each of these the base64 (standard and URL-safe, padded or not),
-percent-encoded and JSON-escaped forms; and the token's (or password's) base64 inside a
-longer encoded stream, at each of the three offsets modulo 3 (``base64(b"id=x" + value)``:
-the characters that carry only its bits). In a body holding a backslash, any character of
-any form may be written as a JSON escape (``\\u005f``, any case of hex; ``\\/``), as an
-upstream's JSON encoder may write it, and is found as well (a JSON reader would hand the
-agent the secret itself).
+hex (either case), percent-encoded and JSON-escaped forms; and the token's (or
+password's) base64 inside a longer encoded stream, at each of the three offsets modulo 3
+(``base64(b"id=x" + value)``: the characters that carry only its bits). In a body holding
+a backslash, any character of any form may be written as a JSON escape (``\\u005f``, any
+case of hex; ``\\/``), as an upstream's JSON encoder may write it, and is found as well (a
+JSON reader would hand the agent the secret itself).
 
 A match is replaced by a filler of **the same length** (:data:`MARKER`, cut or padded
 with ``*``), so a ``Content-Length`` stays true and no body is re-framed for scrubbing.
@@ -54,6 +54,7 @@ def _encodings(secret: bytes) -> list[bytes]:
     b64 = base64.b64encode(secret)
     url64 = base64.urlsafe_b64encode(secret)
     forms = [secret, b64, b64.rstrip(b"="), url64, url64.rstrip(b"=")]
+    forms += [secret.hex().encode(), secret.hex().upper().encode()]
     forms += [quote(text, safe="").encode("latin-1"), quote_plus(text).encode("latin-1")]
     forms.append(secret.replace(b"/", b"\\/"))
     return forms

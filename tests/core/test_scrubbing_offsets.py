@@ -60,3 +60,23 @@ def test_a_credential_echoed_in_base64_at_any_offset_is_scrubbed(
                 streamed = stream.feed(answer[:cut]) + stream.feed(answer[cut:]) + stream.finish()
                 assert len(streamed) == len(answer)
                 assert not any(secret in d for d in _decodings(streamed, url_safe))
+
+
+@pytest.mark.parametrize(("header", "secret"), CASES)
+@pytest.mark.parametrize("upper", [False, True])
+def test_a_credential_echoed_hex_encoded_is_scrubbed(
+    header: bytes, secret: bytes, upper: bool
+) -> None:
+    scrubber = scrubber_for([header])
+    assert scrubber is not None
+    for echoed in (header, secret):
+        hexed = echoed.hex().upper() if upper else echoed.hex()
+        answer = b'{"digest":"00ff' + hexed.encode() + b'"}'
+        scrubbed, count = scrubber.scrub(answer)
+        assert count
+        assert secret.hex() not in scrubbed.decode().lower()
+        stream = scrubber.stream()  # (and in a stream cut anywhere)
+        cut = _R.randrange(len(answer))
+        streamed = stream.feed(answer[:cut]) + stream.feed(answer[cut:]) + stream.finish()
+        assert len(streamed) == len(answer)
+        assert secret.hex() not in streamed.decode().lower()
