@@ -319,6 +319,12 @@ def normalize_snapshot(data: JSON) -> JSON:
         env = connector.pop("credential_env", None)
         if env and not connector.get("credential"):
             connector["credential"] = os.environ.get(env)
+        credential = connector.get("credential")
+        if isinstance(credential, str) and "grant" not in connector:
+            # Ids here are the operator's, reused when a credential is replaced: the grant a
+            # cached token was minted from is the credential as written (a rotation stored
+            # in this snapshot keeps it: ``StaticControl.store_refresh_token``).
+            connector["grant"] = hashlib.sha256(credential.encode()).hexdigest()[:16]
         connectors.append(connector)
     snapshot["connectors"] = connectors
     snapshot.setdefault("version", 1)

@@ -73,7 +73,8 @@ def _computed(data: dict[str, Any], impl: Connector, kind: str) -> ConnectorEntr
     credential = data.get("credential")
     if not credential:
         raise CredentialError(f"auth type `{kind}` without a credential")
-    injector = build_injector(str(data["id"]), impl, kind, str(credential))
+    grant = str(data.get("grant") or "")
+    injector = build_injector(str(data["id"]), impl, kind, str(credential), grant)
     names = {n.lower() for n in impl.auth_header_names} | set(injector.drop)
     # SigV4's secret never travels (only a signature does); a static session token does
     secrets: list[str] = []

@@ -166,7 +166,9 @@ class TokenInjector:
         return None  # a token signs no body
 
 
-def build_injector(connector_id: str, connector: Connector, kind: str, text: str) -> Injector:
+def build_injector(
+    connector_id: str, connector: Connector, kind: str, text: str, grant: str = ""
+) -> Injector:
     """The injector of one connector's computed credential (CredentialError when invalid).
 
     Its token cache key is the connector id and a digest of the credential, so a changed
@@ -175,12 +177,14 @@ def build_injector(connector_id: str, connector: Connector, kind: str, text: str
     the grant, and must not cost a new token (which would rotate it again). Two refresh-token
     grants of one client (two users) then differ in the connector id alone: the control
     plane never gives an id twice (``routes/connectors.py``), so the id names one grant.
+    Where ids are an operator's (a gateway's config file), `grant` names it instead: the
+    credential as the operator wrote it (``control.StaticControl``).
     """
     credential = parse_computed_credential(text, kind)
     if isinstance(credential, OAuth2Credential):
         text = credential.model_copy(update={"refresh_token": None}).model_dump_json()
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    key = f"{connector_id}:{digest}"
+    key = f"{connector_id}:{grant}:{digest}" if grant else f"{connector_id}:{digest}"
     if isinstance(credential, AwsCredential):
         return AwsInjector(credential, key)
     if isinstance(credential, GitHubAppCredential):

@@ -25,7 +25,16 @@ from agentfirewall_proxy.control import HttpControl
 from tests.fakes.base import FakeUpstreams
 from tests.fakes.tokens import oauth_api, oauth_server
 from tests.livesrv import LiveServer
-from tests.proxy.support import RunningGateway, ca_bundle, gateway_options
+from tests.proxy.support import (
+    KEY,
+    RunningGateway,
+    ca_bundle,
+    connector,
+    gateway_options,
+    rule,
+    snapshot,
+    start_gateway,
+)
 
 ALICE, BOB = "rt_grant_of_alice_0000", "rt_grant_of_bob_0000"
 
@@ -163,6 +172,52 @@ def test_the_executor_never_serves_a_removed_grants_token(
         assert bob != alice
     finally:
         server.stop()
+
+
+def test_a_config_file_gateway_never_serves_a_replaced_grants_token(
+    upstreams: FakeUpstreams, tmp_path: Path
+) -> None:
+    """Without a control plane, ids are the operator's: replacing Alice's refresh token by
+    Bob's under the same id must not serve Alice's cached token (a rotation, stored in the
+    gateway's snapshot, still keeps it)."""
+    api = upstreams["oauth_api"]
+    token_url = "https://auth.example.com/token"
+
+    def config(refresh_token: str) -> dict[str, Any]:
+        oauth = connector("generic", domains=["api.example.com"], auth_type="oauth2",
+                          credential=_document(token_url, refresh_token))  # fmt: skip
+        return snapshot([rule("*", "allow")], connectors=[oauth])
+
+    running, control = start_gateway(tmp_path / "g", upstreams, config(ALICE))
+    try:
+        gateway = running.gateway
+        assert gateway is not None
+
+        def credential() -> str:
+            return str(control.snapshot["connectors"][0]["credential"])
+
+        def synced(version: int) -> bool:
+            return gateway.config is not None and gateway.config.version == version
+
+        trust = ssl.create_default_context(cafile=str(ca_bundle(running.ca_path, tmp_path / "b")))
+        with httpx.Client(proxy=running.proxy_url(KEY), trust_env=False, verify=trust) as http:
+            assert http.get("https://api.example.com/v1/me").status_code == 200
+            alices_token = api.settings["seen"][-1]
+            assert _grant_of(upstreams, alices_token) == ALICE
+            # the rotation is stored in the snapshot; the cached token stays in use
+            _wait(lambda: ALICE not in credential(), "Alice's rotation stored")
+            _wait(lambda: synced(int(control.snapshot["version"])), "rotation synced")
+            grants = len(upstreams["oauth_server"].settings["grants"])
+            assert http.get("https://api.example.com/v1/me").status_code == 200
+            assert api.settings["seen"][-1] == alices_token
+            assert len(upstreams["oauth_server"].settings["grants"]) == grants
+
+            control.update(config(BOB))  # the operator rewrites the file: same id
+            _wait(lambda: synced(int(control.snapshot["version"])), "Bob's grant synced")
+            assert http.get("https://api.example.com/v1/me").status_code == 200
+            assert _grant_of(upstreams, api.settings["seen"][-1]) == BOB
+    finally:
+        running.stop()
 
 
 def test_a_connector_id_is_never_given_twice(tmp_path: Path) -> None:
