@@ -67,7 +67,16 @@ def validate_action_type(value: str) -> str:
 
 ActionType = Annotated[str, AfterValidator(validate_action_type)]
 
-_NAME = Annotated[str, Field(min_length=1, max_length=512)]
+
+def _storable_text(value: str) -> str:
+    """Text every store holds: no NUL (no PostgreSQL text column does)."""
+    if "\x00" in value:
+        raise ValueError("holds a NUL character (`\\u0000`)")
+    return value
+
+
+_NAME = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_storable_text)]
+_TARGET = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_storable_text)]
 
 
 class Resource(BaseModel):
@@ -77,7 +86,7 @@ class Resource(BaseModel):
 
     provider: _NAME | None = None
     account: _NAME | None = None
-    target: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    target: _TARGET | None = None
     environment: _NAME | None = None
 
 
@@ -202,6 +211,7 @@ def _resource(value: object) -> Resource | None:
         if item is not None and (
             type(item) is not str
             or not 1 <= len(item) <= limit
+            or "\x00" in item
             or (not item.isascii() and has_lone_surrogate(item))  # the model refuses those
         ):
             return None

@@ -142,6 +142,8 @@ def make_spec(
         raise ConnectorError("resource account is empty or too long", connector=connector)
     if target is not None and not 0 < len(target) <= 2048:
         raise ConnectorError("resource target is empty or too long", connector=connector)
+    if (account is not None and "\x00" in account) or (target is not None and "\x00" in target):
+        raise ConnectorError("resource name holds a NUL character", connector=connector)
     resource = _resource(provider, account, target)
     return _constructed(
         ActionSpec,

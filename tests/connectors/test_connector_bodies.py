@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentfirewall.actions import ActionSpec
 from agentfirewall.connectors import ConnectorError, HttpRequest, connector_types, get_connector
 from agentfirewall.connectors.bodies import parse_form, parse_json, parse_json_prefix
 from tests.fuzzscale import examples
@@ -150,8 +151,32 @@ def test_every_connector_answers_an_action_or_a_connector_error(
     assert parsed.connector == name
     assert parsed.risk in ("low", "medium", "high")
     assert parsed.spec.resource.provider == name
-    parsed.spec.to_dict()  # serialisable
+    # a spec built without the model's checks is one the model accepts, equal
+    assert ActionSpec.model_validate(parsed.spec.to_dict()) == parsed.spec
     assert parsed.spec.action_hash
+
+
+NUL_NAMES = [
+    ("slack", "POST", "https://slack.com/api/chat.postMessage", {"channel": "C1\u0000X"}),
+    ("github", "POST", "https://api.github.com/graphql",
+     {"query": 'mutation { mergePullRequest(input: {pullRequestId: "P\u0000"}) { x } }'}),
+    ("stripe", "POST", "https://api.stripe.com/v1/refunds", {"charge": "ch_\u0000"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "method", "url", "body"), NUL_NAMES)
+def test_a_nul_in_a_resource_name_is_a_connector_error(
+    name: str, method: str, url: str, body: dict[str, str]
+) -> None:
+    """No store holds a NUL in text: a resource name with one is refused at the gateway."""
+    request = HttpRequest.from_url(method, url, headers=(("content-type", "application/json"),),
+                                   body=json.dumps(body).encode())  # fmt: skip
+    try:
+        parsed = get_connector(name).parse(request)
+    except ConnectorError:
+        return
+    resource = parsed.spec.resource
+    assert "\x00" not in f"{resource.account}{resource.target}", parsed.spec
 
 
 @pytest.mark.parametrize("complete", [True, False])

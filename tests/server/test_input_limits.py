@@ -227,3 +227,18 @@ def test_a_body_far_over_the_limit_is_refused_with_connection_close(world: World
     assert status == 413
     assert headers.get(b"connection") == b"close"
     assert json.loads(answer)["limit_bytes"] == 1024 * 1024
+
+
+@pytest.mark.parametrize("action", ["github.pr.merge", "github.repo.delete"])  # allowed, held
+def test_a_nul_in_a_resource_name_is_422_and_nothing_is_recorded(world: World, action: str) -> None:
+    """A resource name is stored as text (the approval's connector, the action's columns):
+    a NUL, which no PostgreSQL text column holds, is refused by name, not a 500."""
+    before = world.server.admin("GET", "/v1/approvals").json()
+    for field in ("provider", "account", "target", "environment"):
+        resource = {"provider": "github", "account": "acme", "target": "acme/app#1", field: "a\0b"}
+        spec = {"type": action, "resource": resource}
+        r = world.server.agent(world.agent_key, "POST", "/v1/actions", json={"action_spec": spec})
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == f"action_spec.resource.{field}"
+        assert "NUL" in r.json()["message"]
+    assert world.server.admin("GET", "/v1/approvals").json() == before
