@@ -327,6 +327,11 @@ def test_both_s3_addressing_styles_name_the_same_action(
     path = HttpRequest.from_url(
         method, f"https://s3.eu-west-1.amazonaws.com/{bucket}/{encoded}{suffix}"
     )
+    if "\x00" in key:  # no store holds a NUL in a name: both styles refuse it
+        for request in (virtual, path):
+            with pytest.raises(ConnectorError, match="NUL"):
+                AWS.parse(request)
+        return
     one, two = AWS.parse(virtual), AWS.parse(path)
     assert one.spec.type == two.spec.type
     if not one.spec.type.startswith("aws.unknown"):  # (the fallback keeps the raw path)
