@@ -3,7 +3,10 @@ reactions, pins, usergroups, admin.
 
 Every method answers POST (JSON or form body) and GET (query), as Slack does; ``channel``
 and the other listed arguments become parameters from whichever carries them (the same
-argument in both with different values is refused). Bodies past 256 KiB are refused.
+argument in both with different values is refused). What a message says (``text``,
+``markdown_text``, ``blocks``, ``attachments``, ``link_names``, ``parse``, and a shared
+file's ``initial_comment``) is among them, so a policy can read its mentions. Bodies past
+256 KiB are refused.
 Unknown ``admin.*`` methods fall back to ``slack.unknown.post`` (``slack.unknown.get`` when
 called by GET) with high risk.
 """
@@ -18,8 +21,9 @@ __all__ = ["CONNECTOR"]
 
 C = ("channel",)
 #: What a message says: policies read mentions here (slack-safe-defaults). ``link_names``
-#: makes a plain ``@channel`` in ``text`` a mention; ``markdown_text`` is the message too.
-T = ("text", "markdown_text", "blocks", "attachments", "link_names")
+#: and ``parse: full`` make a plain ``@channel`` in ``text`` a mention; ``markdown_text`` is
+#: the message too.
+T = ("text", "markdown_text", "blocks", "attachments", "link_names", "parse")
 
 # (Slack method, action, risk, parameters, description)
 _METHODS: tuple[tuple[str, str, Risk, tuple[str, ...], str], ...] = (
@@ -84,7 +88,15 @@ _METHODS: tuple[tuple[str, str, Risk, tuple[str, ...], str], ...] = (
     ("conversations.mark", "slack.channel.mark", "low", C, "Move the read cursor"),
     ("conversations.open", "slack.dm.open", "low", ("users",), "Open a direct message"),
     ("conversations.close", "slack.dm.close", "low", C, "Close a direct message"),
-    ("files.upload", "slack.file.upload", "medium", (), "Upload a file (legacy, multipart)"),
+    # a file shared in a channel is posted with `initial_comment` as its message (an
+    # external upload with `blocks` when there is no comment): policies read mentions there
+    (
+        "files.upload",
+        "slack.file.upload",
+        "medium",
+        ("initial_comment",),
+        "Upload a file (legacy, multipart)",
+    ),
     (
         "files.getUploadURLExternal",
         "slack.file.upload_url",
@@ -96,7 +108,7 @@ _METHODS: tuple[tuple[str, str, Risk, tuple[str, ...], str], ...] = (
         "files.completeUploadExternal",
         "slack.file.share",
         "medium",
-        ("channel_id", "channels"),  # (channels: comma-separated channel or user ids)
+        ("channel_id", "channels", "initial_comment", "blocks"),  # channels: "C1,U2"
         "Finish an upload and share it",
     ),
     ("files.list", "slack.file.list", "low", C, "List files"),

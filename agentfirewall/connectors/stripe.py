@@ -17,6 +17,7 @@ from agentfirewall.connectors.table import BuildAlias, RouteConnector
 __all__ = ["CONNECTOR"]
 
 MONEY = ("amount:int", "currency")
+REFUND = ("amount:int", "reason")
 
 
 def _crud(
@@ -85,6 +86,31 @@ _ROUTES = (
         update=("low", ()),
     ),
     _verb("refunds", "cancel", "stripe.refund.cancel", "low", "Cancel a refund"),
+    # the same refund, spelled on the charge or payment intent it refunds
+    Route(
+        "POST",
+        "/v1/charges/{charge}/refunds",
+        "stripe.refund.create",
+        "high",
+        "Refund a charge",
+        REFUND,
+    ),
+    Route(
+        "POST",
+        "/v1/charges/{charge}/refund",
+        "stripe.refund.create",
+        "high",
+        "Refund a charge (legacy)",
+        REFUND,
+    ),
+    Route(
+        "POST",
+        "/v1/payment_intents/{payment_intent}/refund",
+        "stripe.refund.create",
+        "high",
+        "Refund a payment intent",
+        REFUND,
+    ),
     *_crud(
         "payment_intent",
         "payment_intents",

@@ -16,6 +16,7 @@ FORM = (("Content-Type", "application/x-www-form-urlencoded"),)
 # Slack method | action risk | JSON arguments | expected parameters
 TABLE = """
 chat.postMessage | slack.message.send medium | {"channel": "C1", "text": "hi"} | {"channel": "C1", "text": "hi"}
+chat.postMessage | slack.message.send medium | {"channel": "C1", "text": "@here", "parse": "full"} | {"channel": "C1", "text": "@here", "parse": "full"}
 chat.postEphemeral | slack.message.send_ephemeral low | {"channel": "C1", "user": "U1"} | {"channel": "C1", "user": "U1"}
 chat.scheduleMessage | slack.message.schedule medium | {"channel": "C1", "post_at": 1700000000} | {"channel": "C1", "post_at": 1700000000}
 chat.update | slack.message.update low | {"channel": "C1", "ts": "1.2"} | {"channel": "C1", "ts": "1.2"}
@@ -44,6 +45,7 @@ files.upload | slack.file.upload medium | null | {}
 files.getUploadURLExternal | slack.file.upload_url low | {"filename": "a.txt", "length": 3} | {"filename": "a.txt"}
 files.completeUploadExternal | slack.file.share medium | {"channel_id": "C1", "files": []} | {"channel_id": "C1"}
 files.completeUploadExternal | slack.file.share medium | {"channels": "C1,U2", "files": []} | {"channels": "C1,U2"}
+files.completeUploadExternal | slack.file.share medium | {"channel_id": "C1", "files": [], "initial_comment": "<!here>", "blocks": []} | {"channel_id": "C1", "initial_comment": "<!here>", "blocks": []}
 files.list | slack.file.list low | {"channel": "C1"} | {"channel": "C1"}
 files.info | slack.file.get low | {"file": "F1"} | {"file": "F1"}
 files.delete | slack.file.delete medium | {"file": "F1"} | {"file": "F1"}
@@ -151,6 +153,56 @@ def test_truncated_body_is_refused() -> None:
         "https://slack.com/api/chat.postMessage",
         headers=FORM,
         body=b"text=aaa",
+        body_complete=False,
+    )
+    with pytest.raises(ConnectorError, match="larger than"):
+        SLACK.parse(request)
+
+
+def _multipart(fields: dict[str, str], file: bytes = b"PK") -> bytes:
+    parts = [
+        f'--b\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.zip"\r\n\r\n'
+        + file
+        + b"\r\n"
+    )
+    return b"".join(parts) + b"--b--\r\n"
+
+
+MULTIPART = (("Content-Type", "multipart/form-data; boundary=b"),)
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "headers"),
+    [
+        ("", _multipart({"channels": "C1", "initial_comment": "<!everyone> hi"}), MULTIPART),
+        ("", b"channels=C1&content=x&initial_comment=%3C%21everyone%3E+hi", FORM),
+        ("initial_comment=%3C%21everyone%3E+hi", _multipart({"channels": "C1"}), MULTIPART),
+    ],
+    ids=["multipart", "form", "query"],
+)
+def test_a_shared_files_comment_is_read_in_every_encoding(
+    query: str, body: bytes, headers: tuple[tuple[str, str], ...]
+) -> None:
+    # files.upload posts `initial_comment` in the channel as a message: a policy must see it
+    request = HttpRequest(
+        "POST", "https", "slack.com", None, "/api/files.upload", query, headers, body
+    )
+    parsed = SLACK.parse(request)
+    assert parsed.action_type == "slack.file.upload"
+    assert parsed.spec.parameters == {"initial_comment": "<!everyone> hi"}
+
+
+def test_a_file_upload_past_the_limit_is_refused_since_a_comment_could_follow_it() -> None:
+    body = _multipart({"channels": "C1"}, file=b"x" * 64)
+    request = HttpRequest.from_url(
+        "POST",
+        "https://slack.com/api/files.upload",
+        headers=MULTIPART,
+        body=body[:80],
         body_complete=False,
     )
     with pytest.raises(ConnectorError, match="larger than"):

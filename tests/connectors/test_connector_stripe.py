@@ -27,6 +27,9 @@ GET /v1/refunds/re_1 | | stripe.refund.get low | {"id": "re_1"}
 POST /v1/refunds | charge=ch_1&amount=100&reason=duplicate | stripe.refund.create high | {"charge": "ch_1", "amount": 100, "reason": "duplicate"}
 POST /v1/refunds/re_1 | metadata[a]=b | stripe.refund.update low | {"id": "re_1"}
 POST /v1/refunds/re_1/cancel | | stripe.refund.cancel low | {"id": "re_1"}
+POST /v1/charges/ch_1/refunds | amount=100&reason=duplicate | stripe.refund.create high | {"charge": "ch_1", "amount": 100, "reason": "duplicate"}
+POST /v1/charges/ch_1/refund | | stripe.refund.create high | {"charge": "ch_1"}
+POST /v1/payment_intents/pi_1/refund | amount=5 | stripe.refund.create high | {"payment_intent": "pi_1", "amount": 5}
 GET /v1/payment_intents | | stripe.payment_intent.list low | {}
 GET /v1/payment_intents/pi_1 | | stripe.payment_intent.get low | {"id": "pi_1"}
 GET /v1/payment_intents/search | | stripe.payment_intent.search low | {}

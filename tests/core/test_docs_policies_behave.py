@@ -885,7 +885,14 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
         ({"type": "github.pr.merge", "parameters": {"merge_method": "squash"}},  # a REST merge
          "require_approval", {}),
         ({"type": "github.pr.merge", "parameters": {"base": "feature/x"}}, None, {}),
-        ({"type": "github.pr.create", "parameters": {"base": "main"}}, None, {})],
+        ({"type": "github.pr.create", "parameters": {"base": "main"}}, None, {}),
+        ({"type": "github.branch.merge", "parameters": {"base": "refs/heads/Main"}},
+         "require_approval", {}),
+        ({"type": "github.branch.merge", "parameters": {"base": "feature/x"}}, None, {}),
+        ({"type": "github.ref.update", "parameters": {"ref": "heads/master"}},
+         "require_approval", {}),
+        ({"type": "github.ref.update", "parameters": {"ref_id": "R"}}, "require_approval", {}),
+        ({"type": "github.ref.update", "parameters": {"ref": "heads/main-old"}}, None, {})],
     "protection-changes": [
         ({"type": "github.branch_protection.update", "parameters": {"branch": "main"}},
          "require_approval", {}),
@@ -896,11 +903,18 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
     "access-changes": [
         *(({"type": t}, "require_approval", {})
           for t in ("github.deploy_key.create", "github.collaborator.add",
+                    "github.member.add", "github.team.add_member", "github.team.add_repo",
+                    "github.team.create", "github.team.update", "github.org.update",
+                    "github.repo.make_public", "github.repo.transfer",
                     "github.webhook.create", "github.webhook.update",
                     "github.environment.update", "github.environment.delete")),
         *(({"type": t}, None, {})
           for t in ("github.deploy_key.list", "github.webhook.get", "github.webhook.ping",
                     "github.environment.get", "github.collaborator.list"))],
+    "unnamed-changes": [
+        *(({"type": t}, "require_approval", {})
+          for t in ("github.graphql.mutate", "github.unknown.post", "github.unknown.delete")),
+        ({"type": "github.unknown.get"}, None, {}), ({"type": "github.graphql.query"}, None, {})],
     "large-money-movement": [
         *(({"type": t, "parameters": {"amount": 50001}}, "require_approval", {})
           for t in ("stripe.transfer.create", "stripe.payout.create", "stripe.refund.create",
@@ -911,6 +925,9 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
         *(({"type": "stripe.transfer.create", "parameters": {"amount": a}}, "require_approval", {})
           for a in ("50001", "lots", "1e9", None)),
         ({"type": "stripe.refund.create"}, "require_approval", {}),  # no amount at all
+        ({"type": "stripe.unknown.post", "parameters": {"path": "/v1/application_fees/f/refunds"}},
+         "require_approval", {}),
+        ({"type": "stripe.unknown.post", "parameters": {"path": "/v1/quotes"}}, None, {}),
         ({"type": "stripe.charge.create", "parameters": {"amount": 10**9}}, None, {}),
         *(({"type": t}, None, {}) for t in ("stripe.customer.create", "stripe.invoice.create",
                                             "stripe.balance.get"))],
@@ -918,7 +935,9 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
         ({"type": "slack.admin.users.invite"}, "deny", {}),
         ({"type": "slack.unknown.post", "parameters": {"path": "/api/admin.apps.approve"}},
          "deny", {}),
-        ({"type": "slack.unknown.post", "parameters": {"path": "/api/chat.x"}}, None, {})],
+        ({"type": "slack.unknown.post", "parameters": {"path": "/api/Admin.users.list"}},
+         "deny", {}),
+        ({"type": "slack.unknown.post", "parameters": {"path": "/api/emoji.list"}}, None, {})],
     "destructive-changes": [
         *(({"type": t}, "require_approval", {})
           for t in ("slack.conversation.archive", "slack.message.delete",
@@ -938,7 +957,15 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
         *(({"type": "slack.message.post", "parameters": {"markdown_text": f"**hi** {m}"}},
            "require_approval", {}) for m in ("<!channel>", "@everyone")),
         ({"type": "slack.message.post", "parameters": {"markdown_text": "**hi** team"}},
-         None, {})],
+         None, {}),
+        ({"type": "slack.message.post", "parameters": {"text": "hi @here", "parse": "full"}},
+         "require_approval", {}),
+        ({"type": "slack.message.post", "parameters": {"text": "hi @here", "parse": "none"}},
+         None, {}),
+        ({"type": "slack.file.share", "parameters": {"initial_comment": "<!channel> look"}},
+         "require_approval", {}),
+        ({"type": "slack.unknown.post", "parameters": {"path": "/api/chat.startStream"}},
+         "require_approval", {})],
     "deny-file-and-model-deletes": [
         ({"type": "openai.file.delete"}, "deny", {}),
         ({"type": "openai.model.delete"}, "deny", {})],
@@ -948,6 +975,8 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
         *(({"type": t}, "require_approval", {})
           for t in ("openai.fine_tuning.create", "openai.fine_tuning.job.create",
                     "openai.batch.create")),
+        ({"type": "openai.unknown.post", "parameters": {"path": "/v1/fine_tuning/jobs/j/resume"}},
+         "require_approval", {}),
         *(({"type": t}, None, {})  # "Chat, responses, embeddings, images, audio and reads pass"
           for t in ("openai.chat.create", "openai.response.create", "openai.embedding.create",
                     "openai.image.create", "openai.audio.speech", "openai.model.list"))],

@@ -4,7 +4,8 @@ One real gateway, the fake upstreams, and one agent per pack (each pack's scope 
 to its agent, every action allowed by the agent's access rules): for each rule, real
 requests (httpx through CONNECT + interception) that the rule must catch, and at least
 one it must let pass. "Forwarded" is what the fake upstream recorded, not what the
-gateway said. A hold is answered by denying the approval it created.
+gateway said. A hold is answered by denying the approval it created. `BYPASSES` holds
+the same changes spelled as other actions, which each passed its pack once.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ R = GH + "/repos/acme/api"
 UPLOAD = "https://uploads.github.com/repos/acme/api/releases/5/assets?name=a.zip"
 MERGE_DOC = {"query": 'mutation { mergePullRequest(input: {pullRequestId: "P"}) { x } }'}
 DELETE_REF_DOC = {"query": 'mutation { deleteRef(input: {refId: "R"}) { x } }'}
+MERGE_BRANCH_DOC = {"query": 'mutation { mergeBranch(input: {repositoryId: "R", base: "main", '
+                    'head: "agent"}) { clientMutationId } }'}  # fmt: skip
+UPDATE_REF_DOC = {"query": 'mutation { updateRef(input: {refId: "R", oid: "a", force: true}) '
+                  "{ x } }"}  # fmt: skip
+TEAMS_REPO_DOC = {"query": 'mutation { updateTeamsRepository(input: {repositoryId: "R", '
+                  'teamIds: ["T"], permission: ADMIN}) { x } }'}  # fmt: skip
+ENQUEUE_DOC = {"query": 'mutation { enqueuePullRequest(input: {pullRequestId: "P"}) { x } }'}
+SHA = "a" * 40
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "<!here> deploy"}}]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -82,6 +91,15 @@ CASES: list[Case] = [
     ("github-safe-defaults", "access-changes", "hold", "DELETE",
      R + "/environments/production/deployment_protection_rules/3", None),
     ("github-safe-defaults", "access-changes", "allow", "GET", R + "/hooks", None),
+    ("github-safe-defaults", "merge-to-default-branch", "allow", "POST", R + "/merges",
+     {"base": "feature", "head": "agent"}),
+    ("github-safe-defaults", "merge-to-default-branch", "allow", "PATCH",
+     R + "/git/refs/heads/feature", {"sha": SHA, "force": True}),
+    ("github-safe-defaults", "unnamed-changes", "hold", "POST", R + "/merge-upstream",
+     {"branch": "main"}),
+    ("github-safe-defaults", "unnamed-changes", "allow", "GET", GH + "/fake/unnamed", None),
+    ("github-safe-defaults", "unnamed-changes", "allow", "POST", GH + "/graphql",
+     {"query": "query { viewer { login } }"}),
     # openai-safe-defaults
     ("openai-safe-defaults", "deny-file-and-model-deletes", "deny", "DELETE",
      OA + "/v1/files/file-1", None),
@@ -142,7 +160,78 @@ CASES: list[Case] = [
     ("maintenance-window", "freeze-writes", "deny", "POST", R + "/issues", {"title": "x"}),
     ("maintenance-window", "freeze-writes", "allow", "GET", R, None),
     ("mw-off", "freeze-writes", "allow", "POST", R + "/issues", {"title": "x"}),
+    # what a pack guards, spelled as other actions: their passing twins
+    ("slack-safe-defaults", "broadcast-mentions", "allow", "POST", SL + "/api/chat.postMessage",
+     {"channel": "C1", "text": "@channel lunch", "parse": "none"}),
+    ("slack-safe-defaults", "broadcast-mentions", "allow", "POST",
+     SL + "/api/files.completeUploadExternal",
+     {"files": [{"id": "F1"}], "channel_id": "C1", "initial_comment": "the report"}),
+    ("stripe-safe-defaults", "large-money-movement", "allow", "POST",
+     ST + "/v1/charges/ch_1/refunds", "amount=100"),
+    ("stripe-safe-defaults", "large-money-movement", "allow", "POST", ST + "/v1/quotes",
+     "customer=cus_1"),
+    ("openai-safe-defaults", "costly-jobs", "allow", "POST",
+     OA + "/v1/fine_tuning/jobs/ftjob-1/cancel", None),
 ]  # fmt: skip
+
+# The same change as a guarded action, spelled as another action the connectors name (the
+# security review's probes): each of these once passed its pack.
+BYPASSES: list[Case] = [
+    # a merge into main: a branch merge (REST, GraphQL) or main's ref moved, forced or not
+    ("github-safe-defaults", "merge-to-default-branch", "hold", "POST", R + "/merges",
+     {"base": "main", "head": "agent"}),
+    ("github-safe-defaults", "merge-to-default-branch", "hold", "POST", GH + "/graphql",
+     MERGE_BRANCH_DOC),
+    ("github-safe-defaults", "merge-to-default-branch", "hold", "PATCH",
+     R + "/git/refs/heads/main", {"sha": SHA, "force": True}),
+    ("github-safe-defaults", "merge-to-default-branch", "hold", "PATCH",
+     R + "/git/refs/heads/master", {"sha": SHA}),
+    ("github-safe-defaults", "merge-to-default-branch", "hold", "POST", GH + "/graphql",
+     UPDATE_REF_DOC),
+    # an access grant: organisation membership, teams, settings, visibility, ownership
+    ("github-safe-defaults", "access-changes", "hold", "PUT", GH + "/orgs/acme/memberships/mallory",
+     {"role": "admin"}),
+    ("github-safe-defaults", "access-changes", "hold", "PUT",
+     GH + "/orgs/acme/teams/core/repos/acme/api", {"permission": "admin"}),
+    ("github-safe-defaults", "access-changes", "hold", "PUT",
+     GH + "/orgs/acme/teams/core/memberships/mallory", {"role": "member"}),
+    ("github-safe-defaults", "access-changes", "hold", "POST", GH + "/graphql", TEAMS_REPO_DOC),
+    ("github-safe-defaults", "access-changes", "hold", "POST", GH + "/orgs/acme/teams",
+     {"name": "core2", "repo_names": ["acme/api"], "maintainers": ["mallory"]}),
+    ("github-safe-defaults", "access-changes", "hold", "PATCH", GH + "/orgs/acme",
+     {"default_repository_permission": "admin"}),
+    ("github-safe-defaults", "access-changes", "hold", "PATCH", R, {"private": False}),
+    ("github-safe-defaults", "access-changes", "hold", "POST", R + "/transfer",
+     {"new_owner": "mallory"}),
+    # a change the connector cannot name: a merge through the merge queue
+    ("github-safe-defaults", "unnamed-changes", "hold", "POST", GH + "/graphql", ENQUEUE_DOC),
+    # a channel-wide mention in a shared file's comment, or linked by parse=full
+    ("slack-safe-defaults", "broadcast-mentions", "hold", "POST",
+     SL + "/api/files.completeUploadExternal",
+     {"files": [{"id": "F1"}], "channel_id": "C1", "initial_comment": "<!channel> deploy now"}),
+    ("slack-safe-defaults", "broadcast-mentions", "hold", "POST", SL + "/api/files.upload",
+     "channels=C1&content=x&initial_comment=%3C%21everyone%3E"),
+    ("slack-safe-defaults", "broadcast-mentions", "hold", "POST", SL + "/api/chat.postMessage",
+     {"channel": "C1", "text": "@channel deploy", "parse": "full"}),
+    ("slack-safe-defaults", "broadcast-mentions", "hold", "POST", SL + "/api/chat.postMessage",
+     "channel=C1&link_names=TRUE&text=%40here"),
+    ("slack-safe-defaults", "broadcast-mentions", "hold", "POST", SL + "/api/chat.startStream",
+     {"channel": "C1", "markdown_text": "<!here>"}),
+    ("slack-safe-defaults", "deny-admin-api", "deny", "POST", SL + "/api/Admin.users.list", {}),
+    # a refund on the charge or payment intent, or one the connector cannot name
+    ("stripe-safe-defaults", "large-money-movement", "hold", "POST", ST + "/v1/charges/ch_1/refund",
+     ""),
+    ("stripe-safe-defaults", "large-money-movement", "hold", "POST",
+     ST + "/v1/charges/ch_1/refunds", "amount=99999999"),
+    ("stripe-safe-defaults", "large-money-movement", "hold", "POST",
+     ST + "/v1/payment_intents/pi_1/refund", ""),
+    ("stripe-safe-defaults", "large-money-movement", "hold", "POST",
+     ST + "/v1/application_fees/fee_1/refunds", "amount=100"),
+    # a fine-tuning job restarted by a call the connector cannot name
+    ("openai-safe-defaults", "costly-jobs", "hold", "POST",
+     OA + "/v1/fine_tuning/jobs/ftjob-1/resume", None),
+]  # fmt: skip
+ALL_CASES = [*CASES, *BYPASSES]
 
 HOSTS = {GH: "github", OA: "openai", SL: "slack", ST: "stripe", UPLOAD[:26]: "github"}
 
@@ -169,7 +258,7 @@ def _pack_document(name: str, agent: str, now: datetime) -> dict[str, Any]:
     return document
 
 
-AGENTS = {case[0] for case in CASES}
+AGENTS = {case[0] for case in ALL_CASES}
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +272,10 @@ def gateway(
         for i, agent in enumerate(sorted(AGENTS))
     ]  # fmt: skip
     permissions = [rule("*", "allow", agent=agent) for agent in AGENTS]
-    # so the pack, not the default deny, is what stops unknown admin.* methods
-    permissions.append(rule("slack.unknown.*", "allow", agent="slack-safe-defaults"))
+    # so the pack, not the default deny, is what stops requests no route names (unknown
+    # admin.* or chat.* methods, GitHub writes, refunds, fine-tuning calls)
+    permissions += [rule(f"{c}.unknown.*", "allow", agent=f"{c}-safe-defaults")
+                    for c in ("github", "openai", "slack", "stripe")]  # fmt: skip
     # so the pack, not the default deny, is what stops requests no route names
     permissions += [rule(f"{c}.unknown.*", "allow", agent="read-only") for c in ("github", "slack")]
     policies = [
@@ -262,8 +353,8 @@ def _held_while(
 
 @pytest.mark.parametrize(
     ("agent", "rule_name", "expected", "method", "url", "body"),
-    CASES,
-    ids=[f"{c[0]}/{c[1]}/{c[2]}/{c[3]} {c[4].split('//')[1][:60]}" for c in CASES],
+    ALL_CASES,
+    ids=[f"{c[0]}/{c[1]}/{c[2]}/{c[3]} {c[4].split('//')[1][:60]}" for c in ALL_CASES],
 )
 def test_pack_rule_end_to_end(
     gateway: tuple[RunningGateway, StaticControl],
@@ -296,7 +387,7 @@ def test_pack_rule_end_to_end(
 
 def test_every_rule_of_every_pack_has_a_catch_and_a_pass() -> None:
     covered: dict[tuple[str, str], set[str]] = {}
-    for agent, rule_name, expected, *_ in CASES:
+    for agent, rule_name, expected, *_ in ALL_CASES:
         pack = "maintenance-window" if agent == "mw-off" else agent
         covered.setdefault((pack, rule_name), set()).add(expected)
     for info in list_packs():
