@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import uuid
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,8 @@ from agentfirewall.errors import (
 from agentfirewall.jwks import JWKSCache, jwks_url_for
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
+    "AnswerBody",
     "BaseClient",
     "Call",
     "build_spec",
@@ -55,6 +58,18 @@ DEFAULT_TIMEOUT = 30.0
 MAX_POLL_SECONDS = 60
 #: Seconds a client waits before polling again when a server answers a long-poll early.
 MIN_POLL_INTERVAL = 1.0
+#: The most an answer may hold, decoded: 64 MiB. The largest a TameFlare server gives is an
+#: action's state (``get_action``, the long-poll): its spec, within the 1 MiB request limit,
+#: and an executed action's upstream answer, 1 MiB of text that JSON escaping can make 6 MiB.
+#: More is not the server (a wrong ``base_url``, or a small gzip answer that inflates without
+#: end), and reading it whole could take all the agent's memory: reading stops at the limit.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: The encodings a client asks for and decodes itself, each inflated a bounded piece at a
+#: time (zlib's ``wbits``: a gzip header; a zlib or a gzip one). httpx's own decoders inflate
+#: a whole network read at once, which for zstd can be a gigabyte from 32 KiB.
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": 32 + zlib.MAX_WBITS}
+#: The most inflated at once: the memory an answer takes stays near its decoded size.
+_PIECE = 1024 * 1024
 
 
 def trace_headers() -> dict[str, str]:
@@ -180,6 +195,7 @@ class BaseClient:
         return {
             "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",
+            "Accept-Encoding": ", ".join(_ENCODINGS),
             "User-Agent": f"agentfirewall-python/{__version__}",
         }
 
@@ -307,6 +323,71 @@ class BaseClient:
             raise _redirected(response)
         raise error_for_response(
             response.status_code, _decode(response), response.headers.get("Retry-After")
+        )
+
+
+class AnswerBody:
+    """An answer's body as it arrives (`feed` each network read unless `complete`),
+    decoded and capped: more than MAX_ANSWER_BYTES decoded, or an encoding the client did
+    not ask for, is a ServerError (not retried) raised before more is read or inflated."""
+
+    def __init__(self, response: httpx.Response, base_url: str) -> None:
+        self._response = response
+        self._url = shown_url(base_url)
+        self._body = bytearray()
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        wbits = None if self.complete else _ENCODINGS.get(encoding)
+        self._inflate = None if wbits is None else zlib.decompressobj(wbits)
+        if self.complete:  # an in-process transport's answer: in memory, decoded already
+            self._keep(response.content)
+        elif encoding not in (*_ENCODINGS, "identity", ""):
+            raise self._error(f"encoded with `{encoding[:40]}`, which the client does not read")
+
+    @property
+    def complete(self) -> bool:
+        """True when the whole body came with the answer (an in-process transport's)."""
+        return self._response.is_stream_consumed
+
+    def _error(self, what: str) -> ServerError:
+        return ServerError(
+            f"the answer is {what}: is `{self._url}` the TameFlare server?",
+            status_code=self._response.status_code,
+            retryable=False,  # sending again would only get the same answer
+        )
+
+    def feed(self, raw: bytes) -> None:
+        while raw:
+            if self._inflate is None:
+                piece, raw = raw, b""
+            else:
+                room = MAX_ANSWER_BYTES + 1 - len(self._body)
+                try:
+                    piece = self._inflate.decompress(raw, min(room, _PIECE))
+                except zlib.error:
+                    raise self._error("not readable: its compression is broken") from None
+                raw = self._inflate.unconsumed_tail
+            self._keep(piece)
+
+    def _keep(self, piece: bytes) -> None:
+        self._body += piece
+        if len(self._body) > MAX_ANSWER_BYTES:
+            self._body = bytearray()  # not kept alive by the error's traceback
+            raise self._error(f"larger than {MAX_ANSWER_BYTES} bytes")
+
+    def response(self) -> httpx.Response:
+        """The answer with its decoded body read (and no longer encoded)."""
+        if self._inflate is not None:
+            self._keep(self._inflate.flush())
+        headers = [
+            (name, value)
+            for name, value in self._response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length")
+        ]
+        return httpx.Response(
+            self._response.status_code,
+            headers=headers,
+            content=bytes(self._body),
+            request=self._response.request,
         )
 
 

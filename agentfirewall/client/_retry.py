@@ -11,6 +11,8 @@ Pure functions; the clients hand them to tenacity. The rules:
   server, so they are retried only for calls that are safe to replay: reads, and writes
   that carry an ``Idempotency-Key`` the server de-duplicates on (every ``request_action``).
   ``execute`` carries none and is never replayed once it may have been sent.
+* An answer that says not to retry (``retryable`` False: an execute that may have reached
+  the upstream, an answer larger than the client reads) is not retried.
 * At most ``max_retries`` retries; backoff doubles from ``backoff`` up to ``max_backoff``.
 """
 
@@ -58,7 +60,7 @@ class RetryPolicy:
         if isinstance(exc, TransportError):
             return replay_safe or is_unsent(exc)
         if isinstance(exc, ServerError):
-            return replay_safe and exc.status_code in _RETRY_STATUSES
+            return replay_safe and exc.status_code in _RETRY_STATUSES and exc.retryable is not False
         return False
 
     def delay(self, exc: BaseException | None, attempt: int) -> float:

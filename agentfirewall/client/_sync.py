@@ -17,6 +17,7 @@ from agentfirewall.client._args import check_seconds
 from agentfirewall.client._base import (
     DEFAULT_TIMEOUT,
     MIN_POLL_INTERVAL,
+    AnswerBody,
     BaseClient,
     Call,
     build_spec,
@@ -234,11 +235,18 @@ class AgentFirewall(BaseClient):
     def _send_once(self, call: Call) -> httpx.Response:
         request = self._build(self._http, call)
         try:
-            response = self._http.send(request)
+            response = self._http.send(request, stream=True)
+            try:  # read a piece at a time: an answer past MAX_ANSWER_BYTES stops the reading
+                body = AnswerBody(response, self.base_url)
+                if not body.complete:
+                    for raw in response.iter_raw():
+                        body.feed(raw)
+            finally:
+                response.close()
         except httpx.TransportError as exc:
             error, chain = self._transport_error(exc)
             raise error from (exc if chain else None)
-        return self._check(response)
+        return self._check(body.response())
 
 
 class Guard:

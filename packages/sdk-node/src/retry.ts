@@ -11,6 +11,8 @@
  *   retried only for calls safe to replay: reads, and `requestAction`, whose
  *   `Idempotency-Key` the server de-duplicates on. `execute` is never replayed once it
  *   may have been sent.
+ * - An answer that says not to retry (`retryable: false`: an execute that may have reached
+ *   the upstream, an answer larger than the SDK reads) is not retried.
  * - At most `maxRetries` retries; the backoff doubles from `backoffSeconds` up to
  *   `maxBackoffSeconds`.
  */
@@ -52,7 +54,9 @@ export function shouldRetry(error: unknown, replaySafe: boolean, policy: RetryPo
     return error.retryAfter === undefined || error.retryAfter <= policy.maxWaitSeconds;
   }
   if (error instanceof TransportError) return replaySafe || error.unsent;
-  if (error instanceof ServerError) return replaySafe && RETRY_STATUSES.has(error.statusCode);
+  if (error instanceof ServerError) {
+    return replaySafe && RETRY_STATUSES.has(error.statusCode) && error.retryable !== false;
+  }
   return false;
 }
 

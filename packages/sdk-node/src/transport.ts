@@ -53,9 +53,44 @@ export function sleep(seconds: number): Promise<void> {
 
 const MASK = "[API key]";
 
+/**
+ * The most an answer may hold, decoded: 64 MiB. The largest a TameFlare server gives is an
+ * action's state (`getAction`, `/wait`): its spec, within the 1 MiB request limit, and an
+ * executed action's upstream answer, 1 MiB of text that JSON escaping can make 6 MiB. More
+ * is not the server (a wrong `baseUrl`, or a small gzip answer that inflates without end),
+ * and reading it whole could take all the agent's memory: reading stops at the limit.
+ */
+export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
 /** `text` with every occurrence of `secret` masked. */
 function mask(text: string, secret: string): string {
   return text.split(secret).join(MASK);
+}
+
+/** The body of `response`, decoded (gzip...), or `undefined` as soon as it holds more than
+ * `limit` bytes: the rest is never read. */
+async function readBody(response: Response, limit: number): Promise<Uint8Array | undefined> {
+  if (response.body === null) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
 }
 
 function decode(text: string): unknown {
@@ -109,14 +144,19 @@ export class Transport {
     };
     if (call.json !== undefined) init.body = JSON.stringify(call.json);
     let response: Response;
-    let text: string;
+    let bytes: Uint8Array | undefined;
     try {
       response = await fetch(this.#url(call), init);
-      text = mask(await response.text(), apiKey);
+      bytes = await readBody(response, MAX_ANSWER_BYTES);
     } catch (error) {
       throw transportError(error, baseUrl, seconds, apiKey);
     }
-    const body = decode(text);
+    if (bytes === undefined) {
+      // not the server's kind of answer: sending again would only read as much again
+      const message = `the answer is larger than ${MAX_ANSWER_BYTES} bytes: is \`${baseUrl}\` the TameFlare server?`;
+      throw new ServerError(message, { statusCode: response.status, retryable: false });
+    }
+    const body = decode(mask(new TextDecoder().decode(bytes), apiKey));
     if (response.status >= 300 && response.status < 400) {
       throw redirectError(response, body, baseUrl, apiKey);
     }

@@ -11,6 +11,8 @@
  *   retried only for calls safe to replay: reads, and `requestAction`, whose
  *   `Idempotency-Key` the server de-duplicates on. `execute` is never replayed once it
  *   may have been sent.
+ * - An answer that says not to retry (`retryable: false`: an execute that may have reached
+ *   the upstream, an answer larger than the SDK reads) is not retried.
  * - At most `maxRetries` retries; the backoff doubles from `backoffSeconds` up to
  *   `maxBackoffSeconds`.
  */

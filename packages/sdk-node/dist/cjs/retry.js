@@ -12,6 +12,8 @@
  *   retried only for calls safe to replay: reads, and `requestAction`, whose
  *   `Idempotency-Key` the server de-duplicates on. `execute` is never replayed once it
  *   may have been sent.
+ * - An answer that says not to retry (`retryable: false`: an execute that may have reached
+ *   the upstream, an answer larger than the SDK reads) is not retried.
  * - At most `maxRetries` retries; the backoff doubles from `backoffSeconds` up to
  *   `maxBackoffSeconds`.
  */
@@ -47,8 +49,9 @@ function shouldRetry(error, replaySafe, policy) {
     }
     if (error instanceof errors_js_1.TransportError)
         return replaySafe || error.unsent;
-    if (error instanceof errors_js_1.ServerError)
-        return replaySafe && RETRY_STATUSES.has(error.statusCode);
+    if (error instanceof errors_js_1.ServerError) {
+        return replaySafe && RETRY_STATUSES.has(error.statusCode) && error.retryable !== false;
+    }
     return false;
 }
 /** Seconds to sleep after failed attempt number `attempt` (1-based). */

@@ -37,6 +37,14 @@ export interface TransportOptions {
 }
 /** Resolve after `seconds`. */
 export declare function sleep(seconds: number): Promise<void>;
+/**
+ * The most an answer may hold, decoded: 64 MiB. The largest a TameFlare server gives is an
+ * action's state (`getAction`, `/wait`): its spec, within the 1 MiB request limit, and an
+ * executed action's upstream answer, 1 MiB of text that JSON escaping can make 6 MiB. More
+ * is not the server (a wrong `baseUrl`, or a small gzip answer that inflates without end),
+ * and reading it whole could take all the agent's memory: reading stops at the limit.
+ */
+export declare const MAX_ANSWER_BYTES: number;
 export declare class Transport {
     #private;
     constructor(options: TransportOptions);

@@ -38,36 +38,81 @@ function kindOf(value) {
         return typeof value;
     const tag = Object.prototype.toString.call(value).slice(8, -1);
     const name = value.constructor?.name;
-    return tag === "Object" && typeof name === "string" && name !== "" ? name : tag;
+    const classed = tag === "Object" || tag === "Array"; // a class instance, an Array subclass
+    return classed && typeof name === "string" && name !== "" ? name : tag;
 }
-/** JSON has no NaN, Infinity, undefined, functions, Dates or Maps: refuse them rather
- * than let `JSON.stringify` drop or convert them. */
-function checkJson(value, path) {
+/** The canonical name of array index `i` (`"0"`, `"1"`...), as an own key shows it. */
+const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
+/** Own property `key` of `value` as a path: `parameters.to`, `parameters.ids[2]`. */
+function pathOf(path, key, array) {
+    return array && ARRAY_INDEX.test(key) ? `${path}[${key}]` : `${path}.${key}`;
+}
+/** The own, enumerable data properties of a plain object or an array, in `JSON.stringify`'s
+ * order; anything it would skip, call or read differently is refused: a symbol key, a
+ * property that is not enumerable (a hidden `toJSON`), a getter or setter (its value could
+ * change between the check and the send), a key of an array that is not an index (`toJSON`,
+ * `admin`), a hole in an array (sent as `null`). */
+function ownData(value, path, array) {
+    const data = [];
+    for (const key of Reflect.ownKeys(value)) {
+        if (typeof key === "symbol") {
+            throw new ActionSpecError(`\`${path}\`: a symbol key (${String(key)}) is not JSON`, path);
+        }
+        if (array && key === "length")
+            continue;
+        const where = pathOf(path, key, array);
+        if (array && !ARRAY_INDEX.test(key)) {
+            throw new ActionSpecError(`\`${where}\`: an array with a property that is not an index is not JSON`, where);
+        }
+        const descriptor = Object.getOwnPropertyDescriptor(value, key);
+        if (descriptor === undefined || !("value" in descriptor)) {
+            throw new ActionSpecError(`\`${where}\`: a getter or setter is not JSON: pass its value`, where);
+        }
+        if (descriptor.enumerable !== true) {
+            throw new ActionSpecError(`\`${where}\`: a property that is not enumerable is not JSON`, where);
+        }
+        data.push([key, descriptor.value]);
+    }
+    const hole = array ? data.findIndex(([key], i) => key !== String(i)) : -1;
+    if (hole !== -1 || (array && data.length !== value.length)) {
+        const where = `${path}[${hole === -1 ? data.length : hole}]`;
+        throw new ActionSpecError(`\`${where}\`: a hole in an array is not JSON`, where);
+    }
+    return data;
+}
+/**
+ * `value` copied as the JSON it is, each property read once: the copy is what is sent, so
+ * the firewall decides on exactly what was checked. JSON has no NaN, Infinity, undefined,
+ * functions, Dates or Maps, and `JSON.stringify` would drop or convert them (or call a
+ * `toJSON`): refuse them instead. Only plain objects and arrays whose prototype is
+ * `Array.prototype` (not a subclass) hold values; a Proxy is read like the object it shows.
+ */
+function jsonCopy(value, path, open) {
     if (value === null || typeof value === "string" || typeof value === "boolean")
-        return;
+        return value;
     if (typeof value === "number") {
         if (!Number.isFinite(value))
             throw new ActionSpecError(`\`${path}\`: numbers must be finite`, path);
-        return;
+        return value;
     }
-    if (Array.isArray(value)) {
-        value.forEach((item, i) => checkJson(item, `${path}[${i}]`));
-        return;
+    const array = Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype;
+    if (!array && !isPlainObject(value)) {
+        throw new ActionSpecError(`\`${path}\`: not a JSON value (${kindOf(value)})`, path);
     }
-    if (isPlainObject(value)) {
-        for (const [key, item] of Object.entries(value))
-            checkJson(item, `${path}.${key}`);
-        return;
-    }
-    throw new ActionSpecError(`\`${path}\`: not a JSON value (${kindOf(value)})`, path);
+    if (open.has(value))
+        throw new ActionSpecError(`\`${path}\`: a circular reference is not JSON`, path);
+    open.add(value);
+    const data = ownData(value, path, array);
+    const copied = data.map(([key, item]) => [key, jsonCopy(item, pathOf(path, key, array), open)]);
+    open.delete(value);
+    return array ? copied.map(([, item]) => item) : Object.fromEntries(copied);
 }
 function jsonObject(value, name) {
     if (value === undefined || value === null)
         return {};
     if (!isPlainObject(value))
         throw new ActionSpecError(`\`${name}\` must be an object`, name);
-    checkJson(value, name);
-    return value;
+    return jsonCopy(value, name, new Set());
 }
 function resource(value) {
     if (value === undefined || value === null)

@@ -82,6 +82,34 @@ describe("configuration", () => {
   });
 });
 
+class Recipients extends Array {
+  toJSON() {
+    return "everyone@corp.example";
+  }
+}
+
+/** `array` with an own `toJSON`, which JSON.stringify would call instead of reading it. */
+function withToJSON(array) {
+  array.toJSON = () => "replaced";
+  return array;
+}
+
+/** `object` with a `toJSON` that Object.keys does not show but JSON.stringify calls. */
+function hiddenToJSON(object) {
+  return Object.defineProperty(object, "toJSON", { value: () => ({ amount: 1_000_000 }) });
+}
+
+/** `object` with a `key` that is not enumerable: JSON.stringify would drop it. */
+function hidden(object, key) {
+  return Object.defineProperty(object, key, { value: true });
+}
+
+function circular() {
+  const parameters = { a: 1 };
+  parameters.self = parameters;
+  return parameters;
+}
+
 describe("requestAction", () => {
   let server;
   let client;
@@ -133,6 +161,23 @@ describe("requestAction", () => {
     });
   });
 
+  test("a value is read once: the firewall gets what was checked, not a later read", async () => {
+    let reads = 0;
+    const payment = new Proxy(
+      { amount: 10 },
+      { get: (target, key) => (key === "amount" && (reads += 1) > 1 ? 1_000_000 : Reflect.get(target, key)) },
+    );
+    await client.requestAction({ type: "payment.transfer.initiate", parameters: { payment } });
+    assert.deepEqual(server.requests.at(-1).body.action_spec.parameters, { payment: { amount: 10 } });
+  });
+
+  test("a `__proto__` key (from JSON.parse) is sent as the key it is", async () => {
+    await client.requestAction({ type: "a.b", parameters: JSON.parse('{"__proto__": {"admin": true}, "x": [1]}') });
+    const sent = server.requests.at(-1).body.action_spec.parameters;
+    assert.deepEqual(Object.keys(sent), ["__proto__", "x"]);
+    assert.deepEqual(Object.getOwnPropertyDescriptor(sent, "__proto__")?.value, { admin: true });
+  });
+
   for (const [name, action, field] of [
     ["a malformed type", { type: "GitHub PR merge" }, "type"],
     ["a one-segment type", { type: "merge" }, "type"],
@@ -142,6 +187,50 @@ describe("requestAction", () => {
     ["NaN in parameters", { type: "a.b", parameters: { amount: Number.NaN } }, "parameters.amount"],
     ["a function in risk hints", { type: "a.b", riskHints: { f: () => 1 } }, "riskHints.f"],
     ["an array as parameters", { type: "a.b", parameters: [1] }, "parameters"],
+    // what JSON.stringify would send differently from what was checked (or call, or drop)
+    [
+      "an Array subclass with toJSON",
+      { type: "a.b", parameters: { to: Recipients.from(["a@x.example"]) } },
+      "parameters.to",
+    ],
+    ["an array with its own toJSON", { type: "a.b", parameters: { ids: withToJSON([1, 2]) } }, "parameters.ids.toJSON"],
+    [
+      "a hidden toJSON",
+      { type: "a.b", parameters: { payment: hiddenToJSON({ amount: 10 }) } },
+      "parameters.payment.toJSON",
+    ],
+    [
+      "a property that is not enumerable",
+      { type: "a.b", riskHints: hidden({}, "irreversible") },
+      "riskHints.irreversible",
+    ],
+    ["a hole in an array", { type: "a.b", parameters: { ids: [1, , 3] } }, "parameters.ids[1]"],
+    ["holes only", { type: "a.b", parameters: { ids: new Array(3) } }, "parameters.ids[0]"],
+    [
+      "an array with another key",
+      { type: "a.b", parameters: { ids: Object.assign([1], { admin: true }) } },
+      "parameters.ids.admin",
+    ],
+    [
+      "a getter",
+      {
+        type: "a.b",
+        parameters: {
+          get amount() {
+            return 10;
+          },
+        },
+      },
+      "parameters.amount",
+    ],
+    [
+      "a getter in an array",
+      { type: "a.b", parameters: { ids: Object.defineProperty([0], 0, { get: () => 1 }) } },
+      "parameters.ids[0]",
+    ],
+    ["a symbol key", { type: "a.b", parameters: { nested: { [Symbol("admin")]: true } } }, "parameters.nested"],
+    ["a circular reference", { type: "a.b", parameters: circular() }, "parameters.self"],
+    ["a BigInt", { type: "a.b", parameters: { amount: 10n } }, "parameters.amount"],
   ]) {
     test(`${name} is an ActionSpecError and sends nothing`, async () => {
       const before = server.requests.length;
