@@ -3,6 +3,12 @@
 Every function that changes an approval runs inside the store's writer transaction and
 also moves the linked action request (SDK mode) to its final status, with audit events,
 so a crash never leaves the two disagreeing.
+
+What a kill switch covers, or what belongs to an agent that is not active, can no longer
+be approved (`decide_approval` checks the stored switches and agent, not a snapshot), and
+the sweep (`deny_covered`) denies it, a page of at most `CHUNK` per writer job: after a
+switch is activated (the switch is in force before the first page), and about once a second
+(`expiry_loop`), so what a restart interrupted is denied all the same.
 """
 
 from __future__ import annotations
@@ -10,34 +16,45 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import ColumnElement, Connection, Row, or_, select, true, update
 
 from agentfirewall_server.actionstore import finish_spend, redate_spend
-from agentfirewall_server.audit import append_event
+from agentfirewall_server.audit import append_events, prepare_event
 from agentfirewall_server.clock import new_id, rfc3339
 from agentfirewall_server.roles import DEFAULT_ROLES, ROLES, may_approve
-from agentfirewall_server.store.schema import action_requests, approvals
+from agentfirewall_server.store.schema import action_requests, agents, approvals, kill_switches
 from agentfirewall_server.web import ApiError
 
 if TYPE_CHECKING:
     from agentfirewall_server.protocols import Services
 
 __all__ = [
+    "CHUNK",
     "DEFAULT_ROLES",
     "approval_json",
     "approval_row",
     "create_approval",
     "decide_approval",
-    "deny_for_kill_switch",
+    "deny_covered",
+    "deny_of_agent",
     "expire_due",
     "expiry_loop",
     "get_approval",
+    "sweep_covered",
 ]
 
 log = logging.getLogger("agentfirewall_server")
 _FINAL_ACTION = {"approved": "allowed", "denied": "denied", "expired": "expired"}
+#: The most approvals one writer job decides (expiry, the sweep) or one statement names: a
+#: backlog of any size never holds the writer long, nor exceeds a driver's parameter limit.
+CHUNK = 500
+#: How long the expiry loop's sweep leaves a new kill switch's approvals to the request
+#: that activated it (which counts them): after that, it denies what a restart left.
+_BACKSTOP_SECONDS = 10.0
 
 
 def approval_json(row: Any) -> dict[str, Any]:
@@ -159,23 +176,49 @@ def _finish(
     now: float,
     event: str,
 ) -> dict[str, Any]:
-    conn.execute(
-        update(approvals)
-        .where(approvals.c.id == row["id"], approvals.c.status == "pending")
-        .values(status=status, decided_at=now, decided_by=by, note=note)
-    )
-    if row["action_request_id"]:
+    return _finish_all(conn, [row], status, by=by, note=note, now=now, event=event)[0]
+
+
+def _finish_all(
+    conn: Connection,
+    rows: list[dict[str, Any]],
+    status: str,
+    *,
+    by: str | None,
+    note: str | None,
+    now: float,
+    event: str,
+) -> list[dict[str, Any]]:
+    """Decide pending `rows` alike: an UPDATE per table and `CHUNK` rows, one audit insert
+    (an event per approval); their action requests (SDK) move to their final status."""
+    for start in range(0, len(rows), CHUNK):
+        part = rows[start : start + CHUNK]
         conn.execute(
-            update(action_requests)
-            .where(action_requests.c.id == row["action_request_id"])
-            .values(status=_FINAL_ACTION[status], updated_at=now)
+            update(approvals)
+            .where(approvals.c.id.in_([r["id"] for r in part]), approvals.c.status == "pending")
+            .values(status=status, decided_at=now, decided_by=by, note=note)
         )
-        if status != "approved":  # what it reserved from budgets returns to them
-            finish_spend(conn, row["action_request_id"], ok=False, now=now)
-        else:  # it happens from now: a rolling window counts it from the approval
-            redate_spend(conn, row["action_request_id"], now=now)
-    append_event(
-        conn,
+        linked = [r["action_request_id"] for r in part if r["action_request_id"]]
+        if linked:
+            conn.execute(
+                update(action_requests)
+                .where(action_requests.c.id.in_(linked))
+                .values(status=_FINAL_ACTION[status], updated_at=now)
+            )
+        for action_id in linked:
+            if status != "approved":  # what it reserved from budgets returns to them
+                finish_spend(conn, action_id, ok=False, now=now)
+            else:  # it happens from now: a rolling window counts it from the approval
+                redate_spend(conn, action_id, now=now)
+    append_events(conn, [_event(row, status, event, by=by, note=note, now=now) for row in rows])
+    decided = {"status": status, "decided_at": now, "decided_by": by, "note": note}
+    return [{**row, **decided} for row in rows]
+
+
+def _event(
+    row: dict[str, Any], status: str, event: str, *, by: str | None, note: str | None, now: float
+) -> dict[str, Any]:
+    return prepare_event(
         event,
         actor=by or "system",
         now=now,
@@ -188,7 +231,6 @@ def _finish(
             "action_type": json.loads(row["action_spec"])["type"],
         },
     )
-    return {**row, "status": status, "decided_at": now, "decided_by": by, "note": note}
 
 
 def _check_role(row: dict[str, Any], role: str | None) -> None:
@@ -215,7 +257,8 @@ def decide_approval(
     note: str | None,
     now: float,
 ) -> dict[str, Any]:
-    """Approve or deny once; 404 unknown, 403 role, 409 already decided or expired."""
+    """Approve or deny once; 404 unknown, 403 role, 409 already decided or expired, and
+    409 to approve what a kill switch covers or what a suspended or revoked agent asked."""
     row = get_approval(conn, approval_id)
     if row is None:
         raise ApiError(404, f"no approval `{approval_id}`")
@@ -229,28 +272,49 @@ def decide_approval(
             approval_status=row["status"],
         )
     _check_role(row, role)
+    if approve:
+        _check_approvable(conn, row)
     status = "approved" if approve else "denied"
     return _finish(conn, row, status, by=by, note=note, now=now, event="approval.responded")
+
+
+def _check_approvable(conn: Connection, row: dict[str, Any]) -> None:
+    """409 when approving `row` would let stopped traffic through: a stored kill switch
+    covers it (the sweep is denying it), or its agent is suspended or revoked. Read in the
+    writer's transaction, so no snapshot, however outdated, decides it."""
+    switch = next((k for k in _switches(conn) if _matches(row, k.scope, k.target)), None)
+    if switch is not None:
+        label = "all" if switch.scope == "all" else f"{switch.scope}:{switch.target}"
+        raise ApiError(
+            409,
+            f"approval `{row['id']}` cannot be approved while the kill switch `{label}` "
+            "covers it: it is denied",
+            kill_switch=label,
+        )
+    status = _inactive(conn, [row["agent"]]).get(row["agent"])
+    if status is not None:
+        raise ApiError(
+            409,
+            f"approval `{row['id']}` cannot be approved: agent `{row['agent']}` is {status} "
+            "(its pending approvals are denied; once it is active, it asks again)",
+            agent_status=status,
+        )
 
 
 def expire_due(conn: Connection, now: float) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(approvals)
         .where(approvals.c.status == "pending", approvals.c.expires_at <= now)
-        .limit(500)
+        .limit(CHUNK)
     ).all()
-    return [
-        _finish(
-            conn,
-            dict(r._mapping),
-            "expired",
-            by=None,
-            note="timed out",
-            now=now,
-            event="approval.expired",
-        )
-        for r in rows
-    ]
+    found = [dict(r._mapping) for r in rows]
+    return _finish_all(
+        conn, found, "expired", by=None, note="timed out", now=now, event="approval.expired"
+    )
+
+
+def _switches(conn: Connection) -> list[Row[Any]]:
+    return list(conn.execute(select(kill_switches).order_by(kill_switches.c.activated_at)))
 
 
 def _matches(row: dict[str, Any], scope: str, target: str | None) -> bool:
@@ -263,25 +327,128 @@ def _matches(row: dict[str, Any], scope: str, target: str | None) -> bool:
     return target in (row["connector"], provider)
 
 
-def deny_for_kill_switch(
-    conn: Connection,
-    scope: str,
-    target: str | None,
-    *,
-    by: str,
-    now: float,
-    note: str | None = None,
-) -> list[dict[str, Any]]:
-    """Deny every pending approval the kill switch covers (or that `note` explains)."""
-    rows = conn.execute(select(approvals).where(approvals.c.status == "pending")).all()
-    note = note or f"kill switch activated ({scope}{': ' + target if target else ''})"
-    return [
-        _finish(
-            conn, dict(r._mapping), "denied", by=by, note=note, now=now, event="approval.responded"
+def _inactive(conn: Connection, names: list[str]) -> dict[str, str]:
+    """Of `names`, those with agents none of which is active: name -> `suspended` or
+    `revoked` (a name a revoked agent had may belong to a new one)."""
+    found: dict[str, set[str]] = {}
+    for part in range(0, len(names), CHUNK):
+        query = select(agents.c.name, agents.c.status).where(
+            agents.c.name.in_(names[part : part + CHUNK])
         )
-        for r in rows
-        if _matches(dict(r._mapping), scope, target)
+        for name, status in conn.execute(query):
+            found.setdefault(name, set()).add(status)
+    return {
+        name: "suspended" if "suspended" in statuses else "revoked"
+        for name, statuses in found.items()
+        if "active" not in statuses
+    }
+
+
+def _switch_note(scope: str, target: str | None) -> str:
+    return f"kill switch activated ({scope}{': ' + target if target else ''})"
+
+
+def _candidates(switches: list[Row[Any]]) -> ColumnElement[bool]:
+    """SQL for (at least) the approvals `switches` or an agent not active may cover;
+    `_matches` and `_inactive` decide. A connector's name may be the action's provider,
+    read from its JSON: any approval that mentions it is a candidate."""
+    if any(k.scope == "all" for k in switches):
+        return true()
+    active = select(agents.c.name).where(agents.c.status == "active")
+    inactive = select(agents.c.name).where(agents.c.status != "active")
+    clauses: list[ColumnElement[bool]] = [
+        approvals.c.agent.in_(inactive) & approvals.c.agent.not_in(active)
     ]
+    for k in switches:
+        if k.scope == "agent":
+            clauses.append(approvals.c.agent == k.target)
+        else:
+            clauses.append(approvals.c.connector == k.target)
+            clauses.append(approvals.c.action_spec.contains(k.target, autoescape=True))
+    return or_(*clauses)
+
+
+_Page = tuple[list[dict[str, Any]], str | None]
+
+
+def deny_covered(
+    conn: Connection,
+    now: float,
+    *,
+    after: str = "",
+    limit: int = CHUNK,
+    switched_before: float = math.inf,
+) -> _Page:
+    """A page of the sweep: deny the pending approvals a stored kill switch activated
+    before `switched_before` covers (by whoever activated it) or whose agent is not active,
+    among the next `limit` candidates by id after `after`. Returns the rows denied and
+    where the next page starts (None: at the end)."""
+    switches = [k for k in _switches(conn) if k.activated_at < switched_before]
+    rows = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(approvals)
+            .where(approvals.c.status == "pending", approvals.c.id > after, _candidates(switches))
+            .order_by(approvals.c.id)
+            .limit(limit)
+        )
+    ]
+    inactive = _inactive(conn, sorted({r["agent"] for r in rows}))
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        switch = next((k for k in switches if _matches(row, k.scope, k.target)), None)
+        if switch is not None:
+            key = (switch.activated_by, _switch_note(switch.scope, switch.target))
+        elif row["agent"] in inactive:
+            key = ("system", f"agent `{row['agent']}` {inactive[row['agent']]}")
+        else:
+            continue
+        groups.setdefault(key, []).append(row)
+    denied = [
+        decided
+        for (by, note), group in groups.items()
+        for decided in _finish_all(
+            conn, group, "denied", by=by, note=note, now=now, event="approval.responded"
+        )
+    ]
+    return denied, (rows[-1]["id"] if len(rows) == limit else None)
+
+
+def _sweep_page(after: str, *, backstop: bool = False) -> Callable[[Connection], _Page]:
+    """A page of the sweep as a writer job; the `backstop` (the expiry loop) leaves a
+    switch's approvals to the request activating it for `_BACKSTOP_SECONDS`."""
+    from agentfirewall_server.clock import now
+
+    def job(conn: Connection) -> _Page:
+        stamp = now()
+        before = stamp - _BACKSTOP_SECONDS if backstop else math.inf
+        return deny_covered(conn, stamp, after=after, switched_before=before)
+
+    return job
+
+
+async def sweep_covered(state: Services) -> int:
+    """`deny_covered`, page after page (a writer job each) to the end, each page published;
+    how many were denied."""
+    count, after = 0, ""
+    while True:
+        denied, cursor = await state.db.write(_sweep_page(after))
+        await publish_decided(state, denied)
+        count += len(denied)
+        if cursor is None:
+            return count
+        after = cursor
+
+
+def deny_of_agent(
+    conn: Connection, agent: str, *, by: str, note: str, now: float
+) -> list[dict[str, Any]]:
+    """Deny every pending approval of `agent` (suspended or removed)."""
+    rows = conn.execute(
+        select(approvals).where(approvals.c.status == "pending", approvals.c.agent == agent)
+    ).all()
+    found = [dict(r._mapping) for r in rows]
+    return _finish_all(conn, found, "denied", by=by, note=note, now=now, event="approval.responded")
 
 
 async def publish_decided(state: Services, rows: list[dict[str, Any]]) -> None:
@@ -319,18 +486,23 @@ def prune(conn: Connection, now: float) -> None:
 
 
 async def expiry_loop(state: Services, interval: float = 1.0) -> None:
-    """Expire pending approvals past their deadline about once a second; prune hourly."""
+    """About once a second: expire pending approvals past their deadline, and deny a page
+    of those the sweep covers (`deny_covered`; the next page on the next tick, from the
+    first again after the last); prune hourly."""
     from agentfirewall_server.clock import now
     from agentfirewall_server.replaystore import prune_inputs_job
 
     await refresh_pending_gauge(state)
-    ticks = 0
+    ticks, after = 0, ""
     while True:
         await asyncio.sleep(interval)
         ticks += 1
         try:
             expired = await state.db.write(lambda c: expire_due(c, now()))
             await publish_decided(state, expired)
+            denied, cursor = await state.db.write(_sweep_page(after, backstop=True))
+            await publish_decided(state, denied)
+            after = cursor or ""
             if ticks % 3600 == 1:
                 await state.db.write(lambda c: prune(c, now()))
                 await state.db.write(prune_inputs_job(state.settings))

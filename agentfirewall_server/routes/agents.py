@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.decisions import EnforcementLevel, normalize_level
-from agentfirewall_server.approvals import deny_for_kill_switch, publish_decided
+from agentfirewall_server.approvals import deny_of_agent, publish_decided
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now
@@ -291,6 +291,10 @@ def _set_status(agent: AgentRecord, status: str, actor: str) -> Any:
                 .values(revoked_at=stamp)
             )
             data, denied = _let_go(conn, agent.name, actor, stamp)
+        elif status == "suspended":  # held requests must not pass once someone approves
+            note = f"agent `{agent.name}` suspended"
+            denied = deny_of_agent(conn, agent.name, by=actor, note=note, now=stamp)
+            data = {"approvals_denied": [r["id"] for r in denied]}
         event = {
             "active": "agent.activated",
             "suspended": "agent.suspended",
@@ -324,7 +328,7 @@ def _let_go(
     closed = [r.id for r in conn.execute(select(approvals.c.id).where(unused))]
     conn.execute(update(approvals).where(unused).values(used=True))
     note = f"agent `{name}` removed"
-    denied = deny_for_kill_switch(conn, "agent", name, by=actor, now=stamp, note=note)
+    denied = deny_of_agent(conn, name, by=actor, note=note, now=stamp)
     gone = {
         "permissions_deleted": [
             {k: r._mapping[k] for k in ("connector", "action_pattern", "decision")} for r in rules

@@ -1,6 +1,9 @@
 """The kill switch: owner only; scope all, a connector type or an agent name; audited.
 
-Activating it denies every matching pending approval in the same transaction.
+Activating it is in force once the switch's row and event are committed (the configuration
+is published then); the pending approvals it covers are denied after that, a page per writer
+job (`approvals.sweep_covered`), and by the expiry loop's sweep should a restart cut it
+short. Meanwhile none of them can be approved (`approvals.decide_approval`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.policy import KillSwitch
-from agentfirewall_server.approvals import deny_for_kill_switch, publish_decided
+from agentfirewall_server.approvals import sweep_covered
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
@@ -67,18 +70,17 @@ async def set_kill(request: Request) -> JSONResponse:
     state = state_of(request)
     if body.active:
         scope, target = resolve_scope(state, body.scope)
-        job = _activate(scope, target, body.reason, who.actor)
+        await state.change_config(_activate(scope, target, body.reason, who.actor))
     else:
-        job = _deactivate(state, body.scope, who.actor)
-    denied = await state.change_config(job)
-    await publish_decided(state, denied)
+        await state.change_config(_deactivate(state, body.scope, who.actor))
+    denied = await sweep_covered(state) if body.active else 0  # in force already
     active = state.snapshot.switches_json()
     state.hub.publish("kill_switch", {"active": active})
-    return json_ok({"active": active, "approvals_denied": len(denied)})
+    return json_ok({"active": active, "approvals_denied": denied})
 
 
 def _activate(scope: str, target: str, reason: str, actor: str) -> Any:
-    def job(conn: Connection) -> list[dict[str, Any]]:
+    def job(conn: Connection) -> None:
         stamp = now()
         conn.execute(
             delete(kill_switches).where(
@@ -103,7 +105,6 @@ def _activate(scope: str, target: str, reason: str, actor: str) -> Any:
             subject=scope,
             data={"scope": scope, "target": target or None, "reason": reason},
         )
-        return deny_for_kill_switch(conn, scope, target or None, by=actor, now=stamp)
 
     return job
 
@@ -111,7 +112,7 @@ def _activate(scope: str, target: str, reason: str, actor: str) -> Any:
 def _deactivate(state: AppState, scope_text: str | None, actor: str) -> Any:
     where = None if scope_text is None else resolve_scope(state, scope_text)
 
-    def job(conn: Connection) -> list[dict[str, Any]]:
+    def job(conn: Connection) -> None:
         rows = conn.execute(select(kill_switches)).all()
         chosen = [r for r in rows if where is None or (r.scope, r.target) == where]
         if not chosen and where is not None:
@@ -131,7 +132,6 @@ def _deactivate(state: AppState, scope_text: str | None, actor: str) -> Any:
                 subject=r.scope,
                 data={"scope": r.scope, "target": r.target or None},
             )
-        return []
 
     return job
 
