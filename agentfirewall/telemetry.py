@@ -15,6 +15,12 @@ On, spans go in batches (``OTEL_BSP_*`` tune them) to ``ENDPOINT/v1/traces`` ove
 OTLP/HTTP (protobuf), from a tracer provider of our own: the process-wide one is left to
 the host application (``tf up`` runs the server and a gateway in one process).
 
+Trace context: a caller's ``traceparent`` is continued (:func:`remote_parent`) and the
+requests we send carry one naming our span (:func:`traceparent`). A caller's
+``tracestate`` is dropped unread: OpenTelemetry would log each member it rejects (the
+caller's text, in our log) and carry the rest into our spans and into the requests we send
+upstream with a connector's credential.
+
 JSON logs (``--log-format json``): one object per line with ``ts``, ``level``, ``logger``,
 ``message`` and the ``trace_id`` / ``span_id`` of the span current when it was logged.
 """
@@ -28,7 +34,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span
 
     from agentfirewall.decisions import Decision
 
@@ -37,7 +45,9 @@ __all__ = [
     "current_ids",
     "json_line",
     "otel_problem",
+    "remote_parent",
     "rule_of",
+    "traceparent",
     "tracer_provider",
     "traces_endpoint",
 ]
@@ -100,6 +110,26 @@ def tracer_provider(service: str, endpoint: str) -> TracerProvider:
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     return provider
+
+
+def remote_parent(header: str | None) -> Context:
+    """The context continuing a caller's ``traceparent`` header (an empty context, for a
+    root span, when it sent none or an invalid one). Its ``tracestate`` is never read."""
+    from opentelemetry.context import Context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    if not header:
+        return Context()
+    return TraceContextTextMapPropagator().extract({"traceparent": header})
+
+
+def traceparent(span: Span) -> str | None:
+    """The ``traceparent`` header naming `span` (None for an invalid span): the only trace
+    header we send."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
 
 
 def current_ids() -> tuple[str | None, str | None]:

@@ -14,9 +14,10 @@ approval, even after a gateway restart; and a request an active grant covers is 
 once (``grant_id``, the use audited on the control plane).
 
 Outcomes: ``approved`` (forward), ``denied`` (403), ``timeout`` (408), ``killed`` (403 with
-the kill-switch header), ``gone`` (the client left; the approval stays on the server),
-``unavailable`` (the control plane could not record or confirm the approval: 503, fail
-closed).
+the kill-switch header), ``inactive`` (its agent was suspended or removed meanwhile: 403),
+``gone`` (the client left; the approval stays on the server), ``unavailable`` (the control
+plane could not record or confirm the approval: 503, fail closed), ``outage`` (no word from
+the control plane for longer than ``--max-config-age``: 503, fail closed).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HoldOutcome", "Holds"]
 
-HoldOutcome = Literal["approved", "denied", "timeout", "killed", "gone", "unavailable"]
+HoldOutcome = Literal[
+    "approved", "denied", "timeout", "killed", "inactive", "gone", "unavailable", "outage"
+]
 _SETTLED: dict[str, HoldOutcome] = {
     "approved": "approved",
     "denied": "denied",

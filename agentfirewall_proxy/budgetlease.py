@@ -27,10 +27,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["LeaseControl", "Leases", "Slice"]
+__all__ = ["LeaseControl", "Leases", "Say", "Slice", "say_plain"]
+
+#: Where a gateway's message goes, with its level: ``Gateway.say`` (a JSON line under
+#: ``--log-format json``).
+Say = Callable[[str, str], None]
+
+
+def say_plain(message: str, level: str = "info") -> None:
+    """A message on stderr as it is (no gateway formats it: ``tf mcp wrap``, tests)."""
+    del level
+    print(message, file=sys.stderr, flush=True)
+
 
 #: How often idle and expired slices are handed back (seconds).
 FLUSH = 0.25
@@ -92,10 +104,13 @@ class Leases:
     """This gateway's budget slices, by budget key (id and definition: a budget changed,
     or removed and set again, is another; the old slices are never spent from again)."""
 
-    def __init__(self, control: LeaseControl, errors: type[Exception]) -> None:
+    def __init__(
+        self, control: LeaseControl, errors: type[Exception], say: Say = say_plain
+    ) -> None:
         self.control = control
         #: What a failed control-plane call raises (``ControlError``).
         self._errors = errors
+        self.say = say
         self._current: dict[str, Slice] = {}
         self._open: dict[str, Slice] = {}  # lease id -> not yet closed on the control plane
         self._locks: dict[str, asyncio.Lock] = {}  # by budget key
@@ -228,7 +243,7 @@ class Leases:
         try:
             await self.control.report_leases(reports)
         except self._errors as exc:  # cumulative: the next round sends it again
-            print(f"agentfirewall_proxy: budget lease report failed: {exc}", file=sys.stderr)
+            self.say(f"agentfirewall_proxy: budget lease report failed: {exc}", "warning")
             return
         for found, sent in zip(due, reports, strict=True):
             found.reported = (sum(sent["spent"].values()), sent["freed"])

@@ -21,7 +21,6 @@ unmeasured.
 from __future__ import annotations
 
 import asyncio
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from agentfirewall.budgetspend import LLM_MEASURES, spend_of
 from agentfirewall.connectors import action_aliases
 from agentfirewall.decisions import Decision
 from agentfirewall.policy.globs import Glob, compile_glob
-from agentfirewall_proxy.budgetlease import Leases
+from agentfirewall_proxy.budgetlease import Leases, Say, say_plain
 from agentfirewall_proxy.control import ControlError
 from agentfirewall_proxy.flow import Refusal
 
@@ -119,9 +118,11 @@ def budget_fields(documents: list[Any]) -> frozenset[str]:
 class Budgets:
     """The gateway's budget calls; settlements run as background tasks."""
 
-    def __init__(self, control: Control) -> None:
+    def __init__(self, control: Control, say: Say = say_plain) -> None:
         self.control = control
-        self.leases = Leases(control, ControlError)
+        #: Where its messages go (``Gateway.say``).
+        self.say = say
+        self.leases = Leases(control, ControlError, say)
         self._tasks: set[asyncio.Task[None]] = set()
         self._settling: list[dict[str, Any]] = []
         self._attributes: dict[str, object] = {}
@@ -244,8 +245,8 @@ class Budgets:
                     break
                 await asyncio.sleep(0.5 * (attempt + 1))
         # the reservations stay counted on the control plane (it never under-counts)
-        print(f"agentfirewall_proxy: {len(batch)} budget reservation(s) not settled",
-              file=sys.stderr)  # fmt: skip
+        self.say(f"agentfirewall_proxy: {len(batch)} budget reservation(s) not settled",
+                 "warning")  # fmt: skip
 
     async def drain(self) -> None:
         """Wait for the settlements in flight and hand the leased slices back (shutdown,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import sys
 import traceback
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -91,7 +90,8 @@ async def _run(
         if conn.writer.transport.is_closing():
             return  # cut (kill switch, timeout) while writing: nothing left to report
         gateway.stats["errors"] += 1
-        traceback.print_exc(limit=8, file=sys.stderr)
+        trace = traceback.format_exc(limit=8).rstrip()
+        gateway.say(f"agentfirewall_proxy: connection failed: {trace}", "error")
     finally:
         gateway.connections.discard(conn)
         conn.deadline.cancel()
@@ -182,6 +182,11 @@ async def _passthrough(gateway: Services, conn: ClientConnection, flow: Flow) ->
     """A blind tunnel for a passthrough host: no interception, decided on the host only."""
     gateway.check_kill_switch(flow)
     reader, writer = await gateway.pool.open_tunnel(flow.host, flow.port)
+    try:
+        gateway.check_forward(flow)  # a kill switch may have come while it opened
+    except Refusal:
+        writer.transport.abort()
+        raise
     conn.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
     flow.status, flow.reason = 200, "passthrough"
     gateway.begin(flow, conn)  # in flight: a kill switch that covers its agent cuts it,

@@ -364,8 +364,14 @@ def _raise_unless_approved(outcome: HoldOutcome) -> None:
         raise Refusal(408, "approval_timeout", "no decision before the approval timed out")
     if outcome == "killed":
         raise Refusal(403, "kill_switch", "kill_switch_active")
+    if outcome == "inactive":
+        raise Refusal(403, "agent_inactive", "the agent was suspended or removed while its "
+                      "request was held")  # fmt: skip
     if outcome == "gone":
         raise Refusal(499, "client_closed", "the client left while its request was held")
+    if outcome == "outage":
+        raise Refusal(503, "control_plane_unreachable", "no word from the control plane for "
+                      "longer than --max-config-age while the request was held")  # fmt: skip
     raise Refusal(503, "control_plane_unavailable", "the approval could not be recorded")
 
 
@@ -432,6 +438,7 @@ async def _forward(
         up = await gateway.pool.acquire(flow.scheme, flow.host, flow.port)
         gateway.attach(flow, up)
         try:
+            gateway.check_forward(flow)  # what came while it waited (a kill switch) stops it
             up.writer.write(first)
             flow.sent = True
             if not complete:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.credentials.model import Rotation
+from agentfirewall.policy import KILL_SWITCH_REASON
 from agentfirewall.telemetry import json_line, tracer_provider, traces_endpoint
 from agentfirewall_proxy import agentports
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
@@ -28,7 +29,7 @@ from agentfirewall_proxy.budgets import Budgets
 from agentfirewall_proxy.certs import CertStore, load_or_create_ca
 from agentfirewall_proxy.client import ClientConnection
 from agentfirewall_proxy.connection import handle_client, resume_parked
-from agentfirewall_proxy.control import Control, ControlError
+from agentfirewall_proxy.control import Control, ControlError, StaticControl
 from agentfirewall_proxy.feedreader import reader_protocol
 from agentfirewall_proxy.flow import Abortable, Flow, Refusal
 from agentfirewall_proxy.freshlook import FreshLook
@@ -58,6 +59,11 @@ VERSION = "0.1.0"
 _STORE_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, None)
 #: Connectors whose official clients need ``error`` to be an object in error bodies.
 _ERROR_OBJECT = frozenset({"stripe"})
+#: Seconds a config long-poll may take beyond its wait before it is given up and asked
+#: again (the control plane answers within the wait: a longer one is lost in the network).
+_POLL_SLACK = 5.0
+#: The longest the watchdog's own config fetch may take (``watch_control``).
+_PROBE_TIMEOUT = 5.0
 
 
 class Gateway:
@@ -74,7 +80,7 @@ class Gateway:
         self.gateway_id = options.gateway_id or f"gw_{secrets.token_hex(6)}"
         leases = ControlLeases(control, self.gateway_id, self.say)
         self.tokens = TokenBroker(options, on_rotated=self.store_rotation, leases=leases)
-        self.budgets = Budgets(control)
+        self.budgets = Budgets(control, self.say)
         self.shipper = TrafficShipper(
             control, batch=options.traffic_batch, interval=options.traffic_interval
         )
@@ -99,6 +105,13 @@ class Gateway:
         self._servers: list[asyncio.Server] = []
         self._resumed: set[asyncio.Task[None]] = set()
         self._storing: set[asyncio.Task[None]] = set()
+        #: Ids of the agents the current config lets in (a flow of any other is stopped).
+        self._active_agents: frozenset[str] = frozenset()
+        #: When the control plane last answered (monotonic), and whether that is longer ago
+        #: than ``--max-config-age`` (every request refused: ``watch_control``).
+        self.heard_at = time.monotonic()
+        self.control_lost = False
+        self._shipped = 0
 
     # -- identity and decisions -------------------------------------------------------
 
@@ -121,6 +134,9 @@ class Gateway:
         return any(host == d or host.endswith("." + d) for d in self.options.passthrough)
 
     def check_kill_switch(self, flow: Flow, head: Head | None = None) -> None:
+        """Refuse a new request the kill switch stops, and every one while the control
+        plane is lost (its config may miss a kill switch)."""
+        self._check_contact()
         if flow.agent is None:
             return
         switch = self.require_config().kill_switch_for(flow.agent, flow.connector)
@@ -128,6 +144,32 @@ class Gateway:
             if head is not None:
                 _name_refused_action(flow, head)
             raise Refusal(403, "kill_switch", switch.decision_reason)
+
+    def check_forward(self, flow: Flow) -> None:
+        """The last check before a request's first byte goes upstream, after every wait of
+        its own (a hold, a token fetch, the upstream connection opening): a kill switch, its
+        agent suspended or the control plane lost since it was decided stops it here."""
+        agent = flow.agent
+        config = self.require_config()
+        switch = config.kill_switch_for(agent, flow.connector) if agent is not None else None
+        if flow.killed or switch is not None:
+            flow.killed = True
+            reason = switch.decision_reason if switch is not None else KILL_SWITCH_REASON
+            raise Refusal(403, "kill_switch", reason)
+        self._check_contact()
+        if agent is not None and agent.id not in self._active_agents:
+            raise Refusal(403, "agent_inactive", f"agent `{agent.name}` is no longer active "
+                          "(suspended or removed): its request was not forwarded")  # fmt: skip
+
+    def _check_contact(self) -> None:
+        if self.control_lost:
+            age = time.monotonic() - self.heard_at
+            raise Refusal(
+                503,
+                "control_plane_unreachable",
+                f"no word from the control plane for {age:.0f} s "
+                f"(--max-config-age {self.options.max_config_age:g})",
+            )
 
     def approval_timeout(self, flow: Flow) -> float:
         """A policy rule's own ``approval.timeout_seconds``, else the settings' timeout."""
@@ -200,14 +242,15 @@ class Gateway:
     # -- config --------------------------------------------------------------------------
 
     def apply(self, snapshot: dict[str, Any]) -> None:
-        """Swap in a new config and cut the flows a kill switch now covers.
+        """Swap in a new config; end the held and cut the in-flight flows it stops: those a
+        kill switch now covers, and those of an agent no longer active (suspended, removed).
 
         A config that does not compile (another version's) leaves the last one refusing
         every request, not enforcing it: it would miss what changed since, a kill switch
         above all. Before any config there is none, and every request gets a 503.
         """
         try:
-            config = compile_snapshot(snapshot, config_file=self.options.config_file)
+            config = compile_snapshot(snapshot, config_file=self.options.config_file, say=self.say)
         except Exception as exc:
             version = snapshot.get("version")
             self.say(f"agentfirewall_proxy: config {version} rejected: {exc}", "error")
@@ -215,40 +258,104 @@ class Gateway:
                 raise
             config = refusing_config(self.config, int(version or 0), exc)
         self.config = config
-        if not config.kill.active:
-            return
+        active = frozenset(a.id for a in config.agents.values() if a.status == "active")
+        self._active_agents = active
 
-        def covered(flow: Flow) -> bool:
-            return (
-                flow.agent is not None
-                and config.kill_switch_for(flow.agent, flow.connector) is not None
-            )
+        def stopped(flow: Flow) -> HoldOutcome | None:
+            if flow.agent is None:
+                return None
+            if config.kill_switch_for(flow.agent, flow.connector) is not None:
+                return "killed"
+            return None if flow.agent.id in active else "inactive"
 
-        for flow in [f for f in self.holds.flows() if covered(f)]:
-            flow.killed = True
-            self.holds.kill(flow)
+        held = set(self.holds.flows())  # answered with their refusal, not cut
+        for flow in held:
+            if (outcome := stopped(flow)) is not None:
+                flow.killed = outcome == "killed"
+                self.holds.kill(flow, outcome)
         for flow, (conn, up) in list(self.active.items()):
-            if flow.killed or not covered(flow):
+            if flow.killed or flow in held or (outcome := stopped(flow)) is None:
                 continue
-            flow.killed = True
+            flow.killed = outcome == "killed"
             conn.abort()
             if up is not None:
                 up.abort()
 
     async def follow_config(self) -> None:
         version: int | None = self.config.version if self.config else None
+        wait = self.options.config_wait
         while True:
             try:
-                snapshot = await self.control.fetch_config(version, self.options.config_wait)
-            except ControlError:
+                async with asyncio.timeout(wait + _POLL_SLACK):
+                    snapshot = await self.control.fetch_config(version, wait)
+            except (ControlError, TimeoutError):
                 await asyncio.sleep(1.0)
                 continue
-            if snapshot is None:
+            if snapshot is None:  # unchanged: the config in force is the current one
+                self._heard(config=True)
                 continue
             version = int(snapshot.get("version", 0))
             with contextlib.suppress(Exception):  # (said; no config yet: 503s, next one)
                 self.apply(snapshot)
+            self._heard(config=True)
             await self.agent_ports.sync()
+
+    # -- the control plane lost (--max-config-age) ---------------------------------------
+
+    async def watch_control(self) -> None:
+        """Refuse every request once the control plane has not answered for longer than
+        ``--max-config-age``: the config in force may miss a kill switch (fail closed).
+
+        On its own clock: a call lost in a partition (a long poll or heartbeat that never
+        returns) cannot hide the outage. From half the bound on it asks for the config
+        itself, so a quiet control plane is not taken for a lost one, and once lost it asks
+        until the control plane answers: that answer (changed or not) ends the outage.
+        """
+        bound = self.options.max_config_age
+        tick = min(1.0, bound / 4)
+        probe: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(tick)
+                if self.shipper.sent != self._shipped:  # traffic shipped: an answer too
+                    self._shipped = self.shipper.sent
+                    self._heard()
+                age = time.monotonic() - self.heard_at
+                if age > bound and not self.control_lost:
+                    self._lose_control()
+                if age > bound / 2 and (probe is None or probe.done()):
+                    probe = asyncio.ensure_future(self._probe_control())
+        finally:
+            if probe is not None:
+                probe.cancel()
+
+    async def _probe_control(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(_PROBE_TIMEOUT, self.options.max_config_age)):
+                await self._fetch_config_now()
+
+    def _heard(self, *, config: bool = False) -> None:
+        """The control plane answered. Once it was lost, only a config fetch ends the
+        outage: another call's answer says nothing of what changed meanwhile."""
+        if self.control_lost and not config:
+            return
+        self.heard_at = time.monotonic()
+        if self.control_lost:
+            self.control_lost = False
+            version = self.config.version if self.config is not None else None
+            self.say(f"agentfirewall_proxy: the control plane answers again: enforcing "
+                     f"configuration {version}", "warning")  # fmt: skip
+
+    def _lose_control(self) -> None:
+        """No word for longer than ``--max-config-age``: refuse every request (503), held
+        ones included, until the control plane answers."""
+        self.control_lost = True
+        bound = self.options.max_config_age
+        self.say(f"agentfirewall_proxy: no word from the control plane for {bound:g} s "
+                 "(--max-config-age): every request is refused until it answers",
+                 "error")  # fmt: skip
+        for flow in self.holds.flows():
+            self.holds.kill(flow, "outage")
 
     def store_rotation(self, rotation: Rotation) -> None:
         """Send a rotated refresh token to the vault, in the background (the token that
@@ -292,10 +399,10 @@ class Gateway:
         except ControlError:
             return  # the key stays refused (fail closed); the long poll retries on its own
         current = self.config.version if self.config is not None else None
-        if snapshot is None or current != asked:  # unchanged, or the long poll was faster
-            return
-        with contextlib.suppress(Exception):  # (said in `apply`)
-            self.apply(snapshot)  # the long poll applies it again, with agent ports
+        if snapshot is not None and current == asked:  # changed, not applied meanwhile
+            with contextlib.suppress(Exception):  # (said in `apply`)
+                self.apply(snapshot)  # the long poll applies it again, with agent ports
+        self._heard(config=True)  # changed or not: the config in force is the current one
 
     async def _first_config(self) -> None:
         while self.config is None:
@@ -311,6 +418,7 @@ class Gateway:
                 continue
             if snapshot is not None:
                 self.apply(snapshot)
+                self._heard(config=True)
 
     # -- running -------------------------------------------------------------------------
 
@@ -339,8 +447,12 @@ class Gateway:
 
     async def heartbeats(self) -> None:
         while True:
-            with contextlib.suppress(ControlError):
+            try:
                 await self.control.heartbeat(self.heartbeat_payload())
+            except ControlError:
+                pass
+            else:
+                self._heard()
             await asyncio.sleep(self.options.heartbeat_interval)
 
     async def listen(self, host: str, port: int, port_agent: str | None = None) -> asyncio.Server:
@@ -370,6 +482,9 @@ class Gateway:
                 asyncio.ensure_future(self.shipper.run()),
                 asyncio.ensure_future(self.heartbeats()),
             ]
+            # a config file has no control plane to lose
+            if self.options.max_config_age > 0 and not isinstance(self.control, StaticControl):
+                tasks.append(asyncio.ensure_future(self.watch_control()))
             self.ready.set()
             await asyncio.gather(*tasks)
         finally:

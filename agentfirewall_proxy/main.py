@@ -98,6 +98,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         metavar="S",
         help="seconds an idle keep-alive client connection is kept (default %(default)s)",
     )
+    parser.add_argument(
+        "--max-config-age",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds without word from the control plane after which every request is "
+        "refused until it answers again; 0: no bound (default %(default)s)",
+    )
     parser.add_argument("--access-log", action="store_true", help="one line per request on stderr")
     parser.add_argument(
         "--log-format",
@@ -124,6 +132,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     for name in ("header_timeout", "idle_timeout"):
         if not getattr(args, name) > 0:  # (NaN too)
             parser.error(f"--{name.replace('_', '-')} must be a positive number of seconds")
+    if not args.max_config_age >= 0:  # (NaN too)
+        parser.error("--max-config-age must be 0 (no bound) or a positive number of seconds")
     token = args.token or os.environ.get("AGENTFIREWALL_GATEWAY_TOKEN")
     if not args.config_file and not (args.control_plane and token):
         parser.error("give --control-plane URL and --token T, or --config-file FILE")
@@ -151,6 +161,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         agent_ports=ports,
         header_timeout=args.header_timeout,
         idle_timeout=args.idle_timeout,
+        max_config_age=args.max_config_age,
         access_log=args.access_log,
         body_inspect_limit=args.body_inspect_limit,
         log_format=args.log_format,

@@ -44,6 +44,9 @@ class Options:
     heartbeat_interval: float = 10.0
     #: Long-poll wait asked of the control plane for config changes.
     config_wait: float = 25.0
+    #: Seconds without word from the control plane after which every request is refused
+    #: (503) until it answers again: its config may miss a kill switch. 0: no bound.
+    max_config_age: float = 60.0
     access_log: bool = False
     #: ``json``: the access log and the gateway's messages as JSON lines with trace ids.
     log_format: str = "text"

@@ -9,7 +9,6 @@ snapshot builds a new object that replaces the old one whole (no locks on the ho
 from __future__ import annotations
 
 import hmac
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -39,6 +38,7 @@ from agentfirewall.policy.engine import PERMISSION_HINT
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex, failed_closed
 from agentfirewall_proxy.aliases import alias_rules
+from agentfirewall_proxy.budgetlease import Say, say_plain
 from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budgets
 from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
 from agentfirewall_proxy.scrub import scrubber_for
@@ -245,11 +245,14 @@ def _strictness(decision: Decision) -> tuple[int, int]:
     return _STRICTNESS[decision.outcome], _STRICTNESS[decided]
 
 
-def compile_snapshot(data: dict[str, Any], *, config_file: Path | None = None) -> CompiledConfig:
+def compile_snapshot(
+    data: dict[str, Any], *, config_file: Path | None = None, say: Say = say_plain
+) -> CompiledConfig:
     """Build the hot-path structures from a snapshot (raises on an invalid one).
 
     With `config_file` (the rules come from that file, no control plane), a deny-all
-    default tells the agent to add its permission there, not with `tf permissions set`."""
+    default tells the agent to add its permission there, not with `tf permissions set`.
+    `say` tells of a connector skipped (``Gateway.say``)."""
     settings = data.get("settings") or {}
     default_level = normalize_level(str(settings.get("default_enforcement_level", "full_enforce")))
     agents: dict[str, AgentEntry] = {}
@@ -274,9 +277,7 @@ def compile_snapshot(data: dict[str, Any], *, config_file: Path | None = None) -
             compiled = _connector(raw)
         except (AgentFirewallError, KeyError, ValueError) as exc:
             # One broken connector must not take the others down: its hosts stay unrouted.
-            print(
-                f"agentfirewall_proxy: connector `{raw.get('id')}` skipped: {exc}", file=sys.stderr
-            )
+            say(f"agentfirewall_proxy: connector `{raw.get('id')}` skipped: {exc}", "warning")
             continue
         connectors[compiled.id] = compiled
     router = ConnectorRouter(

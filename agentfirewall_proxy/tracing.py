@@ -14,6 +14,9 @@ span                        what
 ``tameflare.approval.hold`` its child: from the approval's creation to its outcome
 ==========================  ===========================================================
 
+The agent's ``tracestate`` is dropped unread (``agentfirewall.telemetry``): it reaches
+neither the log, nor a span, nor the upstream.
+
 Attributes: ``tameflare.agent``, ``.connector``, ``.action``, ``.decision``, ``.rule``,
 ``.request_id``, ``.upstream.status_code`` (when an upstream answered),
 ``http.response.status_code`` (what the agent got), ``.latency_ms``,
@@ -27,13 +30,12 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from agentfirewall.telemetry import rule_of
+from agentfirewall.telemetry import remote_parent, rule_of, traceparent
 from agentfirewall_proxy.tracecontext import CONTROL_TRACEPARENT
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     from agentfirewall_proxy.flow import Flow
     from agentfirewall_proxy.http1 import Head
@@ -63,14 +65,10 @@ class FlowSpans:
     @contextlib.contextmanager
     def control_calls(self) -> Iterator[None]:
         """Calls to the control plane made meanwhile carry the hold span's ``traceparent``."""
-        from opentelemetry import trace
-
         if self.hold is None:
             yield
             return
-        carrier: dict[str, str] = {}
-        self.owner.propagator.inject(carrier, context=trace.set_span_in_context(self.hold))
-        token = CONTROL_TRACEPARENT.set(carrier.get("traceparent"))
+        token = CONTROL_TRACEPARENT.set(traceparent(self.hold))
         try:
             yield
         finally:
@@ -86,13 +84,11 @@ class FlowSpans:
         self.hold = None
 
     def inject(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """Forwarded `headers` with this span's ``traceparent`` in place of the agent's."""
-        from opentelemetry import trace
-
-        carrier: dict[str, str] = {}
-        self.owner.propagator.inject(carrier, context=trace.set_span_in_context(self.span))
+        """Forwarded `headers` with this span's ``traceparent`` in place of the agent's
+        trace headers (its ``tracestate`` among them)."""
         kept = [(k, v) for k, v in headers if k.lower() not in _TRACE_HEADERS]
-        return kept + [(k.encode("ascii"), v.encode("ascii")) for k, v in carrier.items()]
+        value = traceparent(self.span)
+        return kept if value is None else [*kept, (b"traceparent", value.encode("ascii"))]
 
     def trace_id(self) -> str:
         return f"{self.span.get_span_context().trace_id:032x}"
@@ -102,22 +98,15 @@ class FlowTracer:
     """The gateway's tracer; an addon whose ``done`` ends each flow's span."""
 
     def __init__(self, provider: TracerProvider) -> None:
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
         self.provider = provider
         self.tracer: Tracer = provider.get_tracer("tameflare.gateway")
-        self.propagator: TraceContextTextMapPropagator = TraceContextTextMapPropagator()
 
     def start(self, flow: Flow, head: Head) -> None:
         """Open `flow`'s span, continuing the agent's ``traceparent`` when it sent one."""
         from opentelemetry.trace import SpanKind
 
-        carrier = {
-            k.decode("latin-1").lower(): v.decode("latin-1")
-            for k, v in head.headers
-            if k.lower() in _TRACE_HEADERS
-        }
-        parent = self.propagator.extract(carrier) if carrier else None
+        header = next((v for k, v in head.headers if k.lower() == b"traceparent"), None)
+        parent = remote_parent(header.decode("latin-1") if header is not None else None)
         span = self.tracer.start_span(
             "tameflare.proxy",
             context=parent,

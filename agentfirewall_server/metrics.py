@@ -5,13 +5,18 @@ Label values an agent chooses cannot grow the registry without bound (docs/serve
 
 - an action type outside the connector catalogue is counted as ``other``, and so is a
   connector (provider) no connector registers;
-- each labelled metric holds at most ``max_label_sets`` label sets; a sample with a new
-  set beyond that is counted under ``other`` for every label, and
-  ``aaf_metrics_folded_samples_total{metric=...}`` counts those samples.
+- each labelled metric holds at most ``max_label_sets`` label sets, and one agent at most
+  a tenth of them as they are: a sample whose new set does not fit is counted with its
+  action type as ``other``, then its connector too (its agent kept), and only when the
+  metric has no room for that either, under ``other`` for every label. So one agent
+  cannot take the other agents' series. ``aaf_metrics_folded_samples_total{metric=...}``
+  counts the samples folded.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import cache
 from typing import Generic, Protocol, TypeVar
 
@@ -52,8 +57,20 @@ def _connector_names() -> frozenset[str]:
     return frozenset(connector_types())
 
 
+#: The labels folded to ``other``, one after another, when a label set does not fit.
+_FOLD_ORDER = ("action_type", "connector")
+
+
 class BoundedLabels(Generic[_M]):
-    """A labelled metric that keeps at most `cap` label sets (then folds to ``other``)."""
+    """A labelled metric that keeps at most `cap` label sets, folding in stages.
+
+    A new label set is kept as it is while the metric has room and, when it has an
+    ``agent`` label, while that agent holds fewer than a tenth of `cap` sets kept as they
+    were given. Otherwise its action type becomes ``other``, then its connector (the
+    labels of :data:`_FOLD_ORDER` it has), until a set the metric holds or has room for
+    is found; failing that, every label is ``other``. Once refused, a set folds the same
+    way for good (the counts only grow), so a gauge's ``inc`` and ``dec`` meet.
+    """
 
     def __init__(
         self, name: str, metric: _M, names: tuple[str, ...], cap: int, folded: Counter
@@ -61,8 +78,12 @@ class BoundedLabels(Generic[_M]):
         self.metric: _M = metric
         self._names = names
         self._cap = cap
+        self._share = max(1, cap // 10)
+        self._agent = names.index("agent") if "agent" in names else None
+        self._stages = [names.index(n) for n in _FOLD_ORDER if n in names]
         self._folded = folded.labels(metric=name)
         self._children: dict[tuple[str, ...], _M] = {}
+        self._given: dict[str, int] = {}  # per agent: its sets kept as given
         self._other: _M | None = None
 
     def labels(self, *values: str, **named: str) -> _M:
@@ -72,17 +93,34 @@ class BoundedLabels(Generic[_M]):
         if child is not None:
             return child
         if len(self._children) < self._cap:
-            child = self._children[key] = self.metric.labels(*key)
-            return child
+            if self._agent is None:
+                return self._add(key)
+            agent = key[self._agent]
+            if self._given.get(agent, 0) < self._share:
+                self._given[agent] = self._given.get(agent, 0) + 1
+                return self._add(key)
         self._folded.inc()
+        folded = list(key)
+        for index in self._stages:
+            folded[index] = OTHER
+            child = self._children.get(tuple(folded))
+            if child is not None:
+                return child
+            if len(self._children) < self._cap:
+                return self._add(tuple(folded))
         if self._other is None:
             self._other = self.metric.labels(*(OTHER for _ in self._names))
         return self._other
+
+    def _add(self, key: tuple[str, ...]) -> _M:
+        child = self._children[key] = self.metric.labels(*key)
+        return child
 
     def clear(self) -> None:
         """Drop every label set (a gauge rebuilt from the current state)."""
         self.metric.clear()
         self._children.clear()
+        self._given.clear()
         self._other = None
 
     def __len__(self) -> int:
@@ -170,6 +208,8 @@ class Metrics:
             ["live", "shadow", "source"],
             registry=r,
         )
+        # the agent's name for its long-polls; `dashboard` for event streams, `gateway` for
+        # the gateways' long-polls (config and approvals)
         self.active_connections = gauge(
             "aaf_active_connections", "Long-polls and event streams open", ("agent",)
         )
@@ -185,6 +225,16 @@ class Metrics:
     def connector_label(connector: str) -> str:
         """The connector type when one is registered, else ``other`` (empty stays empty)."""
         return connector if not connector or connector in _connector_names() else OTHER
+
+    @contextlib.contextmanager
+    def connection_open(self, agent: str) -> Iterator[None]:
+        """One long-poll or event stream in ``aaf_active_connections`` while it lasts."""
+        gauge = self.active_connections.labels(agent=agent)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
 
     def count_request(self, agent: str, connector: str, decision: str, action_type: str) -> None:
         """One decision in ``aaf_requests_total``, with the chosen labels folded."""

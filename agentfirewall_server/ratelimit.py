@@ -9,14 +9,17 @@ replica queue for the bucket, so the agent's budget is spent exactly once. A sta
 clock reading is taken before it waits for the row, so the bucket's stamp only moves
 forward (a late writer with an earlier reading refills nothing and does not turn the
 stamp back, which would count the same seconds twice). The table is
-UNLOGGED (a database crash refills the buckets). A check the database cannot answer fails
-closed: ``503``.
+UNLOGGED (a database crash refills the buckets). A check the database cannot answer, or
+does not answer within :data:`CHECK_TIMEOUT`, fails closed: ``503``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,7 +33,11 @@ from agentfirewall_server.web import ApiError
 if TYPE_CHECKING:
     from agentfirewall_server.store.db import Database
 
-__all__ = ["CHECK_SQL", "Limiter", "RateLimiter", "SharedRateLimiter"]
+__all__ = ["CHECK_SQL", "CHECK_TIMEOUT", "Limiter", "RateLimiter", "SharedRateLimiter"]
+
+#: Seconds a shared check may take (a free connection, connecting and the statement):
+#: beyond them it fails closed (``503``).
+CHECK_TIMEOUT = 5.0
 
 
 @dataclass(slots=True)
@@ -83,59 +90,63 @@ class SharedRateLimiter:
     """The buckets in PostgreSQL: one statement per check, awaited on the event loop.
 
     A few autocommit connections of its own (psycopg's async API: no worker thread per
-    check, and the statement is prepared on each connection after a few uses); one that
-    fails is closed and replaced by the next check.
+    check, and the statement is prepared on each connection after a few uses). A check
+    takes `timeout` seconds at most, waiting for a connection included: a database that
+    stops answering fails it closed (``503``) rather than holding the request. A
+    connection that fails, is cut at the timeout or is interrupted (the request cancelled)
+    is closed and its place freed; the next check opens another.
     """
 
-    def __init__(self, db: Database, connections: int = 4) -> None:
+    def __init__(self, db: Database, connections: int = 4, timeout: float = CHECK_TIMEOUT) -> None:
         from agentfirewall_server.store.conninfo import libpq_conninfo
 
         self._db = db
-        self._conninfo = libpq_conninfo(db.writer_engine, "tameflare-ratelimit")
-        self._size = connections
+        # the server gives up too: a statement queued behind a row lock does not outlive
+        # the check that gave up on it
+        self._conninfo = libpq_conninfo(
+            db.writer_engine, "tameflare-ratelimit", statement_timeout=timeout
+        )
+        self.timeout = timeout
         self._idle: list[psycopg.AsyncConnection[Any]] = []
-        self._open = 0
-        self._freed: asyncio.Condition | None = None
+        self._slots = asyncio.Semaphore(connections)
 
-    async def _acquire(self) -> psycopg.AsyncConnection[Any]:
-        if self._freed is None:
-            self._freed = asyncio.Condition()
-        async with self._freed:
-            while not self._idle and self._open >= self._size:
-                await self._freed.wait()
-            if self._idle:
-                return self._idle.pop()
-            self._open += 1
+    async def _row(self, params: dict[str, Any]) -> Any:
+        """The check's row, by the deadline (else `TimeoutError` or a psycopg error)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        async with asyncio.timeout_at(deadline):
+            await self._slots.acquire()
         try:
-            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-        except BaseException:
-            await self._release(None)
-            raise
+            async with asyncio.timeout_at(deadline):
+                conn = self._idle.pop() if self._idle else await self._connect()
+            # cut rather than cancelled at the deadline: psycopg answers a cancelled query
+            # by asking the server to cancel it, waiting up to 10 s more for a server that
+            # does not answer; a cut socket fails the query at once
+            cut = loop.call_at(deadline, _cut, conn)
+            try:
+                row = await (await conn.execute(CHECK_SQL, params)).fetchone()
+            except BaseException:  # failed, cut or cancelled: never used again
+                await conn.close()
+                raise
+            finally:
+                cut.cancel()
+            self._idle.append(conn)
+            return row
+        finally:
+            self._slots.release()
 
-    async def _release(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
-        assert self._freed is not None
-        async with self._freed:
-            if conn is None:
-                self._open -= 1
-            else:
-                self._idle.append(conn)
-            self._freed.notify()
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
 
     async def check(self, key: str, per_minute: int) -> int | None:
         rate = per_minute / 60.0
         params = {"key": key, "limit": float(per_minute), "rate": rate}
-        conn: psycopg.AsyncConnection[Any] | None = None
         try:
-            conn = await self._acquire()
-            row = await (await conn.execute(CHECK_SQL, params)).fetchone()
-        except (psycopg.Error, OSError):
-            if conn is not None:
-                await conn.close()
-                await self._release(None)
+            row = await self._row(params)
+        except (psycopg.Error, OSError, TimeoutError):
             raise ApiError(
                 503, "the rate limit could not be checked: database unavailable"
             ) from None
-        await self._release(conn)
         assert row is not None
         allowed, tokens = bool(row[0]), float(row[1])
         return None if allowed else _wait(tokens, rate)
@@ -149,6 +160,15 @@ class SharedRateLimiter:
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.close()
+
+
+def _cut(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Shut `conn`'s socket down: the query waiting on it fails with a psycopg error."""
+    with (
+        contextlib.suppress(OSError, psycopg.Error),
+        socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock,
+    ):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class Limiter:

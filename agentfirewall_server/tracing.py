@@ -14,6 +14,9 @@ span                           when
                                ``traceparent`` naming this span
 =============================  ======================================================
 
+A caller's ``tracestate`` is dropped unread (``agentfirewall.telemetry``): it reaches
+neither the log, nor a span, nor the upstream.
+
 Attributes are names, outcomes, numbers (``tameflare.agent``, ``.connector``, ``.action``,
 ``.decision``, ``.rule``, ``.upstream.status_code``, ``.latency_ms``,
 ``http.response.status_code``): never a key, a token, a credential or a body. Off, the
@@ -29,7 +32,13 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from agentfirewall.telemetry import rule_of, tracer_provider, traces_endpoint
+from agentfirewall.telemetry import (
+    remote_parent,
+    rule_of,
+    traceparent,
+    tracer_provider,
+    traces_endpoint,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -58,18 +67,15 @@ class ServerTracing:
     """The control plane's tracer, over a provider of its own."""
 
     def __init__(self, provider: TracerProvider) -> None:
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
         self.provider = provider
         self.tracer = provider.get_tracer("tameflare.server")
-        self.propagator = TraceContextTextMapPropagator()
 
     @contextlib.contextmanager
     def request_span(self, name: str, headers: Mapping[str, str]) -> Iterator[Span]:
         """A server span for one request, continuing the caller's ``traceparent``."""
         from opentelemetry.trace import SpanKind
 
-        parent = self.propagator.extract(headers)
+        parent = remote_parent(headers.get("traceparent"))
         started = time.perf_counter()
         with self.tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
             token = _CURRENT.set((self, span))
@@ -123,14 +129,15 @@ def child(name: str, **attributes: str | int | None) -> Iterator[None]:
 
 
 def inject(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`headers` with the current span's ``traceparent`` (the caller's own ones replaced)."""
-    current = _CURRENT.get()
-    if current is None:
+    """`headers` with the current span's ``traceparent`` (the caller's trace headers, a
+    ``tracestate`` among them, removed)."""
+    if _CURRENT.get() is None:
         return headers
-    carrier: dict[str, str] = {}
-    current[0].propagator.inject(carrier)
+    from opentelemetry import trace
+
     kept = [h for h in headers if h[0].lower() not in _TRACE_HEADERS]
-    return kept + list(carrier.items())
+    value = traceparent(trace.get_current_span())
+    return kept if value is None else [*kept, ("traceparent", value)]
 
 
 def set_upstream_status(status: int) -> None:

@@ -34,9 +34,7 @@ async def events(request: Request) -> StreamingResponse:
     state = state_of(request)
 
     async def stream() -> AsyncIterator[str]:
-        gauge = state.metrics.active_connections.labels(agent="dashboard")
-        gauge.inc()
-        try:
+        with state.metrics.connection_open("dashboard"):
             async with state.hub.subscribe() as queue:
                 yield ": connected\n\n"
                 checked = time.monotonic()
@@ -61,8 +59,6 @@ async def events(request: Request) -> StreamingResponse:
                     if kind == CREDENTIALS_ENDED:
                         continue
                     yield f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
-        finally:
-            gauge.dec()
 
     return StreamingResponse(
         stream(),

@@ -232,13 +232,14 @@ async def config(request: Request) -> Response:
     since = query_number(request, "since", None, 2**62)
     wait = query_number(request, "wait", 0.0, _MAX_CONFIG_WAIT) or 0.0
     deadline = time.monotonic() + wait
-    while since is not None and state.snapshot.version == int(since):
-        remaining = deadline - time.monotonic()
-        woken = remaining > 0 and await state.hub.wait(
-            min(remaining, 1.0), request, event_type="config"
-        )
-        if not woken:
-            return Response(status_code=304)
+    with state.metrics.connection_open("gateway"):
+        while since is not None and state.snapshot.version == int(since):
+            remaining = deadline - time.monotonic()
+            woken = remaining > 0 and await state.hub.wait(
+                min(remaining, 1.0), request, event_type="config"
+            )
+            if not woken:
+                return Response(status_code=304)
     return json_ok(build_config(state))
 
 
@@ -486,16 +487,17 @@ async def wait_gateway_approval(request: Request) -> JSONResponse:
     check_query(request, "timeout")
     wait = query_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0
     deadline = time.monotonic() + wait
-    while True:
-        row = await state.db.read(lambda c: get_approval(c, aid))
-        if row is None:
-            raise ApiError(404, f"no approval `{aid}`")
-        data = _current(row)
-        remaining = deadline - time.monotonic()
-        if data["status"] != "pending" or remaining <= 0:
-            return json_ok(data)
-        if not await state.hub.wait(min(remaining, 1.0), request, event_type=_DECIDED):
-            return json_ok(data)
+    with state.metrics.connection_open("gateway"):
+        while True:
+            row = await state.db.read(lambda c: get_approval(c, aid))
+            if row is None:
+                raise ApiError(404, f"no approval `{aid}`")
+            data = _current(row)
+            remaining = deadline - time.monotonic()
+            if data["status"] != "pending" or remaining <= 0:
+                return json_ok(data)
+            if not await state.hub.wait(min(remaining, 1.0), request, event_type=_DECIDED):
+                return json_ok(data)
 
 
 def _settled(ids: list[str], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -520,14 +522,15 @@ async def wait_gateway_approvals(request: Request) -> JSONResponse:
     check_query(request, "timeout")
     wait = query_number(request, "timeout", 30.0, _MAX_APPROVAL_WAIT) or 0.0
     deadline = time.monotonic() + wait
-    while True:
-        rows = await state.db.read(lambda c: get_approvals(c, ids))
-        settled = _settled(ids, rows)
-        remaining = deadline - time.monotonic()
-        if settled or remaining <= 0:
-            return json_ok({"approvals": settled})
-        if not await state.hub.wait(min(remaining, 1.0), request, event_type=_DECIDED):
-            return json_ok({"approvals": []})
+    with state.metrics.connection_open("gateway"):
+        while True:
+            rows = await state.db.read(lambda c: get_approvals(c, ids))
+            settled = _settled(ids, rows)
+            remaining = deadline - time.monotonic()
+            if settled or remaining <= 0:
+                return json_ok({"approvals": settled})
+            if not await state.hub.wait(min(remaining, 1.0), request, event_type=_DECIDED):
+                return json_ok({"approvals": []})
 
 
 async def consume(request: Request) -> JSONResponse:

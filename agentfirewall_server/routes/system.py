@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Connection, Integer, cast, func, select, text
@@ -19,18 +21,44 @@ from agentfirewall_server.coverage import agents_without_rules
 from agentfirewall_server.store.schema import action_requests, approvals, audit_events, traffic
 from agentfirewall_server.web import ApiError, check_query, json_ok
 
+if TYPE_CHECKING:
+    from agentfirewall_server.store.db import Database
+
 __all__ = ["routes"]
 
 GATEWAY_ONLINE_SECONDS = 30.0
 
 
+#: Seconds the health check waits for the database to answer ``SELECT 1`` (then 503).
+HEALTH_DB_TIMEOUT = 5.0
+#: The health check's database probe in flight, per database: one at a time, whoever asks.
+_PROBES: weakref.WeakKeyDictionary[Database, asyncio.Future[object]] = weakref.WeakKeyDictionary()
+
+
+async def _database_answers(db: Database) -> bool:
+    """Whether the database answers ``SELECT 1`` within :data:`HEALTH_DB_TIMEOUT`.
+
+    The read runs in a worker thread that cannot be interrupted: a database that stopped
+    answering keeps it until it answers again, so the check stops waiting for it (shielded)
+    and, meanwhile, every health check waits for that same probe rather than starting one
+    more (an unauthenticated caller cannot pile them up).
+    """
+    probe = _PROBES.get(db)
+    if probe is None or probe.done():
+        probe = _PROBES[db] = asyncio.ensure_future(
+            db.read(lambda c: c.execute(text("SELECT 1")).scalar())
+        )
+    try:
+        async with asyncio.timeout(HEALTH_DB_TIMEOUT):
+            await asyncio.shield(probe)
+    except Exception:
+        return False
+    return True
+
+
 async def health(request: Request) -> JSONResponse:
     state = state_of(request)
-    try:
-        await state.db.read(lambda c: c.execute(text("SELECT 1")).scalar())
-        database = "ok"
-    except Exception:
-        database = "unavailable"
+    database = "ok" if await _database_answers(state.db) else "unavailable"
     status = 200 if database == "ok" else 503
     unreadable = _unreadable(state.vault_problems)
     # a stored policy or budget this version cannot read denies every action (fail closed);

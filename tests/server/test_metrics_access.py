@@ -101,7 +101,7 @@ def test_label_sets_are_capped_and_the_folded_samples_counted(harness_factory: A
     h: Harness = harness_factory(metrics_max_label_sets=5)
     known = sorted(t for t in catalogue_action_types() if t.startswith("github."))[:12]
     records = [
-        {"request_id": f"r{i}", "agent": "Bot", "connector": "github", "action": t}
+        {"request_id": f"r{i}", "agent": f"Bot{i}", "connector": "github", "action": t}
         for i, t in enumerate(known)
     ]
     r = h.gateway("POST", "/v1/gateway/traffic", {"records": records})

@@ -1,0 +1,153 @@
+"""A gateway cut off from its control plane enforces its last config for a bounded time only.
+
+Past ``--max-config-age`` without word from the control plane, the config in force may miss
+a kill switch: every request is refused (503 ``control_plane_unreachable``), held ones too,
+until the control plane answers again; its answer, changed or not, is then enforced.
+
+The partition is a blackhole (calls and answers hang, no error: a long poll or heartbeat in
+flight never returns), between the gateway and an in-memory control plane; the bound is one
+second so that the test waits little.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfirewall_proxy.control import StaticControl
+from agentfirewall_proxy.main import parse_args
+from tests.fakes import FakeUpstreams
+from tests.proxy.rawclient import auth_header, read_response, status_of
+from tests.proxy.support import RunningGateway, connector, gateway_options, rule, snapshot
+
+RULES = [rule("github.*", "allow"), rule("github.pr.merge", "require_approval")]
+USER = b"GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\n"
+MERGE = (b"PUT http://api.github.com/repos/acme/api/pulls/7/merge HTTP/1.1\r\n"
+         b"Host: api.github.com\r\nContent-Length: 2\r\n")  # fmt: skip
+
+
+class Partitioned:
+    """A control plane behind a link that can be cut: while it is cut, every call and every
+    answer hangs (no error, no answer), as in a network partition."""
+
+    def __init__(self, inner: StaticControl) -> None:
+        self.inner = inner
+        self.link = threading.Event()
+        self.link.set()
+
+    async def _through(self) -> None:
+        while not self.link.is_set():
+            await asyncio.sleep(0.02)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if name == "aclose" or not asyncio.iscoroutinefunction(method):
+            return method
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await self._through()
+            answer = await method(*args, **kwargs)
+            await self._through()  # an answer sent as the link went down is lost too
+            return answer
+
+        return call
+
+
+@pytest.fixture
+def gateway(fakes: FakeUpstreams, tmp_path: Path) -> Iterator[tuple[RunningGateway, Partitioned]]:
+    fakes["github"].clear()
+    control = Partitioned(StaticControl(snapshot(RULES, connectors=[connector("github")])))
+    options = gateway_options(tmp_path, fakes, max_config_age=1.0)
+    running = RunningGateway(options, control).start()  # type: ignore[arg-type]
+    try:
+        yield running, control
+    finally:
+        control.link.set()  # (the last traffic records are shipped on the way out)
+        running.stop()
+
+
+def ask(running: RunningGateway, request: bytes = USER, body: bytes = b"") -> bytes:
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+        sock.sendall(request + auth_header() + b"\r\n" + body)
+        return read_response(sock, timeout=10)
+
+
+def error_of(answer: bytes) -> tuple[int, str, str]:
+    body = json.loads(answer.partition(b"\r\n\r\n")[2] or b"{}")
+    return status_of(answer), str(body.get("error")), str(body.get("reason"))
+
+
+def answers_until(running: RunningGateway, done: Callable[[int], bool]) -> list[int]:
+    """The statuses of requests sent one after another until `done` says stop."""
+    seen: list[int] = []
+    deadline = time.monotonic() + 10
+    while not seen or not done(seen[-1]):
+        assert time.monotonic() < deadline, f"still {seen[-1]}"
+        seen.append(status_of(ask(running)))
+        time.sleep(0.05)
+    return seen
+
+
+def test_past_max_config_age_every_request_is_refused_held_ones_too(
+    gateway: tuple[RunningGateway, Partitioned], fakes: FakeUpstreams
+) -> None:
+    """The owner activates the kill switch during the partition: the gateway cannot know,
+    so it stops forwarding once the bound passes, and enforces the switch once healed."""
+    running, control = gateway
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as held:
+        held.sendall(MERGE + auth_header() + b"\r\n{}")
+        deadline = time.monotonic() + 10
+        while not control.inner.pending():
+            assert time.monotonic() < deadline, "the merge was not held"
+            time.sleep(0.02)
+        assert status_of(ask(running)) == 200
+        control.link.clear()
+        kill = [{"scope": "all", "target": None, "reason": "incident"}]
+        control.inner.update(snapshot(RULES, connectors=[connector("github")],
+                                      kill_switches=kill))  # fmt: skip
+        status, error, reason = error_of(read_response(held, timeout=10))
+    assert (status, error) == (503, "control_plane_unreachable")
+    answers_until(running, lambda status: status == 503)
+    status, error, reason = error_of(ask(running))
+    assert (status, error) == (503, "control_plane_unreachable")
+    assert reason.startswith("no word from the control plane for ")
+    assert reason.endswith(" s (--max-config-age 1)")
+    control.link.set()
+    after = answers_until(running, lambda status: status != 503)
+    assert after[-1] == 403  # the kill switch of the config it fetched, never the old one
+    assert fakes["github"].received("PUT") == []
+
+
+def test_an_unchanged_answer_ends_the_outage(
+    gateway: tuple[RunningGateway, Partitioned],
+) -> None:
+    running, control = gateway
+    assert status_of(ask(running)) == 200
+    control.link.clear()
+    answers_until(running, lambda status: status == 503)
+    control.link.set()
+    assert answers_until(running, lambda status: status != 503)[-1] == 200
+
+
+@pytest.mark.parametrize(("given", "age"), [([], 60.0), (["--max-config-age", "0"], 0.0),
+                                            (["--max-config-age", "2.5"], 2.5)])  # fmt: skip
+def test_max_config_age_option(given: list[str], age: float) -> None:
+    assert parse_args(["--config-file", "g.yaml", *given]).max_config_age == age
+
+
+@pytest.mark.parametrize("value", ["-1", "nan"])
+def test_a_negative_max_config_age_is_a_usage_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        parse_args(["--config-file", "g.yaml", "--max-config-age", value])
+    assert done.value.code == 2
+    assert "--max-config-age must be 0 (no bound) or a positive number" in capsys.readouterr().err
