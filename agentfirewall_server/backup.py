@@ -2,16 +2,19 @@
 
 A backup is a directory (0700) of files (0600): the key material and tokens of the data
 directory, the audit checkpoint file (copied before the database, so no checkpoint in it
-is newer than the copy), every vault key seen before or after the copy (so a rotation
-running meanwhile cannot leave a row naming a key the backup lacks), the database
+is newer than the copy), every vault key seen before or after the copy, the database
 (SQLite's online backup API: a consistent copy while the server writes;
-``pg_dump --format=custom`` for PostgreSQL) and ``manifest.json`` (SHA-256 and size of
-every file).
+``pg_dump --format=custom`` of one snapshot for PostgreSQL) and ``manifest.json`` (SHA-256
+and size of every file). A copy with no TameFlare schema, or whose credentials name a key
+the backup lacks (a rotation ran meanwhile), fails the backup.
 
 A restore checks the manifest, takes the target data directory and database exclusively
-(refused while a server runs there), restores into a staging directory, verifies the
-audit chain against its checkpoints and that every sealed credential decrypts, and only
-then moves the files into place.
+(refused while a server runs there), restores into a staging directory (PostgreSQL: the
+database's schema is set aside first and put back on failure), verifies the audit chain
+against its checkpoints and that every sealed credential decrypts, holds the restored log
+against the target's own checkpoints (a restore that would roll the audit log back is
+refused unless asked for: the target's checkpoints are kept, so verify goes on reporting
+it), records an ``audit.restored`` event and only then moves the files into place.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Connection, create_engine, inspect, make_url, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
-from agentfirewall.errors import AgentFirewallError
+from agentfirewall.errors import AgentFirewallError, VaultError
 from agentfirewall.tokens import SigningKey, load_signing_key
+from agentfirewall_server.audit import VerifyResult, append_event
 from agentfirewall_server.bootstrap import (
     ADMIN_TOKEN_FILE,
     ENCRYPTION_KEY_FILE,
@@ -43,12 +50,19 @@ from agentfirewall_server.checkpointer import verify_log
 from agentfirewall_server.checkpoints import CHECKPOINT_FILE
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.datalock import exclusive
-from agentfirewall_server.keystore import KEYRING_FILE
+from agentfirewall_server.keystore import KEYRING_FILE, load_keyring
 from agentfirewall_server.settings import Settings
-from agentfirewall_server.store.db import Database, StoreError, normalize_url
+from agentfirewall_server.store.db import (
+    Database,
+    StoreError,
+    make_private_dir,
+    normalize_url,
+    sqlite_path,
+    unreachable,
+)
 from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.vault import key_id, parse_key
-from agentfirewall_server.vaultcheck import VaultStartError, open_keyring
+from agentfirewall_server.vaultcheck import VaultStartError, keys_in_use, open_keyring
 
 __all__ = ["MANIFEST", "BackupError", "backup", "restore", "verify_data"]
 
@@ -63,19 +77,30 @@ KEY_FILES = (
     GATEWAY_TOKEN_FILE,
     CHECKPOINT_FILE,
 )
+ENGINES = {"sqlite": SQLITE_FILE, "postgresql": PG_FILE}
+#: PostgreSQL: where a restore keeps the database's schema until the restored one verifies
+ASIDE = "tameflare_before_restore"
+_WRONG_SOURCE = "check --data-dir / --database-url (the server's)"
 
 
 class BackupError(AgentFirewallError):
     """A backup or restore that cannot be made or trusted."""
 
 
-def _libpq(url: str) -> str:
-    return normalize_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _sqlite_path(url: str) -> Path | None:
-    url = normalize_url(url)
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """`url` for the PostgreSQL client tools, without its password, and their environment,
+    giving it as ``PGPASSWORD`` (every local user reads a command line in /proc; only the
+    owner reads the environment)."""
+    given = make_url(normalize_url(url))
+    password = given.password or given.query.get("password")
+    query = {k: v for k, v in given.query.items() if k != "password"}
+    bare = URL.create(
+        "postgresql", given.username, None, given.host, given.port, given.database, query
+    )
+    env = dict(os.environ)
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return bare.render_as_string(hide_password=False), env
 
 
 def _digest(path: Path) -> dict[str, Any]:
@@ -90,38 +115,89 @@ def _new_file(path: Path) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run a PostgreSQL client tool (pg_dump, pg_restore), which must be on PATH."""
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
+def _tool(name: str) -> str:
+    """The PostgreSQL client tool `name` (pg_dump, pg_restore), which must be on PATH."""
+    found = shutil.which(name)
+    if found is None:
         raise BackupError(
-            f"`{cmd[0]}` is not on PATH: install the PostgreSQL client tools of your server's "
+            f"`{name}` is not on PATH: install the PostgreSQL client tools of your server's "
             "version (Debian: `apt-get install postgresql-client`)"
-        ) from None
+        )
+    return found
 
 
-def _copy_database(url: str, out: Path) -> str:
-    source = _sqlite_path(url)
-    if source is not None:
-        target = out / SQLITE_FILE
-        _new_file(target)
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+
+
+def _schema_keys(conn: Connection, where: str, fix: str) -> set[str]:
+    """The key ids the database's credentials name; `BackupError` (`where` holds no
+    TameFlare schema: `fix`) for an empty database, which must not pass for data."""
+    found = inspect(conn)
+    if not (found.has_table("alembic_version") and found.has_table("credentials")):
+        raise BackupError(f"{where} holds no TameFlare schema: {fix}")
+    return {kid for kid in keys_in_use(conn) if kid != "?"}
+
+
+def _copy_sqlite(source: Path, target: Path) -> set[str]:
+    if not source.is_file():
+        raise BackupError(
+            f"no SQLite database at `{source}`: give the data directory of a server on "
+            "SQLite, or its --database-url (PostgreSQL, or a SQLite file elsewhere)"
+        )
+    _new_file(target)
+    try:  # a file URI: `?`, `#` and `%` in the path are escaped, not read as URI syntax
+        src = sqlite3.connect(f"{source.absolute().as_uri()}?mode=ro", uri=True)
         dst = sqlite3.connect(target)
         try:
             src.backup(dst)  # the online backup API: consistent while the server writes
         finally:
             dst.close()
             src.close()
-        return SQLITE_FILE
-    target = out / PG_FILE
-    _new_file(target)
-    cmd = ["pg_dump", "--format=custom", "--no-owner", "--no-acl", "--file", str(target)]
-    done = _run([*cmd, _libpq(url)])
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot copy the SQLite database `{source}`: {exc}") from None
+    engine = create_engine(URL.create("sqlite", database=str(target)), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return _schema_keys(conn, f"the SQLite database `{source}`", _WRONG_SOURCE)
+    finally:
+        engine.dispose()
+
+
+def _dump_pg(url: str, target: Path) -> set[str]:
+    """`pg_dump` of one snapshot, exported by a transaction that reads the key ids of the
+    very rows the dump holds."""
+    dump = _tool("pg_dump")
+    libpq, env = _libpq(url)
+    try:
+        engine = create_engine(
+            normalize_url(url), poolclass=NullPool, isolation_level="REPEATABLE READ"
+        )
+    except (SQLAlchemyError, ImportError) as exc:
+        raise BackupError(str(unreachable(url, exc))) from None
+    try:
+        with engine.connect() as conn:
+            snapshot = str(conn.execute(text("SELECT pg_export_snapshot()")).scalar_one())
+            needed = _schema_keys(conn, "the PostgreSQL database", _WRONG_SOURCE)
+            _new_file(target)
+            cmd = [dump, "--format=custom", "--no-owner", "--no-acl", "--snapshot", snapshot]
+            done = _run([*cmd, "--file", str(target), libpq], env)
+    except DBAPIError as exc:
+        raise BackupError(str(unreachable(url, exc))) from None
+    finally:
+        engine.dispose()
     if done.returncode != 0:
         raise BackupError(f"pg_dump failed: {done.stderr.strip()[:500]}")
     os.chmod(target, 0o600)
-    return PG_FILE
+    return needed
+
+
+def _copy_database(url: str, out: Path) -> tuple[str, set[str]]:
+    """Copy the database into `out`: its file name, and the key ids its credentials name."""
+    source = sqlite_path(url)
+    if source is not None:
+        return SQLITE_FILE, _copy_sqlite(source, out / SQLITE_FILE)
+    return PG_FILE, _dump_pg(url, out / PG_FILE)
 
 
 def backup(settings: Settings, out: Path) -> dict[str, Any]:
@@ -129,7 +205,7 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
     if out.exists() and any(out.iterdir()):
         raise BackupError(f"`{out}` is not empty: back up into a new directory")
     made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(out)
     try:
         return _write_backup(settings, out)
     except BaseException:  # no half backup (it would hold the keys) is left behind
@@ -147,8 +223,9 @@ def _write_backup(settings: Settings, out: Path) -> dict[str, Any]:
         if (settings.data_dir / name).exists():
             write_secret_file(out / name, (settings.data_dir / name).read_bytes())
     keys_before = _vault_keys(settings.data_dir)
-    database = _copy_database(settings.resolved_database_url, out)
+    database, needed = _copy_database(settings.resolved_database_url, out)
     _write_vault_keys(out, keys_before, _vault_keys(settings.data_dir))
+    _check_keys(settings, out, needed)
     files = {p.name: _digest(p) for p in sorted(out.iterdir()) if p.name != MANIFEST}
     manifest = {
         "format": 1,
@@ -191,6 +268,21 @@ def _write_vault_keys(
         write_secret_file(out / KEYRING_FILE, ("\n".join(ring) + "\n").encode())
 
 
+def _check_keys(settings: Settings, out: Path, needed: set[str]) -> None:
+    """Every key id the copy's credentials name opens from the backup (or the environment)."""
+    try:
+        keyring = load_keyring(settings.model_copy(update={"data_dir": out}))
+    except VaultError as exc:
+        raise BackupError(str(exc)) from None
+    missing = sorted(needed - set(keyring.keys if keyring is not None else ()))
+    if missing:
+        raise BackupError(
+            f"the copied credentials need key id(s) {', '.join(missing)}, which the backup "
+            "does not hold (a key rotation ran during the backup): run it again once `tf "
+            "vault status` shows no rotation running"
+        )
+
+
 def _signing_key(settings: Settings) -> SigningKey:
     if settings.signing_key is not None:
         return load_signing_key(settings.signing_key.get_secret_value())
@@ -229,22 +321,36 @@ def verify_data(settings: Settings) -> dict[str, Any]:
 
 def _check_manifest(source: Path) -> dict[str, Any]:
     try:
-        manifest: dict[str, Any] = json.loads((source / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads((source / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BackupError(f"`{source}` is not a backup: {exc}") from None
-    for name, expected in manifest.get("files", {}).items():
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    engine = manifest.get("engine") if isinstance(manifest, dict) else None
+    database = ENGINES.get(engine) if isinstance(engine, str) else None
+    if not isinstance(files, dict) or database not in files:
+        raise BackupError(
+            f"`{source / MANIFEST}` is not a manifest `tf backup` wrote (it names the engine "
+            "and the files, the database among them): restore an unaltered backup"
+        )
+    if manifest.get("format") != 1:
+        raise BackupError(
+            f"`{source}` is a backup of format {manifest.get('format')!r}, which this version "
+            "does not read: restore it with the version that made it"
+        )
+    known = {*KEY_FILES, SQLITE_FILE, PG_FILE}
+    for name, expected in files.items():
         path = source / name
-        if "/" in name or not path.is_file() or _digest(path) != expected:
+        if name not in known or not path.is_file() or _digest(path) != expected:
             raise BackupError(f"backup file `{name}` is missing or altered (manifest mismatch)")
-    return manifest
+    return dict(manifest)
 
 
 def _holds_data(settings: Settings) -> bool:
-    names = [*KEY_FILES, SQLITE_FILE]
-    if any((settings.data_dir / n).exists() for n in names):
+    if any((settings.data_dir / n).exists() for n in [*KEY_FILES, SQLITE_FILE]):
         return True
-    if _sqlite_path(settings.resolved_database_url) is not None:
-        return False
+    db_path = sqlite_path(settings.resolved_database_url)
+    if db_path is not None:
+        return db_path.exists()
     db = Database(settings.resolved_database_url)
     try:
         return bool(db.read_sync(lambda c: inspect(c).get_table_names()))
@@ -253,26 +359,59 @@ def _holds_data(settings: Settings) -> bool:
 
 
 def _pg_restore(source: Path, url: str) -> None:
-    cmd = ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", "--dbname", _libpq(url)]
-    done = _run([*cmd, str(source / PG_FILE)])
+    libpq, env = _libpq(url)
+    cmd = [_tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error", "--dbname", libpq]
+    done = _run([*cmd, str(source / PG_FILE)], env)
     if done.returncode != 0:
         raise BackupError(f"pg_restore failed: {done.stderr.strip()[:500]}")
 
 
-def _pg_wipe(url: str) -> None:
-    db = Database(url)
+def _pg_execute(url: str, *statements: str) -> list[Any]:
+    """Run `statements` in one transaction; the first column of each one's first row."""
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
     try:
-        db.write_sync(lambda c: c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public")))
+        with engine.begin() as conn:
+            found = []
+            for sql in statements:
+                result = conn.execute(text(sql))
+                found.append(result.scalar() if result.returns_rows else None)
+            return found
+    except DBAPIError as exc:
+        raise BackupError(str(unreachable(url, exc))) from None
     finally:
-        db.close()
+        engine.dispose()
 
 
-def restore(source: Path, settings: Settings, *, force: bool = False) -> dict[str, Any]:
-    """Restore the backup in `source` into `settings`' data directory (and database)."""
+def _pg_set_aside(url: str) -> None:
+    """Rename the schema to `ASIDE` and start an empty one (one transaction)."""
+    left = f"SELECT 1 FROM pg_namespace WHERE nspname = '{ASIDE}'"  # noqa: S608 (a constant)
+    if _pg_execute(url, left)[0]:
+        raise BackupError(
+            f"a restore into this database was interrupted: its earlier data is in schema "
+            f"`{ASIDE}`. Get it back: `DROP SCHEMA public CASCADE; ALTER SCHEMA {ASIDE} "
+            f"RENAME TO public`, or discard it: `DROP SCHEMA {ASIDE} CASCADE`; then restore"
+        )
+    _pg_execute(url, f"ALTER SCHEMA public RENAME TO {ASIDE}", "CREATE SCHEMA public")
+
+
+def _pg_put_back(url: str) -> None:
+    _pg_execute(
+        url, "DROP SCHEMA IF EXISTS public CASCADE", f"ALTER SCHEMA {ASIDE} RENAME TO public"
+    )
+
+
+def restore(
+    source: Path, settings: Settings, *, force: bool = False, discard_newer_audit: bool = False
+) -> dict[str, Any]:
+    """Restore the backup in `source` into `settings`' data directory (and database).
+
+    `discard_newer_audit`: restore even when the target's audit checkpoints cover events
+    the backup lacks (the restore rolls the audit log back; verify goes on reporting it).
+    """
     manifest = _check_manifest(source)
     target = settings.data_dir
     pg = manifest["engine"] == "postgresql"
-    if pg == (_sqlite_path(settings.resolved_database_url) is not None):
+    if pg == (sqlite_path(settings.resolved_database_url) is not None):
         raise BackupError(
             f"the backup is of a {manifest['engine']} database: give a matching --database-url"
         )
@@ -283,45 +422,137 @@ def restore(source: Path, settings: Settings, *, force: bool = False) -> dict[st
                     f"`{target}` (or its database) already holds data: restore into a new "
                     "one, or pass --force"
                 )
-            report = _staged_restore(source, manifest, settings)
+            report = _staged_restore(source, manifest, settings, discard_newer_audit)
     except StoreError as exc:  # the database cannot be reached (or does not exist)
         raise BackupError(str(exc)) from None
     return {"manifest": manifest, **report}
 
 
-def _staged_restore(source: Path, manifest: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def _staged_restore(
+    source: Path, manifest: dict[str, Any], settings: Settings, discard_newer_audit: bool
+) -> dict[str, Any]:
     """Restore into `<data dir>.restoring` (and the database), verify, switch; on any
-    failure the staging is removed (and the PostgreSQL database emptied again)."""
+    failure the staging is removed (and the PostgreSQL schema put back)."""
     target = settings.data_dir
+    url = settings.resolved_database_url
     pg = manifest["engine"] == "postgresql"
     stage = target.with_name(target.name + ".restoring")
     shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(mode=0o700)
+    make_private_dir(stage)
+    aside = False
     try:
         for name in manifest["files"]:
             if name != PG_FILE:
                 write_secret_file(stage / name, (source / name).read_bytes())
-        staged = settings.model_copy(update={"data_dir": stage})
+        # the backup alone first: its chain against its own checkpoints, its credentials
+        staged = settings.model_copy(update={"data_dir": stage, "audit_anchor_file": None})
         if pg:
-            _pg_wipe(settings.resolved_database_url)
-            _pg_restore(source, settings.resolved_database_url)
+            _pg_set_aside(url)
+            aside = True
+            _pg_restore(source, url)
         else:
             staged = staged.model_copy(update={"database_url": None})
+        _require_schema(staged)
         report = verify_data(staged)
+        report["discarded"] = _keep_target_audit(settings, staged, discard_newer_audit)
+        _record_restore(staged, manifest, report)
+        if aside:
+            _pg_execute(url, f"DROP SCHEMA {ASIDE} CASCADE")
+            aside = False
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
-        if pg:
+        if aside:
             with contextlib.suppress(Exception):
-                _pg_wipe(settings.resolved_database_url)
+                _pg_put_back(url)
         raise
     _switch(stage, target, settings)
     return report
 
 
+def _require_schema(staged: Settings) -> None:
+    """The restored database holds a TameFlare schema (the migrations would make an empty
+    one: an empty copy must not restore as a success)."""
+    url = staged.resolved_database_url
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            _schema_keys(conn, "the backup's database", "restore a backup of a server's data")
+    except DBAPIError as exc:
+        raise BackupError(str(unreachable(url, exc))) from None
+    finally:
+        engine.dispose()
+
+
+def _keep_target_audit(
+    settings: Settings, staged: Settings, discard_newer_audit: bool
+) -> dict[str, Any] | None:
+    """Add the target's checkpoints to the staged file and hold the restored log against
+    them (and the anchor file): a log they show newer is not rolled back unless
+    `discard_newer_audit`. Returns what is discarded (None: nothing)."""
+    mine = _checkpoint_lines(staged.data_dir / CHECKPOINT_FILE)
+    theirs = _checkpoint_lines(settings.data_dir / CHECKPOINT_FILE)
+    added = [line for line in theirs if line not in set(mine)]
+    if added:
+        content = "".join(line + "\n" for line in [*mine, *added])
+        write_secret_file(staged.data_dir / CHECKPOINT_FILE, content.encode())
+    if not added and settings.audit_anchor_file is None:
+        return None
+    evidence = staged.model_copy(update={"audit_anchor_file": settings.audit_anchor_file})
+    result = _verify_log(evidence)
+    if result.ok:
+        return None
+    if not discard_newer_audit:
+        raise BackupError(
+            f"the audit checkpoints of `{settings.data_dir}` do not hold for the backup's log "
+            f"({result.problem}): the restore would roll the audit log back. Restore into a "
+            "new data directory, or pass --discard-newer-audit (verify then goes on "
+            "reporting the rollback; an `audit.restored` event names the discarded head)"
+        )
+    return {"problem": result.problem, "checkpoint": result.checkpoint}
+
+
+def _checkpoint_lines(path: Path) -> list[str]:
+    try:
+        text_ = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text_.splitlines() if line.strip()]
+
+
+def _verify_log(settings: Settings) -> VerifyResult:
+    key = _signing_key(settings)
+    db = Database(settings.resolved_database_url)
+    try:
+        return db.read_sync(lambda c: verify_log(settings, key, c))
+    finally:
+        db.close()
+
+
+def _record_restore(staged: Settings, manifest: dict[str, Any], report: dict[str, Any]) -> None:
+    """The restored log's next event: `audit.restored`, naming the backup and, when the
+    target's newer log is discarded, its newest checkpoint."""
+    discarded = report["discarded"]
+    data = {
+        "backup_created_at": manifest.get("created_at"),
+        "events_restored": report["audit"]["events_checked"],
+        "discarded_head": discarded["checkpoint"] if discarded else None,
+        "discarded_because": discarded["problem"] if discarded else None,
+    }
+    db = Database(staged.resolved_database_url)
+    try:
+        db.write_sync(
+            lambda c: append_event(
+                c, "audit.restored", actor="restore", now=now(), subject="audit", data=data
+            )
+        )
+    finally:
+        db.close()
+
+
 def _switch(stage: Path, target: Path, settings: Settings) -> None:
     """Move the verified files into the data directory (the database file last)."""
-    target.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db_path = _sqlite_path(settings.resolved_database_url)
+    make_private_dir(target)
+    db_path = sqlite_path(settings.resolved_database_url)
     if db_path is not None:
         for suffix in ("-wal", "-shm"):  # a stale log must not replay onto the restored file
             Path(str(db_path) + suffix).unlink(missing_ok=True)

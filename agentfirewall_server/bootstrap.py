@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agentfirewall.tokens import generate_signing_key
 from agentfirewall_server.settings import Settings
+from agentfirewall_server.store.db import make_private_dir
 
 __all__ = [
     "ADMIN_TOKEN_FILE",
@@ -116,7 +117,7 @@ def bootstrap_tokens(settings: Settings) -> tuple[str, str]:
 def ensure_data_dir(settings: Settings) -> Bootstrap:
     """Create the data directory and every missing secret file; report the tokens."""
     root = settings.data_dir
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(root)
     made: list[str] = []
     wanted = [
         (settings.signing_key, SIGNING_KEY_FILE, lambda: generate_signing_key().to_pem()),

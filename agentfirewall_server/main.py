@@ -301,13 +301,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     """Check what the start needs (settings, database, keys, the address) before it makes
     a token, then make the data directory's files and serve."""
-    from agentfirewall_server.store.db import StoreError
+    from agentfirewall_server.datalock import DataBusy, ServerLock
+    from agentfirewall_server.store.db import StoreError, make_private_dir
     from agentfirewall_server.vaultcheck import VaultStartError, preflight
 
     if (problem := key_problems(settings)) is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(settings.data_dir)
+    try:  # another server on this data directory (or SQLite file) is named at once
+        ServerLock(settings.data_dir, settings.resolved_database_url).check()
+    except DataBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:  # never make a new vault key for a lost one
         preflight(settings)
     except (StoreError, VaultStartError) as exc:

@@ -172,7 +172,10 @@ class Settings(BaseSettings):
         """The database URL, defaulting to the SQLite file in the data directory."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'agentfirewall.db').resolve()}"
+        from sqlalchemy.engine import URL  # escapes the path: `?`, `#`, `%` are no syntax
+
+        path = (self.data_dir / "agentfirewall.db").resolve()
+        return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
     @property
     def base_url(self) -> str:

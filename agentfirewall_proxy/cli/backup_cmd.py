@@ -64,7 +64,12 @@ def restore_run(ctx: Context) -> int:
 
     settings = _settings(ctx, ctx.args.data_dir)
     try:
-        report = restore(Path(ctx.args.directory), settings, force=ctx.args.force)
+        report = restore(
+            Path(ctx.args.directory),
+            settings,
+            force=ctx.args.force,
+            discard_newer_audit=ctx.args.discard_newer_audit,
+        )
     except (BackupError, DataBusy, OSError) as exc:
         raise CliError(f"restore refused: {exc}") from None
 
@@ -74,6 +79,11 @@ def restore_run(ctx: Context) -> int:
             f"restored into {settings.data_dir}: audit chain intact ({audit['events_checked']} "
             f"events), {report['credentials']} credential(s) decrypt"
         )
+        if report["discarded"] is not None:
+            ctx.out.warn(
+                f"the newer audit log was discarded ({report['discarded']['problem']}): an "
+                "`audit.restored` event records it, and verify goes on reporting the rollback"
+            )
 
     ctx.out.result(report, render)
     return EXIT_OK
@@ -100,7 +110,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "restore",
         help="restore a backup into a data directory (verified before it switches)",
         description="Restore a `tf backup` into a data directory (and database). Refused "
-        "while a server runs there; the audit chain and every credential are verified "
+        "while a server runs there, and when the target's audit checkpoints show a newer log "
+        "(unless --discard-newer-audit); the audit chain and every credential are verified "
         "before the files are moved into place.",
         examples="  tf restore /backups/tf-2026-12-01 --data-dir /srv/tf-restored",
         common=common,
@@ -110,3 +121,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, help="the data directory to restore into")
     parser.add_argument("--database-url", help="PostgreSQL: the (empty) database to restore into")
     parser.add_argument("--force", action="store_true", help="replace the data already there")
+    parser.add_argument(
+        "--discard-newer-audit",
+        action="store_true",
+        help="restore even when the target's audit checkpoints show a newer log (it is "
+        "rolled back; verify goes on reporting it)",
+    )

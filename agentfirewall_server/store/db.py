@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.pool import QueuePool
 
 from agentfirewall.errors import AgentFirewallError
@@ -45,7 +45,16 @@ from agentfirewall_server.store.schema import audit_events
 
 log = logging.getLogger("agentfirewall_server")
 
-__all__ = ["Database", "Record", "StoreError", "normalize_url", "shown_url", "unreachable"]
+__all__ = [
+    "Database",
+    "Record",
+    "StoreError",
+    "make_private_dir",
+    "normalize_url",
+    "shown_url",
+    "sqlite_path",
+    "unreachable",
+]
 
 T = TypeVar("T")
 _MAX_BATCH = 512
@@ -79,6 +88,32 @@ def normalize_url(url: str) -> str:
         if url.startswith(plain):
             return "postgresql+psycopg://" + url[len(plain) :]
     return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names, as SQLAlchemy reads it (``%XX`` decoded, the query
+    string apart); None for PostgreSQL and an in-memory database."""
+    if not url.startswith("sqlite"):
+        return None
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return None
+    return Path(database) if database and database != ":memory:" else None
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` and each missing parent with mode 0700, whatever the umask (a
+    directory that exists keeps its mode)."""
+    path = path.absolute()
+    missing = []
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    for parent in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            parent.mkdir(mode=0o700)
 
 
 def shown_url(url: str) -> str:
@@ -147,9 +182,9 @@ class Database:
     def _engine(self, *, pool_size: int, writer: bool) -> Engine:
         if not self.is_sqlite:
             return create_engine(self.url, pool_size=pool_size, pool_pre_ping=True)
-        path = self.url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(self.url)
+        if path is not None:
+            make_private_dir(path.parent)
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # never world-readable
         engine = create_engine(
             self.url,
@@ -182,7 +217,20 @@ class Database:
     # lifecycle -------------------------------------------------------------------------
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision; `StoreError` for a schema at a
+        revision this version does not know (a newer TameFlare wrote it)."""
+        from alembic.util.exc import CommandError
+
+        try:
+            self._migrate()
+        except CommandError as exc:
+            raise StoreError(
+                f"the database's schema is not one this version of TameFlare knows ({exc}): "
+                "a newer version wrote it; run that version (or a newer one), or use a "
+                "backup this version made"
+            ) from None
+
+    def _migrate(self) -> None:
         from agentfirewall_server.store.migrate import upgrade
 
         with self.writer_engine.connect() as conn:

@@ -8,6 +8,7 @@ stop), and a failed one leaves no staging directory or half backup holding the k
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -70,8 +71,12 @@ def test_rotate_key_run_again_with_the_chosen_key_keeps_that_key(
 
 
 def _fake_backup(root: Path, engine: str) -> Path:
+    """A manifest naming an (empty) database file: enough to reach the lock and database."""
     root.mkdir()
-    manifest = {"format": 1, "engine": engine, "database": "database.dump", "files": {}}
+    database = "database.dump" if engine == "postgresql" else "agentfirewall.db"
+    (root / database).write_bytes(b"")
+    files = {database: {"sha256": hashlib.sha256().hexdigest(), "bytes": 0}}
+    manifest = {"format": 1, "engine": engine, "database": database, "files": files}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
