@@ -3,14 +3,18 @@
 Content guardrails hold in SDK mode as at the gateway: when a policy reads ``content.secrets``
 or ``content.pii``, the action's strings (each string of ``parameters``, the resource names)
 are scanned and the detector names reach the engine; conditions on ``budget.<name>.*`` read
-the budgets' state from the store (:func:`sdk_context`). A ``redact`` rule cannot rewrite
-what the agent itself will send, so in SDK mode the action it matches is refused instead
+the budgets' state from the store (:func:`sdk_context`). Both are gathered when a live *or a
+shadow* policy reads them (the action is scanned once; each configuration sees only what
+its own policies read). A ``redact`` rule cannot rewrite what the agent itself will send, so
+in SDK mode the action it matches is refused instead
 (``agentfirewall.policy.guard.sdk_content_decision``), as the gateway refuses what it cannot
 redact; where the detectors fired (never the text) is added to the decision's reason.
 
 An action named by a build alias (``payment.transfer.initiate``, which the control plane
 executes as ``stripe.transfer.create``) is decided under both names and the stricter rule
-answers (:func:`evaluate_sdk`): a rule on the action performed holds its alias too.
+answers (:func:`evaluate_sdk`): a rule on the action performed holds its alias too. The
+rule is the core's (``agentfirewall.policy.replay.evaluate_sdk``), which shadow mode and
+replay apply too.
 """
 
 from __future__ import annotations
@@ -18,17 +22,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.connectors import performed_as
-from agentfirewall.content import Finding, content_attributes
+from agentfirewall.content import Finding
 from agentfirewall.decisions import Decision, normalize_level
 from agentfirewall.policy import Engine, EvaluationContext, Explanation
-from agentfirewall.policy.guard import action_findings, sdk_content_decision
+from agentfirewall.policy.guard import GuardPlan, action_findings
+from agentfirewall.policy.replay import evaluate_sdk as decide_sdk
+from agentfirewall.policy.replay import with_findings
 from agentfirewall_server.approvals import DEFAULT_ROLES
 from agentfirewall_server.budgetleases import budget_attributes
 from agentfirewall_server.snapshot import AgentRecord
@@ -46,27 +52,20 @@ __all__ = [
 
 
 _NONE: Mapping[str, object] = MappingProxyType({})
-_STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
 
 
-def evaluate_sdk(engine: Engine, spec: ActionSpec, ctx: EvaluationContext) -> Decision:
-    """The engine's decision on `spec`; for a build alias, the stricter of it and the
-    decision on the action it runs as (an answer only a default gave does not count: the
-    agent's ``sdk_default`` already answered for the name it used)."""
-    decision = engine.evaluate(spec, ctx)
-    performed = performed_as(spec)
-    if performed is None:
-        return decision
-    also = engine.evaluate(performed, ctx)
-    if also.default_applied or _strictness(also) <= _strictness(decision):
-        return decision
-    return dataclasses.replace(
-        also, reason=f"{also.reason} (as `{performed.type}`, the action `{spec.type}` runs as)"
-    )
-
-
-def _strictness(decision: Decision) -> int:
-    return _STRICTNESS[decision.decided_outcome or decision.outcome]
+def evaluate_sdk(
+    engine: Engine,
+    spec: ActionSpec,
+    ctx: EvaluationContext,
+    plan: GuardPlan | None = None,
+    found: Sequence[Finding] = (),
+) -> Decision:
+    """The SDK decision (``agentfirewall.policy.replay.evaluate_sdk``) with the action a
+    build alias runs as; `found`: the action's detections (:func:`sdk_context`), of which
+    those of `plan` (the engine's guard plan) count."""
+    findings = with_findings(ctx, plan, found)[1] if found and plan is not None else []
+    return decide_sdk(engine, spec, ctx, performed_as(spec), plan=plan, findings=findings)
 
 
 def context_for(
@@ -87,35 +86,27 @@ async def sdk_context(
     state: AppState, agent: AgentRecord, spec: ActionSpec
 ) -> tuple[EvaluationContext, list[Finding]]:
     """The context with what policy conditions read beyond the action: ``budget.<name>.*``
-    (read from the store) when a policy reads one, and what the content detectors found in
-    the action's strings when a policy reads ``content.*``; and those findings."""
+    (read from the store) when a live or shadow policy reads one, and what the content
+    detectors the live policies read found in the action's strings; and every detection of
+    the detectors the live or the shadow policies read (``with_findings`` picks one
+    configuration's)."""
     snapshot = state.snapshot
     attributes: dict[str, object] = {}
     if snapshot.reads_budgets:
         budgets, stamp = list(snapshot.budgets.values()), time.time()
         attributes.update(await state.db.read(lambda c: budget_attributes(c, budgets, stamp)))
-    findings = action_findings(snapshot.guard, spec)
-    if findings:
-        attributes.update(content_attributes(findings))
-    return context_for(agent, spec, attributes), findings
+    found = action_findings(snapshot.scan, spec)
+    ctx = context_for(agent, spec, attributes)
+    return (with_findings(ctx, snapshot.guard, found)[0] if found else ctx), found
 
 
 async def explain(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Explanation:
     """The decision with every step, as ``request_action`` decides (``dry-run``)."""
     snapshot = state.snapshot
-    ctx, findings = await sdk_context(state, agent, spec)
+    ctx, found = await sdk_context(state, agent, spec)
     result = snapshot.engine.explain(spec, ctx)
-    decided = evaluate_sdk(snapshot.engine, spec, ctx)
-    if decided != result.decision:
-        result = dataclasses.replace(result, decision=decided)
-    if not findings:
-        return result
-    return dataclasses.replace(
-        result,
-        decision=sdk_content_decision(
-            snapshot.engine, snapshot.guard, spec, ctx, result.decision, findings
-        ),
-    )
+    decided = evaluate_sdk(snapshot.engine, spec, ctx, snapshot.guard, found)
+    return result if decided == result.decision else dataclasses.replace(result, decision=decided)
 
 
 def approval_terms(state: AppState, decision: Decision) -> tuple[int, tuple[str, ...]]:

@@ -10,21 +10,26 @@ The control plane judges each decision when its record arrives: the gateway's tr
 records by their replayable input (``agentfirewall.policy.record``, the same evaluation as
 ``tf policy replay``: live and shadow engine on the same input, so a decision made by
 something other than the rules, a budget or the content guard, is no divergence); an SDK
-action by its own ``(spec, ctx)`` beside the live decision. The gateway's hot path pays
-nothing, and the verdict (decision, deciding rule, diverged) is stored on the row; nothing
-here can change a live decision, whose value is computed before and never read back.
+action by its own ``(spec, ctx)`` beside the live decision, decided as live decides it
+(``agentfirewall.policy.replay.evaluate_sdk``: build aliases, then the SDK content step on
+what the shadow policies' detectors found: the action is scanned for the detectors of
+both configurations, ``Snapshot.scan``). The gateway's hot path pays nothing, and the
+verdict (decision, deciding rule, diverged) is stored on the row; nothing here can change a
+live decision, whose value is computed before and never read back.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from agentfirewall.actions import ActionSpec
+from agentfirewall.connectors import performed_as
+from agentfirewall.content import Finding
 from agentfirewall.decisions import Decision
 from agentfirewall.policy import (
     AccessRule,
@@ -34,8 +39,16 @@ from agentfirewall.policy import (
     Policy,
     load_policy,
 )
+from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.record import restore_input
-from agentfirewall.policy.replay import Recorded, replay_one, responsible, verdict
+from agentfirewall.policy.replay import (
+    Recorded,
+    evaluate_sdk,
+    replay_one,
+    responsible,
+    verdict,
+    with_findings,
+)
 from agentfirewall_server.metrics import Metrics
 from agentfirewall_server.store.schema import shadow_permissions, shadow_policies
 
@@ -79,6 +92,11 @@ class ShadowConfig:
     engine: Engine
     policies: list[dict[str, Any]]  # shadow_policies rows
     permissions: list[dict[str, Any]]  # shadow_permissions rows; [] keeps the live rules
+    #: what the shadow policies' content fields need scanned, and their redact rules
+    guard: GuardPlan = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "guard", guard_plan(self.engine.policies))
 
     def to_dict(self) -> dict[str, Any]:
         return {"policies": self.policies, "permissions": self.permissions}
@@ -144,12 +162,19 @@ def judge_input(
 
 
 def judge_action(
-    shadow: ShadowConfig | None, spec: ActionSpec, ctx: EvaluationContext, live: Decision
+    shadow: ShadowConfig | None,
+    spec: ActionSpec,
+    ctx: EvaluationContext,
+    live: Decision,
+    found: Sequence[Finding] = (),
 ) -> ShadowVerdict | None:
-    """An SDK action's shadow verdict beside its live decision (None: no shadow)."""
+    """An SDK action's shadow verdict beside its live decision (None: no shadow); `found`:
+    the action's detections (``decide.sdk_context``), of which the shadow policies' count."""
     if shadow is None:
         return None
-    after = shadow.engine.evaluate(spec, ctx)
+    ctx, findings = with_findings(ctx, shadow.guard, found)
+    after = evaluate_sdk(shadow.engine, spec, ctx, performed_as(spec), plan=shadow.guard,
+                         findings=findings)  # fmt: skip
     return ShadowVerdict(verdict(live), verdict(after), responsible(after))
 
 

@@ -143,9 +143,13 @@ class Snapshot:
     budgets: dict[str, CompiledBudget] = field(default_factory=dict)
     #: The shadow configuration (``shadow.py``), evaluated beside this one, never enforced.
     shadow: ShadowConfig | None = field(default=None, repr=False)
-    #: What the content guardrails scan in an SDK action (``decide.py``; empty: nothing).
+    #: The live policies' content guardrails: detectors and redact rules (``decide.py``).
     guard: GuardPlan = field(default_factory=GuardPlan, repr=False)
-    #: A policy condition reads ``budget.<name>.*`` (``decide.py`` reads the budgets then).
+    #: What an SDK action is scanned for: the content fields the live and the shadow
+    #: policies read (empty: nothing; ``guard`` and ``shadow.guard`` each pick their own).
+    scan: GuardPlan = field(default_factory=GuardPlan, repr=False)
+    #: A live or shadow policy condition reads ``budget.<name>.*`` (``decide.py`` reads the
+    #: budgets then).
     reads_budgets: bool = False
     #: Stored policies and budgets this version cannot read: each denies every action.
     unreadable: tuple[KillSwitch, ...] = ()
@@ -303,6 +307,8 @@ def load_snapshot(conn: Connection) -> Snapshot:
     named = [
         (p["name"], bool(p["enabled"]), loaded[p["id"]]) for p in pol_rows if p["id"] in loaded
     ]
+    shadow = load_shadow(conn, named, rules, switches)
+    both = (*enabled, *(shadow.engine.policies if shadow else ()))
     return Snapshot(
         version=version,
         agents_by_id=by_id,
@@ -321,11 +327,12 @@ def load_snapshot(conn: Connection) -> Snapshot:
         loaded_policies=loaded,
         budgets=found_budgets,
         unreadable=tuple(unreadable),
-        shadow=load_shadow(conn, named, rules, switches),
+        shadow=shadow,
         guard=guard_plan(tuple(enabled)),
+        scan=guard_plan(both),
         reads_budgets=any(
             leaf.field.startswith("budget.")
-            for policy in enabled
+            for policy in both
             for rule in policy.rules
             for leaf in field_conditions(rule.conditions)
         ),
@@ -350,6 +357,7 @@ def refusing_snapshot(last: Snapshot, version: int, error: Exception) -> Snapsho
         unreadable=(switch,),
         shadow=None,
         guard=GuardPlan(),
+        scan=GuardPlan(),
         reads_budgets=False,
     )
 

@@ -1,13 +1,15 @@
 """Load policy documents from YAML or JSON text, with errors that name file, line and field.
 
-YAML is parsed with PyYAML's safe loader in two steps: ``compose`` keeps the line of
-every node, ``construct`` builds the data. A validation error's location (``rules.0.
-decision``) is then mapped back to the line it came from. The loader refuses what could
-hide a rule or blow up: duplicate keys, anchors and aliases, documents over 1 MiB. It
-also turns off YAML 1.1's surprises that would corrupt policy values, reading scalars
-the YAML 1.2 way: ``22:00`` stays a string (not the sexagesimal number 1320),
-``2024-01-01`` stays a string, and ``no``/``yes``/``on``/``off`` are strings (only
-``true``/``false`` are booleans: a rule named ``no`` or a country code ``NO`` survive).
+YAML is parsed once, with LibYAML's parser when PyYAML has it (else PyYAML's own), into
+nodes that keep the line of every value; the data is built from them. A validation error's
+location (``rules.0.decision``) is then mapped back to the line it came from. The loader
+refuses what could hide a rule or blow up, as each node is composed: duplicate keys, merge
+keys (``<<``), anchors and aliases, nesting deeper than :data:`MAX_NESTING`, more than
+:data:`MAX_NODES` keys and values, documents over 1 MiB. It also turns off YAML 1.1's
+surprises that would corrupt policy values, reading scalars the YAML 1.2 way: ``22:00``
+stays a string (not the sexagesimal number 1320), ``2024-01-01`` stays a string, and
+``no``/``yes``/``on``/``off`` are strings (only ``true``/``false`` are booleans: a rule
+named ``no`` or a country code ``NO`` survive).
 """
 
 from __future__ import annotations
@@ -16,12 +18,30 @@ import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError as PydanticValidationError
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
 
 from agentfirewall.errors import PolicyError
 from agentfirewall.policy.models import ApprovalSettings, FieldCondition, Policy, Rule, Scope
+
+try:  # LibYAML's parser, when PyYAML was built with it: about 30 times faster than its own
+    from yaml._yaml import CParser as _Parser
+except ImportError:  # pragma: no cover
+
+    class _Parser(Reader, Scanner, Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+
 
 __all__ = [
     "YamlLoader",
@@ -32,15 +52,57 @@ __all__ = [
 ]
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
+#: How deep mappings and lists may nest in a policy document (a real one needs about 12):
+#: the document is composed recursively, and thousands of levels (`{a: {a: ...`, a few KB)
+#: would exhaust the stack.
+MAX_NESTING = 64
+#: How many nodes (keys, values, list items, lists and mappings) a policy document may hold:
+#: the largest bundled pack has about 220 and a list of 10,000 values fits; 1 MiB of
+#: one-letter list items (500,000 nodes) would take seconds to load and check.
+MAX_NODES = 20_000
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _BOOL = "tag:yaml.org,2002:bool"
+_MERGE = "tag:yaml.org,2002:merge"
 Path_ = tuple[str | int, ...]
 
 
-class YamlLoader(yaml.SafeLoader):
-    """Safe loader without sexagesimal numbers and timestamps."""
+class YamlLoader(Composer, _Parser, SafeConstructor, Resolver):
+    """Safe loader without sexagesimal numbers and timestamps, composing in Python over the
+    parser's events (LibYAML's when present) and refusing, node by node, anchors and
+    aliases, nesting deeper than :data:`MAX_NESTING` and more than `max_nodes` nodes."""
+
+    def __init__(
+        self, stream: str, *, source: str | None = None, max_nodes: int | None = MAX_NODES
+    ) -> None:
+        _Parser.__init__(self, stream)
+        Composer.__init__(self)  # this composer, not LibYAML's (which checks nothing)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+        self.source = source
+        self.max_nodes = max_nodes
+        self.nodes = 0
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise PolicyError("anchors and aliases are not allowed", file=self.source,
+                              line=_line(event))  # fmt: skip
+        self.nodes += 1
+        if self.max_nodes is not None and self.nodes > self.max_nodes:
+            raise PolicyError(f"more than {self.max_nodes:,} keys, values and list items: "
+                              "split the policy", file=self.source, line=_line(event))  # fmt: skip
+        if not isinstance(event, yaml.CollectionStartEvent):
+            return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise PolicyError(f"nested deeper than {MAX_NESTING} levels", file=self.source,
+                              line=_line(event))  # fmt: skip
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        return node
 
 
 YamlLoader.yaml_implicit_resolvers = {
@@ -67,11 +129,16 @@ YamlLoader.add_implicit_resolver(
 )
 
 
-def _index_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str | None) -> None:
+def _index_lines(
+    node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str | None, merges: bool
+) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[object] = set()
         for key, value in node.value:
+            if key.tag == _MERGE and not merges:  # `<<: {decision: deny}` hides a key
+                raise PolicyError("merge keys (`<<`) are not allowed: write each key out",
+                                  file=source, line=key.start_mark.line + 1)  # fmt: skip
             name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
             if name in seen:
                 raise PolicyError(
@@ -79,44 +146,25 @@ def _index_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: 
                 )
             seen.add(name)
             lines[(*path, name)] = key.start_mark.line + 1
-            _index_lines(value, (*path, name), lines, source)
+            _index_lines(value, (*path, name), lines, source, merges)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index_lines(item, (*path, index), lines, source)
+            _index_lines(item, (*path, index), lines, source, merges)
 
 
-#: How deep mappings and lists may nest in a policy document (a real one needs about 12):
-#: PyYAML builds a document recursively, and thousands of levels (`{a: {a: ...`, a few KB)
-#: would exhaust the stack after seconds of work.
-MAX_NESTING = 64
-
-
-def _check_events(text: str, source: str | None) -> None:
-    """No anchors or aliases, and no nesting deeper than :data:`MAX_NESTING`, read from the
-    parser's events (built without recursion) before the document is composed."""
-    depth = 0
-    for event in yaml.parse(text, Loader=YamlLoader):
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            raise PolicyError("anchors and aliases are not allowed", file=source,
-                              line=_line(event))  # fmt: skip
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_NESTING:
-                raise PolicyError(f"nested deeper than {MAX_NESTING} levels", file=source,
-                                  line=_line(event))  # fmt: skip
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-
-
-def _line(event: yaml.Event) -> int | None:
-    mark = event.start_mark
+def _line(event: yaml.Event | None) -> int | None:
+    mark = event.start_mark if event is not None else None
     return mark.line + 1 if mark is not None else None
 
 
 def parse_document(
-    text: str | bytes, *, source: str | None = None
+    text: str | bytes, *, source: str | None = None, stored: bool = False
 ) -> tuple[object, dict[Path_, int]]:
-    """Parse YAML or JSON text into data plus a map from data path to line number."""
+    """Parse YAML or JSON text into data plus a map from data path to line number.
+
+    `stored`: a document a control plane accepted earlier, read as it was then: without the
+    limit on its nodes, merge keys merged (refusing it would deny every action).
+    """
     if isinstance(text, bytes):
         if len(text) > MAX_DOCUMENT_BYTES:
             raise PolicyError("document larger than 1 MiB", file=source)
@@ -130,14 +178,13 @@ def parse_document(
         # JSON: tabs are whitespace there (never raw inside strings) but not in YAML
         text = text.replace("\t", " ")
     try:
-        _check_events(text, source)
-        loader = YamlLoader(text)
+        loader = YamlLoader(text, source=source, max_nodes=None if stored else MAX_NODES)
         try:
             node = loader.get_single_node()
             if node is None:
                 raise PolicyError("empty document", file=source, line=1)
             lines: dict[Path_, int] = {}
-            _index_lines(node, (), lines, source)
+            _index_lines(node, (), lines, source, merges=stored)
             data = loader.construct_document(node)
         finally:
             loader.dispose()
@@ -145,7 +192,8 @@ def parse_document(
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or str(exc)
-        if "'\\t'" in problem:  # PyYAML's words for a tab: say what to do instead
+        at = text[mark.index : mark.index + 1] if mark is not None else ""
+        if "'\\t'" in problem or at == "\t":  # a tab (PyYAML names it, LibYAML points at it)
             problem = "a tab where YAML allows only spaces: indent with spaces"
         raise PolicyError(f"invalid YAML: {problem}", file=source, line=line) from None
     except yaml.YAMLError as exc:
@@ -338,14 +386,15 @@ def load_policy(
     """Load one policy from YAML/JSON text or from already parsed data; raise PolicyError.
 
     `stored`: a document a control plane accepted earlier, read as it was accepted then
-    (a boolean or a number written as text, a role of any name, which later versions refuse
-    on write): a stored policy never disappears from enforcement because a check tightened.
+    (a boolean or a number written as text, a role of any name, a merge key, more than
+    :data:`MAX_NODES` nodes, which later versions refuse on write): a stored policy never
+    disappears from enforcement because a check tightened.
     """
     if isinstance(document, Mapping):
         data: object = dict(document)
         lines: dict[Path_, int] = {}
     else:
-        data, lines = parse_document(document, source=source)
+        data, lines = parse_document(document, source=source, stored=stored)
     policy, errors = _validate(data, lines, source, stored=stored)
     if policy is None:
         raise errors[0]

@@ -4,21 +4,45 @@ The verdict compared is what the rules decided (``decided_outcome``), before the
 enforcement level: an agent in monitor mode is let through whatever the rules say, and a
 rollout wants to know what enforcing would do. Kill switches are not part of a candidate
 configuration; both engines are built without them by the callers.
+
+An SDK action is decided here as the control plane decides it live (:func:`evaluate_sdk`,
+which the live path, shadow mode and replay all call): under the name it was requested
+by and, for a build alias, under the name of the action it runs as, the stricter answer
+standing; then the content step (a ``redact`` rule refuses in SDK mode,
+``agentfirewall.policy.guard.sdk_content_decision``). A record keeps the names of the
+detectors that fired, not where (:func:`recorded_findings`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentfirewall.actions import ActionSpec
+from agentfirewall.content import Finding, content_attributes
 from agentfirewall.decisions import Decision
 from agentfirewall.policy.engine import Engine, EvaluationContext
+from agentfirewall.policy.guard import GuardPlan, guard_plan, sdk_content_decision
 from agentfirewall.policy.unseen import unseen_decision
 
-__all__ = ["Recorded", "ReplayReport", "replay", "replay_one", "responsible", "verdict"]
+__all__ = [
+    "Recorded",
+    "ReplayReport",
+    "evaluate_sdk",
+    "recorded_findings",
+    "replay",
+    "replay_one",
+    "responsible",
+    "verdict",
+    "with_findings",
+]
+
+_STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
+#: content fields of a decision's context -> the kind of detector that fills them
+_KINDS = {"content.secrets": "secret", "content.pii": "pii"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +56,82 @@ class Recorded:
     recorded: str | None = None  # the live verdict (rules' outcome), when known
     partial: bool = False  # some parameter values were withheld from the record
     unseen: bool = False  # the live decision was widened for an uninspected body
+    #: an SDK action's build alias: the action it runs as (``connectors.performed_as``)
+    performed: ActionSpec | None = None
 
 
 def verdict(decision: Decision) -> str:
     return decision.decided_outcome or decision.outcome
 
 
-def replay_one(engine: Engine, item: Recorded) -> Decision:
+def _strictness(decision: Decision) -> int:
+    return _STRICTNESS[verdict(decision)]
+
+
+def evaluate_sdk(
+    engine: Engine,
+    spec: ActionSpec,
+    ctx: EvaluationContext,
+    performed: ActionSpec | None = None,
+    *,
+    plan: GuardPlan | None = None,
+    findings: Sequence[Finding] = (),
+) -> Decision:
+    """An SDK action's decision: the engine's on `spec`; for a build alias (`performed`, the
+    action it runs as), the stricter of it and the decision on the action performed (an
+    answer only a default gave does not count: the agent's ``sdk_default`` already answered
+    for the name it used); then, when the detectors found something (`findings`, already in
+    ``ctx``), the SDK content step with `plan`, the engine's guard plan (None: worked out
+    from the engine's policies)."""
+    decision = engine.evaluate(spec, ctx)
+    if performed is not None:
+        also = engine.evaluate(performed, ctx)
+        if not also.default_applied and _strictness(also) > _strictness(decision):
+            decision = dataclasses.replace(also, reason=f"{also.reason} (as `{performed.type}`, "
+                                           f"the action `{spec.type}` runs as)")  # fmt: skip
+    if not findings:
+        return decision
+    plan = guard_plan(engine.policies) if plan is None else plan
+    return sdk_content_decision(engine, plan, spec, ctx, decision, list(findings))
+
+
+def with_findings(
+    ctx: EvaluationContext, plan: GuardPlan, findings: Sequence[Finding]
+) -> tuple[EvaluationContext, list[Finding]]:
+    """`ctx` with what `plan`'s detectors found among `findings` (an action scanned once for
+    several configurations: the live and the shadow policies') in place of its content
+    fields, and those findings."""
+    names = plan.request.names if plan.request is not None else frozenset()
+    mine = [f for f in findings if f.detector in names]
+    attributes = {k: v for k, v in ctx.attributes.items() if k not in _KINDS}
+    attributes.update(content_attributes(mine))
+    if attributes == ctx.attributes:
+        return ctx, mine
+    return dataclasses.replace(ctx, attributes=attributes), mine
+
+
+def recorded_findings(ctx: EvaluationContext) -> list[Finding]:
+    """The detections a recorded context holds: a record keeps the detectors' names (its
+    ``content.*`` fields), never where they fired."""
+    found = []
+    for name, kind in _KINDS.items():
+        detectors = ctx.attributes.get(name)
+        if isinstance(detectors, list | tuple):
+            found += [Finding(str(d), kind, 1.0, "(not recorded)", 0, 0) for d in detectors]
+    return found
+
+
+def replay_one(engine: Engine, item: Recorded, plan: GuardPlan | None = None) -> Decision:
+    """The decision on a recorded input, made as live made it (`plan`: the engine's guard
+    plan, None: worked out when needed)."""
+    if item.ctx.mode == "sdk":
+        findings = recorded_findings(item.ctx)
+        if findings:
+            plan = guard_plan(engine.policies) if plan is None else plan
+            ctx, findings = with_findings(item.ctx, plan, findings)
+            return evaluate_sdk(engine, item.spec, ctx, item.performed, plan=plan,
+                                findings=findings)  # fmt: skip
+        return evaluate_sdk(engine, item.spec, item.ctx, item.performed)
     decision = engine.evaluate(item.spec, item.ctx)
     if item.unseen:
         decision = unseen_decision(engine, item.spec, item.ctx, decision)
@@ -84,12 +177,13 @@ def replay(
 ) -> ReplayReport:
     """Evaluate every record under both engines; count and explain each verdict change."""
     report = ReplayReport()
+    plans = guard_plan(baseline.policies), guard_plan(candidate.policies)
     for item in records:
         report.total += 1
         if item.partial:
             report.partial += 1
-        before = replay_one(baseline, item)
-        after = replay_one(candidate, item)
+        before = replay_one(baseline, item, plans[0])
+        after = replay_one(candidate, item, plans[1])
         old, new = verdict(before), verdict(after)
         if item.recorded is not None and item.recorded != old:
             report.drifted += 1

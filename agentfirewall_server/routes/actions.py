@@ -25,9 +25,9 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.connectors.model import HttpRequest
+from agentfirewall.content import Finding
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError, ConnectorError
-from agentfirewall.policy.guard import sdk_content_decision
 from agentfirewall.policy.record import record_input
 from agentfirewall_server.actionstore import load_action
 from agentfirewall_server.approvals import approval_json, create_approval
@@ -375,16 +375,12 @@ async def request_action(request: Request) -> JSONResponse:
     if key is not None and (replayed := await _replay(state, agent, key, action_hash)):
         return replayed
     snapshot = state.snapshot
-    if snapshot.guard.request is None and not snapshot.reads_budgets:  # the common case
+    found: list[Finding] = []  # the detections, for the live and the shadow policies
+    if snapshot.scan.request is None and not snapshot.reads_budgets:  # the common case
         ctx = context_for(agent, spec)
-        decision = evaluate_sdk(snapshot.engine, spec, ctx)
-    else:  # a policy reads content or budgets
-        ctx, findings = await sdk_context(state, agent, spec)
-        decision = evaluate_sdk(snapshot.engine, spec, ctx)
-        if findings:
-            decision = sdk_content_decision(
-                snapshot.engine, snapshot.guard, spec, ctx, decision, findings
-            )
+    else:  # a live or shadow policy reads content or budgets
+        ctx, found = await sdk_context(state, agent, spec)
+    decision = evaluate_sdk(snapshot.engine, spec, ctx, snapshot.guard, found)
     if state.tracing is not None:  # the request span's attributes
         annotate(agent=agent.name, connector=spec.provider, action=spec.type,
                  decision=decision.status, rule=rule_of(decision))  # fmt: skip
@@ -398,7 +394,7 @@ async def request_action(request: Request) -> JSONResponse:
         "_hash": action_hash,  # removed before answering
         "_canonical": canonical,
         "_input": input_text(record_input(spec, ctx)),  # the replayable input
-        "_shadow": judge_action(state.snapshot.shadow, spec, ctx, decision),
+        "_shadow": judge_action(snapshot.shadow, spec, ctx, decision, found),
     }
     approval = None
     spend = spend_check(state, agent, spec, decision, action_id)  # budgets, grants

@@ -1,10 +1,20 @@
-"""Policies: create, validate, update (new version), enable/disable, delete, packs."""
+"""Policies: create, validate, update (new version), enable/disable, delete, packs.
+
+A policy document is parsed and checked in a worker thread (:func:`off_loop`), a few at a
+time: a large one takes a fraction of a second of CPU (``agentfirewall.policy.loader``
+caps it at ``MAX_NODES`` nodes), which the event loop, answering every agent's decision,
+never waits for. The replay and shadow routes load their documents the same way.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from pydantic import Field
 from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,10 +27,16 @@ from agentfirewall.policy import Policy, list_packs, load_pack, load_policy, val
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
+from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import policies, policy_versions
 from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
 
-__all__ = ["policy_json", "routes"]
+__all__ = ["PARSERS", "load_document", "off_loop", "policy_json", "routes"]
+
+T = TypeVar("T")
+#: Policy documents parsed at once, per app; more requests wait their turn (off the loop)
+PARSERS = 2
+_parsers: WeakKeyDictionary[AppState, CapacityLimiter] = WeakKeyDictionary()
 
 
 class DocumentBody(Strict):
@@ -40,7 +56,17 @@ def policy_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _load(text: str) -> Policy:
+async def off_loop(request: Request, work: Callable[[], T]) -> T:
+    """`work()` (parsing policy documents) in a worker thread, :data:`PARSERS` at a time."""
+    state = state_of(request)
+    limiter = _parsers.get(state)
+    if limiter is None:
+        limiter = _parsers[state] = CapacityLimiter(PARSERS)
+    return await anyio.to_thread.run_sync(work, limiter=limiter)
+
+
+def load_document(text: str) -> Policy:
+    """The policy a request's document holds (422 naming line and field when invalid)."""
     try:
         return load_policy(text)
     except PolicyError as exc:
@@ -115,13 +141,14 @@ async def list_policies(request: Request) -> JSONResponse:
 async def create_policy(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, DocumentBody)
-    return await _insert(request, body.document, _load(body.document), who.actor)
+    policy = await off_loop(request, lambda: load_document(body.document))
+    return await _insert(request, body.document, policy, who.actor)
 
 
 async def validate(request: Request) -> JSONResponse:
     await require_role(request, "viewer")
     body = await read_model(request, DocumentBody)
-    errors = validate_policy_text(body.document)
+    errors = await off_loop(request, lambda: validate_policy_text(body.document))
     return json_ok(
         {
             "valid": not errors,
@@ -139,7 +166,7 @@ async def put_policy(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     row = _find(request)
     body = await read_model(request, DocumentBody)
-    policy = _load(body.document)
+    policy = await off_loop(request, lambda: load_document(body.document))
     if policy.name != row["name"] and any(
         p["name"] == policy.name for p in state_of(request).snapshot.policies
     ):

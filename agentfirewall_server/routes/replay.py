@@ -3,12 +3,14 @@ candidate configuration, ``GET /api/v1/permissions/suggest`` proposes access rul
 
 The candidate replaces the live policies and/or permissions (either left out: the live
 ones); both configurations are evaluated on the same recorded inputs by the pure engine
-(``agentfirewall.policy.replay``) and the verdict changes come back counted, with the rules
-responsible and examples.
+(``agentfirewall.policy.replay``, an SDK action as live decides it: with its build alias)
+and the verdict changes come back counted, with the rules responsible and examples. The
+candidate's documents are parsed and compiled in a worker thread (``policies.off_loop``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Annotated, Any, Literal
 
@@ -19,14 +21,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.actions import Risk
-from agentfirewall.connectors import ConnectorError, get_connector
+from agentfirewall.connectors import ConnectorError, get_connector, performed_as
 from agentfirewall.decisions import normalize_outcome
 from agentfirewall.errors import PolicyError
-from agentfirewall.policy import AccessRule, Policy, load_policy
-from agentfirewall.policy.replay import replay
+from agentfirewall.policy import AccessRule, Engine, Policy, load_policy
+from agentfirewall.policy.replay import Recorded, replay
 from agentfirewall.policy.suggest import suggest_rules
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.replaystore import build_engine, load_records
+from agentfirewall_server.routes.policies import off_loop
+from agentfirewall_server.snapshot import Snapshot
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
 __all__ = ["CandidatePermission", "candidate_permissions", "routes"]
@@ -81,22 +85,33 @@ def candidate_permissions(rules: list[CandidatePermission]) -> list[AccessRule]:
     return out
 
 
+def _engines(snapshot: Snapshot, body: ReplayBody) -> tuple[Engine, Engine]:
+    """The live configuration and the candidate, compiled."""
+    policies = None if body.policies is None else _policies(body.policies)
+    permissions = None if body.permissions is None else candidate_permissions(body.permissions)
+    return build_engine(snapshot), build_engine(snapshot, policies, permissions)
+
+
+def _aliased(item: Recorded) -> Recorded:
+    """An SDK record with the action its build alias runs as (decided under both live)."""
+    performed = performed_as(item.spec) if item.ctx.mode == "sdk" else None
+    return item if performed is None else dataclasses.replace(item, performed=performed)
+
+
 async def replay_route(request: Request) -> JSONResponse:
     """Replay recorded decisions under a candidate configuration: the verdict changes."""
     await require_role(request, "viewer")
     body = await read_model(request, ReplayBody)
-    policies = None if body.policies is None else _policies(body.policies)
-    permissions = None if body.permissions is None else candidate_permissions(body.permissions)
     state = state_of(request)
     snapshot = state.snapshot
-    baseline = build_engine(snapshot)
-    candidate = build_engine(snapshot, policies, permissions)
+    baseline, candidate = await off_loop(request, lambda: _engines(snapshot, body))
     since = time.time() - body.since_seconds
 
     def job(conn: Connection) -> dict[str, Any]:
         records = load_records(conn, since, body.agents, body.limit)
         started = time.perf_counter()
-        report = replay(records, baseline, candidate, examples=body.examples).to_dict()
+        aliased = map(_aliased, records)
+        report = replay(aliased, baseline, candidate, examples=body.examples).to_dict()
         report["seconds"] = round(time.perf_counter() - started, 3)
         # live verdicts no replayed configuration gives (a budget's, a kill switch's): not
         # compared for drift, counted here by what gave them

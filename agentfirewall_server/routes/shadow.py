@@ -3,7 +3,8 @@ remove), ``…/permissions`` (replace, remove), ``…/promote`` (make them live)
 
 The shadow configuration is evaluated beside the live one on every decision and never
 enforced (``agentfirewall_server.shadow``); its verdicts are on the traffic rows and in
-``aaf_shadow_decisions_total``.
+``aaf_shadow_decisions_total``. Documents are parsed in a worker thread
+(``policies.off_loop``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agentfirewall.errors import PolicyError
 from agentfirewall.policy import Policy, load_policy
 from agentfirewall_server import shadowstore
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import rfc3339
+from agentfirewall_server.routes.policies import load_document, off_loop
 from agentfirewall_server.routes.replay import CandidatePermission, candidate_permissions
 from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
 
@@ -34,15 +35,11 @@ class PermissionsBody(Strict):
     permissions: list[CandidatePermission] = Field(min_length=1, max_length=10_000)
 
 
-def _load(text: str) -> Policy:
-    try:
-        return load_policy(text)
-    except PolicyError as exc:
-        raise ApiError(422, f"invalid policy: {exc}", line=exc.line, field=exc.field) from None
-
-
-def _policy_json(row: dict[str, Any], live: dict[str, str]) -> dict[str, Any]:
-    policy = load_policy(row["document"], source=row["name"], stored=True)
+def _policy_json(
+    row: dict[str, Any], live: dict[str, str], policy: Policy | None = None
+) -> dict[str, Any]:
+    if policy is None:
+        policy = load_policy(row["document"], source=row["name"], stored=True)
     return {
         "id": row["id"],
         "name": row["name"],
@@ -65,10 +62,12 @@ async def show(request: Request) -> JSONResponse:
     snapshot = state_of(request).snapshot
     shadow = snapshot.shadow
     live = {p["name"]: p["id"] for p in snapshot.policies}
+    rows = shadow.policies if shadow else []
+    shown = await off_loop(request, lambda: [_policy_json(r, live) for r in rows])
     return json_ok(
         {
             "installed": shadow is not None,
-            "policies": [_policy_json(r, live) for r in shadow.policies] if shadow else [],
+            "policies": shown,
             "permissions": [_permission_json(r) for r in shadow.permissions] if shadow else [],
         }
     )
@@ -77,13 +76,13 @@ async def show(request: Request) -> JSONResponse:
 async def add_policy(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, DocumentBody)
-    policy = _load(body.document)
+    policy = await off_loop(request, lambda: load_document(body.document))
     state = state_of(request)
     row = await state.change_config(
         lambda c: shadowstore.put_policy(c, policy.name, body.document, who.actor)
     )
     live = {p["name"]: p["id"] for p in state.snapshot.policies}
-    return json_ok(_policy_json(row, live), 201)
+    return json_ok(_policy_json(row, live, policy), 201)
 
 
 async def remove_policy(request: Request) -> Response:

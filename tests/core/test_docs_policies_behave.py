@@ -513,9 +513,12 @@ def test_context_attributes_are_never_set_by_the_gateway_or_the_control_plane() 
     """'the gateway and the control plane pass none': only content, response and budget
     fields reach a policy from them (agentfirewall_server/decide.py, the gateway's
     pipeline), so a `context.source_ip` leaf is false there."""
-    server = (Path(__file__).resolve().parents[2] / "agentfirewall_server/decide.py").read_text()
+    root = Path(__file__).resolve().parents[2]
+    server = (root / "agentfirewall_server/decide.py").read_text()
     assert "attributes.update(await" in server  # budgets
-    assert "attributes.update(content_attributes(findings))" in server
+    assert "with_findings(ctx, snapshot.guard, found)" in server  # content, set by the core:
+    core = (root / "agentfirewall/policy/replay.py").read_text()
+    assert "attributes.update(content_attributes(mine))" in core
     assert _holds({"field": "context.source_ip", "operator": "cidr", "value": ["0.0.0.0/0"]},
                   _ABSENT) is False  # fmt: skip
 
