@@ -486,6 +486,7 @@ def action_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_action(request: Request) -> JSONResponse:
+    check_query(request)
     who = await authenticate(request)
     action_id = request.path_params["id"]
     row = await state_of(request).db.read(lambda c: load_action(c, action_id))
@@ -498,14 +499,16 @@ async def wait_action(request: Request) -> JSONResponse:
     action_id = request.path_params["id"]
     check_query(request, "timeout")
     deadline = time.monotonic() + (query_number(request, "timeout", 30.0, _MAX_WAIT) or 0.0)
-    while True:
-        row = _visible(who, await state.db.read(lambda c: load_action(c, action_id)), action_id)
-        body = action_json(row)
-        remaining = deadline - time.monotonic()
-        if body["status"] != "pending_approval" or remaining <= 0:
-            break
-        if not await state.hub.wait(min(remaining, 1.0), request):
-            break
+    waiter = who.agent.name if who.agent is not None else "dashboard"
+    with state.metrics.connection_open(waiter):
+        while True:
+            row = _visible(who, await state.db.read(lambda c: load_action(c, action_id)), action_id)
+            body = action_json(row)
+            remaining = deadline - time.monotonic()
+            if body["status"] != "pending_approval" or remaining <= 0:
+                break
+            if not await state.hub.wait(min(remaining, 1.0), request):
+                break
     body["decision_token"] = None
     if body["status"] == "allowed" and who.agent is not None and not body["execution_state"]:
         _hand_token(state, body, row)

@@ -31,7 +31,7 @@ from agentfirewall_server.store.schema import (
     permissions,
     shadow_permissions,
 )
-from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
 __all__ = ["routes"]
 
@@ -213,6 +213,7 @@ def _agent_json(request: Request, agent_id: str) -> dict[str, Any]:
 
 
 async def list_agents(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     state = state_of(request)
     ports = _reported_ports(state)
@@ -239,6 +240,7 @@ async def create_agent(request: Request) -> JSONResponse:
 
 
 async def get_agent(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     return json_ok(_agent_json(request, _find(request).id))
 

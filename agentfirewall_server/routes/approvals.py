@@ -81,6 +81,7 @@ async def list_approvals(request: Request) -> JSONResponse:
 
 
 async def show_approval(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     aid = request.path_params["id"]
     row = await state_of(request).db.read(lambda c: get_approval(c, resolve_id(c, aid)))

@@ -134,6 +134,7 @@ async def export_audit(request: Request) -> Response:
 
 
 async def verify(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     state = state_of(request)
     result = await state.db.read(lambda c: verify_log(state.settings, state.signing_key, c))

@@ -39,6 +39,7 @@ from agentfirewall_server.store.schema import budget_usage, budgets
 from agentfirewall_server.web import (
     ApiError,
     Strict,
+    check_query,
     json_ok,
     no_body,
     read_model,
@@ -94,6 +95,7 @@ def _gauge(state: AppState, budget: CompiledBudget, used: float) -> None:
 
 
 async def list_budgets(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     state = state_of(request)
     found = list(state.snapshot.budgets.values())
@@ -105,6 +107,7 @@ async def list_budgets(request: Request) -> JSONResponse:
 
 
 async def show_budget(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     state = state_of(request)
     budget = _find(state, request.path_params["name"])
@@ -190,6 +193,7 @@ async def delete_budget(request: Request) -> JSONResponse:
 
 
 async def get_prices(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     return json_ok({"prices": prices_of(state_of(request)), "unit": "usd per 1m tokens"})
 
@@ -304,6 +308,7 @@ async def _settle_all(state: AppState, bodies: list[SettleBody]) -> int:
 
 async def gateway_state(request: Request) -> JSONResponse:
     """``budget.<name>.remaining`` / ``.used`` for the gateway's policy conditions."""
+    check_query(request)
     await require_gateway(request)
     state = state_of(request)
     found = list(state.snapshot.budgets.values())

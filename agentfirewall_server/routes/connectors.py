@@ -28,7 +28,7 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.store.schema import audit_events, connectors, credentials
-from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
 __all__ = ["CONNECTOR_OPTIONS", "DOCUMENTED_TYPES", "connector_json", "routes"]
 
@@ -243,6 +243,7 @@ def _next_id(conn: Connection, ctype: str) -> str:
 
 
 async def list_connectors(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     snap = state_of(request).snapshot
     return json_ok(
@@ -369,6 +370,7 @@ async def remove_connector(request: Request) -> Response:
 
 
 async def catalogue(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     out = []
     for ctype in connector_types():

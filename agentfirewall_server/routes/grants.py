@@ -58,6 +58,7 @@ async def list_grants(request: Request) -> JSONResponse:
 
 
 async def show_grant(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     gid = request.path_params["id"]
     row = await state_of(request).db.read(lambda c: _get(c, gid))

@@ -24,7 +24,7 @@ from agentfirewall_server.clock import now
 from agentfirewall_server.routes.connectors import DOCUMENTED_TYPES
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import kill_switches
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
 __all__ = ["routes"]
 
@@ -60,6 +60,7 @@ def resolve_scope(state: AppState, scope: str | None) -> tuple[str, str]:
 
 
 async def list_kill(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     return json_ok({"active": state_of(request).snapshot.switches_json()})
 

@@ -29,7 +29,7 @@ from agentfirewall_server.identity import (
 from agentfirewall_server.signin import SigninThrottle, record_failure, retry_after, throttled
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import sessions, tokens, users
-from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
 __all__ = ["routes"]
 
@@ -229,6 +229,7 @@ async def logout(request: Request) -> Response:
 
 
 async def me(request: Request) -> JSONResponse:
+    check_query(request)
     who = await require_role(request, "viewer")
     csrf = None
     user: dict[str, Any] = {"id": who.user_id, "email": who.actor, "role": who.role}
@@ -250,6 +251,7 @@ async def me(request: Request) -> JSONResponse:
 
 
 async def list_users(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "owner")
     rows = await state_of(request).db.read(
         lambda c: c.execute(select(users).order_by(users.c.created_at)).all()
@@ -400,6 +402,7 @@ def _token_json(row: Any) -> dict[str, Any]:
 
 async def list_tokens(request: Request) -> JSONResponse:
     """The API tokens by prefix (never a hash): bootstrap, users' and revoked ones."""
+    check_query(request)
     await require_role(request, "owner")
     rows = await state_of(request).db.read(
         lambda c: c.execute(select(tokens).order_by(tokens.c.created_at)).all()

@@ -29,7 +29,7 @@ from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import policies, policy_versions
-from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
 __all__ = ["PARSERS", "load_document", "off_loop", "policy_json", "routes"]
 
@@ -133,6 +133,7 @@ async def _insert(request: Request, text: str, policy: Policy, actor: str) -> JS
 
 
 async def list_policies(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     rows = state_of(request).snapshot.policies
     return json_ok({"policies": [policy_json(r) for r in rows]})
@@ -158,6 +159,7 @@ async def validate(request: Request) -> JSONResponse:
 
 
 async def get_policy(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     return json_ok(policy_json(_find(request)))
 
@@ -270,6 +272,7 @@ async def disable(request: Request) -> JSONResponse:
 
 
 async def versions(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     row = _find(request)
     rows = await state_of(request).db.read(
@@ -295,6 +298,7 @@ async def versions(request: Request) -> JSONResponse:
 
 
 async def packs(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     return json_ok(
         {"packs": [{"name": p.name, "description": p.description} for p in list_packs()]}

@@ -19,7 +19,7 @@ from agentfirewall_server.clock import now
 from agentfirewall_server.snapshot import put_setting
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import credentials, users
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
 __all__ = ["SLACK_SECRET_OWNERS", "routes", "settings_json"]
 
@@ -61,6 +61,7 @@ def settings_json(state: AppState) -> dict[str, Any]:
 
 
 async def get_settings(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     return json_ok(settings_json(state_of(request)))
 

@@ -22,7 +22,7 @@ from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.routes.policies import load_document, off_loop
 from agentfirewall_server.routes.replay import CandidatePermission, candidate_permissions
-from agentfirewall_server.web import ApiError, Strict, json_ok, no_body, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
 __all__ = ["routes"]
 
@@ -58,6 +58,7 @@ def _permission_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def show(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     snapshot = state_of(request).snapshot
     shadow = snapshot.shadow

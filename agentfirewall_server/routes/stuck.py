@@ -39,7 +39,7 @@ from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.executor import execution_deadline
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.schema import action_requests
-from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
+from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
 __all__ = ["GRACE_SECONDS", "list_stuck", "resolve_execution", "stuck_after"]
 
@@ -63,6 +63,7 @@ class ResolveBody(Strict):
 
 async def list_stuck(request: Request) -> JSONResponse:
     """The SDK executions a server crash left unfinished, oldest first."""
+    check_query(request)
     await require_role(request, "viewer")
     state = state_of(request)
     after = stuck_after(state.settings)

@@ -197,6 +197,7 @@ def _counts(conn: Connection) -> dict[str, Any]:
 
 
 async def status(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "viewer")
     state = state_of(request)
     snap = state.snapshot

@@ -24,7 +24,7 @@ from agentfirewall_server.keystore import where_looked
 from agentfirewall_server.rotate import Progress, run_rotation
 from agentfirewall_server.state import AppState
 from agentfirewall_server.vaultcheck import keys_in_use
-from agentfirewall_server.web import ApiError, json_ok, no_body
+from agentfirewall_server.web import ApiError, check_query, json_ok, no_body
 
 __all__ = ["routes"]
 
@@ -109,6 +109,7 @@ async def rotate(request: Request) -> JSONResponse:
 
 
 async def show(request: Request) -> JSONResponse:
+    check_query(request)
     await require_role(request, "admin")
     state = state_of(request)
     in_use = await state.db.read(keys_in_use)

@@ -892,3 +892,18 @@ def test_a_time_parse_time_takes_is_one_rfc3339_writes(text: str) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", written)  # year 1: 0001
     # and it reads back: cut to the millisecond, give or take the float's rounding (year 6326)
     assert abs(parse_time(written) - stamp) < 0.001 + 4 * math.ulp(stamp)
+
+
+def test_a_listing_refuses_a_query_parameter_it_does_not_read(world: World) -> None:
+    """Every GET route of the API (listings, reads, long-polls): a parameter it does not
+    read is 400 naming it, not ignored (`?agnet=Bot` would otherwise answer everything)."""
+    failures = []
+    for method, template in sorted(world.routes()):
+        if method != "GET" or template in _STREAMS or not template.startswith("/api/v1/"):
+            continue
+        answer = world.send(method, template, b"", "agnet=Bot")
+        if answer.status_code in (401, 403, 404, 405):
+            continue  # refused before any query is read (the credential, the id)
+        if answer.status_code != 400 or answer.json().get("field") != "agnet":
+            failures.append(f"GET {template}?agnet=Bot: {answer.status_code} {answer.text[:120]}")
+    assert not failures, "\n".join(failures)
