@@ -195,6 +195,9 @@ def parse_document(
         at = text[mark.index : mark.index + 1] if mark is not None else ""
         if "'\\t'" in problem or at == "\t":  # a tab (PyYAML names it, LibYAML points at it)
             problem = "a tab where YAML allows only spaces: indent with spaces"
+        elif "maximum nesting depth" in problem:  # LibYAML >= 0.2.5 stops deep nesting first
+            raise PolicyError(f"nested deeper than {MAX_NESTING} levels", file=source,
+                              line=line) from None  # fmt: skip
         raise PolicyError(f"invalid YAML: {problem}", file=source, line=line) from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"invalid YAML: {exc}", file=source) from None
