@@ -427,6 +427,26 @@ def _sweep_page(after: str, *, backstop: bool = False) -> Callable[[Connection],
     return job
 
 
+def _any_pending(conn: Connection) -> bool:
+    query = select(approvals.c.id).where(approvals.c.status == "pending").limit(1)
+    return conn.execute(query).first() is not None
+
+
+def _expiry_tick(
+    after: str,
+) -> Callable[[Connection], tuple[list[dict[str, Any]], _Page]]:
+    """The expiry loop's writer job: expire what is due, then a backstop page of the
+    sweep, in one transaction."""
+    from agentfirewall_server.clock import now
+
+    sweep = _sweep_page(after, backstop=True)
+
+    def job(conn: Connection) -> tuple[list[dict[str, Any]], _Page]:
+        return expire_due(conn, now()), sweep(conn)
+
+    return job
+
+
 async def sweep_covered(state: Services) -> int:
     """`deny_covered`, page after page (a writer job each) to the end, each page published;
     how many were denied."""
@@ -486,9 +506,10 @@ def prune(conn: Connection, now: float) -> None:
 
 
 async def expiry_loop(state: Services, interval: float = 1.0) -> None:
-    """About once a second: expire pending approvals past their deadline, and deny a page
-    of those the sweep covers (`deny_covered`; the next page on the next tick, from the
-    first again after the last); prune hourly."""
+    """About once a second, when any approval is pending: one writer job that expires
+    those past their deadline and denies a page of those the sweep covers (`deny_covered`;
+    the next page on the next tick, from the first again after the last). An idle store
+    costs a read a second, no write. Prunes hourly."""
     from agentfirewall_server.clock import now
     from agentfirewall_server.replaystore import prune_inputs_job
 
@@ -498,11 +519,12 @@ async def expiry_loop(state: Services, interval: float = 1.0) -> None:
         await asyncio.sleep(interval)
         ticks += 1
         try:
-            expired = await state.db.write(lambda c: expire_due(c, now()))
-            await publish_decided(state, expired)
-            denied, cursor = await state.db.write(_sweep_page(after, backstop=True))
-            await publish_decided(state, denied)
-            after = cursor or ""
+            if await state.db.read(_any_pending):
+                expired, (denied, cursor) = await state.db.write(_expiry_tick(after))
+                await publish_decided(state, expired + denied)
+                after = cursor or ""
+            else:
+                after = ""
             if ticks % 3600 == 1:
                 await state.db.write(lambda c: prune(c, now()))
                 await state.db.write(prune_inputs_job(state.settings))

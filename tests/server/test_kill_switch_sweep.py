@@ -122,3 +122,43 @@ def test_sweep_pages_reach_every_covered_approval_past_lookalikes(harness: Harne
         )
     assert set(_statuses(harness, covered).values()) == {"denied"}
     assert set(_statuses(harness, lookalikes).values()) == {"pending"}
+
+
+def test_expiry_loop_writes_nothing_while_idle_and_one_job_a_tick_otherwise(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop ran two writer jobs a second (expire, then a sweep page) even with nothing
+    pending: on PostgreSQL each took the advisory lock traffic waits on. Idle, it now only
+    reads; with approvals pending, one job a tick does both."""
+    time.sleep(1.2)  # past the first tick's hourly prune
+    db = harness.state.db
+    writes: list[str] = []
+    real_write = db.write
+
+    async def counting(fn: Any) -> Any:
+        writes.append(getattr(fn, "__qualname__", ""))
+        return await real_write(fn)
+
+    expired: list[int] = []
+    real_expire = approvals_module.expire_due
+
+    def spy(conn: Any, now: float) -> Any:
+        expired.append(1)
+        return real_expire(conn, now)
+
+    monkeypatch.setattr(db, "write", counting)
+    monkeypatch.setattr(approvals_module, "expire_due", spy)
+    time.sleep(2.5)
+    assert writes == []  # idle: reads only
+    assert expired == []
+
+    harness.create_agent("Bot")
+    _hold(harness, 1)
+    writes.clear()
+    deadline = time.monotonic() + 5
+    while len(expired) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ticks = [w for w in writes if "_expiry_tick" in w]
+    assert len(expired) >= 2
+    assert len(ticks) == len(expired), writes
+    assert len(writes) == len(ticks)  # nothing else: expire and sweep share the job
