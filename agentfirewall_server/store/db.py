@@ -181,7 +181,12 @@ class Database:
 
     def _engine(self, *, pool_size: int, writer: bool) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_size=pool_size, pool_pre_ping=True)
+            return create_engine(
+                self.url,
+                pool_size=pool_size,
+                pool_pre_ping=True,
+                connect_args=_pg_connect_args(self.url, writer=writer),
+            )
         path = sqlite_path(self.url)
         if path is not None:
             make_private_dir(path.parent)
@@ -442,6 +447,18 @@ class Database:
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on a reader connection in a worker thread."""
         return await anyio.to_thread.run_sync(self.read_sync, fn, limiter=self._limiter)
+
+
+def _pg_connect_args(url: str, *, writer: bool) -> dict[str, str]:
+    """libpq parameters for the store's connections: give up connecting, and find a peer
+    that went away, as the store's other connections do (`CONNECTION_DEFAULTS`); what the
+    URL sets wins."""
+    from agentfirewall_server.store.conninfo import CONNECTION_DEFAULTS
+
+    name = "tameflare-store-writer" if writer else "tameflare-store"
+    given = make_url(url).query
+    chosen = {**CONNECTION_DEFAULTS, "application_name": name}
+    return {k: v for k, v in chosen.items() if k not in given}
 
 
 def _checkpoint(conn: Connection) -> None:

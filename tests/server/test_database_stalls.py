@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import OperationalError
 
 from agentfirewall_server.ratelimit import SharedRateLimiter
 from agentfirewall_server.routes import system
@@ -217,3 +218,48 @@ def test_plain_connections_give_up_on_a_silent_server() -> None:
     assert info["options"] == "-c statement_timeout=2500"
     engine = create_engine("postgresql+psycopg://tf@db.internal/tf?connect_timeout=3")
     assert psycopg.conninfo.conninfo_to_dict(libpq_conninfo(engine, "t"))["connect_timeout"] == "3"
+
+
+def test_the_store_gives_up_connecting_to_a_silent_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store's own engines had none of the defaults the other connections have: a
+    PostgreSQL that accepts TCP and never answers held the first read (and the writer
+    thread) for good."""
+    from agentfirewall_server.store import conninfo
+
+    monkeypatch.setitem(conninfo.CONNECTION_DEFAULTS, "connect_timeout", "1")
+    outcome: list[BaseException] = []
+    with _silent_listener() as port:
+        store = Database(f"postgresql://tf@127.0.0.1:{port}/tf")
+
+        def read() -> None:
+            try:
+                store.read_sync(lambda c: c.execute(text("SELECT 1")).scalar())
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=read, daemon=True)
+        worker.start()
+        worker.join(15)
+        assert not worker.is_alive(), "the read still waits on a server that never answers"
+        store.reader_engine.dispose()
+    assert isinstance(outcome[0], OperationalError), outcome
+    assert "timeout" in str(outcome[0]).lower()
+
+
+def test_the_url_wins_over_the_store_connection_defaults() -> None:
+    url = "postgresql://tf@db.internal/tf?connect_timeout=3&application_name=mine"
+    store = Database(url)
+    seen: list[dict[str, Any]] = []
+
+    @event.listens_for(store.reader_engine, "do_connect")
+    def capture(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        seen.append(dict(params))
+        raise ConnectionAbortedError("captured")
+
+    with pytest.raises(Exception, match="captured"):
+        store.read_sync(lambda c: None)
+    assert seen[0]["connect_timeout"] == "3"
+    assert seen[0]["application_name"] == "mine"
+    assert seen[0]["keepalives"] == "1"  # the defaults the URL leaves alone still apply
