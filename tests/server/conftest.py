@@ -6,6 +6,7 @@ server and exports it; CI always sets it). Each test gets a fresh database.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import secrets
@@ -32,26 +33,43 @@ def _admin_url(base: str) -> str:
     return normalize_url(base).replace("postgresql+psycopg://", "postgresql://")
 
 
+@contextlib.contextmanager
+def fresh_pg_databases(count: int) -> Iterator[list[str]]:
+    """`count` fresh, empty PostgreSQL databases (skips when there is no server), their
+    URLs; dropped afterwards."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL not available: set {PG_ENV} (run `source .ci/postgres.sh`)")
+    import psycopg
+
+    names = [f"af_{secrets.token_hex(6)}" for _ in range(count)]
+    with psycopg.connect(_admin_url(base), autocommit=True) as conn:
+        for name in names:
+            conn.execute(f"CREATE DATABASE {name}")
+    head = base.rpartition("/")[0]
+    try:
+        yield [f"{head}/{name}" for name in names]
+    finally:
+        with psycopg.connect(_admin_url(base), autocommit=True) as conn:
+            for name in names:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture(params=ENGINES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database on the engine of the parameter."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL not available: set {PG_ENV} (run `source .ci/postgres.sh`)")
-    import psycopg
+    with fresh_pg_databases(1) as (url,):
+        yield url
 
-    name = f"af_{secrets.token_hex(6)}"
-    with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    head, _, _ = base.rpartition("/")
-    try:
-        yield f"{head}/{name}"
-    finally:
-        with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+@pytest.fixture
+def two_pg_databases() -> Iterator[tuple[str, str]]:
+    """Two fresh PostgreSQL databases (a backup's source and a restore's target)."""
+    with fresh_pg_databases(2) as (first, second):
+        yield first, second
 
 
 class Harness:

@@ -18,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import sqlite3
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,6 @@ from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database, StoreError
 from agentfirewall_server.store.schema import audit_events, credentials
 from agentfirewall_server.vault import Vault, generate_key_text
-from tests.server.conftest import PG_ENV, _admin_url
 
 _KEY_ENV = ("SETTINGS_ENCRYPTION_KEY", "AGENTFIREWALL_ENCRYPTION_KEY", "AGENTFIREWALL_DATABASE_URL")
 
@@ -267,24 +264,12 @@ def test_the_client_tools_get_the_password_from_the_environment() -> None:
 
 
 @pytest.fixture
-def pg_pair() -> Iterator[tuple[str, str]]:
+def pg_pair(two_pg_databases: tuple[str, str]) -> tuple[str, str]:
     """Two fresh PostgreSQL databases, named with a password (the test server trusts)."""
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL not available: set {PG_ENV} (run `source .ci/postgres.sh`)")
-    import psycopg
-
-    names = [f"af_{secrets.token_hex(6)}" for _ in range(2)]
-    with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-        for name in names:
-            conn.execute(f"CREATE DATABASE {name}")
-    head = base.rpartition("/")[0].replace("@", ":Pw-on-no-cmdline@", 1)
-    try:
-        yield f"{head}/{names[0]}", f"{head}/{names[1]}"
-    finally:
-        with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-            for name in names:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return (
+        two_pg_databases[0].replace("@", ":Pw-on-no-cmdline@", 1),
+        two_pg_databases[1].replace("@", ":Pw-on-no-cmdline@", 1),
+    )
 
 
 def _owners(url: str) -> list[str]:

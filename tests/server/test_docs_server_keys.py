@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,6 @@ from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.vault import Vault, generate_key_text
-from tests.server.conftest import PG_ENV, _admin_url
 
 _KEY_ENV = ("SETTINGS_ENCRYPTION_KEY", "AGENTFIREWALL_ENCRYPTION_KEY", "AGENTFIREWALL_DATABASE_URL")
 NOWHERE = "postgresql://tf@127.0.0.1:1/tameflare"  # nothing listens on port 1
@@ -121,26 +117,6 @@ def test_a_backup_without_pg_dump_says_so_and_leaves_nothing(
     with pytest.raises(BackupError, match="`pg_dump` is not on PATH"):
         backup(Settings(data_dir=data, database_url=NOWHERE), out)
     assert not out.exists()  # no half backup holding the keys
-
-
-@pytest.fixture
-def two_pg_databases() -> Iterator[tuple[str, str]]:
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL not available: set {PG_ENV} (run `source .ci/postgres.sh`)")
-    import psycopg
-
-    names = [f"af_{secrets.token_hex(6)}" for _ in range(2)]
-    with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-        for name in names:
-            conn.execute(f"CREATE DATABASE {name}")
-    head = base.rpartition("/")[0]
-    try:
-        yield f"{head}/{names[0]}", f"{head}/{names[1]}"
-    finally:
-        with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-            for name in names:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.mark.postgres
