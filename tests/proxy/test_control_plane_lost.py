@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import threading
 import time
@@ -22,11 +23,19 @@ from typing import Any
 
 import pytest
 
-from agentfirewall_proxy.control import StaticControl
+from agentfirewall_proxy.control import HttpControl, StaticControl
 from agentfirewall_proxy.main import parse_args
 from tests.fakes import FakeUpstreams
-from tests.proxy.rawclient import auth_header, read_response, status_of
-from tests.proxy.support import RunningGateway, connector, gateway_options, rule, snapshot
+from tests.livesrv import LiveServer
+from tests.proxy.rawclient import KEY, auth_header, read_response, status_of
+from tests.proxy.support import (
+    RunningGateway,
+    connector,
+    gateway_options,
+    github_bot,
+    rule,
+    snapshot,
+)
 
 RULES = [rule("github.*", "allow"), rule("github.pr.merge", "require_approval")]
 USER = b"GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\n"
@@ -74,9 +83,11 @@ def gateway(fakes: FakeUpstreams, tmp_path: Path) -> Iterator[tuple[RunningGatew
         running.stop()
 
 
-def ask(running: RunningGateway, request: bytes = USER, body: bytes = b"") -> bytes:
+def ask(
+    running: RunningGateway, request: bytes = USER, body: bytes = b"", *, key: str = KEY
+) -> bytes:
     with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
-        sock.sendall(request + auth_header() + b"\r\n" + body)
+        sock.sendall(request + auth_header(key) + b"\r\n" + body)
         return read_response(sock, timeout=10)
 
 
@@ -87,11 +98,15 @@ def error_of(answer: bytes) -> tuple[int, str, str]:
 
 def answers_until(running: RunningGateway, done: Callable[[int], bool]) -> list[int]:
     """The statuses of requests sent one after another until `done` says stop."""
+    return statuses_until(lambda: ask(running), done)
+
+
+def statuses_until(send: Callable[[], bytes], done: Callable[[int], bool]) -> list[int]:
     seen: list[int] = []
     deadline = time.monotonic() + 10
     while not seen or not done(seen[-1]):
         assert time.monotonic() < deadline, f"still {seen[-1]}"
-        seen.append(status_of(ask(running)))
+        seen.append(status_of(send()))
         time.sleep(0.05)
     return seen
 
@@ -135,6 +150,43 @@ def test_an_unchanged_answer_ends_the_outage(
     answers_until(running, lambda status: status == 503)
     control.link.set()
     assert answers_until(running, lambda status: status != 503)[-1] == 200
+
+
+def test_a_frozen_live_control_plane_stops_the_gateway_until_it_answers(
+    tmp_path: Path, fakes: FakeUpstreams
+) -> None:
+    """The real server process stopped (SIGSTOP: its sockets accept and never answer, the
+    gateway's long poll hangs on one): past the bound every request is refused; once it
+    runs again, a kill switch activated at once is what the gateway enforces."""
+    server = LiveServer.start(tmp_path / "tf")
+    running = None
+    try:
+        key = github_bot(server, fakes)
+        control = HttpControl(server.url, server.gateway_token)
+        options = gateway_options(tmp_path, fakes, max_config_age=1.0)
+        running = RunningGateway(options, control).start()
+
+        def answer() -> bytes:
+            return ask(running, USER, key=key)  # type: ignore[arg-type]
+
+        assert status_of(answer()) == 200
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            seen = statuses_until(answer, lambda status: status == 503)
+            assert set(seen) <= {200, 503}
+            assert error_of(answer())[:2] == (503, "control_plane_unreachable")
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        body = {"active": True, "scope": "github", "reason": "incident"}
+        assert server.admin("POST", "/v1/kill-switch", json=body).status_code == 200
+        after = statuses_until(answer, lambda status: status not in (200, 503))
+        assert after[-1] == 403
+    finally:
+        if running is not None:
+            running.stop()
+        server.stop()
+    assert fakes["github"].received("GET")  # the first request went through, no other
 
 
 @pytest.mark.parametrize(("given", "age"), [([], 60.0), (["--max-config-age", "0"], 0.0),
