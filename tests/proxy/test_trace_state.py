@@ -8,8 +8,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentfirewall_proxy.flow import Flow
@@ -17,15 +15,13 @@ from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.tracecontext import CONTROL_TRACEPARENT
 from agentfirewall_proxy.tracing import FlowSpans, FlowTracer
 from tests.server.test_trace_state import TRACE_ID, TRACEPARENT, TRACESTATES
+from tests.spancapture import assert_caller_state_dropped, in_memory_spans
 
 
 @pytest.fixture
 def exported() -> Iterator[tuple[FlowTracer, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield FlowTracer(provider), exporter
-    provider.shutdown()
+    with in_memory_spans() as (provider, exporter):
+        yield FlowTracer(provider), exporter
 
 
 @pytest.mark.parametrize("tracestate", TRACESTATES)
@@ -55,8 +51,4 @@ def test_an_agents_tracestate_is_never_logged_exported_or_forwarded(
     assert control.startswith(f"00-{TRACE_ID}-")
     finished = exporter.get_finished_spans()
     assert sorted(s.name for s in finished) == ["tameflare.approval.hold", "tameflare.proxy"]
-    for span in finished:
-        assert span.context is not None
-        assert f"{span.context.trace_id:032x}" == TRACE_ID
-        assert not span.context.trace_state
-    assert [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")] == []
+    assert_caller_state_dropped(finished, TRACE_ID, caplog)

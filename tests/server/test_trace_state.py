@@ -8,11 +8,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentfirewall_server.tracing import ServerTracing, child, inject
+from tests.spancapture import assert_caller_state_dropped, in_memory_spans
 
 TRACE_ID = "c" * 32
 TRACEPARENT = f"00-{TRACE_ID}-{'d' * 16}-01"
@@ -28,11 +27,8 @@ TRACESTATES = [
 
 @pytest.fixture
 def exported() -> Iterator[tuple[ServerTracing, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield ServerTracing(provider), exporter
-    provider.shutdown()
+    with in_memory_spans() as (provider, exporter):
+        yield ServerTracing(provider), exporter
 
 
 @pytest.mark.parametrize("tracestate", TRACESTATES)
@@ -50,8 +46,4 @@ def test_a_callers_tracestate_is_never_logged_exported_or_forwarded(
     assert sent[1][1].startswith(f"00-{TRACE_ID}-")  # the caller's trace goes on
     spans = exporter.get_finished_spans()
     assert [s.name for s in spans] == ["tameflare.executor", "tameflare.execute"]
-    for span in spans:
-        assert span.context is not None
-        assert f"{span.context.trace_id:032x}" == TRACE_ID
-        assert not span.context.trace_state
-    assert [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")] == []
+    assert_caller_state_dropped(spans, TRACE_ID, caplog)
