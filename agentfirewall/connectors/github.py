@@ -377,6 +377,11 @@ _ORGS = (
 )
 # fmt: on
 
+_DEPLOYMENT_REJECT = (
+    V("state", "github.deployment.reject", "low", ("rejected",),
+      description="Reject pending deployments"),
+)  # fmt: skip
+
 # fmt: off
 _ACTIONS = (
     R("GET", P + "/actions/workflows", "github.workflow.list", "low", "List workflows"),
@@ -395,6 +400,14 @@ _ACTIONS = (
     R("POST", RUN + "/cancel", "github.run.cancel", "low", "Cancel a workflow run"),
     R("DELETE", RUN, "github.run.delete", "medium", "Delete a workflow run"),
     R("GET", RUN + "/logs", "github.run_log.get", "low", "Download workflow run logs"),
+    # A review of a run waiting on a protected environment (its required reviewers) or on
+    # a custom deployment protection rule: anything but `state: rejected` is an approval.
+    R("POST", RUN + "/pending_deployments", "github.deployment.approve", "high",
+      "Approve pending deployments (a protected environment's review)",
+      ("state", "environment_ids"), variants=_DEPLOYMENT_REJECT),
+    R("POST", RUN + "/deployment_protection_rule", "github.deployment.approve", "high",
+      "Approve a deployment held by a custom protection rule",
+      ("state", "environment_name"), variants=_DEPLOYMENT_REJECT),
     R("GET", P + "/actions/artifacts", "github.artifact.list", "low", "List artifacts"),
 )
 # fmt: on

@@ -179,7 +179,7 @@ MUTATIONS: dict[str, Mutation] = {
                                    "Remove an outside collaborator"),
     # workflows and deployments
     "rerequestCheckSuite": M("github.run.rerun", "low", "Re-run a check suite"),
-    "approveDeployments": M("github.deployment.approve", "medium",
+    "approveDeployments": M("github.deployment.approve", "high",
                             "Approve pending deployments"),
     "rejectDeployments": M("github.deployment.reject", "low", "Reject pending deployments"),
 }

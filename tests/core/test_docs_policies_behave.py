@@ -914,6 +914,9 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
         *(({"type": t}, None, {})
           for t in ("github.deploy_key.list", "github.webhook.get", "github.webhook.ping",
                     "github.environment.get", "github.collaborator.list"))],
+    "deployment-approvals": [
+        ({"type": "github.deployment.approve"}, "require_approval", {}),
+        ({"type": "github.deployment.reject"}, None, {})],
     "unnamed-changes": [
         *(({"type": t}, "require_approval", {})
           for t in ("github.graphql.mutate", "github.unknown.post", "github.unknown.delete")),

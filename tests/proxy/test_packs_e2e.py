@@ -203,6 +203,11 @@ BYPASSES: list[Case] = [
     ("github-safe-defaults", "access-changes", "hold", "PATCH", R, {"private": False}),
     ("github-safe-defaults", "access-changes", "hold", "POST", R + "/transfer",
      {"new_owner": "mallory"}),
+    # an agent approving a deployment its environment's reviewers gate; rejecting passes
+    ("github-safe-defaults", "deployment-approvals", "hold", "POST",
+     R + "/actions/runs/42/pending_deployments", {"environment_ids": [1], "state": "approved"}),
+    ("github-safe-defaults", "deployment-approvals", "allow", "POST",
+     R + "/actions/runs/42/pending_deployments", {"environment_ids": [1], "state": "rejected"}),
     # a change the connector cannot name: a merge through the merge queue
     ("github-safe-defaults", "unnamed-changes", "hold", "POST", GH + "/graphql", ENQUEUE_DOC),
     # a channel-wide mention in a shared file's comment, or linked by parse=full
