@@ -197,6 +197,8 @@ async def _passthrough(gateway: Services, conn: ClientConnection, flow: Flow) ->
         writer.transport.abort()
         if flow.killed:
             flow.reason = "kill_switch_active: the passthrough tunnel was cut by the kill switch"
+        elif flow.cut:
+            flow.reason = flow.cut.replace("the exchange", "the passthrough tunnel", 1)
         gateway.end(flow)
 
 

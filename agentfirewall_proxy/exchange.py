@@ -165,6 +165,8 @@ def _note_outcome(flow: Flow) -> None:
     """What the traffic record must say beyond the status: cut by the kill switch, scrubbed."""
     if flow.killed and not flow.reason.startswith("kill_switch"):
         flow.reason = "kill_switch_active: the exchange was cut by the kill switch"
+    elif flow.cut and flow.sent and not flow.killed:  # (not sent: its refusal says why)
+        flow.reason = flow.cut
     if flow.findings:
         redacted = f" ({flow.redacted} redacted)" if flow.redacted else ""
         note_findings(flow, list(flow.findings), f"content{redacted}")

@@ -81,6 +81,9 @@ class Flow:
     started: float = field(default_factory=time.monotonic)
     #: Set by the kill switch: a held flow is answered 403, a forwarding one is cut.
     killed: bool = False
+    #: Why a forwarding flow was cut in flight (its agent deactivated, the control plane
+    #: lost), for its record; the kill switch's cut is `killed`.
+    cut: str = ""
     #: The approval this flow is held for (``approvals.Holds``).
     approval_id: str | None = None
     #: The action type (kept when ``parsed`` is dropped to park a held request).

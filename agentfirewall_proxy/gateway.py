@@ -55,6 +55,12 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 VERSION = "0.1.0"
+#: Why an exchange in flight was cut, for its traffic record.
+_CUT_INACTIVE = "agent_inactive: the exchange was cut: its agent was suspended or removed"
+_CUT_OUTAGE = (
+    "control_plane_unreachable: the exchange was cut: no word from the control plane for "
+    "longer than --max-config-age (its config may miss a kill switch)"
+)
 #: Pauses between tries to store a rotated refresh token while the control plane is away.
 _STORE_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, None)
 #: Connectors whose official clients need ``error`` to be an object in error bodies.
@@ -273,13 +279,22 @@ class Gateway:
             if (outcome := stopped(flow)) is not None:
                 flow.killed = outcome == "killed"
                 self.holds.kill(flow, outcome)
-        for flow, (conn, up) in list(self.active.items()):
+        for flow, (_conn, _up) in list(self.active.items()):
             if flow.killed or flow in held or (outcome := stopped(flow)) is None:
                 continue
             flow.killed = outcome == "killed"
-            conn.abort()
-            if up is not None:
-                up.abort()
+            self._cut(flow, "" if flow.killed else _CUT_INACTIVE)
+
+    def _cut(self, flow: Flow, why: str) -> None:
+        """End a forwarding flow now, both ways; `why` goes in its record."""
+        found = self.active.get(flow)
+        if found is None:
+            return
+        conn, up = found
+        flow.cut = flow.cut or why
+        conn.abort()
+        if up is not None:
+            up.abort()
 
     async def follow_config(self) -> None:
         version: int | None = self.config.version if self.config else None
@@ -356,6 +371,9 @@ class Gateway:
                  "error")  # fmt: skip
         for flow in self.holds.flows():
             self.holds.kill(flow, "outage")
+        for flow in list(self.active):  # a tunnel or a stream may outlive any bound; one
+            if flow.sent or flow.reason == "passthrough":  # not sent yet is refused by
+                self._cut(flow, _CUT_OUTAGE)  # `check_forward` with a clean 503
 
     def store_rotation(self, rotation: Rotation) -> None:
         """Send a rotated refresh token to the vault, in the background (the token that

@@ -15,12 +15,14 @@ import asyncio
 import json
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from agentfirewall_proxy.control import HttpControl, StaticControl
@@ -30,6 +32,7 @@ from tests.livesrv import LiveServer
 from tests.proxy.rawclient import KEY, auth_header, read_response, status_of
 from tests.proxy.support import (
     RunningGateway,
+    ca_bundle,
     connector,
     gateway_options,
     github_bot,
@@ -37,7 +40,11 @@ from tests.proxy.support import (
     snapshot,
 )
 
-RULES = [rule("github.*", "allow"), rule("github.pr.merge", "require_approval")]
+RULES = [
+    rule("github.*", "allow"),
+    rule("github.unknown.get", "allow"),
+    rule("github.pr.merge", "require_approval"),
+]
 USER = b"GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\n"
 MERGE = (b"PUT http://api.github.com/repos/acme/api/pulls/7/merge HTTP/1.1\r\n"
          b"Host: api.github.com\r\nContent-Length: 2\r\n")  # fmt: skip
@@ -150,6 +157,37 @@ def test_an_unchanged_answer_ends_the_outage(
     answers_until(running, lambda status: status == 503)
     control.link.set()
     assert answers_until(running, lambda status: status != 503)[-1] == 200
+
+
+def test_an_exchange_in_flight_is_cut_once_the_bound_passes(
+    gateway: tuple[RunningGateway, Partitioned],
+) -> None:
+    """A download (or a tunnel, a stream) begun before the partition went on for as long
+    as it lasted, past any kill switch the gateway could not hear of. It is cut at the
+    bound, and its record says why."""
+    running, control = gateway
+    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
+    verify = ssl.create_default_context(cafile=str(bundle))
+    url = "https://api.github.com/fake/bytes/400000000"
+    with (
+        httpx.Client(proxy=running.proxy_url(), verify=verify, trust_env=False, timeout=20) as http,
+        http.stream("GET", url) as response,
+    ):
+        assert response.status_code == 200, response.read()
+        chunks = response.iter_raw()
+        next(chunks)
+        control.link.clear()
+        with pytest.raises(httpx.HTTPError):
+            for _ in chunks:
+                pass
+    control.link.set()
+    deadline = time.monotonic() + 10
+    records: list[dict[str, Any]] = []
+    while not records and time.monotonic() < deadline:
+        records = [r for r in control.inner.traffic if r["path"] == "/fake/bytes/400000000"]
+        time.sleep(0.05)
+    assert len(records) == 1
+    assert records[0]["reason"].startswith("control_plane_unreachable: the exchange was cut")
 
 
 def test_a_frozen_live_control_plane_stops_the_gateway_until_it_answers(
