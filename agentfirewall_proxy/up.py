@@ -34,6 +34,11 @@ class UpError(Exception):
     """`tf up` could not start (a port in use, an unreadable state directory...)."""
 
 
+class StoreProblem(UpError):
+    """The database does not open or the vault key does not fit: the message says what to
+    do (the server's own one-line error, the password masked)."""
+
+
 @dataclass(frozen=True)
 class UpOptions:
     state_dir: Path
@@ -85,6 +90,8 @@ async def run_up(
     from agentfirewall_server.app import create_app
     from agentfirewall_server.bootstrap import SETUP_TOKEN_FILE, ensure_data_dir, read_secret_file
     from agentfirewall_server.settings import Settings
+    from agentfirewall_server.store.db import StoreError
+    from agentfirewall_server.vaultcheck import VaultStartError, preflight
 
     settings = Settings(
         data_dir=options.state_dir,
@@ -93,6 +100,10 @@ async def run_up(
         database_url=options.database_url,
         log_level=options.log_level,
     )
+    try:  # the database opens and the vault key fits, before anything is made
+        preflight(settings)
+    except (StoreError, VaultStartError) as exc:
+        raise StoreProblem(str(exc)) from None
     boot = ensure_data_dir(settings)
     app = create_app(settings)
     server = _Server(

@@ -15,6 +15,7 @@ from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from agentfirewall_proxy.cli.state import (
     DEFAULT_PROXY,
     DEFAULT_SERVER,
+    STATE_DIR,
     Config,
     read_up_file,
 )
@@ -70,6 +71,19 @@ def _check_inputs(args: argparse.Namespace) -> _Parsed:
     return _Parsed(resolve, agent_ports)
 
 
+def _check_store(state_dir: Path, database_url: str) -> None:
+    """The server's own check of `database_url` (it opens, its stored credentials open with
+    the keys of `state_dir`), as one line that says what to do."""
+    from agentfirewall_server.settings import Settings
+    from agentfirewall_server.store.db import StoreError
+    from agentfirewall_server.vaultcheck import VaultStartError, preflight
+
+    try:
+        preflight(Settings(data_dir=state_dir, database_url=database_url))
+    except (StoreError, VaultStartError) as exc:
+        raise CliError(str(exc)) from None
+
+
 def _port(url: str) -> int:
     return urlsplit(url).port or 0
 
@@ -116,13 +130,15 @@ def _choose_port(
 
 
 def up(ctx: Context) -> int:
-    from agentfirewall_proxy.up import UpError, UpInfo, UpOptions
+    from agentfirewall_proxy.up import StoreProblem, UpError, UpInfo, UpOptions
     from agentfirewall_proxy.up import up as run
 
     args = ctx.args
     parsed = _check_inputs(args)
     project = ctx.project
     created = project is None
+    if project is None and args.database_url:  # refused before any key is made
+        _check_store(ctx.cwd / STATE_DIR, args.database_url)
     if project is None:
         with ctx.out.progress("creating .tf/ (keys, tokens, gateway CA)"):
             project = create_state(ctx.cwd, Config())
@@ -158,6 +174,8 @@ def up(ctx: Context) -> int:
 
     try:
         run(options, ready)
+    except StoreProblem as exc:
+        raise CliError(str(exc)) from None
     except UpError as exc:
         raise CliError(
             str(exc),

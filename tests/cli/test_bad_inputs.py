@@ -103,6 +103,15 @@ CASES = {
         ("up", "--database-url", "postgresql://u:s3cret-pw@db:notaport/tf"), 2,
         ("--database-url is not a database URL",),
     ),
+    "up --database-url without a driver": Case(
+        ("up", "--database-url", "mysql://u:s3cret-pw@127.0.0.1/tf"), 1,
+        ("database `mysql://u:***@127.0.0.1/tf` cannot be opened: no driver for it",
+         "TameFlare runs on sqlite:/// and postgresql://"),
+    ),
+    "up --database-url nobody listens": Case(
+        ("up", "--database-url", "postgresql://u:s3cret-pw@127.0.0.1:1/tf"), 1,
+        ("database `postgresql://u:***@127.0.0.1:1/tf` cannot be opened: connection failed",),
+    ),
     "up --resolve garbage": Case(
         ("up", "--resolve", "garbage"), 2, ("invalid resolve entry `garbage`",)
     ),
