@@ -60,10 +60,11 @@ def check_new_agent(
 ) -> bool:
     """True when `name` is a known agent. An unknown name close to a known one is refused
     as a likely typo (the caller's `flag` says it is meant); else False: a new agent."""
-    names = agent_names(client)
-    if name in names:
+    agents = _agents(client)
+    if name in (str(a["name"]) for a in agents):
         return True
-    near = close_matches(name, names, cutoff=0.8)
+    live = [str(a["name"]) for a in agents if a.get("status") != "revoked"]
+    near = close_matches(name, live, cutoff=0.8)  # (a removed agent's name is free)
     if near:
         raise CliError(
             f"unknown agent `{name}`" + did_you_mean(near),

@@ -80,3 +80,7 @@ def test_agent_names_are_checked(bare_project: Project) -> None:
     duplicate = bare_project.tf("agent", "add", "Finance Bot", check=False)
     assert duplicate.returncode != 0
     assert "already exists" in duplicate.stderr
+    # a removed agent's name is free: a near spelling of it is no typo of a live agent
+    bare_project.tf("agent", "add", "Ops Bot", "--json")
+    bare_project.tf("agent", "remove", "Ops Bot")
+    assert bare_project.tf("agent", "add", "ops bot", "--json").returncode == 0
