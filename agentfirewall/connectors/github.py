@@ -13,6 +13,18 @@ decided as its riskiest and every one must be allowed; an unknown mutation is
 ``github.graphql.mutate`` (high), a query ``github.graphql.query`` (low). Batches,
 duplicate JSON keys, persisted-query ids without a document and bodies not fully seen
 are refused.
+A ``git push`` (``POST …/git-receive-pack``) is ``github.repo.push`` with ``refs``, the
+ref names its commands update (in order, once each), and ``deleted_refs``, those it deletes
+(new oid all zeros; absent when none): only the pkt-line commands before the flush-pkt are
+read, never the packfile (see ``agentfirewall/connectors/gitpush.py``). A malformed
+command list is refused. Ref discovery (``GET …/info/refs?service=git-receive-pack``) and
+git's probe before a large push (a body of ``0000``) update nothing: ``refs`` is empty.
+When the commands go past the part of the body the gateway inspected, the push names no
+``refs`` and counts as not fully inspected (the strictest rule reading parameters decides).
+A file written through the contents API (``PUT``/``DELETE …/contents/{path}``) or GraphQL
+``createCommitOnBranch`` is committed to ``branch``, or without one to the default branch;
+``createCommitOnBranch`` names the branch by ``branchName`` (``branch``) or by node id
+(``branch_id``, no ``branch``).
 Release assets are uploaded on ``uploads.github.com`` (GHE: under ``/api/uploads``):
 ``POST /repos/{owner}/{repo}/releases/{id}/assets?name=…`` is
 ``github.release_asset.upload`` with the query's ``name`` and ``label``; the body is the
@@ -50,6 +62,7 @@ from agentfirewall.connectors.base import make_spec, request_method
 from agentfirewall.connectors.bodies import parse_form
 from agentfirewall.connectors.github_graphql import parse_graphql
 from agentfirewall.connectors.github_mutations import MUTATIONS
+from agentfirewall.connectors.gitpush import read_push
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Route as R
@@ -511,6 +524,8 @@ class GitHubConnector(RouteConnector):
         parsed = self._parsed(req, method, match)
         if match.route.action == "github.release_asset.upload":
             return _with_query(parsed, req, ("name", "label"))
+        if parsed.action_type == "github.repo.push":
+            return _with_refs(parsed, req, discovery=match.route.method == "GET")
         return parsed
 
     def actions(self) -> list[ActionInfo]:
@@ -541,21 +556,49 @@ class GitHubConnector(RouteConnector):
 def _with_query(parsed: ParsedAction, req: HttpRequest, names: tuple[str, ...]) -> ParsedAction:
     """`parsed` with query fields `names` as parameters (an upload's body is the file)."""
     query = parse_form(req.query, connector=CONNECTOR.name) if req.query else {}
-    params: dict[str, JsonValue] = dict(parsed.spec.parameters)
+    params: dict[str, JsonValue] = {}
     for name in names:
         values = set(query.get(name, ()))
         if len(values) > 1:
             raise ConnectorError(f"duplicate `{name}` with different values", connector="github")
         if values:
             params[name] = values.pop()
+    return _with(parsed, params)
+
+
+def _with_refs(parsed: ParsedAction, req: HttpRequest, *, discovery: bool) -> ParsedAction:
+    """A push with the refs it updates (gitpush.py): none for ref discovery or git's probe
+    (``0000``). When the body seen is a prefix that ends before the commands do, not every
+    ref can be read: the push names no `refs` and is marked truncated, so the gateway
+    decides it as the strictest rule reading its parameters could."""
+    if discovery:
+        return _with(parsed, {"refs": []})
+    encoding = (req.header("content-encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        raise ConnectorError(
+            f"cannot read a `{encoding[:40]}`-encoded git push", connector="github"
+        )
+    push = read_push(req.body, complete=req.body_complete, connector="github")
+    if push is None:
+        return _with(parsed, {}, {"body_truncated": True})
+    params: dict[str, JsonValue] = {"refs": list(push.refs)}
+    if push.deleted:
+        params["deleted_refs"] = list(push.deleted)
+    return _with(parsed, params)
+
+
+def _with(
+    parsed: ParsedAction, params: dict[str, JsonValue], hints: dict[str, JsonValue] | None = None
+) -> ParsedAction:
+    """`parsed` with more parameters (and risk hints)."""
     old = parsed.spec
     spec = make_spec(
         old.type,
         provider="github",
         account=old.resource.account,
         target=old.resource.target,
-        parameters=params,
-        risk_hints=dict(old.risk_hints),
+        parameters={**old.parameters, **params},
+        risk_hints={**old.risk_hints, **(hints or {})},
         connector="github",
         checked=True,
     )

@@ -216,7 +216,7 @@ def _mutation(
             params["operationName"] = name[:200]
         return _parsed("github.graphql.mutate", "high", params, field)
     given = resolved.get("input")
-    fields = given if isinstance(given, dict) else resolved
+    fields = known.input_fields(given if isinstance(given, dict) else resolved)
     params = _parameters(known, fields)
     action, risk = known.action_for(fields)
     return _parsed(action, risk, params, field)

@@ -43,6 +43,12 @@ class Mutation:
     renames: Mapping[str, str] = field(default_factory=dict)
     enums: frozenset[str] = frozenset()
     variants: tuple[MutationVariant, ...] = ()
+    reshape: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def input_fields(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The input fields parameters and variants are read from: `given`, or what
+        `reshape` makes of it (an input object a rule must read flattened)."""
+        return given if self.reshape is None else self.reshape(given)
 
     def action_for(self, fields: Mapping[str, Any]) -> tuple[str, Risk]:
         for variant in self.variants:
@@ -69,6 +75,24 @@ def _deletes_refs(fields: Mapping[str, Any]) -> bool:
 def _deletes_files(fields: Mapping[str, Any]) -> bool:
     changes = fields.get("fileChanges")
     return isinstance(changes, dict) and bool(changes.get("deletions"))
+
+
+def _committed_branch(fields: dict[str, Any]) -> dict[str, Any]:
+    """createCommitOnBranch's ``branch`` (a CommittableBranch object) read flat: its
+    ``branchName`` is the ``branch`` committed to, as in REST's contents API. A branch
+    named by node ``id`` (which GitHub reads first) has no readable name: no ``branch``
+    then, only ``branch_id``, and the pack holds the commit as one to the default branch."""
+    flat = {key: value for key, value in fields.items() if key != "branch"}
+    branch = fields.get("branch")
+    if not isinstance(branch, dict):
+        return flat
+    if branch.get("id") is not None:
+        flat["branchId"] = branch["id"]
+    elif isinstance(branch.get("branchName"), str):
+        flat["branch"] = branch["branchName"]
+    if branch.get("repositoryNameWithOwner") is not None:
+        flat["repositoryNameWithOwner"] = branch["repositoryNameWithOwner"]
+    return flat
 
 
 _PR = {"pullRequestId": "pull_request_id", "baseRefName": "base", "headRefName": "head"}
@@ -144,7 +168,8 @@ MUTATIONS: dict[str, Mutation] = {
     "mergeBranch": M("github.branch.merge", "medium", "Merge a branch into another"),
     "createCommitOnBranch": M("github.file.update", "low", "Commit file changes",
                               variants=(MutationVariant("github.file.delete", "medium",
-                                                        _deletes_files, "deletes files"),)),
+                                                        _deletes_files, "deletes files"),),
+                              reshape=_committed_branch),
     # branch protection and rulesets
     "createBranchProtectionRule": M("github.branch_protection.update", "high",
                                     "Add branch protection"),

@@ -848,15 +848,19 @@ def test_resource_account_and_target_from_path() -> None:
 
 @pytest.mark.parametrize(("method", "path", "action", "risk"), GIT_ROWS)
 def test_git_smart_http(method: str, path: str, action: str, risk: str) -> None:
-    parsed = GH.parse(req(method, path, host="https://github.com"))
+    body = b"0000" if path.endswith("receive-pack") else b""  # git's probe before a push
+    parsed = GH.parse(HttpRequest.from_url(method, "https://github.com" + path, body=body))
     assert (parsed.action_type, parsed.risk) == (action, risk)
     assert parsed.spec.resource.target == "acme/api"
 
 
-def test_push_discovery_and_push_share_one_action_hash() -> None:
+def test_push_discovery_and_the_probe_share_one_action_hash() -> None:
+    """Neither updates a ref: both are `github.repo.push` with `refs: []`."""
     discovery = GH.parse(req("GET", "/acme/api.git/info/refs?service=git-receive-pack"))
-    push = GH.parse(req("POST", "/acme/api.git/git-receive-pack"))
-    assert discovery.spec.action_hash == push.spec.action_hash
+    probe = GH.parse(HttpRequest.from_url("POST", API + "/acme/api.git/git-receive-pack",
+                                          body=b"0000"))  # fmt: skip
+    assert discovery.spec.parameters == {"refs": []}
+    assert discovery.spec.action_hash == probe.spec.action_hash
 
 
 def test_enterprise_prefix_is_stripped() -> None:

@@ -144,6 +144,8 @@ def request_for(row: Row) -> tuple[HttpRequest, str | None]:
         host = "github.com"
     fields = _variant_fields(row)
     url = f"https://{host}{_fill(row.path)}"
+    if row.path.endswith("/git-receive-pack"):  # pkt-lines, not fields: git's probe
+        return HttpRequest.from_url(row.method, url, body=b"0000"), None
     if row.method in ("GET", "HEAD") and fields:
         url += "?" + "&".join(f"{k}={v}" for k, v in fields.items())
         fields = {}

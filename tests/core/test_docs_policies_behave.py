@@ -881,7 +881,13 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
     "deny-destructive-deletes": [
         *(({"type": f"github.{r}.delete"}, "deny", {})
           for r in ("repo", "branch", "tag", "release", "release_asset")),
-        ({"type": "github.issue.delete"}, None, {}), ({"type": "github.file.delete"}, None, {})],
+        ({"type": "github.issue.delete"}, None, {}),
+        ({"type": "github.file.delete", "parameters": {"branch": "feature"}}, None, {}),
+        ({"type": "github.repo.push", "parameters": {"refs": ["refs/heads/x", "refs/tags/v1"],
+                                                     "deleted_refs": ["refs/tags/v1"]}},
+         "deny", {}),
+        ({"type": "github.repo.push", "parameters": {"refs": ["refs/heads/x"],
+                                                     "deleted_refs": []}}, None, {})],
     "merge-to-default-branch": [
         ({"type": "github.pr.merge", "parameters": {"base": "main"}}, "require_approval", {}),
         ({"type": "github.pr.merge", "parameters": {"base": "master"}}, "require_approval", {}),
@@ -896,6 +902,23 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
          "require_approval", {}),
         ({"type": "github.ref.update", "parameters": {"ref_id": "R"}}, "require_approval", {}),
         ({"type": "github.ref.update", "parameters": {"ref": "heads/main-old"}}, None, {})],
+    "commits-to-default-branch": [
+        *(({"type": "github.repo.push", "parameters": {"refs": refs}}, "require_approval", {})
+          for refs in (["refs/heads/main"], ["refs/tags/v1", "refs/heads/Master"],
+                       [*(f"refs/tags/v{i}" for i in range(9)), "refs/heads/MAIN"],
+                       [f"refs/tags/v{i}" for i in range(11)])),  # more than ten
+        ({"type": "github.repo.push"}, "require_approval", {}),  # its refs not read
+        *(({"type": "github.repo.push", "parameters": {"refs": refs}}, None, {})
+          for refs in ([], ["refs/heads/feature"], ["refs/heads/main-old"],
+                       [f"refs/tags/v{i}" for i in range(10)])),
+        *(({"type": t, "parameters": {"branch": b}}, "require_approval", {})
+          for t in ("github.file.create", "github.file.update", "github.file.delete")
+          for b in ("main", "Master", "refs/heads/main", "", None)),
+        ({"type": "github.file.update", "parameters": {"branch_id": "BR_1"}},  # GraphQL by id
+         "require_approval", {}),
+        ({"type": "github.file.create"}, "require_approval", {}),  # to the default branch
+        ({"type": "github.file.update", "parameters": {"branch": "feature"}}, None, {}),
+        ({"type": "github.file.get", "parameters": {"ref": "main"}}, None, {})],
     "protection-changes": [
         ({"type": "github.branch_protection.update", "parameters": {"branch": "main"}},
          "require_approval", {}),

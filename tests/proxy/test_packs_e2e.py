@@ -47,6 +47,24 @@ TEAMS_REPO_DOC = {"query": 'mutation { updateTeamsRepository(input: {repositoryI
                   'teamIds: ["T"], permission: ADMIN}) { x } }'}  # fmt: skip
 ENQUEUE_DOC = {"query": 'mutation { enqueuePullRequest(input: {pullRequestId: "P"}) { x } }'}
 SHA = "a" * 40
+GIT = "https://github.com/acme/api.git"
+
+
+def _push(*commands: tuple[str, str, str]) -> bytes:
+    """A git-receive-pack body as git writes it: pkt-lines (four hex digits of length),
+    capabilities after a NUL on the first, a flush-pkt, then the packfile."""
+    lines = [f"{old} {new} {ref}" + ("\0report-status side-band-64k" if i == 0 else "")
+             for i, (old, new, ref) in enumerate(commands)]  # fmt: skip
+    return b"".join(b"%04x" % (len(x) + 4) + x.encode() for x in lines) + b"0000PACK\0\0\0\2"
+
+
+ZERO, NEW = "0" * 40, "b" * 40
+PUSH_MAIN = _push((SHA, NEW, "refs/heads/feature"), (SHA, NEW, "refs/heads/main"))
+PUSH_FEATURE = _push((ZERO, NEW, "refs/heads/agent/fix"))
+PUSH_DELETE = _push((SHA, ZERO, "refs/heads/release"))
+COMMIT_MAIN_DOC = {"query": 'mutation { createCommitOnBranch(input: {branch: {repositoryNameWith'
+                   'Owner: "acme/api", branchName: "main"}, message: {headline: "m"}, '
+                   'expectedHeadOid: "a", fileChanges: {additions: []}}) { x } }'}  # fmt: skip
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "<!here> deploy"}}]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -66,6 +84,18 @@ CASES: list[Case] = [
      DELETE_REF_DOC),
     ("github-safe-defaults", "deny-destructive-deletes", "allow", "DELETE",
      R + "/issues/comments/1", None),
+    ("github-safe-defaults", "deny-destructive-deletes", "deny", "POST",
+     GIT + "/git-receive-pack", PUSH_DELETE),
+    ("github-safe-defaults", "commits-to-default-branch", "hold", "POST",
+     GIT + "/git-receive-pack", PUSH_MAIN),
+    ("github-safe-defaults", "commits-to-default-branch", "hold", "PUT", R + "/contents/a.md",
+     {"message": "m", "content": "aGk=", "branch": "main"}),
+    ("github-safe-defaults", "commits-to-default-branch", "allow", "POST",
+     GIT + "/git-receive-pack", PUSH_FEATURE),
+    ("github-safe-defaults", "commits-to-default-branch", "allow", "GET",
+     GIT + "/info/refs?service=git-receive-pack", None),
+    ("github-safe-defaults", "commits-to-default-branch", "allow", "PUT", R + "/contents/a.md",
+     {"message": "m", "content": "aGk=", "branch": "agent/fix"}),
     ("github-safe-defaults", "merge-to-default-branch", "hold", "PUT", R + "/pulls/7/merge",
      {"merge_method": "squash"}),
     ("github-safe-defaults", "merge-to-default-branch", "hold", "POST", GH + "/graphql",
@@ -188,6 +218,14 @@ BYPASSES: list[Case] = [
      R + "/git/refs/heads/master", {"sha": SHA}),
     ("github-safe-defaults", "merge-to-default-branch", "hold", "POST", GH + "/graphql",
      UPDATE_REF_DOC),
+    # new commits on main without a merge: a file written to the default branch (named or
+    # not) through the contents API or GraphQL (a git push: in CASES)
+    ("github-safe-defaults", "commits-to-default-branch", "hold", "PUT", R + "/contents/a.md",
+     {"message": "m", "content": "aGk=", "sha": SHA}),
+    ("github-safe-defaults", "commits-to-default-branch", "hold", "DELETE", R + "/contents/a.md",
+     {"message": "m", "sha": SHA, "branch": "master"}),
+    ("github-safe-defaults", "commits-to-default-branch", "hold", "POST", GH + "/graphql",
+     COMMIT_MAIN_DOC),
     # an access grant: organisation membership, teams, settings, visibility, ownership
     ("github-safe-defaults", "access-changes", "hold", "PUT", GH + "/orgs/acme/memberships/mallory",
      {"role": "admin"}),
@@ -238,7 +276,8 @@ BYPASSES: list[Case] = [
 ]  # fmt: skip
 ALL_CASES = [*CASES, *BYPASSES]
 
-HOSTS = {GH: "github", OA: "openai", SL: "slack", ST: "stripe", UPLOAD[:26]: "github"}
+HOSTS = {GH: "github", OA: "openai", SL: "slack", ST: "stripe", UPLOAD[:26]: "github",
+         GIT: "git"}  # fmt: skip
 
 
 def _key(agent: str) -> str:
@@ -325,7 +364,12 @@ def _outcome(
     answer = out[0] if out else None
     if held is not None:
         return "hold", answer, held
-    if answer is not None and answer.status_code == 403 and "reason" in answer.json():
+    if (
+        answer is not None
+        and answer.status_code == 403
+        and answer.headers.get("content-type") == "application/json"  # not git's own 403
+        and "reason" in answer.json()
+    ):
         return "deny", answer, None
     return "allow", answer, None
 
