@@ -43,6 +43,12 @@ class DocumentBody(Strict):
     document: str = Field(min_length=1, max_length=512 * 1024)
 
 
+class UpdateBody(DocumentBody):
+    #: The version the change was made on: when the policy is at another one now (someone
+    #: saved it meanwhile), 409 ``version_conflict`` rather than silently overwriting it.
+    base_version: int | None = Field(default=None, ge=1)
+
+
 def policy_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -85,6 +91,19 @@ def _gone(row: dict[str, Any]) -> ApiError:
     """404 for a policy that `_find` read in the snapshot but the write no longer finds:
     deleted meanwhile, by a request on this replica or another."""
     return ApiError(404, f"no policy `{row['name']}`: it was deleted")
+
+
+def _conflict(row: dict[str, Any], stored: int, base: int) -> ApiError:
+    """409 for a change made on a version that is no longer the policy's latest."""
+    return ApiError(
+        409,
+        f"policy `{row['name']}` is at version {stored} now, not version {base} this change "
+        f"was made on: someone saved it meanwhile; load version {stored}, apply the change "
+        "to it and save again",
+        code="version_conflict",
+        field="base_version",
+        current_version=stored,
+    )
 
 
 def _create(text: str, policy: Policy, actor: str) -> Any:
@@ -167,7 +186,7 @@ async def get_policy(request: Request) -> JSONResponse:
 async def put_policy(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     row = _find(request)
-    body = await read_model(request, DocumentBody)
+    body = await read_model(request, UpdateBody)
     policy = await off_loop(request, lambda: load_document(body.document))
     if policy.name != row["name"] and any(
         p["name"] == policy.name for p in state_of(request).snapshot.policies
@@ -181,6 +200,8 @@ async def put_policy(request: Request) -> JSONResponse:
         ).scalar_one_or_none()
         if stored is None:
             raise _gone(row)
+        if body.base_version is not None and int(stored) != body.base_version:
+            raise _conflict(row, int(stored), body.base_version)
         version = int(stored) + 1
         values = {
             "name": policy.name,

@@ -114,10 +114,10 @@ def test_kill_switch_activates_and_deactivates(dash: Dashboard) -> None:
     page.get_by_label("Scope").select_option("Kill Test Bot")
     page.get_by_role("button", name="Activate kill switch").click()
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
-    page.locator("#kill-table tr[data-scope='Kill Test Bot']").wait_for()
+    page.locator("#kill-table tr[data-scope='agent:Kill Test Bot']").wait_for()
     assert _send(dash, key)["status"] == "denied"
     assert _send(dash, other)["status"] == "allowed"
-    page.get_by_role("button", name="Deactivate kill switch Kill Test Bot").click()
+    page.get_by_role("button", name="Deactivate kill switch agent Kill Test Bot").click()
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
     page.get_by_text("No kill switch is active.").wait_for()
     watched.assert_clean()

@@ -473,7 +473,7 @@ def test_every_pages_header_follows_the_kill_switch_and_lists_follow_changes(
     expect(indicator).to_be_hidden()
     board.api("POST", "/kill-switch", {"active": True, "scope": "Switched Docs Bot"})
     try:
-        expect(indicator).to_have_text("Kill switch: Switched Docs Bot")
+        expect(indicator).to_have_text("Kill switch: agent Switched Docs Bot")
     finally:
         board.api("POST", "/kill-switch", {"active": False, "scope": "Switched Docs Bot"})
     expect(indicator).to_be_hidden()

@@ -152,7 +152,7 @@ def test_every_text_from_the_data_is_shown_with_escapes(board: Dashboard) -> Non
     page = watched.page
     board.goto(page, f"/agents/{quote(SPOOF, safe='')}")
     expect(page.locator("#agent-h")).to_have_text(visible(SPOOF))
-    expect(page.locator("#kill-indicator")).to_have_text(f"Kill switch: {visible(SPOOF)}")
+    expect(page.locator("#kill-indicator")).to_have_text(f"Kill switch: agent {visible(SPOOF)}")
 
     board.goto(page, "/sandbox")
     _sandbox_result(page)

@@ -25,6 +25,13 @@ export function apiUrl(path, query, root = API) {
   return url;
 }
 
+// An agent's page. With its id, the page shows that agent: a revoked agent's name may be
+// registered again, and a name alone stands for the agent not revoked (as in the API).
+export function agentUrl(name, id) {
+  const page = `${BASE}/agents/${encodeURIComponent(name || "")}`;
+  return id ? `${page}?id=${encodeURIComponent(id)}` : page;
+}
+
 export function signInUrl() {
   const here = window.location.pathname + window.location.search;
   return `${BASE}/login?next=${encodeURIComponent(here)}`;

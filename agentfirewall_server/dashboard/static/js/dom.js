@@ -90,10 +90,14 @@ export function badge(value) {
   return el("span", { class: `badge ${OUTCOME_CLASS[text] || ""}`, text });
 }
 
+// A form's fields by name, trimmed; a person's password as typed: its spaces are part of
+// it (trimmed, a password with one could never be set or used). A credential pasted in a
+// password field (a token, a signing secret) is trimmed: none has spaces at its ends.
 export function formToObject(form) {
   const data = {};
   for (const [key, value] of new FormData(form).entries()) {
-    if (typeof value === "string") data[key] = value.trim();
+    if (typeof value !== "string") continue;
+    data[key] = /^password\d*$/.test(key) ? value : value.trim();
   }
   return data;
 }

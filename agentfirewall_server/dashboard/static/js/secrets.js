@@ -88,8 +88,9 @@ function secretSpans(text) {
 }
 
 // `text` with each credential in it replaced by MASK; MASK alone when nothing else is left
-// but an authorization scheme (`Bearer ••••••` is MASK).
-function maskInside(text) {
+// but an authorization scheme (`Bearer ••••••` is MASK). For text shown whole: a request's
+// path, query and body preview.
+export function maskInside(text) {
   const spans = [];
   for (const [start, end] of secretSpans(text).sort((a, b) => a[0] - b[0])) {
     const last = spans[spans.length - 1];

@@ -2,6 +2,7 @@
 import { api, leaveForSignIn, setCsrfToken } from "./api.js";
 import { $, fail, setText, shown } from "./dom.js";
 import { onEvent } from "./events.js";
+import { killSwitchName } from "./kill-switch.js";
 
 export const ROLE_RANK = { viewer: 1, member: 2, admin: 3, owner: 4 };
 
@@ -33,8 +34,7 @@ async function showKillSwitch() {
   const active = data.active || [];
   const badge = $("#kill-indicator");
   badge.hidden = active.length === 0;
-  const name = (k) => (k.unreadable ? "all (unreadable configuration)" : k.target || k.scope);
-  setText(badge, active.length ? `Kill switch: ${active.map(name).join(", ")}` : "");
+  setText(badge, active.length ? `Kill switch: ${active.map(killSwitchName).join(", ")}` : "");
   // a stored policy or budget this version cannot read: the reason says which, and the way out
   badge.title = shown(active.filter((k) => k.unreadable).map((k) => k.reason).join("\n"));
   return active;

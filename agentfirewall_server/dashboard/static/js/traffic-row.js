@@ -1,17 +1,19 @@
 // One row of the traffic table, shared by the traffic and agent pages.
-import { BASE } from "./api.js";
+import { agentUrl } from "./api.js";
 import { badge, el, timeCell } from "./dom.js";
+import { maskInside } from "./secrets.js";
 
 export function trafficRow(record, { withAgent = true } = {}) {
   // an SDK action request (listed with Shadow: diverged) has no HTTP request: labelled "sdk"
   const request = record.source === "sdk" ? "sdk" : [record.method, record.host, record.path].filter(Boolean).join(" ");
-  const agentCell = el("td", {}, el("a", { href: `${BASE}/agents/${encodeURIComponent(record.agent || "")}`, text: record.agent || "" }));
+  // (a record names its agent only: the link is to the agent the name stands for now)
+  const agentCell = el("td", {}, el("a", { href: agentUrl(record.agent), text: record.agent || "" }));
   return el("tr", {},
     timeCell(record.created_at),
     withAgent ? agentCell : null,
     withAgent ? el("td", { text: record.connector || "" }) : null,
     el("td", {}, el("code", { text: record.action || "" })),
-    el("td", { class: "wrap", text: request }),
+    el("td", { class: "wrap", text: maskInside(request) }), // (a credential in a path is masked)
     el("td", {}, badge(record.decision), record.would_outcome ? el("span", { class: "muted small", text: ` would ${record.would_outcome}` }) : null,
       record.shadow_diverged ? el("span", { class: "shadow-marker small", title: `shadow configuration: ${record.shadow_decision} (${record.shadow_rule || ""})`, text: ` shadow: ${record.shadow_decision}` }) : null),
     el("td", { text: record.status_code ?? "" }),

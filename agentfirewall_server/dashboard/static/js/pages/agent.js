@@ -6,22 +6,36 @@ import { can, startPage } from "../session.js";
 import { wireSuggest } from "../suggest-rules.js";
 import { trafficRow } from "../traffic-row.js";
 
-const name = document.body.dataset.agent;
+const wantedId = new URLSearchParams(window.location.search).get("id");
+let name = document.body.dataset.agent; // the name of the agent found, once found
 let path = null; // `/agents/<id>`: names may hold characters a path cannot (`/`)
 
-// False (and the page says so, with no control left) when no agent has this name. The
-// heading names the agent found, never the address: a link must not put its own words
-// on the page ("/agents/Session expired - sign in again at ...").
+// The agent a name stands for, as the server resolves it (snapshot.py `_by_name`): the one
+// not revoked, else the newest revoked one (the list is oldest first). A revoked agent's
+// name may be registered again; a link with `?id=` shows that very agent.
+function byName(agents) {
+  let found = null;
+  for (const agent of agents.filter((a) => a.name === name)) {
+    if (!found || agent.status !== "revoked" || found.status === "revoked") found = agent;
+  }
+  return found;
+}
+
+// False (and the page says so, with no control left) when no agent has this id or name.
+// The heading names the agent found, never the address: a link must not put its own words
+// on the page ("/agents/Session expired - sign in again at ..."). Every control acts on
+// the agent found, by its id (`path`); access rules, traffic and suggestions are by name.
 async function findAgent() {
   const { agents } = await api("/agents");
-  const agent = agents.find((a) => a.name === name);
+  const agent = wantedId ? agents.find((a) => a.id === wantedId) : byName(agents);
   if (agent) {
     path = `/agents/${encodeURIComponent(agent.id)}`;
+    name = agent.name;
     setText("#agent-h", agent.name);
     return true;
   }
   setText("#agent-h", "No such agent");
-  setText("#agent-missing", "No agent has the name this link gives: pick one from the list of agents.");
+  setText("#agent-missing", `No agent has the ${wantedId ? "id" : "name"} this link gives: pick one from the list of agents.`);
   show("#agent-missing", true);
   for (const node of document.querySelectorAll("[data-agent-only]")) node.hidden = true;
   return false;
@@ -51,6 +65,16 @@ function showAgent(agent) {
   $("#suspend").hidden = agent.status !== "active";
   $("#activate").hidden = agent.status !== "suspended";
   for (const id of ["#rotate", "#revoke"]) $(id).hidden = agent.status === "revoked";
+  if (agent.status === "revoked") showRevoked();
+}
+
+// A revoked agent is for good: nothing of it changes. Its access rules went with it; those
+// under its name now (and suggestions) are for an agent that registered the name again.
+function showRevoked() {
+  for (const control of $("#enforcement-form").elements) control.disabled = true;
+  $("#enforcement-form button[type=submit]").hidden = true;
+  for (const node of document.querySelectorAll("[data-live-only]")) node.hidden = true;
+  show("#agent-revoked", true);
 }
 
 function showPermissions(permissions) {
@@ -130,10 +154,10 @@ for (const verb of ["suspend", "activate", "rotate", "revoke"]) {
   });
 }
 wireKeyBox();
-wireSuggest(name, () => refresh().catch(fail));
 
 startPage(async () => {
   if (!(await findAgent())) return;
+  wireSuggest(name, () => refresh().catch(fail));
   await Promise.all([refresh(true), loadConnectorTypes()]);
   onEvent("traffic", throttled(() => refresh().catch(() => {}), 1000));
   onEvent("config", throttled(() => refresh().catch(() => {}), 500));

@@ -1,4 +1,4 @@
-import { api, BASE } from "../api.js";
+import { agentUrl, api } from "../api.js";
 import { $, badge, clear, el, fail, formToObject, notify, setText, show, shown, timeCell } from "../dom.js";
 import { onEvent, throttled } from "../events.js";
 import { keyPrefix, showKey, wireKeyBox } from "../key-box.js";
@@ -32,7 +32,7 @@ async function refresh() {
   const body = clear($("#agents-table tbody"));
   for (const agent of agents) {
     body.append(el("tr", { dataset: { agent: agent.name } },
-      el("td", {}, el("a", { href: `${BASE}/agents/${encodeURIComponent(agent.name)}`, text: agent.name })),
+      el("td", {}, el("a", { href: agentUrl(agent.name, agent.id), text: agent.name })),
       el("td", {}, badge(agent.status)), el("td", { text: agent.environment }),
       el("td", { text: agent.enforcement_level }), el("td", {}, keyPrefix(agent)),
       timeCell(agent.created_at), actions(agent)));

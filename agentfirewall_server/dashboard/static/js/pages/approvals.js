@@ -2,7 +2,7 @@ import { api } from "../api.js";
 import { $, badge, clear, el, fail, notify, setText, show, timeCell } from "../dom.js";
 import { latestOnly, onEvent, throttled } from "../events.js";
 import { GrantInputError, grantFrom, grantText, labelGrantFields } from "../grant-form.js";
-import { maskSecrets } from "../secrets.js";
+import { maskInside, maskSecrets } from "../secrets.js";
 import { can, session, startPage } from "../session.js";
 import { showStuck } from "../stuck-executions.js";
 
@@ -76,12 +76,13 @@ function card(approval) {
   setText(node.querySelector(".a-agent"), approval.agent);
   setText(node.querySelector(".a-source"), approval.source);
   const req = approval.request;
+  // a credential in the path, the query or the body is masked as in the parameters
   setText(node.querySelector(".a-request"), req
-    ? `${req.method} ${req.host}${req.path}${req.query ? `?${req.query}` : ""}` : resourceText(approval.action_spec));
+    ? `${req.method} ${req.host}${maskInside(`${req.path}${req.query ? `?${req.query}` : ""}`)}` : resourceText(approval.action_spec));
   setText(node.querySelector(".a-bound"), boundText(req));
   if (req && req.body_preview) {
     const body = node.querySelector(".a-body");
-    setText(body, req.body_preview);
+    setText(body, maskInside(req.body_preview));
     body.hidden = false;
   }
   setText(node.querySelector(".a-reason"), approval.reason || "");

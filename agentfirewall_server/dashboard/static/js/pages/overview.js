@@ -1,8 +1,9 @@
-import { api, BASE } from "../api.js";
+import { agentUrl, api } from "../api.js";
 import { drawChart, fromHourly, SERIES } from "../chart.js";
 import { $, badge, clear, el, formatTime, setText } from "../dom.js";
 import { latestOnly, onEvent, throttled } from "../events.js";
 import { keyPrefix } from "../key-box.js";
+import { killSwitchName } from "../kill-switch.js";
 import { startPage } from "../session.js";
 
 function showStatus(status) {
@@ -15,7 +16,7 @@ function showStatus(status) {
   const kills = status.kill_switches || [];
   setText("#kill-state", kills.length ? "ACTIVE" : "off");
   $("#kill-state").className = kills.length ? "big text-deny" : "big";
-  setText("#kill-detail", kills.map((k) => `scope: ${k.target || k.scope}`).join(", "));
+  setText("#kill-detail", kills.map((k) => `scope: ${killSwitchName(k)}`).join(", "));
   // a credential that does not decrypt fails its own connector only: name it and the fix
   const unreadable = (status.vault || {}).unreadable || [];
   $("#vault-problems").hidden = !unreadable.length;
@@ -33,7 +34,7 @@ function showAgents(agents) {
   const body = clear($("#agents-table tbody"));
   for (const agent of agents) {
     body.append(el("tr", {},
-      el("td", {}, el("a", { href: `${BASE}/agents/${encodeURIComponent(agent.name)}`, text: agent.name })),
+      el("td", {}, el("a", { href: agentUrl(agent.name, agent.id), text: agent.name })),
       el("td", {}, badge(agent.status)), el("td", { text: agent.enforcement_level }),
       el("td", {}, keyPrefix(agent))));
   }

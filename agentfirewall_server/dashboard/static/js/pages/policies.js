@@ -19,7 +19,9 @@ rules:
     reason: repositories are never deleted by agents
     risk_score: 95
 `;
-const state = { editing: null, timer: null, seq: 0, policies: [], reviewed: null };
+// `base`: the version of `editing` the editor was loaded with, sent on save (`base_version`):
+// if someone saved the policy since, the save is refused and the page offers the new one.
+const state = { editing: null, base: null, timer: null, seq: 0, policies: [], reviewed: null };
 
 export function documentText(document) {
   return typeof document === "string" ? document : JSON.stringify(document, null, 2);
@@ -65,8 +67,10 @@ async function validateNow() {
 
 function edit(policy) {
   state.editing = policy;
+  state.base = policy ? policy.version : null;
   state.reviewed = null;
   hidePreview();
+  show("#policy-stale", false);
   $("#policy-doc").value = policy ? documentText(policy.document) : TEMPLATE;
   setText("#editing", policy ? `— ${policy.name} v${policy.version}` : "— new policy");
   validateNow();
@@ -113,7 +117,16 @@ async function refresh() {
   }
   show("#policies-empty", policies.length === 0);
   state.policies = policies;
+  if (state.editing && state.editing.version !== state.base) showStale(`${state.editing.name} was saved as v${state.editing.version} by someone else while you had v${state.base} open.`);
   return policies;
+}
+
+// The open policy has a newer version than the editor's: saving would be refused (409
+// `version_conflict`); Reload shows the newest, leaving the edits here behind.
+function showStale(message) {
+  setText("#policy-stale-text", `${message} Reload it to edit v${state.editing.version}: your changes here are not kept (copy them first).`);
+  setText("#policy-reload", `Reload v${state.editing.version}`);
+  show("#policy-stale", true);
 }
 
 function showSaveError(error) {
@@ -147,14 +160,18 @@ async function save() {
   if (document === null) return;
   try {
     const policy = state.editing
-      ? await api(`/policies/${encodeURIComponent(state.editing.id)}`, { method: "PUT", json: { document } })
+      ? await api(`/policies/${encodeURIComponent(state.editing.id)}`, { method: "PUT", json: { document, base_version: state.base } })
       : await api("/policies", { method: "POST", json: { document } });
     notify(`Saved ${policy.name} v${policy.version}`);
+    edit(policy); // (first: the list's new version is this one, not someone else's)
     await refresh().catch(fail);
-    edit(policy);
   } catch (error) {
     hidePreview();
-    showSaveError(error);
+    if ((error.data || {}).error === "version_conflict") {
+      await refresh().catch(fail); // (shows the newest version's number)
+      fail(error);
+      showStale("Not saved: someone else saved this policy while you had it open.");
+    } else showSaveError(error);
   }
 }
 
@@ -177,6 +194,7 @@ $("#policy-form").addEventListener("submit", review);
 $("#replay-save").addEventListener("click", save);
 $("#replay-cancel").addEventListener("click", () => { state.reviewed = null; hidePreview(); $("#policy-doc").focus(); });
 $("#new-policy").addEventListener("click", () => edit(null));
+$("#policy-reload").addEventListener("click", () => edit(state.editing));
 $("#pack-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   try {

@@ -1,6 +1,7 @@
 import { api } from "../api.js";
 import { $, clear, el, fail, formatTime, formToObject, notify, setText, show, timeCell } from "../dom.js";
 import { onEvent, throttled } from "../events.js";
+import { killSwitchName, killSwitchScope } from "../kill-switch.js";
 import { can, session, startPage } from "../session.js";
 
 function confirmDialog(text) {
@@ -27,10 +28,11 @@ async function loadKillSwitch() {
   const { active } = await api("/kill-switch");
   const body = clear($("#kill-table tbody"));
   for (const k of active) {
-    const target = k.target || "all";
-    const off = can("owner") ? el("button", { type: "button", text: "Deactivate", "aria-label": `Deactivate kill switch ${target}`,
-      onclick: () => setKillSwitch({ active: false, scope: target }, `Deactivate the kill switch for “${target}”? Matching traffic flows again.`) }) : null;
-    body.append(el("tr", { dataset: { scope: target } }, el("td", { text: k.scope }), el("td", { text: target }), el("td", { class: "wrap", text: k.reason || "" }),
+    const scope = killSwitchScope(k), name = killSwitchName(k);
+    // (an unreadable configuration is no switch: its reason says how it ends)
+    const off = can("owner") && !k.unreadable ? el("button", { type: "button", text: "Deactivate", "aria-label": `Deactivate kill switch ${name}`,
+      onclick: () => setKillSwitch({ active: false, scope }, `Deactivate the kill switch for ${name}? Matching traffic flows again.`) }) : null;
+    body.append(el("tr", { dataset: { scope } }, el("td", { text: k.scope }), el("td", { text: k.target || "all" }), el("td", { class: "wrap", text: k.reason || "" }),
       el("td", { text: k.activated_by || "" }), timeCell(k.activated_at), el("td", {}, off)));
   }
   show("#kill-table", active.length > 0);
@@ -42,9 +44,12 @@ async function loadScopes() {
   const [{ connectors }, { agents }] = await Promise.all([api("/connectors"), api("/agents")]);
   const select = clear($("#kill-scope"));
   select.append(el("option", { value: "all", text: "All traffic" }));
+  // each scope with its kind: a bare name is read as `all` or a connector type first
+  const option = (scope, target) => el("option", { value: killSwitchScope({ scope, target }), text: target });
   const types = [...new Set(connectors.map((c) => c.type))].sort();
-  if (types.length) select.append(el("optgroup", { label: "Connector" }, types.map((t) => el("option", { value: t, text: t }))));
-  if (agents.length) select.append(el("optgroup", { label: "Agent" }, agents.map((a) => el("option", { value: a.name, text: a.name }))));
+  if (types.length) select.append(el("optgroup", { label: "Connector" }, types.map((t) => option("connector", t))));
+  const names = [...new Set(agents.filter((a) => a.status !== "revoked").map((a) => a.name))];
+  if (names.length) select.append(el("optgroup", { label: "Agent" }, names.map((n) => option("agent", n))));
 }
 
 async function loadSettings() {
@@ -73,8 +78,10 @@ async function loadUsers() {
 
 $("#kill-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  const { scope, reason } = formToObject(event.currentTarget);
-  const label = scope === "all" ? "ALL traffic" : `“${scope}”`;
+  const form = event.currentTarget;
+  const { scope, reason } = formToObject(form);
+  const picked = form.scope.selectedOptions[0];
+  const label = scope === "all" ? "ALL traffic" : `${picked.parentElement.label.toLowerCase()} “${picked.text}”`;
   setKillSwitch({ active: true, scope, ...(reason ? { reason } : {}) }, `Activate the kill switch for ${label}? Matching requests are denied at once and matching pending approvals are denied.`);
 });
 $("#kill-clear").addEventListener("click", () => setKillSwitch({ active: false }, "Deactivate every kill switch?"));
