@@ -10,6 +10,7 @@ bounded cache, so the policies that cannot match cost nothing per decision.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from agentfirewall.policy.models import Policy
 if TYPE_CHECKING:
     from agentfirewall.policy.context import EvaluationContext
 
-__all__ = ["CompiledPolicy", "CompiledRule", "Plan", "PolicyIndex"]
+__all__ = ["CompiledPolicy", "CompiledRule", "Plan", "PolicyIndex", "approver_rank"]
 
 _CACHE_LIMIT = 16_384
 
@@ -44,6 +45,12 @@ class CompiledRule:
 
 
 _CLASS = {"deny": 0, "require_approval": 1, "allow": 2}
+#: Approver roles ranked as the control plane ranks them (agentfirewall_server/roles.py; a
+#: test keeps the two equal): a rule's `approver_roles` admit their lowest-ranked role and
+#: every role above it, never below a member; a role not ranked here admits nobody.
+_ROLE_RANK: dict[str, int] = {"viewer": 1, "member": 2, "admin": 3, "owner": 4}
+_MEMBER = _ROLE_RANK["member"]
+_NOBODY = 99
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -54,7 +61,12 @@ class Plan:
     static fields (type, environment, agent) are known, sorted by class (deny, then
     require_approval, then allow), then by policy priority: the first rule that
     matches decides. `suffix_risk[i]` is the highest risk_score from rule i on, so
-    evaluation can stop once no later rule could raise the risk score. `tests` are the
+    evaluation can stop once no later rule could raise the risk score — or infinite, for
+    a require_approval rule that a run held by an earlier one must still run: a held
+    action waits for the terms of every require_approval rule that matches (run.py), so
+    the run goes on while a later rule could tighten the terms of an earlier one (see
+    `_tightening`). Rules with equal terms, or the strictest first, stop as early as
+    ever. `tests` are the
     rules' predicates, in the same order (the hot loop reads no attribute).
     `first(spec, ctx)` is the position of the first rule whose test is true, else -1: the
     tests in one function (chain.py); `by_parameters(parameters)` gives the same position
@@ -90,6 +102,36 @@ def _specialized(rule: CompiledRule, statics: dict[str, object]) -> CompiledRule
     )  # fmt: skip
 
 
+def approver_rank(approval: ApprovalRequirement | None) -> int:
+    """The lowest role rank that may approve under `approval` (None: the defaults)."""
+    roles = approval.approver_roles if approval is not None else ()
+    lowest = min([_ROLE_RANK.get(role, _NOBODY) for role in roles]) if roles else _MEMBER
+    return lowest if lowest > _MEMBER else _MEMBER
+
+
+def _written_timeout(approval: ApprovalRequirement | None) -> float:
+    return approval.timeout_seconds if approval is not None and approval.explicit else math.inf
+
+
+def _tightening(held: list[CompiledRule]) -> list[bool]:
+    """For each require_approval rule of a plan, in order: whether a run held by an
+    earlier one must still run it, because a rule from it on could tighten the terms of
+    an earlier one (a higher approver rank, or a shorter written timeout)."""
+    ranks = [approver_rank(rule.approval) for rule in held]
+    timeouts = [_written_timeout(rule.approval) for rule in held]
+    strictest = [0] * (len(held) + 1)  # from rule i on: the highest rank, shortest timeout
+    shortest = [math.inf] * (len(held) + 1)
+    for index in range(len(held) - 1, -1, -1):
+        strictest[index] = max(strictest[index + 1], ranks[index])
+        shortest[index] = min(shortest[index + 1], timeouts[index])
+    result = [False] * len(held)
+    weakest, longest = _NOBODY, 0.0  # before rule i: the lowest rank, longest timeout
+    for index in range(len(held)):
+        result[index] = strictest[index] > weakest or shortest[index] < longest
+        weakest, longest = min(weakest, ranks[index]), max(longest, timeouts[index])
+    return result
+
+
 def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: str | None) -> Plan:
     in_scope = [p for p in candidates if p.environments is None or env in p.environments]
     statics: dict[str, object] = {"type": action, "agent": agent}
@@ -106,6 +148,10 @@ def _plan(candidates: tuple[CompiledPolicy, ...], agent: str, action: str, env: 
     suffix: list[float] = [0.0] * (len(rules) + 1)
     for index in range(len(rules) - 1, -1, -1):
         suffix[index] = max(suffix[index + 1], rules[index].risk_score)
+    start = len(buckets[0])  # the require_approval rules follow the deny rules
+    for offset, tightens in enumerate(_tightening(buckets[1])):
+        if tightens:
+            suffix[start + offset] = math.inf
     tests = tuple(rule.test for rule in rules)
     # a condition the static fields decided left `_always`: it reads nothing any more
     context = any(

@@ -6,7 +6,10 @@ list). Deny wins, then require_approval, then allow; within a class the policy w
 lower priority number gives the reason. The plan (index.py) lists the rules in exactly
 that order, so the first rule that matches decides and evaluation stops there — except
 that later rules that could raise the risk score are still evaluated (risk_score is the
-highest of the route risk and every matched rule's score).
+highest of the route risk and every matched rule's score), and so are the later
+require_approval rules when one holds the action and a later one could tighten its terms
+(index.py): a held action waits for the terms of every require_approval rule that
+matches (`combine_approvals`), and those that ran and matched are named in ``matched``.
 
 A rule that raises counts as a matching deny (fail closed) and is named in ``errors``.
 
@@ -16,18 +19,19 @@ scope, for display, without changing the decision.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.decisions import ApprovalRequirement, Outcome
 from agentfirewall.policy.explain import Step
-from agentfirewall.policy.index import CompiledPolicy, CompiledRule, Plan
+from agentfirewall.policy.index import CompiledPolicy, CompiledRule, Plan, approver_rank
 
 if TYPE_CHECKING:
     from agentfirewall.policy.context import EvaluationContext
 
-__all__ = ["PolicyRun", "run_policies", "settled_run", "trace_policies"]
+__all__ = ["PolicyRun", "combine_approvals", "run_policies", "settled_run", "trace_policies"]
 
 
 @dataclass(slots=True)
@@ -45,13 +49,35 @@ class PolicyRun:
     approval: ApprovalRequirement | None
 
 
+def combine_approvals(held: Sequence[ApprovalRequirement]) -> ApprovalRequirement:
+    """The terms of an action that several require_approval rules hold, in plan order.
+
+    An approver must satisfy every rule: the roles are those of the rule whose lowest role
+    ranks highest (the first such rule on a tie), which admit exactly the roles every rule
+    admits. The timeout is the shortest one a rule wrote (``explicit``); when no rule wrote
+    one, the control plane's default applies, as for a single rule.
+    """
+    strictest = held[0]
+    top = approver_rank(strictest)
+    shortest = strictest.timeout_seconds if strictest.explicit else None
+    for requirement in held[1:]:
+        rank = approver_rank(requirement)
+        if rank > top:
+            strictest, top = requirement, rank
+        if requirement.explicit and (shortest is None or requirement.timeout_seconds < shortest):
+            shortest = requirement.timeout_seconds
+    if shortest is None or (strictest.explicit and strictest.timeout_seconds == shortest):
+        return strictest  # no rule wrote terms (all are the defaults), or the strictest's
+    return ApprovalRequirement(shortest, strictest.approver_roles, explicit=True)
+
+
 def _failure(rule: CompiledRule, exc: Exception) -> str:
     return f"rule `{rule.label}` could not be evaluated: {exc}; failing closed"
 
 
 def settled_run(plan: Plan, position: int, risk: float) -> PolicyRun:
     """The run that rule `position` of the plan decided alone (-1: no rule matched), when
-    no rule raised and no later rule could raise the risk score."""
+    no rule raised and no later rule could raise the risk score or hold the action too."""
     if position < 0:
         return PolicyRun(None, "", "", (0, 0), plan.policies, (), (), min(risk, 100.0), None)
     deciding = plan.rules[position]
@@ -89,7 +115,7 @@ def run_policies(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: flo
     reason = error or deciding.reason
     errors = [error] if error else []
     risk = max(risk, deciding.risk_score)
-    others: list[str] = []
+    others: list[CompiledRule] = []
     suffix = plan.suffix_risk
     count = len(rules)
     while index < count and suffix[index] > risk:
@@ -104,16 +130,19 @@ def run_policies(plan: Plan, spec: ActionSpec, ctx: EvaluationContext, risk: flo
                 outcome, reason, deciding = "deny", message, rule
             hit = True
         if hit:
-            others.append(rule.label)
+            others.append(rule)
             risk = max(risk, rule.risk_score)
-    approval = deciding.approval if outcome == "require_approval" else None
+    approval = None
+    if outcome == "require_approval":  # no rule raised: `deciding` is the first that held
+        held = [deciding, *(rule for rule in others if rule.decision == "require_approval")]
+        approval = combine_approvals([rule.approval or ApprovalRequirement() for rule in held])
     return PolicyRun(
         outcome,
         reason,
         deciding.label,
         deciding.uid,
         plan.policies,
-        tuple(label for label in others if label != deciding.label),
+        tuple(rule.label for rule in others if rule is not deciding),
         tuple(errors),
         min(risk, 100.0),
         approval,

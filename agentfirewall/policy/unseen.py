@@ -5,16 +5,19 @@ it are unknown: a rule that reads them might match the real request although it 
 match what was seen. :func:`unseen_decision` answers the most restrictive outcome any
 such rule in scope could give (deny, else require_approval), combined with the decision
 on what was seen; rules that read only static fields (type, environment, agent,
-context) are decided already and are not widened.
+context) are decided already and are not widened. A held action waits for the terms of
+every require_approval rule that could apply (run.combine_approvals).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from agentfirewall.decisions import ApprovalRequirement, Decision, apply_enforcement
 from agentfirewall.policy.conditions import STATIC_FIELDS
 from agentfirewall.policy.models import Policy, field_conditions
+from agentfirewall.policy.run import combine_approvals
 
 if TYPE_CHECKING:
     from agentfirewall.actions import ActionSpec
@@ -69,18 +72,20 @@ def unseen_decision(
     prefixes = engine._prefixes_of(spec.type)
     plan = engine._index.plan(ctx.agent, spec.type, spec.resource.environment, prefixes)
     worst = None
+    held: list[ApprovalRequirement] = []  # the terms of every rule that could hold it
     for rule in plan.rules:
-        if rule.label in dependent and (
-            worst is None or _STRICTNESS[rule.decision] > _STRICTNESS[worst.decision]
-        ):
-            worst = rule
+        if rule.label in dependent:
+            if worst is None or _STRICTNESS[rule.decision] > _STRICTNESS[worst.decision]:
+                worst = rule
+            if rule.decision == "require_approval":
+                held.append(rule.approval or ApprovalRequirement())
     decided = seen.decided_outcome or seen.outcome
+    if decided == "require_approval" and held and seen.approval is not None:
+        seen = replace(seen, approval=combine_approvals([seen.approval, *held]))
     if worst is None or _STRICTNESS[worst.decision] <= _STRICTNESS[decided]:
         return seen
     reason = f"{UNSEEN_REASON}: rule `{worst.label}` could apply ({worst.reason})"
-    approval = worst.approval or (
-        ApprovalRequirement() if worst.decision == "require_approval" else None
-    )
+    approval = combine_approvals(held) if worst.decision == "require_approval" else None
     widened = Decision(
         worst.decision,
         reason,
