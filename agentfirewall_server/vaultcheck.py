@@ -75,6 +75,26 @@ def open_keyring(
     return keyring
 
 
+def check_opens(url: str) -> None:
+    """A server database (not SQLite: opening one makes its file) opens and answers; no
+    schema or key is touched. `StoreError` (naming it, never its password) otherwise."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agentfirewall_server.store.db import Database, unreachable
+
+    try:
+        db = Database(url)
+    except (SQLAlchemyError, ImportError, OSError) as exc:  # bad URL, no driver
+        raise unreachable(url, exc) from None
+    try:
+        db.read_sync(lambda c: c.execute(text("SELECT 1")))
+    except (SQLAlchemyError, OSError) as exc:  # refused, no such database, no permission
+        raise unreachable(url, exc) from None
+    finally:
+        db.close()
+
+
 def preflight(settings: Settings) -> None:
     """Before serving: the database opens, the schema is current and the keyring opens every
     stored credential. `StoreError` (naming the database, never its password) or

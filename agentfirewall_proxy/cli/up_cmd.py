@@ -15,7 +15,6 @@ from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from agentfirewall_proxy.cli.state import (
     DEFAULT_PROXY,
     DEFAULT_SERVER,
-    STATE_DIR,
     Config,
     read_up_file,
 )
@@ -71,16 +70,18 @@ def _check_inputs(args: argparse.Namespace) -> _Parsed:
     return _Parsed(resolve, agent_ports)
 
 
-def _check_store(state_dir: Path, database_url: str) -> None:
-    """The server's own check of `database_url` (it opens, its stored credentials open with
-    the keys of `state_dir`), as one line that says what to do."""
-    from agentfirewall_server.settings import Settings
-    from agentfirewall_server.store.db import StoreError
-    from agentfirewall_server.vaultcheck import VaultStartError, preflight
+def _check_opens(database_url: str) -> None:
+    """The server database opens, as one line that says what to do (the server checks its
+    schema and the vault's keys when it starts). A SQLite file is not opened (that makes
+    it, maybe inside `.tf/`); an in-memory SQLite database is refused."""
+    from agentfirewall_server.store.db import StoreError, sqlite_path
+    from agentfirewall_server.vaultcheck import check_opens
 
+    if database_url.startswith("sqlite") and sqlite_path(database_url) is not None:
+        return
     try:
-        preflight(Settings(data_dir=state_dir, database_url=database_url))
-    except (StoreError, VaultStartError) as exc:
+        check_opens(database_url)
+    except StoreError as exc:
         raise CliError(str(exc)) from None
 
 
@@ -138,7 +139,7 @@ def up(ctx: Context) -> int:
     project = ctx.project
     created = project is None
     if project is None and args.database_url:  # refused before any key is made
-        _check_store(ctx.cwd / STATE_DIR, args.database_url)
+        _check_opens(args.database_url)
     if project is None:
         with ctx.out.progress("creating .tf/ (keys, tokens, gateway CA)"):
             project = create_state(ctx.cwd, Config())

@@ -102,6 +102,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+def _in_memory(url: str) -> bool:
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return False  # (refused as a URL where it is opened)
+    return database in (None, "", ":memory:")
+
+
 def make_private_dir(path: Path) -> None:
     """Create `path` and each missing parent with mode 0700, whatever the umask (a
     directory that exists keeps its mode)."""
@@ -116,10 +124,34 @@ def make_private_dir(path: Path) -> None:
             parent.mkdir(mode=0o700)
 
 
+#: A URL's scheme and user, then its password: everything up to the authority's last `@`
+#: (a password may hold `/`, `:` or an unencoded `@`).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:?#]*:)(.*)@", re.DOTALL)
+
+
+def _password_of(url: str) -> str:
+    found = _USERINFO.match(url.partition("?")[0])
+    return found[2] if found else ""
+
+
 def shown_url(url: str) -> str:
     """`url` with its password masked, for messages and logs."""
-    url = re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
-    return re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
+    head, mark, query = url.partition("?")
+    found = _USERINFO.match(head)
+    if found:
+        head = found[1] + "***@" + head[found.end() :]
+    return head + mark + re.sub(r"(?i)(password=)[^&]*", r"\1***", query)
+
+
+def _without_password(text: str, url: str) -> str:
+    """`text` (a driver's message) with the URL's password, and each piece of it a parser
+    may have taken for a host or a path (split at `@`, `/`, `:`), masked."""
+    password = _password_of(url)
+    pieces = {password, *re.split(r"[@/:]", password)} if password else set()
+    for piece in sorted(pieces, key=len, reverse=True):
+        if len(piece) >= 3:
+            text = text.replace(piece, "***")
+    return text
 
 
 def unreachable(url: str, exc: BaseException) -> StoreError:
@@ -132,6 +164,7 @@ def unreachable(url: str, exc: BaseException) -> StoreError:
     if isinstance(exc, ImportError):
         cause = f"no driver for it ({exc}): TameFlare runs on sqlite:/// and postgresql://"
     reason = "; ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+    reason = _without_password(reason, url)
     hint = " (the database must exist: `createdb NAME`)" if url.startswith("postgres") else ""
     return StoreError(
         f"database `{shown_url(url)}` cannot be opened: {reason}: check --database-url / "
@@ -165,6 +198,12 @@ class Database:
     def __init__(self, url: str, *, synchronous: str = "FULL", readers: int = 8) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite and _in_memory(self.url):
+            raise StoreError(
+                f"database `{shown_url(url)}` names no file: an in-memory SQLite database is "
+                "lost when the server stops (and each connection would get its own): give a "
+                "file, e.g. sqlite:///tameflare.db"
+            )
         self._synchronous = synchronous.upper()
         if self._synchronous not in _SYNCHRONOUS:
             raise StoreError(

@@ -116,8 +116,8 @@ class Project:
 
     # tf up ---------------------------------------------------------------------------
 
-    def up(self) -> dict[str, Any]:
-        args = ["tf", "up", "--port", "0", "--proxy-port", "0"]
+    def up(self, *extra: str) -> dict[str, Any]:
+        args = ["tf", "up", "--port", "0", "--proxy-port", "0", *extra]
         if self.fakes is not None:
             for entry in self.fakes.resolve_entries():
                 args += ["--resolve", entry]

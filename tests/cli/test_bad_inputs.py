@@ -112,6 +112,18 @@ CASES = {
         ("up", "--database-url", "postgresql://u:s3cret-pw@127.0.0.1:1/tf"), 1,
         ("database `postgresql://u:***@127.0.0.1:1/tf` cannot be opened: connection failed",),
     ),
+    "up --database-url password with a slash": Case(
+        ("up", "--database-url", "postgresql://u:s3cret-pw/x@127.0.0.1:1/tf"), 1,
+        ("database `postgresql://u:***@127.0.0.1:1/tf` cannot be opened",),
+    ),
+    "up --database-url password with an at sign": Case(
+        ("up", "--database-url", "postgresql://u:pw@s3cret-pw@127.0.0.1:1/tf"), 1,
+        ("database `postgresql://u:***@127.0.0.1:1/tf` cannot be opened",),
+    ),
+    "up --database-url in memory": Case(
+        ("up", "--database-url", "sqlite:///:memory:"), 1,
+        ("an in-memory SQLite database is lost when the server stops",),
+    ),
     "up --resolve garbage": Case(
         ("up", "--resolve", "garbage"), 2, ("invalid resolve entry `garbage`",)
     ),
