@@ -26,9 +26,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from agentfirewall.content import default_scanner, describe
+from agentfirewall.content import describe
 from agentfirewall_proxy.control import Control, ControlError
-from agentfirewall_proxy.guard import redacted_spec
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.parking import Parked
@@ -113,22 +112,22 @@ class Holds:
         assert flow.agent is not None
         assert flow.connector is not None
         spec, decision = flow.parsed.spec, flow.decision
-        shown, reason = spec.to_dict(), decision.reason
-        if flow.findings:  # which detector fired where; never the detected text
-            shown = redacted_spec(default_scanner(), shown)
-            reason = f"{reason}; content: {describe(list(flow.findings))}"[:2000]
         body: dict[str, object] = {
             "agent": flow.agent.name,
             "connector": flow.connector.type,
-            "action_spec": shown,
+            "action_spec": spec.to_dict(),
             "action_hash": spec.action_hash,
             "risk_score": decision.risk_score,
-            "reason": reason,
+            "reason": decision.reason,
             "request": flow.bound or {"method": flow.method, "host": flow.host, "path": flow.path},
             "timeout_seconds": int(timeout),
         }
         if decision.approval is not None:
             body["approver_roles"] = list(decision.approval.approver_roles)
+        if flow.findings:  # which detector fired where; the control plane shows the spec with
+            # each detection replaced, never the text (what the hash binds is the request's)
+            found = describe(list(flow.findings))
+            body.update(reason=f"{decision.reason}; content: {found}"[:2000], redact=True)
         return body
 
     async def create(self, flow: Flow, seconds: float) -> HoldOutcome | None:

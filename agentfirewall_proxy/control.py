@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
+from agentfirewall.content import default_scanner, redact_value
 from agentfirewall.errors import CredentialError
 from agentfirewall.policy.permissions import failed_closed
 from agentfirewall_proxy.approvalbatch import ApprovalBatcher
@@ -473,6 +474,11 @@ class StaticControl:
                 created_at=now.isoformat(),
                 expires_at=(now + timedelta(seconds=timeout)).isoformat(),
             )
+            if approval.pop("redact", False):  # shown as the control plane shows it
+                scanner = default_scanner()
+                approval["action_spec"] = redact_value(
+                    scanner, payload["action_spec"], scanner.names
+                )
             self.approvals[approval["id"]] = approval
             self._by_action.setdefault(key, []).append(approval["id"])
             return {"id": approval["id"], "status": "pending"}

@@ -6,6 +6,11 @@ budget covers holds a reservation (``reservation`` in its stored ``response``, m
 `routes/sdkspend.py`): `finish_spend` releases it when the action is denied or expires
 (`approvals`) and settles or releases it when it is executed (`routes/execute.py`);
 `redate_spend` counts it from its approval on (it happens from then).
+
+An action (SDK) or a held request (gateway) on which content detectors fired is shown
+(its approval, ``GET /actions/{id}``) as `shown_spec` makes it: each detection replaced by
+its marker, never the text. What executes is the action as requested
+(``action_requests.action_spec``); the approval's hash and the decision token bind that.
 """
 
 from __future__ import annotations
@@ -15,10 +20,18 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
+from agentfirewall.content import default_scanner, redact_value
 from agentfirewall_server.budgetstore import redate, settle
 from agentfirewall_server.store.schema import action_requests, approvals, used_nonces
 
-__all__ = ["finish_spend", "free_tokens", "load_action", "redate_spend", "reservation_of"]
+__all__ = [
+    "finish_spend",
+    "free_tokens",
+    "load_action",
+    "redate_spend",
+    "reservation_of",
+    "shown_spec",
+]
 
 
 def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
@@ -32,6 +45,15 @@ def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
         apv = conn.execute(select(approvals).where(approvals.c.id == row.approval_id)).first()
         out["approval_row"] = dict(apv._mapping) if apv else None
     return out
+
+
+def shown_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` as approvers and viewers see it when content detectors fired on its action:
+    every detection (any detector) in its strings and keys replaced by its marker."""
+    scanner = default_scanner()
+    shown = redact_value(scanner, spec, scanner.names)
+    assert isinstance(shown, dict)
+    return shown
 
 
 def reservation_of(conn: Connection, action_id: str) -> str | None:

@@ -52,6 +52,7 @@ from agentfirewall.policy.operators import OPERATORS, compile_operator, unknown_
 from agentfirewall.policy.timewindow import check_day_names
 
 __all__ = [
+    "MAX_APPROVAL_TIMEOUT_SECONDS",
     "AllCondition",
     "AnyCondition",
     "ApprovalSettings",
@@ -65,6 +66,9 @@ __all__ = [
 ]
 
 DEFAULT_APPROVER_ROLES = ("owner", "admin", "member")
+#: The longest a held action may wait for its approval (a rule's `approval.timeout_seconds`):
+#: the control plane records a held request's approval for as long (SDK and gateway alike).
+MAX_APPROVAL_TIMEOUT_SECONDS = 30 * 86400
 #: Operators whose value is one thing even when it is a list (`in`, `starts_with`... take
 #: a list of alternatives)
 _ONE_VALUE = ("contains", "not_contains")
@@ -262,7 +266,7 @@ class ApprovalSettings(_Frozen):
     """How a held action is approved."""
 
     timeout_seconds: Annotated[int, BeforeValidator(_written_as("integer"))] = Field(
-        300, ge=1, le=30 * 86400
+        300, ge=1, le=MAX_APPROVAL_TIMEOUT_SECONDS
     )
     #: who may approve: the roles that can (a viewer cannot; a misspelled role would leave
     #: the action waiting for someone who does not exist)

@@ -29,7 +29,7 @@ from agentfirewall.content import Finding
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError, ConnectorError
 from agentfirewall.policy.record import record_input
-from agentfirewall_server.actionstore import load_action
+from agentfirewall_server.actionstore import load_action, shown_spec
 from agentfirewall_server.approvals import approval_json, create_approval
 from agentfirewall_server.audit import append_events, prepare_event, scalar_text
 from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
@@ -202,6 +202,9 @@ def _rows(
     stored = {"status": status, "approval": response["approval"]}
     if response.get("_reservation"):  # released or settled later (actionstore.finish_spend)
         stored["reservation"] = response["_reservation"]
+    shown = response["_shown"]
+    if shown is not None:  # what `action_json` shows; `action_spec` executes
+        stored["shown_spec"] = shown
     row = {
         "id": action_id,
         "agent_id": agent.id,
@@ -214,7 +217,7 @@ def _rows(
         "risk_score": decision.risk_score,
         "idempotency_key": key,
         "approval_id": approval_id,
-        "response": json_text(stored),
+        "response": json_text(stored) if shown is None else json.dumps(stored),  # any int
         "execution": None,
         "execution_state": None,
         "decision_input": response["_input"],
@@ -294,7 +297,7 @@ def _record_pending(
             connector=spec.provider,
             action_request_id=response["action_request_id"],
             source="sdk",
-            spec=spec.to_dict(),
+            spec=response["_shown"] or spec.to_dict(),
             action_hash=response["_hash"],
             risk_score=decision.risk_score,
             reason=decision.reason,
@@ -395,6 +398,8 @@ async def request_action(request: Request) -> JSONResponse:
         "_canonical": canonical,
         "_input": input_text(record_input(spec, ctx)),  # the replayable input
         "_shadow": judge_action(snapshot.shadow, spec, ctx, decision, found),
+        # shown with each detection replaced (approval, GET /actions/{id}): never the text
+        "_shown": shown_spec(spec.to_dict()) if found else None,
     }
     approval = None
     spend = spend_check(state, agent, spec, decision, action_id)  # budgets, grants
@@ -422,7 +427,7 @@ async def request_action(request: Request) -> JSONResponse:
             raise
         return replayed
     judged = response.pop("_shadow")
-    del response["_hash"], response["_canonical"], response["_input"]
+    del response["_hash"], response["_canonical"], response["_input"], response["_shown"]
     response.pop("_reservation", None)
     if spend is not None:
         spend.count(state.metrics)
@@ -471,11 +476,12 @@ def action_json(row: dict[str, Any]) -> dict[str, Any]:
     execution = json.loads(row["execution"]) if row["execution"] else None
     if execution is not None and isinstance(execution.get("executed_at"), int | float):
         execution["executed_at"] = rfc3339(execution["executed_at"])  # (stored as seconds)
+    shown = json.loads(row["response"]).get("shown_spec") if row["response"] else None
     return {
         "action_request_id": row["id"],
         "status": status,
         "decision": json.loads(row["decision"]),
-        "action_spec": json.loads(row["action_spec"]),
+        "action_spec": shown or json.loads(row["action_spec"]),
         "agent": row["agent"],
         "created_at": rfc3339(row["created_at"]),
         "approval": approval_json(approval) if approval else None,

@@ -18,6 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.errors import ActionSpecError
+from agentfirewall.policy.models import MAX_APPROVAL_TIMEOUT_SECONDS
+from agentfirewall_server.actionstore import shown_spec
 from agentfirewall_server.approvals import (
     DEFAULT_ROLES,
     approval_json,
@@ -120,8 +122,13 @@ class GatewayApproval(Strict):
     risk_score: float = Field(default=0.0, ge=0, le=100)
     reason: str = Field(default="", max_length=2000)
     request: RequestLine | None = None
-    timeout_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    #: as long as a policy rule's `approval.timeout_seconds` may say
+    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_APPROVAL_TIMEOUT_SECONDS)
     approver_roles: list[Literal["owner", "admin", "member"]] | None = None
+    #: Content detectors fired on the request: `action_spec` (the request's own, which
+    #: `action_hash` must match) is stored and shown with every detection replaced by its
+    #: marker (``actionstore.shown_spec``).
+    redact: bool = False
 
 
 _Port = Annotated[int, Field(ge=1, le=65535)]
@@ -390,13 +397,14 @@ def without_approval(
 def new_approval_row(
     body: GatewayApproval, spec: dict[str, Any], timeout: int, stamp: float
 ) -> dict[str, Any]:
-    """The pending approval row of a held request (not inserted)."""
+    """The pending approval row of a held request (not inserted): its spec as shown (the
+    hash binds the request's own)."""
     return approval_row(
         agent=body.agent,
         connector=body.connector,
         action_request_id=None,
         source="proxy",
-        spec=spec,
+        spec=shown_spec(spec) if body.redact else spec,
         action_hash=body.action_hash,
         risk_score=body.risk_score,
         reason=body.reason,
