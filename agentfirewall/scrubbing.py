@@ -10,7 +10,10 @@ password's) base64 inside a longer encoded stream, at each of the three offsets 
 (``base64(b"id=x" + value)``: the characters that carry only its bits). In a body holding
 a backslash, any character of any form may be written as a JSON escape (``\\u005f``, any
 case of hex; ``\\/``), as an upstream's JSON encoder may write it, and is found as well (a
-JSON reader would hand the agent the secret itself).
+JSON reader would hand the agent the secret itself). Likewise, in a body holding a ``%``,
+any character of any form may be percent-encoded (``%2F`` or ``%2f``; a space also as
+``+``), as ``quote()`` writes it with its default ``safe="/"`` or another encoder with
+lower-case hex: a URL decoder would hand over the secret.
 
 A match is replaced by a filler of **the same length** (:data:`MARKER`, cut or padded
 with ``*``), so a ``Content-Length`` stays true and no body is re-framed for scrubbing.
@@ -26,7 +29,7 @@ import binascii
 import re
 from collections.abc import Iterable
 from itertools import chain
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_to_bytes
 
 __all__ = [
     "MARKER",
@@ -118,6 +121,53 @@ def _escapable(byte: int) -> bytes:
     return b"(?:" + b"|".join(alternatives) + b")"
 
 
+def _percentable(byte: int) -> bytes:
+    """A regex of one byte of a form: itself, or its percent-encoding (either case of hex;
+    a space also ``+``, as forms encode it)."""
+    alternatives = [re.escape(bytes([byte])), b"%" + _any_case(b"%02x" % byte)]
+    if byte == 0x20:
+        alternatives.append(rb"\+")
+    return b"(?:" + b"|".join(alternatives) + b")"
+
+
+def _windows(triggers: re.Pattern[bytes], data: bytes, reach: int) -> list[tuple[int, int]]:
+    """The stretches of `data` within `reach` bytes of a trigger, overlapping ones merged:
+    a written form holding a trigger lies wholly inside one (searched once)."""
+    windows: list[tuple[int, int]] = []
+    for found in triggers.finditer(data):
+        start, end = max(0, found.start() - reach), found.end() + reach
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    return windows
+
+
+def _unescaped_byte(escape: re.Match[bytes]) -> bytes:
+    """The byte a ``%XX`` stands for."""
+    return bytes((int(escape[0][1:], 16),))
+
+
+def _alternation(patterns: Iterable[bytes]) -> re.Pattern[bytes]:
+    """One regex matching any of `patterns` (none: a regex that never matches)."""
+    return re.compile(b"|".join(patterns) or b"(?!)")
+
+
+def _hex_of(values: set[int]) -> bytes:
+    """A regex of the two hex digits (either case) of any of the byte `values`."""
+    lows: dict[int, set[int]] = {}
+    for value in values:
+        lows.setdefault(value >> 4, set()).add(value & 15)
+    branches = [
+        _any_case(b"%x" % high)
+        + b"["
+        + b"".join(b"%x%X" % (low, low) for low in sorted(los))
+        + b"]"
+        for high, los in sorted(lows.items())
+    ]
+    return b"(?:" + (b"|".join(branches) or b"(?!)") + b")"
+
+
 def _any_case(hexes: bytes) -> bytes:
     return b"".join(b"[" + bytes([c]).lower() + bytes([c]).upper() + b"]"
                     if chr(c).isalpha() else bytes([c]) for c in hexes)  # fmt: skip
@@ -156,13 +206,17 @@ def _unescaped(tail: bytes) -> tuple[bytes, bool] | None:
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 #: A JSON escape is at most this many bytes per byte of a form (``\u005f``).
 _WIDEST = 6
+#: A percent-encoding is at most this many bytes per byte of a form (``%2F``).
+_PERCENT = 3
+_ESCAPE = re.compile(rb"%[0-9a-fA-F]{2}")
 
 
 class Scrubber:
     """The secrets of one connector's credential, and how to find them in bytes."""
 
     __slots__ = (
-        "_bytes", "_escaped", "_firsts", "_needles", "_pattern", "_trigger", "forms", "longest",
+        "_begins", "_bytes", "_decoded", "_escaped", "_firsts", "_needles", "_pattern", "_percent",
+        "_percent_trigger", "_spelled", "_trigger", "forms", "longest",
         "replacements",
     )  # fmt: skip
 
@@ -180,25 +234,41 @@ class Scrubber:
         # byte some form holds (`\u005f`): rare in real bodies, so a body full of `\"` or
         # Go's `\u003c` costs nothing more.
         plain = [f for f in forms if b"\\" not in f]  # (`\/` forms: covered by escapes)
-        self._escaped = re.compile(b"|".join(b"".join(_escapable(b) for b in f) for f in plain))
+        self._escaped = _alternation(b"".join(_escapable(b) for b in f) for f in plain)
         escapes = sorted({b"%02x" % b for f in plain for b in f if 0x20 <= b < 0x7F})
         # (`\/` alone is not a trigger: a body escaping every `/` has the `\/` form above)
         self._trigger = re.compile(rb"\\u00(?:" + b"|".join(_any_case(e) for e in escapes) + b")")
+        # Every form with any of its bytes percent-encoded, searched the same way: only near
+        # a `%XX` of a byte some form holds. The forms that hold no other suffice: where one
+        # holds another, the other's bytes are the secret's (replaced, they are not there).
+        needles = [f for f in self._needles if b"\\" not in f]
+        self._percent = _alternation(b"".join(_percentable(b) for b in f) for f in needles)
+        spaced = [f.replace(b" ", b"+") for f in needles if b" " in f]  # (as quote_plus)
+        self._decoded = (*needles, *spaced)
+        self._percent_trigger = re.compile(b"%" + _hex_of({b for f in needles for b in f}))
+        # what a percent-decoded tail may begin (a space written `+` by quote_plus)
+        self._spelled = forms + tuple(f.replace(b" ", b"+") for f in forms if b" " in f)
+        self._begins = frozenset(f[:n] for f in self._spelled for n in (1, 2))
 
     def _escaped_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where an escaped form is (start, end): searched around each escape of a byte a
         form holds, as far as the widest escaped form reaches."""
-        reach = self.longest * _WIDEST
-        spans: list[tuple[int, int]] = []
-        end = -1
-        for escape in self._trigger.finditer(data):
-            if escape.start() < end:
-                continue  # inside the window searched already
-            start, end = max(0, escape.start() - reach), escape.end() + reach
-            for match in self._escaped.finditer(data, start, end):
-                if not spans or match.start() >= spans[-1][1]:
-                    spans.append(match.span())
-        return spans
+        windows = _windows(self._trigger, data, self.longest * _WIDEST)
+        return [
+            m.span() for start, end in windows for m in self._escaped.finditer(data, start, end)
+        ]
+
+    def _percent_spans(self, data: bytes) -> list[tuple[int, int]]:
+        """Where a percent-encoded form is (start, end), as :meth:`_escaped_spans`: searched
+        only when `data` with the escapes of the forms' bytes decoded holds a form (a quick
+        test; the search for every spelling is not quick)."""
+        decoded, escapes = self._percent_trigger.subn(_unescaped_byte, data)
+        if not escapes or not any(form in decoded for form in self._decoded):
+            return []
+        windows = _windows(self._percent_trigger, data, self.longest * _PERCENT)
+        return [
+            m.span() for start, end in windows for m in self._percent.finditer(data, start, end)
+        ]
 
     def found(self, data: bytes) -> bool:
         """True when `data` holds a whole secret."""
@@ -207,7 +277,9 @@ class Scrubber:
                 return True
         elif any(form in data for form in self._needles):
             return True
-        return b"\\" in data and bool(self._escaped_spans(data))
+        if b"\\" in data and self._escaped_spans(data):
+            return True
+        return b"%" in data and bool(self._percent_spans(data))
 
     def scrub(self, data: bytes) -> tuple[bytes, int]:
         """`data` with every whole secret replaced, and how many were."""
@@ -218,20 +290,25 @@ class Scrubber:
             if form in data:
                 count += data.count(form)
                 data = data.replace(form, fill)
-        if b"\\" in data:  # escaped forms: each replaced by a filler of its own length
-            spans = self._escaped_spans(data)
-            for start, end in reversed(spans):
-                data = data[:start] + filler(end - start) + data[end:]
-            count += len(spans)
+        for mark, spans_of in ((b"\\", self._escaped_spans), (b"%", self._percent_spans)):
+            if mark in data:  # escaped forms: each replaced by a filler of its own length
+                spans = spans_of(data)
+                for start, end in reversed(spans):
+                    data = data[:start] + filler(end - start) + data[end:]
+                count += len(spans)
         return data, count
 
     def held(self, data: bytes) -> int:
         """Length of the longest suffix of `data` that may begin a secret (0: none)."""
         reach = max(0, len(data) - self.longest * _WIDEST)
+        held = 0
         if b"\\" in data[-8:] or self._trigger.search(data, reach):
             held = self._held_escaped(data)  # (an escape near the end: it may begin one)
-            if held:
-                return held
+        start = max(0, len(data) - self.longest * _PERCENT + 1)
+        if b"%" in data[-2:] or self._percent_trigger.search(data, start):
+            held = max(held, self._held_percent(data))  # (an escape of a form's byte near)
+        if held:
+            return held
         if not data or data[-1] not in self._bytes:
             return 0  # (a body or an event ending in a newline: at once)
         start = max(0, len(data) - self.longest + 1)
@@ -262,6 +339,33 @@ class Scrubber:
             if any(form.startswith(text) and (open_escape or len(form) > len(text))
                    for form in self.forms):  # fmt: skip
                 return len(window) - index
+        return 0
+
+    def _held_percent(self, data: bytes) -> int:
+        """`held` for a tail with a ``%``: a suffix whose percent-decoded bytes begin a form
+        (or end inside an escape, ``%`` or ``%2``, that may continue one)."""
+        window = data[-(self.longest * _PERCENT - 1) :]
+        cut = len(window)  # without an escape the tail ends inside (`%`, `%2`)
+        if window.endswith(b"%"):
+            cut -= 1
+        elif window[-2:-1] == b"%" and window[-1] in _HEX:
+            cut -= 2
+        open_escape = cut < len(window)
+        text = unquote_to_bytes(window[:cut])
+        for index in range(len(text)):  # earliest first
+            if text[index : index + 2] not in self._begins:
+                continue
+            tail = text[index:]
+            if any(form.startswith(tail) and (open_escape or len(form) > len(tail))
+                   for form in self._spelled):  # fmt: skip
+                # where it is written: each escape before it is 2 bytes longer than its byte
+                escapes = (m.start() for m in _ESCAPE.finditer(window, 0, cut))
+                wider = sum(1 for j, at in enumerate(escapes) if at - 2 * j < index)
+                return len(window) - index - 2 * wider
+        if open_escape:  # the escape alone: held when it may write a form's first byte
+            begun = window[cut:].upper()
+            if any((b"%%%02X" % form[0]).startswith(begun) for form in self.forms):
+                return len(window) - cut
         return 0
 
     def headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:

@@ -36,7 +36,7 @@ from agentfirewall_proxy.freshlook import FreshLook
 from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, default_addons
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.injection import TokenBroker
-from agentfirewall_proxy.options import Options
+from agentfirewall_proxy.options import Options, unheard_for
 from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import KeyRefused, http_request
 from agentfirewall_proxy.refreshlease import ControlLeases
@@ -171,10 +171,7 @@ class Gateway:
         if self.control_lost:
             age = time.monotonic() - self.heard_at
             raise Refusal(
-                503,
-                "control_plane_unreachable",
-                f"no word from the control plane for {age:.0f} s "
-                f"(--max-config-age {self.options.max_config_age:g})",
+                503, "control_plane_unreachable", unheard_for(age, self.options.max_config_age)
             )
 
     def approval_timeout(self, flow: Flow) -> float:

@@ -31,7 +31,14 @@ from agentfirewall_proxy.control import (
     file_problem,
 )
 from agentfirewall_proxy.gateway import Gateway
-from agentfirewall_proxy.options import Options, parse_listen, parse_port_range, parse_resolve
+from agentfirewall_proxy.options import (
+    MAX_CONFIG_AGE_HELP,
+    Options,
+    max_config_age_problem,
+    parse_listen,
+    parse_port_range,
+    parse_resolve,
+)
 
 __all__ = ["build_gateway", "main", "parse_args", "serve"]
 
@@ -103,8 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         type=float,
         default=60.0,
         metavar="S",
-        help="seconds without word from the control plane after which every request is "
-        "refused until it answers again; 0: no bound (default %(default)s)",
+        help=MAX_CONFIG_AGE_HELP,
     )
     parser.add_argument("--access-log", action="store_true", help="one line per request on stderr")
     parser.add_argument(
@@ -132,8 +138,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     for name in ("header_timeout", "idle_timeout"):
         if not getattr(args, name) > 0:  # (NaN too)
             parser.error(f"--{name.replace('_', '-')} must be a positive number of seconds")
-    if not args.max_config_age >= 0:  # (NaN too)
-        parser.error("--max-config-age must be 0 (no bound) or a positive number of seconds")
+    if (problem := max_config_age_problem(args.max_config_age)) is not None:
+        parser.error(problem)
     token = args.token or os.environ.get("AGENTFIREWALL_GATEWAY_TOKEN")
     if not args.config_file and not (args.control_plane and token):
         parser.error("give --control-plane URL and --token T, or --config-file FILE")

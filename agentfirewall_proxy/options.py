@@ -5,7 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Options", "parse_listen", "parse_port_range", "parse_resolve"]
+__all__ = [
+    "MAX_CONFIG_AGE_HELP",
+    "Options",
+    "max_config_age_problem",
+    "parse_listen",
+    "parse_port_range",
+    "parse_resolve",
+    "unheard_for",
+]
+
+#: ``--max-config-age``, the gateway's and ``tf mcp wrap``'s: past it, fail closed.
+MAX_CONFIG_AGE_HELP = (
+    "seconds without word from the control plane after which every request is refused "
+    "until it answers again; 0: no bound (default %(default)s)"
+)
+
+
+def max_config_age_problem(seconds: float) -> str | None:
+    """Why ``--max-config-age`` cannot be `seconds` (None: it can)."""
+    if seconds >= 0:  # (NaN is not)
+        return None
+    return "--max-config-age must be 0 (no bound) or a positive number of seconds"
+
+
+def unheard_for(age: float, bound: float) -> str:
+    """Why a request is refused while the control plane is lost (past ``--max-config-age``)."""
+    return f"no word from the control plane for {age:.0f} s (--max-config-age {bound:g})"
 
 
 @dataclass(frozen=True)

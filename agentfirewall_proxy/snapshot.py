@@ -24,7 +24,7 @@ from agentfirewall.connectors import (
     get_connector,
 )
 from agentfirewall.credentials import COMPUTED_KINDS, AwsInjector, build_injector
-from agentfirewall.decisions import Decision, normalize_level
+from agentfirewall.decisions import ApprovalRequirement, Decision, normalize_level
 from agentfirewall.errors import AgentFirewallError, CredentialError
 from agentfirewall.policy import (
     AccessRule,
@@ -37,6 +37,7 @@ from agentfirewall.policy import (
 from agentfirewall.policy.engine import PERMISSION_HINT
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex, failed_closed
+from agentfirewall.policy.run import combine_approvals
 from agentfirewall_proxy.aliases import alias_rules
 from agentfirewall_proxy.budgetlease import Say, say_plain
 from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budgets
@@ -49,9 +50,12 @@ __all__ = [
     "ConnectorEntry",
     "compile_snapshot",
     "refusing_config",
+    "strictest",
 ]
 
 _STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
+#: The longest reason an approval records (the control plane's limit).
+_REASON = 2000
 
 
 def _header_safe(value: str) -> bytes:
@@ -229,20 +233,47 @@ class CompiledConfig:
         )
         if attributes:  # content detections (``agentfirewall_proxy.guard``)
             ctx = replace(ctx, attributes=attributes)
-        decision = self.engine.evaluate(parsed.spec, ctx)
-        deciding, context = parsed, ctx
-        for other in parsed.also:  # several actions in one request: all must be allowed
-            its = replace(ctx, risk=other.risk)
-            found = self.engine.evaluate(other.spec, its)
-            if _strictness(found) > _strictness(decision):
-                deciding, decision, context = other, found, its
-        return deciding, decision, context
+        if not parsed.also:
+            return parsed, self.engine.evaluate(parsed.spec, ctx), ctx
+        # several actions in one request: all must be allowed
+        actions = [(parsed, ctx), *((o, replace(ctx, risk=o.risk)) for o in parsed.also)]
+        which, decision = strictest([self.engine.evaluate(a.spec, c) for a, c in actions])
+        return actions[which][0], decision, actions[which][1]
 
 
 def _strictness(decision: Decision) -> tuple[int, int]:
     """Enforced outcome first, then what the rules decided (monitor's would_deny)."""
     decided = decision.decided_outcome or decision.outcome
     return _STRICTNESS[decision.outcome], _STRICTNESS[decided]
+
+
+def strictest(decisions: list[Decision]) -> tuple[int, Decision]:
+    """How a request of several actions is decided: `decisions` are the whole request's
+    (first: its spec names them all, as ``mcp.rpc.batch`` does) and each action's. The
+    strictest outcome wins (the first of equals) and the index says whose action the
+    request is decided, held or recorded as.
+
+    Held for more than one of them, the request is held whole, in one approval: as the
+    whole request (index 0, so the approver sees every action), approvable only by a
+    person allowed to approve each held action, waiting the shortest time a rule set."""
+    which = 0
+    for index, found in enumerate(decisions):
+        if _strictness(found) > _strictness(decisions[which]):
+            which = index
+    decision = decisions[which]
+    held = [d for d in decisions if d.outcome == "require_approval"]
+    if decision.outcome != "require_approval" or len(held) < 2:
+        return which, decision
+    approval = combine_approvals([d.approval or ApprovalRequirement() for d in held])
+    whole = replace(
+        decision,
+        reason="; ".join(dict.fromkeys(d.reason for d in held))[:_REASON],
+        risk_score=max(d.risk_score for d in held),
+        matched_policies=tuple(dict.fromkeys(p for d in held for p in d.matched_policies)),
+        matched_rules=tuple(dict.fromkeys(r for d in held for r in d.matched_rules)),
+        approval=approval,
+    )
+    return 0, whole
 
 
 def compile_snapshot(

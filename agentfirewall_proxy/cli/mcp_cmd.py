@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from agentfirewall_proxy.mcpwrap import clients
+from agentfirewall_proxy.options import MAX_CONFIG_AGE_HELP, max_config_age_problem
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.control import Control
@@ -58,6 +59,16 @@ def _control(ctx: Context) -> Control:
     return HttpControl(target.server_url, token)
 
 
+def _own_tokens(ctx: Context) -> list[str]:
+    """The tokens the wrapper holds, from the environment or the project's files: the
+    server never gets them, and they are scrubbed from what it writes."""
+    if ctx.flag("config"):
+        return []
+    target = ctx.target()
+    found = (ctx.gateway_token(target, also="AGENTFIREWALL_GATEWAY_TOKEN"), target.admin_token)
+    return [token for token in found if token]
+
+
 def _command(ctx: Context) -> list[str]:
     command = list(ctx.args.command)
     if command and command[0] == "--":
@@ -77,6 +88,8 @@ def wrap_cmd(ctx: Context) -> int:
 
     _use_project(ctx)
     command = _command(ctx)
+    if (problem := max_config_age_problem(ctx.args.max_config_age)) is not None:
+        raise CliError(problem, code=EXIT_USAGE)
     try:
         specs = parse_env_specs(ctx.args.env or [])
     except WrapError as exc:
@@ -104,6 +117,7 @@ def wrap_cmd(ctx: Context) -> int:
         show_denied=bool(ctx.args.show_denied),
         progress_interval=float(ctx.args.progress_interval),
         limit=int(ctx.args.max_message),
+        max_config_age=float(ctx.args.max_config_age),
     )
     session = wrap(
         control,
@@ -113,6 +127,7 @@ def wrap_cmd(ctx: Context) -> int:
         env_specs=specs,
         base_env={k: v for k, v in ctx.env.items() if k not in specs},
         options=options,
+        held_back=_own_tokens(ctx),
         ensure_agent=None if ctx.flag("config") else ensure,
     )
     try:
@@ -287,6 +302,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         default=_LIMIT,
         metavar="BYTES",
         help=f"largest message relayed (default {_LIMIT})",
+    )
+    wrap_parser.add_argument(
+        "--max-config-age", type=float, default=60.0, metavar="SECONDS", help=MAX_CONFIG_AGE_HELP
     )
     wrap_parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...")
     for name, handler, text in (

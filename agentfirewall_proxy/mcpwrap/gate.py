@@ -25,7 +25,7 @@ from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import EvaluationContext
 from agentfirewall_proxy.scrub import Scrubber
-from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry, _strictness
+from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry, strictest
 
 __all__ = ["Gate", "server_entry"]
 
@@ -109,12 +109,9 @@ class Gate:
         switch = config.kill_switch_for(agent, self.connector)
         if switch is not None:  # (an unreadable configuration's says which and what to do)
             return parsed, Decision("deny", switch.decision_reason, decided_outcome="deny")
-        deciding, decision = parsed, self._evaluate(config, agent, parsed, attributes)
-        for member in members:  # a batch: every member must pass too (as over HTTP)
-            found = self._evaluate(config, agent, member, attributes)
-            if _strictness(found) > _strictness(decision):
-                deciding, decision = member, found
-        return deciding, decision
+        actions = [parsed, *members]  # a batch: every member must pass too (as over HTTP)
+        which, decision = strictest([self._evaluate(config, agent, a, attributes) for a in actions])
+        return actions[which], decision
 
     def _parsed(self, action: str, risk: Risk, params: dict[str, Any]) -> ParsedAction:
         spec = make_spec(

@@ -5,6 +5,11 @@ The wrapper is a small data plane of its own: it reads the gateway's config snap
 following it (kill switches, rule changes), records approvals and traffic through the same
 Gateway API, and hands the wrapped server the credentials named by ``--env
 NAME=connector:REF`` from the snapshot, never from the client's config file.
+
+The server never gets TameFlare's own secrets (:data:`HELD_BACK`: the gateway token the
+wrapper reads the vault with, the admin token, the control plane's keys): they are taken
+out of its environment, and they are scrubbed, with the ``--env`` credentials, from all it
+writes (it may find them elsewhere, on disk).
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from agentfirewall_proxy.control import Control, ControlError
 from agentfirewall_proxy.mcpwrap.framing import open_stdio
 from agentfirewall_proxy.mcpwrap.gate import Gate, server_entry
 from agentfirewall_proxy.mcpwrap.relay import Relay, RelayOptions
-from agentfirewall_proxy.scrub import scrubber_for
+from agentfirewall_proxy.runenv import CONTROL_SECRETS
+from agentfirewall_proxy.scrub import Scrubber, scrubber_for
 from agentfirewall_proxy.snapshot import compile_snapshot
 
 __all__ = [
+    "HELD_BACK",
     "WrapError",
     "check_stdio",
+    "child_env",
     "first_config",
     "parse_env_specs",
     "resolve_env",
@@ -33,6 +41,21 @@ __all__ = [
 ]
 
 _PREFIX = "connector:"
+#: The environment variables TameFlare reads a secret from, never handed to the wrapped
+#: server: the tokens and keys ``tf run`` keeps from agents (``runenv.CONTROL_SECRETS``:
+#: the gateway token reads every vaulted credential), the control plane's other secrets
+#: (its metrics token, previous vault keys, a database URL with its password) and an
+#: agent's key (the server acts through the wrapper, not as the agent).
+HELD_BACK = (
+    *CONTROL_SECRETS,
+    "AGENTFIREWALL_METRICS_TOKEN",
+    "AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS",
+    "AGENTFIREWALL_DATABASE_URL",
+    "AAF_API_KEY",
+)
+#: Shorter values held back are not scrubbed (they would match anywhere; no TameFlare
+#: secret is that short).
+_SHORTEST_SECRET = 8
 
 
 class WrapError(Exception):
@@ -106,6 +129,18 @@ def resolve_env(snapshot: Mapping[str, Any], specs: Mapping[str, str]) -> dict[s
     return out
 
 
+def child_env(
+    base: Mapping[str, str], credentials: Mapping[str, str], held_back: Sequence[str] = ()
+) -> tuple[dict[str, str], Scrubber | None]:
+    """The wrapped server's environment (`base` without :data:`HELD_BACK`, with the
+    `credentials`), and the scrubber of everything it writes: the credentials, the values
+    held back, and `held_back` (the wrapper's own tokens, read from files as well)."""
+    env = {k: v for k, v in base.items() if k not in HELD_BACK}
+    ours = [base[k] for k in HELD_BACK if k in base] + list(held_back)
+    secrets = [*credentials.values(), *(s for s in ours if len(s) >= _SHORTEST_SECRET)]
+    return {**env, **credentials}, scrubber_for(s.encode() for s in dict.fromkeys(secrets))
+
+
 async def first_config(control: Control, seconds: float) -> dict[str, Any]:
     """The gateway's config snapshot, asked for until `seconds` pass (the control plane
     may be starting); a token it refuses fails at once (waiting would not change it)."""
@@ -143,10 +178,12 @@ async def wrap(
     env_specs: Mapping[str, str],
     base_env: Mapping[str, str],
     options: RelayOptions,
+    held_back: Sequence[str] = (),
     ensure_agent: Callable[[], Awaitable[None]] | None = None,
     connect_timeout: float = 15.0,
 ) -> int:
-    """Run one governed session on our stdin/stdout; the exit code."""
+    """Run one governed session on our stdin/stdout; the exit code. `held_back`: secrets
+    of the wrapper's own (its tokens) scrubbed from what the server writes."""
     try:
         check_stdio()
         snapshot = await first_config(control, connect_timeout)
@@ -167,16 +204,15 @@ async def wrap(
                 "SCOPE` lifts it",
             )
         credentials = resolve_env(snapshot, env_specs)
-        gate.connector = server_entry(
-            server_name, scrubber_for(v.encode() for v in credentials.values())
-        )
+        env, scrubber = child_env(base_env, credentials, held_back)
+        gate.connector = server_entry(server_name, scrubber)
         try:
             child = await asyncio.create_subprocess_exec(
                 *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env={**base_env, **credentials},
+                env=env,
                 limit=options.limit,
             )
         except OSError as exc:

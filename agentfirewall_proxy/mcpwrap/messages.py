@@ -23,6 +23,7 @@ __all__ = [
     "INVALID",
     "PARSE_ERROR",
     "UNAVAILABLE",
+    "cancelled",
     "dumps",
     "error",
     "id_key",
@@ -57,6 +58,12 @@ def error(request_id: _Id, code: int, message: str, data: dict[str, Any] | None 
     if data is not None:
         body["data"] = data
     return dumps({"jsonrpc": "2.0", "id": request_id, "error": body})
+
+
+def cancelled(request_id: _Id, reason: str) -> bytes:
+    """A ``notifications/cancelled`` for a request the relay forwarded, then refused."""
+    params = {"requestId": request_id, "reason": reason}
+    return dumps({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params})
 
 
 def progress(token: str | int, count: int, message: str) -> bytes:

@@ -30,6 +30,13 @@ sampling or elicitation) after the injected credentials are scrubbed out; answer
 The session ends when the client closes stdin (the server gets EOF, then SIGTERM), when the
 server exits (every unanswered request gets an error saying so), or when a kill switch
 covers it (every unanswered request is refused, the server is stopped).
+
+As at the gateway, it is cut short but goes on when its agent is suspended or removed (a
+new config says so), or when the control plane has not answered for longer than
+``--max-config-age`` (its config may miss a kill switch): every unanswered request is
+refused (held ones too; forwarded ones are cancelled at the server, whose late answer is
+dropped), and so is every later one, until the agent is active again or a config fetch
+answers.
 """
 
 from __future__ import annotations
@@ -50,12 +57,13 @@ from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
 from agentfirewall_proxy.budgets import Budgets
-from agentfirewall_proxy.control import Control, ControlError
+from agentfirewall_proxy.control import Control, ControlError, StaticControl
 from agentfirewall_proxy.flow import Refusal
 from agentfirewall_proxy.mcpwrap import messages as rpc
 from agentfirewall_proxy.mcpwrap.framing import DEFAULT_LIMIT, TooLarge, read_message
 from agentfirewall_proxy.mcpwrap.gate import Gate
-from agentfirewall_proxy.pipeline import Flow, traffic_record
+from agentfirewall_proxy.options import unheard_for
+from agentfirewall_proxy.pipeline import Flow, shown_preview, traffic_record
 from agentfirewall_proxy.snapshot import compile_snapshot, refusing_config
 from agentfirewall_proxy.traffic import TrafficShipper
 
@@ -66,6 +74,13 @@ _HOLD_ERRORS: dict[str, str] = {
     "timeout": "approval timed out",
     "unavailable": "approval could not be recorded or confirmed (control plane unreachable)",
 }
+#: Seconds a config long-poll may take beyond its wait before it is given up and asked again
+#: (as at the gateway: a longer one is lost in the network).
+_POLL_SLACK = 5.0
+#: The longest the watchdog's own config fetch may take (``_watch_control``).
+_PROBE_TIMEOUT = 5.0
+#: Bytes of the server's stderr read at a time (a line may be of any length).
+_STDERR_READ = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,9 @@ class RelayOptions:
     limit: int = DEFAULT_LIMIT
     term_grace: float = 3.0
     config_wait: float = 25.0
+    #: Seconds without word from the control plane after which every request is refused
+    #: (the gateway's ``--max-config-age``); 0: no bound.
+    max_config_age: float = 60.0
 
 
 class Relay:
@@ -101,6 +119,12 @@ class Relay:
         #: Every hold still running (kept when `held` is cleared: awaited at the end, so
         #: their reservations are released before the budgets are drained).
         self._holding: set[asyncio.Task[None]] = set()
+        #: Forwarded requests refused since (cut): their answer, should it come, is dropped.
+        self.cut_off: set[str] = set()
+        #: When the control plane last answered a config fetch (monotonic), and whether that
+        #: is longer ago than ``--max-config-age`` (every request refused).
+        self.heard_at = time.monotonic()
+        self.control_lost = False
         self.closing = False
         self._version = config_version
         self._done: asyncio.Future[int] | None = None
@@ -125,6 +149,9 @@ class Relay:
             asyncio.ensure_future(self._follow_config()),
             asyncio.ensure_future(self.shipper.run()),
         ]
+        # (a snapshot file has no control plane to lose)
+        if self.options.max_config_age > 0 and not isinstance(self.control, StaticControl):
+            tasks.append(asyncio.ensure_future(self._watch_control()))
         try:
             return await self._done
         finally:
@@ -205,6 +232,9 @@ class Relay:
             await self.cut(kill)
             return
         flow = self._flow(message, len(line))
+        if self.control_lost:  # the config in force may miss a kill switch: fail closed
+            await self._unreachable(message, flow)
+            return
         parsed, decision = self.gate.decide(message)
         flow.parsed, flow.decision = parsed, decision
         flow.action = parsed.spec.type if parsed else None
@@ -252,6 +282,20 @@ class Relay:
         await self._refuse(message, flow, rpc.DENIED, text, error=exc.error)
         self._record(flow)
 
+    async def _unreachable(self, message: Any, flow: Flow) -> None:
+        """Refused: no word from the control plane for longer than ``--max-config-age``."""
+        flow.parsed, _ = self.gate.decide(message)  # (named for the record)
+        flow.action = flow.parsed.spec.type if flow.parsed else None
+        reason = self._unheard()
+        flow.decision = Decision("deny", reason, decided_outcome="deny")
+        flow.status, flow.reason = 503, reason
+        text = f"TameFlare: control_plane_unreachable: {reason}: refused until it answers"
+        await self._refuse(message, flow, rpc.DENIED, text, error="control_plane_unreachable")
+        self._record(flow)
+
+    def _unheard(self) -> str:
+        return unheard_for(time.monotonic() - self.heard_at, self.options.max_config_age)
+
     def _flow(self, message: Any, size: int) -> Flow:
         self._count += 1
         if isinstance(message, list):
@@ -289,7 +333,7 @@ class Relay:
             if isinstance(value, bool) or not isinstance(value, str | int):
                 return "a request id must be a string or an integer"
             key = rpc.id_key(value)
-            if key in seen or key in self.inflight or key in self.held:
+            if key in seen or key in self.inflight or key in self.held or key in self.cut_off:
                 return f"request id {key[:60]} is already used by an unanswered request"
             seen.add(key)
         return None
@@ -321,16 +365,26 @@ class Relay:
         data = rpc.dumps(message)
         flow.status, flow.bytes_out = 200, len(data)
         self._record(flow)
-        stdin = self.child.stdin
-        assert stdin is not None
         try:
-            stdin.write(data)
-            flow.sent = True  # a budget debit is spent from here (never under-counted)
-            await stdin.drain()
-        except (ConnectionError, RuntimeError):
-            pass  # the server is gone: `_server_pump` reports it for every tracked request
+            flow.sent = self._to_server(data)  # a budget debit is spent from here
+            await self._server_drained()
         finally:
             self.budgets.settle(flow)
+
+    def _to_server(self, data: bytes) -> bool:
+        """Write `data` to the server; False when it could not be written (the server is
+        gone: `_server_pump` reports it for every tracked request)."""
+        assert self.child.stdin is not None
+        try:
+            self.child.stdin.write(data)
+        except (ConnectionError, RuntimeError):
+            return False
+        return True
+
+    async def _server_drained(self) -> None:
+        assert self.child.stdin is not None
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.child.stdin.drain()
 
     async def _refuse(
         self, message: Any, flow: Flow, code: int, text: str, **extra: object
@@ -419,6 +473,10 @@ class Relay:
             waiter.cancel()
 
     async def _settled(self, message: Any, flow: Flow, outcome: HoldOutcome) -> None:
+        if outcome == "approved" and self.control_lost:  # the last checks before it goes
+            outcome = "outage"
+        elif outcome == "approved" and not self._active():
+            outcome = "inactive"
         if outcome == "approved":  # (its spend was reserved before it was held)
             await self._forward(message, flow)
             return
@@ -426,6 +484,14 @@ class Relay:
             flow.killed, flow.status = True, 403
             text = "TameFlare: kill switch active: the session is cut"
             await self._refuse(message, flow, rpc.DENIED, text, kill_switch=True)
+        elif outcome == "inactive":
+            flow.status, flow.reason = 403, self._inactive()
+            text = f"TameFlare: `{flow.action}`: {flow.reason}: it was not forwarded"
+            await self._refuse(message, flow, rpc.DENIED, text, error="agent_inactive")
+        elif outcome == "outage":
+            flow.status, flow.reason = 503, self._unheard()
+            text = f"TameFlare: `{flow.action}`: control_plane_unreachable: {flow.reason}"
+            await self._refuse(message, flow, rpc.DENIED, text, error="control_plane_unreachable")
         elif outcome != "gone":
             flow.status = 408 if outcome == "timeout" else 403
             flow.reason = _HOLD_ERRORS[outcome]
@@ -480,10 +546,25 @@ class Relay:
         if message is None:
             return
         members = message if isinstance(message, list) else [message]
-        changed = False
-        for member in members:
+        kept = [m for m in members if not self._too_late(m)]
+        if not kept:
+            return
+        changed = len(kept) != len(members)
+        for member in kept:
             changed = self._answered(member) or changed
-        await self._write(rpc.dumps(message) if changed else line + b"\n")
+        out = kept if isinstance(message, list) else kept[0]
+        await self._write(rpc.dumps(out) if changed else line + b"\n")
+
+    def _too_late(self, member: Any) -> bool:
+        """An answer to a request refused since it was forwarded (cut): dropped, the client
+        has its refusal."""
+        if not isinstance(member, dict) or "method" in member or "id" not in member:
+            return False
+        key = rpc.id_key(member["id"])
+        if key not in self.cut_off:
+            return False
+        self.cut_off.discard(key)
+        return True
 
     def _answered(self, member: Any) -> bool:
         """Track a response to a client request; filter tools/list. True when changed."""
@@ -506,15 +587,16 @@ class Relay:
         return len(kept) != len(tools)
 
     async def _stderr_pump(self) -> None:
+        """The server's stderr to ours, scrubbed, read in chunks (a line may be of any
+        length: a secret split between two reads is still found)."""
         stderr = self.child.stderr
         assert stderr is not None
-        while True:
-            chunk = await stderr.readline()
-            if not chunk:
-                return
-            if self.scrubber is not None:
-                chunk, _ = self.scrubber.scrub(chunk)
-            sys.stderr.buffer.write(chunk)
+        stream = self.scrubber.stream() if self.scrubber is not None else None
+        while chunk := await stderr.read(_STDERR_READ):
+            sys.stderr.buffer.write(chunk if stream is None else stream.feed(chunk))
+            sys.stderr.flush()
+        if stream is not None:
+            sys.stderr.buffer.write(stream.finish())
             sys.stderr.flush()
 
     # -- ending --------------------------------------------------------------------------
@@ -562,14 +644,21 @@ class Relay:
         self._finish(max(code, 0))
 
     async def _follow_config(self) -> None:
-        while True:
+        wait = self.options.config_wait
+        while not self.closing:
             try:
-                snapshot = await self.control.fetch_config(self._version, self.options.config_wait)
-            except ControlError:
+                async with asyncio.timeout(wait + _POLL_SLACK):
+                    snapshot = await self.control.fetch_config(self._version, wait)
+            except (ControlError, TimeoutError):
                 await asyncio.sleep(1.0)
                 continue
-            if snapshot is None:
-                continue
+            await self._config_answered(snapshot)
+
+    async def _config_answered(self, snapshot: dict[str, Any] | None) -> None:
+        """A config fetch answered (`snapshot` None: unchanged): the config in force is the
+        current one. A kill switch covering the session cuts it; its agent no longer active
+        ends what it began."""
+        if snapshot is not None:
             self._version = int(snapshot.get("version", 0))
             try:
                 self.gate.config = compile_snapshot(snapshot)
@@ -577,22 +666,103 @@ class Relay:
                 print(f"tf mcp wrap: config {self._version} rejected: {exc}", file=sys.stderr)
                 if self.gate.config is not None:
                     self.gate.config = refusing_config(self.gate.config, self._version, exc)
-            reason = self.gate.kill_switch()
-            if reason is not None:
-                await self.cut(reason)
-                return
+        self._heard()
+        reason = self.gate.kill_switch()
+        if reason is not None:
+            await self.cut(reason)
+        elif not self._active():
+            await self._cut_unanswered(self._inactive(), "agent_inactive", "inactive")
+
+    def _active(self) -> bool:
+        agent = self.gate.agent()
+        return agent is not None and agent.status == "active"
+
+    def _inactive(self) -> str:
+        return f"agent `{self.gate.agent_name}` is no longer active (suspended or removed)"
+
+    async def _cut_unanswered(self, reason: str, error: str, outcome: HoldOutcome) -> None:
+        """Refuse every unanswered request (as the gateway cuts its exchanges): held ones
+        end with `outcome`; forwarded ones are answered now and cancelled at the server
+        (its answer, should it come, is dropped)."""
+        for flow in self.holds.flows():
+            self.holds.kill(flow, outcome)
+        if not self.inflight:
+            return
+        print(f"tf mcp wrap: {reason}: {len(self.inflight)} unanswered request(s) refused",
+              file=sys.stderr)  # fmt: skip
+        text = f"TameFlare: {error}: {reason}: the request was cut"
+        forwarded, self.inflight = self.inflight, {}
+        for key, method in forwarded.items():
+            self.cut_off.add(key)
+            request_id = json.loads(key)
+            data = {"error": error, "reason": reason}
+            await self._write(rpc.error(request_id, rpc.DENIED, text, data))
+            if method != "initialize":  # (which a client must never cancel)
+                self._to_server(rpc.cancelled(request_id, reason))
+        await self._server_drained()
+
+    # -- the control plane lost (--max-config-age) ---------------------------------------
+
+    async def _watch_control(self) -> None:
+        """Refuse every request once no config fetch was answered for longer than
+        ``--max-config-age``: the config in force may miss a kill switch (the gateway's
+        rule, ``Gateway.watch_control``). On its own clock, so a long poll lost in a
+        partition cannot hide the outage; from half the bound on it asks for the config
+        itself (a quiet control plane is not a lost one), and the next answer, changed or
+        not, ends the outage."""
+        bound = self.options.max_config_age
+        probe: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(min(1.0, bound / 4))
+                age = time.monotonic() - self.heard_at
+                if age > bound and not self.control_lost:
+                    await self._lose_control()
+                if age > bound / 2 and (probe is None or probe.done()):
+                    probe = asyncio.ensure_future(self._probe_control())
+        finally:
+            if probe is not None:
+                probe.cancel()
+
+    async def _probe_control(self) -> None:
+        asked = self._version
+        with contextlib.suppress(ControlError, TimeoutError):
+            async with asyncio.timeout(min(_PROBE_TIMEOUT, self.options.max_config_age)):
+                snapshot = await self.control.fetch_config(asked, 0)
+            # (one the long poll applied meanwhile is as new: not replaced by this one)
+            await self._config_answered(snapshot if self._version == asked else None)
+
+    async def _lose_control(self) -> None:
+        self.control_lost = True
+        print(f"tf mcp wrap: no word from the control plane for {self.options.max_config_age:g} "
+              "s (--max-config-age): every request is refused until it answers",
+              file=sys.stderr)  # fmt: skip
+        await self._cut_unanswered(self._unheard(), "control_plane_unreachable", "outage")
+
+    def _heard(self) -> None:
+        self.heard_at = time.monotonic()
+        if self.control_lost:
+            self.control_lost = False
+            print(f"tf mcp wrap: the control plane answers again: enforcing configuration "
+                  f"{self._version}", file=sys.stderr)  # fmt: skip
 
 
 def _bind(message: Any, flow: Flow) -> dict[str, object]:
-    """What an approval binds: the server and the message without its id and ``_meta``, so
-    an identical retry (new id, new progress token) matches the approval it got."""
+    """What an approval binds: the server and the message as forwarded but for its id and
+    its ``_meta.progressToken``, so an identical retry (new id, new progress token) matches
+    the approval it got, and one with anything else (other ``_meta``: the server reads it)
+    needs its own."""
 
     def strip(member: Any) -> Any:
         if not isinstance(member, dict):
             return member
         out = {k: v for k, v in member.items() if k != "id"}
-        if isinstance(out.get("params"), dict):
-            out["params"] = {k: v for k, v in out["params"].items() if k != "_meta"}
+        params = out.get("params")
+        if isinstance(params, dict) and isinstance(params.get("_meta"), dict):
+            meta = {k: v for k, v in params["_meta"].items() if k != "progressToken"}
+            out["params"] = {k: v for k, v in params.items() if k != "_meta"}
+            if meta:
+                out["params"]["_meta"] = meta
         return out
 
     body = json.dumps(
@@ -603,7 +773,6 @@ def _bind(message: Any, flow: Flow) -> dict[str, object]:
     ).encode()
     digest = hashlib.sha256(b"mcp-stdio;%d:%b;" % (len(flow.host.encode()), flow.host.encode()))
     digest.update(body)
-    preview = body[:512].decode("utf-8", "replace")
     return {
         "method": "MCP",
         "host": flow.host[:300],
@@ -611,6 +780,6 @@ def _bind(message: Any, flow: Flow) -> dict[str, object]:
         "content_type": "application/json",
         "body_size": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
-        "body_preview": "".join(c if c.isprintable() or c in "\n\t" else "?" for c in preview),
+        "body_preview": shown_preview(flow, body),  # no credential, no detected text
         "digest": digest.hexdigest(),
     }
