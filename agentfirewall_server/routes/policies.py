@@ -195,18 +195,21 @@ async def put_policy(request: Request) -> JSONResponse:
 
     def job(conn: Connection) -> dict[str, Any]:
         stamp = now()
-        stored = conn.execute(
-            select(policies.c.version).where(policies.c.id == row["id"])
-        ).scalar_one_or_none()
-        if stored is None:
+        found = conn.execute(
+            select(policies.c.version, policies.c.enabled).where(policies.c.id == row["id"])
+        ).first()
+        if found is None:
             raise _gone(row)
+        stored, enabled = found
         if body.base_version is not None and int(stored) != body.base_version:
             raise _conflict(row, int(stored), body.base_version)
         version = int(stored) + 1
+        if "enabled" in policy.model_fields_set:  # else as it is (disabled stays disabled)
+            enabled = policy.enabled
         values = {
             "name": policy.name,
             "priority": policy.priority,
-            "enabled": policy.enabled,
+            "enabled": bool(enabled),
             "version": version,
             "document": body.document,
             "updated_at": stamp,

@@ -69,3 +69,20 @@ def test_a_base_version_that_is_not_a_version_number_is_422(harness: Harness) ->
         assert answer.status_code == 422, (bad, answer.text)
         assert answer.json()["field"] == "base_version"
     assert _policy(h, pid)["version"] == 1
+
+
+def test_a_save_keeps_a_policy_disabled_unless_its_document_says_otherwise(
+    harness: Harness,
+) -> None:
+    """An owner disabled the policy (an emergency) while an admin edited it: the admin's
+    save on the same version re-enabled it, although the document never says `enabled`."""
+    h = harness
+    pid = h.admin("POST", "/v1/policies", json={"document": V1}).json()["id"]
+    assert h.admin("POST", f"/v1/policies/{pid}/disable").json()["enabled"] is False
+    saved = h.admin("PUT", f"/v1/policies/{pid}", json={"document": V2, "base_version": 1})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["enabled"] is False
+    assert _policy(h, pid)["enabled"] is False
+    explicit = V3 + "enabled: true\n"
+    again = h.admin("PUT", f"/v1/policies/{pid}", json={"document": explicit})
+    assert again.json()["enabled"] is True  # a document that says so is obeyed
