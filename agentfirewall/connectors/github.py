@@ -22,7 +22,8 @@ git's probe before a large push (a body of ``0000``) update nothing: ``refs`` is
 When the commands go past the part of the body the gateway inspected, the push names no
 ``refs`` and counts as not fully inspected (the strictest rule reading parameters decides).
 A file written through the contents API (``PUT``/``DELETE …/contents/{path}``) or GraphQL
-``createCommitOnBranch`` is committed to ``branch``, or without one to the default branch;
+``createCommitOnBranch`` is committed to ``branch``, or without one to the default branch
+(the body's: a ``?branch=`` in the URL alone names no branch);
 ``createCommitOnBranch`` names the branch by ``branchName`` (``branch``) or by node id
 (``branch_id``, no ``branch``).
 Release assets are uploaded on ``uploads.github.com`` (GHE: under ``/api/uploads``):
@@ -67,6 +68,7 @@ from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Route as R
 from agentfirewall.connectors.routes import Variant as V
+from agentfirewall.connectors.scan import read_json_object
 from agentfirewall.connectors.table import BuildAlias, RouteConnector
 from agentfirewall.errors import ConnectorError
 
@@ -526,6 +528,8 @@ class GitHubConnector(RouteConnector):
             return _with_query(parsed, req, ("name", "label"))
         if parsed.action_type == "github.repo.push":
             return _with_refs(parsed, req, discovery=match.route.method == "GET")
+        if parsed.action_type in _FILE_WRITES and req.query:
+            return _branch_of_body(parsed, req)
         return parsed
 
     def actions(self) -> list[ActionInfo]:
@@ -566,6 +570,23 @@ def _with_query(parsed: ParsedAction, req: HttpRequest, names: tuple[str, ...]) 
     return _with(parsed, params)
 
 
+_FILE_WRITES = frozenset({"github.file.create", "github.file.update", "github.file.delete"})
+
+
+def _branch_of_body(parsed: ParsedAction, req: HttpRequest) -> ParsedAction:
+    """A contents-API write commits to the `branch` of its JSON body, else to the default
+    branch: a `?branch=` in the URL alone may be ignored, so it names no branch (as if the
+    default one, which a policy then treats as such)."""
+    if "branch" not in parsed.spec.parameters:
+        return parsed
+    body = read_json_object(
+        req.body, keep=("branch",), complete=req.body_complete, connector="github"
+    )
+    if isinstance(body, dict) and body.get("branch") is not None:
+        return parsed
+    return _with(parsed, {}, without="branch")
+
+
 def _with_refs(parsed: ParsedAction, req: HttpRequest, *, discovery: bool) -> ParsedAction:
     """A push with the refs it updates (gitpush.py): none for ref discovery or git's probe
     (``0000``). When the body seen is a prefix that ends before the commands do, not every
@@ -588,16 +609,21 @@ def _with_refs(parsed: ParsedAction, req: HttpRequest, *, discovery: bool) -> Pa
 
 
 def _with(
-    parsed: ParsedAction, params: dict[str, JsonValue], hints: dict[str, JsonValue] | None = None
+    parsed: ParsedAction,
+    params: dict[str, JsonValue],
+    hints: dict[str, JsonValue] | None = None,
+    *,
+    without: str = "",
 ) -> ParsedAction:
-    """`parsed` with more parameters (and risk hints)."""
+    """`parsed` with more parameters (and risk hints), and parameter `without` removed."""
     old = parsed.spec
+    parameters = {k: v for k, v in old.parameters.items() if k != without}
     spec = make_spec(
         old.type,
         provider="github",
         account=old.resource.account,
         target=old.resource.target,
-        parameters={**old.parameters, **params},
+        parameters={**parameters, **params},
         risk_hints={**old.risk_hints, **(hints or {})},
         connector="github",
         checked=True,

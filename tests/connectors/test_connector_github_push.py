@@ -369,6 +369,20 @@ def test_file_writes_carry_the_branch_they_commit_to() -> None:
     assert by_id.spec.parameters["branch_id"] == "BR_1"
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+def test_a_branch_only_in_the_url_names_no_branch(method: str) -> None:
+    """GitHub reads a contents write's `branch` from its JSON body: `?branch=feature` alone
+    may be ignored (the commit goes to the default branch), so it counts for nothing; in
+    the body as well (the same value) it stands."""
+    data = {"message": "m", "content": "aGk=", "sha": "s"}
+    alone = _json(method, CONTENTS + "?branch=feature", data)
+    assert "branch" not in alone.spec.parameters
+    assert _decided(alone) == HELD
+    both = _json(method, CONTENTS + "?branch=feature", {**data, "branch": "feature"})
+    assert both.spec.parameters["branch"] == "feature"
+    assert _decided(both) == PASSED
+
+
 # -- github-safe-defaults ------------------------------------------------------------------
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
