@@ -81,7 +81,8 @@ AWS_UNSET = (
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN",
 )
-# Never handed to an agent: they would let it reconfigure or impersonate the firewall.
+# Never handed to an agent: they would let it reconfigure or impersonate the firewall, read
+# its vault or its database (every secret setting of the server, under each of its names).
 CONTROL_SECRETS = (
     "TF_ADMIN_TOKEN",
     "TF_GATEWAY_TOKEN",
@@ -89,8 +90,11 @@ CONTROL_SECRETS = (
     "SETTINGS_ENCRYPTION_KEY",
     "AGENTFIREWALL_SIGNING_KEY",
     "AGENTFIREWALL_ENCRYPTION_KEY",
+    "AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS",
     "AGENTFIREWALL_GATEWAY_TOKEN",
     "AGENTFIREWALL_ADMIN_TOKEN",
+    "AGENTFIREWALL_METRICS_TOKEN",
+    "AGENTFIREWALL_DATABASE_URL",
 )
 _WELL_KNOWN_CA_FILES = (
     "/etc/ssl/certs/ca-certificates.crt",

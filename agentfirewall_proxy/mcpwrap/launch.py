@@ -43,16 +43,9 @@ __all__ = [
 _PREFIX = "connector:"
 #: The environment variables TameFlare reads a secret from, never handed to the wrapped
 #: server: the tokens and keys ``tf run`` keeps from agents (``runenv.CONTROL_SECRETS``:
-#: the gateway token reads every vaulted credential), the control plane's other secrets
-#: (its metrics token, previous vault keys, a database URL with its password) and an
-#: agent's key (the server acts through the wrapper, not as the agent).
-HELD_BACK = (
-    *CONTROL_SECRETS,
-    "AGENTFIREWALL_METRICS_TOKEN",
-    "AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS",
-    "AGENTFIREWALL_DATABASE_URL",
-    "AAF_API_KEY",
-)
+#: the gateway token reads every vaulted credential, a database URL holds its password)
+#: and an agent's key (the server acts through the wrapper, not as the agent).
+HELD_BACK = (*CONTROL_SECRETS, "AAF_API_KEY")
 #: Shorter values held back are not scrubbed (they would match anywhere; no TameFlare
 #: secret is that short).
 _SHORTEST_SECRET = 8

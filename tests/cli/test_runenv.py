@@ -329,3 +329,23 @@ def test_two_runs_writing_the_support_files_at_once_both_finish(tmp_path: Path) 
         assert written[0].ca_bundle.read_text() in {f"bundle {n}\n" for n in range(8)}
     assert oct(written[0].ca_bundle.stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in run_dir.rglob("*.tmp")] == []
+
+
+def test_no_secret_setting_of_the_server_reaches_an_agent() -> None:
+    """Every setting of the control plane that holds a secret (a token, a key, a database
+    URL with its password), under each environment name it is read from, is held back:
+    the metrics token, the previous vault keys and the database URL were not."""
+    from pydantic import SecretStr
+
+    from agentfirewall_proxy.runenv import CONTROL_SECRETS
+    from agentfirewall_server.settings import Settings, _names
+
+    secret = [name for name, info in Settings.model_fields.items()
+              if SecretStr in getattr(info.annotation, "__args__", (info.annotation,))]  # fmt: skip
+    assert {"admin_token", "gateway_token", "metrics_token", "encryption_keys_previous"} <= set(
+        secret
+    )
+    for field in [*secret, "database_url"]:
+        for env in _names(field):
+            if not env.startswith("--"):
+                assert env in CONTROL_SECRETS, (field, env)
