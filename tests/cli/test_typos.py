@@ -82,6 +82,14 @@ def test_typos_in_the_cli_are_refused(project: Project) -> None:
         "Future Bot"
     ]
     project.tf("kill-switch", "--deactivate")
+    # an agent named as a connector type: the bare name would stop the connector for all
+    project.tf("agent", "add", "stripe", "--json")
+    stderr = _refused(project, "kill-switch", "--activate", "--scope", "stripe")
+    assert "say which: --scope agent:stripe or --scope connector:stripe" in stderr
+    project.tf("kill-switch", "--activate", "--scope", "agent:stripe")
+    assert [(s["scope"], s["target"]) for s in project.tf_json("kill-switch", "status")[
+        "active"]] == [("agent", "stripe")]  # fmt: skip
+    project.tf("kill-switch", "--deactivate")
 
     # permissions: agent, connector and action are each checked
     rule = ["permissions", "set", "--gateway", "Finance Bot", "--connector", "github"]
