@@ -148,6 +148,7 @@ class _Freezer:
         self.frozen = False
         self.thawed = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.writers: list[asyncio.StreamWriter] = []  # closed at the end, both ways
 
     async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
@@ -160,6 +161,7 @@ class _Freezer:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
         for task in (self.pipe(reader, up_writer), self.pipe(up_reader, writer)):
             self.tasks.add(asyncio.ensure_future(task))
 
@@ -182,6 +184,11 @@ async def _relay(url: str) -> AsyncIterator[tuple[_Freezer, str]]:
         for task in freezer.tasks:
             task.cancel()
         await asyncio.gather(*freezer.tasks, return_exceptions=True)
+        for writer in freezer.writers:  # (left open, they were collected in a later test)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        await server.wait_closed()
 
 
 @pytest.mark.postgres
