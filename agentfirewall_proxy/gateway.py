@@ -29,6 +29,7 @@ from agentfirewall_proxy.budgets import Budgets
 from agentfirewall_proxy.certs import CertStore, load_or_create_ca
 from agentfirewall_proxy.client import ClientConnection
 from agentfirewall_proxy.connection import handle_client, resume_parked
+from agentfirewall_proxy.contact import ContactWatch
 from agentfirewall_proxy.control import Control, ControlError, StaticControl
 from agentfirewall_proxy.feedreader import reader_protocol
 from agentfirewall_proxy.flow import Abortable, Flow, Refusal
@@ -36,7 +37,7 @@ from agentfirewall_proxy.freshlook import FreshLook
 from agentfirewall_proxy.hooks import Addons, Counters, DecidedHook, DoneHook, default_addons
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.injection import TokenBroker
-from agentfirewall_proxy.options import Options, unheard_for
+from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import KeyRefused, http_request
 from agentfirewall_proxy.refreshlease import ControlLeases
@@ -68,8 +69,6 @@ _ERROR_OBJECT = frozenset({"stripe"})
 #: Seconds a config long-poll may take beyond its wait before it is given up and asked
 #: again (the control plane answers within the wait: a longer one is lost in the network).
 _POLL_SLACK = 5.0
-#: The longest the watchdog's own config fetch may take (``watch_control``).
-_PROBE_TIMEOUT = 5.0
 
 
 class Gateway:
@@ -113,11 +112,15 @@ class Gateway:
         self._storing: set[asyncio.Task[None]] = set()
         #: Ids of the agents the current config lets in (a flow of any other is stopped).
         self._active_agents: frozenset[str] = frozenset()
-        #: When the control plane last answered (monotonic), and whether that is longer ago
-        #: than ``--max-config-age`` (every request refused: ``watch_control``).
-        self.heard_at = time.monotonic()
-        self.control_lost = False
-        self._shipped = 0
+        #: Contact with the control plane: lost past ``--max-config-age`` (every request
+        #: refused); traffic shipped counts as word from it.
+        self.contact = ContactWatch(
+            options.max_config_age,
+            lose=self._lose_control,
+            found=self._found_control,
+            probe=self._probe_control,
+            answers=lambda: self.shipper.sent,
+        )
 
     # -- identity and decisions -------------------------------------------------------
 
@@ -168,11 +171,8 @@ class Gateway:
                           "(suspended or removed): its request was not forwarded")  # fmt: skip
 
     def _check_contact(self) -> None:
-        if self.control_lost:
-            age = time.monotonic() - self.heard_at
-            raise Refusal(
-                503, "control_plane_unreachable", unheard_for(age, self.options.max_config_age)
-            )
+        if self.contact.lost:
+            raise Refusal(503, "control_plane_unreachable", self.contact.unheard())
 
     def approval_timeout(self, flow: Flow) -> float:
         """A policy rule's own ``approval.timeout_seconds``, else the settings' timeout."""
@@ -304,64 +304,29 @@ class Gateway:
                 await asyncio.sleep(1.0)
                 continue
             if snapshot is None:  # unchanged: the config in force is the current one
-                self._heard(config=True)
+                self.contact.heard(config=True)
                 continue
             version = int(snapshot.get("version", 0))
             with contextlib.suppress(Exception):  # (said; no config yet: 503s, next one)
                 self.apply(snapshot)
-            self._heard(config=True)
+            self.contact.heard(config=True)
             await self.agent_ports.sync()
 
-    # -- the control plane lost (--max-config-age) ---------------------------------------
-
-    async def watch_control(self) -> None:
-        """Refuse every request once the control plane has not answered for longer than
-        ``--max-config-age``: the config in force may miss a kill switch (fail closed).
-
-        On its own clock: a call lost in a partition (a long poll or heartbeat that never
-        returns) cannot hide the outage. From half the bound on it asks for the config
-        itself, so a quiet control plane is not taken for a lost one, and once lost it asks
-        until the control plane answers: that answer (changed or not) ends the outage.
-        """
-        bound = self.options.max_config_age
-        tick = min(1.0, bound / 4)
-        probe: asyncio.Task[None] | None = None
-        try:
-            while True:
-                await asyncio.sleep(tick)
-                if self.shipper.sent != self._shipped:  # traffic shipped: an answer too
-                    self._shipped = self.shipper.sent
-                    self._heard()
-                age = time.monotonic() - self.heard_at
-                if age > bound and not self.control_lost:
-                    self._lose_control()
-                if age > bound / 2 and (probe is None or probe.done()):
-                    probe = asyncio.ensure_future(self._probe_control())
-        finally:
-            if probe is not None:
-                probe.cancel()
+    # -- the control plane lost (--max-config-age: ``contact``) ---------------------------
 
     async def _probe_control(self) -> None:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(_PROBE_TIMEOUT, self.options.max_config_age)):
+            async with asyncio.timeout(self.contact.probe_timeout):
                 await self._fetch_config_now()
 
-    def _heard(self, *, config: bool = False) -> None:
-        """The control plane answered. Once it was lost, only a config fetch ends the
-        outage: another call's answer says nothing of what changed meanwhile."""
-        if self.control_lost and not config:
-            return
-        self.heard_at = time.monotonic()
-        if self.control_lost:
-            self.control_lost = False
-            version = self.config.version if self.config is not None else None
-            self.say(f"agentfirewall_proxy: the control plane answers again: enforcing "
-                     f"configuration {version}", "warning")  # fmt: skip
+    def _found_control(self) -> None:
+        version = self.config.version if self.config is not None else None
+        self.say(f"agentfirewall_proxy: the control plane answers again: enforcing "
+                 f"configuration {version}", "warning")  # fmt: skip
 
-    def _lose_control(self) -> None:
+    async def _lose_control(self) -> None:
         """No word for longer than ``--max-config-age``: refuse every request (503), held
         ones included, until the control plane answers."""
-        self.control_lost = True
         bound = self.options.max_config_age
         self.say(f"agentfirewall_proxy: no word from the control plane for {bound:g} s "
                  "(--max-config-age): every request is refused until it answers",
@@ -417,7 +382,7 @@ class Gateway:
         if snapshot is not None and current == asked:  # changed, not applied meanwhile
             with contextlib.suppress(Exception):  # (said in `apply`)
                 self.apply(snapshot)  # the long poll applies it again, with agent ports
-        self._heard(config=True)  # changed or not: the config in force is the current one
+        self.contact.heard(config=True)  # changed or not: the config in force is the current one
 
     async def _first_config(self) -> None:
         while self.config is None:
@@ -433,7 +398,7 @@ class Gateway:
                 continue
             if snapshot is not None:
                 self.apply(snapshot)
-                self._heard(config=True)
+                self.contact.heard(config=True)
 
     # -- running -------------------------------------------------------------------------
 
@@ -467,7 +432,7 @@ class Gateway:
             except ControlError:
                 pass
             else:
-                self._heard()
+                self.contact.heard()
             await asyncio.sleep(self.options.heartbeat_interval)
 
     async def listen(self, host: str, port: int, port_agent: str | None = None) -> asyncio.Server:
@@ -499,7 +464,7 @@ class Gateway:
             ]
             # a config file has no control plane to lose
             if self.options.max_config_age > 0 and not isinstance(self.control, StaticControl):
-                tasks.append(asyncio.ensure_future(self.watch_control()))
+                tasks.append(asyncio.ensure_future(self.contact.watch()))
             self.ready.set()
             await asyncio.gather(*tasks)
         finally:

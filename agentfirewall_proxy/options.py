@@ -12,7 +12,6 @@ __all__ = [
     "parse_listen",
     "parse_port_range",
     "parse_resolve",
-    "unheard_for",
 ]
 
 #: ``--max-config-age``, the gateway's and ``tf mcp wrap``'s: past it, fail closed.
@@ -27,11 +26,6 @@ def max_config_age_problem(seconds: float) -> str | None:
     if seconds >= 0:  # (NaN is not)
         return None
     return "--max-config-age must be 0 (no bound) or a positive number of seconds"
-
-
-def unheard_for(age: float, bound: float) -> str:
-    """Why a request is refused while the control plane is lost (past ``--max-config-age``)."""
-    return f"no word from the control plane for {age:.0f} s (--max-config-age {bound:g})"
 
 
 @dataclass(frozen=True)

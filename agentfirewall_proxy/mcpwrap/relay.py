@@ -33,17 +33,16 @@ covers it (every unanswered request is refused, the server is stopped).
 
 As at the gateway, it is cut short but goes on when its agent is suspended or removed (a
 new config says so), or when the control plane has not answered for longer than
-``--max-config-age`` (its config may miss a kill switch): every unanswered request is
-refused (held ones too; forwarded ones are cancelled at the server, whose late answer is
-dropped), and so is every later one, until the agent is active again or a config fetch
-answers.
+``--max-config-age`` (its config may miss a kill switch; both followed by
+:mod:`~agentfirewall_proxy.mcpwrap.follower`): every unanswered request is refused (held
+ones too; forwarded ones are cancelled at the server, whose late answer is dropped), and so
+is every later one, until the agent is active again or a config fetch answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import secrets
 import signal
@@ -57,14 +56,14 @@ from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
 from agentfirewall_proxy.budgets import Budgets
-from agentfirewall_proxy.control import Control, ControlError, StaticControl
+from agentfirewall_proxy.control import Control
 from agentfirewall_proxy.flow import Refusal
 from agentfirewall_proxy.mcpwrap import messages as rpc
+from agentfirewall_proxy.mcpwrap.binding import bind
+from agentfirewall_proxy.mcpwrap.follower import Follower
 from agentfirewall_proxy.mcpwrap.framing import DEFAULT_LIMIT, TooLarge, read_message
 from agentfirewall_proxy.mcpwrap.gate import Gate
-from agentfirewall_proxy.options import unheard_for
-from agentfirewall_proxy.pipeline import Flow, shown_preview, traffic_record
-from agentfirewall_proxy.snapshot import compile_snapshot, refusing_config
+from agentfirewall_proxy.pipeline import Flow, traffic_record
 from agentfirewall_proxy.traffic import TrafficShipper
 
 __all__ = ["Relay", "RelayOptions"]
@@ -74,11 +73,6 @@ _HOLD_ERRORS: dict[str, str] = {
     "timeout": "approval timed out",
     "unavailable": "approval could not be recorded or confirmed (control plane unreachable)",
 }
-#: Seconds a config long-poll may take beyond its wait before it is given up and asked again
-#: (as at the gateway: a longer one is lost in the network).
-_POLL_SLACK = 5.0
-#: The longest the watchdog's own config fetch may take (``_watch_control``).
-_PROBE_TIMEOUT = 5.0
 #: Bytes of the server's stderr read at a time (a line may be of any length).
 _STDERR_READ = 1 << 16
 
@@ -121,12 +115,13 @@ class Relay:
         self._holding: set[asyncio.Task[None]] = set()
         #: Forwarded requests refused since (cut): their answer, should it come, is dropped.
         self.cut_off: set[str] = set()
-        #: When the control plane last answered a config fetch (monotonic), and whether that
-        #: is longer ago than ``--max-config-age`` (every request refused).
-        self.heard_at = time.monotonic()
-        self.control_lost = False
         self.closing = False
-        self._version = config_version
+        #: The config long poll and the watchdog (``--max-config-age``).
+        self.follower = Follower(
+            self, gate, control, config_version,
+            wait=options.config_wait, bound=options.max_config_age,
+        )  # fmt: skip
+        self.contact = self.follower.contact
         self._done: asyncio.Future[int] | None = None
         self._out: asyncio.StreamWriter | None = None
         self._prefix = f"mcp_{secrets.token_hex(4)}"
@@ -146,12 +141,9 @@ class Relay:
             asyncio.ensure_future(self._client_pump(client_in)),
             asyncio.ensure_future(self._server_pump()),
             asyncio.ensure_future(self._stderr_pump()),
-            asyncio.ensure_future(self._follow_config()),
             asyncio.ensure_future(self.shipper.run()),
+            *map(asyncio.ensure_future, self.follower.loops()),
         ]
-        # (a snapshot file has no control plane to lose)
-        if self.options.max_config_age > 0 and not isinstance(self.control, StaticControl):
-            tasks.append(asyncio.ensure_future(self._watch_control()))
         try:
             return await self._done
         finally:
@@ -232,7 +224,7 @@ class Relay:
             await self.cut(kill)
             return
         flow = self._flow(message, len(line))
-        if self.control_lost:  # the config in force may miss a kill switch: fail closed
+        if self.contact.lost:  # the config in force may miss a kill switch: fail closed
             await self._unreachable(message, flow)
             return
         parsed, decision = self.gate.decide(message)
@@ -286,15 +278,12 @@ class Relay:
         """Refused: no word from the control plane for longer than ``--max-config-age``."""
         flow.parsed, _ = self.gate.decide(message)  # (named for the record)
         flow.action = flow.parsed.spec.type if flow.parsed else None
-        reason = self._unheard()
+        reason = self.contact.unheard()
         flow.decision = Decision("deny", reason, decided_outcome="deny")
         flow.status, flow.reason = 503, reason
         text = f"TameFlare: control_plane_unreachable: {reason}: refused until it answers"
         await self._refuse(message, flow, rpc.DENIED, text, error="control_plane_unreachable")
         self._record(flow)
-
-    def _unheard(self) -> str:
-        return unheard_for(time.monotonic() - self.heard_at, self.options.max_config_age)
 
     def _flow(self, message: Any, size: int) -> Flow:
         self._count += 1
@@ -439,7 +428,7 @@ class Relay:
         """The held message's outcome; its hold (``flow.hold``) lasts from recording the
         approval to confirming its use, as at the gateway (``exchange._hold``)."""
         seconds = self._timeout(flow)
-        flow.bound = _bind(message, flow)
+        flow.bound = bind(message, flow)
         flow.hold = (time.monotonic(), 0.0)
         try:
             outcome = await self.holds.create(flow, seconds)
@@ -473,9 +462,9 @@ class Relay:
             waiter.cancel()
 
     async def _settled(self, message: Any, flow: Flow, outcome: HoldOutcome) -> None:
-        if outcome == "approved" and self.control_lost:  # the last checks before it goes
+        if outcome == "approved" and self.contact.lost:  # the last checks before it goes
             outcome = "outage"
-        elif outcome == "approved" and not self._active():
+        elif outcome == "approved" and not self.follower.active():
             outcome = "inactive"
         if outcome == "approved":  # (its spend was reserved before it was held)
             await self._forward(message, flow)
@@ -485,11 +474,11 @@ class Relay:
             text = "TameFlare: kill switch active: the session is cut"
             await self._refuse(message, flow, rpc.DENIED, text, kill_switch=True)
         elif outcome == "inactive":
-            flow.status, flow.reason = 403, self._inactive()
+            flow.status, flow.reason = 403, self.follower.inactive()
             text = f"TameFlare: `{flow.action}`: {flow.reason}: it was not forwarded"
             await self._refuse(message, flow, rpc.DENIED, text, error="agent_inactive")
         elif outcome == "outage":
-            flow.status, flow.reason = 503, self._unheard()
+            flow.status, flow.reason = 503, self.contact.unheard()
             text = f"TameFlare: `{flow.action}`: control_plane_unreachable: {flow.reason}"
             await self._refuse(message, flow, rpc.DENIED, text, error="control_plane_unreachable")
         elif outcome != "gone":
@@ -643,44 +632,7 @@ class Relay:
             code = 0
         self._finish(max(code, 0))
 
-    async def _follow_config(self) -> None:
-        wait = self.options.config_wait
-        while not self.closing:
-            try:
-                async with asyncio.timeout(wait + _POLL_SLACK):
-                    snapshot = await self.control.fetch_config(self._version, wait)
-            except (ControlError, TimeoutError):
-                await asyncio.sleep(1.0)
-                continue
-            await self._config_answered(snapshot)
-
-    async def _config_answered(self, snapshot: dict[str, Any] | None) -> None:
-        """A config fetch answered (`snapshot` None: unchanged): the config in force is the
-        current one. A kill switch covering the session cuts it; its agent no longer active
-        ends what it began."""
-        if snapshot is not None:
-            self._version = int(snapshot.get("version", 0))
-            try:
-                self.gate.config = compile_snapshot(snapshot)
-            except Exception as exc:  # refuse everything: the last one misses what changed
-                print(f"tf mcp wrap: config {self._version} rejected: {exc}", file=sys.stderr)
-                if self.gate.config is not None:
-                    self.gate.config = refusing_config(self.gate.config, self._version, exc)
-        self._heard()
-        reason = self.gate.kill_switch()
-        if reason is not None:
-            await self.cut(reason)
-        elif not self._active():
-            await self._cut_unanswered(self._inactive(), "agent_inactive", "inactive")
-
-    def _active(self) -> bool:
-        agent = self.gate.agent()
-        return agent is not None and agent.status == "active"
-
-    def _inactive(self) -> str:
-        return f"agent `{self.gate.agent_name}` is no longer active (suspended or removed)"
-
-    async def _cut_unanswered(self, reason: str, error: str, outcome: HoldOutcome) -> None:
+    async def cut_unanswered(self, reason: str, error: str, outcome: HoldOutcome) -> None:
         """Refuse every unanswered request (as the gateway cuts its exchanges): held ones
         end with `outcome`; forwarded ones are answered now and cancelled at the server
         (its answer, should it come, is dropped)."""
@@ -700,86 +652,3 @@ class Relay:
             if method != "initialize":  # (which a client must never cancel)
                 self._to_server(rpc.cancelled(request_id, reason))
         await self._server_drained()
-
-    # -- the control plane lost (--max-config-age) ---------------------------------------
-
-    async def _watch_control(self) -> None:
-        """Refuse every request once no config fetch was answered for longer than
-        ``--max-config-age``: the config in force may miss a kill switch (the gateway's
-        rule, ``Gateway.watch_control``). On its own clock, so a long poll lost in a
-        partition cannot hide the outage; from half the bound on it asks for the config
-        itself (a quiet control plane is not a lost one), and the next answer, changed or
-        not, ends the outage."""
-        bound = self.options.max_config_age
-        probe: asyncio.Task[None] | None = None
-        try:
-            while True:
-                await asyncio.sleep(min(1.0, bound / 4))
-                age = time.monotonic() - self.heard_at
-                if age > bound and not self.control_lost:
-                    await self._lose_control()
-                if age > bound / 2 and (probe is None or probe.done()):
-                    probe = asyncio.ensure_future(self._probe_control())
-        finally:
-            if probe is not None:
-                probe.cancel()
-
-    async def _probe_control(self) -> None:
-        asked = self._version
-        with contextlib.suppress(ControlError, TimeoutError):
-            async with asyncio.timeout(min(_PROBE_TIMEOUT, self.options.max_config_age)):
-                snapshot = await self.control.fetch_config(asked, 0)
-            # (one the long poll applied meanwhile is as new: not replaced by this one)
-            await self._config_answered(snapshot if self._version == asked else None)
-
-    async def _lose_control(self) -> None:
-        self.control_lost = True
-        print(f"tf mcp wrap: no word from the control plane for {self.options.max_config_age:g} "
-              "s (--max-config-age): every request is refused until it answers",
-              file=sys.stderr)  # fmt: skip
-        await self._cut_unanswered(self._unheard(), "control_plane_unreachable", "outage")
-
-    def _heard(self) -> None:
-        self.heard_at = time.monotonic()
-        if self.control_lost:
-            self.control_lost = False
-            print(f"tf mcp wrap: the control plane answers again: enforcing configuration "
-                  f"{self._version}", file=sys.stderr)  # fmt: skip
-
-
-def _bind(message: Any, flow: Flow) -> dict[str, object]:
-    """What an approval binds: the server and the message as forwarded but for its id and
-    its ``_meta.progressToken``, so an identical retry (new id, new progress token) matches
-    the approval it got, and one with anything else (other ``_meta``: the server reads it)
-    needs its own."""
-
-    def strip(member: Any) -> Any:
-        if not isinstance(member, dict):
-            return member
-        out = {k: v for k, v in member.items() if k != "id"}
-        params = out.get("params")
-        if isinstance(params, dict) and isinstance(params.get("_meta"), dict):
-            meta = {k: v for k, v in params["_meta"].items() if k != "progressToken"}
-            out["params"] = {k: v for k, v in params.items() if k != "_meta"}
-            if meta:
-                out["params"]["_meta"] = meta
-        return out
-
-    body = json.dumps(
-        [strip(m) for m in message] if isinstance(message, list) else strip(message),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
-    digest = hashlib.sha256(b"mcp-stdio;%d:%b;" % (len(flow.host.encode()), flow.host.encode()))
-    digest.update(body)
-    return {
-        "method": "MCP",
-        "host": flow.host[:300],
-        "path": flow.path[:8192],
-        "content_type": "application/json",
-        "body_size": len(body),
-        "body_sha256": hashlib.sha256(body).hexdigest(),
-        "body_preview": shown_preview(flow, body),  # no credential, no detected text
-        "digest": digest.hexdigest(),
-    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfirewall_proxy.mcpwrap.relay import _bind
+from agentfirewall_proxy.mcpwrap.binding import bind
 from agentfirewall_proxy.pipeline import Flow
 
 FLOW = Flow(request_id="mcp_1", method="MCP", scheme="stdio", host="tests", path="/tools/call")
@@ -20,7 +20,7 @@ def merge(request_id: int, meta: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def digest(message: Any) -> object:
-    return _bind(message, FLOW)["digest"]
+    return bind(message, FLOW)["digest"]
 
 
 def test_an_identical_retry_matches_whatever_its_id_and_progress_token() -> None:

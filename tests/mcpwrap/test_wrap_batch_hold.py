@@ -7,44 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
+from tests.batchhold import POLICY, approve_as_member, transfer
 from tests.livesrv import LiveServer
 from tests.mcpwrap.conftest import add_agent, pending_approvals, wrap_env
 from tests.mcpwrap.wire import wire
 
 pytestmark = pytest.mark.anyio
-
-POLICY = """
-name: stdio-transfers
-scope: {action_types: ["mcp.tools.transfer"]}
-rules:
-  - name: big-needs-admin
-    conditions: {field: action_spec.parameters.amount, operator: gt, value: 1000}
-    decision: require_approval
-    approval: {timeout_seconds: 600, approver_roles: [admin]}
-  - name: small-any-member
-    decision: require_approval
-    approval: {timeout_seconds: 900, approver_roles: [member]}
-"""
-
-
-def transfer(request_id: int, **arguments: object) -> dict[str, Any]:
-    params = {"name": "transfer", "arguments": arguments}
-    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
-
-
-def approve_as_member(server: LiveServer, approval_id: str) -> httpx.Response:
-    user = {"email": "stdio-member@example.com", "password": "password-1", "role": "member"}
-    assert server.admin("POST", "/v1/users", json=user).status_code == 201
-    with httpx.Client(base_url=server.api_url, timeout=30) as client:
-        login = client.post("/v1/auth/login", json={k: user[k] for k in ("email", "password")})
-        csrf = str(login.json()["csrf_token"])
-        return client.post(f"/v1/approvals/{approval_id}/approve", json={},
-                           headers={"X-CSRF-Token": csrf})  # fmt: skip
 
 
 async def test_a_held_batch_is_shown_whole_and_needs_an_approver_for_each_member(

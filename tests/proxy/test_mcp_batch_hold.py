@@ -24,6 +24,7 @@ from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.decisions import ApprovalRequirement, Decision
 from agentfirewall_proxy.control import HttpControl
 from agentfirewall_proxy.snapshot import compile_snapshot, strictest
+from tests.batchhold import POLICY, approve_as_member, transfer
 from tests.fakes import FakeUpstreams, mcp
 from tests.livesrv import LiveServer
 from tests.proxy.support import (
@@ -35,28 +36,11 @@ from tests.proxy.support import (
     snapshot,
 )
 
-POLICY = """
-name: transfers
-scope: {action_types: ["mcp.tools.transfer"]}
-rules:
-  - name: big-needs-admin
-    conditions: {field: action_spec.parameters.amount, operator: gt, value: 1000}
-    decision: require_approval
-    approval: {timeout_seconds: 600, approver_roles: [admin]}
-  - name: small-any-member
-    decision: require_approval
-    approval: {timeout_seconds: 900, approver_roles: [member]}
-"""
 URL = "https://mcp.example.com/mcp"
 
 
-def call(request_id: int, **arguments: object) -> dict[str, Any]:
-    params = {"name": "transfer", "arguments": arguments}
-    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
-
-
-SMALL = call(1, amount=5, memo="coffee " * 100)  # first, and long: the preview shows it only
-BIG = call(2, amount=1_000_000, to="attacker")
+SMALL = transfer(1, amount=5, memo="coffee " * 100)  # first, and long: the preview shows it only
+BIG = transfer(2, amount=1_000_000, to="attacker")
 
 
 def held(roles: tuple[str, ...], seconds: int = 300, explicit: bool = True) -> Decision:
@@ -152,17 +136,6 @@ def _until(found: Callable[[], Any], timeout: float = 20) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
-
-
-def approve_as_member(server: LiveServer, approval_id: str) -> httpx.Response:
-    """A signed-in person with role `member` approves (may approve what any member may)."""
-    user = {"email": "member@example.com", "password": "password-1", "role": "member"}
-    assert server.admin("POST", "/v1/users", json=user).status_code == 201
-    with httpx.Client(base_url=server.api_url, timeout=30) as client:
-        login = client.post("/v1/auth/login", json={k: user[k] for k in ("email", "password")})
-        csrf = str(login.json()["csrf_token"])
-        return client.post(f"/v1/approvals/{approval_id}/approve", json={},
-                           headers={"X-CSRF-Token": csrf})  # fmt: skip
 
 
 def test_a_held_batch_shows_every_member_and_only_an_admin_may_approve_it(
