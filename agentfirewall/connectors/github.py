@@ -68,7 +68,6 @@ from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Route as R
 from agentfirewall.connectors.routes import Variant as V
-from agentfirewall.connectors.scan import read_json_object
 from agentfirewall.connectors.table import BuildAlias, RouteConnector
 from agentfirewall.errors import ConnectorError
 
@@ -281,11 +280,12 @@ _CONTENTS = (
     R("GET", P + "/contents", "github.file.list", "low", "List the repository root"),
     R("GET", P + "/contents/{path+}", "github.file.get", "low", "Get a file or directory",
       ("ref",)),
+    # GitHub reads a write's `branch` from its JSON body only: `?branch=` names no branch
     R("PUT", P + "/contents/{path+}", "github.file.create", "low", "Create a file (commit)",
-      ("message", "branch", "sha"),
+      ("message", "branch:body", "sha"),
       (V("sha", "github.file.update", "low", description="Update a file (commit)"),)),
     R("DELETE", P + "/contents/{path+}", "github.file.delete", "medium", "Delete a file",
-      ("message", "branch", "sha")),
+      ("message", "branch:body", "sha")),
     R("GET", P + "/readme", "github.readme.get", "low", "Get the README"),
 )
 # fmt: on
@@ -528,8 +528,6 @@ class GitHubConnector(RouteConnector):
             return _with_query(parsed, req, ("name", "label"))
         if parsed.action_type == "github.repo.push":
             return _with_refs(parsed, req, discovery=match.route.method == "GET")
-        if parsed.action_type in _FILE_WRITES and req.query:
-            return _branch_of_body(parsed, req)
         return parsed
 
     def actions(self) -> list[ActionInfo]:
@@ -570,23 +568,6 @@ def _with_query(parsed: ParsedAction, req: HttpRequest, names: tuple[str, ...]) 
     return _with(parsed, params)
 
 
-_FILE_WRITES = frozenset({"github.file.create", "github.file.update", "github.file.delete"})
-
-
-def _branch_of_body(parsed: ParsedAction, req: HttpRequest) -> ParsedAction:
-    """A contents-API write commits to the `branch` of its JSON body, else to the default
-    branch: a `?branch=` in the URL alone may be ignored, so it names no branch (as if the
-    default one, which a policy then treats as such)."""
-    if "branch" not in parsed.spec.parameters:
-        return parsed
-    body = read_json_object(
-        req.body, keep=("branch",), complete=req.body_complete, connector="github"
-    )
-    if isinstance(body, dict) and body.get("branch") is not None:
-        return parsed
-    return _with(parsed, {}, without="branch")
-
-
 def _with_refs(parsed: ParsedAction, req: HttpRequest, *, discovery: bool) -> ParsedAction:
     """A push with the refs it updates (gitpush.py): none for ref discovery or git's probe
     (``0000``). When the body seen is a prefix that ends before the commands do, not every
@@ -612,18 +593,15 @@ def _with(
     parsed: ParsedAction,
     params: dict[str, JsonValue],
     hints: dict[str, JsonValue] | None = None,
-    *,
-    without: str = "",
 ) -> ParsedAction:
-    """`parsed` with more parameters (and risk hints), and parameter `without` removed."""
+    """`parsed` with more parameters (and risk hints)."""
     old = parsed.spec
-    parameters = {k: v for k, v in old.parameters.items() if k != without}
     spec = make_spec(
         old.type,
         provider="github",
         account=old.resource.account,
         target=old.resource.target,
-        parameters={**parameters, **params},
+        parameters={**old.parameters, **params},
         risk_hints={**old.risk_hints, **(hints or {})},
         connector="github",
         checked=True,

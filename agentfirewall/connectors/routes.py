@@ -75,7 +75,8 @@ class Route:
     """One row of a connector's table.
 
     `params` names body or query fields copied into the action's parameters
-    (``"amount:int"`` converts to an int). `derive` fills a missing parameter when
+    (``"amount:int"`` converts to an int; ``"branch:body"`` is read from the body only,
+    for a field the upstream ignores in the query). `derive` fills a missing parameter when
     building a request, from a format over other parameters (``("ref", "heads/{branch_name}")``).
     `account` / `target` override the connector's resource templates. `listed=False`
     keeps an alternative spelling of a listed route out of the catalogue.

@@ -35,6 +35,8 @@ __all__ = ["BuildAlias", "Fields", "RouteConnector"]
 
 _INT_RE = re.compile(r"-?[0-9]{1,18}")
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_NO_QUERY: FormData = {}  # what a body-only field reads of the query (never written)
+_FIELD_KINDS = frozenset({"int", "body"})
 Fields = Mapping[str, object]
 
 
@@ -47,11 +49,12 @@ def format_vars(template: str) -> tuple[str, ...]:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """What parsing a route needs, worked out once: which path variables become
-    parameters, which fields to read, and how to name the resource (a template over path
-    variables, None, or ``"dynamic"`` when body fields may decide)."""
+    parameters, which fields to read (name, is an int, from the body only), and how to
+    name the resource (a template over path variables, None, or ``"dynamic"`` when body
+    fields may decide)."""
 
     path_params: tuple[str, ...]
-    fields: tuple[tuple[str, bool], ...]
+    fields: tuple[tuple[str, bool, bool], ...]
     account: str | None
     target: str | None
 
@@ -119,8 +122,8 @@ class RouteConnector(Connector):
 
     def _plan(self, route: Route) -> _Plan:
         path_vars = set(template_vars(route.path))
-        fields = tuple((f.partition(":")[0], f.endswith(":int")) for f in route.params)
-        maybe = path_vars | {name for name, _ in fields}
+        fields = tuple(_field_spec(param, route) for param in route.params)
+        maybe = path_vars | {name for name, _, _ in fields}
         dynamic = self.custom_body_parameters
 
         def choose(override: str | None, templates: tuple[str, ...]) -> str | None:
@@ -180,9 +183,10 @@ class RouteConnector(Connector):
         if route.reads_body:
             body, truncated = self._body(req, method, route)
             query = parse_form(req.query, connector=self.name) if req.query else {}
-            for name, is_int in plan.fields:
-                if name in body or (query and name in query):
-                    value = self._field(name, is_int, body, query)
+            for name, is_int, body_only in plan.fields:
+                where = _NO_QUERY if body_only else query
+                if name in body or (where and name in where):
+                    value = self._field(name, is_int, body, where)
                     if value is not None:
                         params[name] = value
             if route.variants:
@@ -352,6 +356,20 @@ def _variant_text(variant: Variant) -> str:
     if variant.pattern:
         return f"field `{variant.field}` matches `{variant.pattern}`"
     return f"field `{variant.field}` is present"
+
+
+def _field_spec(param: str, route: Route) -> tuple[str, bool, bool]:
+    """``"amount:int"`` -> ``("amount", True, False)``: a field of `route.params` with its
+    kinds, ``int`` (converted to an int) and ``body`` (read from the body only: the
+    upstream ignores it in the query, so a query value names nothing)."""
+    name, *kinds = param.split(":")
+    unknown = set(kinds) - _FIELD_KINDS
+    if unknown:
+        raise ValueError(
+            f"unknown field kind `{sorted(unknown)[0]}` in `{param}` of route "
+            f"{route.method} {route.path}: expected `int` or `body`"
+        )
+    return name, "int" in kinds, "body" in kinds
 
 
 def _single(name: str, value: object, connector: str) -> JsonValue:

@@ -45,6 +45,7 @@ OPERATORS = (
     "starts_with",
     "ends_with",
     "matches",
+    "any_matches",
     "glob",
     "gt",
     "gte",
@@ -229,6 +230,23 @@ def _matches(value: object, flags: int = 0) -> Test:
     return test
 
 
+def _any_matches(value: object, flags: int = 0) -> Test:
+    """`matches` over a list: true when one item is a string the regex matches (false for
+    anything but a list). An item over the input cap fails the rule closed, whichever
+    item would match, so the answer never depends on the order of the items."""
+    search = compile_safe_regex(value, flags, operator="any_matches").search
+
+    def test(v: object) -> bool:
+        if type(v) is not list:
+            return False
+        texts = [item for item in v if type(item) is str]
+        if any(len(text) > MAX_INPUT for text in texts):
+            raise EvaluationError(f"list item longer than {MAX_INPUT} characters for `any_matches`")
+        return any(search(text) is not None for text in texts)
+
+    return test
+
+
 def _glob(value: object, flags: int = 0) -> Test:
     regexes = [re.compile(fnmatch.translate(p), flags) for p in _strings(value, "glob")]
 
@@ -279,16 +297,24 @@ def _is_text_or_list(v: object) -> bool:
     return type(v) is str or type(v) is list
 
 
+#: Operators whose value is a pattern, built with regex flags
+_PATTERNS: dict[str, Callable[[object, int], Test]] = {
+    "matches": _matches,
+    "any_matches": _any_matches,
+    "glob": _glob,
+}
+
+
 def compile_operator(op: str, value: object, *, lowered: bool = False) -> Test:
     """Compile operator `op` with its policy `value`; ValueError when either is invalid.
 
     `lowered`: the test is for a lower-cased field value, so the value's text is compared
-    lower-cased too (patterns of `glob` and `matches` match ignoring case: lower-casing
-    their text would change ``[A-Z]`` ranges and ``\\D`` classes).
+    lower-cased too (patterns of `glob`, `matches` and `any_matches` match ignoring case:
+    lower-casing their text would change ``[A-Z]`` ranges and ``\\D`` classes).
     """
     _check_json(value)
-    if lowered and op in ("matches", "glob"):
-        return _matches(value, re.IGNORECASE) if op == "matches" else _glob(value, re.IGNORECASE)
+    if op in _PATTERNS:
+        return _PATTERNS[op](value, re.IGNORECASE if lowered else 0)
     if lowered:
         value = _lower(value)
     if op in ("equals", "not_equals"):
@@ -308,8 +334,6 @@ def compile_operator(op: str, value: object, *, lowered: bool = False) -> Test:
         return _compare(value, op)
     builders: dict[str, Callable[[object], Test]] = {
         "between": _between,
-        "matches": _matches,
-        "glob": _glob,
         "cidr": _cidr,
         "time_window": compile_time_window,
     }

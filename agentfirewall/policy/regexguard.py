@@ -1,4 +1,5 @@
-"""A guard for the ``matches`` operator against catastrophic regular expressions.
+"""A guard for the ``matches`` and ``any_matches`` operators against catastrophic regular
+expressions.
 
 Python's ``re`` backtracks, so some patterns take exponential time on crafted input.
 At load time a pattern is refused when it has:
@@ -85,10 +86,13 @@ def _scan(sub: Any, inside_repeat: bool, counter: list[int]) -> None:
             _scan(child, inside_repeat, counter)
 
 
-def compile_safe_regex(pattern: object, flags: int = 0) -> re.Pattern[str]:
-    """Compile `pattern` (with `flags`) or raise ValueError saying why it is refused."""
+def compile_safe_regex(
+    pattern: object, flags: int = 0, *, operator: str = "matches"
+) -> re.Pattern[str]:
+    """Compile `pattern` (with `flags`) for `operator`, or raise ValueError saying why it
+    is refused."""
     if not isinstance(pattern, str):
-        raise ValueError("`matches` needs a regular expression string")
+        raise ValueError(f"`{operator}` needs a regular expression string")
     if len(pattern) > MAX_PATTERN:
         raise ValueError(f"regular expression longer than {MAX_PATTERN} characters")
     try:

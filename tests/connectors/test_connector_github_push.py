@@ -402,13 +402,16 @@ HELD = ("require_approval", "github-safe-defaults/commits-to-default-branch")
 DENIED = ("deny", "github-safe-defaults/deny-destructive-deletes")
 PASSED = ("allow", None)
 TEN = [(ZERO, A, f"refs/tags/v{i}") for i in range(10)]
+ELEVEN = [*TEN, (A, B, "refs/heads/x")]
 # request -> what the pack does with it
 PACK_CASES: list[tuple[str, Any, tuple[str, str | None]]] = [
     ("push main", body((A, B, "refs/heads/main")), HELD),
     ("push master among others", body((A, B, "refs/heads/x"), (A, B, "refs/heads/master")), HELD),
     ("push Main (any case)", body((A, B, "refs/heads/Main")), HELD),
     ("push main as the tenth ref", body(*TEN[:9], (A, B, "refs/heads/main")), HELD),
-    ("push eleven refs", body(*TEN, (A, B, "refs/heads/x")), HELD),
+    ("push twelve refs, main last", body(*ELEVEN, (A, B, "refs/heads/main")), HELD),
+    ("push twelve refs, master last", body(*ELEVEN, (A, B, "refs/heads/MASTER")), HELD),
+    ("push twelve refs, none main", body(*ELEVEN, (A, B, "refs/heads/y")), PASSED),
     ("push a feature branch", body((A, B, "refs/heads/feature")), PASSED),
     ("push ten tags", body(*TEN), PASSED),
     ("push refs/heads/main-old", body((A, B, "refs/heads/main-old")), PASSED),

@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import string
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -539,6 +540,10 @@ OPERATOR_CASES: dict[str, list[tuple[object, bool]]] = {  # the example's field 
     "ends_with": [("setup.exe", True), ("setup.exe.txt", False), (_ABSENT, False)],
     "matches": [("DROP  TABLE users", True), ("drop table", True),
                 ("select 1; drop table x", False), (5, False)],
+    "any_matches": [(["refs/tags/v1", "refs/heads/MAIN"], True),
+                    ([*(f"refs/tags/v{i}" for i in range(20)), "refs/heads/main"], True),
+                    (["refs/heads/main-old", 5], False), ([], False),
+                    ("refs/heads/main", False), (_ABSENT, False)],
     "glob": [("acme/api", True), ("acme/x/y", True), ("other/api", False)],
     "gt": [(10001, True), (10000, False), ("15000", True), (10000.5, True), (True, False),
            ("15k", False), (_ABSENT, False)],
@@ -671,15 +676,20 @@ def test_dangerous_patterns_are_refused_at_load(pattern: str) -> None:
     assert re.search(r"unsafe regular expression|longer than 1000", errors[0].message)
 
 
-@pytest.mark.parametrize("operator", ["matches", "glob"])
-def test_an_input_over_the_cap_fails_closed(operator: str) -> None:
+@pytest.mark.parametrize(
+    ("operator", "wrap"),
+    [("matches", str), ("glob", str), ("any_matches", lambda q: ["x", q]),
+     ("any_matches", lambda q: [q, "x"])],
+    ids=["matches", "glob", "any_matches-item-last", "any_matches-item-first"],
+)  # fmt: skip
+def test_an_input_over_the_cap_fails_closed(operator: str, wrap: Callable[[str], Any]) -> None:
     """'A rule that cannot be evaluated ... counts as a matching deny, whatever its own
-    decision, and is named in `Decision.errors`.'"""
+    decision, and is named in `Decision.errors`' (`any_matches`: wherever the item)."""
     allow = _leaf({"field": "parameters.q", "operator": operator, "value": "x"}, "allow")
-    over = _decide([allow], {"type": "a.b", "parameters": {"q": "y" * 4097}})
+    over = _decide([allow], {"type": "a.b", "parameters": {"q": wrap("y" * 4097)}})
     assert over.outcome == "deny"
     assert "could not be evaluated" in over.errors[0]
-    assert _decide([allow], {"type": "a.b", "parameters": {"q": "y" * 4096}}).errors == ()
+    assert _decide([allow], {"type": "a.b", "parameters": {"q": wrap("y" * 4096)}}).errors == ()
 
 
 # --- How policies combine; risk; the decision; enforcement -------------------------------
@@ -905,12 +915,12 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
     "commits-to-default-branch": [
         *(({"type": "github.repo.push", "parameters": {"refs": refs}}, "require_approval", {})
           for refs in (["refs/heads/main"], ["refs/tags/v1", "refs/heads/Master"],
-                       [*(f"refs/tags/v{i}" for i in range(9)), "refs/heads/MAIN"],
-                       [f"refs/tags/v{i}" for i in range(11)])),  # more than ten
+                       [*(f"refs/tags/v{i}" for i in range(11)), "refs/heads/MAIN"],
+                       "refs/heads/main")),  # an SDK action's one ref as a string
         ({"type": "github.repo.push"}, "require_approval", {}),  # its refs not read
         *(({"type": "github.repo.push", "parameters": {"refs": refs}}, None, {})
           for refs in ([], ["refs/heads/feature"], ["refs/heads/main-old"],
-                       [f"refs/tags/v{i}" for i in range(10)])),
+                       [f"refs/tags/v{i}" for i in range(12)])),  # however many
         *(({"type": t, "parameters": {"branch": b}}, "require_approval", {})
           for t in ("github.file.create", "github.file.update", "github.file.delete")
           for b in ("main", "Master", "refs/heads/main", "", None)),

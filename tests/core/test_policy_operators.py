@@ -62,6 +62,11 @@ HUGE = 10**40
         ("glob", "prod-*", "staging", False),
         ("matches", r"^\d{3}$", "123", True),
         ("matches", r"é+", "café", True),
+        ("any_matches", r"^refs/heads/main$", ["refs/tags/v1", "refs/heads/main"], True),
+        ("any_matches", r"^refs/heads/main$", ["refs/heads/main-old", 1, None], False),
+        ("any_matches", r"^refs/heads/main$", [["refs/heads/main"]], False),  # not flattened
+        ("any_matches", r"^refs/heads/main$", "refs/heads/main", False),  # not a list
+        ("any_matches", "x", [], False),
         ("cidr", "10.0.0.0/8", "10.255.0.1", True),
         ("cidr", "10.0.0.0/8", "11.0.0.1", False),
         ("cidr", "2001:db8::/32", "2001:db8::1", True),
@@ -82,6 +87,7 @@ def test_operator_cases(op: str, value: object, field_value: object, expected: b
         ("starts_with", "x"),
         ("ends_with", "x"),
         ("matches", "x"),
+        ("any_matches", "x"),
         ("glob", "x*"),
         ("gt", 0),
         ("gte", 0),
@@ -117,6 +123,8 @@ def test_positive_operators_are_false_for_wrong_types(op: str, value: object) ->
         ("cidr", "10.0.0.0/33", "invalid network"),
         ("equals", float("nan"), "finite"),
         ("matches", "(", "invalid regular expression"),
+        ("any_matches", ["a", "b"], "`any_matches` needs a regular expression string"),
+        ("any_matches", "(a+)+$", "nested quantifiers"),
         ("time_window", "22:00-06:00", "mapping"),
     ],
 )
@@ -128,8 +136,8 @@ def test_invalid_operator_values(op: str, value: object, message: str) -> None:
 def test_the_operator_list_is_complete() -> None:
     required = {
         "equals", "not_equals", "in", "not_in", "contains", "not_contains", "starts_with",
-        "ends_with", "matches", "glob", "gt", "gte", "lt", "lte", "between", "exists",
-        "not_exists", "cidr", "time_window",
+        "ends_with", "matches", "any_matches", "glob", "gt", "gte", "lt", "lte", "between",
+        "exists", "not_exists", "cidr", "time_window",
     }  # fmt: skip
     assert required <= set(OPERATORS)
 
@@ -164,6 +172,36 @@ def test_matches_caps_its_input() -> None:
     assert test("a" * (MAX_INPUT - 1) + "x") is True
     with pytest.raises(EvaluationError, match="longer than"):
         test("a" * (MAX_INPUT + 1))
+
+
+def test_any_matches_caps_every_item_wherever_it_stands() -> None:
+    test = compile_operator("any_matches", "x$")
+    assert test(["a" * (MAX_INPUT - 1) + "x", "b"]) is True
+    long = "a" * (MAX_INPUT + 1)
+    for items in (["x", long], [long, "x"], [long]):  # even when another item matches
+        with pytest.raises(EvaluationError, match="longer than"):
+            test(items)
+
+
+@given(
+    st.lists(st.one_of(st.text("ab/", max_size=6), st.integers(), st.none()), max_size=8),
+    st.sampled_from(["^a", "b$", "a/b", "^$", "(?i)A"]),
+)
+@settings(max_examples=examples(200))
+def test_any_matches_is_matches_on_some_item(items: list[object], pattern: str) -> None:
+    """any_matches(list) == any(matches(item)): `matches` itself is unchanged (false on a
+    list), so no allow rule written with it reads more than before."""
+    matches = compile_operator("matches", pattern)
+    assert compile_operator("any_matches", pattern)(items) is any(map(matches, items))
+    assert matches(items) is False
+
+
+def test_any_matches_on_a_caseless_field_ignores_case_without_lowering_the_pattern() -> None:
+    r"""A lower-cased field value (conditions.CASELESS_PROVIDERS) is searched ignoring case:
+    ``\D`` stays a non-digit class (lower-cased it would be ``\d``)."""
+    test = compile_operator("any_matches", r"^ACME/\D", lowered=True)
+    assert test(["acme/prod"]) is True
+    assert test(["acme/1"]) is False
 
 
 def test_a_guarded_regex_stays_fast_on_hostile_input() -> None:
