@@ -235,7 +235,9 @@ def test_no_expression_rescans_what_it_consumed(detector: Detector) -> None:
     assert rescans(detector.pattern) == []
 
 
-@pytest.mark.parametrize("detector", [d for d in ALL if d.context is not None], ids=str)
+@pytest.mark.parametrize(
+    "detector", [d for d in ALL if d.context is not None], ids=lambda d: d.name
+)
 def test_a_context_runs_on_a_short_window(detector: Detector) -> None:
     """A context expression is searched only in the `back` characters before an anchor."""
     assert detector.context is not None
