@@ -34,7 +34,7 @@ def check_scope(client: AdminClient, scope: str) -> None:
         kind, name = "", scope
     agents = agent_names(client) if kind != "connector" else []
     connectors = _connector_names(client) if kind != "agent" else []
-    if not kind and name in agents and name in connectors:  # the server reads a connector
+    if not kind and name in agents and name in connectors:  # the server refuses it too
         raise CliError(
             f"kill-switch scope `{scope}` names an agent and a connector type",
             hint=f"say which: --scope agent:{scope} or --scope connector:{scope}",

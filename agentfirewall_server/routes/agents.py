@@ -72,23 +72,30 @@ def _removed(name: str) -> str:
     )
 
 
-def _check_name(name: str) -> None:
-    """A new agent's name must not read as something else: `*` is the wildcard of access
-    rules and policy scopes (a rule for the agent `*` would be a rule for every agent), and
-    `agt_` starts the ids that `/agents/{id-or-name}` tries first."""
+def _name_problem(name: str) -> str | None:
+    """Why a new agent's name would read as something else, if it would: `*` is the
+    wildcard of access rules and policy scopes (a rule for the agent `*` would be a rule for
+    every agent), `agt_` starts the ids that `/agents/{id-or-name}` tries first, and a
+    kill-switch scope reads `all` as every agent and `agent:` / `connector:` as its kind
+    (refused in any case: `ALL` or `Agent:x` would read so to a person)."""
+    folded = name.lower()
     if "*" in name:
-        raise ApiError(
-            422,
-            f"invalid agent name `{name}`: `*` is the wildcard of access rules and policy"
-            " scopes, a name cannot hold it",
-            field="name",
-        )
+        return "`*` is the wildcard of access rules and policy scopes, a name cannot hold it"
     if name.startswith("agt_"):
-        raise ApiError(
-            422,
-            f"invalid agent name `{name}`: `agt_` starts agent ids, a name cannot",
-            field="name",
-        )
+        return "`agt_` starts agent ids, a name cannot"
+    if folded == "all":
+        return "`all` (in any case) is the kill-switch scope of every agent, a name cannot be it"
+    if folded.startswith(("agent:", "connector:")):
+        return "`agent:` and `connector:` (in any case) start kill-switch scopes, a name cannot"
+    return None
+
+
+def _check_name(name: str) -> None:
+    """422 for a new agent's name that would read as something else (`_name_problem`);
+    an agent stored under such a name before keeps working (a kill switch: `agent:NAME`)."""
+    problem = _name_problem(name)
+    if problem is not None:
+        raise ApiError(422, f"invalid agent name `{name}`: {problem}", field="name")
 
 
 def _level(value: str | None, default: str) -> EnforcementLevel:

@@ -1,5 +1,8 @@
 """The kill switch: owner only; scope all, a connector type or an agent name; audited.
 
+A scope reads one way only (`resolve_scope`): a bare name that is an agent's and a
+connector type's is refused, for activating and deactivating alike.
+
 Activating it is in force once the switch's row and event are committed (the configuration
 is published then); the pending approvals it covers are denied after that, a page per writer
 job (`approvals.sweep_covered`), and by the expiry loop's sweep should a restart cut it
@@ -36,27 +39,43 @@ class KillBody(Strict):
 
 
 def resolve_scope(state: AppState, scope: str | None) -> tuple[str, str]:
-    """`all`, a connector type (known or configured), or an agent name.
+    """`all`, `agent:NAME`, `connector:TYPE`, or a bare connector type or agent name.
 
-    The switch is checked as the core builds it from the store (`KillSwitch`): a scope it
-    would refuse (``agent:`` naming nobody) is 422 here, never a stored configuration that
-    no process can read (which would deny every action)."""
+    A scope reads one way only: `all` is every agent (no agent may be named so; one stored
+    before is `agent:all`), and a bare name that is an agent's and a connector type's too is
+    refused (`_bare_kind`). The switch is checked as the core builds it from the store
+    (`KillSwitch`): a scope it would refuse (``agent:`` naming nobody) is 422 here, never a
+    stored configuration that no process can read (which would deny every action)."""
     if scope is None or scope == "all":
         return "all", ""
     kind: Literal["connector", "agent"]
-    if scope in DOCUMENTED_TYPES or scope in state.snapshot.connector_types():
-        kind, target = "connector", scope
-    elif scope.startswith("agent:"):
+    if scope.startswith("agent:"):
         kind, target = "agent", scope.removeprefix("agent:")
     elif scope.startswith("connector:"):
         kind, target = "connector", scope.removeprefix("connector:")
     else:
-        kind, target = "agent", scope
+        kind, target = _bare_kind(state, scope), scope
     try:
         KillSwitch(scope=kind, target=target or None)
     except ValueError as exc:
         raise ApiError(422, f"invalid `scope` `{scope}`: {exc}", field="scope") from None
     return kind, target
+
+
+def _bare_kind(state: AppState, name: str) -> Literal["connector", "agent"]:
+    """A connector type (documented or configured), else an agent name; 422 when an agent
+    bears the type's name: read either way, it would stop (or lift) what was not meant."""
+    snap = state.snapshot
+    if name not in DOCUMENTED_TYPES and name not in snap.connector_types():
+        return "agent"
+    if name in snap.agents_by_name:
+        raise ApiError(
+            422,
+            f"ambiguous `scope` `{name}`: it names an agent and a connector type: write"
+            f" `agent:{name}` or `connector:{name}`",
+            field="scope",
+        )
+    return "connector"
 
 
 async def list_kill(request: Request) -> JSONResponse:

@@ -1,7 +1,7 @@
 """The dashboard acts on what it shows, and shows no credential, against one live server:
 
 - a kill switch is chosen and lifted with its kind (`agent:NAME`, `connector:TYPE`, `all`):
-  an agent named `github` or `all` is that agent, never a connector or every request;
+  an agent named `github` is that agent, never the connector (no agent may be named `all`);
 - an agent page shows the agent its link names (by id), and its controls act on that one,
   also when a revoked agent's name was registered again;
 - a policy saved from an editor opened on an older version is refused (409
@@ -63,8 +63,7 @@ def _switches(board: Dashboard) -> set[tuple[str, str | None]]:
 
 
 def test_kill_switch_scopes_name_their_kind(board: Dashboard, owner: Watched) -> None:
-    for name in ("github", "all"):  # agents whose names are a connector type and `all`
-        board.api("POST", "/agents", {"name": name})
+    board.api("POST", "/agents", {"name": "github"})  # an agent named as a connector type
     board.api("POST", "/connectors", {"type": "github", "token": "ghp_killScopeTestToken000000"})
     watched = owner
     page = watched.page
@@ -77,13 +76,13 @@ def test_kill_switch_scopes_name_their_kind(board: Dashboard, owner: Watched) ->
         expect(page.locator("#kill-indicator")).to_have_text("Kill switch: agent github")
         assert _switches(board) == {("agent", "github")}  # the agent, not the connector
 
-        board.api("POST", "/kill-switch", {"active": True, "scope": "agent:all"})
+        board.api("POST", "/kill-switch", {"active": True, "scope": "connector:github"})
         board.api("POST", "/kill-switch", {"active": True, "scope": "all"})
         board.goto(page, "/settings")
-        page.get_by_role("button", name="Deactivate kill switch agent all").click()
+        page.get_by_role("button", name="Deactivate kill switch agent github").click()
         page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
         expect(page.locator("#kill-table tbody tr")).to_have_count(2)
-        assert _switches(board) == {("all", None), ("agent", "github")}  # every request: still
+        assert _switches(board) == {("all", None), ("connector", "github")}  # both: still
         watched.assert_clean()
     finally:
         board.api("POST", "/kill-switch", {"active": False})

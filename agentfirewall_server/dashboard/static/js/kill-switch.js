@@ -1,7 +1,7 @@
 // A kill switch as the API lists it (GET /api/v1/kill-switch): its `scope` (all, connector
 // or agent) and `target`. It is always named and addressed with its kind: a bare name is
-// ambiguous (the API reads `all` as every request and a connector type's name as that
-// connector, whichever agent bears the name).
+// ambiguous (the API reads `all` as every request, and refuses a connector type's name
+// that an agent bears too).
 
 // The `scope` POST /api/v1/kill-switch takes for it: `all`, `connector:TYPE`, `agent:NAME`.
 export function killSwitchScope(k) {
