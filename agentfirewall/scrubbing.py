@@ -28,7 +28,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from itertools import chain
+from itertools import chain, product
 from urllib.parse import quote, quote_plus, unquote_to_bytes
 
 __all__ = [
@@ -143,9 +143,18 @@ def _windows(triggers: re.Pattern[bytes], data: bytes, reach: int) -> list[tuple
     return windows
 
 
+#: The byte each ``%XX`` stands for, in every case of its hex: looked up, not parsed (a body
+#: may hold a million escapes).
+_BYTE_OF = {
+    b"%" + bytes(hexes): bytes((value,))
+    for value in range(256)
+    for hexes in product(*({c, ord(chr(c).upper())} for c in b"%02x" % value))
+}
+
+
 def _unescaped_byte(escape: re.Match[bytes]) -> bytes:
     """The byte a ``%XX`` stands for."""
-    return bytes((int(escape[0][1:], 16),))
+    return _BYTE_OF[escape[0]]
 
 
 def _alternation(patterns: Iterable[bytes]) -> re.Pattern[bytes]:

@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import json
 import re
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, unquote_plus
 
 from agentfirewall.connectors import HttpRequest
-from agentfirewall.content import SECRETS, default_scanner, describe, marker, redact_text
+from agentfirewall.content import body_preview, shown_target
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import redactions
 from agentfirewall.policy.record import record_input
@@ -57,7 +55,6 @@ __all__ = [
     "clean_path",
     "created_at",
     "decide",
-    "masked",
     "normalize_host",
     "refusal",
     "shown_preview",
@@ -379,105 +376,18 @@ def _remembered(found: Remembered, flow: Flow, now: datetime) -> Decision:
     return found.decision
 
 
-_PREVIEW = 512
-#: How much of a body is masked before its preview is cut from it: a credential that begins
-#: in the preview is masked whole.
-_MASKED = 8 * _PREVIEW
-_CREDENTIALS = frozenset(d.name for d in SECRETS)
-_MASK = marker("generic_secret")
-#: A name whose value is a credential whatever it looks like: one of these words in it
-#: (`access_token`, `X-Auth`, `sessionId`), or one of `_SECRET_PARTS` (`dbPassword`, `apikey`).
-_SECRET_WORDS = frozenset({"auth", "authorization", "cookie", "credential", "credentials",
-                           "pass", "pwd", "session", "signature", "token"})  # fmt: skip
-_SECRET_PARTS = ("accesskey", "apikey", "passphrase", "passwd", "password", "privatekey",
-                 "secret", "accesstoken", "authtoken", "refreshtoken")  # fmt: skip
-_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-_PLAIN = ("true", "false", "null")  # a value no credential is (`"private": true`)
-#: A name and what assigns its value: `name = `, `name: `, `"name": `, `name=` (`Bearer `...)
-_NAMED = re.compile(
-    r"(?<![A-Za-z0-9_-])([A-Za-z][A-Za-z0-9_-]*)[\"']?[ \t]{0,3}(?:=>|[:=])[ \t]{0,3}"
-    r"(?:(?:[Bb]earer|[Bb]asic|[Tt]oken)[ \t]+)?"
-)
-#: The value after it: quoted (a quote never closed, as in a text cut short, runs to the end
-#: of the line) or bare.
-_VALUE = re.compile(r"\"((?:[^\"\\\n]|\\.)*)\"?|'([^'\n]*)'?|([^\s\"'&#;,<>{}\[\]]+)")
-_URL_PASSWORD = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:\"']*:"
-                           r"([^\s/?#@\"']+)@")  # fmt: skip
-
-
-@functools.lru_cache(maxsize=1024)
-def _secret_name(name: str) -> bool:
-    compact = re.sub(r"[^a-z0-9]", "", name.lower())
-    words = {w.lower() for w in _WORDS.findall(name)}
-    return not words.isdisjoint(_SECRET_WORDS) or any(p in compact for p in _SECRET_PARTS)
-
-
-def _kept(value: str, *, bare: bool) -> bool:
-    """A value shown even after a secret name: empty, redacted already, a bare ``true``,
-    ``false`` or ``null``."""
-    return not value or value.startswith("[REDACTED:") or (bare and value in _PLAIN)
-
-
-def _named_secrets(text: str) -> str:
-    """`text` with the value after each name that says secret replaced. Linear: another
-    name's value is not read, only looked into for names of its own (`?next=/x?token=..`)."""
-    out: list[str] = []
-    at = search = 0
-    while (named := _NAMED.search(text, search)) is not None:
-        search = named.end()
-        value = _VALUE.match(text, search) if _secret_name(named[1]) else None
-        group = value.lastindex if value is not None else None
-        if value is None or group is None or _kept(value[group], bare=group == 3):
-            continue
-        start, search = value.span(group)
-        out += [text[at:start], _MASK]
-        at = search
-    out.append(text[at:])
-    return "".join(out)
-
-
-def masked(text: str) -> str:
-    """`text` as an approver may see it: what a secret detector finds (its JSON-escaped
-    forms too), the value after a name that says it is secret whatever it looks like
-    (`"password": "..."`, `access_token=...`, `Authorization: Bearer ...`) and the password
-    of a URL, each replaced by a marker."""
-    text = redact_text(default_scanner(), text, _CREDENTIALS)[0]
-    text = _URL_PASSWORD.sub(lambda m: m[0][: m.start(1) - m.start()] + _MASK + "@", text)
-    return _named_secrets(text)
-
-
-def _masked_query(query: str) -> str:
-    """`query` with each parameter whose name says secret, or whose name or value holds a
-    credential once decoded, masked (shown decoded); the others as they were."""
-    parts = []
-    for part in query.split("&"):
-        name, equals, value = part.partition("=")
-        plain_name, plain = unquote_plus(name), unquote_plus(value)
-        shown_name, shown = masked(plain_name), masked(plain)
-        if equals and plain and plain not in _PLAIN and _secret_name(plain_name):
-            part = f"{shown_name}={_MASK}"
-        elif (shown_name, shown) != (plain_name, plain):
-            part = shown_name + equals + shown
-        parts.append(part)
-    return "&".join(parts)
-
-
 def shown_preview(flow: Flow, body: bytes) -> str:
-    """The start of a held request's body as its approver sees it: which detector fired
-    where when any did (never the text), else the body with every credential masked."""
-    if flow.findings:
-        preview = f"[content detections: {describe(list(flow.findings))}]"
-    else:
-        preview = masked(body[:_MASKED].decode("utf-8", "replace"))[:_PREVIEW]
-    return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in preview)
+    """The start of a held request's body as its approver sees it (``content.body_preview``:
+    which detector fired where when any did, never the text; else every credential masked)."""
+    return body_preview(body, flow.findings)
 
 
 def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
     """What an approval for `flow` binds, and what its approver is shown (never a header
     value but the body's type and encoding; no credential in the path, the query or the
-    body's preview: :func:`masked`). `digest` covers method, scheme, host, port, path, raw
-    query, ``Content-Type``, ``Content-Encoding`` and the exact body bytes: any other
-    request, even the same body re-encoded, has another digest."""
+    body's preview: ``agentfirewall.content.shown``). `digest` covers method, scheme, host,
+    port, path, raw query, ``Content-Type``, ``Content-Encoding`` and the exact body bytes:
+    any other request, even the same body re-encoded, has another digest."""
     ctype = (head.get(b"content-type") or b"").decode("latin-1")
     encoding = (head.get(b"content-encoding") or b"").decode("latin-1")
     digest = hashlib.sha256()
@@ -487,12 +397,7 @@ def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
         digest.update(b"%d:%b;" % (len(data), data))
     digest.update(b"%d:" % len(body))
     digest.update(body)
-    if flow.findings:  # the approver sees which detector fired where, never the text
-        scanner = default_scanner()  # path and query shown decoded, as they were scanned
-        path = masked(redact_text(scanner, unquote(flow.path), scanner.names)[0])
-        query = masked(redact_text(scanner, unquote_plus(flow.query), scanner.names)[0])
-    else:
-        path, query = masked(flow.path), _masked_query(flow.query)
+    path, query = shown_target(flow.path, flow.query, detected=bool(flow.findings))
     return {
         "method": flow.method,
         "host": flow.host,

@@ -8,9 +8,11 @@ round; each round times, on the same bodies (about 4.8 MB of chat JSON, seeded):
 - ``found``: `Scrubber.found` on the whole body (no secret in it: the common answer);
 - ``stream``: `ScrubStream.feed` in 64 KiB reads, as the gateway streams a response;
 
-for three bodies: plain JSON (`\\"` and `\\\\` everywhere), JSON whose encoder escapes `<`
-as Go's does (`\\u003c`), and PHP-style JSON with every `/` written `\\/`. The fastest round
-of each is printed per tree, and this tree's ratio to the baseline.
+for four bodies: plain JSON (`\\"` and `\\\\` everywhere), JSON whose encoder escapes `<`
+as Go's does (`\\u003c`), PHP-style JSON with every `/` written `\\/`, and the plain JSON
+percent-encoded (``quote(safe="")``: about a million `%XX`, the `%2F` of them escapes of a
+byte the secret's forms hold, which the percent-encoded search decodes to look for a form).
+The fastest round of each is printed per tree, and this tree's ratio to the baseline.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 _CHILD = r"""
 import json, random, string, sys, time
+from urllib.parse import quote
 from agentfirewall.scrubbing import scrubber_for
 random.seed(7)
 scrubber = scrubber_for([b"token ghp_realGithubToken0000000000000000000/+x"])
@@ -32,7 +35,7 @@ messages = [{"role": "user", "content": "".join(random.choice(alphabet) for _ in
             for _ in range(20000)]
 plain = json.dumps({"messages": messages})
 bodies = {"json": plain.encode(), "go-escaped": plain.encode().replace(b"<", b"\\u003c"),
-          "php": plain.replace("/", "\\/").encode()}
+          "php": plain.replace("/", "\\/").encode(), "percent": quote(plain, safe="").encode()}
 out = {}
 for name, body in bodies.items():
     start = time.perf_counter(); scrubber.found(body); found = time.perf_counter() - start

@@ -3,7 +3,8 @@
 Pure (standard library only): the gateway scans requests and responses with a
 :class:`Scanner` built once, and policies read what fired through the fields
 ``content.secrets``, ``content.pii``, ``response.secrets`` and ``response.injection``
-(``agentfirewall.policy.fields``). See docs/policies.md.
+(``agentfirewall.policy.fields``). See docs/policies.md. What an approver is shown of a held
+request, every credential masked: ``shown.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from agentfirewall.content.locate import (
     value_pieces,
 )
 from agentfirewall.content.scanner import Hit, Scanner, default_scanner
+from agentfirewall.content.shown import (
+    body_preview,
+    masked,
+    masked_query,
+    shown_target,
+    shown_text,
+)
 
 __all__ = [
     "DETECTORS",
@@ -36,14 +44,19 @@ __all__ = [
     "Hit",
     "Scanner",
     "body_pieces",
+    "body_preview",
     "content_attributes",
     "default_scanner",
     "describe",
     "marker",
+    "masked",
+    "masked_query",
     "redact_body",
     "redact_text",
     "redact_value",
     "request_pieces",
     "scan_pieces",
+    "shown_target",
+    "shown_text",
     "value_pieces",
 ]

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.actions import parse_action_spec
+from agentfirewall.content import shown_target, shown_text
 from agentfirewall.errors import ActionSpecError
 from agentfirewall.policy.models import MAX_APPROVAL_TIMEOUT_SECONDS
 from agentfirewall_server.actionstore import shown_spec
@@ -100,7 +101,8 @@ _SHA256 = r"^[0-9a-f]{64}$"
 
 class RequestLine(Strict):
     """The held request as its approver sees it, and the digest its approval binds
-    (``agentfirewall_proxy.pipeline.bind_request``): never a header value."""
+    (``agentfirewall_proxy.pipeline.bind_request``): never a header value. Stored and shown
+    as :func:`shown_request` masks it."""
 
     method: str = Field(max_length=16)
     host: str = Field(max_length=300)
@@ -394,11 +396,24 @@ def without_approval(
     return None if grant is None else ({"grant": grant}, False)
 
 
+def shown_request(line: RequestLine) -> dict[str, Any]:
+    """The held request as it is stored and shown: its path, query and body preview masked
+    (``agentfirewall.content.shown``) as the gateway masks them, for a gateway that sent
+    them as they were (an older one); what a gateway masked stays as it is."""
+    request = line.model_dump(exclude_none=True)
+    request["path"], query = shown_target(line.path, line.query or "")
+    if line.query is not None:
+        request["query"] = query
+    if line.body_preview is not None:
+        request["body_preview"] = shown_text(line.body_preview)
+    return request
+
+
 def new_approval_row(
     body: GatewayApproval, spec: dict[str, Any], timeout: int, stamp: float
 ) -> dict[str, Any]:
-    """The pending approval row of a held request (not inserted): its spec as shown (the
-    hash binds the request's own)."""
+    """The pending approval row of a held request (not inserted): its spec and request as
+    shown (the hash and the digest bind the request's own)."""
     return approval_row(
         agent=body.agent,
         connector=body.connector,
@@ -408,7 +423,7 @@ def new_approval_row(
         action_hash=body.action_hash,
         risk_score=body.risk_score,
         reason=body.reason,
-        request=body.request.model_dump(exclude_none=True) if body.request else None,
+        request=shown_request(body.request) if body.request else None,
         roles=list(body.approver_roles or DEFAULT_ROLES),
         timeout_seconds=body.timeout_seconds or timeout,
         now=stamp,

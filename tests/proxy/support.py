@@ -14,10 +14,14 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import httpx
+import pytest
 
 from agentfirewall_proxy.control import Control, StaticControl
 from agentfirewall_proxy.gateway import Gateway
@@ -255,6 +259,41 @@ def ca_bundle(gateway_ca: Path, target: Path) -> Path:
     parts.append(gateway_ca.read_bytes())
     target.write_bytes(b"\n".join(parts))
     return target
+
+
+#: A download from the fake GitHub long enough to be cut while it streams.
+DOWNLOAD = "/fake/bytes/400000000"
+
+
+def cut_download(
+    running: RunningGateway,
+    records: StaticControl,
+    cut: Callable[[], object],
+    heal: Callable[[], object] = lambda: None,
+) -> dict[str, Any]:
+    """Stream :data:`DOWNLOAD` through `running` (intercepted HTTPS), `cut()` once its first
+    bytes are in and read on until the gateway ends it (it must), then `heal()`; the one
+    traffic record of it that `records` received (waited for, up to 10 s)."""
+    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
+    verify = ssl.create_default_context(cafile=str(bundle))
+    with (
+        httpx.Client(proxy=running.proxy_url(), verify=verify, trust_env=False, timeout=20) as http,
+        http.stream("GET", f"https://api.github.com{DOWNLOAD}") as response,
+    ):
+        assert response.status_code == 200, response.read()
+        chunks = response.iter_raw()
+        next(chunks)
+        cut()
+        with pytest.raises(httpx.HTTPError):
+            for _ in chunks:
+                pass
+    heal()
+    deadline = time.monotonic() + 10
+    while not (found := [r for r in records.traffic if r["path"] == DOWNLOAD]):
+        assert time.monotonic() < deadline, "no traffic record of the download"
+        time.sleep(0.05)
+    assert len(found) == 1
+    return found[0]
 
 
 def agent_env(running: RunningGateway, bundle: Path, key: str = KEY) -> dict[str, str]:

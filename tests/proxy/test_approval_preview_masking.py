@@ -10,9 +10,10 @@ import json
 
 import pytest
 
+from agentfirewall.content import masked
 from agentfirewall_proxy.http1 import Head
-from agentfirewall_proxy.mcpwrap.relay import _bind
-from agentfirewall_proxy.pipeline import Flow, bind_request, masked
+from agentfirewall_proxy.mcpwrap.binding import bind as _bind
+from agentfirewall_proxy.pipeline import Flow, bind_request
 
 TOKEN = "ghp_" + "R8kq2ZbX7pLmW4nV9cT3yJ6hF1dS5gA0eU2i"  # a github_token
 AWS_KEY = "AKIA" + "Q7RZ4XMPL2VN5KWD"

@@ -15,14 +15,12 @@ import asyncio
 import json
 import signal
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from agentfirewall_proxy.control import HttpControl, StaticControl
@@ -32,8 +30,8 @@ from tests.livesrv import LiveServer
 from tests.proxy.rawclient import KEY, auth_header, read_response, status_of
 from tests.proxy.support import (
     RunningGateway,
-    ca_bundle,
     connector,
+    cut_download,
     gateway_options,
     github_bot,
     rule,
@@ -166,28 +164,8 @@ def test_an_exchange_in_flight_is_cut_once_the_bound_passes(
     as it lasted, past any kill switch the gateway could not hear of. It is cut at the
     bound, and its record says why."""
     running, control = gateway
-    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
-    verify = ssl.create_default_context(cafile=str(bundle))
-    url = "https://api.github.com/fake/bytes/400000000"
-    with (
-        httpx.Client(proxy=running.proxy_url(), verify=verify, trust_env=False, timeout=20) as http,
-        http.stream("GET", url) as response,
-    ):
-        assert response.status_code == 200, response.read()
-        chunks = response.iter_raw()
-        next(chunks)
-        control.link.clear()
-        with pytest.raises(httpx.HTTPError):
-            for _ in chunks:
-                pass
-    control.link.set()
-    deadline = time.monotonic() + 10
-    records: list[dict[str, Any]] = []
-    while not records and time.monotonic() < deadline:
-        records = [r for r in control.inner.traffic if r["path"] == "/fake/bytes/400000000"]
-        time.sleep(0.05)
-    assert len(records) == 1
-    assert records[0]["reason"].startswith("control_plane_unreachable: the exchange was cut")
+    record = cut_download(running, control.inner, control.link.clear, control.link.set)
+    assert record["reason"].startswith("control_plane_unreachable: the exchange was cut")
 
 
 def test_a_frozen_live_control_plane_stops_the_gateway_until_it_answers(

@@ -9,13 +9,11 @@ import base64
 import json
 import random
 import socket
-import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from agentfirewall_proxy.control import StaticControl
@@ -25,8 +23,8 @@ from tests.proxy.support import (
     KEY,
     OTHER_KEY,
     RunningGateway,
-    ca_bundle,
     connector,
+    cut_download,
     rule,
     snapshot,
     start_gateway,
@@ -227,31 +225,11 @@ def test_an_inactive_agents_valid_key_gets_the_same_407_as_a_bad_key(
 
 def test_a_stream_cut_by_the_kill_switch_is_recorded_killed(start: Start) -> None:
     running, control = start()
-    bundle = ca_bundle(running.ca_path, running.options.ca_dir / "bundle.pem")
-    verify = ssl.create_default_context(cafile=str(bundle))
-    url = "https://api.github.com/fake/bytes/400000000"
-    with (
-        httpx.Client(proxy=running.proxy_url(), verify=verify, trust_env=False, timeout=20) as http,
-        http.stream("GET", url) as response,
-    ):
-        assert response.status_code == 200
-        chunks = response.iter_raw()
-        next(chunks)
-        kill = [{"scope": "all", "target": None, "reason": "stop"}]
-        control.update(snapshot(RULES, connectors=[connector("github")], kill_switches=kill))
-        with pytest.raises(httpx.HTTPError):
-            for _ in chunks:
-                pass
-    deadline = time.monotonic() + 10
-    records: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        records = [r for r in control.traffic if r["path"] == "/fake/bytes/400000000"]
-        if records:
-            break
-        time.sleep(0.05)
-    assert len(records) == 1
-    assert records[0]["decision"] == "killed"
-    assert records[0]["reason"].startswith("kill_switch_active")
+    kill = [{"scope": "all", "target": None, "reason": "stop"}]
+    killed = snapshot(RULES, connectors=[connector("github")], kill_switches=kill)
+    record = cut_download(running, control, lambda: control.update(killed))
+    assert record["decision"] == "killed"
+    assert record["reason"].startswith("kill_switch_active")
     assert running.gateway is not None
     assert running.gateway.stats["killed"] == 1
 
