@@ -83,7 +83,7 @@ def budgets(session: nox.Session) -> None:
     and grants from the CLI end to end."""
     session.install("-e", ".[dev,proxy]")
     files = ["tests/proxy/test_budgets_live.py", "tests/proxy/test_grants_live.py"]
-    session.run("python", "-m", "pytest", *files, *session.posargs,
+    session.run("python", "-m", "pytest", "-n", "0", *files, *session.posargs,
                 env={"AGENTFIREWALL_TEST_BUDGETS": "1"})  # fmt: skip
 
 

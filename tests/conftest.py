@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,10 @@ if SCALE > 1:  # nox -s deep: tests that name no count get the scaled default, n
     settings.load_profile("deep")
 
 StartServer = Callable[..., LiveServer]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker is told the terminal's size (80 x 24
+    os.environ.pop("COLUMNS", None)  # when it is none): `tf` output in a worker is then as
+    os.environ.pop("LINES", None)  # wide as in one process
 
 
 @pytest.hookimpl(wrapper=True)
