@@ -29,7 +29,7 @@ import binascii
 import re
 from collections.abc import Iterable
 from itertools import chain, product
-from urllib.parse import quote, quote_plus, unquote_to_bytes
+from urllib.parse import quote, quote_plus
 
 __all__ = [
     "MARKER",
@@ -218,15 +218,82 @@ _WIDEST = 6
 #: A percent-encoding is at most this many bytes per byte of a form (``%2F``).
 _PERCENT = 3
 _ESCAPE = re.compile(rb"%[0-9a-fA-F]{2}")
+#: What a byte of a percent-encoded form may be written with: ``%``, hex, ``+`` (a space).
+_SPELLING = _HEX | frozenset(b"%+")
+_PLUS_AS_SPACE = bytes.maketrans(b"+", b" ")
+
+
+def _core(form: bytes) -> bytes:
+    """The longest part of `form` that the body holds, once its ``%XX`` are decoded, wherever
+    `form` is written with any of its bytes percent-encoded, whatever stands beside it: not
+    its first two bytes when hex digits (a ``%`` before them makes an escape: ``x%6768…``
+    decodes to ``xg68…``), not a ``%XX`` of its own written as is (decoded), not a ``%`` or
+    ``%X`` at its end (the bytes after it may complete an escape)."""
+    lead = 0
+    while lead < min(2, len(form)) and form[lead] in _HEX:
+        lead += 1
+    end = len(form)
+    if form.endswith(b"%"):
+        end -= 1
+    elif form[-2:-1] == b"%" and form[-1] in _HEX:
+        end -= 2
+    pieces: list[bytes] = []
+    at = lead
+    for escape in _ESCAPE.finditer(form):
+        pieces.append(form[at : escape.start()])
+        at = max(at, escape.end())
+    pieces.append(form[at:end])
+    return max(pieces, key=len)
+
+
+def _beginnings(forms: Iterable[bytes]) -> re.Pattern[bytes]:
+    """A regex matching (empty) where one of `forms` written with any of its bytes
+    percent-encoded may begin: its first two bytes written, or the first and the end of the
+    data, or the end inside an escape."""
+    seconds: dict[int, set[int]] = {}
+    for form in forms:
+        seconds.setdefault(form[0], set()).update(form[1:2])
+    open_escape = rb"%[0-9a-fA-F]?\Z"
+    branches = [
+        _percentable(first)
+        + b"(?:"
+        + b"|".join([*map(_percentable, sorted(then)), rb"\Z", open_escape])
+        + b")"
+        for first, then in sorted(seconds.items())
+    ]
+    return re.compile(b"(?=" + b"|".join([*branches, open_escape]) + b")")
+
+
+def _begins_spelled(window: bytes, at: int, form: bytes) -> bool:
+    """Whether `window` from `at` on is the beginning (not the whole) of `form` with any of
+    its bytes percent-encoded (a space also ``+``), read from `at` itself: an escape the body
+    holds before it or a ``%XX`` the form holds as is is no escape of its bytes here. It may
+    end inside an escape (``%`` or ``%2``)."""
+    for index, byte in enumerate(form):
+        if at == len(window):
+            return True
+        written = window[at : at + 3]
+        if len(written) < 3 and (b"%%%02X" % byte).startswith(written.upper()):
+            return True  # (it ends inside an escape of the byte)
+        if _BYTE_OF.get(written) == form[index : index + 1]:
+            # (`%25`: the escape of a `%`, or a `%` as is that the form's `25` follows)
+            if byte == 0x25 and _begins_spelled(window, at + 1, form[index + 1 :]):
+                return True
+            at += 3
+        elif window[at] == byte or (byte == 0x20 and window[at] == 0x2B):
+            at += 1
+        else:
+            return False
+    return False
 
 
 class Scrubber:
     """The secrets of one connector's credential, and how to find them in bytes."""
 
     __slots__ = (
-        "_begins", "_bytes", "_decoded", "_escaped", "_firsts", "_needles", "_pattern", "_percent",
-        "_percent_trigger", "_spelled", "_trigger", "forms", "longest",
-        "replacements",
+        "_bytes", "_cores", "_escaped", "_firsts", "_needles", "_pattern", "_percent",
+        "_percent_escape", "_percent_trigger", "_spaced", "_spelled_firsts", "_starting",
+        "_trigger", "forms", "longest", "replacements",
     )  # fmt: skip
 
     def __init__(self, forms: tuple[bytes, ...]) -> None:
@@ -252,12 +319,20 @@ class Scrubber:
         # holds another, the other's bytes are the secret's (replaced, they are not there).
         needles = [f for f in self._needles if b"\\" not in f]
         self._percent = _alternation(b"".join(_percentable(b) for b in f) for f in needles)
-        spaced = [f.replace(b" ", b"+") for f in needles if b" " in f]  # (as quote_plus)
-        self._decoded = (*needles, *spaced)
-        self._percent_trigger = re.compile(b"%" + _hex_of({b for f in needles for b in f}))
-        # what a percent-decoded tail may begin (a space written `+` by quote_plus)
-        self._spelled = forms + tuple(f.replace(b" ", b"+") for f in forms if b" " in f)
-        self._begins = frozenset(f[:n] for f in self._spelled for n in (1, 2))
+        escape = b"%" + _hex_of({b for f in needles for b in f})
+        self._percent_escape = re.compile(escape)
+        self._spaced = any(b" " in f for f in needles)  # (then a `+` may be a space too)
+        self._percent_trigger = re.compile(escape + rb"|\+" if self._spaced else escape)
+        # the quick test: a part of each needle that the body decoded holds wherever the
+        # needle is written (a space written `+` or ` `: both read as a space)
+        translate = _PLUS_AS_SPACE if self._spaced else None
+        self._cores = tuple(dict.fromkeys(_core(f).translate(translate) for f in needles))
+        # where a form written with escapes may begin (for `held`), and the forms by first byte
+        self._spelled_firsts = _beginnings(forms)
+        self._starting: dict[bytes, tuple[bytes, ...]] = {}
+        for form in forms:
+            self._starting[form[:1]] = (*self._starting.get(form[:1], ()), form)
+        self._starting[b"+"] = self._starting.get(b"+", ()) + self._starting.get(b" ", ())
 
     def _escaped_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where an escaped form is (start, end): searched around each escape of a byte a
@@ -269,10 +344,14 @@ class Scrubber:
 
     def _percent_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where a percent-encoded form is (start, end), as :meth:`_escaped_spans`: searched
-        only when `data` with the escapes of the forms' bytes decoded holds a form (a quick
-        test; the search for every spelling is not quick)."""
-        decoded, escapes = self._percent_trigger.subn(_unescaped_byte, data)
-        if not escapes or not any(form in decoded for form in self._decoded):
+        only when `data` with the escapes of the forms' bytes decoded holds a form's core (a
+        quick test that every spelling passes; the search for every spelling is not quick)."""
+        decoded, escapes = self._percent_escape.subn(_unescaped_byte, data)
+        if not escapes and not (self._spaced and b"+" in data):
+            return []  # (no trigger: nothing to search around)
+        if self._spaced:
+            decoded = decoded.translate(_PLUS_AS_SPACE)
+        if not any(core in decoded for core in self._cores):
             return []
         windows = _windows(self._percent_trigger, data, self.longest * _PERCENT)
         return [
@@ -351,30 +430,20 @@ class Scrubber:
         return 0
 
     def _held_percent(self, data: bytes) -> int:
-        """`held` for a tail with a ``%``: a suffix whose percent-decoded bytes begin a form
-        (or end inside an escape, ``%`` or ``%2``, that may continue one)."""
+        """`held` for a tail near a ``%``: the longest suffix that begins a form with any of
+        its bytes percent-encoded (or a space ``+``), possibly ending inside an escape."""
         window = data[-(self.longest * _PERCENT - 1) :]
-        cut = len(window)  # without an escape the tail ends inside (`%`, `%2`)
-        if window.endswith(b"%"):
-            cut -= 1
-        elif window[-2:-1] == b"%" and window[-1] in _HEX:
-            cut -= 2
-        open_escape = cut < len(window)
-        text = unquote_to_bytes(window[:cut])
-        for index in range(len(text)):  # earliest first
-            if text[index : index + 2] not in self._begins:
-                continue
-            tail = text[index:]
-            if any(form.startswith(tail) and (open_escape or len(form) > len(tail))
-                   for form in self._spelled):  # fmt: skip
-                # where it is written: each escape before it is 2 bytes longer than its byte
-                escapes = (m.start() for m in _ESCAPE.finditer(window, 0, cut))
-                wider = sum(1 for j, at in enumerate(escapes) if at - 2 * j < index)
-                return len(window) - index - 2 * wider
-        if open_escape:  # the escape alone: held when it may write a form's first byte
-            begun = window[cut:].upper()
-            if any((b"%%%02X" % form[0]).startswith(begun) for form in self.forms):
-                return len(window) - cut
+        if not window or (window[-1] not in self._bytes and window[-1] not in _SPELLING):
+            return 0  # (a body or an event ending in a newline: at once)
+        for first in self._spelled_firsts.finditer(window):  # earliest first
+            at = first.start()
+            if window[at] == 0x25 and len(window) - at < 3:  # `%`, `%2`: any form's escape
+                forms = self.forms
+            else:  # the forms that begin with the byte as written, or with the escaped byte
+                forms = self._starting.get(window[at : at + 1], ())
+                forms += self._starting.get(_BYTE_OF.get(window[at : at + 3], b""), ())
+            if any(_begins_spelled(window, at, form) for form in forms):
+                return len(window) - at
         return 0
 
     def headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
