@@ -29,7 +29,8 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from agentfirewall.content import default_scanner, redact_value
+from agentfirewall.connectors import encoded_parameters
+from agentfirewall.content import default_scanner, redact_encoded_value, redact_value
 from agentfirewall.errors import CredentialError
 from agentfirewall.policy.permissions import failed_closed
 from agentfirewall_proxy.approvalbatch import ApprovalBatcher
@@ -476,9 +477,11 @@ class StaticControl:
             )
             if approval.pop("redact", False):  # shown as the control plane shows it
                 scanner = default_scanner()
-                approval["action_spec"] = redact_value(
-                    scanner, payload["action_spec"], scanner.names
-                )
+                spec = payload["action_spec"]
+                provider = (spec.get("resource") or {}).get("provider")
+                encoded = encoded_parameters(provider, str(spec.get("type", "")))
+                inside = redact_encoded_value(scanner, spec, scanner.names, encoded)
+                approval["action_spec"] = redact_value(scanner, inside, scanner.names)
             self.approvals[approval["id"]] = approval
             self._by_action.setdefault(key, []).append(approval["id"])
             return {"id": approval["id"], "status": "pending"}

@@ -2,9 +2,13 @@
 
 Request: a ``redact`` rule matched (``flow.redact``): the detections of the named
 detectors in the body are replaced by ``[REDACTED:<detector>]`` before forwarding, and
-the body is re-framed with its new ``Content-Length``. Only a body read whole and not
-compressed can be rewritten, and only the body: a detection to redact in the URL or a
-header, a body beyond the inspection limit or a compressed one is refused (fail closed).
+the body is re-framed with its new ``Content-Length``. A detection in a body field that
+carries text base64-encoded (``body.content(base64)``) is replaced in the decoded text
+and the field re-encoded (``agentfirewall.content.redact_encoded``). Only a body read
+whole and not compressed can be rewritten, and only the body: a detection to redact in
+the URL or a header, in base64 the action carries outside a body field (a GraphQL
+document's ``createCommitOnBranch`` contents: ``parameters.…``), a body beyond the
+inspection limit or a compressed one is refused (fail closed).
 
 Response (a policy reads ``response.*``): the body is decoded (the gateway asked for
 ``identity``; gzip/deflate are decoded, anything else refused), scrubbed of the injected
@@ -30,9 +34,12 @@ from agentfirewall.content import (
     Scanner,
     body_pieces,
     describe,
+    encoded_body_pieces,
     redact_body,
+    redact_encoded,
     scan_pieces,
 )
+from agentfirewall.content.encoded import ENCODED
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import GuardPlan, response_verdict
 from agentfirewall_proxy.codings import content_codings
@@ -73,7 +80,11 @@ def redact_request(
     targeted = [f for f in flow.findings if f.detector in flow.redact]
     outside = [f for f in targeted if not f.location.startswith(("body", "form."))]
     if outside:
-        raise Refusal(403, "denied", f"a redact rule cannot rewrite {describe(outside)}")
+        why = ""
+        if any(f.location.startswith("parameters.") for f in outside):
+            why = (" (base64 inside a GraphQL document cannot be re-encoded in place: send the"
+                   " file without it, or through the contents API)")  # fmt: skip
+        raise Refusal(403, "denied", f"a redact rule cannot rewrite {describe(outside)}{why}")
     if not targeted:
         return prefix
     if not complete:
@@ -82,7 +93,14 @@ def redact_request(
     if content_codings(head):  # (every Content-Encoding header: the upstream reads them all)
         raise Refusal(415, "unsupported_encoding", "a compressed request body cannot be redacted")
     ctype = (head.get(b"content-type") or b"").decode("latin-1")
-    body, flow.redacted = redact_body(scanner, prefix, ctype, flow.redact)
+    body, inside = redact_encoded(scanner, prefix, flow.redact, targeted)
+    fields = [f.location.partition(ENCODED)[0] for f in targeted if ENCODED in f.location]
+    if fields:  # a rescan of the fields re-encoded must find nothing (fail closed)
+        again = scan_pieces(scanner, encoded_body_pieces(body, ctype, fields))
+        if left := [f for f in again if f.detector in flow.redact]:
+            raise Refusal(403, "denied", f"a redact rule cannot rewrite {describe(left)}")
+    body, flow.redacted = redact_body(scanner, body, ctype, flow.redact)
+    flow.redacted += inside
     return body
 
 

@@ -8,8 +8,10 @@
     clean_path                  one canonical path (dot-segments, %2e, control bytes)
     http_request                the connector's view (a gzip/deflate body decoded, capped;
                                 one it cannot read one way only: 415)
-    decide                      connector.parse -> engine.evaluate (fail closed; a body not
-                                fully inspected gets the strictest outcome a rule could give)
+    decide                      connector.parse -> content scan (when a rule reads it; the
+                                fields the action carries base64 decoded) -> engine.evaluate
+                                (fail closed; a body not fully inspected gets the strictest
+                                outcome a rule could give)
     bind_request                what an approval binds: method, host, path, query, body digest
     upstream_headers            agent auth replaced by the connector credential, X-TameFlare-*
     refusal                     the JSON answer for 403/407/408/4xx
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfirewall.connectors import HttpRequest
 from agentfirewall.content import body_preview, shown_target
+from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import redactions
 from agentfirewall.policy.record import record_input
@@ -318,14 +321,16 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
         found = config.decided.get(key)
         if found is not None and found.agent is flow.agent and found.connector is flow.connector:
             return _remembered(found, flow, now)
+    first = None
     if scanner is not None:  # a policy reads content fields: scan what would be sent
-        flow.findings = tuple(request_findings(scanner, flow, request))
+        first = _parse(flow, request)  # (which of its fields carry base64: decoded too)
+        flow.findings = tuple(request_findings(scanner, flow, request, first))
         flow.content = content_attributes(list(flow.findings))
     attributes = flow.content
     if flow.budget_view:
         attributes = {**flow.budget_view, **(flow.content or {})}
     parsed, decision, evaluated = config.decide(
-        flow.agent, flow.connector, request, now, attributes
+        flow.agent, flow.connector, request, now, attributes, first
     )
     unseen = scanner is not None and not request.body_complete
     if parsed is not None and (unseen or parsed.spec.risk_hints.get("body_truncated")):
@@ -353,6 +358,16 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     if key is not None and config.asked_before(key) and _timeless(config, flow.agent.name, parsed):
         config.remember(key, Remembered(flow.agent, flow.connector, parsed, decision, flow.input))
     return decision
+
+
+def _parse(flow: Flow, request: HttpRequest) -> ParsedAction | None:
+    """The action `request` names, or None where the connector cannot name it (the decision
+    that follows parses again, and denies)."""
+    assert flow.connector is not None
+    try:
+        return flow.connector.impl.parse(request, base_url=flow.connector.base_url)
+    except AgentFirewallError:
+        return None
 
 
 def _timeless(config: CompiledConfig, agent: str, parsed: ParsedAction | None) -> bool:

@@ -212,13 +212,16 @@ class CompiledConfig:
         request: HttpRequest,
         now: datetime,
         attributes: Mapping[str, object] | None = None,
+        parsed: ParsedAction | None = None,
     ) -> tuple[ParsedAction | None, Decision, EvaluationContext | None]:
-        """Parse and evaluate; a connector that cannot parse is a deny (fail closed).
+        """Parse (unless `parsed` is the request's, parsed already) and evaluate; a
+        connector that cannot parse is a deny (fail closed).
 
         The context returned is the one the deciding action was evaluated in (None when
         nothing was parsed)."""
         try:
-            parsed = connector.impl.parse(request, base_url=connector.base_url)
+            if parsed is None:
+                parsed = connector.impl.parse(request, base_url=connector.base_url)
         except AgentFirewallError as exc:
             reason = f"request not understood by connector `{connector.type}`: {exc}"
             denied = Decision("deny", reason, decided_outcome="deny", errors=(str(exc),))

@@ -1,8 +1,10 @@
 """Evaluate an SDK action against the in-memory snapshot's compiled engine.
 
 Content guardrails hold in SDK mode as at the gateway: when a policy reads ``content.secrets``
-or ``content.pii``, the action's strings (each string of ``parameters``, the resource names)
-are scanned and the detector names reach the engine; conditions on ``budget.<name>.*`` read
+or ``content.pii``, the action's strings (each string of ``parameters``, the resource names,
+and the decoded text of the parameters its connector says carry base64, as the gateway
+decodes those fields: ``agentfirewall.connectors.encoded_parameters``) are scanned and the
+detector names reach the engine; conditions on ``budget.<name>.*`` read
 the budgets' state from the store (:func:`sdk_context`). Both are gathered when a live *or a
 shadow* policy reads them (the action is scanned once; each configuration sees only what
 its own policies read). A ``redact`` rule cannot rewrite what the agent itself will send, so
@@ -28,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.connectors import performed_as
+from agentfirewall.connectors import encoded_parameters, performed_as
 from agentfirewall.content import Finding
 from agentfirewall.decisions import Decision, normalize_level
 from agentfirewall.policy import Engine, EvaluationContext, Explanation
@@ -95,7 +97,7 @@ async def sdk_context(
     if snapshot.reads_budgets:
         budgets, stamp = list(snapshot.budgets.values()), time.time()
         attributes.update(await state.db.read(lambda c: budget_attributes(c, budgets, stamp)))
-    found = action_findings(snapshot.scan, spec)
+    found = action_findings(snapshot.scan, spec, encoded_parameters(spec.provider, spec.type))
     ctx = context_for(agent, spec, attributes)
     return (with_findings(ctx, snapshot.guard, found)[0] if found else ctx), found
 

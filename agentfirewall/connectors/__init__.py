@@ -28,6 +28,7 @@ from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.connectors.registry import (
     action_aliases,
     connector_types,
+    encoded_parameters,
     get_connector,
     performed_as,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "RoutedConnector",
     "action_aliases",
     "connector_types",
+    "encoded_parameters",
     "get_connector",
     "performed_as",
 ]

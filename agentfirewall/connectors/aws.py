@@ -110,6 +110,12 @@ name of ``QueueUrl``), ``topic`` (SNS), ``secret`` (Secrets Manager), ``role`` (
 most specific one is the resource target.
 Risk: reads (``get``, ``list``, ``describe``, ``head``, ``query``, ``scan``, ``receive``)
 low, deletes high, ``get_secret_value`` and ``assume_role`` high, the rest medium.
+
+Content rules scan decoded the fields that carry text base64-encoded: a raw e-mail (SES's
+``RawMessage.Data``, SES v2's ``Content.Raw.Data``), a stream record's ``Data`` (Kinesis,
+Firehose), a document a Bedrock model reads (``converse``'s
+``messages[].content[].document.source.bytes``), a binary secret (``SecretBinary``) and
+what KMS encrypts (``Plaintext``); a ``redact`` rule re-encodes them.
 """
 
 from __future__ import annotations
@@ -190,6 +196,24 @@ _RESOURCE_FIELDS = (
 #: The parameters that are the resource target, the first present (an S3 key with its bucket).
 _TARGET_PARAMS = ("key", "table", "queue", "topic", "secret", "role", "function", "model",
                   "guardrail", "invocation", "bucket")  # fmt: skip
+
+
+#: Action -> where its request carries text base64-encoded (``Connector.encoded``).
+_DOCUMENTS = ("body.messages.*.content.*.document.source.bytes",)
+_ENCODED: dict[str, tuple[str, ...]] = {
+    "aws.ses.send_raw_email": ("form.RawMessage.Data",),
+    "aws.ses.send_email": ("body.Content.Raw.Data",),  # (SES v2; v1's has no raw message)
+    "aws.kinesis.put_record": ("body.Data",),
+    "aws.kinesis.put_records": ("body.Records.*.Data",),
+    "aws.firehose.put_record": ("body.Record.Data",),
+    "aws.firehose.put_record_batch": ("body.Records.*.Data",),
+    "aws.bedrock-runtime.converse": _DOCUMENTS,
+    "aws.bedrock-runtime.converse_stream": _DOCUMENTS,
+    "aws.secretsmanager.create_secret": ("body.SecretBinary",),
+    "aws.secretsmanager.put_secret_value": ("body.SecretBinary",),
+    "aws.secretsmanager.update_secret": ("body.SecretBinary",),
+    "aws.kms.encrypt": ("body.Plaintext",),
+}
 
 
 def risk_of(operation: str) -> Risk:
@@ -356,6 +380,9 @@ class AwsConnector(Connector):
             connector=_NAME,
         )
         return ParsedAction(spec, risk, _NAME, route)
+
+    def encoded(self, parsed: ParsedAction) -> tuple[str, ...]:
+        return _ENCODED.get(parsed.action_type, ())
 
     def build_request(self, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
         raise ConnectorError(

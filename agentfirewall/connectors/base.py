@@ -262,6 +262,18 @@ class Connector:
         :meth:`auth_headers` (GitHub answers git smart-HTTP with Basic auth instead)."""
         return self.auth_headers(credential, auth_type=auth_type, header=header)
 
+    def encoded(self, parsed: ParsedAction) -> tuple[str, ...]:
+        """Where the request `parsed` names carries text base64-encoded: locations as the
+        content guard names a message's pieces (``body.content``, ``form.Data``,
+        ``parameters.file_changes.additions.*.contents``; ``*`` any one key or index). The
+        guard decodes them and scans the text (``agentfirewall.content.encoded``)."""
+        return ()
+
+    def encoded_parameters(self, action: str) -> tuple[str, ...]:
+        """The same for an action decided from its spec (SDK mode): the locations of its
+        parameters that carry text base64-encoded (``parameters.content``)."""
+        return ()
+
     def fallback(self, method: str, path: str, *, target: str | None = None) -> ParsedAction:
         """The action for a request on a known domain that no route matches:
         ``<connector>.unknown.<method>``, a name no ordinary wildcard grants (``github.*``

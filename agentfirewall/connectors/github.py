@@ -26,6 +26,11 @@ A file written through the contents API (``PUT``/``DELETE …/contents/{path}``)
 (the body's: a ``?branch=`` in the URL alone names no branch);
 ``createCommitOnBranch`` names the branch by ``branchName`` (``branch``) or by node id
 (``branch_id``, no ``branch``).
+A file's content travels base64-encoded in the contents API's ``content``, a git blob's
+``content`` (``POST …/git/blobs``, ``github.blob.create``) and ``createCommitOnBranch``'s
+``fileChanges.additions[].contents``: content rules scan it decoded (``body.content(base64)``,
+``parameters.file_changes.additions.0.contents(base64)``), and a ``redact`` rule re-encodes
+the redacted file (a GraphQL document's is refused: it cannot be rewritten in place).
 Release assets are uploaded on ``uploads.github.com`` (GHE: under ``/api/uploads``):
 ``POST /repos/{owner}/{repo}/releases/{id}/assets?name=…`` is
 ``github.release_asset.upload`` with the query's ``name`` and ``label``; the body is the
@@ -61,7 +66,7 @@ from pydantic import JsonValue
 
 from agentfirewall.connectors.base import make_spec, request_method
 from agentfirewall.connectors.bodies import parse_form
-from agentfirewall.connectors.github_graphql import parse_graphql
+from agentfirewall.connectors.github_graphql import encoded_parameters, parse_graphql
 from agentfirewall.connectors.github_mutations import MUTATIONS
 from agentfirewall.connectors.gitpush import read_push
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
@@ -283,10 +288,14 @@ _CONTENTS = (
     # GitHub reads a write's `branch` from its JSON body only: `?branch=` names no branch
     R("PUT", P + "/contents/{path+}", "github.file.create", "low", "Create a file (commit)",
       ("message", "branch:body", "sha"),
-      (V("sha", "github.file.update", "low", description="Update a file (commit)"),)),
+      (V("sha", "github.file.update", "low", description="Update a file (commit)"),),
+      encoded=("content",)),
     R("DELETE", P + "/contents/{path+}", "github.file.delete", "medium", "Delete a file",
       ("message", "branch:body", "sha")),
     R("GET", P + "/readme", "github.readme.get", "low", "Get the README"),
+    # a blob is a file's content in the git database (no commit or branch yet)
+    R("POST", P + "/git/blobs", "github.blob.create", "low", "Store a file's content (git blob)",
+      encoded=("content",)),
 )
 # fmt: on
 
@@ -530,6 +539,14 @@ class GitHubConnector(RouteConnector):
             return _with_refs(parsed, req, discovery=match.route.method == "GET")
         return parsed
 
+    def encoded_parameters(self, action: str) -> tuple[str, ...]:
+        """A route's encoded fields, and those of every GraphQL mutation naming `action`."""
+        found = dict.fromkeys(super().encoded_parameters(action))
+        for known in MUTATIONS.values():
+            if action in (known.action, *(v.action for v in known.variants)):
+                found.update(dict.fromkeys(encoded_parameters(known)))
+        return tuple(found)
+
     def actions(self) -> list[ActionInfo]:
         rows = super().actions()
         for field, known in MUTATIONS.items():
@@ -668,3 +685,9 @@ CONNECTOR = GitHubConnector(
     auth_scheme="token",
 )
 CONNECTOR.notes = __doc__ or ""
+# a GraphQL mutation's encoded input fields, as the parameters they become (wherever the
+# document spelled them: inline or in variables), by the route its actions name
+CONNECTOR.encoded_at.update(
+    (f"/graphql {field}", encoded_parameters(known)) for field, known in MUTATIONS.items()
+    if known.encoded
+)  # fmt: skip

@@ -39,7 +39,7 @@ from agentfirewall.errors import ConnectorError
 if TYPE_CHECKING:
     from graphql.language import FragmentDefinitionNode, SelectionSetNode
 
-__all__ = ["MAX_ACTIONS", "MUTATIONS", "parse_graphql"]
+__all__ = ["MAX_ACTIONS", "MUTATIONS", "encoded_parameters", "parse_graphql"]
 
 MAX_ACTIONS = 50
 MAX_DEPTH = 64
@@ -222,14 +222,29 @@ def _mutation(
     return _parsed(action, risk, params, field)
 
 
+def _parameter(known: Mutation, key: str) -> str:
+    """The parameter an input field becomes: its REST name, else snake case."""
+    return known.renames.get(key) or _CAMEL_RE.sub(r"_\1", key).lower()
+
+
 def _parameters(known: Mutation, fields: dict[str, Any]) -> dict[str, JsonValue]:
     params: dict[str, JsonValue] = {}
     for key, value in fields.items():
         if key == "clientMutationId":
             continue
-        name = known.renames.get(key) or _CAMEL_RE.sub(r"_\1", key).lower()
+        name = _parameter(known, key)
         params[name] = _json(value, lower=name in known.enums)
     return params
+
+
+def encoded_parameters(known: Mutation) -> tuple[str, ...]:
+    """Where `known`'s encoded input fields are among its action's parameters
+    (``fileChanges.additions.*.contents`` → ``parameters.file_changes.additions.*.contents``)."""
+    out = []
+    for path in known.encoded:
+        first, dot, rest = path.partition(".")
+        out.append(f"parameters.{_parameter(known, first)}{dot}{rest}")
+    return tuple(out)
 
 
 def _json(value: Any, *, lower: bool = False) -> JsonValue:

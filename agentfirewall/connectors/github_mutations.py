@@ -35,7 +35,8 @@ class MutationVariant:
 @dataclass(frozen=True, slots=True)
 class Mutation:
     """One known mutation: its action and risk, parameter renames (GraphQL input field →
-    REST parameter), parameters whose enum values are lower-cased, and variants."""
+    REST parameter), parameters whose enum values are lower-cased, variants, and the input
+    fields that carry text base64-encoded (``fileChanges.additions.*.contents``)."""
 
     action: str
     risk: Risk
@@ -44,6 +45,7 @@ class Mutation:
     enums: frozenset[str] = frozenset()
     variants: tuple[MutationVariant, ...] = ()
     reshape: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    encoded: tuple[str, ...] = ()
 
     def input_fields(self, given: dict[str, Any]) -> dict[str, Any]:
         """The input fields parameters and variants are read from: `given`, or what
@@ -169,7 +171,8 @@ MUTATIONS: dict[str, Mutation] = {
     "createCommitOnBranch": M("github.file.update", "low", "Commit file changes",
                               variants=(MutationVariant("github.file.delete", "medium",
                                                         _deletes_files, "deletes files"),),
-                              reshape=_committed_branch),
+                              reshape=_committed_branch,
+                              encoded=("fileChanges.additions.*.contents",)),
     # branch protection and rulesets
     "createBranchProtectionRule": M("github.branch_protection.update", "high",
                                     "Add branch protection"),

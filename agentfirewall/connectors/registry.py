@@ -6,6 +6,8 @@ what ships is what is written here.
 
 from __future__ import annotations
 
+import functools
+
 from agentfirewall.actions import ActionSpec
 from agentfirewall.connectors import (
     anthropic,
@@ -21,7 +23,13 @@ from agentfirewall.connectors import (
 from agentfirewall.connectors.base import Connector
 from agentfirewall.errors import ConnectorError
 
-__all__ = ["action_aliases", "connector_types", "get_connector", "performed_as"]
+__all__ = [
+    "action_aliases",
+    "connector_types",
+    "encoded_parameters",
+    "get_connector",
+    "performed_as",
+]
 
 _REGISTRY: dict[str, Connector] = {
     connector.name: connector
@@ -88,3 +96,13 @@ def performed_as(spec: ActionSpec) -> ActionSpec | None:
         if old in parameters and new not in parameters:
             parameters[new] = parameters.pop(old)
     return spec.model_copy(update={"type": alias.action, "parameters": parameters})
+
+
+@functools.lru_cache(maxsize=1024)
+def encoded_parameters(provider: str | None, action: str) -> tuple[str, ...]:
+    """Where the parameters of an action decided from its spec (SDK mode) carry text
+    base64-encoded (``parameters.content`` of ``github.file.create``), for the content guard
+    to decode (``Connector.encoded_parameters``); () for an unknown provider. No provider:
+    the action type's first segment, as ``ActionSpec.provider`` reads it."""
+    connector = _REGISTRY.get(provider or action.partition(".")[0])
+    return connector.encoded_parameters(action) if connector is not None else ()

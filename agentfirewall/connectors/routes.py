@@ -79,7 +79,10 @@ class Route:
     for a field the upstream ignores in the query). `derive` fills a missing parameter when
     building a request, from a format over other parameters (``("ref", "heads/{branch_name}")``).
     `account` / `target` override the connector's resource templates. `listed=False`
-    keeps an alternative spelling of a listed route out of the catalogue.
+    keeps an alternative spelling of a listed route out of the catalogue. `encoded` names
+    body fields that carry text base64-encoded (``"content"``, ``"attachments.*.content"``:
+    ``*`` any one key or index): the content guard decodes and scans them
+    (``agentfirewall.content.encoded``).
     """
 
     method: str
@@ -93,6 +96,7 @@ class Route:
     account: str | None = None
     target: str | None = None
     listed: bool = True
+    encoded: tuple[str, ...] = ()
 
     @property
     def reads_body(self) -> bool:

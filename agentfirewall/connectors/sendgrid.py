@@ -5,7 +5,9 @@ Recipients (``to``: every ``to``, ``cc`` and ``bcc`` address of every personaliz
 one address as a string, several as a list), ``subject`` and ``from`` (each
 personalization's own, which SendGrid sends instead of the message's, else the message's;
 several different ones as a list) become parameters and the recipients the resource
-target; a body past 256 KiB is refused, since a recipient could hide past it. Building
+target; a body past 256 KiB is refused, since a recipient could hide past it. An
+attachment's ``content`` (base64) is scanned decoded by content rules
+(``body.attachments.0.content(base64)``) and redacted inside, re-encoded. Building
 ``email.send`` takes the seed's parameters ``to`` (one address or a list), ``subject``,
 ``body`` and ``from``.
 """
@@ -26,7 +28,14 @@ __all__ = ["CONNECTOR"]
 
 _ROUTES = (
     Route(
-        "POST", "/v3/mail/send", "email.send", "medium", "Send an email", ("from",), target="{to}"
+        "POST",
+        "/v3/mail/send",
+        "email.send",
+        "medium",
+        "Send an email",
+        ("from",),
+        target="{to}",
+        encoded=("attachments.*.content",),
     ),
     Route("GET", "/v3/templates", "sendgrid.template.list", "low", "List templates"),
     Route("GET", "/v3/templates/{template_id}", "sendgrid.template.get", "low", "Get a template"),

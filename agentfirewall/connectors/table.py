@@ -119,6 +119,13 @@ class RouteConnector(Connector):
             type(self).body_parameters is not RouteConnector.body_parameters
         )
         self.plans = {id(route): self._plan(route) for route in routes}
+        #: route template -> where its requests carry text base64-encoded (``encoded``;
+        #: a template's other methods carry none of those fields: decoding them costs only)
+        self.encoded_at: dict[str, tuple[str, ...]] = {
+            route.path: tuple(f"{where}.{field}" for field in route.encoded
+                              for where in ("body", "form"))
+            for route in routes if route.encoded
+        }  # fmt: skip
 
     def _plan(self, route: Route) -> _Plan:
         path_vars = set(template_vars(route.path))
@@ -219,6 +226,21 @@ class RouteConnector(Connector):
             checked=True,
         )
         return ParsedAction(spec, risk, self.name, route.path)
+
+    def encoded(self, parsed: ParsedAction) -> tuple[str, ...]:
+        """The body fields the matched route names in `encoded` (a JSON body's or a form's)."""
+        return self.encoded_at.get(parsed.route, ())
+
+    def encoded_parameters(self, action: str) -> tuple[str, ...]:
+        """The parameters the built request's body carries encoded: the fields of every route
+        naming `action` (a build alias's: those it does not base64-encode itself)."""
+        alias = self.build_aliases.get(action)
+        fields = {f for route, _ in self.by_action.get(alias.action if alias else action, ())
+                  for f in route.encoded}  # fmt: skip
+        if alias is not None:
+            renamed = {new: old for old, new in alias.renames.items()}
+            fields = {renamed.get(f, f) for f in fields} - set(alias.base64)
+        return tuple(f"parameters.{field}" for field in sorted(fields))
 
     def body_parameters(self, route: Route, body: Fields) -> dict[str, JsonValue]:
         """Parameters too nested for a route's field list; connectors may override."""

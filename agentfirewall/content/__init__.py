@@ -4,12 +4,20 @@ Pure (standard library only): the gateway scans requests and responses with a
 :class:`Scanner` built once, and policies read what fired through the fields
 ``content.secrets``, ``content.pii``, ``response.secrets`` and ``response.injection``
 (``agentfirewall.policy.fields``). See docs/policies.md. What an approver is shown of a held
-request, every credential masked: ``shown.py``.
+request, every credential masked: ``shown.py``. Fields a connector names as carrying text
+base64-encoded (a file written through GitHub's contents API) are decoded and scanned too,
+and redacted inside: ``encoded.py``.
 """
 
 from __future__ import annotations
 
 from agentfirewall.content.detectors import DETECTORS, PII, SECRETS, Detector
+from agentfirewall.content.encoded import (
+    decoded_pieces,
+    encoded_body_pieces,
+    redact_encoded,
+    redact_encoded_value,
+)
 from agentfirewall.content.injection import INJECTION, INJECTION_VERSION
 from agentfirewall.content.locate import (
     Finding,
@@ -46,12 +54,16 @@ __all__ = [
     "body_pieces",
     "body_preview",
     "content_attributes",
+    "decoded_pieces",
     "default_scanner",
     "describe",
+    "encoded_body_pieces",
     "marker",
     "masked",
     "masked_query",
     "redact_body",
+    "redact_encoded",
+    "redact_encoded_value",
     "redact_text",
     "redact_value",
     "request_pieces",

@@ -46,6 +46,7 @@ from agentfirewall.content.scanner import Hit, Scanner, default_scanner
 __all__ = [
     "Finding",
     "Piece",
+    "body_kind",
     "body_pieces",
     "content_attributes",
     "describe",
@@ -200,7 +201,8 @@ def content_attributes(findings: Iterable[Finding], side: str = "content") -> di
     return {name: sorted(names) for name, names in found.items()}
 
 
-def _kind(content_type: str) -> str:
+def body_kind(content_type: str) -> str:
+    """How a body of `content_type` is read: ``json``, ``form`` or ``text``."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "application/json" or media.endswith("+json"):
         return "json"
@@ -238,7 +240,7 @@ def body_pieces(body: bytes, content_type: str) -> list[Piece]:
     """The body's pieces (see the module docstring); text of undecodable bytes as is."""
     if not body:
         return []
-    kind = _kind(content_type)
+    kind = body_kind(content_type)
     text = decode_body(body).text
     if kind == "json":
         try:
@@ -409,7 +411,7 @@ def redact_body(
     """The body with the detectors `names`' findings replaced; (body, replacements)."""
     read = decode_body(body)
     text = read.text
-    kind = _kind(content_type)
+    kind = body_kind(content_type)
     if kind == "json":
         try:
             load_json(text)

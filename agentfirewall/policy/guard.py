@@ -16,7 +16,10 @@ lets it pass; every detection is flagged (traffic log, counters) whatever the ou
 
 An action decided from its spec alone (the SDK's, and every local tool that tests or
 explains policies) is scanned by :func:`action_findings`: each string of its parameters
-and its resource's account and target. :func:`explain_with_content` decides it as the
+and its resource's account and target, and the decoded text of the parameters its
+connector says carry text base64-encoded (``encoded``: the caller asks the connectors,
+``agentfirewall.connectors.encoded_parameters``; ``parameters.content`` of
+``github.file.create``). :func:`explain_with_content` decides it as the
 control plane's ``request_action`` and ``dry-run`` do, so a policy tested locally reads
 ``content.*`` as it will in production; :func:`sdk_content_decision` refuses in SDK mode
 what a ``redact`` rule matched (the SDK cannot rewrite what the agent sends).
@@ -25,10 +28,18 @@ what a ``redact`` rule matched (the SDK cannot rewrite what the agent sends).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agentfirewall.content import Finding, content_attributes, describe, scan_pieces, value_pieces
+from agentfirewall.content import (
+    Finding,
+    content_attributes,
+    decoded_pieces,
+    describe,
+    scan_pieces,
+    value_pieces,
+)
 from agentfirewall.content.detectors import PII, SECRETS, Detector
 from agentfirewall.content.injection import INJECTION
 from agentfirewall.content.scanner import Scanner
@@ -163,13 +174,17 @@ def response_verdict(
     return "pass", "", frozenset()
 
 
-def action_findings(plan: GuardPlan, spec: ActionSpec) -> list[Finding]:
+def action_findings(
+    plan: GuardPlan, spec: ActionSpec, encoded: Sequence[str] = ()
+) -> list[Finding]:
     """What the request-side detectors find in an action decided from its spec: each string
-    of its parameters, and its resource's account and target (none: nothing to scan)."""
+    of its parameters (those at `encoded` locations decoded too), and its resource's
+    account and target (none: nothing to scan)."""
     if plan.request is None:
         return []
     resource = spec.resource
     pieces = value_pieces(spec.parameters, "parameters")
+    pieces += decoded_pieces(pieces, encoded)
     pieces += [(f"resource.{name}", value) for name, value in (
         ("account", resource.account), ("target", resource.target)) if value]  # fmt: skip
     return scan_pieces(plan.request, pieces)
@@ -202,13 +217,17 @@ def sdk_content_decision(
 
 
 def explain_with_content(
-    engine: Engine, plan: GuardPlan, spec: ActionSpec, ctx: EvaluationContext
+    engine: Engine,
+    plan: GuardPlan,
+    spec: ActionSpec,
+    ctx: EvaluationContext,
+    encoded: Sequence[str] = (),
 ) -> Explanation:
     """``engine.explain`` with the action's content findings in the context, as the control
     plane decides it: in SDK mode a matched ``redact`` rule refuses (`sdk_content_decision`);
     through the gateway (proxy mode) the body would be redacted, so the decision stands, with
-    where the detectors fired in its reason."""
-    findings = action_findings(plan, spec)
+    where the detectors fired in its reason. `encoded`: as for :func:`action_findings`."""
+    findings = action_findings(plan, spec, encoded)
     if not findings:
         return engine.explain(spec, ctx)
     ctx = dataclasses.replace(ctx, attributes={**ctx.attributes, **content_attributes(findings)})

@@ -544,6 +544,14 @@ ROWS: list[Row] = [
         {"path": "a.txt", "message": "m", "sha": "s"},
     ),
     ("GET", R + "/readme", None, "github.readme.get", "low", {}),
+    (
+        "POST",
+        R + "/git/blobs",
+        {"content": "aGk=", "encoding": "base64"},
+        "github.blob.create",
+        "low",
+        {},
+    ),
     ("GET", R + "/releases", None, "github.release.list", "low", {}),
     (
         "POST",

@@ -5,6 +5,7 @@ the real parameters (docs/policies.md, Content guardrails: "the marker, never th
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from agentfirewall.actions import parse_action_spec
@@ -101,3 +102,27 @@ def test_a_denied_action_shows_markers_and_a_clean_one_shows_its_parameters(
     assert clean.json()["status"] == "allowed"
     seen = h.admin("GET", f"/v1/actions/{clean.json()['action_request_id']}")
     assert seen.json()["action_spec"]["parameters"]["body"] == "all good"
+
+
+def test_a_held_file_sent_base64_encoded_is_shown_redacted_inside(
+    harness: Harness, fakes: FakeUpstreams
+) -> None:
+    """A key in a file `github.file.create` carries base64-encoded (its `content`): the
+    approval shows the file redacted and re-encoded, never the key's base64."""
+    h = harness
+    key = _guarded(h, fakes)
+    content = base64.b64encode(f"deploy:\n{PEM}\n".encode()).decode()
+    spec = {"type": "github.file.create",
+            "resource": {"provider": "github", "account": "acme", "target": "acme/api"},
+            "parameters": {"path": "key.pem", "message": "m", "content": content}}  # fmt: skip
+    held = h.agent(key, "POST", "/v1/actions", json={"action_spec": spec})
+    assert held.json()["status"] == "pending_approval", held.text
+    listed = h.admin("GET", "/v1/approvals")
+    (approval,) = listed.json()["approvals"]
+    shown = approval["action_spec"]["parameters"]["content"]
+    assert base64.b64decode(shown) == b"deploy:\n[REDACTED:private_key]\n"
+    assert content not in listed.text
+    assert content[8:40] not in listed.text
+    assert approval["action_hash"] == parse_action_spec(spec).action_hash  # the real action
+    seen = h.admin("GET", f"/v1/actions/{held.json()['action_request_id']}")
+    assert content[8:40] not in seen.text

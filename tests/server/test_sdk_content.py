@@ -5,6 +5,7 @@ what the agent itself sends, refuses instead. Never the detected text in an answ
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -81,6 +82,31 @@ def test_monitor_records_what_it_would_deny(harness: Harness) -> None:
     answer = _ask(harness, key, {"text": f"card {CARD}"})
     assert answer["status"] == "allowed"
     assert answer["decision"]["would_outcome"] == "would_deny"
+
+
+def test_a_file_sent_base64_encoded_is_scanned_decoded(guarded: tuple[Harness, str]) -> None:
+    """`github.file.create` carries its file base64-encoded in `content` (the contents API):
+    scanned decoded, as the gateway scans that field; the alias `github.file.commit` takes
+    the text itself (the control plane encodes it), scanned as it is."""
+    h, key = guarded
+    file = f"[default]\naws_access_key_id = {AWS_KEY}\n"
+
+    def ask(action: str, content: str) -> dict[str, Any]:
+        spec = {"type": action, "resource": {"provider": "github", "target": "o/r"},
+                "parameters": {"path": "creds", "message": "m", "content": content}}  # fmt: skip
+        answer = h.agent(key, "POST", "/v1/actions", json={"action_spec": spec})
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    denied = ask("github.file.create", base64.b64encode(file.encode()).decode())
+    assert denied["status"] == "denied"
+    assert "aws_access_key at parameters.content(base64)+30" in denied["decision"]["reason"]
+    plain = ask("github.file.commit", file)
+    assert plain["status"] == "denied"
+    assert "aws_access_key at parameters.content+30" in plain["decision"]["reason"]
+    clean = base64.b64encode(b"print('hello')\n").decode()
+    assert ask("github.file.create", clean)["status"] == "allowed"
 
 
 _TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
