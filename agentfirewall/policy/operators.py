@@ -2,8 +2,10 @@
 
 Every test answers ``False`` for a value of the wrong type (a number where a string is
 expected, a list where a number is expected...), so a policy never crashes on odd
-input. Numbers are compared exactly (Python ints are unbounded); a string that spells
-a plain decimal number (``"15000"``, ``"-2.5"``) counts as that number, because
+input; ``any_matches`` alone raises `EvaluationError` for one (its field is a list of
+names, such as a push's refs, whose other shapes it cannot read), failing its rule closed.
+Numbers are compared exactly (Python ints are unbounded); a string that spells a plain
+decimal number (``"15000"``, ``"-2.5"``) counts as that number, because
 connectors read form bodies and query strings as text. Booleans are never numbers.
 
 ``exists``/``not_exists`` are decided before any operator runs (see conditions.py), and
@@ -231,20 +233,33 @@ def _matches(value: object, flags: int = 0) -> Test:
 
 
 def _any_matches(value: object, flags: int = 0) -> Test:
-    """`matches` over a list: true when one item is a string the regex matches (false for
-    anything but a list). An item over the input cap fails the rule closed, whichever
-    item would match, so the answer never depends on the order of the items."""
+    """`matches` over a list of strings: true when the regex search finds a match in one
+    of its items (a string is a list of one). A present value of any other shape (an item
+    that is not a string, an object, a number, a boolean, null) cannot be read: like an
+    item over the input cap, it fails the rule closed, whichever item would match, so the
+    answer never depends on the shape or the order of the items."""
     search = compile_safe_regex(value, flags, operator="any_matches").search
 
     def test(v: object) -> bool:
-        if type(v) is not list:
-            return False
-        texts = [item for item in v if type(item) is str]
+        items = v if isinstance(v, list) else [v]
+        texts = [item for item in items if type(item) is str]
+        if len(texts) != len(items):
+            odd = next(item for item in items if type(item) is not str)
+            kind = _kind_of(odd) if odd is v else f"a list holding {_kind_of(odd)}"
+            raise EvaluationError(f"`any_matches` needs a string or a list of strings, not {kind}")
         if any(len(text) > MAX_INPUT for text in texts):
-            raise EvaluationError(f"list item longer than {MAX_INPUT} characters for `any_matches`")
+            raise EvaluationError(f"an item longer than {MAX_INPUT} characters for `any_matches`")
         return any(search(text) is not None for text in texts)
 
     return test
+
+
+def _kind_of(value: object) -> str:
+    """A JSON value's kind, for an error (never the value itself: it may be a secret)."""
+    if value is None:
+        return "null"
+    kinds = {bool: "a boolean", int: "a number", float: "a number", dict: "an object"}
+    return kinds.get(type(value), "a list" if isinstance(value, list) else "another type")
 
 
 def _glob(value: object, flags: int = 0) -> Test:

@@ -2,7 +2,7 @@
 
 A scope names all, a connector type or an agent. A scope that names nothing known is
 refused with the closest names (a typo must not leave the real agent running); ``--force``
-stops an agent that does not exist yet.
+stops an agent that does not exist yet (sent as ``agent:NAME``).
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ def _connector_names(client: AdminClient) -> list[str]:
     return sorted(set(connector_types()) | {str(c["type"]) for c in configured})
 
 
-def check_scope(client: AdminClient, scope: str) -> None:
-    """Refuse a scope that names no agent and no connector, with did-you-mean."""
+def check_scope(client: AdminClient, scope: str, *, force: bool = False) -> str:
+    """The scope to send: refuse one that names no agent and no connector, with
+    did-you-mean; `force`: such a name is an agent not registered yet (`agent:NAME`, the
+    server refuses a bare name that names nothing)."""
     if scope == "all":
-        return
+        return scope
     kind, _, name = scope.partition(":")
     if kind not in ("agent", "connector") or not name:
         kind, name = "", scope
@@ -42,7 +44,9 @@ def check_scope(client: AdminClient, scope: str) -> None:
         )
     known = [*agents, *connectors]
     if name in known:
-        return
+        return scope
+    if force:
+        return scope if kind else f"agent:{scope}"
     what = {"agent": "agent", "connector": "connector"}.get(kind, "agent or connector")
     raise CliError(
         f"unknown kill-switch scope `{scope}`: no {what} of that name"
@@ -92,12 +96,11 @@ def kill_switch(ctx: Context) -> int:
             ctx.out.result(data, render)
             return EXIT_OK
         body: dict[str, Any] = {"active": verb == "activate"}
-        if args.scope and not args.force:
-            if verb == "activate":
-                check_scope(client, args.scope)
-            else:
+        if args.scope and verb == "activate":
+            body["scope"] = check_scope(client, args.scope, force=args.force)
+        elif args.scope:
+            if not args.force:
                 _check_active(args.scope, client.get("/v1/kill-switch").get("active") or [])
-        if args.scope:
             body["scope"] = args.scope
         elif verb == "activate":
             body["scope"] = "all"

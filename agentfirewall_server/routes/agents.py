@@ -33,7 +33,7 @@ from agentfirewall_server.store.schema import (
 )
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
-__all__ = ["routes"]
+__all__ = ["name_problem", "routes"]
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ def _removed(name: str) -> str:
     )
 
 
-def _name_problem(name: str) -> str | None:
+def name_problem(name: str) -> str | None:
     """Why a new agent's name would read as something else, if it would: `*` is the
     wildcard of access rules and policy scopes (a rule for the agent `*` would be a rule for
     every agent), `agt_` starts the ids that `/agents/{id-or-name}` tries first, and a
@@ -91,9 +91,9 @@ def _name_problem(name: str) -> str | None:
 
 
 def _check_name(name: str) -> None:
-    """422 for a new agent's name that would read as something else (`_name_problem`);
+    """422 for a new agent's name that would read as something else (`name_problem`);
     an agent stored under such a name before keeps working (a kill switch: `agent:NAME`)."""
-    problem = _name_problem(name)
+    problem = name_problem(name)
     if problem is not None:
         raise ApiError(422, f"invalid agent name `{name}`: {problem}", field="name")
 

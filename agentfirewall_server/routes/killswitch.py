@@ -1,7 +1,9 @@
 """The kill switch: owner only; scope all, a connector type or an agent name; audited.
 
-A scope reads one way only (`resolve_scope`): a bare name that is an agent's and a
-connector type's is refused, for activating and deactivating alike.
+A scope reads one way only (`resolve_scope`), for activating and deactivating alike, and
+names something real or is refused: a bare name that is an agent's and a connector type's,
+a bare name that is neither, and an agent name no agent can bear (`ALL`, `Connector:x`).
+An agent's id stands for its name.
 
 Activating it is in force once the switch's row and event are committed (the configuration
 is published then); the pending approvals it covers are denied after that, a page per writer
@@ -24,6 +26,7 @@ from agentfirewall_server.approvals import sweep_covered
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
+from agentfirewall_server.routes.agents import name_problem
 from agentfirewall_server.routes.connectors import DOCUMENTED_TYPES
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import kill_switches
@@ -38,14 +41,16 @@ class KillBody(Strict):
     reason: str = Field(default="", max_length=2000)
 
 
-def resolve_scope(state: AppState, scope: str | None) -> tuple[str, str]:
+def resolve_scope(state: AppState, scope: str | None, *, lifting: bool = False) -> tuple[str, str]:
     """`all`, `agent:NAME`, `connector:TYPE`, or a bare connector type or agent name.
 
     A scope reads one way only: `all` is every agent (no agent may be named so; one stored
     before is `agent:all`), and a bare name that is an agent's and a connector type's too is
     refused (`_bare_kind`). The switch is checked as the core builds it from the store
     (`KillSwitch`): a scope it would refuse (``agent:`` naming nobody) is 422 here, never a
-    stored configuration that no process can read (which would deny every action)."""
+    stored configuration that no process can read (which would deny every action). An
+    agent's target must name one (`_agent_target`); `lifting`: an active switch's target
+    counts as one (a switch set for an agent not registered yet, or by an earlier version)."""
     if scope is None or scope == "all":
         return "all", ""
     kind: Literal["connector", "agent"]
@@ -59,6 +64,8 @@ def resolve_scope(state: AppState, scope: str | None) -> tuple[str, str]:
         KillSwitch(scope=kind, target=target or None)
     except ValueError as exc:
         raise ApiError(422, f"invalid `scope` `{scope}`: {exc}", field="scope") from None
+    if kind == "agent":
+        target = _agent_target(state, scope, target, lifting=lifting)
     return kind, target
 
 
@@ -76,6 +83,44 @@ def _bare_kind(state: AppState, name: str) -> Literal["connector", "agent"]:
             field="scope",
         )
     return "connector"
+
+
+def _agent_target(state: AppState, scope: str, target: str, *, lifting: bool) -> str:
+    """The agent name a switch stops: an agent's id (`agt_...`) is read as its name, a
+    stored agent's name (or, `lifting`, an active switch's target) as itself. Else 422:
+    a name no agent can bear (`name_problem`) would stop no one, whatever is registered
+    later, and so would a bare name that names nothing (a typo: an agent not registered
+    yet is stopped as `agent:NAME`, on purpose)."""
+    snap = state.snapshot
+    agent = snap.agents_by_id.get(target) if target.startswith("agt_") else None
+    if agent is not None:
+        return agent.name
+    if target in snap.agents_by_name or (
+        lifting and any(r["scope"] == "agent" and r["target"] == target for r in snap.kill_switches)
+    ):
+        return target
+    if target.startswith("agt_"):
+        problem = f"no agent has the id `{target}`"
+    elif (why := name_problem(target)) is not None:
+        problem = f"no agent is named `{target}` and none can be ({why}){_meant(target)}"
+    elif scope.startswith("agent:"):
+        return target  # an agent not registered yet, stopped on purpose
+    else:
+        problem = (
+            f"no agent or connector type is named `{target}`: to stop an agent not"
+            f" registered yet, write `agent:{target}`"
+        )
+    raise ApiError(422, f"invalid `scope` `{scope}`: {problem}", field="scope")
+
+
+def _meant(name: str) -> str:
+    """The scope a name no agent can bear most likely meant (`ALL`: `all`)."""
+    kind, colon, rest = name.partition(":")
+    if name.lower() == "all":
+        return ": write `all` to stop every agent"
+    if colon and kind.lower() in ("agent", "connector"):
+        return f": write `{kind.lower()}:{rest}`"
+    return ""
 
 
 async def list_kill(request: Request) -> JSONResponse:
@@ -130,7 +175,7 @@ def _activate(scope: str, target: str, reason: str, actor: str) -> Any:
 
 
 def _deactivate(state: AppState, scope_text: str | None, actor: str) -> Any:
-    where = None if scope_text is None else resolve_scope(state, scope_text)
+    where = None if scope_text is None else resolve_scope(state, scope_text, lifting=True)
 
     def job(conn: Connection) -> None:
         rows = conn.execute(select(kill_switches)).all()

@@ -542,8 +542,8 @@ OPERATOR_CASES: dict[str, list[tuple[object, bool]]] = {  # the example's field 
                 ("select 1; drop table x", False), (5, False)],
     "any_matches": [(["refs/tags/v1", "refs/heads/MAIN"], True),
                     ([*(f"refs/tags/v{i}" for i in range(20)), "refs/heads/main"], True),
-                    (["refs/heads/main-old", 5], False), ([], False),
-                    ("refs/heads/main", False), (_ABSENT, False)],
+                    (["refs/heads/main-old", "refs/tags/v1"], False), ([], False),
+                    ("refs/heads/main", True), ("refs/heads/main-old", False), (_ABSENT, False)],
     "glob": [("acme/api", True), ("acme/x/y", True), ("other/api", False)],
     "gt": [(10001, True), (10000, False), ("15000", True), (10000.5, True), (True, False),
            ("15k", False), (_ABSENT, False)],
@@ -695,6 +695,18 @@ def test_an_input_over_the_cap_fails_closed(operator: str, wrap: Callable[[str],
     assert over.outcome == "deny"
     assert "could not be evaluated" in over.errors[0]
     assert _decide([allow], {"type": "a.b", "parameters": {"q": wrap("y" * 4096)}}).errors == ()
+
+
+@pytest.mark.parametrize(
+    "value", [["x", None], [["x"]], {"0": "x"}, 0, False, None], ids=repr
+)  # fmt: skip
+def test_any_matches_on_a_value_of_another_shape_fails_closed(value: object) -> None:
+    """The operator row: 'a value of any other shape ... fails the rule closed', an allow
+    rule's too (it used to be false, skipping the items that were not strings)."""
+    allow = _leaf({"field": "parameters.q", "operator": "any_matches", "value": "x"}, "allow")
+    decision = _decide([allow], {"type": "a.b", "parameters": {"q": value}})
+    assert decision.outcome == "deny"
+    assert "`any_matches` needs a string or a list of strings" in decision.errors[0]
 
 
 # --- How policies combine; risk; the decision; enforcement -------------------------------
@@ -923,6 +935,9 @@ PACK_CASES: dict[str, list[tuple[dict[str, Any], str | None, dict[str, Any]]]] =
                        [*(f"refs/tags/v{i}" for i in range(11)), "refs/heads/MAIN"],
                        "refs/heads/main")),  # an SDK action's one ref as a string
         ({"type": "github.repo.push"}, "require_approval", {}),  # its refs not read
+        *(({"type": "github.repo.push", "parameters": {"refs": refs}}, "deny", {})
+          for refs in ([["refs/heads/main"]], {"0": "refs/heads/main"}, {"main": True},
+                       ["refs/heads/feature", None], 0, True)),  # unreadable: fails closed
         *(({"type": "github.repo.push", "parameters": {"refs": refs}}, None, {})
           for refs in ([], ["refs/heads/feature"], ["refs/heads/main-old"],
                        [f"refs/tags/v{i}" for i in range(12)])),  # however many
@@ -1284,7 +1299,8 @@ def test_any_value_of_any_type_gives_a_decision_never_an_error(
 ) -> None:
     """'A missing field makes a leaf false (only `not_exists` is true) and a value of the
     wrong type makes it false too — never an error': every operator example of the table
-    against every kind of JSON value, or none."""
+    against every kind of JSON value, or none. 'The one exception is `any_matches`': a
+    value but a string or a list of strings fails its rule closed."""
     condition = _example(row)
     if condition["field"] == "context.time":  # the time is always set: read a field instead
         condition = {**condition, "field": "parameters.at"}
@@ -1292,7 +1308,12 @@ def test_any_value_of_any_type_gives_a_decision_never_an_error(
         assume(value is _ABSENT or (isinstance(value, str) and value.strip()))
     action, context = _placed(condition["field"], value)
     decision = _decide([_leaf(condition)], action, **context)
-    assert decision.errors == ()
+    items = value if isinstance(value, list) else [value]
+    unreadable = value is not _ABSENT and not all(type(item) is str for item in items)
+    if condition["operator"] == "any_matches" and unreadable:
+        assert (decision.outcome, len(decision.errors)) == ("deny", 1)
+    else:
+        assert decision.errors == ()
     if value is _ABSENT:
         assert (decision.outcome == "deny") is (condition["operator"] == "not_exists")
 

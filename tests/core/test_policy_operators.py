@@ -63,9 +63,9 @@ HUGE = 10**40
         ("matches", r"^\d{3}$", "123", True),
         ("matches", r"é+", "café", True),
         ("any_matches", r"^refs/heads/main$", ["refs/tags/v1", "refs/heads/main"], True),
-        ("any_matches", r"^refs/heads/main$", ["refs/heads/main-old", 1, None], False),
-        ("any_matches", r"^refs/heads/main$", [["refs/heads/main"]], False),  # not flattened
-        ("any_matches", r"^refs/heads/main$", "refs/heads/main", False),  # not a list
+        ("any_matches", r"^refs/heads/main$", ["refs/heads/main-old", "refs/tags/v1"], False),
+        ("any_matches", r"^refs/heads/main$", "refs/heads/main", True),  # a list of one
+        ("any_matches", r"^refs/heads/main$", "refs/heads/main-old", False),
         ("any_matches", "x", [], False),
         ("cidr", "10.0.0.0/8", "10.255.0.1", True),
         ("cidr", "10.0.0.0/8", "11.0.0.1", False),
@@ -87,7 +87,6 @@ def test_operator_cases(op: str, value: object, field_value: object, expected: b
         ("starts_with", "x"),
         ("ends_with", "x"),
         ("matches", "x"),
-        ("any_matches", "x"),
         ("glob", "x*"),
         ("gt", 0),
         ("gte", 0),
@@ -183,16 +182,68 @@ def test_any_matches_caps_every_item_wherever_it_stands() -> None:
             test(items)
 
 
+# `refs` as an SDK action may write it: each shape but a string or a list of strings
+UNREADABLE_REFS: list[object] = [
+    [["refs/heads/main"]],  # not flattened
+    {"0": "refs/heads/main"},
+    {"main": True},
+    ["refs/heads/feature", None],
+    ["refs/heads/main", 1],  # even when another item matches
+    [None, "refs/heads/main"],
+    0,
+    1.5,
+    True,
+    False,
+    None,
+    b"refs/heads/main",
+]
+
+
+@pytest.mark.parametrize("refs", UNREADABLE_REFS, ids=repr)
+def test_any_matches_fails_closed_on_a_value_it_cannot_read(refs: object) -> None:
+    """It used to skip what was not a list, and the items that were not strings: a push
+    whose SDK action wrote `refs` as `{'0': 'refs/heads/main'}` passed the pack's hold."""
+    with pytest.raises(EvaluationError, match="needs a string or a list of strings, not "):
+        compile_operator("any_matches", "^refs/heads/main$")(refs)
+
+
+def test_any_matches_names_the_shape_it_cannot_read_never_the_value() -> None:
+    test = compile_operator("any_matches", "x")
+    for value, kind in [({"k": "secret"}, "an object"), (["a", None], "a list holding null"),
+                        ([["secret"]], "a list holding a list"), (7, "a number"),
+                        (True, "a boolean")]:  # fmt: skip
+        with pytest.raises(EvaluationError) as failed:
+            test(value)
+        assert str(failed.value).endswith(f"not {kind}")
+        assert "secret" not in str(failed.value)
+
+
+_JSON = st.recursive(
+    st.one_of(st.text("ab/", max_size=6), st.integers(), st.floats(), st.booleans(), st.none()),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner),
+    max_leaves=8,
+)
+
+
 @given(
-    st.lists(st.one_of(st.text("ab/", max_size=6), st.integers(), st.none()), max_size=8),
+    st.one_of(st.lists(st.text("ab/", max_size=6), max_size=8), st.text("ab/", max_size=6), _JSON),
     st.sampled_from(["^a", "b$", "a/b", "^$", "(?i)A"]),
 )
 @settings(max_examples=examples(200))
-def test_any_matches_is_matches_on_some_item(items: list[object], pattern: str) -> None:
-    """any_matches(list) == any(matches(item)): `matches` itself is unchanged (false on a
-    list), so no allow rule written with it reads more than before."""
+@example([], "^$")
+@example("", "^$")
+def test_any_matches_is_matches_on_some_item_or_fails_closed(value: object, pattern: str) -> None:
+    """any_matches(list of strings) == any(matches(item)), a string is a list of one, and any
+    other value raises (the rule fails closed): never a quiet false. `matches` itself is
+    unchanged (false on a list), so no allow rule written with it reads more than before."""
     matches = compile_operator("matches", pattern)
-    assert compile_operator("any_matches", pattern)(items) is any(map(matches, items))
+    any_matches = compile_operator("any_matches", pattern)
+    items = value if isinstance(value, list) else [value]
+    if all(type(item) is str for item in items):
+        assert any_matches(value) is any(map(matches, items))
+    else:
+        with pytest.raises(EvaluationError):
+            any_matches(value)
     assert matches(items) is False
 
 

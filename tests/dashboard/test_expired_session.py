@@ -138,7 +138,7 @@ def _register_agent(dash: Dashboard) -> None:
 
 def _engage_two_kill_switches(dash: Dashboard) -> None:
     """Two `kill_switch` events back to back: the header's badge asks twice at once."""
-    for scope in ("Nobody Bot", "Noone Bot"):
+    for scope in ("agent:Nobody Bot", "agent:Noone Bot"):  # not registered
         dash.api("POST", "/kill-switch", {"active": True, "scope": scope, "reason": "test"})
 
 

@@ -7,6 +7,13 @@ or start with `agent:` / `connector:` (in any case), and a bare name that is bot
 agent's and a connector type's is refused, activating and deactivating alike: write
 `agent:NAME` or `connector:TYPE`. An agent stored under such a name before keeps working,
 addressed with `agent:`.
+
+A scope that names nothing no longer stores a switch that stops no one: `ALL`,
+`Connector:github` (a name no agent can bear) and an agent's id were stored as agent
+switches on those names, answered 200 and audited while every agent ran on. Now such a name
+is 422 with the scope it meant, an id stands for its agent, and a bare name that names
+neither an agent nor a connector type (a typo) is 422: an agent not registered yet is
+stopped on purpose, as `agent:NAME`.
 """
 
 from __future__ import annotations
@@ -88,3 +95,60 @@ def test_a_bare_scope_naming_an_agent_and_a_connector_type_is_refused(harness: H
     assert (_reason(h, key), _reason(h, other) != KILLED) == (KILLED, True)
     assert _kill(h, True, "Bot").status_code == 200  # a bare agent name: that agent
     assert _switches(h) == [("agent", "github"), ("agent", "Bot")]
+
+
+def test_a_scope_no_agent_can_bear_is_422_with_the_scope_it_meant(harness: Harness) -> None:
+    h = harness
+    key = h.create_agent("Bot")
+    meant = {
+        "ALL": "write `all` to stop every agent",
+        "All": "write `all` to stop every agent",
+        "agent:ALL": "write `all` to stop every agent",
+        "Connector:github": "write `connector:github`",
+        "CONNECTOR:stripe": "write `connector:stripe`",
+        "Agent:Bot": "write `agent:Bot`",
+        "agent:AGENT:Bot": "write `agent:Bot`",
+        "agent:*": "`*` is the wildcard",
+        "Bot*": "`*` is the wildcard",
+        "agt_0000000000000000000000000": "no agent has the id `agt_0000000000000000000000000`",
+    }
+    for active in (True, False):  # activating and lifting alike
+        for scope, hint in meant.items():
+            _refused(_kill(h, active, scope), "scope", f"`{scope}`", hint)
+    assert _switches(h) == []
+    assert _reason(h, key) != KILLED
+
+
+def test_an_agents_id_stops_that_agent(harness: Harness) -> None:
+    h = harness
+    key, bystander = h.create_agent("Bot"), h.create_agent("Other")
+    ident = h.admin("GET", "/v1/agents/Bot").json()["id"]
+    for scope in (ident, f"agent:{ident}"):
+        assert _kill(h, True, scope).status_code == 200
+        assert _switches(h) == [("agent", "Bot")]  # stored by name, as the core reads it
+        assert (_reason(h, key), _reason(h, bystander) != KILLED) == (KILLED, True)
+        assert _kill(h, False, scope).status_code == 200
+        assert _switches(h) == []
+
+
+def test_a_bare_name_that_names_nothing_is_422_and_agent_name_stops_one_to_come(
+    harness: Harness,
+) -> None:
+    """The CLI refuses a typo (`--force`: `agent:NAME`); the API stored it and stopped no
+    one. A switch for an agent not registered yet is written `agent:NAME`."""
+    h = harness
+    key = h.create_agent("Finance Bot")
+    for active in (True, False):
+        _refused(_kill(h, active, "Finanse Bot"), "scope", "no agent or connector type",
+                 "write `agent:Finanse Bot`")  # fmt: skip
+    assert _switches(h) == []
+    assert _reason(h, key) != KILLED
+
+    assert _kill(h, True, "agent:Future Bot").status_code == 200
+    assert _kill(h, True, "Future Bot").status_code == 422  # a bare name: still no agent
+    future = h.create_agent("Future Bot")
+    assert _reason(h, future) == KILLED
+    assert _kill(h, False, "Future Bot").status_code == 200  # now the agent's name
+    assert _kill(h, True, "agent:Later Bot").status_code == 200
+    assert _kill(h, False, "Later Bot").status_code == 200  # its switch names it
+    assert _switches(h) == []

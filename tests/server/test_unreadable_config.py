@@ -119,7 +119,9 @@ def test_an_unreadable_kill_switch_or_access_rule_denies_everything_and_nothing_
     h = harness
     key = _allowing(h)
     assert (
-        h.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "Other"}).status_code
+        h.admin(
+            "POST", "/v1/kill-switch", json={"active": True, "scope": "agent:Other"}
+        ).status_code
         == 200
     )
     rule = {"agent": "Bot", "connector": "github", "action_pattern": "*", "decision": "allow"}
@@ -214,7 +216,7 @@ def test_a_configuration_that_does_not_read_at_all_denies_everything(harness: Ha
     key = _allowing(h)
     moved = "ALTER TABLE {} RENAME TO {}"
     h.state.db.write_sync(lambda c: c.exec_driver_sql(moved.format("budgets", "budgets_away")))
-    switch = h.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "Other"})
+    switch = h.admin("POST", "/v1/kill-switch", json={"active": True, "scope": "agent:Other"})
     assert switch.status_code == 200, switch.text  # written; the reload after it fails
     body = _act(h, key)
     assert body["status"] == "denied"
