@@ -54,6 +54,7 @@ __all__ = [
     "redact_body",
     "redact_text",
     "redact_value",
+    "redaction_spans",
     "request_pieces",
     "scan_pieces",
     "value_pieces",
@@ -282,7 +283,9 @@ def describe(findings: Iterable[Finding], limit: int = 8) -> str:
 # -- redaction --------------------------------------------------------------------------
 
 
-def _spans(scanner: Scanner, text: str, names: frozenset[str]) -> list[tuple[int, int, str]]:
+def redaction_spans(
+    scanner: Scanner, text: str, names: frozenset[str]
+) -> list[tuple[int, int, str]]:
     """Where the detectors `names` fire in `text`, and in it with its escapes decoded
     (mapped back): (start, end, detector), sorted, overlaps merged."""
     found = [(h.start, h.end, h.detector) for h in scanner.scan(text) if h.detector in names]
@@ -315,7 +318,7 @@ def _replace(text: str, spans: list[tuple[int, int, str]]) -> str:
 def redact_text(scanner: Scanner, text: str, names: frozenset[str]) -> tuple[str, int]:
     """`text` with every hit of the detectors `names` replaced (its JSON-escaped forms
     too); (text, replacements)."""
-    spans = _spans(scanner, text, names)
+    spans = redaction_spans(scanner, text, names)
     return (_replace(text, spans), len(spans)) if spans else (text, 0)
 
 
@@ -438,7 +441,9 @@ def _redact_form(scanner: Scanner, text: str, names: frozenset[str]) -> tuple[st
             plain_name, plain_value = unquote_plus(name), unquote_plus(value)
             fixes = []
             for plain, named in ((plain_name, None), (plain_value, plain_name)):
-                spans, replaced, whole = _fixed(plain, named, names, _spans(scanner, plain, names))
+                spans, replaced, whole = _fixed(
+                    plain, named, names, redaction_spans(scanner, plain, names)
+                )
                 fixes.append(marker("generic_secret") if whole else _replace(plain, spans))
                 count += replaced
             if fixes != [plain_name, plain_value]:

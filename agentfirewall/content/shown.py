@@ -8,29 +8,49 @@ The gateway makes it when it holds a request (``agentfirewall_proxy.pipeline.bin
 Masked (:func:`masked`): what a secret detector finds (its JSON-escaped forms too), the value
 after a name that says it is secret whatever it looks like (``"password": "..."``,
 ``access_token=...``, ``Authorization: Bearer ...``) and the password of a URL, each replaced
-by a marker. When content detectors fired on the request, its path and query are shown
-decoded, as they were scanned, with every detection (any detector) replaced, and its body
-only as which detector fired where (never the text).
+by a marker. A path and a query are masked as their upstream reads them too, decoded
+(``ghp%5F…``); a path is shown as it was written but for its markers. When content
+detectors fired on the request, its path and query are shown decoded, as they were
+scanned, with every detection (any detector) replaced, and its body only as which detector
+fired where (never the text).
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from re import _parser as sre_parse  # type: ignore[attr-defined]
 from urllib.parse import unquote, unquote_plus
 
-from agentfirewall.content.detectors import SECRETS
-from agentfirewall.content.locate import Finding, describe, marker, redact_text
+from agentfirewall.content.detectors import SECRETS, Detector
+from agentfirewall.content.locate import Finding, describe, marker, redact_text, redaction_spans
 from agentfirewall.content.scanner import default_scanner
 
 __all__ = ["body_preview", "masked", "masked_query", "shown_target", "shown_text"]
 
 #: How much of a body its approver is shown.
 PREVIEW = 512
-#: How much of a body is masked before its preview is cut from it: a credential that begins
-#: in the preview is masked whole.
-_MASKED = 8 * PREVIEW
+#: How far into a body its preview may reach (long secrets before it shrink to markers).
+_READ = 8 * PREVIEW
+#: A stretch of a text masked: (start, end, what is shown instead).
+_Mask = tuple[int, int, str]
+
+
+def _longest(detectors: Iterable[Detector]) -> int:
+    """The longest a match of `detectors` can be, of those with a bound (one without, a
+    private key with its base64 run, matches as much of it as a cut text holds)."""
+    widths: list[int] = [sre_parse.parse(d.pattern.pattern, d.pattern.flags).getwidth()[1]
+                         for d in detectors]  # fmt: skip
+    return max(w for w in widths if w < sre_parse.MAXWIDTH)
+
+
+#: How much of a body is masked before its preview is cut from it: the preview's first
+#: `_READ` characters and the longest a credential is (a JWT's, 24,584 characters), so
+#: that a credential that begins in the preview lies whole in what is masked.
+_MASKED = _READ + _longest(SECRETS)
 _CREDENTIALS = frozenset(d.name for d in SECRETS)
 _MASK = marker("generic_secret")
 #: A name whose value is a credential whatever it looks like: one of these words in it
@@ -54,6 +74,7 @@ _URL_PASSWORD = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/?
 
 
 _MARKER = re.compile(r"\[REDACTED:[a-z0-9_]*\]")
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -70,22 +91,24 @@ def _kept(value: str, *, bare: bool) -> bool:
     return not value or value.startswith("[REDACTED:") or (bare and value in _PLAIN)
 
 
-def _named_secrets(text: str) -> str:
-    """`text` with the value after each name that says secret replaced. Linear: another
+def _named_secrets(text: str) -> list[tuple[int, int]]:
+    """Where in `text` the value after each name that says secret is. Linear: another
     name's value is not read, only looked into for names of its own (`?next=/x?token=..`)."""
-    out: list[str] = []
-    at = search = 0
+    found: list[tuple[int, int]] = []
+    search = 0
     while (named := _NAMED.search(text, search)) is not None:
         search = named.end()
         value = _VALUE.match(text, search) if _secret_name(named[1]) else None
         group = value.lastindex if value is not None else None
         if value is None or group is None or _kept(value[group], bare=group == 3):
             continue
-        start, search = value.span(group)
-        out += [text[at:start], _MASK]
-        at = search
-    out.append(text[at:])
-    return "".join(out)
+        found.append(value.span(group))
+        search = found[-1][1]
+    return found
+
+
+def _url_passwords(text: str) -> list[tuple[int, int]]:
+    return [match.span(1) for match in _URL_PASSWORD.finditer(text)]
 
 
 def masked(text: str) -> str:
@@ -93,9 +116,61 @@ def masked(text: str) -> str:
     forms too), the value after a name that says it is secret whatever it looks like
     (`"password": "..."`, `access_token=...`, `Authorization: Bearer ...`) and the password
     of a URL, each replaced by a marker."""
-    text = redact_text(default_scanner(), text, _CREDENTIALS)[0]
-    text = _URL_PASSWORD.sub(lambda m: m[0][: m.start(1) - m.start()] + _MASK + "@", text)
-    return _named_secrets(text)
+    return _applied(text, _masks(text))
+
+
+def _masks(text: str) -> list[_Mask]:
+    """What :func:`masked` replaces in `text`, in order: detections, then the passwords of
+    URLs and the values of secret names, each pass over the text as the one before left it
+    (mapped back to `text` by :func:`_merged`)."""
+    masks = [
+        (a, b, marker(name))
+        for a, b, name in redaction_spans(default_scanner(), text, _CREDENTIALS)
+    ]
+    for find in (_url_passwords, _named_secrets):
+        shown = _applied(text, masks)
+        masks = _merged(masks, shown, find(shown))
+    return masks
+
+
+def _applied(text: str, masks: Iterable[_Mask]) -> str:
+    """`text` with what each of `masks` covers replaced by what it shows."""
+    out: list[str] = []
+    at = 0
+    for start, end, shown in masks:
+        out += [text[at:start], shown]
+        at = end
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _merged(masks: list[_Mask], shown: str, found: list[tuple[int, int]]) -> list[_Mask]:
+    """`masks` of a text and `found` (spans of `shown`, the text as `masks` leave it) as masks
+    of the text: a span found reaching into a marker takes it in (what of the marker it does
+    not cover is shown as it was, as a pass over `shown` leaves it)."""
+    if not found:
+        return masks
+    places = [(a, b, True) for a, b in found]  # (start, end, found) in `shown`
+    ends: list[int] = []  # where each marker ends in `shown`
+    shifts = [0]  # and how far what follows it moved
+    for start, end, mark in masks:
+        at = start + shifts[-1]
+        places.append((at, at + len(mark), False))
+        ends.append(at + len(mark))
+        shifts.append(shifts[-1] + len(mark) - (end - start))
+    groups: list[tuple[int, int, list[_Mask]]] = []  # places that overlap, joined
+    for start, end, is_found in sorted(places):
+        if groups and start < groups[-1][1]:
+            groups[-1] = (groups[-1][0], max(end, groups[-1][1]), groups[-1][2])
+        else:
+            groups.append((start, end, []))
+        if is_found:
+            groups[-1][2].append((start - groups[-1][0], end - groups[-1][0], _MASK))
+
+    def source(at: int) -> int:  # (`at` is never inside a marker)
+        return at - shifts[bisect.bisect_right(ends, at)]
+
+    return [(source(at), source(to), _applied(shown[at:to], spans)) for at, to, spans in groups]
 
 
 def masked_query(query: str) -> str:
@@ -120,10 +195,50 @@ def shown_target(path: str, query: str, *, detected: bool = False) -> tuple[str,
     `detected` (content detectors fired on the request): shown decoded, as they were
     scanned, with every detection of any detector replaced too."""
     if not detected:
-        return masked(path), masked_query(query)
+        return _masked_path(path), masked_query(query)
     scanner = default_scanner()
     path = masked(redact_text(scanner, unquote(path), scanner.names)[0])
     return path, masked(redact_text(scanner, unquote_plus(query), scanner.names)[0])
+
+
+def _masked_path(path: str) -> str:
+    """`path` :func:`masked`, and masked as its upstream reads it, decoded: what is found in
+    it decoded is replaced where it is written (``ghp%5F…``), the rest shown as written."""
+    path = masked(path)
+    if "%" not in path:
+        return path
+    pieces: list[tuple[str, str]] = []  # (as written, as read), in turn: text, escapes
+    at = 0
+    for run in _ESCAPES.finditer(path):
+        pieces += [(path[at : run.start()],) * 2, (run[0], unquote(run[0]))]
+        at = run.end()
+    pieces = [piece for piece in [*pieces, (path[at:],) * 2] if piece[0]]
+    starts = list(itertools.accumulate((len(read) for _, read in pieces), initial=0))
+    out: list[str] = []
+    at = 0
+    for start, end, shown in _masks("".join(read for _, read in pieces)):
+        out += [_written(pieces, starts, at, start), shown]
+        at = end
+    out.append(_written(pieces, starts, at, starts[-1]))
+    return "".join(out)
+
+
+def _written(pieces: list[tuple[str, str]], starts: list[int], start: int, end: int) -> str:
+    """What `pieces` read from `start` to `end` (`starts`: where each begins), as they write
+    it; of a run of escapes a mask cuts, the rest escaped anew (the same once decoded)."""
+    out: list[str] = []
+    index = bisect.bisect_right(starts, start) - 1
+    while index < len(pieces) and starts[index] < end:
+        written, read = pieces[index]
+        first, last = max(start - starts[index], 0), min(end - starts[index], len(read))
+        if (first, last) == (0, len(read)):
+            out.append(written)
+        elif written == read:
+            out.append(read[first:last])
+        else:
+            out.append("".join(f"%{byte:02X}" for byte in read[first:last].encode()))
+        index += 1
+    return "".join(out)
 
 
 def shown_text(text: str) -> str:
@@ -138,7 +253,11 @@ def body_preview(body: bytes, findings: Sequence[Finding] = ()) -> str:
     characters with every credential masked (one that begins in them masked whole)."""
     if findings:
         return _printable(f"[content detections: {describe(findings)}]")
-    return _printable(masked(body[:_MASKED].decode("utf-8", "replace"))[:PREVIEW])
+    text = body[: 4 * _MASKED].decode("utf-8", "replace")  # (a character: at most 4 bytes)
+    # a text cut short: what of it a credential cut with it may begin in is not shown
+    end = len(text) if len(text) < _MASKED else _READ
+    masks = [(a, min(b, end), shown) for a, b, shown in _masks(text[:_MASKED]) if a < end]
+    return _printable(_applied(text[:end], masks)[:PREVIEW])
 
 
 def _printable(text: str) -> str:
