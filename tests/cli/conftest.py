@@ -13,14 +13,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakes import FakeUpstreams, start_fakes
+from tests.machinelock import machine_lock
 
 REPO = Path(__file__).resolve().parents[2]
+#: the resource `default_ports()` locks (a shell: `flock` on `lock_file(DEFAULT_PORTS)`)
+DEFAULT_PORTS = "tf up on the default ports 3000 and 8443"
 _DROP = (
     "TF_SERVER",
     "TF_ADMIN_TOKEN",
@@ -158,6 +162,14 @@ class Project:
         path = self.root / name
         path.write_text(source)
         return path
+
+
+def default_ports() -> AbstractContextManager[None]:
+    """Held while a test takes the default ports of `tf up` (3000 and 8443, or the next free
+    ones, as a user's `tf up` does), until they are bound: `tf up` checks that a port is free,
+    then binds it, so two started at once (two pytest-xdist workers) can choose the same one.
+    `Project.up()` asks for any free ports (0) instead and needs no lock."""
+    return machine_lock(DEFAULT_PORTS)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@
    as PyPI would once it is published.
 
 Only these lines are changed, and each is asserted to be in the docs as written: the
-long-running `tf up` runs in the background (with --resolve to the local fake GitHub), and so
+long-running `tf up` runs in the background (with --resolve to the local fake GitHub, started
+under `default_ports()`, as the clone's is: another test file may start one at once), and so
 does `tf run … my_agent.py` while it waits for its approval; `apv_...`/`<id>` become the pending
 approval's id; `ghp_xxx` a test token; `tf logs --follow` is skipped.
 """
@@ -20,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -28,8 +30,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.conftest import REPO, fresh_venv, wait_for
+from tests.cli.conftest import DEFAULT_PORTS, REPO, default_ports, fresh_venv, wait_for
 from tests.fakes import FakeUpstreams
+from tests.machinelock import lock_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -56,11 +59,15 @@ def _blocks(markdown: str) -> list[str]:
     return re.findall(r"```bash\n(.*?)```", markdown, flags=re.S)
 
 
-def _script(blocks: list[str], fakes: FakeUpstreams, token: str) -> str:
+def _script(
+    blocks: list[str], fakes: FakeUpstreams, token: str, ports_lock: Path | None = None
+) -> str:
     resolve = " ".join(f"--resolve {entry}" for entry in fakes.resolve_entries())
-    up_line = (
-        f"tf up {resolve} --upstream-ca {fakes.ca_path} > tf-up.log 2>&1 & "
-        "echo $! > tf-up.pid; wait_up"
+    lock = shlex.quote(str(ports_lock or lock_file(DEFAULT_PORTS)))
+    up_line = (  # `default_ports()` held from before `tf up` chooses its ports until it is up
+        f"exec 9>>{lock}; flock 9; "  # (fd 9: the lock; `tf up` is not given it)
+        f"tf up {resolve} --upstream-ca {fakes.ca_path} 9>&- > tf-up.log 2>&1 & "
+        "echo $! > tf-up.pid; wait_up; exec 9>&-"
     )
     lines, started, agents = [PROLOGUE], False, 0
     for block in blocks:
@@ -113,15 +120,16 @@ def _readme_in_a_clone(tmp_path: Path, readme: str, started: list[subprocess.Pop
     run = {"cwd": clone, "env": env, "capture_output": True, "text": True, "check": False}
     done = subprocess.run(["bash", "-c", install], timeout=900, **run)
     assert done.returncode == 0, done.stderr[-3000:]
-    with open(tmp_path / "clone-up.log", "w") as log:
-        server = subprocess.Popen(
-            ["bash", "-c", f"exec {up}"], cwd=clone, env=env, stdout=log,
-            stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-    started.append(server)
-    (tmp_path / "clone-up.pid").write_text(str(server.pid))
     up_file = clone / ".tf" / "up.json"
-    wait_for(lambda: up_file.exists() or server.poll() is not None, timeout=300)
+    with default_ports():
+        with open(tmp_path / "clone-up.log", "w") as log:
+            server = subprocess.Popen(
+                ["bash", "-c", f"exec {up}"], cwd=clone, env=env, stdout=log,
+                stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+        started.append(server)
+        (tmp_path / "clone-up.pid").write_text(str(server.pid))
+        wait_for(lambda: up_file.exists() or server.poll() is not None, timeout=300)
     assert up_file.exists(), _read(tmp_path / "clone-up.log")
     dashboard = json.loads(up_file.read_text())["dashboard_url"]
     assert httpx.get(dashboard, timeout=30).status_code < 400

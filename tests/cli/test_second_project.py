@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentfirewall_proxy.cli.state import DEFAULT_PROXY, DEFAULT_SERVER
-from tests.cli.conftest import Project, wait_for
+from tests.cli.conftest import Project, default_ports, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def _log_once_it_says(log: Path, text: str, timeout: float = 60.0) -> str:
 
 def test_tf_up_moves_off_taken_default_ports_and_says_so(bare_project: Project) -> None:
     server, proxy = _port(DEFAULT_SERVER), _port(DEFAULT_PROXY)
-    with _taken(server, proxy):
+    with default_ports(), _taken(server, proxy):
         log = open(bare_project.up_log, "a")  # noqa: SIM115 (closed by stop_up)
         bare_project._log = log
         bare_project.up_process = subprocess.Popen(

@@ -26,10 +26,10 @@ import pytest
 
 from tests.fakes import FakeUpstream, FakeUpstreams, github
 from tests.livesrv import LiveServer
+from tests.node.support import PACKAGE, install_dev_dependencies
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "sdk-node.md"
-PACKAGE = ROOT / "packages" / "sdk-node"
 VAULTED = "ghp_vaulted_by_the_docs_test"
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(400)]
@@ -108,10 +108,8 @@ def _node_tools() -> tuple[str, str]:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("needs Node.js and npm on PATH (Debian: apt-get install nodejs npm)")
-    tsc = PACKAGE / "node_modules" / "typescript" / "bin" / "tsc"
-    if not tsc.exists():  # the package's devDependencies, from its lockfile
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PACKAGE, check=True, timeout=300)
-    return node, str(tsc)
+    install_dev_dependencies(npm)  # typescript and @types/node, from the package's lockfile
+    return node, str(PACKAGE / "node_modules" / "typescript" / "bin" / "tsc")
 
 
 def _project(where: Path) -> Path:

@@ -3,8 +3,8 @@
 One pytest test per Node test file, so a failure names its file and shows the Node
 runner's report. The integration files start the real server themselves with
 ``$AAF_TEST_PYTHON -m agentfirewall_server``; this wrapper passes the interpreter running
-pytest. The package's devDependencies (typescript, @types/node, @octokit/rest) are
-installed with ``npm ci`` from its committed lockfile when missing or stale.
+pytest. The package's devDependencies are installed when missing or stale
+(tests/node/support.py).
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "packages" / "sdk-node"
+from tests.node.support import INSTALL_SECONDS, PACKAGE, install_dev_dependencies
+
 MIN_NODE = 18
 # below pytest's own 120 s timeout, so a stuck run fails with the Node report attached
 RUN_SECONDS = 110
-INSTALL_SECONDS = 300
 
 # the first test also waits for `npm ci` (module fixture) on a fresh checkout
 pytestmark = [pytest.mark.node, pytest.mark.timeout(RUN_SECONDS + INSTALL_SECONDS + 30)]
@@ -49,23 +48,6 @@ def _node_major(node: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _install_stale(npm: str) -> None:
-    """`npm ci` when node_modules is missing or older than the lockfile."""
-    installed = PACKAGE / "node_modules" / ".package-lock.json"
-    lock = PACKAGE / "package-lock.json"
-    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=PACKAGE,
-        capture_output=True,
-        text=True,
-        timeout=INSTALL_SECONDS,
-        check=False,
-    )
-    assert result.returncode == 0, f"npm ci failed:\n{result.stdout}\n{result.stderr}"
-
-
 @pytest.fixture(scope="module")
 def node() -> str:
     """Node's path, with the package's devDependencies installed."""
@@ -74,7 +56,7 @@ def node() -> str:
         pytest.skip("needs Node.js and npm on PATH (Debian: apt-get install nodejs npm)")
     if _node_major(node) < MIN_NODE:
         pytest.skip(f"needs Node.js {MIN_NODE} or later")
-    _install_stale(npm)
+    install_dev_dependencies(npm)
     return node
 
 
