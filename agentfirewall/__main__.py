@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agentfirewall._version import __version__
 from agentfirewall.actions import parse_action_spec
+from agentfirewall.connectors import encoded_parameters
 from agentfirewall.errors import ActionSpecError, PolicyError
 from agentfirewall.policy import (
     Engine,
@@ -65,7 +66,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    results = [r for path in args.paths for r in run_cases(path)]
+    results = [r for path in args.paths for r in run_cases(path, encoded_parameters)]
     for result in results:
         if result.passed and not args.quiet:
             print(f"PASS {result.file}: {result.name}")
@@ -119,7 +120,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         risk=args.risk,
         attributes=_attributes(args.attr),
     )
-    explanation = explain_with_content(engine, guard_plan(tuple(policies)), spec, ctx)
+    plan, encoded = guard_plan(tuple(policies)), encoded_parameters(spec.provider, spec.type)
+    explanation = explain_with_content(engine, plan, spec, ctx, encoded)
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2))
     else:

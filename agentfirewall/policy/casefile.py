@@ -18,12 +18,17 @@ A case file holds one case, or shared settings plus ``cases:``::
 default applied"), reason, reason_contains, decided_outcome, default_applied,
 kill_switch, risk_score, matched_policies, errors (true/false or a substring), and
 for broken configurations ``error: {message_contains, line, field}``.
+
+Content rules read the action's strings as the control plane scans them, the parameters
+its connector declares base64-encoded decoded too (``encoded``: the connectors' lookup,
+``agentfirewall.connectors.encoded_parameters``, which ``python -m agentfirewall policy
+test`` passes; this layer cannot import the connectors).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +61,14 @@ _EXPECT_KEYS = ("outcome", "rule", "reason", "reason_contains", "decided_outcome
                 "default_applied", "kill_switch", "risk_score", "matched_policies", "approval",
                 "errors", "error")  # fmt: skip
 _ERROR_KEYS = ("message_contains", "line", "field")
+
+#: Where an action's parameters carry text base64-encoded, by its provider and type
+#: (``agentfirewall.connectors.encoded_parameters``).
+Encoded = Callable[[str | None, str], Sequence[str]]
+
+
+def _no_encoded(provider: str | None, action: str) -> Sequence[str]:
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +187,7 @@ def _unknown_key(data: Mapping[str, Any], known: tuple[str, ...], where: str) ->
     return ""
 
 
-def _run_one(case: Mapping[str, Any], base: Path, file: str) -> CaseResult:
+def _run_one(case: Mapping[str, Any], base: Path, file: str, encoded: Encoded) -> CaseResult:
     name = str(case.get("name", "unnamed case"))
     expect = case.get("expect") or {}
     if not isinstance(expect, Mapping) or not expect:
@@ -197,7 +210,8 @@ def _run_one(case: Mapping[str, Any], base: Path, file: str) -> CaseResult:
         )
         spec, ctx = parse_action_spec(case.get("action")), _context(case.get("context") or {})
         # content rules read what the action's strings hold, as the control plane scans them
-        decision = explain_with_content(engine, guard_plan(tuple(policies)), spec, ctx).decision
+        plan, fields = guard_plan(tuple(policies)), encoded(spec.provider, spec.type)
+        decision = explain_with_content(engine, plan, spec, ctx, fields).decision
     except (PolicyError, ActionSpecError, ValueError, TypeError) as exc:
         if "error" not in expect:
             return CaseResult(file, name, False, f"unexpected error: {exc}")
@@ -261,17 +275,18 @@ def load_cases(path: str | Path) -> list[Case]:
     return cases
 
 
-def run_case(case: Case) -> CaseResult:
-    """Run one case."""
-    return _run_one(case.data, case.file.parent, str(case.file))
+def run_case(case: Case, encoded: Encoded = _no_encoded) -> CaseResult:
+    """Run one case (`encoded`: the module docstring; pass the connectors' lookup to decide
+    as the control plane does)."""
+    return _run_one(case.data, case.file.parent, str(case.file), encoded)
 
 
-def run_case_file(path: str | Path) -> list[CaseResult]:
+def run_case_file(path: str | Path, encoded: Encoded = _no_encoded) -> list[CaseResult]:
     """Run every case of one YAML file (an unreadable file is one failed result)."""
     cases, problem = _read(Path(path))
-    return [problem] if problem is not None else [run_case(case) for case in cases]
+    return [problem] if problem is not None else [run_case(case, encoded) for case in cases]
 
 
-def run_cases(path: str | Path) -> list[CaseResult]:
+def run_cases(path: str | Path, encoded: Encoded = _no_encoded) -> list[CaseResult]:
     """Run one case file, or every case file under a directory (see `load_cases`)."""
-    return [result for file in _files(Path(path)) for result in run_case_file(file)]
+    return [r for file in _files(Path(path)) for r in run_case_file(file, encoded)]

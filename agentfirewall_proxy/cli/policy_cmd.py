@@ -155,6 +155,22 @@ def _show(ctx: Context, explanation: Explanation) -> int:
     return _EXIT_FOR.get(decision.outcome, EXIT_ERROR)
 
 
+def _explain(
+    engine: policy.Engine,
+    policies: list[policy.Policy],
+    context: policy.EvaluationContext,
+    spec: ActionSpec,
+) -> Explanation:
+    """As the control plane decides it: content rules read the action's strings, and the
+    parameters its connector declares base64-encoded decoded (a file GitHub's contents API
+    takes)."""
+    from agentfirewall.connectors import encoded_parameters
+    from agentfirewall.policy.guard import explain_with_content, guard_plan
+
+    encoded = encoded_parameters(spec.provider, spec.type)
+    return explain_with_content(engine, guard_plan(tuple(policies)), spec, context, encoded)
+
+
 def test(ctx: Context) -> int:
     policies = []
     for path in ctx.args.files:
@@ -166,10 +182,7 @@ def test(ctx: Context) -> int:
     agent = ctx.args.agent or "agent"
     now = datetime.now(UTC)
     context = policy.EvaluationContext(agent=agent, mode="sdk", now=now)
-    from agentfirewall.policy.guard import explain_with_content, guard_plan
-
-    plan = guard_plan(tuple(policies))
-    return _show(ctx, explain_with_content(engine, plan, _spec(ctx), context))
+    return _show(ctx, _explain(engine, policies, context, _spec(ctx)))
 
 
 def explain(ctx: Context) -> int:
@@ -213,10 +226,7 @@ def explain(ctx: Context) -> int:
         connector=args.connector,
         enforcement_level=level or "full_enforce",
     )
-    from agentfirewall.policy.guard import explain_with_content, guard_plan
-
-    plan = guard_plan(tuple(enabled))
-    return _show(ctx, explain_with_content(engine, plan, _spec(ctx), context))
+    return _show(ctx, _explain(engine, enabled, context, _spec(ctx)))
 
 
 def policy_list(ctx: Context) -> int:
