@@ -4,9 +4,11 @@
   for unit tests of code that branches on them.
 * :class:`FirewallTransport` is an in-memory TameFlare agent API: an httpx transport that
   speaks the real wire format (docs/api.md) and decides with the real policy engine, your
-  policies and access rules, signs real decision tokens, holds actions for approval until
-  your test calls :meth:`~FirewallTransport.approve` or :meth:`~FirewallTransport.deny`,
-  and executes allowed actions with an executor you supply (Mode A)::
+  policies and access rules, as the control plane does (content guardrails, a ``redact``
+  rule refusing, build aliases: ``_server.py``), signs real decision tokens, holds actions
+  for approval until your test calls :meth:`~FirewallTransport.approve` or
+  :meth:`~FirewallTransport.deny`, and executes allowed actions with an executor you supply
+  (Mode A)::
 
       from agentfirewall.testing import FirewallTransport
 

@@ -2,10 +2,19 @@
 
 It answers the agent endpoints of docs/api.md with the real policy engine and real
 ES256 decision tokens. Not thread-safe by itself: the transport serialises calls.
+
+An action is decided as the control plane decides it (``agentfirewall_server.decide``):
+when a policy reads ``content.*``, the action's strings are scanned (the parameters its
+connector declares base64-encoded decoded too, ``connectors.encoded_parameters``) and a
+``redact`` rule that matched refuses; a build alias is decided under the name of the
+action it runs as too (``connectors.performed_as``); both by the core's
+``agentfirewall.policy.replay.evaluate_sdk``. Budgets are the server's: ``budget.*``
+conditions read nothing here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -19,9 +28,13 @@ import httpx
 from pydantic import JsonValue
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.connectors import encoded_parameters, performed_as
+from agentfirewall.content import content_attributes
 from agentfirewall.decisions import Decision, Outcome, normalize_level
 from agentfirewall.errors import ActionSpecError, TokenError
 from agentfirewall.policy import Engine, EvaluationContext
+from agentfirewall.policy.guard import action_findings, guard_plan
+from agentfirewall.policy.replay import evaluate_sdk
 from agentfirewall.tokens import (
     generate_signing_key,
     jwks_from_keys,
@@ -70,6 +83,7 @@ class MemoryServer:
         clock: Callable[[], datetime],
     ) -> None:
         self.engine, self.agent, self._key = engine, agent, api_key
+        self.guard = guard_plan(engine.policies)  # the content guardrails (decide.py's)
         self.level, self.sdk_default = normalize_level(enforcement_level), sdk_default
         self.executor, self.clock = executor, clock
         self.signing_key = generate_signing_key()
@@ -140,17 +154,22 @@ class MemoryServer:
             spec = parse_action_spec(json.loads(request.content or b"{}").get("action_spec"))
         except (ActionSpecError, ValueError, AttributeError) as exc:
             return _error(422, "invalid_request", str(exc))
+        found = action_findings(self.guard, spec, encoded_parameters(spec.provider, spec.type))
         ctx = EvaluationContext(
             agent=self.agent,
             mode="sdk",
             now=self.clock(),
+            connector=spec.provider,
             enforcement_level=self.level,
             sdk_default=self.sdk_default,
+            attributes=content_attributes(found),
         )
-        if dry_run:
-            explanation = self.engine.explain(spec, ctx)
-            return _answer(200, {"status": explanation.decision.status, **explanation.to_dict()})
-        record = self._record(spec, self.engine.evaluate(spec, ctx))
+        decision = evaluate_sdk(self.engine, spec, ctx, performed_as(spec), plan=self.guard,
+                                findings=found)  # fmt: skip
+        if dry_run:  # the steps, with the decision request_action gives (as dry-run's)
+            explanation = dataclasses.replace(self.engine.explain(spec, ctx), decision=decision)
+            return _answer(200, {"status": decision.status, **explanation.to_dict()})
+        record = self._record(spec, decision)
         reply = self._reply(record)
         if key:
             self._replies[key] = reply

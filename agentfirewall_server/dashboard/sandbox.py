@@ -4,6 +4,13 @@
 this endpoint takes a dashboard session (or admin token) with at least the viewer role and
 the agent's name. It records nothing, exactly like dry-run, and answers the same shape:
 `{"status", "decision", "explanation"}`.
+
+In ``sdk`` mode the answer is dry-run's (``decide.explain``): budgets read, the action's
+strings scanned when a policy reads ``content.*``, a ``redact`` rule refusing, build aliases.
+In ``proxy`` mode the gateway would scan the request's body: the spec's strings are scanned
+the same way (as in SDK mode), read by the same context, and the decision stands with where
+the detectors fired in its reason (the gateway redacts what a ``redact`` rule matched; a
+build alias is the SDK's).
 """
 
 from __future__ import annotations
@@ -15,10 +22,15 @@ from pydantic import Field, JsonValue
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from agentfirewall.actions import parse_action_spec
+from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.content import describe
 from agentfirewall.errors import ActionSpecError
+from agentfirewall.policy import Explanation
+from agentfirewall.policy.replay import with_findings
 from agentfirewall_server.auth import require_role, state_of
-from agentfirewall_server.decide import context_for
+from agentfirewall_server.decide import explain, sdk_context
+from agentfirewall_server.snapshot import AgentRecord
+from agentfirewall_server.state import AppState
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
 __all__ = ["SandboxRequest", "evaluate"]
@@ -34,8 +46,8 @@ async def evaluate(request: Request) -> JSONResponse:
     """Explain how the current configuration decides `action_spec` for `agent`."""
     await require_role(request, "viewer")
     body = await read_model(request, SandboxRequest)
-    snapshot = state_of(request).snapshot
-    agent = snapshot.agent(body.agent)
+    state = state_of(request)
+    agent = state.snapshot.agent(body.agent)
     if agent is None:
         raise ApiError(404, f"no agent `{body.agent}`", field="agent")
     try:
@@ -43,8 +55,10 @@ async def evaluate(request: Request) -> JSONResponse:
     except ActionSpecError as exc:
         field = f"action_spec.{exc.field}" if exc.field else "action_spec"
         raise ApiError(422, str(exc), field=field) from None
-    context = dataclasses.replace(context_for(agent, spec), mode=body.mode)
-    result = snapshot.engine.explain(spec, context)
+    if body.mode == "sdk":
+        result = await explain(state, agent, spec)
+    else:
+        result = await _proxy(state, agent, spec)
     return json_ok(
         {
             "status": result.decision.status,
@@ -52,3 +66,15 @@ async def evaluate(request: Request) -> JSONResponse:
             "explanation": [step.to_dict() for step in result.steps],
         }
     )
+
+
+async def _proxy(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Explanation:
+    """The explanation in proxy mode (the module docstring)."""
+    ctx, found = await sdk_context(state, agent, spec)
+    ctx = dataclasses.replace(ctx, mode="proxy")
+    result = state.snapshot.engine.explain(spec, ctx)
+    mine = with_findings(ctx, state.snapshot.guard, found)[1]
+    if not mine:
+        return result
+    reason = f"{result.decision.reason}; content: {describe(mine)}"
+    return dataclasses.replace(result, decision=dataclasses.replace(result.decision, reason=reason))
