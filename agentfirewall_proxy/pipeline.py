@@ -60,7 +60,6 @@ __all__ = [
     "decide",
     "normalize_host",
     "refusal",
-    "shown_preview",
     "split_authority",
     "target_of",
     "traffic_record",
@@ -391,12 +390,6 @@ def _remembered(found: Remembered, flow: Flow, now: datetime) -> Decision:
     return found.decision
 
 
-def shown_preview(flow: Flow, body: bytes) -> str:
-    """The start of a held request's body as its approver sees it (``content.body_preview``:
-    which detector fired where when any did, never the text; else every credential masked)."""
-    return body_preview(body, flow.findings)
-
-
 def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
     """What an approval for `flow` binds, and what its approver is shown (never a header
     value but the body's type and encoding; no credential in the path, the query or the
@@ -422,7 +415,7 @@ def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
         "content_encoding": encoding[:100],
         "body_size": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
-        "body_preview": shown_preview(flow, body),
+        "body_preview": body_preview(body, flow.findings),  # no credential, no detected text
         "digest": digest.hexdigest(),
     }
 

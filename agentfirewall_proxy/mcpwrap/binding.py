@@ -7,7 +7,8 @@ import hashlib
 import json
 from typing import Any
 
-from agentfirewall_proxy.pipeline import Flow, shown_preview
+from agentfirewall.content import body_preview
+from agentfirewall_proxy.flow import Flow
 
 __all__ = ["bind"]
 
@@ -45,6 +46,6 @@ def bind(message: Any, flow: Flow) -> dict[str, object]:
         "content_type": "application/json",
         "body_size": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
-        "body_preview": shown_preview(flow, body),  # no credential, no detected text
+        "body_preview": body_preview(body, flow.findings),  # no credential, no detected text
         "digest": digest.hexdigest(),
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field
@@ -13,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.decisions import EnforcementLevel, normalize_level
+from agentfirewall.display import visible
 from agentfirewall_server.approvals import deny_of_agent, publish_decided
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
@@ -33,9 +36,17 @@ from agentfirewall_server.store.schema import (
 )
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
-__all__ = ["name_problem", "routes"]
+__all__ = ["name_problem", "read_as", "routes", "twin_of"]
 
 T = TypeVar("T")
+
+#: What shows nothing yet is neither a control nor a format character (`visible` escapes
+#: those): the rest of Unicode's Default_Ignorable_Code_Point (the combining grapheme
+#: joiner, Hangul fillers, Khmer inherent vowels, variation selectors, unassigned ones).
+_SHOWS_NOTHING = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2065\u3164\ufe00-\ufe0f\uffa0"
+    "\ufff0-\ufff8\U000e0000-\U000e0fff]"
+)
 
 _Level = Literal["monitor", "soft_enforce", "full_enforce", "L0", "L1", "L2", "l0", "l1", "l2"]
 
@@ -72,17 +83,44 @@ def _removed(name: str) -> str:
     )
 
 
+def read_as(name: str) -> str:
+    """`name` as a person reads it, to compare names: NFKC (a full-width `all` or `*` is
+    `all` or `*`), case-folded (`ALL` is `all`), its blanks one space, none at the ends."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def _shown_as(name: str) -> str:
+    """`name` as it shows, case kept (names are case-sensitive: `Bot` and `bot` are two
+    agents): NFKC (a full-width `bot` is `bot`), its blanks one space, none at the ends."""
+    return " ".join(unicodedata.normalize("NFKC", name).split())
+
+
+def twin_of(name: str, others: Iterable[str]) -> str | None:
+    """The first of `others` (live agents' names) that shows as `name` but is not it."""
+    shown = _shown_as(name)
+    return next((o for o in others if o != name and _shown_as(o) == shown), None)
+
+
 def name_problem(name: str) -> str | None:
-    """Why a new agent's name would read as something else, if it would: `*` is the
-    wildcard of access rules and policy scopes (a rule for the agent `*` would be a rule for
-    every agent), `agt_` starts the ids that `/agents/{id-or-name}` tries first, and a
-    kill-switch scope reads `all` as every agent and `agent:` / `connector:` as its kind
-    (refused in any case: `ALL` or `Agent:x` would read so to a person)."""
-    folded = name.lower()
-    if "*" in name:
+    """Why a new agent's name would read as something else, if it would. It must show all
+    it holds: no blank at either end, no control character, none that shows nothing or
+    acts on the display (`" all"` and `all` with a U+200B inside read as `all`; U+202E
+    reverses what follows). As it reads (`read_as`: `ALL` and a full-width `all` read as
+    `all`), it is no wildcard, id or kill-switch scope: `*` is the wildcard of access rules
+    and policy scopes (a rule for the agent `*` would be a rule for every agent), `agt_`
+    starts the ids that `/agents/{id-or-name}` tries first, and a kill-switch scope reads
+    `all` as every agent and `agent:` / `connector:` as its kind."""
+    if name != name.strip():
+        return "a name cannot start or end with a blank (it reads as the name without): remove it"
+    hidden = next((c for c in name if visible(c) != c or _SHOWS_NOTHING.match(c)), None)
+    if hidden is not None:
+        code = f"U+{ord(hidden):04X}"
+        return f"a name cannot hold a control or invisible character ({code}): remove it"
+    folded = read_as(name)
+    if "*" in folded:
         return "`*` is the wildcard of access rules and policy scopes, a name cannot hold it"
-    if name.startswith("agt_"):
-        return "`agt_` starts agent ids, a name cannot"
+    if folded.startswith("agt_"):
+        return "`agt_` (in any case) starts agent ids, a name cannot"
     if folded == "all":
         return "`all` (in any case) is the kill-switch scope of every agent, a name cannot be it"
     if folded.startswith(("agent:", "connector:")):
@@ -90,12 +128,24 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def _check_name(name: str) -> None:
-    """422 for a new agent's name that would read as something else (`name_problem`);
-    an agent stored under such a name before keeps working (a kill switch: `agent:NAME`)."""
+def _check_name(conn: Connection, name: str) -> None:
+    """422 for a new agent's name that would read as something else (`name_problem`), 409
+    for one that shows as a live agent's (`Bot` in full-width letters as `Bot`), checked
+    in the write's own transaction. An agent stored under such a name before keeps working
+    (a kill switch: `agent:NAME`)."""
     problem = name_problem(name)
     if problem is not None:
-        raise ApiError(422, f"invalid agent name `{name}`: {problem}", field="name")
+        raise ApiError(422, f"invalid agent name `{visible(name)}`: {problem}", field="name")
+    live = conn.execute(select(agents.c.name).where(agents.c.status != "revoked")).scalars()
+    twin = twin_of(name, live)
+    if twin is not None:
+        shown = visible(twin)
+        raise ApiError(
+            409,
+            f"an agent named `{shown}` already exists and `{visible(name)}` reads the same (in"
+            f" another width or spacing): use `{shown}` or choose another name",
+            field="name",
+        )
 
 
 def _level(value: str | None, default: str) -> EnforcementLevel:
@@ -117,6 +167,8 @@ def _issue_key(conn: Connection, agent_id: str, environment: str, kind: str) -> 
 
 
 def _insert_agent(conn: Connection, body: NewAgent, level: str, actor: str) -> tuple[str, str]:
+    """Every new agent: its name checked (`_check_name`), its first key issued."""
+    _check_name(conn, body.name)
     agent_id, stamp = new_id("agt_"), now()
     conn.execute(
         agents.insert().values(
@@ -231,7 +283,6 @@ async def list_agents(request: Request) -> JSONResponse:
 async def create_agent(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, NewAgent)
-    _check_name(body.name)
     state = state_of(request)
     existing = state.snapshot.agents_by_name.get(body.name)
     if existing is not None and existing.status != "revoked":
@@ -422,8 +473,6 @@ async def ensure_agent(request: Request) -> JSONResponse:
         raise ApiError(409, _removed(body.name))
     if existing is not None and existing.status != "active":
         raise ApiError(409, f"agent `{body.name}` is {existing.status}: activate it first")
-    if existing is None:
-        _check_name(body.name)
     level = _level(body.enforcement_level, state.snapshot.settings["default_enforcement_level"])
     run_level = normalize_level(body.run_enforcement_level) if body.run_enforcement_level else None
     kind = RUN_KEY_KINDS[run_level] if run_level else "proxy"

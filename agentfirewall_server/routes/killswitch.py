@@ -13,6 +13,7 @@ short. Meanwhile none of them can be approved (`approvals.decide_approval`).
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Literal
 
 from pydantic import Field
@@ -26,7 +27,7 @@ from agentfirewall_server.approvals import sweep_covered
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
-from agentfirewall_server.routes.agents import name_problem
+from agentfirewall_server.routes.agents import name_problem, read_as, twin_of
 from agentfirewall_server.routes.connectors import DOCUMENTED_TYPES
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import kill_switches
@@ -99,10 +100,16 @@ def _agent_target(state: AppState, scope: str, target: str, *, lifting: bool) ->
         lifting and any(r["scope"] == "agent" and r["target"] == target for r in snap.kill_switches)
     ):
         return target
+    live = (a.name for a in snap.agents_by_id.values() if a.status != "revoked")
     if target.startswith("agt_"):
         problem = f"no agent has the id `{target}`"
     elif (why := name_problem(target)) is not None:
         problem = f"no agent is named `{target}` and none can be ({why}){_meant(target)}"
+    elif (twin := twin_of(target, live)) is not None:
+        problem = (
+            f"no agent is named `{target}` and none can be while `{twin}` reads the same:"
+            f" write `agent:{twin}`"
+        )
     elif scope.startswith("agent:"):
         return target  # an agent not registered yet, stopped on purpose
     else:
@@ -115,11 +122,11 @@ def _agent_target(state: AppState, scope: str, target: str, *, lifting: bool) ->
 
 def _meant(name: str) -> str:
     """The scope a name no agent can bear most likely meant (`ALL`: `all`)."""
-    kind, colon, rest = name.partition(":")
-    if name.lower() == "all":
+    kind, colon, rest = unicodedata.normalize("NFKC", name).partition(":")
+    if read_as(name) == "all":
         return ": write `all` to stop every agent"
-    if colon and kind.lower() in ("agent", "connector"):
-        return f": write `{kind.lower()}:{rest}`"
+    if colon and read_as(kind) in ("agent", "connector"):
+        return f": write `{read_as(kind)}:{rest.strip()}`"
     return ""
 
 
