@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Coroutine, Iterable
@@ -435,7 +436,16 @@ class Gateway:
                 self.contact.heard()
             await asyncio.sleep(self.options.heartbeat_interval)
 
-    async def listen(self, host: str, port: int, port_agent: str | None = None) -> asyncio.Server:
+    async def listen(
+        self,
+        host: str,
+        port: int,
+        port_agent: str | None = None,
+        *,
+        sock: socket.socket | None = None,
+    ) -> asyncio.Server:
+        """Serve on `host`:`port`, or on `sock` as it is (already listening: ``tf up``)."""
+
         def handler(
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         ) -> Coroutine[Any, Any, None]:
@@ -443,9 +453,14 @@ class Gateway:
 
         # = asyncio.start_server(handler, ...) with the gateway's FeedReader
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: reader_protocol(handler), host, port, backlog=1024
-        )
+        if sock is None:
+            server = await loop.create_server(
+                lambda: reader_protocol(handler), host, port, backlog=1024
+            )
+        else:
+            server = await loop.create_server(
+                lambda: reader_protocol(handler), sock=sock, backlog=1024
+            )
         self._servers.append(server)
         return server
 
@@ -454,7 +469,9 @@ class Gateway:
         tasks: list[asyncio.Task[None]] = []
         try:
             await self._first_config()
-            server = await self.listen(self.options.listen_host, self.options.listen_port)
+            server = await self.listen(
+                self.options.listen_host, self.options.listen_port, sock=self.options.listen_socket
+            )
             self.port = server.sockets[0].getsockname()[1]
             await self.agent_ports.sync()
             tasks = [

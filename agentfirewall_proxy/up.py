@@ -3,7 +3,10 @@
 uvicorn serves the server package's app; the gateway (:func:`agentfirewall_proxy.main`'s
 ``build_gateway``) reaches that same app through ``httpx.ASGITransport`` — the code path of a
 remote gateway, without the network hop. While running, ``<state>/up.json`` records the pid and
-the bound addresses (ports may be 0 = any free port), so other `tf` commands find it.
+the bound addresses (ports may be 0 = any free port), so other `tf` commands find it. Both
+listening sockets are bound once, before anything serves, and handed to uvicorn and the
+gateway (:func:`listen_socket`): the ports written and printed are the sockets' own, never a
+port checked free and bound later (another process could take it in between).
 
 Shutdown (SIGINT/SIGTERM): the gateway stops first and ships its last traffic records into the
 still-running app; then the open long-polls (an SDK's ``wait_for_approval``) are answered with
@@ -16,18 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import uvicorn
 
-__all__ = ["UpError", "UpInfo", "UpOptions", "run_up", "up"]
+__all__ = ["UpError", "UpInfo", "UpOptions", "listen_socket", "run_up", "up"]
 
 
 class UpError(Exception):
@@ -52,6 +58,10 @@ class UpOptions:
     database_url: str | None = None
     log_level: str = "warning"
     access_log: bool = False
+    #: Already listening (`tf up` binds them as it chooses the ports: :func:`listen_socket`),
+    #: served as they are and closed when :func:`run_up` ends; None: bound on host:port then.
+    server_socket: socket.socket | None = None
+    proxy_socket: socket.socket | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,49 @@ def _url(host: str, port: int) -> str:
     return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
 
 
+#: What does not start when its socket cannot listen.
+_PARTS = {"server": "the control plane did not start", "gateway": "the gateway could not start"}
+
+
+class _InUse(UpError):
+    """The port is taken."""
+
+
+def listen_socket(
+    host: str, port: int, part: Literal["server", "gateway"], *, move: bool = False
+) -> socket.socket:
+    """A socket listening on `host`:`port` (0: any free port), for uvicorn's and the gateway's
+    ``create_server(sock=...)``; with `move`, a port in use moves on to the next free one
+    (any free one when none of the next 99 is). `UpError` when it cannot."""
+    if move and port:
+        for candidate in range(port, min(port + 100, 65536)):
+            with contextlib.suppress(_InUse):
+                return _listening(host, candidate, part)
+        port = 0
+    return _listening(host, port, part)
+
+
+def _listening(host: str, port: int, part: Literal["server", "gateway"]) -> socket.socket:
+    """Bound as asyncio binds (SO_REUSEADDR: a restart does not wait out TIME_WAIT; an IPv6
+    address IPv6 only), and listening at once: a socket only bound holds nothing (another one
+    with SO_REUSEADDR binds the same port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        error = _InUse if exc.errno == errno.EADDRINUSE else UpError
+        why = (exc.strerror or str(exc)).lower()  # worded as asyncio words it
+        raise error(f"{_PARTS[part]}: [Errno {exc.errno}] error while attempting to bind on "
+                    f"address {(host, port)!r}: {why}") from None  # fmt: skip
+    return sock
+
+
 async def _first(*aws: asyncio.Future[object] | asyncio.Task[object]) -> None:
     await asyncio.wait(set(aws), return_when=asyncio.FIRST_COMPLETED)
 
@@ -84,7 +137,24 @@ async def _first(*aws: asyncio.Future[object] | asyncio.Task[object]) -> None:
 async def run_up(
     options: UpOptions, on_ready: Callable[[UpInfo], None], stop: asyncio.Event
 ) -> None:
-    """Serve until `stop` is set; raise `UpError` when a part cannot start."""
+    """Serve until `stop` is set; raise `UpError` when a part cannot start. The listening
+    sockets (the options', else bound here on host:port) are closed when it returns."""
+    server = options.server_socket
+    proxy = options.proxy_socket
+    with (
+        server or listen_socket(options.host, options.port, "server") as server_socket,
+        proxy or listen_socket(options.proxy_host, options.proxy_port, "gateway") as proxy_socket,
+    ):
+        await _run(options, server_socket, proxy_socket, on_ready, stop)
+
+
+async def _run(
+    options: UpOptions,
+    server_socket: socket.socket,
+    proxy_socket: socket.socket,
+    on_ready: Callable[[UpInfo], None],
+    stop: asyncio.Event,
+) -> None:
     from agentfirewall_proxy.main import build_gateway
     from agentfirewall_proxy.options import Options
     from agentfirewall_server.app import create_app
@@ -93,10 +163,11 @@ async def run_up(
     from agentfirewall_server.store.db import StoreError
     from agentfirewall_server.vaultcheck import VaultStartError, preflight
 
+    port, proxy_port = server_socket.getsockname()[1], proxy_socket.getsockname()[1]
     settings = Settings(
         data_dir=options.state_dir,
         host=options.host,
-        port=options.port,
+        port=port,  # the real one: the server's own links name it
         database_url=options.database_url,
         log_level=options.log_level,
     )
@@ -110,7 +181,7 @@ async def run_up(
         uvicorn.Config(
             app,
             host=options.host,
-            port=options.port,
+            port=port,
             log_level=options.log_level,
             access_log=False,
             lifespan="on",
@@ -120,7 +191,7 @@ async def run_up(
             timeout_graceful_shutdown=5,
         )
     )
-    server_task: asyncio.Task[object] = asyncio.ensure_future(_serve(server))
+    server_task: asyncio.Task[object] = asyncio.ensure_future(_serve(server, server_socket))
     stopped = asyncio.ensure_future(stop.wait())
     while not server.started and not server_task.done() and not stopped.done():
         # uvicorn exposes `started` as a flag only: look again every 20 ms
@@ -128,18 +199,18 @@ async def run_up(
     if not server.started:
         stopped.cancel()
         await _finish(server, server_task)
-        raise UpError(  # not always the address: a database that will not open, too
-            f"the control plane did not start on {options.host}:{options.port}: see the "
-            "messages above (the address in use, or the database or data directory)"
+        raise UpError(  # (its socket listens already: the database or the data directory)
+            f"the control plane did not start on {options.host}:{port}: see the messages "
+            "above (the database or data directory)"
         )
-    port = server.servers[0].sockets[0].getsockname()[1]
     server_url = _url(options.host, port)
     gateway = build_gateway(
         Options(
             control_plane=server_url,
             token=boot.gateway_token,
             listen_host=options.proxy_host,
-            listen_port=options.proxy_port,
+            listen_port=proxy_port,
+            listen_socket=proxy_socket,
             ca_dir=options.state_dir,
             resolve=options.resolve,
             upstream_ca=options.upstream_ca,
@@ -160,7 +231,7 @@ async def run_up(
         setup = read_secret_file(options.state_dir / SETUP_TOKEN_FILE)
         info = UpInfo(
             server_url=server_url,
-            proxy_url=_url(options.proxy_host, int(gateway.port or 0)),
+            proxy_url=_url(options.proxy_host, proxy_port),
             dashboard_url=server_url + "/dashboard",
             setup_url=f"{server_url}/dashboard/setup?token={setup}" if setup else None,
             ca_cert=options.state_dir / "ca.crt",
@@ -179,10 +250,10 @@ async def run_up(
         await _finish(server, server_task)
 
 
-async def _serve(server: uvicorn.Server) -> object:
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> object:
     try:
-        await server.serve()
-    except SystemExit:  # uvicorn exits when it cannot bind
+        await server.serve(sockets=[sock])
+    except SystemExit:  # uvicorn exits when its app does not start
         return None
     return None
 

@@ -6,7 +6,7 @@ import argparse
 import socket
 import ssl
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from agentfirewall_proxy.cli.context import Context, add_command
@@ -19,7 +19,7 @@ from agentfirewall_proxy.cli.state import (
     read_up_file,
 )
 
-__all__ = ["free_port", "register"]
+__all__ = ["register"]
 
 
 class _Parsed(NamedTuple):
@@ -93,41 +93,26 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or "127.0.0.1"
 
 
-def _bindable(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+def _listen(
+    ctx: Context,
+    what: Literal["server", "gateway"],
+    host: str,
+    flag: int | None,
+    configured: str,
+    default: str,
+) -> socket.socket:
+    """A socket listening on the port from --flag as given; the configured default moves on
+    to the next free port when it is taken. Bound now, served as it is: no other process
+    can take the port between the choice and the serving."""
+    from agentfirewall_proxy.up import listen_socket
 
-
-def free_port(host: str, port: int, *, avoid: int = 0) -> int:
-    """`port` when it can be bound on `host`, else the next free one (0 = any when none)."""
-    if port == 0:
-        return 0
-    for candidate in range(port, min(port + 100, 65536)):
-        if candidate != avoid and _bindable(host, candidate):
-            return candidate
-    return 0
-
-
-def _choose_port(
-    ctx: Context, what: str, host: str, flag: int | None, configured: str, default: str, avoid: int
-) -> int:
-    """The port from --flag as given; the configured default moves on when it is taken."""
-    if flag is not None:
-        return flag
-    port = _port(configured)
-    if configured != default:  # `tf init --port ...` chose it: keep it (a clash is an error)
-        return port
-    chosen = free_port(host, port, avoid=avoid)
-    if chosen != port:
-        where = f"port {chosen}" if chosen else "a free port"
-        ctx.out.warn(f"{what} port {port} is taken (another `tf up`?): using {where}")
-    return chosen
+    port = flag if flag is not None else _port(configured)
+    # a port chosen (--port, `tf init --port`) is kept: a clash is an error
+    sock = listen_socket(host, port, what, move=flag is None and configured == default)
+    chosen = sock.getsockname()[1]
+    if port and chosen != port:
+        ctx.out.warn(f"{what} port {port} is taken (another `tf up`?): using port {chosen}")
+    return sock
 
 
 def up(ctx: Context) -> int:
@@ -152,29 +137,33 @@ def up(ctx: Context) -> int:
         )
     config = project.config
     host, proxy_host = args.host or _host(config.server_url), args.host or _host(config.proxy_url)
-    port = _choose_port(ctx, "server", host, args.port, config.server_url, DEFAULT_SERVER, 0)
-    proxy_port = _choose_port(
-        ctx, "gateway", proxy_host, args.proxy_port, config.proxy_url, DEFAULT_PROXY, port
-    )
-    options = UpOptions(
-        state_dir=project.state_dir,
-        host=host,
-        port=port,
-        proxy_host=proxy_host,
-        proxy_port=proxy_port,
-        resolve=parsed.resolve,
-        upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
-        agent_ports=parsed.agent_ports,
-        database_url=args.database_url,
-        log_level=args.log_level,
-        access_log=bool(args.access_log),
-    )
 
     def ready(info: UpInfo) -> None:
         _announce(ctx, info, created)
 
     try:
-        run(options, ready)
+        with (
+            _listen(ctx, "server", host, args.port, config.server_url, DEFAULT_SERVER) as server,
+            _listen(
+                ctx, "gateway", proxy_host, args.proxy_port, config.proxy_url, DEFAULT_PROXY
+            ) as proxy,
+        ):
+            options = UpOptions(
+                state_dir=project.state_dir,
+                host=host,
+                port=server.getsockname()[1],
+                proxy_host=proxy_host,
+                proxy_port=proxy.getsockname()[1],
+                resolve=parsed.resolve,
+                upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
+                agent_ports=parsed.agent_ports,
+                database_url=args.database_url,
+                log_level=args.log_level,
+                access_log=bool(args.access_log),
+                server_socket=server,
+                proxy_socket=proxy,
+            )
+            run(options, ready)
     except StoreProblem as exc:
         raise CliError(str(exc)) from None
     except UpError as exc:

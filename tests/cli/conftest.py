@@ -166,9 +166,10 @@ class Project:
 
 def default_ports() -> AbstractContextManager[None]:
     """Held while a test takes the default ports of `tf up` (3000 and 8443, or the next free
-    ones, as a user's `tf up` does), until they are bound: `tf up` checks that a port is free,
-    then binds it, so two started at once (two pytest-xdist workers) can choose the same one.
-    `Project.up()` asks for any free ports (0) instead and needs no lock."""
+    ones, as a user's `tf up` does), until they are bound. Two started at once (two
+    pytest-xdist workers) never share a port (`tf up` holds the one it chooses from the
+    choice on); the lock only keeps which one gets 3000 predictable. `Project.up()` asks for
+    any free ports (0) instead and needs no lock."""
     return machine_lock(DEFAULT_PORTS)
 
 
