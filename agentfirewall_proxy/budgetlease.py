@@ -14,12 +14,13 @@ One lock per budget, taken in one order: two requests covered by different sets 
 that share one (all Stripe calls counted, transfers summed) never lease that budget at
 once, so there is one current slice per budget and every slice is handed back.
 
-After the response the debit is spent (any answer below 400, a 101 upgrade included, or
-sent with no answer: it may have happened) or credited back (refused upstream, never
-sent). The gateway reports each lease's cumulative spend per agent every second when
-busy, every 5 seconds when not (so ``used`` lags by that much; ``remaining`` never
-overstates: a slice counts in full); within a quarter second it hands back slices that
-expired or sat idle for half a second; shutting down hands back all.
+After the response the debit is spent (any answer below 400, a 101 upgrade included,
+whatever became of the response after its head; or sent with no answer: it may have
+happened) or credited back (refused upstream, never sent). The gateway reports each
+lease's cumulative spend per agent every second when busy, every 5 seconds when not (so
+``used`` lags by that much; ``remaining`` never overstates: a slice counts in full);
+within a quarter second it hands back slices that expired or sat idle for half a second;
+shutting down hands back all.
 """
 
 from __future__ import annotations

@@ -13,9 +13,12 @@ it (503: fail closed). After the response a debit is spent or credited back (see
 ``budgetlease.py``) and a reservation is settled (the settlements of the same moment in
 one call) (any answer below 400, an upgrade's 101 included, with the LLM ``usage`` read
 from it) or released (the upstream refused, 4xx/5xx, or could not be reached), in the
-background. An upgraded connection (a WebSocket) carries no ``usage`` the gateway can read:
-a token or cost budget refuses it (:func:`refuse_unmetered`) rather than let it spend
-unmeasured.
+background. The upstream's answer decides (``flow.answered``), not what the agent got: a
+response whose body broke, or that the gateway cut or refused after its head came, was
+acted on and is spent. An upgraded connection (a WebSocket) carries no ``usage`` the
+gateway can read: a token or cost budget refuses it (:func:`refuse_unmetered`) rather than
+let it spend unmeasured. A request a budget refused or held has it in its decision input
+(``agentfirewall.policy.replay.with_budget``): ``tf policy replay`` applies it again.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from agentfirewall.budgetspend import LLM_MEASURES, spend_of
 from agentfirewall.connectors import action_aliases
 from agentfirewall.decisions import Decision
 from agentfirewall.policy.globs import Glob, compile_glob
+from agentfirewall.policy.replay import with_budget
 from agentfirewall_proxy.budgetlease import Leases, Say, say_plain
 from agentfirewall_proxy.control import ControlError
 from agentfirewall_proxy.flow import Refusal
@@ -185,9 +189,13 @@ class Budgets:
                 503, "budget_unavailable", f"the budget could not be checked: {exc}"
             ) from None
         if refused:
-            reason = str(refused.get("reason") or f"budget `{refused.get('budget')}` exceeded")
+            budget = str(refused.get("budget") or "")
+            reason = str(refused.get("reason") or f"budget `{budget}` exceeded")
             if refused.get("outcome") == "require_approval" and not force:
+                # its record says so: replay holds it again, whatever the approval said
+                flow.input = with_budget(flow.input, "require_approval", budget)
                 return Decision("require_approval", reason, decided_outcome="require_approval")
+            flow.input = with_budget(flow.input, "deny", budget)
             # what the traffic record and `tf logs` say: denied, and why (it said "allow")
             flow.decision = Decision("deny", reason, decided_outcome="deny")
             raise Refusal(403, "budget_exceeded", reason)
@@ -197,10 +205,12 @@ class Budgets:
 
     def settle(self, flow: Flow) -> None:
         """Settle or release `flow`'s reservation (once), in the background."""
-        # only a refusal (4xx/5xx) gives the spend back: any other answer (a 101 upgrade
-        # too: the connection is open, whatever it carries is spent), or sent with no
-        # answer, may have happened (never under-count); not sent: released
-        ok = flow.status < 400 if flow.answered else flow.sent
+        # the upstream's answer decides, not what the agent got: below 400 (a 101 upgrade
+        # too: the connection is open, whatever it carries is spent) the upstream acted,
+        # even when the body then broke or the gateway cut or refused the response; sent
+        # with no answer, it may have happened (never under-count). Only a refusal
+        # (4xx/5xx) or a request never sent gives the spend back.
+        ok = flow.answered < 400 if flow.answered else flow.sent
         leased, flow.leased = flow.leased, None
         if leased is not None and flow.agent is not None:
             self.leases.finish(leased, flow.agent.name, ok)
@@ -265,10 +275,12 @@ def refuse_unmetered(scopes: tuple[BudgetScope, ...], flow: Flow) -> None:
     Fail closed: 403 ``budget_unmetered``, before any frame is relayed either way."""
     names = sorted({s.name for s in covering(scopes, flow) if s.llm})
     named = ", ".join(f"`{n}`" for n in names) or "an LLM budget"
+    flow.input = with_budget(flow.input, "deny", names[0] if names else "")
     reason = (f"budget {named} counts LLM usage, which an upgraded connection (websocket) "
               "does not report: refused; use the HTTP API, or remove the budget for this "
               "agent or action")  # fmt: skip
     flow.decision = Decision("deny", reason, decided_outcome="deny")
+    flow.answered, flow.sent = 0, False  # nothing passed either way: released, as unsent
     raise Refusal(403, "budget_unmetered", reason)
 
 

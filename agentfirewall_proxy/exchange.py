@@ -446,7 +446,7 @@ async def _forward(
             if not complete:
                 await _stream_request_body(conn, up, flow, chunked)
             response = await response_head(gateway, up)
-            flow.answered = True
+            flow.answered = response.status
         except UpstreamError as exc:
             up.abort()
             if attempt == 0 and up.reused and complete and exc.unanswered and replayable(head):

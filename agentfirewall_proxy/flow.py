@@ -113,9 +113,12 @@ class Flow:
     llm_budget: bool = False
     #: What the request spent from the gateway's leased budget slices (``budgetlease.py``).
     leased: list[tuple[Any, float]] | None = None
-    #: The request was written upstream / the upstream answered with a response head.
+    #: The request was written upstream.
     sent: bool = False
-    answered: bool = False
+    #: The status of the upstream's response head (0: none came): what the upstream did,
+    #: whatever the agent then got (``status``: a body broken mid-way, a response the
+    #: gateway cut or refused); a budget's spend counts by it (``budgets.py``).
+    answered: int = 0
     #: The LLM ``usage`` and ``model`` read from the response (``llmusage.py``).
     usage: dict[str, Any] | None = None
     model: str | None = None

@@ -504,6 +504,7 @@ def traffic_record(flow: Flow) -> dict[str, Any]:
     return {
         "request_id": flow.request_id,
         "agent": flow.agent.name if flow.agent else None,
+        "agent_id": flow.agent.id if flow.agent else None,
         "connector": flow.connector.type if flow.connector else None,
         "action": flow.action,
         "method": flow.method,

@@ -5,10 +5,13 @@ decision (``agentfirewall.policy.record``) in a ``decision_input`` JSON column. 
 ``decision_input_retention_days`` the column is cleared (the traffic row itself stays).
 
 A record's live verdict is compared with today's configuration replayed (``drifted``) only
-when the rules gave it: a verdict a budget gave (refused past a limit, held past a
-``require_approval`` one) or a kill switch gave is not the rules' (neither is part of a
-replayed configuration), so such a record is loaded without one and counted by what
-decided it (:attr:`Records.outside_rules`), as shadow mode leaves them out.
+when replay can give it: the rules', or a budget's the record names (the gateway records
+the budget that refused or held a request in its input,
+``agentfirewall.policy.replay.with_budget``, and replay applies it as live did, whatever
+then became of the request: approved, denied, timed out, let through by a grant). A
+verdict a kill switch gave, or a budget an older record does not name (its reason does),
+is not part of a replayed configuration: such a record is loaded without one and counted
+by what decided it (:attr:`Records.outside_rules`), as shadow mode leaves them out.
 """
 
 from __future__ import annotations
@@ -17,23 +20,26 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, false, or_, select, update
 
 from agentfirewall.decisions import Decision
 from agentfirewall.policy import AccessRule, Engine, Policy
 from agentfirewall.policy.record import RECORD_VERSION, restore_input
-from agentfirewall.policy.replay import Recorded, verdict
+from agentfirewall.policy.replay import Recorded, recorded_budget, verdict, with_budget
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.snapshot import Snapshot
 from agentfirewall_server.store.schema import action_requests, traffic
 
 __all__ = [
     "MAX_INPUT_BYTES",
+    "AgentRows",
     "Records",
+    "budget_input",
     "build_engine",
     "input_text",
     "load_records",
@@ -62,11 +68,46 @@ class Records(list[Recorded]):
         self.outside_rules: Counter[str] = Counter()
 
 
-def _outside_rules(reason: str, *, killed: bool) -> str | None:
-    """What gave a live verdict, when not the rules: a budget, a kill switch (None: rules)."""
+@dataclass(frozen=True, slots=True)
+class AgentRows:
+    """The recorded rows (traffic, SDK action requests) of some agents, matched by id.
+
+    An agent is asked for by its name (or, `by_id`, its id). A name stands for the agent
+    it names now (``Snapshot.agents_by_name``: the live one, else the newest revoked one),
+    so a removed agent's rows never show as those of a new agent that took its name. A name
+    no agent has matches the rows recorded under it with no agent id.
+    """
+
+    ids: frozenset[str] = frozenset()
+    names: frozenset[str] = frozenset()  # names no agent has
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, wanted: Iterable[str], *, by_id: bool = False) -> AgentRows:
+        ids, names = set(), set()
+        for ident in wanted:
+            agent = snapshot.agent(ident) if by_id else snapshot.agents_by_name.get(ident)
+            if agent is None:
+                names.add(ident)
+            else:
+                ids.add(agent.id)
+        return cls(frozenset(ids), frozenset(names))
+
+    def where(self, table: Table) -> ColumnElement[bool]:
+        """The condition on `table` (one with ``agent_id`` and ``agent`` columns)."""
+        found: list[ColumnElement[bool]] = []
+        if self.ids:
+            found.append(table.c.agent_id.in_(sorted(self.ids)))
+        if self.names:
+            found.append(and_(table.c.agent_id.is_(None), table.c.agent.in_(sorted(self.names))))
+        return or_(*found) if found else false()
+
+
+def _outside_rules(reason: str, budget: object, *, killed: bool) -> str | None:
+    """What gave a live verdict that a replay cannot give: a kill switch, a budget the
+    record does not name (None: the rules, or the `budget` it names)."""
     if killed or reason.startswith(_KILL_REASON):
         return "kill_switch"
-    return "budget" if _BUDGET_REASON.match(reason) else None
+    return "budget" if budget is None and _BUDGET_REASON.match(reason) else None
 
 
 #: what ``json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
@@ -92,62 +133,68 @@ def input_text(data: dict[str, Any] | None) -> str | None:
     return raw.decode("utf-8") if len(raw) <= MAX_INPUT_BYTES else None
 
 
+def budget_input(text: str | None, outcome: str, budget: str) -> str | None:
+    """A stored record (:func:`input_text`) that names the budget that refused or held its
+    action (``agentfirewall.policy.replay.with_budget``): on the SDK path budgets decide
+    in the write that records the action, after its record was made."""
+    return None if text is None else input_text(with_budget(json.loads(text), outcome, budget))
+
+
 def _restore(
-    ident: str, source: str, agent: str | None, text: str, recorded: str | None
-) -> Recorded | None:
+    out: Records, ident: str, source: str, agent: str | None, text: str,
+    live: tuple[str | None, str, bool],
+) -> None:  # fmt: skip
+    """Add the record `text` to `out` with its `live` (verdict, reason, killed): without
+    the verdict when something outside a replayed configuration gave it (counted by what);
+    an unreadable input is skipped, never guessed."""
     try:
         data = json.loads(text)
         spec, ctx = restore_input(data, agent or "")
+        budget = recorded_budget(data)
     except (ValueError, KeyError, TypeError):
-        return None  # an unreadable input is skipped, never guessed
-    return Recorded(
-        ident, source, spec, ctx, recorded, partial=bool(data.get("w")), unseen=bool(data.get("u"))
-    )
+        return
+    recorded, reason, killed = live
+    outside = _outside_rules(reason, budget, killed=killed)
+    if outside:
+        out.outside_rules[outside] += 1
+    out.append(Recorded(ident, source, spec, ctx, None if outside else recorded,
+                        partial=bool(data.get("w")), unseen=bool(data.get("u")),
+                        budget=budget))  # fmt: skip
 
 
 def load_records(
-    conn: Connection, since: float, agents: list[str] | None = None, limit: int = 1_000_000
+    conn: Connection, since: float, agents: AgentRows | None = None, limit: int = 1_000_000
 ) -> Records:
-    """The replayable decisions made since `since` (unix seconds): the newest `limit` of
-    each source (gateway, SDK). A record whose live verdict a budget or a kill switch gave
-    has none (`recorded` None: not compared for drift), counted in `outside_rules`."""
+    """The replayable decisions made since `since` (unix seconds), of `agents` (None: all):
+    the newest `limit` of each source (gateway, SDK). A record whose live verdict a kill
+    switch gave, or a budget it does not name, has none (`recorded` None: not compared for
+    drift), counted in `outside_rules`."""
     out = Records()
     query = select(
         traffic.c.id, traffic.c.agent, traffic.c.decision, traffic.c.would_outcome,
         traffic.c.decision_input, traffic.c.reason,
     ).where(traffic.c.created_at >= since, traffic.c.decision_input.is_not(None))  # fmt: skip
-    if agents:
-        query = query.where(traffic.c.agent.in_(agents))
+    if agents is not None:
+        query = query.where(agents.where(traffic))
     for row in conn.execute(query.order_by(traffic.c.created_at.desc()).limit(limit)):
         recorded = _WOULD.get(row.would_outcome or "") or row.decision
-        outside = _outside_rules(row.reason or "", killed=row.decision == "killed")
-        item = _restore(f"traffic:{row.id}", "proxy", row.agent, row.decision_input,
-                        None if outside else recorded)  # fmt: skip
-        if item is not None:
-            out.append(item)
-            if outside:
-                out.outside_rules[outside] += 1
+        live = (recorded, row.reason or "", row.decision == "killed")
+        _restore(out, f"traffic:{row.id}", "proxy", row.agent, row.decision_input, live)
     actions = select(
         action_requests.c.id, action_requests.c.agent, action_requests.c.decision,
         action_requests.c.decision_input,
     ).where(
         action_requests.c.created_at >= since, action_requests.c.decision_input.is_not(None)
     )  # fmt: skip
-    if agents:
-        actions = actions.where(action_requests.c.agent.in_(agents))
+    if agents is not None:
+        actions = actions.where(agents.where(action_requests))
     for act in conn.execute(actions.order_by(action_requests.c.created_at.desc()).limit(limit)):
-        outside = None
         try:
             decision = Decision.from_dict(json.loads(act.decision))
-            outside = _outside_rules(decision.reason, killed=decision.kill_switch)
-            live = None if outside else verdict(decision)
+            live = (verdict(decision), decision.reason, decision.kill_switch)
         except (ValueError, KeyError, TypeError):
-            live = None
-        item = _restore(f"action:{act.id}", "sdk", act.agent, act.decision_input, live)
-        if item is not None:
-            out.append(item)
-            if outside:
-                out.outside_rules[outside] += 1
+            live = (None, "", False)
+        _restore(out, f"action:{act.id}", "sdk", act.agent, act.decision_input, live)
     return out
 
 

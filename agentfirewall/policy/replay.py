@@ -11,6 +11,14 @@ by and, for a build alias, under the name of the action it runs as, the stricter
 standing; then the content step (a ``redact`` rule refuses in SDK mode,
 ``agentfirewall.policy.guard.sdk_content_decision``). A record keeps the names of the
 detectors that fired, not where (:func:`recorded_findings`).
+
+A budget is not part of a replayed configuration, but what one did to a request is part of
+its record, as its context is (:func:`with_budget`: the gateway records the budget that
+refused or held it). Replay applies that recorded verdict over the rules' as live did: a
+request the rules allow is held or refused by it, a held one refused, a denied one stays
+denied (the stricter stands). The budget's state is never read again: a budget raised,
+spent or removed since changes nothing in a replay (the record's context is the time's,
+not today's).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Any
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.content import Finding, content_attributes
-from agentfirewall.decisions import Decision
+from agentfirewall.decisions import Decision, Outcome
 from agentfirewall.policy.engine import Engine, EvaluationContext
 from agentfirewall.policy.guard import GuardPlan, guard_plan, sdk_content_decision
 from agentfirewall.policy.unseen import unseen_decision
@@ -32,17 +40,23 @@ __all__ = [
     "Recorded",
     "ReplayReport",
     "evaluate_sdk",
+    "recorded_budget",
     "recorded_findings",
     "replay",
     "replay_one",
     "responsible",
     "verdict",
+    "with_budget",
     "with_findings",
 ]
 
 _STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
 #: content fields of a decision's context -> the kind of detector that fills them
 _KINDS = {"content.secrets": "secret", "content.pii": "pii"}
+#: The key of a decision input (``agentfirewall.policy.record``) naming the budget that
+#: refused or held its request: ``[outcome, budget name]``.
+_BUDGET = "b"
+_BUDGET_OUTCOMES = frozenset({"deny", "require_approval"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +72,8 @@ class Recorded:
     unseen: bool = False  # the live decision was widened for an uninspected body
     #: an SDK action's build alias: the action it runs as (``connectors.performed_as``)
     performed: ActionSpec | None = None
+    #: the budget that refused or held it live: (outcome, budget name) (:func:`with_budget`)
+    budget: tuple[Outcome, str] | None = None
 
 
 def verdict(decision: Decision) -> str:
@@ -121,9 +137,41 @@ def recorded_findings(ctx: EvaluationContext) -> list[Finding]:
     return found
 
 
+def with_budget(record: dict[str, Any] | None, outcome: str, budget: str) -> dict[str, Any] | None:
+    """A decision input (``agentfirewall.policy.record.record_input``) with the budget
+    that refused (`outcome` ``deny``) or held (``require_approval``) its request: a new
+    dict (a remembered decision's record is shared). None stays None."""
+    return None if record is None else {**record, _BUDGET: [outcome, budget]}
+
+
+def recorded_budget(data: dict[str, Any]) -> tuple[Outcome, str] | None:
+    """The budget verdict :func:`with_budget` put in a decision input, if any; ValueError
+    when the key holds anything else (an unreadable record is skipped, never guessed)."""
+    found = data.get(_BUDGET)
+    if found is None:
+        return None
+    if (not isinstance(found, list) or len(found) != 2 or found[0] not in _BUDGET_OUTCOMES
+            or not isinstance(found[1], str)):  # fmt: skip
+        raise ValueError("not a recorded budget verdict")
+    return ("deny" if found[0] == "deny" else "require_approval"), found[1]
+
+
 def replay_one(engine: Engine, item: Recorded, plan: GuardPlan | None = None) -> Decision:
     """The decision on a recorded input, made as live made it (`plan`: the engine's guard
-    plan, None: worked out when needed)."""
+    plan, None: worked out when needed), then the budget verdict it recorded, when that is
+    stricter (live, a budget refuses or holds what the rules let through)."""
+    decision = _decided(engine, item, plan)
+    if item.budget is None or _STRICTNESS[item.budget[0]] <= _strictness(decision):
+        return decision
+    outcome, name = item.budget
+    return dataclasses.replace(
+        decision, outcome=outcome, decided_outcome=outcome, matched_rules=(f"budget `{name}`",),
+        reason=f"budget `{name}`: {'refused' if outcome == 'deny' else 'held'} when recorded",
+    )  # fmt: skip
+
+
+def _decided(engine: Engine, item: Recorded, plan: GuardPlan | None) -> Decision:
+    """The rules' decision on a recorded input."""
     if item.ctx.mode == "sdk":
         findings = recorded_findings(item.ctx)
         if findings:

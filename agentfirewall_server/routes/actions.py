@@ -43,7 +43,7 @@ from agentfirewall_server.decide import (
     kill_switch_over,
     sdk_context,
 )
-from agentfirewall_server.replaystore import input_text
+from agentfirewall_server.replaystore import budget_input, input_text
 from agentfirewall_server.routes.execute import execute_action
 from agentfirewall_server.routes.sdkspend import Spend, spend_check
 from agentfirewall_server.routes.stuck import list_stuck, resolve_execution
@@ -332,6 +332,8 @@ def _record_spent(
     def job(conn: Connection) -> tuple[Decision, dict[str, Any] | None]:
         stamp = now()
         decision = spend.apply(conn, stamp)
+        if (refused := spend.refused) is not None:  # its record names it: replayed with it
+            response["_input"] = budget_input(response["_input"], refused.outcome, refused.budget)
         response["status"], response["decision"] = decision.status, decision.to_dict()
         response["_reservation"] = spend.reservation
         if decision.status == "pending_approval":

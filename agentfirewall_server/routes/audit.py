@@ -24,6 +24,7 @@ from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.checkpointer import collect, verify_log
 from agentfirewall_server.checkpoints import Checkpoint, checkpoint_line
 from agentfirewall_server.clock import now, parse_time
+from agentfirewall_server.replaystore import AgentRows
 from agentfirewall_server.routes.trafficrows import page, parse_place, traffic_json
 from agentfirewall_server.store.schema import INTEGER_MAX, audit_events, traffic
 from agentfirewall_server.web import ApiError, check_query, json_ok, no_body
@@ -174,8 +175,12 @@ async def list_traffic(request: Request) -> JSONResponse:
         expected = ", ".join(_DECISIONS)
         message = f"unknown decision `{decision}`: expected {expected}"
         raise ApiError(400, message, field="decision")
+    state = state_of(request)
+    agents = None
+    if params.get("agent"):  # a name or an id; matched by id (a removed namesake's stay its own)
+        agents = AgentRows.of(state.snapshot, [params["agent"]], by_id=True)
+        q = q.where(agents.where(traffic))
     for name, column in (
-        ("agent", traffic.c.agent),
         ("connector", traffic.c.connector),
         ("action", traffic.c.action),
         ("decision", traffic.c.decision),
@@ -196,14 +201,14 @@ async def list_traffic(request: Request) -> JSONResponse:
         if raw is None or "," in raw:  # gateway and SDK rows (a bare traffic id: gateway's)
             place = parse_place(raw) if raw is not None else None
             filters, sdk = dict(params), status is None  # an SDK action has no HTTP status
-            found = await state_of(request).db.read(
-                lambda c: page(c, q, filters, place, limit, sdk=sdk)
+            found = await state.db.read(
+                lambda c: page(c, q, filters, place, limit, sdk=sdk, agents=agents)
             )
             return json_ok(found)
     if (before := _int(request, "before", None, INTEGER_MAX)) is not None:
         q = q.where(traffic.c.id < before)
     q = q.order_by(traffic.c.id.desc()).limit(limit)
-    rows = await state_of(request).db.read(lambda c: c.execute(q).all())
+    rows = await state.db.read(lambda c: c.execute(q).all())
     out = [traffic_json(r) for r in rows]
     next_before = out[-1]["id"] if len(out) == limit else None
     return json_ok({"traffic": out, "next_before": next_before})

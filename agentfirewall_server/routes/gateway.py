@@ -36,7 +36,7 @@ from agentfirewall_server.metrics import Metrics
 from agentfirewall_server.replaystore import input_text
 from agentfirewall_server.shadow import count as count_shadow
 from agentfirewall_server.shadow import judge_traffic
-from agentfirewall_server.snapshot import unreadable_json
+from agentfirewall_server.snapshot import Snapshot, unreadable_json
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import approvals, gateways, traffic
 from agentfirewall_server.tracing import annotate
@@ -63,6 +63,9 @@ _DECIDED = "approval.decided"
 class TrafficRecord(Strict):
     request_id: str = Field(min_length=1, max_length=100)
     agent: str | None = Field(default=None, max_length=200)
+    #: The id of the agent whose key made the request (the gateway's config names it); an
+    #: older gateway sends none: the agent its name stands for is taken (``_agent_id``).
+    agent_id: str | None = Field(default=None, min_length=1, max_length=40)
     connector: str | None = Field(default=None, max_length=80)
     action: str | None = Field(default=None, max_length=600)
     method: str | None = Field(default=None, max_length=16)
@@ -304,12 +307,24 @@ def _store_new(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, f
     return {(row.request_id, row.created_at) for row in conn.execute(statement, rows)}
 
 
+def _agent_id(snapshot: Snapshot, record: TrafficRecord) -> str | None:
+    """The record's agent id; for a record without one (an older gateway's, or `tf run
+    --isolate`'s), the agent its name stands for as it arrives (None: no agent has it)."""
+    if record.agent_id is not None or record.agent is None:
+        return record.agent_id
+    agent = snapshot.agents_by_name.get(record.agent)
+    return agent.id if agent else None
+
+
 async def ingest_traffic(request: Request) -> JSONResponse:
     await require_gateway(request)
     body = await read_model(request, TrafficBatch)
+    state = state_of(request)
+    snapshot = state.snapshot  # agents by name; the shadow configuration, when installed
     rows = [
         {
             **r.model_dump(exclude=_NOT_STORED),
+            "agent_id": _agent_id(snapshot, r),
             "decision_input": input_text(r.input),
             "bytes_in": _saturate(r.bytes_in),
             "bytes_out": _saturate(r.bytes_out),
@@ -317,8 +332,6 @@ async def ingest_traffic(request: Request) -> JSONResponse:
         }
         for r in body.records
     ]
-    state = state_of(request)
-    snapshot = state.snapshot  # the shadow verdicts, when a shadow configuration is installed
     verdicts = judge_traffic(snapshot.engine, snapshot.shadow, rows)
     stored = await state.db.write(lambda c: _store_new(c, rows)) if rows else set()
     for record, row, verdict in zip(body.records, rows, verdicts, strict=True):

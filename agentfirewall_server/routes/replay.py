@@ -28,7 +28,7 @@ from agentfirewall.policy import AccessRule, Engine, Policy, load_policy
 from agentfirewall.policy.replay import Recorded, replay
 from agentfirewall.policy.suggest import suggest_rules
 from agentfirewall_server.auth import require_role, state_of
-from agentfirewall_server.replaystore import build_engine, load_records
+from agentfirewall_server.replaystore import AgentRows, build_engine, load_records
 from agentfirewall_server.routes.policies import off_loop
 from agentfirewall_server.snapshot import Snapshot
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
@@ -106,15 +106,16 @@ async def replay_route(request: Request) -> JSONResponse:
     snapshot = state.snapshot
     baseline, candidate = await off_loop(request, lambda: _engines(snapshot, body))
     since = time.time() - body.since_seconds
+    agents = AgentRows.of(snapshot, body.agents) if body.agents else None
 
     def job(conn: Connection) -> dict[str, Any]:
-        records = load_records(conn, since, body.agents, body.limit)
+        records = load_records(conn, since, agents, body.limit)
         started = time.perf_counter()
         aliased = map(_aliased, records)
         report = replay(aliased, baseline, candidate, examples=body.examples).to_dict()
         report["seconds"] = round(time.perf_counter() - started, 3)
-        # live verdicts no replayed configuration gives (a budget's, a kill switch's): not
-        # compared for drift, counted here by what gave them
+        # live verdicts no replay gives (a kill switch's, a budget's its record does not
+        # name): not compared for drift, counted here by what gave them
         report["outside_rules"] = dict(sorted(records.outside_rules.items()))
         return report
 
@@ -151,7 +152,8 @@ async def suggest_route(request: Request) -> JSONResponse:
         raise ApiError(400, "`agent` is required (an agent name)", field="agent")
     since = time.time() - _since(request)
     state = state_of(request)
-    records = await state.db.read(lambda c: load_records(c, since, [agent]))
+    wanted = AgentRows.of(state.snapshot, [agent])  # the rules are the name's: its agent's now
+    records = await state.db.read(lambda c: load_records(c, since, wanted))
     observed = [(r.ctx.connector, r.spec.type, r.ctx.risk) for r in records if r.ctx.connector]
     catalogues = {c: found for c in {o[0] for o in observed} if (found := _catalogue(c))}
     rules = suggest_rules(agent, observed, catalogues)  # type: ignore[arg-type]

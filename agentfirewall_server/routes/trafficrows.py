@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, true
 
 from agentfirewall_server.clock import rfc3339
+from agentfirewall_server.replaystore import AgentRows
 from agentfirewall_server.store.schema import INTEGER_MAX, action_requests, traffic
 from agentfirewall_server.web import ApiError
 
@@ -87,6 +88,7 @@ def sdk_json(row: Any) -> dict[str, Any]:
         "source": "sdk",
         "request_id": row.id,
         "agent": row.agent,
+        "agent_id": row.agent_id,
         # ActionSpec.provider: the resource's provider, else the type's first segment
         "connector": (spec.get("resource") or {}).get("provider")
         or row.action_type.split(".", 1)[0],
@@ -109,21 +111,26 @@ def sdk_json(row: Any) -> dict[str, Any]:
     }
 
 
-_SDK_NAMES = ("id", "agent", "action_type", "action_spec", "decision", "decision_input",
-              "created_at", "shadow_decision", "shadow_rule", "shadow_diverged")  # fmt: skip
+_SDK_NAMES = ("id", "agent", "agent_id", "action_type", "action_spec", "decision",
+              "decision_input", "created_at", "shadow_decision", "shadow_rule",
+              "shadow_diverged")  # fmt: skip
 _SDK_COLUMNS = select(*(action_requests.c[n] for n in _SDK_NAMES)).where(
     action_requests.c.shadow_diverged.is_(True)
 )
 
 
 def _sdk_rows(
-    conn: Connection, params: dict[str, str], place: Place | None, limit: int
+    conn: Connection,
+    params: dict[str, str],
+    place: Place | None,
+    limit: int,
+    agents: AgentRows | None,
 ) -> list[tuple[Place, dict[str, Any]]]:
     """Up to `limit` diverged SDK rows after `place` that match the filters; `connector` and
     `decision` live in the stored JSON and are matched here, batch after batch."""
     q = _SDK_COLUMNS
-    if params.get("agent"):
-        q = q.where(action_requests.c.agent == params["agent"])
+    if agents is not None:
+        q = q.where(agents.where(action_requests))
     if params.get("action"):
         q = q.where(action_requests.c.action_type == params["action"])
     wanted = {k: params[k] for k in ("connector", "decision") if params.get(k)}
@@ -152,9 +159,10 @@ def page(
     limit: int,
     *,
     sdk: bool,
+    agents: AgentRows | None = None,
 ) -> dict[str, Any]:
     """One page: `proxy` (the filtered, diverged traffic query) merged with the SDK rows
-    (`sdk` False: a filter no SDK row can match, such as an HTTP status)."""
+    (`sdk` False: a filter no SDK row can match, such as an HTTP status) of `agents`."""
     created, ident = traffic.c.created_at, traffic.c.id
     rows = conn.execute(
         proxy.where(_after(created, ident, "proxy", place))
@@ -163,7 +171,7 @@ def page(
     ).all()
     merged = [(Place(r.created_at, "proxy", r.id), traffic_json(r)) for r in rows]
     if sdk:
-        merged += _sdk_rows(conn, params, place, limit)
+        merged += _sdk_rows(conn, params, place, limit, agents)
     merged.sort(key=lambda pair: pair[0], reverse=True)
     del merged[limit:]
     last = merged[-1][0].text() if len(merged) == limit else None

@@ -256,6 +256,9 @@ traffic = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("request_id", String(100), nullable=False),
     Column("agent", String(200), nullable=True),
+    # the agent's id (agents.id), as the gateway resolved its key: the name alone may be a
+    # removed agent's and a new one's (0015); NULL when no agent was found for the record
+    Column("agent_id", String(40), nullable=True),
     Column("connector", String(80), nullable=True),
     Column("action", String(600), nullable=True),
     Column("method", String(16), nullable=True),

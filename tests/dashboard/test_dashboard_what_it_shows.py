@@ -2,8 +2,8 @@
 
 - a kill switch is chosen and lifted with its kind (`agent:NAME`, `connector:TYPE`, `all`):
   an agent named `github` is that agent, never the connector (no agent may be named `all`);
-- an agent page shows the agent its link names (by id), and its controls act on that one,
-  also when a revoked agent's name was registered again;
+- an agent page shows the agent its link names (by id), and its controls and its traffic
+  are that one's, also when a revoked agent's name was registered again;
 - a policy saved from an editor opened on an older version is refused (409
   `version_conflict`), never a silent overwrite of someone else's change;
 - an approval card masks a credential in the held request's path, query and body preview.
@@ -89,12 +89,16 @@ def test_kill_switch_scopes_name_their_kind(board: Dashboard, owner: Watched) ->
 
 
 def test_agent_page_shows_and_changes_the_agent_its_link_names(
-    board: Dashboard, owner: Watched
+    server: LiveServer, board: Dashboard, owner: Watched
 ) -> None:
     board.api("POST", "/agents", {"name": "Deploy Bot"})
     old = next(a for a in board.api("GET", "/agents")["agents"] if a["name"] == "Deploy Bot")
     board.api("POST", f"/agents/{old['id']}/revoke")
     new = board.api("POST", "/agents", {"name": "Deploy Bot"})["agent"]
+    records = [{"request_id": f"r-{a['id']}", "agent": "Deploy Bot", "agent_id": a["id"],
+                "action": f"github.{tag}.get", "decision": "allow"}
+               for a, tag in ((old, "old"), (new, "new"))]  # fmt: skip
+    assert server.gateway("POST", "/v1/gateway/traffic", {"records": records}).status_code == 200
     watched = owner
     page = watched.page
     board.goto(page, "/agents")
@@ -111,8 +115,10 @@ def test_agent_page_shows_and_changes_the_agent_its_link_names(
 
     board.goto(page, "/agents/Deploy%20Bot")  # a name alone: the agent not revoked, as the API
     expect(facts).to_contain_text(new["id"])
+    expect(page.locator("#agent-traffic tbody code")).to_have_text(["github.new.get"])  # its own
     board.goto(page, f"/agents/Deploy%20Bot?id={old['id']}")  # the revoked one: nothing to change
     expect(facts).to_contain_text(old["id"])
+    expect(page.locator("#agent-traffic tbody code")).to_have_text(["github.old.get"])
     expect(page.locator("#agent-revoked")).to_be_visible()
     expect(page.locator("#enforcement-form").get_by_role("button", name="Save")).to_be_hidden()
     expect(page.locator("#rule-form")).to_be_hidden()

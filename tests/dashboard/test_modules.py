@@ -174,3 +174,13 @@ def test_traffic_row_labels_an_sdk_action(page: Any) -> None:
         {"source": "proxy", "method": "GET", "host": "api.stripe.com", "path": "/v1/balance"},
     ]
     assert _run(page, "traffic-row.js", body, rows) == ["sdk", "GET api.stripe.com /v1/balance"]
+
+
+def test_traffic_row_links_the_agent_that_made_the_request(page: Any) -> None:
+    """By id: a removed agent's row opens its own page, not a new agent's of that name."""
+    body = (
+        "return arg.map((r) => new URL(m.trafficRow({decision: 'allow', ...r})"
+        ".querySelector('a').href).search);"
+    )
+    rows = [{"agent": "Bot", "agent_id": "agt_old"}, {"agent": "Bot", "agent_id": None}]
+    assert _run(page, "traffic-row.js", body, rows) == ["?id=agt_old", ""]

@@ -6,8 +6,8 @@ import { maskInside } from "./secrets.js";
 export function trafficRow(record, { withAgent = true } = {}) {
   // an SDK action request (listed with Shadow: diverged) has no HTTP request: labelled "sdk"
   const request = record.source === "sdk" ? "sdk" : [record.method, record.host, record.path].filter(Boolean).join(" ");
-  // (a record names its agent only: the link is to the agent the name stands for now)
-  const agentCell = el("td", {}, el("a", { href: agentUrl(record.agent), text: record.agent || "" }));
+  // the link opens the agent that made the request (by its id), not one that took its name later
+  const agentCell = el("td", {}, el("a", { href: agentUrl(record.agent, record.agent_id), text: record.agent || "" }));
   return el("tr", {},
     timeCell(record.created_at),
     withAgent ? agentCell : null,

@@ -9,6 +9,7 @@ import { trafficRow } from "../traffic-row.js";
 const wantedId = new URLSearchParams(window.location.search).get("id");
 let name = document.body.dataset.agent; // the name of the agent found, once found
 let path = null; // `/agents/<id>`: names may hold characters a path cannot (`/`)
+let agentId = null; // its traffic is listed by id: a revoked agent's name may be taken again
 
 // The agent a name stands for, as the server resolves it (snapshot.py `_by_name`): the one
 // not revoked, else the newest revoked one (the list is oldest first). A revoked agent's
@@ -24,12 +25,14 @@ function byName(agents) {
 // False (and the page says so, with no control left) when no agent has this id or name.
 // The heading names the agent found, never the address: a link must not put its own words
 // on the page ("/agents/Session expired - sign in again at ..."). Every control acts on
-// the agent found, by its id (`path`); access rules, traffic and suggestions are by name.
+// the agent found, by its id (`path`), as its traffic does; access rules and suggestions
+// are by name.
 async function findAgent() {
   const { agents } = await api("/agents");
   const agent = wantedId ? agents.find((a) => a.id === wantedId) : byName(agents);
   if (agent) {
     path = `/agents/${encodeURIComponent(agent.id)}`;
+    agentId = agent.id;
     name = agent.name;
     setText("#agent-h", agent.name);
     return true;
@@ -93,7 +96,7 @@ async function removeRule(rule) {
 }
 
 const fetchAgent = latestOnly(() => Promise.all([
-  api(path), api("/permissions", { query: { agent: name } }), api("/traffic", { query: { agent: name, limit: 20 } }),
+  api(path), api("/permissions", { query: { agent: name } }), api("/traffic", { query: { agent: agentId, limit: 20 } }),
 ]));
 
 async function refresh(fill = false) {
