@@ -15,8 +15,11 @@ consumer reads it:
   characters of each field's text are kept and each new piece of it is scanned after
   them: a key or a phrase split over several events is found where the events join
   (``body.stream.data.choices.0.delta.content`` plus the offset in that field's whole
-  text). Such a detection has been partly relayed already: it can be cut, never redacted
-  (:meth:`EventReader.findings` says which).
+  text). Such a detection can be cut, never redacted (:meth:`EventReader.findings` says
+  which). While a field's text may end in the beginning of a secret a later event would
+  complete (``agentfirewall.content.unfinished``: a prefix such as ``AKIA`` or
+  ``-----BEGIN `` with nothing after it that rules a match out yet),
+  :attr:`EventReader.holding` is true and ``guarded.py`` holds the events back.
 
 Bounded: at most :data:`FIELDS` fields are followed (the one seen least recently is
 dropped first), each with at most :data:`WINDOW` characters. A stream of one-word deltas
@@ -33,6 +36,7 @@ import re
 from dataclasses import dataclass, replace
 
 from agentfirewall.content import Finding, Scanner, body_pieces, redact_body, scan_pieces
+from agentfirewall.content.unfinished import openings
 
 __all__ = ["FIELDS", "NEAR", "WINDOW", "EventReader", "event_data", "event_end", "redact_events"]
 
@@ -113,6 +117,7 @@ class _Field:
     last: str = ""  # the value it carried last
     run: int = 0  # characters of that value carried in a row
     total: int = 0  # characters carried in all
+    unfinished: bool = False  # its text may end in the beginning of a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +139,18 @@ class EventReader:
         self.scanner = scanner
         anchored = [d for d in scanner.detectors if d.anchors]
         self._anchored = Scanner(anchored) if anchored else None
+        self._openings = openings(scanner)
         self._fields: dict[str, _Field] = {}  # the one seen least recently first
+
+    @property
+    def holding(self) -> bool:
+        """Whether a field's text may end in the beginning of a secret that a later event
+        would complete: the events since must not be relayed yet."""
+        return any(field.unfinished for field in self._fields.values())
 
     def findings(self, piece: bytes, number: int) -> tuple[list[Finding], list[Finding]]:
         """Every detection in `piece` (event `number`, perhaps a few events), and those of
-        them that span events (their beginning was relayed before)."""
+        them that span events (found only with the text of earlier ones)."""
         text = piece.decode("utf-8", "surrogateescape")
         where = f"body.event{number}"
         datas, others = _read(text)
@@ -163,17 +175,23 @@ class EventReader:
         far = [(f"{i}\x00{j.location}", j.text) for i, j in enumerate(joins) if j.far]
         if far and self._anchored is not None:
             spanning += [(f, 0) for f in scan_pieces(self._anchored, far)]
+        own = [f for f in found if "\x00" not in f.location]
+        alone = {(f.detector, f.location, f.offset, f.length) for f in own}
         split: dict[tuple[str, int, int], Finding] = {}
         for finding, start in spanning:
             join = joins[int(finding.location.partition("\x00")[0])]
             begin, end = start + finding.offset, start + finding.offset + finding.length
             if finding.detector == "generic_secret" and begin == 0 and end == len(join.text):
                 continue  # a secret-named field's whole value: said of each value alone
-            if begin < join.at < end:  # spans the join
+            # one that spans the join, or that begins just after it but is only found with
+            # what comes before (a secret's value after the join, the name saying so before)
+            inside = (finding.detector, f"{where}.{join.location[len(_JOINED) :]}",
+                      begin - join.at, finding.length)  # fmt: skip
+            after = begin < join.at + NEAR and inside not in alone
+            if join.at < end and (begin < join.at or after):
                 found_at = (finding.detector, join.offset + begin, finding.length)
                 split.setdefault(found_at, replace(finding, location=join.location,
                                                    offset=join.offset + begin))  # fmt: skip
-        own = [f for f in found if "\x00" not in f.location]
         return own + list(split.values()), list(split.values())
 
     def _carry(self, key: str, values: list[str]) -> list[_Join]:
@@ -197,6 +215,11 @@ class EventReader:
             field.run = field.run + len(value) if same else len(value)
             field.last = value
             field.total += len(value)
+        # (settled before these values: only a match beginning in them, or in the last
+        # characters before them, may be unfinished)
+        added = sum(map(len, values))
+        start = 0 if field.unfinished else len(field.tail) - added - self._openings.longest + 1
+        field.unfinished = self._openings.unfinished(field.tail, max(0, start))
         return joins
 
 

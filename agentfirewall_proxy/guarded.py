@@ -14,13 +14,19 @@ Response (a policy reads ``response.*``): the body is decoded (the gateway asked
 ``identity``; gzip/deflate are decoded, anything else refused), scrubbed of the injected
 credential as usual, and scanned. A server-sent event stream is checked event by event
 as its consumer reads it (``eventscan.py``: JSON data decoded, each field's text joined
-across events) and streamed; any other body is read whole (up to the inspection limit: a
-larger one is cut, fail closed) and checked before its head is sent. Bytes that do not
-decode are answered 502 before the head, and end an event stream after it. The verdict
-(``agentfirewall.policy.guard.response_verdict``): ``cut`` answers 502
-``response_blocked`` (or ends the event stream), ``redact`` replaces, ``pass`` relays;
-every detection is flagged in the flow's reason (traffic log) and counters. In
-``monitor`` enforcement nothing is cut or redacted, only flagged.
+across events) and streamed; an event after which a field's text may end in the beginning
+of a secret (``EventReader.holding``: ``AKIA``, ``-----BEGIN ``...) is held back with the
+events after it until one settles it, so no part of a key that a later event completes
+is relayed before the cut. Any other body is read whole (up to the inspection limit: a
+larger one is cut, fail closed) and checked before its head is sent, the text of the
+fields its action's connector says it carries base64-encoded (``Connector.response_encoded``:
+a file read through GitHub's contents API) decoded too (``body.content(base64)``). Bytes
+that do not decode are answered 502 before the head, and end an event stream after it. The
+verdict (``agentfirewall.policy.guard.response_verdict``): ``cut`` answers 502
+``response_blocked`` (or ends the event stream), ``redact`` replaces (inside a base64
+field, re-encoded), ``pass`` relays; every detection is flagged in the flow's reason
+(traffic log) and counters. In ``monitor`` enforcement nothing is cut or redacted, only
+flagged.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.client import ClientConnection
     from agentfirewall_proxy.services import Services
 
-__all__ = ["guarded_respond", "guards_response", "redact_request"]
+__all__ = ["guarded_respond", "guards_response", "redact_request", "response_findings"]
 
 _DROP_DOWN = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
@@ -93,22 +99,35 @@ def redact_request(
     if content_codings(head):  # (every Content-Encoding header: the upstream reads them all)
         raise Refusal(415, "unsupported_encoding", "a compressed request body cannot be redacted")
     ctype = (head.get(b"content-type") or b"").decode("latin-1")
-    body, inside = redact_encoded(scanner, prefix, flow.redact, targeted)
-    fields = [f.location.partition(ENCODED)[0] for f in targeted if ENCODED in f.location]
+    body, count, left = _redact(scanner, prefix, ctype, flow.redact, targeted)
+    if left:
+        raise Refusal(403, "denied", f"a redact rule cannot rewrite {describe(left)}")
+    flow.redacted = count
+    return body
+
+
+def _redact(
+    scanner: Scanner, body: bytes, ctype: str, names: frozenset[str], findings: list[Finding]
+) -> tuple[bytes, int, list[Finding]]:
+    """`body` with what the detectors `names` found replaced: decoded, redacted and
+    re-encoded inside each base64 field `findings` name, then in the rest; (body,
+    replacements, what a rescan of the fields re-encoded still finds: the caller refuses)."""
+    findings = [f for f in findings if f.detector in names]
+    body, inside = redact_encoded(scanner, body, names, findings)
+    fields = [f.location.partition(ENCODED)[0] for f in findings if ENCODED in f.location]
     if fields:  # a rescan of the fields re-encoded must find nothing (fail closed)
         again = scan_pieces(scanner, encoded_body_pieces(body, ctype, fields))
-        if left := [f for f in again if f.detector in flow.redact]:
-            raise Refusal(403, "denied", f"a redact rule cannot rewrite {describe(left)}")
-    body, flow.redacted = redact_body(scanner, body, ctype, flow.redact)
-    flow.redacted += inside
-    return body
+        if left := [f for f in again if f.detector in names]:
+            return body, 0, left
+    body, count = redact_body(scanner, body, ctype, names)
+    return body, count + inside, []
 
 
 def _verdict(
     gateway: Services, flow: Flow, findings: list[Finding], spanning: list[Finding] | None = None
 ) -> tuple[str, frozenset[str]]:
     """What to do with a response's detections (monitor level: only flag). `spanning`:
-    those begun in events relayed already, which cannot be redacted (cut instead)."""
+    those that span events, which cannot be redacted (cut instead)."""
     config = gateway.require_config()
     assert flow.agent is not None
     flow.response_findings += len(findings)
@@ -136,15 +155,19 @@ def _verdict(
         raise Refusal(502, "response_blocked", f"response cut{rule}: {describe(findings)}")
     if outcome == "redact" and (begun := [f for f in spanning or () if f.detector in names]):
         raise Refusal(502, "response_blocked", f"response cut{rule}: {describe(begun)} spans "
-                      "events relayed already: it cannot be redacted")  # fmt: skip
+                      "events: it cannot be redacted")  # fmt: skip
     note_findings(flow, findings, f"response {what}{rule}")
     return outcome, names
 
 
-def _scan(scanner: Scanner, body: bytes, content_type: str, where: str) -> list[Finding]:
-    pieces = body_pieces(body, content_type)
-    if where != "body":
-        pieces = [(where + name[4:], text) for name, text in pieces]
+def response_findings(scanner: Scanner, flow: Flow, body: bytes, ctype: str) -> list[Finding]:
+    """Every detection in a response body read whole, and in the text of the fields its
+    action's connector says the answer carries base64-encoded (``body.content(base64)``)."""
+    pieces = body_pieces(body, ctype)
+    action = flow.parsed.spec.type if flow.parsed is not None else flow.action
+    encoded = flow.connector.impl.response_encoded(action) if flow.connector and action else ()
+    if encoded:  # (none: the common case, nothing more to do)
+        pieces += encoded_body_pieces(body, ctype, encoded, pieces)
     return scan_pieces(scanner, pieces)
 
 
@@ -196,13 +219,17 @@ async def guarded_respond(
         raise Refusal(502, "upstream_error", str(exc)) from None
     data = bytes(body)
     # a cut raises Refusal: the caller aborts the upstream connection and answers 502
-    outcome, names = _verdict(gateway, flow, _scan(scanner, data, ctype, "body"))
+    findings = response_findings(scanner, flow, data, ctype)
+    outcome, names = _verdict(gateway, flow, findings)
+    if outcome == "redact":
+        data, _, left = _redact(scanner, data, ctype, names, findings)
+        if left:
+            raise Refusal(502, "response_blocked", f"response cut: a redact rule cannot "
+                          f"rewrite {describe(left)}")  # fmt: skip
     if event is END and response.keep_alive:
         gateway.pool.release(up)
     else:
         up.abort()
-    if outcome == "redact":
-        data = redact_body(scanner, data, ctype, names)[0]
     keep = head.keep_alive and conn.clean
     headers.append((b"Content-Length", b"%d" % len(data)))
     if not keep:
@@ -252,8 +279,10 @@ async def _relay_events(
     reason: bytes,
     tools: tuple[Scanner, Callable[[bytes], bytes], Callable[[], bytes], bool],
 ) -> bool:
-    """An event stream, checked one event at a time (``eventscan.py``): a cut, or bytes
-    that do not decode, end the stream there (its head is sent: no 502 can follow)."""
+    """An event stream, checked one event at a time (``eventscan.py``) and relayed once no
+    field may end in a secret's beginning (held back until then): a cut, or bytes that do
+    not decode, end the stream there (its head is sent: no 502 can follow), what was held
+    back unsent."""
     scanner, clean, rest, close_delimited = tools
     chunked = head.version == "1.1"
     headers.append((b"Transfer-Encoding", b"chunked") if chunked else (b"Connection", b"close"))
@@ -261,6 +290,7 @@ async def _relay_events(
     await conn.flush()
     reader = EventReader(scanner)
     pending = b""
+    held = b""  # events checked, not relayed yet: a field may end in a secret's beginning
     number = 0
     limit = gateway.options.body_inspect_limit
     while True:
@@ -300,8 +330,12 @@ async def _relay_events(
                 await conn.flush()
                 conn.abort()
                 return False
-            out += piece
-        if len(pending) > limit:
+            held += piece
+            if not reader.holding:
+                out, held = out + held, b""
+        if ended:  # (no event can complete what is held back any more)
+            out, held = out + held, b""
+        if len(pending) + len(held) > limit:
             up.abort()
             conn.abort()
             return False

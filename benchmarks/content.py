@@ -18,7 +18,12 @@
    gateway cuts it) for a 1 MiB file committed through GitHub's contents API, its
    ``content`` base64-encoded: read as it is, and decoded too (what the gateway does for a
    field a connector declares encoded), beside the chat prompt sent as a body (no field
-   declared: nothing decoded).
+   declared: nothing decoded); and the same file read back (the contents API's answer,
+   its base64 in lines of 60 as GitHub sends it: ``Connector.response_encoded``).
+   Then an event stream's cost per event (``EventReader``: one-word OpenAI deltas, the
+   secret detectors), with what it takes to tell whether an event must be held back (a
+   field's text may end in a secret's beginning): plain prose, and prose that names a
+   secret (``api_key = …``, held back until the value is settled).
 
    ``--adversarial`` prints instead, for each detector family (secrets, personal data,
    injection markers), the MiB/s of crafted texts beside prose: each text one short unit
@@ -183,6 +188,41 @@ def report_encoded() -> None:
     print(f"the 1 MiB file (source) as a text body   {speed(text, file):8.1f}")
     print(f"contents API, that file, read as it was  {speed(plain, contents):8.1f}")
     print(f"contents API, that file, decoded too     {speed(decoded, contents):8.1f}")
+    lines = base64.b64encode(file).decode()
+    lines = "".join(lines[i : i + 60] + "\n" for i in range(0, len(lines), 60))
+    answer = json.dumps({"name": "a.py", "content": lines, "encoding": "base64"}).encode()
+    print(f"its answer to a read (lines), decoded    {speed(decoded, answer):8.1f}")
+
+
+def report_events() -> None:
+    """CPU per event of an event stream's check: one-word deltas of prose, and of prose
+    that names a secret (the events after ``api_key =`` are held back a while)."""
+    from agentfirewall_proxy.eventscan import EventReader
+
+    scanner = Scanner(SECRETS)
+
+    def delta(text: str) -> bytes:
+        chunk = {"id": "chatcmpl-9xYzAbCdEfGh", "model": "gpt-4o-2024-08-06",
+                 "system_fingerprint": "fp_44709d6fcb",
+                 "choices": [{"index": 0, "delta": {"content": text},
+                              "finish_reason": None}]}  # fmt: skip
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    print("\n## an event stream, CPU per event (one-word deltas, secret detectors)")
+    for name, text in (
+        ("prose", "The quick brown fox jumps over the lazy dog, and the answer goes back. "),
+        ("prose naming a secret", "The token is passed to the API with api_key = value. "),
+    ):
+        events = [delta(word + " ") for word in (text * 60).split(" ")]
+        best = float("inf")
+        for _ in range(5):
+            reader = EventReader(scanner)
+            start = time.process_time()
+            for number, event in enumerate(events, 1):
+                reader.findings(event, number)
+                _ = reader.holding
+            best = min(best, time.process_time() - start)
+        print(f"{name:24} {best / len(events) * 1e6:8.1f} µs")
 
 
 ADVERSARIAL_UNITS = (
@@ -336,6 +376,7 @@ def main() -> None:
         return
     report_scanning(args.detect_secrets)
     report_encoded()
+    report_events()
     asyncio.run(report_gateway(args.duration, args.rounds))
 
 

@@ -115,7 +115,10 @@ Content rules scan decoded the fields that carry text base64-encoded: a raw e-ma
 ``RawMessage.Data``, SES v2's ``Content.Raw.Data``), a stream record's ``Data`` (Kinesis,
 Firehose), a document a Bedrock model reads (``converse``'s
 ``messages[].content[].document.source.bytes``), a binary secret (``SecretBinary``) and
-what KMS encrypts (``Plaintext``); a ``redact`` rule re-encodes them.
+what KMS encrypts (``Plaintext``); a ``redact`` rule re-encodes them. Response content
+rules read decoded what comes back the same way: a binary secret (``SecretBinary`` of
+``get_secret_value`` and ``batch_get_secret_value``), what KMS decrypts (``Plaintext``) and
+a Kinesis stream's records (``Records[].Data`` of ``get_records``).
 """
 
 from __future__ import annotations
@@ -213,6 +216,13 @@ _ENCODED: dict[str, tuple[str, ...]] = {
     "aws.secretsmanager.put_secret_value": ("body.SecretBinary",),
     "aws.secretsmanager.update_secret": ("body.SecretBinary",),
     "aws.kms.encrypt": ("body.Plaintext",),
+}
+#: Action -> where its answer carries text base64-encoded (``Connector.response_encoded``).
+_RESPONSE_ENCODED: dict[str, tuple[str, ...]] = {
+    "aws.secretsmanager.get_secret_value": ("body.SecretBinary",),
+    "aws.secretsmanager.batch_get_secret_value": ("body.SecretValues.*.SecretBinary",),
+    "aws.kms.decrypt": ("body.Plaintext",),
+    "aws.kinesis.get_records": ("body.Records.*.Data",),
 }
 
 
@@ -383,6 +393,9 @@ class AwsConnector(Connector):
 
     def encoded(self, parsed: ParsedAction) -> tuple[str, ...]:
         return _ENCODED.get(parsed.action_type, ())
+
+    def response_encoded(self, action: str) -> tuple[str, ...]:
+        return _RESPONSE_ENCODED.get(action, ())
 
     def build_request(self, spec: ActionSpec, *, base_url: str | None = None) -> HttpRequest:
         raise ConnectorError(

@@ -274,6 +274,13 @@ class Connector:
         parameters that carry text base64-encoded (``parameters.content``)."""
         return ()
 
+    def response_encoded(self, action: str) -> tuple[str, ...]:
+        """Where the answer to `action` carries text base64-encoded: locations in its JSON
+        body (``body.content``: a file read through GitHub's contents API), decoded and
+        scanned by the response content rules. By action, not by request: a request held
+        for approval keeps only its action's name."""
+        return ()
+
     def fallback(self, method: str, path: str, *, target: str | None = None) -> ParsedAction:
         """The action for a request on a known domain that no route matches:
         ``<connector>.unknown.<method>``, a name no ordinary wildcard grants (``github.*``

@@ -31,6 +31,9 @@ A file's content travels base64-encoded in the contents API's ``content``, a git
 ``fileChanges.additions[].contents``: content rules scan it decoded (``body.content(base64)``,
 ``parameters.file_changes.additions.0.contents(base64)``), and a ``redact`` rule re-encodes
 the redacted file (a GraphQL document's is refused: it cannot be rewritten in place).
+A file read comes back the same way (``content`` of ``github.file.get``,
+``github.readme.get`` and ``github.blob.get``, ``GET …/git/blobs/{sha}``): response content
+rules scan it decoded (``body.content(base64)``), and a ``redact`` rule re-encodes it.
 Release assets are uploaded on ``uploads.github.com`` (GHE: under ``/api/uploads``):
 ``POST /repos/{owner}/{repo}/releases/{id}/assets?name=…`` is
 ``github.release_asset.upload`` with the query's ``name`` and ``label``; the body is the
@@ -284,7 +287,7 @@ _BRANCHES = (
 _CONTENTS = (
     R("GET", P + "/contents", "github.file.list", "low", "List the repository root"),
     R("GET", P + "/contents/{path+}", "github.file.get", "low", "Get a file or directory",
-      ("ref",)),
+      ("ref",), response_encoded=("content",)),
     # GitHub reads a write's `branch` from its JSON body only: `?branch=` names no branch
     R("PUT", P + "/contents/{path+}", "github.file.create", "low", "Create a file (commit)",
       ("message", "branch:body", "sha"),
@@ -292,10 +295,15 @@ _CONTENTS = (
       encoded=("content",)),
     R("DELETE", P + "/contents/{path+}", "github.file.delete", "medium", "Delete a file",
       ("message", "branch:body", "sha")),
-    R("GET", P + "/readme", "github.readme.get", "low", "Get the README"),
+    R("GET", P + "/readme", "github.readme.get", "low", "Get the README",
+      response_encoded=("content",)),
+    R("GET", P + "/readme/{dir+}", "github.readme.get", "low", "Get a directory's README",
+      response_encoded=("content",)),
     # a blob is a file's content in the git database (no commit or branch yet)
     R("POST", P + "/git/blobs", "github.blob.create", "low", "Store a file's content (git blob)",
       encoded=("content",)),
+    R("GET", P + "/git/blobs/{file_sha}", "github.blob.get", "low",
+      "Read a file's content (git blob)", response_encoded=("content",)),
 )
 # fmt: on
 

@@ -82,7 +82,9 @@ class Route:
     keeps an alternative spelling of a listed route out of the catalogue. `encoded` names
     body fields that carry text base64-encoded (``"content"``, ``"attachments.*.content"``:
     ``*`` any one key or index): the content guard decodes and scans them
-    (``agentfirewall.content.encoded``).
+    (``agentfirewall.content.encoded``); `response_encoded` names those of the JSON answer
+    (``"content"`` of a file read through GitHub's contents API), decoded and scanned by
+    the response content rules.
     """
 
     method: str
@@ -97,6 +99,7 @@ class Route:
     target: str | None = None
     listed: bool = True
     encoded: tuple[str, ...] = ()
+    response_encoded: tuple[str, ...] = ()
 
     @property
     def reads_body(self) -> bool:

@@ -126,6 +126,12 @@ class RouteConnector(Connector):
                               for where in ("body", "form"))
             for route in routes if route.encoded
         }  # fmt: skip
+        #: action -> where its answers carry text base64-encoded (every route naming it)
+        self.response_encoded_by: dict[str, tuple[str, ...]] = {}
+        for action, named in self.by_action.items():
+            found = [f"body.{field}" for route, _ in named for field in route.response_encoded]
+            if found:
+                self.response_encoded_by[action] = tuple(dict.fromkeys(found))
 
     def _plan(self, route: Route) -> _Plan:
         path_vars = set(template_vars(route.path))
@@ -241,6 +247,10 @@ class RouteConnector(Connector):
             renamed = {new: old for old, new in alias.renames.items()}
             fields = {renamed.get(f, f) for f in fields} - set(alias.base64)
         return tuple(f"parameters.{field}" for field in sorted(fields))
+
+    def response_encoded(self, action: str) -> tuple[str, ...]:
+        """The JSON answer's fields the routes naming `action` name in `response_encoded`."""
+        return self.response_encoded_by.get(action, ())
 
     def body_parameters(self, route: Route, body: Fields) -> dict[str, JsonValue]:
         """Parameters too nested for a route's field list; connectors may override."""

@@ -5,8 +5,10 @@ Pure (standard library only): the gateway scans requests and responses with a
 ``content.secrets``, ``content.pii``, ``response.secrets`` and ``response.injection``
 (``agentfirewall.policy.fields``). See docs/policies.md. What an approver is shown of a held
 request, every credential masked: ``shown.py``. Fields a connector names as carrying text
-base64-encoded (a file written through GitHub's contents API) are decoded and scanned too,
-and redacted inside: ``encoded.py``.
+base64-encoded (a file written or read through GitHub's contents API) are decoded and
+scanned too, and redacted inside: ``encoded.py``. Whether a text streamed piece by piece
+may end in the beginning of a secret the next piece completes (the gateway holds such an
+event back): ``unfinished.py``.
 """
 
 from __future__ import annotations

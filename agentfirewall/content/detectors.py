@@ -234,7 +234,7 @@ SECRETS: tuple[Detector, ...] = (
     ),
     Detector(
         "anthropic_key", "secret", 0.97,
-        re.compile(_START + r"sk-ant-(?:[a-z]+\d\d-)?[A-Za-z0-9_-]{32,200}" + _END),
+        re.compile(_START + r"sk-ant-(?:[a-z]+[0-9][0-9]-)?[A-Za-z0-9_-]{32,200}" + _END),
         anchors=(("-", 2, ("sk-ant-",)),),
         check=_anthropic,
     ),

@@ -5,11 +5,13 @@ A connector names the fields of a request that carry a file or a message base64-
 SendGrid attachment) by their *locations*, the names ``locate.py`` gives the pieces of a
 message: ``body.content``, ``body.attachments.*.content``, ``form.RawMessage.Data``,
 ``parameters.file_changes.additions.*.contents`` (``*``: any one key or index; names are
-compared case-insensitively, as some upstreams match keys). :func:`decoded_pieces` adds,
-for each piece at such a location, the text it decodes to, at ``<location>(base64)``
-(its JSON escapes decoded too at ``<location>(base64).unescaped``): the scanner reads it
-with the same detectors, in the same call, so a detection there counts as one in plain
-text and is reported by its field, never its value.
+compared case-insensitively, as some upstreams match keys), and those of an answer the
+same way (``Connector.response_encoded``: a file read through the contents API, a git
+blob, an AWS binary secret; the response side reads them, ``agentfirewall_proxy.guarded``).
+:func:`decoded_pieces` adds, for each piece at such a location, the text it decodes to, at
+``<location>(base64)`` (its JSON escapes decoded too at ``<location>(base64).unescaped``):
+the scanner reads it with the same detectors, in the same call, so a detection there counts
+as one in plain text and is reported by its field, never its value.
 
 Decoding is lenient, as the upstreams' decoders are (Ruby's ``unpack1("m")``, a MIME
 decoder): both alphabets (``+/`` and ``-_``), padding optional, every other character
@@ -24,8 +26,10 @@ quarter), an SDK action's parameters.
 :func:`redact_encoded` redacts inside the fields where a finding says a redacted detector
 fired (``body.content(base64)+12``): each is decoded, redacted as a text body is, and
 re-encoded in its alphabet (with padding if it had any, or in the standard alphabet), so
-the upstream still gets valid base64. :func:`redact_encoded_value` does the same for the
-strings of a JSON value (an action spec an approver is shown).
+the upstream (or the agent, in an answer) still gets valid base64; on one line (GitHub's
+lines of 60 are not kept: every decoder reads one line, strict ones only that).
+:func:`redact_encoded_value` does the same for the strings of a JSON value (an action spec
+an approver is shown).
 """
 
 from __future__ import annotations

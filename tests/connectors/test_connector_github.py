@@ -544,6 +544,8 @@ ROWS: list[Row] = [
         {"path": "a.txt", "message": "m", "sha": "s"},
     ),
     ("GET", R + "/readme", None, "github.readme.get", "low", {}),
+    ("GET", R + "/readme/docs/api", None, "github.readme.get", "low", {"dir": "docs/api"}),
+    ("GET", R + "/git/blobs/3d21ec5", None, "github.blob.get", "low", {"file_sha": "3d21ec5"}),
     (
         "POST",
         R + "/git/blobs",
