@@ -38,7 +38,7 @@ from agentfirewall_server.shadow import count as count_shadow
 from agentfirewall_server.shadow import judge_traffic
 from agentfirewall_server.snapshot import Snapshot, unreadable_json
 from agentfirewall_server.state import AppState
-from agentfirewall_server.store.schema import approvals, gateways, traffic
+from agentfirewall_server.store.schema import agents, approvals, gateways, traffic
 from agentfirewall_server.tracing import annotate
 from agentfirewall_server.web import (
     ApiError,
@@ -308,12 +308,37 @@ def _store_new(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, f
 
 
 def _agent_id(snapshot: Snapshot, record: TrafficRecord) -> str | None:
-    """The record's agent id; for a record without one (an older gateway's, or `tf run
-    --isolate`'s), the agent its name stands for as it arrives (None: no agent has it)."""
-    if record.agent_id is not None or record.agent is None:
-        return record.agent_id
+    """The record's agent id when that agent bears the record's name (one this replica does
+    not know yet is checked in the store: :func:`_check_ids`); else, and for a record
+    without one (an older gateway's, or `tf run --isolate`'s), the agent its name stands
+    for as it arrives (None: no agent has it). A row never names one agent and shows under
+    another."""
+    if record.agent is None:
+        return None
+    sent = snapshot.agents_by_id.get(record.agent_id) if record.agent_id else None
+    if sent is not None and sent.name == record.agent:
+        return sent.id
+    if record.agent_id is not None and sent is None:
+        return record.agent_id  # (to be checked in the store, in the write)
     agent = snapshot.agents_by_name.get(record.agent)
     return agent.id if agent else None
+
+
+def _check_ids(conn: Connection, snapshot: Snapshot, rows: list[dict[str, Any]]) -> None:
+    """Rows whose agent id this replica's snapshot does not know (an agent registered on
+    another replica a moment ago, or an id made up): kept when the store's agent of that
+    id bears the row's name, else the agent the name stands for (:func:`_agent_id`)."""
+    unknown = {r["agent_id"] for r in rows if r["agent_id"] not in snapshot.agents_by_id}
+    unknown.discard(None)
+    if not unknown:
+        return
+    found = conn.execute(select(agents.c.id, agents.c.name).where(agents.c.id.in_(unknown)))
+    named = {row.id: row.name for row in found}
+    for row in rows:
+        ident = row["agent_id"]
+        if ident in unknown and named.get(ident) != row["agent"]:
+            agent = snapshot.agents_by_name.get(row["agent"])
+            row["agent_id"] = agent.id if agent else None
 
 
 async def ingest_traffic(request: Request) -> JSONResponse:
@@ -333,7 +358,12 @@ async def ingest_traffic(request: Request) -> JSONResponse:
         for r in body.records
     ]
     verdicts = judge_traffic(snapshot.engine, snapshot.shadow, rows)
-    stored = await state.db.write(lambda c: _store_new(c, rows)) if rows else set()
+
+    def store(conn: Connection) -> set[tuple[str, float]]:
+        _check_ids(conn, snapshot, rows)
+        return _store_new(conn, rows)
+
+    stored = await state.db.write(store) if rows else set()
     for record, row, verdict in zip(body.records, rows, verdicts, strict=True):
         key = (row["request_id"], row["created_at"])
         if key not in stored:

@@ -149,3 +149,32 @@ def test_rows_stored_before_are_given_the_agent_of_their_time(
     assert _listed(h, agent="Bot") == ["new"]
     assert _listed(h, agent="agt_old") == ["old", "skewed"]
     assert _listed(h, agent="Ghost") == ["ghost"]
+
+
+def test_a_record_whose_id_is_not_its_named_agents_is_given_the_names(harness: Harness) -> None:
+    """A gateway's record names its agent twice (name and id): an id another agent has, or
+    none has, never puts a row under another agent or under none; an id this replica has
+    not loaded yet (an agent registered on another one) is checked in the store."""
+    h = harness
+    bot_id, _ = _register(h, "Bot")
+    ops_id, _ = _register(h, "Ops")
+    agent = {
+        "environment": "live",
+        "description": "",
+        "enforcement_level": "full_enforce",
+        "sdk_default": "allow",
+        "status": "active",
+        "created_at": 1.0,
+        "updated_at": 1.0,
+    }
+    h.state.db.write_sync(  # (another replica's agent: not in this one's snapshot)
+        lambda c: c.execute(agents.insert().values(id="agt_elsewhere", name="Late", **agent))
+    )
+    late = {**_record("late", "agt_elsewhere", "stripe.balance.get"), "agent": "Late"}
+    _send(h, _record("forged", ops_id, "stripe.balance.get"),
+          _record("made-up", "agt_NOSUCHAGENT", "stripe.balance.get"), late)  # fmt: skip
+    rows = h.admin("GET", "/v1/traffic").json()["traffic"]
+    assert {r["request_id"]: r["agent_id"] for r in rows} == {
+        "forged": bot_id, "made-up": bot_id, "late": "agt_elsewhere",
+    }  # fmt: skip
+    assert _listed(h, agent=ops_id) == []
