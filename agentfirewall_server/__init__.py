@@ -23,7 +23,8 @@ draws it):
   a `protocols.Services`, never `state` itself) and `ratelimit` (takes the store).
 - composition: `state.AppState` builds, starts and stops everything above this line.
 - per request: `auth` (who calls), `decide` (what the policy says), `executor` (run an
-  action upstream); they read the `AppState` of the request's app.
+  action upstream), on `sdkspend` (what budgets and grants make of an SDK decision); they
+  read the `AppState` of the request's app.
 - handlers: `routes.*` (one API area each) and `dashboard`.
 - the app: `app.create_app`; commands: `main` (`python -m agentfirewall_server`), `backup`.
 """

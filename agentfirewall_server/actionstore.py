@@ -3,7 +3,7 @@
 Read by the agent API (`routes/actions.py`: status, wait) and by the execute route
 (`routes/execute.py`), which claims the row before it runs the action. An action that a
 budget covers holds a reservation (``reservation`` in its stored ``response``, made by
-`routes/sdkspend.py`): `finish_spend` releases it when the action is denied or expires
+`sdkspend.Spend`): `finish_spend` releases it when the action is denied or expires
 (`approvals`) and settles or releases it when it is executed (`routes/execute.py`);
 `redate_spend` counts it from its approval on (it happens from then).
 
@@ -63,7 +63,7 @@ def shown_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def reservation_of(conn: Connection, action_id: str) -> str | None:
-    """The budget reservation recorded with the action (``routes/sdkspend.py``), if any."""
+    """The budget reservation recorded with the action (``sdkspend.Spend``), if any."""
     stored = conn.execute(
         select(action_requests.c.response).where(action_requests.c.id == action_id)
     ).scalar_one_or_none()

@@ -18,7 +18,7 @@ as long as it should.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
@@ -33,6 +33,7 @@ __all__ = [
     "Reserved",
     "budget_state",
     "exceeded",
+    "fits",
     "lock_budgets",
     "redate",
     "reserve",
@@ -50,10 +51,13 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Reserved:
-    """`reservation` is None when no budget covers the request."""
+    """`reservation` is None when no budget covers the request, or nothing was recorded
+    (a dry run: ``reserve(record=False)``)."""
 
     reservation: str | None
     remaining: dict[str, float]
+    #: what each budget had used in its window before this request
+    used: dict[str, float] = field(default_factory=dict)
 
 
 def used_in_window(conn: Connection, budget: CompiledBudget, now: float) -> float:
@@ -75,25 +79,32 @@ def _unit(budget: CompiledBudget) -> str:
     return {"count": " requests", "tokens": " tokens", "cost": " usd"}[d.measure]
 
 
-def exceeded(budget: CompiledBudget, used: float, amount: float) -> str:
+def _usage(budget: CompiledBudget, used: float, amount: float) -> str:
     d = budget.definition
     window = d.window.replace("calendar_", "")
     unit = _unit(budget)
-    return (
-        f"budget `{d.name}` exceeded: {used:g} of {d.limit:g}{unit} used this {window}, "
-        f"this request needs {amount:g}"
-    )
+    return f"{used:g} of {d.limit:g}{unit} used this {window}, this request needs {amount:g}"
+
+
+def exceeded(budget: CompiledBudget, used: float, amount: float) -> str:
+    return f"budget `{budget.name}` exceeded: {_usage(budget, used, amount)}"
+
+
+def fits(budget: CompiledBudget, used: float, amount: float) -> str:
+    """A request within `budget`, said as :func:`exceeded` says one past it."""
+    return f"budget `{budget.name}`: {_usage(budget, used, amount)}"
 
 
 def lock_budgets(
-    conn: Connection, covered: list[tuple[CompiledBudget, float]]
+    conn: Connection, covered: list[tuple[CompiledBudget, float]], *, lock: bool = True
 ) -> list[tuple[CompiledBudget, float]]:
     """Lock the covered budgets' rows (FOR UPDATE on PostgreSQL; SQLite's writer is one) in
-    one order, so two writers never deadlock; the covered pairs in that order."""
+    one order, so two writers never deadlock; the covered pairs in that order (`lock`
+    False: the order only, for a read that reserves nothing)."""
     ordered = sorted(covered, key=lambda item: item[0].id)
-    conn.execute(
-        select(budgets.c.id).where(budgets.c.id.in_([b.id for b, _ in ordered])).with_for_update()
-    )
+    if lock:
+        ids = [b.id for b, _ in ordered]
+        conn.execute(select(budgets.c.id).where(budgets.c.id.in_(ids)).with_for_update())
     return ordered
 
 
@@ -105,20 +116,23 @@ def reserve(
     request_id: str | None,
     force: bool,
     now: float,
+    record: bool = True,
 ) -> Refused | Reserved:
     """Reserve `amount` from each covered budget, or refuse naming the budget.
 
     Past several budgets, a ``deny`` one wins over ``require_approval``. `force` (a human
     approved going past a ``require_approval`` budget) records the spend regardless.
+    `record` False (a dry run) answers the same without locking or writing anything.
     """
     if not covered:
         return Reserved(None, {})
-    ordered = lock_budgets(conn, covered)
+    ordered = lock_budgets(conn, covered, lock=record)
     refused: Refused | None = None
     remaining: dict[str, float] = {}
+    usage: dict[str, float] = {}
     for budget, amount in ordered:
         d = budget.definition
-        used = used_in_window(conn, budget, now)
+        used = usage[d.name] = used_in_window(conn, budget, now)
         full = used + amount > d.limit or (d.measure in LLM_MEASURES and used >= d.limit)
         blocking = full and (not force or d.outcome == "deny")  # force passes approvals only
         if blocking and (refused is None or (d.outcome == "deny" and refused.outcome != "deny")):
@@ -126,6 +140,8 @@ def reserve(
         remaining[d.name] = d.limit - used - amount
     if refused is not None:
         return refused
+    if not record:
+        return Reserved(None, remaining, usage)
     reservation = new_id("rsv_")
     conn.execute(
         budget_usage.insert(),
@@ -143,7 +159,7 @@ def reserve(
             for budget, amount in ordered
         ],
     )
-    return Reserved(reservation, remaining)
+    return Reserved(reservation, remaining, usage)
 
 
 def settle(

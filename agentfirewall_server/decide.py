@@ -17,14 +17,21 @@ executes as ``stripe.transfer.create``) is decided under both names and the stri
 answers (:func:`evaluate_sdk`): a rule on the action performed holds its alias too. The
 rule is the core's (``agentfirewall.policy.replay.evaluate_sdk``), which shadow mode and
 replay apply too.
+
+Budgets and grants then have their say (``request_action``, in the writer transaction that
+records the action: ``sdkspend.py``). A dry run (:func:`explain`: ``dry-run`` and the
+dashboard's sandbox) applies the same ``sdkspend.Spend`` with ``dry=True`` on a reader
+connection: the budgets' usage and the grants are read as the write would read them,
+nothing is locked, reserved, used or audited, and a ``budgets`` step says which budget or
+grant decided, with its numbers.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -39,6 +46,7 @@ from agentfirewall.policy.replay import evaluate_sdk as decide_sdk
 from agentfirewall.policy.replay import with_findings
 from agentfirewall_server.approvals import DEFAULT_ROLES
 from agentfirewall_server.budgetleases import budget_attributes
+from agentfirewall_server.sdkspend import spend_check
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 
@@ -50,6 +58,7 @@ __all__ = [
     "issue_token",
     "kill_switch_over",
     "sdk_context",
+    "with_budgets",
 ]
 
 
@@ -103,12 +112,35 @@ async def sdk_context(
 
 
 async def explain(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Explanation:
-    """The decision with every step, as ``request_action`` decides (``dry-run``)."""
+    """The decision with every step, as ``request_action`` decides (``dry-run``), budgets
+    and grants included; nothing recorded."""
     snapshot = state.snapshot
     ctx, found = await sdk_context(state, agent, spec)
     result = snapshot.engine.explain(spec, ctx)
     decided = evaluate_sdk(snapshot.engine, spec, ctx, snapshot.guard, found)
-    return result if decided == result.decision else dataclasses.replace(result, decision=decided)
+    if decided != result.decision:
+        result = replace(result, decision=decided)
+    return await with_budgets(state, agent, spec, result)
+
+
+async def with_budgets(
+    state: AppState,
+    agent: AgentRecord,
+    spec: ActionSpec,
+    result: Explanation,
+    *,
+    gateway: bool = False,
+) -> Explanation:
+    """`result` with what budgets and grants would make of its decision now (a dry
+    `Spend`: read, never reserved nor used) and a ``budgets`` step saying why; unchanged
+    when neither can change it. `gateway`: the request as the gateway names it
+    (`spend_check`)."""
+    spend = spend_check(state, agent, spec, result.decision, "", dry=True, gateway=gateway)
+    if spend is None:
+        return result
+    stamp = time.time()
+    decision = await state.db.read(lambda conn: spend.apply(conn, stamp))
+    return Explanation(decision, [*result.steps, spend.step(decision)])
 
 
 def approval_terms(state: AppState, decision: Decision) -> tuple[int, tuple[str, ...]]:

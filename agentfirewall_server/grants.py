@@ -228,11 +228,13 @@ def use_grant(
     host: str | None = None,
     actor: str,
     now: float,
+    record: bool = True,
 ) -> dict[str, Any] | None:
     """Use one active grant covering this request (audited), or None. A grant covers it
     only when its maker's role could approve it (`approver_roles`: the roles the rule
     holding it asks for; a grant without a recorded role is a member's), and, when it was
-    made on a request to a host, only a request to that `host`."""
+    made on a request to a host, only a request to that `host`. `record` False (a dry
+    run): the grant that would be used, unused and unaudited."""
     rows = conn.execute(
         select(grants)
         .where(
@@ -254,6 +256,8 @@ def use_grant(
             continue
         if not _satisfied(row, spec, agent, now):
             continue
+        if not record:
+            return dict(row._mapping)
         done = conn.execute(
             update(grants)
             .where(

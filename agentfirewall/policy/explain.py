@@ -9,7 +9,7 @@ from agentfirewall.decisions import Decision
 
 __all__ = ["Explanation", "Step", "StepName"]
 
-StepName = Literal["kill_switch", "access_rules", "policies", "enforcement"]
+StepName = Literal["kill_switch", "access_rules", "policies", "enforcement", "budgets"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,17 @@ this endpoint takes a dashboard session (or admin token) with at least the viewe
 the agent's name. It records nothing, exactly like dry-run, and answers the same shape:
 `{"status", "decision", "explanation"}`.
 
-In ``sdk`` mode the answer is dry-run's (``decide.explain``): budgets read, the action's
-strings scanned when a policy reads ``content.*``, a ``redact`` rule refusing, build aliases.
-In ``proxy`` mode the gateway would scan the request's body: the spec's strings are scanned
-the same way (as in SDK mode), read by the same context, and the decision stands with where
-the detectors fired in its reason (the gateway redacts what a ``redact`` rule matched; a
-build alias is the SDK's).
+In ``sdk`` mode the answer is dry-run's (``decide.explain``): budgets read and applied
+(what a budget or grant would make of the decision now, a ``budgets`` step saying which),
+the action's strings scanned when a policy reads ``content.*``, a ``redact`` rule refusing,
+build aliases. In ``proxy`` mode the gateway would scan the request's body: the spec's
+strings are scanned the same way (as in SDK mode), read by the same context, and the
+decision stands with where the detectors fired in its reason (the gateway redacts what a
+``redact`` rule matched; a build alias is the SDK's). Budgets then apply as at the gateway
+(``decide.with_budgets`` with the action's own name and parameters, as the gateway names
+the request): a spent ``deny`` budget refuses, a ``require_approval`` one holds, a grant
+lets a held request through; a grant bound to a host (made on a gateway request) is not
+read, the sandbox knowing no host.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from agentfirewall.errors import ActionSpecError
 from agentfirewall.policy import Explanation
 from agentfirewall.policy.replay import with_findings
 from agentfirewall_server.auth import require_role, state_of
-from agentfirewall_server.decide import explain, sdk_context
+from agentfirewall_server.decide import explain, sdk_context, with_budgets
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
@@ -74,7 +79,8 @@ async def _proxy(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Expla
     ctx = dataclasses.replace(ctx, mode="proxy")
     result = state.snapshot.engine.explain(spec, ctx)
     mine = with_findings(ctx, state.snapshot.guard, found)[1]
-    if not mine:
-        return result
-    reason = f"{result.decision.reason}; content: {describe(mine)}"
-    return dataclasses.replace(result, decision=dataclasses.replace(result.decision, reason=reason))
+    if mine:
+        reason = f"{result.decision.reason}; content: {describe(mine)}"
+        decision = dataclasses.replace(result.decision, reason=reason)
+        result = dataclasses.replace(result, decision=decision)
+    return await with_budgets(state, agent, spec, result, gateway=True)

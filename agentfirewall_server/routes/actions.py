@@ -45,9 +45,9 @@ from agentfirewall_server.decide import (
 )
 from agentfirewall_server.replaystore import budget_input, input_text
 from agentfirewall_server.routes.execute import execute_action
-from agentfirewall_server.routes.sdkspend import Spend, spend_check
 from agentfirewall_server.routes.stuck import list_stuck, resolve_execution
 from agentfirewall_server.routes.trafficrows import sdk_json
+from agentfirewall_server.sdkspend import Spend, spend_check
 from agentfirewall_server.shadow import count as count_shadow
 from agentfirewall_server.shadow import judge_action, shadow_columns
 from agentfirewall_server.snapshot import AgentRecord
@@ -327,7 +327,7 @@ def _record_spent(
     response: dict[str, Any],
     spend: Spend,
 ) -> Callable[[Connection], tuple[Decision, dict[str, Any] | None]]:
-    """Budgets and grants decide (``sdkspend``), then the action is recorded as decided."""
+    """Budgets and grants decide (``sdkspend.Spend``), then the action is recorded as decided."""
 
     def job(conn: Connection) -> tuple[Decision, dict[str, Any] | None]:
         stamp = now()

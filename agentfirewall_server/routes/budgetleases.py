@@ -22,7 +22,7 @@ from agentfirewall_server.budgetleases import Granted, LeaseReport, could_fit, g
 from agentfirewall_server.budgets import NAME_PATTERN
 from agentfirewall_server.budgetstore import Refused
 from agentfirewall_server.clock import now
-from agentfirewall_server.routes.budgets import covered_by
+from agentfirewall_server.sdkspend import covered_by
 from agentfirewall_server.web import Strict, json_ok, read_model
 
 __all__ = ["routes"]

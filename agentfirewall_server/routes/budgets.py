@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from agentfirewall.connectors import action_aliases
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.budgetleases import budget_attributes
@@ -33,6 +32,7 @@ from agentfirewall_server.budgetstore import (
 )
 from agentfirewall_server.clock import new_id, now
 from agentfirewall_server.llmprices import DEFAULT_PRICES, PriceTable
+from agentfirewall_server.sdkspend import covered_by
 from agentfirewall_server.snapshot import put_setting
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import budget_usage, budgets
@@ -46,7 +46,7 @@ from agentfirewall_server.web import (
     validation_error,
 )
 
-__all__ = ["covered_by", "prices_of", "routes"]
+__all__ = ["prices_of", "routes"]
 
 
 class ReserveBody(Strict):
@@ -214,35 +214,6 @@ async def put_prices(request: Request) -> JSONResponse:
 
 class _PricesBody(Strict):
     prices: PriceTable
-
-
-def covered_by(
-    state: AppState,
-    agent: str,
-    connector: str,
-    actions: str | tuple[str, ...],
-    parameters: dict[str, Any],
-) -> list[tuple[CompiledBudget, float]] | Refused:
-    """The budgets covering a request and what it spends from each (or a refusal when
-    a covered request does not say how much it spends: fail closed).
-
-    `actions` names the request: one name (the gateway's), or every name the action goes
-    by (an SDK action and the action its connector performs, ``routes/sdkspend.py``); a
-    budget covers it when it covers one of them, or another spelling of one
-    (``agentfirewall.connectors.action_aliases``: ``http.post`` is ``generic.post``)."""
-    names = (actions,) if isinstance(actions, str) else actions
-    names = tuple(dict.fromkeys([*names, *(a for n in names for a in action_aliases(n))]))
-    covered: list[tuple[CompiledBudget, float]] = []
-    for budget in state.snapshot.budgets.values():
-        if not any(budget.covers(agent, connector, name) for name in names):
-            continue
-        cover = budget.spend(parameters)
-        if cover is None:
-            continue
-        if cover.problem is not None:
-            return Refused(budget.name, "deny", cover.problem)
-        covered.append((budget, cover.amount))
-    return covered
 
 
 async def gateway_reserve(request: Request) -> JSONResponse:

@@ -21,8 +21,7 @@ import pytest
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.connectors import connector_types, get_connector
 from agentfirewall_proxy.budgets import compile_budgets
-from agentfirewall_server.routes.budgets import covered_by
-from agentfirewall_server.routes.sdkspend import performed
+from agentfirewall_server.sdkspend import covered_by, performed
 from tests.fakes import FakeUpstreams
 from tests.server.conftest import Harness
 

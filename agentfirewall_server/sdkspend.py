@@ -7,7 +7,8 @@ then decides, inside the writer transaction that records the action:
 
 - allow: the budgets covering the action are reserved (``budgetstore.reserve``); past a
   ``deny`` budget the action is denied, past a ``require_approval`` one it is held, the
-  budget named in the reason either way;
+  budget named in the reason either way (whatever the enforcement level: a budget is no
+  rule that ``monitor`` reports only);
 - held (by a rule or a budget): a grant covering the request lets it through (checked
   after deny rules and the kill switch, which decided before; its use audited with the
   grant's id) and its spend is reserved past ``require_approval`` budgets, never past a
@@ -17,6 +18,10 @@ then decides, inside the writer transaction that records the action:
   it is released when the approval is denied or expires (``actionstore``).
 
 The reservation id is stored with the action; executing it settles it (``actionstore``).
+A dry run (``decide.explain``: ``dry-run`` and the dashboard's sandbox) applies the same
+`Spend` with ``dry=True`` on a reader connection: the budgets' usage and the grants are
+read as the write would read them, nothing is locked, reserved, used or audited, and a
+``budgets`` step says which budget or grant decided, with its numbers.
 
 Budgets see the action that will run (`performed`): a build alias such as
 ``payment.transfer.initiate`` (provider ``stripe``) is executed as ``stripe.transfer.create``,
@@ -31,19 +36,20 @@ from typing import Any
 from sqlalchemy import Connection
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.connectors import get_connector, performed_as
+from agentfirewall.connectors import action_aliases, get_connector, performed_as
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
+from agentfirewall.policy import Step
 from agentfirewall_server.budgets import CompiledBudget
-from agentfirewall_server.budgetstore import Refused, Reserved, reserve
+from agentfirewall_server.budgetstore import Refused, Reserved, fits, reserve
 from agentfirewall_server.grants import use_grant
 from agentfirewall_server.metrics import Metrics
 from agentfirewall_server.roles import DEFAULT_ROLES
-from agentfirewall_server.routes.budgets import covered_by
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 
-__all__ = ["Spend", "performed", "spend_check"]
+__all__ = ["Spend", "covered_by", "performed", "spend_check"]
+
 
 #: Connectors that execute against the action's own target (``executor.py``): no base URL
 #: nor options of a configured connector go into the request they build.
@@ -52,17 +58,21 @@ _TARGETED = frozenset({"webhook", "generic"})
 
 @dataclass(slots=True)
 class Spend:
-    """What budgets and grants make of one SDK decision; `apply` runs in the write."""
+    """What budgets and grants make of one SDK decision; `apply` runs in the write (or,
+    `dry`, on a reader: the same decision, nothing locked, reserved, used or audited)."""
 
     agent: str
     action_id: str
     spec: ActionSpec
     decision: Decision
     covered: list[tuple[CompiledBudget, float]] | Refused
+    dry: bool = False
     #: set by `apply`: the reservation, the grant used, the budget that refused or held
     reservation: str | None = None
     grant: dict[str, Any] | None = None
     refused: Refused | None = field(default=None)
+    #: set by `apply`: what each covered budget had used before this request
+    used: dict[str, float] = field(default_factory=dict)
 
     def apply(self, conn: Connection, stamp: float) -> Decision:
         """The final decision, with the reservation or grant recorded in `conn`."""
@@ -99,7 +109,7 @@ class Spend:
         roles = required.approver_roles if required is not None and required.explicit else ()
         grant = use_grant(conn, agent=self.agent, connector=self.spec.provider,
                           spec=self.spec.to_dict(), approver_roles=roles or DEFAULT_ROLES,
-                          actor=self.agent, now=stamp)  # fmt: skip
+                          actor=self.agent, now=stamp, record=not self.dry)  # fmt: skip
         if grant is None:
             savepoint.commit()
             return None
@@ -114,9 +124,9 @@ class Spend:
     def _reserve(self, conn: Connection, stamp: float, *, force: bool) -> Refused | Reserved:
         assert not isinstance(self.covered, Refused)
         done = reserve(conn, self.covered, agent=self.agent, request_id=self.action_id,
-                       force=force, now=stamp)  # fmt: skip
+                       force=force, now=stamp, record=not self.dry)  # fmt: skip
         if isinstance(done, Reserved):
-            self.reservation = done.reservation
+            self.reservation, self.used = done.reservation, done.used
         return done
 
     def _refuse(self, refused: Refused) -> Decision:
@@ -131,20 +141,45 @@ class Spend:
         if self.grant is not None:
             metrics.grant_uses.labels(self.agent).inc()
 
+    def step(self, decision: Decision) -> Step:
+        """The ``budgets`` step of an explanation, once `apply` made `decision`: the budget
+        that refused or held it (its reason, as the denial reads), else each covered
+        budget's numbers; the grant that let it through, or that none did."""
+        if self.refused is not None:
+            lines = [self.refused.reason]
+        else:  # within every budget covering it
+            assert not isinstance(self.covered, Refused)
+            lines = [fits(b, self.used[b.name], amount) for b, amount in self.covered]
+        if self.grant is not None:
+            lines.append(f"approved by grant {self.grant['id']}")
+        elif decision.outcome == "require_approval":
+            lines.append("no grant covers it: held for a person")
+        return Step("budgets", decision.outcome, "\n".join(lines))
+
 
 def spend_check(
-    state: AppState, agent: AgentRecord, spec: ActionSpec, decision: Decision, action_id: str
+    state: AppState,
+    agent: AgentRecord,
+    spec: ActionSpec,
+    decision: Decision,
+    action_id: str,
+    *,
+    dry: bool = False,
+    gateway: bool = False,
 ) -> Spend | None:
-    """A `Spend` when budgets or grants may change `decision`, else None (the fast path)."""
+    """A `Spend` when budgets or grants may change `decision`, else None (the fast path).
+
+    The action is named as `performed` names it, or (`gateway`) as the gateway names a
+    request: by its own type and parameters (the dashboard sandbox's proxy mode)."""
     if decision.outcome == "deny":  # deny rules and the kill switch decide before both
         return None
     covered: list[tuple[CompiledBudget, float]] | Refused = []
     if state.snapshot.budgets:
-        names, parameters = performed(state, spec)
-        covered = covered_by(state, agent.name, spec.provider, names, parameters)
+        named = ((spec.type,), dict(spec.parameters)) if gateway else performed(state, spec)
+        covered = covered_by(state, agent.name, spec.provider, *named)
     if decision.outcome == "allow" and isinstance(covered, list) and not covered:
         return None
-    return Spend(agent.name, action_id, spec, decision, covered)
+    return Spend(agent.name, action_id, spec, decision, covered, dry=dry)
 
 
 def performed(state: AppState, spec: ActionSpec) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -189,3 +224,32 @@ def performed(state: AppState, spec: ActionSpec) -> tuple[tuple[str, ...], dict[
         return tuple(dict.fromkeys(names)), parameters
     names.append(parsed.spec.type)
     return tuple(dict.fromkeys(names)), {**parameters, **parsed.spec.parameters}
+
+
+def covered_by(
+    state: AppState,
+    agent: str,
+    connector: str,
+    actions: str | tuple[str, ...],
+    parameters: dict[str, Any],
+) -> list[tuple[CompiledBudget, float]] | Refused:
+    """The budgets covering a request and what it spends from each (or a refusal when
+    a covered request does not say how much it spends: fail closed).
+
+    `actions` names the request: one name (the gateway's), or every name the action goes
+    by (an SDK action and the action its connector performs, `performed`); a budget
+    covers it when it covers one of them, or another spelling of one
+    (``agentfirewall.connectors.action_aliases``: ``http.post`` is ``generic.post``)."""
+    names = (actions,) if isinstance(actions, str) else actions
+    names = tuple(dict.fromkeys([*names, *(a for n in names for a in action_aliases(n))]))
+    covered: list[tuple[CompiledBudget, float]] = []
+    for budget in state.snapshot.budgets.values():
+        if not any(budget.covers(agent, connector, name) for name in names):
+            continue
+        cover = budget.spend(parameters)
+        if cover is None:
+            continue
+        if cover.problem is not None:
+            return Refused(budget.name, "deny", cover.problem)
+        covered.append((budget, cover.amount))
+    return covered
