@@ -469,10 +469,12 @@ class Gateway:
         tasks: list[asyncio.Task[None]] = []
         try:
             await self._first_config()
-            server = await self.listen(
-                self.options.listen_host, self.options.listen_port, sock=self.options.listen_socket
-            )
-            self.port = server.sockets[0].getsockname()[1]
+            host, port = self.options.listen_host, self.options.listen_port
+            servers = [  # one per socket `tf up` bound (one per address), else on host:port
+                await self.listen(host, port, sock=sock)
+                for sock in self.options.listen_sockets or (None,)
+            ]
+            self.port = servers[0].sockets[0].getsockname()[1]
             await self.agent_ports.sync()
             tasks = [
                 asyncio.ensure_future(self.follow_config()),

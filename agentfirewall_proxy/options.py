@@ -35,8 +35,9 @@ class Options:
     token: str | None = None
     listen_host: str = "127.0.0.1"
     listen_port: int = 8443
-    #: Already listening (``tf up`` binds it as it chooses the port): served as it is.
-    listen_socket: socket.socket | None = None
+    #: Already listening (``tf up`` binds them as it chooses the port, one per address):
+    #: served as they are.
+    listen_sockets: tuple[socket.socket, ...] = ()
     ca_dir: Path = Path(".tf")
     #: ``(host, port or None) -> (ip, port)``: point real hostnames at local servers.
     resolve: dict[tuple[str, int | None], tuple[str, int]] = field(default_factory=dict)

@@ -3,10 +3,11 @@
 uvicorn serves the server package's app; the gateway (:func:`agentfirewall_proxy.main`'s
 ``build_gateway``) reaches that same app through ``httpx.ASGITransport`` — the code path of a
 remote gateway, without the network hop. While running, ``<state>/up.json`` records the pid and
-the bound addresses (ports may be 0 = any free port), so other `tf` commands find it. Both
-listening sockets are bound once, before anything serves, and handed to uvicorn and the
-gateway (:func:`listen_socket`): the ports written and printed are the sockets' own, never a
-port checked free and bound later (another process could take it in between).
+the bound addresses (ports may be 0 = any free port), so other `tf` commands find it. The
+listening sockets (one per address the host resolves to) are bound once, before anything
+serves, and handed to uvicorn and the gateway (:func:`listen_sockets`): the ports written and
+printed are the sockets' own, never a port checked free and bound later (another process could
+take it in between).
 
 Shutdown (SIGINT/SIGTERM): the gateway stops first and ships its last traffic records into the
 still-running app; then the open long-polls (an SDK's ``wait_for_approval``) are answered with
@@ -33,7 +34,7 @@ from typing import Literal
 import httpx
 import uvicorn
 
-__all__ = ["UpError", "UpInfo", "UpOptions", "listen_socket", "run_up", "up"]
+__all__ = ["UpError", "UpInfo", "UpOptions", "closing_all", "listen_sockets", "run_up", "up"]
 
 
 class UpError(Exception):
@@ -58,10 +59,10 @@ class UpOptions:
     database_url: str | None = None
     log_level: str = "warning"
     access_log: bool = False
-    #: Already listening (`tf up` binds them as it chooses the ports: :func:`listen_socket`),
-    #: served as they are and closed when :func:`run_up` ends; None: bound on host:port then.
-    server_socket: socket.socket | None = None
-    proxy_socket: socket.socket | None = None
+    #: Already listening (`tf up` binds them as it chooses the ports: :func:`listen_sockets`),
+    #: served as they are and closed when :func:`run_up` ends; none: bound on host:port then.
+    server_sockets: tuple[socket.socket, ...] = ()
+    proxy_sockets: tuple[socket.socket, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,39 +96,92 @@ class _InUse(UpError):
     """The port is taken."""
 
 
-def listen_socket(
+#: An address as ``getaddrinfo`` gives it: family and socket address (host, port[, IPv6's]).
+_Address = tuple[socket.AddressFamily, tuple[object, ...]]
+
+
+def listen_sockets(
     host: str, port: int, part: Literal["server", "gateway"], *, move: bool = False
-) -> socket.socket:
-    """A socket listening on `host`:`port` (0: any free port), for uvicorn's and the gateway's
-    ``create_server(sock=...)``; with `move`, a port in use moves on to the next free one
-    (any free one when none of the next 99 is). `UpError` when it cannot."""
+) -> tuple[socket.socket, ...]:
+    """Sockets listening on `host`:`port` (0: any free port), one per address `host` resolves
+    to (`localhost`: 127.0.0.1 and ::1), all on the same port, as asyncio's ``create_server``
+    listens, for uvicorn and the gateway to serve; with `move`, a port in use moves on to the
+    next free one (any free one when none of the next 99 is). `UpError` when it cannot."""
+    addresses = _addresses(host, port, part)
     if move and port:
         for candidate in range(port, min(port + 100, 65536)):
             with contextlib.suppress(_InUse):
-                return _listening(host, candidate, part)
+                return _listening(addresses, candidate, part)
         port = 0
-    return _listening(host, port, part)
+    if not port:  # the first address's free port may be taken on another: try another
+        for _ in range(99):
+            with contextlib.suppress(_InUse):
+                return _listening(addresses, 0, part)
+    return _listening(addresses, port, part)
 
 
-def _listening(host: str, port: int, part: Literal["server", "gateway"]) -> socket.socket:
-    """Bound as asyncio binds (SO_REUSEADDR: a restart does not wait out TIME_WAIT; an IPv6
-    address IPv6 only), and listening at once: a socket only bound holds nothing (another one
-    with SO_REUSEADDR binds the same port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def _addresses(host: str, port: int, part: Literal["server", "gateway"]) -> list[_Address]:
     try:
+        infos = socket.getaddrinfo(  # "": every interface, as asyncio takes it
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise _bind_error(exc, (host, port), part) from None
+    return list(dict.fromkeys((info[0], info[4]) for info in infos))  # once each, in order
+
+
+def _listening(
+    addresses: list[_Address], port: int, part: Literal["server", "gateway"]
+) -> tuple[socket.socket, ...]:
+    dual = len(addresses) == 1 and addresses[0][1][0] == "::"  # `::` alone: IPv4 too
+    socks: list[socket.socket] = []
+    try:
+        for family, address in addresses:
+            sock = _listening_on(family, (address[0], port, *address[2:]), part, dual=dual)
+            socks.append(sock)
+            port = sock.getsockname()[1]  # the others on the first's (0: the one it got)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return tuple(socks)
+
+
+def _listening_on(
+    family: socket.AddressFamily,
+    address: tuple[object, ...],
+    part: Literal["server", "gateway"],
+    *,
+    dual: bool,
+) -> socket.socket:
+    """Bound as asyncio binds (SO_REUSEADDR: a restart does not wait out TIME_WAIT; an IPv6
+    socket IPv6 only, but `dual`: the wildcard `::` alone also takes IPv4, so that the
+    127.0.0.1 URLs printed answer), and listening at once: a socket only bound holds nothing
+    (another one with SO_REUSEADDR binds the same port)."""
+    sock: socket.socket | None = None
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)  # (a kernel without IPv6: an error)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, not dual)
+        sock.bind(address)
         sock.listen()
     except OSError as exc:
-        sock.close()
-        error = _InUse if exc.errno == errno.EADDRINUSE else UpError
-        why = (exc.strerror or str(exc)).lower()  # worded as asyncio words it
-        raise error(f"{_PARTS[part]}: [Errno {exc.errno}] error while attempting to bind on "
-                    f"address {(host, port)!r}: {why}") from None  # fmt: skip
+        if sock is not None:
+            sock.close()
+        raise _bind_error(exc, address, part) from None
     return sock
+
+
+def _bind_error(
+    exc: OSError, address: tuple[object, ...], part: Literal["server", "gateway"]
+) -> UpError:
+    error = _InUse if exc.errno == errno.EADDRINUSE else UpError
+    why = (exc.strerror or str(exc)).lower()  # worded as asyncio words it
+    return error(
+        f"{_PARTS[part]}: [Errno {exc.errno}] error while attempting to bind on address "
+        f"{address!r}: {why}"
+    )
 
 
 async def _first(*aws: asyncio.Future[object] | asyncio.Task[object]) -> None:
@@ -137,21 +191,33 @@ async def _first(*aws: asyncio.Future[object] | asyncio.Task[object]) -> None:
 async def run_up(
     options: UpOptions, on_ready: Callable[[UpInfo], None], stop: asyncio.Event
 ) -> None:
-    """Serve until `stop` is set; raise `UpError` when a part cannot start. The listening
-    sockets (the options', else bound here on host:port) are closed when it returns."""
-    server = options.server_socket
-    proxy = options.proxy_socket
+    """Serve until `stop` is set (set before it is up: returns without `on_ready`); raise
+    `UpError` when a part cannot start. The listening sockets (the options', else bound here
+    on host:port) are closed when it returns."""
+    server, proxy = options.server_sockets, options.proxy_sockets
     with (
-        server or listen_socket(options.host, options.port, "server") as server_socket,
-        proxy or listen_socket(options.proxy_host, options.proxy_port, "gateway") as proxy_socket,
+        closing_all(server or listen_sockets(options.host, options.port, "server")) as server,
+        closing_all(
+            proxy or listen_sockets(options.proxy_host, options.proxy_port, "gateway")
+        ) as proxy,
     ):
-        await _run(options, server_socket, proxy_socket, on_ready, stop)
+        await _run(options, server, proxy, on_ready, stop)
+
+
+@contextlib.contextmanager
+def closing_all(socks: tuple[socket.socket, ...]) -> Iterator[tuple[socket.socket, ...]]:
+    """`socks`, each closed at the end of the block."""
+    try:
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 async def _run(
     options: UpOptions,
-    server_socket: socket.socket,
-    proxy_socket: socket.socket,
+    server_sockets: tuple[socket.socket, ...],
+    proxy_sockets: tuple[socket.socket, ...],
     on_ready: Callable[[UpInfo], None],
     stop: asyncio.Event,
 ) -> None:
@@ -163,7 +229,7 @@ async def _run(
     from agentfirewall_server.store.db import StoreError
     from agentfirewall_server.vaultcheck import VaultStartError, preflight
 
-    port, proxy_port = server_socket.getsockname()[1], proxy_socket.getsockname()[1]
+    port, proxy_port = server_sockets[0].getsockname()[1], proxy_sockets[0].getsockname()[1]
     settings = Settings(
         data_dir=options.state_dir,
         host=options.host,
@@ -191,7 +257,7 @@ async def _run(
             timeout_graceful_shutdown=5,
         )
     )
-    server_task: asyncio.Task[object] = asyncio.ensure_future(_serve(server, server_socket))
+    server_task: asyncio.Task[object] = asyncio.ensure_future(_serve(server, server_sockets))
     stopped = asyncio.ensure_future(stop.wait())
     while not server.started and not server_task.done() and not stopped.done():
         # uvicorn exposes `started` as a flag only: look again every 20 ms
@@ -199,6 +265,8 @@ async def _run(
     if not server.started:
         stopped.cancel()
         await _finish(server, server_task)
+        if stop.is_set():  # Ctrl-C while it started: not a failure
+            return
         raise UpError(  # (its socket listens already: the database or the data directory)
             f"the control plane did not start on {options.host}:{port}: see the messages "
             "above (the database or data directory)"
@@ -210,7 +278,7 @@ async def _run(
             token=boot.gateway_token,
             listen_host=options.proxy_host,
             listen_port=proxy_port,
-            listen_socket=proxy_socket,
+            listen_sockets=proxy_sockets,
             ca_dir=options.state_dir,
             resolve=options.resolve,
             upstream_ca=options.upstream_ca,
@@ -250,9 +318,9 @@ async def _run(
         await _finish(server, server_task)
 
 
-async def _serve(server: uvicorn.Server, sock: socket.socket) -> object:
+async def _serve(server: uvicorn.Server, socks: tuple[socket.socket, ...]) -> object:
     try:
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=list(socks))
     except SystemExit:  # uvicorn exits when its app does not start
         return None
     return None
@@ -286,7 +354,13 @@ def _write_up_file(info: UpInfo) -> None:
 
 
 def up(options: UpOptions, on_ready: Callable[[UpInfo], None]) -> None:
-    """Run until SIGINT/SIGTERM; a second signal exits at once."""
+    """Run until SIGINT/SIGTERM; a second signal exits at once. A signal before it is up
+    raises `KeyboardInterrupt`, as one before its handlers are in place does."""
+    started: list[UpInfo] = []
+
+    def ready(info: UpInfo) -> None:
+        started.append(info)
+        on_ready(info)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -300,7 +374,7 @@ def up(options: UpOptions, on_ready: Callable[[UpInfo], None]) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
         try:
-            await run_up(options, on_ready, stop)
+            await run_up(options, ready, stop)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -311,3 +385,5 @@ def up(options: UpOptions, on_ready: Callable[[UpInfo], None]) -> None:
         asyncio.run(main())
     else:
         uvloop.run(main())
+    if not started:
+        raise KeyboardInterrupt

@@ -100,23 +100,24 @@ def _listen(
     flag: int | None,
     configured: str,
     default: str,
-) -> socket.socket:
-    """A socket listening on the port from --flag as given; the configured default moves on
-    to the next free port when it is taken. Bound now, served as it is: no other process
-    can take the port between the choice and the serving."""
-    from agentfirewall_proxy.up import listen_socket
+) -> tuple[socket.socket, ...]:
+    """Sockets listening on the port from --flag as given (one per address `host` resolves
+    to); the configured default moves on to the next free port when it is taken. Bound now,
+    served as they are: no other process can take the port between the choice and the
+    serving."""
+    from agentfirewall_proxy.up import listen_sockets
 
     port = flag if flag is not None else _port(configured)
     # a port chosen (--port, `tf init --port`) is kept: a clash is an error
-    sock = listen_socket(host, port, what, move=flag is None and configured == default)
-    chosen = sock.getsockname()[1]
+    socks = listen_sockets(host, port, what, move=flag is None and configured == default)
+    chosen = socks[0].getsockname()[1]
     if port and chosen != port:
         ctx.out.warn(f"{what} port {port} is taken (another `tf up`?): using port {chosen}")
-    return sock
+    return socks
 
 
 def up(ctx: Context) -> int:
-    from agentfirewall_proxy.up import StoreProblem, UpError, UpInfo, UpOptions
+    from agentfirewall_proxy.up import StoreProblem, UpError, UpInfo, UpOptions, closing_all
     from agentfirewall_proxy.up import up as run
 
     args = ctx.args
@@ -143,25 +144,29 @@ def up(ctx: Context) -> int:
 
     try:
         with (
-            _listen(ctx, "server", host, args.port, config.server_url, DEFAULT_SERVER) as server,
-            _listen(
-                ctx, "gateway", proxy_host, args.proxy_port, config.proxy_url, DEFAULT_PROXY
+            closing_all(
+                _listen(ctx, "server", host, args.port, config.server_url, DEFAULT_SERVER)
+            ) as server,
+            closing_all(
+                _listen(
+                    ctx, "gateway", proxy_host, args.proxy_port, config.proxy_url, DEFAULT_PROXY
+                )
             ) as proxy,
         ):
             options = UpOptions(
                 state_dir=project.state_dir,
                 host=host,
-                port=server.getsockname()[1],
+                port=server[0].getsockname()[1],
                 proxy_host=proxy_host,
-                proxy_port=proxy.getsockname()[1],
+                proxy_port=proxy[0].getsockname()[1],
                 resolve=parsed.resolve,
                 upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
                 agent_ports=parsed.agent_ports,
                 database_url=args.database_url,
                 log_level=args.log_level,
                 access_log=bool(args.access_log),
-                server_socket=server,
-                proxy_socket=proxy,
+                server_sockets=server,
+                proxy_sockets=proxy,
             )
             run(options, ready)
     except StoreProblem as exc:

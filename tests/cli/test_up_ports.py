@@ -2,7 +2,11 @@
 and bound later (another `tf up`, or any process, could take it in between, and `.tf/up.json`
 would name a port someone else holds).
 
-In-process: `listen_socket` (the choice), `tf up` as `main([...])` up to its first bind, and
+It listens on every address its host resolves to (`localhost`: 127.0.0.1 and ::1), all on one
+port, as asyncio and uvicorn did; `--host ::` takes IPv4 too, so its 127.0.0.1 URLs answer; a
+Ctrl-C while it starts is an interruption, not a failure.
+
+In-process: `listen_sockets` (the choice), `tf up` as `main([...])` up to its first bind, and
 `run_up` on sockets a test bound.
 """
 
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +23,15 @@ import pytest
 
 from agentfirewall_proxy import up
 from agentfirewall_proxy.cli.app import main
-from agentfirewall_proxy.up import StoreProblem, UpError, UpInfo, UpOptions, listen_socket, run_up
+from agentfirewall_proxy.up import (
+    StoreProblem,
+    UpError,
+    UpInfo,
+    UpOptions,
+    closing_all,
+    listen_sockets,
+    run_up,
+)
 
 
 def _ipv6() -> bool:
@@ -31,7 +43,10 @@ def _ipv6() -> bool:
     return True
 
 
-HOSTS = ["127.0.0.1", pytest.param("::1", marks=pytest.mark.skipif(not _ipv6(), reason="no ::1"))]
+needs_ipv6 = pytest.mark.skipif(not _ipv6(), reason="no ::1")
+HOSTS = ["127.0.0.1", pytest.param("::1", marks=needs_ipv6)]
+#: What `localhost` resolves to in the tests below (both, as in many /etc/hosts).
+LOOPBACKS = ["127.0.0.1", "::1"] if _ipv6() else ["127.0.0.1"]
 
 
 def _port(sock: socket.socket) -> int:
@@ -39,17 +54,46 @@ def _port(sock: socket.socket) -> int:
 
 
 @pytest.fixture
+def localhost(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """`localhost` resolves to each of `LOOPBACKS` (this machine's /etc/hosts may name one)."""
+    real = socket.getaddrinfo
+
+    def resolve(host: object, *args: object, **kwargs: object) -> list[object]:
+        hosts = LOOPBACKS if host == "localhost" else [host]
+        return [info for one in hosts for info in real(one, *args, **kwargs)]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    return LOOPBACKS
+
+
+def _answers(address: str, port: int) -> bool:
+    """A connection is taken (by the listening socket's backlog: no accept needed)."""
+    try:
+        socket.create_connection((address, port), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The directory `tf up` runs in (it makes `.tf/` there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def bound(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[socket.socket]]:
-    """Every socket `listen_socket` gives, to check that each is closed in the end."""
+    """Every socket `listen_sockets` gives, to check that each is closed in the end."""
     given: list[socket.socket] = []
-    real = up.listen_socket
+    real = up.listen_sockets
 
-    def recording(*args: object, **kwargs: object) -> socket.socket:
-        sock = real(*args, **kwargs)  # type: ignore[arg-type]
-        given.append(sock)
-        return sock
+    def recording(*args: object, **kwargs: object) -> tuple[socket.socket, ...]:
+        socks = real(*args, **kwargs)  # type: ignore[arg-type]
+        given.extend(socks)
+        return socks
 
-    monkeypatch.setattr(up, "listen_socket", recording)
+    monkeypatch.setattr(up, "listen_sockets", recording)
     yield given
     for sock in given:
         sock.close()
@@ -58,10 +102,10 @@ def bound(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[socket.socket]]:
 @pytest.mark.parametrize("host", HOSTS)
 def test_a_port_chosen_stays_taken_until_it_is_served(host: str) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with listen_socket(host, 0, "server") as first:
+    with closing_all(listen_sockets(host, 0, "server")) as (first,):
         port = _port(first)
         # a second `tf up` choosing at the same time moves on: the first holds the port
-        with listen_socket(host, port, "gateway", move=True) as second:
+        with closing_all(listen_sockets(host, port, "gateway", move=True)) as (second,):
             assert second.getsockname()[0] == host
             assert _port(second) != port
         # and so does any program binding as uvicorn and asyncio do (SO_REUSEADDR): a
@@ -74,29 +118,59 @@ def test_a_port_chosen_stays_taken_until_it_is_served(host: str) -> None:
 
 
 def test_a_port_named_and_taken_is_an_error_and_a_foreign_host_is_not_walked() -> None:
-    with listen_socket("127.0.0.1", 0, "server") as held:
+    with closing_all(listen_sockets("127.0.0.1", 0, "server")) as (held,):
         port = _port(held)
         with pytest.raises(UpError) as taken:
-            listen_socket("127.0.0.1", port, "gateway")  # as `--proxy-port PORT`
+            listen_sockets("127.0.0.1", port, "gateway")  # as `--proxy-port PORT`
     assert str(taken.value) == (
         "the gateway could not start: [Errno 98] error while attempting to bind on address "
         f"('127.0.0.1', {port}): address already in use"
     )
     with pytest.raises(UpError, match="cannot assign requested address") as foreign:
-        listen_socket("192.0.2.1", 3000, "server", move=True)  # TEST-NET: not this machine's
+        listen_sockets("192.0.2.1", 3000, "server", move=True)  # TEST-NET: not this machine's
     assert str(foreign.value).startswith("the control plane did not start: ")
     assert "3000)" in str(foreign.value)  # said at once, not after 99 more ports
 
 
+def test_a_host_listens_on_every_address_it_resolves_to_on_one_port(localhost: list[str]) -> None:
+    with closing_all(listen_sockets("localhost", 0, "server")) as socks:
+        assert sorted(sock.getsockname()[0] for sock in socks) == sorted(localhost)
+        port = _port(socks[0])
+        assert {_port(sock) for sock in socks} == {port}
+        assert all(_answers(address, port) for address in localhost)
+        for sock in socks:  # each IPv6 one stays IPv6 only, as asyncio binds several
+            if sock.family == socket.AF_INET6:
+                assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+
+
+@needs_ipv6
+def test_a_port_taken_on_one_address_is_taken_for_all(localhost: list[str]) -> None:
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as held:
+        port = _port(held)  # free on 127.0.0.1 (bound first), taken on ::1
+        with pytest.raises(UpError, match="address already in use") as taken:
+            listen_sockets("localhost", port, "server")
+        assert f"('::1', {port}, 0, 0)" in str(taken.value)
+        with closing_all(listen_sockets("localhost", port, "server", move=True)) as moved:
+            assert len(moved) == 2
+            assert {_port(sock) for sock in moved} == {_port(moved[0])} != {port}
+        # the 127.0.0.1 socket of each failed try was closed: the port is free there again
+        with closing_all(listen_sockets("127.0.0.1", port, "server")) as (again,):
+            assert _port(again) == port
+
+
+@needs_ipv6
+def test_the_ipv6_wildcard_takes_ipv4_too_so_its_urls_answer() -> None:
+    with closing_all(listen_sockets("::", 0, "server")) as (sock,):
+        port = _port(sock)
+        assert up._url("::", port) == f"http://127.0.0.1:{port}"  # the URL printed
+        assert _answers("127.0.0.1", port)
+        assert _answers("::1", port)
+
+
 @pytest.mark.parametrize("taken", ["--port", "--proxy-port"])
 def test_tf_up_on_a_taken_port_says_so_and_leaves_no_socket_open(
-    taken: str,
-    bound: list[socket.socket],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    taken: str, bound: list[socket.socket], project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     args = ["up", "--port", "0", "--proxy-port", "0"]
     with socket.create_server(("127.0.0.1", 0)) as held:
         port = args[args.index(taken) + 1] = str(_port(held))
@@ -112,24 +186,31 @@ def test_tf_up_on_a_taken_port_says_so_and_leaves_no_socket_open(
 
 
 @pytest.mark.anyio
-async def test_run_up_serves_on_the_sockets_it_is_given_and_closes_them(tmp_path: Path) -> None:
-    proxy_host = "::1" if _ipv6() else "127.0.0.1"  # an IPv6 socket too
-    server = listen_socket("127.0.0.1", 0, "server")
-    proxy = listen_socket(proxy_host, 0, "gateway")
-    ports = _port(server), _port(proxy)
+async def test_run_up_serves_every_socket_it_is_given_and_closes_them(
+    tmp_path: Path, localhost: list[str]
+) -> None:
+    server = listen_sockets("localhost", 0, "server")  # 127.0.0.1 and ::1 (IPv6 too)
+    proxy = listen_sockets("localhost", 0, "gateway")
+    ports = _port(server[0]), _port(proxy[0])
     stop = asyncio.Event()
     seen: list[UpInfo] = []
     answers: list[object] = []
 
     async def ask(info: UpInfo) -> None:
         try:
-            async with httpx.AsyncClient() as client:
-                answers.append((await client.get(info.server_url + "/api/health")).status_code)
-            reader, writer = await asyncio.open_connection(proxy_host, ports[1])
-            writer.write(b"GET http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\n\r\n")
-            answers.append((await reader.readline()).split(b" ")[1])
-            writer.close()
-            await writer.wait_closed()
+            for address in localhost:  # each part answers on each of its addresses
+                shown = f"[{address}]" if ":" in address else address
+                async with httpx.AsyncClient() as client:
+                    health = await client.get(f"http://{shown}:{ports[0]}/api/health")
+                answers.append(health.status_code)
+                reader, writer = await asyncio.open_connection(address, ports[1])
+                writer.write(
+                    b"GET http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\n\r\n"
+                )
+                status = await asyncio.wait_for(reader.readline(), 10)  # (not served: hangs)
+                answers.append(status.split(b" ")[1])
+                writer.close()
+                await writer.wait_closed()
         finally:
             stop.set()
 
@@ -141,33 +222,33 @@ async def test_run_up_serves_on_the_sockets_it_is_given_and_closes_them(tmp_path
 
     options = UpOptions(
         state_dir=tmp_path / ".tf",
+        host="localhost",
         port=1,  # never bound: the sockets are
+        proxy_host="localhost",
         proxy_port=1,
-        proxy_host=proxy_host,
-        server_socket=server,
-        proxy_socket=proxy,
+        server_sockets=server,
+        proxy_sockets=proxy,
     )
     await run_up(options, on_ready, stop)
     await asyncio.gather(*tasks)
-    assert seen[0].server_url == f"http://127.0.0.1:{ports[0]}"
-    shown = f"[{proxy_host}]" if ":" in proxy_host else proxy_host
-    assert seen[0].proxy_url == f"http://{shown}:{ports[1]}"
-    assert answers == [200, b"407"]  # each answered on its own socket
-    assert (server.fileno(), proxy.fileno()) == (-1, -1)
+    assert seen[0].server_url == f"http://localhost:{ports[0]}"
+    assert seen[0].proxy_url == f"http://localhost:{ports[1]}"
+    assert answers == [200, b"407"] * len(localhost)
+    assert all(sock.fileno() == -1 for sock in server + proxy)
 
 
 @pytest.mark.anyio
 async def test_run_up_closes_its_sockets_when_it_cannot_start(
     tmp_path: Path, bound: list[socket.socket]
 ) -> None:
-    server = listen_socket("127.0.0.1", 0, "server")
-    proxy = listen_socket("127.0.0.1", 0, "gateway")
+    (server,) = listen_sockets("127.0.0.1", 0, "server")
+    (proxy,) = listen_sockets("127.0.0.1", 0, "gateway")
     (tmp_path / "file").touch()
     broken = UpOptions(
         state_dir=tmp_path / ".tf",
         database_url=f"sqlite:///{tmp_path / 'file' / 'x.db'}",  # a directory that is a file
-        server_socket=server,
-        proxy_socket=proxy,
+        server_sockets=(server,),
+        proxy_sockets=(proxy,),
     )
     with pytest.raises(StoreProblem):
         await run_up(broken, lambda info: None, asyncio.Event())
@@ -179,3 +260,28 @@ async def test_run_up_closes_its_sockets_when_it_cannot_start(
             await run_up(taken, lambda info: None, asyncio.Event())
     assert len(bound) == 1
     assert bound[0].fileno() == -1
+
+
+def test_ctrl_c_while_tf_up_starts_is_an_interruption_not_a_failure(
+    bound: list[socket.socket],
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The stop (SIGINT, SIGTERM) comes once the sockets listen, before the server is up."""
+    real = up.run_up
+
+    async def ctrl_c_at_once(
+        options: UpOptions, on_ready: Callable[[UpInfo], None], stop: asyncio.Event
+    ) -> None:
+        stop.set()
+        await real(options, on_ready, stop)
+
+    monkeypatch.setattr(up, "run_up", ctrl_c_at_once)
+    assert main(["up", "--port", "0", "--proxy-port", "0"]) == 130  # as a Ctrl-C before
+    err = capsys.readouterr().err
+    assert "error: interrupted" in err
+    assert "did not start" not in err
+    assert len(bound) == 2
+    assert all(sock.fileno() == -1 for sock in bound)
+    assert not (project / ".tf" / "up.json").exists()
