@@ -5,15 +5,19 @@ request, the control plane into an action it executes) builds a :class:`Scrubber
 from the header values it adds (:func:`scrubber_for`). Every form of the secret is searched
 for: the header value, the token after its scheme, for ``Basic`` the decoded ``user:pass``
 and its password, and of each of these the base64 (standard and URL-safe, padded or not),
-hex (either case), percent-encoded and JSON-escaped forms; and the token's (or
-password's) base64 inside a longer encoded stream, at each of the three offsets modulo 3
-(``base64(b"id=x" + value)``: the characters that carry only its bits). In a body holding
-a backslash, any character of any form may be written as a JSON escape (``\\u005f``, any
-case of hex; ``\\/``), as an upstream's JSON encoder may write it, and is found as well (a
-JSON reader would hand the agent the secret itself). Likewise, in a body holding a ``%``,
-any character of any form may be percent-encoded (``%2F`` or ``%2f``; a space also as
-``+``), as ``quote()`` writes it with its default ``safe="/"`` or another encoder with
-lower-case hex: a URL decoder would hand over the secret.
+hex (either case), percent-encoded and JSON-escaped forms; and the token's (or password's;
+the value's where its token is too short) base64 inside a longer encoded stream, at each of
+the three offsets modulo 3 (``base64(b"id=x" + value)``: the characters that carry only its
+bits). In a body holding a backslash, any character of any form may be written as a JSON
+escape (``\\u005f``, any case of hex; ``\\/``), as an upstream's JSON encoder may write it,
+and is found as well (a JSON reader would hand the agent the secret itself); and every
+form is searched for as a JSON encoder writes it in a string (a backslash ``\\\\``, a
+quote ``\\"``, a ``/`` as is or, as PHP does, ``\\/``). Likewise, in a body holding a
+``%``, any character of any form may be percent-encoded (``%2F`` or ``%2f``; a space also
+as ``+``; a ``/`` left as is also as ``\\/``, a URL in PHP's JSON), as ``quote()`` writes it
+with its default ``safe="/"`` or another encoder with lower-case hex: a URL decoder would
+hand over the secret. In a response head, a header *name* holding a form in any case of its
+letters is dropped (a hop may lower or capitalise a name; a filler is no valid name).
 
 A match is replaced by a filler of **the same length** (:data:`MARKER`, cut or padded
 with ``*``), so a ``Content-Length`` stays true and no body is re-framed for scrubbing.
@@ -59,8 +63,14 @@ def _encodings(secret: bytes) -> list[bytes]:
     forms = [secret, b64, b64.rstrip(b"="), url64, url64.rstrip(b"=")]
     forms += [secret.hex().encode(), secret.hex().upper().encode()]
     forms += [quote(text, safe="").encode("latin-1"), quote_plus(text).encode("latin-1")]
-    forms.append(secret.replace(b"/", b"\\/"))
     return forms
+
+
+def _json_written(form: bytes) -> list[bytes]:
+    """`form` as JSON encoders write it in a string: a backslash and a quote escaped, a ``/``
+    as is or (PHP's default) ``\\/``."""
+    written = form.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return [written, written.replace(b"/", b"\\/")]
 
 
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
@@ -82,27 +92,31 @@ def _within_base64(secret: bytes) -> list[bytes]:
 def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
     """Every searched form of the credential header `values`, longest first."""
     bases: list[bytes] = []
-    secrets: list[bytes] = []  # what carries the secret: searched inside any base64 too
+    secrets: list[bytes] = []  # what carries a secret: searched inside any base64 too
     for value in values:
         bases.append(value)
-        scheme, space, token = value.partition(b" ")
-        if not space:
+        scheme, _, token = value.partition(b" ")
+        token = token.strip()
+        if not token:
             secrets.append(value)
             continue
-        bases.append(token.strip())
-        secrets.append(token.strip())
+        bases.append(token)
+        # (a value's base64 at any offset holds its token's core at some offset, unless the
+        # token is too short to have one at every offset)
+        short = any(len(core) < _MIN_FORM for core in _within_base64(token))
+        secrets.append(value if short else token)
         if scheme.lower() == b"basic":
             try:
-                decoded = base64.b64decode(token.strip(), validate=True)
+                decoded = base64.b64decode(token, validate=True)
             except (binascii.Error, ValueError):
                 continue
             bases.append(decoded)
             bases.append(decoded.partition(b":")[2])
             secrets.append(decoded.partition(b":")[2])
     forms = {f for base in bases if base for f in _encodings(base) if len(f) >= _MIN_FORM}
-    # (a value's base64 at any offset holds its token's or password's core at some offset)
     forms.update(f for s in secrets if s for f in _within_base64(s) if len(f) >= _MIN_FORM)
     forms.update(v for v in values if v)  # a whole header value, however short
+    forms.update(w for f in list(forms) for w in _json_written(f))
     return tuple(sorted(forms, key=lambda f: (-len(f), f)))
 
 
@@ -123,10 +137,13 @@ def _escapable(byte: int) -> bytes:
 
 def _percentable(byte: int) -> bytes:
     """A regex of one byte of a form: itself, or its percent-encoding (either case of hex;
-    a space also ``+``, as forms encode it)."""
+    a space also ``+``, as forms encode it; a ``/`` also ``\\/``, as PHP writes a URL in
+    JSON)."""
     alternatives = [re.escape(bytes([byte])), b"%" + _any_case(b"%02x" % byte)]
     if byte == 0x20:
         alternatives.append(rb"\+")
+    elif byte == 0x2F:
+        alternatives.append(rb"\\/")
     return b"(?:" + b"|".join(alternatives) + b")"
 
 
@@ -182,12 +199,13 @@ def _any_case(hexes: bytes) -> bytes:
                     if chr(c).isalpha() else bytes([c]) for c in hexes)  # fmt: skip
 
 
-def _unescaped(tail: bytes) -> tuple[bytes, bool] | None:
-    """`tail` with its JSON escapes decoded, and whether it ends inside one (None: it holds
-    an escape no form of ASCII bytes can have)."""
+def _unescaped(tail: bytes, limit: int) -> tuple[bytes, bool] | None:
+    """`tail` with its JSON escapes decoded (up to `limit` bytes: a longer text begins no
+    form), and whether it ends inside one (None: it holds an escape no form of ASCII bytes
+    can have)."""
     out = bytearray()
     index = 0
-    while index < len(tail):
+    while index < len(tail) and len(out) < limit:
         byte = tail[index]
         if byte != 0x5C:  # a backslash
             out.append(byte)
@@ -196,7 +214,7 @@ def _unescaped(tail: bytes) -> tuple[bytes, bool] | None:
         kind = tail[index + 1 : index + 2]
         if not kind:
             return bytes(out), True
-        if kind == b"/":
+        if kind in (b"/", b"\\", b'"'):  # (JSON's two-character escapes of a form's bytes)
             out += kind
             index += 2
             continue
@@ -218,28 +236,31 @@ _WIDEST = 6
 #: A percent-encoding is at most this many bytes per byte of a form (``%2F``).
 _PERCENT = 3
 _ESCAPE = re.compile(rb"%[0-9a-fA-F]{2}")
-#: What a byte of a percent-encoded form may be written with: ``%``, hex, ``+`` (a space).
-_SPELLING = _HEX | frozenset(b"%+")
+_ESCAPE_OR_SLASH = re.compile(rb"%[0-9a-fA-F]{2}|\\/")
+#: What a byte of a percent-encoded form may be written with: ``%``, hex, ``+`` (a space),
+#: ``\`` (a ``/`` written ``\/``).
+_SPELLING = _HEX | frozenset(b"%+\\")
 _PLUS_AS_SPACE = bytes.maketrans(b"+", b" ")
 
 
 def _core(form: bytes) -> bytes:
-    """The longest part of `form` that the body holds, once its ``%XX`` are decoded, wherever
-    `form` is written with any of its bytes percent-encoded, whatever stands beside it: not
-    its first two bytes when hex digits (a ``%`` before them makes an escape: ``x%6768…``
-    decodes to ``xg68…``), not a ``%XX`` of its own written as is (decoded), not a ``%`` or
-    ``%X`` at its end (the bytes after it may complete an escape)."""
+    """The longest part of `form` that the body holds, once its ``%XX`` and then its ``\\/``
+    are decoded, wherever `form` is written with any of its bytes percent-encoded, whatever
+    stands beside it: not its first two bytes when hex digits (a ``%`` before them makes an
+    escape: ``x%6768…`` decodes to ``xg68…``), not a ``%XX`` or ``\\/`` of its own written
+    as is (decoded), not a ``%``, ``%X`` or ``\\`` at its end (the bytes after it may complete
+    an escape)."""
     lead = 0
     while lead < min(2, len(form)) and form[lead] in _HEX:
         lead += 1
     end = len(form)
-    if form.endswith(b"%"):
+    if form.endswith((b"%", b"\\")):
         end -= 1
     elif form[-2:-1] == b"%" and form[-1] in _HEX:
         end -= 2
     pieces: list[bytes] = []
     at = lead
-    for escape in _ESCAPE.finditer(form):
+    for escape in _ESCAPE_OR_SLASH.finditer(form):
         pieces.append(form[at : escape.start()])
         at = max(at, escape.end())
     pieces.append(form[at:end])
@@ -249,11 +270,11 @@ def _core(form: bytes) -> bytes:
 def _beginnings(forms: Iterable[bytes]) -> re.Pattern[bytes]:
     """A regex matching (empty) where one of `forms` written with any of its bytes
     percent-encoded may begin: its first two bytes written, or the first and the end of the
-    data, or the end inside an escape."""
+    data, or the end inside an escape (``%``, ``%2``, ``\\``)."""
     seconds: dict[int, set[int]] = {}
     for form in forms:
         seconds.setdefault(form[0], set()).update(form[1:2])
-    open_escape = rb"%[0-9a-fA-F]?\Z"
+    open_escape = rb"(?:%[0-9a-fA-F]?|\\)\Z"
     branches = [
         _percentable(first)
         + b"(?:"
@@ -266,9 +287,9 @@ def _beginnings(forms: Iterable[bytes]) -> re.Pattern[bytes]:
 
 def _begins_spelled(window: bytes, at: int, form: bytes) -> bool:
     """Whether `window` from `at` on is the beginning (not the whole) of `form` with any of
-    its bytes percent-encoded (a space also ``+``), read from `at` itself: an escape the body
-    holds before it or a ``%XX`` the form holds as is is no escape of its bytes here. It may
-    end inside an escape (``%`` or ``%2``)."""
+    its bytes percent-encoded (a space also ``+``, a ``/`` also ``\\/``), read from `at`
+    itself: an escape the body holds before it or a ``%XX`` the form holds as is is no
+    escape of its bytes here. It may end inside an escape (``%``, ``%2`` or ``\\``)."""
     for index, byte in enumerate(form):
         if at == len(window):
             return True
@@ -282,6 +303,10 @@ def _begins_spelled(window: bytes, at: int, form: bytes) -> bool:
             at += 3
         elif window[at] == byte or (byte == 0x20 and window[at] == 0x2B):
             at += 1
+        elif byte == 0x2F and window[at : at + 2] in (b"\\/", b"\\"):
+            if at + 1 == len(window):
+                return True  # (it ends inside the `\\/`)
+            at += 2
         else:
             return False
     return False
@@ -291,9 +316,9 @@ class Scrubber:
     """The secrets of one connector's credential, and how to find them in bytes."""
 
     __slots__ = (
-        "_bytes", "_cores", "_escaped", "_firsts", "_needles", "_pattern", "_percent",
-        "_percent_escape", "_percent_trigger", "_spaced", "_spelled_firsts", "_starting",
-        "_trigger", "forms", "longest", "replacements",
+        "_bytes", "_cores", "_escaped", "_escaped_firsts", "_firsts", "_folded", "_heads",
+        "_needles", "_pattern", "_percent", "_percent_escape", "_percent_trigger", "_spaced",
+        "_spelled_firsts", "_starting", "_trigger", "forms", "longest", "replacements",
     )  # fmt: skip
 
     def __init__(self, forms: tuple[bytes, ...]) -> None:
@@ -306,18 +331,27 @@ class Scrubber:
         # form holds its core: where the core is not, neither is the form)
         self._needles = tuple(f for f in forms if not any(o != f and o in f for o in forms))
         self._pattern = re.compile(b"|".join(re.escape(f) for f in self._needles))
+        self._folded = tuple(dict.fromkeys(f.lower() for f in self._needles))  # (names)
         # Every form with any of its bytes JSON-escaped, searched only near an escape of a
         # byte some form holds (`\u005f`): rare in real bodies, so a body full of `\"` or
-        # Go's `\u003c` costs nothing more.
-        plain = [f for f in forms if b"\\" not in f]  # (`\/` forms: covered by escapes)
+        # Go's `\u003c` costs nothing more. (The forms as a JSON encoder writes them are
+        # searched as they are; their escapes are among those of the form they write.)
+        written = {w for f in forms for w in _json_written(f) if w != f}
+        plain = [f for f in forms if f not in written]
         self._escaped = _alternation(b"".join(_escapable(b) for b in f) for f in plain)
         escapes = sorted({b"%02x" % b for f in plain for b in f if 0x20 <= b < 0x7F})
-        # (`\/` alone is not a trigger: a body escaping every `/` has the `\/` form above)
+        # (`\/`, `\\`, `\"` alone are no trigger: a body escaping each one has the written form)
         self._trigger = re.compile(rb"\\u00(?:" + b"|".join(_any_case(e) for e in escapes) + b")")
+        # where a form so written may begin (for `held`): a first byte, as is or escaped, or
+        # an escape the end cuts short
+        cut = rb"\\(?:u[0-9a-fA-F]{0,3})?\Z"
+        firsts = [_escapable(first[0]) for first in self._firsts]
+        self._escaped_firsts = re.compile(b"(?=" + b"|".join([*firsts, cut]) + b")")
+        self._heads = frozenset(f[:4] for f in forms)
         # Every form with any of its bytes percent-encoded, searched the same way: only near
         # a `%XX` of a byte some form holds. The forms that hold no other suffice: where one
         # holds another, the other's bytes are the secret's (replaced, they are not there).
-        needles = [f for f in self._needles if b"\\" not in f]
+        needles = [f for f in self._needles if f not in written]
         self._percent = _alternation(b"".join(_percentable(b) for b in f) for f in needles)
         escape = b"%" + _hex_of({b for f in needles for b in f})
         self._percent_escape = re.compile(escape)
@@ -333,6 +367,7 @@ class Scrubber:
         for form in forms:
             self._starting[form[:1]] = (*self._starting.get(form[:1], ()), form)
         self._starting[b"+"] = self._starting.get(b"+", ()) + self._starting.get(b" ", ())
+        self._starting[b"\\"] = self._starting.get(b"\\", ()) + self._starting.get(b"/", ())
 
     def _escaped_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where an escaped form is (start, end): searched around each escape of a byte a
@@ -351,6 +386,8 @@ class Scrubber:
             return []  # (no trigger: nothing to search around)
         if self._spaced:
             decoded = decoded.translate(_PLUS_AS_SPACE)
+        if b"\\" in decoded:  # (one byte: a quicker search than for two)
+            decoded = decoded.replace(b"\\/", b"/")
         if not any(core in decoded for core in self._cores):
             return []
         windows = _windows(self._percent_trigger, data, self.longest * _PERCENT)
@@ -416,11 +453,12 @@ class Scrubber:
         """`held` for a tail with an escape: a suffix whose JSON-unescaped bytes begin a
         form (or end inside an escape that may continue one)."""
         window = data[-(self.longest * _WIDEST - 1) :]
-        starts = set(self._firsts) | {b"\\"}
-        for index in range(len(window)):
-            if window[index : index + 1] not in starts:
-                continue
-            decoded = _unescaped(window[index:])
+        for start in self._escaped_firsts.finditer(window):  # earliest first
+            index = start.start()
+            head = _unescaped(window[index : index + 4 * _WIDEST], 4)
+            if head is None or (len(head[0]) == 4 and head[0] not in self._heads):
+                continue  # (most starts begin no form: told from 4 bytes)
+            decoded = _unescaped(window[index:], self.longest)
             if decoded is None:
                 continue
             text, open_escape = decoded
@@ -446,20 +484,35 @@ class Scrubber:
                 return len(window) - at
         return 0
 
+    def _folded_in(self, names: bytes) -> bool:
+        """Whether header `names` hold a secret in another case: a name is case-insensitive
+        and a hop may change its case (HTTP/2 lowers it, Go capitalises its words). Read
+        lowered, and lowered with its ``%XX`` decoded (``%4B`` stays ``K``)."""
+        views = (names.lower(), _ESCAPE.sub(_unescaped_byte, names).lower())
+        return any(n in view for view in views for n in self._folded)
+
+    def _in_head(self, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Whether a head holds a secret: one search of it all (a newline is in no secret:
+        nothing spans two fields), and of its names in any case."""
+        if self.found(b"\n".join(chain((reason,), *headers))):
+            return True
+        return self._folded_in(b"\n".join(name for name, _ in headers))
+
     def headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
-        """Header values scrubbed; a header whose *name* holds a secret is dropped."""
-        if not self.found(b"\n".join(chain.from_iterable(headers))):
-            return headers, 0  # (a newline is in no secret: nothing spans two fields)
+        """Header values scrubbed; a header whose *name* holds a secret, in any case, is
+        dropped (a filler is no valid name) and its secrets counted."""
+        if not self._in_head(b"", headers):
+            return headers, 0
         out: list[tuple[bytes, bytes]] = []
         total = 0
         for name, value in headers:
-            name_clean, found = self.scrub(name)
+            found = self.scrub(name)[1] or int(self._folded_in(name))
             if found:
                 total += found
                 continue
             value, found = self.scrub(value)
             total += found
-            out.append((name_clean, value))
+            out.append((name, value))
         return out, total
 
     def response_head(
@@ -467,8 +520,8 @@ class Scrubber:
     ) -> tuple[bytes, list[tuple[bytes, bytes]], int]:
         """The reason phrase scrubbed and :meth:`headers`, and how many secrets were found:
         one search when there is none."""
-        if not self.found(b"\n".join(chain((reason,), *headers))):
-            return reason, headers, 0  # (a newline is in no secret: nothing spans two fields)
+        if not self._in_head(reason, headers):
+            return reason, headers, 0
         headers, found = self.headers(headers)
         reason, more = self.scrub(reason)
         return reason, headers, found + more

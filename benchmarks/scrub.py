@@ -8,10 +8,12 @@ round; each round times, on the same bodies (about 4.8 MB of chat JSON, seeded):
 - ``found``: `Scrubber.found` on the whole body (no secret in it: the common answer);
 - ``stream``: `ScrubStream.feed` in 64 KiB reads, as the gateway streams a response;
 
-for four bodies: plain JSON (`\\"` and `\\\\` everywhere), JSON whose encoder escapes `<`
-as Go's does (`\\u003c`), PHP-style JSON with every `/` written `\\/`, and the plain JSON
+for five bodies: plain JSON (`\\"` and `\\\\` everywhere), JSON whose encoder escapes `<`
+as Go's does (`\\u003c`), PHP-style JSON with every `/` written `\\/`, the plain JSON
 percent-encoded (``quote(safe="")``: about a million `%XX`, the `%2F` of them escapes of a
-byte the secret's forms hold, which the percent-encoded search decodes to look for a form).
+byte the secret's forms hold, which the percent-encoded search decodes to look for a form),
+and a hex dump (the first half of the plain JSON hex-encoded: digits only, as the secret's
+hex forms are).
 The fastest round of each is printed per tree, and this tree's ratio to the baseline.
 """
 
@@ -35,7 +37,8 @@ messages = [{"role": "user", "content": "".join(random.choice(alphabet) for _ in
             for _ in range(20000)]
 plain = json.dumps({"messages": messages})
 bodies = {"json": plain.encode(), "go-escaped": plain.encode().replace(b"<", b"\\u003c"),
-          "php": plain.replace("/", "\\/").encode(), "percent": quote(plain, safe="").encode()}
+          "php": plain.replace("/", "\\/").encode(), "percent": quote(plain, safe="").encode(),
+          "hex": plain[: len(plain) // 2].encode().hex().encode()}
 out = {}
 for name, body in bodies.items():
     start = time.perf_counter(); scrubber.found(body); found = time.perf_counter() - start

@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.scrubbing import Scrubber, scrubber_for
+from tests.core.test_scrubbing_forms import streamed
 from tests.fuzzscale import examples
 
 #: An AWS-style secret: `/`, `+` and `=` are what encoders encode.
@@ -34,14 +35,6 @@ def encoded(secret: bytes, which: list[bool], upper: bool) -> bytes:
         else:
             out += bytes([byte])
     return out
-
-
-def streamed(scrub: Scrubber, body: bytes, cuts: list[int]) -> tuple[bytes, int]:
-    points = sorted({min(c, len(body)) for c in cuts})
-    pieces = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
-    stream = scrub.stream()
-    out = b"".join(stream.feed(p) for p in pieces) + stream.finish()
-    return out, stream.count
 
 
 @pytest.mark.parametrize(
