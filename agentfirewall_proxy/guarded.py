@@ -45,7 +45,7 @@ from agentfirewall.content import (
     redact_encoded,
     scan_pieces,
 )
-from agentfirewall.content.encoded import ENCODED
+from agentfirewall.content.encoded import encoded_fields
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import GuardPlan, response_verdict
 from agentfirewall_proxy.codings import content_codings
@@ -114,7 +114,7 @@ def _redact(
     replacements, what a rescan of the fields re-encoded still finds: the caller refuses)."""
     findings = [f for f in findings if f.detector in names]
     body, inside = redact_encoded(scanner, body, names, findings)
-    fields = [f.location.partition(ENCODED)[0] for f in findings if ENCODED in f.location]
+    fields = sorted(encoded_fields(findings))  # (of the kind `mime`: its parts read again)
     if fields:  # a rescan of the fields re-encoded must find nothing (fail closed)
         again = scan_pieces(scanner, encoded_body_pieces(body, ctype, fields))
         if left := [f for f in again if f.detector in names]:

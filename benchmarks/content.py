@@ -19,7 +19,9 @@
    ``content`` base64-encoded: read as it is, and decoded too (what the gateway does for a
    field a connector declares encoded), beside the chat prompt sent as a body (no field
    declared: nothing decoded); and the same file read back (the contents API's answer,
-   its base64 in lines of 60 as GitHub sends it: ``Connector.response_encoded``).
+   its base64 in lines of 60 as GitHub sends it: ``Connector.response_encoded``); and an
+   SES raw e-mail (``SendRawEmail``'s form: 128 KiB of prose quoted-printable, the same file
+   attached in base64), its field read as base64 only and with its MIME parts (``:mime``).
    Then an event stream's cost per event (``EventReader``: one-word OpenAI deltas, the
    secret detectors), with what it takes to tell whether an event must be held back (a
    field's text may end in a secret's beginning): plain prose, and prose that names a
@@ -52,6 +54,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -192,6 +195,28 @@ def report_encoded() -> None:
     lines = "".join(lines[i : i + 60] + "\n" for i in range(0, len(lines), 60))
     answer = json.dumps({"name": "a.py", "content": lines, "encoding": "base64"}).encode()
     print(f"its answer to a read (lines), decoded    {speed(decoded, answer):8.1f}")
+    form = "application/x-www-form-urlencoded"
+    mail = quote(base64.b64encode(raw_email(prose[: MIB // 8], file)).decode(), safe="")
+    email = f"Action=SendRawEmail&RawMessage.Data={mail}".encode()
+    for label, field in (("read as base64 only", ""), ("and its MIME parts", ":mime")):
+
+        def read(body: bytes, where: tuple[str, ...] = (f"form.RawMessage.Data{field}",)) -> object:
+            pieces = body_pieces(body, form)
+            return scan_pieces(scanner, pieces + encoded_body_pieces(body, form, where, pieces))
+
+        print(f"ses raw e-mail, {label:24} {speed(read, email):8.1f}")
+
+
+def raw_email(text: bytes, attachment: bytes) -> bytes:
+    """A MIME message: `text` quoted-printable, `attachment` in base64 (SES's raw e-mail)."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    message = EmailMessage(policy=SMTP)
+    message["From"], message["To"], message["Subject"] = "a@example.com", "b@example.com", "s"
+    message.set_content(text.decode(), cte="quoted-printable")
+    message.add_attachment(attachment, maintype="text", subtype="x-python", filename="a.py")
+    return message.as_bytes()
 
 
 def report_events() -> None:

@@ -112,8 +112,11 @@ Risk: reads (``get``, ``list``, ``describe``, ``head``, ``query``, ``scan``, ``r
 low, deletes high, ``get_secret_value`` and ``assume_role`` high, the rest medium.
 
 Content rules scan decoded the fields that carry text base64-encoded: a raw e-mail (SES's
-``RawMessage.Data``, SES v2's ``Content.Raw.Data``), a stream record's ``Data`` (Kinesis,
-Firehose), a document a Bedrock model reads (``converse``'s
+``RawMessage.Data``, SES v2's and Pinpoint Email's ``Content.Raw.Data``, the
+``MessageConfiguration.EmailMessage.RawEmail.Data`` of Pinpoint's ``send_messages`` and
+``send_users_messages``), whose MIME parts are decoded too (a base64 attachment, a
+quoted-printable text, an encoded header: ``form.RawMessage.Data(base64).part2``), a stream
+record's ``Data`` (Kinesis, Firehose), a document a Bedrock model reads (``converse``'s
 ``messages[].content[].document.source.bytes``), a binary secret (``SecretBinary``) and
 what KMS encrypts (``Plaintext``); a ``redact`` rule re-encodes them. Response content
 rules read decoded what comes back the same way: a binary secret (``SecretBinary`` of
@@ -201,11 +204,15 @@ _TARGET_PARAMS = ("key", "table", "queue", "topic", "secret", "role", "function"
                   "guardrail", "invocation", "bucket")  # fmt: skip
 
 
-#: Action -> where its request carries text base64-encoded (``Connector.encoded``).
+#: Action -> where its request carries text base64-encoded (``Connector.encoded``; ``:mime``:
+#: an e-mail, whose parts are decoded too).
+_RAW_EMAIL = "MessageConfiguration.EmailMessage.RawEmail.Data:mime"
 _DOCUMENTS = ("body.messages.*.content.*.document.source.bytes",)
 _ENCODED: dict[str, tuple[str, ...]] = {
-    "aws.ses.send_raw_email": ("form.RawMessage.Data",),
-    "aws.ses.send_email": ("body.Content.Raw.Data",),  # (SES v2; v1's has no raw message)
+    "aws.ses.send_raw_email": ("form.RawMessage.Data:mime",),  # (a MIME message: its parts)
+    "aws.ses.send_email": ("body.Content.Raw.Data:mime",),  # (SES v2, Pinpoint Email)
+    "aws.pinpoint.send_messages": (f"body.{_RAW_EMAIL}",),
+    "aws.pinpoint.send_users_messages": (f"body.{_RAW_EMAIL}",),
     "aws.kinesis.put_record": ("body.Data",),
     "aws.kinesis.put_records": ("body.Records.*.Data",),
     "aws.firehose.put_record": ("body.Record.Data",),

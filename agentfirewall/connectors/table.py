@@ -243,9 +243,12 @@ class RouteConnector(Connector):
         alias = self.build_aliases.get(action)
         fields = {f for route, _ in self.by_action.get(alias.action if alias else action, ())
                   for f in route.encoded}  # fmt: skip
-        if alias is not None:
+        if alias is not None:  # (renamed with its kind: ``raw:mime``)
             renamed = {new: old for old, new in alias.renames.items()}
-            fields = {renamed.get(f, f) for f in fields} - set(alias.base64)
+            named = [(renamed.get(name, name), kind) for name, _, kind in
+                     (f.partition(":") for f in fields)]  # fmt: skip
+            fields = {f"{name}:{kind}" if kind else name for name, kind in named
+                      if name not in alias.base64}  # fmt: skip
         return tuple(f"parameters.{field}" for field in sorted(fields))
 
     def response_encoded(self, action: str) -> tuple[str, ...]:

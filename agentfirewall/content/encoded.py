@@ -23,11 +23,16 @@ it is anyway (its decoding is noise). The decoded bytes are read as a text body 
 what is scanned: the body up to the gateway's inspection limit (decoding shrinks it by a
 quarter), an SDK action's parameters.
 
+A location declared with the kind ``mime`` (``form.RawMessage.Data:mime``) carries a whole
+e-mail, a MIME message whose parts are encoded once more: what they carry is decoded too,
+at ``<location>(base64).part2``, ``…(base64).part0.header.subject`` (``mime.py``).
+
 :func:`redact_encoded` redacts inside the fields where a finding says a redacted detector
 fired (``body.content(base64)+12``): each is decoded, redacted as a text body is, and
 re-encoded in its alphabet (with padding if it had any, or in the standard alphabet), so
 the upstream (or the agent, in an answer) still gets valid base64; on one line (GitHub's
-lines of 60 are not kept: every decoder reads one line, strict ones only that).
+lines of 60 are not kept: every decoder reads one line, strict ones only that); a MIME
+message's parts first, each re-encoded as it was (``mime.redact_mime``).
 :func:`redact_encoded_value` does the same for the strings of a JSON value (an action spec
 an approver is shown).
 """
@@ -42,11 +47,13 @@ from dataclasses import dataclass
 from urllib.parse import quote_plus, unquote_plus
 
 from agentfirewall.content.locate import Finding, Piece, body_kind, body_pieces, redact_body
+from agentfirewall.content.mime import mime_pieces, read_base64, redact_mime
 from agentfirewall.content.reading import decode_body, json_strings, load_json
 from agentfirewall.content.scanner import Scanner
 
 __all__ = [
     "ENCODED",
+    "MIME",
     "Decoded",
     "decode_base64",
     "decoded_pieces",
@@ -57,6 +64,9 @@ __all__ = [
 
 #: What a decoded piece's location adds to its field's.
 ENCODED = "(base64)"
+#: A declared location's kind: the field carries a MIME message (``RawMessage.Data:mime``).
+MIME = ":mime"
+_PART = ".part"  # (after ENCODED: where a MIME message's parts are read)
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_="
 _STANDARD = bytes.maketrans(b"-_", b"+/")
 _OTHER = bytes(sorted(set(range(256)) - set(_ALPHABET)))  # skipped, as lenient decoders do
@@ -84,39 +94,43 @@ def decode_base64(text: str) -> Decoded | None:
     """`text` decoded leniently (module docstring); None when it holds no whole byte."""
     raw = text.encode("ascii", "ignore")
     data = raw.translate(_STANDARD, _OTHER)
-    stripped = data.rstrip(b"=")
-    runs = stripped.split(b"=") if b"=" in stripped else [stripped]
-    out = bytearray()
-    for run in runs:
-        run = run[: len(run) - (len(run) % 4 == 1)]  # (one character more: not a whole byte)
-        if run:
-            out += binascii.a2b_base64(run + b"=" * (-len(run) % 4))
+    out = read_base64(data)  # (the URL-safe alphabet read as the standard one)
     if not out:
         return None
     url = (b"-" in raw or b"_" in raw) and not (b"+" in raw or b"/" in raw)
-    return Decoded(bytes(out), url, b"=" in data or not url)
+    return Decoded(out, url, b"=" in data or not url)
 
 
 @functools.lru_cache(maxsize=256)
-def _matcher(locations: tuple[str, ...]) -> re.Pattern[str]:
-    """One expression for `locations` (lower-case), ``*`` any one key or index."""
-    return re.compile("|".join(
-        ".".join("[^.]*" if part == "*" else re.escape(part) for part in loc.lower().split("."))
-        for loc in locations))  # fmt: skip
+def _matchers(locations: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str] | None]:
+    """One expression for `locations` (lower-case, ``*`` any one key or index), and one for
+    those of the kind ``mime`` (None: none is)."""
+
+    def compiled(found: list[str]) -> re.Pattern[str]:
+        return re.compile("|".join(
+            ".".join("[^.]*" if part == "*" else re.escape(part) for part in loc.split("."))
+            for loc in found))  # fmt: skip
+
+    lowered = [loc.lower() for loc in locations]
+    mime = [loc.removesuffix(MIME) for loc in lowered if loc.endswith(MIME)]
+    return compiled([loc.removesuffix(MIME) for loc in lowered]), compiled(mime) if mime else None
 
 
 def decoded_pieces(pieces: Iterable[Piece], locations: Sequence[str]) -> list[Piece]:
     """The decoded text of each piece at one of `locations` (module docstring)."""
     if not locations:
         return []
-    match = _matcher(tuple(locations)).fullmatch
+    match, mime = _matchers(tuple(locations))
     out: list[Piece] = []
     for location, text in pieces:
-        if len(text) > 1 and match(location.lower()) is not None:
+        lowered = location.lower()
+        if len(text) > 1 and match.fullmatch(lowered) is not None:
             decoded = decode_base64(text)
             if decoded is not None:  # read as a text body is: its text, its escapes decoded
                 at = location + ENCODED
                 out += [(at + name[4:], t) for name, t in body_pieces(decoded.data, "text/plain")]
+                if mime is not None and mime.fullmatch(lowered) is not None:
+                    out += mime_pieces(decoded.data, at)
     return out
 
 
@@ -145,18 +159,29 @@ def encoded_body_pieces(
 
 
 def encoded_fields(findings: Iterable[Finding]) -> frozenset[str]:
-    """The fields (lower-case locations) whose decoded text holds one of `findings`."""
-    return frozenset(
-        f.location.partition(ENCODED)[0].lower() for f in findings if ENCODED in f.location
-    )
+    """The fields (lower-case locations) whose decoded text holds one of `findings`: with
+    the kind ``mime`` (``form.rawmessage.data:mime``) where one is in a MIME message's part
+    (``…(base64).part2``), so that a rescan reads the parts again."""
+    found: dict[str, bool] = {}
+    for finding in findings:
+        field, encoded, rest = finding.location.partition(ENCODED)
+        if encoded:
+            field = field.lower()
+            found[field] = found.get(field, False) or rest.startswith(_PART)
+    return frozenset(field + MIME if mime else field for field, mime in found.items())
 
 
-def _redacted(scanner: Scanner, text: str, names: frozenset[str]) -> tuple[str | None, int]:
-    """`text` decoded, redacted as a text body and re-encoded; (None, 0) when unchanged."""
+def _redacted(
+    scanner: Scanner, text: str, names: frozenset[str], mime: bool
+) -> tuple[str | None, int]:
+    """`text` decoded, redacted as a text body (a MIME message's parts first: `mime`) and
+    re-encoded; (None, 0) when unchanged."""
     decoded = decode_base64(text)
     if decoded is None:
         return None, 0
-    data, count = redact_body(scanner, decoded.data, "text/plain", names)
+    data, count = redact_mime(scanner, decoded.data, names) if mime else (decoded.data, 0)
+    data, more = redact_body(scanner, data, "text/plain", names)
+    count += more
     return (decoded.encode(data), count) if count else (None, 0)
 
 
@@ -167,7 +192,7 @@ def redact_encoded(
     `findings` name (a JSON body's ``body.…``, a form's ``form.…``: read as the findings
     read it, whatever its ``Content-Type``), re-encoded; (body, replacements). Everything
     else stays byte for byte (redact the plain text after, with ``redact_body``)."""
-    fields = encoded_fields(findings)
+    fields = {f.removesuffix(MIME): f.endswith(MIME) for f in encoded_fields(findings)}
     if not fields or not body:
         return body, 0
     read = decode_body(body)
@@ -185,9 +210,10 @@ def redact_encoded(
 
 
 def _redact_json(
-    scanner: Scanner, raw: str, names: frozenset[str], fields: frozenset[str]
+    scanner: Scanner, raw: str, names: frozenset[str], fields: dict[str, bool]
 ) -> tuple[str, int]:
-    """Each string token of the JSON text `raw` at one of `fields`, redacted inside."""
+    """Each string token of the JSON text `raw` at one of `fields` (location: is of the
+    kind ``mime``), redacted inside."""
     out: list[str] = []
     count = at = 0
     frames: list[tuple[bool, str]] = []  # per open object or array: (is an array, key or index)
@@ -205,9 +231,10 @@ def _redact_json(
         if token.key:
             frames[-1] = (False, token.text.lower())
             continue
-        if "body" + "".join(f".{label}" for _, label in frames) not in fields:
+        mime = fields.get("body" + "".join(f".{label}" for _, label in frames))
+        if mime is None:
             continue
-        new, replaced = _redacted(scanner, token.text, names)
+        new, replaced = _redacted(scanner, token.text, names, mime)
         if new is not None:
             out += [raw[at : token.start], new]
             at = token.end
@@ -217,15 +244,16 @@ def _redact_json(
 
 
 def _redact_form(
-    scanner: Scanner, text: str, names: frozenset[str], fields: frozenset[str]
+    scanner: Scanner, text: str, names: frozenset[str], fields: dict[str, bool]
 ) -> tuple[str, int]:
     """Each form field at one of `fields`, redacted inside and re-encoded."""
     count = 0
     parts = text.split("&")
     for index, raw in enumerate(parts):
         name, equals, value = raw.partition("=")
-        if equals and f"form.{unquote_plus(name)}".lower() in fields:
-            new, replaced = _redacted(scanner, unquote_plus(value), names)
+        mime = fields.get(f"form.{unquote_plus(name)}".lower()) if equals else None
+        if mime is not None:
+            new, replaced = _redacted(scanner, unquote_plus(value), names, mime)
             if new is not None:
                 parts[index] = f"{name}={quote_plus(new)}"
                 count += replaced
@@ -239,13 +267,14 @@ def redact_encoded_value(
     string at one of `locations` redacted inside and re-encoded."""
     if not locations:
         return value
-    match = _matcher(tuple(locations)).fullmatch
+    match, mime = _matchers(tuple(locations))
 
     def walk(item: object, path: str) -> object:
         if isinstance(item, str):
-            if match(path.lower()) is None:
+            if match.fullmatch(path.lower()) is None:
                 return item
-            new = _redacted(scanner, item, names)[0]
+            parts = mime is not None and mime.fullmatch(path.lower()) is not None
+            new = _redacted(scanner, item, names, parts)[0]
             return item if new is None else new
         if isinstance(item, dict):
             return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in item.items()}

@@ -1,0 +1,390 @@
+"""A raw e-mail a field carries base64-encoded (``agentfirewall.content.mime``): what its MIME
+parts carry encoded (a base64 attachment, a quoted-printable text, an RFC 2047 header) is
+decoded and scanned at ``<field>(base64).part<N>``, redacted inside and re-encoded as it
+was, everything else byte for byte; beyond the bounds, or where the parser fails, the
+message is read unstructured (fail closed), and no input crashes the reading.
+
+:data:`HIDDEN` is the table of ways a mail hides a secret from a reader of its raw text:
+extend it with the next one."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+from email.message import EmailMessage, Message
+from email.policy import SMTP, compat32
+from urllib.parse import parse_qsl, quote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentfirewall.actions import ActionSpec
+from agentfirewall.connectors.build import BuildAlias
+from agentfirewall.connectors.routes import Route
+from agentfirewall.connectors.table import RouteConnector
+from agentfirewall.content import (
+    decoded_pieces,
+    default_scanner,
+    mime,
+    redact_encoded,
+    redact_encoded_value,
+    scan_pieces,
+)
+from agentfirewall.content.encoded import encoded_fields
+from agentfirewall.content.mime import MAX_NESTED, MAX_PARTS, mime_pieces
+from agentfirewall.policy import load_policy
+from agentfirewall.policy.guard import action_findings, guard_plan
+from tests.fuzzscale import examples
+
+AWS_ID = "AKIA" + "Q3V7WZ2MXK4PLRTY"
+AWS_SECRET = "Zq3mT8vW1xY4bN6cR9dF2gH5jK7lP0sA3eU8iO1w"
+KEY_LINE = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
+PEM = f"-----BEGIN PRIVATE KEY-----\n{KEY_LINE}\n-----END PRIVATE KEY-----\n"
+SECRETS = (AWS_ID, AWS_SECRET, KEY_LINE)
+FIELD = "form.RawMessage.Data"
+NAMES = frozenset({"aws_access_key", "private_key", "generic_secret"})
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _mail(text: str = "see attached", cte: str | None = None) -> EmailMessage:
+    message = EmailMessage(policy=SMTP)  # (CRLF, as SES reads it)
+    message["From"], message["To"], message["Subject"] = "a@example.com", "b@example.com", "hi"
+    message.set_content(text, cte=cte)
+    return message
+
+
+def _attached(data: bytes, message: EmailMessage | None = None, **kw: str) -> bytes:
+    message = message or _mail()
+    message.add_attachment(data, maintype="application", subtype="octet-stream", **kw)
+    return message.as_bytes()
+
+
+def _raw(*lines: str) -> bytes:
+    return "\r\n".join(lines).encode()
+
+
+def _with_word(header: str, words: str) -> bytes:
+    """A mail whose `header` is given as written (encoded words)."""
+    return (
+        _mail()
+        .as_bytes()
+        .replace(
+            b"Subject: hi" if header == "Subject" else b"From: a@example.com",
+            f"{header}: {words}".encode(),
+        )
+    )
+
+
+def _forwarded() -> bytes:
+    inner = email.message_from_bytes(_attached(PEM.encode(), filename="id_rsa"), policy=SMTP)
+    outer = _mail("forwarding")
+    outer.add_attachment(inner)  # message/rfc822: the inner mail's own parts
+    return outer.as_bytes()
+
+
+def _skipped_characters() -> bytes:
+    """Base64 with `-` and `_` between its characters: MIME readers skip both (RFC 2045)."""
+    encoded = b64(PEM.encode())
+    spelled = "".join(c + ("-" if i % 5 else "_") for i, c in enumerate(encoded))
+    return _raw("Content-Type: application/octet-stream", "Content-Transfer-Encoding: base64",
+                "", spelled)  # fmt: skip
+
+
+def _many(count: int, nested: int = 0) -> bytes:
+    """A key in the last of `count` parts, inside `nested` multiparts."""
+    opened = [f"Content-Type: multipart/mixed; boundary=n{i}\r\n\r\n--n{i}" for i in range(nested)]
+    parts = "".join(f"--b\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n" for i in range(count))
+    last = f"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64(PEM.encode())}\r\n--b--\r\n"
+    return ("\r\n".join(opened) + "\r\n" if nested else "").encode() + _raw(
+        "Content-Type: multipart/mixed; boundary=b", "", parts + last
+    )
+
+
+def _uuencoded(data: bytes) -> bytes:
+    lines = [
+        binascii.b2a_uu(data[i : i + 45]).decode().rstrip("\n") for i in range(0, len(data), 45)
+    ]
+    return _raw("Content-Transfer-Encoding: x-uuencode", "", "begin 644 id_rsa", *lines, "`",
+                "end", "")  # fmt: skip
+
+
+def _encoded_message() -> bytes:
+    """A message/rfc822 part in base64: RFC 2046 forbids it, some readers decode it."""
+    inner = f"Subject: x\r\n\r\nkey {AWS_ID}\r\n".encode()
+    return _raw("Content-Type: multipart/mixed; boundary=b", "", "--b",
+                "Content-Type: message/rfc822", "Content-Transfer-Encoding: base64", "",
+                b64(inner), "--b--", "")  # fmt: skip
+
+
+_TAIL = b64(AWS_ID[10:].encode())
+# (name, the raw mail, the detector, where the guard finds it after `(base64)`, whether a
+# redact rule can rewrite it in place)
+HIDDEN: list[tuple[str, bytes, str, str, bool]] = [
+    ("(a) a private key in a base64 attachment",
+     _attached(PEM.encode(), filename="id_rsa"), "private_key", ".part2", True),
+    ("(b) an aws secret key in a quoted-printable text",
+     _mail(f"aws_secret_access_key = {AWS_SECRET}\n", cte="quoted-printable").as_bytes(),
+     "generic_secret", ".part0", True),
+    ("(c) a key id in an encoded-word subject",
+     _with_word("Subject", f"=?utf-8?b?{b64(f'key {AWS_ID}'.encode())}?="), "aws_access_key",
+     ".part0.header.subject", True),
+    ("a key id split by a quoted-printable soft line break",
+     _raw("Content-Transfer-Encoding: quoted-printable", "", f"id {AWS_ID[:9]}=",
+          f"{AWS_ID[9:]} end"), "aws_access_key", ".part0", True),
+    ("a key id over two encoded words, q then b (the space between is dropped)",
+     _with_word("Subject", f"=?utf-8?q?{AWS_ID[:10]}?=\r\n =?utf-8?b?{_TAIL}?="),
+     "aws_access_key", ".part0.header.subject", True),
+    ("a key id in a sender's display name",
+     _with_word("From", f"=?iso-8859-1?q?{AWS_ID.replace('Q', '=51')}?= <a@example.com>"),
+     "aws_access_key",
+     ".part0.header.from", True),
+    ("a key in a forwarded mail's attachment (message/rfc822)", _forwarded(), "private_key",
+     ".part5", True),
+    ("a key in the attachment of an e-mail attached in base64 (an .eml file)",
+     _attached(_attached(PEM.encode(), filename="id_rsa"), filename="fwd.eml"), "private_key",
+     ".part2.part2", True),
+    ("base64 with characters MIME readers skip", _skipped_characters(), "private_key", ".part0",
+     True),
+    ("a key id in an attachment's RFC 2231 file name",
+     _attached(b"x").replace(b"attachment", "attachment; filename*=utf-8''{}.txt".format(
+         AWS_ID.replace("Q", "%51")).encode()), "aws_access_key",
+     ".part2.header.content-disposition", False),
+    ("a uuencoded attachment", _uuencoded(PEM.encode()), "private_key", ".part0", False),
+    ("a base64 message/rfc822 part (read unstructured too)", _encoded_message(),
+     "aws_access_key", ".parts", False),
+    ("a transfer encoding named twice (read unstructured too)",
+     _raw("Content-Transfer-Encoding: 7bit", "Content-Transfer-Encoding: base64", "",
+          b64(PEM.encode())), "private_key", ".parts", False),
+    (f"more than {MAX_PARTS} parts (read unstructured)", _many(MAX_PARTS), "private_key",
+     ".parts", False),
+    (f"more than {MAX_NESTED} multiparts (read unstructured)", _many(1, MAX_NESTED),
+     "private_key", ".parts", False),
+]  # fmt: skip
+IDS = [h[0] for h in HIDDEN]
+
+
+def _found(raw: bytes, where: str = FIELD + ":mime") -> set[tuple[str, str]]:
+    pieces = decoded_pieces([(FIELD, b64(raw))], (where,))
+    return {(f.detector, f.location) for f in scan_pieces(default_scanner(), pieces)}
+
+
+@pytest.mark.parametrize(("name", "raw", "detector", "where", "rewritable"), HIDDEN, ids=IDS)
+def test_what_a_mime_part_carries_encoded_is_found_where_it_is(
+    name: str, raw: bytes, detector: str, where: str, rewritable: bool
+) -> None:
+    found = _found(raw)
+    located = {location for d, location in found if d == detector}
+    assert any(loc.startswith(f"{FIELD}(base64){where}") for loc in located), found
+    # the raw message hides it: a field read as base64 only finds none of it
+    assert detector not in {d for d, _ in _found(raw, FIELD)}
+
+
+def _form(raw: bytes) -> bytes:
+    return f"Action=SendRawEmail&RawMessage.Data={quote(b64(raw), safe='')}&Source=a".encode()
+
+
+def _redacted(raw: bytes) -> tuple[bytes, int]:
+    """The mail as a redact rule sends it on (the body's field decoded), and replacements."""
+    body = _form(raw)
+    scanner = default_scanner()
+    findings = scan_pieces(scanner, decoded_pieces(parse_form(body), (FIELD + ":mime",)))
+    assert encoded_fields(findings) == {FIELD.lower() + ":mime"}  # (the rescan reads parts)
+    new, count = redact_encoded(scanner, body, NAMES, findings)
+    fields = dict(parse_qsl(new.decode()))
+    assert (fields["Action"], fields["Source"]) == ("SendRawEmail", "a")
+    return base64.b64decode(fields["RawMessage.Data"], validate=True), count
+
+
+def parse_form(body: bytes) -> list[tuple[str, str]]:
+    return [(f"form.{k}", v) for k, v in parse_qsl(body.decode())]
+
+
+def _changes(old: bytes, new: bytes) -> list[tuple[str, str]]:
+    """(old, new) for each raw header value and part content two messages differ in."""
+    before, after = (list(email.message_from_bytes(m, policy=compat32).walk()) for m in (old, new))
+    assert len(before) == len(after)
+    changed: list[tuple[str, str]] = []
+    for a, b in zip(before, after, strict=True):
+        changed += [(v, w) for (_, v), (_, w) in zip(a.raw_items(), b.raw_items(), strict=True)
+                    if v != w]  # fmt: skip
+        if not a.is_multipart() and a.get_payload() != b.get_payload():
+            changed.append((a.get_payload(), b.get_payload()))
+    return changed
+
+
+REWRITABLE = [h for h in HIDDEN if h[4]]
+
+
+@pytest.mark.parametrize(("name", "raw", "detector", "where", "rewritable"), REWRITABLE,
+                         ids=[h[0] for h in REWRITABLE])  # fmt: skip
+def test_redact_rewrites_the_part_in_its_encoding_and_nothing_else(
+    name: str, raw: bytes, detector: str, where: str, rewritable: bool
+) -> None:
+    sent, count = _redacted(raw)
+    assert count >= 1
+    assert not {d for d, _ in _found(sent)} & NAMES
+    (change,) = _changes(raw, sent)  # the one part or header, re-encoded in its encoding
+    assert sent.replace(change[1].encode(), change[0].encode()) == raw  # the rest as it was
+    assert f"[REDACTED:{detector}]".encode() not in raw
+    pieces = dict(mime_pieces(sent, "m"))
+    assert any(f"[REDACTED:{detector}]" in text for text in pieces.values()), pieces
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "detector", "where", "rewritable"),
+    [h for h in HIDDEN if not h[4]],
+    ids=[h[0] for h in HIDDEN if not h[4]],
+)
+def test_what_cannot_be_re_encoded_as_it_was_is_left_for_the_rescan_to_refuse(
+    name: str, raw: bytes, detector: str, where: str, rewritable: bool
+) -> None:
+    sent, _ = _redacted(raw)
+    assert detector in {d for d, _ in _found(sent)}  # the caller's rescan: refused
+
+
+def _clean() -> bytes:
+    message = _mail("caf\u00e9 at 10, see the plan =\n" * 3, cte="quoted-printable")
+    message.add_alternative("<p>caf\u00e9 at 10</p>", subtype="html")
+    message.add_attachment(bytes(range(256)) * 4, maintype="image", subtype="png",
+                           filename="caf\u00e9.png")  # fmt: skip
+    del message["Subject"]
+    message["Subject"] = "r\u00e9union \u2013 plan"  # (an encoded word)
+    return message.as_bytes()
+
+
+def test_a_clean_mail_is_read_and_left_byte_for_byte() -> None:
+    raw = _clean()
+    assert b"=?utf-8?" in raw
+    assert b"Content-Transfer-Encoding: base64" in raw
+    pieces = mime_pieces(raw, "m")
+    assert "m.part0.header.subject" in dict(pieces)  # (decoded: nothing found there)
+    assert not [f for f in scan_pieces(default_scanner(), pieces) if f.detector in NAMES]
+    assert mime.redact_mime(default_scanner(), raw, NAMES) == (raw, 0)
+    assert mime.redact_mime(default_scanner(), raw, NAMES)[0] is raw
+
+
+def test_when_the_parser_fails_the_message_is_read_unstructured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(data: bytes, **_: object) -> Message:
+        raise IndexError("a parser bug")
+
+    raw = HIDDEN[0][1]
+    monkeypatch.setattr(mime.email, "message_from_bytes", fail)
+    assert any(loc.startswith(f"{FIELD}(base64).parts") for d, loc in _found(raw)
+               if d == "private_key")  # fmt: skip
+    assert mime.redact_mime(default_scanner(), raw, NAMES) == (raw, 0)  # (the rescan refuses)
+
+
+_PEM64 = b64(PEM.encode())
+#: Malformed MIME (fail closed: the key is still found): (name, raw mail)
+MALFORMED = [
+    ("a multipart never closed", _raw("Content-Type: multipart/mixed; boundary=b", "", "--b",
+                                      "Content-Transfer-Encoding: base64", "", _PEM64)),
+    ("no blank line after a part's headers", _raw(
+        "Content-Type: multipart/mixed; boundary=b", "", "--b",
+        "Content-Transfer-Encoding: base64", _PEM64, "--b--")),
+    ("a multipart without its boundary", _raw(
+        "Content-Type: multipart/mixed", "", "--b", "Content-Transfer-Encoding: base64", "",
+        _PEM64, "--b--")),
+    ("a boundary that is never found", _raw(
+        "Content-Type: multipart/mixed; boundary=zz", "", "--b",
+        "Content-Transfer-Encoding: base64", "", _PEM64, "--b--")),
+    ("line breaks of a lone CR", HIDDEN[0][1].replace(b"\r\n", b"\r")),
+    ("an encoded word in an unknown charset",
+     _with_word("Subject", f"=?x-unknown?b?{b64(PEM.encode())}?=")),
+    ("base64 cut in the middle of a character", _raw(
+        "Content-Transfer-Encoding: base64", "", _PEM64[:-3] + "Q")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "raw"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_mime_still_shows_what_it_carries(name: str, raw: bytes) -> None:
+    assert "private_key" not in {d for d, _ in _found(raw, FIELD)}  # (hidden in the raw text)
+    assert "private_key" in {d for d, _ in _found(raw)}
+
+
+_TOKENS = [
+    b"--b",
+    b"--b--",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b" ",
+    b":",
+    b";",
+    b"Content-Type: ",
+    b"multipart/mixed; boundary=b",
+    b"message/rfc822",
+    b"text/plain; charset=utf-16",
+    b"Content-Transfer-Encoding: ",
+    b"base64",
+    b"quoted-printable",
+    b"x-uuencode",
+    b"begin 644 x",
+    b"=?",
+    b"?=",
+    b"=?x-unknown?b?",
+    b"=?utf-8?q?",
+    b"=3D",
+    b"=\r\n",
+    b"QUtJQQ==",
+    b"filename*0*=utf-8''%41",
+    b"filename*1=KIA",
+    b"\xff\xfe",
+    b"\\u0041",
+]
+_MAILS = st.lists(st.sampled_from(_TOKENS) | st.binary(max_size=6), max_size=48).map(b"".join)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    raw=_MAILS
+    | st.tuples(st.sampled_from([h[1] for h in HIDDEN[:8]]), st.integers(0, 4000), _MAILS).map(
+        lambda m: m[0][: m[1]] + m[2] + m[0][m[1] :]
+    )
+)
+def test_any_bytes_are_read_and_redacted_without_a_crash(raw: bytes) -> None:
+    """Malformed MIME (an unclosed boundary, a missing blank line, bad base64, an unknown
+    charset, a part cut anywhere) is read as the parser reads it, or unstructured."""
+    scanner = default_scanner()
+    pieces = mime_pieces(raw, "m")
+    new, count = mime.redact_mime(scanner, raw, scanner.names)
+    assert (new is raw) == (count == 0)
+    scan_pieces(scanner, pieces)
+
+
+def test_an_sdk_parameter_declared_mime_is_read_the_same_way() -> None:
+    policy = load_policy({"name": "p", "rules": [{"name": "no", "decision": "deny",
+        "conditions": [{"field": "content.secrets", "operator": "exists"}]}]})  # fmt: skip
+    raw = HIDDEN[0][1]
+    spec = ActionSpec(type="demo.mail.send", resource={"provider": "demo"},
+                      parameters={"raw": b64(raw)})  # fmt: skip
+    plan = guard_plan((policy,))
+    assert action_findings(plan, spec, ("parameters.raw",)) == []  # base64 only: hidden
+    found = action_findings(plan, spec, ("parameters.raw:mime",))
+    assert [(f.detector, f.location) for f in found] == [
+        ("private_key", "parameters.raw(base64).part2")]  # fmt: skip
+    shown = redact_encoded_value(default_scanner(), {"parameters": {"raw": b64(raw)}}, NAMES,
+                                 ("parameters.raw:mime",))  # (what an approver sees)  # fmt: skip
+    assert isinstance(shown, dict)
+    again = base64.b64decode(shown["parameters"]["raw"])
+    assert KEY_LINE not in dict(mime_pieces(again, "m"))["m.part2"]
+
+
+def test_a_route_declares_a_mime_field_with_its_kind_under_every_name() -> None:
+    table = RouteConnector(
+        name="demo", description="mail", body_format="json",
+        routes=(Route("POST", "/send", "demo.mail.send", "medium", params=("to",),
+                      encoded=("raw:mime", "attachments.*.content")),),
+        build_aliases={"demo.send": BuildAlias("demo.mail.send", renames={"message": "raw"})},
+    )  # fmt: skip
+    assert table.encoded_parameters("demo.mail.send") == (
+        "parameters.attachments.*.content", "parameters.raw:mime")  # fmt: skip
+    assert table.encoded_parameters("demo.send") == (
+        "parameters.attachments.*.content", "parameters.message:mime")  # fmt: skip
