@@ -24,6 +24,8 @@ with ``*``), so a ``Content-Length`` stays true and no body is re-framed for scr
 A body can be scrubbed as a stream (:class:`ScrubStream`): the only bytes held back between
 chunks are a suffix that could begin a secret (at most its length minus one), so a secret
 split across two chunks is still found, and a stream of events (SSE) is not delayed.
+How a form may be spelled (JSON-escaped, percent-encoded) and the regexes that find each
+spelling are :mod:`agentfirewall.spellings`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,27 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from itertools import chain, product
+from itertools import chain
 from urllib.parse import quote, quote_plus
+
+from agentfirewall.spellings import (
+    BYTE_OF,
+    ESCAPE,
+    PERCENT,
+    PLUS_AS_SPACE,
+    SPELLING,
+    WIDEST,
+    any_case,
+    beginnings,
+    begins_spelled,
+    escapable,
+    hex_of,
+    json_unescaped,
+    json_written,
+    percent_core,
+    percentable,
+    unescaped_byte,
+)
 
 __all__ = [
     "MARKER",
@@ -64,13 +85,6 @@ def _encodings(secret: bytes) -> list[bytes]:
     forms += [secret.hex().encode(), secret.hex().upper().encode()]
     forms += [quote(text, safe="").encode("latin-1"), quote_plus(text).encode("latin-1")]
     return forms
-
-
-def _json_written(form: bytes) -> list[bytes]:
-    """`form` as JSON encoders write it in a string: a backslash and a quote escaped, a ``/``
-    as is or (PHP's default) ``\\/``."""
-    written = form.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-    return [written, written.replace(b"/", b"\\/")]
 
 
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
@@ -116,35 +130,8 @@ def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
     forms = {f for base in bases if base for f in _encodings(base) if len(f) >= _MIN_FORM}
     forms.update(f for s in secrets if s for f in _within_base64(s) if len(f) >= _MIN_FORM)
     forms.update(v for v in values if v)  # a whole header value, however short
-    forms.update(w for f in list(forms) for w in _json_written(f))
+    forms.update(w for f in list(forms) for w in json_written(f))
     return tuple(sorted(forms, key=lambda f: (-len(f), f)))
-
-
-def _escapable(byte: int) -> bytes:
-    """A regex of one byte of a form: itself, or (printable ASCII) its JSON escapes."""
-    plain = re.escape(bytes([byte]))
-    if not 0x20 <= byte < 0x7F:
-        return plain
-    digits = b"".join(
-        b"[" + d.lower() + d.upper() + b"]" if d.isalpha() else d
-        for d in (bytes([c]) for c in b"%02x" % byte)
-    )
-    alternatives = [plain, rb"\\u00" + digits]
-    if byte in b'/"\\':  # JSON's two-character escapes
-        alternatives.append(rb"\\" + re.escape(bytes([byte])))
-    return b"(?:" + b"|".join(alternatives) + b")"
-
-
-def _percentable(byte: int) -> bytes:
-    """A regex of one byte of a form: itself, or its percent-encoding (either case of hex;
-    a space also ``+``, as forms encode it; a ``/`` also ``\\/``, as PHP writes a URL in
-    JSON)."""
-    alternatives = [re.escape(bytes([byte])), b"%" + _any_case(b"%02x" % byte)]
-    if byte == 0x20:
-        alternatives.append(rb"\+")
-    elif byte == 0x2F:
-        alternatives.append(rb"\\/")
-    return b"(?:" + b"|".join(alternatives) + b")"
 
 
 def _windows(triggers: re.Pattern[bytes], data: bytes, reach: int) -> list[tuple[int, int]]:
@@ -160,156 +147,9 @@ def _windows(triggers: re.Pattern[bytes], data: bytes, reach: int) -> list[tuple
     return windows
 
 
-#: The byte each ``%XX`` stands for, in every case of its hex: looked up, not parsed (a body
-#: may hold a million escapes).
-_BYTE_OF = {
-    b"%" + bytes(hexes): bytes((value,))
-    for value in range(256)
-    for hexes in product(*({c, ord(chr(c).upper())} for c in b"%02x" % value))
-}
-
-
-def _unescaped_byte(escape: re.Match[bytes]) -> bytes:
-    """The byte a ``%XX`` stands for."""
-    return _BYTE_OF[escape[0]]
-
-
 def _alternation(patterns: Iterable[bytes]) -> re.Pattern[bytes]:
     """One regex matching any of `patterns` (none: a regex that never matches)."""
     return re.compile(b"|".join(patterns) or b"(?!)")
-
-
-def _hex_of(values: set[int]) -> bytes:
-    """A regex of the two hex digits (either case) of any of the byte `values`."""
-    lows: dict[int, set[int]] = {}
-    for value in values:
-        lows.setdefault(value >> 4, set()).add(value & 15)
-    branches = [
-        _any_case(b"%x" % high)
-        + b"["
-        + b"".join(b"%x%X" % (low, low) for low in sorted(los))
-        + b"]"
-        for high, los in sorted(lows.items())
-    ]
-    return b"(?:" + (b"|".join(branches) or b"(?!)") + b")"
-
-
-def _any_case(hexes: bytes) -> bytes:
-    return b"".join(b"[" + bytes([c]).lower() + bytes([c]).upper() + b"]"
-                    if chr(c).isalpha() else bytes([c]) for c in hexes)  # fmt: skip
-
-
-def _unescaped(tail: bytes, limit: int) -> tuple[bytes, bool] | None:
-    """`tail` with its JSON escapes decoded (up to `limit` bytes: a longer text begins no
-    form), and whether it ends inside one (None: it holds an escape no form of ASCII bytes
-    can have)."""
-    out = bytearray()
-    index = 0
-    while index < len(tail) and len(out) < limit:
-        byte = tail[index]
-        if byte != 0x5C:  # a backslash
-            out.append(byte)
-            index += 1
-            continue
-        kind = tail[index + 1 : index + 2]
-        if not kind:
-            return bytes(out), True
-        if kind in (b"/", b"\\", b'"'):  # (JSON's two-character escapes of a form's bytes)
-            out += kind
-            index += 2
-            continue
-        if kind != b"u":
-            return None
-        digits = tail[index + 2 : index + 6]
-        if len(digits) < 4:
-            return (bytes(out), True) if all(d in _HEX for d in digits) else None
-        if not all(d in _HEX for d in digits) or int(digits, 16) >= 0x80:
-            return None
-        out.append(int(digits, 16))
-        index += 6
-    return bytes(out), False
-
-
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-#: A JSON escape is at most this many bytes per byte of a form (``\u005f``).
-_WIDEST = 6
-#: A percent-encoding is at most this many bytes per byte of a form (``%2F``).
-_PERCENT = 3
-_ESCAPE = re.compile(rb"%[0-9a-fA-F]{2}")
-_ESCAPE_OR_SLASH = re.compile(rb"%[0-9a-fA-F]{2}|\\/")
-#: What a byte of a percent-encoded form may be written with: ``%``, hex, ``+`` (a space),
-#: ``\`` (a ``/`` written ``\/``).
-_SPELLING = _HEX | frozenset(b"%+\\")
-_PLUS_AS_SPACE = bytes.maketrans(b"+", b" ")
-
-
-def _core(form: bytes) -> bytes:
-    """The longest part of `form` that the body holds, once its ``%XX`` and then its ``\\/``
-    are decoded, wherever `form` is written with any of its bytes percent-encoded, whatever
-    stands beside it: not its first two bytes when hex digits (a ``%`` before them makes an
-    escape: ``x%6768…`` decodes to ``xg68…``), not a ``%XX`` or ``\\/`` of its own written
-    as is (decoded), not a ``%``, ``%X`` or ``\\`` at its end (the bytes after it may complete
-    an escape)."""
-    lead = 0
-    while lead < min(2, len(form)) and form[lead] in _HEX:
-        lead += 1
-    end = len(form)
-    if form.endswith((b"%", b"\\")):
-        end -= 1
-    elif form[-2:-1] == b"%" and form[-1] in _HEX:
-        end -= 2
-    pieces: list[bytes] = []
-    at = lead
-    for escape in _ESCAPE_OR_SLASH.finditer(form):
-        pieces.append(form[at : escape.start()])
-        at = max(at, escape.end())
-    pieces.append(form[at:end])
-    return max(pieces, key=len)
-
-
-def _beginnings(forms: Iterable[bytes]) -> re.Pattern[bytes]:
-    """A regex matching (empty) where one of `forms` written with any of its bytes
-    percent-encoded may begin: its first two bytes written, or the first and the end of the
-    data, or the end inside an escape (``%``, ``%2``, ``\\``)."""
-    seconds: dict[int, set[int]] = {}
-    for form in forms:
-        seconds.setdefault(form[0], set()).update(form[1:2])
-    open_escape = rb"(?:%[0-9a-fA-F]?|\\)\Z"
-    branches = [
-        _percentable(first)
-        + b"(?:"
-        + b"|".join([*map(_percentable, sorted(then)), rb"\Z", open_escape])
-        + b")"
-        for first, then in sorted(seconds.items())
-    ]
-    return re.compile(b"(?=" + b"|".join([*branches, open_escape]) + b")")
-
-
-def _begins_spelled(window: bytes, at: int, form: bytes) -> bool:
-    """Whether `window` from `at` on is the beginning (not the whole) of `form` with any of
-    its bytes percent-encoded (a space also ``+``, a ``/`` also ``\\/``), read from `at`
-    itself: an escape the body holds before it or a ``%XX`` the form holds as is is no
-    escape of its bytes here. It may end inside an escape (``%``, ``%2`` or ``\\``)."""
-    for index, byte in enumerate(form):
-        if at == len(window):
-            return True
-        written = window[at : at + 3]
-        if len(written) < 3 and (b"%%%02X" % byte).startswith(written.upper()):
-            return True  # (it ends inside an escape of the byte)
-        if _BYTE_OF.get(written) == form[index : index + 1]:
-            # (`%25`: the escape of a `%`, or a `%` as is that the form's `25` follows)
-            if byte == 0x25 and _begins_spelled(window, at + 1, form[index + 1 :]):
-                return True
-            at += 3
-        elif window[at] == byte or (byte == 0x20 and window[at] == 0x2B):
-            at += 1
-        elif byte == 0x2F and window[at : at + 2] in (b"\\/", b"\\"):
-            if at + 1 == len(window):
-                return True  # (it ends inside the `\\/`)
-            at += 2
-        else:
-            return False
-    return False
 
 
 class Scrubber:
@@ -336,33 +176,33 @@ class Scrubber:
         # byte some form holds (`\u005f`): rare in real bodies, so a body full of `\"` or
         # Go's `\u003c` costs nothing more. (The forms as a JSON encoder writes them are
         # searched as they are; their escapes are among those of the form they write.)
-        written = {w for f in forms for w in _json_written(f) if w != f}
+        written = {w for f in forms for w in json_written(f) if w != f}
         plain = [f for f in forms if f not in written]
-        self._escaped = _alternation(b"".join(_escapable(b) for b in f) for f in plain)
+        self._escaped = _alternation(b"".join(escapable(b) for b in f) for f in plain)
         escapes = sorted({b"%02x" % b for f in plain for b in f if 0x20 <= b < 0x7F})
         # (`\/`, `\\`, `\"` alone are no trigger: a body escaping each one has the written form)
-        self._trigger = re.compile(rb"\\u00(?:" + b"|".join(_any_case(e) for e in escapes) + b")")
+        self._trigger = re.compile(rb"\\u00(?:" + b"|".join(any_case(e) for e in escapes) + b")")
         # where a form so written may begin (for `held`): a first byte, as is or escaped, or
         # an escape the end cuts short
         cut = rb"\\(?:u[0-9a-fA-F]{0,3})?\Z"
-        firsts = [_escapable(first[0]) for first in self._firsts]
+        firsts = [escapable(first[0]) for first in self._firsts]
         self._escaped_firsts = re.compile(b"(?=" + b"|".join([*firsts, cut]) + b")")
         self._heads = frozenset(f[:4] for f in forms)
         # Every form with any of its bytes percent-encoded, searched the same way: only near
         # a `%XX` of a byte some form holds. The forms that hold no other suffice: where one
         # holds another, the other's bytes are the secret's (replaced, they are not there).
         needles = [f for f in self._needles if f not in written]
-        self._percent = _alternation(b"".join(_percentable(b) for b in f) for f in needles)
-        escape = b"%" + _hex_of({b for f in needles for b in f})
+        self._percent = _alternation(b"".join(percentable(b) for b in f) for f in needles)
+        escape = b"%" + hex_of({b for f in needles for b in f})
         self._percent_escape = re.compile(escape)
         self._spaced = any(b" " in f for f in needles)  # (then a `+` may be a space too)
         self._percent_trigger = re.compile(escape + rb"|\+" if self._spaced else escape)
         # the quick test: a part of each needle that the body decoded holds wherever the
         # needle is written (a space written `+` or ` `: both read as a space)
-        translate = _PLUS_AS_SPACE if self._spaced else None
-        self._cores = tuple(dict.fromkeys(_core(f).translate(translate) for f in needles))
+        translate = PLUS_AS_SPACE if self._spaced else None
+        self._cores = tuple(dict.fromkeys(percent_core(f).translate(translate) for f in needles))
         # where a form written with escapes may begin (for `held`), and the forms by first byte
-        self._spelled_firsts = _beginnings(forms)
+        self._spelled_firsts = beginnings(forms)
         self._starting: dict[bytes, tuple[bytes, ...]] = {}
         for form in forms:
             self._starting[form[:1]] = (*self._starting.get(form[:1], ()), form)
@@ -372,7 +212,7 @@ class Scrubber:
     def _escaped_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where an escaped form is (start, end): searched around each escape of a byte a
         form holds, as far as the widest escaped form reaches."""
-        windows = _windows(self._trigger, data, self.longest * _WIDEST)
+        windows = _windows(self._trigger, data, self.longest * WIDEST)
         return [
             m.span() for start, end in windows for m in self._escaped.finditer(data, start, end)
         ]
@@ -381,16 +221,16 @@ class Scrubber:
         """Where a percent-encoded form is (start, end), as :meth:`_escaped_spans`: searched
         only when `data` with the escapes of the forms' bytes decoded holds a form's core (a
         quick test that every spelling passes; the search for every spelling is not quick)."""
-        decoded, escapes = self._percent_escape.subn(_unescaped_byte, data)
+        decoded, escapes = self._percent_escape.subn(unescaped_byte, data)
         if not escapes and not (self._spaced and b"+" in data):
             return []  # (no trigger: nothing to search around)
         if self._spaced:
-            decoded = decoded.translate(_PLUS_AS_SPACE)
+            decoded = decoded.translate(PLUS_AS_SPACE)
         if b"\\" in decoded:  # (one byte: a quicker search than for two)
             decoded = decoded.replace(b"\\/", b"/")
         if not any(core in decoded for core in self._cores):
             return []
-        windows = _windows(self._percent_trigger, data, self.longest * _PERCENT)
+        windows = _windows(self._percent_trigger, data, self.longest * PERCENT)
         return [
             m.span() for start, end in windows for m in self._percent.finditer(data, start, end)
         ]
@@ -425,11 +265,11 @@ class Scrubber:
 
     def held(self, data: bytes) -> int:
         """Length of the longest suffix of `data` that may begin a secret (0: none)."""
-        reach = max(0, len(data) - self.longest * _WIDEST)
+        reach = max(0, len(data) - self.longest * WIDEST)
         held = 0
         if b"\\" in data[-8:] or self._trigger.search(data, reach):
             held = self._held_escaped(data)  # (an escape near the end: it may begin one)
-        start = max(0, len(data) - self.longest * _PERCENT + 1)
+        start = max(0, len(data) - self.longest * PERCENT + 1)
         if b"%" in data[-2:] or self._percent_trigger.search(data, start):
             held = max(held, self._held_percent(data))  # (an escape of a form's byte near)
         if held:
@@ -452,13 +292,13 @@ class Scrubber:
     def _held_escaped(self, data: bytes) -> int:
         """`held` for a tail with an escape: a suffix whose JSON-unescaped bytes begin a
         form (or end inside an escape that may continue one)."""
-        window = data[-(self.longest * _WIDEST - 1) :]
+        window = data[-(self.longest * WIDEST - 1) :]
         for start in self._escaped_firsts.finditer(window):  # earliest first
             index = start.start()
-            head = _unescaped(window[index : index + 4 * _WIDEST], 4)
+            head = json_unescaped(window[index : index + 4 * WIDEST], 4)
             if head is None or (len(head[0]) == 4 and head[0] not in self._heads):
                 continue  # (most starts begin no form: told from 4 bytes)
-            decoded = _unescaped(window[index:], self.longest)
+            decoded = json_unescaped(window[index:], self.longest)
             if decoded is None:
                 continue
             text, open_escape = decoded
@@ -470,8 +310,8 @@ class Scrubber:
     def _held_percent(self, data: bytes) -> int:
         """`held` for a tail near a ``%``: the longest suffix that begins a form with any of
         its bytes percent-encoded (or a space ``+``), possibly ending inside an escape."""
-        window = data[-(self.longest * _PERCENT - 1) :]
-        if not window or (window[-1] not in self._bytes and window[-1] not in _SPELLING):
+        window = data[-(self.longest * PERCENT - 1) :]
+        if not window or (window[-1] not in self._bytes and window[-1] not in SPELLING):
             return 0  # (a body or an event ending in a newline: at once)
         for first in self._spelled_firsts.finditer(window):  # earliest first
             at = first.start()
@@ -479,8 +319,8 @@ class Scrubber:
                 forms = self.forms
             else:  # the forms that begin with the byte as written, or with the escaped byte
                 forms = self._starting.get(window[at : at + 1], ())
-                forms += self._starting.get(_BYTE_OF.get(window[at : at + 3], b""), ())
-            if any(_begins_spelled(window, at, form) for form in forms):
+                forms += self._starting.get(BYTE_OF.get(window[at : at + 3], b""), ())
+            if any(begins_spelled(window, at, form) for form in forms):
                 return len(window) - at
         return 0
 
@@ -488,7 +328,7 @@ class Scrubber:
         """Whether header `names` hold a secret in another case: a name is case-insensitive
         and a hop may change its case (HTTP/2 lowers it, Go capitalises its words). Read
         lowered, and lowered with its ``%XX`` decoded (``%4B`` stays ``K``)."""
-        views = (names.lower(), _ESCAPE.sub(_unescaped_byte, names).lower())
+        views = (names.lower(), ESCAPE.sub(unescaped_byte, names).lower())
         return any(n in view for view in views for n in self._folded)
 
     def _in_head(self, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:

@@ -6,10 +6,13 @@ draws it):
 
 - foundation: `store` (schema, migrations, the writer thread, the audit chain's hashing),
   `settings`, `clock`, `web` (errors, JSON bodies), `hub` (in-process events), `metrics`,
-  `otel`, `openapi`, `roles`, `vault` (sealing), `faults` (crash-test kill points).
+  `otel`, `openapi`, `roles`, `vault` (sealing), `faults` (crash-test kill points),
+  `agentnames` (the rules of an agent's name, read by `routes.agents` and
+  `routes.killswitch`).
 - basics: `bootstrap` (data-dir secrets), `datalock`, `signer` (decision tokens), `tracing`,
   `netguard` (where the server may connect), `budgets` (budget rules), `llmprices`,
-  `shadow` (the shadow configuration: compiled with the snapshot, judging each decision).
+  `shadow` (the shadow configuration: compiled with the snapshot, judging each decision),
+  `pgbackup` (PostgreSQL's part of `backup`: pg_dump, pg_restore, the schema set aside).
 - records and keys: `audit` (the hash-chained log), `snapshot` (the
   configuration in memory), `budgetstore` (budget reservations), `identity` (secret
   hashes), `keystore` (key files).

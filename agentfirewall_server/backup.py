@@ -15,6 +15,7 @@ against its checkpoints and that every sealed credential decrypts, holds the res
 against the target's own checkpoints (a restore that would roll the audit log back is
 refused unless asked for: the target's checkpoints are kept, so verify goes on reporting
 it), records an ``audit.restored`` event and only then moves the files into place.
+PostgreSQL's client tools and the schema set aside are :mod:`agentfirewall_server.pgbackup`.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, inspect, make_url, select, text
+from sqlalchemy import Connection, create_engine, inspect, select
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from agentfirewall.errors import AgentFirewallError, VaultError
@@ -51,6 +51,14 @@ from agentfirewall_server.checkpoints import CHECKPOINT_FILE
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.datalock import exclusive
 from agentfirewall_server.keystore import KEYRING_FILE, load_keyring
+from agentfirewall_server.pgbackup import (
+    BackupError,
+    drop_aside,
+    dump_snapshot,
+    put_back,
+    restore_dump,
+    set_aside,
+)
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import (
     Database,
@@ -78,29 +86,7 @@ KEY_FILES = (
     CHECKPOINT_FILE,
 )
 ENGINES = {"sqlite": SQLITE_FILE, "postgresql": PG_FILE}
-#: PostgreSQL: where a restore keeps the database's schema until the restored one verifies
-ASIDE = "tameflare_before_restore"
 _WRONG_SOURCE = "check --data-dir / --database-url (the server's)"
-
-
-class BackupError(AgentFirewallError):
-    """A backup or restore that cannot be made or trusted."""
-
-
-def _libpq(url: str) -> tuple[str, dict[str, str]]:
-    """`url` for the PostgreSQL client tools, without its password, and their environment,
-    giving it as ``PGPASSWORD`` (every local user reads a command line in /proc; only the
-    owner reads the environment)."""
-    given = make_url(normalize_url(url))
-    password = given.password or given.query.get("password")
-    query = {k: v for k, v in given.query.items() if k != "password"}
-    bare = URL.create(
-        "postgresql", given.username, None, given.host, given.port, given.database, query
-    )
-    env = dict(os.environ)
-    if password:
-        env["PGPASSWORD"] = str(password)
-    return bare.render_as_string(hide_password=False), env
 
 
 def _digest(path: Path) -> dict[str, Any]:
@@ -113,21 +99,6 @@ def _digest(path: Path) -> dict[str, Any]:
 
 def _new_file(path: Path) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
-def _tool(name: str) -> str:
-    """The PostgreSQL client tool `name` (pg_dump, pg_restore), which must be on PATH."""
-    found = shutil.which(name)
-    if found is None:
-        raise BackupError(
-            f"`{name}` is not on PATH: install the PostgreSQL client tools of your server's "
-            "version (Debian: `apt-get install postgresql-client`)"
-        )
-    return found
-
-
-def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
 
 
 def _schema_keys(conn: Connection, where: str, fix: str) -> set[str]:
@@ -164,32 +135,9 @@ def _copy_sqlite(source: Path, target: Path) -> set[str]:
         engine.dispose()
 
 
-def _dump_pg(url: str, target: Path) -> set[str]:
-    """`pg_dump` of one snapshot, exported by a transaction that reads the key ids of the
-    very rows the dump holds."""
-    dump = _tool("pg_dump")
-    libpq, env = _libpq(url)
-    try:
-        engine = create_engine(
-            normalize_url(url), poolclass=NullPool, isolation_level="REPEATABLE READ"
-        )
-    except (SQLAlchemyError, ImportError) as exc:
-        raise BackupError(str(unreachable(url, exc))) from None
-    try:
-        with engine.connect() as conn:
-            snapshot = str(conn.execute(text("SELECT pg_export_snapshot()")).scalar_one())
-            needed = _schema_keys(conn, "the PostgreSQL database", _WRONG_SOURCE)
-            _new_file(target)
-            cmd = [dump, "--format=custom", "--no-owner", "--no-acl", "--snapshot", snapshot]
-            done = _run([*cmd, "--file", str(target), libpq], env)
-    except DBAPIError as exc:
-        raise BackupError(str(unreachable(url, exc))) from None
-    finally:
-        engine.dispose()
-    if done.returncode != 0:
-        raise BackupError(f"pg_dump failed: {done.stderr.strip()[:500]}")
-    os.chmod(target, 0o600)
-    return needed
+def _pg_keys(conn: Connection) -> set[str]:
+    """The key ids of the rows a `pg_dump` copies, read in its snapshot."""
+    return _schema_keys(conn, "the PostgreSQL database", _WRONG_SOURCE)
 
 
 def _copy_database(url: str, out: Path) -> tuple[str, set[str]]:
@@ -197,7 +145,8 @@ def _copy_database(url: str, out: Path) -> tuple[str, set[str]]:
     source = sqlite_path(url)
     if source is not None:
         return SQLITE_FILE, _copy_sqlite(source, out / SQLITE_FILE)
-    return PG_FILE, _dump_pg(url, out / PG_FILE)
+    _new_file(out / PG_FILE)  # (private before pg_dump writes into it)
+    return PG_FILE, dump_snapshot(url, out / PG_FILE, _pg_keys)
 
 
 def backup(settings: Settings, out: Path) -> dict[str, Any]:
@@ -358,48 +307,6 @@ def _holds_data(settings: Settings) -> bool:
         db.close()
 
 
-def _pg_restore(source: Path, url: str) -> None:
-    libpq, env = _libpq(url)
-    cmd = [_tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error", "--dbname", libpq]
-    done = _run([*cmd, str(source / PG_FILE)], env)
-    if done.returncode != 0:
-        raise BackupError(f"pg_restore failed: {done.stderr.strip()[:500]}")
-
-
-def _pg_execute(url: str, *statements: str) -> list[Any]:
-    """Run `statements` in one transaction; the first column of each one's first row."""
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            found = []
-            for sql in statements:
-                result = conn.execute(text(sql))
-                found.append(result.scalar() if result.returns_rows else None)
-            return found
-    except DBAPIError as exc:
-        raise BackupError(str(unreachable(url, exc))) from None
-    finally:
-        engine.dispose()
-
-
-def _pg_set_aside(url: str) -> None:
-    """Rename the schema to `ASIDE` and start an empty one (one transaction)."""
-    left = f"SELECT 1 FROM pg_namespace WHERE nspname = '{ASIDE}'"  # noqa: S608 (a constant)
-    if _pg_execute(url, left)[0]:
-        raise BackupError(
-            f"a restore into this database was interrupted: its earlier data is in schema "
-            f"`{ASIDE}`. Get it back: `DROP SCHEMA public CASCADE; ALTER SCHEMA {ASIDE} "
-            f"RENAME TO public`, or discard it: `DROP SCHEMA {ASIDE} CASCADE`; then restore"
-        )
-    _pg_execute(url, f"ALTER SCHEMA public RENAME TO {ASIDE}", "CREATE SCHEMA public")
-
-
-def _pg_put_back(url: str) -> None:
-    _pg_execute(
-        url, "DROP SCHEMA IF EXISTS public CASCADE", f"ALTER SCHEMA {ASIDE} RENAME TO public"
-    )
-
-
 def restore(
     source: Path, settings: Settings, *, force: bool = False, discard_newer_audit: bool = False
 ) -> dict[str, Any]:
@@ -447,9 +354,9 @@ def _staged_restore(
         # the backup alone first: its chain against its own checkpoints, its credentials
         staged = settings.model_copy(update={"data_dir": stage, "audit_anchor_file": None})
         if pg:
-            _pg_set_aside(url)
+            set_aside(url)
             aside = True
-            _pg_restore(source, url)
+            restore_dump(source / PG_FILE, url)
         else:
             staged = staged.model_copy(update={"database_url": None})
         _require_schema(staged)
@@ -457,13 +364,13 @@ def _staged_restore(
         report["discarded"] = _keep_target_audit(settings, staged, discard_newer_audit)
         _record_restore(staged, manifest, report)
         if aside:
-            _pg_execute(url, f"DROP SCHEMA {ASIDE} CASCADE")
+            drop_aside(url)
             aside = False
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         if aside:
             with contextlib.suppress(Exception):
-                _pg_put_back(url)
+                put_back(url)
         raise
     _switch(stage, target, settings)
     return report

@@ -23,11 +23,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.policy import KillSwitch
+from agentfirewall_server.agentnames import name_problem, read_as, twin_of
 from agentfirewall_server.approvals import sweep_covered
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
-from agentfirewall_server.routes.agents import name_problem, read_as, twin_of
 from agentfirewall_server.routes.connectors import DOCUMENTED_TYPES
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import kill_switches

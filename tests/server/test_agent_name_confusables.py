@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import update
 
-from agentfirewall_server.routes.agents import name_problem
+from agentfirewall_server.agentnames import name_problem
 from agentfirewall_server.store.schema import agents
 from tests.server.conftest import Harness
 

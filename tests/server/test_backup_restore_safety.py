@@ -28,10 +28,12 @@ from sqlalchemy import insert, select, text
 from starlette.testclient import TestClient
 
 from agentfirewall_server import backup as backup_module
+from agentfirewall_server import pgbackup
 from agentfirewall_server.app import create_app
-from agentfirewall_server.backup import ASIDE, BackupError, backup, restore, verify_data
+from agentfirewall_server.backup import BackupError, backup, restore, verify_data
 from agentfirewall_server.bootstrap import ensure_data_dir
 from agentfirewall_server.datalock import ServerLock
+from agentfirewall_server.pgbackup import ASIDE
 from agentfirewall_server.rotate import rotate_key
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database, StoreError
@@ -258,7 +260,7 @@ def test_a_restore_that_rolls_the_audit_log_back_is_refused_unless_asked(
 
 def test_the_client_tools_get_the_password_from_the_environment() -> None:
     url = "postgresql://tf:p%40ss@db.internal:5433/tameflare?sslmode=require&password=other"
-    shown, env = backup_module._libpq(url)
+    shown, env = pgbackup._libpq(url)
     assert shown == "postgresql://tf@db.internal:5433/tameflare?sslmode=require"
     assert env["PGPASSWORD"] == "p@ss"
 
@@ -289,14 +291,14 @@ def test_a_refused_postgresql_restore_keeps_the_databases_data(
     _seed(source, owner="conn_backup_1")
     target = Settings(data_dir=tmp_path / "prod", database_url=target_url)
     _seed(target, owner="conn_prod_1")
-    run = backup_module._run
+    run = pgbackup._run
     commands: list[tuple[list[str], dict[str, str]]] = []
 
     def recorded(cmd: list[str], env: dict[str, str]) -> Any:
         commands.append((cmd, env))
         return run(cmd, env)
 
-    monkeypatch.setattr(backup_module, "_run", recorded)
+    monkeypatch.setattr(pgbackup, "_run", recorded)
     out = tmp_path / "backup"
     backup(source, out)
     wrong_key = Settings(

@@ -1,0 +1,216 @@
+"""How a form of a secret may be spelled in a body: JSON-escaped or percent-encoded.
+
+Pure byte logic, no I/O; the scrubber (:mod:`agentfirewall.scrubbing`) builds its searches
+from these. A JSON encoder writes a form in a string with a backslash and a quote escaped
+and a ``/`` as is or (PHP) ``\\/`` (:func:`json_written`); in a body holding a backslash,
+any byte of a form may be a JSON escape (:func:`escapable`: ``\\u005f`` in any case of hex,
+or ``\\/``, ``\\"``, ``\\\\``), which :func:`json_unescaped` decodes. In a body holding a
+``%``, any byte may be percent-encoded (:func:`percentable`: ``%2F`` or ``%2f``, a space
+also ``+``, a ``/`` also ``\\/``); :data:`BYTE_OF` decodes an escape, :func:`percent_core`
+is the part of a form every such spelling holds once decoded (the scrubber's quick test),
+and :func:`beginnings` and :func:`begins_spelled` tell where a spelled form may begin at
+the end of a chunk (what a stream holds back).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from itertools import product
+
+__all__ = [
+    "BYTE_OF",
+    "ESCAPE",
+    "PERCENT",
+    "PLUS_AS_SPACE",
+    "SPELLING",
+    "WIDEST",
+    "any_case",
+    "beginnings",
+    "begins_spelled",
+    "escapable",
+    "hex_of",
+    "json_unescaped",
+    "json_written",
+    "percent_core",
+    "percentable",
+    "unescaped_byte",
+]
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+#: A JSON escape is at most this many bytes per byte of a form (``\u005f``).
+WIDEST = 6
+#: A percent-encoding is at most this many bytes per byte of a form (``%2F``).
+PERCENT = 3
+ESCAPE = re.compile(rb"%[0-9a-fA-F]{2}")
+_ESCAPE_OR_SLASH = re.compile(rb"%[0-9a-fA-F]{2}|\\/")
+#: What a byte of a percent-encoded form may be written with: ``%``, hex, ``+`` (a space),
+#: ``\`` (a ``/`` written ``\/``).
+SPELLING = _HEX | frozenset(b"%+\\")
+PLUS_AS_SPACE = bytes.maketrans(b"+", b" ")
+
+
+def json_written(form: bytes) -> list[bytes]:
+    """`form` as JSON encoders write it in a string: a backslash and a quote escaped, a ``/``
+    as is or (PHP's default) ``\\/``."""
+    written = form.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return [written, written.replace(b"/", b"\\/")]
+
+
+def escapable(byte: int) -> bytes:
+    """A regex of one byte of a form: itself, or (printable ASCII) its JSON escapes."""
+    plain = re.escape(bytes([byte]))
+    if not 0x20 <= byte < 0x7F:
+        return plain
+    digits = b"".join(
+        b"[" + d.lower() + d.upper() + b"]" if d.isalpha() else d
+        for d in (bytes([c]) for c in b"%02x" % byte)
+    )
+    alternatives = [plain, rb"\\u00" + digits]
+    if byte in b'/"\\':  # JSON's two-character escapes
+        alternatives.append(rb"\\" + re.escape(bytes([byte])))
+    return b"(?:" + b"|".join(alternatives) + b")"
+
+
+def json_unescaped(tail: bytes, limit: int) -> tuple[bytes, bool] | None:
+    """`tail` with its JSON escapes decoded (up to `limit` bytes: a longer text begins no
+    form), and whether it ends inside one (None: it holds an escape no form of ASCII bytes
+    can have)."""
+    out = bytearray()
+    index = 0
+    while index < len(tail) and len(out) < limit:
+        byte = tail[index]
+        if byte != 0x5C:  # a backslash
+            out.append(byte)
+            index += 1
+            continue
+        kind = tail[index + 1 : index + 2]
+        if not kind:
+            return bytes(out), True
+        if kind in (b"/", b"\\", b'"'):  # (JSON's two-character escapes of a form's bytes)
+            out += kind
+            index += 2
+            continue
+        if kind != b"u":
+            return None
+        digits = tail[index + 2 : index + 6]
+        if len(digits) < 4:
+            return (bytes(out), True) if all(d in _HEX for d in digits) else None
+        if not all(d in _HEX for d in digits) or int(digits, 16) >= 0x80:
+            return None
+        out.append(int(digits, 16))
+        index += 6
+    return bytes(out), False
+
+
+def percentable(byte: int) -> bytes:
+    """A regex of one byte of a form: itself, or its percent-encoding (either case of hex;
+    a space also ``+``, as forms encode it; a ``/`` also ``\\/``, as PHP writes a URL in
+    JSON)."""
+    alternatives = [re.escape(bytes([byte])), b"%" + any_case(b"%02x" % byte)]
+    if byte == 0x20:
+        alternatives.append(rb"\+")
+    elif byte == 0x2F:
+        alternatives.append(rb"\\/")
+    return b"(?:" + b"|".join(alternatives) + b")"
+
+
+#: The byte each ``%XX`` stands for, in every case of its hex: looked up, not parsed (a body
+#: may hold a million escapes).
+BYTE_OF = {
+    b"%" + bytes(hexes): bytes((value,))
+    for value in range(256)
+    for hexes in product(*({c, ord(chr(c).upper())} for c in b"%02x" % value))
+}
+
+
+def unescaped_byte(escape: re.Match[bytes]) -> bytes:
+    """The byte a ``%XX`` stands for."""
+    return BYTE_OF[escape[0]]
+
+
+def hex_of(values: set[int]) -> bytes:
+    """A regex of the two hex digits (either case) of any of the byte `values`."""
+    lows: dict[int, set[int]] = {}
+    for value in values:
+        lows.setdefault(value >> 4, set()).add(value & 15)
+    branches = [
+        any_case(b"%x" % high) + b"[" + b"".join(b"%x%X" % (low, low) for low in sorted(los)) + b"]"
+        for high, los in sorted(lows.items())
+    ]
+    return b"(?:" + (b"|".join(branches) or b"(?!)") + b")"
+
+
+def any_case(hexes: bytes) -> bytes:
+    """A regex of the hex digits `hexes`, each letter in either case."""
+    return b"".join(b"[" + bytes([c]).lower() + bytes([c]).upper() + b"]"
+                    if chr(c).isalpha() else bytes([c]) for c in hexes)  # fmt: skip
+
+
+def percent_core(form: bytes) -> bytes:
+    """The longest part of `form` that the body holds, once its ``%XX`` and then its ``\\/``
+    are decoded, wherever `form` is written with any of its bytes percent-encoded, whatever
+    stands beside it: not its first two bytes when hex digits (a ``%`` before them makes an
+    escape: ``x%6768…`` decodes to ``xg68…``), not a ``%XX`` or ``\\/`` of its own written
+    as is (decoded), not a ``%``, ``%X`` or ``\\`` at its end (the bytes after it may complete
+    an escape)."""
+    lead = 0
+    while lead < min(2, len(form)) and form[lead] in _HEX:
+        lead += 1
+    end = len(form)
+    if form.endswith((b"%", b"\\")):
+        end -= 1
+    elif form[-2:-1] == b"%" and form[-1] in _HEX:
+        end -= 2
+    pieces: list[bytes] = []
+    at = lead
+    for escape in _ESCAPE_OR_SLASH.finditer(form):
+        pieces.append(form[at : escape.start()])
+        at = max(at, escape.end())
+    pieces.append(form[at:end])
+    return max(pieces, key=len)
+
+
+def beginnings(forms: Iterable[bytes]) -> re.Pattern[bytes]:
+    """A regex matching (empty) where one of `forms` written with any of its bytes
+    percent-encoded may begin: its first two bytes written, or the first and the end of the
+    data, or the end inside an escape (``%``, ``%2``, ``\\``)."""
+    seconds: dict[int, set[int]] = {}
+    for form in forms:
+        seconds.setdefault(form[0], set()).update(form[1:2])
+    open_escape = rb"(?:%[0-9a-fA-F]?|\\)\Z"
+    branches = [
+        percentable(first)
+        + b"(?:"
+        + b"|".join([*map(percentable, sorted(then)), rb"\Z", open_escape])
+        + b")"
+        for first, then in sorted(seconds.items())
+    ]
+    return re.compile(b"(?=" + b"|".join([*branches, open_escape]) + b")")
+
+
+def begins_spelled(window: bytes, at: int, form: bytes) -> bool:
+    """Whether `window` from `at` on is the beginning (not the whole) of `form` with any of
+    its bytes percent-encoded (a space also ``+``, a ``/`` also ``\\/``), read from `at`
+    itself: an escape the body holds before it or a ``%XX`` the form holds as is is no
+    escape of its bytes here. It may end inside an escape (``%``, ``%2`` or ``\\``)."""
+    for index, byte in enumerate(form):
+        if at == len(window):
+            return True
+        written = window[at : at + 3]
+        if len(written) < 3 and (b"%%%02X" % byte).startswith(written.upper()):
+            return True  # (it ends inside an escape of the byte)
+        if BYTE_OF.get(written) == form[index : index + 1]:
+            # (`%25`: the escape of a `%`, or a `%` as is that the form's `25` follows)
+            if byte == 0x25 and begins_spelled(window, at + 1, form[index + 1 :]):
+                return True
+            at += 3
+        elif window[at] == byte or (byte == 0x20 and window[at] == 0x2B):
+            at += 1
+        elif byte == 0x2F and window[at : at + 2] in (b"\\/", b"\\"):
+            if at + 1 == len(window):
+                return True  # (it ends inside the `\\/`)
+            at += 2
+        else:
+            return False
+    return False
