@@ -378,6 +378,20 @@ def _unreadable_file(last: JSON, path: Path, exc: BaseException) -> JSON:
     return {**last, "kill_switches": [refusing, *last.get("kill_switches", [])]}
 
 
+def _with_rotations(loaded: JSON, current: JSON) -> JSON:
+    """`loaded` (the file) with the credentials of `current` (the snapshot served) where the
+    file holds the same grant: a refresh token rotated since (`store_refresh_token`) stays,
+    the file's own is spent. A credential replaced in the file is another grant."""
+    held = {c.get("id"): c for c in current.get("connectors", [])}
+    connectors = []
+    for connector in loaded.get("connectors", []):
+        grant, served = connector.get("grant"), held.get(connector.get("id"), {})
+        if grant and served.get("grant") == grant:
+            connector = {**connector, "credential": served.get("credential")}
+        connectors.append(connector)
+    return {**loaded, "connectors": connectors}
+
+
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -448,9 +462,10 @@ class StaticControl:
             try:
                 self._loaded = load_snapshot_file(self._path)
             except Exception as exc:  # whatever the file holds now: fail closed, say why
-                self.update(_unreadable_file(self._loaded, self._path, exc))
+                last = _with_rotations(self._loaded, self._snapshot)
+                self.update(_unreadable_file(last, self._path, exc))
                 return
-            self.update(self._loaded)
+            self.update(_with_rotations(self._loaded, self._snapshot))
 
     async def send_traffic(self, records: list[JSON]) -> None:
         self.traffic.extend(records)
@@ -567,7 +582,8 @@ class StaticControl:
 
     async def store_refresh_token(self, connector_id: str, payload: JSON) -> None:
         """As the control plane does, in this snapshot (a config file on disk is not
-        rewritten: a rotation lasts until the file changes or the gateway restarts)."""
+        rewritten: a rotation lasts until the file's credential changes or the gateway
+        restarts; a file saved again with the same one keeps it: `_with_rotations`)."""
         from agentfirewall.credentials import with_rotated_refresh_token  # pydantic: lazily
 
         with self._lock:

@@ -11,7 +11,7 @@ import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.state import AppState
+from agentfirewall_server.store.db import StoreError
 from agentfirewall_server.web import error_response, install_error_handlers, nul_in_url
 
 if TYPE_CHECKING:
@@ -170,7 +171,19 @@ async def _request_action(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
-_HANDLERS = install_error_handlers()
+async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """The database did not answer (down, frozen, a lock not had in time): 503, not a 500;
+    which database and why go to the log, not to the caller."""
+    log.warning("%s", exc)
+    return error_response(503, "unavailable", "database unavailable: try again shortly")
+
+
+def _error_handlers() -> dict[Any, Any]:
+    """web's, after the store's (`_request_action` takes the first that matches)."""
+    return {StoreError: _store_unavailable, **install_error_handlers()}
+
+
+_HANDLERS = _error_handlers()
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -187,7 +200,7 @@ def create_app(settings: Settings) -> Starlette:
 
     app = _App(
         routes=[*_api_routes(), *_dashboard()],
-        exception_handlers=install_error_handlers(),
+        exception_handlers=_error_handlers(),
         lifespan=lifespan,
     )
     app.state.af = state

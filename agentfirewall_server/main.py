@@ -216,13 +216,17 @@ def build_server(settings: Settings, *, settle: bool = False) -> uvicorn.Server:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (`host`, `port`), for `uvicorn.Server.run(sockets=...)`;
-    port 0 picks a free one (`getsockname()` tells which). `OSError` when it cannot."""
+    """A TCP socket listening on (`host`, `port`), for `uvicorn.Server.run(sockets=...)`;
+    port 0 picks a free one (`getsockname()` tells which). `OSError` when it cannot.
+
+    Listening at once, as ``agentfirewall_proxy.up`` does: a socket only bound holds nothing
+    (another one with SO_REUSEADDR binds the same port until this one listens)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen()
     except BaseException:
         sock.close()
         raise

@@ -8,6 +8,14 @@ only then resolves the callers' futures. An acknowledged write is therefore comm
 PostgreSQL uses the same path; an advisory lock keeps the audit chain linear when
 several server instances share one database.
 
+A database that cannot be reached, or whose connections, readers or locks stay taken,
+fails the call with a :class:`StoreError` within a bound, which the app answers 503:
+connecting gives up after ``connect_timeout`` (``conninfo.CONNECTION_DEFAULTS``), waiting
+for a pooled connection, a free reader or (PostgreSQL) a lock after :data:`WAIT_SECONDS`.
+The writer thread outlives a database it cannot reach: the batch fails, the next one
+connects again. (A statement under way when the database froze waits for it; the health
+check says 503 meanwhile.)
+
 The hot path (`record`) carries rows rather than code: the records an event loop hands
 over in one iteration reach the writer together, and a batch of records is written with
 one multi-row INSERT per table (on SQLite straight on the driver connection, without
@@ -36,7 +44,14 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
 from agentfirewall.errors import AgentFirewallError
@@ -68,6 +83,11 @@ _MAX_VARIABLES = 30_000  # below SQLite's 32766 bound parameters per statement
 _PG_LOCK = 0x7AF1
 _SYNCHRONOUS = ("FULL", "EXTRA", "NORMAL")  # OFF would acknowledge writes not yet on disk
 _HEAD = "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
+#: The longest the store waits for the database (s) beyond connecting: for a pooled
+#: connection, a free reader, and on PostgreSQL a lock (another replica's write batch, a
+#: table a migration alters); as long as connecting may take (``connect_timeout``). A
+#: URL's `options` win over the lock's (``?options=-c%20lock_timeout%3D30000``).
+WAIT_SECONDS = 10.0
 # benchmarks/server_trace.py sets this to see each record batch: a tuple
 # ("batch", started, commit started, ended, records) per batch and ("checkpoint", started,
 # ended) per WAL checkpoint (perf_counter times)
@@ -154,17 +174,22 @@ def _without_password(text: str, url: str) -> str:
     return text
 
 
+def _reason(url: str, exc: BaseException) -> str:
+    """What the driver said of `exc`, in one line, without the URL's password."""
+    cause = getattr(exc, "orig", None) or exc
+    if isinstance(exc, ImportError):
+        cause = f"no driver for it ({exc}): TameFlare runs on sqlite:/// and postgresql://"
+    reason = "; ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+    return _without_password(reason, url)
+
+
 def unreachable(url: str, exc: BaseException) -> StoreError:
     """The error of a database that cannot be opened, with what to check next.
 
     `exc`: what SQLAlchemy or the driver raised (a refused connection, a database that does
     not exist, a URL it cannot parse, a driver that is not installed).
     """
-    cause = getattr(exc, "orig", None) or exc
-    if isinstance(exc, ImportError):
-        cause = f"no driver for it ({exc}): TameFlare runs on sqlite:/// and postgresql://"
-    reason = "; ".join(line.strip() for line in str(cause).splitlines() if line.strip())
-    reason = _without_password(reason, url)
+    reason = _reason(url, exc)
     hint = " (the database must exist: `createdb NAME`)" if url.startswith("postgres") else ""
     return StoreError(
         f"database `{shown_url(url)}` cannot be opened: {reason}: check --database-url / "
@@ -215,6 +240,9 @@ class Database:
         self._queue: queue.SimpleQueue[_Job | list[Record] | None] = queue.SimpleQueue()
         self._pending: dict[asyncio.AbstractEventLoop, list[Record]] = {}  # per loop tick
         self._thread: threading.Thread | None = None
+        # a reader is waited for at most WAIT_SECONDS (each may be stuck on a database that
+        # stopped answering); anyio's thread limiter then never waits
+        self._readers = anyio.Semaphore(readers)
         self._limiter = CapacityLimiter(readers)
         self._closed = False
 
@@ -224,6 +252,7 @@ class Database:
                 self.url,
                 pool_size=pool_size,
                 pool_pre_ping=True,
+                pool_timeout=WAIT_SECONDS,
                 connect_args=_pg_connect_args(self.url, writer=writer),
             )
         path = sqlite_path(self.url)
@@ -280,7 +309,10 @@ class Database:
         with self.writer_engine.connect() as conn:
             if not self.is_sqlite:
                 # replicas started together take turns: the first migrates, the next finds
-                # the schema done (both migrating one empty database: a duplicate key)
+                # the schema done (both migrating one empty database: a duplicate key); a
+                # migration takes as long as it takes, and so does the wait for it
+                conn.execute(text("SET LOCAL lock_timeout = 0"))
+                conn.execute(text("SET LOCAL statement_timeout = 0"))
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
                 upgrade(conn)
                 conn.commit()
@@ -369,7 +401,7 @@ class Database:
         return self.submit(fn).result()
 
     def _run(self) -> None:
-        conn = self.writer_engine.connect()
+        conn: Connection | None = None
         checkpointed = time.perf_counter()
         try:
             while True:
@@ -377,14 +409,45 @@ class Database:
                 if first is None:
                     return
                 batch, stop = self._drain(first)
-                self._run_batch(conn, batch)
+                if conn is None:
+                    conn = self._connect(batch)
+                if conn is not None:
+                    self._run_batch(conn, batch)
                 if stop:
                     return
-                if self.is_sqlite and time.perf_counter() - checkpointed >= CHECKPOINT_EVERY:
+                if (
+                    self.is_sqlite
+                    and conn is not None
+                    and time.perf_counter() - checkpointed >= CHECKPOINT_EVERY
+                ):
                     _checkpoint(conn)  # the batch's callers are already woken
                     checkpointed = time.perf_counter()
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+
+    def _connect(self, batch: list[_Job | Record]) -> Connection | None:
+        """The writer's connection; None when the database cannot be reached: `batch` fails
+        with the reason, the next batch tries again."""
+        try:
+            return self.writer_engine.connect()
+        except Exception as exc:
+            self._deliver(batch, [(False, exc)] * len(batch))
+            return None
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """`exc` as the caller gets it: a StoreError when the database failed to answer
+        (unreachable, cut off, a connection or a lock not had in time), naming why without
+        its password; a statement's own error (a duplicate key, a bug) as it is."""
+        if isinstance(exc, StoreError):
+            return exc
+        dbapi = self.writer_engine.dialect.loaded_dbapi
+        cut = isinstance(exc, DBAPIError) and exc.connection_invalidated
+        failed = (OperationalError, InterfaceError, PoolTimeout, dbapi.OperationalError,
+                  dbapi.InterfaceError)  # fmt: skip
+        if not cut and not isinstance(exc, failed):
+            return exc
+        return StoreError(f"database `{shown_url(self.url)}` unavailable: {_reason(self.url, exc)}")
 
     def _drain(self, first: _Job | list[Record]) -> tuple[list[_Job | Record], bool]:
         batch: list[_Job | Record] = []
@@ -421,8 +484,9 @@ class Database:
         except BaseException as exc:  # the transaction (or the only job) failed
             if conn.invalidated:
                 conn.rollback()
-            if len(batch) > 1 and all(isinstance(item, Record) for item in batch):
-                for item in batch:  # find the bad record: each alone, in its own transaction
+            records = len(batch) > 1 and all(isinstance(item, Record) for item in batch)
+            if records and self._failure(exc) is exc:  # not the database: a bad record
+                for item in batch:  # find it: each alone, in its own transaction
                     self._run_batch(conn, [item])
                 return
             self._deliver(batch, [(False, exc)] * len(batch))
@@ -452,20 +516,21 @@ class Database:
                     cursor.execute("ROLLBACK")
                 raise
         except BaseException as exc:
-            if len(batch) > 1:  # find the bad record: each alone, in its own transaction
-                for item in batch:
+            failure = _wrapped(conn, exc)
+            if len(batch) > 1 and self._failure(failure) is failure:  # not the database:
+                for item in batch:  # find the bad record: each alone, in its own transaction
                     self._run_records(conn, [item])
                 return
-            self._deliver(batch, [(False, _wrapped(conn, exc))])  # type: ignore[arg-type]
+            self._deliver(batch, [(False, failure)] * len(batch))  # type: ignore[arg-type]
             return
         finally:
             cursor.close()
         self._deliver(batch, [(True, None)] * len(batch))  # type: ignore[arg-type]
 
-    @staticmethod
-    def _deliver(batch: list[_Job | Record], outcomes: list[tuple[bool, Any]]) -> None:
+    def _deliver(self, batch: list[_Job | Record], outcomes: list[tuple[bool, Any]]) -> None:
         waking: dict[asyncio.AbstractEventLoop, list[tuple[Record, bool, Any]]] = {}
-        for job, (ok, value) in zip(batch, outcomes, strict=True):
+        for job, (ok, found) in zip(batch, outcomes, strict=True):
+            value = found if ok else self._failure(found)  # a job's own, in its savepoint too
             if isinstance(job, Record):  # one wake-up per event loop for the whole batch
                 waking.setdefault(job.loop, []).append((job, ok, value))
             elif job.future.set_running_or_notify_cancel():
@@ -480,24 +545,48 @@ class Database:
     # reads -----------------------------------------------------------------------------
 
     def read_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` on a reader connection (the start and the offline commands: their own
+        messages name what to check in the driver's errors)."""
         with self.reader_engine.connect() as conn:
             return fn(conn)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` on a reader connection in a worker thread."""
-        return await anyio.to_thread.run_sync(self.read_sync, fn, limiter=self._limiter)
+        """Run `fn` on a reader connection in a worker thread. StoreError when the database
+        fails to answer, or no reader comes free within WAIT_SECONDS (each one stuck on a
+        database that stopped answering)."""
+        try:
+            with anyio.fail_after(WAIT_SECONDS):
+                await self._readers.acquire()
+        except TimeoutError:
+            raise StoreError(
+                f"database `{shown_url(self.url)}` unavailable: no reader came free in "
+                f"{WAIT_SECONDS:g} s (the database does not answer them)"
+            ) from None
+        try:
+            return await anyio.to_thread.run_sync(self.read_sync, fn, limiter=self._limiter)
+        except Exception as exc:
+            failure = self._failure(exc)
+            if failure is exc:
+                raise
+            raise failure from None  # (the driver's message may quote the URL)
+        finally:
+            self._readers.release()
 
 
 def _pg_connect_args(url: str, *, writer: bool) -> dict[str, str]:
     """libpq parameters for the store's connections: give up connecting, and find a peer
-    that went away, as the store's other connections do (`CONNECTION_DEFAULTS`); what the
-    URL sets wins."""
+    that went away, as the store's other connections do (`CONNECTION_DEFAULTS`), and wait
+    for a lock WAIT_SECONDS at most; what the URL sets wins."""
     from agentfirewall_server.store.conninfo import CONNECTION_DEFAULTS
 
     name = "tameflare-store-writer" if writer else "tameflare-store"
     given = make_url(url).query
     chosen = {**CONNECTION_DEFAULTS, "application_name": name}
-    return {k: v for k, v in chosen.items() if k not in given}
+    args = {k: v for k, v in chosen.items() if k not in given}
+    own = given.get("options") or ()  # the URL's options after: a lock_timeout there wins
+    own = (own,) if isinstance(own, str) else own
+    args["options"] = " ".join((f"-c lock_timeout={round(WAIT_SECONDS * 1000)}", *own))
+    return args
 
 
 def _checkpoint(conn: Connection) -> None:

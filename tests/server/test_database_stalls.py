@@ -2,14 +2,19 @@
 
 A frozen PostgreSQL (or a partition that drops packets) accepts bytes and answers none:
 the shared rate limiter and ``/api/health`` must give up on it, and a check interrupted
-for any reason must give its connection back (the limiter has four).
+for any reason must give its connection back (the limiter has four). The store gives up
+too (``store/db.py``): connecting, waiting for a reader, and for a lock another replica
+holds, each within a bound, with a StoreError the app answers 503; its writer thread lives
+on and connects again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,20 +22,20 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.exc import OperationalError
 
 from agentfirewall_server.ratelimit import SharedRateLimiter
 from agentfirewall_server.routes import system
+from agentfirewall_server.store import db as store_db
 from agentfirewall_server.store.conninfo import libpq_conninfo
-from agentfirewall_server.store.db import Database
+from agentfirewall_server.store.db import Database, StoreError
 from agentfirewall_server.web import ApiError
-from tests.server.conftest import Harness
+from tests.server.conftest import SPEC, Harness
 
 # -- the health check -------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def _frozen_reads(harness: Harness) -> Iterator[list[int]]:
+def _frozen_reads(harness: Harness) -> Iterator[list[str]]:
     """Every store read blocks in its worker thread until the block ends (as a query to
     a frozen database does); yields the list the health check's reads are counted in."""
     db = harness.state.db
@@ -227,32 +232,179 @@ def test_plain_connections_give_up_on_a_silent_server() -> None:
     assert psycopg.conninfo.conninfo_to_dict(libpq_conninfo(engine, "t"))["connect_timeout"] == "3"
 
 
-def test_the_store_gives_up_connecting_to_a_silent_server(
+def _one(conn: Any) -> Any:
+    return conn.execute(text("SELECT 1")).scalar()
+
+
+@pytest.mark.anyio
+async def test_the_store_gives_up_connecting_to_a_silent_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The store's own engines had none of the defaults the other connections have: a
-    PostgreSQL that accepts TCP and never answers held the first read (and the writer
-    thread) for good."""
+    """A PostgreSQL that accepts TCP and never answers: a read and a write each fail with
+    the store's error (503) once connecting gives up, naming the database, never its
+    password. The writer thread died of it: that write, and every one after, waited for
+    good (even once the database was back: below)."""
     from agentfirewall_server.store import conninfo
 
     monkeypatch.setitem(conninfo.CONNECTION_DEFAULTS, "connect_timeout", "1")
-    outcome: list[BaseException] = []
     with _silent_listener() as port:
-        store = Database(f"postgresql://tf@127.0.0.1:{port}/tf")
+        store = Database(f"postgresql://tf:hunter2@127.0.0.1:{port}/tf")
+        try:
+            outcome = await asyncio.wait_for(
+                asyncio.gather(store.read(_one), store.write(_one), return_exceptions=True), 30
+            )
+        finally:
+            store.close()
+    for failure in outcome:
+        assert isinstance(failure, StoreError), outcome
+        assert f"127.0.0.1:{port}" in str(failure)
+        assert "timeout" in str(failure).lower()
+        assert "hunter2" not in str(failure)
 
-        def read() -> None:
-            try:
-                store.read_sync(lambda c: c.execute(text("SELECT 1")).scalar())
-            except BaseException as exc:
-                outcome.append(exc)
 
-        worker = threading.Thread(target=read, daemon=True)
+@pytest.mark.anyio
+async def test_the_writer_connects_again_once_the_database_answers(tmp_path: Any) -> None:
+    """A write the database could not take fails alone: the writer lives on."""
+    store = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    attempts: list[int] = []
+
+    @event.listens_for(store.writer_engine, "do_connect")
+    def first_refused(*_args: Any) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise sqlite3.OperationalError("unable to open database file")
+
+    try:
+        with pytest.raises(StoreError, match="unable to open"):
+            await asyncio.wait_for(store.write(_one), 30)
+        assert await asyncio.wait_for(store.write(_one), 30) == 1
+    finally:
+        store.close()
+    assert len(attempts) == 2
+
+
+@pytest.mark.anyio
+async def test_a_read_waits_for_a_free_reader_within_a_bound(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers stuck on a database that stopped answering hold every slot: the next read
+    fails (503) after WAIT_SECONDS instead of queueing for good."""
+    monkeypatch.setattr(store_db, "WAIT_SECONDS", 0.2)
+    store = Database(f"sqlite:///{tmp_path / 'store.db'}", readers=1)
+    started, thawed = threading.Event(), threading.Event()
+
+    def frozen(_conn: Any) -> bool:
+        started.set()
+        return thawed.wait(30)
+
+    stuck = asyncio.ensure_future(store.read(frozen))
+    try:
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        with pytest.raises(StoreError, match="no reader came free"):
+            await asyncio.wait_for(store.read(_one), 10)
+        thawed.set()
+        assert await stuck is True
+        assert await store.read(_one) == 1  # its slot is free again
+    finally:
+        thawed.set()
+        store.close()
+
+
+def test_a_request_the_database_cannot_answer_is_503(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a 500 with a traceback: the documented JSON error, on the hot path too."""
+    key = harness.create_agent("Bot")
+    db = harness.state.db
+
+    def timed_out(*_args: Any) -> None:
+        raise db.reader_engine.dialect.loaded_dbapi.OperationalError("connection timeout")
+
+    event.listen(db.reader_engine, "do_connect", timed_out)
+    db.reader_engine.dispose()  # the pooled connections are gone: reads connect
+    try:
+        r = harness.admin("GET", "/v1/audit")
+        assert (r.status_code, r.json()["error"]) == (503, "unavailable"), r.text
+        assert "timeout" not in r.text  # which database and why: in the log
+
+        async def unavailable(*_args: Any, **_kw: Any) -> None:
+            raise StoreError("database `x` unavailable: connection timeout expired")
+
+        monkeypatch.setattr(db, "record", unavailable)
+        monkeypatch.setattr(db, "write", unavailable)
+        r = harness.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC})
+        assert (r.status_code, r.json()["error"]) == (503, "unavailable"), r.text
+    finally:
+        event.remove(db.reader_engine, "do_connect", timed_out)
+
+
+# -- PostgreSQL: locks another replica holds, and what is unchanged ----------------------
+
+
+def _plain(url: str, **kw: Any) -> psycopg.Connection[Any]:
+    return psycopg.connect(store_db.normalize_url(url).replace("+psycopg", ""), **kw)
+
+
+def _holding(url: str, lock: int) -> psycopg.Connection[Any]:
+    """A connection in a transaction holding the advisory lock `lock` (as a replica frozen
+    in its write batch holds the writers' lock)."""
+    conn = _plain(url)
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+    return conn
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_write_gives_up_on_a_lock_another_replica_holds(database_url: str) -> None:
+    store = Database(database_url)
+    quick = Database(database_url + "?options=-c%20lock_timeout%3D300")  # the URL's wins
+    try:
+        store.migrate()
+        assert store.read_sync(lambda c: c.execute(text("SHOW lock_timeout")).scalar()) == "10s"
+        assert store.submit(_one).result(timeout=30) == 1  # as before
+        holder = _holding(database_url, store_db._PG_LOCK)
+        try:
+            with pytest.raises(StoreError, match="lock timeout"):
+                quick.submit(_one).result(timeout=30)
+        finally:
+            holder.close()
+        assert quick.submit(_one).result(timeout=30) == 1  # the lock free: as before
+    finally:
+        quick.close()
+        store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_replica_waits_for_another_ones_migration_however_long(database_url: str) -> None:
+    """Migrations (and the wait for another replica's) are not bound by the lock timeout."""
+    store = Database(database_url + "?options=-c%20lock_timeout%3D100")
+    holder = _holding(database_url, store_db._MIGRATE_LOCK)
+    failed: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            store.migrate()
+        except BaseException as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=migrate, daemon=True)
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    try:
         worker.start()
-        worker.join(15)
-        assert not worker.is_alive(), "the read still waits on a server that never answers"
-        store.reader_engine.dispose()
-    assert isinstance(outcome[0], OperationalError), outcome
-    assert "timeout" in str(outcome[0]).lower()
+        with _plain(database_url, autocommit=True) as watcher:
+            while not watcher.execute(waiting).fetchone()[0]:  # type: ignore[index]
+                time.sleep(0.02)
+        time.sleep(0.3)  # three times its lock timeout
+    finally:
+        holder.close()
+    worker.join(60)
+    try:
+        assert not failed, failed
+        assert store.submit(_one).result(timeout=30) == 1
+    finally:
+        store.close()
 
 
 def test_the_url_wins_over_the_store_connection_defaults() -> None:

@@ -346,7 +346,12 @@ def test_an_unexpected_error_answers_500_json(tmp_path: Path, database_url: str)
             "/api/v1/agents", json={"name": "Bot"}, headers={"Authorization": f"Bearer {admin}"}
         )
         api_key = made.json()["api_key"]
-        app.state.af.db.close()  # every write now fails: not an error the route expects
+        db = app.state.af.db
+
+        async def broken(*_args: object, **_kw: object) -> None:
+            raise RuntimeError("not an error the route expects")
+
+        db.record = db.write = broken  # (a closed database is a 503: test_database_stalls)
         r = client.post(
             "/api/v1/actions",
             json={"action_spec": SPEC},
