@@ -15,11 +15,19 @@ consumer reads it:
   characters of each field's text are kept and each new piece of it is scanned after
   them: a key or a phrase split over several events is found where the events join
   (``body.stream.data.choices.0.delta.content`` plus the offset in that field's whole
-  text). Such a detection can be cut, never redacted (:meth:`EventReader.findings` says
+  text). A field's text is what a JSON reader keeps of each event (``json.loads``, as
+  ``JSON.parse``: of a key given twice, at any depth, the last member); a member it drops
+  is scanned in its event, never joined, so its text cannot break a key the consumer
+  joins. Such a detection can be cut, never redacted (:meth:`EventReader.findings` says
   which). While a field's text may end in the beginning of a secret a later event would
   complete (``agentfirewall.content.unfinished``: a prefix such as ``AKIA`` or
   ``-----BEGIN `` with nothing after it that rules a match out yet),
-  :attr:`EventReader.holding` is true and ``guarded.py`` holds the events back.
+  :attr:`EventReader.holding` is true and ``guarded.py`` holds the events back. A match
+  still unfinished when its beginning leaves the window (a JWT longer than :data:`WINDOW`
+  in deltas: no join would hold both its ends) counts as found, spanning events, at that
+  event (fail closed): so no character after a secret's prefix goes out, whatever its
+  length. Ordinary text settles a prefix within a few words (a space, a comma, a line
+  break), far inside the window.
 
 Bounded: at most :data:`FIELDS` fields are followed (the one seen least recently is
 dropped first), each with at most :data:`WINDOW` characters. A stream of one-word deltas
@@ -32,17 +40,26 @@ can appear.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 
-from agentfirewall.content import Finding, Scanner, body_pieces, redact_body, scan_pieces
+from agentfirewall.content import (
+    Finding,
+    Scanner,
+    body_pieces,
+    redact_body,
+    scan_pieces,
+    value_pieces,
+)
 from agentfirewall.content.unfinished import openings
 
 __all__ = ["FIELDS", "NEAR", "WINDOW", "EventReader", "event_data", "event_end", "redact_events"]
 
 #: Characters of each field's text kept, searched with each new piece after it by the
 #: detectors found through an anchor (every secret detector, e-mail): a match up to 4 KiB
-#: that spans events is found (a long JWT, a private key block).
+#: that spans events is found (a long JWT, a private key block); a secret's match still
+#: unfinished past it counts as found.
 WINDOW = 4096
 #: Characters searched either side of a join by the others (injection markers, card
 #: numbers, IBANs, phone numbers: no anchor, a regular expression run over all the text,
@@ -101,12 +118,19 @@ def event_data(text: str) -> list[str]:
     return _read(text)[0]
 
 
-def _data_pieces(data: str, location: str) -> list[tuple[str, str]]:
-    """The pieces of `data` as a JSON response body's are, named under `location`."""
+def _data_pieces(data: str, location: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(the pieces of `data` as a JSON response body's are, named under `location`; the
+    strings of them a JSON reader keeps, which its consumer joins across events: of a key
+    given twice only the last member, keys not)."""
     pieces = body_pieces(data.encode("utf-8", "surrogateescape"), "application/json")
     if not pieces and data.strip():  # a JSON number, true, false or null: as text
-        return [(location, data)]
-    return [(location + name[len("body") :], text) for name, text in pieces]
+        return [(location, data)], [(location, data)]
+    named = [(location + name[len("body") :], text) for name, text in pieces]
+    try:  # (json.loads, as JSON.parse, keeps a key's last value)
+        kept = value_pieces(json.loads(data.removeprefix("\ufeff")), location)
+    except (ValueError, RecursionError):  # (not JSON: text, kept whole)
+        kept = named
+    return named, [(name, text) for name, text in kept if not name.endswith(_NAME)]
 
 
 @dataclass(slots=True)
@@ -157,12 +181,15 @@ class EventReader:
         pieces = [(where, others)]
         carried: dict[str, list[str]] = {}
         for data in datas:
-            decoded = _data_pieces(data, f"{where}.data")
-            pieces += decoded
-            for location, value in decoded:
-                if value and not location.endswith(_NAME):  # (a key is no text to join)
+            decoded, kept = _data_pieces(data, f"{where}.data")
+            pieces += decoded  # (every value is scanned, what a JSON reader keeps joined)
+            for location, value in kept:
+                if value:
                     carried.setdefault(location[len(where) + 1 :], []).append(value)
-        joins = [join for key, values in carried.items() for join in self._carry(key, values)]
+        joins: list[_Join] = []
+        split: dict[tuple[str, int, int], Finding] = {}
+        for key, values in carried.items():
+            joins += self._carry(key, values, split)
         # a join's piece is named by its index, a NUL, then its field (the name's last part
         # is what the generic secret detector reads): two joins of one field differ
         near = [(i, max(0, j.at - NEAR)) for i, j in enumerate(joins) if j.near]
@@ -177,7 +204,6 @@ class EventReader:
             spanning += [(f, 0) for f in scan_pieces(self._anchored, far)]
         own = [f for f in found if "\x00" not in f.location]
         alone = {(f.detector, f.location, f.offset, f.length) for f in own}
-        split: dict[tuple[str, int, int], Finding] = {}
         for finding, start in spanning:
             join = joins[int(finding.location.partition("\x00")[0])]
             begin, end = start + finding.offset, start + finding.offset + finding.length
@@ -194,12 +220,28 @@ class EventReader:
                                                    offset=join.offset + begin))  # fmt: skip
         return own + list(split.values()), list(split.values())
 
-    def _carry(self, key: str, values: list[str]) -> list[_Join]:
-        """Add `values` to field `key`'s text; the joins to scan."""
+    def _carry(
+        self, key: str, values: list[str], split: dict[tuple[str, int, int], Finding]
+    ) -> list[_Join]:
+        """Add `values` to field `key`'s text; the joins to scan. A secret's match still
+        unfinished where the field's text leaves the window goes into `split`."""
         field = self._fields.pop(key, None) or _Field()
         self._fields[key] = field
         if len(self._fields) > FIELDS:
             del self._fields[next(iter(self._fields))]
+        # (settled before these values: only a match beginning in them, or in the last
+        # characters before them, may be unfinished)
+        text = field.tail + "".join(values)
+        start = 0 if field.unfinished else max(0, len(field.tail) - self._openings.longest + 1)
+        leaves = len(text) - WINDOW  # (what begins before this leaves the window)
+        if leaves > start and (opened := self._openings.opened(text, start, leaves)):
+            # a match still unfinished after a whole window: no join would find the event
+            # completing it, so it counts as found, spanning events (fail closed)
+            detector, at = opened
+            offset = field.total - len(field.tail) + at
+            split.setdefault((detector.name, offset, len(text) - at), Finding(
+                detector.name, detector.kind, detector.confidence, _JOINED + key, offset,
+                len(text) - at))  # fmt: skip
         joins = []
         for value in values:
             same = value == field.last
@@ -215,11 +257,7 @@ class EventReader:
             field.run = field.run + len(value) if same else len(value)
             field.last = value
             field.total += len(value)
-        # (settled before these values: only a match beginning in them, or in the last
-        # characters before them, may be unfinished)
-        added = sum(map(len, values))
-        start = 0 if field.unfinished else len(field.tail) - added - self._openings.longest + 1
-        field.unfinished = self._openings.unfinished(field.tail, max(0, start))
+        field.unfinished = self._openings.unfinished(text, max(start, leaves))
         return joins
 
 

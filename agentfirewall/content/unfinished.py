@@ -4,7 +4,9 @@ An event stream is relayed one event at a time, and its consumer joins the text 
 carries event after event (``agentfirewall_proxy/eventscan.py``): a key split over two
 events is only found when the second arrives. So an event whose field text ends in what
 may be the beginning of a secret is held back until what follows settles it
-(``agentfirewall_proxy/guarded.py``); :meth:`Openings.unfinished` says when.
+(``agentfirewall_proxy/guarded.py``); :meth:`Openings.unfinished` says when, and
+:meth:`Openings.opened` which detector and where its match begins (one still unfinished
+when it leaves the stream's window cuts the stream: ``eventscan.py``).
 
 A match of a detector found through an anchor (every secret detector) begins with one of
 its prefixes (``AKIA``, ``ghp_``, ``-----BEGIN ``, ``eyJ``; a generic secret with the ``:``
@@ -80,18 +82,26 @@ class Openings:
     def unfinished(self, text: str, start: int = 0) -> bool:
         """Whether `text` may end in the beginning of a match (the module docstring) that
         begins at `start` or after it."""
+        return self.opened(text, start) is not None
+
+    def opened(
+        self, text: str, start: int = 0, stop: int | None = None
+    ) -> tuple[Detector, int] | None:
+        """A detector a match of which may begin at `start` or after it (before `stop`) and
+        be unfinished at the end of `text`, and where it begins; None if there is none."""
         end = len(text)
         if self._needles is None or (
             end - start <= _QUICK and not self._needles.search(text, start)
         ):
-            return False  # (the common case: a few characters more, no prefix in them)
+            return None  # (the common case: a few characters more, no prefix in them)
         for opening in self._openings:
             low = max(start, end - opening.width + 1)  # (a match that fits in it is settled)
             run = opening.run
             for needle in opening.needles:
                 # from the last one back: a character no match holds after one is after every
                 # earlier one too; `held` on: only characters a match may hold
-                at, held, tried = text.rfind(needle, low), end, 0
+                high = end if stop is None else min(end, stop + len(needle) - 1)
+                at, held, tried = text.rfind(needle, low, high), end, 0
                 while at >= 0:
                     if run is not None:
                         if run.fullmatch(text, at, held) is None:
@@ -99,9 +109,9 @@ class Openings:
                         held = at
                     tried += 1
                     if tried > _TRIED or _open(opening, text, at):
-                        return True  # (so many beginnings: any may be one, held)
+                        return opening.detector, at  # (so many beginnings: any may be one)
                     at = text.rfind(needle, low, at + len(needle) - 1)
-        return False
+        return None
 
 
 def _open(opening: _Opening, text: str, start: int) -> bool:

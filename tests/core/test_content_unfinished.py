@@ -96,3 +96,13 @@ def test_a_text_made_of_beginnings_costs_a_bounded_number_of_tries(
     OPENINGS.unfinished(text)
     needles = sum(len(opening.needles) for opening in OPENINGS._openings)
     assert len(tries) <= needles * 65  # (each prefix: 64 tries at most)
+
+
+def test_an_unfinished_beginning_is_said_with_its_detector_and_place() -> None:
+    """(An event stream cuts a match still unfinished where it leaves the field's window.)"""
+    text = "see eyJhbGciOiJIUzI1NiJ9.eyJ" + "a1B2" * 1200
+    opened = OPENINGS.opened(text, 0, 10)
+    assert opened is not None
+    assert (opened[0].name, opened[1]) == ("jwt", 4)
+    assert OPENINGS.opened(text, 0, 4) is None  # (only a beginning before `stop`)
+    assert OPENINGS.opened(text + " and more", 0) is None

@@ -8,7 +8,9 @@ redacted). Every split point is tried. And no part of a split secret goes out be
 cut: an event after which a field's text may end in a secret's beginning is held back
 until a later event settles it, so the agent gets at most the secret's prefix less its
 last character (``AKI``, ``-----BEGIN``; of a generic secret not even the ``=`` after its
-name): every split point of a secret of each detector, Hypothesis over several.
+name): every split point of a secret of each detector, Hypothesis over several; whatever
+members a JSON reader drops (a key given twice: the field's text is what it keeps); and a
+secret longer than the window, cut when its beginning leaves it.
 
 A response that does not decode (a broken gzip, two members) is answered 502 while nothing
 was sent, and cut with its reason recorded after; never a dropped connection and a
@@ -237,20 +239,29 @@ def _sentence(secret: str, prefix: str) -> tuple[str, int]:
     return text, text.index(prefix, text.index(secret)) + len(prefix) - 1
 
 
-def _relayed(text: str, cuts: list[int]) -> tuple[int, list[str]]:
-    """`text` streamed in deltas cut at `cuts`, each event relayed (with those held
-    before it) once the reader holds nothing back, as ``guarded.py`` does: (the characters
-    relayed before the first detection, the detectors that fired there)."""
+def _relay(events: list[bytes]) -> tuple[int, list[str]]:
+    """Each event relayed (with those held before it) once the reader holds nothing back,
+    as ``guarded.py`` does: (the events relayed before the first detection, the detectors
+    that fired there)."""
     reader = EventReader(SCANNER)
-    sent = seen = 0
-    for number, (start, end) in enumerate(zip([0, *cuts], [*cuts, len(text)], strict=True), 1):
-        found, _ = reader.findings(_delta(text[start:end]), number)
+    sent = 0
+    for number, event in enumerate(events, 1):
+        found, _ = reader.findings(event, number)
         if found:
             return sent, [f.detector for f in found]
-        seen = end
         if not reader.holding:
-            sent = seen
+            sent = number
     return sent, []
+
+
+def _relayed(text: str, cuts: list[int]) -> tuple[int, list[str]]:
+    """`text` streamed in deltas cut at `cuts` (``_relay``): (the characters relayed before
+    the first detection, the detectors that fired there)."""
+    ends = [*cuts, len(text)]
+    sent, fired = _relay(
+        [_delta(text[start:end]) for start, end in zip([0, *cuts], ends, strict=True)]
+    )
+    return (ends[sent - 1] if sent else 0), fired
 
 
 @pytest.mark.parametrize(("detector", "secret", "prefix"), SPLIT, ids=[s[0] for s in SPLIT])
@@ -275,6 +286,96 @@ def test_no_part_of_a_secret_split_over_many_events_goes_out_before_the_cut(
     sent, fired = _relayed(text, points)
     assert detector in fired
     assert sent <= most, (points, text[:sent])
+
+
+def _joined(events: list[bytes]) -> str:
+    """The text an SDK joins from OpenAI chunks: ``choices[0].delta.content`` of each, read
+    with ``json.loads`` (a key given twice: its last member, as ``JSON.parse``)."""
+    text = ""
+    for (data,) in (event_data(event.decode()) for event in events):
+        choices = json.loads(data).get("choices") or [{}]
+        text += choices[0].get("delta", {}).get("content", "")
+    return text
+
+
+def _given_twice(piece: str, junk: str, where: str) -> bytes:
+    """An OpenAI chunk carrying `piece`, after `junk` given at the same place in an earlier
+    member a JSON reader drops: the ``content`` key given twice, or the ``choices`` key;
+    ``none``: `junk` only, the member kept carrying no ``content``."""
+
+    def choices(content: str | None) -> str:
+        delta = {"role": "assistant"} if content is None else {"content": content}
+        return '"choices":' + json.dumps([{"index": 0, "delta": delta}])
+
+    twice = f'{json.dumps(junk)},"content":{json.dumps(piece)}'
+    members = {
+        "content": '"choices":[{"index":0,"delta":{"content":' + twice + "}}]",
+        "choices": choices(junk) + "," + choices(piece),
+        "none": choices(junk) + "," + choices(None),
+    }[where]
+    return b'data: {"id":"chatcmpl-1",' + members.encode() + b"}\n\n"
+
+
+def test_a_key_given_twice_in_an_event_is_joined_as_a_json_reader_keeps_it() -> None:
+    """The value a JSON reader drops is scanned, never joined: its junk cannot break the
+    key the agent's SDK joins (`AKIAQ3V7` then `WZ2MXK4PLRTY`) so that it goes out whole."""
+    events = [b'data: {"c":"zz","c":"AKIAQ3V7"}\n\n', b'data: {"c":"q","c":"WZ2MXK4PLRTY"}\n\n']
+    assert _relay(events) == (0, ["aws_access_key"])
+    events = [_given_twice("see AKIAQ3V7", "q", "choices"), _given_twice("", "q", "none"),
+              _given_twice("WZ2MXK4PLRTY.", "q", "content")]  # fmt: skip
+    assert _joined(events) == "see " + AWS_KEY + "."
+    assert _relay(events) == (0, ["aws_access_key"])
+    # and a secret in the dropped value alone is found in its event
+    assert _read([_given_twice("hello", AWS_KEY, "content")])[0] == ["aws_access_key"]
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    cuts=st.lists(st.integers(1, 60), min_size=1, max_size=4),
+    shapes=st.lists(st.tuples(st.sampled_from(["content", "choices", "none", ""]),
+                              st.sampled_from(["q", " ", "zz", "x y"])), min_size=12, max_size=12),
+)  # fmt: skip
+def test_no_part_of_a_split_key_goes_out_whatever_members_a_json_reader_drops(
+    cuts: list[int], shapes: list[tuple[str, str]]
+) -> None:
+    text, most = _sentence(AWS_KEY, "AKIA")
+    points = sorted({cut % (len(text) - 1) + 1 for cut in cuts})
+    events: list[bytes] = []
+    bounds = zip([0, *points], [*points, len(text)], strict=True)
+    for (start, end), (where, junk) in zip(bounds, shapes, strict=False):
+        piece = text[start:end]
+        if where == "none":  # (an event the SDK reads nothing from, then the piece)
+            events += [_given_twice("", junk, "none"), _delta(piece)]
+        else:
+            events.append(_given_twice(piece, junk, where) if where else _delta(piece))
+    assert _joined(events) == text
+    sent, fired = _relay(events)
+    assert fired == ["aws_access_key"]
+    assert len(_joined(events[:sent])) <= most, (points, shapes)
+
+
+def test_a_secret_still_unfinished_when_it_leaves_the_window_cuts_the_stream() -> None:
+    """A JWT longer than the window, in deltas: no join holds both its beginning and its
+    end, so a match that may still go on when its beginning leaves the window counts as
+    found (fail closed): the stream is cut, nothing of the token past ``ey`` relayed."""
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("=")
+    token = f"{header}.eyJ{'a1B2c3D4' * 700}.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+    assert len(token) > WINDOW
+    text, most = _sentence(token, "eyJ")
+    for size in (50, 1500):
+        sent, fired = _relayed(text, list(range(size, len(text), size)))
+        assert fired == ["jwt"], size
+        assert sent <= most, size
+
+
+def test_an_ordinary_answer_over_two_windows_long_is_neither_cut_nor_held() -> None:
+    """What ordinary text begins that may be a secret (a secret's name and `:`, `eyJ`) is
+    settled within a few words: in 16-character deltas, nothing fires and all goes out."""
+    answer = ("Set the header `Authorization: Bearer <token>`, where the token: a JWT such as "
+              "eyJhbGciOi... from the login call. Your api_key = the value shown in the "
+              "dashboard; the password: keep it out of the code!\n") * 45  # fmt: skip
+    assert len(answer) > 2 * WINDOW
+    assert _relayed(answer, list(range(16, len(answer), 16))) == (len(answer), [])
 
 
 def test_a_secret_value_after_the_event_naming_it_is_found() -> None:
