@@ -19,7 +19,9 @@ skipped (line breaks, spaces, ``\\``, non-ASCII), and a ``=`` ends a run that th
 continues after (concatenated base64). So a field is never "not base64" to the guard
 where an upstream would still decode it; a field that is no base64 at all is scanned as
 it is anyway (its decoding is noise). The decoded bytes are read as a text body is
-(``reading.decode_body``: UTF-8, undecodable bytes kept). What is decoded is bounded by
+(``reading.decode_body``: UTF-8, undecodable bytes kept), and, when they start with a UTF-16
+or UTF-32 byte order mark (a text file saved as Windows' "Unicode"), in that encoding too at
+``<location>(base64).utf-16-le`` (``mime.text_pieces``). What is decoded is bounded by
 what is scanned: the body up to the gateway's inspection limit (decoding shrinks it by a
 quarter), an SDK action's parameters.
 
@@ -47,7 +49,7 @@ from dataclasses import dataclass
 from urllib.parse import quote_plus, unquote_plus
 
 from agentfirewall.content.locate import Finding, Piece, body_kind, body_pieces, redact_body
-from agentfirewall.content.mime import mime_pieces, read_base64, redact_mime
+from agentfirewall.content.mime import mime_pieces, read_base64, redact_mime, text_pieces
 from agentfirewall.content.reading import decode_body, json_strings, load_json
 from agentfirewall.content.scanner import Scanner
 
@@ -128,7 +130,7 @@ def decoded_pieces(pieces: Iterable[Piece], locations: Sequence[str]) -> list[Pi
             decoded = decode_base64(text)
             if decoded is not None:  # read as a text body is: its text, its escapes decoded
                 at = location + ENCODED
-                out += [(at + name[4:], t) for name, t in body_pieces(decoded.data, "text/plain")]
+                out += text_pieces(decoded.data, at)
                 if mime is not None and mime.fullmatch(lowered) is not None:
                     out += mime_pieces(decoded.data, at)
     return out

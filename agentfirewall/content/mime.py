@@ -8,16 +8,23 @@ words (``=?utf-8?b?…?=``). A connector declares such a field with the kind ``m
 text, and :func:`mime_pieces` adds what decoding finds inside it, wherever decoding
 changes the text (a 7bit part is in the message as it is):
 
-* each part's content, its transfer encoding decoded (base64 as MIME readers decode it:
-  every character outside its alphabet skipped, ``-`` and ``_`` too; quoted-printable;
+* each part's content, its transfer encoding decoded (named by its first word, as RFC
+  readers read ``base64 (file)`` or ``Base64;``; base64 as MIME readers decode it: every
+  character outside its alphabet skipped, ``-`` and ``_`` too; quoted-printable;
   uuencode): ``<field>(base64).part2``, the parts numbered in order, the message itself
   ``part0``. Whatever the part's type, its bytes are read as a text body is (UTF-8,
   undecodable bytes kept), so the ASCII a key or a token is written in is found in any
-  attachment that stores it as it is; a charset that does not keep ASCII (UTF-16) is not
-  applied, and what a container compresses (a zip, a PDF stream) is not inflated;
+  attachment that stores it as it is; what a container compresses (a zip, a PDF stream)
+  is not inflated;
+* a part's bytes (decoded, or as written) in an encoding that writes ASCII otherwise, as a
+  byte order mark (UTF-16, UTF-32) or the part's charset (those and UTF-7) says, read in it
+  too: ``<field>(base64).part2.utf-16-le``; and a file uuencoded in a part's text (a
+  ``begin 644 name`` line to ``end``: mail readers show it attached), decoded:
+  ``<field>(base64).part1.uuencoded``;
 * each header holding encoded words (decoded as lenient readers do: either encoding,
-  adjacent words joined) or RFC 2231 parameters (``filename*=utf-8''…``, continuations
-  joined): ``<field>(base64).part0.header.subject``;
+  adjacent words of one charset joined, in UTF-16, UTF-32 or UTF-7 too where the charset
+  says) or RFC 2231 parameters (``filename*=utf-8''…``, continuations joined):
+  ``<field>(base64).part0.header.subject``;
 * an e-mail attached encoded (an ``.eml`` file in base64: a decoded part that holds a
   ``Content-Transfer-Encoding`` header), read the same way, :data:`MAX_DEPTH` deep:
   ``<field>(base64).part2.part2``. (What is encoded in a way no reader decodes, base64 of
@@ -27,28 +34,37 @@ The message is parsed with Python's ``email`` package, with its ``compat32`` pol
 values are not parsed into objects, which costs twelve times more per part; encoded words
 are decoded here), within bounds read from the bytes first: at most :data:`MAX_PARTS`
 lines that may start a part, :data:`MAX_NESTED` multiparts and messages, :data:`MAX_WORK`
-lines times the nesting (the parser's work per line grows with it) and :data:`MAX_WORDS`
-encoded words. A message beyond them, one the parser fails on, or one whose structure hides
-encoded text from the parser (a part whose transfer encoding is named twice; a multipart
+lines times the nesting (the parser's work per line grows with it), :data:`MAX_WORDS`
+encoded words, and in each ``Content-Type`` or ``Content-Disposition`` header (wherever it
+is, its continuation lines joined) :data:`MAX_HEADER` characters and :data:`MAX_PARAMETERS`
+``;`` (the parser reads its parameters in a time that grows with their product: 780 KiB
+of ``;"`` took seconds). A message beyond them, one the parser fails on, or one whose
+structure hides encoded text from the parser (a part whose transfer encoding is named
+twice, or named as no reader names it as written, ``"base64"``, ``base-64``; a multipart
 or message part given one, which RFC 2046 forbids and some readers decode anyway; a
 multipart it could not cut, its boundary missing or not found) is read
 unstructured as well (fail closed): the whole text quoted-printable decoded at
-``<field>(base64).parts``, and base64 decoded at each of its four alignments (every other
-character skipped) at ``.parts.1`` to ``.parts.4``, which finds what base64,
-quoted-printable and encoded words carry anywhere in it, whatever its structure.
+``<field>(base64).parts``, base64 decoded at each of its four alignments (every other
+character skipped) at ``.parts.1`` to ``.parts.4``, and each ``Content-Type`` and
+``Content-Disposition`` header's RFC 2231 parameters (each name's pieces in the order of
+their numbers, joined, ``%XX`` decoded) at ``.parts.parameters``, in linear time, which
+finds what base64, quoted-printable, encoded words and RFC 2231 parameters carry anywhere
+in it, whatever its structure.
 
 :func:`redact_mime` redacts inside: a part's content as a text body is, re-encoded in its
 transfer encoding (base64 in lines as long as its first, or quoted-printable) with its line
 breaks; a run of encoded words holding a detection as one base64 word in the first word's
 charset. The rest of the message stays byte for byte. What cannot be re-encoded as it was
-(a uuencoded part, an RFC 2231 parameter, a secret across an encoded word and plain text,
-a part or header whose encoded text occurs twice in the message, the unstructured reading)
-is left as it is: the caller's rescan of the field finds it, and refuses.
+(a uuencoded part or file, an RFC 2231 parameter, a secret across an encoded word and
+plain text, what is read in UTF-16, UTF-32 or UTF-7, a part or header whose encoded text
+occurs twice in the message, the unstructured reading) is left as it is: the caller's
+rescan of the field finds it, and refuses.
 """
 
 from __future__ import annotations
 
 import binascii
+import contextlib
 import email
 import re
 from collections.abc import Iterator
@@ -56,21 +72,25 @@ from email import errors
 from email.message import Message
 from email.policy import compat32
 from email.utils import collapse_rfc2231_value
-from itertools import islice
+from itertools import groupby, islice
 
 from agentfirewall.content.locate import Piece, body_pieces, redact_body, shown
-from agentfirewall.content.reading import decode_body
+from agentfirewall.content.reading import decode_body, wide_readings
 from agentfirewall.content.scanner import Scanner
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_HEADER",
     "MAX_NESTED",
+    "MAX_PARAMETERS",
     "MAX_PARTS",
     "MAX_WORDS",
     "MAX_WORK",
     "mime_pieces",
     "read_base64",
+    "read_uuencode",
     "redact_mime",
+    "text_pieces",
 ]
 
 #: Lines that may start a part (``--`` first), read structurally at most.
@@ -84,12 +104,20 @@ MAX_WORK = 1 << 20
 MAX_WORDS = 4096
 #: Messages read inside a part's decoded content (an e-mail attached in base64), at most.
 MAX_DEPTH = 3
+#: Characters of a ``Content-Type`` or ``Content-Disposition`` header (continuation lines
+#: joined), and ``;`` in one, at most: the parser reads its parameters in a time that grows
+#: with their product.
+MAX_HEADER = 8192
+MAX_PARAMETERS = 64
 
 _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _NOT_BASE64 = bytes(sorted(set(range(256)) - set(_BASE64 + b"=")))  # skipped
 _NOT_DIGITS = _NOT_BASE64 + b"="  # (the unstructured reading skips padding too)
 _UUENCODE = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
 _DECODED = frozenset({"base64", "quoted-printable"}) | _UUENCODE
+_KNOWN = _DECODED | {"", "7bit", "8bit", "binary"}  # (any other: read unstructured too)
+_TOKEN_END = re.compile(r"[\s;(]")  # (what ends a transfer encoding's name)
+_UU_BEGIN = re.compile(rb"begin [0-7]")  # (a line that starts a uuencoded file)
 _WORD = r"=\?([^?]*)\?([bBqQ])\?([^?]*)\?="
 _WORD_RE = re.compile(_WORD)
 _RUN_RE = re.compile(rf"{_WORD}(?:\s*{_WORD})*")  # adjacent words: the space between dropped
@@ -102,6 +130,16 @@ _UNCUT = (
     errors.FirstHeaderLineIsContinuationDefect,
 )
 _MESSAGE = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:")  # (a MIME message inside)
+# (a header whose parameters the parser reads, found in lower-case bytes wherever it is, its
+# continuation lines too)
+_PARAMETERED = re.compile(
+    rb"content-(?:type|disposition)[ \t]*:(?:[^\r\n]*+(?:\r\n|\r|\n)[ \t])*+[^\r\n]*+"
+)
+# (an RFC 2231 parameter, `name*2*=value`: its name, its number without leading zeros, its
+# value; a name starts after a `;` or a space, so that no run is read from each character)
+_CONTINUED = re.compile(
+    rb'(?<![^\s;])([^\s;=*"]++)\*0*+(\d*+)\*?[ \t]*=[ \t]*+("(?:[^"\\]++|\\.)*+"?|[^;\s"]*+)'
+)
 
 
 def read_base64(raw: bytes) -> bytes:
@@ -117,6 +155,42 @@ def read_base64(raw: bytes) -> bytes:
     return bytes(out)
 
 
+def read_uuencode(data: bytes) -> bytes:
+    """Each uuencoded file in `data` (a ``begin 644 name`` line, to an ``end`` line) decoded
+    and joined, as Python's reader decodes one (a line longer than its length says cut to
+    it); empty lines, and lines that are no uuencode, skipped."""
+    out = bytearray()
+    inside = False
+    for line in data.splitlines():
+        if not inside:
+            inside = _UU_BEGIN.match(line) is not None
+        elif line.strip() == b"end":
+            inside = False
+        elif line.strip():
+            with contextlib.suppress(binascii.Error):
+                out += _uu_line(line)
+    return bytes(out)
+
+
+def _uu_line(line: bytes) -> bytes:
+    try:
+        return binascii.a2b_uu(line)
+    except binascii.Error:  # (longer than its length says: cut, as Python's reader does)
+        return binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3])
+
+
+def text_pieces(data: bytes, at: str, charset: str = "", utf8: bool = True) -> list[Piece]:
+    """Decoded bytes read as a text body is (UTF-8 at `at`, its JSON escapes decoded at
+    ``at.unescaped``; not when `utf8` is false), and in UTF-16 or UTF-32 where a byte order
+    mark or `charset` says so (``at.utf-16-le``: ``reading.wide_readings``)."""
+    pieces = (
+        [(at + name[4:], text) for name, text in body_pieces(data, "text/plain")] if utf8 else []
+    )
+    read = pieces[0][1] if pieces else ""  # (a UTF-16 JSON text is read so already)
+    return pieces + [(f"{at}.{name}", text) for name, text in wide_readings(data, charset)
+                     if text != read]  # fmt: skip
+
+
 def _parts(data: bytes) -> list[Message] | None:
     """Every part of the MIME message `data`, the message first; None when it is beyond the
     bounds (module docstring)."""
@@ -128,37 +202,57 @@ def _parts(data: bytes) -> list[Message] | None:
     lines = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
     if nested > MAX_NESTED or lines * (nested + 1) > MAX_WORK:
         return None
+    for header in _PARAMETERED.finditer(lowered):
+        start, end = header.span()
+        if end - start > MAX_HEADER or lowered.count(b";", start, end) > MAX_PARAMETERS:
+            return None
     parts = list(islice(email.message_from_bytes(data, policy=compat32).walk(), MAX_PARTS + 1))
     return parts if len(parts) <= MAX_PARTS else None
 
 
 def _encoding(part: Message) -> str:
-    """The part's transfer encoding, lower-case (``""``: none, or named twice)."""
+    """The part's transfer encoding, lower-case: its first word, as RFC readers read a value
+    with a comment or a parameter after it (``base64 (file)``, ``Base64;``); a value that
+    starts with neither, whole (``""``: none, or named twice)."""
     named = part.get_all("content-transfer-encoding") or []
-    return str(named[0]).strip().lower() if len(named) == 1 else ""
+    value = str(named[0]).strip().lower() if len(named) == 1 else ""
+    return _TOKEN_END.split(value, 1)[0] or value
 
 
 def _hidden(part: Message) -> bool:
     """True when the part's structure may hide encoded text from the parser: its transfer
-    encoding named twice, or given to a multipart or a message (not decoded by the parser),
-    or a multipart the parser could not cut (no boundary, or none found)."""
+    encoding named twice, or one not known (``"base64"``, ``base-64``: some reader may decode
+    it), or one given to a multipart or a message (not decoded by the parser), or a multipart
+    the parser could not cut (no boundary, or none found)."""
     if len(part.get_all("content-transfer-encoding") or []) > 1:
         return True
     if any(isinstance(defect, _UNCUT) for defect in part.defects):
         return True
-    return _encoding(part) in _DECODED and part.get_content_maintype() in _CONTAINERS
+    encoding = _encoding(part)
+    if encoding not in _KNOWN:
+        return True
+    return encoding in _DECODED and part.get_content_maintype() in _CONTAINERS
+
+
+def _written(part: Message) -> str | None:
+    """The part's content as it is in the message (None: a multipart's or a message's).
+    (``get_payload()`` would decode one holding non-ASCII bytes in its charset.)"""
+    payload = vars(part).get("_payload")
+    return payload if isinstance(payload, str) else None
 
 
 def _content(part: Message) -> tuple[str, bytes] | None:
     """The content of a part whose transfer encoding changes it: as written, and decoded;
     else None."""
-    encoding, raw = _encoding(part), part.get_payload()
-    if encoding not in _DECODED or _hidden(part) or not isinstance(raw, str):
+    encoding, raw = _encoding(part), _written(part)
+    if encoding not in _DECODED or _hidden(part) or raw is None:
         return None
+    data = raw.encode("ascii", "surrogateescape")
     if encoding == "base64":
-        return raw, read_base64(raw.encode("ascii", "surrogateescape"))
-    decoded = part.get_payload(decode=True)
-    return (raw, decoded) if isinstance(decoded, bytes) else None
+        return raw, read_base64(data)
+    if encoding == "quoted-printable":
+        return raw, binascii.a2b_qp(data)
+    return raw, read_uuencode(data)
 
 
 def _word_bytes(word: re.Match[str]) -> bytes:
@@ -167,13 +261,19 @@ def _word_bytes(word: re.Match[str]) -> bytes:
     return read_base64(raw) if kind in "bB" else binascii.a2b_qp(raw, header=True)
 
 
-def _runs(value: str) -> Iterator[tuple[int, int, bytes, str]]:
+def _runs(value: str) -> Iterator[tuple[int, int, bytes, str, str]]:
     """Each run of adjacent encoded words in a header's value: (start, end, its bytes, the
-    first word's charset)."""
+    first word's charset, its text: adjacent words of one charset joined and read as a text
+    body is, and first in UTF-16 or UTF-32 where their charset or a byte order mark says)."""
     for run in _RUN_RE.finditer(value):
-        words = list(_WORD_RE.finditer(run.group()))
-        data = b"".join([_word_bytes(word) for word in words])
-        yield run.start(), run.end(), data, words[0].group(1)
+        words = [(word.group(1), _word_bytes(word)) for word in _WORD_RE.finditer(run.group())]
+        texts: list[str] = []
+        for charset, same in groupby(words, lambda word: word[0].lower()):
+            data = b"".join([found for _, found in same])
+            read = [text for _, text in wide_readings(data, charset)]
+            texts.append("\n".join([*read, decode_body(data).text]))
+        yield (run.start(), run.end(), b"".join([found for _, found in words]), words[0][0],
+               "".join(texts))  # fmt: skip
 
 
 def _header_pieces(part: Message, where: str) -> list[Piece]:
@@ -187,8 +287,8 @@ def _header_pieces(part: Message, where: str) -> list[Piece]:
             continue
         out: list[str] = []
         at = 0
-        for start, end, data, _ in _runs(value):
-            out += [value[at:start], decode_body(data).text]
+        for start, end, _, _, decoded in _runs(value):
+            out += [value[at:start], decoded]
             at = end
         out.append(value[at:])
         if params:  # (continuations joined, each value in its charset; this header's own)
@@ -209,7 +309,22 @@ def _unstructured(data: bytes, at: str) -> list[Piece]:
     for shift in range(4):
         run = digits[shift : shift + (len(digits) - shift) // 4 * 4]
         pieces.append((f"{at}.parts.{shift + 1}", decode_body(binascii.a2b_base64(run)).text))
+    lowered = data.lower()
+    found = [_continued(data, *header.span()) for header in _PARAMETERED.finditer(lowered)
+             if lowered.find(b"*", *header.span()) >= 0]  # fmt: skip
+    if found:
+        pieces.append((f"{at}.parts.parameters", decode_body(b"\n".join(found)).text))
     return pieces
+
+
+def _continued(data: bytes, start: int, end: int) -> bytes:
+    """The RFC 2231 parameters of the header ``data[start:end]`` read leniently, in linear
+    time: each name's pieces in the order of their numbers, joined (the names one after the
+    other), quotes and backslashes dropped, ``%XX`` decoded."""
+    found = _CONTINUED.findall(data, start, end)
+    ordered = sorted((name.lower(), len(number), number, value) for name, number, value in found)
+    joined = b"".join([value for *_, value in ordered]).translate(None, b'"\\')
+    return binascii.a2b_qp(joined.replace(b"=", b"=3D").replace(b"%", b"="))
 
 
 def mime_pieces(data: bytes, at: str, depth: int = 0) -> list[Piece]:
@@ -221,12 +336,19 @@ def mime_pieces(data: bytes, at: str, depth: int = 0) -> list[Piece]:
         for index, part in enumerate(parts or ()):
             where = f"{at}.part{index}"
             pieces += _header_pieces(part, where)
+            raw = _written(part)
+            if raw is None:  # (a multipart or a message: its parts follow)
+                continue
             content = _content(part)
-            if content is not None:
-                pieces += [(where + name[4:], text) for name, text in
-                           body_pieces(content[1], "text/plain")]  # fmt: skip
-                if depth < MAX_DEPTH and _MESSAGE.search(content[1]):  # (an attached e-mail)
-                    pieces += mime_pieces(content[1], where, depth + 1)
+            decoded = raw.encode("ascii", "surrogateescape") if content is None else content[1]
+            # (a part as written is in the message's text: read only otherwise)
+            pieces += text_pieces(decoded, where, part.get_content_charset() or "",
+                                  content is not None)  # fmt: skip
+            uuencoded = read_uuencode(decoded) if b"begin " in decoded else b""
+            if uuencoded:  # (a file uuencoded in its text: mail readers show it attached)
+                pieces.append((f"{where}.uuencoded", decode_body(uuencoded).text))
+            if content is not None and depth < MAX_DEPTH and _MESSAGE.search(decoded):
+                pieces += mime_pieces(decoded, where, depth + 1)  # (an attached e-mail)
         unread = parts is None or any(_hidden(part) for part in parts)
     except Exception:  # (the parser failed on it: read unstructured, fail closed)
         unread = True
@@ -279,7 +401,7 @@ def _redact_words(scanner: Scanner, value: str, names: frozenset[str]) -> tuple[
     written as one base64 word in its first word's charset; (value, replacements)."""
     out: list[str] = []
     at = count = 0
-    for start, end, data, charset in _runs(value):
+    for start, end, data, charset, _ in _runs(value):
         new, replaced = redact_body(scanner, data, "text/plain", names)
         if replaced:
             word = binascii.b2a_base64(new, newline=False).decode("ascii")

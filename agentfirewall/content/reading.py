@@ -26,7 +26,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Body", "Pairs", "StringToken", "Unescaped", "decode_body", "json_strings", "load_json"]
+__all__ = [
+    "Body",
+    "Pairs",
+    "StringToken",
+    "Unescaped",
+    "decode_body",
+    "json_strings",
+    "load_json",
+    "wide_readings",
+]
 
 _ESCAPE = re.compile(
     r"\\(?:u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|u([0-9a-fA-F]{4})"
@@ -42,6 +51,17 @@ _BOMS = (
     (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )  # fmt: skip
+_BOTH = ("utf-16-le", "utf-16-be")
+#: MIME charsets that write ASCII otherwise (lower-case, letters and digits only): the
+#: encodings they name (both byte orders where the name says none: readers differ).
+_WIDE = {
+    "utf16": _BOTH, "u16": _BOTH, "ucs2": _BOTH, "unicode": _BOTH, "csunicode": _BOTH,
+    "iso10646ucs2": _BOTH, "unicodefeff": ("utf-16-le",), "unicodefffe": ("utf-16-be",),
+    "utf16le": ("utf-16-le",), "utf16be": ("utf-16-be",),
+    "utf32": ("utf-32-le", "utf-32-be"), "utf32le": ("utf-32-le",), "utf32be": ("utf-32-be",),
+    "utf7": ("utf-7",), "unicode11utf7": ("utf-7",), "csunicode11utf7": ("utf-7",),
+}  # fmt: skip
+_NOT_NAME = re.compile(r"[^a-z0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +98,22 @@ def decode_body(body: bytes) -> Body:
             if text.lstrip(_SPACE)[:1] in ("{", "[", '"'):
                 return Body(text, encoding, bom)
     return Body(body.decode("utf-8", "surrogateescape"))
+
+
+def wide_readings(data: bytes, charset: str = "") -> list[tuple[str, str]]:
+    """`data` read in a Unicode encoding that writes ASCII otherwise (a key in it is not in
+    its UTF-8 reading): each UTF-16 or UTF-32 encoding its byte order mark announces (a
+    UTF-32 little-endian mark starts as UTF-16's: both), else each `charset` names (a MIME
+    charset: ``utf-16``, ``UTF-32BE``, ``utf-7``); (encoding, text) pairs, undecodable bytes
+    replaced. Nothing for any other text (at once: no mark, no such charset)."""
+    if data[:1] in (b"\xff", b"\xfe", b"\0"):
+        marked = [
+            (name, len(mark)) for mark, name in _BOMS if name != "utf-8" and data.startswith(mark)
+        ]
+        if marked:
+            return [(name, data[size:].decode(name, "replace")) for name, size in marked]
+    names = _WIDE.get(_NOT_NAME.sub("", charset.lower()), ()) if charset else ()
+    return [(name, data.decode(name, "replace")) for name in names]
 
 
 class Pairs(list[tuple[str, object]]):

@@ -5,6 +5,7 @@ re-encoded in their own alphabet, everything else byte for byte."""
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 from urllib.parse import parse_qsl
 
@@ -122,6 +123,35 @@ def test_a_body_of_another_type_is_read_as_its_connector_reads_it() -> None:
         for ctype in ("", "text/plain", "application/x-amz-json-1.1"):
             pieces = encoded_body_pieces(body, ctype, (where,))
             assert pieces[0] == (where + "(base64)", FILE.decode()), (where, ctype)
+
+
+# (a byte order mark, the encoding it announces)
+MARKS = [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+         (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mark", "encoding"), MARKS, ids=[m[1] for m in MARKS])
+def test_a_file_in_utf16_or_utf32_is_read_in_the_encoding_its_mark_announces(
+    mark: bytes, encoding: str
+) -> None:
+    """A text file saved in UTF-16 (Windows' "Unicode") has a NUL beside each ASCII
+    character: its UTF-8 reading hides a key, an editor or an agent reading it does not."""
+    body = json.dumps({"content": _b64(mark + FILE.decode().encode(encoding))}).encode()
+    pieces = encoded_body_pieces(body, "application/json", ("body.content",))
+    assert "body.content(base64)" in dict(pieces)  # (its UTF-8 reading too)
+    found = scan_pieces(default_scanner(), pieces)
+    assert {(f.detector, f.location) for f in found} == {
+        ("aws_access_key", f"body.content(base64).{encoding}"),
+        ("private_key", f"body.content(base64).{encoding}"),
+    }
+    # not rewritten in place: left as it is, the rescan of the answer or request refuses
+    assert redact_encoded(default_scanner(), body, SECRETS, found) == (body, 0)
+
+
+def test_a_utf16_json_file_is_read_once() -> None:
+    data = codecs.BOM_UTF16_LE + json.dumps({"key": AWS}).encode("utf-16-le")
+    pieces = decoded_pieces([("body.content", _b64(data))], ("body.content",))
+    assert [loc for loc, text in pieces if AWS in text] == ["body.content(base64)"]
 
 
 def _redacted(body: bytes, ctype: str, where: str) -> tuple[bytes, int]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import email
+from collections.abc import Callable
 from email.message import EmailMessage, Message
 from email.policy import SMTP, compat32
 from urllib.parse import parse_qsl, quote
@@ -33,7 +35,7 @@ from agentfirewall.content import (
     scan_pieces,
 )
 from agentfirewall.content.encoded import encoded_fields
-from agentfirewall.content.mime import MAX_NESTED, MAX_PARTS, mime_pieces
+from agentfirewall.content.mime import MAX_NESTED, MAX_PARAMETERS, MAX_PARTS, mime_pieces
 from agentfirewall.policy import load_policy
 from agentfirewall.policy.guard import action_findings, guard_plan
 from tests.fuzzscale import examples
@@ -105,12 +107,35 @@ def _many(count: int, nested: int = 0) -> bytes:
     )
 
 
+def _uu_lines(data: bytes) -> list[str]:
+    lines = [binascii.b2a_uu(data[i : i + 45]).decode().rstrip("\n")
+             for i in range(0, len(data), 45)]  # fmt: skip
+    return ["begin 644 id_rsa", *lines, "`", "end"]
+
+
 def _uuencoded(data: bytes) -> bytes:
-    lines = [
-        binascii.b2a_uu(data[i : i + 45]).decode().rstrip("\n") for i in range(0, len(data), 45)
-    ]
-    return _raw("Content-Transfer-Encoding: x-uuencode", "", "begin 644 id_rsa", *lines, "`",
-                "end", "")  # fmt: skip
+    return _raw("Content-Transfer-Encoding: x-uuencode", "", *_uu_lines(data), "")
+
+
+def _encoding_written(cte: str) -> bytes:
+    return _raw("Content-Type: text/plain", f"Content-Transfer-Encoding: {cte}", "",
+                b64(PEM.encode()))  # fmt: skip
+
+
+def _wide(charset: str, data: bytes, cte: str = "base64") -> bytes:
+    """A text part in `charset` (`data`: its bytes, a byte order mark first or not)."""
+    head = _raw(f"Content-Type: text/plain; charset={charset}", f"Content-Transfer-Encoding: {cte}",
+                "", "")  # fmt: skip
+    return head + (b64(data).encode() if cte == "base64" else data)
+
+
+def _many_parameters(count: int) -> bytes:
+    """A key id in an RFC 2231 file name, its pieces in reverse order, in a header of
+    `count` parameters after its value (`count` ``;``)."""
+    spelled = "".join(f"%{ord(c):02X}" for c in AWS_ID)
+    pieces = ["x=1"] * (count - 2) + [f"name*1*={spelled[30:]}", f"name*0*=utf-8''{spelled[:30]}"]
+    return _raw("Content-Type: text/plain", "Content-Disposition: attachment; " + "; ".join(pieces),
+                "", "hi", "")  # fmt: skip
 
 
 def _encoded_message() -> bytes:
@@ -155,6 +180,38 @@ HIDDEN: list[tuple[str, bytes, str, str, bool]] = [
          AWS_ID.replace("Q", "%51")).encode()), "aws_access_key",
      ".part2.header.content-disposition", False),
     ("a uuencoded attachment", _uuencoded(PEM.encode()), "private_key", ".part0", False),
+    *[(f"a transfer encoding written {cte!r} (a comment, a parameter: RFC readers decode it)",
+       _encoding_written(cte), "private_key", ".part0", True)
+      for cte in ("base64 (id_rsa)", "Base64;", "base64\t(x)")],
+    ("a quoted-printable text whose transfer encoding has a comment",
+     _raw("Content-Transfer-Encoding: quoted-printable (text)", "", f"id {AWS_ID[:9]}=",
+          f"{AWS_ID[9:]} end"), "aws_access_key", ".part0", True),
+    *[(f"a transfer encoding no reader names as written, {cte!r} (read unstructured too)",
+       _encoding_written(cte), "private_key", ".parts", False)
+      for cte in ('"base64"', "base-64", "(x) base64")],
+    ("a file uuencoded in a plain text part's text (mail readers show it attached)",
+     _raw("Content-Type: text/plain", "", "see the file", "", *_uu_lines(PEM.encode()), ""),
+     "private_key", ".part0.uuencoded", False),
+    ("a text file in UTF-16 (a byte order mark) attached in base64",
+     _attached(codecs.BOM_UTF16_LE + PEM.encode("utf-16-le")), "private_key",
+     ".part2.utf-16-le", False),
+    ("a text file in UTF-32 big-endian (a byte order mark) attached in base64",
+     _attached(codecs.BOM_UTF32_BE + PEM.encode("utf-32-be")), "private_key",
+     ".part2.utf-32-be", False),
+    ("a part in its declared charset utf-16, no byte order mark (big-endian)",
+     _wide("utf-16", PEM.encode("utf-16-be")), "private_key", ".part0.utf-16-be", False),
+    ("a binary part in its declared charset UTF-16LE (no transfer encoding)",
+     _wide("UTF-16LE", PEM.encode("utf-16-le"), "binary"), "private_key", ".part0.utf-16-le",
+     False),
+    ("a key id in an encoded word in UTF-16",
+     _with_word("From", f"=?utf-16le?b?{b64(AWS_ID.encode('utf-16-le'))}?= <a@example.com>"),
+     "aws_access_key", ".part0.header.from", False),
+    ("a key id in an encoded word in UTF-16 after one in UTF-8",
+     _with_word("Subject", f"=?utf-8?q?id_?= =?utf-16le?b?{b64(AWS_ID.encode('utf-16-le'))}?="),
+     "aws_access_key", ".part0.header.subject", False),
+    (f"an RFC 2231 file name in a header of more than {MAX_PARAMETERS} parameters (read "
+     "unstructured, its parameters read too)", _many_parameters(MAX_PARAMETERS + 1),
+     "aws_access_key", ".parts.parameters", False),
     ("a base64 message/rfc822 part (read unstructured too)", _encoded_message(),
      "aws_access_key", ".parts", False),
     ("a transfer encoding named twice (read unstructured too)",
@@ -307,6 +364,53 @@ MALFORMED = [
 def test_malformed_mime_still_shows_what_it_carries(name: str, raw: bytes) -> None:
     assert "private_key" not in {d for d, _ in _found(raw, FIELD)}  # (hidden in the raw text)
     assert "private_key" in {d for d, _ in _found(raw)}
+
+
+_PAIR = ';"'
+_KEYED = ("Content-Transfer-Encoding: base64", "", _PEM64, "")
+#: Headers the parser reads parameters from, of `pairs` `;"`: (name, mail of `pairs`)
+BOMBS: list[tuple[str, Callable[[int], bytes]]] = [
+    ("a multipart's boundary among them (read while parsing)", lambda pairs: _raw(
+        f"Content-Type: multipart/mixed; boundary=b; a={_PAIR * pairs}", "", "--b", *_KEYED[:-1],
+        "--b--", "")),
+    ("RFC 2231 parameters in a Content-Type", lambda pairs: _raw(
+        f"Content-Type: text/plain; a*={_PAIR * pairs}", *_KEYED)),
+    ("RFC 2231 parameters in a Content-Disposition over continuation lines", lambda pairs: _raw(
+        "Content-Disposition: attachment; a*=" + f"\r\n {_PAIR * 8}" * (pairs // 8), *_KEYED)),
+    ("lone CR line breaks, the header's name in capitals", lambda pairs: _raw(
+        f"CONTENT-TYPE: text/plain; a*={_PAIR * pairs}", *_KEYED).replace(b"\r\n", b"\r")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "bomb"), BOMBS, ids=[b[0] for b in BOMBS])
+def test_a_header_the_parser_reads_in_quadratic_time_is_read_in_linear_work(
+    monkeypatch: pytest.MonkeyPatch, name: str, bomb: Callable[[int], bytes]
+) -> None:
+    """``email.message._parseparam`` counts a header's quotes again at each ``;`` and copies
+    the rest of the value for each parameter: 780 KiB of ``;"`` took 4 s of the gateway's
+    CPU. Beyond MAX_PARAMETERS ``;`` the message is read unstructured (fail closed): the key
+    after the header is found, and the parser's work stays within a multiple of the size."""
+    parse: Callable[[str], list[str]] = vars(email.message)["_parseparam"]
+    work: list[int] = []
+
+    def counted(value: str) -> list[str]:
+        work.append(len(value) * (value.count(";") + 1))  # (what a call costs, at most)
+        return parse(value)
+
+    monkeypatch.setattr("email.message._parseparam", counted)
+    for pairs in (25_000, 200_000):  # (50 KiB, 400 KiB)
+        raw = bomb(pairs)
+        work.clear()
+        found = _found(raw)
+        assert any(d == "private_key" and ".parts" in loc for d, loc in found), found
+        assert sum(work) <= (MAX_PARAMETERS + 1) * len(raw)
+
+
+def test_a_header_within_the_bounds_is_read_as_the_parser_reads_it() -> None:
+    raw = _many_parameters(MAX_PARAMETERS)
+    assert {d for d, loc in _found(raw) if loc.endswith("part0.header.content-disposition")} == {
+        "aws_access_key"}  # fmt: skip
+    assert not [loc for _, loc in _found(raw) if ".parts" in loc]
 
 
 _TOKENS = [
