@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from starlette.testclient import TestClient
 import agentfirewall_server.dashboard as dashboard
 from agentfirewall.display import visible
 from tests.dashboard.conftest import Dashboard, _create_people, run_module
-from tests.dashboard.scenario import HELD_TYPE, create_agent, request_action, spec
+from tests.dashboard.scenario import HELD_TYPE, request_action, spec
 from tests.livesrv import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -74,9 +75,19 @@ def board(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
         server.stop()
 
 
+def _stored_agent(dash: Dashboard, name: str, placeholder: str) -> str:
+    """An agent named `name` as an earlier version stored it (a new name cannot hold such
+    characters any more: 422), its key; the next write's reload reads the name."""
+    made = dash.api("POST", "/agents", {"name": placeholder, "environment": "live"})
+    with sqlite3.connect(dash.data_dir / "agentfirewall.db") as db:
+        db.execute("UPDATE agents SET name = ? WHERE id = ?", (name, made["agent"]["id"]))
+    key: str = made["api_key"]
+    return key
+
+
 def _populate(dash: Dashboard) -> None:
-    create_agent(dash, SPOOF)
-    held_key = create_agent(dash, HELD_BOT)
+    _stored_agent(dash, SPOOF, "spoof")
+    held_key = _stored_agent(dash, HELD_BOT, "held")
     policy = dash.api("POST", "/policies", {"document": POLICY})
     # a second version: the policies page diffs the two
     changed = POLICY.replace("priority: 10", "priority: 11")
