@@ -16,16 +16,21 @@ quote ``\\"``, a ``/`` as is or, as PHP does, ``\\/``). Likewise, in a body hold
 ``%``, any character of any form may be percent-encoded (``%2F`` or ``%2f``; a space also
 as ``+``; a ``/`` left as is also as ``\\/``, a URL in PHP's JSON), as ``quote()`` writes it
 with its default ``safe="/"`` or another encoder with lower-case hex: a URL decoder would
-hand over the secret. In a response head, a header *name* holding a form in any case of its
-letters is dropped (a hop may lower or capitalise a name; a filler is no valid name).
+hand over the secret. And in a body holding a ``&``, a form holding a character an HTML or
+XML escaper writes as a character reference (``&"'<>``: a password, rarely a token) is
+found with any of those written as one (``&amp;``, ``&quot;``, ``&#34;``, ``&#x27;``,
+``&#039;``, ``&lt;``…), also in a JSON string (``\\&quot;``), as an error page echoes it: a
+browser or an HTML parser would hand over the secret. In a response head, a header *name*
+holding a form in any case of its letters is dropped (a hop may lower or capitalise a name;
+a filler is no valid name).
 
 A match is replaced by a filler of **the same length** (:data:`MARKER`, cut or padded
 with ``*``), so a ``Content-Length`` stays true and no body is re-framed for scrubbing.
 A body can be scrubbed as a stream (:class:`ScrubStream`): the only bytes held back between
 chunks are a suffix that could begin a secret (at most its length minus one), so a secret
 split across two chunks is still found, and a stream of events (SSE) is not delayed.
-How a form may be spelled (JSON-escaped, percent-encoded) and the regexes that find each
-spelling are :mod:`agentfirewall.spellings`.
+How a form may be spelled (JSON-escaped, percent-encoded, HTML-escaped) and the regexes that
+find each spelling are :mod:`agentfirewall.spellings`.
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ from urllib.parse import quote, quote_plus
 from agentfirewall.spellings import (
     BYTE_OF,
     ESCAPE,
+    HTML_WIDEST,
     PERCENT,
     PLUS_AS_SPACE,
+    REFERENCE,
     SPELLING,
     WIDEST,
     any_case,
@@ -49,6 +56,9 @@ from agentfirewall.spellings import (
     begins_spelled,
     escapable,
     hex_of,
+    html_beginnings,
+    html_escapable,
+    html_unescaped,
     json_unescaped,
     json_written,
     percent_core,
@@ -70,6 +80,11 @@ MARKER = b"[REDACTED by TameFlare]"
 #: Derived forms shorter than this are not searched for (they would match anywhere).
 _MIN_FORM = 6
 _SMALL = 4096
+#: The bytes a character reference is written with (``&#x27;``, ``&quot;``). (A backslash
+#: JSON writes before a byte is in that form as JSON writes it: ``\"``, ``\/``, ``\\``.)
+_REFERENCE_BYTES = frozenset(b"".join(REFERENCE))
+#: The bytes an HTML-escaped form may write otherwise: ``&"'<>``, and in JSON ``\`` and ``/``.
+_HTML_SPLIT = re.compile(rb"[&\"'<>\\/]")
 
 
 def filler(length: int) -> bytes:
@@ -157,8 +172,9 @@ class Scrubber:
 
     __slots__ = (
         "_bytes", "_cores", "_escaped", "_escaped_firsts", "_firsts", "_folded", "_heads",
-        "_needles", "_pattern", "_percent", "_percent_escape", "_percent_trigger", "_spaced",
-        "_spelled_firsts", "_starting", "_trigger", "forms", "longest", "replacements",
+        "_html", "_html_firsts", "_html_near", "_html_trigger", "_needles", "_pattern", "_percent",
+        "_percent_escape", "_percent_trigger", "_spaced", "_spelled_firsts", "_starting",
+        "_trigger", "forms", "longest", "replacements",
     )  # fmt: skip
 
     def __init__(self, forms: tuple[bytes, ...]) -> None:
@@ -208,6 +224,23 @@ class Scrubber:
             self._starting[form[:1]] = (*self._starting.get(form[:1], ()), form)
         self._starting[b"+"] = self._starting.get(b"+", ()) + self._starting.get(b" ", ())
         self._starting[b"\\"] = self._starting.get(b"\\", ()) + self._starting.get(b"/", ())
+        # Every form holding a byte an HTML escaper writes as a character reference, with any
+        # of those written as one; also as a JSON string holds it (a page in JSON, JSON in a
+        # page: the forms as JSON writes them are among these spellings of the forms they
+        # write). A scrubber whose forms hold none (a usual token) has no such search.
+        referenced = self._bytes.intersection(REFERENCE.values())
+        html = [form for form in plain if referenced.intersection(form)]
+        spelled = (b"".join(html_escapable(b, j) for b in f) for f in html for j in (False, True))
+        self._html = _alternation(dict.fromkeys(spelled)) if html else None
+        references = (re.escape(r[1:]) for r, byte in REFERENCE.items() if byte in referenced)
+        self._html_trigger = re.compile(b"&(?:" + b"|".join(references) + b")")
+        # searched near the longest part of a form that each of its spellings holds as is, of
+        # each form holding no other (one holding another holds its spellings): rarer in a
+        # page than a reference; near a reference where a form is all such bytes
+        least = [f for f in html if not any(o != f and o in f for o in html)]
+        cores = [max(_HTML_SPLIT.split(form), key=len) for form in least]
+        self._html_near = _alternation(map(re.escape, cores)) if all(cores) else self._html_trigger
+        self._html_firsts = html_beginnings(forms if html else ())  # (for `held`)
 
     def _escaped_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where an escaped form is (start, end): searched around each escape of a byte a
@@ -235,6 +268,14 @@ class Scrubber:
             m.span() for start, end in windows for m in self._percent.finditer(data, start, end)
         ]
 
+    def _html_spans(self, data: bytes) -> list[tuple[int, int]]:
+        """Where an HTML-escaped form is (start, end), as :meth:`_escaped_spans`: searched
+        around each part of a form that all its spellings hold as is."""
+        if self._html is None:
+            return []
+        windows = _windows(self._html_near, data, self.longest * HTML_WIDEST)
+        return [m.span() for start, end in windows for m in self._html.finditer(data, start, end)]
+
     def found(self, data: bytes) -> bool:
         """True when `data` holds a whole secret."""
         if len(data) < _SMALL:  # one regex call beats a search per form on short input
@@ -244,7 +285,9 @@ class Scrubber:
             return True
         if b"\\" in data and self._escaped_spans(data):
             return True
-        return b"%" in data and bool(self._percent_spans(data))
+        if b"%" in data and self._percent_spans(data):
+            return True
+        return self._html is not None and b"&" in data and bool(self._html_spans(data))
 
     def scrub(self, data: bytes) -> tuple[bytes, int]:
         """`data` with every whole secret replaced, and how many were."""
@@ -255,7 +298,12 @@ class Scrubber:
             if form in data:
                 count += data.count(form)
                 data = data.replace(form, fill)
-        for mark, spans_of in ((b"\\", self._escaped_spans), (b"%", self._percent_spans)):
+        searches = (
+            (b"\\", self._escaped_spans),
+            (b"%", self._percent_spans),
+            (b"&", self._html_spans),
+        )
+        for mark, spans_of in searches:
             if mark in data:  # escaped forms: each replaced by a filler of its own length
                 spans = spans_of(data)
                 for start, end in reversed(spans):
@@ -264,16 +312,25 @@ class Scrubber:
         return data, count
 
     def held(self, data: bytes) -> int:
-        """Length of the longest suffix of `data` that may begin a secret (0: none)."""
+        """Length of the longest suffix of `data` that may begin a secret (0: none), as is or
+        spelled (the longest of each reading: one may miss what another holds, as a
+        backslash that begins no JSON escape)."""
+        held = self._held_plain(data)
         reach = max(0, len(data) - self.longest * WIDEST)
-        held = 0
         if b"\\" in data[-8:] or self._trigger.search(data, reach):
-            held = self._held_escaped(data)  # (an escape near the end: it may begin one)
+            held = max(held, self._held_escaped(data))  # (an escape near the end)
         start = max(0, len(data) - self.longest * PERCENT + 1)
         if b"%" in data[-2:] or self._percent_trigger.search(data, start):
             held = max(held, self._held_percent(data))  # (an escape of a form's byte near)
-        if held:
-            return held
+        start = max(0, len(data) - self.longest * HTML_WIDEST)
+        if self._html is not None and (
+            b"&" in data[-HTML_WIDEST:] or self._html_trigger.search(data, start)
+        ):  # (a reference near the end: it may begin an HTML-escaped form)
+            held = max(held, self._held_html(data))
+        return held
+
+    def _held_plain(self, data: bytes) -> int:
+        """`held` for the forms as they are."""
         if not data or data[-1] not in self._bytes:
             return 0  # (a body or an event ending in a newline: at once)
         start = max(0, len(data) - self.longest + 1)
@@ -301,9 +358,7 @@ class Scrubber:
             decoded = json_unescaped(window[index:], self.longest)
             if decoded is None:
                 continue
-            text, open_escape = decoded
-            if any(form.startswith(text) and (open_escape or len(form) > len(text))
-                   for form in self.forms):  # fmt: skip
+            if self._begins_form(*decoded):
                 return len(window) - index
         return 0
 
@@ -323,6 +378,28 @@ class Scrubber:
             if any(begins_spelled(window, at, form) for form in forms):
                 return len(window) - at
         return 0
+
+    def _held_html(self, data: bytes) -> int:
+        """`held` for a tail near a character reference: the longest suffix that, read as
+        :func:`html_unescaped` reads it, begins a form (or ends inside an escape: ``&#3``)."""
+        window = data[-(self.longest * HTML_WIDEST - 1) :]
+        if not window or (window[-1] not in self._bytes and window[-1] not in _REFERENCE_BYTES):
+            return 0  # (a body or an event ending in a newline: at once)
+        for first in self._html_firsts.finditer(window):  # earliest first
+            tail = window[first.start() :]
+            for json in (False, True):  # references decoded, and JSON's escapes too
+                head = html_unescaped(tail, 4, json)[0]
+                if len(head) == 4 and head not in self._heads:
+                    continue  # (most starts begin no form: told from 4 bytes)
+                if self._begins_form(*html_unescaped(tail, self.longest, json)):
+                    return len(tail)
+        return 0
+
+    def _begins_form(self, text: bytes, open_escape: bool) -> bool:
+        """Whether `text` (a tail read, ending inside an escape if `open_escape`) begins a
+        form and is not the whole of it."""
+        return any(form.startswith(text) and (open_escape or len(form) > len(text))
+                   for form in self.forms)  # fmt: skip
 
     def _folded_in(self, names: bytes) -> bool:
         """Whether header `names` hold a secret in another case: a name is case-insensitive

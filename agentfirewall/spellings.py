@@ -1,4 +1,4 @@
-"""How a form of a secret may be spelled in a body: JSON-escaped or percent-encoded.
+"""How a form of a secret may be spelled in a body: JSON-, percent- or HTML-escaped.
 
 Pure byte logic, no I/O; the scrubber (:mod:`agentfirewall.scrubbing`) builds its searches
 from these. A JSON encoder writes a form in a string with a backslash and a quote escaped
@@ -9,7 +9,10 @@ or ``\\/``, ``\\"``, ``\\\\``), which :func:`json_unescaped` decodes. In a body 
 also ``+``, a ``/`` also ``\\/``); :data:`BYTE_OF` decodes an escape, :func:`percent_core`
 is the part of a form every such spelling holds once decoded (the scrubber's quick test),
 and :func:`beginnings` and :func:`begins_spelled` tell where a spelled form may begin at
-the end of a chunk (what a stream holds back).
+the end of a chunk (what a stream holds back). In an HTML or XML page, a byte an escaper
+writes as a character reference (``&"'<>``) may be one (:func:`html_escapable`: ``&amp;``,
+``&#38;``, ``&#x26;``; :data:`REFERENCE` lists them all), which :func:`html_unescaped`
+decodes, and :func:`html_beginnings` tells where such a form may begin.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from itertools import product
 __all__ = [
     "BYTE_OF",
     "ESCAPE",
+    "HTML_WIDEST",
     "PERCENT",
     "PLUS_AS_SPACE",
+    "REFERENCE",
     "SPELLING",
     "WIDEST",
     "any_case",
@@ -30,6 +35,9 @@ __all__ = [
     "begins_spelled",
     "escapable",
     "hex_of",
+    "html_beginnings",
+    "html_escapable",
+    "html_unescaped",
     "json_unescaped",
     "json_written",
     "percent_core",
@@ -214,3 +222,95 @@ def begins_spelled(window: bytes, at: int, form: bytes) -> bool:
         else:
             return False
     return False
+
+
+#: The bytes an HTML or XML escaper writes as a character reference, and their names.
+_NAMED = {0x26: b"amp", 0x22: b"quot", 0x27: b"apos", 0x3C: b"lt", 0x3E: b"gt"}
+_REFERENCE_WIDEST = 8  # (`&#x0027;`)
+
+
+def _references(byte: int) -> list[bytes]:
+    """How an escaper may write `byte` (one of ``&"'<>``): by name, or by number, decimal or
+    hex (``x`` and hex in either case), with up to two leading zeros (PHP's ``&#039;``)."""
+    zeros = (b"", b"0", b"00")
+    hexes = sorted({b"%x" % byte, b"%X" % byte})
+    return [
+        b"&%b;" % _NAMED[byte],
+        *(b"&#%b%d;" % (zero, byte) for zero in zeros),
+        *(b"&#%b%b%b;" % (x, zero, h) for x in (b"x", b"X") for zero in zeros for h in hexes),
+    ]
+
+
+#: Every character reference a byte of a form may be written with, and that byte.
+REFERENCE = {reference: byte for byte in _NAMED for reference in _references(byte)}
+#: An HTML-escaped byte of a form is at most this many bytes (``\&#x0022;``: JSON, then HTML).
+HTML_WIDEST = 1 + _REFERENCE_WIDEST
+
+
+def html_escapable(byte: int, json: bool) -> bytes:
+    """A regex of one byte of a form: itself, or (one of ``&"'<>``) a character reference to
+    it, as an HTML or XML escaper writes it (``&amp;``, ``&#34;``, ``&#x27;``). With `json`,
+    as a JSON string holds it too, written before or after the page is (an HTML page in a JSON
+    string, JSON in a page): a backslash ``\\\\``, a ``"`` ``\\"``, a reference or both
+    (``\\&quot;``), a ``/`` as is or ``\\/``."""
+    if json and byte in b"\\/":
+        return rb"\\\\" if byte == 0x5C else rb"\\?/"
+    plain = re.escape(bytes([byte]))
+    if byte not in _NAMED:
+        return plain
+    references = b"(?:" + b"|".join(map(re.escape, _references(byte))) + b")"
+    if json and byte == 0x22:
+        return rb'(?:\\"|\\?' + references + b")"
+    return b"(?:" + plain + b"|" + references + b")"
+
+
+def _read(tail: bytes, at: int) -> tuple[int, int] | None:
+    """The byte at `at` in `tail` (a character reference decoded) and where it ends (None:
+    `tail` ends inside a reference)."""
+    if tail[at] == 0x26:  # `&`
+        end = tail.find(b";", at, at + _REFERENCE_WIDEST) + 1
+        byte = REFERENCE.get(tail[at:end]) if end else None
+        if byte is not None:
+            return byte, end
+        rest = tail[at:]
+        if len(rest) < _REFERENCE_WIDEST and any(r.startswith(rest) for r in REFERENCE):
+            return None
+    return tail[at], at + 1
+
+
+def html_unescaped(tail: bytes, limit: int, json: bool) -> tuple[bytes, bool]:
+    """`tail` as :func:`html_escapable` reads it (character references decoded; with `json`,
+    a backslash before a ``"``, ``\\`` or ``/`` dropped), up to `limit` bytes (a longer text
+    begins no form), and whether it ends inside an escape (``&``, ``&#3``, ``\\``)."""
+    out = bytearray()
+    index = 0
+    while index < len(tail) and len(out) < limit:
+        read = _read(tail, index)
+        if json and read is not None and read[0] == 0x5C:  # `\`: a JSON string's escape
+            after = _read(tail, read[1]) if read[1] < len(tail) else None
+            if after is None or after[0] in b'"\\/':
+                read = after
+        if read is None:
+            return bytes(out), True
+        out.append(read[0])
+        index = read[1]
+    return bytes(out), False
+
+
+def html_beginnings(forms: Iterable[bytes]) -> re.Pattern[bytes]:
+    """A regex matching (empty) where one of `forms` HTML-escaped (:func:`html_escapable`,
+    with or without `json`) may begin: its first two bytes written, or the first and the end
+    of the data, or the end inside an escape (``&``, ``&#3``, ``\\``)."""
+    seconds: dict[int, set[int]] = {}
+    for form in forms:
+        seconds.setdefault(form[0], set()).update(form[1:2])
+    cut = rb"(?:\\|\\?&[#0-9a-zA-Z]{0,6})\Z"
+
+    def spelled(byte: int) -> bytes:
+        return b"(?:" + html_escapable(byte, False) + b"|" + html_escapable(byte, True) + b")"
+
+    branches = [
+        spelled(first) + b"(?:" + b"|".join([*map(spelled, sorted(then)), rb"\Z", cut]) + b")"
+        for first, then in sorted(seconds.items())
+    ]
+    return re.compile(b"(?=" + b"|".join([*branches, cut]) + b")")

@@ -3,9 +3,10 @@
 The class (security review): a random secret, sent as a header value, its token or its
 ``Basic`` password; echoed in every form an encoder writes (as is; hex in either case;
 base64 standard or URL-safe, padded or not, at any offset of a longer stream; any of its
-bytes percent-encoded or JSON-escaped), the whole possibly written again by a JSON encoder
-(``\\\\``, ``\\"``, and PHP's ``\\/``); streamed in any chunks. The reader of that form
-(a hex, base64, URL or JSON decoder) recovers no secret from what the agent gets. A
+bytes percent-encoded or JSON-escaped; any of its ``&"'<>`` written as an HTML character
+reference), the whole possibly written again by a JSON encoder (``\\\\``, ``\\"``, and
+PHP's ``\\/``); streamed in any chunks. The reader of that form (a hex, base64, URL, JSON or
+HTML decoder) recovers no secret from what the agent gets. A
 response head likewise: a header *name* holding a secret is dropped in any case of its
 letters (a hop may lower or capitalise a name), and counted like a value.
 """
@@ -13,12 +14,14 @@ letters (a hop may lower or capitalise a name), and counted like a value.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import string
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote, unquote_to_bytes
+from xml.sax.saxutils import escape as xml_escape
 
 import pytest
 from hypothesis import example, given, settings
@@ -27,13 +30,24 @@ from hypothesis import strategies as st
 from agentfirewall.scrubbing import Scrubber, scrubber_for
 from tests.fuzzscale import examples
 
-#: Token characters, what encoders escape (`/ + = ? %`, a space, a backslash, a quote) and
-#: `?`: the one printable byte whose base64 can hold a `/` (what PHP writes `\/`).
-_ALPHABET = (string.ascii_letters + string.digits + '-_.~+/=:?<% \\"').encode()
+#: Token characters, what encoders escape (`/ + = ? %`, a space, a backslash, a quote, HTML's
+#: `& ' < >`, and `#;` of a character reference) and `?`: the one printable byte whose base64
+#: can hold a `/` (what PHP writes `\/`).
+_ALPHABET = (string.ascii_letters + string.digits + "-_.~+/=:?<% \\\"&'>#;").encode()
 SECRETS = st.binary(min_size=8, max_size=40).map(
     lambda raw: bytes(_ALPHABET[b % len(_ALPHABET)] for b in raw).strip()
 ).filter(lambda s: len(s) >= 8)  # fmt: skip
-KINDS = ["as-is", "hex", "HEX", "base64", "base64-bare", "url64", "url64-bare", "percent", "json"]
+KINDS = ["as-is", "hex", "HEX", "base64", "base64-bare", "url64", "url64-bare"]
+KINDS += ["percent", "json", "html"]  # (any of its bytes escaped: `ways` picks how)
+#: How HTML and XML escapers write a byte (way 0: `html.escape`, 1: decimal as Go's
+#: `html.EscapeString` or PHP's `&#039;`, 2: hex, 3: as is, as `html.escape(quote=False)`).
+_REFERENCES = {
+    ord("&"): [b"&amp;", b"&#38;", b"&#x26;", b"&"],
+    ord('"'): [b"&quot;", b"&#34;", b"&#X22;", b'"'],
+    ord("'"): [b"&#x27;", b"&#039;", b"&apos;", b"'"],
+    ord("<"): [b"&lt;", b"&#60;", b"&#x3C;", b"<"],
+    ord(">"): [b"&gt;", b"&#062;", b"&#x3e;", b">"],
+}
 _T = TypeVar("_T")
 _JSON_ESCAPE = re.compile(rb'\\u00([0-7][0-9a-fA-F])|\\([/\\"])')
 
@@ -47,6 +61,11 @@ def scrubber(value: bytes) -> Scrubber:
 def json_read(data: bytes) -> bytes:
     """What a JSON reader makes of the escapes a form may be written with."""
     return _JSON_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]) if m[1] else m[2], data)
+
+
+def html_read(data: bytes) -> bytes:
+    """What an HTML reader makes of `data` (an ASCII secret: in it, or not in the text)."""
+    return html.unescape(data.decode("latin-1")).encode()
 
 
 def base64_read(data: bytes, url_safe: bool) -> list[bytes]:
@@ -64,6 +83,8 @@ def recovered(kind: str, data: bytes, secret: bytes) -> bool:
         return any(secret in d for d in base64_read(data, kind.startswith("url")))
     if kind == "percent":
         return secret in unquote_to_bytes(data)
+    if kind == "html":
+        return secret in html_read(data)
     return secret in (json_read(data) if kind == "json" else data)
 
 
@@ -85,6 +106,8 @@ def written(kind: str, secret: bytes, stream: bytes, ways: list[int]) -> bytes:
         elif kind == "json" and (way or byte in b'\\"'):
             two = b"\\" + bytes([byte]) if byte in b'/\\"' else None
             out += two if two is not None and way != 1 else b"\\u%04x" % byte
+        elif kind == "html" and byte in _REFERENCES:
+            out += _REFERENCES[byte][way]
         else:
             out += bytes([byte])
     return out
@@ -126,7 +149,7 @@ def regression(secret: bytes, kind: str, **drawn: object) -> Callable[[_T], _T]:
     which=st.integers(0, 2),
     kind=st.sampled_from(KINDS),
     stream=st.binary(max_size=8),
-    ways=st.lists(st.integers(0, 2), min_size=1, max_size=40),
+    ways=st.lists(st.integers(0, 3), min_size=1, max_size=40),
     json_string=st.sampled_from([None, False, True]),
     before=st.binary(max_size=16),
     after=st.binary(max_size=16),
@@ -142,6 +165,16 @@ def regression(secret: bytes, kind: str, **drawn: object) -> Callable[[_T], _T]:
 @regression(b"abcdef\\ghij", "percent", ways=[0, 0, 0, 0, 0, 0, 0, 1])
 # a URL-encoded form left a `/` as is, which PHP's json_encode writes `\/`
 @regression(b"aaaaaaaaaaaaaaaaaa?", "percent", scheme=b"Basic ", ways=[1, 0], json_string=True)
+# a backslash as is before a letter (`\b`: escapes no byte of a form), cut after the next one
+@regression(b"a\\b\\cdefgh", "as-is", cuts=[13])
+# a Basic password an HTML error page echoes escaped (`html.escape`: `&amp;`, `&quot;`, `&lt;`)
+@regression(b'pa&ss"wo<rd>2024', "html", scheme=b"Basic ", which=2, cuts=[3, 8])
+# ... in a JSON string (PHP), its `/` written `\/`, its `"` `&#34;`, cut inside that
+@regression(b'p/w"d&x\\yz', "html", which=1, ways=[1], json_string=True, cuts=[14])
+# ... its `"` left as is, then written `\"`, cut after the backslash
+@regression(b'a&b"cdefgh', "html", ways=[0, 0, 0, 3], json_string=False, cuts=[17])
+# a secret beginning with `<`, cut inside its reference (`&l`)
+@regression(b"<abcdefgh", "html", cuts=[11])
 def test_no_form_of_a_secret_reaches_the_agent_however_chunked(
     secret: bytes, scheme: bytes, which: int, kind: str, stream: bytes, ways: list[int],
     json_string: bool | None, before: bytes, after: bytes, cuts: list[int],
@@ -214,6 +247,50 @@ def test_a_url_encoded_token_in_php_json_is_scrubbed() -> None:
         out, count = streamed(scrub, body, [cut])
         assert count == 1
         assert token.encode() not in unquote_to_bytes(json_read(out))
+
+
+_HTML_PASSWORD = "p&ss\"w'o<r>d/1\\2"
+#: How an upstream writes a password in a page: each escaper's own references, a page in a
+#: JSON string and JSON in a page (`\&quot;`).
+HTML_ESCAPERS = {
+    "html.escape": html.escape,
+    "html.escape-quote-false": lambda s: html.escape(s, quote=False),
+    "go-html-escapestring": lambda s: (
+        html.escape(s).replace("&#x27;", "&#39;").replace("&quot;", "&#34;")
+    ),
+    "php-htmlspecialchars": lambda s: html.escape(s).replace("&#x27;", "&#039;"),
+    "xml-apos": lambda s: xml_escape(s, {'"': "&quot;", "'": "&apos;"}),
+    "decimal": lambda s: "".join(f"&#{ord(c)};" if c in "&\"'<>" else c for c in s),
+    "hex-upper": lambda s: "".join(f"&#X{ord(c):X};" if c in "&\"'<>" else c for c in s),
+    "json-in-page": lambda s: html.escape(json.dumps(s)),
+    "page-in-json": lambda s: json.dumps(html.escape(s)),
+    "page-in-php-json": lambda s: json.dumps(html.escape(s)).replace("/", "\\/"),
+}
+
+
+@pytest.mark.parametrize("escape", HTML_ESCAPERS.values(), ids=HTML_ESCAPERS.keys())
+def test_a_password_an_error_page_echoes_html_escaped_is_scrubbed(
+    escape: Callable[[str], str],
+) -> None:
+    """An upstream's error page echoes the injected password with its ``&"'<>`` written as
+    character references: a browser, an HTML parser or the agent reads the password. Split
+    at every point."""
+    body = b"<html><body><p>Unauthorized: " + escape(_HTML_PASSWORD).encode() + b"</p></html>"
+    password = _HTML_PASSWORD.encode()
+    scrub = scrubber(b"Basic " + base64.b64encode(b"deploy:" + password))
+    for cut in range(len(body) + 1):
+        out, count = streamed(scrub, body, [cut])
+        assert (len(out), count) == (len(body), 1)
+        for read in (out, html_read(out), json_read(html_read(out)), html_read(json_read(out))):
+            assert password not in read
+
+
+def test_an_event_stream_is_not_held_back_by_the_html_search() -> None:
+    """An event ends in a newline, which no spelling of a secret ends in: sent at once, even
+    when it holds references and the secret a ``&``."""
+    stream = scrubber(b"Basic " + base64.b64encode(b"deploy:" + _HTML_PASSWORD.encode())).stream()
+    event = b'data: {"text": "p&amp;ss &quot;w&#x27;o p&ss\\"}\n\n'
+    assert stream.feed(event) == event
 
 
 def _go_canonical(name: bytes) -> bytes:
