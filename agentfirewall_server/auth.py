@@ -17,6 +17,7 @@ from typing import Literal
 from sqlalchemy import Connection, select
 from starlette.requests import Request
 
+from agentfirewall_server.bootstrap import BOOTSTRAP_TOKEN_NAMES
 from agentfirewall_server.clock import now
 from agentfirewall_server.identity import hash_secret, same_hash
 from agentfirewall_server.roles import ROLES
@@ -97,7 +98,10 @@ def _token_principal(state: AppState, token: str) -> Principal:
     role = row["role"] or "viewer"
     if row["user_id"]:
         return Principal("admin", f"token:{row['name']}", role=role, user_id=row["user_id"])
-    return Principal("admin", "admin-token", role=role)
+    if row["name"] == BOOTSTRAP_TOKEN_NAMES["admin"]:
+        return Principal("admin", "admin-token", role=role)
+    # minted with the bootstrap token: no user, its own name in the audit log
+    return Principal("admin", f"token:{row['name']}", role=role)
 
 
 _SessionRow = tuple[str, str, str, str]

@@ -41,6 +41,8 @@ ENCRYPTION_KEY_FILE = "encryption.key"
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
 GATEWAY_TOKEN_FILE = "gateway.token"  # noqa: S105
 SETUP_TOKEN_FILE = "setup.token"  # noqa: S105
+#: The stored names of the bootstrap tokens' rows; a minted token may not take them.
+BOOTSTRAP_TOKEN_NAMES = {"admin": "bootstrap admin token", "gateway": "bootstrap gateway token"}
 
 _ALPHABET = string.ascii_letters + string.digits
 

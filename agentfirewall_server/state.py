@@ -15,6 +15,7 @@ from sqlalchemy import Connection, select
 
 from agentfirewall.tokens import SigningKey, generate_signing_key, load_signing_key
 from agentfirewall_server.bootstrap import (
+    BOOTSTRAP_TOKEN_NAMES,
     SIGNING_KEY_FILE,
     bootstrap_tokens,
     ensure_data_dir,
@@ -163,7 +164,7 @@ class AppState:
                         kind=kind,
                         user_id=None,
                         role=role,
-                        name=f"bootstrap {kind} token",
+                        name=BOOTSTRAP_TOKEN_NAMES[kind],
                         created_at=now(),
                     )
                 )

@@ -6,7 +6,7 @@ import hmac
 import secrets
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
@@ -15,7 +15,12 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import SESSION_COOKIE, authenticate, require_role, state_of
-from agentfirewall_server.bootstrap import SETUP_TOKEN_FILE, new_token, read_secret_file
+from agentfirewall_server.bootstrap import (
+    BOOTSTRAP_TOKEN_NAMES,
+    SETUP_TOKEN_FILE,
+    new_token,
+    read_secret_file,
+)
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.hub import CREDENTIALS_ENDED
 from agentfirewall_server.identity import (
@@ -63,6 +68,13 @@ class UserPatch(Strict):
 
 class NewToken(Strict):
     name: str = Field(default="api token", min_length=1, max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_bootstrap_name(cls, name: str) -> str:
+        if name.strip().casefold() in {n.casefold() for n in BOOTSTRAP_TOKEN_NAMES.values()}:
+            raise ValueError("that name is the bootstrap tokens'; choose another")
+        return name
 
 
 def user_json(row: Any) -> dict[str, Any]:

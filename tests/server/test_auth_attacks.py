@@ -153,6 +153,22 @@ def test_revoked_tokens_stay_revoked_across_restarts(harness_factory: Any) -> No
     assert again.call("GET", "/v1/agents", spare["token"]).status_code == 200
 
 
+def test_a_token_the_bootstrap_token_mints_is_audited_as_itself(harness: Harness) -> None:
+    """A token minted with the bootstrap admin token has no user: it acts and is audited
+    under its own name, never as the bootstrap token (`admin-token`), and cannot take the
+    bootstrap tokens' names to pass for one."""
+    made = harness.admin("POST", "/v1/tokens", json={"name": "ci"}).json()
+    me = harness.call("GET", "/v1/auth/me", made["token"]).json()
+    assert me["user"]["email"] == "token:ci"
+    assert harness.call("POST", "/v1/tokens", made["token"], json={"name": "x"}).status_code == 201
+    minted = harness.call("GET", "/v1/audit?event_type=token.created", made["token"]).json()
+    assert [e["actor"] for e in minted["events"]].count("token:ci") == 1
+    for name in ("bootstrap admin token", " Bootstrap Gateway Token"):
+        refused = harness.admin("POST", "/v1/tokens", json={"name": name})
+        assert refused.status_code == 422, refused.text
+        assert "bootstrap tokens" in refused.text
+
+
 def test_only_an_owner_lists_or_revokes_tokens(harness: Harness) -> None:
     key = harness.create_agent("Bot")
     assert harness.agent(key, "GET", "/v1/tokens").status_code == 403
