@@ -15,31 +15,19 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any
 
-from agentfirewall_proxy.approvals import HoldOutcome
 from agentfirewall_proxy.contact import ContactWatch
 from agentfirewall_proxy.control import Control, ControlError, StaticControl
 from agentfirewall_proxy.mcpwrap.gate import Gate
+from agentfirewall_proxy.mcpwrap.session import Session
 from agentfirewall_proxy.snapshot import compile_snapshot, refusing_config
 
-__all__ = ["Follower", "Session"]
+__all__ = ["Follower"]
 
 #: Seconds a config long-poll may take beyond its wait before it is given up and asked again
 #: (as at the gateway: a longer one is lost in the network).
 _POLL_SLACK = 5.0
-
-
-class Session(Protocol):
-    """What a config acts on (the relay)."""
-
-    closing: bool
-
-    async def cut(self, reason: str) -> None:
-        """A kill switch covers the session: it ends."""
-
-    async def cut_unanswered(self, reason: str, error: str, outcome: HoldOutcome) -> None:
-        """Refuse every unanswered request; held ones end with `outcome`."""
 
 
 class Follower:

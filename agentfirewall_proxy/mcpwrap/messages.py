@@ -1,4 +1,5 @@
-"""JSON-RPC 2.0 building blocks for the relay: ids, error answers, progress, serialising.
+"""JSON-RPC 2.0 building blocks for the relay: ids, error answers, progress, serialising,
+``tools/list`` filtering.
 
 Errors the relay answers itself (the client shows them to the model)::
 
@@ -13,6 +14,7 @@ Errors the relay answers itself (the client shows them to the model)::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from agentfirewall.decisions import Decision
@@ -26,6 +28,7 @@ __all__ = [
     "cancelled",
     "dumps",
     "error",
+    "filter_tools",
     "id_key",
     "progress",
     "progress_token",
@@ -108,3 +111,17 @@ def progress_token(message: object) -> str | int | None:
     meta = params.get("_meta") if isinstance(params, dict) else None
     token = meta.get("progressToken") if isinstance(meta, dict) else None
     return token if isinstance(token, str | int) and not isinstance(token, bool) else None
+
+
+def filter_tools(result: dict[str, Any], visible: Callable[[str], bool]) -> bool:
+    """Keep in a ``tools/list`` result the tools named and `visible`; True when any went."""
+    tools = result.get("tools")
+    if not isinstance(tools, list):
+        return False
+    kept = [
+        t
+        for t in tools
+        if isinstance(t, dict) and isinstance(t.get("name"), str) and visible(t["name"])
+    ]
+    result["tools"] = kept
+    return len(kept) != len(tools)

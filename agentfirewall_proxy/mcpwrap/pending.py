@@ -1,0 +1,123 @@
+"""The client's unanswered requests, by id: forwarded (the server's answer awaited), held
+(an approval awaited), and cut off (refused since they were forwarded: their answer, should
+it come, is dropped).
+
+An answer is matched to its request by id (``1`` and ``"1"`` differ: ``messages.id_key``),
+so a request whose answer could not be told apart is refused before anything is forwarded
+(:meth:`Pending.untrackable`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from agentfirewall_proxy.mcpwrap import messages as rpc
+
+__all__ = ["Pending"]
+
+
+def _answer_key(member: Any) -> str | None:
+    """The id key of `member` when it is an answer (an id and no method), else None."""
+    if not isinstance(member, dict) or "method" in member or "id" not in member:
+        return None
+    return rpc.id_key(member["id"])
+
+
+class Pending:
+    def __init__(self) -> None:
+        #: Forwarded client requests not yet answered: id key -> method.
+        self.forwarded: dict[str, str] = {}
+        #: Held client messages: id key -> (its hold's task, the ids it answers).
+        self.held: dict[str, tuple[asyncio.Task[None], list[Any]]] = {}
+        #: Forwarded requests refused since (cut): their answer, should it come, is dropped.
+        self.cut_off: set[str] = set()
+
+    def untrackable(self, message: object) -> str | None:
+        """Why a request's answer could not be matched to it, or None: an id that is not a
+        string or an integer (the server may answer ``2.0`` as ``2``), or one an unanswered
+        request already has. The answer to a ``tools/list`` is filtered by that match: an
+        answer matched to nothing would pass unfiltered."""
+        seen: set[str] = set()
+        for member in message if isinstance(message, list) else [message]:
+            if not isinstance(member, dict) or "method" not in member or "id" not in member:
+                continue
+            value = member["id"]
+            if value is None:
+                continue  # (refused as any null id is, with its own answer)
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                return "a request id must be a string or an integer"
+            key = rpc.id_key(value)
+            if key in seen or key in self.forwarded or key in self.held or key in self.cut_off:
+                return f"request id {key[:60]} is already used by an unanswered request"
+            seen.add(key)
+        return None
+
+    def sent(self, message: Any) -> None:
+        """`message` was forwarded: its requests await their answers (a forwarded
+        ``notifications/cancelled`` ends the wait for the request it names)."""
+        for member in message if isinstance(message, list) else [message]:
+            is_request, request_id = rpc.request_id(member)
+            if is_request:
+                self.forwarded[rpc.id_key(request_id)] = str(member["method"]).strip().lower()
+            elif isinstance(member, dict) and member.get("method") == "notifications/cancelled":
+                params = member.get("params")
+                if isinstance(params, dict):
+                    self.forwarded.pop(rpc.id_key(params.get("requestId")), None)
+
+    def answered(self, member: Any) -> str | None:
+        """The method of the forwarded request `member` answers (no longer awaited), or
+        None (not an answer, or to no request awaited)."""
+        key = _answer_key(member)
+        return None if key is None else self.forwarded.pop(key, None)
+
+    def too_late(self, member: Any) -> bool:
+        """Whether `member` answers a request refused since it was forwarded (cut): dropped,
+        the client has its refusal (once: the id is free again)."""
+        key = _answer_key(member)
+        if key is None or key not in self.cut_off:
+            return False
+        self.cut_off.discard(key)
+        return True
+
+    def hold(self, message: Any, task: asyncio.Task[None]) -> None:
+        """The requests of `message` are held by `task` until it is done."""
+        ids = [
+            rid
+            for member in (message if isinstance(message, list) else [message])
+            for is_request, rid in [rpc.request_id(member)]
+            if is_request
+        ]
+        for rid in ids:
+            self.held[rpc.id_key(rid)] = (task, ids)
+        task.add_done_callback(lambda _: [self.held.pop(rpc.id_key(rid), None) for rid in ids])
+
+    def cancel_hold(self, message: Any) -> bool:
+        """Whether `message` is a ``notifications/cancelled`` for a held request: its hold
+        ends (not forwarded: the server never saw that request)."""
+        if not isinstance(message, dict) or message.get("method") != "notifications/cancelled":
+            return False
+        params = message.get("params")
+        key = rpc.id_key(params.get("requestId")) if isinstance(params, dict) else ""
+        found = self.held.get(key)
+        if found is None:
+            return False
+        found[0].cancel()
+        return True
+
+    def take_all(self) -> list[Any]:
+        """The id of every unanswered request (forwarded or held), once each, no longer
+        tracked; the holds are cancelled."""
+        ids = [json.loads(key) for key in self.forwarded]
+        self.forwarded.clear()
+        for task, held_ids in list(self.held.values()):
+            task.cancel()
+            ids.extend(held_ids)
+        self.held.clear()
+        return [json.loads(key) for key in dict.fromkeys(rpc.id_key(i) for i in ids)]
+
+    def take_forwarded(self) -> dict[str, str]:
+        """Every forwarded request still awaited (id key -> method), no longer tracked."""
+        forwarded, self.forwarded = self.forwarded, {}
+        return forwarded
