@@ -81,9 +81,22 @@ method (botocore's ``xform_name``: ``PutItem`` → ``put_item``, ``DescribeDBIns
   ``aws.s3.object.list_versions`` (``GET ?versions``), ``aws.s3.object.delete_many``
   (``POST ?delete``), ``aws.s3.object.restore|select`` (``POST ?restore|?select``),
   ``aws.s3.bucket.create|delete|get|list``, ``aws.s3.multipart.create|upload_part|
-  complete|abort|list|list_parts``, and ``aws.s3.bucket.<subresource>.<get|put|delete>`` /
-  ``aws.s3.object.<subresource>.<get|put|delete>`` for configuration subresources
-  (``?policy``, ``?acl``, ``?tagging``...). The object key is the rest of the path,
+  upload_part_copy|complete|abort|list|list_parts`` (a part copy, a part PUT with
+  ``x-amz-copy-source``, is decided as ``aws.s3.object.copy`` too, with the same
+  parameters: a rule on copies covers it), and ``aws.s3.bucket.<subresource>.<get|put|delete>``
+  / ``aws.s3.object.<subresource>.<get|put|delete>`` for configuration subresources
+  (``?policy``, ``?acl``, ``?tagging``...). Query names are read as S3 reads them, as
+  spelled (``versionId``, ``publicAccessBlock``): one that is a known name only in another
+  case (``?Tagging``, which S3 ignores) is refused. Headers that change what S3 does are
+  parameters named after the header without ``x-amz-`` (``acl``, ``grant_read``,
+  ``grant_write``, ``grant_read_acp``, ``grant_write_acp``, ``grant_full_control``,
+  ``copy_source``, ``copy_source_range``, ``metadata_directive``, ``tagging_directive``,
+  ``tagging``, ``object_ownership``, ``object_lock_mode``, ``object_lock_retain_until_date``,
+  ``object_lock_legal_hold``, ``bucket_object_lock_enabled``, ``bypass_governance_retention``,
+  ``server_side_encryption`` and its ``_aws_kms_key_id``, ``_context``,
+  ``_bucket_key_enabled`` and ``_customer_algorithm``, ``website_redirect_location``,
+  ``confirm_remove_self_bucket_access``); one given twice is refused, and an SSE-C key is
+  never read. The object key is the rest of the path,
   percent-decoded, as S3 reads it (empty segments and any character included: a key is a
   name, not a route); a path-style bucket segment with an encoded slash or backslash
   (``%2F``, ``%5C``) is refused. An unknown query parameter names nothing:
@@ -149,7 +162,7 @@ from agentfirewall.connectors.awsroutes import (
     serves_query_protocol_too,
     snake_case,
 )
-from agentfirewall.connectors.awss3 import s3_action
+from agentfirewall.connectors.awss3 import S3_ALSO, s3_action
 from agentfirewall.connectors.awstargets import (
     BOTOCORE_VERSION,
     CBOR,
@@ -266,7 +279,12 @@ class AwsConnector(Connector):
             if found is None:
                 return self.fallback(method, req.path)
             action, risk, params = found
-            return self._parsed(f"s3.{action}", risk, endpoint, params, "s3")
+            parsed = self._parsed(f"s3.{action}", risk, endpoint, params, "s3")
+            also = S3_ALSO.get(action)
+            if also is None:
+                return parsed
+            copy = self._parsed(f"s3.{also}", risk, endpoint, params, "s3")  # decided too
+            return ParsedAction(parsed.spec, risk, _NAME, "s3", also=(copy,))
         routes = routes_of(endpoint.routes or endpoint.service)
         mixed = routes is not None and serves_query_protocol_too(endpoint.service)
         if routes is not None and (req.path != "/" or not mixed):
