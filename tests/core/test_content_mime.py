@@ -30,12 +30,16 @@ from agentfirewall.content import (
     decoded_pieces,
     default_scanner,
     mime,
+    mimeflat,
+    mimeheaders,
+    mimeparse,
     redact_encoded,
     redact_encoded_value,
     scan_pieces,
 )
 from agentfirewall.content.encoded import encoded_fields
-from agentfirewall.content.mime import MAX_NESTED, MAX_PARAMETERS, MAX_PARTS, mime_pieces
+from agentfirewall.content.mime import mime_pieces
+from agentfirewall.content.mimeparse import MAX_NESTED, MAX_PARAMETERS, MAX_PARTS
 from agentfirewall.policy import load_policy
 from agentfirewall.policy.guard import action_findings, guard_plan
 from tests.fuzzscale import examples
@@ -146,6 +150,120 @@ def _encoded_message() -> bytes:
                 b64(inner), "--b--", "")  # fmt: skip
 
 
+_PEM64 = b64(PEM.encode())
+_SPLIT_ID = (f"id {AWS_ID[:9]}=", f"{AWS_ID[9:]} end")  # (a quoted-printable soft line break)
+_KEY_PART = ("Content-Transfer-Encoding: base64", "", _PEM64)
+_KEY_MAIL = _attached(PEM.encode(), filename="id_rsa")  # (the key in its ``part2``)
+
+
+def _outside(preamble: tuple[str, ...] = (), epilogue: tuple[str, ...] = ()) -> bytes:
+    """A multipart whose text before its first delimiter and after its last is given."""
+    return _raw("Content-Type: multipart/mixed; boundary=b", "", *preamble, "--b",
+                "Content-Type: text/plain", "", "hi", "--b--", *epilogue, "")  # fmt: skip
+
+
+def _inner_outside(*preamble: str) -> bytes:
+    """A multipart nested in another, its preamble given (the third part: ``part2``)."""
+    return _raw("Content-Type: multipart/mixed; boundary=o", "", "--o", "", "hi", "--o",
+                "Content-Type: multipart/alternative; boundary=i", "", *preamble, "--i", "",
+                "hi", "--i--", "--o--", "")  # fmt: skip
+
+
+def _two_cuts(boundary: str, first: str = "a", second: str = "b") -> bytes:
+    """A multipart of the `boundary` parameters given: cut at ``--first``, one text part; at
+    ``--second`` (another reader's boundary), a part holding a key in base64."""
+    return _raw(f"Content-Type: multipart/mixed; {boundary}", "", f"--{first}",
+                "Content-Type: text/plain", "", f"--{second}", *_KEY_PART, f"--{second}--",
+                f"--{first}--", "")  # fmt: skip
+
+
+def _two_types(text_first: bool) -> bytes:
+    """Two ``Content-Type`` headers, ``text/plain`` and a multipart holding a key in base64."""
+    types = ["Content-Type: text/plain", "Content-Type: multipart/mixed; boundary=b"]
+    return _raw(*(types if text_first else types[::-1]), "", "--b", *_KEY_PART, "--b--", "")
+
+
+def _cut_at(delimiter: str, boundary: str = "b") -> bytes:
+    """A text part holding a line that starts with the delimiter and goes on, a key in base64
+    after it (a reader that matches delimiters by their start cuts a part there)."""
+    return _raw(f"Content-Type: multipart/mixed; boundary={boundary}", "", f"--{boundary}",
+                "Content-Type: text/plain", "", delimiter, *_KEY_PART, f"--{boundary}--",
+                "")  # fmt: skip
+
+
+def _quoted_boundary(written: str, delimiter: str) -> bytes:
+    """A boundary `written` (quoted) and parts cut at `delimiter`, a key in base64 in one."""
+    return _raw(f"Content-Type: multipart/mixed; boundary={written}", "", f"--{delimiter}",
+                "Content-Type: text/plain", "", "hi", f"--{delimiter}", *_KEY_PART,
+                f"--{delimiter}--", "")  # fmt: skip
+
+
+def _rfc822_marked() -> bytes:
+    """A message/rfc822 part (not encoded) whose message starts with a UTF-8 byte order mark."""
+    head = _raw("Content-Type: multipart/mixed; boundary=o", "", "--o",
+                "Content-Type: message/rfc822", "", "")  # fmt: skip
+    return head + codecs.BOM_UTF8 + _KEY_MAIL + b"\r\n--o--\r\n"
+
+
+def _wide_message(encoding: str, mark: bytes) -> bytes:
+    return mark + _KEY_MAIL.decode().encode(encoding)
+
+
+def _quoted_name(count: int = 0) -> bytes:
+    """A key id in a file name quoted with a quoted-pair (``\\Q`` is ``Q``), after `count` other
+    parameters."""
+    name = f'filename="{AWS_ID[:4]}\\{AWS_ID[4:]}.txt"'
+    return _raw("Content-Type: text/plain",
+                "Content-Disposition: attachment; " + "; ".join(["x=1"] * count + [name]), "",
+                "hi", "")  # fmt: skip
+
+
+#: Text no part holds, and messages readers read otherwise than the parser (a type or a
+#: boundary given twice, a byte order mark, a quoted-pair): rows of :data:`HIDDEN`.
+READ_OTHERWISE: list[tuple[str, bytes, str, str, bool]] = [
+    ("a key in base64 in a multipart's preamble (read as the unstructured reading reads)",
+     _outside(preamble=(_PEM64,)), "private_key", ".part0.preamble", False),
+    ("a key in base64 in a multipart's epilogue", _outside(epilogue=(_PEM64,)), "private_key",
+     ".part0.epilogue", False),
+    ("a key id split by a soft line break in a nested multipart's preamble",
+     _inner_outside(*_SPLIT_ID), "aws_access_key", ".part2.preamble", False),
+    ("a boundary given twice, the parser's first (read unstructured too)",
+     _two_cuts("boundary=a; boundary=b"), "private_key", ".parts", False),
+    ("two Content-Type headers, text/plain first (read unstructured too)", _two_types(True),
+     "private_key", ".parts", False),
+    ("a line that starts with the delimiter and goes on (read unstructured too)",
+     _cut_at("--bX"), "private_key", ".parts", False),
+    ("a nested multipart's boundary the outer's is a prefix of (read unstructured too)",
+     _raw("Content-Type: multipart/mixed; boundary=b", "", "--b",
+          "Content-Type: multipart/mixed; boundary=bc", "", "--bc", *_KEY_PART, "--bc--",
+          "--b--", ""), "private_key", ".parts", True),
+    ("a multipart never closed (read unstructured too)",
+     _raw("Content-Type: multipart/mixed; boundary=b", "", "--b", *_KEY_PART),
+     "private_key", ".parts", True),
+    ("a line that is no header among a part's headers (read unstructured too)",
+     _raw("Content-Type: multipart/mixed; boundary=b", "", "--b", "X-Note", *_KEY_PART, "--b--",
+          ""), "private_key", ".parts", False),
+    ("a message starting with a UTF-8 byte order mark (skipped, as readers skip it)",
+     codecs.BOM_UTF8 + _KEY_MAIL, "private_key", ".part2", True),
+    ("a message in UTF-16 (a byte order mark: read in it)",
+     _wide_message("utf-16-le", codecs.BOM_UTF16_LE), "private_key", ".part2", False),
+    ("a message in UTF-32 big-endian (a byte order mark: read in it)",
+     _wide_message("utf-32-be", codecs.BOM_UTF32_BE), "private_key", ".part2", False),
+    ("an .eml attached in base64 starting with a UTF-8 byte order mark",
+     _attached(codecs.BOM_UTF8 + _KEY_MAIL, filename="fwd.eml"), "private_key",
+     ".part2.part2", True),
+    ("a message/rfc822 part starting with a UTF-8 byte order mark (read unstructured too)",
+     _rfc822_marked(), "private_key", ".parts", False),
+    ("a key id in a quoted file name, a quoted-pair inside (RFC 5322 unescapes it)",
+     _quoted_name(), "aws_access_key", ".part0.header.content-disposition", False),
+    (f"a quoted-pair in a quoted file name among more than {MAX_PARAMETERS} parameters",
+     _quoted_name(MAX_PARAMETERS), "aws_access_key", ".parts.parameters", False),
+    ("a boundary quoted with a quoted-pair (found as the parser finds it)",
+     _quoted_boundary('"a\\"b"', 'a"b'), "private_key", ".part2", True),
+    ("a boundary quoted with a quoted-pair readers read otherwise, a\\b or ab (read "
+     "unstructured too)", _two_cuts('boundary="a\\b"', "a\\b", "ab"), "private_key", ".parts",
+     False),
+]  # fmt: skip
 _TAIL = b64(AWS_ID[10:].encode())
 # (name, the raw mail, the detector, where the guard finds it after `(base64)`, whether a
 # redact rule can rewrite it in place)
@@ -221,6 +339,7 @@ HIDDEN: list[tuple[str, bytes, str, str, bool]] = [
      ".parts", False),
     (f"more than {MAX_NESTED} multiparts (read unstructured)", _many(1, MAX_NESTED),
      "private_key", ".parts", False),
+    *READ_OTHERWISE,
 ]  # fmt: skip
 IDS = [h[0] for h in HIDDEN]
 
@@ -263,7 +382,8 @@ def parse_form(body: bytes) -> list[tuple[str, str]]:
 
 def _changes(old: bytes, new: bytes) -> list[tuple[str, str]]:
     """(old, new) for each raw header value and part content two messages differ in."""
-    before, after = (list(email.message_from_bytes(m, policy=compat32).walk()) for m in (old, new))
+    read = (m.removeprefix(codecs.BOM_UTF8) for m in (old, new))  # (as readers skip it)
+    before, after = (list(email.message_from_bytes(m, policy=compat32).walk()) for m in read)
     assert len(before) == len(after)
     changed: list[tuple[str, str]] = []
     for a, b in zip(before, after, strict=True):
@@ -332,13 +452,12 @@ def test_when_the_parser_fails_the_message_is_read_unstructured(
         raise IndexError("a parser bug")
 
     raw = HIDDEN[0][1]
-    monkeypatch.setattr(mime.email, "message_from_bytes", fail)
+    monkeypatch.setattr("email.message_from_bytes", fail)
     assert any(loc.startswith(f"{FIELD}(base64).parts") for d, loc in _found(raw)
                if d == "private_key")  # fmt: skip
     assert mime.redact_mime(default_scanner(), raw, NAMES) == (raw, 0)  # (the rescan refuses)
 
 
-_PEM64 = b64(PEM.encode())
 #: Malformed MIME (fail closed: the key is still found): (name, raw mail)
 MALFORMED = [
     ("a multipart never closed", _raw("Content-Type: multipart/mixed; boundary=b", "", "--b",
@@ -413,6 +532,125 @@ def test_a_header_within_the_bounds_is_read_as_the_parser_reads_it() -> None:
     assert not [loc for _, loc in _found(raw) if ".parts" in loc]
 
 
+#: Where a secret sits in `_placed`, and the secret: its detector, its transfer encoding in a
+#: part, its lines.
+_PLACES = ("preamble", "epilogue", "part", "inner preamble", "inner epilogue", "inner part")
+_SECRETS = {"private_key": ("base64", (_PEM64,)),
+            "aws_access_key": ("quoted-printable", _SPLIT_ID)}  # fmt: skip
+#: The message's type, given once or in ways readers read otherwise (`{}`: its boundary).
+_TYPES = (
+    ("Content-Type: multipart/mixed; boundary={}",),
+    ("Content-Type: text/plain", "Content-Type: multipart/mixed; boundary={}"),
+    ("Content-Type: multipart/mixed; boundary={}", "Content-Type: text/plain"),
+    ("Content-Type: multipart/mixed; boundary=decoy; boundary={}",),
+    ("Content-Type: multipart/mixed; boundary={}; boundary=decoy",),
+)
+#: (the boundary as written, its delimiter)
+_BOUNDARIES = (("o", "o"), ('"o\\"q"', 'o"q'), ('"o\\\\q"', "o\\q"))
+_MARKS = ((b"", "utf-8"), (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+          (codecs.BOM_UTF32_BE, "utf-32-be"))  # fmt: skip
+
+
+def _placed(place: str, detector: str, types: tuple[str, ...], boundary: tuple[str, str],
+            mark: tuple[bytes, str]) -> bytes:  # fmt: skip
+    """A multipart holding a multipart, the secret of `detector` at `place`."""
+    cte, lines = _SECRETS[detector]
+
+    def text(where: str) -> tuple[str, ...]:
+        return lines if place == where else ()
+
+    def part(where: str) -> tuple[str, ...]:
+        return (f"Content-Transfer-Encoding: {cte}", "", *(text(where) or ("hi",)))
+
+    written, delimiter = boundary
+    raw = "\r\n".join([
+        *(header.format(written) for header in types), "", *text("preamble"), f"--{delimiter}",
+        *part("part"), f"--{delimiter}", "Content-Type: multipart/alternative; boundary=i", "",
+        *text("inner preamble"), "--i", *part("inner part"), "--i--", *text("inner epilogue"),
+        f"--{delimiter}--", *text("epilogue"), ""])  # fmt: skip
+    return mark[0] + raw.encode(mark[1])
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(place=st.sampled_from(_PLACES), detector=st.sampled_from(sorted(_SECRETS)),
+       types=st.sampled_from(_TYPES), boundary=st.sampled_from(_BOUNDARIES),
+       mark=st.sampled_from(_MARKS))  # fmt: skip
+def test_a_secret_is_found_wherever_it_sits_in_a_message_however_readers_cut_it(
+    place: str,
+    detector: str,
+    types: tuple[str, ...],
+    boundary: tuple[str, str],
+    mark: tuple[bytes, str],
+) -> None:
+    """Preamble, epilogue, each part, nested or not; a type or a boundary given twice (in
+    either order), a boundary quoted with quoted-pairs, a byte order mark: whatever a reader
+    picks, what it shows has been read, and the field is read as a message again by a
+    redact rule's rescan (a location in its parts)."""
+    raw = _placed(place, detector, types, boundary, mark)
+    assert detector not in {d for d, _ in _found(raw, FIELD)}  # (the raw text hides it)
+    found = [loc for d, loc in _found(raw) if d == detector]
+    assert any(loc.startswith(f"{FIELD}(base64).part") for loc in found), found
+
+
+def _nested_preambles(count: int) -> bytes:
+    """Multiparts nested as deep as the bounds let them, each a preamble of `count` lines."""
+    lines = f"{_PEM64}\r\n" * count
+    opened = [f"Content-Type: multipart/mixed; boundary=n{i}\r\n\r\n{lines}--n{i}"
+              for i in range(MAX_NESTED)]  # fmt: skip
+    return ("\r\n".join(opened) + "\r\n\r\nhi\r\n").encode()
+
+
+def _padded(count: int) -> bytes:
+    """A part of lines that start with its delimiter, spaces and a letter after them."""
+    return _cut_at(f"--b{' ' * count}X\r\n" * (MAX_PARTS - 8))
+
+
+#: New shapes of a large message, each of about `count` times a few bytes: (name, mail)
+LARGE: list[tuple[str, Callable[[int], bytes]]] = [
+    ("a preamble", lambda count: _outside(preamble=(_PEM64,) * count)),
+    ("an epilogue", lambda count: _outside(epilogue=("=4" * 40,) * count)),
+    ("preambles of nested multiparts", lambda count: _nested_preambles(count // MAX_NESTED)),
+    ("lines starting with a delimiter, padded", lambda count: _padded(count // 10)),
+    ("a Content-Type given many times", lambda count: _raw(
+        *["Content-Type: text/plain"] * count, "", _PEM64)),
+    ("a message in UTF-32", lambda count: codecs.BOM_UTF32_LE + _outside(
+        preamble=(_PEM64,) * count).decode().encode("utf-32-le")),
+    ("quoted-pairs in a header read unstructured", lambda count: _raw(
+        "Content-Type: text/plain", 'Content-Disposition: attachment; filename="'
+        + '\\"\\\\"' * (count * 4), "", _PEM64)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "large"), LARGE, ids=[shape[0] for shape in LARGE])
+def test_each_new_shape_of_a_large_message_is_read_in_linear_work(
+    monkeypatch: pytest.MonkeyPatch, name: str, large: Callable[[int], bytes]
+) -> None:
+    """What the readings added for the preamble and epilogue, a byte order mark, quoted-pairs
+    and readers that cut a message otherwise do per byte: the bytes decoded or parsed, the
+    text searched for delimiters and quoted-pairs, stay within one multiple of the size."""
+    work: list[int] = []
+
+    def counted(read: Callable[..., object]) -> Callable[..., object]:
+        def call(data: bytes | str, *args: object, **kw: object) -> object:
+            work.append(len(data))
+            return read(data, *args, **kw)
+
+        return call
+
+    readers = ((binascii, "a2b_qp"), (binascii, "a2b_base64"), (email, "message_from_bytes"),
+               (mimeparse, "_delimited"), (mimeflat, "quoted_pairs"),
+               (mimeheaders, "quoted_pairs"))  # fmt: skip
+    for module, attribute in readers:
+        monkeypatch.setattr(module, attribute, counted(getattr(module, attribute)))
+    for count in (1_000, 8_000):
+        raw = large(count)
+        work.clear()
+        mime_pieces(raw, "m")
+        mime.redact_mime(default_scanner(), raw, NAMES)
+        # (a search for delimiters per multipart; each byte decoded a few times at most)
+        assert sum(work) <= (MAX_NESTED + 12) * len(raw), (len(raw), sum(work))
+
+
 _TOKENS = [
     b"--b",
     b"--b--",
@@ -442,6 +680,11 @@ _TOKENS = [
     b"filename*1=KIA",
     b"\xff\xfe",
     b"\\u0041",
+    b"\xef\xbb\xbf",
+    b"; boundary=c",
+    b'boundary="b\\"',
+    b"--bX",
+    b'filename="a\\Qb"',
 ]
 _MAILS = st.lists(st.sampled_from(_TOKENS) | st.binary(max_size=6), max_size=48).map(b"".join)
 

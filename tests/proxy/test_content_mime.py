@@ -27,7 +27,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfirewall_proxy.flow import Refusal
-from tests.core.test_content_mime import AWS_SECRET, HIDDEN, KEY_LINE, _clean, _uuencoded
+from tests.core.test_content_mime import (
+    AWS_SECRET,
+    HIDDEN,
+    KEY_LINE,
+    READ_OTHERWISE,
+    _clean,
+    _outside,
+    _uuencoded,
+)
 from tests.fuzzscale import examples
 from tests.proxy.test_content_base64 import (
     _AWS_AUTH,
@@ -124,6 +132,40 @@ def test_redact_refuses_a_part_it_cannot_re_encode_as_it_was() -> None:
     assert refused.value.message == (
         "a redact rule cannot rewrite private_key at form.RawMessage.Data(base64).part0+0"
     )
+
+
+#: A key id as it is in a multipart's preamble (the message's text: redacted in place), and
+#: the rows of READ_OTHERWISE: (name, raw mail, detector, where, redacted in place)
+OTHERWISE = [("a key id as it is in a preamble", _outside(preamble=(f"id {AWS_ID}",)),
+              "aws_access_key", "", True), *READ_OTHERWISE]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mail", "raw", "detector", "where", "rewritable"), OTHERWISE,
+                         ids=[m[0] for m in OTHERWISE])  # fmt: skip
+def test_text_outside_the_parts_and_messages_read_otherwise_are_decided_and_redacted_or_refused(
+    mail: str, raw: bytes, detector: str, where: str, rewritable: bool
+) -> None:
+    """Denied where it is; a redact rule rewrites it in place where it can (the part in its
+    encoding, the message's own text), and refuses it (403) where it cannot: a preamble's or
+    an epilogue's decoded text, the unstructured reading, a message read in UTF-16."""
+    carrier = CARRIERS[0]
+    body = carrier.body(b64(raw))
+    flow, denied = _decide("deny", carrier, body)
+    assert denied.outcome == "deny"
+    located = [f.location for f in flow.findings if f.detector == detector]
+    assert any(loc.startswith(f"{carrier.where}(base64){where}") for loc in located), located
+    flow, decision = _decide("redact", carrier, body)
+    assert decision.outcome == "allow"
+    if not rewritable:
+        with pytest.raises(Refusal) as refused:
+            _redact(flow, carrier, body)
+        assert refused.value.status == 403
+        assert f"cannot rewrite {detector} at {carrier.where}(base64)" in refused.value.message
+        return
+    sent = base64.b64decode(_field(carrier, _redact(flow, carrier, body)), validate=True)
+    assert flow.redacted >= 1
+    _, again = _decide("deny", carrier, carrier.body(b64(sent)))  # nothing left to find
+    assert again.outcome == "allow", again.reason
 
 
 _BROKEN = st.binary(max_size=60) | st.sampled_from([
