@@ -3,19 +3,23 @@
 Agents register under a name (`routes.agents`) and kill switches stop one by it
 (`routes.killswitch`); both read names by these rules. :func:`name_problem` says why a
 name would read as something else, :func:`read_as` is a name as a person reads it (to
-compare with a scope's words) and :func:`twin_of` finds a live agent's name that shows as
-the same one.
+compare with a scope's words), :func:`name_key` is how it shows (the store keeps one live
+agent per key) and :func:`twin_of` finds a live agent's name that shows as the same one.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Iterable
+from importlib import resources
 
 from agentfirewall.display import visible
 
-__all__ = ["name_problem", "read_as", "twin_of"]
+__all__ = ["name_key", "name_problem", "read_as", "twin_of"]
 
 #: What shows nothing yet is neither a control nor a format character (`visible` escapes
 #: those): the rest of Unicode's Default_Ignorable_Code_Point (the combining grapheme
@@ -38,10 +42,70 @@ def _shown_as(name: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", name).split())
 
 
+#: The marks around a right-to-left character in the package's data (it reads the lines'
+#: comments, which keep a Hebrew or Arabic letter in place with them): not part of it.
+_MARKS = str.maketrans("", "", "\u200e\u200f")
+
+
+@functools.cache
+def _prototypes() -> dict[str, str]:
+    """Unicode's confusables (UTS #39's confusables.txt, as `confusable-homoglyphs` ships
+    it): each character that shows as another, and the prototype it shows as (NFD).
+
+    The package lists each line of the file both ways. A prototype maps to nothing: it has
+    more than one look-alike or stands in a longer one (`m` shows as `rn`); of two that
+    name only each other, the source is the one the package wrote first, as the file's line
+    reads. A letter that the file reads as its own other case (`θ` and `Θ`, `ƃ` and `Ƃ`)
+    keeps itself: names are case-sensitive, so case twins never share a key."""
+    shipped = resources.files("confusable_homoglyphs").joinpath("confusables.json")
+    links: dict[str, list[str]] = {}
+    for char, alikes in json.loads(shipped.read_text("utf-8")).items():
+        links.setdefault(char.translate(_MARKS), []).extend(
+            a["c"].translate(_MARKS) for a in alikes
+        )
+    within = {c for text in links if len(text) > 1 for c in text}
+    order = {text: at for at, text in enumerate(links)}
+
+    def is_prototype(text: str) -> bool:
+        return len(text) != 1 or len(links[text]) > 1 or text in within
+
+    table = {
+        char: unicodedata.normalize("NFD", alike)
+        for char, (alike, *_) in links.items()
+        if not is_prototype(char) and (is_prototype(alike) or order[char] < order[alike])
+    }
+
+    def case_twin(char: str, prototype: str) -> bool:
+        other = {char.upper(), char.lower()} - {char}
+        return any(
+            len(o) == 1 and table.get(o, unicodedata.normalize("NFD", o)) == prototype
+            for o in other
+        )
+
+    return {c: p for c, p in table.items() if not case_twin(c, p)}
+
+
+def _skeleton(text: str) -> str:
+    """`text` as it shows: UTS #39's skeleton (each character its prototype, between two
+    NFDs), with case kept (`_prototypes`)."""
+    table = _prototypes()
+    nfd = unicodedata.normalize("NFD", text)
+    return unicodedata.normalize("NFD", "".join(table.get(c, c) for c in nfd))
+
+
+def name_key(name: str) -> str:
+    """What `name` shows as, hashed (a skeleton may be many times the name's length): two
+    names of one key look alike to a person, in another width or spacing (`_shown_as`) or
+    with letters of another script (`Bot` with a Cyrillic o, U+043E); case is kept (`Bot` and
+    `bot` are two agents). The store keeps one live agent per key (`agents.name_key`).
+    Stored keys depend on the package's data: pinned, and a new version is a migration."""
+    return hashlib.sha256(_skeleton(_shown_as(name)).encode()).hexdigest()
+
+
 def twin_of(name: str, others: Iterable[str]) -> str | None:
     """The first of `others` (live agents' names) that shows as `name` but is not it."""
-    shown = _shown_as(name)
-    return next((o for o in others if o != name and _shown_as(o) == shown), None)
+    key = name_key(name)
+    return next((o for o in others if o != name and name_key(o) == key), None)
 
 
 def name_problem(name: str) -> str | None:
@@ -49,23 +113,30 @@ def name_problem(name: str) -> str | None:
     it holds: no blank at either end, no control character, none that shows nothing or
     acts on the display (`" all"` and `all` with a U+200B inside read as `all`; U+202E
     reverses what follows). As it reads (`read_as`: `ALL` and a full-width `all` read as
-    `all`), it is no wildcard, id or kill-switch scope: `*` is the wildcard of access rules
-    and policy scopes (a rule for the agent `*` would be a rule for every agent), `agt_`
-    starts the ids that `/agents/{id-or-name}` tries first, and a kill-switch scope reads
-    `all` as every agent and `agent:` / `connector:` as its kind."""
+    `all`) and as it shows (`all` with a Cyrillic a, U+0430, shows as `all`), it is no wildcard,
+    id or kill-switch scope: `*` is the wildcard of access rules and policy scopes (a rule
+    for the agent `*` would be a rule for every agent), `agt_` starts the ids that
+    `/agents/{id-or-name}` tries first, and a kill-switch scope reads `all` as every agent
+    and `agent:` / `connector:` as its kind."""
     if name != name.strip():
         return "a name cannot start or end with a blank (it reads as the name without): remove it"
     hidden = next((c for c in name if visible(c) != c or _SHOWS_NOTHING.match(c)), None)
     if hidden is not None:
         code = f"U+{ord(hidden):04X}"
         return f"a name cannot hold a control or invisible character ({code}): remove it"
-    folded = read_as(name)
-    if "*" in folded:
+    readings = (read_as(name), read_as(_skeleton(_shown_as(name))))
+    if any("*" in r for r in readings):
         return "`*` is the wildcard of access rules and policy scopes, a name cannot hold it"
-    if folded.startswith("agt_"):
-        return "`agt_` (in any case) starts agent ids, a name cannot"
-    if folded == "all":
-        return "`all` (in any case) is the kill-switch scope of every agent, a name cannot be it"
-    if folded.startswith(("agent:", "connector:")):
-        return "`agent:` and `connector:` (in any case) start kill-switch scopes, a name cannot"
+    if any(r.startswith("agt_") for r in readings):
+        return "`agt_` (in any case or look-alike characters) starts agent ids, a name cannot"
+    if "all" in readings:
+        return (
+            "`all` (in any case or look-alike characters) is the kill-switch scope of every"
+            " agent, a name cannot be it"
+        )
+    if any(r.startswith(("agent:", "connector:")) for r in readings):
+        return (
+            "`agent:` and `connector:` (in any case or look-alike characters) start kill-switch"
+            " scopes, a name cannot"
+        )
     return None

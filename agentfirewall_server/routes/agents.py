@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.decisions import EnforcementLevel, normalize_level
 from agentfirewall.display import visible
-from agentfirewall_server.agentnames import name_problem, twin_of
+from agentfirewall_server.agentnames import name_key, name_problem, twin_of
 from agentfirewall_server.approvals import deny_of_agent, publish_decided
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
@@ -74,24 +74,40 @@ def _removed(name: str) -> str:
     )
 
 
+def _twin(name: str, twin: str) -> ApiError:
+    shown = visible(twin)
+    return ApiError(
+        409,
+        f"an agent named `{shown}` already exists and `{visible(name)}` reads the same (in"
+        f" another width or spacing, or with look-alike letters of another script): use"
+        f" `{shown}` or choose another name",
+        field="name",
+    )
+
+
 def _check_name(conn: Connection, name: str) -> None:
     """422 for a new agent's name that would read as something else (`name_problem`), 409
-    for one that shows as a live agent's (`Bot` in full-width letters as `Bot`), checked
-    in the write's own transaction. An agent stored under such a name before keeps working
-    (a kill switch: `agent:NAME`)."""
+    for one that shows as a live agent's (`Bot` in full-width letters, or with a Cyrillic
+    o, U+043E, as `Bot`), checked in the write's own transaction; the index on the name's key
+    (`uq_agents_live_name_key`) holds it against a concurrent insert too (`_refused`). An
+    agent stored under such a name before keeps working (a kill switch: `agent:NAME`)."""
     problem = name_problem(name)
     if problem is not None:
         raise ApiError(422, f"invalid agent name `{visible(name)}`: {problem}", field="name")
-    live = conn.execute(select(agents.c.name).where(agents.c.status != "revoked")).scalars()
+    live = select(agents.c.name).where(agents.c.status != "revoked")
+    twin = twin_of(name, conn.execute(live.order_by(agents.c.created_at, agents.c.id)).scalars())
+    if twin is not None:  # (the oldest)
+        raise _twin(name, twin)
+
+
+async def _refused(state: AppState, name: str, taken: ApiError) -> ApiError:
+    """The 409 of an insert the store refused (one live agent per name and per key): a
+    request or replica registered `name` (answered `taken`), or a twin of it, after this
+    one's check. The snapshot is read again first: it names the twin."""
+    await state.reload()
+    live = (a.name for a in state.snapshot.agents_by_id.values() if a.status != "revoked")
     twin = twin_of(name, live)
-    if twin is not None:
-        shown = visible(twin)
-        raise ApiError(
-            409,
-            f"an agent named `{shown}` already exists and `{visible(name)}` reads the same (in"
-            f" another width or spacing): use `{shown}` or choose another name",
-            field="name",
-        )
+    return taken if twin is None else _twin(name, twin)
 
 
 def _level(value: str | None, default: str) -> EnforcementLevel:
@@ -120,6 +136,7 @@ def _insert_agent(conn: Connection, body: NewAgent, level: str, actor: str) -> t
         agents.insert().values(
             id=agent_id,
             name=body.name,
+            name_key=name_key(body.name),
             status="active",
             environment=body.environment,
             description=body.description,
@@ -239,7 +256,8 @@ async def create_agent(request: Request) -> JSONResponse:
             lambda c: _insert_agent(c, body, level, who.actor)
         )
     except IntegrityError:
-        raise ApiError(409, f"an agent named `{body.name}` already exists", field="name") from None
+        taken = ApiError(409, f"an agent named `{body.name}` already exists", field="name")
+        raise await _refused(state, body.name, taken) from None
     return json_ok({"agent": _agent_json(request, agent_id), "api_key": key}, 201)
 
 
@@ -443,7 +461,8 @@ async def ensure_agent(request: Request) -> JSONResponse:
     try:
         agent_id, key = await _change(state, job)
     except IntegrityError:
-        raise ApiError(409, f"agent `{body.name}` was created concurrently: retry") from None
+        taken = ApiError(409, f"agent `{body.name}` was created concurrently: retry")
+        raise await _refused(state, body.name, taken) from None
     agent = _agent_json(request, agent_id)
     run = {"enforcement_level": run_level or agent["enforcement_level"],
            "scope": "run" if run_level else "agent"}  # fmt: skip

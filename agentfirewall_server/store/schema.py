@@ -67,11 +67,22 @@ agents = Table(
     Column("proxy_port", Integer, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # what the name shows as (agentnames.name_key); NULL: a live twin an earlier version
+    # stored beside an older agent of the key (0016)
+    Column("name_key", String(64), nullable=True),
 )
 # one live agent per name: a revoked agent keeps its row, a new agent may take its name (0011)
 Index(
     "uq_agents_live_name",
     agents.c.name,
+    unique=True,
+    sqlite_where=agents.c.status != "revoked",
+    postgresql_where=agents.c.status != "revoked",
+)
+# one live agent per name as it shows: `Bot` with a Cyrillic o never beside `Bot` (0016)
+Index(
+    "uq_agents_live_name_key",
+    agents.c.name_key,
     unique=True,
     sqlite_where=agents.c.status != "revoked",
     postgresql_where=agents.c.status != "revoked",

@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001, RUF002  (look-alike characters are what this file is about)
+# ruff: noqa: RUF001, RUF002, RUF003  (look-alike characters are what this file is about)
 """A new agent's name shows what it is: nothing in it reads as something else.
 
 Names were compared as typed: a full-width `ａｌｌ` or `＊`, `" all"`, `all` with a
@@ -6,21 +6,23 @@ zero-width space in it, a right-to-left override, were registered, and a person 
 dashboard, `tf agent list` or a kill-switch scope saw `all`, `*` or another agent's name.
 Now a name with a blank at either end, a control, format or other invisible character is
 422, the rules (`*`, `agt_`, `all`, `agent:` / `connector:`) apply to the name as it reads
-(NFKC, case-folded), and a name that shows as a live agent's (`Ｂｏｔ` when `Bot` exists;
-names stay case-sensitive: `bot` is another agent) is 409, by every route that registers an
-agent. A kill-switch scope reads names the
-same way. Agents stored under such names before keep working.
+(NFKC, case-folded) and as it shows (`аll` with a Cyrillic `а`), and a name that shows as
+a live agent's (`Ｂｏｔ`, or `Bоt` with a Cyrillic `о`, when `Bot` exists: Unicode's
+confusables, UTS #39; names stay case-sensitive: `bot` is another agent) is 409, by every
+route that registers an agent. A kill-switch scope reads names the same way. Agents stored
+under such names before keep working.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlalchemy import update
 
-from agentfirewall_server.agentnames import name_problem
+from agentfirewall_server.agentnames import name_key, name_problem
 from agentfirewall_server.store.schema import agents
 from tests.server.conftest import Harness
 
@@ -89,6 +91,53 @@ def test_an_ordinary_name_in_any_script_is_accepted(first: str, words: list[str]
     assert name_problem(name) is None
 
 
+@pytest.mark.parametrize(
+    ("name", "alike"),
+    [
+        ("Bot", "Bоt"),  # a Cyrillic `о`
+        ("Bot", "Βot"),  # a Greek capital beta
+        ("Bot", "Βοt"),  # and a Greek omicron
+        ("BOT", "ВОТ"),  # all Cyrillic capitals
+        ("paypal", "раураl"),  # Cyrillic `р`, `а`, `у`
+        ("ops", "орs"),
+        ("Bot", "Ｂｏｔ"),  # full width
+        ("Finance  Bot", "Finance\u3000Bot"),  # spacing
+    ],
+)
+def test_a_name_with_look_alike_letters_has_the_names_key(name: str, alike: str) -> None:
+    assert alike != name
+    assert name_key(alike) == name_key(name)
+
+
+@given(st.text(min_size=1, max_size=12))
+@example("Bot")
+@example("Θeta")  # `θ` and `Θ` are confusables of one prototype, and each other's case
+@example("Ƃar")
+@example("ΣΑΣ")
+def test_case_twins_never_share_a_key(name: str) -> None:
+    """Names are case-sensitive (`Bot` and `bot` are two agents): no case variant of a name
+    shows as it, even where Unicode's confusables would map a letter and its other case to
+    one prototype."""
+    for twin in {name.swapcase(), name.lower(), name.upper()} - {name}:
+        assert name_key(twin) != name_key(name), (name, twin)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("аll", "is the kill-switch scope of every agent"),  # a Cyrillic `а`
+        ("ΑLL", "is the kill-switch scope of every agent"),  # a Greek capital alpha
+        ("∗", "is the wildcard"),  # ASTERISK OPERATOR
+        ("аgt_x", "starts agent ids"),
+        ("agent꞉Bot", "start kill-switch scopes"),  # MODIFIER LETTER COLON
+    ],
+)
+def test_a_name_that_shows_as_a_scope_or_id_is_refused(name: str, why: str) -> None:
+    problem = name_problem(name)
+    assert problem is not None
+    assert why in problem, problem
+
+
 def _refused(answer: Any, status: int, *words: str) -> None:
     assert answer.status_code == status, answer.text
     body = answer.json()
@@ -121,11 +170,19 @@ def test_every_route_refuses_such_a_name_and_a_live_agents_twin(harness: Harness
 
     h.create_agent("Bot")
     for path in _ROUTES:  # `tf agent add`, the dashboard; `tf run --name`, `tf mcp`
-        for twin in ("Ｂｏｔ", "Finance Bot", "Ｆｉｎａｎｃｅ Bot", "Finance\u3000Bot"):
+        for twin in (
+            "Ｂｏｔ",
+            "Bоt",
+            "Βot",
+            "Finance Bot",
+            "Ｆｉｎａｎｃｅ Bot",
+            "Finance\u3000Bot",
+        ):
             _refused(h.admin("POST", path, json={"name": twin}), 409, "reads the same")
     names = {a["name"] for a in h.admin("GET", "/v1/agents").json()["agents"]}
     assert names == {"ボット", "Агент-1", "bot_2", "all hands", "Finance  Bot", "Bot"}
     h.create_agent("bot")  # names are case-sensitive: `Bot` and `bot` are two agents
+    h.create_agent("BOT")
     assert h.admin("POST", "/v1/agents/Bot/revoke").status_code == 200
     h.create_agent("Ｂｏｔ")  # a removed agent's name, and those reading as it, are free
 
@@ -152,6 +209,7 @@ def test_agents_stored_so_before_keep_working_and_scopes_read_names_alike(
         "Ａｇｅｎｔ：Bot": "write `agent:Bot`",
         "agent:Ｂｏｔ": "while `Bot` reads the same: write `agent:Bot`",
         "Ｂｏｔ": "while `Bot` reads the same: write `agent:Bot`",
+        "agent:Bоt": "while `Bot` reads the same: write `agent:Bot`",  # a Cyrillic `о`
         "agent:Bot\u200b": "(U+200B): remove it",
     }
     for scope, hint in meant.items():
