@@ -18,30 +18,35 @@ consumer reads it:
   text). A field's text is what a JSON reader keeps of each event (``json.loads``, as
   ``JSON.parse``: of a key given twice, at any depth, the last member); a member it drops
   is scanned in its event, never joined, so its text cannot break a key the consumer
-  joins. Such a detection can be cut, never redacted (:meth:`EventReader.findings` says
-  which). While a field's text may end in the beginning of a secret a later event would
-  complete (``agentfirewall.content.unfinished``: a prefix such as ``AKIA`` or
-  ``-----BEGIN `` with nothing after it that rules a match out yet),
-  :attr:`EventReader.holding` is true and ``guarded.py`` holds the events back. A match
-  still unfinished when its beginning leaves the window (a JWT longer than :data:`WINDOW`
-  in deltas: no join would hold both its ends) counts as found, spanning events, at that
-  event (fail closed): so no character after a secret's prefix goes out, whatever its
-  length. Ordinary text settles a prefix within a few words (a space, a comma, a line
-  break), far inside the window.
+  joins. A Go consumer's ``encoding/json`` matches a key to its struct's field in any case
+  (:func:`folded`: ``content`` then ``Content`` one field; of members matching alike the
+  last): where it reads a field otherwise than a JSON reader, from that event on the field
+  is followed in both readings, Go's named by its folded path, and a detection in either
+  counts. Each event's JSON is parsed once for all three (every member, each reading).
+  Such a detection can be cut, never redacted (:meth:`EventReader.findings` says which).
+  While a field's text may end in the beginning of a secret a later event would complete
+  (``agentfirewall.content.unfinished``: a prefix such as ``AKIA`` or ``-----BEGIN ``
+  with nothing after it that rules a match out yet), :attr:`EventReader.holding` is true
+  and ``guarded.py`` holds the events back. A match still unfinished when its beginning
+  leaves the window (a JWT longer than :data:`WINDOW` in deltas: no join would hold both
+  its ends) counts as found, spanning events, at that event (fail closed): so no
+  character after a secret's prefix goes out, whatever its length. Ordinary text settles
+  a prefix within a few words (a space, a comma, a line break), far inside the window.
 
-Bounded: at most :data:`FIELDS` fields are followed (the one seen least recently is
-dropped first), each with at most :data:`WINDOW` characters. A stream of one-word deltas
-searches its window once per word, so the window is searched in two reaches: the
-anchored detectors (``str.find`` on a rare character, fast) search the whole window, the
-others only :data:`NEAR` characters either side of the join. A field that repeats one
-value (an id, a model name) over a whole reach is not searched again there: nothing new
-can appear.
+Bounded: at most :data:`FIELDS` fields are followed in each reading (the one seen least
+recently is dropped first), each with at most :data:`WINDOW` characters. A stream of
+one-word deltas searches its window once per word, so the window is searched in two
+reaches: the anchored detectors (``str.find`` on a rare character, fast) search the whole
+window, the others only :data:`NEAR` characters either side of the join. A field that
+repeats one value (an id, a model name) over a whole reach is not searched again there:
+nothing new can appear.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from agentfirewall.content import (
@@ -52,9 +57,20 @@ from agentfirewall.content import (
     scan_pieces,
     value_pieces,
 )
+from agentfirewall.content.locate import Piece, shown
+from agentfirewall.content.reading import Pairs
 from agentfirewall.content.unfinished import openings
 
-__all__ = ["FIELDS", "NEAR", "WINDOW", "EventReader", "event_data", "event_end", "redact_events"]
+__all__ = [
+    "FIELDS",
+    "NEAR",
+    "WINDOW",
+    "EventReader",
+    "event_data",
+    "event_end",
+    "folded",
+    "redact_events",
+]
 
 #: Characters of each field's text kept, searched with each new piece after it by the
 #: detectors found through an anchor (every secret detector, e-mail): a match up to 4 KiB
@@ -118,19 +134,78 @@ def event_data(text: str) -> list[str]:
     return _read(text)[0]
 
 
-def _data_pieces(data: str, location: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def folded(key: str) -> str:
+    """`key` as Go's ``encoding/json`` matches it to a struct's field: each character by its
+    simple case folding (``Content``, ``CONTENT``, ``content`` one key; a long s, U+017F, an
+    ``s``, the Kelvin sign a ``k``; the Turkish dotted and dotless i only themselves),
+    written with the lower-case member of its class."""
+    return key.lower() if key.isascii() else "".join(map(_folded_char, key))
+
+
+def _folded_char(char: str) -> str:
+    if char in "\u0130\u0131":  # (Go folds them to nothing else; Python's case mappings do)
+        return char
+    upper = char.upper()  # (one member of its class all others map to, then lower-case)
+    upper = upper if len(upper) == 1 else char
+    lower = upper.lower()
+    return lower if len(lower) == 1 else upper
+
+
+def _load(data: str) -> tuple[object, bool]:
+    """`data` as JSON (a leading byte order mark skipped), objects as :class:`Pairs` (every
+    member, as the event's own scan reads it); and whether no object names a key twice,
+    even spelled in another case (then a JSON reader and Go's keep every member). Raises
+    ValueError or RecursionError."""
+    apart = True
+
+    def members(pairs: list[tuple[str, object]]) -> Pairs:
+        nonlocal apart
+        if apart and len(pairs) > 1:
+            apart = len({folded(key) for key, _ in pairs}) == len(pairs)
+        return Pairs(pairs)
+
+    return json.loads(data.removeprefix("\ufeff"), object_pairs_hook=members), apart
+
+
+def _kept(value: object, path: str, fold: Callable[[str], str]) -> list[Piece]:
+    """Each string of `value` (:func:`_load`) its reader keeps, named by its path: of the
+    members of an object whose keys `fold` alike, the last, where the first stood (its key
+    named folded)."""
+    found: list[Piece] = []
+    stack: list[tuple[object, str]] = [(value, path)]
+    while stack:  # (in the order of ``agentfirewall.content.value_pieces``)
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if not where.endswith(_NAME):  # (as of the pieces: a key's own name is not kept)
+                found.append((where, item))
+        elif isinstance(item, Pairs):
+            last = {fold(key): (key, member) for key, member in item}
+            stack += [(member, f"{where}.{fold(shown(key))}") for key, member in last.values()]
+        elif isinstance(item, list):
+            stack += [(member, f"{where}.{i}") for i, member in enumerate(item)]
+    return found
+
+
+def _data_pieces(data: str, location: str) -> tuple[list[Piece], list[Piece], list[Piece]]:
     """(the pieces of `data` as a JSON response body's are, named under `location`; the
     strings of them a JSON reader keeps, which its consumer joins across events: of a key
-    given twice only the last member, keys not)."""
-    pieces = body_pieces(data.encode("utf-8", "surrogateescape"), "application/json")
-    if not pieces and data.strip():  # a JSON number, true, false or null: as text
-        return [(location, data)], [(location, data)]
-    named = [(location + name[len("body") :], text) for name, text in pieces]
-    try:  # (json.loads, as JSON.parse, keeps a key's last value)
-        kept = value_pieces(json.loads(data.removeprefix("\ufeff")), location)
-    except (ValueError, RecursionError):  # (not JSON: text, kept whole)
-        kept = named
-    return named, [(name, text) for name, text in kept if not name.endswith(_NAME)]
+    given twice only the last member, keys not; those Go's ``encoding/json`` keeps, named
+    by their :func:`folded` path). One parse."""
+    try:
+        value, apart = _load(data)
+    except (ValueError, RecursionError):  # (not JSON: read as a body is, text kept whole)
+        body = body_pieces(data.encode("utf-8", "surrogateescape"), "application/json")
+        value, apart = None, True
+        named = [(location + name[len("body") :], text) for name, text in body]
+    else:
+        named = value_pieces(value, location)
+    if not named and data.strip():  # a JSON number, true, false or null: as text
+        whole = [(location, data)]
+        return whole, whole, whole
+    if apart:  # (every member kept, named alike but for case: from the pieces at once)
+        kept = [(name, text) for name, text in named if not name.endswith(_NAME)]
+        return named, kept, [(folded(name), text) for name, text in kept]
+    return named, _kept(value, location, str), _kept(value, location, folded)
 
 
 @dataclass(slots=True)
@@ -165,12 +240,15 @@ class EventReader:
         self._anchored = Scanner(anchored) if anchored else None
         self._openings = openings(scanner)
         self._fields: dict[str, _Field] = {}  # the one seen least recently first
+        #: Fields Go's ``encoding/json`` reads otherwise than a JSON reader, by folded path
+        #: (of a path not here, Go's text is the JSON reader's field of that path)
+        self._go: dict[str, _Field] = {}
 
     @property
     def holding(self) -> bool:
         """Whether a field's text may end in the beginning of a secret that a later event
         would complete: the events since must not be relayed yet."""
-        return any(field.unfinished for field in self._fields.values())
+        return any(f.unfinished for f in (*self._fields.values(), *self._go.values()))
 
     def findings(self, piece: bytes, number: int) -> tuple[list[Finding], list[Finding]]:
         """Every detection in `piece` (event `number`, perhaps a few events), and those of
@@ -179,17 +257,26 @@ class EventReader:
         where = f"body.event{number}"
         datas, others = _read(text)
         pieces = [(where, others)]
-        carried: dict[str, list[str]] = {}
+        carried: dict[str, list[str]] = {}  # what a JSON reader keeps, by path
+        go: dict[str, list[str]] = {}  # what Go's keeps, by folded path
         for data in datas:
-            decoded, kept = _data_pieces(data, f"{where}.data")
+            decoded, kept, kept_by_go = _data_pieces(data, f"{where}.data")
             pieces += decoded  # (every value is scanned, what a JSON reader keeps joined)
-            for location, value in kept:
-                if value:
-                    carried.setdefault(location[len(where) + 1 :], []).append(value)
+            for into, texts in ((carried, kept), (go, kept_by_go)):
+                for location, value in texts:
+                    if value:
+                        into.setdefault(location[len(where) + 1 :], []).append(value)
+        self._part(carried, go)
         joins: list[_Join] = []
         split: dict[tuple[str, int, int], Finding] = {}
         for key, values in carried.items():
-            joins += self._carry(key, values, split)
+            joins += self._carry(self._fields, key, values, split)
+        if self._go:  # (else Go's text is a JSON reader's, joined above; so is a join alike)
+            seen = {(j.text, j.at, j.offset) for j in joins}
+            for key, values in go.items():
+                if key in self._go:
+                    joins += [j for j in self._carry(self._go, key, values, split)
+                              if (j.text, j.at, j.offset) not in seen]  # fmt: skip
         # a join's piece is named by its index, a NUL, then its field (the name's last part
         # is what the generic secret detector reads): two joins of one field differ
         near = [(i, max(0, j.at - NEAR)) for i, j in enumerate(joins) if j.near]
@@ -203,7 +290,8 @@ class EventReader:
         if far and self._anchored is not None:
             spanning += [(f, 0) for f in scan_pieces(self._anchored, far)]
         own = [f for f in found if "\x00" not in f.location]
-        alone = {(f.detector, f.location, f.offset, f.length) for f in own}
+        alone = {(f.detector, name, f.offset, f.length)
+                 for f in own for name in (f.location, folded(f.location))}  # fmt: skip
         for finding, start in spanning:
             join = joins[int(finding.location.partition("\x00")[0])]
             begin, end = start + finding.offset, start + finding.offset + finding.length
@@ -220,15 +308,30 @@ class EventReader:
                                                    offset=join.offset + begin))  # fmt: skip
         return own + list(split.values()), list(split.values())
 
+    def _part(self, carried: dict[str, list[str]], go: dict[str, list[str]]) -> None:
+        """Follow apart from now on, as Go's ``encoding/json`` reads it, each field that it
+        reads otherwise in this event than a JSON reader does (another spelling of its key,
+        a key given twice in two cases): from the text both read so far."""
+        if go == carried:  # (the common case: every key spelled as it folds, none twice)
+            return
+        for key in dict.fromkeys([*go, *carried]):
+            if key in self._go or go.get(key) == carried.get(key):
+                continue
+            if key in go or folded(key) == key:  # (its field as Go names it)
+                field = self._fields.get(key)
+                _follow(self._go, key, _Field() if field is None else replace(field))
+
     def _carry(
-        self, key: str, values: list[str], split: dict[tuple[str, int, int], Finding]
+        self,
+        fields: dict[str, _Field],
+        key: str,
+        values: list[str],
+        split: dict[tuple[str, int, int], Finding],
     ) -> list[_Join]:
         """Add `values` to field `key`'s text; the joins to scan. A secret's match still
         unfinished where the field's text leaves the window goes into `split`."""
-        field = self._fields.pop(key, None) or _Field()
-        self._fields[key] = field
-        if len(self._fields) > FIELDS:
-            del self._fields[next(iter(self._fields))]
+        field = fields.pop(key, None) or _Field()
+        _follow(fields, key, field)
         # (settled before these values: only a match beginning in them, or in the last
         # characters before them, may be unfinished)
         text = field.tail + "".join(values)
@@ -259,6 +362,14 @@ class EventReader:
             field.total += len(value)
         field.unfinished = self._openings.unfinished(text, max(start, leaves))
         return joins
+
+
+def _follow(fields: dict[str, _Field], key: str, field: _Field) -> None:
+    """`field` as `fields`' `key`, the one seen last; the one seen least recently dropped
+    past :data:`FIELDS`."""
+    fields[key] = field
+    if len(fields) > FIELDS:
+        del fields[next(iter(fields))]
 
 
 def redact_events(scanner: Scanner, piece: bytes, names: frozenset[str]) -> bytes:

@@ -9,8 +9,10 @@ cut: an event after which a field's text may end in a secret's beginning is held
 until a later event settles it, so the agent gets at most the secret's prefix less its
 last character (``AKI``, ``-----BEGIN``; of a generic secret not even the ``=`` after its
 name): every split point of a secret of each detector, Hypothesis over several; whatever
-members a JSON reader drops (a key given twice: the field's text is what it keeps); and a
-secret longer than the window, cut when its beginning leaves it.
+members a JSON reader drops (a key given twice: the field's text is what it keeps); keys
+spelled in any case, which Go's ``encoding/json`` reads as one field (every split point
+over ``content``, ``Content``, ``CONTENT``, ``choice\u017f``; Hypothesis over spellings);
+and a secret longer than the window, cut when its beginning leaves it.
 
 A response that does not decode (a broken gzip, two members) is answered 502 while nothing
 was sent, and cut with its reason recorded after; never a dropped connection and a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import itertools
 import json
 import zlib
 from collections.abc import Iterator
@@ -203,12 +206,14 @@ def test_an_ordinary_stream_has_no_detection() -> None:
 
 def test_what_a_stream_keeps_is_bounded() -> None:
     reader = EventReader(SCANNER)
-    for number in range(2000):
+    for number in range(2000):  # (in two cases: Go's reading follows each apart too)
         fields = {f"f{number % 97}_{i}": "x" * 300 for i in range(5)}
-        reader.findings(b"data: " + json.dumps(fields).encode() + b"\n\n", number)
-    kept = reader._fields
-    assert len(kept) <= FIELDS
-    assert all(len(field.tail) <= WINDOW for field in kept.values())
+        data = json.dumps(fields)
+        data = data.upper() if number % 2 else data
+        reader.findings(b"data: " + data.encode() + b"\n\n", number)
+    for kept in (reader._fields, reader._go):
+        assert 0 < len(kept) <= FIELDS
+        assert all(len(field.tail) <= WINDOW for field in kept.values())
 
 
 # -- held back: no part of a split secret goes out before the cut ---------------------------
@@ -352,6 +357,94 @@ def test_no_part_of_a_split_key_goes_out_whatever_members_a_json_reader_drops(
     sent, fired = _relay(events)
     assert fired == ["aws_access_key"]
     assert len(_joined(events[:sent])) <= most, (points, shapes)
+
+
+# -- keys as Go's encoding/json matches them: in any case ---------------------------------
+
+LONG_S = "\u017f"  # (``s`` to Go)
+#: Spellings of OpenAI's ``choices`` and ``content`` one Go struct reads as one field
+SPELLINGS = [("choices", "content"), ("choices", "Content"), ("choices", "CONTENT"),
+             ("choice" + LONG_S, "content")]  # fmt: skip
+
+
+def _spelled(text: str, choices: str, content: str, junk: str | None = None) -> bytes:
+    """An OpenAI chunk carrying `text`, its keys spelled `choices` and `content`; `junk`:
+    ``zz`` given first under that spelling of ``content`` (Go keeps the last member)."""
+    before = "" if junk is None else f'{json.dumps(junk)}:"zz",'
+    delta = "{" + before + f"{json.dumps(content)}:{json.dumps(text)}" + "}"
+    data = f'{{"id":"chatcmpl-1",{json.dumps(choices)}:[{{"index":0,"delta":{delta}}}]}}'
+    return b"data: " + data.encode() + b"\n\n"
+
+
+def _go_joined(events: list[bytes]) -> str:
+    """The text a Go client joins from OpenAI chunks into its structs: a key matched in any
+    case (``\u017f`` as ``s``), of members matching alike the last."""
+
+    def members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        return {key.replace(LONG_S, "s").lower(): value for key, value in pairs}
+
+    text = ""
+    for (data,) in (event_data(event.decode()) for event in events):
+        choices = json.loads(data, object_pairs_hook=members).get("choices") or [{}]
+        text += choices[0].get("delta", {}).get("content", "")
+    return text
+
+
+def test_no_part_of_a_key_split_over_keys_spelled_in_two_cases_goes_out() -> None:
+    """`content` then `Content` (or ``CONTENT``, ``choice\u017f``): one field to a Go client,
+    so a key split over them at any point is cut, nothing past its prefix relayed."""
+    text, most = _sentence(AWS_KEY, "AKIA")
+    for first in SPELLINGS:
+        for second in SPELLINGS:
+            for cut in range(1, len(text)):
+                events = [_spelled(text[:cut], *first), _spelled(text[cut:], *second)]
+                assert _go_joined(events) == text
+                sent, fired = _relay(events)
+                assert set(fired) == {"aws_access_key"}, (first, second, cut)
+                assert len(_go_joined(events[:sent])) <= most, (first, second, cut)
+
+
+def test_a_key_given_twice_in_two_cases_is_joined_as_go_keeps_it() -> None:
+    """Go keeps the last member matching in any case: `zz` under ``content`` is not in the
+    text it joins, which completes the key; a JSON reader's (``content``) holds none."""
+    events = [_spelled("see AKIAQ3V7", *SPELLINGS[0]),
+              _spelled("WZ2MXK4PLRTY.", "choices", "Content", junk="content")]  # fmt: skip
+    assert _go_joined(events) == "see " + AWS_KEY + "."
+    assert _joined(events) == "see AKIAQ3V7zz"
+    assert _relay(events) == (0, ["aws_access_key"])
+
+
+def test_a_secret_in_one_event_under_another_spelling_is_not_said_to_span_events() -> None:
+    """Found in its event (so a redact rule may replace it there), not where events join."""
+    events = [_spelled("hello ", "choices", "Content"),
+              _spelled(f"the key {AWS_KEY} is here", "choices", "Content")]  # fmt: skip
+    assert _read(events) == (["aws_access_key"], [])
+
+
+def _spellings(word: str) -> st.SearchStrategy[str]:
+    """`word` with each letter in either case (an ``s`` also as ``\u017f``)."""
+    letters = [[c, c.upper(), *([LONG_S] if c == "s" else [])] for c in word]
+    return st.sampled_from(["".join(spelling) for spelling in itertools.product(*letters)])
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    cuts=st.lists(st.integers(1, 60), min_size=1, max_size=5),
+    keys=st.lists(st.tuples(_spellings("choices"), _spellings("content"),
+                            st.none() | _spellings("content")), min_size=6, max_size=6),
+)  # fmt: skip
+def test_no_part_of_a_split_key_goes_out_however_its_keys_are_spelled(
+    cuts: list[int], keys: list[tuple[str, str, str | None]]
+) -> None:
+    text, most = _sentence(AWS_KEY, "AKIA")
+    points = sorted({cut % (len(text) - 1) + 1 for cut in cuts})
+    bounds = zip([0, *points], [*points, len(text)], strict=True)
+    events = [_spelled(text[start:end], *spelling)
+              for (start, end), spelling in zip(bounds, keys, strict=False)]  # fmt: skip
+    assert _go_joined(events) == text
+    sent, fired = _relay(events)
+    assert set(fired) == {"aws_access_key"}  # (found in either reading, or both)
+    assert len(_go_joined(events[:sent])) <= most, (points, keys)
 
 
 def test_a_secret_still_unfinished_when_it_leaves_the_window_cuts_the_stream() -> None:
