@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 
 from agentfirewall.connectors import encoded_parameters
-from agentfirewall.content import default_scanner, redact_encoded_value, redact_value
+from agentfirewall.content import shown_action
 from agentfirewall_server.budgetstore import redate, settle
 from agentfirewall_server.store.schema import action_requests, approvals, used_nonces
 
@@ -51,15 +51,11 @@ def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
 def shown_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """`spec` as approvers and viewers see it when content detectors fired on its action:
     every detection (any detector) in its strings and keys replaced by its marker, inside
-    the parameters its connector says carry base64 too (re-encoded)."""
-    scanner = default_scanner()
+    the parameters its connector says carry base64 too (``agentfirewall.content.shown_action``,
+    which ``agentfirewall.testing`` shows too)."""
     resource = spec.get("resource")
     provider = resource.get("provider") if isinstance(resource, dict) else None
-    encoded = encoded_parameters(provider, str(spec.get("type", "")))
-    inside = redact_encoded_value(scanner, spec, scanner.names, encoded)
-    shown = redact_value(scanner, inside, scanner.names)
-    assert isinstance(shown, dict)
-    return shown
+    return shown_action(spec, encoded_parameters(provider, str(spec.get("type", ""))))
 
 
 def reservation_of(conn: Connection, action_id: str) -> str | None:

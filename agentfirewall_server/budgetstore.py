@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from agentfirewall.budgets import Refused, exceeded, fits, refusal
 from agentfirewall_server.budgets import LLM_MEASURES, CompiledBudget, window_end, window_start
 from agentfirewall_server.clock import new_id, rfc3339
 from agentfirewall_server.llmprices import cost_of, tokens_of
@@ -40,13 +41,6 @@ __all__ = [
     "settle",
     "used_in_window",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    budget: str
-    outcome: str
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,29 +64,6 @@ def used_in_window(conn: Connection, budget: CompiledBudget, now: float) -> floa
         )
     ).scalar_one()
     return float(total)
-
-
-def _unit(budget: CompiledBudget) -> str:
-    d = budget.definition
-    if d.measure == "sum":
-        return f" {d.currency}" if d.currency else ""
-    return {"count": " requests", "tokens": " tokens", "cost": " usd"}[d.measure]
-
-
-def _usage(budget: CompiledBudget, used: float, amount: float) -> str:
-    d = budget.definition
-    window = d.window.replace("calendar_", "")
-    unit = _unit(budget)
-    return f"{used:g} of {d.limit:g}{unit} used this {window}, this request needs {amount:g}"
-
-
-def exceeded(budget: CompiledBudget, used: float, amount: float) -> str:
-    return f"budget `{budget.name}` exceeded: {_usage(budget, used, amount)}"
-
-
-def fits(budget: CompiledBudget, used: float, amount: float) -> str:
-    """A request within `budget`, said as :func:`exceeded` says one past it."""
-    return f"budget `{budget.name}`: {_usage(budget, used, amount)}"
 
 
 def lock_budgets(
@@ -127,19 +98,11 @@ def reserve(
     if not covered:
         return Reserved(None, {})
     ordered = lock_budgets(conn, covered, lock=record)
-    refused: Refused | None = None
-    remaining: dict[str, float] = {}
-    usage: dict[str, float] = {}
-    for budget, amount in ordered:
-        d = budget.definition
-        used = usage[d.name] = used_in_window(conn, budget, now)
-        full = used + amount > d.limit or (d.measure in LLM_MEASURES and used >= d.limit)
-        blocking = full and (not force or d.outcome == "deny")  # force passes approvals only
-        if blocking and (refused is None or (d.outcome == "deny" and refused.outcome != "deny")):
-            refused = Refused(d.name, d.outcome, exceeded(budget, used, amount))
-        remaining[d.name] = d.limit - used - amount
+    usage = {budget.name: used_in_window(conn, budget, now) for budget, _ in ordered}
+    refused = refusal(ordered, usage, force=force)  # the core's rule (agentfirewall.budgets)
     if refused is not None:
         return refused
+    remaining = {b.name: b.definition.limit - usage[b.name] - amount for b, amount in ordered}
     if not record:
         return Reserved(None, remaining, usage)
     reservation = new_id("rsv_")

@@ -130,12 +130,14 @@ async def with_budgets(
     result: Explanation,
     *,
     gateway: bool = False,
+    host: str | None = None,
 ) -> Explanation:
     """`result` with what budgets and grants would make of its decision now (a dry
     `Spend`: read, never reserved nor used) and a ``budgets`` step saying why; unchanged
-    when neither can change it. `gateway`: the request as the gateway names it
-    (`spend_check`)."""
-    spend = spend_check(state, agent, spec, result.decision, "", dry=True, gateway=gateway)
+    when neither can change it. `gateway`: the request as the gateway names it, sent to
+    `host` when known (`spend_check`)."""
+    spend = spend_check(state, agent, spec, result.decision, "", dry=True, gateway=gateway,
+                        host=host)  # fmt: skip
     if spend is None:
         return result
     stamp = time.time()

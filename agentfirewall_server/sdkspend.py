@@ -36,9 +36,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.connectors import action_aliases, get_connector, performed_as
+from agentfirewall.budgets import action_names, covering
 from agentfirewall.decisions import Decision
-from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import Step
 from agentfirewall_server.budgets import CompiledBudget
 from agentfirewall_server.budgetstore import Refused, Reserved, fits, reserve
@@ -67,6 +66,9 @@ class Spend:
     decision: Decision
     covered: list[tuple[CompiledBudget, float]] | Refused
     dry: bool = False
+    #: the host a gateway request goes to (the dashboard sandbox's proxy mode): grants made
+    #: on a gateway request for that host are read too (``grants.use_grant``)
+    host: str | None = None
     #: set by `apply`: the reservation, the grant used, the budget that refused or held
     reservation: str | None = None
     grant: dict[str, Any] | None = None
@@ -109,7 +111,8 @@ class Spend:
         roles = required.approver_roles if required is not None and required.explicit else ()
         grant = use_grant(conn, agent=self.agent, connector=self.spec.provider,
                           spec=self.spec.to_dict(), approver_roles=roles or DEFAULT_ROLES,
-                          actor=self.agent, now=stamp, record=not self.dry)  # fmt: skip
+                          host=self.host, actor=self.agent, now=stamp,
+                          record=not self.dry)  # fmt: skip
         if grant is None:
             savepoint.commit()
             return None
@@ -166,11 +169,13 @@ def spend_check(
     *,
     dry: bool = False,
     gateway: bool = False,
+    host: str | None = None,
 ) -> Spend | None:
     """A `Spend` when budgets or grants may change `decision`, else None (the fast path).
 
     The action is named as `performed` names it, or (`gateway`) as the gateway names a
-    request: by its own type and parameters (the dashboard sandbox's proxy mode)."""
+    request: by its own type and parameters, sent to `host` when known (the dashboard
+    sandbox's proxy mode)."""
     if decision.outcome == "deny":  # deny rules and the kill switch decide before both
         return None
     covered: list[tuple[CompiledBudget, float]] | Refused = []
@@ -179,51 +184,24 @@ def spend_check(
         covered = covered_by(state, agent.name, spec.provider, *named)
     if decision.outcome == "allow" and isinstance(covered, list) and not covered:
         return None
-    return Spend(agent.name, action_id, spec, decision, covered, dry=dry)
+    return Spend(agent.name, action_id, spec, decision, covered, dry=dry, host=host)
 
 
 def performed(state: AppState, spec: ActionSpec) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """What budgets see of an SDK action: every name it goes by, and its parameters.
-
-    The names are the spec's own type and the action its connector performs: a build alias
-    (``payment.transfer.initiate`` runs as ``stripe.transfer.create``, ``github.pr.comment``
-    as ``github.issue.comment``) is resolved by building the request as ``execute`` builds
-    it (``executor.py``: the connector's base URL and options) and naming it as the gateway
-    names that request (the connector's own parser). The parameters are the spec's, renamed
-    as the alias renames them, with what the built request sends taking precedence (the
-    amount Stripe receives). A spec its connector cannot build is still named by its alias
-    (an agent may perform it itself, Mode B). Without a budget on the spec's connector
-    nothing is built: no budget could cover it.
+    """What budgets see of an SDK action: every name it goes by, and its parameters
+    (``agentfirewall.budgets.action_names``: a build alias resolved by building the request
+    as ``execute`` builds it, with the configured connector's base URL and options, and
+    naming it as the gateway would). Without a budget on the spec's connector nothing is
+    built: no budget could cover it.
     """
-    parameters = dict(spec.parameters)
     budgets = state.snapshot.budgets.values()
     if not any(b.definition.connector == spec.provider for b in budgets):
-        return (spec.type,), parameters
-    try:
-        connector = get_connector(spec.provider)
-    except AgentFirewallError:  # an SDK-only provider: its names are its own
-        return (spec.type,), parameters
-    names = [spec.type]
-    aliased = performed_as(spec)
-    if aliased is not None:
-        names.append(aliased.type)
-        parameters = dict(aliased.parameters)
+        return (spec.type,), dict(spec.parameters)
     row = None
     if spec.provider not in _TARGETED:
         row = next((c for c in state.snapshot.connectors if c["type"] == spec.provider), None)
-    built = spec
-    options = (row or {}).get("options") or {}
-    missing = {k: v for k, v in options.items() if k not in spec.parameters}
-    if missing:  # as `execute` fills them in
-        built = spec.model_copy(update={"parameters": {**spec.parameters, **missing}})
-    base_url = (row or {}).get("base_url")
-    try:
-        request = connector.build_request(built, base_url=base_url)
-        parsed = connector.parse(request, base_url=base_url)
-    except Exception:  # naming never fails a decision: the names above still apply
-        return tuple(dict.fromkeys(names)), parameters
-    names.append(parsed.spec.type)
-    return tuple(dict.fromkeys(names)), {**parameters, **parsed.spec.parameters}
+    row = row or {}
+    return action_names(spec, base_url=row.get("base_url"), options=row.get("options"))
 
 
 def covered_by(
@@ -233,23 +211,6 @@ def covered_by(
     actions: str | tuple[str, ...],
     parameters: dict[str, Any],
 ) -> list[tuple[CompiledBudget, float]] | Refused:
-    """The budgets covering a request and what it spends from each (or a refusal when
-    a covered request does not say how much it spends: fail closed).
-
-    `actions` names the request: one name (the gateway's), or every name the action goes
-    by (an SDK action and the action its connector performs, `performed`); a budget
-    covers it when it covers one of them, or another spelling of one
-    (``agentfirewall.connectors.action_aliases``: ``http.post`` is ``generic.post``)."""
-    names = (actions,) if isinstance(actions, str) else actions
-    names = tuple(dict.fromkeys([*names, *(a for n in names for a in action_aliases(n))]))
-    covered: list[tuple[CompiledBudget, float]] = []
-    for budget in state.snapshot.budgets.values():
-        if not any(budget.covers(agent, connector, name) for name in names):
-            continue
-        cover = budget.spend(parameters)
-        if cover is None:
-            continue
-        if cover.problem is not None:
-            return Refused(budget.name, "deny", cover.problem)
-        covered.append((budget, cover.amount))
-    return covered
+    """The budgets covering a request and what it spends from each, or the refusal of one
+    that cannot say how much (``agentfirewall.budgets.covering``)."""
+    return covering(state.snapshot.budgets.values(), agent, connector, actions, parameters)

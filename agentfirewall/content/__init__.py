@@ -39,6 +39,7 @@ from agentfirewall.content.shown import (
     body_preview,
     masked,
     masked_query,
+    shown_action,
     shown_target,
     shown_text,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "redact_value",
     "request_pieces",
     "scan_pieces",
+    "shown_action",
     "shown_target",
     "shown_text",
     "value_pieces",

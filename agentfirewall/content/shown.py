@@ -1,5 +1,5 @@
-"""What an approver is shown of a held request: its path, its query and the start of its
-body, with every credential in them masked.
+"""What an approver is shown of a held request: its path, its query, the headers its approval
+binds and the start of its body, with every credential in them masked.
 
 The gateway makes it when it holds a request (``agentfirewall_proxy.pipeline.bind_request``,
 ``tf mcp wrap``); the control plane masks what a gateway sends once more before it stores it
@@ -12,7 +12,10 @@ by a marker. A path and a query are masked as their upstream reads them too, dec
 (``ghp%5F…``); a path is shown as it was written but for its markers. When content
 detectors fired on the request, its path and query are shown decoded, as they were
 scanned, with every detection (any detector) replaced, and its body only as which detector
-fired where (never the text).
+fired where (never the text). An action spec on which detectors fired is shown with every
+detection in it replaced (:func:`shown_action`: its approval, ``GET /actions/{id}``).
+A bound header whose name says credential (``Mcp-Session-Id``, ``X-Api-Key``, an S3
+``...-customer-key``) is shown only by name (:func:`shown_headers`).
 """
 
 from __future__ import annotations
@@ -23,16 +26,36 @@ import itertools
 import re
 from collections.abc import Iterable, Sequence
 from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 from agentfirewall.content.detectors import SECRETS, Detector
-from agentfirewall.content.locate import Finding, describe, marker, redact_text, redaction_spans
+from agentfirewall.content.encoded import redact_encoded_value
+from agentfirewall.content.locate import (
+    Finding,
+    describe,
+    marker,
+    redact_text,
+    redact_value,
+    redaction_spans,
+)
 from agentfirewall.content.scanner import default_scanner
 
-__all__ = ["body_preview", "masked", "masked_query", "shown_target", "shown_text"]
+__all__ = [
+    "body_preview",
+    "masked",
+    "masked_query",
+    "shown_action",
+    "shown_headers",
+    "shown_target",
+    "shown_text",
+]
 
 #: How much of a body its approver is shown.
 PREVIEW = 512
+#: How many bound headers an approver may be shown (a gateway binds no more), and how much
+#: of a header's name and value (``…`` last when cut).
+HEADERS_SHOWN, HEADER_NAME, HEADER_VALUE = 100, 100, 512
 #: How far into a body its preview may reach (long secrets before it shrink to markers).
 _READ = 8 * PREVIEW
 #: A stretch of a text masked: (start, end, what is shown instead).
@@ -258,6 +281,35 @@ def body_preview(body: bytes, findings: Sequence[Finding] = ()) -> str:
     end = len(text) if len(text) < _MASKED else _READ
     masks = [(a, min(b, end), shown) for a, b, shown in _masks(text[:_MASKED]) if a < end]
     return _printable(_applied(text[:end], masks)[:PREVIEW])
+
+
+def shown_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Request headers (name, value) as their approver sees them: the value of one whose
+    name says credential (or ends in ``key``) a marker, any other :func:`shown_text`; the
+    name and the value cut to :data:`HEADER_NAME` and :data:`HEADER_VALUE` characters.
+    Showing what is shown changes nothing."""
+    shown = []
+    for name, value in headers:
+        secret = _secret_name(name) or name.lower().endswith("key")
+        text = _MASK if secret and not _kept(value, bare=False) else shown_text(value)
+        shown.append((_cut(_printable(name), HEADER_NAME), _cut(text, HEADER_VALUE)))
+    return shown
+
+
+def _cut(text: str, size: int) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def shown_action(spec: dict[str, Any], encoded: Sequence[str]) -> dict[str, Any]:
+    """An action spec (as a dict) as approvers and viewers see it when content detectors
+    fired on its action: every detection (any detector) in its strings and keys replaced by
+    its marker, inside the parameters its connector says carry base64 too (`encoded`:
+    ``agentfirewall.connectors.encoded_parameters``), re-encoded."""
+    scanner = default_scanner()
+    inside = redact_encoded_value(scanner, spec, scanner.names, encoded)
+    shown = redact_value(scanner, inside, scanner.names)
+    assert isinstance(shown, dict)
+    return shown
 
 
 def _printable(text: str) -> str:

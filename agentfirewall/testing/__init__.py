@@ -5,10 +5,10 @@
 * :class:`FirewallTransport` is an in-memory TameFlare agent API: an httpx transport that
   speaks the real wire format (docs/api.md) and decides with the real policy engine, your
   policies and access rules, as the control plane does (content guardrails, a ``redact``
-  rule refusing, build aliases: ``_server.py``), signs real decision tokens, holds actions
-  for approval until your test calls :meth:`~FirewallTransport.approve` or
-  :meth:`~FirewallTransport.deny`, and executes allowed actions with an executor you supply
-  (Mode A)::
+  rule refusing, build aliases: ``_server.py``; budgets: ``_budgets.py``), signs real
+  decision tokens, holds actions for approval until your test calls
+  :meth:`~FirewallTransport.approve` or :meth:`~FirewallTransport.deny`, and executes
+  allowed actions with an executor you supply (Mode A)::
 
       from agentfirewall.testing import FirewallTransport
 
@@ -34,6 +34,7 @@ from agentfirewall.actions import ActionSpec
 from agentfirewall.client import ActionResult, AgentFirewall, ApprovalInfo, AsyncAgentFirewall
 from agentfirewall.decisions import Decision, Outcome, Status
 from agentfirewall.policy import AccessRule, Engine, KillSwitch, Policy, load_policy
+from agentfirewall.testing._budgets import Budgets
 from agentfirewall.testing._server import ActionRecord, MemoryServer
 
 __all__ = [
@@ -99,9 +100,15 @@ class FirewallTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """An in-memory TameFlare agent API for ``AgentFirewall(transport=...)``.
 
     `policies` are Policy objects, YAML/JSON texts or mappings; `access_rules` and
-    `kill_switches` are the core's. `executor` performs allowed actions on ``execute``
-    and returns the upstream's JSON answer; without one, ``execute`` answers 422
-    ``not_executable`` as a server with no connector for the action would.
+    `kill_switches` are the core's. `budgets` maps a budget's name to its definition, the
+    body ``PUT /api/v1/budgets/{name}`` takes (``{"connector": "stripe", "measure": "sum",
+    "limit": 100000, ...}``: docs/budgets.md), validated as the server validates it; their
+    usage starts at nothing. A held action expires after its rule's
+    ``approval.timeout_seconds``, else `approval_timeout_seconds` (300, the server's
+    default; 0 expires it at once).
+    `executor` performs allowed actions on ``execute`` and returns the upstream's JSON
+    answer; without one, ``execute`` answers 422 ``not_executable`` as a server with no
+    connector for the action would.
     """
 
     def __init__(
@@ -110,11 +117,13 @@ class FirewallTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         policies: Iterable[Policy | str | Mapping[str, Any]] = (),
         access_rules: Iterable[AccessRule] = (),
         kill_switches: Iterable[KillSwitch] = (),
+        budgets: Mapping[str, Mapping[str, Any]] | None = None,
         agent: str = "test-agent",
         api_key: str = TEST_API_KEY,
         enforcement_level: str = "full_enforce",
         sdk_default: Outcome = "allow",
         executor: Callable[[ActionSpec], JsonValue] | None = None,
+        approval_timeout_seconds: int = 300,
     ) -> None:
         engine = Engine(
             access_rules=tuple(access_rules),
@@ -131,6 +140,8 @@ class FirewallTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             sdk_default=sdk_default,
             executor=executor,
             clock=lambda: datetime.now(UTC),
+            budgets=Budgets(budgets or {}),
+            approval_timeout_seconds=approval_timeout_seconds,
         )
 
     # -- for tests ----------------------------------------------------------------
@@ -153,6 +164,8 @@ class FirewallTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     @property
     def pending(self) -> list[str]:
         """Ids of the actions waiting for a human."""
+        with self._changed:
+            self._server.expire()
         return [a.id for a in self.actions if a.status == "pending_approval"]
 
     def approve(self, action_request_id: str | None = None) -> None:

@@ -14,8 +14,10 @@ decision stands with where the detectors fired in its reason (the gateway redact
 ``redact`` rule matched; a build alias is the SDK's). Budgets then apply as at the gateway
 (``decide.with_budgets`` with the action's own name and parameters, as the gateway names
 the request): a spent ``deny`` budget refuses, a ``require_approval`` one holds, a grant
-lets a held request through; a grant bound to a host (made on a gateway request) is not
-read, the sandbox knowing no host.
+lets a held request through. A grant made on a gateway request is bound to that request's
+host: with ``url`` (proxy mode only: the URL the request goes to) the grants bound to its
+host are read as the gateway reads them (the host lower-cased, a trailing dot dropped);
+without it the sandbox knows no host, and only grants made on SDK actions are read.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.content import describe
-from agentfirewall.errors import ActionSpecError
+from agentfirewall.errors import ActionSpecError, ConnectorError
 from agentfirewall.policy import Explanation
 from agentfirewall.policy.replay import with_findings
 from agentfirewall_server.auth import require_role, state_of
@@ -45,6 +48,8 @@ class SandboxRequest(Strict):
     agent: str = Field(min_length=1, max_length=200)
     action_spec: dict[str, JsonValue]
     mode: Literal["sdk", "proxy"] = "sdk"
+    #: proxy mode: the URL the request goes to through the gateway (grants bound to its host)
+    url: str | None = Field(default=None, min_length=1, max_length=8192)
 
 
 async def evaluate(request: Request) -> JSONResponse:
@@ -61,9 +66,13 @@ async def evaluate(request: Request) -> JSONResponse:
         field = f"action_spec.{exc.field}" if exc.field else "action_spec"
         raise ApiError(422, str(exc), field=field) from None
     if body.mode == "sdk":
+        if body.url is not None:
+            raise ApiError(422, "`url` applies to proxy mode only: an SDK action is sent "
+                           "to no host of its own", field="url")  # fmt: skip
         result = await explain(state, agent, spec)
     else:
-        result = await _proxy(state, agent, spec)
+        host = None if body.url is None else _host(body.url)
+        result = await _proxy(state, agent, spec, host)
     return json_ok(
         {
             "status": result.decision.status,
@@ -73,7 +82,17 @@ async def evaluate(request: Request) -> JSONResponse:
     )
 
 
-async def _proxy(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Explanation:
+def _host(url: str) -> str:
+    """The host of the request's URL, as the gateway reads it (lower-cased, no brackets)."""
+    try:
+        return HttpRequest.from_url("GET", url).host
+    except ConnectorError as exc:
+        raise ApiError(422, str(exc), field="url") from None
+
+
+async def _proxy(
+    state: AppState, agent: AgentRecord, spec: ActionSpec, host: str | None
+) -> Explanation:
     """The explanation in proxy mode (the module docstring)."""
     ctx, found = await sdk_context(state, agent, spec)
     ctx = dataclasses.replace(ctx, mode="proxy")
@@ -83,4 +102,4 @@ async def _proxy(state: AppState, agent: AgentRecord, spec: ActionSpec) -> Expla
         reason = f"{result.decision.reason}; content: {describe(mine)}"
         decision = dataclasses.replace(result.decision, reason=reason)
         result = dataclasses.replace(result, decision=decision)
-    return await with_budgets(state, agent, spec, result, gateway=True)
+    return await with_budgets(state, agent, spec, result, gateway=True, host=host)

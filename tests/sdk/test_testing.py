@@ -109,7 +109,7 @@ def test_approval_then_execute_once_with_a_real_token() -> None:
         )
         assert claims.agent == "test-agent"
         assert tf.execute(held.action_request_id, approved.decision_token).body == {"id": "tr_1"}
-        with pytest.raises(ConflictError, match="already used"):
+        with pytest.raises(ConflictError, match="already executed"):
             tf.execute(held.action_request_id, approved.decision_token)
         assert tf.get_action(held.action_request_id).status == "executed"
 

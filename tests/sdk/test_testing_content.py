@@ -86,3 +86,14 @@ rules:
 """
     with FirewallTransport(policies=[policy]).client() as tf:
         assert tf.request_action("slack.message.post", provider="slack").status == "denied"
+
+
+def test_an_action_is_shown_with_each_detection_masked() -> None:
+    """`GET /actions/{id}` echoed the spec as sent, the secret a detector found in it too;
+    the server shows it masked (never the text), and so does the transport now."""
+    firewall = FirewallTransport(policies=[POLICY])
+    with firewall.client() as tf:
+        refused = tf.request_action("slack.message.post", parameters={"text": f"id {AWS_KEY}"})
+        shown = tf.get_action(refused.action_request_id)
+    assert shown.action_spec["parameters"] == {"text": "id [REDACTED:aws_access_key]"}
+    assert shown.approval is None

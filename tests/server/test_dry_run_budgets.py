@@ -11,8 +11,10 @@ and a ``budgets`` step names the budget with its numbers.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+from agentfirewall.actions import parse_action_spec
 from tests.server.conftest import Harness
 
 SPEC = {"type": "slack.message.post", "resource": {"provider": "slack"},
@@ -152,3 +154,48 @@ def test_a_grant_never_passes_a_spent_deny_budget_in_dry_run(harness: Harness) -
     assert (dry["status"], dry["decision"]["reason"]) == ("denied", reason)
     refused = _act(h, key)
     assert (refused["status"], refused["decision"]["reason"]) == ("denied", reason)
+
+
+def test_the_sandbox_reads_the_grants_bound_to_the_host_its_url_names(harness: Harness) -> None:
+    """A grant made on a held gateway request covers requests to that host only. The
+    sandbox's proxy mode knew no host, so it never read such a grant: a request the gateway
+    lets through was shown held. With `url`, it answers as the gateway does, host by host
+    (a `url` in SDK mode, or one that is no http(s) URL, is refused)."""
+    h = harness
+    _bot(h, "require_approval")
+    digests = iter(range(100))
+
+    def gateway(host: str) -> str:  # a held gateway request to `host`: its approval's status
+        digest = hashlib.sha256(f"{host}{next(digests)}".encode()).hexdigest()  # none reused
+        request = {"method": "POST", "host": host, "path": "/api/chat.postMessage",
+                   "digest": digest}  # fmt: skip
+        body = {"agent": "Bot", "connector": "slack", "action_spec": SPEC, "reason": "held",
+                "action_hash": parse_action_spec(SPEC).action_hash, "request": request}  # fmt: skip
+        answer = h.gateway("POST", "/v1/gateway/approvals", json=body)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["status"])
+
+    def sandbox(**extra: str) -> dict[str, Any]:
+        body = {"agent": "Bot", "action_spec": SPEC, "mode": "proxy", **extra}
+        answer = h.admin("POST", "/dashboard/sandbox/evaluate", json=body)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    assert gateway("slack.com") == "pending"
+    first = h.admin("GET", "/v1/approvals").json()["approvals"][0]
+    made = h.admin("POST", f"/v1/approvals/{first['id']}/approve",
+                   json={"grant": {"for_seconds": 3600}}).json()["grant"]  # fmt: skip
+    assert made["host"] == "slack.com"
+    assert sandbox()["status"] == "pending_approval"  # no host: only SDK grants are read
+    for host in ("slack.com", "Slack.COM.", "hooks.slack.com", "evil.example"):
+        answer = sandbox(url=f"https://{host}/api/chat.postMessage")
+        through = answer["status"] == "allowed"
+        assert through == (gateway(host) == "approved"), host  # the same, host by host
+        assert through == (host.lower().rstrip(".") == "slack.com"), host
+        if through:
+            assert answer["decision"]["reason"] == f"approved by grant {made['id']}"
+    assert h.admin("GET", f"/v1/grants/{made['id']}").json()["uses"] == 2  # the gateway's
+    for mode, url in (("sdk", "https://slack.com/x"), ("proxy", "ftp://slack.com/x")):
+        body = {"agent": "Bot", "action_spec": SPEC, "mode": mode, "url": url}
+        refused = h.admin("POST", "/dashboard/sandbox/evaluate", json=body)
+        assert (refused.status_code, refused.json()["field"]) == (422, "url"), refused.text

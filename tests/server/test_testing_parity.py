@@ -1,0 +1,165 @@
+"""`agentfirewall.testing.FirewallTransport` answers a sequence of requests as the control
+plane does, budgets included, and shows an action as ``GET /actions/{id}`` does.
+
+Before, the transport had no budgets (a spent budget's action was `allowed` there, denied or
+held by the server), and ``GET /actions/{id}`` echoed the spec as sent (a secret a detector
+found included) with a cut-down approval, where the server shows the spec with each
+detection masked and the approval whole. Each request goes to the in-process app and to
+the transport; their answers must be equal but for ids, times and tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from agentfirewall.testing import TEST_BASE_URL, FirewallTransport
+from tests.sdk.test_testing_content import AWS_KEY
+from tests.server.conftest import Harness
+
+POLICY = """\
+name: guarded
+rules:
+  - name: no-private-keys
+    conditions: [{field: content.secrets, operator: contains, value: private_key}]
+    decision: deny
+  - name: big-transfers
+    conditions: [{field: action_spec.parameters.amount, operator: gt, value: 9000}]
+    decision: require_approval
+  - name: hold-when-low
+    conditions:
+      all:
+        - {field: budget.slack-daily.remaining, operator: lt, value: 1}
+        - {field: context.connector, operator: equals, value: slack}
+    decision: require_approval
+"""
+#: created in this order on the server, declared in this order to the transport
+BUDGETS: dict[str, dict[str, Any]] = {
+    "slack-daily": {"agents": ["Bot"], "connector": "slack", "action": "slack.*", "limit": 2},
+    "stripe-day": {"connector": "stripe", "action": "stripe.transfer.*", "measure": "sum",
+                   "currency": "usd", "limit": 10000, "outcome": "require_approval"},
+    "stripe-hard": {"connector": "stripe", "action": "stripe.transfer.*", "measure": "sum",
+                    "currency": "usd", "limit": 30000},
+}  # fmt: skip
+
+
+def _slack(text: str = "hi") -> dict[str, Any]:
+    return {"type": "slack.message.post", "resource": {"provider": "slack"},
+            "parameters": {"channel": "C1", "text": text}}  # fmt: skip
+
+
+def _transfer(amount: object, **more: object) -> dict[str, Any]:
+    """A build alias: run as `stripe.transfer.create`, spending the amount Stripe gets."""
+    return {"type": "payment.transfer.initiate", "resource": {"provider": "stripe"},
+            "parameters": {"amount": amount, "currency": "usd", "destination": "acct_1",
+                           **more}}  # fmt: skip
+
+
+def _same(answer: Any) -> Any:
+    """An answer without what differs between two servers: ids, times, tokens."""
+    text = json.dumps(answer, sort_keys=True)
+    text = re.sub(r"\b(act|apv)_[0-9A-Za-z]+", r"\1_", text)
+    text = re.sub(r'"\d{4}-\d\d-\d\dT[\d:.]+Z"', '"T"', text)
+    text = re.sub(r'"eyJ[\w.-]+"', '"token"', text)
+    return json.loads(text)
+
+
+class Both:
+    """The app's agent API and the transport's, one request to each."""
+
+    def __init__(self, h: Harness, budgets: dict[str, dict[str, Any]]) -> None:
+        assert h.admin("POST", "/v1/policies", json={"document": POLICY}).status_code == 201
+        for name, body in budgets.items():
+            assert h.admin("PUT", f"/v1/budgets/{name}", json=body).status_code == 201
+        self.h, self.key = h, h.create_agent("Bot", sdk_default="allow")
+        self.firewall = FirewallTransport(policies=[POLICY], agent="Bot",
+                                          **({"budgets": budgets} if budgets else {}))  # fmt: skip
+        headers = {"Authorization": f"Bearer {self.firewall.api_key}"}
+        self.fake = httpx.Client(base_url=TEST_BASE_URL, transport=self.firewall, headers=headers)
+        self.ids: list[tuple[str, str]] = []  # (the app's, the transport's) of each action
+
+    def call(self, method: str, path: str, **kw: Any) -> tuple[Any, Any]:
+        real = self.h.agent(self.key, method, path, **kw)
+        fake = self.fake.request(method, path, **kw)
+        assert real.status_code == fake.status_code, (real.text, fake.text)
+        return real.json(), fake.json()
+
+    def act(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Request `spec` of both and dry-run it first: the same answers."""
+        dry = self.call("POST", "/v1/actions/dry-run", json={"action_spec": spec})
+        assert _same(dry[0]) == _same(dry[1])
+        real, fake = self.call("POST", "/v1/actions", json={"action_spec": spec})
+        assert _same(real) == _same(fake)
+        assert real["status"] == dry[0]["status"]  # a dry run says what will happen
+        self.ids.append((real["action_request_id"], fake["action_request_id"]))
+        return dict(real)
+
+    def get(self, index: int = -1) -> dict[str, Any]:
+        """``GET /actions/{id}`` of both, the same; the app's."""
+        real_id, fake_id = self.ids[index]
+        real = self.h.agent(self.key, "GET", f"/v1/actions/{real_id}").json()
+        fake = self.fake.get(f"/v1/actions/{fake_id}").json()
+        for shown in (real, fake):  # who decided: an admin token there, a test here
+            if shown["approval"] is not None:
+                shown["approval"]["decided_by"] = shown["approval"]["decided_by"] and "someone"
+        assert _same(real) == _same(fake)
+        return dict(real)
+
+    def decide(self, verb: str, index: int = -1) -> None:
+        """Approve or deny the held action of both."""
+        real = self.get(index)
+        path = f"/v1/approvals/{real['approval']['id']}/{verb}"
+        assert self.h.admin("POST", path).status_code == 200
+        decide: Callable[[str], None] = getattr(self.firewall, verb)
+        decide(self.ids[index][1])
+
+
+def _status(answer: dict[str, Any]) -> tuple[str, str]:
+    return answer["status"], answer["decision"]["reason"]
+
+
+def test_budgets_decide_in_the_transport_as_on_the_server(harness: Harness) -> None:
+    both = Both(harness, BUDGETS)
+    assert both.act(_slack())["status"] == "allowed"
+    assert both.act(_slack())["status"] == "allowed"  # the last one
+    spent = "budget `slack-daily` exceeded: 2 of 2 requests used this day, this request needs 1"
+    assert _status(both.act(_slack())) == ("denied", spent)  # `budget.*` read too: held first
+    assert both.act(_transfer("6000"))["status"] == "allowed"  # spends 6000 of 10000
+    held = both.act(_transfer(5000))  # past the `require_approval` budget: held, reserved
+    assert _status(held)[1].startswith("budget `stripe-day` exceeded: 6000 of 10000 usd")
+    both.decide("deny")  # released
+    assert both.act(_transfer(4000))["status"] == "allowed"  # fits again
+    big = both.act(_transfer(9500))  # held by a rule, reserved past the budget as it waits
+    assert big["decision"]["matched_rules"] == ["guarded/big-transfers"]
+    both.decide("approve")  # counted from now on
+    assert both.get()["status"] == "allowed"
+    refused = both.act(_transfer(15000))  # past the `deny` budget, whatever else
+    assert _status(refused)[1].startswith("budget `stripe-hard` exceeded: 19500 of 30000")
+    unnamed = _transfer(10)
+    del unnamed["parameters"]["currency"]
+    assert _status(both.act(unnamed)) == (
+        "denied",
+        "budget `stripe-day`: the request names no currency",
+    )
+
+
+def test_get_action_shows_the_spec_and_the_approval_as_the_server_does(
+    harness: Harness,
+) -> None:
+    both = Both(harness, {})
+    both.act(_slack(f"id {AWS_KEY}"))  # a detector fired; no rule refuses it
+    assert both.get()["action_spec"]["parameters"]["text"] == "id [REDACTED:aws_access_key]"
+    both.act(_slack("hello"))
+    assert both.get()["action_spec"] == {**_slack("hello"), "risk_hints": {}}  # as sent
+    both.act(_transfer(20000, note=f"key {AWS_KEY}"))
+    held = both.get()
+    assert held["approval"]["action_spec"]["parameters"]["note"] == "key [REDACTED:aws_access_key]"
+    assert held["approval"]["status"] == "pending"
+    both.decide("approve")
+    assert both.get()["approval"]["status"] == "approved"
+    for shown in (both.get(0), both.get(2)):
+        assert AWS_KEY not in json.dumps(shown)
