@@ -12,7 +12,8 @@
                                 fields the action carries base64 decoded) -> engine.evaluate
                                 (fail closed; a body not fully inspected gets the strictest
                                 outcome a rule could give)
-    bind_request                what an approval binds: method, host, path, query, body digest
+    bind_request                what an approval binds: method, host, path, query, the headers
+                                its connector says matter, body digest
     upstream_headers            agent auth replaced by the connector credential, X-TameFlare-*
     refusal                     the JSON answer for 403/407/408/4xx
     traffic_record              what is shipped to the control plane (no secrets, no bodies)
@@ -29,8 +30,9 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from agentfirewall.connectors import HttpRequest
+from agentfirewall.connectors import Connector, HttpRequest
 from agentfirewall.content import body_preview, shown_target
+from agentfirewall.content.shown import HEADERS_SHOWN, shown_headers
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import redactions
@@ -89,6 +91,8 @@ _DROP_UP = frozenset(
 #: Asked of the upstream only when no credential is injected: compression and extensions
 #: would hide a secret from the scrubber, ranges would hand it out piece by piece.
 _UNSEARCHABLE = frozenset({b"accept-encoding", b"sec-websocket-extensions", b"range", b"if-range"})
+#: What binds the headers of a request no connector names (every one but the volatile).
+_UNKNOWN_API = Connector()
 
 
 def normalize_host(host: str) -> str:
@@ -391,21 +395,25 @@ def _remembered(found: Remembered, flow: Flow, now: datetime) -> Decision:
 
 
 def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
-    """What an approval for `flow` binds, and what its approver is shown (never a header
-    value but the body's type and encoding; no credential in the path, the query or the
-    body's preview: ``agentfirewall.content.shown``). `digest` covers method, scheme, host,
-    port, path, raw query, ``Content-Type``, ``Content-Encoding`` and the exact body bytes:
-    any other request, even the same body re-encoded, has another digest."""
+    """What an approval for `flow` binds, and what its approver is shown (no credential in
+    the path, the query, a header or the body's preview: ``agentfirewall.content.shown``).
+    `digest` covers method, scheme, host, port, path, raw query, ``Content-Type``,
+    ``Content-Encoding``, the headers that change what the upstream does (:func:`bound_headers`)
+    and the exact body bytes: any other request, even the same body re-encoded or the same
+    upload with ``x-amz-acl: public-read``, has another digest."""
     ctype = (head.get(b"content-type") or b"").decode("latin-1")
     encoding = (head.get(b"content-encoding") or b"").decode("latin-1")
+    headers = bound_headers(flow, head)
     digest = hashlib.sha256()
     parts = (flow.method, flow.scheme, flow.host, str(flow.port), flow.path, flow.query)
-    for part in (*parts, ctype, encoding):
+    pairs = [part for pair in headers for part in pair]
+    for part in (*parts, ctype, encoding, str(len(headers)), *pairs):
         data = part.encode("utf-8", "surrogateescape")
         digest.update(b"%d:%b;" % (len(data), data))
     digest.update(b"%d:" % len(body))
     digest.update(body)
     path, query = shown_target(flow.path, flow.query, detected=bool(flow.findings))
+    shown = {"headers": shown_headers(headers)} if headers else {}
     return {
         "method": flow.method,
         "host": flow.host,
@@ -416,8 +424,29 @@ def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
         "body_size": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
         "body_preview": body_preview(body, flow.findings),  # no credential, no detected text
+        **shown,
         "digest": digest.hexdigest(),
     }
+
+
+def bound_headers(flow: Flow, head: Head) -> list[tuple[str, str]]:
+    """The request headers an approval for `flow` binds: those forwarded as sent (not the
+    credential the gateway replaces, nor hop-by-hop ones) that its connector says change
+    what the upstream does (``Connector.binds_header``). Names lower-case, sorted; a name
+    sent more than once keeps its values in order. More than ``HEADERS_SHOWN`` (100): 431,
+    they could not all be shown to the approver."""
+    entry = flow.connector
+    dropped = _DROP_UP | entry.auth_header_names if entry is not None else _DROP_UP
+    connector = entry.impl if entry is not None else _UNKNOWN_API
+    found = []
+    for raw, value in head.headers:
+        name = raw.lower().decode("latin-1")
+        if raw.lower() not in dropped and connector.binds_header(name):
+            found.append((name, value.decode("latin-1")))
+    if len(found) > HEADERS_SHOWN:
+        message = f"more than {HEADERS_SHOWN} headers would bind this request to an approval"
+        raise Refusal(431, "bad_request", message)
+    return sorted(found, key=lambda pair: pair[0])
 
 
 def upstream_headers(

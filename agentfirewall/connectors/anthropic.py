@@ -53,3 +53,5 @@ CONNECTOR = RouteConnector(
     auth_header_names=("x-api-key", "authorization"),
 )
 CONNECTOR.notes = __doc__ or ""
+#: Which API version and betas read the request: bound to an approval.
+CONNECTOR.bound_headers = ("anthropic-version", "anthropic-beta")

@@ -170,7 +170,12 @@ from agentfirewall.connectors.awstargets import (
     SERVICE_NAMES,
     TARGETS,
 )
-from agentfirewall.connectors.base import Connector, make_spec, request_method
+from agentfirewall.connectors.base import (
+    UNBOUND_HEADERS,
+    Connector,
+    make_spec,
+    request_method,
+)
 from agentfirewall.connectors.bodies import parse_form
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.errors import ConnectorError
@@ -260,6 +265,15 @@ class AwsConnector(Connector):
     base_url = "https://s3.amazonaws.com"
     body_limit = 1024 * 1024
     auth_header_names = ("authorization", "x-amz-security-token", "x-amz-date")
+    #: Bound to an approval: every `x-amz-*` header (an object's ACL, grants, metadata,
+    #: encryption, tags, lock, copy source; the JSON APIs' target), what S3 stores with an
+    #: object and the conditions of a write; not those signed anew per attempt, nor the
+    #: one-time code of `x-amz-mfa` (who may, not what is done).
+    bound_headers = ("x-amz-*", "cache-control", "content-disposition", "content-language",
+                     "expires", "if-match", "if-none-match", "if-modified-since",
+                     "if-unmodified-since")  # fmt: skip
+    unbound_headers = (*UNBOUND_HEADERS, "x-amz-date", "x-amz-content-sha256",
+                       "x-amz-security-token", "x-amz-user-agent", "x-amz-mfa")  # fmt: skip
 
     def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
         method = request_method(req, _NAME)

@@ -2,7 +2,8 @@
 
 A connector turns an :class:`HttpRequest` into a :class:`ParsedAction` (``parse``) and an
 action back into a request (``build_request``), lists its actions for the catalogue and
-says how to carry its credential (``auth_headers`` / ``auth_header_names``).
+says how to carry its credential (``auth_headers`` / ``auth_header_names``) and which request
+headers an approval binds with the request (``binds_header``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from agentfirewall.connectors.scan import read_json_object
 from agentfirewall.errors import ConnectorError
 from agentfirewall.policy.globs import RESERVED_SEGMENT
 
-__all__ = ["Connector", "fallback_risk", "make_spec", "request_method"]
+__all__ = ["UNBOUND_HEADERS", "Connector", "fallback_risk", "make_spec", "request_method"]
 
 _METHOD_RE = re.compile(r"[A-Za-z]{1,20}")
 _OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
@@ -29,6 +30,28 @@ _MULTIPART_OVERRIDE_RE = re.compile(rb'(?i)\bname\s*=\s*"?(?:_|%5f)method\b')
 _LOW_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PLAIN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 _AUTH_SCHEMES = {"bearer": "Bearer", "token": "token"}
+#: Request headers no approval binds (``Connector.binds_header``; ``name-*``: every name it
+#: begins): what a client's honest retry may change, what the gateway replaces or drops.
+UNBOUND_HEADERS = (
+    # framing and hop-by-hop: never forwarded as sent (the gateway re-frames the body);
+    # `Host`, `Content-Type` and `Content-Encoding` are bound on their own
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "content-length", "upgrade", "expect", "host", "content-type", "content-encoding",
+    "x-tameflare-*",
+    # credentials: replaced by the gateway, or refreshed by a client between attempts (no
+    # approval's digest is a function of a password)
+    "authorization", "proxy-authorization", "cookie",
+    # what a client says of itself and what it accepts back
+    "date", "user-agent", "accept", "accept-*",
+    # tracing and request ids, a WebSocket handshake's nonce: new on every attempt
+    "sec-websocket-key", "traceparent", "tracestate", "baggage", "b3", "x-b3-*", "sentry-trace",
+    "x-request-id", "x-correlation-id", "x-amzn-trace-id", "x-cloud-trace-context",
+    # new per call or per attempt in common SDKs (Stripe's telemetry, the OpenAI and
+    # Anthropic clients' `x-stainless-*` with their retry count, boto3's invocation id and
+    # attempt)
+    "idempotency-key", "x-stripe-client-telemetry", "x-stainless-*", "amz-sdk-invocation-id",
+    "amz-sdk-request",
+)  # fmt: skip
 
 
 def fallback_risk(method: str) -> Risk:
@@ -198,6 +221,10 @@ class Connector:
     - `body_limit`: how many body bytes ``parse`` may need (0: it never reads bodies);
     - `auth_header_names`: every header that carries a credential for this upstream
       (lower-case); the proxy strips them from the agent's request;
+    - `bound_headers`: the request headers that change what the upstream does, bound to an
+      approval with the request (lower-case; ``x-amz-*`` every name it begins, ``*`` every
+      header), but those of `unbound_headers`. A connector that declares none (``generic``,
+      ``webhook``: unknown APIs) binds every header but :data:`UNBOUND_HEADERS`;
     - `base_url`: the upstream used by ``build_request`` when none is given;
     - `notes`: how it names things, for the catalogue (its module docstring).
     """
@@ -210,6 +237,8 @@ class Connector:
     auth_header_names: tuple[str, ...] = ("authorization",)
     auth_scheme: str = "Bearer"
     auth_header: str = "Authorization"
+    bound_headers: tuple[str, ...] = ("*",)
+    unbound_headers: tuple[str, ...] = UNBOUND_HEADERS
     base_url: str | None = None
 
     def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
@@ -262,6 +291,11 @@ class Connector:
         :meth:`auth_headers` (GitHub answers git smart-HTTP with Basic auth instead)."""
         return self.auth_headers(credential, auth_type=auth_type, header=header)
 
+    def binds_header(self, name: str) -> bool:
+        """Whether an approval binds the request header `name` (lower-case): a retry that
+        adds, drops or changes it is another request."""
+        return _listed(name, self.bound_headers) and not _listed(name, self.unbound_headers)
+
     def encoded(self, parsed: ParsedAction) -> tuple[str, ...]:
         """Where the request `parsed` names carries text base64-encoded: locations as the
         content guard names a message's pieces (``body.content``, ``form.Data``,
@@ -296,6 +330,11 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def _listed(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether `patterns` name `name`: exactly, or ``prefix*`` a name it begins."""
+    return any(p == name or (p[-1:] == "*" and name.startswith(p[:-1])) for p in patterns)
 
 
 def json_mapping(value: object) -> Mapping[str, object] | None:

@@ -693,6 +693,8 @@ CONNECTOR = GitHubConnector(
     auth_scheme="token",
 )
 CONNECTOR.notes = __doc__ or ""
+#: Which API version reads the request: bound to an approval.
+CONNECTOR.bound_headers = ("x-github-api-version",)
 # a GraphQL mutation's encoded input fields, as the parameters they become (wherever the
 # document spelled them: inline or in variables), by the route its actions name
 CONNECTOR.encoded_at.update(

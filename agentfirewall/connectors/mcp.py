@@ -158,6 +158,8 @@ class McpConnector(Connector):
     description = "MCP servers over Streamable HTTP (JSON-RPC 2.0)"
     default_domains = ()
     body_limit = 1024 * 1024
+    #: Which session the call acts in and how it is read: bound to an approval.
+    bound_headers = ("mcp-session-id", "mcp-protocol-version")
 
     def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
         method = request_method(req, self.name)

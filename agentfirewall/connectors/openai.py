@@ -94,3 +94,5 @@ CONNECTOR = RouteConnector(
     account_header="openai-organization",
 )
 CONNECTOR.notes = __doc__ or ""
+#: Which organization and project pay, which beta API reads the request: bound to an approval.
+CONNECTOR.bound_headers = ("openai-organization", "openai-project", "openai-beta")

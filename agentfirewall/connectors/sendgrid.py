@@ -128,3 +128,5 @@ CONNECTOR = SendGridConnector(
     truncated="error",
 )
 CONNECTOR.notes = __doc__ or ""
+#: Which subuser sends: bound to an approval.
+CONNECTOR.bound_headers = ("on-behalf-of",)

@@ -218,3 +218,5 @@ CONNECTOR = RouteConnector(
     fallback_risks=(("/api/admin.", "high"),),
 )
 CONNECTOR.notes = __doc__ or ""
+#: The Web API reads no request header but the token's (the gateway's): none is bound.
+CONNECTOR.bound_headers = ()

@@ -281,3 +281,5 @@ CONNECTOR = RouteConnector(
     build_aliases={"payment.transfer.initiate": BuildAlias("stripe.transfer.create")},
 )
 CONNECTOR.notes = __doc__ or ""
+#: Which account acts and how the API reads the request: bound to an approval.
+CONNECTOR.bound_headers = ("stripe-account", "stripe-context", "stripe-version")

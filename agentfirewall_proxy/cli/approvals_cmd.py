@@ -40,12 +40,15 @@ def resource_text(spec: Any) -> str | None:
 
 
 def bound_fields(request: Any) -> list[tuple[str, object]]:
-    """What the approval binds beyond the request line: the body (type, size, preview,
-    SHA-256) and the digest of the whole request. Never a header value."""
+    """What the approval binds beyond the request line: the headers that change what the
+    upstream does (a credential's value masked), the body (type, size, preview, SHA-256)
+    and the digest of the whole request."""
     if not isinstance(request, dict) or "digest" not in request:
         return []
     size = request.get("body_size")
+    headers = request.get("headers") or []
     return [
+        ("headers", "\n".join(f"{name}: {value}" for name, value in headers) or None),
         ("content type", request.get("content_type") or None),
         ("encoding", request.get("content_encoding") or None),
         ("body", f"{size} bytes" if size is not None else None),

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.content import shown_target, shown_text
+from agentfirewall.content.shown import HEADER_NAME, HEADER_VALUE, HEADERS_SHOWN, shown_headers
 from agentfirewall.errors import ActionSpecError
 from agentfirewall.policy.models import MAX_APPROVAL_TIMEOUT_SECONDS
 from agentfirewall_server.actionstore import shown_spec
@@ -100,12 +101,14 @@ class ApprovalIds(Strict):
 
 
 _SHA256 = r"^[0-9a-f]{64}$"
+_HeaderName = Annotated[str, Field(min_length=1, max_length=HEADER_NAME)]
+_HeaderValue = Annotated[str, Field(max_length=HEADER_VALUE)]
 
 
 class RequestLine(Strict):
     """The held request as its approver sees it, and the digest its approval binds
-    (``agentfirewall_proxy.pipeline.bind_request``): never a header value. Stored and shown
-    as :func:`shown_request` masks it."""
+    (``agentfirewall_proxy.pipeline.bind_request``): of the headers, only those the digest
+    binds, a credential's value never. Stored and shown as :func:`shown_request` masks it."""
 
     method: str = Field(max_length=16)
     host: str = Field(max_length=300)
@@ -116,6 +119,9 @@ class RequestLine(Strict):
     body_size: int | None = Field(default=None, ge=0, le=2**53)
     body_sha256: str | None = Field(default=None, pattern=_SHA256)
     body_preview: str | None = Field(default=None, max_length=2048)
+    headers: list[tuple[_HeaderName, _HeaderValue]] | None = Field(
+        default=None, max_length=HEADERS_SHOWN
+    )
     digest: str | None = Field(default=None, pattern=_SHA256)
 
 
@@ -440,8 +446,8 @@ def without_approval(
 
 
 def shown_request(line: RequestLine) -> dict[str, Any]:
-    """The held request as it is stored and shown: its path, query and body preview masked
-    (``agentfirewall.content.shown``) as the gateway masks them, for a gateway that sent
+    """The held request as it is stored and shown: its path, query, headers and body preview
+    masked (``agentfirewall.content.shown``) as the gateway masks them, for a gateway that sent
     them as they were (an older one); what a gateway masked stays as it is."""
     request = line.model_dump(exclude_none=True)
     request["path"], query = shown_target(line.path, line.query or "")
@@ -449,6 +455,8 @@ def shown_request(line: RequestLine) -> dict[str, Any]:
         request["query"] = query
     if line.body_preview is not None:
         request["body_preview"] = shown_text(line.body_preview)
+    if line.headers is not None:
+        request["headers"] = shown_headers(line.headers)
     return request
 
 

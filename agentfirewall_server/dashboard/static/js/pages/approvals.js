@@ -39,10 +39,12 @@ async function decide(approval, decision, note, grant, showError) {
   }
 }
 
-// What the approval binds: only this exact request (same body digest) may pass on it.
+// What the approval binds: only this exact request (same headers that matter, same body,
+// same digest) may pass on it.
 function boundText(req) {
   if (!req || !req.digest) return req ? "method, host and path only" : "the action";
-  const type = req.content_type ? `${req.content_type}, ` : "";
+  const headers = (req.headers || []).map(([name, value]) => `${name}: ${value}`).join("; ");
+  const type = `${headers ? `headers ${maskInside(headers)}, ` : ""}${req.content_type ? `${req.content_type}, ` : ""}`;
   return `${type}${req.body_size ?? 0} bytes, body sha256 ${String(req.body_sha256 || "").slice(0, 16)}…, request digest ${req.digest.slice(0, 16)}…`;
 }
 
