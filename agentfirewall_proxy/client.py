@@ -106,9 +106,10 @@ class ClientConnection:
         return found
 
     def pending_upgrade(self) -> Upgrade | None:
-        """After a CONNECT/Upgrade head and its END, the tail the parser handed back."""
+        """After a CONNECT/Upgrade head and its END, the tail the parser handed back (None,
+        nothing taken, when the parser did not switch: no ``Connection: upgrade``)."""
         events = self.parser.events
-        if events and events[0] is END:
+        if len(events) > 1 and events[0] is END and isinstance(events[1], Upgrade):
             events.popleft()
         if events and isinstance(events[0], Upgrade):
             found = events.popleft()

@@ -1,7 +1,9 @@
 """One request/response exchange: decide, then hold, refuse or forward and stream back.
 
 A connector that reads bodies gets the whole body up to the inspection limit
-(``Options.body_inspect_limit``, 16 MiB) before deciding; a held request's body is read
+(``Options.body_inspect_limit``, 16 MiB) before deciding; any connector gets a POST body a
+method-override middleware would read (``methods.override_readable``), so that its
+``_method`` is refused (``base.request_method``). A held request's body is read
 whole (up to that limit) so its approval binds it (``pipeline.bind_request``). The rest of
 a larger body is streamed. Both directions are re-framed by the gateway (``Content-Length``
 or fresh chunks), so what the upstream sees is exactly what was decided on. The response side
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from agentfirewall.connectors.methods import override_readable
 from agentfirewall_proxy.approvals import HoldOutcome
 from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guard import note_findings
@@ -79,14 +82,14 @@ async def exchange(
             config = _identify(gateway, conn, flow, head, tunnel)
         if config.budget_fields:  # a policy reads budget.<name>.*
             flow.budget_view = await gateway.budgets.attributes()
-        upgrade = conn.pending_upgrade() if head.get(b"upgrade") else None
+        upgrade = _upgrade(conn, head) if b"upgrade" in head.names else None
         limit = gateway.options.body_inspect_limit
         if conn.continue_due:
             _deny_before_body(gateway, flow, head, limit)
         if upgrade is None:
             prefix, complete = await _body_prefix(gateway, conn, head, flow, limit)
         else:
-            prefix, complete = b"", True  # an upgrade request has no body of its own
+            prefix, complete = b"", True  # an upgrade request has no body (`_upgrade`)
         conn.body_pending = not complete
         config = gateway.require_config()  # (the current one: a new one may have come)
         decision = decide(config, flow, http_request(flow, head, prefix, complete, limit))
@@ -235,6 +238,27 @@ def _identify(
     return config
 
 
+def _upgrade(conn: ClientConnection, head: Head) -> Upgrade | None:
+    """The switch a request with an ``Upgrade`` header asks for, decided on its head alone.
+
+    Only a GET without a body may ask (a WebSocket handshake, RFC 6455): the parser hands
+    whatever follows an upgrade's head to the upgraded stream, so a body would be decided
+    as absent and reach the upstream without it (a partial refund made a full one). Else
+    400. None when the parser did not switch (no ``Connection: upgrade``): a plain request,
+    forwarded without its ``Upgrade``. After a switch the connection carries no other
+    request: it closes after the answer, a 101 or not."""
+    if head.has_body:
+        message = "an Upgrade request cannot carry a body: send the body without `Upgrade`"
+        raise Refusal(400, "bad_request", message)
+    if head.method != "GET":
+        message = f"only a GET request can ask for an Upgrade, not `{head.method}`"
+        raise Refusal(400, "bad_request", message)
+    upgrade = conn.pending_upgrade()
+    if upgrade is not None:
+        conn.clean = False
+    return upgrade
+
+
 def _unbindable(limit: int) -> Refusal:
     message = f"request body larger than the {limit}-byte inspection limit: cannot bind it"
     return Refusal(413, "body_too_large", f"{message} to an approval")
@@ -257,8 +281,9 @@ def _deny_before_body(gateway: Services, flow: Flow, head: Head, limit: int) -> 
 async def _body_prefix(
     gateway: Services, conn: ClientConnection, head: Head, flow: Flow, limit: int
 ) -> tuple[bytes, bool]:
-    """The body up to the inspection `limit` when the connector reads bodies (nothing
-    yet when it does not); (bytes, whether that is the whole body)."""
+    """The body up to the inspection `limit` when the connector reads bodies, a content
+    rule scans them or a method-override middleware would read it (nothing yet else: it
+    is streamed); (bytes, whether that is the whole body)."""
     if not head.has_body:
         events = conn.parser.events
         if events and events[0] is END:  # the usual case: = `await _expect_end(conn)`
@@ -268,7 +293,10 @@ async def _body_prefix(
         return b"", True
     assert flow.connector is not None
     scanned = gateway.require_config().guard.request is not None  # content rules read it
-    return await _read_body(conn, b"", limit if flow.connector.body_limit or scanned else 0)
+    ctype = head.get(b"content-type")
+    overridable = override_readable(head.method, ctype.decode("latin-1") if ctype else None)
+    reads = flow.connector.body_limit or scanned or overridable
+    return await _read_body(conn, b"", limit if reads else 0)
 
 
 async def _read_body(conn: ClientConnection, have: bytes, limit: int) -> tuple[bytes, bool]:

@@ -273,7 +273,8 @@ def test_lingering_after_a_refusal_is_bounded(
     running, _ = start()
     declared = 1024 * 1024 * 1024
     head = b"POST http://api.stripe.com/v1/charges HTTP/1.1\r\nHost: api.stripe.com\r\n"
-    head += auth_header() + b"Content-Length: %d\r\n\r\n" % declared
+    head += auth_header() + b"Content-Type: application/octet-stream\r\n"  # (decided unread)
+    head += b"Content-Length: %d\r\n\r\n" % declared
     with socket.create_connection(("127.0.0.1", running.port)) as sock:
         sock.sendall(head + b"x" * 100_000)
         assert status_of(read_response(sock, timeout=15)) == 403
