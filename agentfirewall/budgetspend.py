@@ -1,9 +1,9 @@
 """What one request spends from a budget before its response (pure).
 
-Shared by the control plane (``agentfirewall_server.budgets``, authoritative) and the
-gateway (``agentfirewall_proxy.budgetlease``, which spends from a leased slice without a
-call): the same rule on both sides, so a request debited locally spends exactly what the
-control plane would have reserved.
+Shared by the control plane (``agentfirewall.budgets``; ``agentfirewall_server.budgetstore``
+is authoritative) and the gateway (``agentfirewall_proxy.budgetlease``, which spends from a
+leased slice without a call): the same rule on both sides, so a request debited locally
+spends exactly what the control plane would have reserved.
 """
 
 from __future__ import annotations

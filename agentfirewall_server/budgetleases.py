@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from agentfirewall_server.budgets import CompiledBudget, window_end, window_start
+from agentfirewall.budgets import CompiledBudget, window_end, window_start
 from agentfirewall_server.budgetstore import Refused, exceeded, lock_budgets, used_in_window
 from agentfirewall_server.clock import new_id
 from agentfirewall_server.store.schema import budget_usage

@@ -23,8 +23,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from agentfirewall.budgets import Refused, exceeded, fits, refusal
-from agentfirewall_server.budgets import LLM_MEASURES, CompiledBudget, window_end, window_start
+from agentfirewall.budgets import (
+    LLM_MEASURES,
+    CompiledBudget,
+    Refused,
+    exceeded,
+    fits,
+    refusal,
+    window_end,
+    window_start,
+)
 from agentfirewall_server.clock import new_id, rfc3339
 from agentfirewall_server.llmprices import cost_of, tokens_of
 from agentfirewall_server.store.schema import budget_usage, budgets

@@ -36,10 +36,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.budgets import action_names, covering
+from agentfirewall.budgets import CompiledBudget, action_names, covering
 from agentfirewall.decisions import Decision
 from agentfirewall.policy import Step
-from agentfirewall_server.budgets import CompiledBudget
 from agentfirewall_server.budgetstore import Refused, Reserved, fits, reserve
 from agentfirewall_server.grants import use_grant
 from agentfirewall_server.metrics import Metrics

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import Connection, select, update
 
+from agentfirewall.budgets import BudgetDef, CompiledBudget, compile_budget
 from agentfirewall.connectors import ConnectorRouter, RoutedConnector
 from agentfirewall.errors import ConnectorError
 from agentfirewall.policy import (
@@ -30,7 +31,6 @@ from agentfirewall.policy import (
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.models import field_conditions
 from agentfirewall.policy.permissions import failed_closed
-from agentfirewall_server.budgets import BudgetDef, CompiledBudget, compile_budget
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.llmprices import PriceTable
 from agentfirewall_server.shadow import ShadowConfig, load_shadow

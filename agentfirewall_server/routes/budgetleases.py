@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from agentfirewall.budgets import NAME_PATTERN
 from agentfirewall_server.auth import require_gateway, state_of
 from agentfirewall_server.budgetleases import Granted, LeaseReport, could_fit, grant, report
-from agentfirewall_server.budgets import NAME_PATTERN
 from agentfirewall_server.budgetstore import Refused
 from agentfirewall_server.clock import now
 from agentfirewall_server.sdkspend import covered_by

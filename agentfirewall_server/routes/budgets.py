@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from agentfirewall.budgets import BudgetBody, BudgetDef, CompiledBudget
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.budgetleases import budget_attributes
-from agentfirewall_server.budgets import BudgetBody, BudgetDef, CompiledBudget
 from agentfirewall_server.budgetstore import (
     Refused,
     Reserved,

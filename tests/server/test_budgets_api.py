@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agentfirewall_server.budgets import BudgetDef, window_end, window_start
+from agentfirewall.budgets import BudgetDef, window_end, window_start
 from tests.server.conftest import Harness
 
 STRIPE = {"agents": ["Finance-Bot"], "connector": "stripe", "action": "stripe.transfer.*",
