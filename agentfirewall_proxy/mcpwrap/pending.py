@@ -108,16 +108,18 @@ class Pending:
 
     def take_all(self) -> list[Any]:
         """The id of every unanswered request (forwarded or held), once each, no longer
-        tracked; the holds are cancelled."""
-        ids = [json.loads(key) for key in self.forwarded]
-        self.forwarded.clear()
+        tracked; the holds are cancelled, the forwarded ones cut off (:meth:`cut_forwarded`)."""
+        ids = [json.loads(key) for key in self.cut_forwarded()]
         for task, held_ids in list(self.held.values()):
             task.cancel()
             ids.extend(held_ids)
         self.held.clear()
         return [json.loads(key) for key in dict.fromkeys(rpc.id_key(i) for i in ids)]
 
-    def take_forwarded(self) -> dict[str, str]:
-        """Every forwarded request still awaited (id key -> method), no longer tracked."""
+    def cut_forwarded(self) -> dict[str, str]:
+        """Every forwarded request still awaited (id key -> method), cut off, all at once
+        before any is refused: an answer that comes while the refusals are written is
+        dropped, never relayed beside its refusal (two answers for one id)."""
         forwarded, self.forwarded = self.forwarded, {}
+        self.cut_off.update(forwarded)
         return forwarded

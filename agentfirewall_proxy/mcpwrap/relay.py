@@ -220,8 +220,7 @@ class Relay:
         print(f"tf mcp wrap: {reason}: {len(self.pending.forwarded)} unanswered request(s) "
               "refused", file=sys.stderr)  # fmt: skip
         text = f"TameFlare: {error}: {reason}: the request was cut"
-        for key, method in self.pending.take_forwarded().items():
-            self.pending.cut_off.add(key)
+        for key, method in self.pending.cut_forwarded().items():
             request_id = json.loads(key)
             data = {"error": error, "reason": reason}
             await self.write(rpc.error(request_id, rpc.DENIED, text, data))

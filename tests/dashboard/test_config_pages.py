@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from agentfirewall.actions import parse_action_spec
 from tests.dashboard.scenario import (
     HOLD_POLICY,
     create_agent,
@@ -19,6 +20,7 @@ from tests.dashboard.scenario import (
 
 if TYPE_CHECKING:
     from tests.dashboard.conftest import Dashboard
+    from tests.livesrv import LiveServer
 
 pytestmark = pytest.mark.browser
 
@@ -55,7 +57,26 @@ def test_policy_editor_shows_a_validation_error_then_saves_a_valid_policy(dash: 
     watched.assert_clean()
 
 
-def test_sandbox_explains_a_decision(dash: Dashboard) -> None:
+SLACK = {"type": "slack.message.post", "resource": {"provider": "slack"},
+         "parameters": {"channel": "C1", "text": "hi"}}  # fmt: skip
+
+
+def _host_grant(dash: Dashboard, live_server: LiveServer, agent: str, host: str) -> str:
+    """A grant made on a held gateway request to `host` (bound to that host); its id."""
+    request = {"method": "POST", "host": host, "path": "/api/chat.postMessage", "digest": "d" * 64}
+    body = {"agent": agent, "connector": "slack", "action_spec": SLACK, "reason": "held",
+            "action_hash": parse_action_spec(SLACK).action_hash, "request": request}  # fmt: skip
+    held = live_server.gateway("POST", "/v1/gateway/approvals", json=body)
+    assert held.json()["status"] == "pending", held.text
+    approval = dash.api("GET", "/approvals?status=pending")["approvals"][0]["id"]
+    answer = dash.api("POST", f"/approvals/{approval}/approve", {"grant": {"for_seconds": 3600}})
+    assert answer["grant"]["host"] == host
+    return str(answer["grant"]["id"])
+
+
+def test_sandbox_explains_a_decision(dash: Dashboard, live_server: LiveServer) -> None:
+    """An SDK action's decision step by step; in proxy mode, the request's URL reads the
+    grants bound to its host (a bad URL is refused next to it; SDK mode sends none)."""
     create_agent(dash, "Sandbox Bot")
     dash.api("POST", "/policies", {"document": HOLD_POLICY})
     watched = dash.open()
@@ -73,7 +94,37 @@ def test_sandbox_explains_a_decision(dash: Dashboard) -> None:
     dash.screenshot(page, "sandbox-result-1280")
     # Nothing was recorded: no approval is pending.
     assert dash.api("GET", "/approvals?status=pending")["approvals"] == []
-    watched.assert_clean()
+
+    rule = {"agent": "Sandbox Bot", "connector": "slack", "action_pattern": "slack.*",
+            "decision": "require_approval"}  # fmt: skip
+    dash.api("POST", "/permissions", rule)
+    grant = _host_grant(dash, live_server, "Sandbox Bot", "slack.com")
+    held = "permission `slack.*` requires approval (agent `Sandbox Bot`, connector `slack`)"
+    url = page.get_by_label("Request URL (optional)")
+    expect(url).to_be_hidden()  # SDK mode: no host of its own
+    page.get_by_label("Mode").select_option("proxy")
+    page.get_by_label("Action spec (JSON)").fill(json.dumps(SLACK))
+    page.get_by_role("button", name="Evaluate").click()
+    expect(page.locator("#sb-reason")).to_have_text(held)
+    budgets = page.locator("#sb-steps li[data-step='budgets']")
+    expect(budgets).to_contain_text("no grant covers it")  # no host: the grant is not read
+    url.fill("https://Slack.COM./api/chat.postMessage")
+    page.get_by_role("button", name="Evaluate").click()
+    expect(page.locator("#sb-outcome")).to_have_text("allow")
+    expect(page.locator("#sb-reason")).to_have_text(f"approved by grant {grant}")
+    url.fill("ftp://slack.com/x")
+    page.get_by_role("button", name="Evaluate").click()
+    expect(page.locator("#sb-url-error")).to_contain_text("ftp")
+    expect(url).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#sb-error")).to_be_hidden()
+    page.get_by_label("Mode").select_option("sdk")  # the URL hidden, and not sent
+    expect(url).to_be_hidden()
+    page.get_by_role("button", name="Evaluate").click()
+    expect(page.locator("#sb-reason")).to_have_text(held)  # evaluated (no 422), no host
+    expect(budgets).to_contain_text("no grant covers it")
+    expect(page.locator("#sb-error")).to_be_hidden()
+    assert dash.api("GET", f"/grants/{grant}")["uses"] == 0  # read, never used
+    watched.assert_clean("status of 422")
 
 
 def _send(dash: Dashboard, key: str) -> dict[str, Any]:

@@ -44,9 +44,7 @@ def test_an_answer_is_matched_once_and_a_cut_requests_late_answer_dropped_once()
     answer = {"jsonrpc": "2.0", "id": 2, "result": {}}
     assert pending.answered(answer) == "tools/list"
     assert pending.answered(answer) is None
-    cut = pending.take_forwarded()
-    assert cut == {"1": "tools/call"}
-    pending.cut_off.update(cut)
+    assert pending.cut_forwarded() == {"1": "tools/call"}
     assert pending.untrackable(_call(1)) is not None  # its answer may still come
     late = {"jsonrpc": "2.0", "id": 1, "result": {}}
     assert pending.too_late(late)
@@ -63,6 +61,7 @@ async def test_every_unanswered_request_is_taken_once_and_its_hold_cancelled() -
     assert pending.untrackable(_call(2)) is not None
     assert pending.take_all() == ["a", 1, 2]
     assert pending.take_all() == []
+    assert pending.too_late({"jsonrpc": "2.0", "id": "a", "result": {}})  # (forwarded: cut off)
     await asyncio.gather(hold, return_exceptions=True)
     assert hold.cancelled()
 

@@ -25,10 +25,29 @@ function showResult(result) {
   show("#sb-result", true);
 }
 
+// The request's URL is proxy mode's only (grants bound to its host): in SDK mode it is
+// hidden and disabled, so never sent.
+function showMode() {
+  const proxy = $("#sb-mode").value === "proxy";
+  show("#sb-url-field", proxy);
+  $("#sb-url").disabled = !proxy;
+}
+
+// The server's refusal of the URL (422, `field: url`), next to it; "" clears it.
+function showUrlError(message) {
+  const box = $("#sb-url-error");
+  setText(box, message);
+  box.hidden = !message;
+  $("#sb-url").setAttribute("aria-invalid", message ? "true" : "false");
+}
+
+$("#sb-mode").addEventListener("change", showMode);
+
 $("#sandbox-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const error = $("#sb-error");
   error.hidden = true;
+  showUrlError("");
   let spec;
   try {
     spec = JSON.parse($("#sb-spec").value);
@@ -37,10 +56,17 @@ $("#sandbox-form").addEventListener("submit", async (event) => {
     error.hidden = false;
     return;
   }
+  const body = { agent: $("#sb-agent").value, mode: $("#sb-mode").value, action_spec: spec };
+  const url = $("#sb-url");
+  if (!url.disabled && url.value.trim()) body.url = url.value.trim();
   try {
-    const result = await api("/sandbox/evaluate", { method: "POST", root: BASE, json: { agent: $("#sb-agent").value, mode: $("#sb-mode").value, action_spec: spec } });
-    showResult(result);
+    showResult(await api("/sandbox/evaluate", { method: "POST", root: BASE, json: body }));
   } catch (failure) {
+    if (failure.data && failure.data.field === "url") {
+      showUrlError(errorMessage(failure));
+      url.focus();
+      return;
+    }
     setText(error, errorMessage(failure));
     error.hidden = false;
   }
@@ -48,6 +74,7 @@ $("#sandbox-form").addEventListener("submit", async (event) => {
 
 startPage(async () => {
   $("#sb-spec").value = JSON.stringify(EXAMPLE, null, 2);
+  showMode(); // (a browser may restore the mode chosen before a reload)
   const { agents } = await api("/agents");
   const select = clear($("#sb-agent"));
   for (const agent of agents.filter((a) => a.status !== "revoked")) select.append(el("option", { value: agent.name, text: agent.name }));
