@@ -109,6 +109,8 @@ class FirewallTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     `executor` performs allowed actions on ``execute`` and returns the upstream's JSON
     answer; without one, ``execute`` answers 422 ``not_executable`` as a server with no
     connector for the action would.
+    A request is read as the control plane reads it (routes, query parameters, strict
+    bodies): one the server refuses is refused here with the server's status and error.
     """
 
     def __init__(

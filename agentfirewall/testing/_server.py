@@ -17,21 +17,31 @@ content detectors fired on it, the spec with every detection replaced by its mar
 (``agentfirewall.content.shown_action``: never the text); a held action's approval whole.
 A held action expires as the server's do (its rule's ``approval.timeout_seconds``, else
 `approval_timeout_seconds`), its reservation released.
+
+A request is read as the control plane reads it, so a test cannot pass here with one the
+server refuses: its routes (``ROUTES``: 405 for another method on a known path, 403 for
+the admin routes among them, Starlette's trailing-slash redirect), a query parameter a
+route does not read (``web.check_query``) or a wait timeout that is no number
+(``web.query_number``), and bodies read strictly (``web.parse_model``: an empty or
+malformed body, an unknown field, a value of the wrong JSON type). The checks come in the
+server's order; tests/server/test_testing_parity.py holds the two to the same answers.
 """
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
+import math
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
 from agentfirewall.connectors import encoded_parameters, performed_as
@@ -39,6 +49,7 @@ from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.content import content_attributes, shown_action
 from agentfirewall.decisions import Decision, Outcome, normalize_level
 from agentfirewall.errors import ActionSpecError, ConnectorError, TokenError
+from agentfirewall.jsonlimits import json_problem, printable
 from agentfirewall.policy import Engine, EvaluationContext
 from agentfirewall.policy.guard import action_findings, guard_plan
 from agentfirewall.policy.replay import evaluate_sdk
@@ -50,15 +61,32 @@ from agentfirewall.tokens import (
     verify_decision_token,
 )
 
-__all__ = ["ActionRecord", "MemoryServer"]
+__all__ = ["ROUTES", "ActionRecord", "MemoryServer"]
 
-_ROUTE = re.compile(r"^/api/v1/actions(?:/(?P<id>[^/]+))?(?:/(?P<verb>wait|execute))?$")
 _ROLES: tuple[str, ...] = ("owner", "admin", "member")
 #: an approval's end -> the action's status (and what its budget reservation becomes)
 _CLOSED = {"approved": ("allowed", "reserved"), "denied": ("denied", "released"),
            "expired": ("expired", "released")}  # fmt: skip
 #: Connectors whose action's resource.target is the URL it is sent to.
 _URL_TARGETED = ("webhook", "generic")
+_MAX_WAIT = 60.0
+_GET, _POST = frozenset({"GET", "HEAD"}), frozenset({"POST"})  # a GET route answers HEAD
+#: The control plane's routes an agent key reaches, in its order (``routes/actions.py``,
+#: and the JWKS of ``routes/system.py``): path, methods, the handler here.
+ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
+    ("/api/v1/actions", _POST, "_request_action"),
+    ("/api/v1/actions/dry-run", _POST, "_dry_run"),
+    ("/api/v1/actions/stuck", _GET, "_stuck"),
+    ("/api/v1/actions/{id}", _GET, "_get"),
+    ("/api/v1/actions/{id}/wait", _GET, "_wait"),
+    ("/api/v1/actions/{id}/execute", _POST, "_execute"),
+    ("/api/v1/actions/{id}/resolve", _POST, "_resolve"),
+    ("/.well-known/jwks.json", _GET, "_jwks"),
+)
+_COMPILED = [
+    (re.compile("^" + re.escape(path).replace(r"\{id\}", "(?P<id>[^/]+)") + "$"), methods, name)
+    for path, methods, name in ROUTES
+]
 
 
 @dataclass(slots=True)
@@ -87,9 +115,25 @@ def _answer(status: int, body: object, headers: dict[str, str] | None = None) ->
     return httpx.Response(status, json=body, headers=headers)
 
 
-def _error(status: int, code: str, message: str, **extra: object) -> httpx.Response:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return _answer(status, {"error": code, "message": message, **extra}, headers)
+def _error(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: object
+) -> httpx.Response:
+    """The server's error body (``web.error_response``): echoed input kept printable."""
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    shown = {k: printable(v, 4000) if isinstance(v, str) else v for k, v in extra.items()}
+    body = {"error": code, "message": printable(message, 4000), **shown}
+    return _answer(status, body, headers)
+
+
+class _Refused(Exception):
+    """An error answer, raised where the server raises ``web.ApiError`` (`extra` that is
+    None is left out, as there)."""
+
+    def __init__(self, status: int, message: str, code: str = "invalid_request", **extra: Any):
+        super().__init__(message)
+        kept = {k: v for k, v in extra.items() if v is not None}
+        self.answer = _error(status, code, message, **kept)
 
 
 def _rfc3339(stamp: float) -> str:
@@ -98,31 +142,166 @@ def _rfc3339(stamp: float) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
-def _parse(request: httpx.Request) -> ActionSpec | httpx.Response:
-    """The action spec of a ``POST /actions`` body, or the server's error for it."""
+# -- a request read as the control plane reads it (agentfirewall_server/web.py) -------------
+
+
+def _route(request: httpx.Request) -> tuple[str, str | None] | httpx.Response:
+    """The handler of the request and the id in its path, or the router's answer: 405 for
+    another method on a known path, the same path with(out) a trailing slash (307), 404."""
+    path, allowed = request.url.path, set[str]()
+    for pattern, methods, name in _COMPILED:
+        if (match := pattern.match(path)) is None:
+            continue
+        if request.method in methods:
+            return name, match.groupdict().get("id")
+        allowed |= methods
+    if allowed:
+        allow = {"Allow": ", ".join(sorted(allowed))}
+        message = "method not allowed on this endpoint"
+        return _error(405, "method_not_allowed", message, headers=allow)
+    other = path.rstrip("/") if path.endswith("/") else path + "/"
+    if path != "/" and any(pattern.match(other) for pattern, _, _ in _COMPILED):
+        return httpx.Response(307, headers={"Location": str(request.url.copy_with(path=other))})
+    message = "no such endpoint: see docs/api.md"
+    if path.startswith("/v1/"):
+        message += "; the API is under /api: a base URL ends in `/api` (AAF_BASE_URL)"
+    return _error(404, "not_found", message)
+
+
+def _check_url(request: httpx.Request) -> None:
+    """``web.nul_in_url``: 400 for a path or query holding a NUL character."""
+    if "\x00" in request.url.path:
+        raise _Refused(400, "the path holds a NUL character (`%00`)")
+    for name, value in request.url.params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise _Refused(400, f"`{name}` holds a NUL character (`%00`)", field=name)
+
+
+def _check_query(request: httpx.Request, *known: str) -> None:
+    """``web.check_query``: 400 naming a query parameter the route does not read."""
+    for name in request.url.params:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean `{near[0]}`?)" if near else ""
+            reads = f"it reads {', '.join(known)}" if known else "it reads none"
+            message = f"unknown query parameter `{name[:100]}`{hint}: {reads}"
+            raise _Refused(400, message, field=name[:100])
+
+
+def _query_number(request: httpx.Request, name: str, default: float, high: float) -> float:
+    """``web.query_number``: the parameter (its last value, as Starlette reads it) clamped
+    to 0..`high`; 400 naming it when it is no number."""
+    values = request.url.params.get_list(name)
+    if not values:
+        return default
     try:
-        body = json.loads(request.content or b"{}")
-    except ValueError as exc:
-        return _error(400, "invalid_request", f"request body is not valid JSON: {exc}")
-    if not isinstance(body, dict):
-        return _error(422, "invalid_request", "request body must be a JSON object")
-    if extra := sorted(set(body) - {"action_spec"}):
-        return _error(422, "invalid_request", f"unknown field `{extra[0]}`", field=extra[0])
-    if not isinstance(body.get("action_spec", {}), dict):
-        return _error(422, "invalid_request", "invalid `action_spec`: Input should be an object",
-                      field="action_spec")  # fmt: skip
-    if "action_spec" not in body:
-        return _error(422, "invalid_request", "missing field `action_spec`", field="action_spec")
+        value = float(values[-1])
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise _Refused(400, f"`{name}` must be a number, not `{values[-1][:40]}`", field=name)
+    return max(0.0, min(value, high))
+
+
+class _Strict(BaseModel):
+    """``web.Strict``: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _ActionBody(_Strict):
+    action_spec: dict[str, JsonValue]
+
+
+class _ExecuteBody(_Strict):
+    decision_token: str = Field(min_length=1, max_length=8192)
+
+
+class _Envelope(BaseModel):
+    """``routes/actions._Envelope``: the body parsed straight into an ActionSpec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action_spec: ActionSpec
+
+
+_M = TypeVar("_M", bound=_Strict)
+
+
+def _body(raw: bytes, model: type[_M]) -> _M:
+    """``web.parse_model`` for a model of flat fields: the body as JSON (400 when empty or
+    malformed, a NaN 422), a JSON object, read strictly (422 naming the field)."""
+    if not raw.strip():
+        raise _Refused(400, "request body is empty: expected a JSON object")
     try:
-        spec = parse_action_spec(body["action_spec"])
-        targeted = spec.provider in _URL_TARGETED or spec.type.startswith("webhook.")
-        if targeted and spec.resource.target is not None:
+        data = json.loads(raw)
+    except RecursionError:
+        raise _Refused(400, "request body is not valid JSON: nests too deeply") from None
+    except ValueError as exc:  # (a UnicodeDecodeError too)
+        raise _Refused(400, f"request body is not valid JSON: {printable(str(exc))}") from None
+    if (found := json_problem(data, check_ints=False)) is not None:
+        field, problem = found
+        message = f"`{field}` {problem}" if field else f"request body {problem}"
+        raise _Refused(422 if "finite" in problem else 400, message, field=field or None)
+    if not isinstance(data, dict):
+        raise _Refused(422, "request body must be a JSON object")
+    try:
+        parsed = model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        raise _invalid(exc, model) from None
+    except RecursionError:
+        raise _Refused(400, "request body nests too deeply") from None
+    for name, value in parsed:
+        if isinstance(value, str) and "\x00" in value:
+            raise _Refused(422, f"`{name}` holds a NUL character (`\\u0000`)", field=name)
+    return parsed
+
+
+def _invalid(exc: ValidationError, model: type[_Strict]) -> _Refused:
+    """``web.validation_error`` for a model of flat fields: the first problem (an unknown
+    field that is a misspelt missing one first), naming its field."""
+
+    def meant(loc: tuple[int | str, ...]) -> str | None:
+        near = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), 1, 0.7)
+        return near[0] if near and len(loc) == 1 else None
+
+    errors = exc.errors()
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    misspelt = (
+        e for e in errors if e["type"] == "extra_forbidden" and (meant(e["loc"]),) in missing
+    )
+    first = next(misspelt, errors[0])
+    loc = ".".join(str(step) for step in first["loc"])
+    if first["type"] == "extra_forbidden":
+        near = meant(first["loc"])
+        message = f"unknown field `{loc}`" + (f": did you mean `{near}`?" if near else "")
+    elif first["type"] == "missing":
+        message = f"missing field `{loc}`"
+    else:
+        ctx_error = (first.get("ctx") or {}).get("error")
+        detail = str(ctx_error) if ctx_error else first["msg"]
+        message = f"invalid `{loc}`: {detail}" if loc else detail
+    return _Refused(422, message, field=loc or None)
+
+
+def _spec(raw: bytes) -> ActionSpec:
+    """The action spec of a ``POST /actions`` body, read as ``routes/actions._spec`` reads
+    it; a target of a URL-targeted connector that is no http(s) URL refused (422)."""
+    try:
+        spec = _Envelope.model_validate_json(raw).action_spec
+    except (ValidationError, ValueError, ActionSpecError):
+        body = _body(raw, _ActionBody)  # names the problem as the server does
+        try:
+            spec = parse_action_spec(body.action_spec)
+        except ActionSpecError as exc:
+            field = f"action_spec.{exc.field}" if exc.field else "action_spec"
+            raise _Refused(422, str(exc), field=field) from None
+    targeted = spec.provider in _URL_TARGETED or spec.type.startswith("webhook.")
+    if targeted and spec.resource.target is not None:
+        try:
             HttpRequest.from_url("GET", spec.resource.target)
-    except ActionSpecError as exc:
-        field = f"action_spec.{exc.field}" if exc.field else "action_spec"
-        return _error(422, "invalid_request", str(exc), field=field)
-    except ConnectorError as exc:  # a target that is no http(s) URL: refused when requested
-        return _error(422, "invalid_request", str(exc), field="action_spec.resource.target")
+        except ConnectorError as exc:
+            raise _Refused(422, str(exc), field="action_spec.resource.target") from None
     return spec
 
 
@@ -184,57 +363,112 @@ class MemoryServer:
         self.budgets.finish(record.reservation, stamp, state=spent)
 
     def wait_seconds(self, request: httpx.Request) -> float:
-        match = _ROUTE.match(request.url.path)
-        if request.method != "GET" or not match or match["verb"] != "wait":
-            return 0.0
+        """How long `request` may wait for a decision: a wait's valid timeout, else 0."""
         try:
-            return min(60.0, max(0.0, float(request.url.params.get("timeout", "30"))))
-        except ValueError:
+            _check_url(request)
+            routed = _route(request)
+            if isinstance(routed, httpx.Response) or routed[0] != "_wait":
+                return 0.0
+            return self._timeout(request)
+        except _Refused:
             return 0.0
 
     def still_pending(self, request: httpx.Request) -> bool:
         self.expire()
-        match = _ROUTE.match(request.url.path)
-        record = self.actions.get(match["id"]) if match and match["id"] else None
+        routed = _route(request)
+        ident = None if isinstance(routed, httpx.Response) else routed[1]
+        record = self.actions.get(ident or "")
         return record is not None and record.status == "pending_approval"
 
     # -- dispatch -------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "GET" and request.url.path == "/.well-known/jwks.json":
-            return _answer(200, jwks_from_keys([self.signing_key]))
-        supplied = request.headers.get("Authorization", "")
-        if not supplied:
+        """The control plane's answer to `request` (to a HEAD, without its body)."""
+        try:
+            _check_url(request)
+            routed = _route(request)
+            if isinstance(routed, httpx.Response):
+                answer = routed
+            else:
+                self.expire()
+                name, ident = routed
+                handler: Callable[[httpx.Request, str | None], httpx.Response]
+                handler = getattr(self, name)
+                answer = handler(request, ident)
+        except _Refused as refused:
+            answer = refused.answer
+        if request.method == "HEAD":
+            return httpx.Response(answer.status_code, headers=answer.headers)
+        return answer
+
+    def _agent(self, request: httpx.Request) -> None:
+        """The caller holds the agent's key (``auth.require_agent``), else 401."""
+        sent = request.headers.get_list("Authorization")
+        if len(sent) > 1:
+            raise _Refused(401, "send one `Authorization` header, not several", "unauthorized")
+        scheme, _, secret = (sent[0] if sent else "").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
             message = "authentication required: send `Authorization: Bearer <key>`"
-            return _error(401, "unauthorized", message)
-        if not secrets.compare_digest(supplied.encode(), f"Bearer {self._key}".encode()):
-            return _error(401, "unauthorized", "invalid API key: check AAF_API_KEY")
-        match = _ROUTE.match(request.url.path)
-        if match is None:
-            return _error(404, "not_found", f"no route `{request.url.path}`")
-        self.expire()
-        ident, verb = match["id"], match["verb"]
-        if request.method == "POST" and ident in (None, "dry-run") and verb is None:
-            return self._post_action(request, dry_run=ident == "dry-run")
+            raise _Refused(401, message, "unauthorized")
+        if not secrets.compare_digest(secret.strip().encode(), self._key.encode()):
+            message = "invalid API key: check AAF_API_KEY"
+            if not secret.strip().startswith("aaf_"):
+                message = ("invalid token: neither an admin or gateway token nor an agent's "
+                           "API key (those start with `aaf_`: check AAF_API_KEY)")  # fmt: skip
+            raise _Refused(401, message, "unauthorized")
+
+    def _find(self, ident: str | None) -> ActionRecord:
         record = self.actions.get(ident or "")
         if record is None:
-            return _error(404, "not_found", f"no action request `{ident}`")
-        if request.method == "GET" and verb is None:
-            return _answer(200, self._state(record))
-        if request.method == "GET" and verb == "wait":
-            token = self._token(record) if record.status == "allowed" else None
-            return _answer(200, {**self._state(record), "decision_token": token})
-        if request.method == "POST" and verb == "execute":
-            return self._execute(request, record)
-        return _error(404, "not_found", f"no route `{request.method} {request.url.path}`")
+            raise _Refused(404, f"no action request `{ident}`", "not_found")
+        return record
 
-    # -- handlers -------------------------------------------------------------------
+    def _timeout(self, request: httpx.Request) -> float:
+        """The timeout of a wait, its caller and query checked (``wait_action``)."""
+        self._agent(request)
+        _check_query(request, "timeout")
+        return _query_number(request, "timeout", 30.0, _MAX_WAIT)
+
+    # -- handlers, each checking in its route's order -------------------------------
+
+    def _jwks(self, _request: httpx.Request, _ident: None) -> httpx.Response:
+        return _answer(200, jwks_from_keys([self.signing_key]))
+
+    def _request_action(self, request: httpx.Request, _ident: None) -> httpx.Response:
+        return self._post_action(request, dry_run=False)
+
+    def _dry_run(self, request: httpx.Request, _ident: None) -> httpx.Response:
+        return self._post_action(request, dry_run=True)
+
+    def _stuck(self, request: httpx.Request, _ident: None) -> httpx.Response:
+        _check_query(request)
+        return self._admin(request, "viewer")
+
+    def _resolve(self, request: httpx.Request, _ident: str) -> httpx.Response:
+        return self._admin(request, "admin")
+
+    def _admin(self, request: httpx.Request, role: str) -> httpx.Response:
+        """An admin route (``auth.require_role``): 403 to the agent's key."""
+        self._agent(request)
+        return _error(403, "forbidden", "an agent key cannot call the admin API",
+                      required_role=role, your_role="agent")  # fmt: skip
+
+    def _get(self, request: httpx.Request, ident: str) -> httpx.Response:
+        _check_query(request)
+        self._agent(request)
+        return _answer(200, self._state(self._find(ident)))
+
+    def _wait(self, request: httpx.Request, ident: str) -> httpx.Response:
+        self._timeout(request)  # (the transport waited before this answer)
+        record = self._find(ident)
+        token = self._token(record) if record.status == "allowed" else None
+        return _answer(200, {**self._state(record), "decision_token": token})
 
     def _post_action(self, request: httpx.Request, *, dry_run: bool) -> httpx.Response:
-        spec = _parse(request)
-        if isinstance(spec, httpx.Response):
-            return spec
-        key = None if dry_run else request.headers.get("Idempotency-Key")
+        self._agent(request)
+        spec = _spec(request.content)
+        keys = [] if dry_run else request.headers.get_list("Idempotency-Key")
+        key = keys[0] if keys else None  # the first, as the server reads a header
         if key is not None and not 1 <= len(key) <= 200:
             return _error(400, "invalid_request", "`Idempotency-Key` must be 1 to 200 characters",
                           field="Idempotency-Key")  # fmt: skip
@@ -364,11 +598,13 @@ class MemoryServer:
             "execution_state": record.execution_state,
         }
 
-    def _execute(self, request: httpx.Request, record: ActionRecord) -> httpx.Response:
+    def _execute(self, request: httpx.Request, ident: str) -> httpx.Response:
+        self._agent(request)
+        body = _body(request.content, _ExecuteBody)
+        record = self._find(ident)
         try:
-            token = str(json.loads(request.content or b"{}")["decision_token"])
             claims = verify_decision_token(
-                token,
+                body.decision_token,
                 self.signing_key.public_key,
                 now=int(self.clock().timestamp()),
                 action_request_id=record.id,
@@ -377,8 +613,6 @@ class MemoryServer:
             )
         except TokenError as exc:
             return _error(401, "invalid_token", str(exc), reason=exc.code)
-        except (ValueError, KeyError, TypeError):
-            return _error(422, "invalid_request", "body needs a `decision_token`")
         if record.status == "executed" or claims.jti in self._used:
             return _error(409, "token_used", f"action `{record.id}` was already executed (an "
                           "action executes at most once): its result is in "

@@ -156,6 +156,27 @@ def test_a_wrong_key_an_unknown_action_and_a_bad_spec_are_refused() -> None:
             wrong.check("github.pr.merge")
 
 
+@pytest.mark.anyio
+async def test_a_wait_the_server_refuses_is_refused_at_once_not_held() -> None:
+    """A wait the control plane refuses (a query parameter it does not read, a timeout that
+    is no number) gets its 400 before any hold, sync or async; it used to be held for its
+    timeout and answered 200 (tests/server/test_testing_parity.py compares the rest)."""
+    firewall = FirewallTransport(policies=[PAYMENTS])
+    with firewall.client() as tf:
+        held = tf.request_action(**transfer(25_000))  # type: ignore[arg-type]
+    path = f"/v1/actions/{held.action_request_id}/wait"
+    headers = {"Authorization": f"Bearer {firewall.api_key}"}
+    with httpx.Client(base_url=TEST_BASE_URL, transport=firewall, headers=headers) as raw:
+        answer = raw.get(path, params={"timeout": "1", "since": "0"})
+    async with httpx.AsyncClient(
+        base_url=TEST_BASE_URL, transport=firewall, headers=headers
+    ) as raw_async:
+        again = await raw_async.get(path, params={"timeout": "nan"})
+    assert (answer.status_code, answer.json()["field"]) == (400, "since")
+    assert (again.status_code, again.json()["field"]) == (400, "timeout")
+    assert firewall.pending == [held.action_request_id]
+
+
 def test_monitor_level_reports_would_deny() -> None:
     firewall = FirewallTransport(policies=[PAYMENTS], enforcement_level="monitor")
     with firewall.client() as tf:
