@@ -6,12 +6,13 @@ that read alone kept `Bоt` (a Cyrillic `о`) from being registered beside `Bot`
 or replica whose check ran before another's insert was committed could register a twin.
 Agents now carry their name's key (`agentnames.name_key`) under a unique index over the
 live ones: the insert that loses is refused by the store, and answered the route's 409.
-Migration 0016 gives existing agents their keys; a live twin an earlier version stored
-keeps working.
+Migration 0016 gives existing agents their keys, and 0017 gives them again under the rule
+that maps a letter in both its cases; a live twin an earlier version stored keeps working.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -89,18 +90,25 @@ def test_concurrent_look_alikes_register_one_agent(
     assert _live_keys(first) == [name_key("Bot")]
 
 
+def _agent(ident: str, name: str, status: str, created_at: float, **key: str | None) -> Any:
+    """An agent's row as an earlier version stored it (`name_key=`: from 0016 on)."""
+    return {"id": ident, "name": name, "status": status, "environment": "live",
+            "description": "", "enforcement_level": "full_enforce", "sdk_default": "allow",
+            "created_at": created_at, "updated_at": created_at, **key}  # fmt: skip
+
+
+def _stored_keys(h: Harness) -> dict[str, str | None]:
+    keyed = select(agents.c.id, agents.c.name_key)
+    return dict(h.state.db.read_sync(lambda c: c.execute(keyed).all()))
+
+
 def test_the_migration_keys_existing_agents_and_keeps_stored_twins(
     database_url: str, harness_factory: Any
 ) -> None:
     """Migration 0016 on a database at 0015: every agent gets its key but a live twin stored
     beside an older live agent of its key (it keeps working, with none); the route still
     refuses a new name that shows as either of them."""
-
-    def agent(ident: str, name: str, status: str, created_at: float) -> dict[str, Any]:
-        return {"id": ident, "name": name, "status": status, "environment": "live",
-                "description": "", "enforcement_level": "full_enforce", "sdk_default": "allow",
-                "created_at": created_at, "updated_at": created_at}  # fmt: skip
-
+    agent = _agent
     stored_at(database_url, "0015", {agents: [
         agent("agt_gone", "Bоt", "revoked", 50.0),
         agent("agt_bot", "Bot", "active", 100.0),
@@ -108,10 +116,8 @@ def test_the_migration_keys_existing_agents_and_keeps_stored_twins(
         agent("agt_ops", "Ops", "active", 100.0),
     ]})  # fmt: skip
     h = harness_factory()  # the app migrates to the newest revision on start
-    keyed = select(agents.c.id, agents.c.name_key)
-    stored = h.state.db.read_sync(lambda c: c.execute(keyed).all())
     bot, ops = name_key("Bot"), name_key("Ops")
-    assert dict(stored) == {"agt_gone": bot, "agt_bot": bot, "agt_wide": None, "agt_ops": ops}
+    assert _stored_keys(h) == {"agt_gone": bot, "agt_bot": bot, "agt_wide": None, "agt_ops": ops}
 
     assert h.admin("POST", "/v1/agents/agt_wide/activate").status_code == 200  # still works
     assert "`Bot` already exists" in _register(h, "Βot").json()["message"]
@@ -119,3 +125,48 @@ def test_the_migration_keys_existing_agents_and_keeps_stored_twins(
     assert "`Ｂｏｔ` already exists" in _register(h, "Βot").json()["message"]
     assert h.admin("POST", "/v1/agents/agt_wide/revoke").status_code == 200
     assert _register(h, "Βot").status_code == 201
+
+
+def test_migration_0017_keys_agents_again_and_keeps_stored_look_alikes(
+    database_url: str, harness_factory: Any
+) -> None:
+    """Migration 0017 on a database at 0016, keyed by the earlier rule, which left a letter
+    unmapped where its other case showed as the same prototype (the Cherokee v, U+AB75 and
+    U+13A5, both `i`): `admꭵn-bot` was registered beside `admin-bot`. Every agent is keyed
+    again: of live agents that now share a key the oldest keeps it and the others keep
+    working with none (0016's rule); an agent 0016 left keyless, whose older look-alike has
+    been revoked since, gets its key. The route refuses what shows as any of them."""
+
+    def unmapped(name: str) -> str:  # its key by the earlier rule: it mapped none of its letters
+        return hashlib.sha256(name.encode()).hexdigest()
+
+    stored_at(database_url, "0016", {agents: [
+        _agent("agt_admin", "admin-bot", "active", 100.0, name_key=name_key("admin-bot")),
+        _agent("agt_v", "admꭵn-bot", "active", 200.0, name_key=unmapped("admꭵn-bot")),
+        _agent("agt_fin_v", "fᎥnance-agent", "suspended", 100.0,
+               name_key=unmapped("fᎥnance-agent")),
+        _agent("agt_fin", "finance-agent", "active", 300.0, name_key=name_key("finance-agent")),
+        _agent("agt_theta", "θeta", "active", 100.0, name_key=unmapped("θeta")),
+        _agent("agt_Theta", "Θeta", "active", 150.0, name_key=unmapped("Θeta")),
+        _agent("agt_gone", "Bot", "revoked", 50.0, name_key=name_key("Bot")),
+        _agent("agt_wide", "Ｂｏｔ", "active", 60.0, name_key=None),  # beside `Bot`, then live
+        _agent("agt_gone_v", "fꭵnance-agent", "revoked", 400.0, name_key=unmapped("fꭵnance-agent")),
+    ]})  # fmt: skip
+    h = harness_factory()  # the app migrates to the newest revision on start
+    admin, finance, theta = name_key("admin-bot"), name_key("finance-agent"), name_key("θeta")
+    assert theta == name_key("Θeta")  # both letters show as `O̵` (`_prototypes`)
+    assert _stored_keys(h) == {
+        "agt_admin": admin, "agt_v": None,
+        "agt_fin_v": finance, "agt_fin": None,
+        "agt_theta": theta, "agt_Theta": None,
+        "agt_gone": name_key("Bot"), "agt_wide": name_key("Bot"),
+        "agt_gone_v": finance,
+    }  # fmt: skip
+
+    assert h.admin("POST", "/v1/agents/agt_v/suspend").status_code == 200  # still works
+    assert h.admin("POST", "/v1/agents/agt_fin/suspend").status_code == 200
+    assert "`admin-bot` already exists" in _register(h, "admᎥn-bot").json()["message"]
+    assert h.admin("POST", "/v1/agents/agt_admin/revoke").status_code == 200
+    assert "`admꭵn-bot` already exists" in _register(h, "admᎥn-bot").json()["message"]
+    assert _register(h, "Bоt").status_code == 409  # `Ｂｏｔ` is live, keyed now
+    assert _live_keys(h).count(name_key("Bot")) == 1
