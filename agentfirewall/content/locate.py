@@ -44,12 +44,15 @@ from agentfirewall.content.reading import Pairs, Unescaped, decode_body, json_st
 from agentfirewall.content.scanner import Hit, Scanner, default_scanner
 
 __all__ = [
+    "UNREAD",
+    "UNREAD_TEXT",
     "Finding",
     "Piece",
     "body_kind",
     "body_pieces",
     "content_attributes",
     "describe",
+    "found_names",
     "marker",
     "redact_body",
     "redact_text",
@@ -62,6 +65,11 @@ __all__ = [
 
 Piece = tuple[str, str]  # (location, text)
 NAME = "#name"  # a name's own piece: the location of what it names, and this
+#: A piece of this text stands for what could not be read (an e-mail attached deeper than
+#: ``mime`` reads): a finding of :data:`UNREAD` there, a secret, so that a rule reading
+#: ``content.secrets`` refuses it as it would a secret (fail closed).
+UNREAD = "mime_too_deep"
+UNREAD_TEXT = f"\ufdd0{UNREAD}\ufdd0"
 _SEPARATOR = "\x00"
 _GENERIC = DETECTORS["generic_secret"][0]
 _CONTEXT_RE = re.compile("key|secret|token|passw|credential|auth|private|session|cookie", re.I)
@@ -147,7 +155,18 @@ def scan_pieces(scanner: Scanner, pieces: Iterable[Piece]) -> list[Finding]:
                 continue
             if _secret_name(location.rsplit(".", 1)[-1]) and _generic(text):
                 findings.append(Finding("generic_secret", "secret", 0.6, location, 0, len(text)))
+    unread = [location for location, text in items if text == UNREAD_TEXT]
+    if unread and UNREAD in found_names(scanner):
+        findings += [Finding(UNREAD, "secret", 1.0, location, 0, 0) for location in unread]
     return findings
+
+
+def found_names(scanner: Scanner) -> frozenset[str]:
+    """What the findings of `scanner` may name: its detectors, and :data:`UNREAD` where it
+    reads secrets."""
+    if any(detector.kind == "secret" for detector in scanner.detectors):
+        return scanner.names | {UNREAD}
+    return scanner.names
 
 
 def _finding(hit: Hit, items: list[Piece], starts: list[int]) -> Finding:

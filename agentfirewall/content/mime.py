@@ -16,9 +16,11 @@ changes the text (a 7bit part is in the message as it is):
   (UTF-8, undecodable bytes kept), so the ASCII a key or a token is written in is found in
   any attachment that stores it as it is; what a container compresses (a zip, a PDF
   stream) is not inflated;
-* a part's bytes (decoded, or as written) in an encoding that writes ASCII otherwise, as a
-  byte order mark (UTF-16, UTF-32) or the part's charset (those and UTF-7) says, read in it
-  too: ``<field>(base64).part2.utf-16-le``; and a file uuencoded in a part's text (a
+* a part's bytes (decoded, or as written) in the encoding a byte order mark (UTF-16, UTF-32)
+  or the part's charset names where that is not UTF-8 or US-ASCII (those, UTF-7, and any
+  other Python's ``email`` decodes: ISO-2022-JP, whose escapes may cut a key in its bytes,
+  EBCDIC, HZ), read in it too: ``<field>(base64).part2.utf-16-le``, ``….part0.iso2022_jp``
+  (``reading.charset_readings``); and a file uuencoded in a part's text (a
   ``begin 644 name`` line to ``end``: mail readers show it attached), decoded:
   ``<field>(base64).part1.uuencoded``;
 * a multipart's text outside its parts, before its first delimiter and after its last
@@ -28,9 +30,14 @@ changes the text (a 7bit part is in the message as it is):
 * each header holding encoded words, RFC 2231 parameters or quoted-pairs, decoded as a
   mail reader shows it (``mimeheaders``): ``<field>(base64).part0.header.subject``;
 * an e-mail attached encoded (an ``.eml`` file in base64: a decoded part that holds a
-  ``Content-Transfer-Encoding`` header), read the same way, :data:`MAX_DEPTH` deep:
-  ``<field>(base64).part2.part2``. (What is encoded in a way no reader decodes, base64 of
-  base64 in a text, is not.)
+  ``Content-Transfer-Encoding`` header, or starts with a header block holding a message's
+  field or an encoded word: ``mimeparse.attached``), read the same way, by either reading
+  (one the unstructured reading below decodes too: ``<field>(base64).parts.2.part2``),
+  :data:`MAX_DEPTH` deep and :data:`MAX_ATTACHED` times the message's size in all:
+  ``<field>(base64).part2.part2``. One deeper, or beyond that, is not read: it is a finding
+  of ``mime_too_deep`` at its part (``locate.UNREAD``), which a rule reading
+  ``content.secrets`` decides as a secret, and a redact rule refuses (fail closed). (What is
+  encoded in a way no reader decodes, base64 of base64 in a text, is not.)
 
 A message a byte order mark starts is read as mail readers read it: a UTF-8 mark skipped,
 UTF-16 or UTF-32 decoded first. It is parsed with Python's ``email`` package within bounds
@@ -62,7 +69,8 @@ breaks; a run of encoded words holding a detection as one base64 word in the fir
 charset. The rest of the message stays byte for byte (the message's own text, a preamble's
 too, is redacted by the caller as text). What cannot be re-encoded as it was (a uuencoded
 part or file, an RFC 2231 parameter or a quoted-pair, a secret across an encoded word and
-plain text, what is read in UTF-16, UTF-32 or UTF-7, a whole message too, a part or header
+plain text, what is read in a charset other than UTF-8 (UTF-16, ISO-2022-JP, EBCDIC…), a
+whole message in UTF-16 or UTF-32, a part or header
 whose encoded text occurs twice in the message, a preamble or epilogue decoded, the
 unstructured reading) is left as it is: the caller's rescan of the field finds it, and
 refuses.
@@ -71,9 +79,11 @@ refuses.
 from __future__ import annotations
 
 import binascii
+from dataclasses import dataclass
 from email.message import Message
+from functools import partial
 
-from agentfirewall.content.locate import Piece, body_pieces, redact_body
+from agentfirewall.content.locate import UNREAD_TEXT, Piece, body_pieces, redact_body
 from agentfirewall.content.mimecodings import read_base64, read_uuencode, written_as
 from agentfirewall.content.mimeflat import flat_pieces, unstructured
 from agentfirewall.content.mimeheaders import header_pieces, redact_words
@@ -87,10 +97,11 @@ from agentfirewall.content.mimeparse import (
     message_parts,
     written,
 )
-from agentfirewall.content.reading import decode_body, wide_readings
+from agentfirewall.content.reading import charset_readings, decode_body
 from agentfirewall.content.scanner import Scanner
 
 __all__ = [
+    "MAX_ATTACHED",
     "MAX_DEPTH",
     "mime_pieces",
     "read_base64",
@@ -101,19 +112,25 @@ __all__ = [
 
 #: Messages read inside a part's decoded content (an e-mail attached in base64), at most.
 MAX_DEPTH = 3
+#: The attached e-mails one message's reading reads (at every depth, by either reading), in
+#: all, at most this many times its size, in bytes.
+MAX_ATTACHED = 4
 _OUTSIDE = ("preamble", "epilogue")  # (a multipart's text outside its parts)
 
 
 def text_pieces(data: bytes, at: str, charset: str = "", utf8: bool = True) -> list[Piece]:
     """Decoded bytes read as a text body is (UTF-8 at `at`, its JSON escapes decoded at
-    ``at.unescaped``; not when `utf8` is false), and in UTF-16 or UTF-32 where a byte order
-    mark or `charset` says so (``at.utf-16-le``: ``reading.wide_readings``)."""
+    ``at.unescaped``; not when `utf8` is false), and in the encoding a byte order mark or
+    `charset` names where that reads otherwise (``at.utf-16-le``, ``at.iso2022_jp``:
+    ``reading.charset_readings``)."""
     pieces = (
         [(at + name[4:], text) for name, text in body_pieces(data, "text/plain")] if utf8 else []
     )
-    read = pieces[0][1] if pieces else ""  # (a UTF-16 JSON text is read so already)
-    return pieces + [(f"{at}.{name}", text) for name, text in wide_readings(data, charset)
-                     if text != read]  # fmt: skip
+    readings = charset_readings(data, charset)
+    if not readings:
+        return pieces
+    read = pieces[0][1] if pieces else decode_body(data).text  # (UTF-16 JSON is read so)
+    return pieces + [(f"{at}.{name}", text) for name, text in readings if text != read]
 
 
 def _content(part: Message) -> tuple[str, bytes] | None:
@@ -130,22 +147,36 @@ def _content(part: Message) -> tuple[str, bytes] | None:
     return raw, read_uuencode(data)
 
 
-def mime_pieces(data: bytes, at: str, depth: int = 0) -> list[Piece]:
+@dataclass(slots=True)
+class _Budget:
+    """The bytes of attached e-mails one message's reading may still read."""
+
+    left: int
+
+
+def mime_pieces(data: bytes, at: str) -> list[Piece]:
     """What the MIME message `data` carries encoded, decoded, each piece named from `at`
     (the field's decoded text: ``body.Content.Raw.Data(base64)``): module docstring."""
+    return _message_pieces(data, at, 0, _Budget(MAX_ATTACHED * len(data)))
+
+
+def _message_pieces(data: bytes, at: str, depth: int, budget: _Budget) -> list[Piece]:
+    """:func:`mime_pieces` of a message `depth` e-mails deep."""
     data = as_read(data)[0]
     pieces: list[Piece] = []
     try:
         parts = message_parts(data)
         for index, part in enumerate(parts or ()):
-            pieces += _part_pieces(part, f"{at}.part{index}", depth)
+            pieces += _part_pieces(part, f"{at}.part{index}", depth, budget)
         unread = parts is None or ambiguous(data, parts)
     except Exception:  # (the parser failed on it: read unstructured, fail closed)
         unread = True
-    return pieces + unstructured(data, at) if unread else pieces
+    if not unread:
+        return pieces
+    return pieces + unstructured(data, at, partial(_attached, depth=depth, budget=budget))
 
 
-def _part_pieces(part: Message, where: str, depth: int) -> list[Piece]:
+def _part_pieces(part: Message, where: str, depth: int, budget: _Budget) -> list[Piece]:
     """What one part carries encoded, decoded (its parts are read on their own)."""
     pieces = header_pieces(part, where)
     raw = written(part)
@@ -162,9 +193,19 @@ def _part_pieces(part: Message, where: str, depth: int) -> list[Piece]:
     uuencoded = read_uuencode(decoded) if b"begin " in decoded else b""
     if uuencoded:  # (a file uuencoded in its text: mail readers show it attached)
         pieces.append((f"{where}.uuencoded", decode_body(uuencoded).text))
-    if content is not None and depth < MAX_DEPTH and attached(decoded):
-        pieces += mime_pieces(decoded, where, depth + 1)  # (an attached e-mail)
-    return pieces
+    return pieces + (_attached(decoded, where, depth, budget) if content is not None else [])
+
+
+def _attached(data: bytes, where: str, depth: int, budget: _Budget) -> list[Piece]:
+    """Decoded content that is an e-mail (``mimeparse.attached``) read as a message at
+    `where`; past MAX_DEPTH or the budget, not read: a piece that refuses it
+    (``locate.UNREAD``, fail closed). Nothing for other content."""
+    if not attached(data):
+        return []
+    if depth >= MAX_DEPTH or len(data) > budget.left:
+        return [(where, UNREAD_TEXT)]
+    budget.left -= len(data)
+    return _message_pieces(data, where, depth + 1, budget)
 
 
 # -- redaction --------------------------------------------------------------------------

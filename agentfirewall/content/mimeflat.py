@@ -8,21 +8,27 @@ each of its four alignments (every other character skipped) at ``.parts.1`` to
 parameters (each name's pieces in the order of their numbers, joined, quoted strings
 unquoted, ``%XX`` decoded) and quoted-pairs (``mimeheaders.quoted_pairs``) at
 ``.parts.parameters``, in linear time: what base64, quoted-printable, encoded words and RFC
-2231 parameters carry anywhere in it is found, whatever its structure. :func:`flat_pieces`
-reads text no part holds (a multipart's preamble and epilogue) with the same decodings.
+2231 parameters carry anywhere in it is found, whatever its structure; an e-mail attached
+in base64 in it, decoded at one of those alignments, is read once more by the caller
+(``mime``: as a message, ``.parts.2.part2``, within its bounds). :func:`flat_pieces` reads
+text no part holds (a multipart's preamble and epilogue) with the same decodings.
 """
 
 from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Callable
 
 from agentfirewall.content.locate import Piece
 from agentfirewall.content.mimecodings import NOT_BASE64
 from agentfirewall.content.mimeheaders import PARAMETERED, quoted_pairs, unquoted
 from agentfirewall.content.reading import decode_body
 
-__all__ = ["flat_pieces", "unstructured"]
+__all__ = ["Inner", "flat_pieces", "unstructured"]
+
+#: What reads bytes decoded at a location once more (``mime``: an e-mail attached in them).
+Inner = Callable[[bytes, str], list[Piece]]
 
 _NOT_DIGITS = NOT_BASE64 + b"="  # (the unstructured reading skips padding too)
 # (an RFC 2231 parameter, `name*2*=value`: its name, its number without leading zeros, its
@@ -32,22 +38,26 @@ _CONTINUED = re.compile(
 )
 
 
-def flat_pieces(data: bytes, at: str) -> list[Piece]:
+def flat_pieces(data: bytes, at: str, inner: Inner | None = None) -> list[Piece]:
     """`data` quoted-printable decoded at `at` where that changes it (the caller reads it as
     it is), and base64 decoded at each of its four alignments (every character outside
-    base64's alphabet skipped) at ``at.1`` to ``at.4``."""
+    base64's alphabet skipped) at ``at.1`` to ``at.4``, each read by `inner` too (an e-mail
+    attached in it: read as a message)."""
     printable = binascii.a2b_qp(data)
     pieces = [(at, decode_body(printable).text)] if printable != data else []
     digits = data.translate(None, _NOT_DIGITS)
     for shift in range(4):
         run = digits[shift : shift + (len(digits) - shift) // 4 * 4]
-        pieces.append((f"{at}.{shift + 1}", decode_body(binascii.a2b_base64(run)).text))
+        decoded = binascii.a2b_base64(run)
+        pieces.append((f"{at}.{shift + 1}", decode_body(decoded).text))
+        pieces += inner(decoded, f"{at}.{shift + 1}") if inner is not None else []
     return pieces
 
 
-def unstructured(data: bytes, at: str) -> list[Piece]:
-    """The message read whatever its structure (module docstring)."""
-    pieces = flat_pieces(data, f"{at}.parts")
+def unstructured(data: bytes, at: str, inner: Inner | None = None) -> list[Piece]:
+    """The message read whatever its structure (module docstring; `inner`: as
+    :func:`flat_pieces` reads each base64 decoding)."""
+    pieces = flat_pieces(data, f"{at}.parts", inner)
     lowered = data.lower()
     found: list[bytes] = []
     for header in PARAMETERED.finditer(lowered):

@@ -2,7 +2,8 @@
 
 :func:`header_pieces` reads a part's headers as a mail reader shows them: each run of
 encoded words (``=?utf-8?b?…?=``) decoded as lenient readers decode it (either encoding,
-adjacent words of one charset joined, in UTF-16, UTF-32 or UTF-7 too where the charset says),
+adjacent words of one charset joined, in their charset too where it is not UTF-8: UTF-16,
+ISO-2022-JP, EBCDIC…),
 a ``Content-Type``'s or ``Content-Disposition``'s RFC 2231 parameters (``filename*=utf-8''…``,
 continuations joined) as Python's parser reads them, and each quoted string holding a
 quoted-pair (``filename="x\\y"``) unescaped as RFC 5322 reads it (``\\x`` is ``x``, as
@@ -21,7 +22,7 @@ from itertools import groupby
 
 from agentfirewall.content.locate import Piece, redact_body, shown
 from agentfirewall.content.mimecodings import read_base64
-from agentfirewall.content.reading import decode_body, wide_readings
+from agentfirewall.content.reading import charset_readings, decode_body
 from agentfirewall.content.scanner import Scanner
 
 __all__ = ["PARAMETERED", "header_pieces", "quoted_pairs", "redact_words", "unquoted"]
@@ -64,14 +65,16 @@ def _word_bytes(word: re.Match[str]) -> bytes:
 def _runs(value: str) -> Iterator[tuple[int, int, bytes, str, str]]:
     """Each run of adjacent encoded words in a header's value: (start, end, its bytes, the
     first word's charset, its text: adjacent words of one charset joined and read as a text
-    body is, and first in UTF-16 or UTF-32 where their charset or a byte order mark says)."""
+    body is, and first in their charset where it is not UTF-8, or in the encoding a byte
+    order mark says: ``reading.charset_readings``)."""
     for run in _RUN_RE.finditer(value):
         words = [(word.group(1), _word_bytes(word)) for word in _WORD_RE.finditer(run.group())]
         texts: list[str] = []
         for charset, same in groupby(words, lambda word: word[0].lower()):
             data = b"".join([found for _, found in same])
-            read = [text for _, text in wide_readings(data, charset)]
-            texts.append("\n".join([*read, decode_body(data).text]))
+            plain = decode_body(data).text
+            read = [text for _, text in charset_readings(data, charset) if text != plain]
+            texts.append("\n".join([*read, plain]))
         yield (run.start(), run.end(), b"".join([found for _, found in words]), words[0][0],
                "".join(texts))  # fmt: skip
 

@@ -68,6 +68,17 @@ _UNCUT = (
 # no header where headers are, which the parser reads as the start of the content)
 _UNSURE = (errors.CloseBoundaryNotFoundDefect, errors.MissingHeaderBodySeparatorDefect)
 _MESSAGE = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:")  # (a MIME message inside)
+# (the header block content starts with, an mbox `From ` line first or not: each line a
+# field, or the continuation of one)
+_HEADERS = re.compile(
+    rb"(?:From [^\r\n]*+(?:\r\n?|\n))?"
+    rb"(?:[!-9;-~]++[ \t]*+:[^\r\n]*+(?:\r\n?|\n|\Z)(?:[ \t][^\r\n]*+(?:\r\n?|\n|\Z))*+)++"
+)
+# (a field of a message, or an encoded word, in such a block)
+_MAIL_FIELD = re.compile(
+    rb"(?im)^(?:content-[a-z-]*+|mime-version|subject|from|to|cc|bcc|date|received|message-id"
+    rb"|reply-to|sender|return-path)[ \t]*:|=\?"
+)
 #: Byte order marks of the encodings a message may be written in, longest first.
 _MARKS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
@@ -97,8 +108,14 @@ def as_read(data: bytes) -> tuple[bytes, bool]:
 
 
 def attached(decoded: bytes) -> bool:
-    """True when a part's decoded content is a MIME message (an e-mail attached encoded)."""
-    return _MESSAGE.search(as_read(decoded)[0]) is not None
+    """True when a part's decoded content is a MIME message (an e-mail attached encoded): it
+    holds a ``Content-Transfer-Encoding`` header, or starts with a header block that holds a
+    message's field (``Subject``, ``From``, ``Content-Type``…) or an encoded word."""
+    data = as_read(decoded)[0]
+    headers = _HEADERS.match(data)
+    if headers is not None and _MAIL_FIELD.search(data, 0, headers.end()) is not None:
+        return True
+    return _MESSAGE.search(data) is not None
 
 
 def message_parts(data: bytes) -> list[Message] | None:

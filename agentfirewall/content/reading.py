@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import encodings.aliases
+import functools
 import json
+import pkgutil
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,10 +34,10 @@ __all__ = [
     "Pairs",
     "StringToken",
     "Unescaped",
+    "charset_readings",
     "decode_body",
     "json_strings",
     "load_json",
-    "wide_readings",
 ]
 
 _ESCAPE = re.compile(
@@ -62,6 +65,9 @@ _WIDE = {
     "utf7": ("utf-7",), "unicode11utf7": ("utf-7",), "csunicode11utf7": ("utf-7",),
 }  # fmt: skip
 _NOT_NAME = re.compile(r"[^a-z0-9]")
+#: Codecs whose reading is the UTF-8 reading's (a text body's own), and one that decodes in
+#: quadratic time (no mail reader knows it).
+_SAME = frozenset({"utf-8", "utf-8-sig", "ascii", "punycode"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +106,64 @@ def decode_body(body: bytes) -> Body:
     return Body(body.decode("utf-8", "surrogateescape"))
 
 
-def wide_readings(data: bytes, charset: str = "") -> list[tuple[str, str]]:
-    """`data` read in a Unicode encoding that writes ASCII otherwise (a key in it is not in
-    its UTF-8 reading): each UTF-16 or UTF-32 encoding its byte order mark announces (a
-    UTF-32 little-endian mark starts as UTF-16's: both), else each `charset` names (a MIME
-    charset: ``utf-16``, ``UTF-32BE``, ``utf-7``); (encoding, text) pairs, undecodable bytes
-    replaced. Nothing for any other text (at once: no mark, no such charset)."""
+def charset_readings(data: bytes, charset: str = "") -> list[tuple[str, str]]:
+    """`data` read in each encoding other than UTF-8 it may be written in: each UTF-16 or
+    UTF-32 encoding its byte order mark announces (a UTF-32 little-endian mark starts as
+    UTF-16's: both), else the one the MIME `charset` names: in a Unicode encoding that
+    writes ASCII otherwise (``utf-16``, ``UTF-32BE``, ``utf-7``: both byte orders where the
+    name says none, as readers differ), or in any other Python knows, as Python's ``email``
+    reads it (``iso-2022-jp``, whose escapes may cut a key in its bytes; EBCDIC's
+    ``cp500``; ``hz-gb-2312``, whose ``~`` line breaks are dropped); (encoding, text) pairs,
+    undecodable bytes replaced. Nothing for UTF-8 or US-ASCII, a charset Python does not
+    know (its UTF-8 reading shows every ASCII byte as it is) and any other text (at once:
+    no mark, no charset). Each byte is decoded once per reading: linear."""
     if data[:1] in (b"\xff", b"\xfe", b"\0"):
         marked = [
             (name, len(mark)) for mark, name in _BOMS if name != "utf-8" and data.startswith(mark)
         ]
         if marked:
             return [(name, data[size:].decode(name, "replace")) for name, size in marked]
-    names = _WIDE.get(_NOT_NAME.sub("", charset.lower()), ()) if charset else ()
-    return [(name, data.decode(name, "replace")) for name in names]
+    if not charset:
+        return []
+    name = _NOT_NAME.sub("", charset.lower())
+    wide = _WIDE.get(name)
+    if wide is not None:
+        return [(codec, data.decode(codec, "replace")) for codec in wide]
+    codec = _codec(name)
+    if codec is None:
+        return []
+    try:
+        return [(codec, data.decode(codec, "replace"))]
+    # (no text encoding, or one that takes no `replace`: no charset; `unicode-escape` warns
+    # of an unknown escape, raised where warnings are errors)
+    except (LookupError, UnicodeError, DeprecationWarning):
+        return []
+
+
+def _codec(name: str) -> str | None:
+    """The codec a charset `name` (lower-case letters and digits) names: None for one whose
+    reading is the UTF-8 reading, or one Python does not know (never looked up: that would
+    try an import for each new name)."""
+    known = _codecs().get(name)
+    return None if known is None else _lookup(known)
+
+
+@functools.cache
+def _lookup(known: str) -> str | None:
+    try:
+        codec = codecs.lookup(known).name
+    except LookupError:
+        return None
+    return None if codec in _SAME else codec
+
+
+@functools.cache
+def _codecs() -> dict[str, str]:
+    """Each codec Python knows (its module, or an alias), by its name in lower-case letters
+    and digits (``iso2022jp``, ``hzgb2312``)."""
+    names = {module.name: module.name for module in pkgutil.iter_modules(encodings.__path__)}
+    names.update(encodings.aliases.aliases)
+    return {_NOT_NAME.sub("", alias.lower()): codec for alias, codec in names.items()}
 
 
 class Pairs(list[tuple[str, object]]):

@@ -31,6 +31,7 @@ from typing import Any
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.content import Finding, content_attributes
+from agentfirewall.content.locate import found_names
 from agentfirewall.decisions import Decision, Outcome
 from agentfirewall.policy.engine import Engine, EvaluationContext
 from agentfirewall.policy.guard import GuardPlan, guard_plan, sdk_content_decision
@@ -117,7 +118,7 @@ def with_findings(
     """`ctx` with what `plan`'s detectors found among `findings` (an action scanned once for
     several configurations: the live and the shadow policies') in place of its content
     fields, and those findings."""
-    names = plan.request.names if plan.request is not None else frozenset()
+    names = found_names(plan.request) if plan.request is not None else frozenset()
     mine = [f for f in findings if f.detector in names]
     attributes = {k: v for k, v in ctx.attributes.items() if k not in _KINDS}
     attributes.update(content_attributes(mine))

@@ -13,13 +13,16 @@ import base64
 import binascii
 import codecs
 import email
+import encodings.aliases
+import pkgutil
 from collections.abc import Callable
+from datetime import UTC, datetime
 from email.message import EmailMessage, Message
-from email.policy import SMTP, compat32
+from email.policy import SMTP, compat32, default
 from urllib.parse import parse_qsl, quote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.actions import ActionSpec
@@ -40,8 +43,9 @@ from agentfirewall.content import (
 from agentfirewall.content.encoded import encoded_fields
 from agentfirewall.content.mime import mime_pieces
 from agentfirewall.content.mimeparse import MAX_NESTED, MAX_PARAMETERS, MAX_PARTS
-from agentfirewall.policy import load_policy
+from agentfirewall.policy import Engine, EvaluationContext, load_policy
 from agentfirewall.policy.guard import action_findings, guard_plan
+from agentfirewall.policy.replay import evaluate_sdk, verdict, with_findings
 from tests.fuzzscale import examples
 
 AWS_ID = "AKIA" + "Q3V7WZ2MXK4PLRTY"
@@ -101,11 +105,11 @@ def _skipped_characters() -> bytes:
                 "", spelled)  # fmt: skip
 
 
-def _many(count: int, nested: int = 0) -> bytes:
-    """A key in the last of `count` parts, inside `nested` multiparts."""
+def _many(count: int, nested: int = 0, data: bytes = PEM.encode()) -> bytes:
+    """A key (`data`) in base64 in the last of `count` parts, inside `nested` multiparts."""
     opened = [f"Content-Type: multipart/mixed; boundary=n{i}\r\n\r\n--n{i}" for i in range(nested)]
     parts = "".join(f"--b\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n" for i in range(count))
-    last = f"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64(PEM.encode())}\r\n--b--\r\n"
+    last = f"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64(data)}\r\n--b--\r\n"
     return ("\r\n".join(opened) + "\r\n" if nested else "").encode() + _raw(
         "Content-Type: multipart/mixed; boundary=b", "", parts + last
     )
@@ -264,6 +268,50 @@ READ_OTHERWISE: list[tuple[str, bytes, str, str, bool]] = [
      "unstructured too)", _two_cuts('boundary="a\\b"', "a\\b", "ab"), "private_key", ".parts",
      False),
 ]  # fmt: skip
+_ESCAPED = "\x1b(B".join(AWS_ID)  # (ISO-2022-JP's switch to ASCII, a no-op, between each)
+
+
+def _forwarded_as_eml(data: bytes, depth: int, cte: str = "base64") -> bytes:
+    """The mail `data` attached as an ``.eml`` file (in `cte`), in one another `depth` times."""
+    for _ in range(depth):
+        data = _attached(data, filename="fwd.eml", cte=cte)
+    return data
+
+
+def _eml_without_encoding() -> bytes:
+    """An ``.eml`` attached in base64 whose message has no Content-Transfer-Encoding header,
+    a key id in its subject's encoded word."""
+    subject = f"=?utf-8?b?{b64(f'key {AWS_ID}'.encode())}?="
+    inner = _raw("From: x@example.com", "To: y@example.com", f"Subject: {subject}",
+                 "MIME-Version: 1.0", "Content-Type: text/plain", "", "hello", "")  # fmt: skip
+    return _attached(inner, filename="fwd.eml")
+
+
+#: Text in a charset other than UTF-8, and e-mails attached deeper than the parser reads
+#: (past the depth read: refused): rows of :data:`HIDDEN`.
+READ_FURTHER: list[tuple[str, bytes, str, str, bool]] = [
+    ("a text part in ISO-2022-JP, an escape between each character of a key id",
+     _wide("iso-2022-jp", f"key {_ESCAPED}\r\n".encode(), "7bit"), "aws_access_key",
+     ".part0.iso2022_jp", False),
+    ("a key id in an encoded word in ISO-2022-JP, an escape between each character",
+     _with_word("Subject", f"=?iso-2022-jp?b?{b64(_ESCAPED.encode())}?="), "aws_access_key",
+     ".part0.header.subject", False),
+    ("a text part in EBCDIC (cp500)", _wide("cp500", PEM.encode("cp500")), "private_key",
+     ".part0.cp500", False),
+    ("a text part in HZ, a `~` line break inside a key id",
+     _wide("hz-gb-2312", f"key {AWS_ID[:4]}~\n{AWS_ID[4:]}\n".encode()), "aws_access_key",
+     ".part0.hz", False),
+    ("an .eml attached in base64 without a Content-Transfer-Encoding header (its subject)",
+     _eml_without_encoding(), "aws_access_key", ".part2.part0.header.subject", True),
+    (f"a key in an .eml attached {mime.MAX_DEPTH} deep", _forwarded_as_eml(_KEY_MAIL, 3),
+     "private_key", ".part2.part2.part2.part2", True),
+    (f"a key in an .eml attached {mime.MAX_DEPTH + 1} deep (not read: refused)",
+     _forwarded_as_eml(_KEY_MAIL, mime.MAX_DEPTH + 1), "mime_too_deep",
+     ".part2.part2.part2.part2", False),
+    (f"an .eml attached in base64 in a message of more than {MAX_PARTS} parts (read "
+     "unstructured, the .eml too)", _many(MAX_PARTS, data=_KEY_MAIL), "private_key", ".parts",
+     False),
+]  # fmt: skip
 _TAIL = b64(AWS_ID[10:].encode())
 # (name, the raw mail, the detector, where the guard finds it after `(base64)`, whether a
 # redact rule can rewrite it in place)
@@ -340,6 +388,7 @@ HIDDEN: list[tuple[str, bytes, str, str, bool]] = [
     (f"more than {MAX_NESTED} multiparts (read unstructured)", _many(1, MAX_NESTED),
      "private_key", ".parts", False),
     *READ_OTHERWISE,
+    *READ_FURTHER,
 ]  # fmt: skip
 IDS = [h[0] for h in HIDDEN]
 
@@ -592,6 +641,88 @@ def test_a_secret_is_found_wherever_it_sits_in_a_message_however_readers_cut_it(
     assert any(loc.startswith(f"{FIELD}(base64).part") for loc in found), found
 
 
+def _charsets() -> list[str]:
+    """Every codec Python's ``email`` reads a text part in that writes a key id."""
+    names = {module.name for module in pkgutil.iter_modules(encodings.__path__)}
+    found: set[str] = set()
+    for name in names | set(encodings.aliases.aliases.values()):
+        try:
+            codec = codecs.lookup(name).name
+            shown = email.message_from_bytes(_wide(codec, AWS_ID.encode(codec)), policy=default)
+            if AWS_ID in shown.get_content():
+                found.add(codec)
+        except (LookupError, UnicodeError):  # (no text encoding, or none that writes it)
+            continue
+    return sorted(found)
+
+
+CHARSETS = _charsets()
+
+
+def _spelled_out(charset: str, text: str) -> bytes:
+    """`text` in `charset` as no reader of its UTF-8 reading sees it: a switch to ASCII (a
+    no-op) between each character in ISO-2022, a line continuation in HZ, each character
+    an escape in ``unicode-escape``, or a base64 run in UTF-7."""
+    if charset.startswith("iso2022"):
+        return b"\x1b(B".join(c.encode(charset) for c in text)
+    if charset == "hz":
+        return b"~\n".join(c.encode(charset) for c in text)
+    if charset.endswith("unicode-escape"):
+        return "".join(f"\\u{ord(c):04x}" for c in text).encode()
+    if charset == "utf-7":
+        return b"".join(b"+" + base64.b64encode(c.encode("utf-16-be")).rstrip(b"=") + b"-"
+                        for c in text)  # fmt: skip
+    return text.encode(charset)
+
+
+_SPELLINGS: tuple[Callable[[str], str], ...] = (str, str.upper, lambda n: n.replace("_", "-"))
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(charset=st.sampled_from(CHARSETS), spelled=st.sampled_from(_SPELLINGS),
+       place=st.sampled_from(("base64", "8bit", "word")), split=st.booleans())  # fmt: skip
+@example("iso2022_jp", str, "8bit", True)
+@example("iso2022_jp", str.upper, "word", True)
+@example("cp500", str, "base64", False)
+@example("hz", str, "base64", True)
+def test_a_key_in_any_charset_a_reader_decodes_is_found(
+    charset: str, spelled: Callable[[str], str], place: str, split: bool
+) -> None:
+    """A text part (base64, or as it is) or an encoded word in any charset Python's ``email``
+    decodes (ISO-2022-JP, EBCDIC, HZ, UTF-7…, named as it is or otherwise spelled), the key
+    written in it as it is or spelled out so that its UTF-8 reading does not show it:
+    wherever a reader shows the key, the guard finds it."""
+    text = f"key {AWS_ID}"
+    written = _spelled_out(charset, text) if split else text.encode(charset)
+    name = spelled(charset)
+    if place == "word":
+        raw = _with_word("Subject", f"=?{name}?b?{b64(written)}?=")
+        shown = str(email.message_from_bytes(raw, policy=default)["Subject"])
+    else:
+        raw = _wide(name, written, place)
+        shown = email.message_from_bytes(raw, policy=default).get_content()
+    assume(AWS_ID in shown)
+    assert "aws_access_key" in {d for d, _ in _found(raw)}
+
+
+def test_a_charset_python_does_not_know_is_never_looked_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lookup tries an import for each new name (and keeps its failure for good): a mail of
+    many unknown charsets costs neither, and is still read as it is."""
+    asked: list[str] = []
+    lookup = codecs.lookup
+
+    def counted(name: str) -> codecs.CodecInfo:
+        asked.append(name)
+        return lookup(name)
+
+    monkeypatch.setattr(codecs, "lookup", counted)
+    words = " ".join(f"=?x-unknown-{i}?b?{b64(f' {AWS_ID} '.encode())}?=" for i in range(200))
+    assert "aws_access_key" in {d for d, _ in _found(_with_word("Subject", words))}
+    assert not [name for name in asked if "unknown" in name]
+
+
 def _nested_preambles(count: int) -> bytes:
     """Multiparts nested as deep as the bounds let them, each a preamble of `count` lines."""
     lines = f"{_PEM64}\r\n" * count
@@ -603,6 +734,22 @@ def _nested_preambles(count: int) -> bytes:
 def _padded(count: int) -> bytes:
     """A part of lines that start with its delimiter, spaces and a letter after them."""
     return _cut_at(f"--b{' ' * count}X\r\n" * (MAX_PARTS - 8))
+
+
+def _charset_names(count: int) -> list[str]:
+    """`count` charset names: known ones spelled otherwise, and unknown ones."""
+    return [f"x-unknown-{i}" if i % 2 else ("ISO-2022-JP", "cp500", "hz-gb-2312")[i % 3]
+            for i in range(count)]  # fmt: skip
+
+
+def _in_every_alignment(data: bytes, depth: int) -> bytes:
+    """`data` in base64 at each of the four alignments of a message read unstructured (two
+    Content-Type headers), which is in that of another `depth` times."""
+    for _ in range(depth):
+        blobs = ["x" * shift + b64(data) for shift in range(4)]  # (each shift moves the next)
+        data = _raw("Content-Type: text/plain", "Content-Type: text/plain",
+                    "Content-Transfer-Encoding: 7bit", "", *blobs, "")  # fmt: skip
+    return data
 
 
 #: New shapes of a large message, each of about `count` times a few bytes: (name, mail)
@@ -618,6 +765,16 @@ LARGE: list[tuple[str, Callable[[int], bytes]]] = [
     ("quoted-pairs in a header read unstructured", lambda count: _raw(
         "Content-Type: text/plain", 'Content-Disposition: attachment; filename="'
         + '\\"\\\\"' * (count * 4), "", _PEM64)),
+    ("a text in ISO-2022-JP, an escape between each character", lambda count: _wide(
+        "iso-2022-jp", f"{_ESCAPED}\r\n".encode() * count, "7bit")),
+    ("encoded words in charsets of many names, most unknown", lambda count: _raw(
+        "Subject: " + "\r\n ".join(f"=?{name}?b?{b64(AWS_ID.encode())}?=" for name in
+                                    _charset_names(count // 4)), "", "hi")),
+    ("e-mails attached in quoted-printable, one in the next, deeper than read",
+     lambda count: _forwarded_as_eml(_outside(preamble=(_PEM64,) * (count // 4)),
+                                     mime.MAX_DEPTH + 1, "quoted-printable")),
+    ("e-mails attached in base64 at every alignment of messages read unstructured",
+     lambda count: _in_every_alignment(_raw(*_KEY_PART[:2], _PEM64 * (count // 100)), 2)),
 ]  # fmt: skip
 
 
@@ -639,7 +796,8 @@ def test_each_new_shape_of_a_large_message_is_read_in_linear_work(
 
     readers = ((binascii, "a2b_qp"), (binascii, "a2b_base64"), (email, "message_from_bytes"),
                (mimeparse, "_delimited"), (mimeflat, "quoted_pairs"),
-               (mimeheaders, "quoted_pairs"))  # fmt: skip
+               (mimeheaders, "quoted_pairs"), (mime, "charset_readings"),
+               (mimeheaders, "charset_readings"))  # fmt: skip
     for module, attribute in readers:
         monkeypatch.setattr(module, attribute, counted(getattr(module, attribute)))
     for count in (1_000, 8_000):
@@ -722,6 +880,26 @@ def test_an_sdk_parameter_declared_mime_is_read_the_same_way() -> None:
     assert isinstance(shown, dict)
     again = base64.b64decode(shown["parameters"]["raw"])
     assert KEY_LINE not in dict(mime_pieces(again, "m"))["m.part2"]
+
+
+@pytest.mark.parametrize("decision", ["deny", "redact"])
+def test_an_sdk_action_carrying_an_eml_too_deep_to_read_is_refused(decision: str) -> None:
+    """In SDK mode too, an e-mail attached past the depth read is a detection a rule reading
+    ``content.secrets`` acts on: denied by a deny rule, and by a redact rule (the SDK cannot
+    rewrite what the agent sends)."""
+    engine = Engine(policies=[load_policy({"name": "p", "rules": [{"name": "r",
+        "decision": decision, "conditions": [{"field": "content.secrets",
+                                              "operator": "exists"}]}]})])  # fmt: skip
+    plan = guard_plan(engine.policies)
+    _, raw, detector, where, _ = next(row for row in READ_FURTHER if row[2] == "mime_too_deep")
+    spec = ActionSpec(type="demo.mail.send", resource={"provider": "demo"},
+                      parameters={"raw": b64(raw)})  # fmt: skip
+    ctx = EvaluationContext(agent="Bot", mode="sdk", now=datetime.now(UTC), connector="demo")
+    ctx, found = with_findings(ctx, plan, action_findings(plan, spec, ("parameters.raw:mime",)))
+    assert [(f.detector, f.location) for f in found] == [
+        (detector, f"parameters.raw(base64){where}")]  # fmt: skip
+    assert ctx.attributes["content.secrets"] == [detector]
+    assert verdict(evaluate_sdk(engine, spec, ctx, plan=plan, findings=found)) == "deny"
 
 
 def test_a_route_declares_a_mime_field_with_its_kind_under_every_name() -> None:

@@ -31,6 +31,7 @@ from tests.core.test_content_mime import (
     AWS_SECRET,
     HIDDEN,
     KEY_LINE,
+    READ_FURTHER,
     READ_OTHERWISE,
     _clean,
     _outside,
@@ -135,9 +136,10 @@ def test_redact_refuses_a_part_it_cannot_re_encode_as_it_was() -> None:
 
 
 #: A key id as it is in a multipart's preamble (the message's text: redacted in place), and
-#: the rows of READ_OTHERWISE: (name, raw mail, detector, where, redacted in place)
+#: the rows of READ_OTHERWISE and READ_FURTHER (a charset other than UTF-8, an e-mail attached
+#: deeper): (name, raw mail, detector, where, redacted in place)
 OTHERWISE = [("a key id as it is in a preamble", _outside(preamble=(f"id {AWS_ID}",)),
-              "aws_access_key", "", True), *READ_OTHERWISE]  # fmt: skip
+              "aws_access_key", "", True), *READ_OTHERWISE, *READ_FURTHER]  # fmt: skip
 
 
 @pytest.mark.parametrize(("mail", "raw", "detector", "where", "rewritable"), OTHERWISE,
@@ -166,6 +168,21 @@ def test_text_outside_the_parts_and_messages_read_otherwise_are_decided_and_reda
     assert flow.redacted >= 1
     _, again = _decide("deny", carrier, carrier.body(b64(sent)))  # nothing left to find
     assert again.outcome == "allow", again.reason
+
+
+_TOO_DEEP = next(row for row in READ_FURTHER if row[2] == "mime_too_deep")
+
+
+@pytest.mark.parametrize("decision", ["deny", "require_approval"])
+def test_an_eml_attached_too_deep_to_read_is_decided_as_a_secret(decision: str) -> None:
+    """Past the depth the guard reads, the attached e-mail is a ``mime_too_deep`` finding at
+    its part: a rule reading ``content.secrets`` denies or holds it (fail closed)."""
+    carrier = CARRIERS[1]
+    _, raw, detector, where, _ = _TOO_DEEP
+    flow, decided = _decide(decision, carrier, carrier.body(b64(raw)))
+    assert decided.outcome == decision, decided.reason
+    assert [(f.detector, f.location) for f in flow.findings] == [
+        (detector, f"{carrier.where}(base64){where}")]  # fmt: skip
 
 
 _BROKEN = st.binary(max_size=60) | st.sampled_from([
