@@ -1,7 +1,8 @@
 """Server-sent events read as their consumer reads them, for the response content rules.
 
-Pure (no I/O). ``guarded.py`` relays a ``text/event-stream`` one event at a time and asks
-an :class:`EventReader` (one per stream) what is in each. An event is scanned as its
+Pure (no I/O). ``guarded.py`` relays a ``text/event-stream`` one event at a time (cut from
+its bytes by an :class:`EventBuffer`, which searches each byte once) and asks an
+:class:`EventReader` (one per stream) what is in each. An event is scanned as its
 consumer reads it:
 
 * its data as an ``EventSource`` reads it: the ``data`` fields joined by newlines, then
@@ -20,9 +21,15 @@ consumer reads it:
   is scanned in its event, never joined, so its text cannot break a key the consumer
   joins. A Go consumer's ``encoding/json`` matches a key to its struct's field in any case
   (:func:`folded`: ``content`` then ``Content`` one field; of members matching alike the
-  last): where it reads a field otherwise than a JSON reader, from that event on the field
-  is followed in both readings, Go's named by its folded path, and a detection in either
-  counts. Each event's JSON is parsed once for all three (every member, each reading).
+  last). And SDKs join deltas by the position their object says it stands at (an integer
+  ``index``, ``output_index``...: OpenAI's choices and tool calls, Anthropic's content
+  blocks), not where it stands (:func:`_kept`: OpenAI's choice 1 is ``choices.1`` in a
+  chunk carrying it alone, Anthropic's block 1 ``data[1]``), while a consumer reading
+  each chunk's ``choices[0]`` joins by path: each is a plausible joining, so both are
+  followed, each in a JSON reader's and in Go's reading. Where another reading reads a
+  field otherwise than a JSON reader by path, from that event on the field is followed in
+  both, the other named by its own path, and a detection in either counts. Each event's
+  JSON is parsed once for all (every member, each reading).
   Such a detection can be cut, never redacted (:meth:`EventReader.findings` says which).
   While a field's text may end in the beginning of a secret a later event would complete
   (``agentfirewall.content.unfinished``: a prefix such as ``AKIA`` or ``-----BEGIN ``
@@ -34,7 +41,9 @@ consumer reads it:
   a prefix within a few words (a space, a comma, a line break), far inside the window.
 
 Bounded: at most :data:`FIELDS` fields are followed in each reading (the one seen least
-recently is dropped first), each with at most :data:`WINDOW` characters. A stream of
+recently is dropped first: one whose text may end in a secret's beginning then counts as
+found, spanning events, as if its match left the window), each with at most
+:data:`WINDOW` characters. A stream of
 one-word deltas searches its window once per word, so the window is searched in two
 reaches: the anchored detectors (``str.find`` on a rare character, fast) search the whole
 window, the others only :data:`NEAR` characters either side of the join. A field that
@@ -50,6 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from agentfirewall.content import (
+    Detector,
     Finding,
     Scanner,
     body_pieces,
@@ -65,6 +75,7 @@ __all__ = [
     "FIELDS",
     "NEAR",
     "WINDOW",
+    "EventBuffer",
     "EventReader",
     "event_data",
     "event_end",
@@ -89,14 +100,50 @@ _LINE_KEPT = re.compile(r"(\r\n|\r|\n)")
 #: A blank line (CRLF, LF or CR line ends, mixed): an event ends there.
 _BLANK = re.compile(rb"\n\r?\n|\r\r")
 _JOINED = "body.stream."
+#: The strings of an event's data each reading keeps, by path: a JSON reader's (by key as
+#: spelled), Go's ``encoding/json`` (by :func:`folded` key), and each of them by position
+#: (an object that says where it stands named by it, as an SDK joins deltas: ``_kept``)
+_Readings = tuple[list[Piece], list[Piece], list[Piece], list[Piece]]
 #: How ``agentfirewall.content`` names a JSON key's own piece (``body.a.b#name``).
 _NAME = "#name"
 
 
-def event_end(data: bytes) -> int:
-    """The index just past the first complete event (a blank line), or -1."""
-    match = _BLANK.search(data)
+def event_end(data: bytes | bytearray, start: int = 0) -> int:
+    """The index just past the first complete event (a blank line) whose blank line begins
+    at `start` or after it, or -1."""
+    match = _BLANK.search(data, start)
     return match.end() if match is not None else -1
+
+
+class EventBuffer:
+    """An event stream's bytes as they come, cut into events (each with its blank line).
+    Each byte is searched for a blank line once (but the last two of each feed, which one
+    may begin: a blank line is at most three bytes), so a stream that never ends an event
+    costs what its length does, not its square; the caller bounds :func:`len`."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._searched = 0  # (no blank line begins before it)
+
+    def __len__(self) -> int:
+        """The bytes of the event not complete yet."""
+        return len(self._data)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The events `data` completes."""
+        self._data += data
+        events = []
+        while (end := event_end(self._data, self._searched)) >= 0:
+            events.append(bytes(self._data[:end]))
+            del self._data[:end]  # (bytearray: from its front, without a copy)
+            self._searched = 0
+        self._searched = max(0, len(self._data) - 2)
+        return events
+
+    def finish(self) -> list[bytes]:
+        """The stream ended: its last event, if it did not end it (it counts too)."""
+        rest, self._data = bytes(self._data), bytearray()
+        return [rest] if rest else []
 
 
 def _data_value(line: str) -> str | None:
@@ -167,30 +214,79 @@ def _load(data: str) -> tuple[object, bool]:
     return json.loads(data.removeprefix("\ufeff"), object_pairs_hook=members), apart
 
 
-def _kept(value: object, path: str, fold: Callable[[str], str]) -> list[Piece]:
+def _placing(key: str, value: object) -> int | None:
+    """Where a member (its key as read) says its object stands, or None: an integer
+    ``index``, ``output_index``, ``content_index``... (``1.0`` too: to JavaScript's
+    ``choices[1.0]`` is ``choices[1]``)."""
+    if key != "index" and not key.endswith("_index"):
+        return None
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value if type(value) is int else None
+
+
+def _position(members: dict[str, tuple[str, object]]) -> str | None:
+    """Where an object (its members by key as read) says it stands among those an SDK joins
+    the deltas of (OpenAI's choices and tool calls, Anthropic's content blocks): its
+    :func:`_placing` members' value (several: in the order of their keys, but one if all
+    are alike); None without one."""
+    placed = sorted((key, at) for key, (_, value) in members.items()
+                    if (at := _placing(key, value)) is not None)  # fmt: skip
+    values = [str(at) for _, at in placed]
+    return None if not values else values[0] if len(set(values)) == 1 else ",".join(values)
+
+
+def _moved(value: object) -> bool:
+    """Whether an object in `value` says it stands where it is not (:func:`_placing`: an
+    array's element at another position, another object at one but 0): only then does a
+    reading by position name a string otherwise (every member read, its key folded: so for
+    every reading)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, Pairs):
+            if any(_placing(folded(key), member) not in (None, at)
+                   for key, member in item if type(member) in (int, float)):  # fmt: skip
+                return True
+            stack += [(member, 0) for _, member in item if isinstance(member, Pairs | list)]
+        elif isinstance(item, list):
+            stack += [(member, i) for i, member in enumerate(item)
+                      if isinstance(member, Pairs | list)]  # fmt: skip
+    return False
+
+
+def _kept(value: object, path: str, fold: Callable[[str], str], placed: bool) -> list[Piece]:
     """Each string of `value` (:func:`_load`) its reader keeps, named by its path: of the
     members of an object whose keys `fold` alike, the last, where the first stood (its key
-    named folded)."""
+    named folded). `placed`: an object that says where it stands (:func:`_position`) is
+    named by it, as an SDK joins it: an array's element ``<array>.<position>`` wherever it
+    is in the array (OpenAI's ``choices.1`` at ``choices.0``), another ``<name>[<position>]``
+    (Anthropic's event of content block 1: ``data[1]``; block 0 as if alone: ``data``)."""
     found: list[Piece] = []
-    stack: list[tuple[object, str]] = [(value, path)]
+    stack: list[tuple[object, str, str | None]] = [(value, path, None)]  # (+ its array's)
     while stack:  # (in the order of ``agentfirewall.content.value_pieces``)
-        item, where = stack.pop()
+        item, where, array = stack.pop()
         if isinstance(item, str):
             if not where.endswith(_NAME):  # (as of the pieces: a key's own name is not kept)
                 found.append((where, item))
         elif isinstance(item, Pairs):
             last = {fold(key): (key, member) for key, member in item}
-            stack += [(member, f"{where}.{fold(shown(key))}") for key, member in last.values()]
+            if placed and (at := _position(last)) is not None:
+                if array is not None:
+                    where = f"{array}.{at}"
+                elif at != "0":
+                    where = f"{where}[{at}]"
+            stack += [(member, f"{where}.{fold(shown(key))}", None)
+                      for key, member in last.values()]  # fmt: skip
         elif isinstance(item, list):
-            stack += [(member, f"{where}.{i}") for i, member in enumerate(item)]
+            stack += [(member, f"{where}.{i}", where) for i, member in enumerate(item)]
     return found
 
 
-def _data_pieces(data: str, location: str) -> tuple[list[Piece], list[Piece], list[Piece]]:
+def _data_pieces(data: str, location: str) -> tuple[list[Piece], _Readings]:
     """(the pieces of `data` as a JSON response body's are, named under `location`; the
-    strings of them a JSON reader keeps, which its consumer joins across events: of a key
-    given twice only the last member, keys not; those Go's ``encoding/json`` keeps, named
-    by their :func:`folded` path). One parse."""
+    strings of them each reading keeps, which its consumer joins across events). One
+    parse."""
     try:
         value, apart = _load(data)
     except (ValueError, RecursionError):  # (not JSON: read as a body is, text kept whole)
@@ -201,11 +297,20 @@ def _data_pieces(data: str, location: str) -> tuple[list[Piece], list[Piece], li
         named = value_pieces(value, location)
     if not named and data.strip():  # a JSON number, true, false or null: as text
         whole = [(location, data)]
-        return whole, whole, whole
+        return whole, (whole, whole, whole, whole)
     if apart:  # (every member kept, named alike but for case: from the pieces at once)
         kept = [(name, text) for name, text in named if not name.endswith(_NAME)]
-        return named, kept, [(folded(name), text) for name, text in kept]
-    return named, _kept(value, location, str), _kept(value, location, folded)
+        go = [(folded(name), text) for name, text in kept]
+    else:
+        kept, go = _kept(value, location, str, False), _kept(value, location, folded, False)
+    if not _moved(value):  # (the common case: by position, the same names)
+        return named, (kept, go, kept, go)
+    by_position = _kept(value, location, str, True), _kept(value, location, folded, True)
+    return named, (kept, go, *by_position)
+
+
+#: How each reading after a JSON reader's names a key (a name it cannot give: not its)
+_NAMING: tuple[Callable[[str], str], ...] = (folded, str, folded)
 
 
 @dataclass(slots=True)
@@ -240,15 +345,18 @@ class EventReader:
         self._anchored = Scanner(anchored) if anchored else None
         self._openings = openings(scanner)
         self._fields: dict[str, _Field] = {}  # the one seen least recently first
-        #: Fields Go's ``encoding/json`` reads otherwise than a JSON reader, by folded path
-        #: (of a path not here, Go's text is the JSON reader's field of that path)
-        self._go: dict[str, _Field] = {}
+        #: Fields each other reading (:data:`_Readings`: Go's, then by position) reads
+        #: otherwise than a JSON reader, by its path (of a path not there, its text is the
+        #: JSON reader's field of that path)
+        self._apart: tuple[dict[str, _Field], ...] = ({}, {}, {})
 
     @property
     def holding(self) -> bool:
         """Whether a field's text may end in the beginning of a secret that a later event
         would complete: the events since must not be relayed yet."""
-        return any(f.unfinished for f in (*self._fields.values(), *self._go.values()))
+        return any(f.unfinished for f in self._fields.values()) or any(
+            f.unfinished for fields in self._apart for f in fields.values()
+        )
 
     def findings(self, piece: bytes, number: int) -> tuple[list[Finding], list[Finding]]:
         """Every detection in `piece` (event `number`, perhaps a few events), and those of
@@ -257,26 +365,25 @@ class EventReader:
         where = f"body.event{number}"
         datas, others = _read(text)
         pieces = [(where, others)]
-        carried: dict[str, list[str]] = {}  # what a JSON reader keeps, by path
-        go: dict[str, list[str]] = {}  # what Go's keeps, by folded path
+        kept: list[_Readings] = []
         for data in datas:
-            decoded, kept, kept_by_go = _data_pieces(data, f"{where}.data")
-            pieces += decoded  # (every value is scanned, what a JSON reader keeps joined)
-            for into, texts in ((carried, kept), (go, kept_by_go)):
-                for location, value in texts:
-                    if value:
-                        into.setdefault(location[len(where) + 1 :], []).append(value)
-        self._part(carried, go)
+            decoded, read = _data_pieces(data, f"{where}.data")
+            pieces += decoded  # (every value is scanned, what each reading keeps joined)
+            kept.append(read)
+        carried, apart, placed = _by_reading(where, kept)
         joins: list[_Join] = []
         split: dict[tuple[str, int, int], Finding] = {}
+        for fields, other, naming in zip(self._apart, apart, _NAMING, strict=True):
+            self._part(fields, carried, other, naming, split)
         for key, values in carried.items():
             joins += self._carry(self._fields, key, values, split)
-        if self._go:  # (else Go's text is a JSON reader's, joined above; so is a join alike)
-            seen = {(j.text, j.at, j.offset) for j in joins}
-            for key, values in go.items():
-                if key in self._go:
-                    joins += [j for j in self._carry(self._go, key, values, split)
-                              if (j.text, j.at, j.offset) not in seen]  # fmt: skip
+        seen = {(j.text, j.at, j.offset) for j in joins} if any(self._apart) else set()
+        for fields, other in zip(self._apart, apart, strict=True):
+            for key in [key for key in other if key in fields]:  # (else a JSON reader's text)
+                for join in self._carry(fields, key, other[key], split):
+                    if (join.text, join.at, join.offset) not in seen:  # (a join alike: once)
+                        seen.add((join.text, join.at, join.offset))
+                        joins.append(join)
         # a join's piece is named by its index, a NUL, then its field (the name's last part
         # is what the generic secret detector reads): two joins of one field differ
         near = [(i, max(0, j.at - NEAR)) for i, j in enumerate(joins) if j.near]
@@ -290,8 +397,9 @@ class EventReader:
         if far and self._anchored is not None:
             spanning += [(f, 0) for f in scan_pieces(self._anchored, far)]
         own = [f for f in found if "\x00" not in f.location]
-        alone = {(f.detector, name, f.offset, f.length)
-                 for f in own for name in (f.location, folded(f.location))}  # fmt: skip
+        alone = {(f.detector, name, f.offset, f.length) for f in own
+                 for at in (f.location, placed.get(f.location, f.location))
+                 for name in (at, folded(at))}  # fmt: skip
         for finding, start in spanning:
             join = joins[int(finding.location.partition("\x00")[0])]
             begin, end = start + finding.offset, start + finding.offset + finding.length
@@ -308,18 +416,27 @@ class EventReader:
                                                    offset=join.offset + begin))  # fmt: skip
         return own + list(split.values()), list(split.values())
 
-    def _part(self, carried: dict[str, list[str]], go: dict[str, list[str]]) -> None:
-        """Follow apart from now on, as Go's ``encoding/json`` reads it, each field that it
-        reads otherwise in this event than a JSON reader does (another spelling of its key,
-        a key given twice in two cases): from the text both read so far."""
-        if go == carried:  # (the common case: every key spelled as it folds, none twice)
-            return
-        for key in dict.fromkeys([*go, *carried]):
-            if key in self._go or go.get(key) == carried.get(key):
+    def _part(
+        self,
+        fields: dict[str, _Field],
+        carried: dict[str, list[str]],
+        other: dict[str, list[str]],
+        naming: Callable[[str], str],
+        split: dict[tuple[str, int, int], Finding],
+    ) -> None:
+        """Follow apart from now on, in `fields`, as another reading (`other`) reads it,
+        each field that it reads otherwise in this event than a JSON reader does (Go's:
+        another spelling of its key, a key given twice in two cases; by position: a choice
+        or a content block other than the one at its path): from the text both read so
+        far."""
+        if other is carried or other == carried:  # (the common case: keys spelled as they
+            return  # fold, none twice, every object where it says it stands)
+        for key in dict.fromkeys([*other, *carried]):
+            if key in fields or other.get(key) == carried.get(key):
                 continue
-            if key in go or folded(key) == key:  # (its field as Go names it)
+            if key in other or naming(key) == key:  # (its field as that reading names it)
                 field = self._fields.get(key)
-                _follow(self._go, key, _Field() if field is None else replace(field))
+                self._follow(fields, key, _Field() if field is None else replace(field), split)
 
     def _carry(
         self,
@@ -331,7 +448,7 @@ class EventReader:
         """Add `values` to field `key`'s text; the joins to scan. A secret's match still
         unfinished where the field's text leaves the window goes into `split`."""
         field = fields.pop(key, None) or _Field()
-        _follow(fields, key, field)
+        self._follow(fields, key, field, split)
         # (settled before these values: only a match beginning in them, or in the last
         # characters before them, may be unfinished)
         text = field.tail + "".join(values)
@@ -340,11 +457,7 @@ class EventReader:
         if leaves > start and (opened := self._openings.opened(text, start, leaves)):
             # a match still unfinished after a whole window: no join would find the event
             # completing it, so it counts as found, spanning events (fail closed)
-            detector, at = opened
-            offset = field.total - len(field.tail) + at
-            split.setdefault((detector.name, offset, len(text) - at), Finding(
-                detector.name, detector.kind, detector.confidence, _JOINED + key, offset,
-                len(text) - at))  # fmt: skip
+            _unfinished(split, key, field.total - len(field.tail), text, *opened)
         joins = []
         for value in values:
             same = value == field.last
@@ -363,13 +476,59 @@ class EventReader:
         field.unfinished = self._openings.unfinished(text, max(start, leaves))
         return joins
 
+    def _follow(
+        self,
+        fields: dict[str, _Field],
+        key: str,
+        field: _Field,
+        split: dict[tuple[str, int, int], Finding],
+    ) -> None:
+        """`field` as `fields`' `key`, the one seen last; the one seen least recently dropped
+        past :data:`FIELDS`: if its text may end in a secret's beginning, that counts as
+        found, spanning events (no later event can be joined to it: fail closed)."""
+        fields[key] = field
+        if len(fields) > FIELDS:
+            key = next(iter(fields))
+            field = fields.pop(key)
+            if field.unfinished and (opened := self._openings.opened(field.tail)):
+                _unfinished(split, key, field.total - len(field.tail), field.tail, *opened)
 
-def _follow(fields: dict[str, _Field], key: str, field: _Field) -> None:
-    """`field` as `fields`' `key`, the one seen last; the one seen least recently dropped
-    past :data:`FIELDS`."""
-    fields[key] = field
-    if len(fields) > FIELDS:
-        del fields[next(iter(fields))]
+
+def _by_reading(
+    where: str, kept: list[_Readings]
+) -> tuple[dict[str, list[str]], list[dict[str, list[str]]], dict[str, str]]:
+    """The strings of event `where` each reading keeps (`kept`: of each of its data), by
+    their path in the event, none empty: (a JSON reader's; Go's, and both by position; the
+    path by position of a string that has another)."""
+    # (by position, the names a JSON reader and Go's give, but where an object moved)
+    moved = any(read[2] is not read[0] or read[3] is not read[1] for read in kept)
+    readings: list[dict[str, list[str]]] = []
+    for reading in range(4 if moved else 2):
+        readings.append({})
+        for read in kept:
+            for location, value in read[reading]:
+                if value:
+                    readings[-1].setdefault(location[len(where) + 1 :], []).append(value)
+    carried, *apart = readings if moved else [*readings, *readings]
+    placed = {name: at for read in kept if moved
+              for (name, _), (at, _) in zip(read[0], read[2], strict=False)
+              if name != at}  # fmt: skip
+    return carried, apart, placed
+
+
+def _unfinished(
+    split: dict[tuple[str, int, int], Finding],
+    key: str,
+    offset: int,
+    text: str,
+    detector: Detector,
+    at: int,
+) -> None:
+    """A match of `detector` from `at` to the end of `text` (field `key`'s text from
+    `offset`), still unfinished, into `split`: found, spanning events."""
+    where, length = offset + at, len(text) - at
+    found = Finding(detector.name, detector.kind, detector.confidence, _JOINED + key, where, length)
+    split.setdefault((detector.name, where, length), found)
 
 
 def redact_events(scanner: Scanner, piece: bytes, names: frozenset[str]) -> bytes:

@@ -17,7 +17,8 @@ as its consumer reads it (``eventscan.py``: JSON data decoded, each field's text
 across events) and streamed; an event after which a field's text may end in the beginning
 of a secret (``EventReader.holding``: ``AKIA``, ``-----BEGIN ``...) is held back with the
 events after it until one settles it, so no part of a key that a later event completes
-is relayed before the cut. Any other body is read whole (up to the inspection limit: a
+is relayed before the cut; an event (with those held back before it) larger than the
+inspection limit ends the stream. Any other body is read whole (up to the inspection limit: a
 larger one is cut, fail closed) and checked before its head is sent, the text of the
 fields its action's connector says it carries base64-encoded (``Connector.response_encoded``:
 a file read through GitHub's contents API) decoded too (``body.content(base64)``). Bytes
@@ -49,7 +50,7 @@ from agentfirewall.content.encoded import encoded_fields
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import GuardPlan, response_verdict
 from agentfirewall_proxy.codings import content_codings
-from agentfirewall_proxy.eventscan import EventReader, event_end, redact_events
+from agentfirewall_proxy.eventscan import EventBuffer, EventReader, redact_events
 from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guard import content_attributes, note_findings
 from agentfirewall_proxy.http1 import END, Head, ResponseHead, chunk, serialize_response_head
@@ -280,17 +281,17 @@ async def _relay_events(
     tools: tuple[Scanner, Callable[[bytes], bytes], Callable[[], bytes], bool],
 ) -> bool:
     """An event stream, checked one event at a time (``eventscan.py``) and relayed once no
-    field may end in a secret's beginning (held back until then): a cut, or bytes that do
-    not decode, end the stream there (its head is sent: no 502 can follow), what was held
-    back unsent."""
+    field may end in a secret's beginning (held back until then): a cut, bytes that do not
+    decode, or an event past the inspection limit end the stream there (its head is sent:
+    no 502 can follow), what was held back unsent."""
     scanner, clean, rest, close_delimited = tools
     chunked = head.version == "1.1"
     headers.append((b"Transfer-Encoding", b"chunked") if chunked else (b"Connection", b"close"))
     conn.write(serialize_response_head(response.status, reason, headers))
     await conn.flush()
     reader = EventReader(scanner)
-    pending = b""
-    held = b""  # events checked, not relayed yet: a field may end in a secret's beginning
+    events = EventBuffer()
+    held = bytearray()  # events checked, not relayed yet: a field may end in a secret's beginning
     number = 0
     limit = gateway.options.body_inspect_limit
     while True:
@@ -302,9 +303,9 @@ async def _relay_events(
         try:
             if isinstance(event, bytes):
                 flow.bytes_in += len(event)
-                pending += clean(event)
+                pieces = events.feed(clean(event))
             elif ended:
-                pending += rest()
+                pieces = events.feed(rest()) + events.finish()
             else:
                 event = None
         except ScrubError as exc:
@@ -313,34 +314,30 @@ async def _relay_events(
             up.abort()
             conn.abort()
             return False
-        out = b""
-        while True:
-            cut_at = event_end(pending)
-            if cut_at < 0 and not (ended and pending):
-                break
-            piece, pending = (pending[:cut_at], pending[cut_at:]) if cut_at >= 0 else (pending, b"")
-            number += 1
-            try:
-                piece = _checked_event(gateway, flow, reader, piece, number)
-            except Refusal as exc:  # the head is sent: the stream ends here, cut
-                flow.reason = exc.message
-                if out:
-                    conn.write(chunk(out) if chunked else out)
-                up.abort()
-                await conn.flush()
-                conn.abort()
-                return False
-            held += piece
-            if not reader.holding:
-                out, held = out + held, b""
-        if ended:  # (no event can complete what is held back any more)
-            out, held = out + held, b""
-        if len(pending) + len(held) > limit:
+        out = bytearray()
+        try:
+            for piece in pieces:
+                number += 1
+                held += _checked_event(gateway, flow, reader, piece, number)
+                if not reader.holding:
+                    out += held
+                    held.clear()
+            if ended:  # (no event can complete what is held back any more)
+                out += held
+            elif len(events) + len(held) > limit:  # (an event, or those held, past the limit)
+                raise Refusal(502, "response_too_large", f"response event larger than the "
+                              f"{limit}-byte inspection limit: the content rules cannot check "
+                              "it")  # fmt: skip
+        except Refusal as exc:  # the head is sent: the stream ends here, cut
+            flow.reason = exc.message
+            if out:
+                conn.write(chunk(bytes(out)) if chunked else bytes(out))
             up.abort()
+            await conn.flush()
             conn.abort()
             return False
         if out:
-            conn.write(chunk(out) if chunked else out)
+            conn.write(chunk(bytes(out)) if chunked else bytes(out))
             await conn.flush()
         if ended:
             if chunked:

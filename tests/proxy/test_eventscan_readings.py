@@ -40,7 +40,8 @@ def _two_parses(data: str, location: str) -> tuple[list[tuple[str, str]], list[t
 LONG_S = "\u017f"  # (Go folds it to ``s``)
 KELVIN = "\u212a"  # (to ``k``)
 #: Keys that repeat, in several cases and spellings
-KEYS = st.sampled_from(["a", "A", "content", "Content", "CONTENT", "s", LONG_S, "a.b", "x#name"])
+KEYS = st.sampled_from(["a", "A", "content", "Content", "CONTENT", "s", LONG_S, "a.b", "x#name",
+                        "index", "Index", "output_index"])  # fmt: skip
 TEXT = st.text(st.characters(codec="utf-8"), max_size=8)
 
 
@@ -54,7 +55,7 @@ _SCALARS = st.one_of(
     _STRINGS,
     st.integers(-(10**20), 10**20).map(str),
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
-    st.sampled_from(["true", "false", "null", "1e5", "-0.0", "2E-3"]),
+    st.sampled_from(["true", "false", "null", "1e5", "-0.0", "2E-3", "0", "1", "1.0"]),
 )
 
 
@@ -96,14 +97,25 @@ _DATA = st.one_of(
 @settings(max_examples=examples(200), deadline=None)
 @given(data=_DATA)
 def test_one_parse_reads_an_event_as_the_two_parses_did(data: str) -> None:
-    named, kept, _ = _data_pieces(data, LOCATION)
+    named, (kept, *_) = _data_pieces(data, LOCATION)
     assert (named, kept) == _two_parses(data, LOCATION)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(data=_DATA)
+def test_by_position_each_reader_keeps_the_same_strings_in_the_same_order(data: str) -> None:
+    """Read by position (an object that says where it stands named by it), a JSON reader and
+    Go's keep what they keep by path, only named otherwise: string for string (a detection
+    in an event is matched to its name by position so)."""
+    _, (kept, go, kept_at, go_at) = _data_pieces(data, LOCATION)
+    assert [text for _, text in kept_at] == [text for _, text in kept]
+    assert [text for _, text in go_at] == [text for _, text in go]
 
 
 def test_what_go_keeps_of_a_key_given_twice_in_two_cases_is_the_last() -> None:
     data = json.dumps({"delta": {"content": "a", "Content": "b"}, "x": 1,
                        "DELTA": {"CONTENT": "c", LONG_S: "d"}})  # fmt: skip
-    named, kept, go = _data_pieces(data, LOCATION)
+    named, (kept, go, *_) = _data_pieces(data, LOCATION)
     at = LOCATION + "."
     assert [text for _, text in named if text in "abcd"] == ["d", "c", "b", "a"]
     assert kept == [(at + "DELTA." + LONG_S, "d"), (at + "DELTA.CONTENT", "c"),
