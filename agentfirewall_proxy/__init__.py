@@ -24,7 +24,9 @@ How the parts fit, bottom-up (a module imports only from its own line or the lin
                   certs, runenv, tracecontext, budgetlease, deadline (one read timer
                   per connection) -> feedreader (a StreamReader with a one-frame read),
                   freshlook (one shared, rate-limited config fetch for a key not known yet),
-                  eventscan (content rules over an event stream, event by event),
+                  eventscan (content rules over an event stream, event by event:
+                  eventwire cuts its bytes into events, eventreadings reads each event's
+                  data as each consumer does; eventredact redacts them),
                   contact (the --max-config-age watch of the control plane)
 
 Where a lower layer must name an upper one it takes a small Protocol instead:

@@ -1,14 +1,14 @@
-"""Server-sent events read as their consumer reads them, for the response content rules.
+"""Server-sent events scanned as their consumer reads them, for the response content rules:
+each event alone, and each field's text joined across events.
 
-Pure (no I/O). ``guarded.py`` relays a ``text/event-stream`` one event at a time (cut from
-its bytes by an :class:`EventBuffer`, which searches each byte once) and asks an
-:class:`EventReader` (one per stream) what is in each. An event is scanned as its
-consumer reads it:
+Pure (no I/O). ``guarded.py`` relays a ``text/event-stream`` one event at a time (cut by
+``eventwire.EventBuffer``) and asks an :class:`EventReader` (one per stream) what is in
+each. An event is scanned as its consumer reads it:
 
-* its data as an ``EventSource`` reads it: the ``data`` fields joined by newlines, then
-  read as a JSON response body is (``agentfirewall.content.body_pieces``): each string of
-  JSON data decoded (``body.event<N>.data.choices.0.delta.content``), so JSON escapes
-  (``\\n``, ``\\t``, ``\\u00a0``, ``\\/``) hide nothing; other data as text
+* its data as an ``EventSource`` reads it (``eventwire.read_events``: the ``data`` fields
+  joined by newlines), then read as a JSON response body is (``eventreadings.py``): each
+  string of JSON data decoded (``body.event<N>.data.choices.0.delta.content``), so JSON
+  escapes (``\\n``, ``\\t``, ``\\u00a0``, ``\\/``) hide nothing; other data as text
   (``body.event<N>.data``);
 * its other lines as sent (``body.event<N>``): event names, ids, comments;
 * across events: SDKs join the text one field carries event after event (OpenAI's
@@ -16,20 +16,12 @@ consumer reads it:
   characters of each field's text are kept and each new piece of it is scanned after
   them: a key or a phrase split over several events is found where the events join
   (``body.stream.data.choices.0.delta.content`` plus the offset in that field's whole
-  text). A field's text is what a JSON reader keeps of each event (``json.loads``, as
-  ``JSON.parse``: of a key given twice, at any depth, the last member); a member it drops
-  is scanned in its event, never joined, so its text cannot break a key the consumer
-  joins. A Go consumer's ``encoding/json`` matches a key to its struct's field in any case
-  (:func:`folded`: ``content`` then ``Content`` one field; of members matching alike the
-  last). And SDKs join deltas by the position their object says it stands at (an integer
-  ``index``, ``output_index``...: OpenAI's choices and tool calls, Anthropic's content
-  blocks), not where it stands (:func:`_kept`: OpenAI's choice 1 is ``choices.1`` in a
-  chunk carrying it alone, Anthropic's block 1 ``data[1]``), while a consumer reading
-  each chunk's ``choices[0]`` joins by path: each is a plausible joining, so both are
-  followed, each in a JSON reader's and in Go's reading. Where another reading reads a
-  field otherwise than a JSON reader by path, from that event on the field is followed in
-  both, the other named by its own path, and a detection in either counts. Each event's
-  JSON is parsed once for all (every member, each reading).
+  text). A field's text is what a consumer keeps of each event: each reading of
+  ``eventreadings.Readings`` (a JSON reader's, Go's ``encoding/json``'s, each by path and
+  by the position an object says it stands at) is a plausible joining. Fields are
+  followed as a JSON reader reads them by path; where another reading reads a field
+  otherwise, from that event on the field is followed in both, the other named by its
+  own path, and a detection in either counts.
   Such a detection can be cut, never redacted (:meth:`EventReader.findings` says which).
   While a field's text may end in the beginning of a secret a later event would complete
   (``agentfirewall.content.unfinished``: a prefix such as ``AKIA`` or ``-----BEGIN ``
@@ -53,35 +45,15 @@ nothing new can appear.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from agentfirewall.content import (
-    Detector,
-    Finding,
-    Scanner,
-    body_pieces,
-    redact_body,
-    scan_pieces,
-    value_pieces,
-)
-from agentfirewall.content.locate import Piece, shown
-from agentfirewall.content.reading import Pairs
+from agentfirewall.content import Detector, Finding, Scanner, scan_pieces
 from agentfirewall.content.unfinished import openings
+from agentfirewall_proxy.eventreadings import Readings, data_pieces, folded
+from agentfirewall_proxy.eventwire import read_events
 
-__all__ = [
-    "FIELDS",
-    "NEAR",
-    "WINDOW",
-    "EventBuffer",
-    "EventReader",
-    "event_data",
-    "event_end",
-    "folded",
-    "redact_events",
-]
+__all__ = ["FIELDS", "NEAR", "WINDOW", "EventReader"]
 
 #: Characters of each field's text kept, searched with each new piece after it by the
 #: detectors found through an anchor (every secret detector, e-mail): a match up to 4 KiB
@@ -95,219 +67,7 @@ NEAR = 256
 #: Fields followed at once.
 FIELDS = 32
 
-_LINE = re.compile(r"\r\n|\r|\n")
-_LINE_KEPT = re.compile(r"(\r\n|\r|\n)")
-#: A blank line (CRLF, LF or CR line ends, mixed): an event ends there.
-_BLANK = re.compile(rb"\n\r?\n|\r\r")
 _JOINED = "body.stream."
-#: The strings of an event's data each reading keeps, by path: a JSON reader's (by key as
-#: spelled), Go's ``encoding/json`` (by :func:`folded` key), and each of them by position
-#: (an object that says where it stands named by it, as an SDK joins deltas: ``_kept``)
-_Readings = tuple[list[Piece], list[Piece], list[Piece], list[Piece]]
-#: How ``agentfirewall.content`` names a JSON key's own piece (``body.a.b#name``).
-_NAME = "#name"
-
-
-def event_end(data: bytes | bytearray, start: int = 0) -> int:
-    """The index just past the first complete event (a blank line) whose blank line begins
-    at `start` or after it, or -1."""
-    match = _BLANK.search(data, start)
-    return match.end() if match is not None else -1
-
-
-class EventBuffer:
-    """An event stream's bytes as they come, cut into events (each with its blank line).
-    Each byte is searched for a blank line once (but the last two of each feed, which one
-    may begin: a blank line is at most three bytes), so a stream that never ends an event
-    costs what its length does, not its square; the caller bounds :func:`len`."""
-
-    def __init__(self) -> None:
-        self._data = bytearray()
-        self._searched = 0  # (no blank line begins before it)
-
-    def __len__(self) -> int:
-        """The bytes of the event not complete yet."""
-        return len(self._data)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """The events `data` completes."""
-        self._data += data
-        events = []
-        while (end := event_end(self._data, self._searched)) >= 0:
-            events.append(bytes(self._data[:end]))
-            del self._data[:end]  # (bytearray: from its front, without a copy)
-            self._searched = 0
-        self._searched = max(0, len(self._data) - 2)
-        return events
-
-    def finish(self) -> list[bytes]:
-        """The stream ended: its last event, if it did not end it (it counts too)."""
-        rest, self._data = bytes(self._data), bytearray()
-        return [rest] if rest else []
-
-
-def _data_value(line: str) -> str | None:
-    """The value of a ``data`` field line (one leading space dropped); None for another."""
-    name, _, value = line.partition(":")
-    if name != "data":
-        return None
-    return value[1:] if value.startswith(" ") else value
-
-
-def _read(text: str) -> tuple[list[str], str]:
-    """(the data of each event in `text` as an ``EventSource`` reads it, its other lines)."""
-    found: list[str] = []
-    others: list[str] = []
-    lines: list[str] = []
-    carries = False
-    for line in _LINE.split(text.removeprefix("\ufeff")):
-        if not line:
-            if carries:
-                found.append("\n".join(lines))
-            lines, carries = [], False
-        elif (value := _data_value(line)) is not None:
-            lines.append(value)
-            carries = True
-        else:
-            others.append(line)
-    if carries:  # (an unfinished last event counts too)
-        found.append("\n".join(lines))
-    return found, "\n".join(others)
-
-
-def event_data(text: str) -> list[str]:
-    """The data of each event in `text` as an ``EventSource`` reads it (its ``data``
-    fields joined by newlines); an unfinished last event counts too."""
-    return _read(text)[0]
-
-
-def folded(key: str) -> str:
-    """`key` as Go's ``encoding/json`` matches it to a struct's field: each character by its
-    simple case folding (``Content``, ``CONTENT``, ``content`` one key; a long s, U+017F, an
-    ``s``, the Kelvin sign a ``k``; the Turkish dotted and dotless i only themselves),
-    written with the lower-case member of its class."""
-    return key.lower() if key.isascii() else "".join(map(_folded_char, key))
-
-
-def _folded_char(char: str) -> str:
-    if char in "\u0130\u0131":  # (Go folds them to nothing else; Python's case mappings do)
-        return char
-    upper = char.upper()  # (one member of its class all others map to, then lower-case)
-    upper = upper if len(upper) == 1 else char
-    lower = upper.lower()
-    return lower if len(lower) == 1 else upper
-
-
-def _load(data: str) -> tuple[object, bool]:
-    """`data` as JSON (a leading byte order mark skipped), objects as :class:`Pairs` (every
-    member, as the event's own scan reads it); and whether no object names a key twice,
-    even spelled in another case (then a JSON reader and Go's keep every member). Raises
-    ValueError or RecursionError."""
-    apart = True
-
-    def members(pairs: list[tuple[str, object]]) -> Pairs:
-        nonlocal apart
-        if apart and len(pairs) > 1:
-            apart = len({folded(key) for key, _ in pairs}) == len(pairs)
-        return Pairs(pairs)
-
-    return json.loads(data.removeprefix("\ufeff"), object_pairs_hook=members), apart
-
-
-def _placing(key: str, value: object) -> int | None:
-    """Where a member (its key as read) says its object stands, or None: an integer
-    ``index``, ``output_index``, ``content_index``... (``1.0`` too: to JavaScript's
-    ``choices[1.0]`` is ``choices[1]``)."""
-    if key != "index" and not key.endswith("_index"):
-        return None
-    if type(value) is float and value.is_integer():
-        return int(value)
-    return value if type(value) is int else None
-
-
-def _position(members: dict[str, tuple[str, object]]) -> str | None:
-    """Where an object (its members by key as read) says it stands among those an SDK joins
-    the deltas of (OpenAI's choices and tool calls, Anthropic's content blocks): its
-    :func:`_placing` members' value (several: in the order of their keys, but one if all
-    are alike); None without one."""
-    placed = sorted((key, at) for key, (_, value) in members.items()
-                    if (at := _placing(key, value)) is not None)  # fmt: skip
-    values = [str(at) for _, at in placed]
-    return None if not values else values[0] if len(set(values)) == 1 else ",".join(values)
-
-
-def _moved(value: object) -> bool:
-    """Whether an object in `value` says it stands where it is not (:func:`_placing`: an
-    array's element at another position, another object at one but 0): only then does a
-    reading by position name a string otherwise (every member read, its key folded: so for
-    every reading)."""
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, at = stack.pop()
-        if isinstance(item, Pairs):
-            if any(_placing(folded(key), member) not in (None, at)
-                   for key, member in item if type(member) in (int, float)):  # fmt: skip
-                return True
-            stack += [(member, 0) for _, member in item if isinstance(member, Pairs | list)]
-        elif isinstance(item, list):
-            stack += [(member, i) for i, member in enumerate(item)
-                      if isinstance(member, Pairs | list)]  # fmt: skip
-    return False
-
-
-def _kept(value: object, path: str, fold: Callable[[str], str], placed: bool) -> list[Piece]:
-    """Each string of `value` (:func:`_load`) its reader keeps, named by its path: of the
-    members of an object whose keys `fold` alike, the last, where the first stood (its key
-    named folded). `placed`: an object that says where it stands (:func:`_position`) is
-    named by it, as an SDK joins it: an array's element ``<array>.<position>`` wherever it
-    is in the array (OpenAI's ``choices.1`` at ``choices.0``), another ``<name>[<position>]``
-    (Anthropic's event of content block 1: ``data[1]``; block 0 as if alone: ``data``)."""
-    found: list[Piece] = []
-    stack: list[tuple[object, str, str | None]] = [(value, path, None)]  # (+ its array's)
-    while stack:  # (in the order of ``agentfirewall.content.value_pieces``)
-        item, where, array = stack.pop()
-        if isinstance(item, str):
-            if not where.endswith(_NAME):  # (as of the pieces: a key's own name is not kept)
-                found.append((where, item))
-        elif isinstance(item, Pairs):
-            last = {fold(key): (key, member) for key, member in item}
-            if placed and (at := _position(last)) is not None:
-                if array is not None:
-                    where = f"{array}.{at}"
-                elif at != "0":
-                    where = f"{where}[{at}]"
-            stack += [(member, f"{where}.{fold(shown(key))}", None)
-                      for key, member in last.values()]  # fmt: skip
-        elif isinstance(item, list):
-            stack += [(member, f"{where}.{i}", where) for i, member in enumerate(item)]
-    return found
-
-
-def _data_pieces(data: str, location: str) -> tuple[list[Piece], _Readings]:
-    """(the pieces of `data` as a JSON response body's are, named under `location`; the
-    strings of them each reading keeps, which its consumer joins across events). One
-    parse."""
-    try:
-        value, apart = _load(data)
-    except (ValueError, RecursionError):  # (not JSON: read as a body is, text kept whole)
-        body = body_pieces(data.encode("utf-8", "surrogateescape"), "application/json")
-        value, apart = None, True
-        named = [(location + name[len("body") :], text) for name, text in body]
-    else:
-        named = value_pieces(value, location)
-    if not named and data.strip():  # a JSON number, true, false or null: as text
-        whole = [(location, data)]
-        return whole, (whole, whole, whole, whole)
-    if apart:  # (every member kept, named alike but for case: from the pieces at once)
-        kept = [(name, text) for name, text in named if not name.endswith(_NAME)]
-        go = [(folded(name), text) for name, text in kept]
-    else:
-        kept, go = _kept(value, location, str, False), _kept(value, location, folded, False)
-    if not _moved(value):  # (the common case: by position, the same names)
-        return named, (kept, go, kept, go)
-    by_position = _kept(value, location, str, True), _kept(value, location, folded, True)
-    return named, (kept, go, *by_position)
-
 
 #: How each reading after a JSON reader's names a key (a name it cannot give: not its)
 _NAMING: tuple[Callable[[str], str], ...] = (folded, str, folded)
@@ -345,7 +105,7 @@ class EventReader:
         self._anchored = Scanner(anchored) if anchored else None
         self._openings = openings(scanner)
         self._fields: dict[str, _Field] = {}  # the one seen least recently first
-        #: Fields each other reading (:data:`_Readings`: Go's, then by position) reads
+        #: Fields each other reading (:data:`Readings`: Go's, then by position) reads
         #: otherwise than a JSON reader, by its path (of a path not there, its text is the
         #: JSON reader's field of that path)
         self._apart: tuple[dict[str, _Field], ...] = ({}, {}, {})
@@ -363,11 +123,11 @@ class EventReader:
         them that span events (found only with the text of earlier ones)."""
         text = piece.decode("utf-8", "surrogateescape")
         where = f"body.event{number}"
-        datas, others = _read(text)
+        datas, others = read_events(text)
         pieces = [(where, others)]
-        kept: list[_Readings] = []
+        kept: list[Readings] = []
         for data in datas:
-            decoded, read = _data_pieces(data, f"{where}.data")
+            decoded, read = data_pieces(data, f"{where}.data")
             pieces += decoded  # (every value is scanned, what each reading keeps joined)
             kept.append(read)
         carried, apart, placed = _by_reading(where, kept)
@@ -495,7 +255,7 @@ class EventReader:
 
 
 def _by_reading(
-    where: str, kept: list[_Readings]
+    where: str, kept: list[Readings]
 ) -> tuple[dict[str, list[str]], list[dict[str, list[str]]], dict[str, str]]:
     """The strings of event `where` each reading keeps (`kept`: of each of its data), by
     their path in the event, none empty: (a JSON reader's; Go's, and both by position; the
@@ -529,40 +289,3 @@ def _unfinished(
     where, length = offset + at, len(text) - at
     found = Finding(detector.name, detector.kind, detector.confidence, _JOINED + key, where, length)
     split.setdefault((detector.name, where, length), found)
-
-
-def redact_events(scanner: Scanner, piece: bytes, names: frozenset[str]) -> bytes:
-    """`piece` with what the detectors `names` find replaced: in each event's data as its
-    consumer reads it (each string of JSON data, re-serialized compact on one ``data``
-    line; other data as text across its lines), then in the text as sent."""
-    text = piece.decode("utf-8", "surrogateescape")
-    bom = "\ufeff" if text.startswith("\ufeff") else ""  # (an EventSource skips it)
-    parts = _LINE_KEPT.split(text[len(bom) :])
-    lines: list[str | None] = list(parts[0::2])
-    ends = [*parts[1::2], ""]
-    event: list[int] = []  # the indexes of the current event's data lines
-
-    def fix() -> None:
-        if not event:
-            return
-        data = "\n".join([_data_value(lines[i] or "") or "" for i in event])
-        # (data that is not JSON is redacted as text)
-        fixed, count = redact_body(scanner, data.encode("utf-8", "surrogateescape"),
-                                   "application/json", names)  # fmt: skip
-        if count:
-            new = fixed.decode("utf-8", "surrogateescape").split("\n")
-            lines[event[0]] = "\n".join(["data: " + part for part in new])
-            for i in event[1:]:
-                lines[i] = None
-
-    for index, line in enumerate(lines):
-        if not line:
-            fix()
-            event = []
-        elif _data_value(line) is not None:
-            event.append(index)
-    fix()
-    rebuilt = bom + "".join([line + end for line, end in zip(lines, ends, strict=True)
-                       if line is not None])  # fmt: skip
-    out = rebuilt.encode("utf-8", "surrogateescape")
-    return redact_body(scanner, out, "text/plain", names)[0]

@@ -50,7 +50,9 @@ from agentfirewall.content.encoded import encoded_fields
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import GuardPlan, response_verdict
 from agentfirewall_proxy.codings import content_codings
-from agentfirewall_proxy.eventscan import EventBuffer, EventReader, redact_events
+from agentfirewall_proxy.eventredact import redact_events
+from agentfirewall_proxy.eventscan import EventReader
+from agentfirewall_proxy.eventwire import EventBuffer
 from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guard import content_attributes, note_findings
 from agentfirewall_proxy.http1 import END, Head, ResponseHead, chunk, serialize_response_head

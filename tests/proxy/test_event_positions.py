@@ -23,7 +23,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentfirewall_proxy.eventscan import FIELDS, _data_pieces, event_data
+from agentfirewall_proxy.eventreadings import data_pieces as _data_pieces
+from agentfirewall_proxy.eventscan import FIELDS
+from agentfirewall_proxy.eventwire import event_data
 from tests.fuzzscale import examples
 from tests.proxy.test_guarded_streams import AWS_KEY, SPLIT, _read, _relay, _sentence
 

@@ -1,5 +1,5 @@
 """What an event stream costs the gateway is bounded (``agentfirewall_proxy/guarded.py``,
-``eventscan.EventBuffer``).
+``eventwire.EventBuffer``).
 
 Attack: an upstream ``text/event-stream`` that never ends an event (``data: x`` lines, no
 blank line) in 4 KiB chunks. Searched again from its start at each chunk, the pending
@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentfirewall_proxy import eventscan
-from agentfirewall_proxy.eventscan import EventBuffer, event_end
+from agentfirewall_proxy import eventwire
+from agentfirewall_proxy.eventwire import EventBuffer, event_end
 from tests.proxy.rawupstream import (
     RawUpstream,
     dechunked,
@@ -49,8 +49,8 @@ class _Counted:
 def test_an_event_that_never_ends_is_searched_once_per_byte(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    counted = _Counted(eventscan._BLANK)
-    monkeypatch.setattr(eventscan, "_BLANK", counted)
+    counted = _Counted(eventwire._BLANK)
+    monkeypatch.setattr(eventwire, "_BLANK", counted)
     for chunks in (64, 256):  # (searched from the start each time: 16 times more, not 4)
         counted.read = 0
         events = EventBuffer()

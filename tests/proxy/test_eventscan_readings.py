@@ -1,4 +1,4 @@
-"""How an event's data is read (``agentfirewall_proxy/eventscan.py``), in one parse.
+"""How an event's data is read (``agentfirewall_proxy/eventreadings.py``), in one parse.
 
 Each event's JSON is parsed once and read three ways: every member (the event's own scan),
 what a JSON reader keeps (``JSON.parse``: of a key given twice the last member) and what
@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.content import body_pieces, value_pieces
-from agentfirewall_proxy.eventscan import _data_pieces, folded
+from agentfirewall_proxy.eventreadings import data_pieces as _data_pieces
+from agentfirewall_proxy.eventreadings import folded
 from tests.fuzzscale import examples
 
 LOCATION = "body.event3.data"

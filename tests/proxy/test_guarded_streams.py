@@ -35,15 +35,9 @@ from hypothesis import strategies as st
 from agentfirewall.content import INJECTION, default_scanner
 from agentfirewall.content.scanner import Scanner
 from agentfirewall_proxy.control import StaticControl
-from agentfirewall_proxy.eventscan import (
-    FIELDS,
-    NEAR,
-    WINDOW,
-    EventReader,
-    event_data,
-    event_end,
-    redact_events,
-)
+from agentfirewall_proxy.eventredact import redact_events
+from agentfirewall_proxy.eventscan import FIELDS, NEAR, WINDOW, EventReader
+from agentfirewall_proxy.eventwire import event_data, event_end
 from tests.fuzzscale import examples
 from tests.proxy.rawupstream import (
     RawUpstream,
