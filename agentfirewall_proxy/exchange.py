@@ -1,9 +1,10 @@
 """One request/response exchange: decide, then hold, refuse or forward and stream back.
 
 A connector that reads bodies gets the whole body up to the inspection limit
-(``Options.body_inspect_limit``, 16 MiB) before deciding; any connector gets a POST body a
-method-override middleware would read (``methods.override_readable``), so that its
-``_method`` is refused (``base.request_method``). A held request's body is read
+(``Options.body_inspect_limit``, 16 MiB) before deciding; any connector gets a body a
+method-override middleware would read (``base.override_readable``), so that its
+``_method`` is refused (``base.request_method``; past the limit it is never allowed,
+``pipeline.decide``). A held request's body is read
 whole (up to that limit) so its approval binds it (``pipeline.bind_request``). The rest of
 a larger body is streamed. Both directions are re-framed by the gateway (``Content-Length``
 or fresh chunks), so what the upstream sees is exactly what was decided on. The response side
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from agentfirewall.connectors.methods import override_readable
+from agentfirewall.connectors.base import override_readable
 from agentfirewall_proxy.approvals import HoldOutcome
 from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guard import note_findings
@@ -241,12 +242,20 @@ def _identify(
 def _upgrade(conn: ClientConnection, head: Head) -> Upgrade | None:
     """The switch a request with an ``Upgrade`` header asks for, decided on its head alone.
 
+    Only to WebSocket (``Head.asks_websocket``): a switched connection is relayed as bytes,
+    and after an ``h2c`` one every later request would reach the upstream undecided. Any
+    other protocol (``curl --http2`` asks for ``h2c``) is no switch, the parser reads on
+    (``http1.RequestParser``): None, a plain HTTP/1.1 request, forwarded without its
+    ``Upgrade`` and ``HTTP2-Settings``.
+
     Only a GET without a body may ask (a WebSocket handshake, RFC 6455): the parser hands
     whatever follows an upgrade's head to the upgraded stream, so a body would be decided
     as absent and reach the upstream without it (a partial refund made a full one). Else
     400. None when the parser did not switch (no ``Connection: upgrade``): a plain request,
     forwarded without its ``Upgrade``. After a switch the connection carries no other
     request: it closes after the answer, a 101 or not."""
+    if not head.asks_websocket:
+        return None
     if head.has_body:
         message = "an Upgrade request cannot carry a body: send the body without `Upgrade`"
         raise Refusal(400, "bad_request", message)

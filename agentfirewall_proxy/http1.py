@@ -8,7 +8,8 @@ forward ourselves (``Content-Length`` or fresh chunks): the bytes the upstream s
 never the client's framing, so nothing can be smuggled past the decision.
 
 A parser is fed by its owner (``client.py``) and yields events: ``Head``, body ``bytes``,
-``END``, ``Upgrade(tail)`` (``CONNECT`` and ``Upgrade:`` requests) or ``ParseError``.
+``END``, ``Upgrade(tail)`` (``CONNECT`` and WebSocket handshakes: no other protocol is
+switched to, :class:`RequestParser`) or ``ParseError``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ class Head:
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
+
+    @property
+    def asks_websocket(self) -> bool:
+        """Whether its ``Upgrade`` headers name WebSocket and nothing else (any case): the
+        only protocol a request may switch to (:class:`RequestParser`)."""
+        values = [value for (_, value), name in zip(self.headers, self.names, strict=True)
+                  if name == b"upgrade"]  # fmt: skip
+        tokens = b",".join(values).split(b",")
+        return bool(values) and all(token.strip().lower() == b"websocket" for token in tokens)
 
 
 @dataclass(slots=True)
@@ -158,11 +168,20 @@ class _Base:
 
 
 class RequestParser(_Base):
-    """Request parser; call :meth:`feed` with bytes, then pop :attr:`events`."""
+    """Request parser; call :meth:`feed` with bytes, then pop :attr:`events`.
+
+    Only a CONNECT or a WebSocket handshake (:attr:`Head.asks_websocket`) switches: an
+    :class:`Upgrade` event, and the parser reads no more. llhttp also stops at the head of
+    any other request with ``Connection: upgrade`` (``Upgrade: h2c``, ``TLS/1.2``); such a
+    request is not switched, parsing goes on (:meth:`_resume`): it is a plain request, and
+    the upstream never hears of the upgrade (``Upgrade`` is not forwarded).
+    """
 
     def __init__(self, max_head: int = 65536) -> None:
         super().__init__(max_head)
         self._parser = httptools.HttpRequestParser(self)
+        #: True while a head fed by :meth:`_resume` is parsed.
+        self._resuming = False
 
     def on_url(self, url: bytes) -> None:
         self._first_line += url
@@ -170,6 +189,9 @@ class RequestParser(_Base):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if self._resuming:  # (the framing of a body that goes on: no request of its own)
+            self._resuming = False
+            return
         if self.head_size() > self.max_head:
             raise _Refused(431, "request header fields too large")
         parser = self._parser
@@ -199,10 +221,17 @@ class RequestParser(_Base):
         if self.failed:
             return
         try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self.events.append(Upgrade(data[exc.args[0] :]))
-            self.failed = True
+            while True:
+                try:
+                    self._parser.feed_data(data)
+                    break
+                except httptools.HttpParserUpgrade as exc:  # (its head is the last one)
+                    head = next(e for e in reversed(self.events) if isinstance(e, Head))
+                    if head.method == "CONNECT" or head.asks_websocket:
+                        self.events.append(Upgrade(data[exc.args[0] :]))
+                        self.failed = True
+                        break
+                    data = self._resume(head, data[exc.args[0] :])
         except _Refused as exc:
             self._fail(exc.status, exc.message)
         except httptools.HttpParserError as exc:
@@ -217,6 +246,24 @@ class RequestParser(_Base):
     def _fail(self, status: int, message: str) -> None:
         self.events.append(ParseError(status, message))
         self.failed = True
+
+    def _resume(self, head: Head, tail: bytes) -> bytes:
+        """Go on after an upgrade that is not made: what to feed a fresh parser next.
+
+        llhttp stopped at the end of `head` and ended the request there (an END), body or
+        not. A bodiless one is over: the fresh parser reads `tail` as what comes next. One
+        with a body takes back that END, and the fresh parser is first fed a head of the
+        same framing, which makes no event (``_resuming``): `tail` is read as that body,
+        then as the requests after it, exactly as without the ``Upgrade``."""
+        self._parser = httptools.HttpRequestParser(self)
+        if not head.has_body:
+            return tail
+        if self.events and self.events[-1] is END:
+            self.events.pop()
+        self._resuming = True
+        framing = (b"Transfer-Encoding: chunked" if head.chunked
+                   else b"Content-Length: %d" % (head.content_length or 0))  # fmt: skip
+        return b"POST / HTTP/1.1\r\n%b\r\n\r\n%b" % (framing, tail)
 
 
 class ResponseParser(_Base):

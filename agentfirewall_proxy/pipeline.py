@@ -11,7 +11,8 @@
     decide                      connector.parse -> content scan (when a rule reads it; the
                                 fields the action carries base64 decoded) -> engine.evaluate
                                 (fail closed; a body not fully inspected gets the strictest
-                                outcome a rule could give)
+                                outcome a rule could give, and is never allowed when a
+                                method-override middleware reads it)
     bind_request                what an approval binds: method, host, path, query, the headers
                                 its connector says matter, body digest
     upstream_headers            agent auth replaced by the connector credential, X-TameFlare-*
@@ -31,13 +32,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.connectors import Connector, HttpRequest
+from agentfirewall.connectors.base import override_readable
 from agentfirewall.content import body_preview, shown_target
 from agentfirewall.content.shown import HEADERS_SHOWN, shown_headers
+from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import redactions
 from agentfirewall.policy.record import record_input
-from agentfirewall.policy.unseen import unseen_decision
+from agentfirewall.policy.unseen import UNSEEN_REASON, unseen_decision
 from agentfirewall_proxy.codings import content_codings, decoded_body, read_as_sent
 from agentfirewall_proxy.flow import Flow, Refusal
 from agentfirewall_proxy.guard import content_attributes, request_findings
@@ -46,7 +49,6 @@ from agentfirewall_proxy.snapshot import Remembered
 
 if TYPE_CHECKING:
     from agentfirewall.connectors import ParsedAction
-    from agentfirewall.decisions import Decision
     from agentfirewall_proxy.entries import AgentEntry
     from agentfirewall_proxy.snapshot import CompiledConfig
 
@@ -82,6 +84,7 @@ _DROP_UP = frozenset(
         b"transfer-encoding",
         b"content-length",
         b"upgrade",
+        b"http2-settings",
         b"expect",
         b"host",
         b"x-tameflare-agent",
@@ -303,7 +306,8 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
 
     When the connector read a body it did not see whole (``risk_hints.body_truncated``:
     beyond the inspection limit), the outcome is the strictest one a rule reading request
-    data could give (``agentfirewall.policy.unseen``).
+    data could give (``agentfirewall.policy.unseen``); a body a method-override middleware
+    reads is never allowed unseen (``_override_unseen``).
 
     A request without a body, decided without content or budget attributes, by rules that
     read no context field (``Engine.timeless``: so not the time), is decided the same way
@@ -347,6 +351,13 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
             attributes=attributes or {},
         )
         decision = unseen_decision(config.engine, parsed.spec, ctx, decision)
+    if (
+        decision.outcome == "allow"
+        and flow.connector.impl.any_upstream
+        and _override_unseen(request)
+    ):
+        decision = Decision("deny", _OVERRIDE_UNSEEN, decided_outcome="deny",
+                            errors=(_OVERRIDE_UNSEEN,))  # fmt: skip
     if parsed is not None and flow.content and config.guard.redact_request:
         ctx = EvaluationContext(
             agent=flow.agent.name, mode="proxy", now=now, connector=flow.connector.type,
@@ -361,6 +372,25 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     if key is not None and config.asked_before(key) and _timeless(config, flow.agent.name, parsed):
         config.remember(key, Remembered(flow.agent, flow.connector, parsed, decision, flow.input))
     return decision
+
+
+_OVERRIDE_UNSEEN = (
+    f"{UNSEEN_REASON}: past the inspection limit it cannot be checked for a `_method` override"
+)
+
+
+def _override_unseen(request: HttpRequest) -> bool:
+    """Whether `request` carries a body a method-override middleware reads
+    (``base.override_readable``) that was not seen whole: a ``_method`` past the inspection
+    limit would make the upstream perform another action than the one named. On a
+    connector of any API (``Connector.any_upstream``: generic, webhook) such a request is
+    never allowed (a rule that denies or holds it stands: a held one cannot bind its body,
+    413)."""
+    return (
+        bool(request.body)
+        and not request.body_complete
+        and override_readable(request.method, request.header("content-type"))
+    )
 
 
 def _parse(flow: Flow, request: HttpRequest) -> ParsedAction | None:

@@ -8,25 +8,34 @@ headers an approval binds with the request (``binds_header``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel, JsonValue
 
 from agentfirewall.actions import ActionSpec, Resource, Risk, is_action_type
-from agentfirewall.connectors.bodies import parse_form, refuse_foreign_charset
+from agentfirewall.connectors.bodies import refuse_foreign_charset
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.connectors.scan import read_json_object
 from agentfirewall.errors import ConnectorError
+from agentfirewall.jsonlimits import printable
 from agentfirewall.policy.globs import RESERVED_SEGMENT
 
-__all__ = ["UNBOUND_HEADERS", "Connector", "fallback_risk", "make_spec", "request_method"]
+__all__ = [
+    "UNBOUND_HEADERS",
+    "Connector",
+    "fallback_risk",
+    "make_spec",
+    "override_readable",
+    "request_method",
+]
 
 _METHOD_RE = re.compile(r"[A-Za-z]{1,20}")
 _OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 _OVERRIDE_QUERY_RE = re.compile(r"(?:^|&)_method(?:=|&|$)", re.IGNORECASE)
-_MULTIPART_OVERRIDE_RE = re.compile(rb'(?i)\bname\s*=\s*"?(?:_|%5f)method\b')
 _LOW_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PLAIN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 _AUTH_SCHEMES = {"bearer": "Bearer", "token": "token"}
@@ -65,19 +74,78 @@ def request_method(req: HttpRequest, connector: str) -> str:
     """The upper-cased method, refusing odd tokens and method-override tricks."""
     if req.method not in _PLAIN_METHODS and not _METHOD_RE.fullmatch(req.method):
         raise ConnectorError("refused method: not a plain HTTP method token", connector=connector)
-    if req.headers and "method" in "\n".join([h[0] for h in req.headers]).lower():
-        for name, _ in req.headers:
-            if name.lower() in _OVERRIDE_HEADERS:
-                raise ConnectorError(
-                    f"refused method override header `{name}`", connector=connector
-                )
+    if req.headers:
+        names = "\n".join([h[0] for h in req.headers]).lower()
+        if "method" in names:
+            for name, _ in req.headers:
+                if name.lower() in _OVERRIDE_HEADERS:
+                    raise ConnectorError(
+                        f"refused method override header `{name}`", connector=connector
+                    )
+        if names.count("content-type") > 1:
+            _refuse_two_types(req, connector)
     if "_method" in req.query and _OVERRIDE_QUERY_RE.search(req.query):
         raise ConnectorError("refused `_method` override in the query", connector=connector)
     if req.body:
         refuse_foreign_charset(req.header("content-type"), connector)
-        if _may_name_a_method(req.body):
-            _refuse_body_override(req, connector)
+        _refuse_body_override(req, connector)
     return req.method.upper()
+
+
+def override_readable(method: str, content_type: str | None) -> bool:
+    """Whether a method-override middleware may read a ``_method`` field from a body sent
+    with `method` and `content_type`: a POST of any kind ``_override_kinds`` names (Rack,
+    Symfony and Laravel, Spring's ``HiddenHttpMethodFilter`` and Express's
+    ``method-override`` override a POST), and a form or multipart body of any other method
+    but GET (Hono's ``methodOverride``: ``_method=DELETE`` in a PUT's form is a DELETE). The
+    gateway reads such a body before deciding, whatever the connector, for
+    ``request_method`` to refuse its ``_method``; one larger than the inspection limit is
+    never allowed (``agentfirewall_proxy.pipeline.decide``)."""
+    method = method.upper()
+    kinds = _override_kinds(content_type)
+    if method == "POST" or not kinds:
+        return bool(kinds)
+    typed = bool((content_type or "").strip())
+    return method != "GET" and typed and not kinds.isdisjoint(("form", "multipart"))
+
+
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def _override_kinds(content_type: str | None) -> frozenset[str]:
+    """How method-override middlewares read a body of `content_type`: as a ``form`` (that
+    type, Hono's any type it begins, or none: Rack reads an untyped POST as a form), as
+    ``json`` (Laravel reads a type naming ``/json`` or ``+json`` anywhere: ``text/json``),
+    as ``multipart`` (any ``multipart/*``). A list of types (``text/plain,
+    application/json``: two headers joined) is read as each, parsers disagree on which
+    counts; empty: no middleware reads a field."""
+    text = (content_type or "").lower()
+    kinds = {"json"} if "/json" in text or "+json" in text else set()
+    medias = [_MEDIA_END.split(part.strip(), maxsplit=1)[0] for part in text.split(",")]
+    if not medias[0]:
+        kinds.add("form")
+    for media in medias:
+        if media.startswith(_FORM_TYPE):
+            kinds.add("form")
+        elif media.startswith("multipart/"):
+            kinds.add("multipart")
+    return frozenset(kinds)
+
+
+#: Where a media type ends: its parameters, or a space (PHP reads `type param` as `type`).
+_MEDIA_END = re.compile(r"[;\s]")
+
+
+def _refuse_two_types(req: HttpRequest, connector: str) -> None:
+    """Refuse two ``Content-Type`` headers that differ: parsers disagree on which one counts
+    (or join them), so the body would be checked as one kind and read as another."""
+    types = dict.fromkeys(value for name, value in req.headers if name.lower() == "content-type")
+    if len(types) > 1:
+        shown = ", ".join(f"`{printable(value, 100)}`" for value in types)
+        raise ConnectorError(
+            f"refused `Content-Type` headers that differ ({shown}): send one",
+            connector=connector,
+        )
 
 
 class _MethodNames:
@@ -99,46 +167,240 @@ _METHOD_NAMES = _MethodNames()
 #: ``_method`` in any case. Its literal first byte lets the search skip along at C speed.
 _UNDERSCORE_METHOD = re.compile(rb"_(?i:method)")
 _ESCAPED_U = re.compile(rb"\\u")
+#: What PHP makes a ``_`` at the start of a form field's name (``_reads_as_method``).
+_PHP_UNDERSCORES = bytes.maketrans(b".[", b"__")
 
 
-def _may_name_a_method(body: bytes) -> bool:
+def _may_name_a_method(body: bytes, *, php: bool = True) -> bool:
     """Whether `body` may hold a ``_method`` field in any spelling: escaped (``%5F``,
-    ``\\u005f``: any ``%`` or ``\\u``) or not, in any case. A form, JSON or multipart
+    ``\\u005f``: any ``%`` or ``\\u``) or not, in any case, and (`php`: a form or multipart
+    body) one PHP reads as ``_method`` (``.method``, ``[method``). A form, JSON or multipart
     name is ``_method`` only with its ``_`` written out or escaped (no other character
     lower-cases to ``_`` or to a letter of ``method``), so the unescaped spelling is the
-    byte ``_`` and ``method`` in any case. About 1 ms on 4 MiB."""
+    byte ``_`` (or ``.``, ``[``) and ``method`` in any case. About 1 ms on 4 MiB, a few
+    more with `php` (a translated copy is searched)."""
     return (
         b"%" in body
         or (b"\\" in body and _ESCAPED_U.search(body) is not None)
         or _UNDERSCORE_METHOD.search(body) is not None
+        or (php and _UNDERSCORE_METHOD.search(body.translate(_PHP_UNDERSCORES)) is not None)
     )
 
 
 def _refuse_body_override(req: HttpRequest, connector: str) -> None:
-    """Refuse a ``_method`` field in a form, JSON or multipart body (Rack and Express
-    read it there): the upstream would perform another method than the one named."""
-    ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
-    body = req.body
-    found = False
-    if ctype.startswith("multipart/"):
-        found = _MULTIPART_OVERRIDE_RE.search(body) is not None
-    elif ctype == "application/x-www-form-urlencoded" or (
-        not ctype and not body.lstrip().startswith((b"{", b"["))
+    """Refuse a ``_method`` field in a body a method-override middleware reads (a form,
+    JSON or multipart body, or one without a type: ``_override_kinds``), read in every way
+    one of them reads it: the upstream would perform another method than the one named."""
+    ctype = req.header("content-type")
+    kinds = _override_kinds(ctype)
+    body, complete = req.body, req.body_complete
+    found = "multipart" in kinds and any(
+        map(_reads_as_method, _multipart_names(body, ctype, connector))
+    )
+    if not found and "form" in kinds and _may_name_a_method(body):
+        found = any(map(_reads_as_method, _form_names(body, complete)))
+    untyped = "form" in kinds and not (ctype or "").strip()
+    if (
+        not found
+        and ("json" in kinds or (untyped and body.lstrip().startswith((b"{", b"["))))
+        and _may_name_a_method(body, php=False)
     ):
-        try:
-            form = parse_form(body, complete=req.body_complete, connector=connector)
-        except ConnectorError:
-            if ctype:
-                raise
-            form = {}  # no content type and not a form: upstreams do not read it as one
-        found = any(key.lower() == "_method" for key in form)
-    elif ctype == "application/json" or ctype.endswith("+json") or not ctype:
-        data = read_json_object(
-            body, keep=_METHOD_NAMES, complete=req.body_complete, connector=connector
-        )
+        data = read_json_object(body, keep=_METHOD_NAMES, complete=complete, connector=connector)
         found = isinstance(data, dict) and any(key.lower() == "_method" for key in data)
     if found:
         raise ConnectorError("refused `_method` override in the body", connector=connector)
+
+
+#: What separates a form's fields: ``&``, and ``;`` too for older Rack.
+_FORM_SEPARATORS = re.compile(rb"[&;]")
+_PHP_NAME = str.maketrans(". ", "__")
+
+
+def _reads_as_method(name: str) -> bool:
+    """Whether a form or multipart field `name` is read as ``_method`` (any case): as
+    written, as an array's name (``_method[]``), or as PHP names it (leading spaces
+    dropped, a dot or a space made ``_``, an unclosed ``[`` too: ``.method``, ``[method``)."""
+    php = name.lower().lstrip(" ").translate(_PHP_NAME)
+    base, bracket, rest = php.partition("[")
+    if bracket and "]" not in rest:  # not an array: PHP makes that `[` (and later ones) `_`
+        base = f"{base}_{rest.replace('[', '_')}"
+    return base == "_method"
+
+
+def _form_names(body: bytes, complete: bool) -> Iterator[str]:
+    """The field names of a form body as Rack and PHP read them: ``+`` a space, escapes
+    decoded, whatever the bytes (no UTF-8 check: ``\\xff&_method=DELETE`` is still read);
+    a prefix's last, cut field left out."""
+    pairs = _FORM_SEPARATORS.split(body)
+    if not complete:
+        pairs.pop()
+    for pair in pairs:
+        yield unquote_to_bytes(pair.partition(b"=")[0].replace(b"+", b" ")).decode("latin-1")
+
+
+def _multipart_names(body: bytes, content_type: str | None, connector: str) -> Iterator[str]:
+    """Every field name a multipart body may give: read from the ``name`` parameters of
+    every part's headers (``_part_headers``), each line as it stands and as parsers join
+    lines (folded ones, and as PHP does, any without a colon). More than
+    :data:`_MOST_PARTS` parts and names in all cannot be checked: refused."""
+    seen = 0
+    for block in _part_headers(body, _boundaries(content_type or ""), connector):
+        seen += 1 + block.lower().count(b"name")
+        if seen > _MOST_PARTS:
+            raise _too_many_parts(connector)
+        yield from _param_names(block)
+        joined = _joined_lines(block)
+        if joined != block:
+            yield from _param_names(joined)
+
+
+#: Parts and ``name`` parameters a multipart body is read for at most (PHP reads 1020
+#: parts, Rack 4096): the work stays bounded whatever the body.
+_MOST_PARTS = 10_000
+
+
+def _too_many_parts(connector: str) -> ConnectorError:
+    message = f"multipart body of more than {_MOST_PARTS} parts or field names: cannot "
+    return ConnectorError(f"{message}check it for a `_method` override", connector=connector)
+
+
+def _joined_lines(block: bytes) -> bytes:
+    """`block` with the line breaks a parser removes taken out: before a folded line (it
+    begins with a space or a tab) or, as PHP reads part headers, before a line neither
+    blank nor holding a colon (PHP appends it to the header above as it stands)."""
+    lines = block.split(b"\n")
+    parts = lines[:1]
+    for line in lines[1:]:
+        if line[:1] in (b" ", b"\t") or (b":" not in line and line.strip(b"\r")):
+            parts[-1] = parts[-1].removesuffix(b"\r")
+        else:
+            parts.append(b"\n")
+        parts.append(line)
+    return b"".join(parts)
+
+
+#: A ``boundary`` parameter as PHP finds one: the word anywhere, then the next ``=``.
+_BOUNDARY = re.compile(r'(?i)boundary[^=]*=\s*("[^"]*|[^;,]*)')
+
+
+def _boundaries(content_type: str) -> set[bytes]:
+    """Every boundary a parser may read from `content_type`: each ``boundary`` parameter
+    (in any case, PHP's ``xboundary=`` too), its value unquoted, up to ``;`` or ``,`` (PHP),
+    trimmed, or up to a space. None: any line beginning with ``--`` is a delimiter."""
+    found: set[str] = set()
+    for match in _BOUNDARY.finditer(content_type):
+        value = match.group(1).removeprefix('"')
+        words = value.split(None, 1)
+        found.update((value, value.strip(), words[0] if words else ""))
+    return {value.encode("latin-1") for value in found if value} or {b""}
+
+
+def _part_headers(body: bytes, boundaries: set[bytes], connector: str) -> Iterator[bytes]:
+    """The headers of every part a parser may find: after each line that begins with
+    ``--`` and one of `boundaries` (or more: PHP takes ``--bx`` for ``--b``), up to the
+    first CRLF CRLF (a parser that ends them at a bare-LF blank line reads less of them)."""
+    starts = set()
+    for boundary in boundaries:
+        delimiter = b"\n--" + boundary
+        at = 0 if body.startswith(delimiter[1:]) else body.find(delimiter)
+        while at >= 0:
+            starts.add(at)
+            if len(starts) > _MOST_PARTS:
+                raise _too_many_parts(connector)
+            at = body.find(delimiter, at + 1)
+    end = 0
+    for at in sorted(starts):
+        start = body.find(b"\n", at + 1)  # (the delimiter line's end)
+        if at < end or start < 0:
+            continue  # (in the headers read last: those go on past it)
+        end = body.find(b"\r\n\r\n", start)
+        end = len(body) if end < 0 else end
+        yield body[start + 1 : end]
+
+
+#: A ``name`` parameter in a part header, as parsers read one: any case, RFC 2231's
+#: ``name*`` (``charset'lang'value``) and continuations (``name*0``, ``name*1*``), spaces
+#: before ``=`` (groups: the first ``*``, a continuation's number, its ``*``).
+_NAME_PARAM = re.compile(rb"[nN][aA][mM][eE][ \t]*(?:(\*)[ \t]*([0-9]*)[ \t]*(\*?)[ \t]*)?=[ \t]*")
+#: Bytes of a parameter's name (RFC 9110 tchar): ``filename=`` and ``x-name=`` are others.
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+#: How much of a line a value is read from: ``_method`` in any spelling is far shorter
+#: (more can only be spaces before a ``;``, which a parser trims).
+_VALUE_SPAN = 4096
+
+
+def _param_names(text: bytes) -> Iterator[str]:
+    """The field names the ``name`` parameters of part header lines `text` may give: each
+    value in every reading (``_param_values``, ``_name_decodings``), and a line's
+    continuations joined in order (the first and the last of a number given twice)."""
+    pieces: dict[int, list[tuple[bytes, bytes]]] = {}
+    line, after = -1, 0  # the line of the last parameter (its `\n` before), and its end
+    for found in _NAME_PARAM.finditer(text):
+        if found.start() and text[found.start() - 1] in _TCHAR:
+            continue
+        line = max(line, text.rfind(b"\n", after, found.start()))
+        after = found.end()
+        end = text.find(b"\n", after, after + _VALUE_SPAN)
+        star, number, last = found.groups()
+        extended = star is not None and (not number or bool(last))
+        values = _param_values(text[after : after + _VALUE_SPAN if end < 0 else end], extended)
+        if number:
+            pieces.setdefault(line, []).append((number.lstrip(b"0").rjust(1, b"0"), values[0]))
+        else:
+            for value in values:
+                yield from _name_decodings(value)
+    for found_pieces in pieces.values():
+        order = sorted(found_pieces, key=lambda piece: (len(piece[0]), piece[0]))
+        first: dict[bytes, bytes] = {}
+        for number, value in order:
+            first.setdefault(number, value)
+        yield from _name_decodings(b"".join(first.values()))
+        yield from _name_decodings(b"".join(dict(order).values()))
+
+
+_QUOTED = {b'"': re.compile(rb'(?:[^"\\]|\\.)*'), b"'": re.compile(rb"(?:[^'\\]|\\.)*")}
+_QUOTED_PAIR = re.compile(rb"\\(.)", re.DOTALL)
+#: A token as Rack reads one (up to a space or a separator).
+_TOKEN = re.compile(rb'[^\s()<>,;:\\"/\[\]?=]*')
+
+
+def _param_values(text: bytes, extended: bool) -> list[bytes]:
+    """A parameter's value at the start of `text` (the rest of its line), as parsers read
+    it: a token up to ``;`` (trimmed), up to a space (PHP) or up to a separator (Rack); a
+    quoted string (in double quotes, or single ones as PHP allows) as it stands and with
+    its backslash escapes undone (Rack, busboy). The first is the one continuations join:
+    the token for an RFC 2231 ``*`` value (``''_method`` is no quoted string), else the
+    quoted string undone."""
+    text = text.removesuffix(b"\r")
+    token = text.split(b";", 1)[0].strip()
+    rack = _TOKEN.match(token)
+    assert rack is not None  # (it matches the empty string)
+    values = [token, token.split(None, 1)[0] if token else b"", rack.group()]
+    quote = text[:1]
+    if quote in _QUOTED:
+        inner = _QUOTED[quote].match(text, 1)
+        assert inner is not None
+        quoted = [_QUOTED_PAIR.sub(rb"\1", inner.group()), inner.group()]
+        values = values + quoted if extended else quoted + values
+    return values
+
+
+#: An RFC 2231 value: ``charset'language'percent-encoded``.
+_EXTENDED = re.compile(rb"([^']*)'[^']*'(.*)", re.DOTALL)
+
+
+def _name_decodings(value: bytes) -> Iterator[str]:
+    """A field name `value` as it stands, percent-decoded (RFC 7578 lets a name be: a
+    ``%5Fmethod``) and as an RFC 2231 value (``UTF-8''%5Fmethod``, in its charset)."""
+    yield value.decode("latin-1")
+    if b"%" in value:
+        yield unquote_to_bytes(value).decode("latin-1")
+    extended = _EXTENDED.fullmatch(value)
+    if extended is not None:
+        raw = unquote_to_bytes(extended.group(2))
+        yield raw.decode("latin-1")
+        with contextlib.suppress(LookupError, ValueError):  # (no such codec, or a strict one)
+            yield raw.decode(extended.group(1).decode("latin-1"), "replace")
 
 
 def make_spec(
@@ -225,6 +487,10 @@ class Connector:
       approval with the request (lower-case; ``x-amz-*`` every name it begins, ``*`` every
       header), but those of `unbound_headers`. A connector that declares none (``generic``,
       ``webhook``: unknown APIs) binds every header but :data:`UNBOUND_HEADERS`;
+    - `any_upstream`: True for a connector of any API (``generic``, ``webhook``): a
+      method-override middleware may run there, so a body it reads (:func:`override_readable`)
+      is never allowed unseen, past the inspection limit (the named APIs read no ``_method``:
+      an OpenAI transcription upload past the limit is decided as any unseen body);
     - `base_url`: the upstream used by ``build_request`` when none is given;
     - `notes`: how it names things, for the catalogue (its module docstring).
     """
@@ -239,6 +505,7 @@ class Connector:
     auth_header: str = "Authorization"
     bound_headers: tuple[str, ...] = ("*",)
     unbound_headers: tuple[str, ...] = UNBOUND_HEADERS
+    any_upstream: bool = False
     base_url: str | None = None
 
     def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:

@@ -5,12 +5,16 @@ Parsing gives ``<prefix>.<method>`` (``webhook.post``, ``http.get``) with parame
 ``host`` and ``path``, risk by method (GET/HEAD/OPTIONS low, DELETE high, others medium).
 The path is still normalised: tricks are refused like everywhere else.
 
-No body names an action, and bodies are streamed unread but for one kind: a POST body a
-method-override middleware reads (a form, JSON or multipart body, or one without a type:
-Rack, Laravel, Spring and Express's ``method-override`` make ``_method=DELETE`` a DELETE;
-``methods.override_readable``). The gateway reads it up to its inspection limit, as the
+No body names an action, and bodies are streamed unread but for one kind: a body a
+method-override middleware reads (a POST's form, multipart or JSON body, JSON being any
+type that names ``/json`` or ``+json``, ``text/json`` too, or one without a type: Rack,
+Laravel, Spring and Express's ``method-override`` make ``_method=DELETE`` a DELETE; a form
+or multipart body of any other method but GET, as Hono's ``methodOverride`` reads it;
+``base.override_readable``). The gateway reads it up to its inspection limit, as the
 upstream reads it (``gzip``/``deflate`` decoded), and a ``_method`` field is refused as by
-every connector; such a body larger than the limit cannot be checked and is refused.
+every connector, in every spelling those middlewares read (a multipart ``name*=`` or
+continued name, ``.method`` as PHP reads it). Such a body larger than the limit cannot be
+checked: the gateway never allows it (``any_upstream``).
 
 Building (SDK Mode A) follows the seed's webhook example::
 
@@ -38,7 +42,7 @@ from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.errors import ConnectorError
 
-__all__ = ["GENERIC", "WEBHOOK", "MethodConnector", "override_readable"]
+__all__ = ["GENERIC", "WEBHOOK", "MethodConnector"]
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _FORBIDDEN_HEADERS = frozenset(
@@ -66,16 +70,10 @@ class MethodConnector(Connector):
         self.description = description
         self.bare_host = bare_host
         self.body_limit = 0
+        self.any_upstream = True
 
     def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
         method = request_method(req, self.name)
-        ctype = req.header("content-type")
-        if req.body and not req.body_complete and override_readable(method, ctype):
-            raise ConnectorError(
-                "POST body larger than the inspection limit: cannot check it for a "
-                "`_method` override",
-                connector=self.name,
-            )
         path = "/" + "/".join(split_path(req.path, connector=self.name))
         host = req.host.lower()
         target = host if self.bare_host else f"{req.scheme}://{host}{_port(req)}{path}"
@@ -133,26 +131,6 @@ class MethodConnector(Connector):
             )
             for m in METHODS
         ]
-
-
-def override_readable(method: str, content_type: str | None) -> bool:
-    """Whether a method-override middleware may read a ``_method`` field from a body sent
-    with `method` and `content_type`: a POST (the only method Rack, Symfony and Laravel,
-    Spring's ``HiddenHttpMethodFilter`` and Express's ``method-override`` override) with a
-    form or multipart body, a JSON one (Laravel reads a type naming ``/json`` or ``+json``
-    anywhere), or one without a type (Rack reads it as a form). The gateway reads such a
-    body before deciding, whatever the connector, for ``request_method`` to refuse it."""
-    if method.upper() != "POST":
-        return False
-    text = (content_type or "").lower()
-    media = text.split(";", 1)[0].strip()
-    return (
-        not media
-        or media == "application/x-www-form-urlencoded"
-        or media.startswith("multipart/")
-        or "/json" in text
-        or "+json" in text
-    )
 
 
 def _port(req: HttpRequest) -> str:
