@@ -24,8 +24,7 @@ def content_codings(head: Head) -> list[bytes]:
     ``identity``, which changes nothing): ``[b"gzip", b"gzip"]`` for ``gzip, gzip``."""
     return [
         coding
-        for (_, value), name in zip(head.headers, head.names, strict=True)
-        if name == b"content-encoding"
+        for value in head.get_list(b"content-encoding")
         for part in value.split(b",")
         if (coding := part.strip().lower()) and coding != b"identity"
     ]

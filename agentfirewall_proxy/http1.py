@@ -10,6 +10,14 @@ never the client's framing, so nothing can be smuggled past the decision.
 A parser is fed by its owner (``client.py``) and yields events: ``Head``, body ``bytes``,
 ``END``, ``Upgrade(tail)`` (``CONNECT`` and WebSocket handshakes: no other protocol is
 switched to, :class:`RequestParser`) or ``ParseError``.
+
+A head, once made, never changes: each message gets lists of its own, and the trailer
+fields after a chunked body (llhttp reports them as more headers, after the head) are
+dropped, as RFC 9110 section 6.5.1 allows a recipient that removes the chunked coding to.
+The head is what was decided on and what is forwarded, and a request may be decided on its
+head before its body is read: a trailer ``X-HTTP-Method-Override: DELETE`` would otherwise
+reach the upstream as a header of a request approved as a PUT. No trailer is forwarded
+as a trailer either: the gateway re-frames every body.
 """
 
 from __future__ import annotations
@@ -55,6 +63,11 @@ class Head:
         names = self.names
         return self.headers[names.index(name)][1] if name in names else None
 
+    def get_list(self, name: bytes) -> list[bytes]:
+        """Every value of header `name` (give it lowercase), one per line, in order."""
+        headers = self.headers
+        return [headers[index][1] for index, low in enumerate(self.names) if low == name]
+
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
@@ -63,8 +76,7 @@ class Head:
     def asks_websocket(self) -> bool:
         """Whether its ``Upgrade`` headers name WebSocket and nothing else (any case): the
         only protocol a request may switch to (:class:`RequestParser`)."""
-        values = [value for (_, value), name in zip(self.headers, self.names, strict=True)
-                  if name == b"upgrade"]  # fmt: skip
+        values = self.get_list(b"upgrade")
         tokens = b",".join(values).split(b",")
         return bool(values) and all(token.strip().lower() == b"websocket" for token in tokens)
 
@@ -150,6 +162,8 @@ class _Base:
         self.in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:  # a trailer field, after a chunked body: dropped (module doc)
+            return
         self._headers.append((name, value))
         self._names.append(name.lower())
         self._head_size += len(name) + len(value) + 4

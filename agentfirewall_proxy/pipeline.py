@@ -430,9 +430,15 @@ def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
     `digest` covers method, scheme, host, port, path, raw query, ``Content-Type``,
     ``Content-Encoding``, the headers that change what the upstream does (:func:`bound_headers`)
     and the exact body bytes: any other request, even the same body re-encoded or the same
-    upload with ``x-amz-acl: public-read``, has another digest."""
-    ctype = (head.get(b"content-type") or b"").decode("latin-1")
-    encoding = (head.get(b"content-encoding") or b"").decode("latin-1")
+    upload with ``x-amz-acl: public-read``, has another digest.
+
+    ``Content-Type`` and ``Content-Encoding`` are bound with every line sent, in order (one
+    per line in the digest: a value holds no line break), as the upstream reads them all:
+    the same bytes with a second ``Content-Encoding: gzip`` line are another request. Their
+    approver sees the lines joined with ``, ``."""
+    ctypes = [v.decode("latin-1") for v in head.get_list(b"content-type")]
+    encodings = [v.decode("latin-1") for v in head.get_list(b"content-encoding")]
+    ctype, encoding = "\n".join(ctypes), "\n".join(encodings)
     headers = bound_headers(flow, head)
     digest = hashlib.sha256()
     parts = (flow.method, flow.scheme, flow.host, str(flow.port), flow.path, flow.query)
@@ -443,14 +449,15 @@ def bind_request(flow: Flow, head: Head, body: bytes) -> dict[str, object]:
     digest.update(b"%d:" % len(body))
     digest.update(body)
     path, query = shown_target(flow.path, flow.query, detected=bool(flow.findings))
-    shown = {"headers": shown_headers(headers)} if headers else {}
+    declared = "*" not in _binding(flow).bound_headers  # (else every one: an unknown API)
+    shown = {"headers": shown_headers(headers, declared=declared)} if headers else {}
     return {
         "method": flow.method,
         "host": flow.host,
         "path": path[:8192],
         "query": query[:8192],
-        "content_type": ctype[:300],
-        "content_encoding": encoding[:100],
+        "content_type": ", ".join(ctypes)[:300],
+        "content_encoding": ", ".join(encodings)[:100],
         "body_size": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
         "body_preview": body_preview(body, flow.findings),  # no credential, no detected text
@@ -467,7 +474,7 @@ def bound_headers(flow: Flow, head: Head) -> list[tuple[str, str]]:
     they could not all be shown to the approver."""
     entry = flow.connector
     dropped = _DROP_UP | entry.auth_header_names if entry is not None else _DROP_UP
-    connector = entry.impl if entry is not None else _UNKNOWN_API
+    connector = _binding(flow)
     found = []
     for raw, value in head.headers:
         name = raw.lower().decode("latin-1")
@@ -477,6 +484,11 @@ def bound_headers(flow: Flow, head: Head) -> list[tuple[str, str]]:
         message = f"more than {HEADERS_SHOWN} headers would bind this request to an approval"
         raise Refusal(431, "bad_request", message)
     return sorted(found, key=lambda pair: pair[0])
+
+
+def _binding(flow: Flow) -> Connector:
+    """The connector that says which headers an approval for `flow` binds."""
+    return flow.connector.impl if flow.connector is not None else _UNKNOWN_API
 
 
 def upstream_headers(

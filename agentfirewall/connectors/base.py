@@ -48,18 +48,24 @@ UNBOUND_HEADERS = (
     "content-length", "upgrade", "expect", "host", "content-type", "content-encoding",
     "x-tameflare-*",
     # credentials: replaced by the gateway, or refreshed by a client between attempts (no
-    # approval's digest is a function of a password)
-    "authorization", "proxy-authorization", "cookie",
-    # what a client says of itself and what it accepts back
-    "date", "user-agent", "accept", "accept-*",
+    # approval's digest is a function of a password); an AWS session token says who acts,
+    # as the `Authorization` it comes with does
+    "authorization", "proxy-authorization", "cookie", "x-amz-security-token",
+    # what a client says of itself and what it accepts back; the time a request is signed
+    # at (AWS SigV4, Azure Shared Key, Google HMAC: new on every attempt)
+    "date", "user-agent", "accept", "accept-*", "x-amz-date", "x-ms-date", "x-goog-date",
     # tracing and request ids, a WebSocket handshake's nonce: new on every attempt
     "sec-websocket-key", "traceparent", "tracestate", "baggage", "b3", "x-b3-*", "sentry-trace",
     "x-request-id", "x-correlation-id", "x-amzn-trace-id", "x-cloud-trace-context",
+    "uber-trace-id", "elastic-apm-traceparent", "newrelic", "x-newrelic-transaction",
+    "x-datadog-trace-id", "x-datadog-parent-id", "x-datadog-sampling-priority",
+    "x-datadog-origin", "x-datadog-tags",
     # new per call or per attempt in common SDKs (Stripe's telemetry, the OpenAI and
-    # Anthropic clients' `x-stainless-*` with their retry count, boto3's invocation id and
-    # attempt)
-    "idempotency-key", "x-stripe-client-telemetry", "x-stainless-*", "amz-sdk-invocation-id",
-    "amz-sdk-request",
+    # Anthropic clients' `x-stainless-*` with their retry count, the AWS SDKs' invocation id
+    # and attempt, Azure's client request id, Google's client with its invocation id and
+    # attempt count)
+    "idempotency-key", "x-stripe-client-telemetry", "x-stainless-*", "amz-sdk-*",
+    "x-ms-client-request-id", "x-goog-api-client",
 )  # fmt: skip
 
 

@@ -15,7 +15,9 @@ scanned, with every detection (any detector) replaced, and its body only as whic
 fired where (never the text). An action spec on which detectors fired is shown with every
 detection in it replaced (:func:`shown_action`: its approval, ``GET /actions/{id}``).
 A bound header whose name says credential (``Mcp-Session-Id``, ``X-Api-Key``, an S3
-``...-customer-key``) is shown only by name (:func:`shown_headers`).
+``...-customer-key``) is shown only by name; of a request to an API no connector names,
+only headers HTTP defines as plain are shown, any other by name and length
+(:func:`shown_headers`).
 """
 
 from __future__ import annotations
@@ -283,15 +285,47 @@ def body_preview(body: bytes, findings: Sequence[Finding] = ()) -> str:
     return _printable(_applied(text[:end], masks)[:PREVIEW])
 
 
-def shown_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Request headers (name, value) as their approver sees them: the value of one whose
-    name says credential (or ends in ``key``) a marker, any other :func:`shown_text`; the
-    name and the value cut to :data:`HEADER_NAME` and :data:`HEADER_VALUE` characters.
-    Showing what is shown changes nothing."""
+#: Headers HTTP defines whose values carry no credential (conditions, ranges, caching,
+#: content metadata, preferences, WebDAV's target): of a request to an API no connector
+#: names, the only headers whose values its approver is shown (:func:`shown_headers`).
+_PLAIN_HEADERS = frozenset({
+    "cache-control", "content-disposition", "content-language", "content-location", "depth",
+    "destination", "expires", "if-match", "if-modified-since", "if-none-match", "if-range",
+    "if-unmodified-since", "origin", "overwrite", "pragma", "prefer", "range",
+})  # fmt: skip
+#: A header value shown as it is: a mask (what showing it again leaves).
+_SHOWN_MASK = re.compile(r"\[REDACTED:[a-z0-9_]*\](?: \(length \d+\))?")
+#: A run of the characters a random-looking credential is made of, and the generic secret
+#: detector's test of whether it is one (long, letters and digits mixed, high entropy).
+_RUN = re.compile(r"[A-Za-z0-9+/_.=~-]{16,}")
+_RANDOM = next(d.check for d in SECRETS if d.name == "generic_secret" and d.check is not None)
+
+
+def shown_headers(
+    headers: Iterable[tuple[str, str]], *, declared: bool = False
+) -> list[tuple[str, str]]:
+    """Request headers (name, value) as their approver sees them, the name and the value cut
+    to :data:`HEADER_NAME` and :data:`HEADER_VALUE` characters. Showing what is shown
+    changes nothing.
+
+    `declared`: these are headers their connector declares it binds (``x-amz-acl``,
+    ``Stripe-Account``: what its approver must see), each :func:`shown_text` but one whose
+    name says credential (or ends in ``key``): a marker. Else (a connector that binds every
+    header, of an API no connector names: a header's name says nothing of what it carries,
+    ``X-Honeycomb-Team``) only the value of one of `_PLAIN_HEADERS` that does not look
+    random is shown; any other is a marker and its length (``[REDACTED:generic_secret]
+    (length 56)``): its approver sees it is there, never what it is."""
     shown = []
     for name, value in headers:
-        secret = _secret_name(name) or name.lower().endswith("key")
-        text = _MASK if secret and not _kept(value, bare=False) else shown_text(value)
+        if not value or _SHOWN_MASK.fullmatch(value):
+            text = value
+        elif declared:
+            secret = _secret_name(name) or name.lower().endswith("key")
+            text = _MASK if secret else shown_text(value)
+        elif name.lower() in _PLAIN_HEADERS and not any(map(_RANDOM, _RUN.findall(value))):
+            text = shown_text(value)
+        else:
+            text = f"{_MASK} (length {len(value)})"
         shown.append((_cut(_printable(name), HEADER_NAME), _cut(text, HEADER_VALUE)))
     return shown
 

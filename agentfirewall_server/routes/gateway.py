@@ -17,9 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.actions import parse_action_spec
+from agentfirewall.connectors import get_connector
 from agentfirewall.content import shown_target, shown_text
 from agentfirewall.content.shown import HEADER_NAME, HEADER_VALUE, HEADERS_SHOWN, shown_headers
-from agentfirewall.errors import ActionSpecError
+from agentfirewall.errors import ActionSpecError, ConnectorError
 from agentfirewall.policy.models import MAX_APPROVAL_TIMEOUT_SECONDS
 from agentfirewall_server.actionstore import shown_spec
 from agentfirewall_server.approvals import (
@@ -445,10 +446,12 @@ def without_approval(
     return None if grant is None else ({"grant": grant}, False)
 
 
-def shown_request(line: RequestLine) -> dict[str, Any]:
+def shown_request(line: RequestLine, connector: str | None = None) -> dict[str, Any]:
     """The held request as it is stored and shown: its path, query, headers and body preview
     masked (``agentfirewall.content.shown``) as the gateway masks them, for a gateway that sent
-    them as they were (an older one); what a gateway masked stays as it is."""
+    them as they were (an older one); what a gateway masked stays as it is. `connector`: its
+    type (the headers of one that binds every header, or of a type unknown here, are shown
+    only when HTTP says they are plain)."""
     request = line.model_dump(exclude_none=True)
     request["path"], query = shown_target(line.path, line.query or "")
     if line.query is not None:
@@ -456,8 +459,17 @@ def shown_request(line: RequestLine) -> dict[str, Any]:
     if line.body_preview is not None:
         request["body_preview"] = shown_text(line.body_preview)
     if line.headers is not None:
-        request["headers"] = shown_headers(line.headers)
+        request["headers"] = shown_headers(line.headers, declared=_declares_headers(connector))
     return request
+
+
+def _declares_headers(connector: str | None) -> bool:
+    """Whether connector type `connector` binds only the headers it declares (not every one,
+    ``*``: an API it does not name)."""
+    try:
+        return "*" not in get_connector(connector or "").bound_headers
+    except ConnectorError:
+        return False
 
 
 def new_approval_row(
@@ -474,7 +486,7 @@ def new_approval_row(
         action_hash=body.action_hash,
         risk_score=body.risk_score,
         reason=body.reason,
-        request=shown_request(body.request) if body.request else None,
+        request=shown_request(body.request, body.connector) if body.request else None,
         roles=list(body.approver_roles or DEFAULT_ROLES),
         timeout_seconds=body.timeout_seconds or timeout,
         now=stamp,

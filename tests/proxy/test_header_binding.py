@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from agentfirewall_proxy.control import StaticControl
 from agentfirewall_proxy.entries import ConnectorEntry
 from agentfirewall_proxy.http1 import Head
 from agentfirewall_proxy.pipeline import Flow, Refusal, bind_request
+from agentfirewall_server.routes.gateway import RequestLine, shown_request
 from tests.fakes.ai import openai
 from tests.fakes.apis import slack, stripe
 from tests.fakes.aws import REGION, aws
@@ -66,7 +68,8 @@ BOUND = {
     "sendgrid": ["on-behalf-of"],
     "mcp": ["mcp-session-id", "mcp-protocol-version"],
     "slack": [],
-    "generic": ["x-custom", "if-match", "prefer", "x-hub-signature", "range", "x-api-version"],
+    "generic": ["x-custom", "if-match", "prefer", "x-hub-signature", "range", "x-api-version",
+                "x-amz-acl", "x-amz-content-sha256", "x-goog-user-project"],
     "webhook": ["x-custom", "x-webhook-signature"],
 }  # fmt: skip
 UNBOUND = {
@@ -87,7 +90,13 @@ UNBOUND = {
                 "x-b3-traceid", "idempotency-key", "x-stainless-retry-count",
                 "amz-sdk-request", "amz-sdk-invocation-id", "x-stripe-client-telemetry",
                 "authorization", "proxy-authorization", "cookie", "connection",
-                "content-length", "host", "x-tameflare-agent", "sec-websocket-key"],
+                "content-length", "host", "x-tameflare-agent", "sec-websocket-key",
+                # signing times, session tokens, per-call ids and tracing of other SDKs
+                "x-amz-date", "x-amz-security-token", "amz-sdk-retry", "x-ms-date",
+                "x-ms-client-request-id", "x-goog-date", "x-goog-api-client", "newrelic",
+                "x-newrelic-transaction", "elastic-apm-traceparent", "uber-trace-id",
+                "x-datadog-trace-id", "x-datadog-parent-id", "x-datadog-sampling-priority",
+                "x-datadog-origin", "x-datadog-tags"],
     "webhook": ["user-agent", "traceparent", "authorization", "cookie"],
 }  # fmt: skip
 _VALUES = ["a", "b", "public-read", "", "1:x;2:y"]
@@ -209,10 +218,10 @@ def test_the_approver_sees_the_bound_headers_never_a_credential() -> None:
     session = _bound("mcp", [("Mcp-Session-Id", "7f3c0a9e-session")])["headers"]
     assert session == [("mcp-session-id", M)]
     long = [("x-custom", "v" * 5000), ("x-" + "n" * 300, "\x1b[2Jx")]
-    once = shown_headers(long)
+    once = shown_headers(long, declared=True)
     assert [(len(n), len(v)) for n, v in once] == [(8, 512), (100, 5)]
     assert once[1][1] == "?[2Jx"  # no control character reaches a terminal
-    assert shown_headers(once) == once  # the control plane masks what it stores again
+    assert shown_headers(once, declared=True) == once  # the control plane masks again
     lines = dict(bound_fields({"digest": "d" * 64, "headers": [list(p) for p in shown]}))
     assert "x-amz-acl: public-read\n" in str(lines["headers"])  # `tf approvals show`
 
@@ -223,6 +232,111 @@ def test_more_bound_headers_than_an_approver_can_be_shown_are_refused() -> None:
         _bound("generic", headers)
     assert refused.value.status == 431
     assert len(_bound("generic", headers[:100])["headers"]) == 100
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [(k, n) for k in BOUND for n in ["content-type", "content-encoding", *BOUND[k][:1]]],
+)
+def test_every_line_of_a_repeated_header_is_bound(kind: str, name: str) -> None:
+    """The review's probe: an approval for a body sent ``Content-Encoding: identity`` (a blob
+    to its upstream) spent on the same bytes with a second ``Content-Encoding: gzip`` line
+    (the upstream inflates them into another request). Each line is bound, in order."""
+    one = _digest(kind, [(name, "identity")])
+    two = _digest(kind, [(name, "identity"), (name.title(), "gzip")])
+    swapped = _digest(kind, [(name, "gzip"), (name, "identity")])
+    joined = _digest(kind, [(name, "identity, gzip")])
+    assert len({one, two, swapped, joined}) == 4
+    assert _digest(kind, [(name.upper(), "identity")]) == one
+
+
+def test_the_approver_sees_every_content_type_and_encoding_line() -> None:
+    shown = _bound("generic", [("Content-Type", "text/plain"), ("Content-Encoding", "identity"),
+                               ("content-type", "application/json"),
+                               ("content-encoding", "gzip")])  # fmt: skip
+    assert (shown["content_type"], shown["content_encoding"]) == (
+        "text/plain, application/json",
+        "identity, gzip",
+    )
+
+
+#: Credentials in vendor headers whose names do not say so (the review's probe), and other
+#: headers of an API no connector names: never shown, only their length.
+HIDDEN = [
+    ("X-Honeycomb-Team", "hcaik_01j8q3w5x7z9b2c4d6f8g0h2j4k6m8n0p2r4t6v8x0z2b4d6f8g0h2"),
+    ("X-JFrog-Art-Api", "AKCp8jQ7bNvXk2YqZr5sT9uVwXy3zA4bC6dE8fG1hJ2kL3mN4pQ5rS6tU7vW8xY9z"),
+    ("X-Ovh-Consumer", "MtSwSrPpNjqfVSmJhLbPyr2i45lSwPU1"),
+    ("X-Upstream-Pw", "hunter2-Very-Long-Prod-Passw0rd"),
+    ("X-Api-Key", "short"),
+    ("X-Tenant", "acme"),
+    ("If-Match", '"33a64df551425fcc55e4d42a148795d9f25f89d4"'),  # plain, but random-looking
+    ("Prefer", "[REDACTED:x] hunter2-Very-Long-Prod-Passw0rd"),  # not a mask
+]
+#: Headers HTTP defines and no credential is: shown.
+PLAIN = [("If-None-Match", "*"), ("Prefer", "return=minimal"), ("Range", "bytes=0-99"),
+         ("Destination", "https://dav.example.org/b/c"), ("Cache-Control", "no-cache")]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["generic", "webhook"])
+def test_an_unknown_apis_headers_are_shown_only_when_http_says_they_are_plain(kind: str) -> None:
+    """On a connector that binds every header, a value is shown only for a header HTTP
+    defines as plain and when it does not look random; any other is a mask and its length.
+    The control plane shows the same, whether the gateway masked them or (an older one)
+    sent them as they were, and keeps a connector's declared headers in clear."""
+    shown = _bound(kind, [*HIDDEN, *PLAIN])["headers"]
+    hidden = [(n.lower(), f"{M} (length {len(v)})") for n, v in HIDDEN]
+    expected = sorted([*hidden, *[(n.lower(), v) for n, v in PLAIN]], key=lambda pair: pair[0])
+    assert shown == expected
+    line = {"method": "PUT", "host": "h.example", "path": "/k"}
+    for sent in (shown, [(n.lower(), v) for n, v in [*HIDDEN, *PLAIN]]):
+        stored = shown_request(RequestLine(**line, headers=sent), kind)["headers"]
+        assert sorted(stored, key=lambda pair: pair[0]) == expected
+    declared = [("stripe-account", "acct_1032D82eZvKYlo2C"), ("stripe-version", "2024-06-20")]
+    assert _bound("stripe", declared)["headers"] == declared  # what its approver must see
+    assert shown_request(RequestLine(**line, headers=declared), "stripe")["headers"] == declared
+    unknown = shown_request(RequestLine(**line, headers=declared), "no-such-type")["headers"]
+    assert unknown == [(n, f"{M} (length {len(v)})") for n, v in declared]  # a type unknown here
+
+
+def test_boto3_calling_again_through_the_generic_connector_binds_the_same_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An S3-compatible store behind the generic connector: boto3 signs each attempt anew
+    (``x-amz-date``, a second later here), with a new invocation id; the same call made again
+    is the same request to its approval."""
+    boto3 = pytest.importorskip("boto3")
+    import botocore.auth
+    from botocore.awsrequest import AWSResponse
+    from botocore.config import Config
+
+    class Empty:
+        def stream(self, **_: object) -> Iterator[bytes]:
+            yield b""
+
+    sent: list[tuple[list[tuple[str, str]], bytes]] = []
+
+    def answer(request: Any, **_: object) -> AWSResponse:
+        headers = [
+            (k, v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()
+        ]
+        sent.append((headers, request.body.read()))
+        return AWSResponse(request.url, 200, {}, Empty())
+
+    seconds = iter(range(60))
+    monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                        lambda *_, **__: datetime(2026, 1, 1, 0, 0, next(seconds)))  # fmt: skip
+    s3 = boto3.client("s3", endpoint_url="https://store.example", region_name="us-east-1",
+                      aws_access_key_id="AKIAAGENTPLACEHOLDER", aws_secret_access_key="x",
+                      aws_session_token="session",
+                      config=Config(s3={"addressing_style": "path"}))  # fmt: skip
+    s3.meta.events.register("before-send", answer)
+    for _ in range(2):
+        s3.put_object(Bucket="b", Key="k.txt", Body=b"hello", ACL="private")
+    (first, body), (again, same) = sent
+    assert first != again  # (signed anew, another invocation id)
+    assert body == same
+    digests = {bind_request(_flow("generic"), _head(h), b)["digest"] for h, b in sent}
+    assert len(digests) == 1
 
 
 # -- through the gateway --------------------------------------------------------------
