@@ -163,8 +163,10 @@ def test_body_not_fully_seen_or_compressed_is_refused() -> None:
     body = json.dumps({"query": "query { a }"}).encode()
     with pytest.raises(ConnectorError, match="not fully inspected"):
         post(body, complete=False)
+    # mtime=0: the same bytes every run (about 0.4 % of gzip headers' times made bytes in
+    # which the `_method` check finds a candidate and refuses first: "not UTF-8")
     with pytest.raises(ConnectorError, match="gzip"):
-        post(gzip.compress(body), headers=(*JSON, ("Content-Encoding", "gzip")))
+        post(gzip.compress(body, mtime=0), headers=(*JSON, ("Content-Encoding", "gzip")))
 
 
 def test_too_many_actions_is_refused() -> None:
