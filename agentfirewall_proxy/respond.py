@@ -85,6 +85,9 @@ async def respond(
     upgrade: Upgrade | None,
 ) -> bool:
     flow.status = response.status
+    if response.status == 101 and upgrade is None:  # the gateway asked for no switch
+        raise UpstreamError(502, "the upstream switched protocols (101) unasked: what would "
+                            "follow on the connection could not be decided")  # fmt: skip
     scrubber = scrubber_of(flow)
     no_body = head.method == "HEAD" or response.status in (101, 204, 304)
     if not no_body and guards_response(gateway, flow):  # content rules read the response

@@ -55,7 +55,8 @@ class H2cUpstream(RawUpstream):
                 fields = {name.strip().lower(): value.strip() for name, _, value in lines}
                 body = await reader.readexactly(int(fields.get(b"content-length", b"0")))
                 self.received.append((head, body))
-                if fields.get(b"upgrade", b"").lower() == b"h2c":
+                unasked = b"/unasked-101 " in head.split(b"\r\n", 1)[0]
+                if fields.get(b"upgrade", b"").lower() == b"h2c" or unasked:
                     writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                                  b"Upgrade: h2c\r\n\r\n")  # fmt: skip
                     while data := await reader.read(65536):
@@ -186,6 +187,16 @@ def test_h2c_is_no_switch_and_every_later_request_is_decided(world: World) -> No
     assert len(heads) == 2
     for head in heads:
         assert not {b"upgrade", b"http2-settings", b"connection"} & set(_names(head))
+
+
+def test_a_switch_no_one_asked_for_is_a_502(world: World) -> None:
+    """An upstream answering 101 to a request that asked for no switch (the gateway sends
+    an `Upgrade` for WebSocket only) is refused, never relayed: what would follow on the
+    connection no decision could see."""
+    answer = world.send(f"GET http://{APP}/unasked-101 HTTP/1.1", APP, ())
+    assert status_of(answer) == 502, answer
+    assert b"switched protocols" in answer
+    assert world.upstream.switched == []
 
 
 def test_curl_http2_with_a_body_goes_as_http1_with_its_body(world: World) -> None:
