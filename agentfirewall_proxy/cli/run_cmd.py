@@ -259,6 +259,7 @@ def _terminal_sent_it() -> bool:
 
 
 def spawn(command: list[str], env: dict[str, str]) -> int:
+    hide_own_environment()
     try:
         child = subprocess.Popen(command, env=env)
     except FileNotFoundError:
@@ -266,6 +267,18 @@ def spawn(command: list[str], env: dict[str, str]) -> int:
     except PermissionError:
         raise CliError(f"permission denied: `{command[0]}`", code=126) from None
     return supervise(child)
+
+
+def hide_own_environment() -> None:
+    """Keep same-user processes (the agent) out of this one's `/proc/PID/environ` and memory.
+
+    `tf run` removes the `--token-env` variables and the admin token from the agent's
+    environment, but its own still holds them; made undumpable (Linux), only a process with
+    CAP_SYS_PTRACE can read it. The agent's exec makes the agent dumpable again, as usual."""
+    if sys.platform == "linux":
+        from agentfirewall_proxy.isolate.kernel import set_undumpable
+
+        set_undumpable()
 
 
 def supervise(child: subprocess.Popen[Any]) -> int:

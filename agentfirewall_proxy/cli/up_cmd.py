@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.init_cmd import create_state, port_number
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError
+from agentfirewall_proxy.cli.run_cmd import hide_own_environment
 from agentfirewall_proxy.cli.state import (
     DEFAULT_PROXY,
     DEFAULT_SERVER,
@@ -142,6 +143,7 @@ def up(ctx: Context) -> int:
     def ready(info: UpInfo) -> None:
         _announce(ctx, info, created)
 
+    hide_own_environment()  # the agents `tf run` starts run as this user: keys, tokens
     try:
         with (
             closing_all(
