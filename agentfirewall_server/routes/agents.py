@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.decisions import EnforcementLevel, normalize_level
 from agentfirewall.display import visible
+from agentfirewall_server.actionstore import finish_spend
 from agentfirewall_server.agentnames import name_key, name_problem, twin_of
 from agentfirewall_server.approvals import deny_of_agent, publish_decided
 from agentfirewall_server.audit import append_event
@@ -26,6 +27,7 @@ from agentfirewall_server.routes.system import GATEWAY_ONLINE_SECONDS
 from agentfirewall_server.snapshot import RUN_KEY_KINDS, AgentRecord, Snapshot
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import (
+    action_requests,
     agents,
     api_keys,
     approvals,
@@ -315,10 +317,13 @@ def _set_status(agent: AgentRecord, status: str, actor: str) -> Any:
                 .values(revoked_at=stamp)
             )
             data, denied = _let_go(conn, agent.name, actor, stamp)
-        elif status == "suspended":  # held requests must not pass once someone approves
+        elif status == "suspended":  # nothing held or approved passes: active again, it asks
             note = f"agent `{agent.name}` suspended"
             denied = deny_of_agent(conn, agent.name, by=actor, note=note, now=stamp)
-            data = {"approvals_denied": [r["id"] for r in denied]}
+            data = {
+                "approvals_denied": [r["id"] for r in denied],
+                **_close_approved(conn, agent.name, stamp),
+            }
         event = {
             "active": "agent.activated",
             "suspended": "agent.suspended",
@@ -332,13 +337,34 @@ def _set_status(agent: AgentRecord, status: str, actor: str) -> Any:
     return job
 
 
+def _close_approved(conn: Connection, name: str, stamp: float) -> dict[str, list[str]]:
+    """Close the approved, unused approvals of `name` (suspended or removed): marked used,
+    no held request can claim or reuse them, and the SDK actions they allowed that have not
+    run are denied (no token, not executed; what they reserved from budgets returns to
+    them). Returns the ids, as the agent's event lists them."""
+    approved = (approvals.c.agent == name) & (approvals.c.status == "approved")
+    unused = approved & approvals.c.used.is_(False)
+    closed = [r.id for r in conn.execute(select(approvals.c.id).where(unused))]
+    waiting = (
+        action_requests.c.id.in_(select(approvals.c.action_request_id).where(unused))
+        & (action_requests.c.status == "allowed")
+        & action_requests.c.execution_state.is_(None)
+    )
+    stopped = [r.id for r in conn.execute(select(action_requests.c.id).where(waiting))]
+    conn.execute(update(action_requests).where(waiting).values(status="denied", updated_at=stamp))
+    conn.execute(update(approvals).where(unused).values(used=True))
+    for action_id in stopped:
+        finish_spend(conn, action_id, ok=False, now=stamp)
+    return {"approvals_closed": closed, "actions_denied": stopped}
+
+
 def _let_go(
     conn: Connection, name: str, actor: str, stamp: float
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """What a removed agent's name held goes with it, so that a new agent registered under
     the name starts with nothing: its access rules (live and shadow) are deleted, its grants
-    revoked, its pending approvals denied and its approved, unused ones closed (marked used:
-    nothing can claim them). Returns the ``agent.revoked`` event's data and the denied rows.
+    revoked, its pending approvals denied and its approved, unused ones closed
+    (`_close_approved`). Returns the ``agent.revoked`` event's data and the denied rows.
     """
     rules = conn.execute(select(permissions).where(permissions.c.agent == name)).all()
     conn.execute(delete(permissions).where(permissions.c.agent == name))
@@ -347,10 +373,7 @@ def _let_go(
     held = [dict(r._mapping) for r in conn.execute(select(grants).where(live))]
     for grant in held:
         revoke_row(conn, grant, actor=actor, now=stamp, reason="agent removed")
-    approved = (approvals.c.agent == name) & (approvals.c.status == "approved")
-    unused = approved & approvals.c.used.is_(False)
-    closed = [r.id for r in conn.execute(select(approvals.c.id).where(unused))]
-    conn.execute(update(approvals).where(unused).values(used=True))
+    closed = _close_approved(conn, name, stamp)
     note = f"agent `{name}` removed"
     denied = deny_of_agent(conn, name, by=actor, note=note, now=stamp)
     gone = {
@@ -360,7 +383,7 @@ def _let_go(
         "shadow_permissions_deleted": shadow.rowcount,
         "grants_revoked": [g["id"] for g in held],
         "approvals_denied": [r["id"] for r in denied],
-        "approvals_closed": closed,
+        **closed,
     }
     return gone, denied
 

@@ -2,7 +2,9 @@
 and an approval of an agent that is not active cannot be approved (SQLite and PostgreSQL).
 
 Suspending left them pending: an approver who then approved one (the dashboard still listed
-it) let the suspended agent's held request through to the upstream.
+it) let the suspended agent's held request through to the upstream. It also left what was
+approved before it, unused, usable: once active again, the identical request passed on the
+old approval without asking, and an approved SDK action got a token and ran.
 """
 
 from __future__ import annotations
@@ -24,13 +26,25 @@ def _needs_approval(h: Harness, agent: str) -> None:
     assert h.admin("POST", "/v1/permissions", json=rule).status_code == 200
 
 
-def _gateway_hold(h: Harness, agent: str) -> str:
+def _gateway_hold(h: Harness, agent: str, digest: str | None = None) -> dict[str, Any]:
+    """A request the gateway holds (`digest`: bound to its bytes, an identical retry may
+    reuse its approval), as `POST /gateway/approvals` answers it."""
     spec = parse_action_spec(SPEC)
-    body = {"agent": agent, "connector": "github", "action_spec": spec.to_dict(),
-            "action_hash": spec.action_hash}  # fmt: skip
+    body: dict[str, Any] = {"agent": agent, "connector": "github", "action_spec": spec.to_dict(),
+                            "action_hash": spec.action_hash}  # fmt: skip
+    if digest is not None:
+        body["request"] = {"method": "PUT", "host": "api.github.com",
+                           "path": "/repos/acme/api/pulls/42/merge", "digest": digest}  # fmt: skip
     r = h.gateway("POST", "/v1/gateway/approvals", json=body)
-    assert r.json()["status"] == "pending", r.text
-    return str(r.json()["id"])
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def _suspended_event(h: Harness) -> dict[str, Any]:
+    events = h.admin("GET", "/v1/audit?event_type=agent.suspended").json()["events"]
+    data: dict[str, Any] = events[0]["data"]
+    return data
 
 
 def test_suspending_denies_the_agents_pending_approvals(harness: Harness) -> None:
@@ -39,8 +53,8 @@ def test_suspending_denies_the_agents_pending_approvals(harness: Harness) -> Non
     _needs_approval(harness, "Bot")
     action = harness.agent(key, "POST", "/v1/actions", json={"action_spec": SPEC}).json()
     assert action["status"] == "pending_approval"
-    held = _gateway_hold(harness, "Bot")
-    other = _gateway_hold(harness, "Other")
+    held = _gateway_hold(harness, "Bot")["id"]
+    other = _gateway_hold(harness, "Other")["id"]
 
     assert harness.admin("POST", "/v1/agents/Bot/suspend").status_code == 200
     mine = [action["approval"]["id"], held]
@@ -50,8 +64,7 @@ def test_suspending_denies_the_agents_pending_approvals(harness: Harness) -> Non
         approve = harness.admin("POST", f"/v1/approvals/{apv}/approve")
         assert approve.status_code == 409
     assert harness.admin("GET", f"/v1/approvals/{other}").json()["status"] == "pending"
-    events = harness.admin("GET", "/v1/audit?event_type=agent.suspended").json()["events"]
-    assert sorted(events[0]["data"]["approvals_denied"]) == sorted(mine)
+    assert sorted(_suspended_event(harness)["approvals_denied"]) == sorted(mine)
 
     # the SDK path: active again, the action stays denied and gets no token
     assert harness.admin("POST", "/v1/agents/Bot/activate").status_code == 200
@@ -74,6 +87,82 @@ def test_an_action_approved_before_the_suspension_is_not_executed_during_it(
     assert harness.agent(key, "GET", path + "/wait?timeout=0").status_code == 401
     run = harness.agent(key, "POST", path + "/execute", json={"decision_token": token})
     assert run.status_code == 401
+
+
+def test_a_held_request_approved_before_the_suspension_asks_again_after_it(
+    harness: Harness,
+) -> None:
+    """Approved, its held client gone (unused): after suspend and activate, the identical
+    request is held again instead of passing on the old approval."""
+    harness.create_agent("Bot")
+    held = _gateway_hold(harness, "Bot", "d" * 64)
+    assert harness.admin("POST", f"/v1/approvals/{held['id']}/approve").status_code == 200
+    assert harness.admin("POST", "/v1/agents/Bot/suspend").status_code == 200
+    assert harness.admin("POST", "/v1/agents/Bot/activate").status_code == 200
+
+    retry = _gateway_hold(harness, "Bot", "d" * 64)
+    assert (retry["status"], retry["reused"]) == ("pending", False)
+    assert retry["id"] != held["id"]
+    consume = harness.gateway("POST", f"/v1/gateway/approvals/{held['id']}/consume")
+    assert consume.status_code == 409
+    shown = harness.admin("GET", f"/v1/approvals/{held['id']}").json()
+    assert (shown["status"], shown["used"]) == ("approved", True)
+    assert _suspended_event(harness)["approvals_closed"] == [held["id"]]
+
+
+def _approved_transfer(h: Harness) -> tuple[str, dict[str, Any], str]:
+    """An SDK action of `Bot` held, approved and handed its token, not executed: the
+    agent's key, the action and the token; the 6000 it reserved of the budget `daily`."""
+    key = h.create_agent("Bot")
+    rule = {"agent": "Bot", "connector": "stripe", "action_pattern": "stripe.transfer.*",
+            "decision": "require_approval"}  # fmt: skip
+    assert h.admin("POST", "/v1/permissions", json=rule).status_code == 200
+    budget = {"connector": "stripe", "action": "stripe.transfer.*", "measure": "sum",
+              "currency": "usd", "window": "day", "limit": 10_000}  # fmt: skip
+    assert h.admin("PUT", "/v1/budgets/daily", json=budget).status_code == 201
+    transfer = {"type": "stripe.transfer.create", "resource": {"provider": "stripe"},
+                "parameters": {"amount": 6000, "currency": "usd",
+                               "destination": "acct_1"}}  # fmt: skip
+    action = h.agent(key, "POST", "/v1/actions", json={"action_spec": transfer}).json()
+    assert action["status"] == "pending_approval", action
+    h.admin("POST", f"/v1/approvals/{action['approval']['id']}/approve")
+    path = f"/v1/actions/{action['action_request_id']}/wait?timeout=0"
+    token = h.agent(key, "GET", path).json()["decision_token"]
+    assert token
+    assert h.admin("GET", "/v1/budgets/daily").json()["state"]["used"] == 6000
+    return key, action, str(token)
+
+
+def test_an_sdk_action_approved_before_the_suspension_is_denied_by_it(
+    harness: Harness,
+) -> None:
+    """Approved, not executed: after suspend and activate it gets no token, the token it
+    had does not execute it, and what it reserved from a budget is released."""
+    key, action, token = _approved_transfer(harness)
+    assert harness.admin("POST", "/v1/agents/Bot/suspend").status_code == 200
+    assert harness.admin("POST", "/v1/agents/Bot/activate").status_code == 200
+
+    path = f"/v1/actions/{action['action_request_id']}"
+    waited = harness.agent(key, "GET", path + "/wait?timeout=0").json()
+    assert (waited["status"], waited["decision_token"]) == ("denied", None)
+    run = harness.agent(key, "POST", path + "/execute", json={"decision_token": token})
+    assert (run.status_code, run.json()["error"]) == (409, "not_allowed")
+    assert harness.admin("GET", "/v1/budgets/daily").json()["state"]["used"] == 0
+    data = _suspended_event(harness)
+    assert data["approvals_closed"] == [action["approval"]["id"]]
+    assert data["actions_denied"] == [action["action_request_id"]]
+
+
+def test_revoking_denies_an_approved_sdk_action_and_releases_its_budget(
+    harness: Harness,
+) -> None:
+    _, action, _ = _approved_transfer(harness)
+    assert harness.admin("POST", "/v1/agents/Bot/revoke").status_code == 200
+    shown = harness.admin("GET", f"/v1/actions/{action['action_request_id']}").json()
+    assert shown["status"] == "denied"
+    assert harness.admin("GET", "/v1/budgets/daily").json()["state"]["used"] == 0
+    events = harness.admin("GET", "/v1/audit?event_type=agent.revoked").json()["events"]
+    assert events[0]["data"]["actions_denied"] == [action["action_request_id"]]
 
 
 @pytest.mark.parametrize("status", ["suspend", "revoke"])
