@@ -2,7 +2,8 @@
 
 Agents register under a name (`routes.agents`) and kill switches stop one by it
 (`routes.killswitch`); both read names by these rules. :func:`name_problem` says why a
-name would read as something else, :func:`read_as` is a name as a person reads it (to
+name would read as something else (:func:`shown_problem`: why it would not show all it
+holds, also for connector names), :func:`read_as` is a name as a person reads it (to
 compare with a scope's words), :func:`name_key` is how it shows (the store keeps one live
 agent per key) and :func:`twin_of` finds a live agent's name that shows as the same one.
 """
@@ -19,7 +20,7 @@ from importlib import resources
 
 from agentfirewall.display import visible
 
-__all__ = ["name_key", "name_problem", "read_as", "twin_of"]
+__all__ = ["name_key", "name_problem", "read_as", "shown_problem", "twin_of"]
 
 #: What shows nothing yet is neither a control nor a format character (`visible` escapes
 #: those): the rest of Unicode's Default_Ignorable_Code_Point (the combining grapheme
@@ -125,6 +126,21 @@ def _misread(char: str) -> bool:
     return _looks(f"_{char}_") != _looks(f"_{shows}_")  # (`_`: a blank it reads as stays)
 
 
+def shown_problem(name: str) -> str | None:
+    """Why `name` would not show all it holds, if it would not: a blank at either end, a
+    control character, one that shows nothing or acts on the display (`" all"` and `all`
+    with a U+200B inside read as `all`; U+202E reverses what follows). No agent, connector
+    or provider a person names can hold them: kill-switch targets and access rules' names
+    are read by it too."""
+    if name != name.strip():
+        return "a name cannot start or end with a blank (it reads as the name without): remove it"
+    hidden = next((c for c in name if visible(c) != c or _SHOWS_NOTHING.match(c)), None)
+    if hidden is not None:
+        code = f"U+{ord(hidden):04X}"
+        return f"a name cannot hold a control or invisible character ({code}): remove it"
+    return None
+
+
 def name_problem(name: str) -> str | None:
     """Why a new agent's name would read as something else, if it would. It must show all
     it holds: no blank at either end, no control character, none that shows nothing or
@@ -137,12 +153,9 @@ def name_problem(name: str) -> str | None:
     be a rule for every agent), `agt_` starts the ids that `/agents/{id-or-name}` tries
     first, and a kill-switch scope reads `all` as every agent and `agent:` / `connector:`
     as its kind."""
-    if name != name.strip():
-        return "a name cannot start or end with a blank (it reads as the name without): remove it"
-    hidden = next((c for c in name if visible(c) != c or _SHOWS_NOTHING.match(c)), None)
-    if hidden is not None:
-        code = f"U+{ord(hidden):04X}"
-        return f"a name cannot hold a control or invisible character ({code}): remove it"
+    shown = shown_problem(name)
+    if shown is not None:
+        return shown
     misread = next((c for c in name if _misread(c)), None)
     if misread is not None:
         code = f"U+{ord(misread):04X}"

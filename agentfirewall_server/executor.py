@@ -1,18 +1,21 @@
 """SDK Mode A: build the upstream request for an action and perform it.
 
-``plan`` picks the configured connector for the action and builds the request from the
-connector's route table (the connector record's ``options`` fill in parameters the action
-leaves out, e.g. sendgrid's ``from``). Webhook and generic actions name their own target:
-the connector is the one whose ``domains`` hold the target host, and a target outside the
-domains of every configured connector of that type is refused (422), so a credential only
-ever goes to its own connector's hosts; with no connector of the type configured a webhook
-is sent without any credential. The method is the one the action type names
-(``webhook.get`` with ``parameters.method`` DELETE is refused). Every request's host is
-checked against its connector's hosts before the credential is attached. For targets the
-action names, the outbound address guard (``netguard``) refuses non-public addresses unless
-``webhook_allow_hosts`` permits them, and the connection is pinned to a checked address (no
-DNS rebinding). ``send`` performs it with httpx: timeouts, no redirects followed; a failure
-to connect (no byte of the request sent) is marked ``retryable``.
+``plan`` picks the configured connector for the action, the one its provider names (the
+connector it was decided, stopped and approved as; a ``webhook.*`` action of another
+provider, which an earlier version stored, is refused: ``connectors.provider_problem``),
+and builds the request from the connector's route table (the connector record's ``options``
+fill in parameters the action leaves out, e.g. sendgrid's ``from``). Webhook and generic
+actions name their own target: the connector is the one whose ``domains`` hold the target
+host, and a target outside the domains of every configured connector of that type is
+refused (422), so a credential only ever goes to its own connector's hosts; with no
+connector of the type configured a webhook is sent without any credential. The method is
+the one the action type names (``webhook.get`` with ``parameters.method`` DELETE is
+refused). Every request's host is checked against its connector's hosts before the
+credential is attached. For targets the action names, the outbound address guard
+(``netguard``) refuses non-public addresses unless ``webhook_allow_hosts`` permits them,
+and the connection is pinned to a checked address (no DNS rebinding). ``send`` performs it
+with httpx: timeouts, no redirects followed; a failure to connect (no byte of the request
+sent) is marked ``retryable``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.connectors import HttpRequest, get_connector
+from agentfirewall.connectors import HttpRequest, get_connector, provider_problem
 from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
 from agentfirewall.credentials import COMPUTED_KINDS, Outgoing
@@ -143,9 +146,9 @@ def _build_targeted(
 
 
 def _build(state: AppState, spec: ActionSpec) -> tuple[str, HttpRequest, dict[str, Any] | None]:
-    ctype = spec.provider
-    if ctype == "webhook" or spec.type.startswith("webhook."):
-        ctype = "webhook"
+    ctype = spec.provider  # the connector it was decided, stopped and approved as
+    if (problem := provider_problem(spec)) is not None:  # stored by an earlier version
+        raise _not_executable(problem, field="action_spec.resource.provider")
     if ctype in _USER_TARGETED:
         return (ctype, *_build_targeted(state, ctype, spec))
     try:

@@ -31,6 +31,7 @@ from agentfirewall.connectors.registry import (
     encoded_parameters,
     get_connector,
     performed_as,
+    provider_problem,
 )
 from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
 from agentfirewall.errors import ConnectorError
@@ -48,4 +49,5 @@ __all__ = [
     "encoded_parameters",
     "get_connector",
     "performed_as",
+    "provider_problem",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "encoded_parameters",
     "get_connector",
     "performed_as",
+    "provider_problem",
 ]
 
 _REGISTRY: dict[str, Connector] = {
@@ -57,6 +58,20 @@ def get_connector(type: str) -> Connector:
         raise ConnectorError(
             f"unknown connector type `{str(type)[:100]}`: known types are {known}"
         ) from None
+
+
+def provider_problem(spec: ActionSpec) -> str | None:
+    """Why `spec`'s provider is not the connector that sends it, if it is not: a
+    ``webhook.*`` action is the webhook connector's alone (``methods.WEBHOOK`` builds no
+    other type), and an SDK action is decided, stopped, held and approved as its provider,
+    so one named ``webhook.post`` with the provider ``x`` would be decided as the connector
+    ``x`` and sent with the webhook connector's credential. One check on the hot path."""
+    if spec.type.startswith("webhook.") and spec.provider != "webhook":
+        return (
+            "`webhook.*` actions are sent by the webhook connector: set resource.provider"
+            " to `webhook` (or leave it out)"
+        )
+    return None
 
 
 def connector_types() -> list[str]:

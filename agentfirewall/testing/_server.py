@@ -44,7 +44,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
-from agentfirewall.connectors import encoded_parameters, performed_as
+from agentfirewall.connectors import encoded_parameters, performed_as, provider_problem
 from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.content import content_attributes, shown_action
 from agentfirewall.decisions import Decision, Outcome, normalize_level
@@ -286,7 +286,8 @@ def _invalid(exc: ValidationError, model: type[_Strict]) -> _Refused:
 
 def _spec(raw: bytes) -> ActionSpec:
     """The action spec of a ``POST /actions`` body, read as ``routes/actions._spec`` reads
-    it; a target of a URL-targeted connector that is no http(s) URL refused (422)."""
+    it; a ``webhook.*`` action of another provider (``connectors.provider_problem``) and a
+    target of a URL-targeted connector that is no http(s) URL refused (422)."""
     try:
         spec = _Envelope.model_validate_json(raw).action_spec
     except (ValidationError, ValueError, ActionSpecError):
@@ -296,8 +297,9 @@ def _spec(raw: bytes) -> ActionSpec:
         except ActionSpecError as exc:
             field = f"action_spec.{exc.field}" if exc.field else "action_spec"
             raise _Refused(422, str(exc), field=field) from None
-    targeted = spec.provider in _URL_TARGETED or spec.type.startswith("webhook.")
-    if targeted and spec.resource.target is not None:
+    if (problem := provider_problem(spec)) is not None:
+        raise _Refused(422, problem, field="action_spec.resource.provider")
+    if spec.provider in _URL_TARGETED and spec.resource.target is not None:
         try:
             HttpRequest.from_url("GET", spec.resource.target)
         except ConnectorError as exc:

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.connectors import provider_problem
 from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.content import Finding
 from agentfirewall.decisions import Decision
@@ -100,7 +101,9 @@ async def _spec(request: Request) -> ActionSpec:
         except ActionSpecError as exc:
             field = f"action_spec.{exc.field}" if exc.field else "action_spec"
             raise ApiError(422, str(exc), field=field) from None
-    if spec.provider in _URL_TARGETED or spec.type.startswith("webhook."):
+    if (problem := provider_problem(spec)) is not None:  # decided as one, sent by another
+        raise ApiError(422, problem, field="action_spec.resource.provider")
+    if spec.provider in _URL_TARGETED:
         _check_url_target(spec)
     return spec
 

@@ -2,8 +2,9 @@
 
 A scope reads one way only (`resolve_scope`), for activating and deactivating alike, and
 names something real or is refused: a bare name that is an agent's and a connector type's,
-a bare name that is neither, and an agent name no agent can bear (`ALL`, `Connector:x`).
-An agent's id stands for its name.
+a bare name that is neither, an agent name no agent can bear (`ALL`, `Connector:x`), and a
+connector name that stops nothing meant (`connector:*`, a blank at either end, an invisible
+or full-width character, `connector:GitHub`). An agent's id stands for its name.
 
 Activating it is in force once the switch's row and event are committed (the configuration
 is published then); the pending approvals it covers are denied after that, a page per writer
@@ -22,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from agentfirewall.display import visible
 from agentfirewall.policy import KillSwitch
-from agentfirewall_server.agentnames import name_problem, read_as, twin_of
+from agentfirewall_server.agentnames import name_key, name_problem, read_as, shown_problem, twin_of
 from agentfirewall_server.approvals import sweep_covered
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
@@ -67,6 +69,8 @@ def resolve_scope(state: AppState, scope: str | None, *, lifting: bool = False) 
         raise ApiError(422, f"invalid `scope` `{scope}`: {exc}", field="scope") from None
     if kind == "agent":
         target = _agent_target(state, scope, target, lifting=lifting)
+    elif kind == "connector":
+        target = _connector_target(state, scope, target, lifting=lifting)
     return kind, target
 
 
@@ -117,6 +121,40 @@ def _agent_target(state: AppState, scope: str, target: str, *, lifting: bool) ->
             f"no agent or connector type is named `{target}`: to stop an agent not"
             f" registered yet, write `agent:{target}`"
         )
+    raise ApiError(422, f"invalid `scope` `{scope}`: {problem}", field="scope")
+
+
+def _connector_target(state: AppState, scope: str, target: str, *, lifting: bool) -> str:
+    """The connector a switch stops: a connector type, or any provider an SDK action may
+    name (case-sensitive, free-form), but not a name that stops nothing meant: 422 for `*`
+    (no wildcard here: `all` stops every action), one that does not show all it holds
+    (`shown_problem`: a blank at either end, an invisible character), one that reads as
+    another (NFKC: `github` in full-width letters) and one that reads or shows as a
+    documented or configured connector type but is not it (`GitHub`, or `github` with a
+    Cyrillic letter for its `i`: no connector sends such a provider's actions), each with
+    the scope it most likely meant. `lifting`: an active switch's target counts (one an
+    earlier version stored)."""
+    snap = state.snapshot
+    types = sorted({*DOCUMENTED_TYPES, *snap.connector_types()})
+    if target in types or (
+        lifting
+        and any(r["scope"] == "connector" and r["target"] == target for r in snap.kill_switches)
+    ):
+        return target
+    folded = " ".join(
+        "".join(c for c in unicodedata.normalize("NFKC", target) if visible(c) == c).split()
+    )
+    key = name_key(folded)
+    meant = next((t for t in types if read_as(t) == read_as(folded) or name_key(t) == key), folded)
+    write = f": write `connector:{meant}`" if meant else ""
+    if "*" in folded:
+        problem = "`*` is no wildcard of a scope: write `all` to stop every action"
+    elif (why := shown_problem(target)) is not None:
+        problem = f"no connector is named `{target}` and none can be ({why}){write}"
+    elif meant != target:
+        problem = f"`{target}` reads as `{meant}` but is not it{write}"
+    else:
+        return target  # a provider of SDK actions
     raise ApiError(422, f"invalid `scope` `{scope}`: {problem}", field="scope")
 
 

@@ -1,4 +1,7 @@
-"""Access rules ("permissions"): agent x connector x action pattern -> decision."""
+"""Access rules ("permissions"): agent x connector x action pattern -> decision.
+
+Agent and connector are a name or `*` (any); a name no rule could ever apply to (a blank
+at either end, an invisible character, a `*` in it) is 422 (`_check_names`)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall.decisions import normalize_outcome
 from agentfirewall.policy import AccessRule, preset_rules
+from agentfirewall_server.agentnames import shown_problem
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
+from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import permissions
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
@@ -43,6 +48,22 @@ def permission_json(row: dict[str, Any]) -> dict[str, Any]:
         "decision": row["decision"],
         "created_at": rfc3339(row["created_at"]),
     }
+
+
+def _check_names(state: AppState, agent: str, connector: str) -> None:
+    """422 naming the field for an agent or connector name no rule could ever apply to:
+    `*` (any) or a name that shows all it holds (`shown_problem`: no blank at either end, no
+    control or invisible character), with no `*` in it (`Bot*` is no pattern: `*` is the
+    wildcard alone, and no agent can be named with it). An agent an earlier version stored
+    under such a name keeps its rules."""
+    for field, name in (("agent", agent), ("connector", connector)):
+        if name == "*" or (field == "agent" and name in state.snapshot.agents_by_name):
+            continue
+        problem = shown_problem(name)
+        if problem is None and "*" in name:
+            problem = f"`*` is the wildcard alone (any {field}): name one {field}, or write `*`"
+        if problem is not None:
+            raise ApiError(422, f"invalid `{field}` `{name}`: {problem}", field=field)
 
 
 def _check(rule: PermissionBody) -> str:
@@ -106,8 +127,10 @@ async def list_permissions(request: Request) -> JSONResponse:
 async def set_permission(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, PermissionBody)
+    state = state_of(request)
+    _check_names(state, body.agent, body.connector)
     decision = _check(body)
-    row = await state_of(request).change_config(
+    row = await state.change_config(
         lambda c: upsert(c, body.agent, body.connector, body.action_pattern, decision, who.actor)
     )
     return json_ok(permission_json(row))
@@ -116,6 +139,8 @@ async def set_permission(request: Request) -> JSONResponse:
 async def set_preset(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, PresetBody)
+    state = state_of(request)
+    _check_names(state, body.agent, body.connector)
     rules = preset_rules(body.agent, body.connector, body.preset)
 
     def job(conn: Connection) -> list[dict[str, Any]]:
@@ -124,7 +149,7 @@ async def set_preset(request: Request) -> JSONResponse:
             for r in rules
         ]
 
-    rows = await state_of(request).change_config(job)
+    rows = await state.change_config(job)
     return json_ok({"permissions": [permission_json(r) for r in rows]})
 
 
