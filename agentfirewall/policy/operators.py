@@ -5,8 +5,9 @@ expected, a list where a number is expected...), so a policy never crashes on od
 input; ``any_matches`` alone raises `EvaluationError` for one (its field is a list of
 names, such as a push's refs, whose other shapes it cannot read), failing its rule closed.
 Numbers are compared exactly (Python ints are unbounded); a string that spells a plain
-decimal number (``"15000"``, ``"-2.5"``) counts as that number, because
-connectors read form bodies and query strings as text. Booleans are never numbers.
+decimal number (``"15000"``, ``"-2.5"``) counts as that number, exactly (as a Decimal),
+because connectors read form bodies and query strings as text. Booleans are never
+numbers. One longer than ``MAX_INPUT`` characters is not read: its rule fails closed.
 
 ``exists``/``not_exists`` are decided before any operator runs (see conditions.py), and
 a missing field makes every other operator false.
@@ -21,6 +22,8 @@ import math
 import operator
 import re
 from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from agentfirewall.policy.regexguard import MAX_INPUT, compile_safe_regex
@@ -74,7 +77,9 @@ _SPELLED = {
     "regex": "matches", "regexp": "matches", "one_of": "in", "none_of": "not_in",
     "range": "between",
 }  # fmt: skip
-_NUMBER_RE = re.compile(r"-?[0-9]{1,100}(?:\.[0-9]{1,100})?")  # ASCII digits only
+_NUMBER_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # ASCII digits only
+#: What a string's first characters are when it spells a number: ``1234.`` begins one
+_NUMBER_START_RE = re.compile(r"-?[0-9]+(?:\.[0-9]*)?")
 
 
 def unknown_operator(op: object) -> ValueError:
@@ -91,16 +96,67 @@ class EvaluationError(Exception):
     """A condition cannot be decided on this input; the rule fails closed."""
 
 
-def _number(value: object) -> int | float | None:
+_Number = int | float | Decimal
+
+
+def _number(value: object) -> _Number | None:
+    """The number `value` is (an int, a finite float) or spells (a Decimal, exact), else
+    None. A string past `MAX_INPUT` characters that begins as a number is not read (the
+    cost stays bounded whatever its length): EvaluationError, its rule fails closed."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, str) and _NUMBER_RE.fullmatch(value):
-        return float(value) if "." in value else int(value)
+    if not isinstance(value, str):
+        return None
+    if len(value) <= MAX_INPUT:
+        return Decimal(value) if _NUMBER_RE.fullmatch(value) else None
+    if _NUMBER_START_RE.fullmatch(value, 0, MAX_INPUT + 1):
+        raise EvaluationError(f"a number longer than {MAX_INPUT} characters cannot be compared")
     return None
+
+
+def _operand(value: object) -> _Number | None:
+    """A policy's number, read as a value is (a string too), else None."""
+    try:
+        return _number(value)
+    except EvaluationError:
+        return None
+
+
+def _decimal(number: _Number) -> Decimal:
+    """`number` as a Decimal: a float as the decimal it is written as (``0.1``, one tenth)."""
+    if isinstance(number, Decimal):
+        return number
+    return Decimal(repr(number)) if isinstance(number, float) else Decimal(number)
+
+
+def _number_test(bound: _Number, holds: Callable[[Any, Any], bool]) -> Test:
+    """A test that ``holds(n, bound)`` for the number `n` a value is or spells, exactly.
+
+    Ints and floats meet as they are (Python compares them exactly, and fast). A number a
+    string spells, a Decimal, meets an int exactly and a float as the decimal the float
+    is written as (a policy's ``0.1`` is one tenth, as its author wrote): a float never
+    meets a Decimal as such, which sets a flag in the decimal context (raises, trapped).
+    """
+    exact, spelled = _decimal(bound), isinstance(bound, Decimal)
+    # an int value meets a policy's spelled bound as a Fraction: a Decimal would convert
+    # the int, in time that grows with the square of its length
+    whole = Fraction(bound) if spelled else bound
+
+    def test(v: object) -> bool:
+        if type(v) is int:  # the common case, without the generic coercion
+            return holds(v, whole)
+        n = _number(v)
+        if n is None:
+            return False
+        if isinstance(n, float) and not spelled:
+            return holds(n, bound)
+        return holds(_decimal(n), exact)
+
+    return test
 
 
 def _check_json(value: object) -> None:
@@ -116,8 +172,7 @@ def _equals_test(expected: object) -> Test:
     if isinstance(expected, bool) or expected is None:
         return lambda v: v is expected
     if isinstance(expected, int | float):
-        number = expected
-        return lambda v: type(v) is not bool and _number(v) == number
+        return _number_test(expected, operator.eq)
     if isinstance(expected, str):
         text = expected
         return lambda v: type(v) is str and v == text
@@ -181,34 +236,22 @@ def _contains(value: object) -> Test:
 
 
 def _compare(value: object, op: str) -> Test:
-    bound = _number(value)
-    if bound is None or isinstance(value, bool):
+    bound = _operand(value)
+    if bound is None:
         raise ValueError(f"`{op}` needs a number, got `{value}`")
-    compare = COMPARATORS[op]
-
-    def test(v: object) -> bool:
-        if type(v) is int:  # the common case, without the generic coercion
-            return compare(v, bound)
-        n = _number(v)
-        return n is not None and compare(n, bound)
-
-    return test
+    return _number_test(bound, COMPARATORS[op])
 
 
 def _between(value: object) -> Test:
     if not isinstance(value, list) or len(value) != 2:
         raise ValueError("`between` needs a list of two numbers `[low, high]`")
-    low, high = _number(value[0]), _number(value[1])
-    if low is None or high is None or any(isinstance(b, bool) for b in value):
+    low, high = _operand(value[0]), _operand(value[1])
+    if low is None or high is None:
         raise ValueError("`between` needs a list of two numbers `[low, high]`")
-    if low > high:
+    if _decimal(low) > _decimal(high):
         raise ValueError(f"`between` bounds are reversed: `{low}` > `{high}`")
-
-    def test(v: object) -> bool:
-        n = _number(v)
-        return n is not None and low <= n <= high
-
-    return test
+    above, below = _number_test(low, operator.ge), _number_test(high, operator.le)
+    return lambda v: above(v) and below(v)
 
 
 def _lower(value: object) -> object:
