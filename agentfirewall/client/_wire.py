@@ -162,21 +162,29 @@ def parse_wait(body: object) -> ApprovalOutcome | None:
         return None
     if state.status == "allowed" and state.decision_token:
         return Approved(state.action_request_id, state.decision_token, state.decision)
+    executing = isinstance(body, dict) and body.get("execution_state") == "executing"
     return NotApproved(
         action_request_id=state.action_request_id,
         status="executed" if state.status == "allowed" else state.status,
-        reason=_why_not_approved(state),
+        reason=_why_not_approved(state, executing=executing),
         decision=state.decision,
     )
 
 
-def _why_not_approved(state: ActionState) -> str:
-    """A person's denial (who, and their note) or an expiry, else the decision's reason
-    (which, for a held action, is only why it was held)."""
+def _why_not_approved(state: ActionState, *, executing: bool = False) -> str:
+    """A person's denial (who, and their note), an execution that took the token, or an
+    expiry; else the decision's reason (which, for a held action, is only why it was held).
+    The Node SDK's ``whyNotApproved`` says the same words."""
     approval = state.approval or {}
     if state.status == "denied" and approval.get("status") == "denied":
         by, note = approval.get("decided_by") or "an approver", approval.get("note")
         return f"denied by {by}: {note}" if note else f"denied by {by}"
+    if state.status in ("executed", "allowed"):  # allowed without a token: an execution took it
+        where = "is being executed" if executing else "was already executed"
+        return (
+            f"the action {where}: its decision token was used; "
+            "request the action again to act again"
+        )
     if state.status == "expired":
         expiry = approval.get("expires_at")
         return (

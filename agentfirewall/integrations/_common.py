@@ -2,7 +2,8 @@
 
 A :class:`ToolGuard` turns a tool's arguments into an action (type and resource from fixed
 values or computed from the arguments), asks the firewall, waits for an approval when the
-action is held, and answers with a :class:`Verdict`: run the tool, or answer the agent with
+action is held, and answers with a :class:`Verdict`: run the tool with these arguments (a
+copy of the ones decided on, taken when the firewall was asked), or answer the agent with
 this text instead (a deny's reason, the server's execution result in Mode A). With
 ``on_deny="raise"`` a deny raises :class:`~agentfirewall.errors.ActionDenied` and a missing
 approval :class:`~agentfirewall.errors.ApprovalError`.
@@ -10,15 +11,18 @@ approval :class:`~agentfirewall.errors.ApprovalError`.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import anyio.to_thread
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 from pydantic_core import to_jsonable_python
 
 from agentfirewall.client import ActionResult, AgentFirewall, AsyncAgentFirewall, ExecutionResult
@@ -53,23 +57,80 @@ def tool_action_type(framework: str, tool_name: str) -> str:
     return f"{framework}.tool.{segment}"
 
 
-def _json_args(args: ToolArgs) -> dict[str, JsonValue]:
-    """The tool's arguments as JSON data, as pydantic writes them: a pydantic model or a
-    dataclass an object of its fields (a policy reads ``parameters.transfer.amount``), an
-    enum its value, a date its ISO form; only what pydantic cannot write (an arbitrary
-    object: a LangGraph state, a client) becomes its string form."""
+#: The most digits a policy reads on either side of the point in a number string.
+_PLAIN_DIGITS = 100
+
+
+def _decimal(value: Decimal) -> int | float | str:
+    """A Decimal as a number a policy compares, never pydantic's ``"1E+4"`` (an exponent
+    string is no number to a rule): an int when whole, else its plain positional form
+    (``"0.25"``, which a rule reads as that number); past the digits a rule reads, a float.
+    NaN and the infinities become float ones, which the action spec refuses, naming the
+    argument: the tool does not run."""
+    if value.is_nan():
+        return math.nan
+    if value.is_infinite():
+        return float(value)
+    if value.adjusted() >= _PLAIN_DIGITS or int(value.as_tuple().exponent) < -_PLAIN_DIGITS:
+        return float(value)
+    return int(value) if value == value.to_integral_value() else format(value, "f")
+
+
+def _numbers(value: object) -> object:
+    """`value` with the numbers pydantic's JSON form would hide written as numbers: a
+    Decimal (see `_decimal`) and a timedelta, in seconds (not ``"PT2H"``). A pydantic model
+    or a dataclass becomes a dict of its fields first, so that one inside it is reached."""
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    if isinstance(value, timedelta):
+        return _decimal(Decimal(value // timedelta(microseconds=1)).scaleb(-6).normalize())
+    if isinstance(value, BaseModel):
+        value = value.model_dump(by_alias=True)  # (python mode: a Decimal stays one)
+    elif is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {key: _numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_numbers(item) for item in value]
+    return value
+
+
+def snapshot(args: ToolArgs) -> tuple[dict[str, Any], dict[str, JsonValue]]:
+    """The arguments a tool runs with and their JSON form, the firewall's parameters, taken
+    together. The first is a deep copy: a caller changing an argument (a pydantic model, a
+    nested dict) while the action waits for a human changes nothing that runs. Only
+    objects JSON cannot write (a client, a LangGraph store), decided on by their string
+    form alone, stay the caller's own. The JSON form is as pydantic writes it: a model or
+    a dataclass an object of its fields (a policy reads ``parameters.transfer.amount``),
+    an enum its value, a date its ISO form, numbers as numbers (see `_numbers`)."""
+    kept: dict[int, Any] = {}  # deepcopy's memo: these objects are not copied
+
+    def keep(value: object) -> str:
+        kept[id(value)] = value
+        return str(value)
+
     data: dict[str, JsonValue] = json.loads(
-        json.dumps(to_jsonable_python(dict(args), fallback=str), default=str)
+        json.dumps(to_jsonable_python(_numbers(dict(args)), fallback=keep), default=str)
     )
-    return data
+    try:
+        copied: dict[str, Any] = copy.deepcopy(dict(args), kept)
+    except Exception as exc:  # an object of the user's that refuses copying: refuse the call
+        raise ActionSpecError(
+            f"the tool's arguments cannot be copied, and the tool must run with the ones "
+            f"decided on: {type(exc).__name__}: {exc}",
+            field="parameters",
+        ) from exc
+    return copied, data
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Run the tool (``answer is None``) or answer the agent with ``answer``."""
+    """Run the tool with ``args`` (``answer is None``) or answer the agent with ``answer``."""
 
     answer: str | None
     result: ActionResult | None = None
+    #: the arguments decided on (a copy, see `snapshot`): the tool runs with these
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 def _computed(what: str, compute: Callable[[ToolArgs], Any], args: ToolArgs) -> Any:
@@ -158,8 +219,10 @@ class ToolGuard:
         if math.isnan(timeout) or timeout < 0:
             raise ValueError(f"`approval_timeout` must be at least 0 seconds, not {timeout}")
 
-    def request(self, args: ToolArgs) -> tuple[str, ActionFields]:
-        """The action type and request_action keywords for one call."""
+    def request(self, call: ToolArgs) -> tuple[dict[str, Any], str, ActionFields]:
+        """The arguments the tool runs with (see `snapshot`), and the action type and
+        request_action keywords for them."""
+        args, data = snapshot(call)
         action_type = _resolve("action_type", self.action_type, args)
         if not action_type:
             raise AgentFirewallError("tool guard has no action type: pass `action_type=`")
@@ -167,8 +230,7 @@ class ToolGuard:
         if callable(hints):
             hints = _computed("risk_hints", hints, args)
         parameters = (
-            _computed("parameters", self.parameters, args) if self.parameters
-            else _json_args(args)
+            _computed("parameters", self.parameters, args) if self.parameters else data
         )  # fmt: skip
         fields: ActionFields = {
             "provider": _resolve("provider", self.provider, args),
@@ -178,7 +240,7 @@ class ToolGuard:
             "parameters": _mapping("parameters", parameters),
             "risk_hints": _mapping("risk_hints", hints) or None,
         }
-        return action_type, fields
+        return args, action_type, fields
 
     def sync_firewall(self) -> AgentFirewall:
         """The firewall, for a synchronous call; an AsyncAgentFirewall cannot answer one."""
@@ -189,40 +251,44 @@ class ToolGuard:
             )
         return self.firewall
 
-    def decide(self, args: ToolArgs) -> Verdict:
+    def decide(self, call: ToolArgs) -> Verdict:
         """Ask a synchronous firewall (see the module docstring)."""
         firewall = self.sync_firewall()
-        action_type, fields = self.request(args)
+        args, action_type, fields = self.request(call)
         result = firewall.request_action(action_type, **fields)
         outcome: ApprovalOutcome | None = None
         if result.pending:
             outcome = firewall.wait_for_approval(result.action_request_id, self.approval_timeout)
-        verdict, allowed = self._judge(result, outcome, action_type)
+        verdict, allowed = self._judge(result, outcome, action_type, args)
         if allowed is None or not self.execute:
             return verdict
         executed = firewall.execute(allowed.action_request_id, allowed.decision_token)
         return Verdict(self.format_result(executed), allowed)
 
-    async def adecide(self, args: ToolArgs) -> Verdict:
+    async def adecide(self, call: ToolArgs) -> Verdict:
         """Ask an async firewall; a sync one runs in a worker thread."""
         firewall = self.firewall
         if isinstance(firewall, AgentFirewall):
-            return await anyio.to_thread.run_sync(self.decide, args)
-        action_type, fields = self.request(args)
+            return await anyio.to_thread.run_sync(self.decide, call)
+        args, action_type, fields = self.request(call)
         result = await firewall.request_action(action_type, **fields)
         outcome: ApprovalOutcome | None = None
         if result.pending:
             outcome = await firewall.wait_for_approval(
                 result.action_request_id, self.approval_timeout
             )
-        verdict, allowed = self._judge(result, outcome, action_type)
+        verdict, allowed = self._judge(result, outcome, action_type, args)
         if allowed is None or not self.execute:
             return verdict
         executed = await firewall.execute(allowed.action_request_id, allowed.decision_token)
         return Verdict(self.format_result(executed), allowed)
 
     def _judge(
-        self, result: ActionResult, outcome: ApprovalOutcome | None, action_type: str
+        self,
+        result: ActionResult,
+        outcome: ApprovalOutcome | None,
+        action_type: str,
+        args: dict[str, Any],
     ) -> tuple[Verdict, ActionResult | None]:
         """The verdict, and the allowed result when the tool may go ahead."""
         if result.denied:
@@ -233,7 +299,7 @@ class ToolGuard:
             return self._not_approved(outcome, result), None
         if outcome:
             result = approved_result(result, outcome)
-        return Verdict(None, result), result
+        return Verdict(None, result, args), result
 
     def _not_approved(self, outcome: NotApproved, result: ActionResult) -> Verdict:
         if self.on_deny == "raise":

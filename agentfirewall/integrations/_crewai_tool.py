@@ -2,14 +2,23 @@
 
 Imported only by :mod:`agentfirewall.integrations.crewai`, after it checked that crewai
 is installed.
+
+CrewAI validates a keyword call once, before the guarded tool's ``_run`` (``run`` does,
+and so does the structured tool an agent calls); positional arguments are validated here.
+The wrapped tool's body then runs with the arguments decided on, never validated again:
+a validator that is not idempotent (dollars to cents) would otherwise make the tool run
+with other values than those decided on.
 """
 
 from __future__ import annotations
 
+import inspect
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
 from crewai.tools import BaseTool
+from crewai.tools.base_tool import Tool
 
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall.integrations._common import ToolGuard
@@ -20,28 +29,27 @@ __all__ = ["GuardedCrewTool", "guard_crew_tool"]
 class GuardedCrewTool(BaseTool):  # type: ignore[misc]
     """A CrewAI tool whose every call first asks TameFlare.
 
-    Name, description, argument schema and ``result_as_answer`` are the wrapped tool's.
+    Name, description, argument schema, ``result_as_answer`` and usage limit are the wrapped
+    tool's.
     """
 
     inner: BaseTool
     guard: ToolGuard
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
-        call = self._call(args, kwargs)
-        verdict = self.guard.decide(call)
+        verdict = self.guard.decide(self._call(args, kwargs))
         if verdict.answer is not None:
             return verdict.answer
-        return self.inner.run(**call)
+        return self.inner._run(**verdict.args)  # (an async function's coroutine: `run` runs it)
 
     async def _arun(self, *args: Any, **kwargs: Any) -> Any:
-        call = self._call(args, kwargs)
-        verdict = await self.guard.adecide(call)
+        verdict = await self.guard.adecide(self._call(args, kwargs))
         if verdict.answer is not None:
             return verdict.answer
-        try:
-            return await self.inner.arun(**call)
-        except NotImplementedError:  # a sync tool: run it in a worker thread
-            return await anyio.to_thread.run_sync(lambda: self.inner.run(**call))
+        if _has_async_body(self.inner):
+            return await self.inner._arun(**verdict.args)
+        result = await anyio.to_thread.run_sync(partial(self.inner._run, **verdict.args))
+        return await result if inspect.isawaitable(result) else result
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments the wrapped tool runs with, all of them, so that the
@@ -63,13 +71,25 @@ class GuardedCrewTool(BaseTool):  # type: ignore[misc]
         return validated
 
 
+def _has_async_body(inner: BaseTool) -> bool:
+    """Whether awaiting the tool's ``_arun`` runs it. CrewAI's ``Tool._arun`` calls a sync
+    function and only then raises NotImplementedError: run again, the tool would act twice
+    on one decision."""
+    if isinstance(inner, Tool):
+        return inspect.iscoroutinefunction(inner.func)
+    return type(inner)._arun is not BaseTool._arun
+
+
 def guard_crew_tool(inner: BaseTool, guard: ToolGuard) -> GuardedCrewTool:
-    """Wrap one tool, keeping what the agent sees of it."""
+    """Wrap one tool, keeping what the agent sees of it and its usage limit (checked
+    before the firewall is asked: the wrapped tool's own ``run`` is not called)."""
     return GuardedCrewTool(
         name=inner.name,
         description=inner.description,
         args_schema=inner.args_schema,
         result_as_answer=inner.result_as_answer,
+        max_usage_count=inner.max_usage_count,
+        current_usage_count=inner.current_usage_count,
         inner=inner,
         guard=guard,
     )

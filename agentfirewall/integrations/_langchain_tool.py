@@ -2,18 +2,29 @@
 
 Imported only by :mod:`agentfirewall.integrations.langchain`, after it checked that
 langchain-core is installed.
+
+The guarded tool's own ``run`` does LangChain's work once: it validates the input (see
+`_call_input`), calls the callbacks, formats a tool message (an artifact too) and handles
+the tool's errors as the wrapped tool says. Its ``_run`` asks the firewall and calls the
+wrapped tool's ``_run`` (or ``_arun``), as LangChain's ``run`` would, with the arguments
+decided on, never validated again: a validator that is not idempotent (dollars to cents)
+would otherwise make the tool run with other values than those decided on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from inspect import signature
 from typing import Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForToolRun,
-    CallbackManagerForToolRun,
-    Callbacks,
+from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, InjectedToolCallId, Tool
+from langchain_core.tools.base import (
+    _get_runnable_config_param,
+    _is_injected_arg_type,
+    get_all_basemodel_annotations,
 )
-from langchain_core.tools import BaseTool, Tool
 from langchain_core.utils.pydantic import get_fields
 from pydantic import BaseModel
 from pydantic.v1 import BaseModel as BaseModelV1
@@ -33,20 +44,34 @@ def _check_sync(inner: BaseTool) -> None:
         )
 
 
-def _tool_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | dict[str, Any]:
-    """What the wrapped tool is called with: its keyword arguments, or a single string."""
-    if kwargs or not args:
-        return kwargs
-    return args[0] if len(args) == 1 and isinstance(args[0], str) else {"args": list(args)}
+def _tool_call_ids(
+    schema: type[BaseModel | BaseModelV1], tool_call_id: str | None
+) -> dict[str, str | None]:
+    """The schema's InjectedToolCallId arguments, given the tool call's id, as LangChain
+    fills them (its error when the tool was not invoked with a whole tool call)."""
+    names = [
+        name
+        for name, kind in get_all_basemodel_annotations(schema).items()
+        if _is_injected_arg_type(kind, injected_type=InjectedToolCallId)
+    ]
+    if names and tool_call_id is None:
+        raise ValueError(
+            "When tool includes an InjectedToolCallId argument, tool must always be invoked "
+            "with a full model ToolCall of the form: {'args': {...}, 'name': '...', "
+            "'type': 'tool_call', 'tool_call_id': '...'}"
+        )
+    return dict.fromkeys(names, tool_call_id)
 
 
-def _call_input(inner: BaseTool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The whole input the wrapped tool runs with, so that the firewall decides on exactly
-    that: with a pydantic argument schema, the arguments validated by it, every field
-    present, defaults included (LangChain would pass only the given ones and leave the
-    function's defaults unseen), and a single string as the schema's first field
-    (LangChain's rule for a string input). Otherwise the input as given."""
-    tool_input = _tool_input(args, kwargs)
+def _call_input(
+    inner: BaseTool, tool_input: str | dict[str, Any], tool_call_id: str | None
+) -> str | dict[str, Any]:
+    """The whole input the wrapped tool runs with, validated once, so that the firewall
+    decides on exactly that: with a pydantic argument schema, the arguments validated by
+    it, every field present, defaults included (LangChain would pass only the given ones
+    and leave the function's defaults unseen), a single string as the schema's first field
+    (LangChain's rule for a string input), the tool call's id in an InjectedToolCallId
+    argument. Otherwise the input as given."""
     schema = inner.args_schema
     if not isinstance(schema, type) or not issubclass(schema, BaseModel | BaseModelV1):
         return tool_input  # no schema, or a JSON schema dict: LangChain validates nothing
@@ -55,6 +80,7 @@ def _call_input(inner: BaseTool, args: tuple[Any, ...], kwargs: dict[str, Any]) 
         if not fields:
             return tool_input
         tool_input = {fields[0]: tool_input}
+    tool_input = {**tool_input, **_tool_call_ids(schema, tool_call_id)}
     if issubclass(schema, BaseModel):
         model: Any = schema.model_validate(tool_input)
     else:
@@ -62,80 +88,101 @@ def _call_input(inner: BaseTool, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     return {name: getattr(model, name) for name in fields}
 
 
-def _firewall_args(tool_input: str | dict[str, Any]) -> dict[str, Any]:
-    return tool_input if isinstance(tool_input, dict) else {"input": tool_input}
+def _decided(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What the firewall decides on: the keyword arguments, or the one input LangChain
+    passes positionally (a string input, a ``Tool``'s value) as ``input``."""
+    if not args:
+        return kwargs
+    if len(args) > 1 or kwargs:
+        raise AgentFirewallError(f"tool `{name}` was called in a way LangChain never calls it")
+    return {"input": args[0]}
+
+
+def _body_args(positional: bool, decided: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return ((decided["input"],), {}) if positional else ((), decided)
+
+
+def _extras(
+    body: Callable[..., Any],
+    config: RunnableConfig,
+    run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
+) -> dict[str, Any]:
+    """What LangChain's ``run`` gives a tool's body besides its arguments: the run manager
+    and the config, to a body that takes them."""
+    extras: dict[str, Any] = {}
+    if signature(body).parameters.get("run_manager"):
+        extras["run_manager"] = run_manager
+    if name := _get_runnable_config_param(body):
+        extras[name] = config
+    return extras
 
 
 class GuardedTool(BaseTool):
     """A LangChain tool whose every call first asks TameFlare.
 
-    Name, description, argument schema and ``return_direct`` are the wrapped tool's.
+    It is the wrapped tool to the model and to LangChain: every field of the wrapped tool is
+    its own (name, description, argument schema, ``return_direct``, ``response_format``,
+    error handling, callbacks).
     """
 
     inner: BaseTool
     guard: ToolGuard
 
+    def _parse_input(
+        self, tool_input: str | dict[str, Any], tool_call_id: str | None
+    ) -> str | dict[str, Any]:
+        return _call_input(self.inner, tool_input, tool_call_id)
+
+    def _answer(self, answer: str) -> Any:
+        """A refusal, shaped as the tool's own answers."""
+        return (answer, None) if self.response_format == "content_and_artifact" else answer
+
     def _run(
-        self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | None = None,
+        **kwargs: Any,
     ) -> Any:
         self.guard.sync_firewall()
         _check_sync(self.inner)
-        tool_input = _call_input(self.inner, args, kwargs)
-        verdict = self.guard.decide(_firewall_args(tool_input))
+        verdict = self.guard.decide(_decided(self.name, args, kwargs))
         if verdict.answer is not None:
-            return verdict.answer
-        callbacks = run_manager.get_child() if run_manager else None
-        return self.inner.run(tool_input, callbacks=callbacks)
+            return self._answer(verdict.answer)
+        body = self.inner._run
+        args, kwargs = _body_args(bool(args), verdict.args)
+        return body(*args, **kwargs, **_extras(body, config, run_manager))
 
     async def _arun(
         self,
         *args: Any,
+        config: RunnableConfig,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
         **kwargs: Any,
     ) -> Any:
-        tool_input = _call_input(self.inner, args, kwargs)
-        verdict = await self.guard.adecide(_firewall_args(tool_input))
+        verdict = await self.guard.adecide(_decided(self.name, args, kwargs))
         if verdict.answer is not None:
-            return verdict.answer
-        callbacks = run_manager.get_child() if run_manager else None
-        return await self.inner.arun(tool_input, callbacks=callbacks)
+            return self._answer(verdict.answer)
+        inner = self.inner
+        # LangChain's own choice: without an async body, `_arun` runs `_run` in a thread
+        body = inner._run if type(inner)._arun is BaseTool._arun else inner._arun
+        args, kwargs = _body_args(bool(args), verdict.args)
+        return await inner._arun(*args, **kwargs, **_extras(body, config, run_manager))
 
 
-def _guard_simple(inner: Tool, guard: ToolGuard) -> Tool:
-    """A single-string tool stays a ``Tool``: models see it as LangChain shows simple tools."""
+class GuardedSimpleTool(GuardedTool, Tool):
+    """A single-input ``Tool`` stays a ``Tool``: models see it as LangChain shows those."""
 
-    def run(tool_input: str, callbacks: Callbacks = None) -> Any:
-        guard.sync_firewall()
-        _check_sync(inner)
-        verdict = guard.decide({"input": tool_input})
-        if verdict.answer is not None:
-            return verdict.answer
-        return inner.run(tool_input, callbacks=callbacks)
-
-    async def arun(tool_input: str, callbacks: Callbacks = None) -> Any:
-        verdict = await guard.adecide({"input": tool_input})
-        if verdict.answer is not None:
-            return verdict.answer
-        return await inner.arun(tool_input, callbacks=callbacks)
-
-    return Tool(
-        name=inner.name,
-        description=inner.description,
-        func=run,
-        coroutine=arun,
-        return_direct=inner.return_direct,
-    )
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        # (Tool's would run a tool without a coroutine synchronously: the firewall is awaited)
+        return await BaseTool.ainvoke(self, input, config, **kwargs)
 
 
 def guard_tool(inner: BaseTool, guard: ToolGuard) -> BaseTool:
-    """Wrap one tool, keeping what the model sees of it."""
+    """Wrap one tool, keeping every field of it (what the model sees and how it runs)."""
+    own = {name: getattr(inner, name) for name in BaseTool.model_fields}
     if isinstance(inner, Tool) and inner.args_schema is None:
-        return _guard_simple(inner, guard)
-    return GuardedTool(
-        name=inner.name,
-        description=inner.description,
-        args_schema=inner.args_schema,
-        return_direct=inner.return_direct,
-        inner=inner,
-        guard=guard,
-    )
+        return GuardedSimpleTool(
+            **own, func=inner.func, coroutine=inner.coroutine, inner=inner, guard=guard
+        )
+    return GuardedTool(**own, inner=inner, guard=guard)

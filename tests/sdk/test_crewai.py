@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 
 pytest.importorskip("crewai")
 
 from crewai import Agent, Crew, Task
-from crewai.tools import tool
+from crewai.tools import BaseTool, tool
+from crewai.tools.base_tool import Tool
+from pydantic import BaseModel
 
 from agentfirewall import ActionDenied, AgentFirewallError
 from agentfirewall.integrations.crewai import firewall_tool, guard_tools
+from agentfirewall.testing import FirewallTransport
 from tests.sdk.liveagent import ExecutingServer, LiveAgent
 from tests.sdk.scripted_crewai import CREWAI_WARNINGS, QUIET_ENV, final, scripted_llm, uses_tool
+from tests.sdk.toolargs import CAP, Dollars
 
 pytestmark = [pytest.mark.crewai, *CREWAI_WARNINGS]
 
@@ -192,3 +199,85 @@ def test_the_firewall_decides_on_exactly_what_the_tool_runs_with(agent: LiveAgen
         delete_repo.run("acme/prod", repo="acme/dev", reason="x")  # type: ignore[attr-defined]
     done = delete_repo.run("acme/dev", "cleanup", False)  # type: ignore[attr-defined]
     assert (done, deleted) == ("deleted", ["acme/dev"])
+
+
+def pay_tools(ran: list[int], **limits: Any) -> list[BaseTool]:
+    """The same tool as a function (CrewAI's Tool) and as a class of its own."""
+
+    def pay(amount: int, to: str) -> str:
+        ran.append(amount)
+        return "paid"
+
+    class PayTool(BaseTool):  # type: ignore[misc]
+        args_schema: type[BaseModel] = Dollars
+
+        def _run(self, amount: int, to: str) -> str:
+            return pay(amount, to)
+
+    return [
+        Tool(name="pay", description="Pay.", func=pay, args_schema=Dollars, **limits),
+        PayTool(name="pay", description="Pay.", **limits),
+    ]
+
+
+@pytest.mark.anyio
+async def test_the_tool_runs_with_the_arguments_validated_once() -> None:
+    """0.1.0 decided on the arguments validated once (or twice) and ran the tool on them
+    validated again: $40 was decided as 4,000 cents and paid as 400,000."""
+    fw = FirewallTransport(policies=[CAP])
+    ran: list[int] = []
+    async with fw.async_client() as client:
+        for guarded in guard_tools(pay_tools(ran), client):
+            assert await guarded.arun(amount=40, to="acct_1") == "paid"
+    with fw.client() as client:
+        for guarded in guard_tools(pay_tools(ran), client):
+            assert guarded.run(amount=40, to="acct_1") == "paid"
+            assert guarded.run(40, "acct_1") == "paid"
+            as_agent = guarded.to_structured_tool()  # what a crew's agent calls
+            assert as_agent.invoke({"amount": 40, "to": "acct_1"}) == "paid"
+            assert guarded.run(amount=60, to="acct_1") == "Action blocked by policy: too big"
+    assert ran == [4000] * 8
+    assert [a.spec.parameters["amount"] for a in fw.actions] == [4000] * 2 + (
+        [4000] * 3 + [6000]
+    ) * 2
+
+
+@pytest.mark.anyio
+async def test_a_sync_tool_run_with_arun_acts_once() -> None:
+    """CrewAI's Tool._arun calls a sync function and then raises NotImplementedError; 0.1.0
+    caught it and ran the tool again: two payments on one decision."""
+    fw = FirewallTransport()
+    ran: list[str] = []
+
+    @tool("Pay")
+    def pay(to: str) -> str:
+        """Pay."""
+        ran.append(to)
+        return "paid"
+
+    @tool("Pay Later")
+    async def pay_later(to: str) -> str:
+        """Pay."""
+        ran.append(to)
+        return "paid later"
+
+    async with fw.async_client() as client:
+        guarded, guarded_later = guard_tools([pay, pay_later], client)
+        assert await guarded.arun(to="a") == "paid"
+        assert await guarded_later.arun(to="b") == "paid later"
+    with fw.client() as client:
+        [guarded_later] = guard_tools([pay_later], client)
+        assert await anyio.to_thread.run_sync(lambda: guarded_later.run(to="c")) == "paid later"
+    assert ran == ["a", "b", "c"]
+    assert len(fw.actions) == 3
+
+
+def test_the_usage_limit_is_checked_before_the_firewall_is_asked() -> None:
+    """The wrapped tool's own `run`, which counted its uses, is no longer called."""
+    fw = FirewallTransport()
+    ran: list[int] = []
+    with fw.client() as client:
+        for guarded in guard_tools(pay_tools(ran, max_usage_count=1), client):
+            assert guarded.run(amount=1, to="a") == "paid"
+            assert guarded.run(amount=2, to="a") != "paid"
+    assert (ran, len(fw.actions)) == ([100, 100], 2)

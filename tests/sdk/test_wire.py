@@ -99,6 +99,26 @@ def test_wait_answers() -> None:
     assert used.status == "executed"
 
 
+def test_an_executed_action_says_its_token_was_used_as_node_does() -> None:
+    """0.1.0 gave the allow's reason ("No deny rules matched") for an action whose token an
+    execution had taken; the Node SDK's whyNotApproved says what happened, in these words."""
+    used = "its decision token was used; request the action again to act again"
+    for body in (
+        state("executed"),
+        state("allowed"),
+        {**state("allowed"), "execution_state": "executed"},
+    ):
+        outcome = parse_wait(body)
+        assert outcome is not None
+        assert (outcome.status, outcome.reason) == (
+            "executed",
+            f"the action was already executed: {used}",
+        )
+    running = parse_wait({**state("allowed"), "execution_state": "executing"})
+    assert running is not None
+    assert running.reason == f"the action is being executed: {used}"
+
+
 def test_retry_after_forms() -> None:
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after("1.5") == 1.5
