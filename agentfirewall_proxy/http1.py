@@ -3,9 +3,11 @@
 httptools (llhttp) is strict and we keep it strict: conflicting ``Content-Length`` /
 ``Transfer-Encoding``, duplicate lengths, obs-fold, bare LF and bad characters are parse
 errors, and the connection ends with 400. On top of that we refuse any
-``Transfer-Encoding`` other than exactly ``chunked`` (501), and we re-frame every body we
-forward ourselves (``Content-Length`` or fresh chunks): the bytes the upstream sees are
-never the client's framing, so nothing can be smuggled past the decision.
+``Transfer-Encoding`` other than exactly ``chunked``: a request gets 501, a response 502
+(a ``gzip, chunked`` body relayed undecoded would reach the agent unsearched for the
+injected credential; bodiless or not, an upstream that sends one is refused). We re-frame
+every body we forward ourselves (``Content-Length`` or fresh chunks): the bytes the
+upstream sees are never the client's framing, so nothing can be smuggled past the decision.
 
 A parser is fed by its owner (``client.py``) and yields events: ``Head``, body ``bytes``,
 ``END``, ``Upgrade(tail)`` (``CONNECT`` and WebSocket handshakes: no other protocol is
@@ -125,11 +127,13 @@ Event = Head | ResponseHead | bytes | _End | Upgrade | ParseError
 
 def _framing(headers: Headers, names: list[bytes]) -> tuple[bool, int | None, str | None]:
     """(chunked, content_length, problem) from already llhttp-validated headers (`names`:
-    theirs in lowercase)."""
+    theirs in lowercase). Chunked is what llhttp reads as chunked, and only that: the
+    value (its leading blanks skipped by llhttp) ``chunked`` in any case, then spaces; a
+    tab after it makes llhttp read a response to its close, not in chunks."""
     chunked, length, problem = False, None, None
     for lowered, (_, value) in zip(names, headers, strict=True):
         if lowered == b"transfer-encoding":
-            if value.strip().lower() != b"chunked" or chunked:
+            if value.rstrip(b" ").lower() != b"chunked" or chunked:
                 problem = "unsupported transfer-encoding"
             chunked = True
         elif lowered == b"content-length":
@@ -293,7 +297,9 @@ class ResponseParser(_Base):
     def on_headers_complete(self) -> None:
         self.in_head = False
         parser = self._parser
-        chunked, length, _ = _framing(self._headers, self._names)
+        chunked, length, problem = _framing(self._headers, self._names)
+        if problem:  # (a transfer coding the gateway does not decode: module docstring)
+            raise _Refused(502, f"the upstream answered with an {problem}: only chunked is read")
         self.events.append(
             ResponseHead(
                 status=parser.get_status_code(),
@@ -308,12 +314,18 @@ class ResponseParser(_Base):
         )
 
     def feed(self, data: bytes) -> None:
+        """Parse `data`; a parse error (or a refused head) becomes a ParseError event."""
+        if self.failed:
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.events.append(Upgrade(data[exc.args[0] :]))
         except httptools.HttpParserError as exc:
-            self.events.append(ParseError(502, f"malformed upstream response: {exc}"))
+            cause = exc.__context__
+            message = (cause.message if isinstance(cause, _Refused)
+                       else f"malformed upstream response: {exc}")  # fmt: skip
+            self.events.append(ParseError(502, message))
             self.failed = True
         if self.in_head and self.head_size() > self.max_head:
             self.events.append(ParseError(502, "upstream response head too large"))

@@ -63,15 +63,24 @@ def plain_request_upstream(connector: ConnectorEntry, host: str, port: int) -> t
     An injected credential never travels in cleartext. The connector's upstream is TLS
     when its ``base_url`` (or its type's, e.g. ``https://api.github.com``) says https: the
     request is upgraded (port 80 becomes 443, or the base URL's own port for its host).
-    A ``base_url`` configured as ``http://`` is an admin's declaration of a plain host:
-    plain it stays. A connector with no TLS upstream known goes plain only when it injects
-    nothing; with a credential it is refused (403 ``cleartext_refused``).
+    A ``base_url`` configured as ``http://`` is an admin's declaration of a plain service on
+    its port (80 when it names none): plain it stays, on that port only; a credential is
+    never sent in cleartext to another port of the host (another service: Redis on 6379).
+    A connector with no TLS upstream known goes plain only when it injects nothing; with a
+    credential it is refused (403 ``cleartext_refused``).
     """
     declared = connector.base_url
     base = urlsplit(declared or connector.impl.base_url or "")
     scheme = base.scheme.lower()
     if declared and scheme == "http":
-        return "http", port
+        if port == (base.port or 80) or not connector.has_credential:
+            return "http", port
+        raise Refusal(
+            403,
+            "cleartext_refused",
+            f"`http://{host}:{port}` goes to connector `{connector.name}` whose plain upstream "
+            f"is declared on port {base.port or 80} only: its credential goes to no other port",
+        )
     if scheme == "https":
         if base.hostname and normalize_host(base.hostname) == host:
             return "https", base.port or 443

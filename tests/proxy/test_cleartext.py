@@ -3,7 +3,8 @@
 A plain ``http://`` request (absolute-form, through the proxy) to a connector whose
 upstream is TLS is upgraded: it reaches the upstream over TLS, with the credential. A
 connector that declares no TLS upstream and injects a credential is refused (403
-``cleartext_refused``); only an admin's ``http://`` base URL allows plain HTTP upstream.
+``cleartext_refused``); only an admin's ``http://`` base URL allows plain HTTP upstream,
+and only on its port (another port of that host is another service).
 Table-driven over every connector type and three real clients (curl, requests, httpx),
 against a reflecting upstream that records the scheme each request arrived on.
 """
@@ -15,6 +16,7 @@ import os
 import ssl
 import subprocess
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -136,8 +138,13 @@ def test_no_credential_of_an_undeclared_connector_ever_reached_a_plain_socket(
         ("https://ghe.example:8443/api/v3", "ghe.example", 80, ("https", 8443)),
         ("https://ghe.example:8443/api/v3", "ghe.example", 8080, ("https", 8443)),
         ("http://ghe.internal:8080", "ghe.internal", 8080, ("http", 8080)),
+        ("http://ghe.internal", "ghe.internal", 80, ("http", 80)),
+        # a declared plain host is one service on one port: another port is another service
+        ("http://ghe.internal", "ghe.internal", 6379, "declared on port 80 only"),
+        ("http://ghe.internal:8080", "ghe.internal", 80, "declared on port 8080 only"),
+        ("http://ghe.internal:8080", "ghe.internal", 6379, "declared on port 8080 only"),
         (None, "api.github.com", 8080, ("https", 443)),  # the type's own TLS upstream
-        (None, "github.internal", 8080, "refused"),  # TLS, but on which port?
+        (None, "github.internal", 8080, "unknown port"),  # TLS, but on which port?
     ],
 )
 def test_plain_request_upstream_table(
@@ -146,11 +153,36 @@ def test_plain_request_upstream_table(
     entry = compile_snapshot(
         snapshot(connectors=[connector("github", domains=[host], base_url=base_url)])
     ).connectors["conn_github_1"]
-    if expected == "refused":
-        with pytest.raises(Refusal, match="unknown port"):
+    if isinstance(expected, str):  # refused: the reason says why
+        with pytest.raises(Refusal, match=expected) as refused:
             plain_request_upstream(entry, host, port)
+        assert (refused.value.status, refused.value.error) == (403, "cleartext_refused")
     else:
         assert plain_request_upstream(entry, host, port) == expected
+
+
+def test_a_declared_plain_host_without_a_credential_goes_plain_on_any_port() -> None:
+    entry = compile_snapshot(snapshot(connectors=[connector(
+        "generic", domains=["open.internal"], base_url="http://open.internal", credential=None,
+    )])).connectors["conn_generic_1"]  # fmt: skip
+    assert plain_request_upstream(entry, "open.internal", 8080) == ("http", 8080)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_declared_plain_host_gets_its_credential_on_its_port_only(
+    world: Reflecting, client: str
+) -> None:
+    """``base_url: http://plain.example.org`` (port 80): a request to another port of that
+    host (a Redis, an admin console) is refused before anything is sent."""
+    upstream = world.upstream
+    upstream.clear()
+    url = "http://plain.example.org:6379/echo"
+    status, body = get(client, world.gateway.proxy_url(), url)
+    assert status == 403, body
+    answer = json.loads(body)
+    assert answer["error"] == "cleartext_refused"
+    assert "declared on port 80 only" in answer["reason"]
+    assert upstream.received() == []
 
 
 def test_a_tunnel_still_goes_upstream_over_tls(world: Reflecting) -> None:
@@ -191,3 +223,4 @@ def test_plain_upstream_only_when_declared_or_nothing_is_injected(
     if scheme == "http" and found.has_credential:
         assert base is not None
         assert base.startswith("http://")
+        assert port == (urlsplit(base).port or 80)  # the declared service, no other port
