@@ -237,6 +237,9 @@ async def _run(
         database_url=options.database_url,
         log_level=options.log_level,
     )
+    if options.upstream_ca is not None:  # SDK executions and token endpoints trust it too
+        # (not given: AGENTFIREWALL_UPSTREAM_CA, as the server reads it, is kept)
+        settings = settings.model_copy(update={"upstream_ca": options.upstream_ca})
     try:  # the database opens and the vault key fits, before anything is made
         preflight(settings)
     except (StoreError, VaultStartError) as exc:

@@ -19,6 +19,9 @@ class Step:
     step: StepName
     result: str
     detail: str
+    #: the detail's lines when it lists several (a policy's rules, one each): a line break
+    #: inside one (a rule named with a newline) is that line's text, never a new line
+    lines: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, str]:
         return {"step": self.step, "result": self.result, "detail": self.detail}

@@ -174,4 +174,6 @@ def trace_policies(
             results.append(f"{rule.label}: {rule.decision if hit else 'no match'}")
         matched = any(not r.endswith("no match") for r in results)
         verdict = "matched" if matched else "no rule matched"
-        trace.append(Step("policies", f"{policy.name}: {verdict}", "\n".join(results)))
+        trace.append(
+            Step("policies", f"{policy.name}: {verdict}", "\n".join(results), tuple(results))
+        )

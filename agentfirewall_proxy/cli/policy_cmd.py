@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall import policy  # its names load on first use (pydantic: only when run)
+from agentfirewall.display import visible
 from agentfirewall.errors import ActionSpecError, PolicyError
 from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import path_id
@@ -144,15 +146,23 @@ def _show(ctx: Context, explanation: Explanation) -> int:
     decision: Decision = explanation.decision
 
     def render() -> None:
-        ctx.out.table(
-            ("step", "result", "detail"),
-            ((s.step, s.result, s.detail) for s in explanation.steps),
-        )
+        ctx.out.table(("step", "result", "detail"), _rows(explanation))
         style = {"allow": "green", "deny": "red"}.get(decision.outcome, "yellow")
-        ctx.out.line(f"decision: {decision.outcome} ({decision.reason})", style=f"bold {style}")
+        reason = visible(decision.reason)  # one line: a rule's name may hold a newline
+        ctx.out.line(f"decision: {decision.outcome} ({reason})", style=f"bold {style}")
 
     ctx.out.result(explanation.to_dict(), render)
     return _EXIT_FOR.get(decision.outcome, EXIT_ERROR)
+
+
+def _rows(explanation: Explanation) -> Iterator[tuple[str, str, str]]:
+    """A row per step, and one more per further line of a step that lists several (a
+    policy's rules): the lines are the engine's own, never split at a newline a policy or
+    rule name holds (the table prints that one as its escape)."""
+    for step in explanation.steps:
+        first, *more = step.lines or (step.detail,)
+        yield step.step, step.result, first
+        yield from (("", "", line) for line in more)
 
 
 def _explain(
