@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +34,7 @@ from agentfirewall.connectors import HttpRequest, get_connector, provider_proble
 from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
 from agentfirewall.credentials import COMPUTED_KINDS, Outgoing
-from agentfirewall.errors import ActionSpecError, ConnectorError, CredentialError
+from agentfirewall.errors import ActionSpecError, ConnectorError, CredentialError, VaultError
 from agentfirewall.scrubbing import Scrubber, scrubber_for
 from agentfirewall_server.netguard import check_target
 from agentfirewall_server.settings import Settings
@@ -51,6 +52,8 @@ _MAX_BODY = 1024 * 1024
 _DROP_HEADERS = {"set-cookie", "authorization", "proxy-authorization", "www-authenticate"}
 # Raised before a byte of the request went out: the action may be tried again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_HOSTNAME_MISMATCH = 62  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH
+_TRUST_CA = "trust its CA with AGENTFIREWALL_UPSTREAM_CA (tf up --upstream-ca)"
 # Headers some servers and frameworks obey over the request line: they would make the
 # executed request differ from the decided one (method, host or path).
 _REWRITING_HEADERS = frozenset(
@@ -195,7 +198,15 @@ async def _credential_headers(
             f"(key id {problem['key_id']}): {problem['fix']}",
             code="credential_unavailable",
         )
-    secret = state.vault.decrypt(state.snapshot.credentials[row["id"]], owner=row["id"])
+    try:
+        secret = state.vault.decrypt(state.snapshot.credentials[row["id"]], owner=row["id"])
+    except VaultError as exc:  # nothing was claimed or sent: the same token may retry
+        raise ApiError(
+            503,
+            f"connector `{row['id']}` is unavailable: {exc}",
+            code="credential_unavailable",
+            retryable=True,
+        ) from None
     connector = get_connector(ctype)
     kind = row.get("auth_type") or "default"
     if kind in COMPUTED_KINDS:
@@ -292,6 +303,35 @@ async def send(state: AppState, planned: Planned) -> dict[str, Any]:
         return await _send(state, planned)
 
 
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind `exc` (httpx wraps httpcore's error, which wraps ssl's)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _unreachable(planned: Planned, exc: Exception) -> str:
+    """Why the upstream was not reached: a failed TLS handshake as the gateway words it
+    (with the fix when its certificate is not trusted), else the error's kind. Retrying
+    does not mend a TLS failure, but nothing was sent: the action stays decided, and the
+    same token executes it once the upstream is trusted."""
+    tls = _tls_error(exc)
+    if tls is None:
+        return f"`{planned.host}` could not be reached: {type(exc).__name__}"
+    where = f"`{planned.host}:{urlsplit(planned.url).port or 443}`"
+    failed = f"TLS to {where} failed: {tls.reason or type(tls).__name__}"
+    if not isinstance(tls, ssl.SSLCertVerificationError):
+        return failed
+    if tls.verify_code == _HOSTNAME_MISMATCH:  # no CA makes it this host's certificate
+        return f"{failed} ({tls.verify_message})"
+    return f"{failed} ({tls.verify_message}): {_TRUST_CA}"
+
+
 async def _send(state: AppState, planned: Planned) -> dict[str, Any]:
     extensions = {"sni_hostname": planned.sni} if planned.sni else None
     errors = state.metrics.connector_errors
@@ -309,8 +349,8 @@ async def _send(state: AppState, planned: Planned) -> dict[str, Any]:
         errors.labels(connector=planned.connector, error_type="connect").inc()
         raise ApiError(
             502,
-            f"`{planned.host}` could not be reached: {type(exc).__name__}: no byte of the "
-            "request was sent, the action may be executed again",
+            f"{_unreachable(planned, exc)}; no byte of the request was sent, the action may "
+            "be executed again",
             code="upstream_unreachable",
             retryable=True,
         ) from None

@@ -10,7 +10,13 @@ server holds the data directory) and online in the server (``POST /api/v1/vault/
    one in ``AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS``;
 2. rows not sealed with the current key are re-sealed, a batch per committed transaction
    (compare-and-set on the old ciphertext);
-3. keys no row names any more are dropped from the keyring file.
+3. keys no row names any more are dropped from the keyring file. The server forgets them
+   from memory only after it reloaded its configuration (`forget_retired`): until then
+   its snapshot still holds ciphertexts they sealed.
+
+A credential that does not decrypt (altered, moved onto another connector) is skipped and
+reported by its owner, never its content; it keeps its key, which stays in the keyring
+while a row names it; the others are re-sealed.
 
 A crash anywhere leaves every row sealed with a key that is on disk; running the rotation
 again finishes it (re-sealing only what is left). ``AGENTFIREWALL_FAULT_KILL_AT=N`` makes the
@@ -21,11 +27,12 @@ over every N.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, TypeVar
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentfirewall.errors import VaultError
@@ -35,12 +42,18 @@ from agentfirewall_server.keystore import install_current, prune_keyring_file
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database, StoreError, unreachable
 from agentfirewall_server.store.schema import credentials
-from agentfirewall_server.vault import Keyring, generate_key_text, key_id, parse_key
-from agentfirewall_server.vaultcheck import VaultStartError, keys_in_use, open_keyring
+from agentfirewall_server.vault import Keyring, generate_key_text, key_id, kid_of, parse_key
+from agentfirewall_server.vaultcheck import (
+    VaultStartError,
+    keys_in_use,
+    open_keyring,
+    problem_fix,
+)
 
 __all__ = [
     "FAULT_ENV",
     "Progress",
+    "forget_retired",
     "reseal_batch",
     "rotate_key",
     "run_rotation",
@@ -64,35 +77,76 @@ class Progress:
     resealed: int = 0
     batches: int = 0
     pruned: list[str] = field(default_factory=list)
+    #: owners whose credential does not decrypt: not re-sealed, their key kept
+    unreadable: list[str] = field(default_factory=list)
 
 
-def reseal_batch(conn: Connection, keyring: Keyring, limit: int) -> int:
-    """Re-seal up to `limit` rows not sealed with the current key; returns how many."""
+def _unsealed(
+    conn: Connection, keyring: Keyring, after: str = "", limit: int | None = None
+) -> list[tuple[str, str]]:
+    """(owner, ciphertext) of the rows not sealed with the current key, by owner, from the
+    first owner after `after`."""
     prefix = f"v1:{keyring.key_id}:"
     rows = conn.execute(
         select(credentials.c.owner, credentials.c.ciphertext)
-        .where(~credentials.c.ciphertext.startswith(prefix, autoescape=True))
+        .where(
+            ~credentials.c.ciphertext.startswith(prefix, autoescape=True),
+            credentials.c.owner > after,
+        )
         .order_by(credentials.c.owner)
         .limit(limit)
     ).all()
+    return [(str(owner), str(stored)) for owner, stored in rows]
+
+
+def _opens(keyring: Keyring, owner: str, stored: str) -> bool:
+    try:
+        keyring.decrypt(stored, owner=owner)
+    except VaultError:
+        return False
+    return True
+
+
+def _pending(conn: Connection, keyring: Keyring) -> int:
+    """The rows a re-seal with the current key is left to do (an unreadable one never is)."""
+    return sum(_opens(keyring, owner, stored) for owner, stored in _unsealed(conn, keyring))
+
+
+def reseal_batch(
+    conn: Connection, keyring: Keyring, limit: int, after: str = ""
+) -> tuple[list[str], list[str]]:
+    """Re-seal up to `limit` rows not sealed with the current key whose owner sorts after
+    `after`: (the owners looked at, those whose credential does not decrypt: left as is)."""
+    rows = _unsealed(conn, keyring, after, limit)
+    unreadable = []
     for i, (owner, stored) in enumerate(rows):
-        conn.execute(
-            update(credentials)
-            .where(credentials.c.owner == owner, credentials.c.ciphertext == stored)
-            .values(ciphertext=keyring.reseal(stored, owner=owner))
-        )
+        try:
+            sealed = keyring.reseal(stored, owner=owner)
+        except VaultError:
+            unreadable.append(owner)
+        else:
+            conn.execute(
+                update(credentials)
+                .where(credentials.c.owner == owner, credentials.c.ciphertext == stored)
+                .values(ciphertext=sealed)
+            )
         if i == 0:
             fault_point("mid-batch")
-    return len(rows)
+    return [owner for owner, _ in rows], unreadable
 
 
 def _prune(conn: Connection, settings: Settings, keyring: Keyring) -> list[str]:
-    named = set(keys_in_use(conn))
-    dropped = prune_keyring_file(settings, named, keyring.key_id)
-    for kid in list(keyring.keys):
-        if kid not in named and kid != keyring.key_id and kid in dropped:
+    """Drop from the keyring file the keys no row names (an unreadable row keeps its key)."""
+    return prune_keyring_file(settings, set(keys_in_use(conn)), keyring.key_id)
+
+
+def forget_retired(keyring: Keyring, retired: Iterable[str], serving: Iterable[str]) -> None:
+    """Forget from memory the keys a rotation retired that none of the ciphertexts still
+    served (`serving`: the configuration snapshot's, reloaded after the re-seal) names."""
+    named = {kid_of(stored) for stored in serving}
+    for kid in retired:
+        if kid not in named:
             keyring.forget(kid)
-    return dropped
 
 
 def run_rotation(
@@ -104,7 +158,8 @@ def run_rotation(
     progress: Progress | None = None,
     on_current: Callable[[], None] | None = None,
 ) -> Progress:
-    """Install a new key (unless a rotation is to be finished), re-seal, prune.
+    """Install a new key (unless a rotation is to be finished), re-seal, prune the keyring
+    file. The keys it retires stay in `keyring` (`forget_retired`).
 
     `write` runs a function in a committed write transaction (the store's writer).
     """
@@ -126,13 +181,15 @@ def run_rotation(
     progress = progress or Progress(keyring.key_id)
     progress.key_id = keyring.key_id
     progress.total = write(lambda c: _pending(c, keyring))
-    batch = settings.vault_rotate_batch
-    while True:
-        done = write(lambda c: reseal_batch(c, keyring, batch))
-        if done == 0:
+    batch, after = settings.vault_rotate_batch, ""
+    while True:  # by owner: an unreadable row, left as is, is not looked at again
+        seen, unreadable = write(partial(reseal_batch, keyring=keyring, limit=batch, after=after))
+        if not seen:
             break
         fault_point("after-commit")
-        progress.resealed += done
+        after = seen[-1]
+        progress.resealed += len(seen) - len(unreadable)
+        progress.unreadable += unreadable
         progress.batches += 1
     fault_point("before-prune")
     progress.pruned = write(lambda c: _prune(c, settings, keyring))
@@ -140,19 +197,9 @@ def run_rotation(
     return progress
 
 
-def _pending(conn: Connection, keyring: Keyring) -> int:
-    prefix = f"v1:{keyring.key_id}:"
-    return int(
-        conn.execute(
-            select(func.count())
-            .select_from(credentials)
-            .where(~credentials.c.ciphertext.startswith(prefix, autoescape=True))
-        ).scalar_one()
-    )
-
-
 def rotate_key(settings: Settings, new_key: str | None) -> int:
-    """The offline command: exit 0 done, 1 refused or failed, 2 bad key."""
+    """The offline command: exit 0 done, 1 refused or failed (or a credential that does not
+    decrypt was left as is), 2 bad key."""
     if new_key is not None:
         try:
             parse_key(new_key)
@@ -171,7 +218,7 @@ def rotate_key(settings: Settings, new_key: str | None) -> int:
             keyring = open_keyring(settings, db.read_sync)
             before = keyring.key_id
             progress = run_rotation(settings, keyring, db.write_sync, new_key=new_key)
-    except (DataBusy, StoreError, VaultError, VaultStartError) as exc:
+    except (DataBusy, StoreError, VaultError, VaultStartError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -184,4 +231,10 @@ def rotate_key(settings: Settings, new_key: str | None) -> int:
         print(f"retired key(s) no credential names: {', '.join(progress.pruned)}")
     if settings.encryption_key is None:
         print(f"current key in {settings.data_dir / 'encryption.key'} (back it up)")
-    return 0
+    for owner in progress.unreadable:
+        print(
+            f"error: the credential of `{owner}` does not decrypt: not re-sealed, its key is "
+            f"kept: {problem_fix(owner)}",
+            file=sys.stderr,
+        )
+    return 1 if progress.unreadable else 0

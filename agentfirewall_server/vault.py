@@ -25,6 +25,7 @@ from agentfirewall.errors import VaultError
 __all__ = ["Keyring", "Vault", "generate_key_text", "key_id", "kid_of", "parse_key"]
 
 _VERSION = "v1"
+_NONCE, _TAG = 12, 16  # bytes: AES-GCM's nonce before the ciphertext, its tag after
 
 
 def parse_key(text: str) -> bytes:
@@ -88,7 +89,7 @@ class Vault:
             raise VaultError(f"encryption key file `{path}` does not exist") from None
 
     def encrypt(self, plaintext: str, *, owner: str) -> str:
-        nonce = os.urandom(12)
+        nonce = os.urandom(_NONCE)
         sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), owner.encode("utf-8"))
         blob = base64.b64encode(nonce + sealed).decode("ascii")
         return f"{_VERSION}:{self.key_id}:{blob}"
@@ -106,15 +107,19 @@ class Vault:
                 f"current key id `{self.key_id}`): set SETTINGS_ENCRYPTION_KEY to the key "
                 "it was stored with"
             )
-        raw = base64.b64decode(blob)
         try:
-            plain = self._aead.decrypt(raw[:12], raw[12:], owner.encode("utf-8"))
-        except InvalidTag:
+            raw = base64.b64decode(blob, validate=True)
+        except ValueError:  # binascii.Error (not base64) is one, as is a non-ASCII character
+            raw = b""
+        if len(raw) < _NONCE + _TAG:
+            raise VaultError(f"credential of `{owner}` is damaged: it is not a sealed value")
+        try:
+            return self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], owner.encode()).decode()
+        except (InvalidTag, UnicodeDecodeError):
             raise VaultError(
                 f"credential of `{owner}` does not decrypt: it was altered or belongs to "
                 "another connector"
             ) from None
-        return plain.decode("utf-8")
 
     def reencrypt(self, stored: str, *, owner: str, new: Vault) -> str:
         return new.encrypt(self.decrypt(stored, owner=owner), owner=owner)

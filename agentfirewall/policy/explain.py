@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentfirewall.decisions import Decision
+from agentfirewall.display import visible
 
 __all__ = ["Explanation", "Step", "StepName"]
 
@@ -42,18 +43,21 @@ class Explanation:
         }
 
     def render(self) -> str:
-        """Plain text, one line per step, then the decision."""
+        """Plain text: a line per step and one per line of its detail (the step's `lines`,
+        never a newline in the text), then the decision. Every text is shown `visible`: a
+        policy or rule named with a newline or a control character shows its escape, and
+        forges no line."""
         lines = []
         for number, step in enumerate(self.steps, 1):
-            lines.append(f"{number}. {step.step}: {step.result}")
-            lines.extend(f"     {line}" for line in step.detail.splitlines() if line)
+            lines.append(f"{number}. {step.step}: {visible(step.result)}")
+            lines.extend(f"     {visible(line)}" for line in step.lines or (step.detail,) if line)
         decision = self.decision
-        lines.append(f"=> {decision.outcome}: {decision.reason}")
+        lines.append(f"=> {decision.outcome}: {visible(decision.reason)}")
         if decision.would_outcome:
             lines.append(f"   ({decision.would_outcome} under {decision.enforcement_level})")
         if decision.matched_rules:
-            lines.append(f"   rules: {', '.join(decision.matched_rules)}")
+            lines.append(f"   rules: {visible(', '.join(decision.matched_rules))}")
         if decision.errors:
-            lines.append(f"   errors: {'; '.join(decision.errors)}")
+            lines.append(f"   errors: {visible('; '.join(decision.errors))}")
         lines.append(f"   risk score: {decision.risk_score:g}")
         return "\n".join(lines)

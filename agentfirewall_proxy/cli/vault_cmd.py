@@ -72,6 +72,11 @@ def vault_rotate(ctx: Context) -> int:
                 f"re-sealed {rotation['resealed']} credential(s) under key {rotation['key_id']} "
                 f"in {rotation['batches']} batch(es); retired keys: {retired}"
             )
+            for owner in rotation.get("unreadable") or []:
+                ctx.out.error(
+                    f"credential of {owner} does not decrypt: not re-sealed, its key is kept",
+                    "`tf vault status` says how to fix it",
+                )
         else:
             ctx.out.error(
                 f"rotation failed: {rotation.get('error')}",
@@ -79,7 +84,8 @@ def vault_rotate(ctx: Context) -> int:
             )
 
     ctx.out.result({"rotation": rotation}, render)
-    return EXIT_ERROR if rotation["state"] == "failed" else EXIT_OK
+    failed = rotation["state"] == "failed" or rotation.get("unreadable")
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 
 from agentfirewall.display import visible
+from agentfirewall.errors import VaultError
 from agentfirewall_server.store.schema import approvals
 
 if TYPE_CHECKING:
@@ -131,9 +132,17 @@ class SlackNotifier:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def secret(self, name: str) -> str | None:
+        """The setting's secret; None when unset or unreadable (`tf vault status` names it):
+        nothing is posted, and interactivity is refused as for no Slack."""
         owner = f"settings:{name}"
         stored = self.state.snapshot.credentials.get(owner)
-        return self.state.vault.decrypt(stored, owner=owner) if stored else None
+        if not stored:
+            return None
+        try:
+            return self.state.vault.decrypt(stored, owner=owner)
+        except VaultError as exc:
+            log.warning("Slack is off: %s", exc)
+            return None
 
     def _target(self) -> tuple[str, str] | None:
         channel = self.state.snapshot.settings.get("slack_channel")

@@ -1,10 +1,12 @@
 """Access rules ("permissions"): agent x connector x action pattern -> decision.
 
 Agent and connector are a name or `*` (any); a name no rule could ever apply to (a blank
-at either end, an invisible character, a `*` in it) is 422 (`_check_names`)."""
+at either end, an invisible character, a `*` in it) is 422 (`check_names`, which shadow and
+candidate permissions pass too)."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any, Literal
 
 from pydantic import Field
@@ -19,11 +21,10 @@ from agentfirewall_server.agentnames import shown_problem
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import new_id, now, rfc3339
-from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import permissions
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
-__all__ = ["permission_json", "routes"]
+__all__ = ["check_names", "permission_json", "routes"]
 
 
 class PermissionBody(Strict):
@@ -50,20 +51,21 @@ def permission_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_names(state: AppState, agent: str, connector: str) -> None:
-    """422 naming the field for an agent or connector name no rule could ever apply to:
-    `*` (any) or a name that shows all it holds (`shown_problem`: no blank at either end, no
-    control or invisible character), with no `*` in it (`Bot*` is no pattern: `*` is the
-    wildcard alone, and no agent can be named with it). An agent an earlier version stored
-    under such a name keeps its rules."""
+def check_names(agents: Container[str], agent: str, connector: str, at: str = "") -> None:
+    """422 naming the field (after `at`, as ``permissions.3.``) for an agent or connector
+    name no rule could ever apply to: `*` (any) or a name that shows all it holds
+    (`shown_problem`: no blank at either end, no control or invisible character), with no
+    `*` in it (`Bot*` is no pattern: `*` is the wildcard alone, and no agent can be named
+    with it). An agent an earlier version stored under such a name (one of `agents`, the
+    names known) keeps its rules. Live, shadow and candidate permissions alike."""
     for field, name in (("agent", agent), ("connector", connector)):
-        if name == "*" or (field == "agent" and name in state.snapshot.agents_by_name):
+        if name == "*" or (field == "agent" and name in agents):
             continue
         problem = shown_problem(name)
         if problem is None and "*" in name:
             problem = f"`*` is the wildcard alone (any {field}): name one {field}, or write `*`"
         if problem is not None:
-            raise ApiError(422, f"invalid `{field}` `{name}`: {problem}", field=field)
+            raise ApiError(422, f"invalid `{at}{field}` `{name}`: {problem}", field=at + field)
 
 
 def _check(rule: PermissionBody) -> str:
@@ -128,7 +130,7 @@ async def set_permission(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, PermissionBody)
     state = state_of(request)
-    _check_names(state, body.agent, body.connector)
+    check_names(state.snapshot.agents_by_name, body.agent, body.connector)
     decision = _check(body)
     row = await state.change_config(
         lambda c: upsert(c, body.agent, body.connector, body.action_pattern, decision, who.actor)
@@ -140,7 +142,7 @@ async def set_preset(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, PresetBody)
     state = state_of(request)
-    _check_names(state, body.agent, body.connector)
+    check_names(state.snapshot.agents_by_name, body.agent, body.connector)
     rules = preset_rules(body.agent, body.connector, body.preset)
 
     def job(conn: Connection) -> list[dict[str, Any]]:

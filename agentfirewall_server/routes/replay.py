@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Container
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -29,6 +30,7 @@ from agentfirewall.policy.replay import Recorded, replay
 from agentfirewall.policy.suggest import suggest_rules
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.replaystore import AgentRows, build_engine, load_records
+from agentfirewall_server.routes.permissions import check_names
 from agentfirewall_server.routes.policies import off_loop
 from agentfirewall_server.snapshot import Snapshot
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
@@ -69,9 +71,14 @@ def _policies(texts: list[str]) -> list[Policy]:
     return [p for p in out if p.enabled]
 
 
-def candidate_permissions(rules: list[CandidatePermission]) -> list[AccessRule]:
+def candidate_permissions(
+    rules: list[CandidatePermission], agents: Container[str]
+) -> list[AccessRule]:
+    """The access rules of a candidate (or shadow) set; 422 naming the first invalid one,
+    with names checked as live ones are (`check_names`: `agents`, the names known)."""
     out = []
     for index, r in enumerate(rules):
+        check_names(agents, r.agent, r.connector, at=f"permissions.{index}.")
         try:
             rule = AccessRule(
                 r.agent, r.connector, r.action_pattern, normalize_outcome(r.decision),
@@ -88,7 +95,11 @@ def candidate_permissions(rules: list[CandidatePermission]) -> list[AccessRule]:
 def _engines(snapshot: Snapshot, body: ReplayBody) -> tuple[Engine, Engine]:
     """The live configuration and the candidate, compiled."""
     policies = None if body.policies is None else _policies(body.policies)
-    permissions = None if body.permissions is None else candidate_permissions(body.permissions)
+    permissions = (
+        None
+        if body.permissions is None
+        else candidate_permissions(body.permissions, snapshot.agents_by_name)
+    )
     return build_engine(snapshot), build_engine(snapshot, policies, permissions)
 
 

@@ -104,7 +104,8 @@ async def remove_policy(request: Request) -> Response:
 async def set_permissions(request: Request) -> JSONResponse:
     who = await require_role(request, "admin")
     body = await read_model(request, PermissionsBody)
-    rules = candidate_permissions(body.permissions)
+    state = state_of(request)
+    rules = candidate_permissions(body.permissions, state.snapshot.agents_by_name)
     seen: set[tuple[str, str, str]] = set()
     for index, rule in enumerate(rules):
         key = (rule.agent, rule.connector, rule.action_pattern)
@@ -112,9 +113,7 @@ async def set_permissions(request: Request) -> JSONResponse:
             raise ApiError(422, f"permission {index} repeats agent, connector and action "
                            "pattern of an earlier one", field=f"permissions.{index}")  # fmt: skip
         seen.add(key)
-    rows = await state_of(request).change_config(
-        lambda c: shadowstore.set_permissions(c, rules, who.actor)
-    )
+    rows = await state.change_config(lambda c: shadowstore.set_permissions(c, rules, who.actor))
     return json_ok({"permissions": [_permission_json(r) for r in rows]})
 
 

@@ -3,7 +3,9 @@
 ``POST /api/v1/vault/rotate`` starts (or, after a crash, resumes) a rotation in the
 running server and answers 202 at once; ``GET /api/v1/vault`` shows its progress. New
 secrets are sealed with the new key as soon as it is installed; re-sealing runs in
-batches through the store's writer (rotate.py). Only one rotation runs at a time.
+batches through the store's writer (rotate.py). Only one rotation runs at a time; it ends
+with a new configuration version, and the keys it retired are forgotten from memory only
+after the snapshot holding the re-sealed credentials is served.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.keystore import where_looked
-from agentfirewall_server.rotate import Progress, run_rotation
+from agentfirewall_server.rotate import Progress, forget_retired, run_rotation
 from agentfirewall_server.state import AppState
 from agentfirewall_server.vaultcheck import keys_in_use
 from agentfirewall_server.web import ApiError, check_query, json_ok, no_body
@@ -49,6 +51,7 @@ class Rotation:
             "resealed": p.resealed,
             "batches": p.batches,
             "retired_keys": p.pruned,
+            "unreadable": p.unreadable,
             "started_at": rfc3339(self.started_at),
             "finished_at": rfc3339(self.finished_at),
             "error": self.error,
@@ -57,6 +60,7 @@ class Rotation:
 
 async def _run(state: AppState, rotation: Rotation, actor: str) -> None:
     before = state.vault.key_id
+    outcome, error = "done", None
     try:
         await asyncio.to_thread(
             run_rotation,
@@ -67,22 +71,31 @@ async def _run(state: AppState, rotation: Rotation, actor: str) -> None:
             progress=rotation.progress,
         )
     except Exception as exc:
-        rotation.state, rotation.error = "failed", str(exc)
+        outcome, error = "failed", str(exc)
         log.warning("vault rotation failed: %s", exc)
-    else:
-        rotation.state = "done"
-    rotation.finished_at = now()
     p = rotation.progress
-    data = {"from": before, "to": p.key_id, "resealed": p.resealed, "state": rotation.state}
+    if p.unreadable:
+        log.warning("vault rotation: not re-sealed, they do not decrypt: %s", p.unreadable)
+    data = {
+        "from": before,
+        "to": p.key_id,
+        "resealed": p.resealed,
+        "state": outcome,
+        "unreadable": p.unreadable,
+    }
     try:
-        await state.reload()  # the snapshot holds the re-sealed ciphertexts
-        await state.db.write(
+        # a new configuration version: this replica (and every other one) reloads the
+        # re-sealed ciphertexts; only then are the retired keys forgotten, as the snapshot
+        # before still needed them (another replica never forgets a key it holds)
+        await state.change_config(
             lambda c: append_event(
                 c, "vault.rotated", actor=actor, now=now(), subject="vault", data=data
             )
         )
+        forget_retired(state.vault, p.pruned, state.snapshot.credentials.values())
     except Exception:  # the server is stopping: a re-run finishes and records it
         log.warning("vault rotation: could not record the outcome", exc_info=True)
+    rotation.state, rotation.error, rotation.finished_at = outcome, error, now()
 
 
 async def rotate(request: Request) -> JSONResponse:
