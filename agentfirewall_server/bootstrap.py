@@ -10,6 +10,7 @@ replace the two token files: replicas behind a load balancer share them from a s
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import string
@@ -33,6 +34,7 @@ __all__ = [
     "fsync_dir",
     "new_token",
     "read_secret_file",
+    "write_all",
     "write_secret_file",
 ]
 
@@ -65,12 +67,23 @@ def new_token(prefix: str, length: int = 40) -> str:
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` to `fd`: `os.write` may write fewer (a full disk, a
+    signal); one that writes nothing raises rather than loop."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "no byte written")
+        view = view[written:]
+
+
 def write_secret_file(path: Path, content: bytes) -> None:
     """Write `content` to `path` created with mode 0600 (never world-readable, even briefly)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, content)
+        write_all(fd, content)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -85,7 +85,11 @@ def parse_checkpoint(
     kid = header.get("kid")
     key = keys.get(kid) if isinstance(kid, str) else None
     if key is None:
-        raise CheckpointError(f"{source}: a checkpoint is signed by unknown key `{kid}`")
+        shown = str(kid)[:60]
+        raise CheckpointError(
+            f"{source}: a checkpoint is signed by unknown key `{shown}` (a previous signing "
+            "key? give its public key)"
+        )
     try:
         claims = jwt.decode(
             token, key, algorithms=["ES256"], options={"require": ["seq", "head", "time"]}
@@ -96,6 +100,10 @@ def parse_checkpoint(
     if not (isinstance(seq, int) and isinstance(head, str) and isinstance(time, int | float)):
         raise CheckpointError(f"{source}: a checkpoint has malformed claims")
     return Checkpoint(seq, head, float(time), str(kid), token, source)
+
+
+#: the fields of a checkpoint line (`checkpoint_line`)
+_CHECKPOINT_FIELDS = frozenset({"record", "seq", "head", "time", "kid", "token"})
 
 
 def checkpoint_line(cp: Checkpoint) -> str:
@@ -109,7 +117,9 @@ def read_checkpoint_lines(
 ) -> tuple[list[Checkpoint], list[str]]:
     """The checkpoints of JSON lines, and a problem for each line that is not valid.
 
-    A last line cut short (a crash while appending) is not a problem.
+    A line cut short (a crash while appending; the next append starts a line after it) is
+    not a problem: a checkpoint line holds one `}`, its last character, so a line cut short
+    never ends with one.
     """
     found: list[Checkpoint] = []
     problems: list[str] = []
@@ -117,8 +127,8 @@ def read_checkpoint_lines(
     for n, line in enumerate(items):
         try:
             record = json.loads(line)
-        except ValueError:
-            if n < len(items) - 1 or line.endswith("\n"):
+        except (ValueError, RecursionError):
+            if line.rstrip().endswith("}"):
                 problems.append(f"{source}: line {n + 1} is not JSON")
             continue
         if not isinstance(record, dict) or record.get("record") != "checkpoint":
@@ -131,6 +141,9 @@ def read_checkpoint_lines(
         shown = {k: record.get(k) for k in ("seq", "head", "time", "kid")}
         if shown != {"seq": cp.seq, "head": cp.head, "time": cp.time, "kid": cp.kid}:
             problems.append(f"{source}: line {n + 1} shows other values than its signed token")
+            continue
+        if set(record) != _CHECKPOINT_FIELDS:  # what a reader sees is what was signed
+            problems.append(f"{source}: line {n + 1} has fields no checkpoint line writes")
             continue
         found.append(cp)
     return found, problems
@@ -163,7 +176,10 @@ def verify_rows(
     }
     prev, expected, checked = GENESIS, 1, 0
     for row in rows:
-        problem = check_row(row, expected, prev)
+        try:
+            problem = check_row(row, expected, prev)
+        except ValueError:  # text UTF-8 cannot encode (a lone surrogate): never stored
+            problem = "the event's content cannot be hashed (edited)"
         signed = by_seq.get(row["id"])
         if problem is None and signed is not None and signed.head != row["hash"]:
             problem = (
@@ -225,18 +241,31 @@ _EVENT_FIELDS = frozenset({"id", "event_type", "actor", "agent", "subject", "dat
 def _stored(event: Mapping[str, Any]) -> dict[str, Any]:
     """An exported event in the stored form its hash was computed over. A field the export
     does not write, or a `created_at` that is not `created_ts`'s, is refused: everything a
-    reader sees of an event is covered."""
+    reader sees of an event is covered. Each refusal is a `CheckpointError`."""
+    ident = event.get("id")
+    if type(ident) is not int:  # (not a bool either)
+        raise CheckpointError(f"an event's id `{json.dumps(ident)[:40]}` is not an integer "
+                              "(edited)")  # fmt: skip
     if "created_ts" not in event:
         raise CheckpointError(
-            f"event {event.get('id')} has no `created_ts`: export it again with this version"
+            f"event {ident} has no `created_ts`: export it again with this version"
         )
     unknown = sorted(set(event) - _EVENT_FIELDS)
     if unknown:
-        raise CheckpointError(f"event {event.get('id')} has a field `{unknown[0][:40]}` "
+        raise CheckpointError(f"event {ident} has a field `{unknown[0][:40]}` "
                               "no export writes (edited)")  # fmt: skip
-    if event.get("created_at") != rfc3339(event["created_ts"]):
-        raise CheckpointError(f"event {event.get('id')}: `created_at` is not the time its "
+    stamp, data = event["created_ts"], event.get("data")
+    try:  # NaN, infinities and times past the year 9999 are no time
+        shown = rfc3339(stamp) if type(stamp) in (int, float) else None
+    except (ValueError, OverflowError, OSError):
+        shown = None
+    if shown is None:
+        raise CheckpointError(f"event {ident}: `created_ts` is not a time (edited)")
+    if event.get("created_at") != shown:
+        raise CheckpointError(f"event {ident}: `created_at` is not the time its "
                               "hash covers (`created_ts`): edited")  # fmt: skip
+    if not isinstance(data, dict):
+        raise CheckpointError(f"event {ident}: `data` is not an object (edited)")
     return {
         "id": event["id"],
         "event_type": event["event_type"],
@@ -287,7 +316,7 @@ def _split(
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             problems.append(f"export line {n} is not JSON")
             continue
         if isinstance(record, dict) and record.get("record") == "checkpoint":
@@ -295,7 +324,11 @@ def _split(
         elif isinstance(record, dict) and "event_type" in record:
             try:
                 events.append(_stored(record))
-            except (CheckpointError, KeyError, TypeError) as exc:
+            except CheckpointError as exc:
                 problems.append(f"export line {n}: {exc}")
+            except KeyError as exc:
+                problems.append(f"export line {n}: event {record['id']} lacks `{exc.args[0]}`")
+            except (TypeError, ValueError, RecursionError):  # NaN, a depth no hash was over
+                problems.append(f"export line {n}: event {record['id']} cannot be hashed")
         else:
             problems.append(f"export line {n} is neither an event nor a checkpoint")

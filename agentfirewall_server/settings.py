@@ -4,7 +4,9 @@ The two secrets also accept the names TameFlare users already know:
 ``SIGNING_KEY_PRIVATE`` (ES256 key, PEM or base64 PEM) and ``SETTINGS_ENCRYPTION_KEY``
 (32 bytes, base64 or hex). When unset, the data directory's generated files are used.
 Previous vault keys (still opening what they sealed during a rotation) come from
-``AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS`` (comma-separated) and ``encryption.keyring``.
+``AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS`` (comma-separated) and ``encryption.keyring``;
+previous signing keys' public halves (still verifying the audit checkpoints they signed)
+from ``AGENTFIREWALL_SIGNING_KEYS_PREVIOUS``.
 Those names only: a generic ``ENCRYPTION_KEY`` or ``SIGNING_KEY`` another program left in
 the environment is never taken for a key. `describe` names a refused setting the way an
 operator sets it (``AGENTFIREWALL_PORT`` / ``--port``), never with its value.
@@ -12,10 +14,14 @@ operator sets it (``AGENTFIREWALL_PORT`` / ``--port``), never with its value.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import (
     AliasChoices,
     Field,
@@ -69,6 +75,9 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS"),
     )
+    #: Public halves of retired signing keys (PEM or base64 PEM, comma-separated): the
+    #: audit checkpoints they signed still verify. Never decision tokens, nor the JWKS.
+    signing_keys_previous: Annotated[list[str], NoDecode] = Field(default_factory=list)
     vault_rotate_batch: int = Field(default=100, ge=1, le=10_000)
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
     audit_anchor_url: str | None = None
@@ -124,10 +133,9 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxies(cls, value: object) -> object:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list):
+        found = _items(value)
+        if found is None:
             return value
-        found = [str(item).strip() for item in items if str(item).strip()]
         for item in found:
             if item == "*":  # every address: anyone could name any client
                 raise ValueError("`*` would trust anyone's X-Forwarded-For: name the proxies")
@@ -138,6 +146,12 @@ class Settings(BaseSettings):
                     f"`{item}` is no address or network: e.g. 10.0.0.5 or 10.0.0.0/24"
                 ) from None
         return found
+
+    @field_validator("signing_keys_previous", mode="before")
+    @classmethod
+    def _public_keys(cls, value: object) -> object:
+        found = _items(value)
+        return value if found is None else [_public_pem(item) for item in found]
 
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod
@@ -186,6 +200,37 @@ class Settings(BaseSettings):
         if ":" in host:  # an IPv6 address is bracketed in a URL
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+
+def _items(value: object) -> list[str] | None:
+    """The items of a comma-separated string (or a list), stripped, none empty; None for
+    another type (pydantic then names the expected one)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        return None
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _public_pem(text: str) -> str:
+    """The PEM of an ES256 public key given as PEM or base64 PEM (`ValueError` otherwise)."""
+    raw = text.encode()
+    if b"-----BEGIN" not in raw:
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except ValueError:
+            raise ValueError("a previous signing key is neither PEM nor base64 PEM") from None
+    try:
+        key = serialization.load_pem_public_key(raw)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ValueError(
+            "a previous signing key is not a PEM public key: give its public half "
+            "(`openssl pkey -in signing-key.pem -pubout`)"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("a previous signing key is not an EC P-256 (ES256) key")
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 def _names(field: str) -> list[str]:

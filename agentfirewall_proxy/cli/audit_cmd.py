@@ -1,7 +1,8 @@
 """`tf audit export|verify`: the tamper-evident audit log (each event hashes the previous).
 
 `verify` holds the chain against the newest signed checkpoint (so a truncated log fails);
-`verify --file export.jsonl --key jwks.json` checks an export offline with the public key.
+`verify --file export.jsonl --key jwks.json` checks an export offline with the public key
+(`--key` again for each retired signing key whose checkpoints the export holds).
 """
 
 from __future__ import annotations
@@ -46,28 +47,34 @@ def _offline(ctx: Context) -> dict[str, Any]:
         verify_export,
     )
 
-    key_path = ctx.args.key
-    if key_path is None and ctx.project is not None:
-        key_path = str(ctx.project.state_dir / "signing-key.pem")
-    if key_path is None:
+    key_paths = ctx.args.key or []
+    if not key_paths and ctx.project is not None:
+        key_paths = [str(ctx.project.state_dir / "signing-key.pem")]
+    if not key_paths:
         raise CliError(
             "no public key to check the checkpoints with",
             hint="pass --key jwks.json (save the server's /.well-known/jwks.json)",
         )
+    reading = key_paths[0]  # the file being read, for a message
     try:
-        keys = public_keys(Path(key_path).read_text(encoding="utf-8"))
+        keys: dict[str, Any] = {}
+        for reading in key_paths:
+            keys.update(public_keys(Path(reading).read_text(encoding="utf-8")))
         more = []
-        for extra in ctx.args.checkpoints or []:
+        for reading in ctx.args.checkpoints or []:
             # a file named here must exist: a mistyped anchor must not pass as "no checkpoint"
-            with Path(extra).open(encoding="utf-8") as lines:
-                found, bad = read_checkpoint_lines(lines, keys, extra)
+            with Path(reading).open(encoding="utf-8") as lines:
+                found, bad = read_checkpoint_lines(lines, keys, reading)
             if bad:
                 raise CheckpointError(bad[0])
             more += found
-        with Path(ctx.args.file).open(encoding="utf-8") as handle:
+        reading = ctx.args.file
+        with Path(reading).open(encoding="utf-8") as handle:
             result = verify_export(handle, keys, more)
-    except OSError as exc:  # the export, the key or a checkpoints file: name the one
+    except OSError as exc:  # the export, a key or a checkpoints file: name the one
         raise CliError(f"cannot read `{exc.filename}`: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"cannot read `{reading}`: it is not UTF-8 text") from None
     except CheckpointError as exc:
         raise CliError(f"cannot verify {ctx.args.file}: {exc}") from None
     return result.to_dict()
@@ -85,6 +92,8 @@ def audit_verify(ctx: Context) -> int:
         signed = f"; newest checkpoint: event {cp['seq']} at {cp['time']}" if cp else ""
         if data.get("ok"):
             ctx.out.success(f"audit chain intact ({data.get('events_checked')} events{signed})")
+        elif data.get("first_bad_event") is None:  # no event to name: a checkpoint's problem
+            ctx.out.error(f"audit log not verified: {data.get('problem')}")
         else:
             ctx.out.error(
                 f"audit chain broken at event {data.get('first_bad_event')}: {data.get('problem')}"
@@ -126,13 +135,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "With --file, check an export offline with only the public key.",
         examples="  tf audit verify\n"
         "  tf audit verify --file audit.jsonl --key jwks.json\n"
-        "  tf audit verify --file audit.jsonl --key jwks.json --checkpoints /anchor/cps.jsonl",
+        "  tf audit verify --file audit.jsonl --key jwks.json --checkpoints /anchor/cps.jsonl\n"
+        "  tf audit verify --file audit.jsonl --key jwks.json --key retired-key.pub.pem",
         common=common,
         handler=audit_verify,
     )
     verify.add_argument("--file", metavar="EXPORT", help="a `tf audit export` JSON Lines file")
     verify.add_argument(
-        "--key", metavar="FILE", help="JWKS or PEM public key (default: this project's key)"
+        "--key",
+        metavar="FILE",
+        action="append",
+        help="JWKS or PEM public key (default: this project's key); again for each retired "
+        "signing key",
     )
     verify.add_argument(
         "--checkpoints",

@@ -59,6 +59,8 @@ _VAR = re.compile(r"\$\{(\w+)(?::?[?-][^}]*)?\}")
 #: what a test process must not pass on to the product it starts
 _FOREIGN = ("AGENTFIREWALL_", "OTEL_", "TF_", "SIGNING_KEY", "SETTINGS_ENCRYPTION")
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+#: the kinds of Kubernetes objects that run pods
+_WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
 
 
 def _blocks() -> list[str]:
@@ -314,9 +316,7 @@ def test_the_image_makes_the_paths_and_user_the_manifests_use() -> None:
         path = _flag(command.argv, "--data-dir" if command.kind == "server" else "--ca-dir")
         assert path in directories, command.where
     for _, doc in k8s_documents():
-        pod = (
-            doc["spec"]["template"]["spec"] if doc["kind"] in ("Deployment", "DaemonSet") else None
-        )
+        pod = doc["spec"]["template"]["spec"] if doc["kind"] in _WORKLOADS else None
         if pod is not None and any(c["image"].startswith("tameflare:") for c in pod["containers"]
                                    + pod.get("initContainers", [])):  # fmt: skip
             assert pod["securityContext"]["runAsUser"] == uid
@@ -339,10 +339,12 @@ def _secrets() -> dict[tuple[str, str], set[str]]:
 def test_kubernetes_volumes_and_probes_are_the_commands_own() -> None:
     secrets_in = _secrets()
     for where, doc in k8s_documents():
-        if doc["kind"] not in ("Deployment", "DaemonSet"):
+        if doc["kind"] not in _WORKLOADS:
             continue
         pod = doc["spec"]["template"]["spec"]
         volumes = {v["name"]: v for v in pod["volumes"]}
+        for claim in doc["spec"].get("volumeClaimTemplates", []):  # a volume per replica
+            volumes[claim["metadata"]["name"]] = {"persistentVolumeClaim": claim["spec"]}
         for container in [*pod.get("initContainers", []), *pod["containers"]]:
             if not container["image"].startswith("tameflare:"):
                 continue
@@ -354,8 +356,10 @@ def test_kubernetes_volumes_and_probes_are_the_commands_own() -> None:
                       if p in container]  # fmt: skip
             assert probes, where
             if "agentfirewall_server" in argv:
-                # the data directory holds only the lock file: an emptyDir
-                assert "emptyDir" in mounts[_flag(argv, "--data-dir")], where
+                # the data directory keeps the audit checkpoints: it outlives the pod
+                data = mounts[_flag(argv, "--data-dir")]
+                assert "persistentVolumeClaim" in data, where
+                assert data["persistentVolumeClaim"]["accessModes"] == ["ReadWriteOnce"], where
                 for probe in probes:
                     assert probe["httpGet"]["path"] == "/api/health"
                     port = _port_of(container, probe["httpGet"]["port"])

@@ -258,10 +258,12 @@ def test_kubernetes_wiring() -> None:
     for doc in docs.values():
         by_kind.setdefault(doc["kind"], []).append(doc)
     services = {s["metadata"]["name"]: s for s in by_kind["Service"]}
-    workloads = {w["metadata"]["name"]: w for k in ("Deployment", "DaemonSet") for w in by_kind[k]}
+    workloads = {w["metadata"]["name"]: w for k in ("Deployment", "DaemonSet", "StatefulSet")
+                 for w in by_kind[k]}  # fmt: skip
     plane = workloads["tameflare-control-plane"]
     container = plane["spec"]["template"]["spec"]["containers"][0]
     assert plane["spec"]["replicas"] >= 2
+    assert plane["spec"]["serviceName"] in services  # the StatefulSet's governing Service
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] == "/api/health"
         assert container[probe]["httpGet"]["port"] == container["ports"][0]["name"]
@@ -326,7 +328,7 @@ def test_the_validators_refuse_broken_manifests() -> None:
     import check_jsonschema
 
     docs = dict(k8s_documents())
-    doc = copy.deepcopy(docs["control-plane.yaml:Deployment/tameflare-control-plane"])
+    doc = copy.deepcopy(docs["control-plane.yaml:StatefulSet/tameflare-control-plane"])
     doc["spec"]["template"]["spec"]["containers"][0]["readinessprobe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(doc, K8S_VERSIONS[0], strict=True)
