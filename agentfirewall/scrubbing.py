@@ -22,7 +22,14 @@ found with any of those written as one (``&amp;``, ``&quot;``, ``&#34;``, ``&#x2
 ``&#039;``, ``&lt;``…), also in a JSON string (``\\&quot;``), as an error page echoes it: a
 browser or an HTML parser would hand over the secret. In a response head, a header *name*
 holding a form in any case of its letters is dropped (a hop may lower or capitalise a name;
-a filler is no valid name).
+a filler is no valid name). A secret's base64 inside a longer stream (each offset's core) is
+also found wrapped in lines, as MIME, PEM and GitHub's contents API write base64: a line
+break (CR, LF, CRLF, or in a JSON string ``\\n``) anywhere in it once, or more often where
+each line within it is at least 59 long (GitHub writes 60); searched for by two parts of
+each core, one of which such a body holds whole. And every form is found in a text sent in
+UTF-16 or UTF-32 (either byte order; each byte of a form a character, as a server that reads
+a header as latin-1 writes it), replaced by a filler encoded alike: searched only where a
+body holds a run of such characters.
 
 A match is replaced by a filler of **the same length** (:data:`MARKER`, cut or padded
 with ``*``), so a ``Content-Length`` stays true and no body is re-framed for scrubbing.
@@ -54,6 +61,8 @@ from agentfirewall.spellings import (
     any_case,
     beginnings,
     begins_spelled,
+    broken_spans,
+    broken_tail,
     escapable,
     hex_of,
     html_beginnings,
@@ -61,9 +70,14 @@ from agentfirewall.spellings import (
     html_unescaped,
     json_unescaped,
     json_written,
+    line_broken,
     percent_core,
     percentable,
+    tiles,
+    unbroken,
     unescaped_byte,
+    wide_text,
+    widened,
 )
 
 __all__ = [
@@ -85,6 +99,9 @@ _SMALL = 4096
 _REFERENCE_BYTES = frozenset(b"".join(REFERENCE))
 #: The bytes an HTML-escaped form may write otherwise: ``&"'<>``, and in JSON ``\`` and ``/``.
 _HTML_SPLIT = re.compile(rb"[&\"'<>\\/]")
+_PRINTABLE = re.compile(rb"[ -~]+")
+#: A wrapped form is at most this many bytes per byte of it (a byte and a JSON ``\r\n``).
+_WRAPPED_WIDEST = 5
 
 
 def filler(length: int) -> bytes:
@@ -118,8 +135,9 @@ def _within_base64(secret: bytes) -> list[bytes]:
     return cores
 
 
-def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
-    """Every searched form of the credential header `values`, longest first."""
+def _carriers(values: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """What of header `values` an echo may hold (searched for in every encoding), and what
+    carries a secret (searched for inside any base64 too)."""
     bases: list[bytes] = []
     secrets: list[bytes] = []  # what carries a secret: searched inside any base64 too
     for value in values:
@@ -142,10 +160,26 @@ def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
             bases.append(decoded)
             bases.append(decoded.partition(b":")[2])
             secrets.append(decoded.partition(b":")[2])
+    return bases, secrets
+
+
+def _cores(secrets: list[bytes]) -> set[bytes]:
+    """The base64 of `secrets` inside a longer stream (`_within_base64`)."""
+    return {f for s in secrets if s for f in _within_base64(s) if len(f) >= _MIN_FORM}
+
+
+def secret_forms(values: Iterable[bytes]) -> tuple[bytes, ...]:
+    """Every searched form of the credential header `values`, longest first."""
+    values = list(values)
+    bases, secrets = _carriers(values)
     forms = {f for base in bases if base for f in _encodings(base) if len(f) >= _MIN_FORM}
-    forms.update(f for s in secrets if s for f in _within_base64(s) if len(f) >= _MIN_FORM)
+    forms.update(_cores(secrets))
     forms.update(v for v in values if v)  # a whole header value, however short
     forms.update(w for f in list(forms) for w in json_written(f))
+    return _longest_first(forms)
+
+
+def _longest_first(forms: Iterable[bytes]) -> tuple[bytes, ...]:
     return tuple(sorted(forms, key=lambda f: (-len(f), f)))
 
 
@@ -172,16 +206,19 @@ class Scrubber:
 
     __slots__ = (
         "_bytes", "_cores", "_escaped", "_escaped_firsts", "_firsts", "_folded", "_heads",
-        "_html", "_html_firsts", "_html_near", "_html_trigger", "_needles", "_pattern", "_percent",
-        "_percent_escape", "_percent_trigger", "_spaced", "_spelled_firsts", "_starting",
-        "_trigger", "forms", "longest", "replacements",
+        "_html", "_html_firsts", "_html_near", "_html_trigger", "_needles", "_pairs", "_pattern",
+        "_percent", "_percent_escape", "_percent_trigger", "_plain", "_spaced", "_spelled_firsts",
+        "_starting", "_tiles", "_trigger", "_wide", "_wide_chars", "_wide_forms", "_wide_longest",
+        "_wide_pairs", "_wrapped_reach", "forms", "longest", "replacements", "wrapped",
     )  # fmt: skip
 
-    def __init__(self, forms: tuple[bytes, ...]) -> None:
+    def __init__(self, forms: tuple[bytes, ...], wrapped: tuple[bytes, ...] = ()) -> None:
         self.forms = forms
+        self.wrapped = wrapped
         self.replacements = tuple((f, filler(len(f))) for f in forms)
         self.longest = max((len(f) for f in forms), default=0)
         self._firsts = tuple(sorted({f[:1] for f in forms}))
+        self._pairs = tuple(sorted({f[:2] for f in forms}))  # (for `held`)
         self._bytes = frozenset(b for f in forms for b in f)  # bytes that occur in a secret
         # to tell whether any form is there, the forms that hold no other suffice (a base64
         # form holds its core: where the core is not, neither is the form)
@@ -241,6 +278,20 @@ class Scrubber:
         cores = [max(_HTML_SPLIT.split(form), key=len) for form in least]
         self._html_near = _alternation(map(re.escape, cores)) if all(cores) else self._html_trigger
         self._html_firsts = html_beginnings(forms if html else ())  # (for `held`)
+        # The forms `wrapped` in lines (base64 cores), searched by two parts of each, one of
+        # which a body holds whole however a form is wrapped (in place of the form: a body
+        # holding it holds both); then in the body read without its line breaks.
+        self._tiles = tuple(dict.fromkeys(t for form in wrapped for t in tiles(form)))
+        self._plain = tuple(f for f in self._needles if f not in wrapped)
+        self._wrapped_reach = max(map(len, wrapped), default=0) * _WRAPPED_WIDEST
+        # Every form in a UTF-16 or UTF-32 text (the forms holding no other suffice)
+        self._wide = tuple(w for f in self._needles for w in widened(f, filler(len(f))))
+        self._wide_forms = tuple(wide for wide, _ in self._wide)
+        self._wide_pairs = tuple(sorted({wide[:2] for wide in self._wide_forms}))
+        self._wide_longest = max(map(len, self._wide_forms), default=0)
+        # (the quick test: a run of the printable characters each such form holds in a row)
+        runs = [max(map(len, _PRINTABLE.findall(f)), default=0) for f in self._needles]
+        self._wide_chars = max(0, min(4, min(runs, default=0) - 1))
 
     def _escaped_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where an escaped form is (start, end): searched around each escape of a byte a
@@ -276,18 +327,46 @@ class Scrubber:
         windows = _windows(self._html_near, data, self.longest * HTML_WIDEST)
         return [m.span() for start, end in windows for m in self._html.finditer(data, start, end)]
 
+    def _wrapped_in(self, data: bytes) -> bool:
+        """Whether a `wrapped` form is in `data` read without its line breaks: read so only
+        where `data` holds a tile of one (the quick test)."""
+        if not line_broken(data):  # (then whole, if there: a quicker search than its tiles)
+            return any(form in data for form in self.wrapped)
+        if not any(tile in data for tile in self._tiles):
+            return False
+        view = unbroken(data)
+        return any(form in view for form in self.wrapped)
+
+    def _wrapped_spans(self, data: bytes) -> list[tuple[int, int]]:
+        """Where a `wrapped` form broken by line breaks is (start, end)."""
+        return broken_spans(data, self.wrapped) if self._wrapped_in(data) else []
+
+    def _wide_in(self, data: bytes) -> bool:
+        """Whether `data` holds a form in UTF-16 or UTF-32: searched only in a run of such
+        characters, and where `data` without its zero bytes holds a form."""
+        if not wide_text(data, self._wide_chars):
+            return False
+        view = data.translate(None, b"\0")
+        if not any(form in view for form in self._needles):
+            return False
+        return any(wide in data for wide in self._wide_forms)
+
     def found(self, data: bytes) -> bool:
         """True when `data` holds a whole secret."""
         if len(data) < _SMALL:  # one regex call beats a search per form on short input
             if self._pattern.search(data) is not None:
                 return True
-        elif any(form in data for form in self._needles):
+        elif any(form in data for form in self._plain):  # (the wrapped, by their tiles)
+            return True
+        if self._wrapped_in(data):
             return True
         if b"\\" in data and self._escaped_spans(data):
             return True
         if b"%" in data and self._percent_spans(data):
             return True
-        return self._html is not None and b"&" in data and bool(self._html_spans(data))
+        if self._html is not None and b"&" in data and self._html_spans(data):
+            return True
+        return self._wide_in(data)
 
     def scrub(self, data: bytes) -> tuple[bytes, int]:
         """`data` with every whole secret replaced, and how many were."""
@@ -298,10 +377,15 @@ class Scrubber:
             if form in data:
                 count += data.count(form)
                 data = data.replace(form, fill)
+        if self._wide_in(data):
+            for form, fill in self._wide:
+                count += data.count(form)
+                data = data.replace(form, fill)
         searches = (
             (b"\\", self._escaped_spans),
             (b"%", self._percent_spans),
             (b"&", self._html_spans),
+            (b"", self._wrapped_spans),  # (a quick test of its own)
         )
         for mark, spans_of in searches:
             if mark in data:  # escaped forms: each replaced by a filler of its own length
@@ -316,6 +400,13 @@ class Scrubber:
         spelled (the longest of each reading: one may miss what another holds, as a
         backslash that begins no JSON escape)."""
         held = self._held_plain(data)
+        if self._wide and b"\0" in data[-self._wide_longest :]:  # (a UTF-16/32 text)
+            wide = _held_as_is(data, self._wide_forms, self._wide_pairs, self._wide_longest)
+            held = max(held, wide)
+        if self.wrapped:
+            window = data[-self._wrapped_reach :]
+            if line_broken(window):  # (a line break near, or a backslash that may begin one)
+                held = max(held, broken_tail(window, self.wrapped))
         reach = max(0, len(data) - self.longest * WIDEST)
         if b"\\" in data[-8:] or self._trigger.search(data, reach):
             held = max(held, self._held_escaped(data))  # (an escape near the end)
@@ -333,18 +424,7 @@ class Scrubber:
         """`held` for the forms as they are."""
         if not data or data[-1] not in self._bytes:
             return 0  # (a body or an event ending in a newline: at once)
-        start = max(0, len(data) - self.longest + 1)
-        window = data[start:]
-        earliest = len(window)
-        for first in self._firsts:  # bytes.find, not a loop over every position
-            index = window.find(first)
-            while 0 <= index < earliest:
-                tail = window[index:]
-                if any(form.startswith(tail) for form in self.forms):
-                    earliest = index
-                    break
-                index = window.find(first, index + 1)
-        return len(window) - earliest
+        return _held_as_is(data, self.forms, self._pairs, self.longest)
 
     def _held_escaped(self, data: bytes) -> int:
         """`held` for a tail with an escape: a suffix whose JSON-unescaped bytes begin a
@@ -473,7 +553,37 @@ class ScrubStream:
         return tail
 
 
-def scrubber_for(values: Iterable[bytes]) -> Scrubber | None:
-    """The scrubber for a connector injecting header `values` (None: nothing injected)."""
-    forms = secret_forms(list(values))
-    return Scrubber(forms) if forms else None
+def _held_as_is(
+    data: bytes, forms: tuple[bytes, ...], pairs: tuple[bytes, ...], longest: int
+) -> int:
+    """Length of the longest suffix of `data` that begins one of `forms` (0: none); `pairs`
+    are their first two bytes."""
+    start = max(0, len(data) - longest + 1)
+    window = data[start:]
+    last = window[-1:]
+    begun = last and any(form.startswith(last) for form in forms)
+    earliest = len(window) - 1 if begun else len(window)
+    heads = {form[:4] for form in forms}  # (most places begin no form: told from 4 bytes)
+    for pair in pairs:  # bytes.find, not a loop over every position
+        index = window.find(pair)
+        while 0 <= index < earliest:
+            head = window[index : index + 4]
+            if (len(head) < 4 or head in heads) and any(
+                form.startswith(window[index:]) for form in forms
+            ):
+                earliest = index
+                break
+            index = window.find(pair, index + 1)
+    return len(window) - earliest
+
+
+def scrubber_for(values: Iterable[bytes], also: Scrubber | None = None) -> Scrubber | None:
+    """The scrubber for a connector injecting header `values`, which finds the secrets of
+    `also` too (None: nothing injected, nothing else to find)."""
+    values = list(values)
+    forms = set(secret_forms(values))
+    wrapped = _cores(_carriers(values)[1])
+    if also is not None:
+        forms.update(also.forms)
+        wrapped.update(also.wrapped)
+    return Scrubber(_longest_first(forms), _longest_first(wrapped)) if forms else None

@@ -13,12 +13,21 @@ the end of a chunk (what a stream holds back). In an HTML or XML page, a byte an
 writes as a character reference (``&"'<>``) may be one (:func:`html_escapable`: ``&amp;``,
 ``&#38;``, ``&#x26;``; :data:`REFERENCE` lists them all), which :func:`html_unescaped`
 decodes, and :func:`html_beginnings` tells where such a form may begin.
+
+Base64 as MIME, PEM or GitHub's contents API write it is wrapped: a line break (CR, LF,
+CRLF; in a JSON string ``\\n``, ``\\r\\n``) may fall anywhere in a form. :func:`tiles` are
+two parts of a form, one of which a text holds whole however it is wrapped (the quick
+test); :func:`line_broken` tells whether a text has a break, :func:`unbroken` reads it
+without them, :func:`broken_spans` finds where a form is, :func:`broken_tail` what a stream
+holds back. A text sent in UTF-16 or UTF-32 holds each form widened (:func:`widened`),
+which :func:`wide_text` tells quickly.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
 from itertools import product
 
 __all__ = [
@@ -33,6 +42,8 @@ __all__ = [
     "any_case",
     "beginnings",
     "begins_spelled",
+    "broken_spans",
+    "broken_tail",
     "escapable",
     "hex_of",
     "html_beginnings",
@@ -40,9 +51,14 @@ __all__ = [
     "html_unescaped",
     "json_unescaped",
     "json_written",
+    "line_broken",
     "percent_core",
     "percentable",
+    "tiles",
+    "unbroken",
     "unescaped_byte",
+    "wide_text",
+    "widened",
 ]
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -314,3 +330,123 @@ def html_beginnings(forms: Iterable[bytes]) -> re.Pattern[bytes]:
         for first, then in sorted(seconds.items())
     ]
     return re.compile(b"(?=" + b"|".join([*branches, cut]) + b")")
+
+
+#: A wrapped form is found wherever one line break cuts it, or where every line within it
+#: is at least twice this long, less one (GitHub writes 60, PEM 64, MIME 76).
+_TILE = 30
+_LINE_BREAK = re.compile(rb"[\r\n]")
+_ESCAPED_BREAK = re.compile(rb"\\[rn]")
+#: A text ending in an empty line (an event of a stream) continues no wrapped form.
+_BLANK_LINE = (b"\n\n", b"\n\r\n", b"\\n\\n", b"\\n\\r\\n")
+
+
+def tiles(form: bytes) -> tuple[bytes, bytes]:
+    """Two parts of `form` (its halves, or its first two pieces of 30), one of which a text
+    holds whole wherever it holds `form` cut by line breaks: one break cuts at most one; where
+    a break cuts the first, the next is a line further on (59 at least), past the second."""
+    size = min(-(-len(form) // 2), _TILE)
+    return form[:size], form[size : 2 * size]
+
+
+def line_broken(data: bytes) -> bool:
+    """Whether `data` may hold a line break: a CR, a LF, or a backslash (a JSON string's
+    ``\\r`` or ``\\n``; a quicker search than for those)."""
+    return b"\n" in data or b"\r" in data or b"\\" in data
+
+
+def unbroken(data: bytes) -> bytes:
+    """`data` without its line breaks: CR, LF, and a JSON string's ``\\r`` and ``\\n``."""
+    view = data.translate(None, b"\r\n")
+    return _ESCAPED_BREAK.sub(b"", view) if b"\\" in view else view
+
+
+def _removed(data: bytes, pattern: re.Pattern[bytes]) -> tuple[bytes, Callable[[int], int]]:
+    """`data` without what `pattern` matches, and where each of its bytes is in `data`."""
+    pieces: list[bytes] = []
+    views, origins = [0], [0]  # where each kept run begins: in the result, in `data`
+    for found in pattern.finditer(data):
+        pieces.append(data[origins[-1] : found.start()])
+        views.append(views[-1] + len(pieces[-1]))
+        origins.append(found.end())
+    pieces.append(data[origins[-1] :])
+
+    def origin(index: int) -> int:
+        run = bisect_right(views, index) - 1
+        return origins[run] + index - views[run]
+
+    return b"".join(pieces), origin
+
+
+def _unbroken_at(data: bytes) -> tuple[bytes, Callable[[int], int]]:
+    """:func:`unbroken`, and where each of its bytes is in `data`."""
+    first, outer = _removed(data, _LINE_BREAK)
+    view, inner = _removed(first, _ESCAPED_BREAK)
+    return view, lambda index: outer(inner(index))
+
+
+def broken_spans(data: bytes, forms: Iterable[bytes]) -> list[tuple[int, int]]:
+    """Where `data` read without its line breaks holds one of `forms` (start, end in `data`,
+    the breaks within included; overlapping ones merged)."""
+    view, origin = _unbroken_at(data)
+    spans = []
+    for form in forms:
+        at = view.find(form)
+        while at >= 0:
+            spans.append((origin(at), origin(at + len(form) - 1) + 1))
+            at = view.find(form, at + 1)
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def broken_tail(window: bytes, forms: tuple[bytes, ...]) -> int:
+    """Length of the longest suffix of `window` that, read without its line breaks, begins
+    one of `forms` (not the whole): it may end inside a break (a backslash). A window ending
+    in an empty line begins none (an event of a stream is sent at once)."""
+    if window.endswith(_BLANK_LINE):
+        return 0
+    body = window[:-1] if window.endswith(b"\\") else window  # (a `\n` to come)
+    unlined = body.translate(None, b"\r\n")
+    end = len(unlined)
+    while unlined[end - 2 : end] in (b"\\n", b"\\r"):  # (JSON's, as `unbroken` reads them)
+        end -= 2
+    if not end or not any(unlined[end - 1 : end] in form for form in forms):
+        return 0  # (most tails: told from their last byte)
+    view, origin = _unbroken_at(body)
+    firsts = {form[0] for form in forms}
+    start = max(0, len(view) - max(map(len, forms)) + 1)
+    for at in range(start, len(view)):  # earliest first
+        tail = view[at:]
+        if view[at] in firsts and any(f.startswith(tail) and len(f) > len(tail) for f in forms):
+            return len(window) - origin(at)
+    return 0
+
+
+#: The encodings besides UTF-8 a text may be sent in (JSON's RFC 4627 allowed them all).
+_WIDE = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+#: A text's bytes as :func:`wide_text` sees them: a zero ``0``, printable ASCII ``P``, any
+#: other ``x`` (rare in a text: a binary body rarely has a run of such characters).
+_ZEROS = bytes(0x30 if b == 0 else 0x50 if 0x20 <= b < 0x7F else 0x78 for b in range(256))
+
+
+def widened(form: bytes, fill: bytes) -> list[tuple[bytes, bytes]]:
+    """`form` as a UTF-16 or UTF-32 text holds it (either byte order; each byte a character,
+    as a server reading a header as latin-1 writes it), each with `fill` (as long as `form`)
+    encoded alike."""
+    text, filler = form.decode("latin-1"), fill.decode("latin-1")
+    return [(text.encode(codec), filler.encode(codec)) for codec in _WIDE]
+
+
+def wide_text(data: bytes, chars: int) -> bool:
+    """Whether `data` holds `chars` printable ASCII characters in a row of a UTF-16 or
+    UTF-32 text (each then one or three zero bytes): a quick test that a widened form holding
+    more such characters in a row may be there."""
+    if b"\0" not in data:
+        return False
+    zeros = data.translate(_ZEROS)
+    return b"P0" * chars in zeros or b"P000" * chars in zeros

@@ -37,6 +37,7 @@ _ENTRIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "sdk_default",
             "key_hashes",
             "key_levels",
+            "key_expires",
             "proxy_port",
             "api_keys",
         ),

@@ -103,7 +103,8 @@ class Flow:
     redacted: int = 0
     #: Content detections in the response, and what was done (flag, redact, cut).
     response_findings: int = 0
-    #: The scrubber of a computed credential's current token (``injection.py``).
+    #: The scrubber of a computed credential's tokens and the connector's static secrets
+    #: (``injection.py``).
     scrubber: Scrubber | None = None
     #: Re-signs a signed aws-chunked body's chunks as they go (``injection.py``).
     body_signer: ChunkResigner | None = None
@@ -139,8 +140,9 @@ class Flow:
 
 def scrubber_of(flow: Flow) -> Scrubber | None:
     """The injected credential's scrubber, for everything the response carries back: a
-    computed credential's current token (``flow.scrubber``), else the connector's static
-    secrets (None: this connector injects nothing)."""
+    computed credential's (``flow.scrubber``: every token sent for the connector that may
+    still be valid, and its static secrets), else the connector's static secrets, those it
+    injects and those it injected before a rotation (None: it injects nothing)."""
     if flow.scrubber is not None:
         return flow.scrubber
     return flow.connector.scrubber if flow.connector is not None else None

@@ -254,7 +254,9 @@ class Gateway:
         above all. Before any config there is none, and every request gets a 503.
         """
         try:
-            config = compile_snapshot(snapshot, config_file=self.options.config_file, say=self.say)
+            config = compile_snapshot(
+                snapshot, config_file=self.options.config_file, say=self.say, previous=self.config
+            )
         except Exception as exc:
             version = snapshot.get("version")
             self.say(f"agentfirewall_proxy: config {version} rejected: {exc}", "error")

@@ -12,10 +12,15 @@ refresh token) is handed to `on_rotated`, which the gateway sends to the control
 such a grant is refreshed under the control plane's lease (`leases`: ``refreshlease.py``).
 
 :func:`inject` is what ``exchange._forward`` calls on the final header list: the agent's
-credential headers were already dropped; the injector's headers are appended, and the
-tokens that travel become the flow's scrubber (they never come back to the agent). A body
-the injector re-signs as it goes (a signed aws-chunked upload) gets the flow's
-``body_signer``, which ``exchange`` applies to what it forwards (:func:`signed_body`).
+credential headers were already dropped; the injector's headers are appended. A body the
+injector re-signs as it goes (a signed aws-chunked upload) gets the flow's ``body_signer``,
+which ``exchange`` applies to what it forwards (:func:`signed_body`).
+
+The flow's scrubber (:meth:`TokenBroker.scrubber`) finds every token the gateway sent for
+the connector that may still be valid, not only the one it sends now: an upstream that keeps
+a request log hands back one it got before a refresh, valid until it expires (found until
+:data:`RETIRED_MARGIN` past that, the :data:`RETIRED` latest at most); and the connector's
+static secrets too.
 """
 
 from __future__ import annotations
@@ -39,12 +44,18 @@ from agentfirewall_proxy.upstream import client_ssl_context
 if TYPE_CHECKING:
     from agentfirewall_proxy.http1 import Head
 
-__all__ = ["TokenBroker", "inject", "prepare", "signed_body"]
+__all__ = ["RETIRED", "RETIRED_MARGIN", "TokenBroker", "inject", "prepare", "signed_body"]
+
+#: How many tokens sent before the current one a connector's scrubber finds at most.
+RETIRED = 8
+#: How long past its expiry (seconds) a token sent is still found: an upstream may accept
+#: it a little late, and its clock may differ from the gateway's.
+RETIRED_MARGIN = 600.0
 
 
 class TokenBroker(SharedTokenBroker):
     """The gateway's tokens (``agentfirewall.credentials.broker``), fetched through its
-    resolve map or upstream proxy, with the scrubber of each token."""
+    resolve map or upstream proxy, and the scrubber of those each connector sent."""
 
     def __init__(
         self,
@@ -55,18 +66,38 @@ class TokenBroker(SharedTokenBroker):
     ) -> None:
         super().__init__(self._send, clock, on_rotated, leases)
         self.options = options
-        self._scrubbers: dict[str, tuple[Token, Scrubber | None]] = {}
+        #: Connector id -> the secrets of each token sent for it -> when that token expires
+        #: (the latest last).
+        self._sent: dict[str, dict[tuple[str, ...], float]] = {}
+        self._scrubbers: dict[str, tuple[tuple[object, ...], Scrubber | None]] = {}
         self._client: httpx.AsyncClient | None = None
 
-    def scrubber(self, key: str, token: Token) -> Scrubber | None:
-        """The scrubber of the values `token` sends upstream (built once per token)."""
-        found = self._scrubbers.get(key)
-        if found is not None and found[0] is token:
+    def scrubber(
+        self, connector: str, token: Token, static: Scrubber | None = None
+    ) -> Scrubber | None:
+        """The scrubber of what `connector` sends upstream with `token`: its values, those
+        of the :data:`RETIRED` tokens sent before it until :data:`RETIRED_MARGIN` past their
+        expiry, and the `static` scrubber's secrets. Built again only when these change."""
+        sent = self._sent.pop(connector, None) or {}
+        if len(self._sent) >= 1024:  # (connectors of many snapshots: the oldest forgotten)
+            oldest = next(iter(self._sent))
+            del self._sent[oldest]
+            self._scrubbers.pop(oldest, None)
+        self._sent[connector] = sent
+        secrets = token.secrets()
+        sent.pop(secrets, None)
+        sent[secrets] = token.expires_at
+        now = self.clock()
+        for old, expires in list(sent.items())[:-1]:  # (the oldest first)
+            if len(sent) > RETIRED + 1 or expires + RETIRED_MARGIN <= now:
+                del sent[old]
+        key = (static, *sent)
+        found = self._scrubbers.get(connector)
+        if found is not None and found[0] == key:
             return found[1]
-        scrubber = scrubber_for(v.encode("latin-1", "replace") for v in token.secrets())
-        if len(self._scrubbers) >= 1024:
-            self._scrubbers.clear()
-        self._scrubbers[key] = (token, scrubber)
+        values = (v.encode("latin-1", "replace") for old in sent for v in old)
+        scrubber = scrubber_for(values, static)
+        self._scrubbers[connector] = (key, scrubber)
         return scrubber
 
     async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
@@ -106,7 +137,8 @@ class TokenBroker(SharedTokenBroker):
 
 async def prepare(broker: TokenBroker, flow: Flow) -> Token | None:
     """The token the flow's computed credential needs now (None: static keys), its
-    scrubber set on the flow; Refusal (502) when it cannot be had: fail closed."""
+    scrubber set on the flow (:meth:`TokenBroker.scrubber`); Refusal (502) when it cannot be
+    had: fail closed."""
     assert flow.connector is not None
     assert flow.connector.injector is not None
     source = flow.connector.injector.source
@@ -118,7 +150,7 @@ async def prepare(broker: TokenBroker, flow: Flow) -> Token | None:
         raise Refusal(
             502, "credential_unavailable", f"connector `{flow.connector.name}`: {exc}"
         ) from None
-    flow.scrubber = broker.scrubber(source.key, token)
+    flow.scrubber = broker.scrubber(flow.connector.id, token, flow.connector.scrubber)
     return token
 
 

@@ -232,8 +232,9 @@ BAD_CREDENTIAL = "invalid proxy credential"
 
 class KeyRefused(Refusal):
     """The 407 for a well-formed key the configuration does not let in (unknown, revoked,
-    or its agent not active): perhaps a key made a moment ago, which a fresh look at the
-    configuration may find. Its answer is the one 407, like any other."""
+    past its lease, or its agent not active): perhaps a key made (or renewed) a moment ago,
+    which a fresh look at the configuration may find. Its answer is the one 407, like any
+    other."""
 
     def __init__(self) -> None:
         super().__init__(407, "proxy_auth_required", BAD_CREDENTIAL)
@@ -259,13 +260,14 @@ def proxy_key_hash(value: bytes | None) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
-def agent_for_key(config: CompiledConfig, key_hash: str) -> AgentEntry:
+def agent_for_key(config: CompiledConfig, key_hash: str, now: float | None = None) -> AgentEntry:
     """The active agent holding the key of `key_hash` in `config`, else :class:`KeyRefused`.
 
-    A tunnel calls this for every request inside it, so a key revoked, an agent suspended or
-    its enforcement level changed takes effect on connections already open.
+    A tunnel calls this for every request inside it, so a key revoked or past its lease (at
+    `now`, the gateway's clock by default), an agent suspended or its enforcement level
+    changed takes effect on connections already open.
     """
-    agent = config.agent_for_key(key_hash)
+    agent = config.agent_for_key(key_hash, now)
     if agent is None or agent.status != "active":
         raise KeyRefused  # one answer for an unknown key and a suspended one's: no oracle
     return agent

@@ -4,11 +4,18 @@ The control plane's snapshot (docs/api.md, "Config snapshot") becomes a
 :class:`CompiledConfig`: agents indexed by key hash, connectors routed by domain with their
 credential headers prebuilt, and one core :class:`~agentfirewall.policy.Engine`. A new
 snapshot builds a new object that replaces the old one whole (no locks on the hot path).
+
+A connector's scrubber finds the secrets it injects, and those it injected before an admin
+rotated them (:data:`RETIRED` at most, newest first, while the gateway runs): a credential
+rotated out stays valid upstream until it is revoked, and an upstream that keeps a request
+log hands it back. The gateway compiles each snapshot with the last one (`previous`), which
+says what each connector injected.
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -42,9 +49,10 @@ from agentfirewall_proxy.aliases import alias_rules
 from agentfirewall_proxy.budgetlease import Say, say_plain
 from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budgets
 from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
-from agentfirewall_proxy.scrub import scrubber_for
+from agentfirewall_proxy.scrub import Scrubber, scrubber_for
 
 __all__ = [
+    "RETIRED",
     "AgentEntry",
     "CompiledConfig",
     "ConnectorEntry",
@@ -56,6 +64,8 @@ __all__ = [
 _STRICTNESS = {"allow": 0, "require_approval": 1, "deny": 2}
 #: The longest reason an approval records (the control plane's limit).
 _REASON = 2000
+#: How many credentials a connector injected before a rotation its scrubber still finds.
+RETIRED = 8
 
 
 def _header_safe(value: str) -> bytes:
@@ -72,8 +82,29 @@ def _auth_headers(data: dict[str, Any], impl: Connector) -> list[tuple[str, str]
     return list(impl.auth_headers(credential, auth_type=kind, header=data.get("auth_header")))
 
 
-def _computed(data: dict[str, Any], impl: Connector, kind: str) -> ConnectorEntry:
-    """A connector whose credential is computed per request (``injection.py``)."""
+class _Earlier(NamedTuple):
+    """What a connector's scrubber found in the last snapshot, and that scrubber."""
+
+    secrets: tuple[bytes, ...] = ()
+    scrubber: Scrubber | None = None
+
+
+def _scrubbed(current: list[bytes], earlier: _Earlier) -> tuple[tuple[bytes, ...], Scrubber | None]:
+    """The secrets a connector's scrubber finds (the `current` ones it injects, then those it
+    found before rotated out, the newest :data:`RETIRED`), and that scrubber (the last one
+    when they are the same: a snapshot changing nothing of them builds none)."""
+    retired = [value for value in dict.fromkeys(earlier.secrets) if value not in current]
+    secrets = (*current, *retired[:RETIRED])
+    if secrets == earlier.secrets and (earlier.scrubber is not None or not secrets):
+        return secrets, earlier.scrubber
+    return secrets, scrubber_for(secrets)
+
+
+def _computed(
+    data: dict[str, Any], impl: Connector, kind: str, earlier: _Earlier
+) -> tuple[ConnectorEntry, tuple[bytes, ...]]:
+    """A connector whose credential is computed per request (``injection.py``), and the
+    secrets its scrubber finds."""
     credential = data.get("credential")
     if not credential:
         raise CredentialError(f"auth type `{kind}` without a credential")
@@ -81,10 +112,11 @@ def _computed(data: dict[str, Any], impl: Connector, kind: str) -> ConnectorEntr
     injector = build_injector(str(data["id"]), impl, kind, str(credential), grant)
     names = {n.lower() for n in impl.auth_header_names} | set(injector.drop)
     # SigV4's secret never travels (only a signature does); a static session token does
-    secrets: list[str] = []
+    current: list[bytes] = []
     if isinstance(injector, AwsInjector) and injector.static.session_token:
-        secrets.append(injector.static.session_token)
-    return ConnectorEntry(
+        current.append(injector.static.session_token.encode())
+    secrets, scrubber = _scrubbed(current, earlier)
+    entry = ConnectorEntry(
         id=str(data["id"]),
         type=str(data["type"]),
         name=str(data.get("name") or data["type"]),
@@ -95,15 +127,18 @@ def _computed(data: dict[str, Any], impl: Connector, kind: str) -> ConnectorEntr
         auth_headers=(),
         auth_header_names=frozenset(n.encode("latin-1") for n in names),
         body_limit=int(impl.body_limit),
-        scrubber=scrubber_for(s.encode() for s in secrets),
+        scrubber=scrubber,
         injector=injector,
     )
+    return entry, secrets
 
 
-def _connector(data: dict[str, Any]) -> ConnectorEntry:
+def _connector(data: dict[str, Any], earlier: _Earlier) -> tuple[ConnectorEntry, tuple[bytes, ...]]:
+    """A connector compiled, and the secrets its scrubber finds (`earlier`: those it found
+    in the last snapshot)."""
     impl = get_connector(str(data["type"]))
     if data.get("auth_type") in COMPUTED_KINDS:
-        return _computed(data, impl, str(data["auth_type"]))
+        return _computed(data, impl, str(data["auth_type"]), earlier)
     headers = _auth_headers(data, impl)
     names = {n.lower() for n in impl.auth_header_names} | {k.lower() for k, _ in headers}
     if data.get("auth_header"):
@@ -111,7 +146,8 @@ def _connector(data: dict[str, Any]) -> ConnectorEntry:
     if headers:
         names.add("authorization")
     domains = tuple(str(d).lower().rstrip(".") for d in data.get("domains") or ())
-    return ConnectorEntry(
+    secrets, scrubber = _scrubbed([_header_safe(v) for _, v in headers], earlier)
+    entry = ConnectorEntry(
         id=str(data["id"]),
         type=str(data["type"]),
         name=str(data.get("name") or data["type"]),
@@ -122,8 +158,9 @@ def _connector(data: dict[str, Any]) -> ConnectorEntry:
         auth_headers=tuple((k.encode("latin-1"), _header_safe(v)) for k, v in headers),
         auth_header_names=frozenset(n.encode("latin-1") for n in names) if headers else frozenset(),
         body_limit=int(impl.body_limit),
-        scrubber=scrubber_for(_header_safe(v) for _, v in headers),
+        scrubber=scrubber,
     )
+    return entry, secrets
 
 
 class Remembered(NamedTuple):
@@ -154,6 +191,11 @@ class CompiledConfig:
     budgets: tuple[BudgetScope, ...] = ()
     #: ``budget.<name>.*`` fields policy conditions read (the gateway fetches them).
     budget_fields: frozenset[str] = frozenset()
+    #: key hash -> when it expires (Unix seconds), for `tf run` keys that hold a lease.
+    key_expires: dict[str, float] = field(default_factory=dict)
+    #: Connector id -> the secrets its scrubber finds: those it injects, then those it
+    #: injected before a rotation (``_scrubbed``): what the next snapshot's scrubbers find too.
+    injected: dict[str, tuple[bytes, ...]] = field(default_factory=dict, repr=False)
     _routes: dict[str, ConnectorEntry | None] = field(default_factory=dict, repr=False)
     #: Decisions that read no time and no body, by request (`pipeline.decide`): valid for
     #: this snapshot only (a new one, or a kill switch, brings a new CompiledConfig).
@@ -178,11 +220,16 @@ class CompiledConfig:
             self.decided.clear()
         self.decided[key] = found
 
-    def agent_for_key(self, key_hash: str) -> AgentEntry | None:
+    def agent_for_key(self, key_hash: str, now: float | None = None) -> AgentEntry | None:
+        """The agent of the key of `key_hash`; None for a key unknown, or past its lease at
+        `now` (the gateway's clock, ``time.time()`` when not given): as if revoked."""
         agent = self.agents.get(key_hash)
         if agent is None:
             hmac.compare_digest(key_hash, key_hash)  # same work on a miss
             return None
+        expires = self.key_expires.get(key_hash)
+        if expires is not None and not (time.time() if now is None else now) < expires:
+            return None  # (an expiry that is not a number, NaN, lets nothing in either)
         return agent
 
     def route(self, host: str) -> ConnectorEntry | None:
@@ -280,9 +327,16 @@ def strictest(decisions: list[Decision]) -> tuple[int, Decision]:
 
 
 def compile_snapshot(
-    data: dict[str, Any], *, config_file: Path | None = None, say: Say = say_plain
+    data: dict[str, Any],
+    *,
+    config_file: Path | None = None,
+    say: Say = say_plain,
+    previous: CompiledConfig | None = None,
 ) -> CompiledConfig:
     """Build the hot-path structures from a snapshot (raises on an invalid one).
+
+    With `previous` (the config it replaces), each connector's scrubber also finds the
+    secrets it injected before they were rotated out (:data:`RETIRED` at most).
 
     With `config_file` (the rules come from that file, no control plane), a deny-all
     default tells the agent to add its permission there, not with `tf permissions set`.
@@ -290,6 +344,7 @@ def compile_snapshot(
     settings = data.get("settings") or {}
     default_level = normalize_level(str(settings.get("default_enforcement_level", "full_enforce")))
     agents: dict[str, AgentEntry] = {}
+    expires: dict[str, float] = {}
     for raw in data.get("agents", []):
         entry = AgentEntry(
             id=str(raw.get("id") or raw["name"]),
@@ -305,13 +360,23 @@ def compile_snapshot(
             agents[str(key_hash).lower()] = (
                 replace(entry, level=normalize_level(str(run_level))) if run_level else entry
             )
+        for key_hash, expiry in (raw.get("key_expires") or {}).items():  # `tf run` leases
+            expires[str(key_hash).lower()] = float(expiry)
     connectors: dict[str, ConnectorEntry] = {}
+    injected: dict[str, tuple[bytes, ...]] = {}
     for raw in data.get("connectors", []):
+        key = str(raw.get("id"))
+        earlier = _Earlier()
+        if previous is not None and key in previous.injected:
+            last = previous.connectors.get(key)
+            earlier = _Earlier(previous.injected[key], last.scrubber if last else None)
         try:
-            compiled = _connector(raw)
+            compiled, injected[key] = _connector(raw, earlier)
         except (AgentFirewallError, KeyError, ValueError) as exc:
             # One broken connector must not take the others down: its hosts stay unrouted.
             say(f"agentfirewall_proxy: connector `{raw.get('id')}` skipped: {exc}", "warning")
+            if earlier.secrets:  # (what it injected is found again once it compiles)
+                injected[key] = earlier.secrets
             continue
         connectors[compiled.id] = compiled
     router = ConnectorRouter(
@@ -354,6 +419,8 @@ def compile_snapshot(
         guard=guard_plan(tuple(policies)),
         budgets=compile_budgets(list(data.get("budgets") or [])),
         budget_fields=budget_fields([p["document"] for p in data.get("policies", [])]),
+        key_expires=expires,
+        injected=injected,
     )
 
 

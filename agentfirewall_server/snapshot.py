@@ -153,9 +153,20 @@ class Snapshot:
     reads_budgets: bool = False
     #: Stored policies and budgets this version cannot read: each denies every action.
     unreadable: tuple[KillSwitch, ...] = ()
+    #: key hash -> when it expires, for the `tf run` keys that hold a lease (``expires_at``).
+    key_expiry: dict[str, float] = field(default_factory=dict)
 
     def agent(self, ident: str) -> AgentRecord | None:
         return self.agents_by_id.get(ident) or self.agents_by_name.get(ident)
+
+    def agent_for_key(self, key_hash: str, at: float) -> AgentRecord | None:
+        """The agent holding the key of `key_hash` at time `at`; None for a key unknown,
+        revoked, or past its lease (a run key expired is refused exactly as a revoked one)."""
+        agent_id = self.key_index.get(key_hash)
+        expires = self.key_expiry.get(key_hash)
+        if agent_id is None or (expires is not None and at >= expires):
+            return None
+        return self.agents_by_id.get(agent_id)
 
     def connector_types(self) -> set[str]:
         return {c["type"] for c in self.connectors}
@@ -208,10 +219,13 @@ def bump_version(conn: Connection) -> int:
     return version
 
 
-def _agents(conn: Connection) -> tuple[dict[str, AgentRecord], dict[str, str]]:
+def _agents(conn: Connection) -> tuple[dict[str, AgentRecord], dict[str, str], dict[str, float]]:
     keys: dict[str, list[tuple[str, str, float, str]]] = {}
+    expiry: dict[str, float] = {}
     for r in conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None))):
         keys.setdefault(r.agent_id, []).append((r.key_hash, r.prefix, r.created_at, r.kind))
+        if r.expires_at is not None:
+            expiry[r.key_hash] = r.expires_at
     out: dict[str, AgentRecord] = {}
     index: dict[str, str] = {}
     for a in conn.execute(select(agents).order_by(agents.c.created_at)):
@@ -235,7 +249,7 @@ def _agents(conn: Connection) -> tuple[dict[str, AgentRecord], dict[str, str]]:
         )
         for k in mine:
             index[k[0]] = a.id
-    return out, index
+    return out, index, expiry
 
 
 def _by_name(by_id: dict[str, AgentRecord]) -> dict[str, AgentRecord]:
@@ -278,7 +292,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
     if conn.dialect.name == "postgresql" and not conn.in_transaction():
         conn.execution_options(isolation_level="REPEATABLE READ")
     version = read_version(conn)
-    by_id, key_index = _agents(conn)
+    by_id, key_index, key_expiry = _agents(conn)
     perm_rows = _rows(conn, permissions, permissions.c.created_at)
     pol_rows = _rows(conn, policies, policies.c.priority)
     ks_rows = _rows(conn, kill_switches, kill_switches.c.activated_at)
@@ -314,6 +328,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
         agents_by_id=by_id,
         agents_by_name=_by_name(by_id),
         key_index=key_index,
+        key_expiry=key_expiry,
         token_index={t["token_hash"]: t for t in _rows(conn, tokens, tokens.c.created_at)},
         connectors=stored_connectors,
         credentials={

@@ -229,8 +229,7 @@ class AppState:
             gauge.labels(scope=ks["scope"] if ks["scope"] == "all" else ks["target"]).set(1)
 
     def agent_for_key(self, key: str) -> AgentRecord | None:
-        agent_id = self.snapshot.key_index.get(hash_secret(key))
-        return self.snapshot.agents_by_id.get(agent_id) if agent_id else None
+        return self.snapshot.agent_for_key(hash_secret(key), now())
 
 
 def _stored_gateways(conn: Connection) -> Sequence[Any]:

@@ -3,7 +3,8 @@
 Gets the agent's proxy credential (``POST /api/v1/agents/ensure``), writes the CA bundle and
 the client shims into the state directory, builds the child environment
 (:mod:`agentfirewall_proxy.runenv`), runs COMMAND with signals forwarded and returns its exit
-code (128 + N when a signal N ended it).
+code (128 + N when a signal N ended it). The credential is this run's only: it holds a lease
+(:class:`RunLease`) renewed while COMMAND runs and is revoked when it ends.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -23,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, normalize_level
 from agentfirewall_proxy.cli.agent_cmd import check_new_agent
-from agentfirewall_proxy.cli.client import AdminClient
+from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
 from agentfirewall_proxy.cli.state import on_this_machine
@@ -38,6 +41,8 @@ from agentfirewall_proxy.runenv import (
 
 __all__ = [
     "NODE_PRELOAD",
+    "RUN_LEASE_SECONDS",
+    "RunLease",
     "dedicated_port",
     "is_listening",
     "register",
@@ -50,6 +55,12 @@ _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, sig
 NODE_PRELOAD = Path(__file__).with_name("node_preload.js")
 #: How long `tf run` waits for a gateway to give a new agent its dedicated port.
 _PORT_WAIT_SECONDS = 3.0
+#: The lease of a run's proxy key: a `tf run` killed outright (SIGKILL) leaves a key that
+#: stops working this long after its last renewal. Renewed every fifth of it, so four
+#: renewals may fail (a control plane restarting) before the key lapses.
+RUN_LEASE_SECONDS = 300
+#: How long a renewal or the end of a lease waits for the control plane (seconds).
+_LEASE_CALL_SECONDS = 10.0
 
 
 def _with_port(url: str, port: int) -> str:
@@ -172,11 +183,92 @@ def _command(ctx: Context) -> list[str]:
     return command
 
 
+class RunLease:
+    """The lease of this run's proxy key: renewed from a daemon thread while the agent runs,
+    revoked by :meth:`end` (``with``: when the agent has exited, whatever ended it).
+
+    A renewal that fails is tried again at the next turn, never stopping the agent; once the
+    lease has passed with none succeeding, one warning says the agent's traffic is refused
+    (407) until one does (an expired key is renewed: the run is alive).
+    """
+
+    def __init__(
+        self,
+        client: AdminClient,
+        path: str,
+        say: Callable[[str], None],
+        warn: Callable[[str], None],
+        *,
+        lease: float = RUN_LEASE_SECONDS,
+        every: float = RUN_LEASE_SECONDS / 5,
+    ) -> None:
+        self._client, self._path, self._say, self._warn = client, path, say, warn
+        self._lease, self._every = lease, every
+        self._held_until = time.monotonic() + lease  # (at the latest: issued before this)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="tf-run-lease", daemon=True)
+
+    def __enter__(self) -> RunLease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.end()
+
+    def _renew(self) -> None:
+        lapsed = False
+        body = {"lease_seconds": int(self._lease)}
+        while not self._stop.wait(self._every):
+            asked = time.monotonic()
+            try:
+                self._client.request(
+                    "POST", self._path + "/renew", json=body, timeout=_LEASE_CALL_SECONDS
+                )
+            except Exception as exc:  # whatever failed: tried again, the agent runs on
+                if not lapsed and not self._stop.is_set() and time.monotonic() >= self._held_until:
+                    lapsed = True
+                    why = exc.message if isinstance(exc, CliError) else type(exc).__name__
+                    self._warn(
+                        f"this run's proxy key has expired, not renewed for {self._lease:.0f}"
+                        f" s ({why}): the gateway refuses the agent's traffic (407) until a"
+                        " renewal succeeds; tf keeps trying"
+                    )
+                continue
+            self._held_until = asked + self._lease
+            if lapsed:
+                lapsed = False
+                self._say("tf: this run's proxy key is renewed: the agent's traffic passes again")
+
+    def end(self) -> None:
+        """Stop renewing and revoke the key (a failure says so: it expires by itself)."""
+        self._stop.set()
+        try:
+            self._client.request("DELETE", self._path, timeout=_LEASE_CALL_SECONDS)
+        except CliError as exc:
+            self._warn(
+                f"could not revoke this run's proxy key ({exc.message}): it stops working by"
+                f" itself within {self._lease:.0f} s"
+            )
+
+
+@contextlib.contextmanager
+def _leased(ctx: Context, client: AdminClient, ensured: dict[str, Any]) -> Iterator[None]:
+    """This run's key renewed while the block runs, revoked after it; a server of an earlier
+    version gives the key no lease: nothing to renew or end."""
+    run, agent = ensured.get("run") or {}, ensured.get("agent") or {}
+    if run.get("key_id") is None:
+        yield
+        return
+    path = f"/v1/agents/{path_id(str(agent['id']))}/run-keys/{run['key_id']}"
+    with RunLease(client, path, ctx.out.note, ctx.out.warn):
+        yield
+
+
 def run(ctx: Context) -> int:
     command = _command(ctx)
     _check_gateway(ctx)
     name = str(ctx.args.name)
-    body: dict[str, Any] = {"name": name}
+    body: dict[str, Any] = {"name": name, "lease_seconds": RUN_LEASE_SECONDS}
     if ctx.args.enforcement:  # this run's traffic only: the gateway knows it by its key
         try:
             body["run_enforcement_level"] = normalize_level(str(ctx.args.enforcement))
@@ -186,8 +278,16 @@ def run(ctx: Context) -> int:
         if not ctx.args.create:
             check_new_agent(client, name, flag="--create")
         ensured = client.post("/v1/agents/ensure", body)
-        agent = ensured.get("agent") or {}
-        port = _await_port(client, name, agent)
+        with _leased(ctx, client, ensured):  # revoked when the agent ends, however it does
+            return _run_agent(ctx, client, command, ensured)
+
+
+def _run_agent(
+    ctx: Context, client: AdminClient, command: list[str], ensured: dict[str, Any]
+) -> int:
+    name = str(ctx.args.name)
+    agent = ensured.get("agent") or {}
+    port = _await_port(client, name, agent)
     proxy = _proxy_for(ctx, port)
     ca_path = _gateway_ca(ctx)
     try:

@@ -1,9 +1,10 @@
-"""Agents: register (key shown once), update, suspend, activate, revoke, rotate, ensure."""
+"""Agents: register (key shown once), update, suspend, activate, revoke, rotate, ensure; the
+leases of `tf run` keys (renew, end)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field
 from sqlalchemy import Connection, delete, select, update
@@ -19,7 +20,7 @@ from agentfirewall_server.agentnames import name_key, name_problem, twin_of
 from agentfirewall_server.approvals import deny_of_agent, publish_decided
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_role, state_of
-from agentfirewall_server.clock import new_id, now
+from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.coverage import rules_of
 from agentfirewall_server.grants import revoke_row
 from agentfirewall_server.identity import hash_secret, new_agent_key, prefix_of
@@ -42,6 +43,10 @@ __all__ = ["routes"]
 T = TypeVar("T")
 
 _Level = Literal["monitor", "soft_enforce", "full_enforce", "L0", "L1", "L2", "l0", "l1", "l2"]
+#: How long a `tf run` key's lease lasts (seconds); `tf run` renews it well before its end.
+_LeaseSeconds = Annotated[int, Field(ge=30, le=86_400)]
+#: Kinds of the keys `ensure` issues (`tf run`'s proxy keys), which a lease may hold.
+_RUN_KINDS = ("proxy", *RUN_KEY_KINDS.values())
 
 
 class NewAgent(Strict):
@@ -66,6 +71,12 @@ class EnsureAgent(Strict):
     environment: Literal["live", "test"] = "live"
     #: `tf run --enforcement`: the level of this run's traffic only (the key it gets).
     run_enforcement_level: _Level | None = None
+    #: The run key expires this long from now unless renewed (`run-keys/{id}/renew`).
+    lease_seconds: _LeaseSeconds | None = None
+
+
+class Lease(Strict):
+    lease_seconds: _LeaseSeconds
 
 
 def _removed(name: str) -> str:
@@ -116,18 +127,24 @@ def _level(value: str | None, default: str) -> EnforcementLevel:
     return normalize_level(value or default)
 
 
-def _issue_key(conn: Connection, agent_id: str, environment: str, kind: str) -> str:
+def _issue_key(
+    conn: Connection, agent_id: str, environment: str, kind: str, expires_at: float | None = None
+) -> tuple[str, int]:
+    """A new key of `agent_id` and its id (`expires_at`: a `tf run` key's lease)."""
     key = new_agent_key(environment)
-    conn.execute(
-        api_keys.insert().values(
+    made = conn.execute(
+        api_keys.insert()
+        .values(
             agent_id=agent_id,
             key_hash=hash_secret(key),
             prefix=prefix_of(key),
             kind=kind,
             created_at=now(),
+            expires_at=expires_at,
         )
+        .returning(api_keys.c.id)
     )
-    return key
+    return key, int(made.scalar_one())
 
 
 def _insert_agent(conn: Connection, body: NewAgent, level: str, actor: str) -> tuple[str, str]:
@@ -150,7 +167,7 @@ def _insert_agent(conn: Connection, body: NewAgent, level: str, actor: str) -> t
             updated_at=stamp,
         )
     )
-    key = _issue_key(conn, agent_id, body.environment, "sdk")
+    key, _ = _issue_key(conn, agent_id, body.environment, "sdk")
     append_event(
         conn,
         "agent.registered",
@@ -434,7 +451,7 @@ async def rotate_agent(request: Request) -> JSONResponse:
             .where(api_keys.c.agent_id == agent.id, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=stamp)
         )
-        key = _issue_key(conn, agent.id, agent.environment, "sdk")
+        key, _ = _issue_key(conn, agent.id, agent.environment, "sdk")
         append_event(
             conn,
             "agent.key_rotated",
@@ -463,34 +480,107 @@ async def ensure_agent(request: Request) -> JSONResponse:
     level = _level(body.enforcement_level, state.snapshot.settings["default_enforcement_level"])
     run_level = normalize_level(body.run_enforcement_level) if body.run_enforcement_level else None
     kind = RUN_KEY_KINDS[run_level] if run_level else "proxy"
+    lease = body.lease_seconds
 
-    def job(conn: Connection) -> tuple[str, str]:
+    def job(conn: Connection) -> tuple[str, str, int | None, float | None]:
         if existing is None:
             new = NewAgent(name=body.name, environment=body.environment, enforcement_level=level)
             agent_id, key = _insert_agent(conn, new, level, who.actor)
-            if run_level is None:
-                return agent_id, key
+            if run_level is None and lease is None:  # (an earlier `tf run`: the SDK key)
+                return agent_id, key, None, None
         else:
             _hold(conn, existing, active=True)  # not suspended or revoked meanwhile
             agent_id = existing.id
         environment = existing.environment if existing is not None else body.environment
-        key = _issue_key(conn, agent_id, environment, kind)
+        expires = None if lease is None else now() + lease
+        key, key_id = _issue_key(conn, agent_id, environment, kind, expires)
         if run_level is not None:  # evidence that this run was not enforced as the agent is
-            data = {"enforcement_level": run_level, "key_prefix": prefix_of(key)}
+            data = {"enforcement_level": run_level, "key_prefix": prefix_of(key), "key_id": key_id}
             append_event(conn, "agent.run_enforcement", actor=who.actor, now=now(),
                          agent=body.name, subject=agent_id, data=data)  # fmt: skip
-        return agent_id, key
+        return agent_id, key, key_id, expires
 
     try:
-        agent_id, key = await _change(state, job)
+        agent_id, key, key_id, expires = await _change(state, job)
     except IntegrityError:
         taken = ApiError(409, f"agent `{body.name}` was created concurrently: retry")
         raise await _refused(state, body.name, taken) from None
     agent = _agent_json(request, agent_id)
     run = {"enforcement_level": run_level or agent["enforcement_level"],
            "scope": "run" if run_level else "agent"}  # fmt: skip
+    if lease is not None:  # the lease `tf run` renews and ends (never the key itself)
+        run |= {"key_id": key_id, "expires_at": rfc3339(expires)}
     status = 201 if existing is None else 200
     return json_ok({"agent": agent, "api_key": key, "run": run}, status)
+
+
+def _key_id(request: Request, agent: AgentRecord) -> int:
+    """The `{key_id}` of the path (404 for one that names no key: not a number)."""
+    text = request.path_params["key_id"]
+    if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) < 2**31):
+        raise _no_run_key(text, agent)
+    return int(text)
+
+
+def _no_run_key(key_id: object, agent: AgentRecord) -> ApiError:
+    return ApiError(404, f"agent `{visible(agent.name)}` has no run key `{visible(str(key_id))}`")
+
+
+def _run_key(conn: Connection, agent: AgentRecord, key_id: int) -> Any:
+    """The row of `agent`'s `tf run` key `key_id`: 404 for another agent's, an SDK key or
+    none, read in the write's own transaction (the snapshot holds no key ids)."""
+    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+    if row is None or row.agent_id != agent.id or row.kind not in _RUN_KINDS:
+        raise _no_run_key(key_id, agent)
+    return row
+
+
+async def renew_run_key(request: Request) -> JSONResponse:
+    """Renew a `tf run` key's lease: it expires `lease_seconds` from now (an expired key
+    too: its run is alive; a revoked one never comes back)."""
+    who = await require_role(request, "admin")
+    body = await read_model(request, Lease)
+    agent = _find(request)
+    key_id = _key_id(request, agent)
+
+    def job(conn: Connection) -> float:
+        stamp = now()
+        _hold(conn, agent)  # not revoked meanwhile: a removed agent's key stays revoked
+        row = _run_key(conn, agent, key_id)
+        expires = stamp + body.lease_seconds
+        live = (api_keys.c.id == key_id) & api_keys.c.revoked_at.is_(None)
+        if not conn.execute(update(api_keys).where(live).values(expires_at=expires)).rowcount:
+            raise ApiError(409, f"run key `{key_id}` of agent `{visible(agent.name)}` was ended"
+                           " (revoked): `tf run` asks for a new one")  # fmt: skip
+        data = {"key_id": key_id, "key_prefix": row.prefix, "expires_at": rfc3339(expires)}
+        append_event(conn, "agent.run_key_renewed", actor=who.actor, now=stamp,
+                     agent=agent.name, subject=agent.id, data=data)  # fmt: skip
+        return expires
+
+    expires = await _change(state_of(request), job)
+    return json_ok({"key_id": key_id, "expires_at": rfc3339(expires)})
+
+
+async def end_run_key(request: Request) -> JSONResponse:
+    """End a `tf run` key (revoked: refused from now on); ending it again changes nothing."""
+    who = await require_role(request, "admin")
+    await no_body(request)
+    agent = _find(request)
+    key_id = _key_id(request, agent)
+
+    def job(conn: Connection) -> bool:
+        stamp = now()
+        row = _run_key(conn, agent, key_id)
+        live = (api_keys.c.id == key_id) & api_keys.c.revoked_at.is_(None)
+        if not conn.execute(update(api_keys).where(live).values(revoked_at=stamp)).rowcount:
+            return False
+        data = {"key_id": key_id, "key_prefix": row.prefix}
+        append_event(conn, "agent.run_key_ended", actor=who.actor, now=stamp,
+                     agent=agent.name, subject=agent.id, data=data)  # fmt: skip
+        return True
+
+    ended = await state_of(request).change_config(job)
+    return json_ok({"key_id": key_id, "ended": ended})
 
 
 def routes() -> list[BaseRoute]:
@@ -505,4 +595,6 @@ def routes() -> list[BaseRoute]:
         Route(p + "/{ident}/activate", activate_agent, methods=["POST"]),
         Route(p + "/{ident}/revoke", revoke_agent, methods=["POST"]),
         Route(p + "/{ident}/rotate", rotate_agent, methods=["POST"]),
+        Route(p + "/{ident}/run-keys/{key_id}/renew", renew_run_key, methods=["POST"]),
+        Route(p + "/{ident}/run-keys/{key_id}", end_run_key, methods=["DELETE"]),
     ]

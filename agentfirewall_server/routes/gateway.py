@@ -200,6 +200,9 @@ def build_config(state: AppState) -> dict[str, Any]:
                 "sdk_default": a.sdk_default,
                 "key_hashes": list(a.key_hashes),
                 "key_levels": dict(a.key_levels),
+                "key_expires": {
+                    h: snap.key_expiry[h] for h in a.key_hashes if h in snap.key_expiry
+                },
                 "proxy_port": a.proxy_port,
             }
             for a in snap.agents_by_id.values()

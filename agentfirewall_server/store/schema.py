@@ -98,6 +98,8 @@ api_keys = Table(
     Column("kind", String(10), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    # a `tf run` key's lease: refused from then on unless renewed (NULL: no lease; 0018)
+    Column("expires_at", Float, nullable=True),
 )
 
 users = Table(

@@ -32,6 +32,7 @@ SEEDS: dict[str, Any] = {
     "/api/v1/agents": {"name": "fuzzed", "environment": "test", "rate_limit_per_minute": 5},
     "/api/v1/agents/ensure": {"name": "fuzzed", "enforcement_level": "monitor"},
     "/api/v1/agents/{ident}": {"description": "d", "sdk_default": "deny"},
+    "/api/v1/agents/{ident}/run-keys/{key_id}/renew": {"lease_seconds": 300},
     "/api/v1/approvals/{id}/approve": {"note": "ok"},
     "/api/v1/approvals/{id}/deny": {"note": "no"},
     "/api/v1/auth/login": {"email": "owner@example.com", "password": "wrong password"},
