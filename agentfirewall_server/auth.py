@@ -127,10 +127,11 @@ def _lookup_session(digest: str) -> Callable[[Connection], _SessionRow | None]:
     return run
 
 
-async def authenticate(request: Request) -> Principal:
-    """The caller, or 401."""
+async def authenticate(request: Request, *, writes: bool = False) -> Principal:
+    """The caller, or 401. `writes`: the request changes state whatever its method (see
+    :func:`require_role`)."""
     cached = request.scope.get("af.principal")
-    if isinstance(cached, Principal):
+    if isinstance(cached, Principal) and not writes:
         return cached
     state = state_of(request)
     secret = _bearer(request)
@@ -140,12 +141,12 @@ async def authenticate(request: Request) -> Principal:
         else:
             principal = _token_principal(state, secret)
     else:
-        principal = await _session_principal(request, state)
+        principal = await _session_principal(request, state, writes)
     request.scope["af.principal"] = principal
     return principal
 
 
-async def _session_principal(request: Request, state: AppState) -> Principal:
+async def _session_principal(request: Request, state: AppState, writes: bool) -> Principal:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise _unauthorized("authentication required: send `Authorization: Bearer <key>`")
@@ -153,10 +154,14 @@ async def _session_principal(request: Request, state: AppState) -> Principal:
     if found is None:
         raise _unauthorized("session expired or unknown: log in again")
     csrf, user_id, email, role = found
-    if request.method not in _SAFE_METHODS:
+    if writes or request.method not in _SAFE_METHODS:
         sent = request.headers.get("x-csrf-token", "")
         if not hmac.compare_digest(sent.encode(), str(csrf).encode()):
-            raise ApiError(403, "missing or wrong `X-CSRF-Token` header", code="csrf_failed")
+            message = "missing or wrong `X-CSRF-Token` header"
+            if request.method in _SAFE_METHODS:  # (a link on another site, a typed URL)
+                message += (": this GET records what it does, so a signed-in browser sends it"
+                            " too (the dashboard does); a script sends a token")  # fmt: skip
+            raise ApiError(403, message, code="csrf_failed")
     return Principal("session", str(email), role=str(role), user_id=str(user_id))
 
 
@@ -169,9 +174,12 @@ def forbidden(required: str, yours: str, message: str | None = None) -> ApiError
     )
 
 
-async def require_role(request: Request, role: str) -> Principal:
-    """An admin-token or session caller with at least `role`; 401/403 otherwise."""
-    principal = await authenticate(request)
+async def require_role(request: Request, role: str, *, writes: bool = False) -> Principal:
+    """An admin-token or session caller with at least `role`; 401/403 otherwise. `writes`:
+    a GET that changes state (the audit export records an event and signs a checkpoint),
+    which a session caller must send `X-CSRF-Token` for, as for any write: a link on
+    another site makes a signed-in browser send the GET with its cookie (SameSite=Lax)."""
+    principal = await authenticate(request, writes=writes)
     if principal.kind in ("agent", "gateway"):
         raise forbidden(
             role,

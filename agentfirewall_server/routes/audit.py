@@ -88,7 +88,9 @@ async def list_audit(request: Request) -> JSONResponse:
 
 
 async def export_audit(request: Request) -> Response:
-    who = await require_role(request, "admin")
+    # (it records an event and signs a checkpoint: a session sends its CSRF token, so that
+    # another site's link cannot make a signed-in admin's browser export)
+    who = await require_role(request, "admin", writes=True)
     check_query(request, "format", *_AUDIT_FILTERS)
     fmt = request.query_params.get("format", "jsonl")
     if fmt not in ("csv", "jsonl"):

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agentfirewall.content import locate
+from agentfirewall.content import locate, shown
 from agentfirewall.content.detectors import SECRETS
 from agentfirewall.content.scanner import Scanner
 from agentfirewall_server.bootstrap import new_token
@@ -199,3 +199,73 @@ def test_what_the_scanner_finds_after_a_name_is_masked(
     assume(all(text.count(hit) == 1 for hit in hits))  # (so that its absence says it is masked)
     out = masked(module_page, text)
     assert not [hit for hit in hits if hit in out], (text, out)
+
+
+#: An agent's parameters an approver decides on: no name here says secret to the server
+#: (words, not letters inside them: `max_tokens`, `bypass_review`), so none is masked.
+DECIDED_ON = {
+    "model": "gpt-4o", "max_tokens": 5000000, "tokens_used": 120, "bypass_review": "skip it",
+    "passengers": 300, "private_repo": "acme/internal", "compass": "north", "sessions_open": 3,
+    "note": "max_tokens: 5000000, bypass_review=yes, private_repo: acme/internal",
+}  # fmt: skip
+#: The names of credentials: a value under one, or after one in a text, stays masked.
+CREDENTIAL_NAMES = [
+    "api_key",
+    "password",
+    "client_secret",
+    "x-api-key",
+    "authorization",
+    "access_token",
+    "refresh_token",
+    "private_key",
+    "sessionId",
+    "X-Auth",
+]
+
+
+def test_a_name_that_only_holds_the_letters_of_a_secret_word_is_shown(module_page: Any) -> None:
+    """The approver sees `max_tokens: 5000000` (it is what they approve), in a card's
+    parameters and inside a text (a note, a body preview): the server's judgement of names."""
+    assert masked(module_page, DECIDED_ON) == DECIDED_ON
+    assert not any(shown._secret_name(name) for name in DECIDED_ON)
+
+
+def test_a_credential_name_still_masks_its_value(module_page: Any) -> None:
+    params = {name: "plain-value-1" for name in CREDENTIAL_NAMES}
+    assert masked(module_page, params) == dict.fromkeys(CREDENTIAL_NAMES, MASK)
+    texts = [f"{name}: plain-value-1 then more" for name in CREDENTIAL_NAMES]
+    assert masked(module_page, texts) == [f"{name}: {MASK} then more" for name in CREDENTIAL_NAMES]
+
+
+def test_secret_name_words_and_parts_are_the_servers(module_page: Any) -> None:
+    words, parts = run_module(module_page, "secrets.js", "return [m.SECRET_WORDS, m.SECRET_PARTS];")
+    assert frozenset(words) == shown._SECRET_WORDS
+    assert tuple(parts) == shown._SECRET_PARTS
+
+
+#: What names are made of: the server's words and parts, their near misses, plain words.
+_PIECES = sorted(
+    {*shown._SECRET_WORDS, *shown._SECRET_PARTS, "key", "api", "access", "refresh", "private",
+     "tokens", "max", "bypass", "passengers", "repo", "used", "sessions", "signatures", "id",
+     "x", "db", "new", "Auth", "OAuth", "JWT", "API", "ID", "url", "2", "v1",
+     "[REDACTED:github_token]", "[REDACTED:]"}
+)  # fmt: skip
+_CASES = (str.lower, str.upper, str.title, str.capitalize, lambda piece: piece)
+_NAME_PARTS = st.one_of(
+    st.tuples(st.sampled_from(_PIECES), st.sampled_from(_CASES)).map(lambda t: t[1](t[0])),
+    st.sampled_from(["_", "-", ".", "", " ", ":", "/", "[", "]", "0"]),
+    st.text(alphabet=string.ascii_letters + string.digits + "_-", max_size=4),
+    st.sampled_from(["é", "İ", "\u212a", "ß", "ﬁ"]),  # (lowercased to ASCII, or near it)
+)
+_NAME = st.lists(_NAME_PARTS, min_size=1, max_size=6).map("".join)
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(names=st.lists(_NAME, min_size=1, max_size=50))
+def test_a_name_says_secret_to_the_card_as_it_does_to_the_server(
+    module_page: Any, names: list[str]
+) -> None:
+    """`secretName` is shown.py's `_secret_name`, on names built of its words and parts (and
+    of near misses), joined by separators, in every case."""
+    got = run_module(module_page, "secrets.js", "return arg.map((n) => m.secretName(n));", names)
+    assert got == [shown._secret_name(name) for name in names]

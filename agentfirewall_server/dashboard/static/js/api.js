@@ -53,7 +53,9 @@ const sessionEnded = () => new ApiError(401, { message: "your session has ended:
 
 // `root` is the API by default; the sandbox's endpoint lives under the dashboard (BASE).
 // A 401 on a signed-in page leaves for the sign-in page, unless `leaveOn401` is false.
-export async function api(path, { method = "GET", json, query, root = API, leaveOn401 = true } = {}) {
+// `writes`: the call changes something, X-CSRF-Token is sent (every method but GET, and a
+// GET that records what it does: the audit export). `file`: the answer is a file, a Blob.
+export async function api(path, { method = "GET", json, query, root = API, leaveOn401 = true, writes = method !== "GET", file = false } = {}) {
   if (leaving) throw sessionEnded(); // the page is on its way out: ask nothing more
   const headers = { Accept: "application/json" };
   const init = { method, headers, credentials: "same-origin", cache: "no-store" };
@@ -61,13 +63,14 @@ export async function api(path, { method = "GET", json, query, root = API, leave
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
   }
-  if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  if (writes && csrfToken) headers["X-CSRF-Token"] = csrfToken;
   const response = await fetch(apiUrl(path, query, root), init);
   if (response.status === 401 && body.dataset.signedIn === "yes" && leaveOn401) {
     leaveForSignIn();
     throw sessionEnded();
   }
   if (response.status === 204) return null;
+  if (file && response.ok) return response.blob();
   const type = response.headers.get("Content-Type") || "";
   const data = type.includes("json") ? await response.json() : { message: await response.text() };
   if (!response.ok) throw new ApiError(response.status, data);

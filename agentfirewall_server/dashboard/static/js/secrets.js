@@ -3,10 +3,10 @@
 //
 // The rules follow the server's content scanning (agentfirewall/content/), and
 // tests/dashboard/test_secret_masking.py keeps them in step with it:
-// - a name that says secret (SECRET_NAME): every value under it is masked, nested ones
-//   included (`{"password": {"new": "..."}}`, `{"secrets": {"db": "..."}}`); not a
-//   true/false, which is never a secret and may be what the approver decides on
-//   (`private: false`);
+// - a name that says secret (`secretName`, the server's judgement of a name: shown.py
+//   `_secret_name`): every value under it is masked, nested ones included
+//   (`{"password": {"new": "..."}}`, `{"secrets": {"db": "..."}}`); not a true/false,
+//   which is never a secret and may be what the approver decides on (`private: false`);
 // - a name that hints at one (SECRET_HINT: the scanner's names, locate.py `_CONTEXT_RE`):
 //   a value under it that looks generated is masked (locate.py `_generic`: at least 16
 //   characters, letters and digits mixed, 3.5 bits a character, no run of six);
@@ -16,7 +16,23 @@
 //   (`?api_key=...`, `"password": "..."`) and the password of a URL (`https://u:p@host`).
 export const MASK = "••••••";
 
-const SECRET_NAME = /pass(word)?|secret|token|api[_-]?key|authori[sz]ation|cookie|credential|private|signature|session/i;
+// A name says secret by its words (`access_token`, `X-Auth`, `sessionId`: one of
+// SECRET_WORDS) or by a part of it (`dbPassword`, `apikey`: one of SECRET_PARTS), never by
+// a few letters inside a word: `max_tokens`, `bypass_review`, `private_repo` are shown.
+export const SECRET_WORDS = ["auth", "authorization", "cookie", "credential", "credentials",
+  "pass", "pwd", "session", "signature", "token"];
+export const SECRET_PARTS = ["accesskey", "apikey", "passphrase", "passwd", "password",
+  "privatekey", "secret", "accesstoken", "authtoken", "refreshtoken"];
+const WORDS = /[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])/g;
+const MARKER = /\[REDACTED:[a-z0-9_]*\]/g; // (a marker's name, `github_token`, says nothing of a value)
+
+export function secretName(name) {
+  const plain = name.replace(MARKER, " ");
+  const compact = plain.toLowerCase().replace(/[^a-z0-9]/g, "");
+  return (plain.match(WORDS) || []).some((word) => SECRET_WORDS.includes(word.toLowerCase()))
+    || SECRET_PARTS.some((part) => compact.includes(part));
+}
+
 export const SECRET_HINT = /key|secret|token|passw|credential|auth|private|session|cookie/i;
 
 const START = "(?<![A-Za-z0-9_-])"; // as the detectors: a token does not start inside a word
@@ -80,7 +96,7 @@ function secretSpans(text) {
     const group = m[2] !== undefined ? 2 : m[3] !== undefined ? 3 : 4;
     const value = m[group];
     const generated = () => { const part = GENERATED.exec(value); return part !== null && looksGenerated(part[0]); };
-    if (SECRET_NAME.test(m[1]) ? value !== "" : SECRET_HINT.test(m[1]) && generated()) spans.push(m.indices[group]);
+    if (secretName(m[1]) ? value !== "" : SECRET_HINT.test(m[1]) && generated()) spans.push(m.indices[group]);
     ASSIGNED.lastIndex = m.indices[group][0]; // the value may hold a `name=value` of its own
   }
   for (const m of text.matchAll(URL_PASSWORD)) spans.push(m.indices[1]);
@@ -111,7 +127,7 @@ export function maskInside(text) {
 const PLAIN = 0, HINTED = 1, SECRET = 2;
 
 function levelOf(name, parent) {
-  return Math.max(parent, SECRET_NAME.test(name) ? SECRET : SECRET_HINT.test(name) ? HINTED : PLAIN);
+  return Math.max(parent, secretName(name) ? SECRET : SECRET_HINT.test(name) ? HINTED : PLAIN);
 }
 
 function mask(value, level) {

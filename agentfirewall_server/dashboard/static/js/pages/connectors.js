@@ -129,6 +129,8 @@ $("#connector-form").addEventListener("submit", async (event) => {
   await refresh().catch(fail);
 });
 
+$("#connector-form fieldset").disabled = false; // (disabled until handled: see login.js)
+
 startPage(async () => {
   await loadCatalogue();
   await refresh().catch(fail);

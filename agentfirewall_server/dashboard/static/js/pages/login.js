@@ -38,4 +38,7 @@ $("#login-form").addEventListener("submit", async (event) => {
     form.querySelector("button").disabled = false;
   }
 });
+// The form's fields are disabled until its handler is attached (and while the script loads,
+// or if it fails): the browser itself would send them, the password in a URL.
+$("#login-form fieldset").disabled = false;
 document.body.dataset.ready = "yes";

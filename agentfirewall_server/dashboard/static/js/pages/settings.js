@@ -129,6 +129,9 @@ $("#user-form").addEventListener("submit", async (event) => {
   await loadUsers().catch(fail);
 });
 
+// (the forms with credentials are disabled until handled: see login.js)
+for (const form of ["#integrations-form", "#user-form"]) $(`${form} fieldset`).disabled = false;
+
 startPage(async () => {
   const work = [loadKillSwitch(), loadScopes(), loadSettings()];
   if (can("owner")) work.push(loadUsers());

@@ -47,4 +47,5 @@ $("#setup-form").addEventListener("submit", async (event) => {
     form.querySelector("button").disabled = false;
   }
 });
+$("#setup-form fieldset").disabled = false; // (disabled until handled: see login.js)
 document.body.dataset.ready = "yes";
