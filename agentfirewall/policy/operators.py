@@ -6,8 +6,10 @@ input; ``any_matches`` alone raises `EvaluationError` for one (its field is a li
 names, such as a push's refs, whose other shapes it cannot read), failing its rule closed.
 Numbers are compared exactly (Python ints are unbounded); a string that spells a plain
 decimal number (``"15000"``, ``"-2.5"``) counts as that number, exactly (as a Decimal),
-because connectors read form bodies and query strings as text. Booleans are never
-numbers. One longer than ``MAX_INPUT`` characters is not read: its rule fails closed.
+because connectors read form bodies and query strings as text. A float counts as the
+decimal it is written as (its shortest repr: ``1e23`` is 10**23), whether it meets an int,
+a float or a string. Booleans are never numbers. One longer than ``MAX_INPUT`` characters
+is not read: its rule fails closed.
 
 ``exists``/``not_exists`` are decided before any operator runs (see conditions.py), and
 a missing field makes every other operator false.
@@ -133,18 +135,28 @@ def _decimal(number: _Number) -> Decimal:
     return Decimal(repr(number)) if isinstance(number, float) else Decimal(number)
 
 
+#: Every int up to this size is a float: an int meets a float under it as it is
+_FLOAT_INTS = 2**53
+
+
 def _number_test(bound: _Number, holds: Callable[[Any, Any], bool]) -> Test:
     """A test that ``holds(n, bound)`` for the number `n` a value is or spells, exactly.
 
-    Ints and floats meet as they are (Python compares them exactly, and fast). A number a
-    string spells, a Decimal, meets an int exactly and a float as the decimal the float
-    is written as (a policy's ``0.1`` is one tenth, as its author wrote): a float never
-    meets a Decimal as such, which sets a flag in the decimal context (raises, trapped).
+    A float counts as the decimal it is written as (a policy's ``0.1`` is one tenth, as its
+    author wrote; ``1e23`` is 10**23), beside an int, a float or a Decimal (the number a
+    string spells), so the same number as an int, a float or a string gets one verdict.
+    Ints and floats under 2**53 meet as they are (Python compares them exactly, and fast):
+    the same verdict, as no int lies between such a float and its shortest repr (ints that
+    small are floats themselves, and rounding is monotone), and two floats are in the order
+    of their reprs. The rest meet as Decimals: a float never meets a Decimal as such, which
+    sets a flag in the decimal context (raises, trapped).
     """
     exact, spelled = _decimal(bound), isinstance(bound, Decimal)
-    # an int value meets a policy's spelled bound as a Fraction: a Decimal would convert
-    # the int, in time that grows with the square of its length
-    whole = Fraction(bound) if spelled else bound
+    # an int value meets a policy's spelled bound, or a float one past 2**53, as a Fraction
+    # of the decimal: a Decimal would convert the int, in time that grows with the square
+    # of its length
+    large = isinstance(bound, float) and abs(bound) >= _FLOAT_INTS
+    whole = Fraction(exact) if spelled or large else bound
 
     def test(v: object) -> bool:
         if type(v) is int:  # the common case, without the generic coercion
@@ -152,7 +164,7 @@ def _number_test(bound: _Number, holds: Callable[[Any, Any], bool]) -> Test:
         n = _number(v)
         if n is None:
             return False
-        if isinstance(n, float) and not spelled:
+        if isinstance(n, float) and not spelled and abs(n) < _FLOAT_INTS:
             return holds(n, bound)
         return holds(_decimal(n), exact)
 

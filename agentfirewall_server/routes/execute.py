@@ -10,7 +10,10 @@ the others get 409 (``execution_in_progress``, or ``token_used`` once it is over
 After the upstream call the action is ``executed`` (an answer came) or ``failed``. A failure
 to connect, before a byte of the request was sent, returns it to decided instead: the
 answer says ``retryable: true`` and the token (not consumed after all) may be used again.
-Once bytes were sent it counts as executed: it is never sent a second time.
+Once bytes were sent it counts as executed: it is never sent a second time. A send that
+sent nothing while its agent was suspended or removed denies the action instead, as the
+suspension denies the approved actions not started (``routes/agents.py``): the answer says
+``retryable: false``, and no token executes it after the agent is active again.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ from agentfirewall_server.auth import require_agent, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.decide import kill_switch_over
 from agentfirewall_server.executor import Planned, plan, send
+from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
-from agentfirewall_server.store.schema import action_requests, used_nonces
+from agentfirewall_server.store.schema import action_requests, agents, approvals, used_nonces
 from agentfirewall_server.tracing import annotate
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
@@ -118,16 +122,30 @@ def _claim(claims: DecisionClaims, action_id: str) -> Any:
     return job
 
 
+def _closed(conn: Connection, action_id: str, agent_id: str) -> bool:
+    """Whether the agent's suspension or removal closed the action while it was sent: its
+    agent is not active, or its approval was closed (marked used: only `_close_approved`
+    of routes/agents.py marks an SDK action's approval used, executing never does)."""
+    status = conn.execute(select(agents.c.status).where(agents.c.id == agent_id)).scalar()
+    closed = conn.execute(
+        select(approvals.c.id).where(
+            approvals.c.action_request_id == action_id, approvals.c.used.is_(True)
+        )
+    ).first()
+    return status != "active" or closed is not None
+
+
 def _finish(
     action_id: str,
-    agent: str,
+    agent: AgentRecord,
     action_type: str,
     result: dict[str, Any] | None,
     error: ApiError | None,
 ) -> Any:
-    """executing -> executed | failed, or back to decided when nothing was sent."""
+    """executing -> executed | failed, or back to decided when nothing was sent (denied
+    when its agent was suspended or removed meanwhile: the job then returns True)."""
 
-    def job(conn: Connection) -> None:
+    def job(conn: Connection) -> bool:
         stamp = now()
         values: dict[str, Any]
         if error is None:
@@ -143,7 +161,11 @@ def _finish(
             summary = {"error": error.code, "executed_at": stamp, "retryable": False}
             values = {"status": "executed", "execution_state": "failed"}
         retry = error is not None and data["retryable"]
-        if retry:  # nothing was sent: decided again
+        closed = retry and _closed(conn, action_id, agent.id)
+        if closed:  # nothing was sent, and nothing approved before a suspension runs after it
+            values = {"status": "denied", "execution_state": None}
+            data.update(retryable=False, denied=True)
+        elif retry:  # nothing was sent: decided again
             values = {"execution_state": None}
         else:
             values["execution"] = json.dumps(summary)
@@ -154,6 +176,8 @@ def _finish(
         ).rowcount
         if not finished:  # an admin resolved it meanwhile (routes/stuck.py): theirs stands
             data["already_resolved"] = True
+        elif closed:  # what it reserved from budgets returns to them, as the suspension's
+            finish_spend(conn, action_id, ok=False, now=stamp)
         elif retry:
             free_tokens(conn, action_id)
         else:
@@ -161,19 +185,34 @@ def _finish(
             # released when the upstream refused; a retry (nothing sent) keeps it reserved
             done = error is not None or (result is not None and result["status_code"] < 400)
             finish_spend(conn, action_id, ok=done, now=stamp)
-        append_event(conn, event, actor=agent, now=stamp, agent=agent, subject=action_id, data=data)
+        name = agent.name
+        append_event(conn, event, actor=name, now=stamp, agent=name, subject=action_id, data=data)
+        return bool(closed and finished)
 
     return job
 
 
+def _denied(action_id: str, error: ApiError) -> ApiError:
+    """The answer when the agent was suspended or removed while the action was sent."""
+    return ApiError(
+        error.status,
+        f"action `{action_id}` was not executed (no byte of it was sent: {error.code}) and "
+        "its agent was suspended or removed meanwhile, which denied it: it is not executed "
+        "again, with any token; request it again once the agent is active",
+        code=error.code,
+        retryable=False,
+    )
+
+
 async def _run(
-    state: AppState, planned: Planned, action_id: str, agent: str, action_type: str
+    state: AppState, planned: Planned, action_id: str, agent: AgentRecord, action_type: str
 ) -> dict[str, Any]:
     """Send the claimed action and record how it ended (also when the caller went away)."""
     try:
         result = await send(state, planned)
     except ApiError as exc:
-        await state.db.write(_finish(action_id, agent, action_type, None, exc))
+        if await state.db.write(_finish(action_id, agent, action_type, None, exc)):
+            raise _denied(action_id, exc) from None
         raise
     except Exception:
         failed = ApiError(502, "the execution failed", code="upstream_failed", retryable=False)
@@ -211,6 +250,6 @@ async def execute_action(request: Request) -> JSONResponse:
     _not_killed(state, row)  # (checked after the last wait before the claim)
     await state.db.write(_claim(claims, action_id))
     # shielded: once claimed, the outcome is recorded even if this request is cancelled
-    result = await asyncio.shield(_run(state, planned, action_id, agent.name, spec["type"]))
+    result = await asyncio.shield(_run(state, planned, action_id, agent, spec["type"]))
     state.metrics.duration.observe(time.perf_counter() - started)
     return json_ok({"action_request_id": action_id, "status": "executed", "result": result})

@@ -9,6 +9,7 @@ Every numeric operator is held here to `fractions.Fraction` arithmetic.
 from __future__ import annotations
 
 import decimal
+import math
 import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,10 +79,19 @@ def _no_float_meets_a_decimal() -> Iterator[None]:
         ("lt", "10000.0000000000000001", 10_000, True),
         ("lt", "10000.5", 10**400, False),
         ("between", ["0.1", "0.2"], 0.1, True),
-        # ints and floats compare as they always did
+        # ints and floats under 2**53 compare as they always did
         ("gt", 10_000, 10000.000000000002, True),
         ("equals", 0.1, 0.1, True),
-        ("lt", 2**60 + 1, 2.0**60, True),
+        ("lt", 2**53 + 1, 2.0**53, True),
+        # past 2**53 a float is the decimal it is written as too, beside an int or a string
+        ("gt", 1e23, 99999999999999995000000, False),  # 1e23's binary value is below it
+        ("gt", 1e23, "99999999999999995000000", False),
+        ("equals", 1e23, 10**23, True),
+        ("equals", 10**23, 1e23, True),
+        ("gte", "100000000000000000000000", 1e23, True),
+        ("lt", 2**60 + 1, 2.0**60, False),  # 2.0**60 is written 1.152921504606847e+18
+        ("equals", 2.0**60, 2**60, False),
+        ("lt", -1e23, -99999999999999995000000, False),
     ],
     ids=_short,
 )
@@ -216,7 +226,17 @@ def _near(draw: st.DrawFn, bound: int | float | str) -> str:
 
 
 _INTS = st.integers() | st.integers(-(10**60), 10**60) | st.sampled_from([0, 10_000, 2**53 + 1])
-_FLOATS = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([0.1, 1e-7, 2.0**60])
+#: floats past 2**53, where a float's binary value and the decimal it is written as differ
+_LARGE_FLOATS = (
+    st.sampled_from([1e23, -1e23, 2.0**53, 2.0**53 + 2, 2.0**60, 1.2345678901234567e19])
+    | st.floats(min_value=2.0**53, max_value=1e40)
+    | st.floats(min_value=-1e40, max_value=-(2.0**53))
+)
+_FLOATS = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0.1, 1e-7, 2.0**53 - 1])
+    | _LARGE_FLOATS
+)
 _BOUNDS = _INTS | _FLOATS | _decimal_texts(longest=40)
 _ORDERS = {
     "gt": operator.gt,
@@ -227,16 +247,23 @@ _ORDERS = {
 }
 
 
-def _exact(x: int | float | str, other: object) -> Fraction:
-    """What `x` counts as beside `other`: a string the decimal it spells; a float its own
-    value beside a number (as Python compares them), beside a string its spelling."""
-    if isinstance(x, float) and isinstance(other, str):
-        return Fraction(repr(x))
-    return Fraction(x)
+def _exact(x: int | float | str) -> Fraction:
+    """What `x` counts as: a string the decimal it spells, a float the decimal it is
+    written as (its shortest repr), beside anything."""
+    return Fraction(repr(x)) if isinstance(x, float) else Fraction(x)
 
 
 def _holds(name: str, value: int | float | str, bound: int | float | str) -> bool:
-    return _ORDERS[name](_exact(value, bound), _exact(bound, value))
+    return _ORDERS[name](_exact(value), _exact(bound))
+
+
+def _ints_near(number: int | float | str) -> st.SearchStrategy[int]:
+    """Ints at `number` or next to it; for a float also at and between its binary value
+    and the decimal it is written as (apart past 2**53)."""
+    ends = [int(Fraction(_spelled(number)))]
+    if isinstance(number, float) and math.isfinite(number):
+        ends.append(int(number))
+    return st.integers(min(ends) - 2, max(ends) + 2)
 
 
 @given(st.data(), _BOUNDS, _BOUNDS)
@@ -247,7 +274,8 @@ def test_every_numeric_operator_agrees_with_fraction_arithmetic(
     """Random plain decimals (any length up to the cap, leading zeros, signs, at a bound or
     a digit past it), ints and floats, against bounds of each kind; no decimal context flag
     is touched on the way (a float never meets a Decimal)."""
-    value = data.draw(_near(bound) | _near(other) | _decimal_texts() | _INTS | _FLOATS)
+    near = _near(bound) | _near(other) | _ints_near(bound) | _ints_near(other)
+    value = data.draw(near | _decimal_texts() | _INTS | _FLOATS)
     cases: list[tuple[str, object, bool]] = [
         (name, bound, _holds(name, value, bound)) for name in ("gt", "gte", "lt", "lte")
     ]
@@ -262,3 +290,31 @@ def test_every_numeric_operator_agrees_with_fraction_arithmetic(
     with _no_float_meets_a_decimal():
         for name, operand, expected in cases:
             assert compile_operator(name, operand)(value) is expected, name
+
+
+def _forms(number: int | float | str) -> list[int | float | str]:
+    """`number` as each kind of value that writes it: a plain decimal string, an int when it
+    is whole, a float when one is written as it (its shortest repr)."""
+    exact = _exact(number)
+    forms: list[int | float | str] = [_spelled(number)]
+    if exact.denominator == 1:
+        forms.append(int(exact))
+    if abs(exact) < 2**1000 and Fraction(repr(float(exact))) == exact:
+        forms.append(float(exact))
+    return forms
+
+
+@given(st.data(), _BOUNDS)
+@settings(max_examples=examples(300))
+def test_the_same_number_as_an_int_a_float_or_a_string_gets_one_verdict(
+    data: st.DataObject, bound: int | float | str
+) -> None:
+    """Values and bounds each in every form that writes the same number (past 2**53 too,
+    where a float's binary value is not the decimal it is written as): one verdict."""
+    number = data.draw(_ints_near(bound) | _FLOATS | _INTS | _near(bound))
+    values, bounds = _forms(number), _forms(bound)
+    for name in ("gt", "gte", "lt", "lte", "equals", "not_equals"):
+        spelled = name not in ("equals", "not_equals")  # (a string equals text)
+        operands = [b for b in bounds if spelled or not isinstance(b, str)]
+        verdicts = {compile_operator(name, b)(v) for b in operands for v in values}
+        assert len(verdicts) <= 1, (name, values, operands)  # (none: no number operand)

@@ -4,12 +4,17 @@ and an approval of an agent that is not active cannot be approved (SQLite and Po
 Suspending left them pending: an approver who then approved one (the dashboard still listed
 it) let the suspended agent's held request through to the upstream. It also left what was
 approved before it, unused, usable: once active again, the identical request passed on the
-old approval without asking, and an approved SDK action got a token and ran.
+old approval without asking, and an approved SDK action got a token and ran. An approved
+SDK action whose send was under way at the suspension, and failed before a byte was sent,
+went back to decided: active again, the token from before the suspension sent it.
 """
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -192,3 +197,112 @@ def test_an_approval_of_an_agent_not_active_cannot_be_approved(
     answer: tuple[int, dict[str, Any]] = harness.state.db.write_sync(race)
     expected = "suspended" if status == "suspend" else "revoked"
     assert answer == (409, {"agent_status": expected})
+
+
+class _Stall:
+    """A TCP listener that never answers a TLS handshake: `arrived` is set when a
+    connection came, `hang_up` closes them (the handshake fails: nothing was sent)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.server.getsockname()[1]}"
+        self.arrived = threading.Event()
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:  # closed: the test is over
+                return
+            self.accepted.append(conn)
+            self.arrived.set()
+
+    def hang_up(self) -> None:
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.fixture
+def stall() -> Iterator[_Stall]:
+    upstream = _Stall()
+    yield upstream
+    upstream.server.close()
+    upstream.hang_up()
+
+
+def _execute_while(h: Harness, stall: _Stall, key: str, path: str, token: str,
+                   changes: tuple[str, ...]) -> Any:  # fmt: skip
+    """Execute the action at `path` and, while its connection waits for the TLS handshake,
+    make the `changes` to the agent (``suspend``, ``activate``, ``revoke``); then the
+    upstream hangs up: a connect failure after them, by construction. The answer."""
+    answers: list[Any] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            h.agent(key, "POST", path + "/execute", json={"decision_token": token})
+        )
+    )
+    caller.start()
+    try:
+        assert stall.arrived.wait(20)
+        for change in changes:
+            assert h.admin("POST", f"/v1/agents/Bot/{change}").status_code == 200
+    finally:
+        stall.hang_up()
+        caller.join(30)
+    return answers[0]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [("suspend",), ("suspend", "activate"), ("revoke",)],
+    ids=["suspended", "suspended-and-active-again", "revoked"],
+)
+def test_an_sdk_action_sent_during_the_suspension_is_denied_when_nothing_was_sent(
+    harness: Harness, stall: _Stall, changes: tuple[str, ...]
+) -> None:
+    connector = {"type": "stripe", "token": "sk_test_x", "base_url": stall.url}
+    assert harness.admin("POST", "/v1/connectors", json=connector).status_code == 201
+    key, action, token = _approved_transfer(harness)
+    path = f"/v1/actions/{action['action_request_id']}"
+
+    answer = _execute_while(harness, stall, key, path, token, changes)
+    assert answer.status_code == 502, answer.text
+    body = answer.json()
+    assert (body["error"], body["retryable"]) == ("upstream_unreachable", False)
+    assert "suspended or removed meanwhile" in body["message"]
+    shown = harness.admin("GET", path).json()
+    assert (shown["status"], shown["execution_state"]) == ("denied", None)
+    assert harness.admin("GET", "/v1/budgets/daily").json()["state"]["used"] == 0
+    events = harness.admin("GET", "/v1/audit?event_type=action.execution_failed").json()
+    assert [(e["data"]["retryable"], e["data"]["denied"]) for e in events["events"]] == [
+        (False, True)
+    ]
+    if "revoke" in changes:
+        return
+    # active again: the token from before the suspension does not reach the upstream
+    if changes[-1] != "activate":
+        assert harness.admin("POST", "/v1/agents/Bot/activate").status_code == 200
+    stall.arrived.clear()
+    again = harness.agent(key, "POST", path + "/execute", json={"decision_token": token})
+    assert (again.status_code, again.json()["error"]) == (409, "not_allowed")
+    assert not stall.arrived.is_set()
+    waited = harness.agent(key, "GET", path + "/wait?timeout=0").json()
+    assert (waited["status"], waited["decision_token"]) == ("denied", None)
+
+
+def test_an_approved_sdk_action_whose_send_failed_stays_retryable_while_active(
+    harness: Harness, stall: _Stall
+) -> None:
+    """Nothing changed meanwhile: the action is decided again, its reservation kept."""
+    connector = {"type": "stripe", "token": "sk_test_x", "base_url": stall.url}
+    assert harness.admin("POST", "/v1/connectors", json=connector).status_code == 201
+    key, action, token = _approved_transfer(harness)
+    path = f"/v1/actions/{action['action_request_id']}"
+
+    answer = _execute_while(harness, stall, key, path, token, ())
+    assert (answer.status_code, answer.json()["retryable"]) == (502, True)
+    shown = harness.admin("GET", path).json()
+    assert (shown["status"], shown["execution_state"]) == ("allowed", None)
+    assert harness.admin("GET", "/v1/budgets/daily").json()["state"]["used"] == 6000
