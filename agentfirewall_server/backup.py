@@ -14,7 +14,8 @@ database's schema is set aside first and put back on failure), verifies the audi
 against its checkpoints and that every sealed credential decrypts, holds the restored log
 against the target's own checkpoints (a restore that would roll the audit log back is
 refused unless asked for: the target's checkpoints are kept, so verify goes on reporting
-it), records an ``audit.restored`` event and only then moves the files into place.
+it, and a signed restore record of the restored head follows them in the checkpoint files),
+records an ``audit.restored`` event and only then moves the files into place.
 PostgreSQL's client tools and the schema set aside are :mod:`agentfirewall_server.pgbackup`.
 """
 
@@ -46,8 +47,8 @@ from agentfirewall_server.bootstrap import (
     read_secret_file,
     write_secret_file,
 )
-from agentfirewall_server.checkpointer import verify_log
-from agentfirewall_server.checkpoints import CHECKPOINT_FILE
+from agentfirewall_server.checkpointer import append_line, verify_log
+from agentfirewall_server.checkpoints import CHECKPOINT_FILE, restore_line
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.datalock import exclusive
 from agentfirewall_server.keystore import KEYRING_FILE, load_keyring
@@ -362,7 +363,7 @@ def _staged_restore(
         _require_schema(staged)
         report = verify_data(staged)
         report["discarded"] = _keep_target_audit(settings, staged, discard_newer_audit)
-        _record_restore(staged, manifest, report)
+        _record_restore(staged, manifest, report, settings.audit_anchor_file)
         if aside:
             drop_aside(url)
             aside = False
@@ -435,9 +436,15 @@ def _verify_log(settings: Settings) -> VerifyResult:
         db.close()
 
 
-def _record_restore(staged: Settings, manifest: dict[str, Any], report: dict[str, Any]) -> None:
+def _record_restore(
+    staged: Settings, manifest: dict[str, Any], report: dict[str, Any], anchor: Path | None
+) -> None:
     """The restored log's next event: `audit.restored`, naming the backup and, when the
-    target's newer log is discarded, its newest checkpoint."""
+    target's newer log is discarded, its newest checkpoint. A discard is also signed into
+    the checkpoint files (the staged one and the `anchor` file): the restore record of that
+    event, which the server's log extends from then on instead of the checkpoints before
+    it. Signed, it is the one word of a discard that someone holding the database cannot
+    write (an `audit.restored` row they can)."""
     discarded = report["discarded"]
     data = {
         "backup_created_at": manifest.get("created_at"),
@@ -447,13 +454,17 @@ def _record_restore(staged: Settings, manifest: dict[str, Any], report: dict[str
     }
     db = Database(staged.resolved_database_url)
     try:
-        db.write_sync(
+        event = db.write_sync(
             lambda c: append_event(
                 c, "audit.restored", actor="restore", now=now(), subject="audit", data=data
             )
         )
     finally:
         db.close()
+    if discarded:
+        line = restore_line(_signing_key(staged), event["id"], event["hash"], now())
+        for path in [staged.data_dir / CHECKPOINT_FILE, *([anchor] if anchor else [])]:
+            append_line(path, line)
 
 
 def _switch(stage: Path, target: Path, settings: Settings) -> None:

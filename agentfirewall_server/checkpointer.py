@@ -10,15 +10,17 @@ anchors: ``audit_anchor_file`` (a path, e.g. on another volume) and ``audit_anch
 A head that does not extend the newest checkpoint kept (this data directory's file, the
 anchor file, the table) is never signed: the log was truncated or rewritten under it. The
 refusal is logged as an error at every attempt and recorded once as an
-``audit.checkpoint_refused`` event. Checkpoints verify with the signing key and the public
-halves of retired ones (``AGENTFIREWALL_SIGNING_KEYS_PREVIOUS``).
+``audit.checkpoint_refused`` event. Only a restore record in the files (signed by `tf restore
+--discard-newer-audit`, so never the database's word) sets the checkpoints signed before
+it aside: the log extends the head it names instead (`newest_kept`). Checkpoints verify
+with the signing key and the public halves of retired ones
+(``AGENTFIREWALL_SIGNING_KEYS_PREVIOUS``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import stat
@@ -124,10 +126,23 @@ def _tail(path: Path) -> list[str]:
 def newest_kept(
     settings: Settings, keys: dict[str, ec.EllipticCurvePublicKey]
 ) -> Checkpoint | None:
-    """The newest checkpoint of the data directory's file and the anchor file, read from
-    their ends (lines are appended as they are signed, give or take a concurrent one)."""
-    found = [cp for path, source in _files(settings)
-             for cp in read_checkpoint_lines(_tail(path), keys, source)[0]]  # fmt: skip
+    """The newest checkpoint of the data directory's file and the anchor file that the log
+    must extend, read from their ends (lines are appended as they are signed, give or take
+    a concurrent one, and a restore record after the checkpoints it discards).
+
+    After a restore record, the newest of its head and the checkpoints signed after it: the
+    ones signed before it held the log the restore discarded. By time, not by place in a
+    file, so a record copied to another file or again later discards nothing newer.
+    """
+    found: list[Checkpoint] = []
+    restores: list[Checkpoint] = []
+    for path, source in _files(settings):
+        lines = _tail(path)
+        found += read_checkpoint_lines(lines, keys, source)[0]
+        restores += read_checkpoint_lines(lines, keys, source, "restore")[0]
+    if restores:
+        restored = max(restores, key=lambda c: c.time)
+        found = [restored, *(cp for cp in found if cp.time > restored.time)]
     return max(found, key=lambda c: (c.seq, c.time), default=None)
 
 
@@ -182,25 +197,12 @@ def _holds(conn: Connection, seq: int, digest: str) -> bool:
     return row is not None and str(row.hash) == digest
 
 
-def _discarded(conn: Connection, seq: int, digest: str) -> bool:
-    """`tf restore --discard-newer-audit` rolled the log back from this head (its
-    `audit.restored` event names it): the log is not to extend it."""
-    rows = conn.execute(
-        select(audit_events.c.data).where(audit_events.c.event_type == "audit.restored")
-    )
-    for (data,) in rows:
-        named = json.loads(data).get("discarded_head") or {}
-        if (named.get("seq"), named.get("head")) == (seq, digest):
-            return True
-    return False
-
-
 class Checkpointer:
     """Signs the chain head at an interval, on shutdown and on request."""
 
     def __init__(self, state: Services) -> None:
         self.state = state
-        #: the newest checkpoint of the data directory's file and the anchor file
+        #: the newest checkpoint of the data directory's file and the anchor file to extend
         self._kept: Checkpoint | None = None
         self._read = False
         self._reading = asyncio.Lock()
@@ -227,7 +229,8 @@ class Checkpointer:
 
     def _refusal(self, conn: Connection, seq: int, digest: str) -> str | None:
         """Why the head (`seq`, `digest`) must not be signed: it does not extend the newest
-        checkpoint of the table or of the files (a truncated or rewritten log)."""
+        checkpoint of the table or of the files (`newest_kept`): a truncated or rewritten
+        log. (No row of the database excuses one: the database is what may be tampered.)"""
         newest = conn.execute(
             select(audit_checkpoints.c.seq, audit_checkpoints.c.head_hash)
             .order_by(audit_checkpoints.c.seq.desc())
@@ -237,7 +240,7 @@ class Checkpointer:
         if newest is not None:
             kept.append((int(newest.seq), str(newest.head_hash), "the audit_checkpoints table"))
         for at, head, source in kept:
-            if (at <= seq and _holds(conn, at, head)) or _discarded(conn, at, head):
+            if at <= seq and _holds(conn, at, head):
                 continue
             if (at, head) not in self._recorded:
                 self._recorded.add((at, head))

@@ -7,6 +7,11 @@ each one in the ``audit_checkpoints`` table, in the append-only file
 an external anchor (`checkpointer.py`). Deleting audit rows does not delete checkpoints, so
 a log that ends before the newest checkpoint, or differs from it, fails verification.
 
+A restore record (`restore_line`) is a line of the checkpoint files shaped like a
+checkpoint's but signed as another kind (``typ``): `tf restore --discard-newer-audit` rolled
+the log back to that head. Verify passes over it (the rollback stays reported); the server
+holds its log to it instead of the checkpoints signed before it (`checkpointer.newest_kept`).
+
 This module is pure: `tf audit verify --file` uses it offline with only the public keys.
 """
 
@@ -35,6 +40,7 @@ __all__ = [
     "parse_checkpoint",
     "public_keys",
     "read_checkpoint_lines",
+    "restore_line",
     "sign_checkpoint",
     "verify_export",
     "verify_rows",
@@ -42,6 +48,8 @@ __all__ = [
 
 CHECKPOINT_FILE = "audit-checkpoints.jsonl"
 TYP = "tf-audit-checkpoint"
+#: the kinds of line the checkpoint files hold (`record`), each with its token's `typ`
+_TYPS = {"checkpoint": TYP, "restore": "tf-audit-restore"}
 
 
 class CheckpointError(ValueError):
@@ -67,17 +75,17 @@ class Checkpoint:
         }
 
 
-def sign_checkpoint(key: SigningKey, seq: int, head: str, time: float) -> str:
+def sign_checkpoint(key: SigningKey, seq: int, head: str, time: float, typ: str = TYP) -> str:
     claims = {"iss": DEFAULT_ISSUER, "seq": seq, "head": head, "time": time}
     return jwt.encode(
-        claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, "typ": TYP}
+        claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, "typ": typ}
     )
 
 
 def parse_checkpoint(
-    token: str, keys: Mapping[str, ec.EllipticCurvePublicKey], source: str
+    token: str, keys: Mapping[str, ec.EllipticCurvePublicKey], source: str, typ: str = TYP
 ) -> Checkpoint:
-    """The checkpoint `token` signs, or `CheckpointError`."""
+    """The checkpoint (of kind `typ`) `token` signs, or `CheckpointError`."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -96,6 +104,8 @@ def parse_checkpoint(
         )
     except jwt.PyJWTError:
         raise CheckpointError(f"{source}: a checkpoint's signature does not verify") from None
+    if header.get("typ") != typ:  # a restore record is no checkpoint, nor the reverse
+        raise CheckpointError(f"{source}: a checkpoint is signed as another kind of record")
     seq, head, time = claims["seq"], claims["head"], claims["time"]
     if not (isinstance(seq, int) and isinstance(head, str) and isinstance(time, int | float)):
         raise CheckpointError(f"{source}: a checkpoint has malformed claims")
@@ -106,16 +116,27 @@ def parse_checkpoint(
 _CHECKPOINT_FIELDS = frozenset({"record", "seq", "head", "time", "kid", "token"})
 
 
-def checkpoint_line(cp: Checkpoint) -> str:
-    """One line of the checkpoint file and of an export."""
-    record = {"record": "checkpoint", "seq": cp.seq, "head": cp.head, "time": cp.time}
+def checkpoint_line(cp: Checkpoint, kind: str = "checkpoint") -> str:
+    """One line of the checkpoint file and of an export (`kind`: a `_TYPS` key)."""
+    record = {"record": kind, "seq": cp.seq, "head": cp.head, "time": cp.time}
     return json.dumps({**record, "kid": cp.kid, "token": cp.token}, sort_keys=True) + "\n"
 
 
+def restore_line(key: SigningKey, seq: int, head: str, time: float) -> str:
+    """The restore record of a log rolled back (`tf restore --discard-newer-audit`) to the
+    head event `seq` with hash `head`, at `time`."""
+    token = sign_checkpoint(key, seq, head, time, _TYPS["restore"])
+    return checkpoint_line(Checkpoint(seq, head, time, key.kid, token, "restore"), "restore")
+
+
 def read_checkpoint_lines(
-    lines: Iterable[str], keys: Mapping[str, ec.EllipticCurvePublicKey], source: str
+    lines: Iterable[str],
+    keys: Mapping[str, ec.EllipticCurvePublicKey],
+    source: str,
+    kind: str = "checkpoint",
 ) -> tuple[list[Checkpoint], list[str]]:
-    """The checkpoints of JSON lines, and a problem for each line that is not valid.
+    """The checkpoints (or the records of another `kind`) of JSON lines, and a problem for
+    each line of that kind that is not valid; lines of other kinds are passed over.
 
     A line cut short (a crash while appending; the next append starts a line after it) is
     not a problem: a checkpoint line holds one `}`, its last character, so a line cut short
@@ -131,10 +152,10 @@ def read_checkpoint_lines(
             if line.rstrip().endswith("}"):
                 problems.append(f"{source}: line {n + 1} is not JSON")
             continue
-        if not isinstance(record, dict) or record.get("record") != "checkpoint":
+        if not isinstance(record, dict) or record.get("record") != kind:
             continue
         try:
-            cp = parse_checkpoint(str(record.get("token")), keys, source)
+            cp = parse_checkpoint(str(record.get("token")), keys, source, _TYPS[kind])
         except CheckpointError as exc:
             problems.append(str(exc))
             continue
