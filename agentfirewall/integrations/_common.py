@@ -11,24 +11,20 @@ approval :class:`~agentfirewall.errors.ApprovalError`.
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
-from datetime import timedelta
-from decimal import Decimal
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import anyio.to_thread
-from pydantic import BaseModel, JsonValue
-from pydantic_core import to_jsonable_python
+from pydantic import JsonValue
 
 from agentfirewall.client import ActionResult, AgentFirewall, AsyncAgentFirewall, ExecutionResult
 from agentfirewall.client._guard import ActionFields, approval_error, approved_result, denial
 from agentfirewall.client._models import ApprovalOutcome, NotApproved
 from agentfirewall.errors import ActionSpecError, AgentFirewallError
+from agentfirewall.integrations._arguments import snapshot
 
 __all__ = [
     "Firewall",
@@ -55,72 +51,6 @@ def tool_action_type(framework: str, tool_name: str) -> str:
     """``langchain.tool.<name>``, the name lowercased and made a valid segment."""
     segment = _NOT_SEGMENT.sub("_", tool_name.lower()).strip("_-")[:63] or "tool"
     return f"{framework}.tool.{segment}"
-
-
-#: The most digits a policy reads on either side of the point in a number string.
-_PLAIN_DIGITS = 100
-
-
-def _decimal(value: Decimal) -> int | float | str:
-    """A Decimal as a number a policy compares, never pydantic's ``"1E+4"`` (an exponent
-    string is no number to a rule): an int when whole, else its plain positional form
-    (``"0.25"``, which a rule reads as that number); past the digits a rule reads, a float.
-    NaN and the infinities become float ones, which the action spec refuses, naming the
-    argument: the tool does not run."""
-    if value.is_nan():
-        return math.nan
-    if value.is_infinite():
-        return float(value)
-    if value.adjusted() >= _PLAIN_DIGITS or int(value.as_tuple().exponent) < -_PLAIN_DIGITS:
-        return float(value)
-    return int(value) if value == value.to_integral_value() else format(value, "f")
-
-
-def _numbers(value: object) -> object:
-    """`value` with the numbers pydantic's JSON form would hide written as numbers: a
-    Decimal (see `_decimal`) and a timedelta, in seconds (not ``"PT2H"``). A pydantic model
-    or a dataclass becomes a dict of its fields first, so that one inside it is reached."""
-    if isinstance(value, Decimal):
-        return _decimal(value)
-    if isinstance(value, timedelta):
-        return _decimal(Decimal(value // timedelta(microseconds=1)).scaleb(-6).normalize())
-    if isinstance(value, BaseModel):
-        value = value.model_dump(by_alias=True)  # (python mode: a Decimal stays one)
-    elif is_dataclass(value) and not isinstance(value, type):
-        value = {f.name: getattr(value, f.name) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {key: _numbers(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_numbers(item) for item in value]
-    return value
-
-
-def snapshot(args: ToolArgs) -> tuple[dict[str, Any], dict[str, JsonValue]]:
-    """The arguments a tool runs with and their JSON form, the firewall's parameters, taken
-    together. The first is a deep copy: a caller changing an argument (a pydantic model, a
-    nested dict) while the action waits for a human changes nothing that runs. Only
-    objects JSON cannot write (a client, a LangGraph store), decided on by their string
-    form alone, stay the caller's own. The JSON form is as pydantic writes it: a model or
-    a dataclass an object of its fields (a policy reads ``parameters.transfer.amount``),
-    an enum its value, a date its ISO form, numbers as numbers (see `_numbers`)."""
-    kept: dict[int, Any] = {}  # deepcopy's memo: these objects are not copied
-
-    def keep(value: object) -> str:
-        kept[id(value)] = value
-        return str(value)
-
-    data: dict[str, JsonValue] = json.loads(
-        json.dumps(to_jsonable_python(_numbers(dict(args)), fallback=keep), default=str)
-    )
-    try:
-        copied: dict[str, Any] = copy.deepcopy(dict(args), kept)
-    except Exception as exc:  # an object of the user's that refuses copying: refuse the call
-        raise ActionSpecError(
-            f"the tool's arguments cannot be copied, and the tool must run with the ones "
-            f"decided on: {type(exc).__name__}: {exc}",
-            field="parameters",
-        ) from exc
-    return copied, data
 
 
 @dataclass(frozen=True, slots=True)

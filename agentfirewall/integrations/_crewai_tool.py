@@ -29,8 +29,9 @@ __all__ = ["GuardedCrewTool", "guard_crew_tool"]
 class GuardedCrewTool(BaseTool):  # type: ignore[misc]
     """A CrewAI tool whose every call first asks TameFlare.
 
-    Name, description, argument schema, ``result_as_answer`` and usage limit are the wrapped
-    tool's.
+    Every field is the wrapped tool's (name, description, argument schema,
+    ``result_as_answer``, usage limit...) but ``cache_function``: its answers are never
+    cached (see `_never_cache`).
     """
 
     inner: BaseTool
@@ -80,16 +81,15 @@ def _has_async_body(inner: BaseTool) -> bool:
     return type(inner)._arun is not BaseTool._arun
 
 
+def _never_cache(args: Any = None, result: Any = None) -> bool:
+    """A guarded tool's ``cache_function``: an answer from CrewAI's tool cache would skip
+    the firewall (no audit record, an allowed answer replayed after a deny or a kill)."""
+    return False
+
+
 def guard_crew_tool(inner: BaseTool, guard: ToolGuard) -> GuardedCrewTool:
-    """Wrap one tool, keeping what the agent sees of it and its usage limit (checked
-    before the firewall is asked: the wrapped tool's own ``run`` is not called)."""
-    return GuardedCrewTool(
-        name=inner.name,
-        description=inner.description,
-        args_schema=inner.args_schema,
-        result_as_answer=inner.result_as_answer,
-        max_usage_count=inner.max_usage_count,
-        current_usage_count=inner.current_usage_count,
-        inner=inner,
-        guard=guard,
-    )
+    """Wrap one tool, keeping every field of it (what the agent sees of it, its failure
+    policy and result schema, its usage limit, checked before the firewall is asked: the
+    wrapped tool's own ``run`` is not called) but its ``cache_function``: never cached."""
+    own = {name: getattr(inner, name) for name in BaseTool.model_fields}
+    return GuardedCrewTool(**{**own, "cache_function": _never_cache}, inner=inner, guard=guard)

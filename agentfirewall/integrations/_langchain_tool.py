@@ -8,13 +8,18 @@ The guarded tool's own ``run`` does LangChain's work once: it validates the inpu
 the tool's errors as the wrapped tool says. Its ``_run`` asks the firewall and calls the
 wrapped tool's ``_run`` (or ``_arun``), as LangChain's ``run`` would, with the arguments
 decided on, never validated again: a validator that is not idempotent (dollars to cents)
-would otherwise make the tool run with other values than those decided on.
+would otherwise make the tool run with other values than those decided on. Injected
+arguments (LangGraph's state and store, a tool call's id), which the model never sees,
+are not decided on: the wrapped tool gets them as they were given.
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from collections.abc import Callable
-from inspect import signature
+from functools import cache
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
@@ -34,19 +39,65 @@ from agentfirewall.integrations._common import ToolGuard
 
 __all__ = ["GuardedTool", "guard_tool"]
 
+Schema = type[BaseModel | BaseModelV1]
+
 
 def _check_sync(inner: BaseTool) -> None:
-    """A tool made from an ``async def`` has no sync body: say so before asking the firewall
-    (the action would be recorded, perhaps approved, and then fail to run)."""
-    if getattr(inner, "func", True) is None:
+    """A tool with no sync body: say so before asking the firewall (the action would be
+    recorded, perhaps approved, and then fail to run). One made from an ``async def`` has
+    no ``func``; a class of its own with an ``_arun`` says so by a ``_run`` that only
+    raises NotImplementedError (LangChain cannot tell either, until it runs)."""
+    if getattr(inner, "func", True) is None or _async_only(type(inner)):
         raise AgentFirewallError(
-            f"tool `{inner.name}` is an `async def`: call it with `ainvoke`, not `invoke`"
+            f"tool `{inner.name}` runs only asynchronously: call it with `ainvoke`, not `invoke`"
         )
 
 
-def _tool_call_ids(
-    schema: type[BaseModel | BaseModelV1], tool_call_id: str | None
-) -> dict[str, str | None]:
+@cache
+def _async_only(kind: type[BaseTool]) -> bool:
+    """Whether the class has an ``_arun`` of its own and a ``_run`` whose body only raises
+    NotImplementedError."""
+    if kind._arun is BaseTool._arun:
+        return False
+    try:
+        [run] = ast.parse(textwrap.dedent(inspect.getsource(kind._run))).body
+    except (OSError, TypeError, ValueError, SyntaxError):  # no source to read: let it run
+        return False
+    # (a docstring or a `...` aside)
+    body = [line for line in getattr(run, "body", []) if not isinstance(line, ast.Expr)]
+    match body:
+        case [ast.Raise(exc=ast.Call(func=ast.Name(id="NotImplementedError")))]:
+            return True
+        case [ast.Raise(exc=ast.Name(id="NotImplementedError"))]:
+            return True
+        case _:
+            return False
+
+
+def _schema(inner: BaseTool) -> Schema | None:
+    """The tool's pydantic argument schema; None without one or with a JSON-schema dict
+    (LangChain validates nothing then)."""
+    schema = inner.args_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel | BaseModelV1):
+        return schema
+    return None
+
+
+def _injected(inner: BaseTool) -> frozenset[str]:
+    """The tool's injected arguments (LangGraph's state and store, a tool call's id: any
+    InjectedToolArg), which the model never sees: those of its schema, or of the one
+    LangChain infers from its ``_run``."""
+    if isinstance(inner.args_schema, dict):
+        return frozenset()
+    schema = inner.get_input_schema()
+    return frozenset(
+        name
+        for name, kind in get_all_basemodel_annotations(schema).items()
+        if _is_injected_arg_type(kind)
+    )
+
+
+def _tool_call_ids(schema: Schema, tool_call_id: str | None) -> dict[str, str | None]:
     """The schema's InjectedToolCallId arguments, given the tool call's id, as LangChain
     fills them (its error when the tool was not invoked with a whole tool call)."""
     names = [
@@ -72,9 +123,9 @@ def _call_input(
     and leave the function's defaults unseen), a single string as the schema's first field
     (LangChain's rule for a string input), the tool call's id in an InjectedToolCallId
     argument. Otherwise the input as given."""
-    schema = inner.args_schema
-    if not isinstance(schema, type) or not issubclass(schema, BaseModel | BaseModelV1):
-        return tool_input  # no schema, or a JSON schema dict: LangChain validates nothing
+    schema = _schema(inner)
+    if schema is None:
+        return tool_input
     fields = list(get_fields(schema))
     if isinstance(tool_input, str):
         if not fields:
@@ -88,18 +139,32 @@ def _call_input(
     return {name: getattr(model, name) for name in fields}
 
 
-def _decided(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What the firewall decides on: the keyword arguments, or the one input LangChain
-    passes positionally (a string input, a ``Tool``'s value) as ``input``."""
+def _decided(
+    inner: BaseTool, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+    """What the firewall decides on. The one input LangChain passes positionally (a
+    string input, a ``Tool``'s value) under its name, returned first: the ``Tool``'s
+    schema's one field (the name the model sees), else ``input``. Otherwise the keyword
+    arguments but the injected ones, returned last: passed to the tool as given, never
+    decided on (a conversation has no place in an audit log)."""
     if not args:
-        return kwargs
+        injected = _injected(inner)
+        decided = {name: value for name, value in kwargs.items() if name not in injected}
+        return None, decided, {name: kwargs[name] for name in kwargs.keys() & injected}
     if len(args) > 1 or kwargs:
-        raise AgentFirewallError(f"tool `{name}` was called in a way LangChain never calls it")
-    return {"input": args[0]}
+        raise AgentFirewallError(
+            f"tool `{inner.name}` was called in a way LangChain never calls it"
+        )
+    schema = _schema(inner)
+    fields = list(get_fields(schema)) if schema is not None else []
+    name = fields[0] if len(fields) == 1 else "input"
+    return name, {name: args[0]}, {}
 
 
-def _body_args(positional: bool, decided: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return ((decided["input"],), {}) if positional else ((), decided)
+def _body_args(
+    positional: str | None, decided: dict[str, Any], given: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return ((decided[positional],), {}) if positional else ((), {**decided, **given})
 
 
 def _extras(
@@ -110,7 +175,7 @@ def _extras(
     """What LangChain's ``run`` gives a tool's body besides its arguments: the run manager
     and the config, to a body that takes them."""
     extras: dict[str, Any] = {}
-    if signature(body).parameters.get("run_manager"):
+    if inspect.signature(body).parameters.get("run_manager"):
         extras["run_manager"] = run_manager
     if name := _get_runnable_config_param(body):
         extras[name] = config
@@ -133,6 +198,11 @@ class GuardedTool(BaseTool):
     ) -> str | dict[str, Any]:
         return _call_input(self.inner, tool_input, tool_call_id)
 
+    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        # (without an args_schema LangChain reads a tool's arguments off its `_run`: the
+        # wrapped tool's, so that the model sees the schema it sees unwrapped)
+        return self.inner.get_input_schema(config)
+
     def _answer(self, answer: str) -> Any:
         """A refusal, shaped as the tool's own answers."""
         return (answer, None) if self.response_format == "content_and_artifact" else answer
@@ -146,11 +216,12 @@ class GuardedTool(BaseTool):
     ) -> Any:
         self.guard.sync_firewall()
         _check_sync(self.inner)
-        verdict = self.guard.decide(_decided(self.name, args, kwargs))
+        positional, decided, given = _decided(self.inner, args, kwargs)
+        verdict = self.guard.decide(decided)
         if verdict.answer is not None:
             return self._answer(verdict.answer)
         body = self.inner._run
-        args, kwargs = _body_args(bool(args), verdict.args)
+        args, kwargs = _body_args(positional, verdict.args, given)
         return body(*args, **kwargs, **_extras(body, config, run_manager))
 
     async def _arun(
@@ -160,18 +231,20 @@ class GuardedTool(BaseTool):
         run_manager: AsyncCallbackManagerForToolRun | None = None,
         **kwargs: Any,
     ) -> Any:
-        verdict = await self.guard.adecide(_decided(self.name, args, kwargs))
+        positional, decided, given = _decided(self.inner, args, kwargs)
+        verdict = await self.guard.adecide(decided)
         if verdict.answer is not None:
             return self._answer(verdict.answer)
         inner = self.inner
         # LangChain's own choice: without an async body, `_arun` runs `_run` in a thread
         body = inner._run if type(inner)._arun is BaseTool._arun else inner._arun
-        args, kwargs = _body_args(bool(args), verdict.args)
+        args, kwargs = _body_args(positional, verdict.args, given)
         return await inner._arun(*args, **kwargs, **_extras(body, config, run_manager))
 
 
 class GuardedSimpleTool(GuardedTool, Tool):
-    """A single-input ``Tool`` stays a ``Tool``: models see it as LangChain shows those."""
+    """A ``Tool`` stays a ``Tool`` (its one input passed positionally, with or without an
+    argument schema): models see it as LangChain shows those."""
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         # (Tool's would run a tool without a coroutine synchronously: the firewall is awaited)
@@ -181,7 +254,7 @@ class GuardedSimpleTool(GuardedTool, Tool):
 def guard_tool(inner: BaseTool, guard: ToolGuard) -> BaseTool:
     """Wrap one tool, keeping every field of it (what the model sees and how it runs)."""
     own = {name: getattr(inner, name) for name in BaseTool.model_fields}
-    if isinstance(inner, Tool) and inner.args_schema is None:
+    if isinstance(inner, Tool):
         return GuardedSimpleTool(
             **own, func=inner.func, coroutine=inner.coroutine, inner=inner, guard=guard
         )

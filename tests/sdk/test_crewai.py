@@ -13,7 +13,8 @@ pytest.importorskip("crewai")
 
 from crewai import Agent, Crew, Task
 from crewai.tools import BaseTool, tool
-from crewai.tools.base_tool import Tool
+from crewai.tools.base_tool import EnvVar, Tool
+from crewai.tools.tool_failure import ToolFailurePolicy
 from pydantic import BaseModel
 
 from agentfirewall import ActionDenied, AgentFirewallError
@@ -32,7 +33,7 @@ def quiet_crewai(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-def crew_run(tools: list[object], *turns: str) -> str:
+def crew_run(tools: list[object], *turns: str, **crew: Any) -> str:
     llm = scripted_llm(*turns)
     agent = Agent(
         role="Communications Manager",
@@ -46,7 +47,7 @@ def crew_run(tools: list[object], *turns: str) -> str:
         expected_output="what was sent",
         agent=agent,
     )
-    return str(Crew(agents=[agent], tasks=[task]).kickoff().raw)
+    return str(Crew(agents=[agent], tasks=[task], **crew).kickoff().raw)
 
 
 def email_tool(firewall: object, sent: list[str], **options: object) -> object:
@@ -281,3 +282,41 @@ def test_the_usage_limit_is_checked_before_the_firewall_is_asked() -> None:
             assert guarded.run(amount=1, to="a") == "paid"
             assert guarded.run(amount=2, to="a") != "paid"
     assert (ran, len(fw.actions)) == ([100, 100], 2)
+
+
+class Receipt(BaseModel):
+    text: str
+
+
+def test_a_guarded_tool_keeps_every_field_and_is_never_answered_from_the_cache() -> None:
+    """guard_crew_tool kept five of the tool's fields: its failure policy, result schema
+    and environment variables were lost, and its `cache_function` too. A tool its author
+    never cached was cached once guarded, and a crew with `cache=True` answered the next
+    identical call from its cache: the firewall was not asked (no audit record, and an
+    allowed answer replayed after a deny). A guarded tool's answers are never cached."""
+    fw = FirewallTransport()
+    sent: list[str] = []
+
+    @tool("Send Payment")
+    def send_payment(to: str, amount: int) -> str:
+        """Send a payment."""
+        sent.append(to)
+        return f"sent {amount} to {to}"
+
+    @tool("Check")
+    def check(what: str) -> str:
+        """Check something."""
+        return "ok"
+
+    send_payment.tool_failure_policy = ToolFailurePolicy.RAISE
+    send_payment.result_schema = Receipt
+    send_payment.env_vars = [EnvVar(name="BANK_KEY", description="The bank's key.")]
+    pay = uses_tool("Send Payment", to="bob", amount=10)
+    with fw.client() as client:
+        [guarded] = guard_tools([send_payment], client)
+        for name in set(BaseTool.model_fields) - {"cache_function"}:
+            assert getattr(guarded, name) == getattr(send_payment, name), name
+        assert guarded.cache_function({"to": "bob", "amount": 10}, "sent") is False
+        turns = (pay, uses_tool("Check", what="balance"), pay, final("paid"))
+        assert crew_run([guarded, check], *turns, cache=True) == "paid"
+    assert (sent, len(fw.actions)) == (["bob", "bob"], 2)

@@ -4,10 +4,14 @@ the wrapped tool behaves as it does unwrapped (in-process firewall: no server ne
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Annotated, Any
 
 import anyio
@@ -24,9 +28,10 @@ from langchain_core.tools import (
     tool,
 )
 from pydantic import BaseModel, ConfigDict
+from pydantic.v1 import BaseModel as BaseModelV1
 
 from agentfirewall import ActionSpecError
-from agentfirewall.integrations._common import snapshot
+from agentfirewall.integrations._arguments import snapshot
 from agentfirewall.integrations.langchain import firewall_tool, guard_tools
 from agentfirewall.testing import FirewallTransport
 from tests.sdk.toolargs import CAP, Dollars
@@ -114,6 +119,10 @@ class Row:
     amount: Decimal
 
 
+class LimitsV1(BaseModelV1):
+    amount: Decimal
+
+
 @pytest.mark.parametrize(
     ("value", "sent"),
     [
@@ -130,6 +139,11 @@ class Row:
         (Limits(amount=Decimal("1E+4"), ttl=timedelta(days=1)), {"amount": 10000, "ttl": 86400}),
         (Row(Decimal("1E+4")), {"amount": 10000}),
         ([Decimal("1E+1")], [10]),
+        (Fraction(40001, 2), "20000.5"),  # not "40001/2"
+        (Fraction(10**6), 1000000),
+        (Fraction(1, 3), "0." + "3" * 100),  # (no decimal ends it: as many digits as a rule reads)
+        (LimitsV1(amount=Decimal("1E+4")), {"amount": 10000}),  # a v1 model, not its str()
+        (deque([Fraction(1, 4)]), ["0.25"]),  # not "deque([Fraction(1, 4)])"
     ],
 )
 def test_numbers_are_sent_as_numbers_a_rule_compares(value: object, sent: object) -> None:
@@ -137,21 +151,34 @@ def test_numbers_are_sent_as_numbers_a_rule_compares(value: object, sent: object
     assert data["value"] == sent
 
 
-def test_a_decimal_written_with_an_exponent_meets_the_amount_cap() -> None:
+class DecimalRefund(BaseModel):
+    amount: Decimal
+
+
+class FractionRefund(BaseModel):
+    amount: Fraction
+
+
+@pytest.mark.parametrize("schema", [DecimalRefund, FractionRefund])
+def test_a_decimal_or_a_fraction_meets_the_amount_cap(
+    schema: type[DecimalRefund | FractionRefund],
+) -> None:
+    """Decimal("1E+4") was sent as "1E+4", Fraction("20000.5") as "40001/2": no number to a
+    rule, so the cap's deny never matched."""
     fw = FirewallTransport(policies=[CAP])
-    ran: list[Decimal] = []
+    ran: list[object] = []
+
+    def refund(amount: object) -> str:
+        ran.append(amount)
+        return "refunded"
+
+    made = StructuredTool.from_function(refund, args_schema=schema, description="Refund.")
     with fw.client() as client:
-
-        @firewall_tool(client, action_type="payment.refund.create")
-        def refund(amount: Decimal) -> str:
-            """Refund."""
-            ran.append(amount)
-            return "refunded"
-
+        [guarded] = guard_tools([made], client)
         for given in ("1e4", "1E+4", 1e4, "10000.5", "5000.000001"):
-            assert refund.invoke({"amount": given}) == "Action blocked by policy: too big", given
-        assert refund.invoke({"amount": "4.9999e3"}) == "refunded"
-    assert ran == [Decimal("4.9999e3")]
+            assert guarded.invoke({"amount": given}) == "Action blocked by policy: too big", given
+        assert guarded.invoke({"amount": "4.9999e3"}) == "refunded"
+    assert ran == [schema(amount="4.9999e3").amount]
 
 
 @pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-Infinity", "1e999999999"])
@@ -178,34 +205,56 @@ class Payout(BaseModel):
     iban: str
 
 
+class PayoutV1(BaseModelV1):  # (LangChain takes v1 models too)
+    amount: int
+    iban: str
+
+
 class Handle:
-    """An object JSON cannot write (a client, a store): decided on by name, passed as is."""
+    """A client, say: it cannot be copied; its text holds a secret."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()  # (cannot be copied)
+        self.lock = threading.Lock()
 
     def __str__(self) -> str:
-        return "handle"
+        return "Client(key=sk_live_secret)"
+
+
+class PayoutArgs(BaseModel):
+    p: Payout
+    meta: dict[str, Any]
+    h: Any = None
+
+
+class PayoutArgsV1(BaseModelV1):
+    p: PayoutV1
+    meta: dict[str, Any]
+    h: Any = None
 
 
 @pytest.mark.anyio
-async def test_the_tool_runs_with_the_values_decided_not_those_changed_while_held() -> None:
+@pytest.mark.parametrize(("schema", "model"), [(PayoutArgs, Payout), (PayoutArgsV1, PayoutV1)])
+async def test_the_tool_runs_with_the_values_decided_not_those_changed_while_held(
+    schema: type[PayoutArgs | PayoutArgsV1], model: type[Payout | PayoutV1]
+) -> None:
     """0.1.0 ran the tool with the caller's objects: a model or nested dict changed while a
-    human looked at the held action ran with values nobody approved."""
+    human looked at the held action ran with values nobody approved. A v1 model was then
+    still decided on its str() and not copied. A handle (an object that cannot be copied)
+    is passed as it is and sent as its type's name, never its text."""
     fw = FirewallTransport(policies=[HOLD])
     ran: list[tuple[dict[str, Any], dict[str, Any], bool]] = []
     handle = Handle()
+
+    async def payout(p: Any, meta: dict[str, Any], h: Any = None) -> str:
+        ran.append(({"amount": p.amount, "iban": p.iban}, meta, h is handle))
+        return "paid"
+
+    made = StructuredTool.from_function(coroutine=payout, args_schema=schema, description="Pay.")
     async with fw.async_client() as client:
-
-        @firewall_tool(client, approval_timeout=30)
-        async def payout(p: Payout, meta: dict[str, Any], h: Any = None) -> str:
-            """Pay out."""
-            ran.append((p.model_dump(), meta, h is handle))
-            return "paid"
-
-        order, meta = Payout(amount=10, iban="DE00 1111"), {"refs": ["r1"]}
+        [guarded] = guard_tools([made], client, approval_timeout=30)
+        order, meta = model(amount=10, iban="DE00 1111"), {"refs": ["r1"]}
         async with anyio.create_task_group() as tg:
-            tg.start_soon(payout.ainvoke, {"p": order, "meta": meta, "h": handle})
+            tg.start_soon(guarded.ainvoke, {"p": order, "meta": meta, "h": handle})
             with anyio.fail_after(10):
                 while not fw.pending:
                     await anyio.sleep(0.01)
@@ -215,9 +264,104 @@ async def test_the_tool_runs_with_the_values_decided_not_those_changed_while_hel
     assert fw.actions[0].spec.parameters == {
         "p": {"amount": 10, "iban": "DE00 1111"},
         "meta": {"refs": ["r1"]},
-        "h": "handle",
+        "h": "<tests.sdk.test_tool_arguments.Handle>",
     }
     assert ran == [({"amount": 10, "iban": "DE00 1111"}, {"refs": ["r1"]}, True)]
+
+
+class PayV1(BaseModelV1):
+    p: PayoutV1
+
+
+def test_a_nested_v1_model_meets_a_rule_on_its_fields() -> None:
+    fw = FirewallTransport(policies=[CAP.replace("parameters.amount", "parameters.p.amount")])
+    ran: list[int] = []
+
+    def pay(p: PayoutV1) -> str:
+        ran.append(p.amount)
+        return "paid"
+
+    made = StructuredTool.from_function(pay, args_schema=PayV1, description="Pay.")
+    with fw.client() as client:
+        [guarded] = guard_tools([made], client)
+        answer = guarded.invoke({"p": {"amount": 990000, "iban": "XX"}})
+    assert (answer, ran) == ("Action blocked by policy: too big", [])
+
+
+CYCLE: list[object] = []
+CYCLE.append(CYCLE)
+
+
+class Opaque:
+    """No JSON form, but copied: a rule could not read it."""
+
+    def __init__(self, amount: int) -> None:
+        self.amount = amount
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (Opaque(990000), "argument `v.x` is a `tests.sdk.test_tool_arguments.Opaque`, which"),
+        (complex(1, 2), "argument `v.x` is a complex number, which no rule compares"),
+        (b"\xff\x00", "argument `v.x` is bytes that are not UTF-8 text"),
+        (iter([1, 2]), "argument `v.x` is an iterator"),  # (read, it would reach the tool empty)
+        ({"rows": [Opaque(1)]}, r"argument `v.x.rows\[0\]` is a `tests"),
+        (CYCLE, "nest too deep"),
+    ],
+)
+def test_an_argument_the_firewall_cannot_read_is_refused(value: object, error: str) -> None:
+    """0.1.0 decided on such an argument's str() and passed it uncopied: a value a rule
+    looks for hid in a string, and could change while the action was held."""
+    with pytest.raises(ActionSpecError, match=error) as info:
+        snapshot({"v": {"x": value}})
+    assert info.value.field == "parameters"
+
+
+def test_numpy_numbers_are_sent_as_numbers() -> None:
+    numpy = pytest.importorskip("numpy")
+    _, data = snapshot({"n": numpy.int64(10000), "f": numpy.float32(0.5)})
+    assert data == {"n": 10000, "f": 0.5}
+    with pytest.raises(ActionSpecError, match=r"`a` is a `numpy\.ndarray`"):
+        snapshot({"a": numpy.array([1, 2])})  # (its text cuts values off: [0 0 ... 0])
+
+
+def test_handles_are_passed_as_they_are() -> None:
+    """Objects that cannot be copied (a connection, a lock, a file) are the tool's as
+    given, sent as their type's name; a file is not read (though it iterates)."""
+    connection, lock = sqlite3.connect(":memory:"), threading.Lock()
+    with open(__file__) as file:
+        args, data = snapshot({"db": connection, "locks": [lock], "file": file, "in": [file]})
+        assert file.tell() == 0
+    assert (args["db"], args["locks"][0], args["file"], args["in"][0]) == (
+        connection, lock, file, file
+    )  # fmt: skip
+    assert data == {
+        "db": "<sqlite3.Connection>",
+        "locks": ["<_thread.lock>"],
+        "file": "<_io.TextIOWrapper>",
+        "in": ["<_io.TextIOWrapper>"],
+    }
+    connection.close()
+
+
+def test_an_iterable_argument_is_decided_and_run_as_a_list() -> None:
+    """An `Iterable[int]` argument (validated lazily by pydantic) could not be copied: the
+    tool failed; a plain iterator was used up by the decision: the tool got none of it."""
+    fw = FirewallTransport(policies=[CAP])
+    ran: list[list[int]] = []
+    with fw.client() as client:
+
+        @firewall_tool(client)
+        def pay_all(amounts: Iterable[int]) -> str:
+            """Pay each amount."""
+            ran.append(list(amounts))
+            return "paid"
+
+        for given in ([10, 20], iter([10, 20])):
+            assert pay_all.invoke({"amounts": given}) == "paid"
+            assert fw.actions[-1].spec.parameters == {"amounts": [10, 20]}
+    assert ran == [[10, 20], [10, 20]]
 
 
 def call(name: str, **args: Any) -> dict[str, Any]:
