@@ -23,13 +23,16 @@ found with any of those written as one (``&amp;``, ``&quot;``, ``&#34;``, ``&#x2
 browser or an HTML parser would hand over the secret. In a response head, a header *name*
 holding a form in any case of its letters is dropped (a hop may lower or capitalise a name;
 a filler is no valid name). A secret's base64 inside a longer stream (each offset's core) is
-also found wrapped in lines, as MIME, PEM and GitHub's contents API write base64: a line
-break (CR, LF, CRLF, or in a JSON string ``\\n``) anywhere in it once, or more often where
-each line within it is at least 59 long (GitHub writes 60); searched for by two parts of
-each core, one of which such a body holds whole. And every form is found in a text sent in
-UTF-16 or UTF-32 (either byte order; each byte of a form a character, as a server that reads
-a header as latin-1 writes it), replaced by a filler encoded alike: searched only where a
-body holds a run of such characters.
+also found wrapped in lines, as MIME, PEM and GitHub's contents API write base64: a break
+(CR, LF, CRLF, in a JSON string ``\\n`` or ``\\t``; with any blanks around it, as XML, YAML
+or a folded header indent a line, or blanks alone: a base64 reader skips them all) anywhere
+in it once, or more often where each line within it is at least 59 long (GitHub writes 60);
+searched for by two parts of each core, one of which such a body holds whole (a stream
+holds a core's beginning back past up to ``BLANKS_READ`` bytes of blanks). And in a text
+sent in UTF-16 or UTF-32 (either byte order, at any offset; each byte of a form a character,
+as a server that reads a header as latin-1 writes it), every search above is made in the
+text read one byte of each character, each byte found replaced (each character then a
+filler's, encoded alike): only where a body holds a run of such characters.
 
 A match is replaced by a filler of **the same length** (:data:`MARKER`, cut or padded
 with ``*``), so a ``Content-Length`` stays true and no body is re-framed for scrubbing.
@@ -50,6 +53,7 @@ from itertools import chain
 from urllib.parse import quote, quote_plus
 
 from agentfirewall.spellings import (
+    BLANKS_READ,
     BYTE_OF,
     ESCAPE,
     HTML_WIDEST,
@@ -76,8 +80,7 @@ from agentfirewall.spellings import (
     tiles,
     unbroken,
     unescaped_byte,
-    wide_text,
-    widened,
+    wide_widths,
 )
 
 __all__ = [
@@ -100,7 +103,8 @@ _REFERENCE_BYTES = frozenset(b"".join(REFERENCE))
 #: The bytes an HTML-escaped form may write otherwise: ``&"'<>``, and in JSON ``\`` and ``/``.
 _HTML_SPLIT = re.compile(rb"[&\"'<>\\/]")
 _PRINTABLE = re.compile(rb"[ -~]+")
-#: A wrapped form is at most this many bytes per byte of it (a byte and a JSON ``\r\n``).
+#: A wrapped form is at most this many bytes per byte of it (a byte and a JSON ``\r\n``),
+#: besides blanks (`BLANKS_READ`).
 _WRAPPED_WIDEST = 5
 
 
@@ -206,10 +210,11 @@ class Scrubber:
 
     __slots__ = (
         "_bytes", "_cores", "_escaped", "_escaped_firsts", "_firsts", "_folded", "_heads",
-        "_html", "_html_firsts", "_html_near", "_html_trigger", "_needles", "_pairs", "_pattern",
-        "_percent", "_percent_escape", "_percent_trigger", "_plain", "_spaced", "_spelled_firsts",
-        "_starting", "_tiles", "_trigger", "_wide", "_wide_chars", "_wide_forms", "_wide_longest",
-        "_wide_pairs", "_wrapped_reach", "forms", "longest", "replacements", "wrapped",
+        "_html", "_html_firsts", "_html_near", "_html_trigger", "_needles", "_openings",
+        "_pattern", "_percent", "_percent_escape", "_percent_trigger", "_plain", "_reach",
+        "_spaced", "_spelled_firsts", "_starting", "_tile_pattern", "_tiles", "_trigger",
+        "_wide_chars", "_wrapped_openings", "_wrapped_reach", "forms", "longest",
+        "replacements", "wrapped",
     )  # fmt: skip
 
     def __init__(self, forms: tuple[bytes, ...], wrapped: tuple[bytes, ...] = ()) -> None:
@@ -218,7 +223,7 @@ class Scrubber:
         self.replacements = tuple((f, filler(len(f))) for f in forms)
         self.longest = max((len(f) for f in forms), default=0)
         self._firsts = tuple(sorted({f[:1] for f in forms}))
-        self._pairs = tuple(sorted({f[:2] for f in forms}))  # (for `held`)
+        self._openings = _Openings(forms)  # (for `held`)
         self._bytes = frozenset(b for f in forms for b in f)  # bytes that occur in a secret
         # to tell whether any form is there, the forms that hold no other suffice (a base64
         # form holds its core: where the core is not, neither is the form)
@@ -280,18 +285,20 @@ class Scrubber:
         self._html_firsts = html_beginnings(forms if html else ())  # (for `held`)
         # The forms `wrapped` in lines (base64 cores), searched by two parts of each, one of
         # which a body holds whole however a form is wrapped (in place of the form: a body
-        # holding it holds both); then in the body read without its line breaks.
+        # holding it holds both); then in the body read without its breaks.
         self._tiles = tuple(dict.fromkeys(t for form in wrapped for t in tiles(form)))
+        self._tile_pattern = _alternation(map(re.escape, self._tiles))
         self._plain = tuple(f for f in self._needles if f not in wrapped)
-        self._wrapped_reach = max(map(len, wrapped), default=0) * _WRAPPED_WIDEST
-        # Every form in a UTF-16 or UTF-32 text (the forms holding no other suffice)
-        self._wide = tuple(w for f in self._needles for w in widened(f, filler(len(f))))
-        self._wide_forms = tuple(wide for wide, _ in self._wide)
-        self._wide_pairs = tuple(sorted({wide[:2] for wide in self._wide_forms}))
-        self._wide_longest = max(map(len, self._wide_forms), default=0)
-        # (the quick test: a run of the printable characters each such form holds in a row)
+        self._wrapped_openings = _Openings(wrapped)
+        self._wrapped_reach = self._wrapped_openings.longest * _WRAPPED_WIDEST
+        # Every search in a UTF-16 or UTF-32 text too, read one byte of each character: where
+        # a body holds a run of the printable characters each form holds in a row
         runs = [max(map(len, _PRINTABLE.findall(f)), default=0) for f in self._needles]
         self._wide_chars = max(0, min(4, min(runs, default=0) - 1))
+        # (how far back a stream's tail may begin a form spelled or wrapped: in a wide text,
+        # four times as far)
+        escaped = self.longest * max(WIDEST, PERCENT, HTML_WIDEST)
+        self._reach = max(escaped, self._wrapped_reach + BLANKS_READ)
 
     def _escaped_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where an escaped form is (start, end): searched around each escape of a byte a
@@ -332,7 +339,10 @@ class Scrubber:
         where `data` holds a tile of one (the quick test)."""
         if not line_broken(data):  # (then whole, if there: a quicker search than its tiles)
             return any(form in data for form in self.wrapped)
-        if not any(tile in data for tile in self._tiles):
+        if len(data) < _SMALL:  # (as in `found`)
+            if self._tile_pattern.search(data) is None:
+                return False
+        elif not any(tile in data for tile in self._tiles):
             return False
         view = unbroken(data)
         return any(form in view for form in self.wrapped)
@@ -341,18 +351,52 @@ class Scrubber:
         """Where a `wrapped` form broken by line breaks is (start, end)."""
         return broken_spans(data, self.wrapped) if self._wrapped_in(data) else []
 
-    def _wide_in(self, data: bytes) -> bool:
-        """Whether `data` holds a form in UTF-16 or UTF-32: searched only in a run of such
-        characters, and where `data` without its zero bytes holds a form."""
-        if not wide_text(data, self._wide_chars):
-            return False
-        view = data.translate(None, b"\0")
-        if not any(form in view for form in self._needles):
-            return False
-        return any(wide in data for wide in self._wide_forms)
+    def _readings(self, data: bytes) -> list[tuple[int, int]]:
+        """How `data` is read as a UTF-16 or UTF-32 text, if it may be one: one byte of each
+        character, ``data[start::width]``, for each (width, start)."""
+        widths = wide_widths(data, self._wide_chars)
+        return [(width, start) for width in widths for start in range(width)]
 
     def found(self, data: bytes) -> bool:
-        """True when `data` holds a whole secret."""
+        """True when `data` holds a whole secret (also in a UTF-16 or UTF-32 text)."""
+        if self._found(data):
+            return True
+        return any(self._found(data[start::width]) for width, start in self._readings(data))
+
+    def scrub(self, data: bytes) -> tuple[bytes, int]:
+        """`data` with every whole secret replaced, and how many were: in a UTF-16 or UTF-32
+        text, each byte read replaced (each character then a filler's, encoded alike)."""
+        data, count = self._scrub(data)
+        for width, start in self._readings(data):
+            read, found = self._scrub(data[start::width])
+            if found:
+                written = bytearray(data)
+                written[start::width] = read
+                data, count = bytes(written), count + found
+        return data, count
+
+    def held(self, data: bytes) -> int:
+        """Length of the longest suffix of `data` that may begin a secret (0: none), also in
+        a UTF-16 or UTF-32 text (read every way: a stream may be cut inside a character)."""
+        held = self._held(data)
+        begin = max(0, len(data) - self._reach * 4)
+        if data.find(b"\0", begin) < 0:
+            return held
+        window = data[begin:]
+        # (UTF-32 where two zero bytes are, a character's last ones: UTF-16's reading holds
+        # back the beginning of one cut after its first zero)
+        for width in (2, 4) if b"\0\0" in window else (2,):
+            for start in range(width):
+                last = len(window) - 1 - (len(window) - 1 - start) % width
+                if last < 0 or not window[last]:
+                    continue  # (a reading ending in a zero byte ends in no beginning)
+                read = window[start::width]
+                if begun := self._held(read):
+                    held = max(held, len(window) - start - (len(read) - begun) * width)
+        return held
+
+    def _found(self, data: bytes) -> bool:
+        """`found`, in `data` as it is."""
         if len(data) < _SMALL:  # one regex call beats a search per form on short input
             if self._pattern.search(data) is not None:
                 return True
@@ -364,21 +408,15 @@ class Scrubber:
             return True
         if b"%" in data and self._percent_spans(data):
             return True
-        if self._html is not None and b"&" in data and self._html_spans(data):
-            return True
-        return self._wide_in(data)
+        return self._html is not None and b"&" in data and bool(self._html_spans(data))
 
-    def scrub(self, data: bytes) -> tuple[bytes, int]:
-        """`data` with every whole secret replaced, and how many were."""
-        if not self.found(data):
+    def _scrub(self, data: bytes) -> tuple[bytes, int]:
+        """`scrub`, in `data` as it is."""
+        if not self._found(data):
             return data, 0
         count = 0
         for form, fill in self.replacements:
             if form in data:
-                count += data.count(form)
-                data = data.replace(form, fill)
-        if self._wide_in(data):
-            for form, fill in self._wide:
                 count += data.count(form)
                 data = data.replace(form, fill)
         searches = (
@@ -395,18 +433,13 @@ class Scrubber:
                 count += len(spans)
         return data, count
 
-    def held(self, data: bytes) -> int:
-        """Length of the longest suffix of `data` that may begin a secret (0: none), as is or
-        spelled (the longest of each reading: one may miss what another holds, as a
-        backslash that begins no JSON escape)."""
+    def _held(self, data: bytes) -> int:
+        """`held`, in `data` as it is (the longest of each reading: one may miss what another
+        holds, as a backslash that begins no JSON escape)."""
         held = self._held_plain(data)
-        if self._wide and b"\0" in data[-self._wide_longest :]:  # (a UTF-16/32 text)
-            wide = _held_as_is(data, self._wide_forms, self._wide_pairs, self._wide_longest)
-            held = max(held, wide)
-        if self.wrapped:
-            window = data[-self._wrapped_reach :]
-            if line_broken(window):  # (a line break near, or a backslash that may begin one)
-                held = max(held, broken_tail(window, self.wrapped))
+        if self.wrapped:  # (a break near, or a backslash that may begin one)
+            wrapped = self._wrapped_openings
+            held = max(held, broken_tail(data, self._wrapped_reach, wrapped.longest, wrapped.held))
         reach = max(0, len(data) - self.longest * WIDEST)
         if b"\\" in data[-8:] or self._trigger.search(data, reach):
             held = max(held, self._held_escaped(data))  # (an escape near the end)
@@ -424,7 +457,7 @@ class Scrubber:
         """`held` for the forms as they are."""
         if not data or data[-1] not in self._bytes:
             return 0  # (a body or an event ending in a newline: at once)
-        return _held_as_is(data, self.forms, self._pairs, self.longest)
+        return self._openings.held(data)
 
     def _held_escaped(self, data: bytes) -> int:
         """`held` for a tail with an escape: a suffix whose JSON-unescaped bytes begin a
@@ -553,28 +586,30 @@ class ScrubStream:
         return tail
 
 
-def _held_as_is(
-    data: bytes, forms: tuple[bytes, ...], pairs: tuple[bytes, ...], longest: int
-) -> int:
-    """Length of the longest suffix of `data` that begins one of `forms` (0: none); `pairs`
-    are their first two bytes."""
-    start = max(0, len(data) - longest + 1)
-    window = data[start:]
-    last = window[-1:]
-    begun = last and any(form.startswith(last) for form in forms)
-    earliest = len(window) - 1 if begun else len(window)
-    heads = {form[:4] for form in forms}  # (most places begin no form: told from 4 bytes)
-    for pair in pairs:  # bytes.find, not a loop over every position
-        index = window.find(pair)
-        while 0 <= index < earliest:
-            head = window[index : index + 4]
-            if (len(head) < 4 or head in heads) and any(
-                form.startswith(window[index:]) for form in forms
+class _Openings:
+    """Forms, and where the end of a text may begin one (:meth:`held`)."""
+
+    __slots__ = ("_firsts", "_heads", "_starts", "forms", "longest")
+
+    def __init__(self, forms: tuple[bytes, ...]) -> None:
+        self.forms = forms
+        self.longest = max(map(len, forms), default=0)
+        self._firsts = frozenset(form[0] for form in forms)
+        pairs = sorted({form[:2] for form in forms})  # (where one may begin: a regex search)
+        self._starts = re.compile(b"(?=" + _alternation(map(re.escape, pairs)).pattern + b")")
+        self._heads = frozenset(form[:4] for form in forms)
+
+    def held(self, data: bytes) -> int:
+        """Length of the longest suffix of `data` that begins one of the forms (0: none)."""
+        window = data[max(0, len(data) - self.longest + 1) :]
+        for start in self._starts.finditer(window):  # earliest first
+            at = start.start()
+            head = window[at : at + 4]  # (most places begin no form: told from 4 bytes)
+            if (len(head) < 4 or head in self._heads) and any(
+                form.startswith(window[at:]) for form in self.forms
             ):
-                earliest = index
-                break
-            index = window.find(pair, index + 1)
-    return len(window) - earliest
+                return len(window) - at
+        return 1 if window and window[-1] in self._firsts else 0
 
 
 def scrubber_for(values: Iterable[bytes], also: Scrubber | None = None) -> Scrubber | None:

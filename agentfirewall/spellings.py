@@ -14,13 +14,15 @@ writes as a character reference (``&"'<>``) may be one (:func:`html_escapable`: 
 ``&#38;``, ``&#x26;``; :data:`REFERENCE` lists them all), which :func:`html_unescaped`
 decodes, and :func:`html_beginnings` tells where such a form may begin.
 
-Base64 as MIME, PEM or GitHub's contents API write it is wrapped: a line break (CR, LF,
-CRLF; in a JSON string ``\\n``, ``\\r\\n``) may fall anywhere in a form. :func:`tiles` are
-two parts of a form, one of which a text holds whole however it is wrapped (the quick
-test); :func:`line_broken` tells whether a text has a break, :func:`unbroken` reads it
-without them, :func:`broken_spans` finds where a form is, :func:`broken_tail` what a stream
-holds back. A text sent in UTF-16 or UTF-32 holds each form widened (:func:`widened`),
-which :func:`wide_text` tells quickly.
+Base64 as MIME, PEM or GitHub's contents API write it is wrapped, and a base64 reader
+skips blanks and line breaks (CR, LF; in a JSON string ``\\n``, ``\\t``...) wherever they
+are: a break, with any indentation or trailing blanks, may fall anywhere in a form.
+:func:`tiles` are two parts of a form, one of which a text holds whole however it is
+wrapped (the quick test); :func:`line_broken` tells whether a text may have a break,
+:func:`unbroken` reads it without them, :func:`broken_spans` finds where a form is,
+:func:`broken_tail` what a stream holds back. A text sent in UTF-16 or UTF-32 is read one
+byte of each character (its low byte: ``data[start::width]``) where :func:`wide_widths`
+tells it may hold one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterable
 from itertools import product
 
 __all__ = [
+    "BLANKS_READ",
     "BYTE_OF",
     "ESCAPE",
     "HTML_WIDEST",
@@ -57,8 +60,7 @@ __all__ = [
     "tiles",
     "unbroken",
     "unescaped_byte",
-    "wide_text",
-    "widened",
+    "wide_widths",
 ]
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -332,32 +334,43 @@ def html_beginnings(forms: Iterable[bytes]) -> re.Pattern[bytes]:
     return re.compile(b"(?=" + b"|".join([*branches, cut]) + b")")
 
 
-#: A wrapped form is found wherever one line break cuts it, or where every line within it
-#: is at least twice this long, less one (GitHub writes 60, PEM 64, MIME 76).
+#: A wrapped form is found wherever one break cuts it, or where every line within it is at
+#: least twice this long, less one (GitHub writes 60, PEM 64, MIME 76).
 _TILE = 30
-_LINE_BREAK = re.compile(rb"[\r\n]")
-_ESCAPED_BREAK = re.compile(rb"\\[rn]")
+#: What a base64 reader skips between characters (``decodebytes``, XML's base64Binary, a YAML
+#: block): blanks and line breaks, anywhere (indentation, trailing spaces, a folded header);
+#: in a JSON string also as escapes (``\\n``, ``\\r``, ``\\t``, ``\\u000a``).
+_SKIPPED = b" \t\r\n"
+_SKIPPED_RUN = re.compile(rb"[ \t\r\n]+")
+_ESCAPED_BREAK = re.compile(rb"(?:\\(?:[rnt]|u000[9aAdD]))+")
+#: The end of a text inside an escaped break (more to come: ``\\``, ``\\u00``).
+_OPEN_BREAK = re.compile(rb"\\(?:u0{0,3})?")
+#: Blanks (indentation) read past in a stream's tail, in all, beyond a wrapped form's reach:
+#: as far back as a stream holds a wrapped form's beginning.
+BLANKS_READ = 1024
+#: At most this many bytes of an escaped break read as bytes when cut before them (``u000a``).
+_OPENED = 5
 #: A text ending in an empty line (an event of a stream) continues no wrapped form.
 _BLANK_LINE = (b"\n\n", b"\n\r\n", b"\\n\\n", b"\\n\\r\\n")
 
 
 def tiles(form: bytes) -> tuple[bytes, bytes]:
     """Two parts of `form` (its halves, or its first two pieces of 30), one of which a text
-    holds whole wherever it holds `form` cut by line breaks: one break cuts at most one; where
-    a break cuts the first, the next is a line further on (59 at least), past the second."""
+    holds whole wherever it holds `form` cut by breaks: one break cuts at most one; where a
+    break cuts the first, the next is a line further on (59 at least), past the second."""
     size = min(-(-len(form) // 2), _TILE)
     return form[:size], form[size : 2 * size]
 
 
 def line_broken(data: bytes) -> bool:
-    """Whether `data` may hold a line break: a CR, a LF, or a backslash (a JSON string's
-    ``\\r`` or ``\\n``; a quicker search than for those)."""
-    return b"\n" in data or b"\r" in data or b"\\" in data
+    """Whether `data` may hold a break: a blank, a CR, a LF, or a backslash (a JSON string's
+    escape of one; a quicker search than for those)."""
+    return b"\n" in data or b" " in data or b"\\" in data or b"\r" in data or b"\t" in data
 
 
 def unbroken(data: bytes) -> bytes:
-    """`data` without its line breaks: CR, LF, and a JSON string's ``\\r`` and ``\\n``."""
-    view = data.translate(None, b"\r\n")
+    """`data` as a base64 reader reads it: without its blanks and line breaks (`_SKIPPED`)."""
+    view = data.translate(None, _SKIPPED)
     return _ESCAPED_BREAK.sub(b"", view) if b"\\" in view else view
 
 
@@ -380,14 +393,16 @@ def _removed(data: bytes, pattern: re.Pattern[bytes]) -> tuple[bytes, Callable[[
 
 def _unbroken_at(data: bytes) -> tuple[bytes, Callable[[int], int]]:
     """:func:`unbroken`, and where each of its bytes is in `data`."""
-    first, outer = _removed(data, _LINE_BREAK)
+    first, outer = _removed(data, _SKIPPED_RUN)
+    if b"\\" not in first:
+        return first, outer
     view, inner = _removed(first, _ESCAPED_BREAK)
     return view, lambda index: outer(inner(index))
 
 
 def broken_spans(data: bytes, forms: Iterable[bytes]) -> list[tuple[int, int]]:
-    """Where `data` read without its line breaks holds one of `forms` (start, end in `data`,
-    the breaks within included; overlapping ones merged)."""
+    """Where `data` read without its breaks holds one of `forms` (start, end in `data`, the
+    breaks within included; overlapping ones merged)."""
     view, origin = _unbroken_at(data)
     spans = []
     for form in forms:
@@ -404,49 +419,49 @@ def broken_spans(data: bytes, forms: Iterable[bytes]) -> list[tuple[int, int]]:
     return merged
 
 
-def broken_tail(window: bytes, forms: tuple[bytes, ...]) -> int:
-    """Length of the longest suffix of `window` that, read without its line breaks, begins
-    one of `forms` (not the whole): it may end inside a break (a backslash). A window ending
-    in an empty line begins none (an event of a stream is sent at once)."""
-    if window.endswith(_BLANK_LINE):
+def broken_tail(data: bytes, reach: int, longest: int, begun: Callable[[bytes], int]) -> int:
+    """Length of the longest suffix of `data` that, read without its breaks, begins a form,
+    as `begun` tells of a text read so (`longest`: the longest form): in its last `reach`
+    bytes, or :data:`BLANKS_READ` more where blanks fill them. It may end inside an escaped
+    break; a text ending in an empty line begins none (an event of a stream is sent at once),
+    nor one without a break (a form is then as it is)."""
+    window = data[-reach:]
+    if window.endswith(_BLANK_LINE) or not line_broken(window):
         return 0
-    body = window[:-1] if window.endswith(b"\\") else window  # (a `\n` to come)
-    unlined = body.translate(None, b"\r\n")
-    end = len(unlined)
-    while unlined[end - 2 : end] in (b"\\n", b"\\r"):  # (JSON's, as `unbroken` reads them)
-        end -= 2
-    if not end or not any(unlined[end - 1 : end] in form for form in forms):
-        return 0  # (most tails: told from their last byte)
-    view, origin = _unbroken_at(body)
-    firsts = {form[0] for form in forms}
-    start = max(0, len(view) - max(map(len, forms)) + 1)
-    for at in range(start, len(view)):  # earliest first
-        tail = view[at:]
-        if view[at] in firsts and any(f.startswith(tail) and len(f) > len(tail) for f in forms):
-            return len(window) - origin(at)
-    return 0
+    if len(window) < len(data) and len(unbroken(window)) < longest:
+        window = data[-(reach + BLANKS_READ) :]
+    body = window
+    cut = window.rfind(b"\\", max(0, len(window) - _OPENED))
+    if cut >= 0 and _OPEN_BREAK.fullmatch(window, cut):  # (a `\n` to come)
+        body = window[:cut]
+    held = begun(unbroken(body))
+    if not held:
+        return 0
+    # where the last `held` bytes read begin in `body`: read from a part of its end holding
+    # more (a part may begin inside an escaped break: its first bytes are no bytes read)
+    step = held + _OPENED
+    while True:
+        start = max(0, len(body) - step)
+        part, origin = _unbroken_at(body[start:])
+        if len(part) >= held + _OPENED or not start:
+            return len(window) - start - origin(len(part) - held)
+        step *= 2
 
 
-#: The encodings besides UTF-8 a text may be sent in (JSON's RFC 4627 allowed them all).
-_WIDE = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
-#: A text's bytes as :func:`wide_text` sees them: a zero ``0``, printable ASCII ``P``, any
-#: other ``x`` (rare in a text: a binary body rarely has a run of such characters).
-_ZEROS = bytes(0x30 if b == 0 else 0x50 if 0x20 <= b < 0x7F else 0x78 for b in range(256))
+#: A text's bytes as :func:`wide_widths` sees them: a zero ``0``, printable ASCII, a blank or
+#: a line break ``P``, any other ``x`` (rare in a text: a binary body rarely has a run of such
+#: characters).
+_ZEROS = bytes(
+    0x30 if b == 0 else 0x50 if 0x20 <= b < 0x7F or b in _SKIPPED else 0x78 for b in range(256)
+)
 
 
-def widened(form: bytes, fill: bytes) -> list[tuple[bytes, bytes]]:
-    """`form` as a UTF-16 or UTF-32 text holds it (either byte order; each byte a character,
-    as a server reading a header as latin-1 writes it), each with `fill` (as long as `form`)
-    encoded alike."""
-    text, filler = form.decode("latin-1"), fill.decode("latin-1")
-    return [(text.encode(codec), filler.encode(codec)) for codec in _WIDE]
-
-
-def wide_text(data: bytes, chars: int) -> bool:
-    """Whether `data` holds `chars` printable ASCII characters in a row of a UTF-16 or
-    UTF-32 text (each then one or three zero bytes): a quick test that a widened form holding
-    more such characters in a row may be there."""
+def wide_widths(data: bytes, chars: int) -> tuple[int, ...]:
+    """The widths of the characters of the UTF-16 (2) or UTF-32 (4) text `data` may hold:
+    where it holds `chars` printable ASCII characters in a row, each then with one or three
+    zero bytes (a quick test that a form holding more such characters in a row may be there;
+    either byte order)."""
     if b"\0" not in data:
-        return False
+        return ()
     zeros = data.translate(_ZEROS)
-    return b"P0" * chars in zeros or b"P000" * chars in zeros
+    return tuple(width for width, unit in ((2, b"P0"), (4, b"P000")) if unit * chars in zeros)

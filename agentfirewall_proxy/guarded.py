@@ -32,6 +32,7 @@ flagged.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -61,17 +62,37 @@ from agentfirewall_proxy.scrub import ScrubError, body_decoder
 from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
+    from collections import deque
     from collections.abc import Callable
 
     from agentfirewall_proxy.client import ClientConnection
+    from agentfirewall_proxy.http1 import Event
     from agentfirewall_proxy.services import Services
 
-__all__ = ["guarded_respond", "guards_response", "redact_request", "response_findings"]
+__all__ = [
+    "body_run",
+    "guarded_respond",
+    "guards_response",
+    "redact_request",
+    "response_findings",
+]
 
 _DROP_DOWN = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
      b"content-length", b"trailer", b"upgrade", b"te"}
 )  # fmt: skip
+
+
+def body_run(first: bytes, events: deque[Event]) -> bytes:
+    """`first` and the body pieces parsed after it (`events`, taken): decoded and scrubbed in
+    one go, not piece by piece (an upstream may answer in 1-byte chunks)."""
+    if not events or not isinstance(events[0], bytes):
+        return first
+    run = [first]
+    while events and isinstance(piece := events[0], bytes):
+        events.popleft()
+        run.append(piece)
+    return b"".join(run)
 
 
 def guards_response(gateway: Services, flow: Flow) -> bool:
@@ -259,6 +280,7 @@ async def _read_whole(
         except (TimeoutError, OSError):
             event = None
         if isinstance(event, bytes):
+            event = body_run(event, up.parser.events)
             flow.bytes_in += len(event)
             body += clean(event)
             if len(body) > limit:
@@ -304,6 +326,7 @@ async def _relay_events(
         ended = event is END or (event is EOF and close_delimited)
         try:
             if isinstance(event, bytes):
+                event = body_run(event, up.parser.events)
                 flow.bytes_in += len(event)
                 pieces = events.feed(clean(event))
             elif ended:
@@ -341,15 +364,17 @@ async def _relay_events(
         if out:
             conn.write(chunk(bytes(out)) if chunked else bytes(out))
             await conn.flush()
-        if ended:
-            if chunked:
-                conn.write(b"0\r\n\r\n")
-                await conn.flush()
-            if event is END and response.keep_alive:
-                gateway.pool.release(up)
-            else:
-                up.abort()
-            return chunked and head.keep_alive and conn.clean
+        if not ended:  # (the next read may not wait: let others run first)
+            await asyncio.sleep(0)
+            continue
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+            await conn.flush()
+        if event is END and response.keep_alive:
+            gateway.pool.release(up)
+        else:
+            up.abort()
+        return chunked and head.keep_alive and conn.clean
 
 
 def _checked_event(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from agentfirewall_proxy.budgets import refuse_unmetered
 from agentfirewall_proxy.flow import scrubber_of
-from agentfirewall_proxy.guarded import guarded_respond, guards_response
+from agentfirewall_proxy.guarded import body_run, guarded_respond, guards_response
 from agentfirewall_proxy.http1 import (
     END,
     Head,
@@ -251,36 +251,43 @@ async def _stream_response_body(
     """Relay the body as it arrives: True when the upstream may be reused, None if broken.
 
     What the upstream already sent is written in one go (with the head, in `pending`, when
-    the body came with it); whenever nothing more is at hand, what is pending goes out.
+    the body came with it), its body pieces scrubbed in one feed; whenever nothing more is
+    at hand, what is pending goes out.
     With a credential injected, `body` decodes and scrubs it on the way (an undecodable
     body is cut: None; :class:`Refusal` 502 while nothing was written yet).
     """
     chunk_out, close_delimited = framing
     timeout = gateway.options.io_timeout
     events = up.parser.events
-    unsent = bool(pending)  # the head is in `pending` until written
+    out = [pending] if pending else []  # (joined once written: no copy per piece)
+    unsent = bool(pending)  # the head is in `out` until written
     try:
         while True:
-            if pending and not events:
-                conn.write(pending)
-                pending, unsent = b"", False
+            if out and not events:
+                conn.write(b"".join(out))
+                out, unsent = [], False
                 await conn.flush()
+                await asyncio.sleep(0)  # (the next read may not wait: let others run first)
             # what is parsed already is taken as `up.next_event` would, without a coroutine
             event = events.popleft() if events else await up.next_event(timeout)
             if isinstance(event, bytes):
+                event = body_run(event, events)  # (one feed for all parsed: 1-byte chunks)
                 flow.bytes_in += len(event)
                 if body is not None:
                     event = body.feed(event)
                 if usage is not None:
                     usage.feed(event)
-                pending += chunk(event) if chunk_out else event
+                if event:
+                    out.append(chunk(event) if chunk_out else event)
                 continue
             if event is END or (event is EOF and close_delimited):
                 if body is not None and (rest := body.finish()):
-                    pending += chunk(rest) if chunk_out else rest
+                    out.append(chunk(rest) if chunk_out else rest)
                     if usage is not None:
                         usage.feed(rest)
-                conn.write(pending + b"0\r\n\r\n" if chunk_out else pending)
+                if chunk_out:
+                    out.append(b"0\r\n\r\n")
+                conn.write(b"".join(out))
                 return event is END
             return None
     except ScrubError as exc:

@@ -7,13 +7,17 @@ round; each round times, on the same bodies (about 4.8 MB of chat JSON, seeded):
 
 - ``found``: `Scrubber.found` on the whole body (no secret in it: the common answer);
 - ``stream``: `ScrubStream.feed` in 64 KiB reads, as the gateway streams a response;
+- ``tiny``: `ScrubStream.feed` in 16-byte pieces over the body's first 64 KiB (what a feed
+  costs however little it holds: an upstream answering in tiny chunks, read one at a time);
 
-for five bodies: plain JSON (`\\"` and `\\\\` everywhere), JSON whose encoder escapes `<`
+for seven bodies: plain JSON (`\\"` and `\\\\` everywhere), JSON whose encoder escapes `<`
 as Go's does (`\\u003c`), PHP-style JSON with every `/` written `\\/`, the plain JSON
 percent-encoded (``quote(safe="")``: about a million `%XX`, the `%2F` of them escapes of a
 byte the secret's forms hold, which the percent-encoded search decodes to look for a form),
-and a hex dump (the first half of the plain JSON hex-encoded: digits only, as the secret's
-hex forms are).
+a hex dump (the first half of the plain JSON hex-encoded: digits only, as the secret's
+hex forms are), the first half of the plain JSON in UTF-16 (a wide text: every search made
+in it read one byte of each character), and the base64 of the first half wrapped at 76
+columns, each line indented (as XML's base64Binary: searched by its tiles).
 The fastest round of each is printed per tree, and this tree's ratio to the baseline.
 """
 
@@ -27,7 +31,7 @@ import sys
 from pathlib import Path
 
 _CHILD = r"""
-import json, random, string, sys, time
+import base64, json, random, string, sys, time
 from urllib.parse import quote
 from agentfirewall.scrubbing import scrubber_for
 random.seed(7)
@@ -38,7 +42,11 @@ messages = [{"role": "user", "content": "".join(random.choice(alphabet) for _ in
 plain = json.dumps({"messages": messages})
 bodies = {"json": plain.encode(), "go-escaped": plain.encode().replace(b"<", b"\\u003c"),
           "php": plain.replace("/", "\\/").encode(), "percent": quote(plain, safe="").encode(),
-          "hex": plain[: len(plain) // 2].encode().hex().encode()}
+          "hex": plain[: len(plain) // 2].encode().hex().encode(),
+          "utf-16": plain[: len(plain) // 2].encode("utf-16-le")}
+encoded = base64.b64encode(plain[: len(plain) // 2].encode())
+lines = (encoded[at:at + 76] for at in range(0, len(encoded), 76))
+bodies["base64-xml"] = b"".join(b"\n    " + line for line in lines)
 out = {}
 for name, body in bodies.items():
     start = time.perf_counter(); scrubber.found(body); found = time.perf_counter() - start
@@ -46,7 +54,13 @@ for name, body in bodies.items():
     for at in range(0, len(body), 65536):
         stream.feed(body[at:at + 65536])
     stream.finish()
-    out[name] = {"found": found * 1000, "stream": (time.perf_counter() - start) * 1000}
+    streamed = (time.perf_counter() - start) * 1000
+    stream = scrubber.stream(); start = time.perf_counter()
+    for at in range(0, 65536, 16):
+        stream.feed(body[at:at + 16])
+    stream.finish()
+    tiny = (time.perf_counter() - start) * 1000
+    out[name] = {"found": found * 1000, "stream": streamed, "tiny": tiny}
 print(json.dumps(out))
 """
 
