@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, Row, or_, select, true, update
@@ -44,6 +44,7 @@ __all__ = [
     "expire_due",
     "expiry_loop",
     "get_approval",
+    "stored_switch",
     "sweep_covered",
 ]
 
@@ -282,9 +283,8 @@ def _check_approvable(conn: Connection, row: dict[str, Any]) -> None:
     """409 when approving `row` would let stopped traffic through: a stored kill switch
     covers it (the sweep is denying it), or its agent is suspended or revoked. Read in the
     writer's transaction, so no snapshot, however outdated, decides it."""
-    switch = next((k for k in _switches(conn) if _matches(row, k.scope, k.target)), None)
-    if switch is not None:
-        label = "all" if switch.scope == "all" else f"{switch.scope}:{switch.target}"
+    label = stored_switch(conn, row)
+    if label is not None:
         raise ApiError(
             409,
             f"approval `{row['id']}` cannot be approved while the kill switch `{label}` "
@@ -299,6 +299,17 @@ def _check_approvable(conn: Connection, row: dict[str, Any]) -> None:
             "(its pending approvals are denied; once it is active, it asks again)",
             agent_status=status,
         )
+
+
+def stored_switch(conn: Connection, row: Mapping[str, Any]) -> str | None:
+    """The label (``all``, ``agent:NAME``, ``connector:NAME``) of a stored kill switch that
+    covers `row` (an approval, or an action with ``connector`` None: its ``agent`` and its
+    ``action_spec``'s provider), read in the caller's transaction: no replica's snapshot,
+    however outdated, decides it."""
+    switch = next((k for k in _switches(conn) if _matches(row, k.scope, k.target)), None)
+    if switch is None:
+        return None
+    return "all" if switch.scope == "all" else f"{switch.scope}:{switch.target}"
 
 
 def expire_due(conn: Connection, now: float) -> list[dict[str, Any]]:
@@ -317,7 +328,7 @@ def _switches(conn: Connection) -> list[Row[Any]]:
     return list(conn.execute(select(kill_switches).order_by(kill_switches.c.activated_at)))
 
 
-def _matches(row: dict[str, Any], scope: str, target: str | None) -> bool:
+def _matches(row: Mapping[str, Any], scope: str, target: str | None) -> bool:
     if scope == "all":
         return True
     if scope == "agent":

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse
 from agentfirewall.errors import TokenError
 from agentfirewall.tokens import DecisionClaims, verify_decision_token
 from agentfirewall_server.actionstore import finish_spend, free_tokens, load_action
+from agentfirewall_server.approvals import stored_switch
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_agent, state_of
 from agentfirewall_server.clock import now
@@ -81,29 +82,49 @@ def _not_killed(state: AppState, row: dict[str, Any]) -> None:
     before the switch does not run while it is active (the token stays unspent)."""
     killed = kill_switch_over(state, row)
     if killed is not None:
-        raise ApiError(
-            403,
-            f"`{killed.matched_rules[0]}` is active: action `{row['id']}` was allowed before "
-            "it and is not executed while it is (its token stays unspent)",
-            code="kill_switch_active",
-            headers={"X-TameFlare-Kill-Switch": "active"},
-        )
+        raise _killed(killed.matched_rules[0], row["id"])
 
 
-def _claim(claims: DecisionClaims, action_id: str) -> Any:
+def _killed(switch: str, action_id: str) -> ApiError:
+    return ApiError(
+        403,
+        f"`{switch}` is active: action `{action_id}` was allowed before it and is not "
+        "executed while it is (its token stays unspent)",
+        code="kill_switch_active",
+        headers={"X-TameFlare-Kill-Switch": "active"},
+    )
+
+
+def _still_free(conn: Connection, row: dict[str, Any]) -> None:
+    """The claim's own reading of what stops the action, in its transaction: a kill switch
+    activated, or its agent suspended or removed, on another replica a moment ago (whose
+    change this replica's snapshot may not have yet) stops it as on the replica that made
+    the change; the token stays unspent."""
+    switch = stored_switch(conn, {**row, "connector": None})
+    if switch is not None:
+        raise _killed(f"kill_switch:{switch}", row["id"])
+    status = conn.execute(select(agents.c.status).where(agents.c.id == row["agent_id"])).scalar()
+    if status != "active":
+        raise ApiError(401, f"agent `{row['agent']}` is {status or 'removed'}: its key is not "
+                       "accepted (the action is not executed)")  # fmt: skip
+
+
+def _claim(claims: DecisionClaims, row: dict[str, Any]) -> Any:
     """decided -> executing, and the token spent; any failure rolls back both."""
+    action_id = row["id"]
 
     def job(conn: Connection) -> None:
+        _still_free(conn, row)
         claimed = conn.execute(
             update(action_requests)
             .where(_A.id == action_id, _A.status == "allowed", _A.execution_state.is_(None))
             .values(execution_state="executing", updated_at=now())
         ).rowcount
         if claimed != 1:
-            row = conn.execute(
+            found = conn.execute(
                 select(_A.status, _A.execution_state).where(_A.id == action_id)
             ).first()
-            raise _refused(action_id, row[0] if row else "unknown", row[1] if row else None)
+            raise _refused(action_id, found[0] if found else "unknown", found[1] if found else None)
         try:
             with conn.begin_nested():
                 conn.execute(
@@ -248,7 +269,7 @@ async def execute_action(request: Request) -> JSONResponse:
     annotate(agent=agent.name, action=spec["type"])
     planned = await plan(state, spec)  # refuse what cannot run before claiming it
     _not_killed(state, row)  # (checked after the last wait before the claim)
-    await state.db.write(_claim(claims, action_id))
+    await state.db.write(_claim(claims, row))
     # shielded: once claimed, the outcome is recorded even if this request is cancelled
     result = await asyncio.shield(_run(state, planned, action_id, agent, spec["type"]))
     state.metrics.duration.observe(time.perf_counter() - started)
