@@ -5,20 +5,25 @@ dict; :func:`restore_input` rebuilds them for :mod:`agentfirewall.policy.replay`
 the action type, resource, the evaluation context (mode, connector, enforcement level, SDK
 default, route risk, content detector names, time) and the parameters a rule may read.
 
-Never stored: header values, bodies, and parameter values that carry content. A parameter
-is *withheld* (only its name kept, under ``"w"``) when its connector lists it in
-:data:`CONTENT_PARAMETERS` (message text, prompts, email subjects) or when its JSON form is
-longer than :data:`MAX_VALUE_BYTES`; a replayed rule reading it sees the field absent, and
-the replay report counts such records as ``partial``.
+Never stored: header values, bodies, parameter values that carry content, and secrets. A
+parameter is *withheld* (only its name kept, under ``"w"``) when its connector lists it in
+:data:`CONTENT_PARAMETERS` (message text, prompts, email subjects), when its name says it
+holds a secret whatever it looks like (``access_token``, ``clientSecret``: the rule approvers
+are shown by, ``agentfirewall.content.shown``), when the decision's content detectors fired
+and its value holds what they find, or when its JSON form is longer than
+:data:`MAX_VALUE_BYTES`; a replayed rule reading it sees the field absent, and the replay
+report counts such records as ``partial``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.content import masked
 from agentfirewall.policy.engine import EvaluationContext
 
 __all__ = [
@@ -27,6 +32,7 @@ __all__ = [
     "RECORD_VERSION",
     "record_input",
     "restore_input",
+    "shown_input",
 ]
 
 RECORD_VERSION: Final = 1
@@ -59,11 +65,35 @@ def _storable(value: object) -> bool:
     return len(text.encode("utf-8")) <= MAX_VALUE_BYTES
 
 
-def _split(values: dict[str, Any], content: frozenset[str]) -> tuple[dict[str, Any], list[str]]:
+@functools.lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
+    """Whether a value under `name` is masked whatever it is, as approvers are shown it."""
+    probe = f"{name}=x0"
+    return masked(probe) != probe
+
+
+def _secret_value(value: object) -> bool:
+    """Whether `value` holds what a detector finds (or a secret named inside it)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return masked(text) != text
+
+
+def _split(
+    values: dict[str, Any], content: frozenset[str], detected: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """The values kept and the names withheld; with `detected` (the decision's content
+    detectors fired), every value holding a detection is withheld too."""
     kept: dict[str, Any] = {}
     withheld: list[str] = []
     for name, value in values.items():
-        if name in content or name.lower() in _ALWAYS or not _storable(value):
+        if (
+            name in content
+            or name.lower() in _ALWAYS
+            or _secret_name(name)
+            or not _storable(value)
+            or (detected and value is not None and not isinstance(value, bool | int | float)
+                and _secret_value(value))
+        ):  # fmt: skip
             withheld.append(name)
         else:
             kept[name] = value
@@ -76,8 +106,9 @@ def record_input(
     """The replayable input of one decision (``unseen``: the gateway widened it because the
     body was not inspected whole, ``agentfirewall.policy.unseen``)."""
     content = CONTENT_PARAMETERS.get(ctx.connector or spec.resource.provider or "", frozenset())
-    params, withheld = _split(spec.parameters, content)
-    hints, hidden = _split(spec.risk_hints, frozenset()) if spec.risk_hints else ({}, [])
+    detected = any(name.startswith("content.") for name in ctx.attributes)
+    params, withheld = _split(spec.parameters, content, detected)
+    hints, hidden = _split(spec.risk_hints, frozenset(), detected) if spec.risk_hints else ({}, [])
     out: dict[str, Any] = {"v": RECORD_VERSION, "t": spec.type, "m": ctx.mode}
     resource = {k: v for k, v in spec.resource.__dict__.items() if v is not None}
     if resource:
@@ -100,6 +131,28 @@ def record_input(
     if unseen:
         out["u"] = 1
     out["n"] = round(ctx.now.timestamp(), 6)
+    return out
+
+
+def shown_input(data: Any) -> Any:
+    """A stored record as it may be shown or replayed: what a version before secrets were
+    withheld on record stored of one (a secret name's value, a detection in a decision
+    whose detectors fired) withheld now, as :func:`record_input` withholds it."""
+    if not isinstance(data, dict) or not (data.get("p") or data.get("h")):
+        return data
+    attributes = data.get("a")
+    detected = isinstance(attributes, dict) and any(n.startswith("content.") for n in attributes)
+    out = dict(data)
+    withheld = list(out.get("w") or [])
+    for key, prefix in (("p", ""), ("h", "risk_hints.")):
+        values = out.get(key)
+        if isinstance(values, dict) and values:
+            out[key], hidden = _split(values, frozenset(), detected)
+            withheld += [prefix + name for name in hidden]
+            if not out[key]:
+                del out[key]
+    if withheld:
+        out["w"] = withheld
     return out
 
 

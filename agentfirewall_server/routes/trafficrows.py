@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, true
 
+from agentfirewall.policy.record import shown_input
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.replaystore import AgentRows
 from agentfirewall_server.store.schema import INTEGER_MAX, action_requests, traffic
@@ -74,7 +75,7 @@ def traffic_json(row: Any) -> dict[str, Any]:
     m["source"] = "proxy"
     m["created_at"] = rfc3339(m["created_at"])
     raw = m.pop("decision_input", None)  # the replayable input (agentfirewall.policy.record)
-    m["input"] = json.loads(raw) if raw else None
+    m["input"] = shown_input(json.loads(raw)) if raw else None
     return m
 
 
@@ -104,7 +105,7 @@ def sdk_json(row: Any) -> dict[str, Any]:
         "bytes_out": None,
         "reason": decision.get("reason"),
         "created_at": rfc3339(row.created_at),
-        "input": json.loads(raw) if raw else None,
+        "input": shown_input(json.loads(raw)) if raw else None,
         "shadow_decision": row.shadow_decision,
         "shadow_rule": row.shadow_rule,
         "shadow_diverged": row.shadow_diverged,

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.content import masked
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.record import _ALWAYS, CONTENT_PARAMETERS, MAX_VALUE_BYTES, _storable
 from agentfirewall.policy.record import record_input as fast_record_input
@@ -29,11 +30,23 @@ def reference_storable(value: object) -> bool:
 
 
 def reference_record_input(spec: ActionSpec, ctx: EvaluationContext, unseen: bool) -> Any:
+    detected = any(name.startswith("content.") for name in ctx.attributes)
+
+    def secret(name: str, value: object) -> bool:
+        """Masked as approvers see it: by its name, or by what detectors found in it."""
+        if masked(f"{name}=x0") != f"{name}=x0":
+            return True
+        if not detected or value is None or isinstance(value, bool | int | float):
+            return False
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        return masked(text) != text
+
     def split(values: dict[str, Any], content: frozenset[str]) -> tuple[dict[str, Any], list[str]]:
         kept: dict[str, Any] = {}
         withheld: list[str] = []
         for name, value in values.items():
-            if name in content or name.lower() in _ALWAYS or not reference_storable(value):
+            if (name in content or name.lower() in _ALWAYS or not reference_storable(value)
+                    or secret(name, value)):  # fmt: skip
                 withheld.append(name)
             else:
                 kept[name] = value
@@ -83,6 +96,11 @@ texts = st.one_of(
         lambda n: st.lists(_CHARS, max_size=n).map(lambda c: "x" * (254 - n) + "".join(c))
     ),
 )
+#: values with what a detector finds: a GitHub token alone, inside a sentence, a card number
+_SECRETS = st.sampled_from(["ghp_" + "A1b2C3d4E5" * 3 + "Q7r8S9",
+                            "deploy key ghp_" + "z9Y8x7W6v5" * 3 + "u4T3s2",
+                            "card 4111 1111 1111 1111", "password=hunter2"])  # fmt: skip
+texts = texts | _SECRETS
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), texts)
 _SURROGATE = st.just("a\ud800b")
 values = st.recursive(
@@ -121,7 +139,8 @@ def _outcome(function: Any, value: object) -> object:
 @st.composite
 def inputs(draw: st.DrawFn) -> tuple[ActionSpec, EvaluationContext, bool]:
     provider = draw(st.sampled_from(["slack", "openai", "github", "generic", "mcp"]))
-    names = st.sampled_from(["text", "Token", "host", "path", "n", "model", "arguments", "x"])
+    names = st.sampled_from(["text", "Token", "host", "path", "n", "model", "arguments", "x",
+                             "access_token", "clientSecret", "max_tokens"])  # fmt: skip
     resource = {
         "provider": provider,
         **draw(st.fixed_dictionaries({}, optional={
