@@ -20,12 +20,12 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Table, and_, false, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, Table, and_, false, or_, select, update
 
 from agentfirewall.decisions import Decision
 from agentfirewall.policy import AccessRule, Engine, Policy
@@ -42,7 +42,6 @@ __all__ = [
     "budget_input",
     "build_engine",
     "input_text",
-    "load_records",
     "prune_inputs",
     "prune_inputs_job",
 ]
@@ -50,6 +49,8 @@ __all__ = [
 #: A record's input larger than this is not stored (its decision cannot be replayed).
 MAX_INPUT_BYTES = 8192
 _WOULD = {"would_deny": "deny", "would_hold": "require_approval"}
+#: Rows fetched from the store at a time while records are replayed.
+_BATCH = 1000
 #: The reason of a verdict a budget gave: ``budget `name` exceeded: ...`` past its limit
 #: (``budgetstore.exceeded``), ``budget `name`: ...`` when a request says not how much it
 #: spends (``agentfirewall.budgetspend``).
@@ -58,14 +59,79 @@ _BUDGET_REASON = re.compile(r"budget `[a-z0-9][a-z0-9_-]{0,99}`(?: exceeded)?: "
 _KILL_REASON = "kill_switch_active"
 
 
-class Records(list[Recorded]):
-    """The replayable records, and how many of them had a live verdict that something
-    other than the rules gave (by what: ``budget``, ``kill_switch``): those are loaded
-    without a live verdict, so a replay does not count them as drifted."""
+class Records:
+    """The replayable decisions made since `since` (unix seconds), of `agents` (None: all):
+    the newest `limit` of each source (gateway, SDK), read from the store as they are
+    iterated, once, on `conn` (a replay over a million rows holds one at a time, not all).
 
-    def __init__(self) -> None:
-        super().__init__()
+    A record whose live verdict a kill switch gave, or a budget it does not name, has none
+    (`recorded` None: not compared for drift), counted in :attr:`outside_rules` by what gave
+    it (``budget``, ``kill_switch``): complete once the records were iterated.
+    """
+
+    def __init__(
+        self, conn: Connection, since: float, agents: AgentRows | None = None,
+        limit: int = 1_000_000,
+    ) -> None:  # fmt: skip
+        self._conn, self._since, self._agents, self._limit = conn, since, agents, limit
         self.outside_rules: Counter[str] = Counter()
+
+    def __iter__(self) -> Iterator[Recorded]:
+        since, agents, limit = self._since, self._agents, self._limit
+        query = select(
+            traffic.c.id, traffic.c.agent, traffic.c.decision, traffic.c.would_outcome,
+            traffic.c.decision_input, traffic.c.reason,
+        ).where(traffic.c.created_at >= since, traffic.c.decision_input.is_not(None))  # fmt: skip
+        if agents is not None:
+            query = query.where(agents.where(traffic))
+        for row in self._rows(query.order_by(traffic.c.created_at.desc()).limit(limit)):
+            recorded = _WOULD.get(row.would_outcome or "") or row.decision
+            live = (recorded, row.reason or "", row.decision == "killed")
+            yield from self._restore(f"traffic:{row.id}", "proxy", row.agent,
+                                     row.decision_input, live)  # fmt: skip
+        actions = select(
+            action_requests.c.id, action_requests.c.agent, action_requests.c.decision,
+            action_requests.c.decision_input,
+        ).where(
+            action_requests.c.created_at >= since, action_requests.c.decision_input.is_not(None)
+        )  # fmt: skip
+        if agents is not None:
+            actions = actions.where(agents.where(action_requests))
+        for act in self._rows(actions.order_by(action_requests.c.created_at.desc()).limit(limit)):
+            try:
+                decision = Decision.from_dict(json.loads(act.decision))
+                live = (verdict(decision), decision.reason, decision.kill_switch)
+            except (ValueError, KeyError, TypeError):
+                live = (None, "", False)
+            yield from self._restore(f"action:{act.id}", "sdk", act.agent, act.decision_input,
+                                     live)  # fmt: skip
+
+    def _rows(self, query: Select[Any]) -> Iterator[Any]:
+        """The rows of `query`, fetched a batch at a time (a server-side cursor on
+        PostgreSQL, SQLite's own stepping); closed with the iteration, finished or not."""
+        with self._conn.execute(query.execution_options(yield_per=_BATCH)) as result:
+            yield from result
+
+    def _restore(
+        self, ident: str, source: str, agent: str | None, text: str,
+        live: tuple[str | None, str, bool],
+    ) -> Iterator[Recorded]:  # fmt: skip
+        """The record `text` with its `live` (verdict, reason, killed): without the verdict
+        when something outside a replayed configuration gave it (counted by what); an
+        unreadable input is skipped, never guessed."""
+        try:
+            data = json.loads(text)
+            spec, ctx = restore_input(data, agent or "")
+            budget = recorded_budget(data)
+        except (ValueError, KeyError, TypeError):
+            return
+        recorded, reason, killed = live
+        outside = _outside_rules(reason, budget, killed=killed)
+        if outside:
+            self.outside_rules[outside] += 1
+        yield Recorded(ident, source, spec, ctx, None if outside else recorded,
+                       partial=bool(data.get("w")), unseen=bool(data.get("u")),
+                       budget=budget)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,64 +204,6 @@ def budget_input(text: str | None, outcome: str, budget: str) -> str | None:
     action (``agentfirewall.policy.replay.with_budget``): on the SDK path budgets decide
     in the write that records the action, after its record was made."""
     return None if text is None else input_text(with_budget(json.loads(text), outcome, budget))
-
-
-def _restore(
-    out: Records, ident: str, source: str, agent: str | None, text: str,
-    live: tuple[str | None, str, bool],
-) -> None:  # fmt: skip
-    """Add the record `text` to `out` with its `live` (verdict, reason, killed): without
-    the verdict when something outside a replayed configuration gave it (counted by what);
-    an unreadable input is skipped, never guessed."""
-    try:
-        data = json.loads(text)
-        spec, ctx = restore_input(data, agent or "")
-        budget = recorded_budget(data)
-    except (ValueError, KeyError, TypeError):
-        return
-    recorded, reason, killed = live
-    outside = _outside_rules(reason, budget, killed=killed)
-    if outside:
-        out.outside_rules[outside] += 1
-    out.append(Recorded(ident, source, spec, ctx, None if outside else recorded,
-                        partial=bool(data.get("w")), unseen=bool(data.get("u")),
-                        budget=budget))  # fmt: skip
-
-
-def load_records(
-    conn: Connection, since: float, agents: AgentRows | None = None, limit: int = 1_000_000
-) -> Records:
-    """The replayable decisions made since `since` (unix seconds), of `agents` (None: all):
-    the newest `limit` of each source (gateway, SDK). A record whose live verdict a kill
-    switch gave, or a budget it does not name, has none (`recorded` None: not compared for
-    drift), counted in `outside_rules`."""
-    out = Records()
-    query = select(
-        traffic.c.id, traffic.c.agent, traffic.c.decision, traffic.c.would_outcome,
-        traffic.c.decision_input, traffic.c.reason,
-    ).where(traffic.c.created_at >= since, traffic.c.decision_input.is_not(None))  # fmt: skip
-    if agents is not None:
-        query = query.where(agents.where(traffic))
-    for row in conn.execute(query.order_by(traffic.c.created_at.desc()).limit(limit)):
-        recorded = _WOULD.get(row.would_outcome or "") or row.decision
-        live = (recorded, row.reason or "", row.decision == "killed")
-        _restore(out, f"traffic:{row.id}", "proxy", row.agent, row.decision_input, live)
-    actions = select(
-        action_requests.c.id, action_requests.c.agent, action_requests.c.decision,
-        action_requests.c.decision_input,
-    ).where(
-        action_requests.c.created_at >= since, action_requests.c.decision_input.is_not(None)
-    )  # fmt: skip
-    if agents is not None:
-        actions = actions.where(agents.where(action_requests))
-    for act in conn.execute(actions.order_by(action_requests.c.created_at.desc()).limit(limit)):
-        try:
-            decision = Decision.from_dict(json.loads(act.decision))
-            live = (verdict(decision), decision.reason, decision.kill_switch)
-        except (ValueError, KeyError, TypeError):
-            live = (None, "", False)
-        _restore(out, f"action:{act.id}", "sdk", act.agent, act.decision_input, live)
-    return out
 
 
 def build_engine(

@@ -10,9 +10,14 @@ candidate's documents are parsed and compiled in a worker thread (``policies.off
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import itertools
 import time
-from collections.abc import Container
+import weakref
+from collections import Counter
+from collections.abc import AsyncIterator, Container
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -29,10 +34,11 @@ from agentfirewall.policy import AccessRule, Engine, Policy, load_policy
 from agentfirewall.policy.replay import Recorded, replay
 from agentfirewall.policy.suggest import suggest_rules
 from agentfirewall_server.auth import require_role, state_of
-from agentfirewall_server.replaystore import AgentRows, build_engine, load_records
+from agentfirewall_server.replaystore import AgentRows, Records, build_engine
 from agentfirewall_server.routes.permissions import check_names
 from agentfirewall_server.routes.policies import off_loop
 from agentfirewall_server.snapshot import Snapshot
+from agentfirewall_server.state import AppState
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
 __all__ = ["CandidatePermission", "candidate_permissions", "routes"]
@@ -120,7 +126,7 @@ async def replay_route(request: Request) -> JSONResponse:
     agents = AgentRows.of(snapshot, body.agents) if body.agents else None
 
     def job(conn: Connection) -> dict[str, Any]:
-        records = load_records(conn, since, agents, body.limit)
+        records = Records(conn, since, agents, body.limit)
         started = time.perf_counter()
         aliased = map(_aliased, records)
         report = replay(aliased, baseline, candidate, examples=body.examples).to_dict()
@@ -130,7 +136,8 @@ async def replay_route(request: Request) -> JSONResponse:
         report["outside_rules"] = dict(sorted(records.outside_rules.items()))
         return report
 
-    result = await state.db.read(job)
+    async with _one_at_a_time(state):
+        result = await state.db.read(job)
     result["since_seconds"] = body.since_seconds
     return json_ok(result)
 
@@ -164,12 +171,39 @@ async def suggest_route(request: Request) -> JSONResponse:
     since = time.time() - _since(request)
     state = state_of(request)
     wanted = AgentRows.of(state.snapshot, [agent])  # the rules are the name's: its agent's now
-    records = await state.db.read(lambda c: load_records(c, since, wanted))
-    observed = [(r.ctx.connector, r.spec.type, r.ctx.risk) for r in records if r.ctx.connector]
+
+    def job(conn: Connection) -> Counter[tuple[str, str, Any]]:
+        return Counter((r.ctx.connector, r.spec.type, r.ctx.risk)
+                       for r in Records(conn, since, wanted) if r.ctx.connector)  # fmt: skip
+
+    async with _one_at_a_time(state):
+        observed = await state.db.read(job)  # how many calls of each kind: not each call
     catalogues = {c: found for c in {o[0] for o in observed} if (found := _catalogue(c))}
-    rules = suggest_rules(agent, observed, catalogues)  # type: ignore[arg-type]
-    return json_ok({"agent": agent, "observed": len(observed),
+    calls = itertools.chain.from_iterable(itertools.repeat(o, n) for o, n in observed.items())
+    rules = suggest_rules(agent, calls, catalogues)
+    return json_ok({"agent": agent, "observed": observed.total(),
                     "rules": [r.to_dict() for r in rules]})  # fmt: skip
+
+
+#: The replays (and suggestions) running, per server: one at a time, each reading the whole
+#: window on one of the store's readers, so that the others stay free for everyone else.
+_RUNNING: weakref.WeakKeyDictionary[AppState, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def _one_at_a_time(state: AppState) -> AsyncIterator[None]:
+    """Run the body while no other replay or suggestion runs on this server; 429 at once
+    when one does (a replay over a long window takes seconds to minutes)."""
+    lock = _RUNNING.setdefault(state, asyncio.Lock())
+    if lock.locked():
+        raise ApiError(
+            429,
+            "another replay or suggestion is running on this server: try again when it ends",
+            code="replay_busy",
+            headers={"Retry-After": "5"},
+        )
+    async with lock:
+        yield
 
 
 def routes() -> list[BaseRoute]:

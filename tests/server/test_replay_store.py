@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.record import record_input
-from agentfirewall_server.replaystore import AgentRows, input_text, load_records, prune_inputs
+from agentfirewall_server.replaystore import AgentRows, Records, input_text, prune_inputs
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import traffic
 
@@ -42,10 +42,10 @@ def test_inputs_replay_and_are_cleared_past_retention(db: Database) -> None:
     rows = [_row("old", NOW - 40 * DAY, 1), _row("new", NOW - DAY, 2)]
     db.write_sync(lambda c: c.execute(insert(traffic), rows))
     bot, other = AgentRows(names=frozenset({"Bot"})), AgentRows(names=frozenset({"Other"}))
-    found = db.read_sync(lambda c: load_records(c, NOW - 60 * DAY, bot))
+    found = db.read_sync(lambda c: list(Records(c, NOW - 60 * DAY, bot)))
     assert sorted(str(r.spec.parameters["amount"]) for r in found) == ["1", "2"]
     assert {r.recorded for r in found} == {"allow"}
-    assert db.read_sync(lambda c: load_records(c, NOW - 60 * DAY, other)) == []
+    assert db.read_sync(lambda c: list(Records(c, NOW - 60 * DAY, other))) == []
 
     db.write_sync(lambda c: prune_inputs(c, NOW, 30))
     kept = db.read_sync(lambda c: c.execute(select(traffic.c.request_id, traffic.c.decision_input)
