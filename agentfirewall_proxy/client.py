@@ -58,6 +58,9 @@ class ClientConnection:
         self.parked = False
         #: The request asked ``Expect: 100-continue`` and its body was not read yet.
         self.continue_due = False
+        #: Bytes written by :meth:`write`: an exchange's answer began once it grew
+        #: (``Flow.written_before``; a ``100 Continue`` is not counted).
+        self.written = 0
         self.deadline = ReadDeadline()
         #: The last ``Proxy-Authorization`` value read here and its key's hash.
         self._credential: tuple[bytes, str] | None = None
@@ -118,6 +121,7 @@ class ClientConnection:
         return None
 
     def write(self, data: bytes) -> None:
+        self.written += len(data)
         self.writer.write(data)
 
     async def flush(self) -> None:

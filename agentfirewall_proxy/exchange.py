@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["exchange", "resume_exchange"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: What the answer to a request cut after it was sent adds (``_upstream_failed``).
+_SENT_BEFORE_CUT = "; its request was sent before the cut: the upstream may have acted on it"
 
 
 async def exchange(
@@ -196,15 +198,22 @@ async def _refused(
 async def _upstream_failed(
     gateway: Services, conn: ClientConnection, flow: Flow, exc: UpstreamError
 ) -> bool:
+    """Answer why, unless part of an answer went out already: then the connection closes.
+
+    A request cut in flight after it was sent (``Gateway._cut``: its upstream connection
+    aborted) is answered as cut, never as the upstream's failure nor as not forwarded."""
+    cut = flow.cut_by if flow.sent else None
+    if cut is not None:
+        refusal = Refusal(cut.status, cut.error, cut.message + _SENT_BEFORE_CUT)
+    else:
+        refusal = Refusal(exc.status, "upstream_error", str(exc))
     # an approved request keeps saying so (`tf logs`: held → approved), then why it failed
     approved = flow.reason.startswith("approved")
-    flow.status, flow.reason = exc.status, f"{flow.reason}; {exc}" if approved else str(exc)
-    if flow.bytes_in == 0 and not conn.writer.transport.is_closing():
-        await conn.refuse(
-            exc.status,
-            gateway.refusal_body(flow, Refusal(exc.status, "upstream_error", str(exc))),
-            close=True,
-        )
+    flow.status = refusal.status
+    flow.reason = f"{flow.reason}; {refusal.message}" if approved else refusal.message
+    if conn.written == flow.written_before and not conn.writer.transport.is_closing():
+        await conn.refuse(refusal.status, gateway.refusal_body(flow, refusal),
+                          kill_switch=refusal.error == "kill_switch", close=True)  # fmt: skip
     return False
 
 
@@ -484,9 +493,12 @@ async def _forward(
                 await _stream_request_body(conn, up, flow, chunked)
             response = await response_head(gateway, up)
             flow.answered = response.status
+            if flow.cut_by is not None:  # its head was read as it was cut: answered as cut
+                raise UpstreamError(502, "the exchange was cut")
         except UpstreamError as exc:
             up.abort()
-            if attempt == 0 and up.reused and complete and exc.unanswered and replayable(head):
+            again = attempt == 0 and up.reused and complete and exc.unanswered
+            if again and replayable(head) and flow.cut_by is None:  # (cut: answered so)
                 continue  # a pooled connection the upstream had closed: once more, fresh
             raise
         except BaseException:

@@ -81,9 +81,12 @@ class Flow:
     started: float = field(default_factory=time.monotonic)
     #: Set by the kill switch: a held flow is answered 403, a forwarding one is cut.
     killed: bool = False
-    #: Why a forwarding flow was cut in flight (its agent deactivated, the control plane
-    #: lost), for its record; the kill switch's cut is `killed`.
-    cut: str = ""
+    #: Why a forwarding flow was cut in flight (the kill switch, its agent deactivated, the
+    #: control plane lost): its answer while none of the upstream's went out (``cut``).
+    cut_by: Refusal | None = None
+    #: The client connection's ``written`` count when the flow began: more, and part of
+    #: its answer went out (after which nothing else may be written: ``Gateway._cut``).
+    written_before: int = 0
     #: The approval this flow is held for (``approvals.Holds``).
     approval_id: str | None = None
     #: The action type (kept when ``parsed`` is dropped to park a held request).
@@ -136,6 +139,13 @@ class Flow:
     handed_off: float = 0.0
     #: When its approval hold began and ended (monotonic; ended 0 while it is held).
     hold: tuple[float, float] | None = None
+
+    @property
+    def cut(self) -> str:
+        """Why it was cut in flight, for its record ("": it was not; the kill switch's cut
+        is recorded as `killed`)."""
+        by = self.cut_by
+        return f"{by.error}: {by.message}" if by is not None else ""
 
 
 def scrubber_of(flow: Flow) -> Scrubber | None:

@@ -57,12 +57,14 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 VERSION = "0.1.0"
-#: Why an exchange in flight was cut, for its traffic record.
-_CUT_INACTIVE = "agent_inactive: the exchange was cut: its agent was suspended or removed"
-_CUT_OUTAGE = (
-    "control_plane_unreachable: the exchange was cut: no word from the control plane for "
-    "longer than --max-config-age (its config may miss a kill switch)"
-)
+#: Why an exchange in flight was cut: its record, and its answer while none went out yet.
+_CUT_KILLED = Refusal(403, "kill_switch", "kill_switch_active: the exchange was cut by the "
+                      "kill switch")  # fmt: skip
+_CUT_INACTIVE = Refusal(403, "agent_inactive", "the exchange was cut: its agent was suspended "
+                        "or removed")  # fmt: skip
+_CUT_OUTAGE = Refusal(503, "control_plane_unreachable", "the exchange was cut: no word from the "
+                      "control plane for longer than --max-config-age (its config may miss a "
+                      "kill switch)")  # fmt: skip
 #: Pauses between tries to store a rotated refresh token while the control plane is away.
 _STORE_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, None)
 #: Connectors whose official clients need ``error`` to be an object in error bodies.
@@ -222,6 +224,7 @@ class Gateway:
         task.add_done_callback(self._resumed.discard)
 
     def begin(self, flow: Flow, conn: ClientConnection) -> None:
+        flow.written_before = conn.written
         self.active[flow] = (conn, None)
 
     def attach(self, flow: Flow, up: Abortable) -> None:
@@ -283,16 +286,25 @@ class Gateway:
             if flow.killed or flow in held or (outcome := stopped(flow)) is None:
                 continue
             flow.killed = outcome == "killed"
-            self._cut(flow, "" if flow.killed else _CUT_INACTIVE)
+            self._cut(flow, _CUT_KILLED if flow.killed else _CUT_INACTIVE)
 
-    def _cut(self, flow: Flow, why: str) -> None:
-        """End a forwarding flow now, both ways; `why` goes in its record."""
+    def _cut(self, flow: Flow, why: Refusal) -> None:
+        """End a forwarding flow now; `why` goes in its record.
+
+        A request sent upstream and waiting for its response head, nothing written to its
+        client yet, loses only its upstream connection: the exchange then answers `why`
+        (``exchange._upstream_failed``). Any other is aborted both ways: an answer under
+        way (a response, a stream, a tunnel) is never followed by another, and a request
+        body still coming in is not read on."""
         found = self.active.get(flow)
         if found is None:
             return
         conn, up = found
-        flow.cut = flow.cut or why
-        conn.abort()
+        if flow.cut_by is None:
+            flow.cut_by = why
+        waiting = flow.sent and not flow.answered and conn.written == flow.written_before
+        if not (waiting and conn.clean and not conn.body_pending):
+            conn.abort()
         if up is not None:
             up.abort()
 
