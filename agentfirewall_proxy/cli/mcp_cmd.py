@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
 import sys
 from collections.abc import Coroutine
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 # the relay (engine, snapshot compiler) is imported by `wrap` only: other `tf` commands
 # stay as quick to start as before
 _LIMIT = 32 * 1024 * 1024
-_SERVER_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 __all__ = ["register"]
 
@@ -97,7 +95,7 @@ def wrap_cmd(ctx: Context) -> int:
     control = _control(ctx)
     name = str(ctx.args.name)
     server_name = str(ctx.args.server_name or Path(command[-1]).stem or "mcp")
-    if not _SERVER_NAME.fullmatch(server_name):
+    if not clients.SERVER_NAME.fullmatch(server_name):
         raise CliError(
             f"server name `{server_name[:80]}`: 1-100 letters, digits, `.`, `_`, `-`",
             hint="pass --server-name NAME",
@@ -174,7 +172,7 @@ def _read(path: Path, named: bool = False) -> tuple[dict[str, Any], bytes | None
             hint="--config-file names the client's JSON file (e.g. ~/.cursor/mcp.json)",
         ) from None
     try:
-        return clients.load(path), raw
+        return clients.parse(raw, path), raw
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
@@ -192,8 +190,15 @@ def install_cmd(ctx: Context) -> int:
     )
     if done:
         clients.save(path, data, raw)
-    payload = {"config": str(path), "wrapped": done, "backup": str(clients.backup_path(path))}
-    ctx.out.result(payload, lambda: _said(ctx, "wrapped", done, path))
+    payload = {"config": str(path), "wrapped": list(done), "server_names": done,
+               "backup": str(clients.backup_path(path))}  # fmt: skip
+    said = [name if name == slug else f"{name} (as `{slug}`)" for name, slug in done.items()]
+    ctx.out.result(payload, lambda: _said(ctx, "wrapped", said, path))
+    if done and raw is not None and not clients.plain_json(raw):
+        ctx.out.warn(
+            f"the comments (and trailing commas) in {path} are not kept in it: the backup "
+            "keeps them, and `tf mcp uninstall` puts them back"
+        )
     if done and project is None:  # the client starts them elsewhere: no token to be found
         ctx.out.warn(
             "no `tf init` project here, so the entries name none (--project): each wrapped "
@@ -206,9 +211,10 @@ def install_cmd(ctx: Context) -> int:
 def uninstall_cmd(ctx: Context) -> int:
     client, path = _client_file(ctx)
     data, raw = _read(path, named=bool(ctx.flag("config_file")))
-    done = clients.unwrap_all(data, client)
-    if done:
-        clients.save(path, data, raw)
+    before = clients.read_backup(path)
+    done = clients.unwrap_all(data, client, before[0] if before else None)
+    if done:  # back to what the backup holds: its very bytes (layout, comments)
+        clients.save(path, before[1] if before and before[0] == data else data, raw)
     ctx.out.result({"config": str(path), "unwrapped": done},
                    lambda: _said(ctx, "unwrapped", done, path))  # fmt: skip
     return EXIT_OK

@@ -8,9 +8,16 @@ HTTP, so it is left alone. Wrapping rewrites an entry to::
     {"command": TF, "args": ["mcp", "wrap", "--name", AGENT, "--server-name", NAME,
                              "--project", DIR, "--", ORIGINAL_COMMAND, *ORIGINAL_ARGS], ...}
 
-so unwrapping is exact: everything after ``--`` is the original. The file is written
-atomically with the permissions it had (a new one 0600), and before the first change a copy
-of the original is kept beside it (``<file>.tameflare-backup``, 0600, never overwritten).
+so unwrapping is exact: everything after ``--`` is the original (an entry that had no
+``args`` gets none back: the backup says so). NAME is the entry's key when ``tf mcp wrap``
+accepts it as a server name, else a slug of it (:func:`server_names`). The file is written
+atomically with the permissions it had (a new one 0600; a symbolic link's target is
+rewritten, the link kept), and before the first change a copy of the original is kept
+beside it (``<file>.tameflare-backup``, 0600, never overwritten): when uninstalling gives
+back what it held, its bytes are written back (layout and comments included).
+
+VS Code's ``mcp.json`` is JSONC: comments and trailing commas are read (:func:`load`), but
+a rewritten file holds none (the backup keeps them).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -28,18 +36,30 @@ from typing import Any
 
 __all__ = [
     "CLIENTS",
+    "SERVER_NAME",
     "WrapEntry",
     "backup_path",
     "config_path",
     "entries",
     "load",
+    "parse",
+    "plain_json",
+    "read_backup",
     "save",
+    "server_names",
     "unwrap_all",
     "wrap_all",
 ]
 
 CLIENTS = ("claude-desktop", "cursor", "vscode")
 _MARK = ["mcp", "wrap"]
+#: A server name `tf mcp wrap --server-name` accepts.
+SERVER_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: A JSON string, or what JSONC adds to JSON: a comment, a comma before `]` or `}`.
+_STRING = r'"(?:[^"\\\n]|\\.)*"'
+_COMMENT = re.compile(_STRING + r"|//[^\n]*|/\*[\s\S]*?\*/")
+_TRAILING_COMMA = re.compile(_STRING + r"|,(?=\s*[\]}])")
 
 
 @dataclass(frozen=True)
@@ -79,18 +99,58 @@ def _servers_key(client: str) -> str:
 
 def load(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         return {}
+    return parse(raw, path)
+
+
+def parse(raw: bytes, path: Path) -> dict[str, Any]:
+    """A client's config: JSON, or JSONC (VS Code's: comments, trailing commas)."""
+    try:
+        text = raw.decode("utf-8")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = json.loads(_strict(text))
     except ValueError as exc:
-        raise ValueError(f"`{path}` is not valid JSON: {exc}") from None
+        raise ValueError(f"`{path}` is not valid JSON (nor JSONC): {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"`{path}` must hold a JSON object")
     return data
 
 
-def save(path: Path, data: dict[str, Any], original: bytes | None) -> None:
-    """Write `data` atomically; keep `original` as the backup if there is none yet.
+def plain_json(raw: bytes) -> bool:
+    """Whether `raw` is JSON as is (a rewritten JSONC file loses its comments)."""
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def _strict(text: str) -> str:
+    """JSONC as JSON: comments and trailing commas blanked, strings left as they are."""
+
+    def blank(found: re.Match[str]) -> str:
+        return found[0] if found[0].startswith('"') else re.sub(r"[^\n]", " ", found[0])
+
+    return _TRAILING_COMMA.sub(blank, _COMMENT.sub(blank, text))
+
+
+def read_backup(path: Path) -> tuple[dict[str, Any], bytes] | None:
+    """The config as it was before the first install (its backup) and its bytes; None
+    when there is none, or it is no config."""
+    try:
+        raw = backup_path(path).read_bytes()
+        return parse(raw, path), raw
+    except (OSError, ValueError):
+        return None
+
+
+def save(path: Path, data: dict[str, Any] | bytes, original: bytes | None) -> None:
+    """Write `data` (bytes: as they are) atomically; keep `original` as the backup if there
+    is none yet. A symbolic link at `path` (dotfiles) stays one: its target is rewritten.
 
     These files hold the servers' secrets (their ``env``): the new file keeps the old one's
     permissions (a new file is 0600), and the backup and the temporary file are created
@@ -103,14 +163,17 @@ def save(path: Path, data: dict[str, Any], original: bytes | None) -> None:
         mode = 0o600
     if original is not None:
         _write_backup(backup_path(path), original)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if not isinstance(data, bytes):
+        data = (json.dumps(data, indent=2) + "\n").encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write((json.dumps(data, indent=2) + "\n").encode("utf-8"))
+            handle.write(data)
             handle.flush()
             _set_mode(handle.fileno(), tmp, mode)
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -169,6 +232,11 @@ def _split(args: list[str]) -> tuple[list[str], list[str]] | None:
     return head, args[end + 1 :]
 
 
+def _flag(head: list[str], flag: str) -> str | None:
+    """The value of `flag` among a wrapped entry's wrap flags, if given."""
+    return head[head.index(flag) + 1] if flag in head[:-1] else None
+
+
 def _wrapped(entry: Mapping[str, Any]) -> bool:
     return _split(_args(entry)) is not None
 
@@ -182,35 +250,67 @@ def entries(data: dict[str, Any], client: str) -> list[WrapEntry]:
         split = _split(args)
         if split is not None:
             head, rest = split
-            agent = head[head.index("--name") + 1] if "--name" in head[:-1] else None
-            out.append(WrapEntry(name, True, agent, rest, False))
+            out.append(WrapEntry(name, True, _flag(head, "--name"), rest, False))
         else:
             command = [str(entry.get("command", "")), *args]
             out.append(WrapEntry(name, False, None, command, _is_remote(entry)))
     return out
 
 
+def server_names(data: dict[str, Any], client: str) -> dict[str, str]:
+    """A server name for each entry not yet wrapped (by its key) that ``tf mcp wrap``
+    accepts: its key when it is one, else the key with each run of other characters as
+    ``-`` (never first: it would read as a flag), unique among the entries."""
+    taken: set[str] = set()
+    names = []
+    for name, entry in _servers(data, client).items():
+        split = _split(_args(entry)) if isinstance(entry, dict) else None
+        if split is not None:
+            taken.add(_flag(split[0], "--server-name") or name)
+        elif isinstance(entry, dict):
+            names.append(name)
+    out = {name: name for name in names if SERVER_NAME.fullmatch(name) and name[0] != "-"}
+    taken.update(out)
+    for name in names:
+        if name in out:
+            continue
+        base = _NOT_IN_NAME.sub("-", name).strip("-")[:90] or "mcp"
+        slug, count = base, 1
+        while slug in taken:
+            count += 1
+            slug = f"{base}-{count}"
+        out[name] = slug
+        taken.add(slug)
+    return {name: out[name] for name in names}
+
+
 def wrap_all(
     data: dict[str, Any], client: str, *, agent: str, tf: list[str], project: Path | None
-) -> list[str]:
-    """Wrap every stdio server not yet wrapped; the names wrapped."""
-    done = []
+) -> dict[str, str]:
+    """Wrap every stdio server not yet wrapped; the names wrapped, each with its server
+    name (:func:`server_names`)."""
+    done = {}
+    slugs = server_names(data, client)
     for name, entry in _servers(data, client).items():
         if not isinstance(entry, dict) or _is_remote(entry) or _wrapped(entry):
             continue
         original = [str(entry["command"]), *_args(entry)]
-        flags = ["--name", agent, "--server-name", name]
+        flags = ["--name", agent, "--server-name", slugs[name]]
         if project is not None:
             flags += ["--project", str(project)]
         entry["command"] = tf[0]
         entry["args"] = [*tf[1:], *_MARK, *flags, "--", *original]
-        done.append(name)
+        done[name] = slugs[name]
     return done
 
 
-def unwrap_all(data: dict[str, Any], client: str) -> list[str]:
-    """Put every wrapped server back as it was; the names unwrapped."""
+def unwrap_all(
+    data: dict[str, Any], client: str, before: dict[str, Any] | None = None
+) -> list[str]:
+    """Put every wrapped server back as it was; the names unwrapped. `before`: the config
+    before the first install (the backup): an entry that had no ``args`` there gets none."""
     done = []
+    earlier = _servers(before or {}, client)
     for name, entry in _servers(data, client).items():
         if not isinstance(entry, dict):
             continue
@@ -220,5 +320,8 @@ def unwrap_all(data: dict[str, Any], client: str) -> list[str]:
         original = split[1]
         entry["command"] = original[0]
         entry["args"] = original[1:]
+        was = earlier.get(name)
+        if not entry["args"] and isinstance(was, dict) and "args" not in was:
+            del entry["args"]
         done.append(name)
     return done

@@ -2,7 +2,8 @@
 
 A message larger than the limit is skipped whole (its bytes are read and dropped up to the
 next newline) and reported as :class:`TooLarge`, so one oversized message never wedges or
-crashes the relay and the next message is read normally.
+crashes the relay and the next message is read normally. Its first bytes are kept: they
+usually tell its id, so the request it is (or answers) is answered, not left waiting.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ __all__ = ["DEFAULT_LIMIT", "TooLarge", "open_stdio", "read_message"]
 
 #: The largest message relayed (either direction); MCP servers routinely send megabytes.
 DEFAULT_LIMIT = 32 * 1024 * 1024
+#: How many of a skipped message's first bytes are kept (:attr:`TooLarge.head`).
+HEAD = 4096
 
 
 class TooLarge:
-    """Marks a skipped message: `size` bytes at least."""
+    """Marks a skipped message: `size` bytes at least; `head`: its first bytes (up to
+    :data:`HEAD`)."""
 
-    __slots__ = ("size",)
+    __slots__ = ("head", "size")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, head: bytes = b"") -> None:
         self.size = size
+        self.head = head
 
 
 async def read_message(reader: asyncio.StreamReader) -> bytes | TooLarge | None:
@@ -42,18 +47,18 @@ async def read_message(reader: asyncio.StreamReader) -> bytes | TooLarge | None:
 
 async def _skip(reader: asyncio.StreamReader, consumed: int) -> TooLarge:
     """Drop the rest of an oversized message: `consumed` buffered bytes hold no newline."""
-    skipped = 0
+    head = (await reader.readexactly(consumed))[:HEAD]
+    skipped = consumed
     while True:
-        await reader.readexactly(consumed)
-        skipped += consumed
         try:
             tail = await reader.readuntil(b"\n")
         except asyncio.IncompleteReadError as exc:
-            return TooLarge(skipped + len(exc.partial))
+            return TooLarge(skipped + len(exc.partial), head)
         except asyncio.LimitOverrunError as exc:
-            consumed = exc.consumed
+            await reader.readexactly(exc.consumed)
+            skipped += exc.consumed
             continue
-        return TooLarge(skipped + len(tail) - 1)
+        return TooLarge(skipped + len(tail) - 1, head)
 
 
 async def open_stdio(limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -6,7 +6,7 @@
 - denied: answered with a JSON-RPC error naming the action, the rule and the reason (a
   denied notification is dropped);
 - held: by :mod:`~agentfirewall_proxy.mcpwrap.holding` (``notifications/cancelled`` for a
-  held request ends the hold).
+  held request ends the hold; the other requests of a held batch are then refused).
 
 A line that cannot be read as a message (over the size limit, not JSON, an id whose answer
 could not be told apart) is refused and recorded too.
@@ -74,10 +74,10 @@ class FromClient:
             if line is None:
                 await session.client_closed()
                 return
-            if isinstance(line, TooLarge):  # not read: its id is not known (JSON-RPC: null)
+            if isinstance(line, TooLarge):  # not read: its id from its first bytes, else null
                 text = f"message over the {self.limit}-byte limit: not relayed"
                 self._record_unread("/too-large", line.size, text)
-                await session.write(rpc.error(None, rpc.INVALID, text))
+                await session.write(rpc.error(self._unread_id(line), rpc.INVALID, text))
                 continue
             try:
                 await self.receive(line)
@@ -96,7 +96,14 @@ class FromClient:
             self._record_unread("/not-json", len(line), str(exc))
             await session.write(rpc.error(None, rpc.PARSE_ERROR, str(exc)))
             return
-        if self.pending.cancel_hold(message):
+        hold_cancelled = self.pending.cancel_hold(message)
+        if hold_cancelled is not None:  # the rest of the held batch (if any) is refused
+            cancelled, others = hold_cancelled
+            text = (f"TameFlare: request {rpc.id_key(cancelled)[:60]} of this held batch was "
+                    "cancelled by the client: the batch was not forwarded")  # fmt: skip
+            data = {"error": "batch_cancelled", "cancelled": cancelled}
+            for request_id in others:
+                await session.write(rpc.error(request_id, rpc.APPROVAL, text, data))
             return
         why = self.pending.untrackable(message)
         if why is not None:  # its answer could not be told apart: refused, recorded
@@ -189,6 +196,16 @@ class FromClient:
             connector=self.gate.connector,
             bytes_in=size,
         )
+
+    def _unread_id(self, skipped: TooLarge) -> str | int | None:
+        """The id of a request too large to read, from its first bytes, when its answer
+        can be told apart (an id no unanswered request uses), else None (JSON-RPC's id
+        when it cannot be read): the client's request gets its answer."""
+        head = rpc.read_head(skipped.head)
+        is_request, request_id = rpc.request_id(head)
+        if not is_request or self.pending.untrackable(head) is not None:
+            return None
+        return request_id if isinstance(request_id, str | int) else None
 
     def _record_unread(self, path: str, size: int, reason: str) -> None:
         """A client line refused before it was read as a message (not JSON, over the

@@ -1,7 +1,8 @@
 """Server to client: everything is relayed (responses, notifications, server requests such
 as sampling or elicitation) after the injected credentials are scrubbed out; answers to
 ``tools/list`` lose the tools the agent may not call (unless ``show_denied``); an answer to
-a request refused since it was forwarded (cut) is dropped. The server's stderr goes to ours,
+a request refused since it was forwarded (cut) is dropped; one over the size limit is not
+relayed, the request it answers gets an error instead. The server's stderr goes to ours,
 scrubbed too. When the server exits, the session is told (every unanswered request gets an
 error saying so).
 """
@@ -48,8 +49,7 @@ class FromServer:
             if line is None:
                 break
             if isinstance(line, TooLarge):
-                print(f"tf mcp wrap: server message over {self.limit} bytes dropped",
-                      file=sys.stderr)  # fmt: skip
+                await self._too_large(line)
                 continue
             try:
                 await self.receive(line)
@@ -80,6 +80,19 @@ class FromServer:
             changed = self._answered(member) or changed
         out = kept if isinstance(message, list) else kept[0]
         await self.session.write(rpc.dumps(out) if changed else line + b"\n")
+
+    async def _too_large(self, skipped: TooLarge) -> None:
+        """A message over the limit is not relayed; when its first bytes show it answers a
+        forwarded request, that request is answered with an error (never left waiting)."""
+        text = f"server message over the {self.limit}-byte limit (--max-message): not relayed"
+        print(f"tf mcp wrap: {text}", file=sys.stderr)
+        head = rpc.read_head(skipped.head)
+        request_id = head.get("id")
+        if not isinstance(request_id, str | int) or self.pending.too_late(head):
+            return  # (an answer to a request refused since: the client has its refusal)
+        if self.pending.answered(head) is not None:
+            data = {"error": "too_large", "size": skipped.size}
+            await self.session.write(rpc.error(request_id, rpc.INVALID, f"TameFlare: {text}", data))
 
     def _answered(self, member: Any) -> bool:
         """Track a response to a client request; filter tools/list. True when changed."""

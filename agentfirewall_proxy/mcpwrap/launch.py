@@ -6,6 +6,13 @@ following it (kill switches, rule changes), records approvals and traffic throug
 Gateway API, and hands the wrapped server the credentials named by ``--env
 NAME=connector:REF`` from the snapshot, never from the client's config file.
 
+A computed credential (``auth_type`` aws_sigv4, github_app, oauth2) is never handed over:
+its vaulted document holds the long-lived secrets (an AWS secret key, an app's private key,
+a client secret, a refresh token) the gateway derives short-lived ones from, per request;
+``--env`` naming one is refused before the server runs. What is handed over is scrubbed
+from all the server writes, in all its encodings, and when it is a JSON document each of
+its fields alone too.
+
 The server never gets TameFlare's own secrets (:data:`HELD_BACK`: the gateway token the
 wrapper reads the vault with, the admin token, the control plane's keys): they are taken
 out of its environment, and they are scrubbed, with the ``--env`` credentials, from all it
@@ -15,12 +22,14 @@ writes (it may find them elsewhere, on disk).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from agentfirewall.credentials import COMPUTED_KINDS
 from agentfirewall_proxy.control import Control, ControlError
 from agentfirewall_proxy.mcpwrap.framing import open_stdio
 from agentfirewall_proxy.mcpwrap.gate import Gate, server_entry
@@ -97,7 +106,8 @@ def parse_env_specs(values: Sequence[str]) -> dict[str, str]:
 
 def resolve_env(snapshot: Mapping[str, Any], specs: Mapping[str, str]) -> dict[str, str]:
     """{NAME: credential} from the snapshot's connectors (by id, then name, then a unique
-    type); WrapError when one is unknown, ambiguous or holds no credential."""
+    type); WrapError when one is unknown, ambiguous, holds no credential, or a computed one
+    (its vaulted document's secrets never leave the gateway)."""
     connectors = [c for c in snapshot.get("connectors") or [] if isinstance(c, dict)]
     out: dict[str, str] = {}
     for name, ref in specs.items():
@@ -118,19 +128,52 @@ def resolve_env(snapshot: Mapping[str, Any], specs: Mapping[str, str]) -> dict[s
                 hint="name a connector added with its token (`tf connector add TYPE "
                 "--token-env VAR`)",
             )
+        kind = found[0].get("auth_type")
+        if kind in COMPUTED_KINDS:
+            raise WrapError(
+                f"--env `{name}`: connector `{ref}` holds a computed credential ({kind}): "
+                "its secrets (private key, client secret, refresh token, secret key) are "
+                "never handed to a server",
+                hint="give the server a token of its own from a connector that holds one "
+                "(`tf connector add TYPE --name NAME --token-env VAR`, then "
+                f"`--env {name}=connector:NAME`), or call that API through the gateway, "
+                "which mints the short-lived token for each request",
+            )
         out[name] = credential
     return out
+
+
+def _fields(credential: str) -> list[str]:
+    """A credential, and when it is a JSON document (a service account's key) every string
+    in it, and each line of one (a PEM key's), long enough to be a secret: the server may
+    write any one field alone."""
+    try:
+        document = json.loads(credential)
+    except ValueError:
+        return [credential]
+    found, values = [credential], [document]
+    while values:
+        value = values.pop()
+        if isinstance(value, str):
+            found += (s for s in [value, *value.splitlines()] if len(s) >= _SHORTEST_SECRET)
+        elif isinstance(value, dict):
+            values.extend(value.values())
+        elif isinstance(value, list):
+            values.extend(value)
+    return found
 
 
 def child_env(
     base: Mapping[str, str], credentials: Mapping[str, str], held_back: Sequence[str] = ()
 ) -> tuple[dict[str, str], Scrubber | None]:
     """The wrapped server's environment (`base` without :data:`HELD_BACK`, with the
-    `credentials`), and the scrubber of everything it writes: the credentials, the values
-    held back, and `held_back` (the wrapper's own tokens, read from files as well)."""
+    `credentials`), and the scrubber of everything it writes: the credentials (each field
+    of a JSON one too), the values held back, and `held_back` (the wrapper's own tokens,
+    read from files as well)."""
     env = {k: v for k, v in base.items() if k not in HELD_BACK}
     ours = [base[k] for k in HELD_BACK if k in base] + list(held_back)
-    secrets = [*credentials.values(), *(s for s in ours if len(s) >= _SHORTEST_SECRET)]
+    handed = [field for value in credentials.values() for field in _fields(value)]
+    secrets = [*handed, *(s for s in ours if len(s) >= _SHORTEST_SECRET)]
     return {**env, **credentials}, scrubber_for(s.encode() for s in dict.fromkeys(secrets))
 
 
@@ -207,6 +250,7 @@ async def wrap(
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
                 limit=options.limit,
+                start_new_session=True,  # its own process group: its end reaches all of it
             )
         except OSError as exc:
             raise WrapError(

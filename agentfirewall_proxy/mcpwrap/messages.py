@@ -4,7 +4,8 @@
 Errors the relay answers itself (the client shows them to the model)::
 
     -32700  parse error           a line that is not JSON
-    -32600  invalid request       not JSON-RPC 2.0, or over the size limit
+    -32600  invalid request       not JSON-RPC 2.0, or over the size limit (a message too
+                                  large to read: the id from its first bytes, `read_head`)
     -32001  denied                by a rule, a policy or the kill switch (``data``: action,
                                   rule, reason, request id; ``kill_switch: true``)
     -32002  approval not granted  denied by a human, timed out, or not recordable
@@ -17,7 +18,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from agentfirewall.connectors.bodies import parse_json_prefix
 from agentfirewall.decisions import Decision
+from agentfirewall.errors import AgentFirewallError
 
 __all__ = [
     "APPROVAL",
@@ -32,6 +35,7 @@ __all__ = [
     "id_key",
     "progress",
     "progress_token",
+    "read_head",
     "refusable",
     "request_id",
     "rule_of",
@@ -102,6 +106,16 @@ def refusable(message: object) -> tuple[bool, _Id]:
         if value is None or isinstance(value, str | int | float):
             return True, value
     return False, None
+
+
+def read_head(data: bytes) -> dict[str, object]:
+    """The top-level members of a message that lie wholly in its first bytes `data` (one
+    too large to read: its ``id`` and ``method`` come first as SDKs write it); empty when
+    they tell nothing."""
+    try:
+        return parse_json_prefix(data, connector="mcp")
+    except AgentFirewallError:
+        return {}
 
 
 def progress_token(message: object) -> str | int | None:

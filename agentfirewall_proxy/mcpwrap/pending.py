@@ -93,18 +93,27 @@ class Pending:
             self.held[rpc.id_key(rid)] = (task, ids)
         task.add_done_callback(lambda _: [self.held.pop(rpc.id_key(rid), None) for rid in ids])
 
-    def cancel_hold(self, message: Any) -> bool:
-        """Whether `message` is a ``notifications/cancelled`` for a held request: its hold
-        ends (not forwarded: the server never saw that request)."""
+    def cancel_hold(self, message: Any) -> tuple[Any, list[Any]] | None:
+        """None unless `message` is a ``notifications/cancelled`` for a held request; then its
+        hold ends (not forwarded: the server never saw that request): that request's id,
+        and the ids of the other requests held with it (a batch is held whole), which will
+        never be forwarded, so each is owed an answer. A held message already forwarded
+        (approved, its hold not yet done) is the server's: the cancellation goes there."""
         if not isinstance(message, dict) or message.get("method") != "notifications/cancelled":
-            return False
+            return None
         params = message.get("params")
-        key = rpc.id_key(params.get("requestId")) if isinstance(params, dict) else ""
+        if not isinstance(params, dict):
+            return None
+        cancelled = params.get("requestId")
+        key = rpc.id_key(cancelled)
         found = self.held.get(key)
-        if found is None:
-            return False
-        found[0].cancel()
-        return True
+        if found is None or key in self.forwarded:
+            return None
+        task, ids = found
+        task.cancel()
+        for rid in ids:  # (free at once: a second cancel finds nothing to answer again)
+            self.held.pop(rpc.id_key(rid), None)
+        return cancelled, [rid for rid in ids if rpc.id_key(rid) != key]
 
     def take_all(self) -> list[Any]:
         """The id of every unanswered request (forwarded or held), once each, no longer

@@ -13,7 +13,8 @@ The relay composes the session's parts and runs them until it ends:
 
 The session ends when the client closes stdin (the server gets EOF, then SIGTERM), when the
 server exits (every unanswered request gets an error saying so), or when a kill switch
-covers it (every unanswered request is refused, the server is stopped).
+covers it (every unanswered request is refused, the server is stopped at once: SIGTERM).
+Each time every process the server started (its process group) ends with it.
 
 As at the gateway, it is cut short but goes on when its agent is suspended or removed (a
 new config says so), or when the control plane has not answered for longer than
@@ -82,6 +83,8 @@ class Relay:
         self.shipper = TrafficShipper(control, batch=200, interval=1.0)
         self.pending = Pending()
         self.closing = False
+        #: A kill switch cut the session: the server is stopped at once (SIGTERM, no EOF).
+        self.killed = False
         #: The config long poll and the watchdog (``--max-config-age``).
         self.follower = Follower(
             self, gate, control, config_version,
@@ -128,8 +131,8 @@ class Relay:
                 task.cancel()
             await asyncio.gather(*tasks, *holding, return_exceptions=True)
             self.holds.release_all()
+            await self.child.stop(at_once=self.killed)
             await self.budgets.drain()
-            await self.child.stop()
             with contextlib.suppress(ConnectionError):
                 await client_out.drain()
 
@@ -196,7 +199,7 @@ class Relay:
         """A kill switch covers the session: refuse everything unanswered, stop the server."""
         if self.closing:
             return
-        self.closing = True
+        self.closing = self.killed = True
         text = f"TameFlare: kill switch active: the session is cut ({reason})"
         print(f"tf mcp wrap: {text}", file=sys.stderr)
         data = {"reason": "kill_switch_active", "rule": "kill_switch", "kill_switch": True}

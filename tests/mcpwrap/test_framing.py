@@ -1,6 +1,6 @@
 """Newline-delimited framing: any mix of message sizes, fed in any chunking, comes out as the
-same messages in order, each oversized one as a single TooLarge marker (never a crash, never
-a message split or merged)."""
+same messages in order, each oversized one as a single TooLarge marker holding its first
+bytes (never a crash, never a message split or merged)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentfirewall_proxy.mcpwrap.framing import TooLarge, read_message
+from agentfirewall_proxy.mcpwrap.framing import HEAD, TooLarge, read_message
 from tests.fuzzscale import examples
 
 LIMIT = 64
 
 
-async def _read_all(chunks: list[bytes]) -> list[bytes | int]:
+async def _read_all(chunks: list[bytes]) -> list[bytes | TooLarge]:
     reader = asyncio.StreamReader(limit=LIMIT)
     for chunk in chunks:
         reader.feed_data(chunk)
     reader.feed_eof()
-    out: list[bytes | int] = []
+    out: list[bytes | TooLarge] = []
     while (message := await read_message(reader)) is not None:
-        out.append(message.size if isinstance(message, TooLarge) else message)
+        out.append(message)
     return out
 
 
@@ -43,7 +43,8 @@ def test_messages_survive_any_chunking(messages: list[bytes], cuts: list[int]) -
     assert [g if isinstance(g, bytes) else "big" for g in got] == [
         e if isinstance(e, bytes) else "big" for e in expected
     ]
-    for g, e in zip(got, expected, strict=True):
-        if isinstance(e, int):
-            assert isinstance(g, int)
-            assert g >= LIMIT  # the marker reports at least the limit it overran
+    for g, m in zip(got, messages, strict=True):
+        if isinstance(g, TooLarge):
+            assert g.size >= LIMIT  # the marker reports at least the limit it overran
+            assert m.startswith(g.head)  # its first bytes (where its id is read)
+            assert len(g.head) >= min(LIMIT, HEAD)

@@ -72,7 +72,7 @@ async def test_a_cancel_for_a_held_request_ends_its_hold_and_frees_its_id() -> N
     hold = asyncio.ensure_future(asyncio.sleep(60))
     pending.hold(_call(7), hold)
     cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}
-    assert not pending.cancel_hold({**cancel, "params": {"requestId": "7"}})
-    assert pending.cancel_hold(cancel)
+    assert pending.cancel_hold({**cancel, "params": {"requestId": "7"}}) is None
+    assert pending.cancel_hold(cancel) == (7, [])  # (no other request held with it)
     await asyncio.gather(hold, return_exceptions=True)
     assert pending.untrackable(_call(7)) is None

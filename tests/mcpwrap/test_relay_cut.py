@@ -7,31 +7,18 @@ first write to the client (when a slow client makes the relay wait)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Coroutine
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from agentfirewall_proxy.control import StaticControl
 from agentfirewall_proxy.mcpwrap import messages as rpc
 from agentfirewall_proxy.mcpwrap.gate import Gate, server_entry
-from agentfirewall_proxy.mcpwrap.relay import Relay, RelayOptions
+from agentfirewall_proxy.mcpwrap.relay import Relay
+from tests.mcpwrap.inproc import in_process
 
 pytestmark = pytest.mark.anyio
-
-
-class _ServerStdin:
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(json.loads(data))
-
-    async def drain(self) -> None:
-        return None
 
 
 def _call(request_id: int) -> dict[str, Any]:
@@ -48,10 +35,7 @@ CUTS: dict[str, Callable[[Relay], Coroutine[Any, Any, None]]] = {
 async def test_an_answer_during_the_cut_is_dropped_not_a_second_answer(
     cut: Callable[[Relay], Coroutine[Any, Any, None]],
 ) -> None:
-    stdin = _ServerStdin()
-    process = cast(asyncio.subprocess.Process, SimpleNamespace(stdin=stdin))
-    gate = Gate("Bot", server_entry("tests", None))
-    relay = Relay(gate, StaticControl({"version": 1}), RelayOptions(), process, 1)
+    relay, _, _ = in_process(Gate("Bot", server_entry("tests", None)))
     relay.pending.sent([_call(1), _call(2), _call(3)])
     to_client: list[Any] = []
 

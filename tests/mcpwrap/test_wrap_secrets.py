@@ -1,5 +1,7 @@
 """TameFlare's own secrets never reach the wrapped server, nor through it the agent: the
-gateway token in its environment would read every vaulted credential."""
+gateway token in its environment would read every vaulted credential. Nor does a computed
+credential's vaulted document (the long-lived secrets the gateway mints tokens from), and
+what `--env` hands over is scrubbed field by field."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agentfirewall_proxy.mcpwrap.launch import HELD_BACK, child_env
+from agentfirewall.credentials import COMPUTED_KINDS
+from agentfirewall_proxy.mcpwrap.launch import HELD_BACK, WrapError, child_env, resolve_env
 from tests.livesrv import LiveServer
 from tests.mcpwrap.conftest import add_agent, wrap_env
 from tests.mcpwrap.wire import wire
@@ -31,6 +34,53 @@ def test_the_child_environment_holds_back_every_tameflare_secret() -> None:
         assert count == 1, secret
         assert secret.encode() not in out
     assert scrubber.scrub(b"x marks http://127.0.0.1:1")[1] == 0  # only secrets
+
+
+#: A vaulted document of each computed kind, and the secrets in it.
+COMPUTED = {
+    "aws_sigv4": {"kind": "aws_sigv4", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                  "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+    "github_app": {"kind": "github_app", "app_id": "12345", "installation_id": "678",
+                   "private_key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3\n"
+                                  "-----END RSA PRIVATE KEY-----\n"},
+    "oauth2": {"kind": "oauth2", "token_url": "https://auth.example.com/token",
+               "client_id": "client-1", "client_secret": "cs_SuperSecretClientSecret_42",
+               "grant": "refresh_token", "refresh_token": "rt_LongLivedRefreshToken_0123"},
+}  # fmt: skip
+
+
+def test_every_computed_kind_is_covered() -> None:
+    assert set(COMPUTED) == set(COMPUTED_KINDS)
+
+
+@pytest.mark.parametrize("kind", COMPUTED)
+def test_a_computed_credential_is_never_handed_to_the_server(kind: str) -> None:
+    """Its document holds what the gateway mints short-lived tokens from: handed over
+    whole, any field the server wrote reached the client (only the whole was scrubbed)."""
+    connector = {"id": "c9", "type": "generic", "name": "crm", "auth_type": kind,
+                 "credential": json.dumps(COMPUTED[kind])}  # fmt: skip
+    with pytest.raises(WrapError, match=rf"connector `crm` holds a computed credential \({kind}\)"):
+        resolve_env({"connectors": [connector]}, {"CRED": "crm"})
+
+
+def test_each_field_of_a_json_credential_is_scrubbed() -> None:
+    """A static credential may be a JSON document (a service account's key): the server
+    may write any one field of it."""
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END PRIVATE KEY-----\n"
+    key = {"type": "service_account", "private_key_id": "0123456789abcdef", "private_key": pem,
+           "scopes": ["listed-secret-value"],
+           "nested": {"token": "nested-secret-value"}}  # fmt: skip
+    credential = json.dumps(key)
+    env, scrubber = child_env({}, {"GOOGLE_KEY": credential})
+    assert env == {"GOOGLE_KEY": credential}
+    assert scrubber is not None
+    for field in [credential, "0123456789abcdef", "MIIEvQIBADANBgkqhkiG9w0B",
+                  "listed-secret-value", "nested-secret-value"]:  # fmt: skip
+        out, count = scrubber.scrub(json.dumps({"error": f"auth failed for {field}"}).encode())
+        assert count >= 1, field
+        assert field.encode() not in out
+    said = json.dumps({"key": pem}).encode()  # the PEM key as JSON writes it (`\n`)
+    assert b"MIIEvQIBADANBgkqhkiG9w0B" not in scrubber.scrub(said)[0]
 
 
 async def test_the_server_never_gets_the_gateway_token_nor_leaks_it(
