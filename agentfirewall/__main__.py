@@ -16,6 +16,7 @@ from pathlib import Path
 from agentfirewall._version import __version__
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.connectors import encoded_parameters
+from agentfirewall.connectors.aliases import alias_rules
 from agentfirewall.errors import ActionSpecError, PolicyError
 from agentfirewall.policy import (
     Engine,
@@ -106,7 +107,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
     policies = [load_policy_file(p) for p in args.policy] + [load_pack(n) for n in args.pack]
     engine = Engine(
-        access_rules=[parse_access_rule(r) for r in args.rule],
+        access_rules=alias_rules(parse_access_rule(r) for r in args.rule),
         policies=policies,
         kill_switches=[_kill_switch(k) for k in args.kill_switch],
     )

@@ -20,7 +20,7 @@ How the parts fit, bottom-up (a module imports only from its own line or the lin
     control       control (the control-plane client) -> approvalbatch, configfile (a
                   --config-file's shape); flow -> entries
                   (the data one request carries: Flow, Refusal, Tunnel, agent/connector)
-    leaves        http1 (sans-IO HTTP/1.1), scrub, wsframes, options, aliases, llmusage,
+    leaves        http1 (sans-IO HTTP/1.1), scrub, wsframes, options, llmusage,
                   certs, runenv, tracecontext, budgetlease, deadline (one read timer
                   per connection) -> feedreader (a StreamReader with a one-frame read),
                   freshlook (one shared, rate-limited config fetch for a key not known yet),

@@ -30,6 +30,7 @@ from agentfirewall.connectors import (
     RoutedConnector,
     get_connector,
 )
+from agentfirewall.connectors.aliases import alias_rules
 from agentfirewall.credentials import COMPUTED_KINDS, AwsInjector, build_injector
 from agentfirewall.decisions import ApprovalRequirement, Decision, normalize_level
 from agentfirewall.errors import AgentFirewallError, CredentialError
@@ -45,7 +46,6 @@ from agentfirewall.policy.engine import PERMISSION_HINT
 from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex, failed_closed
 from agentfirewall.policy.run import combine_approvals
-from agentfirewall_proxy.aliases import alias_rules
 from agentfirewall_proxy.budgetlease import Say, say_plain
 from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budgets
 from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry

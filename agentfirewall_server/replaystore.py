@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Connection, Select, Table, and_, false, or_, select, update
 
+from agentfirewall.connectors.aliases import alias_rules
 from agentfirewall.decisions import Decision
 from agentfirewall.policy import AccessRule, Engine, Policy
 from agentfirewall.policy.record import RECORD_VERSION, restore_input
@@ -212,7 +213,8 @@ def build_engine(
     permissions: list[AccessRule] | None = None,
 ) -> Engine:
     """The live configuration, or a candidate replacing its policies and/or permissions;
-    never the kill switches (an emergency stop is not a policy)."""
+    never the kill switches (an emergency stop is not a policy). The rules are compiled as
+    the gateway compiles them (`alias_rules`: `generic.get` is `http.get`)."""
     if permissions is None:
         permissions = [
             AccessRule(p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"])
@@ -223,7 +225,7 @@ def build_engine(
         policies = [
             loaded[p["id"]] for p in snapshot.policies if p["enabled"] and p["id"] in loaded
         ]
-    return Engine(access_rules=permissions, policies=policies)
+    return Engine(access_rules=alias_rules(permissions), policies=policies)
 
 
 def prune_inputs_job(settings: Settings) -> Callable[[Connection], None]:

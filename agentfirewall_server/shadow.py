@@ -29,6 +29,7 @@ from sqlalchemy import Connection, select
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.connectors import performed_as
+from agentfirewall.connectors.aliases import alias_rules
 from agentfirewall.content import Finding
 from agentfirewall.decisions import Decision
 from agentfirewall.policy import (
@@ -109,13 +110,13 @@ def shadow_engine(
     shadow_rules: Sequence[AccessRule],
     kill_switches: Sequence[KillSwitch],
 ) -> Engine:
-    """The live configuration with the shadow policies (by name) and permission set."""
+    """The live configuration with the shadow policies (by name) and permission set, the
+    rules compiled as the gateway compiles them (`alias_rules`)."""
     replaced = {p.name for p in shadow}
     kept = [p for name, enabled, p in live_policies if enabled and name not in replaced]
     merged = sorted([*kept, *(p for p in shadow if p.enabled)], key=lambda p: p.priority)
-    return Engine(
-        access_rules=shadow_rules or live_rules, policies=merged, kill_switches=kill_switches
-    )
+    rules = alias_rules(shadow_rules or live_rules)
+    return Engine(access_rules=rules, policies=merged, kill_switches=kill_switches)
 
 
 def load_shadow(

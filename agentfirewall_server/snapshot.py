@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select, update
 
 from agentfirewall.budgets import BudgetDef, CompiledBudget, compile_budget
 from agentfirewall.connectors import ConnectorRouter, RoutedConnector
+from agentfirewall.connectors.aliases import alias_rules
 from agentfirewall.errors import ConnectorError
 from agentfirewall.policy import (
     AccessRule,
@@ -317,7 +318,9 @@ def load_snapshot(conn: Connection) -> Snapshot:
     settings = _settings(conn, unreadable)
     switches = [*unreadable, *stored_switches]
     enabled = [loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded]
-    engine = Engine(access_rules=rules, policies=enabled, kill_switches=switches)
+    # the rules as the gateway compiles them (`generic.get` is `http.get`): SDK decisions,
+    # dry runs and the live side of shadow mode decide as it does
+    engine = Engine(access_rules=alias_rules(rules), policies=enabled, kill_switches=switches)
     named = [
         (p["name"], bool(p["enabled"]), loaded[p["id"]]) for p in pol_rows if p["id"] in loaded
     ]

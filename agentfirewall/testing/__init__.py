@@ -32,6 +32,7 @@ from pydantic import JsonValue
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.client import ActionResult, AgentFirewall, ApprovalInfo, AsyncAgentFirewall
+from agentfirewall.connectors.aliases import alias_rules
 from agentfirewall.decisions import Decision, Outcome, Status
 from agentfirewall.policy import AccessRule, Engine, KillSwitch, Policy, load_policy
 from agentfirewall.testing._budgets import Budgets
@@ -128,7 +129,7 @@ class FirewallTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         approval_timeout_seconds: int = 300,
     ) -> None:
         engine = Engine(
-            access_rules=tuple(access_rules),
+            access_rules=alias_rules(access_rules),  # as the control plane compiles them
             policies=tuple(_policy(p) for p in policies),
             kill_switches=tuple(kill_switches),
         )

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from agentfirewall.decisions import Decision
     from agentfirewall.policy import Explanation
     from agentfirewall.policy.models import FieldCondition
+    from agentfirewall_proxy.cli.client import AdminClient
+    from agentfirewall_proxy.snapshot import CompiledConfig
 
 __all__ = ["register"]
 
@@ -166,10 +168,7 @@ def _rows(explanation: Explanation) -> Iterator[tuple[str, str, str]]:
 
 
 def _explain(
-    engine: policy.Engine,
-    policies: list[policy.Policy],
-    context: policy.EvaluationContext,
-    spec: ActionSpec,
+    engine: policy.Engine, context: policy.EvaluationContext, spec: ActionSpec
 ) -> Explanation:
     """As the control plane decides it: content rules read the action's strings, and the
     parameters its connector declares base64-encoded decoded (a file GitHub's contents API
@@ -178,7 +177,7 @@ def _explain(
     from agentfirewall.policy.guard import explain_with_content, guard_plan
 
     encoded = encoded_parameters(spec.provider, spec.type)
-    return explain_with_content(engine, guard_plan(tuple(policies)), spec, context, encoded)
+    return explain_with_content(engine, guard_plan(engine.policies), spec, context, encoded)
 
 
 def test(ctx: Context) -> int:
@@ -192,12 +191,52 @@ def test(ctx: Context) -> int:
     agent = ctx.args.agent or "agent"
     now = datetime.now(UTC)
     context = policy.EvaluationContext(agent=agent, mode="sdk", now=now)
-    return _show(ctx, _explain(engine, policies, context, _spec(ctx)))
+    return _show(ctx, _explain(engine, context, _spec(ctx)))
+
+
+def _live_config(client: AdminClient) -> CompiledConfig:
+    """The live configuration compiled as the gateway compiles its snapshot: every access
+    rule (a `*` agent's too) under each alias, the enabled policies (one that does not read
+    stops everything), the kill switches, and the connectors (no credential: routing only)."""
+    from agentfirewall_proxy.snapshot import compile_snapshot  # loads every connector
+
+    routing = ("id", "type", "name", "domains", "base_url")
+    connectors = client.get("/v1/connectors").get("connectors", [])
+    snapshot = {
+        "permissions": client.get("/v1/permissions").get("permissions", []),
+        "policies": [
+            p for p in client.get("/v1/policies").get("policies", []) if p.get("enabled", True)
+        ],
+        "kill_switches": client.get("/v1/kill-switch").get("active", []),
+        "connectors": [{k: c.get(k) for k in routing} for c in connectors],
+    }
+    return compile_snapshot(snapshot, say=lambda message, level: None)
+
+
+def _stop(config: CompiledConfig, agent: str, name: str) -> tuple[str, policy.KillSwitch | None]:
+    """The connector type `name` stands for (a type, or a configured connector's name or
+    id), and the kill switch the gateway refuses the agent's request with before deciding
+    it (`kill_switch_for`: all, the agent's, or one on the type, id or name of a configured
+    connector of that type; a type: any of them, as the request may be routed to any)."""
+    from agentfirewall_proxy.cli.names import connector_types
+    from agentfirewall_proxy.entries import AgentEntry
+
+    configured = list(config.connectors.values())
+    named = [c for c in configured if name in (c.id, c.name)]
+    kind = named[0].type if named and name not in connector_types() else name
+    serving = named if kind != name else [c for c in configured if c.type == kind]
+    entry = AgentEntry(agent, agent, "active", "full_enforce", None, b"")
+    found = [
+        *(config.kill_switch_for(entry, c) for c in serving),
+        config.kill_switch_for(entry, None),
+    ]
+    return kind, next((s for s in found if s is not None), None)
 
 
 def explain(ctx: Context) -> int:
-    from agentfirewall_proxy.aliases import alias_rules  # loads every connector: only here
-
+    """What the live gateway would decide: the configuration compiled by its own code
+    (`_live_config`), the action decided under its connector's type, a kill switch the
+    gateway checks first applied as it does (`_stop`)."""
     args = ctx.args
     with ctx.client() as client:
         if not args.force:  # explaining a typo would explain the deny-all default
@@ -206,37 +245,24 @@ def explain(ctx: Context) -> int:
             problem = unknown_action(str(args.action), connector_type(client, args.connector))
             if problem is not None:
                 raise problem
-        rules = client.get("/v1/permissions", agent=args.gateway).get("permissions", [])
-        policies = client.get("/v1/policies").get("policies", [])
-        switches = client.get("/v1/kill-switch").get("active", [])
+        config = _live_config(client)
         try:
             level = client.get(f"/v1/agents/{path_id(args.gateway)}").get("enforcement_level")
         except CliError:  # not registered yet: `tf run` would create it at the default level
             level = client.get("/v1/settings").get("default_enforcement_level")
-    enabled = [policy.load_policy(p["document"], stored=True)
-               for p in policies if p.get("enabled", True)]  # fmt: skip
-    engine = policy.Engine(
-        access_rules=alias_rules(
-            [
-                policy.AccessRule(
-                    r["agent"], r["connector"], r["action_pattern"], r["decision"], r["id"]
-                )
-                for r in rules
-            ]
-        ),
-        policies=enabled,
-        kill_switches=[
-            policy.KillSwitch(s["scope"], s.get("target"), s.get("reason") or "") for s in switches
-        ],
-    )
+    kind, switch = _stop(config, str(args.gateway), str(args.connector))
+    engine = config.engine
+    if switch is not None:  # decided by that switch alone (on a connector's name: under it)
+        engine = policy.Engine(kill_switches=[switch])
+        kind = switch.target if switch.scope == "connector" and switch.target else kind
     context = policy.EvaluationContext(
         agent=args.gateway,
         mode="proxy",
         now=datetime.now(UTC),
-        connector=args.connector,
+        connector=kind,
         enforcement_level=level or "full_enforce",
     )
-    return _show(ctx, _explain(engine, enabled, context, _spec(ctx)))
+    return _show(ctx, _explain(engine, context, _spec(ctx)))
 
 
 def policy_list(ctx: Context) -> int:
