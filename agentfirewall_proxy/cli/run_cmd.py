@@ -313,6 +313,7 @@ def _run_agent(
     )
     env = build_child_env(ctx.env, spec)
     isolate = _isolate(ctx, name)
+    hide_own_environment()  # either way: `tf run` waits on the agent with its secrets
     if not ctx.out.json_mode:
         how = " isolated: its only way out is the gateway" if isolate else ""
         ctx.out.note(f"tf: {name} ({_level_text(ensured, agent)}) via {proxy}{how}")
@@ -359,7 +360,7 @@ def _terminal_sent_it() -> bool:
 
 
 def spawn(command: list[str], env: dict[str, str]) -> int:
-    hide_own_environment()
+    hide_own_environment()  # also when spawn() is called alone
     try:
         child = subprocess.Popen(command, env=env)
     except FileNotFoundError:

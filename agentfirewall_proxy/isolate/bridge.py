@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentfirewall_proxy.isolate import kernel
 from agentfirewall_proxy.isolate.packets import PACKET_OUTGOING, Blocked, parse_frame
 
 __all__ = ["Bridge", "IsolationError", "Sandbox", "start_sandbox"]
@@ -39,6 +41,16 @@ class Bridge:
     port: int
     host: str
     target_port: int
+
+    def inside(self) -> list[tuple[str, int]]:
+        """Where it listens in the namespace: 127.0.0.1 and ::1, and `host` when it is an
+        address (any address is the namespace's own), so a URL naming it works unchanged."""
+        places = ["127.0.0.1", "::1"]
+        with contextlib.suppress(ValueError):
+            address = ipaddress.ip_address(self.host)
+            if not address.is_unspecified and str(address) not in places:
+                places.append(str(address))
+        return [(host, self.port) for host in places]
 
 
 _SYSCTLS = (
@@ -119,7 +131,9 @@ async def _relay(
 
 class Sandbox:
     """A started sandbox: `wait()` for the agent's exit code; blocked attempts go to
-    `on_blocked` (called on a background thread)."""
+    `on_blocked` (called on a background thread); after `close()`, `missed` counts those
+    that came faster than it was called (the kernel dropped their frames), and `complete`
+    says whether every frame was read (else the counts are lower bounds)."""
 
     def __init__(
         self,
@@ -133,6 +147,8 @@ class Sandbox:
         self._sniffer = sniffer
         self._on_blocked = on_blocked
         self._stop = threading.Event()
+        self.missed = 0  # attempts the kernel dropped before the counter read them
+        self.complete = True
         self._loop = asyncio.new_event_loop()
         self._threads = [
             threading.Thread(target=self._serve, name="tf-isolate-relay", daemon=True),
@@ -186,7 +202,10 @@ class Sandbox:
     def close(self) -> None:
         """After the agent ended: count what is still queued, stop relaying."""
         self._stop.set()
-        self._threads[1].join(timeout=5)
+        counter = self._threads[1]
+        counter.join(timeout=5)
+        self.missed = kernel.packet_drops(self._sniffer)
+        self.complete = not counter.is_alive()  # else frames may be left unread
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._threads[0].join(timeout=5)
         self._sniffer.close()
@@ -247,7 +266,7 @@ def start_sandbox(
             "command": list(command),
             "env": dict(agent_env),
             "cwd": cwd,
-            "listen": sorted({b.port for b in bridges}),
+            "listen": sorted({place for b in bridges for place in b.inside()}),
             "probe": probe,
         }
         with contextlib.suppress(OSError):
@@ -258,9 +277,8 @@ def start_sandbox(
             os.close(fd)
         process.wait()
         if reply:
-            raise IsolationError(
-                str(reply.get("step")), str(reply.get("error")), reply.get("errno")
-            )
+            step, error, hint = str(reply.get("step")), str(reply.get("error")), reply.get("hint")
+            raise IsolationError(step, error, reply.get("errno"), hint=hint and str(hint))
         raise IsolationError(
             "start the sandbox",
             f"its helper exited with status {process.returncode} before it answered",

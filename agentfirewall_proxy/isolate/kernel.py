@@ -8,24 +8,32 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import os
 import socket
 import struct
 
 __all__ = [
+    "ALLOWED_FAMILIES",
     "CLONE_NEWNET",
     "CLONE_NEWNS",
     "CLONE_NEWPID",
     "CLONE_NEWUSER",
     "ESCAPE_CAPABILITIES",
+    "attach_socket_filter",
     "drop_capabilities",
+    "filter_socket_families",
     "local_default_route",
     "loopback_up",
     "map_current_user",
     "mount_private_proc",
+    "packet_drops",
+    "refusal_frames_filter",
+    "seal_kernel_files",
     "set_parent_death_signal",
     "set_undumpable",
+    "socket_family_filter",
     "unshare",
 ]
 
@@ -34,8 +42,8 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
-_MS_REC, _MS_PRIVATE = 0x4000, 0x40000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
@@ -61,8 +69,8 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 def _check(result: int, what: str) -> None:
     """Raise the kernel's error for `what` (the caller's step names it to the user)."""
     if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno), what)
+        number = ctypes.get_errno()
+        raise OSError(number, os.strerror(number), what)
 
 
 def unshare(flags: int) -> None:
@@ -124,18 +132,57 @@ def map_current_user(uid: int, gid: int) -> None:
         handle.write(f"{gid} {gid} 1")
 
 
-def _mount(source: bytes | None, target: bytes, fstype: bytes | None, flags: int) -> None:
-    _check(
-        _libc.mount(source, target, fstype, ctypes.c_ulong(flags), None),
-        f"mount {target.decode()}",
+def _mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+    name, where, kind = (
+        None if part is None else part.encode() for part in (source, target, fstype)
     )
+    _check(_libc.mount(name, where, kind, ctypes.c_ulong(flags), None), f"mount {target}")
+
+
+_SAFE = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
 
 
 def mount_private_proc() -> None:
     """Stop mount propagation to the host, then a /proc of this PID namespace only: the host's
     processes (and their /proc/PID/mem, fds, namespaces) are out of sight."""
-    _mount(None, b"/", None, _MS_REC | _MS_PRIVATE)
-    _mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    _mount("proc", "/proc", "proc", _SAFE)
+
+
+# What runc (Docker) makes read-only in a container's /proc, and what it hides: the kernel's
+# settings are the host's whatever the namespaces (a root agent that writes
+# kernel/core_pattern has the kernel run its program as root outside them), and writing them
+# needs only uid 0, no capability.
+_PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+_PROC_HIDDEN = ("kcore", "keys", "timer_list", "sched_debug", "acpi", "scsi")
+
+
+def _read_only(source: str, target: str) -> None:
+    """Bind `source` on `target`, read-only. A remount must keep the flags the kernel locked
+    on the mount it copies (in a user namespace), so it adds to those it finds."""
+    _mount(source, target, None, _MS_BIND)
+    kept = os.statvfs(target).f_flag & _SAFE  # the ST_ flags of these have the MS_ values
+    _mount(None, target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NOEXEC | kept)
+
+
+def seal_kernel_files() -> None:
+    """After :func:`mount_private_proc`: the kernel's settings in /proc and /sys read-only, its
+    memory and keys hidden. Without CAP_SYS_ADMIN nobody can undo it, and in a user namespace
+    of its own the agent finds these mounts locked (read-only, and covering what is below)."""
+    for name in _PROC_READ_ONLY:
+        if os.path.lexists(f"/proc/{name}"):
+            _read_only(f"/proc/{name}", f"/proc/{name}")
+    for name in _PROC_HIDDEN:
+        path = f"/proc/{name}"
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", _MS_RDONLY | _SAFE)
+        elif os.path.lexists(path):
+            _read_only("/dev/null", path)
+    if os.path.isdir("/sys"):
+        try:  # this namespace's own view (its network devices), read-only
+            _mount("sysfs", "/sys", "sysfs", _MS_RDONLY | _SAFE)
+        except OSError:  # refused in a user namespace where the host's /sys is masked
+            _mount("tmpfs", "/sys", "tmpfs", _MS_RDONLY | _SAFE)
 
 
 def loopback_up() -> None:
@@ -171,3 +218,134 @@ def local_default_route(family: int) -> None:
         error = -struct.unpack_from("i", reply, 16)[0]
         if error:
             raise OSError(error, os.strerror(error), "route add local default")
+
+
+# ---- classic BPF: the agent's socket families (seccomp), the packet counter's frames ----
+
+_LD_W, _LD_H, _LD_B = 0x20, 0x28, 0x30  # BPF_LD | size | BPF_ABS
+_LD_W_IND, _LD_H_IND, _LD_B_IND = 0x40, 0x48, 0x50  # ... | BPF_IND: at X + k
+_LDX_MSH, _AND, _JEQ, _JGE, _RET = 0xB1, 0x54, 0x15, 0x35, 0x06
+
+# One instruction: (code, k) or, for a jump, (code, k, label if true, label if false), where
+# None is the next instruction; a label is a str naming the instruction after it.
+_Line = tuple[int, int] | tuple[int, int, str | None, str | None] | str
+
+
+def _assemble(lines: list[_Line]) -> bytes:
+    """The ``struct sock_filter`` array of `lines` (jumps go forward only, as BPF's must)."""
+    labels: dict[str, int] = {}
+    code: list[tuple[int, int, list[str | None]]] = []
+    for line in lines:
+        if isinstance(line, str):
+            labels[line] = len(code)
+        else:
+            op, k, *jumps = line
+            code.append((op, k, [*jumps, None, None][:2]))
+    out = b""
+    for at, (op, k, jumps) in enumerate(code):
+        true, false = (0 if to is None else labels[to] - at - 1 for to in jumps)
+        out += struct.pack("HBBI", op, true, false, k)
+    return out
+
+
+class _Program(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+ALLOWED_FAMILIES = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, _PR_SET_NO_NEW_PRIVS = 22, 2, 38
+_SECCOMP_KILL, _SECCOMP_ERRNO, _SECCOMP_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
+_X32_BIT = 0x40000000
+# uname's machine: (AUDIT_ARCH_*, socket, socketpair, io_uring_setup)
+_SYSCALLS = {"x86_64": (0xC000003E, 41, 53, 425), "aarch64": (0xC00000B7, 198, 199, 425)}
+
+
+def socket_family_filter(machine: str) -> bytes:
+    """The seccomp program: socket() and socketpair() of a family but ALLOWED_FAMILIES fail
+    with EAFNOSUPPORT (AF_VSOCK, AF_BLUETOOTH, AF_ALG... reach past the network namespace;
+    AF_PACKET is not needed either), io_uring (which makes sockets without socket()) fails
+    with ENOSYS; a call of another architecture's (or x86_64's x32) numbers kills the
+    process. OSError for a machine it has no numbers for."""
+    if machine not in _SYSCALLS:
+        raise OSError(errno.ENOTSUP, f"no socket filter for this machine (`{machine}`)")
+    arch, sock, pair, io_uring = _SYSCALLS[machine]
+    allowed: list[_Line] = [(_JEQ, family, "allow", None) for family in ALLOWED_FAMILIES]
+    return _assemble([
+        (_LD_W, 4), (_JEQ, arch, None, "kill"),  # seccomp_data.arch
+        (_LD_W, 0), (_JGE, _X32_BIT, "kill", None),  # .nr
+        (_JEQ, io_uring, "enosys", None),
+        (_JEQ, sock, "family", None), (_JEQ, pair, "family", "allow"),
+        "family", (_LD_W, 16),  # the low half of args[0], all the kernel reads of an int
+        *allowed, (_RET, _SECCOMP_ERRNO | errno.EAFNOSUPPORT),
+        "allow", (_RET, _SECCOMP_ALLOW),
+        "enosys", (_RET, _SECCOMP_ERRNO | errno.ENOSYS),
+        "kill", (_RET, _SECCOMP_KILL),
+    ])  # fmt: skip
+
+
+def filter_socket_families() -> None:
+    """Install :func:`socket_family_filter` on this process, for it and every process it
+    starts (no_new_privs first: the kernel requires it of a process without CAP_SYS_ADMIN)."""
+    code = ctypes.create_string_buffer(socket_family_filter(os.uname().machine))
+    program = _Program(len(code.raw) // 8, ctypes.cast(code, ctypes.c_void_p))
+    _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0), "prctl")
+    _check(
+        _libc.prctl(_PR_SET_SECCOMP, ctypes.c_ulong(_SECCOMP_MODE_FILTER), ctypes.byref(program)),
+        "seccomp",
+    )
+
+
+_PACKET_OUTGOING, _SKF_AD_PKTTYPE = 4, 0xFFFFF000 + 4
+_SNAP = 512  # enough for an ICMP quote of a DNS query with the longest name
+
+
+def refusal_frames_filter() -> bytes:
+    """The packet counter's socket filter: only the outgoing frames on ``lo`` that
+    :func:`agentfirewall_proxy.isolate.packets.parse_frame` counts (a TCP RST+ACK with
+    sequence 0; an ICMP / ICMPv6 port unreachable quoting UDP), cut to their first bytes,
+    so the traffic of the bridge and everything else never fills its queue."""
+    return _assemble([
+        (_LD_W, _SKF_AD_PKTTYPE), (_JEQ, _PACKET_OUTGOING, None, "drop"),
+        (_LD_H, 12), (_JEQ, 0x0800, None, "ipv6"),
+        (_LDX_MSH, 14),  # X = the IPv4 header's length
+        (_LD_B, 23), (_JEQ, socket.IPPROTO_TCP, None, "icmp"),
+        (_LD_B_IND, 14 + 13), (_AND, 0x14), (_JEQ, 0x14, None, "drop"),  # RST+ACK
+        (_LD_W_IND, 14 + 4), (_JEQ, 0, "keep", "drop"),  # sequence 0
+        "icmp", (_JEQ, socket.IPPROTO_ICMP, None, "drop"),
+        (_LD_H_IND, 14), (_JEQ, 0x0303, None, "drop"),  # port unreachable
+        (_LD_B_IND, 14 + 8 + 9), (_JEQ, socket.IPPROTO_UDP, None, "drop"),
+        # the quoted UDP header is whole (a load past the frame's end drops it); then keep
+        (_LD_B_IND, 14 + 8 + 20 + 7), (_JEQ, 0, "keep", "keep"),
+        "ipv6", (_JEQ, 0x86DD, None, "drop"),
+        (_LD_B, 14 + 6), (_JEQ, socket.IPPROTO_TCP, None, "icmp6"),
+        (_LD_B, 54 + 13), (_AND, 0x14), (_JEQ, 0x14, None, "drop"),
+        (_LD_W, 54 + 4), (_JEQ, 0, "keep", "drop"),
+        "icmp6", (_JEQ, socket.IPPROTO_ICMPV6, None, "drop"),
+        (_LD_H, 54), (_JEQ, 0x0104, None, "drop"),  # port unreachable
+        (_LD_B, 54 + 8 + 6), (_JEQ, socket.IPPROTO_UDP, None, "drop"),
+        (_LD_B, 54 + 8 + 40 + 7),  # the quoted UDP header is whole
+        "keep", (_RET, _SNAP),
+        "drop", (_RET, 0),
+    ])  # fmt: skip
+
+
+_SO_ATTACH_FILTER, _SO_RCVBUFFORCE = 26, 33
+_SOL_PACKET, _PACKET_STATISTICS = 263, 6
+
+
+def attach_socket_filter(sock: socket.socket, code: bytes, receive_buffer: int) -> None:
+    """Have the kernel queue on `sock` only what `code` keeps, in a buffer of
+    `receive_buffer` bytes (beyond ``net.core.rmem_max`` only for root: else at most that)."""
+    buffer = ctypes.create_string_buffer(code)
+    program = _Program(len(code) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(program))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, receive_buffer)
+    except PermissionError:  # needs CAP_NET_ADMIN in the host's user namespace
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+
+
+def packet_drops(sock: socket.socket) -> int:
+    """Frames the filter kept that the kernel dropped (the queue was full) since the last
+    call: each one an attempt the counter never saw."""
+    return int(struct.unpack("II", sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8))[1])

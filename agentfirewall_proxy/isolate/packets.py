@@ -25,6 +25,7 @@ _ETH_HEADER = 14
 _IPV4, _IPV6 = 0x0800, 0x86DD
 _TCP, _UDP, _ICMP, _ICMPV6 = 6, 17, 1, 58
 _RST, _ACK = 0x04, 0x10
+_MAX_NAME = 253
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class Blocked:
     protocol: str  # "tcp", "udp" or "dns"
     host: str  # the address dialled
     port: int
-    name: str | None = None  # the name looked up (DNS)
+    name: str | None = None  # the name looked up (DNS); None: no valid name
 
     @property
     def target(self) -> str:
@@ -43,7 +44,9 @@ class Blocked:
 
     def describe(self) -> str:
         if self.protocol == "dns":
-            looked = f"`{self.name}`" if self.name else "a name"
+            looked = (
+                f"`{self.name}`" if self.name else "a malformed name or one over 253 characters"
+            )
             return f"DNS lookup of {looked} (server {self.target})"
         return f"{self.protocol.upper()} connection to {self.target}"
 
@@ -66,17 +69,26 @@ def _ip(family: int, data: bytes, offset: int) -> tuple[int, str, str, int] | No
     return data[offset + 6], src, dst, offset + 40
 
 
+def _label(raw: bytes) -> str:
+    """A label as `dig` writes it: each byte but printable ASCII (a dot and a backslash too)
+    as ``\\DDD``, so no name holds a control character or a NUL (which no store takes)."""
+    return "".join(chr(b) if 0x21 <= b <= 0x7E and b not in b".\\" else f"\\{b:03d}" for b in raw)
+
+
 def _dns_name(payload: bytes) -> str | None:
-    """The first question's name of a DNS query (no compression in a question we send)."""
+    """The first question's name of a DNS query (no compression in a question we send); None
+    when it is no name: cut short, a label over 63 bytes, or over 253 characters written out
+    (255 bytes on the wire), which no resolver sends and no record holds."""
     labels: list[str] = []
-    at = 12
+    at, written = 12, -1
     while at < len(payload):
         length = payload[at]
         if length == 0:
             return ".".join(labels) or "."
-        if length > 63 or at + 1 + length > len(payload) or len(labels) > 127:
+        written += 1 + length
+        if length > 63 or written > _MAX_NAME or at + 1 + length > len(payload):
             return None
-        labels.append(payload[at + 1 : at + 1 + length].decode("ascii", "replace"))
+        labels.append(_label(payload[at + 1 : at + 1 + length]))
         at += 1 + length
     return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,13 +23,28 @@ def refusal(exc: IsolationError) -> CliError:
     return CliError(f"--isolate is unavailable here: cannot {exc}", hint=exc.advice(os.geteuid()))
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
+        return None
+
+
+def _this_machine(host: str) -> bool:
+    """`host` is this machine: ``localhost``, a loopback or unspecified address, or the
+    address of one of its devices (one a socket can bind to)."""
+    address = _address(host)
+    if address is None:
+        return host == "localhost"  # another name: DNS could answer anything
+    if address.is_loopback or address.is_unspecified:
+        return True
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, 0))
+        except OSError:
+            return False
+    return True
 
 
 def _endpoint(url: str, default_port: int) -> tuple[str, int]:
@@ -38,19 +54,22 @@ def _endpoint(url: str, default_port: int) -> tuple[str, int]:
 
 def bridges_for(proxy_url: str, server_url: str) -> list[Bridge]:
     """The gateway's port, and the control plane's when it is on this machine (SDK calls go
-    there directly through NO_PROXY), each at the same port on the namespace's loopback."""
+    there directly through NO_PROXY), each at the same port on the namespace's loopback and
+    at its own address (:meth:`Bridge.inside`)."""
     host, port = _endpoint(proxy_url, 80)
     bridges = [Bridge(port, host, port)]
     server_host, server_port = _endpoint(server_url, 80)
-    if _loopback(server_host) and server_port != port:
+    if _this_machine(server_host) and server_port != port:
         bridges.append(Bridge(server_port, server_host, server_port))
     return bridges
 
 
 def _inside(env: Mapping[str, str], proxy_url: str) -> dict[str, str]:
-    """The agent's environment with a non-loopback gateway renamed 127.0.0.1 (the bridge)."""
+    """The agent's environment with a gateway named by a host name (no DNS answers inside)
+    renamed 127.0.0.1, where its bridge listens; an address, or ``localhost``, works as it
+    is (the bridge listens there too)."""
     host = urlsplit(proxy_url).hostname or ""
-    if _loopback(host):
+    if host == "localhost" or _address(host) is not None:
         return dict(env)
     out = dict(env)
     for name, value in env.items():
@@ -85,7 +104,7 @@ def run_isolated(
         return supervise(sandbox.process)
     finally:
         sandbox.close()
-        log.close()
+        log.close(sandbox.missed, complete=sandbox.complete)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ created outside them, so nothing can leak::
 
     tf run (host network)            holds the gateway bridges and the packet counter
     └─ sandbox                       unshares user (unless root), network, mount, PID
-       └─ init (PID 1 inside)        /proc of its own, lo up, every address local, sockets
+       └─ init (PID 1 inside)        /proc of its own (the kernel's settings read-only, as
+          │                          /sys), lo up, every address local, sockets, the
+          │                          socket-family filter (seccomp)
           └─ the agent (exec)        sees loopback only; the gateway at 127.0.0.1:PORT
 
 The helper starts in ``/`` with ``python -P`` (nothing the agent can write is on its
@@ -16,9 +18,9 @@ and stderr but has no controlling terminal, so it cannot push input into the use
 terminal's signals (Ctrl-C, Ctrl-\\, Ctrl-Z, ``fg``/``bg``, a resize), which no longer
 reach the agent's session.
 
-`tf run` sends one JSON line on FD: ``{"command", "env", "cwd", "listen": [ports], "probe"}``.
-Init answers with one JSON line carrying the sockets (SCM_RIGHTS): a listener per port on
-127.0.0.1 (and ::1) and a packet socket on ``lo`` — or ``{"ok": false, "step", "error"}``.
+`tf run` sends one JSON line on FD: ``{"command", "env", "cwd", "listen": [[address, port]],
+"probe"}``. Init answers with one JSON line carrying the sockets (SCM_RIGHTS): a listener per
+address and port, and a packet socket on ``lo`` — or ``{"ok": false, "step", "error"}``.
 Exit status: the agent's, 128 + N when signal N ended it.
 """
 
@@ -136,26 +138,35 @@ def _wait(pid: int) -> int:
             return _code(status)
 
 
-def _listeners(ports: list[int]) -> list[tuple[socket.socket, list[Any]]]:
-    made: list[tuple[socket.socket, list[Any]]] = []
-    for port in ports:
-        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((host, port))
-                sock.listen(128)
-            except OSError:
-                sock.close()
-                if family == socket.AF_INET6:
-                    continue  # no IPv6 on this machine: 127.0.0.1 is enough
-                raise
-            made.append((sock, [host, port]))
+_Listeners = list[tuple[socket.socket, list[Any]]]
+# IPV6_FREEBIND: an IPv6 address no device holds (the namespace's routes make it local)
+_IPV6_FREEBIND = 78
+# The packet counter's queue: the attempts an agent makes faster than `tf run` reads them
+_COUNTER_BUFFER = 8 << 20
+
+
+def _listeners(places: list[list[Any]]) -> _Listeners:
+    """A listener at each [address, port]; ``::1`` only where this machine has IPv6."""
+    made: _Listeners = []
+    for host, port in places:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_FREEBIND, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            if host == "::1":
+                continue  # no IPv6 on this machine: 127.0.0.1 is enough
+            raise
+        made.append((sock, [host, port]))
     return made
 
 
-def _network(ports: list[int]) -> tuple[list[tuple[socket.socket, list[Any]]], socket.socket]:
+def _network(places: list[list[Any]]) -> tuple[_Listeners, socket.socket]:
     _step("bring up loopback", kernel.loopback_up)
     _step("route every IPv4 address to loopback", kernel.local_default_route, socket.AF_INET)
     with contextlib.suppress(OSError):  # IPv6 disabled: nothing to route
@@ -167,13 +178,28 @@ def _network(ports: list[int]) -> tuple[list[tuple[socket.socket, list[Any]]], s
         socket.SOCK_RAW,
         socket.htons(_ETH_P_ALL),
     )
+    _step(
+        "filter the packet counter",
+        kernel.attach_socket_filter,
+        sniffer,
+        kernel.refusal_frames_filter(),
+        _COUNTER_BUFFER,
+    )
     _step("bind the packet counter", sniffer.bind, ("lo", _ETH_P_ALL))
-    return _step("listen for the gateway bridge", _listeners, ports), sniffer
+    return _step("listen for the gateway bridge", _listeners, places), sniffer
 
 
 def _send(ctl: socket.socket, message: dict[str, Any], fds: list[int] = ()) -> None:  # type: ignore[assignment]
     data = (json.dumps(message) + "\n").encode()
     socket.send_fds(ctl, [data], list(fds))
+
+
+_FILTER_STEP = "filter the agent's socket families"
+# What to do when a step fails that no namespace setting allows (None: `tf run` advises)
+_HINTS = {
+    _FILTER_STEP: "`--isolate` needs seccomp filters, on x86-64 or arm64: run the agent in a "
+    "container instead",
+}
 
 
 def _fail(ctl: socket.socket, exc: SetupError) -> int:
@@ -184,6 +210,7 @@ def _fail(ctl: socket.socket, exc: SetupError) -> int:
             "step": exc.step,
             "errno": exc.error.errno,
             "error": exc.error.strerror or str(exc.error),
+            "hint": _HINTS.get(exc.step),
         },
     )
     return 125
@@ -226,7 +253,10 @@ def _init(ctl: socket.socket, spec: dict[str, Any], parent_gone: int) -> int:
         return 1  # the sandbox died before we could arrange to die with it
     try:
         _step("mount a private /proc", kernel.mount_private_proc)
-        listeners, sniffer = _network([int(p) for p in spec["listen"]])
+        _step("make the kernel's settings read-only", kernel.seal_kernel_files)
+        listeners, sniffer = _network([[str(h), int(p)] for h, p in spec["listen"]])
+        # inherited by the agent; init itself makes no socket after this
+        _step(_FILTER_STEP, kernel.filter_socket_families)
     except SetupError as exc:
         return _fail(ctl, exc)
     fds = [sock.fileno() for sock, _ in listeners] + [sniffer.fileno()]

@@ -3,10 +3,13 @@ facts the tests depend on (each test that needs one skips with the reason when i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,33 @@ import pytest
 from tests.cli.conftest import Project, tf_bin  # noqa: F401 (a fixture)
 from tests.fakes import FakeUpstreams, start_fakes
 
-__all__ = ["isolation_available", "kernel_refusal", "needs_isolation"]
+__all__ = [
+    "NOBODY",
+    "RUNNER",
+    "SYSTEM_PYTHON",
+    "as_nobody",
+    "echo_server",
+    "isolation_available",
+    "kernel_refusal",
+    "needs_isolation",
+]
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+NOBODY = 65534
+
+# start_sandbox around argv, as `tf run --isolate` does (no gateway: nothing to bridge).
+RUNNER = """
+import sys
+from agentfirewall_proxy.isolate.bridge import IsolationError, start_sandbox
+try:
+    box = start_sandbox(sys.argv[1:], {"PATH": "/usr/bin:/bin"}, [], on_blocked=lambda _b: None)
+except IsolationError as exc:
+    print("refused:", exc, flush=True)
+    sys.exit(0)
+code = box.process.wait()
+box.close()
+sys.exit(code)
+"""
 
 
 def kernel_refusal() -> str | None:
@@ -89,3 +118,36 @@ def run_as_root_without_sys_admin(
         [setpriv, "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--", *argv],
         capture_output=True, text=True, timeout=120, check=False, **kw,
     )  # fmt: skip
+
+
+def as_nobody() -> tuple[list[str], str]:
+    """The command prefix that runs as uid 65534 (an ordinary user), and the interpreter it can
+    run (the tests' own may live where that user cannot read)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become uid 65534 (CI runs as root)")
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip(f"no {SYSTEM_PYTHON}")
+    setpriv = host_tool("setpriv")
+    prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    return prefix, SYSTEM_PYTHON
+
+
+@contextlib.contextmanager
+def echo_server(host: str) -> Iterator[int]:
+    """A server on the host's `host` that answers ``pong:`` and what it got; its port."""
+    server = socket.create_server((host, 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"pong:" + conn.recv(64))
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()

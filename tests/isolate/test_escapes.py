@@ -33,11 +33,9 @@ import pytest
 from agentfirewall_proxy.isolate import bridge
 from agentfirewall_proxy.isolate.bridge import IsolationError, start_sandbox
 from tests.cli.conftest import Project, wait_for
-from tests.isolate.conftest import host_tool, needs_isolation
+from tests.isolate.conftest import NOBODY, RUNNER, as_nobody, host_tool, needs_isolation
 
 REPO = Path(__file__).resolve().parents[2]
-SYSTEM_PYTHON = "/usr/bin/python3"
-NOBODY = 65534
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="--isolate needs Linux"
@@ -83,20 +81,6 @@ print("agent-result", json.dumps({
     "steal": attempt(lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 1)),
     "cap_sys_admin": bool(caps & (1 << 21)),
 }), flush=True)
-"""
-
-# start_sandbox around argv, as `tf run --isolate` does (no gateway: nothing to bridge).
-RUNNER = """
-import sys
-from agentfirewall_proxy.isolate.bridge import IsolationError, start_sandbox
-try:
-    box = start_sandbox(sys.argv[1:], {"PATH": "/usr/bin:/bin"}, [], on_blocked=lambda _b: None)
-except IsolationError as exc:
-    print("refused:", exc, flush=True)
-    sys.exit(0)
-code = box.process.wait()
-box.close()
-sys.exit(code)
 """
 
 INTERACTIVE_AGENT = """
@@ -196,21 +180,6 @@ def _pushing_session(tmp_path: Path, prefix: list[str], python: str) -> Terminal
     return Terminal(argv, env=env, cwd=Path("/"), result=tmp_path / "shell.json")
 
 
-def _as_nobody() -> tuple[list[str], str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become uid 65534 (CI runs as root)")
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        pytest.skip(f"no {SYSTEM_PYTHON}")
-    setpriv = host_tool("setpriv")
-    return [
-        setpriv,
-        f"--reuid={NOBODY}",
-        f"--regid={NOBODY}",
-        "--clear-groups",
-        "--",
-    ], SYSTEM_PYTHON
-
-
 def _as_root_with_sys_admin_inherited() -> tuple[list[str], str]:
     if os.geteuid() != 0:
         pytest.skip("needs root (CI runs as root)")
@@ -220,7 +189,7 @@ def _as_root_with_sys_admin_inherited() -> tuple[list[str], str]:
 
 WHO = {
     "as-the-user-running-the-tests": lambda: ([], sys.executable),
-    "as-uid-65534-in-a-user-namespace": _as_nobody,
+    "as-uid-65534-in-a-user-namespace": as_nobody,
     "as-root-with-cap-sys-admin-inheritable-and-ambient": _as_root_with_sys_admin_inherited,
 }
 

@@ -1,10 +1,14 @@
 """Where `tf run --isolate` sends its blocked-connection records: the project's gateway token
 (which unlocks every vaulted credential) goes only to the project's own server, and never
-through a proxy of the user's environment."""
+through a proxy of the user's environment; and `tf run --isolate` itself, which holds the
+admin token, is not dumpable while the agent runs (no same-user process reads its
+``/proc/PID/environ``)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -71,3 +75,29 @@ def test_records_never_go_through_the_users_http_proxy(isolated_project: Project
     assert users_proxy.requests == []
     assert "--isolate blocked 1 direct connection" in done.stderr
     assert "not recorded" not in done.stderr  # they reached the project's own server
+
+
+# `tf run`, its `supervise` wrapped to ask the kernel (PR_GET_DUMPABLE) while the agent runs
+WATCHED = """
+import ctypes, sys
+from agentfirewall_proxy.cli import main, run_cmd
+real = run_cmd.supervise
+def supervise(child):
+    dumpable = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)
+    print("tf run dumpable while the agent runs:", dumpable, file=sys.stderr, flush=True)
+    return real(child)
+run_cmd.supervise = supervise
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_tf_run_isolate_is_not_dumpable_while_the_agent_runs(isolated_project: Project) -> None:
+    project = isolated_project
+    admin = (project.root / ".tf" / "admin.token").read_text().strip()
+    done = subprocess.run(
+        [sys.executable, "-c", WATCHED, "run", "--name", "Bot", "--isolate", "--", "true"],
+        cwd=project.root, env={**project.env, "TF_ADMIN_TOKEN": admin},
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "tf run dumpable while the agent runs: 0" in done.stderr

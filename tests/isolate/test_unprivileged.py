@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.isolate.conftest import needs_root
+from tests.isolate.conftest import NOBODY, SYSTEM_PYTHON, echo_server, needs_root
 
 REPO = Path(__file__).resolve().parents[2]
-SYSTEM_PYTHON = "/usr/bin/python3"
-NOBODY = 65534
 
 pytestmark = [
     needs_root,  # to become uid 65534 (CI runs as root)
@@ -91,20 +87,8 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 @pytest.fixture
 def echo_port() -> Iterator[int]:
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(b"pong:" + conn.recv(64))
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield int(server.getsockname()[1])
-    server.close()
+    with echo_server("127.0.0.1") as port:
+        yield port
 
 
 def _harness(port: int, *, nested: bool = False) -> dict[str, Any]:
