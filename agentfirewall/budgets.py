@@ -50,6 +50,7 @@ __all__ = [
     "action_names",
     "compile_budget",
     "covering",
+    "covering_all",
     "exceeded",
     "fits",
     "refusal",
@@ -283,6 +284,27 @@ def covering(
             return Refused(budget.name, "deny", cover.problem)
         covered.append((budget, cover.amount))
     return covered
+
+
+def covering_all(
+    budgets: Iterable[CompiledBudget],
+    agent: str,
+    connector: str,
+    actions: Iterable[tuple[str, dict[str, Any]]],
+) -> list[tuple[CompiledBudget, float]] | Refused:
+    """:func:`covering` for a request of several actions (a JSON-RPC batch's members, a
+    GraphQL document's mutations), each ``(name, parameters)``: what it spends from each
+    budget is the sum of what each action alone spends; one that does not say how much
+    refuses it whole."""
+    budgets = list(budgets)
+    totals: dict[str, tuple[CompiledBudget, float]] = {}
+    for name, parameters in actions:
+        found = covering(budgets, agent, connector, name, parameters)
+        if isinstance(found, Refused):
+            return found
+        for budget, amount in found:
+            totals[budget.id] = (budget, totals.get(budget.id, (budget, 0.0))[1] + amount)
+    return list(totals.values())
 
 
 def action_names(

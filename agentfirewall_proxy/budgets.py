@@ -19,12 +19,18 @@ acted on and is spent. An upgraded connection (a WebSocket) carries no ``usage``
 gateway can read: a token or cost budget refuses it (:func:`refuse_unmetered`) rather than
 let it spend unmeasured. A request a budget refused or held has it in its decision input
 (``agentfirewall.policy.replay.with_budget``): ``tf policy replay`` applies it again.
+
+A request of several actions (:func:`performed`: a JSON-RPC batch's members, a GraphQL
+document's mutations) spends what each of them would spend alone, summed per budget: a
+budget covers it when it covers one of them, one of them that cannot say how much refuses
+it whole, and the control plane is sent each of them (``members``), so it measures alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.budgetspend import LLM_MEASURES, spend_of
@@ -37,10 +43,19 @@ from agentfirewall_proxy.control import ControlError
 from agentfirewall_proxy.flow import Refusal
 
 if TYPE_CHECKING:
+    from agentfirewall.connectors import ParsedAction
     from agentfirewall_proxy.control import Control
     from agentfirewall_proxy.flow import Flow
 
-__all__ = ["BudgetScope", "Budgets", "budget_fields", "compile_budgets", "refuse_unmetered"]
+__all__ = [
+    "BudgetScope",
+    "Budgets",
+    "budget_fields",
+    "compile_budgets",
+    "decided_as",
+    "performed",
+    "refuse_unmetered",
+]
 
 _SETTLE_TRIES = 5
 #: Settlements of the same moment go in one call (gathered this long, at most _BATCH).
@@ -48,6 +63,9 @@ _SETTLE_TICK = 0.05
 _BATCH = 1000
 #: How old the budget state policy conditions read may be (seconds).
 _TTL = 1.0
+#: A JSON-RPC batch of two or more messages (``agentfirewall.connectors.mcp``): it names
+#: its members (``also``) and performs nothing itself.
+_MCP_BATCH = "mcp.rpc.batch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +114,46 @@ def compile_budgets(entries: list[dict[str, Any]]) -> tuple[BudgetScope, ...]:
     return tuple(scopes)
 
 
-def covering(scopes: tuple[BudgetScope, ...], flow: Flow) -> list[BudgetScope]:
+def performed(parsed: ParsedAction) -> tuple[ParsedAction, ...]:
+    """Every action a request performs: a JSON-RPC batch's members (``mcp.rpc.batch``
+    names them and performs nothing itself), else its action and each in ``also``."""
+    if parsed.also and parsed.spec.type == _MCP_BATCH:
+        return parsed.also
+    return (parsed, *parsed.also)
+
+
+def decided_as(parsed: ParsedAction, which: int) -> ParsedAction:
+    """A request of several actions as its action `which` decides it (0: the request
+    itself; else ``also[which - 1]``), with every other action it performs in ``also``:
+    held or recorded as one of them, it still spends for all of them."""
+    if which == 0:
+        return parsed
+    action = parsed.also[which - 1]
+    return replace(action, also=tuple(a for a in performed(parsed) if a is not action))
+
+
+def _actions(flow: Flow) -> list[tuple[str, Mapping[str, Any]]]:
+    """Each action `flow` performs with its parameters (a parked flow: its own)."""
+    if flow.parsed is None:
+        return [(flow.action or "", flow.parameters or {})]
+    return [(a.spec.type, a.spec.parameters) for a in performed(flow.parsed)]
+
+
+def _covered(
+    scopes: tuple[BudgetScope, ...], flow: Flow
+) -> list[tuple[BudgetScope, list[Mapping[str, Any]]]]:
+    """The budgets covering `flow`, each with the parameters of every action of it the
+    budget covers."""
     if not scopes or flow.agent is None or flow.connector is None or flow.action is None:
         return []
-    agent, connector, action = flow.agent.name, flow.connector.type, flow.action
-    return [s for s in scopes if s.covers(agent, connector, action)]
+    agent, connector = flow.agent.name, flow.connector.type
+    actions = _actions(flow)
+    found = []
+    for scope in scopes:
+        mine = [p for action, p in actions if scope.covers(agent, connector, action)]
+        if mine:
+            found.append((scope, mine))
+    return found
 
 
 def budget_fields(documents: list[Any]) -> frozenset[str]:
@@ -154,20 +207,22 @@ class Budgets:
     ) -> Decision | None:
         """Reserve `flow`'s spend; a ``require_approval`` decision when a budget says
         hold (and no human approved yet), None when it may go; Refusal otherwise."""
-        covered = covering(scopes, flow)
-        if not covered:
+        shares = _covered(scopes, flow)
+        if not shares:
             return None
         assert flow.agent is not None
         assert flow.connector is not None
-        parsed = flow.parsed
-        parameters = parsed.spec.parameters if parsed is not None else (flow.parameters or {})
+        covered = [scope for scope, _ in shares]
+        actions = _actions(flow)
         payload: dict[str, Any] = {
             "agent": flow.agent.name,
             "connector": flow.connector.type,
             "action": flow.action,
-            "parameters": dict(parameters),
+            "parameters": dict(actions[0][1]) if len(actions) == 1 else {},
         }
-        amounts = None if force else _local_amounts(covered, parameters)
+        if len(actions) > 1:  # measured as the sum of each (``routes/budgets.py``)
+            payload["members"] = [{"action": a, "parameters": dict(p)} for a, p in actions]
+        amounts = None if force else _local_amounts(shares)
         try:
             if amounts is not None:  # count and sum: from this gateway's leased slices
                 if not amounts:
@@ -273,7 +328,7 @@ def refuse_unmetered(scopes: tuple[BudgetScope, ...], flow: Flow) -> None:
     upgraded connection has none the gateway reads (its frames carry usage in each API's
     own events, for as long as the connection lasts), so it would spend without limit.
     Fail closed: 403 ``budget_unmetered``, before any frame is relayed either way."""
-    names = sorted({s.name for s in covering(scopes, flow) if s.llm})
+    names = sorted({s.name for s, _ in _covered(scopes, flow) if s.llm})
     named = ", ".join(f"`{n}`" for n in names) or "an LLM budget"
     flow.input = with_budget(flow.input, "deny", names[0] if names else "")
     reason = (f"budget {named} counts LLM usage, which an upgraded connection (websocket) "
@@ -284,19 +339,22 @@ def refuse_unmetered(scopes: tuple[BudgetScope, ...], flow: Flow) -> None:
     raise Refusal(403, "budget_unmetered", reason)
 
 
-def _local_amounts(covered: list[BudgetScope], parameters: Any) -> dict[str, float] | None:
-    """What the request spends from each covering budget, when the gateway can debit it
-    from its slices (None: an LLM budget, settled from the response, or a request that
-    does not say how much it spends: the control plane reserves or refuses it)."""
+def _local_amounts(
+    shares: list[tuple[BudgetScope, list[Mapping[str, Any]]]],
+) -> dict[str, float] | None:
+    """What the request spends from each covering budget (the sum of what each of its
+    actions the budget covers spends), when the gateway can debit it from its slices
+    (None: an LLM budget, settled from the response, or an action that does not say how
+    much it spends: the control plane reserves or refuses it)."""
     amounts: dict[str, float] = {}
-    for scope in covered:
+    for scope, each in shares:
         if scope.llm:
             return None
-        cover = spend_of(scope.name, scope.measure, scope.parameter, scope.currency,
-                         dict(parameters))  # fmt: skip
-        if cover is None:
-            continue
-        if cover.problem is not None:
+        covers = [spend_of(scope.name, scope.measure, scope.parameter, scope.currency,
+                           dict(parameters)) for parameters in each]  # fmt: skip
+        if any(cover is not None and cover.problem is not None for cover in covers):
             return None
-        amounts[scope.id] = cover.amount
+        spent = [cover.amount for cover in covers if cover is not None]
+        if spent:  # (none: every action in another currency than the budget's)
+            amounts[scope.id] = sum(spent)
     return amounts

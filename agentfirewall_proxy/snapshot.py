@@ -47,7 +47,7 @@ from agentfirewall.policy.guard import GuardPlan, guard_plan
 from agentfirewall.policy.permissions import KillSwitchIndex, failed_closed
 from agentfirewall.policy.run import combine_approvals
 from agentfirewall_proxy.budgetlease import Say, say_plain
-from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budgets
+from agentfirewall_proxy.budgets import BudgetScope, budget_fields, compile_budgets, decided_as
 from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
 from agentfirewall_proxy.scrub import Scrubber, scrubber_for
 
@@ -265,7 +265,8 @@ class CompiledConfig:
         connector that cannot parse is a deny (fail closed).
 
         The context returned is the one the deciding action was evaluated in (None when
-        nothing was parsed)."""
+        nothing was parsed); a request of several actions is returned as the deciding one,
+        the others it performs in ``also`` (``budgets.decided_as``: budgets count all)."""
         try:
             if parsed is None:
                 parsed = connector.impl.parse(request, base_url=connector.base_url)
@@ -288,7 +289,7 @@ class CompiledConfig:
         # several actions in one request: all must be allowed
         actions = [(parsed, ctx), *((o, replace(ctx, risk=o.risk)) for o in parsed.also)]
         which, decision = strictest([self.engine.evaluate(a.spec, c) for a, c in actions])
-        return actions[which][0], decision, actions[which][1]
+        return decided_as(parsed, which), decision, actions[which][1]
 
 
 def _strictness(decision: Decision) -> tuple[int, int]:

@@ -18,6 +18,7 @@ as long as it should.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from agentfirewall.budgets import (
     window_start,
 )
 from agentfirewall_server.clock import new_id, rfc3339
-from agentfirewall_server.llmprices import cost_of, tokens_of
+from agentfirewall_server.llmprices import MAX_TOKENS, cost_of, tokens_of
 from agentfirewall_server.store.schema import budget_usage, budgets
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "settle",
     "used_in_window",
 ]
+
+log = logging.getLogger("agentfirewall_server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +163,7 @@ def settle(
             values["created_at"] = now
         budget = by_id.get(row.budget_id)
         if ok and budget is not None and budget.definition.measure in LLM_MEASURES:
-            values["amount"] = _measured(budget, usage, model, prices)
+            values["amount"] = _measured(budget, reservation, usage, model, prices)
         conn.execute(update(budget_usage).where(budget_usage.c.id == row.id).values(**values))
     return len(rows)
 
@@ -181,14 +184,24 @@ def redate(conn: Connection, reservation: str, now: float) -> int:
 
 
 def _measured(
-    budget: CompiledBudget, usage: dict[str, Any] | None, model: str | None, prices: dict[str, Any]
+    budget: CompiledBudget,
+    reservation: str,
+    usage: dict[str, Any] | None,
+    model: str | None,
+    prices: dict[str, Any],
 ) -> float:
     if not usage:
         return 0.0
+    odd: list[str] = []
     if budget.definition.measure == "tokens":
-        given, out = tokens_of(usage)
-        return float(given + out)
-    return cost_of(prices, model or "", usage)
+        given, out = tokens_of(usage, odd)
+        amount = float(given + out)
+    else:
+        amount = cost_of(prices, model or "", usage, odd)
+    if odd:  # (the field names only: the values are the upstream's, whatever they hold)
+        log.warning("budget `%s`: reservation %s: usage %s not a token count: read as %d",
+                    budget.name, reservation, ", ".join(odd), MAX_TOKENS)  # fmt: skip
+    return amount
 
 
 def budget_state(conn: Connection, budget: CompiledBudget, now: float) -> dict[str, Any]:

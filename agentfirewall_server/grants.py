@@ -10,6 +10,16 @@ replicas sharing PostgreSQL cannot overuse it) and every use is audited with its
 Constraints are policy condition leaves (``agentfirewall.policy``); a short field
 (``amount``) means ``action_spec.parameters.amount``. ``parse_where`` reads the CLI's
 ``amount<=10000`` / ``currency in [usd,eur]`` / ``channel equals C123`` forms.
+
+A request may perform several actions (:func:`_members`): a JSON-RPC batch
+(``mcp.rpc.batch``) its members, a GitHub GraphQL document each mutation. A grant covers
+a request only when every action it performs is of the grant's type and meets every
+constraint. A grant made on several actions records their types as one more constraint,
+``action_spec.type in [...]`` (which an approver cannot write: a grant covers the types
+of the request approved), so a grant on a batch of two transfers covers batches of
+transfers within its constraints, never a batch of other tools; a grant on one action
+covers no request that performs another too. A GraphQL document's other mutations are
+known by type only: a grant with parameter constraints covers none of them.
 """
 
 from __future__ import annotations
@@ -44,6 +54,10 @@ __all__ = [
 ]
 
 _MAX_SECONDS = 30 * 86400
+#: The type a JSON-RPC batch of two or more messages is named (``connectors/mcp.py``): it
+#: names its members (``parameters.members``) and performs nothing itself.
+_BATCH = "mcp.rpc.batch"
+_TYPE = "action_spec.type"
 _SYMBOLS = {"<=": "lte", ">=": "gte", "<": "lt", ">": "gt", "==": "equals", "=": "equals",
             "!=": "not_equals"}  # fmt: skip
 _SYMBOL_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(<=|>=|==|!=|<|>|=)\s*(.+?)\s*$")
@@ -120,6 +134,9 @@ class GrantBody(Strict):
                 out.append(
                     constraint(str(item.get("field")), str(item.get("operator")), item.get("value"))
                 )
+        if any(leaf["field"] == _TYPE for leaf in out if isinstance(leaf, dict)):
+            raise ValueError(f"a constraint on `{_TYPE}`: a grant covers the action types of "
+                             "the request approved, no others")  # fmt: skip
         return out
 
     @model_validator(mode="after")
@@ -170,13 +187,17 @@ def create_grant(
     """A grant from an approved `approval` (same transaction as the approval), made by
     `by` with `role`: it covers only held requests that role could approve."""
     spec = json.loads(approval["action_spec"])
+    where = list(body.where)
+    types: list[JsonValue] = sorted({member["type"] for member, _ in _members(spec) or []})
+    if types and types != [spec["type"]]:  # several actions: these types, no other
+        where.append(constraint(_TYPE, "in", types))
     row = {
         "id": new_id("grt_"),
         "approval_id": approval["id"],
         "agent": approval["agent"],
         "connector": approval["connector"],
         "action_type": spec["type"],
-        "constraints": json.dumps(body.where),
+        "constraints": json.dumps(where),
         "expires_at": now + body.for_seconds if body.for_seconds else None,
         "max_uses": body.max_uses,
         "uses": 0,
@@ -206,14 +227,53 @@ def _host_key(host: str) -> str:
     return host.lower().rstrip(".")[:300]
 
 
+def _members(spec: dict[str, Any]) -> list[tuple[dict[str, Any], bool]] | None:
+    """The actions a request (its `spec`) performs, each as a spec with whether its
+    parameters are known: a JSON-RPC batch's members; the held action and, by type only,
+    the other mutations of its GraphQL document (``risk_hints.graphql_also``); else the
+    action itself. None when a batch's members cannot be read (no grant covers it)."""
+    parameters = spec.get("parameters")
+    hints = spec.get("risk_hints")
+    if spec.get("type") == _BATCH:
+        found = parameters.get("members") if isinstance(parameters, dict) else None
+        if not isinstance(found, list) or not found:
+            return None
+        out = []
+        for item in found:
+            action = item.get("action") if isinstance(item, dict) else None
+            given = item.get("parameters") if isinstance(item, dict) else None
+            if not isinstance(action, str) or not isinstance(given, dict):
+                return None
+            out.append(({**spec, "type": action, "parameters": given, "risk_hints": {}}, True))
+        return out
+    others = hints.get("graphql_also", []) if isinstance(hints, dict) else []
+    if not isinstance(others, list) or not all(isinstance(t, str) for t in others):
+        return None
+    unknown = [({**spec, "type": t, "parameters": {}, "risk_hints": {}}, False) for t in others]
+    return [(spec, True), *unknown]
+
+
 def _satisfied(row: Any, spec: dict[str, Any], agent: str, now: float) -> bool:
-    leaves = json.loads(row.constraints)
-    if not leaves:
-        return True
+    """Whether every action the request performs is of the grant's type (or, for a grant
+    made on several, one of their types) and meets every constraint."""
+    found = _members(spec)
+    if found is None:
+        return False
     try:
-        parsed = parse_action_spec(spec)
+        leaves = [FieldCondition(**leaf) for leaf in json.loads(row.constraints)]
+        typed = any(leaf.field == _TYPE for leaf in leaves)
+        on_parameters = any(leaf.field != _TYPE for leaf in leaves)
+        checks = [compile_condition(leaf) for leaf in leaves]
         ctx = EvaluationContext(agent=agent, mode="proxy", now=datetime.fromtimestamp(now, UTC))
-        return all(compile_condition(FieldCondition(**leaf))(parsed, ctx) for leaf in leaves)
+        for member, known in found:
+            if not typed and member["type"] != row.action_type:
+                return False
+            if not known and on_parameters:  # its parameters are not known: not checked
+                return False
+            parsed = parse_action_spec(member)
+            if not all(check(parsed, ctx) for check in checks):
+                return False
+        return True
     except Exception:  # a constraint that cannot be evaluated does not grant (fail closed)
         return False
 

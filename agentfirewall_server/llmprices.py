@@ -4,7 +4,9 @@ Stored as the ``llm_prices`` setting (``GET``/``PUT /api/v1/llm-prices``). A mod
 priced by its exact name, else by the longest matching ``prefix*`` entry, else by ``*``.
 The defaults are list prices at the time of writing; edit them to your contract. A
 model the table cannot price costs as much as the most expensive entry (fail closed: a
-spend cap never under-counts).
+spend cap never under-counts). So does a ``usage`` count that is not one: negative, not a
+number, or past :data:`MAX_TOKENS` (``10**309`` from a broken or hostile upstream), it is
+read as :data:`MAX_TOKENS`, and the settlement says which field in the log.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from pydantic import Field, RootModel, field_validator
 
 from agentfirewall_server.web import Strict
 
-__all__ = ["DEFAULT_PRICES", "Price", "PriceTable", "cost_of", "tokens_of"]
+__all__ = ["DEFAULT_PRICES", "MAX_TOKENS", "Price", "PriceTable", "cost_of", "tokens_of"]
+
+#: The most tokens one ``usage`` count is read as (the highest limit a budget may have): a
+#: count past it, or no count at all (negative, not finite, not a number), is read as this
+#: (charging more, never nothing).
+MAX_TOKENS = 10**15
 
 
 class Price(Strict):
@@ -64,23 +71,34 @@ def _price(table: dict[str, Any], model: str) -> tuple[float, float]:
     return float(found["input"]), float(found["output"])
 
 
-def _count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+def _count(usage: dict[str, Any], key: str, odd: list[str]) -> int:
+    """`usage[key]` as a token count (absent or null: 0); `key` goes in `odd` when its
+    value is no count up to :data:`MAX_TOKENS` (then read as :data:`MAX_TOKENS`)."""
+    value = usage.get(key)
+    if value is None:
         return 0
-    return max(int(value), 0)
+    if not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= MAX_TOKENS:
+        return int(value)  # (NaN compares false: odd too)
+    odd.append(key)
+    return MAX_TOKENS
 
 
-def tokens_of(usage: dict[str, Any]) -> tuple[int, int]:
-    """(input, output) tokens of an OpenAI or Anthropic ``usage`` object."""
-    given = _count(usage.get("input_tokens", usage.get("prompt_tokens")))
-    given += _count(usage.get("cache_creation_input_tokens"))
-    given += _count(usage.get("cache_read_input_tokens"))
-    out = _count(usage.get("output_tokens", usage.get("completion_tokens")))
+def tokens_of(usage: dict[str, Any], odd: list[str] | None = None) -> tuple[int, int]:
+    """(input, output) tokens of an OpenAI or Anthropic ``usage`` object; the fields whose
+    value is no count go in `odd` (each read as :data:`MAX_TOKENS`)."""
+    odd = [] if odd is None else odd
+    given = _count(usage, "input_tokens" if "input_tokens" in usage else "prompt_tokens", odd)
+    given += _count(usage, "cache_creation_input_tokens", odd)
+    given += _count(usage, "cache_read_input_tokens", odd)
+    out = _count(usage, "output_tokens" if "output_tokens" in usage else "completion_tokens", odd)
     return given, out
 
 
-def cost_of(table: dict[str, Any], model: str, usage: dict[str, Any]) -> float:
-    """US dollars the `usage` of `model` costs by `table`."""
-    given, out = tokens_of(usage)
+def cost_of(
+    table: dict[str, Any], model: str, usage: dict[str, Any], odd: list[str] | None = None
+) -> float:
+    """US dollars the `usage` of `model` costs by `table` (`odd` as for :func:`tokens_of`)."""
+    given, out = tokens_of(usage, odd)
     price_in, price_out = _price(table, model)
-    return (given * price_in + out * price_out) / 1_000_000
+    cost = (given * price_in + out * price_out) / 1_000_000
+    return cost if math.isfinite(cost) else float(MAX_TOKENS)  # (a stored price out of range)

@@ -10,7 +10,9 @@
 - ``tools/list`` → ``mcp.tools.list`` (low); any other method → ``mcp.rpc.<method>`` with
   ``/`` as ``_`` (``resources/read`` → ``mcp.rpc.resources_read``, low), its params as
   parameters; a client's JSON-RPC response → ``mcp.rpc.response``; notifications are
-  methods like any other.
+  methods like any other. A method named ``batch`` or ``response`` is
+  ``mcp.rpc.batch_method`` / ``mcp.rpc.response_method``: it cannot pass for a batch
+  (whose ``members`` a grant reads) or a response.
 - ``GET`` (open the server-sent event stream) → ``mcp.stream.open``; ``DELETE`` (end the
   session) → ``mcp.session.close``; both low.
 
@@ -259,6 +261,9 @@ class McpConnector(Connector):
         return [ActionInfo(t, m, "(endpoint)", r, d) for t, m, d, r in rows]  # type: ignore[arg-type]
 
 
+#: What ``mcp.rpc.<segment>`` names other than a method: a method of that name is named
+#: ``<segment>_method`` (as a tool called ``list`` is ``list_tool``).
+_RESERVED = frozenset({"batch", "response"})
 _MESSAGE_KEYS = frozenset({"jsonrpc", "id", "method", "params", "result", "error"})
 _CALL_KEYS = frozenset({"name", "arguments"})
 
@@ -309,7 +314,10 @@ def name_message(message: object) -> _Member:
         return _tool_call(params)
     if key == "tools/list":
         return "mcp.tools.list", "low", {}
-    return "mcp.rpc." + _segment(key.replace("/", "_")), "low", params
+    segment = _segment(key.replace("/", "_"))
+    if segment in _RESERVED:
+        segment += "_method"
+    return "mcp.rpc." + segment, "low", params
 
 
 def _tool_call(params: dict[str, JsonValue]) -> _Member:

@@ -12,7 +12,7 @@ named or decided is a deny (fail closed).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -24,6 +24,7 @@ from agentfirewall.connectors.mcp import CONNECTOR, name_batch, name_message, to
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import EvaluationContext
+from agentfirewall_proxy.budgets import decided_as
 from agentfirewall_proxy.scrub import Scrubber
 from agentfirewall_proxy.snapshot import AgentEntry, CompiledConfig, ConnectorEntry, strictest
 
@@ -111,7 +112,8 @@ class Gate:
             return parsed, Decision("deny", switch.decision_reason, decided_outcome="deny")
         actions = [parsed, *members]  # a batch: every member must pass too (as over HTTP)
         which, decision = strictest([self._evaluate(config, agent, a, attributes) for a in actions])
-        return actions[which], decision
+        # as over HTTP: the deciding action, the others in `also` (budgets count every one)
+        return decided_as(replace(parsed, also=tuple(members)), which), decision
 
     def _parsed(self, action: str, risk: Risk, params: dict[str, Any]) -> ParsedAction:
         spec = make_spec(

@@ -22,7 +22,7 @@ from agentfirewall_server.auth import require_gateway, state_of
 from agentfirewall_server.budgetleases import Granted, LeaseReport, could_fit, grant, report
 from agentfirewall_server.budgetstore import Refused
 from agentfirewall_server.clock import now
-from agentfirewall_server.sdkspend import covered_by
+from agentfirewall_server.routes.budgets import Member, covered_request
 from agentfirewall_server.web import Strict, json_ok, read_model
 
 __all__ = ["routes"]
@@ -51,6 +51,8 @@ class LeaseBody(Strict):
     connector: str = Field(min_length=1, max_length=80)
     action: str = Field(min_length=1, max_length=600)
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    #: Each action of a request of several (as for a reservation, ``routes/budgets.py``).
+    members: list[Member] | None = Field(default=None, min_length=1, max_length=100)
     #: How much more than this request the gateway would like to spend from, per budget.
     want: dict[_Name, _Amount] = Field(default_factory=dict, max_length=100)
     #: The gateway's old slices of these budgets, handed back before the new lease.
@@ -77,7 +79,8 @@ async def gateway_lease(request: Request) -> JSONResponse:
     await require_gateway(request)
     body = await read_model(request, LeaseBody)
     state = state_of(request)
-    covered = covered_by(state, body.agent, body.connector, body.action, body.parameters)
+    covered = covered_request(state, body.agent, body.connector, body.action, body.parameters,
+                              body.members)  # fmt: skip
     if isinstance(covered, Refused):
         state.metrics.budget_refusals.labels(covered.budget, covered.outcome).inc()
         return _refusal(covered, False)

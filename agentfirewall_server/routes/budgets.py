@@ -6,10 +6,13 @@
 the price table of ``cost`` budgets. The gateway reserves before forwarding
 (``POST /api/v1/gateway/budgets/reserve``) and settles after the response
 (``.../settle``), and reads what remains for policy conditions (``GET .../budgets``).
+A request of several actions (a JSON-RPC batch, a GraphQL document with several
+mutations) comes with each of them (``members``): it spends what they spend together.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from agentfirewall.budgets import BudgetBody, BudgetDef, CompiledBudget
+from agentfirewall.budgets import BudgetBody, BudgetDef, CompiledBudget, covering_all
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import require_gateway, require_role, state_of
 from agentfirewall_server.budgetleases import budget_attributes
@@ -46,7 +49,16 @@ from agentfirewall_server.web import (
     validation_error,
 )
 
-__all__ = ["prices_of", "routes"]
+__all__ = ["Member", "covered_request", "prices_of", "routes"]
+
+log = logging.getLogger("agentfirewall_server")
+
+
+class Member(Strict):
+    """One action of a request of several (``members`` of a reserve or lease body)."""
+
+    action: str = Field(min_length=1, max_length=600)
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class ReserveBody(Strict):
@@ -55,8 +67,26 @@ class ReserveBody(Strict):
     connector: str = Field(min_length=1, max_length=80)
     action: str = Field(min_length=1, max_length=600)
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    #: Each action of a request of several: budgets read these, not `action`/`parameters`.
+    members: list[Member] | None = Field(default=None, min_length=1, max_length=100)
     #: A human approved going past a ``require_approval`` budget (never past a ``deny`` one).
     force: bool = False
+
+
+def covered_request(
+    state: AppState,
+    agent: str,
+    connector: str,
+    action: str,
+    parameters: dict[str, Any],
+    members: list[Member] | None,
+) -> list[tuple[CompiledBudget, float]] | Refused:
+    """The budgets covering a gateway's request and what it spends from each: its
+    `members`' sum when it has several actions (``agentfirewall.budgets.covering_all``)."""
+    if members is None:
+        return covered_by(state, agent, connector, action, parameters)
+    each = [(m.action, dict(m.parameters)) for m in members]
+    return covering_all(state.snapshot.budgets.values(), agent, connector, each)
 
 
 class SettleBody(Strict):
@@ -220,7 +250,8 @@ async def gateway_reserve(request: Request) -> JSONResponse:
     await require_gateway(request)
     body = await read_model(request, ReserveBody)
     state = state_of(request)
-    covered = covered_by(state, body.agent, body.connector, body.action, body.parameters)
+    covered = covered_request(state, body.agent, body.connector, body.action, body.parameters,
+                              body.members)  # fmt: skip
     if isinstance(covered, list) and not covered:
         return json_ok({"reservation": None, "refused": None, "remaining": {}})
     result = covered if isinstance(covered, Refused) else await state.db.write(_job(body, covered))
@@ -263,6 +294,8 @@ async def gateway_settle_batch(request: Request) -> JSONResponse:
 
 
 async def _settle_all(state: AppState, bodies: list[SettleBody]) -> int:
+    """Each settlement in a savepoint of one transaction: one that fails (a bug) stays
+    reserved, counted as it was, and never costs the others theirs."""
     by_id = {b.id: b for b in state.snapshot.budgets.values()}
     prices = prices_of(state)
 
@@ -270,8 +303,16 @@ async def _settle_all(state: AppState, bodies: list[SettleBody]) -> int:
         stamp, done = now(), 0
         for body in bodies:
             usage = dict(body.usage) if body.usage else None
-            done += settle(conn, body.reservation, by_id, ok=body.ok, usage=usage,
-                           model=body.model, prices=prices, now=stamp)  # fmt: skip
+            savepoint = conn.begin_nested()
+            try:
+                done += settle(conn, body.reservation, by_id, ok=body.ok, usage=usage,
+                               model=body.model, prices=prices, now=stamp)  # fmt: skip
+            except Exception as exc:
+                savepoint.rollback()
+                log.warning("budget reservation %s not settled (%s): it stays reserved",
+                            body.reservation, type(exc).__name__)  # fmt: skip
+                continue
+            savepoint.commit()
         return done
 
     return await state.db.write(job)

@@ -1,0 +1,74 @@
+"""A JSON-RPC batch spends from budgets per member, through a real gateway and control plane
+(DESIGN.md section 7, guarantee 1; the units: ``test_budget_members.py``).
+
+Budgets matched a batch by its own name, ``mcp.rpc.batch``: once a ``count`` budget of 2 and
+a ``sum`` budget of 100 on ``mcp.tools.transfer`` were spent, a batch of five transfers of
+1,000,000 was still forwarded, and counted nothing.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agentfirewall_proxy.control import HttpControl
+from tests.batchhold import transfer
+from tests.fakes import FakeUpstreams
+from tests.livesrv import LiveServer
+from tests.proxy.support import RunningGateway, ca_bundle, gateway_options
+
+URL = "https://mcp.example.com/mcp"
+
+
+@pytest.fixture
+def payer(live_server: LiveServer, fakes: FakeUpstreams, tmp_path: Path) -> Iterator[httpx.Client]:
+    server = live_server
+    key = server.create_agent("Payer")
+    body = {"type": "mcp", "name": "mcp", "domains": ["mcp.example.com"]}
+    assert server.admin("POST", "/v1/connectors", json=body).status_code == 201
+    for pattern in ("mcp.rpc.*", "mcp.tools.transfer"):
+        rule = {"agent": "Payer", "connector": "mcp", "action_pattern": pattern,
+                "decision": "allow"}  # fmt: skip
+        assert server.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
+    for name, extra in (("transfers-count", {"limit": 2}),
+                        ("transfers-sum", {"measure": "sum", "limit": 100})):  # fmt: skip
+        budget = {"connector": "mcp", "action": "mcp.tools.transfer", **extra}
+        assert server.admin("PUT", f"/v1/budgets/{name}", json=budget).status_code == 201
+    control = HttpControl(server.url, server.gateway_token)
+    running = RunningGateway(gateway_options(tmp_path, fakes), control).start()
+    deadline = time.monotonic() + 20
+    while not (running.gateway and running.gateway.config and running.gateway.config.budgets):
+        assert time.monotonic() < deadline, "the gateway never got its budgets"
+        time.sleep(0.05)
+    bundle = ca_bundle(running.ca_path, tmp_path / "bundle.pem")
+    verify = ssl.create_default_context(cafile=str(bundle))
+    client = httpx.Client(proxy=running.proxy_url(key, "Payer"), trust_env=False,
+                          verify=verify, timeout=30)  # fmt: skip
+    try:
+        yield client
+    finally:
+        client.close()
+        running.stop()
+
+
+def test_a_batch_spends_per_member_and_one_past_the_budget_sends_nothing(
+    payer: httpx.Client, fakes: FakeUpstreams
+) -> None:
+    upstream = fakes["mcp"]
+    upstream.clear()
+    ok = payer.post(URL, json=[transfer(1, amount=40), transfer(2, amount=40)])
+    assert ok.status_code < 300, ok.text
+    assert len(upstream.requests) == 1
+    # the batch spent both calls of the count budget: a single transfer is past it now
+    single = payer.post(URL, json=transfer(3, amount=1))
+    assert single.status_code == 403
+    assert "budget `transfers-count` exceeded" in single.text
+    big = payer.post(URL, json=[transfer(10 + i, amount=1_000_000, to="x") for i in range(5)])
+    assert big.status_code == 403
+    assert "budget_exceeded" in big.text
+    assert len(upstream.requests) == 1  # nothing of either refusal went upstream
