@@ -40,7 +40,10 @@ A body can be scrubbed as a stream (:class:`ScrubStream`): the only bytes held b
 chunks are a suffix that could begin a secret (at most its length minus one), so a secret
 split across two chunks is still found, and a stream of events (SSE) is not delayed.
 How a form may be spelled (JSON-escaped, percent-encoded, HTML-escaped) and the regexes that
-find each spelling are :mod:`agentfirewall.spellings`.
+find each spelling are :mod:`agentfirewall.spellings`. Those regexes (each byte of a form an
+alternation) are compiled only for the forms a text may hold, found by a part every spelling
+holds once the text is read (:class:`_Spelled`): a long secret's scrubber (a JWT) is built in
+milliseconds, and finds the same spans as one regex of every form would.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
-from itertools import chain
+from collections.abc import Callable, Iterable
+from itertools import chain, product
 from urllib.parse import quote, quote_plus
 
 from agentfirewall.spellings import (
@@ -106,6 +109,8 @@ _PRINTABLE = re.compile(rb"[ -~]+")
 #: A wrapped form is at most this many bytes per byte of it (a byte and a JSON ``\r\n``),
 #: besides blanks (`BLANKS_READ`).
 _WRAPPED_WIDEST = 5
+#: Searches for spelled forms a scrubber keeps compiled (for the sets of forms found).
+_COMPILED = 16
 
 
 def filler(length: int) -> bytes:
@@ -205,11 +210,78 @@ def _alternation(patterns: Iterable[bytes]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(patterns) or b"(?!)")
 
 
+#: A JSON escape of a printable byte (``\\u005f``, ``\\/``, ``\\"``, ``\\\\``), and that byte.
+_JSON_ESCAPE = re.compile(rb'\\(?:u00[2-7][0-9a-fA-F]|[/"\\])')
+_JSON_BYTE = {
+    **{b"\\u00" + bytes(h): bytes((v,)) for v in range(0x20, 0x80)
+       for h in product(*({c, ord(chr(c).upper())} for c in b"%02x" % v))},
+    **{b"\\" + bytes((v,)): bytes((v,)) for v in b'/"\\'},
+}  # fmt: skip
+
+
+def _json_read(text: bytes) -> bytes:
+    """`text` with its JSON escapes of printable bytes read, left to right as a decoder does."""
+    return _JSON_ESCAPE.sub(lambda escape: _JSON_BYTE[escape[0]], text)
+
+
+def _json_core(form: bytes) -> bytes:
+    """The longest part of `form` that a text holding it with any of its bytes JSON-escaped
+    holds once read (`_json_read`): not its first six bytes (an escape the text begins
+    before it may read them), nor a backslash of its own and the five bytes after it (it
+    may begin an escape that reads them); past those, each byte is read as it is written."""
+    pieces, at = [], 6
+    for slash in re.finditer(rb"\\", form):
+        pieces.append(form[at : slash.start()])
+        at = max(at, slash.start() + 6)
+    pieces.append(form[at:])
+    return max(pieces, key=len)
+
+
+class _Spelled:
+    """A search for any of `forms` with any of their bytes spelled otherwise (`spell`: the
+    regex of a form, one alternation per byte), compiled only for the forms a text may hold:
+    those whose core (a part each of its spellings holds as the text is read) it holds.
+    The same forms in the same order as one regex of them all, so it finds the same spans;
+    but a long secret (a JWT: thousands of bytes, each an alternation, in a dozen forms)
+    costs no compile until an upstream echoes it spelled so (seconds, per token refresh)."""
+
+    __slots__ = ("_compiled", "_cores", "_forms", "_spell")
+
+    def __init__(
+        self, forms: Iterable[bytes], cores: Iterable[bytes], spell: Callable[[bytes], bytes]
+    ) -> None:
+        self._forms = tuple(forms)
+        self._cores = tuple(cores)
+        self._spell = spell
+        self._compiled: dict[tuple[int, ...], re.Pattern[bytes]] = {}
+
+    def within(self, read: bytes) -> re.Pattern[bytes] | None:
+        """The search for the forms a text may hold, from the text as read (None: none)."""
+        present = tuple(i for i, core in enumerate(self._cores) if core in read)
+        if not present:
+            return None
+        found = self._compiled.get(present)
+        if found is None:
+            if len(self._compiled) >= _COMPILED:
+                self._compiled.clear()
+            found = _alternation(self._spell(self._forms[i]) for i in present)
+            self._compiled[present] = found
+        return found
+
+
+def _json_spelled(form: bytes) -> bytes:
+    return b"".join(escapable(b) for b in form)
+
+
+def _percent_spelled(form: bytes) -> bytes:
+    return b"".join(percentable(b) for b in form)
+
+
 class Scrubber:
     """The secrets of one connector's credential, and how to find them in bytes."""
 
     __slots__ = (
-        "_bytes", "_cores", "_escaped", "_escaped_firsts", "_firsts", "_folded", "_heads",
+        "_bytes", "_escaped", "_escaped_firsts", "_firsts", "_folded", "_heads",
         "_html", "_html_firsts", "_html_near", "_html_trigger", "_needles", "_openings",
         "_pattern", "_percent", "_percent_escape", "_percent_trigger", "_plain", "_reach",
         "_spaced", "_spelled_firsts", "_starting", "_tile_pattern", "_tiles", "_trigger",
@@ -224,11 +296,14 @@ class Scrubber:
         self.longest = max((len(f) for f in forms), default=0)
         self._firsts = tuple(sorted({f[:1] for f in forms}))
         self._openings = _Openings(forms)  # (for `held`)
-        self._bytes = frozenset(b for f in forms for b in f)  # bytes that occur in a secret
+        self._bytes = frozenset(b"".join(forms))  # bytes that occur in a secret
         # to tell whether any form is there, the forms that hold no other suffice (a base64
         # form holds its core: where the core is not, neither is the form)
         self._needles = tuple(f for f in forms if not any(o != f and o in f for o in forms))
-        self._pattern = re.compile(b"|".join(re.escape(f) for f in self._needles))
+        # (one regex of them for a short text, but not of a long secret's: its compile costs
+        # more than the searches it saves)
+        short = sum(map(len, self._needles)) <= _SMALL
+        self._pattern = _alternation(map(re.escape, self._needles)) if short else None
         self._folded = tuple(dict.fromkeys(f.lower() for f in self._needles))  # (names)
         # Every form with any of its bytes JSON-escaped, searched only near an escape of a
         # byte some form holds (`\u005f`): rare in real bodies, so a body full of `\"` or
@@ -236,8 +311,8 @@ class Scrubber:
         # searched as they are; their escapes are among those of the form they write.)
         written = {w for f in forms for w in json_written(f) if w != f}
         plain = [f for f in forms if f not in written]
-        self._escaped = _alternation(b"".join(escapable(b) for b in f) for f in plain)
-        escapes = sorted({b"%02x" % b for f in plain for b in f if 0x20 <= b < 0x7F})
+        self._escaped = _Spelled(plain, map(_json_core, plain), _json_spelled)
+        escapes = sorted(b"%02x" % b for b in set(b"".join(plain)) if 0x20 <= b < 0x7F)
         # (`\/`, `\\`, `\"` alone are no trigger: a body escaping each one has the written form)
         self._trigger = re.compile(rb"\\u00(?:" + b"|".join(any_case(e) for e in escapes) + b")")
         # where a form so written may begin (for `held`): a first byte, as is or escaped, or
@@ -250,15 +325,15 @@ class Scrubber:
         # a `%XX` of a byte some form holds. The forms that hold no other suffice: where one
         # holds another, the other's bytes are the secret's (replaced, they are not there).
         needles = [f for f in self._needles if f not in written]
-        self._percent = _alternation(b"".join(percentable(b) for b in f) for f in needles)
-        escape = b"%" + hex_of({b for f in needles for b in f})
+        escape = b"%" + hex_of(set(b"".join(needles)))
         self._percent_escape = re.compile(escape)
         self._spaced = any(b" " in f for f in needles)  # (then a `+` may be a space too)
         self._percent_trigger = re.compile(escape + rb"|\+" if self._spaced else escape)
         # the quick test: a part of each needle that the body decoded holds wherever the
         # needle is written (a space written `+` or ` `: both read as a space)
         translate = PLUS_AS_SPACE if self._spaced else None
-        self._cores = tuple(dict.fromkeys(percent_core(f).translate(translate) for f in needles))
+        cores = [percent_core(f).translate(translate) for f in needles]
+        self._percent = _Spelled(needles, cores, _percent_spelled)
         # where a form written with escapes may begin (for `held`), and the forms by first byte
         self._spelled_firsts = beginnings(forms)
         self._starting: dict[bytes, tuple[bytes, ...]] = {}
@@ -272,8 +347,10 @@ class Scrubber:
         # write). A scrubber whose forms hold none (a usual token) has no such search.
         referenced = self._bytes.intersection(REFERENCE.values())
         html = [form for form in plain if referenced.intersection(form)]
-        spelled = (b"".join(html_escapable(b, j) for b in f) for f in html for j in (False, True))
-        self._html = _alternation(dict.fromkeys(spelled)) if html else None
+        spellings = (False, True)
+        spelled = {b"".join(html_escapable(b, j) for b in f): f for f in html for j in spellings}
+        parts = (max(_HTML_SPLIT.split(form), key=len) for form in spelled.values())
+        self._html = _Spelled(spelled, parts, lambda pattern: pattern) if html else None
         references = (re.escape(r[1:]) for r, byte in REFERENCE.items() if byte in referenced)
         self._html_trigger = re.compile(b"&(?:" + b"|".join(references) + b")")
         # searched near the longest part of a form that each of its spellings holds as is, of
@@ -303,10 +380,12 @@ class Scrubber:
     def _escaped_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where an escaped form is (start, end): searched around each escape of a byte a
         form holds, as far as the widest escaped form reaches."""
-        windows = _windows(self._trigger, data, self.longest * WIDEST)
-        return [
-            m.span() for start, end in windows for m in self._escaped.finditer(data, start, end)
-        ]
+        spans = []
+        for start, end in _windows(self._trigger, data, self.longest * WIDEST):
+            search = self._escaped.within(_json_read(data[start:end]))
+            if search is not None:
+                spans += [m.span() for m in search.finditer(data, start, end)]
+        return spans
 
     def _percent_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where a percent-encoded form is (start, end), as :meth:`_escaped_spans`: searched
@@ -319,20 +398,20 @@ class Scrubber:
             decoded = decoded.translate(PLUS_AS_SPACE)
         if b"\\" in decoded:  # (one byte: a quicker search than for two)
             decoded = decoded.replace(b"\\/", b"/")
-        if not any(core in decoded for core in self._cores):
+        search = self._percent.within(decoded)
+        if search is None:
             return []
         windows = _windows(self._percent_trigger, data, self.longest * PERCENT)
-        return [
-            m.span() for start, end in windows for m in self._percent.finditer(data, start, end)
-        ]
+        return [m.span() for start, end in windows for m in search.finditer(data, start, end)]
 
     def _html_spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where an HTML-escaped form is (start, end), as :meth:`_escaped_spans`: searched
         around each part of a form that all its spellings hold as is."""
-        if self._html is None:
+        search = self._html.within(data) if self._html is not None else None
+        if search is None:
             return []
         windows = _windows(self._html_near, data, self.longest * HTML_WIDEST)
-        return [m.span() for start, end in windows for m in self._html.finditer(data, start, end)]
+        return [m.span() for start, end in windows for m in search.finditer(data, start, end)]
 
     def _wrapped_in(self, data: bytes) -> bool:
         """Whether a `wrapped` form is in `data` read without its line breaks: read so only
@@ -397,8 +476,8 @@ class Scrubber:
 
     def _found(self, data: bytes) -> bool:
         """`found`, in `data` as it is."""
-        if len(data) < _SMALL:  # one regex call beats a search per form on short input
-            if self._pattern.search(data) is not None:
+        if len(data) < _SMALL and self._pattern is not None:  # one regex call beats a
+            if self._pattern.search(data) is not None:  # search per form on short input
                 return True
         elif any(form in data for form in self._plain):  # (the wrapped, by their tiles)
             return True

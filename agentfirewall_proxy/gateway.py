@@ -41,7 +41,7 @@ from agentfirewall_proxy.injection import TokenBroker
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import KeyRefused, http_request
-from agentfirewall_proxy.refreshlease import ControlLeases
+from agentfirewall_proxy.refreshlease import ControlLeases, Rotations
 from agentfirewall_proxy.snapshot import (
     AgentEntry,
     CompiledConfig,
@@ -65,8 +65,6 @@ _CUT_INACTIVE = Refusal(403, "agent_inactive", "the exchange was cut: its agent 
 _CUT_OUTAGE = Refusal(503, "control_plane_unreachable", "the exchange was cut: no word from the "
                       "control plane for longer than --max-config-age (its config may miss a "
                       "kill switch)")  # fmt: skip
-#: Pauses between tries to store a rotated refresh token while the control plane is away.
-_STORE_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, None)
 #: Connectors whose official clients need ``error`` to be an object in error bodies.
 _ERROR_OBJECT = frozenset({"stripe"})
 #: Seconds a config long-poll may take beyond its wait before it is given up and asked
@@ -113,6 +111,7 @@ class Gateway:
         self._servers: list[asyncio.Server] = []
         self._resumed: set[asyncio.Task[None]] = set()
         self._storing: set[asyncio.Task[None]] = set()
+        self.rotations = Rotations(control, self.say, self._storing, lambda: self.contact.heard_at)
         #: Ids of the agents the current config lets in (a flow of any other is stopped).
         self._active_agents: frozenset[str] = frozenset()
         #: Contact with the control plane: lost past ``--max-config-age`` (every request
@@ -354,29 +353,9 @@ class Gateway:
 
     def store_rotation(self, rotation: Rotation) -> None:
         """Send a rotated refresh token to the vault, in the background (the token that
-        carries it serves requests meanwhile: ``agentfirewall.credentials.oauth2``)."""
-        task = asyncio.ensure_future(self._store_rotation(rotation))
-        self._storing.add(task)
-        task.add_done_callback(self._storing.discard)
-
-    async def _store_rotation(self, rotation: Rotation) -> None:
-        payload = {"previous_sha256": rotation.vaulted_sha256,
-                   "refresh_token": rotation.refresh_token, "lease": rotation.lease}  # fmt: skip
-        where = f"the rotated refresh token of connector `{rotation.connector_id}`"
-        for pause in _STORE_RETRIES:
-            try:
-                await self.control.store_refresh_token(rotation.connector_id, payload)
-                return  # (stored: that ended the lease)
-            except ControlError as exc:
-                if exc.status in (404, 409) or pause is None:  # another token won, or none
-                    self.say(f"agentfirewall_proxy: {where} was not stored: {exc}", "warning")
-                    if rotation.lease is not None:
-                        with contextlib.suppress(ControlError):
-                            await self.control.release_refresh_lease(
-                                rotation.connector_id, rotation.lease
-                            )
-                    return
-            await asyncio.sleep(pause)
+        carries it serves requests meanwhile: ``agentfirewall.credentials.oauth2``), again
+        while the control plane is away, for as long as the gateway runs (``refreshlease``)."""
+        self.rotations.put(rotation)
 
     async def look_again(self) -> CompiledConfig:
         """The configuration after a fetch begun now: for a proxy key not in this one.

@@ -16,11 +16,13 @@ credential headers were already dropped; the injector's headers are appended. A 
 injector re-signs as it goes (a signed aws-chunked upload) gets the flow's ``body_signer``,
 which ``exchange`` applies to what it forwards (:func:`signed_body`).
 
-The flow's scrubber (:meth:`TokenBroker.scrubber`) finds every token the gateway sent for
-the connector that may still be valid, not only the one it sends now: an upstream that keeps
-a request log hands back one it got before a refresh, valid until it expires (found until
-:data:`RETIRED_MARGIN` past that, the :data:`RETIRED` latest at most); and the connector's
-static secrets too.
+The flow's scrubber (:meth:`TokenBroker.scrubber`, the core's bookkeeping shared with the
+control plane's executor: ``agentfirewall.credentials.sent``) finds every token the gateway
+sent for the connector that may still be valid, not only the one it sends now: an upstream
+that keeps a request log hands back one it got before a refresh, valid until it expires
+(found until :data:`RETIRED_MARGIN` past that, the :data:`RETIRED` latest at most); and the
+connector's static secrets too. A token request ends within the broker's deadline, whatever
+its client's per-phase timeouts.
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ import httpx
 from agentfirewall.credentials import Leases, Outgoing, Rotation, Token, TokenRequest
 from agentfirewall.credentials.broker import TokenBroker as SharedTokenBroker
 from agentfirewall.credentials.fetch import send_token_request
+from agentfirewall.credentials.sent import RETIRED, RETIRED_MARGIN
 from agentfirewall.errors import CredentialError
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.pipeline import Flow, Refusal
-from agentfirewall_proxy.scrub import Scrubber, scrubber_for
 from agentfirewall_proxy.upstream import client_ssl_context
 
 if TYPE_CHECKING:
@@ -46,16 +48,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RETIRED", "RETIRED_MARGIN", "TokenBroker", "inject", "prepare", "signed_body"]
 
-#: How many tokens sent before the current one a connector's scrubber finds at most.
-RETIRED = 8
-#: How long past its expiry (seconds) a token sent is still found: an upstream may accept
-#: it a little late, and its clock may differ from the gateway's.
-RETIRED_MARGIN = 600.0
-
 
 class TokenBroker(SharedTokenBroker):
-    """The gateway's tokens (``agentfirewall.credentials.broker``), fetched through its
-    resolve map or upstream proxy, and the scrubber of those each connector sent."""
+    """The gateway's tokens (``agentfirewall.credentials.broker``, whose `scrubber` finds
+    those each connector sent), fetched through its resolve map or upstream proxy."""
 
     def __init__(
         self,
@@ -64,43 +60,11 @@ class TokenBroker(SharedTokenBroker):
         on_rotated: Callable[[Rotation], None] | None = None,
         leases: Leases | None = None,
     ) -> None:
-        super().__init__(self._send, clock, on_rotated, leases)
+        super().__init__(self._send_token, clock, on_rotated, leases)
         self.options = options
-        #: Connector id -> the secrets of each token sent for it -> when that token expires
-        #: (the latest last).
-        self._sent: dict[str, dict[tuple[str, ...], float]] = {}
-        self._scrubbers: dict[str, tuple[tuple[object, ...], Scrubber | None]] = {}
         self._client: httpx.AsyncClient | None = None
 
-    def scrubber(
-        self, connector: str, token: Token, static: Scrubber | None = None
-    ) -> Scrubber | None:
-        """The scrubber of what `connector` sends upstream with `token`: its values, those
-        of the :data:`RETIRED` tokens sent before it until :data:`RETIRED_MARGIN` past their
-        expiry, and the `static` scrubber's secrets. Built again only when these change."""
-        sent = self._sent.pop(connector, None) or {}
-        if len(self._sent) >= 1024:  # (connectors of many snapshots: the oldest forgotten)
-            oldest = next(iter(self._sent))
-            del self._sent[oldest]
-            self._scrubbers.pop(oldest, None)
-        self._sent[connector] = sent
-        secrets = token.secrets()
-        sent.pop(secrets, None)
-        sent[secrets] = token.expires_at
-        now = self.clock()
-        for old, expires in list(sent.items())[:-1]:  # (the oldest first)
-            if len(sent) > RETIRED + 1 or expires + RETIRED_MARGIN <= now:
-                del sent[old]
-        key = (static, *sent)
-        found = self._scrubbers.get(connector)
-        if found is not None and found[0] == key:
-            return found[1]
-        values = (v.encode("latin-1", "replace") for old in sent for v in old)
-        scrubber = scrubber_for(values, static)
-        self._scrubbers[connector] = (key, scrubber)
-        return scrubber
-
-    async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
+    async def _send_token(self, request: TokenRequest) -> tuple[int, bytes]:
         parts = urlsplit(request.url)
         host = (parts.hostname or "").lower()
         port = parts.port or 443
@@ -183,7 +147,15 @@ def inject(
         flow.body_signer = injector.body_signer(outgoing, added, token)
     except CredentialError as exc:
         raise Refusal(400, "unsignable_request", str(exc)) from None
-    return headers + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in added]
+    try:
+        return headers + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in added]
+    except UnicodeEncodeError:  # (a token is checked when read: a vaulted key is not)
+        raise Refusal(
+            502,
+            "credential_unavailable",
+            f"connector `{flow.connector.name}`: its credential holds a character no header "
+            "can carry",
+        ) from None
 
 
 def signed_body(flow: Flow, data: bytes, *, last: bool) -> bytes:

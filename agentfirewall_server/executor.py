@@ -35,7 +35,7 @@ from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
 from agentfirewall.credentials import COMPUTED_KINDS, Outgoing
 from agentfirewall.errors import ActionSpecError, ConnectorError, CredentialError, VaultError
-from agentfirewall.scrubbing import Scrubber, scrubber_for
+from agentfirewall.scrubbing import Scrubber
 from agentfirewall_server.netguard import check_target
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.state import AppState
@@ -81,7 +81,8 @@ class Planned:
     body: bytes
     host: str
     sni: str | None = None
-    #: The injected credential's every form, scrubbed from the result (None: none injected).
+    #: The injected credential's every form, and those of what the connector sent before
+    #: while it may be valid, scrubbed from the result (None: nothing to find).
     scrubber: Scrubber | None = None
 
 
@@ -185,11 +186,14 @@ def _build(state: AppState, spec: ActionSpec) -> tuple[str, HttpRequest, dict[st
 
 async def _credential_headers(
     state: AppState, ctype: str, req: HttpRequest, row: dict[str, Any] | None
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The request's headers with the credential's, and the credential's alone."""
+) -> tuple[list[tuple[str, str]], Scrubber | None]:
+    """The request's headers with the credential's, and the scrubber of the credential: of
+    what the connector sends now and sent before while it may be valid (an upstream keeping
+    a request log hands back a token from before a refresh, a key from before a rotation:
+    ``agentfirewall.credentials.sent``, as the gateway's)."""
     headers = list(req.headers)
     if row is None or row["id"] not in state.snapshot.credentials:
-        return headers, []
+        return headers, None
     problem = state.vault_problems.get(row["id"])
     if problem is not None:  # this connector alone is down (issue 14): say why and how to fix
         raise ApiError(
@@ -220,12 +224,14 @@ async def _credential_headers(
     except ConnectorError as exc:
         raise _not_executable(f"the `{ctype}` connector's credential: {exc}") from None
     drop = {n.lower() for n in connector.auth_header_names} | {n.lower() for n, _ in injected}
-    return [h for h in headers if h[0].lower() not in drop] + injected, injected
+    values = [value.encode("utf-8", "surrogateescape") for _, value in injected]
+    scrubber = state.tokens.broker.sent.scrubber(row["id"], values)
+    return [h for h in headers if h[0].lower() not in drop] + injected, scrubber
 
 
 async def _computed_headers(
     state: AppState, connector: Connector, req: HttpRequest, cid: str, kind: str, secret: str
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+) -> tuple[list[tuple[str, str]], Scrubber | None]:
     """A computed credential's headers (``tokens.py``): a minted token, or a signature over
     the request as sent (``Host`` included); 502 ``credential_unavailable`` when it cannot
     be had (fail closed)."""
@@ -237,19 +243,18 @@ async def _computed_headers(
             default = port == (443 if req.scheme == "https" else 80)
             kept.append(("Host", req.host if default else f"{req.host}:{port}"))
         outgoing = Outgoing(req.method, req.host, req.path, req.query, tuple(kept), req.body)
-        added = await state.tokens.headers(injector, outgoing)
+        added, token = await state.tokens.headers(injector, outgoing)
     except CredentialError as exc:
         raise ApiError(
             502, f"connector `{cid}`: {exc}", code="credential_unavailable", retryable=True
         ) from None
-    return kept + added, added
+    return kept + added, state.tokens.scrubber(cid, injector, token)
 
 
 async def plan(state: AppState, spec_data: dict[str, Any]) -> Planned:
     spec = ActionSpec.model_validate(spec_data)
     ctype, req, row = _build(state, spec)
-    headers, injected = await _credential_headers(state, ctype, req, row)
-    scrubber = scrubber_for(v.encode("utf-8", "surrogateescape") for _, v in injected)
+    headers, scrubber = await _credential_headers(state, ctype, req, row)
     port = req.port or (443 if req.scheme == "https" else 80)
     default_port = port == (443 if req.scheme == "https" else 80)
     authority = req.host if default_port else f"{req.host}:{port}"

@@ -16,7 +16,10 @@ connector's lease here (``POST /api/v1/gateway/connectors/{id}/refresh-lease``, 
 The lease ends when the rotation is stored (``tokens.store_refresh_token`` deletes the
 connector's rows in the same transaction: the vault's token changed, so the next holder
 gets the new one), when its holder releases it (the refresh failed, or rotated nothing),
-or at its expiry (``AGENTFIREWALL_REFRESH_LEASE_SECONDS``).
+or at its expiry (``AGENTFIREWALL_REFRESH_LEASE_SECONDS``). A holder renews it by asking
+again while its token request is in flight (the broker gives the request up if it cannot).
+A rotation refreshed under a lease that ended while another holder's lasts is not stored
+(:func:`held_by_another`): that holder's lease is not ended by it.
 
 The jobs run in the writer (``state.db.write``), never as configuration: a lease does not
 bump the configuration version. Concurrency: a grant locks the connector's credential row
@@ -48,7 +51,15 @@ from agentfirewall_server.web import ApiError
 if TYPE_CHECKING:
     from agentfirewall_server.protocols import Services
 
-__all__ = ["BUSY", "ServerLeases", "acquire", "end_leases", "release", "server_holder"]
+__all__ = [
+    "BUSY",
+    "ServerLeases",
+    "acquire",
+    "end_leases",
+    "held_by_another",
+    "release",
+    "server_holder",
+]
 
 #: The error code of a lease another holder has.
 BUSY = "refresh_in_progress"
@@ -132,6 +143,13 @@ def end_leases(conn: Connection, cid: str) -> None:
     conn.execute(delete(refresh_leases).where(_L.connector_id == cid))
 
 
+def held_by_another(conn: Connection, cid: str, lease: str, now: float) -> bool:
+    """Whether a lease on `cid` other than `lease` lasts at `now`: `lease` ended, and
+    another holder took the grant's turn (it may be refreshing with the same token)."""
+    held = conn.execute(select(refresh_leases).where(_L.connector_id == cid)).first()
+    return held is not None and held.lease != lease and held.expires_at > now
+
+
 def server_holder() -> str:
     """This process's holder name: one per server process (each replica its own)."""
     return "server:" + secrets.token_hex(8)
@@ -152,7 +170,7 @@ class ServerLeases:
             return acquire(conn, connector_id, self.holder, clock.now(), ttl, self.state.vault)
 
         try:
-            lease, refresh_token, _ = await self.state.db.write(job)
+            lease, refresh_token, seconds = await self.state.db.write(job)
         except ApiError as exc:
             if exc.code == BUSY:
                 raise LeaseBusy(exc.message, retry_after=exc.extra["retry_after"]) from None
@@ -161,7 +179,19 @@ class ServerLeases:
             raise CredentialError(
                 f"the refresh lease of `{connector_id}` cannot be had: the store failed"
             ) from None
-        return Lease(lease, refresh_token)
+        return Lease(lease, refresh_token, seconds)
+
+    async def renew(self, connector_id: str, lease: Lease) -> Lease | None:
+        """`lease` asked for again (this holder keeps it, from now on); None when it cannot
+        be, or another was granted (ours ended: released, unused)."""
+        try:
+            renewed = await self.acquire(connector_id)
+        except CredentialError:
+            return None
+        if renewed.id != lease.id:
+            await self.release(connector_id, renewed)
+            return None
+        return renewed
 
     async def release(self, connector_id: str, lease: Lease) -> None:
         await self.state.db.write(partial(release, cid=connector_id, lease=lease.id))

@@ -13,7 +13,10 @@ A rotated OAuth2 refresh token goes into the vault (:func:`store_refresh_token`)
 first, exactly as a gateway's does through ``POST /api/v1/gateway/connectors/{id}/refresh-
 token``; the configuration then carries it to every gateway. Storing it ends the
 connector's refresh lease (``refreshleases.py``), under which this server, too, refreshes a
-rotating grant: one gateway or replica at a time.
+rotating grant: one gateway or replica at a time. This server's own rotation is tried again
+while the store fails (about a minute: the endpoint spent the token the vault holds). The
+executor's scrubber (:meth:`ServerTokens.scrubber`) finds what the connector sent before
+too, as the gateway's (``agentfirewall.credentials.sent``).
 """
 
 from __future__ import annotations
@@ -22,19 +25,37 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from agentfirewall.connectors.base import Connector
-from agentfirewall.credentials import Injector, Outgoing, Rotation, TokenRequest, build_injector
+from agentfirewall.credentials import (
+    AwsInjector,
+    Injector,
+    Outgoing,
+    Rotation,
+    Token,
+    TokenRequest,
+    build_injector,
+)
 from agentfirewall.credentials.broker import TokenBroker
 from agentfirewall.credentials.fetch import send_token_request
 from agentfirewall.credentials.oauth2 import with_rotated_refresh_token
 from agentfirewall.errors import CredentialError, VaultError
+from agentfirewall.scrubbing import Scrubber
+from agentfirewall_server import clock
 from agentfirewall_server.audit import append_event
-from agentfirewall_server.clock import now
-from agentfirewall_server.refreshleases import ServerLeases, end_leases, release, server_holder
+from agentfirewall_server.refreshleases import (
+    ServerLeases,
+    end_leases,
+    held_by_another,
+    release,
+    server_holder,
+)
+from agentfirewall_server.store.db import StoreError
 from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.web import ApiError
 
@@ -45,6 +66,9 @@ __all__ = ["ServerTokens", "store_refresh_token"]
 
 log = logging.getLogger("agentfirewall_server.tokens")
 _TOKEN_TIMEOUT = 30.0
+#: Pauses (seconds) between tries to store a rotated refresh token while the store fails
+#: (a database restarting, failing over): about a minute in all, then given up (logged).
+_STORE_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
 
 class ServerTokens:
@@ -68,10 +92,25 @@ class ServerTokens:
             self._injectors[key] = found
         return found
 
-    async def headers(self, injector: Injector, outgoing: Outgoing) -> list[tuple[str, str]]:
-        """The credential headers `outgoing` must carry (CredentialError: fail closed)."""
+    async def headers(
+        self, injector: Injector, outgoing: Outgoing
+    ) -> tuple[list[tuple[str, str]], Token | None]:
+        """The credential headers `outgoing` must carry, and the token they carry (None:
+        static keys); CredentialError: fail closed."""
         token = await self.broker.token(injector.source) if injector.source else None
-        return injector.inject(outgoing, token, self.broker.clock())
+        return injector.inject(outgoing, token, self.broker.clock()), token
+
+    def scrubber(self, cid: str, injector: Injector, token: Token | None) -> Scrubber | None:
+        """The scrubber of what connector `cid` sends with `token`, and sent before while it
+        may be valid (``agentfirewall.credentials.sent``): as the gateway's, the token's
+        secrets and a static session token (SigV4's secret never travels)."""
+        static = []
+        if isinstance(injector, AwsInjector) and injector.static.session_token:
+            static.append(injector.static.session_token.encode())
+        if token is None:
+            return self.broker.sent.scrubber(cid, static)
+        secrets = [value.encode() for value in token.secrets()]
+        return self.broker.sent.scrubber(cid, [*secrets, *static], token.expires_at)
 
     async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
         return await send_token_request(self.state.http, request, timeout=_TOKEN_TIMEOUT)
@@ -82,16 +121,33 @@ class ServerTokens:
         task.add_done_callback(self._storing.discard)
 
     async def _store(self, rotation: Rotation) -> None:
-        try:
-            await store_refresh_token(self.state, rotation.connector_id, rotation.vaulted_sha256,
-                                      rotation.refresh_token, actor="server")  # fmt: skip
-        except ApiError as exc:  # another token came first, or the connector went away
-            log.warning("the rotated refresh token of `%s` was not stored: %s",
-                        rotation.connector_id, exc.message)  # fmt: skip
-            if rotation.lease is not None:  # best effort: else it ends at its expiry
-                cid, lease = rotation.connector_id, rotation.lease
-                with contextlib.suppress(Exception):
-                    await self.state.db.write(lambda conn: release(conn, cid, lease))
+        """Store `rotation`, tried again while the store fails (``_STORE_RETRIES``): the
+        token endpoint spent the refresh token the vault holds."""
+        cid = rotation.connector_id
+        for pause in (*_STORE_RETRIES, None):
+            try:
+                await store_refresh_token(self.state, cid, rotation.vaulted_sha256,
+                                          rotation.refresh_token, actor="server",
+                                          lease=rotation.lease)  # fmt: skip
+                return
+            except ApiError as exc:  # another token came first, or the connector went away
+                log.warning("the rotated refresh token of `%s` was not stored: %s", cid,
+                            exc.message)  # fmt: skip
+                if rotation.lease is not None:  # best effort: else it ends at its expiry
+                    with contextlib.suppress(Exception):
+                        await self.state.db.write(partial(release, cid=cid, lease=rotation.lease))
+                return
+            except (SQLAlchemyError, StoreError) as exc:  # (its text may hold parameters)
+                if pause is None:
+                    log.error("the rotated refresh token of `%s` was not stored: the store "
+                              "failed %d times (%s): the vault keeps the one it replaced, "
+                              "which the token endpoint spent", cid, len(_STORE_RETRIES) + 1,
+                              type(exc).__name__)  # fmt: skip
+                    return
+                log.warning("the rotated refresh token of `%s` is not stored yet: the store "
+                            "failed (%s): tried again in %g s", cid, type(exc).__name__,
+                            pause)  # fmt: skip
+            await asyncio.sleep(pause)
 
     async def drain(self) -> None:
         """Wait for the rotations on their way to the vault (shutdown)."""
@@ -100,14 +156,22 @@ class ServerTokens:
 
 
 async def store_refresh_token(
-    state: Services, cid: str, previous_sha256: str, refresh_token: str, *, actor: str
+    state: Services,
+    cid: str,
+    previous_sha256: str,
+    refresh_token: str,
+    *,
+    actor: str,
+    lease: str | None = None,
 ) -> bool:
     """Put a rotated OAuth2 refresh token in the vault in place of the one whose SHA-256 is
     `previous_sha256` (True), or find it there already (False). ApiError 404 without a
     credential, 409 when the vault holds another token now or the credential has no refresh
-    token. Either way a 200 ends every refresh lease on `cid` (the next holder gets the
-    vault's token). Audited ``connector.credential_rotated``; the token is never in a
-    message."""
+    token, and 409 (``field`` "lease") when it was refreshed under `lease`, which ended
+    while another holder's lease lasts: that holder may be refreshing with the same token,
+    so neither its lease nor the vault is touched. Else a 200 ends every refresh lease on
+    `cid` (the next holder gets the vault's token). Audited ``connector.credential_rotated``;
+    the token is never in a message."""
 
     def job(conn: Connection) -> bool:
         row = conn.execute(select(credentials).where(credentials.c.owner == cid)).mappings().first()
@@ -120,6 +184,15 @@ async def store_refresh_token(
             raise ApiError(409, f"the credential of `{cid}` cannot be read (vault)") from None
         except CredentialError as exc:
             raise ApiError(409, f"`{cid}`: {exc}", field=exc.field) from None
+        if lease is not None and held_by_another(conn, cid, lease, clock.now()):
+            if rotated == text:  # (stored already: a retry)
+                return False
+            raise ApiError(
+                409,
+                f"`{cid}`: the refresh lease `{lease}` ended and another holder's lasts: the "
+                "rotation is not stored",
+                field="lease",
+            )
         end_leases(conn, cid)
         if rotated == text:
             return False
@@ -128,8 +201,8 @@ async def store_refresh_token(
             .where(credentials.c.owner == cid)
             .values(ciphertext=state.vault.encrypt(rotated, owner=cid))
         )
-        append_event(conn, "connector.credential_rotated", actor=actor, now=now(), subject=cid,
-                     data={"field": "refresh_token"})  # fmt: skip
+        append_event(conn, "connector.credential_rotated", actor=actor, now=clock.now(),
+                     subject=cid, data={"field": "refresh_token"})  # fmt: skip
         return True
 
     return await state.change_config(job)

@@ -87,35 +87,46 @@ https://auth.example.com/token --client-id ID --client-secret-env VAR [--scope S
 `refresh_token`, otherwise `client_credentials`; the scopes are the connector's own. The
 client authenticates with HTTP Basic (default) or form fields. The access token is
 injected as `Authorization: Bearer …` and refreshed a minute before `expires_in` runs out
-(at most a quarter of its lifetime early). The token URL must be https.
+(at most a quarter of its lifetime early). The token URL must be https. An access token
+must be RFC 6749's `1*VSCHAR` (printable ASCII, no space); `expires_in` is a number or a
+numeric string (Azure AD v1), finite and positive, and a lifetime is 5 s at least (an
+endpoint answering less does not cost a token request per request). A refusal reaches the
+agent (502 `credential_unavailable`) naming the endpoint's `error` only when it is an RFC
+6749 error code (one word), never the endpoint's text, which may echo the client secret or
+the refresh token (GitHub's `message` and STS's `Message` are never relayed either; STS's
+`Code` when it is a plain identifier); no such message holds a secret of the credential.
 
-**Rotated refresh tokens.** Many token endpoints answer a new refresh token with each
-access token and refuse the used one. The gateway stores the new one in the vault (`POST
-/api/v1/gateway/connectors/{id}/refresh-token`, in the background, retried while the control
-plane is away; a stopping gateway waits up to 5 s for it), and the configuration carries it
-to every gateway, so a restarted gateway, or another one, refreshes with a token that still
+**Rotated refresh tokens.** Many token endpoints answer a new refresh token with each access
+token and refuse the used one. The gateway stores the new one in the vault (`POST
+/api/v1/gateway/connectors/{id}/refresh-token`, in the background, sent again while the
+control plane is away, a pause doubling up to 30 s, for as long as the gateway runs, and at
+once when it answers again; a newer rotation replaces one still waiting; a stopping gateway
+waits up to 5 s for it and logs one it could not store), and the configuration carries it to
+every gateway, so a restarted gateway, or another one, refreshes with a token that still
 works. The control plane compares before it writes: the vault must still hold the token the
 gateway replaced, so an admin's new grant or another gateway's earlier rotation is never
-overwritten by a late one (409, logged by the gateway as a warning). Until the vault has
-it, the gateway refreshes with the rotated token it holds; once the vault changed, with the
+overwritten by a late one (409, logged by the gateway as a warning). Until the vault has it,
+the gateway refreshes with the rotated token it holds; once the vault changed, with the
 vault's. Audited `connector.credential_rotated` (the connector, never the token). Storing a
 rotated token does not cost a new access token (the token cache ignores the refresh token).
 A token is cached under its connector's id, and the control plane never gives an id twice:
 another grant (an admin removes the connector and adds one with another user's refresh
-token, the same client) is a new connector id, so a token minted from the old grant is
-never served for the new one, by a gateway or by the control plane.
+token, the same client) is a new connector id, so a token minted from the old grant is never
+served for the new one, by a gateway or by the control plane.
 
-**One refresh at a time.** Gateways and control-plane replicas that share a grant take
-turns at its token endpoint, so none ever sends a refresh token another has just used (an
-endpoint with reuse detection would revoke the whole grant). Before refreshing, a gateway
-takes the connector's lease from the control plane (`POST /api/v1/gateway/connectors/{id}/
+**One refresh at a time.** Gateways and control-plane replicas that share a grant take turns
+at its token endpoint, so none ever sends a refresh token another has just used (an endpoint
+with reuse detection would revoke the whole grant). Before refreshing, a gateway takes the
+connector's lease from the control plane (`POST /api/v1/gateway/connectors/{id}/
 refresh-lease`), which names the refresh token the vault holds now; storing the rotation
-ends the lease, and a refresh that rotated nothing, or failed, releases it. Another
-gateway due to refresh meanwhile waits for the lease (up to 20 s) and then refreshes with
-the token just stored; its requests keep using the token they hold while it is valid
-(after at most 2 s of waiting). A lease ends by itself after
-`AGENTFIREWALL_REFRESH_LEASE_SECONDS` (30 s), should its holder stop half-way. When the
-control plane cannot be reached, a gateway refreshes without a lease, with its last
-configuration's token (logged as a warning): only gateways cut off together and due at the
-same moment could then still race.
+ends the lease, and a refresh that rotated nothing, or failed, releases it. Another gateway
+due to refresh meanwhile waits for the lease (up to 20 s) and then refreshes with the token
+just stored; its requests keep using the token they hold while it is valid (after at most 2
+s of waiting). A lease ends by itself after `AGENTFIREWALL_REFRESH_LEASE_SECONDS` (30 s),
+should its holder stop half-way; a holder renews it while its token request is in flight,
+and gives the request up before the lease could end if it cannot (every token request ends
+within 30 s in all). A rotation refreshed under a lease that ended while another holder's
+lasts is not stored (409), and ends no lease. When the control plane cannot be reached, a
+gateway refreshes without a lease, with its last configuration's token (logged as a
+warning): only gateways cut off together and due at the same moment could then still race.
 """

@@ -8,6 +8,7 @@ refreshed five minutes before they expire. Without one, the static keys sign dir
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 from xml.etree import ElementTree
@@ -18,6 +19,7 @@ from agentfirewall.credentials.model import (
     Token,
     TokenRequest,
     token_times,
+    vschar,
 )
 from agentfirewall.credentials.sigv4 import AwsKeys, payload_hash, sign
 from agentfirewall.errors import CredentialError
@@ -26,6 +28,8 @@ __all__ = ["AssumeRoleSource", "keys_of", "static_keys"]
 
 MARGIN_SECONDS = 300.0
 _NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
+#: An AWS error code: a plain identifier (``InvalidClientTokenId``, ``Throttling``).
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9.]{0,63}")
 
 
 def static_keys(credential: AwsCredential) -> AwsKeys:
@@ -81,6 +85,11 @@ class AssumeRoleSource:
     def rotation(self, token: Token) -> Rotation | None:
         return None  # nothing of its credential changes
 
+    def secrets(self, request: TokenRequest) -> tuple[str, ...]:
+        """The static secret key and session token."""
+        c = self.credential
+        return tuple(s for s in (c.secret_access_key, c.session_token) if s)
+
     def read_token(self, status: int, body: bytes, now: float) -> Token:
         if status != 200:
             raise CredentialError(f"sts refused AssumeRole: status {status}{_sts_code(body)}")
@@ -101,18 +110,20 @@ class AssumeRoleSource:
             expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
         except (ElementTree.ParseError, ValueError):
             raise CredentialError("sts answered AssumeRole without credentials") from None
-        if not all(v and not any(c in v for c in "\r\n\0 ") for _, v in values):
+        if not all(vschar(v) for _, v in values):
             raise CredentialError("sts answered AssumeRole with invalid credentials")
         expires_at, refresh_at = token_times(now, expires_at - now, MARGIN_SECONDS)
         return Token(values, expires_at, refresh_at)
 
 
 def _sts_code(body: bytes) -> str:
+    """STS's error ``Code`` (``AccessDenied``), when it is one: any other text is not
+    relayed (its ``Message`` never is)."""
     try:
         code = _xml(body).findtext(f".//{_NS}Code")
     except (ElementTree.ParseError, ValueError):
         return ""
-    return f", `{code[:100]}`" if code else ""
+    return f", `{code}`" if code and _CODE.fullmatch(code) else ""
 
 
 def _xml(body: bytes) -> ElementTree.Element:

@@ -15,6 +15,17 @@ it). A process that finds the lease held waits for it (``LEASE_WAIT`` at most), 
 refreshes with the token the holder stored. Meanwhile requests that hold a token still
 valid wait at most ``STALE_WAIT`` for the refresh, then use that token.
 
+A token request never outlives the lease it was sent under: while the answer is awaited the
+lease is renewed every third of its time, and should renewing fail the request is given up
+(a CredentialError) before the lease could end, ``LEASE_SLACK`` early, so that no other
+process takes it and sends the same refresh token meanwhile. Every token request ends
+within ``REQUEST_DEADLINE`` (the caller's client times each phase, not the whole).
+
+A CredentialError never holds the credential's secrets (``TokenSource.secrets``: the client
+secret, the refresh token sent): an endpoint's answer may echo them, whatever a source
+relays of it. :meth:`TokenBroker.scrubber` is the scrubber of the tokens a connector sent
+(``sent.py``).
+
 No I/O here: `send` performs a :class:`TokenRequest` and returns the status and body. The
 gateway sends through its resolve map or upstream proxy (``agentfirewall_proxy.injection``),
 the control plane with its own client (``agentfirewall_server.tokens``).
@@ -25,7 +36,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import urlsplit
 
 from agentfirewall.credentials.model import (
     Lease,
@@ -37,14 +49,25 @@ from agentfirewall.credentials.model import (
     TokenSource,
 )
 from agentfirewall.credentials.oauth2 import OAuth2Source
+from agentfirewall.credentials.sent import SentSecrets
 from agentfirewall.errors import CredentialError, LeaseBusy
+from agentfirewall.scrubbing import Scrubber
 
-__all__ = ["LEASE_WAIT", "STALE_WAIT", "Send", "TokenBroker"]
+__all__ = ["LEASE_SLACK", "LEASE_WAIT", "REQUEST_DEADLINE", "STALE_WAIT", "Send", "TokenBroker"]
 
 #: At most this long (seconds) a refresh waits for another process's lease to end.
 LEASE_WAIT = 20.0
 #: A request holding a token still valid waits at most this long for its refresh.
 STALE_WAIT = 2.0
+#: Every token request ends within this many seconds, answered or not.
+REQUEST_DEADLINE = 30.0
+#: A token request under a lease that could not be renewed is given up this long before
+#: the lease may end (at most; a quarter of a short lease), as measured from when it was
+#: asked for: the control plane's clock started later.
+LEASE_SLACK = 2.0
+
+#: Secrets shorter than this are not masked in a message (they would mask any word).
+_SHORTEST_MASKED = 4
 
 #: Performs one token request: (status, body), or a CredentialError naming why not.
 Send = Callable[[TokenRequest], Awaitable[tuple[int, bytes]]]
@@ -65,6 +88,8 @@ class TokenBroker:
         self.on_rotated = on_rotated
         self.leases = leases
         self.cache = TokenCache()
+        #: What each connector sent (the tokens and static secrets its scrubber finds).
+        self.sent = SentSecrets(clock)
         #: Token requests sent (each success or failure counts once).
         self.fetches = 0
         self._inflight: dict[str, asyncio.Future[Token]] = {}
@@ -92,6 +117,15 @@ class TokenBroker:
                 return cached  # the old token is still valid: used until it expires
             raise
 
+    def scrubber(
+        self, connector: str, token: Token, also: Scrubber | None = None
+    ) -> Scrubber | None:
+        """The scrubber of what `connector` sends upstream with `token`: its secrets, those
+        of the tokens it sent before while they may be valid (``sent.py``), and `also`'s
+        (the connector's static secrets). Built again only when these change."""
+        secrets = (value.encode() for value in token.secrets())
+        return self.sent.scrubber(connector, secrets, token.expires_at, also)
+
     def _settled(self, key: str, done: asyncio.Future[Token]) -> None:
         self._inflight.pop(key, None)
         if not done.cancelled():
@@ -99,17 +133,24 @@ class TokenBroker:
 
     async def _refresh(self, source: TokenSource, previous: Token | None) -> Token:
         owner = source.lease_owner if isinstance(source, OAuth2Source) else None
-        lease = None
+        lease, since = None, 0.0
         if owner is not None and self.leases is not None:
             assert isinstance(source, OAuth2Source)
-            lease = await self._lease(owner)
+            lease, since = await self._lease(owner)
             if lease is not None:
                 source = source.with_vaulted(lease.refresh_token)
+        request: TokenRequest | None = None
         try:
             request = source.token_request(self.clock(), previous)
             self.fetches += 1
-            status, body = await self.send(request)
+            if owner is not None and lease is not None:
+                status, body = await self._send_leased(request, owner, lease, since)
+            else:
+                status, body = await self._send(request)
             token = source.read_token(status, body, self.clock())
+        except CredentialError as exc:
+            self._release(owner, lease)
+            raise _masked(exc, source.secrets(request) if request else ()) from None
         except BaseException:
             self._release(owner, lease)
             raise
@@ -123,14 +164,66 @@ class TokenBroker:
             self._release(owner, lease)
         return token
 
-    async def _lease(self, owner: str) -> Lease | None:
-        """The lease on `owner`'s grant, waiting while another process holds it."""
+    async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
+        """`request` sent, within ``REQUEST_DEADLINE``."""
+        try:
+            async with asyncio.timeout(REQUEST_DEADLINE):
+                return await self.send(request)
+        except TimeoutError:
+            raise CredentialError(
+                f"the token endpoint `{_host(request)}` did not answer within "
+                f"{REQUEST_DEADLINE:g} s"
+            ) from None
+
+    async def _send_leased(
+        self, request: TokenRequest, owner: str, lease: Lease, since: float
+    ) -> tuple[int, bytes]:
+        """`request` sent under `lease` (asked for at `since`, monotonic): renewed every
+        third of its time while the answer is awaited, and given up before it may end when
+        it could not be renewed (another process may then take it, and refresh)."""
+        assert self.leases is not None
+        slack = min(LEASE_SLACK, lease.seconds / 4)
+        ends = since + lease.seconds - slack
+        sending = asyncio.ensure_future(self._send(request))
+        try:
+            while True:
+                renew_at = min(ends, time.monotonic() + lease.seconds / 3)
+                await asyncio.wait((sending,), timeout=max(0.0, renew_at - time.monotonic()))
+                if sending.done():
+                    return sending.result()
+                asked = time.monotonic()
+                if asked >= ends:
+                    raise CredentialError(
+                        f"the token endpoint `{_host(request)}` did not answer while the "
+                        f"refresh lease of `{owner}` lasted, and it could not be renewed: "
+                        "given up (another gateway may refresh now)"
+                    )
+                renewed = await self._renew(owner, lease, ends - asked)
+                if renewed is not None:
+                    ends = asked + renewed.seconds - slack
+        finally:
+            sending.cancel()
+
+    async def _renew(self, owner: str, lease: Lease, within: float) -> Lease | None:
+        """`lease` renewed (its id unchanged), or None: not, or not within `within` s."""
+        assert self.leases is not None
+        try:
+            async with asyncio.timeout(within):
+                renewed = await self.leases.renew(owner, lease)
+        except (CredentialError, TimeoutError):
+            return None
+        return renewed if renewed is not None and renewed.id == lease.id else None
+
+    async def _lease(self, owner: str) -> tuple[Lease | None, float]:
+        """The lease on `owner`'s grant and when it was asked for (monotonic), waiting while
+        another process holds it."""
         assert self.leases is not None
         give_up = time.monotonic() + LEASE_WAIT
         pause = 0.05  # a holder is done in a token request's time: ask again soon, then less
         while True:
+            asked = time.monotonic()
             try:
-                return await self.leases.acquire(owner)
+                return await self.leases.acquire(owner), asked
             except LeaseBusy as busy:
                 left = give_up - time.monotonic()
                 if left <= 0:
@@ -152,3 +245,16 @@ class TokenBroker:
         self._releasing.discard(task)
         if not task.cancelled():
             task.exception()  # best effort: an unreleased lease ends at its expiry
+
+
+def _host(request: TokenRequest) -> str:
+    return (urlsplit(request.url).hostname or "").lower()
+
+
+def _masked(exc: CredentialError, secrets: Iterable[str]) -> CredentialError:
+    """`exc` with none of `secrets` in its message (the longest replaced first)."""
+    message = str(exc)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= _SHORTEST_MASKED:
+            message = message.replace(secret, "[secret]")
+    return exc if message == str(exc) else CredentialError(message, field=exc.field)

@@ -22,6 +22,7 @@ from agentfirewall.credentials.model import (
     Token,
     TokenRequest,
     token_times,
+    vschar,
 )
 from agentfirewall.errors import CredentialError
 
@@ -75,26 +76,31 @@ class GitHubAppSource:
     def rotation(self, token: Token) -> Rotation | None:
         return None  # nothing of its credential changes
 
+    def secrets(self, request: TokenRequest) -> tuple[str, ...]:
+        """The private key and the app JWT `request` sends."""
+        sent = dict(request.headers).get("Authorization", "").removeprefix("Bearer ")
+        return tuple(s for s in (self.credential.private_key, sent) if s)
+
     def read_token(self, status: int, body: bytes, now: float) -> Token:
-        if status != 201 and status != 200:
-            raise CredentialError(
-                f"github refused the installation token: status {status}{_github_message(body)}"
-            )
+        if status != 201 and status != 200:  # (its `message` is not relayed: any text)
+            why = _REFUSALS.get(status, "")
+            raise CredentialError(f"github refused the installation token: status {status}{why}")
         try:
             data = json.loads(body)
-            token, expires = str(data["token"]), str(data["expires_at"])
+            token, expires = data["token"], str(data["expires_at"])
             expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
         except (ValueError, KeyError, TypeError):
             raise CredentialError("github answered the token request without a token") from None
-        if not token or any(c in token for c in "\r\n\0 "):
+        if not vschar(token):
             raise CredentialError("github answered with an invalid installation token")
         expires_at, refresh_at = token_times(now, expires_at - now, MARGIN_SECONDS)
-        return Token((("token", token),), expires_at, refresh_at)
+        return Token((("token", str(token)),), expires_at, refresh_at)
 
 
-def _github_message(body: bytes) -> str:
-    try:
-        message = json.loads(body).get("message")
-    except (ValueError, AttributeError):
-        return ""
-    return f": {str(message)[:200]}" if message else ""
+#: What a refusal of GitHub's says, by status (its own text is never relayed).
+_REFUSALS = {
+    401: ": the app JWT was refused (check `app_id` and `private_key`)",
+    403: ": the app may not create tokens for this installation (suspended, or permissions)",
+    404: ": no such installation of the app (check `installation_id` and `api_url`)",
+    422: ": the token request was refused as invalid",
+}

@@ -18,8 +18,10 @@ an object the caller owns, and fetching a token is the caller's I/O: a source sa
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Annotated, Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -29,6 +31,7 @@ from agentfirewall.errors import CredentialError
 
 __all__ = [
     "COMPUTED_KINDS",
+    "MIN_LIFETIME",
     "AwsCredential",
     "ComputedCredential",
     "GitHubAppCredential",
@@ -39,6 +42,7 @@ __all__ = [
     "TokenRequest",
     "TokenSource",
     "parse_computed_credential",
+    "vschar",
 ]
 
 COMPUTED_KINDS = ("aws_sigv4", "github_app", "oauth2")
@@ -164,6 +168,10 @@ class TokenRequest:
     body: bytes = b""
 
 
+#: The shortest lifetime (seconds) a token is given, whatever its endpoint answers.
+MIN_LIFETIME = 5.0
+_VSCHAR = re.compile(r"[\x21-\x7e]+")
+
 #: Token values that are no secret: AWS's key id, a token type, the digest of the refresh
 #: token the vault held when the token was minted (``oauth2.py``).
 _NOT_SECRET = frozenset(("access_key_id", "token_type", "vaulted_sha256"))
@@ -201,9 +209,17 @@ class Token:
 
 def token_times(now: float, lifetime: float, margin: float) -> tuple[float, float]:
     """(expires_at, refresh_at): refreshed `margin` seconds early, at most a quarter of the
-    lifetime early (a one-minute token is not refreshed on every request)."""
-    lifetime = max(0.0, lifetime)
+    lifetime early (a one-minute token is not refreshed on every request). A lifetime is
+    :data:`MIN_LIFETIME` at least: an endpoint answering a tiny one (``1e-9``, or an expiry
+    past by the clocks' drift) does not cost a token request per request."""
+    lifetime = max(MIN_LIFETIME, lifetime)
     return now + lifetime, now + lifetime - min(margin, lifetime / 4)
+
+
+def vschar(value: object) -> bool:
+    """Whether `value` is a token as RFC 6749 writes one (``1*VSCHAR``: printable ASCII, no
+    space): what goes in a header as is, and what a scrubber finds as it is sent."""
+    return isinstance(value, str) and _VSCHAR.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +236,16 @@ class Rotation:
     def __repr__(self) -> str:  # never the token, in a log or a traceback
         return f"Rotation(connector_id={self.connector_id!r}, vaulted_sha256=...)"
 
+    def after(self, stored: Rotation) -> Rotation:
+        """This rotation once `stored`, an earlier one of the same process from the same
+        vaulted token, is in the vault: this one was refreshed with `stored`'s token (each
+        refresh sends the latest rotated while the vault holds the one they came from:
+        ``oauth2.py``), so it replaces that one."""
+        if (stored.connector_id, stored.vaulted_sha256) != (self.connector_id, self.vaulted_sha256):
+            return self
+        digest = hashlib.sha256(stored.refresh_token.encode()).hexdigest()
+        return replace(self, vaulted_sha256=digest)
+
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -229,9 +255,12 @@ class Lease:
 
     id: str
     refresh_token: str
+    #: How long it lasts (seconds) from when it was asked for: a refresh under it ends (or
+    #: renews it) before then (``broker.py``).
+    seconds: float
 
     def __repr__(self) -> str:  # never the token, in a log or a traceback
-        return f"Lease(id={self.id!r}, refresh_token=...)"
+        return f"Lease(id={self.id!r}, refresh_token=..., seconds={self.seconds!r})"
 
 
 class Leases(Protocol):
@@ -241,6 +270,11 @@ class Leases(Protocol):
         """The lease on `connector_id`'s grant; None when there is no control plane to ask
         (the refresh then uses the configuration's token, unleased). LeaseBusy while another
         process holds it; CredentialError when it cannot be had."""
+        ...
+
+    async def renew(self, connector_id: str, lease: Lease) -> Lease | None:
+        """`lease` renewed (the same id, its `seconds` from now), or None when it cannot be
+        (it ended and may be another's, or the control plane does not answer)."""
         ...
 
     async def release(self, connector_id: str, lease: Lease) -> None:
@@ -260,6 +294,11 @@ class TokenSource(Protocol):
 
     def rotation(self, token: Token) -> Rotation | None:
         """What `token` asks to store in the vault (a rotated refresh token), if anything."""
+        ...
+
+    def secrets(self, request: TokenRequest) -> tuple[str, ...]:
+        """What of the credential and of `request` an error message must never hold (an
+        endpoint may echo it in its answer)."""
         ...
 
 

@@ -2,10 +2,13 @@
 
 The token request is a form POST to the token endpoint; the client authenticates with
 HTTP Basic (default) or form fields (``client_auth: body``). ``scope`` carries the
-connector's scopes. The answer's ``access_token`` and ``expires_in`` (default one hour)
+connector's scopes. The answer's ``access_token`` (``1*VSCHAR``, RFC 6749 A.12: printable
+ASCII, no space) and ``expires_in`` (seconds, a number or a numeric string as Azure AD v1
+sends it; finite and positive; default one hour; :data:`~.model.MIN_LIFETIME` at least)
 become a :class:`Token`, refreshed a minute early (at most a quarter of its lifetime).
-An error answer is a CredentialError naming the endpoint's ``error`` code; the gateway
-then fails closed.
+Anything else is a CredentialError, and the gateway then fails closed; an error answer's
+names the endpoint's ``error`` only when it is an error code (RFC 6749 5.2's grammar, one
+word): an endpoint may echo the client secret or the refresh token in any text it answers.
 
 A token endpoint that rotates refresh tokens (and refuses a used one) answers a new
 ``refresh_token`` with each access token. :meth:`OAuth2Source.rotation` names it, and the
@@ -29,7 +32,9 @@ import base64
 import hashlib
 import hmac
 import json
-from urllib.parse import quote, urlencode
+import math
+import re
+from urllib.parse import parse_qsl, quote, urlencode
 
 from agentfirewall.credentials.model import (
     OAuth2Credential,
@@ -38,6 +43,7 @@ from agentfirewall.credentials.model import (
     TokenRequest,
     parse_computed_credential,
     token_times,
+    vschar,
 )
 from agentfirewall.errors import CredentialError
 
@@ -45,6 +51,11 @@ __all__ = ["OAuth2Source", "with_rotated_refresh_token"]
 
 MARGIN_SECONDS = 60.0
 _DEFAULT_LIFETIME = 3600.0
+#: RFC 6749 5.2's ``error`` (``1*NQSCHAR``), without a space (every code it names is one
+#: word): an endpoint's text is relayed only when it is such a code.
+_ERROR_CODE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,64}")
+_TOKEN_TYPE = re.compile(r"[A-Za-z][\w.-]{0,39}", re.ASCII)
+_NUMBER = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 
 
 class OAuth2Source:
@@ -86,6 +97,12 @@ class OAuth2Source:
             return None
         return Rotation(self.connector_id, _sha256(str(c.refresh_token)), rotated)
 
+    def secrets(self, request: TokenRequest) -> tuple[str, ...]:
+        """The client secret, the vaulted refresh token and the one `request` sends."""
+        sent = [v for k, v in parse_qsl(request.body.decode()) if k == "refresh_token"]
+        c = self.credential
+        return tuple(s for s in (c.client_secret, c.refresh_token, *sent) if s)
+
     def token_request(self, now: float, previous: Token | None) -> TokenRequest:
         c = self.credential
         form: list[tuple[str, str]] = [("grant_type", c.grant)]
@@ -116,17 +133,18 @@ class OAuth2Source:
         if not isinstance(data, dict):
             raise CredentialError(f"the token endpoint answered status {status} without JSON")
         if status != 200 or "error" in data:
-            code = str(data.get("error") or "no error code")[:100]
-            raise CredentialError(f"the token endpoint refused: status {status}, `{code}`")
-        token, kind = data.get("access_token"), str(data.get("token_type") or "bearer")
-        if not isinstance(token, str) or not token or any(c in token for c in "\r\n\0 "):
+            error = data.get("error")
+            code = "no error code" if not error else _shown(error, _ERROR_CODE)
+            raise CredentialError(f"the token endpoint refused: status {status}, {code}")
+        token, kind = data.get("access_token"), data.get("token_type") or "bearer"
+        if not vschar(token):  # (`1*VSCHAR`: a header value as is, scrubbed as it is sent)
             raise CredentialError("the token endpoint answered without a valid `access_token`")
-        if kind.lower() != "bearer":
-            raise CredentialError(f"unsupported token type `{kind[:40]}`: expected bearer")
-        lifetime = data.get("expires_in", _DEFAULT_LIFETIME)
-        if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or lifetime <= 0:
-            raise CredentialError("the token endpoint answered an invalid `expires_in`")
-        values = [("token", token)]
+        if not isinstance(kind, str) or kind.lower() != "bearer":
+            raise CredentialError(
+                f"unsupported token type {_shown(kind, _TOKEN_TYPE)}: expected bearer"
+            )
+        lifetime = _lifetime(data.get("expires_in", _DEFAULT_LIFETIME))
+        values = [("token", str(token))]
         refresh = data.get("refresh_token")
         if isinstance(refresh, str) and refresh and not any(c in refresh for c in "\r\n\0"):
             values.append(("refresh_token", refresh))
@@ -134,6 +152,30 @@ class OAuth2Source:
             values.append(("vaulted_sha256", _sha256(str(self.credential.refresh_token))))
         expires_at, refresh_at = token_times(now, float(lifetime), MARGIN_SECONDS)
         return Token(tuple(values), expires_at, refresh_at)
+
+
+def _shown(value: object, grammar: re.Pattern[str]) -> str:
+    """An endpoint's `value` in backticks when `grammar` says it is a code, else a mention:
+    an endpoint may echo the client secret or the refresh token in any text it answers."""
+    if isinstance(value, str) and grammar.fullmatch(value):
+        return f"`{value}`"
+    return "an unreadable code (not shown)"
+
+
+def _lifetime(value: object) -> float:
+    """`expires_in` in seconds: a number, or a numeric string (Azure AD v1); finite and
+    positive (``NaN`` compares false with everything)."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CredentialError("the token endpoint answered an invalid `expires_in`")
+    try:
+        lifetime = float(value)
+    except OverflowError:  # (an integer past any float)
+        lifetime = math.nan
+    if not math.isfinite(lifetime) or lifetime <= 0:
+        raise CredentialError("the token endpoint answered an invalid `expires_in`")
+    return lifetime
 
 
 def with_rotated_refresh_token(text: str, vaulted_sha256: str, refresh_token: str) -> str:

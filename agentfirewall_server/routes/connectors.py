@@ -402,7 +402,7 @@ class RotatedRefreshToken(Strict):
     previous_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     refresh_token: str = Field(min_length=1, max_length=8192)
     #: the refresh lease it was refreshed under (storing it ends every lease on the
-    #: connector: checked, not needed)
+    #: connector; not stored when this one ended and another holder's lasts)
     lease: str | None = Field(default=None, min_length=1, max_length=40)
 
 
@@ -418,8 +418,9 @@ async def rotated_refresh_token(request: Request) -> JSONResponse:
     gateway = await require_gateway(request)
     cid = request.path_params["id"]
     body = await read_model(request, RotatedRefreshToken)
+    state, lease = state_of(request), body.lease
     changed = await tokens.store_refresh_token(
-        state_of(request), cid, body.previous_sha256, body.refresh_token, actor=gateway.actor
+        state, cid, body.previous_sha256, body.refresh_token, actor=gateway.actor, lease=lease
     )
     return json_ok({"connector": cid, "stored": changed})
 

@@ -266,7 +266,7 @@ def test_the_rotation_names_its_lease_and_a_failed_refresh_releases_it() -> None
         assert rotation.lease == lease_id  # the store ends it
         assert rotation.vaulted_sha256 == hashlib.sha256(FIRST.encode()).hexdigest()
         assert "rt_1" not in repr(rotation)
-        assert "rt_1" not in repr(Lease(lease_id, "rt_1"))
+        assert "rt_1" not in repr(Lease(lease_id, "rt_1", 30.0))
         assert dataclasses.replace(rotation, lease=None).lease is None
 
     asyncio.run(run())

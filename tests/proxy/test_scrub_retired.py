@@ -23,8 +23,7 @@ from typing import Any
 import anyio
 import pytest
 
-from agentfirewall.credentials import Token
-from agentfirewall_proxy import injection
+from agentfirewall.credentials import Token, sent
 from agentfirewall_proxy import snapshot as compiled
 from agentfirewall_proxy.flow import Flow, scrubber_of
 from agentfirewall_proxy.gateway import Gateway
@@ -149,7 +148,7 @@ def test_a_refreshed_token_is_scrubbed_until_it_expires() -> None:
 
 
 def test_the_tokens_scrubbed_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(injection, "RETIRED", BOUND)
+    monkeypatch.setattr(sent, "RETIRED", BOUND)
     clock = Clock()
     broker = TokenBroker(Options(), clock=clock)
     names = [f"at_token_{n:02d}_000000000000" for n in range(BOUND + 3)]

@@ -199,9 +199,12 @@ def test_storing_the_rotation_ends_the_lease(server: LiveServer) -> None:
     after = _granted(server, cid, "gw-b")  # at once: the holder's lease ended with the store
     assert after["refresh_token"] == rotated
     assert _release(server, cid, lease["lease"])["released"] is False
-    # the same rotation sent again (a retry) also ends whatever lease is held now
+    # the same rotation sent again (a retry) changes nothing, nor ends the lease gw-b took
+    # since (it refreshes with the rotated token: another holder must not, meanwhile)
     again = server.gateway("POST", f"/v1/gateway/connectors/{cid}/refresh-token", body)
     assert again.json() == {"connector": cid, "stored": False}, again.text
+    _busy(_ask(server, cid, "gw-c"))
+    assert _release(server, cid, after["lease"])["released"] is True
     third = _granted(server, cid, "gw-c")
     assert third["refresh_token"] == rotated
     assert third["lease"] != after["lease"]
