@@ -36,6 +36,7 @@ from agentfirewall_proxy.pipeline import (
     agent_for_key,
     bind_request,
     check_host_header,
+    check_upgrade,
     clean_path,
     decide,
     http_request,
@@ -101,6 +102,8 @@ async def exchange(
         if decision.outcome == "deny":
             kill = decision.kill_switch
             raise Refusal(403, "kill_switch" if kill else "denied", decision.reason)
+        if upgrade is not None:  # its messages go unread: refused where a content rule reads
+            decision = check_upgrade(config, flow, decision)
         if decision.outcome == "allow" and config.budgets:  # past one: refused or held
             held = await _reserve(gateway, flow, force=False)
             if held is not None:
@@ -251,8 +254,10 @@ def _identify(
 def _upgrade(conn: ClientConnection, head: Head) -> Upgrade | None:
     """The switch a request with an ``Upgrade`` header asks for, decided on its head alone.
 
-    Only to WebSocket (``Head.asks_websocket``): a switched connection is relayed as bytes,
-    and after an ``h2c`` one every later request would reach the upstream undecided. Any
+    Only to WebSocket (``Head.asks_websocket``): a switched connection is relayed as bytes
+    (its messages unread: refused where a content rule could apply,
+    ``pipeline.check_upgrade``), and after an ``h2c`` one every later request would reach
+    the upstream undecided. Any
     other protocol (``curl --http2`` asks for ``h2c``) is no switch, the parser reads on
     (``http1.RequestParser``): None, a plain HTTP/1.1 request, forwarded without its
     ``Upgrade`` and ``HTTP2-Settings``.

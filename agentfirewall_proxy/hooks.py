@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from agentfirewall_proxy.pipeline import Flow, traffic_record
+from agentfirewall_proxy.pipeline import Flow, recorded_path, traffic_record
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.traffic import TrafficShipper
@@ -142,7 +142,9 @@ class AccessLog:
 
 def _target(flow: Flow) -> str:
     """`host/path`; a CONNECT's target is `host:port` (it has no path)."""
-    return f"{flow.host}:{flow.port}" if flow.method == "CONNECT" else f"{flow.host}{flow.path}"
+    if flow.method == "CONNECT":
+        return f"{flow.host}:{flow.port}"
+    return flow.host + recorded_path(flow)
 
 
 def _json_access_line(flow: Flow) -> str:
@@ -161,7 +163,7 @@ def _json_access_line(flow: Flow) -> str:
         decision="killed" if flow.killed else (decision.outcome if decision else "deny"),
         method=flow.method,
         host=flow.host,
-        path=None if flow.method == "CONNECT" else flow.path[:2048],  # (it has none)
+        path=None if flow.method == "CONNECT" else recorded_path(flow),  # (it has none)
         status=flow.status,
         reason=flow.reason,
         latency_ms=round((time.monotonic() - flow.started) * 1000, 3),

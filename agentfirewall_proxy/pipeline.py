@@ -11,13 +11,17 @@
     decide                      connector.parse -> content scan (when a rule reads it; the
                                 fields the action carries base64 decoded) -> engine.evaluate
                                 (fail closed; a body not fully inspected gets the strictest
-                                outcome a rule could give, and is never allowed when a
-                                method-override middleware reads it)
+                                outcome a rule could give, 413 where a redact rule could
+                                apply, and is never allowed when a method-override
+                                middleware reads it)
+    check_upgrade               a WebSocket handshake: refused where a content rule could
+                                apply (its messages go unread)
     bind_request                what an approval binds: method, host, path, query, the headers
                                 its connector says matter, body digest
     upstream_headers            agent auth replaced by the connector credential, X-TameFlare-*
     refusal                     the JSON answer for 403/407/408/4xx
-    traffic_record              what is shipped to the control plane (no secrets, no bodies)
+    traffic_record              what is shipped to the control plane (no secrets, no bodies;
+                                a path on which detectors fired masked: recorded_path)
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import hashlib
 import json
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +45,12 @@ from agentfirewall.errors import AgentFirewallError
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import redactions
 from agentfirewall.policy.record import record_input
-from agentfirewall.policy.unseen import UNSEEN_REASON, unseen_decision
+from agentfirewall.policy.unseen import (
+    UNREDACTABLE,
+    UNSEEN_REASON,
+    content_rule,
+    unseen_decision,
+)
 from agentfirewall_proxy.codings import content_codings, decoded_body, read_as_sent
 from agentfirewall_proxy.flow import Flow, Refusal
 from agentfirewall_proxy.guard import content_attributes, request_findings
@@ -48,6 +58,7 @@ from agentfirewall_proxy.http1 import Head, serialize_response_head
 from agentfirewall_proxy.snapshot import Remembered
 
 if TYPE_CHECKING:
+    from agentfirewall.actions import ActionSpec, Risk
     from agentfirewall.connectors import ParsedAction
     from agentfirewall_proxy.entries import AgentEntry
     from agentfirewall_proxy.snapshot import CompiledConfig
@@ -59,10 +70,12 @@ __all__ = [
     "Refusal",
     "authenticate",
     "bind_request",
+    "check_upgrade",
     "clean_path",
     "created_at",
     "decide",
     "normalize_host",
+    "recorded_path",
     "refusal",
     "split_authority",
     "target_of",
@@ -308,8 +321,11 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
 
     When the connector read a body it did not see whole (``risk_hints.body_truncated``:
     beyond the inspection limit), the outcome is the strictest one a rule reading request
-    data could give (``agentfirewall.policy.unseen``); a body a method-override middleware
-    reads is never allowed unseen (``_override_unseen``).
+    data could give (``agentfirewall.policy.unseen``); where that is a redact rule, which
+    cannot rewrite what was not read, the request is refused (413, :class:`Refusal`) at
+    every level, as the redaction step refuses such a body; a body a method-override
+    middleware reads is never allowed unseen (``_override_unseen``). A request decided as
+    several actions records each (``record_input``'s `also`: replay decides it as live).
 
     A request without a body, decided without content or budget attributes, by rules that
     read no context field (``Engine.timeless``: so not the time), is decided the same way
@@ -370,10 +386,59 @@ def decide(config: CompiledConfig, flow: Flow, request: HttpRequest) -> Decision
     flow.action = parsed.spec.type if parsed else None
     if parsed is not None and evaluated is not None:  # the context `parsed` was decided in
         widened = unseen or bool(parsed.spec.risk_hints.get("body_truncated"))
-        flow.input = record_input(parsed.spec, evaluated, unseen=widened)
+        also = _others(flow, request, first, parsed) if parsed.also else ()
+        flow.input = record_input(parsed.spec, evaluated, unseen=widened, also=also)
     if key is not None and config.asked_before(key) and _timeless(config, flow.agent.name, parsed):
         config.remember(key, Remembered(flow.agent, flow.connector, parsed, decision, flow.input))
+    if UNREDACTABLE in decision.errors and request.body:  # (not the head alone: no body yet)
+        raise Refusal(413, "body_too_large", decision.reason)  # whatever the level, as redacting
     return decision
+
+
+def _others(
+    flow: Flow, request: HttpRequest, first: ParsedAction | None, parsed: ParsedAction
+) -> list[tuple[ActionSpec, Risk]]:
+    """The actions besides `parsed` (the deciding one) that the request of several was
+    decided on (``snapshot.decide``: the strictest wins): the request's own (as `first`, or
+    parsed again: a JSON-RPC batch decided as one member no longer holds it) and each
+    other in ``also``."""
+    whole = first if first is not None else _parse(flow, request)
+    actions = [(a.spec, a.risk) for a in (whole, *whole.also)] if whole is not None else []
+    for index, (spec, _) in enumerate(actions):
+        if spec == parsed.spec:
+            del actions[index]
+            return actions
+    return [(a.spec, a.risk) for a in parsed.also]  # (not parsed alike again: what it holds)
+
+
+#: Why an upgrade is refused where a content rule could apply (:func:`check_upgrade`).
+_UNREAD = "content rules cannot inspect WebSocket messages"
+
+
+def check_upgrade(config: CompiledConfig, flow: Flow, decision: Decision) -> Decision:
+    """`decision` on a request switching protocols (a WebSocket handshake), refused (403)
+    when a content rule could apply to its action: the messages of an upgraded connection
+    are relayed unread, so a rule denying, holding, cutting or redacting on what the
+    detectors find in them, either way, could not (fail closed,
+    ``agentfirewall.policy.unseen.content_rule``). At ``monitor`` level nothing is blocked:
+    it passes, recorded ``would_deny``."""
+    guard, parsed, agent = config.guard, flow.parsed, flow.agent
+    if (guard.request is None and guard.response is None) or parsed is None or agent is None:
+        return decision
+    label = content_rule(config.engine, parsed.spec, agent.name)
+    if label is None:
+        return decision
+    reason = (f"{_UNREAD}: rule `{label}` could apply to what they carry: use the HTTP API, "
+              "or scope the rule's policy away from this action or agent")  # fmt: skip
+    refused = Decision("deny", reason, risk_score=decision.risk_score,
+                       matched_policies=decision.matched_policies, matched_rules=(label,),
+                       errors=(_UNREAD,), enforcement_level=agent.level,
+                       decided_outcome="deny")  # fmt: skip
+    if agent.level == "monitor":  # nothing is blocked: what enforcing would do is recorded
+        flow.decision = replace(refused, outcome="allow")
+        return flow.decision
+    flow.decision = refused
+    raise Refusal(403, "denied", reason)
 
 
 _OVERRIDE_UNSEEN = (
@@ -582,7 +647,7 @@ def traffic_record(flow: Flow) -> dict[str, Any]:
         "action": flow.action,
         "method": flow.method,
         "host": flow.host,
-        "path": flow.path[:2048],
+        "path": recorded_path(flow),
         "decision": "killed" if flow.killed else (decision.outcome if decision else "deny"),
         "would_outcome": decision.would_outcome if decision else None,
         "status_code": flow.status,
@@ -595,6 +660,16 @@ def traffic_record(flow: Flow) -> dict[str, Any]:
         "input": flow.input,
         "created_at": created_at(time.time_ns()),
     }
+
+
+def recorded_path(flow: Flow) -> str:
+    """`flow`'s path as the traffic log keeps it (at most 2,048 characters): as sent, or,
+    when content detectors fired on the request, as its approver is shown it
+    (``shown_target``): decoded, every detection of any detector and every credential
+    masked. (Masking every path would cost each request tens of microseconds.)"""
+    if not flow.findings:
+        return flow.path[:2048]
+    return shown_target(flow.path, "", detected=True)[0][:2048]
 
 
 _second: tuple[int, str] = (-1, "")

@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, Connection, Select, Table, and_, false, or
 from agentfirewall.connectors.aliases import alias_rules
 from agentfirewall.decisions import Decision
 from agentfirewall.policy import AccessRule, Engine, Policy
-from agentfirewall.policy.record import RECORD_VERSION, restore_input
+from agentfirewall.policy.record import RECORD_VERSION, restore_also, restore_input
 from agentfirewall.policy.replay import Recorded, recorded_budget, verdict, with_budget
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.snapshot import Snapshot
@@ -123,6 +123,7 @@ class Records:
         try:
             data = json.loads(text)
             spec, ctx = restore_input(data, agent or "")
+            also = restore_also(data, spec, ctx)
             budget = recorded_budget(data)
         except (ValueError, KeyError, TypeError):
             return
@@ -132,7 +133,7 @@ class Records:
             self.outside_rules[outside] += 1
         yield Recorded(ident, source, spec, ctx, None if outside else recorded,
                        partial=bool(data.get("w")), unseen=bool(data.get("u")),
-                       budget=budget)  # fmt: skip
+                       budget=budget, also=also)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from agentfirewall.policy import (
     load_policy,
 )
 from agentfirewall.policy.guard import GuardPlan, guard_plan
-from agentfirewall.policy.record import restore_input
+from agentfirewall.policy.record import restore_also, restore_input
 from agentfirewall.policy.replay import (
     Recorded,
     evaluate_sdk,
@@ -155,9 +155,10 @@ def judge_input(
     try:
         data = json.loads(text)
         spec, ctx = restore_input(data, agent or "")
+        also = restore_also(data, spec, ctx)  # (a request decided as several actions)
     except (ValueError, KeyError, TypeError):
         return None  # an unreadable input is not judged, never guessed
-    item = Recorded("", "proxy", spec, ctx, unseen=bool(data.get("u")))
+    item = Recorded("", "proxy", spec, ctx, unseen=bool(data.get("u")), also=also)
     after = replay_one(shadow.engine, item)
     return ShadowVerdict(verdict(replay_one(live, item)), verdict(after), responsible(after))
 

@@ -375,7 +375,7 @@ class AwsConnector(Connector):
             form = parse_form(req.body, connector=_NAME) if _is_form(req) and req.body else {}
             if _action_keys(query) or _action_keys(form):
                 raise ConnectorError(
-                    f"`Action` with the path `{req.path[:200]}`: which names the operation?",
+                    "`Action` beside a REST operation's path: which names the operation?",
                     connector=_NAME,
                 )
         found = match_route(routes, method, req.path, req.query, connector=_NAME)
@@ -519,7 +519,8 @@ def _cbor_operation(
     found = _CBOR_PATH.fullmatch(req.path)
     if found is None or req.method.upper() != "POST":
         raise ConnectorError(
-            f"invalid rpc-v2-cbor request `{req.method[:10]} {req.path[:200]}`",
+            f"invalid rpc-v2-cbor request `{req.method[:10]}`: expected `POST "
+            "/service/{service}/operation/{operation}`",
             connector=_NAME,
         )
     if targets or req.query:

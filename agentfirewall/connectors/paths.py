@@ -26,6 +26,7 @@ __all__ = ["decode_segment", "split_path"]
 
 # pchar (RFC 3986) without ";" (path parameters), plus "/" as the separator.
 _SAFE_RE = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,=:@%/]*")
+_UNSAFE_RE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,=:@%/]")
 _ESCAPE_RE = re.compile(r"%(..)?")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _REFUSED_ESCAPES = frozenset({0x2F, 0x5C, 0x7F, *range(0x20)})
@@ -43,30 +44,34 @@ def split_path(
     segment's value only afterwards (AWS's REST services: ``awsroutes``).
     """
     if not _SAFE_RE.fullmatch(raw):
-        raise ConnectorError(
-            f"refused path `{_show(raw)}`: unexpected character", connector=connector
-        )
+        at = _UNSAFE_RE.search(raw, 1) if raw.startswith("/") else None
+        where = f"`{_show(at[0])}` at offset {at.start()}" if at else "a path not starting with `/`"
+        raise ConnectorError(f"refused path: unexpected character {where}", connector=connector)
     if "%" in raw:
-        raw = _ESCAPE_RE.sub(lambda m: _decode_escape(m, raw, connector, encoded_separators), raw)
+        raw = _ESCAPE_RE.sub(lambda m: _decode_escape(m, connector, encoded_separators), raw)
     body = raw[1:-1] if len(raw) > 1 and raw[-1] == "/" else raw[1:]
-    framed = f"/{body}/"
-    if "//" in raw or "/./" in framed or "/../" in framed:
+    segments = body.split("/")
+    if "//" in raw or "." in segments or ".." in segments:
+        index = next((i for i, s in enumerate(segments) if s in ("", ".", "..")), 0)
         raise ConnectorError(
-            f"refused path `{_show(raw)}`: empty or dot segment", connector=connector
+            f"refused path: empty or dot segment (segment {index + 1})", connector=connector
         )
-    return tuple(body.split("/")) if body else ()
+    return tuple(segments) if body else ()
 
 
-def _decode_escape(match: re.Match[str], raw: str, connector: str, separators: bool) -> str:
+def _decode_escape(match: re.Match[str], connector: str, separators: bool) -> str:
     hexpair = match.group(1)
     if hexpair is None or not (hexpair[0] in _HEX and hexpair[1] in _HEX):
-        raise ConnectorError(f"refused path `{_show(raw)}`: malformed escape", connector=connector)
+        raise ConnectorError(
+            f"refused path: malformed escape at offset {match.start()}", connector=connector
+        )
     code = int(hexpair, 16)
     if separators and code in _SEPARATORS:
         return f"%{hexpair.upper()}"
     if code in _REFUSED_ESCAPES:
         raise ConnectorError(
-            f"refused path `{_show(raw)}`: encoded `/`, `\\` or control character",
+            f"refused path: encoded `/`, `\\` or control character (`%{hexpair}` at offset "
+            f"{match.start()})",
             connector=connector,
         )
     char = chr(code)
@@ -81,11 +86,11 @@ def decode_segment(segment: str, *, connector: str = "") -> str:
         return unquote(segment, errors="strict")
     except UnicodeDecodeError:
         raise ConnectorError(
-            f"refused path segment `{_show(segment)}`: invalid UTF-8", connector=connector
+            "refused path segment: its escapes are not UTF-8", connector=connector
         ) from None
 
 
 def _show(text: str) -> str:
-    """A printable, bounded rendering of untrusted text for error messages."""
-    shown = text[:200].encode("ascii", "backslashreplace").decode("ascii")
+    """A printable rendering of one untrusted character for error messages."""
+    shown = text.encode("ascii", "backslashreplace").decode("ascii")
     return "".join(c if c.isprintable() else "?" for c in shown)

@@ -3,7 +3,9 @@
 :func:`record_input` turns the ``(spec, ctx)`` of one live decision into a small JSON-able
 dict; :func:`restore_input` rebuilds them for :mod:`agentfirewall.policy.replay`. Stored:
 the action type, resource, the evaluation context (mode, connector, enforcement level, SDK
-default, route risk, content detector names, time) and the parameters a rule may read.
+default, route risk, content detector names, time) and the parameters a rule may read; for
+a request the gateway decided as several actions (a GraphQL document, a JSON-RPC batch, an
+S3 copy), each other action too (``"x"``, :func:`restore_also`).
 
 Never stored: header values, bodies, parameter values that carry content, and secrets. A
 parameter is *withheld* (only its name kept, under ``"w"``) when its connector lists it in
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
-from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.actions import ActionSpec, Risk, parse_action_spec
 from agentfirewall.content import masked
 from agentfirewall.policy.engine import EvaluationContext
 
@@ -31,6 +35,7 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "RECORD_VERSION",
     "record_input",
+    "restore_also",
     "restore_input",
     "shown_input",
 ]
@@ -48,6 +53,7 @@ CONTENT_PARAMETERS: Final[dict[str, frozenset[str]]] = {
     "email": frozenset({"subject", "body", "content"}),
     "mcp": frozenset({"arguments"}),
 }
+_RISKS: Final = frozenset(get_args(Risk))
 #: Withheld for every connector: names that are bodies or secrets wherever they appear.
 _ALWAYS: Final = frozenset(
     {"body", "content", "password", "secret", "token", "api_key", "authorization"}
@@ -101,24 +107,34 @@ def _split(
 
 
 def record_input(
-    spec: ActionSpec, ctx: EvaluationContext, *, unseen: bool = False
+    spec: ActionSpec,
+    ctx: EvaluationContext,
+    *,
+    unseen: bool = False,
+    also: Sequence[tuple[ActionSpec, Risk]] = (),
 ) -> dict[str, Any]:
     """The replayable input of one decision (``unseen``: the gateway widened it because the
-    body was not inspected whole, ``agentfirewall.policy.unseen``)."""
+    body was not inspected whole, ``agentfirewall.policy.unseen``). `also`: the other
+    actions of a request decided as several (each with its route risk; the strictest
+    decision won), under ``"x"``: each one's type, parameters and risk hints withheld alike
+    (their names under ``"w"`` as ``x<index>.<name>``), its risk, and its resource where
+    it is not `spec`'s."""
     content = CONTENT_PARAMETERS.get(ctx.connector or spec.resource.provider or "", frozenset())
     detected = any(name.startswith("content.") for name in ctx.attributes)
-    params, withheld = _split(spec.parameters, content, detected)
-    hints, hidden = _split(spec.risk_hints, frozenset(), detected) if spec.risk_hints else ({}, [])
     out: dict[str, Any] = {"v": RECORD_VERSION, "t": spec.type, "m": ctx.mode}
-    resource = {k: v for k, v in spec.resource.__dict__.items() if v is not None}
-    if resource:
-        out["r"] = resource
-    if params:
-        out["p"] = params
-    if hints:
-        out["h"] = hints
-    if withheld or hidden:
-        out["w"] = withheld + [f"risk_hints.{h}" for h in hidden]
+    withheld = _action(out, spec, content, detected)
+    if also:
+        out["x"] = members = []
+        for index, (other, risk) in enumerate(also):
+            member: dict[str, Any] = {"t": other.type, "k": risk}
+            withheld += [f"x{index}.{name}" for name in _action(member, other, content, detected)]
+            if member.get("r", {}) == out.get("r", {}):
+                member.pop("r", None)  # (restored from `spec`'s)
+            else:
+                member.setdefault("r", {})
+            members.append(member)
+    if withheld:
+        out["w"] = withheld
     if ctx.connector is not None:
         out["c"] = ctx.connector
     out["l"] = ctx.enforcement_level
@@ -132,6 +148,23 @@ def record_input(
         out["u"] = 1
     out["n"] = round(ctx.now.timestamp(), 6)
     return out
+
+
+def _action(
+    out: dict[str, Any], spec: ActionSpec, content: frozenset[str], detected: bool
+) -> list[str]:
+    """`spec`'s resource, parameters and risk hints into `out` (``r``, ``p``, ``h``), as
+    :func:`_split` keeps them; the names withheld."""
+    params, withheld = _split(spec.parameters, content, detected)
+    hints, hidden = _split(spec.risk_hints, frozenset(), detected) if spec.risk_hints else ({}, [])
+    resource = {k: v for k, v in spec.resource.__dict__.items() if v is not None}
+    if resource:
+        out["r"] = resource
+    if params:
+        out["p"] = params
+    if hints:
+        out["h"] = hints
+    return withheld + [f"risk_hints.{h}" for h in hidden]
 
 
 def shown_input(data: Any) -> Any:
@@ -180,3 +213,28 @@ def restore_input(data: dict[str, Any], agent: str) -> tuple[ActionSpec, Evaluat
         attributes=data.get("a") or {},
     )
     return spec, ctx
+
+
+def restore_also(
+    data: dict[str, Any], spec: ActionSpec, ctx: EvaluationContext
+) -> tuple[tuple[ActionSpec, EvaluationContext], ...]:
+    """The other actions of a request decided as several (:func:`record_input`'s ``also``),
+    each with the context it was decided in, beside `spec` and `ctx` (:func:`restore_input`'s);
+    ValueError when ``"x"`` is not what it wrote."""
+    members = data.get("x", [])
+    if not isinstance(members, list):
+        raise ValueError("not a list of actions")
+    restored = []
+    for member in members:
+        if not isinstance(member, dict) or member.get("k") not in _RISKS:
+            raise ValueError("not a recorded action")
+        other = parse_action_spec(
+            {
+                "type": member["t"],
+                "resource": member.get("r", spec.resource.__dict__),
+                "parameters": member.get("p") or {},
+                "risk_hints": member.get("h") or {},
+            }
+        )
+        restored.append((other, replace(ctx, risk=member["k"])))
+    return tuple(restored)

@@ -19,6 +19,10 @@ request the rules allow is held or refused by it, a held one refused, a denied o
 denied (the stricter stands). The budget's state is never read again: a budget raised,
 spent or removed since changes nothing in a replay (the record's context is the time's,
 not today's).
+
+A request the gateway decided as several actions (a GraphQL document's mutations, a
+JSON-RPC batch and its members, an S3 copy) is replayed as each of them (``Recorded.also``),
+the strictest decision standing, as live (``agentfirewall_proxy.snapshot.strictest``).
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class Recorded:
     performed: ActionSpec | None = None
     #: the budget that refused or held it live: (outcome, budget name) (:func:`with_budget`)
     budget: tuple[Outcome, str] | None = None
+    #: the other actions of a request decided as several, each with its context
+    #: (``agentfirewall.policy.record.restore_also``): the strictest decision stands
+    also: tuple[tuple[ActionSpec, EvaluationContext], ...] = ()
 
 
 def verdict(decision: Decision) -> str:
@@ -83,6 +90,12 @@ def verdict(decision: Decision) -> str:
 
 def _strictness(decision: Decision) -> int:
     return _STRICTNESS[verdict(decision)]
+
+
+def _live_rank(decision: Decision) -> tuple[int, int]:
+    """How the gateway ranks the decisions on a request's actions: the enforced outcome
+    first, then the rules' (``agentfirewall_proxy.snapshot.strictest``)."""
+    return _STRICTNESS[decision.outcome], _strictness(decision)
 
 
 def evaluate_sdk(
@@ -181,9 +194,14 @@ def _decided(engine: Engine, item: Recorded, plan: GuardPlan | None) -> Decision
             return evaluate_sdk(engine, item.spec, ctx, item.performed, plan=plan,
                                 findings=findings)  # fmt: skip
         return evaluate_sdk(engine, item.spec, item.ctx, item.performed)
-    decision = engine.evaluate(item.spec, item.ctx)
+    spec, ctx = item.spec, item.ctx
+    decision = engine.evaluate(spec, ctx)
+    for other, other_ctx in item.also:  # as the gateway decides several: the strictest
+        found = engine.evaluate(other, other_ctx)
+        if _live_rank(found) > _live_rank(decision):
+            spec, ctx, decision = other, other_ctx, found
     if item.unseen:
-        decision = unseen_decision(engine, item.spec, item.ctx, decision)
+        decision = unseen_decision(engine, spec, ctx, decision)
     return decision
 
 

@@ -158,4 +158,9 @@ def test_the_recorded_input_is_built_from_the_context_it_was_decided_in(
         agent=agent.name, mode="proxy", now=now, connector="mcp",
         enforcement_level=agent.level, risk=flow.parsed.risk, attributes=content or {},
     )  # fmt: skip
-    assert flow.input == record_input(flow.parsed.spec, reference)
+    # a batch: every other action it was decided on too (the batch's own, its members)
+    whole = routed.impl.parse(request)
+    also = [(a.spec, a.risk) for a in (whole, *whole.also)] if whole.also else []
+    if also:
+        also.remove(next(pair for pair in also if pair[0] == flow.parsed.spec))
+    assert flow.input == record_input(flow.parsed.spec, reference, also=also)

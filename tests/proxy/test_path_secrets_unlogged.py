@@ -1,0 +1,135 @@
+"""A secret in the URL path reaches neither the traffic log nor the refusal.
+
+The security review's case: ``/files/AKIA…/read`` was recorded with its key in the traffic
+record's ``path`` (what ``GET /api/v1/traffic`` shows), and ``/x;AKIA…`` was refused with
+the path quoted in the reason: the 403 body and the record both held the key. Now the
+record of a request on which content detectors fired keeps its path masked as its
+approver is shown it, and a refused path is named by the offending character and its
+offset, never quoted.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentfirewall.connectors.paths import decode_segment, split_path
+from agentfirewall.errors import ConnectorError
+from agentfirewall_proxy.control import StaticControl
+from agentfirewall_proxy.options import parse_resolve
+from tests.proxy.rawclient import auth_header, read_all
+from tests.proxy.support import RunningGateway, connector, rule, snapshot, start_gateway
+
+AWS = "AKIA" + "Q3V7WZ2MXK4PLRTY"
+GITHUB = "ghp_" + "Zx8Kq2Lm9Np4Rs7Tv1Wy3Ab5Cd6Ef7Gh8Ij9K"
+#: What must never show: each secret, and its tail (a secret written with an escape first).
+_NEVER = (AWS, AWS[1:], GITHUB, GITHUB[1:])
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        (f"/x;{AWS}", "unexpected character `;` at offset 2"),
+        (f"/x/{AWS} /y", "unexpected character ` ` at offset 23"),
+        (f"/x/{AWS}é", "unexpected character `\\xe9` at offset 23"),
+        (f"/{AWS}/%zz", "malformed escape at offset 22"),
+        (f"/{AWS}/a%2Fb", "(`%2F` at offset 23)"),
+        (f"/{AWS}//x", "empty or dot segment (segment 2)"),
+        (f"/{AWS}/%2e%2e/x", "empty or dot segment (segment 2)"),
+    ],
+)
+def test_a_refused_path_is_named_by_its_character_never_quoted(path: str, shown: str) -> None:
+    with pytest.raises(ConnectorError) as caught:
+        split_path(path, connector="generic")
+    assert shown in str(caught.value)
+    assert not any(secret in str(caught.value) for secret in _NEVER)
+
+
+def test_a_segment_that_is_not_utf8_is_refused_without_it() -> None:
+    with pytest.raises(ConnectorError) as caught:
+        decode_segment(f"{AWS}%ff", connector="generic")
+    assert "not UTF-8" in str(caught.value)
+    assert AWS not in str(caught.value)
+
+
+class _World:
+    def __init__(self, running: RunningGateway, control: StaticControl) -> None:
+        self.running, self.control = running, control
+
+    def get(self, host: str, path: str) -> tuple[bytes, dict[str, object]]:
+        """(the answer, the traffic record shipped for it)."""
+        count = len(self.control.traffic)
+        with socket.create_connection(("127.0.0.1", self.running.port)) as sock:
+            sock.sendall(f"GET http://{host}{path} HTTP/1.1\r\nHost: {host}\r\n".encode()
+                         + auth_header() + b"Connection: close\r\n\r\n")  # fmt: skip
+            answer = read_all(sock)
+        deadline = time.monotonic() + 5
+        while len(self.control.traffic) <= count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return answer, dict(self.control.traffic[-1])
+
+
+def _start(tmp: Path, policies: list[dict[str, object]]) -> _World:
+    """A gateway with a generic connector for `api.example.org` (never reached: every
+    request here is refused)."""
+    generic = connector("generic", domains=["api.example.org"], base_url="http://api.example.org")
+    snap = snapshot([rule("http.*", "allow")], connectors=[generic], policies=policies)
+    resolve = parse_resolve(["api.example.org:80=127.0.0.1:9"])
+    return _World(*start_gateway(tmp, None, snap, resolve=resolve))
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_World]:
+    """A content rule reads requests: the detectors run on each."""
+    policy = {"name": "guard", "rules": [
+        {"name": "no-secrets", "decision": "deny",
+         "conditions": [{"field": "content.secrets", "operator": "exists"}]}]}  # fmt: skip
+    world = _start(tmp_path_factory.mktemp("scanned"), [{"name": "guard", "document": policy}])
+    yield world
+    world.running.stop()
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_World]:
+    """No content rule: nothing is scanned."""
+    world = _start(tmp_path_factory.mktemp("plain"), [])
+    yield world
+    world.running.stop()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/files/{AWS}/read",
+        f"/files/{GITHUB}",
+        "/files/%41" + AWS[1:] + "/read",  # `A` escaped
+        f"/x;{AWS}",  # refused by the connector too
+        f"/notes/{AWS}/%zz",
+    ],
+)
+def test_neither_the_record_nor_the_refusal_holds_a_secret_in_the_path(
+    scanned: _World, path: str
+) -> None:
+    answer, record = scanned.get("api.example.org", path)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    shown = answer.decode("latin-1") + json.dumps(record)
+    assert not any(secret in shown for secret in _NEVER), shown
+    assert "[REDACTED:" in str(record["path"])  # masked where it was, the rest kept
+
+
+@pytest.mark.parametrize("path", [f"/x;{AWS}", f"/{GITHUB}//x", f"/{AWS}/%2F"])
+def test_a_path_refusal_never_quotes_it_where_nothing_is_scanned(plain: _World, path: str) -> None:
+    """No content rule: the path is recorded as sent (nothing says what in it is secret),
+    but the connector's refusal, in the 403 body and the record's reason, names the
+    character, not the path."""
+    answer, record = plain.get("api.example.org", path)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    reason = json.loads(answer.partition(b"\r\n\r\n")[2])["reason"]
+    assert reason.startswith("request not understood by connector `generic`: refused path")
+    assert record["reason"] == reason
+    assert not any(secret in answer.decode("latin-1") + reason for secret in _NEVER)
