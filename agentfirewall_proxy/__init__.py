@@ -13,7 +13,8 @@ How the parts fit, bottom-up (a module imports only from its own line or the lin
     services      services.Services: the gateway as the layers below see it (a Protocol)
     I/O leaves    approvals (holds and their watcher) -> parking -> client (the client
                   socket and its parser); injection -> upstream (outbound connections);
-                  hooks (addons on the request path)
+                  hooks (addons on the request path); metering (the LLM usage a budget
+                  settles from, read on or estimated)
     decisions     pipeline: pure functions over a parsed request, no sockets
     config        snapshot (the compiled config) -> budgets; traffic, tracing, guard, relay,
                   codings (the request body's Content-Encoding, decoded or refused)

@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable
 
 from agentfirewall.content import body_pieces, value_pieces
-from agentfirewall.content.locate import Piece, shown
+from agentfirewall.content.locate import Piece, number_text, shown
 from agentfirewall.content.reading import Pairs
 
 __all__ = ["Readings", "data_pieces", "folded"]
@@ -126,6 +126,9 @@ def _kept(value: object, path: str, fold: Callable[[str], str], placed: bool) ->
         if isinstance(item, str):
             if not where.endswith(_NAME):  # (as of the pieces: a key's own name is not kept)
                 found.append((where, item))
+        elif isinstance(item, int | float) and (text := number_text(item)):
+            if not where.endswith(_NAME):  # (a whole number: its digits, as the pieces)
+                found.append((where, text))
         elif isinstance(item, Pairs):
             last = {fold(key): (key, member) for key, member in item}
             if placed and (at := _position(last)) is not None:

@@ -492,10 +492,11 @@ class Gateway:
                 if up is not None:
                     up.abort()
             self.pool.close()
+            # let the aborted transports and held flows finish: they settle their budgets
+            await asyncio.sleep(0.01)  # (with what is known: ``metering.py``), drained next
             await self.budgets.drain()
             if self._storing:  # rotated refresh tokens on their way to the vault: the next
                 await asyncio.wait(list(self._storing), timeout=5.0)  # start needs them
-            await asyncio.sleep(0.01)  # let the aborted transports and held flows finish
             self.certs.close()
             await self.tokens.aclose()
             await self.control.aclose()

@@ -8,7 +8,10 @@ and the field re-encoded (``agentfirewall.content.redact_encoded``). Only a body
 whole and not compressed can be rewritten, and only the body: a detection to redact in
 the URL or a header, in base64 the action carries outside a body field (a GraphQL
 document's ``createCommitOnBranch`` contents: ``parameters.…``), a body beyond the
-inspection limit or a compressed one is refused (fail closed).
+inspection limit or a compressed one is refused (fail closed). The body's text is rewritten,
+then read again as it was scanned (``agentfirewall.content.body_pieces``): what a redaction
+could not rewrite (a multipart part decoded, the body read in its charset, a JSON number)
+is still found, and refused.
 
 Response (a policy reads ``response.*``): the body is decoded (the gateway asked for
 ``identity``; gzip/deflate are decoded, anything else refused), scrubbed of the injected
@@ -21,11 +24,15 @@ is relayed before the cut; an event (with those held back before it) larger than
 inspection limit ends the stream. Any other body is read whole (up to the inspection limit: a
 larger one is cut, fail closed) and checked before its head is sent, the text of the
 fields its action's connector says it carries base64-encoded (``Connector.response_encoded``:
-a file read through GitHub's contents API) decoded too (``body.content(base64)``). Bytes
-that do not decode are answered 502 before the head, and end an event stream after it. The
+a file read through GitHub's contents API) decoded too (``body.content(base64)``), in the
+charset its ``Content-Type`` names too (``body.utf-16-le``: a client's ``.text`` decodes by
+it). Bytes that do not decode, and a charset the content rules cannot read, are answered
+502 before the head; bytes that do not decode end an event stream after it. The
 verdict (``agentfirewall.policy.guard.response_verdict``): ``cut`` answers 502
 ``response_blocked`` (or ends the event stream), ``redact`` replaces (inside a base64
-field, re-encoded), ``pass`` relays; every detection is flagged in the flow's reason
+field, re-encoded; what the rescan still finds, as on the request side, and an injection
+marker found only in an event's normalised reading, cut instead), ``pass`` relays; every
+detection is flagged in the flow's reason
 (traffic log) and counters. In ``monitor`` enforcement nothing is cut or redacted, only
 flagged.
 """
@@ -47,7 +54,9 @@ from agentfirewall.content import (
     redact_encoded,
     scan_pieces,
 )
+from agentfirewall.content.bodies import readable
 from agentfirewall.content.encoded import encoded_fields
+from agentfirewall.content.locate import NORMALIZED
 from agentfirewall.policy import EvaluationContext
 from agentfirewall.policy.guard import GuardPlan, response_verdict
 from agentfirewall_proxy.codings import content_codings
@@ -57,6 +66,7 @@ from agentfirewall_proxy.eventwire import EventBuffer
 from agentfirewall_proxy.flow import scrubber_of
 from agentfirewall_proxy.guard import content_attributes, note_findings
 from agentfirewall_proxy.http1 import END, Head, ResponseHead, chunk, serialize_response_head
+from agentfirewall_proxy.metering import read_on
 from agentfirewall_proxy.pipeline import Flow, Refusal
 from agentfirewall_proxy.scrub import ScrubError, body_decoder
 from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
@@ -67,6 +77,7 @@ if TYPE_CHECKING:
 
     from agentfirewall_proxy.client import ClientConnection
     from agentfirewall_proxy.http1 import Event
+    from agentfirewall_proxy.llmusage import UsageReader
     from agentfirewall_proxy.services import Services
 
 __all__ = [
@@ -108,7 +119,7 @@ def redact_request(
     scanner = guard.request
     assert scanner is not None
     targeted = [f for f in flow.findings if f.detector in flow.redact]
-    outside = [f for f in targeted if not f.location.startswith(("body", "form."))]
+    outside = [f for f in targeted if not f.location.startswith(("body", "form.", "multipart"))]
     if outside:
         why = ""
         if any(f.location.startswith("parameters.") for f in outside):
@@ -135,7 +146,10 @@ def _redact(
 ) -> tuple[bytes, int, list[Finding]]:
     """`body` with what the detectors `names` found replaced: decoded, redacted and
     re-encoded inside each base64 field `findings` name, then in the rest; (body,
-    replacements, what a rescan of the fields re-encoded still finds: the caller refuses)."""
+    replacements, what a rescan of the fields re-encoded or of the body still finds: the
+    caller refuses). The body's text is rewritten, never what is read from it otherwise (a
+    multipart's decoded part, its charset's reading, a number, a normalised reading): the
+    rescan finds those."""
     findings = [f for f in findings if f.detector in names]
     body, inside = redact_encoded(scanner, body, names, findings)
     fields = sorted(encoded_fields(findings))  # (of the kind `mime`: its parts read again)
@@ -144,6 +158,9 @@ def _redact(
         if left := [f for f in again if f.detector in names]:
             return body, 0, left
     body, count = redact_body(scanner, body, ctype, names)
+    again = scan_pieces(scanner, body_pieces(body, ctype))  # (fail closed, as above)
+    if left := [f for f in again if f.detector in names]:
+        return body, 0, left
     return body, count + inside, []
 
 
@@ -151,7 +168,8 @@ def _verdict(
     gateway: Services, flow: Flow, findings: list[Finding], spanning: list[Finding] | None = None
 ) -> tuple[str, frozenset[str]]:
     """What to do with a response's detections (monitor level: only flag). `spanning`:
-    those that span events, which cannot be redacted (cut instead)."""
+    those that span events, or are found only in a normalised reading, which cannot be
+    redacted (cut instead)."""
     config = gateway.require_config()
     assert flow.agent is not None
     flow.response_findings += len(findings)
@@ -178,8 +196,10 @@ def _verdict(
     if outcome == "cut":  # the refusal's message is the flow's reason
         raise Refusal(502, "response_blocked", f"response cut{rule}: {describe(findings)}")
     if outcome == "redact" and (begun := [f for f in spanning or () if f.detector in names]):
-        raise Refusal(502, "response_blocked", f"response cut{rule}: {describe(begun)} spans "
-                      "events: it cannot be redacted")  # fmt: skip
+        read = all(f.location.endswith(NORMALIZED) for f in begun)
+        why = "is found only in its normalised reading" if read else "spans events"
+        raise Refusal(502, "response_blocked", f"response cut{rule}: {describe(begun)} {why}: "
+                      "it cannot be redacted")  # fmt: skip
     note_findings(flow, findings, f"response {what}{rule}")
     return outcome, names
 
@@ -202,8 +222,10 @@ async def guarded_respond(
     flow: Flow,
     up: UpstreamConnection,
     response: ResponseHead,
+    usage: UsageReader | None = None,
 ) -> bool:
-    """Relay a response with a body, checked by the content rules (module docstring)."""
+    """Relay a response with a body, checked by the content rules (module docstring); its
+    decoded bytes go to `usage` too (``metering.py``), read on if the agent leaves."""
     scanner = gateway.require_config().guard.response
     assert scanner is not None
     flow.status = response.status
@@ -224,7 +246,10 @@ async def guarded_respond(
 
     def clean(data: bytes) -> bytes:
         pieces = decoder.feed(data) if decoder is not None else [data]
-        return b"".join(stream.feed(p) if stream is not None else p for p in pieces)
+        out = b"".join(stream.feed(p) if stream is not None else p for p in pieces)
+        if usage is not None:
+            usage.feed(out)
+        return out
 
     def rest() -> bytes:
         last = decoder.finish() if decoder is not None else b""
@@ -232,11 +257,22 @@ async def guarded_respond(
         if stream is not None:
             out += stream.finish()
             flow.scrubbed += stream.count
+        if usage is not None:
+            usage.feed(out)
+            usage.end()
         return out
 
     if sse:
-        return await _relay_events(gateway, conn, head, flow, up, response, headers, reason,
-                                   (scanner, clean, rest, close_delimited))  # fmt: skip
+        try:
+            return await _relay_events(gateway, conn, head, flow, up, response, headers, reason,
+                                       (scanner, clean, rest, close_delimited))  # fmt: skip
+        except (OSError, TimeoutError):  # the agent left (the upstream's errors end the stream)
+            if usage is None:
+                raise
+            return await read_on(conn, up, flow, (clean, rest), close_delimited, gateway.options)
+    if not readable(ctype):  # (its reader decodes it so: what it holds is not known)
+        raise Refusal(502, "upstream_error", "the response's charset is not one the content "
+                      "rules can read")  # fmt: skip
     try:  # (nothing is sent yet: bytes that do not decode are answered 502)
         body, event = await _read_whole(gateway, flow, up, clean, rest, close_delimited)
     except ScrubError as exc:
@@ -380,8 +416,11 @@ async def _relay_events(
 def _checked_event(
     gateway: Services, flow: Flow, reader: EventReader, piece: bytes, number: int
 ) -> bytes:
-    """One event as it may go on (redacted if need be); Refusal when it is cut."""
+    """One event as it may go on (redacted if need be); Refusal when it is cut. A marker
+    found only in a normalised reading cannot be redacted either: cut as one that spans
+    events is."""
     findings, spanning = reader.findings(piece, number)
+    spanning = [*spanning, *(f for f in findings if f.location.endswith(NORMALIZED))]
     outcome, names = _verdict(gateway, flow, findings, spanning)  # (a cut raises)
     if outcome != "redact":
         return piece

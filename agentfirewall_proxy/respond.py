@@ -7,7 +7,10 @@ credential, every form of it is replaced in the status line, headers and body
 (``scrub.py``), in WebSocket frames (``wsframes.py``) and in any other upgraded stream; a
 body the gateway cannot search (a compression it cannot decode) is refused or cut. An
 upgrade a token or cost budget covers is refused (403 ``budget_unmetered``) once the
-upstream agrees to it, before anything is relayed: its usage could not be measured.
+upstream agrees to it, before anything is relayed: its usage could not be measured. The
+LLM usage a token or cost budget settles from is read from the body on either way back
+(``metering.py``), read on when the agent leaves before the end, estimated when it cannot
+be read.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from agentfirewall_proxy.http1 import (
     serialize_response_head,
 )
 from agentfirewall_proxy.llmusage import UsageReader
+from agentfirewall_proxy.metering import metered, read_on, usage_reader
 from agentfirewall_proxy.pipeline import Flow, Refusal
 from agentfirewall_proxy.relay import relay
 from agentfirewall_proxy.scrub import (
@@ -42,6 +46,8 @@ from agentfirewall_proxy.upstream import EOF, UpstreamConnection, UpstreamError
 from agentfirewall_proxy.wsframes import FrameScrubber
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from agentfirewall_proxy.client import ClientConnection
     from agentfirewall_proxy.services import Services
 
@@ -84,84 +90,93 @@ async def respond(
     response: ResponseHead,
     upgrade: Upgrade | None,
 ) -> bool:
-    flow.status = response.status
-    if response.status == 101 and upgrade is None:  # the gateway asked for no switch
-        raise UpstreamError(502, "the upstream switched protocols (101) unasked: what would "
-                            "follow on the connection could not be decided")  # fmt: skip
-    scrubber = scrubber_of(flow)
-    no_body = head.method == "HEAD" or response.status in (101, 204, 304)
-    if not no_body and guards_response(gateway, flow):  # content rules read the response
-        if scrubber is not None and response.status == 206:
-            raise UpstreamError(502, "a partial response (206) cannot be checked")
-        return await guarded_respond(gateway, conn, head, flow, up, response)
-    headers, reason = response.headers, response.reason
-    if scrubber is not None:  # the head never carries the injected credential back
-        if response.status == 206:  # no range was asked: a piece could be half a secret
-            raise UpstreamError(502, "a partial response (206) cannot be checked for the "
-                                "injected credential")  # fmt: skip
-        reason, headers, found = scrubber.response_head(reason, headers)
-        flow.scrubbed += found
-    if response.status == 101 and upgrade is not None:
-        if flow.llm_budget:  # no `usage` to settle from: refused before a frame passes
-            refuse_unmetered(gateway.require_config().budgets, flow)
-        relayed = _upgraded_scrubber(scrubber, headers)
-        conn.write(serialize_response_head(101, reason, headers))
-        if upgrade.tail:
-            up.writer.write(upgrade.tail)
-        await _relay_upgraded(conn, up, flow, relayed)
-        up.abort()
-        return False
-    no_body = head.method == "HEAD" or response.status in (204, 304)
-    # (the scrubber returns the very list it was given when it found nothing)
-    names = response.names if headers is response.headers else [k.lower() for k, _ in headers]
-    headers = [pair for pair, low in zip(headers, names, strict=True) if low not in _DROP_DOWN]
-    body = None
-    if scrubber is not None and not no_body:
-        decoder = None
-        if b"content-encoding" in names:  # (without one, body_decoder changes nothing)
-            try:
-                headers, decoder = body_decoder(headers)
-            except ScrubError as exc:
-                raise UpstreamError(502, str(exc)) from None
-        body = ScrubbedBody(scrubber.stream(), decoder)
-    length = None if body is not None and body.decoder is not None else response.content_length
-    close_delimited = not no_body and response.content_length is None and not response.chunked
-    if length is not None and (not no_body or head.method == "HEAD"):
-        headers.append((b"Content-Length", b"%d" % length))
-    chunk_out = not no_body and length is None and head.version == "1.1"
-    if chunk_out:
-        headers.append((b"Transfer-Encoding", b"chunked"))
-    keep = head.keep_alive and conn.clean and (no_body or chunk_out or length is not None)
-    if not keep:
-        headers.append((b"Connection", b"close"))
-    first = serialize_response_head(response.status, reason, headers)
-    if no_body or not up.parser.events:
-        conn.write(first)  # now: a stream's first bytes may be far off
-        first = b""
-    reusable = response.keep_alive
-    if no_body:
-        if head.method == "HEAD":
-            up.reset_parser()
-        elif await up.next_event(gateway.options.io_timeout) is not END:
-            reusable = False
-    else:
-        usage = _usage_reader(flow, response)
-        ended = await _stream_response_body(
-            gateway, conn, up, flow, (chunk_out, close_delimited), first, body, usage
-        )
-        if usage is not None:
-            flow.usage, flow.model = usage.finish()
-        if ended is None:
-            conn.abort()
+    """Relay the response; True when the client connection may carry another request."""
+    usage = usage_reader(flow, head, response)
+    try:
+        flow.status = response.status
+        if response.status == 101 and upgrade is None:  # the gateway asked for no switch
+            raise UpstreamError(502, "the upstream switched protocols (101) unasked: what would "
+                                "follow on the connection could not be decided")  # fmt: skip
+        scrubber = scrubber_of(flow)
+        no_body = head.method == "HEAD" or response.status in (101, 204, 304)
+        if not no_body and guards_response(gateway, flow):  # content rules read the response
+            if scrubber is not None and response.status == 206:
+                raise UpstreamError(502, "a partial response (206) cannot be checked")
+            return await guarded_respond(gateway, conn, head, flow, up, response, usage)
+        headers, reason = response.headers, response.reason
+        if scrubber is not None:  # the head never carries the injected credential back
+            if response.status == 206:  # no range was asked: a piece could be half a secret
+                raise UpstreamError(502, "a partial response (206) cannot be checked for the "
+                                    "injected credential")  # fmt: skip
+            reason, headers, found = scrubber.response_head(reason, headers)
+            flow.scrubbed += found
+        if response.status == 101 and upgrade is not None:
+            if flow.llm_budget:  # no `usage` to settle from: refused before a frame passes
+                refuse_unmetered(gateway.require_config().budgets, flow)
+            relayed = _upgraded_scrubber(scrubber, headers)
+            conn.write(serialize_response_head(101, reason, headers))
+            if upgrade.tail:
+                up.writer.write(upgrade.tail)
+            await _relay_upgraded(conn, up, flow, relayed)
             up.abort()
             return False
-        reusable = ended and response.keep_alive
-    await conn.flush()
-    if reusable:
-        gateway.pool.release(up)
-    else:
-        up.abort()
-    return keep
+        no_body = head.method == "HEAD" or response.status in (204, 304)
+        # (the scrubber returns the very list it was given when it found nothing)
+        names = response.names if headers is response.headers else [k.lower() for k, _ in headers]
+        headers = [pair for pair, low in zip(headers, names, strict=True) if low not in _DROP_DOWN]
+        body = None
+        if scrubber is not None and not no_body:
+            decoder = None
+            if b"content-encoding" in names:  # (without one, body_decoder changes nothing)
+                try:
+                    headers, decoder = body_decoder(headers)
+                except ScrubError as exc:
+                    raise UpstreamError(502, str(exc)) from None
+            body = ScrubbedBody(scrubber.stream(), decoder)
+        length = None if body is not None and body.decoder is not None else response.content_length
+        close_delimited = not no_body and response.content_length is None and not response.chunked
+        if length is not None and (not no_body or head.method == "HEAD"):
+            headers.append((b"Content-Length", b"%d" % length))
+        chunk_out = not no_body and length is None and head.version == "1.1"
+        if chunk_out:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        keep = head.keep_alive and conn.clean and (no_body or chunk_out or length is not None)
+        if not keep:
+            headers.append((b"Connection", b"close"))
+        first = serialize_response_head(response.status, reason, headers)
+        if no_body or not up.parser.events:
+            conn.write(first)  # now: a stream's first bytes may be far off
+            first = b""
+        reusable = response.keep_alive
+        if no_body:
+            if head.method == "HEAD":
+                up.reset_parser()
+            elif await up.next_event(gateway.options.io_timeout) is not END:
+                reusable = False
+        else:
+            framing = (chunk_out, close_delimited)
+            try:
+                ended = await _stream_response_body(gateway, conn, up, flow, framing, first, body,
+                                                    usage)  # fmt: skip
+            except (OSError, TimeoutError):  # the agent left (the upstream's end returns None)
+                if usage is None:
+                    raise
+                return await read_on(conn, up, flow, _usage_feed(usage, body), close_delimited,
+                                     gateway.options)  # fmt: skip
+            if ended is None:
+                conn.abort()
+                up.abort()
+                return False
+            reusable = ended and response.keep_alive
+        await conn.flush()
+        if reusable:
+            gateway.pool.release(up)
+        else:
+            up.abort()
+        return keep
+    finally:  # however it ended (the budget settles from it next: ``Gateway.end``)
+        if usage is not None:
+            metered(flow, usage)
 
 
 def _upgraded_scrubber(
@@ -230,12 +245,21 @@ async def _relay_upgraded(
         flow.scrubbed += scrubbed.count
 
 
-def _usage_reader(flow: Flow, response: ResponseHead) -> UsageReader | None:
-    """A reader of the LLM ``usage`` when a token or cost budget settles from it."""
-    if not flow.llm_budget or flow.reservation is None:
-        return None
-    ctype = response.get(b"content-type") or b""
-    return UsageReader(stream=b"event-stream" in ctype.lower())
+def _usage_feed(
+    usage: UsageReader, body: ScrubbedBody | None
+) -> tuple[Callable[[bytes], None], Callable[[], None]]:
+    """What gives `usage` the body's decoded bytes (read on after the agent left), and
+    what ends it."""
+
+    def feed(data: bytes) -> None:
+        usage.feed(body.feed(data) if body is not None else data)
+
+    def finish() -> None:
+        if body is not None:
+            usage.feed(body.finish())
+        usage.end()
+
+    return feed, finish
 
 
 async def _stream_response_body(
@@ -248,7 +272,8 @@ async def _stream_response_body(
     body: ScrubbedBody | None = None,
     usage: UsageReader | None = None,
 ) -> bool | None:
-    """Relay the body as it arrives: True when the upstream may be reused, None if broken.
+    """Relay the body as it arrives: True when the upstream may be reused, None if broken
+    (the upstream stopped sending or failed; an error writing to the agent is raised).
 
     What the upstream already sent is written in one go (with the head, in `pending`, when
     the body came with it), its body pieces scrubbed in one feed; whenever nothing more is
@@ -269,7 +294,10 @@ async def _stream_response_body(
                 await conn.flush()
                 await asyncio.sleep(0)  # (the next read may not wait: let others run first)
             # what is parsed already is taken as `up.next_event` would, without a coroutine
-            event = events.popleft() if events else await up.next_event(timeout)
+            try:
+                event = events.popleft() if events else await up.next_event(timeout)
+            except (TimeoutError, OSError):
+                return None
             if isinstance(event, bytes):
                 event = body_run(event, events)  # (one feed for all parsed: 1-byte chunks)
                 flow.bytes_in += len(event)
@@ -285,6 +313,8 @@ async def _stream_response_body(
                     out.append(chunk(rest) if chunk_out else rest)
                     if usage is not None:
                         usage.feed(rest)
+                if usage is not None:
+                    usage.end()
                 if chunk_out:
                     out.append(b"0\r\n\r\n")
                 conn.write(b"".join(out))

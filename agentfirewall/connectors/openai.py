@@ -3,7 +3,10 @@ fine-tuning, batches, models, moderations, vector stores.
 
 ``model`` becomes a parameter on every JSON request that names one (chat, completions,
 responses, embeddings, image generation, speech, fine-tuning, moderations), and ``stream``
-on those that can stream (chat, completions, responses, image generation); multipart
+on those that can stream (chat, completions, responses, image generation); the output
+limits of chat, completions and responses (``max_tokens``, ``max_completion_tokens``,
+``max_output_tokens``, and ``n``, from the body) too: what a token budget estimates a
+call by when its usage cannot be read (docs/budgets.md); multipart
 uploads (files, audio transcription, image edits) are named without reading the body.
 ``OpenAI-Organization`` becomes ``resource.account``.
 A body past the 1 MiB body limit keeps the members wholly inside it and gets
@@ -18,17 +21,19 @@ from agentfirewall.connectors.table import RouteConnector
 __all__ = ["CONNECTOR"]
 
 MS = ("model", "stream")
+#: A completion's most output: max_* tokens per choice, `n` choices.
+LLM = (*MS, "max_tokens:body", "max_completion_tokens:body", "max_output_tokens:body", "n:body")
 
 # fmt: off
 _ROUTES = (
-    R("POST", "/v1/chat/completions", "openai.chat.create", "low", "Create a chat completion", MS),
+    R("POST", "/v1/chat/completions", "openai.chat.create", "low", "Create a chat completion", LLM),
     R("GET", "/v1/chat/completions", "openai.chat.list", "low", "List stored chat completions"),
     R("GET", "/v1/chat/completions/{completion_id}", "openai.chat.get", "low",
       "Get a stored chat completion"),
     R("DELETE", "/v1/chat/completions/{completion_id}", "openai.chat.delete", "medium",
       "Delete a stored chat completion"),
-    R("POST", "/v1/completions", "openai.completion.create", "low", "Create a completion", MS),
-    R("POST", "/v1/responses", "openai.response.create", "low", "Create a response", MS),
+    R("POST", "/v1/completions", "openai.completion.create", "low", "Create a completion", LLM),
+    R("POST", "/v1/responses", "openai.response.create", "low", "Create a response", LLM),
     R("GET", "/v1/responses/{response_id}", "openai.response.get", "low", "Get a response"),
     R("DELETE", "/v1/responses/{response_id}", "openai.response.delete", "medium",
       "Delete a response"),

@@ -6,13 +6,15 @@ Pure (standard library only): the gateway scans requests and responses with a
 (``agentfirewall.policy.fields``). See docs/policies.md. What an approver is shown of a held
 request, every credential masked: ``shown.py``. Fields a connector names as carrying text
 base64-encoded (a file written or read through GitHub's contents API) are decoded and
-scanned too, and redacted inside: ``encoded.py``. Whether a text streamed piece by piece
-may end in the beginning of a secret the next piece completes (the gateway holds such an
-event back): ``unfinished.py``.
+scanned too, and redacted inside: ``encoded.py``. A body is read as its reader reads it, in
+the charset it names and a multipart's parts one by one: ``bodies.py``. Whether a text
+streamed piece by piece may end in the beginning of a secret the next piece completes (the
+gateway holds such an event back): ``unfinished.py``.
 """
 
 from __future__ import annotations
 
+from agentfirewall.content.bodies import body_pieces
 from agentfirewall.content.detectors import DETECTORS, PII, SECRETS, Detector
 from agentfirewall.content.encoded import (
     decoded_pieces,
@@ -23,7 +25,6 @@ from agentfirewall.content.encoded import (
 from agentfirewall.content.injection import INJECTION, INJECTION_VERSION
 from agentfirewall.content.locate import (
     Finding,
-    body_pieces,
     content_attributes,
     describe,
     marker,

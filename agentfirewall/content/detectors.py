@@ -34,9 +34,13 @@ parsed expressions, and counts the scanner's attempts on adversarial texts.
 
 Patterns follow the vendors' published token formats (GitHub ``gh[pousr]_`` and
 ``github_pat_``, Stripe ``sk_``/``rk_``, Slack ``xox?-``, AWS key ids, OpenAI ``sk-``,
-``sk-proj-``, Anthropic ``sk-ant-``). Token-shaped detectors also require the random part
-to look random (letters and digits mixed, enough entropy), so placeholders such as
-``sk-your-key-here`` do not fire.
+``sk-proj-``, Anthropic ``sk-ant-``). A token may follow punctuation, glued to a word by
+``-`` or ``_`` (``aws-AKIA…``, ``X-AKIA…``, ``token_ghp_…``, ``stripe-sk_live_…``), not a
+letter or a digit, nor a character its random part holds (``_`` before ``github_pat_``,
+``-`` before a Slack token, either before OpenAI and Anthropic keys and JWTs: there it is
+the tail of a longer token, and each attempt would rescan the one before it).
+Token-shaped detectors also require the random part to look random (letters and digits
+mixed, enough entropy), so placeholders such as ``sk-your-key-here`` do not fire.
 """
 
 from __future__ import annotations
@@ -199,7 +203,15 @@ def _generic(text: str) -> bool:
 
 _SLACK_PREFIXES = ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xapp-")
 _END = r"(?![A-Za-z0-9_])"
-_START = r"(?<![A-Za-z0-9_-])"
+# (a token's prefix is distinctive: glued to a word by `-`, `_` or other punctuation, as in
+# `aws-AKIA…`, `X-AKIA…`, `token_ghp_…`, it is still the token; after a letter or a digit
+# it may be part of another word: `ask_live_…`, `XAKIA…`. Nor after a character its own
+# random part holds (`_` in `github_pat_…`; `-` and `_` in OpenAI and Anthropic keys and
+# JWTs; `-` in Slack's): there it is the tail of a longer token, and each attempt would
+# rescan the one before it, `sk-sk-sk-…`)
+_START = r"(?<![A-Za-z0-9])"
+_START_NO_DASH = r"(?<![A-Za-z0-9-])"
+_START_WORD = r"(?<![A-Za-z0-9_-])"
 
 SECRETS: tuple[Detector, ...] = (
     Detector(
@@ -210,8 +222,8 @@ SECRETS: tuple[Detector, ...] = (
     ),
     Detector(
         "github_token", "secret", 0.98,
-        re.compile(_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{60,251})"
-                   + _END),
+        re.compile(_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}"
+                   r"|(?<!_)github_pat_[A-Za-z0-9_]{60,251})" + _END),
         anchors=(("_", 3, ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")), ("_", 6, ("github_pat_",))),
         check=_tail_random(4),
     ),
@@ -223,7 +235,8 @@ SECRETS: tuple[Detector, ...] = (
     ),
     Detector(
         "slack_token", "secret", 0.95,
-        re.compile(_START + r"(?:xox[abposre]|xapp)-[0-9A-Za-z]+(?:-[0-9A-Za-z]+){1,5}" + _END),
+        re.compile(_START_NO_DASH + r"(?:xox[abposre]|xapp)-[0-9A-Za-z]+(?:-[0-9A-Za-z]+){1,5}"
+                   + _END),
         anchors=(("-", 4, _SLACK_PREFIXES),),
         check=_slack,
     ),
@@ -234,13 +247,13 @@ SECRETS: tuple[Detector, ...] = (
     ),
     Detector(
         "anthropic_key", "secret", 0.97,
-        re.compile(_START + r"sk-ant-(?:[a-z]+[0-9][0-9]-)?[A-Za-z0-9_-]{32,200}" + _END),
+        re.compile(_START_WORD + r"sk-ant-(?:[a-z]+[0-9][0-9]-)?[A-Za-z0-9_-]{32,200}" + _END),
         anchors=(("-", 2, ("sk-ant-",)),),
         check=_anthropic,
     ),
     Detector(
         "openai_key", "secret", 0.9,
-        re.compile(_START + r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{32,200}"
+        re.compile(_START_WORD + r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{32,200}"
                    + _END),
         anchors=(("-", 2, ("sk-",)),),
         check=_openai,
@@ -259,7 +272,7 @@ SECRETS: tuple[Detector, ...] = (
     ),
     Detector(
         "jwt", "secret", 0.85,
-        re.compile(_START + r"eyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{4,16384}"
+        re.compile(_START_WORD + r"eyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{4,16384}"
                    + r"\.[A-Za-z0-9_-]{0,4096}" + _END),
         anchors=(("J", 2, ("eyJ",)),),
         check=_jwt,

@@ -48,7 +48,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote_plus, unquote_plus
 
-from agentfirewall.content.locate import Finding, Piece, body_kind, body_pieces, redact_body
+from agentfirewall.content.locate import Finding, Piece, body_kind, kind_pieces, redact_body
 from agentfirewall.content.mime import mime_pieces, read_base64, redact_mime, text_pieces
 from agentfirewall.content.reading import decode_body, json_strings, load_json
 from agentfirewall.content.scanner import Scanner
@@ -149,11 +149,11 @@ def encoded_body_pieces(
     if not wanted or not body:
         return []
     if body_kind(content_type) == "text":
-        pieces = body_pieces(body, "application/json")
+        pieces = kind_pieces(body, "application/json")
         if any(loc.startswith("form.") for loc in wanted):
-            pieces += body_pieces(body, "application/x-www-form-urlencoded")
+            pieces += kind_pieces(body, "application/x-www-form-urlencoded")
     elif pieces is None:
-        pieces = body_pieces(body, content_type)
+        pieces = kind_pieces(body, content_type)
     return decoded_pieces(pieces, wanted)
 
 

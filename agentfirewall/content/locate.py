@@ -1,11 +1,25 @@
 """Where in a request or response a detector fired, and redaction of what it found.
 
 A message is cut into named pieces of text — ``url.path``, ``query.<name>``,
-``header.<name>``, and the body: ``body.<json.path>`` for each string of a JSON body,
-``form.<name>`` for a form, ``body`` for anything else (text, multipart, binary) — and
-the pieces are scanned together (joined by a NUL, one scanner call). A
+``header.<name>``, and the body (:func:`kind_pieces`): ``body.<json.path>`` for each string
+and number of a JSON body, ``form.<name>`` for a form, ``body`` for anything else (text,
+multipart, binary; ``bodies.body_pieces`` adds a multipart's parts and the body read in
+its charset) — and the pieces are scanned together (joined by a NUL, one scanner call). A
 :class:`Finding` names the detector and the piece, with the offset and length inside it:
-never the text itself.
+never the text itself. A header that carries only a protocol's random nonce (WebSocket's
+``Sec-WebSocket-Key``) is not scanned: it is no secret, but looks like one.
+
+A JSON number is scanned as the whole number its reader reads, in digits
+(``{"card": 4242424242424242}``, ``4.242424242424242e15`` and ``4242424242424242.0`` are a
+card number): an integer exactly, a number with a fraction or an exponent as the float
+JSON readers read it (exact below 2**53, every 16-digit card number); an SDK action's
+numbers alike. A fraction is not scanned, nor a number of fewer than 13 digits (no
+detector reads one). A number is never rewritten: a redaction leaves it, and the caller's
+rescan refuses it.
+
+The injection markers also read each piece normalised (``injection.normalized``: tags
+stripped, entities decoded, format characters dropped, NFKC); a marker found only so is at
+``<location>.normalized``, its offset in that reading.
 
 Names are read too: each JSON key, form field name, query parameter name and header name
 is a piece of its own, ``<where it names>#name`` (``body.messages.0.role#name``). A name
@@ -37,22 +51,28 @@ import bisect
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from urllib.parse import quote_plus, unquote, unquote_plus
 
 from agentfirewall.content.detectors import DETECTORS
+from agentfirewall.content.injection import normalized
 from agentfirewall.content.reading import Pairs, Unescaped, decode_body, json_strings, load_json
 from agentfirewall.content.scanner import Hit, Scanner, default_scanner
 
 __all__ = [
+    "NORMALIZED",
     "UNREAD",
+    "UNREADABLE",
+    "UNREADABLE_TEXT",
+    "UNREAD_NAMES",
     "UNREAD_TEXT",
     "Finding",
     "Piece",
     "body_kind",
-    "body_pieces",
     "content_attributes",
     "describe",
     "found_names",
+    "kind_pieces",
     "marker",
     "redact_body",
     "redact_text",
@@ -60,16 +80,32 @@ __all__ = [
     "redaction_spans",
     "request_pieces",
     "scan_pieces",
+    "secret_name",
     "value_pieces",
 ]
 
 Piece = tuple[str, str]  # (location, text)
 NAME = "#name"  # a name's own piece: the location of what it names, and this
-#: A piece of this text stands for what could not be read (an e-mail attached deeper than
-#: ``mime`` reads): a finding of :data:`UNREAD` there, a secret, so that a rule reading
-#: ``content.secrets`` refuses it as it would a secret (fail closed).
+#: A piece of one of these texts stands for what could not be read: an e-mail attached
+#: deeper than ``mime`` reads (:data:`UNREAD`), a body or a part in a charset or an encoding
+#: no reader here knows (:data:`UNREADABLE`, ``bodies``); a finding of that name there, a
+#: secret, so that a rule reading ``content.secrets`` refuses it as it would a secret (fail
+#: closed).
 UNREAD = "mime_too_deep"
+UNREADABLE = "unreadable_encoding"
+UNREAD_NAMES = frozenset({UNREAD, UNREADABLE})
 UNREAD_TEXT = f"\ufdd0{UNREAD}\ufdd0"
+UNREADABLE_TEXT = f"\ufdd0{UNREADABLE}\ufdd0"
+_UNREAD_TEXTS = frozenset({UNREAD_TEXT, UNREADABLE_TEXT})
+#: The bounds of a whole number a detector may find (13 to 20 digits: a card number has 13
+#: to 19).
+_LEAST, _MOST = 10**12, 10**20
+#: What a location found in a piece's normalised reading adds to the piece's.
+NORMALIZED = ".normalized"
+#: Headers that carry a protocol's nonce (RFC 6455: 16 random bytes in base64, and the
+#: answer's SHA-1 of it), and the shape of one: not scanned when that is all they carry.
+_NONCES = frozenset({"sec-websocket-key", "sec-websocket-accept"})
+_NONCE = re.compile(r"[A-Za-z0-9+/]{22}==|[A-Za-z0-9+/]{27}=")
 _SEPARATOR = "\x00"
 _GENERIC = DETECTORS["generic_secret"][0]
 _CONTEXT_RE = re.compile("key|secret|token|passw|credential|auth|private|session|cookie", re.I)
@@ -99,7 +135,8 @@ def marker(detector: str) -> str:
     return f"[REDACTED:{detector}]"
 
 
-def _secret_name(name: str) -> bool:
+def secret_name(name: str) -> bool:
+    """Whether a name says its value is secret (``api_key``, ``X-Auth-Token``)."""
     return _CONTEXT_RE.search(name) is not None
 
 
@@ -108,13 +145,12 @@ def _generic(text: str) -> bool:
 
 
 _SHOWN: dict[str, str] = {}
-_WORDS_APART = str.maketrans("-_.", "   ")
 
 
 def shown(name: str) -> str:
     """`name` as a location shows it: its marker when it holds a detection (any detector:
-    what the policy's scanner does not read must not reach a log either), or does once its
-    words are apart (``X-AKIA…``, ``token_ghp_…``)."""
+    what the policy's scanner does not read must not reach a log either; a token glued to a
+    word, ``X-AKIA…``, is one). What it masks as a secret, the scan of the name finds."""
     found = _SHOWN.get(name)
     if found is not None:
         return found
@@ -122,8 +158,7 @@ def shown(name: str) -> str:
     # (nothing shorter than 13 characters, without `@` and with fewer than 8 digits, is a
     # detection: the shortest are 20-character key ids, 13-digit cards, 8-digit phones)
     if len(name) > 12 or "@" in name or sum(c.isdigit() for c in name) >= 8:
-        # (and its words apart: `X-AKIA…` is no key id to the detector, but holds one)
-        hits = default_scanner().scan(f"{name}\x00{name.translate(_WORDS_APART)}")
+        hits = default_scanner().scan(name)
         if hits:
             found = marker(hits[0].detector)
     if len(name) <= 64:
@@ -139,33 +174,59 @@ def scan_pieces(scanner: Scanner, pieces: Iterable[Piece]) -> list[Finding]:
     if not items:
         return []
     joined = _SEPARATOR.join([text for _, text in items])
-    hits = scanner.scan(joined)
-    findings: list[Finding] = []
-    if hits:
-        starts: list[int] = []
-        at = 0
-        for _, text in items:
-            starts.append(at)
-            at += len(text) + 1
-        findings = [_finding(hit, items, starts) for hit in hits]
+    findings = _located(scanner, items, joined)
     if "generic_secret" in scanner.names:
         named = {f.location for f in findings if f.kind == "secret"}
         for location, text in items:
             if len(text) < 16 or location in named or location.endswith(NAME):
                 continue
-            if _secret_name(location.rsplit(".", 1)[-1]) and _generic(text):
+            if secret_name(location.rsplit(".", 1)[-1]) and _generic(text):
                 findings.append(Finding("generic_secret", "secret", 0.6, location, 0, len(text)))
-    unread = [location for location, text in items if text == UNREAD_TEXT]
+    unread = [(location, text[1:-1]) for location, text in items if text in _UNREAD_TEXTS]
     if unread and UNREAD in found_names(scanner):
-        findings += [Finding(UNREAD, "secret", 1.0, location, 0, 0) for location in unread]
+        findings += [Finding(name, "secret", 1.0, location, 0, 0) for location, name in unread]
+    markers = scanner.markers
+    if markers is not None and (not joined.isascii() or "<" in joined or "&" in joined):
+        findings += _normalized_findings(markers, items, findings)
     return findings
 
 
+def _located(scanner: Scanner, items: list[Piece], joined: str) -> list[Finding]:
+    """Each hit of `scanner` in `joined` (`items` joined by a NUL), in its piece."""
+    hits = scanner.scan(joined)
+    if not hits:
+        return []
+    starts: list[int] = []
+    at = 0
+    for _, text in items:
+        starts.append(at)
+        at += len(text) + 1
+    return [_finding(hit, items, starts) for hit in hits]
+
+
+def _normalized_findings(
+    markers: Scanner, items: list[Piece], found: list[Finding]
+) -> list[Finding]:
+    """The injection markers found in the pieces' normalised readings and not in the pieces
+    themselves, at ``<location>.normalized`` (offsets in that reading)."""
+    seen = {(f.location, f.detector) for f in found}
+    readings = [
+        (location + NORMALIZED, read)
+        for location, text in items
+        if (read := normalized(text)) != text
+    ]
+    if not readings:
+        return []
+    joined = _SEPARATOR.join([text for _, text in readings])
+    return [f for f in _located(markers, readings, joined)
+            if (f.location.removesuffix(NORMALIZED), f.detector) not in seen]  # fmt: skip
+
+
 def found_names(scanner: Scanner) -> frozenset[str]:
-    """What the findings of `scanner` may name: its detectors, and :data:`UNREAD` where it
-    reads secrets."""
+    """What the findings of `scanner` may name: its detectors, and :data:`UNREAD_NAMES`
+    where it reads secrets."""
     if any(detector.kind == "secret" for detector in scanner.detectors):
-        return scanner.names | {UNREAD}
+        return scanner.names | UNREAD_NAMES
     return scanner.names
 
 
@@ -176,14 +237,34 @@ def _finding(hit: Hit, items: list[Piece], starts: list[int]) -> Finding:
     return Finding(hit.detector, hit.kind, hit.confidence, items[index][0], offset, end - offset)
 
 
+def number_text(number: int | float) -> str:
+    """The whole number a JSON number is to its reader, in digits: ``4242424242424242``,
+    ``4.242424242424242e15`` and ``4242424242424242.0`` are ``4242424242424242``; ``""``
+    for a fraction and for a number of fewer than 13 digits or more than 20 (no detection:
+    the shortest that is digits only, a card number, has 13; the longest, 19)."""
+    if -_LEAST < number < _LEAST or (isinstance(number, int) and not -_MOST < number < _MOST):
+        return ""  # (most numbers, at once; a huge integer's digits are never written out)
+    if isinstance(number, int):
+        return str(number)
+    value = Decimal(number)  # (the float's exact value: the digits its reader reads)
+    if value.is_finite() and value.adjusted() < 20 and value == value.to_integral():
+        return str(int(value))
+    return ""
+
+
 def _json_strings(value: object, path: str) -> Iterator[Piece]:
-    """Each string of a JSON value, and each distinct key once (``<member>#name``)."""
+    """Each string and whole number (:func:`number_text`) of a JSON value, and each distinct
+    key once (``<member>#name``)."""
     stack: list[tuple[object, str]] = [(value, path)]
     names: set[str] = set()
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
             yield where, item
+            continue
+        if type(item) is int or type(item) is float:  # (not a bool; most are small: at once)
+            if not -_LEAST < item < _LEAST and (text := number_text(item)):
+                yield where, text
             continue
         if isinstance(item, Pairs):
             members: Iterable[tuple[object, object]] = item
@@ -204,8 +285,8 @@ def _json_strings(value: object, path: str) -> Iterator[Piece]:
 
 
 def value_pieces(value: object, path: str) -> list[Piece]:
-    """Each string inside a JSON value, named by its path (``parameters.body.text``), and
-    each of its keys (``parameters.body.text#name``)."""
+    """Each string and number inside a JSON value, named by its path
+    (``parameters.body.text``), and each of its keys (``parameters.body.text#name``)."""
     return list(_json_strings(value, path))
 
 
@@ -256,8 +337,9 @@ def _named(root: str, fields: list[tuple[str, str]], lower: bool = False) -> lis
     return pieces
 
 
-def body_pieces(body: bytes, content_type: str) -> list[Piece]:
-    """The body's pieces (see the module docstring); text of undecodable bytes as is."""
+def kind_pieces(body: bytes, content_type: str) -> list[Piece]:
+    """The body's pieces as its kind reads it (module docstring): a JSON body's strings and
+    numbers, a form's fields, any other's text (undecodable bytes as they are)."""
     if not body:
         return []
     kind = body_kind(content_type)
@@ -283,13 +365,18 @@ def request_pieces(
     headers: Iterable[tuple[str, str]],
     skip_headers: Iterable[str] = (),
 ) -> list[Piece]:
-    """URL path, query parameters and headers (but `skip_headers`, lower-case names), and
-    the names of the parameters and headers."""
+    """URL path, query parameters and headers (but `skip_headers`, lower-case names, and a
+    protocol's nonce), and the names of the parameters and headers."""
     skip = frozenset(skip_headers)
     pieces: list[Piece] = [("url.path", unquote(path))]
     pieces += _named("query", [(name, value) for _, name, value in _pairs(query)])
-    pieces += _named("header", [(k, v) for k, v in headers if k.lower() not in skip], True)
-    return pieces
+    sent = [(k, v) for k, v in headers if k.lower() not in skip and not _nonce(k, v)]
+    return pieces + _named("header", sent, True)
+
+
+def _nonce(name: str, value: str) -> bool:
+    """A header that carries only a protocol's nonce (``_NONCES``)."""
+    return name.lower() in _NONCES and _NONCE.fullmatch(value.strip()) is not None
 
 
 def describe(findings: Iterable[Finding], limit: int = 8) -> str:
@@ -343,9 +430,13 @@ def redact_text(scanner: Scanner, text: str, names: frozenset[str]) -> tuple[str
 
 def redact_value(scanner: Scanner, value: object, names: frozenset[str]) -> object:
     """A JSON-like value (an action spec) with every hit of `names` replaced in each of its
-    strings and keys (what an approver is shown)."""
+    strings and keys (what an approver is shown), a number holding one by its text
+    redacted."""
     if isinstance(value, str):
         return redact_text(scanner, value, names)[0]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text, count = redact_text(scanner, number_text(value), names)
+        return text if count else value
     if isinstance(value, dict):
         return {redact_text(scanner, str(k), names)[0]: redact_value(scanner, v, names)
                 for k, v in value.items()}  # fmt: skip
@@ -361,7 +452,7 @@ def _fixed(
     whole). A secret-named value that still looks like a secret (none found in it, or what
     is left around the markers, e.g. `AKIA…:0` whose key id alone was replaced) goes
     whole: a rescan must find nothing."""
-    named = name is not None and "generic_secret" in names and _secret_name(name)
+    named = name is not None and "generic_secret" in names and secret_name(name)
     if named and _generic(_replace(text, spans) if spans else text):
         return spans, len(spans) + 1, True
     return spans, len(spans), False

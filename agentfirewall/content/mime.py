@@ -83,7 +83,7 @@ from dataclasses import dataclass
 from email.message import Message
 from functools import partial
 
-from agentfirewall.content.locate import UNREAD_TEXT, Piece, body_pieces, redact_body
+from agentfirewall.content.locate import UNREAD_TEXT, Piece, kind_pieces, redact_body
 from agentfirewall.content.mimecodings import read_base64, read_uuencode, written_as
 from agentfirewall.content.mimeflat import flat_pieces, unstructured
 from agentfirewall.content.mimeheaders import header_pieces, redact_words
@@ -104,6 +104,7 @@ __all__ = [
     "MAX_ATTACHED",
     "MAX_DEPTH",
     "mime_pieces",
+    "part_content",
     "read_base64",
     "read_uuencode",
     "redact_mime",
@@ -124,7 +125,7 @@ def text_pieces(data: bytes, at: str, charset: str = "", utf8: bool = True) -> l
     `charset` names where that reads otherwise (``at.utf-16-le``, ``at.iso2022_jp``:
     ``reading.charset_readings``)."""
     pieces = (
-        [(at + name[4:], text) for name, text in body_pieces(data, "text/plain")] if utf8 else []
+        [(at + name[4:], text) for name, text in kind_pieces(data, "text/plain")] if utf8 else []
     )
     readings = charset_readings(data, charset)
     if not readings:
@@ -133,7 +134,7 @@ def text_pieces(data: bytes, at: str, charset: str = "", utf8: bool = True) -> l
     return pieces + [(f"{at}.{name}", text) for name, text in readings if text != read]
 
 
-def _content(part: Message) -> tuple[str, bytes] | None:
+def part_content(part: Message) -> tuple[str, bytes] | None:
     """The content of a part whose transfer encoding changes it: as written, and decoded;
     else None."""
     named, raw = encoding(part), written(part)
@@ -186,7 +187,7 @@ def _part_pieces(part: Message, where: str, depth: int, budget: _Budget) -> list
             if text and not text.isspace():  # (as it is: in the message's text)
                 pieces += flat_pieces(text.encode("ascii", "surrogateescape"), f"{where}.{side}")
         return pieces
-    content = _content(part)
+    content = part_content(part)
     decoded = raw.encode("ascii", "surrogateescape") if content is None else content[1]
     # (a part as written is in the message's text: read only otherwise)
     pieces += text_pieces(decoded, where, part.get_content_charset() or "", content is not None)
@@ -229,7 +230,7 @@ def redact_mime(
                     new, replaced = redact_words(scanner, value, names)
                     text, done = _replaced(text, value, new if replaced else None)
                     count += replaced if done else 0
-            content = _content(part)
+            content = part_content(part)
             if content is not None:
                 raw, decoded = content
                 inner = 0

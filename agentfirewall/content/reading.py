@@ -34,6 +34,7 @@ __all__ = [
     "Pairs",
     "StringToken",
     "Unescaped",
+    "charset_known",
     "charset_readings",
     "decode_body",
     "json_strings",
@@ -138,6 +139,29 @@ def charset_readings(data: bytes, charset: str = "") -> list[tuple[str, str]]:
     # of an unknown escape, raised where warnings are errors)
     except (LookupError, UnicodeError, DeprecationWarning):
         return []
+
+
+def charset_known(charset: str) -> bool:
+    """Whether text in the MIME `charset` can be read here: none named, UTF-8 or US-ASCII,
+    or one :func:`charset_readings` reads (a Unicode encoding, or a text encoding Python
+    knows); not a name Python does not know, nor a codec that is no text encoding
+    (``base64``, ``rot13``) or decodes nothing (``undefined``)."""
+    name = _NOT_NAME.sub("", charset.lower())
+    if not name or name in _WIDE:
+        return True
+    known = _codecs().get(name)
+    return known is not None and _readable(known)
+
+
+@functools.cache
+def _readable(known: str) -> bool:
+    try:
+        codec = codecs.lookup(known).name
+        if codec not in _SAME:
+            b"A".decode(codec, "replace")
+    except (LookupError, UnicodeError, DeprecationWarning):
+        return False
+    return True
 
 
 def _codec(name: str) -> str | None:

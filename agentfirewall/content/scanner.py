@@ -67,6 +67,12 @@ class Scanner:
         self._shaped = any(d.shapes for d in self._everywhere)
         self._worded = tuple(d for d in self.detectors if d.words)
         self._leads = {d.name: _leads(d.pattern) for d in self._everywhere if not d.shapes}
+        markers = tuple(d for d in self.detectors if d.kind == "injection")
+        #: The injection markers alone (``locate`` runs them over normalised readings too):
+        #: None without any.
+        self.markers: Scanner | None = None
+        if markers:
+            self.markers = self if len(markers) == len(self.detectors) else Scanner(markers)
 
     def scan(self, text: str) -> list[Hit]:
         """Every detection in `text`, by position."""

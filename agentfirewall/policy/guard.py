@@ -42,7 +42,7 @@ from agentfirewall.content import (
 )
 from agentfirewall.content.detectors import PII, SECRETS, Detector
 from agentfirewall.content.injection import INJECTION
-from agentfirewall.content.locate import UNREAD
+from agentfirewall.content.locate import UNREAD_NAMES
 from agentfirewall.content.scanner import Scanner
 from agentfirewall.decisions import Decision, apply_enforcement
 from agentfirewall.policy.context import EvaluationContext
@@ -87,8 +87,8 @@ class GuardPlan:
 def _targets(leaf: FieldCondition) -> frozenset[str]:
     """The detector names a leaf is about: the ones it names, else its whole family."""
     family = frozenset(d.name for d in _FAMILY[leaf.field])
-    if leaf.field == "content.secrets":  # (and what a request hides too deep to read)
-        family |= {UNREAD}
+    if leaf.field == "content.secrets":  # (and what a request hides from any reading here)
+        family |= UNREAD_NAMES
     value = leaf.value
     named = {value} if isinstance(value, str) else set(value) if isinstance(value, list) else set()
     chosen = frozenset(v for v in named if isinstance(v, str)) & family

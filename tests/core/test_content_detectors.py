@@ -65,21 +65,39 @@ def _jwt() -> str:
     return f"{head}.{claims}.{_rand(43, _ALNUM + '-_')}"
 
 
+def _glued(words: str, separators: str, secret: str) -> str:
+    """`secret` glued to a word (``aws-AKIA…``, ``X_ghp_…``): the detection is the secret."""
+    return f"{_R.choice(words.split())}{_R.choice(separators)}{secret}"
+
+
+_WORDS = "aws creds token X key stripe slack github my_app v2"
 TRUE: dict[str, list[str]] = {
-    "aws_access_key": _many(lambda: _R.choice(["AKIA", "ASIA"]) + _rand(16, _UPPER)),
+    "aws_access_key": _many(lambda: _R.choice(["AKIA", "ASIA"]) + _rand(16, _UPPER))
+    + _many(lambda: _glued(_WORDS, "-_.:/", "AKIA" + _rand(16, _UPPER)), 5),
     "github_token": _many(lambda: _R.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]) + _rand(36))
-    + _many(lambda: f"github_pat_{_rand(22)}_{_rand(59)}", 5),
+    + _many(lambda: f"github_pat_{_rand(22)}_{_rand(59)}", 5)
+    + _many(lambda: _glued(_WORDS, "-_.", "ghp_" + _rand(36)), 5)
+    + _many(lambda: _glued(_WORDS, "-.", f"github_pat_{_rand(22)}_{_rand(59)}"), 2),
     "stripe_key": _many(
         lambda: (
             f"{_R.choice(['sk', 'rk'])}_{_R.choice(['live', 'test'])}_"
             + _rand(_R.choice([24, 32, 99]))
         )
-    ),
+    )
+    + _many(lambda: _glued(_WORDS, "-_.", "sk_live_" + _rand(24)), 5),
     "slack_token": _many(
         lambda: (
             f"xox{_R.choice('bpasr')}-{_R.randrange(10**11, 10**12)}-"
             f"{_R.randrange(10**12, 10**13)}-{_rand(24)}"
         )
+    )
+    + _many(
+        lambda: _glued(
+            _WORDS,
+            "_.",
+            f"xoxb-{_R.randrange(10**11, 10**12)}-{_R.randrange(10**12, 10**13)}-{_rand(24)}",
+        ),
+        3,
     ),
     "slack_webhook": _many(
         lambda: (
@@ -237,6 +255,9 @@ FALSE: dict[str, list[str]] = {
         "AKIAIOSF ODNN7EXAMPLE",
         "AKIA_IOSFODNN7EXAMPLE",
         "MALAYSIA INDONESIA",
+        "X-AKIA" + "A" * 16,  # (glued, but its tail is no key id: not random)
+        "MALAYSIA-INDONESIA-THAILAND",
+        "ASIA_PACIFIC_REGION_CODES",
     ],
     "github_token": [
         "ghp_short",
@@ -259,6 +280,9 @@ FALSE: dict[str, list[str]] = {
         "the ghp_ prefix",
         "ghr_" + "x" * 40,
         "laugh_track_2024_final",
+        "sighgho_" + _rand(36),  # (after a letter: another word's tail)
+        "my_github_pat_" + _rand(60),  # (`_` is in its alphabet: a longer token's tail)
+        "sigh_gho_pending_review",
     ],
     "stripe_key": [
         "sk_live_short",
@@ -281,6 +305,9 @@ FALSE: dict[str, list[str]] = {
         "sk_test_" + "ab" * 10,
         "acct_1032D82eZvKYlo2C",
         "ch_3MmlLrLkdIwHu7ix",
+        "desk_live_" + _rand(24),
+        "my-sk_live_placeholder",
+        "whisk_test_" + _rand(24),
     ],
     "slack_token": [
         "xoxb-short",
@@ -620,3 +647,24 @@ def test_pii_scanner_agrees_with_patterns_run_one_by_one(parts: list[tuple[str, 
     text = "".join(f"{filler} {planted} " for filler, planted in parts)
     ours = {(h.detector, h.start, h.end) for h in Scanner(PII).scan(text)}
     assert ours == _reference(PII, text)
+
+
+#: Tokens that may be glued to a word, and the characters that may not glue them (a
+#: character their random part holds: there they are the tail of a longer token).
+_GLUABLE = [(name, secret) for name in ("aws_access_key", "github_token", "stripe_key",
+                                        "slack_token") for secret in TRUE[name][:5]]  # fmt: skip
+_NOT_GLUE = {"slack_token": "-", "github_pat": "_"}
+_GLUE = st.sampled_from("-_.:/=+@,;'\"()[]{}<>|#~ \t\n")
+
+
+@settings(max_examples=examples(80), deadline=None)
+@given(st.text(_ALNUM, min_size=1, max_size=12), _GLUE, st.sampled_from(_GLUABLE))
+def test_a_token_glued_to_a_word_is_found(word: str, glue: str, planted: tuple[str, str]) -> None:
+    """``aws-AKIA…``, ``creds_AKIA…``, ``token-ghp_…``, ``stripe-sk_live_…``: a token's
+    prefix after any punctuation is the token (not after a letter or a digit: FALSE)."""
+    name, secret = planted
+    if glue in _NOT_GLUE.get("github_pat" if secret.startswith("github_pat_") else name, ""):
+        return
+    text = f"{word}{glue}{secret} and more"
+    spans = {(h.detector, text[h.start : h.end]) for h in default_scanner().scan(text)}
+    assert (name, secret) in spans

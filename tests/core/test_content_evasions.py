@@ -17,6 +17,7 @@ import json
 import random
 import re
 import string
+from urllib.parse import quote_plus
 
 import pytest
 from hypothesis import example, given, settings
@@ -29,6 +30,7 @@ from agentfirewall.content import (
     body_pieces,
     default_scanner,
     describe,
+    marker,
     redact_body,
     request_pieces,
     scan_pieces,
@@ -61,6 +63,7 @@ KEY_BODY = "MIIEowIBAAKCAQEA" + "".join(_R.choice(string.ascii_letters) for _ in
 ALL = default_scanner()
 NAMES = ALL.names
 FORM = "application/x-www-form-urlencoded"
+SECRET_SCANNER = Scanner(SECRETS)
 
 # -- names are scanned, and a location never shows a detection --------------------------
 
@@ -93,12 +96,45 @@ def test_a_detection_in_a_name_is_found_and_never_shown(
 
 
 def test_a_name_holding_a_key_id_between_separators_is_not_shown() -> None:
-    """`X-AKIA…` is no key id to the detector (a key id stands alone), but the log would
-    still carry one: such a name is shown as its marker too."""
+    """`X-AKIA…`, `x_AKIA…`: a key id glued to a word is one (``detectors``); such a name is
+    shown as its marker."""
     pieces = request_pieces("/", f"x_{AWS}=card+{CARD}", [(f"X-{AWS}", "card " + CARD)])
     said = describe(scan_pieces(Scanner(PII), pieces))
     assert said.count("card_number at") == 2
     assert AWS not in said.upper()
+
+
+_SECRET_MARKERS = frozenset(marker(d.name) for d in SECRETS)
+_NAME_PARTS = st.sampled_from([AWS, GHP, "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", CARD,
+                               EMAIL, "4242424242424242", "X", "x", "token", "api", "Key",
+                               "-", "_", ".", "=", ":", " ", "Bearer ", "AKIA", "ghp_",
+                               "q8Zr3Lw9Xk2Mv7Bn4Tp6"])  # fmt: skip
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(st.lists(_NAME_PARTS, min_size=1, max_size=5).map("".join))
+@example(f"X-{AWS}")
+@example(f"token_{GHP}")
+def test_a_name_is_masked_as_a_secret_exactly_when_the_scan_finds_one(name: str) -> None:
+    """Scanning and masking agree: what a location shows as a secret's marker, a rule
+    reading ``content.secrets`` finds in the name (header, JSON key, form field, SDK key),
+    and what it finds there is never shown."""
+    from agentfirewall.content.locate import shown
+
+    shown_as = shown(name)
+    places = [
+        request_pieces("/", "", [(name, "v")]),
+        body_pieces(json.dumps({name: "v"}).encode(), "application/json"),
+        body_pieces(f"{quote_plus(name)}=v".encode(), FORM),
+        value_pieces({name: "v"}, "parameters"),
+    ]
+    for pieces in places:
+        found = [f for f in scan_pieces(SECRET_SCANNER, pieces) if f.location.endswith("#name")]
+        if shown_as in _SECRET_MARKERS:
+            assert found, (name, pieces)
+        if found:
+            assert shown_as != name
+            assert name not in describe(found)
 
 
 def test_a_name_is_shown_as_is_when_it_holds_nothing() -> None:

@@ -47,7 +47,14 @@ def test_usage_in_any_cut(
     assert reader.finish() == (usage, model)
 
 
-def test_a_body_past_the_limit_is_not_read() -> None:
-    reader = UsageReader(stream=False, limit=10)
-    reader.feed(b'{"usage": {"prompt_tokens": 5}}')
-    assert reader.finish() == (None, None)
+def test_a_body_of_any_size_is_read() -> None:
+    """Before: past 8 MiB the body was dropped and the call counted 0 tokens (an agent
+    sets the size, with logprobs or n); it is walked in bounded memory instead."""
+    reader = UsageReader(stream=False)
+    reader.feed(b'{"model": "gpt-4o", "choices": [{"text": "')
+    for _ in range(10):
+        reader.feed(b"x" * (1024 * 1024))
+    reader.feed(b'"}], "usage": {"prompt_tokens": 5}}')
+    reader.end()
+    assert reader.finish() == ({"prompt_tokens": 5}, "gpt-4o")
+    assert reader.unread() == ""
