@@ -7,7 +7,9 @@ The watch keeps its own clock, so a call lost in a partition (a long poll or hea
 that never returns) cannot hide the outage. From half the bound on it probes: it asks for
 the config itself, so a quiet control plane is not taken for a lost one, and once lost it
 asks until the control plane answers. Only a config answer (changed or not) ends an
-outage: another call's answer says nothing of what changed meanwhile.
+outage: another call's answer says nothing of what changed meanwhile. A config older than
+the one in force (a replica behind the others, cut off from the database) is no answer:
+the gateway neither applies it nor tells the watch (``Gateway._older``).
 """
 
 from __future__ import annotations

@@ -114,6 +114,8 @@ class Gateway:
         self.rotations = Rotations(control, self.say, self._storing, lambda: self.contact.heard_at)
         #: Ids of the agents the current config lets in (a flow of any other is stopped).
         self._active_agents: frozenset[str] = frozenset()
+        #: The version of the last config refused as older than the one in force (`_older`).
+        self._refused_version: int | None = None
         #: Contact with the control plane: lost past ``--max-config-age`` (every request
         #: refused); traffic shipped counts as word from it.
         self.contact = ContactWatch(
@@ -320,11 +322,28 @@ class Gateway:
             if snapshot is None:  # unchanged: the config in force is the current one
                 self.contact.heard(config=True)
                 continue
+            if self._older(snapshot):  # asked again: the replica catches up, or is left
+                await asyncio.sleep(1.0)
+                continue
             version = int(snapshot.get("version", 0))
             with contextlib.suppress(Exception):  # (said; no config yet: 503s, next one)
                 self.apply(snapshot)
             self.contact.heard(config=True)
             await self.agent_ports.sync()
+
+    def _older(self, snapshot: dict[str, Any]) -> bool:
+        """Whether `snapshot` is older than the config in force: a replica behind the others
+        (cut off from the database, it may miss a kill switch). Never applied, and no word
+        from the control plane either (said once per version)."""
+        version = int(snapshot.get("version", 0))
+        if self.config is None or version >= self.config.version:
+            return False
+        if self._refused_version != version:
+            self._refused_version = version
+            self.say(f"agentfirewall_proxy: config {version} refused: older than configuration "
+                     f"{self.config.version} in force (a control-plane replica behind the "
+                     "others?)", "warning")  # fmt: skip
+        return True
 
     # -- the control plane lost (--max-config-age: ``contact``) ---------------------------
 
@@ -372,6 +391,8 @@ class Gateway:
             snapshot = await self.control.fetch_config(asked, 0)  # 304 when unchanged
         except ControlError:
             return  # the key stays refused (fail closed); the long poll retries on its own
+        if snapshot is not None and self._older(snapshot):
+            return  # no word from the control plane either
         current = self.config.version if self.config is not None else None
         if snapshot is not None and current == asked:  # changed, not applied meanwhile
             with contextlib.suppress(Exception):  # (said in `apply`)

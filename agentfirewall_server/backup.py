@@ -61,6 +61,7 @@ from agentfirewall_server.pgbackup import (
     set_aside,
 )
 from agentfirewall_server.settings import Settings
+from agentfirewall_server.snapshot import put_setting, read_version
 from agentfirewall_server.store.db import (
     Database,
     StoreError,
@@ -452,19 +453,31 @@ def _record_restore(
         "discarded_head": discarded["checkpoint"] if discarded else None,
         "discarded_because": discarded["problem"] if discarded else None,
     }
+
+    def record(conn: Connection) -> dict[str, Any]:
+        _version_past_restore(conn)
+        return append_event(
+            conn, "audit.restored", actor="restore", now=now(), subject="audit", data=data
+        )
+
     db = Database(staged.resolved_database_url)
     try:
-        event = db.write_sync(
-            lambda c: append_event(
-                c, "audit.restored", actor="restore", now=now(), subject="audit", data=data
-            )
-        )
+        event = db.write_sync(record)
     finally:
         db.close()
     if discarded:
         line = restore_line(_signing_key(staged), event["id"], event["hash"], now())
         for path in [staged.data_dir / CHECKPOINT_FILE, *([anchor] if anchor else [])]:
             append_line(path, line)
+
+
+def _version_past_restore(conn: Connection) -> None:
+    """Set the configuration version above every one served before the restore: gateways
+    refuse a config older than the one they hold (a replica behind the others), so the
+    restored one must be newer. Versions count up by one per change from 1, or from an
+    earlier restore's time: its time in milliseconds is past them (`restore` into a new
+    database, which knows none of them, included)."""
+    put_setting(conn, "config_version", max(read_version(conn), int(now() * 1000)) + 1)
 
 
 def _switch(stage: Path, target: Path, settings: Settings) -> None:

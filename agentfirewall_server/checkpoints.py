@@ -27,7 +27,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agentfirewall.errors import TokenError
+from agentfirewall.errors import AgentFirewallError, TokenError
 from agentfirewall.tokens import DEFAULT_ISSUER, SigningKey, jwks_from_keys, public_key_from_jwk
 from agentfirewall_server.audit import GENESIS, VerifyResult, canonical_text, check_row
 from agentfirewall_server.clock import rfc3339
@@ -36,6 +36,8 @@ __all__ = [
     "CHECKPOINT_FILE",
     "Checkpoint",
     "CheckpointError",
+    "SigningKeyError",
+    "check_signing_key",
     "checkpoint_line",
     "parse_checkpoint",
     "public_keys",
@@ -114,6 +116,30 @@ def parse_checkpoint(
 
 #: the fields of a checkpoint line (`checkpoint_line`)
 _CHECKPOINT_FIELDS = frozenset({"record", "seq", "head", "time", "kid", "token"})
+
+
+class SigningKeyError(AgentFirewallError):
+    """The server's signing key is not the one the stored checkpoints were signed with."""
+
+
+def check_signing_key(
+    signed: Iterable[str | None], keys: Mapping[str, ec.EllipticCurvePublicKey], current: str
+) -> None:
+    """At start: each key id the database's servers signed with (`signed`: its newest stored
+    checkpoint's, the one recorded; None: none yet) must be the server's signing key
+    (`current`) or a retired one it knows (`keys`), else `SigningKeyError`: a replica with
+    another key would sign checkpoints the others cannot verify (every verify then reports
+    a break) and decision tokens they refuse."""
+    unknown = next((kid for kid in signed if kid is not None and kid not in keys), None)
+    if unknown is None:
+        return
+    raise SigningKeyError(
+        f"audit: this database's audit checkpoints and decision tokens are signed with key "
+        f"`{unknown}`, but this server signs with key `{current}` and "
+        "AGENTFIREWALL_SIGNING_KEYS_PREVIOUS holds no such key: give every replica the same "
+        "SIGNING_KEY_PRIVATE; after a deliberate change of signing key, put the old key's "
+        'public half in AGENTFIREWALL_SIGNING_KEYS_PREVIOUS (docs/deploy.md, "Audit evidence")'
+    )
 
 
 def checkpoint_line(cp: Checkpoint, kind: str = "checkpoint") -> str:

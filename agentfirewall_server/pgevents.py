@@ -41,7 +41,7 @@ import psycopg
 from sqlalchemy import Connection, or_, select
 
 from agentfirewall_server.approvals import approval_json, get_approvals, refresh_pending_gauge
-from agentfirewall_server.snapshot import kill_json, read_version
+from agentfirewall_server.snapshot import kill_json
 from agentfirewall_server.store.conninfo import libpq_conninfo
 from agentfirewall_server.store.schema import approvals, traffic
 
@@ -243,10 +243,7 @@ class SharedEvents:
 
     async def _follow_config(self, kill_switch: bool) -> None:
         state = self.state
-        version = await state.db.read(read_version)
-        if version != state.snapshot.version:
-            await state.reload()
-            state.hub.publish("config", {"version": state.snapshot.version}, relay=False)
+        await state.follow_version()
         if kill_switch:
             active = [kill_json(k) for k in state.snapshot.kill_switches]
             state.hub.publish("kill_switch", {"active": active}, relay=False)

@@ -70,6 +70,9 @@ class Services(Protocol):
     async def reload(self) -> None:
         """Re-read the configuration snapshot from the store."""
 
+    async def follow_version(self) -> None:
+        """Reload when the stored version moved; the snapshot is then confirmed current."""
+
     async def change_config(self, fn: Callable[[Connection], T]) -> T:
         """Run a configuration write (bumping the version), then reload and notify."""
         ...

@@ -8,8 +8,10 @@ server holds the data directory) and online in the server (``POST /api/v1/vault/
    then ``encryption.key`` is replaced (`keystore.install_current`); with
    ``SETTINGS_ENCRYPTION_KEY`` the operator has already set the new key there and the old
    one in ``AGENTFIREWALL_ENCRYPTION_KEYS_PREVIOUS``;
-2. rows not sealed with the current key are re-sealed, a batch per committed transaction
-   (compare-and-set on the old ciphertext);
+2. the database records the new key as the one its servers seal with (a server holding
+   none of the keys it records refuses to start: `vaultcheck.claim_keys`); rows not sealed
+   with the current key are re-sealed, a batch per committed transaction (compare-and-set
+   on the old ciphertext);
 3. keys no row names any more are dropped from the keyring file. The server forgets them
    from memory only after it reloaded its configuration (`forget_retired`): until then
    its snapshot still holds ciphertexts they sealed.
@@ -48,6 +50,7 @@ from agentfirewall_server.vaultcheck import (
     keys_in_use,
     open_keyring,
     problem_fix,
+    record_keys,
 )
 
 __all__ = [
@@ -178,6 +181,7 @@ def run_rotation(
         keyring.set_current(install_current(settings, new_key or generate_key_text()))
     if on_current is not None:
         on_current()
+    write(partial(record_keys, keyring=keyring))  # the key the servers start with from now
     progress = progress or Progress(keyring.key_id)
     progress.key_id = keyring.key_id
     progress.total = write(lambda c: _pending(c, keyring))
@@ -215,7 +219,7 @@ def rotate_key(settings: Settings, new_key: str | None) -> int:
     try:
         with exclusive(settings.data_dir, url, instead="rotate online with `tf vault rotate`"):
             db.migrate()
-            keyring = open_keyring(settings, db.read_sync)
+            keyring = open_keyring(settings, db.read_sync, recorded=False)  # (it records)
             before = keyring.key_id
             progress = run_rotation(settings, keyring, db.write_sync, new_key=new_key)
     except (DataBusy, StoreError, VaultError, VaultStartError, OSError) as exc:

@@ -7,10 +7,13 @@ import contextlib
 import json
 import logging
 import ssl
+import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, select
 
 from agentfirewall.tokens import SigningKey, generate_signing_key, load_signing_key
@@ -21,6 +24,7 @@ from agentfirewall_server.bootstrap import (
     ensure_data_dir,
     read_secret_file,
 )
+from agentfirewall_server.checkpoints import check_signing_key
 from agentfirewall_server.clock import now
 from agentfirewall_server.datalock import ServerLock
 from agentfirewall_server.hub import Hub
@@ -34,21 +38,34 @@ from agentfirewall_server.snapshot import (
     AgentRecord,
     Snapshot,
     bump_version,
+    get_setting,
     load_snapshot,
+    put_setting,
     read_version,
     refusing_snapshot,
 )
 from agentfirewall_server.store.db import Database
-from agentfirewall_server.store.schema import gateways, tokens
+from agentfirewall_server.store.schema import audit_checkpoints, gateways, tokens
 from agentfirewall_server.tokens import ServerTokens
 from agentfirewall_server.tracing import build_tracing
 from agentfirewall_server.vault import Keyring
-from agentfirewall_server.vaultcheck import credential_problems, open_keyring
+from agentfirewall_server.vaultcheck import claim_keys, credential_problems, open_keyring
 
 __all__ = ["AppState"]
 
 T = TypeVar("T")
 log = logging.getLogger("agentfirewall_server")
+
+#: Seconds between two reads of the stored configuration version (on PostgreSQL: the
+#: backstop of the shared events, ``pgevents.py``).
+FOLLOW_SECONDS = 2.0
+#: Seconds the snapshot may go unconfirmed against the store (PostgreSQL: another replica
+#: may have changed it since, a kill switch above all) before the gateway's config routes
+#: answer 503 `store_unreachable` (`AppState.unconfirmed`): a replica cut off from the
+#: database must not tell its gateways that the configuration they hold is current.
+CONFIRM_BOUND = 5 * FOLLOW_SECONDS
+#: The setting that names the key the database's servers sign with (`_claim_signing_key`).
+SIGNING_KEY_ID = "signing_key_id"
 
 
 class AppState:
@@ -80,6 +97,8 @@ class AppState:
         self.shared_events: Any = None  # pgevents.SharedEvents, on PostgreSQL
         self._tasks: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
+        #: When (`time.monotonic`) the snapshot was last found to be the stored version.
+        self.confirmed_at = time.monotonic()
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -90,7 +109,9 @@ class AppState:
         self.signer = TokenSigner(self.signing_key)
         await asyncio.to_thread(self.db.migrate)
         try:  # a missing or wrong key stops the start: release what was opened
+            await self._check_signing_key()
             self.vault = await asyncio.to_thread(open_keyring, self.settings, self.db.read_sync)
+            await self.db.write(partial(claim_keys, keyring=self.vault, settings=self.settings))
         except Exception:
             await asyncio.to_thread(self.db.close)
             self.lock.release()
@@ -98,6 +119,7 @@ class AppState:
         self.db.start()
         await self.db.write(self._register_bootstrap_tokens)
         self.snapshot = await self.db.read(load_snapshot)
+        self.confirmed_at = time.monotonic()
         self._update_gauges()
         from agentfirewall_server.checkpointer import Checkpointer
 
@@ -146,6 +168,13 @@ class AppState:
         pem = read_secret_file(self.settings.data_dir / SIGNING_KEY_FILE)
         return load_signing_key(pem) if pem else generate_signing_key()
 
+    async def _check_signing_key(self) -> None:
+        """This key signs for the database, or the start stops (`_claim_signing_key`)."""
+        from agentfirewall_server.checkpointer import checkpoint_keys
+
+        keys = checkpoint_keys(self.settings, self.signing_key)
+        await self.db.write(partial(_claim_signing_key, keys=keys, current=self.signing_key.kid))
+
     def _register_bootstrap_tokens(self, conn: Connection) -> None:
         """The admin token acts as owner, the gateway token as the gateway (``bootstrap``)."""
         admin, gateway = bootstrap_tokens(self.settings)
@@ -174,6 +203,7 @@ class AppState:
 
     async def reload(self) -> None:
         async with self._reload_lock:
+            asked = time.monotonic()
             try:
                 self.snapshot = await self.db.read(load_snapshot)
             except Exception as exc:
@@ -182,7 +212,29 @@ class AppState:
                 version = await self.db.read(read_version)  # (unreadable too: raised)
                 self.snapshot = refusing_snapshot(self.snapshot, version, exc)
                 log.error("%s", self.snapshot.unreadable[0].reason, exc_info=True)
+            self._confirmed(asked)
             self._update_gauges()
+
+    async def follow_version(self) -> None:
+        """Reload when the stored version moved (changed by another replica), and publish
+        it here; either way the snapshot is then confirmed current."""
+        asked = time.monotonic()
+        version = await self.db.read(read_version)
+        if version != self.snapshot.version:
+            await self.reload()
+            self.hub.publish("config", {"version": self.snapshot.version}, relay=False)
+        else:
+            self._confirmed(asked)
+
+    def _confirmed(self, asked: float) -> None:
+        """The snapshot was the stored version when asked (`time.monotonic`) for."""
+        self.confirmed_at = max(self.confirmed_at, asked)
+
+    def unconfirmed(self) -> float | None:
+        """Seconds since the snapshot was last found current in the store, once longer than
+        `CONFIRM_BOUND`; else None (always on SQLite: this server makes every change)."""
+        age = time.monotonic() - self.confirmed_at
+        return age if age > CONFIRM_BOUND and not self.db.is_sqlite else None
 
     async def change_config(self, fn: Callable[[Connection], T]) -> T:
         """Run a configuration write (bumping the version), then reload and notify."""
@@ -198,19 +250,15 @@ class AppState:
         return result
 
     async def _follow_other_instances(self) -> None:
-        """The backstop of the shared events (``pgevents.py``): the version, every 2 s; and
-        the gateways attached to other replicas (``/status`` lists every gateway)."""
+        """The backstop of the shared events (``pgevents.py``): the version, every
+        `FOLLOW_SECONDS`; and the gateways attached to other replicas (``/status`` lists
+        every gateway)."""
         while True:
-            await asyncio.sleep(2)
+            await asyncio.sleep(FOLLOW_SECONDS)
             try:
-                version = await self.db.read(read_version)
-                if version != self.snapshot.version:  # changed by another replica
-                    await self.reload()
-                    self.hub.publish("config", {"version": self.snapshot.version}, relay=False)
-                self._merge_gateways(
-                    await self.db.read(lambda c: c.execute(select(gateways)).all())
-                )
-            except Exception:  # keep serving from the last snapshot; try again
+                await self.follow_version()
+                self._merge_gateways(await self.db.read(_stored_gateways))
+            except Exception:  # past CONFIRM_BOUND the gateways are refused it; try again
                 log.warning("could not follow the configuration version", exc_info=True)
 
     def _merge_gateways(self, rows: Sequence[Any]) -> None:
@@ -230,6 +278,23 @@ class AppState:
 
     def agent_for_key(self, key: str) -> AgentRecord | None:
         return self.snapshot.agent_for_key(hash_secret(key), now())
+
+
+def _claim_signing_key(
+    conn: Connection, keys: dict[str, ec.EllipticCurvePublicKey], current: str
+) -> None:
+    """At start, in a write: the keys the database's servers signed with (its newest audit
+    checkpoint's, and the one recorded) must each be `current` or a retired one in `keys`
+    (`checkpoints.check_signing_key`); `current` is then recorded (a first start, or a
+    deliberate change of key), so a replica with another key is refused even before the
+    first checkpoint, and one with only the old key after a change."""
+    recorded = get_setting(conn, SIGNING_KEY_ID)
+    newest = conn.execute(
+        select(audit_checkpoints.c.kid).order_by(audit_checkpoints.c.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    check_signing_key([newest, recorded], keys, current)
+    if recorded != current:
+        put_setting(conn, SIGNING_KEY_ID, current)
 
 
 def _stored_gateways(conn: Connection) -> Sequence[Any]:

@@ -2,8 +2,9 @@
 and the watchdog past ``--max-config-age`` (:class:`~agentfirewall_proxy.contact.ContactWatch`,
 the gateway's rule).
 
-Every answer says the config in force is the current one: a kill switch covering the
-session cuts it; its agent no longer active (suspended or removed) ends what it began.
+Every answer says the config in force is the current one (but a config older than it: a
+replica behind the others, never applied): a kill switch covering the session cuts it; its
+agent no longer active (suspended or removed) ends what it began.
 When the control plane has not answered for longer than ``--max-config-age`` (its config
 may miss a kill switch), every unanswered request is refused, and so is every later one
 (the relay asks ``contact.lost``), until a config fetch answers.
@@ -46,6 +47,7 @@ class Follower:
         self.control = control
         #: The version of the config in force.
         self.version = version
+        self._refused: int | None = None  # the last older version refused (said once)
         self.wait = wait
         self.contact = ContactWatch(bound, lose=self._lose, found=self._found, probe=self._probe)
 
@@ -72,10 +74,19 @@ class Follower:
             except (ControlError, TimeoutError):
                 await asyncio.sleep(1.0)
                 continue
-            await self._answered(snapshot)
+            if not await self._answered(snapshot):
+                await asyncio.sleep(1.0)  # asked again: the replica catches up, or is left
 
-    async def _answered(self, snapshot: dict[str, Any] | None) -> None:
-        """A config fetch answered (`snapshot` None: unchanged)."""
+    async def _answered(self, snapshot: dict[str, Any] | None) -> bool:
+        """A config fetch answered (`snapshot` None: unchanged). False for a config older
+        than the one in force (a replica behind the others, cut off from the database: it
+        may miss a kill switch): neither applied nor word from the control plane."""
+        if snapshot is not None and (older := int(snapshot.get("version", 0))) < self.version:
+            if self._refused != older:
+                self._refused = older
+                print(f"tf mcp wrap: config {older} refused: older than configuration "
+                      f"{self.version} in force", file=sys.stderr)  # fmt: skip
+            return False
         if snapshot is not None:
             self.version = int(snapshot.get("version", 0))
             try:
@@ -90,6 +101,7 @@ class Follower:
             await self.session.cut(reason)
         elif not self.active():
             await self.session.cut_unanswered(self.inactive(), "agent_inactive", "inactive")
+        return True
 
     # -- the control plane lost (--max-config-age) ---------------------------------------
 

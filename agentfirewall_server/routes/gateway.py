@@ -247,6 +247,20 @@ def build_config(state: AppState) -> dict[str, Any]:
     return dict(config)
 
 
+def _require_confirmed(state: AppState) -> None:
+    """A 503 while the snapshot is unconfirmed against the store (``AppState.unconfirmed``):
+    it may miss a change made on another replica, a kill switch above all. Neither it nor
+    "unchanged" is served: the gateway fails over, or its --max-config-age clock runs."""
+    age = state.unconfirmed()
+    if age is not None:
+        raise ApiError(
+            503,
+            f"this replica has not reached the database for {age:.0f} s: its configuration "
+            "may miss changes made on another replica; ask another replica",
+            code="store_unreachable",
+        )
+
+
 async def config(request: Request) -> Response:
     await require_gateway(request)
     check_query(request, "since", "wait")
@@ -255,11 +269,13 @@ async def config(request: Request) -> Response:
     wait = query_number(request, "wait", 0.0, _MAX_CONFIG_WAIT) or 0.0
     deadline = time.monotonic() + wait
     with state.metrics.connection_open("gateway"):
+        _require_confirmed(state)
         while since is not None and state.snapshot.version == int(since):
             remaining = deadline - time.monotonic()
             woken = remaining > 0 and await state.hub.wait(
                 min(remaining, 1.0), request, event_type="config"
             )
+            _require_confirmed(state)  # (checked at least once a second)
             if not woken:
                 return Response(status_code=304)
     return json_ok(build_config(state))

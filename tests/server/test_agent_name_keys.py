@@ -23,6 +23,7 @@ from sqlalchemy import select
 from agentfirewall_server.agentnames import name_key
 from agentfirewall_server.routes import agents as agent_routes
 from agentfirewall_server.store.schema import agents
+from tests.scale.conftest import replica_keys
 from tests.server.conftest import Harness
 from tests.server.migrating import stored_at
 
@@ -70,8 +71,9 @@ def test_concurrent_look_alikes_register_one_agent(
     database (one app on SQLite, which serves one server per file), with the route's check
     seeing none of the others: one is registered, the others are 409 naming it."""
     assert len({name_key(n) for n in _TWINS}) == 1
-    first: Harness = harness_factory("a")
-    second: Harness = first if database_url.startswith("sqlite") else harness_factory("b")
+    keys = replica_keys()  # two replicas: the same keys
+    first: Harness = harness_factory("a", **keys)
+    second: Harness = first if database_url.startswith("sqlite") else harness_factory("b", **keys)
     _unchecked(monkeypatch)
     barrier = threading.Barrier(len(_TWINS))
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agentfirewall.budgets import BudgetDef, window_end, window_start
+from tests.scale.conftest import replica_keys
 from tests.server.conftest import Harness
 
 STRIPE = {"agents": ["Finance-Bot"], "connector": "stripe", "action": "stripe.transfer.*",
@@ -91,8 +92,9 @@ def test_reservations_across_two_apps_never_overspend(
 ) -> None:
     """64 threads, two apps on one PostgreSQL database (one app on SQLite, which serves
     one server per file): exactly 40 of the $25 reservations fit."""
-    first: Harness = harness_factory("a")
-    second: Harness = first if database_url.startswith("sqlite") else harness_factory("b")
+    keys = replica_keys()  # two replicas: the same keys
+    first: Harness = harness_factory("a", **keys)
+    second: Harness = first if database_url.startswith("sqlite") else harness_factory("b", **keys)
     assert first.admin("PUT", "/v1/budgets/stripe-daily", json=STRIPE).status_code == 201
     deadline = time.monotonic() + 30
     while "stripe-daily" not in second.state.snapshot.budgets:  # the other app follows

@@ -35,8 +35,8 @@ from agentfirewall_server.rotate import FAULT_ENV
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import credentials
-from agentfirewall_server.vault import kid_of
-from agentfirewall_server.vaultcheck import open_keyring
+from agentfirewall_server.vault import Keyring, Vault, kid_of
+from agentfirewall_server.vaultcheck import open_keyring, record_keys
 from tests.livesrv import LiveServer
 
 
@@ -134,6 +134,7 @@ def _reset(settings: Settings, rows: dict[str, str], key: str) -> None:
             conn.execute(
                 update(credentials).where(credentials.c.owner == owner).values(ciphertext=stored)
             )
+        record_keys(conn, Keyring(Vault.from_text(key)))  # the key the database records
 
     db = Database(settings.resolved_database_url)
     try:

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
+from agentfirewall.tokens import generate_signing_key
 from agentfirewall_server.app import create_app
 from agentfirewall_server.main import main
 from agentfirewall_server.settings import Settings
@@ -212,7 +213,8 @@ def test_another_replica_serves_throughout_and_reloads_the_resealed_credentials(
     if database_url.startswith("sqlite"):
         pytest.skip("replicas share a PostgreSQL database")
     old, new = generate_key_text(), generate_key_text()
-    keys = {"encryption_key": new, "encryption_keys_previous": old}  # as docs/server.md says
+    keys = {"encryption_key": new, "encryption_keys_previous": old,  # as docs/server.md says
+            "signing_key": generate_signing_key().to_pem().decode()}  # fmt: skip
     rotating, other = harness_factory("a", **keys), harness_factory("b", **keys)
     body = {"type": "generic", "domains": ["api.example.com"], "token": "tok-a"}
     cid = rotating.admin("POST", "/v1/connectors", json=body).json()["id"]

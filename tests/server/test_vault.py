@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from agentfirewall.errors import VaultError
 from agentfirewall_server.app import create_app
 from agentfirewall_server.main import main
+from agentfirewall_server.rotate import rotate_key
 from agentfirewall_server.settings import Settings
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.schema import credentials
@@ -139,9 +140,15 @@ def test_a_fresh_key_only_for_an_empty_vault(tmp_path: Path, database_url: str) 
     key_file = settings.data_dir / "encryption.key"
     first = key_file.read_text()
     key_file.unlink()
+    # the database records the key its servers seal with: no fresh key for a lost one
+    with pytest.raises(VaultStartError, match=f"`{Vault.from_text(first).key_id}`"):
+        with TestClient(create_app(settings)):
+            pass
+    assert not key_file.exists()
+    assert rotate_key(settings, None) == 0  # nothing was sealed: a new key, on purpose
     with TestClient(create_app(settings)):
         pass
-    assert key_file.read_text() != first  # nothing was sealed: a new key is harmless
+    assert key_file.read_text() != first
 
 
 def test_one_unreadable_credential_fails_only_its_connector(harness: Harness) -> None:
