@@ -247,9 +247,17 @@ class HttpControl:
     async def refresh_lease(self, connector_id: str, holder: str) -> JSON:
         """Leave to refresh the connector's rotating grant, and the refresh token the vault
         holds now (409 with ``Retry-After`` while another holder has it). Asking again as
-        the same holder renews it, so the call may be sent again."""
+        the same holder renews it, so the call may be sent again. An answer that is no JSON
+        object is a ControlError with its status (no lease: fail closed)."""
         path = f"/v1/gateway/connectors/{quote(connector_id, safe='')}/refresh-lease"
-        data: JSON = (await self._call("POST", path, json_body={"holder": holder})).json()
+        response = await self._call("POST", path, json_body={"holder": holder})
+        try:
+            data = response.json()
+        except (ValueError, RecursionError):  # (not JSON; nested past the parser's depth)
+            data = None
+        if not isinstance(data, dict):
+            raise ControlError(f"control plane answered {path} without a lease",
+                               response.status_code)  # fmt: skip
         return data
 
     async def release_refresh_lease(self, connector_id: str, lease: str) -> None:

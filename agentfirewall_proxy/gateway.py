@@ -85,7 +85,9 @@ class Gateway:
         self.holds = Holds(control, self.resume)
         self.gateway_id = options.gateway_id or f"gw_{secrets.token_hex(6)}"
         leases = ControlLeases(control, self.gateway_id, self.say)
-        self.tokens = TokenBroker(options, on_rotated=self.store_rotation, leases=leases)
+        self.tokens = TokenBroker(
+            options, on_rotated=self.store_rotation, leases=leases, say=self.say
+        )
         self.budgets = Budgets(control, self.say)
         self.shipper = TrafficShipper(
             control, batch=options.traffic_batch, interval=options.traffic_interval

@@ -36,9 +36,11 @@ import httpx
 
 from agentfirewall.credentials import Leases, Outgoing, Rotation, Token, TokenRequest
 from agentfirewall.credentials.broker import TokenBroker as SharedTokenBroker
+from agentfirewall.credentials.broker import traceback_of
 from agentfirewall.credentials.fetch import send_token_request
 from agentfirewall.credentials.sent import RETIRED, RETIRED_MARGIN
 from agentfirewall.errors import CredentialError
+from agentfirewall_proxy.budgetlease import Say, say_plain
 from agentfirewall_proxy.options import Options
 from agentfirewall_proxy.pipeline import Flow, Refusal
 from agentfirewall_proxy.upstream import client_ssl_context
@@ -59,9 +61,12 @@ class TokenBroker(SharedTokenBroker):
         clock: Callable[[], float] = time.time,
         on_rotated: Callable[[Rotation], None] | None = None,
         leases: Leases | None = None,
+        say: Say = say_plain,
     ) -> None:
         super().__init__(self._send_token, clock, on_rotated, leases)
         self.options = options
+        #: Where a token that could not be had for a defect is said (``Gateway.say``).
+        self.say = say
         self._client: httpx.AsyncClient | None = None
 
     async def _send_token(self, request: TokenRequest) -> tuple[int, bytes]:
@@ -102,19 +107,29 @@ class TokenBroker(SharedTokenBroker):
 async def prepare(broker: TokenBroker, flow: Flow) -> Token | None:
     """The token the flow's computed credential needs now (None: static keys), its
     scrubber set on the flow (:meth:`TokenBroker.scrubber`); Refusal (502) when it cannot be
-    had: fail closed."""
-    assert flow.connector is not None
-    assert flow.connector.injector is not None
-    source = flow.connector.injector.source
+    had: fail closed. Any other exception (a defect) is a Refusal too, never a dropped
+    connection: said with its traceback, never its message (it may name a secret)."""
+    connector = flow.connector
+    assert connector is not None
+    assert connector.injector is not None
+    source = connector.injector.source
     if source is None:
         return None
     try:
         token = await broker.token(source)
+        flow.scrubber = broker.scrubber(connector.id, token, connector.scrubber)
     except CredentialError as exc:
+        reason = f"connector `{connector.name}`: {exc}"
+        raise Refusal(502, "credential_unavailable", reason) from None
+    except Exception as exc:
+        broker.say(f"agentfirewall_proxy: the token of connector `{connector.id}` could not be "
+                   f"had: {traceback_of(exc)}", "error")  # fmt: skip
         raise Refusal(
-            502, "credential_unavailable", f"connector `{flow.connector.name}`: {exc}"
+            502,
+            "credential_unavailable",
+            f"connector `{connector.name}`: its token could not be had (an internal error: "
+            "the gateway's log says where)",
         ) from None
-    flow.scrubber = broker.scrubber(flow.connector.id, token, flow.connector.scrubber)
     return token
 
 

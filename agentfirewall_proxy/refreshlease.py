@@ -19,7 +19,10 @@ holder asking again), and gives the request up before the lease may end if it ca
 and sends it again while the control plane does not answer, for as long as the gateway runs
 (a pause doubling up to 30 s, cut short once the control plane answers the gateway again):
 the endpoint spent the token the vault holds, and a gateway starting with it (or another
-one refreshing with it) would have a grant with reuse detection revoked.
+one refreshing with it) would have a grant with reuse detection revoked. A rotation that is
+no valid refresh token (``1*VSCHAR``) is never queued, and one whose store fails otherwise
+(a defect) is dropped, said once (never the token): its lease is released either way, and
+the connector's later rotations are sent all the same.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from agentfirewall.credentials.model import Lease, Rotation
+from agentfirewall.credentials.broker import traceback_of
+from agentfirewall.credentials.model import Lease, Rotation, vschar
 from agentfirewall.errors import CredentialError, LeaseBusy
 from agentfirewall_proxy.control import JSON, Control, ControlError
 
@@ -109,12 +114,20 @@ class Rotations:
     def put(self, rotation: Rotation) -> None:
         """Store `rotation`, in the background (the token carrying it serves meanwhile)."""
         cid = rotation.connector_id
+        if not vschar(rotation.refresh_token):  # (the broker's token reader checks it first)
+            self.say(f"agentfirewall_proxy: the rotated refresh token of connector `{cid}` "
+                     "was not stored: not a valid one", "error")  # fmt: skip
+            self._spawn(self._release(rotation))
+            return
         writing = cid in self._waiting
         self._waiting[cid] = rotation
         if not writing:
-            task = asyncio.ensure_future(self._write(cid))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._spawn(self._write(cid))
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(job)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _write(self, cid: str) -> None:
         where = f"the rotated refresh token of connector `{cid}`"
@@ -123,7 +136,13 @@ class Rotations:
         try:
             while True:
                 rotation = self._waiting[cid]
-                stored = await self._store(rotation, where)
+                try:
+                    stored = await self._store(rotation, where)
+                except Exception as exc:  # a defect: this one dropped, the next ones sent
+                    self.say(f"agentfirewall_proxy: {where} was not stored: "
+                             f"{traceback_of(exc)}", "error")  # fmt: skip
+                    await self._release(rotation)
+                    stored = False
                 failed_at = time.monotonic()
                 if isinstance(stored, ControlError):  # the control plane away: the latest again
                     if not said:  # (once; never the token)
@@ -139,11 +158,12 @@ class Rotations:
                     return
                 self._waiting[cid] = newer.after(rotation) if stored else newer
         except asyncio.CancelledError:
-            self._waiting.pop(cid, None)
             self.say(f"agentfirewall_proxy: {where} was not stored before the gateway stopped: "
                      "the vault keeps the one the token endpoint spent (the grant may need a "
                      "new refresh token)", "error")  # fmt: skip
             raise
+        finally:  # (however it ends: the next rotation starts a writer)
+            self._waiting.pop(cid, None)
 
     async def _pause(self, seconds: float, failed_at: float) -> None:
         """`seconds`, or less once the control plane answered since `failed_at`."""
@@ -164,10 +184,15 @@ class Rotations:
             if exc.status not in (404, 409):
                 return exc
             self.say(f"agentfirewall_proxy: {where} was not stored: {exc}", "warning")
-        if rotation.lease is not None:  # another token won, or none: its lease is moot
-            with contextlib.suppress(ControlError):
-                await self.control.release_refresh_lease(rotation.connector_id, rotation.lease)
+        await self._release(rotation)  # another token won, or none: its lease is moot
         return False
+
+    async def _release(self, rotation: Rotation) -> None:
+        """The lease `rotation` was refreshed under released (best effort: unreleased, it
+        ends at its expiry)."""
+        if rotation.lease is not None:
+            with contextlib.suppress(Exception):
+                await self.control.release_refresh_lease(rotation.connector_id, rotation.lease)
 
 
 def _lease(connector_id: str, data: JSON) -> Lease:

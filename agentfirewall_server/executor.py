@@ -244,11 +244,12 @@ async def _computed_headers(
             kept.append(("Host", req.host if default else f"{req.host}:{port}"))
         outgoing = Outgoing(req.method, req.host, req.path, req.query, tuple(kept), req.body)
         added, token = await state.tokens.headers(injector, outgoing)
+        scrubber = state.tokens.scrubber(cid, injector, token)
     except CredentialError as exc:
         raise ApiError(
             502, f"connector `{cid}`: {exc}", code="credential_unavailable", retryable=True
         ) from None
-    return kept + added, state.tokens.scrubber(cid, injector, token)
+    return kept + added, scrubber
 
 
 async def plan(state: AppState, spec_data: dict[str, Any]) -> Planned:

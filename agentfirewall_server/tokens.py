@@ -16,7 +16,9 @@ connector's refresh lease (``refreshleases.py``), under which this server, too, 
 rotating grant: one gateway or replica at a time. This server's own rotation is tried again
 while the store fails (about a minute: the endpoint spent the token the vault holds). The
 executor's scrubber (:meth:`ServerTokens.scrubber`) finds what the connector sent before
-too, as the gateway's (``agentfirewall.credentials.sent``).
+too, as the gateway's (``agentfirewall.credentials.sent``). Any exception but a
+CredentialError (a defect) in getting the headers or the scrubber is one (the execution
+fails closed, 502 ``credential_unavailable``), logged with its traceback, never its message.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -41,9 +44,10 @@ from agentfirewall.credentials import (
     TokenRequest,
     build_injector,
 )
-from agentfirewall.credentials.broker import TokenBroker
+from agentfirewall.credentials.broker import TokenBroker, traceback_of
 from agentfirewall.credentials.fetch import send_token_request
 from agentfirewall.credentials.oauth2 import with_rotated_refresh_token
+from agentfirewall.credentials.sent import secret_bytes
 from agentfirewall.errors import CredentialError, VaultError
 from agentfirewall.scrubbing import Scrubber
 from agentfirewall_server import clock
@@ -97,20 +101,23 @@ class ServerTokens:
     ) -> tuple[list[tuple[str, str]], Token | None]:
         """The credential headers `outgoing` must carry, and the token they carry (None:
         static keys); CredentialError: fail closed."""
-        token = await self.broker.token(injector.source) if injector.source else None
-        return injector.inject(outgoing, token, self.broker.clock()), token
+        with _failing_closed(f"a request to `{outgoing.host}`"):
+            token = await self.broker.token(injector.source) if injector.source else None
+            return injector.inject(outgoing, token, self.broker.clock()), token
 
     def scrubber(self, cid: str, injector: Injector, token: Token | None) -> Scrubber | None:
         """The scrubber of what connector `cid` sends with `token`, and sent before while it
         may be valid (``agentfirewall.credentials.sent``): as the gateway's, the token's
-        secrets and a static session token (SigV4's secret never travels)."""
+        secrets and a static session token (SigV4's secret never travels). CredentialError
+        when it cannot be built: fail closed."""
         static = []
         if isinstance(injector, AwsInjector) and injector.static.session_token:
-            static.append(injector.static.session_token.encode())
-        if token is None:
-            return self.broker.sent.scrubber(cid, static)
-        secrets = [value.encode() for value in token.secrets()]
-        return self.broker.sent.scrubber(cid, [*secrets, *static], token.expires_at)
+            static.append(secret_bytes(injector.static.session_token))
+        with _failing_closed(f"connector `{cid}`"):
+            if token is None:
+                return self.broker.sent.scrubber(cid, static)
+            secrets = [secret_bytes(value) for value in token.secrets()]
+            return self.broker.sent.scrubber(cid, [*secrets, *static], token.expires_at)
 
     async def _send(self, request: TokenRequest) -> tuple[int, bytes]:
         return await send_token_request(self.state.http, request, timeout=_TOKEN_TIMEOUT)
@@ -153,6 +160,21 @@ class ServerTokens:
         """Wait for the rotations on their way to the vault (shutdown)."""
         if self._storing:
             await asyncio.wait(list(self._storing), timeout=5.0)
+
+
+@contextlib.contextmanager
+def _failing_closed(what: str) -> Iterator[None]:
+    """Any exception but a CredentialError (a defect) as one, logged with its traceback
+    (never its message: it may name a secret)."""
+    try:
+        yield
+    except CredentialError:
+        raise
+    except Exception as exc:
+        log.error("the credential of %s could not be had: %s", what, traceback_of(exc))
+        raise CredentialError(
+            "its credential could not be had (an internal error: the server's log says where)"
+        ) from None
 
 
 async def store_refresh_token(

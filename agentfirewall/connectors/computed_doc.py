@@ -88,13 +88,16 @@ https://auth.example.com/token --client-id ID --client-secret-env VAR [--scope S
 client authenticates with HTTP Basic (default) or form fields. The access token is
 injected as `Authorization: Bearer …` and refreshed a minute before `expires_in` runs out
 (at most a quarter of its lifetime early). The token URL must be https. An access token
-must be RFC 6749's `1*VSCHAR` (printable ASCII, no space); `expires_in` is a number or a
+must be RFC 6749's `1*VSCHAR` (printable ASCII, no space), and so must a `refresh_token`
+answered with it (else the answer is refused, nothing cached); `expires_in` is a number or a
 numeric string (Azure AD v1), finite and positive, and a lifetime is 5 s at least (an
 endpoint answering less does not cost a token request per request). A refusal reaches the
-agent (502 `credential_unavailable`) naming the endpoint's `error` only when it is an RFC
-6749 error code (one word), never the endpoint's text, which may echo the client secret or
-the refresh token (GitHub's `message` and STS's `Message` are never relayed either; STS's
-`Code` when it is a plain identifier); no such message holds a secret of the credential.
+agent (502 `credential_unavailable`) naming the endpoint's `error` only when it is a
+registered code (RFC 6749's `invalid_grant`, `invalid_client`…, RFC 6750's and RFC 8628's),
+never other text, which may echo the client secret or the refresh token as it was sent
+(GitHub's `message` and STS's `Message` are never relayed either; STS's `Code` when it is
+one of AWS's documented codes); no such message holds a secret of the credential in any
+spelling the scrubber finds (a Basic credential's base64, a form's percent-encoding).
 
 **Rotated refresh tokens.** Many token endpoints answer a new refresh token with each access
 token and refuse the used one. The gateway stores the new one in the vault (`POST

@@ -8,7 +8,6 @@ refreshed five minutes before they expire. Without one, the static keys sign dir
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 from xml.etree import ElementTree
@@ -24,12 +23,22 @@ from agentfirewall.credentials.model import (
 from agentfirewall.credentials.sigv4 import AwsKeys, payload_hash, sign
 from agentfirewall.errors import CredentialError
 
-__all__ = ["AssumeRoleSource", "keys_of", "static_keys"]
+__all__ = ["ERROR_CODES", "AssumeRoleSource", "keys_of", "static_keys"]
 
 MARGIN_SECONDS = 300.0
 _NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
-#: An AWS error code: a plain identifier (``InvalidClientTokenId``, ``Throttling``).
-_CODE = re.compile(r"[A-Za-z][A-Za-z0-9.]{0,63}")
+#: The error codes relayed (AssumeRole's and AWS's common ones): any other text is not,
+#: whatever its shape (an endpoint may echo a secret in it, in any encoding).
+ERROR_CODES = frozenset((
+    "AccessDenied", "AccessDeniedException", "ExpiredToken", "ExpiredTokenException",
+    "IncompleteSignature", "InternalFailure", "InvalidAction", "InvalidClientTokenId",
+    "InvalidParameterCombination", "InvalidParameterValue", "InvalidQueryParameter",
+    "MalformedPolicyDocument", "MalformedQueryString", "MissingAction",
+    "MissingAuthenticationToken", "MissingParameter", "NotAuthorized", "OptInRequired",
+    "PackedPolicyTooLarge", "RegionDisabledException", "RequestExpired", "ServiceUnavailable",
+    "SignatureDoesNotMatch", "Throttling", "ThrottlingException", "UnrecognizedClientException",
+    "ValidationError",
+))  # fmt: skip
 
 
 def static_keys(credential: AwsCredential) -> AwsKeys:
@@ -108,7 +117,7 @@ class AssumeRoleSource:
             )
             expires = (found.findtext(f"{_NS}Expiration") or "").strip()
             expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
-        except (ElementTree.ParseError, ValueError):
+        except (ElementTree.ParseError, ValueError, OverflowError, OSError):
             raise CredentialError("sts answered AssumeRole without credentials") from None
         if not all(vschar(v) for _, v in values):
             raise CredentialError("sts answered AssumeRole with invalid credentials")
@@ -117,13 +126,13 @@ class AssumeRoleSource:
 
 
 def _sts_code(body: bytes) -> str:
-    """STS's error ``Code`` (``AccessDenied``), when it is one: any other text is not
-    relayed (its ``Message`` never is)."""
+    """STS's error ``Code`` (``AccessDenied``), when it is a registered one
+    (:data:`ERROR_CODES`): any other text is not relayed (its ``Message`` never is)."""
     try:
         code = _xml(body).findtext(f".//{_NS}Code")
     except (ElementTree.ParseError, ValueError):
         return ""
-    return f", `{code}`" if code and _CODE.fullmatch(code) else ""
+    return f", `{code}`" if code in ERROR_CODES else ""
 
 
 def _xml(body: bytes) -> ElementTree.Element:

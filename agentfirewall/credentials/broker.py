@@ -22,9 +22,14 @@ process takes it and sends the same refresh token meanwhile. Every token request
 within ``REQUEST_DEADLINE`` (the caller's client times each phase, not the whole).
 
 A CredentialError never holds the credential's secrets (``TokenSource.secrets``: the client
-secret, the refresh token sent): an endpoint's answer may echo them, whatever a source
-relays of it. :meth:`TokenBroker.scrubber` is the scrubber of the tokens a connector sent
-(``sent.py``).
+secret, the refresh token sent, the credential the request carried) in any spelling the
+scrubber knows (``agentfirewall.scrubbing``: an endpoint may echo them as they were sent,
+percent-encoded or in a Basic credential's base64), whatever a source relays of its answer.
+A source reads every value of an answer before the broker caches it: what it cannot read is
+a CredentialError, never another exception (a token is ``1*VSCHAR``). :meth:`TokenBroker.
+scrubber` is the scrubber of the tokens a connector sent (``sent.py``); it never fails.
+Whoever asks the broker for a token fails closed on any other exception (a defect), which
+:func:`traceback_of` describes for a log without its message (it may name a secret).
 
 No I/O here: `send` performs a :class:`TokenRequest` and returns the status and body. The
 gateway sends through its resolve map or upstream proxy (``agentfirewall_proxy.injection``),
@@ -36,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -49,11 +55,19 @@ from agentfirewall.credentials.model import (
     TokenSource,
 )
 from agentfirewall.credentials.oauth2 import OAuth2Source
-from agentfirewall.credentials.sent import SentSecrets
+from agentfirewall.credentials.sent import SentSecrets, secret_bytes
 from agentfirewall.errors import CredentialError, LeaseBusy
-from agentfirewall.scrubbing import Scrubber
+from agentfirewall.scrubbing import Scrubber, scrubber_for
 
-__all__ = ["LEASE_SLACK", "LEASE_WAIT", "REQUEST_DEADLINE", "STALE_WAIT", "Send", "TokenBroker"]
+__all__ = [
+    "LEASE_SLACK",
+    "LEASE_WAIT",
+    "REQUEST_DEADLINE",
+    "STALE_WAIT",
+    "Send",
+    "TokenBroker",
+    "traceback_of",
+]
 
 #: At most this long (seconds) a refresh waits for another process's lease to end.
 LEASE_WAIT = 20.0
@@ -123,7 +137,7 @@ class TokenBroker:
         """The scrubber of what `connector` sends upstream with `token`: its secrets, those
         of the tokens it sent before while they may be valid (``sent.py``), and `also`'s
         (the connector's static secrets). Built again only when these change."""
-        secrets = (value.encode() for value in token.secrets())
+        secrets = (secret_bytes(value) for value in token.secrets())
         return self.sent.scrubber(connector, secrets, token.expires_at, also)
 
     def _settled(self, key: str, done: asyncio.Future[Token]) -> None:
@@ -252,9 +266,19 @@ def _host(request: TokenRequest) -> str:
 
 
 def _masked(exc: CredentialError, secrets: Iterable[str]) -> CredentialError:
-    """`exc` with none of `secrets` in its message (the longest replaced first)."""
-    message = str(exc)
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= _SHORTEST_MASKED:
-            message = message.replace(secret, "[secret]")
-    return exc if message == str(exc) else CredentialError(message, field=exc.field)
+    """`exc` with none of `secrets` in its message, in any spelling the scrubber searches
+    for (an endpoint may echo one as it was sent: percent-encoded, in base64)."""
+    scrubber = scrubber_for(secret_bytes(s) for s in secrets if len(s) >= _SHORTEST_MASKED)
+    if scrubber is None:
+        return exc
+    message, found = scrubber.scrub(secret_bytes(str(exc)))
+    if not found:
+        return exc
+    return CredentialError(message.decode("utf-8", "replace"), field=exc.field)
+
+
+def traceback_of(exc: BaseException) -> str:
+    """Where `exc` was raised and its type, for a log: never its message, which may name a
+    value it could not handle (a secret)."""
+    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-8)).rstrip()
+    return f"{type(exc).__name__} (message not shown)\n{frames}"

@@ -89,7 +89,8 @@ class GitHubAppSource:
             data = json.loads(body)
             token, expires = data["token"], str(data["expires_at"])
             expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError, OSError):
+            # (no JSON, or nested past the parser's depth; no object; a date past any clock)
             raise CredentialError("github answered the token request without a token") from None
         if not vschar(token):
             raise CredentialError("github answered with an invalid installation token")

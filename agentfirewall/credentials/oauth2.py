@@ -5,10 +5,13 @@ HTTP Basic (default) or form fields (``client_auth: body``). ``scope`` carries t
 connector's scopes. The answer's ``access_token`` (``1*VSCHAR``, RFC 6749 A.12: printable
 ASCII, no space) and ``expires_in`` (seconds, a number or a numeric string as Azure AD v1
 sends it; finite and positive; default one hour; :data:`~.model.MIN_LIFETIME` at least)
-become a :class:`Token`, refreshed a minute early (at most a quarter of its lifetime).
-Anything else is a CredentialError, and the gateway then fails closed; an error answer's
-names the endpoint's ``error`` only when it is an error code (RFC 6749 5.2's grammar, one
-word): an endpoint may echo the client secret or the refresh token in any text it answers.
+become a :class:`Token`, refreshed a minute early (at most a quarter of its lifetime), with
+a ``refresh_token`` it answers (``1*VSCHAR`` too: it is sent in the next form). Anything
+else is a CredentialError, before anything is cached, and the gateway then fails closed. An
+error answer's message names the endpoint's ``error`` only when it is a registered code
+(:data:`ERROR_CODES`): an endpoint may echo the client secret or the refresh token in any
+text it answers, as it was sent (a Basic credential's base64, a form's percent-encoding
+pass any grammar a code has).
 
 A token endpoint that rotates refresh tokens (and refuses a used one) answers a new
 ``refresh_token`` with each access token. :meth:`OAuth2Source.rotation` names it, and the
@@ -47,13 +50,20 @@ from agentfirewall.credentials.model import (
 )
 from agentfirewall.errors import CredentialError
 
-__all__ = ["OAuth2Source", "with_rotated_refresh_token"]
+__all__ = ["ERROR_CODES", "OAuth2Source", "with_rotated_refresh_token"]
 
 MARGIN_SECONDS = 60.0
 _DEFAULT_LIFETIME = 3600.0
-#: RFC 6749 5.2's ``error`` (``1*NQSCHAR``), without a space (every code it names is one
-#: word): an endpoint's text is relayed only when it is such a code.
-_ERROR_CODE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,64}")
+#: The ``error`` codes relayed (RFC 6749 5.2, RFC 6750 3.1, RFC 8628 3.5, and RFC 6749 4.1.2.1's
+#: that endpoints answer too): any other text is not, whatever its shape.
+ERROR_CODES = frozenset((
+    "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+    "unsupported_grant_type", "invalid_scope", "access_denied", "temporarily_unavailable",
+    "server_error", "slow_down", "expired_token", "authorization_pending", "invalid_token",
+    "insufficient_scope",
+))  # fmt: skip
+#: The form fields of a token request that carry a secret.
+_SECRET_FIELDS = ("client_secret", "refresh_token")
 _TOKEN_TYPE = re.compile(r"[A-Za-z][\w.-]{0,39}", re.ASCII)
 _NUMBER = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 
@@ -98,10 +108,15 @@ class OAuth2Source:
         return Rotation(self.connector_id, _sha256(str(c.refresh_token)), rotated)
 
     def secrets(self, request: TokenRequest) -> tuple[str, ...]:
-        """The client secret, the vaulted refresh token and the one `request` sends."""
-        sent = [v for k, v in parse_qsl(request.body.decode()) if k == "refresh_token"]
+        """The client secret, the vaulted refresh token and the one `request` sends, and as
+        it sends them: its Basic credential, its form's values as encoded."""
+        body = request.body.decode()
+        sent = [v for k, v in parse_qsl(body) if k in _SECRET_FIELDS]
+        encoded = [p.partition("=")[2] for p in body.split("&")
+                   if p.partition("=")[0] in _SECRET_FIELDS]  # fmt: skip
+        basic = [v for k, v in request.headers if k == "Authorization"]
         c = self.credential
-        return tuple(s for s in (c.client_secret, c.refresh_token, *sent) if s)
+        return tuple(s for s in (c.client_secret, c.refresh_token, *sent, *encoded, *basic) if s)
 
     def token_request(self, now: float, previous: Token | None) -> TokenRequest:
         c = self.credential
@@ -128,14 +143,13 @@ class OAuth2Source:
     def read_token(self, status: int, body: bytes, now: float) -> Token:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # (not UTF-8; nested past the parser's depth)
             data = None
         if not isinstance(data, dict):
             raise CredentialError(f"the token endpoint answered status {status} without JSON")
         if status != 200 or "error" in data:
-            error = data.get("error")
-            code = "no error code" if not error else _shown(error, _ERROR_CODE)
-            raise CredentialError(f"the token endpoint refused: status {status}, {code}")
+            raise CredentialError(f"the token endpoint refused: status {status}, "
+                                  f"{_error_code(data.get('error'))}")  # fmt: skip
         token, kind = data.get("access_token"), data.get("token_type") or "bearer"
         if not vschar(token):  # (`1*VSCHAR`: a header value as is, scrubbed as it is sent)
             raise CredentialError("the token endpoint answered without a valid `access_token`")
@@ -146,12 +160,22 @@ class OAuth2Source:
         lifetime = _lifetime(data.get("expires_in", _DEFAULT_LIFETIME))
         values = [("token", str(token))]
         refresh = data.get("refresh_token")
-        if isinstance(refresh, str) and refresh and not any(c in refresh for c in "\r\n\0"):
-            values.append(("refresh_token", refresh))
+        if refresh is not None and refresh != "":  # (absent: nothing rotated)
+            if not vschar(refresh):  # (sent in the next form, stored in the vault)
+                raise CredentialError("the token endpoint answered an invalid `refresh_token`")
+            values.append(("refresh_token", str(refresh)))
         if self.credential.grant == "refresh_token":  # what the vault held: see the module
             values.append(("vaulted_sha256", _sha256(str(self.credential.refresh_token))))
         expires_at, refresh_at = token_times(now, float(lifetime), MARGIN_SECONDS)
         return Token(tuple(values), expires_at, refresh_at)
+
+
+def _error_code(error: object) -> str:
+    """An error answer's ``error`` in backticks when it is a registered code, else a mention
+    (see :data:`ERROR_CODES`)."""
+    if isinstance(error, str) and error in ERROR_CODES:
+        return f"`{error}`"
+    return "an unregistered error code (not shown)" if error else "no error code"
 
 
 def _shown(value: object, grammar: re.Pattern[str]) -> str:
@@ -188,6 +212,9 @@ def with_rotated_refresh_token(text: str, vaulted_sha256: str, refresh_token: st
     gateway's rotation came first; comparing first keeps the newer one), or when
     `refresh_token` is not a valid one. Never echoes a token.
     """
+    if not vschar(refresh_token):  # (what a token endpoint answers: ``read_token``)
+        raise CredentialError("the rotated refresh token is not a valid one",
+                              field="refresh_token")  # fmt: skip
     current = parse_computed_credential(text, "oauth2")
     assert isinstance(current, OAuth2Credential)
     if current.grant != "refresh_token":

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 from agentfirewall.scrubbing import Scrubber, scrubber_for
 
-__all__ = ["RETIRED", "RETIRED_MARGIN", "SentSecrets"]
+__all__ = ["RETIRED", "RETIRED_MARGIN", "SentSecrets", "secret_bytes"]
 
 #: How many secrets sent before the current ones a connector's scrubber finds at most.
 RETIRED = 8
@@ -30,6 +30,13 @@ RETIRED = 8
 RETIRED_MARGIN = 600.0
 #: Connectors remembered at most (those of many configurations: the oldest forgotten).
 _CONNECTORS = 1024
+
+
+def secret_bytes(value: str) -> bytes:
+    """`value` as a scrubber searches for it: UTF-8 (a token is ASCII: ``1*VSCHAR``), a lone
+    surrogate (valid in JSON, no text) as such, never an error (a scrubber that cannot be
+    built fails every request of the connector)."""
+    return value.encode("utf-8", "surrogatepass")
 
 
 class SentSecrets:

@@ -8,6 +8,12 @@ Now the gateway's writer (``refreshlease.Rotations``) sends it again, a pause do
 connector, a newer rotation replacing one still waiting (it was refreshed with that one's
 token, which it replaces once stored). The vault is ``StaticControl``'s (the control
 plane's compare-then-write, in memory) behind a network that fails as each test says.
+
+Second review (probe 3): a store failing with anything but a ControlError (a token httpx
+could not encode) killed the writer and left the connector marked as being written: no
+later rotation of the connector was ever sent. Now that rotation is dropped (said once,
+never the token; its lease released), the writer goes on, and a rotation that is no valid
+refresh token is never queued.
 """
 
 from __future__ import annotations
@@ -47,18 +53,23 @@ class Away:
         self.failures = failures
         self.sent: list[str] = []
         self.gate: asyncio.Event | None = None
+        #: Refresh tokens whose store fails with a defect (not a ControlError).
+        self.defects: set[str] = set()
+        self.released: list[str] = []
 
     async def store_refresh_token(self, connector_id: str, payload: dict[str, Any]) -> None:
         self.sent.append(payload["refresh_token"])
         if self.gate is not None:
             await self.gate.wait()
+        if payload["refresh_token"] in self.defects:
+            raise UnicodeEncodeError("utf-8", payload["refresh_token"], 0, 1, "a defect")
         if self.failures:
             self.failures -= 1
             raise ControlError("control plane unreachable: ConnectError", 0)
         await self.vault.store_refresh_token(connector_id, payload)
 
     async def release_refresh_lease(self, connector_id: str, lease: str) -> None:
-        return None
+        self.released.append(lease)
 
     def vaulted(self) -> str:
         (found,) = self.vault._snapshot["connectors"]
@@ -107,13 +118,17 @@ def test_a_newer_rotation_replaces_one_still_waiting() -> None:
     asyncio.run(run())
 
 
-def test_a_rotation_made_while_the_last_was_being_stored_replaces_that_one() -> None:
+@pytest.mark.parametrize("defect", [False, True])
+def test_a_rotation_made_while_the_last_was_being_stored_replaces_that_one(defect: bool) -> None:
     """rt_2 was refreshed with rt_1 while rt_1 was on its way: once rt_1 is stored, rt_2
-    replaces it (not the token both were made from, which the vault no longer holds)."""
+    replaces it (not the token both were made from, which the vault no longer holds); and
+    when rt_1's store fails with a defect, rt_2 is still sent (in place of the vault's)."""
 
     async def run() -> None:
         control = Away(failures=0)
         control.gate = asyncio.Event()
+        if defect:
+            control.defects.add("rt_1")
         rotations, tasks, said = _writer(control)
         rotations.put(Rotation(CID, _sha(FIRST), "rt_1"))
         await asyncio.sleep(0.01)  # rt_1's store in flight
@@ -122,7 +137,7 @@ def test_a_rotation_made_while_the_last_was_being_stored_replaces_that_one() -> 
         await asyncio.gather(*tasks)
         assert control.sent == ["rt_1", "rt_2"]
         assert control.vaulted() == "rt_2"  # not rt_1, which the endpoint spent
-        assert said == []
+        assert len(said) == defect
 
     asyncio.run(run())
 
@@ -162,5 +177,42 @@ def test_a_gateway_stopping_with_a_rotation_waiting_says_so_without_the_token() 
         assert len(said) == 2
         assert "before the gateway stopped" in said[1]
         assert not any("rt_1" in message for message in said)
+
+    asyncio.run(run())
+
+
+def test_a_store_failing_with_a_defect_drops_that_rotation_alone() -> None:
+    async def run() -> None:
+        control = Away(failures=0)
+        control.defects.add("rt_1")
+        rotations, tasks, said = _writer(control)
+        rotations.put(Rotation(CID, _sha(FIRST), "rt_1", "lease_1"))
+        await asyncio.gather(*tasks)  # (the writer ends: no exception left in its task)
+        assert control.vaulted() == FIRST
+        assert control.released == ["lease_1"]
+        (dropped,) = said
+        assert "was not stored: UnicodeEncodeError" in dropped
+        assert "rt_1" not in dropped
+        rotations.put(Rotation(CID, _sha(FIRST), "rt_2"))  # a later rotation is sent
+        await asyncio.gather(*tasks)
+        assert control.vaulted() == "rt_2"
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("token", ["rt_bad\ud800", "rt bad", "rt\r\nX: y", ""])
+def test_a_rotation_that_is_no_refresh_token_is_never_queued(token: str) -> None:
+    async def run() -> None:
+        control = Away(failures=0)
+        rotations, tasks, said = _writer(control)
+        rotations.put(Rotation(CID, _sha(FIRST), token, "lease_1"))
+        await asyncio.gather(*tasks)
+        assert control.sent == []
+        assert control.released == ["lease_1"]
+        (refused,) = said
+        assert "not a valid one" in refused
+        rotations.put(Rotation(CID, _sha(FIRST), "rt_2"))
+        await asyncio.gather(*tasks)
+        assert control.vaulted() == "rt_2"
 
     asyncio.run(run())
