@@ -13,7 +13,10 @@ or fresh chunks), so what the upstream sees is exactly what was decided on. The 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from agentfirewall.connectors.base import override_readable
@@ -40,6 +43,7 @@ from agentfirewall_proxy.pipeline import (
     clean_path,
     decide,
     http_request,
+    scan_path,
     target_of,
     upstream_headers,
 )
@@ -167,7 +171,58 @@ async def _reserve(gateway: Services, flow: Flow, *, force: bool) -> Decision | 
     config = gateway.require_config()
     if not config.budgets:
         return None
-    return await gateway.budgets.reserve(config.budgets, flow, force=force)
+    held = await gateway.budgets.reserve(config.budgets, flow, force=force)
+    _stop_if_cut(gateway, flow)  # (reserved: released as never sent)
+    return held
+
+
+class _Waiting:
+    """An exchange waiting before its request is sent (its token fetched, its upstream
+    connection opening), as the flow's upstream side: ``Gateway._cut`` aborts it, which
+    cancels the wait (:func:`_ended_by_cut`)."""
+
+    __slots__ = ("cut", "task")
+
+    def __init__(self) -> None:
+        self.task = asyncio.current_task()
+        self.cut = False
+
+    def abort(self) -> None:
+        if self.task is not None and not self.cut:
+            self.cut = True
+            self.task.cancel()
+
+
+@contextlib.contextmanager
+def _ended_by_cut(gateway: Services, flow: Flow) -> Iterator[None]:
+    """Around a wait before the request is sent that may be given up (nothing is done
+    upstream until it is sent): a cut (the kill switch, its agent suspended) ends it at
+    once, and the request is refused as ``check_forward`` refuses it, answered (a 403 the
+    agent reads, not a connection dropped or a connect that timed out)."""
+    _stop_if_cut(gateway, flow)  # cut while it waited elsewhere (its budget reserved)
+    waiting = _Waiting()
+    gateway.attach(flow, waiting)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not waiting.cut or waiting.task is None:
+            raise  # not the cut's: the gateway stopping
+        waiting.task.uncancel()
+        _stop_if_cut(gateway, flow)
+        raise  # (unreached: a cut sets `cut_by`)
+    finally:
+        waiting.task = None  # done waiting: a later cut aborts what is attached next
+
+
+def _stop_if_cut(gateway: Services, flow: Flow) -> None:
+    """Refuse a request cut before it was sent (``Gateway._cut``), as ``check_forward``
+    would: 403 ``kill_switch`` or ``agent_inactive``, 503 ``control_plane_unreachable``;
+    else (the cause gone meanwhile: an agent active again) as it was cut."""
+    cut = flow.cut_by
+    if cut is None:
+        return
+    gateway.check_forward(flow)
+    raise Refusal(cut.status, cut.error, cut.message)
 
 
 def _note_outcome(flow: Flow) -> None:
@@ -243,6 +298,7 @@ def _identify(
         gateway.check_port_agent(conn, flow.agent)
         flow.connector = config.route(flow.host)
     flow.path, flow.query = clean_path(target)
+    scan_path(config, flow)  # (a secret in it is masked in its record, however refused)
     gateway.check_kill_switch(flow, head)
     if flow.connector is None:
         raise Refusal(403, "no_connector", f"no connector for `{flow.host}`: deny-all default")
@@ -389,6 +445,7 @@ async def _hold(
         flow.trace.hold_started()
         with flow.trace.control_calls():
             outcome = await holds.create(flow, seconds)
+    _stop_if_cut(gateway, flow)  # (its approval stays, as a held request's the switch ends)
     if outcome is None:
         parked = park(conn, head, flow, prefix, tunnel) if prefix is not None else None
         if parked is not None:
@@ -468,7 +525,8 @@ async def _forward(
         prefix = redact_request(gateway.require_config().guard, flow, head, prefix, complete)
     length, chunked = _body_framing(head, prefix, complete)
     computed = flow.connector is not None and flow.connector.injector is not None
-    token = await prepare(gateway.tokens, flow) if computed else None
+    with _ended_by_cut(gateway, flow):
+        token = await prepare(gateway.tokens, flow) if computed else None
     # only what can be searched may come back when it is scrubbed, guarded or metered
     searchable = scrubber_of(flow) is not None or guards_response(gateway, flow) or flow.llm_budget
     headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked,
@@ -488,7 +546,8 @@ async def _forward(
     # connection) and sending the rest of a streamed body are the upstream's time
     flow.handed_off = time.monotonic()
     for attempt in (0, 1):
-        up = await gateway.pool.acquire(flow.scheme, flow.host, flow.port)
+        with _ended_by_cut(gateway, flow):
+            up = await gateway.pool.acquire(flow.scheme, flow.host, flow.port)
         gateway.attach(flow, up)
         try:
             gateway.check_forward(flow)  # what came while it waited (a kill switch) stops it

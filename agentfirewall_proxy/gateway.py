@@ -294,19 +294,22 @@ class Gateway:
     def _cut(self, flow: Flow, why: Refusal) -> None:
         """End a forwarding flow now; `why` goes in its record.
 
-        A request sent upstream and waiting for its response head, nothing written to its
-        client yet, loses only its upstream connection: the exchange then answers `why`
-        (``exchange._upstream_failed``). Any other is aborted both ways: an answer under
-        way (a response, a stream, a tunnel) is never followed by another, and a request
-        body still coming in is not read on."""
+        A request with nothing written to its client yet and no body still coming in loses
+        only its upstream side, and the exchange answers: sent and waiting for its response
+        head, `why` (``exchange._upstream_failed``); not sent yet (its upstream connection
+        opening, its token fetched, its budget reserved), its wait ends (the ``up`` attached
+        is ``exchange._Waiting``) and it is refused as ``check_forward`` refuses. Any other
+        is aborted both ways: an answer under way (a response, a stream, a tunnel) is never
+        followed by another, and a request body still coming in is not read on."""
         found = self.active.get(flow)
         if found is None:
             return
         conn, up = found
         if flow.cut_by is None:
             flow.cut_by = why
-        waiting = flow.sent and not flow.answered and conn.written == flow.written_before
-        if not (waiting and conn.clean and not conn.body_pending):
+        quiet = not flow.answered and conn.written == flow.written_before
+        tunnel = flow.reason == "passthrough"  # (its 200 went out before it began)
+        if tunnel or not (quiet and conn.clean and not conn.body_pending):
             conn.abort()
         if up is not None:
             up.abort()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfirewall.connectors import Connector, HttpRequest
 from agentfirewall.connectors.base import override_readable
-from agentfirewall.content import body_preview, shown_target
+from agentfirewall.content import body_preview, request_pieces, scan_pieces, shown_target
 from agentfirewall.content.shown import HEADERS_SHOWN, shown_headers
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
@@ -77,6 +77,7 @@ __all__ = [
     "normalize_host",
     "recorded_path",
     "refusal",
+    "scan_path",
     "split_authority",
     "target_of",
     "traffic_record",
@@ -664,12 +665,23 @@ def traffic_record(flow: Flow) -> dict[str, Any]:
 
 def recorded_path(flow: Flow) -> str:
     """`flow`'s path as the traffic log keeps it (at most 2,048 characters): as sent, or,
-    when content detectors fired on the request, as its approver is shown it
+    when content detectors fired on the request (on its path alone: :func:`scan_path`,
+    whatever refused it before the rest was scanned), as its approver is shown it
     (``shown_target``): decoded, every detection of any detector and every credential
     masked. (Masking every path would cost each request tens of microseconds.)"""
     if not flow.findings:
         return flow.path[:2048]
     return shown_target(flow.path, "", detected=True)[0][:2048]
+
+
+def scan_path(config: CompiledConfig, flow: Flow) -> None:
+    """Where content rules are in force, the detections in `flow`'s path alone, as soon as
+    it is known: a request refused before ``decide`` scans it whole (no connector for its
+    host, the kill switch, a malformed upgrade) is recorded with that path masked too
+    (:func:`recorded_path`). No content rule: nothing is scanned."""
+    scanner = config.guard.request
+    if scanner is not None:
+        flow.findings = tuple(scan_pieces(scanner, request_pieces(flow.path, "", ())))
 
 
 _second: tuple[int, str] = (-1, "")

@@ -8,16 +8,21 @@ and ``@include`` ignored: all of them count) is one action: ``mergePullRequest``
 ``visibility: PUBLIC`` is ``github.repo.make_public`` (see :data:`MUTATIONS`), with the
 fields of its ``input`` as parameters (snake_case, REST names where REST has one:
 ``baseRefName`` is ``base``; enum values lower-cased: ``merge_method: squash``). A
-mutation the table does not know stays ``github.graphql.mutate`` (high); a query is
-``github.graphql.query`` (low). Every operation in the document counts, whatever
-``operationName`` says.
+mutation the table does not know stays ``github.graphql.mutate`` (high), its resolved
+arguments as ``arguments``; a query is ``github.graphql.query`` (low). Every operation
+in the document counts, whatever ``operationName`` says, and every field GitHub would
+execute is one action, however often the same call repeats (twenty aliased
+``addComment`` calls are twenty actions: budgets count each, ``budgets.performed``).
+Only fields GraphQL merges into one execution are one action: the same response key
+(alias, else name) in one operation with the same arguments.
 
 Several actions in one document: the riskiest is the parsed action and the others ride
 in ``ParsedAction.also``; the gateway decides each and the strictest outcome wins (all
 must be allowed). Refused: a body not fully seen, a compressed body, duplicate keys
 anywhere in the JSON, a batch (a JSON array), a persisted-query id without a document,
 ``variables`` that are not an object, a document that does not parse or is nested
-deeper than :data:`MAX_DEPTH`, and more than :data:`MAX_ACTIONS` actions.
+deeper than :data:`MAX_DEPTH` (fragment spreads included), and more than
+:data:`MAX_ACTIONS` fields, every occurrence counted (before any is merged).
 """
 
 from __future__ import annotations
@@ -142,9 +147,9 @@ def _actions(document: Any, variables: dict[str, Any], name: str | None) -> Iter
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    seen: set[tuple[str, str]] = set()
+    merged: set[tuple[int, str, str, str]] = set()
     count = 0
-    for definition in document.definitions:
+    for index, definition in enumerate(document.definitions):
         if not isinstance(definition, OperationDefinitionNode):
             continue
         values = dict(variables)
@@ -153,36 +158,46 @@ def _actions(document: Any, variables: dict[str, Any], name: str | None) -> Iter
                 values[var.variable.name.value] = _value(var.default_value, {})
         op_name = definition.name.value if definition.name else None
         if definition.operation == OperationType.QUERY:
-            found = [_query(op_name or name)]
-        else:
-            fields = _fields(definition.selection_set, fragments, set())
-            found = [_mutation(field, args, values, op_name or name) for field, args in fields]
-        for action in found:
-            key = (action.action_type, json.dumps(action.spec.parameters, sort_keys=True))
-            if key in seen:
-                continue
-            seen.add(key)
             count += 1
-            if count > MAX_ACTIONS:
-                raise _refuse(f"graphql document performs more than {MAX_ACTIONS} actions")
-            yield action
+            _check_count(count)
+            yield _query(op_name or name)
+            continue
+        for key, field, args in _fields(definition.selection_set, fragments, (), []):
+            count += 1
+            _check_count(count)
+            action = _mutation(field, args, values, op_name or name)
+            # GraphQL executes the fields of one response key in an operation once (and
+            # refuses the document if their arguments differ): one action, not two
+            params = json.dumps(action.spec.parameters, sort_keys=True)
+            if (index, key, action.action_type, params) not in merged:
+                merged.add((index, key, action.action_type, params))
+                yield action
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_ACTIONS:
+        raise _refuse(f"graphql document performs more than {MAX_ACTIONS} actions")
 
 
 def _fields(
     selection_set: SelectionSetNode,
     fragments: dict[str, FragmentDefinitionNode],
-    visiting: set[str],
-) -> list[tuple[str, dict[str, Any]]]:
-    """Top-level fields of an operation: (name, argument nodes), fragments expanded."""
+    visiting: tuple[str, ...],
+    out: list[tuple[str, str, dict[str, Any]]],
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Top-level fields of an operation, every occurrence: (response key, name, argument
+    nodes), fragments expanded; refused past :data:`MAX_ACTIONS` of them (spreads of
+    spreads would multiply) or spreads nested past :data:`MAX_DEPTH`."""
     from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode
 
-    out: list[tuple[str, dict[str, Any]]] = []
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
             args = {a.name.value: a.value for a in selection.arguments or ()}
-            out.append((selection.name.value, args))
+            key = (selection.alias or selection.name).value
+            out.append((key, selection.name.value, args))
+            _check_count(len(out))
         elif isinstance(selection, InlineFragmentNode):
-            out.extend(_fields(selection.selection_set, fragments, visiting))
+            _fields(selection.selection_set, fragments, visiting, out)
         elif isinstance(selection, FragmentSpreadNode):
             spread = selection.name.value
             fragment = fragments.get(spread)
@@ -190,7 +205,9 @@ def _fields(
                 raise _refuse(f"graphql fragment `{spread[:80]}` is not defined")
             if spread in visiting:
                 raise _refuse(f"graphql fragment `{spread[:80]}` spreads itself")
-            out.extend(_fields(fragment.selection_set, fragments, visiting | {spread}))
+            if len(visiting) >= MAX_DEPTH:
+                raise _refuse(f"graphql document nested deeper than {MAX_DEPTH} levels")
+            _fields(fragment.selection_set, fragments, (*visiting, spread), out)
     return out
 
 
@@ -214,6 +231,8 @@ def _mutation(
         params: dict[str, JsonValue] = {"mutation": field[:200]}
         if name:
             params["operationName"] = name[:200]
+        if resolved:  # two calls with other arguments are two actions, told apart
+            params["arguments"] = _json(resolved)
         return _parsed("github.graphql.mutate", "high", params, field)
     given = resolved.get("input")
     fields = known.input_fields(given if isinstance(given, dict) else resolved)

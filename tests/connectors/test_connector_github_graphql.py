@@ -216,3 +216,59 @@ def test_brackets_inside_strings_and_comments_do_not_count() -> None:
     parsed = gql(f'mutation {{ addComment(input: {{body: "{body}"}}) {{ x }} }} # {"{" * 99}')
     assert parsed.action_type == "github.issue.comment"
     assert parsed.spec.parameters["body"] == body
+
+
+def test_every_repeated_mutation_is_an_action() -> None:
+    """GitHub runs each aliased field: twenty aliased `addComment` calls are twenty actions
+    (they were one: a repeated (action, parameters) was dropped), through fragments too."""
+    twenty = " ".join(f'c{i}: addComment(input: {{subjectId: "s", body: "x"}}) {{ x }}'
+                      for i in range(20))  # fmt: skip
+    parsed = gql(f"mutation {{ {twenty} }}")
+    assert [a.action_type for a in (parsed, *parsed.also)] == ["github.issue.comment"] * 20
+    call = 'addComment(input: {subjectId: "s", body: "x"}) { x }'
+    spread = gql(f"mutation {{ a: {call} ... on Mutation {{ b: {call} }} ...F }}"
+                 f" fragment F on Mutation {{ c: {call} }}")  # fmt: skip
+    assert len(spread.also) == 2
+
+
+def test_fields_graphql_merges_are_one_action() -> None:
+    """One response key in one operation is executed once (the same call, unaliased, in a
+    fragment and beside it); a key whose calls differ stays two (GitHub refuses it)."""
+    call = 'addComment(input: {subjectId: "s", body: "x"}) { x }'
+    once = gql(f"mutation {{ {call} ...F ... on Mutation {{ {call} }} }}"
+               f" fragment F on Mutation {{ {call} }}")  # fmt: skip
+    assert once.also == ()
+    differ = gql('mutation { a: addComment(input: {subjectId: "s", body: "x"}) { x }'
+                 ' a: addComment(input: {subjectId: "s", body: "y"}) { x } }')  # fmt: skip
+    assert len(differ.also) == 1
+
+
+def test_unknown_mutations_with_other_arguments_are_two_actions() -> None:
+    parsed = gql('mutation { enqueuePullRequest(input: {pullRequestId: "p1"}) { x }'
+                 ' b: enqueuePullRequest(input: {pullRequestId: "p2"}) { x } }')  # fmt: skip
+    arguments = [a.spec.parameters["arguments"] for a in (parsed, *parsed.also)]
+    assert arguments == [{"input": {"pullRequestId": "p1"}}, {"input": {"pullRequestId": "p2"}}]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [  # every occurrence counts, the same call repeated too
+        "mutation { " + " ".join(f'a{i}: addComment(input: {{subjectId: "s"}}) {{ x }}'
+                                 for i in range(MAX_ACTIONS + 1)) + " }",
+        "mutation { " + "...F " * (MAX_ACTIONS + 1) + "}"
+        ' fragment F on Mutation { addComment(input: {subjectId: "s"}) { x } }',
+        # spreads of spreads: 2**40 fields, refused before they are all expanded
+        "mutation { ...F0 } fragment F40 on Mutation { addComment { x } } "
+        + " ".join(f"fragment F{i} on Mutation {{ ...F{i + 1} ...F{i + 1} }}" for i in range(40)),
+    ],
+    ids=["aliases", "spreads", "spreads-of-spreads"],
+)  # fmt: skip
+def test_more_than_max_actions_occurrences_is_refused(query: str) -> None:
+    with pytest.raises(ConnectorError, match=f"more than {MAX_ACTIONS}"):
+        gql(query)
+
+
+def test_fragment_spreads_nested_too_deep_are_refused() -> None:
+    chain = " ".join(f"fragment F{i} on Mutation {{ ...F{i + 1} }}" for i in range(1200))
+    with pytest.raises(ConnectorError, match="nested deeper than 64"):
+        gql(f"mutation {{ ...F0 }} {chain} fragment F1200 on Mutation {{ deleteRef {{ x }} }}")

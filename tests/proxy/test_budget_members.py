@@ -17,12 +17,15 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfirewall.budgets import BudgetDef, Refused, compile_budget, covering, covering_all
 from agentfirewall.connectors import HttpRequest, ParsedAction, get_connector
+from agentfirewall.connectors.github_graphql import MAX_ACTIONS
 from agentfirewall.connectors.mcp import CONNECTOR as MCP
+from agentfirewall.errors import ConnectorError
 from agentfirewall_proxy.budgets import (
     Budgets,
     _covered,
@@ -208,3 +211,82 @@ def test_over_stdio_a_batch_spends_for_every_member() -> None:
         paid = {"paid": 5} if tail else {}
         assert _gateway(_flow(parsed)) == {"transfers": 5, "everything": 5 + len(tail),
                                            "usd": 5_000_000, **paid}  # fmt: skip
+
+
+def _graphql(query: str) -> Flow:
+    return _flow(get_connector("github").parse(
+        _post({"query": query}, url="https://api.github.com/graphql")), "github")  # fmt: skip
+
+
+def test_a_graphql_mutation_repeated_under_aliases_spends_for_each() -> None:
+    """GitHub runs every aliased field: twenty `addComment` calls spend twenty (they spent
+    one: the connector dropped a repeated call), one in an inline fragment and one beside
+    it two, and two unknown mutations with other arguments two."""
+    call = 'addComment(input: {subjectId: "s", body: "spam"}) { clientMutationId }'
+    twenty = _graphql("mutation { " + " ".join(f"c{i}: {call}" for i in range(20)) + " }")
+    assert _gateway(twenty) == _control_plane(_sent(twenty)) == {"graphql": 20}
+    inline = _graphql(f"mutation {{ a: {call} ... on Mutation {{ b: {call} }} }}")
+    assert _gateway(inline) == _control_plane(_sent(inline)) == {"graphql": 2}
+    unknown = _graphql('mutation { enqueuePullRequest(input: {pullRequestId: "p1"}) { x }'
+                       ' b: enqueuePullRequest(input: {pullRequestId: "p2"}) { x } }')  # fmt: skip
+    assert _gateway(unknown) == _control_plane(_sent(unknown)) == {"graphql": 2}
+
+
+#: The calls a generated document makes: a response key always names the same call (one
+#: GitHub can execute; the same key twice is merged into one execution).
+_CALLS = [
+    ("addComment", '(input: {subjectId: "s", body: "b"})'),
+    ("closePullRequest", '(input: {pullRequestId: "p"})'),
+    ("enqueuePullRequest", '(input: {pullRequestId: "p"})'),
+    ("addStar", ""),
+]
+_KEYS = [(f"k{i}" if i >= len(_CALLS) else None, *_CALLS[i % len(_CALLS)]) for i in range(8)]
+#: A selection: a field (index into _KEYS), an inline fragment, or a fragment spread.
+_SELECTION = st.recursive(
+    st.tuples(st.just("field"), st.integers(0, len(_KEYS) - 1)),
+    lambda inner: st.one_of(
+        st.tuples(st.just("inline"), st.lists(inner, min_size=1, max_size=3)),
+        st.tuples(st.just("spread"), st.lists(inner, min_size=1, max_size=3)),
+    ),
+    max_leaves=12,
+)
+
+
+def _document(selections: list[Any], fragments: list[str]) -> tuple[str, list[int]]:
+    """The selections as GraphQL (each spread's fragment added to `fragments`), and the key
+    of every field it executes, in order, each occurrence (fragments expanded)."""
+    text, keys = [], []
+    for kind, value in selections:
+        if kind == "field":
+            alias, field, args = _KEYS[value]
+            text.append(f"{alias + ': ' if alias else ''}{field}{args} {{ clientMutationId }}")
+            keys.append(value)
+            continue
+        inner, found = _document(value, fragments)
+        keys.extend(found)
+        if kind == "inline":
+            text.append(f"... on Mutation {{ {inner} }}")
+        else:
+            fragments.append(f"fragment F{len(fragments)} on Mutation {{ {inner} }}")
+            text.append(f"...F{len(fragments) - 1}")
+    return " ".join(text), keys
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(st.lists(_SELECTION, min_size=1, max_size=6))
+def test_a_graphql_document_spends_once_per_mutation_github_executes(
+    selections: list[Any],
+) -> None:
+    """Spend == the number of mutation fields GitHub executes (one per response key: the
+    same key twice is executed once), at the gateway and on the control plane, however
+    they are aliased, repeated or spread through fragments."""
+    fragments: list[str] = []
+    body, keys = _document(selections, fragments)
+    query = f"mutation {{ {body} }} {' '.join(fragments)}"
+    if len(keys) > MAX_ACTIONS:  # every occurrence counts, merged or not
+        with pytest.raises(ConnectorError, match="more than"):
+            _graphql(query)
+        return
+    flow = _graphql(query)
+    executed = len(set(keys))
+    assert _gateway(flow) == _control_plane(_sent(flow)) == {"graphql": executed}

@@ -218,3 +218,83 @@ def test_a_streamed_upload_is_aborted_when_stopped_its_body_not_read_on(
         assert read_all(sock, 10) == b""  # closed without an answer, as before
     assert record_at(control, "/upload")["decision"] == "killed"
     assert "/upload" not in upstream.paths()  # (its body never ended)
+
+
+@pytest.fixture
+def unreachable() -> Iterator[int]:
+    """A port whose accept queue is full: a connection to it waits (its SYN dropped)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        yield port
+        for filler in fillers:
+            filler.close()
+
+
+@pytest.mark.parametrize(("how", "error"), [("kill_switch", "kill_switch"),
+                                            ("suspended", "agent_inactive")])  # fmt: skip
+def test_a_request_whose_upstream_connection_is_opening_is_answered_when_stopped(
+    tmp_path: Path, unreachable: int, how: str, error: str
+) -> None:
+    """Cut before it was sent (its upstream connection opening), the request was dropped
+    unanswered and recorded as the connect that timed out: now its wait ends at once and
+    it is refused as `check_forward` refuses (not "sent before the cut": it was not)."""
+    control = StaticControl(snapshot(RULES, connectors=CONNECTORS))
+    resolve = parse_resolve([f"{HOST}:80=127.0.0.1:{unreachable}"])
+    options = gateway_options(tmp_path, None, resolve=resolve, connect_timeout=60.0)
+    running = RunningGateway(options, control).start()
+    gateway = running.gateway
+    assert gateway is not None
+    try:
+        with send(running, "GET", "/opening", "Connection: close") as sock:
+            wait_until(lambda: list(gateway.active))  # decided: connecting (never done)
+            stop(control, how)
+            answer = read_all(sock, 10)  # (without the cut's wake: 60 s of connecting)
+        assert status_of(answer) == 403, answer
+        body = json_body(answer)
+        assert body["error"] == error
+        assert not body["reason"].endswith(SENT)
+        record = record_at(control, "/opening")
+        assert record["status_code"] == 403
+        if how == "kill_switch":
+            assert record["decision"] == "killed"
+        else:  # (not the connect's 504: "connecting ... timed out")
+            assert "is no longer active" in record["reason"]
+    finally:
+        running.stop()
+
+
+def test_a_request_whose_budget_is_being_reserved_is_answered_when_stopped(
+    start: Start, upstream: RawUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill switch came while its spend was being reserved: refused (403), never sent,
+    its reservation given back (released as never sent)."""
+    snap = snapshot(RULES, connectors=CONNECTORS)
+    snap["budgets"] = [{"name": "calls", "connector": "generic", "action": "*"}]
+    running, control = start()
+    gateway = running.gateway
+    assert gateway is not None
+    control.update(snap)
+    wait_until(lambda: gateway.config is not None and gateway.config.budgets)
+
+    async def reserve_then_kill(scopes: Any, flow: Any, *, force: bool) -> None:
+        gateway.apply({**stopped("kill_switch"), "budgets": snap["budgets"]})
+        flow.reservation = "rsv_1"  # (what a reservation made sets)
+
+    monkeypatch.setattr(gateway.budgets, "reserve", reserve_then_kill)
+    settled: list[bool] = []
+    monkeypatch.setattr(gateway.budgets, "settle", lambda flow: settled.append(flow.sent))
+    with send(running, "GET", "/reserving", "Connection: close") as sock:
+        answer = read_all(sock, 10)
+    assert status_of(answer) == 403, answer
+    assert json_body(answer)["error"] == "kill_switch"
+    assert "/reserving" not in upstream.paths()
+    assert settled == [False]  # released: never sent
+    assert record_at(control, "/reserving")["decision"] == "killed"

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,12 +62,13 @@ class _World:
     def __init__(self, running: RunningGateway, control: StaticControl) -> None:
         self.running, self.control = running, control
 
-    def get(self, host: str, path: str) -> tuple[bytes, dict[str, object]]:
-        """(the answer, the traffic record shipped for it)."""
+    def get(self, host: str, path: str, extra: bytes = b"") -> tuple[bytes, dict[str, object]]:
+        """(the answer, the traffic record shipped for it); `extra`: more header lines, and
+        what follows the head."""
         count = len(self.control.traffic)
         with socket.create_connection(("127.0.0.1", self.running.port)) as sock:
-            sock.sendall(f"GET http://{host}{path} HTTP/1.1\r\nHost: {host}\r\n".encode()
-                         + auth_header() + b"Connection: close\r\n\r\n")  # fmt: skip
+            head = f"GET http://{host}{path} HTTP/1.1\r\nHost: {host}\r\n".encode()
+            sock.sendall(head + auth_header() + b"Connection: close\r\n" + (extra or b"\r\n"))
             answer = read_all(sock)
         deadline = time.monotonic() + 5
         while len(self.control.traffic) <= count and time.monotonic() < deadline:
@@ -74,22 +76,24 @@ class _World:
         return answer, dict(self.control.traffic[-1])
 
 
-def _start(tmp: Path, policies: list[dict[str, object]]) -> _World:
+def _start(tmp: Path, policies: list[dict[str, object]], **more: Any) -> _World:
     """A gateway with a generic connector for `api.example.org` (never reached: every
-    request here is refused)."""
+    request here is refused); `more`: the snapshot's other parts (kill switches)."""
     generic = connector("generic", domains=["api.example.org"], base_url="http://api.example.org")
-    snap = snapshot([rule("http.*", "allow")], connectors=[generic], policies=policies)
+    snap = snapshot([rule("http.*", "allow")], connectors=[generic], policies=policies, **more)
     resolve = parse_resolve(["api.example.org:80=127.0.0.1:9"])
     return _World(*start_gateway(tmp, None, snap, resolve=resolve))
+
+
+_GUARD = {"name": "guard", "document": {"name": "guard", "rules": [
+    {"name": "no-secrets", "decision": "deny",
+     "conditions": [{"field": "content.secrets", "operator": "exists"}]}]}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def scanned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_World]:
     """A content rule reads requests: the detectors run on each."""
-    policy = {"name": "guard", "rules": [
-        {"name": "no-secrets", "decision": "deny",
-         "conditions": [{"field": "content.secrets", "operator": "exists"}]}]}  # fmt: skip
-    world = _start(tmp_path_factory.mktemp("scanned"), [{"name": "guard", "document": policy}])
+    world = _start(tmp_path_factory.mktemp("scanned"), [_GUARD])
     yield world
     world.running.stop()
 
@@ -133,3 +137,42 @@ def test_a_path_refusal_never_quotes_it_where_nothing_is_scanned(plain: _World, 
     assert reason.startswith("request not understood by connector `generic`: refused path")
     assert record["reason"] == reason
     assert not any(secret in answer.decode("latin-1") + reason for secret in _NEVER)
+
+
+_UPGRADE_WITH_BODY = b"Upgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\nxx"
+
+
+@pytest.mark.parametrize(
+    ("host", "extra", "status"),
+    [
+        ("evil.example.net", b"", 403),  # no connector for the host
+        ("api.example.org", _UPGRADE_WITH_BODY, 400),  # refused before the detectors ran
+    ],
+)
+def test_a_path_refused_before_it_is_scanned_is_recorded_masked(
+    scanned: _World, host: str, extra: bytes, status: int
+) -> None:
+    """Refused before ``decide`` scanned the request, its path was recorded with the key in
+    clear: with a content rule in force, the path alone is scanned as soon as it is known."""
+    answer, record = scanned.get(host, f"/files/{AWS}/read", extra)
+    assert answer.startswith(b"HTTP/1.1 %d" % status), answer[:200]
+    assert not any(secret in json.dumps(record) for secret in _NEVER), record
+    assert record["path"] == "/files/[REDACTED:aws_access_key]/read"
+
+
+def test_a_path_the_kill_switch_refuses_is_recorded_masked(tmp_path: Path) -> None:
+    switch = {"scope": "all", "target": None, "reason": "incident"}
+    world = _start(tmp_path, [_GUARD], kill_switches=[switch])
+    try:
+        answer, record = world.get("api.example.org", f"/files/{GITHUB}")
+    finally:
+        world.running.stop()
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    assert not any(secret in json.dumps(record) for secret in _NEVER), record
+    assert "[REDACTED:" in str(record["path"])
+
+
+def test_without_content_rules_a_refused_path_is_recorded_as_sent(plain: _World) -> None:
+    """Nothing is scanned where no rule reads content (what is secret in it is not known)."""
+    _, record = plain.get("evil.example.net", f"/files/{AWS}/read")
+    assert record["path"] == f"/files/{AWS}/read"
