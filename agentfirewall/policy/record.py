@@ -11,17 +11,21 @@ Never stored: header values, bodies, parameter values that carry content, and se
 parameter is *withheld* (only its name kept, under ``"w"``) when its connector lists it in
 :data:`CONTENT_PARAMETERS` (message text, prompts, email subjects), when its name says it
 holds a secret whatever it looks like (``access_token``, ``clientSecret``: the rule approvers
-are shown by, ``agentfirewall.content.shown``), when the decision's content detectors fired
-and its value holds what they find, or when its JSON form is longer than
-:data:`MAX_VALUE_BYTES`; a replayed rule reading it sees the field absent, and the replay
-report counts such records as ``partial``.
+are shown by, ``agentfirewall.content.shown``) or it is an object or a list with such a
+name (or ``body``) anywhere inside, when the decision's content detectors fired (the live
+or the shadow policies') and its value holds what they find, or when its JSON form is
+longer than :data:`MAX_VALUE_BYTES`; when they fired, a resource field holding what they
+find is withheld too (``"w"``: ``resource.target``). A replayed rule reading a withheld
+field sees it absent (never a marker), and the replay report counts such records as
+``partial``. A name listed under ``"w"`` is shown as approvers see it (a secret in it
+masked).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final, get_args
@@ -58,6 +62,7 @@ _RISKS: Final = frozenset(get_args(Risk))
 _ALWAYS: Final = frozenset(
     {"body", "content", "password", "secret", "token", "api_key", "authorization"}
 )
+_CONTAINERS: Final = (dict, list)
 
 
 def _storable(value: object) -> bool:
@@ -78,17 +83,42 @@ def _secret_name(name: str) -> bool:
     return masked(probe) != probe
 
 
+def _hidden(name: str) -> bool:
+    """Whether a value under `name` is never stored (a body, a secret), wherever it is."""
+    return name.lower() in _ALWAYS or _secret_name(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shown_name(name: str) -> str:
+    """A withheld name as approvers see it: a secret in it (``AKIA…``) masked."""
+    return masked(name)
+
+
 def _secret_value(value: object) -> bool:
     """Whether `value` holds what a detector finds (or a secret named inside it)."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return masked(text) != text
 
 
+def _names(value: object) -> Iterator[str]:
+    """The names of the objects in `value`, at any depth."""
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            yield name
+            yield from _names(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _names(inner)
+
+
 def _split(
     values: dict[str, Any], content: frozenset[str], detected: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
-    """The values kept and the names withheld; with `detected` (the decision's content
-    detectors fired), every value holding a detection is withheld too."""
+    """The values kept and the names withheld: a value under a name that says body or
+    secret, or an object or a list with such a name inside, whatever it holds; with
+    `detected` (the decision's content detectors fired), every value holding what
+    :func:`masked` masks too. Values are scanned only then, as names are cached: a flat
+    parameter costs no scan (the common case)."""
     kept: dict[str, Any] = {}
     withheld: list[str] = []
     for name, value in values.items():
@@ -97,6 +127,7 @@ def _split(
             or name.lower() in _ALWAYS
             or _secret_name(name)
             or not _storable(value)
+            or (type(value) in _CONTAINERS and any(map(_hidden, _names(value))))
             or (detected and value is not None and not isinstance(value, bool | int | float)
                 and _secret_value(value))
         ):  # fmt: skip
@@ -112,15 +143,18 @@ def record_input(
     *,
     unseen: bool = False,
     also: Sequence[tuple[ActionSpec, Risk]] = (),
+    detected: bool = False,
 ) -> dict[str, Any]:
     """The replayable input of one decision (``unseen``: the gateway widened it because the
     body was not inspected whole, ``agentfirewall.policy.unseen``). `also`: the other
     actions of a request decided as several (each with its route risk; the strictest
     decision won), under ``"x"``: each one's type, parameters and risk hints withheld alike
     (their names under ``"w"`` as ``x<index>.<name>``), its risk, and its resource where
-    it is not `spec`'s."""
+    it is not `spec`'s. `detected`: content detectors fired on the action, those of
+    policies `ctx` does not hold the findings of too (the shadow policies'); a `ctx` with
+    ``content.*`` fields is detected whatever it says."""
     content = CONTENT_PARAMETERS.get(ctx.connector or spec.resource.provider or "", frozenset())
-    detected = any(name.startswith("content.") for name in ctx.attributes)
+    detected = detected or any(name.startswith("content.") for name in ctx.attributes)
     out: dict[str, Any] = {"v": RECORD_VERSION, "t": spec.type, "m": ctx.mode}
     withheld = _action(out, spec, content, detected)
     if also:
@@ -134,7 +168,7 @@ def record_input(
                 member.setdefault("r", {})
             members.append(member)
     if withheld:
-        out["w"] = withheld
+        out["w"] = [_shown_name(name) for name in withheld]
     if ctx.connector is not None:
         out["c"] = ctx.connector
     out["l"] = ctx.enforcement_level
@@ -155,38 +189,69 @@ def _action(
 ) -> list[str]:
     """`spec`'s resource, parameters and risk hints into `out` (``r``, ``p``, ``h``), as
     :func:`_split` keeps them; the names withheld."""
-    params, withheld = _split(spec.parameters, content, detected)
-    hints, hidden = _split(spec.risk_hints, frozenset(), detected) if spec.risk_hints else ({}, [])
     resource = {k: v for k, v in spec.resource.__dict__.items() if v is not None}
-    if resource:
+    return _kept(out, resource, spec.parameters, spec.risk_hints, content, detected)
+
+
+def _kept(
+    out: dict[str, Any],
+    resource: dict[str, Any],
+    params: dict[str, Any],
+    hints: dict[str, Any],
+    content: frozenset[str],
+    detected: bool,
+) -> list[str]:
+    """`resource`, `params` and `hints` into `out` (``r``, ``p``, ``h``; the last two left
+    out when nothing of them is kept) as :func:`_split` keeps them, and with `detected` a
+    resource field holding what :func:`masked` masks withheld too; the names withheld."""
+    params, withheld = _split(params, content, detected)
+    hints, hidden = _split(hints, frozenset(), detected) if hints else ({}, [])
+    withheld += [f"risk_hints.{h}" for h in hidden]
+    if detected:
+        secret = [k for k, v in resource.items() if _secret_value(v)]
+        resource = {k: v for k, v in resource.items() if k not in secret}
+        withheld += [f"resource.{k}" for k in secret]
+    if resource or "r" in out:  # (a member's empty resource is not `spec`'s: kept)
         out["r"] = resource
-    if params:
-        out["p"] = params
-    if hints:
-        out["h"] = hints
-    return withheld + [f"risk_hints.{h}" for h in hidden]
+    for key, kept in (("p", params), ("h", hints)):
+        if kept:
+            out[key] = kept
+        else:
+            out.pop(key, None)
+    return withheld
 
 
 def shown_input(data: Any) -> Any:
-    """A stored record as it may be shown or replayed: what a version before secrets were
-    withheld on record stored of one (a secret name's value, a detection in a decision
-    whose detectors fired) withheld now, as :func:`record_input` withholds it."""
-    if not isinstance(data, dict) or not (data.get("p") or data.get("h")):
+    """A stored record as it may be shown: what a version before secrets were withheld on
+    record stored of one (a value with a secret name inside, a detection in a decision whose
+    detectors fired, a secret in a withheld name) withheld or masked now, as
+    :func:`record_input` does, in each action of ``"x"`` too."""
+    if not isinstance(data, dict):
         return data
     attributes = data.get("a")
     detected = isinstance(attributes, dict) and any(n.startswith("content.") for n in attributes)
     out = dict(data)
-    withheld = list(out.get("w") or [])
-    for key, prefix in (("p", ""), ("h", "risk_hints.")):
-        values = out.get(key)
-        if isinstance(values, dict) and values:
-            out[key], hidden = _split(values, frozenset(), detected)
-            withheld += [prefix + name for name in hidden]
-            if not out[key]:
-                del out[key]
+    listed = out.pop("w", None)
+    withheld = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
+    withheld += _shown(out, detected)
+    members = out.get("x")
+    if isinstance(members, list):
+        out["x"] = [dict(m) if isinstance(m, dict) else m for m in members]
+        for index, member in enumerate(out["x"]):
+            if isinstance(member, dict):
+                withheld += [f"x{index}.{name}" for name in _shown(member, detected)]
     if withheld:
-        out["w"] = withheld
+        out["w"] = [_shown_name(name) for name in withheld]
     return out
+
+
+def _shown(out: dict[str, Any], detected: bool) -> list[str]:
+    """One action of a stored record (its ``r``, ``p``, ``h``) as :func:`_kept` keeps it."""
+    parts = [out.get(key) for key in ("r", "p", "h")]
+    if not any(isinstance(part, dict) and part for part in parts):
+        return []
+    resource, params, hints = (part if isinstance(part, dict) else {} for part in parts)
+    return _kept(out, resource, params, hints, frozenset(), detected)
 
 
 def restore_input(data: dict[str, Any], agent: str) -> tuple[ActionSpec, EvaluationContext]:

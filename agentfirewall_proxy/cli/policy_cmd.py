@@ -34,7 +34,7 @@ from agentfirewall_proxy.cli.replay_cmd import add_replay
 from agentfirewall_proxy.cli.shadow_cmd import add_shadow
 
 if TYPE_CHECKING:
-    from agentfirewall.actions import ActionSpec
+    from agentfirewall.actions import ActionSpec, Risk
     from agentfirewall.decisions import Decision
     from agentfirewall.policy import Explanation
     from agentfirewall.policy.models import FieldCondition
@@ -261,8 +261,23 @@ def explain(ctx: Context) -> int:
         now=datetime.now(UTC),
         connector=kind,
         enforcement_level=level or "full_enforce",
+        risk=_route_risk(kind, str(args.action)),
     )
     return _show(ctx, _explain(engine, context, _spec(ctx)))
+
+
+def _route_risk(kind: str, action: str) -> Risk | None:
+    """The risk the gateway decides `action` with (``context.risk``: ``ParsedAction.risk``,
+    the risk of the route its connector names it by), as the connector's catalogue lists
+    each route's; None where no route names it (an MCP tool: its name gives its risk; an
+    unknown route: its method and path)."""
+    from agentfirewall.connectors import ConnectorError, get_connector
+
+    try:
+        rows = get_connector(kind).actions()
+    except ConnectorError:  # a type without a connector: an SDK provider
+        return None
+    return next((row.risk for row in rows if row.type == action), None)
 
 
 def policy_list(ctx: Context) -> int:

@@ -401,7 +401,8 @@ async def request_action(request: Request) -> JSONResponse:
         "approval": None,
         "_hash": action_hash,  # removed before answering
         "_canonical": canonical,
-        "_input": input_text(record_input(spec, ctx)),  # the replayable input
+        # the replayable input: a secret the shadow policies' detectors found withheld too
+        "_input": input_text(record_input(spec, ctx, detected=bool(found))),
         "_shadow": judge_action(snapshot.shadow, spec, ctx, decision, found),
         # shown with each detection replaced (approval, GET /actions/{id}): never the text
         "_shown": shown_spec(spec.to_dict()) if found else None,

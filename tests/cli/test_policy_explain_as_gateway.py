@@ -159,3 +159,34 @@ def test_the_cores_explain_compiles_rules_as_the_gateway(
     core_main(["policy", "explain", str(spec), "--mode", "proxy", "--agent", "Finance Bot",
                "--rule", "Finance Bot:generic:generic.get=allow", "--json"])  # fmt: skip
     assert json.loads(capsys.readouterr().out)["decision"]["outcome"] == "allow"
+
+
+RISKY = """\
+name: by-route-risk
+rules:
+  - name: high-risk-denied
+    conditions: [{field: context.risk, operator: equals, value: high}]
+    decision: deny
+  - name: medium-risk-held
+    conditions: [{field: context.risk, operator: equals, value: medium}]
+    decision: require_approval
+"""
+
+
+def test_a_policy_on_the_route_risk_is_explained_as_the_gateway_decides(
+    app: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`context.risk` is the risk of the route the gateway names the action by (explain
+    decided with none: a policy on it never matched)."""
+    _admin(app, "POST", "/v1/agents", {"name": "Bot"})
+    _connector(app, "github")
+    _connector(app, "generic", domains=["api.stripe.com"])
+    _rule(app, "*", "*", "*", "allow")
+    _admin(app, "POST", "/v1/policies", {"document": RISKY})
+    for connector, action, expected in [
+        ("github", "github.repo.delete", "deny"),  # high
+        ("github", "github.issue.create", "allow"),  # low
+        ("generic", "http.post", "require_approval"),  # medium, by its method
+    ]:
+        assert gateway(app, "Bot", action) == expected, action
+        assert explain("Bot", connector, action, capsys) == expected, action

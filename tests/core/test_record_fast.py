@@ -1,8 +1,10 @@
 """``record_input``'s cheap paths give exactly what the plain definition gives.
 
 The gateway records every decision's input, so ``record_input`` reads the resource field
-by field (not through ``model_dump``) and sizes printable ASCII strings without encoding
-them to JSON. The reference below is the definition those shortcuts replace.
+by field (not through ``model_dump``), sizes printable ASCII strings without encoding
+them to JSON, and scans values only when detectors fired (names are cached; an object or a
+list is withheld by the names inside it). The reference below is the definition those
+shortcuts replace.
 """
 
 from __future__ import annotations
@@ -29,12 +31,24 @@ def reference_storable(value: object) -> bool:
     return len(text.encode("utf-8")) <= MAX_VALUE_BYTES
 
 
-def reference_record_input(spec: ActionSpec, ctx: EvaluationContext, unseen: bool) -> Any:
-    detected = any(name.startswith("content.") for name in ctx.attributes)
+def names_in(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [n for name, inner in value.items() for n in (name, *names_in(inner))]
+    return [n for inner in value for n in names_in(inner)] if isinstance(value, list) else []
+
+
+def reference_record_input(
+    spec: ActionSpec, ctx: EvaluationContext, unseen: bool, detected: bool
+) -> Any:
+    detected = detected or any(name.startswith("content.") for name in ctx.attributes)
+
+    def secret_name(name: str) -> bool:
+        return name.lower() in _ALWAYS or masked(f"{name}=x0") != f"{name}=x0"
 
     def secret(name: str, value: object) -> bool:
-        """Masked as approvers see it: by its name, or by what detectors found in it."""
-        if masked(f"{name}=x0") != f"{name}=x0":
+        """Masked as approvers see it: by its name or a name inside it, or by what detectors
+        found in it."""
+        if secret_name(name) or any(map(secret_name, names_in(value))):
             return True
         if not detected or value is None or isinstance(value, bool | int | float):
             return False
@@ -45,8 +59,7 @@ def reference_record_input(spec: ActionSpec, ctx: EvaluationContext, unseen: boo
         kept: dict[str, Any] = {}
         withheld: list[str] = []
         for name, value in values.items():
-            if (name in content or name.lower() in _ALWAYS or not reference_storable(value)
-                    or secret(name, value)):  # fmt: skip
+            if name in content or not reference_storable(value) or secret(name, value):
                 withheld.append(name)
             else:
                 kept[name] = value
@@ -57,14 +70,17 @@ def reference_record_input(spec: ActionSpec, ctx: EvaluationContext, unseen: boo
     hints, hidden = split(spec.risk_hints, frozenset())
     out: dict[str, Any] = {"v": 1, "t": spec.type, "m": ctx.mode}
     resource = {k: v for k, v in spec.resource.model_dump().items() if v is not None}
+    secrets = [k for k, v in resource.items() if detected and masked(v) != v]
+    resource = {k: v for k, v in resource.items() if k not in secrets}
     if resource:
         out["r"] = resource
     if params:
         out["p"] = params
     if hints:
         out["h"] = hints
-    if withheld or hidden:
-        out["w"] = withheld + [f"risk_hints.{h}" for h in hidden]
+    names = withheld + [f"risk_hints.{h}" for h in hidden] + [f"resource.{k}" for k in secrets]
+    if names:
+        out["w"] = [masked(name) for name in names]
     if ctx.connector is not None:
         out["c"] = ctx.connector
     out["l"] = ctx.enforcement_level
@@ -80,8 +96,12 @@ def reference_record_input(spec: ActionSpec, ctx: EvaluationContext, unseen: boo
     return out
 
 
+#: names inside an object: any, and names that say secret or body (`"password": ...`)
+_NAMES = st.text(max_size=8) | st.sampled_from(["password", "apiKey", "Content", "x_token"])
+
+
 def _containers(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
-    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    return st.lists(inner, max_size=4) | st.dictionaries(_NAMES, inner, max_size=4)
 
 
 BASE = datetime(2026, 12, 3, tzinfo=UTC)
@@ -137,15 +157,16 @@ def _outcome(function: Any, value: object) -> object:
 
 
 @st.composite
-def inputs(draw: st.DrawFn) -> tuple[ActionSpec, EvaluationContext, bool]:
+def inputs(draw: st.DrawFn) -> tuple[ActionSpec, EvaluationContext, bool, bool]:
     provider = draw(st.sampled_from(["slack", "openai", "github", "generic", "mcp"]))
     names = st.sampled_from(["text", "Token", "host", "path", "n", "model", "arguments", "x",
                              "access_token", "clientSecret", "max_tokens"])  # fmt: skip
     resource = {
         "provider": provider,
         **draw(st.fixed_dictionaries({}, optional={
-            "account": st.sampled_from(["acct_1", "org"]),
-            "target": st.sampled_from(["127.0.0.1", "api.github.com", "x" * 300]),
+            "account": st.sampled_from(["acct_1", "org", "AKIA" + "Q3V7WZ2MXK4PLRTY"]),
+            "target": st.sampled_from(["127.0.0.1", "api.github.com", "x" * 300,
+                                       "acme/ghp_" + "A1b2C3d4E5" * 3 + "Q7r8S9"]),
             "environment": st.sampled_from(["production", "dev"]),
         })),
     }  # fmt: skip
@@ -165,16 +186,16 @@ def inputs(draw: st.DrawFn) -> tuple[ActionSpec, EvaluationContext, bool]:
         attributes=draw(st.dictionaries(st.sampled_from(["content.secrets", "ip"]), spec_values,
                                         max_size=2)),
     )  # fmt: skip
-    return spec, ctx, draw(st.booleans())
+    return spec, ctx, draw(st.booleans()), draw(st.booleans())
 
 
 @settings(max_examples=examples(150), deadline=None)
 @given(inputs())
 def test_record_input_equals_its_plain_definition(
-    found: tuple[ActionSpec, EvaluationContext, bool],
+    found: tuple[ActionSpec, EvaluationContext, bool, bool],
 ) -> None:
-    spec, ctx, unseen = found
-    fast = fast_record_input(spec, ctx, unseen=unseen)
-    slow = reference_record_input(spec, ctx, unseen)
+    spec, ctx, unseen, detected = found
+    fast = fast_record_input(spec, ctx, unseen=unseen, detected=detected)
+    slow = reference_record_input(spec, ctx, unseen, detected)
     assert fast == slow
     assert json.dumps(fast) == json.dumps(slow)  # same keys in the same order: same bytes
