@@ -26,7 +26,13 @@ from agentfirewall_server.actionstore import finish_spend, redate_spend
 from agentfirewall_server.audit import append_events, prepare_event
 from agentfirewall_server.clock import new_id, rfc3339
 from agentfirewall_server.roles import DEFAULT_ROLES, ROLES, may_approve
-from agentfirewall_server.store.schema import action_requests, agents, approvals, kill_switches
+from agentfirewall_server.store.schema import (
+    action_requests,
+    agents,
+    approvals,
+    connectors,
+    kill_switches,
+)
 from agentfirewall_server.web import ApiError
 
 if TYPE_CHECKING:
@@ -303,10 +309,12 @@ def _check_approvable(conn: Connection, row: dict[str, Any]) -> None:
 
 def stored_switch(conn: Connection, row: Mapping[str, Any]) -> str | None:
     """The label (``all``, ``agent:NAME``, ``connector:NAME``) of a stored kill switch that
-    covers `row` (an approval, or an action with ``connector`` None: its ``agent`` and its
-    ``action_spec``'s provider), read in the caller's transaction: no replica's snapshot,
-    however outdated, decides it."""
-    switch = next((k for k in _switches(conn) if _matches(row, k.scope, k.target)), None)
+    covers `row` (an approval, or an SDK action with ``connector`` None: its ``agent`` and
+    its ``action_spec``'s provider, see `_matches`), read in the caller's transaction: no
+    replica's snapshot, however outdated, decides it."""
+    switches = _switches(conn)
+    through = _executed_by(conn, switches)
+    switch = next((k for k in switches if _matches(row, k.scope, k.target, through)), None)
     if switch is None:
         return None
     return "all" if switch.scope == "all" else f"{switch.scope}:{switch.target}"
@@ -328,14 +336,34 @@ def _switches(conn: Connection) -> list[Row[Any]]:
     return list(conn.execute(select(kill_switches).order_by(kill_switches.c.activated_at)))
 
 
-def _matches(row: Mapping[str, Any], scope: str, target: str | None) -> bool:
+def _executed_by(conn: Connection, switches: list[Row[Any]]) -> dict[str, set[str]]:
+    """Connector type -> the ids and names of its stored connectors, through which the
+    control plane executes an SDK action on that provider (executor.py); read only when a
+    connector's kill switch is stored."""
+    found: dict[str, set[str]] = {}
+    if any(k.scope == "connector" for k in switches):
+        query = select(connectors.c.type, connectors.c.id, connectors.c.name)
+        for ctype, ident, name in conn.execute(query):
+            found.setdefault(ctype, set()).update((ident, name))
+    return found
+
+
+def _matches(
+    row: Mapping[str, Any], scope: str, target: str | None, through: dict[str, set[str]]
+) -> bool:
+    """Whether a switch covers `row`. A connector's switch names its type, or a configured
+    connector by id or name: an SDK action (an action row, or an approval of ``source``
+    ``sdk``) runs through the connectors of its provider's type (`through`), so a switch on
+    any of them covers it, as the gateway's covers the traffic through that connector."""
     if scope == "all":
         return True
     if scope == "agent":
         return bool(row["agent"] == target)
     spec = json.loads(row["action_spec"])
     provider = (spec.get("resource") or {}).get("provider") or spec["type"].split(".")[0]
-    return target in (row["connector"], provider)
+    if target in (row["connector"], provider):
+        return True
+    return row.get("source", "sdk") == "sdk" and target in through.get(provider, ())
 
 
 def _inactive(conn: Connection, names: list[str]) -> dict[str, str]:
@@ -362,7 +390,8 @@ def _switch_note(scope: str, target: str | None) -> str:
 def _candidates(switches: list[Row[Any]]) -> ColumnElement[bool]:
     """SQL for (at least) the approvals `switches` or an agent not active may cover;
     `_matches` and `_inactive` decide. A connector's name may be the action's provider,
-    read from its JSON: any approval that mentions it is a candidate."""
+    read from its JSON: any approval that mentions it is a candidate; so is one on the type
+    of a stored connector the switch names by id or name."""
     if any(k.scope == "all" for k in switches):
         return true()
     active = select(agents.c.name).where(agents.c.status == "active")
@@ -376,6 +405,8 @@ def _candidates(switches: list[Row[Any]]) -> ColumnElement[bool]:
         else:
             clauses.append(approvals.c.connector == k.target)
             clauses.append(approvals.c.action_spec.contains(k.target, autoescape=True))
+            named = (connectors.c.id == k.target) | (connectors.c.name == k.target)
+            clauses.append(approvals.c.connector.in_(select(connectors.c.type).where(named)))
     return or_(*clauses)
 
 
@@ -395,6 +426,7 @@ def deny_covered(
     among the next `limit` candidates by id after `after`. Returns the rows denied and
     where the next page starts (None: at the end)."""
     switches = [k for k in _switches(conn) if k.activated_at < switched_before]
+    through = _executed_by(conn, switches)
     rows = [
         dict(r._mapping)
         for r in conn.execute(
@@ -407,7 +439,7 @@ def deny_covered(
     inactive = _inactive(conn, sorted({r["agent"] for r in rows}))
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        switch = next((k for k in switches if _matches(row, k.scope, k.target)), None)
+        switch = next((k for k in switches if _matches(row, k.scope, k.target, through)), None)
         if switch is not None:
             key = (switch.activated_by, _switch_note(switch.scope, switch.target))
         elif row["agent"] in inactive:

@@ -167,9 +167,10 @@ def issue_token(state: AppState, agent: str, action_request_id: str, action_hash
 
 
 def kill_switch_over(state: AppState, row: Mapping[str, Any]) -> Decision | None:
-    """The deny of an active kill switch that now covers a stored action (its agent or its
-    connector), or None. An action allowed before the switch is neither handed a token
-    (``/wait``, an idempotent replay) nor executed while it is active."""
+    """The deny of an active kill switch that now covers a stored action (its agent, or its
+    connector: the type, or a configured connector of the type by id or name), or None. An
+    action allowed before the switch is neither handed a token (``/wait``, an idempotent
+    replay) nor executed while it is active."""
     engine = state.snapshot.engine
     if not engine.kill_switch_active:
         return None

@@ -320,7 +320,9 @@ def load_snapshot(conn: Connection) -> Snapshot:
     enabled = [loaded[p["id"]] for p in pol_rows if p["enabled"] and p["id"] in loaded]
     # the rules as the gateway compiles them (`generic.get` is `http.get`): SDK decisions,
     # dry runs and the live side of shadow mode decide as it does
-    engine = Engine(access_rules=alias_rules(rules), policies=enabled, kill_switches=switches)
+    # (an SDK action is stopped by a switch on its type's configured connectors' ids and names)
+    executed_by = [(c["type"], c["id"], c["name"]) for c in stored_connectors]
+    engine = Engine(alias_rules(rules), enabled, switches, connectors=executed_by)
     named = [
         (p["name"], bool(p["enabled"]), loaded[p["id"]]) for p in pol_rows if p["id"] in loaded
     ]

@@ -167,6 +167,7 @@ class Engine:
         kill_switches: Iterable[KillSwitch] = (),
         *,
         permission_hint: str = PERMISSION_HINT,
+        connectors: Iterable[tuple[str, str, str]] = (),
     ) -> None:
         self.access_rules = tuple(access_rules)
         self.permission_hint = permission_hint
@@ -175,6 +176,13 @@ class Engine:
         self._access = AccessIndex(self.access_rules)
         self._index = PolicyIndex(self.policies)
         self._kill = KillSwitchIndex(self.kill_switches)
+        #: connector type -> the ids and names of the configured connectors of that type
+        #: (`connectors`: type, id, name), through which the control plane executes an SDK
+        #: action on that provider: a kill switch on any of them stops it, as the gateway
+        #: stops the traffic through one (``kill_switch_for``)
+        self._executed_by: dict[str, tuple[str, ...]] = {}
+        for ctype, ident, name in connectors:
+            self._executed_by[ctype] = (*self._executed_by.get(ctype, ()), ident, name)
         self._prefixes: dict[str, tuple[str, ...]] = {}
         self._decisions: dict[tuple[object, ...], Decision] = {}
         self._routes: dict[tuple[object, ...], _Route] = {}
@@ -316,12 +324,18 @@ class Engine:
         self, agent: str, spec: ActionSpec, *, risk: float = 0.0
     ) -> Decision | None:
         """The deny of an active kill switch that covers `agent` acting on `spec` in SDK mode
-        (the connector is the spec's provider), or None: for an action decided before the
-        switch, about to be handed a token or executed."""
+        (the connector is the spec's provider, or a configured connector of that type, by
+        id or name), or None: for an action decided before the switch, about to be handed
+        a token or executed."""
         if not self._kill.active:
             return None
-        switch = self._kill.find(agent, (spec.provider,))
+        switch = self._kill.find(agent, self._sdk_connectors(spec.provider))
         return None if switch is None else _killed(switch, risk)
+
+    def _sdk_connectors(self, provider: str, *also: str) -> tuple[str, ...]:
+        """Every name a kill switch may give the connectors an SDK action on `provider` is
+        executed through (`also`, the provider, the ids and names of its type's)."""
+        return (*also, provider, *self._executed_by.get(provider, ()))
 
     @property
     def kill_switch_active(self) -> bool:
@@ -372,7 +386,10 @@ class Engine:
         risk = ROUTE_RISK[route_risk] if route_risk is not None else 0.0
         connector = ctx.connector or resource["provider"] or action[: action.index(".")]
         if self._kill.active:
-            switch = self._kill.find(agent, (connector, spec.provider))
+            names: tuple[str, ...] = (connector, spec.provider)
+            if ctx.mode == "sdk" and self._kill.connectors:
+                names = self._sdk_connectors(spec.provider, connector)
+            switch = self._kill.find(agent, names)
             if switch is not None:
                 if trace is not None:
                     trace.append(Step("kill_switch", "active", f"{switch.label}: {switch.reason}"))
