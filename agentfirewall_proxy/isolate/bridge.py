@@ -25,7 +25,7 @@ from typing import Any
 from agentfirewall_proxy.isolate import kernel
 from agentfirewall_proxy.isolate.packets import PACKET_OUTGOING, Blocked, parse_frame
 
-__all__ = ["Bridge", "IsolationError", "Sandbox", "start_sandbox"]
+__all__ = ["AcceptFailures", "Bridge", "IsolationError", "Sandbox", "start_sandbox"]
 
 _MAX_FDS = 64
 # -P: neither the working directory nor any other writable place the agent could plant an
@@ -129,11 +129,29 @@ async def _relay(
             one.close()
 
 
+class AcceptFailures:
+    """The relay loop's exception handler. asyncio logs a traceback each time a listener's
+    accept() finds no descriptor free (and tries again a second later), a flood on the
+    terminal an agent that holds connections can cause: those are counted, the rest logged."""
+
+    MESSAGE = "socket.accept() out of system resource"
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == self.MESSAGE:
+            self.count += 1
+        else:
+            loop.default_exception_handler(context)
+
+
 class Sandbox:
     """A started sandbox: `wait()` for the agent's exit code; blocked attempts go to
     `on_blocked` (called on a background thread); after `close()`, `missed` counts those
-    that came faster than it was called (the kernel dropped their frames), and `complete`
-    says whether every frame was read (else the counts are lower bounds)."""
+    that came faster than it was called (the kernel dropped their frames), `complete`
+    says whether every frame was read (else the counts are lower bounds), and
+    `accept_failures` how often the relay found no descriptor to accept a connection with."""
 
     def __init__(
         self,
@@ -149,13 +167,19 @@ class Sandbox:
         self._stop = threading.Event()
         self.missed = 0  # attempts the kernel dropped before the counter read them
         self.complete = True
+        self._accept_failures = AcceptFailures()
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(self._accept_failures)
         self._threads = [
             threading.Thread(target=self._serve, name="tf-isolate-relay", daemon=True),
             threading.Thread(target=self._count, name="tf-isolate-count", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
+
+    @property
+    def accept_failures(self) -> int:
+        return self._accept_failures.count
 
     def _serve(self) -> None:
         loop = self._loop

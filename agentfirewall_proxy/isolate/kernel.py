@@ -14,8 +14,11 @@ import os
 import socket
 import struct
 
+from agentfirewall_proxy.isolate.packets import IPV6_OPTION_HEADERS, MAX_OPTION_HEADERS
+
 __all__ = [
     "ALLOWED_FAMILIES",
+    "ALLOWED_PROTOCOLS",
     "CLONE_NEWNET",
     "CLONE_NEWNS",
     "CLONE_NEWPID",
@@ -30,6 +33,7 @@ __all__ = [
     "mount_private_proc",
     "packet_drops",
     "refusal_frames_filter",
+    "refuse_multicast",
     "seal_kernel_files",
     "set_parent_death_signal",
     "set_undumpable",
@@ -51,9 +55,12 @@ _CAP_VERSION_3 = 0x20080522
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 # Capabilities a root agent could leave its namespaces with (setns, netlink on other
-# namespaces, kernel modules, raw devices, ptrace, BPF): dropped from the bounding set.
+# namespaces, kernel modules, raw devices, ptrace, BPF), or send what the namespace neither
+# refuses nor reports with (CAP_NET_RAW: IPv4 source routes, IPv6 option headers whose
+# options say "discard silently"): dropped from the bounding set.
 ESCAPE_CAPABILITIES = {
     "CAP_NET_ADMIN": 12,
+    "CAP_NET_RAW": 13,
     "CAP_SYS_MODULE": 16,
     "CAP_SYS_RAWIO": 17,
     "CAP_SYS_PTRACE": 19,
@@ -193,9 +200,17 @@ def loopback_up() -> None:
 
 
 _RTM_NEWROUTE, _NLMSG_ERROR = 24, 2
-_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_EXCL, _NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-_RT_TABLE_LOCAL, _RTPROT_BOOT, _RT_SCOPE_HOST, _RTN_LOCAL = 255, 3, 254, 2
-_RTA_OIF = 4
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_REPLACE, _NLM_F_CREATE = 0x1, 0x4, 0x100, 0x400
+_RT_TABLE_LOCAL, _RTPROT_BOOT, _RT_SCOPE_UNIVERSE, _RT_SCOPE_HOST = 255, 3, 0, 254
+_RTN_LOCAL, _RTN_PROHIBIT = 2, 8
+_RTA_DST, _RTA_OIF = 1, 4
+# What no address of the local default route covers: a datagram to these is delivered to
+# nobody and the kernel answers no refusal (it never does for multicast or broadcast);
+# 127.255.255.255: lo's own broadcast route (made when lo came up), replaced.
+_MULTICAST: dict[int, tuple[tuple[str, int], ...]] = {
+    socket.AF_INET: (("224.0.0.0", 4), ("255.255.255.255", 32), ("127.255.255.255", 32)),
+    socket.AF_INET6: (("ff00::", 8),),
+}
 
 
 def local_default_route(family: int) -> None:
@@ -203,11 +218,26 @@ def local_default_route(family: int) -> None:
     namespace's own, so a connection to anywhere is refused at once (and seen on ``lo``)
     instead of failing with "network unreachable", which leaves no packet to count."""
     oif = struct.pack("HHI", 8, _RTA_OIF, socket.if_nametoindex("lo"))
+    _add_route(family, _RTN_LOCAL, _RT_SCOPE_HOST, 0, oif)
+
+
+def refuse_multicast(family: int) -> None:
+    """``ip route replace prohibit 224.0.0.0/4 table local`` (and the broadcast addresses,
+    and ``ff00::/8``): sending to a group fails at once (*permission denied*) instead of
+    succeeding with nothing to count, since the kernel answers no refusal for them."""
+    for address, length in _MULTICAST[family]:
+        packed = socket.inet_pton(family, address)
+        dst = struct.pack("HH", 4 + len(packed), _RTA_DST) + packed
+        _add_route(family, _RTN_PROHIBIT, _RT_SCOPE_UNIVERSE, length, dst)
+
+
+def _add_route(family: int, kind: int, scope: int, length: int, attributes: bytes) -> None:
+    """RTM_NEWROUTE in the local table (looked up first, the longest prefix winning)."""
     rtmsg = struct.pack(
-        "BBBBBBBBI", family, 0, 0, 0, _RT_TABLE_LOCAL, _RTPROT_BOOT, _RT_SCOPE_HOST, _RTN_LOCAL, 0
+        "BBBBBBBBI", family, length, 0, 0, _RT_TABLE_LOCAL, _RTPROT_BOOT, scope, kind, 0
     )
-    body = rtmsg + oif
-    flags = _NLM_F_REQUEST | _NLM_F_ACK | _NLM_F_EXCL | _NLM_F_CREATE
+    body = rtmsg + attributes
+    flags = _NLM_F_REQUEST | _NLM_F_ACK | _NLM_F_REPLACE | _NLM_F_CREATE
     message = struct.pack("IHHII", 16 + len(body), _RTM_NEWROUTE, flags, 1, 0) + body
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
         sock.bind((0, 0))
@@ -217,7 +247,7 @@ def local_default_route(family: int) -> None:
     if kind == _NLMSG_ERROR:
         error = -struct.unpack_from("i", reply, 16)[0]
         if error:
-            raise OSError(error, os.strerror(error), "route add local default")
+            raise OSError(error, os.strerror(error), "route add")
 
 
 # ---- classic BPF: the agent's socket families (seccomp), the packet counter's frames ----
@@ -225,6 +255,7 @@ def local_default_route(family: int) -> None:
 _LD_W, _LD_H, _LD_B = 0x20, 0x28, 0x30  # BPF_LD | size | BPF_ABS
 _LD_W_IND, _LD_H_IND, _LD_B_IND = 0x40, 0x48, 0x50  # ... | BPF_IND: at X + k
 _LDX_MSH, _AND, _JEQ, _JGE, _RET = 0xB1, 0x54, 0x15, 0x35, 0x06
+_LDX_IMM, _LDX_MEM, _ST, _ADD, _ADD_X, _LSH = 0x01, 0x61, 0x02, 0x04, 0x0C, 0x64
 
 # One instruction: (code, k) or, for a jump, (code, k, label if true, label if false), where
 # None is the next instruction; a label is a str naming the instruction after it.
@@ -253,31 +284,62 @@ class _Program(ctypes.Structure):
 
 
 ALLOWED_FAMILIES = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+# An IP socket's protocols: those the namespace refuses and `tf run` reports (0: the type's
+# own, TCP or UDP). Not ICMP: an echo to any address is answered by the namespace itself,
+# and nothing reports it. Nor raw sockets (SOCK_RAW, the obsolete SOCK_PACKET).
+_MPTCP = 262
+ALLOWED_PROTOCOLS = (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP, _MPTCP)
+_SOCK_TYPE_MASK = 0xF  # the rest of socket()'s type are flags (SOCK_NONBLOCK, SOCK_CLOEXEC)
 _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, _PR_SET_NO_NEW_PRIVS = 22, 2, 38
 _SECCOMP_KILL, _SECCOMP_ERRNO, _SECCOMP_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
 _X32_BIT = 0x40000000
-# uname's machine: (AUDIT_ARCH_*, socket, socketpair, io_uring_setup)
-_SYSCALLS = {"x86_64": (0xC000003E, 41, 53, 425), "aarch64": (0xC00000B7, 198, 199, 425)}
+# uname's machine: (AUDIT_ARCH_*, socket, socketpair, setsockopt, io_uring_setup)
+_SYSCALLS = {
+    "x86_64": (0xC000003E, 41, 53, 54, 425),
+    "aarch64": (0xC00000B7, 198, 199, 208, 425),
+}
+# IPV6_RTHDR and IPV6_2292RTHDR: a routing header any user may put on a socket's packets,
+# whose datagrams the namespace drops without an answer (a segment-routing header), so a
+# client waits for a timeout and nothing is counted. The other option headers, and IPv4's
+# source routes, need CAP_NET_RAW, which the agent has not.
+_ROUTING_HEADER_OPTIONS = (57, 5)
 
 
 def socket_family_filter(machine: str) -> bytes:
     """The seccomp program: socket() and socketpair() of a family but ALLOWED_FAMILIES fail
     with EAFNOSUPPORT (AF_VSOCK, AF_BLUETOOTH, AF_ALG... reach past the network namespace;
-    AF_PACKET is not needed either), io_uring (which makes sockets without socket()) fails
-    with ENOSYS; a call of another architecture's (or x86_64's x32) numbers kills the
-    process. OSError for a machine it has no numbers for."""
+    AF_PACKET is not needed either); of AF_INET and AF_INET6, a type but SOCK_STREAM and
+    SOCK_DGRAM fails with ESOCKTNOSUPPORT and a protocol but ALLOWED_PROTOCOLS with
+    EPROTONOSUPPORT (UDP-Lite, SCTP, ICMP: what the namespace would not refuse, or refuse
+    unseen); setsockopt() of an IPv6 routing header fails with EPERM; io_uring (which makes
+    sockets without socket()) fails with ENOSYS; a call of another architecture's (or
+    x86_64's x32) numbers kills the process. OSError for a machine it has no numbers for."""
     if machine not in _SYSCALLS:
         raise OSError(errno.ENOTSUP, f"no socket filter for this machine (`{machine}`)")
-    arch, sock, pair, io_uring = _SYSCALLS[machine]
-    allowed: list[_Line] = [(_JEQ, family, "allow", None) for family in ALLOWED_FAMILIES]
+    arch, sock, pair, setsockopt, io_uring = _SYSCALLS[machine]
+    ip = (socket.AF_INET, socket.AF_INET6)
+    families: list[_Line] = [
+        (_JEQ, family, "ip" if family in ip else "allow", None) for family in ALLOWED_FAMILIES
+    ]
+    protocols: list[_Line] = [(_JEQ, protocol, "allow", None) for protocol in ALLOWED_PROTOCOLS]
+    options: list[_Line] = [(_JEQ, name, "eperm", None) for name in _ROUTING_HEADER_OPTIONS]
+    # args[N] is at 16 + 8 N; its low half (little-endian) is all the kernel reads of an int
     return _assemble([
         (_LD_W, 4), (_JEQ, arch, None, "kill"),  # seccomp_data.arch
         (_LD_W, 0), (_JGE, _X32_BIT, "kill", None),  # .nr
-        (_JEQ, io_uring, "enosys", None),
+        (_JEQ, io_uring, "enosys", None), (_JEQ, setsockopt, "option", None),
         (_JEQ, sock, "family", None), (_JEQ, pair, "family", "allow"),
-        "family", (_LD_W, 16),  # the low half of args[0], all the kernel reads of an int
-        *allowed, (_RET, _SECCOMP_ERRNO | errno.EAFNOSUPPORT),
+        "family", (_LD_W, 16),  # args[0]: the family
+        *families, (_RET, _SECCOMP_ERRNO | errno.EAFNOSUPPORT),
+        "ip", (_LD_W, 24), (_AND, _SOCK_TYPE_MASK),  # args[1]: the type
+        (_JEQ, socket.SOCK_STREAM, "protocol", None), (_JEQ, socket.SOCK_DGRAM, "protocol", None),
+        (_RET, _SECCOMP_ERRNO | errno.ESOCKTNOSUPPORT),
+        "protocol", (_LD_W, 32),  # args[2]: the protocol
+        *protocols, (_RET, _SECCOMP_ERRNO | errno.EPROTONOSUPPORT),
+        "option", (_LD_W, 24), (_JEQ, socket.IPPROTO_IPV6, None, "allow"),  # args[1]: level
+        (_LD_W, 32), *options,  # args[2]: the option
         "allow", (_RET, _SECCOMP_ALLOW),
+        "eperm", (_RET, _SECCOMP_ERRNO | errno.EPERM),
         "enosys", (_RET, _SECCOMP_ERRNO | errno.ENOSYS),
         "kill", (_RET, _SECCOMP_KILL),
     ])  # fmt: skip
@@ -296,13 +358,30 @@ def filter_socket_families() -> None:
 
 
 _PACKET_OUTGOING, _SKF_AD_PKTTYPE = 4, 0xFFFFF000 + 4
-_SNAP = 512  # enough for an ICMP quote of a DNS query with the longest name
+_SNAP = 14 + 1280  # the longest ICMP error there is (ICMPv6's: IPv6's minimum MTU)
+_QUOTED_V6 = 54 + 8  # the quoted IPv6 header, after the outer one and the ICMPv6 header
+
+
+def _ipv6_option_headers() -> list[_Line]:
+    """With A the quoted datagram's next header: on to "udp6" with X at its UDP header, past
+    at most MAX_OPTION_HEADERS option headers (an unrolled loop: BPF has none)."""
+    lines: list[_Line] = [(_LDX_IMM, _QUOTED_V6 + 40)]
+    for hop in range(MAX_OPTION_HEADERS):
+        lines += [
+            (_JEQ, socket.IPPROTO_UDP, "udp6", None),
+            *[(_JEQ, header, f"option{hop}", None) for header in IPV6_OPTION_HEADERS],
+            (_RET, 0),
+            f"option{hop}",
+            (_LD_B_IND, 1), (_ADD, 1), (_LSH, 3), (_ADD_X, 0), (_ST, 0),  # M[0] = the next
+            (_LD_B_IND, 0), (_LDX_MEM, 0),  # A = its next header, X = where it starts
+        ]  # fmt: skip
+    return [*lines, (_JEQ, socket.IPPROTO_UDP, "udp6", "drop")]
 
 
 def refusal_frames_filter() -> bytes:
     """The packet counter's socket filter: only the outgoing frames on ``lo`` that
     :func:`agentfirewall_proxy.isolate.packets.parse_frame` counts (a TCP RST+ACK with
-    sequence 0; an ICMP / ICMPv6 port unreachable quoting UDP), cut to their first bytes,
+    sequence 0; an ICMP / ICMPv6 port unreachable quoting UDP, after IPv6 option headers),
     so the traffic of the bridge and everything else never fills its queue."""
     return _assemble([
         (_LD_W, _SKF_AD_PKTTYPE), (_JEQ, _PACKET_OUTGOING, None, "drop"),
@@ -322,8 +401,8 @@ def refusal_frames_filter() -> bytes:
         (_LD_W, 54 + 4), (_JEQ, 0, "keep", "drop"),
         "icmp6", (_JEQ, socket.IPPROTO_ICMPV6, None, "drop"),
         (_LD_H, 54), (_JEQ, 0x0104, None, "drop"),  # port unreachable
-        (_LD_B, 54 + 8 + 6), (_JEQ, socket.IPPROTO_UDP, None, "drop"),
-        (_LD_B, 54 + 8 + 40 + 7),  # the quoted UDP header is whole
+        (_LD_B, _QUOTED_V6 + 6), *_ipv6_option_headers(),
+        "udp6", (_LD_B_IND, 7),  # the quoted UDP header is whole
         "keep", (_RET, _SNAP),
         "drop", (_RET, 0),
     ])  # fmt: skip

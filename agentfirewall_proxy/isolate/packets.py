@@ -7,7 +7,8 @@ evidence counted here:
 
 - TCP: the refusal of a SYN, an RST+ACK with sequence number 0, from the address dialled;
 - UDP (a DNS lookup among them): ICMP / ICMPv6 "port unreachable", which quotes the datagram
-  (for port 53 the queried name is read from the quote).
+  (for port 53 the queried name is read from the quote), past the IPv6 option headers it
+  may carry (the agent can set none: a second line of defence).
 
 The gateway bridge's ports accept, so they never answer with either.
 """
@@ -18,7 +19,13 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-__all__ = ["PACKET_OUTGOING", "Blocked", "parse_frame"]
+__all__ = [
+    "IPV6_OPTION_HEADERS",
+    "MAX_OPTION_HEADERS",
+    "PACKET_OUTGOING",
+    "Blocked",
+    "parse_frame",
+]
 
 PACKET_OUTGOING = 4  # sll_pkttype: lo shows each packet twice, incoming and outgoing
 _ETH_HEADER = 14
@@ -26,6 +33,12 @@ _IPV4, _IPV6 = 0x0800, 0x86DD
 _TCP, _UDP, _ICMP, _ICMPV6 = 6, 17, 1, 58
 _RST, _ACK = 0x04, 0x10
 _MAX_NAME = 253
+#: The IPv6 headers a datagram may carry before its UDP header: hop-by-hop, routing and
+#: destination options (the ones a socket can be given), each (its length + 1) x 8 bytes.
+IPV6_OPTION_HEADERS = (0, 43, 60)
+#: As many as the kernel puts on one datagram: hop-by-hop, destination options, routing,
+#: destination options; past that a quote is not counted.
+MAX_OPTION_HEADERS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +106,25 @@ def _dns_name(payload: bytes) -> str | None:
     return None
 
 
+def _past_options(protocol: int, data: bytes, at: int) -> tuple[int, int]:
+    """(protocol, offset) after the IPv6 option headers at `at` (the first of `protocol`)."""
+    for _ in range(MAX_OPTION_HEADERS):
+        if protocol not in IPV6_OPTION_HEADERS or len(data) < at + 2:
+            break
+        protocol, at = data[at], at + (data[at + 1] + 1) * 8
+    return protocol, at
+
+
 def _quoted_udp(family: int, data: bytes, offset: int) -> Blocked | None:
     """The datagram an ICMP "port unreachable" quotes, from its IP header at `offset`."""
     inner = _ip(family, data, offset)
-    if inner is None or inner[0] != _UDP or len(data) < inner[3] + 8:
+    if inner is None:
         return None
-    _, _, dst, at = inner
+    protocol, _, dst, at = inner
+    if family == 6:
+        protocol, at = _past_options(protocol, data, at)
+    if protocol != _UDP or len(data) < at + 8:
+        return None
     port = struct.unpack_from("!H", data, at + 2)[0]
     if port == 53:
         return Blocked("dns", dst, port, _dns_name(data[at + 8 :]))

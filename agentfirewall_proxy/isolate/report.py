@@ -94,6 +94,7 @@ class BlockedLog:
         self._say = say
         self._seen: set[str] = set()
         self._pending: list[dict[str, Any]] = []
+        self._queued = 0  # records made, of at most MAX_RECORDS: pending, in flight or done
         self._sent = 0
         self._unsent: dict[str, int] = {}  # why -> how many records
         self._lock = threading.Lock()
@@ -116,7 +117,8 @@ class BlockedLog:
             if new:
                 self._seen.add(described)
             shown = len(self._seen)
-            if self._sent + self.unsent + len(self._pending) < MAX_RECORDS:
+            if self._queued < MAX_RECORDS:
+                self._queued += 1
                 self._pending.append(traffic_record(self.agent, blocked, self.run, self.count))
         if new and shown <= MAX_LINES:
             self._say(f"tf: blocked {described}: the client ignored the proxy variables")
@@ -176,8 +178,8 @@ class BlockedLog:
         if not total:
             return
         gaps = [f"{number} not recorded: {why}" for why, number in self._unsent.items()]
-        if self.count > MAX_RECORDS:
-            gaps.append(f"{self.count - MAX_RECORDS} over the {MAX_RECORDS} recorded per run")
+        if self.count > self._queued:
+            gaps.append(f"{self.count - self._queued} over the {MAX_RECORDS} recorded per run")
         if missed:
             gaps.append(f"{missed} too many at once to be told apart")
         logs = f'`tf logs --agent "{self.agent}"` lists '

@@ -104,6 +104,11 @@ def run_isolated(
         return supervise(sandbox.process)
     finally:
         sandbox.close()
+        if sandbox.accept_failures:
+            say(
+                "tf: the gateway bridge ran out of file descriptors "
+                f"({sandbox.accept_failures} times): the agent's connections to it waited"
+            )
         log.close(sandbox.missed, complete=sandbox.complete)
 
 

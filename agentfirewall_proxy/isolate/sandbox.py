@@ -7,8 +7,8 @@ created outside them, so nothing can leak::
     tf run (host network)            holds the gateway bridges and the packet counter
     └─ sandbox                       unshares user (unless root), network, mount, PID
        └─ init (PID 1 inside)        /proc of its own (the kernel's settings read-only, as
-          │                          /sys), lo up, every address local, sockets, the
-          │                          socket-family filter (seccomp)
+          │                          /sys), lo up, every address local (but multicast),
+          │                          sockets, the socket filter (seccomp)
           └─ the agent (exec)        sees loopback only; the gateway at 127.0.0.1:PORT
 
 The helper starts in ``/`` with ``python -P`` (nothing the agent can write is on its
@@ -169,8 +169,10 @@ def _listeners(places: list[list[Any]]) -> _Listeners:
 def _network(places: list[list[Any]]) -> tuple[_Listeners, socket.socket]:
     _step("bring up loopback", kernel.loopback_up)
     _step("route every IPv4 address to loopback", kernel.local_default_route, socket.AF_INET)
+    _step("refuse IPv4 multicast and broadcast", kernel.refuse_multicast, socket.AF_INET)
     with contextlib.suppress(OSError):  # IPv6 disabled: nothing to route
         kernel.local_default_route(socket.AF_INET6)
+        kernel.refuse_multicast(socket.AF_INET6)
     sniffer = _step(
         "open the packet counter",
         socket.socket,

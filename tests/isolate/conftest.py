@@ -4,6 +4,8 @@ facts the tests depend on (each test that needs one skips with the reason when i
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import shutil
 import socket
@@ -12,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +22,7 @@ from tests.cli.conftest import Project, tf_bin  # noqa: F401 (a fixture)
 from tests.fakes import FakeUpstreams, start_fakes
 
 __all__ = [
+    "AGENT_USERS",
     "NOBODY",
     "RUNNER",
     "SYSTEM_PYTHON",
@@ -27,6 +31,7 @@ __all__ = [
     "isolation_available",
     "kernel_refusal",
     "needs_isolation",
+    "run_agent_as",
 ]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -151,3 +156,36 @@ def echo_server(host: str) -> Iterator[int]:
         yield int(server.getsockname()[1])
     finally:
         server.close()
+
+
+def _as_the_user_running_the_tests() -> tuple[list[str], str]:
+    return [], sys.executable
+
+
+_USERS = {
+    "as-the-user-running-the-tests": _as_the_user_running_the_tests,
+    "as-uid-65534-in-a-user-namespace": as_nobody,
+}
+AGENT_USERS = list(_USERS)
+_REPO = Path(__file__).resolve().parents[2]
+
+
+@functools.cache
+def run_agent_as(who: str, agent: str) -> dict[str, Any]:
+    """Run the Python source `agent` in the sandbox (RUNNER) as `who`, one of AGENT_USERS: the
+    JSON it printed after ``agent-result `` (skips where the sandbox or the user cannot run);
+    run once per test session."""
+    prefix, python = _USERS[who]()
+    done = subprocess.run(
+        [*prefix, python, "-c", RUNNER, python, "-c", agent],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(_REPO)},
+        cwd="/", capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if "refused:" in done.stdout:
+        pytest.skip(f"this kernel refuses the sandbox here: {done.stdout.strip()[-200:]}")
+    if "ModuleNotFoundError" in done.stderr or "PermissionError" in done.stderr:
+        pytest.skip(f"uid {NOBODY} cannot run this checkout: {done.stderr.strip()[-200:]}")
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("agent-result ")), None)
+    assert line is not None, done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(line.removeprefix("agent-result "))
+    return result

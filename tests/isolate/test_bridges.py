@@ -4,14 +4,18 @@ a host name (which no DNS answers inside) is renamed 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import logging
 import os
 import socket
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from agentfirewall_proxy.isolate.bridge import Bridge, start_sandbox
+from agentfirewall_proxy.isolate.bridge import AcceptFailures, Bridge, start_sandbox
 from agentfirewall_proxy.isolate.packets import Blocked
 from agentfirewall_proxy.isolate.run import _inside, bridges_for
 from tests.isolate.conftest import echo_server, needs_isolation
@@ -105,3 +109,39 @@ def test_the_agent_reaches_a_gateway_on_another_loopback_address(echo_on_127_0_0
     assert box.process.wait() == 0
     box.close()
     assert blocked == []
+    assert box.accept_failures == 0
+
+
+class _OutOfDescriptors(socket.socket):
+    """A listener whose accept() finds no descriptor free (EMFILE), as an agent that holds
+    many connections to the bridge can make `tf run`'s."""
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+
+def test_a_bridge_out_of_descriptors_counts_instead_of_flooding_stderr(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """asyncio logged a traceback at each failed accept() (thousands on the terminal)."""
+    failures = AcceptFailures()
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(failures)
+    listener = _OutOfDescriptors(socket.AF_INET, socket.SOCK_STREAM)
+
+    async def serve() -> None:
+        listener.bind(("127.0.0.1", 0))
+        server = await asyncio.start_server(lambda _r, _w: None, sock=listener)
+        with socket.create_connection(listener.getsockname()):
+            while not failures.count:
+                await asyncio.sleep(0.01)
+        server.close()
+
+    try:
+        with caplog.at_level(logging.DEBUG, logger="asyncio"):
+            loop.run_until_complete(asyncio.wait_for(serve(), 5))
+            loop.call_exception_handler({"message": "something else"})
+    finally:
+        loop.close()
+    assert failures.count > 0  # asyncio tries again 100 times at once, then every second
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == ["something else"]

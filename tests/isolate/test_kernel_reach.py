@@ -17,20 +17,13 @@ would change nothing on the host either.
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agentfirewall_proxy.isolate import kernel
-from tests.isolate.conftest import NOBODY, RUNNER, as_nobody, needs_isolation
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.isolate.conftest import AGENT_USERS, needs_isolation, run_agent_as
 
 pytestmark = needs_isolation
 
@@ -110,33 +103,10 @@ if os.uname().machine == "x86_64":
 print("agent-result", json.dumps(out), flush=True)
 """
 
-WHO = {
-    "as-the-user-running-the-tests": lambda: ([], sys.executable),
-    "as-uid-65534-in-a-user-namespace": as_nobody,
-}
 
-
-@functools.cache
-def _agent(who: str) -> dict[str, Any]:
-    prefix, python = WHO[who]()
-    done = subprocess.run(
-        [*prefix, python, "-c", RUNNER, python, "-c", AGENT],
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-        cwd="/", capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    if "refused:" in done.stdout:
-        pytest.skip(f"this kernel refuses the sandbox here: {done.stdout.strip()[-200:]}")
-    if "ModuleNotFoundError" in done.stderr or "PermissionError" in done.stderr:
-        pytest.skip(f"uid {NOBODY} cannot run this checkout: {done.stderr.strip()[-200:]}")
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("agent-result ")), None)
-    assert line is not None, done.stdout + done.stderr
-    result: dict[str, Any] = json.loads(line.removeprefix("agent-result "))
-    return result
-
-
-@pytest.mark.parametrize("who", list(WHO))
+@pytest.mark.parametrize("who", AGENT_USERS)
 def test_the_agent_cannot_rewrite_the_kernels_settings(who: str) -> None:
-    agent = _agent(who)
+    agent = run_agent_as(who, AGENT)
     root = who == "as-the-user-running-the-tests" and os.geteuid() == 0
     # as root only the read-only mount stands in the way (writing them needs uid 0 alone)
     refused = {"EROFS"} if root else {"EROFS", "EACCES"}
@@ -161,7 +131,7 @@ def test_the_agent_cannot_rewrite_the_kernels_settings(who: str) -> None:
 
 
 def test_the_agent_opens_no_socket_past_the_network_namespace() -> None:
-    agent = _agent("as-the-user-running-the-tests")
+    agent = run_agent_as("as-the-user-running-the-tests", AGENT)
     for family in ("AF_VSOCK", "AF_BLUETOOTH", "AF_ALG", "AF_PACKET", "AF_CAN", "AF_TIPC", "AF_XDP", "AF_KEY"):  # fmt: skip
         assert agent[f"socket {family}"] == "EAFNOSUPPORT", family
     assert agent["socketpair AF_VSOCK"] == "EAFNOSUPPORT"

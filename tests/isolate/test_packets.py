@@ -64,6 +64,23 @@ def dns_refused(query: bytes, family: int = 4) -> bytes:
     return ETH_V4 + ipv4(1, "127.0.0.1", "127.0.0.1", bytes([3, 3, 0, 0, 0, 0, 0, 0]) + quoted)
 
 
+def option_headers(payload: bytes, *headers: tuple[int, int]) -> tuple[int, bytes]:
+    """(the first header's number, `headers` then `payload`): IPv6 option headers, each
+    (number, length in 8-byte units past the first 8), carrying UDP."""
+    numbers = [number for number, _ in headers] + [17]
+    out = b"".join(
+        bytes([numbers[i + 1], units]) + bytes(6 + 8 * units)
+        for i, (_, units) in enumerate(headers)
+    )
+    return numbers[0], out + payload
+
+
+def unreachable6(first: int, quoted: bytes) -> bytes:
+    """The ICMPv6 port unreachable quoting a datagram to 2001:db8::53 with headers `quoted`."""
+    inner = ipv6(first, "::1", "2001:db8::53", quoted)
+    return ETH_V6 + ipv6(58, "::1", "::1", bytes([1, 4, 0, 0, 0, 0, 0, 0]) + inner)
+
+
 RST_ACK, SYN_ACK, RST = 0x14, 0x12, 0x04
 QUERY_V4 = ipv4(17, "127.0.0.1", "10.255.255.53", udp(5353, 53, dns_query("api.github.com")))
 QUERY_V6 = ipv6(17, "::1", "2001:db8::53", udp(5353, 53, dns_query("example.org")))
@@ -95,6 +112,18 @@ TABLE = [
     ("dns name of 6 x 63 characters", dns_refused(dns_query(TOO_LONG)), Blocked("dns", "10.9.9.9", 53, None)),
     ("dns name with control bytes and a NUL", dns_refused(dns_query([b"\x1b]0;x\x07\n", b"a\x00.b"])),
      Blocked("dns", "10.9.9.9", 53, "\\027]0;x\\007\\010.a\\000\\046b")),
+    # IPv6 option headers before the quoted UDP header: routing (43, a segment-routing header
+    # of one segment), destination options (60), hop-by-hop (0), as many as a kernel puts on
+    # one datagram; a fifth, or one cut short, is not followed
+    ("dns6 after a routing header", unreachable6(*option_headers(udp(5353, 53, dns_query("a.example")), (43, 2))),
+     Blocked("dns", "2001:db8::53", 53, "a.example")),
+    ("udp6 after destination options", unreachable6(*option_headers(udp(5353, 9, b"x"), (60, 0))),
+     Blocked("udp", "2001:db8::53", 9)),
+    ("udp6 after four option headers", unreachable6(*option_headers(udp(5353, 9, b"x"), (0, 0), (60, 1), (43, 2), (60, 0))),
+     Blocked("udp", "2001:db8::53", 9)),
+    ("udp6 after five option headers", unreachable6(*option_headers(udp(5353, 9, b"x"), (0, 0), (60, 0), (60, 0), (43, 2), (60, 0))), None),
+    ("udp6 option header cut short", unreachable6(*option_headers(udp(5353, 9, b"x"), (60, 2)))[:-24], None),
+    ("tcp6 quoted", unreachable6(6, tcp(5353, 443, 0, 0x02)), None),
     ("truncated quote", ETH_V4 + ipv4(1, "127.0.0.1", "127.0.0.1", bytes([3, 3, 0, 0, 0, 0, 0, 0]) + QUERY_V4[:24]), None),
     ("arp", b"\x00" * 12 + b"\x08\x06" + b"\x00" * 28, None),
     ("short", b"\x00" * 10, None),

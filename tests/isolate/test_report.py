@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from agentfirewall_proxy.isolate.packets import Blocked, parse_frame
-from agentfirewall_proxy.isolate.report import MAX_LINES, BlockedLog
+from agentfirewall_proxy.isolate.report import MAX_LINES, MAX_RECORDS, BlockedLog
 from agentfirewall_server.routes.gateway import TrafficBatch
 from agentfirewall_server.web import ApiError, parse_model
 from tests.isolate.test_packets import TOO_LONG, dns_query, dns_refused
@@ -148,3 +148,27 @@ def test_a_flood_of_destinations_names_only_the_first_on_stderr() -> None:
         f"tf: blocked more than {MAX_LINES} destinations: the rest are only counted"
     )
     assert len(server.stored) == MAX_LINES + 30  # every one in `tf logs`
+
+
+def test_the_cap_counts_the_batch_in_flight() -> None:
+    """probe_5: while a batch is being sent (a slow control plane), the attempts that come
+    in are over the cap too; the summary's numbers agree with what `tf logs` holds."""
+    server = ControlPlane()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        if not server.batches:  # the counter goes on while the first batch is in flight
+            for port in range(MAX_RECORDS):
+                log.add(Blocked("tcp", "10.0.0.2", port))
+        return server(request)
+
+    log, said = _log(slow)
+    for port in range(MAX_RECORDS):
+        log.add(Blocked("tcp", "10.0.0.1", port))
+    log.flush()
+    log.add(ATTEMPTS[0])
+    log.close()
+    assert len(server.stored) == MAX_RECORDS
+    assert said[-1] == (
+        f"tf: --isolate blocked {2 * MAX_RECORDS + 1} direct connections ({MAX_RECORDS + 1} over"
+        f' the {MAX_RECORDS} recorded per run); `tf logs --agent "Bot"` lists {MAX_RECORDS}'
+    )
