@@ -3,8 +3,11 @@ never enforced.
 
 A shadow policy replaces the live policy of its name (a shadow copy with ``enabled: false``
 takes the live one out) or adds a new one; a shadow permission set, when it has rules,
-replaces every live access rule. The kill switches stay the live ones (an emergency stop is
-not part of a rollout), so a kill switch never shows as a divergence.
+replaces every live access rule. Everything else the live engine is built from stays the
+live one's (an emergency stop is not part of a rollout): the kill switches, and the
+configured connectors an SDK action runs through, which a switch may name by id or name
+(``Engine(connectors=...)``). So a kill switch never shows as a divergence: the shadow
+verdict of an action it stops is its deny.
 
 The control plane judges each decision when its record arrives: the gateway's traffic
 records by their replayable input (``agentfirewall.policy.record``, the same evaluation as
@@ -109,14 +112,18 @@ def shadow_engine(
     live_rules: Sequence[AccessRule],
     shadow_rules: Sequence[AccessRule],
     kill_switches: Sequence[KillSwitch],
+    *,
+    executed_by: Sequence[tuple[str, str, str]] = (),
 ) -> Engine:
     """The live configuration with the shadow policies (by name) and permission set, the
-    rules compiled as the gateway compiles them (`alias_rules`)."""
+    rules compiled as the gateway compiles them (`alias_rules`); the live kill switches and
+    the live connectors (`executed_by`: type, id, name; an SDK action runs through its
+    type's, so a switch on any of them stops it), as the live engine has them."""
     replaced = {p.name for p in shadow}
     kept = [p for name, enabled, p in live_policies if enabled and name not in replaced]
     merged = sorted([*kept, *(p for p in shadow if p.enabled)], key=lambda p: p.priority)
     rules = alias_rules(shadow_rules or live_rules)
-    return Engine(access_rules=rules, policies=merged, kill_switches=kill_switches)
+    return Engine(rules, merged, kill_switches, connectors=executed_by)
 
 
 def load_shadow(
@@ -124,8 +131,10 @@ def load_shadow(
     live_policies: Sequence[tuple[str, bool, Policy]],
     live_rules: Sequence[AccessRule],
     kill_switches: Sequence[KillSwitch],
+    executed_by: Sequence[tuple[str, str, str]],
 ) -> ShadowConfig | None:
-    """The installed shadow configuration (None: nothing installed), compiled."""
+    """The installed shadow configuration (None: nothing installed), compiled with the live
+    kill switches and connectors (`executed_by`, as `snapshot.load_snapshot` read them)."""
     pol_rows = [dict(r._mapping) for r in conn.execute(
         select(shadow_policies).order_by(shadow_policies.c.created_at))]  # fmt: skip
     perm_rows = [dict(r._mapping) for r in conn.execute(
@@ -142,7 +151,8 @@ def load_shadow(
         AccessRule(p["agent"], p["connector"], p["action_pattern"], p["decision"], id=p["id"])
         for p in perm_rows
     ]
-    engine = shadow_engine(live_policies, loaded, live_rules, rules, kill_switches)
+    engine = shadow_engine(live_policies, loaded, live_rules, rules, kill_switches,
+                           executed_by=executed_by)  # fmt: skip
     return ShadowConfig(engine, pol_rows, perm_rows)
 
 

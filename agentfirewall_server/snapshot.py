@@ -326,7 +326,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
     named = [
         (p["name"], bool(p["enabled"]), loaded[p["id"]]) for p in pol_rows if p["id"] in loaded
     ]
-    shadow = load_shadow(conn, named, rules, switches)
+    shadow = load_shadow(conn, named, rules, switches, executed_by)
     both = (*enabled, *(shadow.engine.policies if shadow else ()))
     return Snapshot(
         version=version,
