@@ -1,16 +1,20 @@
-"""What the held-batch tests of the gateway (``tests/proxy/test_mcp_batch_hold.py``) and of
-``tf mcp wrap`` (``tests/mcpwrap/test_wrap_batch_hold.py``) share: a policy holding every
-MCP ``transfer`` call, one an admin must approve past 1000, a call, a member's approval."""
+"""What the batch tests of the gateway (``tests/proxy/test_mcp_batch_hold.py``,
+``tests/proxy/test_budget_batches_live.py``) and of ``tf mcp wrap``
+(``tests/mcpwrap/test_wrap_batch_hold.py``) share: a policy holding every MCP ``transfer``
+call, one an admin must approve past 1000, a call, a member's approval, the agent ``Payer``
+allowed every batch and transfer, and its HTTPS client through a gateway."""
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.livesrv import LiveServer
 
-__all__ = ["POLICY", "approve_as_member", "transfer"]
+__all__ = ["POLICY", "add_payer", "approve_as_member", "proxied", "transfer"]
 
 POLICY = """
 name: transfers
@@ -41,3 +45,23 @@ def approve_as_member(server: LiveServer, approval_id: str) -> httpx.Response:
         csrf = str(login.json()["csrf_token"])
         return client.post(f"/v1/approvals/{approval_id}/approve", json={},
                            headers={"X-CSRF-Token": csrf})  # fmt: skip
+
+
+def add_payer(server: LiveServer) -> str:
+    """Agent ``Payer`` and an ``mcp`` connector for ``mcp.example.com``, every batch
+    (``mcp.rpc.*``) and ``transfer`` call of it allowed: the agent's API key."""
+    key = server.create_agent("Payer")
+    body = {"type": "mcp", "name": "mcp", "domains": ["mcp.example.com"]}
+    assert server.admin("POST", "/v1/connectors", json=body).status_code == 201
+    for pattern in ("mcp.rpc.*", "mcp.tools.transfer"):
+        grant = {"agent": "Payer", "connector": "mcp", "action_pattern": pattern,
+                 "decision": "allow"}  # fmt: skip
+        assert server.admin("POST", "/v1/permissions", json=grant).status_code in (200, 201)
+    return key
+
+
+def proxied(proxy: str, bundle: Path) -> httpx.Client:
+    """A client whose requests go through the gateway at `proxy` (its URL, with the agent's
+    name and key), trusting the CAs of `bundle` (the gateway's among them)."""
+    verify = ssl.create_default_context(cafile=str(bundle))
+    return httpx.Client(proxy=proxy, trust_env=False, verify=verify, timeout=30)

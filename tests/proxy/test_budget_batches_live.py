@@ -8,7 +8,6 @@ a ``sum`` budget of 100 on ``mcp.tools.transfer`` were spent, a batch of five tr
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from agentfirewall_proxy.control import HttpControl
-from tests.batchhold import transfer
+from tests.batchhold import add_payer, proxied, transfer
 from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
 from tests.proxy.support import RunningGateway, ca_bundle, gateway_options
@@ -28,13 +27,7 @@ URL = "https://mcp.example.com/mcp"
 @pytest.fixture
 def payer(live_server: LiveServer, fakes: FakeUpstreams, tmp_path: Path) -> Iterator[httpx.Client]:
     server = live_server
-    key = server.create_agent("Payer")
-    body = {"type": "mcp", "name": "mcp", "domains": ["mcp.example.com"]}
-    assert server.admin("POST", "/v1/connectors", json=body).status_code == 201
-    for pattern in ("mcp.rpc.*", "mcp.tools.transfer"):
-        rule = {"agent": "Payer", "connector": "mcp", "action_pattern": pattern,
-                "decision": "allow"}  # fmt: skip
-        assert server.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)
+    key = add_payer(server)
     for name, extra in (("transfers-count", {"limit": 2}),
                         ("transfers-sum", {"measure": "sum", "limit": 100})):  # fmt: skip
         budget = {"connector": "mcp", "action": "mcp.tools.transfer", **extra}
@@ -46,9 +39,7 @@ def payer(live_server: LiveServer, fakes: FakeUpstreams, tmp_path: Path) -> Iter
         assert time.monotonic() < deadline, "the gateway never got its budgets"
         time.sleep(0.05)
     bundle = ca_bundle(running.ca_path, tmp_path / "bundle.pem")
-    verify = ssl.create_default_context(cafile=str(bundle))
-    client = httpx.Client(proxy=running.proxy_url(key, "Payer"), trust_env=False,
-                          verify=verify, timeout=30)  # fmt: skip
+    client = proxied(running.proxy_url(key, "Payer"), bundle)
     try:
         yield client
     finally:

@@ -9,10 +9,7 @@ until ``--max-config-age`` passes, and then every request is refused (503).
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +17,25 @@ import pytest
 
 from agentfirewall_proxy.control import ControlError, StaticControl
 from tests.fakes import FakeUpstreams
-from tests.proxy.rawclient import auth_header, read_response, status_of
-from tests.proxy.support import RunningGateway, connector, gateway_options, rule, snapshot
+from tests.proxy.partitioned import Link, answers_until, ask, gateway_cut_off_by
+from tests.proxy.rawclient import status_of
+from tests.proxy.support import RunningGateway, connector, rule, snapshot
 
 RULES = [rule("github.*", "allow")]
-USER = b"GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\n"
 
 
-class BehindReplica:
+class BehindReplica(Link):
     """A control plane that, once `behind` holds an older snapshot, answers every config
     fetch with it and fails every write (as a replica cut off from its database does)."""
 
     def __init__(self, inner: StaticControl) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.behind: dict[str, Any] | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-        if name in ("aclose", "fetch_config") or not asyncio.iscoroutinefunction(method):
-            return method
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            if self.behind is not None:
-                raise ControlError("control plane answered 503", 503)
-            return await method(*args, **kwargs)
-
-        return call
+    async def relay(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.behind is not None:
+            raise ControlError("control plane answered 503", 503)
+        return await method(*args, **kwargs)
 
     async def fetch_config(self, since: int | None, wait: float) -> dict[str, Any] | None:
         old = self.behind
@@ -53,35 +43,24 @@ class BehindReplica:
             return await self.inner.fetch_config(since, wait)
         return None if since == old["version"] else dict(old)
 
+    def heal(self) -> None:
+        self.behind = None
+
 
 @pytest.fixture
 def gateway(fakes: FakeUpstreams, tmp_path: Path) -> Iterator[tuple[RunningGateway, BehindReplica]]:
-    fakes["github"].clear()
-    control = BehindReplica(StaticControl(snapshot(RULES, connectors=[connector("github")])))
-    options = gateway_options(tmp_path, fakes, max_config_age=1.0)
-    running = RunningGateway(options, control).start()  # type: ignore[arg-type]
-    try:
-        yield running, control
-    finally:
-        control.behind = None
-        running.stop()
+    with gateway_cut_off_by(BehindReplica, RULES, fakes, tmp_path) as both:
+        yield both
 
 
 def _status(running: RunningGateway) -> int:
-    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
-        sock.sendall(USER + auth_header() + b"\r\n")
-        return status_of(read_response(sock, timeout=10))
+    return status_of(ask(running))
 
 
 def _statuses_until(running: RunningGateway, last: int, allowed: set[int]) -> None:
     """Requests one after another until one answers `last`; each answers one of `allowed`."""
-    seen: list[int] = []
-    deadline = time.monotonic() + 10
-    while not seen or seen[-1] != last:
-        assert time.monotonic() < deadline, f"still {seen[-1]}"
-        seen.append(_status(running))
-        assert seen[-1] in allowed, seen
-        time.sleep(0.05)
+    seen = answers_until(running, lambda status: status == last)
+    assert set(seen) <= allowed, seen
 
 
 def test_an_older_config_is_never_applied_nor_taken_for_contact(

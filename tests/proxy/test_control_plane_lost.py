@@ -11,23 +11,28 @@ second so that the test waits little.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from agentfirewall_proxy.control import HttpControl, StaticControl
+from agentfirewall_proxy.control import HttpControl
 from agentfirewall_proxy.main import parse_args
 from tests.fakes import FakeUpstreams
 from tests.livesrv import LiveServer
-from tests.proxy.rawclient import KEY, auth_header, read_response, status_of
+from tests.proxy.partitioned import (  # Partitioned: test_cut_answered.py imports it from here
+    USER,
+    Partitioned,
+    answers_until,
+    ask,
+    gateway_cut_off_by,
+    statuses_until,
+)
+from tests.proxy.rawclient import auth_header, read_response, status_of
 from tests.proxy.support import (
     RunningGateway,
     connector,
@@ -43,77 +48,19 @@ RULES = [
     rule("github.unknown.get", "allow"),
     rule("github.pr.merge", "require_approval"),
 ]
-USER = b"GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\n"
 MERGE = (b"PUT http://api.github.com/repos/acme/api/pulls/7/merge HTTP/1.1\r\n"
          b"Host: api.github.com\r\nContent-Length: 2\r\n")  # fmt: skip
 
 
-class Partitioned:
-    """A control plane behind a link that can be cut: while it is cut, every call and every
-    answer hangs (no error, no answer), as in a network partition."""
-
-    def __init__(self, inner: StaticControl) -> None:
-        self.inner = inner
-        self.link = threading.Event()
-        self.link.set()
-
-    async def _through(self) -> None:
-        while not self.link.is_set():
-            await asyncio.sleep(0.02)
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-        if name == "aclose" or not asyncio.iscoroutinefunction(method):
-            return method
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            await self._through()
-            answer = await method(*args, **kwargs)
-            await self._through()  # an answer sent as the link went down is lost too
-            return answer
-
-        return call
-
-
 @pytest.fixture
 def gateway(fakes: FakeUpstreams, tmp_path: Path) -> Iterator[tuple[RunningGateway, Partitioned]]:
-    fakes["github"].clear()
-    control = Partitioned(StaticControl(snapshot(RULES, connectors=[connector("github")])))
-    options = gateway_options(tmp_path, fakes, max_config_age=1.0)
-    running = RunningGateway(options, control).start()  # type: ignore[arg-type]
-    try:
-        yield running, control
-    finally:
-        control.link.set()  # (the last traffic records are shipped on the way out)
-        running.stop()
-
-
-def ask(
-    running: RunningGateway, request: bytes = USER, body: bytes = b"", *, key: str = KEY
-) -> bytes:
-    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
-        sock.sendall(request + auth_header(key) + b"\r\n" + body)
-        return read_response(sock, timeout=10)
+    with gateway_cut_off_by(Partitioned, RULES, fakes, tmp_path) as both:
+        yield both
 
 
 def error_of(answer: bytes) -> tuple[int, str, str]:
     body = json.loads(answer.partition(b"\r\n\r\n")[2] or b"{}")
     return status_of(answer), str(body.get("error")), str(body.get("reason"))
-
-
-def answers_until(running: RunningGateway, done: Callable[[int], bool]) -> list[int]:
-    """The statuses of requests sent one after another until `done` says stop."""
-    return statuses_until(lambda: ask(running), done)
-
-
-def statuses_until(send: Callable[[], bytes], done: Callable[[int], bool]) -> list[int]:
-    seen: list[int] = []
-    deadline = time.monotonic() + 10
-    while not seen or not done(seen[-1]):
-        assert time.monotonic() < deadline, f"still {seen[-1]}"
-        seen.append(status_of(send()))
-        time.sleep(0.05)
-    return seen
 
 
 def test_past_max_config_age_every_request_is_refused_held_ones_too(

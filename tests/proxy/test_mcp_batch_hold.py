@@ -8,7 +8,6 @@ small one, and a member's approval let the big one run too. Over stdio the same 
 from __future__ import annotations
 
 import json
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.decisions import ApprovalRequirement, Decision
 from agentfirewall_proxy.control import HttpControl
 from agentfirewall_proxy.snapshot import compile_snapshot, strictest
-from tests.batchhold import POLICY, approve_as_member, transfer
+from tests.batchhold import POLICY, add_payer, approve_as_member, proxied, transfer
 from tests.fakes import FakeUpstreams, mcp
 from tests.livesrv import LiveServer
 from tests.proxy.support import (
@@ -109,13 +108,7 @@ def world(
     upstreams.start()
     server = LiveServer.start(tmp / "tf")
     try:
-        key = server.create_agent("Payer")
-        body = {"type": "mcp", "name": "mcp", "domains": ["mcp.example.com"]}
-        assert server.admin("POST", "/v1/connectors", json=body).status_code == 201
-        for pattern in ("mcp.rpc.*", "mcp.tools.transfer"):
-            grant = {"agent": "Payer", "connector": "mcp", "action_pattern": pattern,
-                     "decision": "allow"}  # fmt: skip
-            assert server.admin("POST", "/v1/permissions", json=grant).status_code in (200, 201)
+        key = add_payer(server)
         answer = server.admin("POST", "/v1/policies", json={"document": POLICY})
         assert answer.status_code == 201, answer.text
         control = HttpControl(server.url, server.gateway_token)
@@ -143,8 +136,7 @@ def test_a_held_batch_shows_every_member_and_only_an_admin_may_approve_it(
 ) -> None:
     server, running, key, upstreams = world
     bundle = ca_bundle(running.ca_path, tmp_path / "bundle.pem")
-    http = httpx.Client(proxy=running.proxy_url(key, "Payer"), trust_env=False, timeout=30,
-                        verify=ssl.create_default_context(cafile=str(bundle)))  # fmt: skip
+    http = proxied(running.proxy_url(key, "Payer"), bundle)
     out: list[httpx.Response] = []
     sending = threading.Thread(target=lambda: out.append(http.post(URL, json=[SMALL, BIG])))
     sending.start()

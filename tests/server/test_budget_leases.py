@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzzscale import examples
+from tests.server.budgetharness import budget_state, with_budget
 from tests.server.conftest import Harness
 
 STRIPE = {"agents": ["Finance-Bot"], "connector": "stripe", "action": "stripe.transfer.*",
@@ -34,22 +35,16 @@ def _report(h: Harness, *reports: dict[str, Any]) -> int:
     return changed
 
 
-def _state(h: Harness) -> dict[str, Any]:
-    state: dict[str, Any] = h.admin("GET", "/v1/budgets/stripe-daily").json()["state"]
-    return state
-
-
 @pytest.fixture
 def budget(harness: Harness) -> Harness:
-    assert harness.admin("PUT", "/v1/budgets/stripe-daily", json=STRIPE).status_code == 201
-    return harness
+    return with_budget(harness, "stripe-daily", STRIPE)
 
 
 def test_slices_shrink_near_the_limit_and_never_pass_it(budget: Harness) -> None:
     h = budget
     first = _lease(h, want=20_000)["leases"]["stripe-daily"]
     assert (first["amount"], first["request"]) == (22_500, 2500)  # asked for, in whole requests
-    state = _state(h)
+    state = budget_state(h, "stripe-daily")
     assert (state["used"], state["leased"], state["remaining"]) == (0, 22_500, 77_500)
     granted = [first["amount"]]
     while True:  # ask for everything each time: a quarter of what remains, then the request
@@ -63,7 +58,7 @@ def test_slices_shrink_near_the_limit_and_never_pass_it(budget: Harness) -> None
     assert refused["budget"] == "stripe-daily"
     assert "budget `stripe-daily` exceeded: 100000 of 100000 usd used" in refused["reason"]
     assert refused["retry"] is True  # the live slices could come back
-    state = _state(h)
+    state = budget_state(h, "stripe-daily")
     assert (state["used"], state["leased"], state["remaining"]) == (0, 100_000, 0)
 
 
@@ -71,7 +66,7 @@ def test_reports_move_spend_and_hand_slices_back(budget: Harness) -> None:
     h = budget
     lease = _lease(h, want=20_000)["leases"]["stripe-daily"]["lease"]
     assert _report(h, {"lease": lease, "spent": {"Finance-Bot": 5000}}) == 1
-    state = _state(h)
+    state = budget_state(h, "stripe-daily")
     assert (state["used"], state["leased"], state["by_agent"]) == (
         5000,
         17_500,
@@ -80,7 +75,7 @@ def test_reports_move_spend_and_hand_slices_back(budget: Harness) -> None:
     assert _report(h, {"lease": lease, "spent": {"Finance-Bot": 5000}}) == 0  # sent twice
     done = {"lease": lease, "spent": {"Finance-Bot": 7500}, "freed": 2500, "done": True}
     assert _report(h, done) == 1
-    state = _state(h)
+    state = budget_state(h, "stripe-daily")
     assert (state["used"], state["leased"], state["remaining"]) == (7500, 0, 92_500)
     assert _report(h, done) == 0  # closed: nothing changes
     whole = _lease(h, amount=92_500)
@@ -110,7 +105,7 @@ def test_cumulative_reports_in_any_order_count_the_most_reported(
     largest spend reported, never more than was leased, and closing returns the rest."""
     h = budget
     assert h.admin("DELETE", "/v1/budgets/stripe-daily").status_code == 200  # a fresh one
-    assert h.admin("PUT", "/v1/budgets/stripe-daily", json=STRIPE).status_code == 201
+    with_budget(h, "stripe-daily", STRIPE)
     answer = _lease(h, amount=100, want=10_000)["leases"]["stripe-daily"]
     lease, granted = answer["lease"], answer["amount"]
     assert granted == 10_100
@@ -123,11 +118,11 @@ def test_cumulative_reports_in_any_order_count_the_most_reported(
     order.shuffle(shuffled)
     for item in shuffled:
         _report(h, item)
-    state = _state(h)
+    state = budget_state(h, "stripe-daily")
     assert state["used"] == spent  # the largest cumulative spend, counted once
     assert state["leased"] == granted - spent - freed
     _report(h, {**reports[-1], "done": True})
-    state = _state(h)
+    state = budget_state(h, "stripe-daily")
     assert (state["used"], state["leased"]) == (spent, 0)
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from agentfirewall_server.llmprices import DEFAULT_PRICES, MAX_TOKENS, cost_of, tokens_of
 from agentfirewall_server.routes import budgets as budget_routes
+from tests.server.budgetharness import budget_state, with_budget
 from tests.server.conftest import Harness
 
 TOKENS = {"connector": "openai", "measure": "tokens", "window": "day", "limit": 10_000}
@@ -55,15 +56,9 @@ def _reserve(h: Harness, request_id: str) -> str:
     return reservation
 
 
-def _state(h: Harness) -> dict[str, Any]:
-    state: dict[str, Any] = h.admin("GET", "/v1/budgets/llm-tokens").json()["state"]
-    return state
-
-
 @pytest.fixture
 def h(harness: Harness) -> Harness:
-    assert harness.admin("PUT", "/v1/budgets/llm-tokens", json=TOKENS).status_code == 201
-    return harness
+    return with_budget(harness, "llm-tokens", TOKENS)
 
 
 def test_an_oversized_usage_is_charged_the_most_and_the_batch_settles(
@@ -81,7 +76,7 @@ def test_an_oversized_usage_is_charged_the_most_and_the_batch_settles(
                            json={"settlements": settlements})  # fmt: skip
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"settled": 2}
-    state = _state(h)
+    state = budget_state(h, "llm-tokens")
     assert (state["used"], state["in_flight"]) == (5000 + MAX_TOKENS + 1, 0)
     said = [r.getMessage() for r in caplog.records if poisoned in r.getMessage()]
     assert said
@@ -111,6 +106,6 @@ def test_a_settlement_that_fails_costs_the_others_nothing(
                        json={"settlements": settlements})  # fmt: skip
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"settled": 2}
-    state = _state(h)
+    state = budget_state(h, "llm-tokens")
     assert state["used"] == 220  # the two others
     assert state["requests"] == 3  # the broken one still reserved

@@ -14,19 +14,15 @@ from hypothesis import strategies as st
 
 from tests.fuzzscale import examples
 from tests.server.conftest import Harness
+from tests.server.sdkcontent import AWS_KEY, NO_SECRETS, content_policy, sdk_bot
 
-AWS_KEY = "AKIA" + "Q7RZ4XMPL2VN5KWD"  # the aws_access_key detector's shape
 CARD = "4111 1111 1111 1111"  # a Luhn-valid card number
-POLICY = """\
-name: content
-rules:
-  - name: no-secrets
-    conditions: [{field: content.secrets, operator: exists}]
-    decision: deny
+REDACT_CARDS = """\
   - name: redact-cards
     conditions: [{field: content.pii, operator: contains, value: card_number}]
     decision: redact
 """
+POLICY = content_policy("content", NO_SECRETS, REDACT_CARDS)
 
 
 @pytest.fixture
@@ -34,9 +30,7 @@ def guarded(harness_factory: Any) -> tuple[Harness, str]:
     # a property test below asks once per example: more than the default 60 a minute
     # when the examples are scaled up (tests/fuzzscale.py)
     harness: Harness = harness_factory(rate_limit_per_minute=100_000)
-    created = harness.admin("POST", "/v1/policies", json={"document": POLICY})
-    assert created.status_code in (200, 201), created.text
-    return harness, harness.create_agent("Bot", sdk_default="allow")
+    return harness, sdk_bot(harness, POLICY)
 
 
 def _ask(h: Harness, key: str, parameters: dict[str, Any], **resource: str) -> dict[str, Any]:

@@ -12,33 +12,26 @@ from sqlalchemy import select
 
 from agentfirewall_server.store.schema import action_requests
 from tests.server.conftest import Harness
+from tests.server.sdkcontent import AWS_KEY, NO_SECRETS, content_policy, sdk_bot
 
-AWS = "AKIA" + "Q7RZ4XMPL2VN5KWD"
-SHADOW = """\
-name: guardrails
-rules:
-  - name: no-secrets
-    conditions: [{field: content.secrets, operator: exists}]
-    decision: deny
-"""
+SHADOW = content_policy("guardrails", NO_SECRETS)
 
 
 def test_a_secret_only_a_shadow_policy_detects_is_withheld(harness: Harness) -> None:
     h = harness
-    key = h.create_agent("Bot", sdk_default="allow")
-    assert h.admin("POST", "/v1/shadow/policies", json={"document": SHADOW}).status_code == 201
+    key = sdk_bot(h, SHADOW, shadow=True)
     spec = {"type": "github.issue.create", "resource": {"provider": "github", "target": "a/b"},
-            "parameters": {"title": f"deploy key {AWS}", "labels": 2}}  # fmt: skip
+            "parameters": {"title": f"deploy key {AWS_KEY}", "labels": 2}}  # fmt: skip
     done = h.agent(key, "POST", "/v1/actions", json={"action_spec": spec})
     assert done.json()["status"] == "allowed"  # live: no content rule
 
     stored = h.state.db.read_sync(
         lambda c: c.execute(select(action_requests.c.decision_input)).scalar_one()
     )
-    assert AWS not in stored
+    assert AWS_KEY not in stored
     listed = h.admin("GET", "/v1/traffic?shadow=diverged")
     (row,) = listed.json()["traffic"]
     assert row["shadow_decision"] == "deny"
     assert row["input"]["p"] == {"labels": 2}
     assert row["input"]["w"] == ["title"]  # withheld: a replay counts it partial
-    assert AWS not in listed.text
+    assert AWS_KEY not in listed.text
