@@ -67,7 +67,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    results = [r for path in args.paths for r in run_cases(path, encoded_parameters)]
+    # read as the gateway and the control plane read them: base64 declarations, rule aliases
+    results = [
+        r
+        for path in args.paths
+        for r in run_cases(path, encoded_parameters, compile_rules=alias_rules)
+    ]
     for result in results:
         if result.passed and not args.quiet:
             print(f"PASS {result.file}: {result.name}")

@@ -19,16 +19,24 @@ default applied"), reason, reason_contains, decided_outcome, default_applied,
 kill_switch, risk_score, matched_policies, errors (true/false or a substring), and
 for broken configurations ``error: {message_contains, line, field}``.
 
-Content rules read the action's strings as the control plane scans them, the parameters
-its connector declares base64-encoded decoded too (``encoded``: the connectors' lookup,
-``agentfirewall.connectors.encoded_parameters``, which ``python -m agentfirewall policy
-test`` passes; this layer cannot import the connectors).
+Cases are decided as the gateway and the control plane decide, with two of the connectors'
+functions, which ``python -m agentfirewall policy test`` passes (this layer cannot import
+the connectors):
+
+- ``encoded`` (``agentfirewall.connectors.encoded_parameters``): content rules read the
+  action's strings as the control plane scans them, the parameters its connector declares
+  base64-encoded decoded too;
+- ``compile_rules`` (``agentfirewall.connectors.aliases.alias_rules``): the access rules
+  compiled as the gateway compiles its own, each under every spelling of its pattern (the
+  integration guide's ``generic.get`` grants what the generic connector names ``http.get``).
+
+Without them a case reads its rules and parameters as written.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -65,10 +73,25 @@ _ERROR_KEYS = ("message_contains", "line", "field")
 #: Where an action's parameters carry text base64-encoded, by its provider and type
 #: (``agentfirewall.connectors.encoded_parameters``).
 Encoded = Callable[[str | None, str], Sequence[str]]
+#: The access rules an engine holds for the rules written: the gateway's compiles each under
+#: every alias of its pattern (``agentfirewall.connectors.aliases.alias_rules``).
+CompileRules = Callable[[Iterable[AccessRule]], Sequence[AccessRule]]
 
 
 def _no_encoded(provider: str | None, action: str) -> Sequence[str]:
     return ()
+
+
+def _as_written(rules: Iterable[AccessRule]) -> Sequence[AccessRule]:
+    return list(rules)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookups:
+    """The connectors' functions a case is decided with (the module docstring)."""
+
+    encoded: Encoded = _no_encoded
+    compile_rules: CompileRules = _as_written
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +210,17 @@ def _unknown_key(data: Mapping[str, Any], known: tuple[str, ...], where: str) ->
     return ""
 
 
-def _run_one(case: Mapping[str, Any], base: Path, file: str, encoded: Encoded) -> CaseResult:
+def _engine(case: Mapping[str, Any], policies: list[Policy], lookups: _Lookups) -> Engine:
+    """The engine a case is decided by: its rules compiled as the gateway compiles them."""
+    rules = _access_rules(list(case.get("access_rules") or []))
+    return Engine(
+        access_rules=lookups.compile_rules(rules),
+        policies=policies,
+        kill_switches=[KillSwitch(**k) for k in case.get("kill_switches") or []],
+    )
+
+
+def _run_one(case: Mapping[str, Any], base: Path, file: str, lookups: _Lookups) -> CaseResult:
     name = str(case.get("name", "unnamed case"))
     expect = case.get("expect") or {}
     if not isinstance(expect, Mapping) or not expect:
@@ -203,14 +236,10 @@ def _run_one(case: Mapping[str, Any], base: Path, file: str, encoded: Encoded) -
     try:
         policies = _policies(list(case.get("policies") or []), base, file)
         policies += [load_pack(str(p)) for p in case.get("packs") or []]
-        engine = Engine(
-            access_rules=_access_rules(list(case.get("access_rules") or [])),
-            policies=policies,
-            kill_switches=[KillSwitch(**k) for k in case.get("kill_switches") or []],
-        )
+        engine = _engine(case, policies, lookups)
         spec, ctx = parse_action_spec(case.get("action")), _context(case.get("context") or {})
         # content rules read what the action's strings hold, as the control plane scans them
-        plan, fields = guard_plan(tuple(policies)), encoded(spec.provider, spec.type)
+        plan, fields = guard_plan(tuple(policies)), lookups.encoded(spec.provider, spec.type)
         decision = explain_with_content(engine, plan, spec, ctx, fields).decision
     except (PolicyError, ActionSpecError, ValueError, TypeError) as exc:
         if "error" not in expect:
@@ -275,18 +304,28 @@ def load_cases(path: str | Path) -> list[Case]:
     return cases
 
 
-def run_case(case: Case, encoded: Encoded = _no_encoded) -> CaseResult:
-    """Run one case (`encoded`: the module docstring; pass the connectors' lookup to decide
-    as the control plane does)."""
-    return _run_one(case.data, case.file.parent, str(case.file), encoded)
+def run_case(
+    case: Case, encoded: Encoded = _no_encoded, *, compile_rules: CompileRules = _as_written
+) -> CaseResult:
+    """Run one case (`encoded`, `compile_rules`: the module docstring; pass the connectors'
+    functions to decide as the gateway and the control plane do)."""
+    lookups = _Lookups(encoded, compile_rules)
+    return _run_one(case.data, case.file.parent, str(case.file), lookups)
 
 
-def run_case_file(path: str | Path, encoded: Encoded = _no_encoded) -> list[CaseResult]:
+def run_case_file(
+    path: str | Path, encoded: Encoded = _no_encoded, *, compile_rules: CompileRules = _as_written
+) -> list[CaseResult]:
     """Run every case of one YAML file (an unreadable file is one failed result)."""
     cases, problem = _read(Path(path))
-    return [problem] if problem is not None else [run_case(case, encoded) for case in cases]
+    if problem is not None:
+        return [problem]
+    return [run_case(case, encoded, compile_rules=compile_rules) for case in cases]
 
 
-def run_cases(path: str | Path, encoded: Encoded = _no_encoded) -> list[CaseResult]:
+def run_cases(
+    path: str | Path, encoded: Encoded = _no_encoded, *, compile_rules: CompileRules = _as_written
+) -> list[CaseResult]:
     """Run one case file, or every case file under a directory (see `load_cases`)."""
-    return [r for file in _files(Path(path)) for r in run_case_file(file, encoded)]
+    files = _files(Path(path))
+    return [r for f in files for r in run_case_file(f, encoded, compile_rules=compile_rules)]

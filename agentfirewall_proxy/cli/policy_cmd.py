@@ -16,6 +16,7 @@ from agentfirewall.errors import ActionSpecError, PolicyError
 from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
+from agentfirewall_proxy.cli.explain_risk import RouteRisk, route_risk
 from agentfirewall_proxy.cli.names import (
     close_matches,
     connector_type,
@@ -34,7 +35,7 @@ from agentfirewall_proxy.cli.replay_cmd import add_replay
 from agentfirewall_proxy.cli.shadow_cmd import add_shadow
 
 if TYPE_CHECKING:
-    from agentfirewall.actions import ActionSpec, Risk
+    from agentfirewall.actions import ActionSpec
     from agentfirewall.decisions import Decision
     from agentfirewall.policy import Explanation
     from agentfirewall.policy.models import FieldCondition
@@ -144,16 +145,22 @@ def _spec(ctx: Context) -> ActionSpec:
         raise CliError(f"invalid action: {exc}", code=EXIT_USAGE) from None
 
 
-def _show(ctx: Context, explanation: Explanation) -> int:
+def _show(ctx: Context, explanation: Explanation, risk: RouteRisk | None = None) -> int:
+    """The steps and the decision; with `risk`, the route risk it was decided with."""
     decision: Decision = explanation.decision
+    shown = explanation.to_dict()
+    if risk is not None:
+        shown["route_risk"] = {"risk": risk.risk, "from": risk.source}
 
     def render() -> None:
         ctx.out.table(("step", "result", "detail"), _rows(explanation))
+        if risk is not None:
+            ctx.out.line(f"route risk: {risk.risk} ({visible(risk.source)})")
         style = {"allow": "green", "deny": "red"}.get(decision.outcome, "yellow")
         reason = visible(decision.reason)  # one line: a rule's name may hold a newline
         ctx.out.line(f"decision: {decision.outcome} ({reason})", style=f"bold {style}")
 
-    ctx.out.result(explanation.to_dict(), render)
+    ctx.out.result(shown, render)
     return _EXIT_FOR.get(decision.outcome, EXIT_ERROR)
 
 
@@ -251,6 +258,8 @@ def explain(ctx: Context) -> int:
         except CliError:  # not registered yet: `tf run` would create it at the default level
             level = client.get("/v1/settings").get("default_enforcement_level")
     kind, switch = _stop(config, str(args.gateway), str(args.connector))
+    spec = _spec(ctx)
+    risk = route_risk(kind, spec)  # the connector's type parses the request
     engine = config.engine
     if switch is not None:  # decided by that switch alone (on a connector's name: under it)
         engine = policy.Engine(kill_switches=[switch])
@@ -261,23 +270,9 @@ def explain(ctx: Context) -> int:
         now=datetime.now(UTC),
         connector=kind,
         enforcement_level=level or "full_enforce",
-        risk=_route_risk(kind, str(args.action)),
+        risk=risk.risk if risk is not None else None,
     )
-    return _show(ctx, _explain(engine, context, _spec(ctx)))
-
-
-def _route_risk(kind: str, action: str) -> Risk | None:
-    """The risk the gateway decides `action` with (``context.risk``: ``ParsedAction.risk``,
-    the risk of the route its connector names it by), as the connector's catalogue lists
-    each route's; None where no route names it (an MCP tool: its name gives its risk; an
-    unknown route: its method and path)."""
-    from agentfirewall.connectors import ConnectorError, get_connector
-
-    try:
-        rows = get_connector(kind).actions()
-    except ConnectorError:  # a type without a connector: an SDK provider
-        return None
-    return next((row.risk for row in rows if row.type == action), None)
+    return _show(ctx, _explain(engine, context, spec), risk)
 
 
 def policy_list(ctx: Context) -> int:
