@@ -15,10 +15,15 @@ one call) (any answer below 400, an upgrade's 101 included, with the LLM ``usage
 from it) or released (the upstream refused, 4xx/5xx, or could not be reached), in the
 background. The upstream's answer decides (``flow.answered``), not what the agent got: a
 response whose body broke, or that the gateway cut or refused after its head came, was
-acted on and is spent. An upgraded connection (a WebSocket) carries no ``usage`` the
-gateway can read: a token or cost budget refuses it (:func:`refuse_unmetered`) rather than
-let it spend unmeasured. A request a budget refused or held has it in its decision input
-(``agentfirewall.policy.replay.with_budget``): ``tf policy replay`` applies it again.
+acted on and is spent. A request sent with no response read for its usage (none came:
+the upstream reset or did not answer in time, the agent or the gateway cut it first)
+settles an LLM budget at the most it may have used (:func:`count_most`), as an answer
+whose usage could not be read does (``metering.py``): a provider may have billed it; only
+a request never sent settles nothing. An upgraded connection (a WebSocket) carries no
+``usage`` the gateway can read: a token or cost budget refuses it
+(:func:`refuse_unmetered`) rather than let it spend unmeasured. A request a budget
+refused or held has it in its decision input (``agentfirewall.policy.replay.with_budget``):
+``tf policy replay`` applies it again.
 
 A request of several actions (:func:`performed`: a JSON-RPC batch's members, a GraphQL
 document's mutations) spends what each of them would spend alone, summed per budget: a
@@ -41,6 +46,7 @@ from agentfirewall.policy.replay import with_budget
 from agentfirewall_proxy.budgetlease import Leases, Say, say_plain
 from agentfirewall_proxy.control import ControlError
 from agentfirewall_proxy.flow import Refusal
+from agentfirewall_proxy.llmusage import estimate
 
 if TYPE_CHECKING:
     from agentfirewall.connectors import ParsedAction
@@ -52,6 +58,7 @@ __all__ = [
     "Budgets",
     "budget_fields",
     "compile_budgets",
+    "count_most",
     "decided_as",
     "performed",
     "refuse_unmetered",
@@ -272,8 +279,12 @@ class Budgets:
         reservation, flow.reservation = flow.reservation, None
         if reservation is None:
             return
+        if ok and flow.llm_budget and flow.usage is None and not _bodiless(flow):
+            # sent, and no response was read for its usage (none came: the upstream reset
+            # or timed out, the agent or the gateway cut it first): it may have been billed
+            count_most(flow, _unread_because(flow))
         payload: dict[str, Any] = {"reservation": reservation, "ok": ok}
-        if ok and flow.usage is not None:
+        if ok and flow.usage:  # ({}: the answer was read whole and named no usage)
             payload["usage"] = flow.usage
             payload["model"] = flow.model
         self._settling.append(payload)
@@ -320,6 +331,38 @@ class Budgets:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
             await asyncio.sleep(0)  # their done callbacks leave the set
         await self.leases.drain()
+
+
+def count_most(
+    flow: Flow, why: str, read: dict[str, Any] | None = None, model: str | None = None
+) -> None:
+    """Set `flow`'s usage to the most the call may have used, its usage unread for `why`
+    (``llmusage.estimate``: the request's body bytes as input tokens, its output limit or
+    the cap as output, never less than what was `read`), and say so in its reason (its
+    traffic record's ``usage estimated: …``). Fail closed: an LLM call is never free."""
+    parameters = flow.parsed.spec.parameters if flow.parsed else flow.parameters or {}
+    usage = estimate(flow.bytes_out, parameters, read)
+    asked = parameters.get("model")
+    flow.usage = usage
+    flow.model = model or (asked[:200] if isinstance(asked, str) else None)
+    given = usage.get("input_tokens", usage.get("prompt_tokens"))
+    out = usage.get("output_tokens", usage.get("completion_tokens"))
+    note = (f"usage estimated: {why}: counted as the most it may have used ({given} "
+            f"input, {out} output tokens)")  # fmt: skip
+    base = flow.reason or (flow.decision.reason if flow.decision else "")
+    flow.reason = f"{base}; {note}" if base else note
+
+
+def _bodiless(flow: Flow) -> bool:
+    """An answer that has no body, so no usage to read: nothing was used."""
+    return flow.method == "HEAD" or flow.answered in (204, 304)
+
+
+def _unread_because(flow: Flow) -> str:
+    """Why a request sent has no usage read (its traffic record's ``usage estimated: …``)."""
+    if not flow.answered:
+        return "no response came"
+    return "the response was not read"
 
 
 def refuse_unmetered(scopes: tuple[BudgetScope, ...], flow: Flow) -> None:

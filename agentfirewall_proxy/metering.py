@@ -20,8 +20,9 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from agentfirewall_proxy.budgets import count_most
 from agentfirewall_proxy.http1 import END
-from agentfirewall_proxy.llmusage import UsageReader, estimate
+from agentfirewall_proxy.llmusage import UsageReader
 from agentfirewall_proxy.scrub import ScrubError
 from agentfirewall_proxy.upstream import EOF
 
@@ -83,19 +84,12 @@ async def read_on(
 
 
 def metered(flow: Flow, reader: UsageReader) -> None:
-    """``flow.usage`` and ``flow.model`` as `reader` read them; the most the call may have
-    used when it could not (said in the flow's reason)."""
+    """``flow.usage`` and ``flow.model`` as `reader` read them (``{}``: the answer was read
+    whole and named none); the most the call may have used when it could not be read
+    (said in the flow's reason: ``budgets.count_most``)."""
     usage, model = reader.finish()
     why = reader.unread()
     if why:
-        parameters = flow.parsed.spec.parameters if flow.parsed else flow.parameters or {}
-        usage = estimate(flow.bytes_out, parameters, usage)
-        asked = parameters.get("model")
-        model = model or (asked[:200] if isinstance(asked, str) else None)
-        given = usage.get("input_tokens", usage.get("prompt_tokens"))
-        out = usage.get("output_tokens", usage.get("completion_tokens"))
-        note = (f"usage estimated: {why}: counted as the most it may have used ({given} "
-                f"input, {out} output tokens)")  # fmt: skip
-        base = flow.reason or (flow.decision.reason if flow.decision else "")
-        flow.reason = f"{base}; {note}" if base else note
-    flow.usage, flow.model = usage, model
+        count_most(flow, why, usage, model)
+        return
+    flow.usage, flow.model = usage or {}, model
