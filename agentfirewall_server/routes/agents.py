@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -316,18 +316,45 @@ async def patch_agent(request: Request) -> JSONResponse:
     return json_ok(_agent_json(request, agent.id))
 
 
+def _closed_at(stamp: float) -> Any:
+    """`closed_before` as `stamp`, never moved back (a clock set back keeps the later one)."""
+    later = agents.c.closed_before > stamp
+    return case((later, agents.c.closed_before), else_=stamp)
+
+
+def _reopen(conn: Connection, agent: AgentRecord, stamp: float) -> bool:
+    """Activating a suspended agent closes what was decided before it (`closed_before`:
+    what a replica that had not heard of the suspension allowed meanwhile); whether it
+    was suspended. Activating an active agent changes nothing."""
+    suspended = (agents.c.id == agent.id) & (agents.c.status == "suspended")
+    closing = update(agents).where(suspended).values(closed_before=_closed_at(stamp))
+    return bool(conn.execute(closing).rowcount)
+
+
 def _set_status(agent: AgentRecord, status: str, actor: str) -> Any:
+    """Suspend, activate or revoke `agent`. Nothing decided before a suspension or removal
+    runs after it: the agent's `closed_before` is stamped (the execute claim refuses an
+    action decided before it, routes/execute.py), and again by the activation that ends
+    a suspension, which also denies the approvals asked meanwhile (a gateway or replica
+    that had not heard of the suspension): active again, the agent asks again."""
+
     def job(conn: Connection) -> list[dict[str, Any]]:
         stamp = now()
+        reopened = status == "active" and _reopen(conn, agent, stamp)
+        closing = {} if status == "active" else {"closed_before": _closed_at(stamp)}
         try:
-            _hold(conn, agent, status=status, updated_at=stamp)
+            _hold(conn, agent, status=status, updated_at=stamp, **closing)
         except _Outdated:
             if status == "revoked":  # revoked meanwhile: revoking again changes nothing
                 raise _RevokedAlready from None
             raise
         data: dict[str, Any] | None = None
         denied: list[dict[str, Any]] = []
-        if status == "revoked":
+        if reopened:
+            note = f"asked while agent `{agent.name}` was suspended: it asks again"
+            denied = deny_of_agent(conn, agent.name, by=actor, note=note, now=stamp)
+            data = {"approvals_denied": [r["id"] for r in denied]}
+        elif status == "revoked":
             conn.execute(
                 update(api_keys)
                 .where(api_keys.c.agent_id == agent.id, api_keys.c.revoked_at.is_(None))

@@ -10,10 +10,16 @@ the others get 409 (``execution_in_progress``, or ``token_used`` once it is over
 After the upstream call the action is ``executed`` (an answer came) or ``failed``. A failure
 to connect, before a byte of the request was sent, returns it to decided instead: the
 answer says ``retryable: true`` and the token (not consumed after all) may be used again.
-Once bytes were sent it counts as executed: it is never sent a second time. A send that
-sent nothing while its agent was suspended or removed denies the action instead, as the
-suspension denies the approved actions not started (``routes/agents.py``): the answer says
-``retryable: false``, and no token executes it after the agent is active again.
+Once bytes were sent it counts as executed: it is never sent a second time.
+
+Nothing decided before its agent's suspension or removal runs after it: the agent keeps when
+it was last closed (``agents.closed_before``, ``routes/agents.py``), and the claim refuses an
+action decided before that moment (409 ``not_allowed``: request it again), whatever allowed
+it, a rule or an approval, and whatever token it has. The action's record is not rewritten
+(an agent that acts itself, Mode B, reads its history unchanged). A send that sent nothing
+while its agent was suspended or removed denies the action instead of returning it to
+decided, as the suspension denies the approved actions not started: the answer says
+``retryable: false``.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from agentfirewall_server.decide import kill_switch_over
 from agentfirewall_server.executor import Planned, plan, send
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
-from agentfirewall_server.store.schema import action_requests, agents, approvals, used_nonces
+from agentfirewall_server.store.schema import action_requests, agents, used_nonces
 from agentfirewall_server.tracing import annotate
 from agentfirewall_server.web import ApiError, Strict, json_ok, read_model
 
@@ -95,18 +101,46 @@ def _killed(switch: str, action_id: str) -> ApiError:
     )
 
 
+def _agent_now(conn: Connection, agent_id: str) -> tuple[str | None, float | None]:
+    """The agent's stored status and `closed_before` (None, None: no such agent)."""
+    found = conn.execute(
+        select(agents.c.status, agents.c.closed_before).where(agents.c.id == agent_id)
+    ).first()
+    return (found.status, found.closed_before) if found else (None, None)
+
+
+def _decided_before(decided_at: float, closed_before: float | None) -> bool:
+    """Whether an action decided at `decided_at` came before its agent was last closed
+    (suspended, removed, or activated after a suspension): it never starts then. The
+    same instant counts as before."""
+    return closed_before is not None and decided_at <= closed_before
+
+
+def _closed_since(action_id: str, agent: str) -> ApiError:
+    return ApiError(
+        409,
+        f"action `{action_id}` was decided before its agent `{agent}` was last suspended or "
+        "removed (or while it was), and nothing decided then runs after it: it is not "
+        "executed; request the action again (with a new `Idempotency-Key`, if you sent one)",
+        code="not_allowed",
+    )
+
+
 def _still_free(conn: Connection, row: dict[str, Any]) -> None:
     """The claim's own reading of what stops the action, in its transaction: a kill switch
     activated, or its agent suspended or removed, on another replica a moment ago (whose
     change this replica's snapshot may not have yet) stops it as on the replica that made
-    the change; the token stays unspent."""
+    the change, the token unspent; and an action decided before its agent was last closed
+    never starts."""
     switch = stored_switch(conn, {**row, "connector": None})
     if switch is not None:
         raise _killed(f"kill_switch:{switch}", row["id"])
-    status = conn.execute(select(agents.c.status).where(agents.c.id == row["agent_id"])).scalar()
+    status, closed_before = _agent_now(conn, row["agent_id"])
     if status != "active":
         raise ApiError(401, f"agent `{row['agent']}` is {status or 'removed'}: its key is not "
                        "accepted (the action is not executed)")  # fmt: skip
+    if _decided_before(row["created_at"], closed_before):
+        raise _closed_since(row["id"], row["agent"])
 
 
 def _claim(claims: DecisionClaims, row: dict[str, Any]) -> Any:
@@ -145,15 +179,10 @@ def _claim(claims: DecisionClaims, row: dict[str, Any]) -> Any:
 
 def _closed(conn: Connection, action_id: str, agent_id: str) -> bool:
     """Whether the agent's suspension or removal closed the action while it was sent: its
-    agent is not active, or its approval was closed (marked used: only `_close_approved`
-    of routes/agents.py marks an SDK action's approval used, executing never does)."""
-    status = conn.execute(select(agents.c.status).where(agents.c.id == agent_id)).scalar()
-    closed = conn.execute(
-        select(approvals.c.id).where(
-            approvals.c.action_request_id == action_id, approvals.c.used.is_(True)
-        )
-    ).first()
-    return status != "active" or closed is not None
+    agent is not active, or was closed after the action was decided (the claim's rule)."""
+    status, closed_before = _agent_now(conn, agent_id)
+    decided_at = conn.execute(select(_A.created_at).where(_A.id == action_id)).scalar_one()
+    return status != "active" or _decided_before(decided_at, closed_before)
 
 
 def _finish(

@@ -70,6 +70,10 @@ agents = Table(
     # what the name shows as (agentnames.name_key); NULL: a live twin an earlier version
     # stored beside an older agent of the key (0016)
     Column("name_key", String(64), nullable=True),
+    # its actions decided before this moment never start (routes/execute.py): stamped when
+    # it is suspended or removed, and when it is activated after a suspension; NULL: never
+    # closed (0019)
+    Column("closed_before", Float, nullable=True),
 )
 # one live agent per name: a revoked agent keeps its row, a new agent may take its name (0011)
 Index(
