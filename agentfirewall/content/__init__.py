@@ -38,6 +38,7 @@ from agentfirewall.content.locate import (
 from agentfirewall.content.scanner import Hit, Scanner, default_scanner
 from agentfirewall.content.shown import (
     body_preview,
+    credential_name,
     masked,
     masked_query,
     shown_action,
@@ -58,6 +59,7 @@ __all__ = [
     "body_pieces",
     "body_preview",
     "content_attributes",
+    "credential_name",
     "decoded_pieces",
     "default_scanner",
     "describe",

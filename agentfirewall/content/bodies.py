@@ -11,8 +11,8 @@ string and number of a JSON body, each field of a form, the text of any other), 
   it too, of that text (as aiohttp's ``request.post()`` reads it) and of the text as it is
   (as a servlet container reads ``%00A%00K…``). A charset no reader
   here knows (``x-unknown``, ``base64``) is a finding of ``unreadable_encoding`` at
-  ``body`` (``locate.UNREADABLE``: a rule reading ``content.secrets`` refuses it; the
-  gateway cuts such a response: fail closed);
+  ``body`` (``locate.UNREADABLE``, of each kind the scanner reads: a rule reading any
+  content field refuses it; the gateway cuts such a response: fail closed);
 * a ``multipart/*`` body's parts as a server's multipart reader reads them (aiohttp's
   ``request.post()``), parsed as ``mime`` parses a message: each part's value at
   ``multipart.<name>`` (its ``Content-Disposition`` name; ``multipart.part2``, numbered in

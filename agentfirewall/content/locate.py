@@ -88,9 +88,10 @@ Piece = tuple[str, str]  # (location, text)
 NAME = "#name"  # a name's own piece: the location of what it names, and this
 #: A piece of one of these texts stands for what could not be read: an e-mail attached
 #: deeper than ``mime`` reads (:data:`UNREAD`), a body or a part in a charset or an encoding
-#: no reader here knows (:data:`UNREADABLE`, ``bodies``); a finding of that name there, a
-#: secret, so that a rule reading ``content.secrets`` refuses it as it would a secret (fail
-#: closed).
+#: no reader here knows (:data:`UNREADABLE`, ``bodies``); a finding of that name there, of
+#: each kind the scanner reads (:func:`scan_pieces`), so that a rule reading any content
+#: field the scan fills (``content.secrets``, ``content.pii``, ``response.injection``)
+#: refuses it as it would a detection (fail closed: what it holds is not known).
 UNREAD = "mime_too_deep"
 UNREADABLE = "unreadable_encoding"
 UNREAD_NAMES = frozenset({UNREAD, UNREADABLE})
@@ -183,8 +184,9 @@ def scan_pieces(scanner: Scanner, pieces: Iterable[Piece]) -> list[Finding]:
             if secret_name(location.rsplit(".", 1)[-1]) and _generic(text):
                 findings.append(Finding("generic_secret", "secret", 0.6, location, 0, len(text)))
     unread = [(location, text[1:-1]) for location, text in items if text in _UNREAD_TEXTS]
-    if unread and UNREAD in found_names(scanner):
-        findings += [Finding(name, "secret", 1.0, location, 0, 0) for location, name in unread]
+    if unread:  # (a finding of each kind read: whatever field a rule reads, it is refused)
+        findings += [Finding(name, kind, 1.0, location, 0, 0)
+                     for location, name in unread for kind in scanner.kinds]  # fmt: skip
     markers = scanner.markers
     if markers is not None and (not joined.isascii() or "<" in joined or "&" in joined):
         findings += _normalized_findings(markers, items, findings)
@@ -224,10 +226,8 @@ def _normalized_findings(
 
 def found_names(scanner: Scanner) -> frozenset[str]:
     """What the findings of `scanner` may name: its detectors, and :data:`UNREAD_NAMES`
-    where it reads secrets."""
-    if any(detector.kind == "secret" for detector in scanner.detectors):
-        return scanner.names | UNREAD_NAMES
-    return scanner.names
+    (of each kind it reads) where it has any."""
+    return scanner.names | UNREAD_NAMES if scanner.detectors else scanner.names
 
 
 def _finding(hit: Hit, items: list[Piece], starts: list[int]) -> Finding:
@@ -380,8 +380,9 @@ def _nonce(name: str, value: str) -> bool:
 
 
 def describe(findings: Iterable[Finding], limit: int = 8) -> str:
-    """``aws_access_key at body.text+12; ...`` (names and places, never the text)."""
-    items = list(findings)
+    """``aws_access_key at body.text+12; ...`` (names and places, never the text; each
+    once: what could not be read is a finding of each kind the scanner reads)."""
+    items = list({f.describe(): f for f in findings}.values())
     text = "; ".join(f.describe() for f in items[:limit])
     return text + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 

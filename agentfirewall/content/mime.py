@@ -35,9 +35,10 @@ changes the text (a 7bit part is in the message as it is):
   (one the unstructured reading below decodes too: ``<field>(base64).parts.2.part2``),
   :data:`MAX_DEPTH` deep and :data:`MAX_ATTACHED` times the message's size in all:
   ``<field>(base64).part2.part2``. One deeper, or beyond that, is not read: it is a finding
-  of ``mime_too_deep`` at its part (``locate.UNREAD``), which a rule reading
-  ``content.secrets`` decides as a secret, and a redact rule refuses (fail closed). (What is
-  encoded in a way no reader decodes, base64 of base64 in a text, is not.)
+  of ``mime_too_deep`` at its part (``locate.UNREAD``, of each kind the scanner reads),
+  which a rule reading any content field decides as a detection, and a redact rule on
+  ``content.secrets`` refuses (fail closed). (What is encoded in a way no reader decodes,
+  base64 of base64 in a text, is not.)
 
 A message a byte order mark starts is read as mail readers read it: a UTF-8 mark skipped,
 UTF-16 or UTF-32 decoded first. It is parsed with Python's ``email`` package within bounds

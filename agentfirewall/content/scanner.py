@@ -58,6 +58,8 @@ class Scanner:
     def __init__(self, detectors: Iterable[Detector]) -> None:
         self.detectors = tuple(detectors)
         self.names = frozenset(d.name for d in self.detectors)
+        #: The kinds of its detectors (``secret``, ``pii``, ``injection``), each once.
+        self.kinds = tuple(dict.fromkeys(d.kind for d in self.detectors))
         table: dict[str, list[tuple[int, tuple[str, ...], Detector]]] = {}
         for detector in self.detectors:
             for char, offset, prefixes in detector.anchors:

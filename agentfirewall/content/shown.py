@@ -45,6 +45,7 @@ from agentfirewall.content.scanner import default_scanner
 
 __all__ = [
     "body_preview",
+    "credential_name",
     "masked",
     "masked_query",
     "shown_action",
@@ -103,11 +104,19 @@ _ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
 
 @functools.lru_cache(maxsize=1024)
-def _secret_name(name: str) -> bool:
+def credential_name(name: str) -> bool:
+    """Whether `name` says its value is a credential whatever the value looks like: one of
+    `_SECRET_WORDS` is a word of it (`access_token`, `X-Auth`, `sessionId`) or one of
+    `_SECRET_PARTS` is in it (`dbPassword`, `apikey`). The rule :func:`masked` masks the
+    value after a name by, and a decision record withholds a value by
+    (``agentfirewall.policy.record``)."""
     name = _MARKER.sub(" ", name)  # (a marker's name, `github_token`, says nothing of a value)
     compact = re.sub(r"[^a-z0-9]", "", name.lower())
     words = {w.lower() for w in _WORDS.findall(name)}
     return not words.isdisjoint(_SECRET_WORDS) or any(p in compact for p in _SECRET_PARTS)
+
+
+_secret_name = credential_name  # (the name the dashboard's tests compare its rule with)
 
 
 def _kept(value: str, *, bare: bool) -> bool:
@@ -123,7 +132,7 @@ def _named_secrets(text: str) -> list[tuple[int, int]]:
     search = 0
     while (named := _NAMED.search(text, search)) is not None:
         search = named.end()
-        value = _VALUE.match(text, search) if _secret_name(named[1]) else None
+        value = _VALUE.match(text, search) if credential_name(named[1]) else None
         group = value.lastindex if value is not None else None
         if value is None or group is None or _kept(value[group], bare=group == 3):
             continue
@@ -207,7 +216,7 @@ def masked_query(query: str) -> str:
         plain_name, plain = unquote_plus(name), unquote_plus(value)
         shown_name, shown = masked(plain_name), masked(plain)
         secret = plain not in ("", *_PLAIN) and _MARKER.fullmatch(plain) is None
-        if equals and secret and _secret_name(plain_name):
+        if equals and secret and credential_name(plain_name):
             part = f"{shown_name}={_MASK}"
         elif (shown_name, shown) != (plain_name, plain):
             part = shown_name + equals + shown
@@ -320,7 +329,7 @@ def shown_headers(
         if not value or _SHOWN_MASK.fullmatch(value):
             text = value
         elif declared:
-            secret = _secret_name(name) or name.lower().endswith("key")
+            secret = credential_name(name) or name.lower().endswith("key")
             text = _MASK if secret else shown_text(value)
         elif name.lower() in _PLAIN_HEADERS and not any(map(_RANDOM, _RUN.findall(value))):
             text = shown_text(value)

@@ -86,9 +86,8 @@ class GuardPlan:
 
 def _targets(leaf: FieldCondition) -> frozenset[str]:
     """The detector names a leaf is about: the ones it names, else its whole family."""
-    family = frozenset(d.name for d in _FAMILY[leaf.field])
-    if leaf.field == "content.secrets":  # (and what a request hides from any reading here)
-        family |= UNREAD_NAMES
+    # (and what could not be read: a finding of each kind read, ``content.locate``)
+    family = frozenset(d.name for d in _FAMILY[leaf.field]) | UNREAD_NAMES
     value = leaf.value
     named = {value} if isinstance(value, str) else set(value) if isinstance(value, list) else set()
     chosen = frozenset(v for v in named if isinstance(v, str)) & family

@@ -11,7 +11,8 @@ Never stored: header values, bodies, parameter values that carry content, and se
 parameter is *withheld* (only its name kept, under ``"w"``) when its connector lists it in
 :data:`CONTENT_PARAMETERS` (message text, prompts, email subjects), when its name says it
 holds a secret whatever it looks like (``access_token``, ``clientSecret``: the rule approvers
-are shown by, ``agentfirewall.content.shown``) or it is an object or a list with such a
+are shown by, ``agentfirewall.content.credential_name``; or written before a value as a
+query writes it, it is masked as approvers see it) or it is an object or a list with such a
 name (or ``body``) anywhere inside, when the decision's content detectors fired (the live
 or the shadow policies') and its value holds what they find, or when its JSON form is
 longer than :data:`MAX_VALUE_BYTES`; when they fired, a resource field holding what they
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, get_args
 
 from agentfirewall.actions import ActionSpec, Risk, parse_action_spec
-from agentfirewall.content import masked
+from agentfirewall.content import credential_name, masked
 from agentfirewall.policy.engine import EvaluationContext
 
 __all__ = [
@@ -78,9 +79,15 @@ def _storable(value: object) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _secret_name(name: str) -> bool:
-    """Whether a value under `name` is masked whatever it is, as approvers are shown it."""
-    probe = f"{name}=x0"
-    return masked(probe) != probe
+    """Whether a value under `name` is withheld whatever it is: its name says credential,
+    by the rule approvers are shown by (:func:`~agentfirewall.content.credential_name`), or
+    `name` written before a value as a query writes it (``name=x0``) is masked as approvers
+    see it: a detection in it (``AKIA…``), a URL's password, or a random run that the value
+    after it makes a generic secret (``tokens=Ab3dEf5hIj7lMn9``)."""
+    if credential_name(name):
+        return True
+    written = f"{name}=x0"
+    return masked(written) != written
 
 
 def _hidden(name: str) -> bool:
