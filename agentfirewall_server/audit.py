@@ -43,6 +43,7 @@ __all__ = [
     "link_hash",
     "prepare_event",
     "scalar_text",
+    "stub_line",
     "verify_chain",
 ]
 
@@ -60,9 +61,12 @@ class VerifyResult:
     events_missing: int = 0  # after the log's end, by the newest checkpoint
     checkpoint: dict[str, Any] | None = None  # the newest signed checkpoint found
     checkpoints_checked: int = 0
+    #: a filtered export's filter (its signed selection record), None for a whole log
+    export_filter: dict[str, str] | None = None
+    events_left_out: int = 0  # of `events_checked`: stubs a filtered export linked, not shown
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        result = {
             "ok": self.ok,
             "events_checked": self.events_checked,
             "first_bad_event": self.first_bad_event,
@@ -71,6 +75,10 @@ class VerifyResult:
             "checkpoint": self.checkpoint,
             "checkpoints_checked": self.checkpoints_checked,
         }
+        if self.export_filter is not None:  # (a filtered export's offline verify only)
+            result["filter"] = self.export_filter
+            result["events_left_out"] = self.events_left_out
+        return result
 
 
 def content_digest(row: Mapping[str, Any]) -> str:
@@ -221,13 +229,22 @@ def verify_chain(conn: Connection, batch: int = 5000) -> VerifyResult:
     return VerifyResult(True, checked, None, None)
 
 
-def check_row(row: Mapping[str, Any], expected_id: int, prev_hash: str) -> str | None:
-    """What is wrong with `row` as the event after `prev_hash`, or None."""
+def check_row(
+    row: Mapping[str, Any], expected_id: int, prev_hash: str, digest: str | None = None
+) -> str | None:
+    """What is wrong with `row` as the event after `prev_hash`, or None.
+
+    `digest`, when given, is the content digest a stub line carries (`stub_line`) in place
+    of the content it is computed from.
+    """
     if row["id"] != expected_id:
         return f"events {expected_id}..{row['id'] - 1} are missing (deleted)"
     if row["prev_hash"] != prev_hash:
         return "prev_hash does not match the previous event (an event was deleted or replaced)"
-    if link_hash(row["id"], prev_hash, content_digest(row)) != row["hash"]:
+    if digest is not None:
+        if link_hash(row["id"], prev_hash, digest) != row["hash"]:
+            return "hash does not match the content digest of the stub (edited)"
+    elif link_hash(row["id"], prev_hash, content_digest(row)) != row["hash"]:
         return "hash does not match the event's content (edited)"
     return None
 
@@ -250,6 +267,22 @@ def event_to_dict(row: Any) -> dict[str, Any]:
 def export_jsonl(events: list[dict[str, Any]]) -> Iterator[str]:
     for event in events:
         yield json.dumps(event, sort_keys=True) + "\n"
+
+
+def stub_line(row: Mapping[str, Any]) -> str:
+    """The line a filtered export writes for an event its filter leaves out (stored form):
+    what links it in the chain and nothing it says. Its hash is `link_hash` of its id, its
+    prev_hash and its content digest, so the chain verifies through it; the digest is a
+    one-way hash of the event's content (it confirms a guess of every field, time to the
+    microsecond included, and shows nothing else)."""
+    stub = {
+        "record": "stub",
+        "id": row["id"],
+        "prev_hash": row["prev_hash"],
+        "hash": row["hash"],
+        "content_digest": content_digest(row),
+    }
+    return json.dumps(stub, sort_keys=True) + "\n"
 
 
 #: What a spreadsheet reads as the start of a formula (or of a cell it re-parses): a cell

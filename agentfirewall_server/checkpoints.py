@@ -7,6 +7,12 @@ each one in the ``audit_checkpoints`` table, in the append-only file
 an external anchor (`checkpointer.py`). Deleting audit rows does not delete checkpoints, so
 a log that ends before the newest checkpoint, or differs from it, fails verification.
 
+A filtered export (``?event_type=``, ``agent``, ``since``, ``until``) writes a stub line
+(`audit.stub_line`: id, prev_hash, hash, content digest) for each event its filter leaves
+out, and a selection record (`selection_line`, signed like a checkpoint) naming the filter
+and which events it shows, so the chain verifies through the stubs and no event can be
+turned into a stub (hidden) after the server wrote the file.
+
 A restore record (`restore_line`) is a line of the checkpoint files shaped like a
 checkpoint's but signed as another kind (``typ``): `tf restore --discard-newer-audit` rolled
 the log back to that head. Verify passes over it (the rollback stays reported); the server
@@ -17,7 +23,10 @@ This module is pure: `tf audit verify --file` uses it offline with only the publ
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +45,8 @@ __all__ = [
     "CHECKPOINT_FILE",
     "Checkpoint",
     "CheckpointError",
+    "Selected",
+    "Selection",
     "SigningKeyError",
     "check_signing_key",
     "checkpoint_line",
@@ -43,6 +54,7 @@ __all__ = [
     "public_keys",
     "read_checkpoint_lines",
     "restore_line",
+    "selection_line",
     "sign_checkpoint",
     "verify_export",
     "verify_rows",
@@ -84,34 +96,46 @@ def sign_checkpoint(key: SigningKey, seq: int, head: str, time: float, typ: str 
     )
 
 
-def parse_checkpoint(
-    token: str, keys: Mapping[str, ec.EllipticCurvePublicKey], source: str, typ: str = TYP
-) -> Checkpoint:
-    """The checkpoint (of kind `typ`) `token` signs, or `CheckpointError`."""
+def _signed_claims(
+    token: str,
+    keys: Mapping[str, ec.EllipticCurvePublicKey],
+    what: str,
+    typ: str,
+    require: list[str],
+) -> tuple[dict[str, Any], str]:
+    """The claims `token` signs as a record of kind `typ`, and its key id, or
+    `CheckpointError` naming `what` (e.g. "export: a checkpoint")."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
-        raise CheckpointError(f"{source}: a checkpoint is not a JWS") from None
+        raise CheckpointError(f"{what} is not a JWS") from None
     kid = header.get("kid")
     key = keys.get(kid) if isinstance(kid, str) else None
     if key is None:
         shown = str(kid)[:60]
         raise CheckpointError(
-            f"{source}: a checkpoint is signed by unknown key `{shown}` (a previous signing "
-            "key? give its public key)"
+            f"{what} is signed by unknown key `{shown}` (a previous signing key? give its "
+            "public key)"
         )
     try:
-        claims = jwt.decode(
-            token, key, algorithms=["ES256"], options={"require": ["seq", "head", "time"]}
-        )
+        claims = jwt.decode(token, key, algorithms=["ES256"], options={"require": require})
     except jwt.PyJWTError:
-        raise CheckpointError(f"{source}: a checkpoint's signature does not verify") from None
+        raise CheckpointError(f"{what}'s signature does not verify") from None
     if header.get("typ") != typ:  # a restore record is no checkpoint, nor the reverse
-        raise CheckpointError(f"{source}: a checkpoint is signed as another kind of record")
+        raise CheckpointError(f"{what} is signed as another kind of record")
+    return claims, str(kid)
+
+
+def parse_checkpoint(
+    token: str, keys: Mapping[str, ec.EllipticCurvePublicKey], source: str, typ: str = TYP
+) -> Checkpoint:
+    """The checkpoint (of kind `typ`) `token` signs, or `CheckpointError`."""
+    what = f"{source}: a checkpoint"
+    claims, kid = _signed_claims(token, keys, what, typ, ["seq", "head", "time"])
     seq, head, time = claims["seq"], claims["head"], claims["time"]
     if not (isinstance(seq, int) and isinstance(head, str) and isinstance(time, int | float)):
         raise CheckpointError(f"{source}: a checkpoint has malformed claims")
-    return Checkpoint(seq, head, float(time), str(kid), token, source)
+    return Checkpoint(seq, head, float(time), kid, token, source)
 
 
 #: the fields of a checkpoint line (`checkpoint_line`)
@@ -153,6 +177,94 @@ def restore_line(key: SigningKey, seq: int, head: str, time: float) -> str:
     head event `seq` with hash `head`, at `time`."""
     token = sign_checkpoint(key, seq, head, time, _TYPS["restore"])
     return checkpoint_line(Checkpoint(seq, head, time, key.kid, token, "restore"), "restore")
+
+
+class Selected:
+    """What a filtered export shows of events 1..n, tallied in id order: how many it shows,
+    how many it leaves out, and a SHA-256 of the shown ids (what its selection record signs)."""
+
+    def __init__(self) -> None:
+        self.shown = 0
+        self.left_out = 0
+        self._ids = hashlib.sha256()
+
+    def add(self, event_id: int, *, shown: bool) -> None:
+        if shown:
+            self.shown += 1
+            self._ids.update(b"%d\n" % event_id)
+        else:
+            self.left_out += 1
+
+    @property
+    def shown_ids_sha256(self) -> str:
+        return self._ids.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """A filtered export's selection record: the filter (query names to the values given),
+    the export's last event `seq`, and which of events 1..seq it shows (`Selected`)."""
+
+    seq: int
+    filter_by: dict[str, str]
+    shown: int
+    left_out: int
+    shown_ids_sha256: str
+
+    def claims(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "filter": self.filter_by,
+            "shown": self.shown,
+            "left_out": self.left_out,
+            "shown_ids_sha256": self.shown_ids_sha256,
+        }
+
+
+SELECTION_TYP = "tf-audit-selection"
+_SELECTION_CLAIMS = ["seq", "filter", "shown", "left_out", "shown_ids_sha256"]
+
+
+def selection_line(key: SigningKey, selection: Selection) -> str:
+    """The signed line a filtered export ends its events with (before its checkpoints)."""
+    claims = selection.claims()
+    token = jwt.encode(
+        {"iss": DEFAULT_ISSUER, **claims},
+        key.private_key,
+        algorithm="ES256",
+        headers={"kid": key.kid, "typ": SELECTION_TYP},
+    )
+    record = {"record": "selection", **claims, "kid": key.kid, "token": token}
+    return json.dumps(record, sort_keys=True) + "\n"
+
+
+def parse_selection(
+    record: Mapping[str, Any], keys: Mapping[str, ec.EllipticCurvePublicKey]
+) -> Selection:
+    """The selection a selection line signs, or `CheckpointError`: the line must show
+    exactly what its token signs."""
+    what = "export: the filter record"
+    token = str(record.get("token"))
+    claims, kid = _signed_claims(token, keys, what, SELECTION_TYP, _SELECTION_CLAIMS)
+    selection = Selection(
+        seq=claims["seq"],
+        filter_by=claims["filter"],
+        shown=claims["shown"],
+        left_out=claims["left_out"],
+        shown_ids_sha256=claims["shown_ids_sha256"],
+    )
+    counts = (selection.seq, selection.shown, selection.left_out)
+    if not (
+        all(type(n) is int and n >= 0 for n in counts)
+        and selection.shown + selection.left_out == selection.seq
+        and isinstance(selection.filter_by, dict)
+        and all(isinstance(v, str) for v in selection.filter_by.values())
+        and isinstance(selection.shown_ids_sha256, str)
+    ):
+        raise CheckpointError(f"{what} has malformed claims")
+    if {**record} != {"record": "selection", **selection.claims(), "kid": kid, "token": token}:
+        raise CheckpointError(f"{what} shows other values than its signed token (edited)")
+    return selection
 
 
 def read_checkpoint_lines(
@@ -224,7 +336,7 @@ def verify_rows(
     prev, expected, checked = GENESIS, 1, 0
     for row in rows:
         try:
-            problem = check_row(row, expected, prev)
+            problem = check_row(row, expected, prev, row.get("_digest"))
         except ValueError:  # text UTF-8 cannot encode (a lone surrogate): never stored
             problem = "the event's content cannot be hashed (edited)"
         signed = by_seq.get(row["id"])
@@ -326,6 +438,61 @@ def _stored(event: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: the fields of a stub line (`audit.stub_line`)
+_STUB_FIELDS = frozenset({"record", "id", "prev_hash", "hash", "content_digest"})
+
+
+def _stub(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A stub line as a row `verify_rows` links with its digest (`_digest`), or
+    `CheckpointError`."""
+    ident = record.get("id")
+    if type(ident) is not int:
+        raise CheckpointError(f"a stub's id `{json.dumps(ident)[:40]}` is not an integer "
+                              "(edited)")  # fmt: skip
+    if set(record) != _STUB_FIELDS:
+        raise CheckpointError(f"the stub of event {ident} has other fields than a stub's "
+                              "(id, prev_hash, hash, content_digest): edited")  # fmt: skip
+    values = [record[name] for name in ("prev_hash", "hash", "content_digest")]
+    if not all(isinstance(v, str) and _HEX64.fullmatch(v) for v in values):
+        raise CheckpointError(f"the stub of event {ident} holds a hash that is not 64 hex "
+                              "digits (edited)")  # fmt: skip
+    prev_hash, link, digest = values
+    return {"id": ident, "prev_hash": prev_hash, "hash": link, "_digest": digest}
+
+
+def _selection_problem(events: list[dict[str, Any]], selection: Selection | None) -> str | None:
+    """Why the events and stubs of an export are not the ones its filter selected, or None.
+
+    Only the server's filter leaves an event out: a stub with no signed selection record,
+    or other stubs than it signs, is an event hidden after the export was written.
+    """
+    if selection is None:
+        first = next((e["id"] for e in events if "_digest" in e), None)
+        if first is None:
+            return None
+        return (
+            f"event {first} is left out (a stub line) but the export holds no signed filter "
+            "record that left it out: an event was hidden, or the record removed (edited)"
+        )
+    last = int(events[-1]["id"]) if events else 0
+    if last != selection.seq:
+        return (
+            f"the export's signed filter record covers events 1..{selection.seq}, but its "
+            f"events end at event {last} (cut short or added to)"
+        )
+    tally = Selected()
+    for event in events:
+        tally.add(int(event["id"]), shown=("_digest" not in event))
+    if tally.shown_ids_sha256 == selection.shown_ids_sha256:
+        return None
+    return (
+        f"the export shows {tally.shown} events and leaves out {tally.left_out}, not the ones "
+        f"its signed filter record selected ({selection.shown} shown, {selection.left_out} "
+        "left out): an event was hidden or shown instead of its stub (edited)"
+    )
+
+
 def verify_export(
     lines: Iterable[str],
     keys: Mapping[str, ec.EllipticCurvePublicKey],
@@ -334,15 +501,18 @@ def verify_export(
     """An export (JSON Lines: events, then checkpoints) verified offline.
 
     `more` are checkpoints from elsewhere (an anchor file). An export holding no signed
-    checkpoint fails: without one the end of the log cannot be checked.
+    checkpoint fails: without one the end of the log cannot be checked. A filtered export's
+    stubs link like events; its selection record says which events it shows.
     """
     events: list[dict[str, Any]] = []
     problems: list[str] = []
+    selections: list[Mapping[str, Any]] = []
     cps, bad = read_checkpoint_lines(
-        (line for line in _split(lines, events, problems)), keys, "export"
+        (line for line in _split(lines, events, problems, selections)), keys, "export"
     )
     checkpoints = [*cps, *(more or [])]
     problems += bad
+    selection = _read_selection(selections, keys, problems)
     if not checkpoints:
         problems.append("the export holds no signed checkpoint: its end cannot be verified")
     elif events and int(events[-1]["id"]) > max(cp.seq for cp in checkpoints):
@@ -351,13 +521,41 @@ def verify_export(
             f"events after event {covered} are covered by no signed checkpoint (an export "
             "ends on its own): appended to the export"
         )
-    return verify_rows(events, checkpoints, problems)
+    if (problem := _selection_problem(events, selection)) is not None:
+        problems.append(problem)
+    result = verify_rows(events, checkpoints, problems)
+    if selection is None:
+        return result
+    left_out = sum(1 for e in events if "_digest" in e)
+    return dataclasses.replace(result, export_filter=selection.filter_by, events_left_out=left_out)
+
+
+def _read_selection(
+    records: list[Mapping[str, Any]],
+    keys: Mapping[str, ec.EllipticCurvePublicKey],
+    problems: list[str],
+) -> Selection | None:
+    """The export's one selection record (None: an unfiltered export); each problem with
+    them goes to `problems`."""
+    if len(records) > 1:
+        problems.append("the export holds more than one filter record (edited)")
+    try:
+        return parse_selection(records[0], keys) if records else None
+    except CheckpointError as exc:
+        problems.append(str(exc))
+        return None
 
 
 def _split(
-    lines: Iterable[str], events: list[dict[str, Any]], problems: list[str]
+    lines: Iterable[str],
+    events: list[dict[str, Any]],
+    problems: list[str],
+    selections: list[Mapping[str, Any]],
 ) -> Iterable[str]:
-    """Yield checkpoint lines; collect events (stored form) and unreadable lines."""
+    """Yield checkpoint lines; collect events and stubs (stored form), selection records
+    and unreadable lines. Events and stubs come first, in id order, as the export writes
+    them: one after a record line was moved."""
+    records_began = False
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -366,8 +564,21 @@ def _split(
         except (ValueError, RecursionError):
             problems.append(f"export line {n} is not JSON")
             continue
-        if isinstance(record, dict) and record.get("record") == "checkpoint":
-            yield line
+        kind = record.get("record") if isinstance(record, dict) else None
+        if kind in ("checkpoint", "selection"):
+            records_began = True
+            if kind == "selection":
+                selections.append(record)
+            else:
+                yield line
+            continue
+        if records_began and isinstance(record, dict) and "id" in record:
+            problems.append(f"export line {n}: an event after the checkpoint lines (moved)")
+        if kind == "stub":
+            try:
+                events.append(_stub(record))
+            except CheckpointError as exc:
+                problems.append(f"export line {n}: {exc}")
         elif isinstance(record, dict) and "event_type" in record:
             try:
                 events.append(_stored(record))

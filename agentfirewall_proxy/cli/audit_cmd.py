@@ -2,12 +2,15 @@
 
 `verify` holds the chain against the newest signed checkpoint (so a truncated log fails);
 `verify --file export.jsonl --key jwks.json` checks an export offline with the public key
-(`--key` again for each retired signing key whose checkpoints the export holds).
+(`--key` again for each retired signing key whose checkpoints the export holds). A filtered
+export (`?agent=`, `event_type`, `since`, `until`) verifies too: the events its filter left
+out are stubs that link the chain, counted apart as "left out by the export's filter".
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,6 +95,8 @@ def audit_verify(ctx: Context) -> int:
         signed = f"; newest checkpoint: event {cp['seq']} at {cp['time']}" if cp else ""
         if data.get("ok"):
             ctx.out.success(f"audit chain intact ({data.get('events_checked')} events{signed})")
+            if data.get("filter") is not None:
+                ctx.out.info(_left_out(data))
         elif data.get("first_bad_event") is None:  # no event to name: a checkpoint's problem
             ctx.out.error(f"audit log not verified: {data.get('problem')}")
         else:
@@ -103,6 +108,16 @@ def audit_verify(ctx: Context) -> int:
 
     ctx.out.result(data, render)
     return EXIT_OK if data.get("ok") else EXIT_ERROR
+
+
+def _left_out(data: dict[str, Any]) -> str:
+    """What a verified filtered export did not show, and the filter that left it out."""
+    named = ", ".join(f"{k}={json.dumps(v, ensure_ascii=True)}" for k, v in data["filter"].items())
+    count = data.get("events_left_out", 0)
+    return (
+        f"{count} event{'' if count == 1 else 's'} left out by the export's filter "
+        f"(linked, not shown): {named or 'no filter named'}"
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

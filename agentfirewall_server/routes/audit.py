@@ -2,16 +2,21 @@
 
 Verification holds the chain against the signed checkpoints (checkpointer.py); the JSON
 Lines export carries each event's exact ``created_ts`` and, at the end, every checkpoint,
-so `tf audit verify --file` can check it offline with only the public key.
+so `tf audit verify --file` can check it offline with only the public key. It streams
+every event up to the newest checkpoint; a filter leaves an event out as a stub line (what
+links it, nothing it says) and signs which events it showed (checkpoints.py), so a
+filtered export verifies too and none of its events can be hidden afterwards.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, literal, select
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from agentfirewall_server.audit import (
@@ -19,10 +24,17 @@ from agentfirewall_server.audit import (
     event_to_dict,
     export_csv,
     export_jsonl,
+    stub_line,
 )
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.checkpointer import collect, verify_log
-from agentfirewall_server.checkpoints import Checkpoint, checkpoint_line
+from agentfirewall_server.checkpoints import (
+    Checkpoint,
+    Selected,
+    Selection,
+    checkpoint_line,
+    selection_line,
+)
 from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.replaystore import AgentRows
 from agentfirewall_server.routes.trafficrows import page, parse_place, traffic_json
@@ -31,7 +43,8 @@ from agentfirewall_server.web import ApiError, check_query, json_ok, no_body
 
 __all__ = ["routes"]
 
-_EXPORT_LIMIT = 1_000_000
+_EXPORT_LIMIT = 1_000_000  # CSV (built whole, for a spreadsheet); JSON Lines streams
+_EXPORT_BATCH = 5000  # events read per query of a JSON Lines export
 #: the filters of `GET /api/v1/audit`, which its export takes too
 _AUDIT_FILTERS = ("event_type", "agent", "since", "until")
 #: the decisions a traffic row records (`GET /api/v1/traffic?decision=`)
@@ -61,18 +74,28 @@ def _time(request: Request, name: str) -> float | None:
         raise ApiError(400, f"`{name}` must be an RFC 3339 time, not `{raw}`", field=name) from None
 
 
-def _audit_query(request: Request) -> Select[Any]:
-    q = select(audit_events)
-    params = request.query_params
+def _audit_filters(request: Request) -> list[ColumnElement[bool]]:
+    """The conditions of the `_AUDIT_FILTERS` given (an empty value filters nothing)."""
+    params, found = request.query_params, []
     if params.get("event_type"):
-        q = q.where(audit_events.c.event_type == params["event_type"])
+        found.append(audit_events.c.event_type == params["event_type"])
     if params.get("agent"):
-        q = q.where(audit_events.c.agent == params["agent"])
+        found.append(audit_events.c.agent == params["agent"])
     if (since := _time(request, "since")) is not None:
-        q = q.where(audit_events.c.created_at >= since)
+        found.append(audit_events.c.created_at >= since)
     if (until := _time(request, "until")) is not None:
-        q = q.where(audit_events.c.created_at <= until)
-    return q
+        found.append(audit_events.c.created_at <= until)
+    return found
+
+
+def _filter_named(request: Request) -> dict[str, str]:
+    """The filters given, as given: what a filtered export's selection record names."""
+    params = request.query_params
+    return {name: params[name] for name in _AUDIT_FILTERS if params.get(name)}
+
+
+def _audit_query(request: Request) -> Select[Any]:
+    return select(audit_events).where(*_audit_filters(request))
 
 
 async def list_audit(request: Request) -> JSONResponse:
@@ -95,12 +118,102 @@ async def export_audit(request: Request) -> Response:
     fmt = request.query_params.get("format", "jsonl")
     if fmt not in ("csv", "jsonl"):
         raise ApiError(400, f"unknown format `{fmt}`: expected csv or jsonl", field="format")
-    q = _audit_query(request).order_by(audit_events.c.id).limit(_EXPORT_LIMIT)
+    filters, named = _audit_filters(request), _filter_named(request)
     state = state_of(request)
     await state.checkpoints.checkpoint("export")  # the export carries its own signed end
+    if fmt == "csv":
+        return await _export_csv(request, who.actor, filters, named)
+    end, checkpoints, shown = await state.db.read(lambda c: _export_range(request, c, filters))
+    await _record_export(request, who.actor, fmt, shown, named)
+    unique = list({cp.token: cp for cp in checkpoints}.values())
+    return StreamingResponse(
+        _jsonl_export(request, end, filters, named, unique),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'},
+    )
+
+
+async def _record_export(
+    request: Request, actor: str, fmt: str, events: int, named: dict[str, str]
+) -> None:
+    """The `config.exported` event (with the filter, when one was given)."""
+    data: dict[str, Any] = {"format": fmt, "events": events}
+    if named:
+        data["filter"] = named
+    await state_of(request).db.write(
+        lambda c: append_event(
+            c, "config.exported", actor=actor, now=now(), subject="audit", data=data
+        )
+    )
+
+
+def _export_range(
+    request: Request, conn: Connection, filters: list[ColumnElement[bool]]
+) -> tuple[int, list[Checkpoint], int]:
+    """The last event a JSON Lines export holds (the newest checkpoint's: events written
+    after it are the next export's; without one, the head), the checkpoints, and how many
+    events of 1..end the filter shows."""
+    state = state_of(request)
+    # checkpoints first: none of them is newer than the events read after
+    checkpoints, _problems = collect(state.settings, state.signing_key, conn)
+    if checkpoints:
+        end = max(cp.seq for cp in checkpoints)
+    else:
+        end = conn.execute(select(func.coalesce(func.max(audit_events.c.id), 0))).scalar_one()
+    counted = select(func.count()).select_from(audit_events)
+    shown = conn.execute(counted.where(audit_events.c.id <= end, *filters)).scalar_one()
+    return int(end), checkpoints, int(shown)
+
+
+async def _jsonl_export(
+    request: Request,
+    end: int,
+    filters: list[ColumnElement[bool]],
+    named: dict[str, str],
+    checkpoints: list[Checkpoint],
+) -> AsyncIterator[str]:
+    """Events 1..`end` in id order, read in batches: each one the filter shows whole, each
+    one it leaves out as a stub; then, when filtered, the signed selection record; then
+    the checkpoints. Unfiltered, the lines are the events and checkpoints alone."""
+    state = state_of(request)
+    shows = case((and_(*filters), 1), else_=0) if filters else literal(1)
+    query = select(audit_events, shows.label("shown")).order_by(audit_events.c.id)
+    tally, after = Selected(), 0
+    while after < end:
+        batch = query.where(audit_events.c.id > after, audit_events.c.id <= end)
+        rows = await state.db.read(partial(_mappings, query=batch.limit(_EXPORT_BATCH)))
+        if not rows:
+            break
+        lines: list[str] = []
+        for row in rows:
+            tally.add(row["id"], shown=bool(row["shown"]))
+            if row["shown"]:
+                lines.extend(
+                    export_jsonl([{**event_to_dict(row), "created_ts": row["created_at"]}])
+                )
+            else:
+                lines.append(stub_line(row))
+        yield "".join(lines)
+        after = rows[-1]["id"]
+    if named:
+        selection = Selection(after, named, tally.shown, tally.left_out, tally.shown_ids_sha256)
+        yield selection_line(state.signing_key, selection)
+    if checkpoints:
+        yield "".join(checkpoint_line(cp) for cp in checkpoints)
+
+
+def _mappings(conn: Connection, query: Select[Any]) -> list[Any]:
+    return list(conn.execute(query).mappings().all())
+
+
+async def _export_csv(
+    request: Request, actor: str, filters: list[ColumnElement[bool]], named: dict[str, str]
+) -> Response:
+    """The CSV export (for a spreadsheet: the events the filter shows, no stubs)."""
+    state = state_of(request)
+    q = select(audit_events).where(*filters).order_by(audit_events.c.id).limit(_EXPORT_LIMIT)
 
     def read(conn: Connection) -> tuple[list[Any], list[Checkpoint]]:
-        # checkpoints first: none of them is newer than the events read after
         checkpoints, _problems = collect(state.settings, state.signing_key, conn)
         return list(conn.execute(q).all()), checkpoints
 
@@ -108,31 +221,11 @@ async def export_audit(request: Request) -> Response:
     if checkpoints:  # events written after the newest checkpoint: the next export's
         covered = max(cp.seq for cp in checkpoints)
         rows = [r for r in rows if r.id <= covered]
-    events = [{**event_to_dict(r), "created_ts": r.created_at} for r in rows]
-    await state.db.write(
-        lambda c: append_event(
-            c,
-            "config.exported",
-            actor=who.actor,
-            now=now(),
-            subject="audit",
-            data={"format": fmt, "events": len(events)},
-        )
-    )
-    if fmt == "csv":
-        for event in events:
-            del event["created_ts"]
-        return Response(
-            export_csv(events),
-            media_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
-        )
-    unique = {cp.token: cp for cp in checkpoints}.values()
-    lines = [*export_jsonl(events), *(checkpoint_line(cp) for cp in unique)]
+    await _record_export(request, actor, "csv", len(rows), named)
     return Response(
-        "".join(lines),
-        media_type="application/x-ndjson",
-        headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'},
+        export_csv([event_to_dict(r) for r in rows]),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
     )
 
 
