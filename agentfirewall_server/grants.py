@@ -20,6 +20,15 @@ of the request approved), so a grant on a batch of two transfers covers batches 
 transfers within its constraints, never a batch of other tools; a grant on one action
 covers no request that performs another too. A GraphQL document's other mutations are
 known by type only: a grant with parameter constraints covers none of them.
+
+A grant stands for its maker (:func:`lapsed`): it records who made it (their user id) and how
+(signed in, with an API token, by a click in Slack), and covers a request only while that
+person still holds the role it was made with, by the same way: a demotion below that role, a
+removal, the token's revocation or the Slack link's removal ends it. The routes that end or
+lower someone's authority revoke their lapsed grants in the same transaction
+(:func:`revoke_lapsed`, ``grants_revoked`` in their audit event), and :func:`use_grant`
+checks again in the transaction that would use one, so no request passes after the change
+commits, on any replica; a grant whose maker cannot be told covers nothing.
 """
 
 from __future__ import annotations
@@ -31,24 +40,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import ColumnElement, Connection, or_, select, update
 
 from agentfirewall.actions import parse_action_spec
 from agentfirewall.policy.conditions import compile_condition
 from agentfirewall.policy.engine import EvaluationContext
 from agentfirewall.policy.models import FieldCondition
 from agentfirewall_server.audit import append_event
+from agentfirewall_server.bootstrap import BOOTSTRAP_TOKEN_NAMES
 from agentfirewall_server.clock import new_id, rfc3339
-from agentfirewall_server.roles import may_approve
-from agentfirewall_server.store.schema import grants
-from agentfirewall_server.web import Strict
+from agentfirewall_server.roles import ROLES, may_approve
+from agentfirewall_server.store.schema import grants, settings_table, tokens, users
+from agentfirewall_server.web import ApiError, Strict
 
 __all__ = [
     "GrantBody",
     "constraint",
     "create_grant",
     "grant_json",
+    "lapsed",
     "parse_where",
+    "revoke_lapsed",
     "revoke_row",
     "use_grant",
 ]
@@ -62,6 +74,12 @@ _SYMBOLS = {"<=": "lte", ">=": "gte", "<": "lt", ">": "gt", "==": "equals", "=":
             "!=": "not_equals"}  # fmt: skip
 _SYMBOL_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(<=|>=|==|!=|<|>|=)\s*(.+?)\s*$")
 _WORD_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s+([a-z_]+)\s+(.+?)\s*$")
+#: How a grant's maker made it (``grants.made_via``): signed in, with an API token, or by
+#: a click in Slack. The grant lasts while that way is still theirs (:func:`lapsed`).
+_SESSION, _TOKEN, _SLACK = "session", "token", "slack"
+#: The actor of the bootstrap admin token (``auth.py``), and the prefixes of a Slack click's
+#: and a minted token's actors.
+_BOOTSTRAP_ACTOR, _SLACK_PREFIX, _TOKEN_PREFIX = "admin-token", "slack:", "token:"
 
 
 def _value(text: str) -> JsonValue:
@@ -185,7 +203,9 @@ def create_grant(
     now: float,
 ) -> dict[str, Any]:
     """A grant from an approved `approval` (same transaction as the approval), made by
-    `by` with `role`: it covers only held requests that role could approve."""
+    `by` with `role`: it covers only held requests that role could approve, while its
+    maker holds that role (:func:`lapsed`)."""
+    made_via, maker = _maker_of(conn, by)
     spec = json.loads(approval["action_spec"])
     where = list(body.where)
     types: list[JsonValue] = sorted({member["type"] for member, _ in _members(spec) or []})
@@ -207,11 +227,146 @@ def create_grant(
         "revoked_by": None,
         "approver_role": role,
         "host": _host_of(approval),
+        "maker_user_id": maker,
+        "made_via": made_via,
     }
     conn.execute(grants.insert().values(**row))
     append_event(conn, "grant.created", actor=by, now=now, agent=row["agent"],
                  subject=row["id"], data=grant_json(row))  # fmt: skip
     return row
+
+
+def _maker_of(conn: Connection, by: str) -> tuple[str, str | None]:
+    """``(made_via, user id)`` of the grant maker `by` (the approval's actor: a signed-in
+    user's email, ``slack:<email>``, ``token:<name>`` or ``admin-token``), read in the
+    grant's transaction; None as the id: a token of no user. An actor that names no one
+    now (removed meanwhile), or more than one, makes no grant (the approval is undone)."""
+    found = _makers(conn, by)
+    if not found:
+        raise ApiError(403, f"`{by}` can no longer approve: the user or token was removed "
+                       "or revoked meanwhile; sign in again")  # fmt: skip
+    if len(found) > 1:
+        raise ApiError(
+            409,
+            f"cannot tell who `{by}` is: {len(found)} users or tokens answer to it, so the "
+            "grant could not end with its maker's authority; approve signed in, or with a "
+            "token of its own name (`POST /api/v1/tokens` with `name`)",
+            field="grant",
+        )
+    (maker,) = found
+    return maker
+
+
+def _makers(conn: Connection, by: str) -> set[tuple[str, str | None]]:
+    """Every ``(made_via, user id)`` the actor `by` may be."""
+    found: set[tuple[str, str | None]] = set()
+    for via, email in ((_SESSION, by), (_SLACK, _after(by, _SLACK_PREFIX))):
+        user = _user_id(conn, email) if email else None
+        if user is not None:
+            found.add((via, user))
+    name = _token_name(by)
+    if name is not None:
+        owners = select(tokens.c.user_id).where(tokens.c.kind == "admin", tokens.c.name == name)
+        if by == _BOOTSTRAP_ACTOR:
+            owners = owners.where(tokens.c.user_id.is_(None))
+        found.update((_TOKEN, owner) for owner in conn.execute(owners).scalars())
+    return found
+
+
+def _after(text: str, prefix: str) -> str | None:
+    return text[len(prefix) :] if text.startswith(prefix) else None
+
+
+def _user_id(conn: Connection, email: str) -> str | None:
+    found = conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
+    return None if found is None else str(found)
+
+
+def _token_name(actor: str) -> str | None:
+    """The name of the token whose actor is `actor` (``auth.py``), None for no token."""
+    if actor == _BOOTSTRAP_ACTOR:
+        return BOOTSTRAP_TOKEN_NAMES["admin"]
+    return _after(actor, _TOKEN_PREFIX)
+
+
+def lapsed(conn: Connection, row: Any) -> str | None:
+    """Why grant `row` no longer stands for its maker, or None while it does (read in the
+    caller's transaction): its maker was removed, now holds a lower role than the one it
+    was made with (a grant made before roles were recorded: a member's), or lost the way
+    it was made (the API token revoked, the Slack link removed). A grant that names no
+    maker (an earlier version's, whose maker the upgrade could not tell) stands for no one.
+    """
+    via, uid = row.made_via, row.maker_user_id
+    if via not in (_SESSION, _TOKEN, _SLACK) or (uid is None and via != _TOKEN):
+        return "its maker is unknown"
+    made_as = row.approver_role or "member"
+    email = None
+    if uid is not None:
+        user = conn.execute(select(users.c.email, users.c.role).where(users.c.id == uid)).first()
+        if user is None:
+            return "its maker was removed"
+        if ROLES.get(user.role, 0) < ROLES.get(made_as, len(ROLES) + 1):
+            return f"its maker's role is now {user.role}"
+        email = user.email
+    if via == _TOKEN and not _token_stands(conn, row.created_by, uid, made_as):
+        return "the token that made it was revoked"
+    if via == _SLACK and email not in _slack_linked(conn):
+        return "its maker's Slack link was removed"
+    return None
+
+
+def _token_stands(conn: Connection, actor: str, user_id: str | None, made_as: str) -> bool:
+    """Whether an API token of `user_id` (None: of no user) that acts as `actor` is live
+    with at least the role `made_as`."""
+    name = _token_name(actor)
+    if name is None:
+        return False
+    owner = tokens.c.user_id.is_(None) if user_id is None else tokens.c.user_id == user_id
+    roles = conn.execute(
+        select(tokens.c.role).where(tokens.c.kind == "admin", tokens.c.name == name, owner)
+    ).scalars()
+    return any(ROLES.get(role or "", 0) >= ROLES.get(made_as, len(ROLES) + 1) for role in roles)
+
+
+def _slack_linked(conn: Connection) -> set[str]:
+    """The emails the ``slack_approvers`` setting links a Slack member to, as stored now
+    (none when unset or unreadable)."""
+    text = conn.execute(
+        select(settings_table.c.value).where(settings_table.c.key == "slack_approvers")
+    ).scalar()
+    try:
+        linked = json.loads(text) if text else {}
+    except ValueError:
+        return set()
+    return {v for v in linked.values() if isinstance(v, str)} if isinstance(linked, dict) else set()
+
+
+def revoke_lapsed(conn: Connection, *, user_id: str | None, actor: str, now: float) -> list[str]:
+    """Revoke, in the caller's transaction, the live grants of `user_id` (None: those made
+    with a token of no user) that no longer stand (:func:`lapsed`), each audited with why;
+    their ids, for the audit event of the change that ended them (``grants_revoked``).
+    Called after a user's role change or removal, or a token's revocation, is written."""
+    mine = (
+        grants.c.maker_user_id == user_id
+        if user_id is not None
+        else (grants.c.made_via == _TOKEN) & grants.c.maker_user_id.is_(None)
+    )
+    ended: list[str] = []
+    for row in conn.execute(select(grants).where(mine, *_live(now)).order_by(grants.c.created_at)):
+        why = lapsed(conn, row)
+        if why is not None:
+            revoke_row(conn, dict(row._mapping), actor=actor, now=now, reason=why)
+            ended.append(str(row.id))
+    return ended
+
+
+def _live(now: float) -> tuple[ColumnElement[bool], ...]:
+    """Not revoked, not expired, not used up."""
+    return (
+        grants.c.revoked_at.is_(None),
+        or_(grants.c.expires_at.is_(None), grants.c.expires_at > now),
+        or_(grants.c.max_uses.is_(None), grants.c.uses < grants.c.max_uses),
+    )
 
 
 def _host_of(approval: dict[str, Any]) -> str | None:
@@ -292,17 +447,17 @@ def use_grant(
 ) -> dict[str, Any] | None:
     """Use one active grant covering this request (audited), or None. A grant covers it
     only when its maker's role could approve it (`approver_roles`: the roles the rule
-    holding it asks for; a grant without a recorded role is a member's), and, when it was
-    made on a request to a host, only a request to that `host`. `record` False (a dry
-    run): the grant that would be used, unused and unaudited."""
+    holding it asks for; a grant without a recorded role is a member's), while it still
+    stands for its maker (:func:`lapsed`: checked here, in the transaction that uses it; a
+    lapsed grant is revoked on the way), and, when it was made on a request to a host,
+    only a request to that `host`. `record` False (a dry run): the grant that would be
+    used, unused and unaudited (a lapsed one skipped, not revoked)."""
     rows = conn.execute(
         select(grants)
         .where(
             grants.c.agent == agent,
             grants.c.action_type == spec.get("type"),
-            grants.c.revoked_at.is_(None),
-            or_(grants.c.expires_at.is_(None), grants.c.expires_at > now),
-            or_(grants.c.max_uses.is_(None), grants.c.uses < grants.c.max_uses),
+            *_live(now),
         )
         .order_by(grants.c.created_at)
         .limit(50)
@@ -315,6 +470,11 @@ def use_grant(
         if row.host is not None and row.host != _host_key(host or ""):
             continue
         if not _satisfied(row, spec, agent, now):
+            continue
+        why = lapsed(conn, row)
+        if why is not None:
+            if record:
+                revoke_row(conn, dict(row._mapping), actor="server", now=now, reason=why)
             continue
         if not record:
             return dict(row._mapping)

@@ -22,6 +22,7 @@ from agentfirewall_server.bootstrap import (
     read_secret_file,
 )
 from agentfirewall_server.clock import new_id, now, rfc3339
+from agentfirewall_server.grants import revoke_lapsed
 from agentfirewall_server.hub import CREDENTIALS_ENDED
 from agentfirewall_server.identity import (
     dummy_verify,
@@ -323,14 +324,21 @@ async def patch_user(request: Request) -> JSONResponse:
             if owners <= 1:
                 raise ApiError(409, "the last owner cannot be demoted: promote another first")
         conn.execute(update(users).where(users.c.id == uid).values(**values))
+        stamp = now()
         ended = _end_sessions(conn, uid)
+        revoked = revoke_lapsed(conn, user_id=uid, actor=who.actor, now=stamp)
         append_event(
             conn,
             "user.updated",
             actor=who.actor,
-            now=now(),
+            now=stamp,
             subject=uid,
-            data={"role": body.role, "password_changed": bool(body.password), **ended},
+            data={
+                "role": body.role,
+                "password_changed": bool(body.password),
+                **ended,
+                **_listed("grants_revoked", revoked),
+            },
         )
         return conn.execute(select(users).where(users.c.id == uid)).first()
 
@@ -339,14 +347,22 @@ async def patch_user(request: Request) -> JSONResponse:
 
 
 def _end_sessions(conn: Connection, uid: str) -> dict[str, int]:
-    """A password reset, role change or removal ends the user's sessions and tokens."""
+    """A password reset, role change or removal ends the user's sessions and tokens (and,
+    written after it in the same transaction, `revoke_lapsed` ends the grants that no
+    longer stand: made with a role above the new one, by the removed user, or with one of
+    the tokens ended here)."""
     gone_sessions = conn.execute(delete(sessions).where(sessions.c.user_id == uid)).rowcount
     gone_tokens = conn.execute(delete(tokens).where(tokens.c.user_id == uid)).rowcount
     return {"sessions_ended": int(gone_sessions or 0), "tokens_revoked": int(gone_tokens or 0)}
 
 
+def _listed(key: str, ids: list[str]) -> dict[str, list[str]]:
+    """`ids` under `key` in an audit event's data, when there are any."""
+    return {key: ids} if ids else {}
+
+
 async def remove_user(request: Request) -> Response:
-    """Remove a user: their sessions and API tokens end at once."""
+    """Remove a user: their sessions, API tokens and grants end at once."""
     who = await require_role(request, "owner")
     await no_body(request)
     uid = request.path_params["id"]
@@ -361,15 +377,17 @@ async def remove_user(request: Request) -> Response:
             ).scalar_one()
             if owners <= 1:
                 raise ApiError(409, "the last owner cannot be removed: promote another first")
+        stamp = now()
         ended = _end_sessions(conn, uid)
         conn.execute(delete(users).where(users.c.id == uid))
+        revoked = revoke_lapsed(conn, user_id=uid, actor=who.actor, now=stamp)
         append_event(
             conn,
             "user.removed",
             actor=who.actor,
-            now=now(),
+            now=stamp,
             subject=uid,
-            data={"email": row.email, **ended},
+            data={"email": row.email, **ended, **_listed("grants_revoked", revoked)},
         )
 
     await state_of(request).change_config(job)
@@ -423,7 +441,8 @@ async def list_tokens(request: Request) -> JSONResponse:
 
 
 async def revoke_token(request: Request) -> Response:
-    """Revoke the admin or gateway token with this prefix, the bootstrap ones included.
+    """Revoke the admin or gateway token with this prefix, the bootstrap ones included,
+    and the grants made with it (those it was the last live token of its name for).
 
     The row stays as ``kind: revoked``, so a restart does not register a revoked bootstrap
     token again: set a new ``AGENTFIREWALL_ADMIN_TOKEN`` (or delete ``admin.token``)."""
@@ -444,8 +463,11 @@ async def revoke_token(request: Request) -> Response:
             .where(tokens.c.token_hash == found[0].token_hash)
             .values(kind="revoked", role=None)
         )
-        append_event(conn, "token.revoked", actor=who.actor, now=now(), subject=prefix,
-                     data={"kind": found[0].kind, "name": found[0].name})  # fmt: skip
+        stamp = now()
+        revoked = revoke_lapsed(conn, user_id=found[0].user_id, actor=who.actor, now=stamp)
+        append_event(conn, "token.revoked", actor=who.actor, now=stamp, subject=prefix,
+                     data={"kind": found[0].kind, "name": found[0].name,
+                           **_listed("grants_revoked", revoked)})  # fmt: skip
 
     await state_of(request).change_config(job)
     return Response(status_code=204)

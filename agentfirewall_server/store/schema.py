@@ -436,6 +436,10 @@ grants = Table(
     Column("approver_role", String(20), nullable=True),
     #: the host of the request it was made on: it covers only that host (None: any) (0014)
     Column("host", String(300), nullable=True),
+    #: who made it (None: a token of no user) and how: "session", "token" or "slack"; it
+    #: stands while they hold `approver_role` that way (grants.lapsed; None: no one) (0020)
+    Column("maker_user_id", String(40), nullable=True),
+    Column("made_via", String(10), nullable=True),
 )
 Index("ix_grants_agent_action", grants.c.agent, grants.c.action_type)
 
