@@ -4,6 +4,14 @@ A leaf reads its field with a getter (fields.py) and applies its operator (opera
 A missing field makes a leaf false, except ``not_exists``; ``exists`` is true for a
 present, non-null value. ``all`` and ``any`` short-circuit; ``all`` over one child is
 that child. No condition means "always".
+
+A leaf on a content field (``content.*``, ``response.*``) whose value holds what the
+detectors could not read (``unreadable_encoding``, ``mime_too_deep``) answers as
+:data:`UNREAD_ANSWERS` says, before its operator runs: what was not read may hold any
+detection, so a question of presence is yes (``contains card_number``, ``in``,
+``equals``, ``exists``...) and one of absence no (``not_contains``, ``not_exists``...):
+fail closed, for every rule that reads the field, on both sides, whoever asks (the
+gateway, the SDK, a replay).
 """
 
 from __future__ import annotations
@@ -13,7 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfirewall.actions import ActionSpec
-from agentfirewall.policy.fields import MISSING, Getter, compile_field, direct_key, reads_context
+from agentfirewall.policy.fields import (
+    CONTENT_FIELDS,
+    MISSING,
+    Getter,
+    compile_field,
+    direct_key,
+    reads_context,
+)
 from agentfirewall.policy.models import (
     AllCondition,
     AnyCondition,
@@ -28,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATIC_FIELDS",
+    "UNREAD_ANSWERS",
     "Node",
     "ParameterLeaf",
     "Predicate",
@@ -47,15 +63,65 @@ def _exists(v: object) -> bool:
     return v is not None
 
 
+def _null(v: object) -> bool:
+    return v is None
+
+
+#: What a leaf on a content field answers, by its operator, when the field holds what could
+#: not be read: True for a question of presence, False for one of absence (fail closed);
+#: None where no detection could change the answer (a list of names is never an address
+#: or a time): the operator decides. A new operator is decided here (a test checks).
+UNREAD_ANSWERS: dict[str, bool | None] = {
+    # presence: a detection (any, one named, so many) is there
+    "exists": True, "contains": True, "in": True, "equals": True, "any_matches": True,
+    "matches": True, "glob": True, "starts_with": True, "ends_with": True,
+    "gt": True, "gte": True, "between": True,
+    # absence: none is (or not that one, or fewer than so many)
+    "not_exists": False, "not_contains": False, "not_in": False, "not_equals": False,
+    "lt": False, "lte": False,
+    # neither
+    "cidr": None, "time_window": None,
+}  # fmt: skip
+
+
 def _leaf(node: FieldCondition) -> tuple[Predicate, Test]:
     """The leaf's predicate, and its test over a field value (for static fields)."""
     get = compile_field(node.field)
+    if node.field in CONTENT_FIELDS:
+        return _content_leaf(node, get)
     if node.operator == "exists":
         return (lambda spec, ctx: (v := get(spec, ctx)) is not MISSING and v is not None), _exists
     if node.operator == "not_exists":
         return (lambda spec, ctx: (v := get(spec, ctx)) is MISSING or v is None), _exists
     test = compile_operator(node.operator, node.value)
     return _leaf_predicate(node, get, test), test
+
+
+def _content_leaf(node: FieldCondition, get: Getter) -> tuple[Predicate, Test]:
+    """A leaf on a content field: :data:`UNREAD_ANSWERS` where the field holds what could
+    not be read, else as any leaf (missing: false, except ``not_exists``)."""
+    # (imported here: only a policy reading a content field loads the detectors)
+    from agentfirewall.content.locate import UNREAD, UNREADABLE
+
+    operator = node.operator
+    absent = operator == "not_exists"
+    if operator in ("exists", "not_exists"):
+        test: Test = _exists if operator == "exists" else _null
+    else:
+        test = compile_operator(operator, node.value)
+    unread = UNREAD_ANSWERS[operator]
+    if unread is None:
+        return _leaf_predicate(node, get, test), test
+
+    def leaf(spec: ActionSpec, ctx: EvaluationContext) -> bool:
+        value = get(spec, ctx)
+        if value is MISSING:
+            return absent
+        if isinstance(value, list | tuple) and (UNREADABLE in value or UNREAD in value):
+            return unread
+        return test(value)
+
+    return leaf, test
 
 
 #: Providers whose upstream reads account and repository names in any case (GitHub serves

@@ -85,14 +85,15 @@ class GuardPlan:
 
 
 def _targets(leaf: FieldCondition) -> frozenset[str]:
-    """The detector names a leaf is about: the ones it names, else its whole family."""
-    # (and what could not be read: a finding of each kind read, ``content.locate``)
+    """The detector names a leaf is about: the ones it names, else its whole family; and
+    what could not be read (a finding of each kind read, ``content.locate``), which may
+    hold any of them: a redact rule cannot rewrite it, so refuses it (fail closed)."""
     family = frozenset(d.name for d in _FAMILY[leaf.field]) | UNREAD_NAMES
     value = leaf.value
     named = {value} if isinstance(value, str) else set(value) if isinstance(value, list) else set()
     chosen = frozenset(v for v in named if isinstance(v, str)) & family
     if leaf.operator in ("contains", "in", "equals") and chosen:
-        return chosen
+        return chosen | UNREAD_NAMES
     return family
 
 
