@@ -108,7 +108,7 @@ def _content_leaf(node: FieldCondition, get: Getter) -> tuple[Predicate, Test]:
     if operator in ("exists", "not_exists"):
         test: Test = _exists if operator == "exists" else _null
     else:
-        test = compile_operator(operator, node.value)
+        test = _found_test(operator, node.value)
     unread = UNREAD_ANSWERS[operator]
     if unread is None:
         return _leaf_predicate(node, get, test), test
@@ -122,6 +122,29 @@ def _content_leaf(node: FieldCondition, get: Getter) -> tuple[Predicate, Test]:
         return test(value)
 
     return leaf, test
+
+
+def _found_test(operator: str, value: object) -> Test:
+    """The test of a content field's value (the names of the detections found) by
+    `operator`: `equals NAME` and `in [NAMES]` ask whether that detection (any of them) was
+    found, as `contains` does, and their negations whether it was not (a list of names is
+    never equal to a name: `content.pii in [card_number]` would never match a card number)."""
+    test = compile_operator(operator, value)  # (validates the value as for any field)
+    names: frozenset[object]
+    if operator in ("equals", "not_equals") and isinstance(value, str):
+        names = frozenset((value,))
+    elif operator in ("in", "not_in") and isinstance(value, list):
+        names = frozenset(v for v in value if isinstance(v, str))
+    else:
+        return test
+    wanted = operator in ("equals", "in")
+
+    def found(v: object) -> bool:
+        if not isinstance(v, list | tuple):
+            return test(v)
+        return any(name in names for name in v) is wanted
+
+    return found
 
 
 #: Providers whose upstream reads account and repository names in any case (GitHub serves
