@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfirewall_proxy.client import EOF, ClientConnection
 from agentfirewall_proxy.exchange import exchange, resume_exchange
-from agentfirewall_proxy.flow import Flow, Refusal, Tunnel
+from agentfirewall_proxy.flow import Cut, Flow, Refusal, Tunnel
 from agentfirewall_proxy.http1 import Head, ParseError, RequestParser
 from agentfirewall_proxy.parking import Parked
 from agentfirewall_proxy.pipeline import (
@@ -36,6 +36,7 @@ from agentfirewall_proxy.pipeline import (
     split_authority,
 )
 from agentfirewall_proxy.relay import relay
+from agentfirewall_proxy.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.approvals import HoldOutcome
@@ -158,8 +159,7 @@ async def _connect(gateway: Services, conn: ClientConnection, head: Head) -> Non
         if exc.status != 403 or flow.agent is None or gateway.is_passthrough(flow.host):
             flow.status, flow.reason = exc.status, exc.message
             gateway.record(flow)
-            await conn.refuse(exc.status, gateway.refusal_body(flow, exc), close=True,
-                              kill_switch=exc.error == "kill_switch")  # fmt: skip
+            await _refuse_connect(gateway, conn, flow, exc)
             return
         # kill switch or no connector: refused inside the tunnel, request by request, by
         # the same checks plain HTTP runs (nothing is ever forwarded from such a tunnel)
@@ -178,28 +178,69 @@ async def _connect(gateway: Services, conn: ClientConnection, head: Head) -> Non
     await _serve(gateway, conn, Tunnel(flow.host, flow.port, flow.agent, key_hash, flow.connector))
 
 
+async def _refuse_connect(
+    gateway: Services, conn: ClientConnection, flow: Flow, exc: Refusal
+) -> None:
+    """Refuse the CONNECT itself (its connection closes)."""
+    await conn.refuse(exc.status, gateway.refusal_body(flow, exc), close=True,
+                      kill_switch=exc.error == "kill_switch")  # fmt: skip
+
+
 async def _passthrough(gateway: Services, conn: ClientConnection, flow: Flow) -> None:
-    """A blind tunnel for a passthrough host: no interception, decided on the host only."""
+    """A blind tunnel for a passthrough host: no interception, decided on the host only.
+
+    In flight from the moment it begins to open (``flow.Cut``): cut while it opens (the kill
+    switch, its agent suspended, the control plane lost), the CONNECT is refused at once as
+    ``check_forward`` refuses it, and nothing reaches the host; cut once open, the tunnel is
+    aborted both ways (its 200 went out: nothing else can be said)."""
     gateway.check_kill_switch(flow)
-    reader, writer = await gateway.pool.open_tunnel(flow.host, flow.port)
+    cut = flow.cutter = Cut(asyncio.current_task())
+    gateway.begin(flow, conn)
+    writer: asyncio.StreamWriter | None = None
+    try:
+        reader, writer = await _tunnel_opened(gateway, flow, cut)
+        conn.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        flow.status, flow.reason = 200, "passthrough"
+        await relay(conn.reader, conn.writer, reader, writer, flow)
+    except Refusal as exc:  # (before its 200)
+        cut.answering()
+        flow.status, flow.reason = exc.status, exc.message
+        await _refuse_connect(gateway, conn, flow, exc)
+    except asyncio.CancelledError:
+        if not cut.taken():
+            raise  # not the cut's: the gateway stopping
+        conn.abort()
+    finally:
+        if writer is not None:
+            writer.transport.abort()
+        if flow.reason == "passthrough" and flow.killed:  # (opened, then cut)
+            flow.reason = "kill_switch_active: the passthrough tunnel was cut by the kill switch"
+        elif flow.reason == "passthrough" and flow.cut:
+            flow.reason = flow.cut.replace("the exchange", "the passthrough tunnel", 1)
+        gateway.end(flow)
+
+
+async def _tunnel_opened(
+    gateway: Services, flow: Flow, cut: Cut
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The passthrough tunnel's upstream connection, open; Refusal when it cannot be had
+    (answered at the CONNECT, not a connection dropped) or when the flow was cut."""
+    try:
+        reader, writer = await gateway.pool.open_tunnel(flow.host, flow.port)
+    except asyncio.CancelledError:
+        if not cut.taken():
+            raise  # not the cut's: the gateway stopping
+        gateway.check_forward(flow)  # (a flow cut never passes it)
+        raise  # (unreached)
+    except UpstreamError as exc:
+        raise Refusal(exc.status, "upstream_error", str(exc)) from None
+    gateway.attach(flow, writer.transport)
     try:
         gateway.check_forward(flow)  # a kill switch may have come while it opened
     except Refusal:
         writer.transport.abort()
         raise
-    conn.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-    flow.status, flow.reason = 200, "passthrough"
-    gateway.begin(flow, conn)  # in flight: a kill switch that covers its agent cuts it,
-    gateway.attach(flow, writer.transport)  # both ways
-    try:
-        await relay(conn.reader, conn.writer, reader, writer, flow)
-    finally:
-        writer.transport.abort()
-        if flow.killed:
-            flow.reason = "kill_switch_active: the passthrough tunnel was cut by the kill switch"
-        elif flow.cut:
-            flow.reason = flow.cut.replace("the exchange", "the passthrough tunnel", 1)
-        gateway.end(flow)
+    return reader, writer
 
 
 __all__ += ["EOF", "check_host_header", "normalize_host", "relay"]

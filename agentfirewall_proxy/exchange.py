@@ -14,14 +14,13 @@ or fresh chunks), so what the upstream sees is exactly what was decided on. The 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentfirewall.connectors.base import override_readable
 from agentfirewall_proxy.approvals import HoldOutcome
-from agentfirewall_proxy.flow import scrubber_of
+from agentfirewall_proxy.flow import Cut, scrubber_of
 from agentfirewall_proxy.guard import note_findings
 from agentfirewall_proxy.guarded import guards_response, redact_request
 from agentfirewall_proxy.http1 import (
@@ -62,6 +61,7 @@ __all__ = ["exchange", "resume_exchange"]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: What the answer to a request cut after it was sent adds (``_upstream_failed``).
 _SENT_BEFORE_CUT = "; its request was sent before the cut: the upstream may have acted on it"
+_T = TypeVar("_T")
 
 
 async def exchange(
@@ -73,6 +73,9 @@ async def exchange(
     connection's coroutine ends, and :func:`resume_exchange` finishes the request later.
     """
     flow = Flow(request_id=gateway.new_request_id(), method=head.method)
+    # this task serves the flow: once it is in flight (`begin`), a cut ends whatever it
+    # waits on (`_answer_cut` answers)
+    cut = flow.cutter = Cut(asyncio.current_task(conn.deadline.loop()))
     if gateway.tracer is not None:
         gateway.tracer.start(flow, head)
     upgrade = None
@@ -132,6 +135,10 @@ async def exchange(
         return await _refused(gateway, conn, head, flow, exc)
     except UpstreamError as exc:
         return await _upstream_failed(gateway, conn, flow, exc)
+    except asyncio.CancelledError:
+        if not cut.taken():
+            raise  # not the cut's: the gateway stopping
+        return await _answer_cut(gateway, conn, head, flow)
     finally:
         if parked is None:
             _note_outcome(flow)
@@ -144,9 +151,11 @@ async def resume_exchange(
     """Finish a parked exchange on its re-attached connection, once its approval settled."""
     head, flow = parked.head, parked.flow
     conn.body_pending = False
+    cut = flow.cutter = Cut(asyncio.current_task(conn.deadline.loop()))
     gateway.begin(flow, conn)
     try:
-        outcome = await gateway.holds.finish(flow, outcome)
+        outcome = await _through(gateway.holds.finish(flow, outcome))
+        _stop_if_cut(gateway, flow)  # (its approval used: a request cut is not sent)
         _hold_ended(flow)
         if flow.trace is not None:
             flow.trace.hold_ended(outcome, flow.approval_id)
@@ -157,6 +166,10 @@ async def resume_exchange(
         return await _refused(gateway, conn, head, flow, exc)
     except UpstreamError as exc:
         return await _upstream_failed(gateway, conn, flow, exc)
+    except asyncio.CancelledError:
+        if not cut.taken():
+            raise  # not the cut's: the gateway stopping
+        return await _answer_cut(gateway, conn, head, flow)
     finally:
         _note_outcome(flow)
         gateway.end(flow)
@@ -167,62 +180,73 @@ async def _reserve(gateway: Services, flow: Flow, *, force: bool) -> Decision | 
 
     For a request a person approves (`force`, reserved before it is held) a
     ``require_approval`` budget lets it through; a ``deny`` budget never does. A held
-    request that is not approved sends nothing: its reservation is released when it ends."""
+    request that is not approved sends nothing: its reservation is released when it ends,
+    and so is one a cut stopped waiting for, once it is made (released as never sent)."""
     config = gateway.require_config()
     if not config.budgets:
         return None
-    held = await gateway.budgets.reserve(config.budgets, flow, force=force)
-    _stop_if_cut(gateway, flow)  # (reserved: released as never sent)
+
+    def give_back() -> None:  # reserved once the request was cut: released as never sent
+        if flow.reservation is not None or flow.leased is not None:
+            gateway.budgets.settle(flow)
+
+    held = await _through(gateway.budgets.reserve(config.budgets, flow, force=force), give_back)
+    _stop_if_cut(gateway, flow)  # (cut by this task itself: released as never sent)
     return held
 
 
-class _Waiting:
-    """An exchange waiting before its request is sent (its token fetched, its upstream
-    connection opening), as the flow's upstream side: ``Gateway._cut`` aborts it, which
-    cancels the wait (:func:`_ended_by_cut`)."""
-
-    __slots__ = ("cut", "task")
-
-    def __init__(self) -> None:
-        self.task = asyncio.current_task()
-        self.cut = False
-
-    def abort(self) -> None:
-        if self.task is not None and not self.cut:
-            self.cut = True
-            self.task.cancel()
-
-
-@contextlib.contextmanager
-def _ended_by_cut(gateway: Services, flow: Flow) -> Iterator[None]:
-    """Around a wait before the request is sent that may be given up (nothing is done
-    upstream until it is sent): a cut (the kill switch, its agent suspended) ends it at
-    once, and the request is refused as ``check_forward`` refuses it, answered (a 403 the
-    agent reads, not a connection dropped or a connect that timed out)."""
-    _stop_if_cut(gateway, flow)  # cut while it waited elsewhere (its budget reserved)
-    waiting = _Waiting()
-    gateway.attach(flow, waiting)
+async def _through(call: Coroutine[Any, Any, _T], left: Callable[[], None] | None = None) -> _T:
+    """The outcome of `call`, a control-plane call that reserves or records (a budget, an
+    approval), run to its end even when the wait for it ends first: a cut (``flow.Cut``)
+    ends the wait at once, never the call, whose outcome would be lost (a reservation or
+    a budget slice never given back). `left`, if given, runs when the call ends after its
+    wait was given up (and did not fail): it gives back what was reserved meanwhile (what
+    was reserved before is the flow's, given back when it ends)."""
+    task = asyncio.ensure_future(call)
     try:
-        yield
+        return await asyncio.shield(task)
     except asyncio.CancelledError:
-        if not waiting.cut or waiting.task is None:
-            raise  # not the cut's: the gateway stopping
-        waiting.task.uncancel()
-        _stop_if_cut(gateway, flow)
-        raise  # (unreached: a cut sets `cut_by`)
-    finally:
-        waiting.task = None  # done waiting: a later cut aborts what is attached next
+        if task.done():
+            _left_behind(task, None)
+        else:
+            task.add_done_callback(lambda done: _left_behind(done, left))
+        raise
+
+
+def _left_behind(done: asyncio.Future[Any], left: Callable[[], None] | None) -> None:
+    """A control-plane call whose wait was given up has ended: `left` unless it failed
+    (then nothing was reserved; its error is taken, no one waits for it)."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    if left is not None:
+        left()
 
 
 def _stop_if_cut(gateway: Services, flow: Flow) -> None:
-    """Refuse a request cut before it was sent (``Gateway._cut``), as ``check_forward``
-    would: 403 ``kill_switch`` or ``agent_inactive``, 503 ``control_plane_unreachable``;
-    else (the cause gone meanwhile: an agent active again) as it was cut."""
-    cut = flow.cut_by
-    if cut is None:
-        return
-    gateway.check_forward(flow)
-    raise Refusal(cut.status, cut.error, cut.message)
+    """Refuse a request cut before it was sent (``flow.Cut``) as ``check_forward`` refuses
+    it: 403 ``kill_switch`` or ``agent_inactive``, 503 ``control_plane_unreachable``; else
+    (the cause gone meanwhile: an agent active again) as it was cut."""
+    if flow.cut_by is not None:
+        gateway.check_forward(flow)  # (a flow cut never passes it)
+
+
+async def _answer_cut(gateway: Services, conn: ClientConnection, head: Head, flow: Flow) -> bool:
+    """Answer a request cut in flight (``flow.Cut``: its upstream side aborted already).
+
+    Not sent, it is refused as ``check_forward`` refuses it (a 403 or 503 the agent reads,
+    never a dropped connection nor the connect that timed out); sent, it is answered as cut
+    (``_upstream_failed``: the upstream may have acted on it), never sent again. Once part
+    of an answer went out, or while the body of a request partly sent still comes in, its
+    connection is aborted instead: no second answer, the body not read on."""
+    if conn.written != flow.written_before or (flow.sent and conn.body_pending):
+        conn.abort()
+        return False
+    if not flow.sent:
+        try:
+            _stop_if_cut(gateway, flow)
+        except Refusal as exc:
+            return await _refused(gateway, conn, head, flow, exc)
+    return await _upstream_failed(gateway, conn, flow, UpstreamError(502, "the exchange was cut"))
 
 
 def _note_outcome(flow: Flow) -> None:
@@ -242,6 +266,7 @@ def _note_outcome(flow: Flow) -> None:
 async def _refused(
     gateway: Services, conn: ClientConnection, head: Head, flow: Flow, exc: Refusal
 ) -> bool:
+    _answers_itself(flow)
     if not flow.handed_off:  # the gateway answers itself (not after a forward)
         flow.handed_off = time.monotonic()
     flow.status, flow.reason = exc.status, exc.message
@@ -258,8 +283,9 @@ async def _upstream_failed(
 ) -> bool:
     """Answer why, unless part of an answer went out already: then the connection closes.
 
-    A request cut in flight after it was sent (``Gateway._cut``: its upstream connection
+    A request cut in flight after it was sent (``flow.Cut``: its upstream connection
     aborted) is answered as cut, never as the upstream's failure nor as not forwarded."""
+    _answers_itself(flow)
     cut = flow.cut_by if flow.sent else None
     if cut is not None:
         refusal = Refusal(cut.status, cut.error, cut.message + _SENT_BEFORE_CUT)
@@ -273,6 +299,12 @@ async def _upstream_failed(
         await conn.refuse(refusal.status, gateway.refusal_body(flow, refusal),
                           kill_switch=refusal.error == "kill_switch", close=True)  # fmt: skip
     return False
+
+
+def _answers_itself(flow: Flow) -> None:
+    """The exchange answers by itself from here on: a cut no longer cancels its task."""
+    if flow.cutter is not None:
+        flow.cutter.answering()
 
 
 def _identify(
@@ -440,18 +472,22 @@ async def _hold(
     holds, seconds = gateway.holds, gateway.approval_timeout(flow)
     flow.hold = (time.monotonic(), 0.0)
     if flow.trace is None:
-        outcome = await holds.create(flow, seconds)
+        outcome = await _through(holds.create(flow, seconds))
     else:
         flow.trace.hold_started()
         with flow.trace.control_calls():
-            outcome = await holds.create(flow, seconds)
+            outcome = await _through(holds.create(flow, seconds))
     _stop_if_cut(gateway, flow)  # (its approval stays, as a held request's the switch ends)
     if outcome is None:
         parked = park(conn, head, flow, prefix, tunnel) if prefix is not None else None
         if parked is not None:
             gateway.park(parked, seconds)
             return parked
-        outcome = await holds.finish(flow, await holds.wait(flow, seconds, conn.gone))
+        # held, the holds end it (`Holds.kill`), not a cut; approved, it is confirmed used
+        waited = await holds.wait(flow, seconds, conn.gone)
+        confirmed: HoldOutcome = await _through(holds.finish(flow, waited))
+        _stop_if_cut(gateway, flow)
+        outcome = confirmed
     _hold_ended(flow)
     if flow.trace is not None:
         flow.trace.hold_ended(outcome, flow.approval_id)
@@ -525,8 +561,7 @@ async def _forward(
         prefix = redact_request(gateway.require_config().guard, flow, head, prefix, complete)
     length, chunked = _body_framing(head, prefix, complete)
     computed = flow.connector is not None and flow.connector.injector is not None
-    with _ended_by_cut(gateway, flow):
-        token = await prepare(gateway.tokens, flow) if computed else None
+    token = await prepare(gateway.tokens, flow) if computed else None
     # only what can be searched may come back when it is scrubbed, guarded or metered
     searchable = scrubber_of(flow) is not None or guards_response(gateway, flow) or flow.llm_budget
     headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked,
@@ -546,9 +581,8 @@ async def _forward(
     # connection) and sending the rest of a streamed body are the upstream's time
     flow.handed_off = time.monotonic()
     for attempt in (0, 1):
-        with _ended_by_cut(gateway, flow):
-            up = await gateway.pool.acquire(flow.scheme, flow.host, flow.port)
-        gateway.attach(flow, up)
+        up = await gateway.pool.acquire(flow.scheme, flow.host, flow.port)
+        gateway.attach(flow, up)  # (a cut from here on aborts it)
         try:
             gateway.check_forward(flow)  # what came while it waited (a kill switch) stops it
             up.writer.write(first)

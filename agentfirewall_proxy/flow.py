@@ -3,11 +3,12 @@
 At the bottom of the gateway's layers: every part of the request path reads and fills the
 same flow (``pipeline`` decides on it, ``exchange`` forwards it, the hooks record it), so
 it names no part above it. Its spans are a small :class:`Spans` protocol here, which
-``tracing.FlowSpans`` implements.
+``tracing.FlowSpans`` implements; how a flow in flight is cut, :class:`Cut`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -21,11 +22,11 @@ if TYPE_CHECKING:
     from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
     from agentfirewall_proxy.scrub import Scrubber
 
-__all__ = ["Abortable", "Flow", "Refusal", "Spans", "Tunnel", "scrubber_of"]
+__all__ = ["Abortable", "Cut", "Flow", "Refusal", "Spans", "Tunnel", "scrubber_of"]
 
 
 class Abortable(Protocol):
-    """A flow's upstream side, which the kill switch cuts: an ``UpstreamConnection``, or a
+    """A flow's upstream side, which a cut aborts: an ``UpstreamConnection``, or a
     passthrough tunnel's transport."""
 
     def abort(self) -> None: ...
@@ -59,6 +60,68 @@ class Refusal(Exception):
         self.extra = extra
 
 
+class Cut:
+    """A flow's cut handle: one way to stop a flow in flight at once, whatever it waits on.
+
+    The task serving the flow (``exchange``, a passthrough tunnel in ``connection``) makes it
+    (``flow.cutter``) and attaches the flow's upstream side to it once there is one
+    (``Gateway.attach``). The gateway cuts (the kill switch, its agent suspended or removed,
+    a config it cannot apply, the control plane lost past ``--max-config-age``) with
+    :meth:`cut`, which keeps the first reason (``Flow.cut_by``), aborts the upstream side
+    (nothing more of the request reaches the upstream, not even bytes queued for it) and
+    cancels the serving task wherever it waits: a token, the upstream connection opening
+    (TCP or TLS), a budget reserved, the request's body read or sent, the response awaited
+    or relayed. The task takes the cancellation back (:meth:`taken`) and answers the cut
+    itself (``exchange._answer_cut``). A control-plane call the task waits for is not
+    cancelled with the wait (``exchange._through``): its outcome would be lost.
+    """
+
+    __slots__ = ("_cancelled", "task", "upstream", "why")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        #: The task serving the flow, while a cut may cancel it (None once it answers).
+        self.task = task
+        #: The flow's upstream side, once it has one.
+        self.upstream: Abortable | None = None
+        #: Why it was cut (None: it was not).
+        self.why: Refusal | None = None
+        #: The task the cut cancelled, until it takes the cancellation back.
+        self._cancelled: asyncio.Task[Any] | None = None
+
+    def attach(self, upstream: Abortable) -> None:
+        """`upstream` is the flow's upstream side now (aborted at once if it was cut)."""
+        self.upstream = upstream
+        if self.why is not None:
+            upstream.abort()
+
+    def cut(self, why: Refusal) -> None:
+        """Stop the flow now, for `why` (a flow already cut keeps its first reason)."""
+        if self.why is not None:
+            return
+        self.why = why
+        if self.upstream is not None:
+            self.upstream.abort()
+        task = self.task
+        # (a cut made by the serving task itself reaches it at its next check instead)
+        if task is not None and task is not asyncio.current_task():
+            self._cancelled = task
+            task.cancel()
+
+    def taken(self) -> bool:
+        """In the serving task's ``except CancelledError``: True when the cut cancelled it,
+        the cancellation then taken back (the task answers the cut, and no cut cancels it
+        any more); False when something else cancels it too (the gateway stopping)."""
+        task, self._cancelled = self._cancelled, None
+        if task is None:
+            return False
+        self.task = None
+        return task.uncancel() == 0
+
+    def answering(self) -> None:
+        """The serving task answers by itself from here on: a cut no longer cancels it."""
+        self.task = None
+
+
 @dataclass(slots=True, eq=False)
 class Flow:
     """One request through the gateway: what was asked, decided, and answered."""
@@ -81,11 +144,10 @@ class Flow:
     started: float = field(default_factory=time.monotonic)
     #: Set by the kill switch: a held flow is answered 403, a forwarding one is cut.
     killed: bool = False
-    #: Why a forwarding flow was cut in flight (the kill switch, its agent deactivated, the
-    #: control plane lost): its answer while none of the upstream's went out (``cut``).
-    cut_by: Refusal | None = None
+    #: How a cut stops it while it is in flight (:class:`Cut`), made by the task serving it.
+    cutter: Cut | None = None
     #: The client connection's ``written`` count when the flow began: more, and part of
-    #: its answer went out (after which nothing else may be written: ``Gateway._cut``).
+    #: its answer went out (after which nothing else may be written: ``exchange._answer_cut``).
     written_before: int = 0
     #: The approval this flow is held for (``approvals.Holds``).
     approval_id: str | None = None
@@ -139,6 +201,13 @@ class Flow:
     handed_off: float = 0.0
     #: When its approval hold began and ended (monotonic; ended 0 while it is held).
     hold: tuple[float, float] | None = None
+
+    @property
+    def cut_by(self) -> Refusal | None:
+        """Why it was cut in flight (the kill switch, its agent deactivated, a config refused,
+        the control plane lost): its answer while none of the upstream's went out."""
+        cutter = self.cutter
+        return cutter.why if cutter is not None else None
 
     @property
     def cut(self) -> str:

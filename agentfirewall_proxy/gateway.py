@@ -17,7 +17,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,14 +57,17 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 VERSION = "0.1.0"
-#: Why an exchange in flight was cut: its record, and its answer while none went out yet.
-_CUT_KILLED = Refusal(403, "kill_switch", "kill_switch_active: the exchange was cut by the "
-                      "kill switch")  # fmt: skip
-_CUT_INACTIVE = Refusal(403, "agent_inactive", "the exchange was cut: its agent was suspended "
-                        "or removed")  # fmt: skip
-_CUT_OUTAGE = Refusal(503, "control_plane_unreachable", "the exchange was cut: no word from the "
+#: Why an exchange in flight was cut, by how a held one ends: its record, and its answer
+#: while none went out yet (``exchange._answer_cut``).
+_CUTS: dict[HoldOutcome, Refusal] = {
+    "killed": Refusal(403, "kill_switch", "kill_switch_active: the exchange was cut by the "
+                      "kill switch"),
+    "inactive": Refusal(403, "agent_inactive", "the exchange was cut: its agent was suspended "
+                        "or removed"),
+    "outage": Refusal(503, "control_plane_unreachable", "the exchange was cut: no word from the "
                       "control plane for longer than --max-config-age (its config may miss a "
-                      "kill switch)")  # fmt: skip
+                      "kill switch)"),
+}  # fmt: skip
 #: Connectors whose official clients need ``error`` to be an object in error bodies.
 _ERROR_OBJECT = frozenset({"stripe"})
 #: Seconds a config long-poll may take beyond its wait before it is given up and asked
@@ -90,9 +93,11 @@ class Gateway:
         )
         self.budgets = Budgets(control, self.say)
         self.shipper = TrafficShipper(
-            control, batch=options.traffic_batch, interval=options.traffic_interval
+            control, batch=options.traffic_batch, interval=options.traffic_interval, say=self.say
         )
-        self.active: dict[Flow, tuple[ClientConnection, Abortable | None]] = {}
+        #: The flows in flight (forwarded, tunnelled), on their client connection: a cut
+        #: reaches each through its handle (``flow.cutter``: ``flow.Cut``).
+        self.active: dict[Flow, ClientConnection] = {}
         self.connections: set[ClientConnection] = set()
         self.ready = asyncio.Event()
         self.port: int | None = None
@@ -163,7 +168,8 @@ class Gateway:
     def check_forward(self, flow: Flow) -> None:
         """The last check before a request's first byte goes upstream, after every wait of
         its own (a hold, a token fetch, the upstream connection opening): a kill switch, its
-        agent suspended or the control plane lost since it was decided stops it here."""
+        agent suspended or the control plane lost since it was decided stops it here, and
+        so does a cut (``flow.Cut``) whose cause is gone since (an agent active again)."""
         agent = flow.agent
         config = self.require_config()
         switch = config.kill_switch_for(agent, flow.connector) if agent is not None else None
@@ -175,6 +181,8 @@ class Gateway:
         if agent is not None and agent.id not in self._active_agents:
             raise Refusal(403, "agent_inactive", f"agent `{agent.name}` is no longer active "
                           "(suspended or removed): its request was not forwarded")  # fmt: skip
+        if (cut := flow.cut_by) is not None:
+            raise Refusal(cut.status, cut.error, cut.message)
 
     def _check_contact(self) -> None:
         if self.contact.lost:
@@ -216,6 +224,7 @@ class Gateway:
         """Hold `parked` without its connection; :meth:`resume` answers it later."""
         self.active.pop(parked.flow, None)
         flow = parked.flow
+        flow.cutter = None  # (its exchange's task ends: `resume_exchange` makes another)
         if flow.parsed is not None and self.config is not None and self.config.budgets:
             flow.parameters = dict(flow.parsed.spec.parameters)  # reserved once approved
         flow.parsed = None  # the approval has the spec; `flow.action` names it
@@ -227,16 +236,19 @@ class Gateway:
         task.add_done_callback(self._resumed.discard)
 
     def begin(self, flow: Flow, conn: ClientConnection) -> None:
+        """`flow` is in flight on `conn`: a cut reaches it (``flow.cutter``) until it ends."""
         flow.written_before = conn.written
-        self.active[flow] = (conn, None)
+        self.active[flow] = conn
 
     def attach(self, flow: Flow, up: Abortable) -> None:
-        found = self.active.get(flow)
-        if found is not None:
-            self.active[flow] = (found[0], up)
+        """`up` is `flow`'s upstream side now: a cut aborts it at once."""
+        if flow.cutter is not None:
+            flow.cutter.attach(up)
 
     def end(self, flow: Flow) -> None:
         self.active.pop(flow, None)
+        if flow.cutter is not None:  # over: a cut never reaches its task's next exchange
+            flow.cutter.answering()
         self.budgets.settle(flow)
         self.record(flow)
 
@@ -280,39 +292,24 @@ class Gateway:
                 return "killed"
             return None if flow.agent.id in active else "inactive"
 
-        held = set(self.holds.flows())  # answered with their refusal, not cut
+        self._stop(stopped)
+
+    def _stop(self, stopped: Callable[[Flow], HoldOutcome | None]) -> None:
+        """End now every flow in progress that `stopped` names an outcome for: a held one
+        is answered by its hold with that outcome, any other in flight is cut
+        (``flow.Cut``, whatever it waits on: its upstream connection opening, its budget,
+        its request sent, its response), its record and answer saying why."""
+        held = set(self.holds.flows())
         for flow in held:
             if (outcome := stopped(flow)) is not None:
-                flow.killed = outcome == "killed"
+                flow.killed = flow.killed or outcome == "killed"
                 self.holds.kill(flow, outcome)
-        for flow, (_conn, _up) in list(self.active.items()):
-            if flow.killed or flow in held or (outcome := stopped(flow)) is None:
+        for flow in list(self.active):
+            if flow.killed or flow in held or flow.cutter is None:
                 continue
-            flow.killed = outcome == "killed"
-            self._cut(flow, _CUT_KILLED if flow.killed else _CUT_INACTIVE)
-
-    def _cut(self, flow: Flow, why: Refusal) -> None:
-        """End a forwarding flow now; `why` goes in its record.
-
-        A request with nothing written to its client yet and no body still coming in loses
-        only its upstream side, and the exchange answers: sent and waiting for its response
-        head, `why` (``exchange._upstream_failed``); not sent yet (its upstream connection
-        opening, its token fetched, its budget reserved), its wait ends (the ``up`` attached
-        is ``exchange._Waiting``) and it is refused as ``check_forward`` refuses. Any other
-        is aborted both ways: an answer under way (a response, a stream, a tunnel) is never
-        followed by another, and a request body still coming in is not read on."""
-        found = self.active.get(flow)
-        if found is None:
-            return
-        conn, up = found
-        if flow.cut_by is None:
-            flow.cut_by = why
-        quiet = not flow.answered and conn.written == flow.written_before
-        tunnel = flow.reason == "passthrough"  # (its 200 went out before it began)
-        if tunnel or not (quiet and conn.clean and not conn.body_pending):
-            conn.abort()
-        if up is not None:
-            up.abort()
+            if (outcome := stopped(flow)) is not None:
+                flow.killed = outcome == "killed"
+                flow.cutter.cut(_CUTS[outcome])
 
     async def follow_config(self) -> None:
         version: int | None = self.config.version if self.config else None
@@ -369,11 +366,9 @@ class Gateway:
         self.say(f"agentfirewall_proxy: no word from the control plane for {bound:g} s "
                  "(--max-config-age): every request is refused until it answers",
                  "error")  # fmt: skip
-        for flow in self.holds.flows():
-            self.holds.kill(flow, "outage")
-        for flow in list(self.active):  # a tunnel or a stream may outlive any bound; one
-            if flow.sent or flow.reason == "passthrough":  # not sent yet is refused by
-                self._cut(flow, _CUT_OUTAGE)  # `check_forward` with a clean 503
+        # every one, sent or not: a tunnel or a stream may outlive any bound, and a request
+        # waiting for its upstream connection is answered now, not once it opened
+        self._stop(lambda _flow: "outage")
 
     def store_rotation(self, rotation: Rotation) -> None:
         """Send a rotated refresh token to the vault, in the background (the token that
@@ -514,7 +509,8 @@ class Gateway:
             self.holds.release_all()
             for conn in list(self.connections):
                 conn.abort()
-            for _, up in list(self.active.values()):
+            for flow in list(self.active):
+                up = flow.cutter.upstream if flow.cutter is not None else None
                 if up is not None:
                     up.abort()
             self.pool.close()

@@ -1,14 +1,15 @@
 """A request cut in flight while it waits for its upstream's answer is answered, not dropped.
 
 The kill switch, a suspension and the control plane lost past ``--max-config-age`` cut the
-exchanges in flight (``Gateway._cut``). One whose request went upstream and which waits for
-the response head, nothing of an answer written to its client yet, loses its upstream
-connection only and is answered with the cut's error (403 ``kill_switch``, 403
-``agent_inactive``, 503 ``control_plane_unreachable``) saying that its request was sent
-(the upstream may have acted on it), never closed unanswered ("Empty reply from server"),
-never answered as not forwarded, and never sent again on a fresh pooled connection. Once
-part of an answer went out (a response streaming), and while the request's body still
-comes in (a streamed upload), the cut stays an abort of both sockets: no second answer.
+exchanges in flight (each through its cut handle, ``flow.Cut``). One whose request went
+upstream and which waits for the response head, nothing of an answer written to its client
+yet, loses its upstream connection only and is answered with the cut's error (403
+``kill_switch``, 403 ``agent_inactive``, 503 ``control_plane_unreachable``) saying that its
+request was sent (the upstream may have acted on it), never closed unanswered ("Empty reply
+from server"), never answered as not forwarded, and never sent again on a fresh pooled
+connection. Once part of an answer went out (a response streaming), and while the request's
+body still comes in (a streamed upload), the cut stays an abort of both sockets: no second
+answer.
 
 The upstream (``rawupstream.py``) reads each request and, for the paths scripted so, never
 answers or never ends its answer: the window is the test's to hold open.
