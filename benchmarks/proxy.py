@@ -213,7 +213,9 @@ def upstream_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
     return server_tls, ca_file
 
 
-def write_config(directory: Path) -> Path:
+def write_config(directory: Path, http_port: int) -> Path:
+    """The gateway's config: the `bench` connector's plain upstream declared on `http_port`
+    (a credential goes in cleartext only to the port its base URL names)."""
     digest = __import__("hashlib").sha256(KEY.encode()).hexdigest()
     snapshot = {
         "version": 1,
@@ -222,7 +224,7 @@ def write_config(directory: Path) -> Path:
                     "enforcement_level": "full_enforce", "key_hashes": [digest]}],
         "connectors": [{"id": "conn_generic_1", "type": "generic", "name": "bench",
                         "domains": ["127.0.0.1"], "credential": "upstream-secret",
-                        "auth_type": "bearer", "base_url": "http://127.0.0.1"},
+                        "auth_type": "bearer", "base_url": f"http://127.0.0.1:{http_port}"},
                        {"id": "conn_openai_1", "type": "openai", "name": "big",
                         "domains": [BIG_HOST], "credential": "upstream-secret"}],
         "permissions": [{"agent": "Bench", "connector": "generic",
@@ -293,7 +295,8 @@ async def main(args: argparse.Namespace) -> None:
     big_port = big.sockets[0].getsockname()[1]
 
     gateway, gw_port = start_process(
-        [sys.executable, "-m", "agentfirewall_proxy", "--config-file", str(write_config(workdir)),
+        [sys.executable, "-m", "agentfirewall_proxy",
+         "--config-file", str(write_config(workdir, ports["http"])),
          "--listen", "127.0.0.1:0", "--ca-dir", str(workdir / "ca"),
          "--upstream-ca", str(ca_file)],
         "listening on ",

@@ -87,7 +87,7 @@ async def _measure(tree: Path, scheme: str, requests: int, workdir: Path) -> dic
     env = {**os.environ, "PYTHONPATH": str(tree)}
     process, gw_port = start_process(
         [sys.executable, __file__, "--child", str(out), "--config-file",
-         str(write_config(workdir)), "--listen", "127.0.0.1:0",
+         str(write_config(workdir, port)), "--listen", "127.0.0.1:0",
          "--ca-dir", str(workdir / f"ca-{tree.name}"), "--upstream-ca", str(ca_file)],
         "listening on ", env=env,
     )  # fmt: skip

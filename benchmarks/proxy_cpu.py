@@ -51,7 +51,7 @@ async def main(args: argparse.Namespace) -> None:
     http = await loop.create_server(Upstream, "127.0.0.1", 0)
     https = await loop.create_server(Upstream, "127.0.0.1", 0, ssl=server_tls)
     ports = {"http": http.sockets[0].getsockname()[1], "https": https.sockets[0].getsockname()[1]}
-    config = write_config(workdir)
+    config = write_config(workdir, ports["http"])
     auth = b"Proxy-Authorization: Basic " + base64.b64encode(b"Bench:" + KEY.encode()) + b"\r\n"
     trees = [("baseline", Path(args.baseline_tree).resolve()), ("this tree", ROOT)]
     processes, targets = [], []

@@ -39,7 +39,7 @@ async def main(args: argparse.Namespace) -> None:
         profile = workdir / "gateway.prof"
         gateway, gw_port = bench.start_process(
             [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "agentfirewall_proxy",
-             "--config-file", str(bench.write_config(workdir)), "--listen", "127.0.0.1:0",
+             "--config-file", str(bench.write_config(workdir, port)), "--listen", "127.0.0.1:0",
              "--ca-dir", str(workdir / "ca"), "--upstream-ca", str(ca_file)],
             "listening on ",
         )  # fmt: skip

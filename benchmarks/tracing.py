@@ -83,9 +83,9 @@ def _gateway(
 async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     workdir = Path(tempfile.mkdtemp(prefix="tf-bench-tracing-"))
-    config = write_config(workdir)
     upstream = await loop.create_server(Upstream, "127.0.0.1", 0)
     port = upstream.sockets[0].getsockname()[1]
+    config = write_config(workdir, port)
     sink = Sink()
     auth = b"Proxy-Authorization: Basic " + base64.b64encode(b"Bench:" + KEY.encode()) + b"\r\n"
     otlp = ["--otlp-endpoint", sink.url]
