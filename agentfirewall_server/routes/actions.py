@@ -46,6 +46,7 @@ from agentfirewall_server.decide import (
 )
 from agentfirewall_server.replaystore import budget_input, input_text
 from agentfirewall_server.routes.execute import execute_action
+from agentfirewall_server.routes.shownspec import shown_to
 from agentfirewall_server.routes.stuck import list_stuck, resolve_execution
 from agentfirewall_server.routes.trafficrows import sdk_json
 from agentfirewall_server.sdkspend import Spend, spend_check
@@ -502,7 +503,7 @@ async def get_action(request: Request) -> JSONResponse:
     who = await authenticate(request)
     action_id = request.path_params["id"]
     row = await state_of(request).db.read(lambda c: load_action(c, action_id))
-    return json_ok(action_json(_visible(who, row, action_id)))
+    return json_ok(await shown_to(request, who, action_json(_visible(who, row, action_id))))
 
 
 async def wait_action(request: Request) -> JSONResponse:
@@ -524,7 +525,7 @@ async def wait_action(request: Request) -> JSONResponse:
     body["decision_token"] = None
     if body["status"] == "allowed" and who.agent is not None and not body["execution_state"]:
         _hand_token(state, body, row)
-    return json_ok(body)
+    return json_ok(await shown_to(request, who, body))
 
 
 def routes() -> list[BaseRoute]:

@@ -1,6 +1,7 @@
 """Approvals for people: list, show, approve, deny (once, by an allowed role).
 
-Each takes the full id or any unique prefix of it.
+Each takes the full id or any unique prefix of it. A caller whose role cannot approve (a
+viewer) reads each action spec masked (``shownspec.shown_to``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from agentfirewall_server.approvals import (
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.grants import GrantBody, create_grant, grant_json
+from agentfirewall_server.routes.shownspec import shown_to
 from agentfirewall_server.store.schema import approvals
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
@@ -59,7 +61,7 @@ class DecisionBody(Strict):
 
 
 async def list_approvals(request: Request) -> JSONResponse:
-    await require_role(request, "viewer")
+    who = await require_role(request, "viewer")
     check_query(request, "status")
     which = request.query_params.get("status", "pending")
     query = select(approvals)
@@ -77,17 +79,17 @@ async def list_approvals(request: Request) -> JSONResponse:
         expected = "pending, recent (or all), approved, denied or expired"
         raise ApiError(400, f"unknown status `{which}`: expected {expected}", field="status")
     rows = await state_of(request).db.read(lambda c: c.execute(query).all())
-    return json_ok({"approvals": [approval_json(r) for r in rows]})
+    return json_ok(await shown_to(request, who, {"approvals": [approval_json(r) for r in rows]}))
 
 
 async def show_approval(request: Request) -> JSONResponse:
     check_query(request)
-    await require_role(request, "viewer")
+    who = await require_role(request, "viewer")
     aid = request.path_params["id"]
     row = await state_of(request).db.read(lambda c: get_approval(c, resolve_id(c, aid)))
     if row is None:
         raise ApiError(404, f"no approval `{aid}`")
-    return json_ok(approval_json(row))
+    return json_ok(await shown_to(request, who, approval_json(row)))
 
 
 async def _decide(request: Request, approve: bool) -> JSONResponse:

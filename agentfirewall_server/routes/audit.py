@@ -37,6 +37,7 @@ from agentfirewall_server.checkpoints import (
 )
 from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.replaystore import AgentRows
+from agentfirewall_server.routes.shownspec import shown_to
 from agentfirewall_server.routes.trafficrows import page, parse_place, traffic_json
 from agentfirewall_server.store.schema import INTEGER_MAX, audit_events, traffic
 from agentfirewall_server.web import ApiError, check_query, json_ok, no_body
@@ -260,7 +261,7 @@ async def make_checkpoint(request: Request) -> JSONResponse:
 
 
 async def list_traffic(request: Request) -> JSONResponse:
-    await require_role(request, "viewer")
+    who = await require_role(request, "viewer")
     check_query(request, "agent", "connector", "action", "decision", "status", "shadow",
                 "limit", "before")  # fmt: skip
     q = select(traffic)
@@ -299,14 +300,14 @@ async def list_traffic(request: Request) -> JSONResponse:
             found = await state.db.read(
                 lambda c: page(c, q, filters, place, limit, sdk=sdk, agents=agents)
             )
-            return json_ok(found)
+            return json_ok(await shown_to(request, who, found))
     if (before := _int(request, "before", None, INTEGER_MAX)) is not None:
         q = q.where(traffic.c.id < before)
     q = q.order_by(traffic.c.id.desc()).limit(limit)
     rows = await state.db.read(lambda c: c.execute(q).all())
     out = [traffic_json(r) for r in rows]
     next_before = out[-1]["id"] if len(out) == limit else None
-    return json_ok({"traffic": out, "next_before": next_before})
+    return json_ok(await shown_to(request, who, {"traffic": out, "next_before": next_before}))
 
 
 def routes() -> list[BaseRoute]:

@@ -1,6 +1,7 @@
 """``GET /api/v1/events``: server-sent events for the dashboard (viewer and up).
 
-Event types: approval.created, approval.decided, traffic, kill_switch, config. A comment
+Event types: approval.created, approval.decided, traffic, kill_switch, config (an
+approval's action spec masked for a viewer, as ``GET /api/v1/approvals`` masks it). A comment
 line every 15 s keeps proxies from closing an idle stream. The stream ends when the
 client disconnects, at once when the server shuts down, and when its caller's credential
 is gone: it is checked again at once when this server signs someone out or changes users
@@ -21,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from agentfirewall_server.auth import require_role, state_of, still_has_role
 from agentfirewall_server.hub import CREDENTIALS_ENDED
+from agentfirewall_server.routes.shownspec import shown_to
 
 __all__ = ["routes"]
 
@@ -30,7 +32,7 @@ _RECHECK_ON = frozenset({CREDENTIALS_ENDED, "config"})
 
 
 async def events(request: Request) -> StreamingResponse:
-    await require_role(request, "viewer")
+    who = await require_role(request, "viewer")
     state = state_of(request)
 
     async def stream() -> AsyncIterator[str]:
@@ -58,6 +60,8 @@ async def events(request: Request) -> StreamingResponse:
                         checked = time.monotonic()
                     if kind == CREDENTIALS_ENDED:
                         continue
+                    if isinstance(data, dict):  # (an action spec masked for a viewer)
+                        data = await shown_to(request, who, data)
                     yield f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 
     return StreamingResponse(
