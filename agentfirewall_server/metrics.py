@@ -208,6 +208,14 @@ class Metrics:
             ["live", "shadow", "source"],
             registry=r,
         )
+        # call x reason: at most 2 x 5 label sets (notify/delivery.py, REASONS)
+        self.slack_dropped = Counter(
+            "aaf_slack_messages_dropped",
+            "Slack approval messages given up, by call (post, update) and reason "
+            "(ratelimited, unavailable, refused, queue_full, shutdown)",
+            ["call", "reason"],
+            registry=r,
+        )
         # the agent's name for its long-polls; `dashboard` for event streams, `gateway` for
         # the gateways' long-polls (config and approvals)
         self.active_connections = gauge(

@@ -10,6 +10,10 @@ text fields, never as ``mrkdwn``: a target like ``<!channel> <https://x|Approve>
 one and links nowhere, a backtick ends no code span, and display-controlling characters are
 shown as their escapes (`agentfirewall.display.visible`). Names in the ``mrkdwn`` lines are
 escaped as Slack asks (``&``, ``<``, ``>``).
+
+Messages leave through one queue per channel (`outbox.py`), in order, never on the request
+path; a rate limit (429, ``Retry-After``), a 5xx or a timeout is tried again within bounds
+(`delivery.py`); what is given up is counted and recorded (`SlackNotifier`).
 """
 
 from __future__ import annotations
@@ -19,18 +23,25 @@ import hashlib
 import hmac
 import json
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+import httpx
+from sqlalchemy import Connection, select, update
 
 from agentfirewall.display import visible
 from agentfirewall.errors import VaultError
+from agentfirewall_server.approvals import get_approval
+from agentfirewall_server.audit import append_events, prepare_event
+from agentfirewall_server.clock import now
+from agentfirewall_server.notify.delivery import UNAVAILABLE, Failure, RetryPolicy, read_answer
+from agentfirewall_server.notify.outbox import Message, Outbox, Outcome
 from agentfirewall_server.store.schema import approvals
 
 if TYPE_CHECKING:
     from agentfirewall_server.protocols import Services
 
-__all__ = ["MAX_SKEW_SECONDS", "SlackNotifier", "sign", "verify_signature"]
+__all__ = ["MAX_SKEW_SECONDS", "SlackNotifier", "sign", "store_message", "verify_signature"]
 
 MAX_SKEW_SECONDS = 300
 log = logging.getLogger("agentfirewall_server.slack")
@@ -127,9 +138,35 @@ def _blocks(row: dict[str, Any], base_url: str) -> list[dict[str, Any]]:
 
 
 class SlackNotifier:
+    """Posts pending approvals and updates their messages once decided, through one
+    `Outbox` queue per channel (`outbox.py`; retries and their bounds: `delivery.py`).
+
+    An approval decided before its message was posted is not posted; one decided while
+    its message was being posted has it updated at once: where the message is gets stored
+    in a transaction that reads the approval's status again (`store_message`), so either
+    that read or the decision's (`on_decided`) finds the other. A message given up is
+    counted in ``aaf_slack_messages_dropped_total`` and recorded as an
+    ``approval.slack_failed`` audit event, the bot token in neither.
+    """
+
     def __init__(self, state: Services) -> None:
         self.state = state
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.policy = RetryPolicy()
+        self._outbox = Outbox(self._send, self._given_up, lambda: self.policy)
+        self._failures: list[dict[str, Any]] = []  # audit events still to write
+        self._recorder: asyncio.Task[None] | None = None
+        self._drained = False
+
+    @property
+    def waiting(self) -> int:
+        """Messages queued or being sent."""
+        return self._outbox.waiting
+
+    @property
+    def running(self) -> int:
+        """Tasks running: a worker per channel with messages, and the event recorder."""
+        recording = self._recorder is not None and not self._recorder.done()
+        return self._outbox.running + recording
 
     def secret(self, name: str) -> str | None:
         """The setting's secret; None when unset or unreadable (`tf vault status` names it):
@@ -149,86 +186,151 @@ class SlackNotifier:
         token = self.secret("slack_bot_token")
         return (token, str(channel)) if token and channel else None
 
-    async def _call(self, token: str, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.state.settings.slack_api_url.rstrip('/')}/{method}"
-        response = await self.state.http.post(
-            url,
-            json=payload,
-            timeout=10,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/json; charset=utf-8",
-            },
-        )
-        data: dict[str, Any] = response.json()
-        if not data.get("ok"):
-            raise RuntimeError(
-                f"slack `{method}` failed: {data.get('error', response.status_code)}"
-            )
-        return data
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # what the server tells it (on the request path: queued, never awaited) ----------
 
     async def on_created(self, row: dict[str, Any]) -> None:
-        if self._target() is not None:
-            self._spawn(self._post(row))
+        target = self._target()
+        if target is not None:
+            self._outbox.put(Message("post", target[1], row))
 
     async def on_decided(self, row: dict[str, Any]) -> None:
-        if self._target() is not None and row.get("slack_ts"):
-            self._spawn(self._update(row))
+        if row.get("slack_ts") and self._target() is not None:
+            self._outbox.put(Message("update", str(row["slack_channel"]), row))
 
-    async def _post(self, row: dict[str, Any]) -> None:
+    # sending (a channel's worker) ----------------------------------------------------
+
+    async def _send(self, message: Message) -> Outcome:
         target = self._target()
-        if target is None:
-            return
-        token, channel = target
+        if target is None:  # Slack was turned off meanwhile: nothing to send
+            return None
+        if message.call == "post":
+            return await self._post(target[0], message)
+        return await self._update(target[0], message.approval)
+
+    async def _post(self, token: str, message: Message) -> Outcome:
+        row = message.approval
+        status = await self.state.db.read(partial(_status_of, approval_id=row["id"]))
+        if status != "pending":  # decided (or gone) before it reached Slack
+            return None
+        payload = {
+            "channel": message.channel,
+            "text": f"Approval needed: {escaped(row['agent'])} ({row['id']})",
+            "blocks": _blocks(row, self.state.settings.base_url),
+        }
+        answer = await self._call(token, "chat.postMessage", payload)
+        if isinstance(answer, Failure):
+            return answer
+        where, ts = str(answer.get("channel") or message.channel), str(answer.get("ts"))
         try:
-            data = await self._call(
-                token,
-                "chat.postMessage",
-                {
-                    "channel": channel,
-                    "text": f"Approval needed: {escaped(row['agent'])} ({row['id']})",
-                    "blocks": _blocks(row, self.state.settings.base_url),
-                },
+            now_row = await self.state.db.write(
+                partial(store_message, approval_id=row["id"], channel=where, ts=ts)
             )
-            ts, where = str(data.get("ts")), str(data.get("channel") or channel)
-            await self.state.db.write(
-                lambda c: c.execute(
-                    update(approvals)
-                    .where(approvals.c.id == row["id"])
-                    .values(slack_channel=where, slack_ts=ts)
-                )
-            )
-        except Exception:
-            log.warning("could not post approval %s to Slack", row["id"], exc_info=True)
+        except Exception as exc:  # posted: trying again would post it twice
+            log.warning("posted approval %s to Slack but could not store where: %s",
+                        row["id"], type(exc).__name__)  # fmt: skip
+            return None
+        if now_row is not None and now_row["status"] != "pending":  # decided meanwhile
+            return Message("update", where, now_row)
+        return None
 
-    async def _update(self, row: dict[str, Any]) -> None:
-        target = self._target()
-        if target is None:
-            return
+    async def _update(self, token: str, row: dict[str, Any]) -> Outcome:
         verb = {"approved": "Approved", "denied": "Denied", "expired": "Expired"}.get(
             row["status"], row["status"]
         )
         by = f" by {escaped(row['decided_by'])}" if row.get("decided_by") else ""
         text = f"{verb}{by}: {escaped(row['agent'])} ({row['id']})"
+        payload = {
+            "channel": row["slack_channel"],
+            "ts": row["slack_ts"],
+            "text": text,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        }
+        answer = await self._call(token, "chat.update", payload)
+        return answer if isinstance(answer, Failure) else None
+
+    async def _call(
+        self, token: str, method: str, payload: dict[str, Any]
+    ) -> dict[str, Any] | Failure:
+        url = f"{self.state.settings.slack_api_url.rstrip('/')}/{method}"
         try:
-            await self._call(
-                target[0],
-                "chat.update",
-                {
-                    "channel": row["slack_channel"],
-                    "ts": row["slack_ts"],
-                    "text": text,
-                    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+            response = await self.state.http.post(
+                url,
+                json=payload,
+                timeout=self.policy.call_timeout,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json; charset=utf-8",
                 },
             )
-        except Exception:
-            log.warning("could not update the Slack message of %s", row["id"], exc_info=True)
+        except httpx.TimeoutException:
+            return Failure(UNAVAILABLE, "timeout")
+        except httpx.HTTPError:
+            return Failure(UNAVAILABLE, "connection failed")
+        answer = read_answer(
+            response.status_code, response.headers.get("retry-after"), response.content
+        )
+        if isinstance(answer, Failure):
+            log.info("Slack `%s` failed (%s): %s", method, answer.reason, answer.detail)
+        return answer
+
+    # giving up -----------------------------------------------------------------------
+
+    def _given_up(self, message: Message, failure: Failure) -> None:
+        """Count it, log it and record it (the event written by one recorder task)."""
+        row = message.approval
+        self.state.metrics.slack_dropped.labels(message.call, failure.reason).inc()
+        log.warning(
+            "gave up the Slack %s of approval %s after %d tries: %s (%s)",
+            message.call, row["id"], message.tries, failure.reason, failure.detail,
+        )  # fmt: skip
+        if self._drained:  # after the stop's drain no task may start: the log line stays
+            return
+        data = {
+            "call": message.call,
+            "channel": message.channel,
+            "reason": failure.reason,
+            "detail": failure.detail,
+            "tries": message.tries,
+        }
+        event = prepare_event("approval.slack_failed", actor="server", now=now(),
+                              agent=row["agent"], subject=row["id"], data=data)  # fmt: skip
+        self._failures.append(event)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record())
+
+    async def _record(self) -> None:
+        while self._failures:
+            batch, self._failures = self._failures, []
+            try:
+                await self.state.db.write(partial(append_events, prepared=batch))
+            except Exception as exc:
+                log.warning("could not record %d Slack failure(s) in the audit log: %s",
+                            len(batch), type(exc).__name__)  # fmt: skip
 
     async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """At the server's stop: the queues emptied or given up (`Outbox.close`), then
+        their failures recorded."""
+        await self._outbox.close()
+        if self._recorder is not None:
+            await asyncio.gather(self._recorder, return_exceptions=True)
+        self._drained = True
+
+
+def _status_of(conn: Connection, approval_id: str) -> str | None:
+    found = conn.execute(select(approvals.c.status).where(approvals.c.id == approval_id))
+    status: str | None = found.scalar()
+    return status
+
+
+def store_message(
+    conn: Connection, approval_id: str, channel: str, ts: str
+) -> dict[str, Any] | None:
+    """Store where the approval's message is, and read the approval again in the same
+    transaction: a decision made while the message was being posted is then either before
+    this (its status is read here) or after it (it reads the message's ``slack_ts``)."""
+    conn.execute(
+        update(approvals)
+        .where(approvals.c.id == approval_id)
+        .values(slack_channel=channel, slack_ts=ts)
+    )
+    return get_approval(conn, approval_id)
