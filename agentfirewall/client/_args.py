@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from agentfirewall.errors import AuthenticationError
 
@@ -32,8 +32,16 @@ _KEY_SHAPE = re.compile(r"\s*aaf_", re.IGNORECASE)
 _SWAPPED = "are `api_key` and `base_url` (AAF_API_KEY and AAF_BASE_URL) swapped?"
 
 
+#: What an action id is: ``act_`` and letters, digits, ``_`` or ``-`` (the server's are ``act_``
+#: and 26 base32 characters; a test double's ``act_1`` is one too). Such an id is one path
+#: segment exactly as written: never ``.`` or ``..``, which a URL resolves to another route
+#: (``/v1/actions/..`` is ``/v1/``), never a slash, ``%``, ``?`` or ``#``, nor another route's
+#: name (``stuck``, ``dry-run``).
+_ACTION_ID = re.compile(r"act_[A-Za-z0-9_-]{1,100}")
+
+
 def path_id(action_request_id: object) -> str:
-    """The id as one path segment; anything but a non-empty string is the caller's mistake."""
+    """The id as one path segment; anything but an ``act_...`` id is the caller's mistake."""
     if not isinstance(action_request_id, str):
         raise TypeError(
             "`action_request_id` must be the `act_...` string of a request_action result "
@@ -43,7 +51,12 @@ def path_id(action_request_id: object) -> str:
         raise ValueError(
             "`action_request_id` is empty: pass the `act_...` id of a request_action result"
         )
-    return quote(action_request_id, safe="")
+    if not _ACTION_ID.fullmatch(action_request_id):
+        raise ValueError(
+            f"`action_request_id` {action_request_id[:60]!r} is not an action id: pass the "
+            "`act_...` id of a request_action result (`result.action_request_id`), as it came"
+        )
+    return action_request_id
 
 
 # -- arguments: checked once, before anything is sent ----------------------------------

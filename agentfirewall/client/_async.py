@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, Unpack
@@ -42,7 +44,7 @@ from agentfirewall.client._wire import (
     parse_wait,
 )
 from agentfirewall.decisions import Decision
-from agentfirewall.errors import TokenError
+from agentfirewall.errors import AgentFirewallError, TokenError
 from agentfirewall.jwks import verify_with_jwks
 from agentfirewall.tokens import DecisionClaims
 
@@ -82,12 +84,46 @@ class AsyncAgentFirewall(BaseClient):
         self._check_transport(
             transport, httpx.AsyncBaseTransport, "AgentFirewall takes a BaseTransport"
         )
-        self._http = httpx.AsyncClient(
+        self._transport = transport
+        self._http = self._connection_pool()
+        #: the event loop the client's connections belong to (see `_http_on_this_loop`)
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._moved = False  # the caller's transport was used on another event loop
+
+    def _connection_pool(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
             base_url=self.base_url,
             headers=self._headers,
             timeout=self._timeout,
-            transport=transport,
+            transport=self._transport,
         )
+
+    def _http_on_this_loop(self) -> httpx.AsyncClient:
+        """The HTTP client for the running asyncio event loop. The client's own connections
+        belong to the loop that opened them: on a new loop once that one is closed
+        (``asyncio.run`` twice) they are opened anew (the old ones cannot be used, nor
+        closed, from another loop); on two loops at once (two threads) the client refuses.
+        A transport of the caller's is the caller's to keep working (`_send_once` words
+        its failure)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (another async library: trio)
+            return self._http
+        used_on = self._loop() if self._loop is not None else None
+        if used_on is loop or self._http.is_closed:
+            return self._http
+        if self._loop is not None:
+            if self._transport is not None:
+                self._moved = True
+            elif used_on is not None and not used_on.is_closed():
+                raise AgentFirewallError(
+                    f"this {type(self).__name__} is in use on another event loop (another "
+                    "thread's): make one client per event loop"
+                )
+            else:
+                self._http = self._connection_pool()
+        self._loop = weakref.ref(loop)
+        return self._http
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -234,9 +270,10 @@ class AsyncAgentFirewall(BaseClient):
         return await retrying(self._send_once, call)
 
     async def _send_once(self, call: Call) -> httpx.Response:
-        request = self._build(self._http, call)
+        http = self._http_on_this_loop()
+        request = self._build(http, call)
         try:
-            response = await self._http.send(request, stream=True)
+            response = await http.send(request, stream=True)
             try:  # read a piece at a time: an answer past MAX_ANSWER_BYTES stops the reading
                 body = AnswerBody(response, self.base_url)
                 if not body.complete:
@@ -247,6 +284,14 @@ class AsyncAgentFirewall(BaseClient):
         except httpx.TransportError as exc:
             error, chain = self._transport_error(exc)
             raise error from (exc if chain else None)
+        except RuntimeError as exc:
+            if not self._moved:
+                raise
+            raise AgentFirewallError(
+                f"the transport given to this {type(self).__name__} failed on a new event "
+                f"loop ({type(exc).__name__}: {exc}): make the transport and the client "
+                "inside the event loop that uses them"
+            ) from exc
         return self._check(body.response())
 
 

@@ -41,6 +41,7 @@ from agentfirewall.errors import (
     ServerError,
     TokenError,
 )
+from agentfirewall.jsonlimits import json_problem, printable
 from agentfirewall.jwks import JWKSCache, jwks_url_for
 
 __all__ = [
@@ -120,6 +121,7 @@ def build_spec(
                 f"not {type(value).__name__}",
                 field=name,
             )
+        _check_json(name, value)
     resource = {
         "provider": provider,
         "account": account,
@@ -134,6 +136,17 @@ def build_spec(
             "risk_hints": dict(risk_hints or {}),
         }
     )
+
+
+def _check_json(name: str, value: Mapping[str, JsonValue] | None) -> None:
+    """What the spec's model would refuse in `value` (nesting past MAX_DEPTH, NaN, a lone
+    surrogate), found without recursion first: past a few hundred levels the model's own
+    recursive check words it "cyclic reference detected" under a path of 1,800 characters."""
+    found = json_problem(dict(value or {}), check_ints=False)
+    if found is not None:
+        path, problem = found
+        where = printable(f"{name}.{path}" if path else name, 120)
+        raise ActionSpecError(f"invalid action spec: `{where}` {problem}", field=name)
 
 
 #: The keyword arguments of request_action that make the spec (``ActionFields``).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -161,12 +162,19 @@ class AgentFirewall(BaseClient):
         Returns :class:`Approved` (truthy, ``.decision_token``) or :class:`NotApproved`
         (falsy; ``.status`` is ``denied``, ``expired`` or ``timeout``).
         """
+        return self._wait_for_approval(action_request_id, timeout_seconds, threading.Event())
+
+    def _wait_for_approval(
+        self, action_request_id: str, timeout_seconds: float, abandoned: threading.Event
+    ) -> ApprovalOutcome:
+        """`wait_for_approval`, which ends at its next poll once `abandoned` is set (its
+        caller gave up: a cancelled tool call waiting in a worker thread)."""
         deadline = time.monotonic() + check_seconds(timeout_seconds, "timeout_seconds")
-        while True:
+        while not abandoned.is_set():
             remaining = deadline - time.monotonic()
             seconds = self._poll_seconds(remaining)
             if seconds == 0 and remaining > 0:  # the last fraction of a second
-                time.sleep(remaining)
+                abandoned.wait(remaining)
             started = time.monotonic()
             outcome = parse_wait(
                 decode_json(self._send(self._wait_call(action_request_id, seconds)))
@@ -178,7 +186,8 @@ class AgentFirewall(BaseClient):
                     action_request_id, "timeout", f"no decision within {timeout_seconds:g} seconds"
                 )
             if time.monotonic() - started < seconds / 2:  # a server that answers early
-                time.sleep(min(MIN_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+                abandoned.wait(min(MIN_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+        return NotApproved(action_request_id, "timeout", "the caller stopped waiting")
 
     def execute(self, action_request_id: str, decision_token: str | None) -> ExecutionResult:
         """Mode A: the server performs the allowed action with its vaulted credential.

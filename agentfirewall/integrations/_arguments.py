@@ -14,17 +14,23 @@ a *handle* or refused with ActionSpecError:
 
 Everything else the tool gets is a deep copy taken when the firewall was asked: a caller
 changing an argument while the action waits for a human changes nothing that runs.
+
+`defaults` adds what a call leaves out: the default of every parameter of the function the
+tool runs that the model did not give, which the function would otherwise fill in unseen.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import numbers
 import sys
 from collections.abc import (
     AsyncIterator,
+    Callable,
+    Collection,
     ItemsView,
     Iterator,
     KeysView,
@@ -43,9 +49,9 @@ from typing import Any
 from pydantic import BaseModel, JsonValue
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from agentfirewall.errors import ActionSpecError
+from agentfirewall.errors import ActionSpecError, AgentFirewallError
 
-__all__ = ["snapshot"]
+__all__ = ["defaults", "snapshot"]
 
 #: The most digits a policy reads on either side of the point in a number string.
 _PLAIN_DIGITS = 100
@@ -194,3 +200,44 @@ def snapshot(args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, JsonVal
             field="parameters",
         ) from exc
     return copied, data
+
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def defaults(
+    body: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    tool: str,
+    skip: Collection[str] = (),
+) -> dict[str, Any]:
+    """The parameters of `body` (the function `tool` runs) that a call with `args` and
+    `kwargs` leaves out, with the defaults Python gives them (``bind_partial``, then
+    ``apply_defaults``): the tool runs with those, so the firewall decides on them too.
+    ``*args``, ``**kwargs`` and the parameters in `skip` (what the framework passes
+    besides the model's arguments: a run manager, a config, injected arguments) are not
+    arguments. Nothing is validated: a call `body` cannot take raises the TypeError that
+    calling it would, before the firewall is asked; a body whose parameters cannot be read
+    is refused (its defaults would run unseen)."""
+    try:
+        signature = inspect.signature(body)
+    except (TypeError, ValueError) as exc:
+        raise AgentFirewallError(
+            f"the parameters of tool `{tool}`'s function cannot be read ({exc}), so its "
+            "defaults would run without being decided on: wrap it in a `def`"
+        ) from None
+    try:
+        bound = signature.bind_partial(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"tool `{tool}` cannot take these arguments: {exc}") from None
+    given = set(bound.arguments)
+    bound.apply_defaults()
+    return {
+        name: value
+        for name, value in bound.arguments.items()
+        if name not in given
+        and name not in skip
+        and signature.parameters[name].kind not in _VARIADIC
+    }

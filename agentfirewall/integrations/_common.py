@@ -6,17 +6,20 @@ action is held, and answers with a :class:`Verdict`: run the tool with these arg
 copy of the ones decided on, taken when the firewall was asked), or answer the agent with
 this text instead (a deny's reason, the server's execution result in Mode A). With
 ``on_deny="raise"`` a deny raises :class:`~agentfirewall.errors.ActionDenied` and a missing
-approval :class:`~agentfirewall.errors.ApprovalError`.
+approval :class:`~agentfirewall.errors.ApprovalError`. A call cancelled before the tool may
+go ahead runs nothing, whichever client asks (see `ToolGuard.adecide`).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar, get_args
 
+import anyio.lowlevel
 import anyio.to_thread
 from pydantic import JsonValue
 
@@ -184,22 +187,55 @@ class ToolGuard:
     def decide(self, call: ToolArgs) -> Verdict:
         """Ask a synchronous firewall (see the module docstring)."""
         firewall = self.sync_firewall()
-        args, action_type, fields = self.request(call)
-        result = firewall.request_action(action_type, **fields)
-        outcome: ApprovalOutcome | None = None
-        if result.pending:
-            outcome = firewall.wait_for_approval(result.action_request_id, self.approval_timeout)
-        verdict, allowed = self._judge(result, outcome, action_type, args)
+        verdict, allowed = self._ask(firewall, call, threading.Event())
         if allowed is None or not self.execute:
             return verdict
         executed = firewall.execute(allowed.action_request_id, allowed.decision_token)
         return Verdict(self.format_result(executed), allowed)
 
+    def _ask(
+        self, firewall: AgentFirewall, call: ToolArgs, abandoned: threading.Event
+    ) -> tuple[Verdict, ActionResult | None]:
+        """Request the action and wait for its approval (a wait that ends at its next poll
+        once `abandoned` is set): the verdict, and the allowed result when the tool may go
+        ahead."""
+        args, action_type, fields = self.request(call)
+        result = firewall.request_action(action_type, **fields)
+        outcome: ApprovalOutcome | None = None
+        if result.pending:  # (abandoned: not approved, whatever the server says)
+            outcome = firewall._wait_for_approval(
+                result.action_request_id, self.approval_timeout, abandoned
+            )
+        return self._judge(result, outcome, action_type, args)
+
+    async def _ask_in_thread(
+        self, firewall: AgentFirewall, call: ToolArgs
+    ) -> tuple[Verdict, ActionResult | None]:
+        """`_ask` in a worker thread. A cancelled caller leaves at once; the thread's answer
+        is dropped (nothing it allowed runs) and its wait ends at the next poll."""
+        abandoned = threading.Event()
+        try:
+            return await anyio.to_thread.run_sync(
+                self._ask, firewall, call, abandoned, abandon_on_cancel=True
+            )
+        finally:
+            abandoned.set()
+
     async def adecide(self, call: ToolArgs) -> Verdict:
-        """Ask an async firewall; a sync one runs in a worker thread."""
+        """Ask an async firewall; a sync one asks in a worker thread. A caller cancelled
+        before the tool may go ahead leaves at once and nothing runs: with a sync firewall
+        too, whose execution (Mode A) starts only if the caller is still there, in a thread
+        of its own (once sent, it finishes)."""
         firewall = self.firewall
         if isinstance(firewall, AgentFirewall):
-            return await anyio.to_thread.run_sync(self.decide, call)
+            verdict, allowed = await self._ask_in_thread(firewall, call)
+            await anyio.lowlevel.checkpoint()  # cancelled meanwhile: nothing runs
+            if allowed is None or not self.execute:
+                return verdict
+            executed = await anyio.to_thread.run_sync(
+                firewall.execute, allowed.action_request_id, allowed.decision_token
+            )
+            return Verdict(self.format_result(executed), allowed)
         args, action_type, fields = self.request(call)
         result = await firewall.request_action(action_type, **fields)
         outcome: ApprovalOutcome | None = None

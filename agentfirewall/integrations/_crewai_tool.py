@@ -7,12 +7,15 @@ CrewAI validates a keyword call once, before the guarded tool's ``_run`` (``run`
 and so does the structured tool an agent calls); positional arguments are validated here.
 The wrapped tool's body then runs with the arguments decided on, never validated again:
 a validator that is not idempotent (dollars to cents) would otherwise make the tool run
-with other values than those decided on.
+with other values than those decided on. Those arguments are bound to the function the
+wrapped tool runs (`_body`): a parameter its argument schema leaves out is decided on with
+the default the function gives it.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -21,6 +24,7 @@ from crewai.tools import BaseTool
 from crewai.tools.base_tool import Tool
 
 from agentfirewall.errors import AgentFirewallError
+from agentfirewall.integrations._arguments import defaults
 from agentfirewall.integrations._common import ToolGuard
 
 __all__ = ["GuardedCrewTool", "guard_crew_tool"]
@@ -38,19 +42,28 @@ class GuardedCrewTool(BaseTool):  # type: ignore[misc]
     guard: ToolGuard
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
-        verdict = self.guard.decide(self._call(args, kwargs))
+        verdict = self.guard.decide(self._decided(args, kwargs, asynchronous=False))
         if verdict.answer is not None:
             return verdict.answer
         return self.inner._run(**verdict.args)  # (an async function's coroutine: `run` runs it)
 
     async def _arun(self, *args: Any, **kwargs: Any) -> Any:
-        verdict = await self.guard.adecide(self._call(args, kwargs))
+        verdict = await self.guard.adecide(self._decided(args, kwargs, asynchronous=True))
         if verdict.answer is not None:
             return verdict.answer
         if _has_async_body(self.inner):
             return await self.inner._arun(**verdict.args)
         result = await anyio.to_thread.run_sync(partial(self.inner._run, **verdict.args))
         return await result if inspect.isawaitable(result) else result
+
+    def _decided(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, asynchronous: bool
+    ) -> dict[str, Any]:
+        """What the firewall decides on: the call (`_call`) and the defaults of the
+        parameters of the wrapped tool's function it leaves out."""
+        call = self._call(args, kwargs)
+        body = _body(self.inner, asynchronous=asynchronous)
+        return {**call, **defaults(body, (), call, tool=self.name)}
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments the wrapped tool runs with, all of them, so that the
@@ -70,6 +83,18 @@ class GuardedCrewTool(BaseTool):  # type: ignore[misc]
             return call
         validated: dict[str, Any] = self.args_schema.model_validate(call).model_dump()
         return validated
+
+
+def _body(inner: BaseTool, *, asynchronous: bool) -> Callable[..., Any]:
+    """The function the wrapped tool's arguments reach: a ``Tool``'s ``func``, else the
+    class's own ``_arun`` under ``arun`` when it has one, else its ``_run``."""
+    if isinstance(inner, Tool) and type(inner)._run is Tool._run:
+        func: Callable[..., Any] = inner.func
+        return func
+    method: Callable[..., Any] = (
+        inner._arun if asynchronous and _has_async_body(inner) else inner._run
+    )
+    return method
 
 
 def _has_async_body(inner: BaseTool) -> bool:

@@ -8,7 +8,9 @@ The guarded tool's own ``run`` does LangChain's work once: it validates the inpu
 the tool's errors as the wrapped tool says. Its ``_run`` asks the firewall and calls the
 wrapped tool's ``_run`` (or ``_arun``), as LangChain's ``run`` would, with the arguments
 decided on, never validated again: a validator that is not idempotent (dollars to cents)
-would otherwise make the tool run with other values than those decided on. Injected
+would otherwise make the tool run with other values than those decided on. The arguments
+decided on are bound to the function the wrapped tool runs (`_body`): a parameter the
+model left out is decided on with the default the function would give it. Injected
 arguments (LangGraph's state and store, a tool call's id), which the model never sees,
 are not decided on: the wrapped tool gets them as they were given.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool, InjectedToolCallId, Tool
+from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool, Tool
 from langchain_core.tools.base import (
     _get_runnable_config_param,
     _is_injected_arg_type,
@@ -35,6 +37,7 @@ from pydantic import BaseModel
 from pydantic.v1 import BaseModel as BaseModelV1
 
 from agentfirewall.errors import AgentFirewallError
+from agentfirewall.integrations._arguments import defaults
 from agentfirewall.integrations._common import ToolGuard
 
 __all__ = ["GuardedTool", "guard_tool"]
@@ -117,12 +120,12 @@ def _tool_call_ids(schema: Schema, tool_call_id: str | None) -> dict[str, str | 
 def _call_input(
     inner: BaseTool, tool_input: str | dict[str, Any], tool_call_id: str | None
 ) -> str | dict[str, Any]:
-    """The whole input the wrapped tool runs with, validated once, so that the firewall
-    decides on exactly that: with a pydantic argument schema, the arguments validated by
-    it, every field present, defaults included (LangChain would pass only the given ones
-    and leave the function's defaults unseen), a single string as the schema's first field
-    (LangChain's rule for a string input), the tool call's id in an InjectedToolCallId
-    argument. Otherwise the input as given."""
+    """The input the wrapped tool runs with, validated once, so that the firewall decides
+    on exactly that: with a pydantic argument schema, the arguments validated by it, every
+    field present, defaults included (LangChain would pass only the given ones), a single
+    string as the schema's first field (LangChain's rule for a string input), the tool
+    call's id in an InjectedToolCallId argument. Otherwise the input as given. (`_decided`
+    then adds the defaults of the function's parameters the input leaves out.)"""
     schema = _schema(inner)
     if schema is None:
         return tool_input
@@ -139,18 +142,48 @@ def _call_input(
     return {name: getattr(model, name) for name in fields}
 
 
+_TOOL_RUNS = (Tool._run, StructuredTool._run)
+_TOOL_ARUNS = (Tool._arun, StructuredTool._arun)
+
+
+def _body(inner: BaseTool, *, asynchronous: bool) -> Callable[..., Any]:
+    """The function the wrapped tool's arguments reach, as LangChain runs it: a ``Tool``'s
+    or ``StructuredTool``'s ``func`` (its ``coroutine`` under ``ainvoke``, when it has
+    one), else the class's own ``_run`` (its ``_arun`` under ``ainvoke``, when it has one:
+    without, LangChain runs ``_run`` in a thread)."""
+    kind = type(inner)
+    if asynchronous and kind._arun is not BaseTool._arun:
+        if kind._arun not in _TOOL_ARUNS:
+            return inner._arun
+        if isinstance(inner, Tool | StructuredTool) and inner.coroutine is not None:
+            return inner.coroutine
+    if isinstance(inner, Tool | StructuredTool) and kind._run in _TOOL_RUNS and inner.func:
+        return inner.func
+    return inner._run
+
+
+def _not_arguments(body: Callable[..., Any]) -> frozenset[str]:
+    """What LangChain gives a body besides the model's arguments: never decided on."""
+    config = _get_runnable_config_param(body)
+    return frozenset({"run_manager", "callbacks", *([config] if config else [])})
+
+
 def _decided(
-    inner: BaseTool, args: tuple[Any, ...], kwargs: dict[str, Any]
+    inner: BaseTool, body: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
-    """What the firewall decides on. The one input LangChain passes positionally (a
+    """What the firewall decides on: the arguments `body` runs with, the defaults of the
+    parameters they leave out included. The one input LangChain passes positionally (a
     string input, a ``Tool``'s value) under its name, returned first: the ``Tool``'s
     schema's one field (the name the model sees), else ``input``. Otherwise the keyword
     arguments but the injected ones, returned last: passed to the tool as given, never
     decided on (a conversation has no place in an audit log)."""
+    skip = _not_arguments(body)
     if not args:
         injected = _injected(inner)
         decided = {name: value for name, value in kwargs.items() if name not in injected}
-        return None, decided, {name: kwargs[name] for name in kwargs.keys() & injected}
+        filled = defaults(body, (), kwargs, tool=inner.name, skip=skip | injected)
+        given = {name: kwargs[name] for name in kwargs.keys() & injected}
+        return None, {**decided, **filled}, given
     if len(args) > 1 or kwargs:
         raise AgentFirewallError(
             f"tool `{inner.name}` was called in a way LangChain never calls it"
@@ -158,13 +191,23 @@ def _decided(
     schema = _schema(inner)
     fields = list(get_fields(schema)) if schema is not None else []
     name = fields[0] if len(fields) == 1 else "input"
-    return name, {name: args[0]}, {}
+    filled = defaults(body, args, {}, tool=inner.name, skip=skip)
+    if name in filled:  # (its input and another parameter would share one name)
+        raise AgentFirewallError(
+            f"tool `{inner.name}`'s function has a parameter `{name}` besides its input, "
+            "which the firewall reads under that name: rename the parameter"
+        )
+    return name, {name: args[0], **filled}, {}
 
 
 def _body_args(
     positional: str | None, decided: dict[str, Any], given: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return ((decided[positional],), {}) if positional else ((), {**decided, **given})
+    """The positional input first (a ``Tool``'s), then the rest by keyword."""
+    if positional is None:
+        return (), {**decided, **given}
+    rest = {name: value for name, value in decided.items() if name != positional}
+    return (decided[positional],), rest
 
 
 def _extras(
@@ -216,13 +259,14 @@ class GuardedTool(BaseTool):
     ) -> Any:
         self.guard.sync_firewall()
         _check_sync(self.inner)
-        positional, decided, given = _decided(self.inner, args, kwargs)
+        body = _body(self.inner, asynchronous=False)
+        positional, decided, given = _decided(self.inner, body, args, kwargs)
         verdict = self.guard.decide(decided)
         if verdict.answer is not None:
             return self._answer(verdict.answer)
-        body = self.inner._run
+        method = self.inner._run
         args, kwargs = _body_args(positional, verdict.args, given)
-        return body(*args, **kwargs, **_extras(body, config, run_manager))
+        return method(*args, **kwargs, **_extras(method, config, run_manager))
 
     async def _arun(
         self,
@@ -231,15 +275,16 @@ class GuardedTool(BaseTool):
         run_manager: AsyncCallbackManagerForToolRun | None = None,
         **kwargs: Any,
     ) -> Any:
-        positional, decided, given = _decided(self.inner, args, kwargs)
+        body = _body(self.inner, asynchronous=True)
+        positional, decided, given = _decided(self.inner, body, args, kwargs)
         verdict = await self.guard.adecide(decided)
         if verdict.answer is not None:
             return self._answer(verdict.answer)
         inner = self.inner
         # LangChain's own choice: without an async body, `_arun` runs `_run` in a thread
-        body = inner._run if type(inner)._arun is BaseTool._arun else inner._arun
+        method = inner._run if type(inner)._arun is BaseTool._arun else inner._arun
         args, kwargs = _body_args(positional, verdict.args, given)
-        return await inner._arun(*args, **kwargs, **_extras(body, config, run_manager))
+        return await inner._arun(*args, **kwargs, **_extras(method, config, run_manager))
 
 
 class GuardedSimpleTool(GuardedTool, Tool):

@@ -8,10 +8,12 @@
 import { randomUUID } from "node:crypto";
 
 import { TokenError } from "./errors.js";
-import { actionIdOf, apiKeyOf, apiRootOf, DEFAULT_BASE_URL, kindOf, optionsOf, seconds } from "./options.js";
+import { bindingsOf, JwksCache, jwksUrlFor, unixSeconds, verifyWithKeys, type JwksKeys } from "./jwks.js";
+import { actionIdOf, apiKeyOf, apiRootOf, DEFAULT_BASE_URL, jwksUrlOf, kindOf, optionsOf, seconds } from "./options.js";
 import type { ActionResult } from "./result.js";
 import type { RetryPolicy } from "./retry.js";
 import { buildActionSpec } from "./spec.js";
+import type { DecisionClaims, TokenBindings } from "./tokens.js";
 import { sleep, Transport, type Call } from "./transport.js";
 import type {
   ActionInput,
@@ -40,6 +42,7 @@ const CLIENT_OPTIONS = [
   "retryBackoffSeconds",
   "maxRetryWaitSeconds",
   "fetch",
+  "jwksUrl",
 ] as const;
 const WAIT_OPTIONS = ["timeoutSeconds"] as const;
 const REQUEST_OPTIONS = ["idempotencyKey"] as const;
@@ -61,6 +64,9 @@ export interface AgentFirewallOptions {
   maxRetryWaitSeconds?: number;
   /** The fetch to use; default the global one (Node 18+). */
   fetch?: typeof globalThis.fetch;
+  /** Where `verifyDecisionToken` fetches the server's public keys (never with the API key);
+   * default the server's root (`baseUrl` without `/api`) + `/.well-known/jwks.json`. */
+  jwksUrl?: string | undefined;
 }
 
 function pathId(actionRequestId: unknown): string {
@@ -78,7 +84,12 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$/;
 export class AgentFirewall {
   /** The API root every path is appended to, without a trailing slash. */
   readonly baseUrl: string;
+  /** Where `verifyDecisionToken` fetches the server's public keys. */
+  readonly jwksUrl: string;
   readonly #transport: Transport;
+  readonly #jwks = new JwksCache();
+  /** The JWKS fetch under way, which every verification waiting for keys shares. */
+  #jwksFetch: Promise<JwksKeys> | undefined;
 
   constructor(options?: AgentFirewallOptions) {
     const given = optionsOf(options, "`new AgentFirewall()`", CLIENT_OPTIONS);
@@ -87,6 +98,7 @@ export class AgentFirewall {
       throw new TypeError(`\`fetch\` must be a function, not ${kindOf(given.fetch)}`);
     }
     this.baseUrl = apiRootOf(given.baseUrl || process.env["AAF_BASE_URL"] || DEFAULT_BASE_URL, apiKey);
+    this.jwksUrl = given.jwksUrl === undefined ? jwksUrlFor(this.baseUrl) : jwksUrlOf(given.jwksUrl, apiKey);
     const maxRetries = seconds("maxRetries", given.maxRetries, 3);
     if (!Number.isInteger(maxRetries)) throw new RangeError(`\`maxRetries\` must be an integer, not \`${maxRetries}\``);
     const retry: RetryPolicy = {
@@ -99,7 +111,6 @@ export class AgentFirewall {
       baseUrl: this.baseUrl,
       apiKey,
       headers: {
-        Authorization: `Bearer ${apiKey}`,
         Accept: "application/json",
         "User-Agent": `agentfirewall-node/${VERSION}`,
       },
@@ -217,6 +228,37 @@ export class AgentFirewall {
       replaySafe: true,
       extraTimeoutSeconds: pollSeconds,
     };
+  }
+
+  /**
+   * Check a decision token offline, before acting on it (Mode B): its ES256 signature
+   * against the server's JWKS (fetched from `jwksUrl` without the API key, cached five
+   * minutes, fetched again once when a signature does not verify: key rotation), its
+   * issuer, audience and times and, for each binding given, the action id, the action
+   * hash and the agent it was issued for. Resolves to the token's claims; throws
+   * TokenError whose `code` says which check failed (the Python SDK's
+   * `verify_decision_token`, with the same codes; a `null` token, as on a denied or held
+   * result, is `malformed`). Single use is checked by the server only, at `execute`.
+   */
+  async verifyDecisionToken(token: string | null | undefined, bindings?: TokenBindings): Promise<DecisionClaims> {
+    const binding = bindingsOf(bindings, "verifyDecisionToken()");
+    const now = monotonicSeconds();
+    const keys = this.#jwks.current(now) ?? (await this.#fetchJwks(now));
+    try {
+      return verifyWithKeys(token, keys, unixSeconds(), binding);
+    } catch (error) {
+      const rotated = error instanceof TokenError && error.code === "bad_signature" && this.#jwks.mayRefresh(now);
+      if (!rotated) throw error;
+    }
+    return verifyWithKeys(token, await this.#fetchJwks(now), unixSeconds(), binding);
+  }
+
+  #fetchJwks(now: number): Promise<JwksKeys> {
+    this.#jwksFetch ??= this.#transport
+      .send({ method: "GET", path: "", publicUrl: { url: this.jwksUrl, option: "jwksUrl" }, replaySafe: true })
+      .then((answer) => this.#jwks.store(answer.body, now))
+      .finally(() => (this.#jwksFetch = undefined));
+    return this.#jwksFetch;
   }
 
   /** Never shows the key. */

@@ -28,7 +28,9 @@ export {
   ValidationError,
   type APIErrorDetails,
 } from "./errors.js";
+export { verifyWithJwks, type VerifyWithJwksOptions } from "./jwks.js";
 export { ActionResult } from "./result.js";
 export { ACTION_TYPE_PATTERN } from "./spec.js";
+export type { DecisionClaims, TokenBindings } from "./tokens.js";
 export type * from "./types.js";
 export { VERSION } from "./version.js";

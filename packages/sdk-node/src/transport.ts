@@ -20,6 +20,10 @@ export interface Call {
   replaySafe: boolean;
   /** Extra seconds on top of the client timeout (long-polls). */
   extraTimeoutSeconds?: number;
+  /** A public document outside the API (the JWKS): fetched from this absolute URL instead
+   * of `baseUrl` + `path`, and without the API key; `option` is the client option that sets
+   * the URL, for messages. */
+  publicUrl?: { url: string; option: string };
 }
 
 /** A 2xx answer, decoded. */
@@ -31,8 +35,10 @@ export interface Answer {
 
 export interface TransportOptions {
   baseUrl: string;
-  /** Masked wherever it would show: error messages, bodies, causes. */
+  /** Sent as `Authorization: Bearer` to `baseUrl` only; masked wherever it would show:
+   * error messages, bodies, causes. */
   apiKey: string;
+  /** Sent with every call. */
   headers: Record<string, string>;
   timeoutSeconds: number;
   retry: RetryPolicy;
@@ -123,17 +129,19 @@ export class Transport {
   }
 
   #url(call: Call): string {
-    const url = new URL(this.#options.baseUrl + call.path);
+    const url = new URL(call.publicUrl?.url ?? this.#options.baseUrl + call.path);
     for (const [key, value] of Object.entries(call.query ?? {})) url.searchParams.set(key, value);
     return url.toString();
   }
 
   async #attempt(call: Call): Promise<Answer> {
-    const { baseUrl, apiKey, headers, timeoutSeconds, fetch } = this.#options;
+    const { apiKey, headers, timeoutSeconds, fetch } = this.#options;
+    const baseUrl = call.publicUrl?.url ?? this.#options.baseUrl;
     const seconds = timeoutSeconds + (call.extraTimeoutSeconds ?? 0);
     const init: RequestInit = {
       method: call.method,
       headers: {
+        ...(call.publicUrl === undefined && { Authorization: `Bearer ${apiKey}` }),
         ...headers,
         ...(call.json !== undefined && { "Content-Type": "application/json" }),
         ...call.headers,
@@ -158,7 +166,7 @@ export class Transport {
     }
     const body = decode(mask(new TextDecoder().decode(bytes), apiKey));
     if (response.status >= 300 && response.status < 400) {
-      throw redirectError(response, body, baseUrl, apiKey);
+      throw redirectError(response, body, baseUrl, apiKey, call.publicUrl?.option);
     }
     if (response.status >= 400) {
       throw errorForResponse(response.status, body, response.headers.get("Retry-After"));
@@ -203,11 +211,12 @@ export function transportError(error: unknown, baseUrl: string, seconds?: number
 }
 
 /** A 3xx answer: not followed, since the key would go along to wherever it points. */
-function redirectError(response: Response, body: unknown, baseUrl: string, apiKey: string): APIError {
+function redirectError(response: Response, body: unknown, baseUrl: string, apiKey: string, option?: string): APIError {
   const location = mask(response.headers.get("Location") ?? "", apiKey).slice(0, 200);
   const where = location ? `, a redirect to \`${location}\`` : "";
+  const setting = option === undefined ? "`baseUrl` (AAF_BASE_URL)" : `\`${option}\``;
   const message =
     `the TameFlare server at \`${baseUrl}\` answered ${response.status}${where}, which is not followed ` +
-    "(the API key goes to `baseUrl` only): set `baseUrl` (AAF_BASE_URL) to the address that answers";
+    `(the API key goes to \`baseUrl\` only): set ${setting} to the address that answers`;
   return new APIError(message, { statusCode: response.status, body });
 }

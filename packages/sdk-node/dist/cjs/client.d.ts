@@ -6,6 +6,7 @@
  */
 import { DEFAULT_BASE_URL } from "./options.js";
 import type { ActionResult } from "./result.js";
+import type { DecisionClaims, TokenBindings } from "./tokens.js";
 import type { ActionInput, ActionState, ApprovedResult, DryRunResult, ExecutionResult, RequestActionOptions, WaitOptions, WaitOutcome } from "./types.js";
 export { DEFAULT_BASE_URL };
 export interface AgentFirewallOptions {
@@ -23,11 +24,16 @@ export interface AgentFirewallOptions {
     maxRetryWaitSeconds?: number;
     /** The fetch to use; default the global one (Node 18+). */
     fetch?: typeof globalThis.fetch;
+    /** Where `verifyDecisionToken` fetches the server's public keys (never with the API key);
+     * default the server's root (`baseUrl` without `/api`) + `/.well-known/jwks.json`. */
+    jwksUrl?: string | undefined;
 }
 export declare class AgentFirewall {
     #private;
     /** The API root every path is appended to, without a trailing slash. */
     readonly baseUrl: string;
+    /** Where `verifyDecisionToken` fetches the server's public keys. */
+    readonly jwksUrl: string;
     constructor(options?: AgentFirewallOptions);
     /** Ask whether the agent may perform `action`; the answer says allowed, denied or pending_approval. */
     requestAction(action: ActionInput, options?: RequestActionOptions): Promise<ActionResult>;
@@ -51,6 +57,17 @@ export declare class AgentFirewall {
     waitForApproval(actionRequestId: string, options?: WaitOptions): Promise<ApprovedResult | null>;
     /** Like waitForApproval, but always resolves to an outcome saying why (`status`). */
     waitForDecision(actionRequestId: string, options?: WaitOptions): Promise<WaitOutcome>;
+    /**
+     * Check a decision token offline, before acting on it (Mode B): its ES256 signature
+     * against the server's JWKS (fetched from `jwksUrl` without the API key, cached five
+     * minutes, fetched again once when a signature does not verify: key rotation), its
+     * issuer, audience and times and, for each binding given, the action id, the action
+     * hash and the agent it was issued for. Resolves to the token's claims; throws
+     * TokenError whose `code` says which check failed (the Python SDK's
+     * `verify_decision_token`, with the same codes; a `null` token, as on a denied or held
+     * result, is `malformed`). Single use is checked by the server only, at `execute`.
+     */
+    verifyDecisionToken(token: string | null | undefined, bindings?: TokenBindings): Promise<DecisionClaims>;
     /** Never shows the key. */
     toString(): string;
 }

@@ -9,6 +9,7 @@ Object.defineProperty(exports, "__esModule", { value: true });
 exports.AgentFirewall = exports.DEFAULT_BASE_URL = void 0;
 const node_crypto_1 = require("node:crypto");
 const errors_js_1 = require("./errors.js");
+const jwks_js_1 = require("./jwks.js");
 const options_js_1 = require("./options.js");
 Object.defineProperty(exports, "DEFAULT_BASE_URL", { enumerable: true, get: function () { return options_js_1.DEFAULT_BASE_URL; } });
 const spec_js_1 = require("./spec.js");
@@ -28,6 +29,7 @@ const CLIENT_OPTIONS = [
     "retryBackoffSeconds",
     "maxRetryWaitSeconds",
     "fetch",
+    "jwksUrl",
 ];
 const WAIT_OPTIONS = ["timeoutSeconds"];
 const REQUEST_OPTIONS = ["idempotencyKey"];
@@ -43,7 +45,12 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$/;
 class AgentFirewall {
     /** The API root every path is appended to, without a trailing slash. */
     baseUrl;
+    /** Where `verifyDecisionToken` fetches the server's public keys. */
+    jwksUrl;
     #transport;
+    #jwks = new jwks_js_1.JwksCache();
+    /** The JWKS fetch under way, which every verification waiting for keys shares. */
+    #jwksFetch;
     constructor(options) {
         const given = (0, options_js_1.optionsOf)(options, "`new AgentFirewall()`", CLIENT_OPTIONS);
         const apiKey = (0, options_js_1.apiKeyOf)(given.apiKey);
@@ -51,6 +58,7 @@ class AgentFirewall {
             throw new TypeError(`\`fetch\` must be a function, not ${(0, options_js_1.kindOf)(given.fetch)}`);
         }
         this.baseUrl = (0, options_js_1.apiRootOf)(given.baseUrl || process.env["AAF_BASE_URL"] || options_js_1.DEFAULT_BASE_URL, apiKey);
+        this.jwksUrl = given.jwksUrl === undefined ? (0, jwks_js_1.jwksUrlFor)(this.baseUrl) : (0, options_js_1.jwksUrlOf)(given.jwksUrl, apiKey);
         const maxRetries = (0, options_js_1.seconds)("maxRetries", given.maxRetries, 3);
         if (!Number.isInteger(maxRetries))
             throw new RangeError(`\`maxRetries\` must be an integer, not \`${maxRetries}\``);
@@ -64,7 +72,6 @@ class AgentFirewall {
             baseUrl: this.baseUrl,
             apiKey,
             headers: {
-                Authorization: `Bearer ${apiKey}`,
                 Accept: "application/json",
                 "User-Agent": `agentfirewall-node/${version_js_1.VERSION}`,
             },
@@ -168,6 +175,37 @@ class AgentFirewall {
             replaySafe: true,
             extraTimeoutSeconds: pollSeconds,
         };
+    }
+    /**
+     * Check a decision token offline, before acting on it (Mode B): its ES256 signature
+     * against the server's JWKS (fetched from `jwksUrl` without the API key, cached five
+     * minutes, fetched again once when a signature does not verify: key rotation), its
+     * issuer, audience and times and, for each binding given, the action id, the action
+     * hash and the agent it was issued for. Resolves to the token's claims; throws
+     * TokenError whose `code` says which check failed (the Python SDK's
+     * `verify_decision_token`, with the same codes; a `null` token, as on a denied or held
+     * result, is `malformed`). Single use is checked by the server only, at `execute`.
+     */
+    async verifyDecisionToken(token, bindings) {
+        const binding = (0, jwks_js_1.bindingsOf)(bindings, "verifyDecisionToken()");
+        const now = monotonicSeconds();
+        const keys = this.#jwks.current(now) ?? (await this.#fetchJwks(now));
+        try {
+            return (0, jwks_js_1.verifyWithKeys)(token, keys, (0, jwks_js_1.unixSeconds)(), binding);
+        }
+        catch (error) {
+            const rotated = error instanceof errors_js_1.TokenError && error.code === "bad_signature" && this.#jwks.mayRefresh(now);
+            if (!rotated)
+                throw error;
+        }
+        return (0, jwks_js_1.verifyWithKeys)(token, await this.#fetchJwks(now), (0, jwks_js_1.unixSeconds)(), binding);
+    }
+    #fetchJwks(now) {
+        this.#jwksFetch ??= this.#transport
+            .send({ method: "GET", path: "", publicUrl: { url: this.jwksUrl, option: "jwksUrl" }, replaySafe: true })
+            .then((answer) => this.#jwks.store(answer.body, now))
+            .finally(() => (this.#jwksFetch = undefined));
+        return this.#jwksFetch;
     }
     /** Never shows the key. */
     toString() {

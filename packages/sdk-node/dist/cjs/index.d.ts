@@ -10,7 +10,9 @@
  */
 export { AgentFirewall, DEFAULT_BASE_URL, type AgentFirewallOptions } from "./client.js";
 export { APIError, ActionDeniedError, ActionSpecError, AgentFirewallError, ApprovalError, AuthenticationError, ConflictError, DecisionTokenRejectedError, NotFoundError, PermissionDeniedError, RateLimitError, ServerError, TokenError, TransportError, ValidationError, type APIErrorDetails, } from "./errors.js";
+export { verifyWithJwks, type VerifyWithJwksOptions } from "./jwks.js";
 export { ActionResult } from "./result.js";
 export { ACTION_TYPE_PATTERN } from "./spec.js";
+export type { DecisionClaims, TokenBindings } from "./tokens.js";
 export type * from "./types.js";
 export { VERSION } from "./version.js";

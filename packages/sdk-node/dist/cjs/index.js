@@ -10,7 +10,7 @@
  * ```
  */
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.VERSION = exports.ACTION_TYPE_PATTERN = exports.ActionResult = exports.ValidationError = exports.TransportError = exports.TokenError = exports.ServerError = exports.RateLimitError = exports.PermissionDeniedError = exports.NotFoundError = exports.DecisionTokenRejectedError = exports.ConflictError = exports.AuthenticationError = exports.ApprovalError = exports.AgentFirewallError = exports.ActionSpecError = exports.ActionDeniedError = exports.APIError = exports.DEFAULT_BASE_URL = exports.AgentFirewall = void 0;
+exports.VERSION = exports.ACTION_TYPE_PATTERN = exports.ActionResult = exports.verifyWithJwks = exports.ValidationError = exports.TransportError = exports.TokenError = exports.ServerError = exports.RateLimitError = exports.PermissionDeniedError = exports.NotFoundError = exports.DecisionTokenRejectedError = exports.ConflictError = exports.AuthenticationError = exports.ApprovalError = exports.AgentFirewallError = exports.ActionSpecError = exports.ActionDeniedError = exports.APIError = exports.DEFAULT_BASE_URL = exports.AgentFirewall = void 0;
 var client_js_1 = require("./client.js");
 Object.defineProperty(exports, "AgentFirewall", { enumerable: true, get: function () { return client_js_1.AgentFirewall; } });
 Object.defineProperty(exports, "DEFAULT_BASE_URL", { enumerable: true, get: function () { return client_js_1.DEFAULT_BASE_URL; } });
@@ -30,6 +30,8 @@ Object.defineProperty(exports, "ServerError", { enumerable: true, get: function 
 Object.defineProperty(exports, "TokenError", { enumerable: true, get: function () { return errors_js_1.TokenError; } });
 Object.defineProperty(exports, "TransportError", { enumerable: true, get: function () { return errors_js_1.TransportError; } });
 Object.defineProperty(exports, "ValidationError", { enumerable: true, get: function () { return errors_js_1.ValidationError; } });
+var jwks_js_1 = require("./jwks.js");
+Object.defineProperty(exports, "verifyWithJwks", { enumerable: true, get: function () { return jwks_js_1.verifyWithJwks; } });
 var result_js_1 = require("./result.js");
 Object.defineProperty(exports, "ActionResult", { enumerable: true, get: function () { return result_js_1.ActionResult; } });
 var spec_js_1 = require("./spec.js");

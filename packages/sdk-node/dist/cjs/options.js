@@ -19,6 +19,7 @@ exports.optionsOf = optionsOf;
 exports.spellingHint = spellingHint;
 exports.apiKeyOf = apiKeyOf;
 exports.apiRootOf = apiRootOf;
+exports.jwksUrlOf = jwksUrlOf;
 exports.seconds = seconds;
 exports.actionIdOf = actionIdOf;
 const errors_js_1 = require("./errors.js");
@@ -112,6 +113,21 @@ function apiRootOf(value, key) {
     }
     return root;
 }
+/** The `jwksUrl` option: an absolute http(s) URL without credentials (the keys are public:
+ * nothing secret is sent), without a trailing slash. `key` is never shown. */
+function jwksUrlOf(value, key) {
+    const text = typeof value === "string" ? value.trim().replace(/\/+$/, "") : undefined;
+    const secret = text !== undefined && ((key.length >= 8 && text.includes(key)) || /^aaf_/i.test(text));
+    const shown = text === undefined ? kindOf(value) : secret ? "an API key" : `\`${text.slice(0, 200)}\``;
+    const url = text === undefined ? undefined : parse(text);
+    if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+        throw new TypeError(`\`jwksUrl\` must be an http:// or https:// URL like \`http://localhost:3000/.well-known/jwks.json\`, not ${shown}`);
+    }
+    if (url.username || url.password) {
+        throw new TypeError("`jwksUrl` must not hold credentials: the server's public keys need none");
+    }
+    return text;
+}
 function parse(text) {
     try {
         return new URL(text);
@@ -134,6 +150,14 @@ function seconds(name, value, fallback, min = 0, infinite = false) {
     }
     return value;
 }
+/**
+ * What an action id is: `act_` and letters, digits, `_` or `-` (the server's are `act_` and
+ * 26 base32 characters; a test double's `act_1` is one too). Such an id is one path segment
+ * exactly as written: never `.` or `..`, which a URL resolves to another route
+ * (`/v1/actions/..` is `/v1/`), never a slash, `%`, `?` or `#`, nor another route's name
+ * (`stuck`, `dry-run`).
+ */
+const ACTION_ID = /^act_[A-Za-z0-9_-]{1,100}$/;
 /** The id of an action as a caller must pass it: `result.action_request_id`. */
 function actionIdOf(value) {
     if (typeof value !== "string") {
@@ -142,6 +166,10 @@ function actionIdOf(value) {
     }
     if (value.trim() === "") {
         throw new TypeError("`actionRequestId` is empty: pass the `act_...` id of a requestAction result");
+    }
+    if (!ACTION_ID.test(value)) {
+        throw new TypeError(`\`actionRequestId\` ${JSON.stringify(value.slice(0, 60))} is not an action id: pass the \`act_...\` id ` +
+            "of a requestAction result (`result.action_request_id`), as it came");
     }
     return value;
 }

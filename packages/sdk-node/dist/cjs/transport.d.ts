@@ -19,6 +19,13 @@ export interface Call {
     replaySafe: boolean;
     /** Extra seconds on top of the client timeout (long-polls). */
     extraTimeoutSeconds?: number;
+    /** A public document outside the API (the JWKS): fetched from this absolute URL instead
+     * of `baseUrl` + `path`, and without the API key; `option` is the client option that sets
+     * the URL, for messages. */
+    publicUrl?: {
+        url: string;
+        option: string;
+    };
 }
 /** A 2xx answer, decoded. */
 export interface Answer {
@@ -28,8 +35,10 @@ export interface Answer {
 }
 export interface TransportOptions {
     baseUrl: string;
-    /** Masked wherever it would show: error messages, bodies, causes. */
+    /** Sent as `Authorization: Bearer` to `baseUrl` only; masked wherever it would show:
+     * error messages, bodies, causes. */
     apiKey: string;
+    /** Sent with every call. */
     headers: Record<string, string>;
     timeoutSeconds: number;
     retry: RetryPolicy;

@@ -91,17 +91,19 @@ class Transport {
         }
     }
     #url(call) {
-        const url = new URL(this.#options.baseUrl + call.path);
+        const url = new URL(call.publicUrl?.url ?? this.#options.baseUrl + call.path);
         for (const [key, value] of Object.entries(call.query ?? {}))
             url.searchParams.set(key, value);
         return url.toString();
     }
     async #attempt(call) {
-        const { baseUrl, apiKey, headers, timeoutSeconds, fetch } = this.#options;
+        const { apiKey, headers, timeoutSeconds, fetch } = this.#options;
+        const baseUrl = call.publicUrl?.url ?? this.#options.baseUrl;
         const seconds = timeoutSeconds + (call.extraTimeoutSeconds ?? 0);
         const init = {
             method: call.method,
             headers: {
+                ...(call.publicUrl === undefined && { Authorization: `Bearer ${apiKey}` }),
                 ...headers,
                 ...(call.json !== undefined && { "Content-Type": "application/json" }),
                 ...call.headers,
@@ -128,7 +130,7 @@ class Transport {
         }
         const body = decode(mask(new TextDecoder().decode(bytes), apiKey));
         if (response.status >= 300 && response.status < 400) {
-            throw redirectError(response, body, baseUrl, apiKey);
+            throw redirectError(response, body, baseUrl, apiKey, call.publicUrl?.option);
         }
         if (response.status >= 400) {
             throw (0, wire_js_1.errorForResponse)(response.status, body, response.headers.get("Retry-After"));
@@ -173,10 +175,11 @@ function transportError(error, baseUrl, seconds, apiKey = "") {
     return new errors_js_1.TransportError(message, { unsent, ...(cause !== undefined && { cause }) });
 }
 /** A 3xx answer: not followed, since the key would go along to wherever it points. */
-function redirectError(response, body, baseUrl, apiKey) {
+function redirectError(response, body, baseUrl, apiKey, option) {
     const location = mask(response.headers.get("Location") ?? "", apiKey).slice(0, 200);
     const where = location ? `, a redirect to \`${location}\`` : "";
+    const setting = option === undefined ? "`baseUrl` (AAF_BASE_URL)" : `\`${option}\``;
     const message = `the TameFlare server at \`${baseUrl}\` answered ${response.status}${where}, which is not followed ` +
-        "(the API key goes to `baseUrl` only): set `baseUrl` (AAF_BASE_URL) to the address that answers";
+        `(the API key goes to \`baseUrl\` only): set ${setting} to the address that answers`;
     return new errors_js_1.APIError(message, { statusCode: response.status, body });
 }

@@ -6,7 +6,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { TokenError } from "./errors.js";
-import { actionIdOf, apiKeyOf, apiRootOf, DEFAULT_BASE_URL, kindOf, optionsOf, seconds } from "./options.js";
+import { bindingsOf, JwksCache, jwksUrlFor, unixSeconds, verifyWithKeys } from "./jwks.js";
+import { actionIdOf, apiKeyOf, apiRootOf, DEFAULT_BASE_URL, jwksUrlOf, kindOf, optionsOf, seconds } from "./options.js";
 import { buildActionSpec } from "./spec.js";
 import { sleep, Transport } from "./transport.js";
 import { VERSION } from "./version.js";
@@ -24,6 +25,7 @@ const CLIENT_OPTIONS = [
     "retryBackoffSeconds",
     "maxRetryWaitSeconds",
     "fetch",
+    "jwksUrl",
 ];
 const WAIT_OPTIONS = ["timeoutSeconds"];
 const REQUEST_OPTIONS = ["idempotencyKey"];
@@ -40,7 +42,12 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$/;
 export class AgentFirewall {
     /** The API root every path is appended to, without a trailing slash. */
     baseUrl;
+    /** Where `verifyDecisionToken` fetches the server's public keys. */
+    jwksUrl;
     #transport;
+    #jwks = new JwksCache();
+    /** The JWKS fetch under way, which every verification waiting for keys shares. */
+    #jwksFetch;
     constructor(options) {
         const given = optionsOf(options, "`new AgentFirewall()`", CLIENT_OPTIONS);
         const apiKey = apiKeyOf(given.apiKey);
@@ -48,6 +55,7 @@ export class AgentFirewall {
             throw new TypeError(`\`fetch\` must be a function, not ${kindOf(given.fetch)}`);
         }
         this.baseUrl = apiRootOf(given.baseUrl || process.env["AAF_BASE_URL"] || DEFAULT_BASE_URL, apiKey);
+        this.jwksUrl = given.jwksUrl === undefined ? jwksUrlFor(this.baseUrl) : jwksUrlOf(given.jwksUrl, apiKey);
         const maxRetries = seconds("maxRetries", given.maxRetries, 3);
         if (!Number.isInteger(maxRetries))
             throw new RangeError(`\`maxRetries\` must be an integer, not \`${maxRetries}\``);
@@ -61,7 +69,6 @@ export class AgentFirewall {
             baseUrl: this.baseUrl,
             apiKey,
             headers: {
-                Authorization: `Bearer ${apiKey}`,
                 Accept: "application/json",
                 "User-Agent": `agentfirewall-node/${VERSION}`,
             },
@@ -165,6 +172,37 @@ export class AgentFirewall {
             replaySafe: true,
             extraTimeoutSeconds: pollSeconds,
         };
+    }
+    /**
+     * Check a decision token offline, before acting on it (Mode B): its ES256 signature
+     * against the server's JWKS (fetched from `jwksUrl` without the API key, cached five
+     * minutes, fetched again once when a signature does not verify: key rotation), its
+     * issuer, audience and times and, for each binding given, the action id, the action
+     * hash and the agent it was issued for. Resolves to the token's claims; throws
+     * TokenError whose `code` says which check failed (the Python SDK's
+     * `verify_decision_token`, with the same codes; a `null` token, as on a denied or held
+     * result, is `malformed`). Single use is checked by the server only, at `execute`.
+     */
+    async verifyDecisionToken(token, bindings) {
+        const binding = bindingsOf(bindings, "verifyDecisionToken()");
+        const now = monotonicSeconds();
+        const keys = this.#jwks.current(now) ?? (await this.#fetchJwks(now));
+        try {
+            return verifyWithKeys(token, keys, unixSeconds(), binding);
+        }
+        catch (error) {
+            const rotated = error instanceof TokenError && error.code === "bad_signature" && this.#jwks.mayRefresh(now);
+            if (!rotated)
+                throw error;
+        }
+        return verifyWithKeys(token, await this.#fetchJwks(now), unixSeconds(), binding);
+    }
+    #fetchJwks(now) {
+        this.#jwksFetch ??= this.#transport
+            .send({ method: "GET", path: "", publicUrl: { url: this.jwksUrl, option: "jwksUrl" }, replaySafe: true })
+            .then((answer) => this.#jwks.store(answer.body, now))
+            .finally(() => (this.#jwksFetch = undefined));
+        return this.#jwksFetch;
     }
     /** Never shows the key. */
     toString() {

@@ -4,7 +4,8 @@
  * ```
  * AgentFirewallError
  * ├── ActionSpecError           the action passed to requestAction/dryRun is malformed (caller's fault)
- * ├── TokenError                execute() was called without a usable decision token (code)
+ * ├── TokenError                a decision token refused by the client (code): execute() without one,
+ * │                             or one verifyDecisionToken() does not accept
  * ├── ActionDeniedError         raiseForDenial(): the firewall said no (decision, actionRequestId)
  * ├── ApprovalError             raiseForDenial(): the action waits for a person (status, actionRequestId)
  * └── APIError                  the server answered with an error (statusCode, code, body, retryable)
@@ -35,10 +36,14 @@ export declare class ActionSpecError extends AgentFirewallError {
     constructor(message: string, field?: string);
 }
 /**
- * execute() needs the decision token of an allowed (or approved) action; this one was refused
- * before anything was sent. `code` says why, with the Python SDK's names: `missing_token`
- * (`null`, as on a denied or held result) or `malformed` (not a string). A token the server
- * refuses is a DecisionTokenRejectedError instead.
+ * A decision token the client refused; `code` says why, with the Python SDK's names. From
+ * execute(), before anything was sent: `missing_token` (`null`, as on a denied or held
+ * result) or `malformed` (not a string). From verifyDecisionToken(): the check that failed
+ * (`malformed`, `bad_algorithm`, `bad_signature`, `expired`, `not_yet_valid`,
+ * `wrong_issuer`, `wrong_audience`, `wrong_action`, `wrong_agent`, `missing_claim`), or
+ * `bad_key` when the server's JWKS holds no usable key or the token names one it cannot
+ * load. A token the server refuses at
+ * execute is a DecisionTokenRejectedError instead.
  */
 export declare class TokenError extends AgentFirewallError {
     readonly code: string;

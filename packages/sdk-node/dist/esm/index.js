@@ -10,6 +10,7 @@
  */
 export { AgentFirewall, DEFAULT_BASE_URL } from "./client.js";
 export { APIError, ActionDeniedError, ActionSpecError, AgentFirewallError, ApprovalError, AuthenticationError, ConflictError, DecisionTokenRejectedError, NotFoundError, PermissionDeniedError, RateLimitError, ServerError, TokenError, TransportError, ValidationError, } from "./errors.js";
+export { verifyWithJwks } from "./jwks.js";
 export { ActionResult } from "./result.js";
 export { ACTION_TYPE_PATTERN } from "./spec.js";
 export { VERSION } from "./version.js";

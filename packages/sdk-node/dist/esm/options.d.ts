@@ -23,6 +23,9 @@ export declare function apiKeyOf(value: unknown): string;
 /** The API root: an absolute http(s) URL without credentials, query, fragment or `/v1`,
  * and without a trailing slash. `key` is never shown, even when given as the URL. */
 export declare function apiRootOf(value: unknown, key: string): string;
+/** The `jwksUrl` option: an absolute http(s) URL without credentials (the keys are public:
+ * nothing secret is sent), without a trailing slash. `key` is never shown. */
+export declare function jwksUrlOf(value: unknown, key: string): string;
 /** `value` when it is a number >= `min` (finite unless `infinite`; absent: `fallback`),
  * else a RangeError. */
 export declare function seconds(name: string, value: unknown, fallback: number, min?: number, infinite?: boolean): number;

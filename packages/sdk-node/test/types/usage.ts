@@ -10,7 +10,9 @@ import {
   DecisionTokenRejectedError,
   RateLimitError,
   TokenError,
+  verifyWithJwks,
   type ApprovedResult,
+  type DecisionClaims,
   type ExecutionResult,
   type ExecutionState,
   type WaitOutcome,
@@ -88,6 +90,25 @@ export async function enforce(client: AgentFirewall): Promise<void> {
   void fake;
 }
 
+export async function modeB(client: AgentFirewall, jwks: unknown): Promise<void> {
+  const result = (await client.requestAction({ type: "github.pr.merge" })).raiseForDenial();
+  const claims: DecisionClaims = await client.verifyDecisionToken(result.decision_token, {
+    actionRequestId: result.action_request_id,
+    agent: "deploy-bot",
+  });
+  const when: number = claims.expires_at;
+  void when;
+  const offline: DecisionClaims = verifyWithJwks(result.decision_token, jwks, { now: 1_800_000_000 });
+  void offline;
+  const pinned = new AgentFirewall({ jwksUrl: "https://keys.example/jwks.json" });
+  void (pinned.jwksUrl satisfies string);
+  try {
+    await client.verifyDecisionToken(result.decision_token);
+  } catch (error) {
+    if (error instanceof TokenError) void (error.code satisfies string);
+  }
+}
+
 export async function mistakes(client: AgentFirewall): Promise<void> {
   // @ts-expect-error the type is required
   await client.requestAction({ parameters: {} });
@@ -102,4 +123,6 @@ export async function mistakes(client: AgentFirewall): Promise<void> {
   ({ ...result }).raiseForDenial();
   // @ts-expect-error only a fresh result has it (an action's state may be expired or executed)
   (await client.getAction("act_1")).raiseForDenial();
+  // @ts-expect-error bindings are camelCase, as every option
+  await client.verifyDecisionToken("t.o.k", { action_request_id: "act_1" });
 }

@@ -299,14 +299,92 @@ describe("answers", () => {
     }
   });
 
-  test("getAction reads /v1/actions/{id} with the id escaped", async () => {
+  test("getAction reads /v1/actions/{id}", async () => {
     const server = await startScriptedServer([{ body: stateAnswer("executed") }]);
     try {
       const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url });
-      const state = await client.getAction("act_1/../x");
-      assert.equal(server.requests[0].url, "/api/v1/actions/act_1%2F..%2Fx");
+      const state = await client.getAction("act_01KB2ZQ7M3X9V0H5T8N6R4C2DE");
+      assert.equal(server.requests[0].url, "/api/v1/actions/act_01KB2ZQ7M3X9V0H5T8N6R4C2DE");
       assert.equal(state.status, "executed");
       assert.equal(state.agent, "Bot");
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+// `encodeURIComponent` leaves `.` and `..` as they are, and a URL resolves them: `..` sent
+// `getAction` to `GET /api/v1/` and `execute` to `POST /api/v1/execute`. An id is `act_` and
+// letters, digits, `_` or `-`: one path segment as written, never another route.
+describe("action ids", () => {
+  const BAD_IDS = [
+    ".",
+    "..",
+    "act_1/../x",
+    "act_1/..",
+    "%2e%2e",
+    "act_%2e%2e",
+    "act_1?x=1",
+    "act_1#x",
+    "act_1 ",
+    " act_1",
+    "act_1\n",
+    "act_",
+    "act_é",
+    "act_😀",
+    "ACT_1",
+    "apv_1",
+    "stuck",
+    "dry-run",
+    `act_${"x".repeat(101)}`,
+  ];
+  const METHODS = {
+    getAction: (client, id) => client.getAction(id),
+    execute: (client, id) => client.execute(id, "tok.en.sig"),
+    waitForApproval: (client, id) => client.waitForApproval(id, { timeoutSeconds: 0 }),
+    waitForDecision: (client, id) => client.waitForDecision(id, { timeoutSeconds: 0 }),
+  };
+
+  for (const [name, call] of Object.entries(METHODS)) {
+    test(`${name} refuses an id that is not an \`act_\` id with a TypeError, sending nothing`, async () => {
+      const server = await startScriptedServer([{ status: 404, body: { error: "not_found", message: "no route" } }]);
+      try {
+        const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url, maxRetries: 0 });
+        for (const id of BAD_IDS) {
+          await assert.rejects(call(client, id), (error) => {
+            assert.ok(error instanceof TypeError, `${JSON.stringify(id)}: ${error}`);
+            assert.match(error.message, /is not an action id: pass the `act_\.\.\.` id/);
+            return true;
+          });
+        }
+        assert.deepEqual(server.requests, []);
+      } finally {
+        await server.close();
+      }
+    });
+  }
+
+  test("any string is refused, or sent as exactly one path segment of the actions route", async () => {
+    const server = await startScriptedServer([{ body: stateAnswer("allowed") }]);
+    const pieces = ["act_", "act_1", ".", "..", "/", "%2e", "%2F", "?", "#", "\\", "-", "_", "a", "Z", "9", " ", "é"];
+    let seed = 7; // a fixed sequence: the same strings every run
+    const next = (n) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    try {
+      const client = new AgentFirewall({ apiKey: KEY, baseUrl: server.url, maxRetries: 0 });
+      for (let i = 0; i < 400; i += 1) {
+        const id = Array.from({ length: 1 + next(5) }, () => pieces[next(pieces.length)]).join("");
+        const before = server.requests.length;
+        const sent = await client.getAction(id).then(
+          () => true,
+          (error) => {
+            assert.ok(error instanceof TypeError, `${JSON.stringify(id)}: ${error}`);
+            return false;
+          },
+        );
+        assert.equal(server.requests.length, before + (sent ? 1 : 0));
+        if (sent) assert.equal(server.requests.at(-1).url, `/api/v1/actions/${id}`, JSON.stringify(id));
+        assert.equal(sent, /^act_[A-Za-z0-9_-]+$/.test(id), JSON.stringify(id));
+      }
     } finally {
       await server.close();
     }

@@ -37,6 +37,7 @@ const API = [
   "TransportError",
   "VERSION",
   "ValidationError",
+  "verifyWithJwks",
 ];
 
 function files(dir) {
