@@ -12,7 +12,7 @@ from typing import Any
 from agentfirewall_proxy.cli.budget_cmd import grant_body
 from agentfirewall_proxy.cli.client import path_id
 from agentfirewall_proxy.cli.context import Context, add_command
-from agentfirewall_proxy.cli.names import short_ids
+from agentfirewall_proxy.cli.names import listed_by, short_ids
 from agentfirewall_proxy.cli.output import EXIT_OK, short_time
 
 __all__ = ["register", "request_text"]
@@ -83,7 +83,8 @@ def approvals_list(ctx: Context) -> int:
 
 
 def approvals_show(ctx: Context) -> int:
-    with ctx.client() as client:
+    recent = "tf approvals list --status recent"
+    with ctx.client() as client, listed_by(recent, "the latest ones, decided too"):
         approval = client.get(f"/v1/approvals/{path_id(str(ctx.args.id))}")
     spec = approval.get("action_spec") or {}
     pairs = [
@@ -112,7 +113,7 @@ def approvals_decide(ctx: Context) -> int:
     grant = grant_body(ctx.args) if verb == "approve" else None
     if grant is not None:
         body["grant"] = grant
-    with ctx.client() as client:
+    with ctx.client() as client, listed_by("tf approvals list", "the pending ones"):
         result = client.post(f"/v1/approvals/{path_id(str(ctx.args.id))}/{verb}", body)
     done = "approved" if verb == "approve" else "denied"
     action = (result.get("action_spec") or {}).get("type") or "-"
@@ -130,9 +131,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         sub,
         "approvals",
         help="list, show, approve and deny held requests",
-        description="Requests that need a human are held by the gateway (up to the approval "
-        "timeout, 5 minutes by default) until approved or denied here, in the dashboard or "
-        "in Slack. Ids may be abbreviated to any unique prefix.",
+        description="Requests that need a human are held by the gateway until approved or "
+        "denied here, in the dashboard or in Slack, or until the approval expires (then 408): "
+        "after the policy rule's own approval.timeout_seconds (1 hour in the safe-default "
+        "packs), else the approval_timeout_seconds setting (5 minutes unless changed); the "
+        "list shows when each one expires. Ids may be abbreviated to any unique prefix.",
         examples="  tf approvals list\n  tf approvals approve apv_123 --note 'looks fine'\n"
         "  tf approvals deny apv_123",
         common=common,
@@ -147,7 +150,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=approvals_list,
     )
-    lister.add_argument("--status", choices=["pending", "recent"], default="pending")
+    lister.add_argument(
+        "--status",
+        choices=["pending", "recent"],
+        default="pending",
+        help="pending (default), or recent: the latest ones, decided and expired too",
+    )
     show = add_command(
         verbs,
         "show",
@@ -177,7 +185,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             handler=approvals_decide,
         )
         cmd.add_argument("id", help="the id or any unique prefix of it")
-        cmd.add_argument("--note")
+        cmd.add_argument("--note", help="why, recorded with the decision (audit log)")
         if verb == "approve":  # a grant: the same action again, bounded (docs/budgets.md)
             cmd.add_argument(
                 "--for",

@@ -10,7 +10,7 @@ from typing import Any
 from agentfirewall_proxy.cli.agent_cmd import check_new_agent
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
-from agentfirewall_proxy.cli.names import connector_type, unknown_action
+from agentfirewall_proxy.cli.names import connector_type, listed_by, unknown_action
 from agentfirewall_proxy.cli.output import EXIT_OK, EXIT_USAGE, CliError, short_time
 
 __all__ = ["budget_limit", "parse_duration", "register"]
@@ -71,7 +71,7 @@ def budget_list(ctx: Context) -> int:
 
 
 def budget_show(ctx: Context) -> int:
-    with ctx.client() as client:
+    with ctx.client() as client, listed_by("tf budget list"):
         b = client.get(f"/v1/budgets/{path_id(ctx.args.name)}")
     state = b.get("state") or {}
     spent = ", ".join(f"{a} {_amount(v)}" for a, v in (state.get("by_agent") or {}).items())
@@ -129,7 +129,7 @@ def _check_names(client: AdminClient, a: argparse.Namespace) -> None:
 
 
 def budget_remove(ctx: Context) -> int:
-    with ctx.client() as client:
+    with ctx.client() as client, listed_by("tf budget list"):
         result = client.delete(f"/v1/budgets/{path_id(ctx.args.name)}")
     ctx.out.result(result, lambda: ctx.out.success(f"budget {ctx.args.name} removed"))
     return EXIT_OK
@@ -148,12 +148,12 @@ def grants_list(ctx: Context) -> int:
     ]  # fmt: skip
     ctx.out.result(data, lambda: ctx.out.table(
         ("id", "agent", "action", "where", "uses", "expires", "status"), rows,
-        empty="no active grants"))  # fmt: skip
+        empty="no grants" if ctx.args.all else "no active grants"))  # fmt: skip
     return EXIT_OK
 
 
 def grants_revoke(ctx: Context) -> int:
-    with ctx.client() as client:
+    with ctx.client() as client, listed_by("tf grants list --all", "every grant"):
         result = client.post(f"/v1/grants/{path_id(ctx.args.id)}/revoke")
     ctx.out.result(result, lambda: ctx.out.success(f"{result.get('id')} revoked"))
     return EXIT_OK
@@ -192,12 +192,12 @@ def _budget_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                        description="Show one budget: used, leased, remaining, per agent.",
                        examples="  tf budget show stripe-daily", common=common,
                        handler=budget_show)  # fmt: skip
-    show.add_argument("name")
+    show.add_argument("name", help="the budget's name")
     remove = add_command(verbs, "remove", help="remove a budget (and its usage)",
                          description="Remove a budget and its usage records.",
                          examples="  tf budget remove stripe-daily", common=common,
                          handler=budget_remove)  # fmt: skip
-    remove.add_argument("name")
+    remove.add_argument("name", help="the budget's name")
     setter = add_command(
         verbs, "set", help="create or replace a budget",
         description="Create or replace a budget. Amounts are in the measure's unit: minor "
@@ -247,7 +247,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     lister = add_command(verbs, "list", help="active grants (--all: every grant)",
                          description="List grants.", examples="  tf grants list --all",
                          common=common, handler=grants_list)  # fmt: skip
-    lister.add_argument("--all", action="store_true")
+    lister.add_argument("--all", action="store_true",
+                        help="every grant: used up, expired and revoked ones too")  # fmt: skip
     revoke = add_command(verbs, "revoke", help="revoke a grant at once",
                          description="Revoke a grant: the next request is held as usual.",
                          examples="  tf grants revoke grt_0KX9", common=common,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from agentfirewall.policy.packs import safe_default_packs
 from agentfirewall_proxy.cli.client import AdminClient, in_process
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_OK, CliError
+from agentfirewall_proxy.cli.permissions_cmd import ensure_agent
 from agentfirewall_proxy.cli.state import (
     DEFAULT_PROXY,
     DEFAULT_SERVER,
@@ -193,15 +195,18 @@ def init(ctx: Context) -> int:
         "platform": args.platform,
         **applied,
     }
-    ctx.out.result(payload, lambda: _render(ctx, project, existed, args.platform))
+    ctx.out.result(payload, lambda: _render(ctx, project, existed, applied))
     return EXIT_OK
 
 
 def _apply(ctx: Context, client: AdminClient, template: Template, agent: str) -> dict[str, Any]:
-    existing = {c.get("type") for c in client.get("/v1/connectors").get("connectors", [])}
+    listed = client.get("/v1/connectors").get("connectors", [])
+    existing = {c.get("type") for c in listed}
+    vaulted = {c.get("type") for c in listed if c.get("has_credential")}
     connectors = [t for t in template.connectors if t not in existing]
     for kind in connectors:
         client.post("/v1/connectors", {"type": kind})
+    ensure_agent(client, agent)  # as `tf permissions set` does: a typo of it is then caught
     rules = 0
     for rule in template.rules:
         body: dict[str, str | None]
@@ -218,7 +223,13 @@ def _apply(ctx: Context, client: AdminClient, template: Template, agent: str) ->
             client.post("/v1/permissions", body)
             rules += 1
     packs = _install_packs(ctx, client, template.packs)
-    return {"agent": agent, "connectors": connectors, "rules": rules, "packs": packs}
+    return {
+        "agent": agent,
+        "connectors": connectors,
+        "rules": rules,
+        "packs": packs,
+        "need_credentials": [t for t in template.connectors if t not in vaulted],
+    }
 
 
 def _install_packs(ctx: Context, client: AdminClient, names: Sequence[str]) -> list[str]:
@@ -236,21 +247,16 @@ def _install_packs(ctx: Context, client: AdminClient, names: Sequence[str]) -> l
     return packs
 
 
-def _render(ctx: Context, project: Project, existed: bool, platform: str | None) -> None:
+def _render(ctx: Context, project: Project, existed: bool, applied: dict[str, Any]) -> None:
     where = project.state_dir
     if existed:
         ctx.out.success(f"{where} already initialised: its keys, tokens, CA and data kept")
         ctx.out.info("`tf init --force` starts over (deletes them)")
     else:
         ctx.out.success(f"created {where} (keys, tokens, CA; files 0600; git-ignored)")
+    platform = ctx.args.platform
     if platform:
-        template = TEMPLATES[platform]
-        agent = ctx.args.agent or platform
-        ctx.out.success(f"platform {platform}: {template.description}")
-        ctx.out.info(
-            f"rules are for the agent `{agent}`; add credentials with "
-            + ", ".join(f"`tf connector add {c} --token ...`" for c in template.connectors)
-        )
+        _render_template(ctx, platform, applied)
     if ctx.args.safe_defaults:
         ctx.out.success("safe-default policy packs installed: " + ", ".join(SAFE_DEFAULT_PACKS))
     else:  # the SDK default stays allow: offer the packs, never impose them
@@ -261,14 +267,48 @@ def _render(ctx: Context, project: Project, existed: bool, platform: str | None)
     ctx.out.line("next:")
     running = read_up_file(project.state_dir) is not None
     up_step = "tf up                                   # in another terminal, in this directory"
-    for step in (
-        *(() if running else (up_step,)),
-        "tf connector add github --token ghp_xxx",
-        'tf permissions set --gateway "Bot" --connector github --action "github.pr.*" '
-        "--decision allow",
-        'tf run --name "Bot" python my_agent.py',
-    ):
+    steps = _template_steps(applied) if platform else _QUICKSTART_STEPS
+    for step in (*(() if running else (up_step,)), *steps):
         ctx.out.line("  " + step)
+
+
+#: What comes after a plain `tf init`: the quickstart's connector, rule and agent.
+_QUICKSTART_STEPS = (
+    "tf connector add github --token ghp_xxx",
+    'tf permissions set --gateway "Bot" --connector github --action "github.pr.*" --decision allow',
+    'tf run --name "Bot" python my_agent.py',
+)
+
+
+def _render_template(ctx: Context, platform: str, applied: dict[str, Any]) -> None:
+    """What a template made, for whom, and which of its connectors hold a credential."""
+    template, agent = TEMPLATES[platform], str(applied["agent"])
+    ctx.out.success(f"platform {platform}: {template.description}")
+    ctx.out.info(
+        f"rules are for the agent `{agent}`: `tf permissions list --gateway "
+        f"{_shell_word(agent)}` shows them"
+    )
+    have = [c for c in template.connectors if c not in applied["need_credentials"]]
+    if have:
+        names = ", ".join(f"`{c}`" for c in have)
+        ctx.out.info(
+            f"{names} {'has a credential' if len(have) == 1 else 'have credentials'} already "
+            "(`tf connector add TYPE --token ... --replace` swaps one)"
+        )
+
+
+def _template_steps(applied: dict[str, Any]) -> list[str]:
+    """A credential for each of the template's connectors without one, then its agent."""
+    return [
+        *(f"tf connector add {kind} --token ..." for kind in applied["need_credentials"]),
+        f"tf run --name {_shell_word(str(applied['agent']))} python my_agent.py",
+    ]
+
+
+def _shell_word(name: str) -> str:
+    """`name` as one shell word: in double quotes, as the docs write `"Bot"`, unless the
+    shell would expand something in it there (then in single quotes)."""
+    return shlex.quote(name) if set(name) & set('"$`\\!') else f'"{name}"'
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -288,7 +328,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=init,
     )
-    parser.add_argument("--platform", choices=sorted(TEMPLATES))
+    parser.add_argument(
+        "--platform",
+        choices=sorted(TEMPLATES),
+        help="apply a template: its connectors (no credential yet), rules and policy packs",
+    )
     parser.add_argument("--agent", metavar="NAME", help="agent the template's rules are for")
     parser.add_argument(
         "--port", type=port_number, help="control-plane port (default 3000; 0 = any)"

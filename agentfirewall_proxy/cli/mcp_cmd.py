@@ -257,13 +257,19 @@ def list_cmd(ctx: Context) -> int:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
         "mcp",
         help="govern local (stdio) MCP servers: wrap, install, uninstall, list",
         description="Local MCP servers talk over stdio, out of the gateway's sight: `tf mcp "
         "wrap` runs one as a child and decides every JSON-RPC message like the gateway "
         "decides HTTP. See docs/mcp.md.",
-        parents=[common],
+        examples="  tf mcp list --client claude-desktop\n"
+        '  tf mcp install --client claude-desktop --name "Bot"\n'
+        '  tf mcp wrap --name "Bot" --server-name github -- npx -y '
+        "@modelcontextprotocol/server-github\n"
+        "  tf mcp uninstall --client claude-desktop",
+        common=common,
     )
     mcp_sub = parser.add_subparsers(dest="mcp_command", metavar="SUBCOMMAND")
     wrap_parser = add_command(
@@ -312,7 +318,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     wrap_parser.add_argument(
         "--max-config-age", type=float, default=60.0, metavar="SECONDS", help=MAX_CONFIG_AGE_HELP
     )
-    wrap_parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...")
+    wrap_parser.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND...",
+        help="the MCP server's command line, after --",
+    )
     for name, handler, text in (
         ("install", install_cmd, "put every stdio server of a client under `tf mcp wrap`"),
         ("uninstall", uninstall_cmd, "put the client's servers back as they were"),
@@ -333,7 +344,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             common=common,
             handler=handler,
         )
-        p.add_argument("--client", required=True, choices=clients.CLIENTS)
+        reads = "reads" if name == "list" else "changes"
+        p.add_argument(
+            "--client",
+            required=True,
+            choices=clients.CLIENTS,
+            help=f"the MCP client whose configuration it {reads}",
+        )
         p.add_argument("--config-file", metavar="FILE", help="the client's MCP config file")
         if name == "install":
             p.add_argument("--name", required=True, help="the agent the servers act as")

@@ -8,8 +8,9 @@ abbreviated commit ids; tables show the short form (:func:`short_ids`).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from agentfirewall.policy.globs import compile_glob
@@ -25,6 +26,8 @@ __all__ = [
     "connector_type",
     "connector_types",
     "did_you_mean",
+    "listed_by",
+    "one_typo_apart",
     "resolve_prefix",
     "short_ids",
     "unknown_action",
@@ -39,15 +42,35 @@ _FALLBACK_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
 
 
 def close_matches(word: str, known: Iterable[str], *, cutoff: float = 0.6) -> list[str]:
-    """The known names closest to `word`, best first, compared case-insensitively."""
+    """The known names closest to `word`, best first, compared case-insensitively: those
+    one typo away (:func:`one_typo_apart`) at any `cutoff`, then those difflib rates at
+    `cutoff` or above. (difflib's ratio alone misses a typo in a short name: `Bto` rates
+    0.67 against `Bot`.)"""
     by_folded: dict[str, str] = {}
     for name in known:
         by_folded.setdefault(name.casefold(), name)
     folded = word.casefold()
     if folded in by_folded:
         return [by_folded[folded]]
-    found = difflib.get_close_matches(folded, list(by_folded), n=3, cutoff=cutoff)
-    return [by_folded[f] for f in found]
+    typos = [f for f in by_folded if one_typo_apart(folded, f)] if len(folded) > 1 else []
+    similar = difflib.get_close_matches(folded, list(by_folded), n=3, cutoff=cutoff)
+    found = [*typos, *(f for f in similar if f not in typos)]
+    return [by_folded[f] for f in found[:3]]
+
+
+def one_typo_apart(a: str, b: str) -> bool:
+    """Whether `b` is `a` with one typo: two neighbouring characters swapped, or one
+    character changed, added or left out (Damerau-Levenshtein distance 1)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    at = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    if len(a) != len(b):  # one added or left out: the rest of the longer one, after it
+        short, long = (a, b) if len(a) < len(b) else (b, a)
+        return short[at:] == long[at + 1 :]
+    swapped = a[at : at + 2] == b[at : at + 2][::-1] and a[at + 2 :] == b[at + 2 :]
+    return a[at + 1 :] == b[at + 1 :] or swapped
 
 
 def did_you_mean(matches: Sequence[str]) -> str:
@@ -143,6 +166,18 @@ def resolve_prefix(kind: str, text: str, ids: Iterable[str]) -> str:
         raise CliError(f"`{text}` is too short: give at least {MIN_PREFIX} characters after `_`",
                        code=EXIT_USAGE)  # fmt: skip
     raise CliError(f"no {kind} `{text}`", hint=f"list them with `tf {kind}s list`")
+
+
+@contextlib.contextmanager
+def listed_by(lister: str, what: str = "them") -> Iterator[None]:
+    """A "not found" answer from the server inside, with the command that lists what
+    exists as its hint (`tf approvals list`), not the client's "the `list` command"."""
+    try:
+        yield
+    except CliError as exc:
+        if not exc.message.startswith("not found"):
+            raise
+        raise CliError(exc.message, hint=f"`{lister}` lists {what}", code=exc.code) from None
 
 
 def short_ids(ids: Sequence[str], *, minimum: int = SHORT_ID) -> list[str]:

@@ -362,7 +362,9 @@ def install(ctx: Context) -> int:
 
 def _action_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--action", required=True, metavar="TYPE", help="e.g. github.pr.merge")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="e.g. base=main (repeat)"
+    )
     parser.add_argument("--env", metavar="ENV", help="resource environment, e.g. production")
     parser.add_argument("--target", help="resource target, e.g. acme/api")
     parser.add_argument("--provider", help="default: the action's first part")
@@ -376,7 +378,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Policies refine access rules with conditions (YAML or JSON; see "
         "docs/policies.md). validate and test work on files without a server.",
         examples="  tf policy validate policies/*.yaml\n"
-        "  tf policy test protect-main.yaml --action github.pr.merge --param base=main\n"
+        "  tf policy test protect-main.yaml --action github.pr.merge --param base=main "
+        "--env production\n"
         '  tf policy explain --gateway "Bot" --connector github --action github.pr.merge\n'
         "  tf policy install github-safe-defaults",
         common=common,
@@ -400,7 +403,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "  tf policy validate protect-main.yaml",
         validate,
     )
-    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("files", nargs="+", metavar="FILE", help="policy files (YAML or JSON)")
     t = cmd(
         "test",
         "decide one action against policy files (exit 0 allow, 3 deny, 4 approval)",
@@ -408,8 +411,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--env production",
         test,
     )
-    t.add_argument("files", nargs="+", metavar="FILE")
-    t.add_argument("--agent", metavar="NAME")
+    t.add_argument("files", nargs="+", metavar="FILE", help="policy files (YAML or JSON)")
+    t.add_argument(
+        "--agent", metavar="NAME", help="the agent asking, for scopes naming agents (default agent)"
+    )
     _action_flags(t)
     e = cmd(
         "explain",
@@ -417,8 +422,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         '  tf policy explain --gateway "Bot" --connector github --action github.repo.delete',
         explain,
     )
-    e.add_argument("--gateway", "--agent", dest="gateway", required=True, metavar="NAME")
-    e.add_argument("--connector", required=True, metavar="TYPE")
+    e.add_argument(
+        "--gateway",
+        "--agent",
+        dest="gateway",
+        required=True,
+        metavar="NAME",
+        help="the agent, as `tf run --name` names it",
+    )
+    e.add_argument(
+        "--connector", required=True, metavar="TYPE", help="connector type or name, e.g. github"
+    )
     _action_flags(e)
     e.add_argument("--force", action="store_true",
                    help="explain names the catalogue and the agents do not know")  # fmt: skip
@@ -426,7 +440,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a = cmd("add", "add (or --replace) a policy from a file",
             "  tf policy add protect-main.yaml\n  tf policy add protect-main.yaml --replace",
             policy_add)  # fmt: skip
-    a.add_argument("file", metavar="FILE")
+    a.add_argument("file", metavar="FILE", help="the policy file (YAML or JSON)")
     a.add_argument("--replace", action="store_true",
                    help="replace the installed policy of its name (a new version)")  # fmt: skip
     r = cmd("remove", "remove an installed policy", "  tf policy remove protect-main",
@@ -436,6 +450,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     i = cmd(
         "install", "install a built-in pack", "  tf policy install github-safe-defaults", install
     )
-    i.add_argument("pack")
+    i.add_argument("pack", help="the pack's name (`tf policy packs` lists them)")
     add_replay(cmd)
     add_shadow(cmd, common)

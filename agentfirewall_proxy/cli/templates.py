@@ -42,7 +42,8 @@ TEMPLATES: dict[str, Template] = {
     ),
     "n8n": Template(
         description="workflow automation (n8n, Zapier-style flows): Slack and GitHub reads "
-        "allowed, Slack messages allowed, everything else held for a human",
+        "allowed, Slack messages allowed, OpenAI allowed, every other Slack and GitHub "
+        "action held for a human",
         connectors=("slack", "github", "openai"),
         rules=(
             Rule("slack", preset="read-only"),

@@ -1,4 +1,9 @@
-"""Org settings: approval timeout, default enforcement level, gateway URL, Slack (write-only)."""
+"""Org settings: approval timeout, default enforcement level, gateway URL, Slack (write-only).
+
+The gateway URL is a note for people (what agents' owners are told, the integration guide's
+migration step 3): nothing reads it. Beside it, `gateways_online` says where the gateways
+heard from lately listen, from their own heartbeats.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,13 @@ from agentfirewall.errors import ConnectorError
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import metrics_public, require_role, state_of
 from agentfirewall_server.clock import now
+from agentfirewall_server.routes.system import GATEWAY_ONLINE_SECONDS
 from agentfirewall_server.snapshot import put_setting
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import credentials, users
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
-__all__ = ["SLACK_SECRET_OWNERS", "routes", "settings_json"]
+__all__ = ["SLACK_SECRET_OWNERS", "gateways_online", "routes", "settings_json"]
 
 SLACK_SECRET_OWNERS = ("settings:slack_bot_token", "settings:slack_signing_secret")
 _Level = Literal["monitor", "soft_enforce", "full_enforce", "L0", "L1", "L2"]
@@ -51,6 +57,7 @@ def settings_json(state: AppState) -> dict[str, Any]:
         ),
         "default_enforcement_level": snap.settings["default_enforcement_level"],
         "gateway_url": snap.settings.get("gateway_url"),
+        "gateways_online": gateways_online(state),
         "metrics_public": metrics_public(state),
         "slack": {
             "channel": snap.settings.get("slack_channel"),
@@ -58,6 +65,28 @@ def settings_json(state: AppState) -> dict[str, Any]:
             "approvers": dict(snap.settings.get("slack_approvers") or {}),
         },
     }
+
+
+def gateways_online(state: AppState) -> list[str]:
+    """The proxy URLs (`http://127.0.0.1:8444`) of the gateways heard from in the last
+    `GATEWAY_ONLINE_SECONDS`, each as its heartbeat's `listen` address names it."""
+    stamp = now()
+    heard = [
+        str(g["info"].get("listen") or "")
+        for g in state.gateways.values()
+        if stamp - g["last_heartbeat"] < GATEWAY_ONLINE_SECONDS
+    ]
+    return sorted({url for url in map(_proxy_url, heard) if url})
+
+
+def _proxy_url(listen: str) -> str | None:
+    """``HOST:PORT`` (``::1:8443``, ``[::1]:8443``) as ``http://HOST:PORT``; None when it
+    is not one."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isascii() or not port.isdigit():
+        return None
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def get_settings(request: Request) -> JSONResponse:

@@ -52,6 +52,15 @@ async function loadScopes() {
   if (names.length) select.append(el("optgroup", { label: "Agent" }, names.map((n) => option("agent", n))));
 }
 
+// The Gateway URL is what people are told (nothing reads it); where the gateways run is
+// known from their own heartbeats (`gateways_online`).
+function gatewayNote(settings) {
+  const live = settings.gateways_online || [];
+  if (!live.length) return "No gateway has reported in the last 30 seconds: start one (tf up, or python -m agentfirewall_proxy).";
+  const told = live.includes(settings.gateway_url) ? "" : " The Gateway URL above is only what people are told (nothing reads it): set it to the address agents should use.";
+  return `Gateway${live.length > 1 ? "s" : ""} running now: ${live.join(", ")}.${told}`;
+}
+
 async function loadSettings() {
   const settings = await api("/settings");
   $("#s-level").value = settings.default_enforcement_level;
@@ -60,6 +69,7 @@ async function loadSettings() {
   const approvers = (settings.slack && settings.slack.approvers) || {};
   $("#s-slack-approvers").value = Object.entries(approvers).map(([member, email]) => `${member} ${email}`).join("\n");
   $("#s-gateway").value = settings.gateway_url || "";
+  setText("#s-gateway-live", gatewayNote(settings));
   setText("#slack-state", settings.slack && settings.slack.configured ? "Slack is configured: bot token and signing secret are stored (hidden). Leave the fields empty to keep them." : "Slack is not configured.");
 }
 
