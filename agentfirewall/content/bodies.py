@@ -25,8 +25,13 @@ string and number of a JSON body, each field of a form, the text of any other), 
   ``_charset_`` differently. A body whose structure the parser's reading cannot be trusted
   for (``mimeparse``: beyond its bounds, a parser failure, one other readers may cut
   otherwise) is read whole with every transfer encoding applied anywhere
-  (``mimeflat.unstructured``: ``multipart.parts.1``…), and is ``unreadable_encoding`` if it
-  names a charset anywhere too.
+  (``mimeflat.unstructured``: ``multipart.parts.1``…), and is ``unreadable_encoding`` if a
+  part's header may name a charset that reading does not read: a ``Content-Type`` or
+  ``Content-Disposition`` header anywhere in it, however readers cut it, that says
+  ``charset`` otherwise than naming UTF-8 (``charset=utf-16``, the ``_charset_`` field).
+  What the parts hold is no header: a SQL dump's ``DEFAULT CHARSET=utf8mb4``, its
+  thousands of ``--`` comment lines (which are no delimiter: ``mimeparse``) leave an
+  upload readable.
 
 What the body's own text holds (a part as written, its headers) is in the ``body`` piece;
 a part's value is read again on its own where decoding or its charset reads it otherwise,
@@ -41,7 +46,7 @@ from __future__ import annotations
 import re
 from email.message import Message
 from email.utils import collapse_rfc2231_value
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from agentfirewall.content.locate import (
     NAME,
@@ -53,8 +58,8 @@ from agentfirewall.content.locate import (
     shown,
 )
 from agentfirewall.content.mime import part_content, text_pieces
-from agentfirewall.content.mimeflat import unstructured
-from agentfirewall.content.mimeheaders import header_pieces
+from agentfirewall.content.mimeflat import read_parameters, unstructured
+from agentfirewall.content.mimeheaders import header_pieces, words_decoded
 from agentfirewall.content.mimeparse import ambiguous, hidden, message_parts, written
 from agentfirewall.content.reading import charset_known, charset_readings, decode_body
 
@@ -64,9 +69,22 @@ __all__ = ["MULTIPART", "body_pieces", "charsets", "readable"]
 MULTIPART = "multipart"
 # (each `charset` parameter of a Content-Type: readers differ on which of two counts)
 _CHARSET = re.compile(r'(?i)(?:^|;)\s*charset\s*=\s*"?([^";\s]*)')
-_NAMES_CHARSET = re.compile(rb"(?i)charset")
+# (a Content-Type or Content-Disposition header wherever it is in a body, lower-case, to where
+# the readers that break its lines least end it: a bare `\r` ends none, a line break followed
+# by a space or a tab goes on)
+_HEADER = re.compile(
+    rb"content-(?:type|disposition)[ \t]*:"  # (its name, then its lines)
+    rb"(?:[^\r\n]++|\r(?!\n)|\r?\n(?=[ \t]))*+"
+)
+_CRLF_END = re.compile(rb"\r\n(?![ \t])")  # (where one ends for a reader of CRLF lines only)
+_CHARSET_WORD = b"charset"
+# (a `charset` parameter naming UTF-8 or US-ASCII, which the UTF-8 reading reads, lower-case)
+_UTF8_CHARSET = re.compile(
+    rb"(?<![\w-])charset[ \t]*+=[ \t]*+"  # (a parameter's name, then its value)
+    rb"(?:utf-?8|us-ascii|ascii)(?![^;\s])"
+)
 _MARK_STARTS = (b"\xff", b"\xfe", b"\0")  # (a UTF-16 or UTF-32 byte order mark's first byte)
-_DEFAULT_CHARSET = "_charset_"  # (RFC 7578's field naming every other part's charset)
+_DEFAULT_CHARSET = b"_charset_"  # (RFC 7578's field naming every other part's charset)
 _CODING = "content-encoding"
 
 
@@ -134,9 +152,58 @@ def _multipart_pieces(body: bytes, content_type: str) -> list[Piece]:
         pieces = _parts_pieces(parts[1:])  # (the first: the body itself)
     if unsure:
         pieces += unstructured(data, MULTIPART)
-        if _NAMES_CHARSET.search(body) is not None:  # (a charset unstructured does not read)
+        if _names_charset(body):  # (a charset unstructured does not read)
             pieces.append((MULTIPART, UNREADABLE_TEXT))
     return pieces
+
+
+def _names_charset(body: bytes) -> bool:
+    """Whether a part's header may name a charset the unstructured reading does not read,
+    however a reader cuts the body: a ``Content-Type`` or ``Content-Disposition`` header
+    anywhere in it says ``charset``, as some reader reads it (:func:`_readings`), otherwise
+    than as a ``charset`` parameter naming UTF-8 or US-ASCII (the ``_charset_`` field's
+    name, ``charset=utf-16``). What parts hold otherwise names none (a SQL dump's ``DEFAULT
+    CHARSET=utf8mb4``, a comment's ``charset``)."""
+    spans = _header_spans(body.lower())
+    headers = b"\n".join([body[start:end] for start, end in spans])  # (read at once)
+    return any(
+        reading.count(_CHARSET_WORD) != len(_UTF8_CHARSET.findall(reading))
+        for reading in _readings(headers)
+    )
+
+
+def _header_spans(lowered: bytes) -> list[tuple[int, int]]:
+    """Where the ``Content-Type`` and ``Content-Disposition`` headers of a body are
+    (:data:`_HEADER`), each to where a reader that breaks lines only at CRLF ends it too
+    (past a bare ``\\n``) where one does, overlapping ones joined: in linear time."""
+    spans: list[tuple[int, int]] = []
+    crlf: int | None = 0  # (the last CRLF end found; None: there is none further on)
+    for header in _HEADER.finditer(lowered):
+        start, end = header.span()
+        if crlf is not None and crlf < end:
+            found = _CRLF_END.search(lowered, end)
+            crlf = found.start() if found is not None else None
+        end = end if crlf is None else max(end, crlf)
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _readings(header: bytes) -> list[bytes]:
+    """A header's text (or several, a line each) as readers may read it, lower-case: as
+    written, its encoded words decoded, its RFC 2231 parameters joined (``name*0=_char;
+    name*1=set_``); each with its quoted-pairs and quotes dropped (``"_\\charset_"``), and
+    then its ``%XX`` escapes decoded too."""
+    text = header.decode("ascii", "surrogateescape")
+    read = [header]
+    if "=?" in text:
+        read.append(words_decoded(text).encode("utf-8", "surrogatepass"))
+    if b"*" in header:
+        read.append(read_parameters(text))
+    plain = [reading.replace(b"\\", b"").replace(b'"', b"") for reading in read]
+    return [reading.lower() for one in plain for reading in (one, unquote_to_bytes(one))]
 
 
 def _parts_pieces(parts: list[Message]) -> list[Piece]:
@@ -178,6 +245,11 @@ def _name(part: Message) -> str:
 
 
 def _sets_charset(part: Message) -> bool:
-    """Whether a part may be read as the ``_charset_`` field (its disposition names it
-    anywhere: readers parse a disposition differently)."""
-    return _DEFAULT_CHARSET in str(part.get("content-disposition", "")).lower()
+    """Whether a part may be read as the ``_charset_`` field: a disposition of it names it
+    anywhere, as any reader reads it (:func:`_readings`: readers parse a disposition
+    differently; aiohttp drops quoted-pairs, ``name="_\\charset_"``)."""
+    for value in part.get_all("content-disposition") or []:
+        readings = _readings(str(value).encode("utf-8", "surrogateescape"))
+        if any(_DEFAULT_CHARSET in reading for reading in readings):
+            return True
+    return False

@@ -42,12 +42,15 @@ changes the text (a 7bit part is in the message as it is):
 
 A message a byte order mark starts is read as mail readers read it: a UTF-8 mark skipped,
 UTF-16 or UTF-32 decoded first. It is parsed with Python's ``email`` package within bounds
-read from the bytes first (``mimeparse``): at most ``MAX_PARTS`` lines that may start a
-part, ``MAX_NESTED`` multiparts and messages, ``MAX_WORK`` lines times the nesting (the
-parser's work per line grows with it), ``MAX_WORDS`` encoded words, and in each
-``Content-Type`` or ``Content-Disposition`` header (wherever it is, its continuation lines
-joined) ``MAX_HEADER`` characters and ``MAX_PARAMETERS`` ``;`` (the parser reads its
-parameters in a time that grows with their product: 780 KiB of ``;"`` took seconds). A
+read from the bytes first (``mimeparse``): at most ``MAX_PARTS`` delimiter lines of the
+boundaries declared (a line ``--`` and one, ``--`` after it or not, then only spaces: what
+a part holds, a SQL dump's ``-- comment`` lines, is none), ``MAX_NESTED`` multiparts and
+messages (their ``Content-Type`` headers), ``MAX_WORK`` lines times the nesting (the
+parser's work per line grows with it), and in each ``Content-Type`` or
+``Content-Disposition`` header (wherever it is, its continuation lines joined)
+``MAX_HEADER`` characters and ``MAX_PARAMETERS`` ``;`` (the parser reads its parameters in
+a time that grows with their product: 780 KiB of ``;"`` took seconds); and, parsed,
+``MAX_WORDS`` encoded words in its parts' headers (a part's ``WHERE id=?`` is none). A
 message beyond them, one the parser fails on, one whose structure hides encoded text from
 the parser (a part whose transfer encoding is named twice, or named as no reader names it
 as written, ``"base64"``, ``base-64``; a multipart or message part given one, which RFC

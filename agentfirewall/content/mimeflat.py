@@ -25,7 +25,7 @@ from agentfirewall.content.mimecodings import NOT_BASE64
 from agentfirewall.content.mimeheaders import PARAMETERED, quoted_pairs, unquoted
 from agentfirewall.content.reading import decode_body
 
-__all__ = ["Inner", "flat_pieces", "unstructured"]
+__all__ = ["Inner", "flat_pieces", "read_parameters", "unstructured"]
 
 #: What reads bytes decoded at a location once more (``mime``: an e-mail attached in them).
 Inner = Callable[[bytes, str], list[Piece]]
@@ -63,13 +63,13 @@ def unstructured(data: bytes, at: str, inner: Inner | None = None) -> list[Piece
     for header in PARAMETERED.finditer(lowered):
         start, end = header.span()
         if lowered.find(b"*", start, end) >= 0 or lowered.find(b"\\", start, end) >= 0:
-            found.append(_parameters(data[start:end].decode("ascii", "surrogateescape")))
+            found.append(read_parameters(data[start:end].decode("ascii", "surrogateescape")))
     if found:
         pieces.append((f"{at}.parts.parameters", decode_body(b"\n".join(found)).text))
     return pieces
 
 
-def _parameters(header: str) -> bytes:
+def read_parameters(header: str) -> bytes:
     """The RFC 2231 parameters of `header` read leniently, in linear time: each name's pieces
     in the order of their numbers, joined (the names one after the other), quoted strings
     unquoted, ``%XX`` decoded; then its quoted strings that hold a quoted-pair, unescaped."""

@@ -25,7 +25,14 @@ from agentfirewall.content.mimecodings import read_base64
 from agentfirewall.content.reading import charset_readings, decode_body
 from agentfirewall.content.scanner import Scanner
 
-__all__ = ["PARAMETERED", "header_pieces", "quoted_pairs", "redact_words", "unquoted"]
+__all__ = [
+    "PARAMETERED",
+    "header_pieces",
+    "quoted_pairs",
+    "redact_words",
+    "unquoted",
+    "words_decoded",
+]
 
 _WORD = r"=\?([^?]*)\?([bBqQ])\?([^?]*)\?="
 _WORD_RE = re.compile(_WORD)
@@ -79,6 +86,17 @@ def _runs(value: str) -> Iterator[tuple[int, int, bytes, str, str]]:
                "".join(texts))  # fmt: skip
 
 
+def words_decoded(value: str) -> str:
+    """A header's value with each run of encoded words decoded (:func:`_runs`)."""
+    out: list[str] = []
+    at = 0
+    for start, end, _, _, decoded in _runs(value):
+        out += [value[at:start], decoded]
+        at = end
+    out.append(value[at:])
+    return "".join(out)
+
+
 def header_pieces(part: Message, where: str) -> list[Piece]:
     """The part's headers whose encoded words, RFC 2231 parameters or quoted-pairs decode to
     another text, at ``where.header.<name>``."""
@@ -89,12 +107,7 @@ def header_pieces(part: Message, where: str) -> list[Piece]:
         params = name.strip().lower() in _PARAMETERS and ("*" in value or "\\" in value)
         if "=?" not in value and not params:
             continue
-        out: list[str] = []
-        at = 0
-        for start, end, _, _, decoded in _runs(value):
-            out += [value[at:start], decoded]
-            at = end
-        out.append(value[at:])
+        out = [words_decoded(value)]
         if params:  # (continuations joined, each value in its charset; this header's own)
             alone = Message()
             alone[name] = value

@@ -37,14 +37,16 @@ __all__ = [
     "written",
 ]
 
-#: Lines that may start a part (``--`` first), read structurally at most.
+#: Delimiter lines (``--`` and a boundary a ``Content-Type`` declares, ``--`` after it or not,
+#: then only spaces and tabs, as RFC 2046 and the parser read one), read structurally at most.
 MAX_PARTS = 1024
-#: Multiparts and messages (``boundary``, ``message/`` in the bytes) at most.
+#: Multiparts and messages (``boundary``, ``message/`` in a ``Content-Type`` or
+#: ``Content-Disposition`` header, wherever it is) at most.
 MAX_NESTED = 16
 #: Lines (broken at ``\\r``, ``\\n`` or both, as the parser breaks them) times the multiparts
 #: and messages plus one, at most: the parser checks each line against each open boundary.
 MAX_WORK = 1 << 20
-#: Encoded words (``=?``) at most.
+#: Encoded words (``=?``) in the parts' headers at most.
 MAX_WORDS = 4096
 #: Characters of a ``Content-Type`` or ``Content-Disposition`` header (continuation lines
 #: joined), and ``;`` in one, at most: the parser reads its parameters in a time that grows
@@ -120,21 +122,64 @@ def attached(decoded: bytes) -> bool:
 
 def message_parts(data: bytes) -> list[Message] | None:
     """Every part of the MIME message `data`, the message first; None when it is beyond the
-    bounds (``mime``'s docstring)."""
-    starts = data.count(b"\n--") + data.count(b"\r--")
-    if starts > MAX_PARTS or data.count(b"=?") > MAX_WORDS:
-        return None
+    bounds (``mime``'s docstring). What a part holds counts against none of them but its
+    lines: a text whose lines start with ``--`` (SQL, Lua comments), or that says
+    ``boundary`` or ``=?`` (``WHERE id=?``), is no more parts, multiparts or words."""
     lowered = data.lower()
-    nested = lowered.count(b"boundary") + lowered.count(b"message/")
-    lines = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
-    if nested > MAX_NESTED or lines * (nested + 1) > MAX_WORK:
-        return None
+    nested = 0
+    declaring: list[str] = []  # (each header that may declare a boundary, as written)
     for header in PARAMETERED.finditer(lowered):
         start, end = header.span()
         if end - start > MAX_HEADER or lowered.count(b";", start, end) > MAX_PARAMETERS:
             return None
+        words = lowered.count(b"boundary", start, end)
+        nested += words + lowered.count(b"message/", start, end)
+        if words and nested <= MAX_NESTED:
+            declaring.append(data[start:end].decode("ascii", "surrogateescape"))
+    lines = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    if nested > MAX_NESTED or lines * (nested + 1) > MAX_WORK:
+        return None
+    if _delimiter_lines(data, declaring) > MAX_PARTS:
+        return None
     parts = list(islice(email.message_from_bytes(data, policy=compat32).walk(), MAX_PARTS + 1))
-    return parts if len(parts) <= MAX_PARTS else None
+    if len(parts) > MAX_PARTS or _words(parts) > MAX_WORDS:
+        return None
+    return parts
+
+
+def _words(parts: list[Message]) -> int:
+    """The encoded words (``=?``) the parts' headers may hold."""
+    return sum(str(value).count("=?") for part in parts for _, value in part.raw_items())
+
+
+def _delimiter_lines(data: bytes, declaring: list[str]) -> int:
+    """The lines of `data` the parser may read as a delimiter of a boundary one of the
+    headers `declaring` declares, up to ``MAX_PARTS + 1``."""
+    boundaries = _boundaries(declaring)
+    if not boundaries:
+        return 0
+    # (`--` first, which the search looks for; then that it starts a line)
+    declared = b"|".join(map(re.escape, sorted(boundaries)))
+    delimiter = re.compile(rb"--(?<![^\r\n]--)(?:" + declared + rb")" + _DELIMITER_END.pattern)
+    return sum(1 for _ in islice(delimiter.finditer(data), MAX_PARTS + 1))
+
+
+def _boundaries(declaring: list[str]) -> set[bytes]:
+    """The boundary each header declares, read as the parser reads a ``Content-Type`` (RFC
+    2231's form joined, quotes dropped, trailing spaces too), as bytes; none that no line
+    of the message may hold."""
+    boundaries: set[bytes] = set()
+    for header in declaring:
+        alone = Message()
+        alone["content-type"] = header.partition(":")[2].lstrip(" \t")  # (as the parser does)
+        boundary = alone.get_boundary()
+        if boundary is None:
+            continue
+        try:
+            boundaries.add(boundary.encode("ascii", "surrogateescape"))
+        except UnicodeEncodeError:  # (a character no line of the bytes holds: never met)
+            continue
+    return boundaries
 
 
 def encoding(part: Message) -> str:
