@@ -108,6 +108,9 @@ class AgentRecord:
     key_hashes: tuple[str, ...]
     #: (key hash, enforcement level) of `tf run` keys whose run overrides the agent's level.
     key_levels: tuple[tuple[str, str], ...] = ()
+    #: How many times it was closed (suspended, removed, activated after a suspension): an
+    #: SDK action records the epoch it was decided under (routes/execute.py).
+    closed_epoch: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -247,6 +250,7 @@ def _agents(conn: Connection) -> tuple[dict[str, AgentRecord], dict[str, str], d
             prefix,
             tuple(k[0] for k in mine),
             tuple((k[0], RUN_KEY_LEVELS[k[3]]) for k in mine if k[3] in RUN_KEY_LEVELS),
+            a.closed_epoch,
         )
         for k in mine:
             index[k[0]] = a.id

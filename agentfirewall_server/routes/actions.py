@@ -213,6 +213,7 @@ def _rows(
         "id": action_id,
         "agent_id": agent.id,
         "agent": agent.name,
+        "agent_epoch": agent.closed_epoch,  # decided under it: closed once it moves on
         "action_type": spec.type,
         "action_spec": response["_canonical"].decode(),
         "action_hash": action_hash,

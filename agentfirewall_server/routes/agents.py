@@ -316,32 +316,37 @@ async def patch_agent(request: Request) -> JSONResponse:
     return json_ok(_agent_json(request, agent.id))
 
 
-def _closed_at(stamp: float) -> Any:
-    """`closed_before` as `stamp`, never moved back (a clock set back keeps the later one)."""
+def _closing(stamp: float) -> dict[str, Any]:
+    """The agent's columns when it is closed: its epoch moves on (an action decided under
+    the one before never starts, routes/execute.py), and `closed_before`, kept for
+    information only, is `stamp`, never moved back (a clock set back keeps the later one)."""
     later = agents.c.closed_before > stamp
-    return case((later, agents.c.closed_before), else_=stamp)
+    return {
+        "closed_epoch": agents.c.closed_epoch + 1,
+        "closed_before": case((later, agents.c.closed_before), else_=stamp),
+    }
 
 
 def _reopen(conn: Connection, agent: AgentRecord, stamp: float) -> bool:
-    """Activating a suspended agent closes what was decided before it (`closed_before`:
-    what a replica that had not heard of the suspension allowed meanwhile); whether it
-    was suspended. Activating an active agent changes nothing."""
+    """Activating a suspended agent closes what was decided before it (`_closing`: what a
+    replica that had not heard of the suspension allowed meanwhile); whether it was
+    suspended. Activating an active agent changes nothing."""
     suspended = (agents.c.id == agent.id) & (agents.c.status == "suspended")
-    closing = update(agents).where(suspended).values(closed_before=_closed_at(stamp))
-    return bool(conn.execute(closing).rowcount)
+    return bool(conn.execute(update(agents).where(suspended).values(**_closing(stamp))).rowcount)
 
 
 def _set_status(agent: AgentRecord, status: str, actor: str) -> Any:
     """Suspend, activate or revoke `agent`. Nothing decided before a suspension or removal
-    runs after it: the agent's `closed_before` is stamped (the execute claim refuses an
-    action decided before it, routes/execute.py), and again by the activation that ends
-    a suspension, which also denies the approvals asked meanwhile (a gateway or replica
-    that had not heard of the suspension): active again, the agent asks again."""
+    runs after it: the agent's `closed_epoch` moves on in the same transaction (the execute
+    claim refuses an action decided under another epoch, routes/execute.py), and again by
+    the activation that ends a suspension, which also denies the approvals asked meanwhile
+    (a gateway or replica that had not heard of the suspension): active again, the agent
+    asks again. No clock is compared: replicas' clocks may disagree."""
 
     def job(conn: Connection) -> list[dict[str, Any]]:
         stamp = now()
         reopened = status == "active" and _reopen(conn, agent, stamp)
-        closing = {} if status == "active" else {"closed_before": _closed_at(stamp)}
+        closing = {} if status == "active" else _closing(stamp)
         try:
             _hold(conn, agent, status=status, updated_at=stamp, **closing)
         except _Outdated:

@@ -12,10 +12,15 @@ to connect, before a byte of the request was sent, returns it to decided instead
 answer says ``retryable: true`` and the token (not consumed after all) may be used again.
 Once bytes were sent it counts as executed: it is never sent a second time.
 
-Nothing decided before its agent's suspension or removal runs after it: the agent keeps when
-it was last closed (``agents.closed_before``, ``routes/agents.py``), and the claim refuses an
-action decided before that moment (409 ``not_allowed``: request it again), whatever allowed
-it, a rule or an approval, and whatever token it has. The action's record is not rewritten
+Nothing decided before its agent's suspension or removal runs after it: the agent counts its
+closures (``agents.closed_epoch``, ``routes/agents.py``: suspended, removed, activated after a
+suspension), each action records the epoch it was decided under (``agent_epoch``, the
+deciding replica's snapshot), and the claim refuses an action whose epoch is not the agent's
+stored one (409 ``not_allowed``: request it again), whatever allowed it, a rule or an
+approval, and whatever token it has. No clock is compared: a replica whose clock is ahead or
+behind neither lets an action decided before a suspension run after it nor refuses one
+decided after the activation; one that had not heard of a suspension decided under the
+epoch before it, and its action is refused. The action's record is not rewritten
 (an agent that acts itself, Mode B, reads its history unchanged). A send that sent nothing
 while its agent was suspended or removed denies the action instead of returning it to
 decided, as the suspension denies the approved actions not started: the answer says
@@ -101,19 +106,12 @@ def _killed(switch: str, action_id: str) -> ApiError:
     )
 
 
-def _agent_now(conn: Connection, agent_id: str) -> tuple[str | None, float | None]:
-    """The agent's stored status and `closed_before` (None, None: no such agent)."""
+def _agent_now(conn: Connection, agent_id: str) -> tuple[str | None, int | None]:
+    """The agent's stored status and `closed_epoch` (None, None: no such agent)."""
     found = conn.execute(
-        select(agents.c.status, agents.c.closed_before).where(agents.c.id == agent_id)
+        select(agents.c.status, agents.c.closed_epoch).where(agents.c.id == agent_id)
     ).first()
-    return (found.status, found.closed_before) if found else (None, None)
-
-
-def _decided_before(decided_at: float, closed_before: float | None) -> bool:
-    """Whether an action decided at `decided_at` came before its agent was last closed
-    (suspended, removed, or activated after a suspension): it never starts then. The
-    same instant counts as before."""
-    return closed_before is not None and decided_at <= closed_before
+    return (found.status, found.closed_epoch) if found else (None, None)
 
 
 def _closed_since(action_id: str, agent: str) -> ApiError:
@@ -130,16 +128,16 @@ def _still_free(conn: Connection, row: dict[str, Any]) -> None:
     """The claim's own reading of what stops the action, in its transaction: a kill switch
     activated, or its agent suspended or removed, on another replica a moment ago (whose
     change this replica's snapshot may not have yet) stops it as on the replica that made
-    the change, the token unspent; and an action decided before its agent was last closed
-    never starts."""
+    the change, the token unspent; and an action decided under an epoch of its agent that
+    a closure has ended (suspended, removed, activated after a suspension) never starts."""
     switch = stored_switch(conn, {**row, "connector": None})
     if switch is not None:
         raise _killed(f"kill_switch:{switch}", row["id"])
-    status, closed_before = _agent_now(conn, row["agent_id"])
+    status, epoch = _agent_now(conn, row["agent_id"])
     if status != "active":
         raise ApiError(401, f"agent `{row['agent']}` is {status or 'removed'}: its key is not "
                        "accepted (the action is not executed)")  # fmt: skip
-    if _decided_before(row["created_at"], closed_before):
+    if row["agent_epoch"] != epoch:  # (NULL, written without one: never equal)
         raise _closed_since(row["id"], row["agent"])
 
 
@@ -180,9 +178,9 @@ def _claim(claims: DecisionClaims, row: dict[str, Any]) -> Any:
 def _closed(conn: Connection, action_id: str, agent_id: str) -> bool:
     """Whether the agent's suspension or removal closed the action while it was sent: its
     agent is not active, or was closed after the action was decided (the claim's rule)."""
-    status, closed_before = _agent_now(conn, agent_id)
-    decided_at = conn.execute(select(_A.created_at).where(_A.id == action_id)).scalar_one()
-    return status != "active" or _decided_before(decided_at, closed_before)
+    status, epoch = _agent_now(conn, agent_id)
+    decided = conn.execute(select(_A.agent_epoch).where(_A.id == action_id)).scalar_one()
+    return status != "active" or decided != epoch
 
 
 def _finish(

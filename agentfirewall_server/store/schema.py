@@ -70,10 +70,12 @@ agents = Table(
     # what the name shows as (agentnames.name_key); NULL: a live twin an earlier version
     # stored beside an older agent of the key (0016)
     Column("name_key", String(64), nullable=True),
-    # its actions decided before this moment never start (routes/execute.py): stamped when
-    # it is suspended or removed, and when it is activated after a suspension; NULL: never
-    # closed (0019)
+    # when it was last closed (suspended, removed, activated after a suspension), for
+    # information: nothing decides on it, the epoch below decides (0019)
     Column("closed_before", Float, nullable=True),
+    # how many times it was closed: an action decided under an earlier epoch never starts
+    # (routes/execute.py); 0: never closed (0021)
+    Column("closed_epoch", Integer, nullable=False, server_default="0"),
 )
 # one live agent per name: a revoked agent keeps its row, a new agent may take its name (0011)
 Index(
@@ -222,6 +224,10 @@ action_requests = Table(
     Column("shadow_decision", String(20), nullable=True),
     Column("shadow_rule", String(300), nullable=True),
     Column("shadow_diverged", Boolean, nullable=True),
+    # the agent's closed_epoch the SDK action was decided under (the deciding replica's
+    # snapshot): the execute claim refuses it once the agent's epoch differs, and always
+    # when NULL (a row written without it); an earlier version's rows get 0 (0021)
+    Column("agent_epoch", Integer, nullable=True, server_default="0"),
     UniqueConstraint("agent_id", "idempotency_key", name="uq_idempotency"),
 )
 Index("ix_action_requests_created_at", action_requests.c.created_at)
