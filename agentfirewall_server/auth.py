@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import Connection, select
@@ -49,6 +49,8 @@ class Principal:
     role: str | None = None
     user_id: str | None = None
     agent: AgentRecord | None = None
+    #: an admin token's row (``tokens.token_hash``): what a grant made with it is bound to
+    token_id: str | None = field(default=None, repr=False)
 
 
 def state_of(request: Request) -> AppState:
@@ -95,13 +97,14 @@ def _token_principal(state: AppState, token: str) -> Principal:
         return Principal("gateway", "gateway")
     if row["kind"] != "admin":  # "revoked" (DELETE /api/v1/tokens/{prefix}), or unknown
         raise _unauthorized("this token was revoked")
-    role = row["role"] or "viewer"
+    role, token_id = row["role"] or "viewer", row["token_hash"]
     if row["user_id"]:
-        return Principal("admin", f"token:{row['name']}", role=role, user_id=row["user_id"])
+        return Principal("admin", f"token:{row['name']}", role=role, user_id=row["user_id"],
+                         token_id=token_id)  # fmt: skip
     if row["name"] == BOOTSTRAP_TOKEN_NAMES["admin"]:
-        return Principal("admin", "admin-token", role=role)
+        return Principal("admin", "admin-token", role=role, token_id=token_id)
     # minted with the bootstrap token: no user, its own name in the audit log
-    return Principal("admin", f"token:{row['name']}", role=role)
+    return Principal("admin", f"token:{row['name']}", role=role, token_id=token_id)
 
 
 _SessionRow = tuple[str, str, str, str]

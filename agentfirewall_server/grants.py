@@ -21,14 +21,17 @@ transfers within its constraints, never a batch of other tools; a grant on one a
 covers no request that performs another too. A GraphQL document's other mutations are
 known by type only: a grant with parameter constraints covers none of them.
 
-A grant stands for its maker (:func:`lapsed`): it records who made it (their user id) and how
-(signed in, with an API token, by a click in Slack), and covers a request only while that
-person still holds the role it was made with, by the same way: a demotion below that role, a
-removal, the token's revocation or the Slack link's removal ends it. The routes that end or
-lower someone's authority revoke their lapsed grants in the same transaction
-(:func:`revoke_lapsed`, ``grants_revoked`` in their audit event), and :func:`use_grant`
-checks again in the transaction that would use one, so no request passes after the change
-commits, on any replica; a grant whose maker cannot be told covers nothing.
+A grant stands for its maker (:func:`lapsed`): it records who made it (their user id, from
+the authenticated caller, never from an actor's name) and with which credential (signed in;
+the exact API token's row; the Slack member whose click made it), and covers a request only
+while that person still holds the role it was made with, through that same credential: a
+demotion below that role, a removal, that token's revocation (not another's of the same
+name) or that Slack link's removal ends it. The routes that end or lower someone's authority
+revoke the grants that lapse in the same transaction (:func:`revoke_lapsed`,
+:func:`revoke_made_with`, :func:`revoke_unlinked`; ``grants_revoked`` in their audit event),
+and :func:`use_grant` checks again in the transaction that would use one, so no request
+passes after the change commits, on any replica; a grant whose maker cannot be told covers
+nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,14 +58,19 @@ from agentfirewall_server.store.schema import grants, settings_table, tokens, us
 from agentfirewall_server.web import ApiError, Strict
 
 __all__ = [
+    "UNREGISTERED_BOOTSTRAP",
     "GrantBody",
+    "GrantMaker",
     "constraint",
     "create_grant",
     "grant_json",
     "lapsed",
     "parse_where",
     "revoke_lapsed",
+    "revoke_made_with",
     "revoke_row",
+    "revoke_unlinked",
+    "slack_links",
     "use_grant",
 ]
 
@@ -77,9 +86,35 @@ _WORD_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s+([a-z_]+)\s+(.+?)\s*$")
 #: How a grant's maker made it (``grants.made_via``): signed in, with an API token, or by
 #: a click in Slack. The grant lasts while that way is still theirs (:func:`lapsed`).
 _SESSION, _TOKEN, _SLACK = "session", "token", "slack"
-#: The actor of the bootstrap admin token (``auth.py``), and the prefixes of a Slack click's
-#: and a minted token's actors.
-_BOOTSTRAP_ACTOR, _SLACK_PREFIX, _TOKEN_PREFIX = "admin-token", "slack:", "token:"
+#: ``grants.maker_token_id`` of a grant an earlier version made with the bootstrap admin
+#: token in a database that had no bootstrap admin token yet (migration 0022): it stands for
+#: the one bootstrap admin token registered since, while it is the only one and live.
+UNREGISTERED_BOOTSTRAP = "unregistered bootstrap admin token"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantMaker:
+    """Who makes a grant, as the caller authenticated: the audit log's `actor`, the user
+    (None: a token of no user), how (``session``, ``token``, ``slack``) and the exact
+    credential (the API token's ``tokens.token_hash``, the Slack member id; None signed in).
+    Build one with :meth:`signed_in`, :meth:`with_token` or :meth:`in_slack`."""
+
+    actor: str
+    user_id: str | None
+    via: str
+    credential: str | None = None
+
+    @classmethod
+    def signed_in(cls, actor: str, user_id: str) -> GrantMaker:
+        return cls(actor, user_id, _SESSION)
+
+    @classmethod
+    def with_token(cls, actor: str, user_id: str | None, token_id: str | None) -> GrantMaker:
+        return cls(actor, user_id, _TOKEN, token_id)
+
+    @classmethod
+    def in_slack(cls, actor: str, user_id: str, member: str) -> GrantMaker:
+        return cls(actor, user_id, _SLACK, member)
 
 
 def _value(text: str) -> JsonValue:
@@ -198,14 +233,15 @@ def create_grant(
     approval: dict[str, Any],
     body: GrantBody,
     *,
-    by: str,
+    maker: GrantMaker,
     role: str | None,
     now: float,
 ) -> dict[str, Any]:
     """A grant from an approved `approval` (same transaction as the approval), made by
-    `by` with `role`: it covers only held requests that role could approve, while its
-    maker holds that role (:func:`lapsed`)."""
-    made_via, maker = _maker_of(conn, by)
+    `maker` with `role`: it covers only held requests that role could approve, while its
+    maker holds that role through the same credential (:func:`lapsed`). 403 when it would
+    not stand even now (the credential revoked, the role lowered meanwhile: another
+    replica's change): the approval is undone with it."""
     spec = json.loads(approval["action_spec"])
     where = list(body.where)
     types: list[JsonValue] = sorted({member["type"] for member, _ in _members(spec) or []})
@@ -221,80 +257,39 @@ def create_grant(
         "expires_at": now + body.for_seconds if body.for_seconds else None,
         "max_uses": body.max_uses,
         "uses": 0,
-        "created_by": by,
+        "created_by": maker.actor,
         "created_at": now,
         "revoked_at": None,
         "revoked_by": None,
         "approver_role": role,
         "host": _host_of(approval),
-        "maker_user_id": maker,
-        "made_via": made_via,
+        "maker_user_id": maker.user_id,
+        "made_via": maker.via,
+        "maker_token_id": maker.credential if maker.via == _TOKEN else None,
+        "maker_slack_member": maker.credential if maker.via == _SLACK else None,
     }
     conn.execute(grants.insert().values(**row))
-    append_event(conn, "grant.created", actor=by, now=now, agent=row["agent"],
+    _stands_now(conn, row["id"], maker.actor)
+    append_event(conn, "grant.created", actor=maker.actor, now=now, agent=row["agent"],
                  subject=row["id"], data=grant_json(row))  # fmt: skip
     return row
 
 
-def _maker_of(conn: Connection, by: str) -> tuple[str, str | None]:
-    """``(made_via, user id)`` of the grant maker `by` (the approval's actor: a signed-in
-    user's email, ``slack:<email>``, ``token:<name>`` or ``admin-token``), read in the
-    grant's transaction; None as the id: a token of no user. An actor that names no one
-    now (removed meanwhile), or more than one, makes no grant (the approval is undone)."""
-    found = _makers(conn, by)
-    if not found:
-        raise ApiError(403, f"`{by}` can no longer approve: the user or token was removed "
-                       "or revoked meanwhile; sign in again")  # fmt: skip
-    if len(found) > 1:
-        raise ApiError(
-            409,
-            f"cannot tell who `{by}` is: {len(found)} users or tokens answer to it, so the "
-            "grant could not end with its maker's authority; approve signed in, or with a "
-            "token of its own name (`POST /api/v1/tokens` with `name`)",
-            field="grant",
-        )
-    (maker,) = found
-    return maker
-
-
-def _makers(conn: Connection, by: str) -> set[tuple[str, str | None]]:
-    """Every ``(made_via, user id)`` the actor `by` may be."""
-    found: set[tuple[str, str | None]] = set()
-    for via, email in ((_SESSION, by), (_SLACK, _after(by, _SLACK_PREFIX))):
-        user = _user_id(conn, email) if email else None
-        if user is not None:
-            found.add((via, user))
-    name = _token_name(by)
-    if name is not None:
-        owners = select(tokens.c.user_id).where(tokens.c.kind == "admin", tokens.c.name == name)
-        if by == _BOOTSTRAP_ACTOR:
-            owners = owners.where(tokens.c.user_id.is_(None))
-        found.update((_TOKEN, owner) for owner in conn.execute(owners).scalars())
-    return found
-
-
-def _after(text: str, prefix: str) -> str | None:
-    return text[len(prefix) :] if text.startswith(prefix) else None
-
-
-def _user_id(conn: Connection, email: str) -> str | None:
-    found = conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
-    return None if found is None else str(found)
-
-
-def _token_name(actor: str) -> str | None:
-    """The name of the token whose actor is `actor` (``auth.py``), None for no token."""
-    if actor == _BOOTSTRAP_ACTOR:
-        return BOOTSTRAP_TOKEN_NAMES["admin"]
-    return _after(actor, _TOKEN_PREFIX)
+def _stands_now(conn: Connection, grant_id: str, actor: str) -> None:
+    """403 when the grant just written would not stand for its maker (:func:`lapsed`)."""
+    why = lapsed(conn, conn.execute(select(grants).where(grants.c.id == grant_id)).one())
+    if why is not None:
+        raise ApiError(403, f"no grant made: it would not stand for `{actor}` ({why}); "
+                       "approve again signed in or with a live token")  # fmt: skip
 
 
 def lapsed(conn: Connection, row: Any) -> str | None:
     """Why grant `row` no longer stands for its maker, or None while it does (read in the
     caller's transaction): its maker was removed, now holds a lower role than the one it
-    was made with (a grant made before roles were recorded: a member's), or lost the way
-    it was made (the API token revoked, the Slack link removed). A grant that names no
-    maker (an earlier version's, whose maker the upgrade could not tell) stands for no one.
+    was made with (a grant made before roles were recorded: a member's), or lost the
+    credential it was made with (that API token revoked or gone, that Slack member's link
+    removed or pointed elsewhere). A grant that names no maker (an earlier version's, whose
+    maker the upgrade could not tell) stands for no one.
     """
     via, uid = row.made_via, row.maker_user_id
     if via not in (_SESSION, _TOKEN, _SLACK) or (uid is None and via != _TOKEN):
@@ -308,51 +303,83 @@ def lapsed(conn: Connection, row: Any) -> str | None:
         if ROLES.get(user.role, 0) < ROLES.get(made_as, len(ROLES) + 1):
             return f"its maker's role is now {user.role}"
         email = user.email
-    if via == _TOKEN and not _token_stands(conn, row.created_by, uid, made_as):
+    if via == _TOKEN and not _token_stands(conn, row.maker_token_id, uid, made_as):
         return "the token that made it was revoked"
-    if via == _SLACK and email not in _slack_linked(conn):
+    if via == _SLACK and slack_links(conn).get(row.maker_slack_member or "") != email:
         return "its maker's Slack link was removed"
     return None
 
 
-def _token_stands(conn: Connection, actor: str, user_id: str | None, made_as: str) -> bool:
-    """Whether an API token of `user_id` (None: of no user) that acts as `actor` is live
-    with at least the role `made_as`."""
-    name = _token_name(actor)
-    if name is None:
+def _token_stands(
+    conn: Connection, token_id: str | None, user_id: str | None, made_as: str
+) -> bool:
+    """Whether the API token `token_id` (its row) is live, still `user_id`'s (None: of no
+    user), with at least the role `made_as`."""
+    found = _token_row(conn, token_id)
+    if found is None or found.kind != "admin" or found.user_id != user_id:
         return False
-    owner = tokens.c.user_id.is_(None) if user_id is None else tokens.c.user_id == user_id
-    roles = conn.execute(
-        select(tokens.c.role).where(tokens.c.kind == "admin", tokens.c.name == name, owner)
-    ).scalars()
-    return any(ROLES.get(role or "", 0) >= ROLES.get(made_as, len(ROLES) + 1) for role in roles)
+    return ROLES.get(found.role or "", 0) >= ROLES.get(made_as, len(ROLES) + 1)
 
 
-def _slack_linked(conn: Connection) -> set[str]:
-    """The emails the ``slack_approvers`` setting links a Slack member to, as stored now
-    (none when unset or unreadable)."""
+def _token_row(conn: Connection, token_id: str | None) -> Any:
+    """The ``tokens`` row `token_id` names (:data:`UNREGISTERED_BOOTSTRAP`: the bootstrap
+    admin token, when there is exactly one), or None."""
+    if token_id is None:
+        return None
+    picked = select(tokens.c.kind, tokens.c.user_id, tokens.c.role)
+    if token_id != UNREGISTERED_BOOTSTRAP:
+        return conn.execute(picked.where(tokens.c.token_hash == token_id)).first()
+    bootstrap = picked.where(
+        tokens.c.name == BOOTSTRAP_TOKEN_NAMES["admin"], tokens.c.user_id.is_(None)
+    )
+    found = conn.execute(bootstrap.limit(2)).all()
+    return found[0] if len(found) == 1 else None
+
+
+def slack_links(conn: Connection) -> dict[str, str]:
+    """The ``slack_approvers`` setting as stored now: Slack member id -> the email of the
+    user it acts as (empty when unset or unreadable)."""
     text = conn.execute(
         select(settings_table.c.value).where(settings_table.c.key == "slack_approvers")
     ).scalar()
     try:
         linked = json.loads(text) if text else {}
     except ValueError:
-        return set()
-    return {v for v in linked.values() if isinstance(v, str)} if isinstance(linked, dict) else set()
+        return {}
+    if not isinstance(linked, dict):
+        return {}
+    return {k: v for k, v in linked.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def revoke_lapsed(conn: Connection, *, user_id: str | None, actor: str, now: float) -> list[str]:
-    """Revoke, in the caller's transaction, the live grants of `user_id` (None: those made
-    with a token of no user) that no longer stand (:func:`lapsed`), each audited with why;
-    their ids, for the audit event of the change that ended them (``grants_revoked``).
-    Called after a user's role change or removal, or a token's revocation, is written."""
-    mine = (
-        grants.c.maker_user_id == user_id
-        if user_id is not None
-        else (grants.c.made_via == _TOKEN) & grants.c.maker_user_id.is_(None)
-    )
+def revoke_lapsed(conn: Connection, *, user_id: str, actor: str, now: float) -> list[str]:
+    """Revoke, in the caller's transaction, the live grants of `user_id` that no longer
+    stand (:func:`lapsed`), each audited with why; their ids, for the audit event of the
+    change that ended them (``grants_revoked``). Called after a user's role change or
+    removal is written."""
+    return _revoke_where(conn, grants.c.maker_user_id == user_id, actor=actor, now=now)
+
+
+def revoke_made_with(conn: Connection, token_id: str, *, actor: str, now: float) -> list[str]:
+    """:func:`revoke_lapsed` for the grants made with the API token `token_id` (its row),
+    called after its revocation is written: exactly its grants, not those of another token
+    of the same name or user."""
+    made_with = grants.c.maker_token_id.in_((token_id, UNREGISTERED_BOOTSTRAP))
+    return _revoke_where(conn, (grants.c.made_via == _TOKEN) & made_with, actor=actor, now=now)
+
+
+def revoke_unlinked(conn: Connection, *, actor: str, now: float) -> list[str]:
+    """:func:`revoke_lapsed` for the grants made in Slack, called after the Slack links
+    (``slack_approvers``) are written: those of a link removed or pointed elsewhere."""
+    return _revoke_where(conn, grants.c.made_via == _SLACK, actor=actor, now=now)
+
+
+def _revoke_where(
+    conn: Connection, chosen: ColumnElement[bool], *, actor: str, now: float
+) -> list[str]:
     ended: list[str] = []
-    for row in conn.execute(select(grants).where(mine, *_live(now)).order_by(grants.c.created_at)):
+    for row in conn.execute(
+        select(grants).where(chosen, *_live(now)).order_by(grants.c.created_at)
+    ):
         why = lapsed(conn, row)
         if why is not None:
             revoke_row(conn, dict(row._mapping), actor=actor, now=now, reason=why)

@@ -20,9 +20,9 @@ from agentfirewall_server.approvals import (
     get_approval,
     publish_decided,
 )
-from agentfirewall_server.auth import require_role, state_of
+from agentfirewall_server.auth import Principal, require_role, state_of
 from agentfirewall_server.clock import now
-from agentfirewall_server.grants import GrantBody, create_grant, grant_json
+from agentfirewall_server.grants import GrantBody, GrantMaker, create_grant, grant_json
 from agentfirewall_server.routes.shownspec import shown_to
 from agentfirewall_server.store.schema import approvals
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
@@ -106,7 +106,8 @@ async def _decide(request: Request, approve: bool) -> JSONResponse:
                               role=who.role, note=body.note, now=stamp)  # fmt: skip
         grant = None
         if body.grant is not None:
-            grant = create_grant(conn, row, body.grant, by=who.actor, role=who.role, now=stamp)
+            grant = create_grant(conn, row, body.grant, maker=_grant_maker(who), role=who.role,
+                                 now=stamp)  # fmt: skip
         return row, grant
 
     row, grant = await state.db.write(job)
@@ -115,6 +116,13 @@ async def _decide(request: Request, approve: bool) -> JSONResponse:
     if grant is not None:
         data["grant"] = grant_json(grant, now())
     return json_ok(data)
+
+
+def _grant_maker(who: Principal) -> GrantMaker:
+    """The caller as a grant's maker: the signed-in user, or the exact API token's row."""
+    if who.kind == "session" and who.user_id is not None:
+        return GrantMaker.signed_in(who.actor, who.user_id)
+    return GrantMaker.with_token(who.actor, who.user_id, who.token_id)
 
 
 async def approve(request: Request) -> JSONResponse:

@@ -22,7 +22,7 @@ from agentfirewall_server.bootstrap import (
     read_secret_file,
 )
 from agentfirewall_server.clock import new_id, now, rfc3339
-from agentfirewall_server.grants import revoke_lapsed
+from agentfirewall_server.grants import revoke_lapsed, revoke_made_with
 from agentfirewall_server.hub import CREDENTIALS_ENDED
 from agentfirewall_server.identity import (
     dummy_verify,
@@ -350,7 +350,7 @@ def _end_sessions(conn: Connection, uid: str) -> dict[str, int]:
     """A password reset, role change or removal ends the user's sessions and tokens (and,
     written after it in the same transaction, `revoke_lapsed` ends the grants that no
     longer stand: made with a role above the new one, by the removed user, or with one of
-    the tokens ended here)."""
+    the tokens ended here, each bound to its token's row)."""
     gone_sessions = conn.execute(delete(sessions).where(sessions.c.user_id == uid)).rowcount
     gone_tokens = conn.execute(delete(tokens).where(tokens.c.user_id == uid)).rowcount
     return {"sessions_ended": int(gone_sessions or 0), "tokens_revoked": int(gone_tokens or 0)}
@@ -442,7 +442,7 @@ async def list_tokens(request: Request) -> JSONResponse:
 
 async def revoke_token(request: Request) -> Response:
     """Revoke the admin or gateway token with this prefix, the bootstrap ones included,
-    and the grants made with it (those it was the last live token of its name for).
+    and exactly the grants made with it (not those of another token of its name or user).
 
     The row stays as ``kind: revoked``, so a restart does not register a revoked bootstrap
     token again: set a new ``AGENTFIREWALL_ADMIN_TOKEN`` (or delete ``admin.token``)."""
@@ -464,7 +464,7 @@ async def revoke_token(request: Request) -> Response:
             .values(kind="revoked", role=None)
         )
         stamp = now()
-        revoked = revoke_lapsed(conn, user_id=found[0].user_id, actor=who.actor, now=stamp)
+        revoked = revoke_made_with(conn, found[0].token_hash, actor=who.actor, now=stamp)
         append_event(conn, "token.revoked", actor=who.actor, now=stamp, subject=prefix,
                      data={"kind": found[0].kind, "name": found[0].name,
                            **_listed("grants_revoked", revoked)})  # fmt: skip

@@ -21,6 +21,7 @@ from agentfirewall.errors import ConnectorError
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import metrics_public, require_role, state_of
 from agentfirewall_server.clock import now
+from agentfirewall_server.grants import revoke_unlinked
 from agentfirewall_server.routes.system import GATEWAY_ONLINE_SECONDS
 from agentfirewall_server.snapshot import put_setting
 from agentfirewall_server.state import AppState
@@ -133,13 +134,14 @@ async def patch_settings(request: Request) -> JSONResponse:
                     )
                 )
         changed = sorted(plain) + [o.split(":")[1] for o, v in secrets.items() if v is not None]
+        ended = _end_unlinked_grants(conn, plain, actor=who.actor, stamp=stamp)
         append_event(
             conn,
             "settings.updated",
             actor=who.actor,
             now=stamp,
             subject="settings",
-            data={"changed": changed},
+            data={"changed": changed, **ended},
         )
 
     await state.change_config(job)
@@ -161,6 +163,18 @@ def _check_approvers(conn: Connection, approvers: dict[str, str]) -> None:
         if email not in known:
             raise ApiError(422, f"no user `{email}` for the Slack member `{slack_id}`",
                            field=f"slack_approvers.{slack_id}")  # fmt: skip
+
+
+def _end_unlinked_grants(
+    conn: Connection, plain: dict[str, Any], *, actor: str, stamp: float
+) -> dict[str, list[str]]:
+    """After the Slack links are written (same transaction): revoke the grants made through
+    a link that is gone or now names another user, listed as `grants_revoked` for the
+    `settings.updated` event (nothing when the links were not written or none ended)."""
+    if "slack_approvers" not in plain:
+        return {}
+    revoked = revoke_unlinked(conn, actor=actor, now=stamp)
+    return {"grants_revoked": revoked} if revoked else {}
 
 
 def routes() -> list[BaseRoute]:

@@ -5,7 +5,9 @@ comes from a Slack member an owner linked to a TameFlare user (the ``slack_appro
 setting, member id -> email): the click then acts as that user, with the user's current
 role, so an approval that requires admin needs a linked admin, a viewer can approve
 nothing, and anyone else in the channel (a guest, a Slack Connect partner, a viewer)
-is answered privately and changes nothing.
+is answered privately and changes nothing. The link is read again from the store in the
+click's transaction (another replica may have removed it), and an "Approve for 1 h" grant
+is bound to that Slack member: removing or repointing the link ends it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from agentfirewall_server.approvals import decide_approval, publish_decided
 from agentfirewall_server.auth import state_of
 from agentfirewall_server.clock import now
-from agentfirewall_server.grants import GrantBody, create_grant
+from agentfirewall_server.grants import GrantBody, GrantMaker, create_grant, slack_links
 from agentfirewall_server.notify.slack import verify_signature
 from agentfirewall_server.store.schema import users
 from agentfirewall_server.web import ApiError, json_ok, read_body
@@ -84,15 +86,12 @@ async def interactivity(request: Request) -> JSONResponse:
 
     def job(conn: Connection) -> dict[str, Any]:
         stamp = now()
-        role = conn.execute(select(users.c.role).where(users.c.email == email)).scalar()
-        if role is None:
-            raise ApiError(403, f"the TameFlare user `{email}` linked to your Slack account "
-                           "no longer exists")  # fmt: skip
-        who = f"slack:{email}"
-        row = decide_approval(conn, approval_id, approve=verb != "deny", by=who, role=str(role),
-                              note=None, now=stamp)  # fmt: skip
+        uid, role = _linked_user(conn, str(member), email)
+        maker = GrantMaker.in_slack(f"slack:{email}", uid, str(member))
+        row = decide_approval(conn, approval_id, approve=verb != "deny", by=maker.actor,
+                              role=role, note=None, now=stamp)  # fmt: skip
         if verb == "approve_1h":  # "Approve for 1 h": a grant of the same action
-            create_grant(conn, row, _HOUR, by=who, role=str(role), now=stamp)
+            create_grant(conn, row, _HOUR, maker=maker, role=role, now=stamp)
         return row
 
     try:
@@ -101,6 +100,21 @@ async def interactivity(request: Request) -> JSONResponse:
         return _ephemeral(exc.message)
     await publish_decided(state, [row])
     return json_ok({"ok": True, "status": row["status"]})
+
+
+def _linked_user(conn: Connection, member: str, email: str) -> tuple[str, str]:
+    """(id, role) of the user `email` the Slack `member` acts as, read in the click's
+    transaction: 403 when the store no longer links them (removed on another replica) or
+    the user is gone."""
+    if slack_links(conn).get(member) != email:
+        raise ApiError(403, f"your Slack account (`{member}`) is no longer linked to "
+                       f"`{email}`: an owner links it again in the dashboard (Settings, "
+                       "Integrations, Slack approvers)")  # fmt: skip
+    found = conn.execute(select(users.c.id, users.c.role).where(users.c.email == email)).first()
+    if found is None:
+        raise ApiError(403, f"the TameFlare user `{email}` linked to your Slack account "
+                       "no longer exists")  # fmt: skip
+    return str(found.id), str(found.role)
 
 
 def _ephemeral(text: str) -> JSONResponse:

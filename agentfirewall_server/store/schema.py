@@ -446,6 +446,10 @@ grants = Table(
     #: stands while they hold `approver_role` that way (grants.lapsed; None: no one) (0020)
     Column("maker_user_id", String(40), nullable=True),
     Column("made_via", String(10), nullable=True),
+    #: the exact credential it was made with: the API token's row (`tokens.token_hash`)
+    #: for "token", the Slack member id for "slack"; it stands while that one does (0022)
+    Column("maker_token_id", String(64), nullable=True),
+    Column("maker_slack_member", String(40), nullable=True),
 )
 Index("ix_grants_agent_action", grants.c.agent, grants.c.action_type)
 
