@@ -61,6 +61,16 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def as_sent(message: Message) -> bytes:
+    """`message` as bytes, each multipart cut at a boundary of its own fixed here: Python's
+    are random (``===============`` and 19 digits), and one in eight of those digit runs is a
+    valid card number, which the card detector rightly finds (not what these tests ask)."""
+    for number, part in enumerate(message.walk()):
+        if part.get_content_maintype() == "multipart":
+            part.set_boundary(f"part-{number}")
+    return message.as_bytes()
+
+
 def _mail(text: str = "see attached", cte: str | None = None) -> EmailMessage:
     message = EmailMessage(policy=SMTP)  # (CRLF, as SES reads it)
     message["From"], message["To"], message["Subject"] = "a@example.com", "b@example.com", "hi"
@@ -71,7 +81,7 @@ def _mail(text: str = "see attached", cte: str | None = None) -> EmailMessage:
 def _attached(data: bytes, message: EmailMessage | None = None, **kw: str) -> bytes:
     message = message or _mail()
     message.add_attachment(data, maintype="application", subtype="octet-stream", **kw)
-    return message.as_bytes()
+    return as_sent(message)
 
 
 def _raw(*lines: str) -> bytes:
@@ -94,7 +104,7 @@ def _forwarded() -> bytes:
     inner = email.message_from_bytes(_attached(PEM.encode(), filename="id_rsa"), policy=SMTP)
     outer = _mail("forwarding")
     outer.add_attachment(inner)  # message/rfc822: the inner mail's own parts
-    return outer.as_bytes()
+    return as_sent(outer)
 
 
 def _skipped_characters() -> bytes:
@@ -480,7 +490,7 @@ def _clean() -> bytes:
                            filename="caf\u00e9.png")  # fmt: skip
     del message["Subject"]
     message["Subject"] = "r\u00e9union \u2013 plan"  # (an encoded word)
-    return message.as_bytes()
+    return as_sent(message)
 
 
 def test_a_clean_mail_is_read_and_left_byte_for_byte() -> None:

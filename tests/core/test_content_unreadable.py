@@ -45,6 +45,7 @@ from agentfirewall.policy.replay import evaluate_sdk, verdict, with_findings
 from agentfirewall_proxy import pipeline
 from agentfirewall_proxy.flow import Flow
 from agentfirewall_proxy.snapshot import compile_snapshot
+from tests.core.test_content_mime import as_sent
 from tests.fuzzscale import examples
 from tests.proxy.support import KEY, connector, key_hash, rule, snapshot
 
@@ -226,7 +227,7 @@ def _forwarded(depth: int) -> bytes:
         message.set_content("see attached")
         message.add_attachment(data, maintype="application", subtype="octet-stream",
                                filename="fwd.eml")  # fmt: skip
-        data = message.as_bytes()
+        data = as_sent(message)
     return data
 
 

@@ -221,8 +221,9 @@ def test_audit_log_verifies_the_chain_and_exports(dash: Dashboard) -> None:
         page.get_by_role("link", name="Export JSON Lines").click()
     lines = Path(download.value.path()).read_text().splitlines()
     records = [json.loads(line) for line in lines]
-    events = [r for r in records if r.get("record") != "checkpoint"]
+    events = [r for r in records if "record" not in r]  # not checkpoints, stubs, selection
     assert events
+    assert [r for r in records if r.get("record") == "selection"]  # the filter, signed
     assert all(event["event_type"] == "agent.registered" for event in events)
     # Signed checkpoints travel with the export so it can be verified offline.
     assert all("token" in r for r in records if r.get("record") == "checkpoint")
