@@ -4,7 +4,8 @@ Pure functions over data (``build_child_env``, ``build_ca_bundle``, ``proxy_url_
 small writer (``write_support_files``) that puts the CA bundle, the Python ``sitecustomize`` and
 the Node.js preload into the state directory. What each client honours is recorded in
 ``client-compat``: both cases of the proxy variables, a CA bundle (system CAs + gateway CA) in
-every CA variable, ``NODE_OPTIONS=--require`` for Node's global ``fetch``, a ``sitecustomize``
+every CA variable, ``NODE_OPTIONS=--require`` for Node (its http/https agents and its global
+``fetch``, which ignore the proxy variables before Node 24), a ``sitecustomize``
 for stripe-python, which ignores every CA variable, and ``WGETRC`` naming the bundle for wget.
 """
 

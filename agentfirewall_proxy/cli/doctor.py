@@ -4,11 +4,13 @@ your agents use really go through it?
 The client probes run in the interpreters and tools your project will run — `--python PATH`,
 the python3/python on PATH, node, curl, wget — not in `tf`'s own environment, with exactly the
 environment `tf run` gives an agent, as the agent ``tf-doctor`` (which has no permissions).
-Python: requests, httpx, urllib, urllib3's PoolManager, aiohttp and stripe; Node: fetch and the
-https module. A client passes when it gets the gateway's own 403 answer over TLS for a
-connector's domain: that proves it used the proxy *and* trusted the gateway's CA. Every client
-that would bypass the gateway is named with its fix. A client that goes through never reaches
-the real API (the gateway denies first); one that bypasses sends a GET with a placeholder key.
+Python: requests, httpx, urllib, urllib3's PoolManager, aiohttp and stripe; Node: whether it is
+recent enough and loads `tf run`'s preload, then fetch, the https module and the node-fetch,
+got, axios and undici packages the project has. A client passes when it gets the gateway's own
+403 answer over TLS for a connector's domain: that proves it used the proxy *and* trusted the
+gateway's CA. Every client that would bypass the gateway is named with its fix. A client that
+goes through never reaches the real API (the gateway denies first); one that bypasses sends a
+GET with a placeholder key.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from typing import Any
 
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.doctor_probes import (
+    NODE_CHECK,
     NODE_PROBES,
     PYTHON_PROBES,
     TOOL_PROBES,
     Probe,
     judge,
+    judge_node,
 )
 from agentfirewall_proxy.cli.output import EXIT_ERROR, EXIT_OK, CliError
 from agentfirewall_proxy.cli.run_cmd import NODE_PRELOAD, is_listening
@@ -142,6 +146,7 @@ def _client_checks(ctx: Context, env: dict[str, str], url: str) -> list[Check]:
             checks.append(_probe(f"{label} {probe.name}", probe, [exe, "-c", probe.code, url], env))
     node = shutil.which("node", path=env.get("PATH", os.defpath))
     if node:
+        checks.append(_node_check(node, env))
         for probe in NODE_PROBES:
             checks.append(_probe(probe.name, probe, [node, "-e", probe.code, url], env))
     for probe in TOOL_PROBES:
@@ -149,6 +154,15 @@ def _client_checks(ctx: Context, env: dict[str, str], url: str) -> list[Check]:
         if tool:
             checks.append(_probe(probe.name, probe, [tool, *probe.argv[1:], url], env))
     return checks
+
+
+def _node_check(node: str, env: dict[str, str]) -> Check:
+    """Is this Node recent enough, and does it load the preload that routes its clients?"""
+    ran = _runs([node, "-e", NODE_CHECK], env, 20)
+    if ran is None:
+        return Check("node", False, f"{node} timed out")
+    ok, detail = judge_node(*ran)
+    return Check("node", ok, f"{node}: {detail}")
 
 
 def _isolate_check() -> Check:

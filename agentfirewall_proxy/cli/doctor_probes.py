@@ -2,7 +2,8 @@
 
 Each probe is a small program run by the user's own interpreter or tool (not `tf`'s), in
 exactly the environment `tf run` gives an agent. It prints the HTTP status on its first line and
-the body after it, ``missing`` when its library is not installed, or ``error`` and the error.
+the body after it, ``missing`` when its library is not installed (``unusable`` and why when it
+does not load there), or ``error`` and the error.
 A client goes through the gateway when it gets the gateway's own 403 JSON (it carries a
 ``request_id``); anything else means it bypassed the gateway or did not trust its CA, and the
 probe's ``fix`` says what to change.
@@ -14,7 +15,16 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["NODE_PROBES", "PYTHON_PROBES", "TOOL_PROBES", "Probe", "judge"]
+__all__ = [
+    "NODE_CHECK",
+    "NODE_MINIMUM",
+    "NODE_PROBES",
+    "PYTHON_PROBES",
+    "TOOL_PROBES",
+    "Probe",
+    "judge",
+    "judge_node",
+]
 
 Runtime = Literal["python", "node", "tool"]
 
@@ -109,6 +119,33 @@ PYTHON_PROBES = (
     ),
 )
 
+
+def _node(module: str, body: str) -> str:
+    """A Node probe of a package: `missing` when `module` does not resolve from the working
+    directory (the project), `unusable` when it does not load, else `body` with ``lib`` (its
+    default export) and ``url`` bound. ``import()`` loads CommonJS and ESM-only packages."""
+    return (
+        "const url=process.argv[1];"
+        f"import({module!r}).then(async(m)=>{{const lib=m.default||m;{body}}},(e)=>{{"
+        "if(e&&e.code==='ERR_MODULE_NOT_FOUND'){console.log('missing');return}"
+        "console.log('unusable');console.log(String(e&&e.message||e))})"
+        ".catch(e=>{console.log('error');console.log(String(e&&e.cause||e))})"
+    )
+
+
+_PRELOAD = "the preload `tf run` adds to NODE_OPTIONS"
+_KEEP_NODE_OPTIONS = "keep NODE_OPTIONS (add to it, don't replace it)"
+_OWN_AGENT = (
+    "an `agent` with its own connection code needs the proxy itself: "
+    "`new HttpsProxyAgent(process.env.HTTPS_PROXY)` (https-proxy-agent)"
+)
+_ON_AGENTS = f"it uses Node's http/https agents, which {_PRELOAD} routes: {_KEEP_NODE_OPTIONS}"
+
+
+def _fetch_body(status: str, text: str) -> str:
+    return f"console.log({status});console.log({text})"
+
+
 NODE_PROBES = (
     Probe(
         "node fetch",
@@ -116,8 +153,8 @@ NODE_PROBES = (
         "fetch(process.argv[1]).then(async r=>{console.log(r.status);"
         "console.log(await r.text())})"
         ".catch(e=>{console.log('error');console.log(String(e&&e.cause||e))})",
-        "Node's fetch goes through the preload `tf run` adds to NODE_OPTIONS: keep "
-        "NODE_OPTIONS (don't replace it) or install `undici` in the project",
+        f"Node's fetch goes through {_PRELOAD}: {_KEEP_NODE_OPTIONS}, and install no global "
+        "dispatcher of your own (undici's setGlobalDispatcher)",
     ),
     Probe(
         "node https",
@@ -126,11 +163,84 @@ NODE_PROBES = (
         "r.on('data',c=>b+=c);r.on('end',()=>{console.log(r.statusCode);console.log(b)})});"
         "req.on('error',e=>{console.log('error');console.log(String(e))});"
         "req.on('timeout',()=>req.destroy(new Error('timed out')))",
-        "Node's https module ignores HTTPS_PROXY (until Node 24 with NODE_USE_ENV_PROXY=1, "
-        "which `tf run` sets): use fetch, or pass `agent: new HttpsProxyAgent("
-        "process.env.HTTPS_PROXY)` from the https-proxy-agent package",
+        f"Node's http/https agents go through {_PRELOAD}: {_KEEP_NODE_OPTIONS}; {_OWN_AGENT}",
+    ),
+    Probe(
+        "node-fetch",
+        "node",
+        _node("node-fetch", "const r=await lib(url);" + _fetch_body("r.status", "await r.text()")),
+        f"node-fetch: {_ON_AGENTS}; {_OWN_AGENT}",
+    ),
+    Probe(
+        "got",
+        "node",
+        _node(
+            "got",
+            "const r=await lib(url,{throwHttpErrors:false,retry:{limit:0},"
+            "timeout:{request:15000}});" + _fetch_body("r.statusCode", "r.body"),
+        ),
+        f"got: {_ON_AGENTS}; {_OWN_AGENT}; `http2: true` is not routed",
+    ),
+    Probe(
+        "axios",
+        "node",
+        _node(
+            "axios",
+            "const r=await lib.get(url,{validateStatus:()=>true,timeout:15000,"
+            "transformResponse:x=>x});" + _fetch_body("r.status", "r.data"),
+        ),
+        "axios honours HTTPS_PROXY itself: don't pass `proxy: false` or an agent of your own",
+    ),
+    Probe(
+        "undici",
+        "node",
+        _node(
+            "undici",
+            "const r=await lib.request(url);" + _fetch_body("r.statusCode", "await r.body.text()"),
+        ),
+        f"undici's request and fetch use the global dispatcher {_PRELOAD} installs: "
+        f"{_KEEP_NODE_OPTIONS}, and pass no `dispatcher` of your own",
     ),
 )
+
+#: The oldest Node `tf run`'s preload supports (checked on 18 and 20): global fetch, and
+#: undici's dispatcher shared by every copy of undici in the process.
+NODE_MINIMUM = 18
+#: Which Node runs, and what the preload installed in it (null: it did not load).
+NODE_CHECK = (
+    "console.log(JSON.stringify({version:process.version,"
+    "preload:globalThis[Symbol.for('tameflare.preload')]||null}))"
+)
+
+
+def judge_node(stdout: str, stderr: str) -> tuple[bool, str]:
+    """Whether this Node runs `tf run`'s preload, and what to do when it does not."""
+    try:
+        found = json.loads(stdout.strip().splitlines()[-1])
+        version = str(found["version"])
+    except (ValueError, IndexError, KeyError, TypeError):
+        return False, f"does not run ({' '.join(stderr.split())[:160] or 'no output'})"
+    major = version.lstrip("v").split(".")[0]
+    if not major.isdigit() or int(major) < NODE_MINIMUM:
+        return False, (
+            f"Node {version} is older than Node {NODE_MINIMUM}, the oldest `tf run` supports: "
+            f"its clients are not known to go through the gateway; fix: install Node "
+            f"{NODE_MINIMUM} or later (20 LTS: `nvm install 20`, or your package manager's nodejs)"
+        )
+    preload = found.get("preload")
+    if not isinstance(preload, dict):
+        return False, (
+            f"Node {version} did not load {_PRELOAD}: every Node client bypasses the gateway; "
+            f"fix: {_KEEP_NODE_OPTIONS}"
+        )
+    routed = preload.get("fetch")
+    if routed == "not routed" or not preload.get("agents"):
+        return False, (
+            f"Node {version}: the preload could not route fetch ({routed}); "
+            f"fix: install Node {NODE_MINIMUM} or later"
+        )
+    return True, f"Node {version}: the preload routes the http/https agents and fetch ({routed})"
+
 
 TOOL_PROBES = (
     Probe(
@@ -178,6 +288,8 @@ def judge(probe: Probe, stdout: str, stderr: str) -> tuple[bool | None, str]:
     status, body = status_and_body(probe, stdout, stderr)
     if status == "missing":
         return None, "not installed (not checked)"
+    if status == "unusable":
+        return None, f"does not load here ({' '.join(body.split())[:160]}) (not checked)"
     answer: Any
     try:
         answer = json.loads(body)

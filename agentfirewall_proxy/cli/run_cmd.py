@@ -407,9 +407,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="run an agent with all its HTTP(S) traffic going through the gateway",
         description="Creates the agent if new, gets its proxy credential and runs COMMAND with "
         "HTTP_PROXY/HTTPS_PROXY (both cases), the gateway's CA in every common CA variable, "
-        "Node's fetch routed through the proxy, NO_PROXY set to the control plane's host only "
-        "(SDK calls reach the server directly), --token-env secrets removed "
-        "and placeholder API keys the gateway replaces. Returns COMMAND's exit code.",
+        "Node's http/https agents and fetch routed through the proxy, NO_PROXY set to the "
+        "control plane's host only (SDK calls reach the server directly), --token-env secrets "
+        "removed and placeholder API keys the gateway replaces. Returns COMMAND's exit code.",
         examples='  tf run --name "Bot" python my_agent.py\n'
         '  tf run --name "Bot" node my_agent.js\n'
         '  tf run --name "Bot" --enforcement monitor -- ./my_agent --verbose\n'
