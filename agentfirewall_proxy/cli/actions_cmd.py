@@ -123,5 +123,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         handler=actions_resolve,
     )
     resolve.add_argument("id", help="the action request id, or a unique prefix of a stuck one")
-    resolve.add_argument("--outcome", required=True, choices=sorted(_OUTCOMES))
+    resolve.add_argument(
+        "--outcome", required=True, choices=sorted(_OUTCOMES), help="what happened upstream (above)"
+    )
     resolve.add_argument("--note", help="what you found upstream (kept in the audit log)")

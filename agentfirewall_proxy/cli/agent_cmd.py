@@ -201,14 +201,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add = verb("add", "register an agent and print its SDK key (once)",
                '  tf agent add "Bot"\n  tf agent add "Bot" --environment test --json',
                agent_add)  # fmt: skip
-    add.add_argument("name", metavar="NAME")
+    add.add_argument("name", metavar="NAME", help="the agent's name (what `tf run --name` uses)")
     add.add_argument("--environment", choices=["live", "test"], default="live",
                      help="key prefix aaf_live_ or aaf_test_ (default live)")  # fmt: skip
     add.add_argument("--enforcement", metavar="LEVEL",
                      help=", ".join(ENFORCEMENT_LEVELS) + " (or L0-L2)")  # fmt: skip
     add.add_argument("--sdk-default", choices=["allow", "deny"],
                      help="SDK actions no rule matches (default allow)")  # fmt: skip
-    add.add_argument("--description", metavar="TEXT")
+    add.add_argument(
+        "--description", metavar="TEXT", help="what the agent does (shown in the dashboard)"
+    )
     add.add_argument("--force", action="store_true",
                      help="add it even when its name is close to an existing agent's")  # fmt: skip
     add.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
@@ -217,7 +219,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     iso = verb("isolate", "make `tf run --isolate` this agent's default (--off: undo)",
                '  tf agent isolate "Bot"\n  tf agent isolate "Bot" --off',
                agent_isolate)  # fmt: skip
-    iso.add_argument("name", metavar="NAME")
+    iso.add_argument("name", metavar="NAME", help="the agent's name")
     iso.add_argument("--off", action="store_true", help="back to plain `tf run`")
     for name, text, handler in (
         ("show", "show one agent (by name or id)", agent_show),
@@ -229,4 +231,4 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         ),
     ):
         one = verb(name, text, f'  tf agent {name} "Bot"', handler)
-        one.add_argument("name", metavar="NAME")
+        one.add_argument("name", metavar="NAME", help="the agent's name or id")

@@ -139,7 +139,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=audit_export,
     )
-    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+    export.add_argument(
+        "--format",
+        choices=["csv", "jsonl"],
+        default="jsonl",
+        help="jsonl (default: verifies offline with `tf audit verify`) or csv (a spreadsheet)",
+    )
     export.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
     verify = add_command(
         verbs,

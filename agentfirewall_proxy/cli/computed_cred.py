@@ -24,25 +24,39 @@ __all__ = ["add_arguments", "computed_credential"]
 
 def add_arguments(add: argparse.ArgumentParser) -> None:
     aws = add.add_argument_group("aws (SigV4 re-signing)")
-    aws.add_argument("--access-key-id", metavar="AKIA…")
-    aws.add_argument("--secret-access-key", metavar="S")
-    aws.add_argument("--secret-access-key-env", metavar="VAR")
+    aws.add_argument("--access-key-id", metavar="AKIA…", help="the AWS access key id")
+    aws.add_argument("--secret-access-key", metavar="S", help="the AWS secret access key")
+    aws.add_argument(
+        "--secret-access-key-env", metavar="VAR", help="read the secret access key from $VAR"
+    )
     aws.add_argument("--role-arn", metavar="ARN", help="assume this role (STS, cached)")
-    aws.add_argument("--external-id", metavar="ID")
+    aws.add_argument("--external-id", metavar="ID", help="the external id --role-arn requires")
     aws.add_argument("--sts-region", metavar="REGION", help="default us-east-1")
     app = add.add_argument_group("github App")
-    app.add_argument("--app-id", metavar="ID")
+    app.add_argument("--app-id", metavar="ID", help="the GitHub App's id")
     app.add_argument("--private-key", metavar="FILE", help="the app's .pem private key")
-    app.add_argument("--installation-id", metavar="ID")
+    app.add_argument(
+        "--installation-id", metavar="ID", help="the installation whose tokens are minted"
+    )
     oauth = add.add_argument_group("OAuth2 (client credentials or refresh token)")
-    oauth.add_argument("--oauth2-token-url", metavar="URL")
-    oauth.add_argument("--client-id", metavar="ID")
-    oauth.add_argument("--client-secret", metavar="S")
-    oauth.add_argument("--client-secret-env", metavar="VAR")
-    oauth.add_argument("--refresh-token", metavar="T")
-    oauth.add_argument("--refresh-token-env", metavar="VAR")
+    oauth.add_argument("--oauth2-token-url", metavar="URL", help="the token endpoint")
+    oauth.add_argument("--client-id", metavar="ID", help="the OAuth2 client id")
+    oauth.add_argument("--client-secret", metavar="S", help="the OAuth2 client secret")
+    oauth.add_argument(
+        "--client-secret-env", metavar="VAR", help="read the client secret from $VAR"
+    )
+    oauth.add_argument(
+        "--refresh-token", metavar="T", help="a refresh token (else: client credentials)"
+    )
+    oauth.add_argument(
+        "--refresh-token-env", metavar="VAR", help="read the refresh token from $VAR"
+    )
     oauth.add_argument("--scope", action="append", metavar="SCOPE", help="repeatable")
-    oauth.add_argument("--client-auth", choices=["basic", "body"])
+    oauth.add_argument(
+        "--client-auth",
+        choices=["basic", "body"],
+        help="send the client id and secret as HTTP Basic or in the form body",
+    )
 
 
 def _secret(ctx: Context, value: str | None, env: str | None, holders: list[str]) -> str | None:

@@ -301,7 +301,12 @@ def _register_connector(sub: Any, common: argparse.ArgumentParser) -> None:
     add.add_argument("--domains", metavar="A,B", help="domains (required for generic, webhook)")
     add.add_argument("--name", help="a display name")
     add.add_argument("--base-url", help="e.g. https://github.example.com/api/v3")
-    add.add_argument("--auth-type", choices=["bearer", "token", "header"])
+    add.add_argument(
+        "--auth-type",
+        choices=["bearer", "token", "header"],
+        help="how the credential is sent: Authorization: Bearer T, Authorization: token T, or "
+        "in --auth-header (default: the connector's own)",
+    )
     add.add_argument("--auth-header", metavar="NAME", help="header for --auth-type header")
     add.add_argument("--replace", action="store_true", help="replace an existing one")
     _option_argument(add)
@@ -328,7 +333,9 @@ def _register_connector(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=connector_update,
     )
-    update.add_argument("connector", metavar="ID|TYPE|NAME")
+    update.add_argument(
+        "connector", metavar="ID|TYPE|NAME", help="the connector (`tf connector list`)"
+    )
     _option_argument(update)
     update.add_argument(
         "--unset-option", action="append", metavar="KEY", help="remove option KEY (repeatable)"
@@ -342,7 +349,7 @@ def _register_connector(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=connector_remove,
     )
-    remove.add_argument("connector", metavar="ID|TYPE")
+    remove.add_argument("connector", metavar="ID|TYPE", help="the connector (`tf connector list`)")
 
 
 def _option_argument(parser: argparse.ArgumentParser) -> None:

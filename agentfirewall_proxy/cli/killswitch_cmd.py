@@ -136,11 +136,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=kill_switch,
     )
-    switch.add_argument("verb", nargs="?", choices=["activate", "deactivate", "status"])
-    switch.add_argument("--activate", action="store_true")
-    switch.add_argument("--deactivate", action="store_true")
+    switch.add_argument(
+        "verb",
+        nargs="?",
+        choices=["activate", "deactivate", "status"],
+        help="what to do (default status); same as --activate / --deactivate",
+    )
+    switch.add_argument("--activate", action="store_true", help="block the scope's traffic now")
+    switch.add_argument(
+        "--deactivate", action="store_true", help="let the scope's traffic through again"
+    )
     switch.add_argument("--scope", metavar="S", help="all, a connector type or an agent name")
-    switch.add_argument("--reason", metavar="R")
+    switch.add_argument(
+        "--reason", metavar="R", help="why (kept in the audit log)"
+    )
     switch.add_argument(
         "--force", action="store_true", help="accept a scope that names no known agent"
     )

@@ -284,5 +284,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="only what the shadow configuration would change (SDK actions too: method `sdk`)",
     )
     log.add_argument("--last", "-n", type=_count, default=20, metavar="N", help="default 20")
-    log.add_argument("--agent", metavar="NAME")
+    log.add_argument("--agent", metavar="NAME", help="only this agent's traffic")
     log.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)

@@ -180,7 +180,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=enforcement_set,
     )
-    setter.add_argument("--gateway", "--agent", dest="gateway", required=True, metavar="NAME")
+    setter.add_argument(
+        "--gateway",
+        "--agent",
+        dest="gateway",
+        required=True,
+        metavar="NAME",
+        help="the agent, by the name given to `tf agent add` / `tf run --name`",
+    )
     setter.add_argument("level", metavar="LEVEL", help=", ".join(ENFORCEMENT_LEVELS) + " or L0-L2")
     setter.add_argument("--create", action="store_true", help=_CREATE_HELP)
 
@@ -215,11 +222,27 @@ def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=permissions_set,
     )
-    setter.add_argument("--gateway", "--agent", dest="gateway", required=True, metavar="NAME")
-    setter.add_argument("--connector", required=True, metavar="TYPE")
+    setter.add_argument(
+        "--gateway",
+        "--agent",
+        dest="gateway",
+        required=True,
+        metavar="NAME",
+        help="the agent, by the name given to `tf agent add` / `tf run --name`",
+    )
+    setter.add_argument(
+        "--connector",
+        required=True,
+        metavar="TYPE",
+        help="github, stripe, slack, ... (`tf connector list`)",
+    )
     setter.add_argument("--action", metavar="PATTERN", help='e.g. "github.pr.*"')
-    setter.add_argument("--decision", choices=OUTCOMES)
-    setter.add_argument("--preset", choices=PRESETS)
+    setter.add_argument(
+        "--decision", choices=OUTCOMES, help="what the rule decides (with --action)"
+    )
+    setter.add_argument(
+        "--preset", choices=PRESETS, help="a set of rules for the connector (above)"
+    )
     setter.add_argument("--create", action="store_true", help=_CREATE_HELP)
     setter.add_argument(
         "--force",
@@ -235,7 +258,9 @@ def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=permissions_list,
     )
-    lister.add_argument("--gateway", "--agent", dest="gateway", metavar="NAME")
+    lister.add_argument(
+        "--gateway", "--agent", dest="gateway", metavar="NAME", help="only this agent's rules"
+    )
     remove = add_command(
         verbs,
         "remove",
@@ -245,5 +270,5 @@ def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=permissions_remove,
     )
-    remove.add_argument("id")
+    remove.add_argument("id", help="the rule's id (`tf permissions list`)")
     add_suggest(verbs, common)

@@ -121,5 +121,7 @@ def add_replay(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     r.add_argument("--policies", metavar="DIR|FILE", help="candidate policies (default: live)")
     r.add_argument("--permissions", metavar="FILE", help="candidate permissions (default: live)")
     r.add_argument("--since", default="7d", metavar="DURATION", help="e.g. 1h, 7d (default 7d)")
-    r.add_argument("--agent", action="append", default=[], metavar="NAME")
+    r.add_argument(
+        "--agent", action="append", default=[], metavar="NAME", help="only this agent (repeatable)"
+    )
     r.add_argument("--examples", type=int, default=5, metavar="N", help="examples per change")

@@ -438,4 +438,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "gateway; clients that ignore the proxy variables fail and are reported (default: "
         "`isolate` in .tf/config.yaml, or `tf agent add --isolate`)",
     )
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...")
+    parser.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND...",
+        help="the agent's command line, run with its traffic through the gateway",
+    )

@@ -139,7 +139,9 @@ def add_shadow(
         "  tf policy shadow add --permissions perms.yaml",
         shadow_add,
     )
-    a.add_argument("path", nargs="?", metavar="FILE|DIR")
+    a.add_argument(
+        "path", nargs="?", metavar="FILE|DIR", help="a policy file, or a directory of them"
+    )
     a.add_argument("--permissions", metavar="FILE", help="the shadow permission set")
     verb("list", "the shadow configuration and recent divergences", "  tf policy shadow list",
          shadow_list)  # fmt: skip
@@ -149,7 +151,7 @@ def add_shadow(
         "  tf policy shadow remove no-big-transfers\n  tf policy shadow remove --permissions",
         shadow_remove,
     )
-    r.add_argument("name", nargs="?", metavar="NAME")
+    r.add_argument("name", nargs="?", metavar="NAME", help="the shadow policy's name or id")
     r.add_argument("--permissions", action="store_true", help="the shadow permission set")
     verb(
         "promote",

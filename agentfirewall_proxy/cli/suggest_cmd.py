@@ -66,6 +66,13 @@ def add_suggest(verbs: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=suggest,
     )
-    parser.add_argument("--gateway", "--agent", dest="gateway", required=True, metavar="NAME")
+    parser.add_argument(
+        "--gateway",
+        "--agent",
+        dest="gateway",
+        required=True,
+        metavar="NAME",
+        help="the agent, by the name given to `tf agent add` / `tf run --name`",
+    )
     parser.add_argument("--since", default="7d", metavar="DURATION", help="default 7d")
     parser.add_argument("--apply", action="store_true", help="write the suggested rules")
