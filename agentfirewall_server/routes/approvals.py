@@ -1,7 +1,7 @@
 """Approvals for people: list, show, approve, deny (once, by an allowed role).
 
 Each takes the full id or any unique prefix of it. A caller whose role cannot approve (a
-viewer) reads each action spec masked (``shownspec.shown_to``).
+viewer) reads each action spec and each held request masked (``shownspec.shown_to``).
 """
 
 from __future__ import annotations

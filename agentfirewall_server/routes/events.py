@@ -1,7 +1,8 @@
 """``GET /api/v1/events``: server-sent events for the dashboard (viewer and up).
 
-Event types: approval.created, approval.decided, traffic, kill_switch, config (an
-approval's action spec masked for a viewer, as ``GET /api/v1/approvals`` masks it). A comment
+Event types: approval.created, approval.decided, traffic, kill_switch, config (for a
+viewer, an approval's action spec and held request, and a traffic row's path, masked as
+``GET /api/v1/approvals`` and ``GET /api/v1/traffic`` mask them). A comment
 line every 15 s keeps proxies from closing an idle stream. The stream ends when the
 client disconnects, at once when the server shuts down, and when its caller's credential
 is gone: it is checked again at once when this server signs someone out or changes users
@@ -60,7 +61,7 @@ async def events(request: Request) -> StreamingResponse:
                         checked = time.monotonic()
                     if kind == CREDENTIALS_ENDED:
                         continue
-                    if isinstance(data, dict):  # (an action spec masked for a viewer)
+                    if isinstance(data, dict):  # (masked for a viewer: shownspec)
                         data = await shown_to(request, who, data)
                     yield f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 

@@ -23,8 +23,14 @@ Masking reads the spec's text, which an agent may make a megabyte long: a viewer
 them is withheld with its length, and what of an object or a list lies beyond them is one
 marker counting it. A spec is masked once (:data:`REMEMBERED` of them are remembered),
 in a worker thread. :func:`shown_to` applies it to an answer: each ``action_spec`` in it,
-and each ``input`` (a traffic row's stored decision input, :func:`masked_input`). The
-action's hash and ids are its own for every reader.
+each ``input`` (a traffic row's stored decision input, :func:`masked_input`), each
+``request`` (a request the gateway held: its preview, :func:`masked_request`) and each
+``path`` (a traffic row's). The action's hash and ids are its own for every reader.
+
+A held request's texts are masked by the same rules, each as a value of its own (a bound
+header's value under its name), as written; or, when what its upstream reads of it
+(decoded: a percent-escape, a JSON escape) holds what masking it as written does not
+find (``ghp%5F…``, ``\\u0040``), decoded and masked as read.
 """
 
 from __future__ import annotations
@@ -36,11 +42,15 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 from starlette.requests import Request
 
 from agentfirewall.content import SECRETS, credential_name, marker, masked
+from agentfirewall.content.locate import body_kind
+from agentfirewall.content.reading import Unescaped
 from agentfirewall_server.actionstore import shown_spec
 from agentfirewall_server.auth import Principal
 from agentfirewall_server.roles import may_approve
@@ -52,6 +62,7 @@ __all__ = [
     "SHOWN_TEXT",
     "WITHHELD",
     "masked_input",
+    "masked_request",
     "masked_spec",
     "sees_as_sent",
     "shown_to",
@@ -101,9 +112,10 @@ def sees_as_sent(who: Principal) -> bool:
 
 async def shown_to(request: Request, who: Principal, answer: dict[str, Any]) -> dict[str, Any]:
     """`answer` as `who` may read it: as it is when :func:`sees_as_sent`, else with each
-    ``action_spec`` in it, at any depth, :func:`masked_spec` (in a worker thread, as a
-    policy document is parsed: ``policies.off_loop``). What it returns shares parts with
-    other answers: it is encoded, never changed."""
+    ``action_spec``, ``input``, ``request`` and ``path`` in it, at any depth, masked
+    (:data:`_MASKED`; in a worker thread, as a policy document is parsed:
+    ``policies.off_loop``). What it returns shares parts with other answers: it is
+    encoded, never changed."""
     if sees_as_sent(who):
         return answer
     shown = await off_loop(request, lambda: _specs_masked(answer))
@@ -113,8 +125,8 @@ async def shown_to(request: Request, who: Principal, answer: dict[str, Any]) -> 
 
 def _specs_masked(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: masked_spec(v) if k == "action_spec" else masked_input(v) if k == "input"
-                else _specs_masked(v) for k, v in value.items()}  # fmt: skip
+        return {k: _MASKED[k](v) if k in _MASKED else _specs_masked(v)
+                for k, v in value.items()}  # fmt: skip
     if isinstance(value, list):
         return [_specs_masked(v) for v in value]
     return value
@@ -122,18 +134,99 @@ def _specs_masked(value: Any) -> Any:
 
 def masked_spec(spec: Any) -> Any:
     """An action spec as a viewer reads it (the module's rules), remembered by its text."""
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).digest()
+    return _remembered_as("spec", spec, _masked)
+
+
+def _masked(spec: Any) -> Any:
+    shown = _Masking().value(spec, secret=False, hinted=False)  # (a URL's password first:
+    return shown_spec(shown) if isinstance(shown, dict) else shown  # its host is no email)
+
+
+def _remembered_as(kind: str, value: Any, mask: Callable[[Any], Any]) -> Any:
+    """`mask(value)`, remembered by `kind` and the text of `value`."""
+    text = json.dumps([kind, value], sort_keys=True, default=str)
+    key = hashlib.sha256(text.encode()).digest()
     with _remembering:
         if key in _remembered:
             _remembered.move_to_end(key)
             return _remembered[key]
-    shown = _Masking().value(spec, secret=False, hinted=False)  # (a URL's password first:
-    shown = shown_spec(shown) if isinstance(shown, dict) else shown  # its host is no email)
+    shown = mask(value)
     with _remembering:
         _remembered[key] = shown
         while len(_remembered) > REMEMBERED:
             _remembered.popitem(last=False)
     return shown
+
+
+def masked_request(request: Any) -> Any:
+    """A request the gateway held as a viewer reads it (an approval's ``request``, as
+    ``routes.gateway.shown_request`` stored it): its path, query and body preview, and each
+    bound header's name and value, masked (the module's rules); its method, host, sizes
+    and digests as they are. Remembered by its text."""
+    if not isinstance(request, dict):
+        return request
+    return _remembered_as("request", request, _masked_request)
+
+
+def _masked_request(request: dict[str, Any]) -> dict[str, Any]:
+    form = body_kind(str(request.get("content_type") or "")) == "form"
+    readings: dict[str, Callable[[str], str]] = {
+        "path": unquote, "query": unquote_plus, "headers": unquote,
+        "body_preview": unquote_plus if form else _unescaped,
+    }  # fmt: skip
+    shown = dict(request)
+    for name, read in readings.items():
+        value = request.get(name)
+        if name == "headers" and isinstance(value, list):
+            shown[name] = _masked_headers(value, read)
+        elif isinstance(value, str):
+            shown[name] = _masked_read(value, read)
+    return shown
+
+
+def _masked_headers(headers: list[Any], read: Callable[[str], str]) -> list[Any]:
+    """Bound headers, ``[name, value]`` each, masked as one-member objects (a value under
+    its name: withheld under one that says credential); what of them is past
+    :data:`SHOWN_TEXT` is one ``[MORE, marker]``."""
+    pairs = [{str(h[0]): h[1]} if isinstance(h, list | tuple) and len(h) == 2 else h
+             for h in headers]  # fmt: skip
+    shown = _masked_read(pairs, read)
+    return [list(next(iter(p.items()))) if isinstance(p, dict) and p else [MORE, p] for p in shown]
+
+
+def masked_path(path: Any) -> Any:
+    """A traffic row's path as a viewer reads it: masked as a held request's. Remembered
+    by its text."""
+    if not isinstance(path, str):
+        return path
+    return _remembered_as("path", path, lambda text: _masked_read(text, unquote))
+
+
+def _masked_read(value: Any, read: Callable[[str], str]) -> Any:
+    """`value` (a text, or a list of one-member objects: headers) masked as a spec's value
+    under a name that says nothing, as written; when what `read` reads of its texts (not of
+    its names) is masked otherwise, as read."""
+    written = _masked({"": value})[""]
+    decoded = _read(value, read)
+    if decoded == value:
+        return written
+    as_read = _masked({"": decoded})[""]
+    return written if _read(written, read) == as_read else as_read
+
+
+def _read(value: Any, read: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return read(value)
+    if isinstance(value, dict):
+        return {name: _read(inner, read) for name, inner in value.items()}
+    if isinstance(value, list):
+        return [_read(inner, read) for inner in value]
+    return value
+
+
+def _unescaped(text: str) -> str:
+    """`text` with its JSON escapes decoded (as a JSON reader reads a body's strings)."""
+    return Unescaped(text).text if "\\" in text else text
 
 
 #: The parts of a stored decision input that hold an action's (``policy.record``).
@@ -156,6 +249,15 @@ def _masked_action(action: dict[str, Any]) -> dict[str, Any]:
     kept = {name: action[key] for key, name in _RECORD_PARTS.items() if key in action}
     shown = masked_spec({"type": action.get("t", ""), **kept})
     return {**action, **{key: shown[name] for key, name in _RECORD_PARTS.items() if key in action}}
+
+
+#: What :func:`shown_to` masks for a viewer, by the name it has in an answer.
+_MASKED: dict[str, Callable[[Any], Any]] = {
+    "action_spec": masked_spec,
+    "input": masked_input,
+    "request": masked_request,
+    "path": masked_path,
+}
 
 
 class _Masking:
