@@ -7,6 +7,11 @@ budget covers holds a reservation (``reservation`` in its stored ``response``, m
 (`approvals`) and settles or releases it when it is executed (`routes/execute.py`);
 `redate_spend` counts it from its approval on (it happens from then).
 
+An action its agent's closure ended (`closed_by_agent`: the agent suspended or removed, or
+activated after a suspension, since the action was decided) never runs, and is handed no
+decision token: the execute claim refuses it (`routes/execute.py`), and `/wait` and an
+``Idempotency-Key`` replay answer it denied by `closure_decision` (`routes/actions.py`).
+
 An action (SDK) or a held request (gateway) on which content detectors fired is shown
 (its approval, ``GET /actions/{id}``) as `shown_spec` makes it: each detection replaced by
 its marker, never the text. What executes is the action as requested
@@ -16,16 +21,21 @@ its marker, never the text. What executes is the action as requested
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
 from agentfirewall.connectors import encoded_parameters
 from agentfirewall.content import shown_action
+from agentfirewall.decisions import Decision
 from agentfirewall_server.budgetstore import redate, settle
-from agentfirewall_server.store.schema import action_requests, approvals, used_nonces
+from agentfirewall_server.store.schema import action_requests, agents, approvals, used_nonces
 
 __all__ = [
+    "allowed_not_started",
+    "closed_by_agent",
+    "closure_decision",
     "finish_spend",
     "free_tokens",
     "load_action",
@@ -46,6 +56,40 @@ def load_action(conn: Connection, action_id: str) -> dict[str, Any] | None:
         apv = conn.execute(select(approvals).where(approvals.c.id == row.approval_id)).first()
         out["approval_row"] = dict(apv._mapping) if apv else None
     return out
+
+
+def closed_by_agent(conn: Connection, row: Mapping[str, Any]) -> bool:
+    """Whether a closure of the action's agent ended the action `row`: the agent, as stored,
+    is not active (or is gone), or its epoch (``closed_epoch``) moved on since the action was
+    decided under ``agent_epoch`` (NULL, a row written without one: never equal)."""
+    found = conn.execute(
+        select(agents.c.status, agents.c.closed_epoch).where(agents.c.id == row["agent_id"])
+    ).first()
+    return found is None or found.status != "active" or row["agent_epoch"] != found.closed_epoch
+
+
+def allowed_not_started(row: Mapping[str, Any]) -> bool:
+    """Whether the stored action (`load_action`'s) was allowed, by a rule or an approval,
+    and has not started: allowed, or denied since by its agent's closure (the suspension's
+    denial of the approved actions not run, a send that failed meanwhile: routes/execute.py)."""
+    if row["execution_state"] is not None:
+        return False
+    if row["status"] == "allowed":
+        return True
+    approval = row.get("approval_row") or {}
+    allowed = json.loads(row["decision"]).get("outcome") == "allow"
+    return row["status"] == "denied" and (allowed or approval.get("status") == "approved")
+
+
+def closure_decision(row: Mapping[str, Any]) -> Decision:
+    """The denial of an action its agent's closure ended, saying why and what to do."""
+    reason = (
+        f"it was decided before its agent `{row['agent']}` was last suspended or removed "
+        "(or while it was), and nothing decided then runs after it: it gets no decision "
+        "token; request the action again (with a new `Idempotency-Key`, if you sent one)"
+    )
+    return Decision("deny", reason, risk_score=float(row["risk_score"] or 0.0),
+                    matched_rules=("agent_closed",), decided_outcome="deny")  # fmt: skip
 
 
 def shown_spec(spec: dict[str, Any]) -> dict[str, Any]:

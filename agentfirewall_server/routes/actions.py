@@ -3,6 +3,13 @@
 ``POST /api/v1/actions`` is the hot path: the agent and the compiled engine come from
 memory, and one writer job records the request, its approval (when held) and the audit
 events; the answer leaves only after that job is committed.
+
+A stored action is handed a fresh decision token (``/wait``, an ``Idempotency-Key``
+replay) only while it may still run: allowed, not started, and not ended by its agent's
+closure (``actionstore.closed_by_agent``: suspended or removed, or activated after a
+suspension, since it was decided, which the execute claim refuses too). Such a closed action
+is answered ``denied`` with a decision saying so and what to do (request it again, with a
+new ``Idempotency-Key``), and no token; its record is not rewritten.
 """
 
 from __future__ import annotations
@@ -30,7 +37,13 @@ from agentfirewall.content import Finding
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import ActionSpecError, ConnectorError
 from agentfirewall.policy.record import record_input
-from agentfirewall_server.actionstore import load_action, shown_spec
+from agentfirewall_server.actionstore import (
+    allowed_not_started,
+    closed_by_agent,
+    closure_decision,
+    load_action,
+    shown_spec,
+)
 from agentfirewall_server.approvals import approval_json, create_approval
 from agentfirewall_server.audit import append_events, prepare_event, scalar_text
 from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
@@ -152,37 +165,52 @@ def _idempotency_key(request: Request) -> str | None:
 async def _replay(
     state: AppState, agent: AgentRecord, key: str, action_hash: str
 ) -> JSONResponse | None:
-    row = await state.db.read(
-        lambda c: c.execute(
+    def read(conn: Connection) -> tuple[dict[str, Any], bool] | None:
+        found = conn.execute(
             select(action_requests).where(
                 action_requests.c.agent_id == agent.id, action_requests.c.idempotency_key == key
             )
         ).first()
-    )
-    if row is None:
+        if found is None:
+            return None
+        row = dict(found._mapping)
+        return row, row["execution_state"] is None and closed_by_agent(conn, row)
+
+    read_back = await state.db.read(read)
+    if read_back is None:
         return None
-    if row.action_hash != action_hash:
+    row, closed = read_back
+    if row["action_hash"] != action_hash:
         raise ApiError(
             409,
             f"`Idempotency-Key` `{key}` was used for a different action",
             field="Idempotency-Key",
         )
-    stored = json.loads(row.response)
+    stored = json.loads(row["response"])
     body: dict[str, Any] = {
-        "action_request_id": row.id,
+        "action_request_id": row["id"],
         "status": stored["status"],
-        "decision": json.loads(row.decision),
+        "decision": json.loads(row["decision"]),
         "decision_token": None,
         "approval": stored["approval"],
     }
-    if row.status == "allowed" and body.get("status") == "allowed" and not row.execution_state:
-        _hand_token(state, body, dict(row._mapping))
+    if stored["status"] == "allowed" and not row["execution_state"]:
+        if closed:  # allowed, then ended by its agent's closure (denied by it, maybe)
+            _deny_closed(body, row)
+        elif row["status"] == "allowed":
+            _hand_token(state, body, row)
     return json_ok(body, headers={"Idempotent-Replayed": "true"})
 
 
+def _deny_closed(body: dict[str, Any], row: Mapping[str, Any]) -> None:
+    """`body` answers the action `row`, which its agent's closure ended, as denied by it."""
+    body.update(status="denied", decision=closure_decision(row).to_dict(), decision_token=None)
+
+
 def _hand_token(state: AppState, body: dict[str, Any], row: Mapping[str, Any]) -> None:
-    """A fresh token in `body` for an allowed, unexecuted action; while a kill switch
-    covers it (allowed before the switch), the switch's denial instead, and no token."""
+    """A fresh token in `body` for an allowed, unexecuted action its agent's closure has
+    not ended (``actionstore.closed_by_agent``); while a kill switch covers it (allowed
+    before the switch), the switch's denial instead, and no token."""
     killed = kill_switch_over(state, row)
     if killed is not None:
         body.update(status="denied", decision=killed.to_dict())
@@ -524,8 +552,11 @@ async def wait_action(request: Request) -> JSONResponse:
             if not await state.hub.wait(min(remaining, 1.0), request):
                 break
     body["decision_token"] = None
-    if body["status"] == "allowed" and who.agent is not None and not body["execution_state"]:
-        _hand_token(state, body, row)
+    if who.agent is not None and allowed_not_started(row):
+        if await state.db.read(lambda c: closed_by_agent(c, row)):
+            _deny_closed(body, row)
+        elif body["status"] == "allowed":
+            _hand_token(state, body, row)
     return json_ok(await shown_to(request, who, body))
 
 

@@ -30,7 +30,7 @@ from tests.server.conftest import Harness, make_settings
 from tests.server.migrating import stored_at
 from tests.server.test_execute import _execute, _github
 from tests.server.test_suspend_closes_allowed import _allowed, _assert_closed, _cycle, _merge
-from tests.server.test_suspend_stored_before import _agent
+from tests.server.test_suspend_stored_before import _agent, _signed
 from tests.server.test_suspend_stored_before import _allowed as _allowed_at
 
 #: agent id -> (name, `closed_before` as 0019 left it)
@@ -82,7 +82,11 @@ def test_what_0019_closed_stays_closed_and_what_it_let_run_runs(
     def run(action_id: str) -> Any:
         agent_id = _ACTIONS[action_id][0]
         waited = h.agent(keys[agent_id], "GET", f"/v1/actions/{action_id}/wait?timeout=0").json()
-        return _execute(h, keys[agent_id], action_id, waited["decision_token"])
+        if waited["decision_token"] is None:  # closed: `/wait` hands it none, denies it
+            assert waited["status"] == "denied", waited
+        return _execute(
+            h, keys[agent_id], action_id, waited["decision_token"] or _signed(h, action_id)
+        )
 
     for closed in ("act_before", "act_at"):
         _assert_closed(run(closed))

@@ -16,7 +16,9 @@ from alembic import command
 from sqlalchemy import Connection, select
 
 from agentfirewall.actions import parse_action_spec
+from agentfirewall_server.actionstore import load_action
 from agentfirewall_server.audit import append_event
+from agentfirewall_server.decide import issue_token
 from agentfirewall_server.identity import hash_secret, new_agent_key, prefix_of
 from agentfirewall_server.store.db import Database
 from agentfirewall_server.store.migrate import alembic_config, upgrade
@@ -24,6 +26,14 @@ from agentfirewall_server.store.schema import action_requests, agents, api_keys
 from tests.fakes import FakeUpstreams
 from tests.server.conftest import SPEC
 from tests.server.test_execute import _execute, _github
+
+
+def _signed(h: Any, action_id: str) -> str:
+    """A token for the stored action as the server signs them: a closed action is handed
+    none (`/wait`), and the execute claim refuses it with one all the same."""
+    row = h.state.db.read_sync(lambda c: load_action(c, action_id))
+    return issue_token(h.state, row["agent"], action_id, row["action_hash"])
+
 
 #: (agent id, name) -> its status changes an earlier version recorded: (event, time).
 _HISTORY = {
@@ -96,7 +106,9 @@ def test_an_action_allowed_before_a_recorded_suspension_stays_closed_after_the_u
 
     def run(key: str, action_id: str) -> Any:
         waited = h.agent(key, "GET", f"/v1/actions/{action_id}/wait?timeout=0").json()
-        return _execute(h, key, action_id, waited["decision_token"])
+        if waited["decision_token"] is None:  # closed: `/wait` hands it none, denies it
+            assert waited["status"] == "denied", waited
+        return _execute(h, key, action_id, waited["decision_token"] or _signed(h, action_id))
 
     for closed in ("act_before", "act_suspended"):
         refused = run(keys["Bot"], closed)
