@@ -164,11 +164,11 @@ def proxy_url_for(proxy_url: str, agent_name: str, agent_key: str) -> str:
 
 
 def _node_options(existing: str, preload: Path) -> str:
+    """The preload's ``--require`` first, then the user's options: Node loads preloads in
+    order, and one of the user's that makes a request while loading must find it routed."""
     path = str(preload)
     flag = f'--require "{path}"' if " " in path else f"--require {path}"
-    if flag in existing:
-        return existing
-    return f"{existing} {flag}".strip()
+    return f"{flag} {existing.replace(flag, '').strip()}".strip()
 
 
 def build_child_env(base: Mapping[str, str], spec: RunSpec) -> dict[str, str]:

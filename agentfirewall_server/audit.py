@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -285,23 +286,31 @@ def stub_line(row: Mapping[str, Any]) -> str:
     return json.dumps(stub, sort_keys=True) + "\n"
 
 
-#: What a spreadsheet reads as the start of a formula (or of a cell it re-parses): a cell
-#: starting with one is exported behind a `'` (OWASP, CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: Where a spreadsheet may start a cell that runs as a formula (OWASP, CSV injection):
+#: `=`, `+`, `-` or `@` at the start of the value, or after a separator it may split the
+#: line on (`,`, `;`, `|`, a tab, a line break: Excel splits on its locale's list separator,
+#: a paste on tabs), spaces or quotes between. A `'` goes before that character.
+_FORMULA = re.compile(r'(^|[,;|\t\r\n])([ "]*)(?=[=+\-@])')
+#: What a spreadsheet may drop from a cell's start (then reading what follows): a cell
+#: starting with one is written behind a `'` too.
+_BLANK_STARTS = ("\t", "\r", "\n")
 
 
 def _cell(value: Any) -> Any:
-    """A CSV cell Excel, LibreOffice and Google Sheets show as text, never run: anyone can
-    put text in the log (a failed sign-in records the email typed), and an admin opens the
-    export."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
+    """A CSV cell Excel, LibreOffice and Google Sheets show as text, never run, whatever
+    separator they split it on: anyone can put text in the log (a failed sign-in records
+    the email typed), and an admin opens the export."""
+    if not isinstance(value, str):
+        return value
+    value = _FORMULA.sub(r"\1\2'", value)
+    return "'" + value if value.startswith(_BLANK_STARTS) else value
 
 
 def export_csv(events: list[dict[str, Any]]) -> str:
-    """The events as CSV for a spreadsheet: a cell that would start a formula starts with
-    `'` (the JSON Lines export carries every value as stored: verify that one)."""
+    """The events as CSV for a spreadsheet: every cell quoted (one cell whatever the reader
+    splits on), and a `'` wherever a cell could start a formula (the JSON Lines export
+    carries every value as stored: verify that one). The header is the fixed column names,
+    unquoted as before."""
     out = io.StringIO()
     fields = [
         "id",
@@ -314,8 +323,8 @@ def export_csv(events: list[dict[str, Any]]) -> str:
         "prev_hash",
         "hash",
     ]
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
+    csv.writer(out).writerow(fields)
+    writer = csv.DictWriter(out, fieldnames=fields, quoting=csv.QUOTE_ALL)
     for event in events:
         row = {**event, "data": json.dumps(event["data"], sort_keys=True)}
         writer.writerow({k: _cell(v) for k, v in row.items()})

@@ -236,8 +236,9 @@ def judge_node(stdout: str, stderr: str) -> tuple[bool, str]:
     routed = preload.get("fetch")
     if routed == "not routed" or not preload.get("agents"):
         return False, (
-            f"Node {version}: the preload could not route fetch ({routed}); "
-            f"fix: install Node {NODE_MINIMUM} or later"
+            f"Node {version}: the preload could not route fetch ({routed}): undici's "
+            f"requests are refused; fix: install Node {NODE_MINIMUM} or later and leave its "
+            "fetch on (no --no-experimental-fetch), or add the `undici` package to the project"
         )
     return True, f"Node {version}: the preload routes the http/https agents and fetch ({routed})"
 

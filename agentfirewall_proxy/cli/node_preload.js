@@ -10,19 +10,27 @@
 //    prototype is routed: an https:// request goes through a CONNECT tunnel to the gateway, an
 //    http:// request is sent to the gateway as a proxy request (the target URL in the request
 //    line, the agent's Proxy-Authorization), as curl and Python clients send it: after a
-//    CONNECT the gateway expects TLS.
+//    CONNECT the gateway expects TLS. The credential is written only on a connection this
+//    preload opened to the gateway, into the head as it goes out: never into a request's
+//    header map or its `_header`, which a program reads, copies into a redirect and prints.
+//    A request with a connection function of its own and no agent (the `ws` package's) is
+//    given an agent that routes it; one made without http.request that way is refused.
 // 2. Node's global fetch (undici), which ignores the proxy variables in Node 20, and the
 //    `undici` package's request/fetch: a global dispatcher with the same two rules, made from
-//    the `undici` package's Agent when it resolves (from the project, or from TF_NODE_MODULES:
-//    `.tf/node/node_modules`), otherwise from the undici bundled in Node. (undici's own
+//    the `undici` package's Agent when it resolves (beside the script, from the working
+//    directory, or from TF_NODE_MODULES: `.tf/node/node_modules`), otherwise from the undici
+//    bundled in Node; without either (`--no-experimental-fetch` and no package), one that
+//    refuses, so that an undici loaded later never connects directly. (undici's own
 //    EnvHttpProxyAgent is not used: it sends http:// through a CONNECT tunnel too.)
 // The gateway CA is trusted through NODE_EXTRA_CA_CERTS, which tf run also sets. What was
-// installed is in globalThis[Symbol.for('tameflare.preload')] (`tf doctor` reads it).
+// installed is in globalThis[Symbol.for('tameflare.preload')] (`tf doctor` reads it); tf run
+// puts this preload first in NODE_OPTIONS, and only the first copy loaded installs.
 (function installTameFlareProxy() {
   const proxy = process.env.HTTPS_PROXY || process.env.https_proxy ||
     process.env.HTTP_PROXY || process.env.http_proxy;
-  if (!proxy) return;
+  if (!proxy || globalThis[Symbol.for('tameflare.preload')]) return;
   const net = require('net');
+  const path = require('path');
   const tls = require('tls');
   const { Duplex } = require('stream');
   const gateway = parseGateway(proxy);
@@ -179,88 +187,97 @@
     return socket;
   }
 
-  // A request head Node rendered already (headers given as an array, or Expect, which also
-  // queues it to be written): edited where it waits, before any byte of it is sent.
-  function editHead(req, edit) {
-    const head = req._header;
-    const next = edit(head);
-    req._header = next;
-    const queued = req._headerSent && req.outputData && req.outputData[0];
-    if (queued && typeof queued.data === 'string' && queued.data.startsWith(head)) {
-      queued.data = next + queued.data.slice(head.length);
-      if (typeof req.outputSize === 'number') req.outputSize += next.length - head.length;
-    }
+  // A plain http:// connection to the gateway for one origin (Node's agents pool connections
+  // by origin). Each request head written on it becomes a proxy request as it goes out: the
+  // origin's URL in the request line and the agent's Proxy-Authorization, which therefore
+  // exists only in the bytes sent to the gateway.
+  const sent = new WeakSet(); // the requests whose head went out already
+  function toGateway(origin) {
+    const socket = net.connect(gateway.port, gateway.host);
+    const { write } = socket; // (set after connect, which puts back Node's own)
+    socket.write = function (chunk, ...rest) {
+      const req = this._httpMessage; // Node writes a request's head whole, first
+      const head = req && req._header;
+      if (typeof chunk === 'string' && typeof head === 'string' && !sent.has(req) &&
+          chunk.startsWith(head)) {
+        sent.add(req);
+        chunk = asProxyRequest(head, origin) + chunk.slice(head.length);
+      }
+      return write.call(this, chunk, ...rest);
+    };
+    return socket;
   }
 
-  // An http:// request as a proxy request: the target URL in its request line.
-  function asProxyRequest(req, host, port) {
-    if (/^[a-z][a-z\d+.-]*:\/\//i.test(req.path)) return; // already one (a proxy agent's)
-    const url = 'http://' + authority(host, port, 80) + req.path;
-    const line = req.method + ' ' + url + ' HTTP/1.1';
-    if (req._header) editHead(req, (head) => line + head.slice(head.indexOf('\r\n')));
-    req.path = url;
+  function asProxyRequest(head, origin) {
+    const lines = head.split('\r\n').filter((line, index) =>
+      index === 0 || !/^proxy-authorization\s*:/i.test(line));
+    const [method, target, version] = lines[0].split(' ');
+    if (target.startsWith('/')) lines[0] = method + ' http://' + origin + target + ' ' + version;
+    if (gateway.auth) lines.splice(lines.length - 2, 0, 'Proxy-Authorization: ' + gateway.auth);
+    return lines.join('\r\n');
   }
 
-  // The agent's Proxy-Authorization on a request known to go to the gateway (never before:
-  // an agent with its own connection code would carry it elsewhere).
-  function withCredential(req) {
-    if (!gateway.auth) return;
-    if (!req._header) {
-      req.setHeader('Proxy-Authorization', gateway.auth);
-      return;
-    }
-    editHead(req, (head) => {
-      const lines = head.split('\r\n').filter((line, index) =>
-        index === 0 || !/^proxy-authorization\s*:/i.test(line));
-      lines.splice(lines.length - 2, 0, 'Proxy-Authorization: ' + gateway.auth);
-      return lines.join('\r\n');
-    });
+  // Every connection Node's agents open to a host that is not bypassed goes to the gateway,
+  // whoever asks for it (a subclass calling Node's createConnection, a request's own
+  // connection function given an agent below). Options are the agent's merged over the
+  // request's, as Node's createSocket passes them: an agent bound to a unix socket has it.
+  function routed(original) {
+    return function createConnection(options, ...rest) {
+      const target = targetOf(this, options);
+      if (!target) return original.call(this, options, ...rest);
+      if (target.secure) return tunnelledTls(options);
+      const socket = toGateway(authority(target.host, target.port, 80));
+      if (options.timeout) socket.setTimeout(options.timeout);
+      return socket;
+    };
   }
 
-  // The agents' two methods every request passes: addRequest shapes an http:// request for the
-  // gateway (it is still unwritten then); createConnection opens every connection to a host
-  // that is not bypassed through the gateway, whoever asks for one.
+  function targetOf(agent, options) {
+    if (!options || typeof options !== 'object' || options.socketPath) return null;
+    const secure = (options.protocol || agent.protocol) === 'https:';
+    const host = bare(options.host || options.hostname || 'localhost');
+    const port = Number(options.port) || agent.defaultPort || (secure ? 443 : 80);
+    return bypassed(host, port) ? null : { secure, host, port };
+  }
+
   function routeNodeAgents() {
     const http = require('http');
     const https = require('https');
-    const kRequest = Symbol('tameflare.request');
-
-    function targetOf(agent, options) {
-      if (!options || typeof options !== 'object' || options.socketPath) return null;
-      const secure = (options.protocol || agent.protocol) === 'https:';
-      const host = bare(options.host || options.hostname || 'localhost');
-      const port = Number(options.port) || agent.defaultPort || (secure ? 443 : 80);
-      return bypassed(host, port) ? null : { secure, host, port };
+    for (const { Agent } of [http, https]) {
+      Agent.prototype.createConnection = routed(Agent.prototype.createConnection);
     }
 
-    function routed(original) {
-      return function createConnection(options, ...rest) {
-        const target = targetOf(this, options);
-        if (!target) return original.call(this, options, ...rest);
-        if (target.secure) return tunnelledTls(options);
-        // plain http: the gateway; a request addRequest did not shape is refused there
-        if (options[kRequest]) withCredential(options[kRequest]);
-        options[kRequest] = null; // (these options live as long as the socket)
-        const socket = net.connect(gateway.port, gateway.host);
-        if (options.timeout) socket.setTimeout(options.timeout);
-        return socket;
-      };
+    // A request with a connection function of its own and no agent (the `ws` package's, any
+    // `createConnection` option) never reaches an agent in Node: it gets one, of the kind
+    // `agent: false` makes, whose connections are that function's only where NO_PROXY allows.
+    function withAgent(args, Agent) {
+      const at = typeof args[0] === 'string' || args[0] instanceof URL ? 1 : 0;
+      const options = args[at];
+      if (!options || typeof options !== 'object' || options.agent != null ||
+          typeof options.createConnection !== 'function') return args;
+      const agent = new Agent();
+      agent.createConnection = routed(options.createConnection);
+      const changed = [...args];
+      changed[at] = { ...options, agent };
+      return changed;
     }
-    http.Agent.prototype.createConnection = routed(http.Agent.prototype.createConnection);
-    https.Agent.prototype.createConnection = routed(https.Agent.prototype.createConnection);
-    const ours = new Set([http.Agent.prototype.createConnection,
-      https.Agent.prototype.createConnection]);
+    for (const mod of [http, https]) {
+      const { request, get, Agent } = mod;
+      mod.request = function (...args) { return request.apply(this, withAgent(args, Agent)); };
+      mod.get = function (...args) { return get.apply(this, withAgent(args, Agent)); };
+    }
 
-    const addRequest = http.Agent.prototype.addRequest;
-    http.Agent.prototype.addRequest = function (req, options, port, localAddress) {
-      if (typeof options === 'string') options = { host: options, port, localAddress }; // legacy
-      const target = targetOf(this, options);
-      if (!target || target.secure) return addRequest.call(this, req, options);
-      if (req.method !== 'CONNECT') asProxyRequest(req, target.host, target.port);
-      // the credential only where the connection is known to be ours (an agent with its own
-      // connection code gets it in createConnection, if that is ours after all)
-      if (ours.has(this.createConnection)) withCredential(req);
-      return addRequest.call(this, req, { ...options, [kRequest]: req });
+    // ... and one made without http.request (`new http.ClientRequest(...)`) is refused before
+    // it writes a byte, unless NO_PROXY names its host.
+    const { onSocket } = http.ClientRequest.prototype;
+    http.ClientRequest.prototype.onSocket = function (socket, err) {
+      if (!this.agent && !err && !this.socketPath && !bypassed(this.host, -1)) {
+        socket.destroy();
+        err = new Error('tf run: ' + this.host + ' is reached only through the TameFlare ' +
+          'gateway: a request with a connection of its own goes through it when made with ' +
+          'http.request or https.request');
+      }
+      return onSocket.call(this, socket, err);
     };
     installed.agents = true;
   }
@@ -270,21 +287,41 @@
   const kGlobalDispatcher = Symbol.for('undici.globalDispatcher.1');
 
   // undici's Agent class: the project's `undici` package when it resolves (its own
-  // `request`/`fetch` then meet a dispatcher of their version), else the one bundled in Node.
+  // `request`/`fetch` then meet a dispatcher of their version), else the one bundled in Node,
+  // which only Node's fetch reaches (none with --no-experimental-fetch).
   function undiciAgent() {
     const paths = [process.cwd()];
+    if (process.argv[1] && typeof process._eval !== 'string') { // the script's own directory
+      paths.unshift(path.dirname(path.resolve(process.argv[1])));
+    }
     if (process.env.TF_NODE_MODULES) paths.push(process.env.TF_NODE_MODULES);
     try {
       const undici = require(require.resolve('undici', { paths }));
       const Agent = undici.Agent;
       if (typeof Agent === 'function') return { Agent, from: 'undici package' };
     } catch (_) { /* not installed: Node's own */ }
+    if (typeof globalThis.fetch !== 'function') return { Agent: null, from: 'not routed' };
     fetch('data:,').catch(() => {}); // loads Node's bundled undici, which registers its Agent
     const current = globalThis[kGlobalDispatcher];
     return current && typeof current.constructor === 'function'
       ? { Agent: current.constructor, from: 'built-in undici' }
       : { Agent: null, from: 'not routed' };
   }
+
+  // Nothing to make a dispatcher from: an undici package loaded later (from elsewhere) finds
+  // this one installed and keeps it, so its requests are refused rather than sent directly.
+  const refusing = {
+    dispatch(opts, handler) {
+      const error = new Error('tf run: ' + (opts.origin || 'this request') + ' is not routed ' +
+        'through the TameFlare gateway: no undici to route it with (Node\'s fetch turned off, ' +
+        'and no `undici` package beside the script or in the working directory)');
+      queueMicrotask(() => (handler.onError ? handler.onError(error)
+        : handler.onResponseError(null, error)));
+      return true;
+    },
+    close() { return Promise.resolve(); },
+    destroy() { return Promise.resolve(); },
+  };
 
   function direct(host, port, https, opts, callback) {
     const socket = https
@@ -353,9 +390,11 @@
   }
 
   function routeFetch() {
-    if (typeof globalThis.fetch !== 'function') return;
     const { Agent, from } = undiciAgent();
-    if (!Agent) return;
+    if (!Agent) {
+      globalThis[kGlobalDispatcher] = refusing;
+      return;
+    }
     const toProxy = new Agent();
     class TameFlareAgent extends Agent {
       dispatch(opts, handler) {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from sqlalchemy import Connection, delete, select, update
@@ -30,7 +31,7 @@ from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.store.schema import audit_events, connectors, credentials
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, no_body, read_model
 
-__all__ = ["CONNECTOR_OPTIONS", "DOCUMENTED_TYPES", "connector_json", "routes"]
+__all__ = ["CONNECTOR_OPTIONS", "DOCUMENTED_TYPES", "check_url", "connector_json", "routes"]
 
 #: Types the API accepts even before their parser module ships (docs/internals.md).
 DOCUMENTED_TYPES = (
@@ -125,10 +126,12 @@ def _validate(body: NewConnector) -> list[str]:
         _check_domain(domain, f"domains.{i}")
     base_host = None
     if body.base_url:
-        try:  # a parser decides, not a prefix: `http://[::1/` and port 99999 are refused
-            base_host = HttpRequest.from_url("GET", body.base_url).host.lower()
-        except ConnectorError as exc:
-            raise ApiError(422, f"invalid `base_url`: {exc}", field="base_url") from None
+        base_host = check_url(
+            body.base_url,
+            "base_url",
+            "which nothing sends, and every viewer would read: give it as the connector's"
+            " `token`, sealed in the vault (`tf connector add --token` or `--token-env`)",
+        )
     if not domains:  # (docs/connectors.md) the base_url's host, e.g. GitHub Enterprise's
         domains = [base_host] if base_host else _defaults(body.type)[0]
     if body.type == "generic" and not domains:
@@ -147,6 +150,38 @@ def _validate(body: NewConnector) -> list[str]:
         )
     _validate_options(body.type, body.options or {})
     return domains
+
+
+def check_url(url: str, field: str, credential_goes: str) -> str:
+    """The host of `url`, an `http(s)://host[:port]` URL (a path allowed), as every URL of
+    the API takes (docs/api.md, Input limits); 422 naming `field` otherwise.
+
+    A parser decides, not a prefix: `http://[::1/` and port 99999 are refused. A user name
+    or password before the host (`https://user:pw@host`, in any spelling the parser reads
+    so) is refused first, and not repeated in the message: the URL would be stored and
+    shown as given to every viewer, and nothing sends a URL's credential (requests are
+    built from its host, port and path); `credential_goes` says where one goes.
+    """
+    if "@" in _authority(url):
+        raise ApiError(
+            422,
+            f"`{field}` holds a credential (a user name or password before the host),"
+            f" {credential_goes}",
+            field=field,
+        )
+    try:
+        return HttpRequest.from_url("GET", url).host.lower()
+    except ConnectorError as exc:
+        raise ApiError(422, f"invalid `{field}`: {exc}", field=field) from None
+
+
+def _authority(url: str) -> str:
+    """The `user:password@host:port` part of `url`, as the URL parser reads it (tabs and
+    line breaks dropped); by hand when the parser gives up (`http://u:p@[::1/`)."""
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        return re.split(r"[/?#]", url.partition("//")[2], maxsplit=1)[0]
 
 
 def _check_domain(domain: str, field: str) -> None:

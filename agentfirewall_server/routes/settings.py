@@ -15,13 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.decisions import normalize_level
-from agentfirewall.errors import ConnectorError
 from agentfirewall_server.audit import append_event
 from agentfirewall_server.auth import metrics_public, require_role, state_of
 from agentfirewall_server.clock import now
 from agentfirewall_server.grants import revoke_unlinked
+from agentfirewall_server.routes.connectors import check_url
 from agentfirewall_server.routes.system import GATEWAY_ONLINE_SECONDS
 from agentfirewall_server.snapshot import put_setting
 from agentfirewall_server.state import AppState
@@ -114,7 +113,13 @@ async def patch_settings(request: Request) -> JSONResponse:
     if not plain and not any(v is not None for v in secrets.values()):
         raise ApiError(422, "nothing to change: send at least one setting")
     if plain.get("gateway_url"):  # "" clears it (the dashboard's empty field)
-        _check_url(plain["gateway_url"], "gateway_url")
+        check_url(
+            plain["gateway_url"],
+            "gateway_url",
+            "which every viewer would read: give the gateway's address alone"
+            " (`http(s)://host[:port]`); an agent's key goes in its own proxy settings"
+            " (`tf run` sets them)",
+        )
 
     def job(conn: Connection) -> None:
         stamp = now()
@@ -146,14 +151,6 @@ async def patch_settings(request: Request) -> JSONResponse:
 
     await state.change_config(job)
     return json_ok(settings_json(state))
-
-
-def _check_url(url: str, field: str) -> None:
-    """An `http(s)://host[:port]` URL, as every URL of the API (docs/api.md, Input limits)."""
-    try:
-        HttpRequest.from_url("GET", url)
-    except ConnectorError as exc:
-        raise ApiError(422, f"invalid `{field}`: {exc}", field=field) from None
 
 
 def _check_approvers(conn: Connection, approvers: dict[str, str]) -> None:

@@ -154,10 +154,19 @@ def test_child_env_gives_placeholder_aws_keys_and_drops_real_aws_credentials() -
 def test_child_env_keeps_existing_node_options_and_pythonpath() -> None:
     base = {"NODE_OPTIONS": "--max-old-space-size=512", "PYTHONPATH": "/src"}
     env = build_child_env(base, spec())
-    assert env["NODE_OPTIONS"] == f"--max-old-space-size=512 --require {FILES.node_preload}"
+    assert env["NODE_OPTIONS"] == f"--require {FILES.node_preload} --max-old-space-size=512"
     assert env["PYTHONPATH"] == os.pathsep.join([str(FILES.python_dir), "/src"])
     again = build_child_env(env, spec())
     assert again["NODE_OPTIONS"] == env["NODE_OPTIONS"]
+
+
+def test_the_node_preload_loads_before_the_users_own() -> None:
+    """Node loads `--require` preloads in order: a user's that makes a request while loading
+    must find the agents routed, also when an earlier `tf run` put the preload after it."""
+    preload = f"--require {FILES.node_preload}"
+    for mine in ("--require /src/early.js", f"--require /src/early.js {preload}"):
+        env = build_child_env({"NODE_OPTIONS": mine}, spec())
+        assert env["NODE_OPTIONS"] == f"{preload} --require /src/early.js"
 
 
 def test_node_preload_path_with_spaces_is_quoted() -> None:

@@ -375,7 +375,7 @@ def test_audit_log_filters_exports_and_verifies(board: Dashboard) -> None:
     assert csv.value.suggested_filename == "audit.csv"
     lines = Path(csv.value.path()).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1 + 3
-    assert all(",action.allowed," in line for line in lines[1:])
+    assert all('","action.allowed","' in line for line in lines[1:])  # every cell quoted
     with page.expect_download() as jsonl:
         page.get_by_role("link", name="Export JSON Lines").click()
     assert jsonl.value.suggested_filename == "audit.jsonl"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 from agentfirewall_server.audit import export_csv
 from agentfirewall_server.checkpoints import verify_export
@@ -46,8 +47,9 @@ def test_no_cell_of_an_export_starts_a_formula() -> None:
     rows = _cells(export_csv(events))
     assert len(rows) == len(events)
     for row, formula in zip(rows, FORMULAS, strict=False):
-        for column in columns:
-            assert row[column] == "'" + formula, column
+        for column in columns:  # (a tab or CR then `=`: a `'` after it too, see
+            # test_audit_csv_injection.py: a reader splitting there would run the rest)
+            assert row[column] == "'" + re.sub(r"^([\t\r])=", r"\1'=", formula), column
         assert row["data"] == json.dumps({"email": formula})  # JSON starts with `{`
     assert rows[-1]["subject"] == "plain-text value"  # nothing else changes
     assert rows[-1]["data"] == "null"

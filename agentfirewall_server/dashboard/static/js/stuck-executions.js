@@ -12,29 +12,32 @@ const OUTCOMES = [
   ["executed", "It took effect"],
 ];
 
+// What was found is chosen, never a default ("retry" when it took effect runs it twice),
+// and only the Settle button sends it: Enter in the note (the browser's implicit
+// submission) has no button to press, and a submission without one settles nothing.
 function settleForm(action, refresh) {
   const label = `${action.action_type} for ${action.agent}`;
-  const outcome = el("select", { name: "outcome", "aria-label": `Outcome of ${label}` },
+  const outcome = el("select", { name: "outcome", required: true, "aria-label": `Outcome of ${label}` },
+    el("option", { value: "", text: "What happened upstream?", disabled: true, selected: true }),
     OUTCOMES.map(([value, text]) => el("option", { value, text })));
   const note = el("input", { name: "note", maxlength: "2000", placeholder: "What you found upstream",
     "aria-label": `Note on ${label}` });
-  const button = el("button", { type: "submit", class: "primary", text: "Settle" });
-  return el("form", {
-    class: "settle",
-    onsubmit: async (event) => {
-      event.preventDefault();
-      button.disabled = true;
-      const json = { outcome: outcome.value, ...(note.value.trim() ? { note: note.value.trim() } : {}) };
-      try {
-        await api(`/actions/${encodeURIComponent(action.action_request_id)}/resolve`, { method: "POST", json });
-        notify(`Settled ${label}: ${outcome.selectedOptions[0].textContent}`);
-      } catch (error) {
-        fail(error);
-        button.disabled = false;
-      }
-      await refresh().catch(fail);
-    },
-  }, outcome, note, button);
+  const button = el("button", { type: "button", class: "primary", text: "Settle" });
+  const form = el("form", { class: "settle", onsubmit: (event) => event.preventDefault() }, outcome, note, button);
+  button.addEventListener("click", async () => {
+    if (!form.reportValidity()) return;
+    button.disabled = true;
+    const json = { outcome: outcome.value, ...(note.value.trim() ? { note: note.value.trim() } : {}) };
+    try {
+      await api(`/actions/${encodeURIComponent(action.action_request_id)}/resolve`, { method: "POST", json });
+      notify(`Settled ${label}: ${outcome.selectedOptions[0].textContent}`);
+    } catch (error) {
+      fail(error);
+      button.disabled = false;
+    }
+    await refresh().catch(fail);
+  });
+  return form;
 }
 
 function row(action, refresh) {

@@ -7,6 +7,8 @@ import { can, session, startPage } from "../session.js";
 import { showStuck } from "../stuck-executions.js";
 
 const cards = new Map(); // approval id -> {card, node (countdown), expires}
+// A card's buttons (data-decision) and the endpoint each calls: nothing else decides.
+const DECISIONS = new Map([["approve", "approve"], ["grant", "approve"], ["deny", "deny"]]);
 
 function countdown(expiresAt) {
   const left = Math.round((Date.parse(expiresAt) - Date.now()) / 1000);
@@ -104,9 +106,14 @@ function card(approval) {
   }
   const grantError = node.querySelector(".g-error");
   const showError = (message) => { setText(grantError, message); grantError.hidden = !message; };
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const choice = event.submitter ? event.submitter.value : "approve";
+  // Only a decision's own button decides (clicked, or Enter / Space on it): its buttons are
+  // type="button", so Enter in the note or a grant field (the browser's implicit
+  // submission) has no button to press, and a submission without one decides nothing.
+  form.addEventListener("submit", (event) => event.preventDefault());
+  form.addEventListener("click", async (event) => {
+    const choice = event.target.closest("button[data-decision]")?.dataset.decision;
+    const verb = DECISIONS.get(choice);
+    if (!verb) return;
     let grant = null;
     showError("");
     if (choice === "grant") {
@@ -117,7 +124,7 @@ function card(approval) {
     }
     const buttons = [...form.querySelectorAll("button")];
     for (const button of buttons) button.disabled = true;
-    const decided = await decide(approval, choice === "deny" ? "deny" : "approve", form.note.value.trim(), grant, showError);
+    const decided = await decide(approval, verb, form.note.value.trim(), grant, showError);
     if (!decided) for (const button of buttons) button.disabled = false;
   });
   cards.set(approval.id, { card: node, node: node.querySelector(".a-countdown"), expires: approval.expires_at });
