@@ -40,14 +40,16 @@ from agentfirewall_proxy.pipeline import (
     check_host_header,
     check_upgrade,
     clean_path,
+    credential_target,
     decide,
     http_request,
     scan_path,
+    serving,
     target_of,
     upstream_headers,
 )
 from agentfirewall_proxy.respond import respond, response_head
-from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamError, plain_request_upstream
+from agentfirewall_proxy.upstream import UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
     from agentfirewall.decisions import Decision
@@ -334,8 +336,8 @@ def _identify(
     gateway.check_kill_switch(flow, head)
     if flow.connector is None:
         raise Refusal(403, "no_connector", f"no connector for `{flow.host}`: deny-all default")
-    if tunnel is None:  # plain http: a credential never travels in cleartext
-        flow.scheme, flow.port = plain_request_upstream(flow.connector, flow.host, flow.port)
+    # plain http: a credential never travels in cleartext; a tunnel: nor to another port
+    flow.scheme, flow.port = credential_target(flow.connector, flow.scheme, flow.host, flow.port)
     return config
 
 
@@ -556,27 +558,14 @@ async def _forward(
     complete: bool,
     upgrade: Upgrade | None,
 ) -> bool:
-    """Send the decided request upstream and stream the response back."""
+    """Send the decided request upstream and stream the response back.
+
+    Its credential is the one the config in force gives when it is sent, after every wait
+    (its hold, a budget, a token, the upstream connection): ``pipeline.serving``."""
     if flow.redact:
         prefix = redact_request(gateway.require_config().guard, flow, head, prefix, complete)
-    length, chunked = _body_framing(head, prefix, complete)
-    computed = flow.connector is not None and flow.connector.injector is not None
-    token = await prepare(gateway.tokens, flow) if computed else None
-    # only what can be searched may come back when it is scrubbed, guarded or metered
-    searchable = scrubber_of(flow) is not None or guards_response(gateway, flow) or flow.llm_budget
-    headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked,
-                               searchable=searchable)  # fmt: skip
-    if upgrade is not None:
-        headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade") or b"")]
-    if flow.trace is not None:  # the upstream's parent span is the gateway's, not the agent's
-        headers = flow.trace.inject(headers)
-    if computed:  # last: a signature covers the final headers
-        headers = inject(gateway.tokens, flow, head, headers, prefix if complete else None, token)
-        prefix = signed_body(flow, prefix, last=complete)  # the same length
-    target = flow.path + ("?" + flow.query if flow.query else "")
-    first = serialize_request_head(flow.method, target.encode("latin-1"), headers)
-    first += _chunk(prefix) if chunked else prefix
-    flow.bytes_out = len(prefix)
+    framing = _body_framing(head, prefix, complete)
+    first = await _request(gateway, head, flow, prefix, complete, framing, upgrade)
     # the gateway's part ends here: connecting to the upstream (or retrying on a fresh
     # connection) and sending the rest of a streamed body are the upstream's time
     flow.handed_off = time.monotonic()
@@ -584,11 +573,14 @@ async def _forward(
         up = await gateway.pool.acquire(flow.scheme, flow.host, flow.port)
         gateway.attach(flow, up)  # (a cut from here on aborts it)
         try:
+            while serving(gateway.require_config(), flow) is not flow.connector:
+                # a new config came while it waited: the credential it gives (or a refusal)
+                first = await _request(gateway, head, flow, prefix, complete, framing, upgrade)
             gateway.check_forward(flow)  # what came while it waited (a kill switch) stops it
             up.writer.write(first)
             flow.sent = True
             if not complete:
-                await _stream_request_body(conn, up, flow, chunked)
+                await _stream_request_body(conn, up, flow, framing[1])
             response = await response_head(gateway, up)
             flow.answered = response.status
             if flow.cut_by is not None:  # its head was read as it was cut: answered as cut
@@ -610,6 +602,41 @@ async def _forward(
     except BaseException:
         up.abort()
         raise
+
+
+async def _request(
+    gateway: Services,
+    head: Head,
+    flow: Flow,
+    prefix: bytes,
+    complete: bool,
+    framing: tuple[int | None, bool],
+    upgrade: Upgrade | None,
+) -> bytes:
+    """What goes upstream first: the request's head and the body bytes at hand (framed
+    as `framing` says: ``_body_framing``), with the credential of the connector serving
+    its host in the config in force (``pipeline.serving``, which refuses where none may
+    go); a computed credential waits for its token (the caller looks again after it)."""
+    flow.connector = connector = serving(gateway.require_config(), flow)
+    flow.scrubber = flow.body_signer = None  # (a computed credential's, set anew below)
+    length, chunked = framing
+    computed = connector.injector is not None
+    token = await prepare(gateway.tokens, flow) if computed else None
+    # only what can be searched may come back when it is scrubbed, guarded or metered
+    searchable = scrubber_of(flow) is not None or guards_response(gateway, flow) or flow.llm_budget
+    headers = upstream_headers(head, flow, _authority(flow), length, chunked=chunked,
+                               searchable=searchable)  # fmt: skip
+    if upgrade is not None:
+        headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade") or b"")]
+    if flow.trace is not None:  # the upstream's parent span is the gateway's, not the agent's
+        headers = flow.trace.inject(headers)
+    if computed:  # last: a signature covers the final headers
+        headers = inject(gateway.tokens, flow, head, headers, prefix if complete else None, token)
+        prefix = signed_body(flow, prefix, last=complete)  # the same length
+    target = flow.path + ("?" + flow.query if flow.query else "")
+    first = serialize_request_head(flow.method, target.encode("latin-1"), headers)
+    flow.bytes_out = len(prefix)
+    return first + (_chunk(prefix) if chunked else prefix)
 
 
 #: Methods that change nothing (RFC 9110 "safe"): sent twice, nothing happens twice.

@@ -169,7 +169,9 @@ class Gateway:
         """The last check before a request's first byte goes upstream, after every wait of
         its own (a hold, a token fetch, the upstream connection opening): a kill switch, its
         agent suspended or the control plane lost since it was decided stops it here, and
-        so does a cut (``flow.Cut``) whose cause is gone since (an agent active again)."""
+        so does a cut (``flow.Cut``) whose cause is gone since (an agent active again). Its
+        connector was looked up again just before (``pipeline.serving``: the credential it
+        carries is the one the config in force gives)."""
         agent = flow.agent
         config = self.require_config()
         switch = config.kill_switch_for(agent, flow.connector) if agent is not None else None

@@ -5,6 +5,8 @@
     target_of / tunnel_target   where the request goes (refuses host mismatches)
     authenticate                which agent (407 when no valid proxy credential)
     snapshot.route              which connector (none: deny, the seed's deny-all)
+    credential_target           where its credential may go: plain http upgraded to TLS or
+                                refused, a tunnel to another port than the connector's refused
     clean_path                  one canonical path (dot-segments, %2e, control bytes)
     http_request                the connector's view (a gzip/deflate body decoded, capped;
                                 one it cannot read one way only: 415)
@@ -18,6 +20,8 @@
                                 apply (its messages go unread)
     bind_request                what an approval binds: method, host, path, query, the headers
                                 its connector says matter, body digest
+    serving                     after every wait, as it is sent: the connector serving its host
+                                now (removed, or of another type: refused; rotated: the new one)
     upstream_headers            agent auth replaced by the connector credential, X-TameFlare-*
     refusal                     the JSON answer for 403/407/408/4xx
     traffic_record              what is shipped to the control plane (no secrets, no bodies;
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfirewall.connectors import Connector, HttpRequest
 from agentfirewall.connectors.base import override_readable
+from agentfirewall.connectors.upstream import UpstreamRefused, credential_upstream
 from agentfirewall.content import body_preview, request_pieces, scan_pieces, shown_target
 from agentfirewall.content.shown import HEADERS_SHOWN, shown_headers
 from agentfirewall.decisions import Decision
@@ -60,7 +65,7 @@ from agentfirewall_proxy.snapshot import Remembered
 if TYPE_CHECKING:
     from agentfirewall.actions import ActionSpec, Risk
     from agentfirewall.connectors import ParsedAction
-    from agentfirewall_proxy.entries import AgentEntry
+    from agentfirewall_proxy.entries import AgentEntry, ConnectorEntry
     from agentfirewall_proxy.snapshot import CompiledConfig
 
 __all__ = [
@@ -73,11 +78,13 @@ __all__ = [
     "check_upgrade",
     "clean_path",
     "created_at",
+    "credential_target",
     "decide",
     "normalize_host",
     "recorded_path",
     "refusal",
     "scan_path",
+    "serving",
     "split_authority",
     "target_of",
     "traffic_record",
@@ -193,6 +200,56 @@ def check_host_header(
             "misdirected_request",
             f"Host header `{value.decode('latin-1')}` does not match `{host}:{port}`",
         )
+
+
+def credential_target(
+    connector: ConnectorEntry, scheme: str, host: str, port: int
+) -> tuple[str, int]:
+    """(scheme, port) upstream for a `scheme` request to `host`:`port` that carries
+    `connector`'s credential: the rule every path applies
+    (``agentfirewall.connectors.upstream.credential_upstream``). A plain ``http://``
+    request is upgraded to the connector's TLS upstream, or stays plain on an admin's
+    declared ``http://`` port; a tunnel goes only to the connector's TLS port for the host
+    (its ``https://`` base URL's, else 443). Elsewhere, 403 ``cleartext_refused`` or
+    ``port_refused``, saying why; a connector that injects nothing goes as asked."""
+    try:
+        return credential_upstream(
+            scheme,
+            host,
+            port,
+            declared=connector.base_url,
+            default=connector.impl.base_url,
+            credential=connector.has_credential,
+            name=connector.name,
+        )
+    except UpstreamRefused as exc:
+        raise Refusal(403, exc.code, str(exc)) from None
+
+
+def serving(config: CompiledConfig, flow: Flow) -> ConnectorEntry:
+    """The connector whose credential `flow` carries when it is sent now, after its waits
+    (a hold, a budget, a token, its upstream connection): the one `config` routes its host
+    to, whose credential (rotated meanwhile: the new one) may go to the flow's scheme and
+    port (:func:`credential_target`). Refused (403), never sent with the credential it was
+    decided with: its host served by no connector any more (``no_connector``: removed, or
+    its domains changed), or by one of another type or base URL (``connector_changed``: it
+    would name the request otherwise than the decision did)."""
+    decided = flow.connector
+    assert decided is not None
+    found = config.route(flow.host)
+    if found is decided:  # the config it was decided in
+        return found
+    if found is None:
+        raise Refusal(403, "no_connector", f"no connector serves `{flow.host}` any more (its "
+                      f"connector `{decided.name}` was removed or its domains changed while "
+                      "the request waited): the request was not sent")  # fmt: skip
+    if found.type != decided.type or found.base_url != decided.base_url:
+        raise Refusal(403, "connector_changed", f"`{flow.host}` is served by connector "
+                      f"`{found.name}` now, not `{decided.name}` that decided the request (it "
+                      "changed while the request waited): the request was not sent; send "
+                      "it again")  # fmt: skip
+    credential_target(found, flow.scheme, flow.host, flow.port)
+    return found
 
 
 _PCT_DOT = ("%2e", "%2E")

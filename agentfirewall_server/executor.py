@@ -11,18 +11,27 @@ refused (422), so a credential only ever goes to its own connector's hosts; with
 connector of the type configured a webhook is sent without any credential. The method is
 the one the action type names (``webhook.get`` with ``parameters.method`` DELETE is
 refused). Every request's host is checked against its connector's hosts before the
-credential is attached. For targets the action names, the outbound address guard
+credential is attached, and its scheme and port against where the credential may travel,
+by the gateway's own rule (:func:`agentfirewall.connectors.upstream.credential_upstream`):
+never in cleartext unless an admin declared a plain ``http://`` base URL (then on its port
+only), over TLS only to the connector's TLS port for the host; a plain target of a TLS
+connector is upgraded to it, anything else is refused (422 ``cleartext_refused`` /
+``port_refused``). For targets the action names, the outbound address guard
 (``netguard``) refuses non-public addresses unless ``webhook_allow_hosts`` permits them,
 and the connection is pinned to a checked address (no DNS rebinding). ``send`` performs it
 with httpx: timeouts, no redirects followed; a failure to connect (no byte of the request
-sent) is marked ``retryable``.
+sent) is marked ``retryable``. The answer is scrubbed of the credential as it is read, then
+cut at 1 MiB where no beginning of a secret is left (:func:`_read_body`); no more of it is
+read than that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +42,7 @@ from agentfirewall.actions import ActionSpec
 from agentfirewall.connectors import HttpRequest, get_connector, provider_problem
 from agentfirewall.connectors.base import Connector
 from agentfirewall.connectors.router import ConnectorRouter, RoutedConnector
+from agentfirewall.connectors.upstream import UpstreamRefused, credential_upstream
 from agentfirewall.credentials import COMPUTED_KINDS, Outgoing
 from agentfirewall.errors import ActionSpecError, ConnectorError, CredentialError, VaultError
 from agentfirewall.scrubbing import Scrubber
@@ -252,9 +262,37 @@ async def _computed_headers(
     return kept + added, scrubber
 
 
+def _where_credential_goes(
+    state: AppState, ctype: str, req: HttpRequest, row: dict[str, Any] | None
+) -> HttpRequest:
+    """`req` with the scheme and port its connector's credential may travel on, as the
+    gateway decides it (``credential_upstream``): a plain target of a TLS connector is
+    upgraded to its TLS upstream; cleartext or another port, with a credential, is 422."""
+    if row is None:
+        return req  # (no connector: nothing injected)
+    asked = req.port or (443 if req.scheme == "https" else 80)
+    try:
+        scheme, port = credential_upstream(
+            req.scheme,
+            req.host,
+            asked,
+            declared=row.get("base_url"),
+            default=get_connector(ctype).base_url,
+            credential=row["id"] in state.snapshot.credentials,
+            name=row.get("name") or row["id"],
+        )
+    except UpstreamRefused as exc:
+        field = "action_spec.resource.target" if ctype in _USER_TARGETED else "action_spec"
+        raise ApiError(422, str(exc), code=exc.code, field=field) from None
+    if (scheme, port) == (req.scheme, asked):
+        return req
+    return dataclasses.replace(req, scheme=scheme, port=port)
+
+
 async def plan(state: AppState, spec_data: dict[str, Any]) -> Planned:
     spec = ActionSpec.model_validate(spec_data)
     ctype, req, row = _build(state, spec)
+    req = _where_credential_goes(state, ctype, req, row)
     headers, scrubber = await _credential_headers(state, ctype, req, row)
     port = req.port or (443 if req.scheme == "https" else 80)
     default_port = port == (443 if req.scheme == "https" else 80)
@@ -272,14 +310,40 @@ async def plan(state: AppState, spec_data: dict[str, Any]) -> Planned:
     return Planned(ctype, req.method, url, headers, req.body, req.host, sni, scrubber)
 
 
-def _result(response: httpx.Response, scrubber: Scrubber | None) -> dict[str, Any]:
-    """The upstream's answer as the agent gets it: the body (JSON when it says so, else
-    text; at most 1 MiB) and the headers, with every form of the injected credential
-    replaced (an upstream that echoes it back never hands it to the agent)."""
-    raw = response.content[:_MAX_BODY]
+async def _read_body(
+    chunks: AsyncIterator[bytes], scrubber: Scrubber | None, limit: int = _MAX_BODY
+) -> bytes:
+    """The answer's body as the agent gets it, at most `limit` bytes: every form of the
+    credential replaced (:class:`~agentfirewall.scrubbing.ScrubStream`, which holds back
+    only a suffix that may begin a secret), read no further than past `limit`. The cut
+    comes after the scrub, and a cut body ends where no beginning of a secret is left
+    (``Scrubber.held``): a credential an upstream echoes across the limit is not handed
+    over in part (all but its last byte, the agent a guess away from it)."""
+    stream = scrubber.stream() if scrubber is not None else None
+    read, body = bytearray(), bytearray()
+    ended = True
+    async for chunk in chunks:
+        read += chunk
+        if len(body) + len(read) > limit:  # (scrubbed in one piece, not chunk by chunk)
+            body += stream.feed(bytes(read)) if stream is not None else read
+            read.clear()
+            if len(body) > limit:
+                ended = False
+                break
+    if ended:  # the whole answer: what was held back can complete no secret
+        body += stream.feed(bytes(read)) + stream.finish() if stream is not None else read
+        if len(body) <= limit:
+            return bytes(body)
+    cut = bytes(body[:limit])
+    return cut[: len(cut) - scrubber.held(cut)] if scrubber is not None else cut
+
+
+def _result(response: httpx.Response, raw: bytes, scrubber: Scrubber | None) -> dict[str, Any]:
+    """The upstream's answer as the agent gets it: the body `raw` (read by `_read_body`:
+    JSON when it says so, else text) and the headers, with every form of the injected
+    credential replaced (an upstream that echoes it back never hands it to the agent)."""
     pairs = list(response.headers.raw)
     if scrubber is not None:
-        raw, _ = scrubber.scrub(raw)
         pairs, _ = scrubber.headers(pairs)
     body: Any
     if "json" in response.headers.get("content-type", ""):
@@ -342,15 +406,18 @@ async def _send(state: AppState, planned: Planned) -> dict[str, Any]:
     extensions = {"sni_hostname": planned.sni} if planned.sni else None
     errors = state.metrics.connector_errors
     try:
-        async with asyncio.timeout(execution_deadline(state.settings)):
-            response = await state.http.request(
+        async with (
+            asyncio.timeout(execution_deadline(state.settings)),
+            state.http.stream(
                 planned.method,
                 planned.url,
                 headers=inject(planned.headers),
                 content=planned.body or None,
                 timeout=state.settings.execute_timeout_seconds,
                 extensions=extensions,
-            )
+            ) as response,
+        ):
+            raw = await _read_body(response.aiter_bytes(), planned.scrubber)
     except _NOT_SENT as exc:
         errors.labels(connector=planned.connector, error_type="connect").inc()
         raise ApiError(
@@ -379,7 +446,7 @@ async def _send(state: AppState, planned: Planned) -> dict[str, Any]:
     set_upstream_status(response.status_code)
     if response.status_code in (401, 403, 429) or response.status_code >= 500:
         errors.labels(connector=planned.connector, error_type=str(response.status_code)).inc()
-    return _result(response, planned.scrubber)
+    return _result(response, raw, planned.scrubber)
 
 
 async def execute(state: AppState, spec_data: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ __all__ = [
     "UNBOUND_HEADERS",
     "Connector",
     "fallback_risk",
+    "form_field",
+    "form_names",
     "make_spec",
     "override_readable",
     "request_method",
@@ -35,7 +37,6 @@ __all__ = [
 
 _METHOD_RE = re.compile(r"[A-Za-z]{1,20}")
 _OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
-_OVERRIDE_QUERY_RE = re.compile(r"(?:^|&)_method(?:=|&|$)", re.IGNORECASE)
 _LOW_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PLAIN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 _AUTH_SCHEMES = {"bearer": "Bearer", "token": "token"}
@@ -84,14 +85,16 @@ def request_method(req: HttpRequest, connector: str) -> str:
         names = "\n".join([h[0] for h in req.headers]).lower()
         if "method" in names:
             for name, _ in req.headers:
-                if name.lower() in _OVERRIDE_HEADERS:
+                # (CGI-style servers, Puma, PHP's own read `_` in a name as `-`)
+                if name.lower().replace("_", "-") in _OVERRIDE_HEADERS:
                     raise ConnectorError(
-                        f"refused method override header `{name}`", connector=connector
+                        f"refused method override header `{printable(name, 100)}`",
+                        connector=connector,
                     )
         if names.count("content-type") > 1:
             _refuse_two_types(req, connector)
-    if "_method" in req.query and _OVERRIDE_QUERY_RE.search(req.query):
-        raise ConnectorError("refused `_method` override in the query", connector=connector)
+    if req.query:
+        _refuse_query_override(req.query.encode(errors="replace"), connector)
     if req.body:
         refuse_foreign_charset(req.header("content-type"), connector)
         _refuse_body_override(req, connector)
@@ -193,6 +196,14 @@ def _may_name_a_method(body: bytes, *, php: bool = True) -> bool:
     )
 
 
+def _refuse_query_override(query: bytes, connector: str) -> None:
+    """Refuse a ``_method`` field in the query, its name read as a form's (``form_names``,
+    ``_reads_as_method``): Express's and Hono's query getters decode names (``%5Fmethod``),
+    PHP reads ``.method`` and ``+_method`` (a leading space) as ``_method`` too."""
+    if _may_name_a_method(query) and any(map(_reads_as_method, form_names(query))):
+        raise ConnectorError("refused `_method` override in the query", connector=connector)
+
+
 def _refuse_body_override(req: HttpRequest, connector: str) -> None:
     """Refuse a ``_method`` field in a body a method-override middleware reads (a form,
     JSON or multipart body, or one without a type: ``_override_kinds``), read in every way
@@ -204,7 +215,7 @@ def _refuse_body_override(req: HttpRequest, connector: str) -> None:
         map(_reads_as_method, _multipart_names(body, ctype, connector))
     )
     if not found and "form" in kinds and _may_name_a_method(body):
-        found = any(map(_reads_as_method, _form_names(body, complete)))
+        found = any(map(_reads_as_method, form_names(body, complete)))
     untyped = "form" in kinds and not (ctype or "").strip()
     if (
         not found
@@ -222,21 +233,26 @@ _FORM_SEPARATORS = re.compile(rb"[&;]")
 _PHP_NAME = str.maketrans(". ", "__")
 
 
-def _reads_as_method(name: str) -> bool:
-    """Whether a form or multipart field `name` is read as ``_method`` (any case): as
-    written, as an array's name (``_method[]``), or as PHP names it (leading spaces
-    dropped, a dot or a space made ``_``, an unclosed ``[`` too: ``.method``, ``[method``)."""
+def form_field(name: str) -> str:
+    """The field a form or multipart field `name` sets, lower-cased: as written, as an
+    array's name (``_method[]``), or as PHP names it (leading spaces dropped, a dot or a
+    space made ``_``, an unclosed ``[`` too: ``.method``, ``[method``)."""
     php = name.lower().lstrip(" ").translate(_PHP_NAME)
     base, bracket, rest = php.partition("[")
     if bracket and "]" not in rest:  # not an array: PHP makes that `[` (and later ones) `_`
         base = f"{base}_{rest.replace('[', '_')}"
-    return base == "_method"
+    return base
 
 
-def _form_names(body: bytes, complete: bool) -> Iterator[str]:
-    """The field names of a form body as Rack and PHP read them: ``+`` a space, escapes
-    decoded, whatever the bytes (no UTF-8 check: ``\\xff&_method=DELETE`` is still read);
-    a prefix's last, cut field left out."""
+def _reads_as_method(name: str) -> bool:
+    """Whether a form or multipart field `name` is read as ``_method`` (any case)."""
+    return form_field(name) == "_method"
+
+
+def form_names(body: bytes, complete: bool = True) -> Iterator[str]:
+    """The field names of a form body or a query as Rack and PHP read them: ``+`` a
+    space, escapes decoded, whatever the bytes (no UTF-8 check: ``\\xff&_method=DELETE``
+    is still read); a prefix's last, cut field left out."""
     pairs = _FORM_SEPARATORS.split(body)
     if not complete:
         pairs.pop()

@@ -22,7 +22,11 @@ must be allowed). Refused: a body not fully seen, a compressed body, duplicate k
 anywhere in the JSON, a batch (a JSON array), a persisted-query id without a document,
 ``variables`` that are not an object, a document that does not parse or is nested
 deeper than :data:`MAX_DEPTH` (fragment spreads included), and more than
-:data:`MAX_ACTIONS` fields, every occurrence counted (before any is merged).
+:data:`MAX_ACTIONS` fields, every occurrence counted (before any is merged). The JSON body
+must be the one place a server may read a document from (``_body``): a query string
+or a form-typed or untyped body whose fields name ``query``, ``variables``,
+``operationName`` (or another document field), and a body typed other than JSON, a form
+or nothing are refused.
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import JsonValue
 
 from agentfirewall.actions import Risk
-from agentfirewall.connectors.base import make_spec
+from agentfirewall.connectors.base import form_field, form_names, make_spec
 from agentfirewall.connectors.bodies import parse_json
 from agentfirewall.connectors.github_mutations import MUTATIONS, Mutation
 from agentfirewall.connectors.model import HttpRequest, ParsedAction, risk_rank
 from agentfirewall.errors import ConnectorError
+from agentfirewall.jsonlimits import printable
 
 if TYPE_CHECKING:
     from graphql.language import FragmentDefinitionNode, SelectionSetNode
@@ -51,18 +56,50 @@ MAX_DEPTH = 64
 _MAX_TOKENS = 10_000
 _NAME = "github"
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])([A-Z])")
+_FORM = "application/x-www-form-urlencoded"
 
 
 def _refuse(message: str) -> ConnectorError:
     return ConnectorError(message, connector=_NAME)
 
 
+#: The fields a GraphQL server reads a request's document by (graphql-ruby's controller:
+#: ``params[:query]``, ``:variables``, ``:operationName``; persisted queries), lower-case.
+_DOCUMENT_FIELDS = frozenset(
+    {"query", "variables", "operationname", "extensions", "id", "documentid", "doc_id", "queryid"}
+)
+
+
+def _names_document_field(form: bytes) -> bool:
+    """Whether a query or a form names a document field, read as Rack and PHP read
+    names (any case, decoded: ``%71uery``, ``+query``, ``query[]``)."""
+    return any(form_field(name) in _DOCUMENT_FIELDS for name in form_names(form))
+
+
 def _body(req: HttpRequest) -> dict[str, Any]:
+    """The JSON body, when it is the only place a server may read the document from: no
+    document field in the query string (Rails gives its fields precedence over the body's;
+    express-graphql reads ``query`` there first), and a body typed JSON, or untyped or a
+    form (``curl -d``, GitHub's own example) whose form fields name none either (Rails
+    parses such a body as a form: ``{"x":"&query=mutation…"}`` is a form holding one)."""
+    if req.query and _names_document_field(req.query.encode(errors="replace")):
+        raise _refuse(
+            "refused graphql request with a document field in the query string: send the "
+            "document, its variables and operation name in the JSON body"
+        )
     if not req.body_complete:
         raise _refuse("graphql body not fully inspected: cannot name the operation")
     encoding = (req.header("content-encoding") or "identity").strip().lower()
     if encoding != "identity":
         raise _refuse(f"cannot read a `{encoding[:40]}`-encoded graphql body")
+    ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
+    if ctype not in ("application/json", "", _FORM) and not ctype.endswith("+json"):
+        raise _refuse(f"graphql body of type `{printable(ctype, 100)}`: send application/json")
+    if ctype in ("", _FORM) and _names_document_field(req.body):
+        raise _refuse(
+            "graphql body is also a form naming a document field (`query`, `variables`…): "
+            "send it as application/json"
+        )
     # strict JSON: UTF-8, no NaN, bounded depth, no key twice
     data = parse_json(req.body, connector=_NAME, unique=True)
     if isinstance(data, list):

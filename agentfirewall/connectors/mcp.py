@@ -3,10 +3,11 @@
 - ``tools/call`` → ``mcp.tools.<name>``: the tool name lower-cased, every character
   outside ``a-z 0-9 _ -`` mapped to ``_``; the original name is parameter ``tool`` and
   the tool's arguments are the other parameters (a tool named ``list`` becomes
-  ``mcp.tools.list_tool``: it cannot pass for ``tools/list``). Risk comes from the
-  words of the name: delete/drop/destroy/exec/execute/run/deploy/shell/remove/kill… high;
-  create/write/update/send/merge/push… medium; read/get/list/search… low; anything
-  else medium. The riskiest word wins (``read_and_delete`` is high).
+  ``mcp.tools.list_tool``: it cannot pass for ``tools/list``). Rules and approvers read
+  them; the traffic log keeps only their names (``agentfirewall.policy.record``). Risk
+  comes from the words of the name: delete/drop/destroy/exec/execute/run/deploy/shell/
+  remove/kill… high; create/write/update/send/merge/push… medium; read/get/list/search…
+  low; anything else medium. The riskiest word wins (``read_and_delete`` is high).
 - ``tools/list`` → ``mcp.tools.list`` (low); any other method → ``mcp.rpc.<method>`` with
   ``/`` as ``_`` (``resources/read`` → ``mcp.rpc.resources_read``, low), its params as
   parameters; a client's JSON-RPC response → ``mcp.rpc.response``; notifications are
@@ -15,6 +16,21 @@
   (whose ``members`` a grant reads) or a response.
 - ``GET`` (open the server-sent event stream) → ``mcp.stream.open``; ``DELETE`` (end the
   session) → ``mcp.session.close``; both low.
+
+**The endpoint.** When the connector's ``base_url`` has a path (``https://host/mcp``), that
+path is the MCP endpoint: only a request at it or below it (``/mcp``, ``/mcp/``,
+``/mcp/readonly``; segments compared as the upstream routes them, ``%6Dcp`` is ``mcp``,
+case counts) is named as above. Any other path of the host (``DELETE /api/v1/repos/o/r``,
+a POST elsewhere whatever its body) is no MCP operation: it is ``mcp.unknown.<method>``
+(parameters ``method`` and ``path``), a family no wildcard grants. Without a path in
+``base_url`` (or with domains only) every path of the host is the endpoint: give the path
+when the host serves anything else.
+
+**WebSocket.** A request asking for a WebSocket (an ``Upgrade`` header naming
+``websocket``, in any case, on any line, beside another protocol) is refused: the gateway
+relays an upgraded connection as bytes, so the JSON-RPC messages on it would reach the
+server undecided. MCP clients use the Streamable HTTP transport instead (each message a
+POST to the endpoint), which is decided message by message.
 
 **Batches.** A JSON array of one message is that message. An array of two or more is
 always ``mcp.rpc.batch``, whatever its members, with parameters ``actions`` (every
@@ -41,6 +57,7 @@ the wrapped server's ``--server-name`` instead of the endpoint's host.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -49,6 +66,7 @@ from pydantic import JsonValue
 from agentfirewall.actions import ActionSpec, Risk
 from agentfirewall.connectors.base import Connector, make_spec, request_method
 from agentfirewall.connectors.bodies import parse_json
+from agentfirewall.connectors.build import base_segments
 from agentfirewall.connectors.model import ActionInfo, HttpRequest, ParsedAction, risk_rank
 from agentfirewall.connectors.paths import split_path
 from agentfirewall.errors import ConnectorError
@@ -165,7 +183,11 @@ class McpConnector(Connector):
 
     def parse(self, req: HttpRequest, *, base_url: str | None = None) -> ParsedAction:
         method = request_method(req, self.name)
-        split_path(req.path, connector=self.name)
+        if _asks_websocket(req):
+            raise ConnectorError(_WEBSOCKET, connector=self.name)
+        segments = split_path(req.path, connector=self.name)
+        if base_url and not _at_endpoint(segments, base_url):
+            return self.fallback(method, req.path)  # another API of the host: not MCP
         if method == "GET":
             return self._parsed("mcp.stream.open", "low", {}, req)
         if method == "DELETE":
@@ -259,6 +281,37 @@ class McpConnector(Connector):
             ("mcp.session.close", "DELETE", "End the MCP session", "low"),
         ]
         return [ActionInfo(t, m, "(endpoint)", r, d) for t, m, d, r in rows]  # type: ignore[arg-type]
+
+
+_WEBSOCKET = (
+    "refused websocket upgrade: the gateway relays an upgraded connection unread, so it "
+    "cannot decide the json-rpc messages on it: use the streamable http transport (each "
+    "message a post to the endpoint)"
+)
+
+
+def _asks_websocket(req: HttpRequest) -> bool:
+    """Whether an ``Upgrade`` header names WebSocket: in any case, on any line, in a list
+    beside another protocol, with a version (``websocket/13``)."""
+    for name, value in req.headers:
+        if name.lower() == "upgrade":
+            for token in value.split(","):
+                if token.split("/", 1)[0].strip().lower() == "websocket":
+                    return True
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def _endpoint(base_url: str) -> tuple[str, ...]:
+    return base_segments(base_url, "mcp")
+
+
+def _at_endpoint(segments: tuple[str, ...], base_url: str) -> bool:
+    """Whether a path's `segments` are at or below the path of `base_url` (always, when it
+    has none): compared as sent once unreserved escapes are decoded, case included (a
+    server matching ``/MCP`` too is read more strictly, never less)."""
+    endpoint = _endpoint(base_url)
+    return segments[: len(endpoint)] == endpoint
 
 
 #: What ``mcp.rpc.<segment>`` names other than a method: a method of that name is named

@@ -8,7 +8,8 @@ limits of chat, completions and responses (``max_tokens``, ``max_completion_toke
 ``max_output_tokens``, and ``n``, from the body) too: what a token budget estimates a
 call by when its usage cannot be read (docs/budgets.md); multipart
 uploads (files, audio transcription, image edits) are named without reading the body.
-``OpenAI-Organization`` becomes ``resource.account``.
+``OpenAI-Organization`` becomes ``resource.account`` (two lines naming different
+organizations, a list in one line or ``OpenAI_Organization`` refused).
 A body past the 1 MiB body limit keeps the members wholly inside it and gets
 ``risk_hints.body_truncated``.
 """
@@ -96,7 +97,7 @@ CONNECTOR = RouteConnector(
     base_url="https://api.openai.com",
     body_limit=1024 * 1024,
     truncated="partial",
-    account_header="openai-organization",
+    account_headers=("openai-organization",),
 )
 CONNECTOR.notes = __doc__ or ""
 #: Which organization and project pay, which beta API reads the request: bound to an approval.

@@ -5,7 +5,13 @@ setup intents, payment methods, Connect accounts, webhook endpoints, disputes, c
 Bodies are ``application/x-www-form-urlencoded``: ``amount``, ``currency``,
 ``destination`` and friends become parameters (amounts as ints). A body larger than the
 64 KiB body limit is refused (an amount could hide past it), and so is a field sent twice
-with different values. ``Stripe-Account`` (Connect) becomes ``resource.account``.
+with different values. The connected account a request acts in becomes
+``resource.account``: ``Stripe-Context``, which Stripe reads before ``Stripe-Account``, or
+``Stripe-Account`` (Connect). A context may be a path of related accounts
+(``acct_1/acct_1a``: platform, then its connected account); the account is its last one.
+Refused: headers naming two accounts (either header sent twice with other values, a list
+in one line, or the two naming different accounts), a context with an empty segment, a
+``Stripe-Account`` holding a path, and either name written with ``_`` for ``-``.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ from __future__ import annotations
 from agentfirewall.actions import Risk
 from agentfirewall.connectors.routes import Route
 from agentfirewall.connectors.table import BuildAlias, RouteConnector
+from agentfirewall.errors import ConnectorError
+from agentfirewall.jsonlimits import printable
 
-__all__ = ["CONNECTOR"]
+__all__ = ["CONNECTOR", "StripeConnector"]
 
 MONEY = ("amount:int", "currency")
 REFUND = ("amount:int", "reason")
@@ -268,7 +276,32 @@ _ROUTES = (
     Route("GET", "/v1/events/{id}", "stripe.event.get", "low", "Get an event"),
 )
 
-CONNECTOR = RouteConnector(
+
+class StripeConnector(RouteConnector):
+    """The Stripe table, and the account a ``Stripe-Context`` path names."""
+
+    def header_account(self, name: str, value: str) -> str:
+        """The account acted in: a context's last account (``acct_1/acct_1a`` is
+        ``acct_1a``, from the key of ``acct_1``'s organization; a policy on ``acct_1a``
+        holds however the path to it is written). ``Stripe-Account`` names one account."""
+        if name == "stripe-account":
+            if "/" in value:
+                raise ConnectorError(
+                    f"refused `Stripe-Account: {printable(value, 100)}`: names one account, "
+                    "a path of accounts goes in `Stripe-Context`",
+                    connector=self.name,
+                )
+            return value
+        *_, last = segments = [segment.strip() for segment in value.split("/")]
+        if "" in segments:
+            raise ConnectorError(
+                f"refused `Stripe-Context: {printable(value, 100)}`: an empty account",
+                connector=self.name,
+            )
+        return last
+
+
+CONNECTOR = StripeConnector(
     name="stripe",
     description="Stripe API (form-encoded bodies)",
     routes=_ROUTES,
@@ -277,7 +310,7 @@ CONNECTOR = RouteConnector(
     body_format="form",
     body_limit=64 * 1024,
     truncated="error",
-    account_header="stripe-account",
+    account_headers=("stripe-context", "stripe-account"),
     build_aliases={"payment.transfer.initiate": BuildAlias("stripe.transfer.create")},
 )
 CONNECTOR.notes = __doc__ or ""

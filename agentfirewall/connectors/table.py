@@ -30,6 +30,7 @@ from agentfirewall.connectors.paths import split_path
 from agentfirewall.connectors.routes import Match, Route, RouteTable, Variant, template_vars
 from agentfirewall.connectors.scan import read_json_object
 from agentfirewall.errors import ConnectorError
+from agentfirewall.jsonlimits import printable
 
 __all__ = ["BuildAlias", "Fields", "RouteConnector"]
 
@@ -85,7 +86,7 @@ class RouteConnector(Connector):
         auth_scheme: str = "Bearer",
         auth_header: str = "Authorization",
         auth_header_names: tuple[str, ...] = ("authorization",),
-        account_header: str | None = None,
+        account_headers: tuple[str, ...] = (),
         fallback_risks: tuple[tuple[str, Risk], ...] = (),
     ) -> None:
         self.name = name
@@ -105,7 +106,8 @@ class RouteConnector(Connector):
         self.auth_header = auth_header
         self.auth_header_names = auth_header_names
         self.fallback_risks = fallback_risks
-        self.account_header = account_header
+        #: Request headers naming the account acted in (lower-case; ``header_account``)
+        self.account_headers = account_headers
         self.table = RouteTable(routes, connector=name)
         self.by_action: dict[str, list[tuple[Route, Variant | None]]] = {}
         for route in routes:
@@ -148,7 +150,7 @@ class RouteConnector(Connector):
                     return template
             return None
 
-        account = _DYNAMIC if self.account_header else choose(route.account, self.accounts)
+        account = _DYNAMIC if self.account_headers else choose(route.account, self.accounts)
         return _Plan(
             path_params=tuple(v for v in template_vars(route.path) if v not in self.resource_vars),
             fields=fields,
@@ -335,10 +337,10 @@ class RouteConnector(Connector):
         req: HttpRequest | None,
     ) -> str | None:
         """A resource field that body fields or a header may decide."""
-        if req is not None and self.account_header:
-            header = req.header(self.account_header)
-            if header:
-                return header.strip()
+        if req is not None and self.account_headers:
+            account = self._header_account(req)
+            if account:
+                return account
         values = {**match.values, **params}
         for template in (override,) if override is not None else templates:
             names = format_vars(template)
@@ -350,6 +352,44 @@ class RouteConnector(Connector):
                     {n: _resource_text(v) for n, v in zip(names, found, strict=True)}
                 )
         return None
+
+    def header_account(self, name: str, value: str) -> str:
+        """The account that account header `name` (lower-case) names by `value` (stripped,
+        not empty); connectors may override (Stripe-Context's path of related accounts)."""
+        return value
+
+    def _header_account(self, req: HttpRequest) -> str | None:
+        """The account the :attr:`account_headers` name, else None. Every line of every
+        one of them must name the same account: an upstream reads one of several lines
+        (the first, the last, or all joined) or prefers one header (Stripe-Context to
+        Stripe-Account), so two accounts are refused, and so are a list in one line
+        (``acct_1, acct_2``: two lines joined) and a name written with ``_`` for ``-``
+        (``Stripe_Account``: some servers read it as that header, others drop it)."""
+        named: dict[str, str] = {}  # account ("": none) -> the line that named it
+        for name, value in req.headers:
+            key = name.lower()
+            if key not in self.account_headers:
+                if "_" in key and key.replace("_", "-") in self.account_headers:
+                    raise ConnectorError(
+                        f"refused header `{printable(name, 100)}`: write its name with `-`",
+                        connector=self.name,
+                    )
+                continue
+            value = value.strip()
+            if "," in value:
+                raise ConnectorError(
+                    f"refused `{printable(name, 100)}: {printable(value, 100)}`: names a list"
+                    " of accounts, send one",
+                    connector=self.name,
+                )
+            named.setdefault(self.header_account(key, value) if value else "", f"{name}: {value}")
+        if len(named) > 1:
+            shown = ", ".join(f"`{printable(line, 100)}`" for line in named.values())
+            raise ConnectorError(
+                f"refused headers naming different accounts ({shown}): send one account",
+                connector=self.name,
+            )
+        return next(iter(named), None) or None
 
     # -- building, listing, credentials ---------------------------------------------
 

@@ -9,17 +9,18 @@ S3 copy), each other action too (``"x"``, :func:`restore_also`).
 
 Never stored: header values, bodies, parameter values that carry content, and secrets. A
 parameter is *withheld* (only its name kept, under ``"w"``) when its connector lists it in
-:data:`CONTENT_PARAMETERS` (message text, prompts, email subjects), when its name says it
-holds a secret whatever it looks like (``access_token``, ``clientSecret``: the rule approvers
-are shown by, ``agentfirewall.content.credential_name``; or written before a value as a
-query writes it, it is masked as approvers see it) or it is an object or a list with such a
-name (or ``body``) anywhere inside, when the decision's content detectors fired (the live
-or the shadow policies') and its value holds what they find, or when its JSON form is
-longer than :data:`MAX_VALUE_BYTES`; when they fired, a resource field holding what they
-find is withheld too (``"w"``: ``resource.target``). A replayed rule reading a withheld
-field sees it absent (never a marker), and the replay report counts such records as
-``partial``. A name listed under ``"w"`` is shown as approvers see it (a secret in it
-masked).
+:data:`CONTENT_PARAMETERS` (message text, prompts, email subjects) or its action's
+parameters are all content but a few (:data:`CONTENT_ACTIONS`: an MCP tool call's, its
+arguments), when its name says it holds a secret whatever it looks like
+(``access_token``, ``clientSecret``: the rule approvers are shown by,
+``agentfirewall.content.credential_name``; or written before a value as a query writes
+it, it is masked as approvers see it) or it is an object or a list with such a name (or
+``body``) anywhere inside, when the decision's content detectors fired (the live or the
+shadow policies') and its value holds what they find, or when its JSON form is longer
+than :data:`MAX_VALUE_BYTES`; when they fired, a resource field holding what they find is
+withheld too (``"w"``: ``resource.target``). A replayed rule reading a withheld field sees
+it absent (never a marker), and the replay report counts such records as ``partial``. A
+name listed under ``"w"`` is shown as approvers see it (a secret in it masked).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from agentfirewall.content import credential_name, masked
 from agentfirewall.policy.engine import EvaluationContext
 
 __all__ = [
+    "CONTENT_ACTIONS",
     "CONTENT_PARAMETERS",
     "MAX_VALUE_BYTES",
     "RECORD_VERSION",
@@ -56,8 +58,18 @@ CONTENT_PARAMETERS: Final[dict[str, frozenset[str]]] = {
     "anthropic": frozenset({"messages", "system", "prompt"}),
     "sendgrid": frozenset({"subject", "body", "content"}),
     "email": frozenset({"subject", "body", "content"}),
-    "mcp": frozenset({"arguments"}),
+    # MCP: a prompt's `arguments`, a completion's `argument` and the `arguments` in its
+    # `context`, a batch's `members` (each member's parameters); a tool call's arguments are
+    # its action's parameters (CONTENT_ACTIONS)
+    "mcp": frozenset({"arguments", "argument", "context", "members"}),
 }
+#: Per connector (and for SDK actions, per provider): the actions (a type prefix) whose every
+#: parameter carries content but the ones named: an MCP tool call's parameters are the
+#: tool's arguments, beside ``tool``, its name.
+CONTENT_ACTIONS: Final[dict[str, tuple[str, frozenset[str]]]] = {
+    "mcp": ("mcp.tools.", frozenset({"tool"})),
+}
+_NOTHING: Final = frozenset[str]()
 _RISKS: Final = frozenset(get_args(Risk))
 #: Withheld for every connector: names that are bodies or secrets wherever they appear.
 _ALWAYS: Final = frozenset(
@@ -118,6 +130,17 @@ def _names(value: object) -> Iterator[str]:
             yield from _names(inner)
 
 
+def _content(key: str, action: object, params: dict[str, Any]) -> frozenset[str]:
+    """The names of `params` whose values carry content, for an `action` of connector (or
+    provider) `key`: those :data:`CONTENT_PARAMETERS` lists, and for an action of
+    :data:`CONTENT_ACTIONS` every name but the ones it keeps."""
+    content = CONTENT_PARAMETERS.get(key, _NOTHING)
+    found = CONTENT_ACTIONS.get(key)
+    if found is None or not isinstance(action, str) or not action.startswith(found[0]):
+        return content
+    return content.union([name for name in params if name not in found[1]])
+
+
 def _split(
     values: dict[str, Any], content: frozenset[str], detected: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
@@ -160,15 +183,15 @@ def record_input(
     it is not `spec`'s. `detected`: content detectors fired on the action, those of
     policies `ctx` does not hold the findings of too (the shadow policies'); a `ctx` with
     ``content.*`` fields is detected whatever it says."""
-    content = CONTENT_PARAMETERS.get(ctx.connector or spec.resource.provider or "", frozenset())
+    key = ctx.connector or spec.resource.provider or ""
     detected = detected or any(name.startswith("content.") for name in ctx.attributes)
     out: dict[str, Any] = {"v": RECORD_VERSION, "t": spec.type, "m": ctx.mode}
-    withheld = _action(out, spec, content, detected)
+    withheld = _action(out, spec, key, detected)
     if also:
         out["x"] = members = []
         for index, (other, risk) in enumerate(also):
             member: dict[str, Any] = {"t": other.type, "k": risk}
-            withheld += [f"x{index}.{name}" for name in _action(member, other, content, detected)]
+            withheld += [f"x{index}.{name}" for name in _action(member, other, key, detected)]
             if member.get("r", {}) == out.get("r", {}):
                 member.pop("r", None)  # (restored from `spec`'s)
             else:
@@ -191,13 +214,13 @@ def record_input(
     return out
 
 
-def _action(
-    out: dict[str, Any], spec: ActionSpec, content: frozenset[str], detected: bool
-) -> list[str]:
+def _action(out: dict[str, Any], spec: ActionSpec, key: str, detected: bool) -> list[str]:
     """`spec`'s resource, parameters and risk hints into `out` (``r``, ``p``, ``h``), as
-    :func:`_split` keeps them; the names withheld."""
+    :func:`_split` keeps them for connector (or provider) `key`; the names withheld."""
     resource = {k: v for k, v in spec.resource.__dict__.items() if v is not None}
-    return _kept(out, resource, spec.parameters, spec.risk_hints, content, detected)
+    params = spec.parameters
+    content = _content(key, spec.type, params)
+    return _kept(out, resource, params, spec.risk_hints, content, detected)
 
 
 def _kept(
@@ -229,36 +252,42 @@ def _kept(
 
 
 def shown_input(data: Any) -> Any:
-    """A stored record as it may be shown: what a version before secrets were withheld on
-    record stored of one (a value with a secret name inside, a detection in a decision whose
-    detectors fired, a secret in a withheld name) withheld or masked now, as
-    :func:`record_input` does, in each action of ``"x"`` too."""
+    """A stored record as it may be shown: what a version before secrets or content were
+    withheld on record stored of one (a value with a secret name inside, a detection in a
+    decision whose detectors fired, a secret in a withheld name, an MCP tool call's
+    arguments) withheld or masked now, as :func:`record_input` does, in each action of
+    ``"x"`` too."""
     if not isinstance(data, dict):
         return data
     attributes = data.get("a")
     detected = isinstance(attributes, dict) and any(n.startswith("content.") for n in attributes)
     out = dict(data)
+    resource = out.get("r")
+    key = out.get("c") or (resource.get("provider") if isinstance(resource, dict) else None)
+    key = key if isinstance(key, str) else ""
     listed = out.pop("w", None)
     withheld = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
-    withheld += _shown(out, detected)
+    withheld += _shown(out, key, detected)
     members = out.get("x")
     if isinstance(members, list):
         out["x"] = [dict(m) if isinstance(m, dict) else m for m in members]
         for index, member in enumerate(out["x"]):
             if isinstance(member, dict):
-                withheld += [f"x{index}.{name}" for name in _shown(member, detected)]
+                withheld += [f"x{index}.{name}" for name in _shown(member, key, detected)]
     if withheld:
         out["w"] = [_shown_name(name) for name in withheld]
     return out
 
 
-def _shown(out: dict[str, Any], detected: bool) -> list[str]:
-    """One action of a stored record (its ``r``, ``p``, ``h``) as :func:`_kept` keeps it."""
-    parts = [out.get(key) for key in ("r", "p", "h")]
+def _shown(out: dict[str, Any], key: str, detected: bool) -> list[str]:
+    """One action of a stored record (its ``r``, ``p``, ``h``) as :func:`_kept` keeps it for
+    connector (or provider) `key`."""
+    parts = [out.get(part) for part in ("r", "p", "h")]
     if not any(isinstance(part, dict) and part for part in parts):
         return []
     resource, params, hints = (part if isinstance(part, dict) else {} for part in parts)
-    return _kept(out, resource, params, hints, frozenset(), detected)
+    content = _content(key, out.get("t"), params)
+    return _kept(out, resource, params, hints, content, detected)
 
 
 def restore_input(data: dict[str, Any], agent: str) -> tuple[ActionSpec, EvaluationContext]:

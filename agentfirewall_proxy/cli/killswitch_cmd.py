@@ -147,9 +147,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--deactivate", action="store_true", help="let the scope's traffic through again"
     )
     switch.add_argument("--scope", metavar="S", help="all, a connector type or an agent name")
-    switch.add_argument(
-        "--reason", metavar="R", help="why (kept in the audit log)"
-    )
+    switch.add_argument("--reason", metavar="R", help="why (kept in the audit log)")
     switch.add_argument(
         "--force", action="store_true", help="accept a scope that names no known agent"
     )

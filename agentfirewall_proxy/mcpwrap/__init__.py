@@ -12,6 +12,8 @@ The modules, each with one concern:
 - ``child``       the wrapped server's process: its stdin, and its end
 - ``follower``    the config long poll, each config applied, the ``--max-config-age`` watch
 - ``holding``     held messages: approval recorded, progress sent, forwarded or refused
+- ``contentguard`` content guardrails: client messages scanned (``content.*``) and
+                  redacted, server messages checked by the response rules (cut, redacted)
 - ``from_client`` client to server: each message read, named, decided, budgets counted
 - ``from_server`` server to client: scrubbed, answers matched, tools/list filtered, stderr
 - ``relay``       the session: its parts composed and run; forwarding, refusing, its end

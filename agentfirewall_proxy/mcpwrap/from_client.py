@@ -9,7 +9,12 @@
   held request ends the hold; the other requests of a held batch are then refused).
 
 A line that cannot be read as a message (over the size limit, not JSON, an id whose answer
-could not be told apart) is refused and recorded too.
+could not be told apart, ``null`` among them) is refused and recorded too.
+
+Content guardrails (a policy reads ``content.*``): each message is scanned as it would be
+forwarded and decided with what was found, as at the gateway; a ``redact`` rule's
+detections are replaced before it is forwarded (held: once approved), or it is refused
+when they cannot be (:mod:`~agentfirewall_proxy.mcpwrap.contentguard`).
 
 Budgets (connector ``mcp``) count here as over HTTP, with the gateway's ``Budgets``: an
 allowed message a budget covers is debited before it is forwarded (spent once forwarded:
@@ -30,12 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentfirewall.connectors.bodies import parse_json
+from agentfirewall.content import content_attributes
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
 from agentfirewall_proxy.budgets import Budgets
 from agentfirewall_proxy.contact import ContactWatch
 from agentfirewall_proxy.flow import Flow, Refusal
 from agentfirewall_proxy.mcpwrap import messages as rpc
+from agentfirewall_proxy.mcpwrap.contentguard import redact_request, scan_request
 from agentfirewall_proxy.mcpwrap.framing import TooLarge, read_message
 from agentfirewall_proxy.mcpwrap.gate import Gate
 from agentfirewall_proxy.mcpwrap.holding import Holding
@@ -118,18 +125,30 @@ class FromClient:
         if self.contact.lost:  # the config in force may miss a kill switch: fail closed
             await self._unreachable(message, flow)
             return
-        parsed, decision = self.gate.decide(message)
+        config = self.gate.config
+        scanner = config.guard.request if config is not None else None
+        if scanner is not None:  # a policy reads content fields: what would be sent, scanned
+            flow.findings = tuple(scan_request(scanner, message))
+            flow.content = content_attributes(list(flow.findings))
+        attributes: dict[str, object] = dict(flow.content or {})
+        parsed, decision = self.gate.decide(message, attributes)
         flow.parsed, flow.decision = parsed, decision
         flow.action = parsed.spec.type if parsed else None
-        config = self.gate.config
         if parsed is not None and config is not None and config.budget_fields:
             try:  # a policy condition reads `budget.<name>.*`: decided again with them
-                attributes = await self.budgets.attributes()
+                attributes = {**await self.budgets.attributes(), **attributes}
             except Refusal as exc:
                 await self._refused(message, flow, exc)
                 return
             parsed, decision = self.gate.decide(message, attributes)
             flow.parsed, flow.decision = parsed, decision
+        outgoing = message
+        if decision.outcome != "deny" and flow.content:
+            try:  # a `redact` rule matched: forwarded with what it names replaced
+                outgoing = redact_request(self.gate, flow, message, attributes)
+            except Refusal as exc:
+                await self._refused(message, flow, exc)
+                return
         if decision.outcome == "allow" and parsed is not None:
             try:
                 held = await self._reserve(flow, force=False)
@@ -139,14 +158,14 @@ class FromClient:
             if held is not None:  # a `require_approval` budget: held like a rule's hold
                 decision = flow.decision = held
         if decision.outcome == "allow":
-            await session.forward(message, flow)
+            await session.forward(outgoing, flow)
         elif decision.outcome == "require_approval" and parsed is not None:
             try:  # reserved as if approved (as at the gateway): a `deny` budget refuses
                 await self._reserve(flow, force=True)  # before anyone is asked or a grant used
             except Refusal as exc:
                 await self._refused(message, flow, exc)
                 return
-            self.holding.hold(message, flow)
+            self.holding.hold(message, flow, outgoing)
         else:
             flow.status = 403
             await session.refuse(message, flow, rpc.DENIED, _denial_text(flow))

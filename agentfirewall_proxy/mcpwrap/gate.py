@@ -128,7 +128,13 @@ class Gate:
         parsed: ParsedAction,
         attributes: Mapping[str, object] = _NONE,
     ) -> Decision:
-        ctx = EvaluationContext(
+        return config.engine.evaluate(parsed.spec, self.context(agent, parsed, attributes))
+
+    def context(
+        self, agent: AgentEntry, parsed: ParsedAction, attributes: Mapping[str, object] = _NONE
+    ) -> EvaluationContext:
+        """What `parsed` is decided in (as the gateway's ``CompiledConfig.decide``)."""
+        return EvaluationContext(
             agent=agent.name,
             mode="proxy",
             now=datetime.now(UTC),
@@ -137,7 +143,11 @@ class Gate:
             risk=parsed.risk,
             attributes=attributes,
         )
-        return config.engine.evaluate(parsed.spec, ctx)
+
+    def stream_action(self) -> ParsedAction:
+        """What a server message that answers no request is checked as: ``mcp.stream.open``,
+        the action of the stream such messages come on over HTTP (the GET)."""
+        return self._parsed("mcp.stream.open", "low", {})
 
     def tool_visible(self, name: str) -> bool:
         """Whether tools/list shows tool `name`: a call with no arguments would not be

@@ -7,8 +7,10 @@ Errors the relay answers itself (the client shows them to the model)::
     -32600  invalid request       not JSON-RPC 2.0, or over the size limit (a message too
                                   large to read: the id from its first bytes, `read_head`)
     -32001  denied                by a rule, a policy or the kill switch (``data``: action,
-                                  rule, reason, request id; ``kill_switch: true``)
-    -32002  approval not granted  denied by a human, timed out, or not recordable
+                                  rule, reason, request id; ``kill_switch: true``); an
+                                  answer a response rule cut (``error: response_blocked``)
+    -32002  approval not granted  denied by a human, timed out, not recordable, or used
+                                  already (``error: approval_used``)
     -32003  server unavailable    the wrapped server exited (its exit code in ``data``)
 """
 
@@ -31,6 +33,7 @@ __all__ = [
     "cancelled",
     "dumps",
     "error",
+    "error_message",
     "filter_tools",
     "id_key",
     "progress",
@@ -61,10 +64,17 @@ def id_key(value: object) -> str:
 
 
 def error(request_id: _Id, code: int, message: str, data: dict[str, Any] | None = None) -> bytes:
+    return dumps(error_message(request_id, code, message, data))
+
+
+def error_message(
+    request_id: _Id, code: int, message: str, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An error answer as a message (:func:`error` as a line)."""
     body: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         body["data"] = data
-    return dumps({"jsonrpc": "2.0", "id": request_id, "error": body})
+    return {"jsonrpc": "2.0", "id": request_id, "error": body}
 
 
 def cancelled(request_id: _Id, reason: str) -> bytes:

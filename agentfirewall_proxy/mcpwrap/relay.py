@@ -38,6 +38,7 @@ from typing import Any
 from agentfirewall_proxy.approvals import HoldOutcome, Holds
 from agentfirewall_proxy.budgets import Budgets
 from agentfirewall_proxy.control import Control
+from agentfirewall_proxy.guard import note_findings
 from agentfirewall_proxy.mcpwrap import messages as rpc
 from agentfirewall_proxy.mcpwrap.child import Child
 from agentfirewall_proxy.mcpwrap.follower import Follower
@@ -100,7 +101,7 @@ class Relay:
         )  # fmt: skip
         self.from_server = FromServer(
             self, child, gate, self.pending, scrubber=gate.connector.scrubber,
-            show_denied=options.show_denied, limit=options.limit,
+            show_denied=options.show_denied, limit=options.limit, to_server=self.child.send,
         )  # fmt: skip
         self._done: asyncio.Future[int] | None = None
         self._out: asyncio.StreamWriter | None = None
@@ -152,7 +153,7 @@ class Relay:
             self._finish(0)
 
     async def forward(self, message: Any, flow: Flow) -> None:
-        self.pending.sent(message)
+        self.pending.sent(message, flow)
         data = rpc.dumps(message)
         flow.status, flow.bytes_out = 200, len(data)
         self.record(flow)
@@ -179,6 +180,9 @@ class Relay:
                 await self.write(rpc.error(request_id, code, text, data))
 
     def record(self, flow: Flow) -> None:
+        if flow.findings:  # where the content detectors fired, never what they found
+            redacted = f" ({flow.redacted} redacted)" if flow.redacted else ""
+            note_findings(flow, list(flow.findings), f"content{redacted}")
         self.shipper.record(traffic_record(flow))
 
     # -- ending --------------------------------------------------------------------------

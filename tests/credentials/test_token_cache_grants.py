@@ -56,10 +56,10 @@ def _document(token_url: str, refresh_token: str) -> str:
                        "refresh_token": refresh_token})  # fmt: skip
 
 
-def _add(server: LiveServer, domain: str, token_url: str, refresh_token: str) -> str:
+def _add(server: LiveServer, domain: str, token_url: str, refresh_token: str, **extra: str) -> str:
     created = server.admin("POST", "/v1/connectors", json={
         "type": "generic", "domains": [domain], "auth_type": "oauth2",
-        "token": _document(token_url, refresh_token)})  # fmt: skip
+        "token": _document(token_url, refresh_token), **extra})  # fmt: skip
     assert created.status_code == 201, created.text
     return str(created.json()["id"])
 
@@ -163,11 +163,12 @@ def test_the_executor_never_serves_a_removed_grants_token(
             assert done.json()["result"]["status_code"] == 200, done.text
             return str(api.settings["seen"][-1])
 
-        alice = _add(server, "127.0.0.1", token_url, ALICE)
+        # (the base URL declares the API's TLS port: a credential goes to no other)
+        alice = _add(server, "127.0.0.1", token_url, ALICE, base_url=api.url)
         assert _grant_of(upstreams, execute()) == ALICE
         _wait(lambda: _rotated(server, alice, ALICE), "Alice's rotation stored")
         assert server.admin("DELETE", f"/v1/connectors/{alice}").status_code == 204
-        bob = _add(server, "127.0.0.1", token_url, BOB)
+        bob = _add(server, "127.0.0.1", token_url, BOB, base_url=api.url)
         assert _grant_of(upstreams, execute()) == BOB  # not Alice's cached token
         assert bob != alice
     finally:

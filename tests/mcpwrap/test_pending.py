@@ -20,7 +20,7 @@ def _call(request_id: object) -> dict[str, Any]:
     ("forwarded", "message", "refused"),
     [
         ([], _call(1), None),
-        ([], _call(None), None),  # (answered as any null id is)
+        ([], _call(None), "a request id must be a string or an integer"),  # (docs/mcp.md)
         ([], {"jsonrpc": "2.0", "id": 1, "result": {}}, None),  # an answer, not a request
         ([], _call(2.0), "a request id must be a string or an integer"),
         ([], _call(True), "a request id must be a string or an integer"),

@@ -492,19 +492,23 @@ def test_an_approved_s3_upload_is_not_spent_on_a_public_or_overwriting_one(world
 
 def test_an_approved_transfer_is_not_spent_in_another_stripe_context(world: World) -> None:
     body = b"amount=1&currency=usd&destination=acct_1"
-    ours = {**FORM, "Stripe-Context": "ctx_ours", "Stripe-Account": "acct_ours"}
+    ours = {**FORM, "Stripe-Context": "acct_platform/acct_ours", "Stripe-Account": "acct_ours"}
     variants = [
-        {**ours, "Stripe-Context": "ctx_attacker"},  # changed
+        {**ours, "Stripe-Context": "acct_other/acct_ours"},  # changed (same account, other path)
         {**FORM, "Stripe-Account": "acct_ours"},  # dropped
         {**ours, "stripe-version": "2020-08-27"},  # added
-        {**ours, "Stripe-Account": "acct_attacker"},  # changed (also the action's account)
+        {
+            **FORM,
+            "Stripe-Context": "acct_platform/acct_attacker",
+            "Stripe-Account": "acct_attacker",
+        },  # changed (also the action's account)
     ]
     lower = {k.lower(): v for k, v in ours.items()}  # the same request in lower case
     *_, sent = _spent_only_as_held(
         world, "stripe", lambda http, h: http.post(TRANSFERS, content=body, headers=h),
         lower, variants,
     )  # fmt: skip
-    assert [r.header("stripe-context") for r in sent] == ["ctx_ours"]
+    assert [r.header("stripe-context") for r in sent] == ["acct_platform/acct_ours"]
 
 
 # -- the real clients: calling again after an approval passes on it ----------------------

@@ -62,6 +62,11 @@ def _mcp(target: str) -> dict[str, Any]:
 HOOKS = {"type": "webhook", "domains": ["hooks.example.com"], "token": "whsec_alpha"}
 LOCAL_A = {"type": "webhook", "domains": ["localhost"], "token": "whsec_alpha"}
 LOCAL_B = {"type": "webhook", "domains": ["127.0.0.1"], "token": "whsec_beta"}
+# the fakes answer plain http: a credential goes there only to a plain host an admin declared
+# (its base_url, on its port: tests/server/test_execute_credential_rules.py)
+PLAIN_A = {**LOCAL_A, "base_url": "http://localhost:{port}"}
+DECLARED = {"base_url": "{url}"}
+PLAIN_B = {**LOCAL_B, **DECLARED}
 
 CASES = [
     Case(
@@ -81,21 +86,21 @@ CASES = [
     ),
     Case(
         "webhook target in the connector's domains",
-        [LOCAL_A],
+        [PLAIN_A],
         _webhook("http://localhost:{port}/collect"),
         200,
         credential="Bearer whsec_alpha",
     ),
     Case(
         "two webhook connectors: the one for 127.0.0.1",
-        [LOCAL_A, LOCAL_B],
+        [PLAIN_A, PLAIN_B],
         _webhook("{url}/collect"),
         200,
         credential="Bearer whsec_beta",
     ),
     Case(
         "two webhook connectors: the one for localhost",
-        [LOCAL_A, LOCAL_B],
+        [PLAIN_A, PLAIN_B],
         _webhook("http://localhost:{port}/collect"),
         200,
         credential="Bearer whsec_alpha",
@@ -118,7 +123,7 @@ CASES = [
     ),
     Case(
         "generic target in its domains",
-        [{"type": "generic", "domains": ["127.0.0.1"], "token": "gensec_gamma"}],
+        [{"type": "generic", "domains": ["127.0.0.1"], "token": "gensec_gamma", **DECLARED}],
         _generic("{url}/collect"),
         200,
         credential="Bearer gensec_gamma",

@@ -86,8 +86,9 @@ def _oauth(h: Harness, issuers: FakeUpstreams, **credential: Any) -> tuple[str, 
     server, api = issuers["oauth_server"], issuers["oauth_api"]
     document = {"kind": "oauth2", "token_url": f"https://127.0.0.1:{server.tls_port}/token",
                 "client_id": "client-1", "client_secret": SECRET, **credential}  # fmt: skip
+    # (the base URL declares the API's TLS port: a credential goes to no other)
     cid = _add(h, type="generic", domains=["127.0.0.1"], auth_type="oauth2",
-               token=json.dumps(document))  # fmt: skip
+               base_url=api.url, token=json.dumps(document))  # fmt: skip
     target = f"https://127.0.0.1:{api.tls_port}/v1/things"
     spec = {"type": "http.get", "resource": {"provider": "generic", "target": target}}
     return cid, spec

@@ -59,7 +59,9 @@ def test_a_token_sent_before_a_refresh_is_scrubbed_from_an_execute(
     h: Harness = harness_factory(upstream_ca=upstreams.ca_path, webhook_allow_hosts=["127.0.0.1"])
     document = {"kind": "oauth2", "token_url": f"https://127.0.0.1:{server.tls_port}/token",
                 "client_id": "client-1", "client_secret": SECRET}  # fmt: skip
-    _add(h, type="generic", domains=["127.0.0.1"], auth_type="oauth2", token=json.dumps(document))
+    # (the base URL declares the API's TLS port: a credential goes to no other)
+    _add(h, type="generic", domains=["127.0.0.1"], auth_type="oauth2", base_url=api.url,
+         token=json.dumps(document))  # fmt: skip
     key = h.create_agent("Bot")
     rule = {"agent": "Bot", "connector": "*", "action_pattern": "*", "decision": "allow"}
     assert h.admin("POST", "/v1/permissions", json=rule).status_code in (200, 201)

@@ -36,8 +36,9 @@ def test_an_echoed_credential_is_scrubbed_from_the_result(
 ) -> None:
     h: Harness = harness_factory(webhook_allow_hosts=["127.0.0.1"])
     fake = next(iter(echo.fakes.values()))
-    answer = h.admin("POST", "/v1/connectors", json={
-        "type": "generic", "domains": ["127.0.0.1"], "token": SECRET})  # fmt: skip
+    answer = h.admin("POST", "/v1/connectors", json={  # (a plain host, declared)
+        "type": "generic", "domains": ["127.0.0.1"], "base_url": fake.http_url, "token": SECRET,
+    })  # fmt: skip
     assert answer.status_code == 201, answer.text
     key = h.create_agent("Bot", sdk_default="allow")
     target = f"{fake.http_url}/echo{query}"

@@ -156,10 +156,11 @@ def test_a_batch_decided_as_a_member_keeps_the_batch_its_permission_decides() ->
 
 
 def test_a_record_too_large_to_store_is_not_replayable() -> None:
-    """A batch of 100 members with long arguments: its record is past the store's bound, so
-    it is not stored and not judged, rather than replayed as one of its members."""
+    """A batch of 100 members with long tool names (their arguments are never stored): its
+    record is past the store's bound, so it is not stored and not judged, rather than
+    replayed as one of its members."""
     messages = [{"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                 "params": {"name": f"tool_{i}", "arguments": {"q": "x" * 200}}}
+                 "params": {"name": f"tool_{i}_" + "x" * 50, "arguments": {"q": "x" * 200}}}
                 for i in range(100)]  # fmt: skip
     target = ("mcp.example.com", "/mcp", json.dumps(messages).encode())
     flow = _live(_BASELINE, target)
