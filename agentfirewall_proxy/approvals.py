@@ -10,8 +10,10 @@ chunks of up to 1,000 (one request per chunk, answered as soon as any of them is
 and once a second it times out overdue holds and releases those whose client has left. The
 control plane answers an identical request (same agent, same action hash) retried after
 approval with that approval, marked used, so the retry goes through once without a second
-approval, even after a gateway restart; and a request an active grant covers is approved at
-once (``grant_id``, the use audited on the control plane).
+approval, even after a gateway restart; the held original, if the retry took the approval
+before its own use was confirmed, is then refused (:meth:`Holds.finish`: 409
+``approval_used``, never forwarded as well). A request an active grant covers is approved
+at once (``grant_id``, the use audited on the control plane).
 
 Outcomes: ``approved`` (forward), ``denied`` (403), ``timeout`` (408), ``killed`` (403 with
 the kill-switch header), ``inactive`` (its agent was suspended or removed meanwhile: 403),
@@ -23,11 +25,13 @@ the control plane for longer than ``--max-config-age``: 503, fail closed).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentfirewall.content import describe
 from agentfirewall_proxy.control import Control, ControlError
+from agentfirewall_proxy.flow import Refusal
 
 if TYPE_CHECKING:
     from agentfirewall_proxy.parking import Parked
@@ -172,12 +176,20 @@ class Holds:
         self._add(held.flow.approval_id)
 
     async def finish(self, flow: Flow, outcome: HoldOutcome) -> HoldOutcome:
-        """An approval is used once: confirm it with the control plane before forwarding."""
+        """An approval is used once: confirm it with the control plane before forwarding.
+
+        A use it refuses (409: the approval was spent already, by the identical request
+        retried after the approval, which the control plane let through on it, or closed
+        by its agent's suspension) raises :class:`Refusal` 409 ``approval_used``, the hold
+        ended (:func:`_spent`); any other failure to confirm is ``unavailable`` (503, fail
+        closed)."""
         if outcome != "approved" or flow.approval_id is None:
             return outcome
         try:
             await self.control.consume_approval(flow.approval_id)
-        except ControlError:
+        except ControlError as exc:
+            if exc.status == 409:
+                raise _spent(flow, flow.approval_id) from None
             return "unavailable"
         return "approved"
 
@@ -293,3 +305,19 @@ class Holds:
             outcome = _SETTLED.get(str(approval.get("status")))
             if held is not None and outcome is not None:
                 self._settle(held, outcome)
+
+
+def _spent(flow: Flow, approval_id: str) -> Refusal:
+    """Why `flow` is not forwarded: its approval was spent by another request. The hold
+    ends here, as its record and its span say (``held_ms``, outcome ``used``)."""
+    if flow.hold is not None:
+        flow.hold = (flow.hold[0], time.monotonic())
+    if flow.trace is not None:
+        flow.trace.hold_ended("used", approval_id)
+    return Refusal(
+        409,
+        "approval_used",
+        f"approval `{approval_id}` was already used: the identical request sent again "
+        "after it was approved went through on it (or its agent was suspended or removed "
+        "since, which closes its approvals); this request was not forwarded",
+    )

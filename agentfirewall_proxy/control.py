@@ -564,8 +564,19 @@ class StaticControl:
         return found
 
     async def consume_approval(self, approval_id: str) -> JSON:
+        """Spend an approval as the control plane does: once, and only an approved one
+        (409 otherwise: used by an identical request :meth:`create_approval` handed it, or
+        by another use); checked and marked under the lock that request takes too. The
+        approvals live in this process: gateways sharing the file share none."""
         with self._lock:
-            approval = self.approvals[approval_id]
+            approval = self.approvals.get(approval_id)
+            if approval is None:
+                raise ControlError(f"no approval `{approval_id}`", 404)
+            if approval["status"] != "approved":
+                message = f"approval `{approval_id}` is {approval['status']}, not approved"
+                raise ControlError(message, 409)
+            if approval["used"]:
+                raise ControlError(f"approval `{approval_id}` was already used", 409)
             approval["used"] = True
             return dict(approval)
 
