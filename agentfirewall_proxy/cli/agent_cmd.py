@@ -232,3 +232,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ):
         one = verb(name, text, f'  tf agent {name} "Bot"', handler)
         one.add_argument("name", metavar="NAME", help="the agent's name or id")
+
+
+def add_agent_option(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = True,
+    help: str = "the agent, by the name given to `tf agent add` / `tf run --name`",
+) -> None:
+    """The `--gateway NAME` option (also spelt `--agent`) of the commands about one agent."""
+    parser.add_argument(
+        "--gateway", "--agent", dest="gateway", required=required, metavar="NAME", help=help
+    )

@@ -6,7 +6,12 @@ import argparse
 from typing import Any
 
 from agentfirewall.decisions import ENFORCEMENT_LEVELS, OUTCOMES, normalize_level
-from agentfirewall_proxy.cli.agent_cmd import agent_names, check_new_agent, find_agent
+from agentfirewall_proxy.cli.agent_cmd import (
+    add_agent_option,
+    agent_names,
+    check_new_agent,
+    find_agent,
+)
 from agentfirewall_proxy.cli.client import AdminClient, path_id
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.names import (
@@ -180,14 +185,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=enforcement_set,
     )
-    setter.add_argument(
-        "--gateway",
-        "--agent",
-        dest="gateway",
-        required=True,
-        metavar="NAME",
-        help="the agent, by the name given to `tf agent add` / `tf run --name`",
-    )
+    add_agent_option(setter)
     setter.add_argument("level", metavar="LEVEL", help=", ".join(ENFORCEMENT_LEVELS) + " or L0-L2")
     setter.add_argument("--create", action="store_true", help=_CREATE_HELP)
 
@@ -222,14 +220,7 @@ def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=permissions_set,
     )
-    setter.add_argument(
-        "--gateway",
-        "--agent",
-        dest="gateway",
-        required=True,
-        metavar="NAME",
-        help="the agent, by the name given to `tf agent add` / `tf run --name`",
-    )
+    add_agent_option(setter)
     setter.add_argument(
         "--connector",
         required=True,
@@ -258,9 +249,7 @@ def _register_permissions(sub: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=permissions_list,
     )
-    lister.add_argument(
-        "--gateway", "--agent", dest="gateway", metavar="NAME", help="only this agent's rules"
-    )
+    add_agent_option(lister, required=False, help="only this agent's rules")
     remove = add_command(
         verbs,
         "remove",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentfirewall_proxy.cli.agent_cmd import find_agent
+from agentfirewall_proxy.cli.agent_cmd import add_agent_option, find_agent
 from agentfirewall_proxy.cli.budget_cmd import parse_duration
 from agentfirewall_proxy.cli.context import Context, add_command
 from agentfirewall_proxy.cli.output import EXIT_OK
@@ -66,13 +66,6 @@ def add_suggest(verbs: Any, common: argparse.ArgumentParser) -> None:
         common=common,
         handler=suggest,
     )
-    parser.add_argument(
-        "--gateway",
-        "--agent",
-        dest="gateway",
-        required=True,
-        metavar="NAME",
-        help="the agent, by the name given to `tf agent add` / `tf run --name`",
-    )
+    add_agent_option(parser)
     parser.add_argument("--since", default="7d", metavar="DURATION", help="default 7d")
     parser.add_argument("--apply", action="store_true", help="write the suggested rules")
