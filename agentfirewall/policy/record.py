@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final, get_args
+from urllib.parse import unquote, unquote_plus
 
 from agentfirewall.actions import ActionSpec, Risk, parse_action_spec
 from agentfirewall.content import credential_name, masked
@@ -45,6 +46,7 @@ __all__ = [
     "restore_also",
     "restore_input",
     "shown_input",
+    "withheld_credentials",
 ]
 
 RECORD_VERSION: Final = 1
@@ -288,6 +290,68 @@ def _shown(out: dict[str, Any], key: str, detected: bool) -> list[str]:
     resource, params, hints = (part if isinstance(part, dict) else {} for part in parts)
     content = _content(key, out.get("t"), params)
     return _kept(out, resource, params, hints, content, detected)
+
+
+#: The parts of a stored action that hold its values, and how a value's name is written
+#: under ``"w"`` when it is withheld.
+_PARTS: Final = {"r": "resource.", "p": "", "h": "risk_hints."}
+
+
+def withheld_credentials(data: Any) -> Any:
+    """A stored record with each value that holds a credential withheld (its name under
+    ``"w"``), whether or not content detectors fired, in each action of ``"x"`` too: what a
+    gateway's traffic record stores of its decision (``agentfirewall_server.routes.
+    trafficrows``), where the request's path and host are values (``resource.target``,
+    ``path``) an agent writes a token into. A value is read as written and decoded (a URL's
+    escapes, ``/x%3Faccess_token%3D…``, as its upstream reads them). Withholding what is
+    withheld changes nothing."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    withheld = _withhold(out)
+    members = out.get("x")
+    if isinstance(members, list):
+        out["x"] = [dict(m) if isinstance(m, dict) else m for m in members]
+        for index, member in enumerate(out["x"]):
+            if isinstance(member, dict):
+                withheld += [f"x{index}.{name}" for name in _withhold(member)]
+    if withheld:
+        listed = out.get("w")
+        out["w"] = [*(listed if isinstance(listed, list) else []), *map(_shown_name, withheld)]
+    return out
+
+
+def _withhold(action: dict[str, Any]) -> list[str]:
+    """The names of the values of `action` (its resource, parameters and risk hints) that
+    hold a credential, each taken out of it (a part left empty by them removed, but its
+    resource: an action of ``"x"`` without one takes the first's)."""
+    withheld: list[str] = []
+    for key, prefix in _PARTS.items():
+        part = action.get(key)
+        if not isinstance(part, dict):
+            continue
+        secret = [name for name, value in part.items() if _holds_credential(name, value)]
+        if secret:
+            withheld += [prefix + name for name in secret]
+            action[key] = {n: v for n, v in part.items() if n not in secret}
+            if not action[key] and key != "r":
+                del action[key]
+    return withheld
+
+
+def _holds_credential(name: str, value: object) -> bool:
+    if _credential_text(name):
+        return True
+    if value is None or isinstance(value, bool | int | float):
+        return False
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return _credential_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _credential_text(text: str) -> bool:
+    """Whether :func:`masked` finds something in `text`, as written or decoded."""
+    return any(masked(read) != read for read in {text, unquote(text), unquote_plus(text)})
 
 
 def restore_input(data: dict[str, Any], agent: str) -> tuple[ActionSpec, EvaluationContext]:

@@ -36,6 +36,8 @@ from agentfirewall_server.clock import now, parse_time
 from agentfirewall_server.grants import use_grant
 from agentfirewall_server.metrics import Metrics
 from agentfirewall_server.replaystore import input_text
+from agentfirewall_server.routes.policies import off_loop
+from agentfirewall_server.routes.trafficrows import masked_record
 from agentfirewall_server.shadow import count as count_shadow
 from agentfirewall_server.shadow import judge_traffic
 from agentfirewall_server.snapshot import Snapshot, unreadable_json
@@ -367,22 +369,27 @@ def _check_ids(conn: Connection, snapshot: Snapshot, rows: list[dict[str, Any]])
             row["agent_id"] = agent.id if agent else None
 
 
+def _stored(snapshot: Snapshot, record: TrafficRecord) -> dict[str, Any]:
+    """The row `record` is stored as, with no credential in it (``masked_record``)."""
+    row = masked_record(record.model_dump(exclude=_NOT_STORED - {"input"}))
+    decision_input = input_text(row.pop("input"))
+    return {
+        **row,
+        "agent_id": _agent_id(snapshot, record),
+        "decision_input": decision_input,
+        "bytes_in": _saturate(record.bytes_in),
+        "bytes_out": _saturate(record.bytes_out),
+        "created_at": _created(record.created_at),
+    }
+
+
 async def ingest_traffic(request: Request) -> JSONResponse:
     await require_gateway(request)
     body = await read_model(request, TrafficBatch)
     state = state_of(request)
     snapshot = state.snapshot  # agents by name; the shadow configuration, when installed
-    rows = [
-        {
-            **r.model_dump(exclude=_NOT_STORED),
-            "agent_id": _agent_id(snapshot, r),
-            "decision_input": input_text(r.input),
-            "bytes_in": _saturate(r.bytes_in),
-            "bytes_out": _saturate(r.bytes_out),
-            "created_at": _created(r.created_at),
-        }
-        for r in body.records
-    ]
+    # (masking reads every text: in a worker thread, as a viewer's answer is masked)
+    rows = await off_loop(request, lambda: [_stored(snapshot, r) for r in body.records])
     verdicts = judge_traffic(snapshot.engine, snapshot.shadow, rows)
 
     def store(conn: Connection) -> set[tuple[str, float]]:

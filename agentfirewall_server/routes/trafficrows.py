@@ -8,6 +8,10 @@ verdict on their row. An ``action_requests`` row is shown here in a traffic row'
 spec's provider, ``decision`` its outcome); a traffic row has ``source: "proxy"``. This only
 reads what ``POST /api/v1/actions`` already stores: the hot path does nothing more.
 
+A traffic row holds no credential: the control plane masks each record a gateway sends before
+it stores it (:func:`masked_record`). The gateway ships its records as they are, to the
+control plane it already sends held requests to whole, and pays nothing for masking.
+
 Pages are cut in one order over both tables, ``(created_at, source, id)`` descending, and
 ``next_before`` is the last row's place in it (``<created_at>,<source>,<id>``), so a page
 never repeats nor skips a row whatever the other table holds. A bare integer ``before`` (a
@@ -16,21 +20,26 @@ traffic id, the unfiltered list's cursor) pages the traffic rows only, as it alw
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, true
 
-from agentfirewall.policy.record import shown_input
+from agentfirewall.content import masked, shown_target
+from agentfirewall.policy.record import shown_input, withheld_credentials
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.replaystore import AgentRows
 from agentfirewall_server.store.schema import INTEGER_MAX, action_requests, traffic
 from agentfirewall_server.web import ApiError
 
-__all__ = ["Place", "page", "parse_place", "sdk_json", "traffic_json"]
+__all__ = ["Place", "masked_record", "page", "parse_place", "sdk_json", "traffic_json"]
 
 _BAD_BEFORE = "`before` must be a traffic id or the `next_before` of a `shadow=diverged` page"
+#: The texts of a record that are masked, and the longest each is stored once masked (a
+#: marker is longer than what it replaces; ``routes.gateway.TrafficRecord``'s limits).
+_TEXTS = {"host": 300, "path": 8192, "reason": 2000}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -67,6 +76,38 @@ def _after(created: Any, ident: Any, source: str, place: Place | None) -> Column
     else:  # the whole instant comes after `place` when its source ranks lower
         tie = created == place.created_at if source < place.source else false()
     return or_(created < place.created_at, tie)
+
+
+def masked_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A gateway's traffic record (as ``routes.gateway.TrafficRecord`` dumps it) with no
+    credential in what is stored of it: its path (and query, when it holds one) as its
+    approver is shown one (``shown_target``: the shape and the fields whose names and
+    values say nothing secret kept), its host and reason masked, and each value of its
+    decision input (``input``) that holds a credential withheld, its name under ``"w"``
+    (``agentfirewall.policy.record.withheld_credentials``). Masking what is masked changes
+    nothing. Texts seen before are not masked again (paths, hosts and reasons repeat)."""
+    shown = dict(record)
+    for name, limit in _TEXTS.items():
+        text = shown.get(name)
+        if isinstance(text, str) and text:
+            masked_text = _shown_path(text) if name == "path" else _masked(text)
+            if masked_text != text:  # (cut when masking made it longer than is stored)
+                shown[name] = masked_text[:limit]
+    if "input" in shown:
+        shown["input"] = withheld_credentials(shown["input"])
+    return shown
+
+
+@functools.lru_cache(maxsize=1024)
+def _masked(text: str) -> str:
+    return masked(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shown_path(path: str) -> str:
+    path, mark, query = path.partition("?")
+    path, query = shown_target(path, query)
+    return path + mark + query
 
 
 def traffic_json(row: Any) -> dict[str, Any]:

