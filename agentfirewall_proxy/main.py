@@ -38,6 +38,7 @@ from agentfirewall_proxy.options import (
     parse_listen,
     parse_port_range,
     parse_resolve,
+    shown_url,
 )
 
 __all__ = ["build_gateway", "main", "parse_args", "serve"]
@@ -183,10 +184,13 @@ def _url_problem(control_plane: str | None, upstream_proxy: str | None) -> str |
         return "--control-plane names no URL: e.g. http://127.0.0.1:3000"
     for url in urls:
         if not _is_url(url, ("http", "https")):
-            return f"--control-plane `{url}` is not a server URL: e.g. http://127.0.0.1:3000"
+            return (
+                f"--control-plane `{shown_url(url)}` is not a server URL: "
+                "e.g. http://127.0.0.1:3000"
+            )
     if upstream_proxy is not None and not _is_url(upstream_proxy, ("http",)):
         return (
-            f"--upstream-proxy `{upstream_proxy}` is not a proxy URL: "
+            f"--upstream-proxy `{shown_url(upstream_proxy)}` is not a proxy URL: "
             "expected http://[USER:PASSWORD@]HOST:PORT"
         )
     return None

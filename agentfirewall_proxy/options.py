@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ __all__ = [
     "parse_listen",
     "parse_port_range",
     "parse_resolve",
+    "shown_url",
+    "shown_urls",
 ]
 
 #: ``--max-config-age``, the gateway's and ``tf mcp wrap``'s: past it, fail closed.
@@ -76,6 +79,32 @@ class Options:
     log_format: str = "text"
     #: OTLP/HTTP collector for traces (else ``OTEL_EXPORTER_OTLP_ENDPOINT``; neither: off).
     otlp_endpoint: str | None = None
+
+
+#: A URL's scheme, as far as it is written (`http://`), when it is.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def shown_url(url: str) -> str:
+    """`url` for a message, its password shown as `***`: everything between the user name
+    (up to its first `:`) and the URL's last `@`, so that a password holding `@`, `/` or
+    `:`, and a URL too mistyped to parse (`corp:PASSWORD@proxy:3128`), are masked too."""
+    scheme = _SCHEME.match(url)
+    start, at = (scheme.end() if scheme else 0), url.rfind("@")
+    user, colon, _ = url[start:at].partition(":") if at >= start else ("", "", "")
+    return f"{url[:start]}{user}:***{url[at:]}" if colon else url
+
+
+#: A URL written in a message: from its scheme to the next space or quote.
+_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s`'"<>]*""")
+
+
+def shown_urls(text: str) -> str:
+    """`text` (a message) with the password of each URL in it shown as `***`
+    (:func:`shown_url`): what ``tf`` prints as an error or a warning."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda found: shown_url(found[0]), text)
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -7,7 +7,10 @@ the bound addresses (ports may be 0 = any free port), so other `tf` commands fin
 listening sockets (one per address the host resolves to) are bound once, before anything
 serves, and handed to uvicorn and the gateway (:func:`listen_sockets`): the ports written and
 printed are the sockets' own, never a port checked free and bound later (another process could
-take it in between).
+take it in between). From before it binds until it stops, it holds ``<state>/up.lock``
+(:func:`holding_up_lock`): a second `tf up` and `tf init --force` are refused at once, naming
+its pid, also while it starts; a server already running on the data directory is named before
+anything opens (``server.lock``, as `python -m agentfirewall_server` checks it).
 
 Shutdown (SIGINT/SIGTERM): the gateway stops first and ships its last traffic records into the
 still-running app; then the open long-polls (an SDK's ``wait_for_approval``) are answered with
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import signal
@@ -34,7 +38,22 @@ from typing import Literal
 import httpx
 import uvicorn
 
-__all__ = ["UpError", "UpInfo", "UpOptions", "closing_all", "listen_sockets", "run_up", "up"]
+__all__ = [
+    "UP_LOCK_FILE",
+    "DataInUse",
+    "StoreProblem",
+    "UpError",
+    "UpInfo",
+    "UpOptions",
+    "closing_all",
+    "holding_up_lock",
+    "listen_sockets",
+    "run_up",
+    "up",
+]
+
+#: Held (``flock``, its holder's pid in it) by a `tf up` from before it binds until it stops.
+UP_LOCK_FILE = "up.lock"
 
 
 class UpError(Exception):
@@ -42,8 +61,42 @@ class UpError(Exception):
 
 
 class StoreProblem(UpError):
-    """The database does not open or the vault key does not fit: the message says what to
-    do (the server's own one-line error, the password masked)."""
+    """The data cannot be served: the database does not open, the vault key does not fit, or
+    another process holds it. The message says what to do (the server's own one-line error,
+    the password masked)."""
+
+
+class DataInUse(StoreProblem):
+    """Another `tf up`, a server or an offline tool (rotate-key, `tf restore`) holds the
+    project's data."""
+
+
+@contextlib.contextmanager
+def holding_up_lock(state_dir: Path) -> Iterator[None]:
+    """Hold `state_dir`'s `tf up` lock for the block (its pid written in it), or raise
+    `DataInUse` naming the holder at once. The kernel releases it when the holder dies."""
+    from agentfirewall_server.store.db import make_private_dir
+
+    make_private_dir(state_dir)
+    fd = os.open(state_dir / UP_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        holder = f" (pid {pid})" if pid.isdigit() else ""
+        raise DataInUse(
+            f"another `tf up` is starting or running for {state_dir}{holder}: use it, or "
+            "stop it first"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -196,6 +249,7 @@ async def run_up(
     on host:port) are closed when it returns."""
     server, proxy = options.server_sockets, options.proxy_sockets
     with (
+        holding_up_lock(options.state_dir),
         closing_all(server or listen_sockets(options.host, options.port, "server")) as server,
         closing_all(
             proxy or listen_sockets(options.proxy_host, options.proxy_port, "gateway")
@@ -225,6 +279,7 @@ async def _run(
     from agentfirewall_proxy.options import Options
     from agentfirewall_server.app import create_app
     from agentfirewall_server.bootstrap import SETUP_TOKEN_FILE, ensure_data_dir, read_secret_file
+    from agentfirewall_server.datalock import DataBusy, ServerLock
     from agentfirewall_server.settings import Settings
     from agentfirewall_server.store.db import StoreError
     from agentfirewall_server.vaultcheck import VaultStartError, preflight
@@ -240,6 +295,15 @@ async def _run(
     if options.upstream_ca is not None:  # SDK executions and token endpoints trust it too
         # (not given: AGENTFIREWALL_UPSTREAM_CA, as the server reads it, is kept)
         settings = settings.model_copy(update={"upstream_ca": options.upstream_ca})
+    try:  # no server runs on the data (as `python -m agentfirewall_server` checks it)
+        ServerLock(settings.data_dir, settings.resolved_database_url).check()
+    except DataBusy as exc:
+        raise DataInUse(str(exc)) from None
+    except OSError as exc:  # a lock file that cannot be made (a SQLite path under a file)
+        raise StoreProblem(
+            f"cannot lock `{exc.filename}`: {(exc.strerror or str(exc)).lower()}: check the "
+            "data directory and --database-url / AGENTFIREWALL_DATABASE_URL"
+        ) from None
     try:  # the database opens and the vault key fits, before anything is made
         preflight(settings)
     except (StoreError, VaultStartError) as exc:

@@ -46,8 +46,24 @@ def where_looked(settings: Settings) -> str:
     return ", ".join(places)
 
 
+def _read_key_file(path: Path) -> str | None:
+    """The text of the key file `path` (None: there is none); `VaultError` naming it when it
+    cannot be read as one (binary content, a directory, no permission). It is left as it is:
+    a key is made only for an empty vault, never in place of a damaged file."""
+    try:
+        return read_secret_file(path)
+    except UnicodeDecodeError:
+        why = "not a key file (binary content)"
+    except OSError as exc:
+        why = f"cannot be read ({(exc.strerror or str(exc)).lower()})"
+    raise VaultError(
+        f"{path}: {why}: restore it from a backup (`tf restore`), or put the key back; "
+        "nothing was changed"
+    )
+
+
 def _keyring_lines(data_dir: Path) -> list[str]:
-    text = read_secret_file(data_dir / KEYRING_FILE) or ""
+    text = _read_key_file(data_dir / KEYRING_FILE) or ""
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -72,7 +88,7 @@ def load_keyring(settings: Settings) -> Keyring | None:
         current_text: str | None = settings.encryption_key.get_secret_value()
         where = "SETTINGS_ENCRYPTION_KEY"
     else:
-        current_text = read_secret_file(settings.data_dir / ENCRYPTION_KEY_FILE)
+        current_text = _read_key_file(settings.data_dir / ENCRYPTION_KEY_FILE)
         where = str(settings.data_dir / ENCRYPTION_KEY_FILE)
     if not current_text:
         return None
@@ -104,7 +120,7 @@ def install_current(settings: Settings, new_text: str) -> Vault:
     data_dir = settings.data_dir
     lines = _keyring_lines(data_dir)
     known = {key_id(parse_key(line)) for line in lines}
-    old_text = read_secret_file(data_dir / ENCRYPTION_KEY_FILE)
+    old_text = _read_key_file(data_dir / ENCRYPTION_KEY_FILE)
     for text in (old_text, new_text):
         if text and key_id(parse_key(text)) not in known:
             lines.append(text.strip())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -82,7 +83,8 @@ def _fill_state(state_dir: Path, config: Config) -> None:
         save_config(config_path, config)
     for path in state_dir.iterdir():
         if path.is_file():
-            os.chmod(path, 0o600)
+            with contextlib.suppress(FileNotFoundError):  # (a running server's temporary one)
+                os.chmod(path, 0o600)
 
 
 def create_state(
@@ -93,12 +95,11 @@ def create_state(
     A new state is built in a private temporary directory beside it (then `prepare`, e.g. a
     platform template applied in-process, runs on it) and renamed to `.tf/` only when all of
     that worked; on any failure nothing is left behind. An existing `.tf/` only gets what it
-    misses.
+    misses. When another `tf init` or `tf up` renamed its own into place first, that one (it
+    is whole) is used.
     """
     state_dir = root / STATE_DIR
-    if state_dir.is_dir() and (
-        (state_dir / "config.yaml").exists() or (state_dir / "admin.token").exists()
-    ):
+    if _holds_state(state_dir):
         open_project(state_dir)  # the user's own, and readable, before anything is added
         _fill_state(state_dir, config)
         project = open_project(state_dir)
@@ -120,6 +121,11 @@ def create_state(
         building.rename(state_dir)
     except BaseException as exc:
         shutil.rmtree(building, ignore_errors=True)
+        if isinstance(exc, OSError) and _holds_state(state_dir):  # another made it meanwhile
+            project = open_project(state_dir)
+            if prepare is not None:
+                prepare(project)
+            return project
         if isinstance(exc, CliError | AgentFirewallError) or not isinstance(exc, Exception):
             raise
         # the type only: a driver's message may quote a database URL
@@ -131,19 +137,48 @@ def create_state(
     return Project(state_dir, load_config(state_dir / "config.yaml"))
 
 
+def _holds_state(state_dir: Path) -> bool:
+    """Whether `state_dir` is a project's state (its configuration or admin token is there)."""
+    return state_dir.is_dir() and (
+        (state_dir / "config.yaml").exists() or (state_dir / "admin.token").exists()
+    )
+
+
+def _delete_state(state_dir: Path) -> None:
+    """Delete `state_dir`, holding the locks a `tf up` (also while it starts) and every server
+    on it hold (``up.lock``; ``server.lock`` and its SQLite file's, as `tf restore` takes
+    them), else refuse naming the process."""
+    from sqlalchemy.engine import URL
+
+    from agentfirewall_proxy.up import DataInUse, holding_up_lock
+    from agentfirewall_server.datalock import DataBusy, exclusive
+
+    if read_up_file(state_dir) is not None:
+        raise CliError(
+            "`tf up` is running on this state", hint="stop it (Ctrl-C) before `tf init --force`"
+        )
+    # the state's own database file (a server on PostgreSQL holds `server.lock` too)
+    database = URL.create("sqlite", database=str((state_dir / "agentfirewall.db").resolve()))
+    try:
+        with holding_up_lock(state_dir), exclusive(state_dir, database.render_as_string()):
+            shutil.rmtree(state_dir)
+    except (DataInUse, DataBusy) as exc:
+        raise CliError(
+            str(exc),
+            hint="`tf init --force` deletes what it serves (the database, the vault key, the "
+            "credentials): run it again once that process has stopped",
+        ) from None
+
+
 def init(ctx: Context) -> int:
     args = ctx.args
     root = ctx.cwd
     state_dir = root / STATE_DIR
-    existed = (state_dir / "config.yaml").exists() or (state_dir / "admin.token").exists()
+    existed = _holds_state(state_dir)
     if existed:
         check_owner(state_dir)  # another user's is never used, nor deleted (--force)
     if existed and args.force:
-        if read_up_file(state_dir) is not None:
-            raise CliError(
-                "`tf up` is running on this state", hint="stop it (Ctrl-C) before `tf init --force`"
-            )
-        shutil.rmtree(state_dir)
+        _delete_state(state_dir)
         existed = False
     config = Config(
         server_url=_url(DEFAULT_SERVER, args.host, args.port),

@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentfirewall.display import json_visible, visible
+from agentfirewall_proxy.options import shown_urls
 
 __all__ = [
     "EXIT_DENIED",
@@ -161,12 +162,14 @@ class Output:
     # problems (always on stderr) ---------------------------------------------------------
 
     def warn(self, text: str) -> None:
-        self.err.print(_text("warning: " + text, "yellow"), soft_wrap=True)
+        self.err.print(_text("warning: " + shown_urls(text), "yellow"), soft_wrap=True)
 
     def error(self, message: str, hint: str | None = None) -> None:
-        self.err.print(_text("error: " + message, "bold red"), soft_wrap=True)
+        """`message` and what to do next (`hint`), a URL's password in either shown as
+        `***` (a mistyped ``--server`` or ``TF_PROXY`` is echoed)."""
+        self.err.print(_text("error: " + shown_urls(message), "bold red"), soft_wrap=True)
         if hint:
-            self.err.print(_text("  → " + hint), soft_wrap=True)
+            self.err.print(_text("  → " + shown_urls(hint)), soft_wrap=True)
 
 
 def _text(text: str, style: str = "") -> Text:

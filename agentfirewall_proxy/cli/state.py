@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from agentfirewall_proxy.cli.output import EXIT_USAGE, CliError
+from agentfirewall_proxy.options import shown_url
 
 __all__ = [
     "CONFIG_FILE",
@@ -129,9 +130,10 @@ def load_config(path: Path) -> Config:
     for key, default in (("server_url", DEFAULT_SERVER), ("proxy_url", DEFAULT_PROXY)):
         value = raw.get(key) or default
         if not isinstance(value, str) or _url_fault(value):
+            shown = shown_url(value) if isinstance(value, str) else value
             raise ValueError(
                 f"`{path}`: `{key}` must be an http:// or https:// URL with a host and a "
-                f"port from 0 to 65535, not `{value}`"
+                f"port from 0 to 65535, not `{shown}`"
             )
         urls[key] = value
     return Config(
@@ -301,7 +303,9 @@ def check_url(url: str, where: str) -> str:
             "(the control plane)"
         )
         raise CliError(
-            f"{where} `{url}` is not a server URL: {fault}", hint=f"e.g. {example}", code=EXIT_USAGE
+            f"{where} `{shown_url(url)}` is not a server URL: {fault}",
+            hint=f"e.g. {example}",
+            code=EXIT_USAGE,
         )
     return url.rstrip("/")
 
