@@ -10,13 +10,13 @@ import contextlib
 import importlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -96,6 +96,9 @@ class _App(Starlette):
     answered with 500 and re-raised, as Starlette's ServerErrorMiddleware does.
     """
 
+    #: ``AppState.observed`` (set once at creation): read on every request
+    observed = False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (refused := nul_in_url(scope)) is not None:
             await refused(scope, receive, send)
@@ -104,7 +107,7 @@ class _App(Starlette):
             path = scope["path"]
             if path == "/api/v1/actions":
                 scope["app"] = self
-                if self.state.af.observed:
+                if self.observed:
                     await _observed(self, "tameflare.decide", _request_action, scope, receive, send)
                 else:
                     await _request_action(scope, receive, send)
@@ -112,7 +115,7 @@ class _App(Starlette):
             name = _OBSERVED.get(path)
             if name is None and path.startswith("/api/v1/actions/") and path.endswith("/execute"):
                 name = "tameflare.execute"
-            if name is not None and self.state.af.observed:
+            if name is not None and self.observed:
                 await _observed(self, name, super().__call__, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
@@ -156,11 +159,9 @@ async def _observed(
 
 
 async def _request_action(scope: Scope, receive: Receive, send: Send) -> None:
-    from agentfirewall_server.routes.actions import request_action
-
     request = Request(scope, receive, send)
     try:
-        response = await request_action(request)
+        response = await (_hot_route or _load_hot_route())(request)
     except Exception as exc:
         handler = next(h for kind, h in _HANDLERS.items() if isinstance(exc, kind))
         unexpected = handler is _HANDLERS[Exception]
@@ -185,6 +186,17 @@ def _error_handlers() -> dict[Any, Any]:
 
 _HANDLERS = _error_handlers()
 
+#: `routes.actions.request_action`, imported on the first request (not at every one)
+_hot_route: Callable[[Request], Awaitable[Response]] | None = None
+
+
+def _load_hot_route() -> Callable[[Request], Awaitable[Response]]:
+    global _hot_route
+    from agentfirewall_server.routes.actions import request_action
+
+    _hot_route = request_action
+    return request_action
+
 
 def create_app(settings: Settings) -> Starlette:
     """A fresh app; its lifespan opens the store, loads keys and starts background tasks."""
@@ -204,5 +216,6 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.af = state
+    app.observed = state.observed
     app.state.settings = settings
     return app

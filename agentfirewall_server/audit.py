@@ -16,7 +16,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "link_events",
     "link_hash",
     "prepare_event",
+    "prepare_events",
     "scalar_text",
     "stub_line",
     "verify_chain",
@@ -159,6 +160,42 @@ def prepare_event(
     }
     row["_digest"] = content_digest(row)
     return row
+
+
+def prepare_events(
+    events: Sequence[tuple[str, str, str]],
+    *,
+    now: float,
+    agent: str | None,
+    subject: str | None,
+) -> list[dict[str, Any]]:
+    """`prepare_event` for several events of one agent and subject at one time, each given
+    as (event type, actor, data text): the same rows, with the fields they share (agent,
+    subject, time) written into the digested text once."""
+    created = round(now, 6)
+    shared = (
+        f',"agent":{_encode_str(agent) if type(agent) is str else _scalar(agent)},'
+        f'"created_at":{_scalar(created)},"data":'
+    )
+    end = f',"subject":{_encode_str(subject) if type(subject) is str else _scalar(subject)}}}'
+    rows = []
+    for event_type, actor, data in events:
+        text = (
+            f'{{"actor":{_encode_str(actor)}{shared}{_encode_str(data)},'
+            f'"event_type":{_encode_str(event_type)}{end}'
+        )
+        rows.append(
+            {
+                "event_type": event_type,
+                "actor": actor,
+                "agent": agent,
+                "subject": subject,
+                "data": data,
+                "created_at": created,
+                "_digest": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            }
+        )
+    return rows
 
 
 def chain_rows(conn: Connection, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -24,12 +24,13 @@ from agentfirewall_server.roles import ROLES
 from agentfirewall_server.snapshot import AgentRecord
 from agentfirewall_server.state import AppState
 from agentfirewall_server.store.schema import sessions, users
-from agentfirewall_server.web import ApiError, header
+from agentfirewall_server.web import ApiError, header, repeated_header
 
 __all__ = [
     "ROLES",
     "SESSION_COOKIE",
     "Principal",
+    "key_holder",
     "require_agent",
     "require_gateway",
     "require_metrics_reader",
@@ -64,7 +65,7 @@ def _bearer(request: Request) -> str | None:
     sent = header(request, b"authorization")
     if sent is None:
         return None
-    if sum(1 for key, _ in request.scope["headers"] if key == b"authorization") > 1:
+    if repeated_header(request, b"authorization"):
         raise _unauthorized("send one `Authorization` header, not several")
     scheme, _, value = sent.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -76,13 +77,40 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+#: Each agent record's principal (a record is immutable; a new snapshot makes new ones):
+#: one object per agent, not one per request. Keyed by the record's id, holding the record
+#: (so the id is not reused while its entry lives); bounded.
+_AGENT_PRINCIPALS: dict[int, tuple[AgentRecord, Principal]] = {}
+_MAX_AGENT_PRINCIPALS = 4096
+
+
 def _agent_principal(state: AppState, key: str) -> Principal:
     agent = state.agent_for_key(key)
     if agent is None:
         raise _unauthorized("invalid API key: check AAF_API_KEY")
     if agent.status != "active":
         raise _unauthorized(f"agent `{agent.name}` is {agent.status}: its key is not accepted")
-    return Principal("agent", agent.name, agent=agent)
+    held = _AGENT_PRINCIPALS.get(id(agent))
+    if held is not None and held[0] is agent:
+        return held[1]
+    if len(_AGENT_PRINCIPALS) >= _MAX_AGENT_PRINCIPALS:
+        _AGENT_PRINCIPALS.clear()
+    principal = Principal("agent", agent.name, agent=agent)
+    _AGENT_PRINCIPALS[id(agent)] = (agent, principal)
+    return principal
+
+
+def key_holder(request: Request, state: AppState) -> AgentRecord | None:
+    """`require_agent`'s answer for a request with an agent key (``aaf_...``), without a
+    coroutine (the hot path); None for any other request, which `require_agent` answers."""
+    if "af.principal" in request.scope:
+        return None
+    secret = _bearer(request)
+    if secret is None or not secret.startswith("aaf_"):
+        return None
+    principal = _agent_principal(state, secret)
+    request.scope["af.principal"] = principal
+    return principal.agent
 
 
 def _token_principal(state: AppState, token: str) -> Principal:

@@ -8,12 +8,17 @@ import os
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 __all__ = ["new_id", "now", "parse_time", "random_bytes", "rfc3339"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)  # 10 bits -> 2 characters
-_SHIFTS = tuple(range(120, -1, -10))  # 130 bits (50 of milliseconds, 80 random), 26 chars
+_STAMP_SHIFTS = tuple(range(40, -1, -10))  # 50 bits of milliseconds: 10 characters
+#: a byte -> the Crockford character of its low 5 bits (256 is a multiple of 32: a random
+#: byte gives a uniformly random character)
+_FIVE_BITS = bytes.maketrans(bytes(range(256)), bytes(ord(_CROCKFORD[b & 31]) for b in range(256)))
+_stamp: tuple[int, str] = (-1, "")  # the last millisecond written, and its 10 characters
 
 
 def now() -> float:
@@ -59,14 +64,30 @@ _COUNTER = itertools.count()
 _LOCK = threading.Lock()
 
 
+#: The keyed BLAKE2b state before any data, per digest size: each call copies it (a key
+#: costs a compression of its own when the state is made afresh)
+_KEYED: dict[int, Any] = {}
+
+
 def random_bytes(size: int) -> bytes:
     """`size` (at most 64) unpredictable bytes, unique per call in this process."""
+    keyed = _KEYED.get(size)
+    if keyed is None:
+        keyed = _KEYED[size] = hashlib.blake2b(key=_PRF_KEY, digest_size=size)
     with _LOCK:
         n = next(_COUNTER)
-    return hashlib.blake2b(n.to_bytes(16, "big"), key=_PRF_KEY, digest_size=size).digest()
+    prf = keyed.copy()  # = hashlib.blake2b(n.to_bytes(16, "big"), key=_PRF_KEY, ...)
+    prf.update(n.to_bytes(16, "big"))
+    digest: bytes = prf.digest()
+    return digest
 
 
 def new_id(prefix: str) -> str:
-    """A sortable id: `prefix` + 10 chars of milliseconds + 16 random chars (ULID-like)."""
-    value = int(time.time() * 1000) << 80 | int.from_bytes(random_bytes(10), "big")
-    return prefix + "".join([_PAIRS[value >> shift & 1023] for shift in _SHIFTS])
+    """A sortable id: `prefix` + 10 chars of milliseconds + 16 random chars (ULID-like),
+    in Crockford's base 32: 50 bits of the time, then 80 random bits (5 per character)."""
+    global _stamp
+    ms = int(time.time() * 1000) & (1 << 50) - 1
+    stamp = _stamp  # (one read: another thread may replace it meanwhile)
+    if stamp[0] != ms:  # a new millisecond: written once for every id made in it
+        stamp = _stamp = (ms, "".join([_PAIRS[ms >> shift & 1023] for shift in _STAMP_SHIFTS]))
+    return prefix + stamp[1] + random_bytes(16).translate(_FIVE_BITS).decode("ascii")

@@ -29,6 +29,8 @@ OTHER = "other"
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                      0.1, 0.25, 0.5, 1.0)  # fmt: skip
 _FALLBACK_METHODS = ("get", "head", "options", "post", "put", "patch", "delete")
+#: The label sets (as given) whose resolved child `Metrics.count_request` remembers.
+_MAX_REMEMBERED = 4096
 
 
 class _Child(Protocol):
@@ -116,6 +118,10 @@ class BoundedLabels(Generic[_M]):
         child = self._children[key] = self.metric.labels(*key)
         return child
 
+    def kept(self, values: tuple[str, ...]) -> _M | None:
+        """The child of this label set if it is kept as given (not folded), else None."""
+        return self._children.get(values)
+
     def clear(self) -> None:
         """Drop every label set (a gauge rebuilt from the current state)."""
         self.metric.clear()
@@ -152,6 +158,7 @@ class Metrics:
             "Decisions made, by agent, connector, decision and action type",
             ("agent", "connector", "decision", "action_type"),
         )
+        self._request_children: dict[tuple[str, str, str, str], _Child] = {}
         self.denied = counter(
             "aaf_requests_denied_total",
             "Denied requests, by reason",
@@ -245,8 +252,22 @@ class Metrics:
             gauge.dec()
 
     def count_request(self, agent: str, connector: str, decision: str, action_type: str) -> None:
-        """One decision in ``aaf_requests_total``, with the chosen labels folded."""
-        child: _Child = self.requests.labels(
-            agent, self.connector_label(connector), decision, self.action_label(action_type)
-        )
+        """One decision in ``aaf_requests_total``, with the chosen labels folded. The child
+        of a label set kept as given is remembered (a kept set stays kept: the counts only
+        grow); a folded one is looked up each time, each sample counted as folded."""
+        key = (agent, connector, decision, action_type)
+        child = self._request_children.get(key)
+        if child is None:
+            labels = (
+                agent,
+                self.connector_label(connector),
+                decision,
+                self.action_label(action_type),
+            )
+            child = self.requests.labels(*labels)
+            if (
+                self.requests.kept(labels) is child
+                and len(self._request_children) < _MAX_REMEMBERED
+            ):
+                self._request_children[key] = child
         child.inc()

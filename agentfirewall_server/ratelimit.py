@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 from sqlalchemy import delete
@@ -183,6 +183,13 @@ class Limiter:
         if self.shared is None:
             return self.memory.check(key, per_minute, time.monotonic())
         return await self.shared.check(key, per_minute)
+
+    def check_local(self, key: str, per_minute: int) -> int | Literal[False] | None:
+        """`check` without a coroutine when the buckets are in memory (the hot path);
+        False when they are shared: `check` answers then."""
+        if self.shared is None:
+            return self.memory.check(key, per_minute, time.monotonic())
+        return False
 
     async def forget(self, key: str) -> None:
         """A fresh bucket for `key` (an agent suspended or re-activated)."""

@@ -48,6 +48,7 @@ __all__ = [
     "read_body",
     "read_json",
     "read_model",
+    "repeated_header",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -167,16 +168,33 @@ def header(request: Request, name: bytes) -> str | None:
     """``request.headers.get(name)`` for a lower-case `name`, from one pass over the raw
     headers kept in the scope (the first of repeated headers, as Starlette's ``get``):
     the hot path reads three headers without building ``Headers`` and scanning it thrice."""
+    value = _first_headers(request.scope).get(name)
+    return None if value is None else value.decode("latin-1")
+
+
+def repeated_header(request: Request, name: bytes) -> bool:
+    """Whether the request carries header `name` (lower-case) more than once; found in the
+    same pass as `header`'s."""
     scope = request.scope
+    _first_headers(scope)
+    return name in scope.get("af.repeated", ())
+
+
+def _first_headers(scope: Scope) -> dict[bytes, bytes]:
+    """The raw headers' first values by name, and (``af.repeated``) the names repeated."""
     first: dict[bytes, bytes] | None = scope.get("af.headers")
     if first is None:
         first = {}
+        repeated = []
         for key, value in scope["headers"]:
             if key not in first:
                 first[key] = value
+            else:
+                repeated.append(key)
         scope["af.headers"] = first
-    value = first.get(name)
-    return None if value is None else value.decode("latin-1")
+        if repeated:
+            scope["af.repeated"] = frozenset(repeated)
+    return first
 
 
 async def read_body(request: Request) -> bytes:

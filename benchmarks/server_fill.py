@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from agentfirewall_server.audit import content_digest, link_hash
-from agentfirewall_server.clock import _PAIRS, _SHIFTS, random_bytes
+from agentfirewall_server.clock import _PAIRS, random_bytes
 
 _CHUNK = 50_000
+_SHIFTS = tuple(range(120, -1, -10))  # 130 bits (50 of milliseconds, 80 random), 26 chars
 
 
 def _old_id(prefix: str, ms: int) -> str:

@@ -186,7 +186,8 @@ def record_input(
     policies `ctx` does not hold the findings of too (the shadow policies'); a `ctx` with
     ``content.*`` fields is detected whatever it says."""
     key = ctx.connector or spec.resource.provider or ""
-    detected = detected or any(name.startswith("content.") for name in ctx.attributes)
+    if not detected and ctx.attributes:  # (most contexts hold no attribute)
+        detected = any(name.startswith("content.") for name in ctx.attributes)
     out: dict[str, Any] = {"v": RECORD_VERSION, "t": spec.type, "m": ctx.mode}
     withheld = _action(out, spec, key, detected)
     if also:

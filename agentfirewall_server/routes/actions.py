@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from agentfirewall.actions import ActionSpec, parse_action_spec
+from agentfirewall.actions import ActionSpec, parse_action_spec, spec_fields, spec_of
 from agentfirewall.connectors import provider_problem
 from agentfirewall.connectors.model import HttpRequest
 from agentfirewall.content import Finding
@@ -45,8 +45,14 @@ from agentfirewall_server.actionstore import (
     shown_spec,
 )
 from agentfirewall_server.approvals import approval_json, create_approval
-from agentfirewall_server.audit import append_events, prepare_event, scalar_text
-from agentfirewall_server.auth import Principal, authenticate, require_agent, state_of
+from agentfirewall_server.audit import append_events, prepare_events, scalar_text
+from agentfirewall_server.auth import (
+    Principal,
+    authenticate,
+    key_holder,
+    require_agent,
+    state_of,
+)
 from agentfirewall_server.clock import new_id, now, rfc3339
 from agentfirewall_server.decide import (
     approval_terms,
@@ -106,20 +112,55 @@ class _Envelope(BaseModel):
 
 async def _spec(request: Request) -> ActionSpec:
     raw = await read_body(request)
-    try:
-        spec = _Envelope.model_validate_json(raw).action_spec
-    except (PydanticValidationError, ValueError, ActionSpecError):
-        body = parse_model(raw, ActionBody)  # names the problem exactly as it always has
-        try:
-            spec = parse_action_spec(body.action_spec)
-        except ActionSpecError as exc:
-            field = f"action_spec.{exc.field}" if exc.field else "action_spec"
-            raise ApiError(422, str(exc), field=field) from None
+    spec = common_spec(raw)
+    if spec is None:
+        spec = _modelled_spec(raw)
     if (problem := provider_problem(spec)) is not None:  # decided as one, sent by another
         raise ApiError(422, problem, field="action_spec.resource.provider")
     if spec.provider in _URL_TARGETED:
         _check_url_target(spec)
     return spec
+
+
+def _modelled_spec(raw: bytes) -> ActionSpec:
+    """The body parsed straight into an ActionSpec by the model; any problem named."""
+    try:
+        return _Envelope.model_validate_json(raw).action_spec
+    except (PydanticValidationError, ValueError, ActionSpecError):
+        body = parse_model(raw, ActionBody)  # names the problem exactly as it always has
+        try:
+            return parse_action_spec(body.action_spec)
+        except ActionSpecError as exc:
+            field = f"action_spec.{exc.field}" if exc.field else "action_spec"
+            raise ApiError(422, str(exc), field=field) from None
+
+
+def common_spec(raw: bytes) -> ActionSpec | None:
+    """The spec of a body in the common shape (only ``action_spec``: a type, resource names,
+    flat scalar parameters and hints), parsed by orjson and checked by the core's own
+    hand-checked path (`actions.spec_fields`, held equal to the model): the spec `_Envelope`
+    gives, at about half the cost. None for any other body, valid or not: the model then
+    parses it (and words its errors)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not dict or len(data) != 1:
+        return None
+    inner = data.get("action_spec")
+    if type(inner) is not dict:
+        return None
+    fields = spec_fields(inner)
+    if fields is None:
+        return None
+    for values in (fields[2], fields[3]):
+        for value in values.values():
+            if type(value) is float and not -_WIDE < value < _WIDE:
+                return None  # orjson reads an integer past 64 bits as a float; the model exactly
+    return spec_of(inner, fields)
+
+
+_WIDE = 2.0**63
 
 
 #: Connectors whose action's resource.target is the URL it is sent to (routes/executor).
@@ -139,16 +180,33 @@ def _check_url_target(spec: ActionSpec) -> None:
 
 
 async def _rate_limit(state: AppState, agent: AgentRecord) -> None:
+    if not _rate_limit_local(state, agent):  # the buckets are shared (PostgreSQL)
+        limit = agent.rate_limit_per_minute or state.settings.rate_limit_per_minute
+        wait = await state.limiter.check(agent.id, limit)
+        if wait is not None:
+            raise _limited(state, agent, limit, wait)
+
+
+def _rate_limit_local(state: AppState, agent: AgentRecord) -> bool:
+    """`_rate_limit` without a coroutine when the buckets are in memory (True: checked,
+    the 429 raised if over); False when they are shared: `_rate_limit` checks then."""
     limit = agent.rate_limit_per_minute or state.settings.rate_limit_per_minute
-    wait = await state.limiter.check(agent.id, limit)
+    wait = state.limiter.check_local(agent.id, limit)
+    if wait is False:
+        return False
     if wait is not None:
-        state.metrics.rate_limit_hits.labels(agent=agent.name).inc()
-        raise ApiError(
-            429,
-            f"rate limit of {limit} requests per minute exceeded: retry in {wait} s",
-            headers={"Retry-After": str(wait)},
-            retry_after=wait,
-        )
+        raise _limited(state, agent, limit, wait)
+    return True
+
+
+def _limited(state: AppState, agent: AgentRecord, limit: int, wait: int) -> ApiError:
+    state.metrics.rate_limit_hits.labels(agent=agent.name).inc()
+    return ApiError(
+        429,
+        f"rate limit of {limit} requests per minute exceeded: retry in {wait} s",
+        headers={"Retry-After": str(wait)},
+        retry_after=wait,
+    )
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -231,12 +289,17 @@ def _rows(
     action_id = response["action_request_id"]
     status = decision.status
     action_hash = response["_hash"]
-    stored = {"status": status, "approval": response["approval"]}
-    if response.get("_reservation"):  # released or settled later (actionstore.finish_spend)
-        stored["reservation"] = response["_reservation"]
-    shown = response["_shown"]
-    if shown is not None:  # what `action_json` shows; `action_spec` executes
-        stored["shown_spec"] = shown
+    approval, shown = response["approval"], response["_shown"]
+    reservation = response.get("_reservation")
+    if approval is None and not reservation and shown is None:  # the common answer
+        stored_text = _STORED[status]
+    else:
+        stored = {"status": status, "approval": approval}
+        if reservation:  # released or settled later (actionstore.finish_spend)
+            stored["reservation"] = reservation
+        if shown is not None:  # what `action_json` shows; `action_spec` executes
+            stored["shown_spec"] = shown
+        stored_text = json_text(stored) if shown is None else json.dumps(stored)  # any int
     row = {
         "id": action_id,
         "agent_id": agent.id,
@@ -246,11 +309,11 @@ def _rows(
         "action_spec": response["_canonical"].decode(),
         "action_hash": action_hash,
         "status": status,
-        "decision": json_text(response["decision"]),
+        "decision": response["_decision"],
         "risk_score": decision.risk_score,
         "idempotency_key": key,
         "approval_id": approval_id,
-        "response": json_text(stored) if shown is None else json.dumps(stored),  # any int
+        "response": stored_text,
         "execution": None,
         "execution_state": None,
         "decision_input": response["_input"],
@@ -259,25 +322,36 @@ def _rows(
         "updated_at": stamp,
     }
     requested, decided = event_data_texts(spec.type, action_hash, decision)
-    events = [
-        prepare_event(
-            "action.requested",
-            actor=agent.name,
-            now=stamp,
-            agent=agent.name,
-            subject=action_id,
-            data_text=requested,
-        ),
-        prepare_event(
-            _EVENT[status],
-            actor="policy",
-            now=stamp,
-            agent=agent.name,
-            subject=action_id,
-            data_text=decided,
-        ),
-    ]
+    events = prepare_events(
+        (("action.requested", agent.name, requested), (_EVENT[status], "policy", decided)),
+        now=stamp,
+        agent=agent.name,
+        subject=action_id,
+    )
     return row, events
+
+
+#: The stored answer of an action with no approval, reservation or detection, by status.
+_STORED = {status: json_text({"status": status, "approval": None}) for status in _EVENT}
+
+#: Each decision's wire form (`_wire`), by the id of the decision (held, so the id is not
+#: reused while its entry lives); bounded.
+_WIRE: dict[int, tuple[Decision, orjson.Fragment, str]] = {}
+_MAX_WIRE = 1024
+
+
+def _wire(decision: Decision) -> tuple[orjson.Fragment, str]:
+    """`decision.to_dict()` as JSON, for the answer (a fragment orjson writes as it is) and
+    the row (text), encoded once per decision object: the engine remembers its decisions
+    (one object answers every request of the same plan and rule), and they are immutable."""
+    held = _WIRE.get(id(decision))
+    if held is not None and held[0] is decision:
+        return held[1], held[2]
+    raw = orjson.dumps(decision.to_dict())
+    if len(_WIRE) >= _MAX_WIRE:
+        _WIRE.clear()
+    wire = _WIRE[id(decision)] = (decision, orjson.Fragment(raw), raw.decode("utf-8"))
+    return wire[1], wire[2]
 
 
 def canonical_spec(spec: ActionSpec) -> bytes:
@@ -367,7 +441,8 @@ def _record_spent(
         decision = spend.apply(conn, stamp)
         if (refused := spend.refused) is not None:  # its record names it: replayed with it
             response["_input"] = budget_input(response["_input"], refused.outcome, refused.budget)
-        response["status"], response["decision"] = decision.status, decision.to_dict()
+        response["status"] = decision.status
+        response["decision"], response["_decision"] = _wire(decision)
         response["_reservation"] = spend.reservation
         if decision.status == "pending_approval":
             return decision, _record_pending(state, agent, spec, decision, key, response)(conn)
@@ -403,9 +478,10 @@ async def _publish_diverged(state: AppState, action_id: str) -> None:
 
 async def request_action(request: Request) -> JSONResponse:
     started = time.perf_counter()
-    agent = await require_agent(request)
     state = state_of(request)
-    await _rate_limit(state, agent)
+    agent = key_holder(request, state) or await require_agent(request)
+    if not _rate_limit_local(state, agent):
+        await _rate_limit(state, agent)
     spec = await _spec(request)
     key = _idempotency_key(request)
     canonical = canonical_spec(spec)
@@ -423,13 +499,15 @@ async def request_action(request: Request) -> JSONResponse:
         annotate(agent=agent.name, connector=spec.provider, action=spec.type,
                  decision=decision.status, rule=rule_of(decision))  # fmt: skip
     action_id = new_id("act_")
+    wire, wire_text = _wire(decision)
     response: dict[str, Any] = {
         "action_request_id": action_id,
         "status": decision.status,
-        "decision": decision.to_dict(),
+        "decision": wire,
         "decision_token": None,
         "approval": None,
-        "_hash": action_hash,  # removed before answering
+        "_decision": wire_text,  # (the row's); removed before answering, with the others
+        "_hash": action_hash,
         "_canonical": canonical,
         # the replayable input: a secret the shadow policies' detectors found withheld too
         "_input": input_text(record_input(spec, ctx, detected=bool(found))),
@@ -463,7 +541,8 @@ async def request_action(request: Request) -> JSONResponse:
             raise
         return replayed
     judged = response.pop("_shadow")
-    del response["_hash"], response["_canonical"], response["_input"], response["_shown"]
+    del response["_decision"], response["_hash"], response["_canonical"], response["_input"]
+    del response["_shown"]
     response.pop("_reservation", None)
     if spend is not None:
         spend.count(state.metrics)

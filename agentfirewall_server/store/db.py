@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
+import itertools
 import logging
 import operator
 import os
@@ -36,7 +38,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -525,7 +527,7 @@ class Database:
             return
         finally:
             cursor.close()
-        self._deliver(batch, [(True, None)] * len(batch))  # type: ignore[arg-type]
+        _deliver_committed(batch)
 
     def _deliver(self, batch: list[_Job | Record], outcomes: list[tuple[bool, Any]]) -> None:
         waking: dict[asyncio.AbstractEventLoop, list[tuple[Record, bool, Any]]] = {}
@@ -603,6 +605,26 @@ def _checkpoint(conn: Connection) -> None:
         cursor.close()
     if TRACE is not None:
         TRACE(("checkpoint", started, time.perf_counter()))
+
+
+def _deliver_committed(records: list[Record]) -> None:
+    """`Database._deliver` of a committed batch of records (every outcome a success): one
+    wake-up per event loop, the records in their order."""
+    loop = records[0].loop
+    if all(record.loop is loop for record in records):  # one loop (the server's): as is
+        by_loop = {loop: records}
+    else:
+        by_loop = {}
+        for record in records:
+            by_loop.setdefault(record.loop, []).append(record)
+    for each, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+            each.call_soon_threadsafe(_wake_committed, waiting)
+
+
+def _wake_committed(records: list[Record]) -> None:
+    """`_wake` for committed records: each caller gets what its `then` gives."""
+    _wake([(record, True, None) for record in records])
 
 
 def _wake(items: list[tuple[Record, bool, Any]]) -> None:
@@ -693,29 +715,37 @@ def _bulk(conn: Connection, records: list[Record]) -> None:
 
 def _insert(cursor: Any, marker: str, by_table: dict[Table, list[dict[str, Any]]]) -> None:
     for table, rows_of in by_table.items():
-        columns = [c.name for c in table.columns]
-        group = "(" + ", ".join([marker] * len(columns)) + ")"
+        columns = _columns(table)
         per_statement = max(1, _MAX_VARIABLES // len(columns))
         for start in range(0, len(rows_of), per_statement):
             chunk = rows_of[start : start + per_statement]
             # one multi-row INSERT: one statement step, so the writer thread releases
             # and re-takes the GIL once per table, not once per row
-            sql = (
-                f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
-                f"VALUES {', '.join([group] * len(chunk))}"
-            )
-            cursor.execute(sql, _values(chunk, columns))
+            cursor.execute(_insert_sql(table, marker, len(chunk)), _values(chunk, columns))
 
 
-def _values(rows: list[dict[str, Any]], columns: list[str]) -> list[Any]:
+@functools.cache
+def _columns(table: Table) -> tuple[str, ...]:
+    """The table's column names, in order (a table's columns are fixed once defined)."""
+    return tuple(c.name for c in table.columns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _insert_sql(table: Table, marker: str, rows: int) -> str:
+    """The multi-row INSERT of `rows` rows into `table` (a batch's size repeats)."""
+    columns = _columns(table)
+    group = "(" + ", ".join([marker] * len(columns)) + ")"
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
+        f"VALUES {', '.join([group] * rows)}"
+    )
+
+
+def _values(rows: list[dict[str, Any]], columns: Sequence[str]) -> list[Any]:
     """The rows' values, column by column, flattened (a missing key is NULL)."""
     if len(columns) == 1:  # itemgetter of one key gives the value, not a tuple
         return [r.get(columns[0]) for r in rows]
-    values: list[Any] = []
-    pick = operator.itemgetter(*columns)
     try:
-        for row in rows:
-            values.extend(pick(row))
+        return list(itertools.chain.from_iterable(map(operator.itemgetter(*columns), rows)))
     except KeyError:
         return [r.get(c) for r in rows for c in columns]
-    return values
