@@ -18,12 +18,14 @@ done       the exchange ended: answered, refused, cut or failed (every flow)   n
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from agentfirewall.content import masked, shown_path
 from agentfirewall_proxy.pipeline import Flow, recorded_path, traffic_record
 
 if TYPE_CHECKING:
@@ -121,7 +123,10 @@ class Counters:
 
 
 class AccessLog:
-    """One line per flow on stderr (``--access-log``): ids, names and status, no values.
+    """One line per flow on stderr (``--access-log``): ids, names and status, no values;
+    its path, host and reason with every credential masked, as the control plane stores
+    them (``agentfirewall.content.shown_path`` and ``masked``; a log is read by more people
+    than an approver).
 
     With ``json``, a JSON object per line, carrying the flow's trace id when it is traced.
     """
@@ -134,17 +139,26 @@ class AccessLog:
         if self.json:
             print(_json_access_line(flow), file=sys.stderr)
             return
-        print(
-            f"{flow.request_id} {agent} {flow.method} {_target(flow)} {flow.status} {flow.reason}",
-            file=sys.stderr,
-        )
+        target, reason = _target(flow), _masked(flow.reason)
+        print(f"{flow.request_id} {agent} {flow.method} {target} {flow.status} {reason}",
+              file=sys.stderr)  # fmt: skip
 
 
 def _target(flow: Flow) -> str:
     """`host/path`; a CONNECT's target is `host:port` (it has no path)."""
     if flow.method == "CONNECT":
-        return f"{flow.host}:{flow.port}"
-    return flow.host + recorded_path(flow)
+        return f"{_masked(flow.host)}:{flow.port}"
+    return _masked(flow.host) + _shown_path(recorded_path(flow))
+
+
+@functools.lru_cache(maxsize=1024)
+def _masked(text: str) -> str:
+    return masked(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shown_path(path: str) -> str:
+    return shown_path(path)
 
 
 def _json_access_line(flow: Flow) -> str:
@@ -162,10 +176,10 @@ def _json_access_line(flow: Flow) -> str:
         action=flow.action,
         decision="killed" if flow.killed else (decision.outcome if decision else "deny"),
         method=flow.method,
-        host=flow.host,
-        path=None if flow.method == "CONNECT" else recorded_path(flow),  # (it has none)
+        host=_masked(flow.host),
+        path=None if flow.method == "CONNECT" else _shown_path(recorded_path(flow)),
         status=flow.status,
-        reason=flow.reason,
+        reason=_masked(flow.reason),
         latency_ms=round((time.monotonic() - flow.started) * 1000, 3),
     )
 

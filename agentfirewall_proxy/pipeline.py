@@ -43,7 +43,13 @@ from typing import TYPE_CHECKING, Any
 from agentfirewall.connectors import Connector, HttpRequest
 from agentfirewall.connectors.base import override_readable
 from agentfirewall.connectors.upstream import UpstreamRefused, credential_upstream
-from agentfirewall.content import body_preview, request_pieces, scan_pieces, shown_target
+from agentfirewall.content import (
+    body_preview,
+    request_pieces,
+    scan_pieces,
+    shown_path,
+    shown_target,
+)
 from agentfirewall.content.shown import HEADERS_SHOWN, shown_headers
 from agentfirewall.decisions import Decision
 from agentfirewall.errors import AgentFirewallError
@@ -725,10 +731,18 @@ def recorded_path(flow: Flow) -> str:
     when content detectors fired on the request (on its path alone: :func:`scan_path`,
     whatever refused it before the rest was scanned), as its approver is shown it
     (``shown_target``): decoded, every detection of any detector and every credential
-    masked. (Masking every path would cost each request tens of microseconds.)"""
+    masked. The control plane masks every credential in what it stores
+    (``agentfirewall_server.routes.trafficrows``; masking every path here would cost each
+    request tens of microseconds), but it cannot find one cut in two: a path longer than
+    is kept is masked (``shown_path``) before it is cut."""
     if not flow.findings:
-        return flow.path[:2048]
-    return shown_target(flow.path, "", detected=True)[0][:2048]
+        path = flow.path
+        return path if len(path) <= _RECORDED else shown_path(path)[:_RECORDED]
+    return shown_target(flow.path, "", detected=True)[0][:_RECORDED]
+
+
+#: The longest path a traffic record keeps.
+_RECORDED = 2048
 
 
 def scan_path(config: CompiledConfig, flow: Flow) -> None:

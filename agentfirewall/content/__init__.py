@@ -42,6 +42,7 @@ from agentfirewall.content.shown import (
     masked,
     masked_query,
     shown_action,
+    shown_path,
     shown_target,
     shown_text,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "request_pieces",
     "scan_pieces",
     "shown_action",
+    "shown_path",
     "shown_target",
     "shown_text",
     "value_pieces",

@@ -50,6 +50,7 @@ __all__ = [
     "masked_query",
     "shown_action",
     "shown_headers",
+    "shown_path",
     "shown_target",
     "shown_text",
 ]
@@ -233,6 +234,15 @@ def shown_target(path: str, query: str, *, detected: bool = False) -> tuple[str,
     scanner = default_scanner()
     path = masked(redact_text(scanner, unquote(path), scanner.names)[0])
     return path, masked(redact_text(scanner, unquote_plus(query), scanner.names)[0])
+
+
+def shown_path(target: str) -> str:
+    """A request target (``path?query``, as a traffic record or a log line writes it) as its
+    approver is shown it (:func:`shown_target`): every credential masked where it is written,
+    the path's shape and the query's other fields kept."""
+    path, mark, query = target.partition("?")
+    path, query = shown_target(path, query)
+    return path + mark + query
 
 
 def _masked_path(path: str) -> str:

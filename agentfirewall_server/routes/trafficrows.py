@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, true
 
-from agentfirewall.content import masked, shown_target
+from agentfirewall.content import masked, shown_path
 from agentfirewall.policy.record import shown_input, withheld_credentials
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.replaystore import AgentRows
@@ -105,9 +105,7 @@ def _masked(text: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _shown_path(path: str) -> str:
-    path, mark, query = path.partition("?")
-    path, query = shown_target(path, query)
-    return path + mark + query
+    return shown_path(path)
 
 
 def traffic_json(row: Any) -> dict[str, Any]:
