@@ -179,7 +179,9 @@ def window_start(definition: BudgetDef, now: float) -> float:
         return now - rolling
     zone = ZoneInfo(definition.timezone)
     local = datetime.fromtimestamp(now, tz=zone)
-    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    # the day's first midnight (fold 0): where midnight comes twice (clocks set back an
+    # hour at 01:00, America/Havana), its second hour is still the same day
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
     if definition.window == "calendar_month":
         start = start.replace(day=1)
     return start.timestamp()

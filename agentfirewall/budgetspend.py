@@ -9,12 +9,15 @@ spends exactly what the control plane would have reserved.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["LLM_MEASURES", "Cover", "spend_of"]
 
 LLM_MEASURES = frozenset({"tokens", "cost"})
+#: The largest integer a float holds (a larger amount is refused, never an error).
+_MAX_INT = int(sys.float_info.max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,9 @@ def spend_of(
         value = value.get(key) if isinstance(value, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return Cover(0.0, f"budget `{name}`: parameter `{parameter}` is not a number")
-    if not math.isfinite(value) or value < 0:
+    huge = isinstance(value, int) and abs(value) > _MAX_INT  # no float holds it: 10**400
+    if value < 0 or (not huge and not math.isfinite(value)):
         return Cover(0.0, f"budget `{name}`: parameter `{parameter}` must be 0 or more")
+    if huge:
+        return Cover(0.0, f"budget `{name}`: parameter `{parameter}` is too large")
     return Cover(float(value))

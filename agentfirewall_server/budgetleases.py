@@ -30,8 +30,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from agentfirewall.budgets import CompiledBudget, window_end, window_start
-from agentfirewall_server.budgetstore import Refused, exceeded, lock_budgets, used_in_window
+from agentfirewall.budgets import CompiledBudget, refusal, window_end, window_start
+from agentfirewall_server.budgetstore import Refused, lock_budgets, used_in_window
 from agentfirewall_server.clock import new_id
 from agentfirewall_server.store.schema import budget_usage
 
@@ -79,17 +79,11 @@ def grant(
 ) -> Refused | Granted:
     """Lease each covered budget's `amount` plus up to ``want[name]`` more, or refuse.
 
-    Past several budgets, a ``deny`` one wins (as for a reservation)."""
+    Refused by the core's rule, as a reservation is (``agentfirewall.budgets.refusal``):
+    past several budgets a ``deny`` one wins; an LLM budget refuses once nothing remains."""
     ordered = lock_budgets(conn, covered)
-    refused: Refused | None = None
-    used: dict[str, float] = {}
-    for budget, amount in ordered:
-        d = budget.definition
-        used[d.name] = used_in_window(conn, budget, now)
-        if used[d.name] + amount > d.limit and (
-            refused is None or (d.outcome == "deny" and refused.outcome != "deny")
-        ):
-            refused = Refused(d.name, d.outcome, exceeded(budget, used[d.name], amount))
+    used = {budget.name: used_in_window(conn, budget, now) for budget, _ in ordered}
+    refused = refusal(ordered, used, force=False)
     if refused is not None:
         return refused
     leases: dict[str, tuple[str, float, float]] = {}
