@@ -64,6 +64,8 @@ class Records:
     """The replayable decisions made since `since` (unix seconds), of `agents` (None: all):
     the newest `limit` of each source (gateway, SDK), read from the store as they are
     iterated, once, on `conn` (a replay over a million rows holds one at a time, not all).
+    `shown`: what a record reads as to the caller (a viewer's replay: each value masked for
+    them withheld), applied to each record before it is restored (None: as stored).
 
     A record whose live verdict a kill switch gave, or a budget it does not name, has none
     (`recorded` None: not compared for drift), counted in :attr:`outside_rules` by what gave
@@ -72,9 +74,10 @@ class Records:
 
     def __init__(
         self, conn: Connection, since: float, agents: AgentRows | None = None,
-        limit: int = 1_000_000,
+        limit: int = 1_000_000, shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:  # fmt: skip
         self._conn, self._since, self._agents, self._limit = conn, since, agents, limit
+        self._shown = shown
         self.outside_rules: Counter[str] = Counter()
 
     def __iter__(self) -> Iterator[Recorded]:
@@ -122,6 +125,8 @@ class Records:
         unreadable input is skipped, never guessed."""
         try:
             data = json.loads(text)
+            if self._shown is not None and isinstance(data, dict):
+                data = self._shown(data)
             spec, ctx = restore_input(data, agent or "")
             also = restore_also(data, spec, ctx)
             budget = recorded_budget(data)

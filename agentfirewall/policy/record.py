@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final, get_args
@@ -47,6 +47,7 @@ __all__ = [
     "restore_input",
     "shown_input",
     "withheld_credentials",
+    "withheld_values",
 ]
 
 RECORD_VERSION: Final = 1
@@ -306,32 +307,39 @@ def withheld_credentials(data: Any) -> Any:
     ``path``) an agent writes a token into. A value is read as written and decoded (a URL's
     escapes, ``/x%3Faccess_token%3D…``, as its upstream reads them). Withholding what is
     withheld changes nothing."""
+    return withheld_values(data, _holds_credential)
+
+
+def withheld_values(data: Any, hidden: Callable[[str, str, object], bool]) -> Any:
+    """A stored record with each value for which ``hidden(part, name, value)`` is true
+    withheld, its name under ``"w"`` (shown as approvers see it), in each action of ``"x"``
+    too; `part` is ``"r"`` (resource), ``"p"`` (parameters) or ``"h"`` (risk hints). A part
+    left empty is removed, but a resource: an action of ``"x"`` without one takes the
+    first's."""
     if not isinstance(data, dict):
         return data
     out = dict(data)
-    withheld = _withhold(out)
+    withheld = _withhold(out, hidden)
     members = out.get("x")
     if isinstance(members, list):
         out["x"] = [dict(m) if isinstance(m, dict) else m for m in members]
         for index, member in enumerate(out["x"]):
             if isinstance(member, dict):
-                withheld += [f"x{index}.{name}" for name in _withhold(member)]
+                withheld += [f"x{index}.{name}" for name in _withhold(member, hidden)]
     if withheld:
         listed = out.get("w")
         out["w"] = [*(listed if isinstance(listed, list) else []), *map(_shown_name, withheld)]
     return out
 
 
-def _withhold(action: dict[str, Any]) -> list[str]:
-    """The names of the values of `action` (its resource, parameters and risk hints) that
-    hold a credential, each taken out of it (a part left empty by them removed, but its
-    resource: an action of ``"x"`` without one takes the first's)."""
+def _withhold(action: dict[str, Any], hidden: Callable[[str, str, object], bool]) -> list[str]:
+    """The names of the values of `action` that `hidden` withholds, each taken out of it."""
     withheld: list[str] = []
     for key, prefix in _PARTS.items():
         part = action.get(key)
         if not isinstance(part, dict):
             continue
-        secret = [name for name, value in part.items() if _holds_credential(name, value)]
+        secret = [name for name, value in part.items() if hidden(key, name, value)]
         if secret:
             withheld += [prefix + name for name in secret]
             action[key] = {n: v for n, v in part.items() if n not in secret}
@@ -340,7 +348,7 @@ def _withhold(action: dict[str, Any]) -> list[str]:
     return withheld
 
 
-def _holds_credential(name: str, value: object) -> bool:
+def _holds_credential(_part: str, name: str, value: object) -> bool:
     if _credential_text(name):
         return True
     if value is None or isinstance(value, bool | int | float):

@@ -37,6 +37,9 @@ def suggest(ctx: Context) -> int:
 
     def render() -> None:
         ctx.out.line(f"{found['observed']:,} recorded calls of {args.gateway} since {args.since}")
+        if found.get("skipped"):  # an SDK provider no rule can name (`*`, a hidden character)
+            ctx.out.note(f"{found['skipped']:,} calls on a connector no rule can name get no "
+                         "rule (the closing deny covers them)")  # fmt: skip
         ctx.out.table(
             ("connector", "action", "decision", "calls", "observed actions"),
             ((r["connector"], r["action_pattern"], r["decision"], r["calls"],

@@ -6,6 +6,14 @@ ones); both configurations are evaluated on the same recorded inputs by the pure
 (``agentfirewall.policy.replay``, an SDK action as live decides it: with its build alias)
 and the verdict changes come back counted, with the rules responsible and examples. The
 candidate's documents are parsed and compiled in a worker thread (``policies.off_loop``).
+
+A caller who reads stored inputs masked (a viewer: ``shownspec.sees_as_sent``) replays them
+as read (:func:`as_viewer_reads`): a candidate's rules are an oracle on every value they
+read (``starts_with: alice``, counted, with the record's id), so a value masked for the
+caller is withheld from their replay, absent to every rule, and the record counted
+``partial``. A suggestion proposes no rule on a connector no rule can name (an SDK agent
+names its provider: ``*``, a glob, a control or invisible character), counted ``skipped``
+(the closing deny covers those calls).
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
+import json
 import time
 import weakref
 from collections import Counter
@@ -31,17 +41,19 @@ from agentfirewall.connectors import ConnectorError, get_connector, performed_as
 from agentfirewall.decisions import normalize_outcome
 from agentfirewall.errors import PolicyError
 from agentfirewall.policy import AccessRule, Engine, Policy, load_policy
+from agentfirewall.policy.record import withheld_values
 from agentfirewall.policy.replay import Recorded, replay
 from agentfirewall.policy.suggest import suggest_rules
 from agentfirewall_server.auth import require_role, state_of
 from agentfirewall_server.replaystore import AgentRows, Records, build_engine
 from agentfirewall_server.routes.permissions import check_names
 from agentfirewall_server.routes.policies import off_loop
+from agentfirewall_server.routes.shownspec import masked_input, sees_as_sent
 from agentfirewall_server.snapshot import Snapshot
 from agentfirewall_server.state import AppState
 from agentfirewall_server.web import ApiError, Strict, check_query, json_ok, read_model
 
-__all__ = ["CandidatePermission", "candidate_permissions", "routes"]
+__all__ = ["CandidatePermission", "as_viewer_reads", "candidate_permissions", "routes"]
 
 _DAY = 86400
 _NAME = Annotated[str, Field(min_length=1, max_length=200)]
@@ -115,18 +127,50 @@ def _aliased(item: Recorded) -> Recorded:
     return item if performed is None else dataclasses.replace(item, performed=performed)
 
 
+def as_viewer_reads(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored decision input as a viewer reads it (``shownspec.masked_input``), for their
+    replay: each value masking changes (an email address, a card number, a token) or renames
+    withheld, its name under ``"w"``, in each action of ``"x"`` too."""
+    shown: dict[str, Any] = withheld_values(data, _masked_for_viewer)
+    return shown
+
+
+def _masked_for_viewer(key: str, name: str, value: object) -> bool:
+    return not _shown_as_is(key, name, value)
+
+
+def _shown_as_is(key: str, name: str, value: object) -> bool:
+    """Whether a viewer reads the value `name` holds in part `key` of a record as it is
+    (each value is masked under its name alone, so the answer is remembered: a replay
+    reads the same values again and again). `true`, `false` and `null` are never masked."""
+    if value is None or isinstance(value, bool):
+        return True
+    try:
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return False
+    return _read_as_is(key, name, text)
+
+
+@functools.lru_cache(maxsize=16384)
+def _read_as_is(key: str, name: str, text: str) -> bool:
+    shown = masked_input({"t": "", key: {name: json.loads(text)}}).get(key)
+    return isinstance(shown, dict) and list(shown) == [name] and shown[name] == json.loads(text)
+
+
 async def replay_route(request: Request) -> JSONResponse:
     """Replay recorded decisions under a candidate configuration: the verdict changes."""
-    await require_role(request, "viewer")
+    who = await require_role(request, "viewer")
     body = await read_model(request, ReplayBody)
     state = state_of(request)
     snapshot = state.snapshot
     baseline, candidate = await off_loop(request, lambda: _engines(snapshot, body))
     since = time.time() - body.since_seconds
     agents = AgentRows.of(snapshot, body.agents) if body.agents else None
+    shown = None if sees_as_sent(who) else as_viewer_reads
 
     def job(conn: Connection) -> dict[str, Any]:
-        records = Records(conn, since, agents, body.limit)
+        records = Records(conn, since, agents, body.limit, shown)
         started = time.perf_counter()
         aliased = map(_aliased, records)
         report = replay(aliased, baseline, candidate, examples=body.examples).to_dict()
@@ -178,11 +222,27 @@ async def suggest_route(request: Request) -> JSONResponse:
 
     async with _one_at_a_time(state):
         observed = await state.db.read(job)  # how many calls of each kind: not each call
-    catalogues = {c: found for c in {o[0] for o in observed} if (found := _catalogue(c))}
-    calls = itertools.chain.from_iterable(itertools.repeat(o, n) for o, n in observed.items())
+    named = Counter({o: n for o, n in observed.items() if _nameable(o[0])})
+    catalogues = {c: found for c in {o[0] for o in named} if (found := _catalogue(c))}
+    calls = itertools.chain.from_iterable(itertools.repeat(o, n) for o, n in named.items())
     rules = suggest_rules(agent, calls, catalogues)
     return json_ok({"agent": agent, "observed": observed.total(),
+                    "skipped": observed.total() - named.total(),
                     "rules": [r.to_dict() for r in rules]})  # fmt: skip
+
+
+def _nameable(connector: str) -> bool:
+    """Whether an access rule can name `connector` alone, as ``POST /api/v1/permissions``
+    takes it (`check_names`): not `*` (every connector), no glob, nothing hidden. An SDK
+    agent names its provider: a rule on what it made up would grant more than it did, or
+    be refused half way through ``--apply``."""
+    if connector == "*":
+        return False
+    try:
+        check_names((), "*", connector)
+    except ApiError:
+        return False
+    return True
 
 
 #: The replays (and suggestions) running, per server: one at a time, each reading the whole
