@@ -10,7 +10,8 @@ printed are the sockets' own, never a port checked free and bound later (another
 take it in between). From before it binds until it stops, it holds ``<state>/up.lock``
 (:func:`holding_up_lock`): a second `tf up` and `tf init --force` are refused at once, naming
 its pid, also while it starts; a server already running on the data directory is named before
-anything opens (``server.lock``, as `python -m agentfirewall_server` checks it).
+anything opens (``server.lock``, taken then and held until it stops, as `python -m
+agentfirewall_server` takes it: of the two started at once, the loser says so in one line).
 
 Shutdown (SIGINT/SIGTERM): the gateway stops first and ships its last traffic records into the
 still-running app; then the open long-polls (an SDK's ``wait_for_approval``) are answered with
@@ -33,10 +34,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 import uvicorn
+
+if TYPE_CHECKING:
+    from agentfirewall_server.datalock import ServerLock
+    from agentfirewall_server.settings import Settings
 
 __all__ = [
     "UP_LOCK_FILE",
@@ -116,6 +121,9 @@ class UpOptions:
     #: served as they are and closed when :func:`run_up` ends; none: bound on host:port then.
     server_sockets: tuple[socket.socket, ...] = ()
     proxy_sockets: tuple[socket.socket, ...] = ()
+    #: The caller holds `state_dir`'s up lock (:func:`holding_up_lock`) already: `tf up` takes
+    #: it before it binds, so that the loser of two says only that; else taken here.
+    up_lock_held: bool = False
 
 
 @dataclass(frozen=True)
@@ -249,7 +257,7 @@ async def run_up(
     on host:port) are closed when it returns."""
     server, proxy = options.server_sockets, options.proxy_sockets
     with (
-        holding_up_lock(options.state_dir),
+        contextlib.nullcontext() if options.up_lock_held else holding_up_lock(options.state_dir),
         closing_all(server or listen_sockets(options.host, options.port, "server")) as server,
         closing_all(
             proxy or listen_sockets(options.proxy_host, options.proxy_port, "gateway")
@@ -275,16 +283,10 @@ async def _run(
     on_ready: Callable[[UpInfo], None],
     stop: asyncio.Event,
 ) -> None:
-    from agentfirewall_proxy.main import build_gateway
-    from agentfirewall_proxy.options import Options
-    from agentfirewall_server.app import create_app
-    from agentfirewall_server.bootstrap import SETUP_TOKEN_FILE, ensure_data_dir, read_secret_file
     from agentfirewall_server.datalock import DataBusy, ServerLock
     from agentfirewall_server.settings import Settings
-    from agentfirewall_server.store.db import StoreError
-    from agentfirewall_server.vaultcheck import VaultStartError, preflight
 
-    port, proxy_port = server_sockets[0].getsockname()[1], proxy_sockets[0].getsockname()[1]
+    port = server_sockets[0].getsockname()[1]
     settings = Settings(
         data_dir=options.state_dir,
         host=options.host,
@@ -295,8 +297,9 @@ async def _run(
     if options.upstream_ca is not None:  # SDK executions and token endpoints trust it too
         # (not given: AGENTFIREWALL_UPSTREAM_CA, as the server reads it, is kept)
         settings = settings.model_copy(update={"upstream_ca": options.upstream_ca})
-    try:  # no server runs on the data (as `python -m agentfirewall_server` checks it)
-        ServerLock(settings.data_dir, settings.resolved_database_url).check()
+    lock = ServerLock(settings.data_dir, settings.resolved_database_url)
+    try:  # no server runs on the data (as `python -m agentfirewall_server` checks it); held
+        lock.hold()  # from here until the app stops: of two started at once, one says so here
     except DataBusy as exc:
         raise DataInUse(str(exc)) from None
     except OSError as exc:  # a lock file that cannot be made (a SQLite path under a file)
@@ -304,12 +307,36 @@ async def _run(
             f"cannot lock `{exc.filename}`: {(exc.strerror or str(exc)).lower()}: check the "
             "data directory and --database-url / AGENTFIREWALL_DATABASE_URL"
         ) from None
+    try:
+        await _run_holding(options, settings, lock, server_sockets, proxy_sockets, on_ready, stop)
+    finally:
+        lock.release()  # (once served: released by the app's stop already)
+
+
+async def _run_holding(
+    options: UpOptions,
+    settings: Settings,
+    lock: ServerLock,
+    server_sockets: tuple[socket.socket, ...],
+    proxy_sockets: tuple[socket.socket, ...],
+    on_ready: Callable[[UpInfo], None],
+    stop: asyncio.Event,
+) -> None:
+    from agentfirewall_proxy.main import build_gateway
+    from agentfirewall_proxy.options import Options
+    from agentfirewall_server.app import create_app
+    from agentfirewall_server.bootstrap import SETUP_TOKEN_FILE, ensure_data_dir, read_secret_file
+    from agentfirewall_server.store.db import StoreError
+    from agentfirewall_server.vaultcheck import VaultStartError, preflight
+
+    port, proxy_port = server_sockets[0].getsockname()[1], proxy_sockets[0].getsockname()[1]
     try:  # the database opens and the vault key fits, before anything is made
         preflight(settings)
     except (StoreError, VaultStartError) as exc:
         raise StoreProblem(str(exc)) from None
     boot = ensure_data_dir(settings)
     app = create_app(settings)
+    app.state.af.lock = lock  # kept by its lifespan, released when it stops
     server = _Server(
         uvicorn.Config(
             app,

@@ -51,7 +51,7 @@ from agentfirewall_server.checkpointer import append_line, verify_log
 from agentfirewall_server.checkpoints import CHECKPOINT_FILE, restore_line
 from agentfirewall_server.clock import now, rfc3339
 from agentfirewall_server.datalock import exclusive
-from agentfirewall_server.keystore import KEYRING_FILE, load_keyring
+from agentfirewall_server.keystore import KEYRING_FILE, load_keyring, read_key_files
 from agentfirewall_server.pgbackup import (
     BackupError,
     drop_aside,
@@ -152,7 +152,8 @@ def _copy_database(url: str, out: Path) -> tuple[str, set[str]]:
 
 
 def backup(settings: Settings, out: Path) -> dict[str, Any]:
-    """Write a backup of the running (or stopped) server's data to `out`; the manifest."""
+    """Write a backup of the running (or stopped) server's data to `out`; the manifest.
+    `VaultError` naming a vault key file that cannot be read as keys (nothing written)."""
     if out.exists() and any(out.iterdir()):
         raise BackupError(f"`{out}` is not empty: back up into a new directory")
     made = not out.exists()
@@ -170,12 +171,12 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
 
 def _write_backup(settings: Settings, out: Path) -> dict[str, Any]:
     os.chmod(out, 0o700)
+    keys_before = read_key_files(settings.data_dir)  # a damaged key file: `VaultError` first
     for name in KEY_FILES:  # before the database: no checkpoint here is newer than the copy
         if (settings.data_dir / name).exists():
             write_secret_file(out / name, (settings.data_dir / name).read_bytes())
-    keys_before = _vault_keys(settings.data_dir)
     database, needed = _copy_database(settings.resolved_database_url, out)
-    _write_vault_keys(out, keys_before, _vault_keys(settings.data_dir))
+    _write_vault_keys(out, keys_before, read_key_files(settings.data_dir))
     _check_keys(settings, out, needed)
     files = {p.name: _digest(p) for p in sorted(out.iterdir()) if p.name != MANIFEST}
     manifest = {
@@ -190,13 +191,6 @@ def _write_backup(settings: Settings, out: Path) -> dict[str, Any]:
     write_secret_file(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     fsync_dir(out)
     return manifest
-
-
-def _vault_keys(data_dir: Path) -> tuple[str | None, list[str]]:
-    """The current key and the keyring's lines, as they are now."""
-    current = read_secret_file(data_dir / ENCRYPTION_KEY_FILE)
-    ring = read_secret_file(data_dir / KEYRING_FILE) or ""
-    return current, [line.strip() for line in ring.splitlines() if line.strip()]
 
 
 def _write_vault_keys(

@@ -83,7 +83,8 @@ def _holder(path: Path) -> str:
 
 
 class ServerLock:
-    """The locks a running server holds (`acquire` at start, `release` at stop)."""
+    """The locks a running server holds (`acquire` at start, `release` at stop; `hold`
+    takes the files earlier, before the start binds)."""
 
     def __init__(self, data_dir: Path, database_url: str) -> None:
         self._data_dir = data_dir
@@ -93,14 +94,16 @@ class ServerLock:
         self._engine: Any = None
         self._conn: Any = None
 
-    def check(self) -> None:
-        """`DataBusy` now if `acquire` would refuse for a file: the start names the other
-        holder before it touches the data (the locks are released again)."""
-        self._take_files()
-        self.release()
+    def hold(self) -> None:
+        """Take the files now, or `DataBusy` naming the other holder (nothing held): a
+        start holds them from before it binds or touches the data, so that of two started
+        at once the loser says so in one line; it hands the lock to its app, whose
+        `acquire` keeps them and `release` at stop lets them go."""
+        if not self._fds:
+            self._take_files()
 
     def acquire(self) -> None:
-        self._take_files()
+        self.hold()
         if not self._alone:
             self._engine = create_engine(self._url, poolclass=_null_pool())
             self._conn = self._engine.connect()

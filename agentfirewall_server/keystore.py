@@ -27,6 +27,7 @@ __all__ = [
     "install_current",
     "load_keyring",
     "prune_keyring_file",
+    "read_key_files",
     "where_looked",
 ]
 
@@ -75,6 +76,18 @@ def _vaults(texts: Iterable[str], where: str) -> list[Vault]:
         except VaultError as exc:
             raise VaultError(f"{where}: {exc}") from None
     return out
+
+
+def read_key_files(data_dir: Path) -> tuple[str | None, list[str]]:
+    """The data directory's current key file (None: there is none) and its keyring file's
+    keys, as they are now; `VaultError` naming the file that cannot be read as keys (as
+    `load_keyring` names it), which is left as it is."""
+    ring = _keyring_lines(data_dir)
+    _vaults(ring, str(data_dir / KEYRING_FILE))
+    current = _read_key_file(data_dir / ENCRYPTION_KEY_FILE)
+    if current:
+        _vaults([current], str(data_dir / ENCRYPTION_KEY_FILE))
+    return current, ring
 
 
 def load_keyring(settings: Settings) -> Keyring | None:

@@ -40,6 +40,7 @@ from agentfirewall_server.bootstrap import (
     ensure_data_dir,
     read_secret_file,
 )
+from agentfirewall_server.datalock import DataBusy, ServerLock
 from agentfirewall_server.otel import otel_problem, use_json_logs
 from agentfirewall_server.settings import Settings, describe
 from agentfirewall_server.state import AppState
@@ -188,13 +189,19 @@ def settle_gc() -> None:
         gc.set_threshold(*GC_THRESHOLDS)
 
 
-def build_server(settings: Settings, *, settle: bool = False) -> uvicorn.Server:
+def build_server(
+    settings: Settings, *, settle: bool = False, lock: ServerLock | None = None
+) -> uvicorn.Server:
     """An uvicorn server for the app, ready for `server.run()` or `await server.serve()`.
 
     `settle`: tune the garbage collector once started (`settle_gc`); the command line
-    does, an embedding process (tests) keeps its own collector settings.
+    does, an embedding process (tests) keeps its own collector settings. `lock`: the
+    data's lock the start holds already (`ServerLock.hold`), kept by the app's lifespan
+    and released when it stops.
     """
     app = create_app(settings)
+    if lock is not None:
+        app.state.af.lock = lock
     json_logs = settings.log_format == "json"
     config = uvicorn.Config(
         app,
@@ -305,19 +312,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     """Check what the start needs (settings, database, keys, the address) before it makes
     a token, then make the data directory's files and serve."""
-    from agentfirewall_server.datalock import DataBusy, ServerLock
-    from agentfirewall_server.store.db import StoreError, make_private_dir
-    from agentfirewall_server.vaultcheck import VaultStartError, preflight
+    from agentfirewall_server.store.db import make_private_dir
 
     if (problem := key_problems(settings)) is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     make_private_dir(settings.data_dir)
-    try:  # another server on this data directory (or SQLite file) is named at once
-        ServerLock(settings.data_dir, settings.resolved_database_url).check()
+    # another server on this data directory (or SQLite file) is named at once; held from
+    # here until the server stops, so that of two started at once the loser says so here
+    lock = ServerLock(settings.data_dir, settings.resolved_database_url)
+    try:
+        lock.hold()
     except DataBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    try:
+        return _serve_holding(settings, lock)
+    finally:
+        lock.release()  # (a start that served: released by the app's stop already)
+
+
+def _serve_holding(settings: Settings, lock: ServerLock) -> int:
+    from agentfirewall_server.store.db import StoreError
+    from agentfirewall_server.vaultcheck import VaultStartError, preflight
+
     try:  # never make a new vault key for a lost one
         preflight(settings)
     except (StoreError, VaultStartError) as exc:
@@ -338,5 +356,5 @@ def _serve(settings: Settings) -> int:
             print(first_start_message(settings, boot), flush=True)
         if boot.setup_url is None and not _has_owner(settings):  # tokens from the environment
             print(no_owner_message(settings), flush=True)
-        build_server(settings, settle=True).run(sockets=[sock])
+        build_server(settings, settle=True, lock=lock).run(sockets=[sock])
     return 0

@@ -34,6 +34,7 @@ def _settings(ctx: Context, data_dir: str | None) -> Any:
 
 
 def backup_run(ctx: Context) -> int:
+    from agentfirewall.errors import VaultError
     from agentfirewall_server.backup import BackupError, backup
 
     settings = _settings(ctx, ctx.args.data_dir)
@@ -41,6 +42,8 @@ def backup_run(ctx: Context) -> int:
         raise CliError(f"no data directory at {settings.data_dir}", hint="pass --data-dir")
     try:
         manifest = backup(settings, Path(ctx.args.directory))
+    except VaultError as exc:  # a damaged key file: named as `tf up` names it
+        raise CliError(f"vault: {exc}") from None
     except (BackupError, OSError) as exc:
         raise CliError(f"backup failed: {exc}") from None
 
@@ -59,18 +62,20 @@ def backup_run(ctx: Context) -> int:
 
 
 def restore_run(ctx: Context) -> int:
+    from agentfirewall_proxy.up import DataInUse, holding_up_lock
     from agentfirewall_server.backup import BackupError, restore
     from agentfirewall_server.datalock import DataBusy
 
     settings = _settings(ctx, ctx.args.data_dir)
-    try:
-        report = restore(
-            Path(ctx.args.directory),
-            settings,
-            force=ctx.args.force,
-            discard_newer_audit=ctx.args.discard_newer_audit,
-        )
-    except (BackupError, DataBusy, OSError) as exc:
+    try:  # not under a `tf up` either, also one still starting (it holds server.lock later)
+        with holding_up_lock(settings.data_dir):
+            report = restore(
+                Path(ctx.args.directory),
+                settings,
+                force=ctx.args.force,
+                discard_newer_audit=ctx.args.discard_newer_audit,
+            )
+    except (BackupError, DataBusy, DataInUse, OSError) as exc:
         raise CliError(f"restore refused: {exc}") from None
 
     def render() -> None:

@@ -118,7 +118,14 @@ def _listen(
 
 
 def up(ctx: Context) -> int:
-    from agentfirewall_proxy.up import StoreProblem, UpError, UpInfo, UpOptions, closing_all
+    from agentfirewall_proxy.up import (
+        StoreProblem,
+        UpError,
+        UpInfo,
+        UpOptions,
+        closing_all,
+        holding_up_lock,
+    )
     from agentfirewall_proxy.up import up as run
 
     args = ctx.args
@@ -146,6 +153,7 @@ def up(ctx: Context) -> int:
     hide_own_environment()  # the agents `tf run` starts run as this user: keys, tokens
     try:
         with (
+            holding_up_lock(project.state_dir),  # before it binds: a loser says only that
             closing_all(
                 _listen(ctx, "server", host, args.port, config.server_url, DEFAULT_SERVER)
             ) as server,
@@ -169,6 +177,7 @@ def up(ctx: Context) -> int:
                 access_log=bool(args.access_log),
                 server_sockets=server,
                 proxy_sockets=proxy,
+                up_lock_held=True,
             )
             run(options, ready)
     except StoreProblem as exc:
