@@ -18,14 +18,13 @@ done       the exchange ended: answered, refused, cut or failed (every flow)   n
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from agentfirewall.content import masked, shown_path
+from agentfirewall.content import masked_field, shown_path
 from agentfirewall_proxy.pipeline import Flow, recorded_path, traffic_record
 
 if TYPE_CHECKING:
@@ -139,7 +138,7 @@ class AccessLog:
         if self.json:
             print(_json_access_line(flow), file=sys.stderr)
             return
-        target, reason = _target(flow), _masked(flow.reason)
+        target, reason = _target(flow), masked_field(flow.reason)
         print(f"{flow.request_id} {agent} {flow.method} {target} {flow.status} {reason}",
               file=sys.stderr)  # fmt: skip
 
@@ -147,18 +146,8 @@ class AccessLog:
 def _target(flow: Flow) -> str:
     """`host/path`; a CONNECT's target is `host:port` (it has no path)."""
     if flow.method == "CONNECT":
-        return f"{_masked(flow.host)}:{flow.port}"
-    return _masked(flow.host) + _shown_path(recorded_path(flow))
-
-
-@functools.lru_cache(maxsize=1024)
-def _masked(text: str) -> str:
-    return masked(text)
-
-
-@functools.lru_cache(maxsize=1024)
-def _shown_path(path: str) -> str:
-    return shown_path(path)
+        return f"{masked_field(flow.host)}:{flow.port}"
+    return masked_field(flow.host) + shown_path(recorded_path(flow))
 
 
 def _json_access_line(flow: Flow) -> str:
@@ -176,10 +165,10 @@ def _json_access_line(flow: Flow) -> str:
         action=flow.action,
         decision="killed" if flow.killed else (decision.outcome if decision else "deny"),
         method=flow.method,
-        host=_masked(flow.host),
-        path=None if flow.method == "CONNECT" else _shown_path(recorded_path(flow)),
+        host=masked_field(flow.host),
+        path=None if flow.method == "CONNECT" else shown_path(recorded_path(flow)),
         status=flow.status,
-        reason=_masked(flow.reason),
+        reason=masked_field(flow.reason),
         latency_ms=round((time.monotonic() - flow.started) * 1000, 3),
     )
 

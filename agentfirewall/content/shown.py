@@ -47,6 +47,7 @@ __all__ = [
     "body_preview",
     "credential_name",
     "masked",
+    "masked_field",
     "masked_query",
     "shown_action",
     "shown_headers",
@@ -154,6 +155,13 @@ def masked(text: str) -> str:
     return _applied(text, _masks(text))
 
 
+@functools.lru_cache(maxsize=1024)
+def masked_field(text: str) -> str:
+    """:func:`masked`, remembered: for the short texts of a record or a log line that repeat
+    (a host, a refusal's reason)."""
+    return masked(text)
+
+
 def _masks(text: str) -> list[_Mask]:
     """What :func:`masked` replaces in `text`, in order: detections, then the passwords of
     URLs and the values of secret names, each pass over the text as the one before left it
@@ -236,10 +244,11 @@ def shown_target(path: str, query: str, *, detected: bool = False) -> tuple[str,
     return path, masked(redact_text(scanner, unquote_plus(query), scanner.names)[0])
 
 
+@functools.lru_cache(maxsize=1024)
 def shown_path(target: str) -> str:
     """A request target (``path?query``, as a traffic record or a log line writes it) as its
     approver is shown it (:func:`shown_target`): every credential masked where it is written,
-    the path's shape and the query's other fields kept."""
+    the path's shape and the query's other fields kept. Remembered (targets repeat)."""
     path, mark, query = target.partition("?")
     path, query = shown_target(path, query)
     return path + mark + query

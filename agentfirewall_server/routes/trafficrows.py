@@ -20,14 +20,13 @@ traffic id, the unfiltered list's cursor) pages the traffic rows only, as it alw
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, true
 
-from agentfirewall.content import masked, shown_path
+from agentfirewall.content import masked_field, shown_path
 from agentfirewall.policy.record import shown_input, withheld_credentials
 from agentfirewall_server.clock import rfc3339
 from agentfirewall_server.replaystore import AgentRows
@@ -90,22 +89,12 @@ def masked_record(record: dict[str, Any]) -> dict[str, Any]:
     for name, limit in _TEXTS.items():
         text = shown.get(name)
         if isinstance(text, str) and text:
-            masked_text = _shown_path(text) if name == "path" else _masked(text)
+            masked_text = shown_path(text) if name == "path" else masked_field(text)
             if masked_text != text:  # (cut when masking made it longer than is stored)
                 shown[name] = masked_text[:limit]
     if "input" in shown:
         shown["input"] = withheld_credentials(shown["input"])
     return shown
-
-
-@functools.lru_cache(maxsize=1024)
-def _masked(text: str) -> str:
-    return masked(text)
-
-
-@functools.lru_cache(maxsize=1024)
-def _shown_path(path: str) -> str:
-    return shown_path(path)
 
 
 def traffic_json(row: Any) -> dict[str, Any]:
