@@ -129,7 +129,7 @@ def _gateway(
                 REALTIME,
                 ssl=verify,
                 proxy=proxy,
-                open_timeout=20,
+                open_timeout=45,  # (a loaded machine: the first opens the interception)
                 additional_headers={"Authorization": f"Bearer {PLACEHOLDER}"},
             ) as ws:
                 ws.send(json.dumps({"type": "response.create"}))
