@@ -229,3 +229,14 @@ def fresh_venv(path: Path) -> dict[str, str]:
     env["VIRTUAL_ENV"] = str(path)
     env["COLUMNS"] = "200"
     return env
+
+
+@pytest.fixture(scope="module")
+def sealed_project(tmp_path_factory: pytest.TempPathFactory, tf_bin: Path) -> Path:
+    """A project whose vault holds one credential (made once, copied by each test)."""
+    root = tmp_path_factory.mktemp("sealed") / "proj"
+    root.mkdir()
+    project = Project(root, tf_bin, None)
+    project.tf("init")
+    project.tf("connector", "add", "github", "--token", "ghp_" + "s" * 36)
+    return root

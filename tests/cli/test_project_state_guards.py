@@ -214,27 +214,28 @@ def _garbage(name: str, data: bytes) -> Callable[[Path], None]:
     return lambda state: (state / name).write_bytes(data)
 
 
-def _directory(state: Path) -> None:
-    (state / "encryption.key").unlink()
-    (state / "encryption.key").mkdir()
+def _directory(name: str) -> Callable[[Path], None]:
+    def spoil(state: Path) -> None:
+        (state / name).unlink(missing_ok=True)
+        (state / name).mkdir()
+
+    return spoil
 
 
-DAMAGES: dict[str, tuple[str, Callable[[Path], None]]] = {
+def _unreadable(state: Path) -> None:
+    (state / "encryption.key").chmod(0)
+
+
+#: Each way a vault key file can be damaged: (the file, how); also tests/cli/
+#: test_state_started_twice.py's (`tf backup`).
+KEY_DAMAGES: dict[str, tuple[str, Callable[[Path], None]]] = {
     "key-binary": ("encryption.key", _garbage("encryption.key", b"\xe2\x28\xa1" * 20)),
     "keyring-binary": (KEYRING_FILE, _garbage(KEYRING_FILE, b"\xa8\x00\xff" * 30)),
-    "key-directory": ("encryption.key", _directory),
+    "key-directory": ("encryption.key", _directory("encryption.key")),
+    "keyring-directory": (KEYRING_FILE, _directory(KEYRING_FILE)),
+    "key-unreadable": ("encryption.key", _unreadable),
 }
-
-
-@pytest.fixture(scope="module")
-def sealed_project(tmp_path_factory: pytest.TempPathFactory, tf_bin: Path) -> Path:
-    """A project whose vault holds one credential (made once, copied by each test)."""
-    root = tmp_path_factory.mktemp("sealed") / "proj"
-    root.mkdir()
-    project = Project(root, tf_bin, None)
-    project.tf("init")
-    project.tf("connector", "add", "github", "--token", TOKEN)
-    return root
+DAMAGES = {k: KEY_DAMAGES[k] for k in ("key-binary", "keyring-binary", "key-directory")}
 
 
 def _snapshot(path: Path) -> object:

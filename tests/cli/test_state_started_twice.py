@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from agentfirewall_server.datalock import DataBusy, ServerLock
 from agentfirewall_server.keystore import KEYRING_FILE, load_keyring
 from agentfirewall_server.settings import Settings
 from tests.cli.conftest import Project, default_ports
+from tests.cli.test_project_state_guards import KEY_DAMAGES
 from tests.fuzzscale import examples
 
 TOKEN = "ghp_" + "t" * 36
@@ -307,40 +308,13 @@ def test_the_loser_of_two_tf_up_on_the_default_ports_says_only_that(sealed: Proj
 # tf backup of a damaged key; tf restore while a tf up starts -----------------------------
 
 
-def _garbage(name: str, data: bytes) -> Callable[[Path], None]:
-    return lambda state: (state / name).write_bytes(data)
-
-
-def _directory(name: str) -> Callable[[Path], None]:
-    def spoil(state: Path) -> None:
-        (state / name).unlink(missing_ok=True)
-        (state / name).mkdir()
-
-    return spoil
-
-
-def _unreadable(state: Path) -> None:
-    (state / "encryption.key").chmod(0)
-
-
-DAMAGES: dict[str, tuple[str, Callable[[Path], None]]] = {
-    "key-binary": ("encryption.key", _garbage("encryption.key", b"\xe2\x28\xa1" * 20)),
-    "keyring-binary": (KEYRING_FILE, _garbage(KEYRING_FILE, b"\xa8\x00\xff" * 30)),
-    "key-directory": ("encryption.key", _directory("encryption.key")),
-    "keyring-directory": (KEYRING_FILE, _directory(KEYRING_FILE)),
-    "key-unreadable": ("encryption.key", _unreadable),
-}
+DAMAGES = KEY_DAMAGES
 
 
 @pytest.fixture(scope="module")
-def sealed_state(tmp_path_factory: pytest.TempPathFactory, tf_bin: Path) -> Path:
+def sealed_state(sealed_project: Path) -> Path:
     """A `.tf` whose vault holds one credential (made once, copied by each test)."""
-    root = tmp_path_factory.mktemp("sealed") / "proj"
-    root.mkdir()
-    project = Project(root, tf_bin, None)
-    project.tf("init")
-    project.tf("connector", "add", "github", "--token", TOKEN)
-    return root / ".tf"
+    return sealed_project / ".tf"
 
 
 def _copy(sealed_state: Path, where: Path) -> Path:
