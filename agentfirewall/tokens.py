@@ -23,7 +23,6 @@ by the ``jti`` and the action's own state, never by the token's text.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 import secrets
@@ -32,11 +31,20 @@ from typing import Any, TypeGuard
 
 import jwt
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from agentfirewall.errors import TokenError
+from agentfirewall.signingkeys import (
+    ALGORITHM,
+    SigningKey,
+    b64url,
+    generate_signing_key,
+    key_id,
+    load_signing_key,
+    public_jwk,
+)
 
 __all__ = [
     "DEFAULT_AUDIENCE",
@@ -58,35 +66,8 @@ DEFAULT_AUDIENCE = "tameflare-execute"
 DEFAULT_TTL_SECONDS = 300
 #: The longest token verified (the server's are about 500 characters).
 MAX_TOKEN_CHARS = 8192
-_ALGORITHM = "ES256"
 _HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
-
-
-@dataclass(frozen=True, slots=True)
-class SigningKey:
-    """A P-256 private key with its key id (the RFC 7638 thumbprint)."""
-
-    private_key: ec.EllipticCurvePrivateKey
-
-    @property
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self.private_key.public_key()
-
-    @property
-    def kid(self) -> str:
-        return _thumbprint(self.public_key)
-
-    def to_pem(self) -> bytes:
-        """PKCS#8 PEM of the private key (write it with mode 0600)."""
-        return self.private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    def public_jwk(self) -> dict[str, str]:
-        return _public_jwk(self.public_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,30 +81,6 @@ class DecisionClaims:
     jti: str
     issued_at: int
     expires_at: int
-
-
-def generate_signing_key() -> SigningKey:
-    """A fresh P-256 key."""
-    return SigningKey(ec.generate_private_key(ec.SECP256R1()))
-
-
-def load_signing_key(data: bytes | str) -> SigningKey:
-    """Load a PEM private key, or the base64 of one (the ``SIGNING_KEY_PRIVATE`` form)."""
-    raw = data.encode() if isinstance(data, str) else data
-    if b"-----BEGIN" not in raw:
-        try:
-            raw = base64.b64decode(raw, validate=False)
-        except ValueError:
-            raise TokenError("signing key is neither PEM nor base64 PEM", code="bad_key") from None
-    try:
-        key = serialization.load_pem_private_key(raw, password=None)
-    except (ValueError, TypeError):
-        raise TokenError(
-            "signing key could not be loaded: not a PEM private key", code="bad_key"
-        ) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise TokenError("signing key must be an EC P-256 key (ES256)", code="bad_key")
-    return SigningKey(key)
 
 
 def sign_decision_token(
@@ -152,7 +109,7 @@ def sign_decision_token(
         "ahs": action_hash,
         "out": outcome,
     }
-    return jwt.encode(claims, key.private_key, algorithm=_ALGORITHM, headers={"kid": key.kid})
+    return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
 def verify_decision_token(
@@ -204,7 +161,7 @@ def jwks_from_keys(keys: list[SigningKey] | list[ec.EllipticCurvePublicKey]) -> 
     out = []
     for k in keys:
         pub = k.public_key if isinstance(k, SigningKey) else k
-        out.append(_public_jwk(pub))
+        out.append(public_jwk(pub))
     return {"keys": out}
 
 
@@ -243,7 +200,7 @@ def _parse(token: object) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]
                          code="malformed")  # fmt: skip
     header = _json_object(_segment(parts[0], "header"), "header")
     alg = header.get("alg")
-    if alg != _ALGORITHM:
+    if alg != ALGORITHM:
         shown = (alg if isinstance(alg, str) else json.dumps(alg))[:40]
         raise TokenError(
             f"decision token algorithm `{shown}` refused: only ES256 is accepted",
@@ -265,7 +222,7 @@ def _segment(text: str, name: str) -> bytes:
     raw = b""
     if _B64URL.fullmatch(text) and len(text) % 4 != 1:
         raw = _b64d(text)
-    if not text or _b64e(raw) != text:
+    if not text or b64url(raw) != text:
         raise TokenError(f"decision token {name} is not canonical base64url", code="malformed")
     return raw
 
@@ -305,7 +262,7 @@ def _check_signature(
         raise TokenError("decision token signature is not an ES256 signature",
                          code="bad_signature")  # fmt: skip
     kid = header.get("kid")
-    candidates = [k for k in keys if kid is None or _thumbprint(k) == kid]
+    candidates = [k for k in keys if kid is None or key_id(k) == kid]
     if not candidates:
         raise TokenError(f"decision token was signed by an unknown key `{str(kid)[:60]}`",
                          code="bad_signature")  # fmt: skip
@@ -360,37 +317,6 @@ def _claims(claims: dict[str, Any]) -> DecisionClaims:
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _public_jwk(pub: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    numbers = pub.public_numbers()
-    return {
-        "kty": "EC",
-        "crv": "P-256",
-        "x": _b64e(numbers.x.to_bytes(32, "big")),
-        "y": _b64e(numbers.y.to_bytes(32, "big")),
-        "use": "sig",
-        "alg": _ALGORITHM,
-        "kid": _thumbprint(pub),
-    }
-
-
-def _thumbprint(pub: ec.EllipticCurvePublicKey) -> str:
-    n = pub.public_numbers()
-    members = {
-        "crv": "P-256",
-        "kty": "EC",
-        "x": _b64e(n.x.to_bytes(32, "big")),
-        "y": _b64e(n.y.to_bytes(32, "big")),
-    }
-    digest = hashlib.sha256(
-        json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
-    ).digest()
-    return _b64e(digest)
-
-
-def _b64e(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _b64d(text: str) -> bytes:

@@ -13,12 +13,12 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
-import httpx
-
 from agentfirewall_proxy.cli.output import EXIT_DENIED, EXIT_ERROR, CliError
 from agentfirewall_proxy.cli.state import Project, Target
+from agentfirewall_proxy.cli.wire import Wire, WireError
 
 if TYPE_CHECKING:
+    import httpx
     from anyio.from_thread import BlockingPortal
 
 
@@ -35,7 +35,7 @@ class _Response(Protocol):
 
 
 class _Http(Protocol):
-    """httpx.Client, or :class:`_InProcess` for the in-process app."""
+    """:class:`Wire` to a server, or :class:`_InProcess` for the in-process app."""
 
     def request(
         self, method: str, url: str, *, json: Any = None, params: Any = None, timeout: Any = None
@@ -90,12 +90,15 @@ class AdminClient:
         extra = {} if self.offline else {"timeout": timeout or _TIMEOUT}
         try:
             response = self.http.request(method, "/api" + path, json=json, params=clean, **extra)
-        except httpx.TransportError as exc:
-            raise CliError(
-                f"no TameFlare server at {self.target.server_url}: {type(exc).__name__}",
-                hint=server_down_hint(self.target),
-            ) from None
+        except WireError as exc:
+            raise self._unreachable(exc) from None
         return self._decode(response)
+
+    def _unreachable(self, exc: WireError) -> CliError:
+        return CliError(
+            f"no TameFlare server at {self.target.server_url}: {exc.reason}",
+            hint=server_down_hint(self.target),
+        )
 
     def _decode(self, response: _Response) -> Any:
         if response.is_success and (response.status_code == 204 or not response.content):
@@ -127,11 +130,8 @@ class AdminClient:
         try:
             extra = {} if self.offline else {"timeout": _TIMEOUT}
             response = self.http.get("/api" + path, params=params, **extra)
-        except httpx.TransportError as exc:
-            raise CliError(
-                f"no TameFlare server at {self.target.server_url}: {type(exc).__name__}",
-                hint=server_down_hint(self.target),
-            ) from None
+        except WireError as exc:
+            raise self._unreachable(exc) from None
         if not response.is_success:
             self._decode(response)
         return response.content
@@ -200,15 +200,19 @@ def open_client(target: Target, *, offline: bool = False) -> Iterator[AdminClien
                 hint=f"run `tf init` in {target.project.root} (it writes the missing key), "
                 "then restart `tf up`; or name the server: --server URL with TF_ADMIN_TOKEN",
             )
-    with httpx.Client(
-        base_url=target.server_url, headers=_auth_headers(target), trust_env=False
-    ) as http:
-        yield AdminClient(http, target)
+    try:
+        wire = Wire(target.server_url, headers=_auth_headers(target), timeout=_TIMEOUT)
+    except WireError as exc:
+        raise CliError(
+            f"cannot use {target.server_url} as a server address: {exc.reason}",
+            hint=server_down_hint(target),
+        ) from None
+    yield AdminClient(wire, target)
 
 
 def project_kid(project: Project) -> str | None:
     """The key id of the project's decision-token signing key (None when it has none)."""
-    from agentfirewall.tokens import load_signing_key
+    from agentfirewall.signingkeys import load_signing_key
 
     try:
         pem = (project.state_dir / "signing-key.pem").read_bytes()
@@ -226,9 +230,8 @@ def check_identity(target: Target) -> Literal["ours", "other", "down", "unproven
     is ours, so it is never trusted as ours)."""
     assert target.project is not None
     try:
-        with httpx.Client(trust_env=False, timeout=5.0) as http:
-            response = http.get(target.server_url + "/.well-known/jwks.json")
-    except httpx.TransportError:
+        response = Wire(target.server_url, timeout=5.0).get("/.well-known/jwks.json")
+    except WireError:
         return "down"
     kid = project_kid(target.project)
     if kid is None:
@@ -263,6 +266,7 @@ class _InProcess:
 @contextlib.contextmanager
 def in_process(target: Target) -> Iterator[AdminClient]:
     """The project's app in this process (its lifespan run around the calls), no socket."""
+    import httpx
     from anyio.from_thread import start_blocking_portal
 
     from agentfirewall_server.app import create_app

@@ -9,7 +9,6 @@ server runs under ``wrap``; ``uninstall`` puts them back; ``list`` shows them.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import sys
 from collections.abc import Coroutine
@@ -24,7 +23,7 @@ from agentfirewall_proxy.options import MAX_CONFIG_AGE_HELP, max_config_age_prob
 if TYPE_CHECKING:
     from agentfirewall_proxy.control import Control
 
-# the relay (engine, snapshot compiler) is imported by `wrap` only: other `tf` commands
+# the relay (engine, snapshot compiler) and asyncio are imported by `wrap` only: other `tf` commands
 # stay as quick to start as before
 _LIMIT = 32 * 1024 * 1024
 
@@ -81,6 +80,8 @@ def _command(ctx: Context) -> list[str]:
 
 
 def wrap_cmd(ctx: Context) -> int:
+    import asyncio
+
     from agentfirewall_proxy.mcpwrap.launch import WrapError, parse_env_specs, wrap
     from agentfirewall_proxy.mcpwrap.relay import RelayOptions
 
@@ -139,6 +140,8 @@ def _run(session: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
     except ImportError:
+        import asyncio
+
         return asyncio.run(session)
     return uvloop.run(session)
 

@@ -2,7 +2,8 @@
 (a planted `.tf/`'s server, a server named by --server, the user's HTTP proxy).
 
 It answers like a bare control plane: ``answers`` maps a path to its JSON answer (``{}`` for
-any other path; the JWKS has no key), so `tf` goes as far as it would with a real one.
+any other path; the JWKS has no key), so `tf` goes as far as it would with a real one; an
+answer given as ``(status, bytes)`` is sent as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Recorded:
     target: str  # the request line's target: a path, or a whole URL when used as a proxy
     authorization: str | None
     body: str
+    content_type: str | None = None
 
 
 @dataclass
@@ -47,11 +49,20 @@ def recording(answers: dict[str, Any] | None = None) -> Iterator[Recorder]:
         def _answer(self) -> None:
             size = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(size).decode("utf-8", "replace") if size else ""
-            seen = Recorded(self.command, self.path, self.headers.get("Authorization"), body)
+            seen = Recorded(
+                self.command,
+                self.path,
+                self.headers.get("Authorization"),
+                body,
+                self.headers.get("Content-Type"),
+            )
             with lock:
                 recorder.requests.append(seen)
-            data = json.dumps(recorder.answers.get(urlsplit(self.path).path, {})).encode()
-            self.send_response(200)
+            answer = recorder.answers.get(urlsplit(self.path).path, {})
+            if not isinstance(answer, tuple):
+                answer = (200, json.dumps(answer).encode())
+            status, data = answer
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -168,12 +168,37 @@ def test_policy_validate_and_test_exit_codes(bare_project: Project) -> None:
 
 def test_tf_starts_without_the_server_or_the_models() -> None:
     """Every `tf` command starts by building the whole parser: that loads no pydantic model,
-    no database layer and no server (each command imports those when it runs)."""
+    no database layer, no server, no HTTP library but the standard library's, no asyncio and
+    no cryptography (each command imports what it needs when it runs)."""
     probe = (
         "import sys, agentfirewall_proxy.cli.app as app\n"
         "app.build_parser()\n"
-        "heavy = ('pydantic', 'sqlalchemy', 'uvicorn', 'starlette', 'agentfirewall_server')\n"
+        "heavy = ('pydantic', 'sqlalchemy', 'uvicorn', 'starlette', 'agentfirewall_server',\n"
+        "         'httpx', 'httpcore', 'anyio', 'asyncio', 'jwt', 'cryptography')\n"
         "print(*[m for m in heavy if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == []
+
+
+def test_a_command_that_asks_the_server_loads_no_http_library_nor_pyjwt(project: Project) -> None:
+    """`tf status` talks to its project's `tf up` (and proves it is that project's: the key id
+    in the server's JWKS) with the standard library: no httpx, no PyJWT, no asyncio to start."""
+    project.tf("init")
+    project.up()
+    probe = (
+        "import sys\n"
+        "from agentfirewall_proxy.cli import main\n"
+        "code = main(['status', '--json'])\n"
+        "heavy = ('httpx', 'httpcore', 'anyio', 'asyncio', 'jwt', 'pydantic', 'sqlalchemy')\n"
+        "print(code, *[m for m in heavy if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=project.root,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split()[-1:] == ["0"], done.stdout + done.stderr
