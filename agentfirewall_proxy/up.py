@@ -347,6 +347,7 @@ async def _run_holding(
             lifespan="on",
             proxy_headers=False,
             server_header=False,
+            ws="none",  # the control plane serves no WebSocket (uvicorn would load its own)
             # open dashboard event streams must not keep Ctrl-C waiting
             timeout_graceful_shutdown=5,
         )

@@ -69,4 +69,10 @@ def dummy_verify(password: str) -> None:
     verify_password(_DUMMY, password)
 
 
-_DUMMY = _HASHER.hash(secrets.token_hex(8))
+#: what an unknown user's password is checked against: a hash with `_HASHER`'s parameters of a
+#: password no one knows (written here: hashing one at import cost every start 0.2-0.5 s;
+#: tests/server/test_identity_dummy.py holds it to the parameters `_HASHER` uses)
+_DUMMY = (
+    "$argon2id$v=19$m=65536,t=3,p=4$x6fRCrcyt7A5mqSc25sKRQ$"
+    "LSYrvyiJRvddnPxdJ2P6mqt/QVrlHjIyqc/lm3BFAzo"
+)

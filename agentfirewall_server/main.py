@@ -218,6 +218,7 @@ def build_server(
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
         server_header=False,
+        ws="none",  # no WebSocket route: uvicorn need not load its WebSocket protocol
     )
     return _Server(config, app.state.af, settle_gc=settle)
 

@@ -24,13 +24,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import psycopg
 from sqlalchemy import delete
 
 from agentfirewall_server.store.schema import rate_limits
 from agentfirewall_server.web import ApiError
 
 if TYPE_CHECKING:
+    import psycopg
+
     from agentfirewall_server.store.db import Database
 
 __all__ = ["CHECK_SQL", "CHECK_TIMEOUT", "Limiter", "RateLimiter", "SharedRateLimiter"]
@@ -136,9 +137,13 @@ class SharedRateLimiter:
             self._slots.release()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        import psycopg
+
         return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
 
     async def check(self, key: str, per_minute: int) -> int | None:
+        import psycopg  # (loaded with the shared limiter only: PostgreSQL)
+
         rate = per_minute / 60.0
         params = {"key": key, "limit": float(per_minute), "rate": rate}
         try:
@@ -164,6 +169,8 @@ class SharedRateLimiter:
 
 def _cut(conn: psycopg.AsyncConnection[Any]) -> None:
     """Shut `conn`'s socket down: the query waiting on it fails with a psycopg error."""
+    import psycopg
+
     with (
         contextlib.suppress(OSError, psycopg.Error),
         socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock,

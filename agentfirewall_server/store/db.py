@@ -294,6 +294,8 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision; `StoreError` for a schema at a
         revision this version does not know (a newer TameFlare wrote it)."""
+        if self.schema_current():  # the usual start: nothing to run, Alembic not loaded
+            return
         from alembic.util.exc import CommandError
 
         try:
@@ -304,6 +306,28 @@ class Database:
                 "a newer version wrote it; run that version (or a newer one), or use a "
                 "backup this version made"
             ) from None
+
+    def schema_current(self) -> bool:
+        """The stored schema is at the newest revision this version ships
+        (`migrate.head_revision`), read without Alembic; False when it is not, when the
+        database has no schema yet or when the scripts do not say their head plainly. A
+        database that cannot be reached raises, as a migration would."""
+        from agentfirewall_server.store.migrate import head_revision
+
+        head = head_revision()
+        if head is None:
+            return False
+        exists = (  # asked first: a failed statement would abort a PostgreSQL transaction
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            if self.is_sqlite
+            else "SELECT count(*) FROM (SELECT to_regclass('alembic_version') AS t) AS r "
+            "WHERE t IS NOT NULL"
+        )
+        with self.reader_engine.connect() as conn:
+            if not conn.execute(text(exists)).scalar():
+                return False
+            stored = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            return list(stored) == [head]
 
     def _migrate(self) -> None:
         from agentfirewall_server.store.migrate import upgrade
