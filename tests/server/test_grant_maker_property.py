@@ -7,6 +7,9 @@ token revocations and a removal. It stands while the maker is a user, holds at l
 role it was made with, and, for a token's grant, the token is live (a role change or a
 password reset ends the user's tokens). After each step the next request passes exactly
 when it stands, and the grant is revoked exactly when it does not: by the change itself.
+
+Each example makes users, tokens and grants through the app: CI tries a few
+(`tests/slices.py`), nox -s deep the count written beside it times its scale.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentfirewall_server.roles import ROLES
-from tests.fuzzscale import examples
 from tests.server.conftest import Harness
 from tests.server.test_grant_maker_authority import MONTH, Desk
+from tests.slices import expensive_examples
 
 POLICY = """
 name: transfers-any-member
@@ -50,10 +53,12 @@ class Maker:
     with_token: bool
     token_live: bool = True
     removed: bool = False
+    ended: bool = False  # once ended, a grant stays revoked (a promotion back revives none)
 
     def stands(self) -> bool:
         live = self.token_live or not self.with_token
-        return not self.removed and ROLES[self.role] >= ROLES[self.made_as] and live
+        holds = ROLES[self.role] >= ROLES[self.made_as]
+        return not self.ended and not self.removed and holds and live
 
 
 def _made(desk: Desk, role: str, with_token: bool) -> tuple[str, str, str | None]:
@@ -93,7 +98,7 @@ def _apply(h: Harness, maker: Maker, step: tuple[str, str], uid: str, prefix: st
 
 
 @settings(
-    max_examples=examples(12),
+    max_examples=expensive_examples(12, ci=5),  # each: users, tokens, requests
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -121,6 +126,7 @@ def test_a_grant_covers_exactly_while_its_maker_holds_it(
         if maker.removed:
             break
         _apply(h, maker, step, uid, prefix)
+        maker.ended = not maker.stands()
         expected = "allowed" if maker.stands() else "pending_approval"
         fared: dict[str, Any] = desk.sdk(7)
         assert fared["status"] == expected, (step, maker)

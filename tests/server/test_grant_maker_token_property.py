@@ -7,6 +7,9 @@ shared, by one user's tokens and by both users'; grants are made with any of the
 tokens are revoked in any order. Each revocation ends exactly the live grants made with that
 token (its `token.revoked` event lists them), and after each one every grant covers its
 agent's next request exactly while its token is live.
+
+Each example makes users, tokens and grants through the app: CI tries a few
+(`tests/slices.py`), nox -s deep the count written beside it times its scale.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzzscale import examples
 from tests.server.conftest import Harness
 from tests.server.test_grant_maker_authority import POLICY, Desk
 from tests.server.test_grant_maker_token import grant_with, mint, revoke
+from tests.slices import expensive_examples
 
 _COUNT = itertools.count()
 #: (its user: 0 or 1, its name) of each token minted
@@ -29,7 +32,7 @@ _TOKENS = st.lists(
 
 
 @settings(
-    max_examples=examples(10),
+    max_examples=expensive_examples(10, ci=4),  # each: users, tokens, requests
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

@@ -18,6 +18,7 @@ import pytest
 from agentfirewall.jsonlimits import json_problem
 from tests.livesrv import LiveServer
 from tests.server.apiwalk import SPEC, World
+from tests.slices import FUZZ_ALL_ENV, engine_half
 
 
 @pytest.fixture
@@ -37,13 +38,15 @@ def _deep(depth: int) -> bytes:
     return b'{"action_spec": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
 
 
-def test_deep_nesting_is_refused_on_every_json_endpoint(world: World) -> None:
-    for depth in (65, 1000, 1025, 100_000):
-        _refuse_depth(world, depth)
+DEPTHS = (65, 1000, 1025, 100_000)
 
 
-def _refuse_depth(world: World, depth: int) -> None:
-    for endpoint in world.endpoints:
+def test_deep_nesting_is_refused_on_every_json_endpoint(world: World, database_url: str) -> None:
+    """Every (depth, JSON endpoint) pair: CI sends every other pair on each engine (the odd
+    ones on SQLite, the even ones on PostgreSQL: each pair once, `tests/slices.py`), nox -s
+    fuzz every pair on both; `POST /v1/actions` gets every depth on both."""
+    pairs = [(depth, endpoint) for depth in DEPTHS for endpoint in world.endpoints]
+    for depth, endpoint in engine_half(pairs, database_url, FUZZ_ALL_ENV):
         r = world.server.request(
             endpoint.method,
             endpoint.path,
@@ -51,12 +54,13 @@ def _refuse_depth(world: World, depth: int) -> None:
             content=_deep(depth),
             headers={"content-type": "application/json"},
         )
-        assert r.status_code < 500, (endpoint.template, r.text)
+        assert r.status_code < 500, (endpoint.template, depth, r.text)
         if r.status_code == 400 and "slack" not in endpoint.template:
             assert "nest" in r.json()["message"], r.text
-    r = world.server.agent(world.agent_key, "POST", "/v1/actions", content=_deep(depth))
-    assert r.status_code == 400
-    assert r.json()["error"] == "invalid_request"
+    for depth in DEPTHS:
+        r = world.server.agent(world.agent_key, "POST", "/v1/actions", content=_deep(depth))
+        assert r.status_code == 400
+        assert r.json()["error"] == "invalid_request"
 
 
 SURROGATES = [

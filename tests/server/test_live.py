@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.livesrv import LiveServer
+from tests.slices import CRASH_ALL_ENV, whole_matrix
 
 SEED_REQUEST = """{
 "action_spec": {
@@ -133,8 +134,14 @@ def _hammer(server: LiveServer, key: str, acked: list[str], stop: threading.Even
                 acked.append(r.json()["action_request_id"])
 
 
+#: Acknowledged requests before the kill: 100 in CI, 300 under nox -s crash.
+ACKED_BEFORE_KILL = 300 if whole_matrix(CRASH_ALL_ENV) else 100
+
+
 @pytest.mark.slow
 def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path) -> None:
+    """SIGKILL with 8 clients' requests in flight, once `ACKED_BEFORE_KILL` are answered:
+    after a restart every acknowledged one is there and the audit chain verifies."""
     server = LiveServer.start(tmp_path / "tf")
     try:
         key = server.create_agent("Bot", rate_limit_per_minute=1_000_000)
@@ -145,7 +152,7 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path) -> None
         ]
         for w in workers:
             w.start()
-        while len(acked) < 300:
+        while len(acked) < ACKED_BEFORE_KILL:
             if not any(w.is_alive() for w in workers):
                 break
             threading.Event().wait(0.01)
@@ -153,7 +160,7 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path) -> None
         stop.set()
         for w in workers:
             w.join(30)
-        assert len(acked) >= 300
+        assert len(acked) >= ACKED_BEFORE_KILL
         server.launch(port=0)
         missing = [
             a for a in acked if server.agent(key, "GET", f"/v1/actions/{a}").status_code != 200
