@@ -39,6 +39,7 @@ from agentfirewall_server.store.schema import credentials
 from agentfirewall_server.vault import Keyring, Vault, kid_of
 from agentfirewall_server.vaultcheck import open_keyring, record_keys
 from tests.livesrv import LiveServer
+from tests.slices import CRASH_ALL_ENV, whole_matrix
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,6 @@ def _settle() -> None:
 SECRETS = {f"d{i}.example.com": f"secret-{i}-{'x' * i}" for i in range(4)}
 BATCH = "2"  # 4 credentials: 2 batches, 10 step boundaries
 BOUNDARIES = 10
-CRASH_ALL_ENV = "AGENTFIREWALL_TEST_CRASH_ALL"
 KEY_ENV = (
     "SETTINGS_ENCRYPTION_KEY",
     "AGENTFIREWALL_ENCRYPTION_KEY",
@@ -73,7 +73,7 @@ def _steps(database_url: str) -> range:
     """The step boundaries to kill at: all of them under `nox -s crash`, else every other
     one, the odd ones on SQLite and the even ones on PostgreSQL; past the last, the
     rotation ends."""
-    if os.environ.get(CRASH_ALL_ENV) == "1":
+    if whole_matrix(CRASH_ALL_ENV):
         return range(1, 40)
     return range(1 if database_url.startswith("sqlite") else 2, 40, 2)
 
