@@ -6,7 +6,8 @@ In a temporary project (`tf init` done once, as a user's is), each round starts
 `python -m agentfirewall_proxy.cli up --port 0 --proxy-port 0` (what the `tf` script runs) and
 measures the wall time from the spawn to `.tf/up.json` (polled every 5 ms, as
 tests/cli/conftest.py `Project.up` waits for it) and to the first 200 from the server's
-`/api/health` (its URL read from up.json), then stops it with SIGINT and waits for it to exit.
+`/api/health` (its URL read from up.json), then stops it with SIGINT and measures the time to
+its exit (what a user waits for after Ctrl-C, and a test after each `tf up`).
 Interleaved with it in every round: `python -c pass` and `python -c "import
 agentfirewall_server.app, agentfirewall_proxy.main"` (the bare cost of the imports). With
 ``--baseline-tree`` the same `tf up` runs from that tree too (``PYTHONPATH``) on its own
@@ -58,8 +59,9 @@ def _health(url: str, deadline: float) -> None:
     raise RuntimeError(f"{url}/api/health did not answer 200")
 
 
-def _up(project: Path, tree: Path) -> tuple[float, float]:
-    """Seconds from the spawn to `.tf/up.json`, and to the first 200 from `/api/health`."""
+def _up(project: Path, tree: Path) -> tuple[float, float, float]:
+    """Seconds from the spawn to `.tf/up.json`, to the first 200 from `/api/health`, and
+    from SIGINT to the exit."""
     up_file = project / ".tf" / "up.json"
     argv = [sys.executable, "-m", "agentfirewall_proxy.cli", "up", "--port", "0"]
     started = time.perf_counter()
@@ -82,12 +84,13 @@ def _up(project: Path, tree: Path) -> tuple[float, float]:
                 time.sleep(POLL)
         to_file = time.perf_counter() - started
         _health(info["server_url"], deadline)
-        return to_file, time.perf_counter() - started
-    finally:
+        to_health = time.perf_counter() - started
+        stopping = time.perf_counter()
         process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        process.wait(timeout=30)
+        return to_file, to_health, time.perf_counter() - stopping
+    finally:
+        if process.poll() is None:
             process.kill()
             process.wait()
 
@@ -132,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         times[f"python: {IMPORTS} ({label})"] = []
         times[f"tf up: spawn to up.json ({label})"] = []
         times[f"tf up: spawn to /health 200 ({label})"] = []
+        times[f"tf up: SIGINT to exit ({label})"] = []
     with tempfile.TemporaryDirectory(prefix="tf-startup-") as tmp:
         projects = {
             label: _init(tree, Path(tmp) / str(i)) for i, (label, tree) in enumerate(trees.items())
@@ -141,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             for label, tree in trees.items():
                 imports = [sys.executable, "-c", IMPORTS]
                 times[f"python: {IMPORTS} ({label})"].append(_wall(imports, tree))
-                to_file, to_health = _up(projects[label], tree)
+                to_file, to_health, to_exit = _up(projects[label], tree)
                 times[f"tf up: spawn to up.json ({label})"].append(to_file)
                 times[f"tf up: spawn to /health 200 ({label})"].append(to_health)
+                times[f"tf up: SIGINT to exit ({label})"].append(to_exit)
     bare = statistics.median(times["python -c pass"])
     print(f"\n{args.runs} rounds, wall time per process")
     print("| case | median ms | p90 ms | min ms | x python -c pass |")
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_row(name, values, bare))
     if args.baseline_tree:
         print("\nthis tree / baseline tree (median):")
-        for what in ("spawn to up.json", "spawn to /health 200"):
+        for what in ("spawn to up.json", "spawn to /health 200", "SIGINT to exit"):
             ours = statistics.median(times[f"tf up: {what} (this tree)"])
             theirs = statistics.median(times[f"tf up: {what} (baseline tree)"])
             print(f"  tf up, {what}: {ours / theirs:.2f}")
