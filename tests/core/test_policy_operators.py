@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -253,14 +252,6 @@ def test_any_matches_on_a_caseless_field_ignores_case_without_lowering_the_patte
     test = compile_operator("any_matches", r"^ACME/\D", lowered=True)
     assert test(["acme/prod"]) is True
     assert test(["acme/1"]) is False
-
-
-def test_a_guarded_regex_stays_fast_on_hostile_input() -> None:
-    test = compile_operator("matches", r"^(\w+)\s(\d+)$")
-    started = time.perf_counter()
-    assert test("a" * (MAX_INPUT - 1) + "!") is False
-    # not a timing assertion on the engine: a bound that only catastrophic backtracking breaks
-    assert time.perf_counter() - started < 5
 
 
 class TestTimeWindow:
