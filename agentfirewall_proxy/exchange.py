@@ -124,6 +124,9 @@ async def exchange(
                 if not complete:
                     raise _unbindable(limit)
             flow.bound = bind_request(flow, head, prefix)
+            if flow.redact:  # refused now if it cannot be, not once its approval is spent
+                prefix = redact_request(config.guard, flow, head, prefix, complete)
+                flow.redact = frozenset()  # (redacted: `_forward` sends it as it is)
             if config.budgets:  # reserved as if approved: a `deny` budget refuses before a
                 await _reserve(gateway, flow, force=True)  # person is asked or a grant used
             parkable = complete and upgrade is None
@@ -156,6 +159,7 @@ async def resume_exchange(
     cut = flow.cutter = Cut(asyncio.current_task(conn.deadline.loop()))
     gateway.begin(flow, conn)
     try:
+        await _before_use(gateway, flow, outcome)
         outcome = await _through(gateway.holds.finish(flow, outcome))
         _stop_if_cut(gateway, flow)  # (its approval used: a request cut is not sent)
         _hold_ended(flow)
@@ -472,6 +476,7 @@ async def _hold(
     control plane's and the approver's time, not the gateway's own (``traffic_record``).
     """
     holds, seconds = gateway.holds, gateway.approval_timeout(flow)
+    await _sendable(gateway, flow)  # (an identical retry's approval or a grant is spent at once)
     flow.hold = (time.monotonic(), 0.0)
     if flow.trace is None:
         outcome = await _through(holds.create(flow, seconds))
@@ -487,6 +492,7 @@ async def _hold(
             return parked
         # held, the holds end it (`Holds.kill`), not a cut; approved, it is confirmed used
         waited = await holds.wait(flow, seconds, conn.gone)
+        await _before_use(gateway, flow, waited)
         confirmed: HoldOutcome = await _through(holds.finish(flow, waited))
         _stop_if_cut(gateway, flow)
         outcome = confirmed
@@ -496,6 +502,34 @@ async def _hold(
     _raise_unless_approved(outcome)
     flow.reason = f"approved by grant {flow.grant_id}" if flow.grant_id else "approved"
     return None
+
+
+async def _sendable(gateway: Services, flow: Flow) -> None:
+    """Refuse `flow` now, before an approval is spent on it, for what would refuse it
+    unsent when it is sent (``_forward``): its connector removed or changed, or its
+    credential's target refused (``pipeline.serving``); a kill switch, its agent inactive,
+    the control plane lost, a cut (``check_forward``); a computed credential's token that
+    cannot be had (``injection.prepare``, 502). Its approval stays approved and unused."""
+    flow.connector = connector = serving(gateway.require_config(), flow)
+    gateway.check_forward(flow)
+    if connector.injector is not None:
+        await prepare(gateway.tokens, flow)
+
+
+async def _before_use(gateway: Services, flow: Flow, outcome: HoldOutcome) -> None:
+    """Before the approval of `flow` is confirmed used (``Holds.finish``): refused for
+    what is known now (:func:`_sendable`), its hold ended, its approval left unused (the
+    identical request sent again may still go on it). What changes while its use is
+    confirmed is refused as it is sent: the approval is spent then (a race)."""
+    if outcome != "approved" or flow.approval_id is None:
+        return  # (nothing to spend: a grant's, a retry's, or refused as it says)
+    try:
+        await _sendable(gateway, flow)
+    except Refusal:
+        _hold_ended(flow)
+        if flow.trace is not None:
+            flow.trace.hold_ended(outcome, flow.approval_id)
+        raise
 
 
 def _hold_ended(flow: Flow) -> None:

@@ -20,8 +20,9 @@
                                 apply (its messages go unread)
     bind_request                what an approval binds: method, host, path, query, the headers
                                 its connector says matter, body digest
-    serving                     after every wait, as it is sent: the connector serving its host
-                                now (removed, or of another type: refused; rotated: the new one)
+    serving                     after every wait, as it is sent (and before a held request's
+                                approval is spent): the connector serving its host now
+                                (removed, or of another type: refused; rotated: the new one)
     upstream_headers            agent auth replaced by the connector credential, X-TameFlare-*
     refusal                     the JSON answer for 403/407/408/4xx
     traffic_record              what is shipped to the control plane (no secrets, no bodies;

@@ -89,7 +89,7 @@ class Holding:
             outcome = await self.holds.create(flow, seconds)
             if outcome is None:
                 outcome = await self._wait(message, flow, seconds)
-            used = await self._finish(flow, outcome)
+            used = await self._finish(flow, self._sendable(outcome))
             flow.hold = (flow.hold[0], time.monotonic())
             return used
         except asyncio.CancelledError:
@@ -116,7 +116,17 @@ class Holding:
         finally:
             waiter.cancel()
 
-    async def _finish(self, flow: Flow, outcome: HoldOutcome) -> _Outcome:
+    def _sendable(self, outcome: HoldOutcome) -> _Outcome:
+        """Refused now, before its approval is spent, for what would refuse it as it is
+        sent (`_settled`): the control plane lost, its agent inactive. The approval stays
+        approved and unused (the identical call made again may still go on it)."""
+        if outcome != "approved":
+            return outcome
+        if self.follower.contact.lost:
+            return "outage"
+        return outcome if self.follower.active() else "inactive"
+
+    async def _finish(self, flow: Flow, outcome: _Outcome) -> _Outcome:
         """An approval is used once: its use confirmed with the control plane before the
         message is forwarded (``Holds.finish``), telling a use it refuses (409: used by an
         identical request retried after the approval, or no longer valid: ``used``) from
