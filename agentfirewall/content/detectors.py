@@ -38,7 +38,9 @@ Patterns follow the vendors' published token formats (GitHub ``gh[pousr]_`` and
 ``-`` or ``_`` (``aws-AKIA…``, ``X-AKIA…``, ``token_ghp_…``, ``stripe-sk_live_…``), not a
 letter or a digit, nor a character its random part holds (``_`` before ``github_pat_``,
 ``-`` before a Slack token, either before OpenAI and Anthropic keys and JWTs: there it is
-the tail of a longer token, and each attempt would rescan the one before it).
+the tail of a longer token, and each attempt would rescan the one before it; masking for a
+person finds those too: ``locate.unglued``). It may be followed by any character its random
+part does not hold (``ghp_…_meta``, ``sk_live_…_v1``, ``xoxb-…_x``).
 Token-shaped detectors also require the random part to look random (letters and digits
 mixed, enough entropy), so placeholders such as ``sk-your-key-here`` do not fire.
 """
@@ -114,27 +116,41 @@ def _random_looking(part: str, minimum: float = 3.0) -> bool:
     )
 
 
+_JOINERS = re.compile(r"[-_]")
+
+
+def _random_part(part: str, minimum: float = 3.0) -> bool:
+    """`part` looks random, or one of its pieces between `-` and `_` of 20 characters or
+    more does: a token whose random part may hold them matches on through a word joined
+    after it by one (``sk-…-production_db``, ``xoxb-…-aaaaaaa``), which must not spoil it."""
+    return _random_looking(part, minimum) or any(
+        len(piece) >= 20 and _random_looking(piece, minimum) for piece in _JOINERS.split(part)
+    )
+
+
 def _tail_random(skip: int, minimum: float = 3.0) -> Callable[[str], bool]:
-    return lambda text: _random_looking(text[skip:], minimum)
+    return lambda text: _random_part(text[skip:], minimum)
 
 
 def _openai(text: str) -> bool:
     body = text.split("-")[-1] if text.count("-") <= 2 else text[3:]
-    return _random_looking(body if len(body) >= 20 else text[3:])
+    return _random_looking(body if len(body) >= 20 else text[3:]) or _random_part(text[3:])
 
 
 def _slack(text: str) -> bool:
-    """Slack tokens carry numeric ids (team, user, bot) before their random part."""
+    """Slack tokens carry numeric ids (team, user, bot) before their random part; a word
+    joined after it by `-` (the expression's pieces: at most six) must not spoil it."""
+    parts = text[5:].split("-")
     return (
         len(text) >= 24
         and re.search(r"-\d{6,}-", text) is not None
-        and _random_looking(text[5:], 2.5)
+        and any(_random_looking("-".join(parts[:n]), 2.5) for n in range(len(parts), 1, -1))
     )
 
 
 def _anthropic(text: str) -> bool:
     rest = re.sub(r"^sk-ant-(?:[a-z]+\d\d-)?", "", text)
-    return _random_looking(rest.replace("-", "").replace("_", ""))
+    return _random_looking(rest.replace("-", "").replace("_", "")) or _random_part(rest)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -203,6 +219,10 @@ def _generic(text: str) -> bool:
 
 _SLACK_PREFIXES = ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xapp-")
 _END = r"(?![A-Za-z0-9_])"
+_END_ALNUM = r"(?![A-Za-z0-9])"  # (a token whose random part holds no `_`: `ghp_…_meta`)
+# (an OpenAI or Anthropic key with words joined after it may run past its expression's
+# bound: judged by what the bound holds, the hit reaches on to the end of the run)
+_RUN_ON = re.compile(r"[A-Za-z0-9_-]*")
 # (a token's prefix is distinctive: glued to a word by `-`, `_` or other punctuation, as in
 # `aws-AKIA…`, `X-AKIA…`, `token_ghp_…`, it is still the token; after a letter or a digit
 # it may be part of another word: `ask_live_…`, `XAKIA…`. Nor after a character its own
@@ -222,21 +242,21 @@ SECRETS: tuple[Detector, ...] = (
     ),
     Detector(
         "github_token", "secret", 0.98,
-        re.compile(_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}"
-                   r"|(?<!_)github_pat_[A-Za-z0-9_]{60,251})" + _END),
+        re.compile(_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}" + _END_ALNUM
+                   + r"|(?<!_)github_pat_[A-Za-z0-9_]{60,251}" + _END + ")"),
         anchors=(("_", 3, ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")), ("_", 6, ("github_pat_",))),
         check=_tail_random(4),
     ),
     Detector(
         "stripe_key", "secret", 0.95,
-        re.compile(_START + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}" + _END),
+        re.compile(_START + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}" + _END_ALNUM),
         anchors=(("_", 2, ("sk_live_", "sk_test_", "rk_live_", "rk_test_")),),
         check=_tail_random(8),
     ),
     Detector(
         "slack_token", "secret", 0.95,
         re.compile(_START_NO_DASH + r"(?:xox[abposre]|xapp)-[0-9A-Za-z]+(?:-[0-9A-Za-z]+){1,5}"
-                   + _END),
+                   + _END_ALNUM),
         anchors=(("-", 4, _SLACK_PREFIXES),),
         check=_slack,
     ),
@@ -247,16 +267,18 @@ SECRETS: tuple[Detector, ...] = (
     ),
     Detector(
         "anthropic_key", "secret", 0.97,
-        re.compile(_START_WORD + r"sk-ant-(?:[a-z]+[0-9][0-9]-)?[A-Za-z0-9_-]{32,200}" + _END),
+        re.compile(_START_WORD + r"sk-ant-(?:[a-z]+[0-9][0-9]-)?[A-Za-z0-9_-]{32,200}"),
         anchors=(("-", 2, ("sk-ant-",)),),
         check=_anthropic,
+        extend=_RUN_ON,
     ),
     Detector(
         "openai_key", "secret", 0.9,
-        re.compile(_START_WORD + r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{32,200}"
-                   + _END),
+        re.compile(_START_WORD + r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?"
+                   r"[A-Za-z0-9_-]{32,200}"),
         anchors=(("-", 2, ("sk-",)),),
         check=_openai,
+        extend=_RUN_ON,
     ),
     Detector(
         "private_key", "secret", 0.99,

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import quote_plus, unquote, unquote_plus
 
-from agentfirewall.content.detectors import DETECTORS
+from agentfirewall.content.detectors import DETECTORS, SECRETS
 from agentfirewall.content.injection import normalized
 from agentfirewall.content.reading import Pairs, Unescaped, decode_body, json_strings, load_json
 from agentfirewall.content.scanner import Hit, Scanner, default_scanner
@@ -81,6 +81,7 @@ __all__ = [
     "request_pieces",
     "scan_pieces",
     "secret_name",
+    "unglued",
     "value_pieces",
 ]
 
@@ -114,6 +115,14 @@ _CONTEXT_RE = re.compile("key|secret|token|passw|credential|auth|private|session
 _PEM_LINE = re.compile(r"[ \t\r\n]*(?:[A-Za-z][A-Za-z0-9-]{0,40}:[^\r\n]{0,128}|[A-Za-z0-9+/=]+)"
                        r"(?:[ \t\r\n]+[A-Za-z0-9+/=]+)*[ \t\r\n]*")  # fmt: skip
 _PEM_END = re.compile(r"[A-Za-z0-9+/= \t\r\n]*-----END [A-Z0-9 ]{0,100}PRIVATE KEY(?: BLOCK)?-----")
+#: What joins a secret's prefix to the word before it where the detectors start no token: a
+#: character the token's random part may hold (``x-amz-meta-sk-proj-…``, ``meta_github_pat_…``,
+#: ``id-eyJ…``), an escaped character (``meta%2Dghp_…``, ``meta\u002dxoxb-…``).
+_JOINS = re.compile(
+    r"(?:[-_]|%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})(?="
+    + "|".join(sorted({re.escape(p) for d in SECRETS for _, _, ps in d.anchors for p in ps if p}))
+    + ")"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,17 +399,40 @@ def describe(findings: Iterable[Finding], limit: int = 8) -> str:
 # -- redaction --------------------------------------------------------------------------
 
 
+#: The joins the detectors refuse (the rest they start a token after: ``x-ghp_…``), and the
+#: start of an escape: a text holding none of these is its own :func:`unglued` reading.
+_REFUSED = ("-sk-", "_sk-", "-eyJ", "_eyJ", "-xox", "-xapp-", "_github_pat_", "%", "\\u")
+
+
+def unglued(text: str) -> str:
+    """`text` with what joins a secret's prefix to the word before it (:data:`_JOINS`) read
+    as spaces, the same length: each secret in it stands alone there, where the detectors
+    find it (``x-amz-meta sk-proj-…``; which they do not start in a word, where it may be
+    the tail of a longer token: scanning this reading too finds both)."""
+    if not any(join in text for join in _REFUSED):  # (the common case: `str.find` only)
+        return text
+    return _JOINS.sub(lambda join: " " * len(join[0]), text)
+
+
 def redaction_spans(
-    scanner: Scanner, text: str, names: frozenset[str]
+    scanner: Scanner, text: str, names: frozenset[str], *, joined: bool = False
 ) -> list[tuple[int, int, str]]:
     """Where the detectors `names` fire in `text`, and in it with its escapes decoded
-    (mapped back): (start, end, detector), sorted, overlaps merged."""
-    found = [(h.start, h.end, h.detector) for h in scanner.scan(text) if h.detector in names]
+    (mapped back): (start, end, detector), sorted, overlaps merged. `joined`: and in their
+    :func:`unglued` readings (a secret joined to a word: what a person is shown masks it)."""
+
+    def hits(text: str) -> list[Hit]:
+        found = scanner.scan(text)
+        if joined and (apart := unglued(text)) != text:
+            found += scanner.scan(apart)
+        return [hit for hit in found if hit.detector in names]
+
+    found = [(h.start, h.end, h.detector) for h in hits(text)]
     if "\\" in text:
         unescaped = Unescaped(text)
         if unescaped.text != text:
             found += [(unescaped.to_raw(h.start), unescaped.to_raw(h.end), h.detector)
-                      for h in scanner.scan(unescaped.text) if h.detector in names]  # fmt: skip
+                      for h in hits(unescaped.text)]  # fmt: skip
     found.sort()
     merged: list[tuple[int, int, str]] = []
     for start, end, name in found:

@@ -5,7 +5,8 @@ The gateway makes it when it holds a request (``agentfirewall_proxy.pipeline.bin
 ``tf mcp wrap``); the control plane masks what a gateway sends once more before it stores it
 (an older gateway sent them as they were): masking what is masked changes nothing.
 
-Masked (:func:`masked`): what a secret detector finds (its JSON-escaped forms too), the value
+Masked (:func:`masked`): what a secret detector finds (its JSON-escaped forms too, and where
+it is joined to a word: ``x-amz-meta-sk-proj-…``, ``meta%2Dghp_…``, ``ghp_…_v1``), the value
 after a name that says it is secret whatever it looks like (``"password": "..."``,
 ``access_token=...``, ``Authorization: Bearer ...``) and the password of a URL, each replaced
 by a marker. A path and a query are masked as their upstream reads them too, decoded
@@ -149,7 +150,8 @@ def _url_passwords(text: str) -> list[tuple[int, int]]:
 
 def masked(text: str) -> str:
     """`text` as an approver may see it: what a secret detector finds (its JSON-escaped
-    forms too), the value after a name that says it is secret whatever it looks like
+    forms too, joined to a word too: ``locate.unglued``), the value after a name that says
+    it is secret whatever it looks like
     (`"password": "..."`, `access_token=...`, `Authorization: Bearer ...`) and the password
     of a URL, each replaced by a marker."""
     return _applied(text, _masks(text))
@@ -168,7 +170,7 @@ def _masks(text: str) -> list[_Mask]:
     (mapped back to `text` by :func:`_merged`)."""
     masks = [
         (a, b, marker(name))
-        for a, b, name in redaction_spans(default_scanner(), text, _CREDENTIALS)
+        for a, b, name in redaction_spans(default_scanner(), text, _CREDENTIALS, joined=True)
     ]
     for find in (_url_passwords, _named_secrets):
         shown = _applied(text, masks)
