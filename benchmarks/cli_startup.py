@@ -28,7 +28,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trees import ROOT, parse_trees
+
 COMMANDS = (
     ("tf --version", ["--version"]),
     ("tf --help", ["--help"]),
@@ -81,13 +83,7 @@ def _wall(argv: list[str], tree: Path, cwd: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=15, help="rounds (default 15)")
-    parser.add_argument("--baseline-tree", type=Path, help="another checkout to compare with")
-    args = parser.parse_args(argv)
-    trees = {"this tree": ROOT}
-    if args.baseline_tree:
-        trees["baseline tree"] = args.baseline_tree.resolve()
+    args, trees = parse_trees(__doc__.split("\n\n")[0], 15, argv)
     with _project() as (project, server_url):
         return _measure(args, trees, project, server_url)
 

@@ -19,7 +19,6 @@ compiled from source on every start. Ratios, not assertions.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -31,7 +30,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trees import ROOT, parse_trees
+
 IMPORTS = "import agentfirewall_server.app, agentfirewall_proxy.main"
 POLL = 0.005
 PACKAGES = ("agentfirewall", "agentfirewall_server", "agentfirewall_proxy")
@@ -123,13 +124,7 @@ def _row(name: str, values: list[float], bare: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="rounds (default 5)")
-    parser.add_argument("--baseline-tree", type=Path, help="another checkout to compare with")
-    args = parser.parse_args(argv)
-    trees = {"this tree": ROOT}
-    if args.baseline_tree:
-        trees["baseline tree"] = args.baseline_tree.resolve()
+    args, trees = parse_trees(__doc__.split("\n\n")[0], 5, argv)
     times: dict[str, list[float]] = {"python -c pass": []}
     for label in trees:
         times[f"python: {IMPORTS} ({label})"] = []
