@@ -61,22 +61,13 @@ from tests.proxy.support import (
     snapshot,
     start_gateway,
 )
+from tests.proxy.test_approval_spent_once import _until
 
 AGENT = "Bot"
 HOST = "api.github.com"
 NEW = "ghp_credentialAfterTheChange0000000000"
 BODY = b'{"merge_method":"squash"}'
 _numbers = iter(range(1000, 1_000_000))
-
-
-def _until(found: Callable[[], Any], what: str, seconds: float = 20.0) -> Any:
-    """`found()` once it is truthy (asked every 20 ms, for `seconds` at most)."""
-    for _ in range(int(seconds / 0.02)):
-        value = found()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {seconds} s")
 
 
 def _path(n: int) -> str:
