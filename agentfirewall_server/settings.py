@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=MIB, ge=1024)
     slack_api_url: str = "https://slack.com/api"
+    #: how often each server looks for pending approvals with no Slack message yet (given
+    #: up for a transient reason, created while Slack was down or not set up) to post them
+    slack_sweep_seconds: float = Field(default=300.0, gt=0, le=24 * 3600)
     public_url: str | None = None
     execute_timeout_seconds: float = Field(default=10.0, gt=0)
     #: how long a refresh lease lasts (``refreshleases.py``): a holder that dies blocks the

@@ -131,6 +131,7 @@ class AppState:
         from agentfirewall_server.approvals import expiry_loop
 
         self._tasks.append(asyncio.create_task(expiry_loop(self)))
+        self.slack.start()  # posts what has no Slack message yet; ends in `slack.drain`
         if not self.db.is_sqlite:
             from agentfirewall_server.pgevents import SharedEvents
 

@@ -13,7 +13,10 @@ escaped as Slack asks (``&``, ``<``, ``>``).
 
 Messages leave through one queue per channel (`outbox.py`), in order, never on the request
 path; a rate limit (429, ``Retry-After``), a 5xx or a timeout is tried again within bounds
-(`delivery.py`); what is given up is counted and recorded (`SlackNotifier`).
+(`delivery.py`); what is given up is counted and recorded (`SlackNotifier`). A pending
+approval with no message yet (given up for a transient reason, created while the server was
+down or Slack not set up) is posted by a sweep: at the start, at each configuration change
+and every ``settings.slack_sweep_seconds``; one server posts it (`claims.py`).
 """
 
 from __future__ import annotations
@@ -23,18 +26,26 @@ import hashlib
 import hmac
 import json
 import logging
+import uuid
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, update
 
 from agentfirewall.display import visible
 from agentfirewall.errors import VaultError
 from agentfirewall_server.approvals import get_approval
 from agentfirewall_server.audit import append_events, prepare_event
 from agentfirewall_server.clock import now
-from agentfirewall_server.notify.delivery import UNAVAILABLE, Failure, RetryPolicy, read_answer
+from agentfirewall_server.notify.claims import claim_post, refused_mark, release_claims, unposted
+from agentfirewall_server.notify.delivery import (
+    REFUSED,
+    UNAVAILABLE,
+    Failure,
+    RetryPolicy,
+    read_answer,
+)
 from agentfirewall_server.notify.outbox import Message, Outbox, Outcome
 from agentfirewall_server.store.schema import approvals
 
@@ -44,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["MAX_SKEW_SECONDS", "SlackNotifier", "sign", "store_message", "verify_signature"]
 
 MAX_SKEW_SECONDS = 300
+#: Approvals a sweep queues at most (the oldest first; the rest at the next sweep).
+SWEEP_BATCH = 100
 log = logging.getLogger("agentfirewall_server.slack")
 
 
@@ -147,6 +160,12 @@ class SlackNotifier:
     that read or the decision's (`on_decided`) finds the other. A message given up is
     counted in ``aaf_slack_messages_dropped_total`` and recorded as an
     ``approval.slack_failed`` audit event, the bot token in neither.
+
+    Each try of a post first claims it in the approval's row (`claims.claim_post`): of
+    several replicas (or a sweep and a post already queued) exactly one posts it. A post
+    given up releases its claim, or marks it refused under the current Slack settings
+    (Slack refused it), in the transaction that records the failure; the sweep (`start`)
+    queues the pending approvals with no message and no live claim again.
     """
 
     def __init__(self, state: Services) -> None:
@@ -154,8 +173,13 @@ class SlackNotifier:
         self.policy = RetryPolicy()
         self._outbox = Outbox(self._send, self._given_up, lambda: self.policy)
         self._failures: list[dict[str, Any]] = []  # audit events still to write
+        self._released: list[tuple[str, str | None]] = []  # claims still to release
         self._recorder: asyncio.Task[None] | None = None
         self._drained = False
+        self._id = uuid.uuid4().hex  # this server's claims (`claims.py`)
+        self._posting: set[str] = set()  # approvals whose post is in the outbox
+        self._audited: set[str] = set()  # posts whose give-up this server has recorded
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def waiting(self) -> int:
@@ -164,9 +188,11 @@ class SlackNotifier:
 
     @property
     def running(self) -> int:
-        """Tasks running: a worker per channel with messages, and the event recorder."""
+        """Tasks running: a worker per channel with messages, the event recorder and the
+        sweep (`start`)."""
         recording = self._recorder is not None and not self._recorder.done()
-        return self._outbox.running + recording
+        sweeping = self._sweeper is not None and not self._sweeper.done()
+        return self._outbox.running + recording + sweeping
 
     def secret(self, name: str) -> str | None:
         """The setting's secret; None when unset or unreadable (`tf vault status` names it):
@@ -186,12 +212,55 @@ class SlackNotifier:
         token = self.secret("slack_bot_token")
         return (token, str(channel)) if token and channel else None
 
+    def _refused(self) -> str:
+        """The claim a post Slack refuses under the current settings keeps (`claims.py`)."""
+        snapshot = self.state.snapshot
+        return refused_mark(
+            self.state.settings.slack_api_url,
+            str(snapshot.settings.get("slack_channel")),
+            str(snapshot.credentials.get("settings:slack_bot_token")),
+        )
+
+    # the sweep: what has no message yet --------------------------------------------
+
+    def start(self) -> None:
+        """At the server's start: sweep now, then at each configuration change (Slack set
+        up) and every ``slack_sweep_seconds``, until the server stops."""
+        self._sweeper = asyncio.create_task(self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        hub = self.state.hub
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:  # the store: the next sweep
+                log.warning("could not look for approvals to post to Slack: %s",
+                            type(exc).__name__)  # fmt: skip
+            if not await hub.wait(self.state.settings.slack_sweep_seconds, event_type="config"):
+                return  # the server stops
+
+    async def sweep(self) -> int:
+        """Queue the posts of the oldest pending approvals with no message and no live
+        claim (at most `SWEEP_BATCH`); how many were queued."""
+        target = self._target()
+        if target is None:
+            return 0
+        job = partial(unposted, refused=self._refused(), now=now(), limit=SWEEP_BATCH)
+        rows = [row for row in await self.state.db.read(job) if row["id"] not in self._posting]
+        for row in rows:
+            self._post_later(target[1], row)
+        return len(rows)
+
+    def _post_later(self, channel: str, row: dict[str, Any]) -> None:
+        self._posting.add(row["id"])
+        self._outbox.put(Message("post", channel, row))
+
     # what the server tells it (on the request path: queued, never awaited) ----------
 
     async def on_created(self, row: dict[str, Any]) -> None:
         target = self._target()
-        if target is not None:
-            self._outbox.put(Message("post", target[1], row))
+        if target is not None and row["id"] not in self._posting:
+            self._post_later(target[1], row)
 
     async def on_decided(self, row: dict[str, Any]) -> None:
         if row.get("slack_ts") and self._target() is not None:
@@ -201,16 +270,19 @@ class SlackNotifier:
 
     async def _send(self, message: Message) -> Outcome:
         target = self._target()
-        if target is None:  # Slack was turned off meanwhile: nothing to send
-            return None
-        if message.call == "post":
-            return await self._post(target[0], message)
-        return await self._update(target[0], message.approval)
+        if message.call == "update":
+            return None if target is None else await self._update(target[0], message.approval)
+        outcome = None if target is None else await self._post(target[0], message)
+        if not isinstance(outcome, Failure):  # done with (a failure: `_given_up` or again)
+            self._posting.discard(message.approval["id"])
+            self._audited.discard(message.approval["id"])
+        return outcome
 
     async def _post(self, token: str, message: Message) -> Outcome:
         row = message.approval
-        status = await self.state.db.read(partial(_status_of, approval_id=row["id"]))
-        if status != "pending":  # decided (or gone) before it reached Slack
+        claim = partial(claim_post, approval_id=row["id"], mine=self._id,
+                        refused=self._refused(), now=now())  # fmt: skip
+        if not await self.state.db.write(claim):  # decided, posted, or another's to post
             return None
         payload = {
             "channel": message.channel,
@@ -276,8 +348,13 @@ class SlackNotifier:
     # giving up -----------------------------------------------------------------------
 
     def _given_up(self, message: Message, failure: Failure) -> None:
-        """Count it, log it and record it (the event written by one recorder task)."""
+        """Count it, log it and record it (the event written by one recorder task; a post
+        given up again, by a later sweep of this server, is counted and logged only)."""
         row = message.approval
+        if message.call == "post":
+            self._posting.discard(row["id"])
+            mark = self._refused() if failure.reason == REFUSED else None
+            self._released.append((row["id"], mark))  # the next sweep posts it (not refused)
         self.state.metrics.slack_dropped.labels(message.call, failure.reason).inc()
         log.warning(
             "gave up the Slack %s of approval %s after %d tries: %s (%s)",
@@ -285,6 +362,11 @@ class SlackNotifier:
         )  # fmt: skip
         if self._drained:  # after the stop's drain no task may start: the log line stays
             return
+        if message.call == "post" and row["id"] in self._audited:  # a sweep's try again
+            self._record_later()  # (its claim released; counted and logged, audited once)
+            return
+        if message.call == "post":
+            self._audited.add(row["id"])
         data = {
             "call": message.call,
             "channel": message.channel,
@@ -295,31 +377,40 @@ class SlackNotifier:
         event = prepare_event("approval.slack_failed", actor="server", now=now(),
                               agent=row["agent"], subject=row["id"], data=data)  # fmt: skip
         self._failures.append(event)
+        self._record_later()
+
+    def _record_later(self) -> None:
         if self._recorder is None or self._recorder.done():
             self._recorder = asyncio.create_task(self._record())
 
     async def _record(self) -> None:
-        while self._failures:
+        """The failures' events, and their posts' claims released, in one transaction."""
+        while self._failures or self._released:
             batch, self._failures = self._failures, []
+            released, self._released = self._released, []
+
+            def job(conn: Connection, batch: list[dict[str, Any]] = batch,
+                    released: list[tuple[str, str | None]] = released) -> None:  # fmt: skip
+                release_claims(conn, released, mine=self._id, now=now())
+                if batch:
+                    append_events(conn, prepared=batch)
+
             try:
-                await self.state.db.write(partial(append_events, prepared=batch))
-            except Exception as exc:
+                await self.state.db.write(job)
+            except Exception as exc:  # the claims lapse (`claims.CLAIM_SECONDS`)
                 log.warning("could not record %d Slack failure(s) in the audit log: %s",
                             len(batch), type(exc).__name__)  # fmt: skip
 
     async def drain(self) -> None:
         """At the server's stop: the queues emptied or given up (`Outbox.close`), then
-        their failures recorded."""
+        their failures recorded (and claims released); no sweep after it."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await self._outbox.close()
         if self._recorder is not None:
             await asyncio.gather(self._recorder, return_exceptions=True)
         self._drained = True
-
-
-def _status_of(conn: Connection, approval_id: str) -> str | None:
-    found = conn.execute(select(approvals.c.status).where(approvals.c.id == approval_id))
-    status: str | None = found.scalar()
-    return status
 
 
 def store_message(
@@ -331,6 +422,6 @@ def store_message(
     conn.execute(
         update(approvals)
         .where(approvals.c.id == approval_id)
-        .values(slack_channel=channel, slack_ts=ts)
+        .values(slack_channel=channel, slack_ts=ts, slack_claim=None, slack_claimed_at=None)
     )
     return get_approval(conn, approval_id)

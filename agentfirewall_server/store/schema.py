@@ -262,6 +262,10 @@ approvals = Table(
     Column("used", Boolean, nullable=False, default=False),
     Column("slack_channel", String(80), nullable=True),
     Column("slack_ts", String(80), nullable=True),
+    #: who may post its Slack message now (``notify/claims.py``): a server's id, with the
+    #: time of its last try, ``refused:<settings>``, or NULL (the next sweep does) (0023)
+    Column("slack_claim", String(80), nullable=True),
+    Column("slack_claimed_at", Float, nullable=True),
 )
 
 used_nonces = Table(

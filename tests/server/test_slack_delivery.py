@@ -407,9 +407,9 @@ def test_the_server_stops_with_sends_pending_and_records_them(
         assert server.process.returncode in (0, -signal.SIGTERM)
         server.launch(port=0)
         events = server.admin("GET", "/v1/audit?event_type=approval.slack_failed").json()
-        (event,) = events["events"]
+        # (the restarted server's sweep tries it again: a failure of its own, later)
+        (event,) = [e for e in events["events"] if e["data"]["reason"] == "shutdown"]
         assert event["subject"] == apv
-        assert event["data"]["reason"] == "shutdown"
         assert server.admin("GET", f"/v1/approvals/{apv}").json()["status"] == "pending"
         assert TOKEN not in server.log()
     finally:
