@@ -54,10 +54,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import quote_plus, unquote, unquote_plus
 
-from agentfirewall.content.detectors import DETECTORS, SECRETS
+from agentfirewall.content.detectors import DETECTORS
 from agentfirewall.content.injection import normalized
 from agentfirewall.content.reading import Pairs, Unescaped, decode_body, json_strings, load_json
-from agentfirewall.content.scanner import Hit, Scanner, default_scanner
+from agentfirewall.content.scanner import Hit, Scanner, default_scanner, unglued
 
 __all__ = [
     "NORMALIZED",
@@ -115,14 +115,6 @@ _CONTEXT_RE = re.compile("key|secret|token|passw|credential|auth|private|session
 _PEM_LINE = re.compile(r"[ \t\r\n]*(?:[A-Za-z][A-Za-z0-9-]{0,40}:[^\r\n]{0,128}|[A-Za-z0-9+/=]+)"
                        r"(?:[ \t\r\n]+[A-Za-z0-9+/=]+)*[ \t\r\n]*")  # fmt: skip
 _PEM_END = re.compile(r"[A-Za-z0-9+/= \t\r\n]*-----END [A-Z0-9 ]{0,100}PRIVATE KEY(?: BLOCK)?-----")
-#: What joins a secret's prefix to the word before it where the detectors start no token: a
-#: character the token's random part may hold (``x-amz-meta-sk-proj-…``, ``meta_github_pat_…``,
-#: ``id-eyJ…``), an escaped character (``meta%2Dghp_…``, ``meta\u002dxoxb-…``).
-_JOINS = re.compile(
-    r"(?:[-_]|%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})(?="
-    + "|".join(sorted({re.escape(p) for d in SECRETS for _, _, ps in d.anchors for p in ps if p}))
-    + ")"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +160,7 @@ def shown(name: str) -> str:
     # (nothing shorter than 13 characters, without `@` and with fewer than 8 digits, is a
     # detection: the shortest are 20-character key ids, 13-digit cards, 8-digit phones)
     if len(name) > 12 or "@" in name or sum(c.isdigit() for c in name) >= 8:
-        hits = default_scanner().scan(name)
+        hits = default_scanner().scan(name, joined=True)
         if hits:
             found = marker(hits[0].detector)
     if len(name) <= 64:
@@ -202,9 +194,10 @@ def scan_pieces(scanner: Scanner, pieces: Iterable[Piece]) -> list[Finding]:
     return findings
 
 
-def _located(scanner: Scanner, items: list[Piece], joined: str) -> list[Finding]:
-    """Each hit of `scanner` in `joined` (`items` joined by a NUL), in its piece."""
-    hits = scanner.scan(joined)
+def _located(scanner: Scanner, items: list[Piece], text: str) -> list[Finding]:
+    """Each hit of `scanner` in `text` (`items` joined by a NUL), in its piece (a secret
+    joined to a word too: ``Scanner.scan``)."""
+    hits = scanner.scan(text, joined=True)
     if not hits:
         return []
     starts: list[int] = []
@@ -399,33 +392,16 @@ def describe(findings: Iterable[Finding], limit: int = 8) -> str:
 # -- redaction --------------------------------------------------------------------------
 
 
-#: The joins the detectors refuse (the rest they start a token after: ``x-ghp_…``), and the
-#: start of an escape: a text holding none of these is its own :func:`unglued` reading.
-_REFUSED = ("-sk-", "_sk-", "-eyJ", "_eyJ", "-xox", "-xapp-", "_github_pat_", "%", "\\u")
-
-
-def unglued(text: str) -> str:
-    """`text` with what joins a secret's prefix to the word before it (:data:`_JOINS`) read
-    as spaces, the same length: each secret in it stands alone there, where the detectors
-    find it (``x-amz-meta sk-proj-…``; which they do not start in a word, where it may be
-    the tail of a longer token: scanning this reading too finds both)."""
-    if not any(join in text for join in _REFUSED):  # (the common case: `str.find` only)
-        return text
-    return _JOINS.sub(lambda join: " " * len(join[0]), text)
-
-
 def redaction_spans(
     scanner: Scanner, text: str, names: frozenset[str], *, joined: bool = False
 ) -> list[tuple[int, int, str]]:
     """Where the detectors `names` fire in `text`, and in it with its escapes decoded
     (mapped back): (start, end, detector), sorted, overlaps merged. `joined`: and in their
-    :func:`unglued` readings (a secret joined to a word: what a person is shown masks it)."""
+    :func:`unglued` readings (a secret joined to a word: what policy detection finds, and
+    what a person is shown masks)."""
 
     def hits(text: str) -> list[Hit]:
-        found = scanner.scan(text)
-        if joined and (apart := unglued(text)) != text:
-            found += scanner.scan(apart)
-        return [hit for hit in found if hit.detector in names]
+        return [hit for hit in scanner.scan(text, joined=joined) if hit.detector in names]
 
     found = [(h.start, h.end, h.detector) for h in hits(text)]
     if "\\" in text:
@@ -456,8 +432,8 @@ def _replace(text: str, spans: list[tuple[int, int, str]]) -> str:
 
 def redact_text(scanner: Scanner, text: str, names: frozenset[str]) -> tuple[str, int]:
     """`text` with every hit of the detectors `names` replaced (its JSON-escaped forms
-    too); (text, replacements)."""
-    spans = redaction_spans(scanner, text, names)
+    too, and a secret joined to a word: what policy detection finds); (text, replacements)."""
+    spans = redaction_spans(scanner, text, names, joined=True)
     return (_replace(text, spans), len(spans)) if spans else (text, 0)
 
 
@@ -500,7 +476,7 @@ def _redact_json(scanner: Scanner, raw: str, names: frozenset[str]) -> tuple[str
         starts.append(at)
         at += len(token.text) + 1
     found: dict[int, list[tuple[int, int, str]]] = {}
-    for hit in scanner.scan(_SEPARATOR.join([t.text for t in tokens])):
+    for hit in scanner.scan(_SEPARATOR.join([t.text for t in tokens]), joined=True):
         if hit.detector in names:
             index = bisect.bisect_right(starts, hit.start) - 1
             spans = found.setdefault(index, [])
@@ -585,7 +561,7 @@ def _redact_form(scanner: Scanner, text: str, names: frozenset[str]) -> tuple[st
             fixes = []
             for plain, named in ((plain_name, None), (plain_value, plain_name)):
                 spans, replaced, whole = _fixed(
-                    plain, named, names, redaction_spans(scanner, plain, names)
+                    plain, named, names, redaction_spans(scanner, plain, names, joined=True)
                 )
                 fixes.append(marker("generic_secret") if whole else _replace(plain, spans))
                 count += replaced

@@ -14,10 +14,22 @@ injection markers) is run only where one of the literal texts its matches begin 
 (derived from the parsed expression: ``ignore``, ``<|im_sta``...; in ASCII text, where
 ``lower()`` folds as ``re.IGNORECASE`` does), or over the whole text where those are
 common.
+
+A secret joined to the word before it by a character its own random part may hold
+(``x-amz-meta-sk-proj-…``, ``meta_github_pat_…``, ``x-xoxb-…``, ``id-eyJ…``: there the
+detectors start no match, where it may be the tail of a longer token) or by an escaped
+character (``meta%2Dghp_…``, ``meta\\u002dAKIA…``) is found by ``scan(text, joined=True)``
+(policy detection and redaction: ``locate``): the text is read a second time with those
+joins as spaces (:func:`unglued`, the same length: each hit there is the token alone, at
+its place in the text), by its secret detectors alone, only when such a join is in it and
+the first reading refused a secret's prefix after a character a join ends with or found a
+secret (which may run on over a join: ``sk-…-xoxb-…``). Each reading is scanned as above:
+twice the work at most; a text without a refused prefix costs nothing more.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +39,7 @@ from typing import Any
 
 from agentfirewall.content.detectors import PII, SECRETS, Detector
 
-__all__ = ["Hit", "Scanner", "default_scanner"]
+__all__ = ["Hit", "Scanner", "default_scanner", "unglued"]
 
 #: Character classes for shapes: digits read as ``0``, capital letters as ``A``.
 _CLASSES = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"0" * 10 + b"A" * 26)
@@ -39,6 +51,42 @@ _DIGIT_RUN = re.compile(rb"0*")  # in the character classes: a run of digits
 #: Candidates (anchors, shapes) tried one by one between two density checks: more than 1%
 #: of the text since the last check and the rest is scanned without a Python step each.
 _CHECK_EVERY = 256
+#: What every match of a secret detector anchored on a prefix begins with.
+_PREFIXES = "|".join(
+    sorted({re.escape(p) for d in SECRETS for _, _, ps in d.anchors for p in ps if p})
+)
+#: What joins a secret's prefix to the word before it where the detectors start no token: a
+#: character the token's random part may hold (``x-amz-meta-sk-proj-…``, ``meta_github_pat_…``,
+#: ``id-eyJ…``; they start one after the others, ``x-ghp_…``, ``token_xoxb-…``), and how it
+#: reads apart.
+_REFUSED = tuple(
+    (join, " " + join[1:])
+    for join in ("-sk-", "_sk-", "-eyJ", "_eyJ", "-xox", "-xapp-", "_github_pat_")
+)
+#: An escaped character before any prefix (``meta%2Dghp_…``, ``meta\u002dxoxb-…``), and
+#: its spaces (each expression led by a literal: searched at ``str.find`` speeds).
+_ESCAPED = (
+    (re.compile(rf"%[0-9A-Fa-f]{{2}}(?={_PREFIXES})"), " " * 3),
+    (re.compile(rf"\\u[0-9A-Fa-f]{{4}}(?={_PREFIXES})"), " " * 6),
+)
+#: The characters a join (:data:`_REFUSED`, :data:`_ESCAPED`) ends with: a prefix after
+#: one of them that the detectors refuse may be a secret joined to a word.
+_JOIN_ENDS = frozenset("-_0123456789ABCDEFabcdef")
+
+
+def unglued(text: str) -> str:
+    """`text` with what joins a secret's prefix to the word before it (:data:`_REFUSED`,
+    :data:`_ESCAPED`) read as spaces, the same length: each secret in it stands alone
+    there, where the detectors find it (``x-amz-meta sk-proj-…``; which they do not start
+    in a word, where it may be the tail of a longer token: scanning this reading too finds
+    both). `text` itself when it holds no such join. Replacements of constant texts only:
+    no Python step per join."""
+    apart = text
+    for escaped, spaces in _ESCAPED:
+        apart = escaped.sub(spaces, apart)
+    for join, alone in _REFUSED:
+        apart = apart.replace(join, alone)
+    return apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +123,36 @@ class Scanner:
         self.markers: Scanner | None = None
         if markers:
             self.markers = self if len(markers) == len(self.detectors) else Scanner(markers)
+        joinable = tuple(d for d in self.detectors if d.kind == "secret" and any(
+            p for _, _, prefixes in d.anchors for p in prefixes))  # fmt: skip
+        #: The secret detectors that start at a prefix (what :func:`unglued` parts from the
+        #: word before it): they read the unglued reading. None without any.
+        self._joinable: Scanner | None = None
+        if joinable:
+            self._joinable = self if len(joinable) == len(self.detectors) else Scanner(joinable)
 
-    def scan(self, text: str) -> list[Hit]:
-        """Every detection in `text`, by position."""
+    def scan(self, text: str, *, joined: bool = False) -> list[Hit]:
+        """Every detection in `text`, by position. `joined`: and every secret joined to the
+        word before it (module docstring), the token alone."""
+        hits, glued = self._scan(text)
+        if not joined or self._joinable is None:
+            return hits
+        # (a join is looked for where a prefix was refused after a join character, or a
+        # secret found may have run on over one: `sk-…-xoxb-…`)
+        names = self._joinable.names
+        if glued or any(hit.detector in names for hit in hits):
+            apart = unglued(text)
+            if apart is not text:
+                more = _pieces_left(hits, self._joinable._scan(apart)[0])
+                if more:
+                    hits = _resolve(hits + more)
+        return hits
+
+    def _scan(self, text: str) -> tuple[list[Hit], bool]:
+        """(the hits, whether a secret's prefix may be joined to the word before it: one was
+        refused after a join character, or not each was tried)."""
         hits: list[Hit] = []
+        glued = False
         dense = self._dense(text)
         crowded = min(len(text), _SAMPLE) // 100 if len(text) >= 4096 else 0
         for char, entries in self._anchors:
@@ -87,7 +161,7 @@ class Scanner:
             if not entries:
                 continue
             if crowded and text.count(char, 0, _SAMPLE) > crowded:
-                self._crowded(entries, text, 0, hits)
+                glued |= self._crowded(entries, text, 0, hits)
                 continue
             pos = text.find(char)
             visits, mark = 0, pos
@@ -95,7 +169,7 @@ class Scanner:
                 visits += 1
                 if not visits % _CHECK_EVERY:  # crowded from here on: switch strategy
                     if pos - mark < _CHECK_EVERY * 100:
-                        self._crowded(entries, text, pos, hits)
+                        glued |= self._crowded(entries, text, pos, hits)
                         break
                     mark = pos
                 after = pos + 1
@@ -106,6 +180,8 @@ class Scanner:
                     end = self._try(detector, text, pos, offset, prefixes, hits)
                     if end > after:
                         after = end
+                    elif end < 0:
+                        glued = True
                 pos = text.find(char, after)
         digits = -1
         classes = b""
@@ -134,7 +210,7 @@ class Scanner:
             self._word_scan(dense, text, hits)
         if len(hits) > 1:
             hits = _resolve(hits)
-        return hits
+        return hits, glued
 
     def _shape_scan(self, detector: Detector, text: str, classes: bytes, hits: list[Hit]) -> None:
         """Run `detector` where one of its shapes starts (at the start of a digit run)."""
@@ -204,25 +280,31 @@ class Scanner:
         text: str,
         start: int,
         hits: list[Hit],
-    ) -> None:
+    ) -> bool:
         """Scan from `start` the entries of an anchor that is common there (more than 1% of
         the text): a detector with prefixes by finding the prefixes themselves, a generic
         secret by its context words, any other with its expression over the text. Never a
-        Python step per anchor."""
+        Python step per anchor. Whether a prefix may be joined (:meth:`_prefix_scan`)."""
+        glued = False
         for offset, prefixes, detector in entries:
             if offset >= 0 and all(prefixes):
                 for prefix in prefixes:
-                    self._prefix_scan(detector, offset, prefix, text, max(0, start - offset), hits)
+                    glued |= self._prefix_scan(
+                        detector, offset, prefix, text, max(0, start - offset), hits
+                    )
             elif detector.words:
                 self._word_scan((detector,), text, hits, max(0, start - detector.back))
             else:
                 self._search(detector, text, max(0, start - detector.back), hits)
+        return glued
 
     def _prefix_scan(
         self, detector: Detector, offset: int, prefix: str, text: str, start: int, hits: list[Hit]
-    ) -> None:
+    ) -> bool:
         """`detector` tried where `prefix` is, from `start` (if the prefix itself is common
-        there, the expression runs over the rest of the text instead)."""
+        there, the expression runs over the rest of the text instead). Whether a prefix may
+        be joined: one was refused after a join character, or the expression ran on."""
+        glued = False
         pos = text.find(prefix, start)
         visits, mark = 0, pos
         while pos >= 0:
@@ -230,10 +312,12 @@ class Scanner:
             if not visits % _CHECK_EVERY:
                 if pos - mark < _CHECK_EVERY * 100:
                     self._search(detector, text, pos, hits)
-                    return
+                    return True
                 mark = pos
             end = self._try(detector, text, pos + offset, offset, (prefix,), hits)
+            glued |= end < 0
             pos = text.find(prefix, max(pos + 1, end))
+        return glued
 
     def _search(self, detector: Detector, text: str, start: int, hits: list[Hit]) -> None:
         """`detector`'s expression over the text from `start`: Python steps only where it
@@ -273,7 +357,8 @@ class Scanner:
         hits: list[Hit],
         rejected: bool = False,
     ) -> int:
-        """Run `detector` at the anchor found at `pos`; the end of its hit, else 0.
+        """Run `detector` at the anchor found at `pos`; the end of its hit, else 0 (-1: a
+        secret's prefix is there, after a character that may join it to a word).
 
         `rejected`: a match in its context that fails the check also gives its end, so the
         context words inside its value are not tried again (text made of ``token=token=``
@@ -294,7 +379,8 @@ class Scanner:
             return 0
         match = detector.pattern.match(text, start)
         if match is None:
-            return 0
+            joined = start and prefixes[0] and text[start - 1] in _JOIN_ENDS
+            return -1 if joined and detector.kind == "secret" else 0
         if detector.context is not None and not self._context(detector, text, start):
             return 0
         return self._add(detector, match, hits) or (match.end() if rejected else 0)
@@ -325,6 +411,24 @@ class Scanner:
             end = after = max(after, detector.extend.match(match.string, end).end())  # type: ignore[union-attr]
         hits.append(Hit(detector.name, detector.kind, detector.confidence, start, end))
         return after
+
+
+def _pieces_left(found: list[Hit], apart: list[Hit]) -> list[Hit]:
+    """The hits of `apart` (sorted) that are not a piece of a hit of the same detector in
+    `found` (sorted): a token whose random part holds a join (``sk-…-sk-…``) is found whole
+    as written, and its pieces are no other token."""
+    reach: dict[str, tuple[list[int], list[int]]] = {}  # detector: starts, furthest end so far
+    for hit in found:
+        starts, ends = reach.setdefault(hit.detector, ([], []))
+        starts.append(hit.start)
+        ends.append(max(hit.end, ends[-1]) if ends else hit.end)
+    left = []
+    for hit in apart:
+        starts, ends = reach.get(hit.detector, ([], []))
+        at = bisect.bisect_right(starts, hit.start) - 1
+        if at < 0 or ends[at] < hit.end:
+            left.append(hit)
+    return left
 
 
 def _resolve(hits: list[Hit]) -> list[Hit]:
