@@ -150,7 +150,7 @@ def _url_passwords(text: str) -> list[tuple[int, int]]:
 
 def masked(text: str) -> str:
     """`text` as an approver may see it: what a secret detector finds (its JSON-escaped
-    forms too, joined to a word too: ``locate.unglued``), the value after a name that says
+    forms too, joined to a word too: ``scanner.unglued``), the value after a name that says
     it is secret whatever it looks like
     (`"password": "..."`, `access_token=...`, `Authorization: Bearer ...`) and the password
     of a URL, each replaced by a marker."""
