@@ -38,8 +38,8 @@ Patterns follow the vendors' published token formats (GitHub ``gh[pousr]_`` and
 ``-`` or ``_`` (``aws-AKIA…``, ``X-AKIA…``, ``token_ghp_…``, ``stripe-sk_live_…``), not a
 letter or a digit, nor a character its random part holds (``_`` before ``github_pat_``,
 ``-`` before a Slack token, either before OpenAI and Anthropic keys and JWTs: there it is
-the tail of a longer token, and each attempt would rescan the one before it; masking for a
-detection finds those too: ``scanner.unglued``). It may be followed by any character its random
+the tail of a longer token, and each attempt would rescan the one before it; a second
+reading finds those too: ``scanner.unglued``). It may be followed by any character its random
 part does not hold (``ghp_…_meta``, ``sk_live_…_v1``, ``xoxb-…_x``).
 Token-shaped detectors also require the random part to look random (letters and digits
 mixed, enough entropy), so placeholders such as ``sk-your-key-here`` do not fire.
