@@ -24,7 +24,6 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from agentfirewall.actions import ActionSpec
 from agentfirewall.content import (
@@ -48,11 +47,9 @@ from agentfirewall.policy.permissions import AccessRule
 from tests.core.test_content_adversarial import PER_CHAR, PROSE, SIZE, _counted, _Tally
 from tests.core.test_content_injection import ROOT, _constants
 from tests.core.test_content_joined_secrets import (
-    JOINERS,
+    JOINED,
     ORDINARY,
-    PLACES,
     SECRETS,
-    WORDS,
     _joined,
 )
 from tests.fuzzscale import examples
@@ -104,13 +101,7 @@ READINGS: dict[str, Callable[[str], list[Piece]]] = {
 
 
 @settings(max_examples=examples(300), deadline=None)
-@given(
-    kind=st.sampled_from(sorted(SECRETS)),
-    joiner=st.sampled_from(JOINERS),
-    place=st.sampled_from(PLACES),
-    word=WORDS,
-    other=WORDS,
-)
+@given(**JOINED)
 def test_a_joined_secret_is_found_by_policy_detection(
     kind: str, joiner: str, place: str, word: str, other: str
 ) -> None:
@@ -129,13 +120,7 @@ def test_a_joined_secret_is_found_by_policy_detection(
 
 
 @settings(max_examples=examples(200), deadline=None)
-@given(
-    kind=st.sampled_from(sorted(SECRETS)),
-    joiner=st.sampled_from(JOINERS),
-    place=st.sampled_from(PLACES),
-    word=WORDS,
-    other=WORDS,
-)
+@given(**JOINED)
 def test_the_hit_is_the_token_alone(
     kind: str, joiner: str, place: str, word: str, other: str
 ) -> None:

@@ -52,6 +52,14 @@ WORDS = st.one_of(
 )  # fmt: skip
 #: Where the secret is joined: after a word, before one, between two.
 PLACES = ["after", "before", "between"]
+#: A secret of each kind joined to words by each joiner at each place (`_joined`'s arguments).
+JOINED = {
+    "kind": st.sampled_from(sorted(SECRETS)),
+    "joiner": st.sampled_from(JOINERS),
+    "place": st.sampled_from(PLACES),
+    "word": WORDS,
+    "other": WORDS,
+}
 
 
 def _joined(word: str, joiner: str, secret: str, place: str, other: str) -> str:
@@ -75,13 +83,7 @@ def test_each_secret_is_found_standing_alone(kind: str) -> None:
 
 
 @settings(max_examples=examples(300), deadline=None)
-@given(
-    kind=st.sampled_from(sorted(SECRETS)),
-    joiner=st.sampled_from(JOINERS),
-    place=st.sampled_from(PLACES),
-    word=WORDS,
-    other=WORDS,
-)
+@given(**JOINED)
 def test_a_joined_secret_is_never_shown(
     kind: str, joiner: str, place: str, word: str, other: str
 ) -> None:

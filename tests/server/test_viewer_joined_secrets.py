@@ -21,9 +21,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from tests.core.test_content_joined_secrets import JOINERS, PLACES, SECRETS, WORDS, _joined
+from tests.core.test_content_joined_secrets import JOINED, JOINERS, PLACES, SECRETS, _joined
 from tests.livesrv import LiveServer
 from tests.server.test_viewer_held_request import SPEC, _leaked
 from tests.server.test_viewer_masked import HELD, HOLD, _reader, _stored_token, _user
@@ -107,13 +106,7 @@ def test_a_viewer_reads_no_joined_secret_of_any_joiner_in_a_spec(site: Site, kin
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    kind=st.sampled_from(sorted(SECRETS)),
-    joiner=st.sampled_from(JOINERS),
-    place=st.sampled_from(PLACES),
-    word=WORDS,
-    other=WORDS,
-)
+@given(**JOINED)
 def test_a_viewer_reads_no_joined_secret_anywhere(
     site: Site, kind: str, joiner: str, place: str, word: str, other: str
 ) -> None:
