@@ -43,12 +43,12 @@ __all__ = [
     "NODE_PRELOAD",
     "RUN_LEASE_SECONDS",
     "RunLease",
+    "Supervisor",
     "dedicated_port",
     "is_listening",
     "register",
     "run",
     "spawn",
-    "supervise",
 ]
 
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -321,16 +321,18 @@ def _run_agent(
         from agentfirewall_proxy.isolate.run import run_isolated  # namespaces: only here
 
         target = ctx.target()
-        return run_isolated(
-            command,
-            env,
-            agent=name,
-            proxy_url=proxy,
-            server_url=target.server_url,
-            gateway_token=ctx.gateway_token(target),
-            supervise=supervise,
-            say=ctx.out.note,
-        )
+        gateway_token = ctx.gateway_token(target)
+        with Supervisor() as supervisor:  # (from before the sandbox starts the agent)
+            return run_isolated(
+                command,
+                env,
+                agent=name,
+                proxy_url=proxy,
+                server_url=target.server_url,
+                gateway_token=gateway_token,
+                supervise=supervisor.wait,
+                say=ctx.out.note,
+            )
     return spawn(command, env)
 
 
@@ -361,13 +363,14 @@ def _terminal_sent_it() -> bool:
 
 def spawn(command: list[str], env: dict[str, str]) -> int:
     hide_own_environment()  # also when spawn() is called alone
-    try:
-        child = subprocess.Popen(command, env=env)
-    except FileNotFoundError:
-        raise CliError(f"command not found: `{command[0]}`", code=127) from None
-    except PermissionError:
-        raise CliError(f"permission denied: `{command[0]}`", code=126) from None
-    return supervise(child)
+    with Supervisor() as supervisor:
+        try:
+            child = subprocess.Popen(command, env=env)
+        except FileNotFoundError:
+            raise CliError(f"command not found: `{command[0]}`", code=127) from None
+        except PermissionError:
+            raise CliError(f"permission denied: `{command[0]}`", code=126) from None
+        return supervisor.wait(child)
 
 
 def hide_own_environment() -> None:
@@ -382,22 +385,45 @@ def hide_own_environment() -> None:
         set_undumpable()
 
 
-def supervise(child: subprocess.Popen[Any]) -> int:
-    """Wait for `child`, forwarding signals; its exit code (128 + N for signal N)."""
+class Supervisor:
+    """`tf run`'s signals passed on to its agent, caught from before the agent is started: one
+    that comes while it is being started is passed on as soon as it is (`tf run` never dies
+    of it, leaving the agent running unsupervised). The previous handlers come back when the
+    context ends."""
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
+    def __init__(self) -> None:
+        self._child: subprocess.Popen[Any] | None = None
+        self._early: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Supervisor:
+        self._previous = {sig: signal.signal(sig, self._forward)
+                          for sig in (*_FORWARDED, signal.SIGINT)}  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _forward(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGINT and _terminal_sent_it():
+            return  # the agent, in our process group, got it from the terminal too
+        if self._child is None:
+            self._early.append(signum)
             return
         with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
+            self._child.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (*_FORWARDED, signal.SIGINT)}
-    try:
+    def wait(self, child: subprocess.Popen[Any]) -> int:
+        """Wait for `child`, forwarding signals (those that came before it first); its exit
+        code (128 + N for signal N)."""
+        self._child = child
+        for signum in self._early:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
+        self._early.clear()
         code = child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 128 - code if code < 0 else code
+        return 128 - code if code < 0 else code
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
