@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from agentfirewall.actions import parse_action_spec
-from tests.dashboard.conftest import Dashboard, Watched, _create_people
+from tests.dashboard.conftest import Dashboard, Watched, _create_people, admin_client
 from tests.livesrv import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -37,7 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def board(server: LiveServer, browser: Any) -> Iterator[Dashboard]:
     headers = {"Authorization": f"Bearer {server.admin_token}"}
-    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as admin:
+    with admin_client(server.url, headers) as admin:
         _create_people(server.url, admin, server.data_dir)
         dash = Dashboard(server.url, admin, browser, server.data_dir)
         yield dash

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import USERS, Dashboard, _create_people
+from tests.dashboard.conftest import USERS, Dashboard, _create_people, admin_client
 from tests.dashboard.scenario import HELD_TYPE, HOLD_POLICY
 from tests.livesrv import LiveServer
 
@@ -50,7 +50,7 @@ def board(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
     server = LiveServer.start(tmp_path_factory.mktemp("docs-dashboard") / "tf")
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     try:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as admin:
+        with admin_client(server.url, headers) as admin:
             _create_people(server.url, admin, server.data_dir)
             dash = Dashboard(server.url, admin, browser, server.data_dir)
             dash.api("POST", "/users", {"email": ADMIN, "password": dash.password, "role": "admin"})

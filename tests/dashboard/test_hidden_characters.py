@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 from starlette.applications import Starlette
@@ -24,7 +23,7 @@ from starlette.testclient import TestClient
 
 import agentfirewall_server.dashboard as dashboard
 from agentfirewall.display import visible
-from tests.dashboard.conftest import Dashboard, _create_people, run_module
+from tests.dashboard.conftest import Dashboard, _create_people, admin_client, run_module
 from tests.dashboard.scenario import HELD_TYPE, request_action, spec
 from tests.livesrv import LiveServer
 
@@ -64,7 +63,7 @@ def board(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
     server = LiveServer.start(tmp_path_factory.mktemp("hidden") / "tf")
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     try:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as admin:
+        with admin_client(server.url, headers) as admin:
             _create_people(server.url, admin, server.data_dir)
             dash = Dashboard(server.url, admin, browser, server.data_dir)
             _populate(dash)

@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import Dashboard, _create_people
+from tests.dashboard.conftest import Dashboard, _create_people, admin_client
 from tests.dashboard.scenario import HOLD_POLICY, spec
 from tests.livesrv import LiveServer
 
@@ -43,7 +43,7 @@ def board(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
     server = LiveServer.start(tmp_path_factory.mktemp("implicit-submit") / "tf")
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     try:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as admin:
+        with admin_client(server.url, headers) as admin:
             _create_people(server.url, admin, server.data_dir)
             dash = Dashboard(server.url, admin, browser, server.data_dir)
             dash.api("POST", "/policies", {"document": HOLD_POLICY})

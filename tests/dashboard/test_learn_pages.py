@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import Dashboard, _create_people
+from tests.dashboard.conftest import Dashboard, _create_people, admin_client
 from tests.dashboard.scenario import HELD_TYPE, HOLD_POLICY, request_action, wait_action
 from tests.livesrv import LiveServer
 
@@ -52,7 +52,7 @@ def board(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
     server = LiveServer.start(tmp_path_factory.mktemp("learn") / "tf")
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     try:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as admin:
+        with admin_client(server.url, headers) as admin:
             _create_people(server.url, admin, server.data_dir)
             dash = Dashboard(server.url, admin, browser, server.data_dir)
             yield dash
