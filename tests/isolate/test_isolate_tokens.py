@@ -77,16 +77,16 @@ def test_records_never_go_through_the_users_http_proxy(isolated_project: Project
     assert "not recorded" not in done.stderr  # they reached the project's own server
 
 
-# `tf run`, its `supervise` wrapped to ask the kernel (PR_GET_DUMPABLE) while the agent runs
+# `tf run`, its `Supervisor.wait` wrapped to ask the kernel (PR_GET_DUMPABLE) while the agent runs
 WATCHED = """
 import ctypes, sys
 from agentfirewall_proxy.cli import main, run_cmd
-real = run_cmd.supervise
-def supervise(child):
+real = run_cmd.Supervisor.wait
+def wait(self, child):
     dumpable = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)
     print("tf run dumpable while the agent runs:", dumpable, file=sys.stderr, flush=True)
-    return real(child)
-run_cmd.supervise = supervise
+    return real(self, child)
+run_cmd.Supervisor.wait = wait
 raise SystemExit(main(sys.argv[1:]))
 """
 
